@@ -1,0 +1,290 @@
+/*
+ * Loader for portcullis.conf; see config.h. The file is written by the
+ * administrator, not a peer, but a typo still gets a line-numbered error
+ * instead of a silent default.
+ */
+#include "common/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/log.h"
+
+static int config_set_str(char **dst, const char *v)
+{
+    char *s = strdup(v);
+
+    if (s == NULL) {
+        return ERR_NOMEM;
+    }
+    free(*dst);
+    *dst = s;
+    return ERR_OK;
+}
+
+/* Joins a relative path onto base; absolute paths pass unchanged. */
+static int config_set_path(char **dst, const char *base, const char *v)
+{
+    char *s;
+    size_t n;
+
+    if (v[0] == '/' || base == NULL) {
+        return config_set_str(dst, v);
+    }
+    n = strlen(base) + 1 + strlen(v) + 1;
+    if ((s = malloc(n)) == NULL) {
+        return ERR_NOMEM;
+    }
+    snprintf(s, n, "%s/%s", base, v);
+    free(*dst);
+    *dst = s;
+    return ERR_OK;
+}
+
+static int config_parse_int(const char *v, int lo, int hi, int *out)
+{
+    char *end = NULL;
+    long x;
+
+    errno = 0;
+    x = strtol(v, &end, 10);
+    if (errno != 0 || end == v || *end != '\0' || x < lo || x > hi) {
+        return ERR_CONFIG;
+    }
+    *out = (int)x;
+    return ERR_OK;
+}
+
+int config_defaults(struct config *cfg, const char *data_dir)
+{
+    int r = ERR_OK;
+
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->ssh_port = 2203;
+    cfg->max_startups = 256;
+    cfg->max_sessions = 4096;
+    cfg->login_grace_seconds = 60;
+    cfg->connect_timeout_seconds = 10;
+    cfg->http_port = 8080;
+    cfg->max_failures = 5;
+    cfg->failure_window_seconds = 300;
+    cfg->lockout_seconds = 300;
+    cfg->failure_delay_ms = 1000;
+    if ((r = config_set_str(&cfg->data_dir, data_dir)) ||
+        (r = config_set_str(&cfg->log_level, "info")) ||
+        (r = config_set_str(&cfg->ssh_listen, "127.0.0.1")) ||
+        (r = config_set_path(&cfg->ssh_host_key, data_dir,
+                             "ssh_host_ed25519_key")) ||
+        (r = config_set_str(&cfg->privsep_user, "nobody")) ||
+        (r = config_set_str(&cfg->http_listen, "127.0.0.1")) ||
+        (r = config_set_str(&cfg->store_driver, "sqlite")) ||
+        (r = config_set_path(&cfg->store_path, data_dir, "portcullis.db")) ||
+        (r = config_set_path(&cfg->vault_key, data_dir, "vault.key"))) {
+        config_free(cfg);
+    }
+    return r;
+}
+
+struct config_key {
+    const char *section;
+    const char *key;
+    enum { CK_STR, CK_PATH, CK_INT } kind;
+    size_t off;
+    int lo, hi;
+};
+
+#define CK(sec, key, kind, field, lo, hi)                                     \
+    {sec, key, kind, offsetof(struct config, field), lo, hi}
+
+static const struct config_key config_keys[] = {
+    CK("server", "log_level", CK_STR, log_level, 0, 0),
+    CK("ssh", "listen", CK_STR, ssh_listen, 0, 0),
+    CK("ssh", "port", CK_INT, ssh_port, 0, 65535),
+    CK("ssh", "host_key", CK_PATH, ssh_host_key, 0, 0),
+    CK("ssh", "max_startups", CK_INT, max_startups, 1, 100000),
+    CK("ssh", "max_sessions", CK_INT, max_sessions, 1, 1000000),
+    CK("ssh", "login_grace_seconds", CK_INT, login_grace_seconds, 1, 3600),
+    CK("ssh", "connect_timeout_seconds", CK_INT, connect_timeout_seconds, 1,
+       600),
+    CK("ssh", "privsep_user", CK_STR, privsep_user, 0, 0),
+    CK("http", "listen", CK_STR, http_listen, 0, 0),
+    CK("http", "port", CK_INT, http_port, 0, 65535),
+    CK("store", "driver", CK_STR, store_driver, 0, 0),
+    CK("store", "path", CK_PATH, store_path, 0, 0),
+    CK("vault", "key_file", CK_PATH, vault_key, 0, 0),
+    CK("auth", "max_failures", CK_INT, max_failures, 1, 1000000),
+    CK("auth", "failure_window_seconds", CK_INT, failure_window_seconds, 1,
+       86400 * 30),
+    CK("auth", "lockout_seconds", CK_INT, lockout_seconds, 0, 86400 * 30),
+    CK("auth", "failure_delay_ms", CK_INT, failure_delay_ms, 0, 60000),
+};
+
+static char *config_trim(char *s)
+{
+    char *e;
+
+    while (isspace((unsigned char)*s)) {
+        s++;
+    }
+    e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1])) {
+        *--e = '\0';
+    }
+    return s;
+}
+
+int config_load(const char *path, struct config *cfg, char *why,
+                size_t whylen)
+{
+    char absdir[PATH_MAX], abspath[PATH_MAX], line[4096], section[64] = "";
+    char *slash, *k, *v, *eq;
+    FILE *f = NULL;
+    int lineno = 0, r = ERR_OK;
+    size_t i;
+
+    memset(cfg, 0, sizeof(*cfg));
+    if (realpath(path, abspath) == NULL) {
+        snprintf(why, whylen, "cannot read config %s: %s", path,
+                 strerror(errno));
+        return ERR_CONFIG;
+    }
+    snprintf(absdir, sizeof(absdir), "%s", abspath);
+    if ((slash = strrchr(absdir, '/')) != NULL) {
+        *slash = '\0';
+    }
+    if (absdir[0] == '\0') {
+        snprintf(absdir, sizeof(absdir), "/");
+    }
+    if ((r = config_defaults(cfg, absdir)) != ERR_OK) {
+        snprintf(why, whylen, "%s", err_str(r));
+        return r;
+    }
+    if ((r = config_set_str(&cfg->path, abspath)) != ERR_OK) {
+        goto out;
+    }
+    if ((f = fopen(abspath, "r")) == NULL) {
+        snprintf(why, whylen, "cannot read config %s: %s", path,
+                 strerror(errno));
+        r = ERR_CONFIG;
+        goto out;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        lineno++;
+        if (strchr(line, '\n') == NULL && !feof(f)) {
+            snprintf(why, whylen, "%s:%d: line too long", path, lineno);
+            r = ERR_CONFIG;
+            goto out;
+        }
+        k = config_trim(line);
+        if (*k == '\0' || *k == '#' || *k == ';') {
+            continue;
+        }
+        if (*k == '[') {
+            v = strchr(k, ']');
+            if (v == NULL || v[1] != '\0' || (size_t)(v - k) >= sizeof(section)) {
+                snprintf(why, whylen, "%s:%d: bad section header", path,
+                         lineno);
+                r = ERR_CONFIG;
+                goto out;
+            }
+            *v = '\0';
+            snprintf(section, sizeof(section), "%s", k + 1);
+            continue;
+        }
+        if ((eq = strchr(k, '=')) == NULL) {
+            snprintf(why, whylen, "%s:%d: expected key = value", path,
+                     lineno);
+            r = ERR_CONFIG;
+            goto out;
+        }
+        *eq = '\0';
+        v = config_trim(eq + 1);
+        k = config_trim(k);
+        for (i = 0; i < sizeof(config_keys) / sizeof(config_keys[0]); i++) {
+            if (strcmp(config_keys[i].section, section) == 0 &&
+                strcmp(config_keys[i].key, k) == 0) {
+                break;
+            }
+        }
+        if (i == sizeof(config_keys) / sizeof(config_keys[0])) {
+            if (strcmp(section, "server") == 0 && strcmp(k, "data_dir") == 0) {
+                r = config_set_path(&cfg->data_dir, absdir, v);
+                if (r != ERR_OK) {
+                    goto out;
+                }
+                continue;
+            }
+            snprintf(why, whylen, "%s:%d: unknown key '%s' in [%s]", path,
+                     lineno, k, section);
+            r = ERR_CONFIG;
+            goto out;
+        }
+        switch (config_keys[i].kind) {
+        case CK_STR:
+            r = config_set_str((char **)((char *)cfg + config_keys[i].off), v);
+            break;
+        case CK_PATH:
+            r = config_set_path((char **)((char *)cfg + config_keys[i].off),
+                                absdir, v);
+            break;
+        case CK_INT:
+            r = config_parse_int(v, config_keys[i].lo, config_keys[i].hi,
+                                 (int *)((char *)cfg + config_keys[i].off));
+            if (r != ERR_OK) {
+                snprintf(why, whylen,
+                         "%s:%d: '%s' needs an integer from %d to %d", path,
+                         lineno, k, config_keys[i].lo, config_keys[i].hi);
+                goto out;
+            }
+            break;
+        }
+        if (r != ERR_OK) {
+            snprintf(why, whylen, "%s", err_str(r));
+            goto out;
+        }
+    }
+    if (strcmp(cfg->store_driver, "sqlite") != 0) {
+        snprintf(why, whylen, "%s: unsupported store driver '%s'", path,
+                 cfg->store_driver);
+        r = ERR_CONFIG;
+        goto out;
+    }
+    if (log_level_parse(cfg->log_level) < 0) {
+        snprintf(why, whylen, "%s: unknown log_level '%s'", path,
+                 cfg->log_level);
+        r = ERR_CONFIG;
+        goto out;
+    }
+out:
+    if (f != NULL) {
+        fclose(f);
+    }
+    if (r != ERR_OK) {
+        config_free(cfg);
+    }
+    return r;
+}
+
+void config_free(struct config *cfg)
+{
+    if (cfg == NULL) {
+        return;
+    }
+    free(cfg->path);
+    free(cfg->data_dir);
+    free(cfg->log_level);
+    free(cfg->ssh_listen);
+    free(cfg->ssh_host_key);
+    free(cfg->privsep_user);
+    free(cfg->http_listen);
+    free(cfg->store_driver);
+    free(cfg->store_path);
+    free(cfg->vault_key);
+    memset(cfg, 0, sizeof(*cfg));
+}

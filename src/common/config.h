@@ -1,0 +1,59 @@
+/*
+ * portcullis.conf: an INI file written by `portcullis init` and read by
+ * every command. Relative paths in it are taken relative to the directory
+ * of the file itself, so a data directory can be moved as a whole.
+ *
+ *   [server]  data_dir, log_level
+ *   [ssh]     listen, port, host_key, max_startups, max_sessions,
+ *             login_grace_seconds, connect_timeout_seconds, privsep_user
+ *   [http]    listen, port
+ *   [store]   driver (sqlite), path
+ *   [vault]   key_file
+ *   [auth]    max_failures, failure_window_seconds, lockout_seconds,
+ *             failure_delay_ms
+ *
+ * Ownership: config_load() fills a struct config the caller releases with
+ * config_free(); all strings are heap copies.
+ */
+#ifndef PORTCULLIS_CONFIG_H
+#define PORTCULLIS_CONFIG_H
+
+#include <stddef.h>
+
+struct config {
+    char *path;     /* absolute path of the file loaded */
+    char *data_dir; /* absolute */
+    char *log_level;
+
+    char *ssh_listen;            /* address the SSH proxy binds */
+    int ssh_port;                /* default 2203 */
+    char *ssh_host_key;          /* ed25519 private key, absolute path */
+    int max_startups;            /* concurrent unauthenticated children */
+    int max_sessions;            /* concurrent children in all */
+    int login_grace_seconds;     /* time allowed to authenticate */
+    int connect_timeout_seconds; /* upstream TCP connect */
+    char *privsep_user; /* children drop to this user when run as root */
+
+    char *http_listen;
+    int http_port; /* default 8080 */
+
+    char *store_driver; /* "sqlite" */
+    char *store_path;   /* absolute */
+
+    char *vault_key; /* absolute path of the 32-byte vault key */
+
+    int max_failures;           /* failed logins before a lockout */
+    int failure_window_seconds; /* window in which they count */
+    int lockout_seconds;        /* how long a lockout lasts */
+    int failure_delay_ms;       /* delay before a failure is answered */
+};
+
+/* Loads path; on error returns ERR_CONFIG and writes a one-line reason
+ * (with the line number) into why. */
+int config_load(const char *path, struct config *cfg, char *why,
+                size_t whylen);
+/* Fills cfg with the embedded defaults for a data directory. */
+int config_defaults(struct config *cfg, const char *data_dir);
+void config_free(struct config *cfg);
+
+#endif

@@ -1,0 +1,184 @@
+/* Shared helpers; see util.h. */
+#include "common/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "common/err.h"
+
+void util_uuid4(char *out)
+{
+    uint8_t b[16];
+
+    randombytes_buf(b, sizeof(b));
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    snprintf(out, UTIL_UUID_LEN + 1,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+             "%02x%02x%02x%02x%02x%02x",
+             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
+             b[11], b[12], b[13], b[14], b[15]);
+}
+
+bool util_is_uuid(const char *s)
+{
+    size_t i;
+
+    for (i = 0; i < UTIL_UUID_LEN; i++) {
+        char c = s[i];
+
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-') {
+                return false;
+            }
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+                     (c >= 'A' && c <= 'F'))) {
+            return false;
+        }
+    }
+    return s[UTIL_UUID_LEN] == '\0';
+}
+
+int64_t util_now(void)
+{
+    return (int64_t)time(NULL);
+}
+
+int64_t util_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int util_read_file(const char *path, size_t max, uint8_t **data, size_t *len)
+{
+    struct stat st;
+    uint8_t *d = NULL;
+    size_t got = 0;
+    ssize_t n;
+    int fd, r = ERR_OK;
+
+    *data = NULL;
+    *len = 0;
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        return errno == ENOENT ? ERR_NOT_FOUND : ERR_IO;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        r = ERR_IO;
+        goto out;
+    }
+    if ((size_t)st.st_size > max) {
+        r = ERR_TOO_LONG;
+        goto out;
+    }
+    if ((d = malloc((size_t)st.st_size + 1)) == NULL) {
+        r = ERR_NOMEM;
+        goto out;
+    }
+    while (got < (size_t)st.st_size) {
+        n = read(fd, d + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        got += (size_t)n;
+    }
+    d[got] = '\0';
+    *data = d;
+    *len = got;
+    d = NULL;
+out:
+    free(d);
+    close(fd);
+    return r;
+}
+
+int util_write_file_excl(const char *path, const void *data, size_t len,
+                         unsigned mode)
+{
+    const uint8_t *p = data;
+    ssize_t n;
+    int fd, r = ERR_OK;
+
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)mode);
+    if (fd < 0) {
+        return errno == EEXIST ? ERR_EXISTS : ERR_IO;
+    }
+    while (len > 0) {
+        n = write(fd, p, len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            r = ERR_IO;
+            break;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    if (r == ERR_OK && fsync(fd) != 0) {
+        r = ERR_IO;
+    }
+    if (close(fd) != 0 && r == ERR_OK) {
+        r = ERR_IO;
+    }
+    if (r != ERR_OK) {
+        unlink(path);
+    }
+    return r;
+}
+
+int util_read_stdin_line(size_t max, char **out)
+{
+    char *s;
+    size_t n = 0;
+    ssize_t k;
+    char c;
+
+    *out = NULL;
+    if ((s = malloc(max + 1)) == NULL) {
+        return ERR_NOMEM;
+    }
+    for (;;) {
+        k = read(STDIN_FILENO, &c, 1);
+        if (k < 0 && errno == EINTR) {
+            continue;
+        }
+        if (k <= 0 || c == '\n') {
+            break;
+        }
+        if (n == max) {
+            sodium_memzero(s, max + 1);
+            free(s);
+            return ERR_TOO_LONG;
+        }
+        s[n++] = c;
+    }
+    if (n > 0 && s[n - 1] == '\r') {
+        n--;
+    }
+    s[n] = '\0';
+    *out = s;
+    return ERR_OK;
+}
+
+void util_fmt_time(int64_t t, char *out, size_t outlen)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+
+    gmtime_r(&tt, &tm);
+    strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}

@@ -1,0 +1,298 @@
+/*
+ * The store: every persistent object of Portcullis behind one interface.
+ *
+ * SQLite implements it now (store_sqlite.c); PostgreSQL will implement the
+ * same functions later, so nothing here exposes SQL, rowids or SQLite types.
+ * Object IDs are text: UUIDs for assets and sessions, and for everything
+ * else too, so that a cluster store can create them on any node.
+ *
+ * Every function is one transaction. Writers use immediate transactions and
+ * a busy timeout, so a CLI writing while the server runs waits for the lock
+ * instead of failing with "database is locked".
+ *
+ * Ownership: struct store is opened by store_open() and closed by
+ * store_close(NULL-safe). Object structs are filled by the getters; those
+ * with heap members are released with their *_clear() function. Lists are
+ * heap arrays released with the matching *_list_free(list, n).
+ * Secrets arrive here already hashed or sealed; the store never sees
+ * plaintext passwords, TOTP seeds or vaulted logins.
+ */
+#ifndef PORTCULLIS_STORE_H
+#define PORTCULLIS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_ID_MAX 36     /* a UUID's characters */
+#define STORE_NAME_MAX 128  /* user, group, asset, profile names */
+#define STORE_PATH_MAX 512  /* site paths: "/root/DevOps/Linux" */
+#define STORE_HOST_MAX 255  /* host names and addresses */
+#define STORE_HASH_MAX 128  /* argon2id encoded string (crypto_pwhash_STRBYTES) */
+#define STORE_FP_MAX 64     /* "SHA256:" + 43 base64 characters */
+#define STORE_ROUTE_MAX 160 /* "direct", "agent:ID", "peer:NAME" */
+#define STORE_SEALED_SMALL_MAX 256 /* a sealed TOTP seed */
+#define STORE_RESULT_MAX 512
+#define STORE_KEY_MAX 16384 /* a public key in base64, or sealed secrets */
+
+struct store;
+
+enum store_role { ROLE_NONE = 0, ROLE_VIEWER = 1, ROLE_EDITOR = 2, ROLE_OWNER = 3 };
+const char *store_role_str(int role); /* "viewer", ... ; "none" */
+int store_role_parse(const char *s);  /* ROLE_* or -1 */
+
+enum store_native { NATIVE_DENY = 0, NATIVE_ALLOW = 1, NATIVE_RECORD = 2 };
+const char *store_native_str(int native);
+int store_native_parse(const char *s); /* NATIVE_* or -1 */
+
+struct store_user {
+    char id[STORE_ID_MAX + 1];
+    char name[STORE_NAME_MAX + 1]; /* may carry a domain: "bob@contoso.com" */
+    char password_hash[STORE_HASH_MAX + 1]; /* "" when no password set */
+    bool disabled;
+    bool totp_enabled;
+    uint8_t totp_sealed[STORE_SEALED_SMALL_MAX]; /* vault-sealed seed */
+    size_t totp_sealed_len;
+    int64_t totp_last_step; /* highest TOTP time step accepted; replay guard */
+    int64_t created_at;
+};
+
+struct store_user_key {
+    char id[STORE_ID_MAX + 1];
+    char user_id[STORE_ID_MAX + 1];
+    char type[32];                 /* "ssh-ed25519", "ssh-rsa", ... */
+    char fingerprint[STORE_FP_MAX + 1]; /* "SHA256:..." */
+    char comment[STORE_NAME_MAX + 1];
+    char *base64; /* heap: the key blob in base64 */
+};
+
+struct store_group {
+    char id[STORE_ID_MAX + 1];
+    char name[STORE_NAME_MAX + 1];
+};
+
+struct store_site {
+    char id[STORE_ID_MAX + 1];
+    char path[STORE_PATH_MAX + 1]; /* "/root" or "/root/a/b" */
+    char parent_id[STORE_ID_MAX + 1]; /* "" for /root */
+};
+
+struct store_asset {
+    char id[STORE_ID_MAX + 1];
+    char name[STORE_NAME_MAX + 1];
+    char site_id[STORE_ID_MAX + 1];
+    char site_path[STORE_PATH_MAX + 1]; /* filled by getters */
+    char protocol[16];                  /* "ssh", "rdp", "tcp" */
+    char host[STORE_HOST_MAX + 1];
+    int port;
+    char route[STORE_ROUTE_MAX + 1];  /* "direct" */
+    char login_user[STORE_NAME_MAX + 1];
+    uint8_t *password_sealed; /* heap, NULL if none */
+    size_t password_sealed_len;
+    uint8_t *key_sealed; /* heap, NULL if none; a sealed private key */
+    size_t key_sealed_len;
+    char host_key_fp[STORE_FP_MAX + 1]; /* pinned "SHA256:..."; "" = unpinned */
+    int64_t created_at;
+};
+
+/* A grant of an asset role to a user or a group, on one asset or on a site
+ * (then it covers the site's assets and those of all its sub-sites). */
+struct store_grant {
+    char id[STORE_ID_MAX + 1];
+    char asset_id[STORE_ID_MAX + 1];  /* "" if a site grant */
+    char site_id[STORE_ID_MAX + 1];   /* "" if an asset grant */
+    char user_id[STORE_ID_MAX + 1];   /* "" if a group grant */
+    char group_id[STORE_ID_MAX + 1];  /* "" if a user grant */
+    char target_name[STORE_PATH_MAX + 1]; /* filled by list: asset name or site path */
+    char grantee_name[STORE_NAME_MAX + 1]; /* filled by list: user or group name */
+    int role;                          /* ROLE_* */
+};
+
+struct store_profile {
+    char id[STORE_ID_MAX + 1];
+    char name[STORE_NAME_MAX + 1];
+    int native; /* NATIVE_* */
+    bool shell, exec, sftp, scp;
+    bool local_forward, remote_forward, agent_forward, x11;
+    int max_session_minutes;  /* 0 = unlimited */
+    int idle_timeout_minutes; /* 0 = none */
+};
+
+struct store_session {
+    char id[STORE_ID_MAX + 1];
+    char user_id[STORE_ID_MAX + 1];    /* "" if the user is unknown */
+    char user_name[STORE_NAME_MAX + 1];  /* as given in the login */
+    char asset_id[STORE_ID_MAX + 1];   /* "" if not resolved */
+    char asset_name[STORE_NAME_MAX + 1]; /* as given, or the resolved name */
+    char site[STORE_PATH_MAX + 1];
+    char kind[16]; /* shell, exec, sftp, scp, forward, rdp, tunnel; "" if
+                      the connection never got to a channel */
+    char client_addr[64]; /* "127.0.0.1:51234" */
+    char route[STORE_ROUTE_MAX + 1];
+    int64_t started_at;
+    int64_t ended_at; /* 0 while open */
+    uint64_t bytes_up;   /* client to target */
+    uint64_t bytes_down; /* target to client */
+    int exit_status; /* -1 if none */
+    char result[STORE_RESULT_MAX + 1]; /* "ok", "denied: why", "error: why";
+                                          "" while open */
+    char detail[STORE_RESULT_MAX + 1]; /* exec command (truncated), etc. */
+    char recording_path[STORE_PATH_MAX + 1];
+    char recording_sha256[65];
+};
+
+struct store_session_filter {
+    const char *user_name; /* NULL = any */
+    const char *asset_id;
+    const char *kind;
+    const char *result_prefix; /* "ok", "denied", "error" */
+    int64_t since, until;      /* 0 = unbounded */
+    size_t limit;              /* 0 = no limit; newest first */
+};
+
+/* --- lifecycle --- */
+/* Opens (creating if absent) and migrates the store at path. */
+int store_open(const char *path, struct store **out);
+void store_close(struct store *st);
+/* Current schema version, for `--version` style diagnostics and tests. */
+int store_schema_version(struct store *st, int *version);
+
+/* --- users --- */
+int store_user_add(struct store *st, const char *name,
+                   const char *password_hash /* may be NULL/"" */,
+                   bool disabled, struct store_user *out /* may be NULL */);
+int store_user_get(struct store *st, const char *name_or_id,
+                   struct store_user *out);
+int store_user_list(struct store *st, struct store_user **list, size_t *n);
+void store_user_list_free(struct store_user *list, size_t n);
+int store_user_delete(struct store *st, const char *name_or_id);
+int store_user_set_password(struct store *st, const char *user_id,
+                            const char *password_hash);
+int store_user_set_disabled(struct store *st, const char *user_id,
+                            bool disabled);
+/* Enables TOTP with a sealed seed (resets the replay guard), or disables it
+ * and erases the seed when sealed is NULL. */
+int store_user_set_totp(struct store *st, const char *user_id,
+                        const uint8_t *sealed, size_t sealed_len);
+/* Records that TOTP time step `step` was used: succeeds only if step is
+ * greater than every step used before (ERR_REPLAY otherwise). Atomic, so
+ * two sessions racing with one code cannot both win. */
+int store_user_totp_use(struct store *st, const char *user_id, int64_t step);
+
+/* --- user public keys --- */
+int store_user_key_add(struct store *st, const char *user_id,
+                       const char *type, const char *base64,
+                       const char *fingerprint, const char *comment,
+                       struct store_user_key *out /* may be NULL */);
+int store_user_key_list(struct store *st, const char *user_id,
+                        struct store_user_key **list, size_t *n);
+void store_user_key_list_free(struct store_user_key *list, size_t n);
+/* ERR_OK if a key with this fingerprint is registered for the user. */
+int store_user_key_match(struct store *st, const char *user_id,
+                         const char *fingerprint);
+int store_user_key_delete(struct store *st, const char *user_id,
+                          const char *key_id_or_fingerprint);
+void store_user_key_clear(struct store_user_key *k);
+
+/* --- groups --- */
+int store_group_add(struct store *st, const char *name,
+                    struct store_group *out /* may be NULL */);
+int store_group_get(struct store *st, const char *name_or_id,
+                    struct store_group *out);
+int store_group_list(struct store *st, struct store_group **list, size_t *n);
+int store_group_delete(struct store *st, const char *name_or_id);
+int store_group_member_add(struct store *st, const char *group_id,
+                           const char *user_id);
+int store_group_member_remove(struct store *st, const char *group_id,
+                              const char *user_id);
+/* Member users of a group. */
+int store_group_members(struct store *st, const char *group_id,
+                        struct store_user **list, size_t *n);
+/* Groups a user belongs to. */
+int store_user_groups(struct store *st, const char *user_id,
+                      struct store_group **list, size_t *n);
+
+/* --- sites: /root always exists; add creates missing parents --- */
+int store_site_add(struct store *st, const char *path,
+                   struct store_site *out /* may be NULL */);
+/* Accepts "/root/a", "a" or "/a" (both taken below /root). */
+int store_site_get(struct store *st, const char *path_or_id,
+                   struct store_site *out);
+int store_site_list(struct store *st, struct store_site **list, size_t *n);
+/* Fails with ERR_EXISTS while the site has assets or sub-sites. */
+int store_site_delete(struct store *st, const char *path_or_id);
+/* Normalizes a site reference to "/root/..." into out (STORE_PATH_MAX+1). */
+int store_site_normalize(const char *in, char *out, size_t outlen);
+
+/* --- assets --- */
+/* a->id is generated (UUID) when empty. Several assets may share a name;
+ * logins that name them get an "ambiguous" error listing the IDs. */
+int store_asset_add(struct store *st, struct store_asset *a);
+int store_asset_get(struct store *st, const char *id, struct store_asset *out);
+/* All assets whose ID equals spec (exact, any site), or else whose name
+ * equals spec within the site (exact site, not sub-sites; NULL = /root). */
+int store_asset_find(struct store *st, const char *site_path,
+                     const char *spec, struct store_asset **list, size_t *n);
+int store_asset_list(struct store *st, struct store_asset **list, size_t *n);
+void store_asset_list_free(struct store_asset *list, size_t n);
+void store_asset_clear(struct store_asset *a);
+int store_asset_delete(struct store *st, const char *id);
+/* Pins fp if none is pinned yet (ERR_OK), ERR_OK if fp equals the pin,
+ * ERR_HOSTKEY if a different key is pinned. Atomic. */
+int store_asset_pin_host_key(struct store *st, const char *id,
+                             const char *fp);
+/* Replaces the pin: fp, or "" to trust the next key seen (retrust). */
+int store_asset_set_host_key(struct store *st, const char *id,
+                             const char *fp);
+
+/* --- grants (asset roles) --- */
+int store_grant_add(struct store *st, struct store_grant *g);
+int store_grant_list(struct store *st, struct store_grant **list, size_t *n);
+int store_grant_delete(struct store *st, const char *id);
+/* The best role the user holds on the asset: a grant to the user or to one
+ * of their groups, on the asset itself or on its site or any ancestor site.
+ * ROLE_NONE when there is none. */
+int store_user_asset_role(struct store *st, const char *user_id,
+                          const char *asset_id, int *role);
+
+/* --- access profiles --- */
+int store_profile_add(struct store *st, struct store_profile *p);
+int store_profile_get(struct store *st, const char *name_or_id,
+                      struct store_profile *out);
+int store_profile_list(struct store *st, struct store_profile **list,
+                       size_t *n);
+int store_profile_delete(struct store *st, const char *name_or_id);
+/* Exactly one of user_id / group_id is non-NULL. */
+int store_profile_assign(struct store *st, const char *profile_id,
+                         const char *user_id, const char *group_id);
+int store_profile_unassign(struct store *st, const char *profile_id,
+                           const char *user_id, const char *group_id);
+/* Profiles assigned to the user directly or through any of their groups. */
+int store_user_profiles(struct store *st, const char *user_id,
+                        struct store_profile **list, size_t *n);
+
+/* --- session report --- */
+/* Inserts a row; s->id must be set (a UUID). */
+int store_session_open(struct store *st, const struct store_session *s);
+/* Closes an open row: end time, bytes, exit status, result. */
+int store_session_close(struct store *st, const char *id, int64_t ended_at,
+                        uint64_t bytes_up, uint64_t bytes_down,
+                        int exit_status, const char *result);
+/* Updates fields learned after the row was opened (asset, kind, route,
+ * detail). Empty strings leave a field as it is. */
+int store_session_update(struct store *st, const struct store_session *s);
+int store_session_get(struct store *st, const char *id,
+                      struct store_session *out);
+int store_session_list(struct store *st,
+                       const struct store_session_filter *f,
+                       struct store_session **list, size_t *n);
+/* At server start: closes every row left open with `result`; returns how
+ * many through *count. */
+int store_session_close_dangling(struct store *st, int64_t now,
+                                 const char *result, int *count);
+
+/* Generic free for the fixed-size struct lists (groups, sites, grants,
+ * profiles, sessions, users). */
+void store_list_free(void *list);
+
+#endif
