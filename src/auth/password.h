@@ -15,7 +15,8 @@ int password_hash(const char *password, char *out, size_t outlen);
  * real verification against a dummy hash and returns ERR_AUTH, so timing
  * does not reveal which user names exist. */
 int password_verify(const char *hash, const char *password);
-/* A random password of len characters from an unambiguous alphabet. */
+/* A random password of len characters from an unambiguous alphabet;
+ * writes len + 1 bytes (the characters and a NUL). */
 void password_generate(char *out, size_t len);
 
 #endif

@@ -118,7 +118,7 @@ static const struct config_key config_keys[] = {
     CK("store", "driver", CK_STR, store_driver, 0, 0),
     CK("store", "path", CK_PATH, store_path, 0, 0),
     CK("vault", "key_file", CK_PATH, vault_key, 0, 0),
-    CK("auth", "max_failures", CK_INT, max_failures, 1, 1000000),
+    CK("auth", "max_failures", CK_INT, max_failures, 1, 100),
     CK("auth", "failure_window_seconds", CK_INT, failure_window_seconds, 1,
        86400 * 30),
     CK("auth", "lockout_seconds", CK_INT, lockout_seconds, 0, 86400 * 30),
