@@ -47,6 +47,18 @@ bool util_is_uuid(const char *s)
     return s[UTIL_UUID_LEN] == '\0';
 }
 
+size_t util_strlcpy(char *dst, const char *src, size_t size)
+{
+    size_t n = strlen(src);
+
+    if (size > 0) {
+        size_t k = n < size - 1 ? n : size - 1;
+        memcpy(dst, src, k);
+        dst[k] = '\0';
+    }
+    return n;
+}
+
 int64_t util_now(void)
 {
     return (int64_t)time(NULL);

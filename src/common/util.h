@@ -14,6 +14,9 @@
 void util_uuid4(char *out);
 /* true if s is exactly a UUID in 8-4-4-4-12 hex form (either case). */
 bool util_is_uuid(const char *s);
+/* Copies src into dst[size], truncating; always NUL-terminates (size > 0).
+ * Returns strlen(src), so a result >= size means it was truncated. */
+size_t util_strlcpy(char *dst, const char *src, size_t size);
 /* Seconds since the epoch. */
 int64_t util_now(void);
 /* Milliseconds from a monotonic clock. */

@@ -1,1 +1,774 @@
-/* placeholder: being written */
+/*
+ * A session child: serves one client connection from key exchange to
+ * disconnect.
+ *
+ * It runs sandboxed (sandbox.c) for its whole life and holds no store
+ * handle and no vault key: it asks the main process for everything
+ * privileged over its monitor socket (mproto.h): checking a password,
+ * key or TOTP code, authorizing a channel, connecting to the asset (the
+ * main process passes back a connected socket), the asset's vaulted login,
+ * pinning the target's host key, closing a report row.
+ *
+ * Authentication uses libssh's blocking message API (one connection, one
+ * process: blocking is fine). After it, the child switches to callbacks
+ * and one non-blocking ssh_event holding both the client session and, once
+ * the first channel is authorized, the target session. Callbacks only note
+ * what happened; all work (authorizing, connecting, opening target
+ * channels, moving bytes) happens in the loop in child_loop(), outside
+ * libssh's packet processing, so no callback re-enters libssh.
+ */
+#include "sshproxy/child.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "policy/policy.h"
+#include "sshproxy/mproto.h"
+#include "sshproxy/session.h"
+
+/*
+ * libssh 0.10 marks the ssh_message auth getters deprecated in favour of
+ * server callbacks, but its callbacks have no keyboard-interactive entry
+ * (needed for TOTP prompts), so authentication uses the message API.
+ */
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
+enum { KBD_NONE = 0, KBD_PASSWORD, KBD_TOTP };
+
+#define CHILD_AUTH_METHODS                                                     \
+    (SSH_AUTH_METHOD_PASSWORD | SSH_AUTH_METHOD_PUBLICKEY |                    \
+     SSH_AUTH_METHOD_INTERACTIVE)
+
+/* Environment variables a client may pass on to the target. */
+static const char *const child_env_allowed[] = {"LANG", "LANGUAGE", "TZ",
+                                                "COLORTERM", NULL};
+
+int session_monitor_call(struct session_child *sc, uint8_t type,
+                         uint8_t reply_type, int *fd)
+{
+    uint8_t got = 0;
+    int r;
+
+    r = mproto_send(sc->mon, type, sc->req, -1, 0);
+    buf_reset(sc->req); /* may have held a secret */
+    if (r != ERR_OK) {
+        log_error("monitor: send failed");
+        return ERR_IO;
+    }
+    if ((r = mproto_recv(sc->mon, &got, sc->rep, fd)) != ERR_OK) {
+        log_error("monitor: no reply");
+        return r;
+    }
+    if (got != reply_type) {
+        log_error("monitor: unexpected reply %u to %u", got, type);
+        if (fd != NULL && *fd >= 0) {
+            close(*fd);
+            *fd = -1;
+        }
+        return ERR_PROTO;
+    }
+    return ERR_OK;
+}
+
+/* --- authentication --- */
+
+static void child_sleep_ms(uint32_t ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* Sends one authentication request; returns the verdict (MP_AUTH_*). */
+static int child_auth_ask(struct session_child *sc, uint8_t type,
+                          const char *a, const char *b, int flag)
+{
+    uint8_t verdict = MP_AUTH_FAIL;
+    uint32_t delay = 0;
+    char reason[256];
+
+    buf_reset(sc->req);
+    if (a != NULL && buf_put_cstring(sc->req, a) != ERR_OK) {
+        return MP_AUTH_FAIL;
+    }
+    if (b != NULL && buf_put_cstring(sc->req, b) != ERR_OK) {
+        buf_reset(sc->req);
+        return MP_AUTH_FAIL;
+    }
+    if (flag >= 0 && buf_put_u8(sc->req, (uint8_t)flag) != ERR_OK) {
+        buf_reset(sc->req);
+        return MP_AUTH_FAIL;
+    }
+    if (session_monitor_call(sc, type, MP_AUTH_REPLY, NULL) != ERR_OK ||
+        buf_get_u8(sc->rep, &verdict) != ERR_OK ||
+        buf_get_u32(sc->rep, &delay) != ERR_OK ||
+        buf_get_cstring_into(sc->rep, reason, sizeof(reason)) != ERR_OK) {
+        return MP_AUTH_FAIL;
+    }
+    if (verdict == MP_AUTH_FAIL && delay > 0) {
+        child_sleep_ms(delay > 10000 ? 10000 : delay);
+    }
+    return verdict;
+}
+
+static int child_kbd_prompt(ssh_message m, const char *prompt)
+{
+    const char *prompts[1] = {prompt};
+    char echo[1] = {0};
+
+    return ssh_message_auth_interactive_request(m, "Portcullis", "", 1,
+                                                prompts, echo);
+}
+
+static char *child_key_fingerprint(ssh_key key)
+{
+    unsigned char *hash = NULL;
+    size_t hlen = 0;
+    char *fp = NULL;
+
+    if (key == NULL || ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256,
+                                              &hash, &hlen) != 0) {
+        return NULL;
+    }
+    fp = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hlen);
+    ssh_clean_pubkey_hash(&hash);
+    return fp;
+}
+
+static void child_auth_message(struct session_child *sc, ssh_message m)
+{
+    const char *user = ssh_message_auth_user(m);
+    int subtype = ssh_message_subtype(m);
+    int verdict = MP_AUTH_FAIL;
+    const char *ans;
+    char *fp = NULL;
+
+    if (user != NULL && user[0] != '\0' && !sc->need_totp) {
+        if (strlen(user) > LOGIN_MAX) {
+            goto fail;
+        }
+        snprintf(sc->login, sizeof(sc->login), "%s", user);
+    }
+    switch (subtype) {
+    case SSH_AUTH_METHOD_PASSWORD:
+        if (sc->need_totp) {
+            goto fail;
+        }
+        verdict = child_auth_ask(sc, MP_AUTH_PASSWORD, sc->login,
+                                 ssh_message_auth_password(m), -1);
+        break;
+    case SSH_AUTH_METHOD_PUBLICKEY:
+        if (sc->need_totp) {
+            goto fail;
+        }
+        fp = child_key_fingerprint(ssh_message_auth_pubkey(m));
+        if (fp == NULL) {
+            goto fail;
+        }
+        if (ssh_message_auth_publickey_state(m) == SSH_PUBLICKEY_STATE_NONE) {
+            /* A probe: "would this key do?". Not a failed attempt. */
+            if (child_auth_ask(sc, MP_AUTH_PUBKEY, sc->login, fp, 0) !=
+                MP_AUTH_FAIL) {
+                ssh_message_auth_reply_pk_ok_simple(m);
+                ssh_string_free_char(fp);
+                return;
+            }
+            ssh_string_free_char(fp);
+            ssh_message_auth_set_methods(m, CHILD_AUTH_METHODS);
+            ssh_message_reply_default(m);
+            return;
+        }
+        if (ssh_message_auth_publickey_state(m) !=
+            SSH_PUBLICKEY_STATE_VALID) {
+            goto fail;
+        }
+        verdict = child_auth_ask(sc, MP_AUTH_PUBKEY, sc->login, fp, 1);
+        break;
+    case SSH_AUTH_METHOD_INTERACTIVE:
+        if (!ssh_message_auth_kbdint_is_response(m)) {
+            sc->kbd_stage = sc->need_totp ? KBD_TOTP : KBD_PASSWORD;
+            child_kbd_prompt(m, sc->need_totp ? "TOTP code: " : "Password: ");
+            return;
+        }
+        if (ssh_userauth_kbdint_getnanswers(sc->down) != 1 ||
+            (ans = ssh_userauth_kbdint_getanswer(sc->down, 0)) == NULL) {
+            goto fail;
+        }
+        if (sc->kbd_stage == KBD_PASSWORD && !sc->need_totp) {
+            verdict = child_auth_ask(sc, MP_AUTH_PASSWORD, sc->login, ans, -1);
+            if (verdict == MP_AUTH_PARTIAL) {
+                /* Second factor in the same conversation. */
+                sc->need_totp = true;
+                sc->kbd_stage = KBD_TOTP;
+                child_kbd_prompt(m, "TOTP code: ");
+                return;
+            }
+        } else if (sc->kbd_stage == KBD_TOTP && sc->need_totp) {
+            verdict = child_auth_ask(sc, MP_AUTH_TOTP, ans, NULL, -1);
+        }
+        break;
+    default:
+        break;
+    }
+    switch (verdict) {
+    case MP_AUTH_OK:
+        sc->authenticated = true;
+        ssh_message_auth_reply_success(m, 0);
+        ssh_string_free_char(fp);
+        return;
+    case MP_AUTH_PARTIAL:
+        sc->need_totp = true;
+        ssh_message_auth_set_methods(m, SSH_AUTH_METHOD_INTERACTIVE);
+        ssh_message_auth_reply_success(m, 1);
+        ssh_string_free_char(fp);
+        return;
+    default:
+        break;
+    }
+fail:
+    ssh_string_free_char(fp);
+    /* A failed second factor starts authentication over. */
+    sc->need_totp = false;
+    sc->kbd_stage = KBD_NONE;
+    ssh_message_auth_set_methods(m, CHILD_AUTH_METHODS);
+    ssh_message_reply_default(m);
+}
+
+static int child_authenticate(struct session_child *sc)
+{
+    ssh_message m;
+
+    while (!sc->authenticated && (m = ssh_message_get(sc->down)) != NULL) {
+        if (ssh_message_type(m) == SSH_REQUEST_AUTH) {
+            child_auth_message(sc, m);
+        } else {
+            ssh_message_reply_default(m);
+        }
+        ssh_message_free(m);
+    }
+    return sc->authenticated ? ERR_OK : ERR_AUTH;
+}
+
+/* --- client-side channel callbacks: note what happened, nothing more --- */
+
+static int child_down_data(ssh_session session, ssh_channel channel,
+                           void *data, uint32_t len, int is_stderr,
+                           void *userdata)
+{
+    struct relay_chan *ch = userdata;
+
+    if (is_stderr) {
+        return (int)len; /* clients have no stderr to send: drop it */
+    }
+    ch->s[0].avail = len;
+    ch->sc->activity = true;
+    return 0;
+}
+
+static void child_down_eof(ssh_session session, ssh_channel channel,
+                           void *userdata)
+{
+    struct relay_chan *ch = userdata;
+
+    ch->down_eof = true;
+    ch->sc->activity = true;
+}
+
+static void child_down_close(ssh_session session, ssh_channel channel,
+                             void *userdata)
+{
+    struct relay_chan *ch = userdata;
+
+    ch->down_closed = true;
+    ch->sc->activity = true;
+}
+
+static void child_down_signal(ssh_session session, ssh_channel channel,
+                              const char *signal, void *userdata)
+{
+    struct relay_chan *ch = userdata;
+
+    if (ch->up != NULL && ch->state == CHAN_RELAYING) {
+        ssh_channel_request_send_signal(ch->up, signal);
+    }
+}
+
+static int child_down_pty(ssh_session session, ssh_channel channel,
+                          const char *term, int width, int height, int pxwidth,
+                          int pwheight, void *userdata)
+{
+    struct relay_chan *ch = userdata;
+
+    if (ch->state != CHAN_NEW || ch->pty) {
+        return -1;
+    }
+    ch->pty = true;
+    snprintf(ch->term, sizeof(ch->term), "%s", term ? term : "xterm");
+    ch->cols = width;
+    ch->rows = height;
+    ch->pxw = pxwidth;
+    ch->pxh = pwheight;
+    return 0;
+}
+
+static int child_down_window(ssh_session session, ssh_channel channel,
+                             int width, int height, int pxwidth, int pwheight,
+                             void *userdata)
+{
+    struct relay_chan *ch = userdata;
+
+    ch->cols = width;
+    ch->rows = height;
+    if (ch->up != NULL && ch->state == CHAN_RELAYING) {
+        ssh_channel_change_pty_size(ch->up, width, height);
+    }
+    return 0;
+}
+
+static int child_down_env(ssh_session session, ssh_channel channel,
+                          const char *name, const char *value, void *userdata)
+{
+    struct relay_chan *ch = userdata;
+    bool ok = false;
+
+    if (ch->state != CHAN_NEW || ch->nenv >= CHAN_ENV_MAX || name == NULL ||
+        value == NULL || strlen(value) > 1024) {
+        return -1;
+    }
+    for (int i = 0; child_env_allowed[i] != NULL; i++) {
+        ok |= strcmp(name, child_env_allowed[i]) == 0;
+    }
+    ok |= strncmp(name, "LC_", 3) == 0 && strlen(name) < 64;
+    if (!ok) {
+        return -1;
+    }
+    ch->env_name[ch->nenv] = strdup(name);
+    ch->env_value[ch->nenv] = strdup(value);
+    if (ch->env_name[ch->nenv] == NULL || ch->env_value[ch->nenv] == NULL) {
+        free(ch->env_name[ch->nenv]);
+        free(ch->env_value[ch->nenv]);
+        return -1;
+    }
+    ch->nenv++;
+    return 0;
+}
+
+/* A shell, exec or subsystem request: accepted at once, carried out by the
+ * loop. If it is then refused, the client reads why on stderr. */
+static int child_down_start(struct relay_chan *ch, int kind,
+                            const char *detail)
+{
+    if (ch->state != CHAN_NEW) {
+        return -1;
+    }
+    ch->kind = kind;
+    if (detail != NULL && (ch->detail = strdup(detail)) == NULL) {
+        return -1;
+    }
+    ch->state = CHAN_STARTING;
+    ch->sc->activity = true;
+    return 0;
+}
+
+static int child_down_shell(ssh_session session, ssh_channel channel,
+                            void *userdata)
+{
+    return child_down_start(userdata, KIND_SHELL, NULL);
+}
+
+static bool child_is_scp(const char *cmd)
+{
+    /* OpenSSH's legacy scp protocol: "scp [-v] [-r] [-p] [-d] -t|-f ..." */
+    if (strncmp(cmd, "scp ", 4) != 0) {
+        return false;
+    }
+    return strstr(cmd, " -t") != NULL || strstr(cmd, " -f") != NULL;
+}
+
+static int child_down_exec(ssh_session session, ssh_channel channel,
+                           const char *command, void *userdata)
+{
+    if (command == NULL || strlen(command) > 65536) {
+        return -1;
+    }
+    return child_down_start(userdata,
+                            child_is_scp(command) ? KIND_SCP : KIND_EXEC,
+                            command);
+}
+
+static int child_down_subsystem(ssh_session session, ssh_channel channel,
+                                const char *subsystem, void *userdata)
+{
+    if (subsystem == NULL || strcmp(subsystem, "sftp") != 0) {
+        return -1;
+    }
+    return child_down_start(userdata, KIND_SFTP, "sftp");
+}
+
+static int child_set_down_callbacks(struct relay_chan *ch)
+{
+    struct ssh_channel_callbacks_struct *cb = &ch->down_cb;
+
+    memset(cb, 0, sizeof(*cb));
+    cb->userdata = ch;
+    cb->channel_data_function = child_down_data;
+    cb->channel_eof_function = child_down_eof;
+    cb->channel_close_function = child_down_close;
+    cb->channel_signal_function = child_down_signal;
+    cb->channel_pty_request_function = child_down_pty;
+    cb->channel_pty_window_change_function = child_down_window;
+    cb->channel_env_request_function = child_down_env;
+    cb->channel_shell_request_function = child_down_shell;
+    cb->channel_exec_request_function = child_down_exec;
+    cb->channel_subsystem_request_function = child_down_subsystem;
+    /* No agent or X11 callbacks: libssh then refuses those requests. */
+    ssh_callbacks_init(cb);
+    return ssh_set_channel_callbacks(ch->down, cb);
+}
+
+static void child_link(struct session_child *sc, struct relay_chan *ch)
+{
+    ch->next = sc->chans;
+    sc->chans = ch;
+}
+
+static ssh_channel child_on_session_open(ssh_session session, void *userdata)
+{
+    struct session_child *sc = userdata;
+    struct relay_chan *ch = relay_chan_new(sc);
+
+    if (ch == NULL) {
+        return NULL;
+    }
+    if ((ch->down = ssh_channel_new(session)) == NULL ||
+        child_set_down_callbacks(ch) != SSH_OK) {
+        relay_chan_free(ch);
+        return NULL;
+    }
+    child_link(sc, ch);
+    return ch->down;
+}
+
+/* --- authorization --- */
+
+static int child_authorize(struct session_child *sc, struct relay_chan *ch)
+{
+    char msg[512] = "", asset[STORE_NAME_MAX + 1] = "";
+    uint32_t max_minutes = 0, idle_minutes = 0;
+    uint8_t ok = 0;
+
+    buf_reset(sc->req);
+    if (buf_put_u8(sc->req, (uint8_t)ch->kind) != ERR_OK ||
+        buf_put_cstring(sc->req, ch->detail) != ERR_OK ||
+        session_monitor_call(sc, MP_AUTHORIZE, MP_AUTHORIZE_REPLY, NULL) !=
+            ERR_OK ||
+        buf_get_u8(sc->rep, &ok) != ERR_OK ||
+        buf_get_cstring_into(sc->rep, ch->session_id,
+                             sizeof(ch->session_id)) != ERR_OK ||
+        buf_get_cstring_into(sc->rep, msg, sizeof(msg)) != ERR_OK ||
+        buf_get_cstring_into(sc->rep, asset, sizeof(asset)) != ERR_OK ||
+        buf_get_u32(sc->rep, &max_minutes) != ERR_OK ||
+        buf_get_u32(sc->rep, &idle_minutes) != ERR_OK) {
+        ch->session_id[0] = '\0';
+        ch->fail_msg = strdup("internal error: authorization failed");
+        return ERR_INTERNAL;
+    }
+    if (!ok) {
+        ch->session_id[0] = '\0'; /* the monitor closed the row */
+        ch->fail_msg = strdup(msg);
+        return ERR_DENIED;
+    }
+    if (sc->asset_name[0] == '\0') {
+        snprintf(sc->asset_name, sizeof(sc->asset_name), "%s", asset);
+    }
+    if (max_minutes > 0 && (sc->max_session_minutes == 0 ||
+                            (int)max_minutes < sc->max_session_minutes)) {
+        sc->max_session_minutes = (int)max_minutes;
+    }
+    log_set_session(ch->session_id);
+    return ERR_OK;
+}
+
+/* direct-tcpip (ssh -L): authorized here, synchronously, so a refusal is
+ * an ordinary "open failed" on the client. The monitor call does not touch
+ * libssh, so it is safe inside this callback. */
+static int child_on_message(ssh_session session, ssh_message m,
+                            void *userdata)
+{
+    struct session_child *sc = userdata;
+    struct relay_chan *ch;
+    const char *host, *orig;
+    char detail[300];
+
+    if (ssh_message_type(m) != SSH_REQUEST_CHANNEL_OPEN ||
+        ssh_message_subtype(m) != SSH_CHANNEL_DIRECT_TCPIP) {
+        return 1; /* default reply: refused */
+    }
+    host = ssh_message_channel_request_open_destination(m);
+    orig = ssh_message_channel_request_open_originator(m);
+    if (host == NULL || strlen(host) > 255 || (ch = relay_chan_new(sc)) ==
+                                                  NULL) {
+        return 1;
+    }
+    ch->kind = KIND_LOCAL_FORWARD;
+    snprintf(ch->fwd_host, sizeof(ch->fwd_host), "%s", host);
+    ch->fwd_port = ssh_message_channel_request_open_destination_port(m);
+    snprintf(ch->fwd_orig_host, sizeof(ch->fwd_orig_host), "%s",
+             orig ? orig : "127.0.0.1");
+    ch->fwd_orig_port = ssh_message_channel_request_open_originator_port(m);
+    snprintf(detail, sizeof(detail), "%s:%d", ch->fwd_host, ch->fwd_port);
+    ch->detail = strdup(detail);
+    if (ch->detail == NULL || child_authorize(sc, ch) != ERR_OK) {
+        relay_chan_free(ch);
+        return 1;
+    }
+    ch->down = ssh_message_channel_request_open_reply_accept(m);
+    if (ch->down == NULL || child_set_down_callbacks(ch) != SSH_OK) {
+        ch->result = strdup("error: cannot accept the channel");
+        ch->state = CHAN_CLOSING;
+        ch->down_closed = true;
+        child_link(sc, ch);
+        return 0;
+    }
+    ch->state = CHAN_STARTING;
+    child_link(sc, ch);
+    sc->activity = true;
+    return 0;
+}
+
+/* --- the loop --- */
+
+static void child_report_end(struct session_child *sc, struct relay_chan *ch,
+                             const char *result)
+{
+    if (ch->session_id[0] == '\0') {
+        return;
+    }
+    buf_reset(sc->req);
+    if (buf_put_cstring(sc->req, ch->session_id) == ERR_OK &&
+        buf_put_u64(sc->req, ch->bytes_up) == ERR_OK &&
+        buf_put_u64(sc->req, ch->bytes_down) == ERR_OK &&
+        buf_put_u32(sc->req, ch->exit_status_set
+                                 ? (uint32_t)ch->exit_status + 1
+                                 : 0) == ERR_OK &&
+        buf_put_cstring(sc->req, result) == ERR_OK) {
+        (void)session_monitor_call(sc, MP_SESSION_END, MP_ACK, NULL);
+    }
+    ch->session_id[0] = '\0';
+}
+
+static void child_start(struct session_child *sc, struct relay_chan *ch)
+{
+    if (ch->session_id[0] == '\0' && child_authorize(sc, ch) != ERR_OK) {
+        ch->state = CHAN_FAILING;
+        return;
+    }
+    if (upstream_open(sc, ch->session_id) != ERR_OK) {
+        ch->fail_msg = strdup(sc->up_error ? sc->up_error : "upstream failed");
+        ch->result = strdup(sc->up_result ? sc->up_result : "error: upstream");
+        ch->state = CHAN_FAILING;
+        return;
+    }
+    if (upstream_open_channel(sc, ch) != ERR_OK) {
+        ch->fail_msg = strdup("the asset refused to open the channel");
+        ch->result = strdup("error: the asset refused the channel");
+        ch->state = CHAN_FAILING;
+        return;
+    }
+    if (ch->cols > 0 && ch->pty) {
+        ssh_channel_change_pty_size(ch->up, ch->cols, ch->rows);
+    }
+    ch->state = CHAN_RELAYING;
+}
+
+static void child_time_limit(struct session_child *sc)
+{
+    int64_t limit_ms = (int64_t)sc->max_session_minutes * 60000;
+
+    if (sc->max_session_minutes <= 0 ||
+        util_mono_ms() - sc->started_ms < limit_ms) {
+        return;
+    }
+    for (struct relay_chan *ch = sc->chans; ch != NULL; ch = ch->next) {
+        if (ch->state == CHAN_RELAYING || ch->state == CHAN_STARTING) {
+            if (ch->up != NULL) {
+                ssh_channel_close(ch->up);
+            }
+            free(ch->fail_msg);
+            ch->fail_msg = strdup("session time limit reached");
+            free(ch->result);
+            ch->result = strdup("ok: session time limit reached");
+            ch->state = CHAN_FAILING;
+        }
+    }
+}
+
+static bool child_step(struct session_child *sc)
+{
+    struct relay_chan **pp = &sc->chans, *ch;
+    bool moved = false;
+
+    while ((ch = *pp) != NULL) {
+        if (ch->state == CHAN_STARTING) {
+            child_start(sc, ch);
+            moved = true;
+        }
+        if (ch->state == CHAN_RELAYING && ch->up != NULL &&
+            (sc->up == NULL || !ssh_is_connected(sc->up))) {
+            ch->up_closed = true;
+            if (ch->result == NULL) {
+                ch->result = strdup("error: connection to the asset lost");
+            }
+        }
+        if (ch->state == CHAN_FAILING) {
+            relay_fail(ch);
+            moved = true;
+        }
+        moved |= relay_pump(ch);
+        if (relay_finished(ch)) {
+            child_report_end(sc, ch, ch->result ? ch->result : "ok");
+            *pp = ch->next;
+            relay_chan_free(ch);
+            moved = true;
+            continue;
+        }
+        pp = &ch->next;
+    }
+    return moved;
+}
+
+static void child_loop(struct session_child *sc)
+{
+    int rc, errors = 0;
+
+    sc->started_ms = util_mono_ms();
+    for (;;) {
+        bool moved = child_step(sc);
+
+        if (!ssh_is_connected(sc->down)) {
+            break;
+        }
+        child_time_limit(sc);
+        if (moved || sc->activity) {
+            sc->activity = false;
+            continue;
+        }
+        rc = ssh_event_dopoll(sc->event, 1000);
+        if (rc == SSH_ERROR) {
+            if (!ssh_is_connected(sc->down)) {
+                break;
+            }
+            if (++errors > 100) {
+                log_error("event loop keeps failing; ending the session");
+                break;
+            }
+        } else {
+            errors = 0;
+        }
+    }
+    /* The client is gone: close what is still open. */
+    while (sc->chans != NULL) {
+        struct relay_chan *ch = sc->chans;
+
+        sc->chans = ch->next;
+        child_report_end(sc, ch,
+                         ch->state == CHAN_CLOSING && ch->result == NULL
+                             ? "ok"
+                         : ch->result != NULL ? ch->result
+                                              : "error: client disconnected");
+        relay_chan_free(ch);
+    }
+}
+
+int child_run(const struct child_args *a)
+{
+    struct session_child sc;
+    int yes = 1, rc = 1;
+
+    memset(&sc, 0, sizeof(sc));
+    sc.mon = a->monitor_fd;
+    sc.connect_timeout = a->connect_timeout_seconds;
+    snprintf(sc.client_addr, sizeof(sc.client_addr), "%s", a->client_addr);
+    sc.req = buf_new(MPROTO_MAX);
+    sc.rep = buf_new(MPROTO_MAX);
+    if (sc.req == NULL || sc.rep == NULL ||
+        (sc.down = ssh_new()) == NULL) {
+        goto out;
+    }
+    if (ssh_bind_accept_fd(a->bind, sc.down, a->client_fd) != SSH_OK) {
+        log_error("accept: %s", ssh_get_error(a->bind));
+        goto out;
+    }
+    if (sandbox_enter(a->sb) != ERR_OK) {
+        goto out;
+    }
+    /* A client that does not finish logging in is cut off. */
+    alarm((unsigned)a->login_grace_seconds);
+    ssh_set_auth_methods(sc.down, CHILD_AUTH_METHODS);
+    if (ssh_handle_key_exchange(sc.down) != SSH_OK) {
+        log_info("key exchange with %s failed: %s", sc.client_addr,
+                 ssh_get_error(sc.down));
+        goto out;
+    }
+    /* Nagle with delayed ACKs costs ~40 ms per round trip. */
+    setsockopt(a->client_fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
+    if (child_authenticate(&sc) != ERR_OK) {
+        goto out;
+    }
+    alarm(0);
+    sc.server_cb.userdata = &sc;
+    sc.server_cb.channel_open_request_session_function =
+        child_on_session_open;
+    ssh_callbacks_init(&sc.server_cb);
+    ssh_set_server_callbacks(sc.down, &sc.server_cb);
+    ssh_set_message_callback(sc.down, child_on_message, &sc);
+    if ((sc.event = ssh_event_new()) == NULL ||
+        ssh_event_add_session(sc.event, sc.down) != SSH_OK) {
+        goto out;
+    }
+    ssh_set_blocking(sc.down, 0);
+    child_loop(&sc);
+    rc = 0;
+out:
+    while (sc.chans != NULL) {
+        struct relay_chan *ch = sc.chans;
+        sc.chans = ch->next;
+        relay_chan_free(ch);
+    }
+    if (sc.up != NULL) {
+        if (sc.event != NULL) {
+            ssh_event_remove_session(sc.event, sc.up);
+        }
+        ssh_disconnect(sc.up);
+        ssh_free(sc.up);
+    }
+    if (sc.down != NULL) {
+        if (sc.event != NULL) {
+            ssh_event_remove_session(sc.event, sc.down);
+        }
+        ssh_disconnect(sc.down);
+        ssh_free(sc.down);
+    }
+    if (sc.event != NULL) {
+        ssh_event_free(sc.event);
+    }
+    free(sc.up_error);
+    free(sc.up_result);
+    buf_free(sc.req);
+    buf_free(sc.rep);
+    return rc;
+}

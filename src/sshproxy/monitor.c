@@ -1,1 +1,977 @@
-/* placeholder: being written */
+/*
+ * The monitor's request handlers; see monitor.h for the permitted-request
+ * table. Every request is parsed with the buf getters and must end exactly
+ * where its last field ends (buf_expect_end): a child that sends anything
+ * else is treated as compromised and killed.
+ */
+#include "sshproxy/monitor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "auth/lockout.h"
+#include "auth/password.h"
+#include "auth/totp.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "policy/policy.h"
+#include "sshproxy/mproto.h"
+
+#define MONITOR_FP_MAX 128
+#define MONITOR_DETAIL_MAX 65536
+#define MONITOR_LOCKOUT_SLOTS 4096
+
+int monitor_init(struct monitor *m, const struct config *cfg)
+{
+    int r;
+
+    memset(m, 0, sizeof(*m));
+    m->cfg = cfg;
+    if ((r = store_open(cfg->store_path, &m->store)) != ERR_OK) {
+        log_error("cannot open the store %s: %s", cfg->store_path,
+                  err_str(r));
+        return r;
+    }
+    if ((r = vault_load(cfg->vault_key, &m->vault)) != ERR_OK) {
+        log_error("cannot load the vault key %s: %s", cfg->vault_key,
+                  err_str(r));
+        return r;
+    }
+    m->lockout = lockout_new(cfg->max_failures, cfg->failure_window_seconds,
+                             cfg->lockout_seconds, MONITOR_LOCKOUT_SLOTS);
+    m->rep = buf_new(MPROTO_MAX);
+    if (m->lockout == NULL || m->rep == NULL) {
+        return ERR_NOMEM;
+    }
+    return ERR_OK;
+}
+
+static void monitor_child_free(struct mchild *c)
+{
+    struct mchild_row *row;
+
+    if (c->fd >= 0) {
+        close(c->fd);
+    }
+    if (c->connect_fd >= 0) {
+        close(c->connect_fd);
+    }
+    while ((row = c->rows) != NULL) {
+        c->rows = row->next;
+        free(row);
+    }
+    sodium_memzero(&c->login, sizeof(c->login));
+    free(c);
+}
+
+void monitor_free(struct monitor *m)
+{
+    struct mchild *c;
+
+    while ((c = m->children) != NULL) {
+        m->children = c->next;
+        monitor_child_exit(m, c, -1);
+    }
+    lockout_free(m->lockout);
+    vault_free(m->vault);
+    store_close(m->store);
+    buf_free(m->rep);
+    memset(m, 0, sizeof(*m));
+}
+
+struct mchild *monitor_child_new(struct monitor *m, pid_t pid, int fd,
+                                 const char *addr)
+{
+    struct mchild *c = calloc(1, sizeof(*c));
+    const char *colon;
+
+    if (c == NULL) {
+        return NULL;
+    }
+    c->pid = pid;
+    c->fd = fd;
+    c->connect_fd = -1;
+    snprintf(c->addr, sizeof(c->addr), "%s", addr);
+    snprintf(c->ip, sizeof(c->ip), "%s", addr);
+    if ((colon = strrchr(c->ip, ':')) != NULL) {
+        c->ip[colon - c->ip] = '\0';
+    }
+    snprintf(c->route, sizeof(c->route), "direct");
+    c->next = m->children;
+    m->children = c;
+    m->preauth++;
+    return c;
+}
+
+static void monitor_reply(struct monitor *m, struct mchild *c, uint8_t type,
+                          int fd)
+{
+    if (c->fd < 0) {
+        buf_reset(m->rep);
+        return;
+    }
+    if (mproto_send(c->fd, type, m->rep, fd, 1) != ERR_OK) {
+        log_warn("monitor: cannot reply to child %ld; ending it",
+                 (long)c->pid);
+        kill(c->pid, SIGKILL);
+        c->state = MC_DEAD;
+    }
+    buf_reset(m->rep); /* may have held a vaulted login */
+}
+
+/* --- report rows --- */
+
+static int monitor_row_add(struct mchild *c, const char *id)
+{
+    struct mchild_row *row = calloc(1, sizeof(*row));
+
+    if (row == NULL) {
+        return ERR_NOMEM;
+    }
+    snprintf(row->id, sizeof(row->id), "%s", id);
+    row->next = c->rows;
+    c->rows = row;
+    return ERR_OK;
+}
+
+static bool monitor_row_take(struct mchild *c, const char *id)
+{
+    struct mchild_row **pp, *row;
+
+    for (pp = &c->rows; (row = *pp) != NULL; pp = &row->next) {
+        if (strcmp(row->id, id) == 0) {
+            *pp = row->next;
+            free(row);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A row for something refused before it started; opened and closed. */
+static void monitor_row_refused(struct monitor *m, struct mchild *c,
+                                const char *kind, const char *asset_name,
+                                const char *detail, const char *result)
+{
+    struct store_session s;
+    int64_t now = util_now();
+
+    memset(&s, 0, sizeof(s));
+    util_uuid4(s.id);
+    snprintf(s.user_id, sizeof(s.user_id), "%s", c->user_id);
+    util_strlcpy(s.user_name,
+                 c->user_name[0] ? c->user_name : c->login.principal,
+                 sizeof(s.user_name));
+    snprintf(s.asset_id, sizeof(s.asset_id), "%s", c->asset_id);
+    snprintf(s.asset_name, sizeof(s.asset_name), "%s",
+             asset_name ? asset_name : c->asset_name);
+    snprintf(s.site, sizeof(s.site), "%s",
+             c->asset_site[0] ? c->asset_site
+                              : (c->login.site[0] ? c->login.site : "/root"));
+    snprintf(s.kind, sizeof(s.kind), "%s", kind);
+    snprintf(s.client_addr, sizeof(s.client_addr), "%s", c->addr);
+    snprintf(s.route, sizeof(s.route), "%s", c->route);
+    snprintf(s.detail, sizeof(s.detail), "%s", detail ? detail : "");
+    s.started_at = now;
+    s.exit_status = -1;
+    if (store_session_open(m->store, &s) != ERR_OK ||
+        store_session_close(m->store, s.id, now, 0, 0, -1, result) !=
+            ERR_OK) {
+        log_error("cannot write the report row for %s", c->addr);
+    }
+    log_info("session %s %s from %s: %s", s.id, s.user_name, c->addr,
+             result);
+}
+
+/* --- authentication --- */
+
+static void monitor_auth_reply(struct monitor *m, struct mchild *c,
+                               int verdict, const char *reason)
+{
+    uint32_t delay =
+        verdict == MP_AUTH_FAIL ? (uint32_t)m->cfg->failure_delay_ms : 0;
+
+    if (verdict == MP_AUTH_FAIL && reason != NULL) {
+        snprintf(c->last_fail, sizeof(c->last_fail), "denied: %s", reason);
+        log_info("login %s from %s failed: %s",
+                 c->login.principal[0] ? c->login.principal : "(invalid)",
+                 c->addr, reason);
+    }
+    if (verdict == MP_AUTH_OK) {
+        c->state = MC_AUTHED;
+        m->preauth--;
+        log_info("login %s from %s accepted", c->user_name, c->addr);
+    }
+    (void)(buf_put_u8(m->rep, (uint8_t)verdict) ||
+           buf_put_u32(m->rep, delay) ||
+           buf_put_cstring(m->rep, reason ? reason : ""));
+    monitor_reply(m, c, MP_AUTH_REPLY, -1);
+}
+
+static void monitor_lock_keys(const struct mchild *c, char *ukey,
+                              size_t ulen, char *akey, size_t alen)
+{
+    snprintf(ukey, ulen, "user:%s", c->login.principal);
+    snprintf(akey, alen, "addr:%s", c->ip);
+}
+
+static void monitor_count_failure(struct monitor *m, struct mchild *c)
+{
+    char ukey[400], akey[80];
+    int64_t now = util_now();
+
+    monitor_lock_keys(c, ukey, sizeof(ukey), akey, sizeof(akey));
+    if (lockout_fail(m->lockout, ukey, now)) {
+        log_warn("user %s locked out after repeated failures",
+                 c->login.principal);
+    }
+    if (lockout_fail(m->lockout, akey, now)) {
+        log_warn("address %s locked out after repeated failures", c->ip);
+    }
+}
+
+static bool monitor_locked(struct monitor *m, struct mchild *c)
+{
+    char ukey[400], akey[80];
+    int64_t now = util_now();
+
+    monitor_lock_keys(c, ukey, sizeof(ukey), akey, sizeof(akey));
+    return lockout_is_locked(m->lockout, ukey, now) ||
+           lockout_is_locked(m->lockout, akey, now);
+}
+
+/* Checks a TOTP code for the user; NULL on success, else the reason. */
+static const char *monitor_check_totp(struct monitor *m,
+                                      const struct store_user *u,
+                                      const char *code)
+{
+    char ad[64];
+    uint8_t *seed = NULL;
+    size_t seed_len = 0;
+    int64_t step = 0;
+    const char *why = NULL;
+    int r;
+
+    snprintf(ad, sizeof(ad), "totp:%s", u->id);
+    if (vault_open(m->vault, ad, u->totp_sealed, u->totp_sealed_len, &seed,
+                   &seed_len) != ERR_OK) {
+        log_error("cannot open the TOTP seed of %s", u->name);
+        return "TOTP unavailable";
+    }
+    r = totp_check(seed, seed_len, code, util_now(), &step);
+    vault_secret_free(seed, seed_len);
+    if (r != ERR_OK) {
+        why = "wrong TOTP code";
+    } else if ((r = store_user_totp_use(m->store, u->id, step)) ==
+               ERR_REPLAY) {
+        why = "TOTP code already used";
+    } else if (r != ERR_OK) {
+        why = "TOTP unavailable";
+    }
+    return why;
+}
+
+/*
+ * After a first factor: TOTP from the login string, or ask for it
+ * (partial success), or done.
+ */
+static void monitor_second_factor(struct monitor *m, struct mchild *c,
+                                  const struct store_user *u)
+{
+    char ukey[400], akey[80];
+    const char *why;
+
+    snprintf(c->user_id, sizeof(c->user_id), "%s", u->id);
+    snprintf(c->user_name, sizeof(c->user_name), "%s", u->name);
+    if (u->totp_enabled) {
+        if (c->login.totp[0] == '\0') {
+            c->state = MC_NEED_TOTP;
+            monitor_auth_reply(m, c, MP_AUTH_PARTIAL, "TOTP required");
+            return;
+        }
+        if ((why = monitor_check_totp(m, u, c->login.totp)) != NULL) {
+            monitor_count_failure(m, c);
+            monitor_auth_reply(m, c, MP_AUTH_FAIL, why);
+            return;
+        }
+    }
+    monitor_lock_keys(c, ukey, sizeof(ukey), akey, sizeof(akey));
+    lockout_success(m->lockout, ukey);
+    lockout_success(m->lockout, akey);
+    monitor_auth_reply(m, c, MP_AUTH_OK, "");
+}
+
+/* Parses and binds the login; replies and returns false if invalid. */
+static bool monitor_take_login(struct monitor *m, struct mchild *c,
+                               const char *login)
+{
+    const char *why = NULL;
+    char reason[200];
+
+    c->tried = true;
+    if (login_parse(login, strlen(login), &c->login, &why) != ERR_OK) {
+        snprintf(reason, sizeof(reason), "invalid login: %s",
+                 why ? why : "malformed");
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, reason);
+        return false;
+    }
+    c->user_id[0] = '\0';
+    c->user_name[0] = '\0';
+    if (monitor_locked(m, c)) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "locked out");
+        return false;
+    }
+    return true;
+}
+
+static int monitor_auth_password(struct monitor *m, struct mchild *c,
+                                 struct buf *req)
+{
+    char *login = NULL, *password = NULL;
+    struct store_user u;
+    int r = ERR_PROTO, ok;
+
+    memset(&u, 0, sizeof(u));
+    if (c->state != MC_PREAUTH ||
+        buf_get_cstring(req, LOGIN_MAX, &login) != ERR_OK ||
+        buf_get_cstring(req, PASSWORD_MAX, &password) != ERR_OK ||
+        buf_expect_end(req) != ERR_OK) {
+        goto out;
+    }
+    r = ERR_OK;
+    if (!monitor_take_login(m, c, login)) {
+        goto out;
+    }
+    if (store_user_get(m->store, c->login.principal, &u) != ERR_OK) {
+        (void)password_verify(NULL, password); /* same time as a real one */
+        monitor_count_failure(m, c);
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
+        goto out;
+    }
+    ok = password_verify(u.password_hash, password) == ERR_OK;
+    if (!ok) {
+        monitor_count_failure(m, c);
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
+        goto out;
+    }
+    if (u.disabled) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "user disabled");
+        goto out;
+    }
+    monitor_second_factor(m, c, &u);
+out:
+    if (password != NULL) {
+        sodium_memzero(password, strlen(password));
+    }
+    free(password);
+    free(login);
+    sodium_memzero(&u, sizeof(u));
+    return r;
+}
+
+static int monitor_auth_pubkey(struct monitor *m, struct mchild *c,
+                               struct buf *req)
+{
+    char *login = NULL, *fp = NULL;
+    struct store_user u;
+    uint8_t verified = 0;
+    int r = ERR_PROTO;
+    bool match;
+
+    memset(&u, 0, sizeof(u));
+    if (c->state != MC_PREAUTH ||
+        buf_get_cstring(req, LOGIN_MAX, &login) != ERR_OK ||
+        buf_get_cstring(req, MONITOR_FP_MAX, &fp) != ERR_OK ||
+        buf_get_u8(req, &verified) != ERR_OK || verified > 1 ||
+        buf_expect_end(req) != ERR_OK) {
+        goto out;
+    }
+    r = ERR_OK;
+    if (!verified) {
+        /* A probe: answer without counting it or changing state. */
+        struct login l;
+        bool ok = login_parse(login, strlen(login), &l, NULL) == ERR_OK &&
+                  store_user_get(m->store, l.principal, &u) == ERR_OK &&
+                  !u.disabled &&
+                  store_user_key_match(m->store, u.id, fp) == ERR_OK;
+        (void)(buf_put_u8(m->rep, ok ? MP_AUTH_OK : MP_AUTH_FAIL) ||
+               buf_put_u32(m->rep, 0) || buf_put_cstring(m->rep, ""));
+        monitor_reply(m, c, MP_AUTH_REPLY, -1);
+        goto out;
+    }
+    if (!monitor_take_login(m, c, login)) {
+        goto out;
+    }
+    match = store_user_get(m->store, c->login.principal, &u) == ERR_OK &&
+            store_user_key_match(m->store, u.id, fp) == ERR_OK;
+    if (!match) {
+        monitor_count_failure(m, c);
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
+        goto out;
+    }
+    if (u.disabled) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "user disabled");
+        goto out;
+    }
+    monitor_second_factor(m, c, &u);
+out:
+    free(login);
+    free(fp);
+    sodium_memzero(&u, sizeof(u));
+    return r;
+}
+
+static int monitor_auth_totp(struct monitor *m, struct mchild *c,
+                             struct buf *req)
+{
+    char code[16] = "";
+    struct store_user u;
+    const char *why;
+    char ukey[400], akey[80];
+
+    memset(&u, 0, sizeof(u));
+    if (c->state != MC_NEED_TOTP ||
+        buf_get_cstring_into(req, code, sizeof(code)) != ERR_OK ||
+        buf_expect_end(req) != ERR_OK) {
+        return ERR_PROTO;
+    }
+    c->state = MC_PREAUTH; /* a failure starts over */
+    if (monitor_locked(m, c)) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "locked out");
+    } else if (store_user_get(m->store, c->user_id, &u) != ERR_OK ||
+               u.disabled) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
+    } else if ((why = monitor_check_totp(m, &u, code)) != NULL) {
+        monitor_count_failure(m, c);
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, why);
+    } else {
+        monitor_lock_keys(c, ukey, sizeof(ukey), akey, sizeof(akey));
+        lockout_success(m->lockout, ukey);
+        lockout_success(m->lockout, akey);
+        monitor_auth_reply(m, c, MP_AUTH_OK, "");
+    }
+    sodium_memzero(code, sizeof(code));
+    sodium_memzero(&u, sizeof(u));
+    return ERR_OK;
+}
+
+/* --- authorization --- */
+
+static void monitor_authorize_reply(struct monitor *m, struct mchild *c,
+                                    bool ok, const char *sid,
+                                    const char *msg,
+                                    const struct policy_decision *d)
+{
+    (void)(buf_put_u8(m->rep, ok ? 1 : 0) ||
+           buf_put_cstring(m->rep, sid ? sid : "") ||
+           buf_put_cstring(m->rep, msg ? msg : "") ||
+           buf_put_cstring(m->rep, c->asset_name) ||
+           buf_put_u32(m->rep, d ? (uint32_t)d->max_session_minutes : 0) ||
+           buf_put_u32(m->rep, d ? (uint32_t)d->idle_timeout_minutes : 0));
+    monitor_reply(m, c, MP_AUTHORIZE_REPLY, -1);
+}
+
+/*
+ * Resolves the login's asset among those the user holds a role on.
+ * Returns ERR_OK with c->asset_* set, or ERR_NOT_FOUND / ERR_AMBIGUOUS /
+ * ERR_DENIED with msg and result filled.
+ */
+static int monitor_resolve_asset(struct monitor *m, struct mchild *c,
+                                 int *role, char *msg, size_t msglen,
+                                 char *result, size_t reslen)
+{
+    struct store_asset *list = NULL;
+    size_t n = 0, visible = 0, pick = 0, off;
+    int r, rl, best = ROLE_NONE;
+
+    *role = ROLE_NONE;
+    r = store_asset_find(m->store, c->login.site[0] ? c->login.site : NULL,
+                         c->login.asset, &list, &n);
+    if (r != ERR_OK && r != ERR_NOT_FOUND) {
+        snprintf(msg, msglen, "internal error looking up the asset");
+        snprintf(result, reslen, "error: store failed");
+        return ERR_STORE;
+    }
+    for (size_t i = 0; i < n; i++) {
+        rl = ROLE_NONE;
+        if (store_user_asset_role(m->store, c->user_id, list[i].id, &rl) ==
+                ERR_OK &&
+            rl >= ROLE_VIEWER) {
+            visible++;
+            pick = i;
+            best = rl;
+        }
+    }
+    if (n == 0) {
+        snprintf(msg, msglen, "unknown asset '%s'", c->login.asset);
+        snprintf(result, reslen, "denied: unknown asset");
+        r = ERR_NOT_FOUND;
+        goto out;
+    }
+    if (visible == 0) {
+        snprintf(msg, msglen, "access denied: you have no role on this asset");
+        snprintf(result, reslen, "denied: you have no role on this asset");
+        if (n == 1) {
+            snprintf(c->asset_id, sizeof(c->asset_id), "%s", list[0].id);
+            snprintf(c->asset_name, sizeof(c->asset_name), "%s",
+                     list[0].name);
+        }
+        r = ERR_DENIED;
+        goto out;
+    }
+    if (visible > 1) {
+        off = (size_t)snprintf(msg, msglen,
+                               "asset name '%s' is ambiguous: matches ",
+                               c->login.asset);
+        for (size_t i = 0, k = 0; i < n && off < msglen; i++) {
+            rl = ROLE_NONE;
+            if (store_user_asset_role(m->store, c->user_id, list[i].id,
+                                      &rl) != ERR_OK ||
+                rl < ROLE_VIEWER) {
+                continue;
+            }
+            off += (size_t)snprintf(msg + off, msglen - off, "%s%s",
+                                    k++ ? ", " : "", list[i].id);
+        }
+        if (off < msglen) {
+            snprintf(msg + off, msglen - off, "; use the asset ID");
+        }
+        snprintf(result, reslen, "denied: ambiguous asset name");
+        r = ERR_AMBIGUOUS;
+        goto out;
+    }
+    snprintf(c->asset_id, sizeof(c->asset_id), "%s", list[pick].id);
+    snprintf(c->asset_name, sizeof(c->asset_name), "%s", list[pick].name);
+    snprintf(c->asset_site, sizeof(c->asset_site), "%s",
+             list[pick].site_path);
+    snprintf(c->asset_host, sizeof(c->asset_host), "%s", list[pick].host);
+    c->asset_port = list[pick].port;
+    snprintf(c->route, sizeof(c->route), "%s",
+             list[pick].route[0] ? list[pick].route : "direct");
+    if (strcmp(list[pick].protocol, "ssh") != 0) {
+        snprintf(msg, msglen, "asset '%s' is not an SSH asset",
+                 list[pick].name);
+        snprintf(result, reslen, "denied: not an SSH asset");
+        r = ERR_DENIED;
+        goto out;
+    }
+    if (strcmp(c->route, "direct") != 0) {
+        snprintf(msg, msglen, "asset '%s' uses route '%s', not supported yet",
+                 list[pick].name, c->route);
+        snprintf(result, reslen, "error: unsupported route");
+        r = ERR_DENIED;
+        goto out;
+    }
+    *role = best;
+    c->asset_resolved = true;
+    r = ERR_OK;
+out:
+    store_asset_list_free(list, n);
+    return r;
+}
+
+static int monitor_authorize(struct monitor *m, struct mchild *c,
+                             struct buf *req)
+{
+    struct store_profile *profiles = NULL;
+    struct policy_decision d;
+    struct store_session s;
+    char *detail = NULL, msg[600] = "", result[STORE_RESULT_MAX + 1] = "";
+    uint8_t kind = 0;
+    size_t np = 0;
+    int role = ROLE_NONE, r = ERR_PROTO;
+
+    memset(&d, 0, sizeof(d));
+    if (c->state != MC_AUTHED || buf_get_u8(req, &kind) != ERR_OK ||
+        kind >= KIND__COUNT ||
+        buf_get_cstring(req, MONITOR_DETAIL_MAX, &detail) != ERR_OK ||
+        buf_expect_end(req) != ERR_OK) {
+        goto out;
+    }
+    r = ERR_OK;
+    if (!c->asset_resolved &&
+        monitor_resolve_asset(m, c, &role, msg, sizeof(msg), result,
+                              sizeof(result)) != ERR_OK) {
+        monitor_row_refused(m, c, policy_kind_str(kind),
+                            c->asset_name[0] ? c->asset_name : c->login.asset,
+                            detail, result);
+        monitor_authorize_reply(m, c, false, NULL, msg, NULL);
+        goto out;
+    }
+    if (role == ROLE_NONE &&
+        store_user_asset_role(m->store, c->user_id, c->asset_id, &role) !=
+            ERR_OK) {
+        role = ROLE_NONE;
+    }
+    if (store_user_profiles(m->store, c->user_id, &profiles, &np) !=
+        ERR_OK) {
+        np = 0;
+    }
+    policy_decide(role, profiles, np, kind, &d);
+    if (!d.allowed) {
+        snprintf(msg, sizeof(msg), "access denied: %s", d.reason);
+        snprintf(result, sizeof(result), "denied: %s", d.reason);
+        monitor_row_refused(m, c, policy_kind_str(kind), NULL, detail, result);
+        monitor_authorize_reply(m, c, false, NULL, msg, NULL);
+        goto out;
+    }
+    memset(&s, 0, sizeof(s));
+    util_uuid4(s.id);
+    snprintf(s.user_id, sizeof(s.user_id), "%s", c->user_id);
+    snprintf(s.user_name, sizeof(s.user_name), "%s", c->user_name);
+    snprintf(s.asset_id, sizeof(s.asset_id), "%s", c->asset_id);
+    snprintf(s.asset_name, sizeof(s.asset_name), "%s", c->asset_name);
+    snprintf(s.site, sizeof(s.site), "%s", c->asset_site);
+    snprintf(s.kind, sizeof(s.kind), "%s", policy_kind_str(kind));
+    snprintf(s.client_addr, sizeof(s.client_addr), "%s", c->addr);
+    snprintf(s.route, sizeof(s.route), "%s", c->route);
+    snprintf(s.detail, sizeof(s.detail), "%s", detail);
+    s.started_at = util_now();
+    s.exit_status = -1;
+    if (store_session_open(m->store, &s) != ERR_OK ||
+        monitor_row_add(c, s.id) != ERR_OK) {
+        monitor_authorize_reply(m, c, false, NULL,
+                                "internal error: cannot write the report",
+                                NULL);
+        goto out;
+    }
+    log_info("session %s: %s %s on %s (%s) from %s", s.id, c->user_name,
+             s.kind, c->asset_name, c->asset_id, c->addr);
+    monitor_authorize_reply(m, c, true, s.id, "", &d);
+out:
+    free(profiles);
+    free(detail);
+    return r;
+}
+
+/* --- connecting --- */
+
+static void monitor_connect_reply(struct monitor *m, struct mchild *c,
+                                  bool ok, const char *msg, int fd)
+{
+    (void)(buf_put_u8(m->rep, ok ? 1 : 0) ||
+           buf_put_cstring(m->rep, msg ? msg : ""));
+    monitor_reply(m, c, MP_CONNECT_REPLY, ok ? fd : -1);
+}
+
+static void monitor_connect_failed(struct monitor *m, struct mchild *c,
+                                   const char *why)
+{
+    char msg[600];
+
+    snprintf(msg, sizeof(msg), "cannot reach asset '%s' (%s:%d): %s",
+             c->asset_name, c->asset_host, c->asset_port, why);
+    log_info("%s", msg);
+    monitor_connect_reply(m, c, false, msg, -1);
+}
+
+static bool monitor_owns_row(const struct mchild *c, const char *id)
+{
+    for (const struct mchild_row *row = c->rows; row; row = row->next) {
+        if (strcmp(row->id, id) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int monitor_connect(struct monitor *m, struct mchild *c,
+                           struct buf *req)
+{
+    struct addrinfo hints, *res = NULL, *ai;
+    char port[16], row[STORE_ID_MAX + 1] = "";
+    int fd = -1, rc, err = 0;
+
+    if (c->state != MC_AUTHED || !c->asset_resolved || c->connect_asked ||
+        buf_get_cstring_into(req, row, sizeof(row)) != ERR_OK ||
+        buf_expect_end(req) != ERR_OK || !monitor_owns_row(c, row)) {
+        return ERR_PROTO;
+    }
+    c->connect_asked = true;
+    snprintf(c->connect_row, sizeof(c->connect_row), "%s", row);
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    snprintf(port, sizeof(port), "%d", c->asset_port);
+    /* TODO(asynchronous DNS): getaddrinfo blocks the main loop for names
+     * that resolve slowly; assets given by address do not. */
+    if ((rc = getaddrinfo(c->asset_host, port, &hints, &res)) != 0) {
+        monitor_connect_failed(m, c, gai_strerror(rc));
+        return ERR_OK;
+    }
+    for (ai = res; ai != NULL; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+                                       SOCK_CLOEXEC,
+                    ai->ai_protocol);
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
+            errno == EINPROGRESS) {
+            break;
+        }
+        err = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        monitor_connect_failed(m, c, strerror(err ? err : ECONNREFUSED));
+        return ERR_OK;
+    }
+    c->connect_fd = fd;
+    c->connect_deadline_ms =
+        util_mono_ms() + (int64_t)m->cfg->connect_timeout_seconds * 1000;
+    return ERR_OK;
+}
+
+void monitor_connect_done(struct monitor *m, struct mchild *c, bool timeout)
+{
+    int fd = c->connect_fd, err = 0, yes = 1;
+    socklen_t len = sizeof(err);
+
+    c->connect_fd = -1;
+    if (timeout) {
+        close(fd);
+        monitor_connect_failed(m, c, "connection timed out");
+        return;
+    }
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) {
+        err = errno;
+    }
+    if (err != 0) {
+        close(fd);
+        monitor_connect_failed(m, c, strerror(err));
+        return;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
+    monitor_connect_reply(m, c, true, "", fd);
+    close(fd); /* the child has its own copy now */
+}
+
+/* --- host key and credentials --- */
+
+static int monitor_hostkey(struct monitor *m, struct mchild *c,
+                           struct buf *req)
+{
+    char row[STORE_ID_MAX + 1] = "", fp[MONITOR_FP_MAX + 1] = "", msg[600];
+    struct store_asset a;
+    int r;
+
+    if (c->state != MC_AUTHED || !c->connect_asked || c->hostkey_asked ||
+        buf_get_cstring_into(req, row, sizeof(row)) != ERR_OK ||
+        buf_get_cstring_into(req, fp, sizeof(fp)) != ERR_OK ||
+        buf_expect_end(req) != ERR_OK || !monitor_owns_row(c, row)) {
+        return ERR_PROTO;
+    }
+    c->hostkey_asked = true;
+    r = store_asset_pin_host_key(m->store, c->asset_id, fp);
+    if (r == ERR_OK) {
+        c->hostkey_ok = true;
+        (void)(buf_put_u8(m->rep, 1) || buf_put_cstring(m->rep, ""));
+    } else {
+        memset(&a, 0, sizeof(a));
+        (void)store_asset_get(m->store, c->asset_id, &a);
+        if (r == ERR_HOSTKEY) {
+            snprintf(msg, sizeof(msg),
+                     "host key of asset '%s' has changed (pinned %s, "
+                     "presented %s); an administrator must run "
+                     "'portcullis asset retrust %s'",
+                     c->asset_name, a.host_key_fp, fp, c->asset_id);
+            log_warn("%s", msg);
+        } else {
+            snprintf(msg, sizeof(msg), "cannot check the host key: %s",
+                     err_str(r));
+        }
+        store_asset_clear(&a);
+        (void)(buf_put_u8(m->rep, 0) || buf_put_cstring(m->rep, msg));
+    }
+    monitor_reply(m, c, MP_HOSTKEY_REPLY, -1);
+    return ERR_OK;
+}
+
+static int monitor_credentials(struct monitor *m, struct mchild *c,
+                               struct buf *req)
+{
+    char row[STORE_ID_MAX + 1] = "", ad[80];
+    struct store_asset a;
+    uint8_t *pw = NULL, *key = NULL;
+    size_t pwlen = 0, keylen = 0;
+    bool ok;
+
+    if (c->state != MC_AUTHED || !c->hostkey_ok || c->creds_given ||
+        buf_get_cstring_into(req, row, sizeof(row)) != ERR_OK ||
+        buf_expect_end(req) != ERR_OK || !monitor_owns_row(c, row)) {
+        return ERR_PROTO;
+    }
+    c->creds_given = true;
+    memset(&a, 0, sizeof(a));
+    ok = store_asset_get(m->store, c->asset_id, &a) == ERR_OK;
+    if (ok && a.password_sealed != NULL) {
+        snprintf(ad, sizeof(ad), "asset-password:%s", a.id);
+        ok = vault_open(m->vault, ad, a.password_sealed,
+                        a.password_sealed_len, &pw, &pwlen) == ERR_OK;
+    }
+    if (ok && a.key_sealed != NULL) {
+        snprintf(ad, sizeof(ad), "asset-key:%s", a.id);
+        ok = vault_open(m->vault, ad, a.key_sealed, a.key_sealed_len, &key,
+                        &keylen) == ERR_OK;
+    }
+    if (!ok) {
+        log_error("cannot open the vaulted login of asset %s", c->asset_id);
+    }
+    (void)(buf_put_u8(m->rep, ok ? 1 : 0) ||
+           buf_put_cstring(m->rep, a.login_user[0] ? a.login_user
+                                                   : c->user_name) ||
+           buf_put_cstring(m->rep, pw ? (const char *)pw : "") ||
+           buf_put_cstring(m->rep, key ? (const char *)key : ""));
+    monitor_reply(m, c, MP_CREDENTIALS_REPLY, -1);
+    vault_secret_free(pw, pwlen);
+    vault_secret_free(key, keylen);
+    store_asset_clear(&a);
+    return ERR_OK;
+}
+
+/* --- the end of a session --- */
+
+static bool monitor_result_ok(const char *s)
+{
+    if (strncmp(s, "ok", 2) != 0 && strncmp(s, "error: ", 7) != 0 &&
+        strncmp(s, "denied: ", 8) != 0) {
+        return false;
+    }
+    for (; *s; s++) {
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static int monitor_session_end(struct monitor *m, struct mchild *c,
+                               struct buf *req)
+{
+    char row[STORE_ID_MAX + 1] = "", result[STORE_RESULT_MAX + 1] = "";
+    uint64_t up = 0, down = 0;
+    uint32_t exit1 = 0;
+
+    if (c->state != MC_AUTHED ||
+        buf_get_cstring_into(req, row, sizeof(row)) != ERR_OK ||
+        buf_get_u64(req, &up) != ERR_OK ||
+        buf_get_u64(req, &down) != ERR_OK ||
+        buf_get_u32(req, &exit1) != ERR_OK ||
+        buf_get_cstring_into(req, result, sizeof(result)) != ERR_OK ||
+        buf_expect_end(req) != ERR_OK || !monitor_result_ok(result) ||
+        !monitor_row_take(c, row)) {
+        return ERR_PROTO;
+    }
+    if (store_session_close(m->store, row, util_now(), up, down,
+                            exit1 == 0 ? -1 : (int)(exit1 - 1),
+                            result) != ERR_OK) {
+        log_error("cannot close report row %s", row);
+    }
+    log_info("session %s ended: %s, %llu bytes up, %llu down", row, result,
+             (unsigned long long)up, (unsigned long long)down);
+    monitor_reply(m, c, MP_ACK, -1);
+    return ERR_OK;
+}
+
+int monitor_request(struct monitor *m, struct mchild *c, uint8_t type,
+                    struct buf *req)
+{
+    int r;
+
+    if (c->state == MC_DEAD) {
+        return ERR_PROTO;
+    }
+    buf_reset(m->rep);
+    switch (type) {
+    case MP_AUTH_PASSWORD:
+        r = monitor_auth_password(m, c, req);
+        break;
+    case MP_AUTH_PUBKEY:
+        r = monitor_auth_pubkey(m, c, req);
+        break;
+    case MP_AUTH_TOTP:
+        r = monitor_auth_totp(m, c, req);
+        break;
+    case MP_AUTHORIZE:
+        r = monitor_authorize(m, c, req);
+        break;
+    case MP_CONNECT:
+        r = monitor_connect(m, c, req);
+        break;
+    case MP_HOSTKEY:
+        r = monitor_hostkey(m, c, req);
+        break;
+    case MP_CREDENTIALS:
+        r = monitor_credentials(m, c, req);
+        break;
+    case MP_SESSION_END:
+        r = monitor_session_end(m, c, req);
+        break;
+    default:
+        r = ERR_PROTO;
+        break;
+    }
+    buf_reset(req);
+    if (r != ERR_OK) {
+        log_warn("child %ld sent a bad request (type %u); ending it",
+                 (long)c->pid, type);
+        kill(c->pid, SIGKILL);
+        if (c->state != MC_AUTHED && c->state != MC_DEAD) {
+            m->preauth--;
+        }
+        c->state = MC_DEAD;
+    }
+    return r;
+}
+
+void monitor_child_exit(struct monitor *m, struct mchild *c, int status)
+{
+    struct mchild_row *row;
+    char result[200];
+    int64_t now = util_now();
+
+    if (status == -1) {
+        snprintf(result, sizeof(result), "error: server shut down");
+    } else if (WIFSIGNALED(status)) {
+        snprintf(result, sizeof(result),
+                 "error: session process ended by signal %d",
+                 WTERMSIG(status));
+    } else {
+        snprintf(result, sizeof(result), "error: session process ended "
+                                         "without closing the session");
+    }
+    while ((row = c->rows) != NULL) {
+        c->rows = row->next;
+        (void)store_session_close(m->store, row->id, now, 0, 0, -1, result);
+        log_info("session %s: %s", row->id, result);
+        free(row);
+    }
+    if (c->state == MC_PREAUTH || c->state == MC_NEED_TOTP) {
+        m->preauth--;
+        if (c->tried) {
+            monitor_row_refused(m, c, "", c->login.asset,
+                                NULL,
+                                c->last_fail[0]
+                                    ? c->last_fail
+                                    : "denied: authentication not completed");
+        }
+    }
+    monitor_child_free(c);
+}

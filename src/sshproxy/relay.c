@@ -1,1 +1,319 @@
-/* placeholder: being written */
+/*
+ * Moving bytes between a client channel and a target channel.
+ *
+ * Why the callbacks consume nothing: libssh processes incoming packets for
+ * every session of the event inside any call that touches a socket, so
+ * data for one channel can arrive while we service another. If a data
+ * callback consumed bytes we would have to buffer them ourselves without
+ * bound. Instead the data callbacks only note how much libssh holds for
+ * the stream (the callback sees the whole buffered length) and return 0;
+ * libssh keeps the bytes and does not grow the window past what it holds,
+ * so a fast side is held back by the SSH window (backpressure), and
+ * memory per channel stays bounded. relay_pump() then reads only as much
+ * as the destination's window accepts, keeping at most RELAY_CHUNK bytes
+ * of its own per stream (see ../../shared/LIBSSH-NOTES.md).
+ *
+ * Order at the end matters to OpenSSH clients: data first, then EOF, then
+ * exit-status, then close, and the channel is freed only after the
+ * client's own close arrives.
+ */
+#include "sshproxy/session.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "policy/policy.h"
+
+struct relay_chan *relay_chan_new(struct session_child *sc)
+{
+    struct relay_chan *ch = calloc(1, sizeof(*ch));
+
+    if (ch == NULL) {
+        return NULL;
+    }
+    ch->sc = sc;
+    ch->exit_status = -1;
+    ch->last_activity_ms = util_mono_ms();
+    return ch;
+}
+
+void relay_chan_free(struct relay_chan *ch)
+{
+    if (ch == NULL) {
+        return;
+    }
+    if (ch->down != NULL) {
+        ssh_channel_free(ch->down);
+    }
+    if (ch->up != NULL) {
+        ssh_channel_free(ch->up);
+    }
+    for (int i = 0; i < 3; i++) {
+        free(ch->s[i].pend);
+    }
+    for (int i = 0; i < ch->nenv; i++) {
+        free(ch->env_name[i]);
+        free(ch->env_value[i]);
+    }
+    free(ch->detail);
+    free(ch->fail_msg);
+    free(ch->result);
+    free(ch->exit_signal);
+    free(ch);
+}
+
+/* --- target-side callbacks: note, never consume --- */
+
+static int relay_up_data(ssh_session session, ssh_channel channel, void *data,
+                         uint32_t len, int is_stderr, void *userdata)
+{
+    struct relay_chan *ch = userdata;
+
+    ch->s[is_stderr ? 2 : 1].avail = len;
+    ch->sc->activity = true;
+    return 0;
+}
+
+static void relay_up_eof(ssh_session session, ssh_channel channel,
+                         void *userdata)
+{
+    struct relay_chan *ch = userdata;
+
+    ch->up_eof = true;
+    ch->sc->activity = true;
+}
+
+static void relay_up_close(ssh_session session, ssh_channel channel,
+                           void *userdata)
+{
+    struct relay_chan *ch = userdata;
+
+    ch->up_closed = true;
+    ch->sc->activity = true;
+}
+
+static void relay_up_exit_status(ssh_session session, ssh_channel channel,
+                                 int exit_status, void *userdata)
+{
+    struct relay_chan *ch = userdata;
+
+    ch->exit_status_set = true;
+    ch->exit_status = exit_status;
+    ch->sc->activity = true;
+}
+
+static void relay_up_exit_signal(ssh_session session, ssh_channel channel,
+                                 const char *signal, int core,
+                                 const char *errmsg, const char *lang,
+                                 void *userdata)
+{
+    struct relay_chan *ch = userdata;
+
+    free(ch->exit_signal);
+    ch->exit_signal = strdup(signal ? signal : "KILL");
+    ch->exit_core = core != 0;
+    ch->sc->activity = true;
+}
+
+void relay_set_up_callbacks(struct relay_chan *ch)
+{
+    memset(&ch->up_cb, 0, sizeof(ch->up_cb));
+    ch->up_cb.userdata = ch;
+    ch->up_cb.channel_data_function = relay_up_data;
+    ch->up_cb.channel_eof_function = relay_up_eof;
+    ch->up_cb.channel_close_function = relay_up_close;
+    ch->up_cb.channel_exit_status_function = relay_up_exit_status;
+    ch->up_cb.channel_exit_signal_function = relay_up_exit_signal;
+    ssh_callbacks_init(&ch->up_cb);
+    ssh_set_channel_callbacks(ch->up, &ch->up_cb);
+}
+
+/* --- pumping --- */
+
+static int relay_write(ssh_channel dst, int to_stderr, const uint8_t *p,
+                       uint32_t len)
+{
+    return to_stderr ? ssh_channel_write_stderr(dst, p, len)
+                     : ssh_channel_write(dst, p, len);
+}
+
+/*
+ * One direction: flush what we hold, then read no more than the
+ * destination's window takes. Returns true if any byte moved; sets *err
+ * when the destination failed.
+ */
+static bool relay_stream_pump(struct relay_stream *st, ssh_channel src,
+                              int from_stderr, ssh_channel dst, int to_stderr,
+                              uint64_t *count, bool *err)
+{
+    bool moved = false;
+    uint32_t win, want;
+    int n;
+
+    for (;;) {
+        if (st->pend_len > st->pend_off) {
+            win = ssh_channel_window_size(dst);
+            if (win == 0) {
+                break;
+            }
+            want = st->pend_len - st->pend_off;
+            if (want > win) {
+                want = win;
+            }
+            n = relay_write(dst, to_stderr, st->pend + st->pend_off, want);
+            if (n < 0) {
+                *err = true;
+                break;
+            }
+            if (n > 0) {
+                moved = true;
+                st->pend_off += (uint32_t)n;
+            }
+            if (st->pend_off < st->pend_len) {
+                break;
+            }
+            st->pend_off = st->pend_len = 0;
+        }
+        if (st->avail == 0 || ssh_channel_window_size(dst) == 0) {
+            break;
+        }
+        if (st->pend == NULL && (st->pend = malloc(RELAY_CHUNK)) == NULL) {
+            *err = true;
+            break;
+        }
+        want = st->avail < RELAY_CHUNK ? st->avail : RELAY_CHUNK;
+        n = ssh_channel_read_timeout(src, st->pend, want, from_stderr, 0);
+        if (n <= 0) {
+            /* Nothing after all (or the source failed: its close or the
+             * session error is noticed by the caller). */
+            st->avail = 0;
+            break;
+        }
+        st->avail = (uint32_t)n >= st->avail ? 0 : st->avail - (uint32_t)n;
+        st->pend_len = (uint32_t)n;
+        st->pend_off = 0;
+        *count += (uint64_t)n;
+        moved = true;
+    }
+    return moved;
+}
+
+static bool relay_stream_empty(const struct relay_stream *st)
+{
+    return st->avail == 0 && st->pend_len == st->pend_off;
+}
+
+void relay_fail(struct relay_chan *ch)
+{
+    char line[600];
+    int n;
+
+    if (ch->sent_down_close || ch->down_closed) {
+        ch->state = CHAN_CLOSING;
+        return;
+    }
+    if (ch->kind != KIND_LOCAL_FORWARD && ch->fail_msg != NULL) {
+        n = snprintf(line, sizeof(line), "portcullis: %s\r\n", ch->fail_msg);
+        if (n > 0) {
+            ssh_channel_write_stderr(ch->down, line,
+                                     (uint32_t)strnlen(line, sizeof(line)));
+        }
+        ssh_channel_request_send_exit_status(ch->down, 1);
+    }
+    if (!ch->sent_down_eof) {
+        ssh_channel_send_eof(ch->down);
+        ch->sent_down_eof = true;
+    }
+    ssh_channel_close(ch->down);
+    ch->sent_down_close = true;
+    ch->state = CHAN_CLOSING;
+}
+
+bool relay_pump(struct relay_chan *ch)
+{
+    bool moved = false, err = false;
+    int64_t now;
+
+    if (ch->state != CHAN_RELAYING) {
+        return false;
+    }
+    /* client stdin -> target */
+    if (!ch->sent_up_eof && !ch->up_closed) {
+        moved |= relay_stream_pump(&ch->s[0], ch->down, 0, ch->up, 0,
+                                   &ch->bytes_up, &err);
+    } else {
+        ch->s[0].avail = 0;
+    }
+    /* target stdout/stderr -> client */
+    if (!ch->down_closed && !ch->sent_down_eof) {
+        moved |= relay_stream_pump(&ch->s[1], ch->up, 0, ch->down, 0,
+                                   &ch->bytes_down, &err);
+        moved |= relay_stream_pump(&ch->s[2], ch->up, 1, ch->down, 1,
+                                   &ch->bytes_down, &err);
+    }
+    if (err) {
+        log_debug("relay: write failed on channel; closing");
+    }
+    /* EOF from the client, once its data is through. */
+    if (ch->down_eof && !ch->sent_up_eof && relay_stream_empty(&ch->s[0]) &&
+        !ch->up_closed) {
+        ssh_channel_send_eof(ch->up);
+        ch->sent_up_eof = true;
+        moved = true;
+    }
+    /* EOF from the target, once its data is through. */
+    if ((ch->up_eof || ch->up_closed) && !ch->sent_down_eof &&
+        relay_stream_empty(&ch->s[1]) && relay_stream_empty(&ch->s[2]) &&
+        !ch->down_closed) {
+        ssh_channel_send_eof(ch->down);
+        ch->sent_down_eof = true;
+        moved = true;
+    }
+    /* The target closed: exit status, then close towards the client. */
+    if (ch->up_closed && ch->sent_down_eof && !ch->sent_down_close) {
+        if (!ch->down_closed) {
+            if (ch->exit_signal != NULL) {
+                ssh_channel_request_send_exit_signal(
+                    ch->down, ch->exit_signal, ch->exit_core ? 1 : 0, "", "");
+            } else if (ch->exit_status_set) {
+                ssh_channel_request_send_exit_status(ch->down,
+                                                     ch->exit_status);
+            }
+            ssh_channel_close(ch->down);
+        }
+        ch->sent_down_close = true;
+        ch->state = CHAN_CLOSING;
+        moved = true;
+    }
+    /* The client went away (or a write failed): close towards the target. */
+    if ((ch->down_closed || err) && ch->state == CHAN_RELAYING) {
+        if (!ch->up_closed) {
+            ssh_channel_close(ch->up);
+        }
+        if (!ch->sent_down_close && !ch->down_closed) {
+            ssh_channel_close(ch->down);
+        }
+        ch->sent_down_close = true;
+        ch->state = CHAN_CLOSING;
+        if (err && ch->result == NULL) {
+            ch->result = strdup("error: relay failed");
+        }
+        moved = true;
+    }
+    if (moved) {
+        now = util_mono_ms();
+        ch->last_activity_ms = now;
+    }
+    return moved;
+}
+
+bool relay_finished(const struct relay_chan *ch)
+{
+    if (ch->state == CHAN_CLOSING) {
+        return ch->down_closed || ssh_channel_is_closed(ch->down);
+    }
+    return ch->down_closed && ch->state == CHAN_NEW;
+}

@@ -1,1 +1,554 @@
-/* placeholder: being written */
+/*
+ * `portcullis serve`: the main process and the spawner.
+ *
+ * Two long-lived processes:
+ *
+ *  - The spawner is forked first, before the store or the vault key are
+ *    opened, so the session children it forks inherit neither (only the
+ *    SSH host key, which a libssh server session must hold). It owns the
+ *    listening socket: it accepts, makes a monitor socketpair, forks a
+ *    session child, and hands the main process the other end of the
+ *    socketpair (SCM_RIGHTS) with the child's pid and address. It reaps
+ *    children and reports their exit.
+ *  - The main process owns the store, the vault key and the login
+ *    throttle, and answers the children's requests in one poll loop
+ *    (monitor.c). Upstream TCP connects are non-blocking, so a slow target
+ *    delays nobody else.
+ *
+ * If either process dies, the other notices the closed link: the spawner
+ * then ends all sessions and exits; the main process exits with an error.
+ * On SIGTERM/SIGINT the main process closes the link and waits for the
+ * spawner, which ends every session.
+ */
+#include "sshproxy/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <libssh/libssh.h>
+#include <libssh/server.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "sshproxy/child.h"
+#include "sshproxy/monitor.h"
+#include "sshproxy/mproto.h"
+#include "sshproxy/sandbox.h"
+
+static int server_listen(const char *addr, int port)
+{
+    struct addrinfo hints, *res = NULL, *ai;
+    char ports[16];
+    int fd = -1, yes = 1, rc;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST;
+    snprintf(ports, sizeof(ports), "%d", port);
+    if ((rc = getaddrinfo(addr, ports, &hints, &res)) != 0) {
+        log_error("listen address %s: %s", addr, gai_strerror(rc));
+        return -1;
+    }
+    for (ai = res; ai != NULL; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            continue;
+        }
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+            listen(fd, 512) == 0) {
+            break;
+        }
+        log_error("cannot listen on %s port %d: %s", addr, port,
+                  strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+static void server_addr_str(const struct sockaddr_storage *ss, char *out,
+                            size_t outlen)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+        port = ntohs(sin->sin_port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+        port = ntohs(sin6->sin6_port);
+    }
+    snprintf(out, outlen, "%s:%d", host, port);
+}
+
+/* --- the spawner --- */
+
+struct spawner {
+    const struct config *cfg;
+    int listen_fd;
+    int link;     /* to the main process */
+    int sig_fd;   /* SIGCHLD, SIGTERM, SIGINT */
+    ssh_bind bind;
+    const struct sandbox *sb;
+    int live;
+};
+
+static void spawner_accept(struct spawner *sp)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof(ss);
+    struct child_args ca;
+    char addr[64];
+    struct buf *b = NULL;
+    int fd, pair[2], rc;
+    pid_t pid;
+
+    fd = accept4(sp->listen_fd, (struct sockaddr *)&ss, &sslen, SOCK_CLOEXEC);
+    if (fd < 0) {
+        return;
+    }
+    server_addr_str(&ss, addr, sizeof(addr));
+    if (sp->live >= sp->cfg->max_sessions) {
+        log_warn("refusing %s: %d sessions already", addr, sp->live);
+        close(fd);
+        return;
+    }
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
+        log_error("socketpair: %s", strerror(errno));
+        close(fd);
+        return;
+    }
+    pid = fork();
+    if (pid < 0) {
+        log_error("fork: %s", strerror(errno));
+        close(fd);
+        close(pair[0]);
+        close(pair[1]);
+        return;
+    }
+    if (pid == 0) {
+        sigset_t none;
+
+        close(sp->listen_fd);
+        close(sp->link);
+        close(sp->sig_fd);
+        close(pair[0]);
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGPIPE, SIG_IGN);
+        memset(&ca, 0, sizeof(ca));
+        ca.client_fd = fd;
+        ca.monitor_fd = pair[1];
+        ca.bind = sp->bind;
+        ca.sb = sp->sb;
+        ca.login_grace_seconds = sp->cfg->login_grace_seconds;
+        ca.connect_timeout_seconds = sp->cfg->connect_timeout_seconds;
+        ca.client_addr = addr;
+        rc = child_run(&ca);
+        /* _exit: no atexit handlers from the parent's libraries. */
+        _exit(rc);
+    }
+    sp->live++;
+    close(fd);
+    close(pair[1]);
+    b = buf_new(256);
+    if (b == NULL || buf_put_u32(b, (uint32_t)pid) != ERR_OK ||
+        buf_put_cstring(b, addr) != ERR_OK ||
+        mproto_send(sp->link, MP_SPAWN_NEW, b, pair[0], 0) != ERR_OK) {
+        log_error("cannot hand child %ld to the main process", (long)pid);
+        kill(pid, SIGKILL);
+    }
+    buf_free(b);
+    close(pair[0]);
+}
+
+static void spawner_reap(struct spawner *sp)
+{
+    struct buf *b = buf_new(64);
+    int status;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        sp->live--;
+        buf_reset(b);
+        if (b == NULL || buf_put_u32(b, (uint32_t)pid) != ERR_OK ||
+            buf_put_u32(b, (uint32_t)status) != ERR_OK ||
+            mproto_send(sp->link, MP_SPAWN_EXIT, b, -1, 0) != ERR_OK) {
+            log_warn("cannot report the exit of child %ld", (long)pid);
+        }
+    }
+    buf_free(b);
+}
+
+static int spawner_run(struct spawner *sp)
+{
+    struct signalfd_siginfo si;
+    struct pollfd pfd[3];
+    char byte;
+
+    for (;;) {
+        pfd[0].fd = sp->listen_fd;
+        pfd[0].events = POLLIN;
+        pfd[1].fd = sp->link;
+        pfd[1].events = POLLIN;
+        pfd[2].fd = sp->sig_fd;
+        pfd[2].events = POLLIN;
+        if (poll(pfd, 3, -1) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            break;
+        }
+        if (pfd[2].revents & POLLIN) {
+            if (read(sp->sig_fd, &si, sizeof(si)) == sizeof(si) &&
+                si.ssi_signo != SIGCHLD) {
+                break;
+            }
+            spawner_reap(sp);
+        }
+        if (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+            /* The main process never writes: this is its exit. */
+            if (recv(sp->link, &byte, 1, MSG_DONTWAIT) <= 0) {
+                break;
+            }
+        }
+        if (pfd[0].revents & POLLIN) {
+            spawner_accept(sp);
+        }
+    }
+    /* End every session: they cannot work without the main process. */
+    signal(SIGTERM, SIG_IGN);
+    kill(0, SIGTERM);
+    while (sp->live > 0 && waitpid(-1, NULL, 0) > 0) {
+        sp->live--;
+    }
+    return 0;
+}
+
+/* --- the main process --- */
+
+struct server {
+    const struct config *cfg;
+    struct monitor mon;
+    int link;
+    int sig_fd;
+    pid_t spawner;
+    struct buf *msg;
+};
+
+static struct mchild *server_find(struct server *s, pid_t pid)
+{
+    for (struct mchild *c = s->mon.children; c != NULL; c = c->next) {
+        if (c->pid == pid) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static void server_unlink(struct server *s, struct mchild *c)
+{
+    struct mchild **pp;
+
+    for (pp = &s->mon.children; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            return;
+        }
+    }
+}
+
+static int server_spawner_msg(struct server *s)
+{
+    uint32_t pid = 0, status = 0;
+    char addr[64] = "";
+    uint8_t type = 0;
+    struct mchild *c;
+    int fd = -1, r;
+
+    if ((r = mproto_recv(s->link, &type, s->msg, &fd)) != ERR_OK) {
+        return r;
+    }
+    if (type == MP_SPAWN_NEW && fd >= 0 &&
+        buf_get_u32(s->msg, &pid) == ERR_OK &&
+        buf_get_cstring_into(s->msg, addr, sizeof(addr)) == ERR_OK) {
+        if (s->mon.preauth >= s->cfg->max_startups) {
+            log_warn("too many unauthenticated connections; dropping %s",
+                     addr);
+            kill((pid_t)pid, SIGTERM);
+            close(fd);
+        } else if ((c = monitor_child_new(&s->mon, (pid_t)pid, fd, addr)) ==
+                   NULL) {
+            kill((pid_t)pid, SIGTERM);
+            close(fd);
+        }
+        return ERR_OK;
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (type == MP_SPAWN_EXIT && buf_get_u32(s->msg, &pid) == ERR_OK &&
+        buf_get_u32(s->msg, &status) == ERR_OK) {
+        if ((c = server_find(s, (pid_t)pid)) != NULL) {
+            server_unlink(s, c);
+            monitor_child_exit(&s->mon, c, (int)status);
+        }
+        return ERR_OK;
+    }
+    return ERR_PROTO;
+}
+
+static void server_child_msg(struct server *s, struct mchild *c)
+{
+    uint8_t type = 0;
+    int r;
+
+    r = mproto_recv(c->fd, &type, s->msg, NULL);
+    if (r != ERR_OK) {
+        /* Closed (the child is exiting) or garbage: stop listening; the
+         * spawner's exit report cleans up. */
+        close(c->fd);
+        c->fd = -1;
+        return;
+    }
+    (void)monitor_request(&s->mon, c, type, s->msg);
+}
+
+static int server_loop(struct server *s)
+{
+    struct pollfd *pfd = NULL;
+    struct mchild **who = NULL;
+    size_t cap = 0, n;
+    struct signalfd_siginfo si;
+    int64_t now, next;
+    int timeout, r = ERR_OK;
+
+    for (;;) {
+        n = 2;
+        for (struct mchild *c = s->mon.children; c != NULL; c = c->next) {
+            n += 1 + (c->connect_fd >= 0);
+        }
+        if (n > cap) {
+            cap = n * 2;
+            free(pfd);
+            free(who);
+            pfd = calloc(cap, sizeof(*pfd));
+            who = calloc(cap, sizeof(*who));
+            if (pfd == NULL || who == NULL) {
+                r = ERR_NOMEM;
+                break;
+            }
+        }
+        pfd[0].fd = s->sig_fd;
+        pfd[0].events = POLLIN;
+        pfd[1].fd = s->link;
+        pfd[1].events = POLLIN;
+        n = 2;
+        now = util_mono_ms();
+        next = now + 1000;
+        for (struct mchild *c = s->mon.children; c != NULL; c = c->next) {
+            if (c->fd >= 0) {
+                pfd[n].fd = c->fd;
+                pfd[n].events = POLLIN;
+                pfd[n].revents = 0;
+                who[n++] = c;
+            }
+            if (c->connect_fd >= 0) {
+                pfd[n].fd = c->connect_fd;
+                pfd[n].events = POLLOUT;
+                pfd[n].revents = 0;
+                who[n++] = c;
+                if (c->connect_deadline_ms < next) {
+                    next = c->connect_deadline_ms;
+                }
+            }
+        }
+        timeout = next > now ? (int)(next - now) : 0;
+        if (poll(pfd, n, timeout) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            r = ERR_IO;
+            break;
+        }
+        if (pfd[0].revents & POLLIN) {
+            if (read(s->sig_fd, &si, sizeof(si)) == sizeof(si) &&
+                (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)) {
+                log_info("shutting down");
+                break;
+            }
+        }
+        if (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+            if (server_spawner_msg(s) != ERR_OK) {
+                log_error("the spawner is gone; shutting down");
+                r = ERR_INTERNAL;
+                break;
+            }
+            continue; /* the child list may have changed */
+        }
+        now = util_mono_ms();
+        for (size_t i = 2; i < n; i++) {
+            struct mchild *c = who[i];
+
+            if (pfd[i].fd == c->connect_fd && c->connect_fd >= 0) {
+                if (pfd[i].revents != 0) {
+                    monitor_connect_done(&s->mon, c, false);
+                } else if (now >= c->connect_deadline_ms) {
+                    monitor_connect_done(&s->mon, c, true);
+                }
+            } else if (pfd[i].fd == c->fd && c->fd >= 0 &&
+                       (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))) {
+                server_child_msg(s, c);
+            }
+        }
+    }
+    free(pfd);
+    free(who);
+    return r;
+}
+
+int server_run(const struct config *cfg)
+{
+    struct sandbox sb;
+    struct spawner sp;
+    struct server s;
+    ssh_key hostkey = NULL;
+    ssh_bind bind = NULL;
+    sigset_t mask;
+    int link[2] = {-1, -1}, listen_fd = -1, sig_fd = -1, no = 0, r, count = 0;
+    pid_t pid;
+
+    memset(&s, 0, sizeof(s));
+    ssh_init();
+    if (ssh_pki_import_privkey_file(cfg->ssh_host_key, NULL, NULL, NULL,
+                                    &hostkey) != SSH_OK) {
+        log_error("cannot read the SSH host key %s", cfg->ssh_host_key);
+        return ERR_CONFIG;
+    }
+    if ((r = sandbox_prepare(cfg->privsep_user, cfg->data_dir, &sb)) !=
+        ERR_OK) {
+        ssh_key_free(hostkey);
+        return r;
+    }
+    /* Check the store and vault now, so a bad setup fails before forking. */
+    if ((r = monitor_init(&s.mon, cfg)) != ERR_OK) {
+        monitor_free(&s.mon);
+        ssh_key_free(hostkey);
+        return r;
+    }
+    monitor_free(&s.mon);
+    if ((listen_fd = server_listen(cfg->ssh_listen, cfg->ssh_port)) < 0) {
+        ssh_key_free(hostkey);
+        return ERR_IO;
+    }
+    bind = ssh_bind_new();
+    if (bind == NULL ||
+        ssh_bind_options_set(bind, SSH_BIND_OPTIONS_PROCESS_CONFIG, &no) !=
+            SSH_OK ||
+        ssh_bind_options_set(bind, SSH_BIND_OPTIONS_IMPORT_KEY, hostkey) !=
+            SSH_OK) {
+        log_error("cannot set up the SSH server");
+        r = ERR_INTERNAL;
+        goto out;
+    }
+    hostkey = NULL; /* the bind owns it */
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if ((sig_fd = signalfd(-1, &mask, SFD_CLOEXEC)) < 0 ||
+        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, link) != 0) {
+        r = ERR_IO;
+        goto out;
+    }
+    pid = fork();
+    if (pid < 0) {
+        r = ERR_IO;
+        goto out;
+    }
+    if (pid == 0) {
+        /* The spawner: its own process group, so ending it ends all
+         * sessions. */
+        setpgid(0, 0);
+        close(link[0]);
+        memset(&sp, 0, sizeof(sp));
+        sp.cfg = cfg;
+        sp.listen_fd = listen_fd;
+        sp.link = link[1];
+        sp.sig_fd = sig_fd;
+        sp.bind = bind;
+        sp.sb = &sb;
+        _exit(spawner_run(&sp));
+    }
+    close(link[1]);
+    link[1] = -1;
+    close(listen_fd);
+    listen_fd = -1;
+    ssh_bind_free(bind);
+    bind = NULL;
+    s.cfg = cfg;
+    s.link = link[0];
+    s.sig_fd = sig_fd;
+    s.spawner = pid;
+    s.msg = buf_new(MPROTO_MAX);
+    if (s.msg == NULL || (r = monitor_init(&s.mon, cfg)) != ERR_OK) {
+        kill(pid, SIGTERM);
+        waitpid(pid, NULL, 0);
+        goto out;
+    }
+    if (store_session_close_dangling(s.mon.store, util_now(),
+                                     "error: interrupted", &count) ==
+            ERR_OK &&
+        count > 0) {
+        log_warn("closed %d report rows left open by a previous run", count);
+    }
+    log_info("listening on %s port %d", cfg->ssh_listen, cfg->ssh_port);
+    r = server_loop(&s);
+    close(link[0]);
+    link[0] = -1;
+    waitpid(pid, NULL, 0);
+    monitor_free(&s.mon);
+out:
+    buf_free(s.msg);
+    if (link[0] >= 0) {
+        close(link[0]);
+    }
+    if (link[1] >= 0) {
+        close(link[1]);
+    }
+    if (sig_fd >= 0) {
+        close(sig_fd);
+    }
+    if (listen_fd >= 0) {
+        close(listen_fd);
+    }
+    if (bind != NULL) {
+        ssh_bind_free(bind);
+    }
+    ssh_key_free(hostkey);
+    ssh_finalize();
+    return r;
+}

@@ -1,0 +1,26 @@
+/*
+ * Entry point of a session child (one per client connection), forked by
+ * the spawner. See session.h for its state and docs/architecture.md for
+ * the process model.
+ */
+#ifndef PORTCULLIS_CHILD_H
+#define PORTCULLIS_CHILD_H
+
+#include <libssh/server.h>
+
+#include "sshproxy/sandbox.h"
+
+struct child_args {
+    int client_fd;            /* accepted TCP connection */
+    int monitor_fd;           /* this child's end of its monitor socket */
+    ssh_bind bind;            /* holds the host key */
+    const struct sandbox *sb; /* applied before the first client byte */
+    int login_grace_seconds;
+    int connect_timeout_seconds;
+    const char *client_addr; /* "addr:port", for logs */
+};
+
+/* Serves one connection; returns the process exit code. */
+int child_run(const struct child_args *a);
+
+#endif

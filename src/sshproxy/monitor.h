@@ -1,0 +1,98 @@
+/*
+ * The monitor: the main process's side of the session children's
+ * requests (SPEC §10). It owns the store, the vault key and the login
+ * throttle, and answers a small table of typed requests (mproto.h), each
+ * permitted only in the states where it makes sense:
+ *
+ *   request           permitted when
+ *   MP_AUTH_PASSWORD  not yet authenticated, no second factor pending
+ *   MP_AUTH_PUBKEY    not yet authenticated, no second factor pending
+ *   MP_AUTH_TOTP      a first factor succeeded and TOTP is pending
+ *   MP_AUTHORIZE      authenticated
+ *   MP_CONNECT        authenticated, a channel authorized, not yet asked
+ *   MP_HOSTKEY        connected, not yet asked
+ *   MP_CREDENTIALS    host key accepted, not yet asked
+ *   MP_SESSION_END    authenticated; for a report row of this child only
+ *
+ * Anything else ends the child. The child never learns a password hash, a
+ * TOTP seed or the vault key; it receives the asset's vaulted login once,
+ * after authorization and the host-key check.
+ */
+#ifndef PORTCULLIS_MONITOR_H
+#define PORTCULLIS_MONITOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/buf.h"
+#include "common/config.h"
+#include "common/vault.h"
+#include "login/login.h"
+#include "store/store.h"
+
+struct lockout;
+
+enum mchild_state {
+    MC_PREAUTH = 0,
+    MC_NEED_TOTP, /* first factor done */
+    MC_AUTHED,
+    MC_DEAD, /* protocol violation: ignored until reaped */
+};
+
+struct mchild_row {
+    char id[STORE_ID_MAX + 1];
+    struct mchild_row *next;
+};
+
+/* What the main process knows about one session child. */
+struct mchild {
+    struct mchild *next;
+    pid_t pid;
+    int fd;             /* monitor socket, -1 once closed */
+    char addr[64];      /* "ip:port" of the client */
+    char ip[48];        /* for the per-address throttle */
+    enum mchild_state state;
+    struct login login; /* as parsed from the last auth request */
+    char user_id[STORE_ID_MAX + 1];
+    char user_name[STORE_NAME_MAX + 1];
+    bool tried;                /* an authentication was attempted */
+    char last_fail[160];       /* report result if it never gets in */
+    bool asset_resolved;
+    char asset_id[STORE_ID_MAX + 1];
+    char asset_name[STORE_NAME_MAX + 1];
+    char asset_site[STORE_PATH_MAX + 1];
+    char asset_host[STORE_HOST_MAX + 1];
+    int asset_port;
+    char route[STORE_ROUTE_MAX + 1];
+    bool connect_asked, hostkey_ok, hostkey_asked, creds_given;
+    int connect_fd; /* pending non-blocking connect, -1 if none */
+    int64_t connect_deadline_ms;
+    char connect_row[STORE_ID_MAX + 1];
+    struct mchild_row *rows; /* report rows this child has open */
+};
+
+struct monitor {
+    const struct config *cfg;
+    struct store *store;
+    struct vault *vault;
+    struct lockout *lockout;
+    struct mchild *children;
+    int preauth; /* children not yet authenticated */
+    struct buf *rep;
+};
+
+int monitor_init(struct monitor *m, const struct config *cfg);
+void monitor_free(struct monitor *m);
+/* Handles one request from c; ERR_PROTO means kill the child. */
+int monitor_request(struct monitor *m, struct mchild *c, uint8_t type,
+                    struct buf *req);
+/* The pending connect of c finished or timed out; replies to the child. */
+void monitor_connect_done(struct monitor *m, struct mchild *c, bool timeout);
+/* The child exited: closes its open rows, writes a row for a failed
+ * login, frees it. status as from waitpid. */
+void monitor_child_exit(struct monitor *m, struct mchild *c, int status);
+struct mchild *monitor_child_new(struct monitor *m, pid_t pid, int fd,
+                                 const char *addr);
+
+#endif

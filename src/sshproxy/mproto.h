@@ -1,0 +1,64 @@
+/*
+ * The monitor protocol: typed messages between a session child and the
+ * main process over a SOCK_SEQPACKET socketpair (one datagram = one
+ * message, so no framing bugs), and between the spawner and the main
+ * process.
+ *
+ * A message is one u8 type followed by a payload encoded with struct buf
+ * (big-endian integers, u32-length strings). A message may carry one file
+ * descriptor (SCM_RIGHTS): the main process hands a child its connected
+ * upstream socket this way, and the spawner hands the main process its end
+ * of a new child's socketpair.
+ *
+ * The child is untrusted: the main process parses every request with the
+ * buf getters, checks buf_expect_end, and permits each type only in the
+ * states listed in monitor.c.
+ */
+#ifndef PORTCULLIS_MPROTO_H
+#define PORTCULLIS_MPROTO_H
+
+#include <stdint.h>
+
+#include "common/buf.h"
+
+#define MPROTO_MAX 65536 /* largest message, payload included */
+
+enum mproto_type {
+    /* child -> main */
+    MP_AUTH_PASSWORD = 1, /* login, password */
+    MP_AUTH_PUBKEY,       /* login, fingerprint, u8 verified */
+    MP_AUTH_TOTP,         /* code (second factor after a partial success) */
+    MP_AUTHORIZE,         /* u8 kind, detail */
+    MP_CONNECT,           /* (empty): connect to the authorized asset */
+    MP_CREDENTIALS,       /* (empty): the asset's vaulted login */
+    MP_HOSTKEY,           /* fingerprint the target presented */
+    MP_SESSION_END,       /* session id, u64 up, u64 down, u32 exit+1,
+                             result */
+    /* main -> child */
+    MP_AUTH_REPLY = 64, /* u8 verdict, u32 delay ms, reason */
+    MP_AUTHORIZE_REPLY, /* u8 ok, session id, message, asset name */
+    MP_CONNECT_REPLY,   /* u8 ok, message; fd attached when ok */
+    MP_CREDENTIALS_REPLY, /* u8 ok, user, password, private key */
+    MP_HOSTKEY_REPLY,     /* u8 ok, message */
+    MP_ACK,               /* (empty) */
+    /* spawner -> main */
+    MP_SPAWN_NEW = 96, /* u32 pid, client address; fd attached */
+    MP_SPAWN_EXIT,     /* u32 pid, u32 wait status */
+};
+
+enum mproto_auth_verdict {
+    MP_AUTH_FAIL = 0,
+    MP_AUTH_OK = 1,
+    MP_AUTH_PARTIAL = 2, /* first factor accepted; TOTP still needed */
+};
+
+/* Sends type + payload (payload may be NULL), with fd attached unless
+ * fd < 0. Blocking unless nonblock is set. */
+int mproto_send(int sock, uint8_t type, const struct buf *payload, int fd,
+                int nonblock);
+/* Receives one message: *type, payload appended to b (reset first), *fd
+ * set to a received descriptor or -1 (fd may be NULL: any received
+ * descriptor is then closed). ERR_IO with errno 0 on orderly EOF. */
+int mproto_recv(int sock, uint8_t *type, struct buf *b, int *fd);
+
+#endif

@@ -1,0 +1,133 @@
+/*
+ * A session child: one forked process per client connection, holding two
+ * libssh sessions (the client "down", the target "up") in one ssh_event.
+ *
+ * Shared between child.c (authentication, channel callbacks, the loop),
+ * relay.c (moving bytes between channel pairs) and upstream.c (the libssh
+ * client session to the target). Everything here belongs to one child
+ * process and is freed when the child ends.
+ */
+#ifndef PORTCULLIS_SESSION_H
+#define PORTCULLIS_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libssh/callbacks.h>
+#include <libssh/libssh.h>
+#include <libssh/server.h>
+
+#include "common/buf.h"
+#include "login/login.h"
+#include "store/store.h"
+
+#define RELAY_CHUNK 65536  /* bytes moved per read */
+#define CHAN_ENV_MAX 16    /* env requests kept per channel */
+
+/* Per-direction stream state: bytes the source has buffered in libssh,
+ * and bytes read but not yet accepted by the destination. */
+struct relay_stream {
+    uint32_t avail;         /* bytes libssh holds for us (from callbacks) */
+    uint8_t *pend;          /* RELAY_CHUNK bytes, lazily allocated */
+    uint32_t pend_off, pend_len;
+};
+
+enum chan_state {
+    CHAN_NEW = 0,   /* opened; waiting for shell/exec/subsystem */
+    CHAN_STARTING,  /* request accepted; upstream not yet set up */
+    CHAN_RELAYING,  /* both sides open, bytes flowing */
+    CHAN_FAILING,   /* telling the client why it failed */
+    CHAN_CLOSING,   /* we closed the client side; waiting for its close */
+};
+
+struct session_child;
+
+struct relay_chan {
+    struct session_child *sc;
+    struct relay_chan *next;
+    enum chan_state state;
+    int kind;            /* enum policy_kind */
+    ssh_channel down;    /* client side */
+    ssh_channel up;      /* target side, NULL until set up */
+    char session_id[STORE_ID_MAX + 1];
+    char *detail;        /* exec command, "host:port" for forwards */
+    char *fail_msg;      /* one line for the client's stderr */
+    char *result;        /* report result, "ok" by default */
+    /* pty request, replayed upstream */
+    bool pty;
+    char term[64];
+    int cols, rows, pxw, pxh;
+    char *env_name[CHAN_ENV_MAX], *env_value[CHAN_ENV_MAX];
+    int nenv;
+    /* forward target */
+    char fwd_host[256];
+    int fwd_port;
+    char fwd_orig_host[64];
+    int fwd_orig_port;
+    /* streams: 0 = client stdin to target, 1 = target stdout to client,
+     * 2 = target stderr to client */
+    struct relay_stream s[3];
+    bool down_eof, down_closed; /* seen from the client */
+    bool up_eof, up_closed;     /* seen from the target */
+    bool sent_up_eof, sent_down_eof, sent_down_close;
+    bool exit_status_set;
+    int exit_status;
+    char *exit_signal; /* e.g. "KILL" */
+    bool exit_core;
+    uint64_t bytes_up, bytes_down;
+    int64_t last_activity_ms;
+    struct ssh_channel_callbacks_struct down_cb;
+    struct ssh_channel_callbacks_struct up_cb;
+};
+
+struct session_child {
+    ssh_session down;
+    ssh_session up;
+    ssh_event event;
+    int mon;                   /* monitor socket */
+    struct buf *req, *rep;     /* monitor message buffers */
+    char client_addr[64];
+    char login[LOGIN_MAX + 1]; /* as the client sent it */
+    bool authenticated;
+    bool need_totp;            /* first factor done, TOTP pending */
+    int kbd_stage;             /* what the kbd-interactive prompt asked */
+    char asset_name[STORE_NAME_MAX + 1];
+    bool up_failed;            /* the upstream could not be set up */
+    char *up_error;            /* why: message for the client */
+    char *up_result;           /* why: report result */
+    int max_session_minutes;
+    int idle_timeout_minutes;
+    int64_t started_ms;
+    bool activity;             /* a callback saw something happen */
+    struct relay_chan *chans;
+    struct ssh_server_callbacks_struct server_cb;
+    int connect_timeout;
+};
+
+/* relay.c */
+struct relay_chan *relay_chan_new(struct session_child *sc);
+void relay_chan_free(struct relay_chan *ch);
+/* Installs the target-side callbacks on ch->up (the client side's are in
+ * child.c, with the requests they start). */
+void relay_set_up_callbacks(struct relay_chan *ch);
+/* Moves what can be moved without blocking; true if anything moved. */
+bool relay_pump(struct relay_chan *ch);
+/* Sends the failure message, exit status 1, EOF and close to the client. */
+void relay_fail(struct relay_chan *ch);
+/* true when both sides are done and the channel can be freed. */
+bool relay_finished(const struct relay_chan *ch);
+
+/* upstream.c */
+/* Connects (through the monitor), verifies the host key, authenticates
+ * with the vaulted login. On failure sets sc->up_failed, up_error and
+ * up_result. session_id: the report row that triggered the connection. */
+int upstream_open(struct session_child *sc, const char *session_id);
+/* Opens ch->up on the upstream session and replays the client's requests
+ * (pty, env, shell/exec/subsystem or direct-tcpip). Blocking. */
+int upstream_open_channel(struct session_child *sc, struct relay_chan *ch);
+
+/* child.c: a blocking request to the monitor; reply payload in sc->rep. */
+int session_monitor_call(struct session_child *sc, uint8_t type,
+                         uint8_t reply_type, int *fd);
+
+#endif
