@@ -1,0 +1,205 @@
+/*
+ * The session child's sandbox: after sandbox_enter() a process cannot
+ * open files, create sockets or exec, and can still use the descriptors
+ * it already holds. Each case runs in a forked process, because the
+ * sandbox cannot be left once entered.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/err.h"
+#include "sshproxy/sandbox.h"
+
+static char test_dir[] = "/tmp/pc-sandbox-XXXXXX";
+
+static int setup(void **state)
+{
+    (void)state;
+    if (mkdtemp(test_dir) == NULL) {
+        return -1;
+    }
+    chmod(test_dir, 0755);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char p[256];
+
+    (void)state;
+    snprintf(p, sizeof(p), "%s/empty", test_dir);
+    rmdir(p);
+    rmdir(test_dir);
+    return 0;
+}
+
+/* Runs fn in a sandboxed child; returns its wait status. */
+static int run_sandboxed(int (*fn)(int wfd), int *out)
+{
+    struct sandbox sb;
+    int p[2], status = 0;
+    pid_t pid;
+
+    assert_int_equal(sandbox_prepare("nobody", test_dir, &sb), ERR_OK);
+    assert_int_equal(pipe(p), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        if (sandbox_enter(&sb) != ERR_OK) {
+            _exit(100);
+        }
+        _exit(fn(p[1]));
+    }
+    close(p[1]);
+    *out = 0;
+    if (read(p[0], out, sizeof(*out)) != sizeof(*out)) {
+        *out = -1;
+    }
+    close(p[0]);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+static int try_open(int wfd)
+{
+    int fd = open("/etc/passwd", O_RDONLY);
+    int e = fd < 0 ? errno : 0;
+
+    (void)!write(wfd, &e, sizeof(e));
+    return fd < 0 ? 0 : 1;
+}
+
+static int try_create(int wfd)
+{
+    int fd = open("/tmp/pc-sandbox-should-not-exist",
+                  O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int e = fd < 0 ? errno : 0;
+
+    (void)!write(wfd, &e, sizeof(e));
+    return fd < 0 ? 0 : 1;
+}
+
+static int try_socket(int wfd)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int e = fd < 0 ? errno : 0;
+
+    (void)!write(wfd, &e, sizeof(e));
+    return fd < 0 ? 0 : 1;
+}
+
+static int try_exec(int wfd)
+{
+    static char prog[] = "/bin/true";
+    char *argv[] = {prog, NULL};
+    int e = 0;
+
+    (void)!write(wfd, &e, sizeof(e));
+    execv(prog, argv);
+    return 2; /* exec returned: the filter did not kill us */
+}
+
+static int try_memory(int wfd)
+{
+    /* What a relay needs keeps working: allocation and held descriptors. */
+    char *big = malloc(8 << 20);
+    int ok = big != NULL;
+
+    if (big != NULL) {
+        memset(big, 1, 8 << 20);
+        free(big);
+    }
+    (void)!write(wfd, &ok, sizeof(ok));
+    return ok ? 0 : 1;
+}
+
+static void test_open_refused(void **state)
+{
+    int e = -1, st = run_sandboxed(try_open, &e);
+
+    (void)state;
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(e, EACCES);
+}
+
+static void test_create_refused(void **state)
+{
+    int e = -1, st = run_sandboxed(try_create, &e);
+
+    (void)state;
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(e, EACCES);
+    assert_int_equal(access("/tmp/pc-sandbox-should-not-exist", F_OK), -1);
+}
+
+static void test_socket_refused(void **state)
+{
+    int e = -1, st = run_sandboxed(try_socket, &e);
+
+    (void)state;
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(e, EACCES);
+}
+
+static void test_exec_kills(void **state)
+{
+    int e = -1, st = run_sandboxed(try_exec, &e);
+
+    (void)state;
+    assert_true(WIFSIGNALED(st));
+    assert_int_equal(WTERMSIG(st), SIGSYS);
+}
+
+static void test_memory_and_pipes_work(void **state)
+{
+    int ok = 0, st = run_sandboxed(try_memory, &ok);
+
+    (void)state;
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(ok, 1);
+}
+
+static void test_prepare_rejects_unknown_user(void **state)
+{
+    struct sandbox sb;
+
+    (void)state;
+    if (geteuid() != 0) {
+        skip();
+    }
+    assert_int_equal(sandbox_prepare("no-such-user-pc", test_dir, &sb),
+                     ERR_CONFIG);
+    assert_int_equal(sandbox_prepare("root", test_dir, &sb), ERR_CONFIG);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_open_refused),
+        cmocka_unit_test(test_create_refused),
+        cmocka_unit_test(test_socket_refused),
+        cmocka_unit_test(test_exec_kills),
+        cmocka_unit_test(test_memory_and_pipes_work),
+        cmocka_unit_test(test_prepare_rejects_unknown_user),
+    };
+
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
