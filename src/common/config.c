@@ -99,8 +99,10 @@ struct config_key {
     int lo, hi;
 };
 
-#define CK(sec, key, kind, field, lo, hi)                                     \
-    {sec, key, kind, offsetof(struct config, field), lo, hi}
+#define CK(sec, key, kind, field, lo, hi)                                      \
+    {                                                                          \
+        sec, key, kind, offsetof(struct config, field), lo, hi                 \
+    }
 
 static const struct config_key config_keys[] = {
     CK("server", "log_level", CK_STR, log_level, 0, 0),
@@ -139,8 +141,7 @@ static char *config_trim(char *s)
     return s;
 }
 
-int config_load(const char *path, struct config *cfg, char *why,
-                size_t whylen)
+int config_load(const char *path, struct config *cfg, char *why, size_t whylen)
 {
     char absdir[PATH_MAX], abspath[PATH_MAX], line[4096], section[64] = "";
     char *slash, *k, *v, *eq;
@@ -187,7 +188,8 @@ int config_load(const char *path, struct config *cfg, char *why,
         }
         if (*k == '[') {
             v = strchr(k, ']');
-            if (v == NULL || v[1] != '\0' || (size_t)(v - k) >= sizeof(section)) {
+            if (v == NULL || v[1] != '\0' ||
+                (size_t)(v - k) >= sizeof(section)) {
                 snprintf(why, whylen, "%s:%d: bad section header", path,
                          lineno);
                 r = ERR_CONFIG;
@@ -198,8 +200,7 @@ int config_load(const char *path, struct config *cfg, char *why,
             continue;
         }
         if ((eq = strchr(k, '=')) == NULL) {
-            snprintf(why, whylen, "%s:%d: expected key = value", path,
-                     lineno);
+            snprintf(why, whylen, "%s:%d: expected key = value", path, lineno);
             r = ERR_CONFIG;
             goto out;
         }

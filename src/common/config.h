@@ -50,8 +50,7 @@ struct config {
 
 /* Loads path; on error returns ERR_CONFIG and writes a one-line reason
  * (with the line number) into why. */
-int config_load(const char *path, struct config *cfg, char *why,
-                size_t whylen);
+int config_load(const char *path, struct config *cfg, char *why, size_t whylen);
 /* Fills cfg with the embedded defaults for a data directory. */
 int config_defaults(struct config *cfg, const char *data_dir);
 void config_free(struct config *cfg);

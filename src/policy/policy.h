@@ -42,8 +42,8 @@ struct policy_decision {
     bool record;
     int max_session_minutes;  /* 0 = unlimited */
     int idle_timeout_minutes; /* 0 = none */
-    char reason[160]; /* when refused: "no access profile allows native
-                         sessions", "no role on this asset", ... */
+    char reason[160];         /* when refused: "no access profile allows native
+                                 sessions", "no role on this asset", ... */
 };
 
 void policy_decide(int role, const struct store_profile *profiles,

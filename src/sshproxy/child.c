@@ -94,8 +94,8 @@ static void child_sleep_ms(uint32_t ms)
 }
 
 /* Sends one authentication request; returns the verdict (MP_AUTH_*). */
-static int child_auth_ask(struct session_child *sc, uint8_t type,
-                          const char *a, const char *b, int flag)
+static int child_auth_ask(struct session_child *sc, uint8_t type, const char *a,
+                          const char *b, int flag)
 {
     uint8_t verdict = MP_AUTH_FAIL;
     uint32_t delay = 0;
@@ -130,8 +130,8 @@ static int child_kbd_prompt(ssh_message m, const char *prompt)
     const char *prompts[1] = {prompt};
     char echo[1] = {0};
 
-    return ssh_message_auth_interactive_request(m, "Portcullis", "", 1,
-                                                prompts, echo);
+    return ssh_message_auth_interactive_request(m, "Portcullis", "", 1, prompts,
+                                                echo);
 }
 
 static char *child_key_fingerprint(ssh_key key)
@@ -192,8 +192,7 @@ static void child_auth_message(struct session_child *sc, ssh_message m)
             ssh_message_reply_default(m);
             return;
         }
-        if (ssh_message_auth_publickey_state(m) !=
-            SSH_PUBLICKEY_STATE_VALID) {
+        if (ssh_message_auth_publickey_state(m) != SSH_PUBLICKEY_STATE_VALID) {
             goto fail;
         }
         verdict = child_auth_ask(sc, MP_AUTH_PUBKEY, sc->login, fp, 1);
@@ -265,9 +264,8 @@ static int child_authenticate(struct session_child *sc)
 
 /* --- client-side channel callbacks: note what happened, nothing more --- */
 
-static int child_down_data(ssh_session session, ssh_channel channel,
-                           void *data, uint32_t len, int is_stderr,
-                           void *userdata)
+static int child_down_data(ssh_session session, ssh_channel channel, void *data,
+                           uint32_t len, int is_stderr, void *userdata)
 {
     struct relay_chan *ch = userdata;
 
@@ -369,8 +367,7 @@ static int child_down_env(ssh_session session, ssh_channel channel,
 
 /* A shell, exec or subsystem request: accepted at once, carried out by the
  * loop. If it is then refused, the client reads why on stderr. */
-static int child_down_start(struct relay_chan *ch, int kind,
-                            const char *detail)
+static int child_down_start(struct relay_chan *ch, int kind, const char *detail)
 {
     if (ch->state != CHAN_NEW) {
         return -1;
@@ -405,9 +402,8 @@ static int child_down_exec(ssh_session session, ssh_channel channel,
     if (command == NULL || strlen(command) > 65536) {
         return -1;
     }
-    return child_down_start(userdata,
-                            child_is_scp(command) ? KIND_SCP : KIND_EXEC,
-                            command);
+    return child_down_start(
+        userdata, child_is_scp(command) ? KIND_SCP : KIND_EXEC, command);
 }
 
 static int child_down_subsystem(ssh_session session, ssh_channel channel,
@@ -477,8 +473,8 @@ static int child_authorize(struct session_child *sc, struct relay_chan *ch)
         session_monitor_call(sc, MP_AUTHORIZE, MP_AUTHORIZE_REPLY, NULL) !=
             ERR_OK ||
         buf_get_u8(sc->rep, &ok) != ERR_OK ||
-        buf_get_cstring_into(sc->rep, ch->session_id,
-                             sizeof(ch->session_id)) != ERR_OK ||
+        buf_get_cstring_into(sc->rep, ch->session_id, sizeof(ch->session_id)) !=
+            ERR_OK ||
         buf_get_cstring_into(sc->rep, msg, sizeof(msg)) != ERR_OK ||
         buf_get_cstring_into(sc->rep, asset, sizeof(asset)) != ERR_OK ||
         buf_get_u32(sc->rep, &max_minutes) != ERR_OK ||
@@ -506,8 +502,7 @@ static int child_authorize(struct session_child *sc, struct relay_chan *ch)
 /* direct-tcpip (ssh -L): authorized here, synchronously, so a refusal is
  * an ordinary "open failed" on the client. The monitor call does not touch
  * libssh, so it is safe inside this callback. */
-static int child_on_message(ssh_session session, ssh_message m,
-                            void *userdata)
+static int child_on_message(ssh_session session, ssh_message m, void *userdata)
 {
     struct session_child *sc = userdata;
     struct relay_chan *ch;
@@ -520,8 +515,8 @@ static int child_on_message(ssh_session session, ssh_message m,
     }
     host = ssh_message_channel_request_open_destination(m);
     orig = ssh_message_channel_request_open_originator(m);
-    if (host == NULL || strlen(host) > 255 || (ch = relay_chan_new(sc)) ==
-                                                  NULL) {
+    if (host == NULL || strlen(host) > 255 ||
+        (ch = relay_chan_new(sc)) == NULL) {
         return 1;
     }
     ch->kind = KIND_LOCAL_FORWARD;
@@ -562,9 +557,8 @@ static void child_report_end(struct session_child *sc, struct relay_chan *ch,
     if (buf_put_cstring(sc->req, ch->session_id) == ERR_OK &&
         buf_put_u64(sc->req, ch->bytes_up) == ERR_OK &&
         buf_put_u64(sc->req, ch->bytes_down) == ERR_OK &&
-        buf_put_u32(sc->req, ch->exit_status_set
-                                 ? (uint32_t)ch->exit_status + 1
-                                 : 0) == ERR_OK &&
+        buf_put_u32(sc->req, ch->exit_status_set ? (uint32_t)ch->exit_status + 1
+                                                 : 0) == ERR_OK &&
         buf_put_cstring(sc->req, result) == ERR_OK) {
         (void)session_monitor_call(sc, MP_SESSION_END, MP_ACK, NULL);
     }
@@ -686,8 +680,7 @@ static void child_loop(struct session_child *sc)
 
         sc->chans = ch->next;
         child_report_end(sc, ch,
-                         ch->state == CHAN_CLOSING && ch->result == NULL
-                             ? "ok"
+                         ch->state == CHAN_CLOSING && ch->result == NULL ? "ok"
                          : ch->result != NULL ? ch->result
                                               : "error: client disconnected");
         relay_chan_free(ch);
@@ -705,8 +698,7 @@ int child_run(const struct child_args *a)
     snprintf(sc.client_addr, sizeof(sc.client_addr), "%s", a->client_addr);
     sc.req = buf_new(MPROTO_MAX);
     sc.rep = buf_new(MPROTO_MAX);
-    if (sc.req == NULL || sc.rep == NULL ||
-        (sc.down = ssh_new()) == NULL) {
+    if (sc.req == NULL || sc.rep == NULL || (sc.down = ssh_new()) == NULL) {
         goto out;
     }
     if (ssh_bind_accept_fd(a->bind, sc.down, a->client_fd) != SSH_OK) {
@@ -731,8 +723,7 @@ int child_run(const struct child_args *a)
     }
     alarm(0);
     sc.server_cb.userdata = &sc;
-    sc.server_cb.channel_open_request_session_function =
-        child_on_session_open;
+    sc.server_cb.channel_open_request_session_function = child_on_session_open;
     ssh_callbacks_init(&sc.server_cb);
     ssh_set_server_callbacks(sc.down, &sc.server_cb);
     ssh_set_message_callback(sc.down, child_on_message, &sc);

@@ -41,8 +41,7 @@ int monitor_init(struct monitor *m, const struct config *cfg)
     memset(m, 0, sizeof(*m));
     m->cfg = cfg;
     if ((r = store_open(cfg->store_path, &m->store)) != ERR_OK) {
-        log_error("cannot open the store %s: %s", cfg->store_path,
-                  err_str(r));
+        log_error("cannot open the store %s: %s", cfg->store_path, err_str(r));
         return r;
     }
     if ((r = vault_load(cfg->vault_key, &m->vault)) != ERR_OK) {
@@ -124,8 +123,7 @@ static void monitor_reply(struct monitor *m, struct mchild *c, uint8_t type,
         return;
     }
     if (mproto_send(c->fd, type, m->rep, fd, 1) != ERR_OK) {
-        log_warn("monitor: cannot reply to child %ld; ending it",
-                 (long)c->pid);
+        log_warn("monitor: cannot reply to child %ld; ending it", (long)c->pid);
         kill(c->pid, SIGKILL);
         c->state = MC_DEAD;
     }
@@ -188,18 +186,16 @@ static void monitor_row_refused(struct monitor *m, struct mchild *c,
     s.started_at = now;
     s.exit_status = -1;
     if (store_session_open(m->store, &s) != ERR_OK ||
-        store_session_close(m->store, s.id, now, 0, 0, -1, result) !=
-            ERR_OK) {
+        store_session_close(m->store, s.id, now, 0, 0, -1, result) != ERR_OK) {
         log_error("cannot write the report row for %s", c->addr);
     }
-    log_info("session %s %s from %s: %s", s.id, s.user_name, c->addr,
-             result);
+    log_info("session %s %s from %s: %s", s.id, s.user_name, c->addr, result);
 }
 
 /* --- authentication --- */
 
-static void monitor_auth_reply(struct monitor *m, struct mchild *c,
-                               int verdict, const char *reason)
+static void monitor_auth_reply(struct monitor *m, struct mchild *c, int verdict,
+                               const char *reason)
 {
     uint32_t delay =
         verdict == MP_AUTH_FAIL ? (uint32_t)m->cfg->failure_delay_ms : 0;
@@ -215,14 +211,13 @@ static void monitor_auth_reply(struct monitor *m, struct mchild *c,
         m->preauth--;
         log_info("login %s from %s accepted", c->user_name, c->addr);
     }
-    (void)(buf_put_u8(m->rep, (uint8_t)verdict) ||
-           buf_put_u32(m->rep, delay) ||
+    (void)(buf_put_u8(m->rep, (uint8_t)verdict) || buf_put_u32(m->rep, delay) ||
            buf_put_cstring(m->rep, reason ? reason : ""));
     monitor_reply(m, c, MP_AUTH_REPLY, -1);
 }
 
-static void monitor_lock_keys(const struct mchild *c, char *ukey,
-                              size_t ulen, char *akey, size_t alen)
+static void monitor_lock_keys(const struct mchild *c, char *ukey, size_t ulen,
+                              char *akey, size_t alen)
 {
     snprintf(ukey, ulen, "user:%s", c->login.principal);
     snprintf(akey, alen, "addr:%s", c->ip);
@@ -275,8 +270,7 @@ static const char *monitor_check_totp(struct monitor *m,
     vault_secret_free(seed, seed_len);
     if (r != ERR_OK) {
         why = "wrong TOTP code";
-    } else if ((r = store_user_totp_use(m->store, u->id, step)) ==
-               ERR_REPLAY) {
+    } else if ((r = store_user_totp_use(m->store, u->id, step)) == ERR_REPLAY) {
         why = "TOTP code already used";
     } else if (r != ERR_OK) {
         why = "TOTP unavailable";
@@ -471,8 +465,7 @@ static int monitor_auth_totp(struct monitor *m, struct mchild *c,
 /* --- authorization --- */
 
 static void monitor_authorize_reply(struct monitor *m, struct mchild *c,
-                                    bool ok, const char *sid,
-                                    const char *msg,
+                                    bool ok, const char *sid, const char *msg,
                                     const struct policy_decision *d)
 {
     (void)(buf_put_u8(m->rep, ok ? 1 : 0) ||
@@ -489,9 +482,9 @@ static void monitor_authorize_reply(struct monitor *m, struct mchild *c,
  * Returns ERR_OK with c->asset_* set, or ERR_NOT_FOUND / ERR_AMBIGUOUS /
  * ERR_DENIED with msg and result filled.
  */
-static int monitor_resolve_asset(struct monitor *m, struct mchild *c,
-                                 int *role, char *msg, size_t msglen,
-                                 char *result, size_t reslen)
+static int monitor_resolve_asset(struct monitor *m, struct mchild *c, int *role,
+                                 char *msg, size_t msglen, char *result,
+                                 size_t reslen)
 {
     struct store_asset *list = NULL;
     size_t n = 0, visible = 0, pick = 0, off;
@@ -526,8 +519,7 @@ static int monitor_resolve_asset(struct monitor *m, struct mchild *c,
         snprintf(result, reslen, "denied: you have no role on this asset");
         if (n == 1) {
             snprintf(c->asset_id, sizeof(c->asset_id), "%s", list[0].id);
-            snprintf(c->asset_name, sizeof(c->asset_name), "%s",
-                     list[0].name);
+            snprintf(c->asset_name, sizeof(c->asset_name), "%s", list[0].name);
         }
         r = ERR_DENIED;
         goto out;
@@ -538,8 +530,8 @@ static int monitor_resolve_asset(struct monitor *m, struct mchild *c,
                                c->login.asset);
         for (size_t i = 0, k = 0; i < n && off < msglen; i++) {
             rl = ROLE_NONE;
-            if (store_user_asset_role(m->store, c->user_id, list[i].id,
-                                      &rl) != ERR_OK ||
+            if (store_user_asset_role(m->store, c->user_id, list[i].id, &rl) !=
+                    ERR_OK ||
                 rl < ROLE_VIEWER) {
                 continue;
             }
@@ -555,8 +547,7 @@ static int monitor_resolve_asset(struct monitor *m, struct mchild *c,
     }
     snprintf(c->asset_id, sizeof(c->asset_id), "%s", list[pick].id);
     snprintf(c->asset_name, sizeof(c->asset_name), "%s", list[pick].name);
-    snprintf(c->asset_site, sizeof(c->asset_site), "%s",
-             list[pick].site_path);
+    snprintf(c->asset_site, sizeof(c->asset_site), "%s", list[pick].site_path);
     snprintf(c->asset_host, sizeof(c->asset_host), "%s", list[pick].host);
     c->asset_port = list[pick].port;
     snprintf(c->route, sizeof(c->route), "%s",
@@ -616,8 +607,7 @@ static int monitor_authorize(struct monitor *m, struct mchild *c,
             ERR_OK) {
         role = ROLE_NONE;
     }
-    if (store_user_profiles(m->store, c->user_id, &profiles, &np) !=
-        ERR_OK) {
+    if (store_user_profiles(m->store, c->user_id, &profiles, &np) != ERR_OK) {
         np = 0;
     }
     policy_decide(role, profiles, np, kind, &d);
@@ -643,13 +633,12 @@ static int monitor_authorize(struct monitor *m, struct mchild *c,
     s.exit_status = -1;
     if (store_session_open(m->store, &s) != ERR_OK ||
         monitor_row_add(c, s.id) != ERR_OK) {
-        monitor_authorize_reply(m, c, false, NULL,
-                                "internal error: cannot write the report",
-                                NULL);
+        monitor_authorize_reply(
+            m, c, false, NULL, "internal error: cannot write the report", NULL);
         goto out;
     }
-    log_info("session %s: %s %s on %s (%s) from %s", s.id, c->user_name,
-             s.kind, c->asset_name, c->asset_id, c->addr);
+    log_info("session %s: %s %s on %s (%s) from %s", s.id, c->user_name, s.kind,
+             c->asset_name, c->asset_id, c->addr);
     monitor_authorize_reply(m, c, true, s.id, "", &d);
 out:
     free(profiles);
@@ -659,8 +648,8 @@ out:
 
 /* --- connecting --- */
 
-static void monitor_connect_reply(struct monitor *m, struct mchild *c,
-                                  bool ok, const char *msg, int fd)
+static void monitor_connect_reply(struct monitor *m, struct mchild *c, bool ok,
+                                  const char *msg, int fd)
 {
     (void)(buf_put_u8(m->rep, ok ? 1 : 0) ||
            buf_put_cstring(m->rep, msg ? msg : ""));
@@ -688,8 +677,7 @@ static bool monitor_owns_row(const struct mchild *c, const char *id)
     return false;
 }
 
-static int monitor_connect(struct monitor *m, struct mchild *c,
-                           struct buf *req)
+static int monitor_connect(struct monitor *m, struct mchild *c, struct buf *req)
 {
     struct addrinfo hints, *res = NULL, *ai;
     char port[16], row[STORE_ID_MAX + 1] = "";
@@ -713,8 +701,8 @@ static int monitor_connect(struct monitor *m, struct mchild *c,
         return ERR_OK;
     }
     for (ai = res; ai != NULL; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
-                                       SOCK_CLOEXEC,
+        fd = socket(ai->ai_family,
+                    ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
                     ai->ai_protocol);
         if (fd < 0) {
             err = errno;
@@ -765,8 +753,7 @@ void monitor_connect_done(struct monitor *m, struct mchild *c, bool timeout)
 
 /* --- host key and credentials --- */
 
-static int monitor_hostkey(struct monitor *m, struct mchild *c,
-                           struct buf *req)
+static int monitor_hostkey(struct monitor *m, struct mchild *c, struct buf *req)
 {
     char row[STORE_ID_MAX + 1] = "", fp[MONITOR_FP_MAX + 1] = "", msg[600];
     struct store_asset a;
@@ -823,8 +810,8 @@ static int monitor_credentials(struct monitor *m, struct mchild *c,
     ok = store_asset_get(m->store, c->asset_id, &a) == ERR_OK;
     if (ok && a.password_sealed != NULL) {
         snprintf(ad, sizeof(ad), "asset-password:%s", a.id);
-        ok = vault_open(m->vault, ad, a.password_sealed,
-                        a.password_sealed_len, &pw, &pwlen) == ERR_OK;
+        ok = vault_open(m->vault, ad, a.password_sealed, a.password_sealed_len,
+                        &pw, &pwlen) == ERR_OK;
     }
     if (ok && a.key_sealed != NULL) {
         snprintf(ad, sizeof(ad), "asset-key:%s", a.id);
@@ -835,8 +822,8 @@ static int monitor_credentials(struct monitor *m, struct mchild *c,
         log_error("cannot open the vaulted login of asset %s", c->asset_id);
     }
     (void)(buf_put_u8(m->rep, ok ? 1 : 0) ||
-           buf_put_cstring(m->rep, a.login_user[0] ? a.login_user
-                                                   : c->user_name) ||
+           buf_put_cstring(m->rep,
+                           a.login_user[0] ? a.login_user : c->user_name) ||
            buf_put_cstring(m->rep, pw ? (const char *)pw : "") ||
            buf_put_cstring(m->rep, key ? (const char *)key : ""));
     monitor_reply(m, c, MP_CREDENTIALS_REPLY, -1);
@@ -871,8 +858,7 @@ static int monitor_session_end(struct monitor *m, struct mchild *c,
 
     if (c->state != MC_AUTHED ||
         buf_get_cstring_into(req, row, sizeof(row)) != ERR_OK ||
-        buf_get_u64(req, &up) != ERR_OK ||
-        buf_get_u64(req, &down) != ERR_OK ||
+        buf_get_u64(req, &up) != ERR_OK || buf_get_u64(req, &down) != ERR_OK ||
         buf_get_u32(req, &exit1) != ERR_OK ||
         buf_get_cstring_into(req, result, sizeof(result)) != ERR_OK ||
         buf_expect_end(req) != ERR_OK || !monitor_result_ok(result) ||
@@ -951,11 +937,11 @@ void monitor_child_exit(struct monitor *m, struct mchild *c, int status)
         snprintf(result, sizeof(result), "error: server shut down");
     } else if (WIFSIGNALED(status)) {
         snprintf(result, sizeof(result),
-                 "error: session process ended by signal %d",
-                 WTERMSIG(status));
+                 "error: session process ended by signal %d", WTERMSIG(status));
     } else {
-        snprintf(result, sizeof(result), "error: session process ended "
-                                         "without closing the session");
+        snprintf(result, sizeof(result),
+                 "error: session process ended "
+                 "without closing the session");
     }
     while ((row = c->rows) != NULL) {
         c->rows = row->next;
@@ -966,8 +952,7 @@ void monitor_child_exit(struct monitor *m, struct mchild *c, int status)
     if (c->state == MC_PREAUTH || c->state == MC_NEED_TOTP) {
         m->preauth--;
         if (c->tried) {
-            monitor_row_refused(m, c, "", c->login.asset,
-                                NULL,
+            monitor_row_refused(m, c, "", c->login.asset, NULL,
                                 c->last_fail[0]
                                     ? c->last_fail
                                     : "denied: authentication not completed");

@@ -49,15 +49,15 @@ struct mchild_row {
 struct mchild {
     struct mchild *next;
     pid_t pid;
-    int fd;             /* monitor socket, -1 once closed */
-    char addr[64];      /* "ip:port" of the client */
-    char ip[48];        /* for the per-address throttle */
+    int fd;        /* monitor socket, -1 once closed */
+    char addr[64]; /* "ip:port" of the client */
+    char ip[48];   /* for the per-address throttle */
     enum mchild_state state;
     struct login login; /* as parsed from the last auth request */
     char user_id[STORE_ID_MAX + 1];
     char user_name[STORE_NAME_MAX + 1];
-    bool tried;                /* an authentication was attempted */
-    char last_fail[160];       /* report result if it never gets in */
+    bool tried;          /* an authentication was attempted */
+    char last_fail[160]; /* report result if it never gets in */
     bool asset_resolved;
     char asset_id[STORE_ID_MAX + 1];
     char asset_name[STORE_NAME_MAX + 1];

@@ -35,9 +35,9 @@ enum mproto_type {
     MP_SESSION_END,       /* session id, u64 up, u64 down, u32 exit+1,
                              result */
     /* main -> child */
-    MP_AUTH_REPLY = 64, /* u8 verdict, u32 delay ms, reason */
-    MP_AUTHORIZE_REPLY, /* u8 ok, session id, message, asset name */
-    MP_CONNECT_REPLY,   /* u8 ok, message; fd attached when ok */
+    MP_AUTH_REPLY = 64,   /* u8 verdict, u32 delay ms, reason */
+    MP_AUTHORIZE_REPLY,   /* u8 ok, session id, message, asset name */
+    MP_CONNECT_REPLY,     /* u8 ok, message; fd attached when ok */
     MP_CREDENTIALS_REPLY, /* u8 ok, user, password, private key */
     MP_HOSTKEY_REPLY,     /* u8 ok, message */
     MP_ACK,               /* (empty) */

@@ -279,8 +279,7 @@ bool relay_pump(struct relay_chan *ch)
                 ssh_channel_request_send_exit_signal(
                     ch->down, ch->exit_signal, ch->exit_core ? 1 : 0, "", "");
             } else if (ch->exit_status_set) {
-                ssh_channel_request_send_exit_status(ch->down,
-                                                     ch->exit_status);
+                ssh_channel_request_send_exit_status(ch->down, ch->exit_status);
             }
             ssh_channel_close(ch->down);
         }

@@ -24,8 +24,7 @@
 #include "common/err.h"
 #include "common/log.h"
 
-int sandbox_prepare(const char *user, const char *data_dir,
-                    struct sandbox *sb)
+int sandbox_prepare(const char *user, const char *data_dir, struct sandbox *sb)
 {
     struct passwd *pw;
     struct stat st;
@@ -118,9 +117,8 @@ static const int sandbox_allowed[] = {
 
 /* System calls that only an attacker would make: kill the child. */
 static const int sandbox_fatal[] = {
-    SCMP_SYS(execve),        SCMP_SYS(execveat),
-    SCMP_SYS(ptrace),        SCMP_SYS(process_vm_readv),
-    SCMP_SYS(process_vm_writev),
+    SCMP_SYS(execve),           SCMP_SYS(execveat),          SCMP_SYS(ptrace),
+    SCMP_SYS(process_vm_readv), SCMP_SYS(process_vm_writev),
 };
 
 static int sandbox_seccomp(void)
@@ -133,16 +131,14 @@ static int sandbox_seccomp(void)
     if (ctx == NULL) {
         return ERR_NOMEM;
     }
-    for (i = 0; i < sizeof(sandbox_allowed) / sizeof(sandbox_allowed[0]);
-         i++) {
-        if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, sandbox_allowed[i], 0) !=
-            0) {
+    for (i = 0; i < sizeof(sandbox_allowed) / sizeof(sandbox_allowed[0]); i++) {
+        if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, sandbox_allowed[i], 0) != 0) {
             goto out;
         }
     }
     for (i = 0; i < sizeof(sandbox_fatal) / sizeof(sandbox_fatal[0]); i++) {
-        if (seccomp_rule_add(ctx, SCMP_ACT_KILL_PROCESS, sandbox_fatal[i],
-                             0) != 0) {
+        if (seccomp_rule_add(ctx, SCMP_ACT_KILL_PROCESS, sandbox_fatal[i], 0) !=
+            0) {
             goto out;
         }
     }
@@ -161,8 +157,7 @@ int sandbox_enter(const struct sandbox *sb)
 
     if (sb->drop) {
         if (chroot(sb->empty_dir) != 0 || chdir("/") != 0) {
-            log_error("sandbox: chroot %s: %s", sb->empty_dir,
-                      strerror(errno));
+            log_error("sandbox: chroot %s: %s", sb->empty_dir, strerror(errno));
             return ERR_DENIED;
         }
         if (setgroups(0, NULL) != 0 ||

@@ -18,14 +18,13 @@
 #include <sys/types.h>
 
 struct sandbox {
-    bool drop;         /* running as root: chroot and change user */
-    uid_t uid;         /* unprivileged user */
+    bool drop; /* running as root: chroot and change user */
+    uid_t uid; /* unprivileged user */
     gid_t gid;
     char empty_dir[4096]; /* chroot target, root-owned, empty */
 };
 
-int sandbox_prepare(const char *user, const char *data_dir,
-                    struct sandbox *sb);
+int sandbox_prepare(const char *user, const char *data_dir, struct sandbox *sb);
 int sandbox_enter(const struct sandbox *sb);
 
 #endif

@@ -105,8 +105,8 @@ static void server_addr_str(const struct sockaddr_storage *ss, char *out,
 struct spawner {
     const struct config *cfg;
     int listen_fd;
-    int link;     /* to the main process */
-    int sig_fd;   /* SIGCHLD, SIGTERM, SIGINT */
+    int link;   /* to the main process */
+    int sig_fd; /* SIGCHLD, SIGTERM, SIGINT */
     ssh_bind bind;
     const struct sandbox *sb;
     int live;
@@ -294,8 +294,7 @@ static int server_spawner_msg(struct server *s)
         buf_get_u32(s->msg, &pid) == ERR_OK &&
         buf_get_cstring_into(s->msg, addr, sizeof(addr)) == ERR_OK) {
         if (s->mon.preauth >= s->cfg->max_startups) {
-            log_warn("too many unauthenticated connections; dropping %s",
-                     addr);
+            log_warn("too many unauthenticated connections; dropping %s", addr);
             kill((pid_t)pid, SIGTERM);
             close(fd);
         } else if ((c = monitor_child_new(&s->mon, (pid_t)pid, fd, addr)) ==
@@ -520,8 +519,7 @@ int server_run(const struct config *cfg)
         goto out;
     }
     if (store_session_close_dangling(s.mon.store, util_now(),
-                                     "error: interrupted", &count) ==
-            ERR_OK &&
+                                     "error: interrupted", &count) == ERR_OK &&
         count > 0) {
         log_warn("closed %d report rows left open by a previous run", count);
     }

@@ -21,23 +21,23 @@
 #include "login/login.h"
 #include "store/store.h"
 
-#define RELAY_CHUNK 65536  /* bytes moved per read */
-#define CHAN_ENV_MAX 16    /* env requests kept per channel */
+#define RELAY_CHUNK 65536 /* bytes moved per read */
+#define CHAN_ENV_MAX 16   /* env requests kept per channel */
 
 /* Per-direction stream state: bytes the source has buffered in libssh,
  * and bytes read but not yet accepted by the destination. */
 struct relay_stream {
-    uint32_t avail;         /* bytes libssh holds for us (from callbacks) */
-    uint8_t *pend;          /* RELAY_CHUNK bytes, lazily allocated */
+    uint32_t avail; /* bytes libssh holds for us (from callbacks) */
+    uint8_t *pend;  /* RELAY_CHUNK bytes, lazily allocated */
     uint32_t pend_off, pend_len;
 };
 
 enum chan_state {
-    CHAN_NEW = 0,   /* opened; waiting for shell/exec/subsystem */
-    CHAN_STARTING,  /* request accepted; upstream not yet set up */
-    CHAN_RELAYING,  /* both sides open, bytes flowing */
-    CHAN_FAILING,   /* telling the client why it failed */
-    CHAN_CLOSING,   /* we closed the client side; waiting for its close */
+    CHAN_NEW = 0,  /* opened; waiting for shell/exec/subsystem */
+    CHAN_STARTING, /* request accepted; upstream not yet set up */
+    CHAN_RELAYING, /* both sides open, bytes flowing */
+    CHAN_FAILING,  /* telling the client why it failed */
+    CHAN_CLOSING,  /* we closed the client side; waiting for its close */
 };
 
 struct session_child;
@@ -46,13 +46,13 @@ struct relay_chan {
     struct session_child *sc;
     struct relay_chan *next;
     enum chan_state state;
-    int kind;            /* enum policy_kind */
-    ssh_channel down;    /* client side */
-    ssh_channel up;      /* target side, NULL until set up */
+    int kind;         /* enum policy_kind */
+    ssh_channel down; /* client side */
+    ssh_channel up;   /* target side, NULL until set up */
     char session_id[STORE_ID_MAX + 1];
-    char *detail;        /* exec command, "host:port" for forwards */
-    char *fail_msg;      /* one line for the client's stderr */
-    char *result;        /* report result, "ok" by default */
+    char *detail;   /* exec command, "host:port" for forwards */
+    char *fail_msg; /* one line for the client's stderr */
+    char *result;   /* report result, "ok" by default */
     /* pty request, replayed upstream */
     bool pty;
     char term[64];
@@ -84,21 +84,21 @@ struct session_child {
     ssh_session down;
     ssh_session up;
     ssh_event event;
-    int mon;                   /* monitor socket */
-    struct buf *req, *rep;     /* monitor message buffers */
+    int mon;               /* monitor socket */
+    struct buf *req, *rep; /* monitor message buffers */
     char client_addr[64];
     char login[LOGIN_MAX + 1]; /* as the client sent it */
     bool authenticated;
-    bool need_totp;            /* first factor done, TOTP pending */
-    int kbd_stage;             /* what the kbd-interactive prompt asked */
+    bool need_totp; /* first factor done, TOTP pending */
+    int kbd_stage;  /* what the kbd-interactive prompt asked */
     char asset_name[STORE_NAME_MAX + 1];
-    bool up_failed;            /* the upstream could not be set up */
-    char *up_error;            /* why: message for the client */
-    char *up_result;           /* why: report result */
+    bool up_failed;  /* the upstream could not be set up */
+    char *up_error;  /* why: message for the client */
+    char *up_result; /* why: report result */
     int max_session_minutes;
     int idle_timeout_minutes;
     int64_t started_ms;
-    bool activity;             /* a callback saw something happen */
+    bool activity; /* a callback saw something happen */
     struct relay_chan *chans;
     struct ssh_server_callbacks_struct server_cb;
     int connect_timeout;

@@ -44,8 +44,8 @@ static int upstream_check_host_key(struct session_child *sc,
     int r = ERR_HOSTKEY;
 
     if (ssh_get_server_publickey(sc->up, &key) != SSH_OK ||
-        ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash,
-                               &hlen) != 0 ||
+        ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash, &hlen) !=
+            0 ||
         (fp = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash,
                                        hlen)) == NULL) {
         upstream_fail(sc, "cannot read the asset's host key",
@@ -84,8 +84,8 @@ static int upstream_auth(struct session_child *sc, const char *session_id)
 
     buf_reset(sc->req);
     if (buf_put_cstring(sc->req, session_id) != ERR_OK ||
-        session_monitor_call(sc, MP_CREDENTIALS, MP_CREDENTIALS_REPLY,
-                             NULL) != ERR_OK ||
+        session_monitor_call(sc, MP_CREDENTIALS, MP_CREDENTIALS_REPLY, NULL) !=
+            ERR_OK ||
         buf_get_u8(sc->rep, &ok) != ERR_OK ||
         buf_get_cstring(sc->rep, 256, &user) != ERR_OK ||
         buf_get_cstring(sc->rep, 4096, &password) != ERR_OK ||
@@ -147,8 +147,7 @@ int upstream_open(struct session_child *sc, const char *session_id)
     }
     buf_reset(sc->req);
     if (buf_put_cstring(sc->req, session_id) != ERR_OK ||
-        session_monitor_call(sc, MP_CONNECT, MP_CONNECT_REPLY, &fd) !=
-            ERR_OK ||
+        session_monitor_call(sc, MP_CONNECT, MP_CONNECT_REPLY, &fd) != ERR_OK ||
         buf_get_u8(sc->rep, &ok) != ERR_OK ||
         buf_get_cstring_into(sc->rep, msg, sizeof(msg)) != ERR_OK) {
         upstream_fail(sc, "internal error connecting to the asset",
