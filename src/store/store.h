@@ -15,7 +15,17 @@
  * with heap members are released with their *_clear() function. Lists are
  * heap arrays released with the matching *_list_free(list, n).
  * Secrets arrive here already hashed or sealed; the store never sees
- * plaintext passwords, TOTP seeds or vaulted logins.
+ * plaintext passwords, TOTP seeds or vaulted logins. A handle belongs to the
+ * process that opened it: a forked child opens its own (store_close() in a
+ * child only frees the struct).
+ *
+ * References: IDs are stored lower-case (a caller-chosen one is lowered); a
+ * parameter named *_id takes an ID (a UUID, either case); name_or_id takes
+ * a name or an ID. So that is never ambiguous, names shaped like a UUID are
+ * refused (ERR_INVALID), and user names may not hold the login grammar's
+ * '/', '?' or '#'. Strings longer than their field are refused
+ * (ERR_TOO_LONG), never truncated. Duplicates are ERR_EXISTS, missing
+ * objects ERR_NOT_FOUND, database failures ERR_STORE (logged).
  */
 #ifndef PORTCULLIS_STORE_H
 #define PORTCULLIS_STORE_H
@@ -24,20 +34,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_ID_MAX 36     /* a UUID's characters */
-#define STORE_NAME_MAX 128  /* user, group, asset, profile names */
-#define STORE_PATH_MAX 512  /* site paths: "/root/DevOps/Linux" */
-#define STORE_HOST_MAX 255  /* host names and addresses */
-#define STORE_HASH_MAX 128  /* argon2id encoded string (crypto_pwhash_STRBYTES) */
-#define STORE_FP_MAX 64     /* "SHA256:" + 43 base64 characters */
-#define STORE_ROUTE_MAX 160 /* "direct", "agent:ID", "peer:NAME" */
+#define STORE_ID_MAX 36    /* a UUID's characters */
+#define STORE_NAME_MAX 128 /* user, group, asset, profile names */
+#define STORE_PATH_MAX 512 /* site paths: "/root/DevOps/Linux" */
+#define STORE_HOST_MAX 255 /* host names and addresses */
+/* argon2id encoded string (crypto_pwhash_STRBYTES) */
+#define STORE_HASH_MAX 128
+#define STORE_FP_MAX 64            /* "SHA256:" + 43 base64 characters */
+#define STORE_ROUTE_MAX 160        /* "direct", "agent:ID", "peer:NAME" */
 #define STORE_SEALED_SMALL_MAX 256 /* a sealed TOTP seed */
 #define STORE_RESULT_MAX 512
 #define STORE_KEY_MAX 16384 /* a public key in base64, or sealed secrets */
 
 struct store;
 
-enum store_role { ROLE_NONE = 0, ROLE_VIEWER = 1, ROLE_EDITOR = 2, ROLE_OWNER = 3 };
+enum store_role {
+    ROLE_NONE = 0,
+    ROLE_VIEWER = 1,
+    ROLE_EDITOR = 2,
+    ROLE_OWNER = 3
+};
 const char *store_role_str(int role); /* "viewer", ... ; "none" */
 int store_role_parse(const char *s);  /* ROLE_* or -1 */
 
@@ -60,7 +76,7 @@ struct store_user {
 struct store_user_key {
     char id[STORE_ID_MAX + 1];
     char user_id[STORE_ID_MAX + 1];
-    char type[32];                 /* "ssh-ed25519", "ssh-rsa", ... */
+    char type[32];                      /* "ssh-ed25519", "ssh-rsa", ... */
     char fingerprint[STORE_FP_MAX + 1]; /* "SHA256:..." */
     char comment[STORE_NAME_MAX + 1];
     char *base64; /* heap: the key blob in base64 */
@@ -73,7 +89,7 @@ struct store_group {
 
 struct store_site {
     char id[STORE_ID_MAX + 1];
-    char path[STORE_PATH_MAX + 1]; /* "/root" or "/root/a/b" */
+    char path[STORE_PATH_MAX + 1];    /* "/root" or "/root/a/b" */
     char parent_id[STORE_ID_MAX + 1]; /* "" for /root */
 };
 
@@ -85,7 +101,7 @@ struct store_asset {
     char protocol[16];                  /* "ssh", "rdp", "tcp" */
     char host[STORE_HOST_MAX + 1];
     int port;
-    char route[STORE_ROUTE_MAX + 1];  /* "direct" */
+    char route[STORE_ROUTE_MAX + 1]; /* "direct" */
     char login_user[STORE_NAME_MAX + 1];
     uint8_t *password_sealed; /* heap, NULL if none */
     size_t password_sealed_len;
@@ -99,13 +115,15 @@ struct store_asset {
  * (then it covers the site's assets and those of all its sub-sites). */
 struct store_grant {
     char id[STORE_ID_MAX + 1];
-    char asset_id[STORE_ID_MAX + 1];  /* "" if a site grant */
-    char site_id[STORE_ID_MAX + 1];   /* "" if an asset grant */
-    char user_id[STORE_ID_MAX + 1];   /* "" if a group grant */
-    char group_id[STORE_ID_MAX + 1];  /* "" if a user grant */
-    char target_name[STORE_PATH_MAX + 1]; /* filled by list: asset name or site path */
-    char grantee_name[STORE_NAME_MAX + 1]; /* filled by list: user or group name */
-    int role;                          /* ROLE_* */
+    char asset_id[STORE_ID_MAX + 1]; /* "" if a site grant */
+    char site_id[STORE_ID_MAX + 1];  /* "" if an asset grant */
+    char user_id[STORE_ID_MAX + 1];  /* "" if a group grant */
+    char group_id[STORE_ID_MAX + 1]; /* "" if a user grant */
+    /* filled by list and add: asset name or site path */
+    char target_name[STORE_PATH_MAX + 1];
+    /* filled by list and add: user or group name */
+    char grantee_name[STORE_NAME_MAX + 1];
+    int role; /* ROLE_* */
 };
 
 struct store_profile {
@@ -120,20 +138,21 @@ struct store_profile {
 
 struct store_session {
     char id[STORE_ID_MAX + 1];
-    char user_id[STORE_ID_MAX + 1];    /* "" if the user is unknown */
+    char user_id[STORE_ID_MAX + 1];      /* "" if the user is unknown */
     char user_name[STORE_NAME_MAX + 1];  /* as given in the login */
-    char asset_id[STORE_ID_MAX + 1];   /* "" if not resolved */
+    char asset_id[STORE_ID_MAX + 1];     /* "" if not resolved */
     char asset_name[STORE_NAME_MAX + 1]; /* as given, or the resolved name */
     char site[STORE_PATH_MAX + 1];
-    char kind[16]; /* shell, exec, sftp, scp, forward, rdp, tunnel; "" if
-                      the connection never got to a channel */
+    /* shell, exec, sftp, scp, forward, rdp, tunnel; "" if the connection
+     * never got to a channel */
+    char kind[16];
     char client_addr[64]; /* "127.0.0.1:51234" */
     char route[STORE_ROUTE_MAX + 1];
     int64_t started_at;
-    int64_t ended_at; /* 0 while open */
-    uint64_t bytes_up;   /* client to target */
-    uint64_t bytes_down; /* target to client */
-    int exit_status; /* -1 if none */
+    int64_t ended_at;                  /* 0 while open */
+    uint64_t bytes_up;                 /* client to target */
+    uint64_t bytes_down;               /* target to client */
+    int exit_status;                   /* -1 if none */
     char result[STORE_RESULT_MAX + 1]; /* "ok", "denied: why", "error: why";
                                           "" while open */
     char detail[STORE_RESULT_MAX + 1]; /* exec command (truncated), etc. */
@@ -141,6 +160,8 @@ struct store_session {
     char recording_sha256[65];
 };
 
+/* Every set criterion must hold; since and until are inclusive bounds on
+ * started_at. */
 struct store_session_filter {
     const char *user_name; /* NULL = any */
     const char *asset_id;
@@ -180,9 +201,9 @@ int store_user_set_totp(struct store *st, const char *user_id,
 int store_user_totp_use(struct store *st, const char *user_id, int64_t step);
 
 /* --- user public keys --- */
-int store_user_key_add(struct store *st, const char *user_id,
-                       const char *type, const char *base64,
-                       const char *fingerprint, const char *comment,
+int store_user_key_add(struct store *st, const char *user_id, const char *type,
+                       const char *base64, const char *fingerprint,
+                       const char *comment,
                        struct store_user_key *out /* may be NULL */);
 int store_user_key_list(struct store *st, const char *user_id,
                         struct store_user_key **list, size_t *n);
@@ -226,24 +247,30 @@ int store_site_normalize(const char *in, char *out, size_t outlen);
 
 /* --- assets --- */
 /* a->id is generated (UUID) when empty. Several assets may share a name;
- * logins that name them get an "ambiguous" error listing the IDs. */
+ * logins that name them get an "ambiguous" error listing the IDs. The site
+ * is a->site_id if set, else a->site_path ("" = /root); it must exist. On
+ * success id, site_id, site_path, created_at (and route "direct" if it was
+ * empty) are filled in. Names shaped like a UUID are refused. */
 int store_asset_add(struct store *st, struct store_asset *a);
+/* Replaces every stored field of asset a->id with a's (get, change,
+ * update): the sealed blobs too, so NULL there erases a vaulted login.
+ * Fills site_id and site_path like add. */
+int store_asset_update(struct store *st, struct store_asset *a);
 int store_asset_get(struct store *st, const char *id, struct store_asset *out);
 /* All assets whose ID equals spec (exact, any site), or else whose name
- * equals spec within the site (exact site, not sub-sites; NULL = /root). */
-int store_asset_find(struct store *st, const char *site_path,
-                     const char *spec, struct store_asset **list, size_t *n);
+ * equals spec within the site (exact site, not sub-sites; NULL = /root;
+ * any form store_site_get accepts). Zero matches is ERR_OK with *n = 0. */
+int store_asset_find(struct store *st, const char *site_path, const char *spec,
+                     struct store_asset **list, size_t *n);
 int store_asset_list(struct store *st, struct store_asset **list, size_t *n);
 void store_asset_list_free(struct store_asset *list, size_t n);
 void store_asset_clear(struct store_asset *a);
 int store_asset_delete(struct store *st, const char *id);
 /* Pins fp if none is pinned yet (ERR_OK), ERR_OK if fp equals the pin,
  * ERR_HOSTKEY if a different key is pinned. Atomic. */
-int store_asset_pin_host_key(struct store *st, const char *id,
-                             const char *fp);
+int store_asset_pin_host_key(struct store *st, const char *id, const char *fp);
 /* Replaces the pin: fp, or "" to trust the next key seen (retrust). */
-int store_asset_set_host_key(struct store *st, const char *id,
-                             const char *fp);
+int store_asset_set_host_key(struct store *st, const char *id, const char *fp);
 
 /* --- grants (asset roles) --- */
 int store_grant_add(struct store *st, struct store_grant *g);
@@ -256,7 +283,10 @@ int store_user_asset_role(struct store *st, const char *user_id,
                           const char *asset_id, int *role);
 
 /* --- access profiles --- */
+/* p->id is generated and filled in. */
 int store_profile_add(struct store *st, struct store_profile *p);
+/* Replaces name, native mode, switches and limits of profile p->id. */
+int store_profile_update(struct store *st, const struct store_profile *p);
 int store_profile_get(struct store *st, const char *name_or_id,
                       struct store_profile *out);
 int store_profile_list(struct store *st, struct store_profile **list,
@@ -272,19 +302,23 @@ int store_user_profiles(struct store *st, const char *user_id,
                         struct store_profile **list, size_t *n);
 
 /* --- session report --- */
-/* Inserts a row; s->id must be set (a UUID). */
+/* Inserts a row; s->id must be set (a UUID). started_at 0 = now. With
+ * ended_at 0 the row is open (bytes 0, exit_status -1, result ""); with
+ * ended_at set it is written closed as given (result required), for an
+ * attempt refused before it became a session. */
 int store_session_open(struct store *st, const struct store_session *s);
-/* Closes an open row: end time, bytes, exit status, result. */
+/* Closes an open row: end time (0 = now), bytes, exit status, result
+ * (required). ERR_NOT_FOUND if no open row has this ID: a closed row is
+ * never rewritten. */
 int store_session_close(struct store *st, const char *id, int64_t ended_at,
-                        uint64_t bytes_up, uint64_t bytes_down,
-                        int exit_status, const char *result);
+                        uint64_t bytes_up, uint64_t bytes_down, int exit_status,
+                        const char *result);
 /* Updates fields learned after the row was opened (asset, kind, route,
  * detail). Empty strings leave a field as it is. */
 int store_session_update(struct store *st, const struct store_session *s);
 int store_session_get(struct store *st, const char *id,
                       struct store_session *out);
-int store_session_list(struct store *st,
-                       const struct store_session_filter *f,
+int store_session_list(struct store *st, const struct store_session_filter *f,
                        struct store_session **list, size_t *n);
 /* At server start: closes every row left open with `result`; returns how
  * many through *count. */

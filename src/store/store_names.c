@@ -1,1 +1,211 @@
-/* placeholder: being written */
+/*
+ * The parts of the store that do not depend on a database: role and
+ * native-session names, site path normalization, and the input checks in
+ * store_internal.h. Every store driver shares them, so a name refused by
+ * SQLite is refused by PostgreSQL too.
+ */
+#include "store/store.h"
+
+#include <string.h>
+
+#include "common/err.h"
+#include "common/util.h"
+#include "store/store_internal.h"
+
+static const char *const store_role_names[] = {"none", "viewer", "editor",
+                                               "owner"};
+static const char *const store_native_names[] = {"deny", "allow", "record"};
+
+const char *store_role_str(int role)
+{
+    if (role < ROLE_NONE || role > ROLE_OWNER) {
+        return "none";
+    }
+    return store_role_names[role];
+}
+
+int store_role_parse(const char *s)
+{
+    if (s == NULL) {
+        return -1;
+    }
+    for (int i = ROLE_NONE; i <= ROLE_OWNER; i++) {
+        if (strcmp(s, store_role_names[i]) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+const char *store_native_str(int native)
+{
+    if (native < NATIVE_DENY || native > NATIVE_RECORD) {
+        return "deny";
+    }
+    return store_native_names[native];
+}
+
+int store_native_parse(const char *s)
+{
+    if (s == NULL) {
+        return -1;
+    }
+    for (int i = NATIVE_DENY; i <= NATIVE_RECORD; i++) {
+        if (strcmp(s, store_native_names[i]) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static bool store_has_ctrl(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c < 0x20 || c == 0x7f) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int store_check_len(const char *s, size_t max)
+{
+    if (s != NULL && strnlen(s, max + 1) > max) {
+        return ERR_TOO_LONG;
+    }
+    return ERR_OK;
+}
+
+int store_check_text(const char *s, size_t max, bool required)
+{
+    size_t len;
+
+    if (s == NULL || s[0] == '\0') {
+        return required ? ERR_INVALID : ERR_OK;
+    }
+    if ((len = strnlen(s, max + 1)) > max) {
+        return ERR_TOO_LONG;
+    }
+    return store_has_ctrl(s, len) ? ERR_INVALID : ERR_OK;
+}
+
+int store_check_name(const char *s)
+{
+    int r = store_check_text(s, STORE_NAME_MAX, true);
+
+    if (r != ERR_OK) {
+        return r;
+    }
+    return util_is_uuid(s) ? ERR_INVALID : ERR_OK;
+}
+
+int store_check_user_name(const char *s)
+{
+    int r = store_check_name(s);
+
+    if (r != ERR_OK) {
+        return r;
+    }
+    return strpbrk(s, "/?#") != NULL ? ERR_INVALID : ERR_OK;
+}
+
+bool store_id_norm(const char *s, char *out)
+{
+    if (s == NULL || !util_is_uuid(s)) {
+        return false;
+    }
+    for (size_t i = 0; i <= UTIL_UUID_LEN; i++) {
+        char c = s[i];
+
+        out[i] = (c >= 'A' && c <= 'F') ? (char)(c - 'A' + 'a') : c;
+    }
+    return true;
+}
+
+/* One path segment: not empty, not "." or "..", no control characters and
+ * none of the login grammar's '?' and '#' (a site named so could never be
+ * written in a login), and not a UUID (site references take an ID too). */
+static int store_site_segment_ok(const char *seg, size_t len)
+{
+    char id[UTIL_UUID_LEN + 1];
+
+    if (len == 0 || (len == 1 && seg[0] == '.') ||
+        (len == 2 && seg[0] == '.' && seg[1] == '.')) {
+        return ERR_INVALID;
+    }
+    if (store_has_ctrl(seg, len) || memchr(seg, '?', len) != NULL ||
+        memchr(seg, '#', len) != NULL) {
+        return ERR_INVALID;
+    }
+    if (len == UTIL_UUID_LEN) {
+        memcpy(id, seg, len);
+        id[len] = '\0';
+        if (util_is_uuid(id)) {
+            return ERR_INVALID;
+        }
+    }
+    return ERR_OK;
+}
+
+int store_site_normalize(const char *in, char *out, size_t outlen)
+{
+    static const char root[] = "/root";
+    const char *p = in == NULL ? "" : in;
+    size_t len, o, max;
+    bool first = true;
+    int r;
+
+    if (outlen > 0) {
+        out[0] = '\0';
+    }
+    max = outlen > 0 ? outlen - 1 : 0;
+    if (max > STORE_PATH_MAX) {
+        max = STORE_PATH_MAX;
+    }
+    if (max < sizeof(root) - 1) {
+        return ERR_TOO_LONG;
+    }
+    if (strstr(p, "//") != NULL) {
+        return ERR_INVALID;
+    }
+    len = strlen(p);
+    if (len > 0 && p[len - 1] == '/') {
+        len--;
+    }
+    if (len > 0 && p[0] == '/') {
+        p++;
+        len--;
+    }
+    memcpy(out, root, sizeof(root));
+    o = sizeof(root) - 1;
+    while (len > 0) {
+        const char *slash = memchr(p, '/', len);
+        size_t seg = slash != NULL ? (size_t)(slash - p) : len;
+
+        if ((r = store_site_segment_ok(p, seg)) != ERR_OK) {
+            out[0] = '\0';
+            return r;
+        }
+        /* "root" as the first segment names /root itself. */
+        if (!(first && seg == 4 && memcmp(p, "root", 4) == 0)) {
+            if (o + 1 + seg > max) {
+                out[0] = '\0';
+                return ERR_TOO_LONG;
+            }
+            out[o++] = '/';
+            memcpy(out + o, p, seg);
+            o += seg;
+            out[o] = '\0';
+        }
+        first = false;
+        if (slash == NULL) {
+            break;
+        }
+        /* A trailing slash was stripped above, so text follows this one. */
+        len -= seg + 1;
+        p = slash + 1;
+    }
+    return ERR_OK;
+}

@@ -1,0 +1,161 @@
+/*
+ * The SQLite schema as an ordered list of migrations.
+ *
+ * store_open() applies every step whose version is above the one recorded
+ * in schema_version, each in its own immediate transaction (see
+ * store_migrate() in store_sqlite.c). A step is never edited once
+ * released: a change to the schema is a new step appended here.
+ *
+ * The SQL is kept to what PostgreSQL also accepts (BIGINT, partial and
+ * expression indexes, ON DELETE CASCADE, CHECK), so the cluster store can
+ * start from the same text with BLOB spelt BYTEA. Values never appear in
+ * it: rows that need one (the /root site's UUID) are written by the step's
+ * C hook with bound parameters.
+ */
+#include "store/store_internal.h"
+
+#include <stddef.h>
+
+/*
+ * Version 1: every object of SPEC sections 4, 5 and 8.
+ *
+ * IDs are UUID text. Booleans are INTEGER 0/1 and roles and native modes
+ * are the enum values (a role's MAX() is the best role). Grants and
+ * profile assignments point at exactly one target and one grantee, which
+ * CHECK enforces; their uniqueness is an index over COALESCE() because
+ * both databases treat NULLs in a unique constraint as distinct.
+ *
+ * Sessions carry no foreign keys on purpose: a report row outlives the
+ * user and the asset it names. seq orders rows started in the same second
+ * (newest first) without relying on SQLite's rowid.
+ */
+static const char store_schema_v1[] =
+    "CREATE TABLE users ("
+    " id TEXT PRIMARY KEY,"
+    " name TEXT NOT NULL UNIQUE,"
+    " password_hash TEXT NOT NULL DEFAULT '',"
+    " disabled INTEGER NOT NULL DEFAULT 0,"
+    " totp_enabled INTEGER NOT NULL DEFAULT 0,"
+    " totp_sealed BLOB,"
+    " totp_last_step BIGINT NOT NULL DEFAULT 0,"
+    " created_at BIGINT NOT NULL);"
+
+    "CREATE TABLE user_keys ("
+    " id TEXT PRIMARY KEY,"
+    " user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    " type TEXT NOT NULL,"
+    " fingerprint TEXT NOT NULL,"
+    " comment TEXT NOT NULL DEFAULT '',"
+    " base64 TEXT NOT NULL,"
+    " created_at BIGINT NOT NULL,"
+    " UNIQUE (user_id, fingerprint));"
+
+    "CREATE TABLE groups ("
+    " id TEXT PRIMARY KEY,"
+    " name TEXT NOT NULL UNIQUE,"
+    " created_at BIGINT NOT NULL);"
+
+    "CREATE TABLE group_members ("
+    " group_id TEXT NOT NULL REFERENCES groups(id) ON DELETE CASCADE,"
+    " user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    " PRIMARY KEY (group_id, user_id));"
+    "CREATE INDEX group_members_user ON group_members(user_id);"
+
+    /* No cascade from a parent: a site with sub-sites or assets is not
+     * deleted (store_site_delete refuses). */
+    "CREATE TABLE sites ("
+    " id TEXT PRIMARY KEY,"
+    " path TEXT NOT NULL UNIQUE,"
+    " parent_id TEXT REFERENCES sites(id),"
+    " created_at BIGINT NOT NULL);"
+    "CREATE INDEX sites_parent ON sites(parent_id);"
+
+    "CREATE TABLE assets ("
+    " id TEXT PRIMARY KEY,"
+    " name TEXT NOT NULL,"
+    " site_id TEXT NOT NULL REFERENCES sites(id),"
+    " protocol TEXT NOT NULL,"
+    " host TEXT NOT NULL,"
+    " port INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535),"
+    " route TEXT NOT NULL,"
+    " login_user TEXT NOT NULL DEFAULT '',"
+    " password_sealed BLOB,"
+    " key_sealed BLOB,"
+    " host_key_fp TEXT NOT NULL DEFAULT '',"
+    " created_at BIGINT NOT NULL);"
+    "CREATE INDEX assets_site_name ON assets(site_id, name);"
+
+    "CREATE TABLE grants ("
+    " id TEXT PRIMARY KEY,"
+    " asset_id TEXT REFERENCES assets(id) ON DELETE CASCADE,"
+    " site_id TEXT REFERENCES sites(id) ON DELETE CASCADE,"
+    " user_id TEXT REFERENCES users(id) ON DELETE CASCADE,"
+    " group_id TEXT REFERENCES groups(id) ON DELETE CASCADE,"
+    " role INTEGER NOT NULL CHECK (role BETWEEN 1 AND 3),"
+    " created_at BIGINT NOT NULL,"
+    " CHECK ((asset_id IS NULL) <> (site_id IS NULL)),"
+    " CHECK ((user_id IS NULL) <> (group_id IS NULL)));"
+    "CREATE UNIQUE INDEX grants_target_grantee ON grants"
+    " (COALESCE(asset_id, site_id), COALESCE(user_id, group_id));"
+    "CREATE INDEX grants_user ON grants(user_id);"
+    "CREATE INDEX grants_group ON grants(group_id);"
+
+    "CREATE TABLE profiles ("
+    " id TEXT PRIMARY KEY,"
+    " name TEXT NOT NULL UNIQUE,"
+    " native INTEGER NOT NULL CHECK (native BETWEEN 0 AND 2),"
+    " shell INTEGER NOT NULL DEFAULT 0,"
+    " exec INTEGER NOT NULL DEFAULT 0,"
+    " sftp INTEGER NOT NULL DEFAULT 0,"
+    " scp INTEGER NOT NULL DEFAULT 0,"
+    " local_forward INTEGER NOT NULL DEFAULT 0,"
+    " remote_forward INTEGER NOT NULL DEFAULT 0,"
+    " agent_forward INTEGER NOT NULL DEFAULT 0,"
+    " x11 INTEGER NOT NULL DEFAULT 0,"
+    " max_session_minutes INTEGER NOT NULL DEFAULT 0,"
+    " idle_timeout_minutes INTEGER NOT NULL DEFAULT 0,"
+    " created_at BIGINT NOT NULL);"
+
+    "CREATE TABLE profile_assignments ("
+    " id TEXT PRIMARY KEY,"
+    " profile_id TEXT NOT NULL REFERENCES profiles(id) ON DELETE CASCADE,"
+    " user_id TEXT REFERENCES users(id) ON DELETE CASCADE,"
+    " group_id TEXT REFERENCES groups(id) ON DELETE CASCADE,"
+    " CHECK ((user_id IS NULL) <> (group_id IS NULL)));"
+    "CREATE UNIQUE INDEX profile_assignments_uniq ON profile_assignments"
+    " (profile_id, COALESCE(user_id, group_id));"
+    "CREATE INDEX profile_assignments_user ON profile_assignments(user_id);"
+    "CREATE INDEX profile_assignments_group ON profile_assignments(group_id);"
+
+    "CREATE TABLE sessions ("
+    " id TEXT PRIMARY KEY,"
+    " seq BIGINT NOT NULL,"
+    " user_id TEXT NOT NULL DEFAULT '',"
+    " user_name TEXT NOT NULL DEFAULT '',"
+    " asset_id TEXT NOT NULL DEFAULT '',"
+    " asset_name TEXT NOT NULL DEFAULT '',"
+    " site TEXT NOT NULL DEFAULT '',"
+    " kind TEXT NOT NULL DEFAULT '',"
+    " client_addr TEXT NOT NULL DEFAULT '',"
+    " route TEXT NOT NULL DEFAULT '',"
+    " started_at BIGINT NOT NULL,"
+    " ended_at BIGINT," /* NULL while open */
+    " bytes_up BIGINT NOT NULL DEFAULT 0,"
+    " bytes_down BIGINT NOT NULL DEFAULT 0,"
+    " exit_status INTEGER NOT NULL DEFAULT -1,"
+    " result TEXT NOT NULL DEFAULT '',"
+    " detail TEXT NOT NULL DEFAULT '',"
+    " recording_path TEXT NOT NULL DEFAULT '',"
+    " recording_sha256 TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX sessions_started ON sessions(started_at, seq);"
+    "CREATE INDEX sessions_seq ON sessions(seq);"
+    "CREATE INDEX sessions_user ON sessions(user_name);"
+    "CREATE INDEX sessions_asset ON sessions(asset_id);"
+    "CREATE INDEX sessions_open ON sessions(ended_at) WHERE ended_at IS NULL;";
+
+const struct store_migration store_migrations[] = {
+    {1, store_schema_v1, STORE_HOOK_ROOT_SITE},
+};
+
+const size_t store_migrations_count =
+    sizeof(store_migrations) / sizeof(store_migrations[0]);
