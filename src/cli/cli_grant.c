@@ -1,1 +1,191 @@
-/* placeholder: being written */
+/*
+ * `portcullis grant ...`: asset roles (viewer < editor < owner) given to a
+ * user or a group, on one asset or on a site (then on all assets of the
+ * site and its sub-sites). A native session needs at least viewer.
+ *
+ * `grant ASSET ...` itself adds a grant, so an asset named "list" or
+ * "delete" is granted by its ID.
+ */
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/err.h"
+#include "common/util.h"
+
+static int grant_add_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS], *site = NULL, *user = NULL, *group = NULL;
+    const char *role = NULL;
+    const struct cli_opt opts[] = {
+        CLI_OPT_STR("--site", &site),
+        CLI_OPT_STR("--user", &user),
+        CLI_OPT_STR("--group", &group),
+        CLI_OPT_STR("--role", &role),
+        CLI_OPT_END,
+    };
+    struct store_grant g;
+    struct store_asset a;
+    struct store_site s;
+    struct store_user u;
+    struct store_group gr;
+    int rc, r, rv;
+
+    memset(&g, 0, sizeof(g));
+    if ((rc = cli_parse(ctx, argc, argv, opts, "[ASSET]", pos)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((pos[0] != NULL) == (site != NULL)) {
+        return cli_usage(ctx, "give either an ASSET or --site PATH");
+    }
+    if ((user != NULL) == (group != NULL)) {
+        return cli_usage(ctx, "give either --user USER or --group GROUP");
+    }
+    if (role == NULL) {
+        return cli_usage(ctx, "missing --role viewer|editor|owner");
+    }
+    if ((rv = store_role_parse(role)) < ROLE_VIEWER) {
+        return cli_usage(ctx, "--role must be viewer, editor or owner");
+    }
+    if (pos[0] != NULL) {
+        if ((rc = cli_get_asset(ctx, pos[0], &a)) != CLI_EXIT_OK) {
+            return rc;
+        }
+        snprintf(g.asset_id, sizeof(g.asset_id), "%s", a.id);
+        store_asset_clear(&a);
+    } else {
+        if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+            return rc;
+        }
+        if ((r = store_site_get(ctx->st, site, &s)) != ERR_OK) {
+            return cli_store_error(r, "site", site);
+        }
+        snprintf(g.site_id, sizeof(g.site_id), "%s", s.id);
+    }
+    if (user != NULL) {
+        if ((rc = cli_get_user(ctx, user, &u)) != CLI_EXIT_OK) {
+            return rc;
+        }
+        snprintf(g.user_id, sizeof(g.user_id), "%s", u.id);
+    } else {
+        if ((rc = cli_get_group(ctx, group, &gr)) != CLI_EXIT_OK) {
+            return rc;
+        }
+        snprintf(g.group_id, sizeof(g.group_id), "%s", gr.id);
+    }
+    g.role = rv;
+    util_uuid4(g.id);
+    r = store_grant_add(ctx->st, &g);
+    if (r == ERR_EXISTS) {
+        return cli_error(
+            "%s '%s' already has a grant on %s '%s'",
+            user != NULL ? "user" : "group", user != NULL ? user : group,
+            pos[0] != NULL ? "asset" : "site", pos[0] != NULL ? pos[0] : site);
+    }
+    if (r != ERR_OK) {
+        return cli_error("cannot add the grant: %s", err_str(r));
+    }
+    printf("%s\n", g.id);
+    return CLI_EXIT_OK;
+}
+
+static int grant_list_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS];
+    bool json = false;
+    const struct cli_opt opts[] = {CLI_OPT_FLAG("--json", &json), CLI_OPT_END};
+    struct store_grant *list = NULL, *g;
+    struct cli_table *t;
+    json_t *arr;
+    char target[STORE_PATH_MAX + 16], grantee[STORE_NAME_MAX + 16];
+    size_t n = 0, i;
+    int rc, r;
+
+    if ((rc = cli_parse(ctx, argc, argv, opts, "", pos)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if ((r = store_grant_list(ctx->st, &list, &n)) != ERR_OK) {
+        return cli_error("cannot list grants: %s", err_str(r));
+    }
+    if (json) {
+        arr = json_array();
+        for (i = 0; i < n; i++) {
+            g = &list[i];
+            cli_json_append(
+                &arr,
+                json_pack("{s:s, s:s, s:s?, s:s?, s:s, s:s, s:s?, s:s?, s:s, "
+                          "s:s}",
+                          "id", g->id, "target_type",
+                          g->asset_id[0] != '\0' ? "asset" : "site", "asset_id",
+                          cli_nz(g->asset_id), "site_id", cli_nz(g->site_id),
+                          "target", g->target_name, "grantee_type",
+                          g->user_id[0] != '\0' ? "user" : "group", "user_id",
+                          cli_nz(g->user_id), "group_id", cli_nz(g->group_id),
+                          "grantee", g->grantee_name, "role",
+                          store_role_str(g->role)));
+        }
+        rc = cli_json_print(arr);
+    } else {
+        t = cli_table_new(4, "ID", "TARGET", "GRANTEE", "ROLE");
+        for (i = 0; i < n; i++) {
+            g = &list[i];
+            snprintf(target, sizeof(target), "%s %s",
+                     g->asset_id[0] != '\0' ? "asset" : "site", g->target_name);
+            snprintf(grantee, sizeof(grantee), "%s %s",
+                     g->user_id[0] != '\0' ? "user" : "group", g->grantee_name);
+            cli_table_add(t, g->id, target, grantee, store_role_str(g->role));
+        }
+        rc = cli_table_finish(t);
+    }
+    store_list_free(list);
+    return rc;
+}
+
+static int grant_delete_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS];
+    int rc, r;
+
+    if ((rc = cli_parse(ctx, argc, argv, NULL, "GRANT_ID", pos)) !=
+        CLI_PARSED) {
+        return rc;
+    }
+    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if ((r = store_grant_delete(ctx->st, pos[0])) != ERR_OK) {
+        return cli_store_error(r, "grant", pos[0]);
+    }
+    return CLI_EXIT_OK;
+}
+
+static const struct cli_cmd grant_list_cmd = {
+    .name = "list",
+    .synopsis = "grant list [--json]",
+    .summary = "List grants.",
+    .run = grant_list_run,
+};
+static const struct cli_cmd grant_delete_cmd = {
+    .name = "delete",
+    .synopsis = "grant delete GRANT_ID",
+    .summary = "Delete a grant.",
+    .run = grant_delete_run,
+};
+static const struct cli_cmd *const grant_cmds[] = {&grant_list_cmd,
+                                                   &grant_delete_cmd, NULL};
+
+const struct cli_cmd cli_grant = {
+    .name = "grant",
+    .synopsis = "grant ASSET|--site PATH (--user U | --group G)\n"
+                "--role viewer|editor|owner",
+    .summary = "Grant asset roles on assets or sites to users and groups.",
+    .details =
+        "The first form adds a grant and prints its ID.\n"
+        "ASSET is an asset's ID, or its name when exactly one asset has it.\n"
+        "A site grant covers the assets of the site and of all its "
+        "sub-sites.\n",
+    .run = grant_add_run,
+    .sub = grant_cmds,
+};

@@ -1,1 +1,117 @@
-/* placeholder: being written */
+/*
+ * `portcullis site ...`: the site tree below /root that assets live in.
+ * A grant on a site covers the assets of all its sub-sites; a login names
+ * the site when the asset is not in /root.
+ */
+#include "cli/cli.h"
+#include "common/err.h"
+
+static int site_add_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS];
+    struct store_site s;
+    int rc, r;
+
+    if ((rc = cli_parse(ctx, argc, argv, NULL, "PATH", pos)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if ((r = store_site_add(ctx->st, pos[0], &s)) != ERR_OK) {
+        return cli_store_error(r, "site", pos[0]);
+    }
+    return CLI_EXIT_OK;
+}
+
+static int site_list_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS];
+    bool json = false;
+    const struct cli_opt opts[] = {CLI_OPT_FLAG("--json", &json), CLI_OPT_END};
+    struct store_site *list = NULL;
+    struct cli_table *t;
+    json_t *arr;
+    size_t n = 0, i;
+    int rc, r;
+
+    if ((rc = cli_parse(ctx, argc, argv, opts, "", pos)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if ((r = store_site_list(ctx->st, &list, &n)) != ERR_OK) {
+        return cli_error("cannot list sites: %s", err_str(r));
+    }
+    if (json) {
+        arr = json_array();
+        for (i = 0; i < n; i++) {
+            cli_json_append(&arr,
+                            json_pack("{s:s, s:s, s:s?}", "id", list[i].id,
+                                      "path", list[i].path, "parent_id",
+                                      cli_nz(list[i].parent_id)));
+        }
+        rc = cli_json_print(arr);
+    } else {
+        t = cli_table_new(2, "ID", "PATH");
+        for (i = 0; i < n; i++) {
+            cli_table_add(t, list[i].id, list[i].path);
+        }
+        rc = cli_table_finish(t);
+    }
+    store_list_free(list);
+    return rc;
+}
+
+static int site_delete_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS];
+    int rc, r;
+
+    if ((rc = cli_parse(ctx, argc, argv, NULL, "PATH", pos)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    r = store_site_delete(ctx->st, pos[0]);
+    if (r == ERR_EXISTS) {
+        return cli_error("site '%s' still has assets or sub-sites", pos[0]);
+    }
+    if (r == ERR_DENIED) {
+        return cli_error("site '%s' cannot be deleted", pos[0]);
+    }
+    if (r != ERR_OK) {
+        return cli_store_error(r, "site", pos[0]);
+    }
+    return CLI_EXIT_OK;
+}
+
+static const struct cli_cmd site_add_cmd = {
+    .name = "add",
+    .synopsis = "site add PATH",
+    .summary = "Create a site (and any missing parents), e.g. /root/DevOps.",
+    .run = site_add_run,
+};
+static const struct cli_cmd site_list_cmd = {
+    .name = "list",
+    .synopsis = "site list [--json]",
+    .summary = "List sites.",
+    .run = site_list_run,
+};
+static const struct cli_cmd site_delete_cmd = {
+    .name = "delete",
+    .synopsis = "site delete PATH",
+    .summary = "Delete a site that has no assets and no sub-sites.",
+    .run = site_delete_run,
+};
+static const struct cli_cmd *const site_cmds[] = {&site_add_cmd, &site_list_cmd,
+                                                  &site_delete_cmd, NULL};
+
+const struct cli_cmd cli_site = {
+    .name = "site",
+    .summary = "Manage the site tree below /root.",
+    .details = "PATH is \"/root/a/b\", or \"a/b\" taken below /root.\n",
+    .sub = site_cmds,
+};

@@ -1,1 +1,640 @@
-/* placeholder: being written */
+/*
+ * `portcullis user ...`: Portcullis users, their passwords, TOTP seeds and
+ * SSH public keys.
+ *
+ * Passwords arrive on stdin only (never in argv, where `ps` shows them)
+ * and reach the store hashed; TOTP seeds reach it sealed by the vault and
+ * are shown once, when they are made. Public keys are parsed and
+ * fingerprinted here, so the store holds only keys libssh accepts.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "auth/password.h"
+#include "auth/totp.h"
+#include "cli/cli.h"
+#include "common/err.h"
+#include "common/util.h"
+#include "common/vault.h"
+
+#define USER_TOTP_ISSUER "Portcullis"
+
+static json_t *user_json(const struct store_user *u)
+{
+    return json_pack("{s:s, s:s, s:b, s:b, s:b, s:o}", "id", u->id, "name",
+                     u->name, "disabled", u->disabled, "totp_enabled",
+                     u->totp_enabled, "has_password",
+                     u->password_hash[0] != '\0', "created_at",
+                     cli_json_time(u->created_at));
+}
+
+static int user_add_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS];
+    bool pw_stdin = false, disabled = false;
+    const struct cli_opt opts[] = {
+        CLI_OPT_FLAG("--password-stdin", &pw_stdin),
+        CLI_OPT_FLAG("--disabled", &disabled),
+        CLI_OPT_END,
+    };
+    char *pw = NULL, hash[STORE_HASH_MAX + 1] = "";
+    int rc, r;
+
+    if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if (pw_stdin) {
+        if ((rc = cli_read_password(&pw)) != CLI_EXIT_OK) {
+            goto out;
+        }
+        if ((r = password_hash(pw, hash, sizeof(hash))) != ERR_OK) {
+            rc = cli_error("cannot hash the password: %s", err_str(r));
+            goto out;
+        }
+    }
+    if ((r = store_user_add(ctx->st, pos[0], hash, disabled, NULL)) != ERR_OK) {
+        rc = cli_store_error(r, "user", pos[0]);
+        goto out;
+    }
+    rc = CLI_EXIT_OK;
+out:
+    cli_secret_free(pw);
+    return rc;
+}
+
+static int user_passwd_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS];
+    bool pw_stdin = false;
+    const struct cli_opt opts[] = {
+        CLI_OPT_FLAG("--password-stdin", &pw_stdin),
+        CLI_OPT_END,
+    };
+    struct store_user u;
+    char *pw = NULL, hash[STORE_HASH_MAX + 1] = "";
+    int rc, r;
+
+    if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED) {
+        return rc;
+    }
+    if (!pw_stdin) {
+        return cli_usage(ctx, "the new password is read with --password-stdin");
+    }
+    if ((rc = cli_get_user(ctx, pos[0], &u)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if ((rc = cli_read_password(&pw)) != CLI_EXIT_OK) {
+        goto out;
+    }
+    if ((r = password_hash(pw, hash, sizeof(hash))) != ERR_OK) {
+        rc = cli_error("cannot hash the password: %s", err_str(r));
+        goto out;
+    }
+    if ((r = store_user_set_password(ctx->st, u.id, hash)) != ERR_OK) {
+        rc = cli_store_error(r, "user", pos[0]);
+        goto out;
+    }
+    rc = CLI_EXIT_OK;
+out:
+    cli_secret_free(pw);
+    return rc;
+}
+
+static int user_set_disabled(struct cli_ctx *ctx, int argc, char **argv,
+                             bool disabled)
+{
+    const char *pos[CLI_MAX_POS];
+    struct store_user u;
+    int rc, r;
+
+    if ((rc = cli_parse(ctx, argc, argv, NULL, "NAME", pos)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((rc = cli_get_user(ctx, pos[0], &u)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if ((r = store_user_set_disabled(ctx->st, u.id, disabled)) != ERR_OK) {
+        return cli_store_error(r, "user", pos[0]);
+    }
+    return CLI_EXIT_OK;
+}
+
+static int user_enable_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    return user_set_disabled(ctx, argc, argv, false);
+}
+
+static int user_disable_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    return user_set_disabled(ctx, argc, argv, true);
+}
+
+static int user_totp_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS];
+    bool enable = false, disable = false;
+    const struct cli_opt opts[] = {
+        CLI_OPT_FLAG("--enable", &enable),
+        CLI_OPT_FLAG("--disable", &disable),
+        CLI_OPT_END,
+    };
+    struct store_user u;
+    uint8_t secret[TOTP_SECRET_LEN], *sealed = NULL;
+    size_t sealed_len = 0;
+    char ad[64], b32[64] = "", uri[1024] = "";
+    int rc, r;
+
+    if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED) {
+        return rc;
+    }
+    if (enable == disable) {
+        return cli_usage(ctx, "give one of --enable or --disable");
+    }
+    if ((rc = cli_get_user(ctx, pos[0], &u)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if (disable) {
+        if ((r = store_user_set_totp(ctx->st, u.id, NULL, 0)) != ERR_OK) {
+            return cli_store_error(r, "user", pos[0]);
+        }
+        return CLI_EXIT_OK;
+    }
+    if ((rc = cli_open_vault(ctx)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    totp_new_secret(secret);
+    snprintf(ad, sizeof(ad), "totp:%s", u.id);
+    r = vault_seal(ctx->vault, ad, secret, sizeof(secret), &sealed,
+                   &sealed_len);
+    if (r != ERR_OK) {
+        rc = cli_error("cannot seal the TOTP secret: %s", err_str(r));
+        goto out;
+    }
+    if (sealed_len > STORE_SEALED_SMALL_MAX) {
+        rc =
+            cli_error("sealed TOTP secret too long: %s", err_str(ERR_INTERNAL));
+        goto out;
+    }
+    /* Everything to be printed is ready before the store changes. */
+    if ((r = totp_base32(secret, sizeof(secret), b32, sizeof(b32))) != ERR_OK ||
+        (r = totp_uri(USER_TOTP_ISSUER, u.name, b32, uri, sizeof(uri))) !=
+            ERR_OK) {
+        rc = cli_error("cannot encode the TOTP secret: %s", err_str(r));
+        goto out;
+    }
+    if ((r = store_user_set_totp(ctx->st, u.id, sealed, sealed_len)) !=
+        ERR_OK) {
+        rc = cli_store_error(r, "user", pos[0]);
+        goto out;
+    }
+    printf("secret=%s\nuri=%s\n", b32, uri);
+    rc = CLI_EXIT_OK;
+out:
+    sodium_memzero(secret, sizeof(secret));
+    sodium_memzero(b32, sizeof(b32));
+    sodium_memzero(uri, sizeof(uri));
+    free(sealed);
+    return rc;
+}
+
+/* --- public keys --- */
+
+/* Finds the one key line of an authorized_keys-style text (blank lines and
+ * # comments aside) and splits it in place into type, base64 and the
+ * comment (the rest of the line, possibly empty). */
+static int user_key_split(const char *file, char *text, char **type, char **b64,
+                          char **comment)
+{
+    char *line, *next, *end;
+    const char *ws = " \t\r";
+
+    *type = *b64 = *comment = NULL;
+    for (line = text; line != NULL; line = next) {
+        next = strchr(line, '\n');
+        if (next != NULL) {
+            *next++ = '\0';
+        }
+        line += strspn(line, ws);
+        if (*line == '\0' || *line == '#') {
+            continue;
+        }
+        if (strncmp(line, "-----BEGIN", 10) == 0) {
+            return cli_error("%s: a private key; give the public key (.pub)",
+                             file);
+        }
+        if (*type != NULL) {
+            return cli_error("%s: more than one key; give one per command",
+                             file);
+        }
+        *type = line;
+        line += strcspn(line, ws);
+        if (*line != '\0') {
+            *line++ = '\0';
+            line += strspn(line, ws);
+        }
+        *b64 = line;
+        line += strcspn(line, ws);
+        if (*line != '\0') {
+            *line++ = '\0';
+            line += strspn(line, ws);
+        }
+        *comment = line;
+        end = line + strlen(line);
+        while (end > line && strchr(ws, end[-1]) != NULL) {
+            *--end = '\0';
+        }
+    }
+    if (*type == NULL || **b64 == '\0') {
+        return cli_error("%s: no public key (expected \"TYPE BASE64 "
+                         "[COMMENT]\")",
+                         file);
+    }
+    return CLI_EXIT_OK;
+}
+
+static int user_key_read(const char *file, char **text)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    int r;
+
+    *text = NULL;
+    if (strcmp(file, "-") == 0) {
+        r = util_read_stdin_line(STORE_KEY_MAX, text);
+    } else {
+        r = util_read_file(file, STORE_KEY_MAX, &data, &len);
+        *text = (char *)data;
+    }
+    if (r == ERR_TOO_LONG) {
+        return cli_error("%s: too long for a public key", file);
+    }
+    if (r != ERR_OK) {
+        return cli_error("cannot read %s: %s", file, err_str(r));
+    }
+    return CLI_EXIT_OK;
+}
+
+static int user_key_add_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS];
+    struct store_user u;
+    struct store_user_key k;
+    enum ssh_keytypes_e kt;
+    ssh_key key = NULL;
+    char *text = NULL, *type, *b64, *comment, *canon = NULL;
+    char fp[STORE_FP_MAX + 1];
+    int rc, r;
+
+    memset(&k, 0, sizeof(k));
+    rc = cli_parse(ctx, argc, argv, NULL, "NAME PUBKEY_FILE", pos);
+    if (rc != CLI_PARSED) {
+        return rc;
+    }
+    if ((rc = cli_get_user(ctx, pos[0], &u)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if ((rc = user_key_read(pos[1], &text)) != CLI_EXIT_OK ||
+        (rc = user_key_split(pos[1], text, &type, &b64, &comment)) !=
+            CLI_EXIT_OK) {
+        goto out;
+    }
+    rc = CLI_EXIT_FAIL;
+    kt = ssh_key_type_from_name(type);
+    if (kt == SSH_KEYTYPE_UNKNOWN || strlen(type) >= sizeof(k.type)) {
+        cli_error("%s: unknown key type '%.40s' (key options are not "
+                  "supported)",
+                  pos[1], type);
+        goto out;
+    }
+    if (ssh_pki_import_pubkey_base64(b64, kt, &key) != SSH_OK ||
+        ssh_key_type(key) != kt) {
+        cli_error("%s: not a valid %s public key", pos[1], type);
+        goto out;
+    }
+    if (strlen(comment) > STORE_NAME_MAX) {
+        cli_error("%s: key comment longer than %d characters", pos[1],
+                  STORE_NAME_MAX);
+        goto out;
+    }
+    if (ssh_pki_export_pubkey_base64(key, &canon) != SSH_OK ||
+        cli_key_fingerprint(key, fp, sizeof(fp)) != ERR_OK) {
+        cli_error("%s: cannot encode the key", pos[1]);
+        goto out;
+    }
+    r = store_user_key_add(ctx->st, u.id, type, canon, fp, comment, &k);
+    if (r == ERR_EXISTS) {
+        cli_error("key %s is already registered for user '%s'", fp, u.name);
+        goto out;
+    }
+    if (r != ERR_OK) {
+        cli_store_error(r, "key", fp);
+        goto out;
+    }
+    printf("%s\n", k.id);
+    rc = CLI_EXIT_OK;
+out:
+    store_user_key_clear(&k);
+    ssh_string_free_char(canon);
+    ssh_key_free(key);
+    free(text);
+    return rc;
+}
+
+static int user_key_list_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS];
+    bool json = false;
+    const struct cli_opt opts[] = {CLI_OPT_FLAG("--json", &json), CLI_OPT_END};
+    struct store_user u;
+    struct store_user_key *list = NULL;
+    struct cli_table *t;
+    json_t *arr;
+    size_t n = 0, i;
+    int rc, r;
+
+    if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((rc = cli_get_user(ctx, pos[0], &u)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if ((r = store_user_key_list(ctx->st, u.id, &list, &n)) != ERR_OK) {
+        return cli_error("cannot list keys: %s", err_str(r));
+    }
+    if (json) {
+        arr = json_array();
+        for (i = 0; i < n; i++) {
+            cli_json_append(&arr, json_pack("{s:s, s:s, s:s, s:s}", "id",
+                                            list[i].id, "type", list[i].type,
+                                            "fingerprint", list[i].fingerprint,
+                                            "comment", list[i].comment));
+        }
+        rc = cli_json_print(arr);
+    } else {
+        t = cli_table_new(4, "ID", "TYPE", "FINGERPRINT", "COMMENT");
+        for (i = 0; i < n; i++) {
+            cli_table_add(t, list[i].id, list[i].type, list[i].fingerprint,
+                          list[i].comment);
+        }
+        rc = cli_table_finish(t);
+    }
+    store_user_key_list_free(list, n);
+    return rc;
+}
+
+static int user_key_delete_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS];
+    struct store_user u;
+    int rc, r;
+
+    rc = cli_parse(ctx, argc, argv, NULL, "NAME KEY_ID|FINGERPRINT", pos);
+    if (rc != CLI_PARSED) {
+        return rc;
+    }
+    if ((rc = cli_get_user(ctx, pos[0], &u)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    r = store_user_key_delete(ctx->st, u.id, pos[1]);
+    if (r == ERR_NOT_FOUND) {
+        return cli_error("user '%s' has no key '%s'", u.name, pos[1]);
+    }
+    if (r != ERR_OK) {
+        return cli_store_error(r, "key", pos[1]);
+    }
+    return CLI_EXIT_OK;
+}
+
+/* --- listing --- */
+
+static int user_list_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS];
+    bool json = false;
+    const struct cli_opt opts[] = {CLI_OPT_FLAG("--json", &json), CLI_OPT_END};
+    struct store_user *list = NULL;
+    struct cli_table *t;
+    json_t *arr;
+    char created[32];
+    size_t n = 0, i;
+    int rc, r;
+
+    if ((rc = cli_parse(ctx, argc, argv, opts, "", pos)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if ((r = store_user_list(ctx->st, &list, &n)) != ERR_OK) {
+        return cli_error("cannot list users: %s", err_str(r));
+    }
+    if (json) {
+        arr = json_array();
+        for (i = 0; i < n; i++) {
+            cli_json_append(&arr, user_json(&list[i]));
+        }
+        rc = cli_json_print(arr);
+    } else {
+        t = cli_table_new(5, "ID", "NAME", "DISABLED", "TOTP", "CREATED");
+        for (i = 0; i < n; i++) {
+            cli_fmt_time(list[i].created_at, created, sizeof(created));
+            cli_table_add(t, list[i].id, list[i].name,
+                          list[i].disabled ? "yes" : "no",
+                          list[i].totp_enabled ? "yes" : "no", created);
+        }
+        rc = cli_table_finish(t);
+    }
+    store_user_list_free(list, n);
+    return rc;
+}
+
+/* Names of a list of groups or profiles, joined for `show`. */
+static void user_join(char *out, size_t outlen, const char *name)
+{
+    size_t len = strlen(out);
+
+    snprintf(out + len, outlen - len, "%s%s", len > 0 ? ", " : "", name);
+}
+
+static int user_show_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS];
+    bool json = false;
+    const struct cli_opt opts[] = {CLI_OPT_FLAG("--json", &json), CLI_OPT_END};
+    struct store_user u;
+    struct store_group *groups = NULL;
+    struct store_profile *profiles = NULL;
+    size_t ngroups = 0, nprofiles = 0, i;
+    json_t *obj, *jg, *jp;
+    char created[32], gnames[2048] = "", pnames[2048] = "";
+    int rc, r;
+
+    if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((rc = cli_get_user(ctx, pos[0], &u)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if ((r = store_user_groups(ctx->st, u.id, &groups, &ngroups)) != ERR_OK ||
+        (r = store_user_profiles(ctx->st, u.id, &profiles, &nprofiles)) !=
+            ERR_OK) {
+        rc = cli_error("cannot read user '%s': %s", u.name, err_str(r));
+        goto out;
+    }
+    if (json) {
+        jg = json_array();
+        jp = json_array();
+        for (i = 0; i < ngroups; i++) {
+            cli_json_append(&jg, json_string(groups[i].name));
+        }
+        for (i = 0; i < nprofiles; i++) {
+            cli_json_append(&jp, json_string(profiles[i].name));
+        }
+        obj = user_json(&u);
+        cli_json_set(&obj, "groups", jg);
+        cli_json_set(&obj, "profiles", jp);
+        rc = cli_json_print(obj);
+        goto out;
+    }
+    for (i = 0; i < ngroups; i++) {
+        user_join(gnames, sizeof(gnames), groups[i].name);
+    }
+    for (i = 0; i < nprofiles; i++) {
+        user_join(pnames, sizeof(pnames), profiles[i].name);
+    }
+    cli_fmt_time(u.created_at, created, sizeof(created));
+    cli_show("id", u.id);
+    cli_show("name", u.name);
+    cli_show("disabled", u.disabled ? "yes" : "no");
+    cli_show("totp_enabled", u.totp_enabled ? "yes" : "no");
+    cli_show("has_password", u.password_hash[0] != '\0' ? "yes" : "no");
+    cli_show("created_at", created);
+    cli_show("groups", gnames);
+    cli_show("profiles", pnames);
+    rc = CLI_EXIT_OK;
+out:
+    store_list_free(groups);
+    store_list_free(profiles);
+    return rc;
+}
+
+static int user_delete_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS];
+    int rc, r;
+
+    if ((rc = cli_parse(ctx, argc, argv, NULL, "NAME", pos)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if ((r = store_user_delete(ctx->st, pos[0])) != ERR_OK) {
+        return cli_store_error(r, "user", pos[0]);
+    }
+    return CLI_EXIT_OK;
+}
+
+/* --- the tree --- */
+
+static const struct cli_cmd user_add_cmd = {
+    .name = "add",
+    .synopsis = "user add NAME [--password-stdin] [--disabled]",
+    .summary = "Create a user.",
+    .details = "Options:\n"
+               "  --password-stdin  read the password from one line of "
+               "standard input\n"
+               "  --disabled        create the user disabled\n",
+    .run = user_add_run,
+};
+static const struct cli_cmd user_passwd_cmd = {
+    .name = "passwd",
+    .synopsis = "user passwd NAME --password-stdin",
+    .summary = "Set a user's password, read from one line of standard input.",
+    .run = user_passwd_run,
+};
+static const struct cli_cmd user_enable_cmd = {
+    .name = "enable",
+    .synopsis = "user enable NAME",
+    .summary = "Allow a user to log in again.",
+    .run = user_enable_run,
+};
+static const struct cli_cmd user_disable_cmd = {
+    .name = "disable",
+    .synopsis = "user disable NAME",
+    .summary = "Refuse every login of a user.",
+    .run = user_disable_run,
+};
+static const struct cli_cmd user_totp_cmd = {
+    .name = "totp",
+    .synopsis = "user totp NAME --enable|--disable",
+    .summary = "Turn TOTP on (with a new secret) or off for a user.",
+    .details = "--enable prints the new secret once, as secret=BASE32 and\n"
+               "uri=otpauth://... lines for an authenticator app; logins then\n"
+               "need the 6-digit code.\n",
+    .run = user_totp_run,
+};
+static const struct cli_cmd user_key_add_cmd = {
+    .name = "add",
+    .synopsis = "user key add NAME PUBKEY_FILE",
+    .summary =
+        "Register an SSH public key (one \"TYPE BASE64 [COMMENT]\" line; - "
+        "reads stdin).",
+    .details = "Prints the new key's ID.\n",
+    .run = user_key_add_run,
+};
+static const struct cli_cmd user_key_list_cmd = {
+    .name = "list",
+    .synopsis = "user key list NAME [--json]",
+    .summary = "List a user's public keys.",
+    .run = user_key_list_run,
+};
+static const struct cli_cmd user_key_delete_cmd = {
+    .name = "delete",
+    .synopsis = "user key delete NAME KEY_ID|FINGERPRINT",
+    .summary = "Remove one of a user's public keys.",
+    .run = user_key_delete_run,
+};
+static const struct cli_cmd *const user_key_cmds[] = {
+    &user_key_add_cmd, &user_key_list_cmd, &user_key_delete_cmd, NULL};
+static const struct cli_cmd user_key_cmd = {
+    .name = "key",
+    .summary = "Manage a user's SSH public keys.",
+    .sub = user_key_cmds,
+};
+static const struct cli_cmd user_list_cmd = {
+    .name = "list",
+    .synopsis = "user list [--json]",
+    .summary = "List users.",
+    .run = user_list_run,
+};
+static const struct cli_cmd user_show_cmd = {
+    .name = "show",
+    .synopsis = "user show NAME [--json]",
+    .summary = "Show a user with their groups and access profiles.",
+    .run = user_show_run,
+};
+static const struct cli_cmd user_delete_cmd = {
+    .name = "delete",
+    .synopsis = "user delete NAME",
+    .summary = "Delete a user.",
+    .run = user_delete_run,
+};
+static const struct cli_cmd *const user_cmds[] = {
+    &user_add_cmd,    &user_passwd_cmd,
+    &user_enable_cmd, &user_disable_cmd,
+    &user_totp_cmd,   &user_key_cmd,
+    &user_list_cmd,   &user_show_cmd,
+    &user_delete_cmd, NULL};
+
+const struct cli_cmd cli_user = {
+    .name = "user",
+    .summary = "Manage users, their passwords, TOTP and SSH keys.",
+    .details = "NAME is a user's name or ID.\n",
+    .sub = user_cmds,
+};
