@@ -59,7 +59,8 @@ int buf_reserve(struct buf *b, size_t n, uint8_t **out)
     uint8_t *nd;
 
     *out = NULL;
-    if (n > b->max || b->len > b->max - n) {
+    /* The ceiling is on live bytes: consumed ones are compacted away. */
+    if (n > b->max || buf_avail(b) > b->max - n) {
         return ERR_TOO_LONG;
     }
     need = b->len + n;
@@ -140,25 +141,37 @@ int buf_put_u32(struct buf *b, uint32_t v)
 
 int buf_put_u64(struct buf *b, uint64_t v)
 {
-    int r;
+    uint8_t x[8];
+    int i;
 
-    if ((r = buf_put_u32(b, (uint32_t)(v >> 32))) != ERR_OK) {
-        return r;
+    /* One put, so a failure cannot leave the high half behind. */
+    for (i = 0; i < 8; i++) {
+        x[i] = (uint8_t)(v >> (56 - 8 * i));
     }
-    return buf_put_u32(b, (uint32_t)v);
+    return buf_put(b, x, sizeof(x));
 }
 
 int buf_put_string(struct buf *b, const void *p, size_t n)
 {
+    uint8_t *d = NULL;
     int r;
 
-    if (n > UINT32_MAX) {
+    if (n > UINT32_MAX || n > SIZE_MAX - 4) {
         return ERR_TOO_LONG;
     }
-    if ((r = buf_put_u32(b, (uint32_t)n)) != ERR_OK) {
+    /* Reserve length and body together: a body that does not fit must
+     * not leave its length behind. */
+    if ((r = buf_reserve(b, 4 + n, &d)) != ERR_OK) {
         return r;
     }
-    return buf_put(b, p, n);
+    d[0] = (uint8_t)(n >> 24);
+    d[1] = (uint8_t)(n >> 16);
+    d[2] = (uint8_t)(n >> 8);
+    d[3] = (uint8_t)n;
+    if (n > 0) {
+        memcpy(d + 4, p, n);
+    }
+    return ERR_OK;
 }
 
 int buf_put_cstring(struct buf *b, const char *s)

@@ -250,6 +250,14 @@ int config_load(const char *path, struct config *cfg, char *why, size_t whylen)
             goto out;
         }
     }
+    /* fgets() also stops on a read error (EISDIR for a directory): that
+     * must not pass for the end of a file of defaults. */
+    if (ferror(f)) {
+        snprintf(why, whylen, "cannot read config %s: %s", path,
+                 strerror(errno));
+        r = ERR_CONFIG;
+        goto out;
+    }
     if (strcmp(cfg->store_driver, "sqlite") != 0) {
         snprintf(why, whylen, "%s: unsupported store driver '%s'", path,
                  cfg->store_driver);
