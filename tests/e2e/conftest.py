@@ -1,0 +1,106 @@
+"""Fixtures of the Portcullis end-to-end tests (see README.md here).
+
+  free_port   a function returning an unused loopback TCP port
+  pc          a fresh `portcullis init` data directory (function scope),
+              not started: pc.cli(...), pc.start(), pc.stop(), helpers
+  proxy       the same, started, shared by the tests of one module
+  pctarget    the local account the target's password logins use
+  target      an OpenSSH sshd on a loopback port (module scope)
+  ssh_client  OpenSSH ssh/scp/sftp pointed at `proxy` (module scope)
+
+Whatever a fixture starts it stops, also when the test fails. A server
+whose log shows a sanitizer report fails the test that was running.
+"""
+
+import os
+import subprocess
+
+import pytest
+
+import pclib
+from pclib import Client, Portcullis, Target
+
+PCTARGET_USER = "pctarget"
+PCTARGET_PASSWORD = "Pc-target-pw-4711"
+
+if not os.access(pclib.ASKPASS, os.X_OK):
+    os.chmod(pclib.ASKPASS, 0o755)
+
+
+def _check_sanitizers(server, new_only):
+    found = server.sanitizer_findings(new_only=new_only)
+    if found:
+        pytest.fail("sanitizer report in %s:\n%s" % (server.log_path, found),
+                    pytrace=False)
+
+
+@pytest.fixture
+def free_port():
+    """Call it for a loopback TCP port nobody listens on."""
+    return pclib.free_port
+
+
+@pytest.fixture
+def pc(tmp_path):
+    """A fresh `portcullis init --dir <tmp> --ssh-port P --http-port Q`,
+    tuned for tests (no lockout, no failure delay), not started."""
+    p = Portcullis(tmp_path / "pc")
+    p.tune_for_tests()
+    yield p
+    p.stop()
+    _check_sanitizers(p, new_only=False)
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory):
+    """A started server shared by one module's tests (each test makes its
+    own users, assets and profiles with unique names)."""
+    p = Portcullis(tmp_path_factory.mktemp("proxy"))
+    p.tune_for_tests()
+    p.start()
+    yield p
+    p.stop()
+    _check_sanitizers(p, new_only=False)
+
+
+@pytest.fixture(autouse=True)
+def _sanitizer_watch():
+    """After each test: a sanitizer report in any running server's log
+    fails this test (the report appeared while it ran)."""
+    yield
+    for s in pclib.live_servers():
+        _check_sanitizers(s, new_only=True)
+
+
+@pytest.fixture(scope="session")
+def pctarget():
+    """(user, password) of the local account `pctarget` that assets with a
+    vaulted password log in as. Created once if missing (needs root)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: creates the account pctarget, runs sshd")
+    if subprocess.run(["id", "-u", PCTARGET_USER], capture_output=True,
+                      timeout=10).returncode != 0:
+        r = pclib.run(["useradd", "-m", "-s", "/bin/bash", PCTARGET_USER])
+        assert r.rc == 0, r
+    r = pclib.run(["chpasswd"], input="%s:%s\n" % (PCTARGET_USER,
+                                                    PCTARGET_PASSWORD))
+    assert r.rc == 0, r
+    return PCTARGET_USER, PCTARGET_PASSWORD
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory, pctarget):
+    """A real OpenSSH sshd on 127.0.0.1:<free port>: .host, .port,
+    .fingerprint (SHA256:... of its host key), .key (private key root logs
+    in with), .password_user/.password (pctarget), .files (a scratch
+    directory on its filesystem), .log_path."""
+    t = Target(tmp_path_factory.mktemp("target"), *pctarget)
+    t.start()
+    yield t
+    t.stop()
+
+
+@pytest.fixture(scope="module")
+def ssh_client(proxy):
+    """ssh/scp/sftp against the module's `proxy`."""
+    return Client(proxy.ssh_port)

@@ -1,0 +1,1004 @@
+"""Helpers shared by the Portcullis end-to-end tests.
+
+conftest.py builds its fixtures from these classes; tests import the plain
+functions (totp_code, uniq, sha256_file, ...) directly:
+
+    from pclib import totp_code, uniq
+
+Everything here drives real programs: the `portcullis` binary of the build
+under test ($PORTCULLIS_BUILD, default build/), OpenSSH's ssh/scp/sftp
+clients and an OpenSSH sshd as the target. Every process started here is
+stopped by the fixture that started it, and every wait has a deadline so a
+hang fails one test instead of blocking the run.
+"""
+
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import os
+import re
+import select
+import signal
+import socket
+import struct
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+ASKPASS = HERE / "askpass.sh"
+
+UUID_RE = re.compile(
+    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+FP_RE = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
+
+# What a sanitizer prints when it finds something.
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:",
+                     "LeakSanitizer")
+
+# Default deadline for one client command (ssh, scp, sftp, the CLI).
+CMD_TIMEOUT = 60
+
+
+# ------------------------------------------------------------ small helpers
+
+def build_dir():
+    """The build directory under test: $PORTCULLIS_BUILD (relative to the
+    repository root unless absolute), default build/."""
+    b = Path(os.environ.get("PORTCULLIS_BUILD", "build"))
+    return b if b.is_absolute() else REPO / b
+
+
+def portcullis_bin():
+    return build_dir() / "portcullis"
+
+
+_ports_given = set()
+
+
+def free_port():
+    """A loopback TCP port nobody listens on right now (and that this test
+    run has not handed out before)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
+    raise RuntimeError("no free loopback port found")
+
+
+_counter = itertools.count(1)
+
+
+def uniq(prefix="t"):
+    """A short name unique within this test run: letters and digits only,
+    so it is valid as a user, group, profile or asset name."""
+    return "%s%s%d" % (prefix, uuid.uuid4().hex[:5], next(_counter))
+
+
+def wait_port(port, timeout=15.0, proc=None, host="127.0.0.1"):
+    """Waits until host:port accepts a TCP connection. Fails early if proc
+    (a Popen) exits first. Returns True, or False on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def wait_listen(port, timeout=15.0, proc=None):
+    """Waits until something listens on 127.0.0.1:port, without connecting
+    to it (reads /proc/net/tcp). Fails early if proc exits first."""
+    want = ":%04X" % port
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[1].endswith(want) and fields[3] == "0A":
+                    return True
+        time.sleep(0.05)
+    return False
+
+
+def bytes_diff(got, want):
+    """"" if equal, else where and how two byte strings differ."""
+    if got == want:
+        return ""
+    n = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b),
+             min(len(got), len(want)))
+    return "got %d bytes, expected %d; first difference at offset %d" % (
+        len(got), len(want), n)
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def make_file(path, size):
+    """Writes size random bytes to path; returns its SHA-256 (hex)."""
+    h = hashlib.sha256()
+    left = size
+    with open(path, "wb") as f:
+        while left > 0:
+            chunk = os.urandom(min(left, 1 << 20))
+            f.write(chunk)
+            h.update(chunk)
+            left -= len(chunk)
+    return h.hexdigest()
+
+
+def keygen(path, comment="e2e"):
+    """An ed25519 key pair without passphrase at path and path.pub."""
+    path = Path(path)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+                    comment, "-f", str(path)], check=True,
+                   stdin=subprocess.DEVNULL, timeout=30)
+    return path
+
+
+def key_fingerprint(pub_path):
+    """The SHA256:... fingerprint of a public key file, as OpenSSH prints
+    it (ssh-keygen -lf)."""
+    out = subprocess.run(["ssh-keygen", "-lf", str(pub_path)], check=True,
+                         capture_output=True, text=True, timeout=30).stdout
+    return out.split()[1]
+
+
+def children_of(pid):
+    """PIDs of the direct children of pid (pgrep -P)."""
+    r = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
+                       text=True, timeout=10)
+    return sorted(int(x) for x in r.stdout.split())
+
+
+def descendants(pid):
+    """PIDs of every process below pid (children, grandchildren, ...)."""
+    parent = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and ')'.
+        fields = stat[stat.rindex(")") + 2:].split()
+        parent[int(d)] = int(fields[1])
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        out += kids
+        todo += kids
+    return sorted(out)
+
+
+def _tcp_table():
+    """(local port, remote port, state, inode) of every TCP socket."""
+    rows = []
+    for fn in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(fn) as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            x = line.split()
+            rows.append((int(x[1].rsplit(":", 1)[1], 16),
+                         int(x[2].rsplit(":", 1)[1], 16), x[3], x[9]))
+    return rows
+
+
+def socket_inodes(pid):
+    """Inodes (strings) of the sockets process pid has open."""
+    out = set()
+    try:
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return out
+    for fd in fds:
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            out.add(link[8:-1])
+    return out
+
+
+def client_port_of(pid, server_port):
+    """The local port of process pid's TCP connection to server_port."""
+    inodes = socket_inodes(pid)
+    for lport, rport, _, inode in _tcp_table():
+        if inode in inodes and rport == server_port:
+            return lport
+    return None
+
+
+def serving_process(candidates, server_port, client_port, timeout=5.0):
+    """The one process among candidates (a callable returning PIDs) that
+    holds the server side of the connection from client_port: the session
+    child serving that client. Fails unless exactly one does."""
+    deadline = time.monotonic() + timeout
+    holders = []
+    while True:
+        inodes = {inode for lport, rport, _, inode in _tcp_table()
+                  if lport == server_port and rport == client_port}
+        holders = [p for p in candidates() if socket_inodes(p) & inodes]
+        if len(holders) == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(holders) == 1, (
+        "processes holding the connection from port %d: %s (of %s)"
+        % (client_port, holders, candidates()))
+    return holders[0]
+
+
+def proc_status(pid):
+    """/proc/PID/status as a dict of field -> value (strings)."""
+    fields = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            fields[k] = v.strip()
+    return fields
+
+
+def parse_kv(text):
+    """key=value lines into a dict (the value keeps any further '=')."""
+    out = {}
+    for line in text.splitlines():
+        if "=" in line:
+            k, _, v = line.partition("=")
+            out[k.strip()] = v.strip()
+    return out
+
+
+# ------------------------------------------------------------------- TOTP
+
+def _b32decode(secret):
+    s = secret.strip().replace(" ", "").upper()
+    return base64.b32decode(s + "=" * (-len(s) % 8))
+
+
+def totp_code(secret_b32, t=None, step=30, digits=6):
+    """RFC 6238 TOTP (HMAC-SHA-1, 30 s steps, 6 digits) for time t."""
+    if t is None:
+        t = time.time()
+    counter = int(t // step)
+    mac = hmac.new(_b32decode(secret_b32), struct.pack(">Q", counter),
+                   hashlib.sha1).digest()
+    off = mac[-1] & 0x0F
+    value = struct.unpack(">I", mac[off:off + 4])[0] & 0x7FFFFFFF
+    return "%0*d" % (digits, value % 10 ** digits)
+
+
+def totp_wrong_code(secret_b32):
+    """A 6-digit code that is wrong for every step a server may accept
+    now (the current one and two either side)."""
+    now = time.time()
+    valid = {totp_code(secret_b32, now + d * 30) for d in range(-2, 3)}
+    for n in itertools.count(123456, 7919):
+        code = "%06d" % (n % 1000000)
+        if code not in valid:
+            return code
+    raise AssertionError("unreachable")
+
+
+def fresh_totp_code(secret_b32, min_left=3.0):
+    """The current code, waiting for the next step first if fewer than
+    min_left seconds of this one remain (so the server sees the same
+    step, which matters when a test replays it)."""
+    left = 30 - (time.time() % 30)
+    if left < min_left:
+        time.sleep(left + 0.2)
+    return totp_code(secret_b32)
+
+
+# -------------------------------------------------------- running commands
+
+class Result:
+    """What a finished client command left: rc, stdout, stderr (text)."""
+
+    def __init__(self, args, rc, out, err):
+        self.args = args
+        self.rc = rc
+        self.out = out
+        self.err = err
+
+    def __iter__(self):
+        return iter((self.rc, self.out, self.err))
+
+    def __repr__(self):
+        return "<%s rc=%s\n--- stdout ---\n%s\n--- stderr ---\n%s>" % (
+            " ".join(str(a) for a in self.args), self.rc, self.out[-3000:],
+            self.err[-3000:])
+
+    def portcullis_lines(self):
+        """The `portcullis: ...` lines the proxy wrote to stderr."""
+        return [l for l in self.err.splitlines()
+                if l.startswith("portcullis: ")]
+
+
+def run(args, input=None, timeout=CMD_TIMEOUT, env=None, stdin=None,
+        stdout=None, cwd=None):
+    """Runs args to completion with a deadline; a timeout fails the test.
+    input (str or bytes) is fed on stdin; stdout may be redirected to a
+    file object (then Result.out is "")."""
+    if isinstance(input, str):
+        input = input.encode()
+    if input is None and stdin is None:
+        stdin = subprocess.DEVNULL
+    try:
+        p = subprocess.run([str(a) for a in args], input=input, stdin=stdin,
+                           stdout=stdout if stdout is not None
+                           else subprocess.PIPE,
+                           stderr=subprocess.PIPE, env=env, cwd=cwd,
+                           timeout=timeout, start_new_session=True)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail("timed out after %ss: %s\nstderr so far:\n%s" % (
+            timeout, " ".join(str(a) for a in args),
+            (e.stderr or b"").decode(errors="replace")[-2000:]))
+    out = p.stdout.decode(errors="replace") if p.stdout is not None else ""
+    return Result(args, p.returncode, out,
+                  p.stderr.decode(errors="replace"))
+
+
+def stop_process(proc, timeout=15.0, sig=signal.SIGTERM):
+    """Sends sig, waits; kills the whole process group if still alive.
+    Returns the exit status."""
+    if proc.poll() is not None:
+        return proc.returncode
+    try:
+        proc.send_signal(sig)
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return proc.wait(timeout=timeout)
+
+
+# ------------------------------------------------------------- portcullis
+
+_live_servers = []
+
+
+class Portcullis:
+    """One data directory made by `portcullis init`, and optionally its
+    server (`serve`) running with the log in <dir>/server.log."""
+
+    def __init__(self, workdir, ssh_port=None, http_port=None):
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ssh_port = ssh_port or free_port()
+        self.http_port = http_port or free_port()
+        self.bin = portcullis_bin()
+        if not self.bin.exists():
+            pytest.fail("%s does not exist: build first (./dev build)"
+                        % self.bin)
+        r = run([self.bin, "init", "--dir", self.dir, "--ssh-port",
+                 self.ssh_port, "--http-port", self.http_port])
+        if r.rc != 0:
+            pytest.fail("portcullis init failed: %r" % r)
+        self.init_output = r.out
+        self.info = parse_kv(r.out)
+        for k in ("config", "admin_user", "admin_password", "fingerprint"):
+            if k not in self.info:
+                pytest.fail("portcullis init printed no %s=: %r" % (k, r))
+        self.conf = Path(self.info["config"])
+        if not self.conf.is_absolute():
+            self.conf = (self.dir / self.conf).resolve()
+        self.admin_user = self.info["admin_user"]
+        self.admin_password = self.info["admin_password"]
+        self.fingerprint = self.info["fingerprint"]
+        self.log_path = self.dir / "server.log"
+        self.proc = None
+        self._log_seen = 0
+
+    # --- configuration
+
+    def set_config(self, section, key, value):
+        """Sets key = value in [section] of portcullis.conf (adding the key
+        or the section as needed)."""
+        lines = self.conf.read_text().splitlines()
+        out, cur, done = [], None, False
+        for line in lines:
+            s = line.strip()
+            if s.startswith("[") and s.endswith("]"):
+                if cur == section and not done:
+                    out.append("%s = %s" % (key, value))
+                    done = True
+                cur = s[1:-1].strip()
+            elif cur == section and not done and "=" in s and \
+                    not s.startswith(("#", ";")) and \
+                    s.split("=", 1)[0].strip() == key:
+                out.append("%s = %s" % (key, value))
+                done = True
+                continue
+            out.append(line)
+        if not done:
+            if cur != section:
+                out.append("")
+                out.append("[%s]" % section)
+            out.append("%s = %s" % (key, value))
+        self.conf.write_text("\n".join(out) + "\n")
+
+    def tune_for_tests(self):
+        """The e2e suite logs in and fails on purpose many times from one
+        address: no lockout and no failure delay, or later tests would be
+        refused for the earlier ones' failures."""
+        self.set_config("auth", "max_failures", "100")
+        self.set_config("auth", "failure_window_seconds", "1")
+        self.set_config("auth", "lockout_seconds", "0")
+        self.set_config("auth", "failure_delay_ms", "0")
+
+    # --- the CLI
+
+    def cli(self, *args, input=None, check=True, timeout=CMD_TIMEOUT):
+        """Runs `portcullis -c CONF ARGS...`; returns (rc, stdout, stderr).
+        With check, a non-zero exit fails the test."""
+        r = run([self.bin, "-c", self.conf] + [str(a) for a in args],
+                input=input, timeout=timeout)
+        if check and r.rc != 0:
+            pytest.fail("portcullis %s failed: %r" % (" ".join(
+                str(a) for a in args), r))
+        return r.rc, r.out, r.err
+
+    def user_add(self, name=None, password=None, disabled=False):
+        name = name or uniq("u")
+        args = ["user", "add", name]
+        if password is not None:
+            args.append("--password-stdin")
+        if disabled:
+            args.append("--disabled")
+        self.cli(*args, input=None if password is None else password + "\n")
+        return name
+
+    def totp_enable(self, user):
+        """Enables TOTP; returns the base32 secret."""
+        _, out, _ = self.cli("user", "totp", user, "--enable")
+        kv = parse_kv(out)
+        assert "secret" in kv, out
+        return kv["secret"]
+
+    def key_add(self, user, pub_path):
+        self.cli("user", "key", "add", user, pub_path)
+
+    def asset_add(self, name, host, port, login, password=None, key=None,
+                  site=None, fingerprint=None):
+        """Adds an asset; returns its ID (which `asset add` prints alone)."""
+        args = ["asset", "add", name, "--host", host, "--port", port,
+                "--login", login]
+        if site:
+            args += ["--site", site]
+        if password is not None:
+            args.append("--password-stdin")
+        if key:
+            args += ["--key", key]
+        if fingerprint:
+            args += ["--host-key-fingerprint", fingerprint]
+        _, out, _ = self.cli(*args, input=None if password is None
+                             else password + "\n")
+        asset_id = out.strip()
+        assert UUID_RE.match(asset_id), "asset add printed %r" % out
+        return asset_id
+
+    def target_asset(self, target, name=None, site=None, as_root=True,
+                     pin=True):
+        """An asset for the OpenSSH target: root with the target's client
+        key (default) or pctarget with its password."""
+        name = name or uniq("a")
+        fp = target.fingerprint if pin else None
+        if as_root:
+            return self.asset_add(name, target.host, target.port, "root",
+                                  key=target.key, site=site, fingerprint=fp)
+        return self.asset_add(name, target.host, target.port,
+                              target.password_user,
+                              password=target.password, site=site,
+                              fingerprint=fp)
+
+    def grant(self, asset_id=None, user=None, group=None, site=None,
+              role="viewer"):
+        args = ["grant"]
+        if asset_id:
+            args.append(asset_id)
+        if site:
+            args += ["--site", site]
+        if user:
+            args += ["--user", user]
+        if group:
+            args += ["--group", group]
+        args += ["--role", role]
+        self.cli(*args)
+
+    def profile_add(self, name=None, native="allow", flags=()):
+        name = name or uniq("p")
+        self.cli("profile", "add", name, "--native", native, *flags)
+        return name
+
+    def profile_assign(self, name, user=None, group=None):
+        if user:
+            self.cli("profile", "assign", name, "--user", user)
+        if group:
+            self.cli("profile", "assign", name, "--group", group)
+
+    def allow(self, user, asset_id, flags=(), native="allow"):
+        """Viewer on the asset plus an own profile (native allow, with
+        flags such as --no-exec or --local-forward) for the user."""
+        self.grant(asset_id, user=user)
+        prof = self.profile_add(native=native, flags=flags)
+        self.profile_assign(prof, user=user)
+        return prof
+
+    # --- the session report
+
+    def sessions(self):
+        _, out, _ = self.cli("session", "list", "--json")
+        rows = json.loads(out)
+        assert isinstance(rows, list), out
+        return rows
+
+    def wait_session(self, match, timeout=20.0, what="a matching row"):
+        """Polls `session list --json` until a closed row (result set)
+        satisfies match(row); returns it. Fails listing the rows seen."""
+        deadline = time.monotonic() + timeout
+        rows = []
+        while True:
+            rows = self.sessions()
+            for row in rows:
+                if row.get("result") and match(row):
+                    return row
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.25)
+        pytest.fail("no session row with %s after %ss; rows:\n%s" % (
+            what, timeout, json.dumps(rows[:30], indent=1)))
+
+    def session_of(self, user, result=None, kind=None, timeout=20.0):
+        """The closed row of user (as given in the login) whose result
+        contains `result` (and whose kind is `kind`, if given)."""
+        def match(row):
+            if row.get("user") != user:
+                return False
+            if kind is not None and row.get("kind") != kind:
+                return False
+            return result is None or result in (row.get("result") or "")
+        return self.wait_session(
+            match, timeout,
+            "user=%r result~%r kind=%r" % (user, result, kind))
+
+    # --- the server
+
+    def start(self, timeout=15.0):
+        """Starts `portcullis -c CONF serve` and waits until the SSH port
+        accepts connections."""
+        assert self.proc is None, "already started"
+        log = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                [str(self.bin), "-c", str(self.conf), "serve"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True)
+        finally:
+            log.close()
+        _live_servers.append(self)
+        # Listening means accepting; a probe connection would only leave
+        # a stray session child behind.
+        if not wait_listen(self.ssh_port, timeout, self.proc):
+            rc = self.proc.poll()
+            tail = self.log_tail()
+            self.stop()
+            pytest.fail("portcullis serve did not accept connections on "
+                        "port %d within %ss (exit status %s); log:\n%s"
+                        % (self.ssh_port, timeout, rc, tail))
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def children(self):
+        """Direct children of the server process (pgrep -P)."""
+        return children_of(self.proc.pid) if self.proc else []
+
+    def descendants(self):
+        """Every process below the server: the server may fork a spawner
+        that forks the session children, so tests look at all of them."""
+        return descendants(self.proc.pid) if self.proc else []
+
+    def stop(self, timeout=15.0):
+        """SIGTERM and wait (SIGKILL to the process group after timeout).
+        Returns the exit status, None if it was not running."""
+        if self.proc is None:
+            return None
+        rc = stop_process(self.proc, timeout)
+        # Children of a clean shutdown are gone; after a forced one make
+        # sure nothing of ours keeps the ports.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc = None
+        if self in _live_servers:
+            _live_servers.remove(self)
+        return rc
+
+    def log_text(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, n=60):
+        return "\n".join(self.log_text().splitlines()[-n:])
+
+    def sanitizer_findings(self, new_only=False):
+        """The part of the server log a sanitizer wrote, or None. With
+        new_only, only what was logged since the last call."""
+        text = self.log_text()
+        start = self._log_seen if new_only else 0
+        self._log_seen = len(text)
+        return sanitizer_excerpt(text[start:])
+
+
+_FRAME_RE = re.compile(r"\((/\S+)\+(0x[0-9a-f]+)\)")
+
+
+def symbolize(lines):
+    """Sanitizer frames like `#3 0x55.. (/path/portcullis+0xe2501)` get
+    `in func file:line` from addr2line: a sandboxed child cannot run the
+    symbolizer itself, so its reports arrive unsymbolized."""
+    wanted = {}
+    for line in lines:
+        for path, off in _FRAME_RE.findall(line):
+            if path.startswith(str(REPO)):
+                wanted.setdefault(path, set()).add(off)
+    names = {}
+    for path, offs in wanted.items():
+        offs = sorted(offs)
+        try:
+            r = subprocess.run(["addr2line", "-f", "-C", "-e", path] + offs,
+                               capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        out = r.stdout.splitlines()
+        for i, off in enumerate(offs):
+            if 2 * i + 1 < len(out):
+                names[(path, off)] = "%s %s" % (
+                    out[2 * i], out[2 * i + 1].replace(str(REPO) + "/", ""))
+    res = []
+    for line in lines:
+        m = _FRAME_RE.search(line)
+        if m and (m.group(1), m.group(2)) in names:
+            line += "  in " + names[(m.group(1), m.group(2))]
+        res.append(line)
+    return res
+
+
+def sanitizer_excerpt(text):
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if any(m in line for m in SANITIZER_MARKERS):
+            lo = max(0, i - 3)
+            return "\n".join(symbolize(lines[lo:lo + 80]))
+    return None
+
+
+def live_servers():
+    return list(_live_servers)
+
+
+# ----------------------------------------------------------------- target
+
+class Target:
+    """An OpenSSH sshd on a loopback port with its own host key and config;
+    root logs in with `key`, `password_user` with `password`."""
+
+    def __init__(self, workdir, password_user, password):
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.password_user = password_user
+        self.password = password
+        self.host_key = keygen(self.dir / "ssh_host_ed25519_key", "target")
+        self.fingerprint = key_fingerprint(str(self.host_key) + ".pub")
+        self.key = keygen(self.dir / "client_key", "asset-login")
+        self.authorized_keys = self.dir / "authorized_keys"
+        self.authorized_keys.write_text(
+            Path(str(self.key) + ".pub").read_text())
+        # A directory root's file tests use on the target's filesystem.
+        self.files = self.dir / "files"
+        self.files.mkdir(exist_ok=True)
+        self.config = self.dir / "sshd_config"
+        self.config.write_text("\n".join([
+            "Port %d" % self.port,
+            "ListenAddress 127.0.0.1",
+            "HostKey %s" % self.host_key,
+            "PidFile %s" % (self.dir / "sshd.pid"),
+            "AuthorizedKeysFile %s" % self.authorized_keys,
+            "PermitRootLogin yes",
+            "PasswordAuthentication yes",
+            "KbdInteractiveAuthentication no",
+            "PubkeyAuthentication yes",
+            "UsePAM no",
+            "StrictModes no",
+            "AllowTcpForwarding yes",
+            "MaxStartups 200",
+            "MaxSessions 200",
+            "Subsystem sftp internal-sftp",
+            "",
+        ]))
+        self.log_path = self.dir / "sshd.log"
+        self.proc = None
+
+    def start(self):
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+        r = run(["/usr/sbin/sshd", "-t", "-f", self.config])
+        if r.rc != 0:
+            pytest.fail("sshd rejects its config: %r" % r)
+        log = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                ["/usr/sbin/sshd", "-D", "-e", "-f", str(self.config)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True)
+        finally:
+            log.close()
+        if not wait_listen(self.port, 15, self.proc):
+            self.stop()
+            pytest.fail("target sshd did not start; log:\n%s"
+                        % self.log_path.read_text(errors="replace"))
+        return self
+
+    def stop(self):
+        if self.proc is not None:
+            stop_process(self.proc, 10)
+            self.proc = None
+
+
+# ----------------------------------------------------------------- client
+
+SSH_COMMON = ["-F", "/dev/null",
+              "-o", "StrictHostKeyChecking=no",
+              "-o", "UserKnownHostsFile=/dev/null",
+              "-o", "LogLevel=ERROR",
+              "-o", "ConnectTimeout=10",
+              "-o", "ServerAliveInterval=10",
+              "-o", "ServerAliveCountMax=3"]
+
+
+class Client:
+    """OpenSSH clients pointed at the proxy on 127.0.0.1:port.
+
+    Authentication: with key=PATH the client offers only that key
+    (then keyboard-interactive, for a TOTP prompt); otherwise password then
+    keyboard-interactive, never a key. Passwords and TOTP codes are typed
+    by tests/e2e/askpass.sh from PC_PASSWORD / PC_TOTP. `methods`
+    overrides PreferredAuthentications.
+    """
+
+    def __init__(self, port, host="127.0.0.1"):
+        self.port = port
+        self.host = host
+
+    def env(self, password=None, totp=None):
+        env = dict(os.environ)
+        env.pop("SSH_AUTH_SOCK", None)
+        env.update({
+            "SSH_ASKPASS": str(ASKPASS),
+            "SSH_ASKPASS_REQUIRE": "force",
+            "DISPLAY": env.get("DISPLAY") or ":0",
+            "PC_PASSWORD": password or "",
+            "PC_TOTP": totp or "",
+        })
+        return env
+
+    @staticmethod
+    def auth_options(key=None, methods=None):
+        if key:
+            return ["-i", str(key), "-o", "IdentitiesOnly=yes",
+                    "-o", "PreferredAuthentications=%s"
+                    % (methods or "publickey,keyboard-interactive"),
+                    "-o", "NumberOfPasswordPrompts=1"]
+        return ["-o", "PubkeyAuthentication=no",
+                "-o", "PreferredAuthentications=%s"
+                % (methods or "password,keyboard-interactive"),
+                "-o", "NumberOfPasswordPrompts=1"]
+
+    def ssh_args(self, login, command=None, key=None, methods=None,
+                 extra=()):
+        args = ["ssh"] + SSH_COMMON + self.auth_options(key, methods) + \
+            ["-p", str(self.port)] + list(extra) + \
+            ["%s@%s" % (login, self.host)]
+        if command is not None:
+            args.append(command)
+        return args
+
+    def ssh(self, login, command=None, password=None, totp=None, key=None,
+            methods=None, extra=(), input=None, stdin=None, stdout=None,
+            timeout=CMD_TIMEOUT):
+        return run(self.ssh_args(login, command, key, methods, extra),
+                   input=input, stdin=stdin, stdout=stdout,
+                   env=self.env(password, totp), timeout=timeout)
+
+    def popen_ssh(self, login, command=None, password=None, totp=None,
+                  key=None, methods=None, extra=(), **kw):
+        """ssh in the background (caller must wait/stop it)."""
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("stdout", subprocess.PIPE)
+        kw.setdefault("stderr", subprocess.PIPE)
+        return subprocess.Popen(
+            self.ssh_args(login, command, key, methods, extra),
+            env=self.env(password, totp), start_new_session=True, **kw)
+
+    def remote(self, path):
+        """scp's spelling of a path on the proxy (login given by -o User)."""
+        return "%s:%s" % (self.host, path)
+
+    def scp(self, login, *args, legacy=False, password=None, totp=None,
+            key=None, timeout=CMD_TIMEOUT):
+        """scp -P PORT -o User=LOGIN ARGS; legacy=True adds -O (the old
+        scp protocol) instead of the default SFTP mode."""
+        cmd = ["scp"] + SSH_COMMON + self.auth_options(key) + \
+            ["-P", str(self.port), "-o", "User=%s" % login]
+        if legacy:
+            cmd.append("-O")
+        return run(cmd + list(args), env=self.env(password, totp),
+                   timeout=timeout)
+
+    def sftp(self, login, batch, password=None, totp=None, key=None,
+             timeout=CMD_TIMEOUT):
+        """sftp -b BATCHFILE (batch mode allows no password prompt, so
+        use key auth)."""
+        cmd = ["sftp"] + SSH_COMMON + self.auth_options(key) + \
+            ["-P", str(self.port), "-o", "User=%s" % login, "-b", str(batch),
+             self.host]
+        return run(cmd, env=self.env(password, totp), timeout=timeout)
+
+
+class PtySession:
+    """A command on a pseudo-terminal (for `ssh -tt` shells): write() what
+    a user types, expect() a regex in what the terminal shows."""
+
+    def __init__(self, args, env, cols=120, rows=40):
+        import fcntl
+        import termios
+        self.master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ,
+                    struct.pack("HHHH", rows, cols, 0, 0))
+        self.proc = subprocess.Popen(args, stdin=slave, stdout=slave,
+                                     stderr=slave, env=env,
+                                     start_new_session=True)
+        os.close(slave)
+        self.buf = b""
+
+    def write(self, text):
+        os.write(self.master, text.encode())
+
+    def _read(self, wait):
+        r, _, _ = select.select([self.master], [], [], wait)
+        if not r:
+            return True
+        try:
+            data = os.read(self.master, 65536)
+        except OSError:  # EIO: the other side is gone
+            return False
+        if not data:
+            return False
+        self.buf += data
+        return True
+
+    def expect(self, pattern, timeout=20.0):
+        """Waits for the regex (bytes) in the output; returns the match."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.buf)
+            if m:
+                return m
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._read(min(left, 0.5)):
+                m = rx.search(self.buf)
+                if m:
+                    return m
+                pytest.fail("terminal never showed %r; it showed:\n%r"
+                            % (pattern, self.buf[-3000:]))
+
+    def wait(self, timeout=20.0):
+        """Reads until the command exits; returns its exit status."""
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            self._read(0.2)
+        while self._read(0.05):
+            if time.monotonic() > deadline + 2:
+                break
+        try:
+            return self.proc.wait(timeout=max(0.1, deadline -
+                                              time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pytest.fail("terminal command did not exit; it showed:\n%r"
+                        % self.buf[-3000:])
+
+    def close(self):
+        if self.proc.poll() is None:
+            stop_process(self.proc, 5, signal.SIGKILL)
+        try:
+            os.close(self.master)
+        except OSError:
+            pass
+
+
+# -------------------------------------------------------- a TCP echo server
+
+class EchoServer:
+    """A threaded TCP echo service on a loopback port (for -L tests)."""
+
+    def __init__(self):
+        import threading
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self._stop = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        import threading
+        self.sock.settimeout(0.2)
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            threading.Thread(target=self._echo, args=(conn,),
+                             daemon=True).start()
+
+    @staticmethod
+    def _echo(conn):
+        conn.settimeout(30)
+        with conn:
+            try:
+                while True:
+                    data = conn.recv(65536)
+                    if not data:
+                        break
+                    conn.sendall(data)
+            except OSError:
+                pass
+
+    def close(self):
+        self._stop = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+def json_dump(x):
+    return json.dumps(x, indent=1, sort_keys=True)

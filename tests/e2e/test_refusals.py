@@ -1,0 +1,277 @@
+"""Every way a session is refused, as the user sees it (OpenSSH's
+"Permission denied" for authentication, one `portcullis: ...` line on
+stderr after it) and as the session report records it."""
+
+import pytest
+
+from pclib import (fresh_totp_code, free_port, keygen, key_fingerprint,
+                   totp_wrong_code, uniq)
+
+
+def assert_auth_failed(r):
+    assert r.rc == 255, r
+    assert "Permission denied" in r.err, r
+    assert "login-ok" not in r.out
+
+
+def assert_refused(r, message):
+    """Refused after authentication: non-zero exit, exactly one line
+    starting `portcullis: ` that contains message, nothing ran."""
+    assert r.rc != 0, r
+    lines = r.portcullis_lines()
+    assert len(lines) == 1, r
+    assert message in lines[0], r
+    assert "login-ok" not in r.out
+    return lines[0]
+
+
+def new_user(proxy, totp=False, disabled=False):
+    pw = "pw-" + uniq()
+    user = proxy.user_add(password=pw, disabled=disabled)
+    secret = proxy.totp_enable(user) if totp else None
+    return user, pw, secret
+
+
+@pytest.fixture
+def allowed(proxy, target):
+    """A user allowed on a root asset: (user, password, asset_id)."""
+    user, pw, _ = new_user(proxy)
+    asset_id = proxy.target_asset(target)
+    proxy.allow(user, asset_id)
+    return user, pw, asset_id
+
+
+# ------------------------------------------------------ authentication
+
+def test_wrong_password(proxy, ssh_client, allowed):
+    user, pw, asset_id = allowed
+    r = ssh_client.ssh("%s#%s" % (user, asset_id), "echo login-ok",
+                       password=pw + "x")
+    assert_auth_failed(r)
+    proxy.session_of(user, "denied: authentication failed")
+
+
+def test_unknown_user(proxy, target, ssh_client):
+    user = uniq("ghost")
+    asset_id = proxy.target_asset(target)
+    r = ssh_client.ssh("%s#%s" % (user, asset_id), "echo login-ok",
+                       password="whatever")
+    assert_auth_failed(r)
+    proxy.session_of(user, "denied: authentication failed")
+
+
+def test_unregistered_public_key(proxy, ssh_client, allowed, tmp_path):
+    user, _, asset_id = allowed
+    proxy.key_add(user, str(keygen(tmp_path / "registered")) + ".pub")
+    other = keygen(tmp_path / "other")
+    r = ssh_client.ssh("%s#%s" % (user, asset_id), "echo login-ok",
+                       key=other, methods="publickey")
+    assert_auth_failed(r)
+    proxy.session_of(user, "denied: authentication failed")
+
+
+def test_disabled_user(proxy, target, ssh_client):
+    user, pw, _ = new_user(proxy, disabled=True)
+    asset_id = proxy.target_asset(target)
+    proxy.allow(user, asset_id)
+    r = ssh_client.ssh("%s#%s" % (user, asset_id), "echo login-ok",
+                       password=pw)
+    assert_auth_failed(r)
+    proxy.session_of(user, "denied: user disabled")
+
+
+def test_wrong_totp_in_login(proxy, target, ssh_client):
+    user, pw, secret = new_user(proxy, totp=True)
+    asset_id = proxy.target_asset(target)
+    proxy.allow(user, asset_id)
+    r = ssh_client.ssh("%s?%s#%s" % (user, totp_wrong_code(secret),
+                                     asset_id), "echo login-ok", password=pw)
+    assert_auth_failed(r)
+    proxy.session_of(user, "denied: wrong TOTP code")
+
+
+def test_wrong_totp_keyboard_interactive(proxy, target, ssh_client):
+    user, pw, secret = new_user(proxy, totp=True)
+    asset_id = proxy.target_asset(target)
+    proxy.allow(user, asset_id)
+    r = ssh_client.ssh("%s#%s" % (user, asset_id), "echo login-ok",
+                       password=pw, totp=totp_wrong_code(secret))
+    assert_auth_failed(r)
+    proxy.session_of(user, "denied: wrong TOTP code")
+
+
+def test_missing_totp(proxy, target, ssh_client):
+    user, pw, _ = new_user(proxy, totp=True)
+    asset_id = proxy.target_asset(target)
+    proxy.allow(user, asset_id)
+    r = ssh_client.ssh("%s#%s" % (user, asset_id), "echo login-ok",
+                       password=pw, totp="")
+    assert_auth_failed(r)
+    row = proxy.session_of(user, "denied: ")
+    assert row["result"].startswith("denied: ")
+
+
+def test_replayed_totp(proxy, target, ssh_client):
+    user, pw, secret = new_user(proxy, totp=True)
+    asset_id = proxy.target_asset(target)
+    proxy.allow(user, asset_id)
+    code = fresh_totp_code(secret, min_left=10)
+    login = "%s?%s#%s" % (user, code, asset_id)
+    first = ssh_client.ssh(login, "echo login-ok", password=pw)
+    assert first.rc == 0 and "login-ok" in first.out, first
+    second = ssh_client.ssh(login, "echo login-ok", password=pw)
+    assert_auth_failed(second)
+    proxy.session_of(user, "denied: TOTP code already used")
+
+
+# ------------------------------------------------------- authorization
+
+def test_no_role_on_the_asset(proxy, target, ssh_client):
+    user, pw, _ = new_user(proxy)
+    asset_id = proxy.target_asset(target)
+    proxy.profile_assign(proxy.profile_add(), user=user)  # no grant
+    r = ssh_client.ssh("%s#%s" % (user, asset_id), "echo login-ok",
+                       password=pw)
+    assert_refused(r, "portcullis: access denied: you have no role on "
+                   "this asset")
+    proxy.session_of(user, "denied: you have no role on this asset")
+
+
+def test_no_access_profile(proxy, target, ssh_client):
+    user, pw, _ = new_user(proxy)
+    asset_id = proxy.target_asset(target)
+    proxy.grant(asset_id, user=user)  # no profile
+    r = ssh_client.ssh("%s#%s" % (user, asset_id), "echo login-ok",
+                       password=pw)
+    assert_refused(r, "portcullis: access denied: no access profile allows "
+                   "native sessions")
+    proxy.session_of(user, "denied: no access profile allows native "
+                     "sessions")
+
+
+def test_deny_profile_wins(proxy, target, ssh_client):
+    """An allow profile of the user's own and a deny profile through a
+    group: the deny wins."""
+    user, pw, _ = new_user(proxy)
+    asset_id = proxy.target_asset(target)
+    proxy.allow(user, asset_id)
+    group = uniq("g")
+    proxy.cli("group", "add", group)
+    proxy.cli("group", "member", "add", group, user)
+    proxy.profile_assign(proxy.profile_add(native="deny"), group=group)
+    r = ssh_client.ssh("%s#%s" % (user, asset_id), "echo login-ok",
+                       password=pw)
+    assert_refused(r, "portcullis: access denied: an access profile denies "
+                   "native sessions")
+    proxy.session_of(user, "denied: an access profile denies native "
+                     "sessions")
+
+
+def test_exec_switched_off(proxy, target, ssh_client):
+    user, pw, _ = new_user(proxy)
+    asset_id = proxy.target_asset(target)
+    proxy.allow(user, asset_id, flags=("--no-exec",))
+    r = ssh_client.ssh("%s#%s" % (user, asset_id), "echo login-ok",
+                       password=pw)
+    assert_refused(r, "portcullis: access denied: your access profile does "
+                   "not allow exec sessions")
+    proxy.session_of(user, "denied: your access profile does not allow "
+                     "exec sessions", kind="exec")
+
+
+def test_shell_switched_off(proxy, target, ssh_client):
+    user, pw, _ = new_user(proxy)
+    asset_id = proxy.target_asset(target)
+    proxy.allow(user, asset_id, flags=("--no-shell",))
+    r = ssh_client.ssh("%s#%s" % (user, asset_id), None, password=pw,
+                       input="echo login-ok\n")
+    assert_refused(r, "portcullis: access denied: your access profile does "
+                   "not allow shell sessions")
+    proxy.session_of(user, "denied: your access profile does not allow "
+                     "shell sessions", kind="shell")
+
+
+def test_sftp_switched_off(proxy, target, ssh_client, tmp_path):
+    user = proxy.user_add()
+    key = keygen(tmp_path / "k")
+    proxy.key_add(user, str(key) + ".pub")
+    asset_id = proxy.target_asset(target)
+    proxy.allow(user, asset_id, flags=("--no-sftp",))
+    batch = tmp_path / "batch"
+    batch.write_text("ls /\n")
+    r = ssh_client.sftp("%s#%s" % (user, asset_id), batch, key=key)
+    assert r.rc != 0, r
+    proxy.session_of(user, "denied: your access profile does not allow "
+                     "sftp sessions", kind="sftp")
+
+
+def test_unknown_asset(proxy, ssh_client):
+    user, pw, _ = new_user(proxy)
+    proxy.profile_assign(proxy.profile_add(), user=user)
+    name = uniq("nosuch")
+    r = ssh_client.ssh("%s#%s" % (user, name), "echo login-ok", password=pw)
+    assert_refused(r, "portcullis: unknown asset '%s'" % name)
+    proxy.session_of(user, "denied: unknown asset")
+
+
+def test_asset_of_a_sub_site_is_unknown_without_the_site(proxy, target,
+                                                         ssh_client):
+    site = "/root/" + uniq("S")
+    proxy.cli("site", "add", site)
+    user, pw, _ = new_user(proxy)
+    name = uniq("a")
+    asset_id = proxy.target_asset(target, name=name, site=site)
+    proxy.allow(user, asset_id)
+    r = ssh_client.ssh("%s#%s" % (user, name), "echo login-ok", password=pw)
+    assert_refused(r, "portcullis: unknown asset '%s'" % name)
+    proxy.session_of(user, "denied: unknown asset")
+
+
+def test_ambiguous_asset_name(proxy, target, ssh_client):
+    user, pw, _ = new_user(proxy)
+    name = "Twin " + uniq("")
+    first = proxy.target_asset(target, name=name)
+    second = proxy.target_asset(target, name=name)
+    proxy.allow(user, first)
+    proxy.grant(second, user=user)
+    r = ssh_client.ssh("%s#%s" % (user, name), "echo login-ok", password=pw)
+    line = assert_refused(r, "portcullis: asset name '%s' is ambiguous: "
+                          "matches " % name)
+    assert first in line and second in line, line
+    assert "use the asset ID" in line
+    proxy.session_of(user, "denied: ambiguous asset name")
+    # An ID always matches exactly.
+    r = ssh_client.ssh("%s#%s" % (user, second), "echo login-ok",
+                       password=pw)
+    assert r.rc == 0 and "login-ok" in r.out, r
+
+
+# ------------------------------------------------------------- upstream
+
+def test_target_down(proxy, target, ssh_client):
+    user, pw, _ = new_user(proxy)
+    asset_id = proxy.asset_add(uniq("down"), "127.0.0.1", free_port(),
+                               "root", key=target.key)
+    proxy.allow(user, asset_id)
+    r = ssh_client.ssh("%s#%s" % (user, asset_id), "echo login-ok",
+                       password=pw)
+    assert_refused(r, "portcullis: cannot reach asset")
+    proxy.session_of(user, "error: cannot reach asset")
+
+
+def test_host_key_changed_then_retrust(proxy, target, ssh_client, tmp_path):
+    user, pw, _ = new_user(proxy)
+    wrong = key_fingerprint(str(keygen(tmp_path / "notthetarget")) + ".pub")
+    asset_id = proxy.asset_add(uniq("a"), target.host, target.port, "root",
+                               key=target.key, fingerprint=wrong)
+    proxy.allow(user, asset_id)
+    login = "%s#%s" % (user, asset_id)
+    r = ssh_client.ssh(login, "echo login-ok", password=pw)
+    line = assert_refused(r, "portcullis: host key of asset ")
+    assert "has changed" in line
+    proxy.session_of(user, "error: host key changed")
+    proxy.cli("asset", "retrust", asset_id)
+    r = ssh_client.ssh(login, "echo login-ok", password=pw)
+    assert r.rc == 0 and "login-ok" in r.out, r
+    _, out, _ = proxy.cli("asset", "show", asset_id)
+    assert target.fingerprint in out
