@@ -401,6 +401,19 @@ static int monitor_auth_pubkey(struct monitor *m, struct mchild *c,
                   store_user_get(m->store, l.principal, &u) == ERR_OK &&
                   !u.disabled &&
                   store_user_key_match(m->store, u.id, fp) == ERR_OK;
+        /* A refused probe still counts as an attempt for the report:
+         * a client with only unknown keys never gets further. */
+        if (!ok && c->state == MC_PREAUTH) {
+            c->tried = true;
+            if (login_parse(login, strlen(login), &l, NULL) == ERR_OK) {
+                c->login = l;
+            }
+            if (c->last_fail[0] == '\0') {
+                snprintf(c->last_fail, sizeof(c->last_fail),
+                         "denied: authentication failed");
+            }
+        }
+        sodium_memzero(&l, sizeof(l));
         (void)(buf_put_u8(m->rep, ok ? MP_AUTH_OK : MP_AUTH_FAIL) ||
                buf_put_u32(m->rep, 0) || buf_put_cstring(m->rep, ""));
         monitor_reply(m, c, MP_AUTH_REPLY, -1);

@@ -45,10 +45,18 @@ void relay_chan_free(struct relay_chan *ch)
     if (ch == NULL) {
         return;
     }
+    /* libssh may free a channel later (when the peer's close arrives) and
+     * call its callbacks then: detach them from this struct first. */
     if (ch->down != NULL) {
+        if (ch->down_cb.userdata == ch) {
+            ssh_remove_channel_callbacks(ch->down, &ch->down_cb);
+        }
         ssh_channel_free(ch->down);
     }
     if (ch->up != NULL) {
+        if (ch->up_cb.userdata == ch) {
+            ssh_remove_channel_callbacks(ch->up, &ch->up_cb);
+        }
         ssh_channel_free(ch->up);
     }
     for (int i = 0; i < 3; i++) {
