@@ -26,6 +26,7 @@
 #include "auth/totp.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/loop.h"
 #include "common/util.h"
 #include "policy/policy.h"
 #include "sshproxy/mproto.h"
@@ -34,12 +35,13 @@
 #define MONITOR_DETAIL_MAX 65536
 #define MONITOR_LOCKOUT_SLOTS 4096
 
-int monitor_init(struct monitor *m, const struct config *cfg)
+int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
 {
     int r;
 
     memset(m, 0, sizeof(*m));
     m->cfg = cfg;
+    m->loop = loop;
     if ((r = store_open(cfg->store_path, &m->store)) != ERR_OK) {
         log_error("cannot open the store %s: %s", cfg->store_path, err_str(r));
         return r;
@@ -52,20 +54,28 @@ int monitor_init(struct monitor *m, const struct config *cfg)
     m->lockout = lockout_new(cfg->max_failures, cfg->failure_window_seconds,
                              cfg->lockout_seconds, MONITOR_LOCKOUT_SLOTS);
     m->rep = buf_new(MPROTO_MAX);
-    if (m->lockout == NULL || m->rep == NULL) {
+    m->req = buf_new(MPROTO_MAX);
+    if (m->lockout == NULL || m->rep == NULL || m->req == NULL) {
         return ERR_NOMEM;
     }
     return ERR_OK;
 }
 
-static void monitor_child_free(struct mchild *c)
+static void monitor_child_free(struct monitor *m, struct mchild *c)
 {
     struct mchild_row *row;
 
     if (c->fd >= 0) {
+        if (m->loop != NULL) {
+            loop_del_fd(m->loop, c->fd);
+        }
         close(c->fd);
     }
     if (c->connect_fd >= 0) {
+        if (m->loop != NULL) {
+            loop_del_fd(m->loop, c->connect_fd);
+            loop_del_timer(m->loop, c->connect_timer);
+        }
         close(c->connect_fd);
     }
     while ((row = c->rows) != NULL) {
@@ -81,15 +91,17 @@ void monitor_free(struct monitor *m)
     struct mchild *c;
 
     while ((c = m->children) != NULL) {
-        m->children = c->next;
-        monitor_child_exit(m, c, -1);
+        monitor_child_exit(m, c->pid, -1);
     }
     lockout_free(m->lockout);
     vault_free(m->vault);
     store_close(m->store);
     buf_free(m->rep);
+    buf_free(m->req);
     memset(m, 0, sizeof(*m));
 }
+
+static void monitor_on_child(struct loop *l, int fd, int events, void *arg);
 
 struct mchild *monitor_child_new(struct monitor *m, pid_t pid, int fd,
                                  const char *addr)
@@ -100,6 +112,7 @@ struct mchild *monitor_child_new(struct monitor *m, pid_t pid, int fd,
     if (c == NULL) {
         return NULL;
     }
+    c->mon = m;
     c->pid = pid;
     c->fd = fd;
     c->connect_fd = -1;
@@ -109,6 +122,12 @@ struct mchild *monitor_child_new(struct monitor *m, pid_t pid, int fd,
         c->ip[colon - c->ip] = '\0';
     }
     snprintf(c->route, sizeof(c->route), "direct");
+    if (m->loop != NULL &&
+        (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0 ||
+         loop_add_fd(m->loop, fd, LOOP_READ, monitor_on_child, c) != ERR_OK)) {
+        free(c);
+        return NULL;
+    }
     c->next = m->children;
     m->children = c;
     m->preauth++;
@@ -690,6 +709,24 @@ static bool monitor_owns_row(const struct mchild *c, const char *id)
     return false;
 }
 
+static void monitor_connect_done(struct monitor *m, struct mchild *c,
+                                 bool timeout);
+
+static void monitor_on_connect(struct loop *l, int fd, int events, void *arg)
+{
+    struct mchild *c = arg;
+
+    monitor_connect_done(c->mon, c, false);
+}
+
+static void monitor_on_connect_timeout(struct loop *l, void *arg)
+{
+    struct mchild *c = arg;
+
+    c->connect_timer = 0;
+    monitor_connect_done(c->mon, c, true);
+}
+
 static int monitor_connect(struct monitor *m, struct mchild *c, struct buf *req)
 {
     struct addrinfo hints, *res = NULL, *ai;
@@ -734,18 +771,28 @@ static int monitor_connect(struct monitor *m, struct mchild *c, struct buf *req)
         monitor_connect_failed(m, c, strerror(err ? err : ECONNREFUSED));
         return ERR_OK;
     }
+    if (loop_add_fd(m->loop, fd, LOOP_WRITE, monitor_on_connect, c) != ERR_OK) {
+        close(fd);
+        monitor_connect_failed(m, c, "internal error");
+        return ERR_OK;
+    }
     c->connect_fd = fd;
-    c->connect_deadline_ms =
-        util_mono_ms() + (int64_t)m->cfg->connect_timeout_seconds * 1000;
+    c->connect_timer =
+        loop_add_timer(m->loop, (int64_t)m->cfg->connect_timeout_seconds * 1000,
+                       monitor_on_connect_timeout, c);
     return ERR_OK;
 }
 
-void monitor_connect_done(struct monitor *m, struct mchild *c, bool timeout)
+static void monitor_connect_done(struct monitor *m, struct mchild *c,
+                                 bool timeout)
 {
     int fd = c->connect_fd, err = 0, yes = 1;
     socklen_t len = sizeof(err);
 
+    loop_del_fd(m->loop, fd);
+    loop_del_timer(m->loop, c->connect_timer);
     c->connect_fd = -1;
+    c->connect_timer = 0;
     if (timeout) {
         close(fd);
         monitor_connect_failed(m, c, "connection timed out");
@@ -940,11 +987,23 @@ int monitor_request(struct monitor *m, struct mchild *c, uint8_t type,
     return r;
 }
 
-void monitor_child_exit(struct monitor *m, struct mchild *c, int status)
+void monitor_child_exit(struct monitor *m, pid_t pid, int status)
 {
     struct mchild_row *row;
+    struct mchild **pp, *c = NULL;
     char result[200];
     int64_t now = util_now();
+
+    for (pp = &m->children; *pp != NULL; pp = &(*pp)->next) {
+        if ((*pp)->pid == pid) {
+            c = *pp;
+            *pp = c->next;
+            break;
+        }
+    }
+    if (c == NULL) {
+        return;
+    }
 
     if (status == -1) {
         snprintf(result, sizeof(result), "error: server shut down");
@@ -971,5 +1030,28 @@ void monitor_child_exit(struct monitor *m, struct mchild *c, int status)
                                     : "denied: authentication not completed");
         }
     }
-    monitor_child_free(c);
+    monitor_child_free(m, c);
+}
+
+/* A message (or EOF) on a child's monitor socket. */
+static void monitor_on_child(struct loop *l, int fd, int events, void *arg)
+{
+    struct mchild *c = arg;
+    struct monitor *m = c->mon;
+    uint8_t type = 0;
+    int r;
+
+    r = mproto_recv(c->fd, &type, m->req, NULL);
+    if (r == ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        return;
+    }
+    if (r != ERR_OK) {
+        /* Closed (the child is exiting) or garbage: stop listening; the
+         * spawner's exit report cleans up. */
+        loop_del_fd(l, c->fd);
+        close(c->fd);
+        c->fd = -1;
+        return;
+    }
+    (void)monitor_request(m, c, type, m->req);
 }

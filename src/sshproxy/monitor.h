@@ -32,6 +32,7 @@
 #include "store/store.h"
 
 struct lockout;
+struct loop;
 
 enum mchild_state {
     MC_PREAUTH = 0,
@@ -45,9 +46,12 @@ struct mchild_row {
     struct mchild_row *next;
 };
 
+struct monitor;
+
 /* What the main process knows about one session child. */
 struct mchild {
     struct mchild *next;
+    struct monitor *mon;
     pid_t pid;
     int fd;        /* monitor socket, -1 once closed */
     char addr[64]; /* "ip:port" of the client */
@@ -67,32 +71,35 @@ struct mchild {
     char route[STORE_ROUTE_MAX + 1];
     bool connect_asked, hostkey_ok, hostkey_asked, creds_given;
     int connect_fd; /* pending non-blocking connect, -1 if none */
-    int64_t connect_deadline_ms;
+    uint64_t connect_timer;
     char connect_row[STORE_ID_MAX + 1];
     struct mchild_row *rows; /* report rows this child has open */
 };
 
 struct monitor {
     const struct config *cfg;
+    struct loop *loop; /* the main process's event loop */
     struct store *store;
     struct vault *vault;
     struct lockout *lockout;
     struct mchild *children;
     int preauth; /* children not yet authenticated */
-    struct buf *rep;
+    struct buf *req, *rep;
 };
 
-int monitor_init(struct monitor *m, const struct config *cfg);
+int monitor_init(struct monitor *m, const struct config *cfg,
+                 struct loop *loop);
 void monitor_free(struct monitor *m);
 /* Handles one request from c; ERR_PROTO means kill the child. */
 int monitor_request(struct monitor *m, struct mchild *c, uint8_t type,
                     struct buf *req);
-/* The pending connect of c finished or timed out; replies to the child. */
-void monitor_connect_done(struct monitor *m, struct mchild *c, bool timeout);
-/* The child exited: closes its open rows, writes a row for a failed
- * login, frees it. status as from waitpid. */
-void monitor_child_exit(struct monitor *m, struct mchild *c, int status);
+/* A new child (from the spawner): tracks it and watches its monitor
+ * socket in the loop. Takes ownership of fd. */
 struct mchild *monitor_child_new(struct monitor *m, pid_t pid, int fd,
                                  const char *addr);
+/* The child with this pid exited (status as from waitpid; -1 at
+ * shutdown): closes its open report rows, writes a row for a failed
+ * login, stops watching its fds and frees it. */
+void monitor_child_exit(struct monitor *m, pid_t pid, int status);
 
 #endif

@@ -11,9 +11,9 @@
  *    socketpair (SCM_RIGHTS) with the child's pid and address. It reaps
  *    children and reports their exit.
  *  - The main process owns the store, the vault key and the login
- *    throttle, and answers the children's requests in one poll loop
- *    (monitor.c). Upstream TCP connects are non-blocking, so a slow target
- *    delays nobody else.
+ *    throttle, and answers the children's requests in one event loop
+ *    (loop.c, monitor.c). Upstream TCP connects are non-blocking, so a slow
+ * target delays nobody else.
  *
  * If either process dies, the other notices the closed link: the spawner
  * then ends all sessions and exits; the main process exits with an error.
@@ -42,6 +42,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/loop.h"
 #include "common/util.h"
 #include "sshproxy/child.h"
 #include "sshproxy/monitor.h"
@@ -250,181 +251,62 @@ static int spawner_run(struct spawner *sp)
 
 struct server {
     const struct config *cfg;
+    struct loop *loop;
     struct monitor mon;
     int link;
     int sig_fd;
     pid_t spawner;
     struct buf *msg;
+    int result;
 };
 
-static struct mchild *server_find(struct server *s, pid_t pid)
+static void server_on_link(struct loop *l, int fd, int events, void *arg)
 {
-    for (struct mchild *c = s->mon.children; c != NULL; c = c->next) {
-        if (c->pid == pid) {
-            return c;
-        }
-    }
-    return NULL;
-}
-
-static void server_unlink(struct server *s, struct mchild *c)
-{
-    struct mchild **pp;
-
-    for (pp = &s->mon.children; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == c) {
-            *pp = c->next;
-            return;
-        }
-    }
-}
-
-static int server_spawner_msg(struct server *s)
-{
+    struct server *s = arg;
     uint32_t pid = 0, status = 0;
     char addr[64] = "";
     uint8_t type = 0;
-    struct mchild *c;
-    int fd = -1, r;
+    int cfd = -1;
 
-    if ((r = mproto_recv(s->link, &type, s->msg, &fd)) != ERR_OK) {
-        return r;
+    if (mproto_recv(s->link, &type, s->msg, &cfd) != ERR_OK) {
+        log_error("the spawner is gone; shutting down");
+        s->result = ERR_INTERNAL;
+        loop_stop(l);
+        return;
     }
-    if (type == MP_SPAWN_NEW && fd >= 0 &&
+    if (type == MP_SPAWN_NEW && cfd >= 0 &&
         buf_get_u32(s->msg, &pid) == ERR_OK &&
         buf_get_cstring_into(s->msg, addr, sizeof(addr)) == ERR_OK) {
         if (s->mon.preauth >= s->cfg->max_startups) {
             log_warn("too many unauthenticated connections; dropping %s", addr);
             kill((pid_t)pid, SIGTERM);
-            close(fd);
-        } else if ((c = monitor_child_new(&s->mon, (pid_t)pid, fd, addr)) ==
-                   NULL) {
+            close(cfd);
+        } else if (monitor_child_new(&s->mon, (pid_t)pid, cfd, addr) == NULL) {
             kill((pid_t)pid, SIGTERM);
-            close(fd);
+            close(cfd);
         }
-        return ERR_OK;
+        return;
     }
-    if (fd >= 0) {
-        close(fd);
+    if (cfd >= 0) {
+        close(cfd);
     }
     if (type == MP_SPAWN_EXIT && buf_get_u32(s->msg, &pid) == ERR_OK &&
         buf_get_u32(s->msg, &status) == ERR_OK) {
-        if ((c = server_find(s, (pid_t)pid)) != NULL) {
-            server_unlink(s, c);
-            monitor_child_exit(&s->mon, c, (int)status);
-        }
-        return ERR_OK;
-    }
-    return ERR_PROTO;
-}
-
-static void server_child_msg(struct server *s, struct mchild *c)
-{
-    uint8_t type = 0;
-    int r;
-
-    r = mproto_recv(c->fd, &type, s->msg, NULL);
-    if (r != ERR_OK) {
-        /* Closed (the child is exiting) or garbage: stop listening; the
-         * spawner's exit report cleans up. */
-        close(c->fd);
-        c->fd = -1;
+        monitor_child_exit(&s->mon, (pid_t)pid, (int)status);
         return;
     }
-    (void)monitor_request(&s->mon, c, type, s->msg);
+    log_warn("unexpected message %u from the spawner", type);
 }
 
-static int server_loop(struct server *s)
+static void server_on_signal(struct loop *l, int fd, int events, void *arg)
 {
-    struct pollfd *pfd = NULL;
-    struct mchild **who = NULL;
-    size_t cap = 0, n;
     struct signalfd_siginfo si;
-    int64_t now, next;
-    int timeout, r = ERR_OK;
 
-    for (;;) {
-        n = 2;
-        for (struct mchild *c = s->mon.children; c != NULL; c = c->next) {
-            n += 1 + (c->connect_fd >= 0);
-        }
-        if (n > cap) {
-            cap = n * 2;
-            free(pfd);
-            free(who);
-            pfd = calloc(cap, sizeof(*pfd));
-            who = calloc(cap, sizeof(*who));
-            if (pfd == NULL || who == NULL) {
-                r = ERR_NOMEM;
-                break;
-            }
-        }
-        pfd[0].fd = s->sig_fd;
-        pfd[0].events = POLLIN;
-        pfd[1].fd = s->link;
-        pfd[1].events = POLLIN;
-        n = 2;
-        now = util_mono_ms();
-        next = now + 1000;
-        for (struct mchild *c = s->mon.children; c != NULL; c = c->next) {
-            if (c->fd >= 0) {
-                pfd[n].fd = c->fd;
-                pfd[n].events = POLLIN;
-                pfd[n].revents = 0;
-                who[n++] = c;
-            }
-            if (c->connect_fd >= 0) {
-                pfd[n].fd = c->connect_fd;
-                pfd[n].events = POLLOUT;
-                pfd[n].revents = 0;
-                who[n++] = c;
-                if (c->connect_deadline_ms < next) {
-                    next = c->connect_deadline_ms;
-                }
-            }
-        }
-        timeout = next > now ? (int)(next - now) : 0;
-        if (poll(pfd, n, timeout) < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            r = ERR_IO;
-            break;
-        }
-        if (pfd[0].revents & POLLIN) {
-            if (read(s->sig_fd, &si, sizeof(si)) == sizeof(si) &&
-                (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)) {
-                log_info("shutting down");
-                break;
-            }
-        }
-        if (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) {
-            if (server_spawner_msg(s) != ERR_OK) {
-                log_error("the spawner is gone; shutting down");
-                r = ERR_INTERNAL;
-                break;
-            }
-            continue; /* the child list may have changed */
-        }
-        now = util_mono_ms();
-        for (size_t i = 2; i < n; i++) {
-            struct mchild *c = who[i];
-
-            if (pfd[i].fd == c->connect_fd && c->connect_fd >= 0) {
-                if (pfd[i].revents != 0) {
-                    monitor_connect_done(&s->mon, c, false);
-                } else if (now >= c->connect_deadline_ms) {
-                    monitor_connect_done(&s->mon, c, true);
-                }
-            } else if (pfd[i].fd == c->fd && c->fd >= 0 &&
-                       (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))) {
-                server_child_msg(s, c);
-            }
-        }
+    if (read(fd, &si, sizeof(si)) == sizeof(si) &&
+        (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)) {
+        log_info("shutting down");
+        loop_stop(l);
     }
-    free(pfd);
-    free(who);
-    return r;
 }
 
 int server_run(const struct config *cfg)
@@ -451,7 +333,7 @@ int server_run(const struct config *cfg)
         return r;
     }
     /* Check the store and vault now, so a bad setup fails before forking. */
-    if ((r = monitor_init(&s.mon, cfg)) != ERR_OK) {
+    if ((r = monitor_init(&s.mon, cfg, NULL)) != ERR_OK) {
         monitor_free(&s.mon);
         ssh_key_free(hostkey);
         return r;
@@ -513,9 +395,16 @@ int server_run(const struct config *cfg)
     s.sig_fd = sig_fd;
     s.spawner = pid;
     s.msg = buf_new(MPROTO_MAX);
-    if (s.msg == NULL || (r = monitor_init(&s.mon, cfg)) != ERR_OK) {
+    s.loop = loop_new();
+    if (s.msg == NULL || s.loop == NULL ||
+        (r = monitor_init(&s.mon, cfg, s.loop)) != ERR_OK ||
+        loop_add_fd(s.loop, s.link, LOOP_READ, server_on_link, &s) != ERR_OK ||
+        loop_add_fd(s.loop, s.sig_fd, LOOP_READ, server_on_signal, &s) !=
+            ERR_OK) {
+        r = r ? r : ERR_NOMEM;
         kill(pid, SIGTERM);
         waitpid(pid, NULL, 0);
+        monitor_free(&s.mon);
         goto out;
     }
     if (store_session_close_dangling(s.mon.store, util_now(),
@@ -524,12 +413,17 @@ int server_run(const struct config *cfg)
         log_warn("closed %d report rows left open by a previous run", count);
     }
     log_info("listening on %s port %d", cfg->ssh_listen, cfg->ssh_port);
-    r = server_loop(&s);
+    r = loop_run(s.loop);
+    if (r == ERR_OK) {
+        r = s.result;
+    }
+    loop_del_fd(s.loop, s.link);
     close(link[0]);
     link[0] = -1;
     waitpid(pid, NULL, 0);
     monitor_free(&s.mon);
 out:
+    loop_free(s.loop);
     buf_free(s.msg);
     if (link[0] >= 0) {
         close(link[0]);

@@ -1,0 +1,51 @@
+/*
+ * A small event loop for the main process: file descriptors watched with
+ * epoll (it must carry many thousands of idle agent connections) and
+ * one-shot timers. Handlers run one at a time in the loop's thread.
+ *
+ * Modeled on Redis's ae: register a handler per fd with the events it
+ * wants; change the mask as the connection's state changes (e.g. add
+ * LOOP_WRITE while output is pending, the nginx way of backpressure).
+ *
+ * Ownership: the loop does not own the fds; remove an fd with
+ * loop_del_fd before closing it. A handler may add, change or delete any
+ * fd or timer, including its own.
+ */
+#ifndef PORTCULLIS_LOOP_H
+#define PORTCULLIS_LOOP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct loop;
+
+enum loop_events {
+    LOOP_READ = 1,  /* readable, or hung up / error */
+    LOOP_WRITE = 2, /* writable */
+};
+
+/* events: what happened (LOOP_READ | LOOP_WRITE); a hang-up or error is
+ * reported as LOOP_READ so the handler's read sees it. */
+typedef void (*loop_fd_fn)(struct loop *l, int fd, int events, void *arg);
+typedef void (*loop_timer_fn)(struct loop *l, void *arg);
+
+struct loop *loop_new(void);
+void loop_free(struct loop *l);
+
+int loop_add_fd(struct loop *l, int fd, int events, loop_fd_fn fn, void *arg);
+int loop_mod_fd(struct loop *l, int fd, int events);
+void loop_del_fd(struct loop *l, int fd);
+/* The events an fd is watched for; 0 if it is not registered. */
+int loop_fd_events(const struct loop *l, int fd);
+
+/* Calls fn(arg) once, after ms milliseconds. Returns a timer id (> 0), or
+ * 0 when out of memory. */
+uint64_t loop_add_timer(struct loop *l, int64_t ms, loop_timer_fn fn,
+                        void *arg);
+void loop_del_timer(struct loop *l, uint64_t id);
+
+/* Runs until loop_stop(). Returns ERR_OK, or ERR_IO if epoll failed. */
+int loop_run(struct loop *l);
+void loop_stop(struct loop *l);
+
+#endif
