@@ -1,44 +1,51 @@
 /*
  * The main process's event loop; see loop.h.
  *
- * fds live in a table indexed by fd number (fds are small and dense), so
- * a lookup is one array access. Timers are few (connect deadlines,
- * housekeeping) and kept in an unsorted array scanned once per turn.
+ * Built on libuv, because libwebsockets (the HTTP, WebSocket and TLS
+ * library of the REST API and the agent endpoint) can run inside a
+ * foreign libuv loop: the SSH monitor, the agent hub and the HTTP side then
+ * share one loop in one thread, as SPEC §10 asks. (Debian's libwebsockets
+ * is built without external-poll support, so a plain epoll loop could not
+ * host it.)
+ *
+ * fds live in a table indexed by fd number, each with its own uv_poll_t.
+ * libuv closes handles asynchronously: a removed fd's handle is detached
+ * from the table at once and freed in its close callback, so the fd number
+ * can be reused immediately.
  */
 #include "common/loop.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <unistd.h>
+
+#include <uv.h>
 
 #include "common/err.h"
-#include "common/util.h"
-
-#define LOOP_BATCH 256
 
 struct loop_fd {
-    loop_fd_fn fn; /* NULL: slot free */
+    uv_poll_t *poll; /* NULL: slot free */
+    loop_fd_fn fn;
     void *arg;
     int events;
+    struct loop *l;
+    int fd;
 };
 
 struct loop_timer {
+    uv_timer_t t;
     uint64_t id;
-    int64_t due_ms;
     loop_timer_fn fn;
     void *arg;
+    struct loop *l;
+    struct loop_timer *next;
 };
 
 struct loop {
-    int ep;
-    struct loop_fd *fds;
-    int nfds; /* size of fds[] */
+    uv_loop_t uv;
+    struct loop_fd **fds; /* indexed by fd */
+    int nfds;
     struct loop_timer *timers;
-    size_t ntimers, captimers;
     uint64_t next_timer_id;
-    bool stop;
 };
 
 struct loop *loop_new(void)
@@ -48,12 +55,25 @@ struct loop *loop_new(void)
     if (l == NULL) {
         return NULL;
     }
-    if ((l->ep = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+    if (uv_loop_init(&l->uv) != 0) {
         free(l);
         return NULL;
     }
+    l->uv.data = l;
     l->next_timer_id = 1;
     return l;
+}
+
+static void loop_free_handle(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void loop_close_walk(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h)) {
+        uv_close(h, NULL);
+    }
 }
 
 void loop_free(struct loop *l)
@@ -61,35 +81,67 @@ void loop_free(struct loop *l)
     if (l == NULL) {
         return;
     }
-    close(l->ep);
+    for (int fd = 0; fd < l->nfds; fd++) {
+        loop_del_fd(l, fd);
+    }
+    while (l->timers != NULL) {
+        loop_del_timer(l, l->timers->id);
+    }
+    /* Let the close callbacks run, then close whatever else (e.g. handles
+     * libwebsockets left) so uv_loop_close succeeds. */
+    uv_run(&l->uv, UV_RUN_NOWAIT);
+    uv_walk(&l->uv, loop_close_walk, NULL);
+    uv_run(&l->uv, UV_RUN_NOWAIT);
+    (void)uv_loop_close(&l->uv);
     free(l->fds);
-    free(l->timers);
     free(l);
 }
 
-static uint32_t loop_epoll_mask(int events)
+void *loop_uv(struct loop *l)
 {
-    uint32_t m = 0;
+    return &l->uv;
+}
+
+static int loop_uv_mask(int events)
+{
+    int m = 0;
 
     if (events & LOOP_READ) {
-        m |= EPOLLIN | EPOLLRDHUP;
+        m |= UV_READABLE | UV_DISCONNECT;
     }
     if (events & LOOP_WRITE) {
-        m |= EPOLLOUT;
+        m |= UV_WRITABLE;
     }
     return m;
 }
 
+static void loop_on_poll(uv_poll_t *h, int status, int uvev)
+{
+    struct loop_fd *f = h->data;
+    int events = 0;
+
+    if (f == NULL || f->fn == NULL) {
+        return;
+    }
+    if (status < 0 || (uvev & (UV_READABLE | UV_DISCONNECT))) {
+        events |= LOOP_READ;
+    }
+    if (uvev & UV_WRITABLE) {
+        events |= LOOP_WRITE;
+    }
+    f->fn(f->l, f->fd, events, f->arg);
+}
+
 int loop_add_fd(struct loop *l, int fd, int events, loop_fd_fn fn, void *arg)
 {
-    struct epoll_event ev;
+    struct loop_fd *f;
 
     if (fd < 0 || fn == NULL) {
         return ERR_INVALID;
     }
     if (fd >= l->nfds) {
         int n = l->nfds ? l->nfds : 64;
-        struct loop_fd *nf;
+        struct loop_fd **nf;
 
         while (n <= fd) {
             n *= 2;
@@ -101,165 +153,143 @@ int loop_add_fd(struct loop *l, int fd, int events, loop_fd_fn fn, void *arg)
         l->fds = nf;
         l->nfds = n;
     }
-    if (l->fds[fd].fn != NULL) {
+    if (l->fds[fd] != NULL) {
         return ERR_EXISTS;
     }
-    memset(&ev, 0, sizeof(ev));
-    ev.events = loop_epoll_mask(events);
-    ev.data.fd = fd;
-    if (epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    if ((f = calloc(1, sizeof(*f))) == NULL ||
+        (f->poll = malloc(sizeof(*f->poll))) == NULL) {
+        free(f);
+        return ERR_NOMEM;
+    }
+    if (uv_poll_init(&l->uv, f->poll, fd) != 0) {
+        free(f->poll);
+        free(f);
         return ERR_IO;
     }
-    l->fds[fd].fn = fn;
-    l->fds[fd].arg = arg;
-    l->fds[fd].events = events;
+    f->poll->data = f;
+    f->fn = fn;
+    f->arg = arg;
+    f->l = l;
+    f->fd = fd;
+    f->events = events;
+    if (uv_poll_start(f->poll, loop_uv_mask(events), loop_on_poll) != 0) {
+        f->poll->data = NULL;
+        uv_close((uv_handle_t *)f->poll, loop_free_handle);
+        free(f);
+        return ERR_IO;
+    }
+    l->fds[fd] = f;
     return ERR_OK;
 }
 
 int loop_mod_fd(struct loop *l, int fd, int events)
 {
-    struct epoll_event ev;
+    struct loop_fd *f;
 
-    if (fd < 0 || fd >= l->nfds || l->fds[fd].fn == NULL) {
+    if (fd < 0 || fd >= l->nfds || (f = l->fds[fd]) == NULL) {
         return ERR_NOT_FOUND;
     }
-    if (l->fds[fd].events == events) {
+    if (f->events == events) {
         return ERR_OK;
     }
-    memset(&ev, 0, sizeof(ev));
-    ev.events = loop_epoll_mask(events);
-    ev.data.fd = fd;
-    if (epoll_ctl(l->ep, EPOLL_CTL_MOD, fd, &ev) != 0) {
-        return ERR_IO;
+    f->events = events;
+    if (events == 0) {
+        return uv_poll_stop(f->poll) == 0 ? ERR_OK : ERR_IO;
     }
-    l->fds[fd].events = events;
-    return ERR_OK;
+    return uv_poll_start(f->poll, loop_uv_mask(events), loop_on_poll) == 0
+               ? ERR_OK
+               : ERR_IO;
+}
+
+static void loop_free_poll(uv_handle_t *h)
+{
+    free(h);
 }
 
 void loop_del_fd(struct loop *l, int fd)
 {
-    if (fd < 0 || fd >= l->nfds || l->fds[fd].fn == NULL) {
+    struct loop_fd *f;
+
+    if (fd < 0 || fd >= l->nfds || (f = l->fds[fd]) == NULL) {
         return;
     }
-    (void)epoll_ctl(l->ep, EPOLL_CTL_DEL, fd, NULL);
-    memset(&l->fds[fd], 0, sizeof(l->fds[fd]));
+    l->fds[fd] = NULL;
+    uv_poll_stop(f->poll);
+    f->poll->data = NULL;
+    uv_close((uv_handle_t *)f->poll, loop_free_poll);
+    free(f);
 }
 
 int loop_fd_events(const struct loop *l, int fd)
 {
-    if (fd < 0 || fd >= l->nfds || l->fds[fd].fn == NULL) {
+    if (fd < 0 || fd >= l->nfds || l->fds[fd] == NULL) {
         return 0;
     }
-    return l->fds[fd].events;
+    return l->fds[fd]->events;
 }
 
-uint64_t loop_add_timer(struct loop *l, int64_t ms, loop_timer_fn fn, void *arg)
+static void loop_on_timer(uv_timer_t *t)
 {
-    struct loop_timer *t;
+    struct loop_timer *lt = t->data;
+    loop_timer_fn fn = lt->fn;
+    void *arg = lt->arg;
+    struct loop *l = lt->l;
 
-    if (l->ntimers == l->captimers) {
-        size_t n = l->captimers ? l->captimers * 2 : 16;
+    /* One-shot: remove it before the handler may add or delete timers. */
+    loop_del_timer(l, lt->id);
+    fn(l, arg);
+}
 
-        if ((t = realloc(l->timers, n * sizeof(*t))) == NULL) {
-            return 0;
-        }
-        l->timers = t;
-        l->captimers = n;
+uint64_t loop_add_timer(struct loop *l, int64_t ms, loop_timer_fn fn,
+                        void *arg)
+{
+    struct loop_timer *t = calloc(1, sizeof(*t));
+
+    if (t == NULL) {
+        return 0;
     }
-    t = &l->timers[l->ntimers++];
+    if (uv_timer_init(&l->uv, &t->t) != 0) {
+        free(t);
+        return 0;
+    }
+    t->t.data = t;
     t->id = l->next_timer_id++;
-    t->due_ms = util_mono_ms() + (ms > 0 ? ms : 0);
     t->fn = fn;
     t->arg = arg;
+    t->l = l;
+    if (uv_timer_start(&t->t, loop_on_timer, ms > 0 ? (uint64_t)ms : 0, 0) !=
+        0) {
+        uv_close((uv_handle_t *)&t->t, loop_free_handle);
+        return 0;
+    }
+    t->next = l->timers;
+    l->timers = t;
     return t->id;
 }
 
 void loop_del_timer(struct loop *l, uint64_t id)
 {
-    for (size_t i = 0; i < l->ntimers; i++) {
-        if (l->timers[i].id == id) {
-            l->timers[i] = l->timers[--l->ntimers];
+    struct loop_timer **pp, *t;
+
+    if (id == 0) {
+        return;
+    }
+    for (pp = &l->timers; (t = *pp) != NULL; pp = &t->next) {
+        if (t->id == id) {
+            *pp = t->next;
+            uv_timer_stop(&t->t);
+            uv_close((uv_handle_t *)&t->t, loop_free_handle);
             return;
         }
     }
 }
 
-/* Milliseconds until the next timer; -1 if none. */
-static int loop_next_timeout(const struct loop *l)
-{
-    int64_t now = util_mono_ms(), best = -1;
-
-    for (size_t i = 0; i < l->ntimers; i++) {
-        int64_t d = l->timers[i].due_ms - now;
-
-        if (d < 0) {
-            d = 0;
-        }
-        if (best < 0 || d < best) {
-            best = d;
-        }
-    }
-    return best > 60000 ? 60000 : (int)best;
-}
-
-static void loop_run_timers(struct loop *l)
-{
-    int64_t now = util_mono_ms();
-    size_t i = 0;
-
-    while (i < l->ntimers) {
-        if (l->timers[i].due_ms <= now) {
-            struct loop_timer t = l->timers[i];
-
-            /* Remove first: the handler may add or delete timers. */
-            l->timers[i] = l->timers[--l->ntimers];
-            t.fn(l, t.arg);
-            i = 0;
-            continue;
-        }
-        i++;
-    }
-}
-
 int loop_run(struct loop *l)
 {
-    struct epoll_event evs[LOOP_BATCH];
-    int n, fd, events;
-
-    l->stop = false;
-    while (!l->stop) {
-        n = epoll_wait(l->ep, evs, LOOP_BATCH, loop_next_timeout(l));
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return ERR_IO;
-        }
-        for (int i = 0; i < n && !l->stop; i++) {
-            fd = evs[i].data.fd;
-            /* An earlier handler of this batch may have removed it. */
-            if (fd >= l->nfds || l->fds[fd].fn == NULL) {
-                continue;
-            }
-            events = 0;
-            if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-                events |= LOOP_READ;
-            }
-            if (evs[i].events & EPOLLOUT) {
-                events |= LOOP_WRITE;
-            }
-            if ((events & LOOP_WRITE) && !(l->fds[fd].events & LOOP_WRITE) &&
-                !(events & LOOP_READ)) {
-                continue;
-            }
-            l->fds[fd].fn(l, fd, events, l->fds[fd].arg);
-        }
-        loop_run_timers(l);
-    }
-    return ERR_OK;
+    return uv_run(&l->uv, UV_RUN_DEFAULT) >= 0 ? ERR_OK : ERR_IO;
 }
 
 void loop_stop(struct loop *l)
 {
-    l->stop = true;
+    uv_stop(&l->uv);
 }

@@ -1,7 +1,8 @@
 /*
- * A small event loop for the main process: file descriptors watched with
- * epoll (it must carry many thousands of idle agent connections) and
- * one-shot timers. Handlers run one at a time in the loop's thread.
+ * The main process's event loop: file descriptors (it must carry many
+ * thousands of idle agent connections) and one-shot timers, on libuv so
+ * that libwebsockets can share it (loop_uv). Handlers run one at a time in
+ * the loop's thread.
  *
  * Modeled on Redis's ae: register a handler per fd with the events it
  * wants; change the mask as the connection's state changes (e.g. add
@@ -43,6 +44,10 @@ int loop_fd_events(const struct loop *l, int fd);
 uint64_t loop_add_timer(struct loop *l, int64_t ms, loop_timer_fn fn,
                         void *arg);
 void loop_del_timer(struct loop *l, uint64_t id);
+
+/* The underlying uv_loop_t *, for libraries that join the loop
+ * (libwebsockets: LWS_SERVER_OPTION_LIBUV with foreign_loops). */
+void *loop_uv(struct loop *l);
 
 /* Runs until loop_stop(). Returns ERR_OK, or ERR_IO if epoll failed. */
 int loop_run(struct loop *l);
