@@ -1,0 +1,54 @@
+/*
+ * The audit log: an append-only, hash-chained stream of events (logins
+ * and their failures, session starts and ends, every administrative
+ * change through the CLI or the API).
+ *
+ * Each entry's hash covers the previous entry's hash and the entry's own
+ * fields, so changing, removing or reordering a stored entry breaks the
+ * chain at that point; audit_verify() names the first bad entry.
+ *
+ * Ownership: entries returned by audit_list() are a heap array freed with
+ * store_list_free(). Never put a secret (password, TOTP code, token) in
+ * an event's fields.
+ */
+#ifndef PORTCULLIS_AUDIT_H
+#define PORTCULLIS_AUDIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+#define AUDIT_FIELD_MAX 256
+#define AUDIT_DETAIL_MAX 1024
+
+struct audit_entry {
+    int64_t seq;  /* 1, 2, 3, ... in append order */
+    int64_t time; /* Unix seconds */
+    char actor[AUDIT_FIELD_MAX + 1];  /* user name, "cli:root", "system" */
+    char source[AUDIT_FIELD_MAX + 1]; /* client address, "cli", "api" */
+    char action[AUDIT_FIELD_MAX + 1]; /* "login.ok", "user.add", ... */
+    char target[AUDIT_FIELD_MAX + 1]; /* what it acted on */
+    char detail[AUDIT_DETAIL_MAX + 1];
+    char hash[65]; /* hex SHA-256 chaining this entry to the previous */
+};
+
+struct audit_filter {
+    const char *actor;  /* NULL = any */
+    const char *action; /* prefix, e.g. "login." */
+    int64_t since, until;
+    size_t limit; /* 0 = all; newest first */
+};
+
+/* Appends one event (one transaction: reads the last hash, writes). */
+int audit_write(struct store *st, const char *actor, const char *source,
+                const char *action, const char *target, const char *detail);
+int audit_list(struct store *st, const struct audit_filter *f,
+               struct audit_entry **list, size_t *n);
+/* Walks the whole chain. ERR_OK if intact; otherwise ERR_CRYPTO and
+ * *bad_seq = the first entry that does not verify (changed, or following
+ * a removed entry), with why filled in. */
+int audit_verify(struct store *st, int64_t *bad_seq, char *why,
+                 size_t whylen);
+
+#endif
