@@ -85,7 +85,8 @@ int config_defaults(struct config *cfg, const char *data_dir)
         (r = config_set_str(&cfg->http_listen, "127.0.0.1")) ||
         (r = config_set_str(&cfg->store_driver, "sqlite")) ||
         (r = config_set_path(&cfg->store_path, data_dir, "portcullis.db")) ||
-        (r = config_set_path(&cfg->vault_key, data_dir, "vault.key"))) {
+        (r = config_set_path(&cfg->vault_key, data_dir, "vault.key")) ||
+        (r = config_set_path(&cfg->record_dir, data_dir, "recordings"))) {
         config_free(cfg);
     }
     return r;
@@ -125,6 +126,8 @@ static const struct config_key config_keys[] = {
        86400 * 30),
     CK("auth", "lockout_seconds", CK_INT, lockout_seconds, 0, 86400 * 30),
     CK("auth", "failure_delay_ms", CK_INT, failure_delay_ms, 0, 60000),
+    CK("record", "dir", CK_PATH, record_dir, 0, 0),
+    CK("record", "retention_days", CK_INT, record_retention_days, 0, 36500),
 };
 
 static char *config_trim(char *s)
@@ -295,5 +298,6 @@ void config_free(struct config *cfg)
     free(cfg->store_driver);
     free(cfg->store_path);
     free(cfg->vault_key);
+    free(cfg->record_dir);
     memset(cfg, 0, sizeof(*cfg));
 }

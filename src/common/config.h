@@ -11,6 +11,7 @@
  *   [vault]   key_file
  *   [auth]    max_failures, failure_window_seconds, lockout_seconds,
  *             failure_delay_ms
+ *   [record]  dir (recordings), retention_days (0 = keep forever)
  *
  * Ownership: config_load() fills a struct config the caller releases with
  * config_free(); all strings are heap copies.
@@ -46,6 +47,9 @@ struct config {
     int failure_window_seconds; /* window in which they count */
     int lockout_seconds;        /* how long a lockout lasts */
     int failure_delay_ms;       /* delay before a failure is answered */
+
+    char *record_dir;          /* absolute; session recordings */
+    int record_retention_days; /* 0 = keep forever */
 };
 
 /* Loads path; on error returns ERR_CONFIG and writes a one-line reason
