@@ -266,8 +266,8 @@ int record_cast_header(struct record *r, int cols, int rows, int64_t unix_ts,
     }
     if (title != NULL) {
         if ((e = record_put(r, ", \"title\": \"", 12)) != ERR_OK ||
-            (e = record_put_json_bytes(r, (const uint8_t *)title,
-                                       strlen(title), false)) != ERR_OK ||
+            (e = record_put_json_bytes(r, (const uint8_t *)title, strlen(title),
+                                       false)) != ERR_OK ||
             (e = record_put(r, "\"", 1)) != ERR_OK) {
             return e;
         }
@@ -287,8 +287,7 @@ int record_cast_header(struct record *r, int cols, int rows, int64_t unix_ts,
     return record_flush(r);
 }
 
-int record_cast_data(struct record *r, char type, const uint8_t *data,
-                     size_t n)
+int record_cast_data(struct record *r, char type, const uint8_t *data, size_t n)
 {
     uint8_t joined[4 + 4];
     size_t take = 0;
@@ -318,8 +317,7 @@ int record_cast_data(struct record *r, char type, const uint8_t *data,
             return e;
         }
     }
-    if ((e = record_put_json_bytes(r, data + take, n - take, true)) !=
-            ERR_OK ||
+    if ((e = record_put_json_bytes(r, data + take, n - take, true)) != ERR_OK ||
         (e = record_put(r, "\"]\n", 3)) != ERR_OK) {
         return e;
     }

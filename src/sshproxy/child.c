@@ -334,6 +334,9 @@ static int child_down_window(ssh_session session, ssh_channel channel,
     if (ch->up != NULL && ch->state == CHAN_RELAYING) {
         ssh_channel_change_pty_size(ch->up, width, height);
     }
+    if (ch->rec != NULL && ch->record_cast) {
+        (void)record_cast_resize(ch->rec, width, height);
+    }
     return 0;
 }
 
@@ -465,7 +468,7 @@ static int child_authorize(struct session_child *sc, struct relay_chan *ch)
 {
     char msg[512] = "", asset[STORE_NAME_MAX + 1] = "";
     uint32_t max_minutes = 0, idle_minutes = 0;
-    uint8_t ok = 0;
+    uint8_t ok = 0, record = 0;
 
     buf_reset(sc->req);
     if (buf_put_u8(sc->req, (uint8_t)ch->kind) != ERR_OK ||
@@ -478,7 +481,10 @@ static int child_authorize(struct session_child *sc, struct relay_chan *ch)
         buf_get_cstring_into(sc->rep, msg, sizeof(msg)) != ERR_OK ||
         buf_get_cstring_into(sc->rep, asset, sizeof(asset)) != ERR_OK ||
         buf_get_u32(sc->rep, &max_minutes) != ERR_OK ||
-        buf_get_u32(sc->rep, &idle_minutes) != ERR_OK) {
+        buf_get_u32(sc->rep, &idle_minutes) != ERR_OK ||
+        buf_get_u8(sc->rep, &record) != ERR_OK ||
+        buf_get_cstring_into(sc->rep, ch->user_name, sizeof(ch->user_name)) !=
+            ERR_OK) {
         ch->session_id[0] = '\0';
         ch->fail_msg = strdup("internal error: authorization failed");
         return ERR_INTERNAL;
@@ -491,6 +497,7 @@ static int child_authorize(struct session_child *sc, struct relay_chan *ch)
     if (sc->asset_name[0] == '\0') {
         snprintf(sc->asset_name, sizeof(sc->asset_name), "%s", asset);
     }
+    ch->record_required = record != 0;
     if (max_minutes > 0 && (sc->max_session_minutes == 0 ||
                             (int)max_minutes < sc->max_session_minutes)) {
         sc->max_session_minutes = (int)max_minutes;
@@ -550,6 +557,16 @@ static int child_on_message(ssh_session session, ssh_message m, void *userdata)
 static void child_report_end(struct session_child *sc, struct relay_chan *ch,
                              const char *result)
 {
+    char sha[65] = "";
+    uint64_t rec_size = 0;
+
+    if (ch->rec != NULL) {
+        if (record_close(ch->rec, &rec_size, sha) != ERR_OK &&
+            strncmp(result, "ok", 2) == 0) {
+            result = "error: recording failed";
+        }
+        ch->rec = NULL;
+    }
     if (ch->session_id[0] == '\0') {
         return;
     }
@@ -559,15 +576,73 @@ static void child_report_end(struct session_child *sc, struct relay_chan *ch,
         buf_put_u64(sc->req, ch->bytes_down) == ERR_OK &&
         buf_put_u32(sc->req, ch->exit_status_set ? (uint32_t)ch->exit_status + 1
                                                  : 0) == ERR_OK &&
-        buf_put_cstring(sc->req, result) == ERR_OK) {
+        buf_put_cstring(sc->req, result) == ERR_OK &&
+        buf_put_u64(sc->req, rec_size) == ERR_OK &&
+        buf_put_cstring(sc->req, sha) == ERR_OK) {
         (void)session_monitor_call(sc, MP_SESSION_END, MP_ACK, NULL);
     }
     ch->session_id[0] = '\0';
 }
 
+/*
+ * Opens the session's recording through the monitor (the child cannot
+ * create files) and writes its header. A session the policy says to
+ * record does not start unless this works.
+ */
+static int child_record_open(struct session_child *sc, struct relay_chan *ch)
+{
+    char msg[600] = "", title[400], line[600];
+    uint8_t ok = 0;
+    int fd = -1;
+
+    ch->record_cast = ch->kind == KIND_SHELL || ch->kind == KIND_EXEC;
+    buf_reset(sc->req);
+    if (buf_put_cstring(sc->req, ch->session_id) != ERR_OK ||
+        buf_put_u8(sc->req, ch->record_cast ? 0 : 1) != ERR_OK ||
+        session_monitor_call(sc, MP_RECORD_OPEN, MP_RECORD_OPEN_REPLY, &fd) !=
+            ERR_OK ||
+        buf_get_u8(sc->rep, &ok) != ERR_OK ||
+        buf_get_cstring_into(sc->rep, msg, sizeof(msg)) != ERR_OK) {
+        snprintf(msg, sizeof(msg), "internal error");
+        ok = 0;
+    }
+    if (!ok || fd < 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        snprintf(line, sizeof(line), "cannot record this session: %s", msg);
+        ch->fail_msg = strdup(line);
+        ch->result = strdup("error: recording unavailable");
+        return ERR_IO;
+    }
+    if ((ch->rec = record_new(fd)) == NULL) {
+        close(fd);
+        ch->fail_msg = strdup("cannot record this session: out of memory");
+        ch->result = strdup("error: recording unavailable");
+        return ERR_NOMEM;
+    }
+    if (ch->record_cast) {
+        snprintf(title, sizeof(title), "%s on %s (%s)", ch->user_name,
+                 sc->asset_name, ch->session_id);
+        if (record_cast_header(ch->rec, ch->pty ? ch->cols : 80,
+                               ch->pty ? ch->rows : 24, util_now(), title,
+                               ch->pty ? ch->term : NULL) != ERR_OK) {
+            ch->fail_msg = strdup("cannot record this session: write failed");
+            ch->result = strdup("error: recording unavailable");
+            return ERR_IO;
+        }
+    }
+    return ERR_OK;
+}
+
 static void child_start(struct session_child *sc, struct relay_chan *ch)
 {
     if (ch->session_id[0] == '\0' && child_authorize(sc, ch) != ERR_OK) {
+        ch->state = CHAN_FAILING;
+        return;
+    }
+    if (ch->record_required && ch->rec == NULL &&
+        child_record_open(sc, ch) != ERR_OK) {
         ch->state = CHAN_FAILING;
         return;
     }
@@ -633,6 +708,12 @@ static bool child_step(struct session_child *sc)
             moved = true;
         }
         moved |= relay_pump(ch);
+        if (ch->rec != NULL && record_failed(ch->rec) &&
+            ch->state == CHAN_RELAYING) {
+            relay_abort(ch, "the session recording failed; session ended",
+                        "error: recording failed");
+            moved = true;
+        }
         if (relay_finished(ch)) {
             child_report_end(sc, ch, ch->result ? ch->result : "ok");
             *pp = ch->next;
@@ -657,6 +738,14 @@ static void child_loop(struct session_child *sc)
             break;
         }
         child_time_limit(sc);
+        if (util_mono_ms() - sc->last_flush_ms >= 1000) {
+            for (struct relay_chan *ch = sc->chans; ch != NULL; ch = ch->next) {
+                if (ch->rec != NULL) {
+                    (void)record_flush(ch->rec);
+                }
+            }
+            sc->last_flush_ms = util_mono_ms();
+        }
         if (moved || sc->activity) {
             sc->activity = false;
             continue;

@@ -16,8 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+#include <limits.h>
 
 #include <sodium.h>
 
@@ -30,6 +33,10 @@
 #include "common/util.h"
 #include "policy/policy.h"
 #include "sshproxy/mproto.h"
+
+/* The recording's size goes into the row once the store can hold it. */
+#define STORE_SET_RECORDING_SIZE(st, id, size)                                 \
+    ((void)(st), (void)(id), (void)(size))
 
 #define MONITOR_FP_MAX 128
 #define MONITOR_DETAIL_MAX 65536
@@ -151,7 +158,7 @@ static void monitor_reply(struct monitor *m, struct mchild *c, uint8_t type,
 
 /* --- report rows --- */
 
-static int monitor_row_add(struct mchild *c, const char *id)
+static int monitor_row_add(struct mchild *c, const char *id, bool record)
 {
     struct mchild_row *row = calloc(1, sizeof(*row));
 
@@ -159,6 +166,7 @@ static int monitor_row_add(struct mchild *c, const char *id)
         return ERR_NOMEM;
     }
     snprintf(row->id, sizeof(row->id), "%s", id);
+    row->record = record;
     row->next = c->rows;
     c->rows = row;
     return ERR_OK;
@@ -505,7 +513,9 @@ static void monitor_authorize_reply(struct monitor *m, struct mchild *c,
            buf_put_cstring(m->rep, msg ? msg : "") ||
            buf_put_cstring(m->rep, c->asset_name) ||
            buf_put_u32(m->rep, d ? (uint32_t)d->max_session_minutes : 0) ||
-           buf_put_u32(m->rep, d ? (uint32_t)d->idle_timeout_minutes : 0));
+           buf_put_u32(m->rep, d ? (uint32_t)d->idle_timeout_minutes : 0) ||
+           buf_put_u8(m->rep, d && d->record ? 1 : 0) ||
+           buf_put_cstring(m->rep, c->user_name));
     monitor_reply(m, c, MP_AUTHORIZE_REPLY, -1);
 }
 
@@ -664,7 +674,7 @@ static int monitor_authorize(struct monitor *m, struct mchild *c,
     s.started_at = util_now();
     s.exit_status = -1;
     if (store_session_open(m->store, &s) != ERR_OK ||
-        monitor_row_add(c, s.id) != ERR_OK) {
+        monitor_row_add(c, s.id, d.record) != ERR_OK) {
         monitor_authorize_reply(
             m, c, false, NULL, "internal error: cannot write the report", NULL);
         goto out;
@@ -909,21 +919,144 @@ static bool monitor_result_ok(const char *s)
     return true;
 }
 
+static struct mchild_row *monitor_row_find(struct mchild *c, const char *id)
+{
+    for (struct mchild_row *row = c->rows; row != NULL; row = row->next) {
+        if (strcmp(row->id, id) == 0) {
+            return row;
+        }
+    }
+    return NULL;
+}
+
+/* mkdir -p for the recording's date folders, each mode 0750. */
+static int monitor_mkdirs(const char *path)
+{
+    char tmp[PATH_MAX];
+    size_t n = strlen(path);
+
+    if (n >= sizeof(tmp)) {
+        return ERR_TOO_LONG;
+    }
+    memcpy(tmp, path, n + 1);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0750) == 0) {
+                (void)chmod(tmp, 0750);
+            } else if (errno != EEXIST) {
+                return ERR_IO;
+            }
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0750) == 0) {
+        (void)chmod(tmp, 0750);
+    } else if (errno != EEXIST) {
+        return ERR_IO;
+    }
+    return ERR_OK;
+}
+
+/*
+ * Creates the recording file of a session: exclusively (never overwrite),
+ * mode 0640, below [record] dir in date folders, and hands the child the
+ * descriptor. The row gets the path at once, so a crash leaves the report
+ * pointing at what was recorded.
+ */
+static int monitor_record_open(struct monitor *m, struct mchild *c,
+                               struct buf *req)
+{
+    char row_id[STORE_ID_MAX + 1] = "", dir[PATH_MAX], path[PATH_MAX + 64],
+                               msg[PATH_MAX + 128] = "";
+    struct store_session upd;
+    struct mchild_row *row;
+    struct tm tm;
+    time_t now = time(NULL);
+    uint8_t format = 0;
+    int fd = -1;
+
+    if (c->state != MC_AUTHED ||
+        buf_get_cstring_into(req, row_id, sizeof(row_id)) != ERR_OK ||
+        buf_get_u8(req, &format) != ERR_OK || format > 1 ||
+        buf_expect_end(req) != ERR_OK ||
+        (row = monitor_row_find(c, row_id)) == NULL || !row->record ||
+        row->rec_opened) {
+        return ERR_PROTO;
+    }
+    row->rec_opened = true;
+    gmtime_r(&now, &tm);
+    snprintf(dir, sizeof(dir), "%s/%04d/%02d/%02d", m->cfg->record_dir,
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+    snprintf(path, sizeof(path), "%s/%s.%s", dir, row_id,
+             format == 0 ? "cast" : "jsonl");
+    if (monitor_mkdirs(dir) != ERR_OK) {
+        snprintf(msg, sizeof(msg), "cannot create the recording folder %s: %s",
+                 dir, strerror(errno));
+    } else if ((fd = open(path,
+                          O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                          0640)) < 0) {
+        snprintf(msg, sizeof(msg), "cannot create the recording %s: %s", path,
+                 strerror(errno));
+    }
+    if (fd >= 0 && fchmod(fd, 0640) != 0) {
+        snprintf(msg, sizeof(msg), "cannot set the mode of %s: %s", path,
+                 strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    if (fd < 0) {
+        log_error("session %s: %s", row_id, msg);
+        (void)(buf_put_u8(m->rep, 0) || buf_put_cstring(m->rep, msg));
+        monitor_reply(m, c, MP_RECORD_OPEN_REPLY, -1);
+        return ERR_OK;
+    }
+    memset(&upd, 0, sizeof(upd));
+    snprintf(upd.id, sizeof(upd.id), "%s", row_id);
+    util_strlcpy(upd.recording_path, path, sizeof(upd.recording_path));
+    if (store_session_update(m->store, &upd) != ERR_OK) {
+        log_error("session %s: cannot store the recording path", row_id);
+    }
+    (void)(buf_put_u8(m->rep, 1) || buf_put_cstring(m->rep, ""));
+    monitor_reply(m, c, MP_RECORD_OPEN_REPLY, fd);
+    close(fd);
+    return ERR_OK;
+}
+
 static int monitor_session_end(struct monitor *m, struct mchild *c,
                                struct buf *req)
 {
-    char row[STORE_ID_MAX + 1] = "", result[STORE_RESULT_MAX + 1] = "";
-    uint64_t up = 0, down = 0;
+    char row[STORE_ID_MAX + 1] = "", result[STORE_RESULT_MAX + 1] = "",
+                            sha[65] = "";
+    struct store_session upd;
+    struct mchild_row *r;
+    uint64_t up = 0, down = 0, rec_size = 0;
     uint32_t exit1 = 0;
+    bool recorded;
 
     if (c->state != MC_AUTHED ||
         buf_get_cstring_into(req, row, sizeof(row)) != ERR_OK ||
         buf_get_u64(req, &up) != ERR_OK || buf_get_u64(req, &down) != ERR_OK ||
         buf_get_u32(req, &exit1) != ERR_OK ||
         buf_get_cstring_into(req, result, sizeof(result)) != ERR_OK ||
+        buf_get_u64(req, &rec_size) != ERR_OK ||
+        buf_get_cstring_into(req, sha, sizeof(sha)) != ERR_OK ||
         buf_expect_end(req) != ERR_OK || !monitor_result_ok(result) ||
-        !monitor_row_take(c, row)) {
+        (r = monitor_row_find(c, row)) == NULL) {
         return ERR_PROTO;
+    }
+    recorded = r->rec_opened;
+    if (!recorded && r->record && strncmp(result, "ok", 2) == 0) {
+        /* Policy said record and nothing was: never report that as ok. */
+        snprintf(result, sizeof(result), "error: session was not recorded");
+    }
+    (void)monitor_row_take(c, row);
+    if (recorded && sha[0] != '\0') {
+        memset(&upd, 0, sizeof(upd));
+        snprintf(upd.id, sizeof(upd.id), "%s", row);
+        snprintf(upd.recording_sha256, sizeof(upd.recording_sha256), "%s", sha);
+        (void)store_session_update(m->store, &upd);
+        STORE_SET_RECORDING_SIZE(m->store, row, rec_size);
     }
     if (store_session_close(m->store, row, util_now(), up, down,
                             exit1 == 0 ? -1 : (int)(exit1 - 1),
@@ -969,6 +1102,9 @@ int monitor_request(struct monitor *m, struct mchild *c, uint8_t type,
         break;
     case MP_SESSION_END:
         r = monitor_session_end(m, c, req);
+        break;
+    case MP_RECORD_OPEN:
+        r = monitor_record_open(m, c, req);
         break;
     default:
         r = ERR_PROTO;

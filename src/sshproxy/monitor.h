@@ -12,6 +12,8 @@
  *   MP_CONNECT        authenticated, a channel authorized, not yet asked
  *   MP_HOSTKEY        connected, not yet asked
  *   MP_CREDENTIALS    host key accepted, not yet asked
+ *   MP_RECORD_OPEN    for a row of this child whose policy says record;
+ *                     once per row
  *   MP_SESSION_END    authenticated; for a report row of this child only
  *
  * Anything else ends the child. The child never learns a password hash, a
@@ -44,6 +46,8 @@ enum mchild_state {
 struct mchild_row {
     char id[STORE_ID_MAX + 1];
     struct mchild_row *next;
+    bool record;     /* policy: this session must be recorded */
+    bool rec_opened; /* its recording file was handed out */
 };
 
 struct monitor;

@@ -33,7 +33,8 @@ enum mproto_type {
     MP_CREDENTIALS,       /* (empty): the asset's vaulted login */
     MP_HOSTKEY,           /* fingerprint the target presented */
     MP_SESSION_END,       /* session id, u64 up, u64 down, u32 exit+1,
-                             result */
+                             result, u64 recording size, recording sha256 */
+    MP_RECORD_OPEN,       /* session id, u8 format (0 cast, 1 jsonl) */
     /* main -> child */
     MP_AUTH_REPLY = 64,   /* u8 verdict, u32 delay ms, reason */
     MP_AUTHORIZE_REPLY,   /* u8 ok, session id, message, asset name */
@@ -41,6 +42,7 @@ enum mproto_type {
     MP_CREDENTIALS_REPLY, /* u8 ok, user, password, private key */
     MP_HOSTKEY_REPLY,     /* u8 ok, message */
     MP_ACK,               /* (empty) */
+    MP_RECORD_OPEN_REPLY, /* u8 ok, message; fd attached when ok */
     /* spawner -> main */
     MP_SPAWN_NEW = 96, /* u32 pid, client address; fd attached */
     MP_SPAWN_EXIT,     /* u32 pid, u32 wait status */

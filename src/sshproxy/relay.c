@@ -66,6 +66,7 @@ void relay_chan_free(struct relay_chan *ch)
         free(ch->env_name[i]);
         free(ch->env_value[i]);
     }
+    record_free(ch->rec);
     free(ch->detail);
     free(ch->fail_msg);
     free(ch->result);
@@ -153,10 +154,23 @@ static int relay_write(ssh_channel dst, int to_stderr, const uint8_t *p,
  * destination's window takes. Returns true if any byte moved; sets *err
  * when the destination failed.
  */
-static bool relay_stream_pump(struct relay_stream *st, ssh_channel src,
+/* What the recording sees of the bytes just read from stream idx. */
+static void relay_observe(struct relay_chan *ch, int idx, const uint8_t *p,
+                          size_t n)
+{
+    if (ch->rec == NULL) {
+        return;
+    }
+    if (ch->record_cast && idx != 0) {
+        (void)record_cast_data(ch->rec, 'o', p, n);
+    }
+}
+
+static bool relay_stream_pump(struct relay_chan *ch, int idx, ssh_channel src,
                               int from_stderr, ssh_channel dst, int to_stderr,
                               uint64_t *count, bool *err)
 {
+    struct relay_stream *st = &ch->s[idx];
     bool moved = false;
     uint32_t win, want;
     int n;
@@ -204,6 +218,7 @@ static bool relay_stream_pump(struct relay_stream *st, ssh_channel src,
         st->pend_len = (uint32_t)n;
         st->pend_off = 0;
         *count += (uint64_t)n;
+        relay_observe(ch, idx, st->pend, (size_t)n);
         moved = true;
     }
     return moved;
@@ -250,16 +265,16 @@ bool relay_pump(struct relay_chan *ch)
     }
     /* client stdin -> target */
     if (!ch->sent_up_eof && !ch->up_closed) {
-        moved |= relay_stream_pump(&ch->s[0], ch->down, 0, ch->up, 0,
-                                   &ch->bytes_up, &err);
+        moved |= relay_stream_pump(ch, 0, ch->down, 0, ch->up, 0, &ch->bytes_up,
+                                   &err);
     } else {
         ch->s[0].avail = 0;
     }
     /* target stdout/stderr -> client */
     if (!ch->down_closed && !ch->sent_down_eof) {
-        moved |= relay_stream_pump(&ch->s[1], ch->up, 0, ch->down, 0,
+        moved |= relay_stream_pump(ch, 1, ch->up, 0, ch->down, 0,
                                    &ch->bytes_down, &err);
-        moved |= relay_stream_pump(&ch->s[2], ch->up, 1, ch->down, 1,
+        moved |= relay_stream_pump(ch, 2, ch->up, 1, ch->down, 1,
                                    &ch->bytes_down, &err);
     }
     if (err) {
@@ -315,6 +330,18 @@ bool relay_pump(struct relay_chan *ch)
         ch->last_activity_ms = now;
     }
     return moved;
+}
+
+void relay_abort(struct relay_chan *ch, const char *msg, const char *result)
+{
+    if (ch->up != NULL && !ch->up_closed) {
+        ssh_channel_close(ch->up);
+    }
+    free(ch->fail_msg);
+    ch->fail_msg = strdup(msg);
+    free(ch->result);
+    ch->result = strdup(result);
+    ch->state = CHAN_FAILING;
 }
 
 bool relay_finished(const struct relay_chan *ch)

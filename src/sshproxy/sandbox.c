@@ -113,6 +113,8 @@ static const int sandbox_allowed[] = {
     SCMP_SYS(sched_yield),
     SCMP_SYS(restart_syscall),
     SCMP_SYS(dup),
+    SCMP_SYS(fsync),
+    SCMP_SYS(fdatasync),
 };
 
 /* System calls that only an attacker would make: kill the child. */

@@ -18,6 +18,7 @@
 #include <libssh/server.h>
 
 #include "common/buf.h"
+#include "record/record.h"
 #include "login/login.h"
 #include "store/store.h"
 
@@ -76,6 +77,11 @@ struct relay_chan {
     bool exit_core;
     uint64_t bytes_up, bytes_down;
     int64_t last_activity_ms;
+    /* recording, when the access profile says record */
+    bool record_required;
+    bool record_cast; /* asciicast (shell, exec) or JSON lines */
+    struct record *rec;
+    char user_name[STORE_NAME_MAX + 1];
     struct ssh_channel_callbacks_struct down_cb;
     struct ssh_channel_callbacks_struct up_cb;
 };
@@ -102,6 +108,7 @@ struct session_child {
     struct relay_chan *chans;
     struct ssh_server_callbacks_struct server_cb;
     int connect_timeout;
+    int64_t last_flush_ms; /* recordings are flushed at least every second */
 };
 
 /* relay.c */
@@ -116,6 +123,8 @@ bool relay_pump(struct relay_chan *ch);
 void relay_fail(struct relay_chan *ch);
 /* true when both sides are done and the channel can be freed. */
 bool relay_finished(const struct relay_chan *ch);
+/* Ends the channel at once (both sides) with a message for the client. */
+void relay_abort(struct relay_chan *ch, const char *msg, const char *result);
 
 /* upstream.c */
 /* Connects (through the monitor), verifies the host key, authenticates
