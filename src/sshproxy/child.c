@@ -631,6 +631,10 @@ static int child_record_open(struct session_child *sc, struct relay_chan *ch)
             ch->result = strdup("error: recording unavailable");
             return ERR_IO;
         }
+    } else if (relay_transfer_start(ch) != ERR_OK) {
+        ch->fail_msg = strdup("cannot record this session: write failed");
+        ch->result = strdup("error: recording unavailable");
+        return ERR_IO;
     }
     return ERR_OK;
 }

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "policy/policy.h"
@@ -67,6 +68,7 @@ void relay_chan_free(struct relay_chan *ch)
         free(ch->env_value[i]);
     }
     record_free(ch->rec);
+    scp_tracker_free(ch->scp);
     free(ch->detail);
     free(ch->fail_msg);
     free(ch->result);
@@ -163,7 +165,54 @@ static void relay_observe(struct relay_chan *ch, int idx, const uint8_t *p,
     }
     if (ch->record_cast && idx != 0) {
         (void)record_cast_data(ch->rec, 'o', p, n);
+    } else if (ch->scp != NULL && idx != 2) {
+        scp_tracker_feed(ch->scp, idx == 0, p, n);
     }
+}
+
+/* One transfer record: a JSON object on one line. */
+static void relay_transfer_event(const char *op, const char *path,
+                                 uint64_t bytes, void *arg)
+{
+    struct relay_chan *ch = arg;
+    char line[3 * SCP_LINE_MAX], when[32], jpath[2 * SCP_LINE_MAX];
+    int64_t now = util_now();
+
+    if (ch->rec == NULL ||
+        record_json_string(jpath, sizeof(jpath), path) == 0) {
+        return;
+    }
+    util_fmt_time(now, when, sizeof(when));
+    snprintf(line, sizeof(line),
+             "{\"time\": \"%s\", \"session\": \"%s\", \"op\": \"%s\", "
+             "\"path\": %s, \"bytes\": %llu}",
+             when, ch->session_id, op, jpath, (unsigned long long)bytes);
+    (void)record_line(ch->rec, line);
+}
+
+int relay_transfer_start(struct relay_chan *ch)
+{
+    char line[2 * 65536 + 1024], when[32], *cmd = NULL,
+                                           user[6 * STORE_NAME_MAX + 3];
+    size_t cap;
+
+    util_fmt_time(util_now(), when, sizeof(when));
+    cap = (ch->detail ? strlen(ch->detail) * 6 : 0) + 3;
+    if ((cmd = malloc(cap)) == NULL ||
+        record_json_string(cmd, cap, ch->detail ? ch->detail : "") == 0 ||
+        record_json_string(user, sizeof(user), ch->user_name) == 0) {
+        free(cmd);
+        return ERR_NOMEM;
+    }
+    snprintf(line, sizeof(line),
+             "{\"time\": \"%s\", \"session\": \"%s\", \"op\": \"start\", "
+             "\"kind\": \"%s\", \"user\": %s, \"command\": %s}",
+             when, ch->session_id, policy_kind_str(ch->kind), user, cmd);
+    free(cmd);
+    if (ch->kind == KIND_SCP) {
+        ch->scp = scp_tracker_new(ch->detail, relay_transfer_event, ch);
+    }
+    return record_line(ch->rec, line);
 }
 
 static bool relay_stream_pump(struct relay_chan *ch, int idx, ssh_channel src,
