@@ -1,0 +1,183 @@
+"""Recordings of sessions whose access profile says `record` (issue 3):
+asciicast v2 for shell and exec sessions that `asciinema cat` replays to
+what the user saw, JSON-lines transfer records for scp, durability across
+a kill -9 of the server, and refusal when the recording cannot be
+written."""
+
+import fcntl
+import json
+import os
+import signal
+import stat
+import struct
+import subprocess
+import termios
+import time
+
+import pytest
+
+from pclib import (Client, Portcullis, PtySession, keygen, sha256_file,
+                   uniq)
+
+
+def recorded_user(proxy, target, native="record"):
+    pw = "pw-" + uniq()
+    user = proxy.user_add(password=pw)
+    asset_id = proxy.target_asset(target)
+    proxy.allow(user, asset_id, native=native)
+    return "%s#%s" % (user, asset_id), pw, user
+
+
+def asciinema_cat(path):
+    """What `asciinema cat` prints (it wants a terminal: run it under
+    script(1))."""
+    r = subprocess.run(["script", "-qec", "asciinema cat %s" % path,
+                        "/dev/null"], capture_output=True, timeout=60)
+    assert r.returncode == 0, r
+    return r.stdout.decode("utf-8", "replace")
+
+
+def cast_events(path):
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    header = json.loads(lines[0])
+    return header, [json.loads(line) for line in lines[1:]]
+
+
+def check_recording_row(row):
+    path = row["recording_path"]
+    assert path and os.path.isfile(path), row
+    assert row["recording_sha256"] == sha256_file(path), row
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+    return path
+
+
+def test_recorded_shell_replays_what_the_user_saw(proxy, target,
+                                                  ssh_client):
+    login, pw, user = recorded_user(proxy, target)
+    env = ssh_client.env(password=pw)
+    env["TERM"] = "xterm"
+    term = PtySession(ssh_client.ssh_args(login, extra=["-tt"]), env,
+                      cols=90, rows=25)
+    try:
+        term.write("echo rec-$((6*7))\n")
+        term.expect(rb"rec-42")
+        fcntl.ioctl(term.master, termios.TIOCSWINSZ,
+                    struct.pack("HHHH", 30, 100, 0, 0))
+        os.kill(term.proc.pid, signal.SIGWINCH)
+        term.write("stty size\n")
+        term.expect(rb"30 100")
+        term.write("exit\n")
+        assert term.wait() == 0
+    finally:
+        term.close()
+    row = proxy.session_of(user, "ok", kind="shell")
+    path = check_recording_row(row)
+    header, events = cast_events(path)
+    assert header["version"] == 2
+    assert (header["width"], header["height"]) == (90, 25)
+    assert user in header["title"] and row["id"] in header["title"]
+    assert ["r", "100x30"] in [e[1:] for e in events]
+    times = [e[0] for e in events]
+    assert times == sorted(times)
+    shown = asciinema_cat(path)
+    assert "rec-42" in shown and "30 100" in shown
+
+
+def test_recorded_exec_keeps_stdout_and_stderr(proxy, target, ssh_client):
+    login, pw, user = recorded_user(proxy, target)
+    r = ssh_client.ssh(login, "echo to-out; echo to-err >&2; exit 4",
+                       password=pw)
+    assert r.rc == 4 and "to-out" in r.out and "to-err" in r.err
+    row = proxy.session_of(user, "ok", kind="exec")
+    path = check_recording_row(row)
+    shown = asciinema_cat(path)
+    assert "to-out" in shown and "to-err" in shown
+
+
+def test_allow_profile_is_not_recorded(proxy, target, ssh_client):
+    login, pw, user = recorded_user(proxy, target, native="allow")
+    r = ssh_client.ssh(login, "echo plain", password=pw)
+    assert r.rc == 0
+    row = proxy.session_of(user, "ok", kind="exec")
+    assert not row.get("recording_path")
+
+
+def test_scp_legacy_upload_is_recorded_as_transfers(proxy, target,
+                                                    ssh_client, tmp_path):
+    user = proxy.user_add()
+    key = keygen(tmp_path / "k")
+    proxy.key_add(user, str(key) + ".pub")
+    asset_id = proxy.target_asset(target)
+    proxy.allow(user, asset_id, native="record")
+    src = tmp_path / "up"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_bytes(b"x" * 1234)
+    (src / "sub" / "b.bin").write_bytes(os.urandom(70000))
+    dest = "/tmp/pc-rec-%s" % uniq()
+    r = ssh_client.scp("%s#%s" % (user, asset_id), "-r", str(src),
+                       ssh_client.remote(dest), legacy=True, key=key)
+    assert r.rc == 0, r
+    row = proxy.session_of(user, "ok", kind="scp")
+    path = check_recording_row(row)
+    with open(path) as f:
+        recs = [json.loads(line) for line in f]
+    assert recs[0]["op"] == "start" and recs[0]["kind"] == "scp"
+    got = {(x["op"], x["path"], x["bytes"]) for x in recs[1:]}
+    assert ("upload", "up/a.txt", 1234) in got
+    assert ("upload", "up/sub/b.bin", 70000) in got
+    assert ("mkdir", "up/sub", 0) in got
+    subprocess.run(["rm", "-rf", dest])
+
+
+def test_unwritable_recording_dir_refuses_the_session(pc, target, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    pc.set_config("record", "dir", str(blocker / "recordings"))
+    pc.start()
+    pw = "pw-" + uniq()
+    user = pc.user_add(password=pw)
+    asset_id = pc.target_asset(target)
+    pc.allow(user, asset_id, native="record")
+    r = Client(pc.ssh_port).ssh("%s#%s" % (user, asset_id), "echo ran",
+                                password=pw)
+    assert r.rc != 0 and "ran" not in r.out
+    lines = r.portcullis_lines()
+    assert len(lines) == 1 and "cannot record this session" in lines[0], r
+    pc.session_of(user, "error: recording unavailable")
+
+
+def test_kill_9_keeps_the_recording_and_marks_the_row(pc, target):
+    pc.start()
+    pw = "pw-" + uniq()
+    user = pc.user_add(password=pw)
+    asset_id = pc.target_asset(target)
+    pc.allow(user, asset_id, native="record")
+    client = Client(pc.ssh_port)
+    proc = client.popen_ssh("%s#%s" % (user, asset_id),
+                            "echo before-the-crash; sleep 60", password=pw,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        path = None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            rows = [r for r in pc.sessions() if r["user"] == user]
+            path = rows[0].get("recording_path") if rows else None
+            if path and os.path.exists(path) and \
+                    "before-the-crash" in open(path).read():
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the recording never showed the output: %r"
+                        % pc.sessions()[:3])
+        os.kill(pc.proc.pid, signal.SIGKILL)
+        pc.proc.wait()
+        pc.proc = None
+    finally:
+        proc.kill()
+        proc.wait()
+    header, events = cast_events(path)  # every line still parses
+    assert header["version"] == 2
+    assert any("before-the-crash" in e[2] for e in events)
+    pc.start()
+    pc.session_of(user, "error: interrupted")
