@@ -7,6 +7,8 @@
   pctarget    the local account the target's password logins use
   target      an OpenSSH sshd on a loopback port (module scope)
   ssh_client  OpenSSH ssh/scp/sftp pointed at `proxy` (module scope)
+  server_factory  make(**auth): started servers of one test's own, with
+              [auth] settings of its own (lockout, failure delay)
 
 Whatever a fixture starts it stops, also when the test fails. A server
 whose log shows a sanitizer report fails the test that was running.
@@ -61,6 +63,31 @@ def proxy(tmp_path_factory):
     yield p
     p.stop()
     _check_sanitizers(p, new_only=False)
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    """A function make(**auth) that inits and starts a server of this
+    test's own, tuned for tests and then with each [auth] key given set
+    (e.g. make(max_failures=3, lockout_seconds=60)); every server made is
+    stopped (and its log checked for sanitizer reports) after the test.
+    For tests that change the throttle, which a shared `proxy` must not
+    see."""
+    made = []
+
+    def make(**auth):
+        p = Portcullis(tmp_path / ("pc%d" % len(made)))
+        p.tune_for_tests()
+        for key, value in auth.items():
+            p.set_config("auth", key, str(value))
+        made.append(p)
+        return p.start()
+
+    yield make
+    for p in made:
+        p.stop()
+    for p in made:
+        _check_sanitizers(p, new_only=False)
 
 
 @pytest.fixture(autouse=True)

@@ -616,6 +616,15 @@ class Portcullis:
                         % (self.ssh_port, timeout, rc, tail))
         return self
 
+    def wait_http(self, timeout=15.0):
+        """Waits until the HTTP listener (REST API) listens; fails the test
+        if it does not within timeout."""
+        if not wait_listen(self.http_port, timeout, self.proc):
+            pytest.fail("portcullis serve did not listen on HTTP port %d "
+                        "within %ss; log:\n%s" % (self.http_port, timeout,
+                                                  self.log_tail()))
+        return self
+
     @property
     def pid(self):
         return self.proc.pid if self.proc else None
@@ -717,7 +726,9 @@ class Target:
     """An OpenSSH sshd on a loopback port with its own host key and config;
     root logs in with `key`, `password_user` with `password`."""
 
-    def __init__(self, workdir, password_user, password):
+    def __init__(self, workdir, password_user, password, extra_config=()):
+        """extra_config: more sshd_config lines (e.g. "AcceptEnv LC_*"),
+        appended after the defaults."""
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.host = "127.0.0.1"
@@ -750,8 +761,7 @@ class Target:
             "MaxStartups 200",
             "MaxSessions 200",
             "Subsystem sftp internal-sftp",
-            "",
-        ]))
+        ] + list(extra_config) + [""]))
         self.log_path = self.dir / "sshd.log"
         self.proc = None
 
@@ -778,6 +788,27 @@ class Target:
         if self.proc is not None:
             stop_process(self.proc, 10)
             self.proc = None
+
+    def ssh_args(self, command=None, extra=()):
+        """ssh straight to this sshd as root with its client key (no
+        proxy in between): the reference a proxied session is compared
+        with."""
+        args = ["ssh"] + SSH_COMMON + [
+            "-i", str(self.key), "-o", "IdentitiesOnly=yes",
+            "-o", "PreferredAuthentications=publickey",
+            "-o", "BatchMode=yes", "-p", str(self.port)] + list(extra) + \
+            ["root@%s" % self.host]
+        if command is not None:
+            args.append(command)
+        return args
+
+    def ssh(self, command=None, extra=(), input=None, stdin=None,
+            timeout=CMD_TIMEOUT):
+        """Runs ssh_args(...) to completion; returns a Result."""
+        env = dict(os.environ)
+        env.pop("SSH_AUTH_SOCK", None)
+        return run(self.ssh_args(command, extra), input=input, stdin=stdin,
+                   env=env, timeout=timeout)
 
 
 # ----------------------------------------------------------------- client
