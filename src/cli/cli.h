@@ -48,6 +48,13 @@ struct cli_ctx {
     struct vault *vault;       /* loaded on first use */
     const struct cli_cmd *cur; /* the command being run, for --help */
     char cmd[128];             /* its words: "user key add" */
+    /* Filled by cli_parse() for the audit event of a changing command:
+     * parsed is true once the arguments were accepted (not for --help),
+     * audit_target is the first positional argument (NULL if none),
+     * audit_detail the other positionals and the options used. */
+    bool parsed;
+    const char *audit_target;
+    char audit_detail[1024];
 };
 
 struct cli_cmd {
@@ -59,6 +66,12 @@ struct cli_cmd {
      * run and sub runs run() when its first argument names no sub-verb. */
     int (*run)(struct cli_ctx *ctx, int argc, char **argv);
     const struct cli_cmd *const *sub; /* NULL-terminated, or NULL */
+    /* The command changes something: once run() succeeds, cli_dispatch()
+     * writes an audit event (actor "cli:<unix user>", action "noun.verb",
+     * target the first positional argument, detail the other arguments
+     * and the options used, with values of secret-looking options left
+     * out). */
+    bool mutates;
 };
 
 /* The top-level commands: one file per noun; init and serve in cli_init.c. */
@@ -71,6 +84,9 @@ extern const struct cli_cmd cli_asset;
 extern const struct cli_cmd cli_grant;
 extern const struct cli_cmd cli_profile;
 extern const struct cli_cmd cli_session;
+extern const struct cli_cmd cli_audit;
+extern const struct cli_cmd cli_token;
+extern const struct cli_cmd cli_role;
 
 /* --- dispatch, parsing, messages --- */
 
@@ -191,5 +207,12 @@ json_t *cli_json_time(int64_t t);
 const char *cli_nz(const char *s);
 /* The ISO-8601 form of t into out[32], or "-" when t is 0. */
 void cli_fmt_time(int64_t t, char *out, size_t outlen);
+/* A time argument (--since, --until): Unix seconds, or ISO-8601 UTC as
+ * "2026-11-21T05:00:00Z", "2026-11-21T05:00Z" or "2026-11-21" (midnight).
+ * Returns ERR_OK or ERR_INVALID (prints nothing). */
+int cli_parse_time(const char *s, int64_t *out);
+/* A JSON string for text from the store, which may hold bytes that are
+ * not UTF-8: those become '?' rather than failing the whole output. */
+json_t *cli_json_text(const char *s);
 
 #endif

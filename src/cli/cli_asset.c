@@ -338,6 +338,7 @@ static const struct cli_cmd asset_add_cmd = {
         "                    pin the target's host key (default: trust the\n"
         "                    first key seen)\n",
     .run = asset_add_run,
+    .mutates = true,
 };
 static const struct cli_cmd asset_list_cmd = {
     .name = "list",
@@ -356,6 +357,7 @@ static const struct cli_cmd asset_delete_cmd = {
     .synopsis = "asset delete ID|NAME",
     .summary = "Delete an asset.",
     .run = asset_delete_run,
+    .mutates = true,
 };
 static const struct cli_cmd asset_retrust_cmd = {
     .name = "retrust",
@@ -365,6 +367,7 @@ static const struct cli_cmd asset_retrust_cmd = {
         "Without --fingerprint, the next key the target shows is trusted and "
         "pinned.\n",
     .run = asset_retrust_run,
+    .mutates = true,
 };
 static const struct cli_cmd *const asset_cmds[] = {
     &asset_add_cmd,    &asset_list_cmd,    &asset_show_cmd,

@@ -172,6 +172,7 @@ static const struct cli_cmd grant_delete_cmd = {
     .synopsis = "grant delete GRANT_ID",
     .summary = "Delete a grant.",
     .run = grant_delete_run,
+    .mutates = true,
 };
 static const struct cli_cmd *const grant_cmds[] = {&grant_list_cmd,
                                                    &grant_delete_cmd, NULL};
@@ -187,5 +188,6 @@ const struct cli_cmd cli_grant = {
         "A site grant covers the assets of the site and of all its "
         "sub-sites.\n",
     .run = grant_add_run,
+    .mutates = true,
     .sub = grant_cmds,
 };

@@ -173,6 +173,7 @@ static const struct cli_cmd group_add_cmd = {
     .synopsis = "group add NAME",
     .summary = "Create a group.",
     .run = group_add_run,
+    .mutates = true,
 };
 static const struct cli_cmd group_list_cmd = {
     .name = "list",
@@ -185,18 +186,21 @@ static const struct cli_cmd group_delete_cmd = {
     .synopsis = "group delete NAME",
     .summary = "Delete a group (not its members).",
     .run = group_delete_run,
+    .mutates = true,
 };
 static const struct cli_cmd group_member_add_cmd = {
     .name = "add",
     .synopsis = "group member add GROUP USER",
     .summary = "Add a user to a group.",
     .run = group_member_add_run,
+    .mutates = true,
 };
 static const struct cli_cmd group_member_remove_cmd = {
     .name = "remove",
     .synopsis = "group member remove GROUP USER",
     .summary = "Remove a user from a group.",
     .run = group_member_remove_run,
+    .mutates = true,
 };
 static const struct cli_cmd *const group_member_cmds[] = {
     &group_member_add_cmd, &group_member_remove_cmd, NULL};

@@ -24,6 +24,7 @@
 #include "common/util.h"
 #include "common/vault.h"
 #include "sshproxy/server.h"
+#include "store/access.h"
 
 #define INIT_ADMIN_NAME "admin"
 #define INIT_ADMIN_PASSWORD_LEN 20
@@ -200,6 +201,9 @@ static int init_store(struct init_paths *p, char *pw, size_t pwlen)
 {
     const char *path = p->file[INIT_DB];
     struct store *st = NULL;
+    struct store_user admin;
+    struct store_site_role role;
+    struct store_site root;
     char hash[STORE_HASH_MAX + 1] = "";
     int rc = CLI_EXIT_FAIL, r;
 
@@ -217,14 +221,27 @@ static int init_store(struct init_paths *p, char *pw, size_t pwlen)
         cli_error("cannot hash the admin password: %s", err_str(r));
         goto out;
     }
-    r = store_user_add(st, INIT_ADMIN_NAME, hash, false, NULL);
+    r = store_user_add(st, INIT_ADMIN_NAME, hash, false, &admin);
     if (r != ERR_OK) {
         cli_store_error(r, "user", INIT_ADMIN_NAME);
+        goto out;
+    }
+    /* admin may manage everything, through the CLI and the REST API */
+    memset(&role, 0, sizeof(role));
+    memcpy(role.user_id, admin.id, sizeof(admin.id));
+    role.role = SITE_ROLE_ADMIN;
+    if ((r = store_site_get(st, "/root", &root)) == ERR_OK) {
+        memcpy(role.site_id, root.id, sizeof(root.id));
+        r = store_site_role_add(st, &role);
+    }
+    if (r != ERR_OK) {
+        cli_error("cannot make admin an administrator: %s", err_str(r));
         goto out;
     }
     rc = CLI_EXIT_OK;
 out:
     sodium_memzero(hash, sizeof(hash));
+    sodium_memzero(&admin, sizeof(admin));
     store_close(st);
     return rc;
 }

@@ -258,18 +258,21 @@ static const struct cli_cmd profile_add_cmd = {
         "  --idle-timeout-minutes N    end idle sessions after N minutes (0: "
         "never)\n",
     .run = profile_add_run,
+    .mutates = true,
 };
 static const struct cli_cmd profile_assign_cmd = {
     .name = "assign",
     .synopsis = "profile assign NAME (--user U | --group G)",
     .summary = "Assign a profile to a user or a group.",
     .run = profile_assign_run,
+    .mutates = true,
 };
 static const struct cli_cmd profile_unassign_cmd = {
     .name = "unassign",
     .synopsis = "profile unassign NAME (--user U | --group G)",
     .summary = "Take a profile away from a user or a group.",
     .run = profile_unassign_run,
+    .mutates = true,
 };
 static const struct cli_cmd profile_list_cmd = {
     .name = "list",
@@ -282,6 +285,7 @@ static const struct cli_cmd profile_delete_cmd = {
     .synopsis = "profile delete NAME",
     .summary = "Delete an access profile.",
     .run = profile_delete_run,
+    .mutates = true,
 };
 static const struct cli_cmd *const profile_cmds[] = {
     &profile_add_cmd,  &profile_assign_cmd, &profile_unassign_cmd,

@@ -93,6 +93,7 @@ static const struct cli_cmd site_add_cmd = {
     .synopsis = "site add PATH",
     .summary = "Create a site (and any missing parents), e.g. /root/DevOps.",
     .run = site_add_run,
+    .mutates = true,
 };
 static const struct cli_cmd site_list_cmd = {
     .name = "list",
@@ -105,6 +106,7 @@ static const struct cli_cmd site_delete_cmd = {
     .synopsis = "site delete PATH",
     .summary = "Delete a site that has no assets and no sub-sites.",
     .run = site_delete_run,
+    .mutates = true,
 };
 static const struct cli_cmd *const site_cmds[] = {&site_add_cmd, &site_list_cmd,
                                                   &site_delete_cmd, NULL};

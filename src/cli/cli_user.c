@@ -551,24 +551,28 @@ static const struct cli_cmd user_add_cmd = {
                "standard input\n"
                "  --disabled        create the user disabled\n",
     .run = user_add_run,
+    .mutates = true,
 };
 static const struct cli_cmd user_passwd_cmd = {
     .name = "passwd",
     .synopsis = "user passwd NAME --password-stdin",
     .summary = "Set a user's password, read from one line of standard input.",
     .run = user_passwd_run,
+    .mutates = true,
 };
 static const struct cli_cmd user_enable_cmd = {
     .name = "enable",
     .synopsis = "user enable NAME",
     .summary = "Allow a user to log in again.",
     .run = user_enable_run,
+    .mutates = true,
 };
 static const struct cli_cmd user_disable_cmd = {
     .name = "disable",
     .synopsis = "user disable NAME",
     .summary = "Refuse every login of a user.",
     .run = user_disable_run,
+    .mutates = true,
 };
 static const struct cli_cmd user_totp_cmd = {
     .name = "totp",
@@ -578,6 +582,7 @@ static const struct cli_cmd user_totp_cmd = {
                "uri=otpauth://... lines for an authenticator app; logins then\n"
                "need the 6-digit code.\n",
     .run = user_totp_run,
+    .mutates = true,
 };
 static const struct cli_cmd user_key_add_cmd = {
     .name = "add",
@@ -587,6 +592,7 @@ static const struct cli_cmd user_key_add_cmd = {
         "reads stdin).",
     .details = "Prints the new key's ID.\n",
     .run = user_key_add_run,
+    .mutates = true,
 };
 static const struct cli_cmd user_key_list_cmd = {
     .name = "list",
@@ -599,6 +605,7 @@ static const struct cli_cmd user_key_delete_cmd = {
     .synopsis = "user key delete NAME KEY_ID|FINGERPRINT",
     .summary = "Remove one of a user's public keys.",
     .run = user_key_delete_run,
+    .mutates = true,
 };
 static const struct cli_cmd *const user_key_cmds[] = {
     &user_key_add_cmd, &user_key_list_cmd, &user_key_delete_cmd, NULL};
@@ -624,6 +631,7 @@ static const struct cli_cmd user_delete_cmd = {
     .synopsis = "user delete NAME",
     .summary = "Delete a user.",
     .run = user_delete_run,
+    .mutates = true,
 };
 static const struct cli_cmd *const user_cmds[] = {
     &user_add_cmd,    &user_passwd_cmd,

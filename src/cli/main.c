@@ -18,7 +18,8 @@
 
 static const struct cli_cmd *const main_cmds[] = {
     &cli_init,  &cli_serve, &cli_user,    &cli_group,   &cli_site,
-    &cli_asset, &cli_grant, &cli_profile, &cli_session, NULL};
+    &cli_asset, &cli_grant, &cli_profile, &cli_session, &cli_audit,
+    &cli_token, &cli_role,  NULL};
 
 static void main_usage(FILE *f)
 {

@@ -72,6 +72,10 @@ int config_defaults(struct config *cfg, const char *data_dir)
     cfg->login_grace_seconds = 60;
     cfg->connect_timeout_seconds = 10;
     cfg->http_port = 8080;
+    cfg->http_session_minutes = 60;
+    cfg->http_max_body = 1024 * 1024;
+    cfg->http_max_conns_per_source = 64;
+    cfg->http_timeout_seconds = 30;
     cfg->max_failures = 5;
     cfg->failure_window_seconds = 300;
     cfg->lockout_seconds = 300;
@@ -83,6 +87,7 @@ int config_defaults(struct config *cfg, const char *data_dir)
                              "ssh_host_ed25519_key")) ||
         (r = config_set_str(&cfg->privsep_user, "nobody")) ||
         (r = config_set_str(&cfg->http_listen, "127.0.0.1")) ||
+        (r = config_set_path(&cfg->http_jwt_secret, data_dir, "api_jwt.key")) ||
         (r = config_set_str(&cfg->store_driver, "sqlite")) ||
         (r = config_set_path(&cfg->store_path, data_dir, "portcullis.db")) ||
         (r = config_set_path(&cfg->vault_key, data_dir, "vault.key")) ||
@@ -118,6 +123,14 @@ static const struct config_key config_keys[] = {
     CK("ssh", "privsep_user", CK_STR, privsep_user, 0, 0),
     CK("http", "listen", CK_STR, http_listen, 0, 0),
     CK("http", "port", CK_INT, http_port, 0, 65535),
+    CK("http", "tls_cert", CK_PATH, http_tls_cert, 0, 0),
+    CK("http", "tls_key", CK_PATH, http_tls_key, 0, 0),
+    CK("http", "jwt_secret", CK_PATH, http_jwt_secret, 0, 0),
+    CK("http", "session_minutes", CK_INT, http_session_minutes, 1, 10080),
+    CK("http", "max_body_bytes", CK_INT, http_max_body, 1024, 64 * 1024 * 1024),
+    CK("http", "max_connections_per_source", CK_INT, http_max_conns_per_source,
+       1, 100000),
+    CK("http", "timeout_seconds", CK_INT, http_timeout_seconds, 1, 3600),
     CK("store", "driver", CK_STR, store_driver, 0, 0),
     CK("store", "path", CK_PATH, store_path, 0, 0),
     CK("vault", "key_file", CK_PATH, vault_key, 0, 0),
@@ -295,6 +308,9 @@ void config_free(struct config *cfg)
     free(cfg->ssh_host_key);
     free(cfg->privsep_user);
     free(cfg->http_listen);
+    free(cfg->http_tls_cert);
+    free(cfg->http_tls_key);
+    free(cfg->http_jwt_secret);
     free(cfg->store_driver);
     free(cfg->store_path);
     free(cfg->vault_key);

@@ -6,7 +6,9 @@
  *   [server]  data_dir, log_level
  *   [ssh]     listen, port, host_key, max_startups, max_sessions,
  *             login_grace_seconds, connect_timeout_seconds, privsep_user
- *   [http]    listen, port
+ *   [http]    listen, port, tls_cert, tls_key, jwt_secret,
+ *             session_minutes, max_body_bytes, max_connections_per_source,
+ *             timeout_seconds
  *   [store]   driver (sqlite), path
  *   [vault]   key_file
  *   [auth]    max_failures, failure_window_seconds, lockout_seconds,
@@ -36,7 +38,14 @@ struct config {
     char *privsep_user; /* children drop to this user when run as root */
 
     char *http_listen;
-    int http_port; /* default 8080 */
+    int http_port;                 /* default 8080 */
+    char *http_tls_cert;           /* PEM certificate; NULL = plain HTTP */
+    char *http_tls_key;            /* its private key */
+    char *http_jwt_secret;         /* HS256 key file (made on first use) */
+    int http_session_minutes;      /* lifetime of a login's session JWT */
+    int http_max_body;             /* largest request body accepted */
+    int http_max_conns_per_source; /* open connections per client address */
+    int http_timeout_seconds;      /* idle / request deadline */
 
     char *store_driver; /* "sqlite" */
     char *store_path;   /* absolute */

@@ -44,6 +44,7 @@
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/util.h"
+#include "http/http.h"
 #include "sshproxy/child.h"
 #include "sshproxy/monitor.h"
 #include "sshproxy/mproto.h"
@@ -319,6 +320,7 @@ int server_run(const struct config *cfg)
     sigset_t mask;
     int link[2] = {-1, -1}, listen_fd = -1, sig_fd = -1, no = 0, r, count = 0;
     pid_t pid;
+    struct http *http = NULL;
 
     memset(&s, 0, sizeof(s));
     ssh_init();
@@ -412,6 +414,14 @@ int server_run(const struct config *cfg)
         count > 0) {
         log_warn("closed %d report rows left open by a previous run", count);
     }
+    /* The HTTP side (REST API) shares the loop and the monitor's store. */
+    if ((r = http_start(&http, cfg, s.loop, s.mon.store, s.mon.vault)) !=
+        ERR_OK) {
+        kill(pid, SIGTERM);
+        waitpid(pid, NULL, 0);
+        monitor_free(&s.mon);
+        goto out;
+    }
     log_info("listening on %s port %d", cfg->ssh_listen, cfg->ssh_port);
     r = loop_run(s.loop);
     if (r == ERR_OK) {
@@ -421,6 +431,7 @@ int server_run(const struct config *cfg)
     close(link[0]);
     link[0] = -1;
     waitpid(pid, NULL, 0);
+    http_stop(http);
     monitor_free(&s.mon);
 out:
     loop_free(s.loop);

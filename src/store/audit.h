@@ -23,8 +23,8 @@
 #define AUDIT_DETAIL_MAX 1024
 
 struct audit_entry {
-    int64_t seq;  /* 1, 2, 3, ... in append order */
-    int64_t time; /* Unix seconds */
+    int64_t seq;                      /* 1, 2, 3, ... in append order */
+    int64_t time;                     /* Unix seconds */
     char actor[AUDIT_FIELD_MAX + 1];  /* user name, "cli:root", "system" */
     char source[AUDIT_FIELD_MAX + 1]; /* client address, "cli", "api" */
     char action[AUDIT_FIELD_MAX + 1]; /* "login.ok", "user.add", ... */
@@ -48,7 +48,10 @@ int audit_list(struct store *st, const struct audit_filter *f,
 /* Walks the whole chain. ERR_OK if intact; otherwise ERR_CRYPTO and
  * *bad_seq = the first entry that does not verify (changed, or following
  * a removed entry), with why filled in. */
-int audit_verify(struct store *st, int64_t *bad_seq, char *why,
-                 size_t whylen);
+int audit_verify(struct store *st, int64_t *bad_seq, char *why, size_t whylen);
+/* As audit_verify(); *count (may be NULL) gets the number of entries that
+ * verified (all of them when the chain is intact). */
+int audit_verify_count(struct store *st, int64_t *count, int64_t *bad_seq,
+                       char *why, size_t whylen);
 
 #endif

@@ -158,6 +158,9 @@ struct store_session {
     char detail[STORE_RESULT_MAX + 1]; /* exec command (truncated), etc. */
     char recording_path[STORE_PATH_MAX + 1];
     char recording_sha256[65];
+    uint64_t recording_size;      /* bytes; 0 until the recording is closed */
+    int64_t recording_deleted_at; /* when retention deleted the file; 0 while
+                                     it exists (path and SHA-256 are kept) */
 };
 
 /* Every set criterion must hold; since and until are inclusive bounds on
@@ -324,6 +327,22 @@ int store_session_list(struct store *st, const struct store_session_filter *f,
  * many through *count. */
 int store_session_close_dangling(struct store *st, int64_t now,
                                  const char *result, int *count);
+/* Sets a row's recording path, size and hex SHA-256 (sha256 may be "" while
+ * the recording is still being written), open or closed. */
+int store_session_set_recording(struct store *st, const char *id,
+                                const char *path, uint64_t size,
+                                const char *sha256);
+/* Rows that ended before `ended_before` and still have a recording file
+ * (a path, not yet marked deleted), at most limit of them, ordered by ID
+ * and starting after after_id ("" or NULL = from the start): the retention
+ * sweep's pages. */
+int store_session_list_expired(struct store *st, int64_t ended_before,
+                               const char *after_id, size_t limit,
+                               struct store_session **list, size_t *n);
+/* Marks a row's recording as deleted at `when` (0 = now): size 0, path and
+ * SHA-256 kept. ERR_NOT_FOUND if no row has this ID. */
+int store_session_recording_deleted(struct store *st, const char *id,
+                                    int64_t when);
 
 /* Generic free for the fixed-size struct lists (groups, sites, grants,
  * profiles, sessions, users). */

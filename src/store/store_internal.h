@@ -46,4 +46,17 @@ struct store_migration {
 extern const struct store_migration store_migrations[];
 extern const size_t store_migrations_count;
 
+/* For the driver's companion files (store_access.c): the SQLite connection
+ * of a handle and the transaction helpers every public function uses, so
+ * a companion's functions are one transaction each like the driver's own.
+ * store_sqlite_db() returns NULL for a handle used in a forked child. */
+struct sqlite3;
+struct store;
+struct sqlite3 *store_sqlite_db(struct store *st);
+int store_sqlite_begin(struct store *st, bool write);
+/* Commits when r is ERR_OK, rolls back otherwise; returns the outcome. */
+int store_sqlite_end(struct store *st, int r);
+/* Maps an SQLite result code to ERR_* (logged as db_fail() does). */
+int store_sqlite_fail(struct store *st, int rc, const char *what);
+
 #endif

@@ -153,8 +153,84 @@ static const char store_schema_v1[] =
     "CREATE INDEX sessions_asset ON sessions(asset_id);"
     "CREATE INDEX sessions_open ON sessions(ended_at) WHERE ended_at IS NULL;";
 
+/*
+ * Version 2: who may manage Portcullis (access.h). Site roles go to a user
+ * or a group on a site, inherited by sub-sites; 1..4 are user, service,
+ * configuration-manager, administrator (a set, not an order). API tokens
+ * keep only a hash of the token's ID; revoked session tokens are kept
+ * until they expire.
+ */
+static const char store_schema_v2[] =
+    "CREATE TABLE site_roles ("
+    " id TEXT PRIMARY KEY,"
+    " site_id TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,"
+    " user_id TEXT REFERENCES users(id) ON DELETE CASCADE,"
+    " group_id TEXT REFERENCES groups(id) ON DELETE CASCADE,"
+    " role INTEGER NOT NULL CHECK (role BETWEEN 1 AND 4),"
+    " created_at BIGINT NOT NULL,"
+    " CHECK ((user_id IS NULL) <> (group_id IS NULL)));"
+    "CREATE UNIQUE INDEX site_roles_uniq ON site_roles"
+    " (site_id, COALESCE(user_id, group_id), role);"
+    "CREATE INDEX site_roles_user ON site_roles(user_id);"
+    "CREATE INDEX site_roles_group ON site_roles(group_id);"
+
+    "CREATE TABLE api_tokens ("
+    " id TEXT PRIMARY KEY,"
+    " user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    " jti_hash TEXT NOT NULL UNIQUE,"
+    " description TEXT NOT NULL DEFAULT '',"
+    " filter_cidrs TEXT NOT NULL DEFAULT '',"
+    " filter_paths TEXT NOT NULL DEFAULT '',"
+    " enabled INTEGER NOT NULL DEFAULT 1,"
+    " expires_at BIGINT NOT NULL,"
+    " created_at BIGINT NOT NULL);"
+    "CREATE INDEX api_tokens_user ON api_tokens(user_id);"
+
+    "CREATE TABLE revoked_jwts ("
+    " jti_hash TEXT PRIMARY KEY,"
+    " expires_at BIGINT NOT NULL);";
+
+/*
+ * Version 3: the audit log (audit.h, store_audit.c) and what the session
+ * report keeps about a recording.
+ *
+ * audit: one row per event, chained by hash; seq is the order of appending
+ * (1, 2, ...). audit_head: exactly one row with the newest seq and hash,
+ * updated in the same transaction as each append, so rows deleted from the
+ * end of the log are noticed. It starts at seq 0 with no hash (a constant
+ * row, not a value, so it is written here rather than by a hook).
+ *
+ * sessions: the recording's size in bytes, and when the retention sweep
+ * deleted the file (NULL while it exists; path and SHA-256 are kept).
+ */
+static const char store_schema_v3[] =
+    "CREATE TABLE audit ("
+    " seq BIGINT PRIMARY KEY,"
+    " time BIGINT NOT NULL,"
+    " actor TEXT NOT NULL,"
+    " source TEXT NOT NULL,"
+    " action TEXT NOT NULL,"
+    " target TEXT NOT NULL,"
+    " detail TEXT NOT NULL,"
+    " prev_hash TEXT NOT NULL,"
+    " hash TEXT NOT NULL);"
+    "CREATE INDEX audit_time ON audit(time);"
+    "CREATE INDEX audit_actor ON audit(actor);"
+
+    "CREATE TABLE audit_head ("
+    " id INTEGER PRIMARY KEY CHECK (id = 1),"
+    " seq BIGINT NOT NULL,"
+    " hash TEXT NOT NULL);"
+    "INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '');"
+
+    "ALTER TABLE sessions ADD COLUMN recording_size BIGINT NOT NULL"
+    " DEFAULT 0;"
+    "ALTER TABLE sessions ADD COLUMN recording_deleted_at BIGINT;";
+
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},
+    {2, store_schema_v2, STORE_HOOK_NONE},
+    {3, store_schema_v3, STORE_HOOK_NONE},
 };
 
 const size_t store_migrations_count =

@@ -2347,7 +2347,8 @@ out:
 #define SESSION_COLS                                                           \
     "id, user_id, user_name, asset_id, asset_name, site, kind, client_addr,"   \
     " route, started_at, COALESCE(ended_at, 0), bytes_up, bytes_down,"         \
-    " exit_status, result, detail, recording_path, recording_sha256"
+    " exit_status, result, detail, recording_path, recording_sha256,"          \
+    " recording_size, COALESCE(recording_deleted_at, 0)"
 
 static int row_session(sqlite3_stmt *s, void *item)
 {
@@ -2371,6 +2372,8 @@ static int row_session(sqlite3_stmt *s, void *item)
     col_text(s, 15, x->detail, sizeof(x->detail));
     col_text(s, 16, x->recording_path, sizeof(x->recording_path));
     col_text(s, 17, x->recording_sha256, sizeof(x->recording_sha256));
+    x->recording_size = (uint64_t)sqlite3_column_int64(s, 18);
+    x->recording_deleted_at = sqlite3_column_int64(s, 19);
     return ERR_OK;
 }
 
@@ -2426,11 +2429,11 @@ int store_session_open(struct store *st, const struct store_session *s)
                "INSERT INTO sessions (id, seq, user_id, user_name, asset_id,"
                " asset_name, site, kind, client_addr, route, started_at,"
                " ended_at, bytes_up, bytes_down, exit_status, result, detail,"
-               " recording_path, recording_sha256)"
+               " recording_path, recording_sha256, recording_size)"
                " VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM sessions),"
                " ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
-               " ?15, ?16, ?17, ?18)",
-               NULL, "tttttttttiziiitttt", id, s->user_id, s->user_name,
+               " ?15, ?16, ?17, ?18, ?19)",
+               NULL, "tttttttttiziiitttti", id, s->user_id, s->user_name,
                s->asset_id, s->asset_name, s->site, s->kind, s->client_addr,
                s->route, s->started_at != 0 ? s->started_at : util_now(),
                closed ? s->ended_at : (int64_t)0,
@@ -2438,7 +2441,7 @@ int store_session_open(struct store *st, const struct store_session *s)
                closed ? clamp_u64(s->bytes_down) : (int64_t)0,
                closed ? (int64_t)s->exit_status : (int64_t)-1,
                closed ? s->result : "", s->detail, s->recording_path,
-               s->recording_sha256);
+               s->recording_sha256, clamp_u64(s->recording_size));
     return tx_end(st, r);
 }
 
@@ -2657,4 +2660,87 @@ int store_session_close_dangling(struct store *st, int64_t now,
         *count = changes;
     }
     return r;
+}
+
+int store_session_set_recording(struct store *st, const char *id,
+                                const char *path, uint64_t size,
+                                const char *sha256)
+{
+    char key[STORE_ID_MAX + 1];
+    int r;
+
+    if ((r = store_check_len(path, STORE_PATH_MAX)) != ERR_OK ||
+        (r = store_check_len(sha256, 64)) != ERR_OK) {
+        return r;
+    }
+    if (!store_id_norm(id, key)) {
+        return ERR_NOT_FOUND;
+    }
+    return db_update_one(st, "session recording",
+                         "UPDATE sessions SET recording_path = ?,"
+                         " recording_size = ?, recording_sha256 = ?"
+                         " WHERE id = ?",
+                         "titt", path != NULL ? path : "", clamp_u64(size),
+                         sha256 != NULL ? sha256 : "", key);
+}
+
+int store_session_list_expired(struct store *st, int64_t ended_before,
+                               const char *after_id, size_t limit,
+                               struct store_session **list, size_t *n)
+{
+    void *items = NULL;
+    int r;
+
+    if (list == NULL || n == NULL || limit == 0) {
+        return ERR_INVALID;
+    }
+    /* Keyset paging by ID: a row the sweep could not delete is not seen
+     * again in the same sweep. */
+    r = db_list_query(st, "sessions expired",
+                      "SELECT " SESSION_COLS " FROM sessions"
+                      " WHERE ended_at IS NOT NULL AND ended_at < ?"
+                      " AND recording_path <> ''"
+                      " AND recording_deleted_at IS NULL AND id > ?"
+                      " ORDER BY id LIMIT ?",
+                      sizeof(struct store_session), row_session, &items, n,
+                      "iti", ended_before, after_id != NULL ? after_id : "",
+                      clamp_u64(limit));
+    *list = items;
+    return r;
+}
+
+int store_session_recording_deleted(struct store *st, const char *id,
+                                    int64_t when)
+{
+    char key[STORE_ID_MAX + 1];
+
+    if (!store_id_norm(id, key)) {
+        return ERR_NOT_FOUND;
+    }
+    return db_update_one(st, "session recording deleted",
+                         "UPDATE sessions SET recording_size = 0,"
+                         " recording_deleted_at = ? WHERE id = ?",
+                         "it", when != 0 ? when : util_now(), key);
+}
+
+/* --- for the driver's companion files (store_internal.h) ----------------- */
+
+struct sqlite3 *store_sqlite_db(struct store *st)
+{
+    return st != NULL && st->pid == getpid() ? st->db : NULL;
+}
+
+int store_sqlite_begin(struct store *st, bool write)
+{
+    return tx_begin(st, write);
+}
+
+int store_sqlite_end(struct store *st, int r)
+{
+    return tx_end(st, r);
+}
+
+int store_sqlite_fail(struct store *st, int rc, const char *what)
+{
+    return db_fail(st, rc, what);
 }

@@ -25,6 +25,7 @@
 #include "common/err.h"
 #include "common/util.h"
 #include "store/store.h"
+#include "store/store_internal.h"
 
 struct fx {
     char dir[64];
@@ -185,7 +186,7 @@ static void test_open_migrate(void **state)
     int v = 0;
 
     assert_int_equal(store_schema_version(f->st, &v), ERR_OK);
-    assert_int_equal(v, 1);
+    assert_int_equal(v, (int)store_migrations_count);
     assert_int_equal(stat(f->path, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
 
@@ -194,7 +195,7 @@ static void test_open_migrate(void **state)
     f->st = NULL;
     assert_int_equal(store_open(f->path, &f->st), ERR_OK);
     assert_int_equal(store_schema_version(f->st, &v), ERR_OK);
-    assert_int_equal(v, 1);
+    assert_int_equal(v, (int)store_migrations_count);
     assert_int_equal(store_site_list(f->st, &sites, &n), ERR_OK);
     assert_int_equal(n, 1);
     assert_string_equal(sites[0].path, "/root");
@@ -1346,7 +1347,7 @@ static void test_concurrent_first_open(void **state)
     f->st = NULL;
     assert_int_equal(store_open(path, &f->st), ERR_OK);
     assert_int_equal(store_schema_version(f->st, &v), ERR_OK);
-    assert_int_equal(v, 1);
+    assert_int_equal(v, (int)store_migrations_count);
     assert_int_equal(store_site_list(f->st, &sites, &n), ERR_OK);
     assert_int_equal(n, 1);
     store_list_free(sites);

@@ -1,0 +1,171 @@
+/*
+ * `portcullis role ...`: site roles, who may manage Portcullis (SPEC §4):
+ * administrator (everything), configuration-manager (configuration, not
+ * users and roles), service (what a peer node's proxy needs) and user
+ * (their own profile and tokens). Granted to a user or a group on a site,
+ * inherited by its sub-sites. `init` makes admin an administrator on /root.
+ */
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/err.h"
+#include "store/access.h"
+
+static int role_grant_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS], *site = "/root", *user = NULL;
+    const char *group = NULL, *role = NULL;
+    const struct cli_opt opts[] = {
+        CLI_OPT_STR("--site", &site),
+        CLI_OPT_STR("--user", &user),
+        CLI_OPT_STR("--group", &group),
+        CLI_OPT_STR("--role", &role),
+        CLI_OPT_END,
+    };
+    struct store_site_role sr;
+    struct store_site s;
+    struct store_user u;
+    struct store_group g;
+    int rc, r, rv;
+
+    memset(&sr, 0, sizeof(sr));
+    if ((rc = cli_parse(ctx, argc, argv, opts, "", pos)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((user != NULL) == (group != NULL)) {
+        return cli_usage(ctx, "give either --user USER or --group GROUP");
+    }
+    if (role == NULL) {
+        return cli_usage(ctx, "missing --role administrator|"
+                              "configuration-manager|service|user");
+    }
+    if ((rv = site_role_parse(role)) < 0) {
+        return cli_usage(ctx, "--role must be administrator, "
+                              "configuration-manager, service or user");
+    }
+    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if ((r = store_site_get(ctx->st, site, &s)) != ERR_OK) {
+        return cli_store_error(r, "site", site);
+    }
+    if (user != NULL) {
+        if ((rc = cli_get_user(ctx, user, &u)) != CLI_EXIT_OK) {
+            return rc;
+        }
+        memcpy(sr.user_id, u.id, sizeof(u.id));
+    } else {
+        if ((rc = cli_get_group(ctx, group, &g)) != CLI_EXIT_OK) {
+            return rc;
+        }
+        memcpy(sr.group_id, g.id, sizeof(g.id));
+    }
+    memcpy(sr.site_id, s.id, sizeof(s.id));
+    sr.role = rv;
+    r = store_site_role_add(ctx->st, &sr);
+    if (r == ERR_EXISTS) {
+        return cli_error("%s '%s' already has the role %s on %s",
+                         user != NULL ? "user" : "group",
+                         user != NULL ? user : group, role, s.path);
+    }
+    if (r != ERR_OK) {
+        return cli_store_error(r, "role", role);
+    }
+    printf("%s\n", sr.id);
+    return CLI_EXIT_OK;
+}
+
+static int role_list_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS];
+    bool json = false;
+    const struct cli_opt opts[] = {CLI_OPT_FLAG("--json", &json), CLI_OPT_END};
+    struct store_site_role *list = NULL;
+    struct cli_table *t;
+    size_t n = 0, i;
+    json_t *arr;
+    int rc, r;
+
+    if ((rc = cli_parse(ctx, argc, argv, opts, "", pos)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if ((r = store_site_role_list(ctx->st, &list, &n)) != ERR_OK) {
+        return cli_error("cannot list roles: %s", err_str(r));
+    }
+    if (json) {
+        arr = json_array();
+        for (i = 0; i < n; i++) {
+            cli_json_append(
+                &arr, json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", list[i].id,
+                                "site", list[i].site_path, "grantee_type",
+                                list[i].user_id[0] != '\0' ? "user" : "group",
+                                "grantee", list[i].grantee_name, "role",
+                                site_role_str(list[i].role)));
+        }
+        rc = cli_json_print(arr);
+    } else {
+        t = cli_table_new(5, "ID", "SITE", "TYPE", "GRANTEE", "ROLE");
+        for (i = 0; i < n; i++) {
+            cli_table_add(t, list[i].id, list[i].site_path,
+                          list[i].user_id[0] != '\0' ? "user" : "group",
+                          list[i].grantee_name, site_role_str(list[i].role));
+        }
+        rc = cli_table_finish(t);
+    }
+    store_list_free(list);
+    return rc;
+}
+
+static int role_revoke_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS];
+    int rc, r;
+
+    if ((rc = cli_parse(ctx, argc, argv, NULL, "ID", pos)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if ((r = store_site_role_delete(ctx->st, pos[0])) != ERR_OK) {
+        return cli_store_error(r, "role", pos[0]);
+    }
+    return CLI_EXIT_OK;
+}
+
+static const struct cli_cmd role_grant_cmd = {
+    .name = "grant",
+    .synopsis = "role grant [--site PATH] (--user U | --group G)\n"
+                "--role administrator|configuration-manager|service|user",
+    .summary = "Grant a site role (default site /root); prints its ID.",
+    .run = role_grant_run,
+    .mutates = true,
+};
+static const struct cli_cmd role_list_cmd = {
+    .name = "list",
+    .synopsis = "role list [--json]",
+    .summary = "List site roles.",
+    .run = role_list_run,
+};
+static const struct cli_cmd role_revoke_cmd = {
+    .name = "revoke",
+    .synopsis = "role revoke ID",
+    .summary = "Revoke a site role.",
+    .run = role_revoke_run,
+    .mutates = true,
+};
+static const struct cli_cmd *const role_cmds[] = {
+    &role_grant_cmd, &role_list_cmd, &role_revoke_cmd, NULL};
+
+const struct cli_cmd cli_role = {
+    .name = "role",
+    .summary = "Manage site roles (who may manage Portcullis).",
+    .details = "Roles are inherited by sub-sites. administrator: everything; "
+               "configuration-manager:\nconfiguration but not users and "
+               "roles; service: what a peer node needs;\nuser: their own "
+               "profile and API tokens.\n",
+    .sub = role_cmds,
+};

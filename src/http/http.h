@@ -1,0 +1,25 @@
+/*
+ * The HTTP side of the main process: the REST API (/api/v1), /healthz and
+ * /metrics, served by libwebsockets inside the main process's libuv loop
+ * (SPEC §10), so HTTP requests and the SSH monitor share one thread.
+ *
+ * Ownership: http_start() borrows cfg, loop, store and vault (they must
+ * outlive the struct http) and returns a struct http freed by http_stop(),
+ * which closes every connection and lets the loop finish libwebsockets'
+ * teardown. http_stop(NULL) is a no-op.
+ */
+#ifndef PORTCULLIS_HTTP_H
+#define PORTCULLIS_HTTP_H
+
+#include "common/config.h"
+#include "common/loop.h"
+#include "common/vault.h"
+#include "store/store.h"
+
+struct http;
+
+int http_start(struct http **out, const struct config *cfg, struct loop *loop,
+               struct store *store, struct vault *vault);
+void http_stop(struct http *h);
+
+#endif

@@ -1,0 +1,252 @@
+/*
+ * What the files of src/http/ share: the server state, one request as the
+ * route handlers see it, the route table's types, and the response
+ * helpers. Not for other modules.
+ *
+ * A request travels: http_server.c (libwebsockets: method, path, query,
+ * headers, body with its size limit) -> http_dispatch() in http_routes.c
+ * (route match, 404/405, authentication, token filters, strict body and
+ * query parsing, the permission check, the handler, the audit event) ->
+ * back to http_server.c, which writes the response.
+ *
+ * Ownership: struct http_req belongs to its connection; the JSON values
+ * in it (body, data, meta, errors) are references it holds and
+ * http_req_clear() releases.
+ */
+#ifndef PORTCULLIS_HTTP_INTERNAL_H
+#define PORTCULLIS_HTTP_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "auth/lockout.h"
+#include "common/config.h"
+#include "common/loop.h"
+#include "common/vault.h"
+#include "http/http.h"
+#include "http/http_body.h"
+#include "http/http_jwt.h"
+#include "store/access.h"
+#include "store/store.h"
+
+#define HTTP_PATH_MAX 1024
+#define HTTP_QUERY_MAX 2048
+#define HTTP_PARAMS 3
+#define HTTP_PARAM_MAX 256
+#define HTTP_FILTERS 8
+#define HTTP_LIST_DEFAULT 100
+#define HTTP_LIST_MAX 1000
+
+enum http_method {
+    HM_GET = 0,
+    HM_POST,
+    HM_PUT,
+    HM_PATCH,
+    HM_DELETE,
+    HM_HEAD,
+    HM_OPTIONS,
+    HM__COUNT
+};
+const char *http_method_str(int m);
+
+/* Who may call a route (issue 5 §4, SPEC §4). Site roles are a set;
+ * administrator may do everything. */
+enum http_perm {
+    PERM_PUBLIC = 0, /* no token */
+    PERM_SELF,       /* any authenticated user (their own profile, tokens) */
+    PERM_SERVICE,    /* service, configuration-manager or administrator */
+    PERM_CONFIG,     /* configuration-manager or administrator */
+    PERM_ADMIN,      /* administrator: users and roles */
+};
+
+/* Which site a permission is checked on (roles are inherited downwards). */
+enum http_scope {
+    SCOPE_ROOT = 0,  /* /root: the whole tree */
+    SCOPE_ASSET,     /* the site of the asset named by the first path {id} */
+    SCOPE_SITE,      /* the site named by the first path {id} */
+    SCOPE_BODY_SITE, /* the body's "site" field, /root if absent */
+    SCOPE_TOKEN,     /* the token {id} must be the caller's own, unless the
+                        caller is an administrator */
+    SCOPE_BODY_USER, /* the body's "user" must be the caller, unless the
+                        caller is an administrator */
+};
+
+struct http;
+struct http_req;
+
+typedef int (*http_handler_fn)(struct http_req *req);
+
+struct http_route {
+    int method;
+    const char *pattern; /* "/api/v1/users/{id}"; {x} matches one segment */
+    int perm;
+    int scope;
+    const struct http_field *body; /* NULL: the route takes no body */
+    bool list;                     /* accepts page[], sort, filter[] */
+    http_handler_fn fn;
+    const char *action; /* audit action of a change ("user.add"); NULL */
+};
+
+struct http_auth {
+    bool ok;
+    struct store_user user;
+    struct http_jwt_claims claims;
+    char jti_hash[HTTP_JWT_HASH_LEN + 1];
+    unsigned root_roles; /* site roles held on /root */
+};
+
+struct http_filter {
+    char field[64];
+    char value[256];
+};
+
+struct http_metrics {
+    uint64_t requests;
+    uint64_t api_auth_failures; /* failed logins and refused tokens */
+    uint64_t login_failures;    /* failed POST /login */
+    uint64_t responses_4xx, responses_5xx;
+};
+
+struct http {
+    const struct config *cfg;
+    struct loop *loop;
+    struct store *store;
+    struct vault *vault;
+    struct http_jwt_key *key;
+    struct lockout *lockout;
+    struct lws_context *ctx;
+    struct http_src **srcs; /* connections per client address */
+    size_t nsrc_buckets;
+    struct http_metrics m;
+    bool tls;
+};
+
+struct http_req {
+    struct http *h;
+    const struct http_route *route;
+    int method;
+    char path[HTTP_PATH_MAX];
+    char query[HTTP_QUERY_MAX];
+    char client_ip[64];
+    char client[80]; /* "ip:port"-like, for the audit source */
+    char params[HTTP_PARAMS][HTTP_PARAM_MAX];
+    const char *authorization; /* the raw header value, or NULL */
+    const char *body_data;
+    size_t body_len;
+    json_t *body;
+
+    /* the query of a list route */
+    size_t limit, offset;
+    char sort[64];
+    struct http_filter filters[HTTP_FILTERS];
+    size_t nfilters;
+
+    struct http_auth auth;
+
+    /* the response */
+    int status;
+    json_t *data, *meta, *errors;
+    char *raw; /* a non-JSON body (metrics); heap */
+    const char *raw_type;
+    char allow[64]; /* the Allow header of a 405 */
+    bool www_auth;  /* add WWW-Authenticate: Bearer */
+    int delay_ms;   /* answer after this long (failed logins) */
+    char audit_target[256];
+    char audit_detail[512];
+};
+
+void http_req_clear(struct http_req *req);
+
+/* Runs the request through the route table and fills the response. */
+void http_dispatch(struct http_req *req);
+
+/* Response helpers; each returns 0 so a handler can `return http_ok(..)`.
+ * http_ok steals data (and meta, may be NULL). */
+int http_ok(struct http_req *req, int status, json_t *data, json_t *meta);
+int http_error(struct http_req *req, int status, const char *code,
+               const char *title, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* Maps a store error about object what/name to 404, 409, 400 or 500. */
+int http_store_error(struct http_req *req, int err, const char *what,
+                     const char *name);
+/* Sorts, filters and pages a JSON array of objects by the request's list
+ * query, then answers 200 with meta {total, limit, offset}. Steals arr. */
+int http_list(struct http_req *req, json_t *arr);
+/* ISO-8601 string or null. */
+json_t *http_json_time(int64_t t);
+/* NULL for "" (for json_pack's "s?"). */
+const char *http_nz(const char *s);
+
+/* The route table (http_routes.c) and its size, for docs and tests. */
+extern const struct http_route http_routes[];
+extern const size_t http_routes_count;
+
+/* Handlers, by resource (http_res_*.c). */
+int http_h_healthz(struct http_req *req);
+int http_h_metrics(struct http_req *req);
+int http_h_login(struct http_req *req);
+int http_h_logout(struct http_req *req);
+int http_h_me_get(struct http_req *req);
+int http_h_me_patch(struct http_req *req);
+
+int http_h_users_list(struct http_req *req);
+int http_h_users_add(struct http_req *req);
+int http_h_users_get(struct http_req *req);
+int http_h_users_patch(struct http_req *req);
+int http_h_users_delete(struct http_req *req);
+int http_h_users_totp_enable(struct http_req *req);
+int http_h_users_totp_disable(struct http_req *req);
+int http_h_users_keys_list(struct http_req *req);
+int http_h_users_keys_add(struct http_req *req);
+int http_h_users_keys_delete(struct http_req *req);
+
+int http_h_groups_list(struct http_req *req);
+int http_h_groups_add(struct http_req *req);
+int http_h_groups_get(struct http_req *req);
+int http_h_groups_delete(struct http_req *req);
+int http_h_groups_members_list(struct http_req *req);
+int http_h_groups_members_add(struct http_req *req);
+int http_h_groups_members_delete(struct http_req *req);
+
+int http_h_sites_list(struct http_req *req);
+int http_h_sites_add(struct http_req *req);
+int http_h_sites_get(struct http_req *req);
+int http_h_sites_delete(struct http_req *req);
+int http_h_site_roles_list(struct http_req *req);
+int http_h_site_roles_add(struct http_req *req);
+int http_h_site_roles_delete(struct http_req *req);
+
+int http_h_assets_list(struct http_req *req);
+int http_h_assets_add(struct http_req *req);
+int http_h_assets_get(struct http_req *req);
+int http_h_assets_patch(struct http_req *req);
+int http_h_assets_delete(struct http_req *req);
+int http_h_grants_list(struct http_req *req);
+int http_h_grants_add(struct http_req *req);
+int http_h_grants_delete(struct http_req *req);
+
+int http_h_profiles_list(struct http_req *req);
+int http_h_profiles_add(struct http_req *req);
+int http_h_profiles_get(struct http_req *req);
+int http_h_profiles_patch(struct http_req *req);
+int http_h_profiles_delete(struct http_req *req);
+int http_h_profiles_assign(struct http_req *req);
+int http_h_profiles_unassign(struct http_req *req);
+
+int http_h_tokens_list(struct http_req *req);
+int http_h_tokens_add(struct http_req *req);
+int http_h_tokens_get(struct http_req *req);
+int http_h_tokens_patch(struct http_req *req);
+int http_h_tokens_delete(struct http_req *req);
+
+int http_h_sessions_list(struct http_req *req);
+int http_h_sessions_get(struct http_req *req);
+int http_h_sessions_recording(struct http_req *req);
+int http_h_audit_list(struct http_req *req);
+
+#include "http/http_token.h"
+
+#endif

@@ -1,0 +1,524 @@
+/*
+ * Issuing and verifying the API's JWTs (see http_jwt.h), and the small
+ * parsers the token commands share: durations, CIDR lists and path-prefix
+ * lists.
+ *
+ * libjwt encodes and decodes; the checks that decide whether a token is
+ * accepted are ours: the header's exact shape (no "none", no other
+ * algorithm, no key confusion), a constant-time HMAC comparison, the
+ * issuer, the expiry, and the claims' types.
+ */
+#include "http/http_jwt.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <jwt.h>
+#include <sodium.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "http/http_body.h"
+
+#define HTTP_JWT_ISSUER "portcullis"
+#define HTTP_JWT_CLOCK_SKEW 60 /* seconds an iat may lie in the future */
+
+struct http_jwt_key {
+    uint8_t k[HTTP_JWT_KEY_LEN];
+};
+
+/* --- the key --- */
+
+static int http_jwt_key_read(const char *path, struct http_jwt_key *k)
+{
+    struct stat sb;
+    ssize_t got;
+    int fd, r = ERR_IO;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        return errno == ENOENT ? ERR_NOT_FOUND : ERR_IO;
+    }
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        log_error("jwt secret %s: not a regular file", path);
+        goto out;
+    }
+    if ((sb.st_mode & 077) != 0) {
+        log_error("jwt secret %s: mode %03o lets others read it; chmod 600",
+                  path, (unsigned)(sb.st_mode & 0777));
+        r = ERR_CRYPTO;
+        goto out;
+    }
+    if (sb.st_size != HTTP_JWT_KEY_LEN) {
+        log_error("jwt secret %s: not %d bytes", path, HTTP_JWT_KEY_LEN);
+        r = ERR_CRYPTO;
+        goto out;
+    }
+    got = read(fd, k->k, HTTP_JWT_KEY_LEN);
+    if (got != HTTP_JWT_KEY_LEN) {
+        goto out;
+    }
+    r = ERR_OK;
+out:
+    close(fd);
+    return r;
+}
+
+int http_jwt_key_load(const char *path, bool create, struct http_jwt_key **out)
+{
+    uint8_t fresh[HTTP_JWT_KEY_LEN];
+    struct http_jwt_key *k;
+    int r;
+
+    *out = NULL;
+    if (path == NULL) {
+        return ERR_CONFIG;
+    }
+    if ((k = sodium_malloc(sizeof(*k))) == NULL) {
+        return ERR_NOMEM;
+    }
+    r = http_jwt_key_read(path, k);
+    if (r == ERR_NOT_FOUND && create) {
+        randombytes_buf(fresh, sizeof(fresh));
+        r = util_write_file_excl(path, fresh, sizeof(fresh), 0600);
+        sodium_memzero(fresh, sizeof(fresh));
+        /* Another process may have made it first: use theirs. */
+        r = http_jwt_key_read(path, k);
+    }
+    if (r != ERR_OK) {
+        sodium_free(k);
+        return r;
+    }
+    sodium_mprotect_readonly(k);
+    *out = k;
+    return ERR_OK;
+}
+
+void http_jwt_key_free(struct http_jwt_key *k)
+{
+    if (k != NULL) {
+        sodium_free(k); /* wipes */
+    }
+}
+
+/* --- issuing --- */
+
+static const char *http_jwt_kind_str(int kind)
+{
+    return kind == HTTP_JWT_API ? "api" : "session";
+}
+
+int http_jwt_issue(const struct http_jwt_key *k, struct http_jwt_claims *c,
+                   char **token)
+{
+    uint8_t raw[32];
+    jwt_t *jwt = NULL;
+    char *s = NULL;
+    int r = ERR_CRYPTO;
+
+    *token = NULL;
+    randombytes_buf(raw, sizeof(raw));
+    sodium_bin2base64(c->jti, sizeof(c->jti), raw, sizeof(raw),
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    if (jwt_new(&jwt) != 0) {
+        r = ERR_NOMEM;
+        goto out;
+    }
+    if (jwt_add_grant(jwt, "iss", HTTP_JWT_ISSUER) != 0 ||
+        jwt_add_grant(jwt, "sub", c->sub) != 0 ||
+        jwt_add_grant(jwt, "jti", c->jti) != 0 ||
+        jwt_add_grant(jwt, "kind", http_jwt_kind_str(c->kind)) != 0 ||
+        (c->kind == HTTP_JWT_API && jwt_add_grant(jwt, "tid", c->tid) != 0) ||
+        jwt_add_grant_int(jwt, "iat", (long)c->iat) != 0 ||
+        jwt_add_grant_int(jwt, "exp", (long)c->exp) != 0 ||
+        jwt_set_alg(jwt, JWT_ALG_HS256, k->k, HTTP_JWT_KEY_LEN) != 0) {
+        goto out;
+    }
+    if ((s = jwt_encode_str(jwt)) == NULL) {
+        goto out;
+    }
+    *token = s;
+    r = ERR_OK;
+out:
+    sodium_memzero(raw, sizeof(raw));
+    jwt_free(jwt);
+    return r;
+}
+
+void http_jwt_token_free(char *token)
+{
+    if (token != NULL) {
+        sodium_memzero(token, strlen(token));
+        free(token);
+    }
+}
+
+/* --- verifying --- */
+
+static const struct http_field http_jwt_header_spec[] = {
+    {"alg", HF_STRING, true, 1, 16},
+    {"typ", HF_STRING, true, 1, 16},
+    {NULL, HF_STRING, false, 0, 0},
+};
+
+static bool http_jwt_b64url(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+              (ch >= '0' && ch <= '9') || ch == '-' || ch == '_')) {
+            return false;
+        }
+    }
+    return len > 0;
+}
+
+/* The header must be exactly {"alg": "HS256", "typ": "JWT"}. */
+static int http_jwt_check_header(const char *h, size_t hlen)
+{
+    char dec[256], why[128];
+    size_t declen = 0;
+    json_t *hdr = NULL;
+    int r = ERR_AUTH;
+
+    if (sodium_base642bin((unsigned char *)dec, sizeof(dec) - 1, h, hlen, NULL,
+                          &declen, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0) {
+        return ERR_INVALID;
+    }
+    if (http_body_parse(dec, declen, http_jwt_header_spec, &hdr, why,
+                        sizeof(why)) != ERR_OK) {
+        return ERR_AUTH;
+    }
+    if (strcmp(http_body_str(hdr, "alg"), "HS256") == 0 &&
+        strcmp(http_body_str(hdr, "typ"), "JWT") == 0) {
+        r = ERR_OK;
+    }
+    json_decref(hdr);
+    return r;
+}
+
+static int http_jwt_check_sig(const struct http_jwt_key *k, const char *token,
+                              size_t signed_len, const char *sig, size_t siglen)
+{
+    uint8_t want[crypto_auth_hmacsha256_BYTES], got[64];
+    crypto_auth_hmacsha256_state st;
+    size_t gotlen = 0;
+    int r = ERR_AUTH;
+
+    if (sodium_base642bin(got, sizeof(got), sig, siglen, NULL, &gotlen, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        gotlen != sizeof(want)) {
+        return ERR_AUTH;
+    }
+    crypto_auth_hmacsha256_init(&st, k->k, HTTP_JWT_KEY_LEN);
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)token,
+                                  signed_len);
+    crypto_auth_hmacsha256_final(&st, want);
+    if (sodium_memcmp(want, got, sizeof(want)) == 0) {
+        r = ERR_OK;
+    }
+    sodium_memzero(&st, sizeof(st));
+    sodium_memzero(want, sizeof(want));
+    return r;
+}
+
+static int http_jwt_copy_claim(jwt_t *jwt, const char *name, char *dst,
+                               size_t dstlen)
+{
+    const char *v = jwt_get_grant(jwt, name);
+
+    if (v == NULL || v[0] == '\0' || strlen(v) >= dstlen) {
+        return ERR_AUTH;
+    }
+    memcpy(dst, v, strlen(v) + 1);
+    return ERR_OK;
+}
+
+int http_jwt_verify(const struct http_jwt_key *k, const char *token,
+                    int64_t now, struct http_jwt_claims *out)
+{
+    const char *dot1, *dot2, *iss, *kind;
+    jwt_t *jwt = NULL;
+    size_t len;
+    int r;
+
+    memset(out, 0, sizeof(*out));
+    if (token == NULL || (len = strlen(token)) == 0 || len > HTTP_JWT_MAX) {
+        return ERR_INVALID;
+    }
+    dot1 = strchr(token, '.');
+    dot2 = dot1 != NULL ? strchr(dot1 + 1, '.') : NULL;
+    if (dot1 == NULL || dot2 == NULL || strchr(dot2 + 1, '.') != NULL ||
+        !http_jwt_b64url(token, (size_t)(dot1 - token)) ||
+        !http_jwt_b64url(dot1 + 1, (size_t)(dot2 - dot1 - 1))) {
+        return ERR_INVALID;
+    }
+    /* "alg": "none" tokens have an empty signature: refused here too. */
+    if ((r = http_jwt_check_header(token, (size_t)(dot1 - token))) != ERR_OK) {
+        return r;
+    }
+    if (!http_jwt_b64url(dot2 + 1, strlen(dot2 + 1)) ||
+        http_jwt_check_sig(k, token, (size_t)(dot2 - token), dot2 + 1,
+                           strlen(dot2 + 1)) != ERR_OK) {
+        return ERR_AUTH;
+    }
+    if (jwt_decode(&jwt, token, k->k, HTTP_JWT_KEY_LEN) != 0 || jwt == NULL ||
+        jwt_get_alg(jwt) != JWT_ALG_HS256) {
+        r = ERR_AUTH;
+        goto out;
+    }
+    iss = jwt_get_grant(jwt, "iss");
+    kind = jwt_get_grant(jwt, "kind");
+    if (iss == NULL || strcmp(iss, HTTP_JWT_ISSUER) != 0 || kind == NULL) {
+        r = ERR_AUTH;
+        goto out;
+    }
+    if (strcmp(kind, "session") == 0) {
+        out->kind = HTTP_JWT_SESSION;
+    } else if (strcmp(kind, "api") == 0) {
+        out->kind = HTTP_JWT_API;
+    } else {
+        r = ERR_AUTH;
+        goto out;
+    }
+    if ((r = http_jwt_copy_claim(jwt, "sub", out->sub, sizeof(out->sub))) !=
+            ERR_OK ||
+        (r = http_jwt_copy_claim(jwt, "jti", out->jti, sizeof(out->jti))) !=
+            ERR_OK ||
+        (out->kind == HTTP_JWT_API &&
+         (r = http_jwt_copy_claim(jwt, "tid", out->tid, sizeof(out->tid))) !=
+             ERR_OK)) {
+        goto out;
+    }
+    out->iat = jwt_get_grant_int(jwt, "iat");
+    out->exp = jwt_get_grant_int(jwt, "exp");
+    if (out->exp <= 0 || out->iat <= 0 ||
+        out->iat > now + HTTP_JWT_CLOCK_SKEW) {
+        r = ERR_AUTH;
+        goto out;
+    }
+    if (out->exp <= now) {
+        r = ERR_TIMEOUT;
+        goto out;
+    }
+    r = ERR_OK;
+out:
+    jwt_free(jwt);
+    if (r != ERR_OK) {
+        sodium_memzero(out, sizeof(*out));
+    }
+    return r;
+}
+
+void http_jwt_hash(const char *jti, char *out)
+{
+    uint8_t h[32];
+
+    crypto_generichash(h, sizeof(h), (const unsigned char *)jti, strlen(jti),
+                       NULL, 0);
+    sodium_bin2hex(out, HTTP_JWT_HASH_LEN + 1, h, sizeof(h));
+}
+
+/* --- durations, CIDRs, path prefixes --- */
+
+int http_parse_duration(const char *s, int64_t *secs)
+{
+    char *end = NULL;
+    long long v;
+    int64_t mult = 1;
+
+    *secs = 0;
+    if (s == NULL || s[0] < '0' || s[0] > '9') {
+        return ERR_INVALID;
+    }
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s) {
+        return ERR_INVALID;
+    }
+    if (*end != '\0') {
+        switch (*end) {
+        case 's':
+            mult = 1;
+            break;
+        case 'm':
+            mult = 60;
+            break;
+        case 'h':
+            mult = 3600;
+            break;
+        case 'd':
+            mult = 86400;
+            break;
+        default:
+            return ERR_INVALID;
+        }
+        if (end[1] != '\0') {
+            return ERR_INVALID;
+        }
+    }
+    if (v <= 0 || v > 3650LL * 86400 / mult) {
+        return ERR_INVALID;
+    }
+    *secs = (int64_t)v * mult;
+    return ERR_OK;
+}
+
+/* Parses "addr[/bits]" into a family, 16 address bytes and a prefix. */
+static bool http_cidr_parse(const char *s, size_t len, int *family,
+                            uint8_t addr[16], int *bits)
+{
+    char tmp[64], *slash, *end = NULL;
+    long b;
+
+    if (len == 0 || len >= sizeof(tmp)) {
+        return false;
+    }
+    memcpy(tmp, s, len);
+    tmp[len] = '\0';
+    slash = strchr(tmp, '/');
+    if (slash != NULL) {
+        *slash = '\0';
+    }
+    memset(addr, 0, 16);
+    if (inet_pton(AF_INET, tmp, addr) == 1) {
+        *family = AF_INET;
+        *bits = 32;
+    } else if (inet_pton(AF_INET6, tmp, addr) == 1) {
+        *family = AF_INET6;
+        *bits = 128;
+    } else {
+        return false;
+    }
+    if (slash != NULL) {
+        errno = 0;
+        b = strtol(slash + 1, &end, 10);
+        if (errno != 0 || end == slash + 1 || *end != '\0' || b < 0 ||
+            b > *bits) {
+            return false;
+        }
+        *bits = (int)b;
+    }
+    return true;
+}
+
+static bool http_cidr_contains(int fam, const uint8_t *net, int bits, int ipfam,
+                               const uint8_t *ip)
+{
+    int full = bits / 8, rest = bits % 8;
+
+    if (fam != ipfam) {
+        return false;
+    }
+    if (memcmp(net, ip, (size_t)full) != 0) {
+        return false;
+    }
+    if (rest == 0) {
+        return true;
+    }
+    return ((net[full] ^ ip[full]) & (uint8_t)(0xff << (8 - rest))) == 0;
+}
+
+bool http_cidr_list_valid(const char *s)
+{
+    uint8_t a[16];
+    int fam, bits;
+    size_t len;
+
+    if (s == NULL || *s == '\0') {
+        return false;
+    }
+    for (;;) {
+        len = strcspn(s, ",");
+        if (!http_cidr_parse(s, len, &fam, a, &bits)) {
+            return false;
+        }
+        if (s[len] == '\0') {
+            return true;
+        }
+        s += len + 1;
+    }
+}
+
+bool http_cidr_list_match(const char *list, const char *ip)
+{
+    uint8_t a[16], net[16];
+    int fam, ipfam, bits, ipbits;
+    size_t len;
+
+    if (list == NULL || ip == NULL ||
+        !http_cidr_parse(ip, strlen(ip), &ipfam, a, &ipbits)) {
+        return false;
+    }
+    /* An IPv4 client on a dual-stack socket shows as ::ffff:a.b.c.d. */
+    if (ipfam == AF_INET6 &&
+        memcmp(a, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0) {
+        memmove(a, a + 12, 4);
+        memset(a + 4, 0, 12);
+        ipfam = AF_INET;
+    }
+    while (*list != '\0') {
+        len = strcspn(list, ",");
+        if (http_cidr_parse(list, len, &fam, net, &bits) &&
+            http_cidr_contains(fam, net, bits, ipfam, a)) {
+            return true;
+        }
+        if (list[len] == '\0') {
+            break;
+        }
+        list += len + 1;
+    }
+    return false;
+}
+
+bool http_path_list_valid(const char *s)
+{
+    size_t len;
+
+    if (s == NULL || *s == '\0') {
+        return false;
+    }
+    for (;;) {
+        len = strcspn(s, ",");
+        if (len == 0 || s[0] != '/') {
+            return false;
+        }
+        for (size_t i = 0; i < len; i++) {
+            if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f) {
+                return false;
+            }
+        }
+        if (s[len] == '\0') {
+            return true;
+        }
+        s += len + 1;
+    }
+}
+
+bool http_path_list_match(const char *list, const char *path)
+{
+    size_t len;
+
+    while (list != NULL && *list != '\0') {
+        len = strcspn(list, ",");
+        if (len > 0 && strncmp(path, list, len) == 0 &&
+            (path[len] == '\0' || path[len] == '/' || list[len - 1] == '/')) {
+            return true;
+        }
+        if (list[len] == '\0') {
+            break;
+        }
+        list += len + 1;
+    }
+    return false;
+}

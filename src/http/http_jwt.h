@@ -1,0 +1,77 @@
+/*
+ * JSON Web Tokens of the REST API: session tokens (from POST /login) and
+ * API tokens (from `portcullis token add` or POST /api-tokens). Both are
+ * HS256 JWTs signed with one 32-byte server secret kept in the data
+ * directory ([http] jwt_secret, mode 0600, made on first use).
+ *
+ * Claims: iss "portcullis", sub (user ID), jti (32 random bytes,
+ * base64url), iat, exp, kind ("session" or "api") and, for API tokens,
+ * tid (the token's public ID). The store keeps only http_jwt_hash(jti).
+ *
+ * Verification is deliberately narrower than libjwt's: the header must be
+ * exactly {"alg":"HS256","typ":"JWT"} (alg "none" and every other
+ * algorithm are refused before anything else is looked at), and the
+ * signature is checked here in constant time (libsodium) before libjwt
+ * decodes the claims.
+ *
+ * Ownership: http_jwt_key_load() returns a key in guarded memory freed
+ * (wiped) with http_jwt_key_free(). http_jwt_issue()'s token is a heap
+ * string the caller wipes and frees with http_jwt_token_free().
+ */
+#ifndef PORTCULLIS_HTTP_JWT_H
+#define PORTCULLIS_HTTP_JWT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+#define HTTP_JWT_KEY_LEN 32
+#define HTTP_JWT_MAX 2048   /* longest token accepted */
+#define HTTP_JWT_JTI_MAX 64 /* base64url of 32 bytes is 43 characters */
+#define HTTP_JWT_HASH_LEN 64
+
+enum http_jwt_kind { HTTP_JWT_SESSION = 1, HTTP_JWT_API = 2 };
+
+struct http_jwt_key;
+
+struct http_jwt_claims {
+    int kind;                   /* HTTP_JWT_* */
+    char sub[STORE_ID_MAX + 1]; /* the user's ID */
+    char tid[STORE_ID_MAX + 1]; /* API token ID; "" for a session */
+    char jti[HTTP_JWT_JTI_MAX + 1];
+    int64_t iat, exp;
+};
+
+/* Loads the key file; when create is set and it does not exist, makes it
+ * (32 random bytes, O_EXCL, mode 0600). Refuses a file any group or other
+ * may access, or one that is not 32 bytes. */
+int http_jwt_key_load(const char *path, bool create, struct http_jwt_key **out);
+void http_jwt_key_free(struct http_jwt_key *k);
+
+/* Fills c->jti with a fresh random ID and signs; c->kind, sub, iat, exp
+ * (and tid for API tokens) are set by the caller. */
+int http_jwt_issue(const struct http_jwt_key *k, struct http_jwt_claims *c,
+                   char **token);
+void http_jwt_token_free(char *token);
+/* ERR_OK with the claims; ERR_INVALID malformed, ERR_AUTH a bad
+ * signature or a refused algorithm, ERR_TIMEOUT expired at now. */
+int http_jwt_verify(const struct http_jwt_key *k, const char *token,
+                    int64_t now, struct http_jwt_claims *out);
+/* The hex BLAKE2b-256 of a jti, into out[HTTP_JWT_HASH_LEN + 1]. */
+void http_jwt_hash(const char *jti, char *out);
+
+/* "30d", "12h", "15m", "3600s" or "3600" into seconds (1 s .. 10 years). */
+int http_parse_duration(const char *s, int64_t *secs);
+/* true if s is a comma-separated list of IPv4/IPv6 CIDRs (or addresses). */
+bool http_cidr_list_valid(const char *s);
+/* true if the address ip lies in one of the CIDRs of list. */
+bool http_cidr_list_match(const char *list, const char *ip);
+/* true if s is a comma-separated list of absolute path prefixes. */
+bool http_path_list_valid(const char *s);
+/* true if path starts with one of the prefixes (at a '/' boundary or
+ * the prefix's own end). */
+bool http_path_list_match(const char *list, const char *path);
+
+#endif

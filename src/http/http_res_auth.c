@@ -1,0 +1,751 @@
+/*
+ * Route handlers for logging in and out, the caller's own profile, API
+ * tokens, the session report, the audit log, /healthz and /metrics.
+ *
+ * Handlers run after http_dispatch() has authenticated the caller,
+ * checked the route's permission and parsed the body strictly; they only
+ * do the work. Logins are throttled like SSH logins (lockout.h): a
+ * failure is answered after failure_delay_ms (from a loop timer, so the
+ * loop never sleeps) and repeated failures lock the user and the address.
+ */
+#include "http/http_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "auth/password.h"
+#include "auth/totp.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "store/audit.h"
+
+#define HTTP_TOKEN_DEFAULT_LIFETIME "30d"
+#define HTTP_RECORDING_MAX (256u * 1024 * 1024)
+
+/* --- health and metrics ---------------------------------------------------
+ */
+
+int http_h_healthz(struct http_req *req)
+{
+    int v = 0, r = store_schema_version(req->h->store, &v);
+
+    if (r != ERR_OK) {
+        return http_error(req, 503, "unavailable", "Unavailable",
+                          "the store does not answer: %s", err_str(r));
+    }
+    return http_ok(req, 200,
+                   json_pack("{s:s, s:i, s:s}", "status", "ok",
+                             "schema_version", v, "version",
+                             PORTCULLIS_VERSION),
+                   NULL);
+}
+
+struct http_mcount {
+    char kind[16];
+    char result[16];
+    uint64_t n;
+};
+
+static void http_metric_add(struct http_mcount *c, size_t *nc, size_t max,
+                            const char *kind, const char *result)
+{
+    for (size_t i = 0; i < *nc; i++) {
+        if (strcmp(c[i].kind, kind) == 0 && strcmp(c[i].result, result) == 0) {
+            c[i].n++;
+            return;
+        }
+    }
+    if (*nc < max) {
+        snprintf(c[*nc].kind, sizeof(c[*nc].kind), "%s", kind);
+        snprintf(c[*nc].result, sizeof(c[*nc].result), "%s", result);
+        c[*nc].n = 1;
+        (*nc)++;
+    }
+}
+
+static const char *http_result_class(const char *result)
+{
+    if (result[0] == '\0') {
+        return "open";
+    }
+    if (strncmp(result, "ok", 2) == 0) {
+        return "ok";
+    }
+    if (strncmp(result, "denied", 6) == 0) {
+        return "denied";
+    }
+    return "error";
+}
+
+int http_h_metrics(struct http_req *req)
+{
+    struct store_session_filter f;
+    struct store_session *list = NULL;
+    struct http_mcount counts[64], active[16];
+    size_t n = 0, nc = 0, na = 0, used = 0, cap = 8192, i;
+    uint64_t up = 0, down = 0, ssh_fail = 0;
+    const char *kind;
+    char *out = NULL, *grown;
+    int r;
+
+    memset(&f, 0, sizeof(f));
+    if ((r = store_session_list(req->h->store, &f, &list, &n)) != ERR_OK) {
+        return http_error(req, 500, "internal", "Internal error",
+                          "cannot read the session report: %s", err_str(r));
+    }
+    for (i = 0; i < n; i++) {
+        kind = list[i].kind[0] != '\0' ? list[i].kind : "login";
+        up += list[i].bytes_up;
+        down += list[i].bytes_down;
+        if (list[i].ended_at == 0) {
+            http_metric_add(active, &na, 16, kind, "");
+        } else {
+            http_metric_add(counts, &nc, 64, kind,
+                            http_result_class(list[i].result));
+            if (list[i].kind[0] == '\0' &&
+                strncmp(list[i].result, "denied", 6) == 0) {
+                ssh_fail++;
+            }
+        }
+    }
+    store_list_free(list);
+    if ((out = malloc(cap)) == NULL) {
+        return http_error(req, 500, "internal", "Internal error", "no memory");
+    }
+#define EMIT(...)                                                              \
+    do {                                                                       \
+        int k_ = snprintf(out + used, cap - used, __VA_ARGS__);                \
+        if (k_ < 0) {                                                          \
+            break;                                                             \
+        }                                                                      \
+        if ((size_t)k_ >= cap - used) {                                        \
+            cap = cap * 2 + (size_t)k_;                                        \
+            if ((grown = realloc(out, cap)) == NULL) {                         \
+                free(out);                                                     \
+                return http_error(req, 500, "internal", "Internal error",      \
+                                  "no memory");                                \
+            }                                                                  \
+            out = grown;                                                       \
+            k_ = snprintf(out + used, cap - used, __VA_ARGS__);                \
+        }                                                                      \
+        used += (size_t)k_;                                                    \
+    } while (0)
+    EMIT("# HELP portcullis_sessions_active Sessions (report rows) open now, "
+         "by kind.\n# TYPE portcullis_sessions_active gauge\n");
+    for (i = 0; i < na; i++) {
+        EMIT("portcullis_sessions_active{kind=\"%s\"} %llu\n", active[i].kind,
+             (unsigned long long)active[i].n);
+    }
+    EMIT("# HELP portcullis_sessions_total Closed session report rows, by "
+         "kind and result.\n# TYPE portcullis_sessions_total counter\n");
+    for (i = 0; i < nc; i++) {
+        EMIT("portcullis_sessions_total{kind=\"%s\",result=\"%s\"} %llu\n",
+             counts[i].kind, counts[i].result, (unsigned long long)counts[i].n);
+    }
+    EMIT("# HELP portcullis_bytes_relayed_total Bytes relayed by sessions.\n"
+         "# TYPE portcullis_bytes_relayed_total counter\n"
+         "portcullis_bytes_relayed_total{direction=\"up\"} %llu\n"
+         "portcullis_bytes_relayed_total{direction=\"down\"} %llu\n",
+         (unsigned long long)up, (unsigned long long)down);
+    EMIT("# HELP portcullis_auth_failures_total Failed authentications.\n"
+         "# TYPE portcullis_auth_failures_total counter\n"
+         "portcullis_auth_failures_total{via=\"ssh\"} %llu\n"
+         "portcullis_auth_failures_total{via=\"api_login\"} %llu\n"
+         "portcullis_auth_failures_total{via=\"api_token\"} %llu\n",
+         (unsigned long long)ssh_fail,
+         (unsigned long long)req->h->m.login_failures,
+         (unsigned long long)(req->h->m.api_auth_failures -
+                              req->h->m.login_failures));
+    EMIT("# HELP portcullis_agents_online Agents connected now.\n"
+         "# TYPE portcullis_agents_online gauge\n"
+         "portcullis_agents_online 0\n");
+    EMIT("# HELP portcullis_http_requests_total HTTP requests served.\n"
+         "# TYPE portcullis_http_requests_total counter\n"
+         "portcullis_http_requests_total %llu\n",
+         (unsigned long long)req->h->m.requests);
+#undef EMIT
+    req->raw = out;
+    req->raw_type = "text/plain; version=0.0.4";
+    req->status = 200;
+    return 0;
+}
+
+/* --- login and logout ---------------------------------------------------- */
+
+static void http_login_audit(struct http_req *req, const char *action,
+                             const char *user, const char *detail)
+{
+    int r = audit_write(req->h->store, user, req->client, action, user, detail);
+
+    if (r != ERR_OK) {
+        log_error("http: cannot write the audit event %s: %s", action,
+                  err_str(r));
+    }
+}
+
+/* Checks the TOTP code of user u: ERR_OK, ERR_AUTH or ERR_REPLAY. */
+static int http_login_totp(struct http_req *req, const struct store_user *u,
+                           const char *code)
+{
+    uint8_t *seed = NULL;
+    size_t seed_len = 0;
+    int64_t step = 0;
+    char ad[64];
+    int r;
+
+    snprintf(ad, sizeof(ad), "totp:%s", u->id);
+    r = vault_open(req->h->vault, ad, u->totp_sealed, u->totp_sealed_len, &seed,
+                   &seed_len);
+    if (r != ERR_OK) {
+        log_error("http: cannot open the TOTP seed of %s", u->name);
+        return ERR_AUTH;
+    }
+    r = totp_check(seed, seed_len, code, util_now(), &step);
+    vault_secret_free(seed, seed_len);
+    if (r != ERR_OK) {
+        return ERR_AUTH;
+    }
+    return store_user_totp_use(req->h->store, u->id, step);
+}
+
+int http_h_login(struct http_req *req)
+{
+    const char *name = http_body_str(req->body, "username");
+    const char *pw = http_body_str(req->body, "password");
+    const char *code = http_body_str(req->body, "totp");
+    struct http_jwt_claims c;
+    struct store_user u;
+    char ukey[STORE_NAME_MAX + 8], akey[80], *token = NULL;
+    const char *why = "wrong username or password";
+    int64_t now = util_now();
+    int r;
+
+    memset(&c, 0, sizeof(c));
+    snprintf(ukey, sizeof(ukey), "user:%s", name);
+    snprintf(akey, sizeof(akey), "addr:%s", req->client_ip);
+    if (lockout_is_locked(req->h->lockout, ukey, now) ||
+        lockout_is_locked(req->h->lockout, akey, now)) {
+        req->h->m.login_failures++;
+        req->h->m.api_auth_failures++;
+        req->delay_ms = req->h->cfg->failure_delay_ms;
+        http_login_audit(req, "login.fail", name, "api: locked out");
+        return http_error(req, 429, "locked_out", "Too many failures",
+                          "too many failed logins; try again later");
+    }
+    memset(&u, 0, sizeof(u));
+    r = store_user_get(req->h->store, name, &u);
+    r = password_verify(r == ERR_OK ? u.password_hash : NULL, pw);
+    if (r == ERR_OK && u.disabled) {
+        r = ERR_AUTH;
+        why = "user disabled";
+    }
+    if (r == ERR_OK && u.totp_enabled) {
+        if (code == NULL || code[0] == '\0') {
+            sodium_memzero(&u, sizeof(u));
+            return http_error(req, 401, "totp_required", "TOTP required",
+                              "this user needs a TOTP code: send 'totp'");
+        }
+        r = http_login_totp(req, &u, code);
+        if (r != ERR_OK) {
+            why =
+                r == ERR_REPLAY ? "TOTP code already used" : "wrong TOTP code";
+            r = ERR_AUTH;
+        }
+    }
+    if (r != ERR_OK) {
+        req->h->m.login_failures++;
+        req->h->m.api_auth_failures++;
+        lockout_fail(req->h->lockout, ukey, now);
+        lockout_fail(req->h->lockout, akey, now);
+        req->delay_ms = req->h->cfg->failure_delay_ms;
+        http_login_audit(req, "login.fail", name, why);
+        sodium_memzero(&u, sizeof(u));
+        return http_error(req, 401, "login_failed", "Login failed",
+                          "wrong username, password or TOTP code");
+    }
+    lockout_success(req->h->lockout, ukey);
+    lockout_success(req->h->lockout, akey);
+    c.kind = HTTP_JWT_SESSION;
+    snprintf(c.sub, sizeof(c.sub), "%s", u.id);
+    c.iat = now;
+    c.exp = now + (int64_t)req->h->cfg->http_session_minutes * 60;
+    if ((r = http_jwt_issue(req->h->key, &c, &token)) != ERR_OK) {
+        sodium_memzero(&u, sizeof(u));
+        return http_error(req, 500, "internal", "Internal error",
+                          "cannot issue a token: %s", err_str(r));
+    }
+    http_login_audit(req, "login.ok", u.name, "api");
+    http_ok(req, 200,
+            json_pack("{s:s, s:s, s:o, s:{s:s, s:s}}", "token", token,
+                      "token_type", "Bearer", "expires_at",
+                      http_json_time(c.exp), "user", "id", u.id, "name",
+                      u.name),
+            NULL);
+    http_jwt_token_free(token);
+    sodium_memzero(&c, sizeof(c));
+    sodium_memzero(&u, sizeof(u));
+    return 0;
+}
+
+int http_h_logout(struct http_req *req)
+{
+    int r;
+
+    if (req->auth.claims.kind != HTTP_JWT_SESSION) {
+        return http_error(req, 400, "not_a_session", "Not a session",
+                          "an API token is ended with DELETE "
+                          "/api/v1/api-tokens/{id}");
+    }
+    r = store_jwt_revoke(req->h->store, req->auth.jti_hash,
+                         req->auth.claims.exp);
+    if (r != ERR_OK) {
+        return http_error(req, 500, "internal", "Internal error",
+                          "cannot revoke the session: %s", err_str(r));
+    }
+    snprintf(req->audit_target, sizeof(req->audit_target), "%s",
+             req->auth.user.name);
+    return http_ok(req, 204, NULL, NULL);
+}
+
+/* --- the caller's own profile --------------------------------------------- */
+
+int http_h_me_get(struct http_req *req)
+{
+    const struct store_user *u = &req->auth.user;
+    struct store_site_role *roles = NULL;
+    struct store_group *groups = NULL;
+    size_t nr = 0, ng = 0, i, j;
+    json_t *jroles, *jgroups, *me;
+    bool mine;
+    int r;
+
+    if ((r = store_user_groups(req->h->store, u->id, &groups, &ng)) != ERR_OK ||
+        (r = store_site_role_list(req->h->store, &roles, &nr)) != ERR_OK) {
+        store_list_free(groups);
+        return http_error(req, 500, "internal", "Internal error",
+                          "cannot read the profile: %s", err_str(r));
+    }
+    jroles = json_array();
+    jgroups = json_array();
+    for (i = 0; i < ng; i++) {
+        json_array_append_new(jgroups, json_string(groups[i].name));
+    }
+    for (i = 0; i < nr; i++) {
+        mine = strcmp(roles[i].user_id, u->id) == 0;
+        for (j = 0; j < ng && !mine; j++) {
+            mine = strcmp(roles[i].group_id, groups[j].id) == 0;
+        }
+        if (mine) {
+            json_array_append_new(
+                jroles,
+                json_pack("{s:s, s:s, s:s?}", "site", roles[i].site_path,
+                          "role", site_role_str(roles[i].role), "via_group",
+                          roles[i].group_id[0] != '\0' ? roles[i].grantee_name
+                                                       : NULL));
+        }
+    }
+    store_list_free(groups);
+    store_list_free(roles);
+    me = json_pack("{s:s, s:s, s:b, s:b, s:b, s:o, s:o, s:o, s:{s:s, s:o}}",
+                   "id", u->id, "name", u->name, "disabled", u->disabled,
+                   "totp_enabled", u->totp_enabled, "has_password",
+                   u->password_hash[0] != '\0', "created_at",
+                   http_json_time(u->created_at), "groups", jgroups, "roles",
+                   jroles, "token", "kind",
+                   req->auth.claims.kind == HTTP_JWT_API ? "api" : "session",
+                   "expires_at", http_json_time(req->auth.claims.exp));
+    return http_ok(req, 200, me, NULL);
+}
+
+int http_h_me_patch(struct http_req *req)
+{
+    const char *cur = http_body_str(req->body, "current_password");
+    const char *pw = http_body_str(req->body, "password");
+    char hash[STORE_HASH_MAX + 1] = "";
+    int r;
+
+    snprintf(req->audit_target, sizeof(req->audit_target), "%s",
+             req->auth.user.name);
+    if (password_verify(req->auth.user.password_hash, cur) != ERR_OK) {
+        req->delay_ms = req->h->cfg->failure_delay_ms;
+        return http_error(req, 403, "wrong_password", "Forbidden",
+                          "the current password is wrong");
+    }
+    if ((r = password_hash(pw, hash, sizeof(hash))) != ERR_OK ||
+        (r = store_user_set_password(req->h->store, req->auth.user.id, hash)) !=
+            ERR_OK) {
+        sodium_memzero(hash, sizeof(hash));
+        return http_store_error(req, r, "user", req->auth.user.name);
+    }
+    sodium_memzero(hash, sizeof(hash));
+    return http_ok(req, 204, NULL, NULL);
+}
+
+/* --- API tokens ---------------------------------------------------------- */
+
+static json_t *http_csv_array(const char *csv)
+{
+    json_t *a = json_array();
+    size_t len;
+
+    while (a != NULL && csv != NULL && *csv != '\0') {
+        len = strcspn(csv, ",");
+        json_array_append_new(a, json_stringn(csv, len));
+        csv += len;
+        if (*csv == ',') {
+            csv++;
+        }
+    }
+    return a;
+}
+
+json_t *http_token_json(const struct store_api_token *t, int64_t now)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:o, s:o, s:{s:o, s:o}}",
+                     "id", t->id, "user", t->user_name, "user_id", t->user_id,
+                     "description", t->description, "enabled", t->enabled,
+                     "expired", t->expires_at <= now, "expires_at",
+                     http_json_time(t->expires_at), "created_at",
+                     http_json_time(t->created_at), "filter", "cidrs",
+                     http_csv_array(t->filter_cidrs), "paths",
+                     http_csv_array(t->filter_paths));
+}
+
+int http_token_create(struct store *st, const struct http_jwt_key *key,
+                      const char *user_id, int64_t lifetime,
+                      const char *description, const char *cidrs,
+                      const char *paths, struct store_api_token *out,
+                      char **token)
+{
+    struct http_jwt_claims c;
+    int64_t now = util_now();
+    int r;
+
+    *token = NULL;
+    memset(out, 0, sizeof(*out));
+    memset(&c, 0, sizeof(c));
+    if ((cidrs != NULL && cidrs[0] != '\0' && !http_cidr_list_valid(cidrs)) ||
+        (paths != NULL && paths[0] != '\0' && !http_path_list_valid(paths)) ||
+        lifetime <= 0) {
+        return ERR_INVALID;
+    }
+    if ((description != NULL &&
+         strlen(description) >= sizeof(out->description)) ||
+        (cidrs != NULL && strlen(cidrs) >= sizeof(out->filter_cidrs)) ||
+        (paths != NULL && strlen(paths) >= sizeof(out->filter_paths))) {
+        return ERR_TOO_LONG;
+    }
+    util_uuid4(out->id);
+    snprintf(out->user_id, sizeof(out->user_id), "%s", user_id);
+    snprintf(out->description, sizeof(out->description), "%s",
+             description != NULL ? description : "");
+    snprintf(out->filter_cidrs, sizeof(out->filter_cidrs), "%s",
+             cidrs != NULL ? cidrs : "");
+    snprintf(out->filter_paths, sizeof(out->filter_paths), "%s",
+             paths != NULL ? paths : "");
+    out->enabled = true;
+    out->created_at = now;
+    out->expires_at = now + lifetime;
+    c.kind = HTTP_JWT_API;
+    snprintf(c.sub, sizeof(c.sub), "%s", user_id);
+    snprintf(c.tid, sizeof(c.tid), "%s", out->id);
+    c.iat = now;
+    c.exp = out->expires_at;
+    if ((r = http_jwt_issue(key, &c, token)) != ERR_OK) {
+        return r;
+    }
+    http_jwt_hash(c.jti, out->jti_hash);
+    sodium_memzero(&c, sizeof(c));
+    if ((r = store_api_token_add(st, out)) != ERR_OK) {
+        http_jwt_token_free(*token);
+        *token = NULL;
+        return r;
+    }
+    /* the owner's name, for the caller's output */
+    return store_api_token_get(st, out->id, out);
+}
+
+static bool http_is_admin(const struct http_req *req)
+{
+    return (req->auth.root_roles & SITE_ROLE_BIT(SITE_ROLE_ADMIN)) != 0;
+}
+
+/* Joins a JSON array of strings with ','. */
+static int http_join(json_t *arr, char *out, size_t outlen)
+{
+    size_t i, used = 0;
+    json_t *v;
+
+    out[0] = '\0';
+    json_array_foreach(arr, i, v)
+    {
+        const char *s = json_string_value(v);
+
+        if (strchr(s, ',') != NULL) {
+            return ERR_INVALID;
+        }
+        if (used + strlen(s) + 2 > outlen) {
+            return ERR_TOO_LONG;
+        }
+        used += (size_t)snprintf(out + used, outlen - used, "%s%s",
+                                 used > 0 ? "," : "", s);
+    }
+    return ERR_OK;
+}
+
+int http_h_tokens_list(struct http_req *req)
+{
+    struct store_api_token *list = NULL;
+    int64_t now = util_now();
+    size_t n = 0, i;
+    json_t *arr;
+    int r;
+
+    r = store_api_token_list(req->h->store,
+                             http_is_admin(req) ? NULL : req->auth.user.id,
+                             &list, &n);
+    if (r != ERR_OK) {
+        return http_store_error(req, r, "token", "list");
+    }
+    arr = json_array();
+    for (i = 0; i < n; i++) {
+        json_array_append_new(arr, http_token_json(&list[i], now));
+    }
+    store_list_free(list);
+    return http_list(req, arr);
+}
+
+int http_h_tokens_add(struct http_req *req)
+{
+    const char *user = http_body_str(req->body, "user");
+    const char *exp = http_body_str(req->body, "expires_in");
+    char cidrs[ACCESS_FILTER_MAX + 1] = "", paths[ACCESS_FILTER_MAX + 1] = "";
+    struct store_api_token t;
+    struct store_user u;
+    int64_t lifetime = 0;
+    char *token = NULL;
+    json_t *data;
+    int r;
+
+    if (http_parse_duration(exp != NULL ? exp : HTTP_TOKEN_DEFAULT_LIFETIME,
+                            &lifetime) != ERR_OK) {
+        return http_error(req, 400, "invalid", "Invalid value",
+                          "expires_in must be like 30d, 12h, 15m or 3600s");
+    }
+    if (http_join(json_object_get(req->body, "filter_cidrs"), cidrs,
+                  sizeof(cidrs)) != ERR_OK ||
+        (cidrs[0] != '\0' && !http_cidr_list_valid(cidrs))) {
+        return http_error(req, 400, "invalid", "Invalid value",
+                          "filter_cidrs must be addresses or CIDRs");
+    }
+    if (http_join(json_object_get(req->body, "filter_paths"), paths,
+                  sizeof(paths)) != ERR_OK ||
+        (paths[0] != '\0' && !http_path_list_valid(paths))) {
+        return http_error(req, 400, "invalid", "Invalid value",
+                          "filter_paths must be paths starting with '/'");
+    }
+    if (user != NULL) {
+        if ((r = store_user_get(req->h->store, user, &u)) != ERR_OK) {
+            return http_store_error(req, r, "user", user);
+        }
+    } else {
+        u = req->auth.user;
+    }
+    r = http_token_create(req->h->store, req->h->key, u.id, lifetime,
+                          http_body_str(req->body, "description"), cidrs, paths,
+                          &t, &token);
+    sodium_memzero(&u, sizeof(u));
+    if (r != ERR_OK) {
+        return http_store_error(req, r, "token", "new");
+    }
+    data = http_token_json(&t, util_now());
+    json_object_set_new(data, "token", json_string(token));
+    http_jwt_token_free(token);
+    snprintf(req->audit_target, sizeof(req->audit_target), "%s", t.id);
+    snprintf(req->audit_detail, sizeof(req->audit_detail), "user=%s",
+             t.user_name);
+    return http_ok(req, 201, data, NULL);
+}
+
+int http_h_tokens_get(struct http_req *req)
+{
+    struct store_api_token t;
+    int r = store_api_token_get(req->h->store, req->params[0], &t);
+
+    if (r != ERR_OK) {
+        return http_store_error(req, r, "token", req->params[0]);
+    }
+    return http_ok(req, 200, http_token_json(&t, util_now()), NULL);
+}
+
+int http_h_tokens_patch(struct http_req *req)
+{
+    struct store_api_token t;
+    json_t *v;
+    int r = store_api_token_get(req->h->store, req->params[0], &t);
+
+    if (r != ERR_OK) {
+        return http_store_error(req, r, "token", req->params[0]);
+    }
+    t.enabled = http_body_bool(req->body, "enabled", t.enabled);
+    if (http_body_has(req->body, "description")) {
+        snprintf(t.description, sizeof(t.description), "%s",
+                 http_body_str(req->body, "description"));
+    }
+    if ((v = json_object_get(req->body, "filter_cidrs")) != NULL &&
+        (http_join(v, t.filter_cidrs, sizeof(t.filter_cidrs)) != ERR_OK ||
+         (t.filter_cidrs[0] != '\0' &&
+          !http_cidr_list_valid(t.filter_cidrs)))) {
+        return http_error(req, 400, "invalid", "Invalid value",
+                          "filter_cidrs must be addresses or CIDRs");
+    }
+    if ((v = json_object_get(req->body, "filter_paths")) != NULL &&
+        (http_join(v, t.filter_paths, sizeof(t.filter_paths)) != ERR_OK ||
+         (t.filter_paths[0] != '\0' &&
+          !http_path_list_valid(t.filter_paths)))) {
+        return http_error(req, 400, "invalid", "Invalid value",
+                          "filter_paths must be paths starting with '/'");
+    }
+    if ((r = store_api_token_update(req->h->store, &t)) != ERR_OK) {
+        return http_store_error(req, r, "token", req->params[0]);
+    }
+    snprintf(req->audit_target, sizeof(req->audit_target), "%s", t.id);
+    snprintf(req->audit_detail, sizeof(req->audit_detail), "enabled=%s",
+             t.enabled ? "true" : "false");
+    return http_ok(req, 200, http_token_json(&t, util_now()), NULL);
+}
+
+int http_h_tokens_delete(struct http_req *req)
+{
+    int r = store_api_token_delete(req->h->store, req->params[0]);
+
+    if (r != ERR_OK) {
+        return http_store_error(req, r, "token", req->params[0]);
+    }
+    snprintf(req->audit_target, sizeof(req->audit_target), "%s",
+             req->params[0]);
+    return http_ok(req, 204, NULL, NULL);
+}
+
+/* --- the session report and the audit log -------------------------------- */
+
+static json_t *http_session_json(const struct store_session *s)
+{
+    return json_pack(
+        "{s:s, s:s, s:s?, s:s, s:s?, s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:I, "
+        "s:o, s:s?, s:s, s:s?, s:s?}",
+        "id", s->id, "user", s->user_name, "user_id", http_nz(s->user_id),
+        "asset", s->asset_name, "asset_id", http_nz(s->asset_id), "site",
+        s->site, "kind", s->kind, "client", s->client_addr, "route", s->route,
+        "started_at", http_json_time(s->started_at), "ended_at",
+        http_json_time(s->ended_at), "bytes_up", (json_int_t)s->bytes_up,
+        "bytes_down", (json_int_t)s->bytes_down, "exit_status",
+        s->exit_status >= 0 ? json_integer(s->exit_status) : json_null(),
+        "result", http_nz(s->result), "detail", s->detail, "recording_path",
+        http_nz(s->recording_path), "recording_sha256",
+        http_nz(s->recording_sha256));
+}
+
+int http_h_sessions_list(struct http_req *req)
+{
+    struct store_session_filter f;
+    struct store_session *list = NULL;
+    char prefix[16] = "";
+    size_t n = 0, i, k = 0;
+    json_t *arr;
+    int r;
+
+    memset(&f, 0, sizeof(f));
+    /* filter[result]=ok|denied|error matches by prefix ("denied: ..."),
+     * which the generic exact-match filter cannot. */
+    for (i = 0; i < req->nfilters; i++) {
+        if (strcmp(req->filters[i].field, "result") == 0 &&
+            (strcmp(req->filters[i].value, "ok") == 0 ||
+             strcmp(req->filters[i].value, "denied") == 0 ||
+             strcmp(req->filters[i].value, "error") == 0)) {
+            snprintf(prefix, sizeof(prefix), "%s", req->filters[i].value);
+            f.result_prefix = prefix;
+            continue;
+        }
+        req->filters[k++] = req->filters[i];
+    }
+    req->nfilters = k;
+    if ((r = store_session_list(req->h->store, &f, &list, &n)) != ERR_OK) {
+        return http_store_error(req, r, "session", "list");
+    }
+    arr = json_array();
+    for (i = 0; i < n; i++) {
+        json_array_append_new(arr, http_session_json(&list[i]));
+    }
+    store_list_free(list);
+    return http_list(req, arr);
+}
+
+int http_h_sessions_get(struct http_req *req)
+{
+    struct store_session s;
+    int r = store_session_get(req->h->store, req->params[0], &s);
+
+    if (r != ERR_OK) {
+        return http_store_error(req, r, "session", req->params[0]);
+    }
+    return http_ok(req, 200, http_session_json(&s), NULL);
+}
+
+int http_h_sessions_recording(struct http_req *req)
+{
+    struct store_session s;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    int r = store_session_get(req->h->store, req->params[0], &s);
+
+    if (r != ERR_OK) {
+        return http_store_error(req, r, "session", req->params[0]);
+    }
+    if (s.recording_path[0] == '\0') {
+        return http_error(req, 404, "no_recording", "No recording",
+                          "session %s was not recorded", s.id);
+    }
+    r = util_read_file(s.recording_path, HTTP_RECORDING_MAX, &data, &len);
+    if (r != ERR_OK) {
+        return http_error(req, 404, "no_recording", "No recording",
+                          "the recording of session %s cannot be read: %s",
+                          s.id, err_str(r));
+    }
+    req->raw = (char *)data;
+    req->raw_type = strstr(s.recording_path, ".cast") != NULL
+                        ? "application/x-asciicast"
+                        : "application/octet-stream";
+    req->status = 200;
+    return 0;
+}
+
+int http_h_audit_list(struct http_req *req)
+{
+    struct audit_filter f;
+    struct audit_entry *list = NULL;
+    size_t n = 0, i;
+    json_t *arr;
+    int r;
+
+    memset(&f, 0, sizeof(f));
+    if ((r = audit_list(req->h->store, &f, &list, &n)) != ERR_OK) {
+        return http_store_error(req, r, "audit log", "list");
+    }
+    arr = json_array();
+    for (i = 0; i < n; i++) {
+        json_array_append_new(
+            arr, json_pack("{s:I, s:o, s:s, s:s, s:s, s:s, s:s, s:s}", "seq",
+                           (json_int_t)list[i].seq, "time",
+                           http_json_time(list[i].time), "actor", list[i].actor,
+                           "source", list[i].source, "action", list[i].action,
+                           "target", list[i].target, "detail", list[i].detail,
+                           "hash", list[i].hash));
+    }
+    store_list_free(list);
+    return http_list(req, arr);
+}

@@ -1,0 +1,925 @@
+/*
+ * The route table and the one place where requests are authenticated and
+ * authorized.
+ *
+ * Each route names its method and path pattern, the permission it needs
+ * and on which site that permission is checked, the strict schema of its
+ * body, whether it is a list, its handler, and the audit action it
+ * writes. http_dispatch() applies all of that before a handler runs, so
+ * handlers contain no permission checks: they only do the work.
+ *
+ * Order of checks: the route (404, or 405 with Allow), the token (401:
+ * missing, malformed, bad signature, refused algorithm, expired, revoked,
+ * disabled or deleted API token, disabled user), the token's filter (403),
+ * the body and query (400), the permission (403), the handler, and on
+ * success the audit event of a change.
+ */
+#include "http/http_internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "store/audit.h"
+
+#define API "/api/v1"
+#define F_END                                                                  \
+    {                                                                          \
+        NULL, HF_STRING, false, 0, 0                                           \
+    }
+#define NAME_FIELD(n, req)                                                     \
+    {                                                                          \
+        n, HF_STRING, req, 1, STORE_NAME_MAX                                   \
+    }
+#define SECRET_FIELD(n, req)                                                   \
+    {                                                                          \
+        n, HF_SECRET, req, 1, 1024                                             \
+    }
+
+/* --- body schemas ------------------------------------------------------ */
+
+static const struct http_field body_login[] = {
+    NAME_FIELD("username", true),
+    SECRET_FIELD("password", true),
+    {"totp", HF_SECRET, false, 0, 16},
+    F_END,
+};
+static const struct http_field body_me_patch[] = {
+    SECRET_FIELD("current_password", true),
+    SECRET_FIELD("password", true),
+    F_END,
+};
+static const struct http_field body_user_add[] = {
+    NAME_FIELD("name", true),
+    SECRET_FIELD("password", false),
+    {"disabled", HF_BOOL, false, 0, 0},
+    F_END,
+};
+static const struct http_field body_user_patch[] = {
+    SECRET_FIELD("password", false),
+    {"disabled", HF_BOOL, false, 0, 0},
+    F_END,
+};
+static const struct http_field body_key_add[] = {
+    {"public_key", HF_STRING, true, 1, STORE_KEY_MAX},
+    F_END,
+};
+static const struct http_field body_group_add[] = {
+    NAME_FIELD("name", true),
+    F_END,
+};
+static const struct http_field body_member_add[] = {
+    NAME_FIELD("user", true),
+    F_END,
+};
+static const struct http_field body_site_add[] = {
+    {"path", HF_STRING, true, 1, STORE_PATH_MAX},
+    F_END,
+};
+static const struct http_field body_site_role_add[] = {
+    {"site", HF_STRING, false, 1, STORE_PATH_MAX},
+    NAME_FIELD("user", false),
+    NAME_FIELD("group", false),
+    {"role", HF_STRING, true, 1, 32},
+    F_END,
+};
+static const struct http_field body_asset_add[] = {
+    NAME_FIELD("name", true),
+    {"host", HF_STRING, true, 1, STORE_HOST_MAX},
+    {"port", HF_INT, false, 1, 65535},
+    {"site", HF_STRING, false, 1, STORE_PATH_MAX},
+    NAME_FIELD("login", false),
+    SECRET_FIELD("password", false),
+    {"private_key", HF_SECRET, false, 1, 16384},
+    {"host_key_fingerprint", HF_STRING, false, 1, STORE_FP_MAX},
+    F_END,
+};
+static const struct http_field body_asset_patch[] = {
+    NAME_FIELD("name", false),
+    {"host", HF_STRING, false, 1, STORE_HOST_MAX},
+    {"port", HF_INT, false, 1, 65535},
+    {"login", HF_STRING_NULL, false, 1, STORE_NAME_MAX},
+    {"password", HF_STRING_NULL, false, 1, 1024},
+    {"private_key", HF_STRING_NULL, false, 1, 16384},
+    {"host_key_fingerprint", HF_STRING_NULL, false, 1, STORE_FP_MAX},
+    F_END,
+};
+static const struct http_field body_grant_add[] = {
+    NAME_FIELD("user", false),
+    NAME_FIELD("group", false),
+    {"role", HF_STRING, true, 1, 16},
+    F_END,
+};
+#define PROFILE_FIELDS(req)                                                    \
+    NAME_FIELD("name", req), {"native", HF_STRING, req, 1, 16},                \
+        {"shell", HF_BOOL, false, 0, 0}, {"exec", HF_BOOL, false, 0, 0},       \
+        {"sftp", HF_BOOL, false, 0, 0}, {"scp", HF_BOOL, false, 0, 0},         \
+        {"local_forward", HF_BOOL, false, 0, 0},                               \
+        {"remote_forward", HF_BOOL, false, 0, 0},                              \
+        {"agent_forward", HF_BOOL, false, 0, 0},                               \
+        {"x11", HF_BOOL, false, 0, 0},                                         \
+        {"max_session_minutes", HF_INT, false, 0, 525600},                     \
+    {                                                                          \
+        "idle_timeout_minutes", HF_INT, false, 0, 525600                       \
+    }
+static const struct http_field body_profile_add[] = {
+    PROFILE_FIELDS(true),
+    F_END,
+};
+static const struct http_field body_profile_patch[] = {
+    PROFILE_FIELDS(false),
+    F_END,
+};
+static const struct http_field body_assign[] = {
+    NAME_FIELD("user", false),
+    NAME_FIELD("group", false),
+    F_END,
+};
+static const struct http_field body_token_add[] = {
+    NAME_FIELD("user", false),
+    {"expires_in", HF_STRING, false, 1, 16},
+    {"description", HF_STRING, false, 0, ACCESS_DESC_MAX},
+    {"filter_cidrs", HF_STRING_LIST, false, 0, 32},
+    {"filter_paths", HF_STRING_LIST, false, 0, 32},
+    F_END,
+};
+static const struct http_field body_token_patch[] = {
+    {"enabled", HF_BOOL, false, 0, 0},
+    {"description", HF_STRING, false, 0, ACCESS_DESC_MAX},
+    {"filter_cidrs", HF_STRING_LIST, false, 0, 32},
+    {"filter_paths", HF_STRING_LIST, false, 0, 32},
+    F_END,
+};
+static const struct http_field body_empty[] = {F_END};
+
+/* --- the table --------------------------------------------------------- */
+
+#define R(m, p, perm, scope, body, list, fn, action)                           \
+    {                                                                          \
+        m, p, perm, scope, body, list, fn, action                              \
+    }
+
+const struct http_route http_routes[] = {
+    R(HM_GET, "/healthz", PERM_PUBLIC, SCOPE_ROOT, NULL, false, http_h_healthz,
+      NULL),
+    R(HM_GET, "/metrics", PERM_SERVICE, SCOPE_ROOT, NULL, false, http_h_metrics,
+      NULL),
+    R(HM_GET, API "/healthz", PERM_PUBLIC, SCOPE_ROOT, NULL, false,
+      http_h_healthz, NULL),
+
+    R(HM_POST, API "/login", PERM_PUBLIC, SCOPE_ROOT, body_login, false,
+      http_h_login, NULL),
+    R(HM_POST, API "/logout", PERM_SELF, SCOPE_ROOT, body_empty, false,
+      http_h_logout, "logout"),
+    R(HM_GET, API "/me", PERM_SELF, SCOPE_ROOT, NULL, false, http_h_me_get,
+      NULL),
+    R(HM_PATCH, API "/me", PERM_SELF, SCOPE_ROOT, body_me_patch, false,
+      http_h_me_patch, "user.passwd"),
+
+    R(HM_GET, API "/users", PERM_ADMIN, SCOPE_ROOT, NULL, true,
+      http_h_users_list, NULL),
+    R(HM_POST, API "/users", PERM_ADMIN, SCOPE_ROOT, body_user_add, false,
+      http_h_users_add, "user.add"),
+    R(HM_GET, API "/users/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
+      http_h_users_get, NULL),
+    R(HM_PATCH, API "/users/{id}", PERM_ADMIN, SCOPE_ROOT, body_user_patch,
+      false, http_h_users_patch, "user.update"),
+    R(HM_DELETE, API "/users/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
+      http_h_users_delete, "user.delete"),
+    R(HM_POST, API "/users/{id}/totp", PERM_ADMIN, SCOPE_ROOT, body_empty,
+      false, http_h_users_totp_enable, "user.totp.enable"),
+    R(HM_DELETE, API "/users/{id}/totp", PERM_ADMIN, SCOPE_ROOT, NULL, false,
+      http_h_users_totp_disable, "user.totp.disable"),
+    R(HM_GET, API "/users/{id}/keys", PERM_ADMIN, SCOPE_ROOT, NULL, true,
+      http_h_users_keys_list, NULL),
+    R(HM_POST, API "/users/{id}/keys", PERM_ADMIN, SCOPE_ROOT, body_key_add,
+      false, http_h_users_keys_add, "user.key.add"),
+    R(HM_DELETE, API "/users/{id}/keys/{key}", PERM_ADMIN, SCOPE_ROOT, NULL,
+      false, http_h_users_keys_delete, "user.key.delete"),
+
+    R(HM_GET, API "/groups", PERM_CONFIG, SCOPE_ROOT, NULL, true,
+      http_h_groups_list, NULL),
+    R(HM_POST, API "/groups", PERM_CONFIG, SCOPE_ROOT, body_group_add, false,
+      http_h_groups_add, "group.add"),
+    R(HM_GET, API "/groups/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
+      http_h_groups_get, NULL),
+    R(HM_DELETE, API "/groups/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
+      http_h_groups_delete, "group.delete"),
+    R(HM_GET, API "/groups/{id}/members", PERM_CONFIG, SCOPE_ROOT, NULL, true,
+      http_h_groups_members_list, NULL),
+    R(HM_POST, API "/groups/{id}/members", PERM_ADMIN, SCOPE_ROOT,
+      body_member_add, false, http_h_groups_members_add, "group.member.add"),
+    R(HM_DELETE, API "/groups/{id}/members/{user}", PERM_ADMIN, SCOPE_ROOT,
+      NULL, false, http_h_groups_members_delete, "group.member.remove"),
+
+    R(HM_GET, API "/sites", PERM_CONFIG, SCOPE_ROOT, NULL, true,
+      http_h_sites_list, NULL),
+    R(HM_POST, API "/sites", PERM_CONFIG, SCOPE_ROOT, body_site_add, false,
+      http_h_sites_add, "site.add"),
+    R(HM_GET, API "/sites/{id}", PERM_CONFIG, SCOPE_SITE, NULL, false,
+      http_h_sites_get, NULL),
+    R(HM_DELETE, API "/sites/{id}", PERM_CONFIG, SCOPE_SITE, NULL, false,
+      http_h_sites_delete, "site.delete"),
+
+    R(HM_GET, API "/site-roles", PERM_ADMIN, SCOPE_ROOT, NULL, true,
+      http_h_site_roles_list, NULL),
+    R(HM_POST, API "/site-roles", PERM_ADMIN, SCOPE_ROOT, body_site_role_add,
+      false, http_h_site_roles_add, "role.grant"),
+    R(HM_DELETE, API "/site-roles/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
+      http_h_site_roles_delete, "role.revoke"),
+
+    R(HM_GET, API "/assets", PERM_CONFIG, SCOPE_ROOT, NULL, true,
+      http_h_assets_list, NULL),
+    R(HM_POST, API "/assets", PERM_CONFIG, SCOPE_BODY_SITE, body_asset_add,
+      false, http_h_assets_add, "asset.add"),
+    R(HM_GET, API "/assets/{id}", PERM_CONFIG, SCOPE_ASSET, NULL, false,
+      http_h_assets_get, NULL),
+    R(HM_PATCH, API "/assets/{id}", PERM_CONFIG, SCOPE_ASSET, body_asset_patch,
+      false, http_h_assets_patch, "asset.update"),
+    R(HM_DELETE, API "/assets/{id}", PERM_CONFIG, SCOPE_ASSET, NULL, false,
+      http_h_assets_delete, "asset.delete"),
+    R(HM_GET, API "/assets/{id}/grants", PERM_CONFIG, SCOPE_ASSET, NULL, true,
+      http_h_grants_list, NULL),
+    R(HM_POST, API "/assets/{id}/grants", PERM_CONFIG, SCOPE_ASSET,
+      body_grant_add, false, http_h_grants_add, "grant.add"),
+    R(HM_DELETE, API "/assets/{id}/grants/{grant}", PERM_CONFIG, SCOPE_ASSET,
+      NULL, false, http_h_grants_delete, "grant.delete"),
+
+    R(HM_GET, API "/access-profiles", PERM_CONFIG, SCOPE_ROOT, NULL, true,
+      http_h_profiles_list, NULL),
+    R(HM_POST, API "/access-profiles", PERM_CONFIG, SCOPE_ROOT,
+      body_profile_add, false, http_h_profiles_add, "profile.add"),
+    R(HM_GET, API "/access-profiles/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
+      http_h_profiles_get, NULL),
+    R(HM_PATCH, API "/access-profiles/{id}", PERM_CONFIG, SCOPE_ROOT,
+      body_profile_patch, false, http_h_profiles_patch, "profile.update"),
+    R(HM_DELETE, API "/access-profiles/{id}", PERM_CONFIG, SCOPE_ROOT, NULL,
+      false, http_h_profiles_delete, "profile.delete"),
+    R(HM_POST, API "/access-profiles/{id}/assignments", PERM_CONFIG, SCOPE_ROOT,
+      body_assign, false, http_h_profiles_assign, "profile.assign"),
+    R(HM_DELETE, API "/access-profiles/{id}/assignments/{kind}/{name}",
+      PERM_CONFIG, SCOPE_ROOT, NULL, false, http_h_profiles_unassign,
+      "profile.unassign"),
+
+    R(HM_GET, API "/api-tokens", PERM_SELF, SCOPE_ROOT, NULL, true,
+      http_h_tokens_list, NULL),
+    R(HM_POST, API "/api-tokens", PERM_SELF, SCOPE_BODY_USER, body_token_add,
+      false, http_h_tokens_add, "token.add"),
+    R(HM_GET, API "/api-tokens/{id}", PERM_SELF, SCOPE_TOKEN, NULL, false,
+      http_h_tokens_get, NULL),
+    R(HM_PATCH, API "/api-tokens/{id}", PERM_SELF, SCOPE_TOKEN,
+      body_token_patch, false, http_h_tokens_patch, "token.update"),
+    R(HM_DELETE, API "/api-tokens/{id}", PERM_SELF, SCOPE_TOKEN, NULL, false,
+      http_h_tokens_delete, "token.delete"),
+
+    R(HM_GET, API "/sessions", PERM_CONFIG, SCOPE_ROOT, NULL, true,
+      http_h_sessions_list, NULL),
+    R(HM_GET, API "/sessions/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
+      http_h_sessions_get, NULL),
+    R(HM_GET, API "/sessions/{id}/recording", PERM_CONFIG, SCOPE_ROOT, NULL,
+      false, http_h_sessions_recording, NULL),
+    R(HM_GET, API "/audit", PERM_ADMIN, SCOPE_ROOT, NULL, true,
+      http_h_audit_list, NULL),
+};
+
+const size_t http_routes_count = sizeof(http_routes) / sizeof(http_routes[0]);
+
+/* --- responses ---------------------------------------------------------- */
+
+void http_req_clear(struct http_req *req)
+{
+    json_decref(req->body);
+    json_decref(req->data);
+    json_decref(req->meta);
+    json_decref(req->errors);
+    free(req->raw);
+    req->body = req->data = req->meta = req->errors = NULL;
+    req->raw = NULL;
+    sodium_memzero(&req->auth, sizeof(req->auth));
+}
+
+int http_ok(struct http_req *req, int status, json_t *data, json_t *meta)
+{
+    json_decref(req->data);
+    json_decref(req->meta);
+    req->status = status;
+    req->data = data;
+    req->meta = meta;
+    if (status != 204 && data == NULL) {
+        return http_error(req, 500, "internal", "Internal error",
+                          "out of memory");
+    }
+    return 0;
+}
+
+int http_error(struct http_req *req, int status, const char *code,
+               const char *title, const char *fmt, ...)
+{
+    char detail[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    for (char *p = detail; *p != '\0'; p++) {
+        if ((unsigned char)*p < 0x20) {
+            *p = '?';
+        }
+    }
+    json_decref(req->data);
+    json_decref(req->meta);
+    json_decref(req->errors);
+    req->data = req->meta = NULL;
+    req->status = status;
+    req->errors = json_pack("[{s:s, s:s, s:s}]", "code", code, "title", title,
+                            "detail", detail);
+    return 0;
+}
+
+int http_store_error(struct http_req *req, int err, const char *what,
+                     const char *name)
+{
+    switch (err) {
+    case ERR_NOT_FOUND:
+        return http_error(req, 404, "not_found", "Not found",
+                          "%s '%.200s' not found", what, name);
+    case ERR_EXISTS:
+        return http_error(req, 409, "conflict", "Conflict",
+                          "%s '%.200s' already exists or is still in use", what,
+                          name);
+    case ERR_INVALID:
+    case ERR_TOO_LONG:
+        return http_error(req, 400, "invalid", "Invalid value",
+                          "invalid %s '%.200s': %s", what, name, err_str(err));
+    case ERR_DENIED:
+        return http_error(req, 403, "forbidden", "Forbidden",
+                          "%s '%.200s' cannot be changed", what, name);
+    default:
+        return http_error(req, 500, "internal", "Internal error", "%s: %s",
+                          what, err_str(err));
+    }
+}
+
+json_t *http_json_time(int64_t t)
+{
+    char buf[32];
+
+    if (t == 0) {
+        return json_null();
+    }
+    util_fmt_time(t, buf, sizeof(buf));
+    return json_string(buf);
+}
+
+const char *http_nz(const char *s)
+{
+    return s != NULL && s[0] != '\0' ? s : NULL;
+}
+
+/* --- lists: filter, sort, page ----------------------------------------- */
+
+static bool http_value_matches(json_t *v, const char *want)
+{
+    char num[32];
+
+    if (json_is_string(v)) {
+        return strcmp(json_string_value(v), want) == 0;
+    }
+    if (json_is_integer(v)) {
+        snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(v));
+        return strcmp(num, want) == 0;
+    }
+    if (json_is_boolean(v)) {
+        return strcmp(want, json_is_true(v) ? "true" : "false") == 0;
+    }
+    if (json_is_null(v)) {
+        return strcmp(want, "null") == 0;
+    }
+    return false;
+}
+
+static const char *http_sort_key;
+static bool http_sort_desc;
+
+static int http_sort_cmp(const void *a, const void *b)
+{
+    json_t *x = json_object_get(*(json_t *const *)a, http_sort_key);
+    json_t *y = json_object_get(*(json_t *const *)b, http_sort_key);
+    int c = 0;
+
+    if (json_is_integer(x) && json_is_integer(y)) {
+        c = json_integer_value(x) < json_integer_value(y)   ? -1
+            : json_integer_value(x) > json_integer_value(y) ? 1
+                                                            : 0;
+    } else if (json_is_string(x) && json_is_string(y)) {
+        c = strcmp(json_string_value(x), json_string_value(y));
+    } else if (json_is_boolean(x) && json_is_boolean(y)) {
+        c = (int)json_is_true(x) - (int)json_is_true(y);
+    } else {
+        /* nulls and absent values sort first */
+        c = (x != NULL && !json_is_null(x)) - (y != NULL && !json_is_null(y));
+    }
+    return http_sort_desc ? -c : c;
+}
+
+static bool http_known_field(json_t *arr, const char *field)
+{
+    json_t *first = json_array_get(arr, 0);
+    json_t *v;
+
+    if (first == NULL) {
+        return true; /* nothing to check against */
+    }
+    v = json_object_get(first, field);
+    return v != NULL && !json_is_object(v) && !json_is_array(v);
+}
+
+int http_list(struct http_req *req, json_t *arr)
+{
+    json_t *kept = NULL, *page = NULL, *item, **items = NULL;
+    size_t i, n, total, f;
+    bool ok;
+
+    if (arr == NULL) {
+        return http_error(req, 500, "internal", "Internal error",
+                          "out of memory");
+    }
+    for (f = 0; f < req->nfilters; f++) {
+        if (!http_known_field(arr, req->filters[f].field)) {
+            json_decref(arr);
+            return http_error(req, 400, "invalid_filter", "Invalid filter",
+                              "cannot filter on '%s'", req->filters[f].field);
+        }
+    }
+    if (req->sort[0] != '\0' &&
+        !http_known_field(arr, req->sort + (req->sort[0] == '-'))) {
+        json_decref(arr);
+        return http_error(req, 400, "invalid_sort", "Invalid sort",
+                          "cannot sort by '%s'", req->sort);
+    }
+    kept = json_array();
+    json_array_foreach(arr, i, item)
+    {
+        ok = true;
+        for (f = 0; f < req->nfilters && ok; f++) {
+            ok =
+                http_value_matches(json_object_get(item, req->filters[f].field),
+                                   req->filters[f].value);
+        }
+        if (ok) {
+            json_array_append(kept, item);
+        }
+    }
+    json_decref(arr);
+    total = json_array_size(kept);
+    if (req->sort[0] != '\0' && total > 1) {
+        if ((items = calloc(total, sizeof(*items))) == NULL) {
+            json_decref(kept);
+            return http_error(req, 500, "internal", "Internal error",
+                              "out of memory");
+        }
+        for (i = 0; i < total; i++) {
+            items[i] = json_array_get(kept, i);
+        }
+        http_sort_desc = req->sort[0] == '-';
+        http_sort_key = req->sort + (http_sort_desc ? 1 : 0);
+        qsort(items, total, sizeof(*items), http_sort_cmp);
+    }
+    page = json_array();
+    n = 0;
+    for (i = req->offset; i < total && n < req->limit; i++, n++) {
+        json_array_append(page,
+                          items != NULL ? items[i] : json_array_get(kept, i));
+    }
+    free(items);
+    json_decref(kept);
+    return http_ok(req, 200, page,
+                   json_pack("{s:I, s:I, s:I}", "total", (json_int_t)total,
+                             "limit", (json_int_t)req->limit, "offset",
+                             (json_int_t)req->offset));
+}
+
+/* Parses the query string: list routes take page[limit], page[offset],
+ * sort and filter[field]; other routes take nothing. */
+static int http_parse_query(struct http_req *req)
+{
+    char q[HTTP_QUERY_MAX], *save = NULL, *kv, *val, *end;
+    unsigned long long v;
+
+    req->limit = HTTP_LIST_DEFAULT;
+    req->offset = 0;
+    snprintf(q, sizeof(q), "%s", req->query);
+    for (kv = strtok_r(q, "&", &save); kv != NULL;
+         kv = strtok_r(NULL, "&", &save)) {
+        val = strchr(kv, '=');
+        if (val == NULL) {
+            return http_error(req, 400, "invalid_query", "Invalid query",
+                              "query parameter '%.64s' needs a value", kv);
+        }
+        *val++ = '\0';
+        if (!req->route->list) {
+            return http_error(req, 400, "invalid_query", "Invalid query",
+                              "unknown query parameter '%.64s'", kv);
+        }
+        if (strcmp(kv, "page[limit]") == 0 || strcmp(kv, "page[offset]") == 0) {
+            end = NULL;
+            v = strtoull(val, &end, 10);
+            if (val[0] < '0' || val[0] > '9' || *end != '\0' ||
+                (kv[5] == 'l' && (v < 1 || v > HTTP_LIST_MAX)) ||
+                v > 1000000000ULL) {
+                return http_error(req, 400, "invalid_query", "Invalid query",
+                                  "%s must be an integer%s", kv,
+                                  kv[5] == 'l' ? " from 1 to 1000" : "");
+            }
+            if (kv[5] == 'l') {
+                req->limit = (size_t)v;
+            } else {
+                req->offset = (size_t)v;
+            }
+        } else if (strcmp(kv, "sort") == 0) {
+            if (strlen(val) == 0 || strlen(val) >= sizeof(req->sort)) {
+                return http_error(req, 400, "invalid_sort", "Invalid sort",
+                                  "sort needs a field name");
+            }
+            snprintf(req->sort, sizeof(req->sort), "%s", val);
+        } else if (strncmp(kv, "filter[", 7) == 0 &&
+                   kv[strlen(kv) - 1] == ']' && strlen(kv) > 8) {
+            if (req->nfilters == HTTP_FILTERS || strlen(kv) - 8 >= 64 ||
+                strlen(val) >= 256) {
+                return http_error(req, 400, "invalid_filter", "Invalid filter",
+                                  "too many or too long "
+                                  "filters");
+            }
+            snprintf(req->filters[req->nfilters].field, 64, "%.*s",
+                     (int)(strlen(kv) - 8), kv + 7);
+            snprintf(req->filters[req->nfilters].value, 256, "%s", val);
+            req->nfilters++;
+        } else {
+            return http_error(req, 400, "invalid_query", "Invalid query",
+                              "unknown query parameter '%.64s'", kv);
+        }
+    }
+    return 0;
+}
+
+/* --- routing ------------------------------------------------------------- */
+
+/* Matches path against pattern, capturing {x} segments into params. */
+static bool http_match(const char *pattern, const char *path,
+                       char params[HTTP_PARAMS][HTTP_PARAM_MAX])
+{
+    size_t np = 0, plen, slen;
+
+    for (;;) {
+        if (*pattern == '\0' || *path == '\0') {
+            return *pattern == '\0' &&
+                   (*path == '\0' || strcmp(path, "/") == 0);
+        }
+        if (*pattern != '/' || *path != '/') {
+            return false;
+        }
+        pattern++;
+        path++;
+        plen = strcspn(pattern, "/");
+        slen = strcspn(path, "/");
+        if (plen > 2 && pattern[0] == '{') {
+            if (slen == 0 || slen >= HTTP_PARAM_MAX || np == HTTP_PARAMS) {
+                return false;
+            }
+            memcpy(params[np], path, slen);
+            params[np][slen] = '\0';
+            np++;
+        } else if (plen != slen || strncmp(pattern, path, plen) != 0) {
+            return false;
+        }
+        pattern += plen;
+        path += slen;
+    }
+}
+
+static const struct http_route *http_route_find(struct http_req *req)
+{
+    char params[HTTP_PARAMS][HTTP_PARAM_MAX];
+    size_t i, used = 0;
+    bool path_known = false;
+
+    req->allow[0] = '\0';
+    for (i = 0; i < http_routes_count; i++) {
+        if (!http_match(http_routes[i].pattern, req->path, params)) {
+            continue;
+        }
+        path_known = true;
+        if (http_routes[i].method == req->method ||
+            (req->method == HM_HEAD && http_routes[i].method == HM_GET)) {
+            memcpy(req->params, params, sizeof(params));
+            return &http_routes[i];
+        }
+        used += (size_t)snprintf(req->allow + used, sizeof(req->allow) - used,
+                                 "%s%s", used > 0 ? ", " : "",
+                                 http_method_str(http_routes[i].method));
+        if (used >= sizeof(req->allow)) {
+            used = sizeof(req->allow) - 1;
+        }
+    }
+    if (path_known) {
+        http_error(req, 405, "method_not_allowed", "Method not allowed",
+                   "%s is not allowed on %.200s (allowed: %s)",
+                   http_method_str(req->method), req->path, req->allow);
+    } else {
+        req->allow[0] = '\0';
+        http_error(req, 404, "not_found", "Not found",
+                   "no such resource: %.200s", req->path);
+    }
+    return NULL;
+}
+
+/* --- authentication ------------------------------------------------------ */
+
+static int http_unauthorized(struct http_req *req, const char *why)
+{
+    req->h->m.api_auth_failures++;
+    req->www_auth = true;
+    return http_error(req, 401, "unauthorized", "Unauthorized", "%s", why);
+}
+
+static int http_authenticate(struct http_req *req)
+{
+    struct http_auth *a = &req->auth;
+    struct store_api_token tok;
+    const char *t = req->authorization;
+    bool revoked = false;
+    int r;
+
+    if (t == NULL || t[0] == '\0') {
+        return http_unauthorized(req, "this resource needs an Authorization: "
+                                      "Bearer token");
+    }
+    if (strncasecmp(t, "Bearer ", 7) != 0) {
+        return http_unauthorized(req, "the Authorization header must be "
+                                      "'Bearer <token>'");
+    }
+    t += 7;
+    while (*t == ' ') {
+        t++;
+    }
+    r = http_jwt_verify(req->h->key, t, util_now(), &a->claims);
+    if (r == ERR_TIMEOUT) {
+        return http_unauthorized(req, "the token has expired");
+    }
+    if (r != ERR_OK) {
+        return http_unauthorized(
+            req, r == ERR_INVALID ? "the token is malformed"
+                                  : "the token's signature or algorithm "
+                                    "is not accepted");
+    }
+    http_jwt_hash(a->claims.jti, a->jti_hash);
+    if (a->claims.kind == HTTP_JWT_API) {
+        r = store_api_token_find(req->h->store, a->jti_hash, &tok);
+        if (r == ERR_NOT_FOUND ||
+            (r == ERR_OK && (strcmp(tok.id, a->claims.tid) != 0 ||
+                             strcmp(tok.user_id, a->claims.sub) != 0))) {
+            return http_unauthorized(req, "the API token was deleted");
+        }
+        if (r != ERR_OK) {
+            return http_error(req, 500, "internal", "Internal error",
+                              "cannot check the token: %s", err_str(r));
+        }
+        if (!tok.enabled) {
+            return http_unauthorized(req, "the API token is disabled");
+        }
+        if (tok.expires_at <= util_now()) {
+            return http_unauthorized(req, "the API token has expired");
+        }
+        if (tok.filter_cidrs[0] != '\0' &&
+            !http_cidr_list_match(tok.filter_cidrs, req->client_ip)) {
+            req->h->m.api_auth_failures++;
+            return http_error(req, 403, "token_filter", "Forbidden",
+                              "the API token may not be used from %s",
+                              req->client_ip);
+        }
+        if (tok.filter_paths[0] != '\0' &&
+            !http_path_list_match(tok.filter_paths, req->path)) {
+            req->h->m.api_auth_failures++;
+            return http_error(req, 403, "token_filter", "Forbidden",
+                              "the API token may not be used on %.200s",
+                              req->path);
+        }
+    } else {
+        r = store_jwt_is_revoked(req->h->store, a->jti_hash, &revoked);
+        if (r != ERR_OK) {
+            return http_error(req, 500, "internal", "Internal error",
+                              "cannot check the token: %s", err_str(r));
+        }
+        if (revoked) {
+            return http_unauthorized(req, "the session has ended (logged out)");
+        }
+    }
+    r = store_user_get(req->h->store, a->claims.sub, &a->user);
+    if (r == ERR_NOT_FOUND || (r == ERR_OK && a->user.disabled)) {
+        return http_unauthorized(req,
+                                 "the token's user is deleted or disabled");
+    }
+    if (r != ERR_OK) {
+        return http_error(req, 500, "internal", "Internal error",
+                          "cannot read the user: %s", err_str(r));
+    }
+    if ((r = store_site_role_mask(req->h->store, a->user.id, NULL,
+                                  &a->root_roles)) != ERR_OK) {
+        return http_error(req, 500, "internal", "Internal error",
+                          "cannot read site roles: %s", err_str(r));
+    }
+    a->ok = true;
+    return 0;
+}
+
+/* --- authorization: the one place ---------------------------------------- */
+
+static bool http_perm_allows(int perm, unsigned mask)
+{
+    switch (perm) {
+    case PERM_PUBLIC:
+    case PERM_SELF:
+        return true;
+    case PERM_SERVICE:
+        return (mask & (SITE_ROLE_BIT(SITE_ROLE_SERVICE) |
+                        SITE_ROLE_BIT(SITE_ROLE_CONFIG) |
+                        SITE_ROLE_BIT(SITE_ROLE_ADMIN))) != 0;
+    case PERM_CONFIG:
+        return (mask & (SITE_ROLE_BIT(SITE_ROLE_CONFIG) |
+                        SITE_ROLE_BIT(SITE_ROLE_ADMIN))) != 0;
+    case PERM_ADMIN:
+        return (mask & SITE_ROLE_BIT(SITE_ROLE_ADMIN)) != 0;
+    }
+    return false;
+}
+
+static int http_forbidden(struct http_req *req, const char *why)
+{
+    return http_error(req, 403, "forbidden", "Forbidden", "%s", why);
+}
+
+static const char *http_perm_words(int perm)
+{
+    switch (perm) {
+    case PERM_SERVICE:
+        return "the service, configuration-manager or administrator role";
+    case PERM_CONFIG:
+        return "the configuration-manager or administrator role";
+    case PERM_ADMIN:
+        return "the administrator role";
+    }
+    return "a login";
+}
+
+static int http_authorize(struct http_req *req)
+{
+    const struct http_route *rt = req->route;
+    struct store_asset asset;
+    struct store_site site;
+    struct store_api_token tok;
+    struct store_user u;
+    const char *ref;
+    bool admin = (req->auth.root_roles & SITE_ROLE_BIT(SITE_ROLE_ADMIN)) != 0;
+    unsigned mask = req->auth.root_roles;
+    char why[160];
+    int r;
+
+    switch (rt->scope) {
+    case SCOPE_ASSET:
+        memset(&asset, 0, sizeof(asset));
+        r = store_asset_get(req->h->store, req->params[0], &asset);
+        if (r == ERR_OK) {
+            r = store_site_role_mask(req->h->store, req->auth.user.id,
+                                     asset.site_id, &mask);
+            store_asset_clear(&asset);
+        } else if (r != ERR_NOT_FOUND) {
+            return http_store_error(req, r, "asset", req->params[0]);
+        }
+        /* an unknown asset: judged on /root, then the handler's 404 */
+        break;
+    case SCOPE_SITE:
+        if (store_site_get(req->h->store, req->params[0], &site) == ERR_OK) {
+            r = store_site_role_mask(req->h->store, req->auth.user.id, site.id,
+                                     &mask);
+            if (r != ERR_OK) {
+                return http_store_error(req, r, "site", req->params[0]);
+            }
+        }
+        break;
+    case SCOPE_BODY_SITE:
+        ref = http_body_str(req->body, "site");
+        if (ref != NULL) {
+            r = store_site_get(req->h->store, ref, &site);
+            if (r != ERR_OK) {
+                return http_store_error(req, r, "site", ref);
+            }
+            r = store_site_role_mask(req->h->store, req->auth.user.id, site.id,
+                                     &mask);
+            if (r != ERR_OK) {
+                return http_store_error(req, r, "site", ref);
+            }
+        }
+        break;
+    case SCOPE_TOKEN:
+        r = store_api_token_get(req->h->store, req->params[0], &tok);
+        if (r == ERR_OK && !admin &&
+            strcmp(tok.user_id, req->auth.user.id) != 0) {
+            return http_forbidden(req, "only an administrator may manage "
+                                       "another user's API tokens");
+        }
+        break;
+    case SCOPE_BODY_USER:
+        ref = http_body_str(req->body, "user");
+        if (ref != NULL && !admin) {
+            r = store_user_get(req->h->store, ref, &u);
+            if (r != ERR_OK || strcmp(u.id, req->auth.user.id) != 0) {
+                return http_forbidden(req, "only an administrator may make "
+                                           "API tokens for another user");
+            }
+        }
+        break;
+    default:
+        break;
+    }
+    if (!http_perm_allows(rt->perm, mask)) {
+        snprintf(why, sizeof(why), "%s %s needs %s",
+                 http_method_str(rt->method), rt->pattern,
+                 http_perm_words(rt->perm));
+        return http_forbidden(req, why);
+    }
+    return 0;
+}
+
+/* --- dispatch ------------------------------------------------------------ */
+
+static void http_audit(struct http_req *req)
+{
+    const char *actor = req->auth.ok ? req->auth.user.name : "-";
+    int r;
+
+    if (req->route->action == NULL || req->status >= 300) {
+        return;
+    }
+    r = audit_write(req->h->store, actor, req->client, req->route->action,
+                    req->audit_target[0] != '\0' ? req->audit_target
+                                                 : req->path,
+                    req->audit_detail);
+    if (r != ERR_OK) {
+        log_error("http: cannot write the audit event %s: %s",
+                  req->route->action, err_str(r));
+    }
+}
+
+void http_dispatch(struct http_req *req)
+{
+    char why[256];
+    int r;
+
+    req->status = 500;
+    if ((req->route = http_route_find(req)) == NULL) {
+        return;
+    }
+    if (req->route->perm != PERM_PUBLIC) {
+        http_authenticate(req);
+        if (!req->auth.ok) {
+            return;
+        }
+    }
+    if (req->route->body == NULL) {
+        if (req->body_len > 0) {
+            http_error(req, 400, "invalid_body", "Invalid body",
+                       "%s %s takes no body", http_method_str(req->method),
+                       req->route->pattern);
+            return;
+        }
+    } else {
+        r = http_body_parse(req->body_data, req->body_len, req->route->body,
+                            &req->body, why, sizeof(why));
+        if (r != ERR_OK) {
+            http_error(req, 400, "invalid_body", "Invalid body", "%s", why);
+            return;
+        }
+    }
+    req->status = 0;
+    if (http_parse_query(req) != 0 || req->status != 0) {
+        return;
+    }
+    if (req->route->perm != PERM_PUBLIC &&
+        (http_authorize(req) != 0 || req->errors != NULL)) {
+        return;
+    }
+    req->status = 500;
+    req->route->fn(req);
+    if (req->errors == NULL && req->data == NULL && req->raw == NULL &&
+        req->status != 204) {
+        http_error(req, 500, "internal", "Internal error",
+                   "the handler gave no answer");
+    }
+    http_audit(req);
+}

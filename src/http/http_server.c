@@ -1,0 +1,722 @@
+/*
+ * The HTTP listener: libwebsockets in the main process's libuv loop.
+ *
+ * libwebsockets parses HTTP/1.1 (headers are bounded by
+ * max_http_header_data) and, when [http] tls_cert / tls_key are set,
+ * speaks TLS. This file turns its callbacks into one struct http_req per
+ * request and writes the answer:
+ *
+ *  - a connection limit per client address, checked when a connection is
+ *    accepted (LWS_CALLBACK_FILTER_NETWORK_CONNECTION) and counted from
+ *    its adoption (SERVER_NEW_CLIENT_INSTANTIATED) to the wsi's
+ *    destruction;
+ *  - a body limit: a Content-Length above [http] max_body_bytes is
+ *    answered 413 at once and the connection closed, without reading the
+ *    body; a body without a Content-Length (chunked) is refused with 411;
+ *  - timeouts: libwebsockets' own for headers and idle keep-alive, and a
+ *    deadline for the body ([http] timeout_seconds);
+ *  - the answer: written from the WRITEABLE callback in slices (so a big
+ *    list never needs one huge write), delayed first when the handler
+ *    asks (a failed login answers after failure_delay_ms, from a loop
+ *    timer, without blocking the loop).
+ *
+ * Everything runs in the loop's one thread, so nothing here locks.
+ */
+#include "http/http_internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <libwebsockets.h>
+#include <uv.h>
+#include <sodium.h>
+
+#include "common/err.h"
+#include "common/log.h"
+
+#define HTTP_SRC_BUCKETS 256
+#define HTTP_WRITE_SLICE 16384
+#define HTTP_AUTH_HEADER_MAX (HTTP_JWT_MAX + 64)
+#define HTTP_LOGIN_SLOTS 4096
+#define HTTP_STOP_MS 500 /* for libwebsockets to close everything */
+
+/* Open connections of one client address. */
+struct http_src {
+    struct http_src *next;
+    char ip[64];
+    unsigned n;
+};
+
+/* Per connection (libwebsockets' per-session data, zeroed at bind). */
+struct http_conn {
+    struct http *h;
+    struct lws *wsi;
+    struct http_req *req;
+    char *authz;
+    char *body;
+    size_t body_len, body_cap;
+    bool awaiting_body, too_large;
+    /* the answer */
+    char *out;
+    size_t out_len, out_off;
+    bool responding, headers_sent, close_after;
+    uint64_t timer;
+};
+
+const char *http_method_str(int m)
+{
+    static const char *const names[HM__COUNT] = {
+        "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"};
+
+    return m >= 0 && m < HM__COUNT ? names[m] : "?";
+}
+
+/* --- connections per source ------------------------------------------- */
+
+static size_t http_src_bucket(const struct http *h, const char *ip)
+{
+    uint64_t x;
+
+    crypto_shorthash((unsigned char *)&x, (const unsigned char *)ip, strlen(ip),
+                     (const unsigned char *)"portcullis-http!");
+    return (size_t)(x % h->nsrc_buckets);
+}
+
+static struct http_src *http_src_find(struct http *h, const char *ip)
+{
+    struct http_src *s;
+
+    for (s = h->srcs[http_src_bucket(h, ip)]; s != NULL; s = s->next) {
+        if (strcmp(s->ip, ip) == 0) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+static bool http_fd_peer(int fd, char *ip, size_t iplen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl) != 0) {
+        return false;
+    }
+    if (ss.ss_family == AF_INET) {
+        return inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip,
+                         (socklen_t)iplen) != NULL;
+    }
+    if (ss.ss_family == AF_INET6) {
+        return inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip,
+                         (socklen_t)iplen) != NULL;
+    }
+    return false;
+}
+
+static struct http_src *http_src_add(struct http *h, const char *ip)
+{
+    struct http_src *s = http_src_find(h, ip);
+    size_t b;
+
+    if (s == NULL) {
+        if ((s = calloc(1, sizeof(*s))) == NULL) {
+            return NULL;
+        }
+        snprintf(s->ip, sizeof(s->ip), "%s", ip);
+        b = http_src_bucket(h, ip);
+        s->next = h->srcs[b];
+        h->srcs[b] = s;
+    }
+    s->n++;
+    return s;
+}
+
+static void http_src_release(struct http *h, struct http_src *s)
+{
+    struct http_src **pp;
+
+    if (s == NULL || --s->n > 0) {
+        return;
+    }
+    for (pp = &h->srcs[http_src_bucket(h, s->ip)]; *pp != NULL;
+         pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            free(s);
+            return;
+        }
+    }
+}
+
+/* --- requests ---------------------------------------------------------- */
+
+static void http_conn_reset(struct http_conn *c)
+{
+    if (c->timer != 0 && c->h != NULL) {
+        loop_del_timer(c->h->loop, c->timer);
+    }
+    c->timer = 0;
+    if (c->req != NULL) {
+        http_req_clear(c->req);
+        free(c->req);
+        c->req = NULL;
+    }
+    if (c->authz != NULL) {
+        sodium_memzero(c->authz, strlen(c->authz));
+        free(c->authz);
+        c->authz = NULL;
+    }
+    if (c->body != NULL) {
+        /* Bodies carry passwords (login, user add). */
+        sodium_memzero(c->body, c->body_cap);
+        free(c->body);
+        c->body = NULL;
+    }
+    if (c->out != NULL) {
+        sodium_memzero(c->out, c->out_len);
+        free(c->out);
+        c->out = NULL;
+    }
+    c->body_len = c->body_cap = c->out_len = c->out_off = 0;
+    c->awaiting_body = c->too_large = false;
+    c->responding = c->headers_sent = c->close_after = false;
+}
+
+static int http_method_of(struct lws *wsi)
+{
+    static const struct {
+        enum lws_token_indexes tok;
+        int m;
+    } map[] = {
+        {WSI_TOKEN_GET_URI, HM_GET},         {WSI_TOKEN_POST_URI, HM_POST},
+        {WSI_TOKEN_PUT_URI, HM_PUT},         {WSI_TOKEN_PATCH_URI, HM_PATCH},
+        {WSI_TOKEN_DELETE_URI, HM_DELETE},   {WSI_TOKEN_HEAD_URI, HM_HEAD},
+        {WSI_TOKEN_OPTIONS_URI, HM_OPTIONS},
+    };
+
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+        if (lws_hdr_total_length(wsi, map[i].tok) > 0) {
+            return map[i].m;
+        }
+    }
+    return -1;
+}
+
+/* The query string as "a=b&c=d" (each fragment is already URL-decoded by
+ * libwebsockets; '&' and '=' inside values are therefore ambiguous, which
+ * the list parameters never need). */
+static int http_copy_query(struct lws *wsi, char *out, size_t outlen)
+{
+    char frag[512];
+    size_t used = 0;
+    int n, len;
+
+    out[0] = '\0';
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS) <= 0) {
+        return ERR_OK;
+    }
+    if ((size_t)lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS) >= outlen) {
+        return ERR_TOO_LONG;
+    }
+    for (n = 0;; n++) {
+        /* -1 past the last fragment (each is shorter than the total) */
+        len = lws_hdr_copy_fragment(wsi, frag, sizeof(frag),
+                                    WSI_TOKEN_HTTP_URI_ARGS, n);
+        if (len <= 0) {
+            break;
+        }
+        if (used + (size_t)len + 2 > outlen) {
+            return ERR_TOO_LONG;
+        }
+        if (used > 0) {
+            out[used++] = '&';
+        }
+        memcpy(out + used, frag, (size_t)len);
+        used += (size_t)len;
+        out[used] = '\0';
+    }
+    return ERR_OK;
+}
+
+static void http_on_timer(struct loop *l, void *arg)
+{
+    struct http_conn *c = arg;
+
+    c->timer = 0;
+    lws_callback_on_writable(c->wsi);
+}
+
+/* Serializes the request's answer into c->out and asks to write it. */
+static void http_respond(struct http_conn *c)
+{
+    struct http_req *req = c->req;
+    json_t *doc = NULL;
+    char *s = NULL;
+
+    if (req->raw != NULL) {
+        c->out = req->raw;
+        c->out_len = strlen(req->raw);
+        req->raw = NULL;
+    } else if (req->status != 204 && req->method != HM_HEAD) {
+        if (req->errors != NULL) {
+            doc = json_pack("{s:O}", "errors", req->errors);
+        } else {
+            /* "o" steals: hand it references of its own */
+            doc = json_pack(
+                "{s:o, s:o}", "data",
+                req->data != NULL ? json_incref(req->data) : json_null(),
+                "meta",
+                req->meta != NULL ? json_incref(req->meta) : json_object());
+        }
+        if (doc == NULL || (s = json_dumps(doc, JSON_COMPACT)) == NULL) {
+            req->status = 500;
+            s = strdup("{\"errors\":[{\"code\":\"internal\",\"title\":"
+                       "\"Internal error\",\"detail\":\"out of memory\"}]}");
+        }
+        json_decref(doc);
+        c->out = s;
+        c->out_len = s != NULL ? strlen(s) : 0;
+    }
+    if (req->status >= 500) {
+        c->h->m.responses_5xx++;
+    } else if (req->status >= 400) {
+        c->h->m.responses_4xx++;
+    }
+    c->responding = true;
+    if (req->delay_ms > 0) {
+        c->timer = loop_add_timer(c->h->loop, req->delay_ms, http_on_timer, c);
+        if (c->timer != 0) {
+            return;
+        }
+    }
+    lws_callback_on_writable(c->wsi);
+}
+
+/* A request refused before it reached the route table (413, 411). */
+static void http_refuse(struct http_conn *c, int status, const char *code,
+                        const char *title, const char *detail)
+{
+    c->close_after = true;
+    c->awaiting_body = false;
+    http_error(c->req, status, code, title, "%s", detail);
+    http_respond(c);
+}
+
+static void http_run(struct http_conn *c)
+{
+    c->req->authorization = c->authz;
+    c->req->body_data = c->body != NULL ? c->body : "";
+    c->req->body_len = c->body_len;
+    http_dispatch(c->req);
+    http_respond(c);
+}
+
+static int http_on_request(struct http_conn *c, struct lws *wsi,
+                           const char *path)
+{
+    struct http_req *req;
+    char clen[32];
+    long long want = 0;
+    int alen;
+
+    http_conn_reset(c);
+    c->h = lws_context_user(lws_get_context(wsi));
+    c->wsi = wsi;
+    if ((c->req = calloc(1, sizeof(*c->req))) == NULL) {
+        return -1;
+    }
+    req = c->req;
+    req->h = c->h;
+    c->h->m.requests++;
+    req->method = http_method_of(wsi);
+    snprintf(req->path, sizeof(req->path), "%s", path != NULL ? path : "/");
+    lws_get_peer_simple(wsi, req->client_ip, sizeof(req->client_ip));
+    snprintf(req->client, sizeof(req->client), "%s", req->client_ip);
+    if (req->method < 0) {
+        http_refuse(c, 405, "method_not_allowed", "Method not allowed",
+                    "this method is not supported");
+        return 0;
+    }
+    if (strlen(path != NULL ? path : "") >= sizeof(req->path) ||
+        http_copy_query(wsi, req->query, sizeof(req->query)) != ERR_OK) {
+        http_refuse(c, 414, "uri_too_long", "URI too long",
+                    "the path or query string is too long");
+        return 0;
+    }
+    alen = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (alen > 0) {
+        if (alen > HTTP_AUTH_HEADER_MAX ||
+            (c->authz = malloc((size_t)alen + 1)) == NULL ||
+            lws_hdr_copy(wsi, c->authz, alen + 1,
+                         WSI_TOKEN_HTTP_AUTHORIZATION) < 0) {
+            http_refuse(c, 400, "bad_request", "Bad request",
+                        "the Authorization header is too long");
+            return 0;
+        }
+    }
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+        http_refuse(c, 411, "length_required", "Length required",
+                    "send the body with a Content-Length");
+        return 0;
+    }
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
+        if (lws_hdr_copy(wsi, clen, sizeof(clen),
+                         WSI_TOKEN_HTTP_CONTENT_LENGTH) < 0) {
+            want = -1;
+        } else {
+            char *end = NULL;
+
+            errno = 0;
+            want = strtoll(clen, &end, 10);
+            if (errno != 0 || end == clen || *end != '\0' || want < 0) {
+                want = -1;
+            }
+        }
+        if (want < 0) {
+            http_refuse(c, 400, "bad_request", "Bad request",
+                        "malformed Content-Length");
+            return 0;
+        }
+        if (want > c->h->cfg->http_max_body) {
+            http_refuse(c, 413, "payload_too_large", "Payload too large",
+                        "the body is larger than the server accepts");
+            return 0;
+        }
+        if (want > 0) {
+            c->body_cap = (size_t)want + 1;
+            if ((c->body = malloc(c->body_cap)) == NULL) {
+                return -1;
+            }
+            c->awaiting_body = true;
+            lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT,
+                            c->h->cfg->http_timeout_seconds);
+            return 0;
+        }
+        if (req->method == HM_POST) {
+            /* libwebsockets follows a POST with an explicit zero length
+             * with HTTP_BODY_COMPLETION. */
+            c->awaiting_body = true;
+            return 0;
+        }
+    }
+    http_run(c);
+    return 0;
+}
+
+static int http_on_body(struct http_conn *c, const void *in, size_t len)
+{
+    if (!c->awaiting_body || c->req == NULL || len == 0) {
+        return 0;
+    }
+    if (c->body == NULL || len > c->body_cap - 1 - c->body_len) {
+        c->too_large = true;
+        return 0;
+    }
+    memcpy(c->body + c->body_len, in, len);
+    c->body_len += len;
+    c->body[c->body_len] = '\0';
+    return 0;
+}
+
+static int http_on_body_done(struct http_conn *c, struct lws *wsi)
+{
+    if (!c->awaiting_body || c->req == NULL) {
+        return 0;
+    }
+    c->awaiting_body = false;
+    lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+    if (c->too_large) {
+        http_refuse(c, 413, "payload_too_large", "Payload too large",
+                    "the body is larger than its Content-Length");
+        return 0;
+    }
+    http_run(c);
+    return 0;
+}
+
+static int http_add_header(struct lws *wsi, const char *name, const char *value,
+                           unsigned char **p, unsigned char *end)
+{
+    return lws_add_http_header_by_name(wsi, (const unsigned char *)name,
+                                       (const unsigned char *)value,
+                                       (int)strlen(value), p, end);
+}
+
+static int http_on_writeable(struct http_conn *c, struct lws *wsi)
+{
+    unsigned char buf[LWS_PRE + HTTP_WRITE_SLICE];
+    unsigned char *start = buf + LWS_PRE, *p = start;
+    unsigned char *end = buf + sizeof(buf) - 1;
+    struct http_req *req = c->req;
+    const char *type;
+    size_t n;
+    bool last;
+
+    if (!c->responding || req == NULL || c->timer != 0) {
+        return 0;
+    }
+    if (!c->headers_sent) {
+        type = req->raw_type != NULL ? req->raw_type : "application/json";
+        if (lws_add_http_common_headers(
+                wsi, (unsigned)req->status, type,
+                c->out_len > 0
+                    ? (lws_filepos_t)c->out_len
+                    : (req->status == 204 ? LWS_ILLEGAL_HTTP_CONTENT_LEN : 0),
+                &p, end) ||
+            http_add_header(wsi, "cache-control:", "no-store", &p, end) ||
+            (req->allow[0] != '\0' &&
+             http_add_header(wsi, "allow:", req->allow, &p, end)) ||
+            (req->www_auth &&
+             http_add_header(wsi, "www-authenticate:",
+                             "Bearer realm=\"portcullis\"", &p, end)) ||
+            (c->close_after &&
+             http_add_header(wsi, "connection:", "close", &p, end)) ||
+            lws_finalize_write_http_header(wsi, start, &p, end)) {
+            return -1;
+        }
+        c->headers_sent = true;
+        if (c->out_len > 0) {
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+    } else {
+        n = c->out_len - c->out_off;
+        last = n <= HTTP_WRITE_SLICE;
+        if (!last) {
+            n = HTTP_WRITE_SLICE;
+        }
+        memcpy(start, c->out + c->out_off, n);
+        if (lws_write(wsi, start, n,
+                      last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)n) {
+            return -1;
+        }
+        c->out_off += n;
+        if (!last) {
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+    }
+    /* The whole answer is out. */
+    if (c->close_after) {
+        return -1;
+    }
+    http_conn_reset(c);
+    if (lws_http_transaction_completed(wsi)) {
+        return -1;
+    }
+    return 0;
+}
+
+static int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
+                         void *user, void *in, size_t len)
+{
+    struct http *h = lws_context_user(lws_get_context(wsi));
+    struct http_conn *c = user;
+    struct http_src *src;
+    char ip[64];
+
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        if (http_fd_peer((int)(intptr_t)in, ip, sizeof(ip)) &&
+            (src = http_src_find(h, ip)) != NULL &&
+            src->n >= (unsigned)h->cfg->http_max_conns_per_source) {
+            log_warn("http: refusing a connection from %s: %u open already", ip,
+                     src->n);
+            return 1;
+        }
+        return 0;
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+        /* (WSI_CREATE comes before the socket is attached) */
+        if (http_fd_peer(lws_get_socket_fd(wsi), ip, sizeof(ip))) {
+            lws_set_opaque_user_data(wsi, http_src_add(h, ip));
+        }
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        src = lws_get_opaque_user_data(wsi);
+        lws_set_opaque_user_data(wsi, NULL);
+        http_src_release(h, src);
+        return 0;
+    case LWS_CALLBACK_HTTP:
+        return http_on_request(c, wsi, in);
+    case LWS_CALLBACK_HTTP_BODY:
+        return http_on_body(c, in, len);
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return http_on_body_done(c, wsi);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return http_on_writeable(c, wsi);
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        if (c != NULL) {
+            http_conn_reset(c);
+        }
+        return 0;
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static const struct lws_protocols http_protocols[] = {
+    {"http", http_callback, sizeof(struct http_conn), 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void http_lws_log(int level, const char *line)
+{
+    char msg[512];
+    size_t n;
+
+    snprintf(msg, sizeof(msg), "%s", line);
+    n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) {
+        msg[--n] = '\0';
+    }
+    if (level & LLL_ERR) {
+        log_error("lws: %s", msg);
+    } else {
+        log_debug("lws: %s", msg);
+    }
+}
+
+/* --- start and stop ---------------------------------------------------- */
+
+int http_start(struct http **out, const struct config *cfg, struct loop *loop,
+               struct store *store, struct vault *vault)
+{
+    struct lws_context_creation_info info;
+    struct http *h = NULL;
+    void *loops[1];
+    int r;
+
+    *out = NULL;
+    if (cfg->http_port == 0) {
+        log_info("http: port 0, the HTTP listener is off");
+        return ERR_OK;
+    }
+    if ((h = calloc(1, sizeof(*h))) == NULL) {
+        return ERR_NOMEM;
+    }
+    h->cfg = cfg;
+    h->loop = loop;
+    h->store = store;
+    h->vault = vault;
+    h->nsrc_buckets = HTTP_SRC_BUCKETS;
+    if ((h->srcs = calloc(h->nsrc_buckets, sizeof(*h->srcs))) == NULL) {
+        r = ERR_NOMEM;
+        goto fail;
+    }
+    if ((r = http_jwt_key_load(cfg->http_jwt_secret, true, &h->key)) !=
+        ERR_OK) {
+        log_error("http: cannot load the JWT secret %s: %s",
+                  cfg->http_jwt_secret, err_str(r));
+        goto fail;
+    }
+    h->lockout = lockout_new(cfg->max_failures, cfg->failure_window_seconds,
+                             cfg->lockout_seconds, HTTP_LOGIN_SLOTS);
+    if (h->lockout == NULL) {
+        r = ERR_NOMEM;
+        goto fail;
+    }
+    lws_set_log_level(LLL_ERR | (log_get_level() >= LOG_DEBUG ? LLL_NOTICE : 0),
+                      http_lws_log);
+    memset(&info, 0, sizeof(info));
+    loops[0] = loop_uv(loop);
+    info.foreign_loops = loops;
+    info.options =
+        LWS_SERVER_OPTION_LIBUV |
+        LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
+    if (strchr(cfg->http_listen, ':') == NULL) {
+        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+    }
+    info.port = cfg->http_port;
+    info.iface = cfg->http_listen;
+    info.protocols = http_protocols;
+    info.user = h;
+    info.pcontext = &h->ctx;
+    info.timeout_secs = (unsigned)cfg->http_timeout_seconds;
+    info.keepalive_timeout = cfg->http_timeout_seconds;
+    info.max_http_header_data = 8192;
+    info.server_string = "portcullis";
+    info.alpn = "http/1.1";
+    if (cfg->http_tls_cert != NULL && cfg->http_tls_cert[0] != '\0') {
+        if (cfg->http_tls_key == NULL || cfg->http_tls_key[0] == '\0') {
+            log_error("http: tls_cert needs tls_key");
+            r = ERR_CONFIG;
+            goto fail;
+        }
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = cfg->http_tls_cert;
+        info.ssl_private_key_filepath = cfg->http_tls_key;
+        h->tls = true;
+    }
+    h->ctx = lws_create_context(&info);
+    if (h->ctx == NULL) {
+        log_error("http: cannot listen on %s port %d", cfg->http_listen,
+                  cfg->http_port);
+        r = ERR_IO;
+        goto fail;
+    }
+    log_info("http: listening on %s port %d (%s)", cfg->http_listen,
+             cfg->http_port, h->tls ? "https" : "http");
+    *out = h;
+    return ERR_OK;
+fail:
+    lockout_free(h->lockout);
+    http_jwt_key_free(h->key);
+    free(h->srcs);
+    free(h);
+    return r;
+}
+
+static void http_stop_expired(struct loop *l, void *arg)
+{
+    *(bool *)arg = true;
+}
+
+void http_stop(struct http *h)
+{
+    struct http_src *s, *next;
+    uint64_t deadline;
+    bool expired = false;
+
+    if (h == NULL) {
+        return;
+    }
+    if (h->ctx != NULL) {
+        lws_context_destroy(h->ctx);
+        /* On a foreign loop the context finishes closing its handles in
+         * their close callbacks (and timers), and clears h->ctx (pcontext)
+         * when it is gone: run the loop until then, with a deadline. */
+        deadline =
+            loop_add_timer(h->loop, HTTP_STOP_MS, http_stop_expired, &expired);
+        while (h->ctx != NULL && !expired && deadline != 0) {
+            uv_run(loop_uv(h->loop), UV_RUN_ONCE);
+        }
+        if (!expired) {
+            loop_del_timer(h->loop, deadline);
+        }
+        /* Its last step may have been deferred (it was inside its own
+         * service when the handles closed): a second call finishes it. */
+        for (int i = 0; i < 3 && h->ctx != NULL; i++) {
+            lws_context_destroy(h->ctx);
+            uv_run(loop_uv(h->loop), UV_RUN_NOWAIT);
+        }
+        if (h->ctx != NULL) {
+            log_warn("http: libwebsockets did not finish closing");
+        }
+    }
+    for (size_t i = 0; i < h->nsrc_buckets; i++) {
+        for (s = h->srcs[i]; s != NULL; s = next) {
+            next = s->next;
+            free(s);
+        }
+    }
+    free(h->srcs);
+    lockout_free(h->lockout);
+    http_jwt_key_free(h->key);
+    free(h);
+}
