@@ -561,6 +561,7 @@ static void child_report_end(struct session_child *sc, struct relay_chan *ch,
     uint64_t rec_size = 0;
 
     if (ch->rec != NULL) {
+        relay_transfer_finish(ch);
         if (record_close(ch->rec, &rec_size, sha) != ERR_OK &&
             strncmp(result, "ok", 2) == 0) {
             result = "error: recording failed";

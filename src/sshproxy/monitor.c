@@ -33,10 +33,7 @@
 #include "common/util.h"
 #include "policy/policy.h"
 #include "sshproxy/mproto.h"
-
-/* The recording's size goes into the row once the store can hold it. */
-#define STORE_SET_RECORDING_SIZE(st, id, size)                                 \
-    ((void)(st), (void)(id), (void)(size))
+#include "store/audit.h"
 
 #define MONITOR_FP_MAX 128
 #define MONITOR_DETAIL_MAX 65536
@@ -87,6 +84,7 @@ static void monitor_child_free(struct monitor *m, struct mchild *c)
     }
     while ((row = c->rows) != NULL) {
         c->rows = row->next;
+        free(row->rec_path);
         free(row);
     }
     sodium_memzero(&c->login, sizeof(c->login));
@@ -156,6 +154,19 @@ static void monitor_reply(struct monitor *m, struct mchild *c, uint8_t type,
     buf_reset(m->rep); /* may have held a vaulted login */
 }
 
+/* One audit event; a failure to write it is logged, never fatal to the
+ * session (the report row still exists). */
+static void monitor_audit(struct monitor *m, const struct mchild *c,
+                          const char *actor, const char *action,
+                          const char *target, const char *detail)
+{
+    if (audit_write(m->store, actor && actor[0] ? actor : "(unknown)", c->addr,
+                    action, target ? target : "",
+                    detail ? detail : "") != ERR_OK) {
+        log_error("cannot write the audit event %s", action);
+    }
+}
+
 /* --- report rows --- */
 
 static int monitor_row_add(struct mchild *c, const char *id, bool record)
@@ -179,6 +190,7 @@ static bool monitor_row_take(struct mchild *c, const char *id)
     for (pp = &c->rows; (row = *pp) != NULL; pp = &row->next) {
         if (strcmp(row->id, id) == 0) {
             *pp = row->next;
+            free(row->rec_path);
             free(row);
             return true;
         }
@@ -232,11 +244,13 @@ static void monitor_auth_reply(struct monitor *m, struct mchild *c, int verdict,
         log_info("login %s from %s failed: %s",
                  c->login.principal[0] ? c->login.principal : "(invalid)",
                  c->addr, reason);
+        monitor_audit(m, c, c->login.principal, "login.fail", "ssh", reason);
     }
     if (verdict == MP_AUTH_OK) {
         c->state = MC_AUTHED;
         m->preauth--;
         log_info("login %s from %s accepted", c->user_name, c->addr);
+        monitor_audit(m, c, c->user_name, "login.ok", "ssh", "");
     }
     (void)(buf_put_u8(m->rep, (uint8_t)verdict) || buf_put_u32(m->rep, delay) ||
            buf_put_cstring(m->rep, reason ? reason : ""));
@@ -641,6 +655,9 @@ static int monitor_authorize(struct monitor *m, struct mchild *c,
         monitor_row_refused(m, c, policy_kind_str(kind),
                             c->asset_name[0] ? c->asset_name : c->login.asset,
                             detail, result);
+        monitor_audit(m, c, c->user_name, "session.denied",
+                      c->asset_name[0] ? c->asset_name : c->login.asset,
+                      result);
         monitor_authorize_reply(m, c, false, NULL, msg, NULL);
         goto out;
     }
@@ -657,6 +674,8 @@ static int monitor_authorize(struct monitor *m, struct mchild *c,
         snprintf(msg, sizeof(msg), "access denied: %s", d.reason);
         snprintf(result, sizeof(result), "denied: %s", d.reason);
         monitor_row_refused(m, c, policy_kind_str(kind), NULL, detail, result);
+        monitor_audit(m, c, c->user_name, "session.denied", c->asset_name,
+                      result);
         monitor_authorize_reply(m, c, false, NULL, msg, NULL);
         goto out;
     }
@@ -681,6 +700,13 @@ static int monitor_authorize(struct monitor *m, struct mchild *c,
     }
     log_info("session %s: %s %s on %s (%s) from %s", s.id, c->user_name, s.kind,
              c->asset_name, c->asset_id, c->addr);
+    {
+        char what[200];
+
+        snprintf(what, sizeof(what), "%s on %s (%s)", s.kind, c->asset_name,
+                 c->asset_id);
+        monitor_audit(m, c, c->user_name, "session.start", s.id, what);
+    }
     monitor_authorize_reply(m, c, true, s.id, "", &d);
 out:
     free(profiles);
@@ -969,7 +995,6 @@ static int monitor_record_open(struct monitor *m, struct mchild *c,
 {
     char row_id[STORE_ID_MAX + 1] = "", dir[PATH_MAX], path[PATH_MAX + 64],
                                msg[PATH_MAX + 128] = "";
-    struct store_session upd;
     struct mchild_row *row;
     struct tm tm;
     time_t now = time(NULL);
@@ -1011,10 +1036,9 @@ static int monitor_record_open(struct monitor *m, struct mchild *c,
         monitor_reply(m, c, MP_RECORD_OPEN_REPLY, -1);
         return ERR_OK;
     }
-    memset(&upd, 0, sizeof(upd));
-    snprintf(upd.id, sizeof(upd.id), "%s", row_id);
-    util_strlcpy(upd.recording_path, path, sizeof(upd.recording_path));
-    if (store_session_update(m->store, &upd) != ERR_OK) {
+    free(row->rec_path);
+    row->rec_path = strdup(path);
+    if (store_session_set_recording(m->store, row_id, path, 0, "") != ERR_OK) {
         log_error("session %s: cannot store the recording path", row_id);
     }
     (void)(buf_put_u8(m->rep, 1) || buf_put_cstring(m->rep, ""));
@@ -1028,7 +1052,6 @@ static int monitor_session_end(struct monitor *m, struct mchild *c,
 {
     char row[STORE_ID_MAX + 1] = "", result[STORE_RESULT_MAX + 1] = "",
                             sha[65] = "";
-    struct store_session upd;
     struct mchild_row *r;
     uint64_t up = 0, down = 0, rec_size = 0;
     uint32_t exit1 = 0;
@@ -1045,24 +1068,23 @@ static int monitor_session_end(struct monitor *m, struct mchild *c,
         (r = monitor_row_find(c, row)) == NULL) {
         return ERR_PROTO;
     }
-    recorded = r->rec_opened;
+    recorded = r->rec_opened && r->rec_path != NULL;
     if (!recorded && r->record && strncmp(result, "ok", 2) == 0) {
         /* Policy said record and nothing was: never report that as ok. */
         snprintf(result, sizeof(result), "error: session was not recorded");
     }
-    (void)monitor_row_take(c, row);
-    if (recorded && sha[0] != '\0') {
-        memset(&upd, 0, sizeof(upd));
-        snprintf(upd.id, sizeof(upd.id), "%s", row);
-        snprintf(upd.recording_sha256, sizeof(upd.recording_sha256), "%s", sha);
-        (void)store_session_update(m->store, &upd);
-        STORE_SET_RECORDING_SIZE(m->store, row, rec_size);
+    if (recorded && sha[0] != '\0' &&
+        store_session_set_recording(m->store, row, r->rec_path, rec_size,
+                                    sha) != ERR_OK) {
+        log_error("session %s: cannot store the recording's hash", row);
     }
+    (void)monitor_row_take(c, row);
     if (store_session_close(m->store, row, util_now(), up, down,
                             exit1 == 0 ? -1 : (int)(exit1 - 1),
                             result) != ERR_OK) {
         log_error("cannot close report row %s", row);
     }
+    monitor_audit(m, c, c->user_name, "session.end", row, result);
     log_info("session %s ended: %s, %llu bytes up, %llu down", row, result,
              (unsigned long long)up, (unsigned long long)down);
     monitor_reply(m, c, MP_ACK, -1);
@@ -1154,7 +1176,9 @@ void monitor_child_exit(struct monitor *m, pid_t pid, int status)
     while ((row = c->rows) != NULL) {
         c->rows = row->next;
         (void)store_session_close(m->store, row->id, now, 0, 0, -1, result);
+        monitor_audit(m, c, c->user_name, "session.end", row->id, result);
         log_info("session %s: %s", row->id, result);
+        free(row->rec_path);
         free(row);
     }
     if (c->state == MC_PREAUTH || c->state == MC_NEED_TOTP) {

@@ -48,6 +48,7 @@ struct mchild_row {
     struct mchild_row *next;
     bool record;     /* policy: this session must be recorded */
     bool rec_opened; /* its recording file was handed out */
+    char *rec_path;  /* heap: that file's path */
 };
 
 struct monitor;

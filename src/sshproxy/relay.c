@@ -69,6 +69,7 @@ void relay_chan_free(struct relay_chan *ch)
     }
     record_free(ch->rec);
     scp_tracker_free(ch->scp);
+    sftp_tracker_free(ch->sftp);
     free(ch->detail);
     free(ch->fail_msg);
     free(ch->result);
@@ -167,6 +168,50 @@ static void relay_observe(struct relay_chan *ch, int idx, const uint8_t *p,
         (void)record_cast_data(ch->rec, 'o', p, n);
     } else if (ch->scp != NULL && idx != 2) {
         scp_tracker_feed(ch->scp, idx == 0, p, n);
+    } else if (ch->sftp != NULL && idx != 2) {
+        sftp_tracker_feed(ch->sftp, idx == 0, p, n);
+    }
+}
+
+/*
+ * One SFTP transfer record per operation that changes or moves data:
+ * open is implied by its close, which carries the handle's totals; reads
+ * and writes are summed there rather than logged per packet.
+ */
+static void relay_sftp_event(const struct sftp_event *ev, void *arg)
+{
+    struct relay_chan *ch = arg;
+    char line[4 * 8192 + 1024], when[32], p1[2 * 4096 + 8], p2[2 * 4096 + 8];
+    const char *op;
+
+    if (ch->rec == NULL || ev->op == SFTP_READ || ev->op == SFTP_WRITE) {
+        return;
+    }
+    if (ev->op == SFTP_OPEN && ev->status == 0) {
+        return; /* reported at close, with the bytes */
+    }
+    op = sftp_op_str(ev->op);
+    if (record_json_string(p1, sizeof(p1), ev->path) == 0 ||
+        record_json_string(p2, sizeof(p2), ev->path2) == 0) {
+        return;
+    }
+    util_fmt_time(util_now(), when, sizeof(when));
+    snprintf(line, sizeof(line),
+             "{\"time\": \"%s\", \"session\": \"%s\", \"op\": \"%s\", "
+             "\"path\": %s, \"path2\": %s, \"read\": %s, \"write\": %s, "
+             "\"bytes_read\": %llu, \"bytes_written\": %llu, \"status\": %d, "
+             "\"note\": \"%s\"}",
+             when, ch->session_id, op, p1, p2, ev->read ? "true" : "false",
+             ev->write ? "true" : "false", (unsigned long long)ev->bytes_read,
+             (unsigned long long)ev->bytes_written, ev->status,
+             ev->note ? ev->note : "");
+    (void)record_line(ch->rec, line);
+}
+
+void relay_transfer_finish(struct relay_chan *ch)
+{
+    if (ch->sftp != NULL) {
+        sftp_tracker_finish(ch->sftp);
     }
 }
 
@@ -211,6 +256,8 @@ int relay_transfer_start(struct relay_chan *ch)
     free(cmd);
     if (ch->kind == KIND_SCP) {
         ch->scp = scp_tracker_new(ch->detail, relay_transfer_event, ch);
+    } else if (ch->kind == KIND_SFTP) {
+        ch->sftp = sftp_tracker_new(relay_sftp_event, ch);
     }
     return record_line(ch->rec, line);
 }

@@ -49,6 +49,7 @@
 #include "sshproxy/monitor.h"
 #include "sshproxy/mproto.h"
 #include "sshproxy/sandbox.h"
+#include "record/retention.h"
 
 static int server_listen(const char *addr, int port)
 {
@@ -299,6 +300,29 @@ static void server_on_link(struct loop *l, int fd, int events, void *arg)
     log_warn("unexpected message %u from the spawner", type);
 }
 
+#define SERVER_RETENTION_MS (3600 * 1000)
+
+/* Deletes recordings older than [record] retention_days, now and then
+ * every hour (each deletion is an audit event). */
+static void server_on_retention(struct loop *l, void *arg)
+{
+    struct server *s = arg;
+    int deleted = 0;
+
+    if (s->cfg->record_retention_days <= 0) {
+        return;
+    }
+    if (record_retention_sweep(s->mon.store, s->cfg->record_dir,
+                               (int64_t)s->cfg->record_retention_days * 86400,
+                               0, &deleted) != ERR_OK) {
+        log_warn("recording retention sweep failed");
+    } else if (deleted > 0) {
+        log_info("retention: deleted %d recordings older than %d days", deleted,
+                 s->cfg->record_retention_days);
+    }
+    (void)loop_add_timer(l, SERVER_RETENTION_MS, server_on_retention, s);
+}
+
 static void server_on_signal(struct loop *l, int fd, int events, void *arg)
 {
     struct signalfd_siginfo si;
@@ -423,6 +447,7 @@ int server_run(const struct config *cfg)
         goto out;
     }
     log_info("listening on %s port %d", cfg->ssh_listen, cfg->ssh_port);
+    (void)loop_add_timer(s.loop, 0, server_on_retention, &s);
     r = loop_run(s.loop);
     if (r == ERR_OK) {
         r = s.result;

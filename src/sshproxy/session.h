@@ -20,6 +20,7 @@
 #include "common/buf.h"
 #include "record/record.h"
 #include "record/scp.h"
+#include "record/sftp.h"
 #include "login/login.h"
 #include "store/store.h"
 
@@ -82,7 +83,8 @@ struct relay_chan {
     bool record_required;
     bool record_cast; /* asciicast (shell, exec) or JSON lines */
     struct record *rec;
-    struct scp_tracker *scp; /* legacy scp transfers, for the record */
+    struct scp_tracker *scp;   /* legacy scp transfers, for the record */
+    struct sftp_tracker *sftp; /* SFTP operations, for the record */
     char user_name[STORE_NAME_MAX + 1];
     struct ssh_channel_callbacks_struct down_cb;
     struct ssh_channel_callbacks_struct up_cb;
@@ -127,6 +129,8 @@ void relay_fail(struct relay_chan *ch);
 bool relay_finished(const struct relay_chan *ch);
 /* Starts the transfer records of an scp or sftp channel (JSON lines). */
 int relay_transfer_start(struct relay_chan *ch);
+/* Reports what the SFTP tracker still holds (unclosed handles). */
+void relay_transfer_finish(struct relay_chan *ch);
 /* Ends the channel at once (both sides) with a message for the client. */
 void relay_abort(struct relay_chan *ch, const char *msg, const char *result);
 

@@ -181,3 +181,97 @@ def test_kill_9_keeps_the_recording_and_marks_the_row(pc, target):
     assert any("before-the-crash" in e[2] for e in events)
     pc.start()
     pc.session_of(user, "error: interrupted")
+
+
+def key_user_on(server, target, tmp_path, native="record"):
+    user = server.user_add()
+    key = keygen(tmp_path / ("k-" + user))
+    server.key_add(user, str(key) + ".pub")
+    asset_id = server.target_asset(target)
+    server.allow(user, asset_id, native=native)
+    return "%s#%s" % (user, asset_id), key, user
+
+
+def test_sftp_batch_is_recorded_as_transfers(proxy, target, ssh_client,
+                                             tmp_path):
+    login, key, user = key_user_on(proxy, target, tmp_path)
+    src = tmp_path / "put.bin"
+    src.write_bytes(os.urandom(300000))
+    d = "/tmp/pc-sftp-%s" % uniq()
+    batch = tmp_path / "batch"
+    batch.write_text("mkdir %s\nput %s %s/a.bin\nget %s/a.bin %s\n"
+                     "rename %s/a.bin %s/b.bin\nrm %s/b.bin\nrmdir %s\n"
+                     % (d, src, d, d, tmp_path / "got.bin", d, d, d, d))
+    r = ssh_client.sftp(login, batch, key=key)
+    assert r.rc == 0, r
+    row = proxy.session_of(user, "ok", kind="sftp")
+    path = check_recording_row(row)
+    with open(path) as f:
+        recs = [json.loads(line) for line in f]
+    assert recs[0]["op"] == "start" and recs[0]["kind"] == "sftp"
+    ops = [(x["op"], x.get("path"), x.get("path2")) for x in recs[1:]]
+    assert ("mkdir", d, "") in ops
+    assert ("rename", d + "/a.bin", d + "/b.bin") in ops
+    assert ("remove", d + "/b.bin", "") in ops
+    assert ("rmdir", d, "") in ops
+    closes = [x for x in recs if x["op"] == "close" and
+              x["path"] == d + "/a.bin"]
+    assert any(x["bytes_written"] == 300000 for x in closes), closes
+    assert any(x["bytes_read"] == 300000 for x in closes), closes
+
+
+def test_audit_log_has_logins_sessions_and_changes(pc, target, tmp_path):
+    pc.start()
+    pw = "pw-" + uniq()
+    user = pc.user_add(password=pw)
+    asset_id = pc.target_asset(target)
+    pc.allow(user, asset_id)
+    client = Client(pc.ssh_port)
+    assert client.ssh("%s#%s" % (user, asset_id), "true",
+                      password=pw).rc == 0
+    assert client.ssh("%s#%s" % (user, asset_id), "true",
+                      password="wrong").rc == 255
+    pc.session_of(user, "ok", kind="exec")
+    _, out, _ = pc.cli("audit", "list", "--json")
+    events = json.loads(out)
+    got = {(e["action"], e["actor"]) for e in events}
+    assert ("login.ok", user) in got
+    assert ("login.fail", user) in got
+    assert ("session.start", user) in got
+    assert ("session.end", user) in got
+    assert any(e["action"] == "user.add" and e["target"] == user
+               for e in events)
+    assert pw not in out and "wrong" not in out
+    rc, out, _ = pc.cli("audit", "verify")
+    assert rc == 0 and out.startswith("ok:")
+    # An edit made behind Portcullis's back is found and named.
+    victim = [e for e in events if e["action"] == "login.ok"][0]
+    subprocess.run(["sqlite3", str(pc.dir / "portcullis.db"),
+                    "UPDATE audit SET actor = 'mallory' WHERE seq = %d"
+                    % victim["seq"]], check=True)
+    rc, out, err = pc.cli("audit", "verify", check=False)
+    assert rc != 0
+    assert "entry %d" % victim["seq"] in err, err
+
+
+def test_retention_deletes_old_recordings(pc, target, tmp_path):
+    pc.set_config("record", "retention_days", "1")
+    pc.start()
+    login, key, user = key_user_on(pc, target, tmp_path)
+    assert Client(pc.ssh_port).ssh(login, "echo old", key=key).rc == 0
+    row = pc.session_of(user, "ok", kind="exec")
+    path = check_recording_row(row)
+    pc.stop()
+    old = int(time.time()) - 3 * 86400
+    subprocess.run(["sqlite3", str(pc.dir / "portcullis.db"),
+                    "UPDATE sessions SET started_at = %d, ended_at = %d "
+                    "WHERE id = '%s'" % (old, old + 1, row["id"])],
+                   check=True)
+    pc.start()  # the server sweeps at start, then hourly
+    deadline = time.monotonic() + 15
+    while os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not os.path.exists(path)
+    _, out, _ = pc.cli("audit", "list", "--json")
+    assert any(e["action"] == "recording.delete" and e["target"] == row["id"]
+               for e in json.loads(out))
