@@ -15,6 +15,7 @@ static int profile_add_run(struct cli_ctx *ctx, int argc, char **argv)
     const char *pos[CLI_MAX_POS], *native = NULL;
     bool no_shell = false, no_exec = false, no_sftp = false, no_scp = false;
     bool lfwd = false, rfwd = false, afwd = false, x11 = false;
+    bool rec_input = false;
     int max_min = 0, idle_min = 0, rc, r;
     const struct cli_opt opts[] = {
         CLI_OPT_STR("--native", &native),
@@ -26,6 +27,7 @@ static int profile_add_run(struct cli_ctx *ctx, int argc, char **argv)
         CLI_OPT_FLAG("--remote-forward", &rfwd),
         CLI_OPT_FLAG("--agent-forward", &afwd),
         CLI_OPT_FLAG("--x11", &x11),
+        CLI_OPT_FLAG("--record-input", &rec_input),
         CLI_OPT_INT("--max-session-minutes", &max_min, 0, PROFILE_MINUTES_MAX),
         CLI_OPT_INT("--idle-timeout-minutes", &idle_min, 0,
                     PROFILE_MINUTES_MAX),
@@ -61,6 +63,10 @@ static int profile_add_run(struct cli_ctx *ctx, int argc, char **argv)
     p.x11 = x11;
     p.max_session_minutes = max_min;
     p.idle_timeout_minutes = idle_min;
+    p.record_input = rec_input;
+    if (rec_input && p.native != NATIVE_RECORD) {
+        return cli_usage(ctx, "--record-input needs --native record");
+    }
     if ((r = store_profile_add(ctx->st, &p)) != ERR_OK) {
         return cli_store_error(r, "profile", pos[0]);
     }
@@ -190,7 +196,7 @@ static int profile_list_run(struct cli_ctx *ctx, int argc, char **argv)
             cli_json_append(
                 &arr,
                 json_pack("{s:s, s:s, s:s, s:b, s:b, s:b, s:b, s:b, "
-                          "s:b, s:b, s:b, s:i, s:i}",
+                          "s:b, s:b, s:b, s:i, s:i, s:b}",
                           "id", p->id, "name", p->name, "native_session",
                           store_native_str(p->native), "shell", p->shell,
                           "exec", p->exec, "sftp", p->sftp, "scp", p->scp,
@@ -198,7 +204,8 @@ static int profile_list_run(struct cli_ctx *ctx, int argc, char **argv)
                           p->remote_forward, "agent_forward", p->agent_forward,
                           "x11", p->x11, "max_session_minutes",
                           p->max_session_minutes, "idle_timeout_minutes",
-                          p->idle_timeout_minutes));
+                          p->idle_timeout_minutes, "record_input",
+                          p->record_input));
         }
         rc = cli_json_print(arr);
     } else {

@@ -1053,14 +1053,15 @@ int http_h_grants_delete(struct http_req *req)
 static json_t *http_profile_json(const struct store_profile *p)
 {
     return json_pack("{s:s, s:s, s:s, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, "
-                     "s:i, s:i}",
+                     "s:i, s:i, s:b}",
                      "id", p->id, "name", p->name, "native_session",
                      store_native_str(p->native), "shell", p->shell, "exec",
                      p->exec, "sftp", p->sftp, "scp", p->scp, "local_forward",
                      p->local_forward, "remote_forward", p->remote_forward,
                      "agent_forward", p->agent_forward, "x11", p->x11,
                      "max_session_minutes", p->max_session_minutes,
-                     "idle_timeout_minutes", p->idle_timeout_minutes);
+                     "idle_timeout_minutes", p->idle_timeout_minutes,
+                     "record_input", p->record_input);
 }
 
 /* Applies the body's fields to p; false (answered 400) on a bad native. */
@@ -1087,6 +1088,7 @@ static bool http_profile_apply(struct http_req *req, struct store_profile *p)
     p->remote_forward = http_body_bool(b, "remote_forward", p->remote_forward);
     p->agent_forward = http_body_bool(b, "agent_forward", p->agent_forward);
     p->x11 = http_body_bool(b, "x11", p->x11);
+    p->record_input = http_body_bool(b, "record_input", p->record_input);
     p->max_session_minutes =
         (int)http_body_int(b, "max_session_minutes", p->max_session_minutes);
     p->idle_timeout_minutes =

@@ -123,7 +123,7 @@ static const struct http_field body_grant_add[] = {
         {"local_forward", HF_BOOL, false, 0, 0},                               \
         {"remote_forward", HF_BOOL, false, 0, 0},                              \
         {"agent_forward", HF_BOOL, false, 0, 0},                               \
-        {"x11", HF_BOOL, false, 0, 0},                                         \
+        {"x11", HF_BOOL, false, 0, 0}, {"record_input", HF_BOOL, false, 0, 0}, \
         {"max_session_minutes", HF_INT, false, 0, 525600},                     \
     {                                                                          \
         "idle_timeout_minutes", HF_INT, false, 0, 525600                       \

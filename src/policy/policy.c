@@ -97,7 +97,7 @@ static void policy_refuse(struct policy_decision *out, const char *reason)
 void policy_decide(int role, const struct store_profile *profiles,
                    size_t nprofiles, int kind, struct policy_decision *out)
 {
-    bool any_allow = false, kind_on = false, record = false;
+    bool any_allow = false, kind_on = false, record = false, input = false;
     int max_minutes = 0, idle_minutes = 0;
     size_t i;
 
@@ -124,6 +124,7 @@ void policy_decide(int role, const struct store_profile *profiles,
         any_allow = true;
         kind_on = kind_on || policy_kind_on(p, kind);
         record = record || p->native == NATIVE_RECORD;
+        input = input || (p->native == NATIVE_RECORD && p->record_input);
         max_minutes = policy_min_limit(max_minutes, p->max_session_minutes);
         idle_minutes = policy_min_limit(idle_minutes, p->idle_timeout_minutes);
     }
@@ -143,6 +144,7 @@ void policy_decide(int role, const struct store_profile *profiles,
     }
     out->allowed = true;
     out->record = record;
+    out->record_input = input;
     out->max_session_minutes = max_minutes;
     out->idle_timeout_minutes = idle_minutes;
 }

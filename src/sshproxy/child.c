@@ -497,7 +497,8 @@ static int child_authorize(struct session_child *sc, struct relay_chan *ch)
     if (sc->asset_name[0] == '\0') {
         snprintf(sc->asset_name, sizeof(sc->asset_name), "%s", asset);
     }
-    ch->record_required = record != 0;
+    ch->record_required = (record & 1) != 0;
+    ch->record_input = (record & 2) != 0;
     if (max_minutes > 0 && (sc->max_session_minutes == 0 ||
                             (int)max_minutes < sc->max_session_minutes)) {
         sc->max_session_minutes = (int)max_minutes;

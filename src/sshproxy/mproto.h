@@ -37,7 +37,9 @@ enum mproto_type {
     MP_RECORD_OPEN,       /* session id, u8 format (0 cast, 1 jsonl) */
     /* main -> child */
     MP_AUTH_REPLY = 64,   /* u8 verdict, u32 delay ms, reason */
-    MP_AUTHORIZE_REPLY,   /* u8 ok, session id, message, asset name */
+    MP_AUTHORIZE_REPLY,   /* u8 ok, session id, message, asset name, u32
+                             max minutes, u32 idle minutes, u8 record (bit
+                             0; bit 1: input too), user name */
     MP_CONNECT_REPLY,     /* u8 ok, message; fd attached when ok */
     MP_CREDENTIALS_REPLY, /* u8 ok, user, password, private key */
     MP_HOSTKEY_REPLY,     /* u8 ok, message */

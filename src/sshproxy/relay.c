@@ -164,8 +164,12 @@ static void relay_observe(struct relay_chan *ch, int idx, const uint8_t *p,
     if (ch->rec == NULL) {
         return;
     }
-    if (ch->record_cast && idx != 0) {
-        (void)record_cast_data(ch->rec, 'o', p, n);
+    if (ch->record_cast) {
+        if (idx != 0) {
+            (void)record_cast_data(ch->rec, 'o', p, n);
+        } else if (ch->record_input) {
+            (void)record_cast_data(ch->rec, 'i', p, n);
+        }
     } else if (ch->scp != NULL && idx != 2) {
         scp_tracker_feed(ch->scp, idx == 0, p, n);
     } else if (ch->sftp != NULL && idx != 2) {

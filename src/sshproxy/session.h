@@ -81,7 +81,8 @@ struct relay_chan {
     int64_t last_activity_ms;
     /* recording, when the access profile says record */
     bool record_required;
-    bool record_cast; /* asciicast (shell, exec) or JSON lines */
+    bool record_cast;  /* asciicast (shell, exec) or JSON lines */
+    bool record_input; /* asciicast "i" events: what the user types */
     struct record *rec;
     struct scp_tracker *scp;   /* legacy scp transfers, for the record */
     struct sftp_tracker *sftp; /* SFTP operations, for the record */

@@ -134,6 +134,7 @@ struct store_profile {
     bool local_forward, remote_forward, agent_forward, x11;
     int max_session_minutes;  /* 0 = unlimited */
     int idle_timeout_minutes; /* 0 = none */
+    bool record_input;        /* record: also what the user types */
 };
 
 struct store_session {

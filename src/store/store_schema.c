@@ -227,10 +227,16 @@ static const char store_schema_v3[] =
     " DEFAULT 0;"
     "ALTER TABLE sessions ADD COLUMN recording_deleted_at BIGINT;";
 
+/* v4: access profiles may record terminal input too. */
+static const char store_schema_v4[] =
+    "ALTER TABLE profiles ADD COLUMN record_input INTEGER NOT NULL"
+    " DEFAULT 0;";
+
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},
     {2, store_schema_v2, STORE_HOOK_NONE},
     {3, store_schema_v3, STORE_HOOK_NONE},
+    {4, store_schema_v4, STORE_HOOK_NONE},
 };
 
 const size_t store_migrations_count =

@@ -2049,7 +2049,7 @@ out:
 #define PROFILE_COLS                                                           \
     "p.id, p.name, p.native, p.shell, p.exec, p.sftp, p.scp,"                  \
     " p.local_forward, p.remote_forward, p.agent_forward, p.x11,"              \
-    " p.max_session_minutes, p.idle_timeout_minutes"
+    " p.max_session_minutes, p.idle_timeout_minutes, p.record_input"
 
 static int row_profile(sqlite3_stmt *s, void *item)
 {
@@ -2068,6 +2068,7 @@ static int row_profile(sqlite3_stmt *s, void *item)
     p->x11 = sqlite3_column_int(s, 10) != 0;
     p->max_session_minutes = sqlite3_column_int(s, 11);
     p->idle_timeout_minutes = sqlite3_column_int(s, 12);
+    p->record_input = sqlite3_column_int(s, 13) != 0;
     return ERR_OK;
 }
 
@@ -2127,14 +2128,16 @@ int store_profile_add(struct store *st, struct store_profile *p)
     r = db_run(st, "profile add",
                "INSERT INTO profiles (id, name, native, shell, exec, sftp,"
                " scp, local_forward, remote_forward, agent_forward, x11,"
-               " max_session_minutes, idle_timeout_minutes, created_at)"
-               " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-               NULL, "ttiiiiiiiiiiii", id, p->name, (int64_t)p->native,
+               " max_session_minutes, idle_timeout_minutes, created_at,"
+               " record_input)"
+               " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               NULL, "ttiiiiiiiiiiiii", id, p->name, (int64_t)p->native,
                (int64_t)p->shell, (int64_t)p->exec, (int64_t)p->sftp,
                (int64_t)p->scp, (int64_t)p->local_forward,
                (int64_t)p->remote_forward, (int64_t)p->agent_forward,
                (int64_t)p->x11, (int64_t)p->max_session_minutes,
-               (int64_t)p->idle_timeout_minutes, (int64_t)util_now());
+               (int64_t)p->idle_timeout_minutes, (int64_t)util_now(),
+               (int64_t)p->record_input);
     if ((r = tx_end(st, r)) == ERR_OK) {
         memcpy(p->id, id, sizeof(p->id));
     }
@@ -2160,12 +2163,13 @@ int store_profile_update(struct store *st, const struct store_profile *p)
         "UPDATE profiles SET name = ?, native = ?, shell = ?, exec = ?,"
         " sftp = ?, scp = ?, local_forward = ?, remote_forward = ?,"
         " agent_forward = ?, x11 = ?, max_session_minutes = ?,"
-        " idle_timeout_minutes = ? WHERE id = ?",
-        "tiiiiiiiiiiit", p->name, (int64_t)p->native, (int64_t)p->shell,
+        " idle_timeout_minutes = ?, record_input = ? WHERE id = ?",
+        "tiiiiiiiiiiiit", p->name, (int64_t)p->native, (int64_t)p->shell,
         (int64_t)p->exec, (int64_t)p->sftp, (int64_t)p->scp,
         (int64_t)p->local_forward, (int64_t)p->remote_forward,
         (int64_t)p->agent_forward, (int64_t)p->x11,
-        (int64_t)p->max_session_minutes, (int64_t)p->idle_timeout_minutes, id);
+        (int64_t)p->max_session_minutes, (int64_t)p->idle_timeout_minutes,
+        (int64_t)p->record_input, id);
 }
 
 int store_profile_get(struct store *st, const char *name_or_id,

@@ -78,6 +78,7 @@ def test_recorded_shell_replays_what_the_user_saw(proxy, target,
     assert (header["width"], header["height"]) == (90, 25)
     assert user in header["title"] and row["id"] in header["title"]
     assert ["r", "100x30"] in [e[1:] for e in events]
+    assert not any(e[1] == "i" for e in events)  # input only if asked
     times = [e[0] for e in events]
     assert times == sorted(times)
     shown = asciinema_cat(path)
@@ -275,3 +276,33 @@ def test_retention_deletes_old_recordings(pc, target, tmp_path):
     _, out, _ = pc.cli("audit", "list", "--json")
     assert any(e["action"] == "recording.delete" and e["target"] == row["id"]
                for e in json.loads(out))
+
+
+def test_record_input_adds_what_the_user_typed(proxy, target, ssh_client):
+    pw = "pw-" + uniq()
+    user = proxy.user_add(password=pw)
+    asset_id = proxy.target_asset(target)
+    proxy.allow(user, asset_id, native="record", flags=("--record-input",))
+    env = ssh_client.env(password=pw)
+    term = PtySession(ssh_client.ssh_args("%s#%s" % (user, asset_id),
+                                          extra=["-tt"]), env)
+    try:
+        term.write("echo typed-$((2+3))\n")
+        term.expect(rb"typed-5")
+        term.write("exit\n")
+        assert term.wait() == 0
+    finally:
+        term.close()
+    row = proxy.session_of(user, "ok", kind="shell")
+    _, events = cast_events(check_recording_row(row))
+    typed = "".join(e[2] for e in events if e[1] == "i")
+    assert "echo typed-$((2+3))" in typed
+    # Without --record-input (the other tests' profiles) there are none.
+    _, out, _ = proxy.cli("profile", "list", "--json")
+    assert any(p["record_input"] for p in json.loads(out))
+
+
+def test_record_input_needs_record(proxy):
+    rc, _, err = proxy.cli("profile", "add", uniq("p"), "--native", "allow",
+                           "--record-input", check=False)
+    assert rc == 2 and "--record-input needs --native record" in err
