@@ -35,7 +35,9 @@ struct config {
     int max_sessions;            /* concurrent children in all */
     int login_grace_seconds;     /* time allowed to authenticate */
     int connect_timeout_seconds; /* upstream TCP connect */
-    char *privsep_user; /* children drop to this user when run as root */
+    char *privsep_user;     /* children drop to this user when run as root */
+    char *client_ciphers;   /* offered to users' clients (client leg) */
+    char *upstream_ciphers; /* preferred towards targets (upstream leg) */
 
     char *http_listen;
     int http_port;                 /* default 8080 */

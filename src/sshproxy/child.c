@@ -790,6 +790,7 @@ int child_run(const struct child_args *a)
     memset(&sc, 0, sizeof(sc));
     sc.mon = a->monitor_fd;
     sc.connect_timeout = a->connect_timeout_seconds;
+    sc.upstream_ciphers = a->upstream_ciphers;
     snprintf(sc.client_addr, sizeof(sc.client_addr), "%s", a->client_addr);
     sc.req = buf_new(MPROTO_MAX);
     sc.rep = buf_new(MPROTO_MAX);

@@ -17,7 +17,8 @@ struct child_args {
     const struct sandbox *sb; /* applied before the first client byte */
     int login_grace_seconds;
     int connect_timeout_seconds;
-    const char *client_addr; /* "addr:port", for logs */
+    const char *upstream_ciphers; /* preference towards the target */
+    const char *client_addr;      /* "addr:port", for logs */
 };
 
 /* Serves one connection; returns the process exit code. */

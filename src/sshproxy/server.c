@@ -167,6 +167,7 @@ static void spawner_accept(struct spawner *sp)
         ca.sb = sp->sb;
         ca.login_grace_seconds = sp->cfg->login_grace_seconds;
         ca.connect_timeout_seconds = sp->cfg->connect_timeout_seconds;
+        ca.upstream_ciphers = sp->cfg->upstream_ciphers;
         ca.client_addr = addr;
         rc = child_run(&ca);
         /* _exit: no atexit handlers from the parent's libraries. */
@@ -373,6 +374,10 @@ int server_run(const struct config *cfg)
     if (bind == NULL ||
         ssh_bind_options_set(bind, SSH_BIND_OPTIONS_PROCESS_CONFIG, &no) !=
             SSH_OK ||
+        ssh_bind_options_set(bind, SSH_BIND_OPTIONS_CIPHERS_C_S,
+                             cfg->client_ciphers) != SSH_OK ||
+        ssh_bind_options_set(bind, SSH_BIND_OPTIONS_CIPHERS_S_C,
+                             cfg->client_ciphers) != SSH_OK ||
         ssh_bind_options_set(bind, SSH_BIND_OPTIONS_IMPORT_KEY, hostkey) !=
             SSH_OK) {
         log_error("cannot set up the SSH server");

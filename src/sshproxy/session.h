@@ -113,6 +113,7 @@ struct session_child {
     struct relay_chan *chans;
     struct ssh_server_callbacks_struct server_cb;
     int connect_timeout;
+    const char *upstream_ciphers;
     int64_t last_flush_ms; /* recordings are flushed at least every second */
 };
 

@@ -175,6 +175,11 @@ int upstream_open(struct session_child *sc, const char *session_id)
         ssh_options_set(sc->up, SSH_OPTIONS_USER, "portcullis") != SSH_OK ||
         ssh_options_set(sc->up, SSH_OPTIONS_TIMEOUT, &timeout) != SSH_OK ||
         ssh_options_set(sc->up, SSH_OPTIONS_NODELAY, &yes) != SSH_OK ||
+        (sc->upstream_ciphers != NULL &&
+         (ssh_options_set(sc->up, SSH_OPTIONS_CIPHERS_C_S,
+                          sc->upstream_ciphers) != SSH_OK ||
+          ssh_options_set(sc->up, SSH_OPTIONS_CIPHERS_S_C,
+                          sc->upstream_ciphers) != SSH_OK)) ||
         ssh_options_set(sc->up, SSH_OPTIONS_FD, &fd) != SSH_OK) {
         upstream_fail(sc, "cannot set up the upstream session",
                       "error: upstream setup failed");
