@@ -1091,6 +1091,26 @@ static int monitor_session_end(struct monitor *m, struct mchild *c,
     return ERR_OK;
 }
 
+/*
+ * The request table: each handler checks the states in which its request
+ * is permitted (see monitor.h) and parses its payload strictly; anything
+ * not listed here ends the child.
+ */
+static const struct {
+    uint8_t type;
+    int (*fn)(struct monitor *m, struct mchild *c, struct buf *req);
+} monitor_table[] = {
+    {MP_AUTH_PASSWORD, monitor_auth_password},
+    {MP_AUTH_PUBKEY, monitor_auth_pubkey},
+    {MP_AUTH_TOTP, monitor_auth_totp},
+    {MP_AUTHORIZE, monitor_authorize},
+    {MP_CONNECT, monitor_connect},
+    {MP_HOSTKEY, monitor_hostkey},
+    {MP_CREDENTIALS, monitor_credentials},
+    {MP_RECORD_OPEN, monitor_record_open},
+    {MP_SESSION_END, monitor_session_end},
+};
+
 int monitor_request(struct monitor *m, struct mchild *c, uint8_t type,
                     struct buf *req)
 {
@@ -1100,37 +1120,13 @@ int monitor_request(struct monitor *m, struct mchild *c, uint8_t type,
         return ERR_PROTO;
     }
     buf_reset(m->rep);
-    switch (type) {
-    case MP_AUTH_PASSWORD:
-        r = monitor_auth_password(m, c, req);
-        break;
-    case MP_AUTH_PUBKEY:
-        r = monitor_auth_pubkey(m, c, req);
-        break;
-    case MP_AUTH_TOTP:
-        r = monitor_auth_totp(m, c, req);
-        break;
-    case MP_AUTHORIZE:
-        r = monitor_authorize(m, c, req);
-        break;
-    case MP_CONNECT:
-        r = monitor_connect(m, c, req);
-        break;
-    case MP_HOSTKEY:
-        r = monitor_hostkey(m, c, req);
-        break;
-    case MP_CREDENTIALS:
-        r = monitor_credentials(m, c, req);
-        break;
-    case MP_SESSION_END:
-        r = monitor_session_end(m, c, req);
-        break;
-    case MP_RECORD_OPEN:
-        r = monitor_record_open(m, c, req);
-        break;
-    default:
-        r = ERR_PROTO;
-        break;
+    r = ERR_PROTO;
+    for (size_t k = 0; k < sizeof(monitor_table) / sizeof(monitor_table[0]);
+         k++) {
+        if (monitor_table[k].type == type) {
+            r = monitor_table[k].fn(m, c, req);
+            break;
+        }
     }
     buf_reset(req);
     if (r != ERR_OK) {
