@@ -147,6 +147,10 @@ int cli_store_error(int err, const char *what, const char *name);
 
 int cli_load_config(struct cli_ctx *ctx);
 int cli_open_store(struct cli_ctx *ctx);
+/* The start every "<noun> list" command shares: parses argv (--json, no
+ * positional arguments) into *json and opens the store. Returns
+ * CLI_PARSED to go on, or the exit status to return. */
+int cli_list_start(struct cli_ctx *ctx, int argc, char **argv, bool *json);
 int cli_open_vault(struct cli_ctx *ctx);
 
 /* Looks an object up by name or ID, with a worded error. */

@@ -458,6 +458,21 @@ int cli_open_store(struct cli_ctx *ctx)
     return CLI_EXIT_OK;
 }
 
+int cli_list_start(struct cli_ctx *ctx, int argc, char **argv, bool *json)
+{
+    const char *pos[CLI_MAX_POS];
+    const struct cli_opt opts[] = {CLI_OPT_FLAG("--json", json), CLI_OPT_END};
+    int rc;
+
+    if ((rc = cli_parse(ctx, argc, argv, opts, "", pos)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    return CLI_PARSED;
+}
+
 int cli_open_vault(struct cli_ctx *ctx)
 {
     int rc, r;

@@ -90,9 +90,7 @@ static int grant_add_run(struct cli_ctx *ctx, int argc, char **argv)
 
 static int grant_list_run(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const char *pos[CLI_MAX_POS];
     bool json = false;
-    const struct cli_opt opts[] = {CLI_OPT_FLAG("--json", &json), CLI_OPT_END};
     struct store_grant *list = NULL, *g;
     struct cli_table *t;
     json_t *arr;
@@ -100,10 +98,7 @@ static int grant_list_run(struct cli_ctx *ctx, int argc, char **argv)
     size_t n = 0, i;
     int rc, r;
 
-    if ((rc = cli_parse(ctx, argc, argv, opts, "", pos)) != CLI_PARSED) {
-        return rc;
-    }
-    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+    if ((rc = cli_list_start(ctx, argc, argv, &json)) != CLI_PARSED) {
         return rc;
     }
     if ((r = store_grant_list(ctx->st, &list, &n)) != ERR_OK) {

@@ -51,9 +51,7 @@ static int group_members(struct cli_ctx *ctx, const struct store_group *g,
 
 static int group_list_run(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const char *pos[CLI_MAX_POS];
     bool json = false;
-    const struct cli_opt opts[] = {CLI_OPT_FLAG("--json", &json), CLI_OPT_END};
     struct store_group *list = NULL;
     struct cli_table *t = NULL;
     json_t *arr = NULL, *members;
@@ -61,10 +59,7 @@ static int group_list_run(struct cli_ctx *ctx, int argc, char **argv)
     size_t n = 0, i;
     int rc, r;
 
-    if ((rc = cli_parse(ctx, argc, argv, opts, "", pos)) != CLI_PARSED) {
-        return rc;
-    }
-    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+    if ((rc = cli_list_start(ctx, argc, argv, &json)) != CLI_PARSED) {
         return rc;
     }
     if ((r = store_group_list(ctx->st, &list, &n)) != ERR_OK) {

@@ -414,9 +414,7 @@ static int user_key_delete_run(struct cli_ctx *ctx, int argc, char **argv)
 
 static int user_list_run(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const char *pos[CLI_MAX_POS];
     bool json = false;
-    const struct cli_opt opts[] = {CLI_OPT_FLAG("--json", &json), CLI_OPT_END};
     struct store_user *list = NULL;
     struct cli_table *t;
     json_t *arr;
@@ -424,10 +422,7 @@ static int user_list_run(struct cli_ctx *ctx, int argc, char **argv)
     size_t n = 0, i;
     int rc, r;
 
-    if ((rc = cli_parse(ctx, argc, argv, opts, "", pos)) != CLI_PARSED) {
-        return rc;
-    }
-    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+    if ((rc = cli_list_start(ctx, argc, argv, &json)) != CLI_PARSED) {
         return rc;
     }
     if ((r = store_user_list(ctx->st, &list, &n)) != ERR_OK) {

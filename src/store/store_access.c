@@ -10,7 +10,6 @@
  */
 #include "store/access.h"
 
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,110 +50,11 @@ int site_role_parse(const char *s)
 /* --- helpers --------------------------------------------------------------
  */
 
-typedef int (*acc_row_fn)(sqlite3_stmt *s, void *ctx);
-
-/* Binds from a type string ('t' text or NULL, 'i' int64_t) and steps
- * through every row; *changes gets the rows a write changed. */
-static int acc_query(struct store *st, const char *what, const char *sql,
-                     acc_row_fn fn, void *ctx, int *changes, const char *types,
-                     ...)
-{
-    sqlite3 *db = store_sqlite_db(st);
-    sqlite3_stmt *stmt = NULL;
-    va_list ap;
-    int r = ERR_OK, rc = SQLITE_OK, i;
-
-    if (db == NULL) {
-        return ERR_STORE;
-    }
-    if ((rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL)) != SQLITE_OK) {
-        r = store_sqlite_fail(st, rc, what);
-        goto out;
-    }
-    va_start(ap, types);
-    for (i = 0; types[i] != '\0' && rc == SQLITE_OK; i++) {
-        if (types[i] == 't') {
-            const char *v = va_arg(ap, const char *);
-
-            rc = v == NULL
-                     ? sqlite3_bind_null(stmt, i + 1)
-                     : sqlite3_bind_text(stmt, i + 1, v, -1, SQLITE_STATIC);
-        } else {
-            rc = sqlite3_bind_int64(stmt, i + 1, va_arg(ap, int64_t));
-        }
-    }
-    va_end(ap);
-    if (rc != SQLITE_OK) {
-        r = store_sqlite_fail(st, rc, what);
-        goto out;
-    }
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (fn != NULL && (r = fn(stmt, ctx)) != ERR_OK) {
-            goto out;
-        }
-    }
-    if (rc != SQLITE_DONE) {
-        r = store_sqlite_fail(st, sqlite3_extended_errcode(db), what);
-        goto out;
-    }
-    if (changes != NULL) {
-        *changes = sqlite3_changes(db);
-    }
-out:
-    sqlite3_finalize(stmt);
-    return r;
-}
-
-static void acc_text(sqlite3_stmt *s, int i, char *dst, size_t dstlen)
-{
-    const unsigned char *t = sqlite3_column_text(s, i);
-    size_t len = (size_t)sqlite3_column_bytes(s, i);
-
-    if (t == NULL) {
-        dst[0] = '\0';
-        return;
-    }
-    if (len >= dstlen) {
-        len = dstlen - 1;
-    }
-    memcpy(dst, t, len);
-    dst[len] = '\0';
-}
-
-/* A growing heap array of fixed-size items. */
-struct acc_list {
-    void *items;
-    size_t n, cap, size;
-    void (*fill)(sqlite3_stmt *s, void *item);
-};
-
-static int acc_list_row(sqlite3_stmt *s, void *ctx)
-{
-    struct acc_list *l = ctx;
-    unsigned char *item;
-
-    if (l->n == l->cap) {
-        size_t ncap = l->cap != 0 ? l->cap * 2 : 8;
-        void *p = realloc(l->items, ncap * l->size);
-
-        if (p == NULL) {
-            return ERR_NOMEM;
-        }
-        l->items = p;
-        l->cap = ncap;
-    }
-    item = (unsigned char *)l->items + l->n * l->size;
-    memset(item, 0, l->size);
-    l->fill(s, item);
-    l->n++;
-    return ERR_OK;
-}
-
 /* One item into out: ERR_NOT_FOUND without a row. */
 struct acc_one {
     void *out;
     bool found;
-    void (*fill)(sqlite3_stmt *s, void *item);
+    store_row_fn fill;
 };
 
 static int acc_one_row(sqlite3_stmt *s, void *ctx)
@@ -162,28 +62,10 @@ static int acc_one_row(sqlite3_stmt *s, void *ctx)
     struct acc_one *o = ctx;
 
     if (!o->found) {
-        o->fill(s, o->out);
         o->found = true;
+        return o->fill(s, o->out);
     }
     return ERR_OK;
-}
-
-static int acc_int_row(sqlite3_stmt *s, void *ctx)
-{
-    *(int64_t *)ctx = sqlite3_column_int64(s, 0);
-    return ERR_OK;
-}
-
-static bool acc_text_ok(const char *s, size_t max)
-{
-    size_t i;
-
-    for (i = 0; s[i] != '\0'; i++) {
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
-            return false;
-        }
-    }
-    return i <= max;
 }
 
 /* --- site roles -------------------------------------------------------- */
@@ -196,17 +78,18 @@ static bool acc_text_ok(const char *s, size_t max)
     " LEFT JOIN users u ON u.id = r.user_id"                                   \
     " LEFT JOIN groups g ON g.id = r.group_id"
 
-static void site_role_fill(sqlite3_stmt *s, void *item)
+static int site_role_fill(sqlite3_stmt *s, void *item)
 {
     struct store_site_role *r = item;
 
-    acc_text(s, 0, r->id, sizeof(r->id));
-    acc_text(s, 1, r->site_id, sizeof(r->site_id));
-    acc_text(s, 2, r->user_id, sizeof(r->user_id));
-    acc_text(s, 3, r->group_id, sizeof(r->group_id));
+    store_sqlite_col_text(s, 0, r->id, sizeof(r->id));
+    store_sqlite_col_text(s, 1, r->site_id, sizeof(r->site_id));
+    store_sqlite_col_text(s, 2, r->user_id, sizeof(r->user_id));
+    store_sqlite_col_text(s, 3, r->group_id, sizeof(r->group_id));
     r->role = sqlite3_column_int(s, 4);
-    acc_text(s, 5, r->site_path, sizeof(r->site_path));
-    acc_text(s, 6, r->grantee_name, sizeof(r->grantee_name));
+    store_sqlite_col_text(s, 5, r->site_path, sizeof(r->site_path));
+    store_sqlite_col_text(s, 6, r->grantee_name, sizeof(r->grantee_name));
+    return ERR_OK;
 }
 
 static int site_role_get_tx(struct store *st, const char *id,
@@ -216,8 +99,9 @@ static int site_role_get_tx(struct store *st, const char *id,
     int r;
 
     memset(out, 0, sizeof(*out));
-    r = acc_query(st, "site role get", SITE_ROLE_SELECT " WHERE r.id = ?",
-                  acc_one_row, &o, NULL, "t", id);
+    r = store_sqlite_query(st, "site role get",
+                           SITE_ROLE_SELECT " WHERE r.id = ?", acc_one_row, &o,
+                           NULL, "t", id);
     if (r == ERR_OK && !o.found) {
         r = ERR_NOT_FOUND;
     }
@@ -246,12 +130,12 @@ int store_site_role_add(struct store *st, struct store_site_role *sr)
     if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
         return r;
     }
-    r = acc_query(st, "site role add",
-                  "INSERT INTO site_roles (id, site_id, user_id, group_id,"
-                  " role, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                  NULL, NULL, NULL, "ttttii", id, site, has_user ? user : NULL,
-                  has_group ? group : NULL, (int64_t)sr->role,
-                  (int64_t)util_now());
+    r = store_sqlite_query(
+        st, "site role add",
+        "INSERT INTO site_roles (id, site_id, user_id, group_id,"
+        " role, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        NULL, NULL, NULL, "ttttii", id, site, has_user ? user : NULL,
+        has_group ? group : NULL, (int64_t)sr->role, (int64_t)util_now());
     if (r == ERR_OK) {
         r = site_role_get_tx(st, id, sr);
     }
@@ -261,8 +145,8 @@ int store_site_role_add(struct store *st, struct store_site_role *sr)
 int store_site_role_list(struct store *st, struct store_site_role **list,
                          size_t *n)
 {
-    struct acc_list l = {NULL, 0, 0, sizeof(struct store_site_role),
-                         site_role_fill};
+    struct store_sqlite_list l = {NULL, 0, 0, sizeof(struct store_site_role),
+                                  site_role_fill};
     int r;
 
     *list = NULL;
@@ -270,17 +154,14 @@ int store_site_role_list(struct store *st, struct store_site_role **list,
     if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
         return r;
     }
-    r = acc_query(st, "site role list",
-                  SITE_ROLE_SELECT " ORDER BY s.path, r.role DESC, r.id",
-                  acc_list_row, &l, NULL, "");
-    r = store_sqlite_end(st, r);
-    if (r != ERR_OK) {
-        free(l.items);
-        return r;
-    }
+    r = store_sqlite_query(st, "site role list",
+                           SITE_ROLE_SELECT
+                           " ORDER BY s.path, r.role DESC, r.id",
+                           store_sqlite_list_row, &l, NULL, "");
+    r = store_sqlite_list_end(st, r, &l, NULL);
     *list = l.items;
     *n = l.n;
-    return ERR_OK;
+    return r;
 }
 
 int store_site_role_get(struct store *st, const char *id,
@@ -312,8 +193,9 @@ int store_site_role_delete(struct store *st, const char *id)
     if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
         return r;
     }
-    r = acc_query(st, "site role delete", "DELETE FROM site_roles WHERE id = ?",
-                  NULL, NULL, &changes, "t", nid);
+    r = store_sqlite_query(st, "site role delete",
+                           "DELETE FROM site_roles WHERE id = ?", NULL, NULL,
+                           &changes, "t", nid);
     if (r == ERR_OK && changes == 0) {
         r = ERR_NOT_FOUND;
     }
@@ -344,21 +226,21 @@ int store_site_role_mask(struct store *st, const char *user_id,
     if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
         return r;
     }
-    r = acc_query(st, "site role mask",
-                  "WITH RECURSIVE anc(id, parent_id) AS ("
-                  "  SELECT id, parent_id FROM sites"
-                  "   WHERE (?1 IS NULL AND path = '/root') OR id = ?1"
-                  "  UNION ALL"
-                  "  SELECT s.id, s.parent_id FROM sites s"
-                  "   JOIN anc ON s.id = anc.parent_id)"
-                  " SELECT DISTINCT r.role FROM site_roles r"
-                  " WHERE r.site_id IN (SELECT id FROM anc)"
-                  "   AND (r.user_id = ?2"
-                  "        OR r.group_id IN (SELECT group_id"
-                  "                          FROM group_members"
-                  "                          WHERE user_id = ?2))",
-                  site_role_mask_row, mask, NULL, "tt",
-                  site_id != NULL ? sid : NULL, uid);
+    r = store_sqlite_query(st, "site role mask",
+                           "WITH RECURSIVE anc(id, parent_id) AS ("
+                           "  SELECT id, parent_id FROM sites"
+                           "   WHERE (?1 IS NULL AND path = '/root') OR id = ?1"
+                           "  UNION ALL"
+                           "  SELECT s.id, s.parent_id FROM sites s"
+                           "   JOIN anc ON s.id = anc.parent_id)"
+                           " SELECT DISTINCT r.role FROM site_roles r"
+                           " WHERE r.site_id IN (SELECT id FROM anc)"
+                           "   AND (r.user_id = ?2"
+                           "        OR r.group_id IN (SELECT group_id"
+                           "                          FROM group_members"
+                           "                          WHERE user_id = ?2))",
+                           site_role_mask_row, mask, NULL, "tt",
+                           site_id != NULL ? sid : NULL, uid);
     return store_sqlite_end(st, r);
 }
 
@@ -375,12 +257,13 @@ int store_site_role_mask_any(struct store *st, const char *user_id,
     if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
         return r;
     }
-    r = acc_query(st, "site role mask",
-                  "SELECT DISTINCT r.role FROM site_roles r"
-                  " WHERE r.user_id = ?1"
-                  "    OR r.group_id IN (SELECT group_id FROM group_members"
-                  "                      WHERE user_id = ?1)",
-                  site_role_mask_row, mask, NULL, "t", uid);
+    r = store_sqlite_query(
+        st, "site role mask",
+        "SELECT DISTINCT r.role FROM site_roles r"
+        " WHERE r.user_id = ?1"
+        "    OR r.group_id IN (SELECT group_id FROM group_members"
+        "                      WHERE user_id = ?1)",
+        site_role_mask_row, mask, NULL, "t", uid);
     return store_sqlite_end(st, r);
 }
 
@@ -393,27 +276,28 @@ int store_site_role_mask_any(struct store *st, const char *user_id,
     " t.expires_at, t.created_at"                                              \
     " FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id"
 
-static void token_fill(sqlite3_stmt *s, void *item)
+static int token_fill(sqlite3_stmt *s, void *item)
 {
     struct store_api_token *t = item;
 
-    acc_text(s, 0, t->id, sizeof(t->id));
-    acc_text(s, 1, t->user_id, sizeof(t->user_id));
-    acc_text(s, 2, t->user_name, sizeof(t->user_name));
-    acc_text(s, 3, t->jti_hash, sizeof(t->jti_hash));
-    acc_text(s, 4, t->description, sizeof(t->description));
-    acc_text(s, 5, t->filter_cidrs, sizeof(t->filter_cidrs));
-    acc_text(s, 6, t->filter_paths, sizeof(t->filter_paths));
+    store_sqlite_col_text(s, 0, t->id, sizeof(t->id));
+    store_sqlite_col_text(s, 1, t->user_id, sizeof(t->user_id));
+    store_sqlite_col_text(s, 2, t->user_name, sizeof(t->user_name));
+    store_sqlite_col_text(s, 3, t->jti_hash, sizeof(t->jti_hash));
+    store_sqlite_col_text(s, 4, t->description, sizeof(t->description));
+    store_sqlite_col_text(s, 5, t->filter_cidrs, sizeof(t->filter_cidrs));
+    store_sqlite_col_text(s, 6, t->filter_paths, sizeof(t->filter_paths));
     t->enabled = sqlite3_column_int(s, 7) != 0;
     t->expires_at = sqlite3_column_int64(s, 8);
     t->created_at = sqlite3_column_int64(s, 9);
+    return ERR_OK;
 }
 
 static int token_check(const struct store_api_token *t)
 {
-    if (!acc_text_ok(t->description, ACCESS_DESC_MAX) ||
-        !acc_text_ok(t->filter_cidrs, ACCESS_FILTER_MAX) ||
-        !acc_text_ok(t->filter_paths, ACCESS_FILTER_MAX)) {
+    if (store_check_text(t->description, ACCESS_DESC_MAX, false) != ERR_OK ||
+        store_check_text(t->filter_cidrs, ACCESS_FILTER_MAX, false) != ERR_OK ||
+        store_check_text(t->filter_paths, ACCESS_FILTER_MAX, false) != ERR_OK) {
         return ERR_INVALID;
     }
     return ERR_OK;
@@ -432,14 +316,15 @@ int store_api_token_add(struct store *st, const struct store_api_token *t)
     if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
         return r;
     }
-    r = acc_query(st, "api token add",
-                  "INSERT INTO api_tokens (id, user_id, jti_hash, description,"
-                  " filter_cidrs, filter_paths, enabled, expires_at,"
-                  " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                  NULL, NULL, NULL, "ttttttiii", id, uid, t->jti_hash,
-                  t->description, t->filter_cidrs, t->filter_paths,
-                  (int64_t)(t->enabled ? 1 : 0), t->expires_at,
-                  (int64_t)(t->created_at != 0 ? t->created_at : util_now()));
+    r = store_sqlite_query(
+        st, "api token add",
+        "INSERT INTO api_tokens (id, user_id, jti_hash, description,"
+        " filter_cidrs, filter_paths, enabled, expires_at,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        NULL, NULL, NULL, "ttttttiii", id, uid, t->jti_hash, t->description,
+        t->filter_cidrs, t->filter_paths, (int64_t)(t->enabled ? 1 : 0),
+        t->expires_at,
+        (int64_t)(t->created_at != 0 ? t->created_at : util_now()));
     return store_sqlite_end(st, r);
 }
 
@@ -460,7 +345,8 @@ static int token_get_by(struct store *st, const char *sql, const char *key,
     if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
         return r;
     }
-    r = acc_query(st, "api token get", sql, acc_one_row, &o, NULL, "t", k);
+    r = store_sqlite_query(st, "api token get", sql, acc_one_row, &o, NULL, "t",
+                           k);
     if (r == ERR_OK && !o.found) {
         r = ERR_NOT_FOUND;
     }
@@ -494,8 +380,8 @@ int store_api_token_find(struct store *st, const char *jti_hash,
 int store_api_token_list(struct store *st, const char *user_id,
                          struct store_api_token **list, size_t *n)
 {
-    struct acc_list l = {NULL, 0, 0, sizeof(struct store_api_token),
-                         token_fill};
+    struct store_sqlite_list l = {NULL, 0, 0, sizeof(struct store_api_token),
+                                  token_fill};
     char uid[STORE_ID_MAX + 1];
     int r;
 
@@ -507,18 +393,15 @@ int store_api_token_list(struct store *st, const char *user_id,
     if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
         return r;
     }
-    r = acc_query(st, "api token list",
-                  TOKEN_SELECT " WHERE ?1 IS NULL OR t.user_id = ?1"
-                               " ORDER BY t.created_at DESC, t.id",
-                  acc_list_row, &l, NULL, "t", user_id != NULL ? uid : NULL);
-    r = store_sqlite_end(st, r);
-    if (r != ERR_OK) {
-        free(l.items);
-        return r;
-    }
+    r = store_sqlite_query(st, "api token list",
+                           TOKEN_SELECT " WHERE ?1 IS NULL OR t.user_id = ?1"
+                                        " ORDER BY t.created_at DESC, t.id",
+                           store_sqlite_list_row, &l, NULL, "t",
+                           user_id != NULL ? uid : NULL);
+    r = store_sqlite_list_end(st, r, &l, NULL);
     *list = l.items;
     *n = l.n;
-    return ERR_OK;
+    return r;
 }
 
 int store_api_token_update(struct store *st, const struct store_api_token *t)
@@ -535,12 +418,12 @@ int store_api_token_update(struct store *st, const struct store_api_token *t)
     if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
         return r;
     }
-    r = acc_query(st, "api token update",
-                  "UPDATE api_tokens SET description = ?, filter_cidrs = ?,"
-                  " filter_paths = ?, enabled = ? WHERE id = ?",
-                  NULL, NULL, &changes, "tttit", t->description,
-                  t->filter_cidrs, t->filter_paths,
-                  (int64_t)(t->enabled ? 1 : 0), id);
+    r = store_sqlite_query(
+        st, "api token update",
+        "UPDATE api_tokens SET description = ?, filter_cidrs = ?,"
+        " filter_paths = ?, enabled = ? WHERE id = ?",
+        NULL, NULL, &changes, "tttit", t->description, t->filter_cidrs,
+        t->filter_paths, (int64_t)(t->enabled ? 1 : 0), id);
     if (r == ERR_OK && changes == 0) {
         r = ERR_NOT_FOUND;
     }
@@ -558,8 +441,9 @@ int store_api_token_delete(struct store *st, const char *id)
     if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
         return r;
     }
-    r = acc_query(st, "api token delete", "DELETE FROM api_tokens WHERE id = ?",
-                  NULL, NULL, &changes, "t", nid);
+    r = store_sqlite_query(st, "api token delete",
+                           "DELETE FROM api_tokens WHERE id = ?", NULL, NULL,
+                           &changes, "t", nid);
     if (r == ERR_OK && changes == 0) {
         r = ERR_NOT_FOUND;
     }
@@ -580,14 +464,14 @@ int store_jwt_revoke(struct store *st, const char *jti_hash, int64_t expires_at)
     if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
         return r;
     }
-    r = acc_query(st, "jwt revoke prune",
-                  "DELETE FROM revoked_jwts WHERE expires_at < ?", NULL, NULL,
-                  NULL, "i", now);
+    r = store_sqlite_query(st, "jwt revoke prune",
+                           "DELETE FROM revoked_jwts WHERE expires_at < ?",
+                           NULL, NULL, NULL, "i", now);
     if (r == ERR_OK) {
-        r = acc_query(st, "jwt revoke",
-                      "INSERT INTO revoked_jwts (jti_hash, expires_at)"
-                      " VALUES (?, ?)",
-                      NULL, NULL, NULL, "ti", jti_hash, expires_at);
+        r = store_sqlite_query(st, "jwt revoke",
+                               "INSERT INTO revoked_jwts (jti_hash, expires_at)"
+                               " VALUES (?, ?)",
+                               NULL, NULL, NULL, "ti", jti_hash, expires_at);
         if (r == ERR_EXISTS) {
             r = ERR_OK; /* revoked twice is revoked */
         }
@@ -604,9 +488,10 @@ int store_jwt_is_revoked(struct store *st, const char *jti_hash, bool *revoked)
     if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
         return r;
     }
-    r = acc_query(st, "jwt revoked",
-                  "SELECT COUNT(*) FROM revoked_jwts WHERE jti_hash = ?",
-                  acc_int_row, &count, NULL, "t", jti_hash);
+    r = store_sqlite_query(
+        st, "jwt revoked",
+        "SELECT COUNT(*) FROM revoked_jwts WHERE jti_hash = ?",
+        store_sqlite_int_row, &count, NULL, "t", jti_hash);
     r = store_sqlite_end(st, r);
     if (r == ERR_OK) {
         *revoked = count > 0;

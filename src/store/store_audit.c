@@ -143,38 +143,45 @@ static int audit_prepare(struct store *st, const char *what, const char *sql,
 }
 
 /* The newest seq and hash from the head row. */
+struct audit_head {
+    bool found;
+    int64_t seq;
+    char *hash; /* AUDIT_HEX_LEN + 1 */
+};
+
+static int audit_head_row(sqlite3_stmt *stmt, void *ctx)
+{
+    struct audit_head *h = ctx;
+    const unsigned char *t = sqlite3_column_text(stmt, 1);
+    size_t n = (size_t)sqlite3_column_bytes(stmt, 1);
+
+    if (h->found) {
+        return ERR_OK;
+    }
+    h->found = true;
+    h->seq = sqlite3_column_int64(stmt, 0);
+    if (t != NULL && n <= AUDIT_HEX_LEN) {
+        memcpy(h->hash, t, n);
+        h->hash[n] = '\0';
+    } else {
+        /* A hand-edited head: keep something that cannot match. */
+        snprintf(h->hash, AUDIT_HEX_LEN + 1, "?");
+    }
+    return ERR_OK;
+}
+
 static int audit_head_read(struct store *st, bool *found, int64_t *seq,
                            char hash[AUDIT_HEX_LEN + 1])
 {
-    sqlite3_stmt *stmt = NULL;
-    int r, rc;
+    struct audit_head h = {false, 0, hash};
+    int r;
 
-    *found = false;
-    *seq = 0;
     hash[0] = '\0';
-    if ((r = audit_prepare(st, "audit head",
+    r = store_sqlite_query(st, "audit head",
                            "SELECT seq, hash FROM audit_head WHERE id = 1",
-                           &stmt)) != ERR_OK) {
-        return r;
-    }
-    rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW) {
-        const unsigned char *t = sqlite3_column_text(stmt, 1);
-        size_t n = (size_t)sqlite3_column_bytes(stmt, 1);
-
-        *found = true;
-        *seq = sqlite3_column_int64(stmt, 0);
-        if (t != NULL && n <= AUDIT_HEX_LEN) {
-            memcpy(hash, t, n);
-            hash[n] = '\0';
-        } else {
-            /* A hand-edited head: keep something that cannot match. */
-            snprintf(hash, AUDIT_HEX_LEN + 1, "?");
-        }
-        rc = sqlite3_step(stmt);
-    }
-    r = rc == SQLITE_DONE ? ERR_OK : store_sqlite_fail(st, rc, "audit head");
-    sqlite3_finalize(stmt);
+                           audit_head_row, &h, NULL, "");
+    *found = r == ERR_OK && h.found;
+    *seq = *found ? h.seq : 0;
     return r;
 }
 
@@ -190,10 +197,9 @@ int audit_write(struct store *st, const char *actor, const char *source,
     char prev_hex[AUDIT_HEX_LEN + 1], hex[AUDIT_HEX_LEN + 1];
     const char *v[5] = {actor, source, action, target, detail};
     struct audit_fields e;
-    sqlite3_stmt *stmt = NULL;
     int64_t head_seq = 0;
     bool found = false;
-    int r, rc, i;
+    int r, i;
 
     if (action == NULL || action[0] == '\0') {
         return ERR_INVALID;
@@ -235,95 +241,44 @@ int audit_write(struct store *st, const char *actor, const char *source,
     }
     audit_hash(prev, &e, h);
     audit_hex(h, hex);
-    if ((r = audit_prepare(st, "audit write",
-                           "INSERT INTO audit (seq, time, actor, source,"
-                           " action, target, detail, prev_hash, hash)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           &stmt)) != ERR_OK) {
+    if ((r = store_sqlite_query(
+             st, "audit write",
+             "INSERT INTO audit (seq, time, actor, source, action, target,"
+             " detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             NULL, NULL, NULL, "iittttttt", e.seq, e.time, v[0], v[1], v[2],
+             v[3], v[4], prev_hex, hex)) != ERR_OK) {
         goto out;
     }
-    rc = sqlite3_bind_int64(stmt, 1, e.seq);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_bind_int64(stmt, 2, e.time);
-    }
-    for (i = 0; i < 5 && rc == SQLITE_OK; i++) {
-        rc = sqlite3_bind_text(stmt, 3 + i, v[i], -1, SQLITE_STATIC);
-    }
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_bind_text(stmt, 8, prev_hex, -1, SQLITE_STATIC);
-    }
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_bind_text(stmt, 9, hex, -1, SQLITE_STATIC);
-    }
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(stmt);
-    }
-    if (rc != SQLITE_DONE) {
-        r = store_sqlite_fail(st, sqlite3_extended_errcode(store_sqlite_db(st)),
-                              "audit write");
-        goto out;
-    }
-    sqlite3_finalize(stmt);
-    stmt = NULL;
-    if ((r = audit_prepare(st, "audit head",
+    r = store_sqlite_query(st, "audit head",
                            "UPDATE audit_head SET seq = ?, hash = ?"
                            " WHERE id = 1",
-                           &stmt)) != ERR_OK) {
-        goto out;
-    }
-    rc = sqlite3_bind_int64(stmt, 1, e.seq);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_bind_text(stmt, 2, hex, -1, SQLITE_STATIC);
-    }
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(stmt);
-    }
-    if (rc != SQLITE_DONE) {
-        r = store_sqlite_fail(st, sqlite3_extended_errcode(store_sqlite_db(st)),
-                              "audit head");
-        goto out;
-    }
+                           NULL, NULL, NULL, "it", e.seq, hex);
 out:
-    sqlite3_finalize(stmt);
     return store_sqlite_end(st, r);
 }
 
 /* --- listing ------------------------------------------------------------ */
 
-static void audit_col(sqlite3_stmt *s, int i, char *dst, size_t dstlen)
+static int audit_entry_fill(sqlite3_stmt *s, void *item)
 {
-    const unsigned char *t = sqlite3_column_text(s, i);
-    size_t len = (size_t)sqlite3_column_bytes(s, i);
+    struct audit_entry *e = item;
 
-    if (t == NULL) {
-        dst[0] = '\0';
-        return;
-    }
-    if (len >= dstlen) {
-        len = dstlen - 1; /* only a hand-edited row is longer */
-    }
-    memcpy(dst, t, len);
-    dst[len] = '\0';
-}
-
-/* substr() counts characters, not bytes. */
-static int64_t audit_utf8_chars(const char *s)
-{
-    int64_t n = 0;
-
-    for (; *s != '\0'; s++) {
-        if (((unsigned char)*s & 0xc0) != 0x80) {
-            n++;
-        }
-    }
-    return n;
+    e->seq = sqlite3_column_int64(s, 0);
+    e->time = sqlite3_column_int64(s, 1);
+    store_sqlite_col_text(s, 2, e->actor, sizeof(e->actor));
+    store_sqlite_col_text(s, 3, e->source, sizeof(e->source));
+    store_sqlite_col_text(s, 4, e->action, sizeof(e->action));
+    store_sqlite_col_text(s, 5, e->target, sizeof(e->target));
+    store_sqlite_col_text(s, 6, e->detail, sizeof(e->detail));
+    store_sqlite_col_text(s, 7, e->hash, sizeof(e->hash));
+    return ERR_OK;
 }
 
 int audit_list(struct store *st, const struct audit_filter *f,
                struct audit_entry **list, size_t *n)
 {
-    struct audit_entry *items = NULL, *e, *p;
-    size_t cnt = 0, cap = 0;
+    struct store_sqlite_list l = {NULL, 0, 0, sizeof(struct audit_entry),
+                                  audit_entry_fill};
     sqlite3_stmt *stmt = NULL;
     char sql[512];
     int r = ERR_OK, rc, idx = 0;
@@ -357,7 +312,7 @@ int audit_list(struct store *st, const struct audit_filter *f,
         rc = sqlite3_bind_text(stmt, ++idx, f->actor, -1, SQLITE_STATIC);
     }
     if (rc == SQLITE_OK && f != NULL && f->action != NULL) {
-        rc = sqlite3_bind_int64(stmt, ++idx, audit_utf8_chars(f->action));
+        rc = sqlite3_bind_int64(stmt, ++idx, store_utf8_chars(f->action));
         if (rc == SQLITE_OK) {
             rc = sqlite3_bind_text(stmt, ++idx, f->action, -1, SQLITE_STATIC);
         }
@@ -377,40 +332,14 @@ int audit_list(struct store *st, const struct audit_filter *f,
         r = store_sqlite_fail(st, rc, "audit list");
         goto out;
     }
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (cnt == cap) {
-            cap = cap != 0 ? cap * 2 : 16;
-            if (cap > SIZE_MAX / sizeof(*items) ||
-                (p = realloc(items, cap * sizeof(*items))) == NULL) {
-                r = ERR_NOMEM;
-                goto out;
-            }
-            items = p;
-        }
-        e = &items[cnt++];
-        memset(e, 0, sizeof(*e));
-        e->seq = sqlite3_column_int64(stmt, 0);
-        e->time = sqlite3_column_int64(stmt, 1);
-        audit_col(stmt, 2, e->actor, sizeof(e->actor));
-        audit_col(stmt, 3, e->source, sizeof(e->source));
-        audit_col(stmt, 4, e->action, sizeof(e->action));
-        audit_col(stmt, 5, e->target, sizeof(e->target));
-        audit_col(stmt, 6, e->detail, sizeof(e->detail));
-        audit_col(stmt, 7, e->hash, sizeof(e->hash));
-    }
-    if (rc != SQLITE_DONE) {
-        r = store_sqlite_fail(st, sqlite3_extended_errcode(store_sqlite_db(st)),
-                              "audit list");
-    }
+    r = store_sqlite_step(st, stmt, "audit list", store_sqlite_list_row, &l,
+                          NULL);
 out:
     sqlite3_finalize(stmt);
-    if ((r = store_sqlite_end(st, r)) != ERR_OK) {
-        free(items);
-        return r;
-    }
-    *list = items;
-    *n = cnt;
-    return ERR_OK;
+    r = store_sqlite_list_end(st, r, &l, NULL);
+    *list = l.items;
+    *n = l.n;
+    return r;
 }
 
 /* --- verification ------------------------------------------------------- */

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* ERR_OK if s (NULL counts as "") has at most max bytes, else
  * ERR_TOO_LONG. For free text such as report details. */
@@ -46,7 +47,8 @@ struct store_migration {
 extern const struct store_migration store_migrations[];
 extern const size_t store_migrations_count;
 
-/* For the driver's companion files (store_access.c): the SQLite connection
+/* For the driver's companion files (store_access.c, store_audit.c): the
+ * SQLite connection
  * of a handle and the transaction helpers every public function uses, so
  * a companion's functions are one transaction each like the driver's own.
  * store_sqlite_db() returns NULL for a handle used in a forked child. */
@@ -58,5 +60,56 @@ int store_sqlite_begin(struct store *st, bool write);
 int store_sqlite_end(struct store *st, int r);
 /* Maps an SQLite result code to ERR_* (logged as db_fail() does). */
 int store_sqlite_fail(struct store *st, int rc, const char *what);
+
+/* Called for each result row; anything but ERR_OK stops the query. */
+struct sqlite3_stmt;
+typedef int (*store_row_fn)(struct sqlite3_stmt *stmt, void *ctx);
+
+/*
+ * Prepares sql, binds parameters 1, 2, ... from a type string and steps
+ * through every row, calling fn(stmt, ctx) for each (fn may be NULL);
+ * *changes (may be NULL) gets the rows a write changed. Types:
+ *   't' const char *            text; NULL binds SQL NULL
+ *   'i' int64_t                 integer (pass an int64_t, not an int)
+ *   'z' int64_t                 integer; 0 binds SQL NULL
+ *   'b' const uint8_t *, size_t blob; NULL or length 0 binds SQL NULL
+ * ERR_STORE for a handle used in a forked child.
+ */
+int store_sqlite_query(struct store *st, const char *what, const char *sql,
+                       store_row_fn fn, void *ctx, int *changes,
+                       const char *types, ...);
+/* Steps a prepared and bound statement through every row, calling
+ * fn(stmt, ctx) for each (fn may be NULL); *rows (may be NULL) gets the
+ * number of rows. Does not finalize stmt. */
+int store_sqlite_step(struct store *st, struct sqlite3_stmt *stmt,
+                      const char *what, store_row_fn fn, void *ctx,
+                      size_t *rows);
+
+/* Copies a text column into a fixed field. Writes refuse over-long values,
+ * so truncation here only guards against a file edited by hand. */
+void store_sqlite_col_text(struct sqlite3_stmt *s, int i, char *dst,
+                           size_t dstlen);
+/* A row function: column 0 into the int64_t at ctx. */
+int store_sqlite_int_row(struct sqlite3_stmt *stmt, void *ctx);
+
+/* Rows collected into a heap array of fixed-size structs: pass
+ * store_sqlite_list_row as the row function and the list as its ctx. The
+ * caller frees items. */
+struct store_sqlite_list {
+    void *items;
+    size_t n, cap, size;
+    store_row_fn fill; /* fills one zeroed item; frees what it allocated on
+                          failure */
+};
+int store_sqlite_list_row(struct sqlite3_stmt *stmt, void *ctx);
+/* Ends the transaction a list was read in (store_sqlite_end()); when that
+ * fails, frees the items with release (NULL: free()) and empties l, so
+ * the caller hands over l->items and l->n either way. */
+int store_sqlite_list_end(struct store *st, int r, struct store_sqlite_list *l,
+                          void (*release)(void *items, size_t n));
+
+/* The number of characters (not bytes) in a UTF-8 string, as SQLite's
+ * substr() counts them. */
+int64_t store_utf8_chars(const char *s);
 
 #endif

@@ -50,8 +50,6 @@ struct store {
 
 /* --- low-level helpers ------------------------------------------------ */
 
-typedef int (*db_row_fn)(sqlite3_stmt *stmt, void *ctx);
-
 static int db_fail(struct store *st, int rc, const char *what)
 {
     switch (rc) {
@@ -139,12 +137,9 @@ static int tx_end(struct store *st, int r)
 }
 
 /*
- * Binds parameters 1, 2, ... from a type string:
- *   't' const char *            text; NULL binds SQL NULL
- *   'i' int64_t                 integer (pass an int64_t, not an int)
- *   'z' int64_t                 integer; 0 binds SQL NULL
- *   'b' const uint8_t *, size_t blob; NULL or length 0 binds SQL NULL
- * The values must outlive the statement's execution (SQLITE_STATIC).
+ * Binds parameters 1, 2, ... from a type string (store_sqlite_query() in
+ * store_internal.h lists the types). The values must outlive the
+ * statement's execution (SQLITE_STATIC).
  */
 static int db_bindv(struct store *st, sqlite3_stmt *stmt, const char *what,
                     const char *types, va_list ap)
@@ -194,22 +189,12 @@ static int db_bindv(struct store *st, sqlite3_stmt *stmt, const char *what,
  * fn(stmt, ctx) for each (fn may be NULL). *rows gets the number of rows
  * and *changes the rows a write changed (either may be NULL).
  */
-static int db_queryv(struct store *st, const char *what, const char *sql,
-                     db_row_fn fn, void *ctx, size_t *rows, int *changes,
-                     const char *types, va_list ap)
+int store_sqlite_step(struct store *st, sqlite3_stmt *stmt, const char *what,
+                      store_row_fn fn, void *ctx, size_t *rows)
 {
-    sqlite3_stmt *stmt = NULL;
     size_t n = 0;
     int r = ERR_OK, rc;
 
-    rc = sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL);
-    if (rc != SQLITE_OK) {
-        r = db_fail(st, rc, what);
-        goto out;
-    }
-    if ((r = db_bindv(st, stmt, what, types, ap)) != ERR_OK) {
-        goto out;
-    }
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         if (fn != NULL && (r = fn(stmt, ctx)) != ERR_OK) {
             goto out;
@@ -218,6 +203,33 @@ static int db_queryv(struct store *st, const char *what, const char *sql,
     }
     if (rc != SQLITE_DONE) {
         r = db_fail(st, sqlite3_extended_errcode(st->db), what);
+    }
+out:
+    if (rows != NULL) {
+        *rows = n;
+    }
+    return r;
+}
+
+static int db_queryv(struct store *st, const char *what, const char *sql,
+                     store_row_fn fn, void *ctx, size_t *rows, int *changes,
+                     const char *types, va_list ap)
+{
+    sqlite3_stmt *stmt = NULL;
+    int r = ERR_OK, rc;
+
+    if (rows != NULL) {
+        *rows = 0;
+    }
+    rc = sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL);
+    if (rc != SQLITE_OK) {
+        r = db_fail(st, rc, what);
+        goto out;
+    }
+    if ((r = db_bindv(st, stmt, what, types, ap)) != ERR_OK) {
+        goto out;
+    }
+    if ((r = store_sqlite_step(st, stmt, what, fn, ctx, rows)) != ERR_OK) {
         goto out;
     }
     if (changes != NULL) {
@@ -225,14 +237,11 @@ static int db_queryv(struct store *st, const char *what, const char *sql,
     }
 out:
     sqlite3_finalize(stmt);
-    if (rows != NULL) {
-        *rows = n;
-    }
     return r;
 }
 
 static int db_query(struct store *st, const char *what, const char *sql,
-                    db_row_fn fn, void *ctx, size_t *rows, const char *types,
+                    store_row_fn fn, void *ctx, size_t *rows, const char *types,
                     ...)
 {
     va_list ap;
@@ -258,9 +267,7 @@ static int db_run(struct store *st, const char *what, const char *sql,
     return r;
 }
 
-/* Copies a text column into a fixed field. Writes refuse over-long values,
- * so truncation here only guards against a file edited by hand. */
-static void col_text(sqlite3_stmt *s, int i, char *dst, size_t dstlen)
+void store_sqlite_col_text(sqlite3_stmt *s, int i, char *dst, size_t dstlen)
 {
     const unsigned char *t = sqlite3_column_text(s, i);
     size_t len = (size_t)sqlite3_column_bytes(s, i);
@@ -309,17 +316,9 @@ static int col_str_heap(sqlite3_stmt *s, int i, char **out)
     return ERR_OK;
 }
 
-/* Rows collected into a heap array of fixed-size structs. */
-struct db_list {
-    void *items;
-    size_t n, cap, size;
-    db_row_fn fill; /* fills one zeroed item; frees what it allocated on
-                       failure */
-};
-
-static int db_list_row(sqlite3_stmt *stmt, void *ctx)
+int store_sqlite_list_row(sqlite3_stmt *stmt, void *ctx)
 {
-    struct db_list *l = ctx;
+    struct store_sqlite_list *l = ctx;
     unsigned char *item;
     int r;
 
@@ -343,6 +342,38 @@ static int db_list_row(sqlite3_stmt *stmt, void *ctx)
     }
     l->n++;
     return ERR_OK;
+}
+
+int store_sqlite_list_end(struct store *st, int r, struct store_sqlite_list *l,
+                          void (*release)(void *items, size_t n))
+{
+    if ((r = tx_end(st, r)) != ERR_OK) {
+        if (release != NULL) {
+            release(l->items, l->n);
+        } else {
+            free(l->items);
+        }
+        l->items = NULL;
+        l->n = 0;
+    }
+    return r;
+}
+
+/* Release functions for store_sqlite_list_end(): lists whose items hold
+ * heap memory or secrets. */
+static void list_release_users(void *items, size_t n)
+{
+    store_user_list_free(items, n);
+}
+
+static void list_release_keys(void *items, size_t n)
+{
+    store_user_key_list_free(items, n);
+}
+
+static void list_release_assets(void *items, size_t n)
+{
+    store_asset_list_free(items, n);
 }
 
 /* A row exists (the query selects anything); ERR_NOT_FOUND otherwise. */
@@ -380,9 +411,37 @@ static int64_t clamp_u64(uint64_t v)
     return v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v;
 }
 
+/*
+ * A list that belongs to one row (a user's keys, a group's members): sql
+ * takes that row's ID as its one parameter. ERR_NOT_FOUND unless the row
+ * exists, checked in the same read transaction as the list is read. The
+ * list ends as store_sqlite_list_end() leaves it.
+ */
+static int db_child_list(struct store *st,
+                         int (*exists)(struct store *st, const char *id),
+                         const char *id, const char *what, const char *sql,
+                         struct store_sqlite_list *l,
+                         void (*release)(void *items, size_t n))
+{
+    char buf[STORE_ID_MAX + 1];
+    const char *nid = idn(id, buf);
+    int r;
+
+    if (nid == NULL) {
+        return ERR_NOT_FOUND;
+    }
+    if ((r = tx_begin(st, false)) != ERR_OK) {
+        return r;
+    }
+    if ((r = exists(st, nid)) == ERR_OK) {
+        r = db_query(st, what, sql, store_sqlite_list_row, l, NULL, "t", nid);
+    }
+    return store_sqlite_list_end(st, r, l, release);
+}
+
 /* --- lifecycle and migrations -------------------------------------------- */
 
-static int row_int(sqlite3_stmt *stmt, void *ctx)
+int store_sqlite_int_row(sqlite3_stmt *stmt, void *ctx)
 {
     *(int64_t *)ctx = sqlite3_column_int64(stmt, 0);
     return ERR_OK;
@@ -404,7 +463,7 @@ static int store_version_read(struct store *st, int64_t *v)
     *v = 0;
     return db_query(st, "schema version",
                     "SELECT COALESCE(MAX(version), 0) FROM schema_version",
-                    row_int, v, NULL, "");
+                    store_sqlite_int_row, v, NULL, "");
 }
 
 /* Applies step m if it is the next one, in its own immediate transaction.
@@ -485,7 +544,7 @@ static int store_pragma(struct store *st, const char *sql, const char *want)
         goto out;
     }
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        col_text(stmt, 0, got, sizeof(got));
+        store_sqlite_col_text(stmt, 0, got, sizeof(got));
     }
     if (rc != SQLITE_DONE) {
         r = db_fail(st, rc, sql);
@@ -609,9 +668,9 @@ static int row_user(sqlite3_stmt *s, void *item)
     const void *seed = sqlite3_column_blob(s, 5);
     size_t seed_len = (size_t)sqlite3_column_bytes(s, 5);
 
-    col_text(s, 0, u->id, sizeof(u->id));
-    col_text(s, 1, u->name, sizeof(u->name));
-    col_text(s, 2, u->password_hash, sizeof(u->password_hash));
+    store_sqlite_col_text(s, 0, u->id, sizeof(u->id));
+    store_sqlite_col_text(s, 1, u->name, sizeof(u->name));
+    store_sqlite_col_text(s, 2, u->password_hash, sizeof(u->password_hash));
     u->disabled = sqlite3_column_int(s, 3) != 0;
     u->totp_enabled = sqlite3_column_int(s, 4) != 0;
     if (seed_len > sizeof(u->totp_sealed)) {
@@ -716,7 +775,8 @@ int store_user_get(struct store *st, const char *name_or_id,
 
 int store_user_list(struct store *st, struct store_user **list, size_t *n)
 {
-    struct db_list l = {NULL, 0, 0, sizeof(struct store_user), row_user};
+    struct store_sqlite_list l = {NULL, 0, 0, sizeof(struct store_user),
+                                  row_user};
     int r;
 
     if (list == NULL || n == NULL) {
@@ -729,14 +789,11 @@ int store_user_list(struct store *st, struct store_user **list, size_t *n)
     }
     r = db_query(st, "user list",
                  "SELECT " USER_COLS " FROM users u ORDER BY u.name",
-                 db_list_row, &l, NULL, "");
-    if ((r = tx_end(st, r)) != ERR_OK) {
-        store_user_list_free(l.items, l.n);
-        return r;
-    }
+                 store_sqlite_list_row, &l, NULL, "");
+    r = store_sqlite_list_end(st, r, &l, list_release_users);
     *list = l.items;
     *n = l.n;
-    return ERR_OK;
+    return r;
 }
 
 void store_user_list_free(struct store_user *list, size_t n)
@@ -894,11 +951,11 @@ static int row_key(sqlite3_stmt *s, void *item)
 {
     struct store_user_key *k = item;
 
-    col_text(s, 0, k->id, sizeof(k->id));
-    col_text(s, 1, k->user_id, sizeof(k->user_id));
-    col_text(s, 2, k->type, sizeof(k->type));
-    col_text(s, 3, k->fingerprint, sizeof(k->fingerprint));
-    col_text(s, 4, k->comment, sizeof(k->comment));
+    store_sqlite_col_text(s, 0, k->id, sizeof(k->id));
+    store_sqlite_col_text(s, 1, k->user_id, sizeof(k->user_id));
+    store_sqlite_col_text(s, 2, k->type, sizeof(k->type));
+    store_sqlite_col_text(s, 3, k->fingerprint, sizeof(k->fingerprint));
+    store_sqlite_col_text(s, 4, k->comment, sizeof(k->comment));
     return col_str_heap(s, 5, &k->base64);
 }
 
@@ -956,37 +1013,20 @@ out:
 int store_user_key_list(struct store *st, const char *user_id,
                         struct store_user_key **list, size_t *n)
 {
-    struct db_list l = {NULL, 0, 0, sizeof(struct store_user_key), row_key};
-    char ubuf[STORE_ID_MAX + 1];
-    const char *uid = idn(user_id, ubuf);
+    struct store_sqlite_list l = {NULL, 0, 0, sizeof(struct store_user_key),
+                                  row_key};
     int r;
 
     if (list == NULL || n == NULL) {
         return ERR_INVALID;
     }
-    *list = NULL;
-    *n = 0;
-    if (uid == NULL) {
-        return ERR_NOT_FOUND;
-    }
-    if ((r = tx_begin(st, false)) != ERR_OK) {
-        return r;
-    }
-    if ((r = user_exists(st, uid)) != ERR_OK) {
-        goto out;
-    }
-    r = db_query(st, "key list",
-                 "SELECT " KEY_COLS " FROM user_keys WHERE user_id = ?"
-                 " ORDER BY created_at, fingerprint",
-                 db_list_row, &l, NULL, "t", uid);
-out:
-    if ((r = tx_end(st, r)) != ERR_OK) {
-        store_user_key_list_free(l.items, l.n);
-        return r;
-    }
+    r = db_child_list(st, user_exists, user_id, "key list",
+                      "SELECT " KEY_COLS " FROM user_keys WHERE user_id = ?"
+                      " ORDER BY created_at, fingerprint",
+                      &l, list_release_keys);
     *list = l.items;
     *n = l.n;
-    return ERR_OK;
+    return r;
 }
 
 void store_user_key_clear(struct store_user_key *k)
@@ -1069,8 +1109,8 @@ static int row_group(sqlite3_stmt *s, void *item)
 {
     struct store_group *g = item;
 
-    col_text(s, 0, g->id, sizeof(g->id));
-    col_text(s, 1, g->name, sizeof(g->name));
+    store_sqlite_col_text(s, 0, g->id, sizeof(g->id));
+    store_sqlite_col_text(s, 1, g->name, sizeof(g->name));
     return ERR_OK;
 }
 
@@ -1139,10 +1179,10 @@ int store_group_get(struct store *st, const char *name_or_id,
 /* Runs a list query in a read transaction and hands the array over
  * (items that need no clearing: the caller frees with free()). */
 static int db_list_query(struct store *st, const char *what, const char *sql,
-                         size_t size, db_row_fn fill, void **list, size_t *n,
+                         size_t size, store_row_fn fill, void **list, size_t *n,
                          const char *types, ...)
 {
-    struct db_list l = {NULL, 0, 0, size, fill};
+    struct store_sqlite_list l = {NULL, 0, 0, size, fill};
     va_list ap;
     int r;
 
@@ -1152,15 +1192,13 @@ static int db_list_query(struct store *st, const char *what, const char *sql,
         return r;
     }
     va_start(ap, types);
-    r = db_queryv(st, what, sql, db_list_row, &l, NULL, NULL, types, ap);
+    r = db_queryv(st, what, sql, store_sqlite_list_row, &l, NULL, NULL, types,
+                  ap);
     va_end(ap);
-    if ((r = tx_end(st, r)) != ERR_OK) {
-        free(l.items);
-        return r;
-    }
+    r = store_sqlite_list_end(st, r, &l, NULL);
     *list = l.items;
     *n = l.n;
-    return ERR_OK;
+    return r;
 }
 
 int store_group_list(struct store *st, struct store_group **list, size_t *n)
@@ -1244,75 +1282,41 @@ int store_group_member_remove(struct store *st, const char *group_id,
 int store_group_members(struct store *st, const char *group_id,
                         struct store_user **list, size_t *n)
 {
-    struct db_list l = {NULL, 0, 0, sizeof(struct store_user), row_user};
-    char gbuf[STORE_ID_MAX + 1];
-    const char *gid = idn(group_id, gbuf);
+    struct store_sqlite_list l = {NULL, 0, 0, sizeof(struct store_user),
+                                  row_user};
     int r;
 
     if (list == NULL || n == NULL) {
         return ERR_INVALID;
     }
-    *list = NULL;
-    *n = 0;
-    if (gid == NULL) {
-        return ERR_NOT_FOUND;
-    }
-    if ((r = tx_begin(st, false)) != ERR_OK) {
-        return r;
-    }
-    if ((r = group_exists(st, gid)) != ERR_OK) {
-        goto out;
-    }
-    r = db_query(st, "group members",
-                 "SELECT " USER_COLS " FROM users u"
-                 " JOIN group_members m ON m.user_id = u.id"
-                 " WHERE m.group_id = ? ORDER BY u.name",
-                 db_list_row, &l, NULL, "t", gid);
-out:
-    if ((r = tx_end(st, r)) != ERR_OK) {
-        store_user_list_free(l.items, l.n);
-        return r;
-    }
+    r = db_child_list(st, group_exists, group_id, "group members",
+                      "SELECT " USER_COLS " FROM users u"
+                      " JOIN group_members m ON m.user_id = u.id"
+                      " WHERE m.group_id = ? ORDER BY u.name",
+                      &l, list_release_users);
     *list = l.items;
     *n = l.n;
-    return ERR_OK;
+    return r;
 }
 
 int store_user_groups(struct store *st, const char *user_id,
                       struct store_group **list, size_t *n)
 {
-    struct db_list l = {NULL, 0, 0, sizeof(struct store_group), row_group};
-    char ubuf[STORE_ID_MAX + 1];
-    const char *uid = idn(user_id, ubuf);
+    struct store_sqlite_list l = {NULL, 0, 0, sizeof(struct store_group),
+                                  row_group};
     int r;
 
     if (list == NULL || n == NULL) {
         return ERR_INVALID;
     }
-    *list = NULL;
-    *n = 0;
-    if (uid == NULL) {
-        return ERR_NOT_FOUND;
-    }
-    if ((r = tx_begin(st, false)) != ERR_OK) {
-        return r;
-    }
-    if ((r = user_exists(st, uid)) != ERR_OK) {
-        goto out;
-    }
-    r = db_query(st, "user groups",
-                 "SELECT g.id, g.name FROM groups g"
-                 " JOIN group_members m ON m.group_id = g.id"
-                 " WHERE m.user_id = ? ORDER BY g.name",
-                 db_list_row, &l, NULL, "t", uid);
-out:
-    if ((r = tx_end(st, r)) != ERR_OK) {
-        free(l.items);
-        return r;
-    }
+    r = db_child_list(st, user_exists, user_id, "user groups",
+                      "SELECT g.id, g.name FROM groups g"
+                      " JOIN group_members m ON m.group_id = g.id"
+                      " WHERE m.user_id = ? ORDER BY g.name",
+                      &l, NULL);
     *list = l.items;
     *n = l.n;
-    return ERR_OK;
+    return r;
 }
 
 /* --- sites ---------------------------------------------------------------- */
@@ -1321,9 +1325,9 @@ static int row_site(sqlite3_stmt *s, void *item)
 {
     struct store_site *x = item;
 
-    col_text(s, 0, x->id, sizeof(x->id));
-    col_text(s, 1, x->path, sizeof(x->path));
-    col_text(s, 2, x->parent_id, sizeof(x->parent_id));
+    store_sqlite_col_text(s, 0, x->id, sizeof(x->id));
+    store_sqlite_col_text(s, 1, x->path, sizeof(x->path));
+    store_sqlite_col_text(s, 2, x->parent_id, sizeof(x->parent_id));
     return ERR_OK;
 }
 
@@ -1497,15 +1501,15 @@ static int row_asset(sqlite3_stmt *s, void *item)
     struct store_asset *a = item;
     int r;
 
-    col_text(s, 0, a->id, sizeof(a->id));
-    col_text(s, 1, a->name, sizeof(a->name));
-    col_text(s, 2, a->site_id, sizeof(a->site_id));
-    col_text(s, 3, a->site_path, sizeof(a->site_path));
-    col_text(s, 4, a->protocol, sizeof(a->protocol));
-    col_text(s, 5, a->host, sizeof(a->host));
+    store_sqlite_col_text(s, 0, a->id, sizeof(a->id));
+    store_sqlite_col_text(s, 1, a->name, sizeof(a->name));
+    store_sqlite_col_text(s, 2, a->site_id, sizeof(a->site_id));
+    store_sqlite_col_text(s, 3, a->site_path, sizeof(a->site_path));
+    store_sqlite_col_text(s, 4, a->protocol, sizeof(a->protocol));
+    store_sqlite_col_text(s, 5, a->host, sizeof(a->host));
     a->port = sqlite3_column_int(s, 6);
-    col_text(s, 7, a->route, sizeof(a->route));
-    col_text(s, 8, a->login_user, sizeof(a->login_user));
+    store_sqlite_col_text(s, 7, a->route, sizeof(a->route));
+    store_sqlite_col_text(s, 8, a->login_user, sizeof(a->login_user));
     if ((r = col_blob_heap(s, 9, &a->password_sealed,
                            &a->password_sealed_len)) != ERR_OK ||
         (r = col_blob_heap(s, 10, &a->key_sealed, &a->key_sealed_len)) !=
@@ -1513,7 +1517,7 @@ static int row_asset(sqlite3_stmt *s, void *item)
         store_asset_clear(a);
         return r;
     }
-    col_text(s, 11, a->host_key_fp, sizeof(a->host_key_fp));
+    store_sqlite_col_text(s, 11, a->host_key_fp, sizeof(a->host_key_fp));
     a->created_at = sqlite3_column_int64(s, 12);
     return ERR_OK;
 }
@@ -1725,7 +1729,8 @@ int store_asset_get(struct store *st, const char *id, struct store_asset *out)
 int store_asset_find(struct store *st, const char *site_path, const char *spec,
                      struct store_asset **list, size_t *n)
 {
-    struct db_list l = {NULL, 0, 0, sizeof(struct store_asset), row_asset};
+    struct store_sqlite_list l = {NULL, 0, 0, sizeof(struct store_asset),
+                                  row_asset};
     struct store_site site;
     char id[STORE_ID_MAX + 1];
     int r;
@@ -1743,7 +1748,7 @@ int store_asset_find(struct store *st, const char *site_path, const char *spec,
     }
     if (store_id_norm(spec, id)) {
         r = db_query(st, "asset find", ASSET_SELECT " WHERE a.id = ?",
-                     db_list_row, &l, NULL, "t", id);
+                     store_sqlite_list_row, &l, NULL, "t", id);
         goto out;
     }
     r = site_lookup(st, site_path, &site);
@@ -1757,20 +1762,18 @@ int store_asset_find(struct store *st, const char *site_path, const char *spec,
     r = db_query(st, "asset find",
                  ASSET_SELECT " WHERE a.site_id = ? AND a.name = ?"
                               " ORDER BY a.id",
-                 db_list_row, &l, NULL, "tt", site.id, spec);
+                 store_sqlite_list_row, &l, NULL, "tt", site.id, spec);
 out:
-    if ((r = tx_end(st, r)) != ERR_OK) {
-        store_asset_list_free(l.items, l.n);
-        return r;
-    }
+    r = store_sqlite_list_end(st, r, &l, list_release_assets);
     *list = l.items;
     *n = l.n;
-    return ERR_OK;
+    return r;
 }
 
 int store_asset_list(struct store *st, struct store_asset **list, size_t *n)
 {
-    struct db_list l = {NULL, 0, 0, sizeof(struct store_asset), row_asset};
+    struct store_sqlite_list l = {NULL, 0, 0, sizeof(struct store_asset),
+                                  row_asset};
     int r;
 
     if (list == NULL || n == NULL) {
@@ -1782,15 +1785,12 @@ int store_asset_list(struct store *st, struct store_asset **list, size_t *n)
         return r;
     }
     r = db_query(st, "asset list",
-                 ASSET_SELECT " ORDER BY s.path, a.name, a.id", db_list_row, &l,
-                 NULL, "");
-    if ((r = tx_end(st, r)) != ERR_OK) {
-        store_asset_list_free(l.items, l.n);
-        return r;
-    }
+                 ASSET_SELECT " ORDER BY s.path, a.name, a.id",
+                 store_sqlite_list_row, &l, NULL, "");
+    r = store_sqlite_list_end(st, r, &l, list_release_assets);
     *list = l.items;
     *n = l.n;
-    return ERR_OK;
+    return r;
 }
 
 int store_asset_delete(struct store *st, const char *id)
@@ -1808,7 +1808,7 @@ int store_asset_delete(struct store *st, const char *id)
 
 static int row_fp(sqlite3_stmt *s, void *ctx)
 {
-    col_text(s, 0, ctx, STORE_FP_MAX + 1);
+    store_sqlite_col_text(s, 0, ctx, STORE_FP_MAX + 1);
     return ERR_OK;
 }
 
@@ -1870,13 +1870,13 @@ static int row_grant(sqlite3_stmt *s, void *item)
 {
     struct store_grant *g = item;
 
-    col_text(s, 0, g->id, sizeof(g->id));
-    col_text(s, 1, g->asset_id, sizeof(g->asset_id));
-    col_text(s, 2, g->site_id, sizeof(g->site_id));
-    col_text(s, 3, g->user_id, sizeof(g->user_id));
-    col_text(s, 4, g->group_id, sizeof(g->group_id));
-    col_text(s, 5, g->target_name, sizeof(g->target_name));
-    col_text(s, 6, g->grantee_name, sizeof(g->grantee_name));
+    store_sqlite_col_text(s, 0, g->id, sizeof(g->id));
+    store_sqlite_col_text(s, 1, g->asset_id, sizeof(g->asset_id));
+    store_sqlite_col_text(s, 2, g->site_id, sizeof(g->site_id));
+    store_sqlite_col_text(s, 3, g->user_id, sizeof(g->user_id));
+    store_sqlite_col_text(s, 4, g->group_id, sizeof(g->group_id));
+    store_sqlite_col_text(s, 5, g->target_name, sizeof(g->target_name));
+    store_sqlite_col_text(s, 6, g->grantee_name, sizeof(g->grantee_name));
     g->role = sqlite3_column_int(s, 7);
     return ERR_OK;
 }
@@ -2036,7 +2036,7 @@ int store_user_asset_role(struct store *st, const char *user_id,
                  "        OR g.group_id IN (SELECT group_id"
                  "                          FROM group_members"
                  "                          WHERE user_id = ?2))",
-                 row_int, &best, NULL, "tt", aid, uid);
+                 store_sqlite_int_row, &best, NULL, "tt", aid, uid);
     if (r == ERR_OK) {
         *role = best >= ROLE_NONE && best <= ROLE_OWNER ? (int)best : ROLE_NONE;
     }
@@ -2055,8 +2055,8 @@ static int row_profile(sqlite3_stmt *s, void *item)
 {
     struct store_profile *p = item;
 
-    col_text(s, 0, p->id, sizeof(p->id));
-    col_text(s, 1, p->name, sizeof(p->name));
+    store_sqlite_col_text(s, 0, p->id, sizeof(p->id));
+    store_sqlite_col_text(s, 1, p->name, sizeof(p->name));
     p->native = sqlite3_column_int(s, 2);
     p->shell = sqlite3_column_int(s, 3) != 0;
     p->exec = sqlite3_column_int(s, 4) != 0;
@@ -2305,45 +2305,28 @@ int store_profile_unassign(struct store *st, const char *profile_id,
 int store_user_profiles(struct store *st, const char *user_id,
                         struct store_profile **list, size_t *n)
 {
-    struct db_list l = {NULL, 0, 0, sizeof(struct store_profile), row_profile};
-    char ubuf[STORE_ID_MAX + 1];
-    const char *uid = idn(user_id, ubuf);
+    struct store_sqlite_list l = {NULL, 0, 0, sizeof(struct store_profile),
+                                  row_profile};
     int r;
 
     if (list == NULL || n == NULL) {
         return ERR_INVALID;
     }
-    *list = NULL;
-    *n = 0;
-    if (uid == NULL) {
-        return ERR_NOT_FOUND;
-    }
-    if ((r = tx_begin(st, false)) != ERR_OK) {
-        return r;
-    }
-    if ((r = user_exists(st, uid)) != ERR_OK) {
-        goto out;
-    }
     /* IN (... UNION ...) yields each profile once, however many ways it
      * reaches the user. */
-    r = db_query(st, "user profiles",
-                 "SELECT " PROFILE_COLS " FROM profiles p WHERE p.id IN ("
-                 " SELECT profile_id FROM profile_assignments"
-                 "  WHERE user_id = ?1"
-                 " UNION"
-                 " SELECT pa.profile_id FROM profile_assignments pa"
-                 "  JOIN group_members m ON m.group_id = pa.group_id"
-                 "  WHERE m.user_id = ?1)"
-                 " ORDER BY p.name",
-                 db_list_row, &l, NULL, "t", uid);
-out:
-    if ((r = tx_end(st, r)) != ERR_OK) {
-        free(l.items);
-        return r;
-    }
+    r = db_child_list(st, user_exists, user_id, "user profiles",
+                      "SELECT " PROFILE_COLS " FROM profiles p WHERE p.id IN ("
+                      " SELECT profile_id FROM profile_assignments"
+                      "  WHERE user_id = ?1"
+                      " UNION"
+                      " SELECT pa.profile_id FROM profile_assignments pa"
+                      "  JOIN group_members m ON m.group_id = pa.group_id"
+                      "  WHERE m.user_id = ?1)"
+                      " ORDER BY p.name",
+                      &l, NULL);
     *list = l.items;
     *n = l.n;
-    return ERR_OK;
+    return r;
 }
 
 /* --- session report ------------------------------------------------------- */
@@ -2358,24 +2341,25 @@ static int row_session(sqlite3_stmt *s, void *item)
 {
     struct store_session *x = item;
 
-    col_text(s, 0, x->id, sizeof(x->id));
-    col_text(s, 1, x->user_id, sizeof(x->user_id));
-    col_text(s, 2, x->user_name, sizeof(x->user_name));
-    col_text(s, 3, x->asset_id, sizeof(x->asset_id));
-    col_text(s, 4, x->asset_name, sizeof(x->asset_name));
-    col_text(s, 5, x->site, sizeof(x->site));
-    col_text(s, 6, x->kind, sizeof(x->kind));
-    col_text(s, 7, x->client_addr, sizeof(x->client_addr));
-    col_text(s, 8, x->route, sizeof(x->route));
+    store_sqlite_col_text(s, 0, x->id, sizeof(x->id));
+    store_sqlite_col_text(s, 1, x->user_id, sizeof(x->user_id));
+    store_sqlite_col_text(s, 2, x->user_name, sizeof(x->user_name));
+    store_sqlite_col_text(s, 3, x->asset_id, sizeof(x->asset_id));
+    store_sqlite_col_text(s, 4, x->asset_name, sizeof(x->asset_name));
+    store_sqlite_col_text(s, 5, x->site, sizeof(x->site));
+    store_sqlite_col_text(s, 6, x->kind, sizeof(x->kind));
+    store_sqlite_col_text(s, 7, x->client_addr, sizeof(x->client_addr));
+    store_sqlite_col_text(s, 8, x->route, sizeof(x->route));
     x->started_at = sqlite3_column_int64(s, 9);
     x->ended_at = sqlite3_column_int64(s, 10);
     x->bytes_up = (uint64_t)sqlite3_column_int64(s, 11);
     x->bytes_down = (uint64_t)sqlite3_column_int64(s, 12);
     x->exit_status = sqlite3_column_int(s, 13);
-    col_text(s, 14, x->result, sizeof(x->result));
-    col_text(s, 15, x->detail, sizeof(x->detail));
-    col_text(s, 16, x->recording_path, sizeof(x->recording_path));
-    col_text(s, 17, x->recording_sha256, sizeof(x->recording_sha256));
+    store_sqlite_col_text(s, 14, x->result, sizeof(x->result));
+    store_sqlite_col_text(s, 15, x->detail, sizeof(x->detail));
+    store_sqlite_col_text(s, 16, x->recording_path, sizeof(x->recording_path));
+    store_sqlite_col_text(s, 17, x->recording_sha256,
+                          sizeof(x->recording_sha256));
     x->recording_size = (uint64_t)sqlite3_column_int64(s, 18);
     x->recording_deleted_at = sqlite3_column_int64(s, 19);
     return ERR_OK;
@@ -2538,7 +2522,7 @@ int store_session_get(struct store *st, const char *id,
 }
 
 /* substr() counts characters, not bytes. */
-static int64_t utf8_chars(const char *s)
+int64_t store_utf8_chars(const char *s)
 {
     int64_t n = 0;
 
@@ -2557,7 +2541,8 @@ static int64_t utf8_chars(const char *s)
 int store_session_list(struct store *st, const struct store_session_filter *f,
                        struct store_session **list, size_t *n)
 {
-    struct db_list l = {NULL, 0, 0, sizeof(struct store_session), row_session};
+    struct store_sqlite_list l = {NULL, 0, 0, sizeof(struct store_session),
+                                  row_session};
     char sql[1024], abuf[STORE_ID_MAX + 1];
     const char *asset_id = NULL;
     sqlite3_stmt *stmt = NULL;
@@ -2601,7 +2586,8 @@ int store_session_list(struct store *st, const struct store_session_filter *f,
         rc = sqlite3_bind_text(stmt, ++idx, f->kind, -1, SQLITE_STATIC);
     }
     if (rc == SQLITE_OK && f != NULL && f->result_prefix != NULL) {
-        rc = sqlite3_bind_int64(stmt, ++idx, utf8_chars(f->result_prefix));
+        rc =
+            sqlite3_bind_int64(stmt, ++idx, store_utf8_chars(f->result_prefix));
         if (rc == SQLITE_OK) {
             rc = sqlite3_bind_text(stmt, ++idx, f->result_prefix, -1,
                                    SQLITE_STATIC);
@@ -2620,23 +2606,14 @@ int store_session_list(struct store *st, const struct store_session_filter *f,
         r = db_fail(st, rc, "session list");
         goto out;
     }
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if ((r = db_list_row(stmt, &l)) != ERR_OK) {
-            goto out;
-        }
-    }
-    if (rc != SQLITE_DONE) {
-        r = db_fail(st, sqlite3_extended_errcode(st->db), "session list");
-    }
+    r = store_sqlite_step(st, stmt, "session list", store_sqlite_list_row, &l,
+                          NULL);
 out:
     sqlite3_finalize(stmt);
-    if ((r = tx_end(st, r)) != ERR_OK) {
-        free(l.items);
-        return r;
-    }
+    r = store_sqlite_list_end(st, r, &l, NULL);
     *list = l.items;
     *n = l.n;
-    return ERR_OK;
+    return r;
 }
 
 int store_session_close_dangling(struct store *st, int64_t now,
@@ -2747,4 +2724,20 @@ int store_sqlite_end(struct store *st, int r)
 int store_sqlite_fail(struct store *st, int rc, const char *what)
 {
     return db_fail(st, rc, what);
+}
+
+int store_sqlite_query(struct store *st, const char *what, const char *sql,
+                       store_row_fn fn, void *ctx, int *changes,
+                       const char *types, ...)
+{
+    va_list ap;
+    int r;
+
+    if (store_sqlite_db(st) == NULL) {
+        return ERR_STORE;
+    }
+    va_start(ap, types);
+    r = db_queryv(st, what, sql, fn, ctx, NULL, changes, types, ap);
+    va_end(ap);
+    return r;
 }

@@ -27,54 +27,11 @@
 #include "store/store.h"
 #include "store/store_internal.h"
 
-struct fx {
-    char dir[64];
-    char path[128];
-    struct store *st;
-};
-
-static void fx_rm(const struct fx *f)
-{
-    static const char *const sfx[] = {"", "-wal", "-shm", "-journal"};
-    char p[160];
-
-    for (size_t i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++) {
-        snprintf(p, sizeof(p), "%s%s", f->path, sfx[i]);
-        unlink(p);
-    }
-    rmdir(f->dir);
-}
+#include "store_fx.h"
 
 static int setup(void **state)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-
-    if (f == NULL) {
-        return -1;
-    }
-    snprintf(f->dir, sizeof(f->dir), "/tmp/test_store.XXXXXX");
-    if (mkdtemp(f->dir) == NULL) {
-        free(f);
-        return -1;
-    }
-    snprintf(f->path, sizeof(f->path), "%s/portcullis.db", f->dir);
-    if (store_open(f->path, &f->st) != ERR_OK) {
-        fx_rm(f);
-        free(f);
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-
-    store_close(f->st);
-    fx_rm(f);
-    free(f);
-    return 0;
+    return fx_setup(state, "/tmp/test_store.XXXXXX");
 }
 
 static struct store *S(void **state)
