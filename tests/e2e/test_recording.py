@@ -306,3 +306,26 @@ def test_record_input_needs_record(proxy):
     rc, _, err = proxy.cli("profile", "add", uniq("p"), "--native", "allow",
                            "--record-input", check=False)
     assert rc == 2 and "--record-input needs --native record" in err
+
+
+def test_session_play_and_export(proxy, target, ssh_client, tmp_path):
+    login, pw, user = recorded_user(proxy, target)
+    r = ssh_client.ssh(login, "echo play-me-$((40+2))", password=pw)
+    assert r.rc == 0
+    row = proxy.session_of(user, "ok", kind="exec")
+    path = check_recording_row(row)
+    rc, out, _ = proxy.cli("session", "play", row["id"], "--speed", "20")
+    assert rc == 0 and "play-me-42" in out
+    dest = tmp_path / "out.cast"
+    proxy.cli("session", "export", row["id"], "--output", str(dest))
+    assert sha256_file(dest) == sha256_file(path)
+    rc, _, err = proxy.cli("session", "export", row["id"], "--output",
+                           str(dest), check=False)
+    assert rc != 0 and "already exists" in err
+    # A session without a terminal recording has nothing to play.
+    plain_login, plain_pw, plain_user = recorded_user(proxy, target,
+                                                      native="allow")
+    assert ssh_client.ssh(plain_login, "true", password=plain_pw).rc == 0
+    plain = proxy.session_of(plain_user, "ok", kind="exec")
+    rc, _, err = proxy.cli("session", "play", plain["id"], check=False)
+    assert rc != 0 and err.strip()
