@@ -2,19 +2,38 @@
  * `portcullis init` and `portcullis serve`: creating a data directory and
  * running the server from it.
  *
- * init writes portcullis.conf, an ed25519 SSH host key, the vault key and
- * the database with one `admin` user, and prints the admin password once
- * (only its hash is stored) and the host key's fingerprint. It never
- * overwrites: an existing file refuses the run. If a step fails, the files
- * this run created are removed again, so the run can simply be repeated.
+ * init writes portcullis.conf, an ed25519 SSH host key, a self-signed TLS
+ * certificate and key for the HTTP listener, the vault key and the
+ * database with one `admin` user, and prints the admin password once
+ * (only its hash is stored) and the fingerprints of the host key and the
+ * certificate. It never overwrites: an existing file refuses the run. If a
+ * step fails, the files this run created are removed again, so the run
+ * can simply be repeated.
+ *
+ * The certificate is made with OpenSSL's C API (the library libwebsockets
+ * serves TLS with), not by running the openssl program. A loopback listen
+ * address gets plain HTTP for development and the TLS lines commented out;
+ * any other address gets them active, because `serve` refuses plain HTTP
+ * off loopback (http_addr.h).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <sodium.h>
 
 #include "auth/password.h"
@@ -23,17 +42,35 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "common/vault.h"
+#include "http/http_addr.h"
 #include "sshproxy/server.h"
 #include "store/access.h"
 
 #define INIT_ADMIN_NAME "admin"
 #define INIT_ADMIN_PASSWORD_LEN 20
 
+/*
+ * The HTTPS certificate. ECDSA P-256: every TLS client and browser takes
+ * it (Ed25519 certificates are still refused by browsers), and OpenSSL 3
+ * under libwebsockets 4.1 serves it. 825 days is the longest validity
+ * Apple's clients accept for a server certificate; notBefore is set a few
+ * minutes back so a client whose clock lags a little still accepts it.
+ */
+#define INIT_TLS_CN "portcullis"
+#define INIT_TLS_DAYS 825
+#define INIT_TLS_BACKDATE_SECONDS 300
+#define INIT_TLS_SERIAL_BYTES 16
+#define INIT_TLS_SAN_MAX 512
+/* "SHA256:" and 32 bytes as "AB:" */
+#define INIT_TLS_FP_MAX (7 + 32 * 3)
+
 /* Files in the data directory, by their names in portcullis.conf. */
 enum init_file {
     INIT_CONF,
     INIT_HOST_KEY,
     INIT_HOST_PUB,
+    INIT_TLS_CERT,
+    INIT_TLS_KEY,
     INIT_VAULT,
     INIT_DB,
     INIT_DB_WAL,
@@ -46,6 +83,8 @@ static const char *const init_names[INIT__COUNT] = {
     [INIT_CONF] = "portcullis.conf",
     [INIT_HOST_KEY] = "ssh_host_ed25519_key",
     [INIT_HOST_PUB] = "ssh_host_ed25519_key.pub",
+    [INIT_TLS_CERT] = "tls.crt",
+    [INIT_TLS_KEY] = "tls.key",
     [INIT_VAULT] = "vault.key",
     [INIT_DB] = "portcullis.db",
     [INIT_DB_WAL] = "portcullis.db-wal",
@@ -96,9 +135,34 @@ static int init_make_dir(const char *dir, struct init_paths *p)
 static int init_write_config(struct init_paths *p, const struct config *def,
                              const char *listen)
 {
-    char text[2048];
+    char text[4096], tls[512];
     int n, r;
 
+    /* Plain HTTP stays the development default on loopback (and what the
+     * tests use); anywhere else `serve` would refuse it. */
+    if (http_addr_is_loopback(listen)) {
+        n = snprintf(tls, sizeof(tls),
+                     "# Plain HTTP is allowed on a loopback address only. "
+                     "For HTTPS with the\n"
+                     "# self-signed certificate init made (its tls_fingerprint "
+                     "was printed),\n"
+                     "# remove the '#' before the next two lines.\n"
+                     "# tls_cert = %s\n"
+                     "# tls_key = %s\n",
+                     init_names[INIT_TLS_CERT], init_names[INIT_TLS_KEY]);
+    } else {
+        n = snprintf(tls, sizeof(tls),
+                     "# HTTPS with the self-signed certificate init made (its "
+                     "tls_fingerprint\n"
+                     "# was printed); replace both files for a certificate "
+                     "of your own CA.\n"
+                     "tls_cert = %s\n"
+                     "tls_key = %s\n",
+                     init_names[INIT_TLS_CERT], init_names[INIT_TLS_KEY]);
+    }
+    if (n < 0 || (size_t)n >= sizeof(tls)) {
+        return cli_error("configuration too long");
+    }
     n = snprintf(text, sizeof(text),
                  "# Portcullis configuration, written by `portcullis init`.\n"
                  "# Relative paths are relative to this file's directory.\n"
@@ -115,6 +179,7 @@ static int init_write_config(struct init_paths *p, const struct config *def,
                  "[http]\n"
                  "listen = %s\n"
                  "port = %d\n"
+                 "%s"
                  "\n"
                  "[store]\n"
                  "driver = sqlite\n"
@@ -129,7 +194,7 @@ static int init_write_config(struct init_paths *p, const struct config *def,
                  "lockout_seconds = %d\n"
                  "failure_delay_ms = %d\n",
                  def->log_level, listen, def->ssh_port,
-                 init_names[INIT_HOST_KEY], listen, def->http_port,
+                 init_names[INIT_HOST_KEY], listen, def->http_port, tls,
                  init_names[INIT_DB], init_names[INIT_VAULT], def->max_failures,
                  def->failure_window_seconds, def->lockout_seconds,
                  def->failure_delay_ms);
@@ -196,6 +261,242 @@ out:
     return rc;
 }
 
+/* --- the HTTPS certificate ---------------------------------------------- */
+
+/* A name a certificate can carry as a dNSName: letters, digits, '-' and
+ * '.', not starting with either of the last two. */
+static bool init_tls_dns_name(const char *s)
+{
+    size_t i;
+
+    if (s[0] == '-' || s[0] == '.') {
+        return false;
+    }
+    for (i = 0; s[i] != '\0'; i++) {
+        if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '.') {
+            return false;
+        }
+    }
+    return i > 0 && i <= 253;
+}
+
+/*
+ * The subjectAltName value: localhost and 127.0.0.1 always (the
+ * development address, and what a browser on the machine itself uses),
+ * plus the --listen address. A wildcard address (0.0.0.0, ::) names no
+ * host, so the machine's host name goes in instead. A name that cannot be
+ * a dNSName (an IPv6 zone, '_') is left out rather than failing init.
+ */
+static int init_tls_san(const char *listen, char *san, size_t sanlen)
+{
+    char lit[INET6_ADDRSTRLEN + 1], host[256] = "";
+    const char *extra = NULL, *kind = "DNS";
+    struct in_addr a4;
+    struct in6_addr a6;
+    size_t n;
+    int w;
+
+    if (listen != NULL && listen[0] != '\0') {
+        /* Too long for an address literal: a name (never truncated into
+         * something that parses as an address). */
+        n = strlen(listen);
+        lit[0] = '\0';
+        if (listen[0] == '[' && n > 2 && listen[n - 1] == ']' &&
+            n - 2 < sizeof(lit)) {
+            memcpy(lit, listen + 1, n - 2);
+            lit[n - 2] = '\0';
+        } else if (n < sizeof(lit)) {
+            memcpy(lit, listen, n + 1);
+        }
+        if (inet_pton(AF_INET, lit, &a4) == 1) {
+            kind = "IP";
+            extra = a4.s_addr == htonl(INADDR_ANY) ? NULL : lit;
+            if (a4.s_addr == htonl(INADDR_LOOPBACK)) {
+                extra = ""; /* already there */
+            }
+        } else if (inet_pton(AF_INET6, lit, &a6) == 1) {
+            kind = "IP";
+            extra = IN6_IS_ADDR_UNSPECIFIED(&a6) ? NULL : lit;
+        } else {
+            extra = strcasecmp(listen, "localhost") == 0 ? "" : listen;
+        }
+        if (extra == NULL && gethostname(host, sizeof(host) - 1) == 0) {
+            kind = "DNS";
+            extra = strcasecmp(host, "localhost") == 0 ? "" : host;
+        }
+        if (extra != NULL && strcmp(kind, "DNS") == 0 &&
+            !init_tls_dns_name(extra)) {
+            extra = NULL;
+        }
+    }
+    if (extra != NULL && extra[0] != '\0') {
+        w = snprintf(san, sanlen, "DNS:localhost,IP:127.0.0.1,%s:%s", kind,
+                     extra);
+    } else {
+        w = snprintf(san, sanlen, "DNS:localhost,IP:127.0.0.1");
+    }
+    return w < 0 || (size_t)w >= sanlen ? ERR_TOO_LONG : ERR_OK;
+}
+
+static int init_tls_error(const char *what)
+{
+    const char *why = ERR_reason_error_string(ERR_peek_last_error());
+
+    ERR_clear_error();
+    return cli_error("cannot %s for the TLS certificate%s%s", what,
+                     why != NULL ? ": " : "", why != NULL ? why : "");
+}
+
+/* "SHA256:AB:CD:..." of the certificate's DER encoding, the form browsers
+ * and `openssl x509 -fingerprint -sha256` show. */
+static int init_tls_fingerprint(X509 *x, char *fp, size_t fplen)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0, i;
+    size_t o;
+
+    if (X509_digest(x, EVP_sha256(), md, &mdlen) != 1 || mdlen != 32 ||
+        fplen < INIT_TLS_FP_MAX + 1) {
+        return ERR_CRYPTO;
+    }
+    memcpy(fp, "SHA256:", 7);
+    for (i = 0, o = 7; i < mdlen; i++) {
+        if (i > 0) {
+            fp[o++] = ':';
+        }
+        fp[o++] = hex[md[i] >> 4];
+        fp[o++] = hex[md[i] & 0x0f];
+    }
+    fp[o] = '\0';
+    return ERR_OK;
+}
+
+/* Writes a memory BIO's contents to path, which must not exist yet. */
+static int init_write_bio(BIO *b, const char *path, unsigned mode)
+{
+    char *data = NULL;
+    long len = BIO_get_mem_data(b, &data);
+    int r;
+
+    if (len <= 0 || data == NULL) {
+        return cli_error("cannot encode %s", path);
+    }
+    if ((r = util_write_file_excl(path, data, (size_t)len, mode)) != ERR_OK) {
+        return cli_error("cannot write %s: %s", path, err_str(r));
+    }
+    return CLI_EXIT_OK;
+}
+
+/*
+ * Makes tls.key (0600) and the self-signed tls.crt (0644) for the HTTP
+ * listener: X.509 v3, CN "portcullis", valid INIT_TLS_DAYS, an end-entity
+ * certificate for TLS servers (CA:FALSE, so browsers accept it as a
+ * server's once trusted), with the names of init_tls_san(). Its SHA-256
+ * fingerprint goes to fp.
+ */
+static int init_tls_cert(struct init_paths *p, const char *listen, char *fp,
+                         size_t fplen)
+{
+    char san[INIT_TLS_SAN_MAX];
+    const struct {
+        int nid;
+        const char *value;
+    } exts[] = {
+        {NID_basic_constraints, "critical,CA:FALSE"},
+        {NID_key_usage, "critical,digitalSignature"},
+        {NID_ext_key_usage, "serverAuth"},
+        /* the key identifier before the authority's, which copies it */
+        {NID_subject_key_identifier, "hash"},
+        {NID_authority_key_identifier, "keyid:always"},
+        {NID_subject_alt_name, san},
+    };
+    unsigned char serial[INIT_TLS_SERIAL_BYTES];
+    EVP_PKEY *key = NULL;
+    X509 *x = NULL;
+    X509_NAME *name = NULL;
+    X509_EXTENSION *ext = NULL;
+    X509V3_CTX v3;
+    BIGNUM *bn = NULL;
+    BIO *kb = NULL, *cb = NULL;
+    time_t now = time(NULL);
+    size_t i;
+    int rc = CLI_EXIT_FAIL;
+
+    if (init_tls_san(listen, san, sizeof(san)) != ERR_OK) {
+        cli_error("--listen address too long for the TLS certificate");
+        goto out;
+    }
+    if ((key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) == NULL) {
+        init_tls_error("generate a P-256 key");
+        goto out;
+    }
+    /* A random positive serial: two certificates made by two inits must
+     * not look like one to a client that cached the first. */
+    randombytes_buf(serial, sizeof(serial));
+    serial[0] = (unsigned char)((serial[0] & 0x7f) | 0x01);
+    if ((x = X509_new()) == NULL || X509_set_version(x, X509_VERSION_3) != 1 ||
+        (bn = BN_bin2bn(serial, sizeof(serial), NULL)) == NULL ||
+        BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) == NULL ||
+        X509_time_adj_ex(X509_getm_notBefore(x), 0, -INIT_TLS_BACKDATE_SECONDS,
+                         &now) == NULL ||
+        X509_time_adj_ex(X509_getm_notAfter(x), INIT_TLS_DAYS,
+                         -INIT_TLS_BACKDATE_SECONDS, &now) == NULL ||
+        X509_set_pubkey(x, key) != 1 ||
+        (name = X509_get_subject_name(x)) == NULL ||
+        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                                   (const unsigned char *)INIT_TLS_CN, -1, -1,
+                                   0) != 1 ||
+        X509_set_issuer_name(x, name) != 1) {
+        init_tls_error("fill in the fields");
+        goto out;
+    }
+    X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+    for (i = 0; i < sizeof(exts) / sizeof(exts[0]); i++) {
+        ext = X509V3_EXT_conf_nid(NULL, &v3, exts[i].nid, exts[i].value);
+        if (ext == NULL || X509_add_ext(x, ext, -1) != 1) {
+            init_tls_error("add an extension");
+            goto out;
+        }
+        X509_EXTENSION_free(ext);
+        ext = NULL;
+    }
+    if (X509_sign(x, key, EVP_sha256()) <= 0) {
+        init_tls_error("sign");
+        goto out;
+    }
+    /* secmem: the PEM of the private key is wiped when the BIO is freed */
+    if ((kb = BIO_new(BIO_s_secmem())) == NULL ||
+        PEM_write_bio_PrivateKey(kb, key, NULL, NULL, 0, NULL, NULL) != 1 ||
+        (cb = BIO_new(BIO_s_mem())) == NULL || PEM_write_bio_X509(cb, x) != 1) {
+        init_tls_error("encode the key or certificate");
+        goto out;
+    }
+    if (init_write_bio(kb, p->file[INIT_TLS_KEY], 0600) != CLI_EXIT_OK) {
+        goto out;
+    }
+    p->created[INIT_TLS_KEY] = true;
+    if (init_write_bio(cb, p->file[INIT_TLS_CERT], 0644) != CLI_EXIT_OK) {
+        goto out;
+    }
+    p->created[INIT_TLS_CERT] = true;
+    /* The umask of the CLI is 077; a certificate may be read by anyone. */
+    (void)chmod(p->file[INIT_TLS_CERT], 0644);
+    if (init_tls_fingerprint(x, fp, fplen) != ERR_OK) {
+        init_tls_error("compute the fingerprint");
+        goto out;
+    }
+    rc = CLI_EXIT_OK;
+out:
+    X509_EXTENSION_free(ext);
+    BIO_free(kb);
+    BIO_free(cb);
+    BN_free(bn);
+    X509_free(x);
+    EVP_PKEY_free(key);
+    return rc;
+}
+
 /* Creates the database and the admin user; the password goes to pw. */
 static int init_store(struct init_paths *p, char *pw, size_t pwlen)
 {
@@ -258,7 +559,7 @@ static int init_run(struct cli_ctx *ctx, int argc, char **argv)
         CLI_OPT_END,
     };
     struct init_paths *p = NULL;
-    char why[512], fp[STORE_FP_MAX + 1];
+    char why[512], fp[STORE_FP_MAX + 1], tls_fp[INIT_TLS_FP_MAX + 1];
     char pw[INIT_ADMIN_PASSWORD_LEN + 1] = "";
     size_t i;
     int rc, r;
@@ -297,7 +598,9 @@ static int init_run(struct cli_ctx *ctx, int argc, char **argv)
         rc = cli_error("%s", why);
         goto out;
     }
-    if ((rc = init_host_key(p, fp, sizeof(fp))) != CLI_EXIT_OK) {
+    if ((rc = init_host_key(p, fp, sizeof(fp))) != CLI_EXIT_OK ||
+        (rc = init_tls_cert(p, listen, tls_fp, sizeof(tls_fp))) !=
+            CLI_EXIT_OK) {
         goto out;
     }
     if ((r = vault_create_key(p->file[INIT_VAULT])) != ERR_OK) {
@@ -313,6 +616,7 @@ static int init_run(struct cli_ctx *ctx, int argc, char **argv)
     printf("admin_user=%s\n", INIT_ADMIN_NAME);
     printf("admin_password=%s\n", pw);
     printf("fingerprint=%s\n", fp);
+    printf("tls_fingerprint=%s\n", tls_fp);
 out:
     sodium_memzero(pw, sizeof(pw));
     if (rc != CLI_EXIT_OK && p != NULL) {
@@ -334,6 +638,7 @@ out:
 static int serve_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
+    char why[512];
     int rc, r, lvl;
 
     if ((rc = cli_parse(ctx, argc, argv, NULL, "", pos)) != CLI_PARSED) {
@@ -341,6 +646,11 @@ static int serve_run(struct cli_ctx *ctx, int argc, char **argv)
     }
     if ((rc = cli_load_config(ctx)) != CLI_EXIT_OK) {
         return rc;
+    }
+    /* Before anything is bound: a refused configuration never listens,
+     * not even on the SSH port. */
+    if (http_addr_check_plain(&ctx->cfg, why, sizeof(why)) != ERR_OK) {
+        return cli_error("%s", why);
     }
     if (getenv("PORTCULLIS_LOG_LEVEL") == NULL &&
         (lvl = log_level_parse(ctx->cfg.log_level)) >= 0) {
@@ -363,9 +673,12 @@ const struct cli_cmd cli_init = {
         "  --http-port N    HTTP port (default 8080)\n"
         "  --listen ADDR    address both listeners bind (default 127.0.0.1)\n"
         "\n"
-        "Prints config=, admin_user=, admin_password= (shown only this once) "
-        "and\nfingerprint= (the SSH host key's SHA256 fingerprint) lines. "
-        "Refuses to\noverwrite an existing file.\n",
+        "Prints config=, admin_user=, admin_password= (shown only this once),\n"
+        "fingerprint= (the SSH host key's SHA256 fingerprint) and "
+        "tls_fingerprint=\n(the SHA-256 of the self-signed HTTPS "
+        "certificate tls.crt) lines.\n"
+        "HTTPS is on in the written config unless the listen address is "
+        "loopback.\nRefuses to overwrite an existing file.\n",
     .run = init_run,
 };
 

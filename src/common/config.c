@@ -75,6 +75,20 @@ static int config_parse_int(const char *v, int lo, int hi, int *out)
     return ERR_OK;
 }
 
+/* Only the two words init writes: "yes", "1" or "on" are typos here,
+ * not alternative spellings. */
+static int config_parse_bool(const char *v, bool *out)
+{
+    if (strcmp(v, "true") == 0) {
+        *out = true;
+    } else if (strcmp(v, "false") == 0) {
+        *out = false;
+    } else {
+        return ERR_CONFIG;
+    }
+    return ERR_OK;
+}
+
 int config_defaults(struct config *cfg, const char *data_dir)
 {
     int r = ERR_OK;
@@ -116,7 +130,7 @@ int config_defaults(struct config *cfg, const char *data_dir)
 struct config_key {
     const char *section;
     const char *key;
-    enum { CK_STR, CK_PATH, CK_INT } kind;
+    enum { CK_STR, CK_PATH, CK_INT, CK_BOOL } kind;
     size_t off;
     int lo, hi;
 };
@@ -143,6 +157,7 @@ static const struct config_key config_keys[] = {
     CK("http", "port", CK_INT, http_port, 0, 65535),
     CK("http", "tls_cert", CK_PATH, http_tls_cert, 0, 0),
     CK("http", "tls_key", CK_PATH, http_tls_key, 0, 0),
+    CK("http", "allow_plain_http", CK_BOOL, http_allow_plain_http, 0, 0),
     CK("http", "jwt_secret", CK_PATH, http_jwt_secret, 0, 0),
     CK("http", "session_minutes", CK_INT, http_session_minutes, 1, 10080),
     CK("http", "max_body_bytes", CK_INT, http_max_body, 1024, 64 * 1024 * 1024),
@@ -275,6 +290,15 @@ int config_load(const char *path, struct config *cfg, char *why, size_t whylen)
                 snprintf(why, whylen,
                          "%s:%d: '%s' needs an integer from %d to %d", path,
                          lineno, k, config_keys[i].lo, config_keys[i].hi);
+                goto out;
+            }
+            break;
+        case CK_BOOL:
+            r = config_parse_bool(v,
+                                  (bool *)((char *)cfg + config_keys[i].off));
+            if (r != ERR_OK) {
+                snprintf(why, whylen, "%s:%d: '%s' needs true or false", path,
+                         lineno, k);
                 goto out;
             }
             break;

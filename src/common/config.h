@@ -6,14 +6,16 @@
  *   [server]  data_dir, log_level
  *   [ssh]     listen, port, host_key, max_startups, max_sessions,
  *             login_grace_seconds, connect_timeout_seconds, privsep_user
- *   [http]    listen, port, tls_cert, tls_key, jwt_secret,
- *             session_minutes, max_body_bytes, max_connections_per_source,
- *             timeout_seconds
+ *   [http]    listen, port, tls_cert, tls_key, allow_plain_http,
+ *             jwt_secret, session_minutes, max_body_bytes,
+ *             max_connections_per_source, timeout_seconds
  *   [store]   driver (sqlite), path
  *   [vault]   key_file
  *   [auth]    max_failures, failure_window_seconds, lockout_seconds,
  *             failure_delay_ms
  *   [record]  dir (recordings), retention_days (0 = keep forever)
+ *
+ * Booleans are written `true` or `false`.
  *
  * Ownership: config_load() fills a struct config the caller releases with
  * config_free(); all strings are heap copies.
@@ -21,6 +23,7 @@
 #ifndef PORTCULLIS_CONFIG_H
 #define PORTCULLIS_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct config {
@@ -43,6 +46,7 @@ struct config {
     int http_port;                 /* default 8080 */
     char *http_tls_cert;           /* PEM certificate; NULL = plain HTTP */
     char *http_tls_key;            /* its private key */
+    bool http_allow_plain_http;    /* plain HTTP off loopback (default no) */
     char *http_jwt_secret;         /* HS256 key file (made on first use) */
     int http_session_minutes;      /* lifetime of a login's session JWT */
     int http_max_body;             /* largest request body accepted */

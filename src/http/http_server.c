@@ -20,6 +20,11 @@
  *    asks (a failed login answers after failure_delay_ms, from a loop
  *    timer, without blocking the loop).
  *
+ * Plain HTTP is served only on a loopback address unless [http]
+ * allow_plain_http says otherwise (http_addr.h); `serve` checks this
+ * before it binds anything, and http_start() checks again so no caller
+ * can skip it.
+ *
  * Everything runs in the loop's one thread, so nothing here locks.
  */
 #include "http/http_internal.h"
@@ -37,6 +42,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "http/http_addr.h"
 
 #define HTTP_SRC_BUCKETS 256
 #define HTTP_WRITE_SLICE 16384
@@ -590,12 +596,17 @@ int http_start(struct http **out, const struct config *cfg, struct loop *loop,
     struct lws_context_creation_info info;
     struct http *h = NULL;
     void *loops[1];
+    char why[512];
     int r;
 
     *out = NULL;
     if (cfg->http_port == 0) {
         log_info("http: port 0, the HTTP listener is off");
         return ERR_OK;
+    }
+    if ((r = http_addr_check_plain(cfg, why, sizeof(why))) != ERR_OK) {
+        log_error("http: %s", why);
+        return r;
     }
     if ((h = calloc(1, sizeof(*h))) == NULL) {
         return ERR_NOMEM;
