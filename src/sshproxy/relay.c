@@ -266,60 +266,86 @@ int relay_transfer_start(struct relay_chan *ch)
     return record_line(ch->rec, line);
 }
 
+/*
+ * One direction: read what the source holds (up to RELAY_CHUNK), write no
+ * more than the destination's window takes. While more data is coming,
+ * writes are whole multiples of RELAY_PACKET, because libssh splits a
+ * write into packets of the peer's maximum less 10 bytes: writing the
+ * 32 KiB a client packet carries would cost a second, 10-byte packet
+ * (with its own encryption and syscall) every time. The tail goes out as
+ * soon as the source has nothing more buffered, so interactive traffic is
+ * not delayed. Returns true if any byte moved; sets *err when the
+ * destination failed.
+ */
 static bool relay_stream_pump(struct relay_chan *ch, int idx, ssh_channel src,
                               int from_stderr, ssh_channel dst, int to_stderr,
                               uint64_t *count, bool *err)
 {
     struct relay_stream *st = &ch->s[idx];
     bool moved = false;
-    uint32_t win, want;
+    uint32_t win, want, have;
     int n;
 
     for (;;) {
-        if (st->pend_len > st->pend_off) {
-            win = ssh_channel_window_size(dst);
-            if (win == 0) {
-                break;
-            }
-            want = st->pend_len - st->pend_off;
-            if (want > win) {
-                want = win;
-            }
-            n = relay_write(dst, to_stderr, st->pend + st->pend_off, want);
-            if (n < 0) {
+        if (st->avail > 0 && st->pend_len < RELAY_CHUNK) {
+            if (st->pend == NULL && (st->pend = malloc(RELAY_CHUNK)) == NULL) {
                 *err = true;
                 break;
             }
-            if (n > 0) {
+            if (st->pend_off > 0) {
+                memmove(st->pend, st->pend + st->pend_off,
+                        st->pend_len - st->pend_off);
+                st->pend_len -= st->pend_off;
+                st->pend_off = 0;
+            }
+            want = RELAY_CHUNK - st->pend_len;
+            if (want > st->avail) {
+                want = st->avail;
+            }
+            n = ssh_channel_read_timeout(src, st->pend + st->pend_len, want,
+                                         from_stderr, 0);
+            if (n <= 0) {
+                /* Nothing after all (or the source failed: its close or
+                 * the session error is noticed by the caller). */
+                st->avail = 0;
+            } else {
+                st->avail =
+                    (uint32_t)n >= st->avail ? 0 : st->avail - (uint32_t)n;
+                relay_observe(ch, idx, st->pend + st->pend_len, (size_t)n);
+                st->pend_len += (uint32_t)n;
+                *count += (uint64_t)n;
                 moved = true;
-                st->pend_off += (uint32_t)n;
             }
-            if (st->pend_off < st->pend_len) {
-                break;
-            }
-            st->pend_off = st->pend_len = 0;
         }
-        if (st->avail == 0 || ssh_channel_window_size(dst) == 0) {
+        have = st->pend_len - st->pend_off;
+        if (have == 0) {
             break;
         }
-        if (st->pend == NULL && (st->pend = malloc(RELAY_CHUNK)) == NULL) {
+        win = ssh_channel_window_size(dst);
+        want = have < win ? have : win;
+        if (want >= RELAY_PACKET) {
+            want -= want % RELAY_PACKET;
+        } else if (st->avail > 0 && st->pend_len < RELAY_CHUNK) {
+            continue; /* read more before sending a short packet */
+        }
+        if (want == 0) {
+            break;
+        }
+        n = relay_write(dst, to_stderr, st->pend + st->pend_off, want);
+        if (n < 0) {
             *err = true;
             break;
         }
-        want = st->avail < RELAY_CHUNK ? st->avail : RELAY_CHUNK;
-        n = ssh_channel_read_timeout(src, st->pend, want, from_stderr, 0);
-        if (n <= 0) {
-            /* Nothing after all (or the source failed: its close or the
-             * session error is noticed by the caller). */
-            st->avail = 0;
+        if (n == 0) {
             break;
         }
-        st->avail = (uint32_t)n >= st->avail ? 0 : st->avail - (uint32_t)n;
-        st->pend_len = (uint32_t)n;
-        st->pend_off = 0;
-        *count += (uint64_t)n;
-        relay_observe(ch, idx, st->pend, (size_t)n);
         moved = true;
+        st->pend_off += (uint32_t)n;
+        if (st->pend_off == st->pend_len) {
+            st->pend_off = st->pend_len = 0;
+        } else if ((uint32_t)n < want) {
+            break; /* the destination took less: wait */
+        }
     }
     return moved;
 }

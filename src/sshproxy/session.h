@@ -24,8 +24,11 @@
 #include "login/login.h"
 #include "store/store.h"
 
-#define RELAY_CHUNK 65536 /* bytes moved per read */
-#define CHAN_ENV_MAX 16   /* env requests kept per channel */
+#define RELAY_CHUNK 65536 /* bytes held per stream */
+/* OpenSSH's 32768-byte maximum packet less libssh's 10-byte margin: the
+ * unit in which the relay writes while more data is coming. */
+#define RELAY_PACKET 32758
+#define CHAN_ENV_MAX 16 /* env requests kept per channel */
 
 /* Per-direction stream state: bytes the source has buffered in libssh,
  * and bytes read but not yet accepted by the destination. */
