@@ -240,8 +240,7 @@ static void loop_on_timer(uv_timer_t *t)
     fn(l, arg);
 }
 
-uint64_t loop_add_timer(struct loop *l, int64_t ms, loop_timer_fn fn,
-                        void *arg)
+uint64_t loop_add_timer(struct loop *l, int64_t ms, loop_timer_fn fn, void *arg)
 {
     struct loop_timer *t = calloc(1, sizeof(*t));
 

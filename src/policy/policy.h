@@ -40,7 +40,7 @@ const char *policy_kind_str(int kind);
 struct policy_decision {
     bool allowed;
     bool record;
-    bool record_input; /* record what the user types too */
+    bool record_input;        /* record what the user types too */
     int max_session_minutes;  /* 0 = unlimited */
     int idle_timeout_minutes; /* 0 = none */
     char reason[160];         /* when refused: "no access profile allows native
