@@ -807,7 +807,14 @@ void store_user_list_free(struct store_user *list, size_t n)
     free(list);
 }
 
-int store_user_delete(struct store *st, const char *name_or_id)
+/*
+ * Deletes the row named by an ID or a name in one transaction: by_id and
+ * by_name are the two DELETE statements (one bound parameter each).
+ * ERR_NOT_FOUND if no row matched.
+ */
+static int db_delete_named(struct store *st, const char *what,
+                           const char *by_id, const char *by_name,
+                           const char *name_or_id)
 {
     char id[STORE_ID_MAX + 1];
     int changes = 0, r;
@@ -818,19 +825,23 @@ int store_user_delete(struct store *st, const char *name_or_id)
     if ((r = tx_begin(st, true)) != ERR_OK) {
         return r;
     }
-    /* Keys, memberships, grants and profile assignments go by cascade;
-     * session rows keep the user's name and ID as text. */
     if (store_id_norm(name_or_id, id)) {
-        r = db_run(st, "user delete", "DELETE FROM users WHERE id = ?",
-                   &changes, "t", id);
+        r = db_run(st, what, by_id, &changes, "t", id);
     } else {
-        r = db_run(st, "user delete", "DELETE FROM users WHERE name = ?",
-                   &changes, "t", name_or_id);
+        r = db_run(st, what, by_name, &changes, "t", name_or_id);
     }
     if (r == ERR_OK && changes == 0) {
         r = ERR_NOT_FOUND;
     }
     return tx_end(st, r);
+}
+
+int store_user_delete(struct store *st, const char *name_or_id)
+{
+    /* Keys, memberships, grants and profile assignments go by cascade;
+     * session rows keep the user's name and ID as text. */
+    return db_delete_named(st, "user delete", "DELETE FROM users WHERE id = ?",
+                           "DELETE FROM users WHERE name = ?", name_or_id);
 }
 
 /* Runs one UPDATE of a row by ID; ERR_NOT_FOUND if no row has that ID. */
@@ -1218,26 +1229,9 @@ int store_group_list(struct store *st, struct store_group **list, size_t *n)
 
 int store_group_delete(struct store *st, const char *name_or_id)
 {
-    char id[STORE_ID_MAX + 1];
-    int changes = 0, r;
-
-    if (name_or_id == NULL || name_or_id[0] == '\0') {
-        return ERR_NOT_FOUND;
-    }
-    if ((r = tx_begin(st, true)) != ERR_OK) {
-        return r;
-    }
-    if (store_id_norm(name_or_id, id)) {
-        r = db_run(st, "group delete", "DELETE FROM groups WHERE id = ?",
-                   &changes, "t", id);
-    } else {
-        r = db_run(st, "group delete", "DELETE FROM groups WHERE name = ?",
-                   &changes, "t", name_or_id);
-    }
-    if (r == ERR_OK && changes == 0) {
-        r = ERR_NOT_FOUND;
-    }
-    return tx_end(st, r);
+    return db_delete_named(st, "group delete",
+                           "DELETE FROM groups WHERE id = ?",
+                           "DELETE FROM groups WHERE name = ?", name_or_id);
 }
 
 int store_group_member_add(struct store *st, const char *group_id,
@@ -2205,27 +2199,10 @@ int store_profile_list(struct store *st, struct store_profile **list, size_t *n)
 
 int store_profile_delete(struct store *st, const char *name_or_id)
 {
-    char id[STORE_ID_MAX + 1];
-    int changes = 0, r;
-
-    if (name_or_id == NULL || name_or_id[0] == '\0') {
-        return ERR_NOT_FOUND;
-    }
-    if ((r = tx_begin(st, true)) != ERR_OK) {
-        return r;
-    }
     /* Assignments go by cascade. */
-    if (store_id_norm(name_or_id, id)) {
-        r = db_run(st, "profile delete", "DELETE FROM profiles WHERE id = ?",
-                   &changes, "t", id);
-    } else {
-        r = db_run(st, "profile delete", "DELETE FROM profiles WHERE name = ?",
-                   &changes, "t", name_or_id);
-    }
-    if (r == ERR_OK && changes == 0) {
-        r = ERR_NOT_FOUND;
-    }
-    return tx_end(st, r);
+    return db_delete_named(st, "profile delete",
+                           "DELETE FROM profiles WHERE id = ?",
+                           "DELETE FROM profiles WHERE name = ?", name_or_id);
 }
 
 /* Exactly one of user_id / group_id names the grantee; *col says which
