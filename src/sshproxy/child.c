@@ -613,14 +613,13 @@ static int child_record_open(struct session_child *sc, struct relay_chan *ch)
             close(fd);
         }
         snprintf(line, sizeof(line), "cannot record this session: %s", msg);
-        ch->fail_msg = strdup(line);
-        ch->result = strdup("error: recording unavailable");
+        relay_abort(ch, line, "error: recording unavailable");
         return ERR_IO;
     }
     if ((ch->rec = record_new(fd)) == NULL) {
         close(fd);
-        ch->fail_msg = strdup("cannot record this session: out of memory");
-        ch->result = strdup("error: recording unavailable");
+        relay_abort(ch, "cannot record this session: out of memory",
+                    "error: recording unavailable");
         return ERR_NOMEM;
     }
     if (ch->record_cast) {
@@ -629,13 +628,13 @@ static int child_record_open(struct session_child *sc, struct relay_chan *ch)
         if (record_cast_header(ch->rec, ch->pty ? ch->cols : 80,
                                ch->pty ? ch->rows : 24, util_now(), title,
                                ch->pty ? ch->term : NULL) != ERR_OK) {
-            ch->fail_msg = strdup("cannot record this session: write failed");
-            ch->result = strdup("error: recording unavailable");
+            relay_abort(ch, "cannot record this session: write failed",
+                        "error: recording unavailable");
             return ERR_IO;
         }
     } else if (relay_transfer_start(ch) != ERR_OK) {
-        ch->fail_msg = strdup("cannot record this session: write failed");
-        ch->result = strdup("error: recording unavailable");
+        relay_abort(ch, "cannot record this session: write failed",
+                    "error: recording unavailable");
         return ERR_IO;
     }
     return ERR_OK;
@@ -649,19 +648,16 @@ static void child_start(struct session_child *sc, struct relay_chan *ch)
     }
     if (ch->record_required && ch->rec == NULL &&
         child_record_open(sc, ch) != ERR_OK) {
-        ch->state = CHAN_FAILING;
-        return;
+        return; /* failing, with the reason */
     }
     if (upstream_open(sc, ch->session_id) != ERR_OK) {
-        ch->fail_msg = strdup(sc->up_error ? sc->up_error : "upstream failed");
-        ch->result = strdup(sc->up_result ? sc->up_result : "error: upstream");
-        ch->state = CHAN_FAILING;
+        relay_abort(ch, sc->up_error ? sc->up_error : "upstream failed",
+                    sc->up_result ? sc->up_result : "error: upstream");
         return;
     }
     if (upstream_open_channel(sc, ch) != ERR_OK) {
-        ch->fail_msg = strdup("the asset refused to open the channel");
-        ch->result = strdup("error: the asset refused the channel");
-        ch->state = CHAN_FAILING;
+        relay_abort(ch, "the asset refused to open the channel",
+                    "error: the asset refused the channel");
         return;
     }
     if (ch->cols > 0 && ch->pty) {
@@ -680,14 +676,8 @@ static void child_time_limit(struct session_child *sc)
     }
     for (struct relay_chan *ch = sc->chans; ch != NULL; ch = ch->next) {
         if (ch->state == CHAN_RELAYING || ch->state == CHAN_STARTING) {
-            if (ch->up != NULL) {
-                ssh_channel_close(ch->up);
-            }
-            free(ch->fail_msg);
-            ch->fail_msg = strdup("session time limit reached");
-            free(ch->result);
-            ch->result = strdup("ok: session time limit reached");
-            ch->state = CHAN_FAILING;
+            relay_abort(ch, "session time limit reached",
+                        "ok: session time limit reached");
         }
     }
 }

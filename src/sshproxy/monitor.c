@@ -198,6 +198,16 @@ static bool monitor_row_take(struct mchild *c, const char *id)
     return false;
 }
 
+static struct mchild_row *monitor_row_find(struct mchild *c, const char *id)
+{
+    for (struct mchild_row *row = c->rows; row != NULL; row = row->next) {
+        if (strcmp(row->id, id) == 0) {
+            return row;
+        }
+    }
+    return NULL;
+}
+
 /* A row for something refused before it started; opened and closed. */
 static void monitor_row_refused(struct monitor *m, struct mchild *c,
                                 const char *kind, const char *asset_name,
@@ -233,9 +243,17 @@ static void monitor_row_refused(struct monitor *m, struct mchild *c,
 
 /* --- authentication --- */
 
+static void monitor_lock_keys(const struct mchild *c, char *ukey, size_t ulen,
+                              char *akey, size_t alen)
+{
+    snprintf(ukey, ulen, "user:%s", c->login.principal);
+    snprintf(akey, alen, "addr:%s", c->ip);
+}
+
 static void monitor_auth_reply(struct monitor *m, struct mchild *c, int verdict,
                                const char *reason)
 {
+    char ukey[400], akey[80];
     uint32_t delay =
         verdict == MP_AUTH_FAIL ? (uint32_t)m->cfg->failure_delay_ms : 0;
 
@@ -247,6 +265,10 @@ static void monitor_auth_reply(struct monitor *m, struct mchild *c, int verdict,
         monitor_audit(m, c, c->login.principal, "login.fail", "ssh", reason);
     }
     if (verdict == MP_AUTH_OK) {
+        /* Every successful login passes here: clear its failure counts. */
+        monitor_lock_keys(c, ukey, sizeof(ukey), akey, sizeof(akey));
+        lockout_success(m->lockout, ukey);
+        lockout_success(m->lockout, akey);
         c->state = MC_AUTHED;
         m->preauth--;
         log_info("login %s from %s accepted", c->user_name, c->addr);
@@ -255,13 +277,6 @@ static void monitor_auth_reply(struct monitor *m, struct mchild *c, int verdict,
     (void)(buf_put_u8(m->rep, (uint8_t)verdict) || buf_put_u32(m->rep, delay) ||
            buf_put_cstring(m->rep, reason ? reason : ""));
     monitor_reply(m, c, MP_AUTH_REPLY, -1);
-}
-
-static void monitor_lock_keys(const struct mchild *c, char *ukey, size_t ulen,
-                              char *akey, size_t alen)
-{
-    snprintf(ukey, ulen, "user:%s", c->login.principal);
-    snprintf(akey, alen, "addr:%s", c->ip);
 }
 
 static void monitor_count_failure(struct monitor *m, struct mchild *c)
@@ -326,7 +341,6 @@ static const char *monitor_check_totp(struct monitor *m,
 static void monitor_second_factor(struct monitor *m, struct mchild *c,
                                   const struct store_user *u)
 {
-    char ukey[400], akey[80];
     const char *why;
 
     snprintf(c->user_id, sizeof(c->user_id), "%s", u->id);
@@ -343,9 +357,6 @@ static void monitor_second_factor(struct monitor *m, struct mchild *c,
             return;
         }
     }
-    monitor_lock_keys(c, ukey, sizeof(ukey), akey, sizeof(akey));
-    lockout_success(m->lockout, ukey);
-    lockout_success(m->lockout, akey);
     monitor_auth_reply(m, c, MP_AUTH_OK, "");
 }
 
@@ -488,7 +499,6 @@ static int monitor_auth_totp(struct monitor *m, struct mchild *c,
     char code[16] = "";
     struct store_user u;
     const char *why;
-    char ukey[400], akey[80];
 
     memset(&u, 0, sizeof(u));
     if (c->state != MC_NEED_TOTP ||
@@ -506,9 +516,6 @@ static int monitor_auth_totp(struct monitor *m, struct mchild *c,
         monitor_count_failure(m, c);
         monitor_auth_reply(m, c, MP_AUTH_FAIL, why);
     } else {
-        monitor_lock_keys(c, ukey, sizeof(ukey), akey, sizeof(akey));
-        lockout_success(m->lockout, ukey);
-        lockout_success(m->lockout, akey);
         monitor_auth_reply(m, c, MP_AUTH_OK, "");
     }
     sodium_memzero(code, sizeof(code));
@@ -735,16 +742,6 @@ static void monitor_connect_failed(struct monitor *m, struct mchild *c,
     monitor_connect_reply(m, c, false, msg, -1);
 }
 
-static bool monitor_owns_row(const struct mchild *c, const char *id)
-{
-    for (const struct mchild_row *row = c->rows; row; row = row->next) {
-        if (strcmp(row->id, id) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
 static void monitor_connect_done(struct monitor *m, struct mchild *c,
                                  bool timeout);
 
@@ -771,7 +768,7 @@ static int monitor_connect(struct monitor *m, struct mchild *c, struct buf *req)
 
     if (c->state != MC_AUTHED || !c->asset_resolved || c->connect_asked ||
         buf_get_cstring_into(req, row, sizeof(row)) != ERR_OK ||
-        buf_expect_end(req) != ERR_OK || !monitor_owns_row(c, row)) {
+        buf_expect_end(req) != ERR_OK || monitor_row_find(c, row) == NULL) {
         return ERR_PROTO;
     }
     c->connect_asked = true;
@@ -858,7 +855,7 @@ static int monitor_hostkey(struct monitor *m, struct mchild *c, struct buf *req)
     if (c->state != MC_AUTHED || !c->connect_asked || c->hostkey_asked ||
         buf_get_cstring_into(req, row, sizeof(row)) != ERR_OK ||
         buf_get_cstring_into(req, fp, sizeof(fp)) != ERR_OK ||
-        buf_expect_end(req) != ERR_OK || !monitor_owns_row(c, row)) {
+        buf_expect_end(req) != ERR_OK || monitor_row_find(c, row) == NULL) {
         return ERR_PROTO;
     }
     c->hostkey_asked = true;
@@ -898,7 +895,7 @@ static int monitor_credentials(struct monitor *m, struct mchild *c,
 
     if (c->state != MC_AUTHED || !c->hostkey_ok || c->creds_given ||
         buf_get_cstring_into(req, row, sizeof(row)) != ERR_OK ||
-        buf_expect_end(req) != ERR_OK || !monitor_owns_row(c, row)) {
+        buf_expect_end(req) != ERR_OK || monitor_row_find(c, row) == NULL) {
         return ERR_PROTO;
     }
     c->creds_given = true;
@@ -943,16 +940,6 @@ static bool monitor_result_ok(const char *s)
         }
     }
     return true;
-}
-
-static struct mchild_row *monitor_row_find(struct mchild *c, const char *id)
-{
-    for (struct mchild_row *row = c->rows; row != NULL; row = row->next) {
-        if (strcmp(row->id, id) == 0) {
-            return row;
-        }
-    }
-    return NULL;
 }
 
 /* mkdir -p for the recording's date folders, each mode 0750. */
