@@ -108,6 +108,12 @@ int config_defaults(struct config *cfg, const char *data_dir)
     cfg->failure_window_seconds = 300;
     cfg->lockout_seconds = 300;
     cfg->failure_delay_ms = 1000;
+    cfg->agent_keepalive_seconds = 10;
+    cfg->agent_timeout_seconds = 25;
+    cfg->agent_max = 20000;
+    cfg->tunnel_port_min = 20000;
+    cfg->tunnel_port_max = 20999;
+    cfg->tunnel_udp_flow_seconds = 60;
     if ((r = config_set_str(&cfg->data_dir, data_dir)) ||
         (r = config_set_str(&cfg->log_level, "info")) ||
         (r = config_set_str(&cfg->ssh_listen, "127.0.0.1")) ||
@@ -117,6 +123,7 @@ int config_defaults(struct config *cfg, const char *data_dir)
         (r = config_set_str(&cfg->client_ciphers, CONFIG_CLIENT_CIPHERS)) ||
         (r = config_set_str(&cfg->upstream_ciphers, CONFIG_UPSTREAM_CIPHERS)) ||
         (r = config_set_str(&cfg->http_listen, "127.0.0.1")) ||
+        (r = config_set_str(&cfg->tunnel_listen, "127.0.0.1")) ||
         (r = config_set_path(&cfg->http_jwt_secret, data_dir, "api_jwt.key")) ||
         (r = config_set_str(&cfg->store_driver, "sqlite")) ||
         (r = config_set_path(&cfg->store_path, data_dir, "portcullis.db")) ||
@@ -174,6 +181,14 @@ static const struct config_key config_keys[] = {
     CK("auth", "failure_delay_ms", CK_INT, failure_delay_ms, 0, 60000),
     CK("record", "dir", CK_PATH, record_dir, 0, 0),
     CK("record", "retention_days", CK_INT, record_retention_days, 0, 36500),
+    CK("agent", "keepalive_seconds", CK_INT, agent_keepalive_seconds, 1, 3600),
+    CK("agent", "timeout_seconds", CK_INT, agent_timeout_seconds, 2, 7200),
+    CK("agent", "max_agents", CK_INT, agent_max, 1, 1000000),
+    CK("tunnel", "listen", CK_STR, tunnel_listen, 0, 0),
+    CK("tunnel", "port_min", CK_INT, tunnel_port_min, 1, 65535),
+    CK("tunnel", "port_max", CK_INT, tunnel_port_max, 1, 65535),
+    CK("tunnel", "udp_flow_seconds", CK_INT, tunnel_udp_flow_seconds, 1,
+       86400),
 };
 
 static char *config_trim(char *s)
@@ -328,6 +343,19 @@ int config_load(const char *path, struct config *cfg, char *why, size_t whylen)
         r = ERR_CONFIG;
         goto out;
     }
+    if (cfg->tunnel_port_min > cfg->tunnel_port_max) {
+        snprintf(why, whylen, "%s: [tunnel] port_min %d is above port_max %d",
+                 path, cfg->tunnel_port_min, cfg->tunnel_port_max);
+        r = ERR_CONFIG;
+        goto out;
+    }
+    if (cfg->agent_timeout_seconds <= cfg->agent_keepalive_seconds) {
+        snprintf(why, whylen,
+                 "%s: [agent] timeout_seconds must be above keepalive_seconds",
+                 path);
+        r = ERR_CONFIG;
+        goto out;
+    }
 out:
     if (f != NULL) {
         fclose(f);
@@ -359,5 +387,6 @@ void config_free(struct config *cfg)
     free(cfg->store_path);
     free(cfg->vault_key);
     free(cfg->record_dir);
+    free(cfg->tunnel_listen);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -65,6 +65,17 @@ struct config {
 
     char *record_dir;          /* absolute; session recordings */
     int record_retention_days; /* 0 = keep forever */
+
+    /* agents (the hub, src/hub/) */
+    int agent_keepalive_seconds; /* WebSocket ping after this much silence */
+    int agent_timeout_seconds;   /* silent this long: the agent is dead */
+    int agent_max;               /* agents connected at once */
+
+    /* tunnels to agents' sides (src/hub/tunnel.c) */
+    char *tunnel_listen;         /* address tunnel listeners bind */
+    int tunnel_port_min;         /* the range tunnel ports come from */
+    int tunnel_port_max;
+    int tunnel_udp_flow_seconds; /* a UDP flow without datagrams ends */
 };
 
 /* Loads path; on error returns ERR_CONFIG and writes a one-line reason

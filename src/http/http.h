@@ -3,7 +3,10 @@
  * /metrics, served by libwebsockets inside the main process's libuv loop
  * (SPEC §10), so HTTP requests and the SSH monitor share one thread.
  *
- * Ownership: http_start() borrows cfg, loop, store and vault (they must
+ * hub (may be NULL) serves the agents' WebSocket (GET /agent) on the
+ * same listener, and the API's agent routes ask it who is online.
+ *
+ * Ownership: http_start() borrows cfg, loop, store, vault and hub (they must
  * outlive the struct http) and returns a struct http freed by http_stop(),
  * which closes every connection and lets the loop finish libwebsockets'
  * teardown. http_stop(NULL) is a no-op.
@@ -14,12 +17,13 @@
 #include "common/config.h"
 #include "common/loop.h"
 #include "common/vault.h"
+#include "hub/hub.h"
 #include "store/store.h"
 
 struct http;
 
 int http_start(struct http **out, const struct config *cfg, struct loop *loop,
-               struct store *store, struct vault *vault);
+               struct store *store, struct vault *vault, struct hub *hub);
 void http_stop(struct http *h);
 
 #endif

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include <jansson.h>
+#include <libwebsockets.h>
 
 #include "auth/lockout.h"
 #include "common/config.h"
@@ -29,9 +30,11 @@
 #include "http/http.h"
 #include "http/http_body.h"
 #include "http/http_jwt.h"
+#include "hub/hub.h"
 #include "store/access.h"
 #include "store/store.h"
 
+#define HTTP_PROTOCOLS_MAX 4 /* http, agents, (web terminal) */
 #define HTTP_PATH_MAX 1024
 #define HTTP_QUERY_MAX 2048
 #define HTTP_PARAMS 3
@@ -122,6 +125,9 @@ struct http {
     size_t nsrc_buckets;
     struct http_metrics m;
     bool tls;
+    struct hub *hub; /* the agent hub, or NULL */
+    lws_callback_function *hub_callback;
+    struct lws_protocols protocols[HTTP_PROTOCOLS_MAX + 1];
 };
 
 struct http_req {

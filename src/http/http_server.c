@@ -546,6 +546,9 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
         lws_set_opaque_user_data(wsi, NULL);
         http_src_release(h, src);
         return 0;
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        /* A WebSocket upgrade without a subprotocol of ours lands here. */
+        return 1;
     case LWS_CALLBACK_HTTP:
         return http_on_request(c, wsi, in);
     case LWS_CALLBACK_HTTP_BODY:
@@ -566,10 +569,39 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
-static const struct lws_protocols http_protocols[] = {
-    {"http", http_callback, sizeof(struct http_conn), 0, 0, NULL, 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0},
-};
+static const struct lws_protocols http_protocol = {
+    "http", http_callback, sizeof(struct http_conn), 0, 0, NULL, 0};
+
+/* The agents' WebSocket: the HTTP side's part is the path (GET /agent
+ * only) and the per-source count, which an upgraded connection leaves
+ * (many agents may share one NAT address; the hub has its own limits).
+ * Everything else is the hub's (lws_get_protocol(wsi)->user). */
+static int http_agent_callback(struct lws *wsi,
+                               enum lws_callback_reasons reason, void *user,
+                               void *in, size_t len)
+{
+    struct http *h = lws_context_user(lws_get_context(wsi));
+    struct http_src *src;
+    char uri[64];
+
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
+            strcmp(uri, "/agent") != 0) {
+            return 1;
+        }
+        break;
+    case LWS_CALLBACK_ESTABLISHED:
+    case LWS_CALLBACK_WSI_DESTROY:
+        src = lws_get_opaque_user_data(wsi);
+        lws_set_opaque_user_data(wsi, NULL);
+        http_src_release(h, src);
+        break;
+    default:
+        break;
+    }
+    return h->hub_callback(wsi, reason, user, in, len);
+}
 
 static void http_lws_log(int level, const char *line)
 {
@@ -591,8 +623,9 @@ static void http_lws_log(int level, const char *line)
 /* --- start and stop ---------------------------------------------------- */
 
 int http_start(struct http **out, const struct config *cfg, struct loop *loop,
-               struct store *store, struct vault *vault)
+               struct store *store, struct vault *vault, struct hub *hub)
 {
+    size_t np = 0;
     struct lws_context_creation_info info;
     struct http *h = NULL;
     void *loops[1];
@@ -615,6 +648,7 @@ int http_start(struct http **out, const struct config *cfg, struct loop *loop,
     h->loop = loop;
     h->store = store;
     h->vault = vault;
+    h->hub = hub;
     h->nsrc_buckets = HTTP_SRC_BUCKETS;
     if ((h->srcs = calloc(h->nsrc_buckets, sizeof(*h->srcs))) == NULL) {
         r = ERR_NOMEM;
@@ -645,7 +679,16 @@ int http_start(struct http **out, const struct config *cfg, struct loop *loop,
     }
     info.port = cfg->http_port;
     info.iface = cfg->http_listen;
-    info.protocols = http_protocols;
+    /* The first protocol takes plain HTTP; WebSocket upgrades pick theirs
+     * by Sec-WebSocket-Protocol (the agents' one comes from the hub). */
+    h->protocols[np++] = http_protocol;
+    if (hub != NULL) {
+        h->protocols[np] = *hub_lws_protocol(hub);
+        h->hub_callback = h->protocols[np].callback;
+        h->protocols[np++].callback = http_agent_callback;
+    }
+    memset(&h->protocols[np], 0, sizeof(h->protocols[np]));
+    info.protocols = h->protocols;
     info.user = h;
     info.pcontext = &h->ctx;
     info.timeout_secs = (unsigned)cfg->http_timeout_seconds;

@@ -444,7 +444,7 @@ int server_run(const struct config *cfg)
         log_warn("closed %d report rows left open by a previous run", count);
     }
     /* The HTTP side (REST API) shares the loop and the monitor's store. */
-    if ((r = http_start(&http, cfg, s.loop, s.mon.store, s.mon.vault)) !=
+    if ((r = http_start(&http, cfg, s.loop, s.mon.store, s.mon.vault, NULL)) !=
         ERR_OK) {
         kill(pid, SIGTERM);
         waitpid(pid, NULL, 0);

@@ -1,0 +1,94 @@
+/*
+ * The agent hub: the main process's side of every connected
+ * portcullis-agent (SPEC §6 and §10, docs/agent-protocol.md).
+ *
+ * Each agent arrives as a WebSocket on the HTTP listener (GET /agent,
+ * subprotocol portcullis-agent.v1). The hub bridges the frames to a
+ * socketpair and runs a non-blocking libssh server session on the other
+ * end, inside the main process's one libuv loop: no process or thread per
+ * agent, so 10,000 idle agents cost only memory. It authenticates the agent
+ * credential, reads the announcement, refuses everything the agent opens,
+ * and opens streams (direct-tcpip channels) to targets on the agent's side
+ * for the SSH proxy's agent: route and for tunnels.
+ *
+ * Streams are bridged to file descriptors: the caller hands the hub an fd
+ * (one end of a socketpair for a session child, an accepted TCP socket for
+ * a tunnel, one end of a SOCK_SEQPACKET pair for a UDP flow) and the hub
+ * moves bytes between it and the channel with both sides' flow control.
+ *
+ * Ownership: hub_start() borrows cfg, loop and store (they outlive the
+ * hub); hub_stop() drops every agent and frees everything. All functions
+ * run in the loop's thread.
+ */
+#ifndef PORTCULLIS_HUB_H
+#define PORTCULLIS_HUB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/config.h"
+#include "common/loop.h"
+#include "store/store.h"
+
+struct hub;
+struct hub_req;
+struct lws_protocols;
+
+/* What changed in the store (notify.h; also called by the REST API). */
+enum hub_change {
+    HUB_CHANGE_CREDENTIALS = 1, /* re-check online agents' credentials */
+    HUB_CHANGE_TUNNELS = 2,     /* tunnels added, deleted or ACL changed */
+    HUB_CHANGE_AGENTS = 4,      /* agents deleted */
+};
+
+int hub_start(struct hub **out, const struct config *cfg, struct loop *loop,
+              struct store *store);
+void hub_stop(struct hub *h);
+
+/* The libwebsockets protocol for the HTTP listener's protocol list
+ * (name "portcullis-agent.v1"; its user pointer is the hub). */
+const struct lws_protocols *hub_lws_protocol(struct hub *h);
+
+/* The store changed (a mask of enum hub_change). */
+void hub_changed(struct hub *h, unsigned what);
+
+/* True if an agent with this ID is online (announced). */
+bool hub_agent_online(const struct hub *h, const char *agent_id);
+/* Agents online now. */
+size_t hub_agents_online(const struct hub *h);
+
+/* --- streams --- */
+
+enum hub_stream_kind {
+    HUB_TCP, /* fd: a stream socket; bytes both ways, EOF as half-close */
+    HUB_UDP, /* fd: a SOCK_SEQPACKET / SOCK_DGRAM socket; one datagram per
+                send/recv, framed on the channel */
+};
+
+/* Called once per hub_connect(): ok true when the agent confirmed the
+ * target is connected (the hub now bridges fd); ok false with a one-line
+ * why ("agent 'x' is not connected", "refused by the agent's allow-list",
+ * "connect 127.0.0.1:22: Connection refused", "timed out", "agent
+ * disconnected") after which the hub has closed fd. When the stream ends
+ * later, the hub closes fd (the other end sees EOF) and calls nothing. */
+typedef void (*hub_connect_fn)(void *arg, bool ok, const char *why);
+
+/* Opens a stream to host:port as seen from agent_id and bridges it to fd,
+ * which the hub owns from now on (also on failure). orig / orig_port name
+ * whom it is for (the agent logs them). Returns a handle that is valid
+ * until fn is called, or NULL if it could not even start (fn was already
+ * called with the reason). */
+struct hub_req *hub_connect(struct hub *h, const char *agent_id,
+                            enum hub_stream_kind kind, const char *host,
+                            int port, const char *orig, int orig_port, int fd,
+                            hub_connect_fn fn, void *arg);
+/* Before fn was called: forget the request (fn is never called; the
+ * channel and fd are closed). */
+void hub_connect_cancel(struct hub_req *r);
+
+/* Tells fn(arg, agent_id, online) whenever an agent comes online
+ * (announced) or goes; one listener (the tunnels). */
+typedef void (*hub_presence_fn)(void *arg, const char *agent_id, bool online);
+void hub_set_presence_fn(struct hub *h, hub_presence_fn fn, void *arg);
+
+#endif
