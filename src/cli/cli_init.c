@@ -39,6 +39,7 @@
 #include "auth/password.h"
 #include "cli/cli.h"
 #include "common/err.h"
+#include "common/hostkey.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "common/vault.h"
@@ -133,8 +134,11 @@ static int init_make_dir(const char *dir, struct init_paths *p)
 /* Writes portcullis.conf with the built-in defaults in def, but for the
  * ports and the listen address the command line may have changed. */
 static int init_write_config(struct init_paths *p, const struct config *def,
-                             const char *listen)
+                             const char *listen, bool listen_given)
 {
+    /* Tunnels listen where the other listeners do when --listen names an
+     * address; otherwise on the built-in default (loopback). */
+    const char *tunnel_listen = listen_given ? listen : def->tunnel_listen;
     char text[4096], tls[512];
     int n, r;
 
@@ -192,12 +196,20 @@ static int init_write_config(struct init_paths *p, const struct config *def,
                  "max_failures = %d\n"
                  "failure_window_seconds = %d\n"
                  "lockout_seconds = %d\n"
-                 "failure_delay_ms = %d\n",
+                 "failure_delay_ms = %d\n"
+                 "\n"
+                 "# Tunnels to agents' sides listen here, on ports from this "
+                 "range.\n"
+                 "[tunnel]\n"
+                 "listen = %s\n"
+                 "port_min = %d\n"
+                 "port_max = %d\n",
                  def->log_level, listen, def->ssh_port,
                  init_names[INIT_HOST_KEY], listen, def->http_port, tls,
                  init_names[INIT_DB], init_names[INIT_VAULT], def->max_failures,
                  def->failure_window_seconds, def->lockout_seconds,
-                 def->failure_delay_ms);
+                 def->failure_delay_ms, tunnel_listen, def->tunnel_port_min,
+                 def->tunnel_port_max);
     if (n < 0 || (size_t)n >= sizeof(text)) {
         return cli_error("configuration too long");
     }
@@ -245,8 +257,10 @@ static int init_host_key(struct init_paths *p, char *fp, size_t fplen)
     p->created[INIT_HOST_PUB] = true;
     /* The umask of the CLI is 077; a public key may be read by anyone. */
     (void)chmod(pubpath, 0644);
-    if (cli_key_fingerprint(key, fp, fplen) != ERR_OK) {
-        cli_error("cannot compute the host key's fingerprint");
+    /* From the file just written, as the server will load it: what the
+     * agents pin must be the key the server presents. */
+    if ((r = hostkey_fingerprint(path, fp, fplen)) != ERR_OK) {
+        cli_error("cannot compute the fingerprint of %s: %s", path, err_str(r));
         goto out;
     }
     rc = CLI_EXIT_OK;
@@ -559,7 +573,7 @@ static int init_run(struct cli_ctx *ctx, int argc, char **argv)
         CLI_OPT_END,
     };
     struct init_paths *p = NULL;
-    char why[512], fp[STORE_FP_MAX + 1], tls_fp[INIT_TLS_FP_MAX + 1];
+    char why[512], fp[HOSTKEY_FP_MAX + 1], tls_fp[INIT_TLS_FP_MAX + 1];
     char pw[INIT_ADMIN_PASSWORD_LEN + 1] = "";
     size_t i;
     int rc, r;
@@ -588,8 +602,8 @@ static int init_run(struct cli_ctx *ctx, int argc, char **argv)
     /* Nothing is created before every name is known to be free. */
     if ((rc = init_make_dir(dir, p)) != CLI_EXIT_OK ||
         (rc = init_write_config(p, &def,
-                                listen != NULL ? listen : def.ssh_listen)) !=
-            CLI_EXIT_OK) {
+                                listen != NULL ? listen : def.ssh_listen,
+                                listen != NULL)) != CLI_EXIT_OK) {
         goto out;
     }
     /* Read it back: a file `serve` would refuse fails the run here. */
@@ -671,10 +685,12 @@ const struct cli_cmd cli_init = {
         "missing)\n"
         "  --ssh-port N     SSH proxy port (default 2203)\n"
         "  --http-port N    HTTP port (default 8080)\n"
-        "  --listen ADDR    address both listeners bind (default 127.0.0.1)\n"
+        "  --listen ADDR    address the SSH, HTTP and tunnel listeners bind\n"
+        "                   (default 127.0.0.1)\n"
         "\n"
         "Prints config=, admin_user=, admin_password= (shown only this once),\n"
-        "fingerprint= (the SSH host key's SHA256 fingerprint) and "
+        "fingerprint= (the SSH host key's SHA256 fingerprint, as "
+        "`ssh-keygen -lf`\nprints it; agents pin it) and "
         "tls_fingerprint=\n(the SHA-256 of the self-signed HTTPS "
         "certificate tls.crt) lines.\n"
         "HTTPS is on in the written config unless the listen address is "

@@ -16,10 +16,16 @@
 #include "cli/cli.h"
 #include "common/log.h"
 
+/* The agent side's nouns (cli_credential.c, cli_agent.c, cli_tunnel.c). */
+extern const struct cli_cmd cli_credential;
+extern const struct cli_cmd cli_agent;
+extern const struct cli_cmd cli_tunnel;
+
 static const struct cli_cmd *const main_cmds[] = {
-    &cli_init,  &cli_serve, &cli_user,    &cli_group,   &cli_site,
-    &cli_asset, &cli_grant, &cli_profile, &cli_session, &cli_audit,
-    &cli_token, &cli_role,  NULL};
+    &cli_init,       &cli_serve, &cli_user,   &cli_group,
+    &cli_site,       &cli_asset, &cli_grant,  &cli_profile,
+    &cli_session,    &cli_audit, &cli_token,  &cli_role,
+    &cli_credential, &cli_agent, &cli_tunnel, NULL};
 
 static void main_usage(FILE *f)
 {
@@ -33,7 +39,7 @@ static void main_usage(FILE *f)
                "\n"
                "Commands:\n");
     for (i = 0; main_cmds[i] != NULL; i++) {
-        fprintf(f, "  %-9s %s\n", main_cmds[i]->name, main_cmds[i]->summary);
+        fprintf(f, "  %-10s %s\n", main_cmds[i]->name, main_cmds[i]->summary);
     }
     fprintf(f, "\n"
                "Options (before the command):\n"

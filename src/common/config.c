@@ -130,7 +130,14 @@ int config_defaults(struct config *cfg, const char *data_dir)
         (r = config_set_path(&cfg->vault_key, data_dir, "vault.key")) ||
         (r = config_set_path(&cfg->record_dir, data_dir, "recordings"))) {
         config_free(cfg);
+        return r;
     }
+#ifdef PORTCULLIS_WEB_ROOT
+    /* the UI this build's source tree builds (web/dist), if it is there */
+    if ((r = config_set_str(&cfg->http_web_root, PORTCULLIS_WEB_ROOT))) {
+        config_free(cfg);
+    }
+#endif
     return r;
 }
 
@@ -171,6 +178,7 @@ static const struct config_key config_keys[] = {
     CK("http", "max_connections_per_source", CK_INT, http_max_conns_per_source,
        1, 100000),
     CK("http", "timeout_seconds", CK_INT, http_timeout_seconds, 1, 3600),
+    CK("http", "web_root", CK_PATH, http_web_root, 0, 0),
     CK("store", "driver", CK_STR, store_driver, 0, 0),
     CK("store", "path", CK_PATH, store_path, 0, 0),
     CK("vault", "key_file", CK_PATH, vault_key, 0, 0),
@@ -383,6 +391,7 @@ void config_free(struct config *cfg)
     free(cfg->http_tls_cert);
     free(cfg->http_tls_key);
     free(cfg->http_jwt_secret);
+    free(cfg->http_web_root);
     free(cfg->store_driver);
     free(cfg->store_path);
     free(cfg->vault_key);

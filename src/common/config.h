@@ -8,7 +8,7 @@
  *             login_grace_seconds, connect_timeout_seconds, privsep_user
  *   [http]    listen, port, tls_cert, tls_key, allow_plain_http,
  *             jwt_secret, session_minutes, max_body_bytes,
- *             max_connections_per_source, timeout_seconds
+ *             max_connections_per_source, timeout_seconds, web_root
  *   [store]   driver (sqlite), path
  *   [vault]   key_file
  *   [auth]    max_failures, failure_window_seconds, lockout_seconds,
@@ -52,6 +52,8 @@ struct config {
     int http_max_body;             /* largest request body accepted */
     int http_max_conns_per_source; /* open connections per client address */
     int http_timeout_seconds;      /* idle / request deadline */
+    char *http_web_root; /* the built web UI served at / (web/dist); default
+                            the build's, PORTCULLIS_WEB_ROOT from meson */
 
     char *store_driver; /* "sqlite" */
     char *store_path;   /* absolute */

@@ -13,6 +13,8 @@
 #ifndef PORTCULLIS_NOTIFY_H
 #define PORTCULLIS_NOTIFY_H
 
+#include <stdbool.h>
+
 #include "common/loop.h"
 
 struct notify;
@@ -22,6 +24,9 @@ typedef void (*notify_fn)(void *arg, unsigned what);
 /* Sends what to the server of data_dir. ERR_OK, also when no server
  * listens (nothing to tell). */
 int notify_send(const char *data_dir, unsigned what);
+/* As notify_send; *delivered says whether a server took the notice (so a
+ * caller knows whether waiting for the server's answer makes sense). */
+int notify_tell(const char *data_dir, unsigned what, bool *delivered);
 
 /* Binds DATA/run/notify.sock (replacing a stale one) and calls fn for
  * every notice, in the loop. */

@@ -253,6 +253,20 @@ int http_h_sessions_get(struct http_req *req);
 int http_h_sessions_recording(struct http_req *req);
 int http_h_audit_list(struct http_req *req);
 
+/* The agent side (http_res_agents.c). */
+int http_h_credentials_list(struct http_req *req);
+int http_h_credentials_add(struct http_req *req);
+int http_h_credentials_get(struct http_req *req);
+int http_h_credentials_delete(struct http_req *req);
+int http_h_agents_list(struct http_req *req);
+int http_h_agents_get(struct http_req *req);
+int http_h_agents_delete(struct http_req *req);
+int http_h_tunnels_list(struct http_req *req);
+int http_h_tunnels_add(struct http_req *req);
+int http_h_tunnels_get(struct http_req *req);
+int http_h_tunnels_patch(struct http_req *req);
+int http_h_tunnels_delete(struct http_req *req);
+
 #include "http/http_token.h"
 
 #endif

@@ -15,6 +15,7 @@
  * success the audit event of a change.
  */
 #include "http/http_internal.h"
+#include "http/http_web.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,6 +28,8 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "store/audit.h"
+#include "hub/tunnel_def.h"
+#include "store/agents.h"
 
 #define API "/api/v1"
 #define F_END                                                                  \
@@ -156,6 +159,24 @@ static const struct http_field body_token_patch[] = {
     {"filter_paths", HF_STRING_LIST, false, 0, 32},
     F_END,
 };
+/* agent side (http_res_agents.c) */
+static const struct http_field body_credential_add[] = {
+    {"name", HF_STRING, false, 0, STORE_NAME_MAX},
+    F_END,
+};
+static const struct http_field body_tunnel_add[] = {
+    {"agent", HF_STRING, true, 1, AGENT_ID_MAX},
+    {"remote", HF_STRING, true, 1, STORE_HOST_MAX + 8},
+    {"udp", HF_BOOL, false, 0, 0},
+    {"local_port", HF_INT, false, 1, 65535},
+    {"acl", HF_STRING_LIST, false, 0, 64},
+    {"idle_timeout_minutes", HF_INT, false, 0, TUNNEL_IDLE_MAX},
+    F_END,
+};
+static const struct http_field body_tunnel_patch[] = {
+    {"acl", HF_STRING_LIST, true, 0, 64},
+    F_END,
+};
 static const struct http_field body_empty[] = {F_END};
 
 /* --- the table --------------------------------------------------------- */
@@ -181,6 +202,8 @@ const struct http_route http_routes[] = {
       NULL),
     R(HM_PATCH, API "/me", PERM_SELF, SCOPE_ROOT, body_me_patch, false,
       http_h_me_patch, "user.passwd"),
+    R(HM_GET, API "/settings", PERM_SELF, SCOPE_ROOT, NULL, false,
+      http_h_settings, NULL),
 
     R(HM_GET, API "/users", PERM_ADMIN, SCOPE_ROOT, NULL, true,
       http_h_users_list, NULL),
@@ -286,6 +309,31 @@ const struct http_route http_routes[] = {
       false, http_h_sessions_recording, NULL),
     R(HM_GET, API "/audit", PERM_ADMIN, SCOPE_ROOT, NULL, true,
       http_h_audit_list, NULL),
+
+    R(HM_GET, API "/credentials", PERM_ADMIN, SCOPE_ROOT, NULL, true,
+      http_h_credentials_list, NULL),
+    R(HM_POST, API "/credentials", PERM_ADMIN, SCOPE_ROOT, body_credential_add,
+      false, http_h_credentials_add, "credential.add"),
+    R(HM_GET, API "/credentials/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
+      http_h_credentials_get, NULL),
+    R(HM_DELETE, API "/credentials/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
+      http_h_credentials_delete, "credential.delete"),
+    R(HM_GET, API "/agents", PERM_CONFIG, SCOPE_ROOT, NULL, true,
+      http_h_agents_list, NULL),
+    R(HM_GET, API "/agents/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
+      http_h_agents_get, NULL),
+    R(HM_DELETE, API "/agents/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
+      http_h_agents_delete, "agent.delete"),
+    R(HM_GET, API "/tunnels", PERM_CONFIG, SCOPE_ROOT, NULL, true,
+      http_h_tunnels_list, NULL),
+    R(HM_POST, API "/tunnels", PERM_CONFIG, SCOPE_ROOT, body_tunnel_add, false,
+      http_h_tunnels_add, "tunnel.add"),
+    R(HM_GET, API "/tunnels/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
+      http_h_tunnels_get, NULL),
+    R(HM_PATCH, API "/tunnels/{id}", PERM_CONFIG, SCOPE_ROOT, body_tunnel_patch,
+      false, http_h_tunnels_patch, "tunnel.acl"),
+    R(HM_DELETE, API "/tunnels/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
+      http_h_tunnels_delete, "tunnel.delete"),
 };
 
 const size_t http_routes_count = sizeof(http_routes) / sizeof(http_routes[0]);

@@ -43,6 +43,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "http/http_addr.h"
+#include "http/http_web.h"
 
 #define HTTP_SRC_BUCKETS 256
 #define HTTP_WRITE_SLICE 16384
@@ -71,6 +72,9 @@ struct http_conn {
     size_t out_len, out_off;
     bool responding, headers_sent, close_after;
     uint64_t timer;
+    /* a file of the web UI (http_static.c) instead of an API answer */
+    bool is_static;
+    struct http_static_resp st;
 };
 
 const char *http_method_str(int m)
@@ -188,6 +192,8 @@ static void http_conn_reset(struct http_conn *c)
         c->out = NULL;
     }
     c->body_len = c->body_cap = c->out_len = c->out_off = 0;
+    c->is_static = false;
+    http_static_resp_clear(&c->st);
     c->awaiting_body = c->too_large = false;
     c->responding = c->headers_sent = c->close_after = false;
 }
@@ -321,6 +327,29 @@ static void http_run(struct http_conn *c)
     http_respond(c);
 }
 
+/* A GET or HEAD of the web UI (http_static.c): no token, no body. */
+static int http_on_static(struct http_conn *c, struct lws *wsi)
+{
+    char ae[256] = "";
+
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_ACCEPT_ENCODING) > 0 &&
+        lws_hdr_copy(wsi, ae, sizeof(ae), WSI_TOKEN_HTTP_ACCEPT_ENCODING) < 0) {
+        ae[0] = '\0';
+    }
+    if (http_static_get(c->h->cfg, c->req->path, c->req->method == HM_HEAD,
+                        http_static_accepts_gzip(ae), &c->st) != ERR_OK) {
+        return -1;
+    }
+    c->is_static = true;
+    c->req->status = c->st.status;
+    c->out = c->st.body; /* c->out owns it from here */
+    c->st.body = NULL;
+    c->out_len = c->st.len;
+    c->responding = true;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
 static int http_on_request(struct http_conn *c, struct lws *wsi,
                            const char *path)
 {
@@ -352,6 +381,9 @@ static int http_on_request(struct http_conn *c, struct lws *wsi,
         http_refuse(c, 414, "uri_too_long", "URI too long",
                     "the path or query string is too long");
         return 0;
+    }
+    if (http_static_claims(req->method, req->path)) {
+        return http_on_static(c, wsi);
     }
     alen = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
     if (alen > 0) {
@@ -465,7 +497,24 @@ static int http_on_writeable(struct http_conn *c, struct lws *wsi)
     if (!c->responding || req == NULL || c->timer != 0) {
         return 0;
     }
-    if (!c->headers_sent) {
+    if (!c->headers_sent && c->is_static) {
+        if (lws_add_http_common_headers(wsi, (unsigned)req->status, c->st.type,
+                                        c->st.length, &p, end) ||
+            http_add_header(wsi, "cache-control:", c->st.cache, &p, end) ||
+            (c->st.gzip &&
+             http_add_header(wsi, "content-encoding:", "gzip", &p, end)) ||
+            (c->st.vary &&
+             http_add_header(wsi, "vary:", "Accept-Encoding", &p, end)) ||
+            http_web_security_headers(wsi, true, &p, end) ||
+            lws_finalize_write_http_header(wsi, start, &p, end)) {
+            return -1;
+        }
+        c->headers_sent = true;
+        if (c->out_len > 0) {
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+    } else if (!c->headers_sent) {
         type = req->raw_type != NULL ? req->raw_type : "application/json";
         if (lws_add_http_common_headers(
                 wsi, (unsigned)req->status, type,
@@ -474,6 +523,7 @@ static int http_on_writeable(struct http_conn *c, struct lws *wsi)
                     : (req->status == 204 ? LWS_ILLEGAL_HTTP_CONTENT_LEN : 0),
                 &p, end) ||
             http_add_header(wsi, "cache-control:", "no-store", &p, end) ||
+            http_web_security_headers(wsi, false, &p, end) ||
             (req->allow[0] != '\0' &&
              http_add_header(wsi, "allow:", req->allow, &p, end)) ||
             (req->www_auth &&
@@ -671,9 +721,8 @@ int http_start(struct http **out, const struct config *cfg, struct loop *loop,
     memset(&info, 0, sizeof(info));
     loops[0] = loop_uv(loop);
     info.foreign_loops = loops;
-    info.options =
-        LWS_SERVER_OPTION_LIBUV |
-        LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
+    /* Security headers (CSP, nosniff, ...) are ours: http_web.h. */
+    info.options = LWS_SERVER_OPTION_LIBUV;
     if (strchr(cfg->http_listen, ':') == NULL) {
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     }

@@ -1,62 +1,921 @@
-/* Scaffolding while the hub is written (replaced in this change). */
-#include "hub/hub.h"
+/*
+ * The agent hub: WebSocket plumbing, the agents' libssh server sessions,
+ * authentication, the announcement, liveness and the registry of online
+ * agents. See hub.h and hub_internal.h; streams are in hub_stream.c.
+ *
+ * Liveness (docs/agent-protocol.md §1.5): one sweep timer a second walks
+ * every connection: a PING goes to one silent for [agent]
+ * keepalive_seconds, a connection silent for timeout_seconds is closed,
+ * as is one that has not authenticated / announced within
+ * HUB_HANDSHAKE_MS. Any received frame or PONG counts as a sign of life.
+ */
+#include "hub/hub_internal.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
-#include <libwebsockets.h>
+#include <sodium.h>
 
+#include "auth/secret.h"
 #include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
 
-struct hub {
-    struct lws_protocols proto;
+#define HUB_SWEEP_MS 1000
+#define HUB_REFUSE_LINGER_MS 1000
+
+struct hub_pss {
+    struct hub_agent *a;
 };
 
-static int hub_callback(struct lws *wsi, enum lws_callback_reasons reason,
-                        void *user, void *in, size_t len)
+static void hub_agent_service(struct hub_agent *a);
+static void hub_agent_free(struct hub_agent *a);
+
+/* --- the registry of online agents --- */
+
+static size_t hub_bucket(const char *id)
 {
-    if (reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION) {
+    uint64_t x;
+
+    crypto_shorthash((unsigned char *)&x, (const unsigned char *)id, strlen(id),
+                     (const unsigned char *)"portcullis-hub!!");
+    return (size_t)(x % HUB_BUCKETS);
+}
+
+struct hub_agent *hub_find_online(const struct hub *h, const char *id)
+{
+    struct hub_agent *a;
+
+    if (id == NULL || id[0] == '\0') {
+        return NULL;
+    }
+    for (a = h->online[hub_bucket(id)]; a != NULL; a = a->hnext) {
+        if (strcmp(a->id, id) == 0) {
+            return a;
+        }
+    }
+    return NULL;
+}
+
+static void hub_online_remove(struct hub_agent *a)
+{
+    struct hub_agent **pp;
+
+    for (pp = &a->h->online[hub_bucket(a->id)]; *pp != NULL;
+         pp = &(*pp)->hnext) {
+        if (*pp == a) {
+            *pp = a->hnext;
+            a->hnext = NULL;
+            a->h->nonline--;
+            return;
+        }
+    }
+}
+
+bool hub_agent_online(const struct hub *h, const char *agent_id)
+{
+    return h != NULL && hub_find_online(h, agent_id) != NULL;
+}
+
+size_t hub_agents_online(const struct hub *h)
+{
+    return h != NULL ? h->nonline : 0;
+}
+
+void hub_set_presence_fn(struct hub *h, hub_presence_fn fn, void *arg)
+{
+    h->presence = fn;
+    h->presence_arg = arg;
+}
+
+void hub_set_change_fn(struct hub *h, hub_change_fn fn, void *arg)
+{
+    h->change = fn;
+    h->change_arg = arg;
+}
+
+/* --- closing --- */
+
+void hub_agent_close(struct hub_agent *a, const char *why, int64_t ms)
+{
+    if (a->dead) {
+        return;
+    }
+    if (ms > 0) {
+        if (a->close_at_ms == 0) {
+            a->close_at_ms = util_mono_ms() + ms;
+        }
+        return;
+    }
+    a->dead = true;
+    if (why != NULL) {
+        log_info("agent %s (%s): disconnected: %s", a->id[0] ? a->id : "-",
+                 a->remote, why);
+    }
+    if (a->wsi != NULL) {
+        /* The WRITEABLE callback of a dead agent returns -1, which makes
+         * libwebsockets close the connection and call WSI_DESTROY, where
+         * the agent is freed. */
+        lws_callback_on_writable(a->wsi);
+    } else {
+        hub_agent_free(a);
+    }
+}
+
+/* Everything of a, once libwebsockets has let go of its wsi. */
+static void hub_agent_free(struct hub_agent *a)
+{
+    struct hub *h = a->h;
+    bool was_online = hub_find_online(h, a->id) == a;
+
+    a->state = HA_CLOSING;
+    if (was_online) {
+        hub_online_remove(a);
+        if (store_agent_offline(h->store, a->id, util_now()) != ERR_OK) {
+            log_warn("agent %s: cannot mark it offline in the store", a->id);
+        }
+        log_info("agent %s (%s) is offline", a->id, a->remote);
+    }
+    hub_streams_drop(a, "agent disconnected");
+    if (was_online && h->presence != NULL) {
+        h->presence(h->presence_arg, a->id, false);
+    }
+    if (a->ann_ch != NULL) {
+        ssh_remove_channel_callbacks(a->ann_ch, &a->ann_cb);
+        ssh_channel_free(a->ann_ch);
+        a->ann_ch = NULL;
+    }
+    if (a->ev != NULL) {
+        if (a->s != NULL) {
+            ssh_event_remove_session(a->ev, a->s);
+        }
+        ssh_event_free(a->ev);
+    }
+    if (a->s != NULL) {
+        ssh_free(a->s);
+    }
+    if (a->fd_ssh >= 0) {
+        loop_del_fd(h->loop, a->fd_ssh);
+        close(a->fd_ssh);
+    }
+    if (a->fd_ws >= 0) {
+        loop_del_fd(h->loop, a->fd_ws);
+        close(a->fd_ws);
+    }
+    if (a->prev != NULL) {
+        a->prev->next = a->next;
+    } else {
+        h->agents = a->next;
+    }
+    if (a->next != NULL) {
+        a->next->prev = a->prev;
+    }
+    h->nconns--;
+    free(a->in);
+    free(a->out);
+    if (a->ann_buf != NULL) {
+        free(a->ann_buf);
+    }
+    free(a);
+}
+
+/* --- fd_ws: between the WebSocket and the socketpair --- */
+
+static void hub_on_ws_fd(struct loop *l, int fd, int events, void *arg);
+
+/* fd_ws events: readable while no outgoing frame waits, writable while
+ * received bytes wait. */
+static void hub_ws_watch(struct hub_agent *a)
+{
+    int ev = 0;
+
+    if (a->dead || a->fd_ws < 0) {
+        return;
+    }
+    if (a->out_len == 0) {
+        ev |= LOOP_READ;
+    }
+    if (a->in_len > a->in_off) {
+        ev |= LOOP_WRITE;
+    }
+    if (loop_fd_events(a->h->loop, a->fd_ws) != ev) {
+        if (ev == 0) {
+            loop_del_fd(a->h->loop, a->fd_ws);
+        } else if (loop_fd_events(a->h->loop, a->fd_ws) == 0) {
+            (void)loop_add_fd(a->h->loop, a->fd_ws, ev, hub_on_ws_fd, a);
+        } else {
+            (void)loop_mod_fd(a->h->loop, a->fd_ws, ev);
+        }
+    }
+}
+
+/* Bytes from the agent: into the socketpair, or held (and the WebSocket
+ * paused) while it is full. */
+static int hub_ws_receive(struct hub_agent *a, const uint8_t *p, size_t len)
+{
+    ssize_t n = 0;
+
+    if (a->in_len == a->in_off) {
+        n = write(a->fd_ws, p, len);
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                return -1;
+            }
+            n = 0;
+        }
+        if ((size_t)n == len) {
+            return 0;
+        }
+    }
+    /* keep the rest */
+    if (a->in_off > 0) {
+        memmove(a->in, a->in + a->in_off, a->in_len - a->in_off);
+        a->in_len -= a->in_off;
+        a->in_off = 0;
+    }
+    {
+        uint8_t *grown = realloc(a->in, a->in_len + (len - (size_t)n));
+
+        if (grown == NULL) {
+            return -1;
+        }
+        a->in = grown;
+    }
+    memcpy(a->in + a->in_len, p + n, len - (size_t)n);
+    a->in_len += len - (size_t)n;
+    if (a->wsi != NULL) {
+        lws_rx_flow_control(a->wsi, 0);
+    }
+    hub_ws_watch(a);
+    return 0;
+}
+
+static void hub_on_ws_fd(struct loop *l, int fd, int events, void *arg)
+{
+    struct hub_agent *a = arg;
+    ssize_t n;
+
+    if (a->dead) {
+        return;
+    }
+    if ((events & LOOP_WRITE) && a->in_len > a->in_off) {
+        n = write(fd, a->in + a->in_off, a->in_len - a->in_off);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            hub_agent_close(a, "internal socket failed", 0);
+            return;
+        }
+        if (n > 0) {
+            a->in_off += (size_t)n;
+        }
+        if (a->in_off == a->in_len) {
+            free(a->in);
+            a->in = NULL;
+            a->in_len = a->in_off = 0;
+            if (a->wsi != NULL) {
+                lws_rx_flow_control(a->wsi, 1);
+            }
+        }
+    }
+    if ((events & LOOP_READ) && a->out_len == 0) {
+        if (a->out == NULL &&
+            (a->out = malloc(LWS_PRE + HUB_FRAME_MAX)) == NULL) {
+            hub_agent_close(a, "out of memory", 0);
+            return;
+        }
+        n = read(fd, a->out + LWS_PRE, HUB_FRAME_MAX);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+            /* libssh closed its end: the session is over */
+            hub_agent_close(a, NULL, 0);
+            return;
+        }
+        if (n > 0) {
+            a->out_len = (size_t)n;
+            if (a->wsi != NULL) {
+                lws_callback_on_writable(a->wsi);
+            }
+        } else {
+            free(a->out);
+            a->out = NULL;
+        }
+    }
+    hub_ws_watch(a);
+}
+
+static int hub_ws_writeable(struct hub_agent *a)
+{
+    /* a PING with a payload: libwebsockets 4.1 delivers the PONG of an
+     * empty PING to no callback */
+    uint8_t ping[LWS_PRE + 4] = {0};
+
+    if (a->ping_wanted) {
+        a->ping_wanted = false;
+        a->ping_sent_ms = util_mono_ms();
+        log_debug("agent %s (%s): PING", a->id[0] ? a->id : "-", a->remote);
+        memcpy(ping + LWS_PRE, "pc", 2);
+        if (lws_write(a->wsi, ping + LWS_PRE, 2, LWS_WRITE_PING) < 0) {
+            return -1;
+        }
+        if (a->out_len > 0) {
+            lws_callback_on_writable(a->wsi);
+        }
+        return 0;
+    }
+    if (a->out_len == 0) {
+        return 0;
+    }
+    if (lws_write(a->wsi, a->out + LWS_PRE, a->out_len, LWS_WRITE_BINARY) <
+        (int)a->out_len) {
+        return -1;
+    }
+    a->out_len = 0;
+    free(a->out);
+    a->out = NULL;
+    hub_ws_watch(a);
+    /* more may be waiting already */
+    hub_on_ws_fd(a->h->loop, a->fd_ws, LOOP_READ, a);
+    return a->dead ? -1 : 0;
+}
+
+/* --- fd_ssh: libssh's side --- */
+
+static void hub_on_ssh_fd(struct loop *l, int fd, int events, void *arg)
+{
+    hub_agent_service(arg);
+}
+
+void hub_agent_watch(struct hub_agent *a)
+{
+    int ev = LOOP_READ;
+
+    if (a->dead || a->fd_ssh < 0 || a->s == NULL) {
+        return;
+    }
+    if (ssh_get_poll_flags(a->s) & SSH_WRITE_PENDING) {
+        ev |= LOOP_WRITE;
+    }
+    if (loop_fd_events(a->h->loop, a->fd_ssh) == 0) {
+        (void)loop_add_fd(a->h->loop, a->fd_ssh, ev, hub_on_ssh_fd, a);
+    } else if (loop_fd_events(a->h->loop, a->fd_ssh) != ev) {
+        (void)loop_mod_fd(a->h->loop, a->fd_ssh, ev);
+    }
+}
+
+/* --- authentication --- */
+
+static int hub_auth_none(ssh_session s, const char *user, void *userdata)
+{
+    return SSH_AUTH_DENIED;
+}
+
+static int hub_auth_password(ssh_session s, const char *user,
+                             const char *password, void *userdata)
+{
+    struct hub_agent *a = userdata;
+    struct store_credential c;
+    int r;
+
+    if (a->state != HA_AUTH) {
+        return SSH_AUTH_DENIED;
+    }
+    memset(&c, 0, sizeof(c));
+    r = ERR_NOT_FOUND;
+    if (user != NULL && strlen(user) <= STORE_ID_MAX) {
+        r = store_credential_get(a->h->store, user, &c);
+    }
+    /* Same work whether or not the ID exists. */
+    if (secret_verify(r == ERR_OK ? c.secret_hash : "",
+                      password != NULL ? password : "") == ERR_OK &&
+        r == ERR_OK) {
+        snprintf(a->cred_id, sizeof(a->cred_id), "%s", c.id);
+        a->state = HA_ANNOUNCE;
+        a->started_ms = util_mono_ms(); /* the announcement's deadline */
+        sodium_memzero(&c, sizeof(c));
+        return SSH_AUTH_SUCCESS;
+    }
+    sodium_memzero(&c, sizeof(c));
+    log_info("agent connection %s: credential refused (%s)", a->remote,
+             r == ERR_OK ? "wrong secret" : "unknown credential ID");
+    if (++a->auth_failures >= HUB_AUTH_TRIES) {
+        hub_agent_close(a, "too many failed authentications", 0);
+    }
+    return SSH_AUTH_DENIED;
+}
+
+/* --- the announcement channel --- */
+
+static int hub_ann_subsystem(ssh_session s, ssh_channel ch,
+                             const char *subsystem, void *userdata)
+{
+    struct hub_agent *a = userdata;
+
+    if (a->ann_subsystem || subsystem == NULL ||
+        strcmp(subsystem, HUB_ANNOUNCE_SUBSYSTEM) != 0) {
         return 1;
     }
-    return lws_callback_http_dummy(wsi, reason, user, in, len);
+    a->ann_subsystem = true;
+    return 0;
 }
+
+static int hub_ann_data(ssh_session s, ssh_channel ch, void *data, uint32_t len,
+                        int is_stderr, void *userdata)
+{
+    struct hub_agent *a = userdata;
+
+    if (!a->ann_subsystem || is_stderr || a->ann_eof ||
+        a->ann_len + len > HUB_ANNOUNCE_MAX) {
+        a->ann_bad = true;
+        return (int)len;
+    }
+    if (a->ann_buf == NULL && (a->ann_buf = malloc(HUB_ANNOUNCE_MAX)) == NULL) {
+        a->ann_bad = true;
+        return (int)len;
+    }
+    memcpy(a->ann_buf + a->ann_len, data, len);
+    a->ann_len += len;
+    return (int)len;
+}
+
+static void hub_ann_eof(ssh_session s, ssh_channel ch, void *userdata)
+{
+    struct hub_agent *a = userdata;
+
+    a->ann_eof = true;
+}
+
+static void hub_ann_close(ssh_session s, ssh_channel ch, void *userdata)
+{
+    struct hub_agent *a = userdata;
+
+    if (!a->ann_done) {
+        a->ann_bad = true;
+    }
+}
+
+static ssh_channel hub_open_session(ssh_session s, void *userdata)
+{
+    struct hub_agent *a = userdata;
+
+    if (a->state != HA_ANNOUNCE || a->ann_ch != NULL) {
+        log_info("agent %s (%s): refused a session channel it opened",
+                 a->id[0] ? a->id : "-", a->remote);
+        return NULL;
+    }
+    if ((a->ann_ch = ssh_channel_new(s)) == NULL) {
+        return NULL;
+    }
+    memset(&a->ann_cb, 0, sizeof(a->ann_cb));
+    a->ann_cb.userdata = a;
+    a->ann_cb.channel_subsystem_request_function = hub_ann_subsystem;
+    a->ann_cb.channel_data_function = hub_ann_data;
+    a->ann_cb.channel_eof_function = hub_ann_eof;
+    a->ann_cb.channel_close_function = hub_ann_close;
+    ssh_callbacks_init(&a->ann_cb);
+    ssh_set_channel_callbacks(a->ann_ch, &a->ann_cb);
+    return a->ann_ch;
+}
+
+/* Answers the announcement channel: exit status, EOF, close. */
+static void hub_ann_answer(struct hub_agent *a, int status, const char *line)
+{
+    char msg[300];
+
+    if (a->ann_ch == NULL) {
+        return;
+    }
+    if (line != NULL) {
+        snprintf(msg, sizeof(msg), "error: %s\n", line);
+        (void)ssh_channel_write_stderr(a->ann_ch, msg, (uint32_t)strlen(msg));
+    }
+    (void)ssh_channel_request_send_exit_status(a->ann_ch, status);
+    (void)ssh_channel_send_eof(a->ann_ch);
+    (void)ssh_channel_close(a->ann_ch);
+}
+
+static void hub_refuse(struct hub_agent *a, const char *why)
+{
+    log_info("agent %s (%s): refused: %s", a->id[0] ? a->id : "-", a->remote,
+             why);
+    hub_ann_answer(a, 1, why);
+    a->ann_done = true;
+    a->state = HA_CLOSING;
+    hub_agent_close(a, NULL, HUB_REFUSE_LINGER_MS);
+}
+
+static void hub_announce_finish(struct hub_agent *a)
+{
+    struct hub *h = a->h;
+    struct hub_announce ann;
+    struct store_agent sa;
+    struct store_credential c;
+    struct hub_agent *other;
+    char why[200], msg[260];
+    size_t b;
+
+    if (a->ann_bad || !a->ann_subsystem) {
+        hub_refuse(a, "bad announcement: not as the protocol says");
+        return;
+    }
+    if (hub_announce_parse(a->ann_buf, a->ann_len, &ann, why, sizeof(why)) !=
+        ERR_OK) {
+        snprintf(msg, sizeof(msg), "bad announcement: %s", why);
+        hub_refuse(a, msg);
+        return;
+    }
+    free(a->ann_buf);
+    a->ann_buf = NULL;
+    snprintf(a->id, sizeof(a->id), "%s", ann.id);
+    if ((other = hub_find_online(h, ann.id)) != NULL) {
+        /* Probe the one we have: if it is dead, it goes within the
+         * keepalive interval and the next attempt succeeds. */
+        if (other->probe_until_ms == 0) {
+            other->probe_until_ms =
+                util_mono_ms() +
+                (int64_t)h->cfg->agent_keepalive_seconds * 1000;
+            other->ping_wanted = true;
+            if (other->wsi != NULL) {
+                lws_callback_on_writable(other->wsi);
+            }
+        }
+        a->id[0] = '\0';
+        hub_refuse(a, "agent id already in use");
+        return;
+    }
+    if (h->nonline >= (size_t)h->cfg->agent_max) {
+        a->id[0] = '\0';
+        hub_refuse(a, "too many agents");
+        return;
+    }
+    /* The credential may have gone since the login. */
+    if (store_credential_get(h->store, a->cred_id, &c) != ERR_OK) {
+        a->id[0] = '\0';
+        hub_refuse(a, "credential deleted");
+        return;
+    }
+    sodium_memzero(&c, sizeof(c));
+    memset(&sa, 0, sizeof(sa));
+    snprintf(sa.id, sizeof(sa.id), "%s", ann.id);
+    snprintf(sa.credential_id, sizeof(sa.credential_id), "%s", a->cred_id);
+    snprintf(sa.name, sizeof(sa.name), "%s", ann.name);
+    snprintf(sa.hostname, sizeof(sa.hostname), "%s", ann.hostname);
+    snprintf(sa.os, sizeof(sa.os), "%s", ann.os);
+    snprintf(sa.kernel, sizeof(sa.kernel), "%s", ann.kernel);
+    snprintf(sa.arch, sizeof(sa.arch), "%s", ann.arch);
+    snprintf(sa.version, sizeof(sa.version), "%s", ann.version);
+    snprintf(sa.addresses, sizeof(sa.addresses), "%s", ann.addresses);
+    snprintf(sa.tags, sizeof(sa.tags), "%s", ann.tags);
+    snprintf(sa.remote_addr, sizeof(sa.remote_addr), "%s", a->remote);
+    if (store_agent_online(h->store, &sa, util_now()) != ERR_OK) {
+        a->id[0] = '\0';
+        hub_refuse(a, "internal error (store)");
+        return;
+    }
+    b = hub_bucket(a->id);
+    a->hnext = h->online[b];
+    h->online[b] = a;
+    h->nonline++;
+    a->state = HA_ONLINE;
+    a->ann_done = true;
+    hub_ann_answer(a, 0, NULL);
+    log_info("agent %s (%s, %s) is online", a->id, ann.name, a->remote);
+    if (h->presence != NULL) {
+        h->presence(h->presence_arg, a->id, true);
+    }
+}
+
+/* --- driving libssh --- */
+
+static void hub_agent_service(struct hub_agent *a)
+{
+    int rc;
+
+    if (a->dead || a->in_service) {
+        return;
+    }
+    a->in_service = true;
+    if (a->state == HA_KEX) {
+        rc = ssh_handle_key_exchange(a->s);
+        if (rc == SSH_OK) {
+            a->state = HA_AUTH;
+            if (ssh_event_add_session(a->ev, a->s) != SSH_OK) {
+                a->in_service = false;
+                hub_agent_close(a, "internal error (event)", 0);
+                return;
+            }
+        } else if (rc != SSH_AGAIN) {
+            a->in_service = false;
+            hub_agent_close(a, ssh_get_error(a->s), 0);
+            return;
+        }
+    }
+    if (a->state != HA_KEX) {
+        rc = ssh_event_dopoll(a->ev, 0);
+        if (rc == SSH_ERROR ||
+            (ssh_get_status(a->s) & (SSH_CLOSED | SSH_CLOSED_ERROR))) {
+            a->in_service = false;
+            hub_agent_close(a, "the SSH session ended", 0);
+            return;
+        }
+    }
+    if (!a->dead && a->state == HA_ANNOUNCE && a->ann_ch != NULL &&
+        (a->ann_eof || a->ann_bad)) {
+        hub_announce_finish(a);
+    }
+    if (!a->dead && a->ann_done && a->ann_ch != NULL &&
+        ssh_channel_is_closed(a->ann_ch)) {
+        ssh_remove_channel_callbacks(a->ann_ch, &a->ann_cb);
+        ssh_channel_free(a->ann_ch);
+        a->ann_ch = NULL;
+    }
+    if (!a->dead && a->state == HA_ONLINE) {
+        hub_streams_service(a);
+    }
+    a->in_service = false;
+    hub_agent_watch(a);
+}
+
+/* --- a new connection --- */
+
+static struct hub_agent *hub_agent_new(struct hub *h, struct lws *wsi)
+{
+    struct hub_agent *a = calloc(1, sizeof(*a));
+    int sv[2], no = 0;
+    char ip[64] = "";
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    int port = 0;
+
+    if (a == NULL) {
+        return NULL;
+    }
+    a->h = h;
+    a->wsi = wsi;
+    a->fd_ws = a->fd_ssh = -1;
+    a->started_ms = a->last_rx_ms = util_mono_ms();
+    lws_get_peer_simple(wsi, ip, sizeof(ip));
+    snprintf(a->ip, sizeof(a->ip), "%s", ip);
+    if (getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &sl) == 0) {
+        port = ss.ss_family == AF_INET6
+                   ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                   : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    }
+    snprintf(a->remote, sizeof(a->remote), "%s:%d", ip, port);
+    a->next = h->agents;
+    if (h->agents != NULL) {
+        h->agents->prev = a;
+    }
+    h->agents = a;
+    h->nconns++;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+                   sv) != 0) {
+        goto fail;
+    }
+    a->fd_ws = sv[0];
+    a->fd_ssh = sv[1];
+    if ((a->s = ssh_new()) == NULL || (a->ev = ssh_event_new()) == NULL) {
+        goto fail;
+    }
+    (void)ssh_options_set(a->s, SSH_OPTIONS_PROCESS_CONFIG, &no);
+    if (ssh_bind_accept_fd(h->bind, a->s, a->fd_ssh) != SSH_OK) {
+        log_warn("agent connection %s: %s", a->remote, ssh_get_error(h->bind));
+        goto fail;
+    }
+    memset(&a->server_cb, 0, sizeof(a->server_cb));
+    a->server_cb.userdata = a;
+    a->server_cb.auth_none_function = hub_auth_none;
+    a->server_cb.auth_password_function = hub_auth_password;
+    a->server_cb.channel_open_request_session_function = hub_open_session;
+    ssh_callbacks_init(&a->server_cb);
+    ssh_set_server_callbacks(a->s, &a->server_cb);
+    ssh_set_auth_methods(a->s, SSH_AUTH_METHOD_PASSWORD);
+    ssh_set_blocking(a->s, 0);
+    hub_ws_watch(a);
+    return a;
+fail:
+    log_warn("agent connection %s: cannot set up a session", a->remote);
+    a->wsi = NULL;
+    a->dead = true;
+    hub_agent_free(a);
+    return NULL;
+}
+
+/* --- libwebsockets --- */
+
+static int hub_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
+                            void *user, void *in, size_t len)
+{
+    const struct lws_protocols *p = lws_get_protocol(wsi);
+    struct hub *h = p != NULL ? p->user : NULL;
+    struct hub_pss *pss = user;
+    struct hub_agent *a = pss != NULL ? pss->a : NULL;
+
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        if (h == NULL || h->nconns >= (size_t)h->cfg->agent_max + 1024) {
+            return 1;
+        }
+        return 0;
+    case LWS_CALLBACK_ESTABLISHED:
+        if (h == NULL || pss == NULL ||
+            (pss->a = hub_agent_new(h, wsi)) == NULL) {
+            return -1;
+        }
+        /* The server speaks first (its SSH banner). */
+        hub_agent_service(pss->a);
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        if (a == NULL || a->dead) {
+            return -1;
+        }
+        a->last_rx_ms = util_mono_ms();
+        a->probe_until_ms = 0;
+        if (!lws_frame_is_binary(wsi)) {
+            static unsigned char why[] = "binary frames only";
+
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, why,
+                             sizeof(why) - 1);
+            return -1;
+        }
+        if (hub_ws_receive(a, in, len) != 0) {
+            return -1;
+        }
+        return 0;
+    case LWS_CALLBACK_RECEIVE_PONG:
+        log_debug("agent %s: PONG", a != NULL ? a->remote : "-");
+        if (a != NULL) {
+            a->last_rx_ms = util_mono_ms();
+            a->probe_until_ms = 0;
+        }
+        return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        if (a == NULL || a->dead) {
+            return -1;
+        }
+        return hub_ws_writeable(a);
+    case LWS_CALLBACK_CLOSED:
+    case LWS_CALLBACK_WSI_DESTROY:
+        if (a != NULL) {
+            pss->a = NULL;
+            a->wsi = NULL;
+            a->dead = true;
+            hub_agent_free(a);
+        }
+        return 0;
+    default:
+        break;
+    }
+    return 0;
+}
+
+/* --- liveness --- */
+
+static void hub_sweep(struct loop *l, void *arg)
+{
+    struct hub *h = arg;
+    struct hub_agent *a, *next;
+    int64_t now = util_mono_ms();
+    int64_t keep = (int64_t)h->cfg->agent_keepalive_seconds * 1000;
+    int64_t dead = (int64_t)h->cfg->agent_timeout_seconds * 1000;
+
+    h->sweep_timer = 0;
+    for (a = h->agents; a != NULL; a = next) {
+        next = a->next;
+        if (a->dead) {
+            continue;
+        }
+        if (a->close_at_ms != 0 && now >= a->close_at_ms) {
+            hub_agent_close(a, NULL, 0);
+        } else if (now - a->last_rx_ms >= dead) {
+            hub_agent_close(a, "no sign of life (keepalive timeout)", 0);
+        } else if (a->probe_until_ms != 0 && now >= a->probe_until_ms) {
+            hub_agent_close(a, "did not answer a probe (its ID was claimed)",
+                            0);
+        } else if ((a->state == HA_KEX || a->state == HA_AUTH ||
+                    a->state == HA_ANNOUNCE) &&
+                   now - a->started_ms >= HUB_HANDSHAKE_MS) {
+            hub_agent_close(a, "handshake timed out", 0);
+        } else if (now - a->last_rx_ms >= keep &&
+                   a->ping_sent_ms <= a->last_rx_ms && a->wsi != NULL) {
+            a->ping_wanted = true;
+            lws_callback_on_writable(a->wsi);
+        }
+    }
+    h->sweep_timer = loop_add_timer(h->loop, HUB_SWEEP_MS, hub_sweep, h);
+}
+
+/* --- store changes --- */
+
+void hub_changed(struct hub *h, unsigned what)
+{
+    struct hub_agent *a, *next;
+    struct store_credential c;
+    struct store_agent sa;
+
+    if (h == NULL) {
+        return;
+    }
+    for (a = h->agents; a != NULL; a = next) {
+        next = a->next;
+        if (a->dead || a->cred_id[0] == '\0') {
+            continue;
+        }
+        if ((what & HUB_CHANGE_CREDENTIALS) &&
+            store_credential_get(h->store, a->cred_id, &c) == ERR_NOT_FOUND) {
+            static unsigned char reason[] = "credential deleted";
+
+            if (a->wsi != NULL) {
+                lws_close_reason(a->wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                                 reason, sizeof(reason) - 1);
+            }
+            hub_agent_close(a, "its credential was deleted", 0);
+            continue;
+        }
+        if ((what & HUB_CHANGE_AGENTS) && a->state == HA_ONLINE &&
+            store_agent_get(h->store, a->id, &sa) == ERR_NOT_FOUND) {
+            hub_agent_close(a, "deleted by an administrator", 0);
+        }
+    }
+    sodium_memzero(&c, sizeof(c));
+    if (h->change != NULL) {
+        h->change(h->change_arg, what);
+    }
+}
+
+/* --- start and stop --- */
 
 int hub_start(struct hub **out, const struct config *cfg, struct loop *loop,
               struct store *store)
 {
-    struct hub *h = calloc(1, sizeof(*h));
+    struct hub *h;
+    ssh_key key = NULL;
+    int no = 0;
 
-    if (h == NULL) {
+    *out = NULL;
+    if ((h = calloc(1, sizeof(*h))) == NULL ||
+        (h->online = calloc(HUB_BUCKETS, sizeof(*h->online))) == NULL) {
+        free(h);
         return ERR_NOMEM;
     }
+    h->cfg = cfg;
+    h->loop = loop;
+    h->store = store;
+    if (ssh_pki_import_privkey_file(cfg->ssh_host_key, NULL, NULL, NULL,
+                                    &key) != SSH_OK) {
+        log_error("hub: cannot read the SSH host key %s", cfg->ssh_host_key);
+        free(h->online);
+        free(h);
+        return ERR_CONFIG;
+    }
+    if ((h->bind = ssh_bind_new()) == NULL ||
+        ssh_bind_options_set(h->bind, SSH_BIND_OPTIONS_PROCESS_CONFIG, &no) !=
+            SSH_OK ||
+        ssh_bind_options_set(h->bind, SSH_BIND_OPTIONS_CIPHERS_C_S,
+                             cfg->upstream_ciphers) != SSH_OK ||
+        ssh_bind_options_set(h->bind, SSH_BIND_OPTIONS_CIPHERS_S_C,
+                             cfg->upstream_ciphers) != SSH_OK ||
+        ssh_bind_options_set(h->bind, SSH_BIND_OPTIONS_IMPORT_KEY, key) !=
+            SSH_OK) {
+        log_error("hub: cannot set up the SSH server");
+        ssh_key_free(key);
+        ssh_bind_free(h->bind);
+        free(h->online);
+        free(h);
+        return ERR_INTERNAL;
+    }
+    if (store_agent_all_offline(store) != ERR_OK) {
+        log_warn("hub: cannot mark agents offline in the store");
+    }
     h->proto.name = "portcullis-agent.v1";
-    h->proto.callback = hub_callback;
+    h->proto.callback = hub_lws_callback;
+    h->proto.per_session_data_size = sizeof(struct hub_pss);
+    h->proto.rx_buffer_size = 0;
     h->proto.user = h;
+    h->sweep_timer = loop_add_timer(loop, HUB_SWEEP_MS, hub_sweep, h);
     *out = h;
     return ERR_OK;
 }
-
-void hub_stop(struct hub *h) { free(h); }
 
 const struct lws_protocols *hub_lws_protocol(struct hub *h)
 {
     return &h->proto;
 }
 
-void hub_changed(struct hub *h, unsigned what) {}
-bool hub_agent_online(const struct hub *h, const char *agent_id)
+void hub_stop(struct hub *h)
 {
-    return false;
+    if (h == NULL) {
+        return;
+    }
+    loop_del_timer(h->loop, h->sweep_timer);
+    while (h->agents != NULL) {
+        h->agents->wsi = NULL;
+        h->agents->dead = true;
+        hub_agent_free(h->agents);
+    }
+    ssh_bind_free(h->bind);
+    free(h->online);
+    free(h);
 }
-size_t hub_agents_online(const struct hub *h) { return 0; }
-
-struct hub_req *hub_connect(struct hub *h, const char *agent_id,
-                            enum hub_stream_kind kind, const char *host,
-                            int port, const char *orig, int orig_port, int fd,
-                            hub_connect_fn fn, void *arg)
-{
-    fn(arg, false, "agents are not supported yet");
-    return NULL;
-}
-
-void hub_connect_cancel(struct hub_req *r) {}
-void hub_set_presence_fn(struct hub *h, hub_presence_fn fn, void *arg) {}

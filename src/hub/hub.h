@@ -61,8 +61,9 @@ size_t hub_agents_online(const struct hub *h);
 
 enum hub_stream_kind {
     HUB_TCP, /* fd: a stream socket; bytes both ways, EOF as half-close */
-    HUB_UDP, /* fd: a SOCK_SEQPACKET / SOCK_DGRAM socket; one datagram per
-                send/recv, framed on the channel */
+    HUB_UDP, /* fd: a SOCK_SEQPACKET socket (so that closing the other end
+                ends the stream); one datagram per send/recv, framed on the
+                channel */
 };
 
 /* Called once per hub_connect(): ok true when the agent confirmed the
@@ -90,5 +91,10 @@ void hub_connect_cancel(struct hub_req *r);
  * (announced) or goes; one listener (the tunnels). */
 typedef void (*hub_presence_fn)(void *arg, const char *agent_id, bool online);
 void hub_set_presence_fn(struct hub *h, hub_presence_fn fn, void *arg);
+
+/* Passes every hub_changed() on to fn(arg, what) after the hub's own
+ * work; one listener (the tunnels, for HUB_CHANGE_TUNNELS). */
+typedef void (*hub_change_fn)(void *arg, unsigned what);
+void hub_set_change_fn(struct hub *h, hub_change_fn fn, void *arg);
 
 #endif

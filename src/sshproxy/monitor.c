@@ -31,6 +31,7 @@
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/util.h"
+#include "hub/hub.h"
 #include "policy/policy.h"
 #include "sshproxy/mproto.h"
 #include "store/audit.h"
@@ -82,6 +83,13 @@ static void monitor_child_free(struct monitor *m, struct mchild *c)
         }
         close(c->connect_fd);
     }
+    if (c->hub_req != NULL) {
+        hub_connect_cancel(c->hub_req);
+        c->hub_req = NULL;
+    }
+    if (c->hub_fd >= 0) {
+        close(c->hub_fd);
+    }
     while ((row = c->rows) != NULL) {
         c->rows = row->next;
         free(row->rec_path);
@@ -121,6 +129,7 @@ struct mchild *monitor_child_new(struct monitor *m, pid_t pid, int fd,
     c->pid = pid;
     c->fd = fd;
     c->connect_fd = -1;
+    c->hub_fd = -1;
     snprintf(c->addr, sizeof(c->addr), "%s", addr);
     snprintf(c->ip, sizeof(c->ip), "%s", addr);
     if ((colon = strrchr(c->ip, ':')) != NULL) {
@@ -622,7 +631,8 @@ static int monitor_resolve_asset(struct monitor *m, struct mchild *c, int *role,
         r = ERR_DENIED;
         goto out;
     }
-    if (strcmp(c->route, "direct") != 0) {
+    if (strcmp(c->route, "direct") != 0 &&
+        (strncmp(c->route, "agent:", 6) != 0 || c->route[6] == '\0')) {
         snprintf(msg, msglen, "asset '%s' uses route '%s', not supported yet",
                  list[pick].name, c->route);
         snprintf(result, reslen, "error: unsupported route");
@@ -760,6 +770,49 @@ static void monitor_on_connect_timeout(struct loop *l, void *arg)
     monitor_connect_done(c->mon, c, true);
 }
 
+/* The agent confirmed (or could not make) the stream for c. */
+static void monitor_on_agent_stream(void *arg, bool ok, const char *why)
+{
+    struct mchild *c = arg;
+    struct monitor *m = c->mon;
+    char msg[300];
+
+    c->hub_req = NULL;
+    if (!ok) {
+        if (c->hub_fd >= 0) {
+            close(c->hub_fd);
+            c->hub_fd = -1;
+        }
+        snprintf(msg, sizeof(msg), "through agent '%s': %s", c->route + 6,
+                 why != NULL ? why : "failed");
+        monitor_connect_failed(m, c, msg);
+        return;
+    }
+    monitor_connect_reply(m, c, true, "", c->hub_fd);
+    close(c->hub_fd); /* the child has its own copy now */
+    c->hub_fd = -1;
+}
+
+/* Route agent:ID: a socketpair whose other end the hub bridges to a
+ * stream through the agent; the child gets its end once the agent has
+ * connected to the target. */
+static int monitor_connect_agent(struct monitor *m, struct mchild *c)
+{
+    int sv[2];
+    const char *colon = strrchr(c->addr, ':');
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        monitor_connect_failed(m, c, strerror(errno));
+        return ERR_OK;
+    }
+    c->hub_fd = sv[1];
+    /* hub_connect calls back at once when it fails early */
+    c->hub_req = hub_connect(
+        m->hub, c->route + 6, HUB_TCP, c->asset_host, c->asset_port, c->ip,
+        colon != NULL ? atoi(colon + 1) : 0, sv[0], monitor_on_agent_stream, c);
+    return ERR_OK;
+}
+
 static int monitor_connect(struct monitor *m, struct mchild *c, struct buf *req)
 {
     struct addrinfo hints, *res = NULL, *ai;
@@ -773,6 +826,9 @@ static int monitor_connect(struct monitor *m, struct mchild *c, struct buf *req)
     }
     c->connect_asked = true;
     snprintf(c->connect_row, sizeof(c->connect_row), "%s", row);
+    if (strncmp(c->route, "agent:", 6) == 0) {
+        return monitor_connect_agent(m, c);
+    }
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;

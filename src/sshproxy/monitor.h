@@ -33,6 +33,8 @@
 #include "login/login.h"
 #include "store/store.h"
 
+struct hub;
+struct hub_req;
 struct lockout;
 struct loop;
 
@@ -78,6 +80,8 @@ struct mchild {
     int connect_fd; /* pending non-blocking connect, -1 if none */
     uint64_t connect_timer;
     char connect_row[STORE_ID_MAX + 1];
+    struct hub_req *hub_req; /* pending stream through an agent, or NULL */
+    int hub_fd;              /* the child's end of that stream, -1 if none */
     struct mchild_row *rows; /* report rows this child has open */
 };
 
@@ -88,6 +92,7 @@ struct monitor {
     struct vault *vault;
     struct lockout *lockout;
     struct mchild *children;
+    struct hub *hub; /* agents (route agent:ID), or NULL */
     int preauth; /* children not yet authenticated */
     struct buf *req, *rep;
 };

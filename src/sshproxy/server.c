@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -50,6 +51,9 @@
 #include "sshproxy/mproto.h"
 #include "sshproxy/sandbox.h"
 #include "record/retention.h"
+#include "hub/hub.h"
+#include "hub/tunnel.h"
+#include "common/notify.h"
 
 static int server_listen(const char *addr, int port)
 {
@@ -335,6 +339,12 @@ static void server_on_signal(struct loop *l, int fd, int events, void *arg)
     }
 }
 
+/* The CLI changed the store (common/notify.h). */
+static void server_on_notify(void *arg, unsigned what)
+{
+    hub_changed(arg, what);
+}
+
 int server_run(const struct config *cfg)
 {
     struct sandbox sb;
@@ -346,6 +356,9 @@ int server_run(const struct config *cfg)
     int link[2] = {-1, -1}, listen_fd = -1, sig_fd = -1, no = 0, r, count = 0;
     pid_t pid;
     struct http *http = NULL;
+    struct hub *hub = NULL;
+    struct tunnels *tunnels = NULL;
+    struct notify *notify = NULL;
 
     memset(&s, 0, sizeof(s));
     ssh_init();
@@ -421,6 +434,15 @@ int server_run(const struct config *cfg)
     listen_fd = -1;
     ssh_bind_free(bind);
     bind = NULL;
+    /* Agents cost three descriptors each (docs/operations.md). */
+    {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            (void)setrlimit(RLIMIT_NOFILE, &rl);
+        }
+    }
     s.cfg = cfg;
     s.link = link[0];
     s.sig_fd = sig_fd;
@@ -443,13 +465,25 @@ int server_run(const struct config *cfg)
         count > 0) {
         log_warn("closed %d report rows left open by a previous run", count);
     }
-    /* The HTTP side (REST API) shares the loop and the monitor's store. */
-    if ((r = http_start(&http, cfg, s.loop, s.mon.store, s.mon.vault, NULL)) !=
-        ERR_OK) {
+    /* The agent hub, tunnels and the HTTP side (REST API, agents'
+     * WebSocket) share the loop and the monitor's store. */
+    if ((r = hub_start(&hub, cfg, s.loop, s.mon.store)) != ERR_OK ||
+        (r = tunnels_start(&tunnels, cfg, s.loop, s.mon.store, hub)) !=
+            ERR_OK ||
+        (r = http_start(&http, cfg, s.loop, s.mon.store, s.mon.vault, hub)) !=
+            ERR_OK) {
         kill(pid, SIGTERM);
         waitpid(pid, NULL, 0);
+        tunnels_stop(tunnels);
+        hub_stop(hub);
         monitor_free(&s.mon);
         goto out;
+    }
+    s.mon.hub = hub;
+    if (notify_listen(&notify, s.loop, cfg->data_dir, server_on_notify, hub) !=
+        ERR_OK) {
+        log_warn("cannot listen for store-change notices; CLI changes to "
+                 "credentials and tunnels apply after a restart");
     }
     log_info("listening on %s port %d", cfg->ssh_listen, cfg->ssh_port);
     (void)loop_add_timer(s.loop, 0, server_on_retention, &s);
@@ -461,7 +495,12 @@ int server_run(const struct config *cfg)
     close(link[0]);
     link[0] = -1;
     waitpid(pid, NULL, 0);
+    notify_close(notify);
+    /* HTTP first: closing the agents' WebSockets frees them in the hub. */
     http_stop(http);
+    tunnels_stop(tunnels);
+    s.mon.hub = NULL;
+    hub_stop(hub);
     monitor_free(&s.mon);
 out:
     loop_free(s.loop);

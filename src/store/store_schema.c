@@ -232,11 +232,67 @@ static const char store_schema_v4[] =
     "ALTER TABLE profiles ADD COLUMN record_input INTEGER NOT NULL"
     " DEFAULT 0;";
 
+/*
+ * Version 5: the agent side (agents.h, store_agents.c; SPEC §6).
+ *
+ * credentials: an agent credential; only the argon2id hash of its secret.
+ * agents: one row per agent ID ever announced, refreshed at each
+ * announcement. credential_id names the credential it last used, without
+ * a foreign key on purpose: deleting a credential keeps the agents' rows
+ * (their history), it only stops them from logging in again. addresses and
+ * tags are JSON arrays of strings.
+ * tunnels: ON DELETE CASCADE from agents, so deleting an agent deletes its
+ * tunnels in the same statement; a local port is unique per protocol
+ * (one TCP and one UDP tunnel may share a number).
+ */
+static const char store_schema_v5[] =
+    "CREATE TABLE credentials ("
+    " id TEXT PRIMARY KEY,"
+    " name TEXT NOT NULL DEFAULT '',"
+    " secret_hash TEXT NOT NULL,"
+    " created_by TEXT NOT NULL DEFAULT '',"
+    " created_at BIGINT NOT NULL);"
+
+    "CREATE TABLE agents ("
+    " id TEXT PRIMARY KEY,"
+    " credential_id TEXT NOT NULL DEFAULT '',"
+    " name TEXT NOT NULL DEFAULT '',"
+    " hostname TEXT NOT NULL DEFAULT '',"
+    " os TEXT NOT NULL DEFAULT '',"
+    " kernel TEXT NOT NULL DEFAULT '',"
+    " arch TEXT NOT NULL DEFAULT '',"
+    " version TEXT NOT NULL DEFAULT '',"
+    " addresses TEXT NOT NULL DEFAULT '[]',"
+    " tags TEXT NOT NULL DEFAULT '[]',"
+    " remote_addr TEXT NOT NULL DEFAULT '',"
+    " online INTEGER NOT NULL DEFAULT 0,"
+    " first_seen BIGINT NOT NULL,"
+    " connected_at BIGINT NOT NULL,"
+    " last_seen BIGINT NOT NULL);"
+    "CREATE INDEX agents_credential ON agents(credential_id);"
+
+    "CREATE TABLE tunnels ("
+    " id TEXT PRIMARY KEY,"
+    " agent_id TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,"
+    " protocol TEXT NOT NULL CHECK (protocol IN ('tcp', 'udp')),"
+    " remote_host TEXT NOT NULL,"
+    " remote_port INTEGER NOT NULL CHECK (remote_port BETWEEN 1 AND 65535),"
+    " local_port INTEGER NOT NULL CHECK (local_port BETWEEN 1 AND 65535),"
+    " acl TEXT NOT NULL,"
+    " idle_minutes INTEGER NOT NULL DEFAULT 0 CHECK (idle_minutes >= 0),"
+    " created_by TEXT NOT NULL DEFAULT '',"
+    " created_at BIGINT NOT NULL,"
+    " state TEXT NOT NULL DEFAULT '',"
+    " last_used BIGINT NOT NULL DEFAULT 0,"
+    " UNIQUE (protocol, local_port));"
+    "CREATE INDEX tunnels_agent ON tunnels(agent_id);";
+
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},
     {2, store_schema_v2, STORE_HOOK_NONE},
     {3, store_schema_v3, STORE_HOOK_NONE},
     {4, store_schema_v4, STORE_HOOK_NONE},
+    {5, store_schema_v5, STORE_HOOK_NONE},
 };
 
 const size_t store_migrations_count =

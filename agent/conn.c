@@ -1,0 +1,1044 @@
+/*
+ * One agent connection's life: WebSocket, SSH client session, host-key
+ * pin, password authentication, announcement, then streams; teardown and
+ * reconnection with backoff. See conn.h for the outline.
+ *
+ * Three kinds of events drive a connection, all in the loop's one thread:
+ * libwebsockets callbacks (the WebSocket), a uv_poll on our end of the
+ * socketpair (bytes libssh wrote, to go out as frames) and a uv_poll on
+ * libssh's end (bytes the server sent, for libssh to read). Every one of
+ * them ends in conn_pump(), which lets libssh process what arrived and
+ * then advances the handshake or moves stream bytes, again and again until
+ * nothing moves (docs pitfall: any libssh call may process packets for any
+ * channel, so one pass is never enough).
+ *
+ * Backpressure on the WebSocket side: we read from the socketpair only
+ * when the previous frame has been handed to libwebsockets, and when the
+ * socketpair is full we stop the WebSocket's receive flow until it drains.
+ */
+#include "agent/conn_internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "agent/facts.h"
+#include "common/err.h"
+#include "common/log.h"
+
+#define CONN_HANDSHAKE_MS 30000 /* WebSocket up to online */
+#define CONN_WAIT_FIRST_MS 1000
+#define CONN_WAIT_MAX_MS 60000
+#define CONN_STABLE_MS 60000 /* up this long: the backoff starts over */
+#define CONN_PROTO "portcullis-agent.v1"
+#define CONN_SUBSYSTEM "announce@portcullis"
+
+static int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
+                            void *user, void *in, size_t len);
+static void conn_closed(struct agent_conn *c);
+static void conn_update_polls(struct agent_conn *c);
+
+/* A scratch buffer for reads from the socketpair, shared by every
+ * connection of the process (one thread). */
+static uint8_t conn_scratch[CONN_WS_CHUNK];
+
+/* --- logging ----------------------------------------------------------- */
+
+void conn_logf(const struct agent_conn *c, int level, const char *fmt, ...)
+{
+    char msg[1536];
+    va_list ap;
+
+    if (c->ctx->quiet && level > LOG_ERROR) {
+        level = LOG_DEBUG;
+    }
+    if (level > (int)log_get_level()) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    log_msg((enum log_level)level, "agent %s: %s", c->id, msg);
+}
+
+static void conn_lws_log(int level, const char *line)
+{
+    char buf[512];
+    size_t n = strlen(line);
+
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) {
+        n--;
+    }
+    if (n >= sizeof(buf)) {
+        n = sizeof(buf) - 1;
+    }
+    memcpy(buf, line, n);
+    buf[n] = '\0';
+    log_msg(level == LLL_ERR    ? LOG_WARN
+            : level == LLL_WARN ? LOG_WARN
+                                : LOG_DEBUG,
+            "lws: %s", buf);
+}
+
+/* --- the context ------------------------------------------------------- */
+
+int agent_ctx_new(struct agent_ctx **out, uv_loop_t *loop,
+                  const struct agent_conf *conf,
+                  const struct agent_ctx_opts *opts)
+{
+    struct lws_context_creation_info info;
+    struct agent_ctx *ctx;
+    void *loops[1];
+    int lvl = LLL_ERR | LLL_WARN;
+
+    *out = NULL;
+    if ((ctx = calloc(1, sizeof(*ctx))) == NULL) {
+        return ERR_NOMEM;
+    }
+    ctx->loop = loop;
+    ctx->conf = conf;
+    ctx->quiet = opts->quiet;
+    ctx->protocols[0].name = CONN_PROTO;
+    ctx->protocols[0].callback = conn_ws_callback;
+    ctx->protocols[0].rx_buffer_size = opts->rx_buffer;
+    ctx->protocols[0].tx_packet_size = CONN_WS_CHUNK;
+    /* libwebsockets PINGs after keepalive seconds without a valid frame and
+     * hangs up after timeout (we also count every data frame as valid, see
+     * LWS_CALLBACK_CLIENT_RECEIVE). */
+    ctx->retry.secs_since_valid_ping = (uint16_t)conf->keepalive;
+    ctx->retry.secs_since_valid_hangup = (uint16_t)conf->timeout;
+    if (log_get_level() >= LOG_DEBUG) {
+        lvl |= LLL_NOTICE | LLL_INFO;
+    }
+    lws_set_log_level(lvl, conn_lws_log);
+
+    memset(&info, 0, sizeof(info));
+    loops[0] = loop;
+    info.foreign_loops = loops;
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = ctx->protocols;
+    info.user = ctx;
+    info.timeout_secs = 20;
+    info.options = LWS_SERVER_OPTION_LIBUV;
+    if (conf->tls) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        if (conf->ca != NULL) {
+            /* Only this CA: not the system's ones as well. */
+            info.client_ssl_ca_filepath = conf->ca;
+            info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
+        }
+    }
+    /* libwebsockets would take a proxy from $http_proxy when none is given;
+     * the agent's config is the only place that says which proxy to use. */
+    if (conf->proxy_lws == NULL) {
+        unsetenv("http_proxy");
+    }
+    ctx->lws = lws_create_context(&info);
+    if (ctx->lws == NULL) {
+        log_error("cannot create the WebSocket client context%s",
+                  conf->ca != NULL ? " (is the CA file readable PEM?)" : "");
+        free(ctx);
+        return ERR_IO;
+    }
+    ctx->vhost = lws_get_vhost_by_name(ctx->lws, "default");
+    if (ctx->vhost == NULL) {
+        log_error("libwebsockets made no default vhost");
+        lws_context_destroy(ctx->lws);
+        free(ctx);
+        return ERR_INTERNAL;
+    }
+    if (conf->proxy_lws != NULL && lws_set_proxy(ctx->vhost, conf->proxy_lws)) {
+        log_error("libwebsockets refused the proxy address");
+        lws_context_destroy(ctx->lws);
+        free(ctx);
+        return ERR_CONFIG;
+    }
+    *out = ctx;
+    return ERR_OK;
+}
+
+void agent_ctx_free(struct agent_ctx *ctx)
+{
+    if (ctx == NULL) {
+        return;
+    }
+    if (ctx->lws != NULL) {
+        lws_context_destroy(ctx->lws);
+        /* On a foreign loop the context closes its handles in callbacks:
+         * let them run, then finish. */
+        for (int i = 0; i < 100 && uv_run(ctx->loop, UV_RUN_NOWAIT) != 0; i++) {
+        }
+        lws_context_destroy(ctx->lws);
+        uv_run(ctx->loop, UV_RUN_NOWAIT);
+    }
+    free(ctx);
+}
+
+size_t agent_ctx_online(const struct agent_ctx *ctx)
+{
+    return ctx->online;
+}
+
+size_t agent_ctx_count(const struct agent_ctx *ctx)
+{
+    return ctx->count;
+}
+
+/* --- handles ----------------------------------------------------------- */
+
+static void conn_free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void conn_close_poll(uv_poll_t **p)
+{
+    if (*p != NULL) {
+        uv_close((uv_handle_t *)*p, conn_free_handle);
+        *p = NULL;
+    }
+}
+
+static void conn_set_poll(uv_poll_t *p, int *cur, int want, uv_poll_cb cb)
+{
+    if (p == NULL || *cur == want) {
+        return;
+    }
+    if (want == 0) {
+        uv_poll_stop(p);
+    } else {
+        uv_poll_start(p, want, cb);
+    }
+    *cur = want;
+}
+
+/* --- the bridge: socketpair <-> WebSocket ------------------------------ */
+
+/* Reads what libssh wrote into the pair, as the next frame to send. */
+static void conn_bridge_read(struct agent_conn *c)
+{
+    ssize_t n;
+
+    if (c->tx != NULL || c->wsi == NULL || !c->ws_up || c->bridge_fd < 0) {
+        return;
+    }
+    n = read(c->bridge_fd, conn_scratch, sizeof(conn_scratch));
+    if (n > 0) {
+        c->tx = malloc(LWS_PRE + (size_t)n);
+        if (c->tx == NULL) {
+            conn_fail(c, "out of memory");
+            return;
+        }
+        memcpy(c->tx + LWS_PRE, conn_scratch, (size_t)n);
+        c->tx_len = (size_t)n;
+        lws_callback_on_writable(c->wsi);
+        return;
+    }
+    if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+        conn_fail(c, "the SSH session ended");
+    }
+}
+
+static int conn_bridge_flush(struct agent_conn *c)
+{
+    ssize_t n;
+
+    while (c->rxp_off < c->rxp_len) {
+        n = write(c->bridge_fd, c->rxp + c->rxp_off, c->rxp_len - c->rxp_off);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) {
+                return ERR_OK;
+            }
+            return ERR_IO;
+        }
+        c->rxp_off += (size_t)n;
+    }
+    free(c->rxp);
+    c->rxp = NULL;
+    c->rxp_len = c->rxp_off = 0;
+    if (c->rx_paused && c->wsi != NULL) {
+        lws_rx_flow_control(c->wsi, 1);
+        c->rx_paused = false;
+    }
+    return ERR_OK;
+}
+
+/* Bytes from the server: into the pair, the rest kept (bounded). */
+static int conn_bridge_write(struct agent_conn *c, const uint8_t *p, size_t len)
+{
+    ssize_t n = 0;
+    uint8_t *b;
+
+    if (c->bridge_fd < 0) {
+        return ERR_OK; /* the SSH side is gone; closing */
+    }
+    if (c->rxp == NULL) {
+        n = write(c->bridge_fd, p, len);
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EINTR) {
+                return ERR_IO;
+            }
+            n = 0;
+        }
+        if ((size_t)n == len) {
+            return ERR_OK;
+        }
+    }
+    if (c->rxp_len - c->rxp_off + len - (size_t)n > CONN_RX_PENDING_MAX) {
+        return ERR_TOO_LONG;
+    }
+    b = realloc(c->rxp, c->rxp_len + len - (size_t)n);
+    if (b == NULL) {
+        return ERR_NOMEM;
+    }
+    memcpy(b + c->rxp_len, p + n, len - (size_t)n);
+    c->rxp = b;
+    c->rxp_len += len - (size_t)n;
+    if (!c->rx_paused && c->wsi != NULL) {
+        lws_rx_flow_control(c->wsi, 0);
+        c->rx_paused = true;
+    }
+    return ERR_OK;
+}
+
+static void conn_bridge_cb(uv_poll_t *p, int status, int events)
+{
+    struct agent_conn *c = p->data;
+
+    if (status < 0 || (events & UV_WRITABLE)) {
+        if (conn_bridge_flush(c) != ERR_OK) {
+            conn_fail(c, "the SSH session ended");
+        }
+    }
+    if (status < 0 || (events & UV_READABLE)) {
+        conn_bridge_read(c);
+    }
+    conn_pump(c);
+}
+
+static void conn_ssh_cb(uv_poll_t *p, int status, int events)
+{
+    conn_pump(p->data);
+}
+
+static void conn_update_polls(struct agent_conn *c)
+{
+    int want = 0;
+
+    if (c->bridge_poll != NULL) {
+        if (c->tx == NULL && c->ws_up && c->phase != PH_CLOSING) {
+            want |= UV_READABLE;
+        }
+        if (c->rxp != NULL) {
+            want |= UV_WRITABLE;
+        }
+        conn_set_poll(c->bridge_poll, &c->bridge_events, want, conn_bridge_cb);
+    }
+    if (c->ssh_poll != NULL) {
+        want = UV_READABLE;
+        if (c->ssh != NULL && c->ssh_owns_fd &&
+            (ssh_get_poll_flags(c->ssh) & SSH_WRITE_PENDING)) {
+            want |= UV_WRITABLE;
+        }
+        if (c->phase == PH_CLOSING) {
+            want = 0;
+        }
+        conn_set_poll(c->ssh_poll, &c->ssh_events, want, conn_ssh_cb);
+    }
+}
+
+/* --- teardown and reconnection ----------------------------------------- */
+
+static void conn_teardown(struct agent_conn *c)
+{
+    stream_free_all(c);
+    if (c->ann != NULL) {
+        ssh_remove_channel_callbacks(c->ann, &c->ann_cb);
+        ssh_channel_free(c->ann);
+        c->ann = NULL;
+    }
+    free(c->ann_json);
+    c->ann_json = NULL;
+    conn_close_poll(&c->bridge_poll);
+    conn_close_poll(&c->ssh_poll);
+    c->bridge_events = c->ssh_events = 0;
+    if (c->event != NULL) {
+        if (c->ssh != NULL) {
+            ssh_event_remove_session(c->event, c->ssh);
+        }
+        ssh_event_free(c->event);
+        c->event = NULL;
+    }
+    if (c->ssh != NULL) {
+        ssh_free(c->ssh); /* closes ssh_fd once ssh_connect() took it */
+        c->ssh = NULL;
+    }
+    if (!c->ssh_owns_fd && c->ssh_fd >= 0) {
+        close(c->ssh_fd);
+    }
+    c->ssh_fd = -1;
+    c->ssh_owns_fd = false;
+    if (c->bridge_fd >= 0) {
+        close(c->bridge_fd);
+        c->bridge_fd = -1;
+    }
+    free(c->tx);
+    c->tx = NULL;
+    c->tx_len = 0;
+    free(c->rxp);
+    c->rxp = NULL;
+    c->rxp_len = c->rxp_off = 0;
+    c->rx_paused = false;
+    if (c->phase == PH_ONLINE) {
+        c->ctx->online--;
+    }
+    c->ws_up = false;
+    c->close_pending = false;
+}
+
+static void conn_connect(struct agent_conn *c);
+
+static void conn_timer_cb(uv_timer_t *t)
+{
+    struct agent_conn *c = t->data;
+
+    if (c->phase == PH_IDLE) {
+        conn_connect(c);
+    } else if (c->phase == PH_CLOSING) {
+        if (c->wsi == NULL) {
+            conn_closed(c);
+        }
+    } else if (c->phase != PH_ONLINE) {
+        conn_fail(c, "no answer from the server within %d s",
+                  CONN_HANDSHAKE_MS / 1000);
+    }
+}
+
+/* The WebSocket is gone (or never came): free the SSH side, wait, retry. */
+static void conn_closed(struct agent_conn *c)
+{
+    uint64_t w, delay;
+
+    if (c->phase == PH_IDLE) {
+        return;
+    }
+    if (c->phase == PH_ONLINE) {
+        conn_logf(c, LOG_WARN, "connection to the server lost");
+    } else if (c->phase == PH_WS) {
+        conn_logf(c, LOG_WARN,
+                  "cannot connect to %s: closed before the WebSocket "
+                  "was up%s",
+                  c->conf->server,
+                  c->conf->proxy_lws != NULL
+                      ? " (did the proxy refuse the CONNECT?)"
+                  : c->conf->tls ? " (TLS handshake refused?)"
+                                 : "");
+    }
+    if (c->up_since != 0 &&
+        uv_now(c->ctx->loop) - c->up_since >= CONN_STABLE_MS) {
+        c->wait_ms = CONN_WAIT_FIRST_MS;
+    }
+    c->up_since = 0;
+    conn_teardown(c);
+    c->phase = PH_IDLE;
+    c->wsi = NULL;
+    if (c->freeing) {
+        return;
+    }
+    /* Uniform in [w/2, w], then double w up to the cap. */
+    w = c->wait_ms;
+    delay = w / 2 + randombytes_uniform((uint32_t)(w / 2 + 1));
+    c->wait_ms = w * 2 > CONN_WAIT_MAX_MS ? CONN_WAIT_MAX_MS : w * 2;
+    conn_logf(c, LOG_INFO, "reconnecting in %.1f s", (double)delay / 1000.0);
+    uv_timer_start(c->timer, conn_timer_cb, delay, 0);
+}
+
+void conn_fail(struct agent_conn *c, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    if (c->phase == PH_CLOSING || c->phase == PH_IDLE) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    conn_logf(c, c->phase == PH_WS ? LOG_WARN : LOG_ERROR, "%s", msg);
+    if (c->phase == PH_ONLINE) {
+        c->ctx->online--;
+    }
+    c->phase = PH_CLOSING;
+    if (c->wsi != NULL) {
+        c->close_pending = true;
+        lws_callback_on_writable(c->wsi);
+    } else {
+        /* No WebSocket to wait for: tear down from the loop, not from
+         * inside whatever called us. */
+        uv_timer_start(c->timer, conn_timer_cb, 0, 0);
+    }
+}
+
+/* --- SSH: start, host key, handshake steps ----------------------------- */
+
+static void conn_ann_exit_status(ssh_session s, ssh_channel ch, int status,
+                                 void *arg)
+{
+    struct agent_conn *c = arg;
+
+    c->ann_status = status;
+    c->activity = true;
+}
+
+static int conn_ann_data(ssh_session s, ssh_channel ch, void *data,
+                         uint32_t len, int is_stderr, void *arg)
+{
+    ((struct agent_conn *)arg)->activity = true;
+    return 0; /* consumed later by ssh_channel_read_timeout */
+}
+
+static void conn_ann_event(ssh_session s, ssh_channel ch, void *arg)
+{
+    ((struct agent_conn *)arg)->activity = true;
+}
+
+static int conn_ssh_start(struct agent_conn *c)
+{
+    const struct agent_conf *cf = c->conf;
+    int sp[2], zero = 0, verbosity = SSH_LOG_NOLOG;
+    bool no = false;
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+                   sp) != 0) {
+        conn_fail(c, "socketpair: %s", strerror(errno));
+        return ERR_IO;
+    }
+    c->bridge_fd = sp[0];
+    c->ssh_fd = sp[1];
+    c->ssh_owns_fd = false;
+    c->ann_status = -1;
+    if ((c->ssh = ssh_new()) == NULL) {
+        conn_fail(c, "out of memory");
+        return ERR_NOMEM;
+    }
+    if (ssh_options_set(c->ssh, SSH_OPTIONS_FD, &c->ssh_fd) < 0 ||
+        ssh_options_set(c->ssh, SSH_OPTIONS_HOST, cf->host) < 0 ||
+        ssh_options_set(c->ssh, SSH_OPTIONS_USER, cf->cred_id) < 0 ||
+        ssh_options_set(c->ssh, SSH_OPTIONS_PROCESS_CONFIG, &no) < 0 ||
+        ssh_options_set(c->ssh, SSH_OPTIONS_LOG_VERBOSITY, &verbosity) < 0 ||
+        ssh_options_set(c->ssh, SSH_OPTIONS_STRICTHOSTKEYCHECK, &zero) < 0) {
+        conn_fail(c, "cannot set SSH options: %s", ssh_get_error(c->ssh));
+        return ERR_INTERNAL;
+    }
+    ssh_set_blocking(c->ssh, 0);
+    c->bridge_poll = malloc(sizeof(*c->bridge_poll));
+    c->ssh_poll = malloc(sizeof(*c->ssh_poll));
+    if (c->bridge_poll == NULL || c->ssh_poll == NULL) {
+        free(c->bridge_poll);
+        free(c->ssh_poll);
+        c->bridge_poll = c->ssh_poll = NULL;
+        conn_fail(c, "out of memory");
+        return ERR_NOMEM;
+    }
+    uv_poll_init(c->ctx->loop, c->bridge_poll, c->bridge_fd);
+    uv_poll_init(c->ctx->loop, c->ssh_poll, c->ssh_fd);
+    c->bridge_poll->data = c;
+    c->ssh_poll->data = c;
+    c->bridge_events = c->ssh_events = 0;
+    c->phase = PH_KEX;
+    return ERR_OK;
+}
+
+/* OpenSSH-style SHA256 fingerprint of the server's key, compared in
+ * constant time with the configured one. */
+static bool conn_check_hostkey(struct agent_conn *c)
+{
+    ssh_key key = NULL;
+    unsigned char *hash = NULL;
+    size_t hlen = 0, want = strlen(c->conf->fingerprint);
+    char *fp = NULL;
+    bool ok = false;
+
+    if (ssh_get_server_publickey(c->ssh, &key) != SSH_OK) {
+        conn_fail(c, "the server presented no host key");
+        return false;
+    }
+    if (ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash, &hlen) ==
+        0) {
+        fp = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hlen);
+    }
+    ssh_clean_pubkey_hash(&hash);
+    ssh_key_free(key);
+    if (fp == NULL) {
+        conn_fail(c, "cannot compute the server's host key fingerprint");
+        return false;
+    }
+    ok = strlen(fp) == want &&
+         sodium_memcmp(fp, c->conf->fingerprint, want) == 0;
+    if (!ok) {
+        conn_fail(c,
+                  "host key mismatch: expected %s, the server presented %s; "
+                  "not authenticating",
+                  c->conf->fingerprint, fp);
+    }
+    ssh_string_free_char(fp);
+    return ok;
+}
+
+/* Reads what the announcement channel holds; stderr into line. */
+static void conn_ann_drain(struct agent_conn *c, char *line, size_t *llen)
+{
+    char buf[512];
+    int n;
+
+    while ((n = ssh_channel_read_timeout(c->ann, buf, sizeof(buf), 1, 0)) > 0) {
+        for (int i = 0; i < n && *llen + 1 < CONN_ERRLINE_MAX; i++) {
+            unsigned char ch = (unsigned char)buf[i];
+            if (ch == '\n' || ch == '\r') {
+                ch = ' ';
+            } else if (ch < 0x20 || ch == 0x7f) {
+                ch = '?';
+            }
+            line[(*llen)++] = (char)ch;
+        }
+        line[*llen] = '\0';
+    }
+    while (ssh_channel_read_timeout(c->ann, buf, sizeof(buf), 0, 0) > 0) {
+    }
+}
+
+/* One step of the handshake; true if the phase moved. */
+static bool conn_step(struct agent_conn *c)
+{
+    char *errline = c->ann_err;
+    size_t elen;
+    int rc;
+
+    switch (c->phase) {
+    case PH_KEX:
+        rc = ssh_connect(c->ssh);
+        c->ssh_owns_fd = true;
+        if (c->event == NULL) {
+            if ((c->event = ssh_event_new()) == NULL ||
+                ssh_event_add_session(c->event, c->ssh) != SSH_OK) {
+                conn_fail(c, "cannot set up the SSH event");
+                return false;
+            }
+        }
+        if (rc == SSH_AGAIN) {
+            return false;
+        }
+        if (rc != SSH_OK) {
+            conn_fail(c, "SSH handshake failed: %s", ssh_get_error(c->ssh));
+            return false;
+        }
+        if (!conn_check_hostkey(c)) {
+            return false;
+        }
+        conn_logf(c, LOG_DEBUG, "host key %s verified", c->conf->fingerprint);
+        c->phase = PH_AUTH;
+        return true;
+    case PH_AUTH:
+        rc = ssh_userauth_password(c->ssh, NULL, c->conf->cred_secret);
+        if (rc == SSH_AUTH_AGAIN) {
+            return false;
+        }
+        if (rc == SSH_AUTH_SUCCESS) {
+            c->phase = PH_OPEN;
+            return true;
+        }
+        if (rc == SSH_AUTH_ERROR) {
+            conn_fail(c, "authentication failed: %s", ssh_get_error(c->ssh));
+        } else {
+            conn_fail(c,
+                      "the server refused credential %s (wrong ID or "
+                      "secret, or the credential was deleted)",
+                      c->conf->cred_id);
+        }
+        return false;
+    case PH_OPEN:
+        if (c->ann == NULL) {
+            if ((c->ann = ssh_channel_new(c->ssh)) == NULL) {
+                conn_fail(c, "out of memory");
+                return false;
+            }
+            memset(&c->ann_cb, 0, sizeof(c->ann_cb));
+            c->ann_cb.userdata = c;
+            c->ann_cb.channel_data_function = conn_ann_data;
+            c->ann_cb.channel_exit_status_function = conn_ann_exit_status;
+            c->ann_cb.channel_eof_function = conn_ann_event;
+            c->ann_cb.channel_close_function = conn_ann_event;
+            ssh_callbacks_init(&c->ann_cb);
+            ssh_set_channel_callbacks(c->ann, &c->ann_cb);
+        }
+        rc = ssh_channel_open_session(c->ann);
+        if (rc == SSH_AGAIN) {
+            return false;
+        }
+        if (rc != SSH_OK) {
+            conn_fail(c, "the server refused the announcement channel: %s",
+                      ssh_get_error(c->ssh));
+            return false;
+        }
+        c->phase = PH_SUBSYS;
+        return true;
+    case PH_SUBSYS:
+        rc = ssh_channel_request_subsystem(c->ann, CONN_SUBSYSTEM);
+        if (rc == SSH_AGAIN) {
+            return false;
+        }
+        if (rc != SSH_OK) {
+            conn_fail(c, "the server refused the %s subsystem", CONN_SUBSYSTEM);
+            return false;
+        }
+        rc = facts_announcement(c->id, c->conf->name,
+                                (const char *const *)c->conf->tags,
+                                c->conf->ntags, &c->ann_json);
+        if (rc != ERR_OK) {
+            conn_fail(c, "cannot build the announcement: %s", err_str(rc));
+            return false;
+        }
+        c->ann_len = strlen(c->ann_json);
+        c->ann_off = 0;
+        c->phase = PH_SEND;
+        return true;
+    case PH_SEND:
+        while (c->ann_off < c->ann_len) {
+            uint32_t win = ssh_channel_window_size(c->ann);
+            size_t n = c->ann_len - c->ann_off;
+            if (win == 0) {
+                return false;
+            }
+            if (n > win) {
+                n = win;
+            }
+            rc = ssh_channel_write(c->ann, c->ann_json + c->ann_off,
+                                   (uint32_t)n);
+            if (rc < 0) {
+                conn_fail(c, "cannot send the announcement: %s",
+                          ssh_get_error(c->ssh));
+                return false;
+            }
+            if (rc == 0) {
+                return false;
+            }
+            c->ann_off += (size_t)rc;
+        }
+        if (ssh_channel_send_eof(c->ann) != SSH_OK) {
+            conn_fail(c, "cannot send the announcement: %s",
+                      ssh_get_error(c->ssh));
+            return false;
+        }
+        c->phase = PH_ANSWER;
+        errline[0] = '\0';
+        return true;
+    case PH_ANSWER:
+        elen = strlen(errline);
+        conn_ann_drain(c, errline, &elen);
+        if (c->ann_status < 0) {
+            if (ssh_channel_is_closed(c->ann) || ssh_channel_is_eof(c->ann)) {
+                if (ssh_channel_is_closed(c->ann)) {
+                    conn_fail(c, "announcement refused: %s",
+                              errline[0] ? errline
+                                         : "the server closed the channel");
+                }
+            }
+            return false;
+        }
+        if (c->ann_status != 0) {
+            conn_fail(c, "announcement refused: %s",
+                      errline[0] ? errline : "no reason given");
+            return false;
+        }
+        ssh_remove_channel_callbacks(c->ann, &c->ann_cb);
+        ssh_channel_close(c->ann);
+        ssh_channel_free(c->ann);
+        c->ann = NULL;
+        free(c->ann_json);
+        c->ann_json = NULL;
+        c->phase = PH_ONLINE;
+        c->ctx->online++;
+        uv_timer_stop(c->timer);
+        conn_logf(c, LOG_INFO, "online (server %s, credential %s)",
+                  c->conf->server, c->conf->cred_id);
+        return true;
+    default:
+        return false;
+    }
+}
+
+void conn_pump(struct agent_conn *c)
+{
+    ssh_message msg;
+    bool moved;
+    int rc;
+
+    if (c->in_pump) {
+        c->activity = true;
+        return;
+    }
+    c->in_pump = true;
+    for (int iter = 0; iter < 256; iter++) {
+        if (c->ssh == NULL || c->phase == PH_CLOSING || c->phase == PH_IDLE) {
+            break;
+        }
+        moved = false;
+        c->activity = false;
+        if (c->event != NULL) {
+            for (int k = 0; k < 64; k++) {
+                rc = ssh_event_dopoll(c->event, 0);
+                if (rc != SSH_OK) {
+                    break;
+                }
+                moved = true;
+            }
+        }
+        if (c->phase != PH_ONLINE) {
+            moved |= conn_step(c);
+        } else {
+            while (c->phase == PH_ONLINE &&
+                   (msg = ssh_message_get(c->ssh)) != NULL) {
+                stream_handle_message(c, msg);
+                moved = true;
+            }
+            if (c->phase == PH_ONLINE) {
+                moved |= stream_pump_all(c);
+            }
+        }
+        if (c->phase != PH_CLOSING && c->ssh_owns_fd &&
+            ssh_get_status(c->ssh) & (SSH_CLOSED | SSH_CLOSED_ERROR)) {
+            const char *e = ssh_get_error(c->ssh);
+            conn_fail(c, "the server ended the SSH session%s%s",
+                      e != NULL && e[0] != '\0' ? ": " : "",
+                      e != NULL ? e : "");
+        }
+        if (!moved && !c->activity) {
+            break;
+        }
+    }
+    conn_update_polls(c);
+    c->in_pump = false;
+}
+
+/* --- the WebSocket ----------------------------------------------------- */
+
+static void conn_connect(struct agent_conn *c)
+{
+    const struct agent_conf *cf = c->conf;
+    struct lws_client_connect_info ci;
+    char host[300];
+
+    memset(&ci, 0, sizeof(ci));
+    if (strchr(cf->host, ':') != NULL) {
+        snprintf(host, sizeof(host), "[%s]", cf->host);
+    } else {
+        snprintf(host, sizeof(host), "%s", cf->host);
+    }
+    ci.context = c->ctx->lws;
+    ci.vhost = c->ctx->vhost;
+    ci.address = cf->host;
+    ci.port = cf->port;
+    ci.path = cf->path;
+    ci.host = host;
+    ci.origin = host;
+    ci.protocol = CONN_PROTO;
+    ci.local_protocol_name = CONN_PROTO;
+    ci.ssl_connection = cf->tls ? LCCSCF_USE_SSL : 0;
+    ci.retry_and_idle_policy = &c->ctx->retry;
+    ci.opaque_user_data = c;
+    ci.pwsi = &c->wsi;
+    c->phase = PH_WS;
+    c->ws_up = false;
+    conn_logf(c, LOG_DEBUG, "connecting to %s%s", cf->server,
+              cf->proxy_lws != NULL ? " through the proxy" : "");
+    uv_timer_start(c->timer, conn_timer_cb, CONN_HANDSHAKE_MS, 0);
+    if (lws_client_connect_via_info(&ci) == NULL) {
+        c->wsi = NULL;
+        if (c->phase == PH_WS) {
+            conn_logf(c, LOG_WARN, "cannot connect to %s", cf->server);
+            conn_closed(c);
+        }
+    }
+}
+
+static int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
+                            void *user, void *in, size_t len)
+{
+    struct agent_conn *c = lws_get_opaque_user_data(wsi);
+    int n;
+
+    switch (reason) {
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+        if (c == NULL || (c->wsi != NULL && c->wsi != wsi)) {
+            return 0;
+        }
+        {
+            const char *why = in != NULL ? (const char *)in : "unknown error";
+            if (strcmp(why, "proxy not h1") == 0) {
+                why = "the proxy refused the CONNECT (wrong proxy user or "
+                      "password, or the port is not allowed?)";
+            }
+            conn_logf(c, LOG_WARN, "cannot connect to %s: %s%s",
+                      c->conf->server, why,
+                      c->conf->tls && strstr(why, "SSL") != NULL
+                          ? " (TLS failed: is the server's certificate "
+                            "trusted (--ca) and valid for its host name?)"
+                          : "");
+        }
+        c->wsi = NULL;
+        if (c->phase == PH_WS) {
+            c->phase = PH_CLOSING; /* logged: conn_closed stays quiet */
+        }
+        conn_closed(c);
+        return 0;
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+        if (c == NULL) {
+            return -1;
+        }
+        c->wsi = wsi;
+        c->ws_up = true;
+        c->up_since = uv_now(c->ctx->loop);
+        conn_logf(c, LOG_DEBUG, "WebSocket to %s established", c->conf->server);
+        if (conn_ssh_start(c) != ERR_OK) {
+            return 0; /* conn_fail asked for the close */
+        }
+        conn_pump(c);
+        return 0;
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+        if (c == NULL) {
+            return -1;
+        }
+        if (!lws_frame_is_binary(wsi)) {
+            conn_logf(c, LOG_ERROR,
+                      "the server sent a text frame; closing (1003)");
+            static unsigned char only_binary[] = "binary frames only";
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
+                             only_binary, sizeof(only_binary) - 1);
+            return -1;
+        }
+        /* Any frame from the server proves it alive (protocol §1.5: PING
+         * only after keepalive seconds of silence). */
+        lws_validity_confirmed(wsi);
+        n = conn_bridge_write(c, in, len);
+        if (n != ERR_OK) {
+            conn_fail(c, "cannot pass server bytes to SSH: %s", err_str(n));
+        }
+        conn_pump(c);
+        return 0;
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+        if (c == NULL) {
+            return -1;
+        }
+        if (c->close_pending) {
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+            return -1;
+        }
+        if (c->tx != NULL) {
+            n = lws_write(wsi, c->tx + LWS_PRE, c->tx_len, LWS_WRITE_BINARY);
+            free(c->tx);
+            c->tx = NULL;
+            if (n < (int)c->tx_len) {
+                conn_logf(c, LOG_WARN, "WebSocket write failed");
+                return -1;
+            }
+            c->tx_len = 0;
+            conn_bridge_read(c);
+            conn_update_polls(c);
+        }
+        return 0;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (c != NULL && len >= 2) {
+            const uint8_t *p = in;
+            conn_logf(c, LOG_WARN, "the server closed the WebSocket (%u%s%.*s)",
+                      (unsigned)(p[0] << 8 | p[1]), len > 2 ? ": " : "",
+                      (int)(len > 2 && len < 200 ? len - 2 : 0),
+                      (const char *)in + 2);
+        }
+        return 0;
+    case LWS_CALLBACK_CLIENT_CLOSED:
+    case LWS_CALLBACK_WSI_DESTROY:
+        if (c == NULL || c->wsi != wsi) {
+            return 0;
+        }
+        lws_set_opaque_user_data(wsi, NULL);
+        c->wsi = NULL;
+        conn_closed(c);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* --- public ------------------------------------------------------------ */
+
+int agent_conn_new(struct agent_conn **out, struct agent_ctx *ctx,
+                   const struct agent_conf *conf, const char *id)
+{
+    struct agent_conn *c;
+
+    *out = NULL;
+    if (id == NULL) {
+        id = conf->id;
+    }
+    if (id == NULL || !agent_conf_valid_id(id)) {
+        return ERR_INVALID;
+    }
+    if ((c = calloc(1, sizeof(*c))) == NULL ||
+        (c->timer = malloc(sizeof(*c->timer))) == NULL) {
+        free(c);
+        return ERR_NOMEM;
+    }
+    c->ctx = ctx;
+    c->conf = conf;
+    snprintf(c->id, sizeof(c->id), "%s", id);
+    c->bridge_fd = c->ssh_fd = -1;
+    c->wait_ms = CONN_WAIT_FIRST_MS;
+    uv_timer_init(ctx->loop, c->timer);
+    c->timer->data = c;
+    ctx->count++;
+    *out = c;
+    return ERR_OK;
+}
+
+void agent_conn_start(struct agent_conn *c)
+{
+    if (c->phase == PH_IDLE) {
+        conn_connect(c);
+    }
+}
+
+bool agent_conn_online(const struct agent_conn *c)
+{
+    return c->phase == PH_ONLINE;
+}
+
+void agent_conn_free(struct agent_conn *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    c->freeing = true;
+    if (c->wsi != NULL) {
+        struct lws *wsi = c->wsi;
+        lws_set_opaque_user_data(wsi, NULL);
+        c->wsi = NULL;
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    }
+    if (c->phase != PH_IDLE) {
+        if (c->phase == PH_CLOSING) {
+            c->phase = PH_WS; /* online was already counted down */
+        }
+        conn_teardown(c);
+        c->phase = PH_IDLE;
+    }
+    uv_timer_stop(c->timer);
+    uv_close((uv_handle_t *)c->timer, conn_free_handle);
+    c->ctx->count--;
+    free(c);
+}

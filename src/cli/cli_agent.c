@@ -1,0 +1,203 @@
+/*
+ * `portcullis agent ...`: the agents that announced themselves to the
+ * server (docs/agent-protocol.md §2). Rows are written by the server's
+ * hub; the CLI reads them and can delete them.
+ *
+ * The online flag is the store's: the server sets it when an agent
+ * announces itself and clears it when the agent goes (and for every agent
+ * when the server starts), so it is right whenever a server runs.
+ * Deleting an agent deletes its tunnels and tells a running server
+ * (notify.h), which drops the agent's connection; an agent that still
+ * holds a valid credential reconnects and appears again.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/err.h"
+#include "common/notify.h"
+#include "hub/hub.h"
+#include "hub/tunnel_def.h"
+#include "store/agents.h"
+
+extern const struct cli_cmd cli_agent;
+
+/* A stored JSON array of strings joined with sep into out ("" if none). */
+static void agent_join(const char *jsonlist, const char *sep, char *out,
+                       size_t outlen)
+{
+    json_t *j = json_loads(jsonlist, 0, NULL), *v;
+    size_t i, used = 0;
+    int n;
+
+    out[0] = '\0';
+    json_array_foreach(j, i, v)
+    {
+        if (!json_is_string(v) || used >= outlen) {
+            continue;
+        }
+        n = snprintf(out + used, outlen - used, "%s%s", used > 0 ? sep : "",
+                     json_string_value(v));
+        used = n < 0 ? outlen : used + (size_t)n;
+    }
+    json_decref(j);
+}
+
+static int agent_list_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    struct store_agent *list = NULL;
+    struct cli_table *t;
+    char seen[32], tags[512];
+    size_t n = 0, i;
+    bool json = false;
+    json_t *arr;
+    int rc, r;
+
+    if ((rc = cli_list_start(ctx, argc, argv, &json)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((r = store_agent_list(ctx->st, &list, &n)) != ERR_OK) {
+        return cli_error("cannot list agents: %s", err_str(r));
+    }
+    if (json) {
+        arr = json_array();
+        for (i = 0; i < n; i++) {
+            cli_json_append(&arr, tunnel_def_agent_json(&list[i]));
+        }
+        rc = cli_json_print(arr);
+    } else {
+        t = cli_table_new(6, "ID", "NAME", "STATE", "LAST SEEN", "ADDRESS",
+                          "TAGS");
+        for (i = 0; i < n; i++) {
+            cli_fmt_time(list[i].last_seen, seen, sizeof(seen));
+            agent_join(list[i].tags, ",", tags, sizeof(tags));
+            cli_table_add(t, list[i].id, list[i].name,
+                          list[i].online ? "online" : "offline", seen,
+                          list[i].remote_addr, tags);
+        }
+        rc = cli_table_finish(t);
+    }
+    store_agent_list_free(list, n);
+    return rc;
+}
+
+static int agent_show_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS];
+    bool json = false;
+    const struct cli_opt opts[] = {CLI_OPT_FLAG("--json", &json), CLI_OPT_END};
+    struct store_agent *a = NULL;
+    struct store_tunnel *tl = NULL;
+    char first[32], conn[32], seen[32], text[1024], count[16];
+    size_t nt = 0;
+    json_t *j;
+    int rc, r;
+
+    if ((rc = cli_parse(ctx, argc, argv, opts, "ID", pos)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    /* struct store_agent holds two 8 KiB lists: not on the stack */
+    if ((a = calloc(1, sizeof(*a))) == NULL) {
+        return cli_error("%s", err_str(ERR_NOMEM));
+    }
+    if ((r = store_agent_get(ctx->st, pos[0], a)) != ERR_OK) {
+        rc = cli_store_error(r, "agent", pos[0]);
+        goto out;
+    }
+    if ((r = store_tunnel_list(ctx->st, a->id, &tl, &nt)) != ERR_OK) {
+        rc = cli_error("cannot list the agent's tunnels: %s", err_str(r));
+        goto out;
+    }
+    if (json) {
+        j = tunnel_def_agent_json(a);
+        cli_json_set(&j, "tunnels", json_integer((json_int_t)nt));
+        rc = cli_json_print(j);
+        goto out;
+    }
+    cli_show("id", a->id);
+    cli_show("name", a->name);
+    cli_show("state", a->online ? "online" : "offline");
+    cli_show("credential_id", a->credential_id);
+    cli_show("hostname", a->hostname);
+    cli_show("os", a->os);
+    cli_show("kernel", a->kernel);
+    cli_show("arch", a->arch);
+    cli_show("version", a->version);
+    agent_join(a->addresses, ", ", text, sizeof(text));
+    cli_show("addresses", text);
+    agent_join(a->tags, ", ", text, sizeof(text));
+    cli_show("tags", text);
+    cli_show("remote_addr", a->remote_addr);
+    cli_fmt_time(a->first_seen, first, sizeof(first));
+    cli_fmt_time(a->connected_at, conn, sizeof(conn));
+    cli_fmt_time(a->last_seen, seen, sizeof(seen));
+    cli_show("first_seen", first);
+    cli_show("connected_at", conn);
+    cli_show("last_seen", seen);
+    snprintf(count, sizeof(count), "%zu", nt);
+    cli_show("tunnels", count);
+    rc = CLI_EXIT_OK;
+out:
+    store_tunnel_list_free(tl, nt);
+    free(a);
+    return rc;
+}
+
+static int agent_delete_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS];
+    int rc, r;
+
+    if ((rc = cli_parse(ctx, argc, argv, NULL, "ID", pos)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if ((r = store_agent_delete(ctx->st, pos[0])) != ERR_OK) {
+        return cli_store_error(r, "agent", pos[0]);
+    }
+    /* Its tunnels went with it: their listeners close too. */
+    if ((r = notify_send(ctx->cfg.data_dir,
+                         HUB_CHANGE_AGENTS | HUB_CHANGE_TUNNELS)) != ERR_OK) {
+        cli_error("warning: deleted, but the running server could not be "
+                  "told (%s)",
+                  err_str(r));
+    }
+    return CLI_EXIT_OK;
+}
+
+static const struct cli_cmd agent_list_cmd = {
+    .name = "list",
+    .synopsis = "agent list [--json]",
+    .summary = "List agents: online or offline, last seen, address, tags.",
+    .run = agent_list_run,
+};
+static const struct cli_cmd agent_show_cmd = {
+    .name = "show",
+    .synopsis = "agent show ID [--json]",
+    .summary = "Show everything an agent announced, and its tunnel count.",
+    .run = agent_show_run,
+};
+static const struct cli_cmd agent_delete_cmd = {
+    .name = "delete",
+    .synopsis = "agent delete ID",
+    .summary = "Delete an agent and its tunnels; a connected agent is "
+               "dropped.",
+    .details = "An agent whose credential is still valid reconnects and "
+               "appears again\n(without its tunnels); delete its credential "
+               "to keep it out.\n",
+    .run = agent_delete_run,
+    .mutates = true,
+};
+static const struct cli_cmd *const agent_cmds[] = {
+    &agent_list_cmd, &agent_show_cmd, &agent_delete_cmd, NULL};
+
+const struct cli_cmd cli_agent = {
+    .name = "agent",
+    .summary = "Show and delete agents (portcullis-agent connections).",
+    .sub = agent_cmds,
+};

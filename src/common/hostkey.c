@@ -1,0 +1,72 @@
+/*
+ * SSH host key fingerprints; see hostkey.h.
+ *
+ * The key is read with libssh's pki functions (a private key file as
+ * `portcullis init` writes it, or a public key file), hashed with
+ * ssh_get_publickey_hash(SHA256) over the public key blob, and encoded
+ * here: "SHA256:" and the unpadded standard base64 of the 32 bytes, which
+ * is exactly what `ssh-keygen -lf` prints. We do not use
+ * ssh_get_fingerprint_hash() for the text because its form has changed
+ * between libssh releases, and an agent compares the string byte for byte.
+ */
+#include "common/hostkey.h"
+
+#include <string.h>
+
+#include <libssh/libssh.h>
+#include <sodium.h>
+
+#include "common/err.h"
+
+#define HOSTKEY_SHA256_LEN 32
+
+/* A key file protected by a passphrase is not one we can use: say no
+ * rather than prompt. */
+static int hostkey_no_passphrase(const char *prompt, char *buf, size_t len,
+                                 int echo, int verify, void *userdata)
+{
+    return -1;
+}
+
+int hostkey_fingerprint(const char *path, char *out, size_t outlen)
+{
+    char b64[sodium_base64_ENCODED_LEN(
+        HOSTKEY_SHA256_LEN, sodium_base64_VARIANT_ORIGINAL_NO_PADDING)];
+    unsigned char *hash = NULL;
+    size_t hlen = 0;
+    ssh_key key = NULL;
+    int r = ERR_IO;
+
+    if (out == NULL || outlen == 0) {
+        return ERR_INVALID;
+    }
+    out[0] = '\0';
+    if (path == NULL) {
+        return ERR_IO;
+    }
+    if (ssh_pki_import_privkey_file(path, NULL, hostkey_no_passphrase, NULL,
+                                    &key) != SSH_OK &&
+        ssh_pki_import_pubkey_file(path, &key) != SSH_OK) {
+        key = NULL;
+        goto out;
+    }
+    if (ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash, &hlen) !=
+            SSH_OK ||
+        hlen != HOSTKEY_SHA256_LEN) {
+        r = ERR_CRYPTO;
+        goto out;
+    }
+    sodium_bin2base64(b64, sizeof(b64), hash, hlen,
+                      sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
+    if (outlen < 7 + strlen(b64) + 1) {
+        r = ERR_TOO_LONG;
+        goto out;
+    }
+    memcpy(out, "SHA256:", 7);
+    memcpy(out + 7, b64, strlen(b64) + 1);
+    r = ERR_OK;
+out:
+    ssh_clean_pubkey_hash(&hash);
+    ssh_key_free(key);
+    return r;
+}

@@ -1,0 +1,139 @@
+/*
+ * What the files of src/hub/ share: one agent connection, one stream, and
+ * the announcement parser. Not for other modules.
+ *
+ * An agent connection (struct hub_agent) is three file descriptors and a
+ * libssh server session:
+ *
+ *   agent --TCP--> lws wsi --frames--> fd_ws ==socketpair== fd_ssh <-- libssh
+ *
+ * hub.c moves WebSocket payloads to fd_ws and fd_ws's bytes back into
+ * binary frames (with backpressure both ways: lws rx flow control, and
+ * reading fd_ws only while the outgoing frame buffer is empty); libssh
+ * reads and writes fd_ssh, driven by loop events on it. Buffers exist only
+ * while bytes are in flight, so an idle agent holds none.
+ *
+ * Callbacks from libssh (auth, channel opens, channel data) only note
+ * what happened; the work is done after ssh_event_dopoll() returns
+ * (hub_agent_service), never inside libssh.
+ */
+#ifndef PORTCULLIS_HUB_INTERNAL_H
+#define PORTCULLIS_HUB_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libssh/callbacks.h>
+#include <libssh/libssh.h>
+#include <libssh/server.h>
+#include <libwebsockets.h>
+
+#include "hub/hub.h"
+#include "store/agents.h"
+
+#define HUB_ANNOUNCE_MAX 16384
+#define HUB_ANNOUNCE_SUBSYSTEM "announce@portcullis"
+#define HUB_AUTH_TRIES 3
+#define HUB_HANDSHAKE_MS 10000 /* to authenticate, and then to announce */
+#define HUB_FRAME_MAX 65536    /* payload bytes per WebSocket frame */
+#define HUB_CHUNK 65536        /* per-stream buffer, each direction */
+#define HUB_BUCKETS 16384      /* online agents by ID */
+
+enum hub_agent_state {
+    HA_KEX,      /* key exchange */
+    HA_AUTH,     /* waiting for the credential */
+    HA_ANNOUNCE, /* authenticated, waiting for the announcement */
+    HA_ONLINE,   /* announced: streams may be opened */
+    HA_CLOSING,  /* on its way out */
+};
+
+/* An announcement, as parsed (hub_announce.c). */
+struct hub_announce {
+    char id[AGENT_ID_MAX + 1];
+    char name[STORE_NAME_MAX + 1];
+    char hostname[AGENT_FACT_MAX + 1];
+    char os[STORE_NAME_MAX + 1];
+    char kernel[STORE_NAME_MAX + 1];
+    char arch[32 + 1];
+    char version[64 + 1];
+    char addresses[AGENT_JSON_MAX + 1]; /* JSON array */
+    char tags[AGENT_JSON_MAX + 1];      /* JSON array */
+};
+
+struct hub_stream;
+
+struct hub_agent {
+    struct hub *h;
+    struct hub_agent *next, *prev; /* every connection */
+    struct hub_agent *hnext;       /* online agents' bucket chain */
+    struct lws *wsi;               /* NULL once libwebsockets let go */
+    enum hub_agent_state state;
+    int fd_ws, fd_ssh;
+    ssh_session s;
+    ssh_event ev;
+    struct ssh_server_callbacks_struct server_cb;
+    char ip[64];     /* client address */
+    char remote[64]; /* "ip:port" */
+    char cred_id[STORE_ID_MAX + 1];
+    char id[AGENT_ID_MAX + 1]; /* announced ID, "" before */
+    int auth_failures;
+    int64_t started_ms, last_rx_ms, ping_sent_ms, probe_until_ms;
+    int64_t close_at_ms; /* deferred close (after a refusal), 0 = none */
+    bool ping_wanted, in_service, dead;
+
+    /* WebSocket -> fd_ws bytes that did not fit (rx paused meanwhile) */
+    uint8_t *in;
+    size_t in_len, in_off;
+    /* fd_ws -> WebSocket: one frame waiting for WRITEABLE (LWS_PRE first) */
+    uint8_t *out;
+    size_t out_len;
+
+    /* the announcement channel */
+    ssh_channel ann_ch;
+    struct ssh_channel_callbacks_struct ann_cb;
+    bool ann_subsystem, ann_eof, ann_done, ann_bad;
+    char *ann_buf;
+    size_t ann_len;
+
+    struct hub_stream *streams;
+};
+
+struct hub {
+    const struct config *cfg;
+    struct loop *loop;
+    struct store *store;
+    ssh_bind bind;
+    struct lws_protocols proto;
+    struct hub_agent *agents;  /* every connection */
+    struct hub_agent **online; /* HUB_BUCKETS chains */
+    size_t nconns, nonline;
+    uint64_t sweep_timer;
+    hub_presence_fn presence;
+    void *presence_arg;
+    hub_change_fn change;
+    void *change_arg;
+};
+
+/* hub_announce.c: parses an announcement (docs/agent-protocol.md §2).
+ * Pure; fuzzed. ERR_OK or ERR_INVALID with a one-line why. */
+int hub_announce_parse(const char *data, size_t len, struct hub_announce *out,
+                       char *why, size_t whylen);
+/* True if s is a valid agent ID (1-64 of A-Z a-z 0-9 . _ -). */
+bool hub_agent_id_valid(const char *s);
+
+/* hub.c */
+struct hub_agent *hub_find_online(const struct hub *h, const char *id);
+/* Ends the connection (now, or after ms so a refusal reaches the agent). */
+void hub_agent_close(struct hub_agent *a, const char *why, int64_t ms);
+/* Recomputes which loop events fd_ssh needs (after libssh was used). */
+void hub_agent_watch(struct hub_agent *a);
+
+/* hub_stream.c */
+void hub_streams_service(struct hub_agent *a);
+/* The agent is gone: pending streams fail with why, open ones end. */
+void hub_streams_drop(struct hub_agent *a, const char *why);
+/* True while some stream has bytes waiting for libssh's output to drain. */
+bool hub_streams_blocked(const struct hub_agent *a);
+
+#endif

@@ -1,0 +1,1188 @@
+/*
+ * Tunnels: the server side of `portcullis tunnel add` (SPEC §6); see
+ * tunnel.h.
+ *
+ * Each tunnel in the store becomes a struct tunnel here. While its agent
+ * is online (the hub's presence callback) it holds one non-blocking socket
+ * per address of [tunnel] listen, registered with the main loop like every
+ * other socket of the main process:
+ *
+ *   TCP  accept -> ACL -> hub_connect(HUB_TCP, accepted fd): from then on
+ *        the hub owns and bridges the connection; we keep only the pending
+ *        request until the agent answers.
+ *   UDP  recvfrom -> ACL -> the flow of that source address (created on
+ *        its first datagram): a SOCK_SEQPACKET socketpair whose one end is
+ *        the hub's stream (HUB_UDP) and whose other end we keep. A datagram
+ *        from the client is one send() into our end; one recv() from our
+ *        end is one sendto() back to the client. Closing our end ends the
+ *        hub's stream, which is how an idle flow ends.
+ *
+ * A UDP flow needs no buffer of ours: datagrams sent while the agent is
+ * still connecting wait in the socketpair (at most TUNNEL_FLOW_QUEUE of
+ * them; more are dropped, as a router drops what it cannot forward), and
+ * anything the socketpair cannot take at once is dropped too. UDP promises
+ * no delivery, and dropping keeps a flooding client from costing memory.
+ *
+ * One sweep timer per second closes idle flows, retries listeners that
+ * failed (a port taken by another program), and deletes tunnels idle for
+ * their idle_minutes. The store hears about use at most once a minute per
+ * tunnel (store_tunnel_touch): it is SQLite, and a busy UDP tunnel sees
+ * thousands of datagrams a second.
+ *
+ * Report rows (kind "tunnel", route "agent:ID"): one per TCP connection,
+ * closed "ok" when the agent confirmed the target, "error: why" when it
+ * did not; one per UDP flow, closed when the flow ends, with the payload
+ * bytes each way; "denied: ..." rows for refused sources (at most
+ * TUNNEL_DENY_ROWS a minute per tunnel, so a scan cannot flood the store).
+ * The hub does not report when a TCP stream ends or how many bytes it
+ * carried, so a TCP row ends when the connection is established.
+ *
+ * All of it runs in the main loop's thread; nothing here blocks except the
+ * store's transactions and resolving a [tunnel] listen given as a name.
+ */
+#include "hub/tunnel.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "hub/tunnel_def.h"
+#include "store/agents.h"
+
+#define TUNNEL_SOCKS_MAX 4 /* addresses [tunnel] listen may name */
+#define TUNNEL_BACKLOG 128
+#define TUNNEL_BURST 64         /* accepts or datagrams per wake-up */
+#define TUNNEL_PENDING_MAX 256  /* TCP connections waiting for the agent */
+#define TUNNEL_FLOWS_MAX 1024   /* UDP flows per tunnel */
+#define TUNNEL_FLOW_BUCKETS 256 /* power of two */
+#define TUNNEL_FLOW_QUEUE 8     /* datagrams held while a flow opens */
+#define TUNNEL_FAILED_MS                                                       \
+    5000                     /* a failed flow drops its source's datagrams     \
+                                this long before it is retried */
+#define TUNNEL_UDP_MAX 65507 /* the largest UDP payload */
+#define TUNNEL_SWEEP_MS 1000
+#define TUNNEL_RETRY_MS 10000   /* listen again after an error */
+#define TUNNEL_PAUSE_MS 1000    /* accept paused after running out of fds */
+#define TUNNEL_TOUCH_SECONDS 60 /* store_tunnel_touch at most this often */
+#define TUNNEL_DENY_ROWS 10     /* "denied" rows per tunnel per minute */
+#define TUNNEL_DENY_WINDOW_MS 60000
+#define TUNNEL_DENIED_CACHE 8 /* UDP sources refused recently */
+
+struct tunnels;
+struct tunnel;
+
+/* A source address as a hashable key. */
+struct tunnel_key {
+    uint8_t addr[16];
+    uint16_t port;
+    uint8_t family; /* 4 or 6 */
+};
+
+/* A TCP connection waiting for the agent to confirm the target. */
+struct tunnel_conn {
+    struct tunnel_conn *next, *prev;
+    struct tunnel *t;
+    struct hub_req *req;
+    bool connecting; /* inside hub_connect(): the callback must not free */
+    bool done;       /* the callback ran */
+    char row[STORE_ID_MAX + 1];
+    char client[64];
+};
+
+enum tunnel_flow_state {
+    TF_OPENING, /* waiting for the agent; datagrams queue in the pair */
+    TF_OPEN,    /* bridged */
+    TF_FAILED,  /* the agent could not connect; dropped until it expires */
+};
+
+/* One UDP source address of one tunnel. */
+struct tunnel_flow {
+    struct tunnel_flow *next, *prev; /* the tunnel's flows */
+    struct tunnel_flow *hnext;       /* the hash bucket's chain */
+    struct tunnel *t;
+    struct tunnel_key key;
+    struct sockaddr_storage peer;
+    socklen_t peerlen;
+    int sock; /* index into t->fds: where its datagrams arrive */
+    int fd;   /* our end of the socketpair; -1 once closed */
+    struct hub_req *req;
+    enum tunnel_flow_state st;
+    int queued;        /* datagrams sent into the pair while TF_OPENING */
+    int64_t last_ms;   /* last datagram either way (monotonic) */
+    uint64_t up, down; /* payload bytes client -> target, and back */
+    char row[STORE_ID_MAX + 1];
+    char client[64];
+};
+
+struct tunnel {
+    struct tunnel *next, *prev;
+    struct tunnels *ts;
+    struct store_tunnel def;
+    int fds[TUNNEL_SOCKS_MAX];
+    int nfds;
+    bool listening;
+    uint64_t pause_timer; /* accept stopped for TUNNEL_PAUSE_MS (EMFILE) */
+    int64_t retry_ms; /* monotonic time of the next listen attempt, 0 none */
+    char state[TUNNEL_STATE_MAX + 1]; /* as last written to the store */
+    int64_t last_used;                /* wall-clock seconds */
+    int64_t touched;                  /* last store_tunnel_touch */
+    bool seen;                        /* reload's mark */
+
+    struct tunnel_conn *conns;
+    size_t nconns;
+
+    struct tunnel_flow *flows;
+    struct tunnel_flow **buckets; /* TUNNEL_FLOW_BUCKETS, made on demand */
+    size_t nflows;
+
+    int64_t deny_window_ms;
+    int deny_rows;
+    unsigned long deny_quiet;
+    struct tunnel_key denied[TUNNEL_DENIED_CACHE];
+    int64_t denied_ms[TUNNEL_DENIED_CACHE];
+    int denied_next;
+};
+
+struct tunnels {
+    const struct config *cfg;
+    struct loop *loop;
+    struct store *store;
+    struct hub *hub;
+    struct tunnel *list;
+    uint64_t sweep;
+    uint8_t *dgram; /* one datagram in flight: TUNNEL_UDP_MAX + 1 bytes */
+};
+
+static void tunnel_on_tcp(struct loop *l, int fd, int events, void *arg);
+static void tunnel_on_udp(struct loop *l, int fd, int events, void *arg);
+static void tunnel_flow_on_fd(struct loop *l, int fd, int events, void *arg);
+
+/* --- small helpers ------------------------------------------------------- */
+
+static const char *tunnel_proto(const struct tunnel *t)
+{
+    return t->def.udp ? "udp" : "tcp";
+}
+
+/* Writes the tunnel's state to the store when it changed. */
+static void tunnel_set_state(struct tunnel *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void tunnel_set_state(struct tunnel *t, const char *fmt, ...)
+{
+    char state[TUNNEL_STATE_MAX + 1];
+    va_list ap;
+    int r;
+
+    va_start(ap, fmt);
+    vsnprintf(state, sizeof(state), fmt, ap);
+    va_end(ap);
+    if (strcmp(state, t->state) == 0) {
+        return;
+    }
+    r = store_tunnel_set_state(t->ts->store, t->def.id, state);
+    if (r != ERR_OK && r != ERR_NOT_FOUND) {
+        log_warn("tunnel %s: cannot write its state: %s", t->def.id,
+                 err_str(r));
+        return;
+    }
+    memcpy(t->state, state, sizeof(state));
+}
+
+/* The client's address as text: ip (IPv4-mapped IPv6 as IPv4), "ip:port"
+ * or "[ip]:port", and as a key. false if the family is not IP. */
+static bool tunnel_addr(const struct sockaddr_storage *ss, char *ip,
+                        size_t iplen, char *client, size_t clientlen,
+                        struct tunnel_key *key, int *port)
+{
+    const struct sockaddr_in *in4 = (const struct sockaddr_in *)ss;
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+    const uint8_t *a6;
+
+    memset(key, 0, sizeof(*key));
+    if (ss->ss_family == AF_INET) {
+        key->family = 4;
+        memcpy(key->addr, &in4->sin_addr, 4);
+        key->port = ntohs(in4->sin_port);
+    } else if (ss->ss_family == AF_INET6) {
+        a6 = in6->sin6_addr.s6_addr;
+        key->port = ntohs(in6->sin6_port);
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+            key->family = 4;
+            memcpy(key->addr, a6 + 12, 4);
+        } else {
+            key->family = 6;
+            memcpy(key->addr, a6, 16);
+        }
+    } else {
+        return false;
+    }
+    if (inet_ntop(key->family == 4 ? AF_INET : AF_INET6, key->addr, ip,
+                  (socklen_t)iplen) == NULL) {
+        return false;
+    }
+    snprintf(client, clientlen, key->family == 4 ? "%s:%u" : "[%s]:%u", ip,
+             (unsigned)key->port);
+    *port = key->port;
+    return true;
+}
+
+static bool tunnel_key_eq(const struct tunnel_key *a,
+                          const struct tunnel_key *b)
+{
+    return a->family == b->family && a->port == b->port &&
+           memcmp(a->addr, b->addr, sizeof(a->addr)) == 0;
+}
+
+static size_t tunnel_key_hash(const struct tunnel_key *k)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    size_t i;
+
+    for (i = 0; i < sizeof(k->addr); i++) {
+        h = (h ^ k->addr[i]) * 16777619u;
+    }
+    h = (h ^ (k->port & 0xff)) * 16777619u;
+    h = (h ^ (k->port >> 8)) * 16777619u;
+    h = (h ^ k->family) * 16777619u;
+    return h & (TUNNEL_FLOW_BUCKETS - 1);
+}
+
+/* --- report rows --------------------------------------------------------- */
+
+/* Opens a row for a client of t (result NULL), or writes one already
+ * closed with result. id gets the row's ID, or "" if it could not be
+ * written (logged; the connection goes on: the report must not decide
+ * whether a tunnel works). */
+static void tunnel_row(struct tunnel *t, const char *client, const char *result,
+                       char *id)
+{
+    struct store_session s;
+    int r;
+
+    memset(&s, 0, sizeof(s));
+    util_uuid4(s.id);
+    snprintf(s.user_name, sizeof(s.user_name), "%s", t->def.created_by);
+    snprintf(s.kind, sizeof(s.kind), "tunnel");
+    snprintf(s.client_addr, sizeof(s.client_addr), "%s", client);
+    snprintf(s.route, sizeof(s.route), "agent:%s", t->def.agent_id);
+    snprintf(
+        s.detail, sizeof(s.detail), "%s/%s%s%s:%d (%s, port %d, tunnel %s)",
+        t->def.agent_id, strchr(t->def.remote_host, ':') != NULL ? "[" : "",
+        t->def.remote_host, strchr(t->def.remote_host, ':') != NULL ? "]" : "",
+        t->def.remote_port, tunnel_proto(t), t->def.local_port, t->def.id);
+    s.started_at = util_now();
+    s.exit_status = -1;
+    if (result != NULL) {
+        s.ended_at = s.started_at;
+        snprintf(s.result, sizeof(s.result), "%s", result);
+    }
+    if ((r = store_session_open(t->ts->store, &s)) != ERR_OK) {
+        log_error("tunnel %s: cannot write the report row for %s: %s",
+                  t->def.id, client, err_str(r));
+        id[0] = '\0';
+        return;
+    }
+    memcpy(id, s.id, sizeof(s.id));
+}
+
+static void tunnel_row_close(struct tunnel *t, char *id, uint64_t up,
+                             uint64_t down, const char *result)
+{
+    int r;
+
+    if (id[0] == '\0' || result == NULL) {
+        return;
+    }
+    r = store_session_close(t->ts->store, id, util_now(), up, down, -1, result);
+    if (r != ERR_OK) {
+        log_error("tunnel %s: cannot close the report row %s: %s", t->def.id,
+                  id, err_str(r));
+    }
+    id[0] = '\0';
+}
+
+/* A refused client: logged and reported ("denied: why" for the ACL,
+ * "error: why" for limits), both limited per tunnel. */
+static void tunnel_refuse(struct tunnel *t, const char *client, bool denied,
+                          const char *why)
+{
+    int64_t now = util_mono_ms();
+    char row[STORE_ID_MAX + 1], result[STORE_RESULT_MAX + 1];
+
+    if (now - t->deny_window_ms >= TUNNEL_DENY_WINDOW_MS) {
+        if (t->deny_quiet > 0) {
+            log_warn("tunnel %s (port %d/%s): %lu more refusals were not "
+                     "logged or reported",
+                     t->def.id, t->def.local_port, tunnel_proto(t),
+                     t->deny_quiet);
+        }
+        t->deny_window_ms = now;
+        t->deny_rows = 0;
+        t->deny_quiet = 0;
+    }
+    if (t->deny_rows >= TUNNEL_DENY_ROWS) {
+        t->deny_quiet++;
+        return;
+    }
+    t->deny_rows++;
+    log_warn("tunnel %s (port %d/%s): refused %s: %s", t->def.id,
+             t->def.local_port, tunnel_proto(t), client, why);
+    snprintf(result, sizeof(result), "%s: %s", denied ? "denied" : "error",
+             why);
+    tunnel_row(t, client, result, row);
+}
+
+/* A connection or datagram used the tunnel: keeps it from idling out. */
+static void tunnel_used(struct tunnel *t)
+{
+    int64_t now = util_now();
+    int r;
+
+    t->last_used = now;
+    if (now - t->touched < TUNNEL_TOUCH_SECONDS) {
+        return;
+    }
+    t->touched = now;
+    r = store_tunnel_touch(t->ts->store, t->def.id, now);
+    if (r != ERR_OK && r != ERR_NOT_FOUND) {
+        log_warn("tunnel %s: cannot record its use: %s", t->def.id, err_str(r));
+    }
+}
+
+/* --- TCP connections ----------------------------------------------------- */
+
+static void tunnel_conn_unlink(struct tunnel_conn *c)
+{
+    struct tunnel *t = c->t;
+
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        t->conns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    c->next = c->prev = NULL;
+    t->nconns--;
+}
+
+/* The hub's answer for one TCP connection. */
+static void tunnel_conn_done(void *arg, bool ok, const char *why)
+{
+    struct tunnel_conn *c = arg;
+    struct tunnel *t = c->t;
+    char result[STORE_RESULT_MAX + 1];
+
+    c->req = NULL;
+    c->done = true;
+    if (ok) {
+        log_info("tunnel %s: %s connected to %s/%s:%d", t->def.id, c->client,
+                 t->def.agent_id, t->def.remote_host, t->def.remote_port);
+        tunnel_row_close(t, c->row, 0, 0, "ok");
+    } else {
+        log_info("tunnel %s: %s could not reach %s/%s:%d: %s", t->def.id,
+                 c->client, t->def.agent_id, t->def.remote_host,
+                 t->def.remote_port, why != NULL ? why : "?");
+        snprintf(result, sizeof(result), "error: %s",
+                 why != NULL ? why : "the agent could not connect");
+        tunnel_row_close(t, c->row, 0, 0, result);
+    }
+    tunnel_conn_unlink(c);
+    if (!c->connecting) {
+        free(c);
+    }
+}
+
+/* Forgets a pending connection (the hub closes its socket). */
+static void tunnel_conn_cancel(struct tunnel_conn *c, const char *result)
+{
+    struct tunnel *t = c->t;
+
+    if (c->req != NULL) {
+        hub_connect_cancel(c->req);
+        c->req = NULL;
+    }
+    tunnel_row_close(t, c->row, 0, 0, result);
+    tunnel_conn_unlink(c);
+    free(c);
+}
+
+static void tunnel_tcp_client(struct tunnel *t, int cfd,
+                              const struct sockaddr_storage *ss)
+{
+    struct tunnel_conn *c = NULL;
+    struct tunnel_key key;
+    struct hub_req *req;
+    char ip[INET6_ADDRSTRLEN], client[64];
+    int port = 0;
+
+    if (!tunnel_addr(ss, ip, sizeof(ip), client, sizeof(client), &key, &port)) {
+        close(cfd);
+        return;
+    }
+    if (!tunnel_acl_allows(t->def.acl, ip)) {
+        close(cfd);
+        tunnel_refuse(t, client, true, "not in the tunnel's ACL");
+        return;
+    }
+    tunnel_used(t);
+    if (t->nconns >= TUNNEL_PENDING_MAX ||
+        (c = calloc(1, sizeof(*c))) == NULL) {
+        close(cfd);
+        tunnel_refuse(t, client, false,
+                      "too many connections waiting for the agent");
+        return;
+    }
+    c->t = t;
+    snprintf(c->client, sizeof(c->client), "%s", client);
+    tunnel_row(t, client, NULL, c->row);
+    c->next = t->conns;
+    if (t->conns != NULL) {
+        t->conns->prev = c;
+    }
+    t->conns = c;
+    t->nconns++;
+    /* The hub may answer (a failure) before hub_connect returns; the
+     * callback then leaves freeing c to us. */
+    c->connecting = true;
+    req = hub_connect(t->ts->hub, t->def.agent_id, HUB_TCP, t->def.remote_host,
+                      t->def.remote_port, ip, port, cfd, tunnel_conn_done, c);
+    c->connecting = false;
+    if (c->done) {
+        free(c);
+        return;
+    }
+    c->req = req;
+}
+
+static void tunnel_resume(struct loop *l, void *arg);
+
+static void tunnel_on_tcp(struct loop *l, int fd, int events, void *arg)
+{
+    struct tunnel *t = arg;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int i, cfd, e;
+
+    for (i = 0; i < TUNNEL_BURST && t->listening; i++) {
+        len = sizeof(ss);
+        cfd = accept4(fd, (struct sockaddr *)&ss, &len,
+                      SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd >= 0) {
+            tunnel_tcp_client(t, cfd, &ss);
+            continue;
+        }
+        e = errno;
+        if (e == EAGAIN || e == EWOULDBLOCK) {
+            break;
+        }
+        if (e == EINTR || e == ECONNABORTED || e == EPROTO) {
+            continue;
+        }
+        if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+            /* The pending connection stays readable: stop watching the
+             * listeners for a moment instead of spinning. */
+            log_warn("tunnel %s: cannot accept: %s; pausing for %d ms",
+                     t->def.id, strerror(e), TUNNEL_PAUSE_MS);
+            for (int k = 0; k < t->nfds; k++) {
+                (void)loop_mod_fd(l, t->fds[k], 0);
+            }
+            t->pause_timer =
+                loop_add_timer(l, TUNNEL_PAUSE_MS, tunnel_resume, t);
+            break;
+        }
+        log_warn("tunnel %s: accept: %s", t->def.id, strerror(e));
+        break;
+    }
+}
+
+/* --- UDP flows ----------------------------------------------------------- */
+
+static struct tunnel_flow *tunnel_flow_find(struct tunnel *t,
+                                            const struct tunnel_key *k)
+{
+    struct tunnel_flow *f;
+
+    if (t->buckets == NULL) {
+        return NULL;
+    }
+    for (f = t->buckets[tunnel_key_hash(k)]; f != NULL; f = f->hnext) {
+        if (tunnel_key_eq(&f->key, k)) {
+            return f;
+        }
+    }
+    return NULL;
+}
+
+/* Closes our end of the pair: the hub's stream sees EOF and ends. */
+static void tunnel_flow_close_fd(struct tunnel_flow *f)
+{
+    if (f->fd >= 0) {
+        loop_del_fd(f->t->ts->loop, f->fd);
+        close(f->fd);
+        f->fd = -1;
+    }
+}
+
+/* Ends and frees a flow; result closes its row if it is still open. */
+static void tunnel_flow_end(struct tunnel_flow *f, const char *result)
+{
+    struct tunnel *t = f->t;
+    struct tunnel_flow **pp;
+
+    if (f->req != NULL) {
+        hub_connect_cancel(f->req);
+        f->req = NULL;
+    }
+    tunnel_flow_close_fd(f);
+    tunnel_row_close(t, f->row, f->up, f->down, result);
+    for (pp = &t->buckets[tunnel_key_hash(&f->key)]; *pp != NULL;
+         pp = &(*pp)->hnext) {
+        if (*pp == f) {
+            *pp = f->hnext;
+            break;
+        }
+    }
+    if (f->prev != NULL) {
+        f->prev->next = f->next;
+    } else {
+        t->flows = f->next;
+    }
+    if (f->next != NULL) {
+        f->next->prev = f->prev;
+    }
+    t->nflows--;
+    free(f);
+}
+
+/* The hub's answer for one flow. */
+static void tunnel_flow_done(void *arg, bool ok, const char *why)
+{
+    struct tunnel_flow *f = arg;
+    struct tunnel *t = f->t;
+    char result[STORE_RESULT_MAX + 1];
+
+    f->req = NULL;
+    if (ok) {
+        f->st = TF_OPEN;
+        f->queued = 0;
+        log_info("tunnel %s: udp flow from %s to %s/%s:%d", t->def.id,
+                 f->client, t->def.agent_id, t->def.remote_host,
+                 t->def.remote_port);
+        return;
+    }
+    /* The hub closed its end; drop this source's datagrams for a while
+     * rather than asking the agent again for each one. */
+    log_info("tunnel %s: udp flow from %s could not reach %s/%s:%d: %s",
+             t->def.id, f->client, t->def.agent_id, t->def.remote_host,
+             t->def.remote_port, why != NULL ? why : "?");
+    f->st = TF_FAILED;
+    f->last_ms = util_mono_ms();
+    tunnel_flow_close_fd(f);
+    snprintf(result, sizeof(result), "error: %s",
+             why != NULL ? why : "the agent could not connect");
+    tunnel_row_close(t, f->row, f->up, f->down, result);
+}
+
+static struct tunnel_flow *tunnel_flow_new(struct tunnel *t, int sock,
+                                           const struct sockaddr_storage *ss,
+                                           socklen_t sslen,
+                                           const struct tunnel_key *key,
+                                           const char *ip, const char *client)
+{
+    struct tunnel_flow *f;
+    struct hub_req *req;
+    size_t b;
+    int sv[2];
+
+    if (t->nflows >= TUNNEL_FLOWS_MAX) {
+        return NULL;
+    }
+    if (t->buckets == NULL &&
+        (t->buckets = calloc(TUNNEL_FLOW_BUCKETS, sizeof(*t->buckets))) ==
+            NULL) {
+        return NULL;
+    }
+    if ((f = calloc(1, sizeof(*f))) == NULL) {
+        return NULL;
+    }
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+                   sv) != 0) {
+        log_warn("tunnel %s: socketpair: %s", t->def.id, strerror(errno));
+        free(f);
+        return NULL;
+    }
+    if (loop_add_fd(t->ts->loop, sv[0], LOOP_READ, tunnel_flow_on_fd, f) !=
+        ERR_OK) {
+        close(sv[0]);
+        close(sv[1]);
+        free(f);
+        return NULL;
+    }
+    f->t = t;
+    f->key = *key;
+    memcpy(&f->peer, ss, sslen);
+    f->peerlen = sslen;
+    f->sock = sock;
+    f->fd = sv[0];
+    f->st = TF_OPENING;
+    f->last_ms = util_mono_ms();
+    snprintf(f->client, sizeof(f->client), "%s", client);
+    b = tunnel_key_hash(key);
+    f->hnext = t->buckets[b];
+    t->buckets[b] = f;
+    f->next = t->flows;
+    if (t->flows != NULL) {
+        t->flows->prev = f;
+    }
+    t->flows = f;
+    t->nflows++;
+    tunnel_row(t, client, NULL, f->row);
+    /* On a failure the hub answers before hub_connect returns: the flow
+     * is then TF_FAILED and stays (it is freed by the sweep). */
+    req = hub_connect(t->ts->hub, t->def.agent_id, HUB_UDP, t->def.remote_host,
+                      t->def.remote_port, ip, key->port, sv[1],
+                      tunnel_flow_done, f);
+    if (f->st == TF_OPENING) {
+        f->req = req;
+    }
+    return f;
+}
+
+/* One datagram from a client of t (arrived on t->fds[sock]). */
+static void tunnel_udp_datagram(struct tunnel *t, int sock,
+                                const struct sockaddr_storage *ss,
+                                socklen_t sslen, const uint8_t *data,
+                                size_t len)
+{
+    struct tunnel_flow *f;
+    struct tunnel_key key;
+    char ip[INET6_ADDRSTRLEN], client[64];
+    int64_t now;
+    int port, i;
+    ssize_t n;
+
+    if (!tunnel_addr(ss, ip, sizeof(ip), client, sizeof(client), &key, &port)) {
+        return;
+    }
+    now = util_mono_ms();
+    if (!tunnel_acl_allows(t->def.acl, ip)) {
+        /* One report per source and flow lifetime, not per datagram. */
+        for (i = 0; i < TUNNEL_DENIED_CACHE; i++) {
+            if (tunnel_key_eq(&t->denied[i], &key) &&
+                now - t->denied_ms[i] <
+                    (int64_t)t->ts->cfg->tunnel_udp_flow_seconds * 1000) {
+                t->denied_ms[i] = now;
+                return;
+            }
+        }
+        t->denied[t->denied_next] = key;
+        t->denied_ms[t->denied_next] = now;
+        t->denied_next = (t->denied_next + 1) % TUNNEL_DENIED_CACHE;
+        tunnel_refuse(t, client, true, "not in the tunnel's ACL");
+        return;
+    }
+    /* A zero-length message on a SOCK_SEQPACKET pair reads as its end. */
+    if (len == 0) {
+        return;
+    }
+    if ((f = tunnel_flow_find(t, &key)) == NULL) {
+        f = tunnel_flow_new(t, sock, ss, sslen, &key, ip, client);
+        if (f == NULL) {
+            tunnel_refuse(t, client, false,
+                          t->nflows >= TUNNEL_FLOWS_MAX
+                              ? "too many udp flows on this tunnel"
+                              : "out of resources for a new udp flow");
+            return;
+        }
+    }
+    tunnel_used(t);
+    if (f->st == TF_FAILED || f->fd < 0) {
+        return;
+    }
+    f->last_ms = now;
+    if (f->st == TF_OPENING) {
+        if (f->queued >= TUNNEL_FLOW_QUEUE) {
+            return;
+        }
+        f->queued++;
+    }
+    n = send(f->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n == (ssize_t)len) {
+        f->up += len;
+    }
+    /* else: the hub is behind (EAGAIN) or the stream just ended (EPIPE,
+     * noticed on our end's next read): dropped */
+}
+
+static void tunnel_on_udp(struct loop *l, int fd, int events, void *arg)
+{
+    struct tunnel *t = arg;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    ssize_t n;
+    int i, sock;
+
+    for (sock = 0; sock < t->nfds && t->fds[sock] != fd; sock++) {
+    }
+    if (sock == t->nfds) {
+        return;
+    }
+    for (i = 0; i < TUNNEL_BURST && t->listening; i++) {
+        len = sizeof(ss);
+        n = recvfrom(fd, t->ts->dgram, TUNNEL_UDP_MAX + 1, MSG_DONTWAIT,
+                     (struct sockaddr *)&ss, &len);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK &&
+                errno != ECONNREFUSED) {
+                log_warn("tunnel %s: recvfrom: %s", t->def.id, strerror(errno));
+            }
+            break;
+        }
+        if ((size_t)n > TUNNEL_UDP_MAX) {
+            continue;
+        }
+        tunnel_udp_datagram(t, sock, &ss, len, t->ts->dgram, (size_t)n);
+    }
+}
+
+/* Our end of a flow's pair: datagrams from the target, or the end. */
+static void tunnel_flow_on_fd(struct loop *l, int fd, int events, void *arg)
+{
+    struct tunnel_flow *f = arg;
+    struct tunnel *t = f->t;
+    struct pollfd pfd;
+    ssize_t n;
+    int i;
+
+    for (i = 0; i < TUNNEL_BURST; i++) {
+        n = recv(fd, t->ts->dgram, TUNNEL_UDP_MAX + 1, MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                return;
+            }
+            break; /* the pair failed: end the flow */
+        }
+        if (n == 0) {
+            /* The end, or an empty datagram: only the end also hangs up. */
+            pfd.fd = fd;
+            pfd.events = POLLRDHUP;
+            pfd.revents = 0;
+            if (poll(&pfd, 1, 0) != 0 &&
+                (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+                break;
+            }
+        }
+        f->last_ms = util_mono_ms();
+        if (sendto(t->fds[f->sock], t->ts->dgram, (size_t)n, MSG_DONTWAIT,
+                   (const struct sockaddr *)&f->peer, f->peerlen) == n) {
+            f->down += (uint64_t)n;
+        }
+        tunnel_used(t);
+    }
+    if (i < TUNNEL_BURST) {
+        /* the hub ended the stream (the agent closed it) */
+        log_info("tunnel %s: udp flow from %s ended by the agent", t->def.id,
+                 f->client);
+        tunnel_flow_end(f, f->st == TF_OPEN ? "ok"
+                                            : "error: the agent ended "
+                                              "the stream");
+    }
+}
+
+/* --- listeners ----------------------------------------------------------- */
+
+/* Closes the listeners, every flow and every pending connection. result
+ * goes into the report rows that are still open. */
+static void tunnel_close(struct tunnel *t, const char *result)
+{
+    struct loop *l = t->ts->loop;
+    int i;
+
+    while (t->flows != NULL) {
+        tunnel_flow_end(t->flows, t->flows->st == TF_OPEN ? "ok" : result);
+    }
+    free(t->buckets);
+    t->buckets = NULL;
+    while (t->conns != NULL) {
+        tunnel_conn_cancel(t->conns, result);
+    }
+    for (i = 0; i < t->nfds; i++) {
+        loop_del_fd(l, t->fds[i]);
+        close(t->fds[i]);
+        t->fds[i] = -1;
+    }
+    if (t->listening) {
+        log_info("tunnel %s: port %d/%s closed", t->def.id, t->def.local_port,
+                 tunnel_proto(t));
+    }
+    loop_del_timer(l, t->pause_timer);
+    t->pause_timer = 0;
+    t->nfds = 0;
+    t->listening = false;
+    t->retry_ms = 0;
+}
+
+static void tunnel_resume(struct loop *l, void *arg)
+{
+    struct tunnel *t = arg;
+    int i;
+
+    t->pause_timer = 0;
+    for (i = 0; i < t->nfds; i++) {
+        (void)loop_mod_fd(l, t->fds[i], LOOP_READ);
+    }
+}
+
+/* Opens the listeners of t on every address of [tunnel] listen. */
+static void tunnel_listen(struct tunnel *t)
+{
+    const struct config *cfg = t->ts->cfg;
+    struct addrinfo hints, *res = NULL, *ai;
+    char service[8], host[INET6_ADDRSTRLEN], why[TUNNEL_STATE_MAX];
+    const char *node = cfg->tunnel_listen;
+    int fd, one = 1, gai, e;
+
+    if (t->listening) {
+        return;
+    }
+    if (node != NULL && (node[0] == '\0' || strcmp(node, "*") == 0)) {
+        node = NULL;
+    }
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = t->def.udp ? SOCK_DGRAM : SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(service, sizeof(service), "%d", t->def.local_port);
+    why[0] = '\0';
+    if ((gai = getaddrinfo(node, service, &hints, &res)) != 0) {
+        snprintf(why, sizeof(why), "cannot resolve [tunnel] listen '%s': %s",
+                 node != NULL ? node : "*", gai_strerror(gai));
+        goto fail;
+    }
+    for (ai = res; ai != NULL; ai = ai->ai_next) {
+        if (t->nfds == TUNNEL_SOCKS_MAX) {
+            break;
+        }
+        if (getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof(host), NULL,
+                        0, NI_NUMERICHOST) != 0) {
+            snprintf(host, sizeof(host), "?");
+        }
+        fd = socket(ai->ai_family,
+                    ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    ai->ai_protocol);
+        if (fd < 0) {
+            snprintf(why, sizeof(why), "socket: %s", strerror(errno));
+            goto fail;
+        }
+        /* "::" and "0.0.0.0" are separate sockets: keep v6 to v6. */
+        if (ai->ai_family == AF_INET6) {
+            (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        }
+        if (!t->def.udp) {
+            (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        }
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
+            (!t->def.udp && listen(fd, TUNNEL_BACKLOG) != 0)) {
+            e = errno;
+            close(fd);
+            snprintf(why, sizeof(why), "cannot listen on %s port %d/%s: %s",
+                     host, t->def.local_port, tunnel_proto(t), strerror(e));
+            goto fail;
+        }
+        if (loop_add_fd(t->ts->loop, fd, LOOP_READ,
+                        t->def.udp ? tunnel_on_udp : tunnel_on_tcp,
+                        t) != ERR_OK) {
+            close(fd);
+            snprintf(why, sizeof(why), "out of memory");
+            goto fail;
+        }
+        t->fds[t->nfds++] = fd;
+    }
+    freeaddrinfo(res);
+    if (t->nfds == 0) {
+        snprintf(why, sizeof(why), "[tunnel] listen '%s' has no address",
+                 node != NULL ? node : "*");
+        res = NULL;
+        goto fail;
+    }
+    t->listening = true;
+    t->retry_ms = 0;
+    log_info("tunnel %s: listening on port %d/%s for %s/%s:%d", t->def.id,
+             t->def.local_port, tunnel_proto(t), t->def.agent_id,
+             t->def.remote_host, t->def.remote_port);
+    tunnel_set_state(t, "listening");
+    return;
+fail:
+    if (res != NULL) {
+        freeaddrinfo(res);
+    }
+    tunnel_close(t, "error: the tunnel could not listen");
+    t->retry_ms = util_mono_ms() + TUNNEL_RETRY_MS;
+    if (strcmp(t->state + (strncmp(t->state, "error: ", 7) == 0 ? 7 : 0),
+               why) != 0) {
+        log_warn("tunnel %s: %s (retrying every %d s)", t->def.id, why,
+                 TUNNEL_RETRY_MS / 1000);
+    }
+    tunnel_set_state(t, "error: %s", why);
+}
+
+/* The agent went: everything of t closes until it comes back. */
+static void tunnel_offline(struct tunnel *t)
+{
+    tunnel_close(t, "error: agent disconnected");
+    tunnel_set_state(t, "agent offline");
+}
+
+/* --- the set of tunnels -------------------------------------------------- */
+
+static void tunnel_free(struct tunnel *t, const char *result)
+{
+    struct tunnels *ts = t->ts;
+
+    tunnel_close(t, result);
+    if (t->prev != NULL) {
+        t->prev->next = t->next;
+    } else {
+        ts->list = t->next;
+    }
+    if (t->next != NULL) {
+        t->next->prev = t->prev;
+    }
+    free(t);
+}
+
+static struct tunnel *tunnel_find(struct tunnels *ts, const char *id)
+{
+    struct tunnel *t;
+
+    for (t = ts->list; t != NULL; t = t->next) {
+        if (strcmp(t->def.id, id) == 0) {
+            return t;
+        }
+    }
+    return NULL;
+}
+
+/* Closes the UDP flows whose source an ACL change no longer allows. */
+static void tunnel_recheck_flows(struct tunnel *t)
+{
+    struct tunnel_flow *f, *next;
+    char ip[INET6_ADDRSTRLEN];
+
+    for (f = t->flows; f != NULL; f = next) {
+        next = f->next;
+        if (inet_ntop(f->key.family == 4 ? AF_INET : AF_INET6, f->key.addr, ip,
+                      sizeof(ip)) == NULL ||
+            !tunnel_acl_allows(t->def.acl, ip)) {
+            log_info("tunnel %s: udp flow from %s closed: no longer in the "
+                     "ACL",
+                     t->def.id, f->client);
+            tunnel_flow_end(f, f->st == TF_OPEN ? "ok"
+                                                : "denied: no longer in "
+                                                  "the tunnel's ACL");
+        }
+    }
+}
+
+void tunnels_reload(struct tunnels *ts)
+{
+    struct store_tunnel *list = NULL;
+    struct tunnel *t, *next;
+    size_t n = 0, i;
+    int r;
+
+    if (ts == NULL) {
+        return;
+    }
+    if ((r = store_tunnel_list(ts->store, NULL, &list, &n)) != ERR_OK) {
+        log_error("tunnels: cannot read the tunnels: %s", err_str(r));
+        return;
+    }
+    for (t = ts->list; t != NULL; t = t->next) {
+        t->seen = false;
+    }
+    for (i = 0; i < n; i++) {
+        if ((t = tunnel_find(ts, list[i].id)) != NULL) {
+            t->seen = true;
+            if (strcmp(t->def.acl, list[i].acl) != 0) {
+                log_info("tunnel %s: ACL now %s", t->def.id, list[i].acl);
+                memcpy(t->def.acl, list[i].acl, sizeof(t->def.acl));
+                tunnel_recheck_flows(t);
+            }
+            continue;
+        }
+        if ((t = calloc(1, sizeof(*t))) == NULL) {
+            log_error("tunnels: out of memory for tunnel %s", list[i].id);
+            continue;
+        }
+        t->ts = ts;
+        t->def = list[i];
+        t->seen = true;
+        memcpy(t->state, list[i].state, sizeof(t->state));
+        t->last_used = list[i].last_used > list[i].created_at
+                           ? list[i].last_used
+                           : list[i].created_at;
+        t->touched = list[i].last_used;
+        for (int k = 0; k < TUNNEL_SOCKS_MAX; k++) {
+            t->fds[k] = -1;
+        }
+        t->next = ts->list;
+        if (ts->list != NULL) {
+            ts->list->prev = t;
+        }
+        ts->list = t;
+        if (hub_agent_online(ts->hub, t->def.agent_id)) {
+            tunnel_listen(t);
+        } else {
+            tunnel_set_state(t, "agent offline");
+        }
+    }
+    for (t = ts->list; t != NULL; t = next) {
+        next = t->next;
+        if (!t->seen) {
+            log_info("tunnel %s (port %d/%s) was deleted", t->def.id,
+                     t->def.local_port, tunnel_proto(t));
+            tunnel_free(t, "error: the tunnel was deleted");
+        }
+    }
+    store_tunnel_list_free(list, n);
+}
+
+static void tunnels_on_presence(void *arg, const char *agent_id, bool online)
+{
+    struct tunnels *ts = arg;
+    struct tunnel *t;
+
+    for (t = ts->list; t != NULL; t = t->next) {
+        if (strcmp(t->def.agent_id, agent_id) != 0) {
+            continue;
+        }
+        if (online) {
+            tunnel_listen(t);
+        } else {
+            tunnel_offline(t);
+        }
+    }
+}
+
+static void tunnels_on_change(void *arg, unsigned what)
+{
+    if (what & (HUB_CHANGE_TUNNELS | HUB_CHANGE_AGENTS)) {
+        tunnels_reload(arg);
+    }
+}
+
+/* Once a second: idle flows, failed listeners, idle tunnels. */
+static void tunnels_sweep(struct loop *l, void *arg)
+{
+    struct tunnels *ts = arg;
+    struct tunnel *t, *next;
+    struct tunnel_flow *f, *fnext;
+    int64_t now = util_now(), now_ms = util_mono_ms();
+    int64_t flow_ms = (int64_t)ts->cfg->tunnel_udp_flow_seconds * 1000;
+    int r;
+
+    ts->sweep = 0;
+    for (t = ts->list; t != NULL; t = next) {
+        next = t->next;
+        if (t->def.idle_minutes > 0 && t->nconns == 0 &&
+            now - t->last_used >= (int64_t)t->def.idle_minutes * 60) {
+            r = store_tunnel_delete(ts->store, t->def.id);
+            if (r == ERR_OK || r == ERR_NOT_FOUND) {
+                log_info("tunnel %s (port %d/%s) deleted: idle for %d "
+                         "minutes",
+                         t->def.id, t->def.local_port, tunnel_proto(t),
+                         t->def.idle_minutes);
+                tunnel_free(t, "error: the tunnel was deleted");
+                continue;
+            }
+            log_warn("tunnel %s: cannot delete it after its idle time: %s",
+                     t->def.id, err_str(r));
+        }
+        for (f = t->flows; f != NULL; f = fnext) {
+            fnext = f->next;
+            if (f->st == TF_FAILED && now_ms - f->last_ms >= TUNNEL_FAILED_MS) {
+                tunnel_flow_end(f, NULL);
+            } else if (f->st != TF_FAILED && now_ms - f->last_ms >= flow_ms) {
+                log_info("tunnel %s: udp flow from %s closed after %d s "
+                         "without datagrams",
+                         t->def.id, f->client,
+                         ts->cfg->tunnel_udp_flow_seconds);
+                tunnel_flow_end(f, f->st == TF_OPEN
+                                       ? "ok"
+                                       : "error: timed out waiting for the "
+                                         "agent");
+            }
+        }
+        if (!t->listening && t->retry_ms != 0 && now_ms >= t->retry_ms &&
+            hub_agent_online(ts->hub, t->def.agent_id)) {
+            tunnel_listen(t);
+        }
+    }
+    ts->sweep = loop_add_timer(l, TUNNEL_SWEEP_MS, tunnels_sweep, ts);
+}
+
+int tunnels_start(struct tunnels **out, const struct config *cfg,
+                  struct loop *loop, struct store *store, struct hub *hub)
+{
+    struct tunnels *ts;
+
+    *out = NULL;
+    if ((ts = calloc(1, sizeof(*ts))) == NULL ||
+        (ts->dgram = malloc(TUNNEL_UDP_MAX + 1)) == NULL) {
+        free(ts);
+        return ERR_NOMEM;
+    }
+    ts->cfg = cfg;
+    ts->loop = loop;
+    ts->store = store;
+    ts->hub = hub;
+    hub_set_presence_fn(hub, tunnels_on_presence, ts);
+    hub_set_change_fn(hub, tunnels_on_change, ts);
+    tunnels_reload(ts);
+    ts->sweep = loop_add_timer(loop, TUNNEL_SWEEP_MS, tunnels_sweep, ts);
+    *out = ts;
+    return ERR_OK;
+}
+
+void tunnels_stop(struct tunnels *ts)
+{
+    if (ts == NULL) {
+        return;
+    }
+    if (ts->hub != NULL) {
+        hub_set_presence_fn(ts->hub, NULL, NULL);
+        hub_set_change_fn(ts->hub, NULL, NULL);
+    }
+    loop_del_timer(ts->loop, ts->sweep);
+    while (ts->list != NULL) {
+        if (ts->list->listening) {
+            tunnel_set_state(ts->list, "agent offline");
+        }
+        tunnel_free(ts->list, "error: the server stopped");
+    }
+    free(ts->dgram);
+    free(ts);
+}

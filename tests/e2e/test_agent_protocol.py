@@ -1,0 +1,272 @@
+"""Conformance of the server's agent hub to docs/agent-protocol.md, checked
+with a second, independent client (agentproto.py: websocket-client and
+paramiko) that also does what the real agent never does, to see it
+refused."""
+
+import json
+import socket
+import time
+
+import paramiko
+import pytest
+import websocket
+
+import pclib
+from agentproto import ProtoAgent, WsBridge
+
+
+def credential(pc):
+    _, out, _ = pc.cli("credential", "add", "--name", "proto tests")
+    kv = pclib.parse_kv(out)
+    return kv["id"], kv["secret"]
+
+
+def agents(pc):
+    _, out, _ = pc.cli("agent", "list", "--json")
+    return {a["id"]: a for a in json.loads(out)}
+
+
+def wait_for(cond, timeout=10.0, what="condition"):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    pytest.fail("timed out waiting for %s" % what)
+
+
+@pytest.fixture
+def hub(pc):
+    pc.set_config("agent", "keepalive_seconds", "1")
+    pc.set_config("agent", "timeout_seconds", "3")
+    pc.start()
+    pc.wait_http()
+    pc.url = "ws://127.0.0.1:%d/agent" % pc.http_port
+    pc.cred = credential(pc)
+    yield pc
+
+
+def online(pc, cred=None, facts=None):
+    a = ProtoAgent(pc.url)
+    a.login(*(cred or pc.cred))
+    status, err = a.announce(facts or {"id": pclib.uniq("ag")})
+    assert (status, err) == (0, "")
+    return a
+
+
+def test_host_key_is_the_proxy_key_init_printed(hub):
+    a = ProtoAgent(hub.url)
+    try:
+        assert a.host_key_fp == hub.fingerprint
+    finally:
+        a.close()
+
+
+def test_announcement_brings_the_agent_online_with_its_facts(hub):
+    facts = {"id": pclib.uniq("ag"), "name": "db-08", "hostname": "db-08.lan",
+             "os": "Debian GNU/Linux 12 (bookworm)", "kernel": "Linux 6.1",
+             "arch": "x86_64", "addresses": ["10.1.2.8", "fe80::1"],
+             "version": "9.9.9", "tags": ["prod", "db"], "future_key": [1]}
+    a = online(hub, facts=facts)
+    try:
+        got = wait_for(lambda: agents(hub).get(facts["id"]),
+                       what="the agent row")
+        assert got["online"] is True
+        for k in ("name", "hostname", "os", "kernel", "arch", "version"):
+            assert got[k] == facts[k], k
+        assert got["tags"] == ["prod", "db"]
+        assert got["addresses"] == ["10.1.2.8", "fe80::1"]
+        assert got["credential_id"] == hub.cred[0]
+    finally:
+        a.close()
+    wait_for(lambda: agents(hub)[facts["id"]]["online"] is False,
+             what="the agent offline after it closed")
+
+
+@pytest.mark.parametrize("user,secret", [("right-id", "wrong secret"),
+                                         ("0" * 32, "right secret"),
+                                         ("", "")])
+def test_wrong_credentials_are_refused(hub, user, secret):
+    cid, good = hub.cred
+    a = ProtoAgent(hub.url)
+    try:
+        with pytest.raises(paramiko.AuthenticationException):
+            a.login(cid if user == "right-id" else user,
+                    good if secret == "right secret" else secret)
+    finally:
+        a.close()
+    assert "credential refused" in hub.log_text()
+
+
+def test_three_failures_end_the_connection(hub):
+    a = ProtoAgent(hub.url)
+    try:
+        for _ in range(3):
+            try:
+                a.login(hub.cred[0], "nope")
+            except paramiko.AuthenticationException:
+                pass
+            except paramiko.SSHException:
+                break
+        wait_for(lambda: a.bridge.closed.is_set(), what="the disconnect")
+    finally:
+        a.close()
+
+
+def test_duplicate_id_is_refused_while_the_first_lives(hub):
+    ident = pclib.uniq("ag")
+    a = online(hub, facts={"id": ident})
+    try:
+        b = ProtoAgent(hub.url)
+        b.login(*hub.cred)
+        status, err = b.announce({"id": ident})
+        assert status == 1
+        assert err == "error: agent id already in use\n"
+        wait_for(lambda: b.bridge.closed.is_set(), what="the refused one to go")
+        b.close()
+        # the first answers the probe and stays
+        time.sleep(2)
+        assert agents(hub)[ident]["online"] is True
+        assert not a.bridge.closed.is_set()
+    finally:
+        a.close()
+
+
+def test_duplicate_id_of_a_dead_connection_is_taken_over(hub):
+    ident = pclib.uniq("ag")
+    a = online(hub, facts={"id": ident})
+    time.sleep(0.3)  # let the announcement's last packets go out
+    a.bridge.muted = True  # dead, as far as the server can tell
+    b = ProtoAgent(hub.url)
+    b.login(*hub.cred)
+    status, err = b.announce({"id": ident})
+    assert status == 1 and "already in use" in err
+    b.close()
+    # the probe (keepalive 1 s here) drops the dead one; a retry succeeds
+    wait_for(lambda: "did not answer a probe" in hub.log_text(), timeout=3,
+             what="the probe to drop the dead one")
+    wait_for(lambda: not agents(hub)[ident]["online"], what="offline")
+    c = online(hub, facts={"id": ident})
+    c.close()
+    a.close()
+
+
+@pytest.mark.parametrize("payload,why", [
+    (b"not json", "bad announcement: not JSON"),
+    (b"[]", "bad announcement: not a JSON object"),
+    (json.dumps({"id": "a b"}).encode(), "bad announcement: 'id'"),
+    (json.dumps({"id": "x", "tags": "prod"}).encode(),
+     "bad announcement: 'tags'"),
+    (b"{" + b" " * 17000 + b"}", "bad announcement: not as the protocol"),
+])
+def test_bad_announcements_are_refused_with_a_reason(hub, payload, why):
+    a = ProtoAgent(hub.url)
+    try:
+        a.login(*hub.cred)
+        status, err = a.announce(payload)
+        assert status == 1
+        assert err.startswith("error: " + why), err
+        wait_for(lambda: a.bridge.closed.is_set(), what="the disconnect")
+    finally:
+        a.close()
+
+
+def test_other_subsystem_is_refused(hub):
+    a = ProtoAgent(hub.url)
+    try:
+        a.login(*hub.cred)
+        ch = a.t.open_session(timeout=10)
+        with pytest.raises(paramiko.SSHException):
+            ch.invoke_subsystem("sftp")
+    finally:
+        a.close()
+
+
+def test_everything_the_agent_opens_is_refused(hub, free_port):
+    a = online(hub)
+    try:
+        with pytest.raises(paramiko.ChannelException):
+            a.t.open_channel("direct-tcpip", ("127.0.0.1", hub.ssh_port),
+                             ("127.0.0.1", 1), timeout=5)
+        with pytest.raises(paramiko.ChannelException):
+            a.t.open_session(timeout=5)
+        with pytest.raises(paramiko.ChannelException):
+            a.t.open_channel("x11", src_addr=("127.0.0.1", 6000), timeout=5)
+        assert a.t.global_request("tcpip-forward", wait=True) is None
+        # still alive and well afterwards
+        assert a.t.is_active()
+    finally:
+        a.close()
+    assert "refused a session channel it opened" in hub.log_text()
+
+
+def test_exec_on_the_announcement_channel_is_refused(hub):
+    a = ProtoAgent(hub.url)
+    try:
+        a.login(*hub.cred)
+        ch = a.t.open_session(timeout=10)
+        with pytest.raises(paramiko.SSHException):
+            ch.exec_command("id")
+    finally:
+        a.close()
+
+
+def test_server_pings_a_silent_agent_and_drops_a_dead_one(hub):
+    a = online(hub)
+    ident = [k for k, v in agents(hub).items() if v["online"]][0]
+    try:
+        time.sleep(2.5)
+        assert a.bridge.pings >= 1, "no PING after 2.5 s of silence"
+        assert not a.bridge.closed.is_set()
+        a.bridge.muted = True
+        t0 = time.time()
+        wait_for(lambda: not agents(hub)[ident]["online"], timeout=6,
+                 what="the server to drop a silent agent")
+        # timeout 3 s, checked every second
+        assert time.time() - t0 <= 5
+    finally:
+        a.close()
+    assert "keepalive timeout" in hub.log_text()
+
+
+def test_text_frames_are_a_protocol_error(hub):
+    ws = websocket.create_connection(hub.url,
+                                     subprotocols=["portcullis-agent.v1"],
+                                     timeout=10)
+    ws.send("hello")
+    op, data = None, b""
+    end = time.time() + 5
+    while time.time() < end:
+        op, data = ws.recv_data(control_frame=True)
+        if op == websocket.ABNF.OPCODE_CLOSE:
+            break
+    assert op == websocket.ABNF.OPCODE_CLOSE
+    assert int.from_bytes(data[:2], "big") == 1003
+    ws.close()
+
+
+@pytest.mark.parametrize("path,proto", [("/agent", "other.v1"),
+                                        ("/api/v1/agent", "portcullis-agent.v1"),
+                                        ("/", None)])
+def test_upgrade_needs_the_path_and_the_subprotocol(hub, path, proto):
+    url = "ws://127.0.0.1:%d%s" % (hub.http_port, path)
+    with pytest.raises(websocket.WebSocketException):
+        WsBridge(url, subprotocols=[proto] if proto else [])
+    # the HTTP side still works
+    pc = hub
+    assert pclib.run(["curl", "-sf", "http://127.0.0.1:%d/api/v1/healthz"
+                      % pc.http_port]).rc == 0
+
+
+def test_handshake_must_finish_in_time(hub):
+    b = WsBridge(hub.url)
+    try:
+        b.near.settimeout(15)
+        assert b.near.recv(64).startswith(b"SSH-2.0-")
+        t0 = time.time()
+        wait_for(lambda: b.closed.is_set(), timeout=15,
+                 what="the server to drop a mute client")
+        assert 8 <= time.time() - t0 <= 13
+    finally:
+        b.close()
