@@ -101,7 +101,7 @@ static int asset_seal_password(const struct vault *v, const char *id,
 static int asset_add_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS], *host = NULL, *site = ASSET_DEFAULT_SITE;
-    const char *login = NULL, *keyfile = NULL, *fp = NULL;
+    const char *login = NULL, *keyfile = NULL, *fp = NULL, *route = "direct";
     int port = 22, rc, r;
     bool pw_stdin = false;
     const struct cli_opt opts[] = {
@@ -112,6 +112,7 @@ static int asset_add_run(struct cli_ctx *ctx, int argc, char **argv)
         CLI_OPT_FLAG("--password-stdin", &pw_stdin),
         CLI_OPT_STR("--key", &keyfile),
         CLI_OPT_STR("--host-key-fingerprint", &fp),
+        CLI_OPT_STR("--route", &route),
         CLI_OPT_END,
     };
     struct store_site s;
@@ -139,6 +140,10 @@ static int asset_add_run(struct cli_ctx *ctx, int argc, char **argv)
         return cli_usage(ctx, "--host-key-fingerprint needs SHA256:<43 "
                               "base64 characters>, as ssh-keygen -l prints");
     }
+    if (!store_route_valid(route)) {
+        return cli_usage(ctx, "--route needs 'direct' or 'agent:ID' (an "
+                              "agent ID: 1-64 of A-Z a-z 0-9 . _ -)");
+    }
     if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
         return rc;
     }
@@ -152,7 +157,7 @@ static int asset_add_run(struct cli_ctx *ctx, int argc, char **argv)
     snprintf(a.protocol, sizeof(a.protocol), "ssh");
     snprintf(a.host, sizeof(a.host), "%s", host);
     a.port = port;
-    snprintf(a.route, sizeof(a.route), "direct");
+    snprintf(a.route, sizeof(a.route), "%s", route);
     snprintf(a.login_user, sizeof(a.login_user), "%s",
              login != NULL ? login : "");
     snprintf(a.host_key_fp, sizeof(a.host_key_fp), "%s", fp != NULL ? fp : "");
@@ -318,7 +323,7 @@ static const struct cli_cmd asset_add_cmd = {
     .name = "add",
     .synopsis = "asset add NAME --host H [--port P] [--site PATH]\n"
                 "[--login USER] [--password-stdin] [--key FILE]\n"
-                "[--host-key-fingerprint SHA256:...]",
+                "[--host-key-fingerprint SHA256:...] [--route R]",
     .summary = "Add an SSH asset; prints its new ID.",
     .details =
         "Options:\n"
@@ -331,7 +336,9 @@ static const struct cli_cmd asset_add_cmd = {
         "  --key FILE        vault the login's private key (no passphrase)\n"
         "  --host-key-fingerprint SHA256:...\n"
         "                    pin the target's host key (default: trust the\n"
-        "                    first key seen)\n",
+        "                    first key seen)\n"
+        "  --route R         direct (default), or agent:ID: host and port as\n"
+        "                    the agent ID sees them (e.g. 127.0.0.1:22)\n",
     .run = asset_add_run,
     .mutates = true,
 };

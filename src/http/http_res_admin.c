@@ -768,6 +768,12 @@ static bool http_asset_fields_ok(struct http_req *req)
                    "characters>");
         return false;
     }
+    if (http_body_has(req->body, "route") &&
+        !store_route_valid(http_body_str(req->body, "route"))) {
+        http_error(req, 400, "invalid", "Invalid value",
+                   "route must be 'direct' or 'agent:ID'");
+        return false;
+    }
     return true;
 }
 
@@ -821,7 +827,10 @@ int http_h_assets_add(struct http_req *req)
     snprintf(a.protocol, sizeof(a.protocol), "ssh");
     snprintf(a.host, sizeof(a.host), "%s", http_body_str(req->body, "host"));
     a.port = (int)http_body_int(req->body, "port", 22);
-    snprintf(a.route, sizeof(a.route), "direct");
+    snprintf(a.route, sizeof(a.route), "%s",
+             http_body_has(req->body, "route")
+                 ? http_body_str(req->body, "route")
+                 : "direct");
     snprintf(a.login_user, sizeof(a.login_user), "%s",
              login != NULL ? login : "");
     snprintf(a.host_key_fp, sizeof(a.host_key_fp), "%s", fp != NULL ? fp : "");
@@ -898,6 +907,10 @@ int http_h_assets_patch(struct http_req *req)
                  http_body_str(req->body, "host"));
     }
     a.port = (int)http_body_int(req->body, "port", a.port);
+    if (http_body_has(req->body, "route")) {
+        snprintf(a.route, sizeof(a.route), "%s",
+                 http_body_str(req->body, "route"));
+    }
     if ((v = json_object_get(req->body, "login")) != NULL) {
         snprintf(a.login_user, sizeof(a.login_user), "%s",
                  json_is_null(v) ? "" : json_string_value(v));

@@ -101,6 +101,7 @@ static const struct http_field body_asset_add[] = {
     SECRET_FIELD("password", false),
     {"private_key", HF_SECRET, false, 1, 16384},
     {"host_key_fingerprint", HF_STRING, false, 1, STORE_FP_MAX},
+    {"route", HF_STRING, false, 1, STORE_ROUTE_MAX},
     F_END,
 };
 static const struct http_field body_asset_patch[] = {
@@ -111,6 +112,7 @@ static const struct http_field body_asset_patch[] = {
     {"password", HF_STRING_NULL, false, 1, 1024},
     {"private_key", HF_STRING_NULL, false, 1, 16384},
     {"host_key_fingerprint", HF_STRING_NULL, false, 1, STORE_FP_MAX},
+    {"route", HF_STRING, false, 1, STORE_ROUTE_MAX},
     F_END,
 };
 static const struct http_field body_grant_add[] = {

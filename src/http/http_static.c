@@ -19,8 +19,9 @@
  * Compression: the build writes a .gz beside each text file; it is sent
  * when the client accepts gzip (Vary: Accept-Encoding either way).
  *
- * An unknown path without an extension answers index.html: the UI routes
- * in the browser (/assets/<id>, /sessions, ...), and a reload must work.
+ * Any other path answers index.html, unless it names a file of a type we
+ * serve (.js, .css, ...) that is missing: the UI routes in the browser
+ * (/assets/<id>, /users/j.doe, ...), and a reload must work.
  *
  * Files are read whole, synchronously, like the store's SQLite calls: the
  * UI is a few hundred KiB, and the page cache serves them.
@@ -260,7 +261,6 @@ int http_static_get(const struct config *cfg, const char *path, bool head,
 {
     char root[PATH_MAX], file[PATH_MAX], gz[PATH_MAX], rel[600];
     const char *type;
-    const char *last;
     bool have_gz;
     int r;
 
@@ -273,7 +273,6 @@ int http_static_get(const struct config *cfg, const char *path, bool head,
     if (!http_static_path_ok(path)) {
         return http_static_text(out, 404, "not found\n", head);
     }
-    last = strrchr(path, '/');
     if (strcmp(path, "/") == 0) {
         snprintf(rel, sizeof(rel), "/index.html");
     } else {
@@ -281,7 +280,8 @@ int http_static_get(const struct config *cfg, const char *path, bool head,
     }
     type = http_static_type(rel);
     if (type == NULL || !http_static_resolve(root, rel, file)) {
-        if (strchr(last, '.') != NULL) {
+        if (type != NULL) {
+            /* a missing file of the build (an old hash, a typo) */
             return http_static_text(out, 404, "not found\n", head);
         }
         /* a route of the UI: the page that routes it */

@@ -5,9 +5,9 @@
  *
  * A GET or HEAD whose path is not under /api/ (nor /healthz, /metrics or
  * /agent) is the UI's: http_static_get() answers it from [http] web_root
- * with a file, index.html for an unknown path without an extension (the
- * UI routes in the browser), 404 for a missing file, or, when the UI is
- * not built, a short text saying how to build it.
+ * with a file, 404 for a missing file of a type it serves (.js, .css,
+ * ...), index.html for any other path (the UI routes in the browser), or,
+ * when the UI is not built, a short text saying how to build it.
  *
  * Ownership: struct http_static_resp owns its body (heap);
  * http_static_resp_clear() frees it and may be called on a zeroed one.

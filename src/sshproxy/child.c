@@ -694,9 +694,15 @@ static bool child_step(struct session_child *sc)
         }
         if (ch->state == CHAN_RELAYING && ch->up != NULL &&
             (sc->up == NULL || !ssh_is_connected(sc->up))) {
-            ch->up_closed = true;
-            if (ch->result == NULL) {
-                ch->result = strdup("error: connection to the asset lost");
+            if (!ch->up_closed && !ch->up_eof) {
+                /* lost mid-stream (target or agent gone): say so */
+                relay_abort(ch, "connection to the asset was lost",
+                            "error: connection to the asset lost");
+            } else {
+                ch->up_closed = true;
+                if (ch->result == NULL) {
+                    ch->result = strdup("error: connection to the asset lost");
+                }
             }
         }
         if (ch->state == CHAN_FAILING) {

@@ -209,3 +209,29 @@ int store_site_normalize(const char *in, char *out, size_t outlen)
     }
     return ERR_OK;
 }
+
+bool store_route_valid(const char *route)
+{
+    const char *id;
+    size_t n = 0;
+
+    if (route == NULL) {
+        return false;
+    }
+    if (strcmp(route, "direct") == 0) {
+        return true;
+    }
+    if (strncmp(route, "agent:", 6) != 0) {
+        return false;
+    }
+    /* an agent ID: 1-64 of A-Z a-z 0-9 . _ - (docs/agent-protocol.md) */
+    for (id = route + 6; id[n] != '\0'; n++) {
+        char c = id[n];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-')) {
+            return false;
+        }
+    }
+    return n >= 1 && n <= 64;
+}

@@ -461,18 +461,24 @@ def test_unreachable_target_is_reported(server, agent):
 
 @pytest.mark.timeout(180)
 def test_idle_tunnel_is_deleted(server, agent, echo):
-    """--idle-timeout is in minutes: this test waits about 65 s."""
+    """--idle-timeout is in minutes: this test waits about 70 s."""
     tid, port, _ = tunnel_add(server, agent.id, "127.0.0.1:%d" % echo.port,
                               "--idle-timeout", "1")
     keep, kport, _ = tunnel_add(server, agent.id,
                                 "127.0.0.1:%d" % echo.port)
     time.sleep(30)
-    assert tcp_echo(port) == b"ping\n"  # use restarts the idle time
-    time.sleep(40)
-    assert tid in tunnels(server)
+    # a connection restarts the idle time
+    wait_for(lambda: tcp_refused(port) is False and tcp_echo(port) ==
+             b"ping\n", what="a connection through the tunnel")
+    used = time.monotonic()
+    time.sleep(45)
+    assert tid in tunnels(server)  # 45 s after its last use
     wait_for(lambda: tid not in tunnels(server), timeout=30, step=1,
              what="the idle tunnel to be deleted")
+    assert time.monotonic() - used >= 59
     assert tcp_refused(port)
-    # the other tunnel stays
-    assert state_of(server, keep) == "listening"
+    # the tunnel without an idle timeout stays
+    assert keep in tunnels(server)
+    wait_for(lambda: state_of(server, keep) == "listening", timeout=30,
+             what="the other tunnel listening")
     assert tcp_echo(kport) == b"ping\n"

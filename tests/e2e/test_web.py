@@ -142,11 +142,12 @@ def test_spa_fallback_and_the_api_is_not_swallowed(proxy, web_ui):
     port = proxy.wait_http().http_port
     index = (DIST / "index.html").read_bytes()
     for path in ("/login", "/assets/0b8e6b8e-1111-4c2c-9a57-3a1d1a1c9d10",
-                 "/sessions?user=x", "/users/alice/"):
+                 "/sessions?user=x", "/users/alice/", "/users/j.doe",
+                 "/x.key"):
         st, h, body = get(port, path)
         assert st == 200 and body == index, path
         assert h["cache-control"] == "no-cache", path
-    for path in ("/assets/missing-abc.js", "/nope.css", "/x.key"):
+    for path in ("/assets/missing-abc.js", "/nope.css", "/a/b.png"):
         st, h, body = get(port, path)
         assert st == 404 and body == b"not found\n", path
     st, h, body = get(port, "/api/v1/nope")
@@ -266,6 +267,11 @@ def test_browser(proxy, target, ssh_client, web_ui, tmp_path):
     assert r.rc == 0 and "web-rec-42" in r.out, r
     row = proxy.session_of(rec_user, "ok", kind="exec")
     assert row["recording_path"], row
+    # and a refusal for the dashboard
+    r = ssh_client.ssh("%s#%s" % (rec_user, rec_asset), "true",
+                       password="wrong-" + rec_pw)
+    assert r.rc != 0
+    proxy.session_of(rec_user, "denied")
 
     names = {"user": uniq("wuser"), "asset": uniq("wasset"),
              "token": uniq("wtoken")}

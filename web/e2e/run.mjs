@@ -246,7 +246,6 @@ async function mainFlow() {
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('heading', { level: 1, name: 'Dashboard' }).waitFor();
   await page.waitForLoadState('networkidle');
-  await shot(page, 'dashboard');
 
   step = 'keyboard: the first Tab reaches the skip link';
   await page.locator('body').focus();
@@ -369,12 +368,12 @@ async function mainFlow() {
     ['/sites', 'Sites', 'sites'], ['/groups', 'Groups', 'groups'], ['/roles', 'Site roles', 'roles'],
     ['/profiles', 'Access profiles', 'profiles'], ['/sessions', 'Sessions', 'sessions'],
     ['/audit', 'Audit log', 'audit'], ['/settings', 'Settings', 'settings'],
-    ['/assets', 'Assets', 'assets'],
+    ['/assets', 'Assets', 'assets'], ['/', 'Dashboard', 'dashboard'],
   ]) {
     await visit(page, path, heading);
     expect((await page.getByRole('alert').count()) === 0,
       `${path} shows an error: ${await page.getByRole('alert').allInnerTexts()}`);
-    if (['sessions', 'settings', 'audit', 'assets'].includes(name)) await shot(page, name);
+    if (['sessions', 'settings', 'audit', 'assets', 'dashboard'].includes(name)) await shot(page, name);
     if (name === 'settings') results.settings_fingerprint = await page.locator('dd code').first().innerText();
   }
 

@@ -15,7 +15,7 @@ async function loadAgents() {
 
 export function Dashboard() {
   const open = useLoad(async () => (await list('/sessions', { limit: 500 })).data.filter((r) => !r.result));
-  const refused = useLoad(async () => (await list('/sessions', { limit: 10, filter: { result: 'denied' } })).data);
+  const refused = useLoad(async () => list('/sessions', { limit: 10, filter: { result: 'denied' } }));
   const agents = useLoad(loadAgents);
 
   const online = agents.data && agents.data.rows ? agents.data.rows.filter((a) => a.online) : null;
@@ -23,7 +23,7 @@ export function Dashboard() {
     <Page title="Dashboard">
       <div class="cards">
         <div class="stat card"><span class="stat-n">{open.data ? open.data.length : '…'}</span> sessions now</div>
-        <div class="stat card"><span class="stat-n">{refused.data ? refused.data.length : '…'}</span> recent refusals shown</div>
+        <div class="stat card"><span class="stat-n">{refused.data ? refused.data.meta.total : '…'}</span> refusals in the report</div>
         <div class="stat card"><span class="stat-n">{online ? online.length : '–'}</span> agents online</div>
       </div>
 
@@ -44,7 +44,7 @@ export function Dashboard() {
       <h2>Recent refusals</h2>
       {refused.loading && !refused.data ? <Loading /> : <ErrorText error={refused.error} />}
       {refused.data && (
-        <Table caption="Recent refusals" rows={refused.data} empty="No refusals."
+        <Table caption="Recent refusals" rows={refused.data.data} empty="No refusals."
           columns={[
             { label: 'When', render: sessionLink },
             { label: 'User', key: 'user' },
