@@ -73,9 +73,8 @@ int http_h_settings(struct http_req *req)
         access(pub, R_OK) == 0) {
         r = hostkey_fingerprint(pub, hostfp, sizeof(hostfp));
     }
-    if (r != ERR_OK &&
-        hostkey_fingerprint(cfg->ssh_host_key, hostfp, sizeof(hostfp)) !=
-            ERR_OK) {
+    if (r != ERR_OK && hostkey_fingerprint(cfg->ssh_host_key, hostfp,
+                                           sizeof(hostfp)) != ERR_OK) {
         log_warn("http: cannot read the SSH host key %s for its fingerprint",
                  cfg->ssh_host_key);
         hostfp[0] = '\0';

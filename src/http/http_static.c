@@ -6,7 +6,8 @@
  * directory beside secrets (a data directory holds vault.key). So a path
  * is served only when
  *   - every segment is made of [A-Za-z0-9._~-] and none starts with '.'
- *     (no "..", no dotfiles), and it names a file of a known type;
+ *     (no "..", no dotfiles), and it names a file of a known type (a path
+ *     with other characters can only be a route: it gets index.html);
  *   - web_root holds an index.html (a directory that is not a built UI,
  *     say the data directory after a typo, serves nothing at all);
  *   - realpath() of the file lies inside realpath() of web_root (no
@@ -100,7 +101,7 @@ bool http_static_claims(int method, const char *path)
 
 bool http_static_accepts_gzip(const char *ae)
 {
-    const char *p = ae, *q;
+    const char *p = ae, *q, *qv;
     size_t n;
 
     while (p != NULL && *p != '\0') {
@@ -115,7 +116,7 @@ bool http_static_accepts_gzip(const char *ae)
             (n == 1 && p[0] == '*')) {
             q = p + strcspn(p, ",");
             /* "gzip;q=0" (or q=0.0...) refuses it */
-            const char *qv = strstr(p, "q=");
+            qv = strstr(p, "q=");
             if (qv != NULL && qv < q) {
                 return strtod(qv + 2, NULL) > 0.0;
             }
@@ -143,22 +144,27 @@ static const char *http_static_type(const char *path)
     return NULL;
 }
 
-/* A path we are willing to look up: "/" and segments of safe characters,
- * none empty or starting with '.'. */
-static bool http_static_path_ok(const char *path)
+/* What a path may be used for: looked up as a file (every segment of
+ * safe characters), only answered with index.html (other characters,
+ * such as a user name with a space, are never looked up), or nothing (an
+ * empty or dot segment: "..", ".", dotfiles; or too long). */
+enum http_static_path { HSP_BAD = 0, HSP_FILE, HSP_ROUTE };
+
+static enum http_static_path http_static_path_kind(const char *path)
 {
+    enum http_static_path kind = HSP_FILE;
     const char *p = path;
 
     if (path[0] != '/' || strlen(path) > 512) {
-        return false;
+        return HSP_BAD;
     }
     while (*p == '/') {
         p++;
         if (*p == '\0') {
-            return true; /* "/" or a trailing slash */
+            return kind; /* "/" or a trailing slash */
         }
         if (*p == '.' || *p == '/') {
-            return false;
+            return HSP_BAD;
         }
         while (*p != '\0' && *p != '/') {
             char ch = *p++;
@@ -166,11 +172,11 @@ static bool http_static_path_ok(const char *path)
             if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
                   (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
                   ch == '-' || ch == '~')) {
-                return false;
+                kind = HSP_ROUTE;
             }
         }
     }
-    return *p == '\0';
+    return *p == '\0' ? kind : HSP_BAD;
 }
 
 /* realpath(root + rel) when it is a regular file inside root. */
@@ -260,6 +266,7 @@ int http_static_get(const struct config *cfg, const char *path, bool head,
                     bool accept_gzip, struct http_static_resp *out)
 {
     char root[PATH_MAX], file[PATH_MAX], gz[PATH_MAX], rel[600];
+    enum http_static_path kind;
     const char *type;
     bool have_gz;
     int r;
@@ -270,7 +277,8 @@ int http_static_get(const struct config *cfg, const char *path, bool head,
         !http_static_resolve(root, "/index.html", file)) {
         return http_static_text(out, 503, http_not_built, head);
     }
-    if (!http_static_path_ok(path)) {
+    kind = http_static_path_kind(path);
+    if (kind == HSP_BAD) {
         return http_static_text(out, 404, "not found\n", head);
     }
     if (strcmp(path, "/") == 0) {
@@ -278,7 +286,7 @@ int http_static_get(const struct config *cfg, const char *path, bool head,
     } else {
         snprintf(rel, sizeof(rel), "%s", path);
     }
-    type = http_static_type(rel);
+    type = kind == HSP_FILE ? http_static_type(rel) : NULL;
     if (type == NULL || !http_static_resolve(root, rel, file)) {
         if (type != NULL) {
             /* a missing file of the build (an old hash, a typo) */
@@ -293,7 +301,7 @@ int http_static_get(const struct config *cfg, const char *path, bool head,
     }
     out->type = type;
     out->cache = strncmp(rel, "/assets/", 8) == 0 ? HTTP_STATIC_IMMUTABLE
-                                                   : HTTP_STATIC_REVALIDATE;
+                                                  : HTTP_STATIC_REVALIDATE;
     /* the pre-compressed sibling, if the build made one */
     if (strlen(rel) + 4 < sizeof(rel)) {
         strcat(rel, ".gz");
@@ -344,8 +352,7 @@ int http_web_security_headers(struct lws *wsi, bool ui, unsigned char **p,
 {
     return http_web_header(wsi, "content-security-policy:",
                            ui ? http_web_csp : http_api_csp, p, end) ||
-           http_web_header(wsi, "x-content-type-options:", "nosniff", p,
-                           end) ||
+           http_web_header(wsi, "x-content-type-options:", "nosniff", p, end) ||
            http_web_header(wsi, "referrer-policy:", "no-referrer", p, end) ||
            http_web_header(wsi, "x-frame-options:", "DENY", p, end);
 }

@@ -22,7 +22,7 @@ import time
 import pytest
 
 import pclib
-from agentlib import NetNS, NsTarget, make_agent, netns  # noqa: F401
+from agentlib import NsTarget, make_agent, netns  # noqa: F401 (fixtures)
 from pclib import Portcullis
 
 FLOW_SECONDS = 2  # [tunnel] udp_flow_seconds of the test servers
@@ -78,12 +78,14 @@ def wait_for(cond, timeout=15.0, what="condition", step=0.1):
 def server(tmp_path, netns):  # noqa: F811
     """A started server for an agent inside netns (its HTTP listener on the
     host's end of the veth), tunnel ports from a range of its own (so
-    parallel runs do not collide), UDP flows ending after FLOW_SECONDS."""
+    parallel runs do not collide; below Linux's ephemeral ports, which
+    outgoing connections take, and above the default range 20000-20999),
+    UDP flows ending after FLOW_SECONDS."""
     p = Portcullis(tmp_path / "pc")
     p.tune_for_tests()
     p.set_config("http", "listen", netns.host_ip)
     p.set_config("http", "allow_plain_http", "true")
-    base = random.randrange(30000, 39000, 50)
+    base = random.randrange(21000, 32700, 50)
     p.set_config("tunnel", "port_min", str(base))
     p.set_config("tunnel", "port_max", str(base + 49))
     p.set_config("tunnel", "udp_flow_seconds", str(FLOW_SECONDS))
@@ -435,6 +437,7 @@ def test_a_taken_port_is_an_error_state_until_it_is_free(server, agent,
     wait_online(server, agent.id, online=False)
     tid, port, _ = tunnel_add(server, agent.id, "127.0.0.1:%d" % echo.port)
     squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     squatter.bind(("127.0.0.1", port))
     squatter.listen(1)
     try:

@@ -24,6 +24,7 @@ import shutil
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -32,7 +33,10 @@ from pclib import REPO, SSH_COMMON, Client, EchoServer, run, totp_code, uniq
 
 WEB = REPO / "web"
 DIST = WEB / "dist"
-SCREENSHOTS = REPO / "docs" / "screenshots"
+# The browser runs save the main pages here (README.md shows them);
+# PORTCULLIS_SCREENSHOTS=DIR puts them elsewhere.
+SCREENSHOTS = Path(os.environ.get("PORTCULLIS_SCREENSHOTS",
+                                  REPO / "docs" / "screenshots"))
 CHROMIUM = os.environ.get("PORTCULLIS_CHROMIUM", "/usr/bin/chromium")
 NOT_BUILT = "the web UI is not built; run: cd web && npm ci && npm run build"
 CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; "
@@ -143,7 +147,7 @@ def test_spa_fallback_and_the_api_is_not_swallowed(proxy, web_ui):
     index = (DIST / "index.html").read_bytes()
     for path in ("/login", "/assets/0b8e6b8e-1111-4c2c-9a57-3a1d1a1c9d10",
                  "/sessions?user=x", "/users/alice/", "/users/j.doe",
-                 "/x.key"):
+                 "/users/j%20doe", "/x.key"):
         st, h, body = get(port, path)
         assert st == 200 and body == index, path
         assert h["cache-control"] == "no-cache", path
@@ -248,6 +252,17 @@ def test_settings_route(proxy):
 
 # ------------------------------------------------------------- the browser
 
+def _wait_open(proxy, user, timeout=20.0):
+    """Waits until user has an open row (no result yet) in the report."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if [r for r in proxy.sessions()
+                if r.get("user") == user and not r.get("result")]:
+            return
+        time.sleep(0.25)
+    pytest.fail("no open session of %s" % user)
+
+
 def test_browser(proxy, target, ssh_client, web_ui, tmp_path):
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail("%s is missing: `./dev deps` installs chromium" % CHROMIUM)
@@ -267,6 +282,14 @@ def test_browser(proxy, target, ssh_client, web_ui, tmp_path):
     assert r.rc == 0 and "web-rec-42" in r.out, r
     row = proxy.session_of(rec_user, "ok", kind="exec")
     assert row["recording_path"], row
+    # a recorded file transfer (legacy scp: one record per file)
+    xfer = tmp_path / ("web-xfer-%s.txt" % uniq())
+    xfer.write_text("x" * 4321)
+    r = ssh_client.scp("%s#%s" % (rec_user, rec_asset), str(xfer),
+                       ssh_client.remote("/tmp/" + xfer.name), legacy=True,
+                       password=rec_pw)
+    assert r.rc == 0, r
+    xrow = proxy.session_of(rec_user, "ok", kind="scp")
     # and a refusal for the dashboard
     r = ssh_client.ssh("%s#%s" % (rec_user, rec_asset), "true",
                        password="wrong-" + rec_pw)
@@ -282,12 +305,20 @@ def test_browser(proxy, target, ssh_client, web_ui, tmp_path):
         "target_key": open(target.key).read(),
         "target_fingerprint": target.fingerprint,
         "recorded_user": rec_user, "recorded_text": "web-rec-42",
+        "transfer_session": xrow["id"], "transfer_name": xfer.name,
         "ssh_port": proxy.ssh_port, "screenshots": str(SCREENSHOTS),
         "names": names,
     }
     cfg_path = tmp_path / "web-e2e.json"
     cfg_path.write_text(json.dumps(cfg))
-    r = run(["node", "e2e/run.mjs", cfg_path], cwd=WEB, timeout=280)
+    # a session open while the dashboard is looked at
+    held = ssh_client.popen_ssh("%s#%s" % (rec_user, rec_asset), "sleep 300",
+                                password=rec_pw)
+    try:
+        _wait_open(proxy, rec_user)
+        r = run(["node", "e2e/run.mjs", cfg_path], cwd=WEB, timeout=280)
+    finally:
+        pclib.stop_process(held, 10)
     assert r.rc == 0, "web e2e failed:\n%s\n%s" % (r.out[-3000:],
                                                     r.err[-6000:])
     res = json.loads(r.out.strip().splitlines()[-1])

@@ -89,6 +89,14 @@ async function visit(page, path, heading) {
   await page.goto(cfg.url + path);
   await page.getByRole('heading', { level: 1, name: heading }).waitFor();
   await page.waitForLoadState('networkidle');
+  // keyboard and screen-reader basics: every control has a label or text
+  const bare = await page.evaluate(() => [
+    ...[...document.querySelectorAll('input, select, textarea')]
+      .filter((e) => e.type !== 'hidden' && e.labels.length === 0 && !e.getAttribute('aria-label')),
+    ...[...document.querySelectorAll('button, a[href]')]
+      .filter((e) => !e.textContent.trim() && !e.getAttribute('aria-label')),
+  ].map((e) => e.outerHTML.slice(0, 120)));
+  expect(bare.length === 0, `${path}: controls without a label: ${bare.join(' ')}`);
 }
 
 // Lines from the test on stdin: the agents flow waits for "continue"
@@ -325,7 +333,7 @@ async function mainFlow() {
   expect(/no-such-user-xyz/.test(results.grant_refusal), `refusal ${results.grant_refusal}`);
 
   step = 'the session report and its recording';
-  await visit(page, `/sessions?user=${encodeURIComponent(cfg.recorded_user)}`, 'Sessions');
+  await visit(page, `/sessions?user=${encodeURIComponent(cfg.recorded_user)}&kind=exec&result=ok`, 'Sessions');
   await page.getByRole('cell').getByRole('link').first().click();
   await page.getByRole('heading', { level: 1, name: /^Session of / }).waitFor();
   await page.getByRole('button', { name: 'Play recording' }).click();
@@ -337,6 +345,16 @@ async function mainFlow() {
   }, cfg.recorded_text, { timeout: 20000 });
   results.played = true;
   await shot(page, 'recording');
+
+  step = 'the file-transfer record of an scp session';
+  await visit(page, `/sessions/${cfg.transfer_session}`, /^Session of /);
+  await page.getByRole('button', { name: 'Show file transfers' }).click();
+  const xfer = page.getByRole('table', { name: 'File transfers' }).getByRole('row')
+    .filter({ hasText: 'upload' }).filter({ hasText: cfg.transfer_name });
+  await xfer.waitFor();
+  const xferText = await xfer.innerText();
+  expect(/upload/.test(xferText) && /4321/.test(xferText), `transfer row ${xferText}`);
+  await shot(page, 'transfers');
 
   step = 'create an API token, shown once';
   await visit(page, '/tokens', 'API tokens');
@@ -375,6 +393,13 @@ async function mainFlow() {
       `${path} shows an error: ${await page.getByRole('alert').allInnerTexts()}`);
     if (['sessions', 'settings', 'audit', 'assets', 'dashboard'].includes(name)) await shot(page, name);
     if (name === 'settings') results.settings_fingerprint = await page.locator('dd code').first().innerText();
+    if (name === 'dashboard') {
+      // the test holds an exec session open meanwhile
+      await page.getByRole('table', { name: 'Sessions now' })
+        .getByRole('cell', { name: cfg.recorded_user, exact: true }).first().waitFor();
+      await page.getByRole('table', { name: 'Recent refusals' })
+        .getByRole('cell', { name: cfg.recorded_user, exact: true }).first().waitFor();
+    }
   }
 
   step = 'phone size';
@@ -395,6 +420,22 @@ async function mainFlow() {
 
   step = 'sign out';
   await page.setViewportSize({ width: 1280, height: 800 });
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('heading', { name: 'Sign in to Portcullis' }).waitFor();
+
+  step = 'the enrolled user signs in with a code of the secret the QR code holds';
+  await page.getByLabel('User name').fill(cfg.names.user);
+  await page.getByLabel('Password').fill('Web-user-pw-1');
+  await page.getByLabel('TOTP code (if enabled)').fill(await freshTotp(results.enrolled_secret));
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: `Welcome, ${cfg.names.user}` }).waitFor();
+  const nav = await page.getByRole('navigation', { name: 'Main' }).getByRole('link').allInnerTexts();
+  expect(JSON.stringify(nav) === JSON.stringify(['Dashboard', 'API tokens', 'Settings']),
+    `a user without a managing role sees ${nav}`);
+  for (const [path, heading] of [['/tokens', 'API tokens'], ['/settings', 'Settings'], ['/', 'Dashboard']]) {
+    await visit(page, path, heading);
+    expect((await page.getByRole('alert').count()) === 0, `${path} shows an error to a plain user`);
+  }
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByRole('heading', { name: 'Sign in to Portcullis' }).waitFor();
 

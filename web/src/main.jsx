@@ -4,6 +4,7 @@ import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api, setToken, setUnauthorizedHandler, token } from './api.js';
 import { match, navigate, useLocation } from './router.js';
+import { powers } from './powers.js';
 import { ErrorText, Loading } from './ui.jsx';
 import { Login } from './pages/login.jsx';
 import { Dashboard } from './pages/dashboard.jsx';
@@ -20,20 +21,23 @@ import { Settings } from './pages/settings.jsx';
 import { AgentDetail, Agents, Credentials } from './pages/agents.jsx';
 import './style.css';
 
+// [path, label, who may use it] (docs/api.md's permissions, on /root):
+// 'self' anyone signed in, 'config' configuration-manager or
+// administrator, 'admin' administrator.
 const NAV = [
-  ['/', 'Dashboard'],
-  ['/assets', 'Assets'],
-  ['/sessions', 'Sessions'],
-  ['/agents', 'Agents'],
-  ['/credentials', 'Agent credentials'],
-  ['/sites', 'Sites'],
-  ['/users', 'Users'],
-  ['/groups', 'Groups'],
-  ['/roles', 'Site roles'],
-  ['/profiles', 'Access profiles'],
-  ['/tokens', 'API tokens'],
-  ['/audit', 'Audit log'],
-  ['/settings', 'Settings'],
+  ['/', 'Dashboard', 'self'],
+  ['/assets', 'Assets', 'config'],
+  ['/sessions', 'Sessions', 'config'],
+  ['/agents', 'Agents', 'config'],
+  ['/credentials', 'Agent credentials', 'admin'],
+  ['/sites', 'Sites', 'config'],
+  ['/users', 'Users', 'admin'],
+  ['/groups', 'Groups', 'config'],
+  ['/roles', 'Site roles', 'admin'],
+  ['/profiles', 'Access profiles', 'config'],
+  ['/tokens', 'API tokens', 'self'],
+  ['/audit', 'Audit log', 'admin'],
+  ['/settings', 'Settings', 'self'],
 ];
 
 const ROUTES = [
@@ -92,7 +96,7 @@ function Shell({ me, onLogout }) {
       </header>
       <nav id="nav" class={menuOpen ? 'nav open' : 'nav'} aria-label="Main">
         <ul>
-          {NAV.map(([href, label]) => (
+          {NAV.filter(([, , who]) => powers(me)[who]).map(([href, label]) => (
             <li key={href}>
               <a href={href} aria-current={current(href) ? 'page' : undefined}>{label}</a>
             </li>

@@ -1,5 +1,6 @@
 // The dashboard: sessions open now, the latest refusals, agents online.
 import { list } from '../api.js';
+import { powers } from '../powers.js';
 import { ErrorText, Loading, Page, Table, fmtBytes, fmtTime, useLoad } from '../ui.jsx';
 
 const sessionLink = (r) => <a href={`/sessions/${r.id}`}>{fmtTime(r.started_at)}</a>;
@@ -13,7 +14,27 @@ async function loadAgents() {
   }
 }
 
-export function Dashboard() {
+export function Dashboard({ me }) {
+  if (!powers(me).config) return <UserDashboard me={me} />;
+  return <AdminDashboard />;
+}
+
+// Someone without a managing role: what they can use here.
+function UserDashboard({ me }) {
+  return (
+    <Page title="Dashboard">
+      <div class="card">
+        <h2>Welcome, {me.name}</h2>
+        <p>You reach your servers with your usual SSH clients through this proxy;
+          the <a href="/settings">settings</a> show its address, port and host key.</p>
+        <p>Automation uses <a href="/tokens">API tokens</a>.
+          {me.totp_enabled ? ' Your logins are protected by TOTP.' : ''}</p>
+      </div>
+    </Page>
+  );
+}
+
+function AdminDashboard() {
   const open = useLoad(async () => (await list('/sessions', { limit: 500 })).data.filter((r) => !r.result));
   const refused = useLoad(async () => list('/sessions', { limit: 10, filter: { result: 'denied' } }));
   const agents = useLoad(loadAgents);

@@ -85,10 +85,19 @@ function Transfers({ text }) {
       return { _i: i, unreadable: line };
     }
   });
-  const keys = [...new Set(rows.flatMap((r) => Object.keys(r)))].filter((k) => k !== '_i');
+  const FIRST = ['time', 'op', 'path', 'bytes'];
+  // the session's own ID is on every line: the page already says it
+  const seen = [...new Set(rows.flatMap((r) => Object.keys(r)))].filter((k) => k !== '_i' && k !== 'session');
+  const keys = [...FIRST.filter((k) => seen.includes(k)), ...seen.filter((k) => !FIRST.includes(k))];
   return (
     <Table caption="File transfers" rows={rows} rowKey="_i" empty="No file was transferred."
-      columns={keys.map((k) => ({ label: k, render: (r) => (typeof r[k] === 'object' && r[k] !== null ? JSON.stringify(r[k]) : fmt(r[k])) }))} />
+      columns={keys.map((k) => ({
+        label: k,
+        render: (r) => {
+          if (k === 'time') return fmtTime(r[k]);
+          return typeof r[k] === 'object' && r[k] !== null ? JSON.stringify(r[k]) : fmt(r[k]);
+        },
+      }))} />
   );
 }
 
