@@ -25,6 +25,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/config.h"
 #include "common/loop.h"
@@ -83,8 +84,21 @@ struct hub_req *hub_connect(struct hub *h, const char *agent_id,
                             enum hub_stream_kind kind, const char *host,
                             int port, const char *orig, int orig_port, int fd,
                             hub_connect_fn fn, void *arg);
-/* Before fn was called: forget the request (fn is never called; the
- * channel and fd are closed). */
+/* hub_connect() that also learns how a confirmed stream ends: end(arg,
+ * up, down, why) once, when the stream ends after fn(arg, true, ...); up
+ * counts bytes from fd to the target, down the other way (payload bytes
+ * for UDP); why is NULL for a normal end (both sides done), else one
+ * line. The handle then stays valid until end is called (or until
+ * fn(arg, false, ...)). */
+typedef void (*hub_end_fn)(void *arg, uint64_t up, uint64_t down,
+                           const char *why);
+struct hub_req *hub_connect_ex(struct hub *h, const char *agent_id,
+                               enum hub_stream_kind kind, const char *host,
+                               int port, const char *orig, int orig_port,
+                               int fd, hub_connect_fn fn, hub_end_fn end,
+                               void *arg);
+/* While the handle is valid: end the stream now, calling neither fn nor
+ * end (the channel and fd are closed). */
 void hub_connect_cancel(struct hub_req *r);
 
 /* Tells fn(arg, agent_id, online) whenever an agent comes online

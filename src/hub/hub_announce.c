@@ -158,13 +158,14 @@ int hub_announce_parse(const char *data, size_t len, struct hub_announce *out,
         r = ERR_INVALID;
         goto out;
     }
-    if (out->name[0] == '\0') {
+    if (out->name[0] == '\0' && out->hostname[0] != '\0') {
         /* the host name, cut to a name's length if need be */
-        const char *src = out->hostname[0] ? out->hostname : out->id;
-        size_t n = strnlen(src, STORE_NAME_MAX);
+        size_t n = strnlen(out->hostname, STORE_NAME_MAX);
 
-        memcpy(out->name, src, n);
+        memcpy(out->name, out->hostname, n);
         out->name[n] = '\0';
+    } else if (out->name[0] == '\0') {
+        memcpy(out->name, out->id, strlen(out->id) + 1); /* 64 at most */
     }
     r = ERR_OK;
 out:

@@ -48,9 +48,11 @@ struct hub_stream {
     int port;
     char orig[64];
     int orig_port;
-    hub_connect_fn fn;
+    hub_connect_fn fn; /* until confirmed */
+    hub_end_fn end;    /* after */
     void *arg;
     uint64_t timer;
+    uint64_t nup, ndown; /* bytes fd -> target, target -> fd */
     bool dead;
 
     char status[HUB_STATUS_MAX];
@@ -128,15 +130,19 @@ static void hub_stream_release(struct hub_stream *st)
 static void hub_stream_end(struct hub_stream *st, const char *why)
 {
     hub_connect_fn fn = st->fn;
+    hub_end_fn end = st->end;
     void *arg = st->arg;
 
     if (st->dead) {
         return;
     }
     st->fn = NULL;
+    st->end = NULL;
     hub_stream_release(st);
     if (fn != NULL) {
         fn(arg, false, why);
+    } else if (end != NULL) {
+        end(arg, st->nup, st->ndown, why);
     } else if (why != NULL) {
         log_debug("agent %s: stream to %s:%d ended: %s", st->a->id, st->host,
                   st->port, why);
@@ -222,6 +228,7 @@ static bool hub_down_tcp(struct hub_stream *st)
                 return false;
             }
             st->dn_off += (size_t)n;
+            st->ndown += (uint64_t)n;
             if (st->dn_off < st->dn_len) {
                 continue;
             }
@@ -278,6 +285,9 @@ static bool hub_down_udp(struct hub_stream *st)
             }
             if (n < 0 && errno != ECONNREFUSED) {
                 return false;
+            }
+            if (n > 0) {
+                st->ndown += (uint64_t)n;
             }
             st->dn_len = 0;
             continue;
@@ -360,6 +370,7 @@ static bool hub_up(struct hub_stream *st)
                 }
             }
             if (n >= 0) {
+                st->nup += (uint64_t)n;
                 st->up[0] = (uint8_t)((size_t)n >> 8);
                 st->up[1] = (uint8_t)((size_t)n & 0xff);
                 st->up_len = 2 + (size_t)n;
@@ -373,6 +384,7 @@ static bool hub_up(struct hub_stream *st)
         } else {
             n = read(st->fd, st->up, HUB_CHUNK);
             if (n > 0) {
+                st->nup += (uint64_t)n;
                 st->up_len = (size_t)n;
                 st->up_off = 0;
                 continue;
@@ -550,6 +562,16 @@ struct hub_req *hub_connect(struct hub *h, const char *agent_id,
                             int port, const char *orig, int orig_port, int fd,
                             hub_connect_fn fn, void *arg)
 {
+    return hub_connect_ex(h, agent_id, kind, host, port, orig, orig_port, fd,
+                          fn, NULL, arg);
+}
+
+struct hub_req *hub_connect_ex(struct hub *h, const char *agent_id,
+                               enum hub_stream_kind kind, const char *host,
+                               int port, const char *orig, int orig_port,
+                               int fd, hub_connect_fn fn, hub_end_fn end,
+                               void *arg)
+{
     struct hub_agent *a = h != NULL ? hub_find_online(h, agent_id) : NULL;
     struct hub_stream *st;
     char why[200];
@@ -571,6 +593,7 @@ struct hub_req *hub_connect(struct hub *h, const char *agent_id,
     st->kind = kind;
     st->fd = fd;
     st->fn = fn;
+    st->end = end;
     st->arg = arg;
     st->port = port;
     st->orig_port = orig_port;
@@ -618,6 +641,7 @@ void hub_connect_cancel(struct hub_req *r)
     }
     a = st->a;
     st->fn = NULL;
+    st->end = NULL;
     hub_stream_end(st, NULL);
     /* inside a service pass the pass itself reaps it */
     if (!a->in_service) {

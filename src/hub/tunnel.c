@@ -30,12 +30,13 @@
  * thousands of datagrams a second.
  *
  * Report rows (kind "tunnel", route "agent:ID"): one per TCP connection,
- * closed "ok" when the agent confirmed the target, "error: why" when it
- * did not; one per UDP flow, closed when the flow ends, with the payload
- * bytes each way; "denied: ..." rows for refused sources (at most
- * TUNNEL_DENY_ROWS a minute per tunnel, so a scan cannot flood the store).
- * The hub does not report when a TCP stream ends or how many bytes it
- * carried, so a TCP row ends when the connection is established.
+ * closed when the stream ends with the bytes each way ("ok", or "error:
+ * why" when the agent could not connect or the stream broke); one per UDP
+ * flow, closed when the flow ends, with the payload bytes each way;
+ * "denied: ..." rows for refused sources (at most TUNNEL_DENY_ROWS a
+ * minute per tunnel, so a scan cannot flood the store). Open connections
+ * keep a tunnel from idling out, and closing a tunnel (deleted, agent
+ * gone) ends them.
  *
  * All of it runs in the main loop's thread; nothing here blocks except the
  * store's transactions and resolving a [tunnel] listen given as a name.
@@ -65,7 +66,7 @@
 #define TUNNEL_SOCKS_MAX 4 /* addresses [tunnel] listen may name */
 #define TUNNEL_BACKLOG 128
 #define TUNNEL_BURST 64         /* accepts or datagrams per wake-up */
-#define TUNNEL_PENDING_MAX 256  /* TCP connections waiting for the agent */
+#define TUNNEL_PENDING_MAX 4096 /* TCP connections, waiting or open */
 #define TUNNEL_FLOWS_MAX 1024   /* UDP flows per tunnel */
 #define TUNNEL_FLOW_BUCKETS 256 /* power of two */
 #define TUNNEL_FLOW_QUEUE 8     /* datagrams held while a flow opens */
@@ -98,6 +99,7 @@ struct tunnel_conn {
     struct hub_req *req;
     bool connecting; /* inside hub_connect(): the callback must not free */
     bool done;       /* the callback ran */
+    bool open;       /* confirmed: bridged until the hub says it ended */
     char row[STORE_ID_MAX + 1];
     char client[64];
 };
@@ -388,13 +390,16 @@ static void tunnel_conn_done(void *arg, bool ok, const char *why)
     struct tunnel *t = c->t;
     char result[STORE_RESULT_MAX + 1];
 
-    c->req = NULL;
-    c->done = true;
     if (ok) {
+        /* the row stays open until the stream ends (tunnel_conn_end) */
+        c->open = true;
         log_info("tunnel %s: %s connected to %s/%s:%d", t->def.id, c->client,
                  t->def.agent_id, t->def.remote_host, t->def.remote_port);
-        tunnel_row_close(t, c->row, 0, 0, "ok");
-    } else {
+        return;
+    }
+    c->req = NULL;
+    c->done = true;
+    {
         log_info("tunnel %s: %s could not reach %s/%s:%d: %s", t->def.id,
                  c->client, t->def.agent_id, t->def.remote_host,
                  t->def.remote_port, why != NULL ? why : "?");
@@ -408,7 +413,27 @@ static void tunnel_conn_done(void *arg, bool ok, const char *why)
     }
 }
 
-/* Forgets a pending connection (the hub closes its socket). */
+/* A confirmed connection ended: its row gets the byte counts. */
+static void tunnel_conn_end(void *arg, uint64_t up, uint64_t down,
+                            const char *why)
+{
+    struct tunnel_conn *c = arg;
+    struct tunnel *t = c->t;
+    char result[STORE_RESULT_MAX + 1];
+
+    c->req = NULL;
+    if (why != NULL) {
+        snprintf(result, sizeof(result), "error: %s", why);
+    } else {
+        snprintf(result, sizeof(result), "ok");
+    }
+    tunnel_row_close(t, c->row, up, down, result);
+    tunnel_used(t); /* the idle time counts from the last connection's end */
+    tunnel_conn_unlink(c);
+    free(c);
+}
+
+/* Forgets a connection, pending or open (the hub closes its socket). */
 static void tunnel_conn_cancel(struct tunnel_conn *c, const char *result)
 {
     struct tunnel *t = c->t;
@@ -460,8 +485,9 @@ static void tunnel_tcp_client(struct tunnel *t, int cfd,
     /* The hub may answer (a failure) before hub_connect returns; the
      * callback then leaves freeing c to us. */
     c->connecting = true;
-    req = hub_connect(t->ts->hub, t->def.agent_id, HUB_TCP, t->def.remote_host,
-                      t->def.remote_port, ip, port, cfd, tunnel_conn_done, c);
+    req = hub_connect_ex(t->ts->hub, t->def.agent_id, HUB_TCP,
+                         t->def.remote_host, t->def.remote_port, ip, port, cfd,
+                         tunnel_conn_done, tunnel_conn_end, c);
     c->connecting = false;
     if (c->done) {
         free(c);

@@ -264,6 +264,7 @@ def test_tcp_tunnel_carries_ssh_to_a_target_only_the_agent_reaches(
     assert len(rows) == 2
     for row in rows:
         assert row["result"] == "ok", row
+        assert row["bytes_up"] > 0 and row["bytes_down"] > 0, row
         assert row["route"] == "agent:%s" % agent.id
         assert row["client"].startswith("127.0.0.1:")
         assert "%s/127.0.0.1:%d" % (agent.id, ns_target.port) in \
@@ -273,7 +274,7 @@ def test_tcp_tunnel_carries_ssh_to_a_target_only_the_agent_reaches(
 
 
 def test_tcp_tunnel_carries_bulk_data_both_ways(server, agent, echo):
-    _, port, _ = tunnel_add(server, agent.id, "127.0.0.1:%d" % echo.port)
+    tid, port, _ = tunnel_add(server, agent.id, "127.0.0.1:%d" % echo.port)
     blob = os.urandom(8 << 20)
     got = bytearray()
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
@@ -287,6 +288,11 @@ def test_tcp_tunnel_carries_bulk_data_both_ways(server, agent, echo):
         sender.join(30)
     assert len(got) == len(blob)
     assert bytes(got) == blob
+    # the connection's row has what it carried (the echo adds nothing)
+    row = wait_for(lambda: tunnel_rows(server, tid),
+                   what="the connection's row to close")[0]
+    assert (row["result"], row["bytes_up"], row["bytes_down"]) == \
+        ("ok", len(blob), len(blob)), row
 
 
 def test_tcp_from_outside_the_acl_is_closed_at_once(server, agent, ns_target):
@@ -385,8 +391,15 @@ def test_delete_closes_the_listeners(server, agent, echo):
     c = udp_socket()
     c.sendto(b"before", ("127.0.0.1", uport))
     assert c.recvfrom(100)[0] == b"echo:before"
+    # an established connection ends with its tunnel
+    held = socket.create_connection(("127.0.0.1", port), timeout=10)
+    held.sendall(b"x\n")
+    assert held.recv(100)
     server.cli("tunnel", "delete", tid)
     wait_for(lambda: tcp_refused(port), what="the TCP listener to close")
+    held.settimeout(10)
+    assert held.recv(100) == b"", "the connection outlived its tunnel"
+    held.close()
     server.cli("tunnel", "delete", uid)
     wait_for(lambda: udp_port_free(uport), what="the UDP socket to close")
     assert tunnels(server) == {}
