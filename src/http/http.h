@@ -6,10 +6,14 @@
  * hub (may be NULL) serves the agents' WebSocket (GET /agent) on the
  * same listener, and the API's agent routes ask it who is online.
  *
- * Ownership: http_start() borrows cfg, loop, store, vault and hub (they must
- * outlive the struct http) and returns a struct http freed by http_stop(),
- * which closes every connection and lets the loop finish libwebsockets'
- * teardown. http_stop(NULL) is a no-op.
+ * tickets (may be NULL: no browser terminal) are the monitor's one-time
+ * tickets (sshproxy/webticket.h): the browser terminal's WebSocket
+ * (/api/v1/terminal, http_term.c) logs in to our own SSH proxy with one.
+ *
+ * Ownership: http_start() borrows cfg, loop, store, vault, hub and tickets
+ * (they must outlive the struct http) and returns a struct http freed by
+ * http_stop(), which closes every connection and lets the loop finish
+ * libwebsockets' teardown. http_stop(NULL) is a no-op.
  */
 #ifndef PORTCULLIS_HTTP_H
 #define PORTCULLIS_HTTP_H
@@ -21,9 +25,11 @@
 #include "store/store.h"
 
 struct http;
+struct webtickets;
 
 int http_start(struct http **out, const struct config *cfg, struct loop *loop,
-               struct store *store, struct vault *vault, struct hub *hub);
+               struct store *store, struct vault *vault, struct hub *hub,
+               struct webtickets *tickets);
 void http_stop(struct http *h);
 
 #endif

@@ -127,6 +127,8 @@ struct http {
     bool tls;
     struct hub *hub; /* the agent hub, or NULL */
     lws_callback_function *hub_callback;
+    struct webtickets *tickets; /* the monitor's, for the browser terminal */
+    unsigned nterms;            /* browser terminals open (http_term.c) */
     struct lws_protocols protocols[HTTP_PROTOCOLS_MAX + 1];
 };
 
@@ -266,6 +268,41 @@ int http_h_tunnels_add(struct http_req *req);
 int http_h_tunnels_get(struct http_req *req);
 int http_h_tunnels_patch(struct http_req *req);
 int http_h_tunnels_delete(struct http_req *req);
+
+/* --- the browser terminal (http_term.c) ------------------------------ */
+
+#define HTTP_TERM_PROTOCOL "portcullis-terminal.v1"
+#define HTTP_TERM_PATH "/api/v1/terminal"
+#define HTTP_TERM_MSG_MAX 4096 /* one text message of the page */
+#define HTTP_TERM_TEXT_MAX 256 /* an answer to a prompt */
+#define HTTP_TERM_DIM_MAX 1000 /* columns or rows */
+
+enum http_term_msg_type {
+    HTTP_TERM_AUTH = 1, /* {type, token, asset, cols, rows}: first only */
+    HTTP_TERM_ANSWER,   /* {type, text}: to the last prompt */
+    HTTP_TERM_RESIZE,   /* {type, cols, rows} */
+};
+
+struct http_term_msg {
+    int type;
+    char token[HTTP_JWT_MAX + 1];
+    char asset[STORE_ID_MAX + 1];
+    char text[HTTP_TERM_TEXT_MAX + 1];
+    unsigned cols, rows;
+};
+
+/* Parses one text message of the page strictly: a JSON object with a
+ * known "type", exactly that type's fields (no unknown or duplicate key),
+ * each of its type and within its maximum. Pure; ERR_OK or ERR_INVALID
+ * with *why a static reason. *out is zeroed first; the caller wipes it
+ * (it may hold a token or a TOTP code). */
+int http_term_msg_parse(const char *s, size_t len, struct http_term_msg *out,
+                        const char **why);
+
+/* The terminal's libwebsockets callback and per-connection data size. */
+int http_term_callback(struct lws *wsi, enum lws_callback_reasons reason,
+                       void *user, void *in, size_t len);
+extern const size_t http_term_pss_size;
 
 #include "http/http_token.h"
 

@@ -653,6 +653,38 @@ static int http_agent_callback(struct lws *wsi,
     return h->hub_callback(wsi, reason, user, in, len);
 }
 
+/* The browser terminal's WebSocket (http_term.c): as the agents' one, the
+ * path (GET /api/v1/terminal only) is checked here and the upgraded
+ * connection leaves the per-source count (http_term.c bounds terminals
+ * itself); everything else is http_term_callback's. */
+static int http_term_route_callback(struct lws *wsi,
+                                    enum lws_callback_reasons reason,
+                                    void *user, void *in, size_t len)
+{
+    struct http *h = lws_context_user(lws_get_context(wsi));
+    struct http_src *src;
+    char uri[64];
+
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        if (h->tickets == NULL ||
+            lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
+            strcmp(uri, HTTP_TERM_PATH) != 0) {
+            return 1;
+        }
+        break;
+    case LWS_CALLBACK_ESTABLISHED:
+    case LWS_CALLBACK_WSI_DESTROY:
+        src = lws_get_opaque_user_data(wsi);
+        lws_set_opaque_user_data(wsi, NULL);
+        http_src_release(h, src);
+        break;
+    default:
+        break;
+    }
+    return http_term_callback(wsi, reason, user, in, len);
+}
+
 static void http_lws_log(int level, const char *line)
 {
     char msg[512];
@@ -673,7 +705,8 @@ static void http_lws_log(int level, const char *line)
 /* --- start and stop ---------------------------------------------------- */
 
 int http_start(struct http **out, const struct config *cfg, struct loop *loop,
-               struct store *store, struct vault *vault, struct hub *hub)
+               struct store *store, struct vault *vault, struct hub *hub,
+               struct webtickets *tickets)
 {
     size_t np = 0;
     struct lws_context_creation_info info;
@@ -699,6 +732,7 @@ int http_start(struct http **out, const struct config *cfg, struct loop *loop,
     h->store = store;
     h->vault = vault;
     h->hub = hub;
+    h->tickets = tickets;
     h->nsrc_buckets = HTTP_SRC_BUCKETS;
     if ((h->srcs = calloc(h->nsrc_buckets, sizeof(*h->srcs))) == NULL) {
         r = ERR_NOMEM;
@@ -736,6 +770,9 @@ int http_start(struct http **out, const struct config *cfg, struct loop *loop,
         h->hub_callback = h->protocols[np].callback;
         h->protocols[np++].callback = http_agent_callback;
     }
+    h->protocols[np].name = HTTP_TERM_PROTOCOL;
+    h->protocols[np].callback = http_term_route_callback;
+    h->protocols[np++].per_session_data_size = http_term_pss_size;
     memset(&h->protocols[np], 0, sizeof(h->protocols[np]));
     info.protocols = h->protocols;
     info.user = h;

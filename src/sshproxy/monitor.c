@@ -34,6 +34,7 @@
 #include "hub/hub.h"
 #include "policy/policy.h"
 #include "sshproxy/mproto.h"
+#include "sshproxy/webticket.h"
 #include "store/audit.h"
 
 #define MONITOR_FP_MAX 128
@@ -392,14 +393,26 @@ static bool monitor_take_login(struct monitor *m, struct mchild *c,
     return true;
 }
 
+/*
+ * A password, or a browser terminal's one-time ticket (webticket.h): the
+ * HTTP side logs in to our own proxy as "<user>#<asset ID>" with a ticket
+ * bound to that user, that asset and its own connection's address. A
+ * redeemed ticket stands for a correct password: from then on the session
+ * is the browser's (its address goes into the report and the throttle)
+ * and continues as after a password, TOTP included.
+ */
 static int monitor_auth_password(struct monitor *m, struct mchild *c,
                                  struct buf *req)
 {
     char *login = NULL, *password = NULL;
     struct store_user u;
+    struct webticket_grant g;
+    const char *colon;
+    unsigned long port = 0;
     int r = ERR_PROTO, ok;
 
     memset(&u, 0, sizeof(u));
+    memset(&g, 0, sizeof(g));
     if (c->state != MC_PREAUTH ||
         buf_get_cstring(req, LOGIN_MAX, &login) != ERR_OK ||
         buf_get_cstring(req, PASSWORD_MAX, &password) != ERR_OK ||
@@ -407,20 +420,45 @@ static int monitor_auth_password(struct monitor *m, struct mchild *c,
         goto out;
     }
     r = ERR_OK;
-    if (!monitor_take_login(m, c, login)) {
-        goto out;
-    }
-    if (store_user_get(m->store, c->login.principal, &u) != ERR_OK) {
-        (void)password_verify(NULL, password); /* same time as a real one */
-        monitor_count_failure(m, c);
-        monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
-        goto out;
-    }
-    ok = password_verify(u.password_hash, password) == ERR_OK;
-    if (!ok) {
-        monitor_count_failure(m, c);
-        monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
-        goto out;
+    if (m->tickets != NULL && webticket_is_ticket(password)) {
+        if ((colon = strrchr(c->addr, ':')) != NULL) {
+            port = strtoul(colon + 1, NULL, 10);
+        }
+        ok = port > 0 && port <= 65535 &&
+             webticket_redeem(m->tickets, password, c->ip, (uint16_t)port,
+                              util_mono_ms(), &g) == ERR_OK;
+        if (ok) {
+            /* The session is the browser's from here on. */
+            snprintf(c->addr, sizeof(c->addr), "%s", g.browser_addr);
+            snprintf(c->ip, sizeof(c->ip), "%s", g.browser_ip);
+        }
+        if (!monitor_take_login(m, c, login)) {
+            goto out;
+        }
+        ok = ok && store_user_get(m->store, g.user_id, &u) == ERR_OK &&
+             strcmp(u.name, c->login.principal) == 0 && c->login.asset_is_id &&
+             strcmp(c->login.asset, g.asset_id) == 0;
+        if (!ok) {
+            monitor_count_failure(m, c);
+            monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
+            goto out;
+        }
+    } else {
+        if (!monitor_take_login(m, c, login)) {
+            goto out;
+        }
+        if (store_user_get(m->store, c->login.principal, &u) != ERR_OK) {
+            (void)password_verify(NULL, password); /* same time as a real one */
+            monitor_count_failure(m, c);
+            monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
+            goto out;
+        }
+        ok = password_verify(u.password_hash, password) == ERR_OK;
+        if (!ok) {
+            monitor_count_failure(m, c);
+            monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
+            goto out;
+        }
     }
     if (u.disabled) {
         monitor_auth_reply(m, c, MP_AUTH_FAIL, "user disabled");
@@ -434,6 +472,7 @@ out:
     free(password);
     free(login);
     sodium_memzero(&u, sizeof(u));
+    sodium_memzero(&g, sizeof(g));
     return r;
 }
 

@@ -93,6 +93,8 @@ struct monitor {
     struct lockout *lockout;
     struct mchild *children;
     struct hub *hub; /* agents (route agent:ID), or NULL */
+    /* browser terminals' one-time tickets (webticket.h), or NULL */
+    struct webtickets *tickets;
     int preauth; /* children not yet authenticated */
     struct buf *req, *rep;
 };

@@ -50,6 +50,7 @@
 #include "sshproxy/monitor.h"
 #include "sshproxy/mproto.h"
 #include "sshproxy/sandbox.h"
+#include "sshproxy/webticket.h"
 #include "record/retention.h"
 #include "hub/hub.h"
 #include "hub/tunnel.h"
@@ -470,8 +471,11 @@ int server_run(const struct config *cfg)
     if ((r = hub_start(&hub, cfg, s.loop, s.mon.store)) != ERR_OK ||
         (r = tunnels_start(&tunnels, cfg, s.loop, s.mon.store, hub)) !=
             ERR_OK ||
-        (r = http_start(&http, cfg, s.loop, s.mon.store, s.mon.vault, hub)) !=
-            ERR_OK) {
+        (s.mon.tickets = webtickets_new()) == NULL ||
+        (r = http_start(&http, cfg, s.loop, s.mon.store, s.mon.vault, hub,
+                        s.mon.tickets)) != ERR_OK) {
+        r = r ? r : ERR_NOMEM;
+        webtickets_free(s.mon.tickets);
         kill(pid, SIGTERM);
         waitpid(pid, NULL, 0);
         tunnels_stop(tunnels);
@@ -501,6 +505,8 @@ int server_run(const struct config *cfg)
     tunnels_stop(tunnels);
     s.mon.hub = NULL;
     hub_stop(hub);
+    webtickets_free(s.mon.tickets);
+    s.mon.tickets = NULL;
     monitor_free(&s.mon);
 out:
     loop_free(s.loop);

@@ -485,3 +485,64 @@ def _listening(port):
             return True
     except OSError:
         return False
+
+
+# ------------------------------------------------- the browser terminal
+
+def test_browser_terminal(proxy, target, ssh_client, web_ui, tmp_path):
+    """A shell in the page (xterm.js over /api/v1/terminal), opened by the
+    server through its own SSH proxy: TOTP asked in the page, the session
+    in the report as the browser's (kind shell, route direct, the
+    browser's address) with a recording that plays; a wrong code and a
+    user without a grant refused in words; a forged ticket refused."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail("%s is missing: `./dev deps` installs chromium" % CHROMIUM)
+    port = proxy.wait_http().http_port
+    admin, admin_pw = uniq("wtadm"), "Web-term-pw-" + uniq()
+    proxy.user_add(admin, password=admin_pw)
+    proxy.cli("role", "grant", "--user", admin, "--role", "administrator")
+    secret = proxy.totp_enable(admin)
+    asset = proxy.target_asset(target)
+    proxy.allow(admin, asset, native="record")
+    plain_pw = "pw-" + uniq()
+    plain = proxy.user_add(password=plain_pw)
+    cfg = {"mode": "terminal", "url": "http://127.0.0.1:%d" % port,
+           "user": admin, "password": admin_pw, "totp_secret": secret,
+           "asset_id": asset, "plain_user": plain,
+           "plain_password": plain_pw, "screenshots": str(SCREENSHOTS)}
+    cfg_path = tmp_path / "web-terminal.json"
+    cfg_path.write_text(json.dumps(cfg))
+    r = run(["node", "e2e/run.mjs", cfg_path], cwd=WEB, timeout=240)
+    assert r.rc == 0, "web e2e (terminal) failed:\n%s\n%s" % (
+        r.out[-3000:], r.err[-6000:])
+    res = json.loads(r.out.strip().splitlines()[-1])
+
+    # refusals, in words
+    assert "The terminal could not be opened" in res["wrong_totp"], res
+    assert "TOTP code was not accepted" in res["wrong_totp"], res
+    assert "The terminal could not be opened" in res["no_grant"], res
+    assert "access denied" in res["no_grant"] or \
+        "not allowed" in res["no_grant"], res
+    assert res["size_after"][1] < res["size_before"][1], res
+    assert res["played"] is True and res["violations"] == [], res
+
+    # the report: as a native session, from the browser's address
+    row = proxy.session_of(admin, "ok", kind="shell")
+    assert row["route"] == "direct", row
+    assert row["client"].startswith("127.0.0.1:"), row
+    assert row["exit_status"] == 0, row
+    rec = Path(row["recording_path"])
+    assert rec.exists() and "pc-42" in rec.read_text(errors="replace"), row
+    proxy.session_of(admin, "wrong TOTP code")
+    refused = proxy.session_of(plain, "denied")
+    assert refused["client"].startswith("127.0.0.1:"), refused
+    _, out, _ = proxy.cli("audit", "list", "--json", "--actor", admin)
+    assert {"login.ok", "login.fail", "session.start"} <= \
+        {e["action"] for e in json.loads(out)}, out
+
+    # a ticket is no password for anyone else: a forged one is refused
+    forged = "pcwt1-" + "0" * 64
+    r = ssh_client.ssh("%s#%s" % (plain, asset), "true", password=forged)
+    assert r.rc != 0, r
+    p = SCREENSHOTS / "terminal.png"
+    assert p.exists() and p.stat().st_size > 5000, p

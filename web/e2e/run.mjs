@@ -123,6 +123,128 @@ async function signIn(page) {
   await page.getByRole('heading', { level: 1, name: 'Dashboard' }).waitFor();
 }
 
+// The browser terminal. CONFIG (mode "terminal"): url, user, password,
+// totp_secret (an administrator with TOTP, granted asset_id), asset_id,
+// plain_user, plain_password (no TOTP, no grant), screenshots. A wrong
+// TOTP code and a user without a grant are refused in words; then a
+// shell runs a command, follows a resize, exits, and its recording plays.
+async function signInTotp(page) {
+  await page.goto(`${cfg.url}/login`);
+  await page.getByLabel('User name').fill(cfg.user);
+  await page.getByLabel('Password').fill(cfg.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByLabel('TOTP code (required)').fill(await freshTotp(cfg.totp_secret));
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Dashboard' }).waitFor();
+  return Math.floor(Date.now() / 1000 / 30);
+}
+
+async function termText(page) {
+  return page.locator('.terminal-box .xterm-rows').innerText();
+}
+
+async function termRun(page, cmd, re) {
+  await page.locator('.terminal-box .xterm-helper-textarea').focus();
+  await page.keyboard.type(cmd);
+  await page.keyboard.press('Enter');
+  let m = null;
+  const deadline = Date.now() + 15000;
+  while (!(m = (await termText(page)).match(re)) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  if (!m) fail(`no ${re} in the terminal after ${cmd}:\n${await termText(page)}`);
+  return m;
+}
+
+async function terminalFlow(browser) {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await ctx.addInitScript(() => {
+    window.__violations = [];
+    document.addEventListener('securitypolicyviolation',
+      (e) => window.__violations.push(`${e.violatedDirective} ${e.blockedURI}`));
+  });
+  const page = await ctx.newPage();
+  watch(page, [{ url: '/api/v1/login', status: 401 }]);
+
+  step = 'sign in with TOTP';
+  const loginStep = await signInTotp(page);
+
+  step = 'a wrong TOTP code in the terminal is refused in words';
+  await visit(page, `/assets/${cfg.asset_id}`, /^Asset /);
+  await page.getByRole('link', { name: 'Terminal' }).click();
+  await page.getByRole('heading', { level: 1, name: /^Terminal: / }).waitFor();
+  const answer = page.getByLabel('TOTP code:');
+  await answer.waitFor({ timeout: 20000 });
+  const now = Date.now() / 1000;
+  const near = [totp(cfg.totp_secret, now - 30), totp(cfg.totp_secret, now), totp(cfg.totp_secret, now + 30)];
+  const wrong = ['000000', '111111', '222222', '333333'].find((c) => !near.includes(c));
+  await answer.fill(wrong);
+  await page.keyboard.press('Enter');
+  const alert = page.getByRole('alert');
+  await alert.waitFor({ timeout: 20000 });
+  results.wrong_totp = (await alert.innerText()).trim();
+  await shot(page, 'terminal-refused');
+
+  step = 'a user without a grant is refused in words';
+  const ctx2 = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const other = await ctx2.newPage();
+  watch(other, []);
+  await other.goto(`${cfg.url}/login`);
+  await other.getByLabel('User name').fill(cfg.plain_user);
+  await other.getByLabel('Password').fill(cfg.plain_password);
+  await other.getByRole('button', { name: 'Sign in' }).click();
+  await other.getByRole('heading', { level: 1, name: 'Dashboard' }).waitFor();
+  await other.goto(`${cfg.url}/assets/${cfg.asset_id}/terminal`);
+  const alert2 = other.getByRole('alert');
+  await alert2.waitFor({ timeout: 20000 });
+  results.no_grant = (await alert2.innerText()).trim();
+  await ctx2.close();
+
+  step = 'a shell in the page, TOTP asked in the page';
+  while (Math.floor(Date.now() / 1000 / 30) <= loginStep) {
+    await new Promise((r) => setTimeout(r, 500)); // the login used this step's code
+  }
+  await page.getByRole('button', { name: 'Connect again' }).click();
+  await page.getByLabel('TOTP code:').fill(await freshTotp(cfg.totp_secret));
+  await page.getByRole('button', { name: 'Send' }).click();
+  await page.getByText('Connected.').waitFor({ timeout: 20000 });
+  expect(await page.getByRole('alert').count() === 0, 'an error is still shown');
+  await termRun(page, 'echo pc-$((6*7))', /pc-42/);
+
+  step = 'the terminal follows the window';
+  const before = await termRun(page, 'echo sz1-$(stty size | tr " " x)', /sz1-(\d+)x(\d+)/);
+  await page.setViewportSize({ width: 900, height: 600 });
+  await page.waitForTimeout(500);
+  const after = await termRun(page, 'echo sz2-$(stty size | tr " " x)', /sz2-(\d+)x(\d+)/);
+  results.size_before = [Number(before[1]), Number(before[2])];
+  results.size_after = [Number(after[1]), Number(after[2])];
+  expect(results.size_after[1] < results.size_before[1], `columns ${results.size_before} -> ${results.size_after}`);
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await shot(page, 'terminal');
+
+  step = 'exit ends the session';
+  await page.locator('.terminal-box .xterm-helper-textarea').focus();
+  await page.keyboard.type('exit');
+  await page.keyboard.press('Enter');
+  await page.getByText('The session ended (exit status 0).').waitFor({ timeout: 20000 });
+  results.violations = await page.evaluate(() => window.__violations);
+  expect(results.violations.length === 0, `CSP violations: ${results.violations}`);
+
+  step = 'the browser session\'s recording plays';
+  await visit(page, `/sessions?user=${encodeURIComponent(cfg.user)}&kind=shell&result=ok`, 'Sessions');
+  await page.getByRole('cell').getByRole('link').first().click();
+  await page.getByRole('heading', { level: 1, name: /^Session of / }).waitFor();
+  await page.getByRole('button', { name: 'Play recording' }).click();
+  await page.waitForFunction(() => {
+    const el = document.querySelector('.player');
+    return el && el.innerText.includes('pc-42');
+  }, null, { timeout: 20000 });
+  results.played = true;
+
+  expect(consoleErrors.length === 0, `console errors:\n${consoleErrors.join('\n')}`);
+  console.log(JSON.stringify(results));
+}
+
 // Agent credentials with the install snippet, then the agent the test
 // started from that snippet, its facts and a tunnel: create, ACL, close.
 async function agentsFlow(browser) {
@@ -204,6 +326,8 @@ const browser = await chromium.launch({
 try {
   if (cfg.mode === 'agents') {
     await agentsFlow(browser);
+  } else if (cfg.mode === 'terminal') {
+    await terminalFlow(browser);
   } else {
     await mainFlow(browser);
   }

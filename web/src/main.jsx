@@ -19,6 +19,7 @@ import { SessionDetail, Sessions } from './pages/sessions.jsx';
 import { Audit } from './pages/audit.jsx';
 import { Settings } from './pages/settings.jsx';
 import { AgentDetail, Agents, Credentials } from './pages/agents.jsx';
+import { TerminalPage } from './pages/terminal.jsx';
 import './style.css';
 
 // [path, label, who may use it] (docs/api.md's permissions, on /root):
@@ -44,6 +45,7 @@ const ROUTES = [
   ['/', Dashboard],
   ['/assets', Assets],
   ['/assets/:id', AssetDetail],
+  ['/assets/:id/terminal', TerminalPage],
   ['/sessions', Sessions],
   ['/sessions/:id', SessionDetail],
   ['/agents', Agents],

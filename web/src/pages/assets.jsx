@@ -228,6 +228,7 @@ export function AssetDetail({ id, me }) {
 
   return (
     <Page title={`Asset ${a.name}`} actions={<>
+      <a class="button-link" href={`/assets/${a.id}/terminal?name=${encodeURIComponent(a.name)}`}>Terminal</a>
       <button type="button" onClick={() => setEditing(!editing)} aria-expanded={editing ? 'true' : 'false'}>
         {editing ? 'Close the form' : 'Edit'}</button>
       <Confirm label="Delete asset" busy={del.busy}
