@@ -19,6 +19,7 @@
 #include "agent/conn_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -522,6 +523,7 @@ static int conn_ssh_start(struct agent_conn *c)
     c->bridge_fd = sp[0];
     c->ssh_fd = sp[1];
     c->ssh_owns_fd = false;
+    c->ssh_nonblock = false;
     c->ann_status = -1;
     if ((c->ssh = ssh_new()) == NULL) {
         conn_fail(c, "out of memory");
@@ -798,6 +800,17 @@ void conn_pump(struct agent_conn *c)
                 }
                 moved = true;
             }
+        }
+        /* libssh made its socket blocking once connected (socket.c, on the
+         * first POLLOUT). A blocking send into the full socketpair, whose
+         * other end only this thread drains, would hang the agent for
+         * good (seen after ~1 GiB through a tunnel): back to non-blocking
+         * (libssh sends only after POLLOUT and takes a partial send as
+         * progress). */
+        if (!c->ssh_nonblock && c->phase > PH_KEX && c->ssh_fd >= 0) {
+            (void)fcntl(c->ssh_fd, F_SETFL,
+                        fcntl(c->ssh_fd, F_GETFL) | O_NONBLOCK);
+            c->ssh_nonblock = true;
         }
         if (c->phase != PH_ONLINE) {
             moved |= conn_step(c);

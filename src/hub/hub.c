@@ -13,6 +13,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -600,6 +601,14 @@ static void hub_agent_service(struct hub_agent *a)
     if (a->state == HA_KEX) {
         rc = ssh_handle_key_exchange(a->s);
         if (rc == SSH_OK) {
+            /* libssh made its socket blocking when it first saw POLLOUT
+             * (socket.c does that for every "connecting" socket). A
+             * blocking send into a full socketpair whose other end only
+             * this loop drains would hang the whole main process, so it
+             * goes back to non-blocking: libssh sends only after POLLOUT
+             * and takes a partial send as progress. */
+            (void)fcntl(a->fd_ssh, F_SETFL,
+                        fcntl(a->fd_ssh, F_GETFL) | O_NONBLOCK);
             a->state = HA_AUTH;
             if (ssh_event_add_session(a->ev, a->s) != SSH_OK) {
                 a->in_service = false;

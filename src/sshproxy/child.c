@@ -20,6 +20,7 @@
 #include "sshproxy/child.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -810,6 +811,12 @@ int child_run(const struct child_args *a)
     }
     /* Nagle with delayed ACKs costs ~40 ms per round trip. */
     setsockopt(a->client_fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
+    /* libssh made the socket blocking on its first POLLOUT; a blocking
+     * send to a client that does not read would stop the whole relay
+     * (both directions). libssh sends only after POLLOUT and takes a
+     * partial send as progress, so non-blocking is safe. */
+    (void)fcntl(a->client_fd, F_SETFL,
+                fcntl(a->client_fd, F_GETFL) | O_NONBLOCK);
     if (child_authenticate(&sc) != ERR_OK) {
         goto out;
     }

@@ -11,6 +11,7 @@
  */
 #include "sshproxy/session.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -201,6 +202,11 @@ int upstream_open(struct session_child *sc, const char *session_id)
         goto out;
     }
     ssh_set_blocking(sc->up, 0);
+    /* As for the client's socket (child.c): libssh made it blocking when
+     * it connected; a blocking send to a target (or an agent's stream)
+     * that does not read would stop both directions of the relay. */
+    (void)fcntl(ssh_get_fd(sc->up), F_SETFL,
+                fcntl(ssh_get_fd(sc->up), F_GETFL) | O_NONBLOCK);
     if (ssh_event_add_session(sc->event, sc->up) != SSH_OK) {
         upstream_fail(sc, "internal error", "error: event setup failed");
         r = ERR_INTERNAL;
