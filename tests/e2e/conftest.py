@@ -29,6 +29,12 @@ if not os.access(pclib.ASKPASS, os.X_OK):
     os.chmod(pclib.ASKPASS, 0o755)
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "timing: waits mostly for a clock (idle timeouts, "
+        "keepalive deadlines); ./dev test runs it on the normal build only")
+
+
 def _check_sanitizers(server, new_only):
     found = server.sanitizer_findings(new_only=new_only)
     if found:

@@ -242,6 +242,7 @@ def test_agent_killed_mid_session(agent_server, make_agent, local_target):
     assert len(pc.descendants()) == 1, "session children left behind"
 
 
+@pytest.mark.timing
 def test_cut_network_is_noticed_within_30s(ns_server, make_agent):
     pc, ns = ns_server
     a = make_agent(pc, netns=ns)

@@ -259,6 +259,7 @@ def test_upgrade_needs_the_path_and_the_subprotocol(hub, path, proto):
                       % pc.http_port]).rc == 0
 
 
+@pytest.mark.timing
 def test_handshake_must_finish_in_time(hub):
     b = WsBridge(hub.url)
     try:

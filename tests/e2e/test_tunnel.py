@@ -475,6 +475,7 @@ def test_unreachable_target_is_reported(server, agent):
     assert "refused" in row["result"].lower(), row
 
 
+@pytest.mark.timing
 @pytest.mark.timeout(180)
 def test_idle_tunnel_is_deleted(server, agent, echo):
     """--idle-timeout is in minutes: this test waits about 70 s."""
