@@ -76,7 +76,7 @@ struct agent_conn {
     int bridge_events;
     uv_poll_t *ssh_poll;
     int ssh_events;
-    bool ssh_owns_fd; /* ssh_connect() took ssh_fd: ssh_free closes it */
+    bool ssh_owns_fd;  /* ssh_connect() took ssh_fd: ssh_free closes it */
     bool ssh_nonblock; /* ssh_fd made non-blocking again after connect */
 
     /* SSH side. */

@@ -195,8 +195,7 @@ static const struct config_key config_keys[] = {
     CK("tunnel", "listen", CK_STR, tunnel_listen, 0, 0),
     CK("tunnel", "port_min", CK_INT, tunnel_port_min, 1, 65535),
     CK("tunnel", "port_max", CK_INT, tunnel_port_max, 1, 65535),
-    CK("tunnel", "udp_flow_seconds", CK_INT, tunnel_udp_flow_seconds, 1,
-       86400),
+    CK("tunnel", "udp_flow_seconds", CK_INT, tunnel_udp_flow_seconds, 1, 86400),
 };
 
 static char *config_trim(char *s)

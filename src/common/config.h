@@ -74,8 +74,8 @@ struct config {
     int agent_max;               /* agents connected at once */
 
     /* tunnels to agents' sides (src/hub/tunnel.c) */
-    char *tunnel_listen;         /* address tunnel listeners bind */
-    int tunnel_port_min;         /* the range tunnel ports come from */
+    char *tunnel_listen; /* address tunnel listeners bind */
+    int tunnel_port_min; /* the range tunnel ports come from */
     int tunnel_port_max;
     int tunnel_udp_flow_seconds; /* a UDP flow without datagrams ends */
 };
