@@ -51,22 +51,6 @@ int site_role_parse(const char *s)
  */
 
 /* One item into out: ERR_NOT_FOUND without a row. */
-struct acc_one {
-    void *out;
-    bool found;
-    store_row_fn fill;
-};
-
-static int acc_one_row(sqlite3_stmt *s, void *ctx)
-{
-    struct acc_one *o = ctx;
-
-    if (!o->found) {
-        o->found = true;
-        return o->fill(s, o->out);
-    }
-    return ERR_OK;
-}
 
 /* --- site roles -------------------------------------------------------- */
 
@@ -95,17 +79,10 @@ static int site_role_fill(sqlite3_stmt *s, void *item)
 static int site_role_get_tx(struct store *st, const char *id,
                             struct store_site_role *out)
 {
-    struct acc_one o = {out, false, site_role_fill};
-    int r;
-
     memset(out, 0, sizeof(*out));
-    r = store_sqlite_query(st, "site role get",
-                           SITE_ROLE_SELECT " WHERE r.id = ?", acc_one_row, &o,
-                           NULL, "t", id);
-    if (r == ERR_OK && !o.found) {
-        r = ERR_NOT_FOUND;
-    }
-    return r;
+    return store_sqlite_query_one(st, "site role get",
+                                  SITE_ROLE_SELECT " WHERE r.id = ?", id,
+                                  site_role_fill, out);
 }
 
 int store_site_role_add(struct store *st, struct store_site_role *sr)
@@ -331,7 +308,6 @@ int store_api_token_add(struct store *st, const struct store_api_token *t)
 static int token_get_by(struct store *st, const char *sql, const char *key,
                         struct store_api_token *out)
 {
-    struct acc_one o = {out, false, token_fill};
     char k[ACCESS_HASH_MAX + 1];
     int r;
 
@@ -345,11 +321,7 @@ static int token_get_by(struct store *st, const char *sql, const char *key,
     if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query(st, "api token get", sql, acc_one_row, &o, NULL, "t",
-                           k);
-    if (r == ERR_OK && !o.found) {
-        r = ERR_NOT_FOUND;
-    }
+    r = store_sqlite_query_one(st, "api token get", sql, k, token_fill, out);
     return store_sqlite_end(st, r);
 }
 

@@ -115,38 +115,18 @@ static int json_list_check(const char *s, size_t fieldsize)
 /* --- helpers ------------------------------------------------------------- */
 
 /* One row into out: ERR_NOT_FOUND without a row. */
-struct ag_one {
-    void *out;
-    bool found;
-    store_row_fn fill;
-};
-
-static int ag_one_row(sqlite3_stmt *s, void *ctx)
-{
-    struct ag_one *o = ctx;
-
-    if (!o->found) {
-        o->found = true;
-        return o->fill(s, o->out);
-    }
-    return ERR_OK;
-}
 
 /* Runs a one-row SELECT with one text parameter in its own read
  * transaction. */
 static int ag_get(struct store *st, const char *what, const char *sql,
                   const char *key, store_row_fn fill, void *out)
 {
-    struct ag_one o = {out, false, fill};
     int r;
 
     if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query(st, what, sql, ag_one_row, &o, NULL, "t", key);
-    if (r == ERR_OK && !o.found) {
-        r = ERR_NOT_FOUND;
-    }
+    r = store_sqlite_query_one(st, what, sql, key, fill, out);
     return store_sqlite_end(st, r);
 }
 

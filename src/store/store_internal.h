@@ -78,6 +78,10 @@ typedef int (*store_row_fn)(struct sqlite3_stmt *stmt, void *ctx);
 int store_sqlite_query(struct store *st, const char *what, const char *sql,
                        store_row_fn fn, void *ctx, int *changes,
                        const char *types, ...);
+/* A SELECT with one text parameter (key) whose first row fill() writes
+ * into out, in the caller's transaction: ERR_NOT_FOUND without a row. */
+int store_sqlite_query_one(struct store *st, const char *what, const char *sql,
+                           const char *key, store_row_fn fill, void *out);
 /* Steps a prepared and bound statement through every row, calling
  * fn(stmt, ctx) for each (fn may be NULL); *rows (may be NULL) gets the
  * number of rows. Does not finalize stmt. */

@@ -2703,6 +2703,33 @@ int store_sqlite_fail(struct store *st, int rc, const char *what)
     return db_fail(st, rc, what);
 }
 
+struct store_one {
+    void *out;
+    bool found;
+    store_row_fn fill;
+};
+
+static int store_one_row(sqlite3_stmt *s, void *ctx)
+{
+    struct store_one *o = ctx;
+
+    if (!o->found) {
+        o->found = true;
+        return o->fill(s, o->out);
+    }
+    return ERR_OK;
+}
+
+int store_sqlite_query_one(struct store *st, const char *what, const char *sql,
+                           const char *key, store_row_fn fill, void *out)
+{
+    struct store_one o = {out, false, fill};
+    int r =
+        store_sqlite_query(st, what, sql, store_one_row, &o, NULL, "t", key);
+
+    return r == ERR_OK && !o.found ? ERR_NOT_FOUND : r;
+}
+
 int store_sqlite_query(struct store *st, const char *what, const char *sql,
                        store_row_fn fn, void *ctx, int *changes,
                        const char *types, ...)
