@@ -32,6 +32,7 @@
 #include "agent/facts.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/util.h"
 
 #define CONN_HANDSHAKE_MS 30000 /* WebSocket up to online */
 #define CONN_WAIT_FIRST_MS 1000
@@ -808,8 +809,7 @@ void conn_pump(struct agent_conn *c)
          * (libssh sends only after POLLOUT and takes a partial send as
          * progress). */
         if (!c->ssh_nonblock && c->phase > PH_KEX && c->ssh_fd >= 0) {
-            (void)fcntl(c->ssh_fd, F_SETFL,
-                        fcntl(c->ssh_fd, F_GETFL) | O_NONBLOCK);
+            (void)util_set_nonblock(c->ssh_fd);
             c->ssh_nonblock = true;
         }
         if (c->phase != PH_ONLINE) {

@@ -194,3 +194,11 @@ void util_fmt_time(int64_t t, char *out, size_t outlen)
     gmtime_r(&tt, &tm);
     strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
+
+int util_set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+
+    return fl >= 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0 ? ERR_OK
+                                                               : ERR_IO;
+}

@@ -21,6 +21,8 @@ size_t util_strlcpy(char *dst, const char *src, size_t size);
 int64_t util_now(void);
 /* Milliseconds from a monotonic clock. */
 int64_t util_mono_ms(void);
+/* Adds O_NONBLOCK to fd. ERR_OK or ERR_IO. */
+int util_set_nonblock(int fd);
 /* Reads a whole file of at most max bytes into a NUL-terminated heap
  * buffer the caller frees (and wipes, if it held a secret). */
 int util_read_file(const char *path, size_t max, uint8_t **data, size_t *len);

@@ -607,8 +607,7 @@ static void hub_agent_service(struct hub_agent *a)
              * this loop drains would hang the whole main process, so it
              * goes back to non-blocking: libssh sends only after POLLOUT
              * and takes a partial send as progress. */
-            (void)fcntl(a->fd_ssh, F_SETFL,
-                        fcntl(a->fd_ssh, F_GETFL) | O_NONBLOCK);
+            (void)util_set_nonblock(a->fd_ssh);
             a->state = HA_AUTH;
             if (ssh_event_add_session(a->ev, a->s) != SSH_OK) {
                 a->in_service = false;

@@ -64,7 +64,8 @@ enum hub_stream_kind {
     HUB_TCP, /* fd: a stream socket; bytes both ways, EOF as half-close */
     HUB_UDP, /* fd: a SOCK_SEQPACKET socket (so that closing the other end
                 ends the stream); one datagram per send/recv, framed on the
-                channel */
+                channel; an empty datagram reads as that end, so none is
+                carried */
 };
 
 /* Called once per hub_connect(): ok true when the agent confirmed the

@@ -133,7 +133,5 @@ void hub_agent_watch(struct hub_agent *a);
 void hub_streams_service(struct hub_agent *a);
 /* The agent is gone: pending streams fail with why, open ones end. */
 void hub_streams_drop(struct hub_agent *a, const char *why);
-/* True while some stream has bytes waiting for libssh's output to drain. */
-bool hub_streams_blocked(const struct hub_agent *a);
 
 #endif

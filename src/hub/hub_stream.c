@@ -356,20 +356,7 @@ static bool hub_up(struct hub_stream *st)
         }
         if (st->kind == HUB_UDP) {
             n = recv(st->fd, st->up + 2, HUB_UDP_MAX, MSG_DONTWAIT);
-            if (n > 0 || n == 0) {
-                /* a datagram (possibly empty); a closed SEQPACKET peer
-                 * reads as 0 too, and then EOF follows below */
-                int type = 0;
-                socklen_t tl = sizeof(type);
-
-                if (n == 0 &&
-                    getsockopt(st->fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
-                    type == SOCK_SEQPACKET) {
-                    /* SEQPACKET returns 0 only at the end */
-                    n = -2;
-                }
-            }
-            if (n >= 0) {
+            if (n > 0) {
                 st->nup += (uint64_t)n;
                 st->up[0] = (uint8_t)((size_t)n >> 8);
                 st->up[1] = (uint8_t)((size_t)n & 0xff);
@@ -377,7 +364,9 @@ static bool hub_up(struct hub_stream *st)
                 st->up_off = 0;
                 continue;
             }
-            if (n == -2) {
+            if (n == 0) {
+                /* the end: a SEQPACKET peer that closed (an empty
+                 * datagram reads the same, so none is carried) */
                 st->fd_eof = true;
                 break;
             }
@@ -550,11 +539,6 @@ void hub_streams_drop(struct hub_agent *a, const char *why)
     hub_streams_reap(a);
 }
 
-bool hub_streams_blocked(const struct hub_agent *a)
-{
-    return a->s != NULL && (ssh_get_poll_flags(a->s) & SSH_WRITE_PENDING);
-}
-
 /* --- opening --- */
 
 struct hub_req *hub_connect(struct hub *h, const char *agent_id,
@@ -600,7 +584,7 @@ struct hub_req *hub_connect_ex(struct hub *h, const char *agent_id,
     snprintf(st->host, sizeof(st->host), "%s%s", kind == HUB_UDP ? "udp:" : "",
              host);
     snprintf(st->orig, sizeof(st->orig), "%s", orig != NULL ? orig : "");
-    (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    (void)util_set_nonblock(fd);
     if ((st->ch = ssh_channel_new(a->s)) == NULL) {
         close(fd);
         free(st);

@@ -815,8 +815,7 @@ int child_run(const struct child_args *a)
      * send to a client that does not read would stop the whole relay
      * (both directions). libssh sends only after POLLOUT and takes a
      * partial send as progress, so non-blocking is safe. */
-    (void)fcntl(a->client_fd, F_SETFL,
-                fcntl(a->client_fd, F_GETFL) | O_NONBLOCK);
+    (void)util_set_nonblock(a->client_fd);
     if (child_authenticate(&sc) != ERR_OK) {
         goto out;
     }

@@ -138,7 +138,7 @@ struct mchild *monitor_child_new(struct monitor *m, pid_t pid, int fd,
     }
     snprintf(c->route, sizeof(c->route), "direct");
     if (m->loop != NULL &&
-        (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0 ||
+        (util_set_nonblock(fd) != ERR_OK ||
          loop_add_fd(m->loop, fd, LOOP_READ, monitor_on_child, c) != ERR_OK)) {
         free(c);
         return NULL;

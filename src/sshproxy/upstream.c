@@ -20,6 +20,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "policy/policy.h"
 #include "sshproxy/mproto.h"
 
@@ -205,8 +206,7 @@ int upstream_open(struct session_child *sc, const char *session_id)
     /* As for the client's socket (child.c): libssh made it blocking when
      * it connected; a blocking send to a target (or an agent's stream)
      * that does not read would stop both directions of the relay. */
-    (void)fcntl(ssh_get_fd(sc->up), F_SETFL,
-                fcntl(ssh_get_fd(sc->up), F_GETFL) | O_NONBLOCK);
+    (void)util_set_nonblock(ssh_get_fd(sc->up));
     if (ssh_event_add_session(sc->event, sc->up) != SSH_OK) {
         upstream_fail(sc, "internal error", "error: event setup failed");
         r = ERR_INTERNAL;
