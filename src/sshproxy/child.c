@@ -37,6 +37,8 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "policy/policy.h"
+#include "sshproxy/hostkeys.h"
+#include "sshproxy/libssh_priv.h"
 #include "sshproxy/mproto.h"
 #include "sshproxy/session.h"
 
@@ -135,19 +137,77 @@ static int child_kbd_prompt(ssh_message m, const char *prompt)
                                                 echo);
 }
 
-static char *child_key_fingerprint(ssh_key key)
+/*
+ * Asks the monitor about a public key: a probe sends the key's blob; a
+ * signed attempt sends the bytes the client signed and its signature, as
+ * libssh saw them (libssh_hooks.c), for the monitor to check itself.
+ */
+static int child_auth_pubkey(struct session_child *sc, ssh_key key,
+                             bool is_signed)
 {
-    unsigned char *hash = NULL;
-    size_t hlen = 0;
-    char *fp = NULL;
+    const uint8_t *data = NULL, *sig = NULL;
+    size_t dlen = 0, slen = 0;
+    ssh_string blob = NULL;
+    uint8_t verdict = MP_AUTH_FAIL;
+    uint32_t delay = 0;
+    char reason[256];
+    int r;
 
-    if (key == NULL || ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256,
-                                              &hash, &hlen) != 0) {
-        return NULL;
+    buf_reset(sc->req);
+    r = buf_put_cstring(sc->req, sc->login) ||
+        buf_put_u8(sc->req, is_signed ? 1 : 0);
+    if (r == ERR_OK && !is_signed) {
+        r = ssh_pki_export_pubkey_blob(key, &blob) != SSH_OK
+                ? ERR_CRYPTO
+                : buf_put_string(sc->req, ssh_string_data(blob),
+                                 ssh_string_len(blob));
+        ssh_string_free(blob);
+    } else if (r == ERR_OK) {
+        r = hostkeys_last_userauth(&data, &dlen, &sig, &slen);
+        if (r == ERR_OK) {
+            r = buf_put_string(sc->req, data, dlen) ||
+                buf_put_string(sc->req, sig, slen);
+        }
+        hostkeys_forget_userauth();
     }
-    fp = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hlen);
-    ssh_clean_pubkey_hash(&hash);
-    return fp;
+    if (r != ERR_OK) {
+        buf_reset(sc->req);
+        return MP_AUTH_FAIL;
+    }
+    if (session_monitor_call(sc, MP_AUTH_PUBKEY, MP_AUTH_REPLY, NULL) !=
+            ERR_OK ||
+        buf_get_u8(sc->rep, &verdict) != ERR_OK ||
+        buf_get_u32(sc->rep, &delay) != ERR_OK ||
+        buf_get_cstring_into(sc->rep, reason, sizeof(reason)) != ERR_OK) {
+        return MP_AUTH_FAIL;
+    }
+    if (verdict == MP_AUTH_FAIL && delay > 0) {
+        child_sleep_ms(delay > 10000 ? 10000 : delay);
+    }
+    return verdict;
+}
+
+/* Called by libssh inside the key exchange (hostkeys.h): the monitor
+ * signs the exchange hash with the real host key. */
+static int child_kex_sign(void *arg, const char *type, uint8_t hash,
+                          const uint8_t *data, size_t len, struct buf *out)
+{
+    struct session_child *sc = arg;
+    const uint8_t *p = NULL;
+    size_t n = 0;
+
+    buf_reset(sc->req);
+    if (buf_put_cstring(sc->req, type) != ERR_OK ||
+        buf_put_u8(sc->req, hash) != ERR_OK ||
+        buf_put_string(sc->req, data, len) != ERR_OK ||
+        session_monitor_call(sc, MP_KEX_SIGN, MP_KEX_SIGN_REPLY, NULL) !=
+            ERR_OK ||
+        buf_get_string_ptr(sc->rep, HOSTKEYS_BLOB_MAX, &p, &n) != ERR_OK ||
+        buf_expect_end(sc->rep) != ERR_OK) {
+        buf_reset(sc->req);
+        return ERR_PROTO;
+    }
+    return buf_put_string(out, p, n);
 }
 
 static void child_auth_message(struct session_child *sc, ssh_message m)
@@ -156,7 +216,6 @@ static void child_auth_message(struct session_child *sc, ssh_message m)
     int subtype = ssh_message_subtype(m);
     int verdict = MP_AUTH_FAIL;
     const char *ans;
-    char *fp = NULL;
 
     if (user != NULL && user[0] != '\0' && !sc->need_totp) {
         if (strlen(user) > LOGIN_MAX) {
@@ -173,30 +232,26 @@ static void child_auth_message(struct session_child *sc, ssh_message m)
                                  ssh_message_auth_password(m), -1);
         break;
     case SSH_AUTH_METHOD_PUBLICKEY:
-        if (sc->need_totp) {
-            goto fail;
-        }
-        fp = child_key_fingerprint(ssh_message_auth_pubkey(m));
-        if (fp == NULL) {
+        if (sc->need_totp || ssh_message_auth_pubkey(m) == NULL) {
             goto fail;
         }
         if (ssh_message_auth_publickey_state(m) == SSH_PUBLICKEY_STATE_NONE) {
             /* A probe: "would this key do?". Not a failed attempt. */
-            if (child_auth_ask(sc, MP_AUTH_PUBKEY, sc->login, fp, 0) !=
+            if (child_auth_pubkey(sc, ssh_message_auth_pubkey(m), false) !=
                 MP_AUTH_FAIL) {
                 ssh_message_auth_reply_pk_ok_simple(m);
-                ssh_string_free_char(fp);
                 return;
             }
-            ssh_string_free_char(fp);
             ssh_message_auth_set_methods(m, CHILD_AUTH_METHODS);
             ssh_message_reply_default(m);
             return;
         }
+        /* libssh may veto; only the monitor's own check can accept. */
         if (ssh_message_auth_publickey_state(m) != SSH_PUBLICKEY_STATE_VALID) {
+            hostkeys_forget_userauth();
             goto fail;
         }
-        verdict = child_auth_ask(sc, MP_AUTH_PUBKEY, sc->login, fp, 1);
+        verdict = child_auth_pubkey(sc, ssh_message_auth_pubkey(m), true);
         break;
     case SSH_AUTH_METHOD_INTERACTIVE:
         if (!ssh_message_auth_kbdint_is_response(m)) {
@@ -228,19 +283,16 @@ static void child_auth_message(struct session_child *sc, ssh_message m)
     case MP_AUTH_OK:
         sc->authenticated = true;
         ssh_message_auth_reply_success(m, 0);
-        ssh_string_free_char(fp);
         return;
     case MP_AUTH_PARTIAL:
         sc->need_totp = true;
         ssh_message_auth_set_methods(m, SSH_AUTH_METHOD_INTERACTIVE);
         ssh_message_auth_reply_success(m, 1);
-        ssh_string_free_char(fp);
         return;
     default:
         break;
     }
 fail:
-    ssh_string_free_char(fp);
     /* A failed second factor starts authentication over. */
     sc->need_totp = false;
     sc->kbd_stage = KBD_NONE;
@@ -801,6 +853,9 @@ int child_run(const struct child_args *a)
     if (sandbox_enter(a->sb) != ERR_OK) {
         goto out;
     }
+    /* The monitor signs the key exchange: this process holds stand-ins
+     * of the host keys only (hostkeys.h). */
+    hostkeys_hook(sc.down, a->keys, child_kex_sign, &sc);
     /* A client that does not finish logging in is cut off. */
     alarm((unsigned)a->login_grace_seconds);
     ssh_set_auth_methods(sc.down, CHILD_AUTH_METHODS);

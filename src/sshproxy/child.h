@@ -8,12 +8,14 @@
 
 #include <libssh/server.h>
 
+#include "sshproxy/hostkeys.h"
 #include "sshproxy/sandbox.h"
 
 struct child_args {
-    int client_fd;            /* accepted TCP connection */
-    int monitor_fd;           /* this child's end of its monitor socket */
-    ssh_bind bind;            /* holds the host key */
+    int client_fd;  /* accepted TCP connection */
+    int monitor_fd; /* this child's end of its monitor socket */
+    ssh_bind bind;  /* holds stand-in host keys only */
+    const struct hostkey_standins *keys; /* the real public host keys */
     const struct sandbox *sb; /* applied before the first client byte */
     int login_grace_seconds;
     int connect_timeout_seconds;

@@ -33,7 +33,9 @@
 #include "common/util.h"
 #include "hub/hub.h"
 #include "policy/policy.h"
+#include "sshproxy/libssh_priv.h"
 #include "sshproxy/mproto.h"
+#include "sshproxy/userauth_sig.h"
 #include "sshproxy/webticket.h"
 #include "store/audit.h"
 
@@ -61,10 +63,18 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
                              cfg->lockout_seconds, MONITOR_LOCKOUT_SLOTS);
     m->rep = buf_new(MPROTO_MAX);
     m->req = buf_new(MPROTO_MAX);
-    if (m->lockout == NULL || m->rep == NULL || m->req == NULL) {
+    m->ssh_ctx = ssh_new();
+    if (m->lockout == NULL || m->rep == NULL || m->req == NULL ||
+        m->ssh_ctx == NULL) {
         return ERR_NOMEM;
     }
     return ERR_OK;
+}
+
+int monitor_load_hostkeys(struct monitor *m, const char *const *paths, size_t n)
+{
+    hostkeys_free(&m->hostkeys);
+    return hostkeys_load(&m->hostkeys, paths, n);
 }
 
 static void monitor_child_free(struct monitor *m, struct mchild *c)
@@ -108,6 +118,10 @@ void monitor_free(struct monitor *m)
         monitor_child_exit(m, c->pid, -1);
     }
     lockout_free(m->lockout);
+    hostkeys_free(&m->hostkeys);
+    if (m->ssh_ctx != NULL) {
+        ssh_free(m->ssh_ctx);
+    }
     vault_free(m->vault);
     store_close(m->store);
     buf_free(m->rep);
@@ -476,31 +490,73 @@ out:
     return r;
 }
 
+/* OpenSSH's fingerprint of a public key ("SHA256:..."), or "". */
+static void monitor_key_fp(ssh_key key, char *out, size_t outlen)
+{
+    unsigned char *hash = NULL;
+    size_t hlen = 0;
+    char *fp = NULL;
+
+    out[0] = '\0';
+    if (key != NULL &&
+        ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash, &hlen) ==
+            0 &&
+        (fp = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash,
+                                       hlen)) != NULL) {
+        snprintf(out, outlen, "%s", fp);
+    }
+    ssh_string_free_char(fp);
+    ssh_clean_pubkey_hash(&hash);
+}
+
+/*
+ * A public-key login. A probe ("would this key do?") carries the key blob
+ * and is answered without counting or changing state. A signed request
+ * carries the bytes the client signed and its signature: the monitor
+ * checks both itself over the session identifier it signed for this child
+ * (userauth_sig.h); the child's view of libssh's own check counts for
+ * nothing.
+ */
 static int monitor_auth_pubkey(struct monitor *m, struct mchild *c,
                                struct buf *req)
 {
-    char *login = NULL, *fp = NULL;
+    char *login = NULL, fp[MONITOR_FP_MAX + 1];
+    const uint8_t *blob = NULL, *data = NULL, *sig = NULL;
+    size_t blen = 0, dlen = 0, slen = 0;
     struct store_user u;
-    uint8_t verified = 0;
+    ssh_string kstr = NULL;
+    ssh_key key = NULL;
+    uint8_t is_signed = 0;
     int r = ERR_PROTO;
     bool match;
 
     memset(&u, 0, sizeof(u));
-    if (c->state != MC_PREAUTH ||
+    if (c->state != MC_PREAUTH || c->session_id_len == 0 ||
         buf_get_cstring(req, LOGIN_MAX, &login) != ERR_OK ||
-        buf_get_cstring(req, MONITOR_FP_MAX, &fp) != ERR_OK ||
-        buf_get_u8(req, &verified) != ERR_OK || verified > 1 ||
-        buf_expect_end(req) != ERR_OK) {
+        buf_get_u8(req, &is_signed) != ERR_OK || is_signed > 1) {
         goto out;
     }
-    r = ERR_OK;
-    if (!verified) {
-        /* A probe: answer without counting it or changing state. */
+    if (!is_signed) {
         struct login l;
-        bool ok = login_parse(login, strlen(login), &l, NULL) == ERR_OK &&
-                  store_user_get(m->store, l.principal, &u) == ERR_OK &&
-                  !u.disabled &&
-                  store_user_key_match(m->store, u.id, fp) == ERR_OK;
+        bool ok;
+
+        if (buf_get_string_ptr(req, HOSTKEYS_BLOB_MAX, &blob, &blen) !=
+                ERR_OK ||
+            buf_expect_end(req) != ERR_OK) {
+            goto out;
+        }
+        r = ERR_OK;
+        if ((kstr = ssh_string_new(blen)) == NULL ||
+            ssh_string_fill(kstr, blob, blen) != 0 ||
+            ssh_pki_import_pubkey_blob(kstr, &key) != SSH_OK) {
+            key = NULL;
+        }
+        monitor_key_fp(key, fp, sizeof(fp));
+        /* A probe: answer without counting it or changing state. */
+        ok = fp[0] != '\0' &&
+             login_parse(login, strlen(login), &l, NULL) == ERR_OK &&
+             store_user_get(m->store, l.principal, &u) == ERR_OK &&
+             !u.disabled && store_user_key_match(m->store, u.id, fp) == ERR_OK;
         /* A refused probe still counts as an attempt for the report:
          * a client with only unknown keys never gets further. */
         if (!ok && c->state == MC_PREAUTH) {
@@ -519,9 +575,27 @@ static int monitor_auth_pubkey(struct monitor *m, struct mchild *c,
         monitor_reply(m, c, MP_AUTH_REPLY, -1);
         goto out;
     }
+    if (buf_get_string_ptr(req, USERAUTH_DATA_MAX, &data, &dlen) != ERR_OK ||
+        buf_get_string_ptr(req, HOSTKEYS_BLOB_MAX, &sig, &slen) != ERR_OK ||
+        buf_expect_end(req) != ERR_OK) {
+        goto out;
+    }
+    r = ERR_OK;
     if (!monitor_take_login(m, c, login)) {
         goto out;
     }
+    /* The signature is checked before the store is asked anything, so a
+     * forged request learns nothing about registered keys. */
+    if (userauth_sig_check(m->ssh_ctx, c->session_id, c->session_id_len, login,
+                           data, dlen, sig, slen, &key) != ERR_OK) {
+        log_warn("child %ld (%s) sent a public-key signature that does not "
+                 "verify",
+                 (long)c->pid, c->addr);
+        monitor_count_failure(m, c);
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
+        goto out;
+    }
+    monitor_key_fp(key, fp, sizeof(fp));
     match = store_user_get(m->store, c->login.principal, &u) == ERR_OK &&
             store_user_key_match(m->store, u.id, fp) == ERR_OK;
     if (!match) {
@@ -535,10 +609,50 @@ static int monitor_auth_pubkey(struct monitor *m, struct mchild *c,
     }
     monitor_second_factor(m, c, &u);
 out:
+    ssh_key_free(key);
+    ssh_string_free(kstr);
     free(login);
-    free(fp);
     sodium_memzero(&u, sizeof(u));
     return r;
+}
+
+/*
+ * Signs a child's key-exchange hash with the real host key (hostkeys.h).
+ * The first hash signed for a child is its session identifier, as in
+ * OpenSSH's monitor. Before authentication a child gets exactly one
+ * signature (a client that wants to re-key before logging in is refused);
+ * afterwards re-keying is allowed.
+ */
+static int monitor_kex_sign(struct monitor *m, struct mchild *c,
+                            struct buf *req)
+{
+    char type[64];
+    const uint8_t *data = NULL;
+    size_t len = 0;
+    uint8_t hash = 0;
+    int r;
+
+    if (buf_get_cstring_into(req, type, sizeof(type)) != ERR_OK ||
+        buf_get_u8(req, &hash) != ERR_OK ||
+        buf_get_string_ptr(req, HOSTKEYS_HASH_MAX, &data, &len) != ERR_OK ||
+        buf_expect_end(req) != ERR_OK) {
+        return ERR_PROTO;
+    }
+    if (c->session_id_len != 0 && c->state != MC_AUTHED) {
+        return ERR_PROTO;
+    }
+    if ((r = hostkeys_sign(&m->hostkeys, type, hash, data, len, m->rep)) !=
+        ERR_OK) {
+        log_warn("child %ld asked for a host-key signature: %s", (long)c->pid,
+                 err_str(r));
+        return ERR_PROTO;
+    }
+    if (c->session_id_len == 0) {
+        memcpy(c->session_id, data, len);
+        c->session_id_len = len;
+    }
+    monitor_reply(m, c, MP_KEX_SIGN_REPLY, -1);
+    return ERR_OK;
 }
 
 static int monitor_auth_totp(struct monitor *m, struct mchild *c,
@@ -1184,6 +1298,7 @@ static const struct {
 } monitor_table[] = {
     {MP_AUTH_PASSWORD, monitor_auth_password},
     {MP_AUTH_PUBKEY, monitor_auth_pubkey},
+    {MP_KEX_SIGN, monitor_kex_sign},
     {MP_AUTH_TOTP, monitor_auth_totp},
     {MP_AUTHORIZE, monitor_authorize},
     {MP_CONNECT, monitor_connect},

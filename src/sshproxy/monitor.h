@@ -6,7 +6,10 @@
  *
  *   request           permitted when
  *   MP_AUTH_PASSWORD  not yet authenticated, no second factor pending
- *   MP_AUTH_PUBKEY    not yet authenticated, no second factor pending
+ *   MP_AUTH_PUBKEY    not yet authenticated, no second factor pending,
+ *                     the key exchange signed (a session identifier)
+ *   MP_KEX_SIGN       once before authentication (that hash becomes the
+ *                     session identifier); again only after it (re-keying)
  *   MP_AUTH_TOTP      a first factor succeeded and TOTP is pending
  *   MP_AUTHORIZE      authenticated
  *   MP_CONNECT        authenticated, a channel authorized, not yet asked
@@ -31,6 +34,7 @@
 #include "common/config.h"
 #include "common/vault.h"
 #include "login/login.h"
+#include "sshproxy/hostkeys.h"
 #include "store/store.h"
 
 struct hub;
@@ -76,6 +80,9 @@ struct mchild {
     char asset_host[STORE_HOST_MAX + 1];
     int asset_port;
     char route[STORE_ROUTE_MAX + 1];
+    /* the first exchange hash signed for this child (hostkeys.h) */
+    uint8_t session_id[HOSTKEYS_HASH_MAX];
+    size_t session_id_len;
     bool connect_asked, hostkey_ok, hostkey_asked, creds_given;
     int connect_fd; /* pending non-blocking connect, -1 if none */
     uint64_t connect_timer;
@@ -95,13 +102,19 @@ struct monitor {
     struct hub *hub; /* agents (route agent:ID), or NULL */
     /* browser terminals' one-time tickets (webticket.h), or NULL */
     struct webtickets *tickets;
-    int preauth; /* children not yet authenticated */
+    int preauth;              /* children not yet authenticated */
+    struct hostkeys hostkeys; /* the SSH host keys: only here */
+    ssh_session ssh_ctx;      /* for libssh's signature checks */
     struct buf *req, *rep;
 };
 
 int monitor_init(struct monitor *m, const struct config *cfg,
                  struct loop *loop);
 void monitor_free(struct monitor *m);
+/* Loads the SSH host keys (hostkeys_load); only the main process calls
+ * this, after the spawner was forked. */
+int monitor_load_hostkeys(struct monitor *m, const char *const *paths,
+                          size_t n);
 /* Handles one request from c; ERR_PROTO means kill the child. */
 int monitor_request(struct monitor *m, struct mchild *c, uint8_t type,
                     struct buf *req);

@@ -26,7 +26,8 @@
 enum mproto_type {
     /* child -> main */
     MP_AUTH_PASSWORD = 1, /* login, password */
-    MP_AUTH_PUBKEY,       /* login, fingerprint, u8 verified */
+    MP_AUTH_PUBKEY,       /* login, u8 signed; unsigned (a probe): key
+                             blob; signed: the signed bytes, signature */
     MP_AUTH_TOTP,         /* code (second factor after a partial success) */
     MP_AUTHORIZE,         /* u8 kind, detail */
     MP_CONNECT,           /* (empty): connect to the authorized asset */
@@ -35,6 +36,7 @@ enum mproto_type {
     MP_SESSION_END,       /* session id, u64 up, u64 down, u32 exit+1,
                              result, u64 recording size, recording sha256 */
     MP_RECORD_OPEN,       /* session id, u8 format (0 cast, 1 jsonl) */
+    MP_KEX_SIGN,          /* host key type, u8 digest, exchange hash */
     /* main -> child */
     MP_AUTH_REPLY = 64,   /* u8 verdict, u32 delay ms, reason */
     MP_AUTHORIZE_REPLY,   /* u8 ok, session id, message, asset name, u32
@@ -45,9 +47,12 @@ enum mproto_type {
     MP_HOSTKEY_REPLY,     /* u8 ok, message */
     MP_ACK,               /* (empty) */
     MP_RECORD_OPEN_REPLY, /* u8 ok, message; fd attached when ok */
+    MP_KEX_SIGN_REPLY,    /* signature blob */
     /* spawner -> main */
     MP_SPAWN_NEW = 96, /* u32 pid, client address; fd attached */
     MP_SPAWN_EXIT,     /* u32 pid, u32 wait status */
+    /* main -> spawner, once at start */
+    MP_SPAWN_HOSTKEYS = 112, /* the public host keys (hostkeys.h) */
 };
 
 enum mproto_auth_verdict {

@@ -47,6 +47,7 @@
 #include "common/util.h"
 #include "http/http.h"
 #include "sshproxy/child.h"
+#include "sshproxy/hostkeys.h"
 #include "sshproxy/monitor.h"
 #include "sshproxy/mproto.h"
 #include "sshproxy/sandbox.h"
@@ -116,6 +117,7 @@ struct spawner {
     int link;   /* to the main process */
     int sig_fd; /* SIGCHLD, SIGTERM, SIGINT */
     ssh_bind bind;
+    struct hostkey_standins keys; /* public host keys and stand-ins */
     const struct sandbox *sb;
     int live;
 };
@@ -169,6 +171,7 @@ static void spawner_accept(struct spawner *sp)
         ca.client_fd = fd;
         ca.monitor_fd = pair[1];
         ca.bind = sp->bind;
+        ca.keys = &sp->keys;
         ca.sb = sp->sb;
         ca.login_grace_seconds = sp->cfg->login_grace_seconds;
         ca.connect_timeout_seconds = sp->cfg->connect_timeout_seconds;
@@ -210,12 +213,52 @@ static void spawner_reap(struct spawner *sp)
     buf_free(b);
 }
 
+/*
+ * The bind the children accept with. It holds stand-in host keys only
+ * (hostkeys.h): the main process sends the public host keys once at
+ * start, and the spawner never sees a private one.
+ */
+static int spawner_make_bind(struct spawner *sp)
+{
+    struct buf *b = buf_new(MPROTO_MAX);
+    uint8_t type = 0;
+    int no = 0, r;
+
+    if (b == NULL) {
+        return ERR_NOMEM;
+    }
+    r = mproto_recv(sp->link, &type, b, NULL);
+    if (r != ERR_OK || type != MP_SPAWN_HOSTKEYS ||
+        (r = hostkeys_standins_make(b, &sp->keys)) != ERR_OK ||
+        (r = buf_expect_end(b)) != ERR_OK) {
+        buf_free(b);
+        return r != ERR_OK ? r : ERR_PROTO;
+    }
+    buf_free(b);
+    sp->bind = ssh_bind_new();
+    if (sp->bind == NULL ||
+        ssh_bind_options_set(sp->bind, SSH_BIND_OPTIONS_PROCESS_CONFIG, &no) !=
+            SSH_OK ||
+        ssh_bind_options_set(sp->bind, SSH_BIND_OPTIONS_CIPHERS_C_S,
+                             sp->cfg->client_ciphers) != SSH_OK ||
+        ssh_bind_options_set(sp->bind, SSH_BIND_OPTIONS_CIPHERS_S_C,
+                             sp->cfg->client_ciphers) != SSH_OK ||
+        hostkeys_standins_bind(&sp->keys, sp->bind) != ERR_OK) {
+        log_error("cannot set up the SSH server");
+        return ERR_INTERNAL;
+    }
+    return ERR_OK;
+}
+
 static int spawner_run(struct spawner *sp)
 {
     struct signalfd_siginfo si;
     struct pollfd pfd[3];
     char byte;
 
+    if (spawner_make_bind(sp) != ERR_OK) {
+        return 1;
+    }
     for (;;) {
         pfd[0].fd = sp->listen_fd;
         pfd[0].events = POLLIN;
@@ -237,7 +280,8 @@ static int spawner_run(struct spawner *sp)
             spawner_reap(sp);
         }
         if (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) {
-            /* The main process never writes: this is its exit. */
+            /* The main process writes only the host keys, at start:
+             * this is its exit. */
             if (recv(sp->link, &byte, 1, MSG_DONTWAIT) <= 0) {
                 break;
             }
@@ -340,6 +384,33 @@ static void server_on_signal(struct loop *l, int fd, int events, void *arg)
     }
 }
 
+/* The SSH host key files the server presents to users' clients. */
+static size_t server_host_key_paths(const struct config *cfg,
+                                    const char **paths)
+{
+    size_t n = 0;
+
+    paths[n++] = cfg->ssh_host_key;
+    return n;
+}
+
+/* Hands the spawner the public host keys (its only message from us). */
+static int server_send_host_keys(struct server *s)
+{
+    struct buf *b = buf_new(MPROTO_MAX);
+    int r;
+
+    if (b == NULL) {
+        return ERR_NOMEM;
+    }
+    r = hostkeys_put_public(&s->mon.hostkeys, b);
+    if (r == ERR_OK) {
+        r = mproto_send(s->link, MP_SPAWN_HOSTKEYS, b, -1, 0);
+    }
+    buf_free(b);
+    return r;
+}
+
 /* The CLI changed the store (common/notify.h). */
 static void server_on_notify(void *arg, unsigned what)
 {
@@ -351,10 +422,10 @@ int server_run(const struct config *cfg)
     struct sandbox sb;
     struct spawner sp;
     struct server s;
-    ssh_key hostkey = NULL;
-    ssh_bind bind = NULL;
+    const char *key_paths[HOSTKEYS_MAX];
+    size_t nkeys;
     sigset_t mask;
-    int link[2] = {-1, -1}, listen_fd = -1, sig_fd = -1, no = 0, r, count = 0;
+    int link[2] = {-1, -1}, listen_fd = -1, sig_fd = -1, r, count = 0;
     pid_t pid;
     struct http *http = NULL;
     struct hub *hub = NULL;
@@ -363,42 +434,20 @@ int server_run(const struct config *cfg)
 
     memset(&s, 0, sizeof(s));
     ssh_init();
-    if (ssh_pki_import_privkey_file(cfg->ssh_host_key, NULL, NULL, NULL,
-                                    &hostkey) != SSH_OK) {
-        log_error("cannot read the SSH host key %s", cfg->ssh_host_key);
-        return ERR_CONFIG;
-    }
+    nkeys = server_host_key_paths(cfg, key_paths);
     if ((r = sandbox_prepare(cfg->privsep_user, cfg->data_dir, &sb)) !=
         ERR_OK) {
-        ssh_key_free(hostkey);
         return r;
     }
     /* Check the store and vault now, so a bad setup fails before forking. */
     if ((r = monitor_init(&s.mon, cfg, NULL)) != ERR_OK) {
         monitor_free(&s.mon);
-        ssh_key_free(hostkey);
         return r;
     }
     monitor_free(&s.mon);
     if ((listen_fd = server_listen(cfg->ssh_listen, cfg->ssh_port)) < 0) {
-        ssh_key_free(hostkey);
         return ERR_IO;
     }
-    bind = ssh_bind_new();
-    if (bind == NULL ||
-        ssh_bind_options_set(bind, SSH_BIND_OPTIONS_PROCESS_CONFIG, &no) !=
-            SSH_OK ||
-        ssh_bind_options_set(bind, SSH_BIND_OPTIONS_CIPHERS_C_S,
-                             cfg->client_ciphers) != SSH_OK ||
-        ssh_bind_options_set(bind, SSH_BIND_OPTIONS_CIPHERS_S_C,
-                             cfg->client_ciphers) != SSH_OK ||
-        ssh_bind_options_set(bind, SSH_BIND_OPTIONS_IMPORT_KEY, hostkey) !=
-            SSH_OK) {
-        log_error("cannot set up the SSH server");
-        r = ERR_INTERNAL;
-        goto out;
-    }
-    hostkey = NULL; /* the bind owns it */
     sigemptyset(&mask);
     sigaddset(&mask, SIGCHLD);
     sigaddset(&mask, SIGTERM);
@@ -425,7 +474,6 @@ int server_run(const struct config *cfg)
         sp.listen_fd = listen_fd;
         sp.link = link[1];
         sp.sig_fd = sig_fd;
-        sp.bind = bind;
         sp.sb = &sb;
         _exit(spawner_run(&sp));
     }
@@ -433,8 +481,6 @@ int server_run(const struct config *cfg)
     link[1] = -1;
     close(listen_fd);
     listen_fd = -1;
-    ssh_bind_free(bind);
-    bind = NULL;
     /* Agents cost three descriptors each (docs/operations.md). */
     {
         struct rlimit rl;
@@ -452,6 +498,8 @@ int server_run(const struct config *cfg)
     s.loop = loop_new();
     if (s.msg == NULL || s.loop == NULL ||
         (r = monitor_init(&s.mon, cfg, s.loop)) != ERR_OK ||
+        (r = monitor_load_hostkeys(&s.mon, key_paths, nkeys)) != ERR_OK ||
+        (r = server_send_host_keys(&s)) != ERR_OK ||
         loop_add_fd(s.loop, s.link, LOOP_READ, server_on_link, &s) != ERR_OK ||
         loop_add_fd(s.loop, s.sig_fd, LOOP_READ, server_on_signal, &s) !=
             ERR_OK) {
@@ -523,10 +571,6 @@ out:
     if (listen_fd >= 0) {
         close(listen_fd);
     }
-    if (bind != NULL) {
-        ssh_bind_free(bind);
-    }
-    ssh_key_free(hostkey);
     ssh_finalize();
     return r;
 }
