@@ -43,6 +43,9 @@
 #define MONITOR_DETAIL_MAX 65536
 #define MONITOR_LOCKOUT_SLOTS 4096
 
+static void monitor_on_sweep(struct loop *l, void *arg);
+#define MONITOR_SWEEP_MS 3000
+
 int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
 {
     int r;
@@ -67,6 +70,10 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
     if (m->lockout == NULL || m->rep == NULL || m->req == NULL ||
         m->ssh_ctx == NULL) {
         return ERR_NOMEM;
+    }
+    if (loop != NULL) {
+        m->sweep_timer =
+            loop_add_timer(loop, MONITOR_SWEEP_MS, monitor_on_sweep, m);
     }
     return ERR_OK;
 }
@@ -116,6 +123,9 @@ void monitor_free(struct monitor *m)
 
     while ((c = m->children) != NULL) {
         monitor_child_exit(m, c->pid, -1);
+    }
+    if (m->loop != NULL && m->sweep_timer != 0) {
+        loop_del_timer(m->loop, m->sweep_timer);
     }
     lockout_free(m->lockout);
     hostkeys_free(&m->hostkeys);
@@ -800,6 +810,48 @@ out:
     return r;
 }
 
+/* The user this child logged in as still exists and is enabled. */
+static bool monitor_user_active(struct monitor *m, const struct mchild *c)
+{
+    struct store_user u;
+    bool ok;
+
+    memset(&u, 0, sizeof(u));
+    ok = store_user_get(m->store, c->user_id, &u) == ERR_OK && !u.disabled;
+    sodium_memzero(&u, sizeof(u));
+    return ok;
+}
+
+/* Ends a child now; its open report rows close with result. */
+static void monitor_end_child(struct monitor *m, struct mchild *c,
+                              const char *result)
+{
+    if (c->end_result[0] == '\0') {
+        snprintf(c->end_result, sizeof(c->end_result), "%s", result);
+        log_info("ending the session process of %s from %s: %s",
+                 c->user_name, c->addr, result);
+        monitor_audit(m, c, c->user_name, "session.kill", c->addr, result);
+    }
+    kill(c->pid, SIGKILL);
+}
+
+/* Every few seconds: connections of users disabled or deleted since they
+ * logged in (by the CLI, the API or anything else that writes the store)
+ * are ended, with their sessions. */
+static void monitor_on_sweep(struct loop *l, void *arg)
+{
+    struct monitor *m = arg;
+    struct mchild *c;
+
+    for (c = m->children; c != NULL; c = c->next) {
+        if (c->state == MC_AUTHED && c->end_result[0] == '\0' &&
+            !monitor_user_active(m, c)) {
+            monitor_end_child(m, c, "error: user disabled");
+        }
+    }
+    m->sweep_timer = loop_add_timer(l, MONITOR_SWEEP_MS, monitor_on_sweep, m);
+}
+
 static int monitor_authorize(struct monitor *m, struct mchild *c,
                              struct buf *req)
 {
@@ -819,6 +871,17 @@ static int monitor_authorize(struct monitor *m, struct mchild *c,
         goto out;
     }
     r = ERR_OK;
+    if (!monitor_user_active(m, c)) {
+        /* Disabled or deleted since this connection logged in: no new
+         * channels, and the sweep ends the connection. */
+        monitor_row_refused(m, c, policy_kind_str(kind),
+                            c->asset_name[0] ? c->asset_name : c->login.asset,
+                            detail, "denied: user disabled");
+        monitor_authorize_reply(m, c, false, NULL,
+                                "access denied: user disabled", NULL);
+        monitor_end_child(m, c, "error: user disabled");
+        goto out;
+    }
     if (!c->asset_resolved &&
         monitor_resolve_asset(m, c, &role, msg, sizeof(msg), result,
                               sizeof(result)) != ERR_OK) {
@@ -891,6 +954,8 @@ static void monitor_connect_reply(struct monitor *m, struct mchild *c, bool ok,
 {
     (void)(buf_put_u8(m->rep, ok ? 1 : 0) ||
            buf_put_cstring(m->rep, msg ? msg : ""));
+    /* Only a child holding a connected stream may report its host key. */
+    c->connected = ok;
     monitor_reply(m, c, MP_CONNECT_REPLY, ok ? fd : -1);
 }
 
@@ -1061,7 +1126,7 @@ static int monitor_hostkey(struct monitor *m, struct mchild *c, struct buf *req)
     struct store_asset a;
     int r;
 
-    if (c->state != MC_AUTHED || !c->connect_asked || c->hostkey_asked ||
+    if (c->state != MC_AUTHED || !c->connected || c->hostkey_asked ||
         buf_get_cstring_into(req, row, sizeof(row)) != ERR_OK ||
         buf_get_cstring_into(req, fp, sizeof(fp)) != ERR_OK ||
         buf_expect_end(req) != ERR_OK || monitor_row_find(c, row) == NULL) {
@@ -1356,7 +1421,9 @@ void monitor_child_exit(struct monitor *m, pid_t pid, int status)
         return;
     }
 
-    if (status == -1) {
+    if (c->end_result[0] != '\0') {
+        snprintf(result, sizeof(result), "%s", c->end_result);
+    } else if (status == -1) {
         snprintf(result, sizeof(result), "error: server shut down");
     } else if (WIFSIGNALED(status)) {
         snprintf(result, sizeof(result),

@@ -13,7 +13,7 @@
  *   MP_AUTH_TOTP      a first factor succeeded and TOTP is pending
  *   MP_AUTHORIZE      authenticated
  *   MP_CONNECT        authenticated, a channel authorized, not yet asked
- *   MP_HOSTKEY        connected, not yet asked
+ *   MP_HOSTKEY        a connected stream was handed over, not yet asked
  *   MP_CREDENTIALS    host key accepted, not yet asked
  *   MP_RECORD_OPEN    for a row of this child whose policy says record;
  *                     once per row
@@ -84,6 +84,8 @@ struct mchild {
     uint8_t session_id[HOSTKEYS_HASH_MAX];
     size_t session_id_len;
     bool connect_asked, hostkey_ok, hostkey_asked, creds_given;
+    bool connected; /* a connected stream was handed over */
+    char end_result[120]; /* ended by the monitor: its rows' result */
     int connect_fd; /* pending non-blocking connect, -1 if none */
     uint64_t connect_timer;
     char connect_row[STORE_ID_MAX + 1];
@@ -105,6 +107,7 @@ struct monitor {
     int preauth;              /* children not yet authenticated */
     struct hostkeys hostkeys; /* the SSH host keys: only here */
     ssh_session ssh_ctx;      /* for libssh's signature checks */
+    uint64_t sweep_timer;     /* monitor_on_sweep, 0 if none */
     struct buf *req, *rep;
 };
 
