@@ -828,8 +828,8 @@ static void monitor_end_child(struct monitor *m, struct mchild *c,
 {
     if (c->end_result[0] == '\0') {
         snprintf(c->end_result, sizeof(c->end_result), "%s", result);
-        log_info("ending the session process of %s from %s: %s",
-                 c->user_name, c->addr, result);
+        log_info("ending the session process of %s from %s: %s", c->user_name,
+                 c->addr, result);
         monitor_audit(m, c, c->user_name, "session.kill", c->addr, result);
     }
     kill(c->pid, SIGKILL);
@@ -1466,8 +1466,14 @@ static void monitor_on_child(struct loop *l, int fd, int events, void *arg)
         return;
     }
     if (r != ERR_OK) {
-        /* Closed (the child is exiting) or garbage: stop listening; the
-         * spawner's exit report cleans up. */
+        /* Closed (the child is exiting) or garbage (oversize, truncated,
+         * an unexpected descriptor): stop listening; the spawner's exit
+         * report cleans up. Garbage is a protocol violation. */
+        if (!(r == ERR_IO && errno == 0)) {
+            log_warn("child %ld sent a malformed message; ending it",
+                     (long)c->pid);
+            kill(c->pid, SIGKILL);
+        }
         loop_del_fd(l, c->fd);
         close(c->fd);
         c->fd = -1;

@@ -84,9 +84,9 @@ struct mchild {
     uint8_t session_id[HOSTKEYS_HASH_MAX];
     size_t session_id_len;
     bool connect_asked, hostkey_ok, hostkey_asked, creds_given;
-    bool connected; /* a connected stream was handed over */
+    bool connected;       /* a connected stream was handed over */
     char end_result[120]; /* ended by the monitor: its rows' result */
-    int connect_fd; /* pending non-blocking connect, -1 if none */
+    int connect_fd;       /* pending non-blocking connect, -1 if none */
     uint64_t connect_timer;
     char connect_row[STORE_ID_MAX + 1];
     struct hub_req *hub_req; /* pending stream through an agent, or NULL */
