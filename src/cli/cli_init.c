@@ -2,11 +2,12 @@
  * `portcullis init` and `portcullis serve`: creating a data directory and
  * running the server from it.
  *
- * init writes portcullis.conf, an ed25519 SSH host key, a self-signed TLS
- * certificate and key for the HTTP listener, the vault key and the
- * database with one `admin` user, and prints the admin password once
- * (only its hash is stored) and the fingerprints of the host key and the
- * certificate. It never overwrites: an existing file refuses the run. If a
+ * init writes portcullis.conf, three SSH host keys (Ed25519, the one
+ * agents pin; ECDSA P-256 and RSA 3072 for users' clients, as sshd has), a
+ * self-signed TLS certificate and key for the HTTP listener, the vault key
+ * and the database with one `admin` user, and prints the admin password
+ * once (only its hash is stored) and the fingerprints of the host keys and
+ * the certificate. It never overwrites: an existing file refuses the run. If a
  * step fails, the files this run created are removed again, so the run
  * can simply be repeated.
  *
@@ -70,6 +71,10 @@ enum init_file {
     INIT_CONF,
     INIT_HOST_KEY,
     INIT_HOST_PUB,
+    INIT_ECDSA_KEY,
+    INIT_ECDSA_PUB,
+    INIT_RSA_KEY,
+    INIT_RSA_PUB,
     INIT_TLS_CERT,
     INIT_TLS_KEY,
     INIT_VAULT,
@@ -84,6 +89,10 @@ static const char *const init_names[INIT__COUNT] = {
     [INIT_CONF] = "portcullis.conf",
     [INIT_HOST_KEY] = "ssh_host_ed25519_key",
     [INIT_HOST_PUB] = "ssh_host_ed25519_key.pub",
+    [INIT_ECDSA_KEY] = "ssh_host_ecdsa_key",
+    [INIT_ECDSA_PUB] = "ssh_host_ecdsa_key.pub",
+    [INIT_RSA_KEY] = "ssh_host_rsa_key",
+    [INIT_RSA_PUB] = "ssh_host_rsa_key.pub",
     [INIT_TLS_CERT] = "tls.crt",
     [INIT_TLS_KEY] = "tls.key",
     [INIT_VAULT] = "vault.key",
@@ -178,7 +187,12 @@ static int init_write_config(struct init_paths *p, const struct config *def,
                  "[ssh]\n"
                  "listen = %s\n"
                  "port = %d\n"
+                 "# Ed25519 (the key agents pin), and ECDSA and RSA for "
+                 "clients without\n"
+                 "# Ed25519. Algorithms, banner: see docs/operations.md.\n"
                  "host_key = %s\n"
+                 "host_key_ecdsa = %s\n"
+                 "host_key_rsa = %s\n"
                  "\n"
                  "[http]\n"
                  "listen = %s\n"
@@ -205,7 +219,8 @@ static int init_write_config(struct init_paths *p, const struct config *def,
                  "port_min = %d\n"
                  "port_max = %d\n",
                  def->log_level, listen, def->ssh_port,
-                 init_names[INIT_HOST_KEY], listen, def->http_port, tls,
+                 init_names[INIT_HOST_KEY], init_names[INIT_ECDSA_KEY],
+                 init_names[INIT_RSA_KEY], listen, def->http_port, tls,
                  init_names[INIT_DB], init_names[INIT_VAULT], def->max_failures,
                  def->failure_window_seconds, def->lockout_seconds,
                  def->failure_delay_ms, tunnel_listen, def->tunnel_port_min,
@@ -221,58 +236,43 @@ static int init_write_config(struct init_paths *p, const struct config *def,
     return CLI_EXIT_OK;
 }
 
-/* Generates the ed25519 host key; writes it (0600) and its .pub line. */
-static int init_host_key(struct init_paths *p, char *fp, size_t fplen)
-{
-    const char *path = p->file[INIT_HOST_KEY];
-    const char *pubpath = p->file[INIT_HOST_PUB];
-    ssh_key key = NULL;
-    char *priv = NULL, *pub = NULL, *line = NULL;
-    int rc = CLI_EXIT_FAIL, r, n;
+/* The host keys, in the order init_names lists them: key, .pub. */
+static const struct {
+    enum init_file file;
+    enum hostkey_type type;
+} init_host_keys[] = {
+    {INIT_HOST_KEY, HOSTKEY_ED25519},
+    {INIT_ECDSA_KEY, HOSTKEY_ECDSA},
+    {INIT_RSA_KEY, HOSTKEY_RSA},
+};
 
-    if (ssh_pki_generate(SSH_KEYTYPE_ED25519, 0, &key) != SSH_OK) {
-        cli_error("cannot generate an ed25519 host key");
-        goto out;
+#define INIT_HOST_KEYS (sizeof(init_host_keys) / sizeof(init_host_keys[0]))
+
+/* Generates the three host keys (0600) with their .pub lines; fp[i] gets
+ * the fingerprint of init_host_keys[i], from the file just written, as the
+ * server will load it: what the agents pin must be the key the server
+ * presents. */
+static int init_host_key(struct init_paths *p,
+                         char fp[INIT_HOST_KEYS][HOSTKEY_FP_MAX + 1])
+{
+    enum init_file f;
+    size_t i;
+    int r;
+
+    for (i = 0; i < INIT_HOST_KEYS; i++) {
+        f = init_host_keys[i].file;
+        r = hostkey_create(p->file[f], init_host_keys[i].type, fp[i],
+                           HOSTKEY_FP_MAX + 1);
+        if (r != ERR_OK) {
+            return cli_error("cannot make the %s host key %s: %s",
+                             hostkey_type_name(init_host_keys[i].type),
+                             p->file[f], err_str(r));
+        }
+        /* the .pub name follows the key's in init_names */
+        p->created[f] = true;
+        p->created[f + 1] = true;
     }
-    if (ssh_pki_export_privkey_base64(key, NULL, NULL, NULL, &priv) != SSH_OK ||
-        ssh_pki_export_pubkey_base64(key, &pub) != SSH_OK) {
-        cli_error("cannot encode the host key");
-        goto out;
-    }
-    if ((r = util_write_file_excl(path, priv, strlen(priv), 0600)) != ERR_OK) {
-        cli_error("cannot write %s: %s", path, err_str(r));
-        goto out;
-    }
-    p->created[INIT_HOST_KEY] = true;
-    if ((n = asprintf(&line, "%s %s\n", ssh_key_type_to_char(ssh_key_type(key)),
-                      pub)) < 0) {
-        line = NULL;
-        cli_error("%s", err_str(ERR_NOMEM));
-        goto out;
-    }
-    if ((r = util_write_file_excl(pubpath, line, (size_t)n, 0644)) != ERR_OK) {
-        cli_error("cannot write %s: %s", pubpath, err_str(r));
-        goto out;
-    }
-    p->created[INIT_HOST_PUB] = true;
-    /* The umask of the CLI is 077; a public key may be read by anyone. */
-    (void)chmod(pubpath, 0644);
-    /* From the file just written, as the server will load it: what the
-     * agents pin must be the key the server presents. */
-    if ((r = hostkey_fingerprint(path, fp, fplen)) != ERR_OK) {
-        cli_error("cannot compute the fingerprint of %s: %s", path, err_str(r));
-        goto out;
-    }
-    rc = CLI_EXIT_OK;
-out:
-    if (priv != NULL) {
-        sodium_memzero(priv, strlen(priv));
-        ssh_string_free_char(priv);
-    }
-    ssh_string_free_char(pub);
-    free(line);
-    ssh_key_free(key);
-    return rc;
+    return CLI_EXIT_OK;
 }
 
 /* --- the HTTPS certificate ---------------------------------------------- */
@@ -573,7 +573,8 @@ static int init_run(struct cli_ctx *ctx, int argc, char **argv)
         CLI_OPT_END,
     };
     struct init_paths *p = NULL;
-    char why[512], fp[HOSTKEY_FP_MAX + 1], tls_fp[INIT_TLS_FP_MAX + 1];
+    char why[512], fp[INIT_HOST_KEYS][HOSTKEY_FP_MAX + 1];
+    char tls_fp[INIT_TLS_FP_MAX + 1];
     char pw[INIT_ADMIN_PASSWORD_LEN + 1] = "";
     size_t i;
     int rc, r;
@@ -612,7 +613,7 @@ static int init_run(struct cli_ctx *ctx, int argc, char **argv)
         rc = cli_error("%s", why);
         goto out;
     }
-    if ((rc = init_host_key(p, fp, sizeof(fp))) != CLI_EXIT_OK ||
+    if ((rc = init_host_key(p, fp)) != CLI_EXIT_OK ||
         (rc = init_tls_cert(p, listen, tls_fp, sizeof(tls_fp))) !=
             CLI_EXIT_OK) {
         goto out;
@@ -629,7 +630,12 @@ static int init_run(struct cli_ctx *ctx, int argc, char **argv)
     printf("config=%s\n", p->file[INIT_CONF]);
     printf("admin_user=%s\n", INIT_ADMIN_NAME);
     printf("admin_password=%s\n", pw);
-    printf("fingerprint=%s\n", fp);
+    /* fingerprint= is the Ed25519 key's, the one agents pin */
+    printf("fingerprint=%s\n", fp[0]);
+    for (i = 1; i < INIT_HOST_KEYS; i++) {
+        printf("fingerprint_%s=%s\n", hostkey_type_name(init_host_keys[i].type),
+               fp[i]);
+    }
     printf("tls_fingerprint=%s\n", tls_fp);
 out:
     sodium_memzero(pw, sizeof(pw));
@@ -689,8 +695,10 @@ const struct cli_cmd cli_init = {
         "                   (default 127.0.0.1)\n"
         "\n"
         "Prints config=, admin_user=, admin_password= (shown only this once),\n"
-        "fingerprint= (the SSH host key's SHA256 fingerprint, as "
-        "`ssh-keygen -lf`\nprints it; agents pin it) and "
+        "fingerprint= (the Ed25519 SSH host key's SHA256 fingerprint, as "
+        "`ssh-keygen\n-lf` prints it; agents pin it), fingerprint_ecdsa= "
+        "and fingerprint_rsa=\n(the other two host keys, for clients "
+        "without Ed25519) and "
         "tls_fingerprint=\n(the SHA-256 of the self-signed HTTPS "
         "certificate tls.crt) lines.\n"
         "HTTPS is on in the written config unless the listen address is "

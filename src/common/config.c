@@ -17,18 +17,107 @@
 #include "common/log.h"
 
 /*
- * Ciphers (see bench/README.md for the measurements). AES-GCM runs on the
- * CPU's AES instructions and costs about 60% of ChaCha20-Poly1305 here;
- * a proxy does the cipher work twice, so it offers users' clients only
- * AES-GCM (OpenSSH's clients would otherwise pick ChaCha20, their first
- * choice) and prefers it towards targets, falling back to ChaCha20 and
- * AES-CTR for old targets. Clients without AES-GCM (PuTTY before 0.76)
- * need [ssh] client_ciphers to add aes128-ctr.
+ * SSH algorithms. The floor is compatibility: by default both legs offer
+ * what OpenSSH 9.2 (Debian 12) offers, as far as libssh 0.10 can do it
+ * (no UMAC, no sntrup761 key exchange), so every client stack in common
+ * use connects (SPEC section 11). On the client leg the client's order
+ * decides, so the lists are sets there; towards targets ours decides, and
+ * AES-GCM comes first because it is cheapest on CPUs with AES
+ * instructions (bench/README.md): a preference by order, never a narrower
+ * offer. Names an operator may add beyond these are in config_algos[]
+ * with weak set, and serve warns about them at start.
  */
-#define CONFIG_CLIENT_CIPHERS "aes128-gcm@openssh.com,aes256-gcm@openssh.com"
+#define CONFIG_CLIENT_CIPHERS                                                  \
+    "chacha20-poly1305@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr,"          \
+    "aes128-gcm@openssh.com,aes256-gcm@openssh.com"
 #define CONFIG_UPSTREAM_CIPHERS                                                \
     "aes128-gcm@openssh.com,aes256-gcm@openssh.com,"                           \
-    "chacha20-poly1305@openssh.com,aes128-ctr,aes256-ctr"
+    "chacha20-poly1305@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr"
+#define CONFIG_MACS                                                            \
+    "hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com,"             \
+    "hmac-sha1-etm@openssh.com,hmac-sha2-256,hmac-sha2-512,hmac-sha1"
+#define CONFIG_KEX                                                             \
+    "curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256,"       \
+    "ecdh-sha2-nistp384,ecdh-sha2-nistp521,"                                   \
+    "diffie-hellman-group-exchange-sha256,diffie-hellman-group16-sha512,"      \
+    "diffie-hellman-group18-sha512,diffie-hellman-group14-sha256"
+#define CONFIG_HOSTKEY_ALGORITHMS                                              \
+    "ssh-ed25519,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,ecdsa-sha2-nistp521," \
+    "rsa-sha2-512,rsa-sha2-256"
+
+enum config_algo_kind { CA_CIPHER, CA_MAC, CA_KEX, CA_HOSTKEY };
+
+/* Every name libssh 0.10 (built with OpenSSL, as Debian's is) negotiates.
+ * weak: OpenSSH no longer offers it by default (CBC modes, SHA-1 key
+ * exchanges and signatures, 1024-bit groups). */
+static const struct config_algo {
+    const char *name;
+    enum config_algo_kind kind;
+    bool weak;
+} config_algos[] = {
+    {"chacha20-poly1305@openssh.com", CA_CIPHER, false},
+    {"aes128-gcm@openssh.com", CA_CIPHER, false},
+    {"aes256-gcm@openssh.com", CA_CIPHER, false},
+    {"aes128-ctr", CA_CIPHER, false},
+    {"aes192-ctr", CA_CIPHER, false},
+    {"aes256-ctr", CA_CIPHER, false},
+    {"aes128-cbc", CA_CIPHER, true},
+    {"aes192-cbc", CA_CIPHER, true},
+    {"aes256-cbc", CA_CIPHER, true},
+    {"3des-cbc", CA_CIPHER, true},
+    {"hmac-sha2-256-etm@openssh.com", CA_MAC, false},
+    {"hmac-sha2-512-etm@openssh.com", CA_MAC, false},
+    {"hmac-sha1-etm@openssh.com", CA_MAC, false},
+    {"hmac-sha2-256", CA_MAC, false},
+    {"hmac-sha2-512", CA_MAC, false},
+    {"hmac-sha1", CA_MAC, false},
+    {"curve25519-sha256", CA_KEX, false},
+    {"curve25519-sha256@libssh.org", CA_KEX, false},
+    {"ecdh-sha2-nistp256", CA_KEX, false},
+    {"ecdh-sha2-nistp384", CA_KEX, false},
+    {"ecdh-sha2-nistp521", CA_KEX, false},
+    {"diffie-hellman-group-exchange-sha256", CA_KEX, false},
+    {"diffie-hellman-group16-sha512", CA_KEX, false},
+    {"diffie-hellman-group18-sha512", CA_KEX, false},
+    {"diffie-hellman-group14-sha256", CA_KEX, false},
+    {"diffie-hellman-group14-sha1", CA_KEX, true},
+    {"diffie-hellman-group-exchange-sha1", CA_KEX, true},
+    {"diffie-hellman-group1-sha1", CA_KEX, true},
+    {"ssh-ed25519", CA_HOSTKEY, false},
+    {"ecdsa-sha2-nistp256", CA_HOSTKEY, false},
+    {"ecdsa-sha2-nistp384", CA_HOSTKEY, false},
+    {"ecdsa-sha2-nistp521", CA_HOSTKEY, false},
+    {"rsa-sha2-512", CA_HOSTKEY, false},
+    {"rsa-sha2-256", CA_HOSTKEY, false},
+    {"ssh-rsa", CA_HOSTKEY, true},
+};
+
+static const char *const config_algo_what[] = {
+    [CA_CIPHER] = "cipher",
+    [CA_MAC] = "MAC",
+    [CA_KEX] = "key exchange",
+    [CA_HOSTKEY] = "host key algorithm",
+};
+
+/* The [ssh] keys that hold algorithm lists. */
+static const struct config_algo_key {
+    const char *key;
+    size_t off;
+    enum config_algo_kind kind;
+} config_algo_keys[] = {
+    {"client_ciphers", offsetof(struct config, client_ciphers), CA_CIPHER},
+    {"client_macs", offsetof(struct config, client_macs), CA_MAC},
+    {"client_kex", offsetof(struct config, client_kex), CA_KEX},
+    {"hostkey_algorithms", offsetof(struct config, hostkey_algorithms),
+     CA_HOSTKEY},
+    {"upstream_ciphers", offsetof(struct config, upstream_ciphers), CA_CIPHER},
+    {"upstream_macs", offsetof(struct config, upstream_macs), CA_MAC},
+    {"upstream_kex", offsetof(struct config, upstream_kex), CA_KEX},
+    {"upstream_hostkey_algorithms",
+     offsetof(struct config, upstream_hostkey_algorithms), CA_HOSTKEY},
+};
+
+#define CONFIG_NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 static int config_set_str(char **dst, const char *v)
 {
@@ -119,9 +208,21 @@ int config_defaults(struct config *cfg, const char *data_dir)
         (r = config_set_str(&cfg->ssh_listen, "127.0.0.1")) ||
         (r = config_set_path(&cfg->ssh_host_key, data_dir,
                              "ssh_host_ed25519_key")) ||
+        (r = config_set_path(&cfg->ssh_host_key_ecdsa, data_dir,
+                             "ssh_host_ecdsa_key")) ||
+        (r = config_set_path(&cfg->ssh_host_key_rsa, data_dir,
+                             "ssh_host_rsa_key")) ||
         (r = config_set_str(&cfg->privsep_user, "nobody")) ||
         (r = config_set_str(&cfg->client_ciphers, CONFIG_CLIENT_CIPHERS)) ||
+        (r = config_set_str(&cfg->client_macs, CONFIG_MACS)) ||
+        (r = config_set_str(&cfg->client_kex, CONFIG_KEX)) ||
+        (r = config_set_str(&cfg->hostkey_algorithms,
+                            CONFIG_HOSTKEY_ALGORITHMS)) ||
         (r = config_set_str(&cfg->upstream_ciphers, CONFIG_UPSTREAM_CIPHERS)) ||
+        (r = config_set_str(&cfg->upstream_macs, CONFIG_MACS)) ||
+        (r = config_set_str(&cfg->upstream_kex, CONFIG_KEX)) ||
+        (r = config_set_str(&cfg->upstream_hostkey_algorithms,
+                            CONFIG_HOSTKEY_ALGORITHMS)) ||
         (r = config_set_str(&cfg->http_listen, "127.0.0.1")) ||
         (r = config_set_str(&cfg->tunnel_listen, "127.0.0.1")) ||
         (r = config_set_path(&cfg->http_jwt_secret, data_dir, "api_jwt.key")) ||
@@ -144,7 +245,8 @@ int config_defaults(struct config *cfg, const char *data_dir)
 struct config_key {
     const char *section;
     const char *key;
-    enum { CK_STR, CK_PATH, CK_INT, CK_BOOL } kind;
+    /* CK_OPTSTR, CK_OPTPATH: an empty value means none (NULL) */
+    enum { CK_STR, CK_PATH, CK_INT, CK_BOOL, CK_OPTSTR, CK_OPTPATH } kind;
     size_t off;
     int lo, hi;
 };
@@ -159,14 +261,25 @@ static const struct config_key config_keys[] = {
     CK("ssh", "listen", CK_STR, ssh_listen, 0, 0),
     CK("ssh", "port", CK_INT, ssh_port, 0, 65535),
     CK("ssh", "host_key", CK_PATH, ssh_host_key, 0, 0),
+    CK("ssh", "host_key_ecdsa", CK_OPTPATH, ssh_host_key_ecdsa, 0, 0),
+    CK("ssh", "host_key_rsa", CK_OPTPATH, ssh_host_key_rsa, 0, 0),
     CK("ssh", "max_startups", CK_INT, max_startups, 1, 100000),
     CK("ssh", "max_sessions", CK_INT, max_sessions, 1, 1000000),
     CK("ssh", "login_grace_seconds", CK_INT, login_grace_seconds, 1, 3600),
     CK("ssh", "connect_timeout_seconds", CK_INT, connect_timeout_seconds, 1,
        600),
     CK("ssh", "privsep_user", CK_STR, privsep_user, 0, 0),
+    CK("ssh", "banner", CK_OPTSTR, ssh_banner, 0, 0),
+    CK("ssh", "banner_file", CK_OPTPATH, ssh_banner_file, 0, 0),
     CK("ssh", "client_ciphers", CK_STR, client_ciphers, 0, 0),
+    CK("ssh", "client_macs", CK_STR, client_macs, 0, 0),
+    CK("ssh", "client_kex", CK_STR, client_kex, 0, 0),
+    CK("ssh", "hostkey_algorithms", CK_STR, hostkey_algorithms, 0, 0),
     CK("ssh", "upstream_ciphers", CK_STR, upstream_ciphers, 0, 0),
+    CK("ssh", "upstream_macs", CK_STR, upstream_macs, 0, 0),
+    CK("ssh", "upstream_kex", CK_STR, upstream_kex, 0, 0),
+    CK("ssh", "upstream_hostkey_algorithms", CK_STR,
+       upstream_hostkey_algorithms, 0, 0),
     CK("http", "listen", CK_STR, http_listen, 0, 0),
     CK("http", "port", CK_INT, http_port, 0, 65535),
     CK("http", "tls_cert", CK_PATH, http_tls_cert, 0, 0),
@@ -210,6 +323,102 @@ static char *config_trim(char *s)
         *--e = '\0';
     }
     return s;
+}
+
+static const struct config_algo *config_algo_find(const char *name, size_t len,
+                                                  enum config_algo_kind kind)
+{
+    size_t i;
+
+    for (i = 0; i < CONFIG_NELEM(config_algos); i++) {
+        if (config_algos[i].kind == kind &&
+            strlen(config_algos[i].name) == len &&
+            memcmp(config_algos[i].name, name, len) == 0) {
+            return &config_algos[i];
+        }
+    }
+    return NULL;
+}
+
+/*
+ * Every algorithm list: one or more known names of its kind, no empty
+ * items. Spaces around the commas are dropped (libssh would refuse them).
+ * libssh itself silently ignores names it does not know, so a typo would
+ * otherwise shrink the offer without a word.
+ */
+static int config_check_algos(struct config *cfg, const char *path, char *why,
+                              size_t whylen)
+{
+    const struct config_algo_key *k;
+    char *list, *rd, *wr, *item, *end;
+    size_t i, len;
+
+    for (i = 0; i < CONFIG_NELEM(config_algo_keys); i++) {
+        k = &config_algo_keys[i];
+        list = *(char **)((char *)cfg + k->off);
+        /* squeeze out blanks in place */
+        for (rd = wr = list; *rd != '\0'; rd++) {
+            if (!isspace((unsigned char)*rd)) {
+                *wr++ = *rd;
+            }
+        }
+        *wr = '\0';
+        if (list[0] == '\0') {
+            snprintf(why, whylen, "%s: [ssh] %s needs at least one %s", path,
+                     k->key, config_algo_what[k->kind]);
+            return ERR_CONFIG;
+        }
+        for (item = list;; item = end + 1) {
+            end = strchr(item, ',');
+            len = end != NULL ? (size_t)(end - item) : strlen(item);
+            if (config_algo_find(item, len, k->kind) == NULL) {
+                snprintf(why, whylen,
+                         "%s: [ssh] %s: unknown %s '%.*s' (see "
+                         "docs/operations.md for the names)",
+                         path, k->key, config_algo_what[k->kind],
+                         (int)(len > 64 ? 64 : len), item);
+                return ERR_CONFIG;
+            }
+            if (end == NULL) {
+                break;
+            }
+        }
+    }
+    return ERR_OK;
+}
+
+int config_weak_algorithms(const struct config *cfg, char *out, size_t outlen)
+{
+    const struct config_algo_key *k;
+    const struct config_algo *a;
+    const char *list, *item, *end;
+    size_t i, len, used = 0;
+    int n = 0, w;
+
+    if (outlen > 0) {
+        out[0] = '\0';
+    }
+    for (i = 0; i < CONFIG_NELEM(config_algo_keys); i++) {
+        k = &config_algo_keys[i];
+        list = *(char *const *)((const char *)cfg + k->off);
+        for (item = list; list != NULL && *item != '\0'; item = end + 1) {
+            end = strchr(item, ',');
+            len = end != NULL ? (size_t)(end - item) : strlen(item);
+            a = config_algo_find(item, len, k->kind);
+            if (a != NULL && a->weak) {
+                w = snprintf(out + used, outlen - used, "%s%s ([ssh] %s)",
+                             n > 0 ? ", " : "", a->name, k->key);
+                if (w > 0 && used + (size_t)w < outlen) {
+                    used += (size_t)w;
+                }
+                n++;
+            }
+            if (end == NULL) {
+                break;
+            }
+        }
+    }
+    return n;
 }
 
 int config_load(const char *path, struct config *cfg, char *why, size_t whylen)
@@ -315,6 +524,20 @@ int config_load(const char *path, struct config *cfg, char *why, size_t whylen)
                 goto out;
             }
             break;
+        case CK_OPTSTR:
+        case CK_OPTPATH: {
+            char **dst = (char **)((char *)cfg + config_keys[i].off);
+
+            if (*v == '\0') {
+                free(*dst);
+                *dst = NULL;
+            } else if (config_keys[i].kind == CK_OPTSTR) {
+                r = config_set_str(dst, v);
+            } else {
+                r = config_set_path(dst, absdir, v);
+            }
+            break;
+        }
         case CK_BOOL:
             r = config_parse_bool(v,
                                   (bool *)((char *)cfg + config_keys[i].off));
@@ -356,6 +579,15 @@ int config_load(const char *path, struct config *cfg, char *why, size_t whylen)
         r = ERR_CONFIG;
         goto out;
     }
+    if ((r = config_check_algos(cfg, path, why, whylen)) != ERR_OK) {
+        goto out;
+    }
+    if (cfg->ssh_banner != NULL && cfg->ssh_banner_file != NULL) {
+        snprintf(why, whylen, "%s: [ssh] set banner or banner_file, not both",
+                 path);
+        r = ERR_CONFIG;
+        goto out;
+    }
     if (cfg->agent_timeout_seconds <= cfg->agent_keepalive_seconds) {
         snprintf(why, whylen,
                  "%s: [agent] timeout_seconds must be above keepalive_seconds",
@@ -383,9 +615,19 @@ void config_free(struct config *cfg)
     free(cfg->log_level);
     free(cfg->ssh_listen);
     free(cfg->ssh_host_key);
+    free(cfg->ssh_host_key_ecdsa);
+    free(cfg->ssh_host_key_rsa);
     free(cfg->privsep_user);
+    free(cfg->ssh_banner);
+    free(cfg->ssh_banner_file);
     free(cfg->client_ciphers);
+    free(cfg->client_macs);
+    free(cfg->client_kex);
+    free(cfg->hostkey_algorithms);
     free(cfg->upstream_ciphers);
+    free(cfg->upstream_macs);
+    free(cfg->upstream_kex);
+    free(cfg->upstream_hostkey_algorithms);
     free(cfg->http_listen);
     free(cfg->http_tls_cert);
     free(cfg->http_tls_key);

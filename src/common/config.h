@@ -4,8 +4,12 @@
  * of the file itself, so a data directory can be moved as a whole.
  *
  *   [server]  data_dir, log_level
- *   [ssh]     listen, port, host_key, max_startups, max_sessions,
- *             login_grace_seconds, connect_timeout_seconds, privsep_user
+ *   [ssh]     listen, port, host_key, host_key_ecdsa, host_key_rsa,
+ *             max_startups, max_sessions, login_grace_seconds,
+ *             connect_timeout_seconds, privsep_user, banner, banner_file,
+ *             client_ciphers, client_macs, client_kex, hostkey_algorithms,
+ *             upstream_ciphers, upstream_macs, upstream_kex,
+ *             upstream_hostkey_algorithms
  *   [http]    listen, port, tls_cert, tls_key, allow_plain_http,
  *             jwt_secret, session_minutes, max_body_bytes,
  *             max_connections_per_source, timeout_seconds, web_root
@@ -15,7 +19,10 @@
  *             failure_delay_ms
  *   [record]  dir (recordings), retention_days (0 = keep forever)
  *
- * Booleans are written `true` or `false`.
+ * Booleans are written `true` or `false`. Algorithm lists are comma-
+ * separated SSH names, checked at load against what libssh 0.10 can do
+ * (config_weak_algorithms() names the ones below OpenSSH's defaults). An
+ * empty host_key_ecdsa / host_key_rsa / banner_file means none.
  *
  * Ownership: config_load() fills a struct config the caller releases with
  * config_free(); all strings are heap copies.
@@ -33,14 +40,30 @@ struct config {
 
     char *ssh_listen;            /* address the SSH proxy binds */
     int ssh_port;                /* default 2203 */
-    char *ssh_host_key;          /* ed25519 private key, absolute path */
+    char *ssh_host_key;          /* ed25519 private key, absolute path;
+                                    the key agents pin */
+    char *ssh_host_key_ecdsa;    /* ECDSA P-256 key for users' clients,
+                                    absolute path, or NULL for none */
+    char *ssh_host_key_rsa;      /* RSA 3072 key, absolute path, or NULL */
     int max_startups;            /* concurrent unauthenticated children */
     int max_sessions;            /* concurrent children in all */
     int login_grace_seconds;     /* time allowed to authenticate */
     int connect_timeout_seconds; /* upstream TCP connect */
-    char *privsep_user;     /* children drop to this user when run as root */
-    char *client_ciphers;   /* offered to users' clients (client leg) */
-    char *upstream_ciphers; /* preferred towards targets (upstream leg) */
+    char *privsep_user; /* children drop to this user when run as root */
+    /* Offered to users' clients (the client leg); the client's order
+     * decides, so these are sets. */
+    char *client_ciphers;
+    char *client_macs;
+    char *client_kex;
+    char *hostkey_algorithms;
+    /* Offered towards targets (the upstream leg), in our order of
+     * preference; upstream_ciphers also goes to agents (hub.c). */
+    char *upstream_ciphers;
+    char *upstream_macs;
+    char *upstream_kex;
+    char *upstream_hostkey_algorithms;
+    char *ssh_banner;      /* text sent before login; NULL = none */
+    char *ssh_banner_file; /* or a file's, read by serve; NULL = none */
 
     char *http_listen;
     int http_port;                 /* default 8080 */
@@ -86,5 +109,10 @@ int config_load(const char *path, struct config *cfg, char *why, size_t whylen);
 /* Fills cfg with the embedded defaults for a data directory. */
 int config_defaults(struct config *cfg, const char *data_dir);
 void config_free(struct config *cfg);
+
+/* Writes into out (always terminated) the algorithms cfg enables that
+ * OpenSSH does not offer by default, as "NAME ([ssh] KEY), ..."; returns
+ * how many there are (0: out is ""). serve logs them as a warning. */
+int config_weak_algorithms(const struct config *cfg, char *out, size_t outlen);
 
 #endif

@@ -133,8 +133,25 @@ static int child_kbd_prompt(ssh_message m, const char *prompt)
     const char *prompts[1] = {prompt};
     char echo[1] = {0};
 
-    return ssh_message_auth_interactive_request(m, "Portcullis", "", 1, prompts,
-                                                echo);
+    /* No name or instruction: OpenSSH prints both to stderr, into every
+     * script's output. */
+    return ssh_message_auth_interactive_request(m, "", "", 1, prompts, echo);
+}
+
+/* [ssh] banner: sent once, with the first answer of the authentication
+ * protocol, where sshd sends its Banner. */
+static void child_send_banner(struct session_child *sc)
+{
+    ssh_string s;
+
+    if (sc->banner == NULL || sc->banner_sent) {
+        return;
+    }
+    sc->banner_sent = true;
+    if ((s = ssh_string_from_char(sc->banner)) != NULL) {
+        (void)ssh_send_issue_banner(sc->down, s);
+        ssh_string_free(s);
+    }
 }
 
 /*
@@ -306,6 +323,7 @@ static int child_authenticate(struct session_child *sc)
 
     while (!sc->authenticated && (m = ssh_message_get(sc->down)) != NULL) {
         if (ssh_message_type(m) == SSH_REQUEST_AUTH) {
+            child_send_banner(sc);
             child_auth_message(sc, m);
         } else {
             ssh_message_reply_default(m);
@@ -840,6 +858,10 @@ int child_run(const struct child_args *a)
     sc.mon = a->monitor_fd;
     sc.connect_timeout = a->connect_timeout_seconds;
     sc.upstream_ciphers = a->upstream_ciphers;
+    sc.upstream_macs = a->upstream_macs;
+    sc.upstream_kex = a->upstream_kex;
+    sc.upstream_hostkeys = a->upstream_hostkeys;
+    sc.banner = a->banner;
     snprintf(sc.client_addr, sizeof(sc.client_addr), "%s", a->client_addr);
     sc.req = buf_new(MPROTO_MAX);
     sc.rep = buf_new(MPROTO_MAX);

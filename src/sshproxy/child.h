@@ -19,8 +19,13 @@ struct child_args {
     const struct sandbox *sb; /* applied before the first client byte */
     int login_grace_seconds;
     int connect_timeout_seconds;
-    const char *upstream_ciphers; /* preference towards the target */
-    const char *client_addr;      /* "addr:port", for logs */
+    /* offered towards the target, in order ([ssh] upstream_*) */
+    const char *upstream_ciphers;
+    const char *upstream_macs;
+    const char *upstream_kex;
+    const char *upstream_hostkeys;
+    const char *banner;      /* sent before login ([ssh] banner), or NULL */
+    const char *client_addr; /* "addr:port", for logs */
 };
 
 /* Serves one connection; returns the process exit code. */

@@ -42,6 +42,21 @@ int hostkeys_load(struct hostkeys *hk, const char *const *paths, size_t n)
     return ERR_OK;
 }
 
+int hostkeys_adopt(struct hostkeys *hk, ssh_key *keys, size_t n)
+{
+    size_t i;
+
+    hostkeys_free(hk);
+    if (n == 0 || n > HOSTKEYS_MAX) {
+        return ERR_CONFIG;
+    }
+    for (i = 0; i < n; i++) {
+        hk->keys[hk->n++] = keys[i];
+        keys[i] = NULL;
+    }
+    return ERR_OK;
+}
+
 void hostkeys_free(struct hostkeys *hk)
 {
     size_t i;

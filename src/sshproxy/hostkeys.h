@@ -40,6 +40,9 @@ struct hostkeys {
 
 /* Loads each private key file (n <= HOSTKEYS_MAX, one per type). */
 int hostkeys_load(struct hostkeys *hk, const char *const *paths, size_t n);
+/* Takes ownership of keys[0..n) (n <= HOSTKEYS_MAX, one per type); the
+ * array's entries are set to NULL. */
+int hostkeys_adopt(struct hostkeys *hk, ssh_key *keys, size_t n);
 void hostkeys_free(struct hostkeys *hk);
 /* Appends the public keys: u8 count, then a string blob each. */
 int hostkeys_put_public(const struct hostkeys *hk, struct buf *b);

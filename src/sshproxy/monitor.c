@@ -78,12 +78,6 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
     return ERR_OK;
 }
 
-int monitor_load_hostkeys(struct monitor *m, const char *const *paths, size_t n)
-{
-    hostkeys_free(&m->hostkeys);
-    return hostkeys_load(&m->hostkeys, paths, n);
-}
-
 static void monitor_child_free(struct monitor *m, struct mchild *c)
 {
     struct mchild_row *row;

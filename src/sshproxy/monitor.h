@@ -114,10 +114,6 @@ struct monitor {
 int monitor_init(struct monitor *m, const struct config *cfg,
                  struct loop *loop);
 void monitor_free(struct monitor *m);
-/* Loads the SSH host keys (hostkeys_load); only the main process calls
- * this, after the spawner was forked. */
-int monitor_load_hostkeys(struct monitor *m, const char *const *paths,
-                          size_t n);
 /* Handles one request from c; ERR_PROTO means kill the child. */
 int monitor_request(struct monitor *m, struct mchild *c, uint8_t type,
                     struct buf *req);

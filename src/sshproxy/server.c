@@ -5,7 +5,7 @@
  *
  *  - The spawner is forked first, before the store or the vault key are
  *    opened, so the session children it forks inherit neither (only the
- *    SSH host key, which a libssh server session must hold). It owns the
+ *    SSH host keys, which a libssh server session must hold). It owns the
  *    listening socket: it accepts, makes a monitor socketpair, forks a
  *    session child, and hands the main process the other end of the
  *    socketpair (SCM_RIGHTS) with the child's pid and address. It reaps
@@ -42,6 +42,7 @@
 #include <libssh/server.h>
 
 #include "common/err.h"
+#include "common/hostkey.h"
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/util.h"
@@ -119,6 +120,7 @@ struct spawner {
     ssh_bind bind;
     struct hostkey_standins keys; /* public host keys and stand-ins */
     const struct sandbox *sb;
+    const char *banner; /* sent to clients before login, or NULL */
     int live;
 };
 
@@ -176,6 +178,10 @@ static void spawner_accept(struct spawner *sp)
         ca.login_grace_seconds = sp->cfg->login_grace_seconds;
         ca.connect_timeout_seconds = sp->cfg->connect_timeout_seconds;
         ca.upstream_ciphers = sp->cfg->upstream_ciphers;
+        ca.upstream_macs = sp->cfg->upstream_macs;
+        ca.upstream_kex = sp->cfg->upstream_kex;
+        ca.upstream_hostkeys = sp->cfg->upstream_hostkey_algorithms;
+        ca.banner = sp->banner;
         ca.client_addr = addr;
         rc = child_run(&ca);
         /* _exit: no atexit handlers from the parent's libraries. */
@@ -213,6 +219,9 @@ static void spawner_reap(struct spawner *sp)
     buf_free(b);
 }
 
+static int server_bind_setup(const struct config *cfg, ssh_bind bind,
+                             ssh_key keys[], int nkeys);
+
 /*
  * The bind the children accept with. It holds stand-in host keys only
  * (hostkeys.h): the main process sends the public host keys once at
@@ -222,7 +231,7 @@ static int spawner_make_bind(struct spawner *sp)
 {
     struct buf *b = buf_new(MPROTO_MAX);
     uint8_t type = 0;
-    int no = 0, r;
+    int r;
 
     if (b == NULL) {
         return ERR_NOMEM;
@@ -237,15 +246,10 @@ static int spawner_make_bind(struct spawner *sp)
     buf_free(b);
     sp->bind = ssh_bind_new();
     if (sp->bind == NULL ||
-        ssh_bind_options_set(sp->bind, SSH_BIND_OPTIONS_PROCESS_CONFIG, &no) !=
-            SSH_OK ||
-        ssh_bind_options_set(sp->bind, SSH_BIND_OPTIONS_CIPHERS_C_S,
-                             sp->cfg->client_ciphers) != SSH_OK ||
-        ssh_bind_options_set(sp->bind, SSH_BIND_OPTIONS_CIPHERS_S_C,
-                             sp->cfg->client_ciphers) != SSH_OK ||
-        hostkeys_standins_bind(&sp->keys, sp->bind) != ERR_OK) {
+        (r = server_bind_setup(sp->cfg, sp->bind, NULL, 0)) != ERR_OK ||
+        (r = hostkeys_standins_bind(&sp->keys, sp->bind)) != ERR_OK) {
         log_error("cannot set up the SSH server");
-        return ERR_INTERNAL;
+        return r != ERR_OK ? r : ERR_NOMEM;
     }
     return ERR_OK;
 }
@@ -384,16 +388,6 @@ static void server_on_signal(struct loop *l, int fd, int events, void *arg)
     }
 }
 
-/* The SSH host key files the server presents to users' clients. */
-static size_t server_host_key_paths(const struct config *cfg,
-                                    const char **paths)
-{
-    size_t n = 0;
-
-    paths[n++] = cfg->ssh_host_key;
-    return n;
-}
-
 /* Hands the spawner the public host keys (its only message from us). */
 static int server_send_host_keys(struct server *s)
 {
@@ -417,15 +411,187 @@ static void server_on_notify(void *arg, unsigned what)
     hub_changed(arg, what);
 }
 
+/* --- host keys and what the client leg offers --- */
+
+#define SERVER_HOST_KEYS 3
+
+/* A key file that is missing is made, as Debian's sshd-keygen does at
+ * sshd's start, so a data directory from before ECDSA and RSA keys
+ * existed serves every client after an upgrade. Returns false (and says
+ * why) when there is no file and none could be made. */
+static bool server_make_missing_key(const char *path, enum hostkey_type type)
+{
+    char fp[HOSTKEY_FP_MAX + 1];
+    int r;
+
+    if (access(path, F_OK) == 0 || errno != ENOENT) {
+        return true;
+    }
+    if ((r = hostkey_create(path, type, fp, sizeof(fp))) != ERR_OK) {
+        log_warn("no %s host key: %s is missing and cannot be made (%s); "
+                 "clients that need one cannot connect",
+                 hostkey_type_name(type), path, err_str(r));
+        return false;
+    }
+    log_info("made the missing %s host key %s (fingerprint %s)",
+             hostkey_type_name(type), path, fp);
+    return true;
+}
+
+/*
+ * The host keys the client leg presents: the Ed25519 key (required; the
+ * agent hub presents it alone, hub.c) and, unless configured off, the
+ * ECDSA and RSA keys, made if missing. Fills keys[0..*n) (the caller frees
+ * each); on error nothing is left to free.
+ */
+static int server_load_host_keys(const struct config *cfg,
+                                 ssh_key keys[SERVER_HOST_KEYS], int *n)
+{
+    const struct {
+        const char *path;
+        enum hostkey_type type;
+    } want[SERVER_HOST_KEYS] = {
+        {cfg->ssh_host_key, HOSTKEY_ED25519},
+        {cfg->ssh_host_key_ecdsa, HOSTKEY_ECDSA},
+        {cfg->ssh_host_key_rsa, HOSTKEY_RSA},
+    };
+    enum ssh_keytypes_e kt;
+    ssh_key key;
+    bool ok;
+    int i;
+
+    *n = 0;
+    for (i = 0; i < SERVER_HOST_KEYS; i++) {
+        if (want[i].path == NULL) {
+            log_info("no %s host key ([ssh] host_key_%s is empty)",
+                     hostkey_type_name(want[i].type),
+                     hostkey_type_name(want[i].type));
+            continue;
+        }
+        if (want[i].type != HOSTKEY_ED25519 &&
+            !server_make_missing_key(want[i].path, want[i].type)) {
+            continue;
+        }
+        key = NULL;
+        if (ssh_pki_import_privkey_file(want[i].path, NULL, NULL, NULL, &key) !=
+            SSH_OK) {
+            log_error("cannot read the SSH host key %s", want[i].path);
+            goto fail;
+        }
+        kt = ssh_key_type(key);
+        ok = want[i].type == HOSTKEY_ED25519 ? kt == SSH_KEYTYPE_ED25519
+             : want[i].type == HOSTKEY_RSA   ? kt == SSH_KEYTYPE_RSA
+                                             : (kt == SSH_KEYTYPE_ECDSA_P256 ||
+                                              kt == SSH_KEYTYPE_ECDSA_P384 ||
+                                              kt == SSH_KEYTYPE_ECDSA_P521);
+        if (!ok) {
+            log_error("the SSH host key %s is a %s key, not %s", want[i].path,
+                      ssh_key_type_to_char(kt),
+                      hostkey_type_name(want[i].type));
+            ssh_key_free(key);
+            goto fail;
+        }
+        keys[(*n)++] = key;
+    }
+    return ERR_OK;
+fail:
+    while (*n > 0) {
+        ssh_key_free(keys[--*n]);
+    }
+    return ERR_CONFIG;
+}
+
+#define SERVER_BANNER_MAX 8192
+
+/* [ssh] banner or the contents of banner_file, ending in a newline; NULL
+ * in *out for none (the default: nothing in scripts' output). */
+static int server_banner(const struct config *cfg, char **out)
+{
+    const char *text = cfg->ssh_banner;
+    char buf[SERVER_BANNER_MAX + 1];
+    size_t len = 0;
+    FILE *f;
+
+    *out = NULL;
+    if (cfg->ssh_banner_file != NULL) {
+        if ((f = fopen(cfg->ssh_banner_file, "r")) == NULL) {
+            log_error("cannot read [ssh] banner_file %s: %s",
+                      cfg->ssh_banner_file, strerror(errno));
+            return ERR_CONFIG;
+        }
+        len = fread(buf, 1, sizeof(buf), f);
+        fclose(f);
+        if (len > SERVER_BANNER_MAX) {
+            log_error("[ssh] banner_file %s is longer than %d bytes",
+                      cfg->ssh_banner_file, SERVER_BANNER_MAX);
+            return ERR_CONFIG;
+        }
+        buf[len] = '\0';
+        text = buf;
+    }
+    if (text == NULL || text[0] == '\0') {
+        return ERR_OK;
+    }
+    len = strlen(text);
+    if (asprintf(out, "%s%s", text, text[len - 1] == '\n' ? "" : "\n") < 0) {
+        *out = NULL;
+        return ERR_NOMEM;
+    }
+    return ERR_OK;
+}
+
+/* The client leg's libssh server: algorithms as configured (config.c
+ * checked the names), the host keys (the bind owns each one it took:
+ * keys[i] is set to NULL). */
+static int server_bind_setup(const struct config *cfg, ssh_bind bind,
+                             ssh_key keys[], int nkeys)
+{
+    char weak[1024];
+    int no = 0, i;
+
+    if (ssh_bind_options_set(bind, SSH_BIND_OPTIONS_PROCESS_CONFIG, &no) !=
+            SSH_OK ||
+        ssh_bind_options_set(bind, SSH_BIND_OPTIONS_CIPHERS_C_S,
+                             cfg->client_ciphers) != SSH_OK ||
+        ssh_bind_options_set(bind, SSH_BIND_OPTIONS_CIPHERS_S_C,
+                             cfg->client_ciphers) != SSH_OK ||
+        ssh_bind_options_set(bind, SSH_BIND_OPTIONS_HMAC_C_S,
+                             cfg->client_macs) != SSH_OK ||
+        ssh_bind_options_set(bind, SSH_BIND_OPTIONS_HMAC_S_C,
+                             cfg->client_macs) != SSH_OK ||
+        ssh_bind_options_set(bind, SSH_BIND_OPTIONS_KEY_EXCHANGE,
+                             cfg->client_kex) != SSH_OK ||
+        ssh_bind_options_set(bind, SSH_BIND_OPTIONS_HOSTKEY_ALGORITHMS,
+                             cfg->hostkey_algorithms) != SSH_OK) {
+        log_error("cannot set the SSH algorithms: %s", ssh_get_error(bind));
+        return ERR_CONFIG;
+    }
+    for (i = 0; i < nkeys; i++) {
+        if (ssh_bind_options_set(bind, SSH_BIND_OPTIONS_IMPORT_KEY, keys[i]) !=
+            SSH_OK) {
+            log_error("cannot use a host key: %s", ssh_get_error(bind));
+            return ERR_CONFIG;
+        }
+        keys[i] = NULL;
+    }
+    if (config_weak_algorithms(cfg, weak, sizeof(weak)) > 0) {
+        log_warn("weak SSH algorithms enabled (OpenSSH offers none of them "
+                 "by default): %s",
+                 weak);
+    }
+    return ERR_OK;
+}
+
 int server_run(const struct config *cfg)
 {
     struct sandbox sb;
     struct spawner sp;
     struct server s;
-    const char *key_paths[HOSTKEYS_MAX];
-    size_t nkeys;
+    ssh_key hostkeys[SERVER_HOST_KEYS] = {NULL};
     sigset_t mask;
+    char *banner = NULL;
     int link[2] = {-1, -1}, listen_fd = -1, sig_fd = -1, r, count = 0;
+    int nkeys = 0, i;
     pid_t pid;
     struct http *http = NULL;
     struct hub *hub = NULL;
@@ -434,19 +600,22 @@ int server_run(const struct config *cfg)
 
     memset(&s, 0, sizeof(s));
     ssh_init();
-    nkeys = server_host_key_paths(cfg, key_paths);
+    if ((r = server_banner(cfg, &banner)) != ERR_OK) {
+        goto out;
+    }
     if ((r = sandbox_prepare(cfg->privsep_user, cfg->data_dir, &sb)) !=
         ERR_OK) {
-        return r;
+        goto out;
     }
     /* Check the store and vault now, so a bad setup fails before forking. */
     if ((r = monitor_init(&s.mon, cfg, NULL)) != ERR_OK) {
         monitor_free(&s.mon);
-        return r;
+        goto out;
     }
     monitor_free(&s.mon);
     if ((listen_fd = server_listen(cfg->ssh_listen, cfg->ssh_port)) < 0) {
-        return ERR_IO;
+        r = ERR_IO;
+        goto out;
     }
     sigemptyset(&mask);
     sigaddset(&mask, SIGCHLD);
@@ -475,6 +644,7 @@ int server_run(const struct config *cfg)
         sp.link = link[1];
         sp.sig_fd = sig_fd;
         sp.sb = &sb;
+        sp.banner = banner;
         _exit(spawner_run(&sp));
     }
     close(link[1]);
@@ -498,7 +668,9 @@ int server_run(const struct config *cfg)
     s.loop = loop_new();
     if (s.msg == NULL || s.loop == NULL ||
         (r = monitor_init(&s.mon, cfg, s.loop)) != ERR_OK ||
-        (r = monitor_load_hostkeys(&s.mon, key_paths, nkeys)) != ERR_OK ||
+        (r = server_load_host_keys(cfg, hostkeys, &nkeys)) != ERR_OK ||
+        (r = hostkeys_adopt(&s.mon.hostkeys, hostkeys, (size_t)nkeys)) !=
+            ERR_OK ||
         (r = server_send_host_keys(&s)) != ERR_OK ||
         loop_add_fd(s.loop, s.link, LOOP_READ, server_on_link, &s) != ERR_OK ||
         loop_add_fd(s.loop, s.sig_fd, LOOP_READ, server_on_signal, &s) !=
@@ -571,6 +743,10 @@ out:
     if (listen_fd >= 0) {
         close(listen_fd);
     }
+    for (i = 0; i < nkeys; i++) {
+        ssh_key_free(hostkeys[i]);
+    }
+    free(banner);
     ssh_finalize();
     return r;
 }

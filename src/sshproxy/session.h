@@ -116,7 +116,12 @@ struct session_child {
     struct relay_chan *chans;
     struct ssh_server_callbacks_struct server_cb;
     int connect_timeout;
-    const char *upstream_ciphers;
+    const char *upstream_ciphers; /* see child_args */
+    const char *upstream_macs;
+    const char *upstream_kex;
+    const char *upstream_hostkeys;
+    const char *banner;
+    bool banner_sent;
     int64_t last_flush_ms; /* recordings are flushed at least every second */
 };
 

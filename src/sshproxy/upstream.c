@@ -133,6 +133,32 @@ out:
     return r;
 }
 
+/* What the target is offered, in our order ([ssh] upstream_*, checked by
+ * config.c; NULL leaves libssh's default). */
+static int upstream_set_algos(struct session_child *sc)
+{
+    const struct {
+        enum ssh_options_e opt;
+        const char *list;
+    } set[] = {
+        {SSH_OPTIONS_CIPHERS_C_S, sc->upstream_ciphers},
+        {SSH_OPTIONS_CIPHERS_S_C, sc->upstream_ciphers},
+        {SSH_OPTIONS_HMAC_C_S, sc->upstream_macs},
+        {SSH_OPTIONS_HMAC_S_C, sc->upstream_macs},
+        {SSH_OPTIONS_KEY_EXCHANGE, sc->upstream_kex},
+        {SSH_OPTIONS_HOSTKEYS, sc->upstream_hostkeys},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(set) / sizeof(set[0]); i++) {
+        if (set[i].list != NULL &&
+            ssh_options_set(sc->up, set[i].opt, set[i].list) != SSH_OK) {
+            return ERR_CONFIG;
+        }
+    }
+    return ERR_OK;
+}
+
 int upstream_open(struct session_child *sc, const char *session_id)
 {
     char msg[512] = "", result[600];
@@ -177,11 +203,7 @@ int upstream_open(struct session_child *sc, const char *session_id)
         ssh_options_set(sc->up, SSH_OPTIONS_USER, "portcullis") != SSH_OK ||
         ssh_options_set(sc->up, SSH_OPTIONS_TIMEOUT, &timeout) != SSH_OK ||
         ssh_options_set(sc->up, SSH_OPTIONS_NODELAY, &yes) != SSH_OK ||
-        (sc->upstream_ciphers != NULL &&
-         (ssh_options_set(sc->up, SSH_OPTIONS_CIPHERS_C_S,
-                          sc->upstream_ciphers) != SSH_OK ||
-          ssh_options_set(sc->up, SSH_OPTIONS_CIPHERS_S_C,
-                          sc->upstream_ciphers) != SSH_OK)) ||
+        upstream_set_algos(sc) != ERR_OK ||
         ssh_options_set(sc->up, SSH_OPTIONS_FD, &fd) != SSH_OK) {
         upstream_fail(sc, "cannot set up the upstream session",
                       "error: upstream setup failed");

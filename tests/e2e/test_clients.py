@@ -1,0 +1,572 @@
+"""Every SSH client stack in common use connects with the defaults (SPEC
+section 11, issue 12): OpenSSH forced to each cipher, MAC, key exchange and
+host key type in turn; paramiko; Dropbear's dbclient; PuTTY's plink, pscp
+and psftp; asyncssh; Go's x/crypto/ssh (rclone's sftp backend); rsync and
+git over ssh. Each runs a command (output and exit status checked) and
+moves a file both ways (content checked) through the proxy to a real
+sshd. The login always carries the '#' of `user#asset`; each client has
+its own way of taking such a user name.
+
+No client sees a banner by default; `[ssh] banner` sends one; a weak
+algorithm is offered only when configured, with a warning at start.
+
+All of these clients are Debian 12 packages (scripts/install-deps); a
+missing one is skipped with the package to install.
+"""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import textwrap
+
+import pytest
+
+from pclib import (SSH_COMMON, Portcullis, make_file, run, sha256_file,
+                   uniq)
+
+KiB = 1 << 10
+SIZE = 300 * KiB + 17  # several SSH packets and channel windows, odd size
+
+# Debian 12's OpenSSH 9.2 sshd, as `sshd -T` prints it, minus what libssh
+# 0.10 cannot do (UMAC MACs, the sntrup761 key exchange).
+CIPHERS = ["chacha20-poly1305@openssh.com", "aes128-gcm@openssh.com",
+           "aes256-gcm@openssh.com", "aes128-ctr", "aes192-ctr", "aes256-ctr"]
+MACS = ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com",
+        "hmac-sha1-etm@openssh.com", "hmac-sha2-256", "hmac-sha2-512",
+        "hmac-sha1"]
+KEX = ["curve25519-sha256", "curve25519-sha256@libssh.org",
+       "ecdh-sha2-nistp256", "ecdh-sha2-nistp384", "ecdh-sha2-nistp521",
+       "diffie-hellman-group-exchange-sha256",
+       "diffie-hellman-group16-sha512", "diffie-hellman-group18-sha512",
+       "diffie-hellman-group14-sha256"]
+HOSTKEYS = {"ssh-ed25519": "ssh_host_ed25519_key",
+            "ecdsa-sha2-nistp256": "ssh_host_ecdsa_key",
+            "rsa-sha2-512": "ssh_host_rsa_key",
+            "rsa-sha2-256": "ssh_host_rsa_key"}
+
+PY = "/usr/bin/python3"  # Debian's interpreter, with python3-paramiko etc.
+
+
+def need(program, package):
+    """Skips the test (naming the Debian package) if program is missing."""
+    if shutil.which(program) is None:
+        pytest.skip("%s not installed (Debian 12 package %s; "
+                    "scripts/install-deps installs it)" % (program, package))
+
+
+def need_module(module, package):
+    r = subprocess.run([PY, "-c", "import " + module], capture_output=True,
+                       timeout=60)
+    if r.returncode != 0:
+        pytest.skip("python module %s not importable by %s (Debian 12 "
+                    "package %s)" % (module, PY, package))
+
+
+def no_banner(err):
+    """What a client printed must hold no banner of ours."""
+    assert "portcullis" not in err.lower(), err
+
+
+class Acct:
+    """A user with a password, allowed on a root asset of the target; a
+    scratch directory on the target's filesystem; the proxy's host keys
+    as a known_hosts file."""
+
+    def __init__(self, proxy, target, tmp):
+        self.proxy, self.target, self.tmp = proxy, target, tmp
+        self.password = "pw-" + uniq()
+        self.user = proxy.user_add(password=self.password)
+        self.asset = proxy.target_asset(target)
+        proxy.allow(self.user, self.asset)
+        self.login = "%s#%s" % (self.user, self.asset)
+        self.remote_dir = target.files / uniq("c")
+        self.remote_dir.mkdir()
+        self.known_hosts = tmp / "known_hosts"
+        lines = []
+        for name in sorted(set(HOSTKEYS.values())):
+            pub = (proxy.dir / (name + ".pub")).read_text().split()
+            lines.append("[127.0.0.1]:%d %s %s" % (proxy.ssh_port, pub[0],
+                                                    pub[1]))
+        self.known_hosts.write_text("\n".join(lines) + "\n")
+        self.port = proxy.ssh_port
+
+    def fingerprints(self):
+        """SHA256:... of the proxy's three host keys (init printed them)."""
+        info = self.proxy.info
+        return [info["fingerprint"], info["fingerprint_ecdsa"],
+                info["fingerprint_rsa"]]
+
+    def local_file(self, name="up.bin"):
+        path = self.tmp / name
+        return path, make_file(path, SIZE)
+
+    def remote_file(self, name="down.bin"):
+        path = self.remote_dir / name
+        return path, make_file(path, SIZE)
+
+
+@pytest.fixture
+def acct(proxy, target, tmp_path):
+    return Acct(proxy, target, tmp_path)
+
+
+def openssh_env(acct):
+    env = dict(os.environ)
+    env.pop("SSH_AUTH_SOCK", None)
+    env.update({"SSH_ASKPASS": os.path.join(os.path.dirname(__file__),
+                                            "askpass.sh"),
+                "SSH_ASKPASS_REQUIRE": "force", "DISPLAY": ":0",
+                "PC_PASSWORD": acct.password, "PC_TOTP": ""})
+    return env
+
+
+def openssh_opts(acct, extra=()):
+    """ssh options: the proxy's own host keys as the only known ones
+    (checked strictly), password login, the default LogLevel (INFO: a
+    banner or a kbd-interactive name would be printed)."""
+    return ["-F", "/dev/null", "-o", "StrictHostKeyChecking=yes",
+            "-o", "UserKnownHostsFile=%s" % acct.known_hosts,
+            "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", "ConnectTimeout=10", "-o", "PubkeyAuthentication=no",
+            "-o", "PreferredAuthentications=password,keyboard-interactive",
+            "-o", "NumberOfPasswordPrompts=1",
+            "-p", str(acct.port)] + list(extra)
+
+
+def openssh_round(acct, extra):
+    """OpenSSH with extra options: a file up (stdin to `cat >`), a file
+    down with an exit status; returns the stderr of both."""
+    up, up_sum = acct.local_file()
+    dest = acct.remote_dir / "up.bin"
+    with open(up, "rb") as f:
+        r = run(["ssh"] + openssh_opts(acct, extra) +
+                ["%s@127.0.0.1" % acct.login, "cat > %s" % dest],
+                stdin=f, env=openssh_env(acct))
+    assert r.rc == 0, r
+    assert sha256_file(dest) == up_sum
+    src, src_sum = acct.remote_file()
+    down = acct.tmp / "down.bin"
+    with open(down, "wb") as f:
+        r2 = run(["ssh"] + openssh_opts(acct, extra) +
+                 ["%s@127.0.0.1" % acct.login, "cat %s; exit 7" % src],
+                 stdout=f, env=openssh_env(acct))
+    assert r2.rc == 7, r2
+    assert sha256_file(down) == src_sum
+    no_banner(r.err + r2.err)
+    return r.err + r2.err
+
+
+# ------------------------------------------------------------ OpenSSH
+
+@pytest.mark.parametrize("cipher", CIPHERS)
+def test_openssh_each_cipher(acct, cipher):
+    openssh_round(acct, ["-c", cipher])
+
+
+@pytest.mark.parametrize("mac", MACS)
+def test_openssh_each_mac(acct, mac):
+    # a MAC is used only with a non-AEAD cipher
+    openssh_round(acct, ["-c", "aes128-ctr", "-o", "MACs=%s" % mac])
+
+
+@pytest.mark.parametrize("kex", KEX)
+def test_openssh_each_kex(acct, kex):
+    openssh_round(acct, ["-o", "KexAlgorithms=%s" % kex])
+
+
+@pytest.mark.parametrize("alg", sorted(HOSTKEYS))
+def test_openssh_each_host_key(acct, alg):
+    """Each host key type is offered, and it is the key init made (the
+    known_hosts file holds only those, checked strictly)."""
+    openssh_round(acct, ["-o", "HostKeyAlgorithms=%s" % alg])
+
+
+def test_openssh_scp_sftp_default(acct):
+    up, up_sum = acct.local_file()
+    env = openssh_env(acct)
+    opts = openssh_opts(acct)
+    opts[opts.index("-p")] = "-P"  # scp and sftp spell the port -P
+    r = run(["scp"] + opts + ["-o", "User=%s" % acct.login, str(up),
+                              "127.0.0.1:%s/scp.bin" % acct.remote_dir],
+            env=env)
+    assert r.rc == 0, r
+    assert sha256_file(acct.remote_dir / "scp.bin") == up_sum
+    src, src_sum = acct.remote_file()
+    # commands on stdin, not -b: batch mode would allow no password
+    r2 = run(["sftp"] + opts + ["-o", "User=%s" % acct.login, "127.0.0.1"],
+             input="get %s %s\n" % (src, acct.tmp / "sftp.bin"), env=env)
+    assert r2.rc == 0, r2
+    assert sha256_file(acct.tmp / "sftp.bin") == src_sum
+    no_banner(r.err + r2.err)
+
+
+# ------------------------------------------------------------ paramiko
+
+PARAMIKO = textwrap.dedent("""
+    import sys, paramiko
+    port, login, pw, fps, up, rdest, rsrc, down = sys.argv[1:9]
+    c = paramiko.SSHClient()
+    c.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    c.connect("127.0.0.1", int(port), username=login, password=pw,
+              look_for_keys=False, allow_agent=False, timeout=20)
+    key = c.get_transport().get_remote_server_key()
+    fp = "SHA256:" + __import__("base64").b64encode(
+        __import__("hashlib").sha256(key.asbytes()).digest()).decode().rstrip("=")
+    assert fp in fps.split(","), (fp, fps)
+    _, out, err = c.exec_command("echo paramiko-$((6*7)); exit 5")
+    print(out.read().decode(), end="")
+    print("status", out.channel.recv_exit_status())
+    sftp = c.open_sftp()
+    sftp.put(up, rdest)
+    sftp.get(rsrc, down)
+    sftp.close()
+    t = c.get_transport()
+    print("cipher", t.remote_cipher)
+    c.close()
+    """)
+
+
+def test_paramiko(acct):
+    need_module("paramiko", "python3-paramiko")
+    up, up_sum = acct.local_file()
+    src, src_sum = acct.remote_file()
+    down = acct.tmp / "down.bin"
+    r = run([PY, "-c", PARAMIKO, acct.port, acct.login, acct.password,
+             ",".join(acct.fingerprints()), up, acct.remote_dir / "pm.bin",
+             src, down])
+    assert r.rc == 0, r
+    assert "paramiko-42\nstatus 5\n" in r.out, r
+    assert sha256_file(acct.remote_dir / "pm.bin") == up_sum
+    assert sha256_file(down) == src_sum
+    no_banner(r.err)
+
+
+# ------------------------------------------------------------ asyncssh
+
+ASYNCSSH = textwrap.dedent("""
+    import asyncio, sys, asyncssh
+    port, login, pw, known, up, rdest, rsrc, down = sys.argv[1:9]
+    async def main():
+        async with asyncssh.connect("127.0.0.1", int(port), username=login,
+                                    password=pw, known_hosts=known,
+                                    client_keys=None, agent_path=None,
+                                    preferred_auth="password") as c:
+            r = await c.run("echo asyncssh-$((6*7)); exit 4")
+            print(r.stdout, end="")
+            print("status", r.exit_status)
+            async with c.start_sftp_client() as sftp:
+                await sftp.put(up, rdest)
+                await sftp.get(rsrc, down)
+    asyncio.run(main())
+    """)
+
+
+def test_asyncssh(acct):
+    need_module("asyncssh", "python3-asyncssh")
+    up, up_sum = acct.local_file()
+    src, src_sum = acct.remote_file()
+    down = acct.tmp / "down.bin"
+    r = run([PY, "-c", ASYNCSSH, acct.port, acct.login, acct.password,
+             acct.known_hosts, up, acct.remote_dir / "as.bin", src, down])
+    assert r.rc == 0, r
+    assert "asyncssh-42\nstatus 4\n" in r.out, r
+    assert sha256_file(acct.remote_dir / "as.bin") == up_sum
+    assert sha256_file(down) == src_sum
+    no_banner(r.err)
+
+
+# ------------------------------------------------------------ Dropbear
+
+def test_dropbear_dbclient(acct):
+    """dbclient takes the user with -l and the password from
+    DROPBEAR_PASSWORD; it has no file transfer of its own, so files go
+    through `cat` both ways. It reads known_hosts from the passwd home
+    (root's, which a test must not write), so -y -y: no host key check."""
+    need("dbclient", "dropbear-bin")
+    env = dict(os.environ, DROPBEAR_PASSWORD=acct.password)
+    env.pop("SSH_AUTH_SOCK", None)
+    base = ["dbclient", "-y", "-y", "-p", str(acct.port), "-l", acct.login,
+            "127.0.0.1"]
+    r = run(base + ["echo dropbear-$((6*7)); exit 6"], env=env)
+    assert r.rc == 6, r
+    assert r.out == "dropbear-42\n", r
+    up, up_sum = acct.local_file()
+    with open(up, "rb") as f:
+        r2 = run(base + ["cat > %s/db.bin" % acct.remote_dir], stdin=f,
+                 env=env)
+    assert r2.rc == 0, r2
+    assert sha256_file(acct.remote_dir / "db.bin") == up_sum
+    src, src_sum = acct.remote_file()
+    down = acct.tmp / "down.bin"
+    with open(down, "wb") as f:
+        r3 = run(base + ["cat %s" % src], stdout=f, env=env)
+    assert r3.rc == 0, r3
+    assert sha256_file(down) == src_sum
+    no_banner(r.err + r2.err + r3.err)
+
+
+# ------------------------------------------------------------ PuTTY
+
+def putty_hostkeys(acct):
+    out = []
+    for fp in acct.fingerprints():
+        out += ["-hostkey", fp]
+    return out
+
+
+def test_putty_plink(acct):
+    need("plink", "putty-tools")
+    r = run(["plink", "-ssh", "-batch", "-P", str(acct.port), "-l",
+             acct.login, "-pw", acct.password] + putty_hostkeys(acct) +
+            ["127.0.0.1", "echo plink-$((6*7)); exit 3"])
+    assert r.rc == 3, r
+    assert r.out == "plink-42\n", r
+    no_banner(r.err)
+
+
+def test_putty_pscp_psftp(acct):
+    need("pscp", "putty-tools")
+    need("psftp", "putty-tools")
+    common = ["-batch", "-P", str(acct.port), "-l", acct.login,
+              "-pw", acct.password] + putty_hostkeys(acct)
+    up, up_sum = acct.local_file()
+    # pscp up in both protocols: SFTP (its default) and legacy SCP
+    for proto, name in (("-sftp", "pscp-sftp.bin"), ("-scp", "pscp-scp.bin")):
+        r = run(["pscp", proto] + common +
+                [str(up), "127.0.0.1:%s/%s" % (acct.remote_dir, name)])
+        assert r.rc == 0, r
+        assert sha256_file(acct.remote_dir / name) == up_sum
+        no_banner(r.err)
+    src, src_sum = acct.remote_file()
+    down = acct.tmp / "pscp-down.bin"
+    r = run(["pscp"] + common + ["127.0.0.1:%s" % src, str(down)])
+    assert r.rc == 0, r
+    assert sha256_file(down) == src_sum
+    # psftp: a batch file, both ways
+    down2 = acct.tmp / "psftp-down.bin"
+    batch = acct.tmp / "psftp.batch"
+    batch.write_text("put %s %s/psftp.bin\nget %s %s\n" % (
+        up, acct.remote_dir, src, down2))
+    r = run(["psftp"] + common + ["-b", str(batch), "127.0.0.1"])
+    assert r.rc == 0, r
+    assert sha256_file(acct.remote_dir / "psftp.bin") == up_sum
+    assert sha256_file(down2) == src_sum
+    no_banner(r.err)
+
+
+# ------------------------------------------------- Go (rclone's sftp)
+
+def test_go_rclone_sftp(acct):
+    """Go's golang.org/x/crypto/ssh through rclone's sftp backend: a
+    listing, a file each way, and `md5sum` run on the target over an exec
+    channel (rclone's hash command)."""
+    need("rclone", "rclone")
+    obscured = run(["rclone", "obscure", acct.password])
+    assert obscured.rc == 0, obscured
+    conf = acct.tmp / "rclone.conf"
+    conf.write_text(textwrap.dedent("""\
+        [pc]
+        type = sftp
+        host = 127.0.0.1
+        port = %d
+        user = %s
+        pass = %s
+        known_hosts_file = %s
+        shell_type = unix
+        md5sum_command = md5sum
+        sha1sum_command = sha1sum
+        """ % (acct.port, acct.login, obscured.out.strip(),
+               acct.known_hosts)))
+    rc = ["rclone", "--config", str(conf), "--retries", "1",
+          "--low-level-retries", "1"]
+    up, up_sum = acct.local_file()
+    r = run(rc + ["copyto", str(up), "pc:%s/rc.bin" % acct.remote_dir])
+    assert r.rc == 0, r
+    assert sha256_file(acct.remote_dir / "rc.bin") == up_sum
+    src, src_sum = acct.remote_file()
+    down = acct.tmp / "rc-down.bin"
+    r = run(rc + ["copyto", "pc:%s" % src, str(down)])
+    assert r.rc == 0, r
+    assert sha256_file(down) == src_sum
+    r = run(rc + ["lsf", "pc:%s" % acct.remote_dir])
+    assert r.rc == 0, r
+    assert sorted(r.out.split()) == ["down.bin", "rc.bin"], r
+    r = run(rc + ["md5sum", "pc:%s" % acct.remote_dir])
+    assert r.rc == 0, r
+    want = hashlib.md5(up.read_bytes()).hexdigest()
+    assert "%s  rc.bin" % want in r.out, r
+    no_banner(r.err)
+
+
+# ------------------------------------------------ rsync and git over ssh
+
+def ssh_command(acct):
+    """The `ssh ...` command line rsync -e and GIT_SSH_COMMAND run."""
+    return " ".join(["ssh"] + openssh_opts(acct))
+
+
+def test_rsync_over_ssh(acct):
+    need("rsync", "rsync")
+    env = openssh_env(acct)
+    up, up_sum = acct.local_file()
+    dest = "%s@127.0.0.1:%s/rsync.bin" % (acct.login, acct.remote_dir)
+    r = run(["rsync", "-e", ssh_command(acct), str(up), dest], env=env)
+    assert r.rc == 0, r
+    assert sha256_file(acct.remote_dir / "rsync.bin") == up_sum
+    src, src_sum = acct.remote_file()
+    down = acct.tmp / "rsync-down.bin"
+    r2 = run(["rsync", "-e", ssh_command(acct),
+              "%s@127.0.0.1:%s" % (acct.login, src), str(down)], env=env)
+    assert r2.rc == 0, r2
+    assert sha256_file(down) == src_sum
+    no_banner(r.err + r2.err)
+
+
+def test_git_over_ssh(acct):
+    need("git", "git")
+    bare = acct.remote_dir / "repo.git"
+    r = run(["git", "init", "-q", "--bare", "-b", "main", str(bare)])
+    assert r.rc == 0, r
+    env = openssh_env(acct)
+    env.update({"GIT_SSH_COMMAND": ssh_command(acct),
+                "GIT_AUTHOR_NAME": "e2e", "GIT_AUTHOR_EMAIL": "e2e@test",
+                "GIT_COMMITTER_NAME": "e2e", "GIT_COMMITTER_EMAIL": "e2e@test",
+                "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(acct.tmp)})
+    url = "%s@127.0.0.1:%s" % (acct.login, bare)
+    work = acct.tmp / "work"
+    r = run(["git", "clone", "-q", url, str(work)], env=env)
+    assert r.rc == 0, r
+    (work / "hello.txt").write_text("through the proxy\n")
+    for args in (["add", "hello.txt"], ["commit", "-q", "-m", "first"],
+                 ["push", "-q", "origin", "HEAD:main"]):
+        r = run(["git", "-C", str(work)] + args, env=env)
+        assert r.rc == 0, r
+        no_banner(r.err)
+    # on the target: the pushed commit
+    r = run(["git", "--git-dir", str(bare), "show", "main:hello.txt"])
+    assert r.out == "through the proxy\n", r
+    # and a second clone gets it back
+    r = run(["git", "clone", "-q", url, str(acct.tmp / "again")], env=env)
+    assert r.rc == 0, r
+    assert (acct.tmp / "again" / "hello.txt").read_text() == \
+        "through the proxy\n"
+
+
+# ------------------------------------------------ banner and weak algorithms
+
+def test_no_banner_by_default_kbd_interactive(acct):
+    """keyboard-interactive carried the name "Portcullis", which OpenSSH
+    prints to stderr on every login; now nothing."""
+    env = openssh_env(acct)
+    opts = openssh_opts(acct)
+    i = opts.index("PreferredAuthentications=password,keyboard-interactive")
+    opts[i] = "PreferredAuthentications=keyboard-interactive"
+    r = run(["ssh"] + opts + ["%s@127.0.0.1" % acct.login, "echo kbd-ok"],
+            env=env)
+    assert r.rc == 0, r
+    assert r.out == "kbd-ok\n"
+    assert r.err == "", r
+
+
+def server_with(pc, target, **ssh):
+    for key, value in ssh.items():
+        pc.set_config("ssh", key, value)
+    pc.start()
+    return pc
+
+
+def acct_on(pc, target, tmp_path):
+    return Acct(pc, target, tmp_path)
+
+
+def test_banner_when_configured(pc, target, tmp_path):
+    server_with(pc, target, banner="Authorized use only; sessions recorded")
+    acct = acct_on(pc, target, tmp_path)
+    r = run(["ssh"] + openssh_opts(acct) +
+            ["%s@127.0.0.1" % acct.login, "echo ok"], env=openssh_env(acct))
+    assert r.rc == 0, r
+    assert r.out == "ok\n"
+    assert r.err == "Authorized use only; sessions recorded\n", r
+
+
+def test_weak_cipher_only_when_configured(proxy, pc, target, tmp_path):
+    # the default proxy refuses CBC
+    (tmp_path / "d").mkdir()
+    default = Acct(proxy, target, tmp_path / "d")
+    r = run(["ssh"] + openssh_opts(default, ["-c", "aes128-cbc"]) +
+            ["%s@127.0.0.1" % default.login, "true"],
+            env=openssh_env(default))
+    assert r.rc == 255, r
+    assert "no matching cipher found" in r.err, r
+    assert "aes128-cbc" not in proxy.log_text()
+    # an operator adds it: a warning at start, and CBC clients connect
+    server_with(pc, target, client_ciphers=",".join(CIPHERS + ["aes128-cbc"]),
+                upstream_kex="curve25519-sha256,diffie-hellman-group14-sha1")
+    log = pc.log_text()
+    assert "weak SSH algorithms enabled" in log, log
+    assert "aes128-cbc ([ssh] client_ciphers)" in log, log
+    assert "diffie-hellman-group14-sha1 ([ssh] upstream_kex)" in log, log
+    acct = acct_on(pc, target, tmp_path)
+    openssh_round(acct, ["-c", "aes128-cbc"])
+
+
+def test_unknown_algorithm_refused(pc):
+    pc.set_config("ssh", "client_ciphers", "aes128-ctr,aes128-gcm")
+    rc, out, err = pc.cli("user", "list", check=False)
+    assert rc != 0
+    assert "[ssh] client_ciphers: unknown cipher 'aes128-gcm'" in err, err
+    pc.set_config("ssh", "client_ciphers", "aes128-ctr")
+    pc.set_config("ssh", "upstream_kex", "")
+    rc, out, err = pc.cli("user", "list", check=False)
+    assert rc != 0
+    assert "[ssh] upstream_kex needs at least one key exchange" in err, err
+
+
+# ------------------------------------------------ host keys of old data dirs
+
+def test_old_data_dir_gets_missing_host_keys(pc, target, tmp_path):
+    """A data directory from before ECDSA and RSA keys: serve makes them
+    (0600, as sshd-keygen does) and offers all three; the Ed25519 key, the
+    one agents pin, is unchanged."""
+    ed = (pc.dir / "ssh_host_ed25519_key").read_bytes()
+    for name in ("ssh_host_ecdsa_key", "ssh_host_rsa_key"):
+        (pc.dir / name).unlink()
+        (pc.dir / (name + ".pub")).unlink()
+    text = pc.conf.read_text()
+    pc.conf.write_text("\n".join(l for l in text.splitlines()
+                                 if not l.startswith(("host_key_ecdsa",
+                                                      "host_key_rsa"))) + "\n")
+    pc.start()
+    log = pc.log_text()
+    assert "made the missing ecdsa host key" in log, log
+    assert "made the missing rsa host key" in log, log
+    for name in ("ssh_host_ecdsa_key", "ssh_host_rsa_key"):
+        assert (pc.dir / name).stat().st_mode & 0o777 == 0o600
+    assert (pc.dir / "ssh_host_ed25519_key").read_bytes() == ed
+    acct = acct_on(pc, target, tmp_path)  # known_hosts: the new .pub files
+    for alg in ("ecdsa-sha2-nistp256", "rsa-sha2-512", "ssh-ed25519"):
+        r = run(["ssh"] + openssh_opts(acct, ["-o",
+                                              "HostKeyAlgorithms=" + alg]) +
+                ["%s@127.0.0.1" % acct.login, "echo hk-ok"],
+                env=openssh_env(acct))
+        assert r.rc == 0 and r.out == "hk-ok\n", r
+
+
+def test_host_key_that_cannot_be_made(pc, target, tmp_path):
+    """No RSA key and nowhere to make one: serve says so and offers the
+    others."""
+    pc.set_config("ssh", "host_key_rsa", "/proc/no-such-dir/ssh_host_rsa_key")
+    pc.start()
+    log = pc.log_text()
+    assert "no rsa host key: /proc/no-such-dir/ssh_host_rsa_key is missing " \
+        "and cannot be made" in log, log
+    acct = acct_on(pc, target, tmp_path)
+    r = run(["ssh"] + openssh_opts(acct, ["-o",
+                                          "HostKeyAlgorithms=rsa-sha2-256"]) +
+            ["%s@127.0.0.1" % acct.login, "true"], env=openssh_env(acct))
+    assert r.rc == 255 and "no matching host key type" in r.err, r
+    r = run(["ssh"] + openssh_opts(acct, ["-o",
+                                          "HostKeyAlgorithms=ecdsa-sha2-nistp256"]) +
+            ["%s@127.0.0.1" % acct.login, "echo ok"], env=openssh_env(acct))
+    assert r.rc == 0 and r.out == "ok\n", r
