@@ -129,7 +129,7 @@ int hostkeys_sign(const struct hostkeys *hk, const char *type, uint8_t hash,
     return r;
 }
 
-/* A private key of the same type and size as pub, to stand in for it. */
+/* A private key of the same type as pub, to stand in for it. */
 static ssh_key hostkeys_stand_in(ssh_key pub)
 {
     enum ssh_keytypes_e t = ssh_key_type(pub);
@@ -138,7 +138,10 @@ static ssh_key hostkeys_stand_in(ssh_key pub)
 
     switch (t) {
     case SSH_KEYTYPE_RSA:
-        bits = ssh_key_size(pub);
+        /* The size of a stand-in does not matter (it signs nothing a
+         * client sees); 2048 bits pass libssh's minimum and are quick to
+         * make at start. */
+        bits = 2048;
         break;
     case SSH_KEYTYPE_ECDSA_P256:
         bits = 256;

@@ -439,6 +439,35 @@ static bool server_make_missing_key(const char *path, enum hostkey_type type)
 }
 
 /*
+ * Makes the ECDSA and RSA host keys an older data directory lacks, as
+ * sshd-keygen does. In a short-lived process of its own: the main process
+ * must not have held a private host key in its memory when it forks the
+ * spawner (hostkeys.h), and this runs before that fork so that an error is
+ * in the log before the server listens.
+ */
+static void server_make_missing_keys(const struct config *cfg)
+{
+    pid_t pid = fork();
+
+    if (pid < 0) {
+        log_warn("cannot fork to make missing host keys: %s", strerror(errno));
+        return;
+    }
+    if (pid == 0) {
+        if (cfg->ssh_host_key_ecdsa != NULL) {
+            (void)server_make_missing_key(cfg->ssh_host_key_ecdsa,
+                                          HOSTKEY_ECDSA);
+        }
+        if (cfg->ssh_host_key_rsa != NULL) {
+            (void)server_make_missing_key(cfg->ssh_host_key_rsa, HOSTKEY_RSA);
+        }
+        _exit(0);
+    }
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+}
+
+/*
  * The host keys the client leg presents: the Ed25519 key (required; the
  * agent hub presents it alone, hub.c) and, unless configured off, the
  * ECDSA and RSA keys, made if missing. Fills keys[0..*n) (the caller frees
@@ -469,8 +498,8 @@ static int server_load_host_keys(const struct config *cfg,
             continue;
         }
         if (want[i].type != HOSTKEY_ED25519 &&
-            !server_make_missing_key(want[i].path, want[i].type)) {
-            continue;
+            access(want[i].path, F_OK) != 0) {
+            continue; /* server_make_missing_keys said why */
         }
         key = NULL;
         if (ssh_pki_import_privkey_file(want[i].path, NULL, NULL, NULL, &key) !=
@@ -603,6 +632,7 @@ int server_run(const struct config *cfg)
     if ((r = server_banner(cfg, &banner)) != ERR_OK) {
         goto out;
     }
+    server_make_missing_keys(cfg);
     if ((r = sandbox_prepare(cfg->privsep_user, cfg->data_dir, &sb)) !=
         ERR_OK) {
         goto out;
