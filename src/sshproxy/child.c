@@ -38,6 +38,7 @@
 #include "common/util.h"
 #include "policy/policy.h"
 #include "sshproxy/mproto.h"
+#include "sshproxy/scpcmd.h"
 #include "sshproxy/session.h"
 
 /*
@@ -391,23 +392,37 @@ static int child_down_shell(ssh_session session, ssh_channel channel,
     return child_down_start(userdata, KIND_SHELL, NULL);
 }
 
-static bool child_is_scp(const char *cmd)
-{
-    /* OpenSSH's legacy scp protocol: "scp [-v] [-r] [-p] [-d] -t|-f ..." */
-    if (strncmp(cmd, "scp ", 4) != 0) {
-        return false;
-    }
-    return strstr(cmd, " -t") != NULL || strstr(cmd, " -f") != NULL;
-}
-
+/*
+ * An exec request is an scp session only if scpcmd_parse() reads it as
+ * exactly what OpenSSH's scp sends; then the target gets the canonical
+ * command rebuilt from the parsed tokens, never the client's string.
+ * Everything else is an exec, checked against the exec switch.
+ */
 static int child_down_exec(ssh_session session, ssh_channel channel,
                            const char *command, void *userdata)
 {
-    if (command == NULL || strlen(command) > 65536) {
+    struct scpcmd *scp = NULL;
+    char *canon = NULL;
+    size_t len;
+    int r;
+
+    if (command == NULL || (len = strlen(command)) > SCPCMD_CMD_MAX) {
         return -1;
     }
-    return child_down_start(
-        userdata, child_is_scp(command) ? KIND_SCP : KIND_EXEC, command);
+    if ((scp = malloc(sizeof(*scp))) == NULL ||
+        (canon = malloc(SCPCMD_FORMAT_MAX)) == NULL) {
+        free(scp);
+        return -1;
+    }
+    if (scpcmd_parse(command, len, scp) == ERR_OK &&
+        scpcmd_format(scp, canon, SCPCMD_FORMAT_MAX) > 0) {
+        r = child_down_start(userdata, KIND_SCP, canon);
+    } else {
+        r = child_down_start(userdata, KIND_EXEC, command);
+    }
+    free(scp);
+    free(canon);
+    return r;
 }
 
 static int child_down_subsystem(ssh_session session, ssh_channel channel,

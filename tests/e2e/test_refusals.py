@@ -205,6 +205,34 @@ def test_sftp_switched_off(proxy, target, ssh_client, tmp_path):
                      "sftp sessions", kind="sftp")
 
 
+SCP_ONLY = ("--no-shell", "--no-exec", "--no-sftp")
+
+
+@pytest.mark.parametrize("command", [
+    "scp -f /etc/hostname; echo login-ok",
+    "scp -t /tmp && echo login-ok",
+    "scp -t $(echo login-ok >&2)",
+    "scp -f /etc/hostname\necho login-ok",
+    "scp -S /bin/echo -t /tmp",
+])
+def test_scp_only_profile_refuses_commands_dressed_as_scp(
+        proxy, target, ssh_client, command):
+    """Issue 11, defect 1: an exec that merely starts like scp used to be
+    classified as scp and sent whole to the target's shell, so an
+    scp-only profile ran any command (unrecorded). Now it is an exec,
+    refused by the exec switch, with its report row."""
+    user, pw, _ = new_user(proxy)
+    asset_id = proxy.target_asset(target)
+    proxy.allow(user, asset_id, flags=SCP_ONLY)
+    r = ssh_client.ssh("%s#%s" % (user, asset_id), command, password=pw)
+    assert_refused(r, "portcullis: access denied: your access profile does "
+                   "not allow exec sessions")
+    assert "login-ok" not in r.err
+    row = proxy.session_of(user, "denied: your access profile does not "
+                           "allow exec sessions", kind="exec")
+    assert row["detail"] == command, row
+
+
 def test_unknown_asset(proxy, ssh_client):
     user, pw, _ = new_user(proxy)
     proxy.profile_assign(proxy.profile_add(), user=user)
