@@ -519,6 +519,10 @@ static int child_authorize(struct session_child *sc, struct relay_chan *ch)
                             (int)max_minutes < sc->max_session_minutes)) {
         sc->max_session_minutes = (int)max_minutes;
     }
+    if (idle_minutes > 0 && (sc->idle_timeout_minutes == 0 ||
+                             (int)idle_minutes < sc->idle_timeout_minutes)) {
+        sc->idle_timeout_minutes = (int)idle_minutes;
+    }
     log_set_session(ch->session_id);
     return ERR_OK;
 }
@@ -680,6 +684,7 @@ static void child_start(struct session_child *sc, struct relay_chan *ch)
         ssh_channel_change_pty_size(ch->up, ch->cols, ch->rows);
     }
     ch->state = CHAN_RELAYING;
+    ch->last_activity_ms = util_mono_ms(); /* idle from here on */
 }
 
 static void child_time_limit(struct session_child *sc)
@@ -694,6 +699,33 @@ static void child_time_limit(struct session_child *sc)
         if (ch->state == CHAN_RELAYING || ch->state == CHAN_STARTING) {
             relay_abort(ch, "session time limit reached",
                         "ok: session time limit reached");
+        }
+    }
+}
+
+/*
+ * The access profile's idle_timeout_minutes: a channel that moved no byte
+ * in either direction for that long is ended (relay_pump() notes the last
+ * byte moved). SSH keepalives are not channel data, so they do not keep
+ * a forgotten session alive. The smallest limit of the channels
+ * authorized on this connection applies, as for max_session_minutes.
+ */
+static void child_idle_limit(struct session_child *sc)
+{
+    int minutes = sc->idle_timeout_minutes;
+    int64_t now = util_mono_ms();
+    char msg[80];
+
+    if (minutes <= 0) {
+        return;
+    }
+    for (struct relay_chan *ch = sc->chans; ch != NULL; ch = ch->next) {
+        if (ch->state == CHAN_RELAYING &&
+            now - ch->last_activity_ms >= (int64_t)minutes * 60000) {
+            snprintf(msg, sizeof(msg), "session closed: idle for %d minute%s",
+                     minutes, minutes == 1 ? "" : "s");
+            log_info("channel idle for %d minutes; closing it", minutes);
+            relay_abort(ch, msg, "ok: idle timeout");
         }
     }
 }
@@ -756,6 +788,7 @@ static void child_loop(struct session_child *sc)
             break;
         }
         child_time_limit(sc);
+        child_idle_limit(sc);
         if (util_mono_ms() - sc->last_flush_ms >= 1000) {
             for (struct relay_chan *ch = sc->chans; ch != NULL; ch = ch->next) {
                 if (ch->rec != NULL) {

@@ -2,9 +2,13 @@
 "Permission denied" for authentication, one `portcullis: ...` line on
 stderr after it) and as the session report records it."""
 
+import subprocess
+import time
+
 import pytest
 
 from pclib import (fresh_totp_code, free_port, keygen, key_fingerprint,
+                   stop_process,
                    totp_wrong_code, uniq)
 
 
@@ -231,6 +235,46 @@ def test_scp_only_profile_refuses_commands_dressed_as_scp(
     row = proxy.session_of(user, "denied: your access profile does not "
                            "allow exec sessions", kind="exec")
     assert row["detail"] == command, row
+
+
+@pytest.mark.timing
+def test_idle_timeout_ends_a_quiet_session_only(proxy, target, ssh_client):
+    """Issue 11, defect 9: idle_timeout_minutes was stored and ignored. A
+    session that moves no byte for a minute is ended with one line and
+    its row says why; one that prints every 10 s outlives the minute.
+    (Minutes are the profile's only unit: this waits for the clock.)"""
+    user, pw, _ = new_user(proxy)
+    asset_id = proxy.target_asset(target)
+    proxy.allow(user, asset_id, flags=("--idle-timeout-minutes", "1"))
+    login = "%s#%s" % (user, asset_id)
+    quiet_cmd = "sleep 150; echo login-ok"
+    busy_cmd = "for i in 1 2 3 4 5 6 7 8; do echo tick; sleep 10; done"
+    started = time.monotonic()
+    quiet = ssh_client.popen_ssh(login, quiet_cmd, password=pw)
+    busy = ssh_client.popen_ssh(login, busy_cmd, password=pw)
+    try:
+        out, err = quiet.communicate(timeout=120)
+        quiet_took = time.monotonic() - started
+        busy_out, busy_err = busy.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a session outlived its idle timeout")
+    finally:
+        for p in (quiet, busy):
+            if p.poll() is None:
+                stop_process(p)
+    err = err.decode(errors="replace")
+    assert quiet.returncode != 0, err
+    assert 55 <= quiet_took <= 90, quiet_took
+    assert b"login-ok" not in out
+    lines = [l for l in err.splitlines() if l.startswith("portcullis: ")]
+    assert lines == ["portcullis: session closed: idle for 1 minute"], err
+    assert busy.returncode == 0, busy_err
+    assert busy_out.split() == [b"tick"] * 8
+    row = proxy.session_of(user, "ok: idle timeout", kind="exec")
+    assert row["detail"] == quiet_cmd, row
+    row = proxy.wait_session(lambda r: r.get("user") == user and
+                             r.get("detail") == busy_cmd)
+    assert row["result"] == "ok", row
 
 
 def test_unknown_asset(proxy, ssh_client):
