@@ -24,9 +24,11 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -827,12 +829,84 @@ static void child_loop(struct session_child *sc)
     }
 }
 
+/* Sanitizer runtimes (ASan/UBSan builds) report to stderr unless told
+ * otherwise; weak, so a normal build has no such symbol. */
+extern void __sanitizer_set_report_fd(void *fd) __attribute__((weak));
+
+/*
+ * The child must not hold the server's stdin, stdout and stderr (often
+ * the administrator's terminal) nor that terminal as its controlling
+ * terminal: a compromised child could type into it (TIOCSTI) or read it.
+ * So, before the sandbox closes the file system: log lines (and sanitizer
+ * reports) go to a descriptor of their own, where the server's stderr
+ * goes (reopened write-only if that is a terminal); fds 0-2 become
+ * /dev/null; and the child
+ * gives up its controlling terminal. Not setsid(): the spawner ends all
+ * sessions by signalling its process group, which a new session would
+ * leave (the spawner itself can start a session without a terminal for
+ * all of them). The seccomp filter refuses terminal ioctls as well.
+ */
+static int child_detach_stdio(void)
+{
+    int null_fd, log_fd, tty;
+
+    if (isatty(STDERR_FILENO)) {
+        /* A terminal: a new, write-only open of it, so the child cannot
+         * read what the administrator types. */
+        log_fd = open("/proc/self/fd/2", O_WRONLY | O_NOCTTY | O_CLOEXEC);
+    } else {
+        /* A file (maybe O_APPEND), pipe or journald's socket: a copy. */
+        log_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+    }
+    if (log_fd >= 0 && log_fd <= 2) { /* fd 0 or 1 was closed: move up */
+        int moved = fcntl(log_fd, F_DUPFD_CLOEXEC, 3);
+
+        close(log_fd);
+        log_fd = moved;
+    }
+    if (log_fd >= 0) {
+        log_set_fd(log_fd);
+        if (__sanitizer_set_report_fd != NULL) {
+            __sanitizer_set_report_fd((void *)(intptr_t)log_fd);
+        }
+    }
+    if ((null_fd = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0) {
+        log_error("cannot open /dev/null: %s", strerror(errno));
+        return ERR_IO;
+    }
+    for (int fd = 0; fd <= 2; fd++) {
+        if (dup2(null_fd, fd) < 0) {
+            log_error("dup2: %s", strerror(errno));
+            close(null_fd);
+            return ERR_IO;
+        }
+    }
+    if (null_fd > 2) {
+        close(null_fd);
+    }
+    /* No controlling terminal: ENXIO, nothing to give up. */
+    tty = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (tty >= 0) {
+        if (ioctl(tty, TIOCNOTTY) != 0) {
+            log_error("cannot give up the controlling terminal: %s",
+                      strerror(errno));
+            close(tty);
+            return ERR_IO;
+        }
+        close(tty);
+    }
+    return ERR_OK;
+}
+
 int child_run(const struct child_args *a)
 {
     struct session_child sc;
     int yes = 1, rc = 1;
 
     memset(&sc, 0, sizeof(sc));
+    if (child_detach_stdio() != ERR_OK) {
+        return 1;
+    }
     sc.mon = a->monitor_fd;
     sc.connect_timeout = a->connect_timeout_seconds;
     sc.upstream_ciphers = a->upstream_ciphers;
