@@ -358,6 +358,12 @@ size_t scpcmd_format(const struct scpcmd *c, char *out, size_t outlen)
         scpcmd_puts(&o, " --");
     }
     scpcmd_puts(&o, " ");
+    if (c->live[0] && c->path[0] == '~') {
+        /* The shell expands ~ only before an unquoted '/' (or alone):
+         * `~'/a b'` would be the literal name "~/a b". */
+        i = c->path_len > 1 && c->path[1] == '/' ? 2 : 1;
+        scpcmd_put(&o, c->path, i);
+    }
     while (i < c->path_len) {
         size_t j = i;
 

@@ -67,6 +67,9 @@ static const struct accept_case accepted[] = {
     {"scp -t ~/in", SCPCMD_TO, 0, "~/in", "scp -t ~/in"},
     {"scp -t ~", SCPCMD_TO, 0, "~", "scp -t ~"},
     {"scp -t '~'/in", SCPCMD_TO, 0, "~/in", "scp -t '~/in'"},
+    /* found by fuzz_scpcmd: the / after ~ must stay unquoted */
+    {"scp -t ~/i\\*n", SCPCMD_TO, 0, "~/i*n", "scp -t ~/'i*n'"},
+    {"scp -t ~/'a b'", SCPCMD_TO, 0, "~/a b", "scp -t ~/'a b'"},
 };
 
 /* Not scp: the first six are shell tricks that ran a command under an
