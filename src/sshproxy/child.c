@@ -840,11 +840,11 @@ extern void __sanitizer_set_report_fd(void *fd) __attribute__((weak));
  * So, before the sandbox closes the file system: log lines (and sanitizer
  * reports) go to a descriptor of their own, where the server's stderr
  * goes (reopened write-only if that is a terminal); fds 0-2 become
- * /dev/null; and the child
- * gives up its controlling terminal. Not setsid(): the spawner ends all
- * sessions by signalling its process group, which a new session would
- * leave (the spawner itself can start a session without a terminal for
- * all of them). The seccomp filter refuses terminal ioctls as well.
+ * /dev/null; and the child gives up its controlling terminal. Not
+ * setsid(): the spawner ends all sessions by signalling its process
+ * group, which a new session would leave (the spawner itself could start
+ * a session without a terminal for all of them). The seccomp filter
+ * refuses terminal ioctls as well.
  */
 static int child_detach_stdio(void)
 {

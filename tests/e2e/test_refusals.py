@@ -241,33 +241,45 @@ def test_scp_only_profile_refuses_commands_dressed_as_scp(
 def test_idle_timeout_ends_a_quiet_session_only(proxy, target, ssh_client):
     """Issue 11, defect 9: idle_timeout_minutes was stored and ignored. A
     session that moves no byte for a minute is ended with one line and
-    its row says why; one that prints every 10 s outlives the minute.
-    (Minutes are the profile's only unit: this waits for the clock.)"""
+    its row says why; one that prints every 10 s outlives the minute. In
+    the same minute, max_session_minutes ends a busy session (its first
+    test). Minutes are the profile's only unit: this waits for the
+    clock."""
     user, pw, _ = new_user(proxy)
     asset_id = proxy.target_asset(target)
     proxy.allow(user, asset_id, flags=("--idle-timeout-minutes", "1"))
     login = "%s#%s" % (user, asset_id)
+    capped, capped_pw, _ = new_user(proxy)
+    proxy.allow(capped, asset_id, flags=("--max-session-minutes", "1"))
     quiet_cmd = "sleep 150; echo login-ok"
     busy_cmd = "for i in 1 2 3 4 5 6 7 8; do echo tick; sleep 10; done"
     started = time.monotonic()
     quiet = ssh_client.popen_ssh(login, quiet_cmd, password=pw)
     busy = ssh_client.popen_ssh(login, busy_cmd, password=pw)
+    long = ssh_client.popen_ssh("%s#%s" % (capped, asset_id), busy_cmd,
+                                password=capped_pw)
     try:
         out, err = quiet.communicate(timeout=120)
         quiet_took = time.monotonic() - started
+        long_out, long_err = long.communicate(timeout=120)
+        long_took = time.monotonic() - started
         busy_out, busy_err = busy.communicate(timeout=120)
     except subprocess.TimeoutExpired:
-        pytest.fail("a session outlived its idle timeout")
+        pytest.fail("a session outlived its idle timeout or time limit")
     finally:
-        for p in (quiet, busy):
+        for p in (quiet, busy, long):
             if p.poll() is None:
                 stop_process(p)
-    err = err.decode(errors="replace")
+
+    def portcullis_lines(err):
+        return [l for l in err.decode(errors="replace").splitlines()
+                if l.startswith("portcullis: ")]
+
     assert quiet.returncode != 0, err
     assert 55 <= quiet_took <= 90, quiet_took
     assert b"login-ok" not in out
-    lines = [l for l in err.splitlines() if l.startswith("portcullis: ")]
-    assert lines == ["portcullis: session closed: idle for 1 minute"], err
+    assert portcullis_lines(err) == [
+        "portcullis: session closed: idle for 1 minute"], err
     assert busy.returncode == 0, busy_err
     assert busy_out.split() == [b"tick"] * 8
     row = proxy.session_of(user, "ok: idle timeout", kind="exec")
@@ -275,6 +287,13 @@ def test_idle_timeout_ends_a_quiet_session_only(proxy, target, ssh_client):
     row = proxy.wait_session(lambda r: r.get("user") == user and
                              r.get("detail") == busy_cmd)
     assert row["result"] == "ok", row
+
+    assert long.returncode != 0, long_err
+    assert 55 <= long_took <= 90, long_took
+    assert 5 <= len(long_out.split()) <= 7, long_out
+    assert portcullis_lines(long_err) == [
+        "portcullis: session time limit reached"], long_err
+    proxy.session_of(capped, "ok: session time limit reached", kind="exec")
 
 
 def test_unknown_asset(proxy, ssh_client):
