@@ -12,6 +12,7 @@
 static const char *log_prog = "portcullis";
 static enum log_level log_level_cur = LOG_INFO;
 static char log_session[64];
+static int log_fd = STDERR_FILENO;
 
 static const char *const log_names[] = {"error", "warn", "info", "debug"};
 
@@ -19,6 +20,11 @@ void log_init(const char *prog, enum log_level level)
 {
     log_prog = prog;
     log_level_cur = level;
+}
+
+void log_set_fd(int fd)
+{
+    log_fd = fd;
 }
 
 void log_set_level(enum log_level level)
@@ -89,5 +95,5 @@ void log_msg(enum log_level level, const char *fmt, ...)
         }
     }
     line[n++] = '\n';
-    (void)!write(STDERR_FILENO, line, (size_t)n);
+    (void)!write(log_fd, line, (size_t)n);
 }

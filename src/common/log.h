@@ -12,6 +12,9 @@ enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 void log_init(const char *prog, enum log_level level);
 void log_set_level(enum log_level level);
+/* Where lines go from now on (default: stderr). A session child logs
+ * through a descriptor of its own after pointing fds 0-2 at /dev/null. */
+void log_set_fd(int fd);
 enum log_level log_get_level(void);
 /* Parses "error", "warn", "info", "debug"; -1 if unknown. */
 int log_level_parse(const char *s);

@@ -24,9 +24,11 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,6 +42,7 @@
 #include "sshproxy/hostkeys.h"
 #include "sshproxy/libssh_priv.h"
 #include "sshproxy/mproto.h"
+#include "sshproxy/scpcmd.h"
 #include "sshproxy/session.h"
 
 /*
@@ -461,23 +464,37 @@ static int child_down_shell(ssh_session session, ssh_channel channel,
     return child_down_start(userdata, KIND_SHELL, NULL);
 }
 
-static bool child_is_scp(const char *cmd)
-{
-    /* OpenSSH's legacy scp protocol: "scp [-v] [-r] [-p] [-d] -t|-f ..." */
-    if (strncmp(cmd, "scp ", 4) != 0) {
-        return false;
-    }
-    return strstr(cmd, " -t") != NULL || strstr(cmd, " -f") != NULL;
-}
-
+/*
+ * An exec request is an scp session only if scpcmd_parse() reads it as
+ * exactly what OpenSSH's scp sends; then the target gets the canonical
+ * command rebuilt from the parsed tokens, never the client's string.
+ * Everything else is an exec, checked against the exec switch.
+ */
 static int child_down_exec(ssh_session session, ssh_channel channel,
                            const char *command, void *userdata)
 {
-    if (command == NULL || strlen(command) > 65536) {
+    struct scpcmd *scp = NULL;
+    char *canon = NULL;
+    size_t len;
+    int r;
+
+    if (command == NULL || (len = strlen(command)) > SCPCMD_CMD_MAX) {
         return -1;
     }
-    return child_down_start(
-        userdata, child_is_scp(command) ? KIND_SCP : KIND_EXEC, command);
+    if ((scp = malloc(sizeof(*scp))) == NULL ||
+        (canon = malloc(SCPCMD_FORMAT_MAX)) == NULL) {
+        free(scp);
+        return -1;
+    }
+    if (scpcmd_parse(command, len, scp) == ERR_OK &&
+        scpcmd_format(scp, canon, SCPCMD_FORMAT_MAX) > 0) {
+        r = child_down_start(userdata, KIND_SCP, canon);
+    } else {
+        r = child_down_start(userdata, KIND_EXEC, command);
+    }
+    free(scp);
+    free(canon);
+    return r;
 }
 
 static int child_down_subsystem(ssh_session session, ssh_channel channel,
@@ -573,6 +590,10 @@ static int child_authorize(struct session_child *sc, struct relay_chan *ch)
     if (max_minutes > 0 && (sc->max_session_minutes == 0 ||
                             (int)max_minutes < sc->max_session_minutes)) {
         sc->max_session_minutes = (int)max_minutes;
+    }
+    if (idle_minutes > 0 && (sc->idle_timeout_minutes == 0 ||
+                             (int)idle_minutes < sc->idle_timeout_minutes)) {
+        sc->idle_timeout_minutes = (int)idle_minutes;
     }
     log_set_session(ch->session_id);
     return ERR_OK;
@@ -735,6 +756,7 @@ static void child_start(struct session_child *sc, struct relay_chan *ch)
         ssh_channel_change_pty_size(ch->up, ch->cols, ch->rows);
     }
     ch->state = CHAN_RELAYING;
+    ch->last_activity_ms = util_mono_ms(); /* idle from here on */
 }
 
 static void child_time_limit(struct session_child *sc)
@@ -749,6 +771,33 @@ static void child_time_limit(struct session_child *sc)
         if (ch->state == CHAN_RELAYING || ch->state == CHAN_STARTING) {
             relay_abort(ch, "session time limit reached",
                         "ok: session time limit reached");
+        }
+    }
+}
+
+/*
+ * The access profile's idle_timeout_minutes: a channel that moved no byte
+ * in either direction for that long is ended (relay_pump() notes the last
+ * byte moved). SSH keepalives are not channel data, so they do not keep
+ * a forgotten session alive. The smallest limit of the channels
+ * authorized on this connection applies, as for max_session_minutes.
+ */
+static void child_idle_limit(struct session_child *sc)
+{
+    int minutes = sc->idle_timeout_minutes;
+    int64_t now = util_mono_ms();
+    char msg[80];
+
+    if (minutes <= 0) {
+        return;
+    }
+    for (struct relay_chan *ch = sc->chans; ch != NULL; ch = ch->next) {
+        if (ch->state == CHAN_RELAYING &&
+            now - ch->last_activity_ms >= (int64_t)minutes * 60000) {
+            snprintf(msg, sizeof(msg), "session closed: idle for %d minute%s",
+                     minutes, minutes == 1 ? "" : "s");
+            log_info("channel idle for %d minutes; closing it", minutes);
+            relay_abort(ch, msg, "ok: idle timeout");
         }
     }
 }
@@ -811,6 +860,7 @@ static void child_loop(struct session_child *sc)
             break;
         }
         child_time_limit(sc);
+        child_idle_limit(sc);
         if (util_mono_ms() - sc->last_flush_ms >= 1000) {
             for (struct relay_chan *ch = sc->chans; ch != NULL; ch = ch->next) {
                 if (ch->rec != NULL) {
@@ -849,12 +899,84 @@ static void child_loop(struct session_child *sc)
     }
 }
 
+/* Sanitizer runtimes (ASan/UBSan builds) report to stderr unless told
+ * otherwise; weak, so a normal build has no such symbol. */
+extern void __sanitizer_set_report_fd(void *fd) __attribute__((weak));
+
+/*
+ * The child must not hold the server's stdin, stdout and stderr (often
+ * the administrator's terminal) nor that terminal as its controlling
+ * terminal: a compromised child could type into it (TIOCSTI) or read it.
+ * So, before the sandbox closes the file system: log lines (and sanitizer
+ * reports) go to a descriptor of their own, where the server's stderr
+ * goes (reopened write-only if that is a terminal); fds 0-2 become
+ * /dev/null; and the child gives up its controlling terminal. Not
+ * setsid(): the spawner ends all sessions by signalling its process
+ * group, which a new session would leave (the spawner itself could start
+ * a session without a terminal for all of them). The seccomp filter
+ * refuses terminal ioctls as well.
+ */
+static int child_detach_stdio(void)
+{
+    int null_fd, log_fd, tty;
+
+    if (isatty(STDERR_FILENO)) {
+        /* A terminal: a new, write-only open of it, so the child cannot
+         * read what the administrator types. */
+        log_fd = open("/proc/self/fd/2", O_WRONLY | O_NOCTTY | O_CLOEXEC);
+    } else {
+        /* A file (maybe O_APPEND), pipe or journald's socket: a copy. */
+        log_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+    }
+    if (log_fd >= 0 && log_fd <= 2) { /* fd 0 or 1 was closed: move up */
+        int moved = fcntl(log_fd, F_DUPFD_CLOEXEC, 3);
+
+        close(log_fd);
+        log_fd = moved;
+    }
+    if (log_fd >= 0) {
+        log_set_fd(log_fd);
+        if (__sanitizer_set_report_fd != NULL) {
+            __sanitizer_set_report_fd((void *)(intptr_t)log_fd);
+        }
+    }
+    if ((null_fd = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0) {
+        log_error("cannot open /dev/null: %s", strerror(errno));
+        return ERR_IO;
+    }
+    for (int fd = 0; fd <= 2; fd++) {
+        if (dup2(null_fd, fd) < 0) {
+            log_error("dup2: %s", strerror(errno));
+            close(null_fd);
+            return ERR_IO;
+        }
+    }
+    if (null_fd > 2) {
+        close(null_fd);
+    }
+    /* No controlling terminal: ENXIO, nothing to give up. */
+    tty = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (tty >= 0) {
+        if (ioctl(tty, TIOCNOTTY) != 0) {
+            log_error("cannot give up the controlling terminal: %s",
+                      strerror(errno));
+            close(tty);
+            return ERR_IO;
+        }
+        close(tty);
+    }
+    return ERR_OK;
+}
+
 int child_run(const struct child_args *a)
 {
     struct session_child sc;
     int yes = 1, rc = 1;
 
     memset(&sc, 0, sizeof(sc));
+    if (child_detach_stdio() != ERR_OK) {
+        return 1;
+    }
     sc.mon = a->monitor_fd;
     sc.connect_timeout = a->connect_timeout_seconds;
     sc.upstream_ciphers = a->upstream_ciphers;

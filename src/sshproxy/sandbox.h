@@ -8,8 +8,9 @@
  * unprivileged user; always it sets resource limits (no new processes, no
  * file writes), no_new_privs, non-dumpable, and loads a seccomp allow-list
  * that permits what a relay of already-open sockets needs. open(2),
- * socket(2) and every other unlisted call fail with EACCES; exec and ptrace
- * kill the process.
+ * socket(2) and every other unlisted call fail with EACCES; ioctl(2) is
+ * allowed for four socket requests only; exec, ptrace and terminal
+ * ioctls such as TIOCSTI kill the process.
  */
 #ifndef PORTCULLIS_SANDBOX_H
 #define PORTCULLIS_SANDBOX_H

@@ -131,6 +131,57 @@ def test_scp_legacy_upload_is_recorded_as_transfers(proxy, target,
     subprocess.run(["rm", "-rf", dest])
 
 
+def test_scp_only_profile_records_real_scp_both_ways(proxy, target,
+                                                      ssh_client, tmp_path):
+    """Issue 11, defect 1: under a profile that allows only scp, real
+    `scp -O` still works both ways with a path the user had to quote;
+    the target is sent the canonical command (it shows in the report
+    row), and both transfers are recorded."""
+    user = proxy.user_add()
+    key = keygen(tmp_path / "k")
+    proxy.key_add(user, str(key) + ".pub")
+    asset_id = proxy.target_asset(target)
+    proxy.allow(user, asset_id, native="record",
+                flags=("--no-shell", "--no-exec", "--no-sftp"))
+    login = "%s#%s" % (user, asset_id)
+    data = os.urandom(50000)
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    remote = "/tmp/pc-scp %s.bin" % uniq()
+    try:
+        up = ssh_client.scp(login, str(src),
+                            ssh_client.remote("'%s'" % remote),
+                            legacy=True, key=key)
+        assert up.rc == 0, up
+        back = tmp_path / "back.bin"
+        down = ssh_client.scp(login,
+                              ssh_client.remote(remote.replace(" ", "\\ ")),
+                              str(back), legacy=True, key=key)
+        assert down.rc == 0, down
+        assert back.read_bytes() == data
+    finally:
+        subprocess.run(["rm", "-f", remote])
+    quoted = "'%s'" % remote
+    rows = {}
+    for mode in ("-t", "-f"):
+        rows[mode] = proxy.wait_session(
+            lambda row, m=mode: row.get("user") == user and
+            row.get("kind") == "scp" and
+            row.get("detail") == "scp %s %s" % (m, quoted),
+            what="the scp %s row" % mode)
+        assert rows[mode]["result"] == "ok", rows[mode]
+    name = os.path.basename(remote)
+    with open(check_recording_row(rows["-t"])) as f:
+        recs = [json.loads(line) for line in f]
+    assert recs[0]["op"] == "start" and recs[0]["kind"] == "scp"
+    assert ("upload", "src.bin", 50000) in {(x["op"], x["path"], x["bytes"])
+                                       for x in recs[1:]}, recs
+    with open(check_recording_row(rows["-f"])) as f:
+        recs = [json.loads(line) for line in f]
+    assert ("download", name, 50000) in {(x["op"], x["path"], x["bytes"])
+                                         for x in recs[1:]}, recs
+
+
 def test_unwritable_recording_dir_refuses_the_session(pc, target, tmp_path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")

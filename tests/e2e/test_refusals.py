@@ -2,9 +2,13 @@
 "Permission denied" for authentication, one `portcullis: ...` line on
 stderr after it) and as the session report records it."""
 
+import subprocess
+import time
+
 import pytest
 
 from pclib import (fresh_totp_code, free_port, keygen, key_fingerprint,
+                   stop_process,
                    totp_wrong_code, uniq)
 
 
@@ -203,6 +207,93 @@ def test_sftp_switched_off(proxy, target, ssh_client, tmp_path):
     assert r.rc != 0, r
     proxy.session_of(user, "denied: your access profile does not allow "
                      "sftp sessions", kind="sftp")
+
+
+SCP_ONLY = ("--no-shell", "--no-exec", "--no-sftp")
+
+
+@pytest.mark.parametrize("command", [
+    "scp -f /etc/hostname; echo login-ok",
+    "scp -t /tmp && echo login-ok",
+    "scp -t $(echo login-ok >&2)",
+    "scp -f /etc/hostname\necho login-ok",
+    "scp -S /bin/echo -t /tmp",
+])
+def test_scp_only_profile_refuses_commands_dressed_as_scp(
+        proxy, target, ssh_client, command):
+    """Issue 11, defect 1: an exec that merely starts like scp used to be
+    classified as scp and sent whole to the target's shell, so an
+    scp-only profile ran any command (unrecorded). Now it is an exec,
+    refused by the exec switch, with its report row."""
+    user, pw, _ = new_user(proxy)
+    asset_id = proxy.target_asset(target)
+    proxy.allow(user, asset_id, flags=SCP_ONLY)
+    r = ssh_client.ssh("%s#%s" % (user, asset_id), command, password=pw)
+    assert_refused(r, "portcullis: access denied: your access profile does "
+                   "not allow exec sessions")
+    assert "login-ok" not in r.err
+    row = proxy.session_of(user, "denied: your access profile does not "
+                           "allow exec sessions", kind="exec")
+    assert row["detail"] == command, row
+
+
+@pytest.mark.timing
+def test_idle_timeout_ends_a_quiet_session_only(proxy, target, ssh_client):
+    """Issue 11, defect 9: idle_timeout_minutes was stored and ignored. A
+    session that moves no byte for a minute is ended with one line and
+    its row says why; one that prints every 10 s outlives the minute. In
+    the same minute, max_session_minutes ends a busy session (its first
+    test). Minutes are the profile's only unit: this waits for the
+    clock."""
+    user, pw, _ = new_user(proxy)
+    asset_id = proxy.target_asset(target)
+    proxy.allow(user, asset_id, flags=("--idle-timeout-minutes", "1"))
+    login = "%s#%s" % (user, asset_id)
+    capped, capped_pw, _ = new_user(proxy)
+    proxy.allow(capped, asset_id, flags=("--max-session-minutes", "1"))
+    quiet_cmd = "sleep 150; echo login-ok"
+    busy_cmd = "for i in 1 2 3 4 5 6 7 8; do echo tick; sleep 10; done"
+    started = time.monotonic()
+    quiet = ssh_client.popen_ssh(login, quiet_cmd, password=pw)
+    busy = ssh_client.popen_ssh(login, busy_cmd, password=pw)
+    long = ssh_client.popen_ssh("%s#%s" % (capped, asset_id), busy_cmd,
+                                password=capped_pw)
+    try:
+        out, err = quiet.communicate(timeout=120)
+        quiet_took = time.monotonic() - started
+        long_out, long_err = long.communicate(timeout=120)
+        long_took = time.monotonic() - started
+        busy_out, busy_err = busy.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a session outlived its idle timeout or time limit")
+    finally:
+        for p in (quiet, busy, long):
+            if p.poll() is None:
+                stop_process(p)
+
+    def portcullis_lines(err):
+        return [l for l in err.decode(errors="replace").splitlines()
+                if l.startswith("portcullis: ")]
+
+    assert quiet.returncode != 0, err
+    assert 55 <= quiet_took <= 90, quiet_took
+    assert b"login-ok" not in out
+    assert portcullis_lines(err) == [
+        "portcullis: session closed: idle for 1 minute"], err
+    assert busy.returncode == 0, busy_err
+    assert busy_out.split() == [b"tick"] * 8
+    row = proxy.session_of(user, "ok: idle timeout", kind="exec")
+    assert row["detail"] == quiet_cmd, row
+    row = proxy.wait_session(lambda r: r.get("user") == user and
+                             r.get("detail") == busy_cmd)
+    assert row["result"] == "ok", row
+
+    assert long.returncode != 0, long_err
+    assert 55 <= long_took <= 90, long_took
+    assert 5 <= len(long_out.split()) <= 7, long_out
+    assert portcullis_lines(long_err) == [
+        "portcullis: session time limit reached"], long_err
+    proxy.session_of(capped, "ok: session time limit reached", kind="exec")
 
 
 def test_unknown_asset(proxy, ssh_client):

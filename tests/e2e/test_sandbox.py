@@ -2,13 +2,18 @@
 no_new_privs, unprivileged, holding no store or key, and unable to take
 the server down with garbage."""
 
+import fcntl
 import os
+import pty
 import socket
+import subprocess
+import termios
+import threading
 import time
 
 import pytest
 
-from pclib import serving_process
+from pclib import serving_process, wait_listen
 
 
 def open_preauth(proxy, timeout=10.0):
@@ -132,3 +137,80 @@ def test_endless_banner_is_cut_off(proxy):
                 pass
         assert closed, "the server kept a 1 MiB banner line open"
     assert proxy.proc.poll() is None, proxy.log_tail()
+
+
+def start_on_a_terminal(pc):
+    """Starts pc's server as an administrator does in a terminal: a pty
+    is its controlling terminal and its stdin, stdout and stderr. What it
+    writes there is copied to its log file (so log and sanitizer checks
+    still work). Returns the pty's path."""
+    master, slave = os.openpty()
+    tty_path = os.ttyname(slave)
+
+    def take_terminal():
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    pc.proc = subprocess.Popen(
+        [str(pc.bin), "-c", str(pc.conf), "serve"], stdin=slave,
+        stdout=slave, stderr=slave, start_new_session=True,
+        preexec_fn=take_terminal)
+    os.close(slave)
+
+    def copy_to_log():
+        with open(pc.log_path, "ab") as log:
+            while True:
+                try:
+                    data = os.read(master, 4096)
+                except OSError:
+                    break
+                if not data:
+                    break
+                log.write(data)
+                log.flush()
+        os.close(master)
+
+    threading.Thread(target=copy_to_log, daemon=True).start()
+    assert wait_listen(pc.ssh_port, 15, pc.proc), pc.log_tail()
+    return tty_path
+
+
+def stat_fields(pid):
+    """/proc/PID/stat after the command name: state, ppid, pgrp, session,
+    tty_nr, ..."""
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rpartition(")")[2].split()
+
+
+def test_preauth_child_holds_no_terminal(pc):
+    """Issue 11, defect 9: a session child kept the server's stdin,
+    stdout and stderr (here: the administrator's terminal) and that
+    terminal as its controlling terminal. Now fds 0-2 are /dev/null, it
+    has no controlling terminal, and the terminal is open in it at most
+    write-only (for its log lines), so it can neither read what is typed
+    there nor type into it."""
+    tty_path = start_on_a_terminal(pc)
+    assert int(stat_fields(pc.proc.pid)[4]) != 0, "server has no terminal"
+    s, _, pid = open_preauth(pc)
+    with s:
+        status_when(pid, "Seccomp", "2")
+        assert int(stat_fields(pid)[4]) == 0, stat_fields(pid)
+        for fd in (0, 1, 2):
+            assert os.readlink("/proc/%d/fd/%d" % (pid, fd)) == "/dev/null"
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                path = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+                with open("/proc/%d/fdinfo/%s" % (pid, fd)) as f:
+                    info = f.read()
+            except FileNotFoundError:
+                continue
+            if path == tty_path:
+                flags = int(info.split("flags:")[1].split()[0], 8)
+                assert flags & os.O_ACCMODE == os.O_WRONLY, (fd, info)
+    # Its log lines still reach the server's log.
+    s2, _, pid2 = open_preauth(pc)
+    s2.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and \
+            "portcullis[%d]" % pid2 not in pc.log_text():
+        time.sleep(0.1)
+    assert "portcullis[%d]" % pid2 in pc.log_text(), pc.log_tail()

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -127,6 +128,112 @@ static int try_memory(int wfd)
     return ok ? 0 : 1;
 }
 
+/* A terminal the sandboxed process holds from before the sandbox, as a
+ * child once held the server's terminal on fds 0-2. */
+static int test_tty = -1, test_tty_master = -1;
+static int test_pipe[2] = {-1, -1}; /* holds "abc" */
+
+static void open_tty(void)
+{
+    char *name;
+
+    test_tty_master = posix_openpt(O_RDWR | O_NOCTTY);
+    assert_true(test_tty_master >= 0);
+    assert_int_equal(grantpt(test_tty_master), 0);
+    assert_int_equal(unlockpt(test_tty_master), 0);
+    name = ptsname(test_tty_master);
+    assert_non_null(name);
+    test_tty = open(name, O_RDWR | O_NOCTTY);
+    assert_true(test_tty >= 0);
+    assert_int_equal(pipe(test_pipe), 0);
+    assert_int_equal(write(test_pipe[1], "abc", 3), 3);
+}
+
+static void close_tty(void)
+{
+    close(test_tty);
+    close(test_tty_master);
+    close(test_pipe[0]);
+    close(test_pipe[1]);
+    test_tty = test_tty_master = test_pipe[0] = test_pipe[1] = -1;
+}
+
+static int try_tiocsti(int wfd)
+{
+    char c = 'x';
+    int e = 0;
+
+    (void)!write(wfd, &e, sizeof(e));
+    (void)ioctl(test_tty, TIOCSTI, &c);
+    return 2; /* the filter did not kill us */
+}
+
+static int try_tiocsti_high_bits(int wfd)
+{
+    char c = 'x';
+    int e = 0;
+
+    (void)!write(wfd, &e, sizeof(e));
+    /* The kernel reads only the low 32 bits of the request. */
+    (void)ioctl(test_tty, (unsigned long)TIOCSTI | (1UL << 32), &c);
+    return 2;
+}
+
+/* Other terminal requests fail; isatty() says "not a terminal"; what a
+ * relay may ask of a socket or pipe still works. */
+static int try_other_ioctls(int wfd)
+{
+    struct winsize ws;
+    int n = -1, e = 0;
+
+    if (ioctl(test_tty, TIOCGWINSZ, &ws) == 0 || errno != EACCES) {
+        e = 1;
+    } else if (isatty(test_tty) || errno != ENOTTY) {
+        e = 2;
+    } else if (ioctl(test_pipe[0], FIONREAD, &n) != 0 || n != 3) {
+        e = 3;
+    }
+    (void)!write(wfd, &e, sizeof(e));
+    return 0;
+}
+
+static void test_tiocsti_kills(void **state)
+{
+    int e = -1, st;
+
+    (void)state;
+    open_tty();
+    st = run_sandboxed(try_tiocsti, &e);
+    close_tty();
+    assert_true(WIFSIGNALED(st));
+    assert_int_equal(WTERMSIG(st), SIGSYS);
+}
+
+static void test_tiocsti_with_high_bits_kills(void **state)
+{
+    int e = -1, st;
+
+    (void)state;
+    open_tty();
+    st = run_sandboxed(try_tiocsti_high_bits, &e);
+    close_tty();
+    assert_true(WIFSIGNALED(st));
+    assert_int_equal(WTERMSIG(st), SIGSYS);
+}
+
+static void test_other_ioctls_refused(void **state)
+{
+    int e = -1, st;
+
+    (void)state;
+    open_tty();
+    st = run_sandboxed(try_other_ioctls, &e);
+    close_tty();
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(e, 0);
+}
+
 static void test_open_refused(void **state)
 {
     int e = -1, st = run_sandboxed(try_open, &e);
@@ -198,6 +305,9 @@ int main(void)
         cmocka_unit_test(test_socket_refused),
         cmocka_unit_test(test_exec_kills),
         cmocka_unit_test(test_memory_and_pipes_work),
+        cmocka_unit_test(test_tiocsti_kills),
+        cmocka_unit_test(test_tiocsti_with_high_bits_kills),
+        cmocka_unit_test(test_other_ioctls_refused),
         cmocka_unit_test(test_prepare_rejects_unknown_user),
     };
 
