@@ -608,6 +608,73 @@ def test_terminal_checks_the_token_filter_on_its_own_path(api):
     still_serving(port)
 
 
+# ------------------------------------------------------------ audit chain
+
+def rewrite_audit_unkeyed(db_path):
+    """Rewrites every hash of the audit chain, and its head, with the
+    unkeyed formula (docs/store.md): what anyone who can write the
+    database, but cannot read the key, can compute."""
+    import sqlite3
+
+    def field(b):
+        return len(b).to_bytes(4, "big") + b
+
+    prev = hashlib.sha256(b"portcullis audit v1 genesis").digest()
+    db = sqlite3.connect(str(db_path))
+    rows = db.execute("SELECT seq, time, actor, source, action, target,"
+                      " detail FROM audit ORDER BY seq").fetchall()
+    for seq, t, *fields in rows:
+        h = hashlib.sha256(field(b"portcullis audit v1") + prev
+                           + seq.to_bytes(8, "big") + t.to_bytes(8, "big")
+                           + b"".join(field(x.encode()) for x in fields))
+        db.execute("UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?",
+                   (prev.hex(), h.hexdigest(), seq))
+        prev = h.digest()
+    db.execute("UPDATE audit_head SET hash = ?", (prev.hex(),))
+    db.commit()
+    db.close()
+    return len(rows)
+
+
+def test_audit_chain_is_keyed(pc):
+    """Someone who can write the database but not read audit.key cannot
+    rewrite the audit log whole any more (issue 11, defect 9)."""
+    key = pc.dir / "audit.key"
+    assert key.stat().st_mode & 0o777 == 0o600, "init makes the key"
+    assert key.stat().st_size == 32
+    for g in ("ops", "dev", "qa"):
+        pc.cli("group", "add", g)
+    rc, out, _ = pc.cli("audit", "verify")
+    assert out.startswith("ok: 3 entries, keyed from entry 1"), out
+    # an edit to one row (the group's name), then every hash rewritten
+    # with the unkeyed formula: this verified before the chain had a key
+    import sqlite3
+    db = sqlite3.connect(str(pc.dir / "portcullis.db"))
+    db.execute("UPDATE audit SET target = 'nobody' WHERE seq = 2")
+    db.commit()
+    db.close()
+    assert rewrite_audit_unkeyed(pc.dir / "portcullis.db") == 3
+    rc, out, err = pc.cli("audit", "verify", check=False)
+    assert rc == 1, (out, err)
+    assert "no entry is keyed" in err and "rewritten" in err, err
+    # without the key the same rewrite looks consistent; verify says what
+    # that is worth, and a copy of the key still catches it
+    away = pc.dir / "audit.key.copy"
+    key.rename(away)
+    rc, out, err = pc.cli("audit", "verify")
+    assert out.startswith("ok: 3 entries, not keyed"), out
+    assert "could have rewritten it whole" in err, err
+    rc, out, err = pc.cli("audit", "verify", "--key", str(away), check=False)
+    assert rc == 1 and "no entry is keyed" in err, (out, err)
+    # the server's next (keyed) entry does not make it pass for an old,
+    # unkeyed log: keyed hashing starts only with its marker
+    away.rename(key)
+    pc.cli("group", "add", "sec")
+    rc, out, err = pc.cli("audit", "verify", check=False)
+    assert rc == 1 and "broken at entry 3" in err, (out, err)
+    assert "does not start with its marker" in err, err
+
+
 # ------------------------------------------------------------ permissions
 
 def test_roles_are_enforced(api):
