@@ -3,9 +3,12 @@
  * Events come from the server (logins, sessions), the API and every
  * changing CLI command (written once, by cli_dispatch() in cli_common.c).
  * `list` shows them newest first; `verify` walks the whole hash chain and
- * names the first entry that was changed, removed or reordered.
+ * names the first entry that was changed, removed or reordered, and says
+ * whether the chain is keyed (store_audit.c).
  */
 #include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -94,10 +97,9 @@ static int audit_list_run(struct cli_ctx *ctx, int argc, char **argv)
 
 static int audit_verify_run(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const char *pos[CLI_MAX_POS];
-    const struct cli_opt opts[] = {CLI_OPT_END};
-    char why[256] = "";
-    int64_t count = 0, bad = 0;
+    const char *pos[CLI_MAX_POS], *key = NULL;
+    const struct cli_opt opts[] = {CLI_OPT_STR("--key", &key), CLI_OPT_END};
+    struct audit_verify_result *res = NULL;
     int rc, r;
 
     if ((rc = cli_parse(ctx, argc, argv, opts, "", pos)) != CLI_PARSED) {
@@ -106,18 +108,40 @@ static int audit_verify_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
         return rc;
     }
-    r = audit_verify_count(ctx->st, &count, &bad, why, sizeof(why));
-    if (r == ERR_CRYPTO && bad > 0) {
-        return cli_error("audit log broken at entry %" PRId64 ": %s", bad, why);
+    if ((res = calloc(1, sizeof(*res))) == NULL) {
+        return cli_error("%s", err_str(ERR_NOMEM));
     }
-    if (r == ERR_CRYPTO) {
-        return cli_error("audit log broken: %s", why);
+    r = audit_verify_full(ctx->st, key, res);
+    if (r == ERR_CRYPTO && res->bad_seq > 0) {
+        rc = cli_error("audit log broken at entry %" PRId64 ": %s",
+                       res->bad_seq, res->why);
+    } else if (r == ERR_CRYPTO) {
+        rc = cli_error("audit log broken: %s", res->why);
+    } else if (r != ERR_OK) {
+        rc = cli_error("cannot verify the audit log: %s",
+                       res->why[0] != '\0' ? res->why : err_str(r));
+    } else if (res->keyed && res->keyed_from > 0) {
+        printf("ok: %" PRId64 " entries, keyed from entry %" PRId64
+               " (audit key %s, id %s)\n",
+               res->count, res->keyed_from, res->key_path, res->key_id);
+        if (res->keyed_from > 1) {
+            printf("entries 1 to %" PRId64 " were written before keyed "
+                   "hashing and are pinned by entry %" PRId64 "\n",
+                   res->keyed_from - 1, res->keyed_from);
+        }
+    } else if (res->keyed) {
+        printf("ok: %" PRId64 " entries (audit key %s, id %s)\n", res->count,
+               res->key_path, res->key_id);
+    } else {
+        printf("ok: %" PRId64 " entries, not keyed\n", res->count);
+        fprintf(stderr,
+                "portcullis: warning: no audit key%s%s: the chain is "
+                "consistent, but anyone who can write the database could "
+                "have rewritten it whole\n",
+                res->key_path[0] != '\0' ? " at " : "", res->key_path);
     }
-    if (r != ERR_OK) {
-        return cli_error("cannot verify the audit log: %s", err_str(r));
-    }
-    printf("ok: %" PRId64 " entries\n", count);
-    return CLI_EXIT_OK;
+    free(res);
+    return rc;
 }
 
 static const struct cli_cmd audit_list_cmd = {
@@ -138,12 +162,18 @@ static const struct cli_cmd audit_list_cmd = {
 };
 static const struct cli_cmd audit_verify_cmd = {
     .name = "verify",
-    .synopsis = "audit verify",
+    .synopsis = "audit verify [--key FILE]",
     .summary = "Check the hash chain of the whole audit log.",
     .details = "Prints \"ok: N entries\" and exits 0 when every entry is "
                "intact; otherwise\nexits 1 with one line naming the first "
                "entry that was changed, removed\nor reordered, or where the "
-               "log was cut short.\n",
+               "log was cut short. Entries are keyed (HMAC-SHA-256)\nwith "
+               "the audit key, audit.key beside the database; a log rewritten "
+               "by\nsomeone without the key fails. Entries from before keyed "
+               "hashing verify\nwithout it.\n"
+               "Options:\n"
+               "  --key FILE   the audit key to check with (a copy of the "
+               "database elsewhere)\n",
     .run = audit_verify_run,
 };
 static const struct cli_cmd *const audit_cmds[] = {&audit_list_cmd,

@@ -47,6 +47,7 @@
 #include "http/http_addr.h"
 #include "sshproxy/server.h"
 #include "store/access.h"
+#include "store/audit.h"
 
 #define INIT_ADMIN_NAME "admin"
 #define INIT_ADMIN_PASSWORD_LEN 20
@@ -511,6 +512,21 @@ out:
     return rc;
 }
 
+/* The audit log's key (store_audit.c): audit.key beside the database,
+ * mode 0600; last, so a failed init leaves no key behind. */
+static int init_audit_key(struct store *st)
+{
+    char path[PATH_MAX] = "";
+    int r = audit_key_create(st);
+
+    if (r != ERR_OK) {
+        (void)audit_key_path(st, path, sizeof(path));
+        return cli_error("cannot create the audit key %s: %s", path,
+                         err_str(r));
+    }
+    return CLI_EXIT_OK;
+}
+
 /* Creates the database and the admin user; the password goes to pw. */
 static int init_store(struct init_paths *p, char *pw, size_t pwlen)
 {
@@ -551,6 +567,9 @@ static int init_store(struct init_paths *p, char *pw, size_t pwlen)
     }
     if (r != ERR_OK) {
         cli_error("cannot make admin an administrator: %s", err_str(r));
+        goto out;
+    }
+    if ((rc = init_audit_key(st)) != CLI_EXIT_OK) {
         goto out;
     }
     rc = CLI_EXIT_OK;

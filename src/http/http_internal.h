@@ -137,6 +137,9 @@ struct http_req {
     const struct http_route *route;
     int method;
     char path[HTTP_PATH_MAX];
+    /* the path an API token's path filter is checked against; NULL for
+     * path (the browser terminal asks GET /me for its own path) */
+    const char *filter_path;
     char query[HTTP_QUERY_MAX];
     char client_ip[64];
     char client[80]; /* "ip:port"-like, for the audit source */

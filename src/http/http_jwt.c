@@ -27,6 +27,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "http/http_body.h"
+#include "store/access.h"
 
 #define HTTP_JWT_ISSUER "portcullis"
 #define HTTP_JWT_CLOCK_SKEW 60 /* seconds an iat may lie in the future */
@@ -521,4 +522,77 @@ bool http_path_list_match(const char *list, const char *path)
         list += len + 1;
     }
     return false;
+}
+
+bool http_cidr_list_within(const char *inner, const char *outer)
+{
+    uint8_t net[16], onet[16];
+    int fam, ofam, bits, obits;
+    const char *o;
+    size_t len, olen;
+    bool inside;
+
+    if (outer == NULL || outer[0] == '\0') {
+        return true;
+    }
+    if (inner == NULL || inner[0] == '\0') {
+        return false;
+    }
+    for (;;) {
+        len = strcspn(inner, ",");
+        if (!http_cidr_parse(inner, len, &fam, net, &bits)) {
+            return false;
+        }
+        /* inside one of outer's networks: same family, at least as long
+         * a prefix, and its network address within the outer one */
+        inside = false;
+        for (o = outer; !inside;) {
+            olen = strcspn(o, ",");
+            inside = http_cidr_parse(o, olen, &ofam, onet, &obits) &&
+                     bits >= obits &&
+                     http_cidr_contains(ofam, onet, obits, fam, net);
+            if (o[olen] == '\0') {
+                break;
+            }
+            o += olen + 1;
+        }
+        if (!inside) {
+            return false;
+        }
+        if (inner[len] == '\0') {
+            return true;
+        }
+        inner += len + 1;
+    }
+}
+
+bool http_path_list_within(const char *inner, const char *outer)
+{
+    char one[ACCESS_FILTER_MAX + 1];
+    size_t len;
+
+    if (outer == NULL || outer[0] == '\0') {
+        return true;
+    }
+    if (inner == NULL || !http_path_list_valid(inner)) {
+        return false;
+    }
+    for (;;) {
+        len = strcspn(inner, ",");
+        if (len >= sizeof(one)) {
+            return false;
+        }
+        /* A prefix p allows the paths that start with p at a boundary;
+         * when p itself is allowed by outer's prefix q (p starts with q
+         * at a boundary, or q ends in '/'), so is every path p allows. */
+        memcpy(one, inner, len);
+        one[len] = '\0';
+        if (!http_path_list_match(outer, one)) {
+            return false;
+        }
+        if (inner[len] == '\0') {
+            return true;
+        }
+        inner += len + 1;
+    }
 }

@@ -73,5 +73,12 @@ bool http_path_list_valid(const char *s);
 /* true if path starts with one of the prefixes (at a '/' boundary or
  * the prefix's own end). */
 bool http_path_list_match(const char *list, const char *path);
+/* Whether a filter list "inner" allows no more than "outer" does: every
+ * CIDR of inner lies inside one of outer's, every path prefix of inner
+ * starts (at a '/' boundary) with one of outer's. An empty list allows
+ * everything: an empty outer contains anything, an empty inner is
+ * contained only by an empty outer. A malformed inner is never within. */
+bool http_cidr_list_within(const char *inner, const char *outer);
+bool http_path_list_within(const char *inner, const char *outer);
 
 #endif

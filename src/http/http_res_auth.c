@@ -497,6 +497,69 @@ static int http_join(json_t *arr, char *out, size_t outlen)
     return ERR_OK;
 }
 
+/*
+ * The token rule: a token never makes or widens a token beyond itself.
+ * A session JWT (POST /login) is the root and may give any bounds; an API
+ * token may create a token, or widen one (a filter loosened, a disabled
+ * token enabled), only within its own source filter, its own path filter
+ * and its own expiry. Otherwise a token limited to one path could mint an
+ * unlimited ten-year token, or PATCH its own filters away.
+ *
+ * On success *caller is the calling API token (for its expiry), or
+ * caller->id[0] == '\0' for a session. Returns 0, or -1 after answering.
+ */
+static int http_token_caller(struct http_req *req,
+                             struct store_api_token *caller)
+{
+    int r;
+
+    memset(caller, 0, sizeof(*caller));
+    if (req->auth.claims.kind != HTTP_JWT_API) {
+        return 0;
+    }
+    r = store_api_token_find(req->h->store, req->auth.jti_hash, caller);
+    if (r != ERR_OK) {
+        http_store_error(req, r, "token", req->auth.claims.tid);
+        return -1;
+    }
+    return 0;
+}
+
+static int http_token_beyond(struct http_req *req,
+                             const struct store_api_token *caller,
+                             const char *cidrs, const char *paths,
+                             int64_t expires_at)
+{
+    char when[32];
+
+    if (caller->id[0] == '\0') {
+        return 0;
+    }
+    if (!http_cidr_list_within(cidrs, caller->filter_cidrs)) {
+        http_error(req, 403, "token_scope", "Forbidden",
+                   "an API token cannot give a token a wider source "
+                   "filter than its own (%.300s)",
+                   caller->filter_cidrs);
+        return -1;
+    }
+    if (!http_path_list_within(paths, caller->filter_paths)) {
+        http_error(req, 403, "token_scope", "Forbidden",
+                   "an API token cannot give a token a wider path "
+                   "filter than its own (%.300s)",
+                   caller->filter_paths);
+        return -1;
+    }
+    if (expires_at > caller->expires_at) {
+        util_fmt_time(caller->expires_at, when, sizeof(when));
+        http_error(req, 403, "token_scope", "Forbidden",
+                   "an API token cannot make a token that outlives "
+                   "it (it expires at %s)",
+                   when);
+        return -1;
+    }
+    return 0;
+}
+
 int http_h_tokens_list(struct http_req *req)
 {
     struct store_api_token *list = NULL;
@@ -524,9 +587,9 @@ int http_h_tokens_add(struct http_req *req)
     const char *user = http_body_str(req->body, "user");
     const char *exp = http_body_str(req->body, "expires_in");
     char cidrs[ACCESS_FILTER_MAX + 1] = "", paths[ACCESS_FILTER_MAX + 1] = "";
-    struct store_api_token t;
+    struct store_api_token t, caller;
     struct store_user u;
-    int64_t lifetime = 0;
+    int64_t lifetime = 0, now = util_now();
     char *token = NULL;
     json_t *data;
     int r;
@@ -535,6 +598,15 @@ int http_h_tokens_add(struct http_req *req)
                             &lifetime) != ERR_OK) {
         return http_error(req, 400, "invalid", "Invalid value",
                           "expires_in must be like 30d, 12h, 15m or 3600s");
+    }
+    if (http_token_caller(req, &caller) != 0) {
+        return 0;
+    }
+    /* Made by an API token without expires_in: the default, cut to the
+     * caller's own expiry (an explicit longer one is refused below). */
+    if (exp == NULL && caller.id[0] != '\0' &&
+        now + lifetime > caller.expires_at) {
+        lifetime = caller.expires_at - now;
     }
     if (http_join(json_object_get(req->body, "filter_cidrs"), cidrs,
                   sizeof(cidrs)) != ERR_OK ||
@@ -547,6 +619,9 @@ int http_h_tokens_add(struct http_req *req)
         (paths[0] != '\0' && !http_path_list_valid(paths))) {
         return http_error(req, 400, "invalid", "Invalid value",
                           "filter_paths must be paths starting with '/'");
+    }
+    if (http_token_beyond(req, &caller, cidrs, paths, now + lifetime) != 0) {
+        return 0;
     }
     if (user != NULL) {
         if ((r = store_user_get(req->h->store, user, &u)) != ERR_OK) {
@@ -584,13 +659,14 @@ int http_h_tokens_get(struct http_req *req)
 
 int http_h_tokens_patch(struct http_req *req)
 {
-    struct store_api_token t;
+    struct store_api_token t, old, caller;
     json_t *v;
     int r = store_api_token_get(req->h->store, req->params[0], &t);
 
     if (r != ERR_OK) {
         return http_store_error(req, r, "token", req->params[0]);
     }
+    old = t;
     t.enabled = http_body_bool(req->body, "enabled", t.enabled);
     if (http_body_has(req->body, "description")) {
         snprintf(t.description, sizeof(t.description), "%s",
@@ -609,6 +685,17 @@ int http_h_tokens_patch(struct http_req *req)
           !http_path_list_valid(t.filter_paths)))) {
         return http_error(req, 400, "invalid", "Invalid value",
                           "filter_paths must be paths starting with '/'");
+    }
+    /* Narrowing (a tighter filter, disabling) is always allowed; widening
+     * only within the caller's own bounds (see http_token_beyond). */
+    if (!http_cidr_list_within(t.filter_cidrs, old.filter_cidrs) ||
+        !http_path_list_within(t.filter_paths, old.filter_paths) ||
+        (t.enabled && !old.enabled)) {
+        if (http_token_caller(req, &caller) != 0 ||
+            http_token_beyond(req, &caller, t.filter_cidrs, t.filter_paths,
+                              t.expires_at) != 0) {
+            return 0;
+        }
     }
     if ((r = store_api_token_update(req->h->store, &t)) != ERR_OK) {
         return http_store_error(req, r, "token", req->params[0]);

@@ -702,7 +702,7 @@ static int http_authenticate(struct http_req *req)
 {
     struct http_auth *a = &req->auth;
     struct store_api_token tok;
-    const char *t = req->authorization;
+    const char *t = req->authorization, *fpath;
     bool revoked = false;
     int r;
 
@@ -753,12 +753,12 @@ static int http_authenticate(struct http_req *req)
                               "the API token may not be used from %s",
                               req->client_ip);
         }
+        fpath = req->filter_path != NULL ? req->filter_path : req->path;
         if (tok.filter_paths[0] != '\0' &&
-            !http_path_list_match(tok.filter_paths, req->path)) {
+            !http_path_list_match(tok.filter_paths, fpath)) {
             req->h->m.api_auth_failures++;
             return http_error(req, 403, "token_filter", "Forbidden",
-                              "the API token may not be used on %.200s",
-                              req->path);
+                              "the API token may not be used on %.200s", fpath);
         }
     } else {
         r = store_jwt_is_revoked(req->h->store, a->jti_hash, &revoked);

@@ -896,7 +896,9 @@ static void term_service(struct term *t)
  */
 
 /* The token, checked by the REST API's own code: a GET /api/v1/me made
- * here, with the browser's address (API tokens' CIDR filters). */
+ * here, with the browser's address (API tokens' CIDR filters) and the
+ * terminal's own path for an API token's path filter (a token limited to
+ * other paths must not open a shell). */
 static bool term_authenticate(struct term *t, const char *token)
 {
     struct http_req *req = calloc(1, sizeof(*req));
@@ -914,6 +916,7 @@ static bool term_authenticate(struct term *t, const char *token)
     req->h = t->h;
     req->method = HM_GET;
     snprintf(req->path, sizeof(req->path), "/api/v1/me");
+    req->filter_path = HTTP_TERM_PATH;
     snprintf(req->client_ip, sizeof(req->client_ip), "%s", t->browser_ip);
     snprintf(req->client, sizeof(req->client), "%s", t->browser_ip);
     req->authorization = authz;

@@ -5,7 +5,10 @@
  *
  * Each entry's hash covers the previous entry's hash and the entry's own
  * fields, so changing, removing or reordering a stored entry breaks the
- * chain at that point; audit_verify() names the first bad entry.
+ * chain at that point; audit_verify() names the first bad entry. The hash
+ * is an HMAC under a key kept outside the database (audit.key beside it,
+ * see store_audit.c), so someone who can write the database but not read
+ * the key cannot rewrite the chain whole either.
  *
  * Ownership: entries returned by audit_list() are a heap array freed with
  * store_list_free(). Never put a secret (password, TOTP code, token) in
@@ -14,6 +17,7 @@
 #ifndef PORTCULLIS_AUDIT_H
 #define PORTCULLIS_AUDIT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,7 +34,8 @@ struct audit_entry {
     char action[AUDIT_FIELD_MAX + 1]; /* "login.ok", "user.add", ... */
     char target[AUDIT_FIELD_MAX + 1]; /* what it acted on */
     char detail[AUDIT_DETAIL_MAX + 1];
-    char hash[65]; /* hex SHA-256 chaining this entry to the previous */
+    char hash[65]; /* hex SHA-256 (HMAC-SHA-256 once keyed) chaining this
+                      entry to the previous */
 };
 
 struct audit_filter {
@@ -45,6 +50,32 @@ int audit_write(struct store *st, const char *actor, const char *source,
                 const char *action, const char *target, const char *detail);
 int audit_list(struct store *st, const struct audit_filter *f,
                struct audit_entry **list, size_t *n);
+/* The result of audit_verify_full(). */
+struct audit_verify_result {
+    int64_t count;      /* entries that verified */
+    int64_t bad_seq;    /* the first that did not (0: none, or the head) */
+    int64_t keyed_from; /* the first keyed entry; 0 = none */
+    bool keyed;         /* an audit key was found and used */
+    char key_id[17];    /* its public ID (hex), when keyed */
+    char key_path[4096];
+    char why[512]; /* why it is broken, or why it could not be checked */
+};
+
+/* Where the audit key of this store lives: audit.key in the database's
+ * directory. ERR_NOT_FOUND for an in-memory database. */
+int audit_key_path(struct store *st, char *out, size_t outlen);
+/* Makes a new random audit key file (O_EXCL, mode 0600) for a new store
+ * (`portcullis init`); a writer that finds none makes one by itself. */
+int audit_key_create(struct store *st);
+/* Walks the whole chain with the audit key at key_file (NULL: the store's
+ * own, audit_key_path()), and fills res. ERR_OK if intact, ERR_CRYPTO when
+ * broken (res->bad_seq, res->why); ERR_NOT_FOUND if key_file was given
+ * and does not exist; other errors when it could not check. Entries
+ * before the first keyed one verify without the key (a log from before
+ * keyed hashing); after it, only keyed ones. With a key, a log with no
+ * keyed entry at all is broken (rewritten by someone without the key). */
+int audit_verify_full(struct store *st, const char *key_file,
+                      struct audit_verify_result *res);
 /* Walks the whole chain. ERR_OK if intact; otherwise ERR_CRYPTO and
  * *bad_seq = the first entry that does not verify (changed, or following
  * a removed entry), with why filled in. */

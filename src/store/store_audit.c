@@ -17,19 +17,55 @@
  * its length in front, so no two different entries encode alike ("ab" +
  * "c" is not "a" + "bc").
  *
- * What the chain proves and what it does not: anyone who edits, deletes or
- * reorders rows with a plain SQL tool breaks it, and audit_verify() names
- * the first entry that no longer fits. It holds no secret, so someone who
- * rewrites every later hash and the head too is not caught; copying the
- * newest hash elsewhere (a log line, a ticket) pins the log up to there.
+ * The key (defect: an unkeyed chain can be rewritten whole by anyone who
+ * can write the database). Entries are hashed with HMAC-SHA-256 under a
+ * 32-byte key kept outside the database: the file audit.key (mode 0600)
+ * in the database's directory, which is the data directory next to
+ * vault.key in the layout `portcullis init` makes. Same encoding, another
+ * domain tag, so a keyed and an unkeyed hash of one entry never agree. Why
+ * a file of its own rather than a key derived from the vault key: every
+ * process that appends (the server, every changing CLI command) then
+ * needs only the store and this file, not the vault; losing or replacing
+ * it touches only the audit log; and it can be handed to an auditor who
+ * must not be able to open vaulted passwords.
+ *
+ * A writer that finds no key file creates one (O_EXCL, so two writers
+ * agree) inside its write transaction, and removes it again if the
+ * transaction fails; `portcullis init` makes the key with the database,
+ * so a new log is keyed from entry 1. An older database's entries stay as
+ * they were, hashed without a key, and the first keyed entry after them
+ * is a marker with action "audit.keyed" and the key's ID in its detail.
+ * Verification accepts unkeyed entries only before that marker (and none
+ * after it): otherwise a chain rewritten without the key would pass for
+ * an old log as soon as the server appended its next, keyed, entry. A
+ * writer refuses (ERR_CRYPTO) to make a new key for a log whose newest
+ * entry is not an unkeyed one: the old key was lost or deleted, and a new
+ * one would hide that.
+ *
+ * What audit_verify() then proves: with the key, that nobody without the
+ * key changed, removed, reordered or appended entries, the unkeyed part
+ * before the switch included (the first keyed entry's HMAC covers the hash
+ * of the entry before it). A whole chain rewritten with the unkeyed
+ * formula fails ("an audit key exists but no entry is keyed"). It does not
+ * hold against whoever holds the key (the server, root on its host), nor
+ * against someone who both rewrites the database and deletes the key file:
+ * verification then reports an unkeyed chain, which proves only that the
+ * log is consistent; copying the newest hash elsewhere pins the log up to
+ * there against that. An in-memory database (tests) keeps an unkeyed
+ * chain: it has no directory for a key.
  */
 #include "store/audit.h"
 
+#include <errno.h>
+#include <limits.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sodium.h>
 #include <sqlite3.h>
@@ -43,6 +79,15 @@
 #define AUDIT_HEX_LEN (2 * AUDIT_HASH_BYTES)
 /* Separates this hash from any other SHA-256 the program computes. */
 #define AUDIT_DOMAIN "portcullis audit v1"
+/* The keyed entries' tag: a keyed and an unkeyed hash never agree. */
+#define AUDIT_DOMAIN_KEYED "portcullis audit v2 hmac-sha256"
+#define AUDIT_KEY_BYTES crypto_auth_hmacsha256_KEYBYTES
+#define AUDIT_KEYED_ACTION "audit.keyed"
+#define AUDIT_KEY_FILE "audit.key"
+
+_Static_assert(AUDIT_KEY_BYTES == 32, "the audit key file holds 32 bytes");
+_Static_assert(crypto_auth_hmacsha256_BYTES == AUDIT_HASH_BYTES,
+               "keyed and unkeyed hashes have one size");
 
 /* What entry 1 chains to: SHA-256 of the domain tag followed by
  * " genesis". */
@@ -53,7 +98,24 @@ static void audit_genesis(uint8_t out[AUDIT_HASH_BYTES])
     crypto_hash_sha256(out, (const unsigned char *)g, sizeof(g) - 1);
 }
 
-static void audit_hash_u64(crypto_hash_sha256_state *h, uint64_t v)
+/* SHA-256 of an unkeyed entry or HMAC-SHA-256 of a keyed one; the same
+ * bytes go into either. */
+struct audit_hctx {
+    bool keyed;
+    crypto_hash_sha256_state h;
+    crypto_auth_hmacsha256_state m;
+};
+
+static void audit_upd(struct audit_hctx *c, const void *p, size_t n)
+{
+    if (c->keyed) {
+        crypto_auth_hmacsha256_update(&c->m, p, n);
+    } else {
+        crypto_hash_sha256_update(&c->h, p, n);
+    }
+}
+
+static void audit_hash_u64(struct audit_hctx *c, uint64_t v)
 {
     uint8_t x[8];
     int i;
@@ -61,18 +123,17 @@ static void audit_hash_u64(crypto_hash_sha256_state *h, uint64_t v)
     for (i = 0; i < 8; i++) {
         x[i] = (uint8_t)(v >> (56 - 8 * i));
     }
-    crypto_hash_sha256_update(h, x, sizeof(x));
+    audit_upd(c, x, sizeof(x));
 }
 
-static void audit_hash_field(crypto_hash_sha256_state *h, const void *p,
-                             size_t n)
+static void audit_hash_field(struct audit_hctx *c, const void *p, size_t n)
 {
     uint8_t x[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8),
                     (uint8_t)n};
 
-    crypto_hash_sha256_update(h, x, sizeof(x));
+    audit_upd(c, x, sizeof(x));
     if (n > 0) {
-        crypto_hash_sha256_update(h, p, n);
+        audit_upd(c, p, n);
     }
 }
 
@@ -84,22 +145,129 @@ struct audit_fields {
     size_t n[5];
 };
 
-static void audit_hash(const uint8_t prev[AUDIT_HASH_BYTES],
+/* key NULL: the unkeyed (v1) hash; else the keyed one. */
+static void audit_hash(const uint8_t *key, const uint8_t prev[AUDIT_HASH_BYTES],
                        const struct audit_fields *e,
                        uint8_t out[AUDIT_HASH_BYTES])
 {
-    crypto_hash_sha256_state h;
+    struct audit_hctx c;
     size_t i;
 
-    crypto_hash_sha256_init(&h);
-    audit_hash_field(&h, AUDIT_DOMAIN, sizeof(AUDIT_DOMAIN) - 1);
-    crypto_hash_sha256_update(&h, prev, AUDIT_HASH_BYTES);
-    audit_hash_u64(&h, (uint64_t)e->seq);
-    audit_hash_u64(&h, (uint64_t)e->time);
-    for (i = 0; i < 5; i++) {
-        audit_hash_field(&h, e->f[i], e->n[i]);
+    memset(&c, 0, sizeof(c));
+    c.keyed = key != NULL;
+    if (c.keyed) {
+        crypto_auth_hmacsha256_init(&c.m, key, AUDIT_KEY_BYTES);
+        audit_hash_field(&c, AUDIT_DOMAIN_KEYED,
+                         sizeof(AUDIT_DOMAIN_KEYED) - 1);
+    } else {
+        crypto_hash_sha256_init(&c.h);
+        audit_hash_field(&c, AUDIT_DOMAIN, sizeof(AUDIT_DOMAIN) - 1);
     }
-    crypto_hash_sha256_final(&h, out);
+    audit_upd(&c, prev, AUDIT_HASH_BYTES);
+    audit_hash_u64(&c, (uint64_t)e->seq);
+    audit_hash_u64(&c, (uint64_t)e->time);
+    for (i = 0; i < 5; i++) {
+        audit_hash_field(&c, e->f[i], e->n[i]);
+    }
+    if (c.keyed) {
+        crypto_auth_hmacsha256_final(&c.m, out);
+    } else {
+        crypto_hash_sha256_final(&c.h, out);
+    }
+    sodium_memzero(&c, sizeof(c));
+}
+
+/* --- the key ------------------------------------------------------------ */
+
+int audit_key_path(struct store *st, char *out, size_t outlen)
+{
+    sqlite3 *db = store_sqlite_db(st);
+    const char *file = db != NULL ? sqlite3_db_filename(db, "main") : NULL;
+    const char *slash;
+    int n;
+
+    if (outlen > 0) {
+        out[0] = '\0';
+    }
+    if (db == NULL) {
+        return ERR_STORE;
+    }
+    if (file == NULL || file[0] == '\0') {
+        return ERR_NOT_FOUND; /* in memory: no directory */
+    }
+    slash = strrchr(file, '/');
+    if (slash == NULL) {
+        n = snprintf(out, outlen, "%s", AUDIT_KEY_FILE);
+    } else {
+        n = snprintf(out, outlen, "%.*s/%s", (int)(slash - file), file,
+                     AUDIT_KEY_FILE);
+    }
+    return n < 0 || (size_t)n >= outlen ? ERR_TOO_LONG : ERR_OK;
+}
+
+/* ERR_NOT_FOUND when there is no such file; ERR_CRYPTO (logged) for one
+ * that others may read or that is not exactly a key. */
+static int audit_key_read(const char *path, uint8_t key[AUDIT_KEY_BYTES])
+{
+    struct stat sb;
+    ssize_t got;
+    int fd, r = ERR_IO;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        return errno == ENOENT ? ERR_NOT_FOUND : ERR_IO;
+    }
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        log_error("audit key %s: not a regular file", path);
+        r = ERR_CRYPTO;
+        goto out;
+    }
+    if ((sb.st_mode & 077) != 0) {
+        log_error("audit key %s: mode %03o lets others read it; chmod 600",
+                  path, (unsigned)(sb.st_mode & 0777));
+        r = ERR_CRYPTO;
+        goto out;
+    }
+    if (sb.st_size != AUDIT_KEY_BYTES) {
+        log_error("audit key %s: not %d bytes", path, AUDIT_KEY_BYTES);
+        r = ERR_CRYPTO;
+        goto out;
+    }
+    got = read(fd, key, AUDIT_KEY_BYTES);
+    r = got == AUDIT_KEY_BYTES ? ERR_OK : ERR_IO;
+out:
+    close(fd);
+    if (r != ERR_OK) {
+        sodium_memzero(key, AUDIT_KEY_BYTES);
+    }
+    return r;
+}
+
+int audit_key_create(struct store *st)
+{
+    uint8_t key[AUDIT_KEY_BYTES];
+    char path[PATH_MAX];
+    int r;
+
+    if ((r = audit_key_path(st, path, sizeof(path))) != ERR_OK) {
+        return r;
+    }
+    randombytes_buf(key, sizeof(key));
+    r = util_write_file_excl(path, key, sizeof(key), 0600);
+    sodium_memzero(key, sizeof(key));
+    return r;
+}
+
+/* A short public name of a key (hex of a keyed BLAKE2b of a fixed text),
+ * for the marker entry and `audit verify`: says which key, reveals none. */
+static void audit_key_id(const uint8_t key[AUDIT_KEY_BYTES], char out[17])
+{
+    static const char what[] = "portcullis audit key id";
+    uint8_t id[8];
+
+    crypto_generichash(id, sizeof(id), (const unsigned char *)what,
+                       sizeof(what) - 1, key, AUDIT_KEY_BYTES);
+    sodium_bin2hex(out, 17, id, sizeof(id));
 }
 
 static void audit_hex(const uint8_t h[AUDIT_HASH_BYTES],
@@ -190,15 +358,146 @@ static int audit_check(const char *s, size_t max)
     return store_check_len(s, max);
 }
 
+/* Inserts one entry after prev (seq head_seq + 1), keyed when key is set;
+ * prev and head_seq then name the new entry. */
+static int audit_append(struct store *st, const uint8_t *key,
+                        uint8_t prev[AUDIT_HASH_BYTES], int64_t *head_seq,
+                        const char *const v[5])
+{
+    uint8_t h[AUDIT_HASH_BYTES];
+    char prev_hex[AUDIT_HEX_LEN + 1], hex[AUDIT_HEX_LEN + 1];
+    struct audit_fields e;
+    int r, i;
+
+    audit_hex(prev, prev_hex);
+    memset(&e, 0, sizeof(e));
+    e.seq = *head_seq + 1;
+    e.time = util_now();
+    for (i = 0; i < 5; i++) {
+        e.f[i] = v[i];
+        e.n[i] = strlen(v[i]);
+    }
+    audit_hash(key, prev, &e, h);
+    audit_hex(h, hex);
+    if ((r = store_sqlite_query(
+             st, "audit write",
+             "INSERT INTO audit (seq, time, actor, source, action, target,"
+             " detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             NULL, NULL, NULL, "iittttttt", e.seq, e.time, v[0], v[1], v[2],
+             v[3], v[4], prev_hex, hex)) != ERR_OK) {
+        return r;
+    }
+    memcpy(prev, h, AUDIT_HASH_BYTES);
+    *head_seq = e.seq;
+    return ERR_OK;
+}
+
+/* Whether the stored entry seq hashes, without a key, to its stored hash:
+ * a row of a log from before keyed hashing. */
+struct audit_unkeyed_probe {
+    bool found, unkeyed;
+};
+
+static int audit_unkeyed_row(sqlite3_stmt *stmt, void *ctx)
+{
+    struct audit_unkeyed_probe *p = ctx;
+    uint8_t prev[AUDIT_HASH_BYTES], h[AUDIT_HASH_BYTES];
+    char hex[AUDIT_HEX_LEN + 1];
+    const unsigned char *ph = sqlite3_column_text(stmt, 7);
+    const unsigned char *hh = sqlite3_column_text(stmt, 8);
+    struct audit_fields e;
+    int i;
+
+    p->found = true;
+    memset(&e, 0, sizeof(e));
+    e.seq = sqlite3_column_int64(stmt, 0);
+    e.time = sqlite3_column_int64(stmt, 1);
+    for (i = 0; i < 5; i++) {
+        e.f[i] = sqlite3_column_blob(stmt, 2 + i);
+        e.n[i] = (size_t)sqlite3_column_bytes(stmt, 2 + i);
+    }
+    if (ph == NULL || hh == NULL ||
+        !audit_unhex((const char *)ph, (size_t)sqlite3_column_bytes(stmt, 7),
+                     prev)) {
+        return ERR_OK;
+    }
+    audit_hash(NULL, prev, &e, h);
+    audit_hex(h, hex);
+    p->unkeyed = (size_t)sqlite3_column_bytes(stmt, 8) == AUDIT_HEX_LEN &&
+                 memcmp(hh, hex, AUDIT_HEX_LEN) == 0;
+    return ERR_OK;
+}
+
+/* The key for a write, in key[]: read from its file, or made now when the
+ * file is missing and the log is empty or still unkeyed at its newest
+ * entry (*created then set: the caller writes the marker, and removes the
+ * file again if its transaction fails). *have false: no key at all (an
+ * in-memory database). */
+static int audit_key_for_write(struct store *st, int64_t head_seq,
+                               uint8_t key[AUDIT_KEY_BYTES], bool *have,
+                               bool *created, char *path, size_t pathlen)
+{
+    struct audit_unkeyed_probe probe = {false, false};
+    int r;
+
+    *have = *created = false;
+    r = audit_key_path(st, path, pathlen);
+    if (r == ERR_NOT_FOUND) {
+        return ERR_OK;
+    }
+    if (r != ERR_OK) {
+        return r;
+    }
+    r = audit_key_read(path, key);
+    if (r == ERR_NOT_FOUND) {
+        if (head_seq > 0) {
+            r = store_sqlite_query(
+                st, "audit write",
+                "SELECT seq, time, actor, source, action, target, detail,"
+                " prev_hash, hash FROM audit WHERE seq = ?",
+                audit_unkeyed_row, &probe, NULL, "i", head_seq);
+            if (r != ERR_OK) {
+                return r;
+            }
+            if (!probe.found || !probe.unkeyed) {
+                log_error("store: audit write: the audit key %s is missing "
+                          "but the log is keyed (or damaged at entry %lld); "
+                          "restore the key file, do not make a new one",
+                          path, (long long)head_seq);
+                return ERR_CRYPTO;
+            }
+        }
+        randombytes_buf(key, AUDIT_KEY_BYTES);
+        r = util_write_file_excl(path, key, AUDIT_KEY_BYTES, 0600);
+        if (r == ERR_OK) {
+            *created = true;
+        } else {
+            /* Another writer made it first (or it cannot be written):
+             * what is on disk is the key. */
+            r = audit_key_read(path, key);
+        }
+    }
+    if (r != ERR_OK) {
+        sodium_memzero(key, AUDIT_KEY_BYTES);
+        log_error("store: audit write: cannot use the audit key %s: %s", path,
+                  err_str(r));
+        return r == ERR_NOT_FOUND ? ERR_CRYPTO : r;
+    }
+    *have = true;
+    return ERR_OK;
+}
+
 int audit_write(struct store *st, const char *actor, const char *source,
                 const char *action, const char *target, const char *detail)
 {
-    uint8_t prev[AUDIT_HASH_BYTES], h[AUDIT_HASH_BYTES];
-    char prev_hex[AUDIT_HEX_LEN + 1], hex[AUDIT_HEX_LEN + 1];
+    uint8_t prev[AUDIT_HASH_BYTES], key[AUDIT_KEY_BYTES];
+    char prev_hex[AUDIT_HEX_LEN + 1], path[PATH_MAX], kid[17];
+    char mdetail[AUDIT_DETAIL_MAX + 1];
     const char *v[5] = {actor, source, action, target, detail};
-    struct audit_fields e;
+    const char *marker[5] = {"system", "audit", AUDIT_KEYED_ACTION, "",
+                             mdetail};
     int64_t head_seq = 0;
-    bool found = false;
+    bool found = false, have = false, created = false;
     int r, i;
 
     if (action == NULL || action[0] == '\0') {
@@ -231,30 +530,36 @@ int audit_write(struct store *st, const char *actor, const char *source,
          * is already there for audit_verify() to report. */
         memset(prev, 0, sizeof(prev));
     }
-    audit_hex(prev, prev_hex);
-    memset(&e, 0, sizeof(e));
-    e.seq = head_seq + 1;
-    e.time = util_now();
-    for (i = 0; i < 5; i++) {
-        e.f[i] = v[i];
-        e.n[i] = strlen(v[i]);
-    }
-    audit_hash(prev, &e, h);
-    audit_hex(h, hex);
-    if ((r = store_sqlite_query(
-             st, "audit write",
-             "INSERT INTO audit (seq, time, actor, source, action, target,"
-             " detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-             NULL, NULL, NULL, "iittttttt", e.seq, e.time, v[0], v[1], v[2],
-             v[3], v[4], prev_hex, hex)) != ERR_OK) {
+    if ((r = audit_key_for_write(st, head_seq, key, &have, &created, path,
+                                 sizeof(path))) != ERR_OK) {
         goto out;
     }
+    /* The switch of an existing log gets a marker; a new log is keyed
+     * from entry 1 and needs none. */
+    if (created && head_seq > 0) {
+        audit_key_id(key, kid);
+        snprintf(mdetail, sizeof(mdetail),
+                 "keyed hashing (HMAC-SHA-256) starts here; key id %s", kid);
+        if ((r = audit_append(st, key, prev, &head_seq, marker)) != ERR_OK) {
+            goto out;
+        }
+    }
+    if ((r = audit_append(st, have ? key : NULL, prev, &head_seq, v)) !=
+        ERR_OK) {
+        goto out;
+    }
+    audit_hex(prev, prev_hex);
     r = store_sqlite_query(st, "audit head",
                            "UPDATE audit_head SET seq = ?, hash = ?"
                            " WHERE id = 1",
-                           NULL, NULL, NULL, "it", e.seq, hex);
+                           NULL, NULL, NULL, "it", head_seq, prev_hex);
 out:
-    return store_sqlite_end(st, r);
+    sodium_memzero(key, sizeof(key));
+    r = store_sqlite_end(st, r);
+    if (r != ERR_OK && created) {
+        (void)unlink(path);
+    }
+    return r;
 }
 
 /* --- listing ------------------------------------------------------------ */
@@ -344,6 +649,12 @@ out:
 
 /* --- verification ------------------------------------------------------- */
 
+static bool audit_is_marker(const struct audit_fields *e)
+{
+    return e->n[2] == sizeof(AUDIT_KEYED_ACTION) - 1 &&
+           memcmp(e->f[2], AUDIT_KEYED_ACTION, e->n[2]) == 0;
+}
+
 /* Reports the first bad entry: the outcome of audit_verify(). */
 __attribute__((format(printf, 5, 6))) static int
 audit_bad(int64_t *bad_seq, char *why, size_t whylen, int64_t seq,
@@ -360,32 +671,53 @@ audit_bad(int64_t *bad_seq, char *why, size_t whylen, int64_t seq,
     return ERR_CRYPTO;
 }
 
-int audit_verify_count(struct store *st, int64_t *count, int64_t *bad_seq,
-                       char *why, size_t whylen)
+int audit_verify_full(struct store *st, const char *key_file,
+                      struct audit_verify_result *res)
 {
     uint8_t prev[AUDIT_HASH_BYTES], h[AUDIT_HASH_BYTES];
+    uint8_t key[AUDIT_KEY_BYTES];
     char prev_hex[AUDIT_HEX_LEN + 1], hex[AUDIT_HEX_LEN + 1];
-    char head_hash[AUDIT_HEX_LEN + 1];
+    char khex[AUDIT_HEX_LEN + 1], head_hash[AUDIT_HEX_LEN + 1];
     struct audit_fields e;
     sqlite3_stmt *stmt = NULL;
-    int64_t expect = 1, head_seq = 0, seen = 0, dummy = 0;
-    bool found = false, bad = false;
+    int64_t expect = 1, head_seq = 0, seen = 0, *bad_seq = &res->bad_seq;
+    char *why = res->why;
+    size_t whylen = sizeof(res->why);
+    bool found = false, bad = false, have = false;
     int r, rc, i;
 
-    if (bad_seq == NULL) {
-        bad_seq = &dummy;
+    memset(res, 0, sizeof(*res));
+    if (key_file != NULL) {
+        r = snprintf(res->key_path, sizeof(res->key_path), "%s", key_file) <
+                    (int)sizeof(res->key_path)
+                ? ERR_OK
+                : ERR_TOO_LONG;
+    } else {
+        r = audit_key_path(st, res->key_path, sizeof(res->key_path));
     }
-    *bad_seq = 0;
-    if (count != NULL) {
-        *count = 0;
+    if (r == ERR_OK) {
+        r = audit_key_read(res->key_path, key);
+        if (r == ERR_NOT_FOUND && key_file != NULL) {
+            snprintf(why, whylen, "no audit key at %.400s", key_file);
+            return ERR_NOT_FOUND;
+        }
+        if (r != ERR_OK && r != ERR_NOT_FOUND) {
+            snprintf(why, whylen, "cannot read the audit key %.400s: %s",
+                     res->key_path, err_str(r));
+            return r;
+        }
+        have = r == ERR_OK;
+    } else if (r != ERR_NOT_FOUND) {
+        return r;
     }
-    if (why != NULL && whylen > 0) {
-        why[0] = '\0';
+    res->keyed = have;
+    if (have) {
+        audit_key_id(key, res->key_id);
     }
     /* One read transaction: the rows and the head are one snapshot, even
      * while the server appends. */
     if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
-        return r;
+        goto wipe;
     }
     if ((r = audit_head_read(st, &found, &head_seq, head_hash)) != ERR_OK) {
         goto out;
@@ -406,6 +738,7 @@ int audit_verify_count(struct store *st, int64_t *count, int64_t *bad_seq,
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         const unsigned char *ph, *hh;
         size_t phn, hhn;
+        bool keyed_ok = false, unkeyed_ok;
 
         memset(&e, 0, sizeof(e));
         e.seq = sqlite3_column_int64(stmt, 0);
@@ -443,13 +776,48 @@ int audit_verify_count(struct store *st, int64_t *count, int64_t *bad_seq,
             bad = true;
             goto out;
         }
-        audit_hash(prev, &e, h);
+        /* Keyed from the first keyed entry on; unkeyed only before it. */
+        if (have) {
+            audit_hash(key, prev, &e, h);
+            audit_hex(h, khex);
+            keyed_ok = hh != NULL && hhn == AUDIT_HEX_LEN &&
+                       sodium_memcmp(hh, khex, AUDIT_HEX_LEN) == 0;
+        }
+        audit_hash(NULL, prev, &e, h);
         audit_hex(h, hex);
-        if (hh == NULL || hhn != AUDIT_HEX_LEN ||
-            memcmp(hh, hex, AUDIT_HEX_LEN) != 0) {
+        unkeyed_ok = !keyed_ok && hh != NULL && hhn == AUDIT_HEX_LEN &&
+                     memcmp(hh, hex, AUDIT_HEX_LEN) == 0;
+        if (keyed_ok && res->keyed_from == 0 && e.seq != 1 &&
+            !audit_is_marker(&e)) {
+            /* The switch is always the marker a writer makes with the
+             * key: unkeyed entries followed by any other keyed one are a
+             * rewrite that a later, honest append chained onto. */
+            r = audit_bad(bad_seq, why, whylen, e.seq - 1,
+                          "entry changed (hashed without the audit key, and "
+                          "keyed hashing does not start with its marker)");
+            bad = true;
+            goto out;
+        }
+        if (keyed_ok) {
+            if (res->keyed_from == 0) {
+                res->keyed_from = e.seq;
+            }
+            memcpy(hex, khex, sizeof(hex));
+            audit_unhex(khex, AUDIT_HEX_LEN, h);
+        } else if (unkeyed_ok && res->keyed_from != 0) {
             r = audit_bad(bad_seq, why, whylen, e.seq,
-                          "entry changed (its hash does not match its "
-                          "contents)");
+                          "entry changed (hashed without the audit key after "
+                          "keyed hashing started at entry %lld)",
+                          (long long)res->keyed_from);
+            bad = true;
+            goto out;
+        } else if (!unkeyed_ok) {
+            r = audit_bad(bad_seq, why, whylen, e.seq, "%s",
+                          have ? "entry changed (its hash does not match its "
+                                 "contents under the audit key)"
+                               : "entry changed, or keyed with an audit key "
+                                 "this check does not have (its hash does "
+                                 "not match its contents)");
             bad = true;
             goto out;
         }
@@ -490,6 +858,14 @@ int audit_verify_count(struct store *st, int64_t *count, int64_t *bad_seq,
         r = audit_bad(bad_seq, why, whylen, 0,
                       "the audit head row was changed");
         bad = true;
+    } else if (have && seen > 0 && res->keyed_from == 0) {
+        /* Every entry hashes without the key, yet a key exists: only a
+         * chain rewritten by someone without the key looks like this. */
+        r = audit_bad(bad_seq, why, whylen, 1,
+                      "an audit key exists (%.300s) but no entry is keyed: the "
+                      "log was rewritten without the key",
+                      res->key_path);
+        bad = true;
     }
 out:
     sqlite3_finalize(stmt);
@@ -498,8 +874,28 @@ out:
     if (!bad) {
         r = rc;
     }
-    if (count != NULL && (r == ERR_OK || bad)) {
-        *count = seen;
+    if (r == ERR_OK || bad) {
+        res->count = seen;
+    }
+wipe:
+    sodium_memzero(key, sizeof(key));
+    return r;
+}
+
+int audit_verify_count(struct store *st, int64_t *count, int64_t *bad_seq,
+                       char *why, size_t whylen)
+{
+    struct audit_verify_result res;
+    int r = audit_verify_full(st, NULL, &res);
+
+    if (count != NULL) {
+        *count = res.count;
+    }
+    if (bad_seq != NULL) {
+        *bad_seq = res.bad_seq;
+    }
+    if (why != NULL && whylen > 0) {
+        snprintf(why, whylen, "%s", res.why);
     }
     return r;
 }

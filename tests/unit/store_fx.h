@@ -30,6 +30,8 @@ static void fx_rm(const struct fx *f)
         snprintf(p, sizeof(p), "%s%s", f->path, sfx[i]);
         unlink(p);
     }
+    snprintf(p, sizeof(p), "%s/audit.key", f->dir); /* store_audit.c's */
+    unlink(p);
     rmdir(f->dir);
 }
 

@@ -5,7 +5,10 @@
  * middle, two rows swapped, the last row deleted, a character moved from
  * one field into the next. Edits go through the sqlite3 API on the same
  * file, as someone with the sqlite3 shell would make them. Two processes
- * appending at once must still form one chain.
+ * appending at once must still form one chain. The key: a chain rewritten
+ * whole with the old unkeyed formula (what anyone with the database could
+ * do) fails once the log is keyed; an old unkeyed log stays verifiable up
+ * to the switch and is pinned by it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,7 +23,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sodium.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include "common/err.h"
 #include "common/util.h"
@@ -305,6 +310,230 @@ static void test_head_removed(void **state)
     assert_int_not_equal(audit_write(f->st, "x", "y", "z", "", ""), ERR_OK);
 }
 
+/* --- the key ------------------------------------------------------------ */
+
+/* The unkeyed (v1) entry hash of store_audit.c, written again here from
+ * its description: what someone who has the database but not the key
+ * would compute. */
+static void v1_u64(crypto_hash_sha256_state *h, uint64_t v)
+{
+    uint8_t x[8];
+
+    for (int i = 0; i < 8; i++) {
+        x[i] = (uint8_t)(v >> (56 - 8 * i));
+    }
+    crypto_hash_sha256_update(h, x, 8);
+}
+
+static void v1_field(crypto_hash_sha256_state *h, const void *p, size_t n)
+{
+    uint8_t x[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8),
+                    (uint8_t)n};
+
+    crypto_hash_sha256_update(h, x, 4);
+    crypto_hash_sha256_update(h, p, n);
+}
+
+/* Rewrites every prev_hash and hash from entry `from` on, and the head,
+ * with the unkeyed formula, through the sqlite3 API behind the store's
+ * back. */
+static void rewrite_unkeyed(const struct fx *f, int64_t from)
+{
+    static const char g[] = "portcullis audit v1 genesis";
+    uint8_t prev[32], h[32];
+    char prev_hex[65], hex[65], sql[512];
+    crypto_hash_sha256_state st;
+    sqlite3_stmt *q = NULL;
+    sqlite3 *db = NULL;
+    int64_t seq = 0;
+
+    crypto_hash_sha256(prev, (const unsigned char *)g, sizeof(g) - 1);
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db,
+                           "SELECT seq, time, actor, source, action, target,"
+                           " detail, hash FROM audit ORDER BY seq",
+                           -1, &q, NULL),
+        SQLITE_OK);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        seq = sqlite3_column_int64(q, 0);
+        if (seq < from) {
+            assert_int_equal(
+                sodium_hex2bin(prev, 32,
+                               (const char *)sqlite3_column_text(q, 7), 64,
+                               NULL, NULL, NULL),
+                0);
+            continue;
+        }
+        crypto_hash_sha256_init(&st);
+        v1_field(&st, "portcullis audit v1", 19);
+        crypto_hash_sha256_update(&st, prev, 32);
+        v1_u64(&st, (uint64_t)seq);
+        v1_u64(&st, (uint64_t)sqlite3_column_int64(q, 1));
+        for (int i = 2; i < 7; i++) {
+            v1_field(&st, sqlite3_column_blob(q, i),
+                     (size_t)sqlite3_column_bytes(q, i));
+        }
+        crypto_hash_sha256_final(&st, h);
+        sodium_bin2hex(prev_hex, sizeof(prev_hex), prev, 32);
+        sodium_bin2hex(hex, sizeof(hex), h, 32);
+        snprintf(sql, sizeof(sql),
+                 "UPDATE audit SET prev_hash = '%s', hash = '%s'"
+                 " WHERE seq = %lld",
+                 prev_hex, hex, (long long)seq);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        memcpy(prev, h, 32);
+    }
+    sqlite3_finalize(q);
+    sodium_bin2hex(hex, sizeof(hex), prev, 32);
+    snprintf(sql, sizeof(sql), "UPDATE audit_head SET hash = '%s'", hex);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static void key_path(const struct fx *f, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s/audit.key", f->dir);
+}
+
+static void test_keyed_from_the_start(void **state)
+{
+    struct fx *f = *state;
+    struct audit_verify_result res;
+    char path[160], got[4096];
+    struct stat sb;
+
+    write_five(f->st);
+    key_path(f, path, sizeof(path));
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(sb.st_size, 32);
+    assert_int_equal(audit_key_path(f->st, got, sizeof(got)), ERR_OK);
+    assert_string_equal(got, path);
+    assert_int_equal(audit_verify_full(f->st, NULL, &res), ERR_OK);
+    assert_true(res.keyed);
+    assert_int_equal(res.keyed_from, 1);
+    assert_int_equal(res.count, 5);
+    assert_int_equal(strlen(res.key_id), 16);
+}
+
+/* The defect: the whole chain rewritten with the unkeyed formula used to
+ * verify; with the key it does not. */
+static void test_rewritten_whole_without_the_key(void **state)
+{
+    struct fx *f = *state;
+    struct audit_verify_result res;
+    char path[160], moved[170];
+
+    write_five(f->st);
+    raw_sql(f, "UPDATE audit SET actor = 'mallory' WHERE seq = 1");
+    rewrite_unkeyed(f, 1);
+    expect_bad(f, 1, "no entry is keyed");
+    /* Without the key file the same chain looks consistent: what verify
+     * proved before keying, and all it can prove without the key. */
+    key_path(f, path, sizeof(path));
+    snprintf(moved, sizeof(moved), "%s.away", path);
+    assert_int_equal(rename(path, moved), 0);
+    assert_int_equal(audit_verify_full(f->st, NULL, &res), ERR_OK);
+    assert_false(res.keyed);
+    assert_int_equal(res.count, 5);
+    /* ...and the key, given explicitly (a copy elsewhere), still tells. */
+    assert_int_equal(audit_verify_full(f->st, moved, &res), ERR_CRYPTO);
+    assert_int_equal(res.bad_seq, 1);
+    assert_int_equal(rename(moved, path), 0);
+    /* The next honest, keyed append does not make the rewritten entries
+     * pass for an old unkeyed log: only the marker may follow them. */
+    assert_int_equal(audit_write(f->st, "x", "cli", "user.add", "eve", ""),
+                     ERR_OK);
+    expect_bad(f, 5, "does not start with its marker");
+}
+
+/* Rewriting only the newest entries, keeping the keyed start: the first
+ * rewritten one is named. */
+static void test_rewritten_tail_without_the_key(void **state)
+{
+    struct fx *f = *state;
+
+    write_five(f->st);
+    raw_sql(f, "UPDATE audit SET detail = 'nothing' WHERE seq = 4");
+    rewrite_unkeyed(f, 3);
+    expect_bad(f, 3,
+               "hashed without the audit key after keyed hashing "
+               "started at entry 1");
+}
+
+/* A log from before keyed hashing (no key file, unkeyed hashes) stays
+ * verifiable: the first write after the upgrade makes the key, writes the
+ * marker, and from there every entry is keyed. */
+static void test_migration_from_unkeyed(void **state)
+{
+    struct fx *f = *state;
+    struct audit_verify_result res;
+    struct audit_entry *list = NULL;
+    struct audit_filter flt;
+    char path[160];
+    size_t n = 0;
+
+    write_five(f->st);
+    key_path(f, path, sizeof(path));
+    assert_int_equal(unlink(path), 0);
+    rewrite_unkeyed(f, 1); /* what an older version wrote */
+    assert_int_equal(audit_verify_full(f->st, NULL, &res), ERR_OK);
+    assert_false(res.keyed);
+
+    assert_int_equal(audit_write(f->st, "admin", "cli", "user.add", "eve", ""),
+                     ERR_OK);
+    assert_int_equal(access(path, F_OK), 0);
+    assert_int_equal(audit_verify_full(f->st, NULL, &res), ERR_OK);
+    assert_true(res.keyed);
+    assert_int_equal(res.keyed_from, 6);
+    assert_int_equal(res.count, 7);
+    memset(&flt, 0, sizeof(flt));
+    flt.action = "audit.keyed";
+    assert_int_equal(audit_list(f->st, &flt, &list, &n), ERR_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(list[0].seq, 6);
+    assert_non_null(strstr(list[0].detail, res.key_id));
+    store_list_free(list);
+
+    /* The old part is pinned by the first keyed entry: rewriting it with
+     * the unkeyed formula (consistently) breaks the chain there. */
+    raw_sql(f, "UPDATE audit SET target = 'nobody' WHERE seq = 2");
+    rewrite_unkeyed(f, 1);
+    expect_bad(f, 1, "no entry is keyed");
+}
+
+/* A missing key is not quietly replaced: a keyed log refuses new entries
+ * until the key is back, and verify without it says so. */
+static void test_key_missing_or_loose(void **state)
+{
+    struct fx *f = *state;
+    char path[160], moved[170];
+
+    write_five(f->st);
+    key_path(f, path, sizeof(path));
+    snprintf(moved, sizeof(moved), "%s.away", path);
+    assert_int_equal(rename(path, moved), 0);
+    assert_int_equal(audit_write(f->st, "x", "cli", "user.add", "eve", ""),
+                     ERR_CRYPTO);
+    assert_int_equal(access(path, F_OK), -1);
+    expect_bad(f, 1, "keyed with an audit key this check does not have");
+    assert_int_equal(rename(moved, path), 0);
+    expect_ok(f, 5);
+    /* a key others may read is refused, by writers and by verify */
+    assert_int_equal(chmod(path, 0644), 0);
+    assert_int_equal(audit_write(f->st, "x", "cli", "user.add", "eve", ""),
+                     ERR_CRYPTO);
+    assert_int_equal(audit_verify(f->st, NULL, NULL, 0), ERR_CRYPTO);
+    assert_int_equal(chmod(path, 0600), 0);
+    assert_int_equal(audit_write(f->st, "x", "cli", "user.add", "eve", ""),
+                     ERR_OK);
+    expect_ok(f, 6);
+}
+
 #define CONC_N 40
 
 static int conc_writes(struct store *st, const char *who)
@@ -380,6 +609,16 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_head_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_writers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keyed_from_the_start, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_rewritten_whole_without_the_key,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rewritten_tail_without_the_key,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_from_unkeyed, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_key_missing_or_loose, setup,
+                                        teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

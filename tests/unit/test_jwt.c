@@ -258,6 +258,47 @@ static void test_helpers(void **state)
     assert_string_not_equal(h1, h2);
 }
 
+/* The token rule's containment (http_res_auth.c): a new or widened token
+ * may allow no source and no path its maker does not. */
+static void test_filter_within(void **state)
+{
+    (void)state;
+    /* an empty outer list allows everything */
+    assert_true(http_cidr_list_within("", ""));
+    assert_true(http_cidr_list_within("10.0.0.0/8", ""));
+    assert_true(http_path_list_within("", ""));
+    assert_true(http_path_list_within("/api/v1/me", ""));
+    /* an empty inner list is unfiltered: never within a filter */
+    assert_false(http_cidr_list_within("", "127.0.0.0/8"));
+    assert_false(http_path_list_within("", "/api/v1/me"));
+    assert_false(http_cidr_list_within(NULL, "127.0.0.0/8"));
+
+    assert_true(http_cidr_list_within("127.0.0.1", "127.0.0.0/8"));
+    assert_true(http_cidr_list_within("127.1.0.0/16,10.1.2.3",
+                                      "10.0.0.0/8,127.0.0.0/8"));
+    assert_true(http_cidr_list_within("127.0.0.0/8", "127.0.0.0/8"));
+    assert_false(http_cidr_list_within("127.0.0.0/7", "127.0.0.0/8"));
+    assert_false(http_cidr_list_within("0.0.0.0/0", "127.0.0.0/8"));
+    assert_false(http_cidr_list_within("127.0.0.1,192.0.2.1", "127.0.0.0/8"));
+    assert_false(http_cidr_list_within("::1", "127.0.0.0/8"));
+    assert_true(http_cidr_list_within("2001:db8::1", "2001:db8::/32"));
+    assert_false(http_cidr_list_within("2001:db9::/48", "2001:db8::/32"));
+    assert_false(http_cidr_list_within("junk", "127.0.0.0/8"));
+
+    assert_true(http_path_list_within("/api/v1/me", "/api/v1/me"));
+    assert_true(http_path_list_within("/api/v1/assets/x", "/api/v1/assets"));
+    assert_true(http_path_list_within("/api/v1/assets/", "/api/v1/assets"));
+    assert_true(http_path_list_within("/api/v1/me,/api/v1/assets/a",
+                                      "/api/v1/assets,/api/v1/me"));
+    assert_true(http_path_list_within("/api/v1/x", "/api/"));
+    assert_false(http_path_list_within("/api/v1/assetsX", "/api/v1/assets"));
+    assert_false(http_path_list_within("/api/v1", "/api/v1/"));
+    assert_false(http_path_list_within("/", "/api/v1/me"));
+    assert_false(
+        http_path_list_within("/api/v1/me,/api/v1/api-tokens", "/api/v1/me"));
+    assert_false(http_path_list_within("relative", "/api"));
+}
+
 static const struct http_field spec[] = {
     {"name", HF_STRING, true, 1, 8},      {"port", HF_INT, false, 1, 65535},
     {"on", HF_BOOL, false, 0, 0},         {"list", HF_STRING_LIST, false, 0, 2},
@@ -314,6 +355,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_file, setup, teardown),
         cmocka_unit_test(test_helpers),
+        cmocka_unit_test(test_filter_within),
         cmocka_unit_test(test_body),
     };
 
