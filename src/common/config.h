@@ -4,7 +4,8 @@
  * of the file itself, so a data directory can be moved as a whole.
  *
  *   [server]  data_dir, log_level
- *   [ssh]     listen, port, host_key, max_startups, max_sessions,
+ *   [ssh]     listen, port, host_key, max_startups (N or start:rate:full),
+ *             max_startups_per_source, max_auth_tries, max_sessions,
  *             login_grace_seconds, connect_timeout_seconds, privsep_user
  *   [http]    listen, port, tls_cert, tls_key, allow_plain_http,
  *             jwt_secret, session_minutes, max_body_bytes,
@@ -34,7 +35,13 @@ struct config {
     char *ssh_listen;            /* address the SSH proxy binds */
     int ssh_port;                /* default 2203 */
     char *ssh_host_key;          /* ed25519 private key, absolute path */
-    int max_startups;            /* concurrent unauthenticated children */
+    /* pre-authentication limits (sshproxy/preauth.h); max_startups is
+     * OpenSSH's MaxStartups start:rate:full, "N" meaning N:100:N */
+    int max_startups;            /* full: unauthenticated children */
+    int max_startups_begin;      /* start: random early drop from here */
+    int max_startups_rate;       /* rate: drop percentage at start */
+    int max_startups_per_source; /* unauthenticated children per source */
+    int max_auth_tries;          /* failed attempts per connection */
     int max_sessions;            /* concurrent children in all */
     int login_grace_seconds;     /* time allowed to authenticate */
     int connect_timeout_seconds; /* upstream TCP connect */
