@@ -121,6 +121,15 @@ static void server_addr_str(const struct sockaddr_storage *ss, char *out,
 #define SPAWNER_GRACE_SLACK_MS 5000
 /* At most one log line per this many ms about refused connections. */
 #define SPAWNER_REFUSE_LOG_MS 10000
+/* Refused connections kept open (reading and discarding) until the
+ * client has read why and closed, at most this many and this long. */
+#define SPAWNER_LINGER_MAX 128
+#define SPAWNER_LINGER_MS 2000
+
+struct spawner_linger {
+    int fd;
+    int64_t until; /* util_mono_ms() */
+};
 
 struct spawner {
     const struct config *cfg;
@@ -134,6 +143,8 @@ struct spawner {
     uint64_t refused;     /* connections refused since the last log line */
     int64_t refused_log;  /* util_mono_ms() of that line */
     enum preauth_verdict refused_why;
+    struct spawner_linger linger[SPAWNER_LINGER_MAX];
+    int nlinger;
 };
 
 /*
@@ -188,8 +199,36 @@ static size_t spawner_refusal(enum preauth_verdict v, uint8_t *out,
     return n;
 }
 
-/* Closes a connection that gets no child; logs a summary now and then
- * (one line per refused connection would let a flood fill the log). */
+/*
+ * Ends a connection that gets no child. Closing a socket while the
+ * client's bytes (its identification, then its KEXINIT) are unread makes
+ * the kernel answer with a reset, and a reset throws away the refusal the
+ * client has not read yet. So a refused connection is half-closed and
+ * kept, its input discarded, until the client closes it or
+ * SPAWNER_LINGER_MS pass; when SPAWNER_LINGER_MAX are kept already (a
+ * flood), it is closed at once.
+ */
+static void spawner_linger_drop(struct spawner *sp, int i)
+{
+    close(sp->linger[i].fd);
+    sp->linger[i] = sp->linger[--sp->nlinger];
+}
+
+static void spawner_linger_read(struct spawner *sp, int i)
+{
+    char scratch[4096];
+    ssize_t n;
+
+    while ((n = recv(sp->linger[i].fd, scratch, sizeof(scratch),
+                     MSG_DONTWAIT)) > 0) {
+    }
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        spawner_linger_drop(sp, i);
+    }
+}
+
+/* Logs a summary now and then (one line per refused connection would
+ * let a flood fill the log). */
 static void spawner_refuse(struct spawner *sp, int fd, const char *addr,
                            enum preauth_verdict v)
 {
@@ -200,7 +239,13 @@ static void spawner_refuse(struct spawner *sp, int fd, const char *addr,
     if (n > 0) {
         (void)send(fd, msg, n, MSG_DONTWAIT | MSG_NOSIGNAL);
     }
-    close(fd);
+    if (sp->nlinger < SPAWNER_LINGER_MAX && shutdown(fd, SHUT_WR) == 0) {
+        sp->linger[sp->nlinger].fd = fd;
+        sp->linger[sp->nlinger].until = now + SPAWNER_LINGER_MS;
+        spawner_linger_read(sp, sp->nlinger++);
+    } else {
+        close(fd);
+    }
     sp->refused++;
     sp->refused_why = v;
     if (now - sp->refused_log >= SPAWNER_REFUSE_LOG_MS) {
@@ -370,8 +415,9 @@ static void spawner_overdue(struct spawner *sp)
 static int spawner_run(struct spawner *sp)
 {
     struct signalfd_siginfo si;
-    struct pollfd pfd[3];
-    int accepted;
+    struct pollfd pfd[3 + SPAWNER_LINGER_MAX];
+    int accepted, timeout, nl, i;
+    int64_t now;
     pid_t pid;
 
     for (;;) {
@@ -381,7 +427,13 @@ static int spawner_run(struct spawner *sp)
         pfd[1].events = POLLIN;
         pfd[2].fd = sp->sig_fd;
         pfd[2].events = POLLIN;
-        if (poll(pfd, 3, preauth_unauth(sp->admit) > 0 ? 1000 : -1) < 0) {
+        nl = sp->nlinger;
+        for (i = 0; i < nl; i++) {
+            pfd[3 + i].fd = sp->linger[i].fd;
+            pfd[3 + i].events = POLLIN;
+        }
+        timeout = nl > 0 ? 200 : preauth_unauth(sp->admit) > 0 ? 1000 : -1;
+        if (poll(pfd, (nfds_t)(3 + nl), timeout) < 0) {
             if (errno == EINTR) {
                 continue;
             }
@@ -397,6 +449,15 @@ static int spawner_run(struct spawner *sp)
         if ((pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) &&
             !spawner_on_link(sp)) {
             break; /* the main process is gone */
+        }
+        /* Backwards: dropping entry i moves the last one into its place. */
+        now = util_mono_ms();
+        for (i = nl - 1; i >= 0; i--) {
+            if (pfd[3 + i].revents != 0) {
+                spawner_linger_read(sp, i);
+            } else if (now >= sp->linger[i].until) {
+                spawner_linger_drop(sp, i);
+            }
         }
         if (pfd[0].revents & POLLIN) {
             for (accepted = 0; accepted < SPAWNER_ACCEPT_BATCH; accepted++) {
