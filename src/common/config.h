@@ -35,9 +35,8 @@ struct config {
     char *ssh_listen;            /* address the SSH proxy binds */
     int ssh_port;                /* default 2203 */
     char *ssh_host_key;          /* ed25519 private key, absolute path */
-    /* pre-authentication limits (sshproxy/preauth.h); max_startups is
-     * OpenSSH's MaxStartups start:rate:full, "N" meaning N:100:N */
-    int max_startups;            /* full: unauthenticated children */
+    int max_startups;            /* full: unauthenticated children (of
+                                    start:rate:full, sshproxy/preauth.h) */
     int max_startups_begin;      /* start: random early drop from here */
     int max_startups_rate;       /* rate: drop percentage at start */
     int max_startups_per_source; /* unauthenticated children per source */

@@ -127,8 +127,7 @@ static bool monitor_state_preauth(enum mchild_state st)
     return st == MC_PREAUTH || st == MC_NEED_TOTP || st == MC_AUTH_ENDED;
 }
 
-static bool monitor_transition_ok(enum mchild_state from,
-                                  enum mchild_state to)
+static bool monitor_transition_ok(enum mchild_state from, enum mchild_state to)
 {
     switch (from) {
     case MC_NEW:
@@ -244,8 +243,7 @@ static void monitor_reply(struct monitor *m, struct mchild *c, uint8_t type,
                  c->addr, c->auth_failures);
         (void)monitor_child_state(m, c, MC_AUTH_ENDED);
         buf_reset(m->rep);
-        (void)(buf_put_u8(m->rep, MP_AUTH_TOO_MANY) ||
-               buf_put_u32(m->rep, 0) ||
+        (void)(buf_put_u8(m->rep, MP_AUTH_TOO_MANY) || buf_put_u32(m->rep, 0) ||
                buf_put_cstring(m->rep, "Too many authentication failures"));
     }
     if (c->fd < 0) {

@@ -52,9 +52,9 @@ struct loop;
  * MC_PREAUTH, MC_NEED_TOTP and MC_AUTH_ENDED count in m->preauth.
  */
 enum mchild_state {
-    MC_NEW = 0,   /* allocated, not yet counted */
-    MC_PREAUTH,   /* not authenticated */
-    MC_NEED_TOTP, /* first factor done */
+    MC_NEW = 0,    /* allocated, not yet counted */
+    MC_PREAUTH,    /* not authenticated */
+    MC_NEED_TOTP,  /* first factor done */
     MC_AUTH_ENDED, /* too many failures: the child must disconnect; any
                       further request ends it */
     MC_AUTHED,
@@ -84,7 +84,7 @@ struct mchild {
     char ip[48];   /* for the per-address throttle */
     enum mchild_state state; /* changed by monitor_child_state() only */
     int auth_failures;       /* failed authentication replies */
-    struct login login; /* as parsed from the last auth request */
+    struct login login;      /* as parsed from the last auth request */
     char user_id[STORE_ID_MAX + 1];
     char user_name[STORE_NAME_MAX + 1];
     bool tried;          /* an authentication was attempted */

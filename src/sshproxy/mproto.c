@@ -17,8 +17,7 @@
 int mproto_send(int sock, uint8_t type, const struct buf *payload, int fd,
                 int nonblock)
 {
-    return mproto_send_fds(sock, type, payload, &fd, fd >= 0 ? 1 : 0,
-                           nonblock);
+    return mproto_send_fds(sock, type, payload, &fd, fd >= 0 ? 1 : 0, nonblock);
 }
 
 int mproto_send_fds(int sock, uint8_t type, const struct buf *payload,

@@ -58,7 +58,7 @@ enum mproto_type {
 enum mproto_auth_verdict {
     MP_AUTH_FAIL = 0,
     MP_AUTH_OK = 1,
-    MP_AUTH_PARTIAL = 2, /* first factor accepted; TOTP still needed */
+    MP_AUTH_PARTIAL = 2,  /* first factor accepted; TOTP still needed */
     MP_AUTH_TOO_MANY = 3, /* failed, and [ssh] max_auth_tries reached: the
                              child disconnects ("Too many authentication
                              failures"); no further auth request is

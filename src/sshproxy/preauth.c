@@ -182,8 +182,7 @@ static void preauth_move(struct preauth *p, struct preauth_child *c,
 }
 
 enum preauth_verdict preauth_admit(const struct preauth *p,
-                                   const struct preauth_src *src,
-                                   uint32_t roll)
+                                   const struct preauth_src *src, uint32_t roll)
 {
     const struct preauth_source *s;
     int n = p->unauth, span, prob;
@@ -312,8 +311,7 @@ int preauth_unauth(const struct preauth *p)
     return p->unauth;
 }
 
-int preauth_source_count(const struct preauth *p,
-                         const struct preauth_src *src)
+int preauth_source_count(const struct preauth *p, const struct preauth_src *src)
 {
     const struct preauth_source *s = preauth_src_find(p, src);
 

@@ -140,8 +140,8 @@ struct spawner {
     const struct sandbox *sb;
     struct preauth *admit; /* every child not yet reaped (preauth.h) */
     struct buf *msg;
-    uint64_t refused;     /* connections refused since the last log line */
-    int64_t refused_log;  /* util_mono_ms() of that line */
+    uint64_t refused;    /* connections refused since the last log line */
+    int64_t refused_log; /* util_mono_ms() of that line */
     enum preauth_verdict refused_why;
     struct spawner_linger linger[SPAWNER_LINGER_MAX];
     int nlinger;
@@ -400,10 +400,10 @@ static bool spawner_on_link(struct spawner *sp)
 static void spawner_overdue(struct spawner *sp)
 {
     pid_t pids[64];
-    size_t n = preauth_overdue(
-        sp->admit, util_mono_ms(),
-        (int64_t)sp->cfg->login_grace_seconds * 1000 + SPAWNER_GRACE_SLACK_MS,
-        pids, sizeof(pids) / sizeof(pids[0]));
+    size_t n = preauth_overdue(sp->admit, util_mono_ms(),
+                               (int64_t)sp->cfg->login_grace_seconds * 1000 +
+                                   SPAWNER_GRACE_SLACK_MS,
+                               pids, sizeof(pids) / sizeof(pids[0]));
 
     for (size_t i = 0; i < n; i++) {
         log_warn("child %ld outlived its login grace time; killing it",
@@ -546,8 +546,7 @@ static void server_on_authed(void *arg, pid_t pid)
 
     if (b == NULL || buf_put_u32(b, (uint32_t)pid) != ERR_OK ||
         mproto_send(s->link, MP_SPAWN_AUTHED, b, -1, 1) != ERR_OK) {
-        log_warn("cannot tell the spawner that child %ld logged in",
-                 (long)pid);
+        log_warn("cannot tell the spawner that child %ld logged in", (long)pid);
     }
     buf_free(b);
 }

@@ -212,16 +212,16 @@ def answer_after_children_died(server, gate):
 
 def test_reply_to_a_dead_child_gives_its_slot_back(make_server, target,
                                                     tmp_path):
-    """max_startups = 4. Four clients send their password just as their
-    children's grace time ends, so the monitor's answers find the
-    children gone. Before the fix each such answer leaked a slot for
+    """max_startups = 4. Four clients send a wrong password just as their
+    children's grace time ends, so the monitor's "failed" answers find
+    the children gone. Before the fix each such answer leaked a slot for
     good: four of them and nobody could log in again."""
     server = make_server(max_startups=4, login_grace_seconds=3)
     client = Client(server.ssh_port)
     login, pw = allowed_user(server, target)
     gate = tmp_path / "gate"
     gate.mkdir()
-    procs = gated_clients(server, login, pw, gate, 4)
+    procs = gated_clients(server, login, "wrong-" + pw, gate, 4)
     try:
         answer_after_children_died(server, gate)
         os.kill(server.pid, signal.SIGCONT)

@@ -372,8 +372,7 @@ static void test_max_startups_forms(void **state)
                       "start:rate:full");
     assert_load_fails(t, "[ssh]\nmax_startups = 10:101:20\n", 2,
                       "start:rate:full");
-    assert_load_fails(t, "[ssh]\nmax_startups = 10:30\n", 2,
-                      "start:rate:full");
+    assert_load_fails(t, "[ssh]\nmax_startups = 10:30\n", 2, "start:rate:full");
     assert_load_fails(t, "[ssh]\nmax_startups = 10:30:20:5\n", 2,
                       "start:rate:full");
     assert_load_fails(t, "[ssh]\nmax_startups = 0:30:20\n", 2,
@@ -384,8 +383,7 @@ static void test_max_startups_forms(void **state)
                       "from 1 to 100000");
     assert_load_fails(t, "[ssh]\nmax_startups_per_source = 0\n", 2,
                       "from 1 to 100000");
-    assert_load_fails(t, "[ssh]\nmax_auth_tries = 101\n", 2,
-                      "from 1 to 100");
+    assert_load_fails(t, "[ssh]\nmax_auth_tries = 101\n", 2, "from 1 to 100");
 }
 
 static void test_missing_equals(void **state)

@@ -146,7 +146,8 @@ static void test_per_source_cap(void **state)
 static void test_ipv6_counts_per_64(void **state)
 {
     struct preauth *p = table(100, 100, 100, 2, 1000);
-    struct preauth_src x = src6("2001:db8:1:2::1"), y = src6("2001:db8:1:2::ff");
+    struct preauth_src x = src6("2001:db8:1:2::1"),
+                       y = src6("2001:db8:1:2::ff");
     struct preauth_src z = src6("2001:db8:1:3::1");
     struct preauth_src m = src6("::ffff:192.0.2.7"), v4 = src4("192.0.2.7");
 
