@@ -192,6 +192,7 @@ struct mchild *monitor_child_new(struct monitor *m, pid_t pid, int pidfd,
 
     if (c == NULL) {
         if (pidfd >= 0) {
+            (void)pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
             close(pidfd);
         }
         close(fd);
@@ -214,6 +215,9 @@ struct mchild *monitor_child_new(struct monitor *m, pid_t pid, int pidfd,
          loop_add_fd(m->loop, fd, LOOP_READ, monitor_on_child, c) != ERR_OK)) {
         c->fd = -1;
         close(fd);
+        if (pidfd >= 0) {
+            (void)pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+        }
         monitor_child_free(m, c);
         return NULL;
     }

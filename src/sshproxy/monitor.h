@@ -131,7 +131,9 @@ int monitor_request(struct monitor *m, struct mchild *c, uint8_t type,
                     struct buf *req);
 /* A new child (from the spawner): tracks it and watches its monitor
  * socket in the loop. Takes ownership of pidfd (a pidfd of the child,
- * or -1: then it is never signalled) and fd, also when it fails (NULL). */
+ * or -1: then it is never signalled) and fd, also when it fails: it
+ * then kills the child (an untracked child must not run) and returns
+ * NULL. */
 struct mchild *monitor_child_new(struct monitor *m, pid_t pid, int pidfd,
                                  int fd, const char *addr);
 /* The one state transition (see enum mchild_state): ERR_OK, or

@@ -512,9 +512,13 @@ static void server_on_link(struct loop *l, int fd, int events, void *arg)
      * there, before fork); here it is only tracked. */
     if (type == MP_SPAWN_NEW && nfds == 2 &&
         buf_get_u32(s->msg, &pid) == ERR_OK &&
-        buf_get_cstring_into(s->msg, addr, sizeof(addr)) == ERR_OK &&
-        monitor_child_new(&s->mon, (pid_t)pid, fds[1], fds[0], addr) != NULL) {
-        return; /* the monitor owns both descriptors now */
+        buf_get_cstring_into(s->msg, addr, sizeof(addr)) == ERR_OK) {
+        /* the monitor owns both descriptors now, also when it fails */
+        if (monitor_child_new(&s->mon, (pid_t)pid, fds[1], fds[0], addr) ==
+            NULL) {
+            log_error("cannot track child %lu; ended it", (unsigned long)pid);
+        }
+        return;
     }
     for (size_t i = 0; i < nfds; i++) {
         if (type == MP_SPAWN_NEW && i == 1) {
@@ -524,7 +528,7 @@ static void server_on_link(struct loop *l, int fd, int events, void *arg)
         close(fds[i]);
     }
     if (type == MP_SPAWN_NEW) {
-        log_error("cannot track child %lu", (unsigned long)pid);
+        log_error("malformed new-child message from the spawner");
         return;
     }
     if (type == MP_SPAWN_EXIT && buf_get_u32(s->msg, &pid) == ERR_OK &&
