@@ -164,6 +164,36 @@ static int config_parse_int(const char *v, int lo, int hi, int *out)
     return ERR_OK;
 }
 
+/*
+ * [ssh] max_startups: "N" (refuse from N unauthenticated connections on)
+ * or OpenSSH's "start:rate:full" (random early drop), with
+ * lo <= start <= full <= hi and 1 <= rate <= 100.
+ */
+static int config_parse_startups(const char *v, int lo, int hi,
+                                 struct config *cfg)
+{
+    char a[16], b[16], c[16];
+    int start, rate, full;
+
+    if (strchr(v, ':') == NULL) {
+        if (config_parse_int(v, lo, hi, &full) != ERR_OK) {
+            return ERR_CONFIG;
+        }
+        start = full;
+        rate = 100;
+    } else if (sscanf(v, "%15[0-9]:%15[0-9]:%15[0-9]", a, b, c) != 3 ||
+               strlen(a) + strlen(b) + strlen(c) + 2 != strlen(v) ||
+               config_parse_int(a, lo, hi, &start) != ERR_OK ||
+               config_parse_int(b, 1, 100, &rate) != ERR_OK ||
+               config_parse_int(c, lo, hi, &full) != ERR_OK || start > full) {
+        return ERR_CONFIG;
+    }
+    cfg->max_startups_begin = start;
+    cfg->max_startups_rate = rate;
+    cfg->max_startups = full;
+    return ERR_OK;
+}
+
 /* Only the two words init writes: "yes", "1" or "on" are typos here,
  * not alternative spellings. */
 static int config_parse_bool(const char *v, bool *out)
@@ -184,7 +214,11 @@ int config_defaults(struct config *cfg, const char *data_dir)
 
     memset(cfg, 0, sizeof(*cfg));
     cfg->ssh_port = 2203;
+    cfg->max_startups_begin = 64;
+    cfg->max_startups_rate = 30;
     cfg->max_startups = 256;
+    cfg->max_startups_per_source = 10;
+    cfg->max_auth_tries = 6;
     cfg->max_sessions = 4096;
     cfg->login_grace_seconds = 60;
     cfg->connect_timeout_seconds = 10;
@@ -245,8 +279,17 @@ int config_defaults(struct config *cfg, const char *data_dir)
 struct config_key {
     const char *section;
     const char *key;
-    /* CK_OPTSTR, CK_OPTPATH: an empty value means none (NULL) */
-    enum { CK_STR, CK_PATH, CK_INT, CK_BOOL, CK_OPTSTR, CK_OPTPATH } kind;
+    /* CK_OPTSTR, CK_OPTPATH: an empty value means none (NULL);
+     * CK_STARTUPS: N or start:rate:full */
+    enum {
+        CK_STR,
+        CK_PATH,
+        CK_INT,
+        CK_BOOL,
+        CK_OPTSTR,
+        CK_OPTPATH,
+        CK_STARTUPS
+    } kind;
     size_t off;
     int lo, hi;
 };
@@ -263,7 +306,10 @@ static const struct config_key config_keys[] = {
     CK("ssh", "host_key", CK_PATH, ssh_host_key, 0, 0),
     CK("ssh", "host_key_ecdsa", CK_OPTPATH, ssh_host_key_ecdsa, 0, 0),
     CK("ssh", "host_key_rsa", CK_OPTPATH, ssh_host_key_rsa, 0, 0),
-    CK("ssh", "max_startups", CK_INT, max_startups, 1, 100000),
+    CK("ssh", "max_startups", CK_STARTUPS, max_startups, 1, 100000),
+    CK("ssh", "max_startups_per_source", CK_INT, max_startups_per_source, 1,
+       100000),
+    CK("ssh", "max_auth_tries", CK_INT, max_auth_tries, 1, 100),
     CK("ssh", "max_sessions", CK_INT, max_sessions, 1, 1000000),
     CK("ssh", "login_grace_seconds", CK_INT, login_grace_seconds, 1, 3600),
     CK("ssh", "connect_timeout_seconds", CK_INT, connect_timeout_seconds, 1,
@@ -538,6 +584,17 @@ int config_load(const char *path, struct config *cfg, char *why, size_t whylen)
             }
             break;
         }
+        case CK_STARTUPS:
+            r = config_parse_startups(v, config_keys[i].lo, config_keys[i].hi,
+                                      cfg);
+            if (r != ERR_OK) {
+                snprintf(why, whylen,
+                         "%s:%d: '%s' needs an integer from %d to %d, or "
+                         "start:rate:full (start <= full, rate 1-100)",
+                         path, lineno, k, config_keys[i].lo, config_keys[i].hi);
+                goto out;
+            }
+            break;
         case CK_BOOL:
             r = config_parse_bool(v,
                                   (bool *)((char *)cfg + config_keys[i].off));

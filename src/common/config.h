@@ -5,7 +5,8 @@
  *
  *   [server]  data_dir, log_level
  *   [ssh]     listen, port, host_key, host_key_ecdsa, host_key_rsa,
- *             max_startups, max_sessions, login_grace_seconds,
+ *             max_startups (N or start:rate:full), max_startups_per_source,
+ *             max_auth_tries, max_sessions, login_grace_seconds,
  *             connect_timeout_seconds, privsep_user, banner, banner_file,
  *             client_ciphers, client_macs, client_kex, hostkey_algorithms,
  *             upstream_ciphers, upstream_macs, upstream_kex,
@@ -45,7 +46,12 @@ struct config {
     char *ssh_host_key_ecdsa;    /* ECDSA P-256 key for users' clients,
                                     absolute path, or NULL for none */
     char *ssh_host_key_rsa;      /* RSA 3072 key, absolute path, or NULL */
-    int max_startups;            /* concurrent unauthenticated children */
+    int max_startups;            /* full: unauthenticated children (of
+                                    start:rate:full, sshproxy/preauth.h) */
+    int max_startups_begin;      /* start: random early drop from here */
+    int max_startups_rate;       /* rate: drop percentage at start */
+    int max_startups_per_source; /* unauthenticated children per source */
+    int max_auth_tries;          /* failed attempts per connection */
     int max_sessions;            /* concurrent children in all */
     int login_grace_seconds;     /* time allowed to authenticate */
     int connect_timeout_seconds; /* upstream TCP connect */

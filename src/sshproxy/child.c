@@ -256,11 +256,14 @@ static void child_auth_message(struct session_child *sc, ssh_message m)
             goto fail;
         }
         if (ssh_message_auth_publickey_state(m) == SSH_PUBLICKEY_STATE_NONE) {
-            /* A probe: "would this key do?". Not a failed attempt. */
-            if (child_auth_pubkey(sc, ssh_message_auth_pubkey(m), false) !=
-                MP_AUTH_FAIL) {
+            /* A probe: "would this key do?". */
+            verdict = child_auth_pubkey(sc, ssh_message_auth_pubkey(m), false);
+            if (verdict == MP_AUTH_OK) {
                 ssh_message_auth_reply_pk_ok_simple(m);
                 return;
+            }
+            if (verdict == MP_AUTH_TOO_MANY) {
+                break;
             }
             ssh_message_auth_set_methods(m, CHILD_AUTH_METHODS);
             ssh_message_reply_default(m);
@@ -309,6 +312,13 @@ static void child_auth_message(struct session_child *sc, ssh_message m)
         ssh_message_auth_set_methods(m, SSH_AUTH_METHOD_INTERACTIVE);
         ssh_message_auth_reply_success(m, 1);
         return;
+    case MP_AUTH_TOO_MANY:
+        /* As sshd at MaxAuthTries: no answer, a disconnect with the
+         * reason (sent by ssh_disconnect at the end of child_run). */
+        sc->auth_ended = true;
+        ssh_session_set_disconnect_message(sc->down,
+                                           "Too many authentication failures");
+        return;
     default:
         break;
     }
@@ -324,7 +334,8 @@ static int child_authenticate(struct session_child *sc)
 {
     ssh_message m;
 
-    while (!sc->authenticated && (m = ssh_message_get(sc->down)) != NULL) {
+    while (!sc->authenticated && !sc->auth_ended &&
+           (m = ssh_message_get(sc->down)) != NULL) {
         if (ssh_message_type(m) == SSH_REQUEST_AUTH) {
             child_send_banner(sc);
             child_auth_message(sc, m);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -107,6 +108,9 @@ static void monitor_child_free(struct monitor *m, struct mchild *c)
         free(row->rec_path);
         free(row);
     }
+    if (c->pidfd >= 0) {
+        close(c->pidfd);
+    }
     sodium_memzero(&c->login, sizeof(c->login));
     free(c);
 }
@@ -135,17 +139,86 @@ void monitor_free(struct monitor *m)
 
 static void monitor_on_child(struct loop *l, int fd, int events, void *arg);
 
-struct mchild *monitor_child_new(struct monitor *m, pid_t pid, int fd,
-                                 const char *addr)
+/* The states that hold a pre-authentication slot. */
+static bool monitor_state_preauth(enum mchild_state st)
+{
+    return st == MC_PREAUTH || st == MC_NEED_TOTP || st == MC_AUTH_ENDED;
+}
+
+static bool monitor_transition_ok(enum mchild_state from, enum mchild_state to)
+{
+    switch (from) {
+    case MC_NEW:
+        return to == MC_PREAUTH || to == MC_GONE;
+    case MC_PREAUTH:
+        return to == MC_NEED_TOTP || to == MC_AUTHED || to == MC_AUTH_ENDED ||
+               to == MC_DEAD || to == MC_GONE;
+    case MC_NEED_TOTP:
+        return to == MC_PREAUTH || to == MC_AUTHED || to == MC_AUTH_ENDED ||
+               to == MC_DEAD || to == MC_GONE;
+    case MC_AUTH_ENDED:
+    case MC_AUTHED:
+        return to == MC_DEAD || to == MC_GONE;
+    case MC_DEAD:
+        return to == MC_GONE;
+    case MC_GONE:
+        return false;
+    }
+    return false;
+}
+
+/*
+ * The one place a child's state changes, and so the one place that counts
+ * it: entering a pre-authentication state takes a slot in m->preauth,
+ * leaving them gives it back (whichever way: authenticated, killed,
+ * reaped), and authenticating tells the spawner, which holds the limits.
+ * A child that becomes MC_DEAD is killed through its pidfd: once the
+ * spawner has reaped it the pidfd names no process, so a reused pid is
+ * never hit.
+ */
+int monitor_child_state(struct monitor *m, struct mchild *c,
+                        enum mchild_state to)
+{
+    enum mchild_state from = c->state;
+
+    if (!monitor_transition_ok(from, to)) {
+        log_error("child %ld: no transition from state %d to %d", (long)c->pid,
+                  (int)from, (int)to);
+        return ERR_INTERNAL;
+    }
+    c->state = to;
+    if (!monitor_state_preauth(from) && monitor_state_preauth(to)) {
+        m->preauth++;
+    } else if (monitor_state_preauth(from) && !monitor_state_preauth(to)) {
+        m->preauth--;
+        if (to == MC_AUTHED && m->on_authed != NULL) {
+            m->on_authed(m->on_authed_arg, c->pid);
+        }
+    }
+    if (to == MC_DEAD && c->pidfd >= 0 &&
+        pidfd_send_signal(c->pidfd, SIGKILL, NULL, 0) != 0 && errno != ESRCH) {
+        log_warn("cannot kill child %ld: %s", (long)c->pid, strerror(errno));
+    }
+    return ERR_OK;
+}
+
+struct mchild *monitor_child_new(struct monitor *m, pid_t pid, int pidfd,
+                                 int fd, const char *addr)
 {
     struct mchild *c = calloc(1, sizeof(*c));
     const char *colon;
 
     if (c == NULL) {
+        if (pidfd >= 0) {
+            (void)pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+            close(pidfd);
+        }
+        close(fd);
         return NULL;
     }
     c->mon = m;
     c->pid = pid;
+    c->pidfd = pidfd;
     c->fd = fd;
     c->connect_fd = -1;
     c->hub_fd = -1;
@@ -158,26 +231,50 @@ struct mchild *monitor_child_new(struct monitor *m, pid_t pid, int fd,
     if (m->loop != NULL &&
         (util_set_nonblock(fd) != ERR_OK ||
          loop_add_fd(m->loop, fd, LOOP_READ, monitor_on_child, c) != ERR_OK)) {
-        free(c);
+        c->fd = -1;
+        close(fd);
+        if (pidfd >= 0) {
+            (void)pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+        }
+        monitor_child_free(m, c);
         return NULL;
     }
     c->next = m->children;
     m->children = c;
-    m->preauth++;
+    (void)monitor_child_state(m, c, MC_PREAUTH);
     return c;
 }
 
+/*
+ * Every answer to a child passes here. An authentication answer that
+ * fails counts against [ssh] max_auth_tries (whatever produced it: a
+ * password, a key or a refused key probe, TOTP, a lockout, as OpenSSH
+ * counts); the failure that reaches the cap is answered MP_AUTH_TOO_MANY
+ * instead, the child disconnects with "Too many authentication failures",
+ * and any further request from it ends it. A reply that cannot be sent
+ * (the child died or stopped reading) ends the child.
+ */
 static void monitor_reply(struct monitor *m, struct mchild *c, uint8_t type,
                           int fd)
 {
+    if (type == MP_AUTH_REPLY && buf_avail(m->rep) > 0 &&
+        buf_ptr(m->rep)[0] == MP_AUTH_FAIL &&
+        ++c->auth_failures >= m->cfg->max_auth_tries &&
+        monitor_state_preauth(c->state)) {
+        log_info("login from %s: too many authentication failures (%d)",
+                 c->addr, c->auth_failures);
+        (void)monitor_child_state(m, c, MC_AUTH_ENDED);
+        buf_reset(m->rep);
+        (void)(buf_put_u8(m->rep, MP_AUTH_TOO_MANY) || buf_put_u32(m->rep, 0) ||
+               buf_put_cstring(m->rep, "Too many authentication failures"));
+    }
     if (c->fd < 0) {
         buf_reset(m->rep);
         return;
     }
     if (mproto_send(c->fd, type, m->rep, fd, 1) != ERR_OK) {
         log_warn("monitor: cannot reply to child %ld; ending it", (long)c->pid);
-        kill(c->pid, SIGKILL);
-        c->state = MC_DEAD;
+        (void)monitor_child_state(m, c, MC_DEAD);
     }
     buf_reset(m->rep); /* may have held a vaulted login */
 }
@@ -297,8 +394,7 @@ static void monitor_auth_reply(struct monitor *m, struct mchild *c, int verdict,
         monitor_lock_keys(c, ukey, sizeof(ukey), akey, sizeof(akey));
         lockout_success(m->lockout, ukey);
         lockout_success(m->lockout, akey);
-        c->state = MC_AUTHED;
-        m->preauth--;
+        (void)monitor_child_state(m, c, MC_AUTHED);
         log_info("login %s from %s accepted", c->user_name, c->addr);
         monitor_audit(m, c, c->user_name, "login.ok", "ssh", "");
     }
@@ -375,7 +471,7 @@ static void monitor_second_factor(struct monitor *m, struct mchild *c,
     snprintf(c->user_name, sizeof(c->user_name), "%s", u->name);
     if (u->totp_enabled) {
         if (c->login.totp[0] == '\0') {
-            c->state = MC_NEED_TOTP;
+            (void)monitor_child_state(m, c, MC_NEED_TOTP);
             monitor_auth_reply(m, c, MP_AUTH_PARTIAL, "TOTP required");
             return;
         }
@@ -672,7 +768,7 @@ static int monitor_auth_totp(struct monitor *m, struct mchild *c,
         buf_expect_end(req) != ERR_OK) {
         return ERR_PROTO;
     }
-    c->state = MC_PREAUTH; /* a failure starts over */
+    (void)monitor_child_state(m, c, MC_PREAUTH); /* a failure starts over */
     if (monitor_locked(m, c)) {
         monitor_auth_reply(m, c, MP_AUTH_FAIL, "locked out");
     } else if (store_user_get(m->store, c->user_id, &u) != ERR_OK ||
@@ -1388,11 +1484,9 @@ int monitor_request(struct monitor *m, struct mchild *c, uint8_t type,
     if (r != ERR_OK) {
         log_warn("child %ld sent a bad request (type %u); ending it",
                  (long)c->pid, type);
-        kill(c->pid, SIGKILL);
-        if (c->state != MC_AUTHED && c->state != MC_DEAD) {
-            m->preauth--;
+        if (c->state != MC_DEAD) {
+            (void)monitor_child_state(m, c, MC_DEAD);
         }
-        c->state = MC_DEAD;
     }
     return r;
 }
@@ -1435,8 +1529,7 @@ void monitor_child_exit(struct monitor *m, pid_t pid, int status)
         free(row->rec_path);
         free(row);
     }
-    if (c->state == MC_PREAUTH || c->state == MC_NEED_TOTP) {
-        m->preauth--;
+    if (monitor_state_preauth(c->state)) {
         if (c->tried) {
             monitor_row_refused(m, c, "", c->login.asset, NULL,
                                 c->last_fail[0]
@@ -1444,6 +1537,7 @@ void monitor_child_exit(struct monitor *m, pid_t pid, int status)
                                     : "denied: authentication not completed");
         }
     }
+    (void)monitor_child_state(m, c, MC_GONE);
     monitor_child_free(m, c);
 }
 

@@ -42,11 +42,29 @@ struct hub_req;
 struct lockout;
 struct loop;
 
+/*
+ * A child's life in the main process. Every change goes through
+ * monitor_child_state(), which alone adjusts m->preauth, tells the
+ * spawner when a child authenticated (its pre-authentication slots are
+ * given back there) and kills a child that becomes MC_DEAD:
+ *
+ *   MC_NEW -> MC_PREAUTH <-> MC_NEED_TOTP -> MC_AUTHED
+ *   MC_PREAUTH / MC_NEED_TOTP -> MC_AUTH_ENDED ([ssh] max_auth_tries)
+ *   any of them -> MC_DEAD (killed) -> MC_GONE (reaped: freed)
+ *   any of them -> MC_GONE
+ *
+ * MC_PREAUTH, MC_NEED_TOTP and MC_AUTH_ENDED count in m->preauth.
+ */
 enum mchild_state {
-    MC_PREAUTH = 0,
-    MC_NEED_TOTP, /* first factor done */
+    MC_NEW = 0,    /* allocated, not yet counted */
+    MC_PREAUTH,    /* not authenticated */
+    MC_NEED_TOTP,  /* first factor done */
+    MC_AUTH_ENDED, /* too many failures: the child must disconnect; any
+                      further request ends it */
     MC_AUTHED,
-    MC_DEAD, /* protocol violation: ignored until reaped */
+    MC_DEAD, /* killed (protocol violation, lost link): ignored until
+                reaped */
+    MC_GONE, /* reaped; about to be freed */
 };
 
 struct mchild_row {
@@ -64,11 +82,13 @@ struct mchild {
     struct mchild *next;
     struct monitor *mon;
     pid_t pid;
+    int pidfd;     /* signals go through it only: never a reused pid */
     int fd;        /* monitor socket, -1 once closed */
     char addr[64]; /* "ip:port" of the client */
     char ip[48];   /* for the per-address throttle */
-    enum mchild_state state;
-    struct login login; /* as parsed from the last auth request */
+    enum mchild_state state; /* changed by monitor_child_state() only */
+    int auth_failures;       /* failed authentication replies */
+    struct login login;      /* as parsed from the last auth request */
     char user_id[STORE_ID_MAX + 1];
     char user_name[STORE_NAME_MAX + 1];
     bool tried;          /* an authentication was attempted */
@@ -108,6 +128,10 @@ struct monitor {
     struct hostkeys hostkeys; /* the SSH host keys: only here */
     ssh_session ssh_ctx;      /* for libssh's signature checks */
     uint64_t sweep_timer;     /* monitor_on_sweep, 0 if none */
+    /* called once per child that authenticates (server.c tells the
+     * spawner, which owns the pre-authentication limits); may be NULL */
+    void (*on_authed)(void *arg, pid_t pid);
+    void *on_authed_arg;
     struct buf *req, *rep;
 };
 
@@ -118,9 +142,17 @@ void monitor_free(struct monitor *m);
 int monitor_request(struct monitor *m, struct mchild *c, uint8_t type,
                     struct buf *req);
 /* A new child (from the spawner): tracks it and watches its monitor
- * socket in the loop. Takes ownership of fd. */
-struct mchild *monitor_child_new(struct monitor *m, pid_t pid, int fd,
-                                 const char *addr);
+ * socket in the loop. Takes ownership of pidfd (a pidfd of the child,
+ * or -1: then it is never signalled) and fd, also when it fails: it
+ * then kills the child (an untracked child must not run) and returns
+ * NULL. */
+struct mchild *monitor_child_new(struct monitor *m, pid_t pid, int pidfd,
+                                 int fd, const char *addr);
+/* The one state transition (see enum mchild_state): ERR_OK, or
+ * ERR_INTERNAL for a transition the diagram does not have (nothing
+ * changes then). */
+int monitor_child_state(struct monitor *m, struct mchild *c,
+                        enum mchild_state to);
 /* The child with this pid exited (status as from waitpid; -1 at
  * shutdown): closes its open report rows, writes a row for a failed
  * login, stops watching its fds and frees it. */

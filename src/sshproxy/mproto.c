@@ -17,9 +17,15 @@
 int mproto_send(int sock, uint8_t type, const struct buf *payload, int fd,
                 int nonblock)
 {
+    return mproto_send_fds(sock, type, payload, &fd, fd >= 0 ? 1 : 0, nonblock);
+}
+
+int mproto_send_fds(int sock, uint8_t type, const struct buf *payload,
+                    const int *fds, size_t nfds, int nonblock)
+{
     union {
         struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(sizeof(int) * MPROTO_MAX_FDS)];
     } cm;
     struct iovec iov[2];
     struct msghdr msg;
@@ -27,7 +33,7 @@ int mproto_send(int sock, uint8_t type, const struct buf *payload, int fd,
     size_t plen = payload ? buf_avail(payload) : 0;
     ssize_t n;
 
-    if (plen + 1 > MPROTO_MAX) {
+    if (plen + 1 > MPROTO_MAX || nfds > MPROTO_MAX_FDS) {
         return ERR_TOO_LONG;
     }
     memset(&msg, 0, sizeof(msg));
@@ -37,15 +43,15 @@ int mproto_send(int sock, uint8_t type, const struct buf *payload, int fd,
     iov[1].iov_len = plen;
     msg.msg_iov = iov;
     msg.msg_iovlen = plen ? 2 : 1;
-    if (fd >= 0) {
+    if (nfds > 0) {
         memset(&cm, 0, sizeof(cm));
         msg.msg_control = cm.buf;
-        msg.msg_controllen = sizeof(cm.buf);
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
         c = CMSG_FIRSTHDR(&msg);
         c->cmsg_level = SOL_SOCKET;
         c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+        c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
     }
     do {
         n = sendmsg(sock, &msg, MSG_NOSIGNAL | (nonblock ? MSG_DONTWAIT : 0));
@@ -58,6 +64,14 @@ int mproto_send(int sock, uint8_t type, const struct buf *payload, int fd,
 
 int mproto_recv(int sock, uint8_t *type, struct buf *b, int *fd)
 {
+    size_t n = 0;
+
+    return mproto_recv_fds(sock, type, b, fd, fd != NULL ? 1 : 0, &n);
+}
+
+int mproto_recv_fds(int sock, uint8_t *type, struct buf *b, int *fds,
+                    size_t maxfds, size_t *nfds)
+{
     union {
         struct cmsghdr align;
         char buf[CMSG_SPACE(sizeof(int) * 4)];
@@ -66,12 +80,15 @@ int mproto_recv(int sock, uint8_t *type, struct buf *b, int *fd)
     struct iovec iov;
     struct msghdr msg;
     struct cmsghdr *c;
-    int got_fd = -1, r = ERR_OK;
+    int got[MPROTO_MAX_FDS];
+    size_t ngot = 0;
+    int r = ERR_OK;
     ssize_t n;
 
     *type = 0;
-    if (fd != NULL) {
-        *fd = -1;
+    *nfds = 0;
+    for (size_t i = 0; i < maxfds; i++) {
+        fds[i] = -1;
     }
     buf_reset(b);
     memset(&msg, 0, sizeof(msg));
@@ -98,8 +115,8 @@ int mproto_recv(int sock, uint8_t *type, struct buf *b, int *fd)
             for (size_t i = 0; i < cnt; i++) {
                 int x;
                 memcpy(&x, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                if (got_fd < 0 && fd != NULL) {
-                    got_fd = x;
+                if (ngot < maxfds && ngot < MPROTO_MAX_FDS) {
+                    got[ngot++] = x;
                 } else {
                     close(x);
                 }
@@ -116,16 +133,16 @@ int mproto_recv(int sock, uint8_t *type, struct buf *b, int *fd)
     }
 out:
     if (r != ERR_OK) {
-        if (got_fd >= 0) {
-            close(got_fd);
+        while (ngot > 0) {
+            close(got[--ngot]);
         }
-        got_fd = -1;
         *type = 0;
         buf_reset(b);
     }
-    if (fd != NULL) {
-        *fd = got_fd;
+    for (size_t i = 0; i < ngot; i++) {
+        fds[i] = got[i];
     }
+    *nfds = ngot;
     sodium_memzero(data, (size_t)n);
     return r;
 }

@@ -22,6 +22,7 @@
 #include "common/buf.h"
 
 #define MPROTO_MAX 65536 /* largest message, payload included */
+#define MPROTO_MAX_FDS 2 /* descriptors one message may carry */
 
 enum mproto_type {
     /* child -> main */
@@ -49,16 +50,24 @@ enum mproto_type {
     MP_RECORD_OPEN_REPLY, /* u8 ok, message; fd attached when ok */
     MP_KEX_SIGN_REPLY,    /* signature blob */
     /* spawner -> main */
-    MP_SPAWN_NEW = 96, /* u32 pid, client address; fd attached */
+    MP_SPAWN_NEW = 96, /* u32 pid, client address; the main process's
+                          end of the child's monitor socket and a pidfd
+                          of the child attached */
     MP_SPAWN_EXIT,     /* u32 pid, u32 wait status */
+    /* main -> spawner */
+    MP_SPAWN_AUTHED = 112, /* u32 pid: gives back its pre-auth slots */
     /* main -> spawner, once at start */
-    MP_SPAWN_HOSTKEYS = 112, /* the public host keys (hostkeys.h) */
+    MP_SPAWN_HOSTKEYS = 113, /* the public host keys (hostkeys.h) */
 };
 
 enum mproto_auth_verdict {
     MP_AUTH_FAIL = 0,
     MP_AUTH_OK = 1,
-    MP_AUTH_PARTIAL = 2, /* first factor accepted; TOTP still needed */
+    MP_AUTH_PARTIAL = 2,  /* first factor accepted; TOTP still needed */
+    MP_AUTH_TOO_MANY = 3, /* failed, and [ssh] max_auth_tries reached: the
+                             child disconnects ("Too many authentication
+                             failures"); no further auth request is
+                             permitted */
 };
 
 /* Sends type + payload (payload may be NULL), with fd attached unless
@@ -69,5 +78,12 @@ int mproto_send(int sock, uint8_t type, const struct buf *payload, int fd,
  * set to a received descriptor or -1 (fd may be NULL: any received
  * descriptor is then closed). ERR_IO with errno 0 on orderly EOF. */
 int mproto_recv(int sock, uint8_t *type, struct buf *b, int *fd);
+/* The same with up to MPROTO_MAX_FDS descriptors: fds[0..nfds) are set,
+ * the rest of fds[0..maxfds) are -1; descriptors beyond maxfds are
+ * closed. */
+int mproto_send_fds(int sock, uint8_t type, const struct buf *payload,
+                    const int *fds, size_t nfds, int nonblock);
+int mproto_recv_fds(int sock, uint8_t *type, struct buf *b, int *fds,
+                    size_t maxfds, size_t *nfds);
 
 #endif

@@ -34,11 +34,13 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <libssh/libssh.h>
+#include <sodium.h>
 #include <libssh/server.h>
 
 #include "common/err.h"
@@ -51,6 +53,7 @@
 #include "sshproxy/hostkeys.h"
 #include "sshproxy/monitor.h"
 #include "sshproxy/mproto.h"
+#include "sshproxy/preauth.h"
 #include "sshproxy/sandbox.h"
 #include "sshproxy/webticket.h"
 #include "record/retention.h"
@@ -112,6 +115,24 @@ static void server_addr_str(const struct sockaddr_storage *ss, char *out,
 
 /* --- the spawner --- */
 
+/* Connections accepted per wakeup of the spawner: a flood is drained in
+ * batches without starving the link to the main process. */
+#define SPAWNER_ACCEPT_BATCH 64
+/* A child still before authentication this long after its login grace
+ * time has stopped its own timer (a compromised child may): killed. */
+#define SPAWNER_GRACE_SLACK_MS 5000
+/* At most one log line per this many ms about refused connections. */
+#define SPAWNER_REFUSE_LOG_MS 10000
+/* Refused connections kept open (reading and discarding) until the
+ * client has read why and closed, at most this many and this long. */
+#define SPAWNER_LINGER_MAX 128
+#define SPAWNER_LINGER_MS 2000
+
+struct spawner_linger {
+    int fd;
+    int64_t until; /* util_mono_ms() */
+};
+
 struct spawner {
     const struct config *cfg;
     int listen_fd;
@@ -121,33 +142,159 @@ struct spawner {
     struct hostkey_standins keys; /* public host keys and stand-ins */
     const struct sandbox *sb;
     const char *banner; /* sent to clients before login, or NULL */
-    int live;
+    struct preauth *admit; /* every child not yet reaped (preauth.h) */
+    struct buf *msg;
+    uint64_t refused;    /* connections refused since the last log line */
+    int64_t refused_log; /* util_mono_ms() of that line */
+    enum preauth_verdict refused_why;
+    struct spawner_linger linger[SPAWNER_LINGER_MAX];
+    int nlinger;
 };
 
-static void spawner_accept(struct spawner *sp)
+/*
+ * What a refused connection reads before it is closed: our identification
+ * string and an unencrypted SSH_MSG_DISCONNECT (RFC 4253 §11.1, allowed
+ * before key exchange), so an OpenSSH user sees "Received disconnect ...:
+ * too many unauthenticated connections" instead of a bare reset. One
+ * non-blocking send of a few bytes: as cheap as closing.
+ */
+static size_t spawner_refusal(enum preauth_verdict v, uint8_t *out,
+                              size_t outlen)
+{
+    static const char ident[] = "SSH-2.0-Portcullis\r\n";
+    const char *why = v == PREAUTH_SESSIONS ? "too many sessions; try later"
+                      : v == PREAUTH_SOURCE
+                          ? "too many unauthenticated connections from "
+                            "your address"
+                          : "too many unauthenticated connections; try later";
+    size_t il = strlen(ident), wl = strlen(why), payload, pad, plen, n;
+    uint32_t reason = 12; /* SSH_DISCONNECT_TOO_MANY_CONNECTIONS */
+
+    /* payload: byte 1, uint32 reason, string why, string "" */
+    payload = 1 + 4 + 4 + wl + 4;
+    pad = 8 - ((4 + 1 + payload) % 8);
+    if (pad < 4) {
+        pad += 8;
+    }
+    plen = 1 + payload + pad;
+    n = il + 4 + plen;
+    if (n > outlen) {
+        return 0;
+    }
+    memcpy(out, ident, il);
+    out += il;
+    *out++ = (uint8_t)(plen >> 24);
+    *out++ = (uint8_t)(plen >> 16);
+    *out++ = (uint8_t)(plen >> 8);
+    *out++ = (uint8_t)plen;
+    *out++ = (uint8_t)pad;
+    *out++ = 1; /* SSH_MSG_DISCONNECT */
+    *out++ = (uint8_t)(reason >> 24);
+    *out++ = (uint8_t)(reason >> 16);
+    *out++ = (uint8_t)(reason >> 8);
+    *out++ = (uint8_t)reason;
+    *out++ = (uint8_t)(wl >> 24);
+    *out++ = (uint8_t)(wl >> 16);
+    *out++ = (uint8_t)(wl >> 8);
+    *out++ = (uint8_t)wl;
+    memcpy(out, why, wl);
+    out += wl;
+    memset(out, 0, 4 + pad); /* empty language tag, then the padding */
+    return n;
+}
+
+/*
+ * Ends a connection that gets no child. Closing a socket while the
+ * client's bytes (its identification, then its KEXINIT) are unread makes
+ * the kernel answer with a reset, and a reset throws away the refusal the
+ * client has not read yet. So a refused connection is half-closed and
+ * kept, its input discarded, until the client closes it or
+ * SPAWNER_LINGER_MS pass; when SPAWNER_LINGER_MAX are kept already (a
+ * flood), it is closed at once.
+ */
+static void spawner_linger_drop(struct spawner *sp, int i)
+{
+    close(sp->linger[i].fd);
+    sp->linger[i] = sp->linger[--sp->nlinger];
+}
+
+static void spawner_linger_read(struct spawner *sp, int i)
+{
+    char scratch[4096];
+    ssize_t n;
+
+    while ((n = recv(sp->linger[i].fd, scratch, sizeof(scratch),
+                     MSG_DONTWAIT)) > 0) {
+    }
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        spawner_linger_drop(sp, i);
+    }
+}
+
+/* Logs a summary now and then (one line per refused connection would
+ * let a flood fill the log). */
+static void spawner_refuse(struct spawner *sp, int fd, const char *addr,
+                           enum preauth_verdict v)
+{
+    uint8_t msg[256];
+    size_t n = spawner_refusal(v, msg, sizeof(msg));
+    int64_t now = util_mono_ms();
+
+    if (n > 0) {
+        (void)send(fd, msg, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
+    if (sp->nlinger < SPAWNER_LINGER_MAX && shutdown(fd, SHUT_WR) == 0) {
+        sp->linger[sp->nlinger].fd = fd;
+        sp->linger[sp->nlinger].until = now + SPAWNER_LINGER_MS;
+        spawner_linger_read(sp, sp->nlinger++);
+    } else {
+        close(fd);
+    }
+    sp->refused++;
+    sp->refused_why = v;
+    if (now - sp->refused_log >= SPAWNER_REFUSE_LOG_MS) {
+        log_warn("refused %llu connection(s) before forking (last: %s: %s; "
+                 "%d unauthenticated, %d in all)",
+                 (unsigned long long)sp->refused, addr,
+                 preauth_verdict_str(sp->refused_why),
+                 preauth_unauth(sp->admit), preauth_live(sp->admit));
+        sp->refused = 0;
+        sp->refused_log = now;
+    }
+}
+
+/* Accepts one connection; returns false when there is none waiting. */
+static bool spawner_accept(struct spawner *sp)
 {
     struct sockaddr_storage ss;
     socklen_t sslen = sizeof(ss);
+    struct preauth_src src;
     struct child_args ca;
+    enum preauth_verdict v;
     char addr[64];
-    struct buf *b = NULL;
-    int fd, pair[2], rc;
+    struct buf *b = sp->msg;
+    int fd, pair[2], fds[2], pidfd, rc;
     pid_t pid;
 
     fd = accept4(sp->listen_fd, (struct sockaddr *)&ss, &sslen, SOCK_CLOEXEC);
     if (fd < 0) {
-        return;
+        if (errno == EMFILE || errno == ENFILE) {
+            log_error("accept: %s", strerror(errno));
+        }
+        return errno == ECONNABORTED || errno == EINTR;
     }
     server_addr_str(&ss, addr, sizeof(addr));
-    if (sp->live >= sp->cfg->max_sessions) {
-        log_warn("refusing %s: %d sessions already", addr, sp->live);
-        close(fd);
-        return;
+    /* Decided before fork: a refused connection costs no process. */
+    preauth_source_of((struct sockaddr *)&ss, sslen, &src);
+    v = preauth_admit(sp->admit, &src, randombytes_uniform(100));
+    if (v != PREAUTH_ACCEPT) {
+        spawner_refuse(sp, fd, addr, v);
+        return true;
     }
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
         log_error("socketpair: %s", strerror(errno));
         close(fd);
-        return;
+        return true;
     }
     pid = fork();
     if (pid < 0) {
@@ -155,7 +302,7 @@ static void spawner_accept(struct spawner *sp)
         close(fd);
         close(pair[0]);
         close(pair[1]);
-        return;
+        return true;
     }
     if (pid == 0) {
         sigset_t none;
@@ -187,36 +334,91 @@ static void spawner_accept(struct spawner *sp)
         /* _exit: no atexit handlers from the parent's libraries. */
         _exit(rc);
     }
-    sp->live++;
     close(fd);
     close(pair[1]);
-    b = buf_new(256);
-    if (b == NULL || buf_put_u32(b, (uint32_t)pid) != ERR_OK ||
+    /*
+     * The pidfd is opened here, before this process can have reaped the
+     * child, so it names this child and no later process with a reused
+     * pid; the main process signals only through it.
+     */
+    pidfd = pidfd_open(pid, 0);
+    if (pidfd < 0 ||
+        preauth_add(sp->admit, pid, &src, util_mono_ms()) != ERR_OK) {
+        log_error("cannot track child %ld: %s", (long)pid,
+                  pidfd < 0 ? strerror(errno) : "out of memory");
+        kill(pid, SIGKILL); /* not reaped yet: still ours */
+        (void)preauth_gone(sp->admit, pid);
+        if (pidfd >= 0) {
+            close(pidfd);
+        }
+        close(pair[0]);
+        return true;
+    }
+    fds[0] = pair[0];
+    fds[1] = pidfd;
+    buf_reset(b);
+    if (buf_put_u32(b, (uint32_t)pid) != ERR_OK ||
         buf_put_cstring(b, addr) != ERR_OK ||
-        mproto_send(sp->link, MP_SPAWN_NEW, b, pair[0], 0) != ERR_OK) {
+        mproto_send_fds(sp->link, MP_SPAWN_NEW, b, fds, 2, 0) != ERR_OK) {
         log_error("cannot hand child %ld to the main process", (long)pid);
         kill(pid, SIGKILL);
     }
-    buf_free(b);
+    close(pidfd);
     close(pair[0]);
+    return true;
 }
 
 static void spawner_reap(struct spawner *sp)
 {
-    struct buf *b = buf_new(64);
+    struct buf *b = sp->msg;
     int status;
     pid_t pid;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        sp->live--;
+        (void)preauth_gone(sp->admit, pid);
         buf_reset(b);
-        if (b == NULL || buf_put_u32(b, (uint32_t)pid) != ERR_OK ||
+        if (buf_put_u32(b, (uint32_t)pid) != ERR_OK ||
             buf_put_u32(b, (uint32_t)status) != ERR_OK ||
             mproto_send(sp->link, MP_SPAWN_EXIT, b, -1, 0) != ERR_OK) {
             log_warn("cannot report the exit of child %ld", (long)pid);
         }
     }
-    buf_free(b);
+}
+
+/* A message from the main process; false when it is gone. */
+static bool spawner_on_link(struct spawner *sp)
+{
+    uint32_t pid = 0;
+    uint8_t type = 0;
+
+    if (mproto_recv(sp->link, &type, sp->msg, NULL) != ERR_OK) {
+        return errno == EAGAIN || errno == EWOULDBLOCK;
+    }
+    if (type == MP_SPAWN_AUTHED && buf_get_u32(sp->msg, &pid) == ERR_OK &&
+        buf_expect_end(sp->msg) == ERR_OK) {
+        (void)preauth_authed(sp->admit, (pid_t)pid);
+    } else {
+        log_warn("unexpected message %u from the main process", type);
+    }
+    return true;
+}
+
+/* Kills children still before authentication well past their login grace
+ * time: their own timer should have ended them. They are not reaped yet
+ * (reaping removes them from the table), so their pids are still ours. */
+static void spawner_overdue(struct spawner *sp)
+{
+    pid_t pids[64];
+    size_t n = preauth_overdue(sp->admit, util_mono_ms(),
+                               (int64_t)sp->cfg->login_grace_seconds * 1000 +
+                                   SPAWNER_GRACE_SLACK_MS,
+                               pids, sizeof(pids) / sizeof(pids[0]));
+
+    for (size_t i = 0; i < n; i++) {
+        log_warn("child %ld outlived its login grace time; killing it",
+                 (long)pids[i]);
+        kill(pids[i], SIGKILL);
+    }
 }
 
 static int server_bind_setup(const struct config *cfg, ssh_bind bind,
@@ -257,8 +459,10 @@ static int spawner_make_bind(struct spawner *sp)
 static int spawner_run(struct spawner *sp)
 {
     struct signalfd_siginfo si;
-    struct pollfd pfd[3];
-    char byte;
+    struct pollfd pfd[3 + SPAWNER_LINGER_MAX];
+    int accepted, timeout, nl, i;
+    int64_t now;
+    pid_t pid;
 
     if (spawner_make_bind(sp) != ERR_OK) {
         return 1;
@@ -270,7 +474,13 @@ static int spawner_run(struct spawner *sp)
         pfd[1].events = POLLIN;
         pfd[2].fd = sp->sig_fd;
         pfd[2].events = POLLIN;
-        if (poll(pfd, 3, -1) < 0) {
+        nl = sp->nlinger;
+        for (i = 0; i < nl; i++) {
+            pfd[3 + i].fd = sp->linger[i].fd;
+            pfd[3 + i].events = POLLIN;
+        }
+        timeout = nl > 0 ? 200 : preauth_unauth(sp->admit) > 0 ? 1000 : -1;
+        if (poll(pfd, (nfds_t)(3 + nl), timeout) < 0) {
             if (errno == EINTR) {
                 continue;
             }
@@ -283,22 +493,33 @@ static int spawner_run(struct spawner *sp)
             }
             spawner_reap(sp);
         }
-        if (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) {
-            /* The main process writes only the host keys, at start:
-             * this is its exit. */
-            if (recv(sp->link, &byte, 1, MSG_DONTWAIT) <= 0) {
-                break;
+        if ((pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) &&
+            !spawner_on_link(sp)) {
+            break; /* the main process is gone */
+        }
+        /* Backwards: dropping entry i moves the last one into its place. */
+        now = util_mono_ms();
+        for (i = nl - 1; i >= 0; i--) {
+            if (pfd[3 + i].revents != 0) {
+                spawner_linger_read(sp, i);
+            } else if (now >= sp->linger[i].until) {
+                spawner_linger_drop(sp, i);
             }
         }
         if (pfd[0].revents & POLLIN) {
-            spawner_accept(sp);
+            for (accepted = 0; accepted < SPAWNER_ACCEPT_BATCH; accepted++) {
+                if (!spawner_accept(sp)) {
+                    break;
+                }
+            }
         }
+        spawner_overdue(sp);
     }
     /* End every session: they cannot work without the main process. */
     signal(SIGTERM, SIG_IGN);
     kill(0, SIGTERM);
-    while (sp->live > 0 && waitpid(-1, NULL, 0) > 0) {
-        sp->live--;
+    while (preauth_live(sp->admit) > 0 && (pid = waitpid(-1, NULL, 0)) > 0) {
+        (void)preauth_gone(sp->admit, pid);
     }
     return 0;
 }
@@ -322,29 +543,40 @@ static void server_on_link(struct loop *l, int fd, int events, void *arg)
     uint32_t pid = 0, status = 0;
     char addr[64] = "";
     uint8_t type = 0;
-    int cfd = -1;
+    int fds[2] = {-1, -1};
+    size_t nfds = 0;
 
-    if (mproto_recv(s->link, &type, s->msg, &cfd) != ERR_OK) {
+    if (mproto_recv_fds(s->link, &type, s->msg, fds, 2, &nfds) != ERR_OK) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return;
+        }
         log_error("the spawner is gone; shutting down");
         s->result = ERR_INTERNAL;
         loop_stop(l);
         return;
     }
-    if (type == MP_SPAWN_NEW && cfd >= 0 &&
+    /* The spawner admitted it (pre-authentication limits are decided
+     * there, before fork); here it is only tracked. */
+    if (type == MP_SPAWN_NEW && nfds == 2 &&
         buf_get_u32(s->msg, &pid) == ERR_OK &&
         buf_get_cstring_into(s->msg, addr, sizeof(addr)) == ERR_OK) {
-        if (s->mon.preauth >= s->cfg->max_startups) {
-            log_warn("too many unauthenticated connections; dropping %s", addr);
-            kill((pid_t)pid, SIGTERM);
-            close(cfd);
-        } else if (monitor_child_new(&s->mon, (pid_t)pid, cfd, addr) == NULL) {
-            kill((pid_t)pid, SIGTERM);
-            close(cfd);
+        /* the monitor owns both descriptors now, also when it fails */
+        if (monitor_child_new(&s->mon, (pid_t)pid, fds[1], fds[0], addr) ==
+            NULL) {
+            log_error("cannot track child %lu; ended it", (unsigned long)pid);
         }
         return;
     }
-    if (cfd >= 0) {
-        close(cfd);
+    for (size_t i = 0; i < nfds; i++) {
+        if (type == MP_SPAWN_NEW && i == 1) {
+            /* not tracked: end it through its pidfd */
+            (void)pidfd_send_signal(fds[1], SIGKILL, NULL, 0);
+        }
+        close(fds[i]);
+    }
+    if (type == MP_SPAWN_NEW) {
+        log_error("malformed new-child message from the spawner");
+        return;
     }
     if (type == MP_SPAWN_EXIT && buf_get_u32(s->msg, &pid) == ERR_OK &&
         buf_get_u32(s->msg, &status) == ERR_OK) {
@@ -352,6 +584,22 @@ static void server_on_link(struct loop *l, int fd, int events, void *arg)
         return;
     }
     log_warn("unexpected message %u from the spawner", type);
+}
+
+/* The monitor's hook: a child authenticated, so the spawner gives back
+ * its pre-authentication slots. Non-blocking: the spawner reads its link
+ * at every wakeup, and a lost notice only keeps the slot until the child
+ * exits. */
+static void server_on_authed(void *arg, pid_t pid)
+{
+    struct server *s = arg;
+    struct buf *b = buf_new(16);
+
+    if (b == NULL || buf_put_u32(b, (uint32_t)pid) != ERR_OK ||
+        mproto_send(s->link, MP_SPAWN_AUTHED, b, -1, 1) != ERR_OK) {
+        log_warn("cannot tell the spawner that child %ld logged in", (long)pid);
+    }
+    buf_free(b);
 }
 
 #define SERVER_RETENTION_MS (3600 * 1000)
@@ -675,6 +923,26 @@ int server_run(const struct config *cfg)
         sp.sig_fd = sig_fd;
         sp.sb = &sb;
         sp.banner = banner;
+        {
+            struct preauth_limits lim = {
+                .start = cfg->max_startups_begin,
+                .rate = cfg->max_startups_rate,
+                .full = cfg->max_startups,
+                .per_source = cfg->max_startups_per_source,
+                .max_sessions = cfg->max_sessions,
+            };
+            uint64_t seed;
+
+            randombytes_buf(&seed, sizeof(seed));
+            sp.admit = preauth_new(&lim, seed);
+            sp.msg = buf_new(MPROTO_MAX);
+            sp.refused_log = util_mono_ms() - SPAWNER_REFUSE_LOG_MS;
+        }
+        if (sp.admit == NULL || sp.msg == NULL ||
+            util_set_nonblock(listen_fd) != ERR_OK) {
+            log_error("the spawner cannot start");
+            _exit(1);
+        }
         _exit(spawner_run(&sp));
     }
     close(link[1]);
@@ -734,6 +1002,8 @@ int server_run(const struct config *cfg)
         goto out;
     }
     s.mon.hub = hub;
+    s.mon.on_authed = server_on_authed;
+    s.mon.on_authed_arg = &s;
     if (notify_listen(&notify, s.loop, cfg->data_dir, server_on_notify, hub) !=
         ERR_OK) {
         log_warn("cannot listen for store-change notices; CLI changes to "

@@ -103,8 +103,9 @@ struct session_child {
     char client_addr[64];
     char login[LOGIN_MAX + 1]; /* as the client sent it */
     bool authenticated;
-    bool need_totp; /* first factor done, TOTP pending */
-    int kbd_stage;  /* what the kbd-interactive prompt asked */
+    bool need_totp;  /* first factor done, TOTP pending */
+    bool auth_ended; /* [ssh] max_auth_tries reached: disconnect */
+    int kbd_stage;   /* what the kbd-interactive prompt asked */
     char asset_name[STORE_NAME_MAX + 1];
     bool up_failed;  /* the upstream could not be set up */
     char *up_error;  /* why: message for the client */

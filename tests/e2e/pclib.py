@@ -449,11 +449,15 @@ class Portcullis:
     def tune_for_tests(self):
         """The e2e suite logs in and fails on purpose many times from one
         address: no lockout and no failure delay, or later tests would be
-        refused for the earlier ones' failures."""
+        refused for the earlier ones' failures; and no per-source cap on
+        connections before authentication."""
         self.set_config("auth", "max_failures", "100")
         self.set_config("auth", "failure_window_seconds", "1")
         self.set_config("auth", "lockout_seconds", "0")
         self.set_config("auth", "failure_delay_ms", "0")
+        # Many logins start at once from 127.0.0.1 (test_concurrency);
+        # test_preauth.py sets its own per-source caps.
+        self.set_config("ssh", "max_startups_per_source", "1000")
 
     # --- the CLI
 

@@ -89,6 +89,10 @@ static void test_defaults(void **state)
     assert_string_equal(cfg.ssh_host_key,
                         "/var/lib/portcullis/ssh_host_ed25519_key");
     assert_int_equal(cfg.max_startups, 256);
+    assert_int_equal(cfg.max_startups_begin, 64);
+    assert_int_equal(cfg.max_startups_rate, 30);
+    assert_int_equal(cfg.max_startups_per_source, 10);
+    assert_int_equal(cfg.max_auth_tries, 6);
     assert_int_equal(cfg.max_sessions, 4096);
     assert_int_equal(cfg.login_grace_seconds, 60);
     assert_int_equal(cfg.connect_timeout_seconds, 10);
@@ -333,6 +337,55 @@ static void test_out_of_range(void **state)
     config_free(&cfg);
 }
 
+/* [ssh] max_startups: one number N (N:100:N) or OpenSSH's
+ * start:rate:full; the pre-authentication keys next to it. */
+static void test_max_startups_forms(void **state)
+{
+    const struct tmp *t = *state;
+    struct config cfg;
+    char why[256] = "";
+
+    write_file(t->file, "[ssh]\nmax_startups = 12\n");
+    assert_int_equal(config_load(t->file, &cfg, why, sizeof(why)), ERR_OK);
+    assert_int_equal(cfg.max_startups_begin, 12);
+    assert_int_equal(cfg.max_startups_rate, 100);
+    assert_int_equal(cfg.max_startups, 12);
+    config_free(&cfg);
+    write_file(t->file, "[ssh]\nmax_startups = 10:30:100\n"
+                        "max_startups_per_source = 3\nmax_auth_tries = 2\n");
+    assert_int_equal(config_load(t->file, &cfg, why, sizeof(why)), ERR_OK);
+    assert_int_equal(cfg.max_startups_begin, 10);
+    assert_int_equal(cfg.max_startups_rate, 30);
+    assert_int_equal(cfg.max_startups, 100);
+    assert_int_equal(cfg.max_startups_per_source, 3);
+    assert_int_equal(cfg.max_auth_tries, 2);
+    config_free(&cfg);
+    write_file(t->file, "[ssh]\nmax_startups = 5:100:5\n");
+    assert_int_equal(config_load(t->file, &cfg, why, sizeof(why)), ERR_OK);
+    assert_int_equal(cfg.max_startups_begin, 5);
+    assert_int_equal(cfg.max_startups, 5);
+    config_free(&cfg);
+    /* start above full, rate out of 1-100, missing or extra parts. */
+    assert_load_fails(t, "[ssh]\nmax_startups = 30:10:20\n", 2,
+                      "start:rate:full");
+    assert_load_fails(t, "[ssh]\nmax_startups = 10:0:20\n", 2,
+                      "start:rate:full");
+    assert_load_fails(t, "[ssh]\nmax_startups = 10:101:20\n", 2,
+                      "start:rate:full");
+    assert_load_fails(t, "[ssh]\nmax_startups = 10:30\n", 2, "start:rate:full");
+    assert_load_fails(t, "[ssh]\nmax_startups = 10:30:20:5\n", 2,
+                      "start:rate:full");
+    assert_load_fails(t, "[ssh]\nmax_startups = 0:30:20\n", 2,
+                      "start:rate:full");
+    assert_load_fails(t, "[ssh]\nmax_startups = 10: 30:20\n", 2,
+                      "start:rate:full");
+    assert_load_fails(t, "[ssh]\nmax_startups = 10:30:200000\n", 2,
+                      "from 1 to 100000");
+    assert_load_fails(t, "[ssh]\nmax_startups_per_source = 0\n", 2,
+                      "from 1 to 100000");
+    assert_load_fails(t, "[ssh]\nmax_auth_tries = 101\n", 2, "from 1 to 100");
+}
+
 static void test_missing_equals(void **state)
 {
     const struct tmp *t = *state;
@@ -405,6 +458,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_non_integer, setup_tmp,
                                         teardown_tmp),
         cmocka_unit_test_setup_teardown(test_out_of_range, setup_tmp,
+                                        teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_max_startups_forms, setup_tmp,
                                         teardown_tmp),
         cmocka_unit_test_setup_teardown(test_missing_equals, setup_tmp,
                                         teardown_tmp),
