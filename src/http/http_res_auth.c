@@ -219,26 +219,42 @@ int http_h_login(struct http_req *req)
     const char *code = http_body_str(req->body, "totp");
     struct http_jwt_claims c;
     struct store_user u;
-    char ukey[STORE_NAME_MAX + 8], akey[80], *token = NULL;
-    const char *why = "wrong username or password";
+    char pkey[LOCKOUT_KEY_MAX], tkey[LOCKOUT_KEY_MAX], akey[LOCKOUT_KEY_MAX],
+        *token = NULL;
+    const char *why = "wrong username or password", *lkey = pkey;
     int64_t now = util_now();
+    bool found;
     int r;
 
+    /* Locked as SSH logins are (docs/security.md, "Lockouts"): the source
+     * address, and the failing factor of the user the name resolves to,
+     * whatever its spelling (an unknown name by itself, alike). */
     memset(&c, 0, sizeof(c));
-    snprintf(ukey, sizeof(ukey), "user:%s", name);
-    snprintf(akey, sizeof(akey), "addr:%s", req->client_ip);
-    if (lockout_is_locked(req->h->lockout, ukey, now) ||
-        lockout_is_locked(req->h->lockout, akey, now)) {
+    memset(&u, 0, sizeof(u));
+    found = store_user_get(req->h->store, name, &u) == ERR_OK;
+    lockout_key_factor(pkey, sizeof(pkey), LOCKOUT_PASSWORD,
+                       found ? u.id : NULL, name);
+    lockout_key_factor(tkey, sizeof(tkey), LOCKOUT_TOTP, found ? u.id : NULL,
+                       name);
+    lockout_key_addr(akey, sizeof(akey), req->client_ip);
+    if (lockout_is_locked(req->h->lockout, akey, now) ||
+        lockout_is_locked(req->h->lockout, pkey, now)) {
         req->h->m.login_failures++;
         req->h->m.api_auth_failures++;
         req->delay_ms = req->h->cfg->failure_delay_ms;
-        http_login_audit(req, "login.fail", name, "api: locked out");
+        http_login_audit(req, "login.fail", name,
+                         lockout_is_locked(req->h->lockout, akey, now)
+                             ? "api: locked out: too many failures from "
+                               "this address"
+                             : "api: locked out: password locked");
+        sodium_memzero(&u, sizeof(u));
         return http_error(req, 429, "locked_out", "Too many failures",
                           "too many failed logins; try again later");
     }
-    memset(&u, 0, sizeof(u));
-    r = store_user_get(req->h->store, name, &u);
-    r = password_verify(r == ERR_OK ? u.password_hash : NULL, pw);
+    r = password_verify(found ? u.password_hash : NULL, pw);
+    if (r == ERR_OK) {
+        lockout_success(req->h->lockout, pkey);
+    }
     if (r == ERR_OK && u.disabled) {
         r = ERR_AUTH;
         why = "user disabled";
@@ -249,26 +265,34 @@ int http_h_login(struct http_req *req)
             return http_error(req, 401, "totp_required", "TOTP required",
                               "this user needs a TOTP code: send 'totp'");
         }
-        r = http_login_totp(req, &u, code);
-        if (r != ERR_OK) {
+        lkey = tkey;
+        if (lockout_is_locked(req->h->lockout, tkey, now)) {
+            r = ERR_LOCKED;
+            why = "locked out: TOTP locked";
+            lkey = NULL; /* not checked: counts nowhere */
+        } else if ((r = http_login_totp(req, &u, code)) == ERR_OK) {
+            lockout_success(req->h->lockout, tkey);
+        } else {
             why =
                 r == ERR_REPLAY ? "TOTP code already used" : "wrong TOTP code";
-            r = ERR_AUTH;
         }
+        r = r == ERR_OK ? ERR_OK : ERR_AUTH;
     }
     if (r != ERR_OK) {
         req->h->m.login_failures++;
         req->h->m.api_auth_failures++;
-        lockout_fail(req->h->lockout, ukey, now);
-        lockout_fail(req->h->lockout, akey, now);
+        if (lkey != NULL && strcmp(why, "user disabled") != 0) {
+            lockout_fail(req->h->lockout, lkey, now);
+        }
+        if (lkey != NULL) {
+            lockout_fail(req->h->lockout, akey, now);
+        }
         req->delay_ms = req->h->cfg->failure_delay_ms;
         http_login_audit(req, "login.fail", name, why);
         sodium_memzero(&u, sizeof(u));
         return http_error(req, 401, "login_failed", "Login failed",
                           "wrong username, password or TOTP code");
     }
-    lockout_success(req->h->lockout, ukey);
-    lockout_success(req->h->lockout, akey);
     c.kind = HTTP_JWT_SESSION;
     snprintf(c.sub, sizeof(c.sub), "%s", u.id);
     c.iat = now;
