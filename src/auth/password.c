@@ -146,7 +146,7 @@ int password_verify(const char *hash, const char *password)
 struct password_job {
     struct password_job *next;  /* in the waiting FIFO */
     struct password_pool *pool; /* NULL: the pool was freed, drop it */
-    password_done_fn done;
+    password_done_fn done;      /* NULL: forgotten (password_pool_forget) */
     void *ctx;
     uint64_t tag;
     int result;
@@ -218,7 +218,9 @@ static void password_job_after(struct loop *l, void *arg)
             }
         }
         p->running--;
-        j->done(j->ctx, j->tag, j->result);
+        if (j->done != NULL) {
+            j->done(j->ctx, j->tag, j->result);
+        }
         password_pool_start(p);
     }
     password_job_free(j);
@@ -281,6 +283,33 @@ void password_pool_free(struct password_pool *p)
     }
     free(p->run);
     free(p);
+}
+
+void password_pool_forget(struct password_pool *p, const void *ctx)
+{
+    struct password_job **pp, *j;
+
+    if (p == NULL) {
+        return;
+    }
+    for (pp = &p->head; (j = *pp) != NULL;) {
+        if (j->ctx == ctx) {
+            *pp = j->next;
+            p->waiting--;
+            password_job_free(j);
+        } else {
+            p->tail = j;
+            pp = &j->next;
+        }
+    }
+    if (p->head == NULL) {
+        p->tail = NULL;
+    }
+    for (unsigned i = 0; i < p->max_running; i++) {
+        if (p->run[i] != NULL && p->run[i]->ctx == ctx) {
+            p->run[i]->done = NULL; /* runs to its end unanswered */
+        }
+    }
 }
 
 int password_verify_async(struct password_pool *p, const char *hash,

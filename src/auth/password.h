@@ -40,6 +40,9 @@ struct password_pool *password_pool_new(struct loop *l, unsigned max_running,
 /* Forgets every request: queued ones are dropped, running ones finish on
  * their thread and are then freed without calling done. */
 void password_pool_free(struct password_pool *p);
+/* Forgets every request made with ctx (queued: dropped; running: never
+ * answered), for an owner that goes before the pool does. */
+void password_pool_forget(struct password_pool *p, const void *ctx);
 /* hash NULL or "": the unknown-user path (password_verify). Returns
  * ERR_OK (done will be called), ERR_DENIED (server busy: max_running
  * running and max_waiting waiting; done will not be called) or ERR_NOMEM. */

@@ -20,6 +20,7 @@
 #include "auth/totp.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "auth/lockout.h"
 #include "common/util.h"
 #include "store/audit.h"
 
@@ -212,10 +213,24 @@ static int http_login_totp(struct http_req *req, const struct store_user *u,
     return store_user_totp_use(req->h->store, u->id, step);
 }
 
-int http_h_login(struct http_req *req)
+/* The lockout keys of a login (docs/security.md, "Lockouts"): the source
+ * address, and per factor the user the name resolved to (uid), whatever
+ * its spelling; an unknown name by itself, alike. */
+static void http_login_keys(const struct http_req *req, const char *name,
+                            char *pkey, char *tkey, char *akey)
+{
+    const char *uid = req->login_uid[0] != '\0' ? req->login_uid : NULL;
+
+    lockout_key_factor(pkey, LOCKOUT_KEY_MAX, LOCKOUT_PASSWORD, uid, name);
+    lockout_key_factor(tkey, LOCKOUT_KEY_MAX, LOCKOUT_TOTP, uid, name);
+    lockout_key_addr(akey, LOCKOUT_KEY_MAX, req->client_ip);
+}
+
+/* The rest of a login once its password was checked (r: ERR_OK or
+ * ERR_AUTH): TOTP, counters, the token. */
+static int http_login_finish(struct http_req *req, int r)
 {
     const char *name = http_body_str(req->body, "username");
-    const char *pw = http_body_str(req->body, "password");
     const char *code = http_body_str(req->body, "totp");
     struct http_jwt_claims c;
     struct store_user u;
@@ -223,37 +238,16 @@ int http_h_login(struct http_req *req)
         *token = NULL;
     const char *why = "wrong username or password", *lkey = pkey;
     int64_t now = util_now();
-    bool found;
-    int r;
 
-    /* Locked as SSH logins are (docs/security.md, "Lockouts"): the source
-     * address, and the failing factor of the user the name resolves to,
-     * whatever its spelling (an unknown name by itself, alike). */
     memset(&c, 0, sizeof(c));
     memset(&u, 0, sizeof(u));
-    found = store_user_get(req->h->store, name, &u) == ERR_OK;
-    lockout_key_factor(pkey, sizeof(pkey), LOCKOUT_PASSWORD,
-                       found ? u.id : NULL, name);
-    lockout_key_factor(tkey, sizeof(tkey), LOCKOUT_TOTP, found ? u.id : NULL,
-                       name);
-    lockout_key_addr(akey, sizeof(akey), req->client_ip);
-    if (lockout_is_locked(req->h->lockout, akey, now) ||
-        lockout_is_locked(req->h->lockout, pkey, now)) {
-        req->h->m.login_failures++;
-        req->h->m.api_auth_failures++;
-        req->delay_ms = req->h->cfg->failure_delay_ms;
-        http_login_audit(req, "login.fail", name,
-                         lockout_is_locked(req->h->lockout, akey, now)
-                             ? "api: locked out: too many failures from "
-                               "this address"
-                             : "api: locked out: password locked");
-        sodium_memzero(&u, sizeof(u));
-        return http_error(req, 429, "locked_out", "Too many failures",
-                          "too many failed logins; try again later");
-    }
-    r = password_verify(found ? u.password_hash : NULL, pw);
+    http_login_keys(req, name, pkey, tkey, akey);
     if (r == ERR_OK) {
         lockout_success(req->h->lockout, pkey);
+        /* Read again: the user may have changed while the hash ran. */
+        if (store_user_get(req->h->store, req->login_uid, &u) != ERR_OK) {
+            r = ERR_AUTH;
+        }
     }
     if (r == ERR_OK && u.disabled) {
         r = ERR_AUTH;
@@ -312,6 +306,73 @@ int http_h_login(struct http_req *req)
     http_jwt_token_free(token);
     sodium_memzero(&c, sizeof(c));
     sodium_memzero(&u, sizeof(u));
+    return 0;
+}
+
+/* password_done_fn: the pool checked the password of deferred login id;
+ * its client may have gone meanwhile. */
+static void http_login_checked(void *ctx, uint64_t id, int result)
+{
+    struct http_req *req = http_deferred(ctx, id);
+
+    if (req != NULL) {
+        (void)http_login_finish(req, result == ERR_OK ? ERR_OK : ERR_AUTH);
+        http_resume(req);
+    }
+}
+
+/*
+ * POST /api/v1/login. The password is checked on the monitor's worker
+ * pool (password.h), so the answer comes later (http_defer); a full pool
+ * answers 503 at once.
+ */
+int http_h_login(struct http_req *req)
+{
+    const char *name = http_body_str(req->body, "username");
+    const char *pw = http_body_str(req->body, "password");
+    struct store_user u;
+    char pkey[LOCKOUT_KEY_MAX], tkey[LOCKOUT_KEY_MAX], akey[LOCKOUT_KEY_MAX];
+    int64_t now = util_now();
+    uint64_t id = 0;
+    bool found;
+    int r;
+
+    memset(&u, 0, sizeof(u));
+    found = store_user_get(req->h->store, name, &u) == ERR_OK;
+    snprintf(req->login_uid, sizeof(req->login_uid), "%s", found ? u.id : "");
+    http_login_keys(req, name, pkey, tkey, akey);
+    if (lockout_is_locked(req->h->lockout, akey, now) ||
+        lockout_is_locked(req->h->lockout, pkey, now)) {
+        req->h->m.login_failures++;
+        req->h->m.api_auth_failures++;
+        req->delay_ms = req->h->cfg->failure_delay_ms;
+        http_login_audit(req, "login.fail", name,
+                         lockout_is_locked(req->h->lockout, akey, now)
+                             ? "api: locked out: too many failures from "
+                               "this address"
+                             : "api: locked out: password locked");
+        sodium_memzero(&u, sizeof(u));
+        return http_error(req, 429, "locked_out", "Too many failures",
+                          "too many failed logins; try again later");
+    }
+    if (req->h->hashes == NULL || http_defer(req, &id) != ERR_OK) {
+        r = password_verify(found ? u.password_hash : NULL, pw);
+        sodium_memzero(&u, sizeof(u));
+        return http_login_finish(req, r);
+    }
+    r = password_verify_async(req->h->hashes, found ? u.password_hash : NULL,
+                              pw, http_login_checked, req->h, id);
+    sodium_memzero(&u, sizeof(u));
+    if (r != ERR_OK) {
+        http_undefer(req);
+        if (r == ERR_DENIED) {
+            log_warn("http: login from %s refused: too many password checks "
+                     "running and waiting",
+                     req->client_ip);
+        }
+        return http_error(req, 503, "server_busy", "Server busy",
+                          "too many logins at once; try again shortly");
+    }
     return 0;
 }
 
