@@ -11,6 +11,7 @@ Each test starts a server of its own (`server_factory`): the shared
 `proxy` of other modules runs with the throttle off, and a lock here must
 not refuse another test's logins."""
 
+import http.client
 import json
 import time
 
@@ -334,3 +335,48 @@ def test_failure_delay(server_factory, target):
     fast = timed_failures(server_factory(failure_delay_ms=0), target, 3)
     assert min(fast) < 0.7, "failure_delay_ms=0, refused after %s s" % (
         ", ".join("%.3f" % t for t in fast))
+
+
+def api_login(server, user, password, source):
+    conn = http.client.HTTPConnection("127.0.0.1", server.http_port,
+                                      timeout=60, source_address=(source, 0))
+    try:
+        conn.request("POST", "/api/v1/login", body=json.dumps(
+            {"username": user, "password": password}),
+            headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        r.read()
+        return r.status
+    finally:
+        conn.close()
+
+
+def test_api_logins_lock_the_resolved_user_and_the_address(server_factory,
+                                                           tmp_path, target):
+    server = server_factory(**LOCK)
+    server.wait_http()
+    asset_id = server.target_asset(target)
+    a, pw_a = allowed_user(server, asset_id)
+    b, pw_b = allowed_user(server, asset_id)
+    key = keygen(tmp_path / "akey")
+    server.key_add(a, str(key) + ".pub")
+    uid = user_id(server, a)
+    # One wrong password under each spelling, each from its own address.
+    for s, src in zip([a, uid, uid.upper()],
+                      ["127.0.4.1", "127.0.4.2", "127.0.4.3"]):
+        assert api_login(server, s, "wrong", src) == 401
+    # Her password is locked, under any spelling, from a clean address ...
+    assert api_login(server, a, pw_a, "127.0.4.4") == 429
+    assert api_login(server, uid, pw_a, "127.0.4.4") == 429
+    # ... her key login over SSH still works, b is not affected.
+    assert_in(key_attempt(Client(server.ssh_port), a, asset_id, key,
+                          source="127.0.4.5"))
+    assert api_login(server, b, pw_b, "127.0.4.4") == 200
+    # Three failures from one address (any names) lock it for everyone.
+    for name in ("ghost-1", "ghost-2", b):
+        assert api_login(server, name, "wrong", "127.0.4.6") == 401
+    assert api_login(server, b, pw_b, "127.0.4.6") == 429
+    assert api_login(server, b, pw_b, "127.0.4.7") == 200
+    fails = audit_details(server, "login.fail")
+    assert "api: locked out: password locked" in fails, fails
+    assert "api: locked out: too many failures from this address" in fails

@@ -253,6 +253,60 @@ def test_api_login_flood_past_the_queue_is_refused_at_once(server_factory):
     assert "too many password checks" in pc.log_text()
 
 
+def test_children_killed_while_their_password_is_checked(server_factory,
+                                                         target):
+    """A session child that dies while the pool checks its password (or
+    waits for it) gets no answer written anywhere: the monitor finds it
+    again by serial number, not by pointer, and drops the answer. The
+    server goes on serving (and the sanitizer build reports nothing)."""
+    pc = server_factory(max_concurrent_hashes=1)
+    asset_id = pc.target_asset(target)
+    pw = "pw-" + uniq()
+    user = pc.user_add(password=pw)
+    pc.allow(user, asset_id)
+    victim = pc.user_add(password="right-" + uniq())
+    cl = Client(pc.ssh_port)
+    n = 20
+    procs = [cl.popen_ssh("%s#%s" % (victim, asset_id), "echo never",
+                          password="wrong-%d" % i, methods="password",
+                          extra=["-b", "127.0.3.%d" % (1 + i)])
+             for i in range(n)]
+    try:
+        # Let them reach their password (key exchange done, checks queued
+        # behind the one running), then kill every session child.
+        deadline = time.monotonic() + 20
+        log = ""
+        while time.monotonic() < deadline:
+            log = pc.log_text()
+            if "login %s from" % victim in log:
+                break
+            time.sleep(0.05)
+        assert "login %s from" % victim in log, pc.log_tail()
+        spawner = set(pc.children())
+        kids = [p for p in pc.descendants() if p not in spawner]
+        assert kids, "no session children"
+        for pid in kids:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            p.communicate(timeout=60)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    # Some checks were still pending when their child died: fewer answers
+    # than attempts. (Give the pool time to drain what was queued.)
+    time.sleep(3)
+    answered = pc.log_text().count("login %s from" % victim)
+    assert answered < n, answered
+    # The server is fine and serves the next login at once.
+    r = cl.ssh("%s#%s" % (user, asset_id), "echo served", password=pw)
+    assert r.rc == 0 and r.out == "served\n", r
+
+
 class SilentDns:
     """A UDP socket on <addr>:53 that reads DNS queries and never answers;
     counts them."""
