@@ -15,6 +15,7 @@
  */
 #include "common/loop.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,6 +99,17 @@ void loop_free(struct loop *l)
     (void)uv_loop_close(&l->uv);
     free(l->fds);
     free(l);
+}
+
+void loop_reserve_workers(unsigned n)
+{
+    char v[16];
+
+    /* libuv reads it once, when its pool starts; at most 1024 threads. */
+    if (getenv("UV_THREADPOOL_SIZE") == NULL) {
+        snprintf(v, sizeof(v), "%u", n > 1000 ? 1024 : n + 4);
+        (void)setenv("UV_THREADPOOL_SIZE", v, 0);
+    }
 }
 
 struct loop_work {

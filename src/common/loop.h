@@ -53,6 +53,10 @@ void loop_del_timer(struct loop *l, uint64_t id);
  * caller's after() must find out by itself whether what it served still
  * exists (an ID, not a pointer). Returns ERR_OK or ERR_IO.
  */
+/* Sizes libuv's worker pool for n long jobs plus 4 threads for the
+ * resolver, unless UV_THREADPOOL_SIZE is set already; call before the
+ * first loop_work or loop_resolve (the pool starts then). */
+void loop_reserve_workers(unsigned n);
 typedef void (*loop_work_fn)(void *arg);
 typedef void (*loop_after_fn)(struct loop *l, void *arg);
 int loop_work(struct loop *l, loop_work_fn work, loop_after_fn after,
