@@ -24,6 +24,8 @@
  */
 #include "auth/lockout.h"
 
+#include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -242,4 +244,41 @@ void lockout_success(struct lockout *l, const char *key)
         s->nfail = 0;
         s->head = 0;
     }
+}
+
+const char *lockout_factor_str(enum lockout_factor f)
+{
+    return f == LOCKOUT_TOTP ? "totp" : "password";
+}
+
+/* Lowercased copy of s after prefix; IDs are UUIDs (either case names one
+ * user), and an unknown name is counted whatever its case. */
+static void lockout_key_lower(char *out, size_t outlen, const char *prefix,
+                              const char *s)
+{
+    size_t n;
+
+    if (outlen == 0) {
+        return;
+    }
+    snprintf(out, outlen, "%s%s", prefix, s != NULL ? s : "");
+    for (n = strlen(prefix); out[n] != '\0'; n++) {
+        out[n] = (char)tolower((unsigned char)out[n]);
+    }
+}
+
+void lockout_key_factor(char *out, size_t outlen, enum lockout_factor f,
+                        const char *user_id, const char *name)
+{
+    char prefix[32];
+    bool known = user_id != NULL && user_id[0] != '\0';
+
+    snprintf(prefix, sizeof(prefix), "%s:%s:", lockout_factor_str(f),
+             known ? "id" : "name");
+    lockout_key_lower(out, outlen, prefix, known ? user_id : name);
+}
+
+void lockout_key_addr(char *out, size_t outlen, const char *ip)
+{
+    lockout_key_lower(out, outlen, "addr:", ip);
 }

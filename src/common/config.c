@@ -231,6 +231,7 @@ int config_defaults(struct config *cfg, const char *data_dir)
     cfg->failure_window_seconds = 300;
     cfg->lockout_seconds = 300;
     cfg->failure_delay_ms = 1000;
+    cfg->max_concurrent_hashes = 2;
     cfg->agent_keepalive_seconds = 10;
     cfg->agent_timeout_seconds = 25;
     cfg->agent_max = 20000;
@@ -346,6 +347,7 @@ static const struct config_key config_keys[] = {
        86400 * 30),
     CK("auth", "lockout_seconds", CK_INT, lockout_seconds, 0, 86400 * 30),
     CK("auth", "failure_delay_ms", CK_INT, failure_delay_ms, 0, 60000),
+    CK("auth", "max_concurrent_hashes", CK_INT, max_concurrent_hashes, 1, 64),
     CK("record", "dir", CK_PATH, record_dir, 0, 0),
     CK("record", "retention_days", CK_INT, record_retention_days, 0, 36500),
     CK("agent", "keepalive_seconds", CK_INT, agent_keepalive_seconds, 1, 3600),

@@ -17,7 +17,7 @@
  *   [store]   driver (sqlite), path
  *   [vault]   key_file
  *   [auth]    max_failures, failure_window_seconds, lockout_seconds,
- *             failure_delay_ms
+ *             failure_delay_ms, max_concurrent_hashes
  *   [record]  dir (recordings), retention_days (0 = keep forever)
  *
  * Booleans are written `true` or `false`. Algorithm lists are comma-
@@ -93,6 +93,7 @@ struct config {
     int failure_window_seconds; /* window in which they count */
     int lockout_seconds;        /* how long a lockout lasts */
     int failure_delay_ms;       /* delay before a failure is answered */
+    int max_concurrent_hashes;  /* pre-auth argon2id runs at once */
 
     char *record_dir;          /* absolute; session recordings */
     int record_retention_days; /* 0 = keep forever */

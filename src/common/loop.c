@@ -15,6 +15,7 @@
  */
 #include "common/loop.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,13 +89,119 @@ void loop_free(struct loop *l)
         loop_del_timer(l, l->timers->id);
     }
     /* Let the close callbacks run, then close whatever else (e.g. handles
-     * libwebsockets left) so uv_loop_close succeeds. */
+     * libwebsockets left) so uv_loop_close succeeds. With every handle
+     * closed, the last run returns once the worker threads' requests still
+     * running (loop_work, loop_resolve) are done and their callbacks ran:
+     * at most one argon2id or one resolver timeout. */
     uv_run(&l->uv, UV_RUN_NOWAIT);
     uv_walk(&l->uv, loop_close_walk, NULL);
-    uv_run(&l->uv, UV_RUN_NOWAIT);
+    uv_run(&l->uv, UV_RUN_DEFAULT);
     (void)uv_loop_close(&l->uv);
     free(l->fds);
     free(l);
+}
+
+void loop_reserve_workers(unsigned n)
+{
+    char v[16];
+
+    /* libuv reads it once, when its pool starts; at most 1024 threads. */
+    if (getenv("UV_THREADPOOL_SIZE") == NULL) {
+        snprintf(v, sizeof(v), "%u", n > 1000 ? 1024 : n + 4);
+        (void)setenv("UV_THREADPOOL_SIZE", v, 0);
+    }
+}
+
+struct loop_work {
+    uv_work_t w;
+    struct loop *l;
+    loop_work_fn work;
+    loop_after_fn after;
+    void *arg;
+};
+
+static void loop_on_work(uv_work_t *w)
+{
+    struct loop_work *lw = w->data;
+
+    lw->work(lw->arg);
+}
+
+static void loop_on_work_done(uv_work_t *w, int status)
+{
+    struct loop_work *lw = w->data;
+
+    (void)status; /* UV_ECANCELED never: we do not cancel */
+    lw->after(lw->l, lw->arg);
+    free(lw);
+}
+
+int loop_work(struct loop *l, loop_work_fn work, loop_after_fn after, void *arg)
+{
+    struct loop_work *lw;
+
+    if (work == NULL || after == NULL) {
+        return ERR_INVALID;
+    }
+    if ((lw = calloc(1, sizeof(*lw))) == NULL) {
+        return ERR_NOMEM;
+    }
+    lw->w.data = lw;
+    lw->l = l;
+    lw->work = work;
+    lw->after = after;
+    lw->arg = arg;
+    if (uv_queue_work(&l->uv, &lw->w, loop_on_work, loop_on_work_done) != 0) {
+        free(lw);
+        return ERR_IO;
+    }
+    return ERR_OK;
+}
+
+struct loop_gai {
+    uv_getaddrinfo_t req;
+    struct loop *l;
+    loop_resolved_fn fn;
+    void *arg;
+};
+
+static void loop_on_resolved(uv_getaddrinfo_t *req, int status,
+                             struct addrinfo *res)
+{
+    struct loop_gai *g = req->data;
+
+    if (status != 0) {
+        g->fn(g->l, NULL,
+              status == UV_EAI_CANCELED ? "cancelled" : uv_strerror(status),
+              g->arg);
+    } else {
+        g->fn(g->l, res, NULL, g->arg);
+    }
+    uv_freeaddrinfo(res);
+    free(g);
+}
+
+int loop_resolve(struct loop *l, const char *host, const char *service,
+                 const struct addrinfo *hints, loop_resolved_fn fn, void *arg)
+{
+    struct loop_gai *g;
+
+    if (host == NULL || fn == NULL) {
+        return ERR_INVALID;
+    }
+    if ((g = calloc(1, sizeof(*g))) == NULL) {
+        return ERR_NOMEM;
+    }
+    g->req.data = g;
+    g->l = l;
+    g->fn = fn;
+    g->arg = arg;
+    if (uv_getaddrinfo(&l->uv, &g->req, loop_on_resolved, host, service,
+                       hints) != 0) {
+        free(g);
+        return ERR_IO;
+    }
+    return ERR_OK;
 }
 
 void *loop_uv(struct loop *l)

@@ -45,6 +45,37 @@ uint64_t loop_add_timer(struct loop *l, int64_t ms, loop_timer_fn fn,
                         void *arg);
 void loop_del_timer(struct loop *l, uint64_t id);
 
+/*
+ * Work off the loop's thread: work(arg) runs on one of libuv's worker
+ * threads (UV_THREADPOOL_SIZE, default 4, shared with the resolver), then
+ * after(l, arg) runs in the loop's thread. work must touch nothing the
+ * loop's thread uses meanwhile. Neither can be cancelled once queued: the
+ * caller's after() must find out by itself whether what it served still
+ * exists (an ID, not a pointer). Returns ERR_OK or ERR_IO.
+ */
+/* Sizes libuv's worker pool for n long jobs plus 4 threads for the
+ * resolver, unless UV_THREADPOOL_SIZE is set already; call before the
+ * first loop_work or loop_resolve (the pool starts then). */
+void loop_reserve_workers(unsigned n);
+typedef void (*loop_work_fn)(void *arg);
+typedef void (*loop_after_fn)(struct loop *l, void *arg);
+int loop_work(struct loop *l, loop_work_fn work, loop_after_fn after,
+              void *arg);
+
+/*
+ * Asynchronous name resolution (libuv's uv_getaddrinfo, on the worker
+ * threads): fn(l, res, why, arg) runs in the loop's thread with the
+ * addresses (freed by the loop when fn returns) or res NULL and why, a
+ * static message. Same rule as loop_work: fn is always called, so arg must
+ * not be a pointer to something that may go meanwhile. Returns ERR_OK or
+ * ERR_NOMEM / ERR_IO (then fn is never called).
+ */
+struct addrinfo;
+typedef void (*loop_resolved_fn)(struct loop *l, const struct addrinfo *res,
+                                 const char *why, void *arg);
+int loop_resolve(struct loop *l, const char *host, const char *service,
+                 const struct addrinfo *hints, loop_resolved_fn fn, void *arg);
+
 /* The underlying uv_loop_t *, for libraries that join the loop
  * (libwebsockets: LWS_SERVER_OPTION_LIBUV with foreign_loops). */
 void *loop_uv(struct loop *l);

@@ -31,5 +31,9 @@ int http_start(struct http **out, const struct config *cfg, struct loop *loop,
                struct store *store, struct vault *vault, struct hub *hub,
                struct webtickets *tickets);
 void http_stop(struct http *h);
+/* Password checks of POST /api/v1/login go to this pool (password.h;
+ * borrowed, it must outlive h) instead of blocking the loop. */
+struct password_pool;
+void http_set_hashes(struct http *h, struct password_pool *p);
 
 #endif

@@ -79,6 +79,8 @@ enum http_scope {
 
 struct http;
 struct http_req;
+struct http_conn;
+struct password_pool;
 
 typedef int (*http_handler_fn)(struct http_req *req);
 
@@ -128,7 +130,12 @@ struct http {
     struct hub *hub; /* the agent hub, or NULL */
     lws_callback_function *hub_callback;
     struct webtickets *tickets; /* the monitor's, for the browser terminal */
-    unsigned nterms;            /* browser terminals open (http_term.c) */
+    /* argon2id off the loop: the monitor's pool (shared: one cap), or NULL
+     * to check in line; requests waiting for it (http_defer) */
+    struct password_pool *hashes;
+    struct http_conn *deferred;
+    uint64_t next_deferred;
+    unsigned nterms; /* browser terminals open (http_term.c) */
     struct lws_protocols protocols[HTTP_PROTOCOLS_MAX + 1];
 };
 
@@ -165,11 +172,32 @@ struct http_req {
     char allow[64]; /* the Allow header of a 405 */
     bool www_auth;  /* add WWW-Authenticate: Bearer */
     int delay_ms;   /* answer after this long (failed logins) */
+    /* an answer that comes later (http_defer): the connection, and what a
+     * deferred login resolved its name to */
+    struct http_conn *conn;
+    uint64_t deferred; /* 0, or the ID http_defer gave */
+    char login_uid[STORE_ID_MAX + 1];
     char audit_target[256];
     char audit_detail[512];
 };
 
 void http_req_clear(struct http_req *req);
+
+/*
+ * Answering later: a handler whose work runs off the loop (a password
+ * check on the worker pool) returns http_defer(req), which gives an ID to
+ * pass to the work instead of req (the client may close the connection
+ * meanwhile, and req goes with it). When the work is done, in the loop's
+ * thread, http_deferred(h, id) gives req back, or NULL if its connection
+ * is gone (then drop the result); fill the answer as a handler does and
+ * call http_resume(req) to send it. Routes that answer later write their
+ * own audit events.
+ */
+int http_defer(struct http_req *req, uint64_t *id);
+/* Takes back http_defer() while still in the handler (answer now). */
+void http_undefer(struct http_req *req);
+struct http_req *http_deferred(struct http *h, uint64_t id);
+void http_resume(struct http_req *req);
 
 /* Runs the request through the route table and fills the response. */
 void http_dispatch(struct http_req *req);

@@ -20,6 +20,7 @@
 #include "auth/totp.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "auth/lockout.h"
 #include "common/util.h"
 #include "store/audit.h"
 
@@ -212,33 +213,42 @@ static int http_login_totp(struct http_req *req, const struct store_user *u,
     return store_user_totp_use(req->h->store, u->id, step);
 }
 
-int http_h_login(struct http_req *req)
+/* The lockout keys of a login (docs/security.md, "Lockouts"): the source
+ * address, and per factor the user the name resolved to (uid), whatever
+ * its spelling; an unknown name by itself, alike. */
+static void http_login_keys(const struct http_req *req, const char *name,
+                            char *pkey, char *tkey, char *akey)
+{
+    const char *uid = req->login_uid[0] != '\0' ? req->login_uid : NULL;
+
+    lockout_key_factor(pkey, LOCKOUT_KEY_MAX, LOCKOUT_PASSWORD, uid, name);
+    lockout_key_factor(tkey, LOCKOUT_KEY_MAX, LOCKOUT_TOTP, uid, name);
+    lockout_key_addr(akey, LOCKOUT_KEY_MAX, req->client_ip);
+}
+
+/* The rest of a login once its password was checked (r: ERR_OK or
+ * ERR_AUTH): TOTP, counters, the token. */
+static int http_login_finish(struct http_req *req, int r)
 {
     const char *name = http_body_str(req->body, "username");
-    const char *pw = http_body_str(req->body, "password");
     const char *code = http_body_str(req->body, "totp");
     struct http_jwt_claims c;
     struct store_user u;
-    char ukey[STORE_NAME_MAX + 8], akey[80], *token = NULL;
-    const char *why = "wrong username or password";
+    char pkey[LOCKOUT_KEY_MAX], tkey[LOCKOUT_KEY_MAX], akey[LOCKOUT_KEY_MAX],
+        *token = NULL;
+    const char *why = "wrong username or password", *lkey = pkey;
     int64_t now = util_now();
-    int r;
 
     memset(&c, 0, sizeof(c));
-    snprintf(ukey, sizeof(ukey), "user:%s", name);
-    snprintf(akey, sizeof(akey), "addr:%s", req->client_ip);
-    if (lockout_is_locked(req->h->lockout, ukey, now) ||
-        lockout_is_locked(req->h->lockout, akey, now)) {
-        req->h->m.login_failures++;
-        req->h->m.api_auth_failures++;
-        req->delay_ms = req->h->cfg->failure_delay_ms;
-        http_login_audit(req, "login.fail", name, "api: locked out");
-        return http_error(req, 429, "locked_out", "Too many failures",
-                          "too many failed logins; try again later");
-    }
     memset(&u, 0, sizeof(u));
-    r = store_user_get(req->h->store, name, &u);
-    r = password_verify(r == ERR_OK ? u.password_hash : NULL, pw);
+    http_login_keys(req, name, pkey, tkey, akey);
+    if (r == ERR_OK) {
+        lockout_success(req->h->lockout, pkey);
+        /* Read again: the user may have changed while the hash ran. */
+        if (store_user_get(req->h->store, req->login_uid, &u) != ERR_OK) {
+            r = ERR_AUTH;
+        }
+    }
     if (r == ERR_OK && u.disabled) {
         r = ERR_AUTH;
         why = "user disabled";
@@ -249,26 +259,34 @@ int http_h_login(struct http_req *req)
             return http_error(req, 401, "totp_required", "TOTP required",
                               "this user needs a TOTP code: send 'totp'");
         }
-        r = http_login_totp(req, &u, code);
-        if (r != ERR_OK) {
+        lkey = tkey;
+        if (lockout_is_locked(req->h->lockout, tkey, now)) {
+            r = ERR_LOCKED;
+            why = "locked out: TOTP locked";
+            lkey = NULL; /* not checked: counts nowhere */
+        } else if ((r = http_login_totp(req, &u, code)) == ERR_OK) {
+            lockout_success(req->h->lockout, tkey);
+        } else {
             why =
                 r == ERR_REPLAY ? "TOTP code already used" : "wrong TOTP code";
-            r = ERR_AUTH;
         }
+        r = r == ERR_OK ? ERR_OK : ERR_AUTH;
     }
     if (r != ERR_OK) {
         req->h->m.login_failures++;
         req->h->m.api_auth_failures++;
-        lockout_fail(req->h->lockout, ukey, now);
-        lockout_fail(req->h->lockout, akey, now);
+        if (lkey != NULL && strcmp(why, "user disabled") != 0) {
+            lockout_fail(req->h->lockout, lkey, now);
+        }
+        if (lkey != NULL) {
+            lockout_fail(req->h->lockout, akey, now);
+        }
         req->delay_ms = req->h->cfg->failure_delay_ms;
         http_login_audit(req, "login.fail", name, why);
         sodium_memzero(&u, sizeof(u));
         return http_error(req, 401, "login_failed", "Login failed",
                           "wrong username, password or TOTP code");
     }
-    lockout_success(req->h->lockout, ukey);
-    lockout_success(req->h->lockout, akey);
     c.kind = HTTP_JWT_SESSION;
     snprintf(c.sub, sizeof(c.sub), "%s", u.id);
     c.iat = now;
@@ -288,6 +306,73 @@ int http_h_login(struct http_req *req)
     http_jwt_token_free(token);
     sodium_memzero(&c, sizeof(c));
     sodium_memzero(&u, sizeof(u));
+    return 0;
+}
+
+/* password_done_fn: the pool checked the password of deferred login id;
+ * its client may have gone meanwhile. */
+static void http_login_checked(void *ctx, uint64_t id, int result)
+{
+    struct http_req *req = http_deferred(ctx, id);
+
+    if (req != NULL) {
+        (void)http_login_finish(req, result == ERR_OK ? ERR_OK : ERR_AUTH);
+        http_resume(req);
+    }
+}
+
+/*
+ * POST /api/v1/login. The password is checked on the monitor's worker
+ * pool (password.h), so the answer comes later (http_defer); a full pool
+ * answers 503 at once.
+ */
+int http_h_login(struct http_req *req)
+{
+    const char *name = http_body_str(req->body, "username");
+    const char *pw = http_body_str(req->body, "password");
+    struct store_user u;
+    char pkey[LOCKOUT_KEY_MAX], tkey[LOCKOUT_KEY_MAX], akey[LOCKOUT_KEY_MAX];
+    int64_t now = util_now();
+    uint64_t id = 0;
+    bool found;
+    int r;
+
+    memset(&u, 0, sizeof(u));
+    found = store_user_get(req->h->store, name, &u) == ERR_OK;
+    snprintf(req->login_uid, sizeof(req->login_uid), "%s", found ? u.id : "");
+    http_login_keys(req, name, pkey, tkey, akey);
+    if (lockout_is_locked(req->h->lockout, akey, now) ||
+        lockout_is_locked(req->h->lockout, pkey, now)) {
+        req->h->m.login_failures++;
+        req->h->m.api_auth_failures++;
+        req->delay_ms = req->h->cfg->failure_delay_ms;
+        http_login_audit(req, "login.fail", name,
+                         lockout_is_locked(req->h->lockout, akey, now)
+                             ? "api: locked out: too many failures from "
+                               "this address"
+                             : "api: locked out: password locked");
+        sodium_memzero(&u, sizeof(u));
+        return http_error(req, 429, "locked_out", "Too many failures",
+                          "too many failed logins; try again later");
+    }
+    if (req->h->hashes == NULL || http_defer(req, &id) != ERR_OK) {
+        r = password_verify(found ? u.password_hash : NULL, pw);
+        sodium_memzero(&u, sizeof(u));
+        return http_login_finish(req, r);
+    }
+    r = password_verify_async(req->h->hashes, found ? u.password_hash : NULL,
+                              pw, http_login_checked, req->h, id);
+    sodium_memzero(&u, sizeof(u));
+    if (r != ERR_OK) {
+        http_undefer(req);
+        if (r == ERR_DENIED) {
+            log_warn("http: login from %s refused: too many password checks "
+                     "running and waiting",
+                     req->client_ip);
+        }
+        return http_error(req, 503, "server_busy", "Server busy",
+                          "too many logins at once; try again shortly");
+    }
     return 0;
 }
 

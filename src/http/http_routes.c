@@ -966,6 +966,9 @@ void http_dispatch(struct http_req *req)
     }
     req->status = 500;
     req->route->fn(req);
+    if (req->deferred != 0) {
+        return; /* answered later: http_resume() */
+    }
     if (req->errors == NULL && req->data == NULL && req->raw == NULL &&
         req->status != 204) {
         http_error(req, 500, "internal", "Internal error",

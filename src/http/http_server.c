@@ -41,6 +41,7 @@
 #include <sodium.h>
 
 #include "common/err.h"
+#include "auth/password.h"
 #include "common/log.h"
 #include "http/http_addr.h"
 #include "http/http_web.h"
@@ -75,6 +76,7 @@ struct http_conn {
     /* a file of the web UI (http_static.c) instead of an API answer */
     bool is_static;
     struct http_static_resp st;
+    struct http_conn *next_deferred; /* in h->deferred while req waits */
 };
 
 const char *http_method_str(int m)
@@ -164,8 +166,27 @@ static void http_src_release(struct http *h, struct http_src *s)
 
 /* --- requests ---------------------------------------------------------- */
 
+/* Takes c off the list of requests answered later, if it is there. */
+static void http_conn_undefer(struct http_conn *c)
+{
+    struct http_conn **pp;
+
+    if (c->req == NULL || c->req->deferred == 0 || c->h == NULL) {
+        return;
+    }
+    for (pp = &c->h->deferred; *pp != NULL; pp = &(*pp)->next_deferred) {
+        if (*pp == c) {
+            *pp = c->next_deferred;
+            break;
+        }
+    }
+    c->next_deferred = NULL;
+    c->req->deferred = 0;
+}
+
 static void http_conn_reset(struct http_conn *c)
 {
+    http_conn_undefer(c);
     if (c->timer != 0 && c->h != NULL) {
         loop_del_timer(c->h->loop, c->timer);
     }
@@ -323,8 +344,62 @@ static void http_run(struct http_conn *c)
     c->req->authorization = c->authz;
     c->req->body_data = c->body != NULL ? c->body : "";
     c->req->body_len = c->body_len;
+    c->req->conn = c;
     http_dispatch(c->req);
+    if (c->req->deferred == 0) {
+        http_respond(c);
+    }
+}
+
+int http_defer(struct http_req *req, uint64_t *id)
+{
+    struct http_conn *c = req->conn;
+
+    if (c == NULL || req->deferred != 0) {
+        return ERR_INVALID;
+    }
+    req->deferred = ++req->h->next_deferred;
+    c->next_deferred = req->h->deferred;
+    req->h->deferred = c;
+    *id = req->deferred;
+    return ERR_OK;
+}
+
+void http_undefer(struct http_req *req)
+{
+    if (req->conn != NULL) {
+        http_conn_undefer(req->conn);
+    }
+}
+
+struct http_req *http_deferred(struct http *h, uint64_t id)
+{
+    for (struct http_conn *c = h->deferred; c != NULL; c = c->next_deferred) {
+        if (c->req != NULL && c->req->deferred == id) {
+            return c->req;
+        }
+    }
+    return NULL;
+}
+
+void http_resume(struct http_req *req)
+{
+    struct http_conn *c = req->conn;
+
+    http_conn_undefer(c);
+    if (req->errors == NULL && req->data == NULL && req->raw == NULL &&
+        req->status != 204) {
+        http_error(req, 500, "internal", "Internal error",
+                   "the handler gave no answer");
+    }
     http_respond(c);
+}
+
+void http_set_hashes(struct http *h, struct password_pool *p)
+{
+    if (h != NULL) {
+        h->hashes = p;
+    }
 }
 
 /* A GET or HEAD of the web UI (http_static.c): no token, no body. */
@@ -595,6 +670,9 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
         src = lws_get_opaque_user_data(wsi);
         lws_set_opaque_user_data(wsi, NULL);
         http_src_release(h, src);
+        if (c != NULL) {
+            http_conn_undefer(c); /* its memory goes now */
+        }
         return 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         /* A WebSocket upgrade without a subprotocol of ours lands here. */
@@ -826,6 +904,8 @@ void http_stop(struct http *h)
     if (h == NULL) {
         return;
     }
+    /* The pool outlives h: none of its answers may come here any more. */
+    password_pool_forget(h->hashes, h);
     if (h->ctx != NULL) {
         lws_context_destroy(h->ctx);
         /* On a foreign loop the context finishes closing its handles in

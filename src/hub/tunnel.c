@@ -899,7 +899,9 @@ static void tunnel_listen(struct tunnel *t)
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = t->def.udp ? SOCK_DGRAM : SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    /* An address, never a name: this runs in the event loop, where a DNS
+     * lookup would stall every session (docs/operations.md). */
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV | AI_NUMERICHOST;
     snprintf(service, sizeof(service), "%d", t->def.local_port);
     why[0] = '\0';
     if ((gai = getaddrinfo(node, service, &hints, &res)) != 0) {

@@ -43,6 +43,16 @@
 #define MONITOR_FP_MAX 128
 #define MONITOR_DETAIL_MAX 65536
 #define MONITOR_LOCKOUT_SLOTS 4096
+/* password checks waiting for a worker, per one allowed to run at once */
+#define MONITOR_HASH_WAITING_PER_RUNNING 32
+
+/* A CONNECT's pending name resolution; orphaned (m = NULL) by
+ * monitor_free so that a late answer touches nothing freed. */
+struct monitor_resolve {
+    struct monitor_resolve *next, **pprev;
+    struct monitor *m;
+    uint64_t serial; /* of the child that asked */
+};
 
 static void monitor_on_sweep(struct loop *l, void *arg);
 #define MONITOR_SWEEP_MS 3000
@@ -72,11 +82,16 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
         m->ssh_ctx == NULL) {
         return ERR_NOMEM;
     }
-    if (loop != NULL) {
-        m->sweep_timer =
-            loop_add_timer(loop, MONITOR_SWEEP_MS, monitor_on_sweep, m);
+    if (loop == NULL) {
+        return ERR_OK; /* a check of the setup: no requests to answer */
     }
-    return ERR_OK;
+    m->sweep_timer = loop_add_timer(loop, MONITOR_SWEEP_MS, monitor_on_sweep, m);
+    /* Password checks never take the resolver's threads. */
+    loop_reserve_workers((unsigned)cfg->max_concurrent_hashes);
+    m->hashes = password_pool_new(loop, (unsigned)cfg->max_concurrent_hashes,
+                                  (unsigned)cfg->max_concurrent_hashes *
+                                      MONITOR_HASH_WAITING_PER_RUNNING);
+    return m->hashes != NULL ? ERR_OK : ERR_NOMEM;
 }
 
 static void monitor_child_free(struct monitor *m, struct mchild *c)
@@ -89,10 +104,13 @@ static void monitor_child_free(struct monitor *m, struct mchild *c)
         }
         close(c->fd);
     }
+    if (m->loop != NULL) {
+        /* also set while the host name is being resolved */
+        loop_del_timer(m->loop, c->connect_timer);
+    }
     if (c->connect_fd >= 0) {
         if (m->loop != NULL) {
             loop_del_fd(m->loop, c->connect_fd);
-            loop_del_timer(m->loop, c->connect_timer);
         }
         close(c->connect_fd);
     }
@@ -124,6 +142,14 @@ void monitor_free(struct monitor *m)
     }
     if (m->loop != NULL && m->sweep_timer != 0) {
         loop_del_timer(m->loop, m->sweep_timer);
+    }
+    password_pool_free(m->hashes);
+    while (m->resolves != NULL) {
+        struct monitor_resolve *q = m->resolves;
+
+        m->resolves = q->next;
+        q->m = NULL; /* freed by its callback */
+        q->pprev = NULL;
     }
     lockout_free(m->lockout);
     hostkeys_free(&m->hostkeys);
@@ -217,6 +243,7 @@ struct mchild *monitor_child_new(struct monitor *m, pid_t pid, int pidfd,
         return NULL;
     }
     c->mon = m;
+    c->serial = ++m->next_serial;
     c->pid = pid;
     c->pidfd = pidfd;
     c->fd = fd;
@@ -368,17 +395,56 @@ static void monitor_row_refused(struct monitor *m, struct mchild *c,
 
 /* --- authentication --- */
 
-static void monitor_lock_keys(const struct mchild *c, char *ukey, size_t ulen,
-                              char *akey, size_t alen)
+/*
+ * Lockouts (docs/security.md, "Lockouts"). Three kinds of key, never the
+ * login text: the source address ("addr:IP", every user from there), and
+ * per user the failing factor ("password:id:UUID", "totp:id:UUID"). The
+ * user is the one the login resolves to, so every spelling of a name or ID
+ * counts together; a login that names no user counts under its lowercased
+ * name instead, so that it locks (and answers) just like a real one and
+ * lockouts reveal nothing about who exists. A key login is no factor an
+ * attacker can guess, so a locked password leaves it working from a clean
+ * address: five wrong passwords do not lock an administrator out.
+ *
+ * A success forgets the failures of the factor that succeeded, not those
+ * of the address: an attacker with one account of his own could otherwise
+ * wipe his address's count between guesses at others.
+ */
+static void monitor_factor_key(const struct mchild *c, enum lockout_factor f,
+                               char *key, size_t len)
 {
-    snprintf(ukey, ulen, "user:%s", c->login.principal);
-    snprintf(akey, alen, "addr:%s", c->ip);
+    lockout_key_factor(key, len, f, c->auth_uid, c->login.principal);
+}
+
+static bool monitor_addr_locked(struct monitor *m, const struct mchild *c)
+{
+    char key[LOCKOUT_KEY_MAX];
+
+    lockout_key_addr(key, sizeof(key), c->ip);
+    return lockout_is_locked(m->lockout, key, util_now());
+}
+
+static bool monitor_factor_locked(struct monitor *m, const struct mchild *c,
+                                  enum lockout_factor f)
+{
+    char key[LOCKOUT_KEY_MAX];
+
+    monitor_factor_key(c, f, key, sizeof(key));
+    return lockout_is_locked(m->lockout, key, util_now());
+}
+
+static void monitor_factor_ok(struct monitor *m, const struct mchild *c,
+                              enum lockout_factor f)
+{
+    char key[LOCKOUT_KEY_MAX];
+
+    monitor_factor_key(c, f, key, sizeof(key));
+    lockout_success(m->lockout, key);
 }
 
 static void monitor_auth_reply(struct monitor *m, struct mchild *c, int verdict,
                                const char *reason)
 {
-    char ukey[400], akey[80];
     uint32_t delay =
         verdict == MP_AUTH_FAIL ? (uint32_t)m->cfg->failure_delay_ms : 0;
 
@@ -390,10 +456,6 @@ static void monitor_auth_reply(struct monitor *m, struct mchild *c, int verdict,
         monitor_audit(m, c, c->login.principal, "login.fail", "ssh", reason);
     }
     if (verdict == MP_AUTH_OK) {
-        /* Every successful login passes here: clear its failure counts. */
-        monitor_lock_keys(c, ukey, sizeof(ukey), akey, sizeof(akey));
-        lockout_success(m->lockout, ukey);
-        lockout_success(m->lockout, akey);
         (void)monitor_child_state(m, c, MC_AUTHED);
         log_info("login %s from %s accepted", c->user_name, c->addr);
         monitor_audit(m, c, c->user_name, "login.ok", "ssh", "");
@@ -403,29 +465,46 @@ static void monitor_auth_reply(struct monitor *m, struct mchild *c, int verdict,
     monitor_reply(m, c, MP_AUTH_REPLY, -1);
 }
 
-static void monitor_count_failure(struct monitor *m, struct mchild *c)
+/* The reason a locked attempt is refused with (report row and audit). */
+static const char *monitor_locked_why(enum lockout_factor f)
 {
-    char ukey[400], akey[80];
-    int64_t now = util_now();
-
-    monitor_lock_keys(c, ukey, sizeof(ukey), akey, sizeof(akey));
-    if (lockout_fail(m->lockout, ukey, now)) {
-        log_warn("user %s locked out after repeated failures",
-                 c->login.principal);
-    }
-    if (lockout_fail(m->lockout, akey, now)) {
-        log_warn("address %s locked out after repeated failures", c->ip);
-    }
+    return f == LOCKOUT_TOTP ? "locked out: TOTP locked after too many "
+                               "wrong codes"
+                             : "locked out: password locked after too many "
+                               "wrong passwords";
 }
 
-static bool monitor_locked(struct monitor *m, struct mchild *c)
+/* Counts a failure of factor f (or of no factor: f < 0, a key that is not
+ * the user's) and of the source address; logs and audits a new lock. */
+static void monitor_count_failure(struct monitor *m, struct mchild *c, int f)
 {
-    char ukey[400], akey[80];
+    char key[LOCKOUT_KEY_MAX], what[600];
     int64_t now = util_now();
+    const char *who = c->login.principal[0] ? c->login.principal : "(invalid)";
 
-    monitor_lock_keys(c, ukey, sizeof(ukey), akey, sizeof(akey));
-    return lockout_is_locked(m->lockout, ukey, now) ||
-           lockout_is_locked(m->lockout, akey, now);
+    if (f >= 0) {
+        monitor_factor_key(c, (enum lockout_factor)f, key, sizeof(key));
+        if (lockout_fail(m->lockout, key, now)) {
+            snprintf(what, sizeof(what),
+                     "%s of %s%s (login '%s') locked for %d s after %d "
+                     "failures within %d s",
+                     lockout_factor_str((enum lockout_factor)f),
+                     c->auth_uid[0] ? "user id " : "unknown user", c->auth_uid,
+                     who, m->cfg->lockout_seconds, m->cfg->max_failures,
+                     m->cfg->failure_window_seconds);
+            log_warn("%s", what);
+            monitor_audit(m, c, who, "login.lock", "ssh", what);
+        }
+    }
+    lockout_key_addr(key, sizeof(key), c->ip);
+    if (lockout_fail(m->lockout, key, now)) {
+        snprintf(what, sizeof(what),
+                 "address %s locked for %d s after %d failures within %d s",
+                 c->ip, m->cfg->lockout_seconds, m->cfg->max_failures,
+                 m->cfg->failure_window_seconds);
+        log_warn("%s", what);
+        monitor_audit(m, c, who, "login.lock", "ssh", what);
+    }
 }
 
 /* Checks a TOTP code for the user; NULL on success, else the reason. */
@@ -458,6 +537,27 @@ static const char *monitor_check_totp(struct monitor *m,
     return why;
 }
 
+/* A TOTP code for c's user: checked unless the factor is locked; counts
+ * the failure. Replies and returns false on failure. */
+static bool monitor_totp_step(struct monitor *m, struct mchild *c,
+                              const struct store_user *u, const char *code)
+{
+    const char *why;
+
+    if (monitor_factor_locked(m, c, LOCKOUT_TOTP)) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL,
+                           monitor_locked_why(LOCKOUT_TOTP));
+        return false;
+    }
+    if ((why = monitor_check_totp(m, u, code)) != NULL) {
+        monitor_count_failure(m, c, LOCKOUT_TOTP);
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, why);
+        return false;
+    }
+    monitor_factor_ok(m, c, LOCKOUT_TOTP);
+    return true;
+}
+
 /*
  * After a first factor: TOTP from the login string, or ask for it
  * (partial success), or done.
@@ -465,26 +565,24 @@ static const char *monitor_check_totp(struct monitor *m,
 static void monitor_second_factor(struct monitor *m, struct mchild *c,
                                   const struct store_user *u)
 {
-    const char *why;
-
     snprintf(c->user_id, sizeof(c->user_id), "%s", u->id);
     snprintf(c->user_name, sizeof(c->user_name), "%s", u->name);
+    snprintf(c->auth_uid, sizeof(c->auth_uid), "%s", u->id);
     if (u->totp_enabled) {
         if (c->login.totp[0] == '\0') {
             (void)monitor_child_state(m, c, MC_NEED_TOTP);
             monitor_auth_reply(m, c, MP_AUTH_PARTIAL, "TOTP required");
             return;
         }
-        if ((why = monitor_check_totp(m, u, c->login.totp)) != NULL) {
-            monitor_count_failure(m, c);
-            monitor_auth_reply(m, c, MP_AUTH_FAIL, why);
+        if (!monitor_totp_step(m, c, u, c->login.totp)) {
             return;
         }
     }
     monitor_auth_reply(m, c, MP_AUTH_OK, "");
 }
 
-/* Parses and binds the login; replies and returns false if invalid. */
+/* Parses and binds the login; replies and returns false if invalid or
+ * if the source address is locked. */
 static bool monitor_take_login(struct monitor *m, struct mchild *c,
                                const char *login)
 {
@@ -500,11 +598,108 @@ static bool monitor_take_login(struct monitor *m, struct mchild *c,
     }
     c->user_id[0] = '\0';
     c->user_name[0] = '\0';
-    if (monitor_locked(m, c)) {
-        monitor_auth_reply(m, c, MP_AUTH_FAIL, "locked out");
+    c->auth_uid[0] = '\0';
+    if (monitor_addr_locked(m, c)) {
+        snprintf(reason, sizeof(reason),
+                 "locked out: too many failures from %s", c->ip);
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, reason);
         return false;
     }
     return true;
+}
+
+/* The user the parsed login names, into *u and c->auth_uid (for the
+ * lockout keys); false if it names none. */
+static bool monitor_login_user(struct monitor *m, struct mchild *c,
+                               struct store_user *u)
+{
+    if (store_user_get(m->store, c->login.principal, u) != ERR_OK) {
+        memset(u, 0, sizeof(*u));
+        return false;
+    }
+    snprintf(c->auth_uid, sizeof(c->auth_uid), "%s", u->id);
+    return true;
+}
+
+/* The password check of c came back (in line, or from the worker pool). */
+static void monitor_password_checked(struct monitor *m, struct mchild *c,
+                                     bool ok)
+{
+    struct store_user u;
+
+    memset(&u, 0, sizeof(u));
+    if (!ok) {
+        monitor_count_failure(m, c, LOCKOUT_PASSWORD);
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
+        return;
+    }
+    monitor_factor_ok(m, c, LOCKOUT_PASSWORD);
+    /* Read again: the user may have been changed while the hash ran. */
+    if (store_user_get(m->store, c->auth_uid, &u) != ERR_OK) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
+    } else if (u.disabled) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "user disabled");
+    } else {
+        monitor_second_factor(m, c, &u);
+    }
+    sodium_memzero(&u, sizeof(u));
+}
+
+static struct mchild *monitor_child_by_serial(struct monitor *m,
+                                              uint64_t serial)
+{
+    for (struct mchild *c = m->children; c != NULL; c = c->next) {
+        if (c->serial == serial) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+/* password_done_fn: a worker finished the check of child `serial`, which
+ * may have died, been killed or been reaped meanwhile. */
+static void monitor_on_password(void *ctx, uint64_t serial, int result)
+{
+    struct monitor *m = ctx;
+    struct mchild *c = monitor_child_by_serial(m, serial);
+
+    if (c == NULL || c->state == MC_DEAD || !c->auth_pending) {
+        return;
+    }
+    c->auth_pending = false;
+    buf_reset(m->rep);
+    monitor_password_checked(m, c, result == ERR_OK);
+}
+
+/* Checks password for c's user (u, or none): on the worker pool, answered
+ * in monitor_on_password; in line when the monitor has no loop. */
+static void monitor_password_start(struct monitor *m, struct mchild *c,
+                                   const struct store_user *u, bool found,
+                                   const char *password)
+{
+    const char *hash = found ? u->password_hash : NULL;
+    int r;
+
+    if (m->hashes == NULL) {
+        monitor_password_checked(m, c,
+                                 password_verify(hash, password) == ERR_OK);
+        return;
+    }
+    r = password_verify_async(m->hashes, hash, password, monitor_on_password, m,
+                              c->serial);
+    if (r == ERR_OK) {
+        c->auth_pending = true;
+    } else if (r == ERR_DENIED) {
+        /* Not a guess checked: not counted. */
+        log_warn("login from %s refused: %d password checks running and "
+                 "waiting",
+                 c->addr,
+                 m->cfg->max_concurrent_hashes *
+                     (1 + MONITOR_HASH_WAITING_PER_RUNNING));
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "server busy");
+    } else {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "internal error");
+    }
 }
 
 /*
@@ -514,6 +709,10 @@ static bool monitor_take_login(struct monitor *m, struct mchild *c,
  * redeemed ticket stands for a correct password: from then on the session
  * is the browser's (its address goes into the report and the throttle)
  * and continues as after a password, TOTP included.
+ *
+ * A password is checked on the worker pool (password.h): the answer goes
+ * to the child later, from monitor_on_password. Meanwhile the child may
+ * send nothing (it waits for the answer; anything else ends it).
  */
 static int monitor_auth_password(struct monitor *m, struct mchild *c,
                                  struct buf *req)
@@ -524,10 +723,11 @@ static int monitor_auth_password(struct monitor *m, struct mchild *c,
     const char *colon;
     unsigned long port = 0;
     int r = ERR_PROTO, ok;
+    bool found;
 
     memset(&u, 0, sizeof(u));
     memset(&g, 0, sizeof(g));
-    if (c->state != MC_PREAUTH ||
+    if (c->state != MC_PREAUTH || c->auth_pending ||
         buf_get_cstring(req, LOGIN_MAX, &login) != ERR_OK ||
         buf_get_cstring(req, PASSWORD_MAX, &password) != ERR_OK ||
         buf_expect_end(req) != ERR_OK) {
@@ -553,32 +753,30 @@ static int monitor_auth_password(struct monitor *m, struct mchild *c,
              strcmp(u.name, c->login.principal) == 0 && c->login.asset_is_id &&
              strcmp(c->login.asset, g.asset_id) == 0;
         if (!ok) {
-            monitor_count_failure(m, c);
+            (void)monitor_login_user(m, c, &u);
+            monitor_count_failure(m, c, LOCKOUT_PASSWORD);
             monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
             goto out;
         }
-    } else {
-        if (!monitor_take_login(m, c, login)) {
+        snprintf(c->auth_uid, sizeof(c->auth_uid), "%s", u.id);
+        if (u.disabled) {
+            monitor_auth_reply(m, c, MP_AUTH_FAIL, "user disabled");
             goto out;
         }
-        if (store_user_get(m->store, c->login.principal, &u) != ERR_OK) {
-            (void)password_verify(NULL, password); /* same time as a real one */
-            monitor_count_failure(m, c);
-            monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
-            goto out;
-        }
-        ok = password_verify(u.password_hash, password) == ERR_OK;
-        if (!ok) {
-            monitor_count_failure(m, c);
-            monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
-            goto out;
-        }
-    }
-    if (u.disabled) {
-        monitor_auth_reply(m, c, MP_AUTH_FAIL, "user disabled");
+        monitor_second_factor(m, c, &u);
         goto out;
     }
-    monitor_second_factor(m, c, &u);
+    if (!monitor_take_login(m, c, login)) {
+        goto out;
+    }
+    found = monitor_login_user(m, c, &u);
+    /* Known or not, a locked name is answered alike, without a check. */
+    if (monitor_factor_locked(m, c, LOCKOUT_PASSWORD)) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL,
+                           monitor_locked_why(LOCKOUT_PASSWORD));
+        goto out;
+    }
+    monitor_password_start(m, c, &u, found, password);
 out:
     if (password != NULL) {
         sodium_memzero(password, strlen(password));
@@ -631,7 +829,7 @@ static int monitor_auth_pubkey(struct monitor *m, struct mchild *c,
     bool match;
 
     memset(&u, 0, sizeof(u));
-    if (c->state != MC_PREAUTH || c->session_id_len == 0 ||
+    if (c->state != MC_PREAUTH || c->auth_pending || c->session_id_len == 0 ||
         buf_get_cstring(req, LOGIN_MAX, &login) != ERR_OK ||
         buf_get_u8(req, &is_signed) != ERR_OK || is_signed > 1) {
         goto out;
@@ -681,6 +879,8 @@ static int monitor_auth_pubkey(struct monitor *m, struct mchild *c,
         goto out;
     }
     r = ERR_OK;
+    /* A key is not a factor anyone can guess: only the source address
+     * can lock it out, never the user's locked password. */
     if (!monitor_take_login(m, c, login)) {
         goto out;
     }
@@ -691,15 +891,15 @@ static int monitor_auth_pubkey(struct monitor *m, struct mchild *c,
         log_warn("child %ld (%s) sent a public-key signature that does not "
                  "verify",
                  (long)c->pid, c->addr);
-        monitor_count_failure(m, c);
+        monitor_count_failure(m, c, -1);
         monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
         goto out;
     }
     monitor_key_fp(key, fp, sizeof(fp));
-    match = store_user_get(m->store, c->login.principal, &u) == ERR_OK &&
+    match = monitor_login_user(m, c, &u) &&
             store_user_key_match(m->store, u.id, fp) == ERR_OK;
     if (!match) {
-        monitor_count_failure(m, c);
+        monitor_count_failure(m, c, -1);
         monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
         goto out;
     }
@@ -758,26 +958,24 @@ static int monitor_kex_sign(struct monitor *m, struct mchild *c,
 static int monitor_auth_totp(struct monitor *m, struct mchild *c,
                              struct buf *req)
 {
-    char code[16] = "";
+    char code[16] = "", reason[200];
     struct store_user u;
-    const char *why;
 
     memset(&u, 0, sizeof(u));
-    if (c->state != MC_NEED_TOTP ||
+    if (c->state != MC_NEED_TOTP || c->auth_pending ||
         buf_get_cstring_into(req, code, sizeof(code)) != ERR_OK ||
         buf_expect_end(req) != ERR_OK) {
         return ERR_PROTO;
     }
     (void)monitor_child_state(m, c, MC_PREAUTH); /* a failure starts over */
-    if (monitor_locked(m, c)) {
-        monitor_auth_reply(m, c, MP_AUTH_FAIL, "locked out");
+    if (monitor_addr_locked(m, c)) {
+        snprintf(reason, sizeof(reason),
+                 "locked out: too many failures from %s", c->ip);
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, reason);
     } else if (store_user_get(m->store, c->user_id, &u) != ERR_OK ||
                u.disabled) {
         monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
-    } else if ((why = monitor_check_totp(m, &u, code)) != NULL) {
-        monitor_count_failure(m, c);
-        monitor_auth_reply(m, c, MP_AUTH_FAIL, why);
-    } else {
+    } else if (monitor_totp_step(m, c, &u, code)) {
         monitor_auth_reply(m, c, MP_AUTH_OK, "");
     }
     sodium_memzero(code, sizeof(code));
@@ -1062,7 +1260,6 @@ static void monitor_connect_failed(struct monitor *m, struct mchild *c,
 
 static void monitor_connect_done(struct monitor *m, struct mchild *c,
                                  bool timeout);
-
 static void monitor_on_connect(struct loop *l, int fd, int events, void *arg)
 {
     struct mchild *c = arg;
@@ -1075,6 +1272,13 @@ static void monitor_on_connect_timeout(struct loop *l, void *arg)
     struct mchild *c = arg;
 
     c->connect_timer = 0;
+    if (c->resolving) {
+        /* The resolver's late answer is ignored (monitor_on_resolved). */
+        c->resolving = false;
+        buf_reset(c->mon->rep);
+        monitor_connect_failed(c->mon, c, "timed out resolving the host name");
+        return;
+    }
     monitor_connect_done(c->mon, c, true);
 }
 
@@ -1121,32 +1325,14 @@ static int monitor_connect_agent(struct monitor *m, struct mchild *c)
     return ERR_OK;
 }
 
-static int monitor_connect(struct monitor *m, struct mchild *c, struct buf *req)
+/* The addresses of c's asset arrived: start a non-blocking connect to the
+ * first that takes one (the connect timer is already running). */
+static void monitor_connect_addrs(struct monitor *m, struct mchild *c,
+                                  const struct addrinfo *res)
 {
-    struct addrinfo hints, *res = NULL, *ai;
-    char port[16], row[STORE_ID_MAX + 1] = "";
-    int fd = -1, rc, err = 0;
+    const struct addrinfo *ai;
+    int fd = -1, err = 0;
 
-    if (c->state != MC_AUTHED || !c->asset_resolved || c->connect_asked ||
-        buf_get_cstring_into(req, row, sizeof(row)) != ERR_OK ||
-        buf_expect_end(req) != ERR_OK || monitor_row_find(c, row) == NULL) {
-        return ERR_PROTO;
-    }
-    c->connect_asked = true;
-    snprintf(c->connect_row, sizeof(c->connect_row), "%s", row);
-    if (strncmp(c->route, "agent:", 6) == 0) {
-        return monitor_connect_agent(m, c);
-    }
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    snprintf(port, sizeof(port), "%d", c->asset_port);
-    /* TODO(asynchronous DNS): getaddrinfo blocks the main loop for names
-     * that resolve slowly; assets given by address do not. */
-    if ((rc = getaddrinfo(c->asset_host, port, &hints, &res)) != 0) {
-        monitor_connect_failed(m, c, gai_strerror(rc));
-        return ERR_OK;
-    }
     for (ai = res; ai != NULL; ai = ai->ai_next) {
         fd = socket(ai->ai_family,
                     ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
@@ -1163,20 +1349,111 @@ static int monitor_connect(struct monitor *m, struct mchild *c, struct buf *req)
         close(fd);
         fd = -1;
     }
-    freeaddrinfo(res);
     if (fd < 0) {
+        loop_del_timer(m->loop, c->connect_timer);
+        c->connect_timer = 0;
         monitor_connect_failed(m, c, strerror(err ? err : ECONNREFUSED));
-        return ERR_OK;
+        return;
     }
     if (loop_add_fd(m->loop, fd, LOOP_WRITE, monitor_on_connect, c) != ERR_OK) {
         close(fd);
+        loop_del_timer(m->loop, c->connect_timer);
+        c->connect_timer = 0;
         monitor_connect_failed(m, c, "internal error");
-        return ERR_OK;
+        return;
     }
     c->connect_fd = fd;
+}
+
+/* loop_resolved_fn: the asset's host name is resolved (or not) for the
+ * child with q->serial, which may be gone by now, or have timed out. */
+static void monitor_on_resolved(struct loop *l, const struct addrinfo *res,
+                                const char *why, void *arg)
+{
+    struct monitor_resolve *q = arg;
+    struct monitor *m = q->m;
+    uint64_t serial = q->serial;
+    struct mchild *c;
+    char msg[300];
+
+    (void)l;
+    if (q->pprev != NULL) {
+        *q->pprev = q->next;
+        if (q->next != NULL) {
+            q->next->pprev = q->pprev;
+        }
+    }
+    free(q);
+    if (m == NULL || (c = monitor_child_by_serial(m, serial)) == NULL ||
+        c->state == MC_DEAD || !c->resolving) {
+        return;
+    }
+    c->resolving = false;
+    buf_reset(m->rep);
+    if (res == NULL) {
+        loop_del_timer(m->loop, c->connect_timer);
+        c->connect_timer = 0;
+        snprintf(msg, sizeof(msg), "cannot resolve host name: %s",
+                 why != NULL ? why : "no address");
+        monitor_connect_failed(m, c, msg);
+        return;
+    }
+    monitor_connect_addrs(m, c, res);
+}
+
+/*
+ * CONNECT: the deadline (connect_timeout_seconds) covers resolving the
+ * host name and the TCP connect. Names are resolved with the loop's
+ * asynchronous resolver (on a worker thread), so a slow or dead DNS server
+ * stalls this session only; the answer finds the child again by serial.
+ */
+static int monitor_connect(struct monitor *m, struct mchild *c, struct buf *req)
+{
+    struct addrinfo hints;
+    struct monitor_resolve *q;
+    char port[16], row[STORE_ID_MAX + 1] = "";
+
+    if (c->state != MC_AUTHED || !c->asset_resolved || c->connect_asked ||
+        buf_get_cstring_into(req, row, sizeof(row)) != ERR_OK ||
+        buf_expect_end(req) != ERR_OK || monitor_row_find(c, row) == NULL) {
+        return ERR_PROTO;
+    }
+    c->connect_asked = true;
+    snprintf(c->connect_row, sizeof(c->connect_row), "%s", row);
+    if (strncmp(c->route, "agent:", 6) == 0) {
+        return monitor_connect_agent(m, c);
+    }
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    snprintf(port, sizeof(port), "%d", c->asset_port);
+    if ((q = calloc(1, sizeof(*q))) == NULL) {
+        monitor_connect_failed(m, c, "out of memory");
+        return ERR_OK;
+    }
+    q->m = m;
+    q->serial = c->serial;
     c->connect_timer =
         loop_add_timer(m->loop, (int64_t)m->cfg->connect_timeout_seconds * 1000,
                        monitor_on_connect_timeout, c);
+    c->resolving = true;
+    if (loop_resolve(m->loop, c->asset_host, port, &hints, monitor_on_resolved,
+                     q) != ERR_OK) {
+        free(q);
+        c->resolving = false;
+        loop_del_timer(m->loop, c->connect_timer);
+        c->connect_timer = 0;
+        monitor_connect_failed(m, c,
+                               "cannot resolve host name: internal error");
+        return ERR_OK;
+    }
+    q->next = m->resolves;
+    if (q->next != NULL) {
+        q->next->pprev = &q->next;
+    }
+    q->pprev = &m->resolves;
+    m->resolves = q;
     return ERR_OK;
 }
 

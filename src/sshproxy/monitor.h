@@ -41,6 +41,8 @@ struct hub;
 struct hub_req;
 struct lockout;
 struct loop;
+struct monitor_resolve;
+struct password_pool;
 
 /*
  * A child's life in the main process. Every change goes through
@@ -112,6 +114,13 @@ struct mchild {
     struct hub_req *hub_req; /* pending stream through an agent, or NULL */
     int hub_fd;              /* the child's end of that stream, -1 if none */
     struct mchild_row *rows; /* report rows this child has open */
+    /* asynchronous work (helper "lockout"): a password check on the
+     * worker pool and a host-name resolution report back by serial, never
+     * by pointer, since the child may be gone by then */
+    uint64_t serial;                 /* unique for the monitor's lifetime */
+    bool auth_pending;               /* a password check is running */
+    bool resolving;                  /* CONNECT is resolving the host */
+    char auth_uid[STORE_ID_MAX + 1]; /* user the login names; "" unknown */
 };
 
 struct monitor {
@@ -133,6 +142,10 @@ struct monitor {
     void (*on_authed)(void *arg, pid_t pid);
     void *on_authed_arg;
     struct buf *req, *rep;
+    /* asynchronous work (see struct mchild) */
+    struct password_pool *hashes; /* NULL without a loop: check in line */
+    uint64_t next_serial;
+    struct monitor_resolve *resolves; /* pending CONNECT resolutions */
 };
 
 int monitor_init(struct monitor *m, const struct config *cfg,

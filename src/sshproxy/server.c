@@ -1004,6 +1004,7 @@ int server_run(const struct config *cfg)
     s.mon.hub = hub;
     s.mon.on_authed = server_on_authed;
     s.mon.on_authed_arg = &s;
+    http_set_hashes(http, s.mon.hashes); /* one cap on password checks */
     if (notify_listen(&notify, s.loop, cfg->data_dir, server_on_notify, hub) !=
         ERR_OK) {
         log_warn("cannot listen for store-change notices; CLI changes to "

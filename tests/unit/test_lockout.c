@@ -1,13 +1,15 @@
 /*
  * Unit tests for src/auth/lockout.c: when a key locks and unlocks, that
- * the window slides, that a success forgets failures, and that a flood of
- * fresh keys neither grows memory nor lifts an existing lock.
+ * the window slides, that a success forgets failures, that a flood of
+ * fresh keys neither grows memory nor lifts an existing lock, and the keys
+ * callers count under (one per user and factor whatever the spelling).
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <malloc.h>
 
 #include <cmocka.h>
@@ -167,6 +169,76 @@ static void test_flood_keeps_memory_bounded_and_lock(void **state)
     lockout_free(l);
 }
 
+/* Every spelling of one user's ID is one key; a name that names nobody is
+ * one key whatever its case; factors and addresses never share a key. */
+static void test_keys(void **state)
+{
+    const char *id = "0b7c5a4e-2f1d-4c3b-9a8e-7d6c5b4a3f21";
+    const char *id_upper = "0B7C5A4E-2F1D-4C3B-9A8E-7D6C5B4A3F21";
+    char a[LOCKOUT_KEY_MAX], b[LOCKOUT_KEY_MAX], c[LOCKOUT_KEY_MAX];
+
+    (void)state;
+    /* Resolved users: the login text does not matter, only the ID. */
+    lockout_key_factor(a, sizeof(a), LOCKOUT_PASSWORD, id, "alice");
+    lockout_key_factor(b, sizeof(b), LOCKOUT_PASSWORD, id_upper, id_upper);
+    lockout_key_factor(c, sizeof(c), LOCKOUT_PASSWORD, id, id);
+    assert_string_equal(a, b);
+    assert_string_equal(a, c);
+    assert_string_equal(a, "password:id:0b7c5a4e-2f1d-4c3b-9a8e-7d6c5b4a3f21");
+    /* Another factor of the same user is another key. */
+    lockout_key_factor(b, sizeof(b), LOCKOUT_TOTP, id, "alice");
+    assert_string_not_equal(a, b);
+    /* An unknown name: by its lowercased text, never equal to an ID key,
+     * even when the text is that ID. */
+    lockout_key_factor(b, sizeof(b), LOCKOUT_PASSWORD, NULL, "Ghost");
+    lockout_key_factor(c, sizeof(c), LOCKOUT_PASSWORD, "", "gHOST");
+    assert_string_equal(b, c);
+    assert_string_equal(b, "password:name:ghost");
+    lockout_key_factor(c, sizeof(c), LOCKOUT_PASSWORD, NULL, id);
+    assert_string_not_equal(a, c);
+    /* Addresses. */
+    lockout_key_addr(b, sizeof(b), "2001:DB8::1");
+    assert_string_equal(b, "addr:2001:db8::1");
+    /* Cut short, never overrun. */
+    lockout_key_factor(c, 12, LOCKOUT_PASSWORD, id, NULL);
+    assert_int_equal(strlen(c), 11);
+}
+
+/* The model the monitor builds on it: five wrong passwords from several
+ * addresses lock the user's password, not her TOTP, not a clean address,
+ * and an address that failed for many users is locked for all. */
+static void test_factor_and_address_locks_are_separate(void **state)
+{
+    const char *id = "0b7c5a4e-2f1d-4c3b-9a8e-7d6c5b4a3f21";
+    struct lockout *l = lockout_new(5, 300, 300, 64);
+    char pw[LOCKOUT_KEY_MAX], totp[LOCKOUT_KEY_MAX], addr[LOCKOUT_KEY_MAX];
+    int i;
+
+    (void)state;
+    assert_non_null(l);
+    lockout_key_factor(pw, sizeof(pw), LOCKOUT_PASSWORD, id, "alice");
+    lockout_key_factor(totp, sizeof(totp), LOCKOUT_TOTP, id, "alice");
+    for (i = 0; i < 5; i++) {
+        char ip[32];
+
+        snprintf(ip, sizeof(ip), "192.0.2.%d", i);
+        lockout_key_addr(addr, sizeof(addr), ip);
+        assert_int_equal(lockout_fail(l, pw, 10 + i), i == 4);
+        assert_false(lockout_fail(l, addr, 10 + i));
+    }
+    assert_true(lockout_is_locked(l, pw, 20));
+    assert_false(lockout_is_locked(l, totp, 20));
+    lockout_key_addr(addr, sizeof(addr), "192.0.2.0");
+    assert_false(lockout_is_locked(l, addr, 20));
+    /* One address, five different (even unknown) names: it locks. */
+    lockout_key_addr(addr, sizeof(addr), "198.51.100.9");
+    for (i = 0; i < 5; i++) {
+        assert_int_equal(lockout_fail(l, addr, 30 + i), i == 4);
+    }
+    assert_true(lockout_is_locked(l, addr, 40));
+    lockout_free(l);
+}
+
 static void test_bad_arguments(void **state)
 {
     (void)state;
@@ -191,6 +263,8 @@ int main(void)
         cmocka_unit_test(test_success_resets),
         cmocka_unit_test(test_evicts_oldest_when_full),
         cmocka_unit_test(test_flood_keeps_memory_bounded_and_lock),
+        cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_factor_and_address_locks_are_separate),
         cmocka_unit_test(test_bad_arguments),
     };
 

@@ -1,10 +1,12 @@
 /*
  * Unit tests for src/auth/password.c: argon2id hashing and verification,
  * the length limit, the unknown-user path that must still cost one
- * argon2id run, and generated passwords.
+ * argon2id run, generated passwords, and the worker pool that keeps
+ * argon2id off the event loop (bounded, answered once, cancellable).
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@
 
 #include "auth/password.h"
 #include "common/err.h"
+#include "common/loop.h"
 #include "store/store.h"
 
 static double now_seconds(void)
@@ -140,6 +143,142 @@ static void test_generate(void **state)
     assert_string_equal(b, "");
 }
 
+/* --- the worker pool --- */
+
+struct pool_fx {
+    struct loop *l;
+    struct password_pool *p;
+    int results[16]; /* by tag; -1 until done */
+    int order[16], ndone, want;
+    unsigned max_running, max_waiting;
+    double last_tick, max_gap;
+    bool ticking;
+};
+
+static void pool_fx_sample(struct pool_fx *fx)
+{
+    unsigned running = 0, waiting = 0;
+
+    password_pool_load(fx->p, &running, &waiting);
+    fx->max_running = running > fx->max_running ? running : fx->max_running;
+    fx->max_waiting = waiting > fx->max_waiting ? waiting : fx->max_waiting;
+}
+
+static void pool_fx_done(void *ctx, uint64_t tag, int result)
+{
+    struct pool_fx *fx = ctx;
+
+    assert_true(tag < 16);
+    assert_int_equal(fx->results[tag], -1); /* exactly once */
+    fx->results[tag] = result;
+    fx->order[fx->ndone++] = (int)tag;
+    pool_fx_sample(fx);
+    if (fx->ndone == fx->want) {
+        fx->ticking = false;
+        loop_stop(fx->l);
+    }
+}
+
+/* A 5 ms timer: the loop's thread must stay free while hashes run. */
+static void pool_fx_tick(struct loop *l, void *arg)
+{
+    struct pool_fx *fx = arg;
+    double now = now_seconds();
+
+    if (now - fx->last_tick > fx->max_gap) {
+        fx->max_gap = now - fx->last_tick;
+    }
+    fx->last_tick = now;
+    pool_fx_sample(fx);
+    if (fx->ticking) {
+        assert_true(loop_add_timer(l, 5, pool_fx_tick, fx) != 0);
+    }
+}
+
+/* At most max_running at once, max_waiting queued in order, the rest
+ * refused at once; every accepted request answered exactly once with its
+ * own result; the loop keeps running meanwhile. */
+static void test_pool_bounds_and_answers(void **state)
+{
+    struct pool_fx fx;
+    char hash[STORE_HASH_MAX + 1];
+    double t0, one;
+    int i, r;
+
+    (void)state;
+    memset(&fx, 0, sizeof(fx));
+    for (i = 0; i < 16; i++) {
+        fx.results[i] = -1;
+    }
+    assert_int_equal(password_hash("right", hash, sizeof(hash)), ERR_OK);
+    t0 = now_seconds();
+    assert_int_equal(password_verify(hash, "wrong"), ERR_AUTH);
+    one = now_seconds() - t0;
+
+    assert_non_null(fx.l = loop_new());
+    assert_null(password_pool_new(fx.l, 0, 3));
+    assert_non_null(fx.p = password_pool_new(fx.l, 2, 3));
+    for (i = 0; i < 8; i++) {
+        /* even tags right, odd wrong; tag 6 an unknown user */
+        r = password_verify_async(fx.p, i == 6 ? NULL : hash,
+                                  i % 2 == 0 ? "right" : "wrong", pool_fx_done,
+                                  &fx, (uint64_t)i);
+        assert_int_equal(r, i < 5 ? ERR_OK : ERR_DENIED);
+    }
+    fx.want = 5;
+    fx.ticking = true;
+    fx.last_tick = now_seconds();
+    assert_true(loop_add_timer(fx.l, 5, pool_fx_tick, &fx) != 0);
+    assert_int_equal(loop_run(fx.l), ERR_OK);
+
+    assert_int_equal(fx.ndone, 5);
+    for (i = 0; i < 5; i++) {
+        assert_int_equal(fx.results[i], i % 2 == 0 ? ERR_OK : ERR_AUTH);
+    }
+    for (i = 5; i < 8; i++) {
+        assert_int_equal(fx.results[i], -1); /* refused: never called */
+    }
+    assert_true(fx.max_running <= 2);
+    assert_true(fx.max_waiting <= 3);
+    /* The waiting ones started in order: 2, 3, 4 finish after 0 and 1
+     * started; the last to finish is one of the last two started. */
+    assert_true(fx.order[4] == 3 || fx.order[4] == 4);
+    /* Five argon2id runs took place while 5 ms ticks went on: no gap near
+     * the length of one run (loose: the machine may be busy). */
+    assert_true(fx.max_gap < one * 0.75 || fx.max_gap < 0.02);
+    password_pool_free(fx.p);
+    loop_free(fx.l);
+}
+
+static void pool_never(void *ctx, uint64_t tag, int result)
+{
+    (void)ctx;
+    (void)tag;
+    (void)result;
+    fail_msg("done called after password_pool_free");
+}
+
+/* Freed with requests running and waiting: none is answered, nothing
+ * leaks (loop_free waits for the running ones; ASan checks). */
+static void test_pool_free_while_busy(void **state)
+{
+    struct loop *l = loop_new();
+    struct password_pool *p;
+    char hash[STORE_HASH_MAX + 1];
+
+    (void)state;
+    assert_non_null(l);
+    assert_int_equal(password_hash("right", hash, sizeof(hash)), ERR_OK);
+    assert_non_null(p = password_pool_new(l, 1, 4));
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(
+            password_verify_async(p, hash, "right", pool_never, NULL, 1),
+            ERR_OK);
+    }
+    password_pool_free(p);
+    loop_free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -150,6 +289,8 @@ int main(void)
         cmocka_unit_test(test_empty_hash_never_matches),
         cmocka_unit_test(test_over_long),
         cmocka_unit_test(test_generate),
+        cmocka_unit_test(test_pool_bounds_and_answers),
+        cmocka_unit_test(test_pool_free_while_busy),
     };
 
     if (sodium_init() < 0) {
