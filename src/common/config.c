@@ -441,6 +441,7 @@ int config_weak_algorithms(const struct config *cfg, char *out, size_t outlen)
     const struct config_algo *a;
     const char *list, *item, *end;
     size_t i, len, used = 0;
+    bool full = outlen == 0;
     int n = 0, w;
 
     if (outlen > 0) {
@@ -454,10 +455,18 @@ int config_weak_algorithms(const struct config *cfg, char *out, size_t outlen)
             len = end != NULL ? (size_t)(end - item) : strlen(item);
             a = config_algo_find(item, len, k->kind);
             if (a != NULL && a->weak) {
-                w = snprintf(out + used, outlen - used, "%s%s ([ssh] %s)",
-                             n > 0 ? ", " : "", a->name, k->key);
-                if (w > 0 && used + (size_t)w < outlen) {
-                    used += (size_t)w;
+                /* Whole items only: one that does not fit ends the text. */
+                if (!full) {
+                    w = snprintf(out + used, outlen - used, "%s%s ([ssh] %s)",
+                                 n > 0 ? ", " : "", a->name, k->key);
+                    if (w > 0 && used + (size_t)w < outlen) {
+                        used += (size_t)w;
+                    } else {
+                        full = true;
+                        if (used < outlen) {
+                            out[used] = '\0';
+                        }
+                    }
                 }
                 n++;
             }

@@ -686,6 +686,20 @@ static bool server_make_missing_key(const char *path, enum hostkey_type type)
     return true;
 }
 
+static bool server_key_is(enum hostkey_type want, enum ssh_keytypes_e kt)
+{
+    switch (want) {
+    case HOSTKEY_ED25519:
+        return kt == SSH_KEYTYPE_ED25519;
+    case HOSTKEY_ECDSA:
+        return kt == SSH_KEYTYPE_ECDSA_P256 || kt == SSH_KEYTYPE_ECDSA_P384 ||
+               kt == SSH_KEYTYPE_ECDSA_P521;
+    case HOSTKEY_RSA:
+        return kt == SSH_KEYTYPE_RSA;
+    }
+    return false;
+}
+
 /*
  * Makes the ECDSA and RSA host keys an older data directory lacks, as
  * sshd-keygen does. In a short-lived process of its own: the main process
@@ -733,7 +747,9 @@ static int server_load_host_keys(const struct config *cfg,
         {cfg->ssh_host_key_rsa, HOSTKEY_RSA},
     };
     enum ssh_keytypes_e kt;
+    char names[32] = "";
     ssh_key key;
+    size_t len;
     bool ok;
     int i;
 
@@ -756,20 +772,20 @@ static int server_load_host_keys(const struct config *cfg,
             goto fail;
         }
         kt = ssh_key_type(key);
-        ok = want[i].type == HOSTKEY_ED25519 ? kt == SSH_KEYTYPE_ED25519
-             : want[i].type == HOSTKEY_RSA   ? kt == SSH_KEYTYPE_RSA
-                                             : (kt == SSH_KEYTYPE_ECDSA_P256 ||
-                                              kt == SSH_KEYTYPE_ECDSA_P384 ||
-                                              kt == SSH_KEYTYPE_ECDSA_P521);
+        ok = server_key_is(want[i].type, kt);
         if (!ok) {
-            log_error("the SSH host key %s is a %s key, not %s", want[i].path,
+            log_error("the SSH host key %s is of type %s, not %s", want[i].path,
                       ssh_key_type_to_char(kt),
                       hostkey_type_name(want[i].type));
             ssh_key_free(key);
             goto fail;
         }
         keys[(*n)++] = key;
+        len = strlen(names);
+        snprintf(names + len, sizeof(names) - len, " %s",
+                 hostkey_type_name(want[i].type));
     }
+    log_info("SSH host keys offered to clients:%s", names);
     return ERR_OK;
 fail:
     while (*n > 0) {

@@ -439,6 +439,76 @@ static void test_missing_file(void **state)
     assert_config_empty(&cfg);
 }
 
+/* The algorithm lists: defaults as Debian 12's OpenSSH offers them, names
+ * checked against what libssh 0.10 knows, weak ones accepted but listed. */
+static void test_algorithms(void **state)
+{
+    const struct tmp *t = *state;
+    struct config cfg;
+    char why[256] = "", weak[512];
+
+    write_file(t->file, "");
+    assert_int_equal(config_load(t->file, &cfg, why, sizeof(why)), ERR_OK);
+    assert_string_equal(cfg.client_ciphers,
+                        "chacha20-poly1305@openssh.com,aes128-ctr,aes192-ctr,"
+                        "aes256-ctr,aes128-gcm@openssh.com,"
+                        "aes256-gcm@openssh.com");
+    assert_string_equal(cfg.upstream_ciphers,
+                        "aes128-gcm@openssh.com,aes256-gcm@openssh.com,"
+                        "chacha20-poly1305@openssh.com,aes128-ctr,aes192-ctr,"
+                        "aes256-ctr");
+    assert_non_null(strstr(cfg.client_kex, "diffie-hellman-group14-sha256"));
+    assert_non_null(strstr(cfg.upstream_kex, "curve25519-sha256"));
+    assert_string_equal(cfg.client_macs, cfg.upstream_macs);
+    assert_string_equal(cfg.hostkey_algorithms,
+                        "ssh-ed25519,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,"
+                        "ecdsa-sha2-nistp521,rsa-sha2-512,rsa-sha2-256");
+    assert_string_equal(cfg.ssh_host_key_ecdsa, join(t, "ssh_host_ecdsa_key"));
+    assert_string_equal(cfg.ssh_host_key_rsa, join(t, "ssh_host_rsa_key"));
+    assert_null(cfg.ssh_banner);
+    assert_null(cfg.ssh_banner_file);
+    /* the defaults hold nothing weak */
+    assert_int_equal(config_weak_algorithms(&cfg, weak, sizeof(weak)), 0);
+    assert_string_equal(weak, "");
+    config_free(&cfg);
+
+    /* weak names: accepted, blanks dropped, and listed */
+    write_file(t->file, "[ssh]\n"
+                        "client_ciphers = aes128-ctr, aes128-cbc\n"
+                        "upstream_kex = curve25519-sha256,"
+                        "diffie-hellman-group1-sha1\n"
+                        "upstream_hostkey_algorithms = ssh-ed25519,ssh-rsa\n"
+                        "host_key_rsa =\n"
+                        "banner = Authorized use only\n");
+    assert_int_equal(config_load(t->file, &cfg, why, sizeof(why)), ERR_OK);
+    assert_string_equal(cfg.client_ciphers, "aes128-ctr,aes128-cbc");
+    assert_null(cfg.ssh_host_key_rsa);
+    assert_string_equal(cfg.ssh_banner, "Authorized use only");
+    assert_int_equal(config_weak_algorithms(&cfg, weak, sizeof(weak)), 3);
+    assert_string_equal(weak,
+                        "aes128-cbc ([ssh] client_ciphers), "
+                        "diffie-hellman-group1-sha1 ([ssh] upstream_kex), "
+                        "ssh-rsa ([ssh] upstream_hostkey_algorithms)");
+    /* a short buffer: cut at a whole item, still terminated */
+    assert_int_equal(config_weak_algorithms(&cfg, weak, 40), 3);
+    assert_string_equal(weak, "aes128-cbc ([ssh] client_ciphers)");
+    config_free(&cfg);
+
+    assert_load_fails(t, "[ssh]\nclient_ciphers = aes128-ctr,aes128-gcm\n", 0,
+                      "[ssh] client_ciphers: unknown cipher 'aes128-gcm'");
+    /* a name of another kind is unknown here */
+    assert_load_fails(t, "[ssh]\nclient_macs = aes128-ctr\n", 0,
+                      "[ssh] client_macs: unknown MAC 'aes128-ctr'");
+    assert_load_fails(t, "[ssh]\nupstream_kex = \n", 0,
+                      "[ssh] upstream_kex needs at least one key exchange");
+    assert_load_fails(t, "[ssh]\nhostkey_algorithms = ssh-ed25519,,\n", 0,
+                      "unknown host key algorithm ''");
+    assert_load_fails(t, "[ssh]\nclient_kex = none\n", 0,
+                      "unknown key exchange 'none'");
+    assert_load_fails(t, "[ssh]\nbanner = hi\nbanner_file = b.txt\n", 0,
+                      "set banner or banner_file, not both");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -466,6 +536,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_values_after_parse, setup_tmp,
                                         teardown_tmp),
         cmocka_unit_test_setup_teardown(test_line_too_long, setup_tmp,
+                                        teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_algorithms, setup_tmp,
                                         teardown_tmp),
         cmocka_unit_test_setup_teardown(test_missing_file, setup_tmp,
                                         teardown_tmp),

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <libssh/libssh.h>
@@ -175,6 +176,66 @@ static void test_refusals(void **state)
     assert_string_equal(fp, vector_fp);
 }
 
+/* hostkey_create: each type, as ssh-keygen sees it, 0600 key and a .pub
+ * line ssh-keygen reads; never over an existing file. */
+static void test_create(void **state)
+{
+    static const struct {
+        enum hostkey_type type;
+        const char *keygen; /* what ssh-keygen -l says at the end */
+        const char *bits;
+    } types[] = {
+        {HOSTKEY_ED25519, "(ED25519)", "256 "},
+        {HOSTKEY_ECDSA, "(ECDSA)", "256 "},
+        {HOSTKEY_RSA, "(RSA)", "3072 "},
+    };
+    struct hk *h = *state;
+    char path[128], pub[160], fp[HOSTKEY_FP_MAX + 1], want[128];
+    char cmd[256], line[512], again[HOSTKEY_FP_MAX + 1];
+    struct stat st;
+    FILE *p;
+    size_t i;
+
+    for (i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        snprintf(path, sizeof(path), "%s/key_%s", h->dir,
+                 hostkey_type_name(types[i].type));
+        snprintf(pub, sizeof(pub), "%s.pub", path);
+        assert_int_equal(hostkey_create(path, types[i].type, fp, sizeof(fp)),
+                         ERR_OK);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0600);
+        assert_int_equal(stat(pub, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0644);
+        keygen_fp(path, want, sizeof(want));
+        assert_string_equal(fp, want);
+        keygen_fp(pub, want, sizeof(want));
+        assert_string_equal(fp, want);
+        snprintf(cmd, sizeof(cmd), "ssh-keygen -lf '%s'", pub);
+        assert_non_null(p = popen(cmd, "r"));
+        assert_non_null(fgets(line, sizeof(line), p));
+        assert_int_equal(pclose(p), 0);
+        assert_non_null(strstr(line, types[i].keygen));
+        assert_true(strncmp(line, types[i].bits, strlen(types[i].bits)) == 0);
+        /* never overwritten: the same key stays */
+        assert_int_equal(
+            hostkey_create(path, types[i].type, again, sizeof(again)),
+            ERR_EXISTS);
+        keygen_fp(path, want, sizeof(want));
+        assert_string_equal(fp, want);
+    }
+    /* a stale .pub without its key: refused, and no key left behind */
+    snprintf(path, sizeof(path), "%s/stale", h->dir);
+    snprintf(pub, sizeof(pub), "%s.pub", path);
+    write_text(pub, "old\n");
+    assert_int_equal(hostkey_create(path, HOSTKEY_ECDSA, fp, sizeof(fp)),
+                     ERR_EXISTS);
+    assert_int_equal(access(path, F_OK), -1);
+    /* a directory that does not exist */
+    assert_int_equal(
+        hostkey_create("/proc/no/such/key", HOSTKEY_RSA, fp, sizeof(fp)),
+        ERR_IO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -183,6 +244,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_libssh_made_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
