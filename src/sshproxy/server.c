@@ -33,15 +33,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/pidfd.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <libssh/libssh.h>
-#include <sodium.h>
 #include <libssh/server.h>
+#include <sodium.h>
 
 #include "common/err.h"
 #include "common/log.h"
