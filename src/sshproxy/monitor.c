@@ -295,7 +295,8 @@ static void monitor_reply(struct monitor *m, struct mchild *c, uint8_t type,
         (void)(buf_put_u8(m->rep, MP_AUTH_TOO_MANY) || buf_put_u32(m->rep, 0) ||
                buf_put_cstring(m->rep, "Too many authentication failures"));
     }
-    if (c->fd < 0) {
+    if (c->fd < 0 || c->state == MC_DEAD) {
+        /* gone, or killed (a late answer to a pending connect) */
         buf_reset(m->rep);
         return;
     }

@@ -33,15 +33,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/pidfd.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <libssh/libssh.h>
-#include <sodium.h>
 #include <libssh/server.h>
+#include <sodium.h>
 
 #include "common/err.h"
 #include "common/hostkey.h"
@@ -535,7 +535,39 @@ struct server {
     pid_t spawner;
     struct buf *msg;
     int result;
+    /* children that logged in, not yet told to the spawner (its link was
+     * full); sent as soon as it is writable */
+    pid_t *authed;
+    size_t nauthed, authed_cap;
 };
+
+/* Tells the spawner about every child in s->authed it can take now; the
+ * rest wait for the link to be writable. */
+static void server_flush_authed(struct server *s)
+{
+    struct buf *b = buf_new(16);
+    size_t i = 0;
+    int r = ERR_OK;
+
+    for (; b != NULL && i < s->nauthed; i++) {
+        buf_reset(b);
+        if (buf_put_u32(b, (uint32_t)s->authed[i]) != ERR_OK ||
+            (r = mproto_send(s->link, MP_SPAWN_AUTHED, b, -1, 1)) != ERR_OK) {
+            break;
+        }
+    }
+    buf_free(b);
+    if (i < s->nauthed && r == ERR_IO && errno != EAGAIN &&
+        errno != EWOULDBLOCK) {
+        log_warn("cannot tell the spawner that child %ld logged in: %s",
+                 (long)s->authed[i], strerror(errno));
+        i++; /* the link is broken: server_on_link will see it */
+    }
+    memmove(s->authed, s->authed + i, (s->nauthed - i) * sizeof(pid_t));
+    s->nauthed -= i;
+    (void)loop_mod_fd(s->loop, s->link,
+                      s->nauthed > 0 ? LOOP_READ | LOOP_WRITE : LOOP_READ);
+}
 
 static void server_on_link(struct loop *l, int fd, int events, void *arg)
 {
@@ -546,6 +578,12 @@ static void server_on_link(struct loop *l, int fd, int events, void *arg)
     int fds[2] = {-1, -1};
     size_t nfds = 0;
 
+    if (events & LOOP_WRITE) {
+        server_flush_authed(s);
+    }
+    if (!(events & LOOP_READ)) {
+        return;
+    }
     if (mproto_recv_fds(s->link, &type, s->msg, fds, 2, &nfds) != ERR_OK) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             return;
@@ -587,19 +625,26 @@ static void server_on_link(struct loop *l, int fd, int events, void *arg)
 }
 
 /* The monitor's hook: a child authenticated, so the spawner gives back
- * its pre-authentication slots. Non-blocking: the spawner reads its link
- * at every wakeup, and a lost notice only keeps the slot until the child
- * exits. */
+ * its pre-authentication slots. Never blocks the loop: if the link is
+ * full the notice waits in s->authed (in order) until it is writable. */
 static void server_on_authed(void *arg, pid_t pid)
 {
     struct server *s = arg;
-    struct buf *b = buf_new(16);
+    pid_t *grown;
 
-    if (b == NULL || buf_put_u32(b, (uint32_t)pid) != ERR_OK ||
-        mproto_send(s->link, MP_SPAWN_AUTHED, b, -1, 1) != ERR_OK) {
-        log_warn("cannot tell the spawner that child %ld logged in", (long)pid);
+    if (s->nauthed == s->authed_cap) {
+        size_t cap = s->authed_cap ? s->authed_cap * 2 : 16;
+        if ((grown = realloc(s->authed, cap * sizeof(pid_t))) == NULL) {
+            log_error("cannot tell the spawner that child %ld logged in: "
+                      "out of memory",
+                      (long)pid);
+            return;
+        }
+        s->authed = grown;
+        s->authed_cap = cap;
     }
-    buf_free(b);
+    s->authed[s->nauthed++] = pid;
+    server_flush_authed(s);
 }
 
 #define SERVER_RETENTION_MS (3600 * 1000)
@@ -1048,6 +1093,7 @@ int server_run(const struct config *cfg)
 out:
     loop_free(s.loop);
     buf_free(s.msg);
+    free(s.authed);
     if (link[0] >= 0) {
         close(link[0]);
     }

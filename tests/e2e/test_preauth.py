@@ -326,6 +326,28 @@ def test_one_source_cannot_block_another(make_server, target):
             s.close()
 
 
+def test_logged_in_sessions_do_not_count(make_server, target):
+    """max_startups = 2 and 2 per source: three sessions that stay logged
+    in, then a fourth login, all from one address. The main process tells
+    the spawner when a child has logged in; without that the third would
+    be refused."""
+    server = make_server(max_startups=2, max_startups_per_source=2)
+    client = Client(server.ssh_port)
+    login, pw = allowed_user(server, target)
+    procs = []
+    try:
+        for i in range(3):
+            p = client.popen_ssh(login, "echo started-%d; sleep 20" % i,
+                                 password=pw, methods="password")
+            procs.append(p)
+            line = p.stdout.readline()
+            assert line == b"started-%d\n" % i, (line, p.stderr.read())
+        assert_login(login_ok(client, login, pw))
+    finally:
+        for p in procs:
+            stop_process(p, 5, signal.SIGKILL)
+
+
 def test_refused_openssh_user_reads_why(make_server, target):
     """max_startups = 2:100:50: from 2 unauthenticated connections on,
     every new one is dropped (rate 100%); OpenSSH shows our reason. When

@@ -189,6 +189,61 @@ static void test_fd_passing(void **state)
     buf_free(in);
 }
 
+/* Two descriptors in one message (the spawner's new child: its monitor
+ * socket and its pidfd), in order; a receiver that wants fewer gets the
+ * first and the rest are closed, not leaked; more than MPROTO_MAX_FDS
+ * are refused by the sender. */
+static void test_two_fds(void **state)
+{
+    struct pair *p = *state;
+    struct buf *in = buf_new(MPROTO_MAX);
+    int a[2], b[2], fds[3] = {-1, -1, -1}, send3[3];
+    size_t n = 9;
+    uint8_t type = 0;
+    char got[4] = {0};
+
+    assert_non_null(in);
+    assert_int_equal(pipe(a), 0);
+    assert_int_equal(pipe(b), 0);
+    fds[0] = a[1];
+    fds[1] = b[1];
+    assert_int_equal(mproto_send_fds(p->s[0], MP_SPAWN_NEW, NULL, fds, 2, 0),
+                     ERR_OK);
+    assert_int_equal(mproto_recv_fds(p->s[1], &type, in, fds, 3, &n), ERR_OK);
+    assert_int_equal(type, MP_SPAWN_NEW);
+    assert_int_equal(n, 2);
+    assert_true(fds[0] >= 0 && fds[1] >= 0);
+    assert_int_equal(fds[2], -1);
+    assert_int_equal(write(fds[0], "a", 1), 1);
+    assert_int_equal(write(fds[1], "b", 1), 1);
+    assert_int_equal(read(a[0], got, 1), 1);
+    assert_int_equal(got[0], 'a');
+    assert_int_equal(read(b[0], got, 1), 1);
+    assert_int_equal(got[0], 'b');
+    close(fds[0]);
+    close(fds[1]);
+
+    /* Only one wanted: the second arrives closed. */
+    fds[0] = a[1];
+    fds[1] = b[1];
+    assert_int_equal(mproto_send_fds(p->s[0], MP_SPAWN_NEW, NULL, fds, 2, 0),
+                     ERR_OK);
+    close(b[1]);
+    assert_int_equal(mproto_recv_fds(p->s[1], &type, in, fds, 1, &n), ERR_OK);
+    assert_int_equal(n, 1);
+    close(fds[0]);
+    close(a[1]);
+    assert_int_equal(read(a[0], got, 1), 0); /* every write end closed */
+    assert_int_equal(read(b[0], got, 1), 0);
+
+    send3[0] = send3[1] = send3[2] = a[0];
+    assert_int_equal(mproto_send_fds(p->s[0], MP_SPAWN_NEW, NULL, send3, 3, 0),
+                     ERR_TOO_LONG);
+    close(a[0]);
+    close(b[0]);
+    buf_free(in);
+}
+
 static void test_unwanted_fd_is_closed(void **state)
 {
     struct pair *p = *state;
@@ -373,6 +428,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_empty_payload, setup_pair,
                                         teardown_pair),
         cmocka_unit_test_setup_teardown(test_fd_passing, setup_pair,
+                                        teardown_pair),
+        cmocka_unit_test_setup_teardown(test_two_fds, setup_pair,
                                         teardown_pair),
         cmocka_unit_test_setup_teardown(test_unwanted_fd_is_closed, setup_pair,
                                         teardown_pair),
