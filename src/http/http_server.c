@@ -642,6 +642,8 @@ static int http_on_writeable(struct http_conn *c, struct lws *wsi)
     return 0;
 }
 
+static const struct lws_protocols http_protocol;
+
 static int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
                          void *user, void *in, size_t len)
 {
@@ -670,7 +672,10 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
         src = lws_get_opaque_user_data(wsi);
         lws_set_opaque_user_data(wsi, NULL);
         http_src_release(h, src);
-        if (c != NULL) {
+        /* Only a connection still on the HTTP protocol has a struct
+         * http_conn as its user data: an upgraded WebSocket's (agents, the
+         * terminal) belongs to its own protocol. */
+        if (c != NULL && lws_get_protocol(wsi) == &http_protocol) {
             http_conn_undefer(c); /* its memory goes now */
         }
         return 0;
