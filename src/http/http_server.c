@@ -670,9 +670,6 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
         src = lws_get_opaque_user_data(wsi);
         lws_set_opaque_user_data(wsi, NULL);
         http_src_release(h, src);
-        if (c != NULL) {
-            http_conn_undefer(c); /* its memory goes now */
-        }
         return 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         /* A WebSocket upgrade without a subprotocol of ours lands here. */
