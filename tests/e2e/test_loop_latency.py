@@ -307,6 +307,39 @@ def test_children_killed_while_their_password_is_checked(server_factory,
     assert r.rc == 0 and r.out == "served\n", r
 
 
+def test_api_clients_gone_before_their_answer(server_factory):
+    """Clients that hang up while their login waits for the pool: the
+    answer finds no request (looked up by ID) and is dropped; the server
+    goes on (and the sanitizer build reports nothing)."""
+    pc = server_factory(max_concurrent_hashes=1)
+    pc.wait_http()
+    pw = "pw-" + uniq()
+    user = pc.user_add(password=pw)
+    body = json.dumps({"username": user, "password": "wrong"}).encode()
+    req = (b"POST /api/v1/login HTTP/1.1\r\nHost: x\r\n"
+           b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+           % len(body)) + body
+    socks = []
+    for i in range(20):
+        s = socket.create_connection(("127.0.0.1", pc.http_port),
+                                     source_address=("127.0.5.%d" % (1 + i),
+                                                     0))
+        s.sendall(req)
+        socks.append(s)
+    time.sleep(0.3)  # read and deferred, checks queued
+    for s in socks:
+        s.close()
+    time.sleep(3)  # the pool drains; answers find nobody
+    status, code, _ = api_login(pc.http_port, user, pw)
+    assert (status, code) == (200, None)
+    assert healthz_rtt(pc.http_port) < ROUND_TRIP_MAX
+    # Answers were dropped: fewer failed logins were finished (and
+    # audited) than were sent.
+    _, out, _ = pc.cli("audit", "list", "--json", "--action", "login.fail",
+                       "--actor", user)
+    assert len(json.loads(out)) < 20, out
+
+
 class SilentDns:
     """A UDP socket on <addr>:53 that reads DNS queries and never answers;
     counts them."""
