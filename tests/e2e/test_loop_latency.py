@@ -156,11 +156,14 @@ def test_password_flood_does_not_stall_the_loop(agent_server, make_agent,
         assert p.returncode == 255, (p.returncode, err)
         assert b"Permission denied" in err, err
         assert b"never" not in out
-    rows = [r for r in pc.sessions() if r["user"] == victim]
+    def closed():
+        return [r for r in pc.sessions() if r["user"] == victim and
+                r.get("result")]
+    rows = closed()
     deadline = time.monotonic() + 20
     while len(rows) < FLOOD and time.monotonic() < deadline:
         time.sleep(0.3)
-        rows = [r for r in pc.sessions() if r["user"] == victim]
+        rows = closed()
     assert len(rows) == FLOOD, rows
     assert {r["result"] for r in rows} == {"denied: authentication failed"}
 
@@ -251,6 +254,47 @@ def test_api_login_flood_past_the_queue_is_refused_at_once(server_factory):
     # ... and the refusals did not wait for a hash.
     assert min(busy) < 1.0, sorted(busy)[:5]
     assert "too many password checks" in pc.log_text()
+
+
+def test_ssh_flood_past_the_queue_is_refused_at_once(server_factory,
+                                                    target):
+    """max_concurrent_hashes = 1: one check runs and 32 wait; of 70
+    concurrent SSH password logins the rest are refused at once, their
+    report rows saying "denied: server busy" (not counted as failures);
+    every client gets an answer."""
+    pc = server_factory(max_concurrent_hashes=1)
+    asset_id = pc.target_asset(target)
+    victim = pc.user_add(password="right-" + uniq())
+    cl = Client(pc.ssh_port)
+    n = 70
+    procs = [cl.popen_ssh("%s#%s" % (victim, asset_id), "echo never",
+                          password="wrong-%d" % i, methods="password",
+                          extra=["-b", "127.0.7.%d" % (1 + i)])
+             for i in range(n)]
+    try:
+        outs = [p.communicate(timeout=180) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 255 and b"Permission denied" in err, err
+    deadline = time.monotonic() + 30
+    rows = []
+    while time.monotonic() < deadline:
+        rows = [r for r in pc.sessions() if r["user"] == victim and
+                r.get("result")]
+        if len(rows) == n:
+            break
+        time.sleep(0.3)
+    results = [r["result"] for r in rows]
+    assert len(results) == n, results
+    busy = results.count("denied: server busy")
+    checked = results.count("denied: authentication failed")
+    assert busy + checked == n, results
+    assert busy > 0 and checked >= 33, (busy, checked)
+    assert "password checks running and waiting" in pc.log_text()
 
 
 def test_children_killed_while_their_password_is_checked(server_factory,
