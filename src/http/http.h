@@ -31,9 +31,14 @@ int http_start(struct http **out, const struct config *cfg, struct loop *loop,
                struct store *store, struct vault *vault, struct hub *hub,
                struct webtickets *tickets);
 void http_stop(struct http *h);
-/* Password checks of POST /api/v1/login go to this pool (password.h;
- * borrowed, it must outlive h) instead of blocking the loop. */
+/* Shares the SSH side's password pool and lockout table (both borrowed:
+ * they must outlive h): password checks of POST /api/v1/login then run off
+ * the loop under the one cap on concurrent checks, and failures count in
+ * the one table, so SSH and API logins together get max_failures guesses
+ * per window (docs/security.md, "Lockouts"). NULL keeps h's own. */
+struct lockout;
 struct password_pool;
-void http_set_hashes(struct http *h, struct password_pool *p);
+void http_share_auth(struct http *h, struct password_pool *p,
+                     struct lockout *l);
 
 #endif

@@ -122,6 +122,7 @@ struct http {
     struct vault *vault;
     struct http_jwt_key *key;
     struct lockout *lockout;
+    bool lockout_borrowed; /* the monitor's (http_share_auth) */
     struct lws_context *ctx;
     struct http_src **srcs; /* connections per client address */
     size_t nsrc_buckets;

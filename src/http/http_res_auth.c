@@ -226,6 +226,31 @@ static void http_login_keys(const struct http_req *req, const char *name,
     lockout_key_addr(akey, LOCKOUT_KEY_MAX, req->client_ip);
 }
 
+/* A lock began: the log and the audit say what, for how long and why
+ * (factor of the login's user, or the address when factor is NULL). */
+static void http_login_locked(struct http_req *req, const char *name,
+                              const char *factor)
+{
+    const struct config *cfg = req->h->cfg;
+    char what[600];
+
+    if (factor != NULL) {
+        snprintf(what, sizeof(what),
+                 "%s of %s%s (login '%s') locked for %d s after %d failures "
+                 "within %d s",
+                 factor, req->login_uid[0] ? "user id " : "unknown user",
+                 req->login_uid, name, cfg->lockout_seconds, cfg->max_failures,
+                 cfg->failure_window_seconds);
+    } else {
+        snprintf(what, sizeof(what),
+                 "address %s locked for %d s after %d failures within %d s",
+                 req->client_ip, cfg->lockout_seconds, cfg->max_failures,
+                 cfg->failure_window_seconds);
+    }
+    log_warn("http: %s", what);
+    http_login_audit(req, "login.lock", name, what);
+}
+
 /* The rest of a login once its password was checked (r: ERR_OK or
  * ERR_AUTH): TOTP, counters, the token. */
 static int http_login_finish(struct http_req *req, int r)
@@ -275,11 +300,12 @@ static int http_login_finish(struct http_req *req, int r)
     if (r != ERR_OK) {
         req->h->m.login_failures++;
         req->h->m.api_auth_failures++;
-        if (lkey != NULL && strcmp(why, "user disabled") != 0) {
-            lockout_fail(req->h->lockout, lkey, now);
+        if (lkey != NULL && strcmp(why, "user disabled") != 0 &&
+            lockout_fail(req->h->lockout, lkey, now)) {
+            http_login_locked(req, name, lkey == tkey ? "totp" : "password");
         }
-        if (lkey != NULL) {
-            lockout_fail(req->h->lockout, akey, now);
+        if (lkey != NULL && lockout_fail(req->h->lockout, akey, now)) {
+            http_login_locked(req, name, NULL);
         }
         req->delay_ms = req->h->cfg->failure_delay_ms;
         http_login_audit(req, "login.fail", name, why);

@@ -395,10 +395,18 @@ void http_resume(struct http_req *req)
     http_respond(c);
 }
 
-void http_set_hashes(struct http *h, struct password_pool *p)
+void http_share_auth(struct http *h, struct password_pool *p, struct lockout *l)
 {
-    if (h != NULL) {
-        h->hashes = p;
+    if (h == NULL) {
+        return;
+    }
+    h->hashes = p;
+    if (l != NULL) {
+        if (!h->lockout_borrowed) {
+            lockout_free(h->lockout);
+        }
+        h->lockout = l;
+        h->lockout_borrowed = true;
     }
 }
 
@@ -941,7 +949,9 @@ void http_stop(struct http *h)
         }
     }
     free(h->srcs);
-    lockout_free(h->lockout);
+    if (!h->lockout_borrowed) {
+        lockout_free(h->lockout);
+    }
     http_jwt_key_free(h->key);
     free(h);
 }

@@ -1065,7 +1065,8 @@ int server_run(const struct config *cfg)
     s.mon.hub = hub;
     s.mon.on_authed = server_on_authed;
     s.mon.on_authed_arg = &s;
-    http_set_hashes(http, s.mon.hashes); /* one cap on password checks */
+    /* one cap on password checks, one lockout table */
+    http_share_auth(http, s.mon.hashes, s.mon.lockout);
     if (notify_listen(&notify, s.loop, cfg->data_dir, server_on_notify, hub) !=
         ERR_OK) {
         log_warn("cannot listen for store-change notices; CLI changes to "

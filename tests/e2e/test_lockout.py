@@ -380,3 +380,23 @@ def test_api_logins_lock_the_resolved_user_and_the_address(server_factory,
     fails = audit_details(server, "login.fail")
     assert "api: locked out: password locked" in fails, fails
     assert "api: locked out: too many failures from this address" in fails
+    locks = audit_details(server, "login.lock")
+    assert any("password of user id %s" % uid in d for d in locks), locks
+    assert any("address 127.0.4.6 locked" in d for d in locks), locks
+
+
+def test_ssh_and_api_failures_count_together(server_factory, target):
+    """One table for both doors: two wrong passwords over SSH and one over
+    the API lock her password for both."""
+    server = server_factory(**LOCK)
+    server.wait_http()
+    client = Client(server.ssh_port)
+    asset_id = server.target_asset(target)
+    a, pw_a = allowed_user(server, asset_id)
+    fail_once(server, client, a, asset_id, source="127.0.6.1", i=0)
+    fail_once(server, client, a, asset_id, source="127.0.6.2", i=1)
+    assert api_login(server, a, "wrong-2", "127.0.6.3") == 401
+    assert api_login(server, a, pw_a, "127.0.6.4") == 429
+    before = closed_rows(server)
+    assert_refused(attempt(client, a, asset_id, pw_a, source="127.0.6.4"))
+    wait_newest(server, a, PW_LOCKED, before)

@@ -156,11 +156,14 @@ def test_password_flood_does_not_stall_the_loop(agent_server, make_agent,
         assert p.returncode == 255, (p.returncode, err)
         assert b"Permission denied" in err, err
         assert b"never" not in out
-    rows = [r for r in pc.sessions() if r["user"] == victim]
+    def closed():
+        return [r for r in pc.sessions() if r["user"] == victim and
+                r.get("result")]
+    rows = closed()
     deadline = time.monotonic() + 20
     while len(rows) < FLOOD and time.monotonic() < deadline:
         time.sleep(0.3)
-        rows = [r for r in pc.sessions() if r["user"] == victim]
+        rows = closed()
     assert len(rows) == FLOOD, rows
     assert {r["result"] for r in rows} == {"denied: authentication failed"}
 
@@ -253,6 +256,47 @@ def test_api_login_flood_past_the_queue_is_refused_at_once(server_factory):
     assert "too many password checks" in pc.log_text()
 
 
+def test_ssh_flood_past_the_queue_is_refused_at_once(server_factory,
+                                                    target):
+    """max_concurrent_hashes = 1: one check runs and 32 wait; of 70
+    concurrent SSH password logins the rest are refused at once, their
+    report rows saying "denied: server busy" (not counted as failures);
+    every client gets an answer."""
+    pc = server_factory(max_concurrent_hashes=1)
+    asset_id = pc.target_asset(target)
+    victim = pc.user_add(password="right-" + uniq())
+    cl = Client(pc.ssh_port)
+    n = 70
+    procs = [cl.popen_ssh("%s#%s" % (victim, asset_id), "echo never",
+                          password="wrong-%d" % i, methods="password",
+                          extra=["-b", "127.0.7.%d" % (1 + i)])
+             for i in range(n)]
+    try:
+        outs = [p.communicate(timeout=180) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 255 and b"Permission denied" in err, err
+    deadline = time.monotonic() + 30
+    rows = []
+    while time.monotonic() < deadline:
+        rows = [r for r in pc.sessions() if r["user"] == victim and
+                r.get("result")]
+        if len(rows) == n:
+            break
+        time.sleep(0.3)
+    results = [r["result"] for r in rows]
+    assert len(results) == n, results
+    busy = results.count("denied: server busy")
+    checked = results.count("denied: authentication failed")
+    assert busy + checked == n, results
+    assert busy > 0 and checked >= 33, (busy, checked)
+    assert "password checks running and waiting" in pc.log_text()
+
+
 def test_children_killed_while_their_password_is_checked(server_factory,
                                                          target):
     """A session child that dies while the pool checks its password (or
@@ -305,6 +349,39 @@ def test_children_killed_while_their_password_is_checked(server_factory,
     # The server is fine and serves the next login at once.
     r = cl.ssh("%s#%s" % (user, asset_id), "echo served", password=pw)
     assert r.rc == 0 and r.out == "served\n", r
+
+
+def test_api_clients_gone_before_their_answer(server_factory):
+    """Clients that hang up while their login waits for the pool: the
+    answer finds no request (looked up by ID) and is dropped; the server
+    goes on (and the sanitizer build reports nothing)."""
+    pc = server_factory(max_concurrent_hashes=1)
+    pc.wait_http()
+    pw = "pw-" + uniq()
+    user = pc.user_add(password=pw)
+    body = json.dumps({"username": user, "password": "wrong"}).encode()
+    req = (b"POST /api/v1/login HTTP/1.1\r\nHost: x\r\n"
+           b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+           % len(body)) + body
+    socks = []
+    for i in range(20):
+        s = socket.create_connection(("127.0.0.1", pc.http_port),
+                                     source_address=("127.0.5.%d" % (1 + i),
+                                                     0))
+        s.sendall(req)
+        socks.append(s)
+    time.sleep(0.3)  # read and deferred, checks queued
+    for s in socks:
+        s.close()
+    time.sleep(3)  # the pool drains; answers find nobody
+    status, code, _ = api_login(pc.http_port, user, pw)
+    assert (status, code) == (200, None)
+    assert healthz_rtt(pc.http_port) < ROUND_TRIP_MAX
+    # Answers were dropped: fewer failed logins were finished (and
+    # audited) than were sent.
+    _, out, _ = pc.cli("audit", "list", "--json", "--action", "login.fail",
+                       "--actor", user)
+    assert len(json.loads(out)) < 20, out
 
 
 class SilentDns:

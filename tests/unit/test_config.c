@@ -106,6 +106,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.failure_window_seconds, 300);
     assert_int_equal(cfg.lockout_seconds, 300);
     assert_int_equal(cfg.failure_delay_ms, 1000);
+    assert_int_equal(cfg.max_concurrent_hashes, 2);
     config_free(&cfg);
     assert_config_empty(&cfg);
     /* Freeing twice, or NULL, is harmless. */
@@ -327,6 +328,8 @@ static void test_out_of_range(void **state)
     assert_load_fails(t, "[ssh]\nmax_startups = 0\n", 2, "from 1 to 100000");
     assert_load_fails(t, "[auth]\nfailure_delay_ms = 60001\n", 2,
                       "from 0 to 60000");
+    assert_load_fails(t, "[auth]\nmax_concurrent_hashes = 0\n", 2,
+                      "from 1 to 64");
     /* The bounds themselves are accepted. */
     write_file(t->file, "[ssh]\nport = 65535\nmax_startups = 1\n"
                         "[auth]\nfailure_delay_ms = 60000\n");
