@@ -973,9 +973,13 @@ int server_run(const struct config *cfg)
         goto out;
     }
     if (pid == 0) {
-        /* The spawner: its own process group, so ending it ends all
-         * sessions. */
-        setpgid(0, 0);
+        /* The spawner: its own session and process group, so ending it
+         * ends all sessions, and neither it nor a session child has the
+         * server's controlling terminal (a compromised child cannot
+         * TIOCSTI into it; the seccomp filter refuses that too). */
+        if (setsid() < 0) {
+            setpgid(0, 0);
+        }
         close(link[0]);
         memset(&sp, 0, sizeof(sp));
         sp.cfg = cfg;
