@@ -36,6 +36,7 @@
 #include "policy/policy.h"
 #include "sshproxy/libssh_priv.h"
 #include "sshproxy/mproto.h"
+#include "sshproxy/scpcmd.h"
 #include "sshproxy/userauth_sig.h"
 #include "sshproxy/webticket.h"
 #include "store/audit.h"
@@ -85,7 +86,8 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
     if (loop == NULL) {
         return ERR_OK; /* a check of the setup: no requests to answer */
     }
-    m->sweep_timer = loop_add_timer(loop, MONITOR_SWEEP_MS, monitor_on_sweep, m);
+    m->sweep_timer =
+        loop_add_timer(loop, MONITOR_SWEEP_MS, monitor_on_sweep, m);
     /* Password checks never take the resolver's threads. */
     loop_reserve_workers((unsigned)cfg->max_concurrent_hashes);
     m->hashes = password_pool_new(loop, (unsigned)cfg->max_concurrent_hashes,
@@ -1158,6 +1160,19 @@ static int monitor_authorize(struct monitor *m, struct mchild *c,
         buf_get_cstring(req, MONITOR_DETAIL_MAX, &detail) != ERR_OK ||
         buf_expect_end(req) != ERR_OK) {
         goto out;
+    }
+    /* An scp session is exactly what scpcmd.h accepts (the child sends
+     * the canonical command): a child that calls a command scp to pass an
+     * scp-only profile is lying. */
+    if (kind == KIND_SCP) {
+        struct scpcmd sc;
+
+        if (scpcmd_parse(detail, strlen(detail), &sc) != ERR_OK) {
+            log_warn("child %ld asked for scp with a command that is not "
+                     "scp",
+                     (long)c->pid);
+            goto out;
+        }
     }
     r = ERR_OK;
     if (!monitor_user_active(m, c)) {

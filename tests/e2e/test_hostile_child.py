@@ -35,6 +35,7 @@ AUTH_REPLY, AUTHORIZE_REPLY, CONNECT_REPLY, CREDENTIALS_REPLY, \
     HOSTKEY_REPLY, ACK, RECORD_OPEN_REPLY, KEX_SIGN_REPLY = range(64, 72)
 AUTH_FAIL, AUTH_OK, AUTH_PARTIAL = 0, 1, 2
 KIND_EXEC = 1
+KIND_SCP = 3
 MPROTO_MAX = 65536
 SYS_pidfd_getfd = 438  # x86_64 and most others
 
@@ -411,6 +412,27 @@ def test_session_end_for_another_childs_row_is_killed(hostile, victim,
     assert not any(r.get("id") == row and r.get("result") == "ok"
                    for r in proxy.sessions())
     assert a.alive()
+
+
+def test_scp_that_is_not_scp_is_killed(hostile, victim):
+    """A child may not call a command scp to pass an scp-only profile."""
+    login, password, _, _ = victim
+    h = hostile()
+    h.kex_sign()
+    assert verdict(h.password(login, password)) == AUTH_OK
+    h.send(AUTHORIZE, u8(KIND_SCP) + s_str("scp -f /x; bash -i"))
+    h.expect_killed()
+
+
+def test_second_password_while_one_is_checked_is_killed(hostile, victim):
+    """Password checks run on worker threads: a request while one is
+    pending is a violation, not a way to queue guesses."""
+    login, password, _, _ = victim
+    h = hostile()
+    h.kex_sign()
+    h.send(AUTH_PASSWORD, s_str(login) + s_str("wrong-" + uniq()))
+    h.send(AUTH_PASSWORD, s_str(login) + s_str(password))
+    h.expect_killed()
 
 
 def test_truncated_message_is_killed(hostile):
