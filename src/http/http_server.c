@@ -30,6 +30,7 @@
 #include "http/http_internal.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -843,6 +844,16 @@ int http_start(struct http **out, const struct config *cfg, struct loop *loop,
     }
     lws_set_log_level(LLL_ERR | (log_get_level() >= LOG_DEBUG ? LLL_NOTICE : 0),
                       http_lws_log);
+    /* libwebsockets loads its libuv glue as a plugin and unloads it when
+     * the context is destroyed, while libuv may still hold handles whose
+     * close callbacks live in it (seen when the server is stopped right
+     * after it started: a jump into the unmapped plugin). Keep it loaded
+     * for the life of the process. */
+    if (dlopen("libwebsockets-evlib_uv.so", RTLD_NOW | RTLD_NODELETE) ==
+        NULL) {
+        log_warn("http: cannot pin libwebsockets' libuv plugin: %s",
+                 dlerror());
+    }
     memset(&info, 0, sizeof(info));
     loops[0] = loop_uv(loop);
     info.foreign_loops = loops;
