@@ -263,6 +263,7 @@ int http_h_credentials_delete(struct http_req *req);
 int http_h_agents_list(struct http_req *req);
 int http_h_agents_get(struct http_req *req);
 int http_h_agents_delete(struct http_req *req);
+int http_h_agents_rebind(struct http_req *req);
 int http_h_tunnels_list(struct http_req *req);
 int http_h_tunnels_add(struct http_req *req);
 int http_h_tunnels_get(struct http_req *req);

@@ -26,6 +26,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "store/audit.h"
 
 #define HUB_SWEEP_MS 1000
 #define HUB_REFUSE_LINGER_MS 1000
@@ -507,6 +508,28 @@ static void hub_refuse(struct hub_agent *a, const char *why)
     hub_agent_close(a, NULL, HUB_REFUSE_LINGER_MS);
 }
 
+/* A credential announced an ID bound to another one (a takeover attempt,
+ * or an agent moved to a new credential without a rebind): refused, and
+ * an audit event, since only an administrator can settle it. */
+static void hub_refuse_bound(struct hub_agent *a, const char *id,
+                             const char *bound)
+{
+    char actor[STORE_ID_MAX + 16], detail[STORE_ID_MAX * 2 + 64];
+
+    snprintf(actor, sizeof(actor), "credential:%s", a->cred_id);
+    snprintf(detail, sizeof(detail),
+             "agent id bound to another credential (%s); from %s", bound,
+             a->remote);
+    if (audit_write(a->h->store, actor, a->ip, "agent.refused", id, detail) !=
+        ERR_OK) {
+        log_warn("agent %s (%s): cannot write the audit event", id, a->remote);
+    }
+    log_warn("agent %s (%s): credential %s refused: agent id bound to "
+             "another credential (%s)",
+             id, a->remote, a->cred_id, bound);
+    hub_refuse(a, HUB_BOUND_REASON);
+}
+
 static void hub_announce_finish(struct hub_agent *a)
 {
     struct hub *h = a->h;
@@ -516,6 +539,7 @@ static void hub_announce_finish(struct hub_agent *a)
     struct hub_agent *other;
     char why[200], msg[260];
     size_t b;
+    int r;
 
     if (a->ann_bad || !a->ann_subsystem) {
         hub_refuse(a, "bad announcement: not as the protocol says");
@@ -529,6 +553,16 @@ static void hub_announce_finish(struct hub_agent *a)
     }
     free(a->ann_buf);
     a->ann_buf = NULL;
+    /* The binding first: a credential that does not own the ID learns
+     * nothing else (not even whether it is online) and cannot make the
+     * hub probe the real agent. store_agent_online() checks it again in
+     * the same transaction as the write. */
+    if (store_agent_get(h->store, ann.id, &sa) == ERR_OK &&
+        sa.bound_credential[0] != '\0' &&
+        strcmp(sa.bound_credential, a->cred_id) != 0) {
+        hub_refuse_bound(a, ann.id, sa.bound_credential);
+        return;
+    }
     snprintf(a->id, sizeof(a->id), "%s", ann.id);
     if ((other = hub_find_online(h, ann.id)) != NULL) {
         /* Probe the one we have: if it is dead, it goes within the
@@ -570,7 +604,14 @@ static void hub_announce_finish(struct hub_agent *a)
     snprintf(sa.addresses, sizeof(sa.addresses), "%s", ann.addresses);
     snprintf(sa.tags, sizeof(sa.tags), "%s", ann.tags);
     snprintf(sa.remote_addr, sizeof(sa.remote_addr), "%s", a->remote);
-    if (store_agent_online(h->store, &sa, util_now()) != ERR_OK) {
+    r = store_agent_online(h->store, &sa, util_now());
+    if (r == ERR_DENIED) {
+        /* bound to another credential since the check above */
+        a->id[0] = '\0';
+        hub_refuse_bound(a, ann.id, "?");
+        return;
+    }
+    if (r != ERR_OK) {
         a->id[0] = '\0';
         hub_refuse(a, "internal error (store)");
         return;
@@ -821,10 +862,15 @@ void hub_changed(struct hub *h, unsigned what)
 {
     struct hub_agent *a, *next;
     struct store_credential c;
-    struct store_agent sa;
+    struct store_agent *sa = NULL;
+    int r;
 
     if (h == NULL) {
         return;
+    }
+    /* two 8 KiB lists: not on the stack */
+    if ((what & HUB_CHANGE_AGENTS) && (sa = malloc(sizeof(*sa))) == NULL) {
+        log_warn("hub: out of memory checking agents after a change");
     }
     for (a = h->agents; a != NULL; a = next) {
         next = a->next;
@@ -842,12 +888,21 @@ void hub_changed(struct hub *h, unsigned what)
             hub_agent_close(a, "its credential was deleted", 0);
             continue;
         }
-        if ((what & HUB_CHANGE_AGENTS) && a->state == HA_ONLINE &&
-            store_agent_get(h->store, a->id, &sa) == ERR_NOT_FOUND) {
-            hub_agent_close(a, "deleted by an administrator", 0);
+        if (sa != NULL && a->state == HA_ONLINE) {
+            r = store_agent_get(h->store, a->id, sa);
+            if (r == ERR_NOT_FOUND) {
+                hub_agent_close(a, "deleted by an administrator", 0);
+            } else if (r == ERR_OK && sa->bound_credential[0] != '\0' &&
+                       strcmp(sa->bound_credential, a->cred_id) != 0) {
+                hub_agent_close(a,
+                                "its ID was bound to another credential by "
+                                "an administrator",
+                                0);
+            }
         }
     }
     sodium_memzero(&c, sizeof(c));
+    free(sa);
     if (h->change != NULL) {
         h->change(h->change_arg, what);
     }

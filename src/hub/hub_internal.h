@@ -35,6 +35,8 @@
 #define HUB_ANNOUNCE_MAX 16384
 #define HUB_ANNOUNCE_SUBSYSTEM "announce@portcullis"
 #define HUB_AUTH_TRIES 3
+/* the refusal when a credential announces an ID bound to another one */
+#define HUB_BOUND_REASON "agent id bound to another credential"
 #define HUB_HANDSHAKE_MS 10000 /* to authenticate, and then to announce */
 #define HUB_FRAME_MAX 65536    /* payload bytes per WebSocket frame */
 #define HUB_CHUNK 65536        /* per-stream buffer, each direction */
