@@ -5,6 +5,7 @@ refused."""
 
 import json
 import socket
+import threading
 import time
 
 import paramiko
@@ -112,6 +113,126 @@ def test_three_failures_end_the_connection(hub):
         wait_for(lambda: a.bridge.closed.is_set(), what="the disconnect")
     finally:
         a.close()
+
+
+def test_none_attempts_are_capped(hub):
+    """Issue 11, defect 9: `none` attempts count like any other (six per
+    connection, as OpenSSH's MaxAuthTries); the seventh is not answered,
+    the connection is gone."""
+    a = ProtoAgent(hub.url)
+    answered = 0
+    try:
+        for _ in range(50):
+            try:
+                a.t.auth_none(hub.cred[0])
+            except paramiko.BadAuthenticationType:
+                answered += 1
+            except (paramiko.SSHException, EOFError, OSError):
+                break
+        wait_for(lambda: a.bridge.closed.is_set(), what="the disconnect")
+    finally:
+        a.close()
+    assert answered <= 6, answered
+    assert "too many authentication attempts" in hub.log_text()
+
+
+def test_another_credential_cannot_take_an_agent_id(hub):
+    """Issue 11, defect 2: the ID belongs to the credential that first
+    announced it, online or not."""
+    ident = pclib.uniq("ag")
+    a = online(hub, facts={"id": ident})
+    a.close()
+    wait_for(lambda: agents(hub)[ident]["online"] is False, what="offline")
+    other = credential(hub)
+    b = ProtoAgent(hub.url)
+    try:
+        b.login(*other)
+        status, err = b.announce({"id": ident})
+        assert (status, err) == (1, "error: agent id bound to another "
+                                    "credential\n")
+        wait_for(lambda: b.bridge.closed.is_set(), what="the disconnect")
+    finally:
+        b.close()
+    row = agents(hub)[ident]
+    assert row["online"] is False and row["credential_id"] == hub.cred[0]
+    # the owner still comes back
+    online(hub, facts={"id": ident}).close()
+
+
+def vm_rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+def test_an_agent_that_never_reads_cannot_grow_the_server(pc):
+    """Issue 11, defect 9: an agent that floods requests the server must
+    answer (keepalive@openssh.com, want-reply) and reads none of the
+    answers. The server stops reading it while its answers cannot drain,
+    so its memory stays bounded (measured over a flood shorter than the
+    timeout), and then drops it for not reading."""
+    hub = pc
+    hub.set_config("agent", "keepalive_seconds", "5")
+    hub.set_config("agent", "timeout_seconds", "16")
+    hub.start()
+    hub.wait_http()
+    hub.url = "ws://127.0.0.1:%d/agent" % hub.http_port
+    hub.cred = credential(hub)
+    # A small receive buffer from the start, so the server's answers back
+    # up soon (the kernel's loopback buffers would otherwise absorb
+    # megabytes first; shrinking it after the connect wedges TCP).
+    a = ProtoAgent(hub.url, sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF,
+                                      8192)])
+    a.login(*hub.cred)
+    assert a.announce({"id": pclib.uniq("ag")}) == (0, "")
+    pid = hub.proc.pid
+    time.sleep(0.5)
+    before = vm_rss_kib(pid)
+    a.bridge.deaf = True
+    time.sleep(0.2)
+    sent = [0]
+    stop = time.time() + 12
+
+    # want-reply true, without waiting (paramiko's global_request(wait=
+    # False) would ask for no answer)
+    m = paramiko.Message()
+    m.add_byte(paramiko.common.cMSG_GLOBAL_REQUEST)
+    m.add_string("keepalive@openssh.com")
+    m.add_boolean(True)
+
+    def flood():
+        try:
+            while time.time() < stop:
+                a.t._send_user_message(m)
+                sent[0] += 1
+        except Exception:
+            pass
+
+    th = threading.Thread(target=flood, daemon=True)
+    th.start()
+    peak = before
+    while time.time() < stop:
+        peak = max(peak, vm_rss_kib(pid))
+        time.sleep(0.2)
+    grown = peak - before
+    # Without the bound the server grows by about half of what was sent
+    # (its answers: ~36 bytes each, tens of thousands a second); with it,
+    # by what a few socket buffers hold.
+    print("sent %d requests, the server grew by %d KiB" % (sent[0], grown))
+    assert grown < 1536, "server RSS grew by %d KiB (%d requests sent)" \
+        % (grown, sent[0])
+    # ... and it goes for reading nothing ([agent] timeout_seconds), also
+    # from the server's own sockets
+    wait_for(lambda: "it reads nothing the server sends" in hub.log_text(),
+             timeout=40, what="the server to drop the agent")
+    port = a.bridge.ws.sock.getsockname()[1]
+    wait_for(lambda: ":%d " % port not in pclib.run(
+        ["ss", "-tnH", "sport", "=", ":%d" % hub.http_port]).out + " ",
+        timeout=5, what="the server to close the connection")
+    a.close()
+    th.join(5)
 
 
 def test_duplicate_id_is_refused_while_the_first_lives(hub):
