@@ -272,6 +272,10 @@ int http_h_tunnels_delete(struct http_req *req);
 
 /* --- the browser terminal (http_term.c) ------------------------------ */
 
+/* http_server.c: the WebSocket wsi has authenticated; it leaves its
+ * address's count of pre-auth WebSockets. */
+void http_ws_authed(struct lws *wsi);
+
 #define HTTP_TERM_PROTOCOL "portcullis-terminal.v1"
 #define HTTP_TERM_PATH "/api/v1/terminal"
 #define HTTP_TERM_MSG_MAX 4096 /* one text message of the page */

@@ -98,6 +98,12 @@ void hub_set_presence_fn(struct hub *h, hub_presence_fn fn, void *arg)
     h->presence_arg = arg;
 }
 
+void hub_set_auth_fn(struct hub *h, hub_auth_fn fn, void *arg)
+{
+    h->authed = fn;
+    h->authed_arg = arg;
+}
+
 void hub_set_change_fn(struct hub *h, hub_change_fn fn, void *arg)
 {
     h->change = fn;
@@ -455,6 +461,9 @@ static int hub_auth_password(ssh_session s, const char *user,
         a->state = HA_ANNOUNCE;
         a->started_ms = util_mono_ms(); /* the announcement's deadline */
         sodium_memzero(&c, sizeof(c));
+        if (a->h->authed != NULL && a->wsi != NULL) {
+            a->h->authed(a->h->authed_arg, a->wsi);
+        }
         return SSH_AUTH_SUCCESS;
     }
     sodium_memzero(&c, sizeof(c));

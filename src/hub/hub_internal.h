@@ -124,6 +124,8 @@ struct hub {
     void *presence_arg;
     hub_change_fn change;
     void *change_arg;
+    hub_auth_fn authed;
+    void *authed_arg;
 };
 
 /* hub_announce.c: parses an announcement (docs/agent-protocol.md §2).

@@ -11,6 +11,7 @@ import select
 import socket
 import threading
 import time
+import urllib.parse
 
 import paramiko
 import websocket
@@ -23,10 +24,17 @@ class WsBridge:
     binary frames by two threads; paramiko gets the near end."""
 
     def __init__(self, url, subprotocols=(SUBPROTOCOL,), timeout=10,
-                 sockopt=()):
+                 sockopt=(), source=None):
+        kw = {}
+        if source is not None:
+            # from a given (loopback) address: our own connected socket
+            u = urllib.parse.urlsplit(url)
+            kw["socket"] = socket.create_connection(
+                (u.hostname, u.port), timeout=timeout,
+                source_address=(source, 0))
         self.ws = websocket.create_connection(
             url, subprotocols=list(subprotocols), timeout=timeout,
-            sockopt=tuple(sockopt))
+            sockopt=tuple(sockopt), **kw)
         self.near, self.far = socket.socketpair()
         self.closed = threading.Event()
         self.close_status = None
@@ -102,8 +110,8 @@ def fingerprint_of(key):
 class ProtoAgent:
     """One agent connection: connect(), login(), announce()."""
 
-    def __init__(self, url, sockopt=()):
-        self.bridge = WsBridge(url, sockopt=sockopt)
+    def __init__(self, url, sockopt=(), source=None):
+        self.bridge = WsBridge(url, sockopt=sockopt, source=source)
         self.t = paramiko.Transport(self.bridge.near)
         self.t.banner_timeout = 10
         self.t.start_client(timeout=10)

@@ -235,6 +235,76 @@ def test_an_agent_that_never_reads_cannot_grow_the_server(pc):
     th.join(5)
 
 
+def _ws_from(pc, src_ip, path="/agent", proto="portcullis-agent.v1"):
+    """A WebSocket to the server opened from src_ip (a loopback address),
+    left unauthenticated."""
+    sock = socket.create_connection(("127.0.0.1", pc.http_port), timeout=10,
+                                    source_address=(src_ip, 0))
+    return websocket.create_connection(
+        "ws://127.0.0.1:%d%s" % (pc.http_port, path), socket=sock,
+        subprotocols=[proto], timeout=10)
+
+
+def test_preauth_websockets_are_capped_per_source(pc):
+    """Issue 11, defect 7: unauthenticated WebSockets count per source
+    address ([http] max_preauth_websockets_per_source) until they
+    authenticate; one address holding the cap cannot open more, another
+    address still connects, and authenticated agents count nowhere (many
+    may share a NAT address)."""
+    pc.set_config("http", "max_preauth_websockets_per_source", "4")
+    pc.start()
+    pc.wait_http()
+    url = "ws://127.0.0.1:%d/agent" % pc.http_port
+    cred = credential(pc)
+    held = [_ws_from(pc, "127.0.0.1") for _ in range(4)]
+    try:
+        with pytest.raises(websocket.WebSocketException):
+            _ws_from(pc, "127.0.0.1")
+        # the terminal's WebSocket shares the count
+        with pytest.raises(websocket.WebSocketException):
+            _ws_from(pc, "127.0.0.1", "/api/v1/terminal",
+                     "portcullis-terminal.v1")
+        assert "not yet authenticated already" in pc.log_text()
+        # an agent from another address is not held up
+        b = ProtoAgent(url, source="127.0.0.2")
+        b.login(*cred)
+        ident = pclib.uniq("ag")
+        assert b.announce({"id": ident}) == (0, "")
+        assert agents(pc)[ident]["remote_addr"].startswith("127.0.0.2:")
+        b.close()
+    finally:
+        for w in held:
+            w.close()
+    # closed, they no longer count; authenticated agents never do: more
+    # than the cap of them from 127.0.0.1 at once
+    live = []
+    try:
+        wait_for(lambda: _try_ws(pc), what="the count to drop")
+        for _ in range(6):
+            a = ProtoAgent(url)
+            live.append(a)
+            a.login(*cred)
+            assert a.announce({"id": pclib.uniq("ag")}) == (0, "")
+        assert len(live) == 6
+        # ... while 4 unauthenticated ones again fill the address
+        held = [_ws_from(pc, "127.0.0.1") for _ in range(4)]
+        with pytest.raises(websocket.WebSocketException):
+            _ws_from(pc, "127.0.0.1")
+        for w in held:
+            w.close()
+    finally:
+        for a in live:
+            a.close()
+
+
+def _try_ws(pc):
+    try:
+        _ws_from(pc, "127.0.0.1").close()
+        return True
+    except websocket.WebSocketException:
+        return False
+
+
 def test_duplicate_id_is_refused_while_the_first_lives(hub):
     ident = pclib.uniq("ag")
     a = online(hub, facts={"id": ident})
