@@ -4,6 +4,7 @@ paramiko) that also does what the real agent never does, to see it
 refused."""
 
 import json
+import random
 import socket
 import threading
 import time
@@ -233,6 +234,85 @@ def test_an_agent_that_never_reads_cannot_grow_the_server(pc):
         timeout=5, what="the server to close the connection")
     a.close()
     th.join(5)
+
+
+def test_an_agent_that_sends_past_the_window_is_dropped(pc):
+    """Issue 11, defect 9: data an agent sends past the channel window the
+    server granted would stay in libssh's buffers (libssh keeps it); the
+    hub drops such an agent instead of growing. The hostile agent accepts
+    the stream of a tunnel whose client reads nothing, says ok, and
+    floods the channel without regard to the window."""
+    base = random.randrange(21000, 32700, 50)
+    pc.set_config("tunnel", "listen", "127.0.0.1")
+    pc.set_config("tunnel", "port_min", str(base))
+    pc.set_config("tunnel", "port_max", str(base + 49))
+    pc.start()
+    pc.wait_http()
+    url = "ws://127.0.0.1:%d/agent" % pc.http_port
+    cred = credential(pc)
+    ident = pclib.uniq("ag")
+    a = ProtoAgent(url)
+    a.login(*cred)
+    flood_to = []
+    chunk = b"x" * 32000
+
+    def on_channel_open(t, m):
+        kind = m.get_text()
+        peer = m.get_int()
+        m.get_int()
+        m.get_int()
+        assert kind == "direct-tcpip"
+        # paramiko ends its transport on a message for a channel it does
+        # not know (the server's window adjusts): one it ignores
+        t.channels_seen[77] = True
+        r = paramiko.Message()
+        r.add_byte(paramiko.common.cMSG_CHANNEL_OPEN_SUCCESS)
+        r.add_int(peer)
+        r.add_int(77)
+        r.add_int(1 << 30)
+        r.add_int(32768)
+        t._send_user_message(r)
+        r = paramiko.Message()
+        r.add_byte(paramiko.common.cMSG_CHANNEL_EXTENDED_DATA)
+        r.add_int(peer)
+        r.add_int(1)
+        r.add_string(b"ok\n")
+        t._send_user_message(r)
+        flood_to.append(peer)
+
+    a.t._handler_table = dict(a.t._handler_table)
+    a.t._handler_table[paramiko.common.MSG_CHANNEL_OPEN] = on_channel_open
+    assert a.announce({"id": ident}) == (0, "")
+    _, out, _ = pc.cli("tunnel", "add", ident, "--remote", "127.0.0.1:9",
+                       "--acl", "127.0.0.1")
+    port = int(pclib.parse_kv(out)["port"])
+    wait_for(lambda: [t for t in json.loads(pc.cli(
+        "tunnel", "list", "--json")[1]) if t["local_port"] == port and
+        t["state"] == "listening"], what="the tunnel listening")
+    # a tunnel client that reads nothing, with a small window of its own
+    c = socket.socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    c.connect(("127.0.0.1", port))
+    try:
+        wait_for(lambda: flood_to, what="the server to open the stream")
+        sent = 0
+        try:
+            while (sent < 8 * 1024 * 1024 and a.t.is_active() and
+                   not a.bridge.closed.is_set()):
+                r = paramiko.Message()
+                r.add_byte(paramiko.common.cMSG_CHANNEL_DATA)
+                r.add_int(flood_to[0])
+                r.add_string(chunk)
+                a.t._send_user_message(r)
+                sent += len(chunk)
+        except Exception:
+            pass
+        wait_for(lambda: "it sent past the channel window" in pc.log_text(),
+                 what="the agent dropped (sent %d bytes)" % sent)
+        wait_for(lambda: a.bridge.closed.is_set(), what="the disconnect")
+    finally:
+        c.close()
+        a.close()
 
 
 def _ws_from(pc, src_ip, path="/agent", proto="portcullis-agent.v1"):
