@@ -30,9 +30,8 @@
 
 #define HUB_SWEEP_MS 1000
 #define HUB_REFUSE_LINGER_MS 1000
-#define HUB_CLOSE_GRACE_S                                                      \
-    2 /* for a closing connection to get its close out                         \
-       */
+/* for a closing connection to get its close out */
+#define HUB_CLOSE_GRACE_S 2
 
 struct hub_pss {
     struct hub_agent *a;
