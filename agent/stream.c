@@ -35,7 +35,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "agent/frame.h"
+#include "common/frame.h"
 #include "common/err.h"
 #include "common/log.h"
 

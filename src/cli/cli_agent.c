@@ -9,9 +9,17 @@
  * Deleting an agent deletes its tunnels and tells a running server
  * (notify.h), which drops the agent's connection; an agent that still
  * holds a valid credential reconnects and appears again.
+ *
+ * An agent ID belongs to the credential that first announced it; another
+ * credential is refused ("agent id bound to another credential") until
+ * `agent rebind` names the new one (or unbinds the ID, so the next
+ * credential to announce it takes it). A connected agent whose credential
+ * is no longer the bound one is dropped.
  */
 #include <stdlib.h>
 #include <string.h>
+
+#include <sodium.h>
 
 #include "cli/cli.h"
 #include "common/err.h"
@@ -121,6 +129,7 @@ static int agent_show_run(struct cli_ctx *ctx, int argc, char **argv)
     cli_show("name", a->name);
     cli_show("state", a->online ? "online" : "offline");
     cli_show("credential_id", a->credential_id);
+    cli_show("bound_credential", a->bound_credential);
     cli_show("hostname", a->hostname);
     cli_show("os", a->os);
     cli_show("kernel", a->kernel);
@@ -170,6 +179,48 @@ static int agent_delete_run(struct cli_ctx *ctx, int argc, char **argv)
     return CLI_EXIT_OK;
 }
 
+static int agent_rebind_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS];
+    const char *cred = NULL;
+    bool unbind = false;
+    const struct cli_opt opts[] = {CLI_OPT_STR("--credential", &cred),
+                                   CLI_OPT_FLAG("--unbind", &unbind),
+                                   CLI_OPT_END};
+    struct store_credential c;
+    int rc, r;
+
+    if ((rc = cli_parse(ctx, argc, argv, opts, "ID", pos)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((cred == NULL) == !unbind) {
+        return cli_usage(ctx, "give exactly one of --credential CRED and "
+                              "--unbind");
+    }
+    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if (cred != NULL) {
+        r = store_credential_get(ctx->st, cred, &c);
+        sodium_memzero(&c, sizeof(c));
+        if (r != ERR_OK) {
+            return cli_store_error(r, "credential", cred);
+        }
+    }
+    if ((r = store_agent_bind(ctx->st, pos[0], cred)) != ERR_OK) {
+        return r == ERR_INVALID ? cli_store_error(ERR_NOT_FOUND, "credential",
+                                                  cred != NULL ? cred : "")
+                                : cli_store_error(r, "agent", pos[0]);
+    }
+    /* a connected agent with another credential goes */
+    if ((r = notify_send(ctx->cfg.data_dir, HUB_CHANGE_AGENTS)) != ERR_OK) {
+        cli_error("warning: rebound, but the running server could not be "
+                  "told (%s)",
+                  err_str(r));
+    }
+    return CLI_EXIT_OK;
+}
+
 static const struct cli_cmd agent_list_cmd = {
     .name = "list",
     .synopsis = "agent list [--json]",
@@ -193,11 +244,26 @@ static const struct cli_cmd agent_delete_cmd = {
     .run = agent_delete_run,
     .mutates = true,
 };
+static const struct cli_cmd agent_rebind_cmd = {
+    .name = "rebind",
+    .synopsis = "agent rebind ID (--credential CRED | --unbind)",
+    .summary = "Give an agent ID to another credential, or unbind it.",
+    .details =
+        "An agent ID belongs to the credential that first announced it; "
+        "another\ncredential is refused (\"agent id bound to another "
+        "credential\") until\nthe ID is rebound to it. --unbind lets the "
+        "next credential to announce\nthe ID take it. A connected agent "
+        "whose credential is no longer the\nbound one is dropped.\n",
+    .run = agent_rebind_run,
+    .mutates = true,
+};
 static const struct cli_cmd *const agent_cmds[] = {
-    &agent_list_cmd, &agent_show_cmd, &agent_delete_cmd, NULL};
+    &agent_list_cmd, &agent_show_cmd, &agent_rebind_cmd, &agent_delete_cmd,
+    NULL};
 
 const struct cli_cmd cli_agent = {
     .name = "agent",
-    .summary = "Show and delete agents (portcullis-agent connections).",
+    .summary = "Show, rebind and delete agents (portcullis-agent "
+               "connections).",
     .sub = agent_cmds,
 };

@@ -226,6 +226,7 @@ int config_defaults(struct config *cfg, const char *data_dir)
     cfg->http_session_minutes = 60;
     cfg->http_max_body = 1024 * 1024;
     cfg->http_max_conns_per_source = 64;
+    cfg->http_max_preauth_ws_per_source = 32;
     cfg->http_timeout_seconds = 30;
     cfg->max_failures = 5;
     cfg->failure_window_seconds = 300;
@@ -337,6 +338,8 @@ static const struct config_key config_keys[] = {
     CK("http", "max_body_bytes", CK_INT, http_max_body, 1024, 64 * 1024 * 1024),
     CK("http", "max_connections_per_source", CK_INT, http_max_conns_per_source,
        1, 100000),
+    CK("http", "max_preauth_websockets_per_source", CK_INT,
+       http_max_preauth_ws_per_source, 1, 100000),
     CK("http", "timeout_seconds", CK_INT, http_timeout_seconds, 1, 3600),
     CK("http", "web_root", CK_PATH, http_web_root, 0, 0),
     CK("store", "driver", CK_STR, store_driver, 0, 0),

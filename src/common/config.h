@@ -80,7 +80,9 @@ struct config {
     int http_session_minutes;      /* lifetime of a login's session JWT */
     int http_max_body;             /* largest request body accepted */
     int http_max_conns_per_source; /* open connections per client address */
-    int http_timeout_seconds;      /* idle / request deadline */
+    /* WebSockets (/agent, terminal) not yet authenticated, per address */
+    int http_max_preauth_ws_per_source;
+    int http_timeout_seconds; /* idle / request deadline */
     char *http_web_root; /* the built web UI served at / (web/dist); default
                             the build's, PORTCULLIS_WEB_ROOT from meson */
 

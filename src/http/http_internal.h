@@ -295,6 +295,7 @@ int http_h_credentials_delete(struct http_req *req);
 int http_h_agents_list(struct http_req *req);
 int http_h_agents_get(struct http_req *req);
 int http_h_agents_delete(struct http_req *req);
+int http_h_agents_rebind(struct http_req *req);
 int http_h_tunnels_list(struct http_req *req);
 int http_h_tunnels_add(struct http_req *req);
 int http_h_tunnels_get(struct http_req *req);
@@ -302,6 +303,10 @@ int http_h_tunnels_patch(struct http_req *req);
 int http_h_tunnels_delete(struct http_req *req);
 
 /* --- the browser terminal (http_term.c) ------------------------------ */
+
+/* http_server.c: the WebSocket wsi has authenticated; it leaves its
+ * address's count of pre-auth WebSockets. */
+void http_ws_authed(struct lws *wsi);
 
 #define HTTP_TERM_PROTOCOL "portcullis-terminal.v1"
 #define HTTP_TERM_PATH "/api/v1/terminal"

@@ -224,6 +224,37 @@ int http_h_agents_delete(struct http_req *req)
     return http_ok(req, 204, NULL, NULL);
 }
 
+/* POST /agents/{id}/rebind {"credential": "ID"}: the agent ID now
+ * belongs to that credential ("" unbinds it: the next credential to
+ * announce it takes it). A connected agent with another credential is
+ * dropped. */
+int http_h_agents_rebind(struct http_req *req)
+{
+    const char *cred =
+        json_string_value(json_object_get(req->body, "credential"));
+    struct store_credential c;
+    int r;
+
+    snprintf(req->audit_target, sizeof(req->audit_target), "%s",
+             req->params[0]);
+    snprintf(req->audit_detail, sizeof(req->audit_detail),
+             "credential=(unbound)");
+    if (cred[0] != '\0') {
+        r = store_credential_get(req->h->store, cred, &c);
+        snprintf(req->audit_detail, sizeof(req->audit_detail), "credential=%s",
+                 r == ERR_OK ? c.id : cred);
+        sodium_memzero(&c, sizeof(c));
+        if (r != ERR_OK) {
+            return http_store_error(req, r, "credential", cred);
+        }
+    }
+    if ((r = store_agent_bind(req->h->store, req->params[0], cred)) != ERR_OK) {
+        return http_store_error(req, r, "agent", req->params[0]);
+    }
+    http_agents_changed(req, HUB_CHANGE_AGENTS);
+    return http_h_agents_get(req);
+}
+
 /* --- tunnels ------------------------------------------------------------- */
 
 int http_h_tunnels_list(struct http_req *req)

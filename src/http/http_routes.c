@@ -166,6 +166,10 @@ static const struct http_field body_credential_add[] = {
     {"name", HF_STRING, false, 0, STORE_NAME_MAX},
     F_END,
 };
+static const struct http_field body_agent_rebind[] = {
+    {"credential", HF_STRING, true, 0, STORE_ID_MAX},
+    F_END,
+};
 static const struct http_field body_tunnel_add[] = {
     {"agent", HF_STRING, true, 1, AGENT_ID_MAX},
     {"remote", HF_STRING, true, 1, STORE_HOST_MAX + 8},
@@ -326,6 +330,8 @@ const struct http_route http_routes[] = {
       http_h_agents_get, NULL),
     R(HM_DELETE, API "/agents/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
       http_h_agents_delete, "agent.delete"),
+    R(HM_POST, API "/agents/{id}/rebind", PERM_CONFIG, SCOPE_ROOT,
+      body_agent_rebind, false, http_h_agents_rebind, "agent.rebind"),
     R(HM_GET, API "/tunnels", PERM_CONFIG, SCOPE_ROOT, NULL, true,
       http_h_tunnels_list, NULL),
     R(HM_POST, API "/tunnels", PERM_CONFIG, SCOPE_ROOT, body_tunnel_add, false,

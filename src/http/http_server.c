@@ -9,7 +9,13 @@
  *  - a connection limit per client address, checked when a connection is
  *    accepted (LWS_CALLBACK_FILTER_NETWORK_CONNECTION) and counted from
  *    its adoption (SERVER_NEW_CLIENT_INSTANTIATED) to the wsi's
- *    destruction;
+ *    destruction, or to its upgrade to a WebSocket; from then on, until
+ *    it authenticates (the agent's SSH login, the terminal's token
+ *    message: http_ws_authed()), it counts as a pre-auth WebSocket of its
+ *    address, capped by [http] max_preauth_websockets_per_source (checked
+ *    at the upgrade). An authenticated WebSocket counts nowhere here, so
+ *    many agents may share one NAT address; the hub and the terminal
+ *    bound their own numbers and give each pre-auth socket 10 s;
  *  - a body limit: a Content-Length above [http] max_body_bytes is
  *    answered 413 at once and the connection closed, without reading the
  *    body; a body without a Content-Length (chunked) is refused with 411;
@@ -53,11 +59,25 @@
 #define HTTP_LOGIN_SLOTS 4096
 #define HTTP_STOP_MS 500 /* for libwebsockets to close everything */
 
-/* Open connections of one client address. */
+/* What a wsi's opaque user data points at: the first member of both
+ * structs below says which. */
+enum http_hold_kind { HTTP_HOLD_CONN = 1, HTTP_HOLD_WS };
+
+/* Open connections of one client address: n HTTP connections, ws
+ * upgraded WebSockets not yet authenticated. Freed when both are 0. */
 struct http_src {
+    enum http_hold_kind kind; /* HTTP_HOLD_CONN */
     struct http_src *next;
     char ip[64];
     unsigned n;
+    unsigned ws;
+};
+
+/* An upgraded WebSocket's place in its source's ws count, until it
+ * authenticates or goes. */
+struct http_ws_hold {
+    enum http_hold_kind kind; /* HTTP_HOLD_WS */
+    struct http_src *src;
 };
 
 /* Per connection (libwebsockets' per-session data, zeroed at bind). */
@@ -139,6 +159,7 @@ static struct http_src *http_src_add(struct http *h, const char *ip)
         if ((s = calloc(1, sizeof(*s))) == NULL) {
             return NULL;
         }
+        s->kind = HTTP_HOLD_CONN;
         snprintf(s->ip, sizeof(s->ip), "%s", ip);
         b = http_src_bucket(h, ip);
         s->next = h->srcs[b];
@@ -148,11 +169,21 @@ static struct http_src *http_src_add(struct http *h, const char *ip)
     return s;
 }
 
-static void http_src_release(struct http *h, struct http_src *s)
+/* Drops one count of s (a connection, or with ws a pre-auth WebSocket)
+ * and frees s when nothing is left. */
+static void http_src_drop(struct http *h, struct http_src *s, bool ws)
 {
     struct http_src **pp;
 
-    if (s == NULL || --s->n > 0) {
+    if (s == NULL) {
+        return;
+    }
+    if (ws && s->ws > 0) {
+        s->ws--;
+    } else if (!ws && s->n > 0) {
+        s->n--;
+    }
+    if (s->n > 0 || s->ws > 0) {
         return;
     }
     for (pp = &h->srcs[http_src_bucket(h, s->ip)]; *pp != NULL;
@@ -163,6 +194,84 @@ static void http_src_release(struct http *h, struct http_src *s)
             return;
         }
     }
+}
+
+/* The wsi is going: whatever it is counted as, it no longer is. */
+static void http_hold_release(struct http *h, struct lws *wsi)
+{
+    enum http_hold_kind *k = lws_get_opaque_user_data(wsi);
+    struct http_ws_hold *w;
+
+    lws_set_opaque_user_data(wsi, NULL);
+    if (k == NULL) {
+        return;
+    }
+    if (*k == HTTP_HOLD_CONN) {
+        http_src_drop(h, (struct http_src *)k, false);
+        return;
+    }
+    w = (struct http_ws_hold *)k;
+    http_src_drop(h, w->src, true);
+    free(w);
+}
+
+/* An upgrade from src's address may go ahead: fewer than the cap of its
+ * WebSockets are still unauthenticated. */
+static bool http_ws_admit(struct http *h, struct lws *wsi)
+{
+    enum http_hold_kind *k = lws_get_opaque_user_data(wsi);
+    struct http_src *s;
+
+    if (k == NULL || *k != HTTP_HOLD_CONN) {
+        return true;
+    }
+    s = (struct http_src *)k;
+    if (s->ws >= (unsigned)h->cfg->http_max_preauth_ws_per_source) {
+        log_warn("http: refusing a WebSocket from %s: %u not yet "
+                 "authenticated already",
+                 s->ip, s->ws);
+        return false;
+    }
+    return true;
+}
+
+/* The upgrade is done: the connection leaves its source's connection
+ * count for its pre-auth WebSocket count. */
+static void http_ws_established(struct http *h, struct lws *wsi)
+{
+    enum http_hold_kind *k = lws_get_opaque_user_data(wsi);
+    struct http_src *s;
+    struct http_ws_hold *w;
+
+    if (k == NULL || *k != HTTP_HOLD_CONN) {
+        return;
+    }
+    s = (struct http_src *)k;
+    if ((w = calloc(1, sizeof(*w))) == NULL) {
+        /* not counted at all rather than counted for ever */
+        http_hold_release(h, wsi);
+        return;
+    }
+    w->kind = HTTP_HOLD_WS;
+    w->src = s;
+    s->ws++;
+    http_src_drop(h, s, false);
+    lws_set_opaque_user_data(wsi, w);
+}
+
+void http_ws_authed(struct lws *wsi)
+{
+    enum http_hold_kind *k = lws_get_opaque_user_data(wsi);
+
+    if (k != NULL && *k == HTTP_HOLD_WS) {
+        http_hold_release(lws_context_user(lws_get_context(wsi)), wsi);
+    }
+}
+
+static void http_hub_authed(void *arg, struct lws *wsi)
+{
+    (void)arg;
+    http_ws_authed(wsi);
 }
 
 /* --- requests ---------------------------------------------------------- */
@@ -678,9 +787,7 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
         }
         return 0;
     case LWS_CALLBACK_WSI_DESTROY:
-        src = lws_get_opaque_user_data(wsi);
-        lws_set_opaque_user_data(wsi, NULL);
-        http_src_release(h, src);
+        http_hold_release(h, wsi);
         /* Only a connection still on the HTTP protocol has a struct
          * http_conn as its user data: an upgraded WebSocket's (agents, the
          * terminal) belongs to its own protocol. */
@@ -715,29 +822,31 @@ static const struct lws_protocols http_protocol = {
     "http", http_callback, sizeof(struct http_conn), 0, 0, NULL, 0};
 
 /* The agents' WebSocket: the HTTP side's part is the path (GET /agent
- * only) and the per-source count, which an upgraded connection leaves
- * (many agents may share one NAT address; the hub has its own limits).
- * Everything else is the hub's (lws_get_protocol(wsi)->user). */
+ * only) and the per-source counts: an upgraded connection leaves the
+ * connection count for the pre-auth WebSocket count, which it leaves in
+ * turn when the agent authenticates (the hub tells http_hub_authed), so
+ * many agents may share one NAT address while one address cannot hold
+ * many unauthenticated sockets. Everything else is the hub's
+ * (lws_get_protocol(wsi)->user). */
 static int http_agent_callback(struct lws *wsi,
                                enum lws_callback_reasons reason, void *user,
                                void *in, size_t len)
 {
     struct http *h = lws_context_user(lws_get_context(wsi));
-    struct http_src *src;
     char uri[64];
 
     switch (reason) {
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
-            strcmp(uri, "/agent") != 0) {
+            strcmp(uri, "/agent") != 0 || !http_ws_admit(h, wsi)) {
             return 1;
         }
         break;
     case LWS_CALLBACK_ESTABLISHED:
+        http_ws_established(h, wsi);
+        break;
     case LWS_CALLBACK_WSI_DESTROY:
-        src = lws_get_opaque_user_data(wsi);
-        lws_set_opaque_user_data(wsi, NULL);
-        http_src_release(h, src);
+        http_hold_release(h, wsi);
         break;
     default:
         break;
@@ -747,29 +856,29 @@ static int http_agent_callback(struct lws *wsi,
 
 /* The browser terminal's WebSocket (http_term.c): as the agents' one, the
  * path (GET /api/v1/terminal only) is checked here and the upgraded
- * connection leaves the per-source count (http_term.c bounds terminals
- * itself); everything else is http_term_callback's. */
+ * connection counts as a pre-auth WebSocket of its address until its
+ * token message is accepted (http_term.c calls http_ws_authed; it bounds
+ * terminals itself); everything else is http_term_callback's. */
 static int http_term_route_callback(struct lws *wsi,
                                     enum lws_callback_reasons reason,
                                     void *user, void *in, size_t len)
 {
     struct http *h = lws_context_user(lws_get_context(wsi));
-    struct http_src *src;
     char uri[64];
 
     switch (reason) {
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         if (h->tickets == NULL ||
             lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
-            strcmp(uri, HTTP_TERM_PATH) != 0) {
+            strcmp(uri, HTTP_TERM_PATH) != 0 || !http_ws_admit(h, wsi)) {
             return 1;
         }
         break;
     case LWS_CALLBACK_ESTABLISHED:
+        http_ws_established(h, wsi);
+        break;
     case LWS_CALLBACK_WSI_DESTROY:
-        src = lws_get_opaque_user_data(wsi);
-        lws_set_opaque_user_data(wsi, NULL);
-        http_src_release(h, src);
+        http_hold_release(h, wsi);
         break;
     default:
         break;
@@ -868,6 +977,7 @@ int http_start(struct http **out, const struct config *cfg, struct loop *loop,
      * by Sec-WebSocket-Protocol (the agents' one comes from the hub). */
     h->protocols[np++] = http_protocol;
     if (hub != NULL) {
+        hub_set_auth_fn(hub, http_hub_authed, h);
         h->protocols[np] = *hub_lws_protocol(hub);
         h->hub_callback = h->protocols[np].callback;
         h->protocols[np++].callback = http_agent_callback;

@@ -973,6 +973,8 @@ static void term_on_message(struct term *t)
         if (!term_authenticate(t, m.token)) {
             break;
         }
+        /* no longer a pre-auth WebSocket of its address */
+        http_ws_authed(t->wsi);
         if (t->timer != 0) {
             loop_del_timer(t->h->loop, t->timer);
         }

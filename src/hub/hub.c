@@ -26,9 +26,12 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "store/audit.h"
 
 #define HUB_SWEEP_MS 1000
 #define HUB_REFUSE_LINGER_MS 1000
+/* for a closing connection to get its close out */
+#define HUB_CLOSE_GRACE_S 2
 
 struct hub_pss {
     struct hub_agent *a;
@@ -94,6 +97,12 @@ void hub_set_presence_fn(struct hub *h, hub_presence_fn fn, void *arg)
     h->presence_arg = arg;
 }
 
+void hub_set_auth_fn(struct hub *h, hub_auth_fn fn, void *arg)
+{
+    h->authed = fn;
+    h->authed_arg = arg;
+}
+
 void hub_set_change_fn(struct hub *h, hub_change_fn fn, void *arg)
 {
     h->change = fn;
@@ -121,8 +130,10 @@ void hub_agent_close(struct hub_agent *a, const char *why, int64_t ms)
     if (a->wsi != NULL) {
         /* The WRITEABLE callback of a dead agent returns -1, which makes
          * libwebsockets close the connection and call WSI_DESTROY, where
-         * the agent is freed. */
+         * the agent is freed. A peer that reads nothing never makes its
+         * socket writable again: libwebsockets kills it after a grace. */
         lws_callback_on_writable(a->wsi);
+        lws_set_timeout(a->wsi, PENDING_TIMEOUT_CLOSE_SEND, HUB_CLOSE_GRACE_S);
     } else {
         hub_agent_free(a);
     }
@@ -189,6 +200,38 @@ static void hub_agent_free(struct hub_agent *a)
 
 static void hub_on_ws_fd(struct loop *l, int fd, int events, void *arg);
 
+/*
+ * Backpressure toward the agent. Everything the hub sends the agent
+ * passes through three bounded places (libssh's socket, the socketpair,
+ * one frame in a->out) and one unbounded one: libssh's own output
+ * buffer, which grows whenever libssh answers something (a global
+ * request, an auth attempt, a channel open or request) while the
+ * socketpair is full. A peer that sends requests but never reads the
+ * answers would grow it without end. So the hub reads from the agent
+ * only while its way to the agent drains: not while bytes from the agent
+ * wait to enter the socketpair (a->in), and not while an outgoing frame
+ * waits for the WebSocket and libssh has bytes it could not write. What
+ * libssh then still answers is bounded by what the socketpair already
+ * holds. (libwebsockets itself stops reading a peer whose socket is full.)
+ * A peer that reads nothing is therefore silent to the hub and dropped
+ * after [agent] timeout_seconds (hub_sweep).
+ */
+static void hub_rx_flow(struct hub_agent *a)
+{
+    bool pause;
+
+    if (a->dead || a->wsi == NULL) {
+        return;
+    }
+    pause = a->in_len > a->in_off ||
+            (a->out_len > 0 && a->s != NULL &&
+             (ssh_get_poll_flags(a->s) & SSH_WRITE_PENDING) != 0);
+    if (pause != a->rx_paused) {
+        a->rx_paused = pause;
+        lws_rx_flow_control(a->wsi, pause ? 0 : 1);
+    }
+}
+
 /* fd_ws events: readable while no outgoing frame waits, writable while
  * received bytes wait. */
 static void hub_ws_watch(struct hub_agent *a)
@@ -198,6 +241,7 @@ static void hub_ws_watch(struct hub_agent *a)
     if (a->dead || a->fd_ws < 0) {
         return;
     }
+    hub_rx_flow(a);
     if (a->out_len == 0) {
         ev |= LOOP_READ;
     }
@@ -249,10 +293,7 @@ static int hub_ws_receive(struct hub_agent *a, const uint8_t *p, size_t len)
     }
     memcpy(a->in + a->in_len, p + n, len - (size_t)n);
     a->in_len += len - (size_t)n;
-    if (a->wsi != NULL) {
-        lws_rx_flow_control(a->wsi, 0);
-    }
-    hub_ws_watch(a);
+    hub_ws_watch(a); /* pauses rx */
     return 0;
 }
 
@@ -277,9 +318,6 @@ static void hub_on_ws_fd(struct loop *l, int fd, int events, void *arg)
             free(a->in);
             a->in = NULL;
             a->in_len = a->in_off = 0;
-            if (a->wsi != NULL) {
-                lws_rx_flow_control(a->wsi, 1);
-            }
         }
     }
     if ((events & LOOP_READ) && a->out_len == 0) {
@@ -359,6 +397,7 @@ void hub_agent_watch(struct hub_agent *a)
     if (ssh_get_poll_flags(a->s) & SSH_WRITE_PENDING) {
         ev |= LOOP_WRITE;
     }
+    hub_rx_flow(a);
     if (loop_fd_events(a->h->loop, a->fd_ssh) == 0) {
         (void)loop_add_fd(a->h->loop, a->fd_ssh, ev, hub_on_ssh_fd, a);
     } else if (loop_fd_events(a->h->loop, a->fd_ssh) != ev) {
@@ -368,9 +407,33 @@ void hub_agent_watch(struct hub_agent *a)
 
 /* --- authentication --- */
 
+/* Every failed attempt of any method counts, `none` included (OpenSSH's
+ * MaxAuthTries): a peer cannot make the hub answer failures forever.
+ * Inside a libssh callback: hub_agent_close only marks the agent. */
+static void hub_auth_failed(struct hub_agent *a)
+{
+    if (++a->auth_attempts >= HUB_AUTH_ATTEMPTS) {
+        hub_agent_close(a, "too many authentication attempts", 0);
+    }
+}
+
 static int hub_auth_none(ssh_session s, const char *user, void *userdata)
 {
+    hub_auth_failed(userdata);
     return SSH_AUTH_DENIED;
+}
+
+/* Messages no other callback took: libssh's default answer (a failure),
+ * and auth requests of other methods (publickey, keyboard-interactive,
+ * ...) count as failed attempts. */
+static int hub_on_message(ssh_session s, ssh_message msg, void *userdata)
+{
+    struct hub_agent *a = userdata;
+
+    if (ssh_message_type(msg) == SSH_REQUEST_AUTH) {
+        hub_auth_failed(a);
+    }
+    return 1;
 }
 
 static int hub_auth_password(ssh_session s, const char *user,
@@ -381,6 +444,7 @@ static int hub_auth_password(ssh_session s, const char *user,
     int r;
 
     if (a->state != HA_AUTH) {
+        hub_auth_failed(a);
         return SSH_AUTH_DENIED;
     }
     memset(&c, 0, sizeof(c));
@@ -396,6 +460,9 @@ static int hub_auth_password(ssh_session s, const char *user,
         a->state = HA_ANNOUNCE;
         a->started_ms = util_mono_ms(); /* the announcement's deadline */
         sodium_memzero(&c, sizeof(c));
+        if (a->h->authed != NULL && a->wsi != NULL) {
+            a->h->authed(a->h->authed_arg, a->wsi);
+        }
         return SSH_AUTH_SUCCESS;
     }
     sodium_memzero(&c, sizeof(c));
@@ -403,6 +470,8 @@ static int hub_auth_password(ssh_session s, const char *user,
              r == ERR_OK ? "wrong secret" : "unknown credential ID");
     if (++a->auth_failures >= HUB_AUTH_TRIES) {
         hub_agent_close(a, "too many failed authentications", 0);
+    } else {
+        hub_auth_failed(a);
     }
     return SSH_AUTH_DENIED;
 }
@@ -507,6 +576,28 @@ static void hub_refuse(struct hub_agent *a, const char *why)
     hub_agent_close(a, NULL, HUB_REFUSE_LINGER_MS);
 }
 
+/* A credential announced an ID bound to another one (a takeover attempt,
+ * or an agent moved to a new credential without a rebind): refused, and
+ * an audit event, since only an administrator can settle it. */
+static void hub_refuse_bound(struct hub_agent *a, const char *id,
+                             const char *bound)
+{
+    char actor[STORE_ID_MAX + 16], detail[STORE_ID_MAX * 2 + 64];
+
+    snprintf(actor, sizeof(actor), "credential:%s", a->cred_id);
+    snprintf(detail, sizeof(detail),
+             "agent id bound to another credential (%s); from %s", bound,
+             a->remote);
+    if (audit_write(a->h->store, actor, a->ip, "agent.refused", id, detail) !=
+        ERR_OK) {
+        log_warn("agent %s (%s): cannot write the audit event", id, a->remote);
+    }
+    log_warn("agent %s (%s): credential %s refused: agent id bound to "
+             "another credential (%s)",
+             id, a->remote, a->cred_id, bound);
+    hub_refuse(a, HUB_BOUND_REASON);
+}
+
 static void hub_announce_finish(struct hub_agent *a)
 {
     struct hub *h = a->h;
@@ -516,6 +607,7 @@ static void hub_announce_finish(struct hub_agent *a)
     struct hub_agent *other;
     char why[200], msg[260];
     size_t b;
+    int r;
 
     if (a->ann_bad || !a->ann_subsystem) {
         hub_refuse(a, "bad announcement: not as the protocol says");
@@ -529,6 +621,16 @@ static void hub_announce_finish(struct hub_agent *a)
     }
     free(a->ann_buf);
     a->ann_buf = NULL;
+    /* The binding first: a credential that does not own the ID learns
+     * nothing else (not even whether it is online) and cannot make the
+     * hub probe the real agent. store_agent_online() checks it again in
+     * the same transaction as the write. */
+    if (store_agent_get(h->store, ann.id, &sa) == ERR_OK &&
+        sa.bound_credential[0] != '\0' &&
+        strcmp(sa.bound_credential, a->cred_id) != 0) {
+        hub_refuse_bound(a, ann.id, sa.bound_credential);
+        return;
+    }
     snprintf(a->id, sizeof(a->id), "%s", ann.id);
     if ((other = hub_find_online(h, ann.id)) != NULL) {
         /* Probe the one we have: if it is dead, it goes within the
@@ -570,7 +672,14 @@ static void hub_announce_finish(struct hub_agent *a)
     snprintf(sa.addresses, sizeof(sa.addresses), "%s", ann.addresses);
     snprintf(sa.tags, sizeof(sa.tags), "%s", ann.tags);
     snprintf(sa.remote_addr, sizeof(sa.remote_addr), "%s", a->remote);
-    if (store_agent_online(h->store, &sa, util_now()) != ERR_OK) {
+    r = store_agent_online(h->store, &sa, util_now());
+    if (r == ERR_DENIED) {
+        /* bound to another credential since the check above */
+        a->id[0] = '\0';
+        hub_refuse_bound(a, ann.id, "?");
+        return;
+    }
+    if (r != ERR_OK) {
         a->id[0] = '\0';
         hub_refuse(a, "internal error (store)");
         return;
@@ -643,6 +752,10 @@ static void hub_agent_service(struct hub_agent *a)
         hub_streams_service(a);
     }
     a->in_service = false;
+    if (!a->dead && a->kill_why != NULL) {
+        hub_agent_close(a, a->kill_why, 0);
+        return;
+    }
     hub_agent_watch(a);
 }
 
@@ -699,6 +812,7 @@ static struct hub_agent *hub_agent_new(struct hub *h, struct lws *wsi)
     a->server_cb.channel_open_request_session_function = hub_open_session;
     ssh_callbacks_init(&a->server_cb);
     ssh_set_server_callbacks(a->s, &a->server_cb);
+    ssh_set_message_callback(a->s, hub_on_message, a);
     ssh_set_auth_methods(a->s, SSH_AUTH_METHOD_PASSWORD);
     ssh_set_blocking(a->s, 0);
     hub_ws_watch(a);
@@ -798,7 +912,17 @@ static void hub_sweep(struct loop *l, void *arg)
         if (a->close_at_ms != 0 && now >= a->close_at_ms) {
             hub_agent_close(a, NULL, 0);
         } else if (now - a->last_rx_ms >= dead) {
-            hub_agent_close(a, "no sign of life (keepalive timeout)", 0);
+            /* Silent: dead, or it reads nothing of what it is sent (then
+             * the hub, or libwebsockets for its own full socket, stopped
+             * reading it, which is why it seems silent). */
+            hub_agent_close(
+                a,
+                a->out_len > 0 || a->rx_paused ||
+                        (a->wsi != NULL && lws_send_pipe_choked(a->wsi))
+                    ? "it reads nothing the server sends "
+                      "(keepalive timeout)"
+                    : "no sign of life (keepalive timeout)",
+                0);
         } else if (a->probe_until_ms != 0 && now >= a->probe_until_ms) {
             hub_agent_close(a, "did not answer a probe (its ID was claimed)",
                             0);
@@ -821,10 +945,15 @@ void hub_changed(struct hub *h, unsigned what)
 {
     struct hub_agent *a, *next;
     struct store_credential c;
-    struct store_agent sa;
+    struct store_agent *sa = NULL;
+    int r;
 
     if (h == NULL) {
         return;
+    }
+    /* two 8 KiB lists: not on the stack */
+    if ((what & HUB_CHANGE_AGENTS) && (sa = malloc(sizeof(*sa))) == NULL) {
+        log_warn("hub: out of memory checking agents after a change");
     }
     for (a = h->agents; a != NULL; a = next) {
         next = a->next;
@@ -842,12 +971,21 @@ void hub_changed(struct hub *h, unsigned what)
             hub_agent_close(a, "its credential was deleted", 0);
             continue;
         }
-        if ((what & HUB_CHANGE_AGENTS) && a->state == HA_ONLINE &&
-            store_agent_get(h->store, a->id, &sa) == ERR_NOT_FOUND) {
-            hub_agent_close(a, "deleted by an administrator", 0);
+        if (sa != NULL && a->state == HA_ONLINE) {
+            r = store_agent_get(h->store, a->id, sa);
+            if (r == ERR_NOT_FOUND) {
+                hub_agent_close(a, "deleted by an administrator", 0);
+            } else if (r == ERR_OK && sa->bound_credential[0] != '\0' &&
+                       strcmp(sa->bound_credential, a->cred_id) != 0) {
+                hub_agent_close(a,
+                                "its ID was bound to another credential by "
+                                "an administrator",
+                                0);
+            }
         }
     }
     sodium_memzero(&c, sizeof(c));
+    free(sa);
     if (h->change != NULL) {
         h->change(h->change_arg, what);
     }

@@ -33,6 +33,7 @@
 
 struct hub;
 struct hub_req;
+struct lws;
 struct lws_protocols;
 
 /* What changed in the store (notify.h; also called by the REST API). */
@@ -106,6 +107,12 @@ void hub_connect_cancel(struct hub_req *r);
  * (announced) or goes; one listener (the tunnels). */
 typedef void (*hub_presence_fn)(void *arg, const char *agent_id, bool online);
 void hub_set_presence_fn(struct hub *h, hub_presence_fn fn, void *arg);
+
+/* Tells fn(arg, wsi) once when the agent on WebSocket wsi has
+ * authenticated (the HTTP listener stops counting it as a pre-auth
+ * WebSocket of its source address); one listener. */
+typedef void (*hub_auth_fn)(void *arg, struct lws *wsi);
+void hub_set_auth_fn(struct hub *h, hub_auth_fn fn, void *arg);
 
 /* Passes every hub_changed() on to fn(arg, what) after the hub's own
  * work; one listener (the tunnels, for HUB_CHANGE_TUNNELS). */

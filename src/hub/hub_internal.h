@@ -34,11 +34,19 @@
 
 #define HUB_ANNOUNCE_MAX 16384
 #define HUB_ANNOUNCE_SUBSYSTEM "announce@portcullis"
-#define HUB_AUTH_TRIES 3
+#define HUB_AUTH_TRIES 3    /* wrong passwords */
+#define HUB_AUTH_ATTEMPTS 6 /* of any method, none included (MaxAuthTries) */
+/* the refusal when a credential announces an ID bound to another one */
+#define HUB_BOUND_REASON "agent id bound to another credential"
 #define HUB_HANDSHAKE_MS 10000 /* to authenticate, and then to announce */
 #define HUB_FRAME_MAX 65536    /* payload bytes per WebSocket frame */
 #define HUB_CHUNK 65536        /* per-stream buffer, each direction */
-#define HUB_BUCKETS 16384      /* online agents by ID */
+/* The most a stream's channel may hold in libssh unread: libssh grants a
+ * window of at most 1,280,000 bytes and opens it again only while less
+ * than half of that is held, so an agent that keeps to the window never
+ * gets near this. One that sends past it is dropped. */
+#define HUB_HOLD_MAX (2 * 1280000 + HUB_CHUNK)
+#define HUB_BUCKETS 16384 /* online agents by ID */
 
 enum hub_agent_state {
     HA_KEX,      /* key exchange */
@@ -77,10 +85,13 @@ struct hub_agent {
     char remote[64]; /* "ip:port" */
     char cred_id[STORE_ID_MAX + 1];
     char id[AGENT_ID_MAX + 1]; /* announced ID, "" before */
-    int auth_failures;
+    int auth_failures;         /* wrong passwords */
+    int auth_attempts;         /* failed attempts of any method */
     int64_t started_ms, last_rx_ms, ping_sent_ms, probe_until_ms;
     int64_t close_at_ms; /* deferred close (after a refusal), 0 = none */
     bool ping_wanted, in_service, dead;
+    bool rx_paused;       /* lws rx flow control is off (hub_rx_flow) */
+    const char *kill_why; /* set inside libssh callbacks: close after */
 
     /* WebSocket -> fd_ws bytes that did not fit (rx paused meanwhile) */
     uint8_t *in;
@@ -113,6 +124,8 @@ struct hub {
     void *presence_arg;
     hub_change_fn change;
     void *change_arg;
+    hub_auth_fn authed;
+    void *authed_arg;
 };
 
 /* hub_announce.c: parses an announcement (docs/agent-protocol.md §2).

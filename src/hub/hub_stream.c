@@ -12,11 +12,13 @@
  * hand to the fd (at most HUB_CHUNK held by us), and reads the fd only
  * while the channel's remote window is open and libssh's output to the
  * agent has drained. Memory per stream is therefore bounded by libssh's
- * window plus two chunks, and buffers exist only while bytes are in
- * flight.
+ * window plus two chunks (HUB_HOLD_MAX: an agent that sends past the
+ * window is dropped), and buffers exist only while bytes are in flight.
  *
  * UDP streams carry datagrams framed as a 2-byte big-endian length and
- * the payload; the fd is a datagram socket (one send/recv per datagram).
+ * the payload, encoded and decoded by the codec the agent uses too
+ * (common/frame.h, fuzzed); the fd is a datagram socket (one send/recv
+ * per datagram).
  */
 #include "hub/hub_internal.h"
 
@@ -28,10 +30,10 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/frame.h"
 #include "common/log.h"
 #include "common/util.h"
 
-#define HUB_UDP_MAX 65507
 #define HUB_STATUS_MAX 300
 
 enum hub_stream_state { HS_OPENING, HS_STATUS, HS_OPEN };
@@ -65,9 +67,14 @@ struct hub_stream {
     /* fd -> channel: bytes read (for UDP: framed) not yet written */
     uint8_t *up;
     size_t up_len, up_off;
-    /* channel -> fd: TCP bytes, or the UDP frame being assembled */
+    /* channel -> fd: TCP bytes, or (UDP) the slice being decoded */
     uint8_t *dn;
     size_t dn_len, dn_off;
+    /* UDP: the frame being assembled; dgram_ready while its datagram
+     * (dec->buf, dgram_len bytes) waits to be sent */
+    struct frame_dec *dec;
+    bool dgram_ready;
+    size_t dgram_len;
 };
 
 static void hub_stream_on_fd(struct loop *l, int fd, int events, void *arg);
@@ -80,6 +87,12 @@ static int hub_stream_data(ssh_session s, ssh_channel ch, void *data,
     struct hub_stream *st = userdata;
 
     st->avail[is_stderr ? 1 : 0] = len;
+    /* libssh keeps data that arrives beyond the window it granted (it only
+     * logs it): an agent that ignores the window would grow this without
+     * end. Bounded here; the agent goes after the libssh pass. */
+    if (len > HUB_HOLD_MAX && st->a->kill_why == NULL) {
+        st->a->kill_why = "it sent past the channel window";
+    }
     return 0;
 }
 
@@ -122,7 +135,9 @@ static void hub_stream_release(struct hub_stream *st)
     }
     free(st->up);
     free(st->dn);
+    free(st->dec);
     st->up = st->dn = NULL;
+    st->dec = NULL;
     st->dead = true;
 }
 
@@ -192,10 +207,7 @@ static void hub_stream_watch(struct hub_stream *st)
         !(ssh_get_poll_flags(st->a->s) & SSH_WRITE_PENDING)) {
         ev |= LOOP_READ;
     }
-    if (st->kind == HUB_TCP
-            ? st->dn_len > st->dn_off
-            : (st->dn_len >= 2 &&
-               st->dn_len == 2 + ((size_t)st->dn[0] << 8 | st->dn[1]))) {
+    if (st->kind == HUB_TCP ? st->dn_len > st->dn_off : st->dgram_ready) {
         ev |= LOOP_WRITE;
     }
     if (loop_fd_events(l, st->fd) == ev) {
@@ -263,23 +275,25 @@ static bool hub_down_tcp(struct hub_stream *st)
     return true;
 }
 
-/* UDP: assemble one frame at a time, send it as one datagram. */
+/* UDP: the shared codec (common/frame.h) assembles one frame at a time,
+ * taking from libssh only the bytes it needs, so nothing is held over
+ * but the frame; each datagram is sent as one. The decoder exists only
+ * while a frame is partly read or waits to be sent. */
 static bool hub_down_udp(struct hub_stream *st)
 {
-    size_t need;
+    const uint8_t *dg;
+    size_t want, used, dl;
     ssize_t n;
     int r;
 
-    if (st->dn == NULL && (st->dn = malloc(2 + HUB_UDP_MAX)) == NULL) {
-        return false;
-    }
     for (;;) {
-        need = st->dn_len < 2 ? 2 : 2 + ((size_t)st->dn[0] << 8 | st->dn[1]);
-        if (st->dn_len >= 2 && need - 2 > HUB_UDP_MAX) {
-            return false; /* protocol error */
+        if (st->dgram_ready && st->dgram_len == 0) {
+            /* an empty datagram would read as the flow's end on the
+             * SEQPACKET fd: not carried (as in the other direction) */
+            st->dgram_ready = false;
         }
-        if (st->dn_len == need && st->dn_len >= 2) {
-            n = send(st->fd, st->dn + 2, need - 2, MSG_DONTWAIT);
+        if (st->dgram_ready) {
+            n = send(st->fd, st->dec->buf, st->dgram_len, MSG_DONTWAIT);
             if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
                 return true;
             }
@@ -289,21 +303,47 @@ static bool hub_down_udp(struct hub_stream *st)
             if (n > 0) {
                 st->ndown += (uint64_t)n;
             }
-            st->dn_len = 0;
-            continue;
+            st->dgram_ready = false;
         }
         if (st->avail[0] == 0) {
             break;
         }
-        r = ssh_channel_read_timeout(st->ch, st->dn + st->dn_len,
-                                     (uint32_t)(need - st->dn_len), 0, 0);
+        if (st->dec == NULL) {
+            if ((st->dec = malloc(sizeof(*st->dec))) == NULL) {
+                return false;
+            }
+            frame_dec_init(st->dec);
+        }
+        if (st->dn == NULL && (st->dn = malloc(HUB_CHUNK)) == NULL) {
+            return false;
+        }
+        want = frame_dec_want(st->dec);
+        if (want > HUB_CHUNK) {
+            want = HUB_CHUNK;
+        }
+        r = ssh_channel_read_timeout(st->ch, st->dn, (uint32_t)want, 0, 0);
         if (r <= 0) {
             st->avail[0] = 0;
             break;
         }
         st->avail[0] =
             (uint32_t)r >= st->avail[0] ? 0 : st->avail[0] - (uint32_t)r;
-        st->dn_len += (size_t)r;
+        switch (frame_dec_feed(st->dec, st->dn, (size_t)r, &used, &dg, &dl)) {
+        case FRAME_TOO_LONG:
+            return false; /* protocol error */
+        case FRAME_DGRAM:
+            st->dgram_ready = true;
+            st->dgram_len = dl;
+            break;
+        case FRAME_MORE:
+            break;
+        }
+    }
+    free(st->dn);
+    st->dn = NULL;
+    if (!st->dgram_ready && st->dec != NULL && frame_dec_idle(st->dec)) {
+        free(st->dec);
+        st->dec = NULL;
     }
     if (st->ch_eof || st->ch_closed) {
         st->shut_wr = true;
@@ -350,17 +390,17 @@ static bool hub_up(struct hub_stream *st)
             break;
         }
         if (st->up == NULL &&
-            (st->up = malloc(st->kind == HUB_UDP ? 2 + HUB_UDP_MAX
+            (st->up = malloc(st->kind == HUB_UDP ? FRAME_HDR + FRAME_MAX_PAYLOAD
                                                  : HUB_CHUNK)) == NULL) {
             return false;
         }
         if (st->kind == HUB_UDP) {
-            n = recv(st->fd, st->up + 2, HUB_UDP_MAX, MSG_DONTWAIT);
+            n = recv(st->fd, st->up + FRAME_HDR, FRAME_MAX_PAYLOAD,
+                     MSG_DONTWAIT);
             if (n > 0) {
                 st->nup += (uint64_t)n;
-                st->up[0] = (uint8_t)((size_t)n >> 8);
-                st->up[1] = (uint8_t)((size_t)n & 0xff);
-                st->up_len = 2 + (size_t)n;
+                (void)frame_put_header((size_t)n, st->up);
+                st->up_len = FRAME_HDR + (size_t)n;
                 st->up_off = 0;
                 continue;
             }
@@ -513,6 +553,10 @@ static void hub_stream_on_fd(struct loop *l, int fd, int events, void *arg)
     hub_stream_service(st);
     if (!a->in_service) {
         hub_streams_reap(a);
+        if (a->kill_why != NULL) {
+            hub_agent_close(a, a->kill_why, 0);
+            return;
+        }
         hub_agent_watch(a);
     }
 }

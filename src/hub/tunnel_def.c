@@ -575,9 +575,10 @@ json_t *tunnel_def_agent_json(const struct store_agent *a)
 {
     return json_pack(
         "{s:s, s:o, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
-        " s:o, s:o}",
+        " s:o, s:o, s:o}",
         "id", a->id, "name", tunnel_json_opt(a->name), "online", a->online,
-        "credential_id", tunnel_json_opt(a->credential_id), "hostname",
+        "credential_id", tunnel_json_opt(a->credential_id), "bound_credential",
+        tunnel_json_opt(a->bound_credential), "hostname",
         tunnel_json_opt(a->hostname), "os", tunnel_json_opt(a->os), "kernel",
         tunnel_json_opt(a->kernel), "arch", tunnel_json_opt(a->arch), "version",
         tunnel_json_opt(a->version), "addresses",

@@ -14,7 +14,9 @@
  * Agents: a row is created or refreshed by the hub when an agent announces
  * itself (store_agent_online), and marked offline when it goes. The agent
  * ID is the agent's own (its machine ID by default), not a UUID: 1-64 of
- * A-Z a-z 0-9 . _ -.
+ * A-Z a-z 0-9 . _ -. An ID is bound to the credential that first announced
+ * it: another credential cannot take it over (ERR_DENIED) until an
+ * administrator rebinds or unbinds it (store_agent_bind) or deletes it.
  *
  * Tunnels: a definition (agent, protocol, remote host:port, local port,
  * ACL, idle timeout) that the server turns into a listener while the agent
@@ -46,7 +48,9 @@ struct store_credential {
 
 struct store_agent {
     char id[AGENT_ID_MAX + 1];
-    char credential_id[STORE_ID_MAX + 1];
+    char credential_id[STORE_ID_MAX + 1]; /* the one it last used */
+    /* the one it belongs to; "" = unbound (the next to announce binds) */
+    char bound_credential[STORE_ID_MAX + 1];
     char name[STORE_NAME_MAX + 1];
     char hostname[AGENT_FACT_MAX + 1];
     char os[STORE_NAME_MAX + 1];
@@ -91,9 +95,16 @@ int store_credential_delete(struct store *st, const char *id);
 
 /* --- agents --- */
 /* Creates or refreshes a->id with every fact in a, online = true,
- * connected_at = last_seen = now (first_seen kept when it exists). */
+ * connected_at = last_seen = now (first_seen kept when it exists). The
+ * row is bound to a->credential_id when new or unbound; ERR_DENIED (and
+ * nothing written) when it is bound to another credential.
+ * a->bound_credential is ignored. */
 int store_agent_online(struct store *st, const struct store_agent *a,
                        int64_t now);
+/* Binds agent id to credential cred (a credential ID, which need not
+ * exist: callers check), or unbinds it (cred NULL or ""). ERR_NOT_FOUND
+ * if no such agent, ERR_INVALID for a malformed credential ID. */
+int store_agent_bind(struct store *st, const char *id, const char *cred);
 /* online = false, last_seen = now. ERR_NOT_FOUND if no such agent. */
 int store_agent_offline(struct store *st, const char *id, int64_t now);
 /* At server start: every agent offline (last_seen kept). */

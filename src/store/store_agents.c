@@ -258,7 +258,7 @@ int store_credential_delete(struct store *st, const char *id)
 #define AGENT_SELECT                                                           \
     "SELECT id, credential_id, name, hostname, os, kernel, arch, version,"     \
     " addresses, tags, remote_addr, online, first_seen, connected_at,"         \
-    " last_seen FROM agents"
+    " last_seen, bound_credential FROM agents"
 
 static int agent_fill(sqlite3_stmt *s, void *item)
 {
@@ -279,6 +279,8 @@ static int agent_fill(sqlite3_stmt *s, void *item)
     a->first_seen = sqlite3_column_int64(s, 12);
     a->connected_at = sqlite3_column_int64(s, 13);
     a->last_seen = sqlite3_column_int64(s, 14);
+    store_sqlite_col_text(s, 15, a->bound_credential,
+                          sizeof(a->bound_credential));
     return ERR_OK;
 }
 
@@ -310,7 +312,7 @@ int store_agent_online(struct store *st, const struct store_agent *a,
                        int64_t now)
 {
     char cid[STORE_ID_MAX + 1] = "";
-    int r;
+    int r, changes = 0;
 
     if (a == NULL) {
         return ERR_INVALID;
@@ -325,14 +327,17 @@ int store_agent_online(struct store *st, const struct store_agent *a,
         return r;
     }
     /* An upsert, not INSERT OR REPLACE: a replace deletes the old row
-     * first, and the cascade would take the agent's tunnels with it. */
+     * first, and the cascade would take the agent's tunnels with it. The
+     * update's WHERE is the binding: a row bound to another credential
+     * changes nothing, which is how a takeover is told apart (no second
+     * statement, so no window between a check and the write). */
     r = store_sqlite_query(
         st, "agent online",
         "INSERT INTO agents (id, credential_id, name, hostname, os, kernel,"
         " arch, version, addresses, tags, remote_addr, online, first_seen,"
-        " connected_at, last_seen)"
+        " connected_at, last_seen, bound_credential)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1, ?12, ?12,"
-        " ?12)"
+        " ?12, ?2)"
         " ON CONFLICT (id) DO UPDATE SET credential_id = "
         "excluded.credential_id,"
         " name = excluded.name, hostname = excluded.hostname,"
@@ -340,12 +345,32 @@ int store_agent_online(struct store *st, const struct store_agent *a,
         " version = excluded.version, addresses = excluded.addresses,"
         " tags = excluded.tags, remote_addr = excluded.remote_addr,"
         " online = 1, connected_at = excluded.connected_at,"
-        " last_seen = excluded.last_seen",
-        NULL, NULL, NULL, "ttttttttttti", a->id, cid, a->name, a->hostname,
+        " last_seen = excluded.last_seen,"
+        " bound_credential = excluded.bound_credential"
+        " WHERE agents.bound_credential IN ('', excluded.bound_credential)",
+        NULL, NULL, &changes, "ttttttttttti", a->id, cid, a->name, a->hostname,
         a->os, a->kernel, a->arch, a->version,
         a->addresses[0] != '\0' ? a->addresses : "[]",
         a->tags[0] != '\0' ? a->tags : "[]", a->remote_addr, now);
+    if (r == ERR_OK && changes == 0) {
+        r = ERR_DENIED;
+    }
     return store_sqlite_end(st, r);
+}
+
+int store_agent_bind(struct store *st, const char *id, const char *cred)
+{
+    char cid[STORE_ID_MAX + 1] = "";
+
+    if (!agent_id_valid(id)) {
+        return ERR_NOT_FOUND;
+    }
+    if (cred != NULL && cred[0] != '\0' && !cred_id_norm(cred, cid)) {
+        return ERR_INVALID;
+    }
+    return ag_write(st, "agent bind",
+                    "UPDATE agents SET bound_credential = ? WHERE id = ?", "tt",
+                    cid, id);
 }
 
 int store_agent_offline(struct store *st, const char *id, int64_t now)

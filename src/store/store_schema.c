@@ -287,12 +287,25 @@ static const char store_schema_v5[] =
     " UNIQUE (protocol, local_port));"
     "CREATE INDEX tunnels_agent ON tunnels(agent_id);";
 
+/*
+ * Version 6: an agent ID belongs to the credential that first announced
+ * it (docs/agent.md). bound_credential is that credential's ID, or '' when
+ * the ID is unbound (the next credential to announce it binds it); only an
+ * administrator changes it (`portcullis agent rebind`). Agents announced
+ * before this step are bound to the credential they last used.
+ */
+static const char store_schema_v6[] =
+    "ALTER TABLE agents ADD COLUMN bound_credential TEXT NOT NULL"
+    " DEFAULT '';"
+    "UPDATE agents SET bound_credential = credential_id;";
+
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},
     {2, store_schema_v2, STORE_HOOK_NONE},
     {3, store_schema_v3, STORE_HOOK_NONE},
     {4, store_schema_v4, STORE_HOOK_NONE},
     {5, store_schema_v5, STORE_HOOK_NONE},
+    {6, store_schema_v6, STORE_HOOK_NONE},
 };
 
 const size_t store_migrations_count =

@@ -11,6 +11,7 @@ import select
 import socket
 import threading
 import time
+import urllib.parse
 
 import paramiko
 import websocket
@@ -22,14 +23,24 @@ class WsBridge:
     """A socketpair whose far end is pumped to and from a WebSocket's
     binary frames by two threads; paramiko gets the near end."""
 
-    def __init__(self, url, subprotocols=(SUBPROTOCOL,), timeout=10):
+    def __init__(self, url, subprotocols=(SUBPROTOCOL,), timeout=10,
+                 sockopt=(), source=None):
+        kw = {}
+        if source is not None:
+            # from a given (loopback) address: our own connected socket
+            u = urllib.parse.urlsplit(url)
+            kw["socket"] = socket.create_connection(
+                (u.hostname, u.port), timeout=timeout,
+                source_address=(source, 0))
         self.ws = websocket.create_connection(
-            url, subprotocols=list(subprotocols), timeout=timeout)
+            url, subprotocols=list(subprotocols), timeout=timeout,
+            sockopt=tuple(sockopt), **kw)
         self.near, self.far = socket.socketpair()
         self.closed = threading.Event()
         self.close_status = None
         self.pings = 0
         self.muted = False  # stop answering PINGs and sending anything
+        self.deaf = False   # stop reading the server, keep sending
         threading.Thread(target=self._ws_to_sock, daemon=True).start()
         threading.Thread(target=self._sock_to_ws, daemon=True).start()
 
@@ -38,7 +49,7 @@ class WsBridge:
             while True:
                 # Muted: read nothing at all (websocket-client answers a
                 # PING by itself when it reads one), like a dead peer.
-                if self.muted:
+                if self.muted or self.deaf:
                     time.sleep(0.05)
                     continue
                 # (websocket-client reads exactly one frame's bytes, so
@@ -99,8 +110,8 @@ def fingerprint_of(key):
 class ProtoAgent:
     """One agent connection: connect(), login(), announce()."""
 
-    def __init__(self, url):
-        self.bridge = WsBridge(url)
+    def __init__(self, url, sockopt=(), source=None):
+        self.bridge = WsBridge(url, sockopt=sockopt, source=source)
         self.t = paramiko.Transport(self.bridge.near)
         self.t.banner_timeout = 10
         self.t.start_client(timeout=10)

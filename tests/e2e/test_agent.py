@@ -8,6 +8,7 @@ basic auth) and wss://. Servers listen on loopback or on the host's end of
 the test's own veth pair.
 """
 
+import json
 import os
 import shutil
 import socket
@@ -186,12 +187,72 @@ def test_duplicate_id_is_refused(agent_server, make_agent):
     pc = agent_server
     first = make_agent(pc)
     wait_agent(pc, first.id)
-    second = make_agent(pc, agent_id=first.id)
+    # the same credential (another one is refused for the binding first)
+    second = make_agent(pc, agent_id=first.id, credential=first.cred)
     wait_log(second, "agent id already in use")
     # The first one answers the server's probe and stays.
     time.sleep(2)
     assert is_online(agents(pc)[first.id])
     assert "connection to the server lost" not in first.log_text()
+
+
+def _audit(pc, action):
+    _, out, _ = pc.cli("audit", "list", "--json")
+    return [e for e in json.loads(out) if e["action"] == action]
+
+
+def test_agent_id_is_bound_to_its_first_credential(agent_server, make_agent):
+    """Issue 11, defect 2: another credential cannot take over an offline
+    agent ID; the owner still can; after `agent rebind` the new one can
+    and the old one cannot (and is dropped if connected)."""
+    pc = agent_server
+    owner = make_agent(pc)
+    wait_agent(pc, owner.id)
+    owner.stop()
+    wait_agent(pc, owner.id, online=False)
+
+    thief_cred = credential(pc)
+    thief = make_agent(pc, agent_id=owner.id, credential=thief_cred)
+    wait_log(thief, "agent id bound to another credential")
+    row = agents(pc)[owner.id]
+    assert not is_online(row)
+    assert row["credential_id"] == owner.cred[0]
+    assert row["bound_credential"] == owner.cred[0]
+    assert "agent id bound to another credential" in pc.log_text()
+    refused = [e for e in _audit(pc, "agent.refused")
+               if e["target"] == owner.id]
+    assert refused and thief_cred[0] in refused[0]["actor"]
+    thief.stop()
+
+    back = make_agent(pc, agent_id=owner.id, credential=owner.cred)
+    wait_agent(pc, owner.id)
+
+    # rebind while the owner is connected: it is dropped, the new
+    # credential comes online, the old one is refused from now on
+    _, out, _ = pc.cli("agent", "rebind", owner.id, "--credential",
+                       thief_cred[0])
+    wait_agent(pc, owner.id, online=False)
+    wait_log(back, "agent id bound to another credential")
+    heir = make_agent(pc, agent_id=owner.id, credential=thief_cred)
+    row = wait_agent(pc, owner.id)
+    assert row["credential_id"] == thief_cred[0]
+    assert row["bound_credential"] == thief_cred[0]
+    assert [e for e in _audit(pc, "agent.rebind") if e["target"] == owner.id]
+    back.stop()
+    heir.stop()
+
+    rc, _, err = pc.cli("agent", "rebind", owner.id, "--credential",
+                        "0" * 32, check=False)
+    assert rc == 1 and "credential" in err and "not found" in err, err
+    rc, _, err = pc.cli("agent", "rebind", owner.id, check=False)
+    assert rc == 2 and "--unbind" in err, err
+    # unbound: the next credential to announce it takes it
+    pc.cli("agent", "rebind", owner.id, "--unbind")
+    wait_agent(pc, owner.id, online=False)
+    again = make_agent(pc, agent_id=owner.id, credential=owner.cred)
+    row = wait_agent(pc, owner.id)
+    assert row["bound_credential"] == owner.cred[0]
+    again.stop()
 
 
 def test_target_outside_the_allow_list(agent_server, make_agent,

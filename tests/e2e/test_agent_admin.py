@@ -548,6 +548,40 @@ def test_api_agents_and_tunnels(srv):
             (action, target)
 
 
+def test_api_agent_rebind(srv):
+    """POST /agents/{id}/rebind names the credential an agent ID belongs
+    to ("" unbinds it); audited; unknown agents and credentials are 404,
+    a body without "credential" 400."""
+    tok = srv.admin_token
+    agent = add_agent_row(srv)
+    r = call(srv, "POST", API + "/credentials", {"name": "heir"}, tok)
+    assert r.status == 201, r
+    cred = r.data["id"]
+
+    r = call(srv, "POST", API + "/agents/%s/rebind" % agent,
+             {"credential": cred.upper()}, tok)
+    assert r.status == 200 and r.data["bound_credential"] == cred, r
+    _, out, _ = srv.cli("agent", "show", agent)
+    shown = dict(l.split(None, 1) for l in out.splitlines() if " " in l)
+    assert shown["bound_credential"].strip() == cred, out
+    r = call(srv, "POST", API + "/agents/%s/rebind" % agent,
+             {"credential": ""}, tok)
+    assert r.status == 200 and r.data["bound_credential"] is None, r
+
+    for path, body, status, needle in [
+        (agent, {"credential": "f" * 32}, 404, "credential"),
+        (agent, {"credential": "nope"}, 404, "credential"),
+        ("nobody", {"credential": cred}, 404, "agent 'nobody'"),
+        (agent, {}, 400, "credential"),
+    ]:
+        r = call(srv, "POST", API + "/agents/%s/rebind" % path, body, tok)
+        assert r.status == status and needle in r.detail(), (path, body, r)
+    rows = [e for e in audit_rows(srv, "agent.rebind")
+            if e["target"] == agent and e["actor"] == srv.admin_user]
+    assert len(rows) == 2, rows
+    assert cred in rows[-1]["detail"] or cred in rows[0]["detail"]
+
+
 def test_api_permissions(srv):
     """Credentials are the administrator's; agents and tunnels also the
     configuration manager's; anyone else is refused, and so is a caller
@@ -576,6 +610,7 @@ def test_api_permissions(srv):
             ("GET", "/credentials", None), ("POST", "/credentials", {}),
             ("GET", "/agents", None), ("GET", "/agents/" + agent, None),
             ("DELETE", "/agents/" + agent, None), ("GET", "/tunnels", None),
+            ("POST", "/agents/%s/rebind" % agent, {"credential": ""}),
             ("POST", "/tunnels", {"agent": agent, "remote": "x:1"}),
             ("PATCH", "/tunnels/" + tid, {"acl": ["0.0.0.0/0"]}),
             ("DELETE", "/tunnels/" + tid, None),

@@ -403,7 +403,7 @@ def echoes(port, payload=b"through-the-tunnel"):
 
 
 def test_browser_agents_credentials_and_tunnels(proxy, web_ui, tmp_path):
-    from agentlib import Agent, wait_agent
+    from agentlib import Agent, wait_agent, wait_log
 
     port = proxy.wait_http().http_port
     admin, admin_pw = uniq("wagadm"), "Web-admin-pw-" + uniq()
@@ -412,9 +412,12 @@ def test_browser_agents_credentials_and_tunnels(proxy, web_ui, tmp_path):
     echo = EchoServer()
     agent_id = uniq("wagent")
     names = {"credential": uniq("wcred")}
+    _, out, _ = proxy.cli("credential", "add", "--name", uniq("heir"))
+    heir = pclib.parse_kv(out)["id"]
     cfg = {"mode": "agents", "url": "http://127.0.0.1:%d" % port,
            "user": admin, "password": admin_pw, "agent_id": agent_id,
            "agent_hostname": socket.gethostname(), "echo_port": echo.port,
+           "rebind_credential": heir,
            "screenshots": str(SCREENSHOTS), "names": names}
     cfg_path = tmp_path / "web-agents.json"
     cfg_path.write_text(json.dumps(cfg))
@@ -467,6 +470,10 @@ def test_browser_agents_credentials_and_tunnels(proxy, web_ui, tmp_path):
         while echoes(tport) is not False or _listening(tport):
             assert time.monotonic() < deadline, "tunnel port still open"
             time.sleep(0.2)
+        # rebound in the page: the agent's own credential is refused now
+        _, out, _ = proxy.cli("agent", "show", agent_id, "--json")
+        assert json.loads(out)["bound_credential"] == heir, out
+        wait_log(agent, "agent id bound to another credential")
     finally:
         if node.poll() is None:
             node.kill()

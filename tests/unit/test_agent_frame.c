@@ -1,6 +1,7 @@
 /*
- * Unit tests for agent/frame.c: the UDP framing of docs/agent-protocol.md
- * §3 (2-byte big-endian length, at most 65,507 bytes), fed in any slices.
+ * Unit tests for common/frame.c: the UDP framing of docs/agent-protocol.md
+ * §3 (2-byte big-endian length, at most 65,507 bytes), fed in any slices;
+ * the one codec both the agent and the server's hub use.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "agent/frame.h"
+#include "common/frame.h"
 
 /* Feeds all of p[len] in slices of step bytes; collects datagram sizes. */
 static int feed_all(struct frame_dec *d, const uint8_t *p, size_t len,
@@ -128,6 +129,47 @@ static void test_too_long_is_sticky(void **state)
     free(d);
 }
 
+/* The hub's way of reading: only what the decoder wants, so every byte
+ * fed is consumed and nothing is held over between frames. */
+static void test_want_and_idle(void **state)
+{
+    struct frame_dec *d = malloc(sizeof(*d));
+    const uint8_t in[] = {0x00, 0x03, 'a', 'b', 'c', 0x00, 0x00, 0xff, 0xff};
+    const uint8_t *dg;
+    size_t used, dl;
+
+    (void)state;
+    assert_non_null(d);
+    frame_dec_init(d);
+    assert_true(frame_dec_idle(d));
+    assert_int_equal(frame_dec_want(d), 2);
+    assert_int_equal(frame_dec_feed(d, in, 1, &used, &dg, &dl), FRAME_MORE);
+    assert_false(frame_dec_idle(d));
+    assert_int_equal(frame_dec_want(d), 1);
+    assert_int_equal(frame_dec_feed(d, in + 1, 1, &used, &dg, &dl), FRAME_MORE);
+    assert_int_equal(frame_dec_want(d), 3);
+    assert_int_equal(frame_dec_feed(d, in + 2, 2, &used, &dg, &dl), FRAME_MORE);
+    assert_int_equal(frame_dec_want(d), 1);
+    assert_int_equal(frame_dec_feed(d, in + 4, 1, &used, &dg, &dl),
+                     FRAME_DGRAM);
+    assert_int_equal(used, 1);
+    assert_int_equal(dl, 3);
+    assert_memory_equal(dg, "abc", 3);
+    assert_true(frame_dec_idle(d));
+    /* an empty datagram: complete with its header */
+    assert_int_equal(frame_dec_want(d), 2);
+    assert_int_equal(frame_dec_feed(d, in + 5, 2, &used, &dg, &dl),
+                     FRAME_DGRAM);
+    assert_int_equal(dl, 0);
+    assert_true(frame_dec_idle(d));
+    /* too long: broken, wants nothing, never idle again */
+    assert_int_equal(frame_dec_feed(d, in + 7, 2, &used, &dg, &dl),
+                     FRAME_TOO_LONG);
+    assert_int_equal(frame_dec_want(d), 0);
+    assert_false(frame_dec_idle(d));
+    free(d);
+}
+
 static void test_empty_feed(void **state)
 {
     struct frame_dec *d = malloc(sizeof(*d));
@@ -148,6 +190,7 @@ int main(void)
         cmocka_unit_test(test_sequence_any_slicing),
         cmocka_unit_test(test_payload_content),
         cmocka_unit_test(test_too_long_is_sticky),
+        cmocka_unit_test(test_want_and_idle),
         cmocka_unit_test(test_empty_feed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

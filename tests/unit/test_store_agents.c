@@ -224,6 +224,60 @@ static void test_agent_online_offline(void **state)
         ERR_NOT_FOUND);
 }
 
+/* An agent ID belongs to the credential that first announced it: another
+ * credential is refused (and changes nothing) until it is rebound or
+ * unbound. */
+static void test_agent_binding(void **state)
+{
+    struct fx *f = *state;
+    struct store_agent a, got;
+
+    agent_make(&a, "bound-1", "one");
+    assert_int_equal(store_agent_online(f->st, &a, 1000), ERR_OK);
+    assert_int_equal(store_agent_get(f->st, a.id, &got), ERR_OK);
+    assert_string_equal(got.bound_credential, CRED1);
+    assert_int_equal(store_agent_offline(f->st, a.id, 1100), ERR_OK);
+
+    /* another credential: refused, the row untouched */
+    snprintf(a.credential_id, sizeof(a.credential_id), "%s", CRED2);
+    snprintf(a.name, sizeof(a.name), "thief");
+    assert_int_equal(store_agent_online(f->st, &a, 1200), ERR_DENIED);
+    assert_int_equal(store_agent_get(f->st, a.id, &got), ERR_OK);
+    assert_false(got.online);
+    assert_string_equal(got.name, "one");
+    assert_string_equal(got.credential_id, CRED1);
+    assert_string_equal(got.bound_credential, CRED1);
+
+    /* the owner still comes back */
+    snprintf(a.credential_id, sizeof(a.credential_id), "%s", CRED1);
+    snprintf(a.name, sizeof(a.name), "one");
+    assert_int_equal(store_agent_online(f->st, &a, 1300), ERR_OK);
+
+    /* rebound: now only the new credential */
+    assert_int_equal(store_agent_bind(f->st, a.id, CRED2), ERR_OK);
+    assert_int_equal(store_agent_online(f->st, &a, 1400), ERR_DENIED);
+    snprintf(a.credential_id, sizeof(a.credential_id), "%s", CRED2);
+    assert_int_equal(store_agent_online(f->st, &a, 1500), ERR_OK);
+    assert_int_equal(store_agent_get(f->st, a.id, &got), ERR_OK);
+    assert_string_equal(got.credential_id, CRED2);
+    assert_string_equal(got.bound_credential, CRED2);
+
+    /* unbound: the next credential to announce binds it */
+    assert_int_equal(store_agent_bind(f->st, a.id, NULL), ERR_OK);
+    assert_int_equal(store_agent_get(f->st, a.id, &got), ERR_OK);
+    assert_string_equal(got.bound_credential, "");
+    snprintf(a.credential_id, sizeof(a.credential_id), "%s", CRED1);
+    assert_int_equal(store_agent_online(f->st, &a, 1600), ERR_OK);
+    assert_int_equal(store_agent_get(f->st, a.id, &got), ERR_OK);
+    assert_string_equal(got.bound_credential, CRED1);
+    snprintf(a.credential_id, sizeof(a.credential_id), "%s", CRED2);
+    assert_int_equal(store_agent_online(f->st, &a, 1700), ERR_DENIED);
+
+    assert_int_equal(store_agent_bind(f->st, "nobody", CRED1), ERR_NOT_FOUND);
+    assert_int_equal(store_agent_bind(f->st, a.id, "not-a-credential"),
+                     ERR_INVALID);
+}
+
 static void test_agent_all_offline_and_list(void **state)
 {
     struct fx *f = *state;
@@ -527,6 +581,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_agent_online_offline, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_agent_binding, setup, teardown),
         cmocka_unit_test_setup_teardown(test_agent_all_offline_and_list, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_agent_refusals, setup, teardown),

@@ -11,8 +11,8 @@
 //          directory or null), names: {user, asset, token}}
 // Prints one JSON line of results on success; exits 1 with the failed
 // step on stderr otherwise. Every page must load without console errors.
-// Mode "agents" (CONFIG adds agent_id, agent_hostname, echo_port and
-// names.credential) prints a JSON line at each hand-over and waits for
+// Mode "agents" (CONFIG adds agent_id, agent_hostname, echo_port,
+// rebind_credential and names.credential) prints a JSON line at each hand-over and waits for
 // the line "continue" on stdin.
 import { createHmac } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -312,6 +312,13 @@ async function agentsFlow(browser) {
   await trow.getByRole('button', { name: 'Close' }).click();
   await trow.getByRole('button', { name: 'Confirm: close' }).click();
   await trow.waitFor({ state: 'detached' });
+
+  if (cfg.rebind_credential) {
+    step = 'rebind the agent to another credential';
+    await page.getByLabel('Credential ID').fill(cfg.rebind_credential);
+    await page.getByRole('button', { name: 'Rebind', exact: true }).click();
+    await page.locator('dl.facts').getByText(cfg.rebind_credential).waitFor();
+  }
   step = 'console';
   expect(consoleErrors.length === 0, `console errors:\n${consoleErrors.join('\n')}`);
   console.log(JSON.stringify({ closed: true }));

@@ -108,6 +108,37 @@ function Tunnels({ agent, settings }) {
   );
 }
 
+// The credential the agent ID belongs to: another credential announcing
+// the ID is refused ("agent id bound to another credential") until it is
+// rebound here (POST /agents/{id}/rebind; "" unbinds).
+function Rebind({ agent, onChange }) {
+  const [cred, setCred] = useState('');
+  const act = useAction();
+  const rebind = (to) => act.run(async () => {
+    await api.post(`/agents/${enc(agent.id)}/rebind`, { credential: to });
+    setCred('');
+    onChange();
+  });
+  return (
+    <div class="card">
+      <h2>Credential binding</h2>
+      <p class="muted">This agent ID belongs to the credential that first announced it; an agent with any other
+        credential and the same ID is refused. To move the agent to a new credential, rebind it first.</p>
+      <p>Bound to: <code>{boundText(agent)}</code></p>
+      <form class="inline-form" aria-label="Rebind agent"
+        onSubmit={(ev) => { ev.preventDefault(); rebind(cred.trim()); }}>
+        <Field label="Credential ID" value={cred} onInput={setCred} required placeholder="32 hex digits" />
+        <button type="submit" class="small" disabled={act.busy}>Rebind</button>
+        {agent.bound_credential && (
+          <Confirm label="Unbind" busy={act.busy} onConfirm={() => rebind('')} />)}
+      </form>
+      <ErrorText error={act.error} />
+    </div>
+  );
+}
+
+const boundText = (a) => a.bound_credential || 'nothing (the next credential to announce this ID takes it)';
+
 export function AgentDetail({ id }) {
   const agent = useLoad(async () => (await api.get(`/agents/${enc(id)}`)).data, [id]);
   const settings = useLoad(async () => (await api.get('/settings')).data);
@@ -131,10 +162,12 @@ export function AgentDetail({ id }) {
         <dt>Tags</dt><dd>{fmt(a.tags)}</dd>
         <dt>Connected from</dt><dd>{fmt(a.remote_addr)}</dd>
         <dt>Credential</dt><dd><code>{fmt(a.credential_id)}</code></dd>
+        <dt>Bound to credential</dt><dd><code>{fmt(a.bound_credential)}</code></dd>
         <dt>First seen</dt><dd>{fmtTime(a.first_seen)}</dd>
         <dt>Connected</dt><dd>{fmtTime(a.connected_at)}</dd>
         <dt>Last seen</dt><dd>{fmtTime(a.last_seen)}</dd>
       </dl>
+      <Rebind agent={a} onChange={agent.reload} />
       <Tunnels agent={a} settings={settings.data} />
     </Page>
   );

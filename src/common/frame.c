@@ -1,5 +1,5 @@
 /* UDP datagram framing; see frame.h. */
-#include "agent/frame.h"
+#include "common/frame.h"
 
 #include <string.h>
 
@@ -72,4 +72,23 @@ int frame_put_header(size_t len, uint8_t out[FRAME_HDR])
     out[0] = (uint8_t)(len >> 8);
     out[1] = (uint8_t)len;
     return 0;
+}
+
+size_t frame_dec_want(const struct frame_dec *d)
+{
+    if (d->broken) {
+        return 0;
+    }
+    if (d->done) {
+        return FRAME_HDR;
+    }
+    if (d->hdr_have < FRAME_HDR) {
+        return FRAME_HDR - d->hdr_have;
+    }
+    return d->need - d->have;
+}
+
+int frame_dec_idle(const struct frame_dec *d)
+{
+    return !d->broken && (d->done || d->hdr_have == 0);
 }

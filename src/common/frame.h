@@ -1,16 +1,19 @@
 /*
- * UDP datagram framing on a stream channel (docs/agent-protocol.md §3):
- * each datagram is a 2-byte big-endian length and that many bytes, at most
- * FRAME_MAX_PAYLOAD. Frames may be split across or combined within SSH
- * data messages, so the decoder takes bytes in any slices and says when a
- * whole datagram is ready. Pure and bounded (one datagram of state);
- * unit-tested and fuzzed with the bytes a hostile server could send.
+ * UDP datagram framing on an agent's stream channel
+ * (docs/agent-protocol.md §3): each datagram is a 2-byte big-endian
+ * length and that many bytes, at most FRAME_MAX_PAYLOAD. Frames may be
+ * split across or combined within SSH data messages, so the decoder takes
+ * bytes in any slices and says when a whole datagram is ready. Pure and
+ * bounded (one datagram of state); unit-tested and fuzzed
+ * (fuzz_agent_frame), since both ends decode a peer's bytes with it: the
+ * agent what a hostile server sends (agent/stream.c), the server what a
+ * hostile agent sends (src/hub/hub_stream.c). One codec for both sides.
  *
  * Ownership: struct frame_dec is caller-allocated (about 64 KiB: allocate
  * it on the heap) and holds no pointers.
  */
-#ifndef PORTCULLIS_AGENT_FRAME_H
-#define PORTCULLIS_AGENT_FRAME_H
+#ifndef PORTCULLIS_COMMON_FRAME_H
+#define PORTCULLIS_COMMON_FRAME_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -42,6 +45,14 @@ void frame_dec_init(struct frame_dec *d);
 enum frame_result frame_dec_feed(struct frame_dec *d, const uint8_t *p,
                                  size_t len, size_t *used,
                                  const uint8_t **dgram, size_t *dlen);
+/* How many more bytes complete the current frame's header or payload
+ * (after a datagram: the next header's 2). Feeding at most this many
+ * bytes consumes them all, so a reader can take from its source only
+ * what the decoder needs and hold nothing over. 0 once broken. */
+size_t frame_dec_want(const struct frame_dec *d);
+/* True between frames: no header or payload bytes of a frame held (after
+ * init, or after a datagram), so a caller may free the decoder. */
+int frame_dec_idle(const struct frame_dec *d);
 /* Writes the header for a datagram of len bytes; -1 if len is too big. */
 int frame_put_header(size_t len, uint8_t out[FRAME_HDR]);
 
