@@ -289,7 +289,9 @@ static int tunnel_test_bind(const char *listen, bool udp, int port, char *why,
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = udp ? SOCK_DGRAM : SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    /* [tunnel] listen is an address (as in tunnel.c): never a DNS lookup in
+     * the event loop, where the API calls this. */
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV | AI_NUMERICHOST;
     snprintf(service, sizeof(service), "%d", port);
     gai = getaddrinfo(listen != NULL && listen[0] != '\0' ? listen : NULL,
                       service, &hints, &res);
