@@ -107,19 +107,7 @@ static int grant_list_run(struct cli_ctx *ctx, int argc, char **argv)
     if (json) {
         arr = json_array();
         for (i = 0; i < n; i++) {
-            g = &list[i];
-            cli_json_append(
-                &arr,
-                json_pack("{s:s, s:s, s:s?, s:s?, s:s, s:s, s:s?, s:s?, s:s, "
-                          "s:s}",
-                          "id", g->id, "target_type",
-                          g->asset_id[0] != '\0' ? "asset" : "site", "asset_id",
-                          cli_nz(g->asset_id), "site_id", cli_nz(g->site_id),
-                          "target", g->target_name, "grantee_type",
-                          g->user_id[0] != '\0' ? "user" : "group", "user_id",
-                          cli_nz(g->user_id), "group_id", cli_nz(g->group_id),
-                          "grantee", g->grantee_name, "role",
-                          store_role_str(g->role)));
+            cli_json_append(&arr, admin_grant_json(&list[i]));
         }
         rc = cli_json_print(arr);
     } else {

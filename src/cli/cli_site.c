@@ -42,10 +42,7 @@ static int site_list_run(struct cli_ctx *ctx, int argc, char **argv)
     if (json) {
         arr = json_array();
         for (i = 0; i < n; i++) {
-            cli_json_append(&arr,
-                            json_pack("{s:s, s:s, s:s?}", "id", list[i].id,
-                                      "path", list[i].path, "parent_id",
-                                      cli_nz(list[i].parent_id)));
+            cli_json_append(&arr, admin_site_json(&list[i]));
         }
         rc = cli_json_print(arr);
     } else {
