@@ -13,6 +13,7 @@
 
 #include <sodium.h>
 
+#include "auth/password.h"
 #include "auth/totp.h"
 #include "common/err.h"
 #include "common/util.h"
@@ -202,6 +203,60 @@ int admin_json_apply(const struct admin_field *f, const json_t *body, void *obj,
 }
 
 /* --- users and keys ------------------------------------------------ */
+
+/* Hashes pw into hash[STORE_HASH_MAX + 1] ("" for NULL). */
+static int admin_hash(const char *pw, char *hash, struct admin_err *e)
+{
+    int r;
+
+    hash[0] = '\0';
+    if (pw == NULL) {
+        return ERR_OK;
+    }
+    if (pw[0] == '\0' || strlen(pw) > PASSWORD_MAX) {
+        return admin_fail(e, ERR_INVALID, "a password is 1-%d bytes",
+                          PASSWORD_MAX);
+    }
+    if ((r = password_hash(pw, hash, STORE_HASH_MAX + 1)) != ERR_OK) {
+        return admin_fail(e, r, "cannot hash the password: %s", err_str(r));
+    }
+    return ERR_OK;
+}
+
+int admin_user_add(struct store *st, const char *name, const char *pw,
+                   bool disabled, struct store_user *out, struct admin_err *e)
+{
+    char hash[STORE_HASH_MAX + 1];
+    int r;
+
+    if (name == NULL || name[0] == '\0' || strlen(name) > STORE_NAME_MAX) {
+        return admin_fail(e, ERR_INVALID, "a user name is 1-%d characters",
+                          STORE_NAME_MAX);
+    }
+    if ((r = admin_hash(pw, hash, e)) != ERR_OK) {
+        return r;
+    }
+    r = store_user_add(st, name, hash, disabled, out);
+    sodium_memzero(hash, sizeof(hash));
+    return r == ERR_OK ? r : admin_store_fail(e, r, "user", name);
+}
+
+int admin_user_set_password(struct store *st, const struct store_user *u,
+                            const char *pw, struct admin_err *e)
+{
+    char hash[STORE_HASH_MAX + 1];
+    int r;
+
+    if (pw == NULL) {
+        return admin_fail(e, ERR_INVALID, "no password given");
+    }
+    if ((r = admin_hash(pw, hash, e)) != ERR_OK) {
+        return r;
+    }
+    r = store_user_set_password(st, u->id, hash);
+    sodium_memzero(hash, sizeof(hash));
+    return r == ERR_OK ? r : admin_store_fail(e, r, "user", u->name);
+}
 
 json_t *admin_user_json(const struct store_user *u)
 {

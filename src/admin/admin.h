@@ -108,6 +108,12 @@ json_t *admin_json_time(int64_t t);
 
 /* --- users and their keys ------------------------------------------ */
 
+/* A new user; pw (NULL: none, then only keys log in) reaches the store
+ * hashed. out may be NULL. */
+int admin_user_add(struct store *st, const char *name, const char *pw,
+                   bool disabled, struct store_user *out, struct admin_err *e);
+int admin_user_set_password(struct store *st, const struct store_user *u,
+                            const char *pw, struct admin_err *e);
 json_t *admin_user_json(const struct store_user *u);
 /* user_json with the names of the user's groups and profiles. */
 int admin_user_detail_json(struct store *st, const struct store_user *u,

@@ -29,8 +29,9 @@ static int user_add_run(struct cli_ctx *ctx, int argc, char **argv)
         CLI_OPT_FLAG("--disabled", &disabled),
         CLI_OPT_END,
     };
-    char *pw = NULL, hash[STORE_HASH_MAX + 1] = "";
-    int rc, r;
+    struct admin_err e;
+    char *pw = NULL;
+    int rc;
 
     if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED) {
         return rc;
@@ -38,21 +39,12 @@ static int user_add_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
         return rc;
     }
-    if (pw_stdin) {
-        if ((rc = cli_read_password(&pw)) != CLI_EXIT_OK) {
-            goto out;
-        }
-        if ((r = password_hash(pw, hash, sizeof(hash))) != ERR_OK) {
-            rc = cli_error("cannot hash the password: %s", err_str(r));
-            goto out;
-        }
+    if (pw_stdin && (rc = cli_read_password(&pw)) != CLI_EXIT_OK) {
+        return rc;
     }
-    if ((r = store_user_add(ctx->st, pos[0], hash, disabled, NULL)) != ERR_OK) {
-        rc = cli_store_error(r, "user", pos[0]);
-        goto out;
-    }
-    rc = CLI_EXIT_OK;
-out:
+    rc = admin_user_add(ctx->st, pos[0], pw, disabled, NULL, &e) == ERR_OK
+             ? CLI_EXIT_OK
+             : cli_admin_error(ctx, &e);
     cli_secret_free(pw);
     return rc;
 }
@@ -65,9 +57,10 @@ static int user_passwd_run(struct cli_ctx *ctx, int argc, char **argv)
         CLI_OPT_FLAG("--password-stdin", &pw_stdin),
         CLI_OPT_END,
     };
+    struct admin_err e;
     struct store_user u;
-    char *pw = NULL, hash[STORE_HASH_MAX + 1] = "";
-    int rc, r;
+    char *pw = NULL;
+    int rc;
 
     if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED) {
         return rc;
@@ -79,18 +72,11 @@ static int user_passwd_run(struct cli_ctx *ctx, int argc, char **argv)
         return rc;
     }
     if ((rc = cli_read_password(&pw)) != CLI_EXIT_OK) {
-        goto out;
+        return rc;
     }
-    if ((r = password_hash(pw, hash, sizeof(hash))) != ERR_OK) {
-        rc = cli_error("cannot hash the password: %s", err_str(r));
-        goto out;
-    }
-    if ((r = store_user_set_password(ctx->st, u.id, hash)) != ERR_OK) {
-        rc = cli_store_error(r, "user", pos[0]);
-        goto out;
-    }
-    rc = CLI_EXIT_OK;
-out:
+    rc = admin_user_set_password(ctx->st, &u, pw, &e) == ERR_OK
+             ? CLI_EXIT_OK
+             : cli_admin_error(ctx, &e);
     cli_secret_free(pw);
     return rc;
 }

@@ -69,21 +69,14 @@ int http_h_users_list(struct http_req *req)
 int http_h_users_add(struct http_req *req)
 {
     const char *name = http_body_str(req->body, "name");
-    const char *pw = http_body_str(req->body, "password");
-    char hash[STORE_HASH_MAX + 1] = "";
+    struct admin_err e;
     struct store_user u;
-    int r;
 
     http_target(req, name);
-    if (pw != NULL && (r = password_hash(pw, hash, sizeof(hash))) != ERR_OK) {
-        return http_error(req, 500, "internal", "Internal error",
-                          "cannot hash the password: %s", err_str(r));
-    }
-    r = store_user_add(req->h->store, name, hash,
-                       http_body_bool(req->body, "disabled", false), &u);
-    sodium_memzero(hash, sizeof(hash));
-    if (r != ERR_OK) {
-        return http_store_error(req, r, "user", name);
+    if (admin_user_add(
+            req->h->store, name, http_body_str(req->body, "password"),
+            http_body_bool(req->body, "disabled", false), &u, &e) != ERR_OK) {
+        return http_admin_error(req, &e);
     }
     return http_ok(req, 201, admin_user_json(&u), NULL);
 }
@@ -106,7 +99,8 @@ int http_h_users_get(struct http_req *req)
 int http_h_users_patch(struct http_req *req)
 {
     const char *pw = http_body_str(req->body, "password");
-    char hash[STORE_HASH_MAX + 1] = "", id[STORE_ID_MAX + 1];
+    char id[STORE_ID_MAX + 1];
+    struct admin_err e;
     struct store_user u;
     int r = store_user_get(req->h->store, req->params[0], &u);
 
@@ -115,13 +109,9 @@ int http_h_users_patch(struct http_req *req)
     }
     http_target(req, u.name);
     if (pw != NULL) {
-        if ((r = password_hash(pw, hash, sizeof(hash))) != ERR_OK ||
-            (r = store_user_set_password(req->h->store, u.id, hash)) !=
-                ERR_OK) {
-            sodium_memzero(hash, sizeof(hash));
-            return http_store_error(req, r, "user", u.name);
+        if (admin_user_set_password(req->h->store, &u, pw, &e) != ERR_OK) {
+            return http_admin_error(req, &e);
         }
-        sodium_memzero(hash, sizeof(hash));
         snprintf(req->audit_detail, sizeof(req->audit_detail), "password");
     }
     if (http_body_has(req->body, "disabled")) {
