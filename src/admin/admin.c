@@ -140,6 +140,16 @@ json_t *admin_json_encode(const struct admin_field *f, const void *obj)
         case AF_NATIVE:
             v = json_string(store_native_str(*(const int *)p));
             break;
+        case AF_STRZ:
+            v = ((const char *)p)[0] != '\0' ? json_string((const char *)p)
+                                             : json_null();
+            break;
+        case AF_TIME:
+            v = admin_json_time(*(const int64_t *)p);
+            break;
+        case AF_SEALED:
+            v = json_boolean(*(uint8_t *const *)p != NULL);
+            break;
         }
         if (v == NULL || json_object_set_new(o, f->json, v) != 0) {
             json_decref(o);
@@ -164,6 +174,15 @@ int admin_json_apply(const struct admin_field *f, const json_t *body, void *obj,
             continue;
         }
         switch (f->type) {
+        case AF_TIME:
+        case AF_SEALED:
+            break;
+        case AF_STRZ:
+            if (json_is_null(v)) {
+                ((char *)(base + f->offset))[0] = '\0';
+                break;
+            }
+            /* fall through */
         case AF_STR:
             if (!json_is_string(v) || json_string_length(v) == 0 ||
                 json_string_length(v) >= f->size) {

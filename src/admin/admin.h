@@ -76,6 +76,9 @@ enum admin_ftype {
     AF_BOOL,   /* bool */
     AF_INT,    /* int, within [lo, hi] */
     AF_NATIVE, /* int NATIVE_*, "deny" / "allow" / "record" */
+    AF_STRZ,   /* char[size]; "" is JSON null both ways */
+    AF_TIME,   /* int64_t Unix time, shown as an ISO 8601 string; 0: null */
+    AF_SEALED, /* uint8_t *: shown as whether it is set, never the bytes */
 };
 
 enum {
@@ -93,14 +96,16 @@ struct admin_field {
     long lo, hi;
 };
 
-/* The profile's descriptor, ended by a field with json NULL. */
+/* The descriptors, each ended by a field with json NULL. */
 extern const struct admin_field admin_profile_fields[];
+extern const struct admin_field admin_asset_fields[];
 
 /* Encodes obj by its descriptor: every field, in table order. */
 json_t *admin_json_encode(const struct admin_field *f, const void *obj);
 /* Applies the keys of a JSON body present in the descriptor to obj
  * (strings are checked for length, ints for limits, natives parsed);
- * unknown keys are ignored (the API's route schema refuses them). */
+ * read-only, time and sealed fields and unknown keys are ignored (the
+ * API's route schema refuses unknown ones; secrets need sealing). */
 int admin_json_apply(const struct admin_field *f, const json_t *body, void *obj,
                      struct admin_err *e);
 

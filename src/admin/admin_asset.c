@@ -8,6 +8,7 @@
  */
 #include "admin/admin.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -199,16 +200,35 @@ int admin_asset_retrust(struct store *st, const char *id, const char *fp,
     return ERR_OK;
 }
 
+#define AF(j, in, cli, t, m, fl, lo, hi)                                       \
+    {                                                                          \
+        j, in, cli, t, offsetof(struct store_asset, m),                        \
+            sizeof(((struct store_asset *)0)->m), fl, lo, hi                   \
+    }
+
+/* The asset: JSON (both doors) and the plain fields a request sets.
+ * site is set by admin_asset_set_site, the logins by the sealing
+ * functions; admin_asset_check holds the rules on each value. */
+const struct admin_field admin_asset_fields[] = {
+    AF("id", NULL, NULL, AF_STR, id, AF_READONLY, 0, 0),
+    AF("name", NULL, "NAME", AF_STR, name, AF_REQUIRED, 0, 0),
+    AF("site", NULL, "--site", AF_STR, site_path, AF_READONLY, 0, 0),
+    AF("site_id", NULL, NULL, AF_STR, site_id, AF_READONLY, 0, 0),
+    AF("protocol", NULL, "--protocol", AF_STR, protocol, 0, 0, 0),
+    AF("host", NULL, "--host", AF_STR, host, AF_REQUIRED, 0, 0),
+    AF("port", NULL, "--port", AF_INT, port, 0, 1, 65535),
+    AF("route", NULL, "--route", AF_STR, route, 0, 0, 0),
+    AF("login_user", "login", "--login", AF_STRZ, login_user, 0, 0, 0),
+    AF("has_password", NULL, "--password-stdin", AF_SEALED, password_sealed,
+       AF_READONLY, 0, 0),
+    AF("has_key", NULL, "--key", AF_SEALED, key_sealed, AF_READONLY, 0, 0),
+    AF("host_key_fingerprint", NULL, "--host-key-fingerprint", AF_STRZ,
+       host_key_fp, 0, 0, 0),
+    AF("created_at", NULL, NULL, AF_TIME, created_at, AF_READONLY, 0, 0),
+    {NULL, NULL, NULL, AF_STR, 0, 0, 0, 0, 0},
+};
+
 json_t *admin_asset_json(const struct store_asset *a)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s?, s:b, "
-                     "s:b, s:s?, s:o}",
-                     "id", a->id, "name", a->name, "site", a->site_path,
-                     "site_id", a->site_id, "protocol", a->protocol, "host",
-                     a->host, "port", a->port, "route", a->route, "login_user",
-                     a->login_user[0] != '\0' ? a->login_user : NULL,
-                     "has_password", a->password_sealed != NULL, "has_key",
-                     a->key_sealed != NULL, "host_key_fingerprint",
-                     a->host_key_fp[0] != '\0' ? a->host_key_fp : NULL,
-                     "created_at", admin_json_time(a->created_at));
+    return admin_json_encode(admin_asset_fields, a);
 }

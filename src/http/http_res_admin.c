@@ -589,37 +589,6 @@ static int http_asset_secrets(struct http_req *req, struct store_asset *a,
     return ERR_OK;
 }
 
-/* The body's plain fields; NULL login and fingerprint erase them. */
-static void http_asset_apply(struct http_req *req, struct store_asset *a)
-{
-    const json_t *b = req->body;
-    json_t *v;
-
-    if (http_body_has(b, "name")) {
-        snprintf(a->name, sizeof(a->name), "%s", http_body_str(b, "name"));
-    }
-    if (http_body_has(b, "protocol")) {
-        snprintf(a->protocol, sizeof(a->protocol), "%s",
-                 http_body_str(b, "protocol"));
-    }
-    if (http_body_has(b, "host")) {
-        snprintf(a->host, sizeof(a->host), "%s", http_body_str(b, "host"));
-    }
-    a->port = (int)http_body_int(b, "port", a->port);
-    if (http_body_has(b, "route")) {
-        snprintf(a->route, sizeof(a->route), "%s", http_body_str(b, "route"));
-    }
-    if ((v = json_object_get(b, "login")) != NULL) {
-        snprintf(a->login_user, sizeof(a->login_user), "%s",
-                 json_is_null(v) ? "" : json_string_value(v));
-    }
-    if ((v = json_object_get(b, "host_key_fingerprint")) != NULL) {
-        /* null: trust the next key the target shows (retrust) */
-        snprintf(a->host_key_fp, sizeof(a->host_key_fp), "%s",
-                 json_is_null(v) ? "" : json_string_value(v));
-    }
-}
-
 int http_h_assets_add(struct http_req *req)
 {
     struct admin_err e;
@@ -627,8 +596,8 @@ int http_h_assets_add(struct http_req *req)
 
     admin_asset_defaults(&a);
     http_target(req, http_body_str(req->body, "name"));
-    http_asset_apply(req, &a);
-    if (admin_asset_check(&a, &e) != ERR_OK ||
+    if (admin_json_apply(admin_asset_fields, req->body, &a, &e) != ERR_OK ||
+        admin_asset_check(&a, &e) != ERR_OK ||
         admin_asset_set_site(req->h->store, &a,
                              http_body_str(req->body, "site"), &e) != ERR_OK ||
         http_asset_secrets(req, &a, &e) != ERR_OK ||
@@ -667,8 +636,8 @@ int http_h_assets_patch(struct http_req *req)
         return http_store_error(req, r, "asset", req->params[0]);
     }
     http_target(req, a.id);
-    http_asset_apply(req, &a);
-    if (admin_asset_check(&a, &e) != ERR_OK ||
+    if (admin_json_apply(admin_asset_fields, req->body, &a, &e) != ERR_OK ||
+        admin_asset_check(&a, &e) != ERR_OK ||
         http_asset_secrets(req, &a, &e) != ERR_OK ||
         admin_asset_update(req->h->store, &a, &e) != ERR_OK) {
         http_admin_error(req, &e);

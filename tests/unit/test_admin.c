@@ -165,6 +165,7 @@ static void test_asset_rules_and_sealing(void **state)
     char key[160], ad[VAULT_AD_MAX];
     uint8_t *plain = NULL;
     size_t plain_len = 0;
+    json_t *j, *body;
 
     snprintf(key, sizeof(key), "%s/vault.key", f->dir);
     assert_int_equal(vault_create_key(key), ERR_OK);
@@ -206,6 +207,26 @@ static void test_asset_rules_and_sealing(void **state)
     assert_int_equal(vault_open(v, ad, got.password_sealed,
                                 got.password_sealed_len, &plain, &plain_len),
                      ERR_CRYPTO);
+    /* the descriptor: JSON with nulls for empty, secrets as has_* */
+    j = admin_asset_json(&got);
+    assert_string_equal(json_string_value(json_object_get(j, "login_user")),
+                        "ops");
+    assert_true(json_is_true(json_object_get(j, "has_password")));
+    assert_true(json_is_false(json_object_get(j, "has_key")));
+    assert_true(json_is_null(json_object_get(j, "host_key_fingerprint")));
+    assert_string_equal(json_string_value(json_object_get(j, "site_id")),
+                        got.site_id);
+    json_decref(j);
+    body = json_pack("{s:n, s:i}", "login", "port", 70000);
+    assert_int_equal(admin_json_apply(admin_asset_fields, body, &got, &e),
+                     ERR_INVALID);
+    json_decref(body);
+    body = json_pack("{s:n, s:b}", "login", "has_key", 1);
+    assert_int_equal(admin_json_apply(admin_asset_fields, body, &got, &e),
+                     ERR_OK);
+    json_decref(body);
+    assert_string_equal(got.login_user, "");
+    assert_null(got.key_sealed);
     /* a bad pin is refused by retrust as by add */
     assert_int_equal(admin_asset_retrust(f->st, a.id, "SHA256:x", &e),
                      ERR_INVALID);
