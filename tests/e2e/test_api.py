@@ -1256,3 +1256,30 @@ def test_asset_through_both_doors(api):
     assert words in api_refusal(admin_call(
         api, "PATCH", API + "/assets/%s" % aid,
         {"host_key_fingerprint": "MD5:aa"}))
+
+
+def test_asset_protocol_is_honoured_by_the_proxy(api, target, ssh_client):
+    """protocol is a field of the asset at both doors; an rdp asset is
+    refused by the SSH proxy with one clear line and a report row, and
+    switching it back to ssh through the API lets the same session in."""
+    user, pw = make_user(api)
+    aname = uniq("a")
+    keyfile = target.key
+    _, out, _ = api.cli("asset", "add", aname, "--protocol", "rdp",
+                        "--host", target.host, "--port", str(target.port),
+                        "--login", "root", "--key", keyfile,
+                        "--host-key-fingerprint", target.fingerprint)
+    aid = out.strip()
+    api.cli("grant", aid, "--user", user, "--role", "viewer")
+    prof = uniq("p")
+    api.cli("profile", "add", prof, "--native", "allow")
+    api.cli("profile", "assign", prof, "--user", user)
+    res = ssh_client.ssh("%s#%s" % (user, aid), "echo no", password=pw)
+    assert res.rc != 0, res
+    assert "asset '%s' is not an SSH asset" % aname in res.err, res
+    api.session_of(user, result="denied: not an SSH asset")
+    r = admin_call(api, "PATCH", API + "/assets/%s" % aid,
+                   {"protocol": "ssh"})
+    assert r.status == 200 and r.data["protocol"] == "ssh", r
+    res = ssh_client.ssh("%s#%s" % (user, aid), "echo yes", password=pw)
+    assert res.rc == 0 and res.out.strip() == "yes", res
