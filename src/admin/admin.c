@@ -530,6 +530,39 @@ json_t *admin_site_json(const struct store_site *s)
                      "parent_id", admin_nz(s->parent_id));
 }
 
+int admin_role_parse(const char *role, struct admin_err *e)
+{
+    int rv = role != NULL ? store_role_parse(role) : -1;
+
+    if (rv < ROLE_VIEWER) {
+        admin_fail(e, ERR_INVALID, "role must be viewer, editor or owner");
+        return -1;
+    }
+    return rv;
+}
+
+int admin_grant_add(struct store *st, struct store_grant *g, const char *role,
+                    const char *grantee, const char *target,
+                    struct admin_err *e)
+{
+    int rv, r;
+
+    if ((rv = admin_role_parse(role, e)) < 0) {
+        return ERR_INVALID;
+    }
+    g->role = rv;
+    util_uuid4(g->id);
+    if ((r = store_grant_add(st, g)) == ERR_EXISTS) {
+        return admin_fail(e, r, "%s '%s' already has a grant on %s '%s'",
+                          g->user_id[0] != '\0' ? "user" : "group", grantee,
+                          g->asset_id[0] != '\0' ? "asset" : "site", target);
+    }
+    if (r != ERR_OK) {
+        return admin_fail(e, r, "cannot add the grant: %s", err_str(r));
+    }
+    return ERR_OK;
+}
+
 json_t *admin_grant_json(const struct store_grant *g)
 {
     return json_pack(

@@ -187,6 +187,13 @@ json_t *admin_asset_json(const struct store_asset *a);
 
 /* --- grants -------------------------------------------------------- */
 
+/* An asset role (ROLE_VIEWER..ROLE_OWNER) from its name; -1 and e set. */
+int admin_role_parse(const char *role, struct admin_err *e);
+/* Adds grant g (its target and grantee IDs set) with the role named
+ * role; gives g a new ID. The names are for the words of a refusal. */
+int admin_grant_add(struct store *st, struct store_grant *g, const char *role,
+                    const char *grantee, const char *target,
+                    struct admin_err *e);
 json_t *admin_grant_json(const struct store_grant *g);
 
 /* --- access profiles ----------------------------------------------- */

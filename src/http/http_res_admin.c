@@ -698,27 +698,30 @@ int http_h_grants_list(struct http_req *req)
 int http_h_grants_add(struct http_req *req)
 {
     const char *role = http_body_str(req->body, "role");
+    struct admin_err e;
     struct store_asset a;
     struct store_grant g;
-    int r, rv;
+    char target[STORE_NAME_MAX + 1];
+    int r;
 
     memset(&g, 0, sizeof(g));
-    if ((rv = store_role_parse(role)) < ROLE_VIEWER) {
-        return http_error(req, 400, "invalid", "Invalid value",
-                          "role must be viewer, editor or owner");
+    if (admin_role_parse(role, &e) < 0) {
+        return http_admin_error(req, &e);
     }
     if ((r = store_asset_get(req->h->store, req->params[0], &a)) != ERR_OK) {
         return http_store_error(req, r, "asset", req->params[0]);
     }
     memcpy(g.asset_id, a.id, sizeof(a.id));
+    memcpy(target, a.name, sizeof(target));
     store_asset_clear(&a);
     if (http_grantee(req, g.user_id, g.group_id) != 0 || req->errors != NULL) {
         return 0;
     }
-    g.role = rv;
-    util_uuid4(g.id);
-    if ((r = store_grant_add(req->h->store, &g)) != ERR_OK) {
-        return http_store_error(req, r, "grant", role);
+    if (admin_grant_add(
+            req->h->store, &g, role,
+            http_body_str(req->body, g.user_id[0] ? "user" : "group"), target,
+            &e) != ERR_OK) {
+        return http_admin_error(req, &e);
     }
     http_target(req, g.asset_id);
     snprintf(req->audit_detail + strlen(req->audit_detail),

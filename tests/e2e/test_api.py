@@ -1283,3 +1283,31 @@ def test_asset_protocol_is_honoured_by_the_proxy(api, target, ssh_client):
     assert r.status == 200 and r.data["protocol"] == "ssh", r
     res = ssh_client.ssh("%s#%s" % (user, aid), "echo yes", password=pw)
     assert res.rc == 0 and res.out.strip() == "yes", res
+
+
+def test_grant_through_both_doors(api):
+    user, _ = make_user(api)
+    aname = uniq("a")
+    _, out, _ = api.cli("asset", "add", aname, "--host", "h.example")
+    aid = out.strip()
+    # made by the CLI, seen by the API as the same object
+    _, out, _ = api.cli("grant", aid, "--user", user, "--role", "viewer")
+    gid = out.strip()
+    r = admin_call(api, "GET", API + "/assets/%s/grants" % aid)
+    _, out, _ = api.cli("grant", "list", "--json")
+    assert r.data == [g for g in json.loads(out) if g["id"] == gid], r
+    # a second grant for the same pair: the same words at both doors
+    words = "user '%s' already has a grant on asset '%s'" % (user, aname)
+    _, line = cli_refusal(api, "grant", aname, "--user", user, "--role",
+                          "owner")
+    assert words in line, line
+    assert words in api_refusal(admin_call(
+        api, "POST", API + "/assets/%s/grants" % aid,
+        {"user": user, "role": "owner"}), 409)
+    words = "role must be viewer, editor or owner"
+    rc, line = cli_refusal(api, "grant", aname, "--user", user, "--role",
+                           "boss")
+    assert rc == 2 and words in line, line
+    assert words in api_refusal(admin_call(
+        api, "POST", API + "/assets/%s/grants" % aid,
+        {"user": user, "role": "boss"}))
