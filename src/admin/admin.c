@@ -508,6 +508,39 @@ out:
 
 /* --- groups, sites, grants ----------------------------------------- */
 
+int admin_group_member(struct store *st, const struct store_group *g,
+                       const struct store_user *u, bool add,
+                       struct admin_err *e)
+{
+    int r = add ? store_group_member_add(st, g->id, u->id)
+                : store_group_member_remove(st, g->id, u->id);
+
+    if (r == ERR_EXISTS) {
+        return admin_fail(e, r, "user '%s' is already a member of group '%s'",
+                          u->name, g->name);
+    }
+    if (r == ERR_NOT_FOUND) {
+        return admin_fail(e, r, "user '%s' is not a member of group '%s'",
+                          u->name, g->name);
+    }
+    return r == ERR_OK ? r : admin_store_fail(e, r, "group", g->name);
+}
+
+int admin_site_delete(struct store *st, const struct store_site *s,
+                      struct admin_err *e)
+{
+    int r = store_site_delete(st, s->id);
+
+    if (r == ERR_EXISTS) {
+        return admin_fail(e, r, "site '%s' still has assets or sub-sites",
+                          s->path);
+    }
+    if (r == ERR_DENIED) {
+        return admin_fail(e, r, "site '%s' cannot be deleted", s->path);
+    }
+    return r == ERR_OK ? r : admin_store_fail(e, r, "site", s->path);
+}
+
 json_t *admin_group_json(struct store *st, const struct store_group *g)
 {
     struct store_user *members = NULL;

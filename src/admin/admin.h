@@ -155,6 +155,14 @@ int admin_user_totp_enable(struct store *st, const struct vault *v,
 
 /* --- groups and sites ---------------------------------------------- */
 
+/* Adds u to g (add) or takes u out of it. */
+int admin_group_member(struct store *st, const struct store_group *g,
+                       const struct store_user *u, bool add,
+                       struct admin_err *e);
+/* Deletes a site (path or ID): not /root, not while it has assets or
+ * sub-sites (ERR_EXISTS). */
+int admin_site_delete(struct store *st, const struct store_site *s,
+                      struct admin_err *e);
 /* A group with the names of its members. */
 json_t *admin_group_json(struct store *st, const struct store_group *g);
 json_t *admin_site_json(const struct store_site *s);

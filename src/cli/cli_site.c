@@ -59,6 +59,8 @@ static int site_list_run(struct cli_ctx *ctx, int argc, char **argv)
 static int site_delete_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
+    struct admin_err e;
+    struct store_site s;
     int rc, r;
 
     if ((rc = cli_parse(ctx, argc, argv, NULL, "PATH", pos)) != CLI_PARSED) {
@@ -67,15 +69,11 @@ static int site_delete_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
         return rc;
     }
-    r = store_site_delete(ctx->st, pos[0]);
-    if (r == ERR_EXISTS) {
-        return cli_error("site '%s' still has assets or sub-sites", pos[0]);
-    }
-    if (r == ERR_DENIED) {
-        return cli_error("site '%s' cannot be deleted", pos[0]);
-    }
-    if (r != ERR_OK) {
+    if ((r = store_site_get(ctx->st, pos[0], &s)) != ERR_OK) {
         return cli_store_error(r, "site", pos[0]);
+    }
+    if (admin_site_delete(ctx->st, &s, &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
     return CLI_EXIT_OK;
 }

@@ -41,6 +41,8 @@ static int http_admin_error(struct http_req *req, const struct admin_err *e)
         return http_error(req, 404, "not_found", "Not found", "%s", e->msg);
     case ERR_EXISTS:
         return http_error(req, 409, "conflict", "Conflict", "%s", e->msg);
+    case ERR_DENIED:
+        return http_error(req, 403, "forbidden", "Forbidden", "%s", e->msg);
     default:
         return http_error(req, 500, "internal", "Internal error", "%s", e->msg);
     }
@@ -337,6 +339,7 @@ int http_h_groups_members_list(struct http_req *req)
 
 static int http_member_change(struct http_req *req, const char *user, bool add)
 {
+    struct admin_err e;
     struct store_group g;
     struct store_user u;
     int r = store_group_get(req->h->store, req->params[0], &g);
@@ -349,10 +352,8 @@ static int http_member_change(struct http_req *req, const char *user, bool add)
     }
     http_target(req, g.name);
     snprintf(req->audit_detail, sizeof(req->audit_detail), "user=%s", u.name);
-    r = add ? store_group_member_add(req->h->store, g.id, u.id)
-            : store_group_member_remove(req->h->store, g.id, u.id);
-    if (r != ERR_OK) {
-        return http_store_error(req, r, "membership of", u.name);
+    if (admin_group_member(req->h->store, &g, &u, add, &e) != ERR_OK) {
+        return http_admin_error(req, &e);
     }
     return add ? http_ok(req, 201, admin_group_json(req->h->store, &g), NULL)
                : http_ok(req, 204, NULL, NULL);
@@ -415,20 +416,16 @@ int http_h_sites_get(struct http_req *req)
 
 int http_h_sites_delete(struct http_req *req)
 {
+    struct admin_err e;
     struct store_site s;
     int r = store_site_get(req->h->store, req->params[0], &s);
 
-    if (r == ERR_OK) {
-        http_target(req, s.path);
-        r = store_site_delete(req->h->store, s.id);
-    }
-    if (r == ERR_EXISTS) {
-        return http_error(req, 409, "conflict", "Conflict",
-                          "site '%s' still has assets or sub-sites",
-                          req->params[0]);
-    }
     if (r != ERR_OK) {
         return http_store_error(req, r, "site", req->params[0]);
+    }
+    http_target(req, s.path);
+    if (admin_site_delete(req->h->store, &s, &e) != ERR_OK) {
+        return http_admin_error(req, &e);
     }
     return http_ok(req, 204, NULL, NULL);
 }

@@ -1311,3 +1311,42 @@ def test_grant_through_both_doors(api):
     assert words in api_refusal(admin_call(
         api, "POST", API + "/assets/%s/grants" % aid,
         {"user": user, "role": "boss"}))
+
+
+def test_group_and_site_through_both_doors(api):
+    user, _ = make_user(api)
+    g = uniq("g")
+    api.cli("group", "add", g)
+    api.cli("group", "member", "add", g, user)
+    r = admin_call(api, "GET", API + "/groups/%s" % g)
+    _, out, _ = api.cli("group", "list", "--json")
+    assert [x for x in json.loads(out) if x["name"] == g] == [r.data], r
+    words = "user '%s' is already a member of group '%s'" % (user, g)
+    _, line = cli_refusal(api, "group", "member", "add", g, user)
+    assert words in line, line
+    assert words in api_refusal(admin_call(
+        api, "POST", API + "/groups/%s/members" % g, {"user": user}), 409)
+    assert admin_call(api, "DELETE", API + "/groups/%s/members/%s" % (
+        g, user)).status == 204
+    words = "user '%s' is not a member of group '%s'" % (user, g)
+    _, line = cli_refusal(api, "group", "member", "remove", g, user)
+    assert words in line, line
+    assert words in api_refusal(admin_call(
+        api, "DELETE", API + "/groups/%s/members/%s" % (g, user)), 404)
+    # a site with an asset cannot go, and /root never, at either door
+    site = "/root/" + uniq("s")
+    r = admin_call(api, "POST", API + "/sites", {"path": site})
+    assert r.status == 201, r
+    _, out, _ = api.cli("site", "list", "--json")
+    assert r.data in json.loads(out)
+    api.cli("asset", "add", uniq("a"), "--host", "h", "--site", site)
+    words = "site '%s' still has assets or sub-sites" % site
+    _, line = cli_refusal(api, "site", "delete", site)
+    assert words in line, line
+    assert words in api_refusal(admin_call(
+        api, "DELETE", API + "/sites/%s" % r.data["id"]), 409)
+    words = "site '/root' cannot be deleted"
+    _, line = cli_refusal(api, "site", "delete", "/root")
+    assert words in line, line
+    assert words in api_refusal(admin_call(
+        api, "DELETE", API + "/sites/%2Froot"), 403)
