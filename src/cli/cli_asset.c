@@ -15,7 +15,6 @@
 #include "cli/cli.h"
 #include "common/err.h"
 #include "common/util.h"
-#include "common/vault.h"
 
 /* Reads a private key file and seals it for the asset (admin checks
  * libssh can use it without a passphrase). */

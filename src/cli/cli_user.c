@@ -13,12 +13,9 @@
 
 #include <sodium.h>
 
-#include "auth/password.h"
-#include "auth/totp.h"
 #include "cli/cli.h"
 #include "common/err.h"
 #include "common/util.h"
-#include "common/vault.h"
 
 static int user_add_run(struct cli_ctx *ctx, int argc, char **argv)
 {

@@ -20,10 +20,7 @@
 #include <sodium.h>
 
 #include "admin/admin.h"
-#include "auth/password.h"
-#include "auth/totp.h"
 #include "common/err.h"
-#include "common/util.h"
 
 static void http_target(struct http_req *req, const char *what)
 {
