@@ -27,6 +27,7 @@
 #include <jansson.h>
 #include <libssh/libssh.h>
 
+#include "admin/admin.h"
 #include "common/config.h"
 #include "store/store.h"
 
@@ -169,14 +170,10 @@ int cli_get_asset(struct cli_ctx *ctx, const char *ref,
 int cli_read_password(char **out);
 void cli_secret_free(char *s);
 
-/* The OpenSSH-style "SHA256:<base64>" fingerprint of a key into
- * out[STORE_FP_MAX + 1]. Returns ERR_OK or ERR_CRYPTO (prints nothing). */
-int cli_key_fingerprint(ssh_key key, char *out, size_t outlen);
-/* true if s is a host name or an address (IPv6 bare or in brackets, with
- * a zone), at most STORE_HOST_MAX characters. */
-bool cli_host_valid(const char *s);
-/* true if s looks like "SHA256:" followed by 43 base64 characters. */
-bool cli_fingerprint_valid(const char *s);
+/* Prints a refusal of the admin layer (admin.h) as one line: a refused
+ * value exits CLI_EXIT_USAGE, anything else CLI_EXIT_FAIL. Host and
+ * fingerprint validators, key fingerprints: admin.h. */
+int cli_admin_error(const struct cli_ctx *ctx, const struct admin_err *e);
 
 /* --- output --- */
 

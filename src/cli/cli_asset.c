@@ -2,11 +2,10 @@
  * `portcullis asset ...`: the targets users reach through the proxy, with
  * their vaulted logins and pinned host keys.
  *
- * A login password (from stdin) and a private key (from a file) are sealed
- * with the vault before they reach the store, under associated data that
- * names the asset ("asset-password:<id>", "asset-key:<id>"), so the asset's
- * ID is made here, before sealing, rather than by the store. Plaintexts are
- * wiped on every path.
+ * An adapter over the admin layer (admin_asset.c), which checks, defaults
+ * and seals: a login password (from stdin) and a private key (from a
+ * file) are sealed with the vault before they reach the store. Plaintexts
+ * are wiped on every path.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,95 +15,45 @@
 #include "cli/cli.h"
 #include "common/err.h"
 #include "common/util.h"
-#include "common/vault.h"
 
-#define ASSET_KEY_FILE_MAX (16 * 1024)
-#define ASSET_DEFAULT_SITE "/root"
-
-/* libssh asks this for a passphrase: there is none to give, and the
- * default (OpenSSL's) would prompt on the terminal. */
-static int asset_no_passphrase(const char *prompt, char *buf, size_t len,
-                               int echo, int verify, void *userdata)
-{
-    return -1;
-}
-
-/* Reads a private key file, checks libssh can use it without a
- * passphrase, and seals it for asset id. */
-static int asset_seal_key(const struct vault *v, const char *id,
-                          const char *file, uint8_t **sealed,
-                          size_t *sealed_len)
+/* Reads a private key file and seals it for the asset (admin checks
+ * libssh can use it without a passphrase). */
+static int asset_seal_key(const struct cli_ctx *ctx, struct store_asset *a,
+                          const char *file)
 {
     uint8_t *data = NULL;
     size_t len = 0;
-    ssh_key key = NULL;
-    char ad[64];
+    struct admin_err e;
     int rc = CLI_EXIT_FAIL, r;
 
-    r = util_read_file(file, ASSET_KEY_FILE_MAX, &data, &len);
+    r = util_read_file(file, ADMIN_PRIVKEY_MAX, &data, &len);
     if (r == ERR_TOO_LONG) {
-        cli_error("%s: larger than %d bytes, not a private key", file,
-                  ASSET_KEY_FILE_MAX);
-        goto out;
+        return cli_error("%s: larger than %d bytes, not a private key", file,
+                         ADMIN_PRIVKEY_MAX);
     }
     if (r != ERR_OK) {
-        cli_error("cannot read %s: %s", file, err_str(r));
-        goto out;
+        return cli_error("cannot read %s: %s", file, err_str(r));
     }
-    if (strlen((const char *)data) != len ||
-        ssh_pki_import_privkey_base64((const char *)data, NULL,
-                                      asset_no_passphrase, NULL,
-                                      &key) != SSH_OK) {
-        cli_error("%s: not a private key, or protected by a passphrase", file);
-        goto out;
+    if (admin_asset_seal_key(ctx->vault, a, (const char *)data, len, &e) !=
+        ERR_OK) {
+        rc = cli_error("%s: %s", file, e.msg);
+    } else {
+        rc = CLI_EXIT_OK;
     }
-    snprintf(ad, sizeof(ad), "asset-key:%s", id);
-    if ((r = vault_seal(v, ad, data, len, sealed, sealed_len)) != ERR_OK) {
-        cli_error("cannot seal the private key: %s", err_str(r));
-        goto out;
-    }
-    if (*sealed_len > STORE_KEY_MAX) {
-        cli_error("%s: too large to store", file);
-        free(*sealed);
-        *sealed = NULL;
-        goto out;
-    }
-    rc = CLI_EXIT_OK;
-out:
-    ssh_key_free(key);
-    if (data != NULL) {
-        sodium_memzero(data, len);
-        free(data);
-    }
-    return rc;
-}
-
-/* Reads the login password from stdin and seals it for asset id. */
-static int asset_seal_password(const struct vault *v, const char *id,
-                               uint8_t **sealed, size_t *sealed_len)
-{
-    char *pw = NULL, ad[64];
-    int rc, r;
-
-    if ((rc = cli_read_password(&pw)) != CLI_EXIT_OK) {
-        return rc;
-    }
-    snprintf(ad, sizeof(ad), "asset-password:%s", id);
-    r = vault_seal(v, ad, (const uint8_t *)pw, strlen(pw), sealed, sealed_len);
-    if (r != ERR_OK) {
-        rc = cli_error("cannot seal the password: %s", err_str(r));
-    }
-    cli_secret_free(pw);
+    sodium_memzero(data, len);
+    free(data);
     return rc;
 }
 
 static int asset_add_run(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const char *pos[CLI_MAX_POS], *host = NULL, *site = ASSET_DEFAULT_SITE;
-    const char *login = NULL, *keyfile = NULL, *fp = NULL, *route = "direct";
-    int port = 22, rc, r;
+    const char *pos[CLI_MAX_POS], *host = NULL, *site = NULL;
+    const char *login = NULL, *keyfile = NULL, *fp = NULL, *route = NULL;
+    const char *protocol = NULL;
+    int port = ADMIN_ASSET_DEFAULT_PORT, rc;
     bool pw_stdin = false;
     const struct cli_opt opts[] = {
+        CLI_OPT_STR("--protocol", &protocol),
         CLI_OPT_STR("--host", &host),
         CLI_OPT_INT("--port", &port, 1, 65535),
         CLI_OPT_STR("--site", &site),
@@ -115,89 +64,78 @@ static int asset_add_run(struct cli_ctx *ctx, int argc, char **argv)
         CLI_OPT_STR("--route", &route),
         CLI_OPT_END,
     };
-    struct store_site s;
+    struct admin_err e;
     struct store_asset a;
+    char *pw = NULL;
 
-    memset(&a, 0, sizeof(a));
+    admin_asset_defaults(&a);
     if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED) {
         return rc;
     }
     if (host == NULL) {
         return cli_usage(ctx, "missing --host HOST");
     }
-    if (!cli_host_valid(host)) {
-        return cli_usage(ctx, "--host needs a host name or address");
-    }
     if ((pw_stdin || keyfile != NULL) && login == NULL) {
         return cli_usage(ctx, "--password-stdin and --key need --login USER");
     }
-    if (strlen(pos[0]) > STORE_NAME_MAX ||
-        (login != NULL && strlen(login) > STORE_NAME_MAX)) {
-        return cli_usage(ctx, "names are limited to %d characters",
-                         STORE_NAME_MAX);
+    if (admin_set_name(a.name, sizeof(a.name), pos[0], "asset", &e) != ERR_OK ||
+        (login != NULL && admin_set_name(a.login_user, sizeof(a.login_user),
+                                         login, "login", &e) != ERR_OK)) {
+        return cli_admin_error(ctx, &e);
     }
-    if (fp != NULL && !cli_fingerprint_valid(fp)) {
-        return cli_usage(ctx, "--host-key-fingerprint needs SHA256:<43 "
-                              "base64 characters>, as ssh-keygen -l prints");
+    if ((protocol != NULL && strlen(protocol) >= sizeof(a.protocol)) ||
+        strlen(host) > STORE_HOST_MAX ||
+        (route != NULL && strlen(route) > STORE_ROUTE_MAX) ||
+        (fp != NULL && strlen(fp) > STORE_FP_MAX)) {
+        return cli_usage(ctx, "a value is too long"); /* never truncated */
     }
-    if (!store_route_valid(route)) {
-        return cli_usage(ctx, "--route needs 'direct' or 'agent:ID' (an "
-                              "agent ID: 1-64 of A-Z a-z 0-9 . _ -)");
+    if (protocol != NULL) {
+        util_strlcpy(a.protocol, protocol, sizeof(a.protocol));
+    }
+    util_strlcpy(a.host, host, sizeof(a.host));
+    a.port = port;
+    if (route != NULL) {
+        util_strlcpy(a.route, route, sizeof(a.route));
+    }
+    if (fp != NULL) {
+        util_strlcpy(a.host_key_fp, fp, sizeof(a.host_key_fp));
+    }
+    if (admin_asset_check(&a, &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
     if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
         return rc;
     }
-    if ((r = store_site_get(ctx->st, site, &s)) != ERR_OK) {
-        return cli_store_error(r, "site", site);
+    if (admin_asset_set_site(ctx->st, &a, site, &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
-    util_uuid4(a.id);
-    snprintf(a.name, sizeof(a.name), "%s", pos[0]);
-    snprintf(a.site_id, sizeof(a.site_id), "%s", s.id);
-    snprintf(a.site_path, sizeof(a.site_path), "%s", s.path);
-    snprintf(a.protocol, sizeof(a.protocol), "ssh");
-    snprintf(a.host, sizeof(a.host), "%s", host);
-    a.port = port;
-    snprintf(a.route, sizeof(a.route), "%s", route);
-    snprintf(a.login_user, sizeof(a.login_user), "%s",
-             login != NULL ? login : "");
-    snprintf(a.host_key_fp, sizeof(a.host_key_fp), "%s", fp != NULL ? fp : "");
     if ((pw_stdin || keyfile != NULL) &&
         (rc = cli_open_vault(ctx)) != CLI_EXIT_OK) {
         goto out;
     }
     if (keyfile != NULL &&
-        (rc = asset_seal_key(ctx->vault, a.id, keyfile, &a.key_sealed,
-                             &a.key_sealed_len)) != CLI_EXIT_OK) {
+        (rc = asset_seal_key(ctx, &a, keyfile)) != CLI_EXIT_OK) {
         goto out;
     }
-    if (pw_stdin &&
-        (rc = asset_seal_password(ctx->vault, a.id, &a.password_sealed,
-                                  &a.password_sealed_len)) != CLI_EXIT_OK) {
-        goto out;
+    if (pw_stdin) {
+        if ((rc = cli_read_password(&pw)) != CLI_EXIT_OK) {
+            goto out;
+        }
+        if (admin_asset_seal_password(ctx->vault, &a, pw, &e) != ERR_OK) {
+            rc = cli_admin_error(ctx, &e);
+            goto out;
+        }
     }
-    if ((r = store_asset_add(ctx->st, &a)) != ERR_OK) {
-        rc = cli_store_error(r, "asset", pos[0]);
+    if (admin_asset_add(ctx->st, &a, &e) != ERR_OK) {
+        rc = cli_admin_error(ctx, &e);
         goto out;
     }
     printf("%s\n", a.id);
     rc = CLI_EXIT_OK;
 out:
-    free(a.password_sealed);
-    free(a.key_sealed);
+    cli_secret_free(pw);
+    store_asset_clear(&a);
     return rc;
-}
-
-static json_t *asset_json(const struct store_asset *a)
-{
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s?, s:b, s:b, "
-                     "s:s?, s:o}",
-                     "id", a->id, "name", a->name, "site", a->site_path,
-                     "protocol", a->protocol, "host", a->host, "port", a->port,
-                     "route", a->route, "login_user", cli_nz(a->login_user),
-                     "has_password", a->password_sealed != NULL, "has_key",
-                     a->key_sealed != NULL, "host_key_fingerprint",
-                     cli_nz(a->host_key_fp), "created_at",
-                     cli_json_time(a->created_at));
 }
 
 static int asset_list_run(struct cli_ctx *ctx, int argc, char **argv)
@@ -219,7 +157,7 @@ static int asset_list_run(struct cli_ctx *ctx, int argc, char **argv)
     if (json) {
         arr = json_array();
         for (i = 0; i < n; i++) {
-            cli_json_append(&arr, asset_json(&list[i]));
+            cli_json_append(&arr, admin_asset_json(&list[i]));
         }
         rc = cli_json_print(arr);
     } else {
@@ -253,13 +191,14 @@ static int asset_show_run(struct cli_ctx *ctx, int argc, char **argv)
         return rc;
     }
     if (json) {
-        rc = cli_json_print(asset_json(&a));
+        rc = cli_json_print(admin_asset_json(&a));
     } else {
         snprintf(port, sizeof(port), "%d", a.port);
         cli_fmt_time(a.created_at, created, sizeof(created));
         cli_show("id", a.id);
         cli_show("name", a.name);
         cli_show("site", a.site_path);
+        cli_show("site_id", a.site_id);
         cli_show("protocol", a.protocol);
         cli_show("host", a.host);
         cli_show("port", port);
@@ -298,22 +237,23 @@ static int asset_retrust_run(struct cli_ctx *ctx, int argc, char **argv)
     const char *pos[CLI_MAX_POS], *fp = NULL;
     const struct cli_opt opts[] = {CLI_OPT_STR("--fingerprint", &fp),
                                    CLI_OPT_END};
+    struct admin_err e;
     struct store_asset a;
-    int rc, r;
+    int rc;
 
     if ((rc = cli_parse(ctx, argc, argv, opts, "ID|NAME", pos)) != CLI_PARSED) {
         return rc;
     }
-    if (fp != NULL && !cli_fingerprint_valid(fp)) {
-        return cli_usage(ctx, "--fingerprint needs SHA256:<43 base64 "
-                              "characters>, as ssh-keygen -l prints");
+    if (fp != NULL && !admin_fingerprint_valid(fp)) {
+        e.code = ERR_INVALID;
+        snprintf(e.msg, sizeof(e.msg), "%s", admin_msg_fingerprint);
+        return cli_admin_error(ctx, &e);
     }
     if ((rc = cli_get_asset(ctx, pos[0], &a)) != CLI_EXIT_OK) {
         return rc;
     }
-    r = store_asset_set_host_key(ctx->st, a.id, fp != NULL ? fp : "");
-    if (r != ERR_OK) {
-        rc = cli_store_error(r, "asset", pos[0]);
+    if (admin_asset_retrust(ctx->st, a.id, fp, &e) != ERR_OK) {
+        rc = cli_admin_error(ctx, &e);
     }
     store_asset_clear(&a);
     return rc;
@@ -321,13 +261,14 @@ static int asset_retrust_run(struct cli_ctx *ctx, int argc, char **argv)
 
 static const struct cli_cmd asset_add_cmd = {
     .name = "add",
-    .synopsis = "asset add NAME --host H [--port P] [--site PATH]\n"
-                "[--login USER] [--password-stdin] [--key FILE]\n"
+    .synopsis = "asset add NAME --host H [--protocol ssh|rdp|tcp] [--port P]\n"
+                "[--site PATH] [--login USER] [--password-stdin] [--key FILE]\n"
                 "[--host-key-fingerprint SHA256:...] [--route R]",
-    .summary = "Add an SSH asset; prints its new ID.",
+    .summary = "Add an asset; prints its new ID.",
     .details =
         "Options:\n"
         "  --host H          host name or address of the target\n"
+        "  --protocol P      ssh (default), rdp or tcp\n"
         "  --port P          its SSH port (default 22)\n"
         "  --site PATH       the site it belongs to (default /root)\n"
         "  --login USER      the login used on the target (default: the\n"

@@ -626,56 +626,12 @@ void cli_secret_free(char *s)
     }
 }
 
-int cli_key_fingerprint(ssh_key key, char *out, size_t outlen)
+int cli_admin_error(const struct cli_ctx *ctx, const struct admin_err *e)
 {
-    unsigned char *hash = NULL;
-    size_t hlen = 0;
-    char *fp = NULL;
-    int r = ERR_CRYPTO;
-
-    out[0] = '\0';
-    if (ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash, &hlen) !=
-        SSH_OK) {
-        goto out;
+    if (e->code == ERR_INVALID || e->code == ERR_TOO_LONG) {
+        return cli_usage(ctx, "%s", e->msg);
     }
-    fp = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hlen);
-    if (fp == NULL || strlen(fp) >= outlen) {
-        goto out;
-    }
-    snprintf(out, outlen, "%s", fp);
-    r = ERR_OK;
-out:
-    ssh_string_free_char(fp);
-    ssh_clean_pubkey_hash(&hash);
-    return r;
-}
-
-bool cli_host_valid(const char *s)
-{
-    size_t i;
-
-    for (i = 0; s[i] != '\0'; i++) {
-        if (!isalnum((unsigned char)s[i]) && strchr(".-_:[]%", s[i]) == NULL) {
-            return false;
-        }
-    }
-    return i > 0 && i <= STORE_HOST_MAX;
-}
-
-bool cli_fingerprint_valid(const char *s)
-{
-    size_t i;
-
-    if (strncmp(s, "SHA256:", 7) != 0) {
-        return false;
-    }
-    s += 7;
-    for (i = 0; s[i] != '\0'; i++) {
-        if (!isalnum((unsigned char)s[i]) && s[i] != '+' && s[i] != '/') {
-            return false;
-        }
-    }
-    return i == 43;
+    return cli_error("%s", e->msg);
 }
 
 /* --- tables --- */

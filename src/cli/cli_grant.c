@@ -28,7 +28,8 @@ static int grant_add_run(struct cli_ctx *ctx, int argc, char **argv)
     struct store_site s;
     struct store_user u;
     struct store_group gr;
-    int rc, r, rv;
+    struct admin_err e;
+    int rc, r;
 
     memset(&g, 0, sizeof(g));
     if ((rc = cli_parse(ctx, argc, argv, opts, "[ASSET]", pos)) != CLI_PARSED) {
@@ -42,9 +43,6 @@ static int grant_add_run(struct cli_ctx *ctx, int argc, char **argv)
     }
     if (role == NULL) {
         return cli_usage(ctx, "missing --role viewer|editor|owner");
-    }
-    if ((rv = store_role_parse(role)) < ROLE_VIEWER) {
-        return cli_usage(ctx, "--role must be viewer, editor or owner");
     }
     if (pos[0] != NULL) {
         if ((rc = cli_get_asset(ctx, pos[0], &a)) != CLI_EXIT_OK) {
@@ -72,17 +70,9 @@ static int grant_add_run(struct cli_ctx *ctx, int argc, char **argv)
         }
         snprintf(g.group_id, sizeof(g.group_id), "%s", gr.id);
     }
-    g.role = rv;
-    util_uuid4(g.id);
-    r = store_grant_add(ctx->st, &g);
-    if (r == ERR_EXISTS) {
-        return cli_error(
-            "%s '%s' already has a grant on %s '%s'",
-            user != NULL ? "user" : "group", user != NULL ? user : group,
-            pos[0] != NULL ? "asset" : "site", pos[0] != NULL ? pos[0] : site);
-    }
-    if (r != ERR_OK) {
-        return cli_error("cannot add the grant: %s", err_str(r));
+    if (admin_grant_add(ctx->st, &g, role, user != NULL ? user : group,
+                        pos[0] != NULL ? pos[0] : site, &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
     printf("%s\n", g.id);
     return CLI_EXIT_OK;
@@ -107,19 +97,7 @@ static int grant_list_run(struct cli_ctx *ctx, int argc, char **argv)
     if (json) {
         arr = json_array();
         for (i = 0; i < n; i++) {
-            g = &list[i];
-            cli_json_append(
-                &arr,
-                json_pack("{s:s, s:s, s:s?, s:s?, s:s, s:s, s:s?, s:s?, s:s, "
-                          "s:s}",
-                          "id", g->id, "target_type",
-                          g->asset_id[0] != '\0' ? "asset" : "site", "asset_id",
-                          cli_nz(g->asset_id), "site_id", cli_nz(g->site_id),
-                          "target", g->target_name, "grantee_type",
-                          g->user_id[0] != '\0' ? "user" : "group", "user_id",
-                          cli_nz(g->user_id), "group_id", cli_nz(g->group_id),
-                          "grantee", g->grantee_name, "role",
-                          store_role_str(g->role)));
+            cli_json_append(&arr, admin_grant_json(&list[i]));
         }
         rc = cli_json_print(arr);
     } else {

@@ -122,9 +122,10 @@ static int group_member_change(struct cli_ctx *ctx, int argc, char **argv,
                                bool add)
 {
     const char *pos[CLI_MAX_POS];
+    struct admin_err e;
     struct store_group g;
     struct store_user u;
-    int rc, r;
+    int rc;
 
     if ((rc = cli_parse(ctx, argc, argv, NULL, "GROUP USER", pos)) !=
         CLI_PARSED) {
@@ -134,21 +135,8 @@ static int group_member_change(struct cli_ctx *ctx, int argc, char **argv,
         (rc = cli_get_user(ctx, pos[1], &u)) != CLI_EXIT_OK) {
         return rc;
     }
-    if (add) {
-        r = store_group_member_add(ctx->st, g.id, u.id);
-    } else {
-        r = store_group_member_remove(ctx->st, g.id, u.id);
-    }
-    if (r == ERR_EXISTS) {
-        return cli_error("user '%s' is already a member of group '%s'", u.name,
-                         g.name);
-    }
-    if (r == ERR_NOT_FOUND) {
-        return cli_error("user '%s' is not a member of group '%s'", u.name,
-                         g.name);
-    }
-    if (r != ERR_OK) {
-        return cli_store_error(r, "group", g.name);
+    if (admin_group_member(ctx->st, &g, &u, add, &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
     return CLI_EXIT_OK;
 }

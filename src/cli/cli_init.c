@@ -611,7 +611,7 @@ static int init_run(struct cli_ctx *ctx, int argc, char **argv)
     }
     /* It goes into the file verbatim: no spaces, comments or line breaks
      * that could smuggle in other keys. */
-    if (listen != NULL && !cli_host_valid(listen)) {
+    if (listen != NULL && !admin_host_valid(listen)) {
         rc = cli_usage(ctx, "--listen needs an address or host name");
         goto out;
     }

@@ -8,15 +8,13 @@
 #include "cli/cli.h"
 #include "common/err.h"
 
-#define PROFILE_MINUTES_MAX (366 * 24 * 60)
-
 static int profile_add_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS], *native = NULL;
     bool no_shell = false, no_exec = false, no_sftp = false, no_scp = false;
     bool lfwd = false, rfwd = false, afwd = false, x11 = false;
     bool rec_input = false;
-    int max_min = 0, idle_min = 0, rc, r;
+    int max_min = 0, idle_min = 0, rc;
     const struct cli_opt opts[] = {
         CLI_OPT_STR("--native", &native),
         CLI_OPT_FLAG("--no-shell", &no_shell),
@@ -28,31 +26,27 @@ static int profile_add_run(struct cli_ctx *ctx, int argc, char **argv)
         CLI_OPT_FLAG("--agent-forward", &afwd),
         CLI_OPT_FLAG("--x11", &x11),
         CLI_OPT_FLAG("--record-input", &rec_input),
-        CLI_OPT_INT("--max-session-minutes", &max_min, 0, PROFILE_MINUTES_MAX),
-        CLI_OPT_INT("--idle-timeout-minutes", &idle_min, 0,
-                    PROFILE_MINUTES_MAX),
+        CLI_OPT_INT("--max-session-minutes", &max_min, 0, ADMIN_MINUTES_MAX),
+        CLI_OPT_INT("--idle-timeout-minutes", &idle_min, 0, ADMIN_MINUTES_MAX),
         CLI_OPT_END,
     };
+    struct admin_err e;
     struct store_profile p;
 
-    memset(&p, 0, sizeof(p));
     if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED) {
         return rc;
     }
     if (native == NULL) {
         return cli_usage(ctx, "missing --native deny|allow|record");
     }
+    admin_profile_defaults(&p);
     if ((p.native = store_native_parse(native)) < 0) {
         return cli_usage(ctx, "--native must be deny, allow or record");
     }
-    if (strlen(pos[0]) > STORE_NAME_MAX) {
-        return cli_usage(ctx, "NAME is limited to %d characters",
-                         STORE_NAME_MAX);
+    if (admin_set_name(p.name, sizeof(p.name), pos[0], "profile", &e) !=
+        ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
-    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
-        return rc;
-    }
-    snprintf(p.name, sizeof(p.name), "%s", pos[0]);
     p.shell = !no_shell;
     p.exec = !no_exec;
     p.sftp = !no_sftp;
@@ -64,11 +58,14 @@ static int profile_add_run(struct cli_ctx *ctx, int argc, char **argv)
     p.max_session_minutes = max_min;
     p.idle_timeout_minutes = idle_min;
     p.record_input = rec_input;
-    if (rec_input && p.native != NATIVE_RECORD) {
-        return cli_usage(ctx, "--record-input needs --native record");
+    if (admin_profile_check(&p, &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
-    if ((r = store_profile_add(ctx->st, &p)) != ERR_OK) {
-        return cli_store_error(r, "profile", pos[0]);
+    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if (admin_profile_add(ctx->st, &p, &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
     return CLI_EXIT_OK;
 }
@@ -187,20 +184,7 @@ static int profile_list_run(struct cli_ctx *ctx, int argc, char **argv)
     if (json) {
         arr = json_array();
         for (i = 0; i < n; i++) {
-            p = &list[i];
-            cli_json_append(
-                &arr,
-                json_pack("{s:s, s:s, s:s, s:b, s:b, s:b, s:b, s:b, "
-                          "s:b, s:b, s:b, s:i, s:i, s:b}",
-                          "id", p->id, "name", p->name, "native_session",
-                          store_native_str(p->native), "shell", p->shell,
-                          "exec", p->exec, "sftp", p->sftp, "scp", p->scp,
-                          "local_forward", p->local_forward, "remote_forward",
-                          p->remote_forward, "agent_forward", p->agent_forward,
-                          "x11", p->x11, "max_session_minutes",
-                          p->max_session_minutes, "idle_timeout_minutes",
-                          p->idle_timeout_minutes, "record_input",
-                          p->record_input));
+            cli_json_append(&arr, admin_profile_json(&list[i]));
         }
         rc = cli_json_print(arr);
     } else {

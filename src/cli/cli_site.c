@@ -42,10 +42,7 @@ static int site_list_run(struct cli_ctx *ctx, int argc, char **argv)
     if (json) {
         arr = json_array();
         for (i = 0; i < n; i++) {
-            cli_json_append(&arr,
-                            json_pack("{s:s, s:s, s:s?}", "id", list[i].id,
-                                      "path", list[i].path, "parent_id",
-                                      cli_nz(list[i].parent_id)));
+            cli_json_append(&arr, admin_site_json(&list[i]));
         }
         rc = cli_json_print(arr);
     } else {
@@ -62,6 +59,8 @@ static int site_list_run(struct cli_ctx *ctx, int argc, char **argv)
 static int site_delete_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
+    struct admin_err e;
+    struct store_site s;
     int rc, r;
 
     if ((rc = cli_parse(ctx, argc, argv, NULL, "PATH", pos)) != CLI_PARSED) {
@@ -70,15 +69,11 @@ static int site_delete_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
         return rc;
     }
-    r = store_site_delete(ctx->st, pos[0]);
-    if (r == ERR_EXISTS) {
-        return cli_error("site '%s' still has assets or sub-sites", pos[0]);
-    }
-    if (r == ERR_DENIED) {
-        return cli_error("site '%s' cannot be deleted", pos[0]);
-    }
-    if (r != ERR_OK) {
+    if ((r = store_site_get(ctx->st, pos[0], &s)) != ERR_OK) {
         return cli_store_error(r, "site", pos[0]);
+    }
+    if (admin_site_delete(ctx->st, &s, &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
     return CLI_EXIT_OK;
 }

@@ -4,31 +4,18 @@
  *
  * Passwords arrive on stdin only (never in argv, where `ps` shows them)
  * and reach the store hashed; TOTP seeds reach it sealed by the vault and
- * are shown once, when they are made. Public keys are parsed and
- * fingerprinted here, so the store holds only keys libssh accepts.
+ * are shown once, when they are made. Public keys are parsed, checked
+ * and fingerprinted by the admin layer (admin.c), which the API shares,
+ * so the store holds only keys libssh accepts, in canonical base64.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
 
-#include "auth/password.h"
-#include "auth/totp.h"
 #include "cli/cli.h"
 #include "common/err.h"
 #include "common/util.h"
-#include "common/vault.h"
-
-#define USER_TOTP_ISSUER "Portcullis"
-
-static json_t *user_json(const struct store_user *u)
-{
-    return json_pack("{s:s, s:s, s:b, s:b, s:b, s:o}", "id", u->id, "name",
-                     u->name, "disabled", u->disabled, "totp_enabled",
-                     u->totp_enabled, "has_password",
-                     u->password_hash[0] != '\0', "created_at",
-                     cli_json_time(u->created_at));
-}
 
 static int user_add_run(struct cli_ctx *ctx, int argc, char **argv)
 {
@@ -39,8 +26,9 @@ static int user_add_run(struct cli_ctx *ctx, int argc, char **argv)
         CLI_OPT_FLAG("--disabled", &disabled),
         CLI_OPT_END,
     };
-    char *pw = NULL, hash[STORE_HASH_MAX + 1] = "";
-    int rc, r;
+    struct admin_err e;
+    char *pw = NULL;
+    int rc;
 
     if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED) {
         return rc;
@@ -48,21 +36,12 @@ static int user_add_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
         return rc;
     }
-    if (pw_stdin) {
-        if ((rc = cli_read_password(&pw)) != CLI_EXIT_OK) {
-            goto out;
-        }
-        if ((r = password_hash(pw, hash, sizeof(hash))) != ERR_OK) {
-            rc = cli_error("cannot hash the password: %s", err_str(r));
-            goto out;
-        }
+    if (pw_stdin && (rc = cli_read_password(&pw)) != CLI_EXIT_OK) {
+        return rc;
     }
-    if ((r = store_user_add(ctx->st, pos[0], hash, disabled, NULL)) != ERR_OK) {
-        rc = cli_store_error(r, "user", pos[0]);
-        goto out;
-    }
-    rc = CLI_EXIT_OK;
-out:
+    rc = admin_user_add(ctx->st, pos[0], pw, disabled, NULL, &e) == ERR_OK
+             ? CLI_EXIT_OK
+             : cli_admin_error(ctx, &e);
     cli_secret_free(pw);
     return rc;
 }
@@ -75,9 +54,10 @@ static int user_passwd_run(struct cli_ctx *ctx, int argc, char **argv)
         CLI_OPT_FLAG("--password-stdin", &pw_stdin),
         CLI_OPT_END,
     };
+    struct admin_err e;
     struct store_user u;
-    char *pw = NULL, hash[STORE_HASH_MAX + 1] = "";
-    int rc, r;
+    char *pw = NULL;
+    int rc;
 
     if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED) {
         return rc;
@@ -89,18 +69,11 @@ static int user_passwd_run(struct cli_ctx *ctx, int argc, char **argv)
         return rc;
     }
     if ((rc = cli_read_password(&pw)) != CLI_EXIT_OK) {
-        goto out;
+        return rc;
     }
-    if ((r = password_hash(pw, hash, sizeof(hash))) != ERR_OK) {
-        rc = cli_error("cannot hash the password: %s", err_str(r));
-        goto out;
-    }
-    if ((r = store_user_set_password(ctx->st, u.id, hash)) != ERR_OK) {
-        rc = cli_store_error(r, "user", pos[0]);
-        goto out;
-    }
-    rc = CLI_EXIT_OK;
-out:
+    rc = admin_user_set_password(ctx->st, &u, pw, &e) == ERR_OK
+             ? CLI_EXIT_OK
+             : cli_admin_error(ctx, &e);
     cli_secret_free(pw);
     return rc;
 }
@@ -143,10 +116,9 @@ static int user_totp_run(struct cli_ctx *ctx, int argc, char **argv)
         CLI_OPT_FLAG("--disable", &disable),
         CLI_OPT_END,
     };
+    struct admin_err e;
     struct store_user u;
-    uint8_t secret[TOTP_SECRET_LEN], *sealed = NULL;
-    size_t sealed_len = 0;
-    char ad[64], b32[64] = "", uri[1024] = "";
+    char b32[64] = "", uri[1024] = "";
     int rc, r;
 
     if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED) {
@@ -167,95 +139,19 @@ static int user_totp_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((rc = cli_open_vault(ctx)) != CLI_EXIT_OK) {
         return rc;
     }
-    totp_new_secret(secret);
-    snprintf(ad, sizeof(ad), "totp:%s", u.id);
-    r = vault_seal(ctx->vault, ad, secret, sizeof(secret), &sealed,
-                   &sealed_len);
-    if (r != ERR_OK) {
-        rc = cli_error("cannot seal the TOTP secret: %s", err_str(r));
-        goto out;
+    if (admin_user_totp_enable(ctx->st, ctx->vault, &u, b32, sizeof(b32), uri,
+                               sizeof(uri), &e) != ERR_OK) {
+        rc = cli_admin_error(ctx, &e);
+    } else {
+        printf("secret=%s\nuri=%s\n", b32, uri);
+        rc = CLI_EXIT_OK;
     }
-    if (sealed_len > STORE_SEALED_SMALL_MAX) {
-        rc =
-            cli_error("sealed TOTP secret too long: %s", err_str(ERR_INTERNAL));
-        goto out;
-    }
-    /* Everything to be printed is ready before the store changes. */
-    if ((r = totp_base32(secret, sizeof(secret), b32, sizeof(b32))) != ERR_OK ||
-        (r = totp_uri(USER_TOTP_ISSUER, u.name, b32, uri, sizeof(uri))) !=
-            ERR_OK) {
-        rc = cli_error("cannot encode the TOTP secret: %s", err_str(r));
-        goto out;
-    }
-    if ((r = store_user_set_totp(ctx->st, u.id, sealed, sealed_len)) !=
-        ERR_OK) {
-        rc = cli_store_error(r, "user", pos[0]);
-        goto out;
-    }
-    printf("secret=%s\nuri=%s\n", b32, uri);
-    rc = CLI_EXIT_OK;
-out:
-    sodium_memzero(secret, sizeof(secret));
     sodium_memzero(b32, sizeof(b32));
     sodium_memzero(uri, sizeof(uri));
-    free(sealed);
     return rc;
 }
 
 /* --- public keys --- */
-
-/* Finds the one key line of an authorized_keys-style text (blank lines and
- * # comments aside) and splits it in place into type, base64 and the
- * comment (the rest of the line, possibly empty). */
-static int user_key_split(const char *file, char *text, char **type, char **b64,
-                          char **comment)
-{
-    char *line, *next, *end;
-    const char *ws = " \t\r";
-
-    *type = *b64 = *comment = NULL;
-    for (line = text; line != NULL; line = next) {
-        next = strchr(line, '\n');
-        if (next != NULL) {
-            *next++ = '\0';
-        }
-        line += strspn(line, ws);
-        if (*line == '\0' || *line == '#') {
-            continue;
-        }
-        if (strncmp(line, "-----BEGIN", 10) == 0) {
-            return cli_error("%s: a private key; give the public key (.pub)",
-                             file);
-        }
-        if (*type != NULL) {
-            return cli_error("%s: more than one key; give one per command",
-                             file);
-        }
-        *type = line;
-        line += strcspn(line, ws);
-        if (*line != '\0') {
-            *line++ = '\0';
-            line += strspn(line, ws);
-        }
-        *b64 = line;
-        line += strcspn(line, ws);
-        if (*line != '\0') {
-            *line++ = '\0';
-            line += strspn(line, ws);
-        }
-        *comment = line;
-        end = line + strlen(line);
-        while (end > line && strchr(ws, end[-1]) != NULL) {
-            *--end = '\0';
-        }
-    }
-    if (*type == NULL || **b64 == '\0') {
-        return cli_error("%s: no public key (expected \"TYPE BASE64 "
-                         "[COMMENT]\")",
-                         file);
-    }
-    return CLI_EXIT_OK;
-}
 
 static int user_key_read(const char *file, char **text)
 {
@@ -284,11 +180,9 @@ static int user_key_add_run(struct cli_ctx *ctx, int argc, char **argv)
     const char *pos[CLI_MAX_POS];
     struct store_user u;
     struct store_user_key k;
-    enum ssh_keytypes_e kt;
-    ssh_key key = NULL;
-    char *text = NULL, *type, *b64, *comment, *canon = NULL;
-    char fp[STORE_FP_MAX + 1];
-    int rc, r;
+    struct admin_err e;
+    char *text = NULL;
+    int rc;
 
     memset(&k, 0, sizeof(k));
     rc = cli_parse(ctx, argc, argv, NULL, "NAME PUBKEY_FILE", pos);
@@ -298,49 +192,17 @@ static int user_key_add_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((rc = cli_get_user(ctx, pos[0], &u)) != CLI_EXIT_OK) {
         return rc;
     }
-    if ((rc = user_key_read(pos[1], &text)) != CLI_EXIT_OK ||
-        (rc = user_key_split(pos[1], text, &type, &b64, &comment)) !=
-            CLI_EXIT_OK) {
-        goto out;
+    if ((rc = user_key_read(pos[1], &text)) != CLI_EXIT_OK) {
+        return rc;
     }
-    rc = CLI_EXIT_FAIL;
-    kt = ssh_key_type_from_name(type);
-    if (kt == SSH_KEYTYPE_UNKNOWN || strlen(type) >= sizeof(k.type)) {
-        cli_error("%s: unknown key type '%.40s' (key options are not "
-                  "supported)",
-                  pos[1], type);
-        goto out;
+    if (admin_user_key_add(ctx->st, &u, text, &k, &e) != ERR_OK) {
+        rc = e.code == ERR_INVALID ? cli_error("%s: %s", pos[1], e.msg)
+                                   : cli_error("%s", e.msg);
+    } else {
+        printf("%s\n", k.id);
+        rc = CLI_EXIT_OK;
     }
-    if (ssh_pki_import_pubkey_base64(b64, kt, &key) != SSH_OK ||
-        ssh_key_type(key) != kt) {
-        cli_error("%s: not a valid %s public key", pos[1], type);
-        goto out;
-    }
-    if (strlen(comment) > STORE_NAME_MAX) {
-        cli_error("%s: key comment longer than %d characters", pos[1],
-                  STORE_NAME_MAX);
-        goto out;
-    }
-    if (ssh_pki_export_pubkey_base64(key, &canon) != SSH_OK ||
-        cli_key_fingerprint(key, fp, sizeof(fp)) != ERR_OK) {
-        cli_error("%s: cannot encode the key", pos[1]);
-        goto out;
-    }
-    r = store_user_key_add(ctx->st, u.id, type, canon, fp, comment, &k);
-    if (r == ERR_EXISTS) {
-        cli_error("key %s is already registered for user '%s'", fp, u.name);
-        goto out;
-    }
-    if (r != ERR_OK) {
-        cli_store_error(r, "key", fp);
-        goto out;
-    }
-    printf("%s\n", k.id);
-    rc = CLI_EXIT_OK;
-out:
     store_user_key_clear(&k);
-    ssh_string_free_char(canon);
-    ssh_key_free(key);
     free(text);
     return rc;
 }
@@ -369,10 +231,7 @@ static int user_key_list_run(struct cli_ctx *ctx, int argc, char **argv)
     if (json) {
         arr = json_array();
         for (i = 0; i < n; i++) {
-            cli_json_append(&arr, json_pack("{s:s, s:s, s:s, s:s}", "id",
-                                            list[i].id, "type", list[i].type,
-                                            "fingerprint", list[i].fingerprint,
-                                            "comment", list[i].comment));
+            cli_json_append(&arr, admin_key_json(&list[i]));
         }
         rc = cli_json_print(arr);
     } else {
@@ -431,7 +290,7 @@ static int user_list_run(struct cli_ctx *ctx, int argc, char **argv)
     if (json) {
         arr = json_array();
         for (i = 0; i < n; i++) {
-            cli_json_append(&arr, user_json(&list[i]));
+            cli_json_append(&arr, admin_user_json(&list[i]));
         }
         rc = cli_json_print(arr);
     } else {
@@ -465,7 +324,7 @@ static int user_show_run(struct cli_ctx *ctx, int argc, char **argv)
     struct store_group *groups = NULL;
     struct store_profile *profiles = NULL;
     size_t ngroups = 0, nprofiles = 0, i;
-    json_t *obj, *jg, *jp;
+    json_t *obj;
     char created[32], gnames[2048] = "", pnames[2048] = "";
     int rc, r;
 
@@ -482,17 +341,10 @@ static int user_show_run(struct cli_ctx *ctx, int argc, char **argv)
         goto out;
     }
     if (json) {
-        jg = json_array();
-        jp = json_array();
-        for (i = 0; i < ngroups; i++) {
-            cli_json_append(&jg, json_string(groups[i].name));
+        if ((r = admin_user_detail_json(ctx->st, &u, &obj)) != ERR_OK) {
+            rc = cli_error("cannot read user '%s': %s", u.name, err_str(r));
+            goto out;
         }
-        for (i = 0; i < nprofiles; i++) {
-            cli_json_append(&jp, json_string(profiles[i].name));
-        }
-        obj = user_json(&u);
-        cli_json_set(&obj, "groups", jg);
-        cli_json_set(&obj, "profiles", jp);
         rc = cli_json_print(obj);
         goto out;
     }

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -238,4 +239,9 @@ void vault_secret_free(uint8_t *plain, size_t plain_len)
     }
     sodium_memzero(plain, plain_len + 1);
     free(plain);
+}
+
+void vault_ad(char out[VAULT_AD_MAX], const char *kind, const char *id)
+{
+    snprintf(out, VAULT_AD_MAX, "%s:%s", kind, id);
 }

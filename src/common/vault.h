@@ -21,6 +21,14 @@
 
 struct vault;
 
+/* The associated data of each kind of sealed secret, "<kind>:<row id>",
+ * spelled here once for the code that seals and the code that opens. */
+#define VAULT_AD_MAX 64
+#define VAULT_AD_TOTP "totp"
+#define VAULT_AD_ASSET_PASSWORD "asset-password"
+#define VAULT_AD_ASSET_KEY "asset-key"
+void vault_ad(char out[VAULT_AD_MAX], const char *kind, const char *id);
+
 /* Creates a new random key file (O_EXCL, mode 0600). */
 int vault_create_key(const char *path);
 int vault_load(const char *path, struct vault **out);

@@ -24,6 +24,7 @@
 
 #include <sodium.h>
 
+#include "admin/admin.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -94,6 +95,7 @@ static const struct http_field body_site_role_add[] = {
 };
 static const struct http_field body_asset_add[] = {
     NAME_FIELD("name", true),
+    {"protocol", HF_STRING, false, 1, 15},
     {"host", HF_STRING, true, 1, STORE_HOST_MAX},
     {"port", HF_INT, false, 1, 65535},
     {"site", HF_STRING, false, 1, STORE_PATH_MAX},
@@ -106,6 +108,7 @@ static const struct http_field body_asset_add[] = {
 };
 static const struct http_field body_asset_patch[] = {
     NAME_FIELD("name", false),
+    {"protocol", HF_STRING, false, 1, 15},
     {"host", HF_STRING, false, 1, STORE_HOST_MAX},
     {"port", HF_INT, false, 1, 65535},
     {"login", HF_STRING_NULL, false, 1, STORE_NAME_MAX},
@@ -129,9 +132,9 @@ static const struct http_field body_grant_add[] = {
         {"remote_forward", HF_BOOL, false, 0, 0},                              \
         {"agent_forward", HF_BOOL, false, 0, 0},                               \
         {"x11", HF_BOOL, false, 0, 0}, {"record_input", HF_BOOL, false, 0, 0}, \
-        {"max_session_minutes", HF_INT, false, 0, 525600},                     \
+        {"max_session_minutes", HF_INT, false, 0, ADMIN_MINUTES_MAX},          \
     {                                                                          \
-        "idle_timeout_minutes", HF_INT, false, 0, 525600                       \
+        "idle_timeout_minutes", HF_INT, false, 0, ADMIN_MINUTES_MAX            \
     }
 static const struct http_field body_profile_add[] = {
     PROFILE_FIELDS(true),

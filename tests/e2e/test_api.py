@@ -1047,3 +1047,306 @@ def test_connections_per_source_are_bounded(pc):
     b.close()
     time.sleep(0.3)
     still_serving(port)
+
+
+# ------------------------------------------ one rule through both doors
+# The admin layer (src/admin/) holds the rules of users, keys, sites,
+# assets, grants and profiles; the CLI and the API are adapters. Each test
+# makes a noun through one door and reads it through the other, field for
+# field, and shows a refusal is the same, with the same words, at both.
+
+def cli_refusal(api, *args, input=None):
+    rc, out, err = api.cli(*args, input=input, check=False)
+    assert rc != 0, (rc, out, err)
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1, err
+    return rc, lines[0]
+
+
+def api_refusal(r, status=400):
+    assert_error_shape(r, status)
+    return r.json["errors"][0]["detail"]
+
+
+def profile_by_name(api, name):
+    _, out, _ = api.cli("profile", "list", "--json")
+    got = [p for p in json.loads(out) if p["name"] == name]
+    assert len(got) == 1, out
+    return got[0]
+
+
+def test_profile_through_both_doors(api):
+    # made by the CLI, read by the API: the same object
+    name = uniq("pr")
+    api.cli("profile", "add", name, "--native", "record", "--record-input",
+            "--no-scp", "--x11", "--max-session-minutes", "527040",
+            "--idle-timeout-minutes", "15")
+    cli_view = profile_by_name(api, name)
+    r = admin_call(api, "GET", API + "/access-profiles/%s" % name)
+    assert r.status == 200, r
+    assert r.data == cli_view
+    assert r.data["max_session_minutes"] == 527040
+    assert r.data["record_input"] is True and r.data["scp"] is False
+    # made by the API, read by the CLI: the same defaults as `profile add`
+    name2 = uniq("pr")
+    r = admin_call(api, "POST", API + "/access-profiles",
+                   {"name": name2, "native": "allow",
+                    "idle_timeout_minutes": 527040})
+    assert r.status == 201, r
+    assert r.data == profile_by_name(api, name2)
+    api.cli("profile", "add", name2 + "c", "--native", "allow")
+    cli_default = dict(profile_by_name(api, name2 + "c"))
+    api_default = dict(r.data)
+    for d in (cli_default, api_default):
+        del d["id"], d["name"], d["idle_timeout_minutes"]
+    assert cli_default == api_default
+    # record_input without native record: refused at both, same words
+    words = "record input needs native sessions set to record"
+    rc, line = cli_refusal(api, "profile", "add", uniq("pr"), "--native",
+                           "allow", "--record-input")
+    assert rc == 2 and words in line, line
+    detail = api_refusal(admin_call(
+        api, "POST", API + "/access-profiles",
+        {"name": uniq("pr"), "native": "allow", "record_input": True}))
+    assert words in detail
+    # and by a PATCH that would leave the profile in that state
+    detail = api_refusal(admin_call(
+        api, "PATCH", API + "/access-profiles/%s" % name2,
+        {"record_input": True}))
+    assert words in detail
+    detail = api_refusal(admin_call(
+        api, "PATCH", API + "/access-profiles/%s" % name,
+        {"native": "allow"}))
+    assert words in detail
+    assert profile_by_name(api, name)["native_session"] == "record"
+    # the largest minute limit is one leap year at both doors
+    rc, line = cli_refusal(api, "profile", "add", uniq("pr"), "--native",
+                           "allow", "--max-session-minutes", "527041")
+    assert rc == 2 and "527040" in line, line
+    detail = api_refusal(admin_call(
+        api, "POST", API + "/access-profiles",
+        {"name": uniq("pr"), "native": "allow",
+         "max_session_minutes": 527041}))
+    assert "527040" in detail
+
+
+def noncanonical_b64(b64):
+    """The same key blob with non-zero bits in the padding's spare bits,
+    which base64 decoders ignore: a non-canonical spelling."""
+    alpha = ("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+             "0123456789+/")
+    assert b64.endswith("==") and not b64.endswith("==="), b64
+    i = alpha.index(b64[-3])
+    assert i & 0xF == 0
+    return b64[:-3] + alpha[i | 1] + "=="
+
+
+def test_public_keys_through_both_doors(api, tmp_path):
+    import sqlite3
+    name, _ = make_user(api)
+    # a blob that is not a key of the type it claims
+    ed = pclib.keygen(tmp_path / "ed")
+    ed_b64 = (tmp_path / "ed.pub").read_text().split()[1]
+    wrong = "ssh-rsa %s wrong-type\n" % ed_b64
+    (tmp_path / "wrong.pub").write_text(wrong)
+    words = "not a valid ssh-rsa public key"
+    _, line = cli_refusal(api, "user", "key", "add", name,
+                          tmp_path / "wrong.pub")
+    assert words in line, line
+    assert words in api_refusal(admin_call(
+        api, "POST", API + "/users/%s/keys" % name,
+        {"public_key": wrong.strip()}))
+    # a comment longer than 128 characters: refused, never truncated
+    long_line = "ssh-ed25519 %s %s" % (ed_b64, "c" * 129)
+    (tmp_path / "long.pub").write_text(long_line + "\n")
+    words = "key comment longer than 128 characters"
+    _, line = cli_refusal(api, "user", "key", "add", name,
+                          tmp_path / "long.pub")
+    assert words in line, line
+    assert words in api_refusal(admin_call(
+        api, "POST", API + "/users/%s/keys" % name,
+        {"public_key": long_line}))
+    r = admin_call(api, "GET", API + "/users/%s/keys" % name)
+    assert r.data == [], r
+    # 128 characters are kept whole; the API's key is the CLI's key
+    r = admin_call(api, "POST", API + "/users/%s/keys" % name,
+                   {"public_key": "ssh-ed25519 %s %s" % (ed_b64, "c" * 128)})
+    assert r.status == 201, r
+    _, out, _ = api.cli("user", "key", "list", name, "--json")
+    assert json.loads(out) == [r.data]
+    assert r.data["comment"] == "c" * 128
+    # a non-canonical spelling of a blob is stored canonical, by both doors
+    ec = tmp_path / "ec"
+    subprocess_run = __import__("subprocess").run
+    subprocess_run(["ssh-keygen", "-q", "-t", "ecdsa", "-b", "384", "-N", "",
+                    "-C", "x", "-f", str(ec)], check=True, timeout=30,
+                   stdin=__import__("subprocess").DEVNULL)
+    ec_b64 = (tmp_path / "ec.pub").read_text().split()[1]
+    odd = "ecdsa-sha2-nistp384 %s api" % noncanonical_b64(ec_b64)
+    r = admin_call(api, "POST", API + "/users/%s/keys" % name,
+                   {"public_key": odd})
+    assert r.status == 201, r
+    assert r.data["fingerprint"] == pclib.key_fingerprint(str(ec) + ".pub")
+    name2, _ = make_user(api)
+    (tmp_path / "odd.pub").write_text(odd.replace(" api", " cli") + "\n")
+    api.cli("user", "key", "add", name2, tmp_path / "odd.pub")
+    db = sqlite3.connect("file:%s?mode=ro" % (api.dir / "portcullis.db"),
+                         uri=True)
+    try:
+        stored = {c: b for c, b in db.execute(
+            "SELECT comment, base64 FROM user_keys WHERE comment IN "
+            "('api', 'cli')")}
+    finally:
+        db.close()
+    assert stored == {"api": ec_b64, "cli": ec_b64}
+
+
+def test_asset_through_both_doors(api):
+    site = "/root/" + uniq("s")
+    api.cli("site", "add", site)
+    # made by the CLI, read by the API: field for field, site_id included
+    name = uniq("a")
+    _, out, _ = api.cli("asset", "add", name, "--host", "10.9.8.7", "--port",
+                        "2222", "--site", site, "--login", "ops",
+                        "--protocol", "rdp", "--password-stdin",
+                        input="s3cret\n")
+    aid = out.strip()
+    _, out, _ = api.cli("asset", "show", aid, "--json")
+    cli_view = json.loads(out)
+    r = admin_call(api, "GET", API + "/assets/%s" % aid)
+    assert r.status == 200, r
+    assert r.data == cli_view
+    assert cli_view["site_id"] and cli_view["protocol"] == "rdp"
+    assert cli_view["has_password"] is True
+    sites = {s["path"]: s["id"] for s in json.loads(
+        api.cli("site", "list", "--json")[1])}
+    assert cli_view["site_id"] == sites[site]
+    # made by the API, read by the CLI, with the same defaults
+    name2 = uniq("a")
+    r = admin_call(api, "POST", API + "/assets",
+                   {"name": name2, "host": "db.example"})
+    assert r.status == 201, r
+    _, out, _ = api.cli("asset", "show", r.data["id"], "--json")
+    assert json.loads(out) == r.data
+    assert (r.data["protocol"], r.data["port"], r.data["route"],
+            r.data["site"]) == ("ssh", 22, "direct", "/root")
+    # refusals: the same words at both doors
+    for cli_args, body, words in [
+            (["--host", "bad host!"], {"host": "bad host!"},
+             "host must be a host name or address"),
+            (["--host", "h", "--host-key-fingerprint", "SHA256:short"],
+             {"host": "h", "host_key_fingerprint": "SHA256:short"},
+             "host key fingerprint must be SHA256:<43 base64 characters>"),
+            (["--host", "h", "--protocol", "ftp"],
+             {"host": "h", "protocol": "ftp"},
+             "protocol must be ssh, rdp or tcp"),
+            (["--host", "h", "--route", "elsewhere"],
+             {"host": "h", "route": "elsewhere"},
+             "route must be 'direct' or 'agent:ID'")]:
+        n = uniq("a")
+        rc, line = cli_refusal(api, "asset", "add", n, *cli_args)
+        assert rc == 2 and words in line, (cli_args, line)
+        body["name"] = n
+        assert words in api_refusal(admin_call(api, "POST", API + "/assets",
+                                               body)), body
+    words = "host key fingerprint must be SHA256:<43 base64 characters>"
+    rc, line = cli_refusal(api, "asset", "retrust", aid, "--fingerprint",
+                           "MD5:aa")
+    assert words in line, line
+    assert words in api_refusal(admin_call(
+        api, "PATCH", API + "/assets/%s" % aid,
+        {"host_key_fingerprint": "MD5:aa"}))
+
+
+def test_asset_protocol_is_honoured_by_the_proxy(api, target, ssh_client):
+    """protocol is a field of the asset at both doors; an rdp asset is
+    refused by the SSH proxy with one clear line and a report row, and
+    switching it back to ssh through the API lets the same session in."""
+    user, pw = make_user(api)
+    aname = uniq("a")
+    keyfile = target.key
+    _, out, _ = api.cli("asset", "add", aname, "--protocol", "rdp",
+                        "--host", target.host, "--port", str(target.port),
+                        "--login", "root", "--key", keyfile,
+                        "--host-key-fingerprint", target.fingerprint)
+    aid = out.strip()
+    api.cli("grant", aid, "--user", user, "--role", "viewer")
+    prof = uniq("p")
+    api.cli("profile", "add", prof, "--native", "allow")
+    api.cli("profile", "assign", prof, "--user", user)
+    res = ssh_client.ssh("%s#%s" % (user, aid), "echo no", password=pw)
+    assert res.rc != 0, res
+    assert "asset '%s' is not an SSH asset" % aname in res.err, res
+    api.session_of(user, result="denied: not an SSH asset")
+    r = admin_call(api, "PATCH", API + "/assets/%s" % aid,
+                   {"protocol": "ssh"})
+    assert r.status == 200 and r.data["protocol"] == "ssh", r
+    res = ssh_client.ssh("%s#%s" % (user, aid), "echo yes", password=pw)
+    assert res.rc == 0 and res.out.strip() == "yes", res
+
+
+def test_grant_through_both_doors(api):
+    user, _ = make_user(api)
+    aname = uniq("a")
+    _, out, _ = api.cli("asset", "add", aname, "--host", "h.example")
+    aid = out.strip()
+    # made by the CLI, seen by the API as the same object
+    _, out, _ = api.cli("grant", aid, "--user", user, "--role", "viewer")
+    gid = out.strip()
+    r = admin_call(api, "GET", API + "/assets/%s/grants" % aid)
+    _, out, _ = api.cli("grant", "list", "--json")
+    assert r.data == [g for g in json.loads(out) if g["id"] == gid], r
+    # a second grant for the same pair: the same words at both doors
+    words = "user '%s' already has a grant on asset '%s'" % (user, aname)
+    _, line = cli_refusal(api, "grant", aname, "--user", user, "--role",
+                          "owner")
+    assert words in line, line
+    assert words in api_refusal(admin_call(
+        api, "POST", API + "/assets/%s/grants" % aid,
+        {"user": user, "role": "owner"}), 409)
+    words = "role must be viewer, editor or owner"
+    rc, line = cli_refusal(api, "grant", aname, "--user", user, "--role",
+                           "boss")
+    assert rc == 2 and words in line, line
+    assert words in api_refusal(admin_call(
+        api, "POST", API + "/assets/%s/grants" % aid,
+        {"user": user, "role": "boss"}))
+
+
+def test_group_and_site_through_both_doors(api):
+    user, _ = make_user(api)
+    g = uniq("g")
+    api.cli("group", "add", g)
+    api.cli("group", "member", "add", g, user)
+    r = admin_call(api, "GET", API + "/groups/%s" % g)
+    _, out, _ = api.cli("group", "list", "--json")
+    assert [x for x in json.loads(out) if x["name"] == g] == [r.data], r
+    words = "user '%s' is already a member of group '%s'" % (user, g)
+    _, line = cli_refusal(api, "group", "member", "add", g, user)
+    assert words in line, line
+    assert words in api_refusal(admin_call(
+        api, "POST", API + "/groups/%s/members" % g, {"user": user}), 409)
+    assert admin_call(api, "DELETE", API + "/groups/%s/members/%s" % (
+        g, user)).status == 204
+    words = "user '%s' is not a member of group '%s'" % (user, g)
+    _, line = cli_refusal(api, "group", "member", "remove", g, user)
+    assert words in line, line
+    assert words in api_refusal(admin_call(
+        api, "DELETE", API + "/groups/%s/members/%s" % (g, user)), 404)
+    # a site with an asset cannot go, and /root never, at either door
+    site = "/root/" + uniq("s")
+    r = admin_call(api, "POST", API + "/sites", {"path": site})
+    assert r.status == 201, r
+    _, out, _ = api.cli("site", "list", "--json")
+    assert r.data in json.loads(out)
+    api.cli("asset", "add", uniq("a"), "--host", "h", "--site", site)
+    words = "site '%s' still has assets or sub-sites" % site
+    _, line = cli_refusal(api, "site", "delete", site)
+    assert words in line, line
+    assert words in api_refusal(admin_call(
+        api, "DELETE", API + "/sites/%s" % r.data["id"]), 409)
+    words = "site '/root' cannot be deleted"
+    _, line = cli_refusal(api, "site", "delete", "/root")
+    assert words in line, line
+    assert words in api_refusal(admin_call(
+        api, "DELETE", API + "/sites/%2Froot"), 403)

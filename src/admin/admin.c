@@ -1,0 +1,609 @@
+/*
+ * The admin layer's shared rules: errors, validators, the descriptor
+ * encoder, and the nouns without a file of their own (users and keys,
+ * groups, sites, grants). See admin.h.
+ */
+#include "admin/admin.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "auth/password.h"
+#include "auth/totp.h"
+#include "common/err.h"
+#include "common/util.h"
+#include "common/vault.h"
+
+const char admin_msg_host[] = "host must be a host name or address";
+const char admin_msg_fingerprint[] =
+    "host key fingerprint must be SHA256:<43 base64 characters>, as "
+    "ssh-keygen -l prints";
+const char admin_msg_route[] =
+    "route must be 'direct' or 'agent:ID' (an agent ID: 1-64 of A-Z a-z 0-9 "
+    ". _ -)";
+
+int admin_fail(struct admin_err *e, int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (e != NULL) {
+        e->code = code;
+        va_start(ap, fmt);
+        vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+/* A store error in words, naming what was looked for. */
+static int admin_store_fail(struct admin_err *e, int r, const char *what,
+                            const char *name)
+{
+    switch (r) {
+    case ERR_NOT_FOUND:
+        return admin_fail(e, r, "%s '%s' not found", what, name);
+    case ERR_EXISTS:
+        return admin_fail(e, r, "%s '%s' already exists", what, name);
+    case ERR_TOO_LONG:
+        return admin_fail(e, ERR_INVALID, "%s '%.64s': a value is too long",
+                          what, name);
+    case ERR_INVALID:
+        return admin_fail(e, r, "%s '%.64s': invalid value", what, name);
+    default:
+        return admin_fail(e, r, "%s '%.64s': %s", what, name, err_str(r));
+    }
+}
+
+int admin_set_name(char *dst, size_t size, const char *src, const char *what,
+                   struct admin_err *e)
+{
+    size_t n = src != NULL ? strlen(src) : 0;
+
+    if (n == 0 || n >= size) {
+        return admin_fail(e, ERR_INVALID, "a %s name is 1-%zu characters", what,
+                          size - 1);
+    }
+    memcpy(dst, src, n + 1);
+    return ERR_OK;
+}
+
+bool admin_host_valid(const char *s)
+{
+    size_t i;
+
+    for (i = 0; s[i] != '\0'; i++) {
+        if (!isalnum((unsigned char)s[i]) && strchr(".-_:[]%", s[i]) == NULL) {
+            return false;
+        }
+    }
+    return i > 0 && i <= STORE_HOST_MAX;
+}
+
+bool admin_fingerprint_valid(const char *s)
+{
+    size_t i;
+
+    if (strncmp(s, "SHA256:", 7) != 0) {
+        return false;
+    }
+    s += 7;
+    for (i = 0; s[i] != '\0'; i++) {
+        if (!isalnum((unsigned char)s[i]) && s[i] != '+' && s[i] != '/') {
+            return false;
+        }
+    }
+    return i == 43;
+}
+
+json_t *admin_json_time(int64_t t)
+{
+    char s[32];
+
+    if (t == 0) {
+        return json_null();
+    }
+    util_fmt_time(t, s, sizeof(s));
+    return json_string(s);
+}
+
+static const char *admin_nz(const char *s)
+{
+    return s != NULL && s[0] != '\0' ? s : NULL;
+}
+
+/* --- descriptors --------------------------------------------------- */
+
+json_t *admin_json_encode(const struct admin_field *f, const void *obj)
+{
+    const char *base = obj;
+    json_t *o = json_object();
+
+    for (; o != NULL && f->json != NULL; f++) {
+        const void *p = base + f->offset;
+        json_t *v = NULL;
+
+        switch (f->type) {
+        case AF_STR:
+            v = json_string((const char *)p);
+            break;
+        case AF_BOOL:
+            v = json_boolean(*(const bool *)p);
+            break;
+        case AF_INT:
+            v = json_integer(*(const int *)p);
+            break;
+        case AF_NATIVE:
+            v = json_string(store_native_str(*(const int *)p));
+            break;
+        case AF_STRZ:
+            v = ((const char *)p)[0] != '\0' ? json_string((const char *)p)
+                                             : json_null();
+            break;
+        case AF_TIME:
+            v = admin_json_time(*(const int64_t *)p);
+            break;
+        case AF_SEALED:
+            v = json_boolean(*(uint8_t *const *)p != NULL);
+            break;
+        }
+        if (v == NULL || json_object_set_new(o, f->json, v) != 0) {
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+int admin_json_apply(const struct admin_field *f, const json_t *body, void *obj,
+                     struct admin_err *e)
+{
+    char *base = obj;
+    const char *key;
+    json_t *v;
+    int n;
+
+    for (; f->json != NULL; f++) {
+        key = f->in != NULL ? f->in : f->json;
+        if ((f->flags & AF_READONLY) ||
+            (v = json_object_get(body, key)) == NULL) {
+            continue;
+        }
+        switch (f->type) {
+        case AF_TIME:
+        case AF_SEALED:
+            break;
+        case AF_STRZ:
+            if (json_is_null(v)) {
+                ((char *)(base + f->offset))[0] = '\0';
+                break;
+            }
+            /* fall through */
+        case AF_STR:
+            if (!json_is_string(v) || json_string_length(v) == 0 ||
+                json_string_length(v) >= f->size) {
+                return admin_fail(e, ERR_INVALID, "%s must be 1-%zu characters",
+                                  key, f->size - 1);
+            }
+            memcpy(base + f->offset, json_string_value(v),
+                   json_string_length(v) + 1);
+            break;
+        case AF_BOOL:
+            if (!json_is_boolean(v)) {
+                return admin_fail(e, ERR_INVALID, "%s must be true or false",
+                                  key);
+            }
+            *(bool *)(base + f->offset) = json_is_true(v);
+            break;
+        case AF_INT:
+            if (!json_is_integer(v) || json_integer_value(v) < f->lo ||
+                json_integer_value(v) > f->hi) {
+                return admin_fail(e, ERR_INVALID,
+                                  "%s must be a whole number from %ld to %ld",
+                                  key, f->lo, f->hi);
+            }
+            *(int *)(base + f->offset) = (int)json_integer_value(v);
+            break;
+        case AF_NATIVE:
+            if (!json_is_string(v) ||
+                (n = store_native_parse(json_string_value(v))) < 0) {
+                return admin_fail(e, ERR_INVALID,
+                                  "%s must be deny, allow or record", key);
+            }
+            *(int *)(base + f->offset) = n;
+            break;
+        }
+    }
+    return ERR_OK;
+}
+
+/* --- users and keys ------------------------------------------------ */
+
+/* Hashes pw into hash[STORE_HASH_MAX + 1] ("" for NULL). */
+static int admin_hash(const char *pw, char *hash, struct admin_err *e)
+{
+    int r;
+
+    hash[0] = '\0';
+    if (pw == NULL) {
+        return ERR_OK;
+    }
+    if (pw[0] == '\0' || strlen(pw) > PASSWORD_MAX) {
+        return admin_fail(e, ERR_INVALID, "a password is 1-%d bytes",
+                          PASSWORD_MAX);
+    }
+    if ((r = password_hash(pw, hash, STORE_HASH_MAX + 1)) != ERR_OK) {
+        return admin_fail(e, r, "cannot hash the password: %s", err_str(r));
+    }
+    return ERR_OK;
+}
+
+int admin_user_add(struct store *st, const char *name, const char *pw,
+                   bool disabled, struct store_user *out, struct admin_err *e)
+{
+    char hash[STORE_HASH_MAX + 1];
+    int r;
+
+    if (name == NULL || name[0] == '\0' || strlen(name) > STORE_NAME_MAX) {
+        return admin_fail(e, ERR_INVALID, "a user name is 1-%d characters",
+                          STORE_NAME_MAX);
+    }
+    if ((r = admin_hash(pw, hash, e)) != ERR_OK) {
+        return r;
+    }
+    r = store_user_add(st, name, hash, disabled, out);
+    sodium_memzero(hash, sizeof(hash));
+    return r == ERR_OK ? r : admin_store_fail(e, r, "user", name);
+}
+
+int admin_user_set_password(struct store *st, const struct store_user *u,
+                            const char *pw, struct admin_err *e)
+{
+    char hash[STORE_HASH_MAX + 1];
+    int r;
+
+    if (pw == NULL) {
+        return admin_fail(e, ERR_INVALID, "no password given");
+    }
+    if ((r = admin_hash(pw, hash, e)) != ERR_OK) {
+        return r;
+    }
+    r = store_user_set_password(st, u->id, hash);
+    sodium_memzero(hash, sizeof(hash));
+    return r == ERR_OK ? r : admin_store_fail(e, r, "user", u->name);
+}
+
+json_t *admin_user_json(const struct store_user *u)
+{
+    return json_pack("{s:s, s:s, s:b, s:b, s:b, s:o}", "id", u->id, "name",
+                     u->name, "disabled", u->disabled, "totp_enabled",
+                     u->totp_enabled, "has_password",
+                     u->password_hash[0] != '\0', "created_at",
+                     admin_json_time(u->created_at));
+}
+
+int admin_user_detail_json(struct store *st, const struct store_user *u,
+                           json_t **out)
+{
+    struct store_group *groups = NULL;
+    struct store_profile *profiles = NULL;
+    size_t ng = 0, np = 0, i;
+    json_t *jg, *jp;
+    int r;
+
+    *out = NULL;
+    if ((r = store_user_groups(st, u->id, &groups, &ng)) != ERR_OK ||
+        (r = store_user_profiles(st, u->id, &profiles, &np)) != ERR_OK) {
+        store_list_free(groups);
+        return r;
+    }
+    jg = json_array();
+    jp = json_array();
+    for (i = 0; i < ng; i++) {
+        json_array_append_new(jg, json_string(groups[i].name));
+    }
+    for (i = 0; i < np; i++) {
+        json_array_append_new(jp, json_string(profiles[i].name));
+    }
+    store_list_free(groups);
+    store_list_free(profiles);
+    *out = admin_user_json(u);
+    json_object_set_new(*out, "groups", jg);
+    json_object_set_new(*out, "profiles", jp);
+    return *out != NULL ? ERR_OK : ERR_NOMEM;
+}
+
+json_t *admin_key_json(const struct store_user_key *k)
+{
+    return json_pack("{s:s, s:s, s:s, s:s}", "id", k->id, "type", k->type,
+                     "fingerprint", k->fingerprint, "comment", k->comment);
+}
+
+int admin_key_fingerprint(ssh_key key, char *out, size_t outlen)
+{
+    unsigned char *hash = NULL;
+    size_t hlen = 0;
+    char *fp = NULL;
+    int r = ERR_CRYPTO;
+
+    out[0] = '\0';
+    if (ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash, &hlen) !=
+        SSH_OK) {
+        goto out;
+    }
+    fp = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hlen);
+    if (fp == NULL || strlen(fp) >= outlen) {
+        goto out;
+    }
+    snprintf(out, outlen, "%s", fp);
+    r = ERR_OK;
+out:
+    ssh_string_free_char(fp);
+    ssh_clean_pubkey_hash(&hash);
+    return r;
+}
+
+/* Finds the one key line and splits it in place into type, base64 and
+ * the comment (the rest of the line, possibly empty). */
+static int admin_pubkey_split(char *text, char **type, char **b64,
+                              char **comment, struct admin_err *e)
+{
+    char *line, *next, *end;
+    const char *ws = " \t\r";
+
+    *type = *b64 = *comment = NULL;
+    for (line = text; line != NULL; line = next) {
+        next = strchr(line, '\n');
+        if (next != NULL) {
+            *next++ = '\0';
+        }
+        line += strspn(line, ws);
+        if (*line == '\0' || *line == '#') {
+            continue;
+        }
+        if (strncmp(line, "-----BEGIN", 10) == 0) {
+            return admin_fail(e, ERR_INVALID,
+                              "a private key; give the public key (.pub)");
+        }
+        if (*type != NULL) {
+            return admin_fail(e, ERR_INVALID,
+                              "more than one key; give one at a time");
+        }
+        *type = line;
+        line += strcspn(line, ws);
+        if (*line != '\0') {
+            *line++ = '\0';
+            line += strspn(line, ws);
+        }
+        *b64 = line;
+        line += strcspn(line, ws);
+        if (*line != '\0') {
+            *line++ = '\0';
+            line += strspn(line, ws);
+        }
+        *comment = line;
+        end = line + strlen(line);
+        while (end > line && strchr(ws, end[-1]) != NULL) {
+            *--end = '\0';
+        }
+    }
+    if (*type == NULL || **b64 == '\0') {
+        return admin_fail(e, ERR_INVALID,
+                          "no public key (expected \"TYPE BASE64 "
+                          "[COMMENT]\")");
+    }
+    return ERR_OK;
+}
+
+int admin_pubkey_parse(char *text, struct admin_pubkey *k, struct admin_err *e)
+{
+    char *type, *b64, *comment, *canon = NULL;
+    enum ssh_keytypes_e kt;
+    ssh_key key = NULL;
+    int r;
+
+    memset(k, 0, sizeof(*k));
+    if ((r = admin_pubkey_split(text, &type, &b64, &comment, e)) != ERR_OK) {
+        return r;
+    }
+    kt = ssh_key_type_from_name(type);
+    if (kt == SSH_KEYTYPE_UNKNOWN || strlen(type) >= sizeof(k->type)) {
+        return admin_fail(e, ERR_INVALID,
+                          "unknown key type '%.40s' (key options are not "
+                          "supported)",
+                          type);
+    }
+    r = ERR_INVALID;
+    if (ssh_pki_import_pubkey_base64(b64, kt, &key) != SSH_OK ||
+        ssh_key_type(key) != kt) {
+        admin_fail(e, r, "not a valid %s public key", type);
+        goto out;
+    }
+    if (strlen(comment) > STORE_NAME_MAX) {
+        admin_fail(e, r, "key comment longer than %d characters",
+                   STORE_NAME_MAX);
+        goto out;
+    }
+    if (ssh_pki_export_pubkey_base64(key, &canon) != SSH_OK ||
+        admin_key_fingerprint(key, k->fp, sizeof(k->fp)) != ERR_OK ||
+        (k->b64 = strdup(canon)) == NULL) {
+        r = admin_fail(e, ERR_CRYPTO, "cannot encode the key");
+        goto out;
+    }
+    snprintf(k->type, sizeof(k->type), "%s", type);
+    snprintf(k->comment, sizeof(k->comment), "%s", comment);
+    r = ERR_OK;
+out:
+    ssh_string_free_char(canon);
+    ssh_key_free(key);
+    return r;
+}
+
+void admin_pubkey_clear(struct admin_pubkey *k)
+{
+    free(k->b64);
+    k->b64 = NULL;
+}
+
+int admin_user_key_add(struct store *st, const struct store_user *u, char *text,
+                       struct store_user_key *out, struct admin_err *e)
+{
+    struct admin_pubkey k;
+    int r;
+
+    memset(out, 0, sizeof(*out));
+    if ((r = admin_pubkey_parse(text, &k, e)) != ERR_OK) {
+        return r;
+    }
+    r = store_user_key_add(st, u->id, k.type, k.b64, k.fp, k.comment, out);
+    if (r == ERR_EXISTS) {
+        admin_fail(e, r, "key %s is already registered for user '%s'", k.fp,
+                   u->name);
+    } else if (r != ERR_OK) {
+        admin_store_fail(e, r, "key", k.fp);
+    }
+    admin_pubkey_clear(&k);
+    return r;
+}
+
+int admin_user_totp_enable(struct store *st, const struct vault *v,
+                           const struct store_user *u, char *b32, size_t b32len,
+                           char *uri, size_t urilen, struct admin_err *e)
+{
+    uint8_t secret[TOTP_SECRET_LEN], *sealed = NULL;
+    char ad[VAULT_AD_MAX];
+    size_t sealed_len = 0;
+    int r;
+
+    totp_new_secret(secret);
+    vault_ad(ad, VAULT_AD_TOTP, u->id);
+    r = vault_seal(v, ad, secret, sizeof(secret), &sealed, &sealed_len);
+    if (r != ERR_OK) {
+        admin_fail(e, r, "cannot seal the TOTP secret: %s", err_str(r));
+        goto out;
+    }
+    if (sealed_len > STORE_SEALED_SMALL_MAX) {
+        r = admin_fail(e, ERR_INTERNAL, "sealed TOTP secret too long");
+        goto out;
+    }
+    /* Everything to be shown is ready before the store changes. */
+    if ((r = totp_base32(secret, sizeof(secret), b32, b32len)) != ERR_OK ||
+        (r = totp_uri(ADMIN_TOTP_ISSUER, u->name, b32, uri, urilen)) !=
+            ERR_OK) {
+        admin_fail(e, r, "cannot encode the TOTP secret: %s", err_str(r));
+        goto out;
+    }
+    if ((r = store_user_set_totp(st, u->id, sealed, sealed_len)) != ERR_OK) {
+        admin_store_fail(e, r, "user", u->name);
+    }
+out:
+    sodium_memzero(secret, sizeof(secret));
+    free(sealed);
+    return r;
+}
+
+/* --- groups, sites, grants ----------------------------------------- */
+
+int admin_group_member(struct store *st, const struct store_group *g,
+                       const struct store_user *u, bool add,
+                       struct admin_err *e)
+{
+    int r = add ? store_group_member_add(st, g->id, u->id)
+                : store_group_member_remove(st, g->id, u->id);
+
+    if (r == ERR_EXISTS) {
+        return admin_fail(e, r, "user '%s' is already a member of group '%s'",
+                          u->name, g->name);
+    }
+    if (r == ERR_NOT_FOUND) {
+        return admin_fail(e, r, "user '%s' is not a member of group '%s'",
+                          u->name, g->name);
+    }
+    return r == ERR_OK ? r : admin_store_fail(e, r, "group", g->name);
+}
+
+int admin_site_delete(struct store *st, const struct store_site *s,
+                      struct admin_err *e)
+{
+    int r = store_site_delete(st, s->id);
+
+    if (r == ERR_EXISTS) {
+        return admin_fail(e, r, "site '%s' still has assets or sub-sites",
+                          s->path);
+    }
+    if (r == ERR_DENIED) {
+        return admin_fail(e, r, "site '%s' cannot be deleted", s->path);
+    }
+    return r == ERR_OK ? r : admin_store_fail(e, r, "site", s->path);
+}
+
+json_t *admin_group_json(struct store *st, const struct store_group *g)
+{
+    struct store_user *members = NULL;
+    size_t n = 0, i;
+    json_t *arr = json_array();
+
+    if (store_group_members(st, g->id, &members, &n) == ERR_OK) {
+        for (i = 0; i < n; i++) {
+            json_array_append_new(arr, json_string(members[i].name));
+        }
+        store_user_list_free(members, n);
+    }
+    return json_pack("{s:s, s:s, s:o}", "id", g->id, "name", g->name, "members",
+                     arr);
+}
+
+json_t *admin_site_json(const struct store_site *s)
+{
+    return json_pack("{s:s, s:s, s:s?}", "id", s->id, "path", s->path,
+                     "parent_id", admin_nz(s->parent_id));
+}
+
+int admin_role_parse(const char *role, struct admin_err *e)
+{
+    int rv = role != NULL ? store_role_parse(role) : -1;
+
+    if (rv < ROLE_VIEWER) {
+        admin_fail(e, ERR_INVALID, "role must be viewer, editor or owner");
+        return -1;
+    }
+    return rv;
+}
+
+int admin_grant_add(struct store *st, struct store_grant *g, const char *role,
+                    const char *grantee, const char *target,
+                    struct admin_err *e)
+{
+    int rv, r;
+
+    if ((rv = admin_role_parse(role, e)) < 0) {
+        return ERR_INVALID;
+    }
+    g->role = rv;
+    util_uuid4(g->id);
+    if ((r = store_grant_add(st, g)) == ERR_EXISTS) {
+        return admin_fail(e, r, "%s '%s' already has a grant on %s '%s'",
+                          g->user_id[0] != '\0' ? "user" : "group", grantee,
+                          g->asset_id[0] != '\0' ? "asset" : "site", target);
+    }
+    if (r != ERR_OK) {
+        return admin_fail(e, r, "cannot add the grant: %s", err_str(r));
+    }
+    return ERR_OK;
+}
+
+json_t *admin_grant_json(const struct store_grant *g)
+{
+    return json_pack(
+        "{s:s, s:s, s:s?, s:s?, s:s, s:s, s:s?, s:s?, s:s, s:s}", "id", g->id,
+        "target_type", g->asset_id[0] != '\0' ? "asset" : "site", "asset_id",
+        admin_nz(g->asset_id), "site_id", admin_nz(g->site_id), "target",
+        g->target_name, "grantee_type",
+        g->user_id[0] != '\0' ? "user" : "group", "user_id",
+        admin_nz(g->user_id), "group_id", admin_nz(g->group_id), "grantee",
+        g->grantee_name, "role", store_role_str(g->role));
+}

@@ -1,0 +1,218 @@
+/*
+ * The admin layer: the one place for the rules of the configuration
+ * nouns (users and their keys, groups, sites, assets, grants, access
+ * profiles), under both front ends. The CLI (src/cli/) and the HTTP API
+ * (src/http/http_res_admin.c) only parse a request, call admin, and print
+ * or encode the result; validation, defaults, sealing with the vault and
+ * the JSON form of each noun are here, so both doors accept, refuse and
+ * show the same things with the same words.
+ *
+ * Errors: a function that refuses fills a struct admin_err with an ERR_*
+ * code and one sentence for the user (no trailing period, no option or
+ * field syntax of one door), and returns the code. ERR_INVALID is a
+ * refused value (the CLI's usage exit, the API's 400); other codes are
+ * the store's (ERR_NOT_FOUND, ERR_EXISTS, ...).
+ *
+ * Dependencies: admin includes store, auth and common, never cli or http.
+ * The audit event of a change is still written by each door's generic
+ * code (cli_common.c from the command path, http_dispatch from the route
+ * table); both name actions "<noun>.<verb>".
+ */
+#ifndef PORTCULLIS_ADMIN_H
+#define PORTCULLIS_ADMIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <libssh/libssh.h>
+
+#include "store/store.h"
+
+struct vault;
+
+/* The largest session or idle limit of a profile, in minutes: one leap
+ * year (366 days), so "a year" is accepted whatever the year. The larger
+ * of the two limits the doors used to have, so no profile either door
+ * made before is refused now. */
+#define ADMIN_MINUTES_MAX (366 * 24 * 60)
+#define ADMIN_ASSET_DEFAULT_SITE "/root"
+#define ADMIN_ASSET_DEFAULT_PORT 22
+#define ADMIN_ASSET_DEFAULT_ROUTE "direct"
+#define ADMIN_ASSET_DEFAULT_PROTOCOL "ssh"
+/* A private key given to be vaulted: the file's or the field's size. */
+#define ADMIN_PRIVKEY_MAX (16 * 1024)
+#define ADMIN_TOTP_ISSUER "Portcullis"
+
+struct admin_err {
+    int code;
+    char msg[320];
+};
+
+/* Sets e (if not NULL) and returns code. */
+int admin_fail(struct admin_err *e, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* --- shared validators --------------------------------------------- */
+
+/* Copies a name of a what (e.g. "profile") into dst[size], refusing an
+ * empty or too long one (never truncated). */
+int admin_set_name(char *dst, size_t size, const char *src, const char *what,
+                   struct admin_err *e);
+
+/* A host name or address: 1-255 of A-Z a-z 0-9 . - _ : [ ] % */
+bool admin_host_valid(const char *s);
+/* "SHA256:" and 43 unpadded base64 characters, as ssh-keygen -l prints. */
+bool admin_fingerprint_valid(const char *s);
+extern const char admin_msg_host[];
+extern const char admin_msg_fingerprint[];
+extern const char admin_msg_route[];
+
+/* --- descriptors: one table per noun ------------------------------- */
+
+enum admin_ftype {
+    AF_STR,    /* char[size] */
+    AF_BOOL,   /* bool */
+    AF_INT,    /* int, within [lo, hi] */
+    AF_NATIVE, /* int NATIVE_*, "deny" / "allow" / "record" */
+    AF_STRZ,   /* char[size]; "" is JSON null both ways */
+    AF_TIME,   /* int64_t Unix time, shown as an ISO 8601 string; 0: null */
+    AF_SEALED, /* uint8_t *: shown as whether it is set, never the bytes */
+};
+
+enum {
+    AF_READONLY = 1 << 0, /* shown, never set from a request */
+    AF_REQUIRED = 1 << 1, /* needed to create */
+};
+
+struct admin_field {
+    const char *json; /* key in JSON (output and API body) */
+    const char *in;   /* key in an API body if not json (NULL: same) */
+    const char *cli;  /* the CLI's option, for docs and messages */
+    enum admin_ftype type;
+    size_t offset, size;
+    unsigned flags;
+    long lo, hi;
+};
+
+/* The descriptors, each ended by a field with json NULL. */
+extern const struct admin_field admin_profile_fields[];
+extern const struct admin_field admin_asset_fields[];
+
+/* Encodes obj by its descriptor: every field, in table order. */
+json_t *admin_json_encode(const struct admin_field *f, const void *obj);
+/* Applies the keys of a JSON body present in the descriptor to obj
+ * (strings are checked for length, ints for limits, natives parsed);
+ * read-only, time and sealed fields and unknown keys are ignored (the
+ * API's route schema refuses unknown ones; secrets need sealing). */
+int admin_json_apply(const struct admin_field *f, const json_t *body, void *obj,
+                     struct admin_err *e);
+
+json_t *admin_json_time(int64_t t);
+
+/* --- users and their keys ------------------------------------------ */
+
+/* A new user; pw (NULL: none, then only keys log in) reaches the store
+ * hashed. out may be NULL. */
+int admin_user_add(struct store *st, const char *name, const char *pw,
+                   bool disabled, struct store_user *out, struct admin_err *e);
+int admin_user_set_password(struct store *st, const struct store_user *u,
+                            const char *pw, struct admin_err *e);
+json_t *admin_user_json(const struct store_user *u);
+/* user_json with the names of the user's groups and profiles. */
+int admin_user_detail_json(struct store *st, const struct store_user *u,
+                           json_t **out);
+json_t *admin_key_json(const struct store_user_key *k);
+
+/* A public key as admin accepts it: its type, the canonical base64 of
+ * its blob (libssh's export, heap), its comment and fingerprint. */
+struct admin_pubkey {
+    char type[32];
+    char *b64;
+    char comment[STORE_NAME_MAX + 1];
+    char fp[STORE_FP_MAX + 1];
+};
+
+/* Parses one public key out of authorized_keys-style text (blank lines
+ * and # comments aside; one "TYPE BASE64 [COMMENT]" line). Refused: a
+ * private key, several keys, an unknown type, a blob that is not a key
+ * of that type, a comment longer than STORE_NAME_MAX. text is modified. */
+int admin_pubkey_parse(char *text, struct admin_pubkey *k, struct admin_err *e);
+void admin_pubkey_clear(struct admin_pubkey *k);
+/* Parses text and registers the key for u; out is cleared by
+ * store_user_key_clear. */
+int admin_user_key_add(struct store *st, const struct store_user *u, char *text,
+                       struct store_user_key *out, struct admin_err *e);
+/* The SHA256 fingerprint of a libssh key ("SHA256:..."). */
+int admin_key_fingerprint(ssh_key key, char *out, size_t outlen);
+
+/* New TOTP secret for u, sealed and stored; b32 and uri (for the user's
+ * app) are filled. The caller wipes them. */
+int admin_user_totp_enable(struct store *st, const struct vault *v,
+                           const struct store_user *u, char *b32, size_t b32len,
+                           char *uri, size_t urilen, struct admin_err *e);
+
+/* --- groups and sites ---------------------------------------------- */
+
+/* Adds u to g (add) or takes u out of it. */
+int admin_group_member(struct store *st, const struct store_group *g,
+                       const struct store_user *u, bool add,
+                       struct admin_err *e);
+/* Deletes a site (path or ID): not /root, not while it has assets or
+ * sub-sites (ERR_EXISTS). */
+int admin_site_delete(struct store *st, const struct store_site *s,
+                      struct admin_err *e);
+/* A group with the names of its members. */
+json_t *admin_group_json(struct store *st, const struct store_group *g);
+json_t *admin_site_json(const struct store_site *s);
+
+/* --- assets -------------------------------------------------------- */
+
+/* An asset with its defaults: protocol ssh, port 22, route direct, a new
+ * ID (the associated data of its sealed logins names it). */
+void admin_asset_defaults(struct store_asset *a);
+/* Resolves the site (NULL: /root) into a->site_id and a->site_path. */
+int admin_asset_set_site(struct store *st, struct store_asset *a,
+                         const char *site, struct admin_err *e);
+/* Checks a private key (PEM or OpenSSH text; no passphrase) and seals it
+ * for the asset. */
+int admin_asset_seal_key(const struct vault *v, struct store_asset *a,
+                         const char *pem, size_t len, struct admin_err *e);
+/* Seals a login password for the asset (NULL: erases it). */
+int admin_asset_seal_password(const struct vault *v, struct store_asset *a,
+                              const char *pw, struct admin_err *e);
+/* Checks every field of a and adds it / writes it back. */
+int admin_asset_check(const struct store_asset *a, struct admin_err *e);
+int admin_asset_add(struct store *st, struct store_asset *a,
+                    struct admin_err *e);
+int admin_asset_update(struct store *st, struct store_asset *a,
+                       struct admin_err *e);
+/* Pins fp ("" or NULL: trust the next key the target shows). */
+int admin_asset_retrust(struct store *st, const char *id, const char *fp,
+                        struct admin_err *e);
+json_t *admin_asset_json(const struct store_asset *a);
+
+/* --- grants -------------------------------------------------------- */
+
+/* An asset role (ROLE_VIEWER..ROLE_OWNER) from its name; -1 and e set. */
+int admin_role_parse(const char *role, struct admin_err *e);
+/* Adds grant g (its target and grantee IDs set) with the role named
+ * role; gives g a new ID. The names are for the words of a refusal. */
+int admin_grant_add(struct store *st, struct store_grant *g, const char *role,
+                    const char *grantee, const char *target,
+                    struct admin_err *e);
+json_t *admin_grant_json(const struct store_grant *g);
+
+/* --- access profiles ----------------------------------------------- */
+
+/* A new profile: sessions (shell, exec, sftp, scp) on, forwardings off. */
+void admin_profile_defaults(struct store_profile *p);
+int admin_profile_check(const struct store_profile *p, struct admin_err *e);
+int admin_profile_add(struct store *st, struct store_profile *p,
+                      struct admin_err *e);
+int admin_profile_update(struct store *st, const struct store_profile *p,
+                         struct admin_err *e);
+json_t *admin_profile_json(const struct store_profile *p);
+
+#endif

@@ -1,0 +1,234 @@
+/*
+ * Assets: defaults, checks, the sealing of their vaulted logins and their
+ * JSON form, for `portcullis asset` and /api/v1/assets alike.
+ *
+ * A login password and a private key are sealed before they reach the
+ * store under associated data naming the asset (vault_ad), so an asset's
+ * ID is made before sealing, by admin_asset_defaults, not by the store.
+ */
+#include "admin/admin.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libssh/libssh.h>
+
+#include "common/err.h"
+#include "common/util.h"
+#include "common/vault.h"
+
+void admin_asset_defaults(struct store_asset *a)
+{
+    memset(a, 0, sizeof(*a));
+    util_uuid4(a->id);
+    snprintf(a->protocol, sizeof(a->protocol), "%s",
+             ADMIN_ASSET_DEFAULT_PROTOCOL);
+    a->port = ADMIN_ASSET_DEFAULT_PORT;
+    snprintf(a->route, sizeof(a->route), "%s", ADMIN_ASSET_DEFAULT_ROUTE);
+}
+
+int admin_asset_set_site(struct store *st, struct store_asset *a,
+                         const char *site, struct admin_err *e)
+{
+    struct store_site s;
+    int r;
+
+    if (site == NULL) {
+        site = ADMIN_ASSET_DEFAULT_SITE;
+    }
+    if ((r = store_site_get(st, site, &s)) != ERR_OK) {
+        return r == ERR_NOT_FOUND
+                   ? admin_fail(e, r, "site '%.512s' not found", site)
+                   : admin_fail(e, r, "cannot read site '%.512s': %s", site,
+                                err_str(r));
+    }
+    memcpy(a->site_id, s.id, sizeof(s.id));
+    memcpy(a->site_path, s.path, sizeof(s.path));
+    return ERR_OK;
+}
+
+/* libssh asks this for a passphrase: there is none to give, and the
+ * default (OpenSSL's) would prompt on the terminal. */
+static int admin_no_passphrase(const char *prompt, char *buf, size_t len,
+                               int echo, int verify, void *userdata)
+{
+    return -1;
+}
+
+static int admin_seal(const struct vault *v, const char *kind, const char *id,
+                      const char *what, const uint8_t *plain, size_t len,
+                      uint8_t **sealed, size_t *sealed_len, struct admin_err *e)
+{
+    char ad[VAULT_AD_MAX];
+    uint8_t *out = NULL;
+    size_t out_len = 0;
+    int r;
+
+    if (v == NULL) {
+        return admin_fail(e, ERR_INTERNAL, "no vault to seal the %s", what);
+    }
+    vault_ad(ad, kind, id);
+    if ((r = vault_seal(v, ad, plain, len, &out, &out_len)) != ERR_OK) {
+        return admin_fail(e, r, "cannot seal the %s: %s", what, err_str(r));
+    }
+    if (out_len > STORE_KEY_MAX) {
+        free(out);
+        return admin_fail(e, ERR_INVALID, "the %s is too large to store", what);
+    }
+    free(*sealed);
+    *sealed = out;
+    *sealed_len = out_len;
+    return ERR_OK;
+}
+
+int admin_asset_seal_key(const struct vault *v, struct store_asset *a,
+                         const char *pem, size_t len, struct admin_err *e)
+{
+    ssh_key key = NULL;
+
+    if (len > ADMIN_PRIVKEY_MAX) {
+        return admin_fail(e, ERR_INVALID,
+                          "larger than %d bytes, not a private key",
+                          ADMIN_PRIVKEY_MAX);
+    }
+    if (strlen(pem) != len ||
+        ssh_pki_import_privkey_base64(pem, NULL, admin_no_passphrase, NULL,
+                                      &key) != SSH_OK) {
+        return admin_fail(e, ERR_INVALID,
+                          "not a private key, or protected by a passphrase");
+    }
+    ssh_key_free(key);
+    return admin_seal(v, VAULT_AD_ASSET_KEY, a->id, "private key",
+                      (const uint8_t *)pem, len, &a->key_sealed,
+                      &a->key_sealed_len, e);
+}
+
+int admin_asset_seal_password(const struct vault *v, struct store_asset *a,
+                              const char *pw, struct admin_err *e)
+{
+    if (pw == NULL) {
+        free(a->password_sealed);
+        a->password_sealed = NULL;
+        a->password_sealed_len = 0;
+        return ERR_OK;
+    }
+    if (pw[0] == '\0') {
+        return admin_fail(e, ERR_INVALID, "the login password is empty");
+    }
+    return admin_seal(v, VAULT_AD_ASSET_PASSWORD, a->id, "password",
+                      (const uint8_t *)pw, strlen(pw), &a->password_sealed,
+                      &a->password_sealed_len, e);
+}
+
+int admin_asset_check(const struct store_asset *a, struct admin_err *e)
+{
+    if (a->name[0] == '\0' || strlen(a->name) > STORE_NAME_MAX ||
+        strlen(a->login_user) > STORE_NAME_MAX) {
+        return admin_fail(e, ERR_INVALID, "names are 1-%d characters",
+                          STORE_NAME_MAX);
+    }
+    if (strcmp(a->protocol, "ssh") != 0 && strcmp(a->protocol, "rdp") != 0 &&
+        strcmp(a->protocol, "tcp") != 0) {
+        return admin_fail(e, ERR_INVALID, "protocol must be ssh, rdp or tcp");
+    }
+    if (!admin_host_valid(a->host)) {
+        return admin_fail(e, ERR_INVALID, "%s", admin_msg_host);
+    }
+    if (a->port < 1 || a->port > 65535) {
+        return admin_fail(e, ERR_INVALID, "port must be 1-65535");
+    }
+    if (a->host_key_fp[0] != '\0' && !admin_fingerprint_valid(a->host_key_fp)) {
+        return admin_fail(e, ERR_INVALID, "%s", admin_msg_fingerprint);
+    }
+    if (!store_route_valid(a->route)) {
+        return admin_fail(e, ERR_INVALID, "%s", admin_msg_route);
+    }
+    if ((a->password_sealed != NULL || a->key_sealed != NULL) &&
+        a->login_user[0] == '\0') {
+        return admin_fail(e, ERR_INVALID,
+                          "a vaulted password or key needs a login");
+    }
+    return ERR_OK;
+}
+
+static int admin_asset_write(struct store *st, struct store_asset *a, bool add,
+                             struct admin_err *e)
+{
+    int r;
+
+    if ((r = admin_asset_check(a, e)) != ERR_OK) {
+        return r;
+    }
+    r = add ? store_asset_add(st, a) : store_asset_update(st, a);
+    if (r == ERR_EXISTS) {
+        return admin_fail(e, r, "asset '%s' already exists", a->name);
+    }
+    if (r == ERR_NOT_FOUND) {
+        return admin_fail(e, r, "asset '%s' not found", a->id);
+    }
+    if (r != ERR_OK) {
+        return admin_fail(e, r, "asset '%s': %s", a->name, err_str(r));
+    }
+    return ERR_OK;
+}
+
+int admin_asset_add(struct store *st, struct store_asset *a,
+                    struct admin_err *e)
+{
+    return admin_asset_write(st, a, true, e);
+}
+
+int admin_asset_update(struct store *st, struct store_asset *a,
+                       struct admin_err *e)
+{
+    return admin_asset_write(st, a, false, e);
+}
+
+int admin_asset_retrust(struct store *st, const char *id, const char *fp,
+                        struct admin_err *e)
+{
+    int r;
+
+    if (fp != NULL && fp[0] != '\0' && !admin_fingerprint_valid(fp)) {
+        return admin_fail(e, ERR_INVALID, "%s", admin_msg_fingerprint);
+    }
+    if ((r = store_asset_set_host_key(st, id, fp != NULL ? fp : "")) !=
+        ERR_OK) {
+        return admin_fail(e, r, "asset '%s': %s", id, err_str(r));
+    }
+    return ERR_OK;
+}
+
+#define AF(j, in, cli, t, m, fl, lo, hi)                                       \
+    {                                                                          \
+        j, in, cli, t, offsetof(struct store_asset, m),                        \
+            sizeof(((struct store_asset *)0)->m), fl, lo, hi                   \
+    }
+
+/* The asset: JSON (both doors) and the plain fields a request sets.
+ * site is set by admin_asset_set_site, the logins by the sealing
+ * functions; admin_asset_check holds the rules on each value. */
+const struct admin_field admin_asset_fields[] = {
+    AF("id", NULL, NULL, AF_STR, id, AF_READONLY, 0, 0),
+    AF("name", NULL, "NAME", AF_STR, name, AF_REQUIRED, 0, 0),
+    AF("site", NULL, "--site", AF_STR, site_path, AF_READONLY, 0, 0),
+    AF("site_id", NULL, NULL, AF_STR, site_id, AF_READONLY, 0, 0),
+    AF("protocol", NULL, "--protocol", AF_STR, protocol, 0, 0, 0),
+    AF("host", NULL, "--host", AF_STR, host, AF_REQUIRED, 0, 0),
+    AF("port", NULL, "--port", AF_INT, port, 0, 1, 65535),
+    AF("route", NULL, "--route", AF_STR, route, 0, 0, 0),
+    AF("login_user", "login", "--login", AF_STRZ, login_user, 0, 0, 0),
+    AF("has_password", NULL, "--password-stdin", AF_SEALED, password_sealed,
+       AF_READONLY, 0, 0),
+    AF("has_key", NULL, "--key", AF_SEALED, key_sealed, AF_READONLY, 0, 0),
+    AF("host_key_fingerprint", NULL, "--host-key-fingerprint", AF_STRZ,
+       host_key_fp, 0, 0, 0),
+    AF("created_at", NULL, NULL, AF_TIME, created_at, AF_READONLY, 0, 0),
+    {NULL, NULL, NULL, AF_STR, 0, 0, 0, 0, 0},
+};
+
+json_t *admin_asset_json(const struct store_asset *a)
+{
+    return admin_json_encode(admin_asset_fields, a);
+}
