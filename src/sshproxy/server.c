@@ -884,7 +884,6 @@ static int server_banner(const struct config *cfg, char **out)
 static int server_bind_setup(const struct config *cfg, ssh_bind bind,
                              ssh_key keys[], int nkeys)
 {
-    char weak[1024];
     int no = 0, i;
 
     if (ssh_bind_options_set(bind, SSH_BIND_OPTIONS_PROCESS_CONFIG, &no) !=
@@ -912,11 +911,6 @@ static int server_bind_setup(const struct config *cfg, ssh_bind bind,
         }
         keys[i] = NULL;
     }
-    if (config_weak_algorithms(cfg, weak, sizeof(weak)) > 0) {
-        log_warn("weak SSH algorithms enabled (OpenSSH offers none of them "
-                 "by default): %s",
-                 weak);
-    }
     return ERR_OK;
 }
 
@@ -942,6 +936,15 @@ int server_run(const struct config *cfg)
         goto out;
     }
     server_make_missing_keys(cfg);
+    {
+        char weak[1024];
+
+        if (config_weak_algorithms(cfg, weak, sizeof(weak)) > 0) {
+            log_warn("weak SSH algorithms enabled (OpenSSH offers none of "
+                     "them by default): %s",
+                     weak);
+        }
+    }
     if ((r = sandbox_prepare(cfg->privsep_user, cfg->data_dir, &sb)) !=
         ERR_OK) {
         goto out;
@@ -1039,6 +1042,10 @@ int server_run(const struct config *cfg)
         loop_add_fd(s.loop, s.sig_fd, LOOP_READ, server_on_signal, &s) !=
             ERR_OK) {
         r = r ? r : ERR_NOMEM;
+        /* The spawner may still wait for the host keys (with SIGTERM
+         * blocked for its signalfd): the closed link ends it. */
+        close(link[0]);
+        link[0] = -1;
         kill(pid, SIGTERM);
         waitpid(pid, NULL, 0);
         monitor_free(&s.mon);
