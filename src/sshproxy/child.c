@@ -99,14 +99,30 @@ static void child_sleep_ms(uint32_t ms)
     }
 }
 
-/* Sends one authentication request; returns the verdict (MP_AUTH_*). */
-static int child_auth_ask(struct session_child *sc, uint8_t type, const char *a,
-                          const char *b, int flag)
+/* Sends the authentication request in sc->req as type and waits for the
+ * verdict (MP_AUTH_*); a failure's delay is served here. */
+static int child_auth_send(struct session_child *sc, uint8_t type)
 {
     uint8_t verdict = MP_AUTH_FAIL;
     uint32_t delay = 0;
     char reason[256];
 
+    if (session_monitor_call(sc, type, MP_AUTH_REPLY, NULL) != ERR_OK ||
+        buf_get_u8(sc->rep, &verdict) != ERR_OK ||
+        buf_get_u32(sc->rep, &delay) != ERR_OK ||
+        buf_get_cstring_into(sc->rep, reason, sizeof(reason)) != ERR_OK) {
+        return MP_AUTH_FAIL;
+    }
+    if (verdict == MP_AUTH_FAIL && delay > 0) {
+        child_sleep_ms(delay > 10000 ? 10000 : delay);
+    }
+    return verdict;
+}
+
+/* Sends one authentication request; returns the verdict (MP_AUTH_*). */
+static int child_auth_ask(struct session_child *sc, uint8_t type, const char *a,
+                          const char *b, int flag)
+{
     buf_reset(sc->req);
     if (a != NULL && buf_put_cstring(sc->req, a) != ERR_OK) {
         return MP_AUTH_FAIL;
@@ -119,16 +135,7 @@ static int child_auth_ask(struct session_child *sc, uint8_t type, const char *a,
         buf_reset(sc->req);
         return MP_AUTH_FAIL;
     }
-    if (session_monitor_call(sc, type, MP_AUTH_REPLY, NULL) != ERR_OK ||
-        buf_get_u8(sc->rep, &verdict) != ERR_OK ||
-        buf_get_u32(sc->rep, &delay) != ERR_OK ||
-        buf_get_cstring_into(sc->rep, reason, sizeof(reason)) != ERR_OK) {
-        return MP_AUTH_FAIL;
-    }
-    if (verdict == MP_AUTH_FAIL && delay > 0) {
-        child_sleep_ms(delay > 10000 ? 10000 : delay);
-    }
-    return verdict;
+    return child_auth_send(sc, type);
 }
 
 static int child_kbd_prompt(ssh_message m, const char *prompt)
@@ -168,9 +175,6 @@ static int child_auth_pubkey(struct session_child *sc, ssh_key key,
     const uint8_t *data = NULL, *sig = NULL;
     size_t dlen = 0, slen = 0;
     ssh_string blob = NULL;
-    uint8_t verdict = MP_AUTH_FAIL;
-    uint32_t delay = 0;
-    char reason[256];
     int r;
 
     buf_reset(sc->req);
@@ -194,17 +198,7 @@ static int child_auth_pubkey(struct session_child *sc, ssh_key key,
         buf_reset(sc->req);
         return MP_AUTH_FAIL;
     }
-    if (session_monitor_call(sc, MP_AUTH_PUBKEY, MP_AUTH_REPLY, NULL) !=
-            ERR_OK ||
-        buf_get_u8(sc->rep, &verdict) != ERR_OK ||
-        buf_get_u32(sc->rep, &delay) != ERR_OK ||
-        buf_get_cstring_into(sc->rep, reason, sizeof(reason)) != ERR_OK) {
-        return MP_AUTH_FAIL;
-    }
-    if (verdict == MP_AUTH_FAIL && delay > 0) {
-        child_sleep_ms(delay > 10000 ? 10000 : delay);
-    }
-    return verdict;
+    return child_auth_send(sc, MP_AUTH_PUBKEY);
 }
 
 /* Called by libssh inside the key exchange (hostkeys.h): the monitor
