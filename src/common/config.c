@@ -481,16 +481,26 @@ int config_weak_algorithms(const struct config *cfg, char *out, size_t outlen)
     return n;
 }
 
-int config_load(const char *path, struct config *cfg, char *why, size_t whylen)
+/* config_load(), or config_parse_text() when text is set: then path is
+ * the absolute name the text stands for (messages, relative paths). */
+static int config_read(const char *path, const char *text, size_t len,
+                       struct config *cfg, char *why, size_t whylen)
 {
     char absdir[PATH_MAX], abspath[PATH_MAX], line[4096], section[64] = "";
-    char *slash, *k, *v, *eq;
+    char *slash, *k, *v, *eq, *copy = NULL;
     FILE *f = NULL;
     int lineno = 0, r = ERR_OK;
     size_t i;
 
     memset(cfg, 0, sizeof(*cfg));
-    if (realpath(path, abspath) == NULL) {
+    if (text != NULL) {
+        if (path[0] != '/' || strlen(path) >= sizeof(abspath)) {
+            snprintf(why, whylen, "config text: %s is not an absolute path",
+                     path);
+            return ERR_CONFIG;
+        }
+        snprintf(abspath, sizeof(abspath), "%s", path);
+    } else if (realpath(path, abspath) == NULL) {
         snprintf(why, whylen, "cannot read config %s: %s", path,
                  strerror(errno));
         return ERR_CONFIG;
@@ -509,7 +519,20 @@ int config_load(const char *path, struct config *cfg, char *why, size_t whylen)
     if ((r = config_set_str(&cfg->path, abspath)) != ERR_OK) {
         goto out;
     }
-    if ((f = fopen(abspath, "r")) == NULL) {
+    if (text != NULL) {
+        /* fmemopen wants a writable buffer (and one byte at least) */
+        if ((copy = malloc(len + 1)) == NULL) {
+            r = ERR_NOMEM;
+            snprintf(why, whylen, "%s", err_str(r));
+            goto out;
+        }
+        memcpy(copy, text, len);
+        copy[len] = '\n';
+        f = fmemopen(copy, len + 1, "r");
+    } else {
+        f = fopen(abspath, "r");
+    }
+    if (f == NULL) {
         snprintf(why, whylen, "cannot read config %s: %s", path,
                  strerror(errno));
         r = ERR_CONFIG;
@@ -670,10 +693,23 @@ out:
     if (f != NULL) {
         fclose(f);
     }
+    free(copy);
     if (r != ERR_OK) {
         config_free(cfg);
     }
     return r;
+}
+
+int config_load(const char *path, struct config *cfg, char *why, size_t whylen)
+{
+    return config_read(path, NULL, 0, cfg, why, whylen);
+}
+
+int config_parse_text(const char *text, size_t len, const char *path,
+                      struct config *cfg, char *why, size_t whylen)
+{
+    return config_read(path, text != NULL ? text : "", text != NULL ? len : 0,
+                       cfg, why, whylen);
 }
 
 void config_free(struct config *cfg)

@@ -115,6 +115,12 @@ struct config {
 /* Loads path; on error returns ERR_CONFIG and writes a one-line reason
  * (with the line number) into why. */
 int config_load(const char *path, struct config *cfg, char *why, size_t whylen);
+/* As config_load(), from len bytes of text in memory (the fuzz target,
+ * tests); path is the absolute name it stands for: relative paths in it
+ * are taken from its directory, messages name it. Nothing is read from
+ * disk. */
+int config_parse_text(const char *text, size_t len, const char *path,
+                      struct config *cfg, char *why, size_t whylen);
 /* Fills cfg with the embedded defaults for a data directory. */
 int config_defaults(struct config *cfg, const char *data_dir);
 void config_free(struct config *cfg);

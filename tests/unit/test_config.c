@@ -512,9 +512,50 @@ static void test_algorithms(void **state)
                       "set banner or banner_file, not both");
 }
 
+/* The from-memory entry point (the fuzz target's): the same parser as a
+ * file, relative paths from the named directory, nothing read from disk,
+ * and bytes a file could hold (a NUL, no final newline) refused or read
+ * cleanly. */
+static void test_parse_text(void **state)
+{
+    static const char text[] = "[ssh]\nport = 2222\n[store]\npath = db/x.db";
+    static const char nul[] = "[ssh]\nport = 22\0 22\n";
+    struct config cfg;
+    char why[256] = "";
+
+    (void)state;
+    assert_int_equal(config_parse_text(text, sizeof(text) - 1,
+                                       "/nonexistent/pc/portcullis.conf", &cfg,
+                                       why, sizeof(why)),
+                     ERR_OK);
+    assert_int_equal(cfg.ssh_port, 2222);
+    assert_string_equal(cfg.store_path, "/nonexistent/pc/db/x.db");
+    assert_string_equal(cfg.vault_key, "/nonexistent/pc/vault.key");
+    config_free(&cfg);
+
+    assert_int_equal(
+        config_parse_text("", 0, "/x/p.conf", &cfg, why, sizeof(why)), ERR_OK);
+    assert_int_equal(cfg.ssh_port, 2203);
+    config_free(&cfg);
+
+    assert_int_equal(config_parse_text("[ssh]\nport = 99999\n", 19, "/x/p.conf",
+                                       &cfg, why, sizeof(why)),
+                     ERR_CONFIG);
+    assert_non_null(strstr(why, "/x/p.conf:2:"));
+    why[0] = '\0';
+    assert_int_equal(config_parse_text(nul, sizeof(nul) - 1, "/x/p.conf", &cfg,
+                                       why, sizeof(why)),
+                     ERR_CONFIG);
+    assert_true(why[0] != '\0');
+    assert_int_equal(
+        config_parse_text("x", 1, "relative.conf", &cfg, why, sizeof(why)),
+        ERR_CONFIG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_text),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test_setup_teardown(test_empty_file_gives_defaults,
                                         setup_tmp, teardown_tmp),
