@@ -356,7 +356,7 @@ def test_record_input_adds_what_the_user_typed(proxy, target, ssh_client):
 def test_record_input_needs_record(proxy):
     rc, _, err = proxy.cli("profile", "add", uniq("p"), "--native", "allow",
                            "--record-input", check=False)
-    assert rc == 2 and "--record-input needs --native record" in err
+    assert rc == 2 and "record input needs native sessions set to record" in err
 
 
 def test_session_play_and_export(proxy, target, ssh_client, tmp_path):
