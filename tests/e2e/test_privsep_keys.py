@@ -51,8 +51,10 @@ def ed25519_seed(path):
 
 
 def memory_contains(pid, needle):
-    """True if any readable mapping of pid holds needle."""
-    found = False
+    """True if any readable mapping of pid holds needle. Read in chunks
+    (overlapping by len(needle) - 1); mappings of 1 GiB or more are
+    reserved address space (ASan's shadow), not data the process wrote."""
+    chunk = 16 << 20
     with open("/proc/%d/maps" % pid) as maps, \
             open("/proc/%d/mem" % pid, "rb", 0) as mem:
         for line in maps:
@@ -60,15 +62,21 @@ def memory_contains(pid, needle):
             if not m or m.group(3)[0] != "r" or "[vvar]" in line:
                 continue
             start, end = int(m.group(1), 16), int(m.group(2), 16)
-            try:
-                mem.seek(start)
-                chunk = mem.read(end - start)
-            except (OSError, ValueError, OverflowError):
+            if end - start >= 1 << 30:
                 continue
-            if needle in chunk:
-                found = True
-                break
-    return found
+            pos, tail = start, b""
+            while pos < end:
+                n = min(chunk, end - pos)
+                try:
+                    mem.seek(pos)
+                    data = mem.read(n)
+                except (OSError, ValueError, OverflowError):
+                    break
+                if needle in tail + data:
+                    return True
+                tail = data[-(len(needle) - 1):]
+                pos += n
+    return False
 
 
 def host_key_path(proxy):
