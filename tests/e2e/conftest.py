@@ -33,6 +33,10 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "timing: waits mostly for a clock (idle timeouts, "
         "keepalive deadlines); ./dev test runs it on the normal build only")
+    config.addinivalue_line(
+        "markers", "matrix: one algorithm of the client matrix (libssh's "
+        "negotiation, not our code paths); ./dev test runs it on the normal "
+        "build only")
 
 
 def _check_sanitizers(server, new_only):

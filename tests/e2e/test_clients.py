@@ -161,22 +161,26 @@ def openssh_round(acct, extra):
 
 # ------------------------------------------------------------ OpenSSH
 
+@pytest.mark.matrix
 @pytest.mark.parametrize("cipher", CIPHERS)
 def test_openssh_each_cipher(acct, cipher):
     openssh_round(acct, ["-c", cipher])
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize("mac", MACS)
 def test_openssh_each_mac(acct, mac):
     # a MAC is used only with a non-AEAD cipher
     openssh_round(acct, ["-c", "aes128-ctr", "-o", "MACs=%s" % mac])
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize("kex", KEX)
 def test_openssh_each_kex(acct, kex):
     openssh_round(acct, ["-o", "KexAlgorithms=%s" % kex])
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize("alg", sorted(HOSTKEYS))
 def test_openssh_each_host_key(acct, alg):
     """Each host key type is offered, and it is the key init made (the
