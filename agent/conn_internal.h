@@ -65,7 +65,8 @@ struct agent_conn {
     bool close_pending; /* close the WebSocket at the next writeable */
     uint8_t *tx;        /* LWS_PRE + up to CONN_WS_CHUNK, or NULL */
     size_t tx_len;
-    uint8_t *rxp; /* WS bytes waiting to go into the pair */
+    size_t tx_hdr; /* frame header bytes just before tx + LWS_PRE */
+    uint8_t *rxp;  /* WS bytes waiting to go into the pair */
     size_t rxp_len, rxp_off;
     bool rx_paused;
 

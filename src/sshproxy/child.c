@@ -42,6 +42,7 @@
 #include "sshproxy/hostkeys.h"
 #include "sshproxy/libssh_priv.h"
 #include "sshproxy/mproto.h"
+#include "sshproxy/readahead.h"
 #include "sshproxy/scpcmd.h"
 #include "sshproxy/session.h"
 
@@ -1034,6 +1035,7 @@ int child_run(const struct child_args *a)
         goto out;
     }
     ssh_set_blocking(sc.down, 0);
+    (void)readahead_register(ssh_get_fd(sc.down));
     child_loop(&sc);
     rc = 0;
 out:

@@ -23,6 +23,7 @@
 #include "common/util.h"
 #include "policy/policy.h"
 #include "sshproxy/mproto.h"
+#include "sshproxy/readahead.h"
 
 static void upstream_fail(struct session_child *sc, const char *msg,
                           const char *result)
@@ -229,6 +230,7 @@ int upstream_open(struct session_child *sc, const char *session_id)
      * it connected; a blocking send to a target (or an agent's stream)
      * that does not read would stop both directions of the relay. */
     (void)util_set_nonblock(ssh_get_fd(sc->up));
+    (void)readahead_register(ssh_get_fd(sc->up));
     if (ssh_event_add_session(sc->event, sc->up) != SSH_OK) {
         upstream_fail(sc, "internal error", "error: event setup failed");
         r = ERR_INTERNAL;
