@@ -455,9 +455,11 @@ class Portcullis:
         self.set_config("auth", "failure_window_seconds", "1")
         self.set_config("auth", "lockout_seconds", "0")
         self.set_config("auth", "failure_delay_ms", "0")
-        # Many logins start at once from 127.0.0.1 (test_concurrency);
-        # test_preauth.py sets its own per-source caps.
+        # Many logins start at once from 127.0.0.1 (test_concurrency) and
+        # 70 from other addresses (test_loop_latency): no per-source cap and
+        # no random early drop below 256; test_preauth.py sets its own.
         self.set_config("ssh", "max_startups_per_source", "1000")
+        self.set_config("ssh", "max_startups", "256")
 
     # --- the CLI
 
