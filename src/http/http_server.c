@@ -958,10 +958,8 @@ int http_start(struct http **out, const struct config *cfg, struct loop *loop,
      * close callbacks live in it (seen when the server is stopped right
      * after it started: a jump into the unmapped plugin). Keep it loaded
      * for the life of the process. */
-    if (dlopen("libwebsockets-evlib_uv.so", RTLD_NOW | RTLD_NODELETE) ==
-        NULL) {
-        log_warn("http: cannot pin libwebsockets' libuv plugin: %s",
-                 dlerror());
+    if (dlopen("libwebsockets-evlib_uv.so", RTLD_NOW | RTLD_NODELETE) == NULL) {
+        log_warn("http: cannot pin libwebsockets' libuv plugin: %s", dlerror());
     }
     memset(&info, 0, sizeof(info));
     loops[0] = loop_uv(loop);

@@ -141,7 +141,7 @@ struct spawner {
     ssh_bind bind;
     struct hostkey_standins keys; /* public host keys and stand-ins */
     const struct sandbox *sb;
-    const char *banner; /* sent to clients before login, or NULL */
+    const char *banner;    /* sent to clients before login, or NULL */
     struct preauth *admit; /* every child not yet reaped (preauth.h) */
     struct buf *msg;
     uint64_t refused;    /* connections refused since the last log line */
