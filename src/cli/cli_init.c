@@ -249,25 +249,65 @@ static const struct {
 
 #define INIT_HOST_KEYS (sizeof(init_host_keys) / sizeof(init_host_keys[0]))
 
-/* Generates the three host keys (0600) with their .pub lines; fp[i] gets
- * the fingerprint of init_host_keys[i], from the file just written, as the
+/* sshd's names for its host keys, in init_host_keys' order: what
+ * --host-keys DIR looks for. */
+static const char *const init_import_names[] = {
+    "ssh_host_ed25519_key",
+    "ssh_host_ecdsa_key",
+    "ssh_host_rsa_key",
+};
+
+/* Makes the three host keys (0600) with their .pub lines; fp[i] gets the
+ * fingerprint of init_host_keys[i], from the file just written, as the
  * server will load it: what the agents pin must be the key the server
- * presents. */
-static int init_host_key(struct init_paths *p,
+ * presents. With from (--host-keys DIR), each key DIR holds under sshd's
+ * name is adopted instead of generated (a bastion taking over from an
+ * OpenSSH server keeps its host keys, so users see no key change); DIR
+ * must hold at least one. */
+static int init_host_key(struct init_paths *p, const char *from,
                          char fp[INIT_HOST_KEYS][HOSTKEY_FP_MAX + 1])
 {
     enum init_file f;
-    size_t i;
+    char src[PATH_MAX], why[PATH_MAX + 128];
+    size_t i, found = 0;
     int r;
 
+    for (i = 0; from != NULL && i < INIT_HOST_KEYS; i++) {
+        if (snprintf(src, sizeof(src), "%s/%s", from, init_import_names[i]) >=
+            (int)sizeof(src)) {
+            return cli_error("--host-keys: path too long");
+        }
+        if (access(src, F_OK) == 0) {
+            found++;
+        }
+    }
+    if (from != NULL && found == 0) {
+        return cli_error("--host-keys %s: no ssh_host_ed25519_key, "
+                         "ssh_host_ecdsa_key or ssh_host_rsa_key there",
+                         from);
+    }
     for (i = 0; i < INIT_HOST_KEYS; i++) {
         f = init_host_keys[i].file;
-        r = hostkey_create(p->file[f], init_host_keys[i].type, fp[i],
-                           HOSTKEY_FP_MAX + 1);
-        if (r != ERR_OK) {
-            return cli_error("cannot make the %s host key %s: %s",
-                             hostkey_type_name(init_host_keys[i].type),
-                             p->file[f], err_str(r));
+        if (from != NULL) {
+            (void)snprintf(src, sizeof(src), "%s/%s", from,
+                           init_import_names[i]);
+        }
+        if (from != NULL && access(src, F_OK) == 0) {
+            r = hostkey_import(src, p->file[f], init_host_keys[i].type, fp[i],
+                               HOSTKEY_FP_MAX + 1, why, sizeof(why));
+            if (r != ERR_OK) {
+                return cli_error("cannot adopt the %s host key: %s",
+                                 hostkey_type_name(init_host_keys[i].type),
+                                 why);
+            }
+        } else {
+            r = hostkey_create(p->file[f], init_host_keys[i].type, fp[i],
+                               HOSTKEY_FP_MAX + 1);
+            if (r != ERR_OK) {
+                return cli_error("cannot make the %s host key %s: %s",
+                                 hostkey_type_name(init_host_keys[i].type),
+                                 p->file[f], err_str(r));
+            }
         }
         /* the .pub name follows the key's in init_names */
         p->created[f] = true;
@@ -582,13 +622,14 @@ out:
 
 static int init_run(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const char *dir = NULL, *listen = NULL, *pos[CLI_MAX_POS];
+    const char *dir = NULL, *listen = NULL, *keys = NULL, *pos[CLI_MAX_POS];
     struct config def, cfg;
     const struct cli_opt opts[] = {
         CLI_OPT_STR("--dir", &dir),
         CLI_OPT_INT("--ssh-port", &def.ssh_port, 0, 65535),
         CLI_OPT_INT("--http-port", &def.http_port, 0, 65535),
         CLI_OPT_STR("--listen", &listen),
+        CLI_OPT_STR("--host-keys", &keys),
         CLI_OPT_END,
     };
     struct init_paths *p = NULL;
@@ -632,7 +673,7 @@ static int init_run(struct cli_ctx *ctx, int argc, char **argv)
         rc = cli_error("%s", why);
         goto out;
     }
-    if ((rc = init_host_key(p, fp)) != CLI_EXIT_OK ||
+    if ((rc = init_host_key(p, keys, fp)) != CLI_EXIT_OK ||
         (rc = init_tls_cert(p, listen, tls_fp, sizeof(tls_fp))) !=
             CLI_EXIT_OK) {
         goto out;
@@ -702,7 +743,9 @@ static int serve_run(struct cli_ctx *ctx, int argc, char **argv)
 
 const struct cli_cmd cli_init = {
     .name = "init",
-    .synopsis = "init --dir DIR [--ssh-port N] [--http-port N] [--listen ADDR]",
+    .synopsis =
+        "init --dir DIR [--ssh-port N] [--http-port N] [--listen ADDR]\n"
+        "     [--host-keys DIR]",
     .summary = "Create a data directory: config, keys, database, admin user.",
     .details =
         "Options:\n"
@@ -712,6 +755,17 @@ const struct cli_cmd cli_init = {
         "  --http-port N    HTTP port (default 8080)\n"
         "  --listen ADDR    address the SSH, HTTP and tunnel listeners bind\n"
         "                   (default 127.0.0.1)\n"
+        "  --host-keys DIR  adopt the host keys an OpenSSH server keeps in "
+        "DIR\n"
+        "                   (ssh_host_ed25519_key, ssh_host_ecdsa_key, "
+        "ssh_host_rsa_key;\n"
+        "                   e.g. /etc/ssh) instead of making new ones, so "
+        "users see\n"
+        "                   no host key change; a type DIR lacks is made "
+        "new. Keys\n"
+        "                   must be unencrypted, readable by their owner "
+        "only,\n"
+        "                   ECDSA P-256, RSA of at least 2048 bits.\n"
         "\n"
         "Prints config=, admin_user=, admin_password= (shown only this once),\n"
         "fingerprint= (the Ed25519 SSH host key's SHA256 fingerprint, as "

@@ -12,6 +12,7 @@
 #include "common/hostkey.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 #include "common/util.h"
 
 #define HOSTKEY_SHA256_LEN 32
+#define HOSTKEY_FILE_MAX 65536 /* an RSA 16384 key in PEM is under 13 KiB */
 
 /* A key file protected by a passphrase is not one we can use: say no
  * rather than prompt. */
@@ -90,37 +92,26 @@ const char *hostkey_type_name(enum hostkey_type type)
     return "?";
 }
 
-int hostkey_create(const char *path, enum hostkey_type type, char *fp,
-                   size_t fplen)
+/* Writes key to path (0600, O_EXCL) and its OpenSSH public line to
+ * path.pub (0644, O_EXCL); fp receives the fingerprint of the file as
+ * written. The private key file's text is text when given (an adopted
+ * file, kept byte for byte: libssh 0.10 cannot re-export an RSA key read
+ * from OpenSSH's format), else libssh's export of key. On failure neither
+ * file is left behind. */
+static int hostkey_write(ssh_key key, const char *text, size_t textlen,
+                         const char *path, char *fp, size_t fplen)
 {
-    enum ssh_keytypes_e kt;
-    ssh_key key = NULL;
     char *priv = NULL, *pub = NULL, *line = NULL, *pubpath = NULL;
     bool wrote_priv = false;
-    int bits = 0, n, r = ERR_CRYPTO;
+    int n, r = ERR_CRYPTO;
 
-    switch (type) {
-    case HOSTKEY_ED25519:
-        kt = SSH_KEYTYPE_ED25519;
-        break;
-    case HOSTKEY_ECDSA:
-        kt = SSH_KEYTYPE_ECDSA_P256;
-        bits = 256;
-        break;
-    case HOSTKEY_RSA:
-        kt = SSH_KEYTYPE_RSA;
-        bits = HOSTKEY_RSA_BITS;
-        break;
-    default:
-        return ERR_INVALID;
-    }
     if (asprintf(&pubpath, "%s.pub", path) < 0) {
         pubpath = NULL;
         r = ERR_NOMEM;
         goto out;
     }
-    if (ssh_pki_generate(kt, bits, &key) != SSH_OK ||
-        ssh_pki_export_privkey_base64(key, NULL, NULL, NULL, &priv) != SSH_OK ||
+    if ((text == NULL && ssh_pki_export_privkey_base64(key, NULL, NULL, NULL,
+                                                       &priv) != SSH_OK) ||
         ssh_pki_export_pubkey_base64(key, &pub) != SSH_OK) {
         r = ERR_CRYPTO;
         goto out;
@@ -131,7 +122,11 @@ int hostkey_create(const char *path, enum hostkey_type type, char *fp,
         r = ERR_NOMEM;
         goto out;
     }
-    if ((r = util_write_file_excl(path, priv, strlen(priv), 0600)) != ERR_OK) {
+    if (text == NULL) {
+        text = priv;
+        textlen = strlen(priv);
+    }
+    if ((r = util_write_file_excl(path, text, textlen, 0600)) != ERR_OK) {
         goto out;
     }
     wrote_priv = true;
@@ -156,6 +151,165 @@ out:
     ssh_string_free_char(pub);
     free(line);
     free(pubpath);
+    return r;
+}
+
+int hostkey_create(const char *path, enum hostkey_type type, char *fp,
+                   size_t fplen)
+{
+    enum ssh_keytypes_e kt;
+    ssh_key key = NULL;
+    int bits = 0, r;
+
+    switch (type) {
+    case HOSTKEY_ED25519:
+        kt = SSH_KEYTYPE_ED25519;
+        break;
+    case HOSTKEY_ECDSA:
+        kt = SSH_KEYTYPE_ECDSA_P256;
+        bits = 256;
+        break;
+    case HOSTKEY_RSA:
+        kt = SSH_KEYTYPE_RSA;
+        bits = HOSTKEY_RSA_BITS;
+        break;
+    default:
+        return ERR_INVALID;
+    }
+    if (ssh_pki_generate(kt, bits, &key) != SSH_OK) {
+        return ERR_CRYPTO;
+    }
+    r = hostkey_write(key, NULL, 0, path, fp, fplen);
     ssh_key_free(key);
+    return r;
+}
+
+/* The bit length of an RSA public key's modulus, from its wire blob
+ * (string "ssh-rsa", mpint e, mpint n): libssh 0.10 has no public call
+ * for it. 0 when the blob is not that shape. */
+static int hostkey_rsa_bits(ssh_key key)
+{
+    unsigned char blob[2048];
+    char *b64 = NULL;
+    size_t len = 0, off = 0, i, n = 0, bits;
+    uint32_t field;
+    int k, result = 0;
+
+    if (ssh_pki_export_pubkey_base64(key, &b64) != SSH_OK) {
+        return 0;
+    }
+    if (sodium_base642bin(blob, sizeof(blob), b64, strlen(b64), NULL, &len,
+                          NULL, sodium_base64_VARIANT_ORIGINAL) != 0) {
+        goto out;
+    }
+    for (k = 0; k < 3; k++) {
+        if (len - off < 4) {
+            goto out;
+        }
+        field = (uint32_t)blob[off] << 24 | (uint32_t)blob[off + 1] << 16 |
+                (uint32_t)blob[off + 2] << 8 | blob[off + 3];
+        off += 4;
+        if (field > len - off) {
+            goto out;
+        }
+        n = field;
+        if (k < 2) {
+            off += n;
+        }
+    }
+    /* n: the modulus, big-endian, perhaps with a leading zero byte */
+    for (i = 0; i < n && blob[off + i] == 0; i++) {
+    }
+    if (i == n) {
+        goto out;
+    }
+    bits = (n - i) * 8;
+    for (field = blob[off + i]; (field & 0x80) == 0; field <<= 1) {
+        bits--;
+    }
+    result = (int)bits;
+out:
+    ssh_string_free_char(b64);
+    return result;
+}
+
+int hostkey_import(const char *src, const char *path, enum hostkey_type type,
+                   char *fp, size_t fplen, char *why, size_t whylen)
+{
+    struct stat sb;
+    ssh_key key = NULL;
+    enum ssh_keytypes_e kt;
+    uint8_t *text = NULL;
+    size_t textlen = 0;
+    int bits, r = ERR_INVALID;
+
+    if (stat(src, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        snprintf(why, whylen, "%s: not a readable file", src);
+        return ERR_IO;
+    }
+    /* sshd refuses a private host key others can read; so do we, rather
+     * than adopt a key that may already be copied elsewhere. */
+    if ((sb.st_mode & 0077) != 0) {
+        snprintf(why, whylen,
+                 "%s: permissions %04o are too open (the key must be "
+                 "readable by its owner only)",
+                 src, (unsigned)(sb.st_mode & 07777));
+        return ERR_INVALID;
+    }
+    if (util_read_file(src, HOSTKEY_FILE_MAX, &text, &textlen) != ERR_OK) {
+        snprintf(why, whylen, "%s: cannot be read (or over %d bytes)", src,
+                 HOSTKEY_FILE_MAX);
+        return ERR_IO;
+    }
+    if (ssh_pki_import_privkey_base64((const char *)text, NULL,
+                                      hostkey_no_passphrase, NULL,
+                                      &key) != SSH_OK) {
+        snprintf(why, whylen,
+                 "%s: not an unencrypted OpenSSH or PEM private key", src);
+        key = NULL;
+        goto out;
+    }
+    kt = ssh_key_type(key);
+    switch (type) {
+    case HOSTKEY_ED25519:
+        if (kt != SSH_KEYTYPE_ED25519) {
+            snprintf(why, whylen, "%s: a %s key, not Ed25519", src,
+                     ssh_key_type_to_char(kt));
+            goto out;
+        }
+        break;
+    case HOSTKEY_ECDSA:
+        if (kt != SSH_KEYTYPE_ECDSA_P256) {
+            snprintf(why, whylen,
+                     "%s: a %s key; the ECDSA host key must be NIST P-256", src,
+                     ssh_key_type_to_char(kt));
+            goto out;
+        }
+        break;
+    case HOSTKEY_RSA:
+        if (kt != SSH_KEYTYPE_RSA) {
+            snprintf(why, whylen, "%s: a %s key, not RSA", src,
+                     ssh_key_type_to_char(kt));
+            goto out;
+        }
+        if ((bits = hostkey_rsa_bits(key)) < HOSTKEY_RSA_MIN_BITS) {
+            snprintf(why, whylen,
+                     "%s: RSA key of %d bits; at least %d are needed", src,
+                     bits, HOSTKEY_RSA_MIN_BITS);
+            goto out;
+        }
+        break;
+    default:
+        snprintf(why, whylen, "unknown host key type");
+        goto out;
+    }
+    r = hostkey_write(key, (const char *)text, textlen, path, fp, fplen);
+    if (r != ERR_OK) {
+        snprintf(why, whylen, "cannot write %s: %s", path, err_str(r));
+    }
+out:
+    ssh_key_free(key);
+    sodium_memzero(text, textlen);
+    free(text);
     return r;
 }

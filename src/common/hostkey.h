@@ -28,6 +28,7 @@ enum hostkey_type {
 };
 
 #define HOSTKEY_RSA_BITS 3072
+#define HOSTKEY_RSA_MIN_BITS 2048 /* the smallest an imported key may be */
 
 /* "ed25519", "ecdsa", "rsa": for messages and init's fingerprint_* keys. */
 const char *hostkey_type_name(enum hostkey_type type);
@@ -38,5 +39,14 @@ const char *hostkey_type_name(enum hostkey_type type);
  * fp receives the fingerprint of the key as written (HOSTKEY_FP_MAX). */
 int hostkey_create(const char *path, enum hostkey_type type, char *fp,
                    size_t fplen);
+
+/* Adopts an existing unencrypted private key (OpenSSH or PEM format, such
+ * as sshd's /etc/ssh/ssh_host_*_key) of type from src: checks that only
+ * its owner may read it, that it is of type (ECDSA: P-256; RSA: at least
+ * HOSTKEY_RSA_MIN_BITS) and writes it to path and path.pub as
+ * hostkey_create() does. On failure why says what is wrong (the key's
+ * bytes are never part of it). */
+int hostkey_import(const char *src, const char *path, enum hostkey_type type,
+                   char *fp, size_t fplen, char *why, size_t whylen);
 
 #endif

@@ -384,13 +384,43 @@ def stop_process(proc, timeout=15.0, sig=signal.SIGTERM):
 # ------------------------------------------------------------- portcullis
 
 _live_servers = []
+_shared_host_keys = None
+
+
+def shared_host_keys():
+    """A directory with one set of OpenSSH host keys (ssh_host_ed25519_key,
+    ssh_host_ecdsa_key, ssh_host_rsa_key) made once per test run, which
+    servers adopt with `init --host-keys`: an RSA 3072 key costs 0.3-1.5 s
+    to make, and hundreds of servers are made. Tests of `init`'s own key
+    making pass fresh_keys=True."""
+    global _shared_host_keys
+    if _shared_host_keys is None:
+        import atexit
+        import shutil
+        import tempfile
+        d = Path(tempfile.mkdtemp(prefix="pc-hostkeys-"))
+        atexit.register(shutil.rmtree, d, True)
+        for t, bits in (("ed25519", None), ("ecdsa", "256"),
+                        ("rsa", "3072")):
+            args = ["ssh-keygen", "-q", "-t", t, "-N", "", "-C",
+                    "e2e-shared-host-key", "-f",
+                    str(d / ("ssh_host_%s_key" % t))]
+            if bits:
+                args[4:4] = ["-b", bits]
+            subprocess.run(args, check=True, stdin=subprocess.DEVNULL,
+                           timeout=60)
+        _shared_host_keys = d
+    return _shared_host_keys
 
 
 class Portcullis:
     """One data directory made by `portcullis init`, and optionally its
     server (`serve`) running with the log in <dir>/server.log."""
 
-    def __init__(self, workdir, ssh_port=None, http_port=None):
+    def __init__(self, workdir, ssh_port=None, http_port=None,
+                 fresh_keys=False):
+        """fresh_keys: let init make new host keys rather than adopt the
+        run's shared set (shared_host_keys())."""
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ssh_port = ssh_port or free_port()
@@ -399,8 +429,11 @@ class Portcullis:
         if not self.bin.exists():
             pytest.fail("%s does not exist: build first (./dev build)"
                         % self.bin)
-        r = run([self.bin, "init", "--dir", self.dir, "--ssh-port",
-                 self.ssh_port, "--http-port", self.http_port])
+        args = [self.bin, "init", "--dir", self.dir, "--ssh-port",
+                self.ssh_port, "--http-port", self.http_port]
+        if not fresh_keys:
+            args += ["--host-keys", shared_host_keys()]
+        r = run(args)
         if r.rc != 0:
             pytest.fail("portcullis init failed: %r" % r)
         self.init_output = r.out
