@@ -39,11 +39,20 @@ static int tunnel_why(char *why, size_t whylen, int err, const char *fmt, ...)
 static int tunnel_why(char *why, size_t whylen, int err, const char *fmt, ...)
 {
     va_list ap;
+    size_t i;
 
     if (why != NULL && whylen > 0) {
         va_start(ap, fmt);
         vsnprintf(why, whylen, fmt, ap);
         va_end(ap);
+        /* The text may quote what a user sent ('%s' is not a host name):
+         * it goes to terminals and logs, so no control characters (an
+         * escape sequence would rewrite the operator's screen). */
+        for (i = 0; why[i] != '\0'; i++) {
+            if ((unsigned char)why[i] < 0x20 || why[i] == 0x7f) {
+                why[i] = '?';
+            }
+        }
     }
     return err;
 }

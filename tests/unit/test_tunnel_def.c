@@ -150,6 +150,21 @@ static void test_remote_parse(void **state)
     assert_string_equal(host, "::1");
     assert_int_equal(port, 65535);
 
+    /* what a refusal quotes carries no control characters */
+    assert_int_not_equal(tunnel_remote_parse("ev\x1b[2Jil\r\n:22", host,
+                                             sizeof(host), &port, why,
+                                             sizeof(why)),
+                         ERR_OK);
+    assert_non_null(strstr(why, "ev?[2Jil??"));
+    for (size_t i = 0; why[i] != '\0'; i++) {
+        assert_true((unsigned char)why[i] >= 0x20 && why[i] != 0x7f);
+    }
+    assert_int_not_equal(tunnel_acl_normalize("10.0.0.0/8,\x1b]0;x\x07", big,
+                                              sizeof(big), why, sizeof(why)),
+                         ERR_OK);
+    assert_null(strchr(why, 0x1b));
+    assert_null(strchr(why, 0x07));
+
     static const char *const bad[] = {
         "",         "host",    "host:",    ":22",      "host:0",  "host:65536",
         "host:22x", "host:-1", "::1:22",   "[::1]22",  "[::1:22", "[host]:22",
