@@ -239,6 +239,12 @@ int config_defaults(struct config *cfg, const char *data_dir)
     cfg->tunnel_port_min = 20000;
     cfg->tunnel_port_max = 20999;
     cfg->tunnel_udp_flow_seconds = 60;
+    cfg->http_proxy_port = 3128;
+    cfg->http_proxy_tls = true;
+    cfg->http_proxy_max_connections = 1024;
+    cfg->http_proxy_max_per_source = 64;
+    cfg->http_proxy_timeout_seconds = 10;
+    cfg->http_proxy_connect_timeout_seconds = 10;
     if ((r = config_set_str(&cfg->data_dir, data_dir)) ||
         (r = config_set_str(&cfg->log_level, "info")) ||
         (r = config_set_str(&cfg->ssh_listen, "127.0.0.1")) ||
@@ -261,6 +267,9 @@ int config_defaults(struct config *cfg, const char *data_dir)
                             CONFIG_HOSTKEY_ALGORITHMS)) ||
         (r = config_set_str(&cfg->http_listen, "127.0.0.1")) ||
         (r = config_set_str(&cfg->tunnel_listen, "127.0.0.1")) ||
+        (r = config_set_str(&cfg->http_proxy_listen, "127.0.0.1")) ||
+        (r = config_set_path(&cfg->http_proxy_tls_cert, data_dir, "tls.crt")) ||
+        (r = config_set_path(&cfg->http_proxy_tls_key, data_dir, "tls.key")) ||
         (r = config_set_path(&cfg->http_jwt_secret, data_dir, "api_jwt.key")) ||
         (r = config_set_str(&cfg->store_driver, "sqlite")) ||
         (r = config_set_path(&cfg->store_path, data_dir, "portcullis.db")) ||
@@ -342,6 +351,21 @@ static const struct config_key config_keys[] = {
        http_max_preauth_ws_per_source, 1, 100000),
     CK("http", "timeout_seconds", CK_INT, http_timeout_seconds, 1, 3600),
     CK("http", "web_root", CK_PATH, http_web_root, 0, 0),
+    CK("http_proxy", "enabled", CK_BOOL, http_proxy_enabled, 0, 0),
+    CK("http_proxy", "listen", CK_STR, http_proxy_listen, 0, 0),
+    CK("http_proxy", "port", CK_INT, http_proxy_port, 1, 65535),
+    CK("http_proxy", "tls", CK_BOOL, http_proxy_tls, 0, 0),
+    CK("http_proxy", "tls_cert", CK_OPTPATH, http_proxy_tls_cert, 0, 0),
+    CK("http_proxy", "tls_key", CK_OPTPATH, http_proxy_tls_key, 0, 0),
+    CK("http_proxy", "allow", CK_OPTSTR, http_proxy_allow, 0, 0),
+    CK("http_proxy", "max_connections", CK_INT, http_proxy_max_connections, 1,
+       1000000),
+    CK("http_proxy", "max_connections_per_source", CK_INT,
+       http_proxy_max_per_source, 1, 1000000),
+    CK("http_proxy", "timeout_seconds", CK_INT, http_proxy_timeout_seconds, 1,
+       3600),
+    CK("http_proxy", "connect_timeout_seconds", CK_INT,
+       http_proxy_connect_timeout_seconds, 1, 600),
     CK("store", "driver", CK_STR, store_driver, 0, 0),
     CK("store", "path", CK_PATH, store_path, 0, 0),
     CK("vault", "key_file", CK_PATH, vault_key, 0, 0),
@@ -745,5 +769,9 @@ void config_free(struct config *cfg)
     free(cfg->vault_key);
     free(cfg->record_dir);
     free(cfg->tunnel_listen);
+    free(cfg->http_proxy_listen);
+    free(cfg->http_proxy_tls_cert);
+    free(cfg->http_proxy_tls_key);
+    free(cfg->http_proxy_allow);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -14,6 +14,10 @@
  *   [http]    listen, port, tls_cert, tls_key, allow_plain_http,
  *             jwt_secret, session_minutes, max_body_bytes,
  *             max_connections_per_source, timeout_seconds, web_root
+ *   [http_proxy] enabled, listen, port, tls, tls_cert, tls_key, allow,
+ *             max_connections, max_connections_per_source,
+ *             timeout_seconds, connect_timeout_seconds (the peer-node
+ *             CONNECT proxy, off by default)
  *   [store]   driver (sqlite), path
  *   [vault]   key_file
  *   [auth]    max_failures, failure_window_seconds, lockout_seconds,
@@ -85,6 +89,19 @@ struct config {
     int http_timeout_seconds; /* idle / request deadline */
     char *http_web_root; /* the built web UI served at / (web/dist); default
                             the build's, PORTCULLIS_WEB_ROOT from meson */
+
+    /* [http_proxy]: the peer-node CONNECT proxy (http/http_proxy.h) */
+    bool http_proxy_enabled;        /* default off */
+    char *http_proxy_listen;        /* IP address or *; default 127.0.0.1 */
+    int http_proxy_port;            /* default 3128 */
+    bool http_proxy_tls;            /* default on */
+    char *http_proxy_tls_cert;      /* default the node's tls.crt (init's) */
+    char *http_proxy_tls_key;       /* and tls.key */
+    char *http_proxy_allow;         /* destinations; "" = none */
+    int http_proxy_max_connections; /* open at once, default 1024 */
+    int http_proxy_max_per_source;  /* per client address, default 64 */
+    int http_proxy_timeout_seconds; /* TLS handshake + request, default 10 */
+    int http_proxy_connect_timeout_seconds; /* to the destination, 10 */
 
     char *store_driver; /* "sqlite" */
     char *store_path;   /* absolute */

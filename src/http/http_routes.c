@@ -14,6 +14,7 @@
  * the body and query (400), the permission (403), the handler, and on
  * success the audit event of a change.
  */
+#include "http/http_bearer.h"
 #include "http/http_internal.h"
 #include "http/http_web.h"
 
@@ -710,10 +711,9 @@ static int http_unauthorized(struct http_req *req, const char *why)
 static int http_authenticate(struct http_req *req)
 {
     struct http_auth *a = &req->auth;
-    struct store_api_token tok;
-    const char *t = req->authorization, *fpath;
-    bool revoked = false;
-    int r;
+    struct http_bearer b;
+    const char *t = req->authorization;
+    char why[256];
 
     if (t == NULL || t[0] == '\0') {
         return http_unauthorized(req, "this resource needs an Authorization: "
@@ -727,72 +727,25 @@ static int http_authenticate(struct http_req *req)
     while (*t == ' ') {
         t++;
     }
-    r = http_jwt_verify(req->h->key, t, util_now(), &a->claims);
-    if (r == ERR_TIMEOUT) {
-        return http_unauthorized(req, "the token has expired");
+    switch (http_bearer_check(req->h->store, req->h->key, t, req->client_ip,
+                              req->filter_path != NULL ? req->filter_path
+                                                       : req->path,
+                              &b, why, sizeof(why))) {
+    case HTTP_BEARER_OK:
+        break;
+    case HTTP_BEARER_UNAUTHORIZED:
+        return http_unauthorized(req, why);
+    case HTTP_BEARER_FORBIDDEN:
+        req->h->m.api_auth_failures++;
+        return http_error(req, 403, "token_filter", "Forbidden", "%s", why);
+    case HTTP_BEARER_ERROR:
+    default:
+        return http_error(req, 500, "internal", "Internal error", "%s", why);
     }
-    if (r != ERR_OK) {
-        return http_unauthorized(
-            req, r == ERR_INVALID ? "the token is malformed"
-                                  : "the token's signature or algorithm "
-                                    "is not accepted");
-    }
-    http_jwt_hash(a->claims.jti, a->jti_hash);
-    if (a->claims.kind == HTTP_JWT_API) {
-        r = store_api_token_find(req->h->store, a->jti_hash, &tok);
-        if (r == ERR_NOT_FOUND ||
-            (r == ERR_OK && (strcmp(tok.id, a->claims.tid) != 0 ||
-                             strcmp(tok.user_id, a->claims.sub) != 0))) {
-            return http_unauthorized(req, "the API token was deleted");
-        }
-        if (r != ERR_OK) {
-            return http_error(req, 500, "internal", "Internal error",
-                              "cannot check the token: %s", err_str(r));
-        }
-        if (!tok.enabled) {
-            return http_unauthorized(req, "the API token is disabled");
-        }
-        if (tok.expires_at <= util_now()) {
-            return http_unauthorized(req, "the API token has expired");
-        }
-        if (tok.filter_cidrs[0] != '\0' &&
-            !http_cidr_list_match(tok.filter_cidrs, req->client_ip)) {
-            req->h->m.api_auth_failures++;
-            return http_error(req, 403, "token_filter", "Forbidden",
-                              "the API token may not be used from %s",
-                              req->client_ip);
-        }
-        fpath = req->filter_path != NULL ? req->filter_path : req->path;
-        if (tok.filter_paths[0] != '\0' &&
-            !http_path_list_match(tok.filter_paths, fpath)) {
-            req->h->m.api_auth_failures++;
-            return http_error(req, 403, "token_filter", "Forbidden",
-                              "the API token may not be used on %.200s", fpath);
-        }
-    } else {
-        r = store_jwt_is_revoked(req->h->store, a->jti_hash, &revoked);
-        if (r != ERR_OK) {
-            return http_error(req, 500, "internal", "Internal error",
-                              "cannot check the token: %s", err_str(r));
-        }
-        if (revoked) {
-            return http_unauthorized(req, "the session has ended (logged out)");
-        }
-    }
-    r = store_user_get(req->h->store, a->claims.sub, &a->user);
-    if (r == ERR_NOT_FOUND || (r == ERR_OK && a->user.disabled)) {
-        return http_unauthorized(req,
-                                 "the token's user is deleted or disabled");
-    }
-    if (r != ERR_OK) {
-        return http_error(req, 500, "internal", "Internal error",
-                          "cannot read the user: %s", err_str(r));
-    }
-    if ((r = store_site_role_mask(req->h->store, a->user.id, NULL,
-                                  &a->root_roles)) != ERR_OK) {
-        return http_error(req, 500, "internal", "Internal error",
-                          "cannot read site roles: %s", err_str(r));
-    }
+    a->claims = b.claims;
+    memcpy(a->jti_hash, b.jti_hash, sizeof(a->jti_hash));
+    a->user = b.user;
+    a->root_roles = b.root_roles;
     a->ok = true;
     return 0;
 }

@@ -49,6 +49,7 @@
 #include "common/loop.h"
 #include "common/util.h"
 #include "http/http.h"
+#include "http/http_proxy.h"
 #include "sshproxy/child.h"
 #include "sshproxy/hostkeys.h"
 #include "sshproxy/monitor.h"
@@ -928,6 +929,7 @@ int server_run(const struct config *cfg)
     struct http *http = NULL;
     struct hub *hub = NULL;
     struct tunnels *tunnels = NULL;
+    struct http_proxy *proxy = NULL;
     struct notify *notify = NULL;
 
     memset(&s, 0, sizeof(s));
@@ -1078,6 +1080,12 @@ int server_run(const struct config *cfg)
     s.mon.on_authed_arg = &s;
     /* one cap on password checks, one lockout table */
     http_share_auth(http, s.mon.hashes, s.mon.lockout);
+    if ((r = http_proxy_start(&proxy, cfg, s.loop, s.mon.store)) != ERR_OK) {
+        /* why was logged; stop what started (closing the link ends the
+         * spawner) */
+        log_error("the peer-node CONNECT proxy did not start");
+        goto stop;
+    }
     if (notify_listen(&notify, s.loop, cfg->data_dir, server_on_notify, hub) !=
         ERR_OK) {
         log_warn("cannot listen for store-change notices; CLI changes to "
@@ -1089,12 +1097,14 @@ int server_run(const struct config *cfg)
     if (r == ERR_OK) {
         r = s.result;
     }
+stop:
     loop_del_fd(s.loop, s.link);
     close(link[0]);
     link[0] = -1;
     waitpid(pid, NULL, 0);
     notify_close(notify);
     /* HTTP first: closing the agents' WebSockets frees them in the hub. */
+    http_proxy_stop(proxy);
     http_stop(http);
     tunnels_stop(tunnels);
     s.mon.hub = NULL;
