@@ -80,6 +80,8 @@ struct px_conn {
     socklen_t addrlens[PX_MAX_ADDRS];
     size_t naddrs, next_addr;
     char conn_ip[INET6_ADDRSTRLEN];
+    int delayed_status; /* an authentication refusal waiting its delay */
+    char delayed_why[320];
     struct px_buf c2t, t2c;
 };
 
@@ -653,7 +655,11 @@ static void px_on_timeout(struct loop *l, void *arg)
 
     (void)l;
     c->timer = 0;
-    if (c->state == PX_CONNECTING) {
+    if (c->delayed_status != 0) {
+        int status = c->delayed_status;
+        c->delayed_status = 0;
+        px_refuse(c, status, c->delayed_why);
+    } else if (c->state == PX_CONNECTING) {
         px_refuse(c, 504, "the destination did not answer in time");
     } else if (c->state == PX_HANDSHAKE) {
         px_close(c); /* no TLS yet: nothing can be said */
@@ -669,6 +675,30 @@ static void px_timer(struct px_conn *c, int seconds)
     }
     c->timer =
         loop_add_timer(c->px->loop, (int64_t)seconds * 1000, px_on_timeout, c);
+}
+
+/* A refused credential is answered after [auth] failure_delay_ms, as a
+ * failed login is: guessing costs the guesser time, and the audit log
+ * grows no faster than the delay lets it. The connection reads nothing
+ * meanwhile. */
+static void px_refuse_auth(struct px_conn *c, int status, const char *why)
+{
+    if (c->px->cfg->failure_delay_ms <= 0) {
+        px_refuse(c, status, why);
+        return;
+    }
+    c->delayed_status = status;
+    snprintf(c->delayed_why, sizeof(c->delayed_why), "%s", why);
+    c->state = PX_CLOSING;
+    (void)loop_mod_fd(c->px->loop, c->cfd, 0);
+    if (c->timer != 0) {
+        loop_del_timer(c->px->loop, c->timer);
+    }
+    c->timer = loop_add_timer(c->px->loop, c->px->cfg->failure_delay_ms,
+                              px_on_timeout, c);
+    if (c->timer == 0) {
+        px_refuse(c, status, why);
+    }
 }
 
 /* --- bytes in and out of the client (TLS or not) ---------------------------
@@ -924,15 +954,16 @@ static void px_request(struct px_conn *c)
         return;
     }
     if (!q->has_auth) {
-        px_refuse(c, 407,
-                  "this proxy needs Proxy-Authorization: Bearer <API token> "
-                  "of a user with the service role");
+        px_refuse_auth(
+            c, 407,
+            "this proxy needs Proxy-Authorization: Bearer <API token> "
+            "of a user with the service role");
         return;
     }
     if (q->token[0] == '\0') {
-        px_refuse(c, 407,
-                  "the Proxy-Authorization header must be 'Bearer <API "
-                  "token>'");
+        px_refuse_auth(c, 407,
+                       "the Proxy-Authorization header must be 'Bearer <API "
+                       "token>'");
         return;
     }
     switch (http_bearer_check(c->px->st, c->px->key, q->token, c->ip, NULL, &b,
@@ -940,10 +971,10 @@ static void px_request(struct px_conn *c)
     case HTTP_BEARER_OK:
         break;
     case HTTP_BEARER_UNAUTHORIZED:
-        px_refuse(c, 407, why);
+        px_refuse_auth(c, 407, why);
         return;
     case HTTP_BEARER_FORBIDDEN:
-        px_refuse(c, 403, why);
+        px_refuse_auth(c, 403, why);
         return;
     default:
         px_refuse(c, 503, why);
@@ -952,16 +983,16 @@ static void px_request(struct px_conn *c)
     sodium_memzero(q->token, sizeof(q->token));
     snprintf(c->actor, sizeof(c->actor), "%s", b.user.name);
     if (b.claims.kind != HTTP_JWT_API) {
-        px_refuse(c, 407,
-                  "only API tokens are taken here, not a login's session "
-                  "token");
+        px_refuse_auth(c, 407,
+                       "only API tokens are taken here, not a login's session "
+                       "token");
         return;
     }
     if ((b.root_roles & SITE_ROLE_BIT(SITE_ROLE_SERVICE)) == 0) {
         snprintf(why, sizeof(why),
                  "user %s does not hold the service role on this node",
                  b.user.name);
-        px_refuse(c, 403, why);
+        px_refuse_auth(c, 403, why);
         return;
     }
     /* A literal address is checked now; a name after it resolves. */

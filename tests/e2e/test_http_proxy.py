@@ -375,3 +375,19 @@ def test_slow_and_too_many_clients_are_cut_off(pc, echo):
     s, status, head, _ = n.connect("127.0.0.1:%d" % echo.port, n.token)
     assert status == 200, head
     s.close()
+
+
+def test_refused_credentials_wait_the_failure_delay(pc, echo):
+    """A refused token is answered after [auth] failure_delay_ms, as a
+    failed login is; a good one is not delayed."""
+    n = Node(pc, "127.0.0.1:%d" % echo.port)
+    pc.set_config("auth", "failure_delay_ms", "1500")
+    pc.start()
+    t0 = time.monotonic()
+    s, status, _, body = n.connect("127.0.0.1:%d" % echo.port, "x.y.z")
+    s.close()
+    assert status == 407 and time.monotonic() - t0 >= 1.4, body
+    t0 = time.monotonic()
+    s, status, head, _ = n.connect("127.0.0.1:%d" % echo.port, n.token)
+    s.close()
+    assert status == 200 and time.monotonic() - t0 < 1.0, head
