@@ -1,7 +1,8 @@
 /*
  * libFuzzer target for the peer-node CONNECT proxy's parsers of untrusted
  * bytes (src/http/http_proxy.c): the request head a client sends before
- * it is authenticated, and the [http_proxy] allow list.
+ * it is authenticated, and the [http_proxy] allow list. A parsed
+ * `OPTIONS *` (peer check) names no destination.
  *
  * The first byte picks the parser. Head: http_proxy_head_len() never
  * points past the input; a parsed request has a non-empty host without
@@ -46,7 +47,9 @@ static void fuzz_head(const char *s, size_t n)
 
     FUZZ_CHECK(hl <= n);
     st = http_proxy_parse_head(s, hl > 0 ? hl : n, &req, why, sizeof(why));
-    if (st == 0) {
+    if (st == 0 && req.check) {
+        FUZZ_CHECK(req.host[0] == '\0' && req.port == 0);
+    } else if (st == 0) {
         FUZZ_CHECK(req.host[0] != '\0');
         fuzz_no_ctl(req.host);
         FUZZ_CHECK(req.port >= 1 && req.port <= 65535);

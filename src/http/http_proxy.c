@@ -461,13 +461,15 @@ int http_proxy_parse_head(const char *buf, size_t len,
                 (sp2[8] != '0' && sp2[8] != '1')) {
                 return px_bad(505, why, whylen, "only HTTP/1.0 and 1.1");
             }
-            if ((size_t)(sp1 - p) != 7 || memcmp(p, "CONNECT", 7) != 0) {
+            if ((size_t)(sp1 - p) == 7 && memcmp(p, "OPTIONS", 7) == 0 &&
+                sp2 == sp1 + 2 && sp1[1] == '*') {
+                req->check = true; /* `peer check`: who is there */
+            } else if ((size_t)(sp1 - p) != 7 || memcmp(p, "CONNECT", 7) != 0) {
                 return px_bad(405, why, whylen,
                               "this is a CONNECT proxy: %.*s is not served",
                               (int)((size_t)(sp1 - p) > 16 ? 16 : sp1 - p), p);
-            }
-            if ((r = px_authority(sp1 + 1, (size_t)(sp2 - sp1 - 1), req, why,
-                                  whylen)) != 0) {
+            } else if ((r = px_authority(sp1 + 1, (size_t)(sp2 - sp1 - 1), req,
+                                         why, whylen)) != 0) {
                 return r;
             }
         } else {
@@ -614,31 +616,26 @@ static const char *px_reason(int status)
     return "Error";
 }
 
-/* Answers status with why as the body, audits the refusal, and closes
- * once the answer is out. */
-static void px_refuse(struct px_conn *c, int status, const char *why)
+/* Answers status with text as the body and closes once it is out. */
+static void px_answer(struct px_conn *c, int status, const char *text)
 {
     struct px_buf *b = &c->t2c;
-    char detail[512];
     int n;
 
-    n = snprintf((char *)b->data, sizeof(b->data),
-                 "HTTP/1.1 %d %s\r\n"
-                 "%s"
-                 "Content-Type: text/plain; charset=utf-8\r\n"
-                 "Content-Length: %zu\r\n"
-                 "Connection: close\r\n\r\n%s\n",
-                 status, px_reason(status),
-                 status == 407
-                     ? "Proxy-Authenticate: Bearer realm=\"portcullis\"\r\n"
-                     : "",
-                 strlen(why) + 1, why);
+    n = snprintf(
+        (char *)b->data, sizeof(b->data),
+        "HTTP/1.1 %d %s\r\n"
+        "Server: portcullis/%s\r\n"
+        "%s"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "Content-Length: %zu\r\n"
+        "Connection: close\r\n\r\n%s\n",
+        status, status == 200 ? "OK" : px_reason(status), PORTCULLIS_VERSION,
+        status == 407 ? "Proxy-Authenticate: Bearer realm=\"portcullis\"\r\n"
+                      : "",
+        strlen(text) + 1, text);
     b->off = 0;
     b->len = n > 0 && (size_t)n < sizeof(b->data) ? (size_t)n : 0;
-    snprintf(detail, sizeof(detail), "%d %s", status, why);
-    px_audit(c, "proxy.refused", detail);
-    log_info("http_proxy: %s refused %s: %d %s", c->ip,
-             c->dest[0] != '\0' ? c->dest : "-", status, why);
     if (c->tfd >= 0) {
         loop_del_fd(c->px->loop, c->tfd);
         close(c->tfd);
@@ -647,6 +644,18 @@ static void px_refuse(struct px_conn *c, int status, const char *why)
     c->state = PX_CLOSING;
     c->c_eof = true;
     px_pump(c);
+}
+
+/* Answers a refusal (why as the body), audits it, and closes. */
+static void px_refuse(struct px_conn *c, int status, const char *why)
+{
+    char detail[512];
+
+    snprintf(detail, sizeof(detail), "%d %s", status, why);
+    px_audit(c, "proxy.refused", detail);
+    log_info("http_proxy: %s refused %s: %d %s", c->ip,
+             c->dest[0] != '\0' ? c->dest : "-", status, why);
+    px_answer(c, status, why);
 }
 
 static void px_on_timeout(struct loop *l, void *arg)
@@ -993,6 +1002,12 @@ static void px_request(struct px_conn *c)
                  "user %s does not hold the service role on this node",
                  b.user.name);
         px_refuse_auth(c, 403, why);
+        return;
+    }
+    if (q->check) {
+        /* `peer check`: the credential works here; say who answers */
+        px_audit(c, "proxy.check", "OPTIONS *");
+        px_answer(c, 200, "portcullis " PORTCULLIS_VERSION);
         return;
     }
     /* A literal address is checked now; a name after it resolves. */

@@ -15,7 +15,9 @@
  * only allowed ones are tried) matches [http_proxy] allow. Anything else
  * is answered 400/405/407/403/502/504 with the reason as the body, and
  * every CONNECT, accepted or refused, is an audit event (proxy.connect,
- * proxy.refused).
+ * proxy.refused). `OPTIONS * HTTP/1.1` with the same credential answers
+ * 200 with the node's version (Server: portcullis/VERSION) and relays
+ * nothing: what a main node's `peer check` asks (proxy.check).
  *
  * It runs on the main process's loop: TLS handshakes, header reads, name
  * resolution (loop_resolve) and connects never block; a source address
@@ -69,7 +71,8 @@ bool http_proxy_allow_match(const struct http_proxy_dest *d, size_t n,
 struct http_proxy_req {
     char host[HTTP_PROXY_HOST_MAX + 1]; /* without brackets */
     int port;
-    bool has_auth;                        /* a Proxy-Authorization header */
+    bool check;    /* OPTIONS *: authenticate only (`peer check`) */
+    bool has_auth; /* a Proxy-Authorization header */
     char token[HTTP_PROXY_TOKEN_MAX + 1]; /* its Bearer token; "" if none */
 };
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pclib import EchoServer, free_port, run, uniq
+from pclib import EchoServer, free_port, run, uniq, wait_port
 
 HERE = Path(__file__).resolve().parent
 
@@ -89,6 +89,14 @@ class Node:
         self.ca = pc.dir / "tls.crt"
         self.tls = tls
 
+    def start(self):
+        """Starts the server and waits for the proxy's port (it listens
+        after the SSH port pc.start() waits for)."""
+        self.pc.start()
+        assert wait_port(self.port), "the proxy does not listen"
+        time.sleep(0.1)  # the probe connection is gone from the counts
+        return self
+
     def token_of(self, user, expires="1h"):
         _, out, _ = self.pc.cli("token", "add", "--user", user, "--expires",
                                 expires)
@@ -147,7 +155,7 @@ def echo():
 @pytest.fixture
 def node(pc, echo):
     n = Node(pc, "127.0.0.1:%d" % echo.port)
-    pc.start()
+    n.start()
     return n
 
 
@@ -178,7 +186,7 @@ def test_ssh_to_a_real_sshd_through_the_proxy(pc, target, tmp_path):
     the way a main node's peer route will: a command runs and its output
     comes back."""
     n = Node(pc, "127.0.0.1:%d" % target.port)
-    pc.start()
+    n.start()
     script = tmp_path / "connect.py"
     script.write_text(CONNECT_PY)
     proxy_cmd = "%s %s 127.0.0.1 %d %s %s 127.0.0.1:%d" % (
@@ -202,7 +210,7 @@ def test_curl_through_the_proxy(node, tmp_path):
     pc = node.pc
     pc.set_config("http_proxy", "allow", "127.0.0.1:%d" % pc.http_port)
     pc.stop()
-    pc.start()
+    node.start()
     r = run(["curl", "-sS", "--max-time", "20", "-p",
              "--proxy", "https://localhost:%d" % node.port,
              "--proxy-cacert", str(node.ca),
@@ -279,7 +287,7 @@ def test_session_token_is_not_a_service_credential(node, echo, pc):
 def test_unreachable_destination_is_502(pc):
     port = free_port()  # nobody listens
     n = Node(pc, "127.0.0.1:%d" % port)
-    pc.start()
+    n.start()
     s, status, head, body = n.connect("127.0.0.1:%d" % port, n.token)
     s.close()
     assert status == 502 and "cannot connect to 127.0.0.1:%d" % port in body, \
@@ -291,7 +299,7 @@ def test_names_are_checked_after_resolution(pc, echo):
     allowed 127.0.0.1; a name whose addresses are not allowed is refused
     with the address it resolved to."""
     n = Node(pc, "127.0.0.1:%d" % echo.port)
-    pc.start()
+    n.start()
     s, status, head, _ = n.connect("localhost:%d" % echo.port, n.token)
     assert status == 200, head
     s.sendall(b"hello")
@@ -299,7 +307,7 @@ def test_names_are_checked_after_resolution(pc, echo):
     s.close()
     pc.stop()
     pc.set_config("http_proxy", "allow", "10.0.0.0/8:*")
-    pc.start()
+    n.start()
     s, status, head, body = n.connect("localhost:%d" % echo.port, n.token)
     s.close()
     assert status == 403 and "(127.0.0.1) is not allowed" in body, body
@@ -307,7 +315,7 @@ def test_names_are_checked_after_resolution(pc, echo):
 
 def test_tls_is_required_unless_turned_off(pc, echo):
     n = Node(pc, "127.0.0.1:%d" % echo.port)
-    pc.start()
+    n.start()
     # plain HTTP to the TLS port: no answer a client could take for 200
     s = socket.create_connection(("127.0.0.1", n.port), timeout=10)
     s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % echo.port)
@@ -319,7 +327,7 @@ def test_tls_is_required_unless_turned_off(pc, echo):
     s.close()
     pc.stop()
     pc.set_config("http_proxy", "tls", "false")
-    pc.start()
+    n.start()
     n.tls = False
     s, status, head, _ = n.connect("127.0.0.1:%d" % echo.port, n.token)
     assert status == 200, head
@@ -330,7 +338,7 @@ def test_tls_is_required_unless_turned_off(pc, echo):
 
 def test_empty_allow_refuses_everything_with_a_warning(pc, echo):
     n = Node(pc, "")
-    pc.start()
+    n.start()
     assert "allow is empty: every CONNECT is refused" in pc.log_text()
     s, status, _, body = n.connect("127.0.0.1:%d" % echo.port, n.token)
     s.close()
@@ -358,7 +366,7 @@ def test_slow_and_too_many_clients_are_cut_off(pc, echo):
     n = Node(pc, "127.0.0.1:%d" % echo.port,
              extra=[("timeout_seconds", "2"),
                     ("max_connections_per_source", "3")])
-    pc.start()
+    n.start()
     idle = [socket.create_connection(("127.0.0.1", n.port), timeout=10)
             for _ in range(3)]
     time.sleep(0.3)
@@ -382,7 +390,7 @@ def test_refused_credentials_wait_the_failure_delay(pc, echo):
     failed login is; a good one is not delayed."""
     n = Node(pc, "127.0.0.1:%d" % echo.port)
     pc.set_config("auth", "failure_delay_ms", "1500")
-    pc.start()
+    n.start()
     t0 = time.monotonic()
     s, status, _, body = n.connect("127.0.0.1:%d" % echo.port, "x.y.z")
     s.close()
@@ -391,3 +399,23 @@ def test_refused_credentials_wait_the_failure_delay(pc, echo):
     s, status, head, _ = n.connect("127.0.0.1:%d" % echo.port, n.token)
     s.close()
     assert status == 200 and time.monotonic() - t0 < 1.0, head
+
+
+def test_options_star_is_the_peer_check(node, pc):
+    """OPTIONS * with a service token: 200 and the node's version, nothing
+    relayed, a proxy.check audit event; without or with a lesser token:
+    the same refusals as CONNECT."""
+    s, status, head, _ = node.connect("*", node.token, method="OPTIONS")
+    body = s.recv(200).decode()
+    s.close()
+    assert status == 200, head
+    assert "Server: portcullis/" in head and body.startswith("portcullis "), \
+        (head, body)
+    assert node.audit("proxy.check")
+    s, status, _, body = node.connect("*", None, method="OPTIONS")
+    s.close()
+    assert status == 407, body
+    other = node.token_of(pc.user_add(password="pw-" + uniq()))
+    s, status, _, body = node.connect("*", other, method="OPTIONS")
+    s.close()
+    assert status == 403 and "service role" in body, body

@@ -131,12 +131,23 @@ static void test_head(void **state)
     assert_int_equal(parse("CONNECT h:1 HTTP/1.1\r\n\r\n", &req, why), 0);
     assert_false(req.has_auth);
 
+    /* OPTIONS *: the check, no destination */
+    assert_int_equal(parse("OPTIONS * HTTP/1.1\r\nProxy-Authorization: Bearer "
+                           "t\r\n\r\n",
+                           &req, why),
+                     0);
+    assert_true(req.check);
+    assert_string_equal(req.host, "");
+    assert_string_equal(req.token, "t");
+
     static const struct {
         const char *in;
         int status;
         const char *why;
     } bad[] = {
         {"GET / HTTP/1.1\r\n\r\n", 405, "CONNECT proxy"},
+        {"OPTIONS / HTTP/1.1\r\n\r\n", 405, "CONNECT proxy"},
+        {"OPTIONS ** HTTP/1.1\r\n\r\n", 405, "CONNECT proxy"},
         {"CONNECT h:22 HTTP/2.0\r\n\r\n", 505, "HTTP/1.0 and 1.1"},
         {"CONNECT h:22\r\n\r\n", 400, "request line"},
         {"CONNECT  h:22 HTTP/1.1\r\n\r\n", 400, "request line"},
