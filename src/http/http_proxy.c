@@ -6,13 +6,11 @@
  *
  *   TLS handshake -> request head -> (resolve) -> connect -> relay
  *
- * Refusals write one response and close once it is sent. The relay is a
- * pair of 64 KiB buffers; after every event px_pump() moves what it can in
- * all four directions until nothing moves (so bytes OpenSSL has decrypted
- * but the socket no longer signals are never stranded), then asks the
- * loop for exactly the events that would let more move: read from a side
- * only while its buffer has room (backpressure), write only while there
- * is something to write.
+ * Until the head is read a connection holds no relay buffers (8 KiB for
+ * the head). Then the client and the destination go to a tlspump
+ * (common/tlspump.h: 64 KiB each way, backpressure, end of stream in
+ * order), which first writes the 200; a refusal goes to a pump with no
+ * destination, which writes the answer and ends.
  */
 #include "http/http_proxy.h"
 
@@ -37,13 +35,13 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/tlspump.h"
 #include "common/util.h"
 #include "http/http_bearer.h"
 #include "http/http_jwt.h"
 #include "store/access.h"
 #include "store/audit.h"
 
-#define PX_BUF (64 * 1024)
 #define PX_MAX_ADDRS 8
 
 enum px_state {
@@ -51,13 +49,8 @@ enum px_state {
     PX_HEAD,
     PX_RESOLVING,
     PX_CONNECTING,
-    PX_RELAY,
-    PX_CLOSING, /* a refusal is being sent; close when it is out */
-};
-
-struct px_buf {
-    uint8_t data[PX_BUF];
-    size_t off, len;
+    PX_RELAY,   /* c->pump relays (common/tlspump.h) */
+    PX_CLOSING, /* an answer waits its delay or is being sent by c->pump */
 };
 
 struct px_conn {
@@ -65,14 +58,14 @@ struct px_conn {
     struct px_conn *next, **prev;
     uint64_t id;
     enum px_state state;
-    int cfd, tfd;
-    SSL *ssl;
-    bool c_rd_wants_wr, c_wr_wants_rd; /* OpenSSL's crossed wishes */
-    bool c_eof, t_eof, t_shut, c_shut;
+    int cfd, tfd; /* -1 once the pump owns them */
+    SSL *ssl;     /* NULL for plain HTTP, and once the pump owns it */
+    struct tlspump *pump;
+    bool rd_wants_wr; /* the TLS read of the head wants the socket writable */
     uint64_t timer;
     char ip[INET6_ADDRSTRLEN];
     char head[HTTP_PROXY_HEAD_MAX + 1];
-    size_t headlen;
+    size_t headlen, extra; /* the head, and bytes the client sent after it */
     struct http_proxy_req req;
     char actor[STORE_NAME_MAX + 1];
     char dest[HTTP_PROXY_HOST_MAX + 16]; /* host:port, for messages */
@@ -82,7 +75,6 @@ struct px_conn {
     char conn_ip[INET6_ADDRSTRLEN];
     int delayed_status; /* an authentication refusal waiting its delay */
     char delayed_why[320];
-    struct px_buf c2t, t2c;
 };
 
 struct px_source {
@@ -106,7 +98,6 @@ struct http_proxy {
     uint64_t next_id;
 };
 
-static void px_pump(struct px_conn *c);
 static void px_on_client(struct loop *l, int fd, int events, void *arg);
 
 /* --- allow list ----------------------------------------------------------- */
@@ -562,11 +553,14 @@ static void px_close(struct px_conn *c)
         loop_del_fd(px->loop, c->tfd);
         close(c->tfd);
     }
-    loop_del_fd(px->loop, c->cfd);
-    if (c->ssl != NULL) {
-        SSL_free(c->ssl);
+    if (c->cfd >= 0) {
+        loop_del_fd(px->loop, c->cfd);
+        if (c->ssl != NULL) {
+            SSL_free(c->ssl);
+        }
+        close(c->cfd);
     }
-    close(c->cfd);
+    tlspump_free(c->pump);
     *c->prev = c->next;
     if (c->next != NULL) {
         c->next->prev = c->prev;
@@ -576,6 +570,45 @@ static void px_close(struct px_conn *c)
     sodium_memzero(c->req.token, sizeof(c->req.token));
     sodium_memzero(c->head, sizeof(c->head));
     free(c);
+}
+
+static void px_on_pump_done(void *arg, const char *why)
+{
+    struct px_conn *c = arg;
+
+    if (why != NULL && c->state == PX_RELAY) {
+        log_info("http_proxy: %s to %s ended: %s", c->ip, c->dest, why);
+    }
+    px_close(c);
+}
+
+/* Hands the client (and the destination, fd -1 for none) to a pump that
+ * first writes to_client, then relays. The pump may finish at once. */
+static void px_hand_over(struct px_conn *c, const char *to_client, size_t n,
+                         const void *to_target, size_t tn)
+{
+    struct tlspump *p;
+    int cfd = c->cfd, tfd = c->tfd;
+    SSL *ssl = c->ssl;
+
+    loop_del_fd(c->px->loop, cfd);
+    if (tfd >= 0) {
+        loop_del_fd(c->px->loop, tfd);
+    }
+    c->cfd = c->tfd = -1;
+    c->ssl = NULL;
+    p = tlspump_new(c->px->loop, cfd, ssl, tfd, NULL, px_on_pump_done, c);
+    if (p == NULL) {
+        px_close(c);
+        return;
+    }
+    c->pump = p;
+    if (tlspump_send(p, 0, to_client, n) != ERR_OK ||
+        (tn > 0 && tlspump_send(p, 1, to_target, tn) != ERR_OK)) {
+        px_close(c);
+        return;
+    }
+    tlspump_start(p);
 }
 
 static void px_audit(struct px_conn *c, const char *action, const char *detail)
@@ -619,11 +652,11 @@ static const char *px_reason(int status)
 /* Answers status with text as the body and closes once it is out. */
 static void px_answer(struct px_conn *c, int status, const char *text)
 {
-    struct px_buf *b = &c->t2c;
+    char buf[1024];
     int n;
 
     n = snprintf(
-        (char *)b->data, sizeof(b->data),
+        buf, sizeof(buf),
         "HTTP/1.1 %d %s\r\n"
         "Server: portcullis/%s\r\n"
         "%s"
@@ -634,16 +667,16 @@ static void px_answer(struct px_conn *c, int status, const char *text)
         status == 407 ? "Proxy-Authenticate: Bearer realm=\"portcullis\"\r\n"
                       : "",
         strlen(text) + 1, text);
-    b->off = 0;
-    b->len = n > 0 && (size_t)n < sizeof(b->data) ? (size_t)n : 0;
+    if (n < 0 || (size_t)n >= sizeof(buf)) {
+        n = 0;
+    }
     if (c->tfd >= 0) {
         loop_del_fd(c->px->loop, c->tfd);
         close(c->tfd);
         c->tfd = -1;
     }
     c->state = PX_CLOSING;
-    c->c_eof = true;
-    px_pump(c);
+    px_hand_over(c, buf, (size_t)n, NULL, 0);
 }
 
 /* Answers a refusal (why as the body), audits it, and closes. */
@@ -727,7 +760,7 @@ static ssize_t px_c_read(struct px_conn *c, void *buf, size_t n)
         }
         return r == 0 ? -1 : r;
     }
-    c->c_rd_wants_wr = false;
+    c->rd_wants_wr = false;
     ERR_clear_error();
     r = SSL_read(c->ssl, buf, (int)(n > INT32_MAX ? INT32_MAX : n));
     if (r > 0) {
@@ -738,38 +771,7 @@ static ssize_t px_c_read(struct px_conn *c, void *buf, size_t n)
         return 0;
     }
     if (e == SSL_ERROR_WANT_WRITE) {
-        c->c_rd_wants_wr = true;
-        return 0;
-    }
-    return -1;
-}
-
-static ssize_t px_c_write(struct px_conn *c, const void *buf, size_t n)
-{
-    ssize_t r;
-    int e;
-
-    if (c->ssl == NULL) {
-        r = send(c->cfd, buf, n, MSG_NOSIGNAL);
-        if (r < 0) {
-            return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
-                       ? 0
-                       : -1;
-        }
-        return r;
-    }
-    c->c_wr_wants_rd = false;
-    ERR_clear_error();
-    r = SSL_write(c->ssl, buf, (int)(n > INT32_MAX ? INT32_MAX : n));
-    if (r > 0) {
-        return r;
-    }
-    e = SSL_get_error(c->ssl, (int)r);
-    if (e == SSL_ERROR_WANT_WRITE) {
-        return 0;
-    }
-    if (e == SSL_ERROR_WANT_READ) {
-        c->c_wr_wants_rd = true;
+        c->rd_wants_wr = true;
         return 0;
     }
     return -1;
@@ -816,16 +818,14 @@ static void px_on_target(struct loop *l, int fd, int events, void *arg)
             c->timer = 0;
         }
         c->state = PX_RELAY;
-        /* the 200 goes ahead of anything the target says */
-        memcpy(c->t2c.data, ok, sizeof(ok) - 1);
-        c->t2c.off = 0;
-        c->t2c.len = sizeof(ok) - 1;
         snprintf(detail, sizeof(detail), "connected to %s", c->conn_ip);
         px_audit(c, "proxy.connect", detail);
         log_info("http_proxy: %s (%s) connected to %s (%s)", c->actor, c->ip,
                  c->dest, c->conn_ip);
+        /* the 200 goes ahead of anything the target says; what the client
+         * sent after its head goes first to the target */
+        px_hand_over(c, ok, sizeof(ok) - 1, c->head + c->headlen, c->extra);
     }
-    px_pump(c);
 }
 
 static void px_connect_next(struct px_conn *c)
@@ -1037,161 +1037,43 @@ static void px_request(struct px_conn *c)
 /* --- the pump ---------------------------------------------------------------
  */
 
-static void px_set_events(struct px_conn *c)
+/* Reads the request head; at its end, acts on the request. */
+static void px_head_read(struct px_conn *c)
 {
-    int ce = 0, te = 0;
-    bool c_room = c->c2t.len < sizeof(c->c2t.data);
-
-    if (c->state == PX_HANDSHAKE) {
-        return; /* px_handshake set them */
-    }
-    if ((c->state == PX_HEAD || (c->state == PX_RELAY && c_room)) &&
-        !c->c_eof) {
-        ce |= c->c_rd_wants_wr ? LOOP_WRITE : LOOP_READ;
-    }
-    if (c->t2c.len > 0) {
-        ce |= c->c_wr_wants_rd ? LOOP_READ : LOOP_WRITE;
-    }
-    (void)loop_mod_fd(c->px->loop, c->cfd, ce != 0 ? ce : LOOP_READ);
-    if (c->tfd >= 0 && c->state == PX_RELAY) {
-        if (!c->t_eof && c->t2c.len < sizeof(c->t2c.data)) {
-            te |= LOOP_READ;
-        }
-        if (c->c2t.len > 0) {
-            te |= LOOP_WRITE;
-        }
-        (void)loop_mod_fd(c->px->loop, c->tfd, te != 0 ? te : 0);
-    }
-}
-
-static void px_pump(struct px_conn *c)
-{
-    struct px_buf *b;
-    bool moved;
+    size_t hl;
     ssize_t n;
 
-    do {
-        moved = false;
-        /* client -> c2t (in HEAD, the head buffer instead) */
-        if (c->state == PX_HEAD && !c->c_eof) {
-            n = px_c_read(c, c->head + c->headlen,
-                          HTTP_PROXY_HEAD_MAX - c->headlen);
-            if (n < 0) {
-                px_close(c);
-                return;
-            }
-            if (n > 0) {
-                size_t hl;
-                c->headlen += (size_t)n;
-                c->head[c->headlen] = '\0';
-                hl = http_proxy_head_len(c->head, c->headlen);
-                if (hl > 0) {
-                    /* bytes after the head are the client's first data */
-                    b = &c->c2t;
-                    memcpy(b->data, c->head + hl, c->headlen - hl);
-                    b->off = 0;
-                    b->len = c->headlen - hl;
-                    c->headlen = hl;
-                    if (c->timer != 0) {
-                        loop_del_timer(c->px->loop, c->timer);
-                        c->timer = 0;
-                    }
-                    px_request(c);
-                    return;
-                }
-                if (c->headlen >= HTTP_PROXY_HEAD_MAX) {
-                    px_refuse(c, 431, "the request head is over 8 KiB");
-                    return;
-                }
-                moved = true;
-            }
-        }
-        if (c->state == PX_RELAY && !c->c_eof) {
-            b = &c->c2t;
-            if (b->off + b->len < sizeof(b->data)) {
-                n = px_c_read(c, b->data + b->off + b->len,
-                              sizeof(b->data) - b->off - b->len);
-                if (n < 0) {
-                    c->c_eof = true;
-                    moved = true;
-                } else if (n > 0) {
-                    b->len += (size_t)n;
-                    moved = true;
-                }
-            }
-        }
-        /* c2t -> target */
-        if (c->state == PX_RELAY && c->c2t.len > 0) {
-            b = &c->c2t;
-            n = send(c->tfd, b->data + b->off, b->len, MSG_NOSIGNAL);
-            if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
-                errno != EINTR) {
-                px_close(c);
-                return;
-            }
-            if (n > 0) {
-                b->off += (size_t)n;
-                b->len -= (size_t)n;
-                if (b->len == 0) {
-                    b->off = 0;
-                }
-                moved = true;
-            }
-        }
-        if (c->state == PX_RELAY && c->c_eof && c->c2t.len == 0 && !c->t_shut) {
-            (void)shutdown(c->tfd, SHUT_WR);
-            c->t_shut = true;
-        }
-        /* target -> t2c */
-        if (c->state == PX_RELAY && !c->t_eof) {
-            b = &c->t2c;
-            if (b->off + b->len < sizeof(b->data)) {
-                n = recv(c->tfd, b->data + b->off + b->len,
-                         sizeof(b->data) - b->off - b->len, 0);
-                if (n == 0 || (n < 0 && errno != EAGAIN &&
-                               errno != EWOULDBLOCK && errno != EINTR)) {
-                    c->t_eof = true;
-                    moved = true;
-                } else if (n > 0) {
-                    b->len += (size_t)n;
-                    moved = true;
-                }
-            }
-        }
-        /* t2c -> client */
-        if (c->t2c.len > 0) {
-            b = &c->t2c;
-            n = px_c_write(c, b->data + b->off, b->len);
-            if (n < 0) {
-                px_close(c);
-                return;
-            }
-            if (n > 0) {
-                b->off += (size_t)n;
-                b->len -= (size_t)n;
-                if (b->len == 0) {
-                    b->off = 0;
-                }
-                moved = true;
-            }
-        }
-    } while (moved);
-
-    if (c->t2c.len == 0 &&
-        (c->state == PX_CLOSING || (c->state == PX_RELAY && c->t_eof))) {
-        if (!c->c_shut) {
-            c->c_shut = true;
-            if (c->ssl != NULL) {
-                (void)SSL_shutdown(c->ssl);
-            }
-            (void)shutdown(c->cfd, SHUT_WR);
-        }
-        if (c->state == PX_CLOSING || c->c_eof) {
+    for (;;) {
+        n = px_c_read(c, c->head + c->headlen,
+                      HTTP_PROXY_HEAD_MAX - c->headlen);
+        if (n < 0) {
             px_close(c);
             return;
         }
+        if (n == 0) {
+            (void)loop_mod_fd(c->px->loop, c->cfd,
+                              c->rd_wants_wr ? LOOP_WRITE : LOOP_READ);
+            return;
+        }
+        c->headlen += (size_t)n;
+        c->head[c->headlen] = '\0';
+        if ((hl = http_proxy_head_len(c->head, c->headlen)) > 0) {
+            /* bytes after the head are the client's first data */
+            c->extra = c->headlen - hl;
+            c->headlen = hl;
+            if (c->timer != 0) {
+                loop_del_timer(c->px->loop, c->timer);
+                c->timer = 0;
+            }
+            (void)loop_mod_fd(c->px->loop, c->cfd, 0);
+            px_request(c);
+            return;
+        }
+        if (c->headlen >= HTTP_PROXY_HEAD_MAX) {
+            px_refuse(c, 431, "the request head is over 8 KiB");
+            return;
+        }
     }
-    px_set_events(c);
 }
 
 static void px_handshake(struct px_conn *c)
@@ -1202,7 +1084,7 @@ static void px_handshake(struct px_conn *c)
     r = SSL_accept(c->ssl);
     if (r == 1) {
         c->state = PX_HEAD;
-        px_pump(c);
+        px_head_read(c);
         return;
     }
     e = SSL_get_error(c->ssl, r);
@@ -1225,15 +1107,13 @@ static void px_on_client(struct loop *l, int fd, int events, void *arg)
     (void)events;
     if (c->state == PX_HANDSHAKE) {
         px_handshake(c);
-        return;
-    }
-    if (c->state == PX_RESOLVING || c->state == PX_CONNECTING) {
-        /* nothing is read until the destination answers; a hang-up is
-         * seen when the relay starts */
+    } else if (c->state == PX_HEAD) {
+        px_head_read(c);
+    } else {
+        /* nothing is read until the destination answers (the pump takes
+         * over then) or while an answer waits its delay */
         (void)loop_mod_fd(c->px->loop, c->cfd, 0);
-        return;
     }
-    px_pump(c);
 }
 
 static void px_on_accept(struct loop *l, int fd, int events, void *arg)
