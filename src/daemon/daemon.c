@@ -33,6 +33,7 @@
 
 #include <libssh/libssh.h>
 
+#include "auth/webticket.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
@@ -44,7 +45,6 @@
 #include "record/retention.h"
 #include "sshproxy/monitor.h"
 #include "sshproxy/server.h"
-#include "sshproxy/webticket.h"
 
 #define DAEMON_RETENTION_MS (3600 * 1000)
 

@@ -28,6 +28,7 @@
 #include "auth/lockout.h"
 #include "auth/password.h"
 #include "auth/totp.h"
+#include "auth/webticket.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
@@ -38,7 +39,6 @@
 #include "sshproxy/mproto.h"
 #include "sshproxy/scpcmd.h"
 #include "sshproxy/userauth_sig.h"
-#include "sshproxy/webticket.h"
 #include "store/audit.h"
 
 #define MONITOR_FP_MAX 128
