@@ -12,8 +12,9 @@
  *  3. In the main process: the event loop, the monitor (store, vault,
  *     login throttle), the host keys (the spawner gets the public ones).
  *  4. The agent hub, the tunnels, the browser terminals' tickets and the
- *     HTTP side (REST API, agents' WebSocket) on the same loop and store;
- *     the monitor reaches agents through them, and the HTTP side shares
+ *     HTTP side (REST API, agents' WebSocket) on the same loop and store,
+ *     then the routes (route/route.h) by which the monitor's CONNECT
+ *     reaches an asset, directly or through the hub; the HTTP side shares
  *     the monitor's password-check pool and lockout table.
  *  5. Store-change notices from the CLI, the retention timer, then the
  *     loop runs until SIGTERM/SIGINT or the spawner's end.
@@ -43,6 +44,7 @@
 #include "hub/hub.h"
 #include "hub/tunnel.h"
 #include "record/retention.h"
+#include "route/route.h"
 #include "sshproxy/monitor.h"
 #include "sshproxy/server.h"
 
@@ -54,6 +56,7 @@ struct daemon {
     struct monitor mon;
     struct server *ssh;
     struct hub *hub;
+    struct routes *routes; /* freed after the monitor (its requests) */
     struct tunnels *tunnels;
     struct http *http;
     struct notify *notify;
@@ -151,10 +154,12 @@ static int daemon_start_services(struct daemon *d)
             ERR_OK ||
         (m->tickets = webtickets_new()) == NULL ||
         (r = http_start(&d->http, d->cfg, d->loop, m->store, m->vault, d->hub,
-                        m->tickets)) != ERR_OK) {
+                        m->tickets)) != ERR_OK ||
+        (d->routes = routes_new(d->loop, d->cfg, d->hub)) == NULL) {
         return r ? r : ERR_NOMEM;
     }
-    m->hub = d->hub;
+    /* the monitor's CONNECT reaches assets directly or through agents */
+    m->routes = d->routes;
     /* one cap on password checks, one lockout table */
     http_share_auth(d->http, m->hashes, m->lockout);
     return ERR_OK;
@@ -168,7 +173,8 @@ static void daemon_stop_services(struct daemon *d)
     d->http = NULL;
     tunnels_stop(d->tunnels);
     d->tunnels = NULL;
-    d->mon.hub = NULL;
+    /* pending agent routes fail now ("agent disconnected"); the monitor
+     * cancels the rest when it frees its children */
     hub_stop(d->hub);
     d->hub = NULL;
     webtickets_free(d->mon.tickets);
@@ -228,6 +234,7 @@ int daemon_run(const struct config *cfg)
     daemon_stop_services(&d);
     monitor_free(&d.mon);
 out:
+    routes_free(d.routes);
     server_free(d.ssh);
     loop_free(d.loop);
     if (d.sig_fd >= 0) {
