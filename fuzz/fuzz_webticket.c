@@ -1,6 +1,6 @@
 /*
  * libFuzzer target for the browser terminal's one-time tickets
- * (src/sshproxy/webticket.c). A ticket arrives as an SSH password, so the
+ * (src/auth/webticket.c). A ticket arrives as an SSH password, so the
  * whole input is what an unauthenticated client can send.
  *
  * Two tickets are issued for fixed bindings, then the input is tried: the
@@ -20,7 +20,7 @@
 #include <sodium.h>
 
 #include "common/err.h"
-#include "sshproxy/webticket.h"
+#include "auth/webticket.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

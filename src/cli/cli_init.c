@@ -44,8 +44,8 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "common/vault.h"
+#include "daemon/daemon.h"
 #include "http/http_addr.h"
-#include "sshproxy/server.h"
 #include "store/access.h"
 #include "store/audit.h"
 
@@ -736,8 +736,8 @@ static int serve_run(struct cli_ctx *ctx, int argc, char **argv)
         (lvl = log_level_parse(ctx->cfg.log_level)) >= 0) {
         log_set_level((enum log_level)lvl);
     }
-    /* server_run() has logged why it could not start. */
-    r = server_run(&ctx->cfg);
+    /* daemon_run() has logged why it could not start. */
+    r = daemon_run(&ctx->cfg);
     return r == ERR_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }
 

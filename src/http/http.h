@@ -7,7 +7,7 @@
  * same listener, and the API's agent routes ask it who is online.
  *
  * tickets (may be NULL: no browser terminal) are the monitor's one-time
- * tickets (sshproxy/webticket.h): the browser terminal's WebSocket
+ * tickets (auth/webticket.h): the browser terminal's WebSocket
  * (/api/v1/terminal, http_term.c) logs in to our own SSH proxy with one.
  *
  * Ownership: http_start() borrows cfg, loop, store, vault, hub and tickets

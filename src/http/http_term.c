@@ -7,7 +7,7 @@
  * path of a native client's (session child in its sandbox, monitor,
  * policy, relay, report row, recording), with nothing duplicated here.
  * The client logs in as "<user name>#<asset ID>" with a one-time ticket
- * (sshproxy/webticket.h) as its password, bound to this connection's own
+ * (auth/webticket.h) as its password, bound to this connection's own
  * address; the monitor redeems it, puts the browser's address into the
  * session and asks for TOTP (keyboard-interactive) when the user has it,
  * and this file forwards that prompt to the page.
@@ -56,11 +56,11 @@
 #include <libssh/libssh.h>
 #include <sodium.h>
 
+#include "auth/webticket.h"
 #include "common/err.h"
 #include "common/hostkey.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "sshproxy/webticket.h"
 
 #define TERM_MAX 256              /* open terminals, all users */
 #define TERM_DOWN_MAX (64 * 1024) /* queued towards the page */

@@ -5,7 +5,7 @@
  * Definitions live in the store (store/agents.h); this module turns them
  * into listeners on [tunnel] listen while their agent is online (the hub's
  * presence callback), checks each client's address against the tunnel's
- * ACL (http_cidr_list_match), opens a hub stream per TCP connection or per
+ * ACL (common/cidr.h), opens a hub stream per TCP connection or per
  * UDP source address, closes idle UDP flows after [tunnel]
  * udp_flow_seconds, deletes a tunnel idle for its idle_minutes, and writes
  * each tunnel's state ("listening", "agent offline", "error: ...") back to

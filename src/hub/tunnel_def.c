@@ -25,9 +25,9 @@
 #include <jansson.h>
 #include <netinet/in.h>
 
+#include "common/cidr.h"
 #include "common/err.h"
 #include "common/util.h"
-#include "http/http_jwt.h"
 
 /* Auto-picked ports retried when another writer took the same one
  * between the pick and the insert. */
@@ -61,10 +61,10 @@ static int tunnel_why(char *why, size_t whylen, int err, const char *fmt, ...)
 
 bool tunnel_acl_allows(const char *acl, const char *ip)
 {
-    return acl != NULL && acl[0] != '\0' && http_cidr_list_match(acl, ip);
+    return acl != NULL && acl[0] != '\0' && cidr_list_match(acl, ip);
 }
 
-/* One entry "addr[/bits]" (already checked by http_cidr_list_valid) in
+/* One entry "addr[/bits]" (already checked by cidr_list_valid) in
  * canonical form into out. */
 static int tunnel_cidr_canon(const char *entry, char *out, size_t outlen)
 {
@@ -150,7 +150,7 @@ int tunnel_acl_normalize(const char *in, char *out, size_t outlen, char *why,
         }
         memcpy(entry, p, (size_t)(e - p));
         entry[e - p] = '\0';
-        if (!http_cidr_list_valid(entry) ||
+        if (!cidr_list_valid(entry) ||
             tunnel_cidr_canon(entry, canon, sizeof(canon)) != ERR_OK) {
             out[0] = '\0';
             return tunnel_why(why, whylen, ERR_INVALID,

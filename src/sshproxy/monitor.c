@@ -28,17 +28,17 @@
 #include "auth/lockout.h"
 #include "auth/password.h"
 #include "auth/totp.h"
+#include "auth/webticket.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/util.h"
-#include "hub/hub.h"
 #include "policy/policy.h"
+#include "route/route.h"
 #include "sshproxy/libssh_priv.h"
 #include "sshproxy/mproto.h"
 #include "sshproxy/scpcmd.h"
 #include "sshproxy/userauth_sig.h"
-#include "sshproxy/webticket.h"
 #include "store/audit.h"
 
 #define MONITOR_FP_MAX 128
@@ -46,14 +46,6 @@
 #define MONITOR_LOCKOUT_SLOTS 4096
 /* password checks waiting for a worker, per one allowed to run at once */
 #define MONITOR_HASH_WAITING_PER_RUNNING 32
-
-/* A CONNECT's pending name resolution; orphaned (m = NULL) by
- * monitor_free so that a late answer touches nothing freed. */
-struct monitor_resolve {
-    struct monitor_resolve *next, **pprev;
-    struct monitor *m;
-    uint64_t serial; /* of the child that asked */
-};
 
 static void monitor_on_sweep(struct loop *l, void *arg);
 #define MONITOR_SWEEP_MS 3000
@@ -106,23 +98,8 @@ static void monitor_child_free(struct monitor *m, struct mchild *c)
         }
         close(c->fd);
     }
-    if (m->loop != NULL) {
-        /* also set while the host name is being resolved */
-        loop_del_timer(m->loop, c->connect_timer);
-    }
-    if (c->connect_fd >= 0) {
-        if (m->loop != NULL) {
-            loop_del_fd(m->loop, c->connect_fd);
-        }
-        close(c->connect_fd);
-    }
-    if (c->hub_req != NULL) {
-        hub_connect_cancel(c->hub_req);
-        c->hub_req = NULL;
-    }
-    if (c->hub_fd >= 0) {
-        close(c->hub_fd);
-    }
+    route_cancel(c->route_req); /* a pending CONNECT */
+    c->route_req = NULL;
     while ((row = c->rows) != NULL) {
         c->rows = row->next;
         free(row->rec_path);
@@ -146,13 +123,6 @@ void monitor_free(struct monitor *m)
         loop_del_timer(m->loop, m->sweep_timer);
     }
     password_pool_free(m->hashes);
-    while (m->resolves != NULL) {
-        struct monitor_resolve *q = m->resolves;
-
-        m->resolves = q->next;
-        q->m = NULL; /* freed by its callback */
-        q->pprev = NULL;
-    }
     lockout_free(m->lockout);
     hostkeys_free(&m->hostkeys);
     if (m->ssh_ctx != NULL) {
@@ -249,14 +219,12 @@ struct mchild *monitor_child_new(struct monitor *m, pid_t pid, int pidfd,
     c->pid = pid;
     c->pidfd = pidfd;
     c->fd = fd;
-    c->connect_fd = -1;
-    c->hub_fd = -1;
     snprintf(c->addr, sizeof(c->addr), "%s", addr);
     snprintf(c->ip, sizeof(c->ip), "%s", addr);
     if ((colon = strrchr(c->ip, ':')) != NULL) {
         c->ip[colon - c->ip] = '\0';
     }
-    snprintf(c->route, sizeof(c->route), "direct");
+    snprintf(c->route.text, sizeof(c->route.text), "direct");
     if (m->loop != NULL &&
         (util_set_nonblock(fd) != ERR_OK ||
          loop_add_fd(m->loop, fd, LOOP_READ, monitor_on_child, c) != ERR_OK)) {
@@ -385,7 +353,7 @@ static void monitor_row_refused(struct monitor *m, struct mchild *c,
                               : (c->login.site[0] ? c->login.site : "/root"));
     snprintf(s.kind, sizeof(s.kind), "%s", kind);
     snprintf(s.client_addr, sizeof(s.client_addr), "%s", c->addr);
-    snprintf(s.route, sizeof(s.route), "%s", c->route);
+    snprintf(s.route, sizeof(s.route), "%s", c->route.text);
     snprintf(s.detail, sizeof(s.detail), "%s", detail ? detail : "");
     s.started_at = now;
     s.exit_status = -1;
@@ -1014,7 +982,8 @@ static int monitor_resolve_asset(struct monitor *m, struct mchild *c, int *role,
 {
     struct store_asset *list = NULL;
     size_t n = 0, visible = 0, pick = 0, off;
-    int r, rl, best = ROLE_NONE;
+    int r, rl, route_ok, best = ROLE_NONE;
+    char why[200];
 
     *role = ROLE_NONE;
     r = store_asset_find(m->store, c->login.site[0] ? c->login.site : NULL,
@@ -1076,8 +1045,7 @@ static int monitor_resolve_asset(struct monitor *m, struct mchild *c, int *role,
     snprintf(c->asset_site, sizeof(c->asset_site), "%s", list[pick].site_path);
     snprintf(c->asset_host, sizeof(c->asset_host), "%s", list[pick].host);
     c->asset_port = list[pick].port;
-    snprintf(c->route, sizeof(c->route), "%s",
-             list[pick].route[0] ? list[pick].route : "direct");
+    route_ok = route_parse(list[pick].route, &c->route, why, sizeof(why));
     if (strcmp(list[pick].protocol, "ssh") != 0) {
         snprintf(msg, msglen, "asset '%s' is not an SSH asset",
                  list[pick].name);
@@ -1085,10 +1053,9 @@ static int monitor_resolve_asset(struct monitor *m, struct mchild *c, int *role,
         r = ERR_DENIED;
         goto out;
     }
-    if (strcmp(c->route, "direct") != 0 &&
-        (strncmp(c->route, "agent:", 6) != 0 || c->route[6] == '\0')) {
-        snprintf(msg, msglen, "asset '%s' uses route '%s', not supported yet",
-                 list[pick].name, c->route);
+    if (route_ok != ERR_OK) {
+        snprintf(msg, msglen, "asset '%s' uses route '%s', %s", list[pick].name,
+                 c->route.text, why);
         snprintf(result, reslen, "error: unsupported route");
         r = ERR_DENIED;
         goto out;
@@ -1225,7 +1192,7 @@ static int monitor_authorize(struct monitor *m, struct mchild *c,
     snprintf(s.site, sizeof(s.site), "%s", c->asset_site);
     snprintf(s.kind, sizeof(s.kind), "%s", policy_kind_str(kind));
     snprintf(s.client_addr, sizeof(s.client_addr), "%s", c->addr);
-    snprintf(s.route, sizeof(s.route), "%s", c->route);
+    snprintf(s.route, sizeof(s.route), "%s", c->route.text);
     snprintf(s.detail, sizeof(s.detail), "%s", detail);
     s.started_at = util_now();
     s.exit_status = -1;
@@ -1274,160 +1241,31 @@ static void monitor_connect_failed(struct monitor *m, struct mchild *c,
     monitor_connect_reply(m, c, false, msg, -1);
 }
 
-static void monitor_connect_done(struct monitor *m, struct mchild *c,
-                                 bool timeout);
-static void monitor_on_connect(struct loop *l, int fd, int events, void *arg)
-{
-    struct mchild *c = arg;
-
-    monitor_connect_done(c->mon, c, false);
-}
-
-static void monitor_on_connect_timeout(struct loop *l, void *arg)
-{
-    struct mchild *c = arg;
-
-    c->connect_timer = 0;
-    if (c->resolving) {
-        /* The resolver's late answer is ignored (monitor_on_resolved). */
-        c->resolving = false;
-        buf_reset(c->mon->rep);
-        monitor_connect_failed(c->mon, c, "timed out resolving the host name");
-        return;
-    }
-    monitor_connect_done(c->mon, c, true);
-}
-
-/* The agent confirmed (or could not make) the stream for c. */
-static void monitor_on_agent_stream(void *arg, bool ok, const char *why)
+/* route_done_fn: the route has a stream to c's asset, or why not. */
+static void monitor_on_route(void *arg, int fd, const char *why)
 {
     struct mchild *c = arg;
     struct monitor *m = c->mon;
-    char msg[300];
 
-    c->hub_req = NULL;
-    if (!ok) {
-        if (c->hub_fd >= 0) {
-            close(c->hub_fd);
-            c->hub_fd = -1;
-        }
-        snprintf(msg, sizeof(msg), "through agent '%s': %s", c->route + 6,
-                 why != NULL ? why : "failed");
-        monitor_connect_failed(m, c, msg);
-        return;
-    }
-    monitor_connect_reply(m, c, true, "", c->hub_fd);
-    close(c->hub_fd); /* the child has its own copy now */
-    c->hub_fd = -1;
-}
-
-/* Route agent:ID: a socketpair whose other end the hub bridges to a
- * stream through the agent; the child gets its end once the agent has
- * connected to the target. */
-static int monitor_connect_agent(struct monitor *m, struct mchild *c)
-{
-    int sv[2];
-    const char *colon = strrchr(c->addr, ':');
-
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-        monitor_connect_failed(m, c, strerror(errno));
-        return ERR_OK;
-    }
-    c->hub_fd = sv[1];
-    /* hub_connect calls back at once when it fails early */
-    c->hub_req = hub_connect(
-        m->hub, c->route + 6, HUB_TCP, c->asset_host, c->asset_port, c->ip,
-        colon != NULL ? atoi(colon + 1) : 0, sv[0], monitor_on_agent_stream, c);
-    return ERR_OK;
-}
-
-/* The addresses of c's asset arrived: start a non-blocking connect to the
- * first that takes one (the connect timer is already running). */
-static void monitor_connect_addrs(struct monitor *m, struct mchild *c,
-                                  const struct addrinfo *res)
-{
-    const struct addrinfo *ai;
-    int fd = -1, err = 0;
-
-    for (ai = res; ai != NULL; ai = ai->ai_next) {
-        fd = socket(ai->ai_family,
-                    ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
-        if (fd < 0) {
-            err = errno;
-            continue;
-        }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
-            errno == EINPROGRESS) {
-            break;
-        }
-        err = errno;
-        close(fd);
-        fd = -1;
-    }
-    if (fd < 0) {
-        loop_del_timer(m->loop, c->connect_timer);
-        c->connect_timer = 0;
-        monitor_connect_failed(m, c, strerror(err ? err : ECONNREFUSED));
-        return;
-    }
-    if (loop_add_fd(m->loop, fd, LOOP_WRITE, monitor_on_connect, c) != ERR_OK) {
-        close(fd);
-        loop_del_timer(m->loop, c->connect_timer);
-        c->connect_timer = 0;
-        monitor_connect_failed(m, c, "internal error");
-        return;
-    }
-    c->connect_fd = fd;
-}
-
-/* loop_resolved_fn: the asset's host name is resolved (or not) for the
- * child with q->serial, which may be gone by now, or have timed out. */
-static void monitor_on_resolved(struct loop *l, const struct addrinfo *res,
-                                const char *why, void *arg)
-{
-    struct monitor_resolve *q = arg;
-    struct monitor *m = q->m;
-    uint64_t serial = q->serial;
-    struct mchild *c;
-    char msg[300];
-
-    (void)l;
-    if (q->pprev != NULL) {
-        *q->pprev = q->next;
-        if (q->next != NULL) {
-            q->next->pprev = q->pprev;
-        }
-    }
-    free(q);
-    if (m == NULL || (c = monitor_child_by_serial(m, serial)) == NULL ||
-        c->state == MC_DEAD || !c->resolving) {
-        return;
-    }
-    c->resolving = false;
+    c->route_req = NULL;
     buf_reset(m->rep);
-    if (res == NULL) {
-        loop_del_timer(m->loop, c->connect_timer);
-        c->connect_timer = 0;
-        snprintf(msg, sizeof(msg), "cannot resolve host name: %s",
-                 why != NULL ? why : "no address");
-        monitor_connect_failed(m, c, msg);
+    if (fd < 0) {
+        monitor_connect_failed(m, c, why);
         return;
     }
-    monitor_connect_addrs(m, c, res);
+    monitor_connect_reply(m, c, true, "", fd);
+    close(fd); /* the child has its own copy now */
 }
 
 /*
- * CONNECT: the deadline (connect_timeout_seconds) covers resolving the
- * host name and the TCP connect. Names are resolved with the loop's
- * asynchronous resolver (on a worker thread), so a slow or dead DNS server
- * stalls this session only; the answer finds the child again by serial.
+ * CONNECT: the asset's route (route/route.h) makes the stream, within
+ * its own deadlines, without blocking this loop; a slow target or DNS
+ * server stalls this session only.
  */
 static int monitor_connect(struct monitor *m, struct mchild *c, struct buf *req)
 {
-    struct addrinfo hints;
-    struct monitor_resolve *q;
-    char port[16], row[STORE_ID_MAX + 1] = "";
+    char row[STORE_ID_MAX + 1] = "";
+    const char *colon = strrchr(c->addr, ':');
 
     if (c->state != MC_AUTHED || !c->asset_resolved || c->connect_asked ||
         buf_get_cstring_into(req, row, sizeof(row)) != ERR_OK ||
@@ -1436,69 +1274,15 @@ static int monitor_connect(struct monitor *m, struct mchild *c, struct buf *req)
     }
     c->connect_asked = true;
     snprintf(c->connect_row, sizeof(c->connect_row), "%s", row);
-    if (strncmp(c->route, "agent:", 6) == 0) {
-        return monitor_connect_agent(m, c);
-    }
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    snprintf(port, sizeof(port), "%d", c->asset_port);
-    if ((q = calloc(1, sizeof(*q))) == NULL) {
-        monitor_connect_failed(m, c, "out of memory");
+    if (m->routes == NULL) {
+        monitor_connect_failed(m, c, "internal error");
         return ERR_OK;
     }
-    q->m = m;
-    q->serial = c->serial;
-    c->connect_timer =
-        loop_add_timer(m->loop, (int64_t)m->cfg->connect_timeout_seconds * 1000,
-                       monitor_on_connect_timeout, c);
-    c->resolving = true;
-    if (loop_resolve(m->loop, c->asset_host, port, &hints, monitor_on_resolved,
-                     q) != ERR_OK) {
-        free(q);
-        c->resolving = false;
-        loop_del_timer(m->loop, c->connect_timer);
-        c->connect_timer = 0;
-        monitor_connect_failed(m, c,
-                               "cannot resolve host name: internal error");
-        return ERR_OK;
-    }
-    q->next = m->resolves;
-    if (q->next != NULL) {
-        q->next->pprev = &q->next;
-    }
-    q->pprev = &m->resolves;
-    m->resolves = q;
+    /* calls monitor_on_route at once when it fails early */
+    c->route_req =
+        route_connect(m->routes, &c->route, c->asset_host, c->asset_port, c->ip,
+                      colon != NULL ? atoi(colon + 1) : 0, monitor_on_route, c);
     return ERR_OK;
-}
-
-static void monitor_connect_done(struct monitor *m, struct mchild *c,
-                                 bool timeout)
-{
-    int fd = c->connect_fd, err = 0, yes = 1;
-    socklen_t len = sizeof(err);
-
-    loop_del_fd(m->loop, fd);
-    loop_del_timer(m->loop, c->connect_timer);
-    c->connect_fd = -1;
-    c->connect_timer = 0;
-    if (timeout) {
-        close(fd);
-        monitor_connect_failed(m, c, "connection timed out");
-        return;
-    }
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) {
-        err = errno;
-    }
-    if (err != 0) {
-        close(fd);
-        monitor_connect_failed(m, c, strerror(err));
-        return;
-    }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
-    monitor_connect_reply(m, c, true, "", fd);
-    close(fd); /* the child has its own copy now */
 }
 
 /* --- host key and credentials --- */

@@ -34,14 +34,12 @@
 #include "common/config.h"
 #include "common/vault.h"
 #include "login/login.h"
+#include "route/route.h"
 #include "sshproxy/hostkeys.h"
 #include "store/store.h"
 
-struct hub;
-struct hub_req;
 struct lockout;
 struct loop;
-struct monitor_resolve;
 struct password_pool;
 
 /*
@@ -101,25 +99,22 @@ struct mchild {
     char asset_site[STORE_PATH_MAX + 1];
     char asset_host[STORE_HOST_MAX + 1];
     int asset_port;
-    char route[STORE_ROUTE_MAX + 1];
+    struct route route; /* the asset's, parsed (route_parse) */
     /* the first exchange hash signed for this child (hostkeys.h) */
     uint8_t session_id[HOSTKEYS_HASH_MAX];
     size_t session_id_len;
     bool connect_asked, hostkey_ok, hostkey_asked, creds_given;
     bool connected;       /* a connected stream was handed over */
     char end_result[120]; /* ended by the monitor: its rows' result */
-    int connect_fd;       /* pending non-blocking connect, -1 if none */
-    uint64_t connect_timer;
     char connect_row[STORE_ID_MAX + 1];
-    struct hub_req *hub_req; /* pending stream through an agent, or NULL */
-    int hub_fd;              /* the child's end of that stream, -1 if none */
-    struct mchild_row *rows; /* report rows this child has open */
+    struct route_req *route_req; /* pending CONNECT, or NULL */
+    struct mchild_row *rows;     /* report rows this child has open */
     /* asynchronous work (helper "lockout"): a password check on the
-     * worker pool and a host-name resolution report back by serial, never
-     * by pointer, since the child may be gone by then */
+     * worker pool reports back by serial, never by pointer, since the
+     * child may be gone by then (a CONNECT's route_req is cancelled when
+     * the child goes) */
     uint64_t serial;                 /* unique for the monitor's lifetime */
     bool auth_pending;               /* a password check is running */
-    bool resolving;                  /* CONNECT is resolving the host */
     char auth_uid[STORE_ID_MAX + 1]; /* user the login names; "" unknown */
 };
 
@@ -130,7 +125,8 @@ struct monitor {
     struct vault *vault;
     struct lockout *lockout;
     struct mchild *children;
-    struct hub *hub; /* agents (route agent:ID), or NULL */
+    /* how CONNECT reaches assets (route.h); NULL: every CONNECT fails */
+    struct routes *routes;
     /* browser terminals' one-time tickets (webticket.h), or NULL */
     struct webtickets *tickets;
     int preauth;              /* children not yet authenticated */
@@ -145,7 +141,6 @@ struct monitor {
     /* asynchronous work (see struct mchild) */
     struct password_pool *hashes; /* NULL without a loop: check in line */
     uint64_t next_serial;
-    struct monitor_resolve *resolves; /* pending CONNECT resolutions */
 };
 
 int monitor_init(struct monitor *m, const struct config *cfg,

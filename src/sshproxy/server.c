@@ -1,5 +1,7 @@
 /*
- * `portcullis serve`: the main process and the spawner.
+ * The SSH proxy's listener side of `portcullis serve`: the spawner and
+ * the main process's end of the link to it (server.h says in which order
+ * the composition root, daemon/daemon.c, calls them).
  *
  * Two long-lived processes:
  *
@@ -12,8 +14,8 @@
  *    children and reports their exit.
  *  - The main process owns the store, the vault key and the login
  *    throttle, and answers the children's requests in one event loop
- *    (loop.c, monitor.c). Upstream TCP connects are non-blocking, so a slow
- * target delays nobody else.
+ *    (loop.c, monitor.c). Upstream TCP connects are non-blocking, so a
+ *    slow target delays nobody else.
  *
  * If either process dies, the other notices the closed link: the spawner
  * then ends all sessions and exits; the main process exits with an error.
@@ -32,7 +34,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/pidfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -48,21 +49,14 @@
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/util.h"
-#include "http/http.h"
-#include "http/http_proxy.h"
 #include "sshproxy/child.h"
 #include "sshproxy/hostkeys.h"
 #include "sshproxy/monitor.h"
 #include "sshproxy/mproto.h"
 #include "sshproxy/preauth.h"
 #include "sshproxy/sandbox.h"
-#include "sshproxy/webticket.h"
-#include "record/retention.h"
-#include "hub/hub.h"
-#include "hub/tunnel.h"
-#include "common/notify.h"
 
-static int server_listen(const char *addr, int port)
+static int server_listen_fd(const char *addr, int port)
 {
     struct addrinfo hints, *res = NULL, *ai;
     char ports[16];
@@ -529,11 +523,13 @@ static int spawner_run(struct spawner *sp)
 
 struct server {
     const struct config *cfg;
-    struct loop *loop;
-    struct monitor mon;
-    int link;
-    int sig_fd;
-    pid_t spawner;
+    struct sandbox sb;   /* the session children's (sandbox.h) */
+    char *banner;        /* sent to clients before login, or NULL */
+    int listen_fd;       /* until the spawner has it, -1 after */
+    int link;            /* to the spawner, -1 if none */
+    pid_t spawner;       /* 0 if none, or reaped */
+    struct loop *loop;   /* once attached */
+    struct monitor *mon; /* once attached */
     struct buf *msg;
     int result;
     /* children that logged in, not yet told to the spawner (its link was
@@ -600,7 +596,7 @@ static void server_on_link(struct loop *l, int fd, int events, void *arg)
         buf_get_u32(s->msg, &pid) == ERR_OK &&
         buf_get_cstring_into(s->msg, addr, sizeof(addr)) == ERR_OK) {
         /* the monitor owns both descriptors now, also when it fails */
-        if (monitor_child_new(&s->mon, (pid_t)pid, fds[1], fds[0], addr) ==
+        if (monitor_child_new(s->mon, (pid_t)pid, fds[1], fds[0], addr) ==
             NULL) {
             log_error("cannot track child %lu; ended it", (unsigned long)pid);
         }
@@ -619,7 +615,7 @@ static void server_on_link(struct loop *l, int fd, int events, void *arg)
     }
     if (type == MP_SPAWN_EXIT && buf_get_u32(s->msg, &pid) == ERR_OK &&
         buf_get_u32(s->msg, &status) == ERR_OK) {
-        monitor_child_exit(&s->mon, (pid_t)pid, (int)status);
+        monitor_child_exit(s->mon, (pid_t)pid, (int)status);
         return;
     }
     log_warn("unexpected message %u from the spawner", type);
@@ -648,40 +644,6 @@ static void server_on_authed(void *arg, pid_t pid)
     server_flush_authed(s);
 }
 
-#define SERVER_RETENTION_MS (3600 * 1000)
-
-/* Deletes recordings older than [record] retention_days, now and then
- * every hour (each deletion is an audit event). */
-static void server_on_retention(struct loop *l, void *arg)
-{
-    struct server *s = arg;
-    int deleted = 0;
-
-    if (s->cfg->record_retention_days <= 0) {
-        return;
-    }
-    if (record_retention_sweep(s->mon.store, s->cfg->record_dir,
-                               (int64_t)s->cfg->record_retention_days * 86400,
-                               0, &deleted) != ERR_OK) {
-        log_warn("recording retention sweep failed");
-    } else if (deleted > 0) {
-        log_info("retention: deleted %d recordings older than %d days", deleted,
-                 s->cfg->record_retention_days);
-    }
-    (void)loop_add_timer(l, SERVER_RETENTION_MS, server_on_retention, s);
-}
-
-static void server_on_signal(struct loop *l, int fd, int events, void *arg)
-{
-    struct signalfd_siginfo si;
-
-    if (read(fd, &si, sizeof(si)) == sizeof(si) &&
-        (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)) {
-        log_info("shutting down");
-        loop_stop(l);
-    }
-}
-
 /* Hands the spawner the public host keys (its only message from us). */
 static int server_send_host_keys(struct server *s)
 {
@@ -691,18 +653,12 @@ static int server_send_host_keys(struct server *s)
     if (b == NULL) {
         return ERR_NOMEM;
     }
-    r = hostkeys_put_public(&s->mon.hostkeys, b);
+    r = hostkeys_put_public(&s->mon->hostkeys, b);
     if (r == ERR_OK) {
         r = mproto_send(s->link, MP_SPAWN_HOSTKEYS, b, -1, 0);
     }
     buf_free(b);
     return r;
-}
-
-/* The CLI changed the store (common/notify.h). */
-static void server_on_notify(void *arg, unsigned what)
-{
-    hub_changed(arg, what);
 }
 
 /* --- host keys and what the client leg offers --- */
@@ -915,67 +871,64 @@ static int server_bind_setup(const struct config *cfg, ssh_bind bind,
     return ERR_OK;
 }
 
-int server_run(const struct config *cfg)
+int server_new(const struct config *cfg, struct server **out)
 {
-    struct sandbox sb;
-    struct spawner sp;
-    struct server s;
-    ssh_key hostkeys[SERVER_HOST_KEYS] = {NULL};
-    sigset_t mask;
-    char *banner = NULL;
-    int link[2] = {-1, -1}, listen_fd = -1, sig_fd = -1, r, count = 0;
-    int nkeys = 0, i;
-    pid_t pid;
-    struct http *http = NULL;
-    struct hub *hub = NULL;
-    struct tunnels *tunnels = NULL;
-    struct http_proxy *proxy = NULL;
-    struct notify *notify = NULL;
+    struct server *s;
+    char weak[1024];
+    int r;
 
-    memset(&s, 0, sizeof(s));
-    ssh_init();
-    if ((r = server_banner(cfg, &banner)) != ERR_OK) {
-        goto out;
+    *out = NULL;
+    if ((s = calloc(1, sizeof(*s))) == NULL) {
+        return ERR_NOMEM;
+    }
+    s->cfg = cfg;
+    s->listen_fd = -1;
+    s->link = -1;
+    if ((r = server_banner(cfg, &s->banner)) != ERR_OK) {
+        goto fail;
     }
     server_make_missing_keys(cfg);
-    {
-        char weak[1024];
-
-        if (config_weak_algorithms(cfg, weak, sizeof(weak)) > 0) {
-            log_warn("weak SSH algorithms enabled (OpenSSH offers none of "
-                     "them by default): %s",
-                     weak);
-        }
+    if (config_weak_algorithms(cfg, weak, sizeof(weak)) > 0) {
+        log_warn("weak SSH algorithms enabled (OpenSSH offers none of "
+                 "them by default): %s",
+                 weak);
     }
-    if ((r = sandbox_prepare(cfg->privsep_user, cfg->data_dir, &sb)) !=
+    if ((r = sandbox_prepare(cfg->privsep_user, cfg->data_dir, &s->sb)) !=
         ERR_OK) {
-        goto out;
+        goto fail;
     }
-    /* Check the store and vault now, so a bad setup fails before forking. */
-    if ((r = monitor_init(&s.mon, cfg, NULL)) != ERR_OK) {
-        monitor_free(&s.mon);
-        goto out;
+    if ((s->msg = buf_new(MPROTO_MAX)) == NULL) {
+        r = ERR_NOMEM;
+        goto fail;
     }
-    monitor_free(&s.mon);
-    if ((listen_fd = server_listen(cfg->ssh_listen, cfg->ssh_port)) < 0) {
-        r = ERR_IO;
-        goto out;
-    }
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGCHLD);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigprocmask(SIG_BLOCK, &mask, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    if ((sig_fd = signalfd(-1, &mask, SFD_CLOEXEC)) < 0 ||
-        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, link) != 0) {
-        r = ERR_IO;
-        goto out;
+    *out = s;
+    return ERR_OK;
+fail:
+    server_free(s);
+    return r;
+}
+
+int server_listen(struct server *s)
+{
+    s->listen_fd = server_listen_fd(s->cfg->ssh_listen, s->cfg->ssh_port);
+    return s->listen_fd >= 0 ? ERR_OK : ERR_IO;
+}
+
+int server_spawn(struct server *s, int sig_fd)
+{
+    const struct config *cfg = s->cfg;
+    struct spawner sp;
+    int link[2];
+    pid_t pid;
+
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, link) != 0) {
+        return ERR_IO;
     }
     pid = fork();
     if (pid < 0) {
-        r = ERR_IO;
-        goto out;
+        close(link[0]);
+        close(link[1]);
+        return ERR_IO;
     }
     if (pid == 0) {
         /* The spawner: its own session and process group, so ending it
@@ -988,11 +941,11 @@ int server_run(const struct config *cfg)
         close(link[0]);
         memset(&sp, 0, sizeof(sp));
         sp.cfg = cfg;
-        sp.listen_fd = listen_fd;
+        sp.listen_fd = s->listen_fd;
         sp.link = link[1];
         sp.sig_fd = sig_fd;
-        sp.sb = &sb;
-        sp.banner = banner;
+        sp.sb = &s->sb;
+        sp.banner = s->banner;
         {
             struct preauth_limits lim = {
                 .start = cfg->max_startups_begin,
@@ -1009,129 +962,84 @@ int server_run(const struct config *cfg)
             sp.refused_log = util_mono_ms() - SPAWNER_REFUSE_LOG_MS;
         }
         if (sp.admit == NULL || sp.msg == NULL ||
-            util_set_nonblock(listen_fd) != ERR_OK) {
+            util_set_nonblock(s->listen_fd) != ERR_OK) {
             log_error("the spawner cannot start");
             _exit(1);
         }
         _exit(spawner_run(&sp));
     }
     close(link[1]);
-    link[1] = -1;
-    close(listen_fd);
-    listen_fd = -1;
-    /* Agents cost three descriptors each (docs/operations.md). */
-    {
-        struct rlimit rl;
+    close(s->listen_fd);
+    s->listen_fd = -1;
+    s->link = link[0];
+    s->spawner = pid;
+    return ERR_OK;
+}
 
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-            rl.rlim_cur = rl.rlim_max;
-            (void)setrlimit(RLIMIT_NOFILE, &rl);
-        }
-    }
-    s.cfg = cfg;
-    s.link = link[0];
-    s.sig_fd = sig_fd;
-    s.spawner = pid;
-    s.msg = buf_new(MPROTO_MAX);
-    s.loop = loop_new();
-    if (s.msg == NULL || s.loop == NULL ||
-        (r = monitor_init(&s.mon, cfg, s.loop)) != ERR_OK ||
-        (r = server_load_host_keys(cfg, hostkeys, &nkeys)) != ERR_OK ||
-        (r = hostkeys_adopt(&s.mon.hostkeys, hostkeys, (size_t)nkeys)) !=
+int server_attach(struct server *s, struct loop *loop, struct monitor *mon)
+{
+    ssh_key hostkeys[SERVER_HOST_KEYS] = {NULL};
+    int nkeys = 0, r, i;
+
+    s->loop = loop;
+    s->mon = mon;
+    if ((r = server_load_host_keys(s->cfg, hostkeys, &nkeys)) != ERR_OK ||
+        (r = hostkeys_adopt(&mon->hostkeys, hostkeys, (size_t)nkeys)) !=
             ERR_OK ||
-        (r = server_send_host_keys(&s)) != ERR_OK ||
-        loop_add_fd(s.loop, s.link, LOOP_READ, server_on_link, &s) != ERR_OK ||
-        loop_add_fd(s.loop, s.sig_fd, LOOP_READ, server_on_signal, &s) !=
-            ERR_OK) {
-        r = r ? r : ERR_NOMEM;
-        /* The spawner may still wait for the host keys (with SIGTERM
-         * blocked for its signalfd): the closed link ends it. */
-        close(link[0]);
-        link[0] = -1;
-        kill(pid, SIGTERM);
-        waitpid(pid, NULL, 0);
-        monitor_free(&s.mon);
+        (r = server_send_host_keys(s)) != ERR_OK) {
         goto out;
     }
-    if (store_session_close_dangling(s.mon.store, util_now(),
-                                     "error: interrupted", &count) == ERR_OK &&
-        count > 0) {
-        log_warn("closed %d report rows left open by a previous run", count);
-    }
-    /* The agent hub, tunnels and the HTTP side (REST API, agents'
-     * WebSocket) share the loop and the monitor's store. */
-    if ((r = hub_start(&hub, cfg, s.loop, s.mon.store)) != ERR_OK ||
-        (r = tunnels_start(&tunnels, cfg, s.loop, s.mon.store, hub)) !=
-            ERR_OK ||
-        (s.mon.tickets = webtickets_new()) == NULL ||
-        (r = http_start(&http, cfg, s.loop, s.mon.store, s.mon.vault, hub,
-                        s.mon.tickets)) != ERR_OK) {
-        r = r ? r : ERR_NOMEM;
-        webtickets_free(s.mon.tickets);
-        kill(pid, SIGTERM);
-        waitpid(pid, NULL, 0);
-        tunnels_stop(tunnels);
-        hub_stop(hub);
-        monitor_free(&s.mon);
+    if (loop_add_fd(loop, s->link, LOOP_READ, server_on_link, s) != ERR_OK) {
+        r = ERR_NOMEM;
         goto out;
     }
-    s.mon.hub = hub;
-    s.mon.on_authed = server_on_authed;
-    s.mon.on_authed_arg = &s;
-    /* one cap on password checks, one lockout table */
-    http_share_auth(http, s.mon.hashes, s.mon.lockout);
-    if ((r = http_proxy_start(&proxy, cfg, s.loop, s.mon.store)) != ERR_OK) {
-        /* why was logged; stop what started (closing the link ends the
-         * spawner) */
-        log_error("the peer-node CONNECT proxy did not start");
-        goto stop;
-    }
-    if (notify_listen(&notify, s.loop, cfg->data_dir, server_on_notify, hub) !=
-        ERR_OK) {
-        log_warn("cannot listen for store-change notices; CLI changes to "
-                 "credentials and tunnels apply after a restart");
-    }
-    log_info("listening on %s port %d", cfg->ssh_listen, cfg->ssh_port);
-    (void)loop_add_timer(s.loop, 0, server_on_retention, &s);
-    r = loop_run(s.loop);
-    if (r == ERR_OK) {
-        r = s.result;
-    }
-stop:
-    loop_del_fd(s.loop, s.link);
-    close(link[0]);
-    link[0] = -1;
-    waitpid(pid, NULL, 0);
-    notify_close(notify);
-    /* HTTP first: closing the agents' WebSockets frees them in the hub. */
-    http_proxy_stop(proxy);
-    http_stop(http);
-    tunnels_stop(tunnels);
-    s.mon.hub = NULL;
-    hub_stop(hub);
-    webtickets_free(s.mon.tickets);
-    s.mon.tickets = NULL;
-    monitor_free(&s.mon);
+    mon->on_authed = server_on_authed;
+    mon->on_authed_arg = s;
 out:
-    loop_free(s.loop);
-    buf_free(s.msg);
-    free(s.authed);
-    if (link[0] >= 0) {
-        close(link[0]);
-    }
-    if (link[1] >= 0) {
-        close(link[1]);
-    }
-    if (sig_fd >= 0) {
-        close(sig_fd);
-    }
-    if (listen_fd >= 0) {
-        close(listen_fd);
-    }
     for (i = 0; i < nkeys; i++) {
-        ssh_key_free(hostkeys[i]);
+        ssh_key_free(hostkeys[i]); /* NULL once adopted */
     }
-    free(banner);
-    ssh_finalize();
     return r;
+}
+
+int server_result(const struct server *s)
+{
+    return s->result;
+}
+
+void server_stop(struct server *s, bool terminate)
+{
+    if (s->link >= 0) {
+        if (s->loop != NULL) {
+            loop_del_fd(s->loop, s->link);
+        }
+        close(s->link);
+        s->link = -1;
+    }
+    if (s->mon != NULL && s->mon->on_authed == server_on_authed) {
+        s->mon->on_authed = NULL;
+        s->mon->on_authed_arg = NULL;
+    }
+    if (s->spawner > 0) {
+        if (terminate) {
+            kill(s->spawner, SIGTERM);
+        }
+        waitpid(s->spawner, NULL, 0);
+        s->spawner = 0;
+    }
+}
+
+void server_free(struct server *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    server_stop(s, true);
+    if (s->listen_fd >= 0) {
+        close(s->listen_fd);
+    }
+    buf_free(s->msg);
+    free(s->authed);
+    free(s->banner);
+    free(s);
 }

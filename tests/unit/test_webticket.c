@@ -1,5 +1,5 @@
 /*
- * Unit tests for src/sshproxy/webticket.c, the browser terminal's one-time
+ * Unit tests for src/auth/webticket.c, the browser terminal's one-time
  * tickets: a ticket grants once (a replay fails), only from the
  * connection it is bound to (and even a wrong attempt uses it up), only
  * for 30 seconds, only in its exact form, and the table is bounded.
@@ -14,7 +14,7 @@
 #include <cmocka.h>
 
 #include "common/err.h"
-#include "sshproxy/webticket.h"
+#include "auth/webticket.h"
 
 #define USER "0b9c5f4e-2a57-4d1e-9a55-3c1f3b7a9d01"
 #define ASSET "6f1d2e3c-4b5a-4697-8a8b-9c0d1e2f3a4b"

@@ -6,7 +6,7 @@
  * rather than growing memory. Expired slots are reclaimed when a ticket
  * is issued. Everything runs in the main process's loop thread.
  */
-#include "sshproxy/webticket.h"
+#include "auth/webticket.h"
 
 #include <stdio.h>
 #include <stdlib.h>

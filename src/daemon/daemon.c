@@ -1,0 +1,255 @@
+/*
+ * The composition root of `portcullis serve` (daemon.h). The order is
+ * the security argument, so it is written out here once:
+ *
+ *  1. The SSH proxy's preparation (banner, missing host keys, sandbox)
+ *     and a check that the store and vault open, so a bad setup fails
+ *     before anything is forked.
+ *  2. The listening socket, the blocked signals and their signalfd, then
+ *     the spawner is forked (sshproxy/server.h): it and the session
+ *     children it forks never inherit the store or the vault key, which
+ *     are opened only after it.
+ *  3. In the main process: the event loop, the monitor (store, vault,
+ *     login throttle), the host keys (the spawner gets the public ones).
+ *  4. The agent hub, the tunnels, the browser terminals' tickets and the
+ *     HTTP side (REST API, agents' WebSocket) on the same loop and store,
+ *     then the routes (route/route.h) by which the monitor's CONNECT
+ *     reaches an asset, directly or through the hub; the HTTP side shares
+ *     the monitor's password-check pool and lockout table.
+ *  5. Store-change notices from the CLI, the retention timer, then the
+ *     loop runs until SIGTERM/SIGINT or the spawner's end.
+ *
+ * Shutdown runs backwards: the spawner first (ending every session),
+ * then HTTP (closing the agents' WebSockets frees them in the hub), the
+ * tunnels, the hub and the monitor.
+ */
+#include "daemon/daemon.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <libssh/libssh.h>
+
+#include "auth/webticket.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/loop.h"
+#include "common/notify.h"
+#include "common/util.h"
+#include "http/http.h"
+#include "http/http_proxy.h"
+#include "hub/hub.h"
+#include "hub/tunnel.h"
+#include "record/retention.h"
+#include "route/route.h"
+#include "sshproxy/monitor.h"
+#include "sshproxy/server.h"
+
+#define DAEMON_RETENTION_MS (3600 * 1000)
+
+struct daemon {
+    const struct config *cfg;
+    struct loop *loop;
+    struct monitor mon;
+    struct server *ssh;
+    struct hub *hub;
+    struct routes *routes; /* freed after the monitor (its requests) */
+    struct tunnels *tunnels;
+    struct http *http;
+    struct http_proxy *proxy; /* [http_proxy]: NULL unless enabled */
+    struct notify *notify;
+    int sig_fd;
+};
+
+/* Deletes recordings older than [record] retention_days, now and then
+ * every hour (each deletion is an audit event). */
+static void daemon_on_retention(struct loop *l, void *arg)
+{
+    struct daemon *d = arg;
+    int deleted = 0;
+
+    if (d->cfg->record_retention_days <= 0) {
+        return;
+    }
+    if (record_retention_sweep(d->mon.store, d->cfg->record_dir,
+                               (int64_t)d->cfg->record_retention_days * 86400,
+                               0, &deleted) != ERR_OK) {
+        log_warn("recording retention sweep failed");
+    } else if (deleted > 0) {
+        log_info("retention: deleted %d recordings older than %d days", deleted,
+                 d->cfg->record_retention_days);
+    }
+    (void)loop_add_timer(l, DAEMON_RETENTION_MS, daemon_on_retention, d);
+}
+
+static void daemon_on_signal(struct loop *l, int fd, int events, void *arg)
+{
+    struct signalfd_siginfo si;
+
+    if (read(fd, &si, sizeof(si)) == sizeof(si) &&
+        (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)) {
+        log_info("shutting down");
+        loop_stop(l);
+    }
+}
+
+/* The CLI changed the store (common/notify.h). */
+static void daemon_on_notify(void *arg, unsigned what)
+{
+    hub_changed(arg, what);
+}
+
+/* Agents cost three descriptors each (docs/operations.md). */
+static void daemon_raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* Steps 1 and 2: everything before the spawner exists, and its fork. */
+static int daemon_spawn(struct daemon *d)
+{
+    sigset_t mask;
+    int r;
+
+    if ((r = server_new(d->cfg, &d->ssh)) != ERR_OK) {
+        return r;
+    }
+    /* Check the store and vault now, so a bad setup fails before forking. */
+    r = monitor_init(&d->mon, d->cfg, NULL);
+    monitor_free(&d->mon);
+    if (r != ERR_OK) {
+        return r;
+    }
+    if ((r = server_listen(d->ssh)) != ERR_OK) {
+        return r;
+    }
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if ((d->sig_fd = signalfd(-1, &mask, SFD_CLOEXEC)) < 0) {
+        return ERR_IO;
+    }
+    return server_spawn(d->ssh, d->sig_fd);
+}
+
+/* Step 4: the agent hub, tunnels and the HTTP side (REST API, agents'
+ * WebSocket) share the loop and the monitor's store. */
+static int daemon_start_services(struct daemon *d)
+{
+    struct monitor *m = &d->mon;
+    int r;
+
+    if ((r = hub_start(&d->hub, d->cfg, d->loop, m->store)) != ERR_OK ||
+        (r = tunnels_start(&d->tunnels, d->cfg, d->loop, m->store, d->hub)) !=
+            ERR_OK ||
+        (m->tickets = webtickets_new()) == NULL ||
+        (r = http_start(&d->http, d->cfg, d->loop, m->store, m->vault, d->hub,
+                        m->tickets)) != ERR_OK ||
+        (d->routes = routes_new(d->loop, d->cfg, d->hub)) == NULL) {
+        return r ? r : ERR_NOMEM;
+    }
+    /* the monitor's CONNECT reaches assets directly or through agents */
+    m->routes = d->routes;
+    /* one cap on password checks, one lockout table */
+    http_share_auth(d->http, m->hashes, m->lockout);
+    /* the peer-node CONNECT proxy, when this node serves a segment */
+    if ((r = http_proxy_start(&d->proxy, d->cfg, d->loop, m->store)) !=
+        ERR_OK) {
+        log_error("the peer-node CONNECT proxy did not start");
+        return r;
+    }
+    return ERR_OK;
+}
+
+/* Undoes daemon_start_services (each part may be missing). HTTP first:
+ * closing the agents' WebSockets frees them in the hub. */
+static void daemon_stop_services(struct daemon *d)
+{
+    http_proxy_stop(d->proxy);
+    d->proxy = NULL;
+    http_stop(d->http);
+    d->http = NULL;
+    tunnels_stop(d->tunnels);
+    d->tunnels = NULL;
+    /* pending agent routes fail now ("agent disconnected"); the monitor
+     * cancels the rest when it frees its children */
+    hub_stop(d->hub);
+    d->hub = NULL;
+    webtickets_free(d->mon.tickets);
+    d->mon.tickets = NULL;
+}
+
+int daemon_run(const struct config *cfg)
+{
+    struct daemon d;
+    int r, count = 0;
+
+    memset(&d, 0, sizeof(d));
+    d.cfg = cfg;
+    d.sig_fd = -1;
+    ssh_init();
+    if ((r = daemon_spawn(&d)) != ERR_OK) {
+        goto out;
+    }
+    daemon_raise_nofile();
+    /* Step 3. On failure the spawner may still wait for the host keys
+     * (with SIGTERM blocked for its signalfd): the closed link ends it. */
+    if ((d.loop = loop_new()) == NULL ||
+        (r = monitor_init(&d.mon, cfg, d.loop)) != ERR_OK ||
+        (r = server_attach(d.ssh, d.loop, &d.mon)) != ERR_OK ||
+        loop_add_fd(d.loop, d.sig_fd, LOOP_READ, daemon_on_signal, &d) !=
+            ERR_OK) {
+        r = r ? r : ERR_NOMEM;
+        server_stop(d.ssh, true);
+        monitor_free(&d.mon);
+        goto out;
+    }
+    if (store_session_close_dangling(d.mon.store, util_now(),
+                                     "error: interrupted", &count) == ERR_OK &&
+        count > 0) {
+        log_warn("closed %d report rows left open by a previous run", count);
+    }
+    if ((r = daemon_start_services(&d)) != ERR_OK) {
+        server_stop(d.ssh, true);
+        daemon_stop_services(&d);
+        monitor_free(&d.mon);
+        goto out;
+    }
+    /* Step 5. */
+    if (notify_listen(&d.notify, d.loop, cfg->data_dir, daemon_on_notify,
+                      d.hub) != ERR_OK) {
+        log_warn("cannot listen for store-change notices; CLI changes to "
+                 "credentials and tunnels apply after a restart");
+    }
+    log_info("listening on %s port %d", cfg->ssh_listen, cfg->ssh_port);
+    (void)loop_add_timer(d.loop, 0, daemon_on_retention, &d);
+    r = loop_run(d.loop);
+    if (r == ERR_OK) {
+        r = server_result(d.ssh);
+    }
+    server_stop(d.ssh, false);
+    notify_close(d.notify);
+    daemon_stop_services(&d);
+    monitor_free(&d.mon);
+out:
+    routes_free(d.routes);
+    server_free(d.ssh);
+    loop_free(d.loop);
+    if (d.sig_fd >= 0) {
+        close(d.sig_fd);
+    }
+    ssh_finalize();
+    return r;
+}

@@ -1,0 +1,75 @@
+/*
+ * Routes: how the main process gets a byte stream to an asset (SPEC
+ * section 5). An asset's route string names one kind from route.c's
+ * table, with a name where the kind needs one:
+ *
+ *   "direct"     TCP from this server: the host name is resolved on the
+ *                loop's resolver and connected without blocking, both
+ *                within [ssh] connect_timeout_seconds
+ *   "agent:ID"   a stream through the connected agent ID (hub/); the
+ *                hub and the agent have their own deadlines
+ *
+ * Peer and cluster routes ("peer:NAME") are one more row in that table:
+ * a prefix, the syntax of its name and a connect function.
+ *
+ * The caller (the monitor's CONNECT, sshproxy/monitor.c) neither parses
+ * route strings nor knows the hub: it parses an asset's route once with
+ * route_parse, then asks route_connect for a connected stream socket.
+ */
+#ifndef PORTCULLIS_ROUTE_H
+#define PORTCULLIS_ROUTE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/config.h"
+#include "store/store.h"
+
+struct hub;
+struct loop;
+struct route_kind;
+struct routes;
+struct route_req;
+
+/* A parsed route. text is its canonical spelling (for report rows); an
+ * empty route string is "direct". */
+struct route {
+    const struct route_kind *kind;  /* NULL when route_parse refused it */
+    char name[STORE_ROUTE_MAX + 1]; /* after the prefix ("" for direct) */
+    char text[STORE_ROUTE_MAX + 1];
+};
+
+/* Parses an asset's route string. ERR_OK with *out; ERR_INVALID for a
+ * route this server cannot use, with one line in why (and out->text the
+ * string as given, out->kind NULL). */
+int route_parse(const char *text, struct route *out, char *why, size_t whylen);
+/* The kind's own word ("direct", "agent"), for logs. */
+const char *route_kind_name(const struct route *rt);
+
+/* What the connectors need, shared by every request: the loop, the
+ * config ([ssh] connect_timeout_seconds) and the agent hub (NULL: agent
+ * routes fail with "agent '...' is not connected"). All three must
+ * outlive the routes. */
+struct routes *routes_new(struct loop *loop, const struct config *cfg,
+                          struct hub *hub);
+/* Cancels every request still pending (calling no callbacks); NULL is a
+ * no-op. */
+void routes_free(struct routes *rs);
+
+/* Called once per route_connect: fd >= 0 a connected stream socket,
+ * which the callee owns from now on (why NULL); or fd -1 and why, one
+ * line such as "Connection refused", "timed out resolving the host
+ * name" or "through agent 'a1': refused by the agent's allow-list". */
+typedef void (*route_done_fn)(void *arg, int fd, const char *why);
+
+/* Starts connecting to host:port along rt, for the client at
+ * orig_ip:orig_port (an agent logs it). Returns a handle valid until fn
+ * is called, or NULL when fn was already called (a failure known at
+ * once). */
+struct route_req *route_connect(struct routes *rs, const struct route *rt,
+                                const char *host, int port, const char *orig_ip,
+                                int orig_port, route_done_fn fn, void *arg);
+/* While the handle is valid: stops the request, calling nothing. */
+void route_cancel(struct route_req *rq);
+
+#endif
