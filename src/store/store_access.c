@@ -1,22 +1,21 @@
 /*
- * The SQLite side of access.h: site roles, API tokens and revoked session
- * tokens. A companion of store_sqlite.c: it borrows the handle's
- * connection and transaction helpers (store_internal.h) so each function
- * here is one transaction, with the same busy handling and error mapping.
+ * access.h over the store's helpers: site roles, API tokens and revoked
+ * session tokens. Written against store_internal.h and db.h only, like
+ * every noun file, so each function here is one transaction with the
+ * driver's busy handling and error mapping, on any driver.
  *
- * As in the driver, every value is a bound parameter and the SQL text is
- * constant. The role query walks parent_id links from the site up to
- * /root with the same recursive CTE as the asset-role query.
+ * Every value is a bound parameter and the SQL text is constant. The role query
+ * walks parent_id links from the site up to /root with the same recursive CTE
+ * as the asset-role query.
  */
 #include "store/access.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
-
 #include "common/err.h"
 #include "common/util.h"
+#include "store/db.h"
 #include "store/store_internal.h"
 
 static const char *const site_role_names[] = {
@@ -62,17 +61,17 @@ int site_role_parse(const char *s)
     " LEFT JOIN users u ON u.id = r.user_id"                                   \
     " LEFT JOIN groups g ON g.id = r.group_id"
 
-static int site_role_fill(sqlite3_stmt *s, void *item)
+static int site_role_fill(struct db_stmt *s, void *item)
 {
     struct store_site_role *r = item;
 
-    store_sqlite_col_text(s, 0, r->id, sizeof(r->id));
-    store_sqlite_col_text(s, 1, r->site_id, sizeof(r->site_id));
-    store_sqlite_col_text(s, 2, r->user_id, sizeof(r->user_id));
-    store_sqlite_col_text(s, 3, r->group_id, sizeof(r->group_id));
-    r->role = sqlite3_column_int(s, 4);
-    store_sqlite_col_text(s, 5, r->site_path, sizeof(r->site_path));
-    store_sqlite_col_text(s, 6, r->grantee_name, sizeof(r->grantee_name));
+    store_col_text(s, 0, r->id, sizeof(r->id));
+    store_col_text(s, 1, r->site_id, sizeof(r->site_id));
+    store_col_text(s, 2, r->user_id, sizeof(r->user_id));
+    store_col_text(s, 3, r->group_id, sizeof(r->group_id));
+    r->role = db_col_int(s, 4);
+    store_col_text(s, 5, r->site_path, sizeof(r->site_path));
+    store_col_text(s, 6, r->grantee_name, sizeof(r->grantee_name));
     return ERR_OK;
 }
 
@@ -80,9 +79,9 @@ static int site_role_get_tx(struct store *st, const char *id,
                             struct store_site_role *out)
 {
     memset(out, 0, sizeof(*out));
-    return store_sqlite_query_one(st, "site role get",
-                                  SITE_ROLE_SELECT " WHERE r.id = ?", id,
-                                  site_role_fill, out);
+    return store_query_one(st, "site role get",
+                           SITE_ROLE_SELECT " WHERE r.id = $1", id,
+                           site_role_fill, out);
 }
 
 int store_site_role_add(struct store *st, struct store_site_role *sr)
@@ -104,38 +103,37 @@ int store_site_role_add(struct store *st, struct store_site_role *sr)
         return ERR_INVALID;
     }
     util_uuid4(id);
-    if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query(
-        st, "site role add",
-        "INSERT INTO site_roles (id, site_id, user_id, group_id,"
-        " role, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-        NULL, NULL, NULL, "ttttii", id, site, has_user ? user : NULL,
-        has_group ? group : NULL, (int64_t)sr->role, (int64_t)util_now());
+    r = store_run(st, "site role add",
+                  "INSERT INTO site_roles (id, site_id, user_id, group_id,"
+                  " role, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                  NULL, "ttttii", id, site, has_user ? user : NULL,
+                  has_group ? group : NULL, (int64_t)sr->role,
+                  (int64_t)util_now());
     if (r == ERR_OK) {
         r = site_role_get_tx(st, id, sr);
     }
-    return store_sqlite_end(st, r);
+    return store_tx_end(st, r);
 }
 
 int store_site_role_list(struct store *st, struct store_site_role **list,
                          size_t *n)
 {
-    struct store_sqlite_list l = {NULL, 0, 0, sizeof(struct store_site_role),
-                                  site_role_fill};
+    struct store_list l = {NULL, 0, 0, sizeof(struct store_site_role),
+                           site_role_fill};
     int r;
 
     *list = NULL;
     *n = 0;
-    if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
+    if ((r = store_tx_begin(st, false)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query(st, "site role list",
-                           SITE_ROLE_SELECT
-                           " ORDER BY s.path, r.role DESC, r.id",
-                           store_sqlite_list_row, &l, NULL, "");
-    r = store_sqlite_list_end(st, r, &l, NULL);
+    r = store_query(st, "site role list",
+                    SITE_ROLE_SELECT " ORDER BY s.path, r.role DESC, r.id",
+                    store_list_row, &l, NULL, "");
+    r = store_list_end(st, r, &l, NULL);
     *list = l.items;
     *n = l.n;
     return r;
@@ -152,11 +150,11 @@ int store_site_role_get(struct store *st, const char *id,
         memset(out, 0, sizeof(*out));
         return ERR_NOT_FOUND;
     }
-    if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
+    if ((r = store_tx_begin(st, false)) != ERR_OK) {
         return r;
     }
     r = site_role_get_tx(st, nid, out);
-    return store_sqlite_end(st, r);
+    return store_tx_end(st, r);
 }
 
 int store_site_role_delete(struct store *st, const char *id)
@@ -167,21 +165,20 @@ int store_site_role_delete(struct store *st, const char *id)
     if (id == NULL || !store_id_norm(id, nid)) {
         return ERR_NOT_FOUND;
     }
-    if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query(st, "site role delete",
-                           "DELETE FROM site_roles WHERE id = ?", NULL, NULL,
-                           &changes, "t", nid);
+    r = store_run(st, "site role delete",
+                  "DELETE FROM site_roles WHERE id = $1", &changes, "t", nid);
     if (r == ERR_OK && changes == 0) {
         r = ERR_NOT_FOUND;
     }
-    return store_sqlite_end(st, r);
+    return store_tx_end(st, r);
 }
 
-static int site_role_mask_row(sqlite3_stmt *s, void *ctx)
+static int site_role_mask_row(struct db_stmt *s, void *ctx)
 {
-    int role = sqlite3_column_int(s, 0);
+    int role = db_col_int(s, 0);
 
     if (role >= SITE_ROLE_USER && role <= SITE_ROLE_ADMIN) {
         *(unsigned *)ctx |= SITE_ROLE_BIT(role);
@@ -200,25 +197,25 @@ int store_site_role_mask(struct store *st, const char *user_id,
         (site_id != NULL && !store_id_norm(site_id, sid))) {
         return ERR_NOT_FOUND;
     }
-    if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
+    if ((r = store_tx_begin(st, false)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query(st, "site role mask",
-                           "WITH RECURSIVE anc(id, parent_id) AS ("
-                           "  SELECT id, parent_id FROM sites"
-                           "   WHERE (?1 IS NULL AND path = '/root') OR id = ?1"
-                           "  UNION ALL"
-                           "  SELECT s.id, s.parent_id FROM sites s"
-                           "   JOIN anc ON s.id = anc.parent_id)"
-                           " SELECT DISTINCT r.role FROM site_roles r"
-                           " WHERE r.site_id IN (SELECT id FROM anc)"
-                           "   AND (r.user_id = ?2"
-                           "        OR r.group_id IN (SELECT group_id"
-                           "                          FROM group_members"
-                           "                          WHERE user_id = ?2))",
-                           site_role_mask_row, mask, NULL, "tt",
-                           site_id != NULL ? sid : NULL, uid);
-    return store_sqlite_end(st, r);
+    r = store_query(st, "site role mask",
+                    "WITH RECURSIVE anc(id, parent_id) AS ("
+                    "  SELECT id, parent_id FROM sites"
+                    "   WHERE ($1 IS NULL AND path = '/root') OR id = $1"
+                    "  UNION ALL"
+                    "  SELECT s.id, s.parent_id FROM sites s"
+                    "   JOIN anc ON s.id = anc.parent_id)"
+                    " SELECT DISTINCT r.role FROM site_roles r"
+                    " WHERE r.site_id IN (SELECT id FROM anc)"
+                    "   AND (r.user_id = $2"
+                    "        OR r.group_id IN (SELECT group_id"
+                    "                          FROM group_members"
+                    "                          WHERE user_id = $2))",
+                    site_role_mask_row, mask, NULL, "tt",
+                    site_id != NULL ? sid : NULL, uid);
+    return store_tx_end(st, r);
 }
 
 int store_site_role_mask_any(struct store *st, const char *user_id,
@@ -231,17 +228,16 @@ int store_site_role_mask_any(struct store *st, const char *user_id,
     if (user_id == NULL || !store_id_norm(user_id, uid)) {
         return ERR_NOT_FOUND;
     }
-    if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
+    if ((r = store_tx_begin(st, false)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query(
-        st, "site role mask",
-        "SELECT DISTINCT r.role FROM site_roles r"
-        " WHERE r.user_id = ?1"
-        "    OR r.group_id IN (SELECT group_id FROM group_members"
-        "                      WHERE user_id = ?1)",
-        site_role_mask_row, mask, NULL, "t", uid);
-    return store_sqlite_end(st, r);
+    r = store_query(st, "site role mask",
+                    "SELECT DISTINCT r.role FROM site_roles r"
+                    " WHERE r.user_id = $1"
+                    "    OR r.group_id IN (SELECT group_id FROM group_members"
+                    "                      WHERE user_id = $1)",
+                    site_role_mask_row, mask, NULL, "t", uid);
+    return store_tx_end(st, r);
 }
 
 /* --- API tokens ---------------------------------------------------------
@@ -253,20 +249,20 @@ int store_site_role_mask_any(struct store *st, const char *user_id,
     " t.expires_at, t.created_at"                                              \
     " FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id"
 
-static int token_fill(sqlite3_stmt *s, void *item)
+static int token_fill(struct db_stmt *s, void *item)
 {
     struct store_api_token *t = item;
 
-    store_sqlite_col_text(s, 0, t->id, sizeof(t->id));
-    store_sqlite_col_text(s, 1, t->user_id, sizeof(t->user_id));
-    store_sqlite_col_text(s, 2, t->user_name, sizeof(t->user_name));
-    store_sqlite_col_text(s, 3, t->jti_hash, sizeof(t->jti_hash));
-    store_sqlite_col_text(s, 4, t->description, sizeof(t->description));
-    store_sqlite_col_text(s, 5, t->filter_cidrs, sizeof(t->filter_cidrs));
-    store_sqlite_col_text(s, 6, t->filter_paths, sizeof(t->filter_paths));
-    t->enabled = sqlite3_column_int(s, 7) != 0;
-    t->expires_at = sqlite3_column_int64(s, 8);
-    t->created_at = sqlite3_column_int64(s, 9);
+    store_col_text(s, 0, t->id, sizeof(t->id));
+    store_col_text(s, 1, t->user_id, sizeof(t->user_id));
+    store_col_text(s, 2, t->user_name, sizeof(t->user_name));
+    store_col_text(s, 3, t->jti_hash, sizeof(t->jti_hash));
+    store_col_text(s, 4, t->description, sizeof(t->description));
+    store_col_text(s, 5, t->filter_cidrs, sizeof(t->filter_cidrs));
+    store_col_text(s, 6, t->filter_paths, sizeof(t->filter_paths));
+    t->enabled = db_col_int(s, 7) != 0;
+    t->expires_at = db_col_int64(s, 8);
+    t->created_at = db_col_int64(s, 9);
     return ERR_OK;
 }
 
@@ -290,19 +286,18 @@ int store_api_token_add(struct store *st, const struct store_api_token *t)
         t->expires_at <= 0 || token_check(t) != ERR_OK) {
         return ERR_INVALID;
     }
-    if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query(
-        st, "api token add",
-        "INSERT INTO api_tokens (id, user_id, jti_hash, description,"
-        " filter_cidrs, filter_paths, enabled, expires_at,"
-        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        NULL, NULL, NULL, "ttttttiii", id, uid, t->jti_hash, t->description,
-        t->filter_cidrs, t->filter_paths, (int64_t)(t->enabled ? 1 : 0),
-        t->expires_at,
-        (int64_t)(t->created_at != 0 ? t->created_at : util_now()));
-    return store_sqlite_end(st, r);
+    r = store_run(st, "api token add",
+                  "INSERT INTO api_tokens (id, user_id, jti_hash, description,"
+                  " filter_cidrs, filter_paths, enabled, expires_at,"
+                  " created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                  NULL, "ttttttiii", id, uid, t->jti_hash, t->description,
+                  t->filter_cidrs, t->filter_paths,
+                  (int64_t)(t->enabled ? 1 : 0), t->expires_at,
+                  (int64_t)(t->created_at != 0 ? t->created_at : util_now()));
+    return store_tx_end(st, r);
 }
 
 static int token_get_by(struct store *st, const char *sql, const char *key,
@@ -318,11 +313,11 @@ static int token_get_by(struct store *st, const char *sql, const char *key,
     }
     memcpy(k, key, strlen(key) + 1);
     memset(out, 0, sizeof(*out));
-    if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
+    if ((r = store_tx_begin(st, false)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query_one(st, "api token get", sql, k, token_fill, out);
-    return store_sqlite_end(st, r);
+    r = store_query_one(st, "api token get", sql, k, token_fill, out);
+    return store_tx_end(st, r);
 }
 
 int store_api_token_get(struct store *st, const char *id,
@@ -335,7 +330,7 @@ int store_api_token_get(struct store *st, const char *id,
         memset(out, 0, sizeof(*out));
         return ERR_NOT_FOUND;
     }
-    return token_get_by(st, TOKEN_SELECT " WHERE t.id = ?", nid, out);
+    return token_get_by(st, TOKEN_SELECT " WHERE t.id = $1", nid, out);
 }
 
 int store_api_token_find(struct store *st, const char *jti_hash,
@@ -345,15 +340,15 @@ int store_api_token_find(struct store *st, const char *jti_hash,
         memset(out, 0, sizeof(*out));
         return ERR_NOT_FOUND;
     }
-    return token_get_by(st, TOKEN_SELECT " WHERE t.jti_hash = ?", jti_hash,
+    return token_get_by(st, TOKEN_SELECT " WHERE t.jti_hash = $1", jti_hash,
                         out);
 }
 
 int store_api_token_list(struct store *st, const char *user_id,
                          struct store_api_token **list, size_t *n)
 {
-    struct store_sqlite_list l = {NULL, 0, 0, sizeof(struct store_api_token),
-                                  token_fill};
+    struct store_list l = {NULL, 0, 0, sizeof(struct store_api_token),
+                           token_fill};
     char uid[STORE_ID_MAX + 1];
     int r;
 
@@ -362,15 +357,15 @@ int store_api_token_list(struct store *st, const char *user_id,
     if (user_id != NULL && !store_id_norm(user_id, uid)) {
         return ERR_OK;
     }
-    if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
+    if ((r = store_tx_begin(st, false)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query(st, "api token list",
-                           TOKEN_SELECT " WHERE ?1 IS NULL OR t.user_id = ?1"
-                                        " ORDER BY t.created_at DESC, t.id",
-                           store_sqlite_list_row, &l, NULL, "t",
-                           user_id != NULL ? uid : NULL);
-    r = store_sqlite_list_end(st, r, &l, NULL);
+    r = store_query(st, "api token list",
+                    TOKEN_SELECT " WHERE $1 IS NULL OR t.user_id = $1"
+                                 " ORDER BY t.created_at DESC, t.id",
+                    store_list_row, &l, NULL, "t",
+                    user_id != NULL ? uid : NULL);
+    r = store_list_end(st, r, &l, NULL);
     *list = l.items;
     *n = l.n;
     return r;
@@ -387,19 +382,18 @@ int store_api_token_update(struct store *st, const struct store_api_token *t)
     if (token_check(t) != ERR_OK) {
         return ERR_INVALID;
     }
-    if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query(
-        st, "api token update",
-        "UPDATE api_tokens SET description = ?, filter_cidrs = ?,"
-        " filter_paths = ?, enabled = ? WHERE id = ?",
-        NULL, NULL, &changes, "tttit", t->description, t->filter_cidrs,
-        t->filter_paths, (int64_t)(t->enabled ? 1 : 0), id);
+    r = store_run(st, "api token update",
+                  "UPDATE api_tokens SET description = $1, filter_cidrs = $2,"
+                  " filter_paths = $3, enabled = $4 WHERE id = $5",
+                  &changes, "tttit", t->description, t->filter_cidrs,
+                  t->filter_paths, (int64_t)(t->enabled ? 1 : 0), id);
     if (r == ERR_OK && changes == 0) {
         r = ERR_NOT_FOUND;
     }
-    return store_sqlite_end(st, r);
+    return store_tx_end(st, r);
 }
 
 int store_api_token_delete(struct store *st, const char *id)
@@ -410,16 +404,15 @@ int store_api_token_delete(struct store *st, const char *id)
     if (id == NULL || !store_id_norm(id, nid)) {
         return ERR_NOT_FOUND;
     }
-    if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query(st, "api token delete",
-                           "DELETE FROM api_tokens WHERE id = ?", NULL, NULL,
-                           &changes, "t", nid);
+    r = store_run(st, "api token delete",
+                  "DELETE FROM api_tokens WHERE id = $1", &changes, "t", nid);
     if (r == ERR_OK && changes == 0) {
         r = ERR_NOT_FOUND;
     }
-    return store_sqlite_end(st, r);
+    return store_tx_end(st, r);
 }
 
 /* --- revoked session tokens -------------------------------------------- */
@@ -433,22 +426,22 @@ int store_jwt_revoke(struct store *st, const char *jti_hash, int64_t expires_at)
         strlen(jti_hash) > ACCESS_HASH_MAX) {
         return ERR_INVALID;
     }
-    if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query(st, "jwt revoke prune",
-                           "DELETE FROM revoked_jwts WHERE expires_at < ?",
-                           NULL, NULL, NULL, "i", now);
+    r = store_run(st, "jwt revoke prune",
+                  "DELETE FROM revoked_jwts WHERE expires_at < $1", NULL, "i",
+                  now);
     if (r == ERR_OK) {
-        r = store_sqlite_query(st, "jwt revoke",
-                               "INSERT INTO revoked_jwts (jti_hash, expires_at)"
-                               " VALUES (?, ?)",
-                               NULL, NULL, NULL, "ti", jti_hash, expires_at);
+        r = store_run(st, "jwt revoke",
+                      "INSERT INTO revoked_jwts (jti_hash, expires_at)"
+                      " VALUES ($1, $2)",
+                      NULL, "ti", jti_hash, expires_at);
         if (r == ERR_EXISTS) {
             r = ERR_OK; /* revoked twice is revoked */
         }
     }
-    return store_sqlite_end(st, r);
+    return store_tx_end(st, r);
 }
 
 int store_jwt_is_revoked(struct store *st, const char *jti_hash, bool *revoked)
@@ -457,14 +450,13 @@ int store_jwt_is_revoked(struct store *st, const char *jti_hash, bool *revoked)
     int r;
 
     *revoked = false;
-    if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
+    if ((r = store_tx_begin(st, false)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query(
-        st, "jwt revoked",
-        "SELECT COUNT(*) FROM revoked_jwts WHERE jti_hash = ?",
-        store_sqlite_int_row, &count, NULL, "t", jti_hash);
-    r = store_sqlite_end(st, r);
+    r = store_query(st, "jwt revoked",
+                    "SELECT COUNT(*) FROM revoked_jwts WHERE jti_hash = $1",
+                    store_int_row, &count, NULL, "t", jti_hash);
+    r = store_tx_end(st, r);
     if (r == ERR_OK) {
         *revoked = count > 0;
     }

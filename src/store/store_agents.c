@@ -1,11 +1,10 @@
 /*
- * The SQLite side of agents.h: agent credentials, the agents that
- * announced themselves, and tunnel definitions. A companion of
- * store_sqlite.c like store_access.c: it borrows the handle's connection
- * and transaction helpers (store_internal.h), so every function here is
- * one transaction with the same busy handling and error mapping (a unique
- * constraint is ERR_EXISTS, a missing agent behind a tunnel's foreign key
- * ERR_NOT_FOUND).
+ * agents.h over the store's helpers: agent credentials, the agents that
+ * announced themselves, and tunnel definitions. Written against
+ * store_internal.h and db.h only, like every noun file, so every function
+ * here is one transaction with the driver's busy handling and error mapping (a
+ * unique constraint is ERR_EXISTS, a missing agent behind a tunnel's foreign
+ * key ERR_NOT_FOUND).
  *
  * IDs: a credential ID is 32 hex digits chosen by the caller and kept
  * lower-case; a tunnel ID is a UUID made here; an agent ID is the agent's
@@ -24,10 +23,10 @@
 
 #include <jansson.h>
 #include <sodium.h>
-#include <sqlite3.h>
 
 #include "common/err.h"
 #include "common/util.h"
+#include "store/db.h"
 #include "store/store_internal.h"
 
 #define CRED_ID_LEN 32
@@ -123,11 +122,11 @@ static int ag_get(struct store *st, const char *what, const char *sql,
 {
     int r;
 
-    if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
+    if ((r = store_tx_begin(st, false)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query_one(st, what, sql, key, fill, out);
-    return store_sqlite_end(st, r);
+    r = store_query_one(st, what, sql, key, fill, out);
+    return store_tx_end(st, r);
 }
 
 /* A write of one row by key in its own transaction: ERR_NOT_FOUND when no
@@ -137,19 +136,18 @@ static int ag_write(struct store *st, const char *what, const char *sql,
 {
     int r, changes = 0;
 
-    if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
         return r;
     }
     if (types[0] == 't' && types[1] == '\0') {
-        r = store_sqlite_query(st, what, sql, NULL, NULL, &changes, "t", key);
+        r = store_run(st, what, sql, &changes, "t", key);
     } else {
-        r = store_sqlite_query(st, what, sql, NULL, NULL, &changes, "tt", a,
-                               key);
+        r = store_run(st, what, sql, &changes, "tt", a, key);
     }
     if (r == ERR_OK && changes == 0) {
         r = ERR_NOT_FOUND;
     }
-    return store_sqlite_end(st, r);
+    return store_tx_end(st, r);
 }
 
 /* --- credentials --------------------------------------------------------- */
@@ -159,16 +157,16 @@ static int ag_write(struct store *st, const char *what, const char *sql,
     " (SELECT COUNT(*) FROM agents a WHERE a.credential_id = c.id)"            \
     " FROM credentials c"
 
-static int cred_fill(sqlite3_stmt *s, void *item)
+static int cred_fill(struct db_stmt *s, void *item)
 {
     struct store_credential *c = item;
 
-    store_sqlite_col_text(s, 0, c->id, sizeof(c->id));
-    store_sqlite_col_text(s, 1, c->name, sizeof(c->name));
-    store_sqlite_col_text(s, 2, c->secret_hash, sizeof(c->secret_hash));
-    store_sqlite_col_text(s, 3, c->created_by, sizeof(c->created_by));
-    c->created_at = sqlite3_column_int64(s, 4);
-    c->agents = sqlite3_column_int(s, 5);
+    store_col_text(s, 0, c->id, sizeof(c->id));
+    store_col_text(s, 1, c->name, sizeof(c->name));
+    store_col_text(s, 2, c->secret_hash, sizeof(c->secret_hash));
+    store_col_text(s, 3, c->created_by, sizeof(c->created_by));
+    c->created_at = db_col_int64(s, 4);
+    c->agents = db_col_int(s, 5);
     return ERR_OK;
 }
 
@@ -185,15 +183,15 @@ int store_credential_add(struct store *st, const struct store_credential *c)
         (r = FIELD_TEXT(c->created_by, false)) != ERR_OK) {
         return r;
     }
-    if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query(st, "credential add",
-                           "INSERT INTO credentials (id, name, secret_hash,"
-                           " created_by, created_at) VALUES (?, ?, ?, ?, ?)",
-                           NULL, NULL, NULL, "tttti", id, c->name,
-                           c->secret_hash, c->created_by, c->created_at);
-    return store_sqlite_end(st, r);
+    r = store_run(st, "credential add",
+                  "INSERT INTO credentials (id, name, secret_hash,"
+                  " created_by, created_at) VALUES ($1, $2, $3, $4, $5)",
+                  NULL, "tttti", id, c->name, c->secret_hash, c->created_by,
+                  c->created_at);
+    return store_tx_end(st, r);
 }
 
 int store_credential_get(struct store *st, const char *id,
@@ -207,26 +205,26 @@ int store_credential_get(struct store *st, const char *id,
         return ERR_NOT_FOUND;
     }
     memset(out, 0, sizeof(*out));
-    return ag_get(st, "credential get", CRED_SELECT " WHERE c.id = ?", nid,
+    return ag_get(st, "credential get", CRED_SELECT " WHERE c.id = $1", nid,
                   cred_fill, out);
 }
 
 int store_credential_list(struct store *st, struct store_credential **list,
                           size_t *n)
 {
-    struct store_sqlite_list l = {NULL, 0, 0, sizeof(struct store_credential),
-                                  cred_fill};
+    struct store_list l = {NULL, 0, 0, sizeof(struct store_credential),
+                           cred_fill};
     int r;
 
     *list = NULL;
     *n = 0;
-    if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
+    if ((r = store_tx_begin(st, false)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query(st, "credential list",
-                           CRED_SELECT " ORDER BY c.created_at, c.id",
-                           store_sqlite_list_row, &l, NULL, "");
-    r = store_sqlite_list_end(st, r, &l, NULL);
+    r = store_query(st, "credential list",
+                    CRED_SELECT " ORDER BY c.created_at, c.id", store_list_row,
+                    &l, NULL, "");
+    r = store_list_end(st, r, &l, NULL);
     *list = l.items;
     *n = l.n;
     return r;
@@ -250,7 +248,7 @@ int store_credential_delete(struct store *st, const char *id)
         return ERR_NOT_FOUND;
     }
     return ag_write(st, "credential delete",
-                    "DELETE FROM credentials WHERE id = ?", "t", NULL, nid);
+                    "DELETE FROM credentials WHERE id = $1", "t", NULL, nid);
 }
 
 /* --- agents -------------------------------------------------------------- */
@@ -260,27 +258,26 @@ int store_credential_delete(struct store *st, const char *id)
     " addresses, tags, remote_addr, online, first_seen, connected_at,"         \
     " last_seen, bound_credential FROM agents"
 
-static int agent_fill(sqlite3_stmt *s, void *item)
+static int agent_fill(struct db_stmt *s, void *item)
 {
     struct store_agent *a = item;
 
-    store_sqlite_col_text(s, 0, a->id, sizeof(a->id));
-    store_sqlite_col_text(s, 1, a->credential_id, sizeof(a->credential_id));
-    store_sqlite_col_text(s, 2, a->name, sizeof(a->name));
-    store_sqlite_col_text(s, 3, a->hostname, sizeof(a->hostname));
-    store_sqlite_col_text(s, 4, a->os, sizeof(a->os));
-    store_sqlite_col_text(s, 5, a->kernel, sizeof(a->kernel));
-    store_sqlite_col_text(s, 6, a->arch, sizeof(a->arch));
-    store_sqlite_col_text(s, 7, a->version, sizeof(a->version));
-    store_sqlite_col_text(s, 8, a->addresses, sizeof(a->addresses));
-    store_sqlite_col_text(s, 9, a->tags, sizeof(a->tags));
-    store_sqlite_col_text(s, 10, a->remote_addr, sizeof(a->remote_addr));
-    a->online = sqlite3_column_int(s, 11) != 0;
-    a->first_seen = sqlite3_column_int64(s, 12);
-    a->connected_at = sqlite3_column_int64(s, 13);
-    a->last_seen = sqlite3_column_int64(s, 14);
-    store_sqlite_col_text(s, 15, a->bound_credential,
-                          sizeof(a->bound_credential));
+    store_col_text(s, 0, a->id, sizeof(a->id));
+    store_col_text(s, 1, a->credential_id, sizeof(a->credential_id));
+    store_col_text(s, 2, a->name, sizeof(a->name));
+    store_col_text(s, 3, a->hostname, sizeof(a->hostname));
+    store_col_text(s, 4, a->os, sizeof(a->os));
+    store_col_text(s, 5, a->kernel, sizeof(a->kernel));
+    store_col_text(s, 6, a->arch, sizeof(a->arch));
+    store_col_text(s, 7, a->version, sizeof(a->version));
+    store_col_text(s, 8, a->addresses, sizeof(a->addresses));
+    store_col_text(s, 9, a->tags, sizeof(a->tags));
+    store_col_text(s, 10, a->remote_addr, sizeof(a->remote_addr));
+    a->online = db_col_int(s, 11) != 0;
+    a->first_seen = db_col_int64(s, 12);
+    a->connected_at = db_col_int64(s, 13);
+    a->last_seen = db_col_int64(s, 14);
+    store_col_text(s, 15, a->bound_credential, sizeof(a->bound_credential));
     return ERR_OK;
 }
 
@@ -323,7 +320,7 @@ int store_agent_online(struct store *st, const struct store_agent *a,
     if (a->credential_id[0] != '\0') {
         cred_id_norm(a->credential_id, cid);
     }
-    if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
         return r;
     }
     /* An upsert, not INSERT OR REPLACE: a replace deletes the old row
@@ -331,13 +328,13 @@ int store_agent_online(struct store *st, const struct store_agent *a,
      * update's WHERE is the binding: a row bound to another credential
      * changes nothing, which is how a takeover is told apart (no second
      * statement, so no window between a check and the write). */
-    r = store_sqlite_query(
+    r = store_run(
         st, "agent online",
         "INSERT INTO agents (id, credential_id, name, hostname, os, kernel,"
         " arch, version, addresses, tags, remote_addr, online, first_seen,"
         " connected_at, last_seen, bound_credential)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1, ?12, ?12,"
-        " ?12, ?2)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $12,"
+        " $12, $2)"
         " ON CONFLICT (id) DO UPDATE SET credential_id = "
         "excluded.credential_id,"
         " name = excluded.name, hostname = excluded.hostname,"
@@ -348,14 +345,14 @@ int store_agent_online(struct store *st, const struct store_agent *a,
         " last_seen = excluded.last_seen,"
         " bound_credential = excluded.bound_credential"
         " WHERE agents.bound_credential IN ('', excluded.bound_credential)",
-        NULL, NULL, &changes, "ttttttttttti", a->id, cid, a->name, a->hostname,
-        a->os, a->kernel, a->arch, a->version,
+        &changes, "ttttttttttti", a->id, cid, a->name, a->hostname, a->os,
+        a->kernel, a->arch, a->version,
         a->addresses[0] != '\0' ? a->addresses : "[]",
         a->tags[0] != '\0' ? a->tags : "[]", a->remote_addr, now);
     if (r == ERR_OK && changes == 0) {
         r = ERR_DENIED;
     }
-    return store_sqlite_end(st, r);
+    return store_tx_end(st, r);
 }
 
 int store_agent_bind(struct store *st, const char *id, const char *cred)
@@ -369,8 +366,8 @@ int store_agent_bind(struct store *st, const char *id, const char *cred)
         return ERR_INVALID;
     }
     return ag_write(st, "agent bind",
-                    "UPDATE agents SET bound_credential = ? WHERE id = ?", "tt",
-                    cid, id);
+                    "UPDATE agents SET bound_credential = $1 WHERE id = $2",
+                    "tt", cid, id);
 }
 
 int store_agent_offline(struct store *st, const char *id, int64_t now)
@@ -380,30 +377,29 @@ int store_agent_offline(struct store *st, const char *id, int64_t now)
     if (!agent_id_valid(id)) {
         return ERR_NOT_FOUND;
     }
-    if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query(st, "agent offline",
-                           "UPDATE agents SET online = 0, last_seen = ?"
-                           " WHERE id = ?",
-                           NULL, NULL, &changes, "it", now, id);
+    r = store_run(st, "agent offline",
+                  "UPDATE agents SET online = 0, last_seen = $1"
+                  " WHERE id = $2",
+                  &changes, "it", now, id);
     if (r == ERR_OK && changes == 0) {
         r = ERR_NOT_FOUND;
     }
-    return store_sqlite_end(st, r);
+    return store_tx_end(st, r);
 }
 
 int store_agent_all_offline(struct store *st)
 {
     int r;
 
-    if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query(st, "agents offline",
-                           "UPDATE agents SET online = 0 WHERE online <> 0",
-                           NULL, NULL, NULL, "");
-    return store_sqlite_end(st, r);
+    r = store_run(st, "agents offline",
+                  "UPDATE agents SET online = 0 WHERE online <> 0", NULL, "");
+    return store_tx_end(st, r);
 }
 
 int store_agent_get(struct store *st, const char *id, struct store_agent *out)
@@ -417,24 +413,23 @@ int store_agent_get(struct store *st, const char *id, struct store_agent *out)
     }
     memcpy(nid, id, strlen(id) + 1);
     memset(out, 0, sizeof(*out));
-    return ag_get(st, "agent get", AGENT_SELECT " WHERE id = ?", nid,
+    return ag_get(st, "agent get", AGENT_SELECT " WHERE id = $1", nid,
                   agent_fill, out);
 }
 
 int store_agent_list(struct store *st, struct store_agent **list, size_t *n)
 {
-    struct store_sqlite_list l = {NULL, 0, 0, sizeof(struct store_agent),
-                                  agent_fill};
+    struct store_list l = {NULL, 0, 0, sizeof(struct store_agent), agent_fill};
     int r;
 
     *list = NULL;
     *n = 0;
-    if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
+    if ((r = store_tx_begin(st, false)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query(st, "agent list", AGENT_SELECT " ORDER BY name, id",
-                           store_sqlite_list_row, &l, NULL, "");
-    r = store_sqlite_list_end(st, r, &l, NULL);
+    r = store_query(st, "agent list", AGENT_SELECT " ORDER BY name, id",
+                    store_list_row, &l, NULL, "");
+    r = store_list_end(st, r, &l, NULL);
     *list = l.items;
     *n = l.n;
     return r;
@@ -452,7 +447,7 @@ int store_agent_delete(struct store *st, const char *id)
         return ERR_NOT_FOUND;
     }
     /* The tunnels go with it (ON DELETE CASCADE). */
-    return ag_write(st, "agent delete", "DELETE FROM agents WHERE id = ?", "t",
+    return ag_write(st, "agent delete", "DELETE FROM agents WHERE id = $1", "t",
                     NULL, id);
 }
 
@@ -463,24 +458,24 @@ int store_agent_delete(struct store *st, const char *id)
     " acl, idle_minutes, created_by, created_at, state, last_used"             \
     " FROM tunnels"
 
-static int tunnel_fill(sqlite3_stmt *s, void *item)
+static int tunnel_fill(struct db_stmt *s, void *item)
 {
     struct store_tunnel *t = item;
     char proto[8];
 
-    store_sqlite_col_text(s, 0, t->id, sizeof(t->id));
-    store_sqlite_col_text(s, 1, t->agent_id, sizeof(t->agent_id));
-    store_sqlite_col_text(s, 2, proto, sizeof(proto));
+    store_col_text(s, 0, t->id, sizeof(t->id));
+    store_col_text(s, 1, t->agent_id, sizeof(t->agent_id));
+    store_col_text(s, 2, proto, sizeof(proto));
     t->udp = strcmp(proto, "udp") == 0;
-    store_sqlite_col_text(s, 3, t->remote_host, sizeof(t->remote_host));
-    t->remote_port = sqlite3_column_int(s, 4);
-    t->local_port = sqlite3_column_int(s, 5);
-    store_sqlite_col_text(s, 6, t->acl, sizeof(t->acl));
-    t->idle_minutes = sqlite3_column_int(s, 7);
-    store_sqlite_col_text(s, 8, t->created_by, sizeof(t->created_by));
-    t->created_at = sqlite3_column_int64(s, 9);
-    store_sqlite_col_text(s, 10, t->state, sizeof(t->state));
-    t->last_used = sqlite3_column_int64(s, 11);
+    store_col_text(s, 3, t->remote_host, sizeof(t->remote_host));
+    t->remote_port = db_col_int(s, 4);
+    t->local_port = db_col_int(s, 5);
+    store_col_text(s, 6, t->acl, sizeof(t->acl));
+    t->idle_minutes = db_col_int(s, 7);
+    store_col_text(s, 8, t->created_by, sizeof(t->created_by));
+    t->created_at = db_col_int64(s, 9);
+    store_col_text(s, 10, t->state, sizeof(t->state));
+    t->last_used = db_col_int64(s, 11);
     return ERR_OK;
 }
 
@@ -507,22 +502,21 @@ int store_tunnel_add(struct store *st, struct store_tunnel *t)
     util_uuid4(t->id);
     t->state[0] = '\0';
     t->last_used = 0;
-    if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
         return r;
     }
     /* A missing agent fails the foreign key: ERR_NOT_FOUND. A local port
      * taken by a tunnel of the same protocol fails the unique index:
      * ERR_EXISTS. */
-    r = store_sqlite_query(
+    r = store_run(
         st, "tunnel add",
         "INSERT INTO tunnels (id, agent_id, protocol, remote_host,"
         " remote_port, local_port, acl, idle_minutes, created_by, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        NULL, NULL, NULL, "ttttiititi", t->id, t->agent_id,
-        t->udp ? "udp" : "tcp", t->remote_host, (int64_t)t->remote_port,
-        (int64_t)t->local_port, t->acl, (int64_t)t->idle_minutes, t->created_by,
-        t->created_at);
-    r = store_sqlite_end(st, r);
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        NULL, "ttttiititi", t->id, t->agent_id, t->udp ? "udp" : "tcp",
+        t->remote_host, (int64_t)t->remote_port, (int64_t)t->local_port, t->acl,
+        (int64_t)t->idle_minutes, t->created_by, t->created_at);
+    r = store_tx_end(st, r);
     if (r != ERR_OK) {
         t->id[0] = '\0';
     }
@@ -539,15 +533,15 @@ int store_tunnel_get(struct store *st, const char *id, struct store_tunnel *out)
         return ERR_NOT_FOUND;
     }
     memset(out, 0, sizeof(*out));
-    return ag_get(st, "tunnel get", TUNNEL_SELECT " WHERE id = ?", nid,
+    return ag_get(st, "tunnel get", TUNNEL_SELECT " WHERE id = $1", nid,
                   tunnel_fill, out);
 }
 
 int store_tunnel_list(struct store *st, const char *agent_id,
                       struct store_tunnel **list, size_t *n)
 {
-    struct store_sqlite_list l = {NULL, 0, 0, sizeof(struct store_tunnel),
-                                  tunnel_fill};
+    struct store_list l = {NULL, 0, 0, sizeof(struct store_tunnel),
+                           tunnel_fill};
     int r;
 
     *list = NULL;
@@ -555,14 +549,14 @@ int store_tunnel_list(struct store *st, const char *agent_id,
     if (agent_id != NULL && !agent_id_valid(agent_id)) {
         return ERR_OK; /* no such agent: no tunnels */
     }
-    if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
+    if ((r = store_tx_begin(st, false)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query(st, "tunnel list",
-                           TUNNEL_SELECT " WHERE ?1 IS NULL OR agent_id = ?1"
-                                         " ORDER BY local_port, protocol, id",
-                           store_sqlite_list_row, &l, NULL, "t", agent_id);
-    r = store_sqlite_list_end(st, r, &l, NULL);
+    r = store_query(st, "tunnel list",
+                    TUNNEL_SELECT " WHERE $1 IS NULL OR agent_id = $1"
+                                  " ORDER BY local_port, protocol, id",
+                    store_list_row, &l, NULL, "t", agent_id);
+    r = store_list_end(st, r, &l, NULL);
     *list = l.items;
     *n = l.n;
     return r;
@@ -585,8 +579,9 @@ int store_tunnel_set_acl(struct store *st, const char *id, const char *acl)
     if (id == NULL || !store_id_norm(id, nid)) {
         return ERR_NOT_FOUND;
     }
-    return ag_write(st, "tunnel acl", "UPDATE tunnels SET acl = ? WHERE id = ?",
-                    "tt", acl, nid);
+    return ag_write(st, "tunnel acl",
+                    "UPDATE tunnels SET acl = $1 WHERE id = $2", "tt", acl,
+                    nid);
 }
 
 int store_tunnel_set_state(struct store *st, const char *id, const char *state)
@@ -601,7 +596,7 @@ int store_tunnel_set_state(struct store *st, const char *id, const char *state)
         return ERR_NOT_FOUND;
     }
     return ag_write(st, "tunnel state",
-                    "UPDATE tunnels SET state = ? WHERE id = ?", "tt",
+                    "UPDATE tunnels SET state = $1 WHERE id = $2", "tt",
                     state != NULL ? state : "", nid);
 }
 
@@ -613,16 +608,16 @@ int store_tunnel_touch(struct store *st, const char *id, int64_t when)
     if (id == NULL || !store_id_norm(id, nid)) {
         return ERR_NOT_FOUND;
     }
-    if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query(st, "tunnel touch",
-                           "UPDATE tunnels SET last_used = ? WHERE id = ?",
-                           NULL, NULL, &changes, "it", when, nid);
+    r = store_run(st, "tunnel touch",
+                  "UPDATE tunnels SET last_used = $1 WHERE id = $2", &changes,
+                  "it", when, nid);
     if (r == ERR_OK && changes == 0) {
         r = ERR_NOT_FOUND;
     }
-    return store_sqlite_end(st, r);
+    return store_tx_end(st, r);
 }
 
 int store_tunnel_delete(struct store *st, const char *id)
@@ -632,6 +627,6 @@ int store_tunnel_delete(struct store *st, const char *id)
     if (id == NULL || !store_id_norm(id, nid)) {
         return ERR_NOT_FOUND;
     }
-    return ag_write(st, "tunnel delete", "DELETE FROM tunnels WHERE id = ?",
+    return ag_write(st, "tunnel delete", "DELETE FROM tunnels WHERE id = $1",
                     "t", NULL, nid);
 }

@@ -3,7 +3,7 @@
  *
  * store_open() applies every step whose version is above the one recorded
  * in schema_version, each in its own immediate transaction (see
- * store_migrate() in store_sqlite.c). A step is never edited once
+ * store_migrate() in store_common.c). A step is never edited once
  * released: a change to the schema is a new step appended here.
  *
  * The SQL is kept to what PostgreSQL also accepts (BIGINT, partial and
