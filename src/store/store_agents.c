@@ -1,13 +1,13 @@
 /*
- * agents.h over the store's helpers: agent credentials, the agents that
- * announced themselves, and tunnel definitions. Written against
+ * agents.h over the store's helpers: agent credentials and the agents that
+ * announced themselves (tunnels are store_tunnels.c). Written against
  * store_internal.h and db.h only, like every noun file, so every function
  * here is one transaction with the driver's busy handling and error mapping (a
  * unique constraint is ERR_EXISTS, a missing agent behind a tunnel's foreign
  * key ERR_NOT_FOUND).
  *
  * IDs: a credential ID is 32 hex digits chosen by the caller and kept
- * lower-case; a tunnel ID is a UUID made here; an agent ID is the agent's
+ * lower-case; an agent ID is the agent's
  * own (1-64 of A-Z a-z 0-9 . _ -) and kept exactly as announced, so two
  * machine IDs that differ only in case stay two agents.
  *
@@ -32,13 +32,6 @@
 #define CRED_ID_LEN 32
 
 /* --- checks -------------------------------------------------------------- */
-
-/* A fixed field of a struct must hold its NUL (a caller that filled it
- * with memcpy may not have written one): ERR_TOO_LONG otherwise. */
-#define FIELD_TEXT(f, required)                                                \
-    (strnlen((f), sizeof(f)) == sizeof(f)                                      \
-         ? ERR_TOO_LONG                                                        \
-         : store_check_text((f), sizeof(f) - 1, (required)))
 
 /* true if s is a credential ID (32 hex digits, either case); out gets it
  * lower-cased. */
@@ -65,7 +58,7 @@ static bool cred_id_norm(const char *s, char out[STORE_ID_MAX + 1])
 }
 
 /* true if s is an agent ID: 1-64 of A-Z a-z 0-9 . _ - */
-static bool agent_id_valid(const char *s)
+bool store_agent_id_valid(const char *s)
 {
     size_t i;
 
@@ -111,45 +104,6 @@ static int json_list_check(const char *s, size_t fieldsize)
     return r;
 }
 
-/* --- helpers ------------------------------------------------------------- */
-
-/* One row into out: ERR_NOT_FOUND without a row. */
-
-/* Runs a one-row SELECT with one text parameter in its own read
- * transaction. */
-static int ag_get(struct store *st, const char *what, const char *sql,
-                  const char *key, store_row_fn fill, void *out)
-{
-    int r;
-
-    if ((r = store_tx_begin(st, false)) != ERR_OK) {
-        return r;
-    }
-    r = store_query_one(st, what, sql, key, fill, out);
-    return store_tx_end(st, r);
-}
-
-/* A write of one row by key in its own transaction: ERR_NOT_FOUND when no
- * row changed. */
-static int ag_write(struct store *st, const char *what, const char *sql,
-                    const char *types, const char *a, const char *key)
-{
-    int r, changes = 0;
-
-    if ((r = store_tx_begin(st, true)) != ERR_OK) {
-        return r;
-    }
-    if (types[0] == 't' && types[1] == '\0') {
-        r = store_run(st, what, sql, &changes, "t", key);
-    } else {
-        r = store_run(st, what, sql, &changes, "tt", a, key);
-    }
-    if (r == ERR_OK && changes == 0) {
-        r = ERR_NOT_FOUND;
-    }
-    return store_tx_end(st, r);
-}
-
 /* --- credentials --------------------------------------------------------- */
 
 #define CRED_SELECT                                                            \
@@ -178,9 +132,9 @@ int store_credential_add(struct store *st, const struct store_credential *c)
     if (c == NULL || !cred_id_norm(c->id, id) || c->created_at <= 0) {
         return ERR_INVALID;
     }
-    if ((r = FIELD_TEXT(c->name, false)) != ERR_OK ||
-        (r = FIELD_TEXT(c->secret_hash, true)) != ERR_OK ||
-        (r = FIELD_TEXT(c->created_by, false)) != ERR_OK) {
+    if ((r = STORE_FIELD_TEXT(c->name, false)) != ERR_OK ||
+        (r = STORE_FIELD_TEXT(c->secret_hash, true)) != ERR_OK ||
+        (r = STORE_FIELD_TEXT(c->created_by, false)) != ERR_OK) {
         return r;
     }
     if ((r = store_tx_begin(st, true)) != ERR_OK) {
@@ -205,8 +159,8 @@ int store_credential_get(struct store *st, const char *id,
         return ERR_NOT_FOUND;
     }
     memset(out, 0, sizeof(*out));
-    return ag_get(st, "credential get", CRED_SELECT " WHERE c.id = $1", nid,
-                  cred_fill, out);
+    return store_get_one(st, "credential get", CRED_SELECT " WHERE c.id = $1",
+                         nid, cred_fill, out);
 }
 
 int store_credential_list(struct store *st, struct store_credential **list,
@@ -247,8 +201,8 @@ int store_credential_delete(struct store *st, const char *id)
     if (!cred_id_norm(id, nid)) {
         return ERR_NOT_FOUND;
     }
-    return ag_write(st, "credential delete",
-                    "DELETE FROM credentials WHERE id = $1", "t", NULL, nid);
+    return store_update_one(st, "credential delete",
+                            "DELETE FROM credentials WHERE id = $1", "t", nid);
 }
 
 /* --- agents -------------------------------------------------------------- */
@@ -286,18 +240,18 @@ static int agent_check(const struct store_agent *a)
     char cid[STORE_ID_MAX + 1];
     int r;
 
-    if (!agent_id_valid(a->id) ||
+    if (!store_agent_id_valid(a->id) ||
         (a->credential_id[0] != '\0' && !cred_id_norm(a->credential_id, cid))) {
         return strnlen(a->id, sizeof(a->id)) > AGENT_ID_MAX ? ERR_TOO_LONG
                                                             : ERR_INVALID;
     }
-    if ((r = FIELD_TEXT(a->name, false)) != ERR_OK ||
-        (r = FIELD_TEXT(a->hostname, false)) != ERR_OK ||
-        (r = FIELD_TEXT(a->os, false)) != ERR_OK ||
-        (r = FIELD_TEXT(a->kernel, false)) != ERR_OK ||
-        (r = FIELD_TEXT(a->arch, false)) != ERR_OK ||
-        (r = FIELD_TEXT(a->version, false)) != ERR_OK ||
-        (r = FIELD_TEXT(a->remote_addr, false)) != ERR_OK ||
+    if ((r = STORE_FIELD_TEXT(a->name, false)) != ERR_OK ||
+        (r = STORE_FIELD_TEXT(a->hostname, false)) != ERR_OK ||
+        (r = STORE_FIELD_TEXT(a->os, false)) != ERR_OK ||
+        (r = STORE_FIELD_TEXT(a->kernel, false)) != ERR_OK ||
+        (r = STORE_FIELD_TEXT(a->arch, false)) != ERR_OK ||
+        (r = STORE_FIELD_TEXT(a->version, false)) != ERR_OK ||
+        (r = STORE_FIELD_TEXT(a->remote_addr, false)) != ERR_OK ||
         (r = json_list_check(a->addresses, sizeof(a->addresses))) != ERR_OK ||
         (r = json_list_check(a->tags, sizeof(a->tags))) != ERR_OK) {
         return r;
@@ -359,22 +313,22 @@ int store_agent_bind(struct store *st, const char *id, const char *cred)
 {
     char cid[STORE_ID_MAX + 1] = "";
 
-    if (!agent_id_valid(id)) {
+    if (!store_agent_id_valid(id)) {
         return ERR_NOT_FOUND;
     }
     if (cred != NULL && cred[0] != '\0' && !cred_id_norm(cred, cid)) {
         return ERR_INVALID;
     }
-    return ag_write(st, "agent bind",
-                    "UPDATE agents SET bound_credential = $1 WHERE id = $2",
-                    "tt", cid, id);
+    return store_update_one(
+        st, "agent bind",
+        "UPDATE agents SET bound_credential = $1 WHERE id = $2", "tt", cid, id);
 }
 
 int store_agent_offline(struct store *st, const char *id, int64_t now)
 {
     int r, changes = 0;
 
-    if (!agent_id_valid(id)) {
+    if (!store_agent_id_valid(id)) {
         return ERR_NOT_FOUND;
     }
     if ((r = store_tx_begin(st, true)) != ERR_OK) {
@@ -407,14 +361,14 @@ int store_agent_get(struct store *st, const char *id, struct store_agent *out)
     char nid[AGENT_ID_MAX + 1];
 
     /* id may point into out */
-    if (!agent_id_valid(id)) {
+    if (!store_agent_id_valid(id)) {
         memset(out, 0, sizeof(*out));
         return ERR_NOT_FOUND;
     }
     memcpy(nid, id, strlen(id) + 1);
     memset(out, 0, sizeof(*out));
-    return ag_get(st, "agent get", AGENT_SELECT " WHERE id = $1", nid,
-                  agent_fill, out);
+    return store_get_one(st, "agent get", AGENT_SELECT " WHERE id = $1", nid,
+                         agent_fill, out);
 }
 
 int store_agent_list(struct store *st, struct store_agent **list, size_t *n)
@@ -443,190 +397,10 @@ void store_agent_list_free(struct store_agent *list, size_t n)
 
 int store_agent_delete(struct store *st, const char *id)
 {
-    if (!agent_id_valid(id)) {
+    if (!store_agent_id_valid(id)) {
         return ERR_NOT_FOUND;
     }
     /* The tunnels go with it (ON DELETE CASCADE). */
-    return ag_write(st, "agent delete", "DELETE FROM agents WHERE id = $1", "t",
-                    NULL, id);
-}
-
-/* --- tunnels ------------------------------------------------------------- */
-
-#define TUNNEL_SELECT                                                          \
-    "SELECT id, agent_id, protocol, remote_host, remote_port, local_port,"     \
-    " acl, idle_minutes, created_by, created_at, state, last_used"             \
-    " FROM tunnels"
-
-static int tunnel_fill(struct db_stmt *s, void *item)
-{
-    struct store_tunnel *t = item;
-    char proto[8];
-
-    store_col_text(s, 0, t->id, sizeof(t->id));
-    store_col_text(s, 1, t->agent_id, sizeof(t->agent_id));
-    store_col_text(s, 2, proto, sizeof(proto));
-    t->udp = strcmp(proto, "udp") == 0;
-    store_col_text(s, 3, t->remote_host, sizeof(t->remote_host));
-    t->remote_port = db_col_int(s, 4);
-    t->local_port = db_col_int(s, 5);
-    store_col_text(s, 6, t->acl, sizeof(t->acl));
-    t->idle_minutes = db_col_int(s, 7);
-    store_col_text(s, 8, t->created_by, sizeof(t->created_by));
-    t->created_at = db_col_int64(s, 9);
-    store_col_text(s, 10, t->state, sizeof(t->state));
-    t->last_used = db_col_int64(s, 11);
-    return ERR_OK;
-}
-
-int store_tunnel_add(struct store *st, struct store_tunnel *t)
-{
-    int r;
-
-    if (t == NULL) {
-        return ERR_INVALID;
-    }
-    if (strnlen(t->agent_id, sizeof(t->agent_id)) == sizeof(t->agent_id)) {
-        return ERR_TOO_LONG;
-    }
-    if (!agent_id_valid(t->agent_id) || t->remote_port < 1 ||
-        t->remote_port > 65535 || t->local_port < 1 || t->local_port > 65535 ||
-        t->idle_minutes < 0 || t->created_at <= 0) {
-        return ERR_INVALID;
-    }
-    if ((r = FIELD_TEXT(t->remote_host, true)) != ERR_OK ||
-        (r = FIELD_TEXT(t->acl, true)) != ERR_OK ||
-        (r = FIELD_TEXT(t->created_by, false)) != ERR_OK) {
-        return r;
-    }
-    util_uuid4(t->id);
-    t->state[0] = '\0';
-    t->last_used = 0;
-    if ((r = store_tx_begin(st, true)) != ERR_OK) {
-        return r;
-    }
-    /* A missing agent fails the foreign key: ERR_NOT_FOUND. A local port
-     * taken by a tunnel of the same protocol fails the unique index:
-     * ERR_EXISTS. */
-    r = store_run(
-        st, "tunnel add",
-        "INSERT INTO tunnels (id, agent_id, protocol, remote_host,"
-        " remote_port, local_port, acl, idle_minutes, created_by, created_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        NULL, "ttttiititi", t->id, t->agent_id, t->udp ? "udp" : "tcp",
-        t->remote_host, (int64_t)t->remote_port, (int64_t)t->local_port, t->acl,
-        (int64_t)t->idle_minutes, t->created_by, t->created_at);
-    r = store_tx_end(st, r);
-    if (r != ERR_OK) {
-        t->id[0] = '\0';
-    }
-    return r;
-}
-
-int store_tunnel_get(struct store *st, const char *id, struct store_tunnel *out)
-{
-    char nid[STORE_ID_MAX + 1];
-
-    /* id may point into out */
-    if (id == NULL || !store_id_norm(id, nid)) {
-        memset(out, 0, sizeof(*out));
-        return ERR_NOT_FOUND;
-    }
-    memset(out, 0, sizeof(*out));
-    return ag_get(st, "tunnel get", TUNNEL_SELECT " WHERE id = $1", nid,
-                  tunnel_fill, out);
-}
-
-int store_tunnel_list(struct store *st, const char *agent_id,
-                      struct store_tunnel **list, size_t *n)
-{
-    struct store_list l = {NULL, 0, 0, sizeof(struct store_tunnel),
-                           tunnel_fill};
-    int r;
-
-    *list = NULL;
-    *n = 0;
-    if (agent_id != NULL && !agent_id_valid(agent_id)) {
-        return ERR_OK; /* no such agent: no tunnels */
-    }
-    if ((r = store_tx_begin(st, false)) != ERR_OK) {
-        return r;
-    }
-    r = store_query(st, "tunnel list",
-                    TUNNEL_SELECT " WHERE $1 IS NULL OR agent_id = $1"
-                                  " ORDER BY local_port, protocol, id",
-                    store_list_row, &l, NULL, "t", agent_id);
-    r = store_list_end(st, r, &l, NULL);
-    *list = l.items;
-    *n = l.n;
-    return r;
-}
-
-void store_tunnel_list_free(struct store_tunnel *list, size_t n)
-{
-    (void)n;
-    free(list);
-}
-
-int store_tunnel_set_acl(struct store *st, const char *id, const char *acl)
-{
-    char nid[STORE_ID_MAX + 1];
-    int r;
-
-    if ((r = store_check_text(acl, TUNNEL_ACL_MAX, true)) != ERR_OK) {
-        return r;
-    }
-    if (id == NULL || !store_id_norm(id, nid)) {
-        return ERR_NOT_FOUND;
-    }
-    return ag_write(st, "tunnel acl",
-                    "UPDATE tunnels SET acl = $1 WHERE id = $2", "tt", acl,
-                    nid);
-}
-
-int store_tunnel_set_state(struct store *st, const char *id, const char *state)
-{
-    char nid[STORE_ID_MAX + 1];
-    int r;
-
-    if ((r = store_check_text(state, TUNNEL_STATE_MAX, false)) != ERR_OK) {
-        return r;
-    }
-    if (id == NULL || !store_id_norm(id, nid)) {
-        return ERR_NOT_FOUND;
-    }
-    return ag_write(st, "tunnel state",
-                    "UPDATE tunnels SET state = $1 WHERE id = $2", "tt",
-                    state != NULL ? state : "", nid);
-}
-
-int store_tunnel_touch(struct store *st, const char *id, int64_t when)
-{
-    char nid[STORE_ID_MAX + 1];
-    int r, changes = 0;
-
-    if (id == NULL || !store_id_norm(id, nid)) {
-        return ERR_NOT_FOUND;
-    }
-    if ((r = store_tx_begin(st, true)) != ERR_OK) {
-        return r;
-    }
-    r = store_run(st, "tunnel touch",
-                  "UPDATE tunnels SET last_used = $1 WHERE id = $2", &changes,
-                  "it", when, nid);
-    if (r == ERR_OK && changes == 0) {
-        r = ERR_NOT_FOUND;
-    }
-    return store_tx_end(st, r);
-}
-
-int store_tunnel_delete(struct store *st, const char *id)
-{
-    char nid[STORE_ID_MAX + 1];
-
-    if (id == NULL || !store_id_norm(id, nid)) {
-        return ERR_NOT_FOUND;
-    }
-    return ag_write(st, "tunnel delete", "DELETE FROM tunnels WHERE id = $1",
-                    "t", NULL, nid);
+    return store_update_one(st, "agent delete",
+                            "DELETE FROM agents WHERE id = $1", "t", id);
 }

@@ -5,6 +5,8 @@
  * wiped when an asset is cleared. Host-key pinning is trust on first use
  * by one conditional UPDATE.
  */
+#include "store/store.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,10 +14,8 @@
 #include <sodium.h>
 
 #include "common/err.h"
-#include "common/log.h"
 #include "common/util.h"
 #include "store/db.h"
-#include "store/store.h"
 #include "store/store_internal.h"
 
 /* --- assets --------------------------------------------------------------- */
@@ -248,8 +248,8 @@ int store_asset_get(struct store *st, const char *id, struct store_asset *out)
     if ((r = store_tx_begin(st, false)) != ERR_OK) {
         return r;
     }
-    r = store_query(st, "asset get", ASSET_SELECT " WHERE a.id = $1",
-                    row_asset, out, &rows, "t", key);
+    r = store_query(st, "asset get", ASSET_SELECT " WHERE a.id = $1", row_asset,
+                    out, &rows, "t", key);
     if (r == ERR_OK && rows == 0) {
         r = ERR_NOT_FOUND;
     }

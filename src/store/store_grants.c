@@ -4,17 +4,13 @@
  * (store.h). The inheritance through ancestor sites and groups is one
  * recursive query in plain SQL:1999.
  */
-#include <stdio.h>
-#include <stdlib.h>
+#include "store/store.h"
+
 #include <string.h>
 
-#include <sodium.h>
-
 #include "common/err.h"
-#include "common/log.h"
 #include "common/util.h"
 #include "store/db.h"
-#include "store/store.h"
 #include "store/store_internal.h"
 
 /* --- grants --------------------------------------------------------------- */

@@ -2,17 +2,14 @@
  * Groups and their members (store.h). Memberships go with the group or
  * the user by cascade.
  */
+#include "store/store.h"
+
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include <sodium.h>
-
 #include "common/err.h"
-#include "common/log.h"
 #include "common/util.h"
 #include "store/db.h"
-#include "store/store.h"
 #include "store/store_internal.h"
 
 /* --- groups --------------------------------------------------------------- */

@@ -199,7 +199,18 @@ bool store_field_ok(const char *f, size_t size);
  * substr() counts them. */
 int64_t store_utf8_chars(const char *s);
 
+/* A fixed field of a struct must hold its NUL (a caller that filled it
+ * with memcpy may not have written one): ERR_TOO_LONG otherwise; then as
+ * store_check_text(). */
+#define STORE_FIELD_TEXT(f, required)                                          \
+    (strnlen((f), sizeof(f)) == sizeof(f)                                      \
+         ? ERR_TOO_LONG                                                        \
+         : store_check_text((f), sizeof(f) - 1, (required)))
+
 /* --- lookups shared between noun files ----------------------------------- */
+
+/* true if s is an agent ID: 1-64 of A-Z a-z 0-9 . _ - (store_agents.c). */
+bool store_agent_id_valid(const char *s);
 
 int store_user_exists(struct store *st, const char *id);
 int store_group_exists(struct store *st, const char *id);

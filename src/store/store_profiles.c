@@ -2,17 +2,13 @@
  * Access profiles (what a session may do: native mode, channel switches,
  * limits) and their assignments to users and groups (store.h).
  */
-#include <stdio.h>
-#include <stdlib.h>
+#include "store/store.h"
+
 #include <string.h>
 
-#include <sodium.h>
-
 #include "common/err.h"
-#include "common/log.h"
 #include "common/util.h"
 #include "store/db.h"
-#include "store/store.h"
 #include "store/store_internal.h"
 
 /* --- access profiles ------------------------------------------------------ */

@@ -4,17 +4,13 @@
  * Recording paths and hashes are kept after retention deletes the file.
  * Sessions carry no foreign keys: a row outlives its user and asset.
  */
-#include <stdio.h>
-#include <stdlib.h>
+#include "store/store.h"
+
 #include <string.h>
 
-#include <sodium.h>
-
 #include "common/err.h"
-#include "common/log.h"
 #include "common/util.h"
 #include "store/db.h"
-#include "store/store.h"
 #include "store/store_internal.h"
 
 /* --- session report ------------------------------------------------------- */

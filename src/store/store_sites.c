@@ -5,17 +5,14 @@
  * transaction. Ancestors are followed by parent links, never by path
  * prefix.
  */
+#include "store/store.h"
+
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include <sodium.h>
-
 #include "common/err.h"
-#include "common/log.h"
 #include "common/util.h"
 #include "store/db.h"
-#include "store/store.h"
 #include "store/store_internal.h"
 
 /* --- sites ---------------------------------------------------------------- */

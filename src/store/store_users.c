@@ -7,6 +7,8 @@
  * replay guard is one conditional UPDATE, so two sessions racing with one
  * code cannot both win on any database.
  */
+#include "store/store.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +19,6 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "store/db.h"
-#include "store/store.h"
 #include "store/store_internal.h"
 
 /* --- users ---------------------------------------------------------------- */
