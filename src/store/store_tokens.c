@@ -205,14 +205,14 @@ int store_jwt_revoke(struct store *st, const char *jti_hash, int64_t expires_at)
     r = store_run(st, "jwt revoke prune",
                   "DELETE FROM revoked_jwts WHERE expires_at < $1", NULL, "i",
                   now);
+    /* Revoked twice is revoked: the conflict is part of the statement,
+     * not a failed one caught afterwards, because PostgreSQL aborts the
+     * whole transaction on a failed statement. */
     if (r == ERR_OK) {
         r = store_run(st, "jwt revoke",
                       "INSERT INTO revoked_jwts (jti_hash, expires_at)"
-                      " VALUES ($1, $2)",
+                      " VALUES ($1, $2) ON CONFLICT (jti_hash) DO NOTHING",
                       NULL, "ti", jti_hash, expires_at);
-        if (r == ERR_EXISTS) {
-            r = ERR_OK; /* revoked twice is revoked */
-        }
     }
     return store_tx_end(st, r);
 }
