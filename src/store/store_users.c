@@ -273,8 +273,8 @@ int store_user_totp_use(struct store *st, const char *user_id, int64_t step)
      * only the first moves the guard and sees a changed row. */
     r = store_run(st, "totp use",
                   "UPDATE users SET totp_last_step = $1"
-                  " WHERE id = $2 AND totp_last_step < $3",
-                  &changes, "iti", step, uid, step);
+                  " WHERE id = $2 AND totp_last_step < $1",
+                  &changes, "it", step, uid);
     if (r == ERR_OK && changes != 1) {
         r = store_user_exists(st, uid);
         if (r == ERR_OK) {
