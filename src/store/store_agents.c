@@ -163,24 +163,22 @@ int store_credential_get(struct store *st, const char *id,
                          nid, cred_fill, out);
 }
 
+static void list_release_credentials(void *items, size_t n)
+{
+    store_credential_list_free(items, n);
+}
+
 int store_credential_list(struct store *st, struct store_credential **list,
                           size_t *n)
 {
-    struct store_list l = {NULL, 0, 0, sizeof(struct store_credential),
-                           cred_fill};
+    void *items = NULL;
     int r;
 
-    *list = NULL;
-    *n = 0;
-    if ((r = store_tx_begin(st, false)) != ERR_OK) {
-        return r;
-    }
-    r = store_query(st, "credential list",
-                    CRED_SELECT " ORDER BY c.created_at, c.id", store_list_row,
-                    &l, NULL, "");
-    r = store_list_end(st, r, &l, NULL);
-    *list = l.items;
-    *n = l.n;
+    r = store_list_query(st, "credential list",
+                         CRED_SELECT " ORDER BY c.created_at, c.id",
+                         sizeof(struct store_credential), cred_fill,
+                         list_release_credentials, &items, n, "");
+    *list = items;
     return r;
 }
 
@@ -373,19 +371,13 @@ int store_agent_get(struct store *st, const char *id, struct store_agent *out)
 
 int store_agent_list(struct store *st, struct store_agent **list, size_t *n)
 {
-    struct store_list l = {NULL, 0, 0, sizeof(struct store_agent), agent_fill};
+    void *items = NULL;
     int r;
 
-    *list = NULL;
-    *n = 0;
-    if ((r = store_tx_begin(st, false)) != ERR_OK) {
-        return r;
-    }
-    r = store_query(st, "agent list", AGENT_SELECT " ORDER BY name, id",
-                    store_list_row, &l, NULL, "");
-    r = store_list_end(st, r, &l, NULL);
-    *list = l.items;
-    *n = l.n;
+    r = store_list_query(st, "agent list", AGENT_SELECT " ORDER BY name, id",
+                         sizeof(struct store_agent), agent_fill, NULL, &items,
+                         n, "");
+    *list = items;
     return r;
 }
 

@@ -304,23 +304,17 @@ out:
 
 int store_asset_list(struct store *st, struct store_asset **list, size_t *n)
 {
-    struct store_list l = {NULL, 0, 0, sizeof(struct store_asset), row_asset};
+    void *items = NULL;
     int r;
 
     if (list == NULL || n == NULL) {
         return ERR_INVALID;
     }
-    *list = NULL;
-    *n = 0;
-    if ((r = store_tx_begin(st, false)) != ERR_OK) {
-        return r;
-    }
-    r = store_query(st, "asset list",
-                    ASSET_SELECT " ORDER BY s.path, a.name, a.id",
-                    store_list_row, &l, NULL, "");
-    r = store_list_end(st, r, &l, list_release_assets);
-    *list = l.items;
-    *n = l.n;
+    r = store_list_query(st, "asset list",
+                         ASSET_SELECT " ORDER BY s.path, a.name, a.id",
+                         sizeof(struct store_asset), row_asset,
+                         list_release_assets, &items, n, "");
+    *list = items;
     return r;
 }
 

@@ -420,8 +420,9 @@ int store_list_end(struct store *st, int r, struct store_list *l,
 }
 
 int store_list_query(struct store *st, const char *what, const char *sql,
-                     size_t size, store_row_fn fill, void **list, size_t *n,
-                     const char *types, ...)
+                     size_t size, store_row_fn fill,
+                     void (*release)(void *items, size_t n), void **list,
+                     size_t *n, const char *types, ...)
 {
     struct store_list l = {NULL, 0, 0, size, fill};
     va_list ap;
@@ -435,7 +436,7 @@ int store_list_query(struct store *st, const char *what, const char *sql,
     va_start(ap, types);
     r = store_queryv(st, what, sql, store_list_row, &l, NULL, NULL, types, ap);
     va_end(ap);
-    r = store_list_end(st, r, &l, NULL);
+    r = store_list_end(st, r, &l, release);
     *list = l.items;
     *n = l.n;
     return r;

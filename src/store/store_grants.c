@@ -129,7 +129,8 @@ int store_grant_list(struct store *st, struct store_grant **list, size_t *n)
         return ERR_INVALID;
     }
     r = store_list_query(st, "grant list", GRANT_SELECT " ORDER BY 6, 7, g.id",
-                         sizeof(struct store_grant), row_grant, &items, n, "");
+                         sizeof(struct store_grant), row_grant, NULL, &items, n,
+                         "");
     *list = items;
     return r;
 }

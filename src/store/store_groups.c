@@ -101,9 +101,9 @@ int store_group_list(struct store *st, struct store_group **list, size_t *n)
     if (list == NULL || n == NULL) {
         return ERR_INVALID;
     }
-    r = store_list_query(st, "group list",
-                         "SELECT id, name FROM groups ORDER BY name",
-                         sizeof(struct store_group), row_group, &items, n, "");
+    r = store_list_query(
+        st, "group list", "SELECT id, name FROM groups ORDER BY name",
+        sizeof(struct store_group), row_group, NULL, &items, n, "");
     *list = items;
     return r;
 }

@@ -170,10 +170,12 @@ int store_list_row(struct db_stmt *row, void *ctx);
 int store_list_end(struct store *st, int r, struct store_list *l,
                    void (*release)(void *items, size_t n));
 /* Runs a list query in a read transaction of its own and hands the array
- * over (items that need no clearing: the caller frees with free()). */
+ * over (*list, *n: empty on failure). release frees items that hold heap
+ * memory or secrets (NULL: free()). */
 int store_list_query(struct store *st, const char *what, const char *sql,
-                     size_t size, store_row_fn fill, void **list, size_t *n,
-                     const char *types, ...);
+                     size_t size, store_row_fn fill,
+                     void (*release)(void *items, size_t n), void **list,
+                     size_t *n, const char *types, ...);
 /*
  * A list that belongs to one row (a user's keys, a group's members): sql
  * takes that row's ID as $1. ERR_NOT_FOUND unless the row exists (exists()

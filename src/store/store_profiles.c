@@ -169,7 +169,7 @@ int store_profile_list(struct store *st, struct store_profile **list, size_t *n)
     r = store_list_query(
         st, "profile list",
         "SELECT " PROFILE_COLS " FROM profiles p ORDER BY p.name",
-        sizeof(struct store_profile), row_profile, &items, n, "");
+        sizeof(struct store_profile), row_profile, NULL, &items, n, "");
     *list = items;
     return r;
 }

@@ -324,15 +324,15 @@ int store_session_list_expired(struct store *st, int64_t ended_before,
     }
     /* Keyset paging by ID: a row the sweep could not delete is not seen
      * again in the same sweep. */
-    r = store_list_query(st, "sessions expired",
-                         "SELECT " SESSION_COLS " FROM sessions"
-                         " WHERE ended_at IS NOT NULL AND ended_at < $1"
-                         " AND recording_path <> ''"
-                         " AND recording_deleted_at IS NULL AND id > $2"
-                         " ORDER BY id LIMIT $3",
-                         sizeof(struct store_session), row_session, &items, n,
-                         "iti", ended_before, after_id != NULL ? after_id : "",
-                         store_clamp_u64(limit));
+    r = store_list_query(
+        st, "sessions expired",
+        "SELECT " SESSION_COLS " FROM sessions"
+        " WHERE ended_at IS NOT NULL AND ended_at < $1"
+        " AND recording_path <> ''"
+        " AND recording_deleted_at IS NULL AND id > $2"
+        " ORDER BY id LIMIT $3",
+        sizeof(struct store_session), row_session, NULL, &items, n, "iti",
+        ended_before, after_id != NULL ? after_id : "", store_clamp_u64(limit));
     *list = items;
     return r;
 }

@@ -117,21 +117,14 @@ int store_site_role_add(struct store *st, struct store_site_role *sr)
 int store_site_role_list(struct store *st, struct store_site_role **list,
                          size_t *n)
 {
-    struct store_list l = {NULL, 0, 0, sizeof(struct store_site_role),
-                           site_role_fill};
+    void *items = NULL;
     int r;
 
-    *list = NULL;
-    *n = 0;
-    if ((r = store_tx_begin(st, false)) != ERR_OK) {
-        return r;
-    }
-    r = store_query(st, "site role list",
-                    SITE_ROLE_SELECT " ORDER BY s.path, r.role DESC, r.id",
-                    store_list_row, &l, NULL, "");
-    r = store_list_end(st, r, &l, NULL);
-    *list = l.items;
-    *n = l.n;
+    r = store_list_query(st, "site role list",
+                         SITE_ROLE_SELECT " ORDER BY s.path, r.role DESC, r.id",
+                         sizeof(struct store_site_role), site_role_fill, NULL,
+                         &items, n, "");
+    *list = items;
     return r;
 }
 

@@ -146,7 +146,8 @@ int store_site_list(struct store *st, struct store_site **list, size_t *n)
         return ERR_INVALID;
     }
     r = store_list_query(st, "site list", SITE_SELECT " ORDER BY path",
-                         sizeof(struct store_site), row_site, &items, n, "");
+                         sizeof(struct store_site), row_site, NULL, &items, n,
+                         "");
     *list = items;
     return r;
 }

@@ -120,9 +120,8 @@ int store_api_token_find(struct store *st, const char *jti_hash,
 int store_api_token_list(struct store *st, const char *user_id,
                          struct store_api_token **list, size_t *n)
 {
-    struct store_list l = {NULL, 0, 0, sizeof(struct store_api_token),
-                           token_fill};
     char uid[STORE_ID_MAX + 1];
+    void *items = NULL;
     int r;
 
     *list = NULL;
@@ -130,17 +129,12 @@ int store_api_token_list(struct store *st, const char *user_id,
     if (user_id != NULL && !store_id_norm(user_id, uid)) {
         return ERR_OK;
     }
-    if ((r = store_tx_begin(st, false)) != ERR_OK) {
-        return r;
-    }
-    r = store_query(st, "api token list",
-                    TOKEN_SELECT " WHERE $1 IS NULL OR t.user_id = $1"
-                                 " ORDER BY t.created_at DESC, t.id",
-                    store_list_row, &l, NULL, "t",
-                    user_id != NULL ? uid : NULL);
-    r = store_list_end(st, r, &l, NULL);
-    *list = l.items;
-    *n = l.n;
+    r = store_list_query(st, "api token list",
+                         TOKEN_SELECT " WHERE $1 IS NULL OR t.user_id = $1"
+                                      " ORDER BY t.created_at DESC, t.id",
+                         sizeof(struct store_api_token), token_fill, NULL,
+                         &items, n, "t", user_id != NULL ? uid : NULL);
+    *list = items;
     return r;
 }
 

@@ -104,8 +104,7 @@ int store_tunnel_get(struct store *st, const char *id, struct store_tunnel *out)
 int store_tunnel_list(struct store *st, const char *agent_id,
                       struct store_tunnel **list, size_t *n)
 {
-    struct store_list l = {NULL, 0, 0, sizeof(struct store_tunnel),
-                           tunnel_fill};
+    void *items = NULL;
     int r;
 
     *list = NULL;
@@ -113,16 +112,12 @@ int store_tunnel_list(struct store *st, const char *agent_id,
     if (agent_id != NULL && !store_agent_id_valid(agent_id)) {
         return ERR_OK; /* no such agent: no tunnels */
     }
-    if ((r = store_tx_begin(st, false)) != ERR_OK) {
-        return r;
-    }
-    r = store_query(st, "tunnel list",
-                    TUNNEL_SELECT " WHERE $1 IS NULL OR agent_id = $1"
-                                  " ORDER BY local_port, protocol, id",
-                    store_list_row, &l, NULL, "t", agent_id);
-    r = store_list_end(st, r, &l, NULL);
-    *list = l.items;
-    *n = l.n;
+    r = store_list_query(st, "tunnel list",
+                         TUNNEL_SELECT " WHERE $1 IS NULL OR agent_id = $1"
+                                       " ORDER BY local_port, protocol, id",
+                         sizeof(struct store_tunnel), tunnel_fill, NULL, &items,
+                         n, "t", agent_id);
+    *list = items;
     return r;
 }
 

@@ -151,24 +151,18 @@ int store_user_get(struct store *st, const char *name_or_id,
 
 int store_user_list(struct store *st, struct store_user **list, size_t *n)
 {
-    struct store_list l = {NULL, 0, 0, sizeof(struct store_user),
-                           store_user_row};
+    void *items = NULL;
     int r;
 
     if (list == NULL || n == NULL) {
         return ERR_INVALID;
     }
-    *list = NULL;
-    *n = 0;
-    if ((r = store_tx_begin(st, false)) != ERR_OK) {
-        return r;
-    }
-    r = store_query(st, "user list",
-                    "SELECT " STORE_USER_COLS " FROM users u ORDER BY u.name",
-                    store_list_row, &l, NULL, "");
-    r = store_list_end(st, r, &l, store_user_list_release);
-    *list = l.items;
-    *n = l.n;
+    r = store_list_query(st, "user list",
+                         "SELECT " STORE_USER_COLS
+                         " FROM users u ORDER BY u.name",
+                         sizeof(struct store_user), store_user_row,
+                         store_user_list_release, &items, n, "");
+    *list = items;
     return r;
 }
 
