@@ -1162,6 +1162,28 @@ static void test_sessions(void **state)
     assert_int_equal(n, 1);
     store_list_free(list);
 
+    /* Every criterion at once: eight parameters, numbered in the order the
+     * clauses are appended; a row must meet them all. */
+    memset(&f, 0, sizeof(f));
+    f.user_name = "alice";
+    f.asset_id = "asset-1";
+    f.kind = "shell";
+    f.result_prefix = "ok";
+    f.since = 1;
+    f.until = 2999;
+    f.limit = 5;
+    assert_int_equal(store_session_list(st, &f, &list, &n), ERR_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].id, a.id);
+    store_list_free(list);
+    f.until = 999; /* a started later */
+    assert_int_equal(store_session_list(st, &f, &list, &n), ERR_OK);
+    assert_int_equal(n, 0);
+    f.until = 2999;
+    f.result_prefix = "error";
+    assert_int_equal(store_session_list(st, &f, &list, &n), ERR_OK);
+    assert_int_equal(n, 0);
+
     /* Server start: d (still open) and one more get closed. */
     open_session(st, "carol", "asset-3", "", 5000, NULL);
     assert_int_equal(store_session_close_dangling(
