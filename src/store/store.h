@@ -1,8 +1,10 @@
 /*
  * The store: every persistent object of Portcullis behind one interface.
  *
- * SQLite implements it now (store_sqlite.c); PostgreSQL will implement the
- * same functions later, so nothing here exposes SQL, rowids or SQLite types.
+ * The noun files (store_users.c, store_assets.c, ...) implement it over a
+ * small database driver (db.h); SQLite's is db_sqlite.c, and PostgreSQL's
+ * comes beside it, so nothing here exposes SQL, rowids or SQLite types.
+ * docs/store.md describes the layout.
  * Object IDs are text: UUIDs for assets and sessions, and for everything
  * else too, so that a cluster store can create them on any node.
  *

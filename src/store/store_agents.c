@@ -1,14 +1,13 @@
 /*
- * The SQLite side of agents.h: agent credentials, the agents that
- * announced themselves, and tunnel definitions. A companion of
- * store_sqlite.c like store_access.c: it borrows the handle's connection
- * and transaction helpers (store_internal.h), so every function here is
- * one transaction with the same busy handling and error mapping (a unique
- * constraint is ERR_EXISTS, a missing agent behind a tunnel's foreign key
- * ERR_NOT_FOUND).
+ * agents.h over the store's helpers: agent credentials and the agents that
+ * announced themselves (tunnels are store_tunnels.c). Written against
+ * store_internal.h and db.h only, like every noun file, so every function
+ * here is one transaction with the driver's busy handling and error mapping (a
+ * unique constraint is ERR_EXISTS, a missing agent behind a tunnel's foreign
+ * key ERR_NOT_FOUND).
  *
  * IDs: a credential ID is 32 hex digits chosen by the caller and kept
- * lower-case; a tunnel ID is a UUID made here; an agent ID is the agent's
+ * lower-case; an agent ID is the agent's
  * own (1-64 of A-Z a-z 0-9 . _ -) and kept exactly as announced, so two
  * machine IDs that differ only in case stay two agents.
  *
@@ -24,22 +23,15 @@
 
 #include <jansson.h>
 #include <sodium.h>
-#include <sqlite3.h>
 
 #include "common/err.h"
 #include "common/util.h"
+#include "store/db.h"
 #include "store/store_internal.h"
 
 #define CRED_ID_LEN 32
 
 /* --- checks -------------------------------------------------------------- */
-
-/* A fixed field of a struct must hold its NUL (a caller that filled it
- * with memcpy may not have written one): ERR_TOO_LONG otherwise. */
-#define FIELD_TEXT(f, required)                                                \
-    (strnlen((f), sizeof(f)) == sizeof(f)                                      \
-         ? ERR_TOO_LONG                                                        \
-         : store_check_text((f), sizeof(f) - 1, (required)))
 
 /* true if s is a credential ID (32 hex digits, either case); out gets it
  * lower-cased. */
@@ -66,7 +58,7 @@ static bool cred_id_norm(const char *s, char out[STORE_ID_MAX + 1])
 }
 
 /* true if s is an agent ID: 1-64 of A-Z a-z 0-9 . _ - */
-static bool agent_id_valid(const char *s)
+bool store_agent_id_valid(const char *s)
 {
     size_t i;
 
@@ -112,46 +104,6 @@ static int json_list_check(const char *s, size_t fieldsize)
     return r;
 }
 
-/* --- helpers ------------------------------------------------------------- */
-
-/* One row into out: ERR_NOT_FOUND without a row. */
-
-/* Runs a one-row SELECT with one text parameter in its own read
- * transaction. */
-static int ag_get(struct store *st, const char *what, const char *sql,
-                  const char *key, store_row_fn fill, void *out)
-{
-    int r;
-
-    if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
-        return r;
-    }
-    r = store_sqlite_query_one(st, what, sql, key, fill, out);
-    return store_sqlite_end(st, r);
-}
-
-/* A write of one row by key in its own transaction: ERR_NOT_FOUND when no
- * row changed. */
-static int ag_write(struct store *st, const char *what, const char *sql,
-                    const char *types, const char *a, const char *key)
-{
-    int r, changes = 0;
-
-    if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
-        return r;
-    }
-    if (types[0] == 't' && types[1] == '\0') {
-        r = store_sqlite_query(st, what, sql, NULL, NULL, &changes, "t", key);
-    } else {
-        r = store_sqlite_query(st, what, sql, NULL, NULL, &changes, "tt", a,
-                               key);
-    }
-    if (r == ERR_OK && changes == 0) {
-        r = ERR_NOT_FOUND;
-    }
-    return store_sqlite_end(st, r);
-}
-
 /* --- credentials --------------------------------------------------------- */
 
 #define CRED_SELECT                                                            \
@@ -159,16 +111,16 @@ static int ag_write(struct store *st, const char *what, const char *sql,
     " (SELECT COUNT(*) FROM agents a WHERE a.credential_id = c.id)"            \
     " FROM credentials c"
 
-static int cred_fill(sqlite3_stmt *s, void *item)
+static int cred_fill(struct db_stmt *s, void *item)
 {
     struct store_credential *c = item;
 
-    store_sqlite_col_text(s, 0, c->id, sizeof(c->id));
-    store_sqlite_col_text(s, 1, c->name, sizeof(c->name));
-    store_sqlite_col_text(s, 2, c->secret_hash, sizeof(c->secret_hash));
-    store_sqlite_col_text(s, 3, c->created_by, sizeof(c->created_by));
-    c->created_at = sqlite3_column_int64(s, 4);
-    c->agents = sqlite3_column_int(s, 5);
+    store_col_text(s, 0, c->id, sizeof(c->id));
+    store_col_text(s, 1, c->name, sizeof(c->name));
+    store_col_text(s, 2, c->secret_hash, sizeof(c->secret_hash));
+    store_col_text(s, 3, c->created_by, sizeof(c->created_by));
+    c->created_at = db_col_int64(s, 4);
+    c->agents = db_col_int(s, 5);
     return ERR_OK;
 }
 
@@ -180,20 +132,20 @@ int store_credential_add(struct store *st, const struct store_credential *c)
     if (c == NULL || !cred_id_norm(c->id, id) || c->created_at <= 0) {
         return ERR_INVALID;
     }
-    if ((r = FIELD_TEXT(c->name, false)) != ERR_OK ||
-        (r = FIELD_TEXT(c->secret_hash, true)) != ERR_OK ||
-        (r = FIELD_TEXT(c->created_by, false)) != ERR_OK) {
+    if ((r = STORE_FIELD_TEXT(c->name, false)) != ERR_OK ||
+        (r = STORE_FIELD_TEXT(c->secret_hash, true)) != ERR_OK ||
+        (r = STORE_FIELD_TEXT(c->created_by, false)) != ERR_OK) {
         return r;
     }
-    if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query(st, "credential add",
-                           "INSERT INTO credentials (id, name, secret_hash,"
-                           " created_by, created_at) VALUES (?, ?, ?, ?, ?)",
-                           NULL, NULL, NULL, "tttti", id, c->name,
-                           c->secret_hash, c->created_by, c->created_at);
-    return store_sqlite_end(st, r);
+    r = store_run(st, "credential add",
+                  "INSERT INTO credentials (id, name, secret_hash,"
+                  " created_by, created_at) VALUES ($1, $2, $3, $4, $5)",
+                  NULL, "tttti", id, c->name, c->secret_hash, c->created_by,
+                  c->created_at);
+    return store_tx_end(st, r);
 }
 
 int store_credential_get(struct store *st, const char *id,
@@ -207,28 +159,26 @@ int store_credential_get(struct store *st, const char *id,
         return ERR_NOT_FOUND;
     }
     memset(out, 0, sizeof(*out));
-    return ag_get(st, "credential get", CRED_SELECT " WHERE c.id = ?", nid,
-                  cred_fill, out);
+    return store_get_one(st, "credential get", CRED_SELECT " WHERE c.id = $1",
+                         nid, cred_fill, out);
+}
+
+static void list_release_credentials(void *items, size_t n)
+{
+    store_credential_list_free(items, n);
 }
 
 int store_credential_list(struct store *st, struct store_credential **list,
                           size_t *n)
 {
-    struct store_sqlite_list l = {NULL, 0, 0, sizeof(struct store_credential),
-                                  cred_fill};
+    void *items = NULL;
     int r;
 
-    *list = NULL;
-    *n = 0;
-    if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
-        return r;
-    }
-    r = store_sqlite_query(st, "credential list",
-                           CRED_SELECT " ORDER BY c.created_at, c.id",
-                           store_sqlite_list_row, &l, NULL, "");
-    r = store_sqlite_list_end(st, r, &l, NULL);
-    *list = l.items;
-    *n = l.n;
+    r = store_list_query(st, "credential list",
+                         CRED_SELECT " ORDER BY c.created_at, c.id",
+                         sizeof(struct store_credential), cred_fill,
+                         list_release_credentials, &items, n, "");
+    *list = items;
     return r;
 }
 
@@ -249,8 +199,8 @@ int store_credential_delete(struct store *st, const char *id)
     if (!cred_id_norm(id, nid)) {
         return ERR_NOT_FOUND;
     }
-    return ag_write(st, "credential delete",
-                    "DELETE FROM credentials WHERE id = ?", "t", NULL, nid);
+    return store_update_one(st, "credential delete",
+                            "DELETE FROM credentials WHERE id = $1", "t", nid);
 }
 
 /* --- agents -------------------------------------------------------------- */
@@ -260,27 +210,26 @@ int store_credential_delete(struct store *st, const char *id)
     " addresses, tags, remote_addr, online, first_seen, connected_at,"         \
     " last_seen, bound_credential FROM agents"
 
-static int agent_fill(sqlite3_stmt *s, void *item)
+static int agent_fill(struct db_stmt *s, void *item)
 {
     struct store_agent *a = item;
 
-    store_sqlite_col_text(s, 0, a->id, sizeof(a->id));
-    store_sqlite_col_text(s, 1, a->credential_id, sizeof(a->credential_id));
-    store_sqlite_col_text(s, 2, a->name, sizeof(a->name));
-    store_sqlite_col_text(s, 3, a->hostname, sizeof(a->hostname));
-    store_sqlite_col_text(s, 4, a->os, sizeof(a->os));
-    store_sqlite_col_text(s, 5, a->kernel, sizeof(a->kernel));
-    store_sqlite_col_text(s, 6, a->arch, sizeof(a->arch));
-    store_sqlite_col_text(s, 7, a->version, sizeof(a->version));
-    store_sqlite_col_text(s, 8, a->addresses, sizeof(a->addresses));
-    store_sqlite_col_text(s, 9, a->tags, sizeof(a->tags));
-    store_sqlite_col_text(s, 10, a->remote_addr, sizeof(a->remote_addr));
-    a->online = sqlite3_column_int(s, 11) != 0;
-    a->first_seen = sqlite3_column_int64(s, 12);
-    a->connected_at = sqlite3_column_int64(s, 13);
-    a->last_seen = sqlite3_column_int64(s, 14);
-    store_sqlite_col_text(s, 15, a->bound_credential,
-                          sizeof(a->bound_credential));
+    store_col_text(s, 0, a->id, sizeof(a->id));
+    store_col_text(s, 1, a->credential_id, sizeof(a->credential_id));
+    store_col_text(s, 2, a->name, sizeof(a->name));
+    store_col_text(s, 3, a->hostname, sizeof(a->hostname));
+    store_col_text(s, 4, a->os, sizeof(a->os));
+    store_col_text(s, 5, a->kernel, sizeof(a->kernel));
+    store_col_text(s, 6, a->arch, sizeof(a->arch));
+    store_col_text(s, 7, a->version, sizeof(a->version));
+    store_col_text(s, 8, a->addresses, sizeof(a->addresses));
+    store_col_text(s, 9, a->tags, sizeof(a->tags));
+    store_col_text(s, 10, a->remote_addr, sizeof(a->remote_addr));
+    a->online = db_col_int(s, 11) != 0;
+    a->first_seen = db_col_int64(s, 12);
+    a->connected_at = db_col_int64(s, 13);
+    a->last_seen = db_col_int64(s, 14);
+    store_col_text(s, 15, a->bound_credential, sizeof(a->bound_credential));
     return ERR_OK;
 }
 
@@ -289,18 +238,18 @@ static int agent_check(const struct store_agent *a)
     char cid[STORE_ID_MAX + 1];
     int r;
 
-    if (!agent_id_valid(a->id) ||
+    if (!store_agent_id_valid(a->id) ||
         (a->credential_id[0] != '\0' && !cred_id_norm(a->credential_id, cid))) {
         return strnlen(a->id, sizeof(a->id)) > AGENT_ID_MAX ? ERR_TOO_LONG
                                                             : ERR_INVALID;
     }
-    if ((r = FIELD_TEXT(a->name, false)) != ERR_OK ||
-        (r = FIELD_TEXT(a->hostname, false)) != ERR_OK ||
-        (r = FIELD_TEXT(a->os, false)) != ERR_OK ||
-        (r = FIELD_TEXT(a->kernel, false)) != ERR_OK ||
-        (r = FIELD_TEXT(a->arch, false)) != ERR_OK ||
-        (r = FIELD_TEXT(a->version, false)) != ERR_OK ||
-        (r = FIELD_TEXT(a->remote_addr, false)) != ERR_OK ||
+    if ((r = STORE_FIELD_TEXT(a->name, false)) != ERR_OK ||
+        (r = STORE_FIELD_TEXT(a->hostname, false)) != ERR_OK ||
+        (r = STORE_FIELD_TEXT(a->os, false)) != ERR_OK ||
+        (r = STORE_FIELD_TEXT(a->kernel, false)) != ERR_OK ||
+        (r = STORE_FIELD_TEXT(a->arch, false)) != ERR_OK ||
+        (r = STORE_FIELD_TEXT(a->version, false)) != ERR_OK ||
+        (r = STORE_FIELD_TEXT(a->remote_addr, false)) != ERR_OK ||
         (r = json_list_check(a->addresses, sizeof(a->addresses))) != ERR_OK ||
         (r = json_list_check(a->tags, sizeof(a->tags))) != ERR_OK) {
         return r;
@@ -323,7 +272,7 @@ int store_agent_online(struct store *st, const struct store_agent *a,
     if (a->credential_id[0] != '\0') {
         cred_id_norm(a->credential_id, cid);
     }
-    if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
         return r;
     }
     /* An upsert, not INSERT OR REPLACE: a replace deletes the old row
@@ -331,13 +280,13 @@ int store_agent_online(struct store *st, const struct store_agent *a,
      * update's WHERE is the binding: a row bound to another credential
      * changes nothing, which is how a takeover is told apart (no second
      * statement, so no window between a check and the write). */
-    r = store_sqlite_query(
+    r = store_run(
         st, "agent online",
         "INSERT INTO agents (id, credential_id, name, hostname, os, kernel,"
         " arch, version, addresses, tags, remote_addr, online, first_seen,"
         " connected_at, last_seen, bound_credential)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1, ?12, ?12,"
-        " ?12, ?2)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $12,"
+        " $12, $2)"
         " ON CONFLICT (id) DO UPDATE SET credential_id = "
         "excluded.credential_id,"
         " name = excluded.name, hostname = excluded.hostname,"
@@ -348,62 +297,61 @@ int store_agent_online(struct store *st, const struct store_agent *a,
         " last_seen = excluded.last_seen,"
         " bound_credential = excluded.bound_credential"
         " WHERE agents.bound_credential IN ('', excluded.bound_credential)",
-        NULL, NULL, &changes, "ttttttttttti", a->id, cid, a->name, a->hostname,
-        a->os, a->kernel, a->arch, a->version,
+        &changes, "ttttttttttti", a->id, cid, a->name, a->hostname, a->os,
+        a->kernel, a->arch, a->version,
         a->addresses[0] != '\0' ? a->addresses : "[]",
         a->tags[0] != '\0' ? a->tags : "[]", a->remote_addr, now);
     if (r == ERR_OK && changes == 0) {
         r = ERR_DENIED;
     }
-    return store_sqlite_end(st, r);
+    return store_tx_end(st, r);
 }
 
 int store_agent_bind(struct store *st, const char *id, const char *cred)
 {
     char cid[STORE_ID_MAX + 1] = "";
 
-    if (!agent_id_valid(id)) {
+    if (!store_agent_id_valid(id)) {
         return ERR_NOT_FOUND;
     }
     if (cred != NULL && cred[0] != '\0' && !cred_id_norm(cred, cid)) {
         return ERR_INVALID;
     }
-    return ag_write(st, "agent bind",
-                    "UPDATE agents SET bound_credential = ? WHERE id = ?", "tt",
-                    cid, id);
+    return store_update_one(
+        st, "agent bind",
+        "UPDATE agents SET bound_credential = $1 WHERE id = $2", "tt", cid, id);
 }
 
 int store_agent_offline(struct store *st, const char *id, int64_t now)
 {
     int r, changes = 0;
 
-    if (!agent_id_valid(id)) {
+    if (!store_agent_id_valid(id)) {
         return ERR_NOT_FOUND;
     }
-    if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query(st, "agent offline",
-                           "UPDATE agents SET online = 0, last_seen = ?"
-                           " WHERE id = ?",
-                           NULL, NULL, &changes, "it", now, id);
+    r = store_run(st, "agent offline",
+                  "UPDATE agents SET online = 0, last_seen = $1"
+                  " WHERE id = $2",
+                  &changes, "it", now, id);
     if (r == ERR_OK && changes == 0) {
         r = ERR_NOT_FOUND;
     }
-    return store_sqlite_end(st, r);
+    return store_tx_end(st, r);
 }
 
 int store_agent_all_offline(struct store *st)
 {
     int r;
 
-    if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
         return r;
     }
-    r = store_sqlite_query(st, "agents offline",
-                           "UPDATE agents SET online = 0 WHERE online <> 0",
-                           NULL, NULL, NULL, "");
-    return store_sqlite_end(st, r);
+    r = store_run(st, "agents offline",
+                  "UPDATE agents SET online = 0 WHERE online <> 0", NULL, "");
+    return store_tx_end(st, r);
 }
 
 int store_agent_get(struct store *st, const char *id, struct store_agent *out)
@@ -411,32 +359,25 @@ int store_agent_get(struct store *st, const char *id, struct store_agent *out)
     char nid[AGENT_ID_MAX + 1];
 
     /* id may point into out */
-    if (!agent_id_valid(id)) {
+    if (!store_agent_id_valid(id)) {
         memset(out, 0, sizeof(*out));
         return ERR_NOT_FOUND;
     }
     memcpy(nid, id, strlen(id) + 1);
     memset(out, 0, sizeof(*out));
-    return ag_get(st, "agent get", AGENT_SELECT " WHERE id = ?", nid,
-                  agent_fill, out);
+    return store_get_one(st, "agent get", AGENT_SELECT " WHERE id = $1", nid,
+                         agent_fill, out);
 }
 
 int store_agent_list(struct store *st, struct store_agent **list, size_t *n)
 {
-    struct store_sqlite_list l = {NULL, 0, 0, sizeof(struct store_agent),
-                                  agent_fill};
+    void *items = NULL;
     int r;
 
-    *list = NULL;
-    *n = 0;
-    if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
-        return r;
-    }
-    r = store_sqlite_query(st, "agent list", AGENT_SELECT " ORDER BY name, id",
-                           store_sqlite_list_row, &l, NULL, "");
-    r = store_sqlite_list_end(st, r, &l, NULL);
-    *list = l.items;
-    *n = l.n;
+    r = store_list_query(st, "agent list", AGENT_SELECT " ORDER BY name, id",
+                         sizeof(struct store_agent), agent_fill, NULL, &items,
+                         n, "");
+    *list = items;
     return r;
 }
 
@@ -448,190 +389,10 @@ void store_agent_list_free(struct store_agent *list, size_t n)
 
 int store_agent_delete(struct store *st, const char *id)
 {
-    if (!agent_id_valid(id)) {
+    if (!store_agent_id_valid(id)) {
         return ERR_NOT_FOUND;
     }
     /* The tunnels go with it (ON DELETE CASCADE). */
-    return ag_write(st, "agent delete", "DELETE FROM agents WHERE id = ?", "t",
-                    NULL, id);
-}
-
-/* --- tunnels ------------------------------------------------------------- */
-
-#define TUNNEL_SELECT                                                          \
-    "SELECT id, agent_id, protocol, remote_host, remote_port, local_port,"     \
-    " acl, idle_minutes, created_by, created_at, state, last_used"             \
-    " FROM tunnels"
-
-static int tunnel_fill(sqlite3_stmt *s, void *item)
-{
-    struct store_tunnel *t = item;
-    char proto[8];
-
-    store_sqlite_col_text(s, 0, t->id, sizeof(t->id));
-    store_sqlite_col_text(s, 1, t->agent_id, sizeof(t->agent_id));
-    store_sqlite_col_text(s, 2, proto, sizeof(proto));
-    t->udp = strcmp(proto, "udp") == 0;
-    store_sqlite_col_text(s, 3, t->remote_host, sizeof(t->remote_host));
-    t->remote_port = sqlite3_column_int(s, 4);
-    t->local_port = sqlite3_column_int(s, 5);
-    store_sqlite_col_text(s, 6, t->acl, sizeof(t->acl));
-    t->idle_minutes = sqlite3_column_int(s, 7);
-    store_sqlite_col_text(s, 8, t->created_by, sizeof(t->created_by));
-    t->created_at = sqlite3_column_int64(s, 9);
-    store_sqlite_col_text(s, 10, t->state, sizeof(t->state));
-    t->last_used = sqlite3_column_int64(s, 11);
-    return ERR_OK;
-}
-
-int store_tunnel_add(struct store *st, struct store_tunnel *t)
-{
-    int r;
-
-    if (t == NULL) {
-        return ERR_INVALID;
-    }
-    if (strnlen(t->agent_id, sizeof(t->agent_id)) == sizeof(t->agent_id)) {
-        return ERR_TOO_LONG;
-    }
-    if (!agent_id_valid(t->agent_id) || t->remote_port < 1 ||
-        t->remote_port > 65535 || t->local_port < 1 || t->local_port > 65535 ||
-        t->idle_minutes < 0 || t->created_at <= 0) {
-        return ERR_INVALID;
-    }
-    if ((r = FIELD_TEXT(t->remote_host, true)) != ERR_OK ||
-        (r = FIELD_TEXT(t->acl, true)) != ERR_OK ||
-        (r = FIELD_TEXT(t->created_by, false)) != ERR_OK) {
-        return r;
-    }
-    util_uuid4(t->id);
-    t->state[0] = '\0';
-    t->last_used = 0;
-    if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
-        return r;
-    }
-    /* A missing agent fails the foreign key: ERR_NOT_FOUND. A local port
-     * taken by a tunnel of the same protocol fails the unique index:
-     * ERR_EXISTS. */
-    r = store_sqlite_query(
-        st, "tunnel add",
-        "INSERT INTO tunnels (id, agent_id, protocol, remote_host,"
-        " remote_port, local_port, acl, idle_minutes, created_by, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        NULL, NULL, NULL, "ttttiititi", t->id, t->agent_id,
-        t->udp ? "udp" : "tcp", t->remote_host, (int64_t)t->remote_port,
-        (int64_t)t->local_port, t->acl, (int64_t)t->idle_minutes, t->created_by,
-        t->created_at);
-    r = store_sqlite_end(st, r);
-    if (r != ERR_OK) {
-        t->id[0] = '\0';
-    }
-    return r;
-}
-
-int store_tunnel_get(struct store *st, const char *id, struct store_tunnel *out)
-{
-    char nid[STORE_ID_MAX + 1];
-
-    /* id may point into out */
-    if (id == NULL || !store_id_norm(id, nid)) {
-        memset(out, 0, sizeof(*out));
-        return ERR_NOT_FOUND;
-    }
-    memset(out, 0, sizeof(*out));
-    return ag_get(st, "tunnel get", TUNNEL_SELECT " WHERE id = ?", nid,
-                  tunnel_fill, out);
-}
-
-int store_tunnel_list(struct store *st, const char *agent_id,
-                      struct store_tunnel **list, size_t *n)
-{
-    struct store_sqlite_list l = {NULL, 0, 0, sizeof(struct store_tunnel),
-                                  tunnel_fill};
-    int r;
-
-    *list = NULL;
-    *n = 0;
-    if (agent_id != NULL && !agent_id_valid(agent_id)) {
-        return ERR_OK; /* no such agent: no tunnels */
-    }
-    if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
-        return r;
-    }
-    r = store_sqlite_query(st, "tunnel list",
-                           TUNNEL_SELECT " WHERE ?1 IS NULL OR agent_id = ?1"
-                                         " ORDER BY local_port, protocol, id",
-                           store_sqlite_list_row, &l, NULL, "t", agent_id);
-    r = store_sqlite_list_end(st, r, &l, NULL);
-    *list = l.items;
-    *n = l.n;
-    return r;
-}
-
-void store_tunnel_list_free(struct store_tunnel *list, size_t n)
-{
-    (void)n;
-    free(list);
-}
-
-int store_tunnel_set_acl(struct store *st, const char *id, const char *acl)
-{
-    char nid[STORE_ID_MAX + 1];
-    int r;
-
-    if ((r = store_check_text(acl, TUNNEL_ACL_MAX, true)) != ERR_OK) {
-        return r;
-    }
-    if (id == NULL || !store_id_norm(id, nid)) {
-        return ERR_NOT_FOUND;
-    }
-    return ag_write(st, "tunnel acl", "UPDATE tunnels SET acl = ? WHERE id = ?",
-                    "tt", acl, nid);
-}
-
-int store_tunnel_set_state(struct store *st, const char *id, const char *state)
-{
-    char nid[STORE_ID_MAX + 1];
-    int r;
-
-    if ((r = store_check_text(state, TUNNEL_STATE_MAX, false)) != ERR_OK) {
-        return r;
-    }
-    if (id == NULL || !store_id_norm(id, nid)) {
-        return ERR_NOT_FOUND;
-    }
-    return ag_write(st, "tunnel state",
-                    "UPDATE tunnels SET state = ? WHERE id = ?", "tt",
-                    state != NULL ? state : "", nid);
-}
-
-int store_tunnel_touch(struct store *st, const char *id, int64_t when)
-{
-    char nid[STORE_ID_MAX + 1];
-    int r, changes = 0;
-
-    if (id == NULL || !store_id_norm(id, nid)) {
-        return ERR_NOT_FOUND;
-    }
-    if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
-        return r;
-    }
-    r = store_sqlite_query(st, "tunnel touch",
-                           "UPDATE tunnels SET last_used = ? WHERE id = ?",
-                           NULL, NULL, &changes, "it", when, nid);
-    if (r == ERR_OK && changes == 0) {
-        r = ERR_NOT_FOUND;
-    }
-    return store_sqlite_end(st, r);
-}
-
-int store_tunnel_delete(struct store *st, const char *id)
-{
-    char nid[STORE_ID_MAX + 1];
-
-    if (id == NULL || !store_id_norm(id, nid)) {
-        return ERR_NOT_FOUND;
-    }
-    return ag_write(st, "tunnel delete", "DELETE FROM tunnels WHERE id = ?",
-                    "t", NULL, nid);
+    return store_update_one(st, "agent delete",
+                            "DELETE FROM agents WHERE id = $1", "t", id);
 }

@@ -1,8 +1,8 @@
 /*
- * The SQLite side of audit.h: the hash-chained audit log. A companion of
- * store_sqlite.c: it borrows the handle's connection and transaction
- * helpers (store_internal.h), so each function is one transaction with
- * the driver's busy handling and error mapping.
+ * audit.h over the store's helpers: the hash-chained audit log. Written
+ * against store_internal.h and db.h only, like every noun file, so each
+ * function is one transaction with the driver's busy handling and error
+ * mapping.
  *
  * Tables (schema step 3): `audit` holds one row per event with its seq,
  * fields, the previous entry's hash and its own; `audit_head` holds one
@@ -68,11 +68,11 @@
 #include <unistd.h>
 
 #include <sodium.h>
-#include <sqlite3.h>
 
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "store/db.h"
 #include "store/store_internal.h"
 
 #define AUDIT_HASH_BYTES crypto_hash_sha256_BYTES
@@ -181,18 +181,17 @@ static void audit_hash(const uint8_t *key, const uint8_t prev[AUDIT_HASH_BYTES],
 
 int audit_key_path(struct store *st, char *out, size_t outlen)
 {
-    sqlite3 *db = store_sqlite_db(st);
-    const char *file = db != NULL ? sqlite3_db_filename(db, "main") : NULL;
+    const char *file = db_location(store_db(st));
     const char *slash;
     int n;
 
     if (outlen > 0) {
         out[0] = '\0';
     }
-    if (db == NULL) {
-        return ERR_STORE;
+    if (file == NULL) {
+        return ERR_STORE; /* a handle used in a forked child */
     }
-    if (file == NULL || file[0] == '\0') {
+    if (file[0] == '\0') {
         return ERR_NOT_FOUND; /* in memory: no directory */
     }
     slash = strrchr(file, '/');
@@ -290,26 +289,6 @@ static bool audit_unhex(const char *hex, size_t len,
            got == AUDIT_HASH_BYTES;
 }
 
-/* Prepares sql on the handle's connection; ERR_STORE for a handle used in
- * a forked child. */
-static int audit_prepare(struct store *st, const char *what, const char *sql,
-                         sqlite3_stmt **stmt)
-{
-    sqlite3 *db = store_sqlite_db(st);
-    int rc;
-
-    *stmt = NULL;
-    if (db == NULL) {
-        return ERR_STORE;
-    }
-    if ((rc = sqlite3_prepare_v2(db, sql, -1, stmt, NULL)) != SQLITE_OK) {
-        sqlite3_finalize(*stmt);
-        *stmt = NULL;
-        return store_sqlite_fail(st, rc, what);
-    }
-    return ERR_OK;
-}
-
 /* The newest seq and hash from the head row. */
 struct audit_head {
     bool found;
@@ -317,17 +296,17 @@ struct audit_head {
     char *hash; /* AUDIT_HEX_LEN + 1 */
 };
 
-static int audit_head_row(sqlite3_stmt *stmt, void *ctx)
+static int audit_head_row(struct db_stmt *stmt, void *ctx)
 {
     struct audit_head *h = ctx;
-    const unsigned char *t = sqlite3_column_text(stmt, 1);
-    size_t n = (size_t)sqlite3_column_bytes(stmt, 1);
+    size_t n = 0;
+    const char *t = db_col_text(stmt, 1, &n);
 
     if (h->found) {
         return ERR_OK;
     }
     h->found = true;
-    h->seq = sqlite3_column_int64(stmt, 0);
+    h->seq = db_col_int64(stmt, 0);
     if (t != NULL && n <= AUDIT_HEX_LEN) {
         memcpy(h->hash, t, n);
         h->hash[n] = '\0';
@@ -345,9 +324,9 @@ static int audit_head_read(struct store *st, bool *found, int64_t *seq,
     int r;
 
     hash[0] = '\0';
-    r = store_sqlite_query(st, "audit head",
-                           "SELECT seq, hash FROM audit_head WHERE id = 1",
-                           audit_head_row, &h, NULL, "");
+    r = store_query(st, "audit head",
+                    "SELECT seq, hash FROM audit_head WHERE id = 1",
+                    audit_head_row, &h, NULL, "");
     *found = r == ERR_OK && h.found;
     *seq = *found ? h.seq : 0;
     return r;
@@ -379,12 +358,13 @@ static int audit_append(struct store *st, const uint8_t *key,
     }
     audit_hash(key, prev, &e, h);
     audit_hex(h, hex);
-    if ((r = store_sqlite_query(
+    if ((r = store_run(
              st, "audit write",
              "INSERT INTO audit (seq, time, actor, source, action, target,"
-             " detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-             NULL, NULL, NULL, "iittttttt", e.seq, e.time, v[0], v[1], v[2],
-             v[3], v[4], prev_hex, hex)) != ERR_OK) {
+             " detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+             "$8, $9)",
+             NULL, "iittttttt", e.seq, e.time, v[0], v[1], v[2], v[3], v[4],
+             prev_hex, hex)) != ERR_OK) {
         return r;
     }
     memcpy(prev, h, AUDIT_HASH_BYTES);
@@ -398,33 +378,30 @@ struct audit_unkeyed_probe {
     bool found, unkeyed;
 };
 
-static int audit_unkeyed_row(sqlite3_stmt *stmt, void *ctx)
+static int audit_unkeyed_row(struct db_stmt *stmt, void *ctx)
 {
     struct audit_unkeyed_probe *p = ctx;
     uint8_t prev[AUDIT_HASH_BYTES], h[AUDIT_HASH_BYTES];
     char hex[AUDIT_HEX_LEN + 1];
-    const unsigned char *ph = sqlite3_column_text(stmt, 7);
-    const unsigned char *hh = sqlite3_column_text(stmt, 8);
+    size_t phn = 0, hhn = 0;
+    const char *ph = db_col_text(stmt, 7, &phn);
+    const char *hh = db_col_text(stmt, 8, &hhn);
     struct audit_fields e;
     int i;
 
     p->found = true;
     memset(&e, 0, sizeof(e));
-    e.seq = sqlite3_column_int64(stmt, 0);
-    e.time = sqlite3_column_int64(stmt, 1);
+    e.seq = db_col_int64(stmt, 0);
+    e.time = db_col_int64(stmt, 1);
     for (i = 0; i < 5; i++) {
-        e.f[i] = sqlite3_column_blob(stmt, 2 + i);
-        e.n[i] = (size_t)sqlite3_column_bytes(stmt, 2 + i);
+        e.f[i] = db_col_text(stmt, 2 + i, &e.n[i]);
     }
-    if (ph == NULL || hh == NULL ||
-        !audit_unhex((const char *)ph, (size_t)sqlite3_column_bytes(stmt, 7),
-                     prev)) {
+    if (ph == NULL || hh == NULL || !audit_unhex((const char *)ph, phn, prev)) {
         return ERR_OK;
     }
     audit_hash(NULL, prev, &e, h);
     audit_hex(h, hex);
-    p->unkeyed = (size_t)sqlite3_column_bytes(stmt, 8) == AUDIT_HEX_LEN &&
-                 memcmp(hh, hex, AUDIT_HEX_LEN) == 0;
+    p->unkeyed = hhn == AUDIT_HEX_LEN && memcmp(hh, hex, AUDIT_HEX_LEN) == 0;
     return ERR_OK;
 }
 
@@ -451,10 +428,10 @@ static int audit_key_for_write(struct store *st, int64_t head_seq,
     r = audit_key_read(path, key);
     if (r == ERR_NOT_FOUND) {
         if (head_seq > 0) {
-            r = store_sqlite_query(
+            r = store_query(
                 st, "audit write",
                 "SELECT seq, time, actor, source, action, target, detail,"
-                " prev_hash, hash FROM audit WHERE seq = ?",
+                " prev_hash, hash FROM audit WHERE seq = $1",
                 audit_unkeyed_row, &probe, NULL, "i", head_seq);
             if (r != ERR_OK) {
                 return r;
@@ -512,7 +489,7 @@ int audit_write(struct store *st, const char *actor, const char *source,
     }
     /* Immediate: the head is read under the write lock, so two writers
      * (the server and a CLI process) always chain one after the other. */
-    if ((r = store_sqlite_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
         return r;
     }
     if ((r = audit_head_read(st, &found, &head_seq, prev_hex)) != ERR_OK) {
@@ -549,13 +526,13 @@ int audit_write(struct store *st, const char *actor, const char *source,
         goto out;
     }
     audit_hex(prev, prev_hex);
-    r = store_sqlite_query(st, "audit head",
-                           "UPDATE audit_head SET seq = ?, hash = ?"
-                           " WHERE id = 1",
-                           NULL, NULL, NULL, "it", head_seq, prev_hex);
+    r = store_run(st, "audit head",
+                  "UPDATE audit_head SET seq = $1, hash = $2"
+                  " WHERE id = 1",
+                  NULL, "it", head_seq, prev_hex);
 out:
     sodium_memzero(key, sizeof(key));
-    r = store_sqlite_end(st, r);
+    r = store_tx_end(st, r);
     if (r != ERR_OK && created) {
         (void)unlink(path);
     }
@@ -564,84 +541,61 @@ out:
 
 /* --- listing ------------------------------------------------------------ */
 
-static int audit_entry_fill(sqlite3_stmt *s, void *item)
+static int audit_entry_fill(struct db_stmt *s, void *item)
 {
     struct audit_entry *e = item;
 
-    e->seq = sqlite3_column_int64(s, 0);
-    e->time = sqlite3_column_int64(s, 1);
-    store_sqlite_col_text(s, 2, e->actor, sizeof(e->actor));
-    store_sqlite_col_text(s, 3, e->source, sizeof(e->source));
-    store_sqlite_col_text(s, 4, e->action, sizeof(e->action));
-    store_sqlite_col_text(s, 5, e->target, sizeof(e->target));
-    store_sqlite_col_text(s, 6, e->detail, sizeof(e->detail));
-    store_sqlite_col_text(s, 7, e->hash, sizeof(e->hash));
+    e->seq = db_col_int64(s, 0);
+    e->time = db_col_int64(s, 1);
+    store_col_text(s, 2, e->actor, sizeof(e->actor));
+    store_col_text(s, 3, e->source, sizeof(e->source));
+    store_col_text(s, 4, e->action, sizeof(e->action));
+    store_col_text(s, 5, e->target, sizeof(e->target));
+    store_col_text(s, 6, e->detail, sizeof(e->detail));
+    store_col_text(s, 7, e->hash, sizeof(e->hash));
     return ERR_OK;
 }
 
 int audit_list(struct store *st, const struct audit_filter *f,
                struct audit_entry **list, size_t *n)
 {
-    struct store_sqlite_list l = {NULL, 0, 0, sizeof(struct audit_entry),
-                                  audit_entry_fill};
-    sqlite3_stmt *stmt = NULL;
-    char sql[512];
-    int r = ERR_OK, rc, idx = 0;
+    struct store_list l = {NULL, 0, 0, sizeof(struct audit_entry),
+                           audit_entry_fill};
+    struct store_sql q;
+    int r;
 
     if (list == NULL || n == NULL) {
         return ERR_INVALID;
     }
     *list = NULL;
     *n = 0;
-    /* Constant fragments only; the values are bound in the same order. */
-    rc = snprintf(
-        sql, sizeof(sql),
-        "SELECT seq, time, actor, source, action, target, detail,"
-        " hash FROM audit WHERE 1 = 1%s%s%s%s ORDER BY seq DESC%s",
-        f != NULL && f->actor != NULL ? " AND actor = ?" : "",
-        f != NULL && f->action != NULL ? " AND substr(action, 1, ?) = ?" : "",
-        f != NULL && f->since != 0 ? " AND time >= ?" : "",
-        f != NULL && f->until != 0 ? " AND time <= ?" : "",
-        f != NULL && f->limit != 0 ? " LIMIT ?" : "");
-    if (rc < 0 || (size_t)rc >= sizeof(sql)) {
-        return ERR_INTERNAL;
+    /* Constant fragments only; the values are bound (store_sql). */
+    memset(&q, 0, sizeof(q));
+    store_sql_add(&q, "SELECT seq, time, actor, source, action, target,"
+                      " detail, hash FROM audit WHERE 1 = 1");
+    if (f != NULL && f->actor != NULL) {
+        store_sql_param_text(&q, " AND actor = ", f->actor);
     }
-    if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
+    if (f != NULL && f->action != NULL) {
+        store_sql_param_int(&q, " AND substr(action, 1, ",
+                            store_utf8_chars(f->action));
+        store_sql_param_text(&q, ") = ", f->action);
+    }
+    if (f != NULL && f->since != 0) {
+        store_sql_param_int(&q, " AND time >= ", f->since);
+    }
+    if (f != NULL && f->until != 0) {
+        store_sql_param_int(&q, " AND time <= ", f->until);
+    }
+    store_sql_add(&q, " ORDER BY seq DESC");
+    if (f != NULL && f->limit != 0) {
+        store_sql_param_int(&q, " LIMIT ", store_clamp_u64(f->limit));
+    }
+    if ((r = store_tx_begin(st, false)) != ERR_OK) {
         return r;
     }
-    if ((r = audit_prepare(st, "audit list", sql, &stmt)) != ERR_OK) {
-        goto out;
-    }
-    rc = SQLITE_OK;
-    if (f != NULL && f->actor != NULL) {
-        rc = sqlite3_bind_text(stmt, ++idx, f->actor, -1, SQLITE_STATIC);
-    }
-    if (rc == SQLITE_OK && f != NULL && f->action != NULL) {
-        rc = sqlite3_bind_int64(stmt, ++idx, store_utf8_chars(f->action));
-        if (rc == SQLITE_OK) {
-            rc = sqlite3_bind_text(stmt, ++idx, f->action, -1, SQLITE_STATIC);
-        }
-    }
-    if (rc == SQLITE_OK && f != NULL && f->since != 0) {
-        rc = sqlite3_bind_int64(stmt, ++idx, f->since);
-    }
-    if (rc == SQLITE_OK && f != NULL && f->until != 0) {
-        rc = sqlite3_bind_int64(stmt, ++idx, f->until);
-    }
-    if (rc == SQLITE_OK && f != NULL && f->limit != 0) {
-        rc = sqlite3_bind_int64(
-            stmt, ++idx,
-            f->limit > (size_t)INT64_MAX ? INT64_MAX : (int64_t)f->limit);
-    }
-    if (rc != SQLITE_OK) {
-        r = store_sqlite_fail(st, rc, "audit list");
-        goto out;
-    }
-    r = store_sqlite_step(st, stmt, "audit list", store_sqlite_list_row, &l,
-                          NULL);
-out:
-    sqlite3_finalize(stmt);
-    r = store_sqlite_list_end(st, r, &l, NULL);
+    r = store_sql_run(st, "audit list", &q, store_list_row, &l);
+    r = store_list_end(st, r, &l, NULL);
     *list = l.items;
     *n = l.n;
     return r;
@@ -679,11 +633,11 @@ int audit_verify_full(struct store *st, const char *key_file,
     char prev_hex[AUDIT_HEX_LEN + 1], hex[AUDIT_HEX_LEN + 1];
     char khex[AUDIT_HEX_LEN + 1], head_hash[AUDIT_HEX_LEN + 1];
     struct audit_fields e;
-    sqlite3_stmt *stmt = NULL;
+    struct db_stmt *stmt = NULL;
     int64_t expect = 1, head_seq = 0, seen = 0, *bad_seq = &res->bad_seq;
     char *why = res->why;
     size_t whylen = sizeof(res->why);
-    bool found = false, bad = false, have = false;
+    bool found = false, bad = false, have = false, row = false;
     int r, rc, i;
 
     memset(res, 0, sizeof(*res));
@@ -716,7 +670,7 @@ int audit_verify_full(struct store *st, const char *key_file,
     }
     /* One read transaction: the rows and the head are one snapshot, even
      * while the server appends. */
-    if ((r = store_sqlite_begin(st, false)) != ERR_OK) {
+    if ((r = store_tx_begin(st, false)) != ERR_OK) {
         goto wipe;
     }
     if ((r = audit_head_read(st, &found, &head_seq, head_hash)) != ERR_OK) {
@@ -729,28 +683,25 @@ int audit_verify_full(struct store *st, const char *key_file,
     }
     audit_genesis(prev);
     audit_hex(prev, prev_hex);
-    if ((r = audit_prepare(st, "audit verify",
-                           "SELECT seq, time, actor, source, action, target,"
-                           " detail, prev_hash, hash FROM audit ORDER BY seq",
-                           &stmt)) != ERR_OK) {
+    if ((r = db_prepare(store_db(st), "audit verify",
+                        "SELECT seq, time, actor, source, action, target,"
+                        " detail, prev_hash, hash FROM audit ORDER BY seq",
+                        &stmt)) != ERR_OK) {
         goto out;
     }
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        const unsigned char *ph, *hh;
+    while ((r = db_step(stmt, &row)) == ERR_OK && row) {
+        const char *ph, *hh;
         size_t phn, hhn;
         bool keyed_ok = false, unkeyed_ok;
 
         memset(&e, 0, sizeof(e));
-        e.seq = sqlite3_column_int64(stmt, 0);
-        e.time = sqlite3_column_int64(stmt, 1);
+        e.seq = db_col_int64(stmt, 0);
+        e.time = db_col_int64(stmt, 1);
         for (i = 0; i < 5; i++) {
-            e.f[i] = sqlite3_column_blob(stmt, 2 + i);
-            e.n[i] = (size_t)sqlite3_column_bytes(stmt, 2 + i);
+            e.f[i] = db_col_text(stmt, 2 + i, &e.n[i]);
         }
-        ph = sqlite3_column_text(stmt, 7);
-        phn = (size_t)sqlite3_column_bytes(stmt, 7);
-        hh = sqlite3_column_text(stmt, 8);
-        hhn = (size_t)sqlite3_column_bytes(stmt, 8);
+        ph = db_col_text(stmt, 7, &phn);
+        hh = db_col_text(stmt, 8, &hhn);
         if (e.seq != expect) {
             if (expect == e.seq - 1) {
                 r = audit_bad(bad_seq, why, whylen, e.seq,
@@ -826,9 +777,7 @@ int audit_verify_full(struct store *st, const char *key_file,
         seen++;
         expect++;
     }
-    if (rc != SQLITE_DONE) {
-        r = store_sqlite_fail(st, sqlite3_extended_errcode(store_sqlite_db(st)),
-                              "audit verify");
+    if (r != ERR_OK) {
         goto out;
     }
     /* The rows chain; now they must end where the head says. */
@@ -868,9 +817,9 @@ int audit_verify_full(struct store *st, const char *key_file,
         bad = true;
     }
 out:
-    sqlite3_finalize(stmt);
+    db_finalize(stmt);
     /* A broken chain is the answer, not a failed transaction. */
-    rc = store_sqlite_end(st, bad ? ERR_OK : r);
+    rc = store_tx_end(st, bad ? ERR_OK : r);
     if (!bad) {
         r = rc;
     }

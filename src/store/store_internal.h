@@ -1,8 +1,13 @@
 /*
  * What the store's own files share and nothing else includes: the input
- * checks every driver applies before it writes (store_names.c), so SQLite
- * and PostgreSQL refuse the same names and lengths, and the list of schema
- * migrations (store_schema.c) that store_open() applies.
+ * checks applied before every write (store_names.c), the list of schema
+ * migrations (store_schema.c) that store_open() applies, and the helpers
+ * every noun file is written with (store_common.c): one transaction per
+ * public function, a query with typed binds, rows collected into lists.
+ *
+ * The noun files (store_users.c, store_groups.c, ...) use these helpers and
+ * db.h only, never a database's own API, so a second driver beside
+ * db_sqlite.c serves every noun. docs/store.md describes the layout.
  *
  * Not part of the store interface; only src/store/ includes this.
  */
@@ -47,73 +52,182 @@ struct store_migration {
 extern const struct store_migration store_migrations[];
 extern const size_t store_migrations_count;
 
-/* For the driver's companion files (store_access.c, store_audit.c): the
- * SQLite connection
- * of a handle and the transaction helpers every public function uses, so
- * a companion's functions are one transaction each like the driver's own.
- * store_sqlite_db() returns NULL for a handle used in a forked child. */
-struct sqlite3;
-struct store;
-struct sqlite3 *store_sqlite_db(struct store *st);
-int store_sqlite_begin(struct store *st, bool write);
+/* The handle: a driver connection. */
+struct db;
+struct db_stmt;
+struct store {
+    struct db *db;
+};
+
+/* --- transactions: every public function is one ------------------------- */
+
+int store_tx_begin(struct store *st, bool write);
 /* Commits when r is ERR_OK, rolls back otherwise; returns the outcome. */
-int store_sqlite_end(struct store *st, int r);
-/* Maps an SQLite result code to ERR_* (logged as db_fail() does). */
-int store_sqlite_fail(struct store *st, int rc, const char *what);
+int store_tx_end(struct store *st, int r);
+
+/* --- queries ------------------------------------------------------------- */
 
 /* Called for each result row; anything but ERR_OK stops the query. */
-struct sqlite3_stmt;
-typedef int (*store_row_fn)(struct sqlite3_stmt *stmt, void *ctx);
+typedef int (*store_row_fn)(struct db_stmt *row, void *ctx);
 
 /*
- * Prepares sql, binds parameters 1, 2, ... from a type string and steps
- * through every row, calling fn(stmt, ctx) for each (fn may be NULL);
- * *changes (may be NULL) gets the rows a write changed. Types:
+ * Prepares sql (parameters $1, $2, ...: db.h), binds parameters 1, 2, ...
+ * from a type string and steps through every row, calling fn(row, ctx)
+ * for each (fn may be NULL). *rows (may be NULL) gets the number of rows.
+ * The type string must name every parameter (ERR_INTERNAL otherwise).
+ * Types:
  *   't' const char *            text; NULL binds SQL NULL
  *   'i' int64_t                 integer (pass an int64_t, not an int)
  *   'z' int64_t                 integer; 0 binds SQL NULL
  *   'b' const uint8_t *, size_t blob; NULL or length 0 binds SQL NULL
- * ERR_STORE for a handle used in a forked child.
  */
-int store_sqlite_query(struct store *st, const char *what, const char *sql,
-                       store_row_fn fn, void *ctx, int *changes,
-                       const char *types, ...);
+int store_query(struct store *st, const char *what, const char *sql,
+                store_row_fn fn, void *ctx, size_t *rows, const char *types,
+                ...);
+/* A statement without result rows; *changes (may be NULL) gets the number
+ * of rows it changed. */
+int store_run(struct store *st, const char *what, const char *sql, int *changes,
+              const char *types, ...);
+/* Steps a prepared and bound statement through every row like
+ * store_query(). Does not finalize. */
+int store_step(struct db_stmt *stmt, store_row_fn fn, void *ctx, size_t *rows);
+/* The handle's driver connection. */
+struct db *store_db(struct store *st);
+
+/*
+ * SQL assembled from constant fragments, for filters whose clauses depend
+ * on which criteria are set: store_sql_add() appends text, the _param
+ * functions append text followed by the next parameter ("$N", so the
+ * numbering is always ascending) and keep its value for store_sql_run().
+ * Values are never formatted into the text. A fragment that does not fit
+ * makes store_sql_run() fail with ERR_INTERNAL.
+ */
+#define STORE_SQL_MAX 1024
+#define STORE_SQL_PARAMS 16
+struct store_sql {
+    char text[STORE_SQL_MAX];
+    size_t len;
+    int n;
+    bool overflow;
+    char type[STORE_SQL_PARAMS];       /* 't' or 'i' */
+    const char *str[STORE_SQL_PARAMS]; /* must outlive store_sql_run() */
+    int64_t num[STORE_SQL_PARAMS];
+};
+void store_sql_add(struct store_sql *q, const char *frag);
+void store_sql_param_text(struct store_sql *q, const char *frag, const char *v);
+void store_sql_param_int(struct store_sql *q, const char *frag, int64_t v);
+/* Runs q like store_query(), in the caller's transaction. */
+int store_sql_run(struct store *st, const char *what, const struct store_sql *q,
+                  store_row_fn fn, void *ctx);
+
+/* ERR_OK if the query (one text parameter) gives a row, else
+ * ERR_NOT_FOUND. */
+int store_exists(struct store *st, const char *what, const char *sql,
+                 const char *id);
 /* A SELECT with one text parameter (key) whose first row fill() writes
  * into out, in the caller's transaction: ERR_NOT_FOUND without a row. */
-int store_sqlite_query_one(struct store *st, const char *what, const char *sql,
-                           const char *key, store_row_fn fill, void *out);
-/* Steps a prepared and bound statement through every row, calling
- * fn(stmt, ctx) for each (fn may be NULL); *rows (may be NULL) gets the
- * number of rows. Does not finalize stmt. */
-int store_sqlite_step(struct store *st, struct sqlite3_stmt *stmt,
-                      const char *what, store_row_fn fn, void *ctx,
-                      size_t *rows);
+int store_query_one(struct store *st, const char *what, const char *sql,
+                    const char *key, store_row_fn fill, void *out);
+/* As store_query_one() in a read transaction of its own. */
+int store_get_one(struct store *st, const char *what, const char *sql,
+                  const char *key, store_row_fn fill, void *out);
+/* One write in its own transaction; ERR_NOT_FOUND if it changed no row. */
+int store_update_one(struct store *st, const char *what, const char *sql,
+                     const char *types, ...);
+/* Deletes the row named by an ID or a name in one transaction: by_id and
+ * by_name are the two DELETE statements ($1 each). ERR_NOT_FOUND if no
+ * row matched. */
+int store_delete_named(struct store *st, const char *what, const char *by_id,
+                       const char *by_name, const char *name_or_id);
+
+/* --- columns ------------------------------------------------------------- */
 
 /* Copies a text column into a fixed field. Writes refuse over-long values,
  * so truncation here only guards against a file edited by hand. */
-void store_sqlite_col_text(struct sqlite3_stmt *s, int i, char *dst,
-                           size_t dstlen);
+void store_col_text(struct db_stmt *s, int i, char *dst, size_t dstlen);
+/* A text column into a new heap string ("" for NULL). */
+int store_col_str_heap(struct db_stmt *s, int i, char **out);
+/* A blob column into a new heap copy (NULL, 0 for NULL or empty). */
+int store_col_blob_heap(struct db_stmt *s, int i, uint8_t **out, size_t *len);
 /* A row function: column 0 into the int64_t at ctx. */
-int store_sqlite_int_row(struct sqlite3_stmt *stmt, void *ctx);
+int store_int_row(struct db_stmt *row, void *ctx);
+
+/* --- lists --------------------------------------------------------------- */
 
 /* Rows collected into a heap array of fixed-size structs: pass
- * store_sqlite_list_row as the row function and the list as its ctx. The
- * caller frees items. */
-struct store_sqlite_list {
+ * store_list_row as the row function and the list as its ctx. The caller
+ * frees items. */
+struct store_list {
     void *items;
     size_t n, cap, size;
     store_row_fn fill; /* fills one zeroed item; frees what it allocated on
                           failure */
 };
-int store_sqlite_list_row(struct sqlite3_stmt *stmt, void *ctx);
-/* Ends the transaction a list was read in (store_sqlite_end()); when that
+int store_list_row(struct db_stmt *row, void *ctx);
+/* Ends the transaction a list was read in (store_tx_end()); when that
  * fails, frees the items with release (NULL: free()) and empties l, so
  * the caller hands over l->items and l->n either way. */
-int store_sqlite_list_end(struct store *st, int r, struct store_sqlite_list *l,
-                          void (*release)(void *items, size_t n));
+int store_list_end(struct store *st, int r, struct store_list *l,
+                   void (*release)(void *items, size_t n));
+/* Runs a list query in a read transaction of its own and hands the array
+ * over (*list, *n: empty on failure). release frees items that hold heap
+ * memory or secrets (NULL: free()). */
+int store_list_query(struct store *st, const char *what, const char *sql,
+                     size_t size, store_row_fn fill,
+                     void (*release)(void *items, size_t n), void **list,
+                     size_t *n, const char *types, ...);
+/*
+ * A list that belongs to one row (a user's keys, a group's members): sql
+ * takes that row's ID as $1. ERR_NOT_FOUND unless the row exists (exists()
+ * is asked in the same read transaction). The list ends as
+ * store_list_end() leaves it.
+ */
+int store_child_list(struct store *st,
+                     int (*exists)(struct store *st, const char *id),
+                     const char *id, const char *what, const char *sql,
+                     struct store_list *l,
+                     void (*release)(void *items, size_t n));
 
-/* The number of characters (not bytes) in a UTF-8 string, as SQLite's
+/* --- values -------------------------------------------------------------- */
+
+/* The store keeps IDs lower-case; an argument that is not a UUID at all
+ * names no row. Returns buf (STORE_ID_MAX + 1) filled, or NULL. */
+const char *store_idn(const char *in, char *buf);
+/* An unsigned count as the signed 64-bit integer both databases store. */
+int64_t store_clamp_u64(uint64_t v);
+/* true if the fixed field f of size bytes holds its NUL. */
+bool store_field_ok(const char *f, size_t size);
+/* The number of characters (not bytes) in a UTF-8 string, as SQL's
  * substr() counts them. */
 int64_t store_utf8_chars(const char *s);
+
+/* A fixed field of a struct must hold its NUL (a caller that filled it
+ * with memcpy may not have written one): ERR_TOO_LONG otherwise; then as
+ * store_check_text(). */
+#define STORE_FIELD_TEXT(f, required)                                          \
+    (strnlen((f), sizeof(f)) == sizeof(f)                                      \
+         ? ERR_TOO_LONG                                                        \
+         : store_check_text((f), sizeof(f) - 1, (required)))
+
+/* --- lookups shared between noun files ----------------------------------- */
+
+/* true if s is an agent ID: 1-64 of A-Z a-z 0-9 . _ - (store_agents.c). */
+bool store_agent_id_valid(const char *s);
+
+int store_user_exists(struct store *st, const char *id);
+int store_group_exists(struct store *st, const char *id);
+/* The user columns and row reader (store_users.c), for member lists. */
+#define STORE_USER_COLS                                                        \
+    "u.id, u.name, u.password_hash, u.disabled, u.totp_enabled,"               \
+    " u.totp_sealed, u.totp_last_step, u.created_at"
+int store_user_row(struct db_stmt *row, void *item);
+void store_user_list_release(void *items, size_t n);
+/* Finds a site by ID or by any form store_site_normalize() accepts (NULL
+ * and "" are /root), in the caller's transaction (store_sites.c). */
+struct store_site;
+int store_site_lookup(struct store *st, const char *path_or_id,
+                      struct store_site *out);
+/* The first migration's hook: the /root site. */
+int store_site_create_root(struct store *st);
 
 #endif

@@ -3,14 +3,23 @@
  *
  * store_open() applies every step whose version is above the one recorded
  * in schema_version, each in its own immediate transaction (see
- * store_migrate() in store_sqlite.c). A step is never edited once
+ * store_migrate() in store_common.c). A step is never edited once
  * released: a change to the schema is a new step appended here.
  *
  * The SQL is kept to what PostgreSQL also accepts (BIGINT, partial and
- * expression indexes, ON DELETE CASCADE, CHECK), so the cluster store can
- * start from the same text with BLOB spelt BYTEA. Values never appear in
- * it: rows that need one (the /root site's UUID) are written by the step's
- * C hook with bound parameters.
+ * expression indexes, ON DELETE CASCADE, CHECK, ALTER TABLE ADD COLUMN
+ * with a default), so the PostgreSQL driver can start from the same text.
+ * What differs there (docs/store.md, "Portability"):
+ *   - BLOB is spelt BYTEA (users.totp_sealed, assets.password_sealed,
+ *     assets.key_sealed);
+ *   - the steps run under an advisory lock so one node migrates at a time
+ *     (SQLite's BEGIN IMMEDIATE serializes them here);
+ *   - the database is created with the "C" collation, so ORDER BY name
+ *     sorts as SQLite's BINARY does.
+ * Flags stay INTEGER 0/1 (not BOOLEAN) so the queries run unchanged, and no
+ * step may use SQLite's table-rebuild idiom. Values never appear in the
+ * text: rows that need one (the /root site's UUID) are written by the
+ * step's C hook with bound parameters.
  */
 #include "store/store_internal.h"
 

@@ -20,8 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
-
 #include "common/err.h"
 #include "common/util.h"
 #include "store/agents.h"
@@ -565,6 +563,7 @@ static void test_shared_file(void **state)
     struct store *other = NULL;
     struct store_credential c, got;
 
+    FX_NEED_SHARED(f);
     assert_int_equal(store_open(f->path, &other), ERR_OK);
     cred_make(&c, CRED1, "shared", 1);
     assert_int_equal(store_credential_add(other, &c), ERR_OK);

@@ -1,0 +1,92 @@
+/*
+ * The database driver under the store: the few things the store's noun
+ * files (store_users.c, store_assets.c, ...) need from a SQL database, and
+ * nothing more. db_sqlite.c implements it on SQLite; a PostgreSQL driver
+ * (db_pg.c on libpq) implements the same functions, and every noun comes
+ * with it unchanged. Nothing outside src/store/ includes this.
+ *
+ * SQL text: parameters are written $1, $2, ... and numbered in ascending
+ * order of their first use in the text ($1 may be used again later). That
+ * is PostgreSQL's own syntax, and SQLite reads "$1" as a named parameter
+ * that it numbers in order of first appearance, so the same text binds the
+ * same values on both. db_prepare() refuses any other spelling ('?',
+ * '?NNN', ':name', "$2" before "$1") with ERR_INTERNAL, so a statement that
+ * would bind differently on the other database never runs here either.
+ * docs/store.md lists the SQL constructs the two databases do not share.
+ *
+ * Errors: every function returns ERR_OK or an ERR_* code. The driver maps
+ * its database's codes: a unique or primary-key violation is ERR_EXISTS, a
+ * foreign-key violation ERR_NOT_FOUND, out of memory ERR_NOMEM, anything
+ * else ERR_STORE with one log line naming `what` and the database's message
+ * (which names tables and columns, never bound values, so no secret reaches
+ * the log). "Busy" is the driver's to absorb: db_begin() and db_commit()
+ * wait and retry rather than fail.
+ *
+ * Processes: a connection belongs to the process that opened it. Every call
+ * made in a forked child fails with ERR_STORE, and db_close() there only
+ * frees memory, so a child never disturbs its parent's locks.
+ *
+ * Ownership: db_open() gives a connection freed by db_close() (NULL-safe);
+ * db_prepare() a statement freed by db_finalize() (NULL-safe). Text and
+ * blobs bound to a statement must outlive its last db_step(); column
+ * pointers are valid until the next db_step() or db_finalize().
+ */
+#ifndef PORTCULLIS_STORE_DB_H
+#define PORTCULLIS_STORE_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct db;
+struct db_stmt;
+
+/* Opens (creating if absent, mode 0600) the database at location: for
+ * SQLite a file path or ":memory:". ERR_IO when the file cannot be made. */
+int db_open(const char *location, struct db **out);
+void db_close(struct db *db);
+/* The database file (for files kept beside it, such as the audit key);
+ * "" for one in memory or on a server; NULL in a forked child. */
+const char *db_location(struct db *db);
+
+/* Transactions. A write transaction takes the write lock up front (SQLite:
+ * BEGIN IMMEDIATE), so it never has to be upgraded and never fails half
+ * way for a lock; a read transaction sees one snapshot. db_commit() that
+ * fails has rolled back. db_rollback() is harmless outside a transaction. */
+int db_begin(struct db *db, bool write);
+int db_commit(struct db *db);
+void db_rollback(struct db *db);
+
+/* Runs statements separated by ';' without parameters or result rows
+ * (schema migrations). */
+int db_exec(struct db *db, const char *what, const char *sql);
+
+int db_prepare(struct db *db, const char *what, const char *sql,
+               struct db_stmt **out);
+void db_finalize(struct db_stmt *s);
+/* The number of parameters the statement takes ($1 .. $N). */
+int db_param_count(struct db_stmt *s);
+
+/* Binds parameter idx (1-based). NULL text and NULL or empty blobs bind
+ * SQL NULL. */
+int db_bind_text(struct db_stmt *s, int idx, const char *v);
+int db_bind_int64(struct db_stmt *s, int idx, int64_t v);
+int db_bind_blob(struct db_stmt *s, int idx, const void *p, size_t len);
+int db_bind_null(struct db_stmt *s, int idx);
+
+/* Executes or advances the statement: ERR_OK with *row true when a result
+ * row is ready, false when it is done. */
+int db_step(struct db_stmt *s, bool *row);
+/* Rows the statement changed (INSERT, UPDATE, DELETE) once done. */
+int64_t db_changes(struct db_stmt *s);
+
+/* Columns of the current row (0-based). SQL NULL reads as 0, as a NULL
+ * text pointer or as an empty blob. */
+bool db_col_null(struct db_stmt *s, int i);
+int64_t db_col_int64(struct db_stmt *s, int i);
+int db_col_int(struct db_stmt *s, int i);
+const char *db_col_text(struct db_stmt *s, int i,
+                        size_t *len /* may be NULL */);
+const void *db_col_blob(struct db_stmt *s, int i, size_t *len);
+
+#endif

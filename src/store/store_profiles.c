@@ -1,0 +1,285 @@
+/*
+ * Access profiles (what a session may do: native mode, channel switches,
+ * limits) and their assignments to users and groups (store.h).
+ */
+#include "store/store.h"
+
+#include <string.h>
+
+#include "common/err.h"
+#include "common/util.h"
+#include "store/db.h"
+#include "store/store_internal.h"
+
+/* --- access profiles ------------------------------------------------------ */
+
+#define PROFILE_COLS                                                           \
+    "p.id, p.name, p.native, p.shell, p.exec, p.sftp, p.scp,"                  \
+    " p.local_forward, p.remote_forward, p.agent_forward, p.x11,"              \
+    " p.max_session_minutes, p.idle_timeout_minutes, p.record_input"
+
+static int row_profile(struct db_stmt *s, void *item)
+{
+    struct store_profile *p = item;
+
+    store_col_text(s, 0, p->id, sizeof(p->id));
+    store_col_text(s, 1, p->name, sizeof(p->name));
+    p->native = db_col_int(s, 2);
+    p->shell = db_col_int(s, 3) != 0;
+    p->exec = db_col_int(s, 4) != 0;
+    p->sftp = db_col_int(s, 5) != 0;
+    p->scp = db_col_int(s, 6) != 0;
+    p->local_forward = db_col_int(s, 7) != 0;
+    p->remote_forward = db_col_int(s, 8) != 0;
+    p->agent_forward = db_col_int(s, 9) != 0;
+    p->x11 = db_col_int(s, 10) != 0;
+    p->max_session_minutes = db_col_int(s, 11);
+    p->idle_timeout_minutes = db_col_int(s, 12);
+    p->record_input = db_col_int(s, 13) != 0;
+    return ERR_OK;
+}
+
+static int profile_check(const struct store_profile *p)
+{
+    if (!store_field_ok(p->id, sizeof(p->id)) ||
+        !store_field_ok(p->name, sizeof(p->name))) {
+        return ERR_TOO_LONG;
+    }
+    if (p->native < NATIVE_DENY || p->native > NATIVE_RECORD ||
+        p->max_session_minutes < 0 || p->idle_timeout_minutes < 0) {
+        return ERR_INVALID;
+    }
+    return store_check_name(p->name);
+}
+
+static int profile_lookup(struct store *st, const char *name_or_id,
+                          struct store_profile *out)
+{
+    char id[STORE_ID_MAX + 1];
+    size_t rows = 0;
+    int r;
+
+    if (name_or_id == NULL || name_or_id[0] == '\0') {
+        return ERR_NOT_FOUND;
+    }
+    if (store_id_norm(name_or_id, id)) {
+        r = store_query(st, "profile",
+                        "SELECT " PROFILE_COLS
+                        " FROM profiles p WHERE p.id = $1",
+                        row_profile, out, &rows, "t", id);
+    } else {
+        r = store_query(st, "profile",
+                        "SELECT " PROFILE_COLS
+                        " FROM profiles p WHERE p.name = $1",
+                        row_profile, out, &rows, "t", name_or_id);
+    }
+    if (r == ERR_OK && rows == 0) {
+        r = ERR_NOT_FOUND;
+    }
+    return r;
+}
+
+int store_profile_add(struct store *st, struct store_profile *p)
+{
+    char id[STORE_ID_MAX + 1];
+    int r;
+
+    if (p == NULL) {
+        return ERR_INVALID;
+    }
+    if ((r = profile_check(p)) != ERR_OK) {
+        return r;
+    }
+    util_uuid4(id);
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+        return r;
+    }
+    r = store_run(st, "profile add",
+                  "INSERT INTO profiles (id, name, native, shell, exec, sftp,"
+                  " scp, local_forward, remote_forward, agent_forward, x11,"
+                  " max_session_minutes, idle_timeout_minutes, created_at,"
+                  " record_input)"
+                  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
+                  "$13, $14, $15)",
+                  NULL, "ttiiiiiiiiiiiii", id, p->name, (int64_t)p->native,
+                  (int64_t)p->shell, (int64_t)p->exec, (int64_t)p->sftp,
+                  (int64_t)p->scp, (int64_t)p->local_forward,
+                  (int64_t)p->remote_forward, (int64_t)p->agent_forward,
+                  (int64_t)p->x11, (int64_t)p->max_session_minutes,
+                  (int64_t)p->idle_timeout_minutes, (int64_t)util_now(),
+                  (int64_t)p->record_input);
+    if ((r = store_tx_end(st, r)) == ERR_OK) {
+        memcpy(p->id, id, sizeof(p->id));
+    }
+    return r;
+}
+
+int store_profile_update(struct store *st, const struct store_profile *p)
+{
+    char id[STORE_ID_MAX + 1];
+    int r;
+
+    if (p == NULL) {
+        return ERR_INVALID;
+    }
+    if ((r = profile_check(p)) != ERR_OK) {
+        return r;
+    }
+    if (!store_id_norm(p->id, id)) {
+        return ERR_NOT_FOUND;
+    }
+    return store_update_one(
+        st, "profile update",
+        "UPDATE profiles SET name = $1, native = $2, shell = $3, exec = $4,"
+        " sftp = $5, scp = $6, local_forward = $7, remote_forward = $8,"
+        " agent_forward = $9, x11 = $10, max_session_minutes = $11,"
+        " idle_timeout_minutes = $12, record_input = $13 WHERE id = $14",
+        "tiiiiiiiiiiiit", p->name, (int64_t)p->native, (int64_t)p->shell,
+        (int64_t)p->exec, (int64_t)p->sftp, (int64_t)p->scp,
+        (int64_t)p->local_forward, (int64_t)p->remote_forward,
+        (int64_t)p->agent_forward, (int64_t)p->x11,
+        (int64_t)p->max_session_minutes, (int64_t)p->idle_timeout_minutes,
+        (int64_t)p->record_input, id);
+}
+
+int store_profile_get(struct store *st, const char *name_or_id,
+                      struct store_profile *out)
+{
+    int r;
+
+    if (out == NULL) {
+        return ERR_INVALID;
+    }
+    memset(out, 0, sizeof(*out));
+    if ((r = store_tx_begin(st, false)) != ERR_OK) {
+        return r;
+    }
+    r = profile_lookup(st, name_or_id, out);
+    return store_tx_end(st, r);
+}
+
+int store_profile_list(struct store *st, struct store_profile **list, size_t *n)
+{
+    void *items = NULL;
+    int r;
+
+    if (list == NULL || n == NULL) {
+        return ERR_INVALID;
+    }
+    r = store_list_query(
+        st, "profile list",
+        "SELECT " PROFILE_COLS " FROM profiles p ORDER BY p.name",
+        sizeof(struct store_profile), row_profile, NULL, &items, n, "");
+    *list = items;
+    return r;
+}
+
+int store_profile_delete(struct store *st, const char *name_or_id)
+{
+    /* Assignments go by cascade. */
+    return store_delete_named(
+        st, "profile delete", "DELETE FROM profiles WHERE id = $1",
+        "DELETE FROM profiles WHERE name = $1", name_or_id);
+}
+
+/* Exactly one of user_id / group_id names the grantee; *col says which
+ * column ("user" or "group"), *gid gets its normalized ID. */
+static int assignee(const char *user_id, const char *group_id, char *gid,
+                    bool *is_user)
+{
+    bool u = user_id != NULL && user_id[0] != '\0';
+    bool g = group_id != NULL && group_id[0] != '\0';
+
+    if (u == g) {
+        return ERR_INVALID;
+    }
+    *is_user = u;
+    return store_id_norm(u ? user_id : group_id, gid) ? ERR_OK : ERR_NOT_FOUND;
+}
+
+int store_profile_assign(struct store *st, const char *profile_id,
+                         const char *user_id, const char *group_id)
+{
+    char pid[STORE_ID_MAX + 1], gid[STORE_ID_MAX + 1], id[STORE_ID_MAX + 1];
+    bool is_user = false;
+    int r;
+
+    if ((r = assignee(user_id, group_id, gid, &is_user)) != ERR_OK) {
+        return r;
+    }
+    if (!store_id_norm(profile_id, pid)) {
+        return ERR_NOT_FOUND;
+    }
+    util_uuid4(id);
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+        return r;
+    }
+    if ((r = store_exists(st, "profile", "SELECT 1 FROM profiles WHERE id = $1",
+                          pid)) != ERR_OK) {
+        goto out;
+    }
+    r = is_user ? store_user_exists(st, gid) : store_group_exists(st, gid);
+    if (r != ERR_OK) {
+        goto out;
+    }
+    r = store_run(st, "profile assign",
+                  "INSERT INTO profile_assignments (id, profile_id, user_id,"
+                  " group_id) VALUES ($1, $2, $3, $4)",
+                  NULL, "tttt", id, pid, is_user ? gid : NULL,
+                  is_user ? NULL : gid);
+out:
+    return store_tx_end(st, r);
+}
+
+int store_profile_unassign(struct store *st, const char *profile_id,
+                           const char *user_id, const char *group_id)
+{
+    char pid[STORE_ID_MAX + 1], gid[STORE_ID_MAX + 1];
+    bool is_user = false;
+    int r;
+
+    if ((r = assignee(user_id, group_id, gid, &is_user)) != ERR_OK) {
+        return r;
+    }
+    if (!store_id_norm(profile_id, pid)) {
+        return ERR_NOT_FOUND;
+    }
+    if (is_user) {
+        return store_update_one(st, "profile unassign",
+                                "DELETE FROM profile_assignments"
+                                " WHERE profile_id = $1 AND user_id = $2",
+                                "tt", pid, gid);
+    }
+    return store_update_one(st, "profile unassign",
+                            "DELETE FROM profile_assignments"
+                            " WHERE profile_id = $1 AND group_id = $2",
+                            "tt", pid, gid);
+}
+
+int store_user_profiles(struct store *st, const char *user_id,
+                        struct store_profile **list, size_t *n)
+{
+    struct store_list l = {NULL, 0, 0, sizeof(struct store_profile),
+                           row_profile};
+    int r;
+
+    if (list == NULL || n == NULL) {
+        return ERR_INVALID;
+    }
+    /* IN (... UNION ...) yields each profile once, however many ways it
+     * reaches the user. */
+    r = store_child_list(st, store_user_exists, user_id, "user profiles",
+                         "SELECT " PROFILE_COLS
+                         " FROM profiles p WHERE p.id IN ("
+                         " SELECT profile_id FROM profile_assignments"
+                         "  WHERE user_id = $1"
+                         " UNION"
+                         " SELECT pa.profile_id FROM profile_assignments pa"
+                         "  JOIN group_members m ON m.group_id = pa.group_id"
+                         "  WHERE m.user_id = $1)"
+                         " ORDER BY p.name",
+                         &l, NULL);
+    *list = l.items;
+    *n = l.n;
+    return r;
+}

@@ -1,0 +1,191 @@
+/*
+ * Tunnels (agents.h): definitions of ports on an agent's side that the
+ * server listens for while the agent is online, and the listener state the
+ * server writes back. A tunnel ID is a UUID made here; a tunnel goes with
+ * its agent by cascade, and one whose agent is missing is ERR_NOT_FOUND
+ * (the foreign key).
+ */
+#include "store/agents.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/util.h"
+#include "store/db.h"
+#include "store/store_internal.h"
+
+/* --- tunnels ------------------------------------------------------------- */
+
+#define TUNNEL_SELECT                                                          \
+    "SELECT id, agent_id, protocol, remote_host, remote_port, local_port,"     \
+    " acl, idle_minutes, created_by, created_at, state, last_used"             \
+    " FROM tunnels"
+
+static int tunnel_fill(struct db_stmt *s, void *item)
+{
+    struct store_tunnel *t = item;
+    char proto[8];
+
+    store_col_text(s, 0, t->id, sizeof(t->id));
+    store_col_text(s, 1, t->agent_id, sizeof(t->agent_id));
+    store_col_text(s, 2, proto, sizeof(proto));
+    t->udp = strcmp(proto, "udp") == 0;
+    store_col_text(s, 3, t->remote_host, sizeof(t->remote_host));
+    t->remote_port = db_col_int(s, 4);
+    t->local_port = db_col_int(s, 5);
+    store_col_text(s, 6, t->acl, sizeof(t->acl));
+    t->idle_minutes = db_col_int(s, 7);
+    store_col_text(s, 8, t->created_by, sizeof(t->created_by));
+    t->created_at = db_col_int64(s, 9);
+    store_col_text(s, 10, t->state, sizeof(t->state));
+    t->last_used = db_col_int64(s, 11);
+    return ERR_OK;
+}
+
+int store_tunnel_add(struct store *st, struct store_tunnel *t)
+{
+    int r;
+
+    if (t == NULL) {
+        return ERR_INVALID;
+    }
+    if (strnlen(t->agent_id, sizeof(t->agent_id)) == sizeof(t->agent_id)) {
+        return ERR_TOO_LONG;
+    }
+    if (!store_agent_id_valid(t->agent_id) || t->remote_port < 1 ||
+        t->remote_port > 65535 || t->local_port < 1 || t->local_port > 65535 ||
+        t->idle_minutes < 0 || t->created_at <= 0) {
+        return ERR_INVALID;
+    }
+    if ((r = STORE_FIELD_TEXT(t->remote_host, true)) != ERR_OK ||
+        (r = STORE_FIELD_TEXT(t->acl, true)) != ERR_OK ||
+        (r = STORE_FIELD_TEXT(t->created_by, false)) != ERR_OK) {
+        return r;
+    }
+    util_uuid4(t->id);
+    t->state[0] = '\0';
+    t->last_used = 0;
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+        return r;
+    }
+    /* A missing agent fails the foreign key: ERR_NOT_FOUND. A local port
+     * taken by a tunnel of the same protocol fails the unique index:
+     * ERR_EXISTS. */
+    r = store_run(
+        st, "tunnel add",
+        "INSERT INTO tunnels (id, agent_id, protocol, remote_host,"
+        " remote_port, local_port, acl, idle_minutes, created_by, created_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        NULL, "ttttiititi", t->id, t->agent_id, t->udp ? "udp" : "tcp",
+        t->remote_host, (int64_t)t->remote_port, (int64_t)t->local_port, t->acl,
+        (int64_t)t->idle_minutes, t->created_by, t->created_at);
+    r = store_tx_end(st, r);
+    if (r != ERR_OK) {
+        t->id[0] = '\0';
+    }
+    return r;
+}
+
+int store_tunnel_get(struct store *st, const char *id, struct store_tunnel *out)
+{
+    char nid[STORE_ID_MAX + 1];
+
+    /* id may point into out */
+    if (id == NULL || !store_id_norm(id, nid)) {
+        memset(out, 0, sizeof(*out));
+        return ERR_NOT_FOUND;
+    }
+    memset(out, 0, sizeof(*out));
+    return store_get_one(st, "tunnel get", TUNNEL_SELECT " WHERE id = $1", nid,
+                         tunnel_fill, out);
+}
+
+int store_tunnel_list(struct store *st, const char *agent_id,
+                      struct store_tunnel **list, size_t *n)
+{
+    void *items = NULL;
+    int r;
+
+    *list = NULL;
+    *n = 0;
+    if (agent_id != NULL && !store_agent_id_valid(agent_id)) {
+        return ERR_OK; /* no such agent: no tunnels */
+    }
+    r = store_list_query(st, "tunnel list",
+                         TUNNEL_SELECT " WHERE $1 IS NULL OR agent_id = $1"
+                                       " ORDER BY local_port, protocol, id",
+                         sizeof(struct store_tunnel), tunnel_fill, NULL, &items,
+                         n, "t", agent_id);
+    *list = items;
+    return r;
+}
+
+void store_tunnel_list_free(struct store_tunnel *list, size_t n)
+{
+    (void)n;
+    free(list);
+}
+
+int store_tunnel_set_acl(struct store *st, const char *id, const char *acl)
+{
+    char nid[STORE_ID_MAX + 1];
+    int r;
+
+    if ((r = store_check_text(acl, TUNNEL_ACL_MAX, true)) != ERR_OK) {
+        return r;
+    }
+    if (id == NULL || !store_id_norm(id, nid)) {
+        return ERR_NOT_FOUND;
+    }
+    return store_update_one(st, "tunnel acl",
+                            "UPDATE tunnels SET acl = $1 WHERE id = $2", "tt",
+                            acl, nid);
+}
+
+int store_tunnel_set_state(struct store *st, const char *id, const char *state)
+{
+    char nid[STORE_ID_MAX + 1];
+    int r;
+
+    if ((r = store_check_text(state, TUNNEL_STATE_MAX, false)) != ERR_OK) {
+        return r;
+    }
+    if (id == NULL || !store_id_norm(id, nid)) {
+        return ERR_NOT_FOUND;
+    }
+    return store_update_one(st, "tunnel state",
+                            "UPDATE tunnels SET state = $1 WHERE id = $2", "tt",
+                            state != NULL ? state : "", nid);
+}
+
+int store_tunnel_touch(struct store *st, const char *id, int64_t when)
+{
+    char nid[STORE_ID_MAX + 1];
+    int r, changes = 0;
+
+    if (id == NULL || !store_id_norm(id, nid)) {
+        return ERR_NOT_FOUND;
+    }
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+        return r;
+    }
+    r = store_run(st, "tunnel touch",
+                  "UPDATE tunnels SET last_used = $1 WHERE id = $2", &changes,
+                  "it", when, nid);
+    if (r == ERR_OK && changes == 0) {
+        r = ERR_NOT_FOUND;
+    }
+    return store_tx_end(st, r);
+}
+
+int store_tunnel_delete(struct store *st, const char *id)
+{
+    char nid[STORE_ID_MAX + 1];
+
+    if (id == NULL || !store_id_norm(id, nid)) {
+        return ERR_NOT_FOUND;
+    }
+    return store_update_one(st, "tunnel delete",
+                            "DELETE FROM tunnels WHERE id = $1", "t", nid);
+}

@@ -1,0 +1,407 @@
+/*
+ * Unit tests of the store's database driver (src/store/db.h), the layer a
+ * second backend implements: parameters spelt $1, $2, ... bind the same
+ * values as PostgreSQL would (SQLite numbers "$N" names in order of first
+ * appearance, so the driver refuses any other order or spelling), typed
+ * binds and column getters with NULLs, the error mapping the store's
+ * refusals rely on (unique -> ERR_EXISTS, foreign key -> ERR_NOT_FOUND),
+ * transactions, and the fork guard.
+ *
+ * The database is a fresh SQLite file per test, or the location
+ * PORTCULLIS_TEST_STORE names (as in store_fx.h).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "store/db.h"
+
+struct dfx {
+    char dir[64];
+    char path[512];
+    bool file;
+    struct db *db;
+};
+
+static void dfx_rm(const struct dfx *f)
+{
+    static const char *const sfx[] = {"", "-wal", "-shm", "-journal"};
+    char p[sizeof(f->path) + 16];
+
+    for (size_t i = 0; f->file && i < sizeof(sfx) / sizeof(sfx[0]); i++) {
+        snprintf(p, sizeof(p), "%s%s", f->path, sfx[i]);
+        unlink(p);
+    }
+    rmdir(f->dir);
+}
+
+static int setup(void **state)
+{
+    struct dfx *f = calloc(1, sizeof(*f));
+    const char *loc = getenv("PORTCULLIS_TEST_STORE");
+
+    if (f == NULL) {
+        return -1;
+    }
+    snprintf(f->dir, sizeof(f->dir), "/tmp/test_store_db.XXXXXX");
+    if (mkdtemp(f->dir) == NULL) {
+        free(f);
+        return -1;
+    }
+    if (loc != NULL && loc[0] != '\0') {
+        snprintf(f->path, sizeof(f->path), "%s", loc);
+    } else {
+        snprintf(f->path, sizeof(f->path), "%s/driver.db", f->dir);
+        f->file = true;
+    }
+    if (db_open(f->path, &f->db) != ERR_OK ||
+        db_exec(f->db, "tables",
+                "CREATE TABLE drv_parent (id TEXT PRIMARY KEY);"
+                "CREATE TABLE drv_t (a TEXT UNIQUE, b BIGINT, c BLOB,"
+                " p TEXT REFERENCES drv_parent(id))") != ERR_OK) {
+        db_close(f->db);
+        dfx_rm(f);
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct dfx *f = *state;
+
+    (void)db_exec(f->db, "drop", "DROP TABLE drv_t; DROP TABLE drv_parent");
+    db_close(f->db);
+    dfx_rm(f);
+    free(f);
+    return 0;
+}
+
+static struct db *D(void **state)
+{
+    return ((struct dfx *)*state)->db;
+}
+
+/* Runs a statement with text parameters and no result rows. */
+static int run_text(struct db *db, const char *sql, int n, const char *v1,
+                    const char *v2)
+{
+    struct db_stmt *s = NULL;
+    bool row = false;
+    int r;
+
+    if ((r = db_prepare(db, "test", sql, &s)) != ERR_OK) {
+        return r;
+    }
+    if (n >= 1 && r == ERR_OK) {
+        r = db_bind_text(s, 1, v1);
+    }
+    if (n >= 2 && r == ERR_OK) {
+        r = db_bind_text(s, 2, v2);
+    }
+    if (r == ERR_OK) {
+        r = db_step(s, &row);
+    }
+    db_finalize(s);
+    return r;
+}
+
+/* "$1 ... $2 ... $1" binds as numbered: the value of $1 comes back twice
+ * and in the right places, as PostgreSQL binds it. */
+static void test_dollar_params_bind_by_number(void **state)
+{
+    struct db_stmt *s = NULL;
+    bool row = false;
+    size_t len = 0;
+
+    assert_int_equal(
+        db_prepare(D(state), "test", "SELECT $1, $2, $1 || $2, $1", &s),
+        ERR_OK);
+    assert_int_equal(db_param_count(s), 2);
+    assert_int_equal(db_bind_text(s, 1, "one"), ERR_OK);
+    assert_int_equal(db_bind_text(s, 2, "two"), ERR_OK);
+    assert_int_equal(db_step(s, &row), ERR_OK);
+    assert_true(row);
+    assert_string_equal(db_col_text(s, 0, &len), "one");
+    assert_int_equal(len, 3);
+    assert_string_equal(db_col_text(s, 1, NULL), "two");
+    assert_string_equal(db_col_text(s, 2, NULL), "onetwo");
+    assert_string_equal(db_col_text(s, 3, NULL), "one");
+    assert_int_equal(db_step(s, &row), ERR_OK);
+    assert_false(row);
+    db_finalize(s);
+
+    /* Ten and more: "$10" is its own parameter, not "$1" and a "0". */
+    assert_int_equal(db_prepare(D(state), "test",
+                                "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9,"
+                                " $10, $11",
+                                &s),
+                     ERR_OK);
+    assert_int_equal(db_param_count(s), 11);
+    for (int i = 1; i <= 11; i++) {
+        assert_int_equal(db_bind_int64(s, i, 100 + i), ERR_OK);
+    }
+    assert_int_equal(db_step(s, &row), ERR_OK);
+    assert_true(row);
+    for (int i = 0; i < 11; i++) {
+        assert_int_equal(db_col_int64(s, i), 101 + i);
+    }
+    db_finalize(s);
+}
+
+/* Every spelling that could bind differently on the other database is
+ * refused before it runs. */
+static void test_other_param_spellings_refused(void **state)
+{
+    static const char *const bad[] = {
+        "SELECT ?",
+        "SELECT ?1",
+        "SELECT :a",
+        "SELECT @a",
+        "SELECT $2, $1",       /* SQLite would bind $2 first */
+        "SELECT $1, $3",       /* a gap */
+        "SELECT $a",           /* a name, not a number */
+        "SELECT $1, ?",        /* mixed */
+        "SELECT $1 WHERE $02", /* "$02" is not "$2" */
+    };
+    struct db_stmt *s = NULL;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int r = db_prepare(D(state), "test", bad[i], &s);
+
+        if (r != ERR_INTERNAL || s != NULL) {
+            fail_msg("\"%s\": %d, want ERR_INTERNAL", bad[i], r);
+        }
+    }
+    /* No parameters at all is fine. */
+    assert_int_equal(db_prepare(D(state), "test", "SELECT 1", &s), ERR_OK);
+    assert_int_equal(db_param_count(s), 0);
+    db_finalize(s);
+    db_finalize(NULL);
+}
+
+static void test_binds_and_columns(void **state)
+{
+    static const uint8_t blob[] = {0, 1, 2, 0xff, 0};
+    struct db_stmt *s = NULL;
+    bool row = false;
+    size_t len = 99;
+    const void *p;
+
+    assert_int_equal(db_prepare(D(state), "test",
+                                "INSERT INTO drv_t (a, b, c) VALUES ($1, $2,"
+                                " $3)",
+                                &s),
+                     ERR_OK);
+    assert_int_equal(db_bind_text(s, 1, "x"), ERR_OK);
+    assert_int_equal(db_bind_int64(s, 2, INT64_MAX), ERR_OK);
+    assert_int_equal(db_bind_blob(s, 3, blob, sizeof(blob)), ERR_OK);
+    assert_int_equal(db_step(s, &row), ERR_OK);
+    assert_false(row);
+    assert_int_equal(db_changes(s), 1);
+    db_finalize(s);
+
+    /* NULL text, empty blob and an explicit NULL all store SQL NULL. */
+    assert_int_equal(db_prepare(D(state), "test",
+                                "INSERT INTO drv_t (a, b, c) VALUES ($1, $2,"
+                                " $3)",
+                                &s),
+                     ERR_OK);
+    assert_int_equal(db_bind_text(s, 1, NULL), ERR_OK);
+    assert_int_equal(db_bind_null(s, 2), ERR_OK);
+    assert_int_equal(db_bind_blob(s, 3, blob, 0), ERR_OK);
+    assert_int_equal(db_step(s, &row), ERR_OK);
+    db_finalize(s);
+
+    assert_int_equal(db_prepare(D(state), "test",
+                                "SELECT a, b, c FROM drv_t ORDER BY b DESC",
+                                &s),
+                     ERR_OK);
+    assert_int_equal(db_step(s, &row), ERR_OK);
+    assert_true(row);
+    assert_false(db_col_null(s, 0));
+    assert_string_equal(db_col_text(s, 0, NULL), "x");
+    assert_true(db_col_int64(s, 1) == INT64_MAX);
+    p = db_col_blob(s, 2, &len);
+    assert_int_equal(len, sizeof(blob));
+    assert_memory_equal(p, blob, sizeof(blob));
+    assert_int_equal(db_step(s, &row), ERR_OK);
+    assert_true(row);
+    assert_true(db_col_null(s, 0));
+    assert_null(db_col_text(s, 0, &len));
+    assert_int_equal(len, 0);
+    assert_true(db_col_null(s, 1));
+    assert_int_equal(db_col_int64(s, 1), 0);
+    assert_int_equal(db_col_int(s, 1), 0);
+    assert_null(db_col_blob(s, 2, &len));
+    assert_int_equal(len, 0);
+    assert_int_equal(db_step(s, &row), ERR_OK);
+    assert_false(row);
+    db_finalize(s);
+}
+
+/* The error mapping the store's refusals are built on. */
+static void test_error_mapping(void **state)
+{
+    struct db *db = D(state);
+    struct db_stmt *s = NULL;
+
+    assert_int_equal(
+        run_text(db, "INSERT INTO drv_t (a) VALUES ($1)", 1, "dup", NULL),
+        ERR_OK);
+    assert_int_equal(
+        run_text(db, "INSERT INTO drv_t (a) VALUES ($1)", 1, "dup", NULL),
+        ERR_EXISTS);
+    assert_int_equal(
+        run_text(db, "INSERT INTO drv_parent (id) VALUES ($1)", 1, "p1", NULL),
+        ERR_OK);
+    assert_int_equal(
+        run_text(db, "INSERT INTO drv_parent (id) VALUES ($1)", 1, "p1", NULL),
+        ERR_EXISTS); /* a primary key */
+    assert_int_equal(run_text(db, "INSERT INTO drv_t (a, p) VALUES ($1, $2)", 2,
+                              "child", "no-such-parent"),
+                     ERR_NOT_FOUND);
+    assert_int_equal(run_text(db, "INSERT INTO drv_t (a, p) VALUES ($1, $2)", 2,
+                              "child", "p1"),
+                     ERR_OK);
+    /* Anything else is ERR_STORE. */
+    assert_int_equal(db_prepare(db, "test", "SELECT * FROM no_such_table", &s),
+                     ERR_STORE);
+    assert_null(s);
+    assert_int_equal(db_exec(db, "test", "NOT SQL AT ALL"), ERR_STORE);
+}
+
+static int64_t count_rows(struct db *db)
+{
+    struct db_stmt *s = NULL;
+    bool row = false;
+    int64_t n = -1;
+
+    assert_int_equal(db_prepare(db, "test", "SELECT COUNT(*) FROM drv_t", &s),
+                     ERR_OK);
+    assert_int_equal(db_step(s, &row), ERR_OK);
+    assert_true(row);
+    n = db_col_int64(s, 0);
+    db_finalize(s);
+    return n;
+}
+
+static void test_transactions(void **state)
+{
+    struct db *db = D(state);
+    struct db_stmt *s = NULL;
+    bool row = false;
+
+    assert_int_equal(db_begin(db, true), ERR_OK);
+    assert_int_equal(
+        run_text(db, "INSERT INTO drv_t (a) VALUES ($1)", 1, "gone", NULL),
+        ERR_OK);
+    db_rollback(db);
+    assert_int_equal(count_rows(db), 0);
+
+    assert_int_equal(db_begin(db, true), ERR_OK);
+    assert_int_equal(
+        run_text(db, "INSERT INTO drv_t (a) VALUES ($1)", 1, "kept", NULL),
+        ERR_OK);
+    assert_int_equal(
+        run_text(db, "INSERT INTO drv_t (a) VALUES ($1)", 1, "kept2", NULL),
+        ERR_OK);
+    assert_int_equal(db_commit(db), ERR_OK);
+    assert_int_equal(count_rows(db), 2);
+    db_rollback(db); /* harmless outside a transaction */
+
+    /* changes counts the rows an UPDATE touched. */
+    assert_int_equal(db_begin(db, true), ERR_OK);
+    assert_int_equal(
+        db_prepare(db, "test", "UPDATE drv_t SET b = $1 WHERE a LIKE $2", &s),
+        ERR_OK);
+    assert_int_equal(db_bind_int64(s, 1, 7), ERR_OK);
+    assert_int_equal(db_bind_text(s, 2, "kept%"), ERR_OK);
+    assert_int_equal(db_step(s, &row), ERR_OK);
+    assert_int_equal(db_changes(s), 2);
+    db_finalize(s);
+    assert_int_equal(db_commit(db), ERR_OK);
+
+    /* A read transaction reads. */
+    assert_int_equal(db_begin(db, false), ERR_OK);
+    assert_int_equal(count_rows(db), 2);
+    assert_int_equal(db_commit(db), ERR_OK);
+}
+
+static void test_location(void **state)
+{
+    struct dfx *f = *state;
+    struct db *mem = NULL;
+
+    if (f->file) {
+        /* The audit key lives beside this file. */
+        const char *loc = db_location(f->db);
+
+        assert_non_null(loc);
+        assert_non_null(strstr(loc, "driver.db"));
+    }
+    assert_int_equal(db_open(":memory:", &mem), ERR_OK);
+    assert_string_equal(db_location(mem), "");
+    db_close(mem);
+    db_close(NULL);
+    assert_int_equal(db_open("", &mem), ERR_INVALID);
+    assert_null(mem);
+    assert_int_equal(db_open("/nonexistent-dir/x/y.db", &mem), ERR_IO);
+    assert_null(mem);
+}
+
+/* A connection inherited across fork is refused in the child. */
+static void test_fork_guard(void **state)
+{
+    struct db *db = D(state);
+    pid_t pid;
+    int status = 0;
+
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct db_stmt *s = NULL;
+        int ok = db_begin(db, false) == ERR_STORE &&
+                 db_prepare(db, "test", "SELECT 1", &s) == ERR_STORE &&
+                 db_exec(db, "test", "SELECT 1") == ERR_STORE &&
+                 db_location(db) == NULL;
+
+        db_close(db); /* frees only the struct in the child */
+        _exit(ok ? 0 : 1);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(count_rows(db), 0); /* the parent's still works */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_dollar_params_bind_by_number,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_param_spellings_refused,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_binds_and_columns, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_error_mapping, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_location, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fork_guard, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
