@@ -61,8 +61,9 @@ int store_role_parse(const char *s);  /* ROLE_* or -1 */
 
 enum store_native { NATIVE_DENY = 0, NATIVE_ALLOW = 1, NATIVE_RECORD = 2 };
 const char *store_native_str(int native);
-/* A route an asset may have: "direct" or "agent:ID" (ID as an agent
- * announces it). Peer routes ("peer:NAME") come with peer nodes. */
+/* A route an asset may have: "direct", "agent:ID" (ID as an agent
+ * announces it) or "peer:NAME" (a peer node, store/peers.h); IDs and
+ * names are 1-64 of A-Z a-z 0-9 . _ -. */
 bool store_route_valid(const char *route);
 int store_native_parse(const char *s); /* NATIVE_* or -1 */
 

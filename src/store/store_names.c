@@ -221,11 +221,16 @@ bool store_route_valid(const char *route)
     if (strcmp(route, "direct") == 0) {
         return true;
     }
-    if (strncmp(route, "agent:", 6) != 0) {
+    if (strncmp(route, "agent:", 6) == 0) {
+        id = route + 6;
+    } else if (strncmp(route, "peer:", 5) == 0) {
+        id = route + 5;
+    } else {
         return false;
     }
-    /* an agent ID: 1-64 of A-Z a-z 0-9 . _ - (docs/agent-protocol.md) */
-    for (id = route + 6; id[n] != '\0'; n++) {
+    /* an agent ID (docs/agent-protocol.md) or a peer's name: 1-64 of
+     * A-Z a-z 0-9 . _ - */
+    for (; id[n] != '\0'; n++) {
         char c = id[n];
 
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||

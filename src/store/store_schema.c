@@ -308,6 +308,23 @@ static const char store_schema_v6[] =
     " DEFAULT '';"
     "UPDATE agents SET bound_credential = credential_id;";
 
+/*
+ * Version 7: peer nodes (store/peers.h), the main node's side of SPEC
+ * section 7. The API token is sealed by the vault; via is "" or the
+ * "peer:NAME" route through which the peer's proxy is reached.
+ */
+static const char store_schema_v7[] =
+    "CREATE TABLE peers ("
+    " id TEXT PRIMARY KEY,"
+    " name TEXT NOT NULL UNIQUE,"
+    " host TEXT NOT NULL,"
+    " port INTEGER NOT NULL,"
+    " token_sealed BLOB NOT NULL,"
+    " tls_fingerprint TEXT NOT NULL DEFAULT '',"
+    " plain_http INTEGER NOT NULL DEFAULT 0,"
+    " via TEXT NOT NULL DEFAULT '',"
+    " created_at INTEGER NOT NULL);";
+
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},
     {2, store_schema_v2, STORE_HOOK_NONE},
@@ -315,6 +332,7 @@ const struct store_migration store_migrations[] = {
     {4, store_schema_v4, STORE_HOOK_NONE},
     {5, store_schema_v5, STORE_HOOK_NONE},
     {6, store_schema_v6, STORE_HOOK_NONE},
+    {7, store_schema_v7, STORE_HOOK_NONE},
 };
 
 const size_t store_migrations_count =
