@@ -160,7 +160,9 @@ static int daemon_start_services(struct daemon *d)
         (d->routes = routes_new(d->loop, d->cfg, d->hub)) == NULL) {
         return r ? r : ERR_NOMEM;
     }
-    /* the monitor's CONNECT reaches assets directly or through agents */
+    /* the monitor's CONNECT reaches assets directly, through agents or
+     * through peer nodes */
+    routes_set_store(d->routes, m->store, m->vault);
     m->routes = d->routes;
     /* one cap on password checks, one lockout table */
     http_share_auth(d->http, m->hashes, m->lockout);

@@ -23,9 +23,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "common/err.h"
 #include "common/loop.h"
+#include "common/vault.h"
 #include "hub/hub.h"
+#include "route/peer_link.h"
+#include "store/peers.h"
 
 struct route_resolve {
     struct route_req *rq; /* NULL once the request no longer waits */
@@ -45,6 +50,15 @@ struct route_req {
     /* agent */
     struct hub_req *hub_req; /* until the hub calls back */
     int agent_fd;            /* our end of the socketpair, -1 if none */
+    /* peer */
+    struct route_req *sub;  /* the way to the peer's proxy, until it is */
+    struct peer_link *link; /* TLS and CONNECT through it, until answered */
+    char *token;            /* the peer's API token (wiped, freed) */
+    struct store_peer *peer;
+    char dest_host[STORE_HOST_MAX + 1];
+    int dest_port;
+    /* while route_connect runs the connector: cleared when rq ends */
+    bool *alive;
 };
 
 struct routes {
@@ -52,8 +66,11 @@ struct routes {
     const struct config *cfg;
     struct hub *hub;
     struct route_req *reqs;
-    /* the request whose connector is running, until it finishes */
-    struct route_req *starting;
+    /* peer routes: the store (peers), the vault (their tokens), and the
+     * links through their proxies */
+    struct store *store;
+    const struct vault *vault;
+    struct peer_links *links;
 };
 
 /* One row per route kind. */
@@ -78,8 +95,8 @@ static void route_finish(struct route_req *rq, int fd, const char *why)
     route_done_fn fn = rq->fn;
     void *arg = rq->arg;
 
-    if (rq->rs->starting == rq) {
-        rq->rs->starting = NULL; /* route_connect returns NULL */
+    if (rq->alive != NULL) {
+        *rq->alive = false; /* route_connect returns NULL */
     }
     if (rq->pprev != NULL) {
         *rq->pprev = rq->next;
@@ -341,6 +358,190 @@ static bool route_agent_id_ok(const char *id)
     return n >= 1 && n <= 64;
 }
 
+/* --- peer:NAME: through another node's CONNECT proxy ------------------ */
+
+#define ROUTE_PEER_DEPTH 8
+
+static void route_peer_clear(struct route_req *rq)
+{
+    if (rq->token != NULL) {
+        sodium_memzero(rq->token, strlen(rq->token));
+        free(rq->token);
+        rq->token = NULL;
+    }
+    if (rq->peer != NULL) {
+        sodium_memzero(rq->peer, sizeof(*rq->peer));
+        free(rq->peer);
+        rq->peer = NULL;
+    }
+}
+
+static void route_peer_on_link(void *arg, const struct peer_link_result *res)
+{
+    struct route_req *rq = arg;
+
+    rq->link = NULL;
+    route_peer_clear(rq);
+    route_finish(rq, res->fd, res->why);
+}
+
+/* The way to the peer's proxy port is there (or not). */
+static void route_peer_on_sub(void *arg, int fd, const char *why)
+{
+    struct route_req *rq = arg;
+    struct store_peer *p = rq->peer;
+    struct peer_link_opts o;
+    char msg[600];
+
+    rq->sub = NULL;
+    if (fd < 0) {
+        snprintf(msg, sizeof(msg), "peer %s: cannot reach its proxy %s:%d: %s",
+                 p->name, p->host, p->port, why);
+        route_peer_clear(rq);
+        route_finish(rq, -1, msg);
+        return;
+    }
+    memset(&o, 0, sizeof(o));
+    o.peer = p->name;
+    o.sni = p->host;
+    o.token = rq->token;
+    o.plain_http = p->plain_http;
+    o.fingerprint = p->tls_fingerprint;
+    o.dest_host = rq->dest_host;
+    o.dest_port = rq->dest_port;
+    o.timeout_ms = rq->rs->cfg->connect_timeout_seconds * 1000;
+    rq->link = peer_link_start(rq->rs->links, fd, &o, route_peer_on_link, rq);
+}
+
+/* Walks the via chain from p: ERR_OK, or a loop, a missing peer or a
+ * chain too long, with why. */
+static int route_peer_chain(struct store *st, const struct store_peer *p,
+                            char *why, size_t whylen)
+{
+    char seen[ROUTE_PEER_DEPTH + 1][PEER_NAME_MAX + 1], path[600];
+    struct store_peer *cur = malloc(sizeof(*cur));
+    size_t n = 0, i, used = 0;
+    int r = ERR_OK;
+
+    if (cur == NULL) {
+        snprintf(why, whylen, "out of memory");
+        return ERR_NOMEM;
+    }
+    *cur = *p;
+    for (;;) {
+        snprintf(seen[n++], sizeof(seen[0]), "%s", cur->name);
+        if (cur->via[0] == '\0') {
+            break;
+        }
+        if (strncmp(cur->via, "peer:", 5) != 0) {
+            snprintf(why, whylen, "peer %s: via '%s' is not a peer route",
+                     cur->name, cur->via);
+            r = ERR_INVALID;
+            break;
+        }
+        for (i = 0; i < n; i++) {
+            if (strcmp(seen[i], cur->via + 5) == 0) {
+                break;
+            }
+        }
+        if (i < n || n > ROUTE_PEER_DEPTH) {
+            used = 0;
+            for (i = 0; i < n && used < sizeof(path); i++) {
+                used += (size_t)snprintf(path + used, sizeof(path) - used,
+                                         "%s -> ", seen[i]);
+            }
+            snprintf(why, whylen,
+                     n > ROUTE_PEER_DEPTH
+                         ? "peer route through more than %d peers: %s%s"
+                         : "peer route loop%.0d: %s%s",
+                     ROUTE_PEER_DEPTH, used < sizeof(path) ? path : "",
+                     cur->via + 5);
+            r = ERR_INVALID;
+            break;
+        }
+        char next[PEER_NAME_MAX + 1];
+
+        snprintf(next, sizeof(next), "%s", cur->via + 5);
+        if (store_peer_get(st, next, cur) != ERR_OK) {
+            snprintf(why, whylen,
+                     "peer %.64s: its via peer '%.64s' is not "
+                     "configured",
+                     seen[n - 1], next);
+            r = ERR_NOT_FOUND;
+            break;
+        }
+    }
+    sodium_memzero(cur, sizeof(*cur));
+    free(cur);
+    return r;
+}
+
+static void route_peer_connect(struct route_req *rq, const char *host, int port,
+                               const char *orig_ip, int orig_port)
+{
+    struct routes *rs = rq->rs;
+    struct store_peer *p;
+    struct route sub;
+    char ad[VAULT_AD_MAX], why[600];
+    uint8_t *plain = NULL;
+    size_t plen = 0;
+    struct route_req *h;
+
+    if (rs->store == NULL || rs->vault == NULL || rs->links == NULL) {
+        route_finish(rq, -1, "peer routes are not available here");
+        return;
+    }
+    if ((p = rq->peer = calloc(1, sizeof(*p))) == NULL) {
+        route_finish(rq, -1, "out of memory");
+        return;
+    }
+    if (store_peer_get(rs->store, rq->name, p) != ERR_OK) {
+        snprintf(why, sizeof(why), "peer '%s' is not configured here",
+                 rq->name);
+        route_peer_clear(rq);
+        route_finish(rq, -1, why);
+        return;
+    }
+    if (route_peer_chain(rs->store, p, why, sizeof(why)) != ERR_OK ||
+        route_parse(p->via, &sub, why, sizeof(why)) != ERR_OK) {
+        route_peer_clear(rq);
+        route_finish(rq, -1, why);
+        return;
+    }
+    vault_ad(ad, VAULT_AD_PEER_TOKEN, p->id);
+    if (vault_open(rs->vault, ad, p->token_sealed, p->token_sealed_len, &plain,
+                   &plen) != ERR_OK ||
+        (rq->token = strndup((const char *)plain, plen)) == NULL) {
+        vault_secret_free(plain, plen);
+        snprintf(why, sizeof(why), "peer %s: its token does not open", p->name);
+        route_peer_clear(rq);
+        route_finish(rq, -1, why);
+        return;
+    }
+    vault_secret_free(plain, plen);
+    snprintf(rq->dest_host, sizeof(rq->dest_host), "%s", host);
+    rq->dest_port = port;
+    /* the proxy's port, directly or through the peer in front of it */
+    h = route_connect(rs, &sub, p->host, p->port, orig_ip, orig_port,
+                      route_peer_on_sub, rq);
+    if (h != NULL) {
+        rq->sub = h;
+    }
+}
+
+static void route_peer_cancel(struct route_req *rq)
+{
+    if (rq->sub != NULL) {
+        route_cancel(rq->sub);
+        rq->sub = NULL;
+    }
+    if (rq->link != NULL) {
+        peer_link_cancel(rq->link);
+        rq->link = NULL;
+    }
+    route_peer_clear(rq);
+}
+
 /* --- the table --- */
 
 static const struct route_kind route_kinds[] = {
@@ -348,6 +549,9 @@ static const struct route_kind route_kinds[] = {
      route_direct_cancel},
     {"agent", "agent:", true, route_agent_id_ok, route_agent_connect,
      route_agent_cancel},
+    /* a peer's name has an agent ID's syntax */
+    {"peer", "peer:", true, route_agent_id_ok, route_peer_connect,
+     route_peer_cancel},
 };
 
 int route_parse(const char *text, struct route *out, char *why, size_t whylen)
@@ -404,8 +608,19 @@ struct routes *routes_new(struct loop *loop, const struct config *cfg,
         rs->loop = loop;
         rs->cfg = cfg;
         rs->hub = hub;
+        if ((rs->links = peer_links_new(loop)) == NULL) {
+            free(rs);
+            return NULL;
+        }
     }
     return rs;
+}
+
+void routes_set_store(struct routes *rs, struct store *st,
+                      const struct vault *v)
+{
+    rs->store = st;
+    rs->vault = v;
 }
 
 void routes_free(struct routes *rs)
@@ -416,6 +631,7 @@ void routes_free(struct routes *rs)
     while (rs->reqs != NULL) {
         route_cancel(rs->reqs);
     }
+    peer_links_free(rs->links);
     free(rs);
 }
 
@@ -423,8 +639,8 @@ struct route_req *route_connect(struct routes *rs, const struct route *rt,
                                 const char *host, int port, const char *orig_ip,
                                 int orig_port, route_done_fn fn, void *arg)
 {
-    struct route_req *rq, *head, *outer;
-    bool pending;
+    struct route_req *rq, *head;
+    bool pending, alive;
 
     if (rt->kind == NULL) {
         fn(arg, -1, "unsupported route");
@@ -449,12 +665,16 @@ struct route_req *route_connect(struct routes *rs, const struct route *rt,
     rq->pprev = &rs->reqs;
     rs->reqs = rq;
     /* The connector may finish (and free) rq before it returns:
-     * route_finish then clears rs->starting. */
-    outer = rs->starting;
-    rs->starting = rq;
+     * route_finish then clears alive (a flag of this call's own, so a
+     * connector that starts a request of its own, as peer routes do,
+     * cannot confuse the two). */
+    alive = true;
+    rq->alive = &alive;
     rt->kind->connect(rq, host, port, orig_ip, orig_port);
-    pending = rs->starting == rq;
-    rs->starting = outer;
+    pending = alive;
+    if (pending) {
+        rq->alive = NULL;
+    }
     return pending ? rq : NULL;
 }
 
@@ -464,8 +684,8 @@ void route_cancel(struct route_req *rq)
         return;
     }
     rq->kind->cancel(rq);
-    if (rq->rs->starting == rq) {
-        rq->rs->starting = NULL;
+    if (rq->alive != NULL) {
+        *rq->alive = false;
     }
     *rq->pprev = rq->next;
     if (rq->next != NULL) {

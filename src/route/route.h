@@ -8,9 +8,14 @@
  *                within [ssh] connect_timeout_seconds
  *   "agent:ID"   a stream through the connected agent ID (hub/); the
  *                hub and the agent have their own deadlines
+ *   "peer:NAME"  through the peer node NAME's CONNECT proxy
+ *                (route/peer_link.h): its proxy port is reached directly
+ *                or, when the peer has a via, along that route (a
+ *                segment behind a segment; loops are refused), then TLS
+ *                with its pinned certificate and CONNECT with its token
  *
- * Peer and cluster routes ("peer:NAME") are one more row in that table:
- * a prefix, the syntax of its name and a connect function.
+ * Cluster routes are one more row in that table: a prefix, the syntax of
+ * its name and a connect function.
  *
  * The caller (the monitor's CONNECT, sshproxy/monitor.c) neither parses
  * route strings nor knows the hub: it parses an asset's route once with
@@ -52,8 +57,13 @@ const char *route_kind_name(const struct route *rt);
  * outlive the routes. */
 struct routes *routes_new(struct loop *loop, const struct config *cfg,
                           struct hub *hub);
-/* Cancels every request still pending (calling no callbacks); NULL is a
- * no-op. */
+/* Peer routes ("peer:NAME", store/peers.h) read the peer from st and open
+ * its sealed token with v; without them they fail with a clear line. */
+struct vault;
+void routes_set_store(struct routes *rs, struct store *st,
+                      const struct vault *v);
+/* Cancels every request still pending (calling no callbacks) and closes
+ * every link through a peer; NULL is a no-op. */
 void routes_free(struct routes *rs);
 
 /* Called once per route_connect: fd >= 0 a connected stream socket,
