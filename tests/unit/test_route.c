@@ -78,7 +78,9 @@ static void test_parse_refuses(void **state)
     char text[300];
 
     (void)state;
-    refused("peer:node2", "not supported yet");
+    refused("node:node2", "not supported yet");
+    refused("peer:", "not a valid peer name: ''");
+    refused("peer:a b", "not a valid peer name: 'a b'");
     refused("cluster", "not supported yet");
     refused("Direct", "not supported yet");
     refused("direct ", "not supported yet");
@@ -103,9 +105,13 @@ static void test_parse_refuses(void **state)
         char why[200];
 
         /* the report row shows what the asset says */
-        assert_int_equal(route_parse("peer:node2", &rt, why, sizeof(why)),
+        assert_int_equal(route_parse("node:node2", &rt, why, sizeof(why)),
                          ERR_INVALID);
-        assert_string_equal(rt.text, "peer:node2");
+        assert_string_equal(rt.text, "node:node2");
+        assert_int_equal(route_parse("peer:plant-7", &rt, why, sizeof(why)),
+                         ERR_OK);
+        assert_string_equal(route_kind_name(&rt), "peer");
+        assert_string_equal(rt.name, "plant-7");
     }
 }
 
@@ -262,13 +268,20 @@ static void test_refused_route_does_not_connect(void **state)
     struct route rt;
     char why[200];
 
-    assert_int_equal(route_parse("peer:n2", &rt, why, sizeof(why)),
+    assert_int_equal(route_parse("node:n2", &rt, why, sizeof(why)),
                      ERR_INVALID);
     assert_null(route_connect(fx->rs, &rt, "127.0.0.1", 22, "192.0.2.9", 5555,
                               on_done, fx));
     assert_int_equal(fx->calls, 1);
     assert_int_equal(fx->fd, -1);
     assert_string_equal(fx->why, "unsupported route");
+    /* a peer route without the store (routes_set_store): one clear line */
+    assert_int_equal(route_parse("peer:n2", &rt, why, sizeof(why)), ERR_OK);
+    assert_null(route_connect(fx->rs, &rt, "127.0.0.1", 22, "192.0.2.9", 5555,
+                              on_done, fx));
+    assert_int_equal(fx->calls, 2);
+    assert_int_equal(fx->fd, -1);
+    assert_string_equal(fx->why, "peer routes are not available here");
 }
 
 /* Cancelled while resolving, and one left pending at routes_free: no
