@@ -99,15 +99,17 @@ def wait_port(port, timeout=15.0, proc=None, host="127.0.0.1"):
     return False
 
 
-def wait_listen(port, timeout=15.0, proc=None):
-    """Waits until something listens on 127.0.0.1:port, without connecting
-    to it (reads /proc/net/tcp). Fails early if proc exits first."""
+def wait_listen(port, timeout=15.0, proc=None, own_netns=False):
+    """Waits until something listens on port, without connecting to it
+    (reads /proc/net/tcp; with own_netns, proc's own namespace's table).
+    Fails early if proc exits first."""
     want = ":%04X" % port
     deadline = time.monotonic() + timeout
+    table = "/proc/%d/net/tcp" % proc.pid if own_netns else "/proc/net/tcp"
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             return False
-        with open("/proc/net/tcp") as f:
+        with open(table) as f:
             for line in f.readlines()[1:]:
                 fields = line.split()
                 if fields[1].endswith(want) and fields[3] == "0A":
@@ -636,9 +638,14 @@ class Portcullis:
         accepts connections."""
         assert self.proc is None, "already started"
         log = open(self.log_path, "ab")
+        cmd = [str(self.bin), "-c", str(self.conf), "serve"]
+        netns = getattr(self, "netns", None)
+        if netns is not None:
+            # a node inside a network namespace of the test's own
+            cmd = ["ip", "netns", "exec", netns] + cmd
         try:
             self.proc = subprocess.Popen(
-                [str(self.bin), "-c", str(self.conf), "serve"],
+                cmd,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True)
         finally:
@@ -646,7 +653,8 @@ class Portcullis:
         _live_servers.append(self)
         # Listening means accepting; a probe connection would only leave
         # a stray session child behind.
-        if not wait_listen(self.ssh_port, timeout, self.proc):
+        if not wait_listen(self.ssh_port, timeout, self.proc,
+                           own_netns=netns is not None):
             rc = self.proc.poll()
             tail = self.log_tail()
             self.stop()
