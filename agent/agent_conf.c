@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,14 +306,37 @@ int agent_conf_set(struct agent_conf *c, const char *key, const char *v,
     return r;
 }
 
+int agent_conf_parse_text(struct agent_conf *c, const char *text, size_t len,
+                          const char *path, char *why, size_t whylen)
+{
+    static char empty[] = "\n";
+    FILE *f;
+    int r;
+
+    if (memchr(text, '\0', len) != NULL) {
+        return conf_fail(why, whylen, "%s: not a text file", path);
+    }
+    /* (fmemopen wants one byte at least; it only reads here) */
+    f = fmemopen(len > 0 ? (void *)(uintptr_t)text : (void *)empty,
+                 len > 0 ? len : 1, "r");
+    if (f == NULL) {
+        return ERR_NOMEM;
+    }
+    c->secret_in_file = false;
+    r = config_read_lines(&agent_conf_schema, f, path, NULL, c, why, whylen);
+    if (r == ERR_IO) {
+        r = conf_fail(why, whylen, "%s: cannot read", path);
+    }
+    fclose(f);
+    return r;
+}
+
 int agent_conf_load(struct agent_conf *c, const char *path, char *why,
                     size_t whylen)
 {
-    static char empty[] = "\n";
     uint8_t *data = NULL;
     size_t len = 0;
     struct stat st;
-    FILE *f = NULL;
     int r;
 
     c->file = path;
@@ -322,21 +346,7 @@ int agent_conf_load(struct agent_conf *c, const char *path, char *why,
                          r == ERR_TOO_LONG ? "file too large"
                                            : strerror(errno ? errno : EIO));
     }
-    if (memchr(data, '\0', len) != NULL) {
-        r = conf_fail(why, whylen, "%s: not a text file", path);
-        goto out;
-    }
-    /* (fmemopen wants one byte at least) */
-    if ((f = fmemopen(len > 0 ? (void *)data : (void *)empty, len > 0 ? len : 1,
-                      "r")) == NULL) {
-        r = ERR_NOMEM;
-        goto out;
-    }
-    c->secret_in_file = false;
-    r = config_read_lines(&agent_conf_schema, f, path, NULL, c, why, whylen);
-    if (r == ERR_IO) {
-        r = conf_fail(why, whylen, "%s: cannot read", path);
-    }
+    r = agent_conf_parse_text(c, (const char *)data, len, path, why, whylen);
     if (r != ERR_OK) {
         goto out;
     }
@@ -345,11 +355,7 @@ int agent_conf_load(struct agent_conf *c, const char *path, char *why,
                  "run: chmod 600 %s",
                  path, (st.st_mode & 004) ? "others" : "its group", path);
     }
-    r = ERR_OK;
 out:
-    if (f != NULL) {
-        fclose(f);
-    }
     sodium_memzero(data, len);
     free(data);
     return r;

@@ -74,6 +74,10 @@ int agent_conf_set(struct agent_conf *c, const char *key, const char *value,
  * holds the credential and is readable by group or others. */
 int agent_conf_load(struct agent_conf *c, const char *path, char *why,
                     size_t whylen);
+/* The same from len bytes of text in memory (the fuzz target, tests);
+ * path names it in messages. Nothing is read from disk. */
+int agent_conf_parse_text(struct agent_conf *c, const char *text, size_t len,
+                          const char *path, char *why, size_t whylen);
 /* Parses argv: -c FILE first (loaded before the other flags apply), then
  * every flag. extra_keys: flags the caller handles itself (NULL-terminated
  * long names without "--", each taking a value), reported through
