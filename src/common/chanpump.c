@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "common/err.h"
 #include "common/frame.h"
 
@@ -75,15 +77,32 @@ void chanpump_init(struct chanpump *p, const struct chanpump_chan_ops *cops,
     p->chunk = chunk > 0 ? chunk : 1;
 }
 
+static size_t chanpump_up_cap(const struct chanpump *p)
+{
+    return p->dgram ? FRAME_HDR + FRAME_MAX_PAYLOAD : p->chunk;
+}
+
+/* Frees a buffer of cap bytes, wiped first when the bytes may be secret. */
+static void chanpump_drop(const struct chanpump *p, uint8_t **b, size_t cap)
+{
+    if (*b != NULL && p->wipe) {
+        sodium_memzero(*b, cap);
+    }
+    free(*b);
+    *b = NULL;
+}
+
 void chanpump_free(struct chanpump *p)
 {
     if (p == NULL) {
         return;
     }
-    free(p->dn);
+    chanpump_drop(p, &p->dn, p->chunk);
+    chanpump_drop(p, &p->up, chanpump_up_cap(p));
+    if (p->dec != NULL && p->wipe) {
+        sodium_memzero(p->dec, sizeof(*p->dec));
+    }
     free(p->dec);
-    free(p->up);
-    p->dn = p->up = NULL;
     p->dec = NULL;
     p->dg_ready = false;
     p->dn_len = p->dn_off = p->up_len = p->up_off = 0;
@@ -236,7 +255,7 @@ static int chanpump_dn_dgram(struct chanpump *p, bool *moved)
 
 static int chanpump_up(struct chanpump *p, bool *moved)
 {
-    size_t cap = p->dgram ? FRAME_HDR + FRAME_MAX_PAYLOAD : p->chunk;
+    size_t cap = chanpump_up_cap(p);
     uint32_t win;
     size_t want;
     ssize_t n;
@@ -346,17 +365,18 @@ int chanpump_run(struct chanpump *p, bool *moved)
 out:
     /* buffers only while bytes are in flight */
     if (p->dn != NULL && p->dn_off == p->dn_len) {
-        free(p->dn);
-        p->dn = NULL;
+        chanpump_drop(p, &p->dn, p->chunk);
         p->dn_off = p->dn_len = 0;
     }
     if (p->dec != NULL && !p->dg_ready && frame_dec_idle(p->dec)) {
+        if (p->wipe) {
+            sodium_memzero(p->dec, sizeof(*p->dec));
+        }
         free(p->dec);
         p->dec = NULL;
     }
     if (p->up != NULL && p->up_off == p->up_len) {
-        free(p->up);
-        p->up = NULL;
+        chanpump_drop(p, &p->up, chanpump_up_cap(p));
         p->up_off = p->up_len = 0;
     }
     if (moved != NULL) {

@@ -33,7 +33,8 @@
  *    local end's EOF reaches the channel (ssh_channel_send_eof) only
  *    after every byte read before it was written to the channel.
  * 5. Buffers exist only while bytes are in flight (a thousand idle
- *    streams cost no buffers).
+ *    streams cost no buffers), and are wiped when they may hold secrets
+ *    (wipe).
  *
  * Datagram mode (dgram): the channel carries UDP datagrams framed by the
  * one codec common/frame.h (a peer's bytes are untrusted either way, and
@@ -107,6 +108,8 @@ struct chanpump {
     const struct chanpump_local_ops *lops;
     void *l;
     bool dgram;   /* framed datagrams (common/frame.h) */
+    bool wipe;    /* buffers are wiped before they are freed (a terminal's
+                     keystrokes); set after chanpump_init */
     size_t chunk; /* bytes held per direction at most (byte streams) */
 
     /* noted by the owner's channel callbacks */
