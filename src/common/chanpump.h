@@ -1,9 +1,11 @@
 /*
  * chanpump: one SSH channel bridged to one local end (a connected socket,
- * a pipe, a datagram socket), both directions, with bounded memory. The
- * hub's streams to an agent (src/hub/hub_stream.c) and the agent's
- * streams to their targets (agent/stream.c) move their bytes with it;
- * the session child's channel-to-channel relay (src/sshproxy/relay.c)
+ * a datagram socket, the browser terminal's WebSocket), both directions,
+ * with bounded memory. The hub's streams to an agent
+ * (src/hub/hub_stream.c), the agent's streams to their targets
+ * (agent/stream.c) and the browser terminal (src/http/http_term.c) move
+ * their bytes with it; the session child's channel-to-channel relay
+ * (src/sshproxy/relay.c: three streams, packet-sized writes, recording)
  * keeps its own loop under the same contract.
  *
  * The contract (relay.c's backpressure, for a channel and a local end):
