@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 
 #include <sodium.h>
 
+#include "common/config.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -88,16 +90,6 @@ bool agent_conf_valid_id(const char *s)
     return true;
 }
 
-static bool conf_has_ctl(const char *s)
-{
-    for (; *s != '\0'; s++) {
-        if ((unsigned char)*s < 0x20 || *s == 0x7f) {
-            return true;
-        }
-    }
-    return false;
-}
-
 static int conf_strdup(char **dst, const char *v)
 {
     char *d = strdup(v);
@@ -107,24 +99,6 @@ static int conf_strdup(char **dst, const char *v)
     }
     free(*dst);
     *dst = d;
-    return ERR_OK;
-}
-
-static int conf_seconds(const char *key, const char *v, int *out, char *why,
-                        size_t whylen)
-{
-    char *end = NULL;
-    long n;
-
-    errno = 0;
-    n = strtol(v, &end, 10);
-    if (errno != 0 || end == v || *end != '\0' || n < 1 || n > 3600) {
-        return conf_fail(why, whylen,
-                         "%s must be a number of seconds from 1 to 3600, "
-                         "got '%.40s'",
-                         key, v);
-    }
-    *out = (int)n;
     return ERR_OK;
 }
 
@@ -142,153 +116,226 @@ static bool conf_valid_fingerprint(const char *s)
     return true;
 }
 
+/* --- the keys: one table, read by common/config.c's reader --- */
+
+static int conf_set_fingerprint(void *obj, const struct config_key *k,
+                                const char *v, char *why, size_t whylen)
+{
+    struct agent_conf *c = obj;
+
+    if (!conf_valid_fingerprint(v)) {
+        return conf_fail(why, whylen,
+                         "fingerprint must be SHA256: and 43 base64 "
+                         "characters, as `portcullis init` prints it");
+    }
+    return conf_strdup(&c->fingerprint, v);
+}
+
+static int conf_set_credential(void *obj, const struct config_key *k,
+                               const char *v, char *why, size_t whylen)
+{
+    struct agent_conf *c = obj;
+    const char *colon = strchr(v, ':');
+
+    if (colon == NULL || colon == v || colon[1] == '\0' ||
+        (size_t)(colon - v) > 128 || strlen(colon + 1) > AGENT_SECRET_MAX) {
+        return conf_fail(why, whylen,
+                         "credential must be ID:SECRET, as `portcullis "
+                         "credential add` prints them");
+    }
+    free(c->cred_id);
+    conf_free_secret(&c->cred_secret);
+    c->cred_id = strndup(v, (size_t)(colon - v));
+    c->cred_secret = strdup(colon + 1);
+    if (c->cred_id == NULL || c->cred_secret == NULL) {
+        return ERR_NOMEM;
+    }
+    if (!c->setting_by_flag) {
+        c->secret_in_file = true;
+    }
+    return ERR_OK;
+}
+
+static int conf_set_id(void *obj, const struct config_key *k, const char *v,
+                       char *why, size_t whylen)
+{
+    struct agent_conf *c = obj;
+
+    if (!agent_conf_valid_id(v)) {
+        return conf_fail(why, whylen,
+                         "id must be 1-64 of A-Z a-z 0-9 . _ -, got "
+                         "'%.70s'",
+                         v);
+    }
+    return conf_strdup(&c->id, v);
+}
+
+static int conf_set_name(void *obj, const struct config_key *k, const char *v,
+                         char *why, size_t whylen)
+{
+    struct agent_conf *c = obj;
+
+    if (v[0] == '\0' || strlen(v) > AGENT_NAME_MAX) {
+        return conf_fail(why, whylen, "name must be 1-%d characters",
+                         AGENT_NAME_MAX);
+    }
+    return conf_strdup(&c->name, v);
+}
+
+/* Repeatable; a flag replaces what the file listed. */
+static int conf_set_tag(void *obj, const struct config_key *k, const char *v,
+                        char *why, size_t whylen)
+{
+    struct agent_conf *c = obj;
+    char **t;
+
+    if (c->setting_by_flag && !c->tags_by_flag) {
+        for (size_t i = 0; i < c->ntags; i++) {
+            free(c->tags[i]);
+        }
+        c->ntags = 0;
+        c->tags_by_flag = true;
+    }
+    if (v[0] == '\0' || strlen(v) > AGENT_TAG_MAX) {
+        return conf_fail(why, whylen, "tag must be 1-%d characters",
+                         AGENT_TAG_MAX);
+    }
+    if (c->ntags >= AGENT_TAGS_MAX) {
+        return conf_fail(why, whylen, "more than %d tags", AGENT_TAGS_MAX);
+    }
+    if ((t = realloc(c->tags, (c->ntags + 1) * sizeof(*t))) == NULL) {
+        return ERR_NOMEM;
+    }
+    c->tags = t;
+    if ((c->tags[c->ntags] = strdup(v)) == NULL) {
+        return ERR_NOMEM;
+    }
+    c->ntags++;
+    return ERR_OK;
+}
+
+/* Repeatable; a flag replaces what the file listed. */
+static int conf_set_allow(void *obj, const struct config_key *k, const char *v,
+                          char *why, size_t whylen)
+{
+    struct agent_conf *c = obj;
+    char awhy[160];
+    int r;
+
+    if (c->setting_by_flag && !c->allow_by_flag) {
+        allow_list_clear(&c->allow);
+        c->allow_by_flag = true;
+    }
+    r = allow_list_add(&c->allow, v, awhy, sizeof(awhy));
+    if (r == ERR_NOMEM) {
+        return r;
+    }
+    if (r != ERR_OK) {
+        return conf_fail(why, whylen, "allow: %s", awhy);
+    }
+    return ERR_OK;
+}
+
+/* The proxy URL may carry a password: the old value is wiped. */
+static int conf_set_proxy(void *obj, const struct config_key *k, const char *v,
+                          char *why, size_t whylen)
+{
+    struct agent_conf *c = obj;
+
+    if (strlen(v) > AGENT_URL_MAX) {
+        return conf_fail(why, whylen, "proxy: URL too long");
+    }
+    conf_free_secret(&c->proxy);
+    return conf_strdup(&c->proxy, v);
+}
+
+static int conf_set_log_level(void *obj, const struct config_key *k,
+                              const char *v, char *why, size_t whylen)
+{
+    struct agent_conf *c = obj;
+    int lvl = log_level_parse(v);
+
+    if (lvl < 0) {
+        return conf_fail(why, whylen,
+                         "log_level must be error, warn, info or debug");
+    }
+    c->log_level = lvl;
+    return ERR_OK;
+}
+
+#define AK(key, kind, field, lo, hi, fn)                                       \
+    {                                                                          \
+        "", key, kind, offsetof(struct agent_conf, field), lo, hi, fn          \
+    }
+
+/* Every key is a file line and a flag (--KEY VALUE). */
+static const struct config_key agent_conf_keys[] = {
+    AK("server", CK_STR, server, 0, AGENT_URL_MAX, NULL),
+    AK("fingerprint", CK_FN, fingerprint, 0, 0, conf_set_fingerprint),
+    AK("credential", CK_FN, cred_id, 0, 0, conf_set_credential),
+    AK("id", CK_FN, id, 0, 0, conf_set_id),
+    AK("name", CK_FN, name, 0, 0, conf_set_name),
+    AK("tag", CK_FN, tags, 0, 0, conf_set_tag),
+    AK("allow", CK_FN, allow, 0, 0, conf_set_allow),
+    AK("proxy", CK_FN, proxy, 0, 0, conf_set_proxy),
+    AK("ca", CK_STR, ca, 0, 0, NULL),
+    AK("keepalive", CK_INT, keepalive, 1, 3600, NULL),
+    AK("timeout", CK_INT, timeout, 1, 3600, NULL),
+    AK("log_level", CK_FN, log_level, 0, 0, conf_set_log_level),
+    AK("log-level", CK_FN, log_level, 0, 0, conf_set_log_level),
+};
+
+static const struct config_schema agent_conf_schema = {
+    .keys = agent_conf_keys,
+    .nkeys = sizeof(agent_conf_keys) / sizeof(agent_conf_keys[0]),
+    .sections = false,
+    .no_control = true,
+};
+
 int agent_conf_set(struct agent_conf *c, const char *key, const char *v,
                    bool by_flag, char *why, size_t whylen)
 {
-    const char *colon;
-    char awhy[160];
-    int r, lvl;
+    int r;
 
-    if (conf_has_ctl(v)) {
-        return conf_fail(why, whylen, "%s: control characters in the value",
-                         key);
+    c->setting_by_flag = by_flag;
+    r = config_set_key(&agent_conf_schema, c, "", key, v, NULL, why, whylen);
+    c->setting_by_flag = false;
+    if (r == ERR_NOT_FOUND) {
+        return conf_fail(why, whylen, "unknown key '%.40s'", key);
     }
-    if (strcmp(key, "server") == 0) {
-        if (strlen(v) > AGENT_URL_MAX) {
-            return conf_fail(why, whylen, "server: URL too long");
-        }
-        return conf_strdup(&c->server, v);
-    }
-    if (strcmp(key, "fingerprint") == 0) {
-        if (!conf_valid_fingerprint(v)) {
-            return conf_fail(why, whylen,
-                             "fingerprint must be SHA256: and 43 base64 "
-                             "characters, as `portcullis init` prints it");
-        }
-        return conf_strdup(&c->fingerprint, v);
-    }
-    if (strcmp(key, "credential") == 0) {
-        colon = strchr(v, ':');
-        if (colon == NULL || colon == v || colon[1] == '\0' ||
-            (size_t)(colon - v) > 128 || strlen(colon + 1) > AGENT_SECRET_MAX) {
-            return conf_fail(why, whylen,
-                             "credential must be ID:SECRET, as `portcullis "
-                             "credential add` prints them");
-        }
-        free(c->cred_id);
-        conf_free_secret(&c->cred_secret);
-        c->cred_id = strndup(v, (size_t)(colon - v));
-        c->cred_secret = strdup(colon + 1);
-        if (c->cred_id == NULL || c->cred_secret == NULL) {
-            return ERR_NOMEM;
-        }
-        return ERR_OK;
-    }
-    if (strcmp(key, "id") == 0) {
-        if (!agent_conf_valid_id(v)) {
-            return conf_fail(why, whylen,
-                             "id must be 1-64 of A-Z a-z 0-9 . _ -, got "
-                             "'%.70s'",
-                             v);
-        }
-        return conf_strdup(&c->id, v);
-    }
-    if (strcmp(key, "name") == 0) {
-        if (v[0] == '\0' || strlen(v) > AGENT_NAME_MAX) {
-            return conf_fail(why, whylen, "name must be 1-%d characters",
-                             AGENT_NAME_MAX);
-        }
-        return conf_strdup(&c->name, v);
-    }
-    if (strcmp(key, "tag") == 0) {
-        char **t;
-        if (by_flag && !c->tags_by_flag) {
-            for (size_t i = 0; i < c->ntags; i++) {
-                free(c->tags[i]);
-            }
-            c->ntags = 0;
-            c->tags_by_flag = true;
-        }
-        if (v[0] == '\0' || strlen(v) > AGENT_TAG_MAX) {
-            return conf_fail(why, whylen, "tag must be 1-%d characters",
-                             AGENT_TAG_MAX);
-        }
-        if (c->ntags >= AGENT_TAGS_MAX) {
-            return conf_fail(why, whylen, "more than %d tags", AGENT_TAGS_MAX);
-        }
-        if ((t = realloc(c->tags, (c->ntags + 1) * sizeof(*t))) == NULL) {
-            return ERR_NOMEM;
-        }
-        c->tags = t;
-        if ((c->tags[c->ntags] = strdup(v)) == NULL) {
-            return ERR_NOMEM;
-        }
-        c->ntags++;
-        return ERR_OK;
-    }
-    if (strcmp(key, "allow") == 0) {
-        if (by_flag && !c->allow_by_flag) {
-            allow_list_clear(&c->allow);
-            c->allow_by_flag = true;
-        }
-        r = allow_list_add(&c->allow, v, awhy, sizeof(awhy));
-        if (r == ERR_NOMEM) {
-            return r;
-        }
-        if (r != ERR_OK) {
-            return conf_fail(why, whylen, "allow: %s", awhy);
-        }
-        return ERR_OK;
-    }
-    if (strcmp(key, "proxy") == 0) {
-        if (strlen(v) > AGENT_URL_MAX) {
-            return conf_fail(why, whylen, "proxy: URL too long");
-        }
-        conf_free_secret(&c->proxy);
-        return conf_strdup(&c->proxy, v);
-    }
-    if (strcmp(key, "ca") == 0) {
-        return conf_strdup(&c->ca, v);
-    }
-    if (strcmp(key, "keepalive") == 0) {
-        return conf_seconds(key, v, &c->keepalive, why, whylen);
-    }
-    if (strcmp(key, "timeout") == 0) {
-        return conf_seconds(key, v, &c->timeout, why, whylen);
-    }
-    if (strcmp(key, "log_level") == 0 || strcmp(key, "log-level") == 0) {
-        if ((lvl = log_level_parse(v)) < 0) {
-            return conf_fail(why, whylen,
-                             "log_level must be error, warn, info or debug");
-        }
-        c->log_level = lvl;
-        return ERR_OK;
-    }
-    return conf_fail(why, whylen, "unknown key '%.40s'", key);
+    return r;
 }
 
-static char *conf_trim(char *s)
+int agent_conf_parse_text(struct agent_conf *c, const char *text, size_t len,
+                          const char *path, char *why, size_t whylen)
 {
-    char *e;
+    static char empty[] = "\n";
+    FILE *f;
+    int r;
 
-    while (*s == ' ' || *s == '\t') {
-        s++;
+    if (memchr(text, '\0', len) != NULL) {
+        return conf_fail(why, whylen, "%s: not a text file", path);
     }
-    e = s + strlen(s);
-    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r')) {
-        *--e = '\0';
+    /* (fmemopen wants one byte at least; it only reads here) */
+    f = fmemopen(len > 0 ? (void *)(uintptr_t)text : (void *)empty,
+                 len > 0 ? len : 1, "r");
+    if (f == NULL) {
+        return ERR_NOMEM;
     }
-    return s;
+    c->secret_in_file = false;
+    r = config_read_lines(&agent_conf_schema, f, path, NULL, c, why, whylen);
+    if (r == ERR_IO) {
+        r = conf_fail(why, whylen, "%s: cannot read", path);
+    }
+    fclose(f);
+    return r;
 }
 
 int agent_conf_load(struct agent_conf *c, const char *path, char *why,
                     size_t whylen)
 {
     uint8_t *data = NULL;
-    size_t len = 0, lineno = 0;
-    char *line, *next, *eq, *key, *val;
-    char lwhy[256];
-    bool has_secret = false;
+    size_t len = 0;
     struct stat st;
     int r;
 
@@ -299,56 +346,20 @@ int agent_conf_load(struct agent_conf *c, const char *path, char *why,
                          r == ERR_TOO_LONG ? "file too large"
                                            : strerror(errno ? errno : EIO));
     }
-    if (memchr(data, '\0', len) != NULL) {
-        r = conf_fail(why, whylen, "%s: not a text file", path);
+    r = agent_conf_parse_text(c, (const char *)data, len, path, why, whylen);
+    if (r != ERR_OK) {
         goto out;
     }
-    for (line = (char *)data; line != NULL; line = next) {
-        lineno++;
-        next = strchr(line, '\n');
-        if (next != NULL) {
-            *next++ = '\0';
-        }
-        key = conf_trim(line);
-        if (*key == '\0' || *key == '#') {
-            continue;
-        }
-        if ((eq = strchr(key, '=')) == NULL) {
-            r = conf_fail(why, whylen, "%s:%zu: expected key = value", path,
-                          lineno);
-            goto out;
-        }
-        *eq = '\0';
-        key = conf_trim(key);
-        val = conf_trim(eq + 1);
-        if (strcmp(key, "credential") == 0) {
-            has_secret = true;
-        }
-        r = agent_conf_set(c, key, val, false, lwhy, sizeof(lwhy));
-        if (r != ERR_OK) {
-            if (r == ERR_CONFIG) {
-                conf_fail(why, whylen, "%s:%zu: %s", path, lineno, lwhy);
-            }
-            goto out;
-        }
-    }
-    if (has_secret && stat(path, &st) == 0 && (st.st_mode & 044) != 0) {
+    if (c->secret_in_file && stat(path, &st) == 0 && (st.st_mode & 044) != 0) {
         log_warn("%s holds the credential secret and is readable by %s; "
                  "run: chmod 600 %s",
                  path, (st.st_mode & 004) ? "others" : "its group", path);
     }
-    r = ERR_OK;
 out:
     sodium_memzero(data, len);
     free(data);
     return r;
 }
-
-static const char *const conf_flag_keys[] = {
-    "server",  "fingerprint", "credential", "id", "name",
-    "tag",     "allow",       "proxy",      "ca", "keepalive",
-    "timeout", "log-level",   "log_level",  NULL,
-};
 
 static bool conf_in(const char *const *keys, const char *k)
 {
@@ -432,11 +443,15 @@ int agent_conf_args(struct agent_conf *c, int argc, char **argv,
         }
         if (conf_in(extra_keys, key) && extra_fn != NULL) {
             r = extra_fn(extra_arg, key, val, fwhy, sizeof(fwhy));
-        } else if (conf_in(conf_flag_keys, key)) {
-            r = agent_conf_set(c, key, val, true, fwhy, sizeof(fwhy));
         } else {
-            return conf_fail(why, whylen, "unknown option --%s (see --help)",
-                             key);
+            c->setting_by_flag = true;
+            r = config_set_key(&agent_conf_schema, c, "", key, val, NULL, fwhy,
+                               sizeof(fwhy));
+            c->setting_by_flag = false;
+            if (r == ERR_NOT_FOUND) {
+                return conf_fail(why, whylen,
+                                 "unknown option --%s (see --help)", key);
+            }
         }
         if (r == ERR_NOMEM) {
             return r;

@@ -1,6 +1,9 @@
 /*
  * The agent's configuration: a file of "key = value" lines
  * (portcullis-agent -c FILE) and the same keys as flags, flags winning.
+ * Both go through one table of keys read by the server's own reader
+ * (common/config.h: config_read_lines, config_set_key), so a refusal is
+ * worded the same way ("FILE:LINE: what", "--KEY: what").
  * Keys: server, fingerprint, credential (ID:SECRET), id, name, tag
  * (repeatable), allow (repeatable), proxy, ca, keepalive, timeout,
  * log_level. See docs/agent.md.
@@ -41,15 +44,17 @@ struct agent_conf {
     int log_level;           /* enum log_level */
 
     /* Parsed by agent_conf_finish(). */
-    bool tls;           /* wss:// */
-    char *host;         /* server host, without brackets */
-    int port;           /* server port */
-    char *path;         /* request path, default "/agent" */
-    char *proxy_lws;    /* "[user:pass@]host:port" for lws_set_proxy */
-    bool proxy_auth;    /* the proxy URL carries a user */
-    const char *file;   /* the config file given with -c, or NULL */
-    bool tags_by_flag;  /* a --tag replaced the file's tags */
-    bool allow_by_flag; /* an --allow replaced the file's entries */
+    bool tls;             /* wss:// */
+    char *host;           /* server host, without brackets */
+    int port;             /* server port */
+    char *path;           /* request path, default "/agent" */
+    char *proxy_lws;      /* "[user:pass@]host:port" for lws_set_proxy */
+    bool proxy_auth;      /* the proxy URL carries a user */
+    const char *file;     /* the config file given with -c, or NULL */
+    bool tags_by_flag;    /* a --tag replaced the file's tags */
+    bool allow_by_flag;   /* an --allow replaced the file's entries */
+    bool setting_by_flag; /* while a flag (not a file line) is being set */
+    bool secret_in_file;  /* the file being loaded held the credential */
 };
 
 enum agent_conf_action {
@@ -69,6 +74,10 @@ int agent_conf_set(struct agent_conf *c, const char *key, const char *value,
  * holds the credential and is readable by group or others. */
 int agent_conf_load(struct agent_conf *c, const char *path, char *why,
                     size_t whylen);
+/* The same from len bytes of text in memory (the fuzz target, tests);
+ * path names it in messages. Nothing is read from disk. */
+int agent_conf_parse_text(struct agent_conf *c, const char *text, size_t len,
+                          const char *path, char *why, size_t whylen);
 /* Parses argv: -c FILE first (loaded before the other flags apply), then
  * every flag. extra_keys: flags the caller handles itself (NULL-terminated
  * long names without "--", each taking a value), reported through

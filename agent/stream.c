@@ -15,11 +15,14 @@
  * Once confirmed, the agent connects without blocking and sends one status
  * line on stderr ("ok\n" or "error: ...\n" with EOF and close), then moves
  * bytes: TCP as a byte stream with half-close, UDP as length-framed
- * datagrams on a connected socket. Flow control both ways: we read from
- * the socket no more than the channel's window (and nothing while libssh
- * still has output queued), and read from the channel only when the
- * previous slice has been written to the socket, so each stream holds at
- * most STREAM_BUF bytes per direction.
+ * datagrams on a connected socket. The bytes move with the shared pump
+ * (common/chanpump.h, relay.c's backpressure as its contract): we read
+ * from the socket no more than the channel's window (and nothing while
+ * libssh still has output queued), and read from the channel only what
+ * libssh was noted to hold and only when the previous slice has been
+ * written to the socket, so each stream holds at most STREAM_BUF bytes
+ * per direction (a UDP stream: one datagram each way), and only while
+ * bytes are in flight.
  */
 #include "agent/conn_internal.h"
 
@@ -35,7 +38,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "common/frame.h"
+#include "common/chanpump.h"
 #include "common/err.h"
 #include "common/log.h"
 
@@ -73,12 +76,8 @@ struct agent_stream {
     int events;
     bool readable, writable;
 
-    uint8_t *out; /* channel -> socket */
-    size_t out_len, out_off;
-    uint8_t *in; /* socket -> channel */
-    size_t in_len, in_off;
-    struct frame_dec *dec; /* UDP: channel bytes to datagrams */
-    bool chan_eof, shut_wr, sock_eof, eof_sent;
+    struct chanpump_ssh sx;
+    struct chanpump pump; /* once confirmed */
 };
 
 static void stream_poll_cb(uv_poll_t *p, int status, int events);
@@ -118,9 +117,7 @@ static void stream_free(struct agent_stream *st)
     if (st->ai != NULL) {
         freeaddrinfo(st->ai);
     }
-    free(st->out);
-    free(st->in);
-    free(st->dec);
+    chanpump_free(&st->pump);
     if (st->prev != NULL) {
         st->prev->next = st->next;
     } else {
@@ -143,14 +140,100 @@ void stream_free_all(struct agent_conn *c)
 static int stream_data_cb(ssh_session s, ssh_channel ch, void *data,
                           uint32_t len, int is_stderr, void *arg)
 {
-    ((struct agent_stream *)arg)->c->activity = true;
+    struct agent_stream *st = arg;
+
+    st->c->activity = true;
+    if (!is_stderr) {
+        chanpump_note_data(&st->pump, len);
+    }
     return 0; /* read later, as the socket has room */
 }
 
-static void stream_event_cb(ssh_session s, ssh_channel ch, void *arg)
+static void stream_eof_cb(ssh_session s, ssh_channel ch, void *arg)
 {
-    ((struct agent_stream *)arg)->c->activity = true;
+    struct agent_stream *st = arg;
+
+    st->c->activity = true;
+    chanpump_note_eof(&st->pump);
 }
+
+static void stream_close_cb(ssh_session s, ssh_channel ch, void *arg)
+{
+    struct agent_stream *st = arg;
+
+    st->c->activity = true;
+    chanpump_note_close(&st->pump);
+}
+
+/* --- the target socket as the pump's local end --- */
+
+static ssize_t stream_sock_read(void *arg, uint8_t *p, size_t len)
+{
+    struct agent_stream *st = arg;
+    ssize_t n;
+
+    if (!st->readable) {
+        return CHANPUMP_AGAIN; /* the poll says when */
+    }
+    for (;;) {
+        n = recv(st->fd, p, len, 0);
+        if (n > 0 || (n == 0 && st->t.proto == ALLOW_UDP)) {
+            return n; /* (UDP: an empty datagram is one) */
+        }
+        if (n == 0) {
+            return CHANPUMP_EOF;
+        }
+        if (errno == ECONNREFUSED && st->t.proto == ALLOW_UDP) {
+            continue; /* an ICMP error for an earlier datagram */
+        }
+        if (errno == EAGAIN || errno == EINTR) {
+            st->readable = false;
+            return CHANPUMP_AGAIN;
+        }
+        return CHANPUMP_FAIL;
+    }
+}
+
+static ssize_t stream_sock_write(void *arg, const uint8_t *p, size_t len)
+{
+    struct agent_stream *st = arg;
+    ssize_t n;
+
+    if (st->t.proto == ALLOW_UDP) {
+        /* UDP may drop: a full socket buffer loses the datagram, as the
+         * network would. */
+        (void)send(st->fd, p, len, MSG_DONTWAIT);
+        return (ssize_t)len;
+    }
+    n = send(st->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n >= 0) {
+        return n;
+    }
+    if (errno == EAGAIN || errno == EINTR) {
+        st->writable = false;
+        return CHANPUMP_AGAIN;
+    }
+    return CHANPUMP_FAIL;
+}
+
+static void stream_sock_shut_wr(void *arg)
+{
+    struct agent_stream *st = arg;
+
+    (void)shutdown(st->fd, SHUT_WR);
+}
+
+static const struct chanpump_local_ops stream_tcp_ops = {
+    .read = stream_sock_read,
+    .write = stream_sock_write,
+    .shut_wr = stream_sock_shut_wr,
+};
+
+static const struct chanpump_local_ops stream_udp_ops = {
+    .read = stream_sock_read,
+    .write = stream_sock_write,
+    .shut_wr = NULL,
+};
 
 /* Ends a confirmed stream with a status line (before "ok" only). */
 static void stream_error(struct agent_stream *st, const char *fmt, ...)
@@ -197,11 +280,16 @@ static int stream_accept(struct agent_stream *st)
         st->state = ST_DONE;
         return ERR_IO;
     }
+    st->sx.s = st->c->ssh;
+    st->sx.ch = st->ch;
+    chanpump_init(&st->pump, &chanpump_ssh_ops, &st->sx,
+                  st->t.proto == ALLOW_UDP ? &stream_udp_ops : &stream_tcp_ops,
+                  st, st->t.proto == ALLOW_UDP, STREAM_BUF);
     memset(&st->cb, 0, sizeof(st->cb));
     st->cb.userdata = st;
     st->cb.channel_data_function = stream_data_cb;
-    st->cb.channel_eof_function = stream_event_cb;
-    st->cb.channel_close_function = stream_event_cb;
+    st->cb.channel_eof_function = stream_eof_cb;
+    st->cb.channel_close_function = stream_close_cb;
     ssh_callbacks_init(&st->cb);
     ssh_set_channel_callbacks(st->ch, &st->cb);
     st->state = ST_RESOLVE;
@@ -458,21 +546,9 @@ void stream_handle_message(struct agent_conn *c, ssh_message msg)
                   v == ALLOW_NO ? "not in the allow-list" : "too many streams");
         goto refuse;
     }
-    if ((st = calloc(1, sizeof(*st))) == NULL ||
-        (st->out = malloc(STREAM_BUF)) == NULL ||
-        (st->in = malloc(STREAM_BUF)) == NULL ||
-        (t.proto == ALLOW_UDP &&
-         (st->dec = malloc(sizeof(*st->dec))) == NULL)) {
-        if (st != NULL) {
-            free(st->out);
-            free(st->in);
-            free(st);
-        }
+    if ((st = calloc(1, sizeof(*st))) == NULL) {
         conn_logf(c, LOG_WARN, "refused stream for %s: out of memory", origbuf);
         goto refuse;
-    }
-    if (st->dec != NULL) {
-        frame_dec_init(st->dec);
     }
     st->c = c;
     st->fd = -1;
@@ -555,160 +631,6 @@ static void stream_end(struct agent_stream *st, const char *why, int err)
     st->state = ST_DONE;
 }
 
-/* Channel to socket; true if anything moved. */
-static bool stream_down(struct agent_stream *st)
-{
-    const uint8_t *dg;
-    size_t used, dl;
-    bool moved = false;
-    ssize_t n;
-    int avail;
-
-    for (;;) {
-        if (st->out_off < st->out_len) {
-            if (st->t.proto == ALLOW_UDP) {
-                enum frame_result r =
-                    frame_dec_feed(st->dec, st->out + st->out_off,
-                                   st->out_len - st->out_off, &used, &dg, &dl);
-                st->out_off += used;
-                moved = true;
-                if (r == FRAME_TOO_LONG) {
-                    stream_end(st, "datagram length above 65507", 0);
-                    return true;
-                }
-                if (r == FRAME_DGRAM) {
-                    /* UDP may drop: a full socket buffer loses the
-                     * datagram, as the network would. */
-                    (void)send(st->fd, dg, dl, MSG_DONTWAIT);
-                }
-                continue;
-            }
-            n = send(st->fd, st->out + st->out_off, st->out_len - st->out_off,
-                     MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (n < 0) {
-                if (errno == EAGAIN || errno == EINTR) {
-                    st->writable = false;
-                    return moved;
-                }
-                stream_end(st, "target write failed", errno);
-                return true;
-            }
-            st->out_off += (size_t)n;
-            moved = true;
-            continue;
-        }
-        st->out_off = st->out_len = 0;
-        if (st->chan_eof) {
-            break;
-        }
-        avail = ssh_channel_poll(st->ch, 0);
-        if (avail == SSH_EOF) {
-            st->chan_eof = true;
-            moved = true;
-            break;
-        }
-        if (avail <= 0) {
-            break;
-        }
-        n = ssh_channel_read_timeout(
-            st->ch, st->out,
-            (uint32_t)(avail > STREAM_BUF ? STREAM_BUF : avail), 0, 0);
-        if (n <= 0) {
-            break;
-        }
-        st->out_len = (size_t)n;
-        moved = true;
-    }
-    if (st->chan_eof && st->t.proto == ALLOW_TCP && !st->shut_wr) {
-        shutdown(st->fd, SHUT_WR);
-        st->shut_wr = true;
-        moved = true;
-    }
-    return moved;
-}
-
-/* Socket to channel; true if anything moved. */
-static bool stream_up(struct agent_stream *st)
-{
-    struct agent_conn *c = st->c;
-    bool moved = false;
-    uint32_t win;
-    ssize_t n;
-    int w;
-
-    for (;;) {
-        if (st->in_off < st->in_len) {
-            win = ssh_channel_window_size(st->ch);
-            if (win == 0) {
-                break;
-            }
-            n = (ssize_t)(st->in_len - st->in_off);
-            if ((size_t)n > win) {
-                n = (ssize_t)win;
-            }
-            w = ssh_channel_write(st->ch, st->in + st->in_off, (uint32_t)n);
-            if (w < 0) {
-                stream_end(st, "channel write failed", 0);
-                return true;
-            }
-            if (w == 0) {
-                break;
-            }
-            st->in_off += (size_t)w;
-            moved = true;
-            continue;
-        }
-        st->in_off = st->in_len = 0;
-        if (st->sock_eof || !st->readable) {
-            break;
-        }
-        /* Bound libssh's own output queue: read nothing more while it
-         * still waits for the socketpair to drain. */
-        if (ssh_get_poll_flags(c->ssh) & SSH_WRITE_PENDING) {
-            break;
-        }
-        win = ssh_channel_window_size(st->ch);
-        if (win == 0) {
-            break;
-        }
-        if (st->t.proto == ALLOW_UDP) {
-            n = recv(st->fd, st->in + FRAME_HDR, FRAME_MAX_PAYLOAD, 0);
-            if (n >= 0) {
-                frame_put_header((size_t)n, st->in);
-                st->in_len = (size_t)n + FRAME_HDR;
-                moved = true;
-                continue;
-            }
-            if (errno == ECONNREFUSED) {
-                continue; /* an ICMP error for an earlier datagram */
-            }
-        } else {
-            n = recv(st->fd, st->in, win < STREAM_BUF ? win : STREAM_BUF, 0);
-            if (n > 0) {
-                st->in_len = (size_t)n;
-                moved = true;
-                continue;
-            }
-            if (n == 0) {
-                st->sock_eof = true;
-                if (!st->eof_sent) {
-                    ssh_channel_send_eof(st->ch);
-                    st->eof_sent = true;
-                }
-                moved = true;
-                break;
-            }
-        }
-        if (errno == EAGAIN || errno == EINTR) {
-            st->readable = false;
-            break;
-        }
-        stream_end(st, "target read failed", errno);
-        return true;
-    }
-    return moved;
-}
-
 static void stream_update_poll(struct agent_stream *st)
 {
     int want = 0;
@@ -719,11 +641,12 @@ static void stream_update_poll(struct agent_stream *st)
     if (st->state == ST_CONNECT) {
         want = UV_WRITABLE;
     } else if (st->state == ST_OPEN) {
-        if (!st->sock_eof && !st->readable && st->in_len == 0 &&
+        if (!st->readable && !st->pump.local_eof && !st->pump.eof_sent &&
+            !chanpump_up_held(&st->pump) &&
             ssh_channel_window_size(st->ch) > 0) {
             want |= UV_READABLE;
         }
-        if (st->out_off < st->out_len && st->t.proto == ALLOW_TCP) {
+        if (chanpump_dn_blocked(&st->pump) && st->t.proto == ALLOW_TCP) {
             want |= UV_WRITABLE;
         }
     }
@@ -740,7 +663,7 @@ static void stream_update_poll(struct agent_stream *st)
 bool stream_pump_all(struct agent_conn *c)
 {
     struct agent_stream *st, *next;
-    bool moved = false;
+    bool moved = false, m;
 
     for (st = c->streams; st != NULL; st = next) {
         next = st->next;
@@ -748,18 +671,15 @@ bool stream_pump_all(struct agent_conn *c)
             if (ssh_channel_is_closed(st->ch)) {
                 stream_end(st, NULL, 0);
                 moved = true;
+            } else if (chanpump_run(&st->pump, &m) != ERR_OK) {
+                stream_end(st, st->pump.why, st->pump.err);
+                moved = true;
             } else {
-                moved |= stream_down(st);
-                if (st->state == ST_OPEN) {
-                    moved |= stream_up(st);
-                }
-                if (st->state == ST_OPEN && st->t.proto == ALLOW_UDP &&
-                    st->chan_eof) {
-                    stream_end(st, NULL, 0);
-                }
-                if (st->state == ST_OPEN && st->t.proto == ALLOW_TCP &&
-                    st->chan_eof && st->shut_wr && st->sock_eof &&
-                    st->in_len == 0) {
+                moved |= m;
+                /* UDP ends with the server's EOF (nothing of the
+                 * target's to wait for); TCP once both ways ended */
+                if (st->t.proto == ALLOW_UDP ? chanpump_dn_done(&st->pump)
+                                             : chanpump_done(&st->pump)) {
                     stream_end(st, NULL, 0);
                 }
             }

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "common/err.h"
 #include "common/log.h"
 
@@ -194,6 +196,19 @@ static int config_parse_startups(const char *v, int lo, int hi,
     return ERR_OK;
 }
 
+static int config_set_startups(void *obj, const struct config_key *k,
+                               const char *v, char *why, size_t whylen)
+{
+    if (config_parse_startups(v, k->lo, k->hi, obj) != ERR_OK) {
+        snprintf(why, whylen,
+                 "'%s' needs an integer from %d to %d, or start:rate:full "
+                 "(start <= full, rate 1-100)",
+                 k->key, k->lo, k->hi);
+        return ERR_CONFIG;
+    }
+    return ERR_OK;
+}
+
 /* Only the two words init writes: "yes", "1" or "on" are typos here,
  * not alternative spellings. */
 static int config_parse_bool(const char *v, bool *out)
@@ -287,37 +302,22 @@ int config_defaults(struct config *cfg, const char *data_dir)
     return r;
 }
 
-struct config_key {
-    const char *section;
-    const char *key;
-    /* CK_OPTSTR, CK_OPTPATH: an empty value means none (NULL);
-     * CK_STARTUPS: N or start:rate:full */
-    enum {
-        CK_STR,
-        CK_PATH,
-        CK_INT,
-        CK_BOOL,
-        CK_OPTSTR,
-        CK_OPTPATH,
-        CK_STARTUPS
-    } kind;
-    size_t off;
-    int lo, hi;
-};
-
+/* portcullis.conf, one row per key (config.h: struct config_key). */
 #define CK(sec, key, kind, field, lo, hi)                                      \
     {                                                                          \
-        sec, key, kind, offsetof(struct config, field), lo, hi                 \
+        sec, key, kind, offsetof(struct config, field), lo, hi, NULL           \
     }
 
 static const struct config_key config_keys[] = {
+    CK("server", "data_dir", CK_PATH, data_dir, 0, 0),
     CK("server", "log_level", CK_STR, log_level, 0, 0),
     CK("ssh", "listen", CK_STR, ssh_listen, 0, 0),
     CK("ssh", "port", CK_INT, ssh_port, 0, 65535),
     CK("ssh", "host_key", CK_PATH, ssh_host_key, 0, 0),
     CK("ssh", "host_key_ecdsa", CK_OPTPATH, ssh_host_key_ecdsa, 0, 0),
     CK("ssh", "host_key_rsa", CK_OPTPATH, ssh_host_key_rsa, 0, 0),
-    CK("ssh", "max_startups", CK_STARTUPS, max_startups, 1, 100000),
+    {"ssh", "max_startups", CK_FN, offsetof(struct config, max_startups), 1,
+     100000, config_set_startups},
     CK("ssh", "max_startups_per_source", CK_INT, max_startups_per_source, 1,
        100000),
     CK("ssh", "max_auth_tries", CK_INT, max_auth_tries, 1, 100),
@@ -384,6 +384,13 @@ static const struct config_key config_keys[] = {
     CK("tunnel", "port_min", CK_INT, tunnel_port_min, 1, 65535),
     CK("tunnel", "port_max", CK_INT, tunnel_port_max, 1, 65535),
     CK("tunnel", "udp_flow_seconds", CK_INT, tunnel_udp_flow_seconds, 1, 86400),
+};
+
+static const struct config_schema config_schema = {
+    .keys = config_keys,
+    .nkeys = sizeof(config_keys) / sizeof(config_keys[0]),
+    .sections = true,
+    .no_control = false,
 };
 
 static char *config_trim(char *s)
@@ -505,16 +512,172 @@ int config_weak_algorithms(const struct config *cfg, char *out, size_t outlen)
     return n;
 }
 
+/* --- the table-driven reader (config.h) --- */
+
+static bool config_has_control(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int config_set_key(const struct config_schema *sc, void *obj,
+                   const char *section, const char *key, const char *v,
+                   const char *dir, char *why, size_t whylen)
+{
+    const struct config_key *k = NULL;
+    char **dst;
+    int r;
+
+    for (size_t i = 0; i < sc->nkeys; i++) {
+        if (strcmp(sc->keys[i].section, section) == 0 &&
+            strcmp(sc->keys[i].key, key) == 0) {
+            k = &sc->keys[i];
+            break;
+        }
+    }
+    if (k == NULL) {
+        return ERR_NOT_FOUND;
+    }
+    if (sc->no_control && config_has_control(v)) {
+        snprintf(why, whylen, "%s: control characters in the value", key);
+        return ERR_CONFIG;
+    }
+    dst = (char **)((char *)obj + k->off);
+    switch (k->kind) {
+    case CK_OPTSTR:
+    case CK_OPTPATH:
+        if (*v == '\0') {
+            free(*dst);
+            *dst = NULL;
+            return ERR_OK;
+        }
+        /* fall through */
+    case CK_STR:
+    case CK_PATH:
+        if (k->hi > 0 && strlen(v) > (size_t)k->hi) {
+            snprintf(why, whylen, "%s: at most %d characters", key, k->hi);
+            return ERR_CONFIG;
+        }
+        r = k->kind == CK_STR || k->kind == CK_OPTSTR
+                ? config_set_str(dst, v)
+                : config_set_path(dst, dir, v);
+        break;
+    case CK_INT:
+        r = config_parse_int(v, k->lo, k->hi, (int *)((char *)obj + k->off));
+        if (r != ERR_OK) {
+            snprintf(why, whylen, "'%s' needs an integer from %d to %d", key,
+                     k->lo, k->hi);
+        }
+        break;
+    case CK_BOOL:
+        r = config_parse_bool(v, (bool *)((char *)obj + k->off));
+        if (r != ERR_OK) {
+            snprintf(why, whylen, "'%s' needs true or false", key);
+        }
+        break;
+    case CK_FN:
+        r = k->set(obj, k, v, why, whylen);
+        break;
+    default:
+        r = ERR_INTERNAL;
+        break;
+    }
+    if (r != ERR_OK && r != ERR_CONFIG) {
+        snprintf(why, whylen, "%s", err_str(r));
+    }
+    return r;
+}
+
+/* Prefixes why (a reason) with "path:line: ". */
+static int config_line_fail(char *why, size_t whylen, const char *path,
+                            int lineno, int r)
+{
+    char reason[512];
+
+    if (r == ERR_CONFIG) {
+        snprintf(reason, sizeof(reason), "%s", why);
+        snprintf(why, whylen, "%s:%d: %s", path, lineno, reason);
+    }
+    return r;
+}
+
+int config_read_lines(const struct config_schema *sc, FILE *f, const char *path,
+                      const char *dir, void *obj, char *why, size_t whylen)
+{
+    char line[4096], section[64] = "";
+    char *k, *v, *eq;
+    int lineno = 0, r = ERR_OK;
+
+    while (fgets(line, sizeof(line), f) != NULL) {
+        lineno++;
+        if (strchr(line, '\n') == NULL && !feof(f)) {
+            snprintf(why, whylen, "%s:%d: line too long", path, lineno);
+            r = ERR_CONFIG;
+            goto out;
+        }
+        k = config_trim(line);
+        if (*k == '\0' || *k == '#' || *k == ';') {
+            continue;
+        }
+        if (*k == '[' && sc->sections) {
+            v = strchr(k, ']');
+            if (v == NULL || v[1] != '\0' ||
+                (size_t)(v - k) >= sizeof(section)) {
+                snprintf(why, whylen, "%s:%d: bad section header", path,
+                         lineno);
+                r = ERR_CONFIG;
+                goto out;
+            }
+            *v = '\0';
+            snprintf(section, sizeof(section), "%s", k + 1);
+            continue;
+        }
+        if ((eq = strchr(k, '=')) == NULL) {
+            snprintf(why, whylen, "%s:%d: expected key = value", path, lineno);
+            r = ERR_CONFIG;
+            goto out;
+        }
+        *eq = '\0';
+        v = config_trim(eq + 1);
+        k = config_trim(k);
+        r = config_set_key(sc, obj, section, k, v, dir, why, whylen);
+        if (r == ERR_NOT_FOUND) {
+            if (sc->sections) {
+                snprintf(why, whylen, "%s:%d: unknown key '%s' in [%s]", path,
+                         lineno, k, section);
+            } else {
+                snprintf(why, whylen, "%s:%d: unknown key '%.40s'", path,
+                         lineno, k);
+            }
+            r = ERR_CONFIG;
+            goto out;
+        }
+        if (r != ERR_OK) {
+            config_line_fail(why, whylen, path, lineno, r);
+            goto out;
+        }
+    }
+    if (ferror(f)) {
+        r = ERR_IO;
+    }
+out:
+    sodium_memzero(line, sizeof(line));
+    return r;
+}
+
 /* config_load(), or config_parse_text() when text is set: then path is
  * the absolute name the text stands for (messages, relative paths). */
 static int config_read(const char *path, const char *text, size_t len,
                        struct config *cfg, char *why, size_t whylen)
 {
-    char absdir[PATH_MAX], abspath[PATH_MAX], line[4096], section[64] = "";
-    char *slash, *k, *v, *eq, *copy = NULL;
+    char absdir[PATH_MAX], abspath[PATH_MAX];
+    char *slash, *copy = NULL;
     FILE *f = NULL;
-    int lineno = 0, r = ERR_OK;
-    size_t i;
+    int r = ERR_OK;
 
     memset(cfg, 0, sizeof(*cfg));
     if (text != NULL) {
@@ -562,121 +725,15 @@ static int config_read(const char *path, const char *text, size_t len,
         r = ERR_CONFIG;
         goto out;
     }
-    while (fgets(line, sizeof(line), f) != NULL) {
-        lineno++;
-        if (strchr(line, '\n') == NULL && !feof(f)) {
-            snprintf(why, whylen, "%s:%d: line too long", path, lineno);
-            r = ERR_CONFIG;
-            goto out;
-        }
-        k = config_trim(line);
-        if (*k == '\0' || *k == '#' || *k == ';') {
-            continue;
-        }
-        if (*k == '[') {
-            v = strchr(k, ']');
-            if (v == NULL || v[1] != '\0' ||
-                (size_t)(v - k) >= sizeof(section)) {
-                snprintf(why, whylen, "%s:%d: bad section header", path,
-                         lineno);
-                r = ERR_CONFIG;
-                goto out;
-            }
-            *v = '\0';
-            snprintf(section, sizeof(section), "%s", k + 1);
-            continue;
-        }
-        if ((eq = strchr(k, '=')) == NULL) {
-            snprintf(why, whylen, "%s:%d: expected key = value", path, lineno);
-            r = ERR_CONFIG;
-            goto out;
-        }
-        *eq = '\0';
-        v = config_trim(eq + 1);
-        k = config_trim(k);
-        for (i = 0; i < sizeof(config_keys) / sizeof(config_keys[0]); i++) {
-            if (strcmp(config_keys[i].section, section) == 0 &&
-                strcmp(config_keys[i].key, k) == 0) {
-                break;
-            }
-        }
-        if (i == sizeof(config_keys) / sizeof(config_keys[0])) {
-            if (strcmp(section, "server") == 0 && strcmp(k, "data_dir") == 0) {
-                r = config_set_path(&cfg->data_dir, absdir, v);
-                if (r != ERR_OK) {
-                    goto out;
-                }
-                continue;
-            }
-            snprintf(why, whylen, "%s:%d: unknown key '%s' in [%s]", path,
-                     lineno, k, section);
-            r = ERR_CONFIG;
-            goto out;
-        }
-        switch (config_keys[i].kind) {
-        case CK_STR:
-            r = config_set_str((char **)((char *)cfg + config_keys[i].off), v);
-            break;
-        case CK_PATH:
-            r = config_set_path((char **)((char *)cfg + config_keys[i].off),
-                                absdir, v);
-            break;
-        case CK_INT:
-            r = config_parse_int(v, config_keys[i].lo, config_keys[i].hi,
-                                 (int *)((char *)cfg + config_keys[i].off));
-            if (r != ERR_OK) {
-                snprintf(why, whylen,
-                         "%s:%d: '%s' needs an integer from %d to %d", path,
-                         lineno, k, config_keys[i].lo, config_keys[i].hi);
-                goto out;
-            }
-            break;
-        case CK_OPTSTR:
-        case CK_OPTPATH: {
-            char **dst = (char **)((char *)cfg + config_keys[i].off);
-
-            if (*v == '\0') {
-                free(*dst);
-                *dst = NULL;
-            } else if (config_keys[i].kind == CK_OPTSTR) {
-                r = config_set_str(dst, v);
-            } else {
-                r = config_set_path(dst, absdir, v);
-            }
-            break;
-        }
-        case CK_STARTUPS:
-            r = config_parse_startups(v, config_keys[i].lo, config_keys[i].hi,
-                                      cfg);
-            if (r != ERR_OK) {
-                snprintf(why, whylen,
-                         "%s:%d: '%s' needs an integer from %d to %d, or "
-                         "start:rate:full (start <= full, rate 1-100)",
-                         path, lineno, k, config_keys[i].lo, config_keys[i].hi);
-                goto out;
-            }
-            break;
-        case CK_BOOL:
-            r = config_parse_bool(v,
-                                  (bool *)((char *)cfg + config_keys[i].off));
-            if (r != ERR_OK) {
-                snprintf(why, whylen, "%s:%d: '%s' needs true or false", path,
-                         lineno, k);
-                goto out;
-            }
-            break;
-        }
-        if (r != ERR_OK) {
-            snprintf(why, whylen, "%s", err_str(r));
-            goto out;
-        }
-    }
-    /* fgets() also stops on a read error (EISDIR for a directory): that
-     * must not pass for the end of a file of defaults. */
-    if (ferror(f)) {
+    r = config_read_lines(&config_schema, f, path, absdir, cfg, why, whylen);
+    if (r == ERR_IO) {
+        /* fgets() also stops on a read error (EISDIR for a directory):
+         * that must not pass for the end of a file of defaults. */
         snprintf(why, whylen, "cannot read config %s: %s", path,
                  strerror(errno));
         r = ERR_CONFIG;
+    }
+    if (r != ERR_OK) {
         goto out;
     }
     if (strcmp(cfg->store_driver, "sqlite") != 0) {

@@ -37,6 +37,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 struct config {
     char *path;     /* absolute path of the file loaded */
@@ -141,6 +142,56 @@ int config_parse_text(const char *text, size_t len, const char *path,
 /* Fills cfg with the embedded defaults for a data directory. */
 int config_defaults(struct config *cfg, const char *data_dir);
 void config_free(struct config *cfg);
+
+/*
+ * The table-driven reader both configuration files go through:
+ * portcullis.conf (config_keys in config.c) and the agent's file
+ * (agent/agent_conf.c). A file is lines of `key = value`, blank lines and
+ * comments (`#` or `;` first); with sections, `[name]` lines start one.
+ * Each key is one row: where it lives (offset into the caller's struct),
+ * its kind and limits, or a setter of its own for what a kind cannot
+ * say. Every refusal is one line, "FILE:LINE: what".
+ */
+enum config_kind {
+    CK_STR,     /* a heap copy (hi > 0: at most hi characters) */
+    CK_PATH,    /* a heap copy, relative to the file's directory */
+    CK_INT,     /* an int from lo to hi */
+    CK_BOOL,    /* true or false */
+    CK_OPTSTR,  /* CK_STR, or NULL for an empty value */
+    CK_OPTPATH, /* CK_PATH, or NULL for an empty value */
+    CK_FN,      /* the row's set() parses and stores */
+};
+
+struct config_key {
+    const char *section; /* "" in a file without sections */
+    const char *key;
+    enum config_kind kind;
+    size_t off; /* offsetof the field in the caller's struct */
+    int lo, hi;
+    /* CK_FN: stores v into obj, or returns ERR_CONFIG with the reason
+     * (without file and line) in why, or ERR_NOMEM. */
+    int (*set)(void *obj, const struct config_key *k, const char *v, char *why,
+               size_t whylen);
+};
+
+struct config_schema {
+    const struct config_key *keys;
+    size_t nkeys;
+    bool sections;   /* [section] lines; without, every key is in "" */
+    bool no_control; /* values with control characters are refused */
+};
+
+/* Sets one key by its table row (a file line; the agent's flags too).
+ * dir: base of relative paths (NULL: taken as given). ERR_NOT_FOUND when
+ * the table has no such key (why untouched), ERR_CONFIG with the reason in
+ * why, ERR_NOMEM. */
+int config_set_key(const struct config_schema *sc, void *obj,
+                   const char *section, const char *key, const char *v,
+                   const char *dir, char *why, size_t whylen);
+/* Reads every line of f into obj; messages name path and the line. The
+ * line buffer is wiped after use (a line may hold a secret). */
+int config_read_lines(const struct config_schema *sc, FILE *f, const char *path,
+                      const char *dir, void *obj, char *why, size_t whylen);
 
 /* Writes into out (always terminated) the algorithms cfg enables that
  * OpenSSH does not offer by default, as "NAME ([ssh] KEY), ..."; returns

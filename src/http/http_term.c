@@ -22,12 +22,15 @@
  *   the end: {"type":"exit","status":N} or {"type":"error","detail":...}
  *   and the WebSocket closes.
  *
- * Flow control both ways, with bounded memory: bytes from the channel
- * are read only while the queue towards the WebSocket has room
- * (TERM_DOWN_MAX), so a fast shell is held back by the SSH window; bytes
- * from the page wait in a buffer the SSH window drains, and the
- * WebSocket's reading is paused (lws_rx_flow_control) while it holds
- * TERM_UP_HIGH or more.
+ * Flow control both ways, with bounded memory, by the shared pump
+ * (common/chanpump.h, relay.c's backpressure as its contract) with the
+ * WebSocket as its local end: bytes from the channel are read only while
+ * the queue towards the WebSocket has room (TERM_DOWN_MAX), so a fast
+ * shell is held back by the SSH window; bytes from the page wait in a
+ * buffer the SSH window drains, and the WebSocket's reading is paused
+ * (lws_rx_flow_control) while it holds TERM_UP_HIGH or more. The pump
+ * wipes its buffers (keystrokes may be passwords). The channel's stderr
+ * is read here, for the proxy's own "portcullis: <why>" line.
  *
  * The libssh session is non-blocking and driven by loop events on its
  * socket (as the hub drives its server sessions): every step (connect,
@@ -57,6 +60,7 @@
 #include <sodium.h>
 
 #include "auth/webticket.h"
+#include "common/chanpump.h"
 #include "common/err.h"
 #include "common/hostkey.h"
 #include "common/log.h"
@@ -115,8 +119,11 @@ struct term {
     ssh_event ev;
     ssh_channel ch;
     struct ssh_channel_callbacks_struct ch_cb;
-    int exit_status;  /* -1 until the shell's exit status arrives */
-    bool stderr_line; /* inside a "portcullis: " line on stderr */
+    struct chanpump_ssh sx; /* the pump: channel <-> the WebSocket */
+    struct chanpump pump;
+    bool queue_failed; /* the pump's failure was a frame not queued */
+    int exit_status;   /* -1 until the shell's exit status arrives */
+    bool stderr_line;  /* inside a "portcullis: " line on stderr */
     char why[256];
     size_t why_len;
 
@@ -389,6 +396,7 @@ static void term_release(struct term *t)
         ssh_channel_free(t->ch);
         t->ch = NULL;
     }
+    chanpump_free(&t->pump);
     if (t->ev != NULL) {
         if (t->s != NULL) {
             ssh_event_remove_session(t->ev, t->s);
@@ -601,14 +609,88 @@ static void term_kbd(struct term *t)
     }
 }
 
+/* The channel's callbacks only take note (chanpump.h). */
+static int term_on_data(ssh_session s, ssh_channel ch, void *data, uint32_t len,
+                        int is_stderr, void *userdata)
+{
+    struct term *t = userdata;
+
+    if (!is_stderr) {
+        chanpump_note_data(&t->pump, len);
+    }
+    return 0;
+}
+
+static void term_on_eof(ssh_session s, ssh_channel ch, void *userdata)
+{
+    chanpump_note_eof(&((struct term *)userdata)->pump);
+}
+
+static void term_on_close(ssh_session s, ssh_channel ch, void *userdata)
+{
+    chanpump_note_close(&((struct term *)userdata)->pump);
+}
+
+/* --- the WebSocket as the pump's local end --- */
+
+/* The page's bytes, as the receive callback buffered them. */
+static ssize_t term_ws_read(void *arg, uint8_t *p, size_t len)
+{
+    struct term *t = arg;
+    size_t n = t->up_len < len ? t->up_len : len;
+
+    if (n == 0) {
+        return CHANPUMP_AGAIN;
+    }
+    memcpy(p, t->up, n);
+    memmove(t->up, t->up + n, t->up_len - n);
+    t->up_len -= n;
+    sodium_memzero(t->up + t->up_len, n);
+    return (ssize_t)n;
+}
+
+/* Towards the page: as much as the queue has room for. */
+static ssize_t term_ws_write(void *arg, const uint8_t *p, size_t len)
+{
+    struct term *t = arg;
+    size_t room =
+        t->out_bytes < TERM_DOWN_MAX ? TERM_DOWN_MAX - t->out_bytes : 0;
+
+    if (room == 0) {
+        return CHANPUMP_AGAIN;
+    }
+    if (len > room) {
+        len = room;
+    }
+    if (!term_queue(t, true, p, len)) {
+        t->queue_failed = true;
+        return CHANPUMP_FAIL;
+    }
+    return (ssize_t)len;
+}
+
+static const struct chanpump_local_ops term_ws_ops = {
+    .read = term_ws_read,
+    .write = term_ws_write,
+    .shut_wr = NULL,
+};
+
 static void term_open_channel(struct term *t)
 {
     if ((t->ch = ssh_channel_new(t->s)) == NULL) {
         term_fail(t, "cannot open a session");
         return;
     }
+    t->sx.s = t->s;
+    t->sx.ch = t->ch;
+    chanpump_init(&t->pump, &chanpump_ssh_ops, &t->sx, &term_ws_ops, t, false,
+                  TERM_READ_CHUNK);
+    t->pump.wipe = true;
     memset(&t->ch_cb, 0, sizeof(t->ch_cb));
     t->ch_cb.userdata = t;
+    t->ch_cb.channel_data_function = term_on_data;
+    t->ch_cb.channel_eof_function = term_on_eof;
+    t->ch_cb.channel_close_function = term_on_close;
     t->ch_cb.channel_exit_status_function = term_on_exit_status;
     t->ch_cb.channel_exit_signal_function = term_on_exit_signal;
     ssh_callbacks_init(&t->ch_cb);
@@ -651,10 +733,9 @@ static void term_stderr(struct term *t, const uint8_t *p, size_t n)
 /* Moves bytes while anything moves. */
 static void term_pump(struct term *t)
 {
-    uint8_t buf[TERM_READ_CHUNK];
-    bool moved;
+    uint8_t buf[512];
+    bool moved, m;
     int n;
-    uint32_t win;
 
     do {
         moved = false;
@@ -662,46 +743,22 @@ static void term_pump(struct term *t)
             term_fail(t, "the connection to the SSH proxy broke");
             return;
         }
-        for (int err = 0; err <= 1; err++) {
-            while (t->out_bytes < TERM_DOWN_MAX) {
-                size_t want = TERM_DOWN_MAX - t->out_bytes;
-
-                if (want > sizeof(buf)) {
-                    want = sizeof(buf);
-                }
-                n = ssh_channel_read_timeout(t->ch, buf, (uint32_t)want, err,
-                                             0);
-                if (n == SSH_ERROR) {
-                    term_fail(t, "the connection to the SSH proxy broke");
-                    return;
-                }
-                if (n <= 0) {
-                    break;
-                }
-                moved = true;
-                if (err) {
-                    term_stderr(t, buf, (size_t)n);
-                } else if (!term_queue(t, true, buf, (size_t)n)) {
-                    term_fail(t, "out of memory");
-                    return;
-                }
-            }
+        /* stderr: only the proxy's own short lines come this way (with a
+         * pty the target's stderr arrives on stdout) */
+        while (t->out_bytes < TERM_DOWN_MAX &&
+               (n = ssh_channel_read_timeout(t->ch, buf, sizeof(buf), 1, 0)) >
+                   0) {
+            term_stderr(t, buf, (size_t)n);
+            moved = true;
         }
-        if (t->up_len > 0 && !ssh_channel_is_eof(t->ch) &&
-            (win = ssh_channel_window_size(t->ch)) > 0) {
-            size_t len = t->up_len < win ? t->up_len : win;
-
-            n = ssh_channel_write(t->ch, t->up, (uint32_t)len);
-            if (n == SSH_ERROR) {
-                term_fail(t, "the connection to the SSH proxy broke");
-                return;
-            }
-            if (n > 0) {
-                memmove(t->up, t->up + n, t->up_len - (size_t)n);
-                t->up_len -= (size_t)n;
-                moved = true;
-            }
+        sodium_memzero(buf, sizeof(buf));
+        if (chanpump_run(&t->pump, &m) != ERR_OK) {
+            term_fail(t, t->queue_failed
+                             ? "out of memory"
+                             : "the connection to the SSH proxy broke");
+            return;
         }
+        moved |= m;
         if (t->rx_paused && t->up_len < TERM_UP_HIGH / 2 && t->wsi != NULL) {
             t->rx_paused = false;
             lws_rx_flow_control(t->wsi, 1);
@@ -717,7 +774,7 @@ static void term_pump(struct term *t)
      * at EOF with its exit status). */
     if (t->state == TS_RUNNING &&
         (ssh_channel_is_closed(t->ch) || ssh_channel_is_eof(t->ch)) &&
-        ssh_channel_poll(t->ch, 0) <= 0 && ssh_channel_poll(t->ch, 1) <= 0) {
+        chanpump_dn_done(&t->pump) && ssh_channel_poll(t->ch, 1) <= 0) {
         if (!ssh_channel_is_closed(t->ch) && t->exit_status < 0) {
             return; /* the exit status may still be on its way */
         }

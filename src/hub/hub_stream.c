@@ -6,19 +6,20 @@
  * for the agent's status line on stderr) -> OPEN (bridging) and ends when
  * both directions are done, either side fails, or the agent goes.
  *
- * Flow control follows relay.c: libssh's data callbacks only note how
- * much it holds (and return 0, so libssh keeps the bytes and its window
- * accounting); the pump reads from the channel only as much as it can
- * hand to the fd (at most HUB_CHUNK held by us), and reads the fd only
- * while the channel's remote window is open and libssh's output to the
- * agent has drained. Memory per stream is therefore bounded by libssh's
- * window plus two chunks (HUB_HOLD_MAX: an agent that sends past the
- * window is dropped), and buffers exist only while bytes are in flight.
+ * Bytes move with the shared pump (common/chanpump.h, whose contract is
+ * relay.c's backpressure): libssh's data callbacks only note how much it
+ * holds; the pump reads from the channel only as much as it can hand to
+ * the fd (at most HUB_CHUNK held by us), and reads the fd only while the
+ * channel's remote window is open and libssh's output to the agent has
+ * drained. Memory per stream is therefore bounded by libssh's window plus
+ * two chunks (HUB_HOLD_MAX: an agent that sends past the window is
+ * dropped), and buffers exist only while bytes are in flight.
  *
  * UDP streams carry datagrams framed as a 2-byte big-endian length and
- * the payload, encoded and decoded by the codec the agent uses too
- * (common/frame.h, fuzzed); the fd is a datagram socket (one send/recv
- * per datagram).
+ * the payload, by the pump's datagram mode (the codec common/frame.h,
+ * which the agent uses too, fuzzed); the fd is a SEQPACKET socket (one
+ * send/recv per datagram) on which an empty datagram would read as the
+ * end, so none is carried either way.
  */
 #include "hub/hub_internal.h"
 
@@ -29,8 +30,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/chanpump.h"
 #include "common/err.h"
-#include "common/frame.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -54,27 +55,18 @@ struct hub_stream {
     hub_end_fn end;    /* after */
     void *arg;
     uint64_t timer;
-    uint64_t nup, ndown; /* bytes fd -> target, target -> fd */
     bool dead;
 
     char status[HUB_STATUS_MAX];
     size_t status_len;
 
-    uint32_t avail[2]; /* bytes libssh holds: stdout, stderr */
+    uint32_t avail_err; /* stderr bytes libssh holds (the status) */
     bool ch_eof, ch_closed;
-    bool fd_eof, eof_sent, shut_wr;
 
-    /* fd -> channel: bytes read (for UDP: framed) not yet written */
-    uint8_t *up;
-    size_t up_len, up_off;
-    /* channel -> fd: TCP bytes, or (UDP) the slice being decoded */
-    uint8_t *dn;
-    size_t dn_len, dn_off;
-    /* UDP: the frame being assembled; dgram_ready while its datagram
-     * (dec->buf, dgram_len bytes) waits to be sent */
-    struct frame_dec *dec;
-    bool dgram_ready;
-    size_t dgram_len;
+    /* the bytes, once open: channel <-> fd (nup: fd -> target, ndown:
+     * target -> fd) */
+    struct chanpump_ssh sx;
+    struct chanpump pump;
 };
 
 static void hub_stream_on_fd(struct loop *l, int fd, int events, void *arg);
@@ -86,7 +78,11 @@ static int hub_stream_data(ssh_session s, ssh_channel ch, void *data,
 {
     struct hub_stream *st = userdata;
 
-    st->avail[is_stderr ? 1 : 0] = len;
+    if (is_stderr) {
+        st->avail_err = len;
+    } else {
+        chanpump_note_data(&st->pump, len);
+    }
     /* libssh keeps data that arrives beyond the window it granted (it only
      * logs it): an agent that ignores the window would grow this without
      * end. Bounded here; the agent goes after the libssh pass. */
@@ -101,6 +97,7 @@ static void hub_stream_eof(ssh_session s, ssh_channel ch, void *userdata)
     struct hub_stream *st = userdata;
 
     st->ch_eof = true;
+    chanpump_note_eof(&st->pump);
 }
 
 static void hub_stream_close(ssh_session s, ssh_channel ch, void *userdata)
@@ -108,6 +105,7 @@ static void hub_stream_close(ssh_session s, ssh_channel ch, void *userdata)
     struct hub_stream *st = userdata;
 
     st->ch_closed = true;
+    chanpump_note_close(&st->pump);
 }
 
 /* --- ending --- */
@@ -133,11 +131,7 @@ static void hub_stream_release(struct hub_stream *st)
         close(st->fd);
         st->fd = -1;
     }
-    free(st->up);
-    free(st->dn);
-    free(st->dec);
-    st->up = st->dn = NULL;
-    st->dec = NULL;
+    chanpump_free(&st->pump);
     st->dead = true;
 }
 
@@ -157,7 +151,7 @@ static void hub_stream_end(struct hub_stream *st, const char *why)
     if (fn != NULL) {
         fn(arg, false, why);
     } else if (end != NULL) {
-        end(arg, st->nup, st->ndown, why);
+        end(arg, st->pump.nup, st->pump.ndown, why);
     } else if (why != NULL) {
         log_debug("agent %s: stream to %s:%d ended: %s", st->a->id, st->host,
                   st->port, why);
@@ -203,11 +197,10 @@ static void hub_stream_watch(struct hub_stream *st)
         return;
     }
     /* read the fd while there is room and somewhere to put it */
-    if (!st->fd_eof && st->up_len == 0 && ssh_channel_window_size(st->ch) > 0 &&
-        !(ssh_get_poll_flags(st->a->s) & SSH_WRITE_PENDING)) {
+    if (chanpump_up_ready(&st->pump)) {
         ev |= LOOP_READ;
     }
-    if (st->kind == HUB_TCP ? st->dn_len > st->dn_off : st->dgram_ready) {
+    if (chanpump_dn_blocked(&st->pump)) {
         ev |= LOOP_WRITE;
     }
     if (loop_fd_events(l, st->fd) == ev) {
@@ -222,222 +215,88 @@ static void hub_stream_watch(struct hub_stream *st)
     }
 }
 
-/* --- channel -> fd --- */
+/* --- the fd as the pump's local end --- */
 
-/* TCP: write what we hold, then take more from libssh. */
-static bool hub_down_tcp(struct hub_stream *st)
+static ssize_t hub_fd_read(void *arg, uint8_t *p, size_t len)
 {
-    ssize_t n;
-    int r;
+    struct hub_stream *st = arg;
+    ssize_t n = read(st->fd, p, len);
 
-    for (;;) {
-        if (st->dn_len > st->dn_off) {
-            n = write(st->fd, st->dn + st->dn_off, st->dn_len - st->dn_off);
-            if (n < 0) {
-                if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                    return true;
-                }
-                return false;
-            }
-            st->dn_off += (size_t)n;
-            st->ndown += (uint64_t)n;
-            if (st->dn_off < st->dn_len) {
-                continue;
-            }
-            st->dn_off = st->dn_len = 0;
-        }
-        if (st->avail[0] == 0) {
-            break;
-        }
-        if (st->dn == NULL && (st->dn = malloc(HUB_CHUNK)) == NULL) {
-            return false;
-        }
-        r = ssh_channel_read_timeout(
-            st->ch, st->dn, st->avail[0] < HUB_CHUNK ? st->avail[0] : HUB_CHUNK,
-            0, 0);
-        if (r <= 0) {
-            st->avail[0] = 0;
-            break;
-        }
-        st->avail[0] =
-            (uint32_t)r >= st->avail[0] ? 0 : st->avail[0] - (uint32_t)r;
-        st->dn_len = (size_t)r;
+    if (n > 0) {
+        return n;
     }
-    if (st->dn_len == 0 && st->dn != NULL) {
-        free(st->dn);
-        st->dn = NULL;
+    if (n == 0) {
+        return CHANPUMP_EOF;
     }
-    if ((st->ch_eof || st->ch_closed) && st->dn_len == 0 && st->avail[0] == 0 &&
-        !st->shut_wr) {
-        st->shut_wr = true;
-        (void)shutdown(st->fd, SHUT_WR);
-    }
-    return true;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? CHANPUMP_AGAIN
+                                                   : CHANPUMP_FAIL;
 }
 
-/* UDP: the shared codec (common/frame.h) assembles one frame at a time,
- * taking from libssh only the bytes it needs, so nothing is held over
- * but the frame; each datagram is sent as one. The decoder exists only
- * while a frame is partly read or waits to be sent. */
-static bool hub_down_udp(struct hub_stream *st)
+static ssize_t hub_fd_write(void *arg, const uint8_t *p, size_t len)
 {
-    const uint8_t *dg;
-    size_t want, used, dl;
-    ssize_t n;
-    int r;
+    struct hub_stream *st = arg;
+    ssize_t n = write(st->fd, p, len);
 
-    for (;;) {
-        if (st->dgram_ready && st->dgram_len == 0) {
-            /* an empty datagram would read as the flow's end on the
-             * SEQPACKET fd: not carried (as in the other direction) */
-            st->dgram_ready = false;
-        }
-        if (st->dgram_ready) {
-            n = send(st->fd, st->dec->buf, st->dgram_len, MSG_DONTWAIT);
-            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                return true;
-            }
-            if (n < 0 && errno != ECONNREFUSED) {
-                return false;
-            }
-            if (n > 0) {
-                st->ndown += (uint64_t)n;
-            }
-            st->dgram_ready = false;
-        }
-        if (st->avail[0] == 0) {
-            break;
-        }
-        if (st->dec == NULL) {
-            if ((st->dec = malloc(sizeof(*st->dec))) == NULL) {
-                return false;
-            }
-            frame_dec_init(st->dec);
-        }
-        if (st->dn == NULL && (st->dn = malloc(HUB_CHUNK)) == NULL) {
-            return false;
-        }
-        want = frame_dec_want(st->dec);
-        if (want > HUB_CHUNK) {
-            want = HUB_CHUNK;
-        }
-        r = ssh_channel_read_timeout(st->ch, st->dn, (uint32_t)want, 0, 0);
-        if (r <= 0) {
-            st->avail[0] = 0;
-            break;
-        }
-        st->avail[0] =
-            (uint32_t)r >= st->avail[0] ? 0 : st->avail[0] - (uint32_t)r;
-        switch (frame_dec_feed(st->dec, st->dn, (size_t)r, &used, &dg, &dl)) {
-        case FRAME_TOO_LONG:
-            return false; /* protocol error */
-        case FRAME_DGRAM:
-            st->dgram_ready = true;
-            st->dgram_len = dl;
-            break;
-        case FRAME_MORE:
-            break;
-        }
+    if (n >= 0) {
+        return n;
     }
-    free(st->dn);
-    st->dn = NULL;
-    if (!st->dgram_ready && st->dec != NULL && frame_dec_idle(st->dec)) {
-        free(st->dec);
-        st->dec = NULL;
-    }
-    if (st->ch_eof || st->ch_closed) {
-        st->shut_wr = true;
-    }
-    return true;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? CHANPUMP_AGAIN
+                                                   : CHANPUMP_FAIL;
 }
 
-/* --- fd -> channel --- */
-
-static bool hub_up(struct hub_stream *st)
+static void hub_fd_shut_wr(void *arg)
 {
-    uint32_t win;
-    ssize_t n;
-    int w;
-    size_t want;
+    struct hub_stream *st = arg;
 
-    for (;;) {
-        if (ssh_get_poll_flags(st->a->s) & SSH_WRITE_PENDING) {
-            return true; /* the agent's link is full: wait for it */
-        }
-        if (st->up_len > st->up_off) {
-            win = ssh_channel_window_size(st->ch);
-            want = st->up_len - st->up_off;
-            if (want > win) {
-                want = win;
-            }
-            if (want == 0) {
-                return true;
-            }
-            w = ssh_channel_write(st->ch, st->up + st->up_off, (uint32_t)want);
-            if (w < 0) {
-                return false;
-            }
-            if (w == 0) {
-                return true;
-            }
-            st->up_off += (size_t)w;
-            if (st->up_off < st->up_len) {
-                continue;
-            }
-            st->up_off = st->up_len = 0;
-        }
-        if (st->fd_eof) {
-            break;
-        }
-        if (st->up == NULL &&
-            (st->up = malloc(st->kind == HUB_UDP ? FRAME_HDR + FRAME_MAX_PAYLOAD
-                                                 : HUB_CHUNK)) == NULL) {
-            return false;
-        }
-        if (st->kind == HUB_UDP) {
-            n = recv(st->fd, st->up + FRAME_HDR, FRAME_MAX_PAYLOAD,
-                     MSG_DONTWAIT);
-            if (n > 0) {
-                st->nup += (uint64_t)n;
-                (void)frame_put_header((size_t)n, st->up);
-                st->up_len = FRAME_HDR + (size_t)n;
-                st->up_off = 0;
-                continue;
-            }
-            if (n == 0) {
-                /* the end: a SEQPACKET peer that closed (an empty
-                 * datagram reads the same, so none is carried) */
-                st->fd_eof = true;
-                break;
-            }
-        } else {
-            n = read(st->fd, st->up, HUB_CHUNK);
-            if (n > 0) {
-                st->nup += (uint64_t)n;
-                st->up_len = (size_t)n;
-                st->up_off = 0;
-                continue;
-            }
-            if (n == 0) {
-                st->fd_eof = true;
-                break;
-            }
-        }
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            break;
-        }
-        return false;
-    }
-    if (st->up_len == 0 && st->up != NULL) {
-        free(st->up);
-        st->up = NULL;
-    }
-    if (st->fd_eof && st->up_len == 0 && !st->eof_sent) {
-        st->eof_sent = true;
-        (void)ssh_channel_send_eof(st->ch);
-    }
-    return true;
+    (void)shutdown(st->fd, SHUT_WR);
 }
+
+static const struct chanpump_local_ops hub_tcp_ops = {
+    .read = hub_fd_read,
+    .write = hub_fd_write,
+    .shut_wr = hub_fd_shut_wr,
+};
+
+/* UDP: one datagram per call on the SEQPACKET fd, where 0 bytes read is
+ * the peer's close; an empty datagram from the agent is not carried. */
+static ssize_t hub_dgram_read(void *arg, uint8_t *p, size_t len)
+{
+    struct hub_stream *st = arg;
+    ssize_t n = recv(st->fd, p, len, MSG_DONTWAIT);
+
+    if (n > 0) {
+        return n;
+    }
+    if (n == 0) {
+        return CHANPUMP_EOF;
+    }
+    return errno == EAGAIN || errno == EWOULDBLOCK ? CHANPUMP_AGAIN
+                                                   : CHANPUMP_FAIL;
+}
+
+static ssize_t hub_dgram_write(void *arg, const uint8_t *p, size_t len)
+{
+    struct hub_stream *st = arg;
+    ssize_t n;
+
+    if (len == 0) {
+        return 0;
+    }
+    n = send(st->fd, p, len, MSG_DONTWAIT);
+    if (n >= 0) {
+        return (ssize_t)len;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        return CHANPUMP_AGAIN;
+    }
+    return errno == ECONNREFUSED ? (ssize_t)len : CHANPUMP_FAIL;
+}
+
+static const struct chanpump_local_ops hub_udp_ops = {
+    .read = hub_dgram_read,
+    .write = hub_dgram_write,
+    .shut_wr = NULL,
+};
 
 /* --- the states --- */
 
@@ -447,16 +306,16 @@ static bool hub_stream_status(struct hub_stream *st)
     int r;
     char *nl;
 
-    while (st->avail[1] > 0 && st->status_len < sizeof(st->status) - 1) {
+    while (st->avail_err > 0 && st->status_len < sizeof(st->status) - 1) {
         r = ssh_channel_read_timeout(
             st->ch, st->status + st->status_len,
             (uint32_t)(sizeof(st->status) - 1 - st->status_len), 1, 0);
         if (r <= 0) {
-            st->avail[1] = 0;
+            st->avail_err = 0;
             break;
         }
-        st->avail[1] =
-            (uint32_t)r >= st->avail[1] ? 0 : st->avail[1] - (uint32_t)r;
+        st->avail_err =
+            (uint32_t)r >= st->avail_err ? 0 : st->avail_err - (uint32_t)r;
         st->status_len += (size_t)r;
     }
     st->status[st->status_len] = '\0';
@@ -524,18 +383,13 @@ static void hub_stream_service(struct hub_stream *st)
             return;
         }
     }
-    if (!(st->kind == HUB_TCP ? hub_down_tcp(st) : hub_down_udp(st))) {
-        hub_stream_end(st, "write to the local side failed");
-        return;
-    }
-    if (!hub_up(st)) {
-        hub_stream_end(st, "read from the local side failed");
+    if (chanpump_run(&st->pump, NULL) != ERR_OK) {
+        hub_stream_end(st, st->pump.why);
         return;
     }
     /* done when both directions are, or the agent closed the channel and
      * everything it sent is delivered */
-    if ((st->shut_wr && st->eof_sent) ||
-        (st->ch_closed && st->dn_len == 0 && st->avail[0] == 0)) {
+    if (chanpump_done(&st->pump)) {
         hub_stream_end(st, NULL);
         return;
     }
@@ -640,6 +494,11 @@ struct hub_req *hub_connect_ex(struct hub *h, const char *agent_id,
     st->cb.channel_data_function = hub_stream_data;
     st->cb.channel_eof_function = hub_stream_eof;
     st->cb.channel_close_function = hub_stream_close;
+    st->sx.s = a->s;
+    st->sx.ch = st->ch;
+    chanpump_init(&st->pump, &chanpump_ssh_ops, &st->sx,
+                  kind == HUB_UDP ? &hub_udp_ops : &hub_tcp_ops, st,
+                  kind == HUB_UDP, HUB_CHUNK);
     ssh_callbacks_init(&st->cb);
     ssh_set_channel_callbacks(st->ch, &st->cb);
     st->timer =

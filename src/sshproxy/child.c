@@ -1000,6 +1000,10 @@ int child_run(const struct child_args *a)
         log_error("accept: %s", ssh_get_error(a->bind));
         goto out;
     }
+    /* Allocated before the sandbox, once: not on the stack. */
+    if (relay_init() != ERR_OK) {
+        goto out;
+    }
     if (sandbox_enter(a->sb) != ERR_OK) {
         goto out;
     }

@@ -31,9 +31,11 @@ enum mproto_type {
                              blob; signed: the signed bytes, signature */
     MP_AUTH_TOTP,         /* code (second factor after a partial success) */
     MP_AUTHORIZE,         /* u8 kind, detail */
-    MP_CONNECT,           /* (empty): connect to the authorized asset */
-    MP_CREDENTIALS,       /* (empty): the asset's vaulted login */
-    MP_HOSTKEY,           /* fingerprint the target presented */
+    MP_CONNECT,           /* row ID (the authorize reply's session id
+                             whose channel needs the target): connect to
+                             the authorized asset */
+    MP_CREDENTIALS,       /* row ID: the asset's vaulted login */
+    MP_HOSTKEY,           /* row ID, fingerprint the target presented */
     MP_SESSION_END,       /* session id, u64 up, u64 down, u32 exit+1,
                              result, u64 recording size, recording sha256 */
     MP_RECORD_OPEN,       /* session id, u8 format (0 cast, 1 jsonl) */

@@ -11,7 +11,11 @@
  * so a fast side is held back by the SSH window (backpressure), and
  * memory per channel stays bounded. relay_pump() then reads only as much
  * as the destination's window accepts, keeping at most RELAY_CHUNK bytes
- * of its own per stream (see ../../shared/LIBSSH-NOTES.md).
+ * of its own per stream. The same contract, for a channel bridged to a
+ * file descriptor rather than to another channel, is written out in
+ * common/chanpump.h with the libssh behaviour it relies on; this file
+ * keeps its own channel-to-channel loop (three streams, packet-sized
+ * writes, recording).
  *
  * Order at the end matters to OpenSSH clients: data first, then EOF, then
  * exit-status, then close, and the channel is freed only after the
@@ -27,6 +31,24 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "policy/policy.h"
+
+/*
+ * The one buffer transfer records (JSON lines) are formatted in. A record
+ * can hold a 64 KiB command line escaped, so it is large (132 KiB): it is
+ * allocated once by relay_init(), before the session child enters its
+ * sandbox, rather than on the child's stack at every record. The child
+ * has one thread and a record is written before the next is formatted.
+ */
+#define RELAY_LINE_MAX (2 * 65536 + 1024)
+static char *relay_line;
+
+int relay_init(void)
+{
+    if (relay_line == NULL && (relay_line = malloc(RELAY_LINE_MAX)) == NULL) {
+        return ERR_NOMEM;
+    }
+    return ERR_OK;
+}
 
 struct relay_chan *relay_chan_new(struct session_child *sc)
 {
@@ -152,11 +174,6 @@ static int relay_write(ssh_channel dst, int to_stderr, const uint8_t *p,
                      : ssh_channel_write(dst, p, len);
 }
 
-/*
- * One direction: flush what we hold, then read no more than the
- * destination's window takes. Returns true if any byte moved; sets *err
- * when the destination failed.
- */
 /* What the recording sees of the bytes just read from stream idx. */
 static void relay_observe(struct relay_chan *ch, int idx, const uint8_t *p,
                           size_t n)
@@ -185,10 +202,11 @@ static void relay_observe(struct relay_chan *ch, int idx, const uint8_t *p,
 static void relay_sftp_event(const struct sftp_event *ev, void *arg)
 {
     struct relay_chan *ch = arg;
-    char line[4 * 8192 + 1024], when[32], p1[2 * 4096 + 8], p2[2 * 4096 + 8];
+    char when[32], p1[2 * 4096 + 8], p2[2 * 4096 + 8];
     const char *op;
 
-    if (ch->rec == NULL || ev->op == SFTP_READ || ev->op == SFTP_WRITE) {
+    if (ch->rec == NULL || relay_line == NULL || ev->op == SFTP_READ ||
+        ev->op == SFTP_WRITE) {
         return;
     }
     if (ev->op == SFTP_OPEN && ev->status == 0) {
@@ -200,7 +218,7 @@ static void relay_sftp_event(const struct sftp_event *ev, void *arg)
         return;
     }
     util_fmt_time(util_now(), when, sizeof(when));
-    snprintf(line, sizeof(line),
+    snprintf(relay_line, RELAY_LINE_MAX,
              "{\"time\": \"%s\", \"session\": \"%s\", \"op\": \"%s\", "
              "\"path\": %s, \"path2\": %s, \"read\": %s, \"write\": %s, "
              "\"bytes_read\": %llu, \"bytes_written\": %llu, \"status\": %d, "
@@ -209,7 +227,7 @@ static void relay_sftp_event(const struct sftp_event *ev, void *arg)
              ev->write ? "true" : "false", (unsigned long long)ev->bytes_read,
              (unsigned long long)ev->bytes_written, ev->status,
              ev->note ? ev->note : "");
-    (void)record_line(ch->rec, line);
+    (void)record_line(ch->rec, relay_line);
 }
 
 void relay_transfer_finish(struct relay_chan *ch)
@@ -224,27 +242,29 @@ static void relay_transfer_event(const char *op, const char *path,
                                  uint64_t bytes, void *arg)
 {
     struct relay_chan *ch = arg;
-    char line[3 * SCP_LINE_MAX], when[32], jpath[2 * SCP_LINE_MAX];
+    char when[32], jpath[2 * SCP_LINE_MAX];
     int64_t now = util_now();
 
-    if (ch->rec == NULL ||
+    if (ch->rec == NULL || relay_line == NULL ||
         record_json_string(jpath, sizeof(jpath), path) == 0) {
         return;
     }
     util_fmt_time(now, when, sizeof(when));
-    snprintf(line, sizeof(line),
+    snprintf(relay_line, RELAY_LINE_MAX,
              "{\"time\": \"%s\", \"session\": \"%s\", \"op\": \"%s\", "
              "\"path\": %s, \"bytes\": %llu}",
              when, ch->session_id, op, jpath, (unsigned long long)bytes);
-    (void)record_line(ch->rec, line);
+    (void)record_line(ch->rec, relay_line);
 }
 
 int relay_transfer_start(struct relay_chan *ch)
 {
-    char line[2 * 65536 + 1024], when[32], *cmd = NULL,
-                                           user[6 * STORE_NAME_MAX + 3];
+    char when[32], *cmd = NULL, user[6 * STORE_NAME_MAX + 3];
     size_t cap;
 
+    if (relay_line == NULL) {
+        return ERR_NOMEM;
+    }
     util_fmt_time(util_now(), when, sizeof(when));
     cap = (ch->detail ? strlen(ch->detail) * 6 : 0) + 3;
     if ((cmd = malloc(cap)) == NULL ||
@@ -253,7 +273,7 @@ int relay_transfer_start(struct relay_chan *ch)
         free(cmd);
         return ERR_NOMEM;
     }
-    snprintf(line, sizeof(line),
+    snprintf(relay_line, RELAY_LINE_MAX,
              "{\"time\": \"%s\", \"session\": \"%s\", \"op\": \"start\", "
              "\"kind\": \"%s\", \"user\": %s, \"command\": %s}",
              when, ch->session_id, policy_kind_str(ch->kind), user, cmd);
@@ -263,7 +283,7 @@ int relay_transfer_start(struct relay_chan *ch)
     } else if (ch->kind == KIND_SFTP) {
         ch->sftp = sftp_tracker_new(relay_sftp_event, ch);
     }
-    return record_line(ch->rec, line);
+    return record_line(ch->rec, relay_line);
 }
 
 /*

@@ -127,6 +127,9 @@ struct session_child {
 };
 
 /* relay.c */
+/* Allocates the transfer records' line buffer; once per process, before
+ * the sandbox. */
+int relay_init(void);
 struct relay_chan *relay_chan_new(struct session_child *sc);
 void relay_chan_free(struct relay_chan *ch);
 /* Installs the target-side callbacks on ch->up (the client side's are in
