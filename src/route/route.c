@@ -57,6 +57,8 @@ struct route_req {
     struct store_peer *peer;
     char dest_host[STORE_HOST_MAX + 1];
     int dest_port;
+    /* route_peer_check: OPTIONS * instead of CONNECT, answered here */
+    route_check_fn check_fn;
     /* while route_connect runs the connector: cleared when rq ends */
     bool *alive;
 };
@@ -90,10 +92,14 @@ struct route_kind {
 };
 
 /* Frees rq, then tells its owner. */
+static void route_check_swallow(void *arg, int fd, const char *why);
+
 static void route_finish(struct route_req *rq, int fd, const char *why)
 {
     route_done_fn fn = rq->fn;
     void *arg = rq->arg;
+    route_check_fn check = rq->check_fn;
+    struct route_check_result cr;
 
     if (rq->alive != NULL) {
         *rq->alive = false; /* route_connect returns NULL */
@@ -105,6 +111,17 @@ static void route_finish(struct route_req *rq, int fd, const char *why)
         }
     }
     free(rq);
+    if (check != NULL && fn != route_check_swallow) {
+        /* a check that failed before the peer answered */
+        memset(&cr, 0, sizeof(cr));
+        cr.why = why != NULL ? why : "failed";
+        cr.server = "";
+        if (fd >= 0) {
+            close(fd);
+        }
+        check(arg, &cr);
+        return;
+    }
     fn(arg, fd, fd >= 0 ? NULL : why != NULL ? why : "failed");
 }
 
@@ -379,10 +396,33 @@ static void route_peer_clear(struct route_req *rq)
 static void route_peer_on_link(void *arg, const struct peer_link_result *res)
 {
     struct route_req *rq = arg;
+    struct route_check_result cr;
+    route_check_fn check = rq->check_fn;
+    void *carg = rq->arg;
 
     rq->link = NULL;
     route_peer_clear(rq);
-    route_finish(rq, res->fd, res->why);
+    if (check == NULL) {
+        route_finish(rq, res->fd, res->why);
+        return;
+    }
+    memset(&cr, 0, sizeof(cr));
+    cr.status = res->status;
+    cr.why = res->why;
+    cr.server = res->server;
+    rq->fn = route_check_swallow;
+    route_finish(rq, -1, NULL);
+    check(carg, &cr);
+}
+
+/* A check's requests end through its own callback. */
+static void route_check_swallow(void *arg, int fd, const char *why)
+{
+    (void)arg;
+    (void)why;
+    if (fd >= 0) {
+        close(fd);
+    }
 }
 
 /* The way to the peer's proxy port is there (or not). */
@@ -407,7 +447,7 @@ static void route_peer_on_sub(void *arg, int fd, const char *why)
     o.token = rq->token;
     o.plain_http = p->plain_http;
     o.fingerprint = p->tls_fingerprint;
-    o.dest_host = rq->dest_host;
+    o.dest_host = rq->check_fn != NULL ? NULL : rq->dest_host;
     o.dest_port = rq->dest_port;
     o.timeout_ms = rq->rs->cfg->connect_timeout_seconds * 1000;
     rq->link = peer_link_start(rq->rs->links, fd, &o, route_peer_on_link, rq);
@@ -676,6 +716,49 @@ struct route_req *route_connect(struct routes *rs, const struct route *rt,
         rq->alive = NULL;
     }
     return pending ? rq : NULL;
+}
+
+struct route_req *route_peer_check(struct routes *rs, const char *peer,
+                                   route_check_fn fn, void *arg)
+{
+    struct route rt;
+    struct route_req *rq, *head;
+    char text[STORE_ROUTE_MAX + 1], why[200];
+    struct route_check_result cr;
+    bool alive;
+
+    memset(&cr, 0, sizeof(cr));
+    cr.server = "";
+    snprintf(text, sizeof(text), "peer:%s", peer);
+    if (route_parse(text, &rt, why, sizeof(why)) != ERR_OK ||
+        (rq = calloc(1, sizeof(*rq))) == NULL) {
+        cr.why = rt.kind == NULL ? why : "out of memory";
+        fn(arg, &cr);
+        return NULL;
+    }
+    rq->rs = rs;
+    rq->kind = rt.kind;
+    rq->fn = NULL;
+    rq->check_fn = fn;
+    rq->arg = arg;
+    rq->fd = -1;
+    rq->agent_fd = -1;
+    snprintf(rq->name, sizeof(rq->name), "%s", rt.name);
+    head = rs->reqs;
+    rq->next = head;
+    if (head != NULL) {
+        head->pprev = &rq->next;
+    }
+    rq->pprev = &rs->reqs;
+    rs->reqs = rq;
+    alive = true;
+    rq->alive = &alive;
+    route_peer_connect(rq, "", 0, "", 0);
+    if (alive) {
+        rq->alive = NULL;
+        return rq;
+    }
+    return NULL;
 }
 
 void route_cancel(struct route_req *rq)

@@ -79,6 +79,22 @@ typedef void (*route_done_fn)(void *arg, int fd, const char *why);
 struct route_req *route_connect(struct routes *rs, const struct route *rt,
                                 const char *host, int port, const char *orig_ip,
                                 int orig_port, route_done_fn fn, void *arg);
+/* What a peer check found: why NULL when the peer's proxy took the
+ * credential (status 200, server its Server header: "portcullis/VER"). */
+struct route_check_result {
+    int status;         /* the proxy's HTTP status, 0 if none */
+    const char *why;    /* NULL: ok */
+    const char *server; /* "" if none */
+};
+typedef void (*route_check_fn)(void *arg, const struct route_check_result *r);
+
+/* `peer check NAME`: reaches the peer's proxy along its via route, then
+ * TLS and `OPTIONS *` with its token instead of a CONNECT. fn is called
+ * once (perhaps before this returns NULL); the handle cancels like a
+ * route_connect's. */
+struct route_req *route_peer_check(struct routes *rs, const char *peer,
+                                   route_check_fn fn, void *arg);
+
 /* While the handle is valid: stops the request, calling nothing. */
 void route_cancel(struct route_req *rq);
 

@@ -38,8 +38,8 @@ struct store_peer {
     int64_t created_at;
 };
 
-/* p->id is generated (and p->created_at set if 0). ERR_EXISTS for a name
- * in use. */
+/* p->id is generated unless given (a UUID the caller sealed the token
+ * with), and p->created_at set if 0. ERR_EXISTS for a name in use. */
 int store_peer_add(struct store *st, struct store_peer *p);
 /* By name or ID. */
 int store_peer_get(struct store *st, const char *name_or_id,

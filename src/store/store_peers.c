@@ -71,7 +71,12 @@ int store_peer_add(struct store *st, struct store_peer *p)
     if ((r = peer_check(p)) != ERR_OK) {
         return r;
     }
-    util_uuid4(p->id);
+    /* the caller may have made the ID: the sealed token is bound to it */
+    if (p->id[0] == '\0') {
+        util_uuid4(p->id);
+    } else if (!store_id_norm(p->id, p->id)) {
+        return ERR_INVALID;
+    }
     if (p->created_at == 0) {
         p->created_at = util_now();
     }
