@@ -111,46 +111,100 @@ json_t *admin_json_time(int64_t t)
     return json_string(s);
 }
 
-static const char *admin_nz(const char *s)
+json_t *admin_json_text(const char *s)
 {
-    return s != NULL && s[0] != '\0' ? s : NULL;
+    json_t *j = json_string(s);
+    char *copy;
+    size_t i;
+
+    if (j != NULL || (copy = strdup(s)) == NULL) {
+        return j;
+    }
+    for (i = 0; copy[i] != '\0'; i++) {
+        if ((unsigned char)copy[i] >= 0x80) {
+            copy[i] = '?';
+        }
+    }
+    j = json_string(copy);
+    free(copy);
+    return j;
 }
 
 /* --- descriptors --------------------------------------------------- */
 
+/* "a,b" into ["a", "b"]. */
+static json_t *admin_csv_json(const char *csv)
+{
+    json_t *a = json_array();
+    size_t len;
+
+    while (a != NULL && *csv != '\0') {
+        len = strcspn(csv, ",");
+        json_array_append_new(a, json_stringn(csv, len));
+        csv += len;
+        if (*csv == ',') {
+            csv++;
+        }
+    }
+    return a;
+}
+
+/* A stored JSON array of strings, each made valid UTF-8. */
+static json_t *admin_list_json(const char *text)
+{
+    json_t *in = json_loads(text, JSON_DISABLE_EOF_CHECK, NULL), *v;
+    json_t *out = json_array();
+    size_t i;
+
+    json_array_foreach(in, i, v)
+    {
+        if (json_is_string(v)) {
+            json_array_append_new(out, json_incref(v));
+        }
+    }
+    json_decref(in);
+    return out;
+}
+
+json_t *admin_field_json(const struct admin_field *f, const void *obj)
+{
+    const void *p = (const char *)obj + f->offset;
+
+    switch (f->type) {
+    case AF_STR:
+        return admin_json_text((const char *)p);
+    case AF_BOOL:
+        return json_boolean(*(const bool *)p);
+    case AF_INT:
+        return json_integer(*(const int *)p);
+    case AF_NATIVE:
+        return json_string(store_native_str(*(const int *)p));
+    case AF_STRZ:
+        return ((const char *)p)[0] != '\0' ? admin_json_text((const char *)p)
+                                            : json_null();
+    case AF_TIME:
+        return admin_json_time(*(const int64_t *)p);
+    case AF_SEALED:
+        return json_boolean(*(uint8_t *const *)p != NULL);
+    case AF_CSV:
+        return admin_csv_json((const char *)p);
+    case AF_JSONLIST:
+        return admin_list_json((const char *)p);
+    case AF_FN:
+        return f->get(obj);
+    }
+    return NULL;
+}
+
 json_t *admin_json_encode(const struct admin_field *f, const void *obj)
 {
-    const char *base = obj;
-    json_t *o = json_object();
+    json_t *o = json_object(), *v;
 
     for (; o != NULL && f->json != NULL; f++) {
-        const void *p = base + f->offset;
-        json_t *v = NULL;
-
-        switch (f->type) {
-        case AF_STR:
-            v = json_string((const char *)p);
-            break;
-        case AF_BOOL:
-            v = json_boolean(*(const bool *)p);
-            break;
-        case AF_INT:
-            v = json_integer(*(const int *)p);
-            break;
-        case AF_NATIVE:
-            v = json_string(store_native_str(*(const int *)p));
-            break;
-        case AF_STRZ:
-            v = ((const char *)p)[0] != '\0' ? json_string((const char *)p)
-                                             : json_null();
-            break;
-        case AF_TIME:
-            v = admin_json_time(*(const int64_t *)p);
-            break;
-        case AF_SEALED:
-            v = json_boolean(*(uint8_t *const *)p != NULL);
-            break;
+        if (f->flags & AF_NOJSON) {
+            continue;
         }
+        v = admin_field_json(f, obj);
         if (v == NULL || json_object_set_new(o, f->json, v) != 0) {
             json_decref(o);
             return NULL;
@@ -159,23 +213,102 @@ json_t *admin_json_encode(const struct admin_field *f, const void *obj)
     return o;
 }
 
-int admin_json_apply(const struct admin_field *f, const json_t *body, void *obj,
-                     struct admin_err *e)
+void admin_field_text(const struct admin_field *f, const void *obj, char *out,
+                      size_t outlen)
 {
-    char *base = obj;
-    const char *key;
-    json_t *v;
+    json_t *v = admin_field_json(f, obj), *x;
+    size_t used = 0, i;
     int n;
 
-    for (; f->json != NULL; f++) {
-        key = f->in != NULL ? f->in : f->json;
-        if ((f->flags & AF_READONLY) ||
-            (v = json_object_get(body, key)) == NULL) {
-            continue;
+    out[0] = '\0';
+    if (json_is_string(v)) {
+        snprintf(out, outlen, "%s", json_string_value(v));
+    } else if (json_is_boolean(v)) {
+        snprintf(out, outlen, "%s", json_is_true(v) ? "yes" : "no");
+    } else if (json_is_integer(v)) {
+        snprintf(out, outlen, "%lld", (long long)json_integer_value(v));
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, x)
+        {
+            if (!json_is_string(x) || used >= outlen) {
+                continue;
+            }
+            n = snprintf(out + used, outlen - used, "%s%s", used > 0 ? "," : "",
+                         json_string_value(x));
+            used = n < 0 ? outlen : used + (size_t)n;
         }
+    }
+    json_decref(v);
+}
+
+const struct admin_field *admin_field_find(const struct admin_field *f,
+                                           const char *json)
+{
+    for (; f->json != NULL; f++) {
+        if (strcmp(f->json, json) == 0 ||
+            (f->in != NULL && strcmp(f->in, json) == 0)) {
+            return f;
+        }
+    }
+    return NULL;
+}
+
+/* A JSON array of strings (none holding a comma) joined into dst. */
+static int admin_csv_apply(const char *key, const json_t *v, char *dst,
+                           size_t size, struct admin_err *e)
+{
+    size_t i, used = 0, len;
+    json_t *x;
+
+    if (!json_is_array(v)) {
+        return admin_fail(e, ERR_INVALID, "%s must be a list of strings", key);
+    }
+    dst[0] = '\0';
+    json_array_foreach(v, i, x)
+    {
+        if (!json_is_string(x) || strchr(json_string_value(x), ',') != NULL) {
+            return admin_fail(e, ERR_INVALID,
+                              "%s must be a list of strings without commas",
+                              key);
+        }
+        len = json_string_length(x);
+        if (used + (used > 0) + len + 1 > size) {
+            return admin_fail(e, ERR_INVALID,
+                              "%s is too long (at most %zu characters)", key,
+                              size - 1);
+        }
+        if (used > 0) {
+            dst[used++] = ',';
+        }
+        memcpy(dst + used, json_string_value(x), len + 1);
+        used += len;
+    }
+    return ERR_OK;
+}
+
+int admin_field_apply(const struct admin_field *f, const json_t *body,
+                      void *obj, struct admin_err *e)
+{
+    char *base = obj;
+    const char *key = f->in != NULL ? f->in : f->json;
+    json_t *v;
+    int n, r;
+
+    if ((f->flags & AF_READONLY) || (v = json_object_get(body, key)) == NULL) {
+        return ERR_OK;
+    }
+    {
         switch (f->type) {
         case AF_TIME:
         case AF_SEALED:
+        case AF_JSONLIST:
+        case AF_FN:
+            break;
+        case AF_CSV:
+            if ((r = admin_csv_apply(key, v, base + f->offset, f->size, e)) !=
+                ERR_OK) {
+                return r;
+            }
             break;
         case AF_STRZ:
             if (json_is_null(v)) {
@@ -216,6 +349,19 @@ int admin_json_apply(const struct admin_field *f, const json_t *body, void *obj,
             }
             *(int *)(base + f->offset) = n;
             break;
+        }
+    }
+    return ERR_OK;
+}
+
+int admin_json_apply(const struct admin_field *f, const json_t *body, void *obj,
+                     struct admin_err *e)
+{
+    int r;
+
+    for (; f->json != NULL; f++) {
+        if ((r = admin_field_apply(f, body, obj, e)) != ERR_OK) {
+            return r;
         }
     }
     return ERR_OK;
@@ -277,13 +423,31 @@ int admin_user_set_password(struct store *st, const struct store_user *u,
     return r == ERR_OK ? r : admin_store_fail(e, r, "user", u->name);
 }
 
+static json_t *admin_user_has_password(const void *obj)
+{
+    return json_boolean(((const struct store_user *)obj)->password_hash[0] !=
+                        '\0');
+}
+
+const struct admin_field admin_user_fields[] = {
+    ADMIN_FIELD(struct store_user, "id", AF_STR, id, .flags = AF_READONLY,
+                .col = "ID"),
+    ADMIN_FIELD(struct store_user, "name", AF_STR, name, .flags = AF_REQUIRED,
+                .cli = "NAME", .col = "NAME"),
+    ADMIN_FIELD(struct store_user, "disabled", AF_BOOL, disabled,
+                .cli = "--disabled", .col = "DISABLED"),
+    ADMIN_FIELD(struct store_user, "totp_enabled", AF_BOOL, totp_enabled,
+                .flags = AF_READONLY, .col = "TOTP"),
+    ADMIN_FIELD_FN("has_password", admin_user_has_password,
+                   .cli = "--password-stdin"),
+    ADMIN_FIELD(struct store_user, "created_at", AF_TIME, created_at,
+                .flags = AF_READONLY, .col = "CREATED"),
+    ADMIN_FIELD_END,
+};
+
 json_t *admin_user_json(const struct store_user *u)
 {
-    return json_pack("{s:s, s:s, s:b, s:b, s:b, s:o}", "id", u->id, "name",
-                     u->name, "disabled", u->disabled, "totp_enabled",
-                     u->totp_enabled, "has_password",
-                     u->password_hash[0] != '\0', "created_at",
-                     admin_json_time(u->created_at));
+    return admin_json_encode(admin_user_fields, u);
 }
 
 int admin_user_detail_json(struct store *st, const struct store_user *u,
@@ -317,10 +481,21 @@ int admin_user_detail_json(struct store *st, const struct store_user *u,
     return *out != NULL ? ERR_OK : ERR_NOMEM;
 }
 
+const struct admin_field admin_key_fields[] = {
+    ADMIN_FIELD(struct store_user_key, "id", AF_STR, id, .flags = AF_READONLY,
+                .col = "ID"),
+    ADMIN_FIELD(struct store_user_key, "type", AF_STR, type,
+                .flags = AF_READONLY, .col = "TYPE"),
+    ADMIN_FIELD(struct store_user_key, "fingerprint", AF_STR, fingerprint,
+                .flags = AF_READONLY, .col = "FINGERPRINT"),
+    ADMIN_FIELD(struct store_user_key, "comment", AF_STR, comment,
+                .flags = AF_READONLY, .col = "COMMENT"),
+    ADMIN_FIELD_END,
+};
+
 json_t *admin_key_json(const struct store_user_key *k)
 {
-    return json_pack("{s:s, s:s, s:s, s:s}", "id", k->id, "type", k->type,
-                     "fingerprint", k->fingerprint, "comment", k->comment);
+    return admin_json_encode(admin_key_fields, k);
 }
 
 int admin_key_fingerprint(ssh_key key, char *out, size_t outlen)
@@ -541,11 +716,19 @@ int admin_site_delete(struct store *st, const struct store_site *s,
     return r == ERR_OK ? r : admin_store_fail(e, r, "site", s->path);
 }
 
+const struct admin_field admin_group_fields[] = {
+    ADMIN_FIELD(struct store_group, "id", AF_STR, id, .flags = AF_READONLY,
+                .col = "ID"),
+    ADMIN_FIELD(struct store_group, "name", AF_STR, name, .flags = AF_REQUIRED,
+                .cli = "NAME", .col = "NAME"),
+    ADMIN_FIELD_END,
+};
+
 json_t *admin_group_json(struct store *st, const struct store_group *g)
 {
     struct store_user *members = NULL;
     size_t n = 0, i;
-    json_t *arr = json_array();
+    json_t *arr = json_array(), *j;
 
     if (store_group_members(st, g->id, &members, &n) == ERR_OK) {
         for (i = 0; i < n; i++) {
@@ -553,14 +736,27 @@ json_t *admin_group_json(struct store *st, const struct store_group *g)
         }
         store_user_list_free(members, n);
     }
-    return json_pack("{s:s, s:s, s:o}", "id", g->id, "name", g->name, "members",
-                     arr);
+    j = admin_json_encode(admin_group_fields, g);
+    if (j == NULL || json_object_set_new(j, "members", arr) != 0) {
+        json_decref(j);
+        return NULL;
+    }
+    return j;
 }
+
+const struct admin_field admin_site_fields[] = {
+    ADMIN_FIELD(struct store_site, "id", AF_STR, id, .flags = AF_READONLY,
+                .col = "ID"),
+    ADMIN_FIELD(struct store_site, "path", AF_STR, path, .flags = AF_REQUIRED,
+                .cli = "PATH", .col = "PATH"),
+    ADMIN_FIELD(struct store_site, "parent_id", AF_STRZ, parent_id,
+                .flags = AF_READONLY),
+    ADMIN_FIELD_END,
+};
 
 json_t *admin_site_json(const struct store_site *s)
 {
-    return json_pack("{s:s, s:s, s:s?}", "id", s->id, "path", s->path,
-                     "parent_id", admin_nz(s->parent_id));
+    return admin_json_encode(admin_site_fields, s);
 }
 
 int admin_role_parse(const char *role, struct admin_err *e)
@@ -596,14 +792,70 @@ int admin_grant_add(struct store *st, struct store_grant *g, const char *role,
     return ERR_OK;
 }
 
+static json_t *admin_grant_target_type(const void *obj)
+{
+    const struct store_grant *g = obj;
+
+    return json_string(g->asset_id[0] != '\0' ? "asset" : "site");
+}
+
+static json_t *admin_grant_grantee_type(const void *obj)
+{
+    const struct store_grant *g = obj;
+
+    return json_string(g->user_id[0] != '\0' ? "user" : "group");
+}
+
+static json_t *admin_grant_role(const void *obj)
+{
+    return json_string(store_role_str(((const struct store_grant *)obj)->role));
+}
+
+static json_t *admin_grant_target_text(const void *obj)
+{
+    const struct store_grant *g = obj;
+
+    return json_pack("s++", g->asset_id[0] != '\0' ? "asset" : "site", " ",
+                     g->target_name);
+}
+
+static json_t *admin_grant_grantee_text(const void *obj)
+{
+    const struct store_grant *g = obj;
+
+    return json_pack("s++", g->user_id[0] != '\0' ? "user" : "group", " ",
+                     g->grantee_name);
+}
+
+const struct admin_field admin_grant_fields[] = {
+    ADMIN_FIELD(struct store_grant, "id", AF_STR, id, .flags = AF_READONLY,
+                .col = "ID"),
+    ADMIN_FIELD_FN("target_type", admin_grant_target_type),
+    ADMIN_FIELD(struct store_grant, "asset_id", AF_STRZ, asset_id,
+                .flags = AF_READONLY),
+    ADMIN_FIELD(struct store_grant, "site_id", AF_STRZ, site_id,
+                .flags = AF_READONLY),
+    ADMIN_FIELD(struct store_grant, "target", AF_STR, target_name,
+                .flags = AF_READONLY, .cli = "--asset/--site"),
+    ADMIN_FIELD_FN("grantee_type", admin_grant_grantee_type),
+    ADMIN_FIELD(struct store_grant, "user_id", AF_STRZ, user_id,
+                .flags = AF_READONLY),
+    ADMIN_FIELD(struct store_grant, "group_id", AF_STRZ, group_id,
+                .flags = AF_READONLY),
+    ADMIN_FIELD(struct store_grant, "grantee", AF_STR, grantee_name,
+                .flags = AF_READONLY, .cli = "--user/--group"),
+    ADMIN_FIELD_FN("role", admin_grant_role, .cli = "--role"),
+    /* the table: "asset web1", "user bob", the role */
+    ADMIN_FIELD_FN("target_text", admin_grant_target_text, .flags = AF_NOJSON,
+                   .col = "TARGET"),
+    ADMIN_FIELD_FN("grantee_text", admin_grant_grantee_text, .flags = AF_NOJSON,
+                   .col = "GRANTEE"),
+    ADMIN_FIELD_FN("role_text", admin_grant_role, .flags = AF_NOJSON,
+                   .col = "ROLE"),
+    ADMIN_FIELD_END,
+};
+
 json_t *admin_grant_json(const struct store_grant *g)
 {
-    return json_pack(
-        "{s:s, s:s, s:s?, s:s?, s:s, s:s, s:s?, s:s?, s:s, s:s}", "id", g->id,
-        "target_type", g->asset_id[0] != '\0' ? "asset" : "site", "asset_id",
-        admin_nz(g->asset_id), "site_id", admin_nz(g->site_id), "target",
-        g->target_name, "grantee_type",
-        g->user_id[0] != '\0' ? "user" : "group", "user_id",
-        admin_nz(g->user_id), "group_id", admin_nz(g->group_id), "grantee",
-        g->grantee_name, "role", store_role_str(g->role));
+    return admin_json_encode(admin_grant_fields, g);
 }

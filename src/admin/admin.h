@@ -28,9 +28,14 @@
 #include <jansson.h>
 #include <libssh/libssh.h>
 
+#include "common/config.h"
+#include "store/access.h"
+#include "store/agents.h"
 #include "store/store.h"
 
 struct vault;
+struct hub;
+struct http_jwt_key;
 
 /* The largest session or idle limit of a profile, in minutes: one leap
  * year (366 days), so "a year" is accepted whatever the year. The larger
@@ -72,18 +77,22 @@ extern const char admin_msg_route[];
 /* --- descriptors: one table per noun ------------------------------- */
 
 enum admin_ftype {
-    AF_STR,    /* char[size] */
-    AF_BOOL,   /* bool */
-    AF_INT,    /* int, within [lo, hi] */
-    AF_NATIVE, /* int NATIVE_*, "deny" / "allow" / "record" */
-    AF_STRZ,   /* char[size]; "" is JSON null both ways */
-    AF_TIME,   /* int64_t Unix time, shown as an ISO 8601 string; 0: null */
-    AF_SEALED, /* uint8_t *: shown as whether it is set, never the bytes */
+    AF_STR,      /* char[size]; bytes that are not UTF-8 shown as '?' */
+    AF_BOOL,     /* bool */
+    AF_INT,      /* int, within [lo, hi] */
+    AF_NATIVE,   /* int NATIVE_*, "deny" / "allow" / "record" */
+    AF_STRZ,     /* char[size]; "" is JSON null both ways */
+    AF_TIME,     /* int64_t Unix time, shown as an ISO 8601 string; 0: null */
+    AF_SEALED,   /* uint8_t *: shown as whether it is set, never the bytes */
+    AF_CSV,      /* char[size] "a,b": a JSON array of strings both ways */
+    AF_JSONLIST, /* char[size] holding a JSON array of strings (shown only) */
+    AF_FN,       /* computed by get() (shown only) */
 };
 
 enum {
     AF_READONLY = 1 << 0, /* shown, never set from a request */
     AF_REQUIRED = 1 << 1, /* needed to create */
+    AF_NOJSON = 1 << 2,   /* a table column only, not in the JSON form */
 };
 
 struct admin_field {
@@ -94,20 +103,63 @@ struct admin_field {
     size_t offset, size;
     unsigned flags;
     long lo, hi;
+    const char *col; /* header of the CLI's table column; NULL: none */
+    json_t *(*get)(const void *obj); /* AF_FN */
 };
 
+/* A descriptor entry of struct type T's member m; the rest by name
+ * (.flags, .lo, .hi, .in, .cli, .col, .get). */
+#define ADMIN_FIELD(T, j, t, m, ...)                                           \
+    {                                                                          \
+        .json = (j), .type = (t), .offset = offsetof(T, m),                    \
+        .size = sizeof(((T *)0)->m), __VA_ARGS__                               \
+    }
+#define ADMIN_FIELD_FN(j, fn, ...)                                             \
+    {                                                                          \
+        .json = (j), .type = AF_FN, .get = (fn), __VA_ARGS__                   \
+    }
+#define ADMIN_FIELD_END                                                        \
+    {                                                                          \
+        .json = NULL                                                           \
+    }
+
 /* The descriptors, each ended by a field with json NULL. */
+extern const struct admin_field admin_user_fields[];
+extern const struct admin_field admin_key_fields[];
+extern const struct admin_field admin_group_fields[];
+extern const struct admin_field admin_site_fields[];
+extern const struct admin_field admin_grant_fields[];
 extern const struct admin_field admin_profile_fields[];
 extern const struct admin_field admin_asset_fields[];
+extern const struct admin_field admin_token_fields[];
+extern const struct admin_field admin_credential_fields[];
+extern const struct admin_field admin_agent_fields[];
+extern const struct admin_field admin_tunnel_fields[];
 
-/* Encodes obj by its descriptor: every field, in table order. */
+/* Encodes obj by its descriptor: every field but AF_NOJSON ones, in
+ * table order. */
 json_t *admin_json_encode(const struct admin_field *f, const void *obj);
+/* The JSON value of one field of obj (a new reference; NULL: no memory). */
+json_t *admin_field_json(const struct admin_field *f, const void *obj);
+/* The text of one field for a table cell: a string as it is, true/false
+ * as yes/no, a number, a list joined with ','; "" for null. */
+void admin_field_text(const struct admin_field *f, const void *obj, char *out,
+                      size_t outlen);
 /* Applies the keys of a JSON body present in the descriptor to obj
  * (strings are checked for length, ints for limits, natives parsed);
  * read-only, time and sealed fields and unknown keys are ignored (the
  * API's route schema refuses unknown ones; secrets need sealing). */
 int admin_json_apply(const struct admin_field *f, const json_t *body, void *obj,
                      struct admin_err *e);
+/* The same for the one field f. */
+int admin_field_apply(const struct admin_field *f, const json_t *body,
+                      void *obj, struct admin_err *e);
+/* The field of f named json (or whose body key is), or NULL. */
+const struct admin_field *admin_field_find(const struct admin_field *f,
+                                           const char *json);
+/* A JSON string of text that may hold bytes that are not UTF-8 (from an
+ * agent, or an old row): those become '?'. */
+json_t *admin_json_text(const char *s);
 
 json_t *admin_json_time(int64_t t);
 
@@ -214,5 +266,124 @@ int admin_profile_add(struct store *st, struct store_profile *p,
 int admin_profile_update(struct store *st, const struct store_profile *p,
                          struct admin_err *e);
 json_t *admin_profile_json(const struct store_profile *p);
+
+/* --- the door a change comes through -------------------------------- */
+
+/*
+ * What the functions that write an audit event or tell a running server
+ * need to know about the change's door. The CLI fills data_dir (a notice
+ * goes to the server of that data directory, notify.h) and leaves hub
+ * NULL; the API, inside the server, sets hub (told directly). actor and
+ * source name the audit event's who and from where ("cli:alice", "cli";
+ * a user name, "192.0.2.7:51234").
+ */
+struct admin_ctx {
+    struct store *st;
+    const struct config *cfg;
+    struct hub *hub;
+    const char *data_dir;
+    const char *actor;
+    const char *source;
+};
+
+/* After a change that was made: a notice the server did not get is not
+ * a refusal. The functions below that tell a running server set warn
+ * (one sentence) when it could not be told, and *delivered (if not NULL)
+ * whether a server took the notice. */
+struct admin_notice {
+    bool delivered;
+    char warn[160];
+};
+
+/* Writes the audit event of a change: action "<noun>.<verb>". A failure
+ * is returned (ERR_*) with e set: the change was made. */
+int admin_audit(const struct admin_ctx *c, const char *action,
+                const char *target, const char *detail, struct admin_err *e);
+
+/* --- agent credentials, agents, tunnels ----------------------------- */
+
+/* A new credential (name may be NULL); its secret (SECRET_CHARS + 1
+ * bytes) is returned once, the store keeps its argon2id hash. Audited. */
+int admin_credential_add(const struct admin_ctx *c, const char *name,
+                         struct store_credential *out, char *secret,
+                         size_t secretlen, struct admin_err *e);
+/* Deletes it; agents logged in with it drop at once. Audited. */
+int admin_credential_delete(const struct admin_ctx *c, const char *id,
+                            struct admin_notice *n, struct admin_err *e);
+/* An agent as JSON; its online flag the hub's own view when there is a
+ * hub (it knows about connections a moment old), else the store's. */
+json_t *admin_agent_json(const struct admin_ctx *c,
+                         const struct store_agent *a);
+/* The agent's ID bound to credential cred (NULL or "": unbound, the next
+ * credential to announce it takes it). Audited. */
+int admin_agent_rebind(const struct admin_ctx *c, const char *id,
+                       const char *cred, struct admin_notice *n,
+                       struct admin_err *e);
+/* Deletes an agent and its tunnels. Audited. */
+int admin_agent_delete(const struct admin_ctx *c, const char *id,
+                       struct admin_notice *n, struct admin_err *e);
+
+/* The longest idle timeout of a tunnel, in minutes (hub/tunnel_def.h's
+ * TUNNEL_IDLE_MAX). */
+#define ADMIN_TUNNEL_IDLE_MAX 525600
+
+/* What a door asks for; see hub/tunnel_def.h for the rules. */
+struct admin_tunnel_req {
+    const char *agent_id;
+    const char *remote; /* "HOST:PORT", "[v6]:PORT" */
+    bool udp;
+    int local_port;         /* 0: the lowest free one */
+    const char *acl;        /* NULL: default_ip's address only */
+    const char *default_ip; /* the creator's address */
+    int idle_minutes;       /* 0: never */
+};
+/* Adds a tunnel (created_by the actor), tells the server. Audited. */
+int admin_tunnel_add(const struct admin_ctx *c,
+                     const struct admin_tunnel_req *req, struct store_tunnel *t,
+                     struct admin_notice *n, struct admin_err *e);
+/* Replaces a tunnel's ACL (acl: "a,b", checked and made canonical); t
+ * gets the tunnel as stored. Audited. */
+int admin_tunnel_set_acl(const struct admin_ctx *c, const char *id,
+                         const char *acl, struct store_tunnel *t,
+                         struct admin_notice *n, struct admin_err *e);
+int admin_tunnel_delete(const struct admin_ctx *c, const char *id,
+                        struct admin_notice *n, struct admin_err *e);
+const char *admin_tunnel_state(const struct store_tunnel *t);
+
+/* --- API tokens ----------------------------------------------------- */
+
+#define ADMIN_TOKEN_DEFAULT_LIFETIME "30d"
+
+/* A new API token for user (name or ID). lifetime in seconds, or 0 to
+ * parse expires ("30d", "12h", "15m", "3600s"; at most 10 years). */
+struct admin_token_req {
+    const char *user;
+    const char *expires;
+    int64_t lifetime;
+    const char *description;
+    const char *cidrs; /* "a,b" or NULL / "" for any */
+    const char *paths;
+};
+/* Checks req's values (not the user); *lifetime gets its lifetime. */
+int admin_token_check(const struct admin_token_req *req, int64_t *lifetime,
+                      struct admin_err *e);
+/* Loads (or first makes) the API's signing key: [http] jwt_secret. */
+int admin_token_key_load(const char *path, struct http_jwt_key **out,
+                         struct admin_err *e);
+void admin_token_key_free(struct http_jwt_key *k);
+/* Makes the token: out is the stored row (with the user's name), *token
+ * the JWT, shown once, freed (wiped) with admin_token_free. Audited. */
+int admin_token_add(const struct admin_ctx *c, const struct http_jwt_key *key,
+                    const struct admin_token_req *req,
+                    struct store_api_token *out, char **token,
+                    struct admin_err *e);
+void admin_token_free(char *token);
+/* Writes t back (enabled, description, filters checked). Audited as
+ * action (e.g. "token.update", "token.disable"). */
+int admin_token_update(const struct admin_ctx *c, struct store_api_token *t,
+                       const char *action, struct admin_err *e);
+int admin_token_delete(const struct admin_ctx *c, const char *id,
+                       struct admin_err *e);
+json_t *admin_token_json(const struct store_api_token *t);
 
 #endif

@@ -12,24 +12,63 @@
 
 #include "common/err.h"
 
-#define PF_BOOL(j, c, m)                                                       \
-    {                                                                          \
-        j, NULL, c, AF_BOOL, offsetof(struct store_profile, m), sizeof(bool),  \
-            0, 0, 0                                                            \
-    }
+#define PF(j, t, m, ...) ADMIN_FIELD(struct store_profile, j, t, m, __VA_ARGS__)
+#define PF_BOOL(j, c, m) PF(j, AF_BOOL, m, .cli = (c))
 #define PF_MIN(j, c, m)                                                        \
-    {                                                                          \
-        j, NULL, c, AF_INT, offsetof(struct store_profile, m), sizeof(int), 0, \
-            0, ADMIN_MINUTES_MAX                                               \
+    PF(j, AF_INT, m, .cli = (c), .lo = 0, .hi = ADMIN_MINUTES_MAX)
+
+/* The table's CHANNELS: the channels a profile allows, "shell,exec". */
+static json_t *profile_channels(const void *obj)
+{
+    const struct store_profile *p = obj;
+    const struct {
+        bool on;
+        const char *name;
+    } ch[] = {
+        {p->shell, "shell"},
+        {p->exec, "exec"},
+        {p->sftp, "sftp"},
+        {p->scp, "scp"},
+        {p->local_forward, "local-forward"},
+        {p->remote_forward, "remote-forward"},
+        {p->agent_forward, "agent-forward"},
+        {p->x11, "x11"},
+    };
+    json_t *a = json_array();
+    size_t i;
+
+    for (i = 0; a != NULL && i < sizeof(ch) / sizeof(ch[0]); i++) {
+        if (ch[i].on) {
+            json_array_append_new(a, json_string(ch[i].name));
+        }
     }
+    return a;
+}
+
+/* A limit in the table: "-" for none. */
+static json_t *profile_minutes(int m)
+{
+    return m > 0 ? json_integer(m) : json_null();
+}
+
+static json_t *profile_max(const void *obj)
+{
+    return profile_minutes(
+        ((const struct store_profile *)obj)->max_session_minutes);
+}
+
+static json_t *profile_idle(const void *obj)
+{
+    return profile_minutes(
+        ((const struct store_profile *)obj)->idle_timeout_minutes);
+}
 
 const struct admin_field admin_profile_fields[] = {
-    {"id", NULL, NULL, AF_STR, offsetof(struct store_profile, id),
-     STORE_ID_MAX + 1, AF_READONLY, 0, 0},
-    {"name", NULL, "NAME", AF_STR, offsetof(struct store_profile, name),
-     STORE_NAME_MAX + 1, AF_REQUIRED, 0, 0},
-    {"native_session", "native", "--native", AF_NATIVE,
-     offsetof(struct store_profile, native), sizeof(int), AF_REQUIRED, 0, 0},
+    PF("id", AF_STR, id, .flags = AF_READONLY, .col = "ID"),
+    PF("name", AF_STR, name, .flags = AF_REQUIRED, .cli = "NAME",
+       .col = "NAME"),
+    PF("native_session", AF_NATIVE, native, .in = "native",
+       .flags = AF_REQUIRED, .cli = "--native", .col = "NATIVE"),
     PF_BOOL("shell", "--no-shell", shell),
     PF_BOOL("exec", "--no-exec", exec),
     PF_BOOL("sftp", "--no-sftp", sftp),
@@ -42,7 +81,13 @@ const struct admin_field admin_profile_fields[] = {
     PF_MIN("idle_timeout_minutes", "--idle-timeout-minutes",
            idle_timeout_minutes),
     PF_BOOL("record_input", "--record-input", record_input),
-    {NULL, NULL, NULL, AF_STR, 0, 0, 0, 0, 0},
+    ADMIN_FIELD_FN("channels", profile_channels, .flags = AF_NOJSON,
+                   .col = "CHANNELS"),
+    ADMIN_FIELD_FN("max_min", profile_max, .flags = AF_NOJSON,
+                   .col = "MAX_MIN"),
+    ADMIN_FIELD_FN("idle_min", profile_idle, .flags = AF_NOJSON,
+                   .col = "IDLE_MIN"),
+    ADMIN_FIELD_END,
 };
 
 void admin_profile_defaults(struct store_profile *p)

@@ -644,7 +644,8 @@ struct cli_table {
     bool failed;  /* an allocation failed; finish reports it */
 };
 
-static void cli_table_vadd(struct cli_table *t, va_list ap)
+/* Adds a row of t->ncols cells. */
+static void cli_table_row(struct cli_table *t, const char *const *row)
 {
     char **cells;
     const char *s;
@@ -663,7 +664,7 @@ static void cli_table_vadd(struct cli_table *t, va_list ap)
         t->cells = cells;
     }
     for (c = 0; c < t->ncols; c++) {
-        s = va_arg(ap, const char *);
+        s = row[c];
         if (s == NULL || *s == '\0') {
             s = "-";
         }
@@ -675,6 +676,17 @@ static void cli_table_vadd(struct cli_table *t, va_list ap)
         }
     }
     t->nrows++;
+}
+
+static void cli_table_vadd(struct cli_table *t, va_list ap)
+{
+    const char *row[CLI_TABLE_MAX_COLS];
+    size_t c;
+
+    for (c = 0; c < t->ncols; c++) {
+        row[c] = va_arg(ap, const char *);
+    }
+    cli_table_row(t, row);
 }
 
 struct cli_table *cli_table_new(size_t ncols, ...)
@@ -901,4 +913,104 @@ json_t *cli_json_text(const char *s)
     j = json_string(c);
     free(c);
     return j;
+}
+
+/* --- descriptors (admin.h) --- */
+
+int cli_fields_table(const struct admin_field *f, const void *list, size_t n,
+                     size_t stride)
+{
+    const struct admin_field *cols[CLI_TABLE_MAX_COLS];
+    const char *row[CLI_TABLE_MAX_COLS];
+    char cell[CLI_TABLE_MAX_COLS][1024];
+    struct cli_table *t;
+    size_t nc = 0, c, i;
+
+    for (; f->json != NULL && nc < CLI_TABLE_MAX_COLS; f++) {
+        if (f->col != NULL) {
+            cols[nc] = f;
+            row[nc++] = f->col;
+        }
+    }
+    if (nc == 0 || (t = calloc(1, sizeof(*t))) == NULL) {
+        return cli_table_finish(NULL);
+    }
+    t->ncols = nc;
+    cli_table_row(t, row);
+    for (i = 0; i < n; i++) {
+        const void *obj = (const char *)list + i * stride;
+
+        for (c = 0; c < nc; c++) {
+            admin_field_text(cols[c], obj, cell[c], sizeof(cell[c]));
+            row[c] = cell[c];
+        }
+        cli_table_row(t, row);
+    }
+    return cli_table_finish(t);
+}
+
+int cli_fields_list(const struct admin_field *f, const void *list, size_t n,
+                    size_t stride, bool json)
+{
+    json_t *arr;
+    size_t i;
+
+    if (!json) {
+        return cli_fields_table(f, list, n, stride);
+    }
+    arr = json_array();
+    for (i = 0; i < n; i++) {
+        cli_json_append(&arr,
+                        admin_json_encode(f, (const char *)list + i * stride));
+    }
+    return cli_json_print(arr);
+}
+
+void cli_fields_show(const struct admin_field *f, const void *obj)
+{
+    char text[2048];
+
+    for (; f->json != NULL; f++) {
+        if (!(f->flags & AF_NOJSON)) {
+            admin_field_text(f, obj, text, sizeof(text));
+            cli_show(f->json, text);
+        }
+    }
+}
+
+/* The actor of a change from the CLI: "cli:<unix user>". */
+static void cli_actor(char *out, size_t outlen)
+{
+    struct passwd *pw = getpwuid(getuid());
+
+    if (pw != NULL && pw->pw_name != NULL) {
+        snprintf(out, outlen, "cli:%.100s", pw->pw_name);
+    } else {
+        snprintf(out, outlen, "cli:uid=%u", (unsigned)getuid());
+    }
+}
+
+int cli_admin_ctx(struct cli_ctx *ctx, struct admin_ctx *c)
+{
+    static char actor[STORE_NAME_MAX + 1];
+    int rc;
+
+    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    cli_actor(actor, sizeof(actor));
+    memset(c, 0, sizeof(*c));
+    c->st = ctx->st;
+    c->cfg = &ctx->cfg;
+    c->data_dir = ctx->cfg.data_dir;
+    c->actor = actor;
+    c->source = "cli";
+    return CLI_EXIT_OK;
+}
+
+void cli_notice(const struct admin_notice *n)
+{
+    if (n->warn[0] != '\0') {
+        cli_error("warning: %s", n->warn);
+    }
 }

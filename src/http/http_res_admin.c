@@ -27,8 +27,17 @@ static void http_target(struct http_req *req, const char *what)
     snprintf(req->audit_target, sizeof(req->audit_target), "%.255s", what);
 }
 
-/* A refusal of the admin layer, with its words. */
-static int http_admin_error(struct http_req *req, const struct admin_err *e)
+void http_admin_ctx(struct http_req *req, struct admin_ctx *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->st = req->h->store;
+    c->cfg = req->h->cfg;
+    c->hub = req->h->hub;
+    c->actor = req->auth.ok ? req->auth.user.name : "-";
+    c->source = req->client;
+}
+
+int http_admin_error(struct http_req *req, const struct admin_err *e)
 {
     switch (e->code) {
     case ERR_INVALID:

@@ -29,7 +29,6 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "store/audit.h"
-#include "hub/tunnel_def.h"
 #include "store/agents.h"
 
 #define API "/api/v1"
@@ -179,7 +178,7 @@ static const struct http_field body_tunnel_add[] = {
     {"udp", HF_BOOL, false, 0, 0},
     {"local_port", HF_INT, false, 1, 65535},
     {"acl", HF_STRING_LIST, false, 0, 64},
-    {"idle_timeout_minutes", HF_INT, false, 0, TUNNEL_IDLE_MAX},
+    {"idle_timeout_minutes", HF_INT, false, 0, ADMIN_TUNNEL_IDLE_MAX},
     F_END,
 };
 static const struct http_field body_tunnel_patch[] = {
@@ -302,13 +301,14 @@ const struct http_route http_routes[] = {
     R(HM_GET, API "/api-tokens", PERM_SELF, SCOPE_ROOT, NULL, true,
       http_h_tokens_list, NULL),
     R(HM_POST, API "/api-tokens", PERM_SELF, SCOPE_BODY_USER, body_token_add,
-      false, http_h_tokens_add, "token.add"),
+      false, http_h_tokens_add, NULL /* admin: token.add */),
     R(HM_GET, API "/api-tokens/{id}", PERM_SELF, SCOPE_TOKEN, NULL, false,
       http_h_tokens_get, NULL),
     R(HM_PATCH, API "/api-tokens/{id}", PERM_SELF, SCOPE_TOKEN,
-      body_token_patch, false, http_h_tokens_patch, "token.update"),
+      body_token_patch, false, http_h_tokens_patch,
+      NULL /* admin: token.update */),
     R(HM_DELETE, API "/api-tokens/{id}", PERM_SELF, SCOPE_TOKEN, NULL, false,
-      http_h_tokens_delete, "token.delete"),
+      http_h_tokens_delete, NULL /* admin: token.delete */),
 
     R(HM_GET, API "/sessions", PERM_CONFIG, SCOPE_ROOT, NULL, true,
       http_h_sessions_list, NULL),
@@ -322,29 +322,30 @@ const struct http_route http_routes[] = {
     R(HM_GET, API "/credentials", PERM_ADMIN, SCOPE_ROOT, NULL, true,
       http_h_credentials_list, NULL),
     R(HM_POST, API "/credentials", PERM_ADMIN, SCOPE_ROOT, body_credential_add,
-      false, http_h_credentials_add, "credential.add"),
+      false, http_h_credentials_add, NULL /* admin: credential.add */),
     R(HM_GET, API "/credentials/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
       http_h_credentials_get, NULL),
     R(HM_DELETE, API "/credentials/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
-      http_h_credentials_delete, "credential.delete"),
+      http_h_credentials_delete, NULL /* admin: credential.delete */),
     R(HM_GET, API "/agents", PERM_CONFIG, SCOPE_ROOT, NULL, true,
       http_h_agents_list, NULL),
     R(HM_GET, API "/agents/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
       http_h_agents_get, NULL),
     R(HM_DELETE, API "/agents/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
-      http_h_agents_delete, "agent.delete"),
+      http_h_agents_delete, NULL /* admin: agent.delete */),
     R(HM_POST, API "/agents/{id}/rebind", PERM_CONFIG, SCOPE_ROOT,
-      body_agent_rebind, false, http_h_agents_rebind, "agent.rebind"),
+      body_agent_rebind, false, http_h_agents_rebind,
+      NULL /* admin: agent.rebind */),
     R(HM_GET, API "/tunnels", PERM_CONFIG, SCOPE_ROOT, NULL, true,
       http_h_tunnels_list, NULL),
     R(HM_POST, API "/tunnels", PERM_CONFIG, SCOPE_ROOT, body_tunnel_add, false,
-      http_h_tunnels_add, "tunnel.add"),
+      http_h_tunnels_add, NULL /* admin: tunnel.add */),
     R(HM_GET, API "/tunnels/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
       http_h_tunnels_get, NULL),
     R(HM_PATCH, API "/tunnels/{id}", PERM_CONFIG, SCOPE_ROOT, body_tunnel_patch,
-      false, http_h_tunnels_patch, "tunnel.acl"),
+      false, http_h_tunnels_patch, NULL /* admin: tunnel.acl */),
     R(HM_DELETE, API "/tunnels/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
-      http_h_tunnels_delete, "tunnel.delete"),
+      http_h_tunnels_delete, NULL /* admin: tunnel.delete */),
 };
 
 const size_t http_routes_count = sizeof(http_routes) / sizeof(http_routes[0]);
