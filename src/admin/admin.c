@@ -716,6 +716,22 @@ int admin_site_delete(struct store *st, const struct store_site *s,
     return r == ERR_OK ? r : admin_store_fail(e, r, "site", s->path);
 }
 
+int admin_group_add(struct store *st, const char *name, struct store_group *out,
+                    struct admin_err *e)
+{
+    struct store_group g;
+    int r;
+
+    if ((r = admin_set_name(g.name, sizeof(g.name), name, "group", e)) !=
+        ERR_OK) {
+        return r;
+    }
+    if ((r = store_group_add(st, name, out != NULL ? out : &g)) != ERR_OK) {
+        return admin_store_fail(e, r, "group", name);
+    }
+    return ERR_OK;
+}
+
 const struct admin_field admin_group_fields[] = {
     ADMIN_FIELD(struct store_group, "id", AF_STR, id, .flags = AF_READONLY,
                 .col = "ID"),

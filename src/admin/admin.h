@@ -207,6 +207,9 @@ int admin_user_totp_enable(struct store *st, const struct vault *v,
 
 /* --- groups and sites ---------------------------------------------- */
 
+/* A new group (out may be NULL). */
+int admin_group_add(struct store *st, const char *name, struct store_group *out,
+                    struct admin_err *e);
 /* Adds u to g (add) or takes u out of it. */
 int admin_group_member(struct store *st, const struct store_group *g,
                        const struct store_user *u, bool add,

@@ -10,7 +10,8 @@
 static int group_add_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
-    int rc, r;
+    struct admin_err e;
+    int rc;
 
     if ((rc = cli_parse(ctx, argc, argv, NULL, "NAME", pos)) != CLI_PARSED) {
         return rc;
@@ -18,8 +19,8 @@ static int group_add_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
         return rc;
     }
-    if ((r = store_group_add(ctx->st, pos[0], NULL)) != ERR_OK) {
-        return cli_store_error(r, "group", pos[0]);
+    if (admin_group_add(ctx->st, pos[0], NULL, &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
     return CLI_EXIT_OK;
 }

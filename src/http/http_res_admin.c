@@ -286,11 +286,11 @@ int http_h_groups_add(struct http_req *req)
 {
     const char *name = http_body_str(req->body, "name");
     struct store_group g;
-    int r;
+    struct admin_err e;
 
     http_target(req, name);
-    if ((r = store_group_add(req->h->store, name, &g)) != ERR_OK) {
-        return http_store_error(req, r, "group", name);
+    if (admin_group_add(req->h->store, name, &g, &e) != ERR_OK) {
+        return http_admin_error(req, &e);
     }
     return http_ok(req, 201, admin_group_json(req->h->store, &g), NULL);
 }
