@@ -253,36 +253,44 @@ const struct admin_field *admin_field_find(const struct admin_field *f,
     return NULL;
 }
 
-/* A JSON array of strings (none holding a comma) joined into dst. */
+/* A JSON array of strings (none holding a comma) joined into dst; dst
+ * is left as it was when the list is refused. */
 static int admin_csv_apply(const char *key, const json_t *v, char *dst,
                            size_t size, struct admin_err *e)
 {
     size_t i, used = 0, len;
+    char *tmp;
     json_t *x;
 
     if (!json_is_array(v)) {
         return admin_fail(e, ERR_INVALID, "%s must be a list of strings", key);
     }
-    dst[0] = '\0';
+    if ((tmp = calloc(1, size)) == NULL) {
+        return admin_fail(e, ERR_NOMEM, "%s: %s", key, err_str(ERR_NOMEM));
+    }
     json_array_foreach(v, i, x)
     {
         if (!json_is_string(x) || strchr(json_string_value(x), ',') != NULL) {
+            free(tmp);
             return admin_fail(e, ERR_INVALID,
                               "%s must be a list of strings without commas",
                               key);
         }
         len = json_string_length(x);
         if (used + (used > 0) + len + 1 > size) {
+            free(tmp);
             return admin_fail(e, ERR_INVALID,
                               "%s is too long (at most %zu characters)", key,
                               size - 1);
         }
         if (used > 0) {
-            dst[used++] = ',';
+            tmp[used++] = ',';
         }
-        memcpy(dst + used, json_string_value(x), len + 1);
+        memcpy(tmp + used, json_string_value(x), len + 1);
         used += len;
     }
+    memcpy(dst, tmp, used + 1);
+    free(tmp);
     return ERR_OK;
 }
 
