@@ -253,6 +253,49 @@ const struct admin_field *admin_field_find(const struct admin_field *f,
     return NULL;
 }
 
+void admin_body_schema(const struct admin_field *f, bool create,
+                       void (*fn)(void *arg, const char *key, const char *type,
+                                  bool required, long lo, long hi),
+                       void *arg)
+{
+    const char *key;
+    bool req;
+    long lo;
+
+    for (; f->json != NULL; f++) {
+        if ((f->flags & AF_READONLY) || (!create && (f->flags & AF_FIXED)) ||
+            (create && (f->flags & AF_NOCREATE))) {
+            continue;
+        }
+        key = f->in != NULL ? f->in : f->json;
+        req = create && (f->flags & AF_REQUIRED);
+        lo = (f->flags & AF_EMPTY) ? 0 : 1;
+        switch (f->type) {
+        case AF_STR:
+            fn(arg, key, "string", req, lo, (long)f->size - 1);
+            break;
+        case AF_STRZ:
+            fn(arg, key, create ? "string" : "string_null", req, lo,
+               (long)f->size - 1);
+            break;
+        case AF_NATIVE:
+            fn(arg, key, "string", req, 1, 16);
+            break;
+        case AF_BOOL:
+            fn(arg, key, "bool", req, 0, 0);
+            break;
+        case AF_INT:
+            fn(arg, key, "int", req, f->lo, f->hi);
+            break;
+        case AF_CSV:
+            fn(arg, key, "list", req, 0, f->hi);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
 /* A JSON array of strings (none holding a comma) joined into dst; dst
  * is left as it was when the list is refused. */
 static int admin_csv_apply(const char *key, const json_t *v, char *dst,
@@ -325,10 +368,12 @@ int admin_field_apply(const struct admin_field *f, const json_t *body,
             }
             /* fall through */
         case AF_STR:
-            if (!json_is_string(v) || json_string_length(v) == 0 ||
+            if (!json_is_string(v) ||
+                (json_string_length(v) == 0 && !(f->flags & AF_EMPTY)) ||
                 json_string_length(v) >= f->size) {
-                return admin_fail(e, ERR_INVALID, "%s must be 1-%zu characters",
-                                  key, f->size - 1);
+                return admin_fail(e, ERR_INVALID,
+                                  "%s must be %d-%zu characters", key,
+                                  (f->flags & AF_EMPTY) ? 0 : 1, f->size - 1);
             }
             memcpy(base + f->offset, json_string_value(v),
                    json_string_length(v) + 1);
@@ -440,8 +485,8 @@ static json_t *admin_user_has_password(const void *obj)
 const struct admin_field admin_user_fields[] = {
     ADMIN_FIELD(struct store_user, "id", AF_STR, id, .flags = AF_READONLY,
                 .col = "ID"),
-    ADMIN_FIELD(struct store_user, "name", AF_STR, name, .flags = AF_REQUIRED,
-                .cli = "NAME", .col = "NAME"),
+    ADMIN_FIELD(struct store_user, "name", AF_STR, name,
+                .flags = AF_REQUIRED | AF_FIXED, .cli = "NAME", .col = "NAME"),
     ADMIN_FIELD(struct store_user, "disabled", AF_BOOL, disabled,
                 .cli = "--disabled", .col = "DISABLED"),
     ADMIN_FIELD(struct store_user, "totp_enabled", AF_BOOL, totp_enabled,
@@ -743,8 +788,8 @@ int admin_group_add(struct store *st, const char *name, struct store_group *out,
 const struct admin_field admin_group_fields[] = {
     ADMIN_FIELD(struct store_group, "id", AF_STR, id, .flags = AF_READONLY,
                 .col = "ID"),
-    ADMIN_FIELD(struct store_group, "name", AF_STR, name, .flags = AF_REQUIRED,
-                .cli = "NAME", .col = "NAME"),
+    ADMIN_FIELD(struct store_group, "name", AF_STR, name,
+                .flags = AF_REQUIRED | AF_FIXED, .cli = "NAME", .col = "NAME"),
     ADMIN_FIELD_END,
 };
 
@@ -771,8 +816,8 @@ json_t *admin_group_json(struct store *st, const struct store_group *g)
 const struct admin_field admin_site_fields[] = {
     ADMIN_FIELD(struct store_site, "id", AF_STR, id, .flags = AF_READONLY,
                 .col = "ID"),
-    ADMIN_FIELD(struct store_site, "path", AF_STR, path, .flags = AF_REQUIRED,
-                .cli = "PATH", .col = "PATH"),
+    ADMIN_FIELD(struct store_site, "path", AF_STR, path,
+                .flags = AF_REQUIRED | AF_FIXED, .cli = "PATH", .col = "PATH"),
     ADMIN_FIELD(struct store_site, "parent_id", AF_STRZ, parent_id,
                 .flags = AF_READONLY),
     ADMIN_FIELD_END,

@@ -84,7 +84,7 @@ enum admin_ftype {
     AF_STRZ,     /* char[size]; "" is JSON null both ways */
     AF_TIME,     /* int64_t Unix time, shown as an ISO 8601 string; 0: null */
     AF_SEALED,   /* uint8_t *: shown as whether it is set, never the bytes */
-    AF_CSV,      /* char[size] "a,b": a JSON array of strings both ways */
+    AF_CSV,      /* char[size] "a,b": a JSON array of at most hi strings */
     AF_JSONLIST, /* char[size] holding a JSON array of strings (shown only) */
     AF_FN,       /* computed by get() (shown only) */
 };
@@ -93,6 +93,9 @@ enum {
     AF_READONLY = 1 << 0, /* shown, never set from a request */
     AF_REQUIRED = 1 << 1, /* needed to create */
     AF_NOJSON = 1 << 2,   /* a table column only, not in the JSON form */
+    AF_FIXED = 1 << 3,    /* given at create, never changed by an update */
+    AF_NOCREATE = 1 << 4, /* changed by an update, not given at create */
+    AF_EMPTY = 1 << 5,    /* "" is a value (AF_STR, AF_STRZ) */
 };
 
 struct admin_field {
@@ -135,6 +138,17 @@ extern const struct admin_field admin_token_fields[];
 extern const struct admin_field admin_credential_fields[];
 extern const struct admin_field admin_agent_fields[];
 extern const struct admin_field admin_tunnel_fields[];
+
+/* The body schema of a noun's create (create) or update, as the API's
+ * route table checks it (http_body.h): every field a request may set
+ * (not read-only, computed, time, sealed or shown-only lists; not AF_FIXED
+ * on an update, not AF_NOCREATE on a create), with its type and limits.
+ * Each is handed to fn(arg, key, type, required, lo, hi) with type one
+ * of "string", "string_null", "int", "bool", "list". */
+void admin_body_schema(const struct admin_field *f, bool create,
+                       void (*fn)(void *arg, const char *key, const char *type,
+                                  bool required, long lo, long hi),
+                       void *arg);
 
 /* Encodes obj by its descriptor: every field but AF_NOJSON ones, in
  * table order. */

@@ -424,6 +424,44 @@ static void test_descriptor_tables(void **state)
     }
 }
 
+static void schema_line(void *arg, const char *key, const char *type,
+                        bool required, long lo, long hi)
+{
+    char *out = arg;
+    size_t n = strlen(out);
+
+    snprintf(out + n, 1024 - n, "%s%s:%s%s:%ld-%ld", n > 0 ? " " : "", key,
+             type, required ? "!" : "", lo, hi);
+}
+
+/* The API's body schemas come from the descriptors: what a create and an
+ * update may set, with the limits the table holds. */
+static void test_descriptor_schema(void **state)
+{
+    char out[1024] = "";
+
+    (void)state;
+    admin_body_schema(admin_asset_fields, true, schema_line, out);
+    assert_string_equal(out, "name:string!:1-128 protocol:string:1-15 "
+                             "host:string!:1-255 port:int:1-65535 "
+                             "login:string:1-128 route:string:1-160 "
+                             "host_key_fingerprint:string:1-64");
+    out[0] = '\0';
+    /* an update: nothing required, optional text may be cleared (null) */
+    admin_body_schema(admin_asset_fields, false, schema_line, out);
+    assert_non_null(strstr(out, "name:string:1-128"));
+    assert_non_null(strstr(out, "login:string_null:1-128"));
+    out[0] = '\0';
+    /* a user's name is fixed at create */
+    admin_body_schema(admin_user_fields, false, schema_line, out);
+    assert_string_equal(out, "disabled:bool:0-0");
+    out[0] = '\0';
+    /* a token is enabled by an update, not at create; "" describes */
+    admin_body_schema(admin_token_fields, true, schema_line, out);
+    assert_string_equal(out, "description:string:0-256 "
+                             "filter_cidrs:list:0-32 filter_paths:list:0-32");
+}
+
 /* The single audit event of action on target, or fail. */
 static void assert_one_event(struct store *st, const char *action,
                              const char *target, const char *actor)
@@ -532,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_descriptor_encode),
         cmocka_unit_test(test_descriptor_apply),
         cmocka_unit_test(test_descriptor_tables),
+        cmocka_unit_test(test_descriptor_schema),
         cmocka_unit_test_setup_teardown(test_credential_rules, setup, teardown),
         cmocka_unit_test(test_token_rules),
     };
