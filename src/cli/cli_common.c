@@ -1014,3 +1014,93 @@ void cli_notice(const struct admin_notice *n)
         cli_error("warning: %s", n->warn);
     }
 }
+
+/* A comma-separated option value as a JSON array of its entries. */
+static json_t *cli_csv_json(const char *v)
+{
+    json_t *a = json_array();
+    size_t len;
+
+    while (a != NULL && *v != '\0') {
+        len = strcspn(v, ",");
+        json_array_append_new(a, json_stringn(v, len));
+        v += len + (v[len] == ',');
+    }
+    return a;
+}
+
+int cli_parse_fields(struct cli_ctx *ctx, int argc, char **argv,
+                     const struct admin_field *f, bool create,
+                     const struct cli_opt *extra, const char *posspec,
+                     const char *pos[CLI_MAX_POS], json_t **body)
+{
+    struct cli_opt opts[CLI_MAX_OPTS + 1];
+    const struct admin_field *of[CLI_MAX_OPTS];
+    const char *strs[CLI_MAX_OPTS];
+    bool flags[CLI_MAX_OPTS];
+    int ints[CLI_MAX_OPTS];
+    size_t n = 0, i;
+    json_t *v;
+    int rc;
+
+    *body = NULL;
+    for (; f->json != NULL; f++) {
+        if (f->cli == NULL || strncmp(f->cli, "--", 2) != 0 ||
+            (f->flags & AF_READONLY) || f->type == AF_FN ||
+            (!create && (f->flags & AF_FIXED)) ||
+            (create && (f->flags & AF_NOCREATE)) || n >= CLI_MAX_OPTS) {
+            continue;
+        }
+        of[n] = f;
+        strs[n] = NULL;
+        flags[n] = false;
+        ints[n] = INT_MIN; /* not given */
+        if (f->type == AF_BOOL) {
+            opts[n] = (struct cli_opt)CLI_OPT_FLAG(f->cli, &flags[n]);
+        } else if (f->type == AF_INT) {
+            opts[n] = (struct cli_opt)CLI_OPT_INT(f->cli, &ints[n], (int)f->lo,
+                                                  (int)f->hi);
+        } else {
+            opts[n] = (struct cli_opt)CLI_OPT_STR(f->cli, &strs[n]);
+        }
+        n++;
+    }
+    for (i = 0; extra != NULL && extra[i].name != NULL && n < CLI_MAX_OPTS;
+         i++) {
+        of[n] = NULL;
+        opts[n++] = extra[i];
+    }
+    opts[n] = (struct cli_opt)CLI_OPT_END;
+    if ((rc = cli_parse(ctx, argc, argv, opts, posspec, pos)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((*body = json_object()) == NULL) {
+        return cli_error("%s", err_str(ERR_NOMEM));
+    }
+    for (i = 0; i < n; i++) {
+        if ((f = of[i]) == NULL) {
+            continue;
+        }
+        if (f->type == AF_BOOL) {
+            /* "--no-shell" turns shell off, "--x11" turns x11 on */
+            v = flags[i] ? json_boolean(strncmp(f->cli, "--no-", 5) != 0)
+                         : NULL;
+        } else if (f->type == AF_INT) {
+            v = ints[i] != INT_MIN ? json_integer(ints[i]) : NULL;
+        } else if (strs[i] == NULL) {
+            v = NULL;
+        } else {
+            v = f->type == AF_CSV ? cli_csv_json(strs[i])
+                                  : json_string(strs[i]);
+        }
+        if (v == NULL && create && (f->flags & AF_REQUIRED)) {
+            json_decref(*body);
+            *body = NULL;
+            return cli_usage(ctx, "missing %s", f->cli);
+        }
+        if (v != NULL) {
+            json_object_set_new(*body, f->in != NULL ? f->in : f->json, v);
+        }
+    }
+    return CLI_PARSED;
+}

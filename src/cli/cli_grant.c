@@ -81,11 +81,8 @@ static int grant_add_run(struct cli_ctx *ctx, int argc, char **argv)
 static int grant_list_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     bool json = false;
-    struct store_grant *list = NULL, *g;
-    struct cli_table *t;
-    json_t *arr;
-    char target[STORE_PATH_MAX + 16], grantee[STORE_NAME_MAX + 16];
-    size_t n = 0, i;
+    struct store_grant *list = NULL;
+    size_t n = 0;
     int rc, r;
 
     if ((rc = cli_list_start(ctx, argc, argv, &json)) != CLI_PARSED) {
@@ -94,24 +91,7 @@ static int grant_list_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((r = store_grant_list(ctx->st, &list, &n)) != ERR_OK) {
         return cli_error("cannot list grants: %s", err_str(r));
     }
-    if (json) {
-        arr = json_array();
-        for (i = 0; i < n; i++) {
-            cli_json_append(&arr, admin_grant_json(&list[i]));
-        }
-        rc = cli_json_print(arr);
-    } else {
-        t = cli_table_new(4, "ID", "TARGET", "GRANTEE", "ROLE");
-        for (i = 0; i < n; i++) {
-            g = &list[i];
-            snprintf(target, sizeof(target), "%s %s",
-                     g->asset_id[0] != '\0' ? "asset" : "site", g->target_name);
-            snprintf(grantee, sizeof(grantee), "%s %s",
-                     g->user_id[0] != '\0' ? "user" : "group", g->grantee_name);
-            cli_table_add(t, g->id, target, grantee, store_role_str(g->role));
-        }
-        rc = cli_table_finish(t);
-    }
+    rc = cli_fields_list(admin_grant_fields, list, n, sizeof(*list), json);
     store_list_free(list);
     return rc;
 }

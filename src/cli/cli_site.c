@@ -28,9 +28,7 @@ static int site_list_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     bool json = false;
     struct store_site *list = NULL;
-    struct cli_table *t;
-    json_t *arr;
-    size_t n = 0, i;
+    size_t n = 0;
     int rc, r;
 
     if ((rc = cli_list_start(ctx, argc, argv, &json)) != CLI_PARSED) {
@@ -39,19 +37,7 @@ static int site_list_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((r = store_site_list(ctx->st, &list, &n)) != ERR_OK) {
         return cli_error("cannot list sites: %s", err_str(r));
     }
-    if (json) {
-        arr = json_array();
-        for (i = 0; i < n; i++) {
-            cli_json_append(&arr, admin_site_json(&list[i]));
-        }
-        rc = cli_json_print(arr);
-    } else {
-        t = cli_table_new(2, "ID", "PATH");
-        for (i = 0; i < n; i++) {
-            cli_table_add(t, list[i].id, list[i].path);
-        }
-        rc = cli_table_finish(t);
-    }
+    rc = cli_fields_list(admin_site_fields, list, n, sizeof(*list), json);
     store_list_free(list);
     return rc;
 }

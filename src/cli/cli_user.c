@@ -214,9 +214,7 @@ static int user_key_list_run(struct cli_ctx *ctx, int argc, char **argv)
     const struct cli_opt opts[] = {CLI_OPT_FLAG("--json", &json), CLI_OPT_END};
     struct store_user u;
     struct store_user_key *list = NULL;
-    struct cli_table *t;
-    json_t *arr;
-    size_t n = 0, i;
+    size_t n = 0;
     int rc, r;
 
     if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED) {
@@ -228,20 +226,7 @@ static int user_key_list_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((r = store_user_key_list(ctx->st, u.id, &list, &n)) != ERR_OK) {
         return cli_error("cannot list keys: %s", err_str(r));
     }
-    if (json) {
-        arr = json_array();
-        for (i = 0; i < n; i++) {
-            cli_json_append(&arr, admin_key_json(&list[i]));
-        }
-        rc = cli_json_print(arr);
-    } else {
-        t = cli_table_new(4, "ID", "TYPE", "FINGERPRINT", "COMMENT");
-        for (i = 0; i < n; i++) {
-            cli_table_add(t, list[i].id, list[i].type, list[i].fingerprint,
-                          list[i].comment);
-        }
-        rc = cli_table_finish(t);
-    }
+    rc = cli_fields_list(admin_key_fields, list, n, sizeof(*list), json);
     store_user_key_list_free(list, n);
     return rc;
 }
@@ -275,10 +260,7 @@ static int user_list_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     bool json = false;
     struct store_user *list = NULL;
-    struct cli_table *t;
-    json_t *arr;
-    char created[32];
-    size_t n = 0, i;
+    size_t n = 0;
     int rc, r;
 
     if ((rc = cli_list_start(ctx, argc, argv, &json)) != CLI_PARSED) {
@@ -287,22 +269,7 @@ static int user_list_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((r = store_user_list(ctx->st, &list, &n)) != ERR_OK) {
         return cli_error("cannot list users: %s", err_str(r));
     }
-    if (json) {
-        arr = json_array();
-        for (i = 0; i < n; i++) {
-            cli_json_append(&arr, admin_user_json(&list[i]));
-        }
-        rc = cli_json_print(arr);
-    } else {
-        t = cli_table_new(5, "ID", "NAME", "DISABLED", "TOTP", "CREATED");
-        for (i = 0; i < n; i++) {
-            cli_fmt_time(list[i].created_at, created, sizeof(created));
-            cli_table_add(t, list[i].id, list[i].name,
-                          list[i].disabled ? "yes" : "no",
-                          list[i].totp_enabled ? "yes" : "no", created);
-        }
-        rc = cli_table_finish(t);
-    }
+    rc = cli_fields_list(admin_user_fields, list, n, sizeof(*list), json);
     store_user_list_free(list, n);
     return rc;
 }
