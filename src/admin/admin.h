@@ -1,11 +1,14 @@
 /*
  * The admin layer: the one place for the rules of the configuration
  * nouns (users and their keys, groups, sites, assets, grants, access
- * profiles), under both front ends. The CLI (src/cli/) and the HTTP API
- * (src/http/http_res_admin.c) only parse a request, call admin, and print
- * or encode the result; validation, defaults, sealing with the vault and
- * the JSON form of each noun are here, so both doors accept, refuse and
- * show the same things with the same words.
+ * profiles, API tokens, agent credentials, agents, tunnels), under both
+ * front ends. The CLI (src/cli/) and the HTTP API (src/http/) only parse
+ * a request, call admin, and print or encode the result; validation,
+ * defaults, sealing with the vault and the JSON form of each noun are
+ * here, so both doors accept, refuse and show the same things with the
+ * same words. Each noun is one descriptor table (struct admin_field)
+ * driving its JSON, the API's body schemas, the CLI's table columns and
+ * (profile add, asset add) options.
  *
  * Errors: a function that refuses fills a struct admin_err with an ERR_*
  * code and one sentence for the user (no trailing period, no option or
@@ -13,10 +16,16 @@
  * refused value (the CLI's usage exit, the API's 400); other codes are
  * the store's (ERR_NOT_FOUND, ERR_EXISTS, ...).
  *
- * Dependencies: admin includes store, auth and common, never cli or http.
- * The audit event of a change is still written by each door's generic
- * code (cli_common.c from the command path, http_dispatch from the route
- * table); both name actions "<noun>.<verb>".
+ * Audit: the event of a change to a credential, agent, tunnel or API
+ * token, and the notice to a running server, are written here (struct
+ * admin_ctx names the door); those of the other nouns are still written
+ * by each door's generic code (cli_common.c from the command path,
+ * http_dispatch from the route table). All name actions "<noun>.<verb>",
+ * one event per change.
+ *
+ * Dependencies: admin includes store, auth, hub (tunnel rules, notices)
+ * and common, never cli; http only for the JWT code (admin_token.c) until
+ * that moves to auth.
  */
 #ifndef PORTCULLIS_ADMIN_H
 #define PORTCULLIS_ADMIN_H
