@@ -18,6 +18,7 @@
 #include "common/err.h"
 #include "common/util.h"
 #include "common/vault.h"
+#include "store/audit.h"
 
 const char admin_msg_host[] = "host must be a host name or address";
 const char admin_msg_fingerprint[] =
@@ -441,7 +442,7 @@ static int admin_hash(const char *pw, char *hash, struct admin_err *e)
     return ERR_OK;
 }
 
-int admin_user_add(struct store *st, const char *name, const char *pw,
+int admin_user_add(const struct admin_ctx *c, const char *name, const char *pw,
                    bool disabled, struct store_user *out, struct admin_err *e)
 {
     char hash[STORE_HASH_MAX + 1];
@@ -454,9 +455,16 @@ int admin_user_add(struct store *st, const char *name, const char *pw,
     if ((r = admin_hash(pw, hash, e)) != ERR_OK) {
         return r;
     }
-    r = store_user_add(st, name, hash, disabled, out);
+    r = store_user_add(c->st, name, hash, disabled, out);
     sodium_memzero(hash, sizeof(hash));
-    return r == ERR_OK ? r : admin_store_fail(e, r, "user", name);
+    if (r != ERR_OK) {
+        return admin_store_fail(e, r, "user", name);
+    }
+    return admin_audit(c, "user.add", name,
+                       disabled
+                           ? (pw != NULL ? "password disabled" : "disabled")
+                           : (pw != NULL ? "password" : ""),
+                       e);
 }
 
 int admin_user_set_password(struct store *st, const struct store_user *u,
@@ -501,6 +509,42 @@ const struct admin_field admin_user_fields[] = {
 json_t *admin_user_json(const struct store_user *u)
 {
     return admin_json_encode(admin_user_fields, u);
+}
+
+int admin_user_update(const struct admin_ctx *c, const struct store_user *u,
+                      const char *pw, int disabled, const char *action,
+                      struct admin_err *e)
+{
+    char detail[64] = "";
+    int r;
+
+    if (pw != NULL) {
+        if ((r = admin_user_set_password(c->st, u, pw, e)) != ERR_OK) {
+            return r;
+        }
+        snprintf(detail, sizeof(detail), "password");
+    }
+    if (disabled >= 0) {
+        r = store_user_set_disabled(c->st, u->id, disabled != 0);
+        if (r != ERR_OK) {
+            return admin_store_fail(e, r, "user", u->name);
+        }
+        snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail),
+                 "%sdisabled=%s", detail[0] != '\0' ? " " : "",
+                 disabled ? "true" : "false");
+    }
+    return admin_audit(c, action, u->name, detail, e);
+}
+
+int admin_user_delete(const struct admin_ctx *c, const struct store_user *u,
+                      struct admin_err *e)
+{
+    int r = store_user_delete(c->st, u->id);
+
+    if (r != ERR_OK) {
+        return admin_store_fail(e, r, "user", u->name);
+    }
+    return admin_audit(c, "user.delete", u->name, NULL, e);
 }
 
 int admin_user_detail_json(struct store *st, const struct store_user *u,
@@ -677,8 +721,9 @@ void admin_pubkey_clear(struct admin_pubkey *k)
     k->b64 = NULL;
 }
 
-int admin_user_key_add(struct store *st, const struct store_user *u, char *text,
-                       struct store_user_key *out, struct admin_err *e)
+int admin_user_key_add(const struct admin_ctx *c, const struct store_user *u,
+                       char *text, struct store_user_key *out,
+                       struct admin_err *e)
 {
     struct admin_pubkey k;
     int r;
@@ -687,21 +732,38 @@ int admin_user_key_add(struct store *st, const struct store_user *u, char *text,
     if ((r = admin_pubkey_parse(text, &k, e)) != ERR_OK) {
         return r;
     }
-    r = store_user_key_add(st, u->id, k.type, k.b64, k.fp, k.comment, out);
+    r = store_user_key_add(c->st, u->id, k.type, k.b64, k.fp, k.comment, out);
     if (r == ERR_EXISTS) {
         admin_fail(e, r, "key %s is already registered for user '%s'", k.fp,
                    u->name);
     } else if (r != ERR_OK) {
         admin_store_fail(e, r, "key", k.fp);
+    } else {
+        r = admin_audit(c, "user.key.add", u->name, k.fp, e);
     }
     admin_pubkey_clear(&k);
     return r;
 }
 
-int admin_user_totp_enable(struct store *st, const struct vault *v,
+int admin_user_key_delete(const struct admin_ctx *c, const struct store_user *u,
+                          const char *ref, struct admin_err *e)
+{
+    int r = store_user_key_delete(c->st, u->id, ref);
+
+    if (r == ERR_NOT_FOUND) {
+        return admin_fail(e, r, "user '%s' has no key '%.200s'", u->name, ref);
+    }
+    if (r != ERR_OK) {
+        return admin_store_fail(e, r, "key", ref);
+    }
+    return admin_audit(c, "user.key.delete", u->name, ref, e);
+}
+
+int admin_user_totp_enable(const struct admin_ctx *c,
                            const struct store_user *u, char *b32, size_t b32len,
                            char *uri, size_t urilen, struct admin_err *e)
 {
+    const struct vault *v = c->vault;
     uint8_t secret[TOTP_SECRET_LEN], *sealed = NULL;
     char ad[VAULT_AD_MAX];
     size_t sealed_len = 0;
@@ -709,6 +771,10 @@ int admin_user_totp_enable(struct store *st, const struct vault *v,
 
     totp_new_secret(secret);
     vault_ad(ad, VAULT_AD_TOTP, u->id);
+    if (v == NULL) {
+        r = admin_fail(e, ERR_INTERNAL, "no vault to seal the TOTP secret");
+        goto out;
+    }
     r = vault_seal(v, ad, secret, sizeof(secret), &sealed, &sealed_len);
     if (r != ERR_OK) {
         admin_fail(e, r, "cannot seal the TOTP secret: %s", err_str(r));
@@ -725,8 +791,10 @@ int admin_user_totp_enable(struct store *st, const struct vault *v,
         admin_fail(e, r, "cannot encode the TOTP secret: %s", err_str(r));
         goto out;
     }
-    if ((r = store_user_set_totp(st, u->id, sealed, sealed_len)) != ERR_OK) {
+    if ((r = store_user_set_totp(c->st, u->id, sealed, sealed_len)) != ERR_OK) {
         admin_store_fail(e, r, "user", u->name);
+    } else {
+        r = admin_audit(c, "user.totp.enable", u->name, NULL, e);
     }
 out:
     sodium_memzero(secret, sizeof(secret));
@@ -736,12 +804,23 @@ out:
 
 /* --- groups, sites, grants ----------------------------------------- */
 
-int admin_group_member(struct store *st, const struct store_group *g,
+int admin_user_totp_disable(const struct admin_ctx *c,
+                            const struct store_user *u, struct admin_err *e)
+{
+    int r = store_user_set_totp(c->st, u->id, NULL, 0);
+
+    if (r != ERR_OK) {
+        return admin_store_fail(e, r, "user", u->name);
+    }
+    return admin_audit(c, "user.totp.disable", u->name, NULL, e);
+}
+
+int admin_group_member(const struct admin_ctx *c, const struct store_group *g,
                        const struct store_user *u, bool add,
                        struct admin_err *e)
 {
-    int r = add ? store_group_member_add(st, g->id, u->id)
-                : store_group_member_remove(st, g->id, u->id);
+    int r = add ? store_group_member_add(c->st, g->id, u->id)
+                : store_group_member_remove(c->st, g->id, u->id);
 
     if (r == ERR_EXISTS) {
         return admin_fail(e, r, "user '%s' is already a member of group '%s'",
@@ -751,13 +830,17 @@ int admin_group_member(struct store *st, const struct store_group *g,
         return admin_fail(e, r, "user '%s' is not a member of group '%s'",
                           u->name, g->name);
     }
-    return r == ERR_OK ? r : admin_store_fail(e, r, "group", g->name);
+    if (r != ERR_OK) {
+        return admin_store_fail(e, r, "group", g->name);
+    }
+    return admin_audit(c, add ? "group.member.add" : "group.member.remove",
+                       g->name, u->name, e);
 }
 
-int admin_site_delete(struct store *st, const struct store_site *s,
+int admin_site_delete(const struct admin_ctx *c, const struct store_site *s,
                       struct admin_err *e)
 {
-    int r = store_site_delete(st, s->id);
+    int r = store_site_delete(c->st, s->id);
 
     if (r == ERR_EXISTS) {
         return admin_fail(e, r, "site '%s' still has assets or sub-sites",
@@ -766,11 +849,30 @@ int admin_site_delete(struct store *st, const struct store_site *s,
     if (r == ERR_DENIED) {
         return admin_fail(e, r, "site '%s' cannot be deleted", s->path);
     }
-    return r == ERR_OK ? r : admin_store_fail(e, r, "site", s->path);
+    if (r != ERR_OK) {
+        return admin_store_fail(e, r, "site", s->path);
+    }
+    return admin_audit(c, "site.delete", s->path, NULL, e);
 }
 
-int admin_group_add(struct store *st, const char *name, struct store_group *out,
-                    struct admin_err *e)
+int admin_site_add(const struct admin_ctx *c, const char *path,
+                   struct store_site *out, struct admin_err *e)
+{
+    struct store_site s;
+    int r;
+
+    if (path == NULL || path[0] == '\\0' || strlen(path) > STORE_PATH_MAX) {
+        return admin_fail(e, ERR_INVALID, "a site path is 1-%d characters",
+                          STORE_PATH_MAX);
+    }
+    if ((r = store_site_add(c->st, path, out != NULL ? out : &s)) != ERR_OK) {
+        return admin_store_fail(e, r, "site", path);
+    }
+    return admin_audit(c, "site.add", path, NULL, e);
+}
+
+int admin_group_add(const struct admin_ctx *c, const char *name,
+                    struct store_group *out, struct admin_err *e)
 {
     struct store_group g;
     int r;
@@ -779,10 +881,21 @@ int admin_group_add(struct store *st, const char *name, struct store_group *out,
         ERR_OK) {
         return r;
     }
-    if ((r = store_group_add(st, name, out != NULL ? out : &g)) != ERR_OK) {
+    if ((r = store_group_add(c->st, name, out != NULL ? out : &g)) != ERR_OK) {
         return admin_store_fail(e, r, "group", name);
     }
-    return ERR_OK;
+    return admin_audit(c, "group.add", name, NULL, e);
+}
+
+int admin_group_delete(const struct admin_ctx *c, const struct store_group *g,
+                       struct admin_err *e)
+{
+    int r = store_group_delete(c->st, g->id);
+
+    if (r != ERR_OK) {
+        return admin_store_fail(e, r, "group", g->name);
+    }
+    return admin_audit(c, "group.delete", g->name, NULL, e);
 }
 
 const struct admin_field admin_group_fields[] = {
@@ -839,10 +952,11 @@ int admin_role_parse(const char *role, struct admin_err *e)
     return rv;
 }
 
-int admin_grant_add(struct store *st, struct store_grant *g, const char *role,
-                    const char *grantee, const char *target,
+int admin_grant_add(const struct admin_ctx *c, struct store_grant *g,
+                    const char *role, const char *grantee, const char *target,
                     struct admin_err *e)
 {
+    char detail[STORE_NAME_MAX + 48];
     int rv, r;
 
     if ((rv = admin_role_parse(role, e)) < 0) {
@@ -850,15 +964,29 @@ int admin_grant_add(struct store *st, struct store_grant *g, const char *role,
     }
     g->role = rv;
     util_uuid4(g->id);
-    if ((r = store_grant_add(st, g)) == ERR_EXISTS) {
+    if ((r = store_grant_add(c->st, g)) == ERR_EXISTS) {
         return admin_fail(e, r, "%s '%s' already has a grant on %s '%s'",
-                          g->user_id[0] != '\0' ? "user" : "group", grantee,
-                          g->asset_id[0] != '\0' ? "asset" : "site", target);
+                          g->user_id[0] != '\\0' ? "user" : "group", grantee,
+                          g->asset_id[0] != '\\0' ? "asset" : "site", target);
     }
     if (r != ERR_OK) {
         return admin_fail(e, r, "cannot add the grant: %s", err_str(r));
     }
-    return ERR_OK;
+    snprintf(detail, sizeof(detail), "%s=%s role=%s",
+             g->user_id[0] != '\\0' ? "user" : "group", grantee,
+             store_role_str(g->role));
+    return admin_audit(c, "grant.add", target, detail, e);
+}
+
+int admin_grant_delete(const struct admin_ctx *c, const char *id,
+                       struct admin_err *e)
+{
+    int r = store_grant_delete(c->st, id);
+
+    if (r != ERR_OK) {
+        return admin_store_fail(e, r, "grant", id);
+    }
+    return admin_audit(c, "grant.delete", id, NULL, e);
 }
 
 static json_t *admin_grant_target_type(const void *obj)

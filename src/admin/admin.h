@@ -16,12 +16,12 @@
  * refused value (the CLI's usage exit, the API's 400); other codes are
  * the store's (ERR_NOT_FOUND, ERR_EXISTS, ...).
  *
- * Audit: the event of a change to a credential, agent, tunnel or API
- * token, and the notice to a running server, are written here (struct
- * admin_ctx names the door); those of the other nouns are still written
- * by each door's generic code (cli_common.c from the command path,
- * http_dispatch from the route table). All name actions "<noun>.<verb>",
- * one event per change.
+ * Audit: every change a function here makes that takes a struct
+ * admin_ctx (the door: who, from where, how to tell a running server)
+ * writes its audit event here, once, whichever door it came through; the
+ * doors write none for these (CLI verbs not .mutates, routes without an
+ * action). Actions are "<noun>.<verb>". Site roles, logins and a user's
+ * own password change are still audited by the doors.
  *
  * Dependencies: admin includes store, auth, hub (tunnel rules, notices)
  * and common, never cli; http only for the JWT code (admin_token.c) until
@@ -186,14 +186,58 @@ json_t *admin_json_text(const char *s);
 
 json_t *admin_json_time(int64_t t);
 
+/* --- the door a change comes through -------------------------------- */
+
+/*
+ * What the functions that write an audit event or tell a running server
+ * need to know about the change's door. The CLI fills data_dir (a notice
+ * goes to the server of that data directory, notify.h) and leaves hub
+ * NULL; the API, inside the server, sets hub (told directly). actor and
+ * source name the audit event's who and from where ("cli:alice", "cli";
+ * a user name, "192.0.2.7:51234").
+ */
+struct admin_ctx {
+    struct store *st;
+    const struct config *cfg;
+    const struct vault *vault; /* to seal; NULL if the change needs none */
+    struct hub *hub;
+    const char *data_dir;
+    const char *actor;
+    const char *source;
+};
+
+/* After a change that was made: a notice the server did not get is not
+ * a refusal. The functions below that tell a running server set warn
+ * (one sentence) when it could not be told, and *delivered (if not NULL)
+ * whether a server took the notice. */
+struct admin_notice {
+    bool delivered;
+    char warn[160];
+};
+
+/* Writes the audit event of a change: action "<noun>.<verb>". A failure
+ * is returned (ERR_*) with e set: the change was made. */
+int admin_audit(const struct admin_ctx *c, const char *action,
+                const char *target, const char *detail, struct admin_err *e);
+
 /* --- users and their keys ------------------------------------------ */
 
 /* A new user; pw (NULL: none, then only keys log in) reaches the store
  * hashed. out may be NULL. */
-int admin_user_add(struct store *st, const char *name, const char *pw,
+int admin_user_add(const struct admin_ctx *c, const char *name, const char *pw,
                    bool disabled, struct store_user *out, struct admin_err *e);
+/* Hashes pw into the store (no audit event: the caller's change is
+ * audited, e.g. admin_user_update, or is the user's own). */
 int admin_user_set_password(struct store *st, const struct store_user *u,
                             const char *pw, struct admin_err *e);
+/* A new password (pw, NULL: unchanged) and/or disabled flag (0, 1; -1:
+ * unchanged), audited as action ("user.passwd", "user.enable",
+ * "user.update", ...). */
+int admin_user_update(const struct admin_ctx *c, const struct store_user *u,
+                      const char *pw, int disabled, const char *action,
+                      struct admin_err *e);
+int admin_user_delete(const struct admin_ctx *c, const struct store_user *u,
+                      struct admin_err *e);
 json_t *admin_user_json(const struct store_user *u);
 /* user_json with the names of the user's groups and profiles. */
 int admin_user_detail_json(struct store *st, const struct store_user *u,
@@ -217,30 +261,41 @@ int admin_pubkey_parse(char *text, struct admin_pubkey *k, struct admin_err *e);
 void admin_pubkey_clear(struct admin_pubkey *k);
 /* Parses text and registers the key for u; out is cleared by
  * store_user_key_clear. */
-int admin_user_key_add(struct store *st, const struct store_user *u, char *text,
-                       struct store_user_key *out, struct admin_err *e);
+int admin_user_key_add(const struct admin_ctx *c, const struct store_user *u,
+                       char *text, struct store_user_key *out,
+                       struct admin_err *e);
+/* Removes u's key ref (its ID or fingerprint). */
+int admin_user_key_delete(const struct admin_ctx *c, const struct store_user *u,
+                          const char *ref, struct admin_err *e);
 /* The SHA256 fingerprint of a libssh key ("SHA256:..."). */
 int admin_key_fingerprint(ssh_key key, char *out, size_t outlen);
 
 /* New TOTP secret for u, sealed and stored; b32 and uri (for the user's
  * app) are filled. The caller wipes them. */
-int admin_user_totp_enable(struct store *st, const struct vault *v,
+int admin_user_totp_enable(const struct admin_ctx *c,
                            const struct store_user *u, char *b32, size_t b32len,
                            char *uri, size_t urilen, struct admin_err *e);
+int admin_user_totp_disable(const struct admin_ctx *c,
+                            const struct store_user *u, struct admin_err *e);
 
 /* --- groups and sites ---------------------------------------------- */
 
 /* A new group (out may be NULL). */
-int admin_group_add(struct store *st, const char *name, struct store_group *out,
-                    struct admin_err *e);
+int admin_group_add(const struct admin_ctx *c, const char *name,
+                    struct store_group *out, struct admin_err *e);
+int admin_group_delete(const struct admin_ctx *c, const struct store_group *g,
+                       struct admin_err *e);
 /* Adds u to g (add) or takes u out of it. */
-int admin_group_member(struct store *st, const struct store_group *g,
+int admin_group_member(const struct admin_ctx *c, const struct store_group *g,
                        const struct store_user *u, bool add,
                        struct admin_err *e);
 /* Deletes a site (path or ID): not /root, not while it has assets or
  * sub-sites (ERR_EXISTS). */
-int admin_site_delete(struct store *st, const struct store_site *s,
+int admin_site_delete(const struct admin_ctx *c, const struct store_site *s,
                       struct admin_err *e);
+/* A new site (and any missing parents); out may be NULL. */
+int admin_site_add(const struct admin_ctx *c, const char *path,
+                   struct store_site *out, struct admin_err *e);
 /* A group with the names of its members. */
 json_t *admin_group_json(struct store *st, const struct store_group *g);
 json_t *admin_site_json(const struct store_site *s);
@@ -262,13 +317,15 @@ int admin_asset_seal_password(const struct vault *v, struct store_asset *a,
                               const char *pw, struct admin_err *e);
 /* Checks every field of a and adds it / writes it back. */
 int admin_asset_check(const struct store_asset *a, struct admin_err *e);
-int admin_asset_add(struct store *st, struct store_asset *a,
+int admin_asset_add(const struct admin_ctx *c, struct store_asset *a,
                     struct admin_err *e);
-int admin_asset_update(struct store *st, struct store_asset *a,
+int admin_asset_update(const struct admin_ctx *c, struct store_asset *a,
+                       struct admin_err *e);
+int admin_asset_delete(const struct admin_ctx *c, const struct store_asset *a,
                        struct admin_err *e);
 /* Pins fp ("" or NULL: trust the next key the target shows). */
-int admin_asset_retrust(struct store *st, const char *id, const char *fp,
-                        struct admin_err *e);
+int admin_asset_retrust(const struct admin_ctx *c, const struct store_asset *a,
+                        const char *fp, struct admin_err *e);
 json_t *admin_asset_json(const struct store_asset *a);
 
 /* --- grants -------------------------------------------------------- */
@@ -277,9 +334,11 @@ json_t *admin_asset_json(const struct store_asset *a);
 int admin_role_parse(const char *role, struct admin_err *e);
 /* Adds grant g (its target and grantee IDs set) with the role named
  * role; gives g a new ID. The names are for the words of a refusal. */
-int admin_grant_add(struct store *st, struct store_grant *g, const char *role,
-                    const char *grantee, const char *target,
+int admin_grant_add(const struct admin_ctx *c, struct store_grant *g,
+                    const char *role, const char *grantee, const char *target,
                     struct admin_err *e);
+int admin_grant_delete(const struct admin_ctx *c, const char *id,
+                       struct admin_err *e);
 json_t *admin_grant_json(const struct store_grant *g);
 
 /* --- access profiles ----------------------------------------------- */
@@ -287,44 +346,19 @@ json_t *admin_grant_json(const struct store_grant *g);
 /* A new profile: sessions (shell, exec, sftp, scp) on, forwardings off. */
 void admin_profile_defaults(struct store_profile *p);
 int admin_profile_check(const struct store_profile *p, struct admin_err *e);
-int admin_profile_add(struct store *st, struct store_profile *p,
+int admin_profile_add(const struct admin_ctx *c, struct store_profile *p,
                       struct admin_err *e);
-int admin_profile_update(struct store *st, const struct store_profile *p,
+int admin_profile_update(const struct admin_ctx *c,
+                         const struct store_profile *p, struct admin_err *e);
+int admin_profile_delete(const struct admin_ctx *c,
+                         const struct store_profile *p, struct admin_err *e);
+/* Assigns p to a user or a group (exactly one ID set; who is its name for
+ * the words), or takes it away (assign false). */
+int admin_profile_assign(const struct admin_ctx *c,
+                         const struct store_profile *p, const char *user_id,
+                         const char *group_id, const char *who, bool assign,
                          struct admin_err *e);
 json_t *admin_profile_json(const struct store_profile *p);
-
-/* --- the door a change comes through -------------------------------- */
-
-/*
- * What the functions that write an audit event or tell a running server
- * need to know about the change's door. The CLI fills data_dir (a notice
- * goes to the server of that data directory, notify.h) and leaves hub
- * NULL; the API, inside the server, sets hub (told directly). actor and
- * source name the audit event's who and from where ("cli:alice", "cli";
- * a user name, "192.0.2.7:51234").
- */
-struct admin_ctx {
-    struct store *st;
-    const struct config *cfg;
-    struct hub *hub;
-    const char *data_dir;
-    const char *actor;
-    const char *source;
-};
-
-/* After a change that was made: a notice the server did not get is not
- * a refusal. The functions below that tell a running server set warn
- * (one sentence) when it could not be told, and *delivered (if not NULL)
- * whether a server took the notice. */
-struct admin_notice {
-    bool delivered;
-    char warn[160];
-};
-
-/* Writes the audit event of a change: action "<noun>.<verb>". A failure
- * is returned (ERR_*) with e set: the change was made. */
-int admin_audit(const struct admin_ctx *c, const char *action,
-                const char *target, const char *detail, struct admin_err *e);
 
 /* --- agent credentials, agents, tunnels ----------------------------- */
 

@@ -173,31 +173,50 @@ static int admin_asset_write(struct store *st, struct store_asset *a, bool add,
     return ERR_OK;
 }
 
-int admin_asset_add(struct store *st, struct store_asset *a,
+int admin_asset_add(const struct admin_ctx *c, struct store_asset *a,
                     struct admin_err *e)
 {
-    return admin_asset_write(st, a, true, e);
+    int r = admin_asset_write(c->st, a, true, e);
+
+    return r != ERR_OK ? r : admin_audit(c, "asset.add", a->name, a->id, e);
 }
 
-int admin_asset_update(struct store *st, struct store_asset *a,
+int admin_asset_update(const struct admin_ctx *c, struct store_asset *a,
                        struct admin_err *e)
 {
-    return admin_asset_write(st, a, false, e);
+    int r = admin_asset_write(c->st, a, false, e);
+
+    return r != ERR_OK ? r : admin_audit(c, "asset.update", a->name, a->id, e);
 }
 
-int admin_asset_retrust(struct store *st, const char *id, const char *fp,
-                        struct admin_err *e)
+int admin_asset_delete(const struct admin_ctx *c, const struct store_asset *a,
+                       struct admin_err *e)
+{
+    int r = store_asset_delete(c->st, a->id);
+
+    if (r == ERR_NOT_FOUND) {
+        return admin_fail(e, r, "asset '%s' not found", a->name);
+    }
+    if (r != ERR_OK) {
+        return admin_fail(e, r, "asset '%s': %s", a->name, err_str(r));
+    }
+    return admin_audit(c, "asset.delete", a->name, a->id, e);
+}
+
+int admin_asset_retrust(const struct admin_ctx *c, const struct store_asset *a,
+                        const char *fp, struct admin_err *e)
 {
     int r;
 
     if (fp != NULL && fp[0] != '\0' && !admin_fingerprint_valid(fp)) {
         return admin_fail(e, ERR_INVALID, "%s", admin_msg_fingerprint);
     }
-    if ((r = store_asset_set_host_key(st, id, fp != NULL ? fp : "")) !=
+    if ((r = store_asset_set_host_key(c->st, a->id, fp != NULL ? fp : "")) !=
         ERR_OK) {
-        return admin_fail(e, r, "asset '%s': %s", id, err_str(r));
+        return admin_fail(e, r, "asset '%s': %s", a->name, err_str(r));
     }
-    return ERR_OK;
+    return admin_audit(c, "asset.retrust", a->name,
+                       fp != NULL && fp[0] != '\0' ? fp : "(next key)", e);
 }
 
 #define AF(j, t, m, ...) ADMIN_FIELD(struct store_asset, j, t, m, __VA_ARGS__)

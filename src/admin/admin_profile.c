@@ -144,18 +144,61 @@ static int admin_profile_write(struct store *st, struct store_profile *p,
     return ERR_OK;
 }
 
-int admin_profile_add(struct store *st, struct store_profile *p,
+int admin_profile_add(const struct admin_ctx *c, struct store_profile *p,
                       struct admin_err *e)
 {
-    return admin_profile_write(st, p, true, e);
+    int r = admin_profile_write(c->st, p, true, e);
+
+    return r != ERR_OK ? r : admin_audit(c, "profile.add", p->name, NULL, e);
 }
 
-int admin_profile_update(struct store *st, const struct store_profile *p,
-                         struct admin_err *e)
+int admin_profile_update(const struct admin_ctx *c,
+                         const struct store_profile *p, struct admin_err *e)
 {
     struct store_profile copy = *p;
+    int r = admin_profile_write(c->st, &copy, false, e);
 
-    return admin_profile_write(st, &copy, false, e);
+    return r != ERR_OK ? r : admin_audit(c, "profile.update", p->name, NULL, e);
+}
+
+int admin_profile_delete(const struct admin_ctx *c,
+                         const struct store_profile *p, struct admin_err *e)
+{
+    int r = store_profile_delete(c->st, p->id);
+
+    if (r != ERR_OK) {
+        return admin_fail(e, r,
+                          r == ERR_NOT_FOUND ? "profile '%s' not found"
+                                             : "profile '%s' cannot be deleted",
+                          p->name);
+    }
+    return admin_audit(c, "profile.delete", p->name, NULL, e);
+}
+
+int admin_profile_assign(const struct admin_ctx *c,
+                         const struct store_profile *p, const char *user_id,
+                         const char *group_id, const char *who, bool assign,
+                         struct admin_err *e)
+{
+    char detail[STORE_NAME_MAX + 8];
+    int r = assign ? store_profile_assign(c->st, p->id, user_id, group_id)
+                   : store_profile_unassign(c->st, p->id, user_id, group_id);
+
+    if (r == ERR_EXISTS) {
+        return admin_fail(e, r, "profile '%s' is already assigned to %s '%s'",
+                          p->name, user_id != NULL ? "user" : "group", who);
+    }
+    if (r == ERR_NOT_FOUND) {
+        return admin_fail(e, r, "profile '%s' is not assigned to %s '%s'",
+                          p->name, user_id != NULL ? "user" : "group", who);
+    }
+    if (r != ERR_OK) {
+        return admin_fail(e, r, "profile '%s': %s", p->name, err_str(r));
+    }
+    snprintf(detail, sizeof(detail), "%s=%s",
+             user_id != NULL ? "user" : "group", who);
+    return admin_audit(c, assign ? "profile.assign" : "profile.unassign",
+                       p->name, detail, e);
 }
 
 json_t *admin_profile_json(const struct store_profile *p)

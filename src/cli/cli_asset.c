@@ -58,6 +58,7 @@ static int asset_add_run(struct cli_ctx *ctx, int argc, char **argv)
         CLI_OPT_STR("--key", &keyfile),
         CLI_OPT_END,
     };
+    struct admin_ctx ac;
     struct admin_err e;
     struct store_asset a;
     json_t *body = NULL;
@@ -104,7 +105,10 @@ static int asset_add_run(struct cli_ctx *ctx, int argc, char **argv)
             goto out;
         }
     }
-    if (admin_asset_add(ctx->st, &a, &e) != ERR_OK) {
+    if ((rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
+        goto out;
+    }
+    if (admin_asset_add(&ac, &a, &e) != ERR_OK) {
         rc = cli_admin_error(ctx, &e);
         goto out;
     }
@@ -176,7 +180,9 @@ static int asset_delete_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
     struct store_asset a;
-    int rc, r;
+    struct admin_ctx ac;
+    struct admin_err e;
+    int rc;
 
     if ((rc = cli_parse(ctx, argc, argv, NULL, "ID|NAME", pos)) != CLI_PARSED) {
         return rc;
@@ -184,8 +190,9 @@ static int asset_delete_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((rc = cli_get_asset(ctx, pos[0], &a)) != CLI_EXIT_OK) {
         return rc;
     }
-    if ((r = store_asset_delete(ctx->st, a.id)) != ERR_OK) {
-        rc = cli_store_error(r, "asset", pos[0]);
+    if ((rc = cli_admin_ctx(ctx, &ac)) == CLI_EXIT_OK &&
+        admin_asset_delete(&ac, &a, &e) != ERR_OK) {
+        rc = cli_admin_error(ctx, &e);
     }
     store_asset_clear(&a);
     return rc;
@@ -196,6 +203,7 @@ static int asset_retrust_run(struct cli_ctx *ctx, int argc, char **argv)
     const char *pos[CLI_MAX_POS], *fp = NULL;
     const struct cli_opt opts[] = {CLI_OPT_STR("--fingerprint", &fp),
                                    CLI_OPT_END};
+    struct admin_ctx ac;
     struct admin_err e;
     struct store_asset a;
     int rc;
@@ -211,7 +219,8 @@ static int asset_retrust_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((rc = cli_get_asset(ctx, pos[0], &a)) != CLI_EXIT_OK) {
         return rc;
     }
-    if (admin_asset_retrust(ctx->st, a.id, fp, &e) != ERR_OK) {
+    if ((rc = cli_admin_ctx(ctx, &ac)) == CLI_EXIT_OK &&
+        admin_asset_retrust(&ac, &a, fp, &e) != ERR_OK) {
         rc = cli_admin_error(ctx, &e);
     }
     store_asset_clear(&a);
@@ -240,7 +249,6 @@ static const struct cli_cmd asset_add_cmd = {
         "  --route R         direct (default), or agent:ID: host and port as\n"
         "                    the agent ID sees them (e.g. 127.0.0.1:22)\n",
     .run = asset_add_run,
-    .mutates = true,
 };
 static const struct cli_cmd asset_list_cmd = {
     .name = "list",
@@ -259,7 +267,6 @@ static const struct cli_cmd asset_delete_cmd = {
     .synopsis = "asset delete ID|NAME",
     .summary = "Delete an asset.",
     .run = asset_delete_run,
-    .mutates = true,
 };
 static const struct cli_cmd asset_retrust_cmd = {
     .name = "retrust",
@@ -269,7 +276,6 @@ static const struct cli_cmd asset_retrust_cmd = {
         "Without --fingerprint, the next key the target shows is trusted and "
         "pinned.\n",
     .run = asset_retrust_run,
-    .mutates = true,
 };
 static const struct cli_cmd *const asset_cmds[] = {
     &asset_add_cmd,    &asset_list_cmd,    &asset_show_cmd,

@@ -1002,6 +1002,7 @@ int cli_admin_ctx(struct cli_ctx *ctx, struct admin_ctx *c)
     memset(c, 0, sizeof(*c));
     c->st = ctx->st;
     c->cfg = &ctx->cfg;
+    c->vault = ctx->vault; /* NULL unless the verb opened it first */
     c->data_dir = ctx->cfg.data_dir;
     c->actor = actor;
     c->source = "cli";

@@ -12,6 +12,7 @@ static int profile_add_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
     struct store_profile p;
+    struct admin_ctx ac;
     struct admin_err e;
     json_t *body = NULL;
     int rc;
@@ -33,7 +34,10 @@ static int profile_add_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
         return rc;
     }
-    if (admin_profile_add(ctx->st, &p, &e) != ERR_OK) {
+    if ((rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if (admin_profile_add(&ac, &p, &e) != ERR_OK) {
         return cli_admin_error(ctx, &e);
     }
     return CLI_EXIT_OK;
@@ -50,6 +54,8 @@ static int profile_assignment(struct cli_ctx *ctx, int argc, char **argv,
     struct store_user u;
     struct store_group g;
     const char *uid = NULL, *gid = NULL, *who;
+    struct admin_ctx ac;
+    struct admin_err e;
     int rc, r;
 
     if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED) {
@@ -75,22 +81,12 @@ static int profile_assignment(struct cli_ctx *ctx, int argc, char **argv,
         }
         gid = g.id;
     }
-    if (assign) {
-        r = store_profile_assign(ctx->st, p.id, uid, gid);
-    } else {
-        r = store_profile_unassign(ctx->st, p.id, uid, gid);
-    }
     who = user != NULL ? user : group;
-    if (r == ERR_EXISTS) {
-        return cli_error("profile '%s' is already assigned to %s '%s'", p.name,
-                         user != NULL ? "user" : "group", who);
+    if ((rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
+        return rc;
     }
-    if (r == ERR_NOT_FOUND) {
-        return cli_error("profile '%s' is not assigned to %s '%s'", p.name,
-                         user != NULL ? "user" : "group", who);
-    }
-    if (r != ERR_OK) {
-        return cli_store_error(r, "profile", pos[0]);
+    if (admin_profile_assign(&ac, &p, uid, gid, who, assign, &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
     return CLI_EXIT_OK;
 }
@@ -105,7 +101,6 @@ static int profile_unassign_run(struct cli_ctx *ctx, int argc, char **argv)
     return profile_assignment(ctx, argc, argv, false);
 }
 
-/* The switched-on channel kinds, e.g. "shell,exec,sftp,scp". */
 static int profile_list_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     bool json = false;
@@ -127,16 +122,20 @@ static int profile_list_run(struct cli_ctx *ctx, int argc, char **argv)
 static int profile_delete_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
+    struct store_profile p;
+    struct admin_ctx ac;
+    struct admin_err e;
     int rc, r;
 
-    if ((rc = cli_parse(ctx, argc, argv, NULL, "NAME", pos)) != CLI_PARSED) {
+    if ((rc = cli_parse(ctx, argc, argv, NULL, "NAME", pos)) != CLI_PARSED ||
+        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
         return rc;
     }
-    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
-        return rc;
-    }
-    if ((r = store_profile_delete(ctx->st, pos[0])) != ERR_OK) {
+    if ((r = store_profile_get(ctx->st, pos[0], &p)) != ERR_OK) {
         return cli_store_error(r, "profile", pos[0]);
+    }
+    if (admin_profile_delete(&ac, &p, &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
     return CLI_EXIT_OK;
 }
@@ -163,21 +162,18 @@ static const struct cli_cmd profile_add_cmd = {
         "  --idle-timeout-minutes N    end idle sessions after N minutes (0: "
         "never)\n",
     .run = profile_add_run,
-    .mutates = true,
 };
 static const struct cli_cmd profile_assign_cmd = {
     .name = "assign",
     .synopsis = "profile assign NAME (--user U | --group G)",
     .summary = "Assign a profile to a user or a group.",
     .run = profile_assign_run,
-    .mutates = true,
 };
 static const struct cli_cmd profile_unassign_cmd = {
     .name = "unassign",
     .synopsis = "profile unassign NAME (--user U | --group G)",
     .summary = "Take a profile away from a user or a group.",
     .run = profile_unassign_run,
-    .mutates = true,
 };
 static const struct cli_cmd profile_list_cmd = {
     .name = "list",
@@ -190,7 +186,6 @@ static const struct cli_cmd profile_delete_cmd = {
     .synopsis = "profile delete NAME",
     .summary = "Delete an access profile.",
     .run = profile_delete_run,
-    .mutates = true,
 };
 static const struct cli_cmd *const profile_cmds[] = {
     &profile_add_cmd,  &profile_assign_cmd, &profile_unassign_cmd,

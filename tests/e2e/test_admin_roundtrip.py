@@ -412,13 +412,37 @@ def test_tunnel(door):
 
 def test_one_audit_event_per_change(door):
     """A change through either door is audited once, by admin (no second
-    event from the door's own generic code)."""
+    event from the door's own generic code), with the same action and
+    target whichever door it came through."""
     name = uniq("rtc")
     out = pclib.parse_kv(door.cli("credential", "add", "--name", name))
     made = door.api("POST", "/credentials", {"name": name}, status=201)
+    u1, u2, g1 = uniq("rtu"), uniq("rtu"), uniq("rtg")
+    door.cli("user", "add", u1)
+    door.api("POST", "/users", {"name": u2}, status=201)
+    door.cli("group", "add", g1)
+    door.cli("group", "member", "add", g1, u1)
+    door.api("POST", "/groups/%s/members" % g1, {"user": u2}, status=201)
+    door.cli("user", "disable", u1)
+    door.api("PATCH", "/users/" + u2, {"disabled": True})
     rows = json.loads(door.cli("audit", "list", "--json"))
+
+    def events(target, action_prefix):
+        return [e for e in rows if e["target"] == target
+                and e["action"].startswith(action_prefix)]
+
     for cid, src in ((out["id"], "cli"), (made["id"], None)):
-        ev = [e for e in rows if e["target"] == cid]
+        ev = events(cid, "credential.")
         assert [e["action"] for e in ev] == ["credential.add"], ev
         if src:
             assert ev[0]["source"] == src
+    for user, src, verb in ((u1, "cli", "user.disable"),
+                            (u2, None, "user.update")):
+        ev = events(user, "user.")
+        assert sorted(e["action"] for e in ev) == sorted(["user.add", verb]), \
+            ev
+        assert all((e["source"] == "cli") == (src == "cli") for e in ev), ev
+    ev = events(g1, "group.")
+    assert sorted((e["action"], e["detail"]) for e in ev) == sorted(
+        [("group.add", ""), ("group.member.add", u1),
+         ("group.member.add", u2)]), ev

@@ -28,6 +28,9 @@
 #define ED_B64                                                                 \
     "AAAAC3NzaC1lZDI1NTE5AAAAIG3GkinxOXl7iY4TBuCp1JmqPmLMc3cG4HvOa3hK4U7c"
 
+static void assert_one_event(struct store *st, const char *action,
+                             const char *target, const char *actor);
+
 static int setup(void **state)
 {
     return fx_setup(state, "/tmp/test_admin.XXXXXX");
@@ -36,6 +39,7 @@ static int setup(void **state)
 static void test_profile_rules(void **state)
 {
     struct fx *f = *state;
+    struct admin_ctx c = {.st = f->st, .actor = "tester", .source = "test"};
     struct store_profile p, got;
     struct admin_err e;
 
@@ -45,23 +49,25 @@ static void test_profile_rules(void **state)
     snprintf(p.name, sizeof(p.name), "ops");
     p.native = NATIVE_ALLOW;
     p.record_input = true;
-    assert_int_equal(admin_profile_add(f->st, &p, &e), ERR_INVALID);
+    assert_int_equal(admin_profile_add(&c, &p, &e), ERR_INVALID);
     assert_string_equal(e.msg,
                         "record input needs native sessions set to record");
     assert_int_equal(store_profile_get(f->st, "ops", &got), ERR_NOT_FOUND);
     p.native = NATIVE_RECORD;
     p.max_session_minutes = ADMIN_MINUTES_MAX + 1;
-    assert_int_equal(admin_profile_add(f->st, &p, &e), ERR_INVALID);
+    assert_int_equal(admin_profile_add(&c, &p, &e), ERR_INVALID);
     assert_non_null(strstr(e.msg, "527040"));
     p.max_session_minutes = ADMIN_MINUTES_MAX;
-    assert_int_equal(admin_profile_add(f->st, &p, &e), ERR_OK);
+    assert_int_equal(admin_profile_add(&c, &p, &e), ERR_OK);
     assert_int_equal(store_profile_get(f->st, "ops", &got), ERR_OK);
     assert_int_equal(got.max_session_minutes, 527040);
     /* an update is held to the same rule */
     got.native = NATIVE_DENY;
-    assert_int_equal(admin_profile_update(f->st, &got, &e), ERR_INVALID);
-    assert_int_equal(admin_profile_add(f->st, &p, &e), ERR_EXISTS);
+    assert_int_equal(admin_profile_update(&c, &got, &e), ERR_INVALID);
+    assert_int_equal(admin_profile_add(&c, &p, &e), ERR_EXISTS);
     assert_string_equal(e.msg, "profile 'ops' already exists");
+    /* one audit event, by admin, for the one change made */
+    assert_one_event(f->st, "profile.add", "ops", "tester");
 }
 
 static void test_profile_descriptor(void **state)
@@ -163,6 +169,7 @@ static void test_validators(void **state)
 static void test_asset_rules_and_sealing(void **state)
 {
     struct fx *f = *state;
+    struct admin_ctx c = {.st = f->st, .actor = "tester", .source = "test"};
     struct store_asset a, got;
     struct admin_err e;
     struct vault *v = NULL;
@@ -186,17 +193,17 @@ static void test_asset_rules_and_sealing(void **state)
     assert_int_equal(admin_asset_set_site(f->st, &a, "/root/nope", &e),
                      ERR_NOT_FOUND);
     snprintf(a.protocol, sizeof(a.protocol), "ftp");
-    assert_int_equal(admin_asset_add(f->st, &a, &e), ERR_INVALID);
+    assert_int_equal(admin_asset_add(&c, &a, &e), ERR_INVALID);
     assert_string_equal(e.msg, "protocol must be ssh, rdp or tcp");
     snprintf(a.protocol, sizeof(a.protocol), "tcp");
     /* a sealed login needs a login user */
     assert_int_equal(admin_asset_seal_password(v, &a, "pw", &e), ERR_OK);
-    assert_int_equal(admin_asset_add(f->st, &a, &e), ERR_INVALID);
+    assert_int_equal(admin_asset_add(&c, &a, &e), ERR_INVALID);
     assert_string_equal(e.msg, "a vaulted password or key needs a login");
     snprintf(a.login_user, sizeof(a.login_user), "ops");
     assert_int_equal(admin_asset_seal_key(v, &a, "not a key", 9, &e),
                      ERR_INVALID);
-    assert_int_equal(admin_asset_add(f->st, &a, &e), ERR_OK);
+    assert_int_equal(admin_asset_add(&c, &a, &e), ERR_OK);
     assert_int_equal(store_asset_get(f->st, a.id, &got), ERR_OK);
     assert_string_equal(got.protocol, "tcp");
     /* sealed under "asset-password:<id>", and under nothing else */
@@ -232,8 +239,7 @@ static void test_asset_rules_and_sealing(void **state)
     assert_string_equal(got.login_user, "");
     assert_null(got.key_sealed);
     /* a bad pin is refused by retrust as by add */
-    assert_int_equal(admin_asset_retrust(f->st, a.id, "SHA256:x", &e),
-                     ERR_INVALID);
+    assert_int_equal(admin_asset_retrust(&c, &a, "SHA256:x", &e), ERR_INVALID);
     assert_string_equal(e.msg, admin_msg_fingerprint);
     store_asset_clear(&got);
     store_asset_clear(&a);
