@@ -18,19 +18,27 @@
 
 static int cred_add_run(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const char *pos[CLI_MAX_POS], *name = NULL;
-    const struct cli_opt opts[] = {CLI_OPT_STR("--name", &name), CLI_OPT_END};
+    const char *pos[CLI_MAX_POS];
     struct store_credential c;
     struct admin_ctx ac;
     struct admin_err e;
     char secret[64] = "";
+    json_t *body = NULL;
     int rc, r;
 
-    if ((rc = cli_parse(ctx, argc, argv, opts, "", pos)) != CLI_PARSED ||
-        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
+    /* --name is the descriptor's (admin_credential_fields) */
+    if ((rc = cli_parse_fields(ctx, argc, argv, admin_credential_fields, true,
+                               NULL, "", pos, &body)) != CLI_PARSED) {
         return rc;
     }
-    r = admin_credential_add(&ac, name, &c, secret, sizeof(secret), &e);
+    if ((rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
+        json_decref(body);
+        return rc;
+    }
+    r = admin_credential_add(&ac,
+                             json_string_value(json_object_get(body, "name")),
+                             &c, secret, sizeof(secret), &e);
+    json_decref(body);
     if (secret[0] == '\0') {
         return cli_admin_error(ctx, &e);
     }

@@ -17,24 +17,30 @@ static int token_add_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
     struct admin_token_req req = {0};
-    const struct cli_opt opts[] = {
+    /* the verb's own options; --description, --filter-cidr and
+     * --filter-path are the descriptor's (admin_token_fields) */
+    const struct cli_opt extra[] = {
         CLI_OPT_STR("--user", &req.user),
         CLI_OPT_STR("--expires", &req.expires),
-        CLI_OPT_STR("--description", &req.description),
-        CLI_OPT_STR("--filter-cidr", &req.cidrs),
-        CLI_OPT_STR("--filter-path", &req.paths),
         CLI_OPT_END,
     };
     struct http_jwt_key *key = NULL;
-    struct store_api_token t;
+    struct store_api_token t, in = {0};
     struct admin_ctx ac;
     struct admin_err e;
+    json_t *body = NULL;
     int64_t lifetime;
     char *token = NULL;
     int rc, r;
 
-    if ((rc = cli_parse(ctx, argc, argv, opts, "", pos)) != CLI_PARSED) {
+    if ((rc = cli_parse_fields(ctx, argc, argv, admin_token_fields, true, extra,
+                               "", pos, &body)) != CLI_PARSED) {
         return rc;
+    }
+    r = admin_json_apply(admin_token_fields, body, &in, &e);
+    json_decref(body);
+    if (r != ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
     if (req.user == NULL) {
         return cli_usage(ctx, "missing --user USER");
@@ -42,6 +48,9 @@ static int token_add_run(struct cli_ctx *ctx, int argc, char **argv)
     if (req.expires == NULL) {
         return cli_usage(ctx, "missing --expires DURATION (e.g. 30d)");
     }
+    req.description = in.description;
+    req.cidrs = in.filter_cidrs;
+    req.paths = in.filter_paths;
     if (admin_token_check(&req, &lifetime, &e) != ERR_OK) {
         return cli_admin_error(ctx, &e);
     }

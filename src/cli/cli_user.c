@@ -20,25 +20,35 @@
 static int user_add_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
-    bool pw_stdin = false, disabled = false;
-    const struct cli_opt opts[] = {
+    bool pw_stdin = false;
+    /* --disabled is the descriptor's (admin_user_fields) */
+    const struct cli_opt extra[] = {
         CLI_OPT_FLAG("--password-stdin", &pw_stdin),
-        CLI_OPT_FLAG("--disabled", &disabled),
         CLI_OPT_END,
     };
     struct admin_ctx ac;
     struct admin_err e;
+    struct store_user u = {0};
+    json_t *body = NULL;
     char *pw = NULL;
     int rc;
 
-    if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED ||
-        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
+    if ((rc = cli_parse_fields(ctx, argc, argv, admin_user_fields, true, extra,
+                               "NAME", pos, &body)) != CLI_PARSED) {
+        return rc;
+    }
+    rc = admin_json_apply(admin_user_fields, body, &u, &e);
+    json_decref(body);
+    if (rc != ERR_OK) {
+        return cli_admin_error(ctx, &e);
+    }
+    if ((rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
         return rc;
     }
     if (pw_stdin && (rc = cli_read_password(&pw)) != CLI_EXIT_OK) {
         return rc;
     }
-    rc = admin_user_add(&ac, pos[0], pw, disabled, NULL, &e) == ERR_OK
+    rc = admin_user_add(&ac, pos[0], pw, u.disabled, NULL, &e) == ERR_OK
              ? CLI_EXIT_OK
              : cli_admin_error(ctx, &e);
     cli_secret_free(pw);
