@@ -861,7 +861,7 @@ int admin_site_add(const struct admin_ctx *c, const char *path,
     struct store_site s;
     int r;
 
-    if (path == NULL || path[0] == '\\0' || strlen(path) > STORE_PATH_MAX) {
+    if (path == NULL || path[0] == '\0' || strlen(path) > STORE_PATH_MAX) {
         return admin_fail(e, ERR_INVALID, "a site path is 1-%d characters",
                           STORE_PATH_MAX);
     }
@@ -966,14 +966,14 @@ int admin_grant_add(const struct admin_ctx *c, struct store_grant *g,
     util_uuid4(g->id);
     if ((r = store_grant_add(c->st, g)) == ERR_EXISTS) {
         return admin_fail(e, r, "%s '%s' already has a grant on %s '%s'",
-                          g->user_id[0] != '\\0' ? "user" : "group", grantee,
-                          g->asset_id[0] != '\\0' ? "asset" : "site", target);
+                          g->user_id[0] != '\0' ? "user" : "group", grantee,
+                          g->asset_id[0] != '\0' ? "asset" : "site", target);
     }
     if (r != ERR_OK) {
         return admin_fail(e, r, "cannot add the grant: %s", err_str(r));
     }
     snprintf(detail, sizeof(detail), "%s=%s role=%s",
-             g->user_id[0] != '\\0' ? "user" : "group", grantee,
+             g->user_id[0] != '\0' ? "user" : "group", grantee,
              store_role_str(g->role));
     return admin_audit(c, "grant.add", target, detail, e);
 }

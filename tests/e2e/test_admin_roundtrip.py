@@ -251,6 +251,20 @@ def test_grant(door):
                     {"group": group, "role": "viewer"}, status=201)
     same(by(door.cli_json("grant", "list"), "id", made["id"]), made, GRANT)
 
+    # a second grant to the same group: refused by both, naming a group
+    cli = door.cli_refusal("grant", asset, "--group", group, "--role",
+                           "owner")
+    assert cli[1] == "group '%s' already has a grant on asset '%s'" % (
+        group, asset), cli
+    api = door.api_refusal("POST", "/assets/%s/grants" % aid,
+                           {"group": group, "role": "owner"})
+    assert api[1] == "group '%s' already has a grant on asset '%s'" % (
+        group, asset), api
+    rows = json.loads(door.cli("audit", "list", "--json", "--action",
+                               "grant.add"))
+    assert [e["detail"] for e in rows if e["target"] == asset] == [
+        "group=%s role=viewer" % group, "user=%s role=editor" % user], rows
+
     same_refusal(door.cli_refusal("grant", asset, "--user", user, "--role",
                                   "boss"),
                  door.api_refusal("POST", "/assets/%s/grants" % aid,
