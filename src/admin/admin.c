@@ -941,6 +941,92 @@ json_t *admin_site_json(const struct store_site *s)
     return admin_json_encode(admin_site_fields, s);
 }
 
+static json_t *admin_site_role_type(const void *obj)
+{
+    return json_string(((const struct store_site_role *)obj)->user_id[0] != '\0'
+                           ? "user"
+                           : "group");
+}
+
+static json_t *admin_site_role_name(const void *obj)
+{
+    return json_string(
+        site_role_str(((const struct store_site_role *)obj)->role));
+}
+
+#define SR(j, t, m, ...)                                                       \
+    ADMIN_FIELD(struct store_site_role, j, t, m, __VA_ARGS__)
+
+const struct admin_field admin_site_role_fields[] = {
+    SR("id", AF_STR, id, .flags = AF_READONLY, .col = "ID"),
+    SR("site", AF_STR, site_path, .flags = AF_READONLY, .cli = "--site",
+       .col = "SITE"),
+    SR("site_id", AF_STR, site_id, .flags = AF_READONLY),
+    ADMIN_FIELD_FN("grantee_type", admin_site_role_type, .col = "TYPE"),
+    SR("grantee", AF_STR, grantee_name, .flags = AF_READONLY,
+       .cli = "--user/--group", .col = "GRANTEE"),
+    ADMIN_FIELD_FN("role", admin_site_role_name, .cli = "--role",
+                   .col = "ROLE"),
+    ADMIN_FIELD_END,
+};
+
+int admin_site_role_parse(const char *role, struct admin_err *e)
+{
+    int rv = role != NULL ? site_role_parse(role) : -1;
+
+    if (rv < 0) {
+        admin_fail(e, ERR_INVALID,
+                   "role must be administrator, "
+                   "configuration-manager, service or user");
+    }
+    return rv;
+}
+
+int admin_site_role_add(const struct admin_ctx *c, struct store_site_role *sr,
+                        const char *role, const char *grantee, const char *site,
+                        struct admin_err *e)
+{
+    char detail[STORE_NAME_MAX + 64];
+    int rv, r;
+
+    if ((rv = admin_site_role_parse(role, e)) < 0) {
+        return ERR_INVALID;
+    }
+    sr->role = rv;
+    r = store_site_role_add(c->st, sr);
+    if (r == ERR_EXISTS) {
+        return admin_fail(e, r, "%s '%s' already has the role %s on %s",
+                          sr->user_id[0] != '\0' ? "user" : "group", grantee,
+                          site_role_str(rv), site);
+    }
+    if (r != ERR_OK) {
+        return admin_store_fail(e, r, "role", role);
+    }
+    snprintf(detail, sizeof(detail), "%s=%s role=%s",
+             sr->user_id[0] != '\0' ? "user" : "group", grantee,
+             site_role_str(rv));
+    return admin_audit(c, "role.grant", site, detail, e);
+}
+
+int admin_site_role_delete(const struct admin_ctx *c, const char *id,
+                           struct admin_err *e)
+{
+    struct store_site_role sr;
+    char detail[STORE_NAME_MAX + 64];
+    int r = store_site_role_get(c->st, id, &sr);
+
+    if (r == ERR_OK) {
+        r = store_site_role_delete(c->st, sr.id);
+    }
+    if (r != ERR_OK) {
+        return admin_store_fail(e, r, "role", id);
+    }
+    snprintf(detail, sizeof(detail), "%s=%s role=%s",
+             sr.user_id[0] != '\0' ? "user" : "group", sr.grantee_name,
+             site_role_str(sr.role));
+    return admin_audit(c, "role.revoke", sr.site_path, detail, e);
+}
+
 int admin_role_parse(const char *role, struct admin_err *e)
 {
     int rv = role != NULL ? store_role_parse(role) : -1;

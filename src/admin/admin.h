@@ -141,6 +141,7 @@ extern const struct admin_field admin_key_fields[];
 extern const struct admin_field admin_group_fields[];
 extern const struct admin_field admin_site_fields[];
 extern const struct admin_field admin_grant_fields[];
+extern const struct admin_field admin_site_role_fields[];
 extern const struct admin_field admin_profile_fields[];
 extern const struct admin_field admin_asset_fields[];
 extern const struct admin_field admin_token_fields[];
@@ -327,6 +328,18 @@ int admin_asset_delete(const struct admin_ctx *c, const struct store_asset *a,
 int admin_asset_retrust(const struct admin_ctx *c, const struct store_asset *a,
                         const char *fp, struct admin_err *e);
 json_t *admin_asset_json(const struct store_asset *a);
+
+/* --- site roles ------------------------------------------------------ */
+
+/* A site role (SITE_ROLE_*) from its name; -1 and e set. */
+int admin_site_role_parse(const char *role, struct admin_err *e);
+/* Adds sr (its site and grantee IDs set) with the role named role; the
+ * names are for the words of a refusal and the audit event. */
+int admin_site_role_add(const struct admin_ctx *c, struct store_site_role *sr,
+                        const char *role, const char *grantee, const char *site,
+                        struct admin_err *e);
+int admin_site_role_delete(const struct admin_ctx *c, const char *id,
+                           struct admin_err *e);
 
 /* --- grants -------------------------------------------------------- */
 

@@ -439,10 +439,7 @@ int http_h_sites_delete(struct http_req *req)
 
 static json_t *http_site_role_json(const struct store_site_role *sr)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", sr->id, "site",
-                     sr->site_path, "site_id", sr->site_id, "grantee_type",
-                     sr->user_id[0] != '\0' ? "user" : "group", "grantee",
-                     sr->grantee_name, "role", site_role_str(sr->role));
+    return admin_json_encode(admin_site_role_fields, sr);
 }
 
 int http_h_site_roles_list(struct http_req *req)
@@ -501,13 +498,13 @@ int http_h_site_roles_add(struct http_req *req)
     const char *role = http_body_str(req->body, "role");
     struct store_site_role sr;
     struct store_site s;
-    int r, rv;
+    struct admin_ctx ac;
+    struct admin_err e;
+    int r;
 
     memset(&sr, 0, sizeof(sr));
-    if ((rv = site_role_parse(role)) < 0) {
-        return http_error(req, 400, "invalid", "Invalid value",
-                          "role must be administrator, configuration-manager, "
-                          "service or user");
+    if (admin_site_role_parse(role, &e) < 0) {
+        return http_admin_error(req, &e);
     }
     if ((r = store_site_get(req->h->store, site != NULL ? site : "/root",
                             &s)) != ERR_OK) {
@@ -518,31 +515,27 @@ int http_h_site_roles_add(struct http_req *req)
         return 0;
     }
     memcpy(sr.site_id, s.id, sizeof(s.id));
-    sr.role = rv;
-    if ((r = store_site_role_add(req->h->store, &sr)) != ERR_OK) {
-        return http_store_error(req, r, "role", role);
+    http_admin_ctx(req, &ac);
+    /* http_grantee wrote "user=NAME" or "group=NAME" */
+    if (admin_site_role_add(&ac, &sr, role,
+                            req->audit_detail + (sr.user_id[0] ? 5 : 6), s.path,
+                            &e) != ERR_OK) {
+        return http_admin_error(req, &e);
     }
-    http_target(req, s.path);
-    snprintf(req->audit_detail + strlen(req->audit_detail),
-             sizeof(req->audit_detail) - strlen(req->audit_detail), " role=%s",
-             role);
+    if (store_site_role_get(req->h->store, sr.id, &sr) != ERR_OK) {
+        snprintf(sr.site_path, sizeof(sr.site_path), "%s", s.path);
+    }
     return http_ok(req, 201, http_site_role_json(&sr), NULL);
 }
 
 int http_h_site_roles_delete(struct http_req *req)
 {
-    struct store_site_role sr;
-    int r = store_site_role_get(req->h->store, req->params[0], &sr);
+    struct admin_ctx ac;
+    struct admin_err e;
 
-    if (r == ERR_OK) {
-        http_target(req, sr.site_path);
-        snprintf(req->audit_detail, sizeof(req->audit_detail), "%s=%s role=%s",
-                 sr.user_id[0] != '\0' ? "user" : "group", sr.grantee_name,
-                 site_role_str(sr.role));
-        r = store_site_role_delete(req->h->store, sr.id);
-    }
-    if (r != ERR_OK) {
-        return http_store_error(req, r, "site role", req->params[0]);
+    http_admin_ctx(req, &ac);
+    if (admin_site_role_delete(&ac, req->params[0], &e) != ERR_OK) {
+        return http_admin_error(req, &e);
     }
     return http_ok(req, 204, NULL, NULL);
 }

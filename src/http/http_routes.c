@@ -290,9 +290,9 @@ const struct http_route http_routes[] = {
     R(HM_GET, API "/site-roles", PERM_ADMIN, SCOPE_ROOT, NULL, true,
       http_h_site_roles_list, NULL),
     R(HM_POST, API "/site-roles", PERM_ADMIN, SCOPE_ROOT, body_site_role_add,
-      false, http_h_site_roles_add, "role.grant"),
+      false, http_h_site_roles_add, NULL /* admin: role.grant */),
     R(HM_DELETE, API "/site-roles/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
-      http_h_site_roles_delete, "role.revoke"),
+      http_h_site_roles_delete, NULL /* admin: role.revoke */),
 
     R(HM_GET, API "/assets", PERM_CONFIG, SCOPE_ROOT, NULL, true,
       http_h_assets_list, NULL),

@@ -130,6 +130,7 @@ ASSET = {"id", "name", "site", "site_id", "protocol", "host", "port",
          "host_key_fingerprint", "created_at"}
 GRANT = {"id", "target_type", "asset_id", "site_id", "target",
          "grantee_type", "user_id", "group_id", "grantee", "role"}
+SITE_ROLE = {"id", "site", "site_id", "grantee_type", "grantee", "role"}
 PROFILE = {"id", "name", "native_session", "shell", "exec", "sftp", "scp",
            "local_forward", "remote_forward", "agent_forward", "x11",
            "max_session_minutes", "idle_timeout_minutes", "record_input"}
@@ -269,6 +270,35 @@ def test_grant(door):
                                   "boss"),
                  door.api_refusal("POST", "/assets/%s/grants" % aid,
                                   {"user": user, "role": "boss"}))
+
+
+def test_site_role(door):
+    user, group = uniq("rtu"), uniq("rtg")
+    door.cli("user", "add", user)
+    door.cli("group", "add", group)
+    rid = door.cli("role", "grant", "--user", user, "--role",
+                   "service").strip()
+    api = by(door.api("GET", "/site-roles"), "id", rid)
+    same(by(door.cli_json("role", "list"), "id", rid), api, SITE_ROLE)
+    assert api["role"] == "service" and api["site"] == "/root"
+
+    made = door.api("POST", "/site-roles",
+                    {"group": group, "role": "configuration-manager"},
+                    status=201)
+    same(by(door.cli_json("role", "list"), "id", made["id"]), made,
+         SITE_ROLE)
+
+    same_refusal(door.cli_refusal("role", "grant", "--user", user, "--role",
+                                  "service"),
+                 door.api_refusal("POST", "/site-roles",
+                                  {"user": user, "role": "service"}))
+    same_refusal(door.cli_refusal("role", "grant", "--user", user, "--role",
+                                  "boss"),
+                 door.api_refusal("POST", "/site-roles",
+                                  {"user": user, "role": "boss"}))
+    door.api("DELETE", "/site-roles/" + made["id"], status=204)
+    same_refusal(door.cli_refusal("role", "revoke", made["id"]),
+                 door.api_refusal("DELETE", "/site-roles/" + made["id"]))
 
 
 def test_profile(door):

@@ -390,6 +390,7 @@ static void test_descriptor_tables(void **state)
         {admin_group_fields, sizeof(struct store_group)},
         {admin_site_fields, sizeof(struct store_site)},
         {admin_grant_fields, sizeof(struct store_grant)},
+        {admin_site_role_fields, sizeof(struct store_site_role)},
         {admin_profile_fields, sizeof(struct store_profile)},
         {admin_asset_fields, sizeof(struct store_asset)},
         {admin_token_fields, sizeof(struct store_api_token)},
