@@ -18,6 +18,7 @@
 #include "common/err.h"
 #include "common/util.h"
 #include "common/vault.h"
+#include "store/audit.h"
 
 const char admin_msg_host[] = "host must be a host name or address";
 const char admin_msg_fingerprint[] =
@@ -111,46 +112,100 @@ json_t *admin_json_time(int64_t t)
     return json_string(s);
 }
 
-static const char *admin_nz(const char *s)
+json_t *admin_json_text(const char *s)
 {
-    return s != NULL && s[0] != '\0' ? s : NULL;
+    json_t *j = json_string(s);
+    char *copy;
+    size_t i;
+
+    if (j != NULL || (copy = strdup(s)) == NULL) {
+        return j;
+    }
+    for (i = 0; copy[i] != '\0'; i++) {
+        if ((unsigned char)copy[i] >= 0x80) {
+            copy[i] = '?';
+        }
+    }
+    j = json_string(copy);
+    free(copy);
+    return j;
 }
 
 /* --- descriptors --------------------------------------------------- */
 
+/* "a,b" into ["a", "b"]. */
+static json_t *admin_csv_json(const char *csv)
+{
+    json_t *a = json_array();
+    size_t len;
+
+    while (a != NULL && *csv != '\0') {
+        len = strcspn(csv, ",");
+        json_array_append_new(a, json_stringn(csv, len));
+        csv += len;
+        if (*csv == ',') {
+            csv++;
+        }
+    }
+    return a;
+}
+
+/* A stored JSON array of strings, each made valid UTF-8. */
+static json_t *admin_list_json(const char *text)
+{
+    json_t *in = json_loads(text, JSON_DISABLE_EOF_CHECK, NULL), *v;
+    json_t *out = json_array();
+    size_t i;
+
+    json_array_foreach(in, i, v)
+    {
+        if (json_is_string(v)) {
+            json_array_append_new(out, json_incref(v));
+        }
+    }
+    json_decref(in);
+    return out;
+}
+
+json_t *admin_field_json(const struct admin_field *f, const void *obj)
+{
+    const void *p = (const char *)obj + f->offset;
+
+    switch (f->type) {
+    case AF_STR:
+        return admin_json_text((const char *)p);
+    case AF_BOOL:
+        return json_boolean(*(const bool *)p);
+    case AF_INT:
+        return json_integer(*(const int *)p);
+    case AF_NATIVE:
+        return json_string(store_native_str(*(const int *)p));
+    case AF_STRZ:
+        return ((const char *)p)[0] != '\0' ? admin_json_text((const char *)p)
+                                            : json_null();
+    case AF_TIME:
+        return admin_json_time(*(const int64_t *)p);
+    case AF_SEALED:
+        return json_boolean(*(uint8_t *const *)p != NULL);
+    case AF_CSV:
+        return admin_csv_json((const char *)p);
+    case AF_JSONLIST:
+        return admin_list_json((const char *)p);
+    case AF_FN:
+        return f->get(obj);
+    }
+    return NULL;
+}
+
 json_t *admin_json_encode(const struct admin_field *f, const void *obj)
 {
-    const char *base = obj;
-    json_t *o = json_object();
+    json_t *o = json_object(), *v;
 
     for (; o != NULL && f->json != NULL; f++) {
-        const void *p = base + f->offset;
-        json_t *v = NULL;
-
-        switch (f->type) {
-        case AF_STR:
-            v = json_string((const char *)p);
-            break;
-        case AF_BOOL:
-            v = json_boolean(*(const bool *)p);
-            break;
-        case AF_INT:
-            v = json_integer(*(const int *)p);
-            break;
-        case AF_NATIVE:
-            v = json_string(store_native_str(*(const int *)p));
-            break;
-        case AF_STRZ:
-            v = ((const char *)p)[0] != '\0' ? json_string((const char *)p)
-                                             : json_null();
-            break;
-        case AF_TIME:
-            v = admin_json_time(*(const int64_t *)p);
-            break;
-        case AF_SEALED:
-            v = json_boolean(*(uint8_t *const *)p != NULL);
-            break;
+        if (f->flags & AF_NOJSON) {
+            continue;
         }
+        v = admin_field_json(f, obj);
         if (v == NULL || json_object_set_new(o, f->json, v) != 0) {
             json_decref(o);
             return NULL;
@@ -159,23 +214,153 @@ json_t *admin_json_encode(const struct admin_field *f, const void *obj)
     return o;
 }
 
-int admin_json_apply(const struct admin_field *f, const json_t *body, void *obj,
-                     struct admin_err *e)
+void admin_field_text(const struct admin_field *f, const void *obj, char *out,
+                      size_t outlen)
 {
-    char *base = obj;
-    const char *key;
-    json_t *v;
+    json_t *v = admin_field_json(f, obj), *x;
+    size_t used = 0, i;
     int n;
 
+    out[0] = '\0';
+    if (json_is_string(v)) {
+        snprintf(out, outlen, "%s", json_string_value(v));
+    } else if (json_is_boolean(v)) {
+        snprintf(out, outlen, "%s", json_is_true(v) ? "yes" : "no");
+    } else if (json_is_integer(v)) {
+        snprintf(out, outlen, "%lld", (long long)json_integer_value(v));
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, x)
+        {
+            if (!json_is_string(x) || used >= outlen) {
+                continue;
+            }
+            n = snprintf(out + used, outlen - used, "%s%s", used > 0 ? "," : "",
+                         json_string_value(x));
+            used = n < 0 ? outlen : used + (size_t)n;
+        }
+    }
+    json_decref(v);
+}
+
+const struct admin_field *admin_field_find(const struct admin_field *f,
+                                           const char *json)
+{
     for (; f->json != NULL; f++) {
-        key = f->in != NULL ? f->in : f->json;
-        if ((f->flags & AF_READONLY) ||
-            (v = json_object_get(body, key)) == NULL) {
+        if (strcmp(f->json, json) == 0 ||
+            (f->in != NULL && strcmp(f->in, json) == 0)) {
+            return f;
+        }
+    }
+    return NULL;
+}
+
+void admin_body_schema(const struct admin_field *f, bool create,
+                       void (*fn)(void *arg, const char *key, const char *type,
+                                  bool required, long lo, long hi),
+                       void *arg)
+{
+    const char *key;
+    bool req;
+    long lo;
+
+    for (; f->json != NULL; f++) {
+        if ((f->flags & AF_READONLY) || (!create && (f->flags & AF_FIXED)) ||
+            (create && (f->flags & AF_NOCREATE))) {
             continue;
         }
+        key = f->in != NULL ? f->in : f->json;
+        req = create && (f->flags & AF_REQUIRED);
+        lo = (f->flags & AF_EMPTY) ? 0 : 1;
+        switch (f->type) {
+        case AF_STR:
+            fn(arg, key, "string", req, lo, (long)f->size - 1);
+            break;
+        case AF_STRZ:
+            fn(arg, key, create ? "string" : "string_null", req, lo,
+               (long)f->size - 1);
+            break;
+        case AF_NATIVE:
+            fn(arg, key, "string", req, 1, 16);
+            break;
+        case AF_BOOL:
+            fn(arg, key, "bool", req, 0, 0);
+            break;
+        case AF_INT:
+            fn(arg, key, "int", req, f->lo, f->hi);
+            break;
+        case AF_CSV:
+            fn(arg, key, "list", req, 0, f->hi);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+/* A JSON array of strings (none holding a comma) joined into dst; dst
+ * is left as it was when the list is refused. */
+static int admin_csv_apply(const char *key, const json_t *v, char *dst,
+                           size_t size, struct admin_err *e)
+{
+    size_t i, used = 0, len;
+    char *tmp;
+    json_t *x;
+
+    if (!json_is_array(v)) {
+        return admin_fail(e, ERR_INVALID, "%s must be a list of strings", key);
+    }
+    if ((tmp = calloc(1, size)) == NULL) {
+        return admin_fail(e, ERR_NOMEM, "%s: %s", key, err_str(ERR_NOMEM));
+    }
+    json_array_foreach(v, i, x)
+    {
+        if (!json_is_string(x) || strchr(json_string_value(x), ',') != NULL) {
+            free(tmp);
+            return admin_fail(e, ERR_INVALID,
+                              "%s must be a list of strings without commas",
+                              key);
+        }
+        len = json_string_length(x);
+        if (used + (used > 0) + len + 1 > size) {
+            free(tmp);
+            return admin_fail(e, ERR_INVALID,
+                              "%s is too long (at most %zu characters)", key,
+                              size - 1);
+        }
+        if (used > 0) {
+            tmp[used++] = ',';
+        }
+        memcpy(tmp + used, json_string_value(x), len + 1);
+        used += len;
+    }
+    memcpy(dst, tmp, used + 1);
+    free(tmp);
+    return ERR_OK;
+}
+
+int admin_field_apply(const struct admin_field *f, const json_t *body,
+                      void *obj, struct admin_err *e)
+{
+    char *base = obj;
+    const char *key = f->in != NULL ? f->in : f->json;
+    json_t *v;
+    int n, r;
+
+    if ((f->flags & AF_READONLY) || (v = json_object_get(body, key)) == NULL) {
+        return ERR_OK;
+    }
+    {
         switch (f->type) {
         case AF_TIME:
         case AF_SEALED:
+        case AF_JSONLIST:
+        case AF_FN:
+            break;
+        case AF_CSV:
+            if ((r = admin_csv_apply(key, v, base + f->offset, f->size, e)) !=
+                ERR_OK) {
+                return r;
+            }
             break;
         case AF_STRZ:
             if (json_is_null(v)) {
@@ -184,10 +369,12 @@ int admin_json_apply(const struct admin_field *f, const json_t *body, void *obj,
             }
             /* fall through */
         case AF_STR:
-            if (!json_is_string(v) || json_string_length(v) == 0 ||
+            if (!json_is_string(v) ||
+                (json_string_length(v) == 0 && !(f->flags & AF_EMPTY)) ||
                 json_string_length(v) >= f->size) {
-                return admin_fail(e, ERR_INVALID, "%s must be 1-%zu characters",
-                                  key, f->size - 1);
+                return admin_fail(e, ERR_INVALID,
+                                  "%s must be %d-%zu characters", key,
+                                  (f->flags & AF_EMPTY) ? 0 : 1, f->size - 1);
             }
             memcpy(base + f->offset, json_string_value(v),
                    json_string_length(v) + 1);
@@ -221,6 +408,19 @@ int admin_json_apply(const struct admin_field *f, const json_t *body, void *obj,
     return ERR_OK;
 }
 
+int admin_json_apply(const struct admin_field *f, const json_t *body, void *obj,
+                     struct admin_err *e)
+{
+    int r;
+
+    for (; f->json != NULL; f++) {
+        if ((r = admin_field_apply(f, body, obj, e)) != ERR_OK) {
+            return r;
+        }
+    }
+    return ERR_OK;
+}
+
 /* --- users and keys ------------------------------------------------ */
 
 /* Hashes pw into hash[STORE_HASH_MAX + 1] ("" for NULL). */
@@ -242,7 +442,7 @@ static int admin_hash(const char *pw, char *hash, struct admin_err *e)
     return ERR_OK;
 }
 
-int admin_user_add(struct store *st, const char *name, const char *pw,
+int admin_user_add(const struct admin_ctx *c, const char *name, const char *pw,
                    bool disabled, struct store_user *out, struct admin_err *e)
 {
     char hash[STORE_HASH_MAX + 1];
@@ -255,9 +455,16 @@ int admin_user_add(struct store *st, const char *name, const char *pw,
     if ((r = admin_hash(pw, hash, e)) != ERR_OK) {
         return r;
     }
-    r = store_user_add(st, name, hash, disabled, out);
+    r = store_user_add(c->st, name, hash, disabled, out);
     sodium_memzero(hash, sizeof(hash));
-    return r == ERR_OK ? r : admin_store_fail(e, r, "user", name);
+    if (r != ERR_OK) {
+        return admin_store_fail(e, r, "user", name);
+    }
+    return admin_audit(c, "user.add", name,
+                       disabled
+                           ? (pw != NULL ? "password disabled" : "disabled")
+                           : (pw != NULL ? "password" : ""),
+                       e);
 }
 
 int admin_user_set_password(struct store *st, const struct store_user *u,
@@ -277,13 +484,67 @@ int admin_user_set_password(struct store *st, const struct store_user *u,
     return r == ERR_OK ? r : admin_store_fail(e, r, "user", u->name);
 }
 
+static json_t *admin_user_has_password(const void *obj)
+{
+    return json_boolean(((const struct store_user *)obj)->password_hash[0] !=
+                        '\0');
+}
+
+const struct admin_field admin_user_fields[] = {
+    ADMIN_FIELD(struct store_user, "id", AF_STR, id, .flags = AF_READONLY,
+                .col = "ID"),
+    ADMIN_FIELD(struct store_user, "name", AF_STR, name,
+                .flags = AF_REQUIRED | AF_FIXED, .cli = "NAME", .col = "NAME"),
+    ADMIN_FIELD(struct store_user, "disabled", AF_BOOL, disabled,
+                .cli = "--disabled", .col = "DISABLED"),
+    ADMIN_FIELD(struct store_user, "totp_enabled", AF_BOOL, totp_enabled,
+                .flags = AF_READONLY, .col = "TOTP"),
+    ADMIN_FIELD_FN("has_password", admin_user_has_password,
+                   .cli = "--password-stdin"),
+    ADMIN_FIELD(struct store_user, "created_at", AF_TIME, created_at,
+                .flags = AF_READONLY, .col = "CREATED"),
+    ADMIN_FIELD_END,
+};
+
 json_t *admin_user_json(const struct store_user *u)
 {
-    return json_pack("{s:s, s:s, s:b, s:b, s:b, s:o}", "id", u->id, "name",
-                     u->name, "disabled", u->disabled, "totp_enabled",
-                     u->totp_enabled, "has_password",
-                     u->password_hash[0] != '\0', "created_at",
-                     admin_json_time(u->created_at));
+    return admin_json_encode(admin_user_fields, u);
+}
+
+int admin_user_update(const struct admin_ctx *c, const struct store_user *u,
+                      const char *pw, int disabled, const char *action,
+                      struct admin_err *e)
+{
+    char detail[64] = "";
+    int r;
+
+    if (pw != NULL) {
+        if ((r = admin_user_set_password(c->st, u, pw, e)) != ERR_OK) {
+            return r;
+        }
+        snprintf(detail, sizeof(detail), "password");
+    }
+    if (disabled >= 0) {
+        r = store_user_set_disabled(c->st, u->id, disabled != 0);
+        if (r != ERR_OK) {
+            return admin_store_fail(e, r, "user", u->name);
+        }
+        snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail),
+                 "%sdisabled=%s", detail[0] != '\0' ? " " : "",
+                 disabled ? "true" : "false");
+    }
+    return admin_audit(c, action, u->name, detail, e);
+}
+
+int admin_user_delete(const struct admin_ctx *c, const struct store_user *u,
+                      struct admin_err *e)
+{
+    int r = store_user_delete(c->st, u->id);
+
+    if (r != ERR_OK) {
+        return admin_store_fail(e, r, "user", u->name);
+    }
+    return admin_audit(c, "user.delete", u->name, NULL, e);
 }
 
 int admin_user_detail_json(struct store *st, const struct store_user *u,
@@ -317,10 +578,21 @@ int admin_user_detail_json(struct store *st, const struct store_user *u,
     return *out != NULL ? ERR_OK : ERR_NOMEM;
 }
 
+const struct admin_field admin_key_fields[] = {
+    ADMIN_FIELD(struct store_user_key, "id", AF_STR, id, .flags = AF_READONLY,
+                .col = "ID"),
+    ADMIN_FIELD(struct store_user_key, "type", AF_STR, type,
+                .flags = AF_READONLY, .col = "TYPE"),
+    ADMIN_FIELD(struct store_user_key, "fingerprint", AF_STR, fingerprint,
+                .flags = AF_READONLY, .col = "FINGERPRINT"),
+    ADMIN_FIELD(struct store_user_key, "comment", AF_STR, comment,
+                .flags = AF_READONLY, .col = "COMMENT"),
+    ADMIN_FIELD_END,
+};
+
 json_t *admin_key_json(const struct store_user_key *k)
 {
-    return json_pack("{s:s, s:s, s:s, s:s}", "id", k->id, "type", k->type,
-                     "fingerprint", k->fingerprint, "comment", k->comment);
+    return admin_json_encode(admin_key_fields, k);
 }
 
 int admin_key_fingerprint(ssh_key key, char *out, size_t outlen)
@@ -449,8 +721,9 @@ void admin_pubkey_clear(struct admin_pubkey *k)
     k->b64 = NULL;
 }
 
-int admin_user_key_add(struct store *st, const struct store_user *u, char *text,
-                       struct store_user_key *out, struct admin_err *e)
+int admin_user_key_add(const struct admin_ctx *c, const struct store_user *u,
+                       char *text, struct store_user_key *out,
+                       struct admin_err *e)
 {
     struct admin_pubkey k;
     int r;
@@ -459,21 +732,38 @@ int admin_user_key_add(struct store *st, const struct store_user *u, char *text,
     if ((r = admin_pubkey_parse(text, &k, e)) != ERR_OK) {
         return r;
     }
-    r = store_user_key_add(st, u->id, k.type, k.b64, k.fp, k.comment, out);
+    r = store_user_key_add(c->st, u->id, k.type, k.b64, k.fp, k.comment, out);
     if (r == ERR_EXISTS) {
         admin_fail(e, r, "key %s is already registered for user '%s'", k.fp,
                    u->name);
     } else if (r != ERR_OK) {
         admin_store_fail(e, r, "key", k.fp);
+    } else {
+        r = admin_audit(c, "user.key.add", u->name, k.fp, e);
     }
     admin_pubkey_clear(&k);
     return r;
 }
 
-int admin_user_totp_enable(struct store *st, const struct vault *v,
+int admin_user_key_delete(const struct admin_ctx *c, const struct store_user *u,
+                          const char *ref, struct admin_err *e)
+{
+    int r = store_user_key_delete(c->st, u->id, ref);
+
+    if (r == ERR_NOT_FOUND) {
+        return admin_fail(e, r, "user '%s' has no key '%.200s'", u->name, ref);
+    }
+    if (r != ERR_OK) {
+        return admin_store_fail(e, r, "key", ref);
+    }
+    return admin_audit(c, "user.key.delete", u->name, ref, e);
+}
+
+int admin_user_totp_enable(const struct admin_ctx *c,
                            const struct store_user *u, char *b32, size_t b32len,
                            char *uri, size_t urilen, struct admin_err *e)
 {
+    const struct vault *v = c->vault;
     uint8_t secret[TOTP_SECRET_LEN], *sealed = NULL;
     char ad[VAULT_AD_MAX];
     size_t sealed_len = 0;
@@ -481,6 +771,10 @@ int admin_user_totp_enable(struct store *st, const struct vault *v,
 
     totp_new_secret(secret);
     vault_ad(ad, VAULT_AD_TOTP, u->id);
+    if (v == NULL) {
+        r = admin_fail(e, ERR_INTERNAL, "no vault to seal the TOTP secret");
+        goto out;
+    }
     r = vault_seal(v, ad, secret, sizeof(secret), &sealed, &sealed_len);
     if (r != ERR_OK) {
         admin_fail(e, r, "cannot seal the TOTP secret: %s", err_str(r));
@@ -497,8 +791,10 @@ int admin_user_totp_enable(struct store *st, const struct vault *v,
         admin_fail(e, r, "cannot encode the TOTP secret: %s", err_str(r));
         goto out;
     }
-    if ((r = store_user_set_totp(st, u->id, sealed, sealed_len)) != ERR_OK) {
+    if ((r = store_user_set_totp(c->st, u->id, sealed, sealed_len)) != ERR_OK) {
         admin_store_fail(e, r, "user", u->name);
+    } else {
+        r = admin_audit(c, "user.totp.enable", u->name, NULL, e);
     }
 out:
     sodium_memzero(secret, sizeof(secret));
@@ -508,12 +804,23 @@ out:
 
 /* --- groups, sites, grants ----------------------------------------- */
 
-int admin_group_member(struct store *st, const struct store_group *g,
+int admin_user_totp_disable(const struct admin_ctx *c,
+                            const struct store_user *u, struct admin_err *e)
+{
+    int r = store_user_set_totp(c->st, u->id, NULL, 0);
+
+    if (r != ERR_OK) {
+        return admin_store_fail(e, r, "user", u->name);
+    }
+    return admin_audit(c, "user.totp.disable", u->name, NULL, e);
+}
+
+int admin_group_member(const struct admin_ctx *c, const struct store_group *g,
                        const struct store_user *u, bool add,
                        struct admin_err *e)
 {
-    int r = add ? store_group_member_add(st, g->id, u->id)
-                : store_group_member_remove(st, g->id, u->id);
+    int r = add ? store_group_member_add(c->st, g->id, u->id)
+                : store_group_member_remove(c->st, g->id, u->id);
 
     if (r == ERR_EXISTS) {
         return admin_fail(e, r, "user '%s' is already a member of group '%s'",
@@ -523,13 +830,17 @@ int admin_group_member(struct store *st, const struct store_group *g,
         return admin_fail(e, r, "user '%s' is not a member of group '%s'",
                           u->name, g->name);
     }
-    return r == ERR_OK ? r : admin_store_fail(e, r, "group", g->name);
+    if (r != ERR_OK) {
+        return admin_store_fail(e, r, "group", g->name);
+    }
+    return admin_audit(c, add ? "group.member.add" : "group.member.remove",
+                       g->name, u->name, e);
 }
 
-int admin_site_delete(struct store *st, const struct store_site *s,
+int admin_site_delete(const struct admin_ctx *c, const struct store_site *s,
                       struct admin_err *e)
 {
-    int r = store_site_delete(st, s->id);
+    int r = store_site_delete(c->st, s->id);
 
     if (r == ERR_EXISTS) {
         return admin_fail(e, r, "site '%s' still has assets or sub-sites",
@@ -538,14 +849,68 @@ int admin_site_delete(struct store *st, const struct store_site *s,
     if (r == ERR_DENIED) {
         return admin_fail(e, r, "site '%s' cannot be deleted", s->path);
     }
-    return r == ERR_OK ? r : admin_store_fail(e, r, "site", s->path);
+    if (r != ERR_OK) {
+        return admin_store_fail(e, r, "site", s->path);
+    }
+    return admin_audit(c, "site.delete", s->path, NULL, e);
 }
+
+int admin_site_add(const struct admin_ctx *c, const char *path,
+                   struct store_site *out, struct admin_err *e)
+{
+    struct store_site s;
+    int r;
+
+    if (path == NULL || path[0] == '\0' || strlen(path) > STORE_PATH_MAX) {
+        return admin_fail(e, ERR_INVALID, "a site path is 1-%d characters",
+                          STORE_PATH_MAX);
+    }
+    if ((r = store_site_add(c->st, path, out != NULL ? out : &s)) != ERR_OK) {
+        return admin_store_fail(e, r, "site", path);
+    }
+    return admin_audit(c, "site.add", path, NULL, e);
+}
+
+int admin_group_add(const struct admin_ctx *c, const char *name,
+                    struct store_group *out, struct admin_err *e)
+{
+    struct store_group g;
+    int r;
+
+    if ((r = admin_set_name(g.name, sizeof(g.name), name, "group", e)) !=
+        ERR_OK) {
+        return r;
+    }
+    if ((r = store_group_add(c->st, name, out != NULL ? out : &g)) != ERR_OK) {
+        return admin_store_fail(e, r, "group", name);
+    }
+    return admin_audit(c, "group.add", name, NULL, e);
+}
+
+int admin_group_delete(const struct admin_ctx *c, const struct store_group *g,
+                       struct admin_err *e)
+{
+    int r = store_group_delete(c->st, g->id);
+
+    if (r != ERR_OK) {
+        return admin_store_fail(e, r, "group", g->name);
+    }
+    return admin_audit(c, "group.delete", g->name, NULL, e);
+}
+
+const struct admin_field admin_group_fields[] = {
+    ADMIN_FIELD(struct store_group, "id", AF_STR, id, .flags = AF_READONLY,
+                .col = "ID"),
+    ADMIN_FIELD(struct store_group, "name", AF_STR, name,
+                .flags = AF_REQUIRED | AF_FIXED, .cli = "NAME", .col = "NAME"),
+    ADMIN_FIELD_END,
+};
 
 json_t *admin_group_json(struct store *st, const struct store_group *g)
 {
     struct store_user *members = NULL;
     size_t n = 0, i;
-    json_t *arr = json_array();
+    json_t *arr = json_array(), *j;
 
     if (store_group_members(st, g->id, &members, &n) == ERR_OK) {
         for (i = 0; i < n; i++) {
@@ -553,14 +918,113 @@ json_t *admin_group_json(struct store *st, const struct store_group *g)
         }
         store_user_list_free(members, n);
     }
-    return json_pack("{s:s, s:s, s:o}", "id", g->id, "name", g->name, "members",
-                     arr);
+    j = admin_json_encode(admin_group_fields, g);
+    if (j == NULL || json_object_set_new(j, "members", arr) != 0) {
+        json_decref(j);
+        return NULL;
+    }
+    return j;
 }
+
+const struct admin_field admin_site_fields[] = {
+    ADMIN_FIELD(struct store_site, "id", AF_STR, id, .flags = AF_READONLY,
+                .col = "ID"),
+    ADMIN_FIELD(struct store_site, "path", AF_STR, path,
+                .flags = AF_REQUIRED | AF_FIXED, .cli = "PATH", .col = "PATH"),
+    ADMIN_FIELD(struct store_site, "parent_id", AF_STRZ, parent_id,
+                .flags = AF_READONLY),
+    ADMIN_FIELD_END,
+};
 
 json_t *admin_site_json(const struct store_site *s)
 {
-    return json_pack("{s:s, s:s, s:s?}", "id", s->id, "path", s->path,
-                     "parent_id", admin_nz(s->parent_id));
+    return admin_json_encode(admin_site_fields, s);
+}
+
+static json_t *admin_site_role_type(const void *obj)
+{
+    return json_string(((const struct store_site_role *)obj)->user_id[0] != '\0'
+                           ? "user"
+                           : "group");
+}
+
+static json_t *admin_site_role_name(const void *obj)
+{
+    return json_string(
+        site_role_str(((const struct store_site_role *)obj)->role));
+}
+
+#define SR(j, t, m, ...)                                                       \
+    ADMIN_FIELD(struct store_site_role, j, t, m, __VA_ARGS__)
+
+const struct admin_field admin_site_role_fields[] = {
+    SR("id", AF_STR, id, .flags = AF_READONLY, .col = "ID"),
+    SR("site", AF_STR, site_path, .flags = AF_READONLY, .cli = "--site",
+       .col = "SITE"),
+    SR("site_id", AF_STR, site_id, .flags = AF_READONLY),
+    ADMIN_FIELD_FN("grantee_type", admin_site_role_type, .col = "TYPE"),
+    SR("grantee", AF_STR, grantee_name, .flags = AF_READONLY,
+       .cli = "--user/--group", .col = "GRANTEE"),
+    ADMIN_FIELD_FN("role", admin_site_role_name, .cli = "--role",
+                   .col = "ROLE"),
+    ADMIN_FIELD_END,
+};
+
+int admin_site_role_parse(const char *role, struct admin_err *e)
+{
+    int rv = role != NULL ? site_role_parse(role) : -1;
+
+    if (rv < 0) {
+        admin_fail(e, ERR_INVALID,
+                   "role must be administrator, "
+                   "configuration-manager, service or user");
+    }
+    return rv;
+}
+
+int admin_site_role_add(const struct admin_ctx *c, struct store_site_role *sr,
+                        const char *role, const char *grantee, const char *site,
+                        struct admin_err *e)
+{
+    char detail[STORE_NAME_MAX + 64];
+    int rv, r;
+
+    if ((rv = admin_site_role_parse(role, e)) < 0) {
+        return ERR_INVALID;
+    }
+    sr->role = rv;
+    r = store_site_role_add(c->st, sr);
+    if (r == ERR_EXISTS) {
+        return admin_fail(e, r, "%s '%s' already has the role %s on %s",
+                          sr->user_id[0] != '\0' ? "user" : "group", grantee,
+                          site_role_str(rv), site);
+    }
+    if (r != ERR_OK) {
+        return admin_store_fail(e, r, "role", role);
+    }
+    snprintf(detail, sizeof(detail), "%s=%s role=%s",
+             sr->user_id[0] != '\0' ? "user" : "group", grantee,
+             site_role_str(rv));
+    return admin_audit(c, "role.grant", site, detail, e);
+}
+
+int admin_site_role_delete(const struct admin_ctx *c, const char *id,
+                           struct admin_err *e)
+{
+    struct store_site_role sr;
+    char detail[STORE_NAME_MAX + 64];
+    int r = store_site_role_get(c->st, id, &sr);
+
+    if (r == ERR_OK) {
+        r = store_site_role_delete(c->st, sr.id);
+    }
+    if (r != ERR_OK) {
+        return admin_store_fail(e, r, "role", id);
+    }
+    snprintf(detail, sizeof(detail), "%s=%s role=%s",
+             sr.user_id[0] != '\0' ? "user" : "group", sr.grantee_name,
+             site_role_str(sr.role));
+    return admin_audit(c, "role.revoke", sr.site_path, detail, e);
 }
 
 int admin_role_parse(const char *role, struct admin_err *e)
@@ -574,10 +1038,11 @@ int admin_role_parse(const char *role, struct admin_err *e)
     return rv;
 }
 
-int admin_grant_add(struct store *st, struct store_grant *g, const char *role,
-                    const char *grantee, const char *target,
+int admin_grant_add(const struct admin_ctx *c, struct store_grant *g,
+                    const char *role, const char *grantee, const char *target,
                     struct admin_err *e)
 {
+    char detail[STORE_NAME_MAX + 48];
     int rv, r;
 
     if ((rv = admin_role_parse(role, e)) < 0) {
@@ -585,7 +1050,7 @@ int admin_grant_add(struct store *st, struct store_grant *g, const char *role,
     }
     g->role = rv;
     util_uuid4(g->id);
-    if ((r = store_grant_add(st, g)) == ERR_EXISTS) {
+    if ((r = store_grant_add(c->st, g)) == ERR_EXISTS) {
         return admin_fail(e, r, "%s '%s' already has a grant on %s '%s'",
                           g->user_id[0] != '\0' ? "user" : "group", grantee,
                           g->asset_id[0] != '\0' ? "asset" : "site", target);
@@ -593,17 +1058,87 @@ int admin_grant_add(struct store *st, struct store_grant *g, const char *role,
     if (r != ERR_OK) {
         return admin_fail(e, r, "cannot add the grant: %s", err_str(r));
     }
-    return ERR_OK;
+    snprintf(detail, sizeof(detail), "%s=%s role=%s",
+             g->user_id[0] != '\0' ? "user" : "group", grantee,
+             store_role_str(g->role));
+    return admin_audit(c, "grant.add", target, detail, e);
 }
+
+int admin_grant_delete(const struct admin_ctx *c, const char *id,
+                       struct admin_err *e)
+{
+    int r = store_grant_delete(c->st, id);
+
+    if (r != ERR_OK) {
+        return admin_store_fail(e, r, "grant", id);
+    }
+    return admin_audit(c, "grant.delete", id, NULL, e);
+}
+
+static json_t *admin_grant_target_type(const void *obj)
+{
+    const struct store_grant *g = obj;
+
+    return json_string(g->asset_id[0] != '\0' ? "asset" : "site");
+}
+
+static json_t *admin_grant_grantee_type(const void *obj)
+{
+    const struct store_grant *g = obj;
+
+    return json_string(g->user_id[0] != '\0' ? "user" : "group");
+}
+
+static json_t *admin_grant_role(const void *obj)
+{
+    return json_string(store_role_str(((const struct store_grant *)obj)->role));
+}
+
+static json_t *admin_grant_target_text(const void *obj)
+{
+    const struct store_grant *g = obj;
+
+    return json_pack("s++", g->asset_id[0] != '\0' ? "asset" : "site", " ",
+                     g->target_name);
+}
+
+static json_t *admin_grant_grantee_text(const void *obj)
+{
+    const struct store_grant *g = obj;
+
+    return json_pack("s++", g->user_id[0] != '\0' ? "user" : "group", " ",
+                     g->grantee_name);
+}
+
+const struct admin_field admin_grant_fields[] = {
+    ADMIN_FIELD(struct store_grant, "id", AF_STR, id, .flags = AF_READONLY,
+                .col = "ID"),
+    ADMIN_FIELD_FN("target_type", admin_grant_target_type),
+    ADMIN_FIELD(struct store_grant, "asset_id", AF_STRZ, asset_id,
+                .flags = AF_READONLY),
+    ADMIN_FIELD(struct store_grant, "site_id", AF_STRZ, site_id,
+                .flags = AF_READONLY),
+    ADMIN_FIELD(struct store_grant, "target", AF_STR, target_name,
+                .flags = AF_READONLY, .cli = "--asset/--site"),
+    ADMIN_FIELD_FN("grantee_type", admin_grant_grantee_type),
+    ADMIN_FIELD(struct store_grant, "user_id", AF_STRZ, user_id,
+                .flags = AF_READONLY),
+    ADMIN_FIELD(struct store_grant, "group_id", AF_STRZ, group_id,
+                .flags = AF_READONLY),
+    ADMIN_FIELD(struct store_grant, "grantee", AF_STR, grantee_name,
+                .flags = AF_READONLY, .cli = "--user/--group"),
+    ADMIN_FIELD_FN("role", admin_grant_role, .cli = "--role"),
+    /* the table: "asset web1", "user bob", the role */
+    ADMIN_FIELD_FN("target_text", admin_grant_target_text, .flags = AF_NOJSON,
+                   .col = "TARGET"),
+    ADMIN_FIELD_FN("grantee_text", admin_grant_grantee_text, .flags = AF_NOJSON,
+                   .col = "GRANTEE"),
+    ADMIN_FIELD_FN("role_text", admin_grant_role, .flags = AF_NOJSON,
+                   .col = "ROLE"),
+    ADMIN_FIELD_END,
+};
 
 json_t *admin_grant_json(const struct store_grant *g)
 {
-    return json_pack(
-        "{s:s, s:s, s:s?, s:s?, s:s, s:s, s:s?, s:s?, s:s, s:s}", "id", g->id,
-        "target_type", g->asset_id[0] != '\0' ? "asset" : "site", "asset_id",
-        admin_nz(g->asset_id), "site_id", admin_nz(g->site_id), "target",
-        g->target_name, "grantee_type",
-        g->user_id[0] != '\0' ? "user" : "group", "user_id",
-        admin_nz(g->user_id), "group_id", admin_nz(g->group_id), "grantee",
-        g->grantee_name, "role", store_role_str(g->role));
+    return admin_json_encode(admin_grant_fields, g);
 }

@@ -173,59 +173,80 @@ static int admin_asset_write(struct store *st, struct store_asset *a, bool add,
     return ERR_OK;
 }
 
-int admin_asset_add(struct store *st, struct store_asset *a,
+int admin_asset_add(const struct admin_ctx *c, struct store_asset *a,
                     struct admin_err *e)
 {
-    return admin_asset_write(st, a, true, e);
+    int r = admin_asset_write(c->st, a, true, e);
+
+    return r != ERR_OK ? r : admin_audit(c, "asset.add", a->name, a->id, e);
 }
 
-int admin_asset_update(struct store *st, struct store_asset *a,
+int admin_asset_update(const struct admin_ctx *c, struct store_asset *a,
                        struct admin_err *e)
 {
-    return admin_asset_write(st, a, false, e);
+    int r = admin_asset_write(c->st, a, false, e);
+
+    return r != ERR_OK ? r : admin_audit(c, "asset.update", a->name, a->id, e);
 }
 
-int admin_asset_retrust(struct store *st, const char *id, const char *fp,
-                        struct admin_err *e)
+int admin_asset_delete(const struct admin_ctx *c, const struct store_asset *a,
+                       struct admin_err *e)
+{
+    int r = store_asset_delete(c->st, a->id);
+
+    if (r == ERR_NOT_FOUND) {
+        return admin_fail(e, r, "asset '%s' not found", a->name);
+    }
+    if (r != ERR_OK) {
+        return admin_fail(e, r, "asset '%s': %s", a->name, err_str(r));
+    }
+    return admin_audit(c, "asset.delete", a->name, a->id, e);
+}
+
+int admin_asset_retrust(const struct admin_ctx *c, const struct store_asset *a,
+                        const char *fp, struct admin_err *e)
 {
     int r;
 
     if (fp != NULL && fp[0] != '\0' && !admin_fingerprint_valid(fp)) {
         return admin_fail(e, ERR_INVALID, "%s", admin_msg_fingerprint);
     }
-    if ((r = store_asset_set_host_key(st, id, fp != NULL ? fp : "")) !=
+    if ((r = store_asset_set_host_key(c->st, a->id, fp != NULL ? fp : "")) !=
         ERR_OK) {
-        return admin_fail(e, r, "asset '%s': %s", id, err_str(r));
+        return admin_fail(e, r, "asset '%s': %s", a->name, err_str(r));
     }
-    return ERR_OK;
+    return admin_audit(c, "asset.retrust", a->name,
+                       fp != NULL && fp[0] != '\0' ? fp : "(next key)", e);
 }
 
-#define AF(j, in, cli, t, m, fl, lo, hi)                                       \
-    {                                                                          \
-        j, in, cli, t, offsetof(struct store_asset, m),                        \
-            sizeof(((struct store_asset *)0)->m), fl, lo, hi                   \
-    }
+#define AF(j, t, m, ...) ADMIN_FIELD(struct store_asset, j, t, m, __VA_ARGS__)
 
-/* The asset: JSON (both doors) and the plain fields a request sets.
- * site is set by admin_asset_set_site, the logins by the sealing
- * functions; admin_asset_check holds the rules on each value. */
+/* The asset: JSON (both doors), the plain fields a request sets and the
+ * CLI's table columns. site is set by admin_asset_set_site, the logins
+ * by the sealing functions; admin_asset_check holds the rules on each
+ * value. */
 const struct admin_field admin_asset_fields[] = {
-    AF("id", NULL, NULL, AF_STR, id, AF_READONLY, 0, 0),
-    AF("name", NULL, "NAME", AF_STR, name, AF_REQUIRED, 0, 0),
-    AF("site", NULL, "--site", AF_STR, site_path, AF_READONLY, 0, 0),
-    AF("site_id", NULL, NULL, AF_STR, site_id, AF_READONLY, 0, 0),
-    AF("protocol", NULL, "--protocol", AF_STR, protocol, 0, 0, 0),
-    AF("host", NULL, "--host", AF_STR, host, AF_REQUIRED, 0, 0),
-    AF("port", NULL, "--port", AF_INT, port, 0, 1, 65535),
-    AF("route", NULL, "--route", AF_STR, route, 0, 0, 0),
-    AF("login_user", "login", "--login", AF_STRZ, login_user, 0, 0, 0),
-    AF("has_password", NULL, "--password-stdin", AF_SEALED, password_sealed,
-       AF_READONLY, 0, 0),
-    AF("has_key", NULL, "--key", AF_SEALED, key_sealed, AF_READONLY, 0, 0),
-    AF("host_key_fingerprint", NULL, "--host-key-fingerprint", AF_STRZ,
-       host_key_fp, 0, 0, 0),
-    AF("created_at", NULL, NULL, AF_TIME, created_at, AF_READONLY, 0, 0),
-    {NULL, NULL, NULL, AF_STR, 0, 0, 0, 0, 0},
+    AF("id", AF_STR, id, .flags = AF_READONLY, .col = "ID"),
+    AF("name", AF_STR, name, .flags = AF_REQUIRED, .cli = "NAME",
+       .col = "NAME"),
+    AF("site", AF_STR, site_path, .flags = AF_READONLY, .cli = "--site",
+       .col = "SITE"),
+    AF("site_id", AF_STR, site_id, .flags = AF_READONLY),
+    AF("protocol", AF_STR, protocol, .cli = "--protocol"),
+    AF("host", AF_STR, host, .flags = AF_REQUIRED, .cli = "--host",
+       .col = "HOST"),
+    AF("port", AF_INT, port, .cli = "--port", .lo = 1, .hi = 65535,
+       .col = "PORT"),
+    AF("login_user", AF_STRZ, login_user, .in = "login", .cli = "--login",
+       .col = "LOGIN"),
+    AF("route", AF_STR, route, .cli = "--route", .col = "ROUTE"),
+    AF("has_password", AF_SEALED, password_sealed, .flags = AF_READONLY,
+       .cli = "--password-stdin"),
+    AF("has_key", AF_SEALED, key_sealed, .flags = AF_READONLY, .cli = "--key"),
+    AF("host_key_fingerprint", AF_STRZ, host_key_fp,
+       .cli = "--host-key-fingerprint"),
+    AF("created_at", AF_TIME, created_at, .flags = AF_READONLY),
+    ADMIN_FIELD_END,
 };
 
 json_t *admin_asset_json(const struct store_asset *a)

@@ -12,24 +12,63 @@
 
 #include "common/err.h"
 
-#define PF_BOOL(j, c, m)                                                       \
-    {                                                                          \
-        j, NULL, c, AF_BOOL, offsetof(struct store_profile, m), sizeof(bool),  \
-            0, 0, 0                                                            \
-    }
+#define PF(j, t, m, ...) ADMIN_FIELD(struct store_profile, j, t, m, __VA_ARGS__)
+#define PF_BOOL(j, c, m) PF(j, AF_BOOL, m, .cli = (c))
 #define PF_MIN(j, c, m)                                                        \
-    {                                                                          \
-        j, NULL, c, AF_INT, offsetof(struct store_profile, m), sizeof(int), 0, \
-            0, ADMIN_MINUTES_MAX                                               \
+    PF(j, AF_INT, m, .cli = (c), .lo = 0, .hi = ADMIN_MINUTES_MAX)
+
+/* The table's CHANNELS: the channels a profile allows, "shell,exec". */
+static json_t *profile_channels(const void *obj)
+{
+    const struct store_profile *p = obj;
+    const struct {
+        bool on;
+        const char *name;
+    } ch[] = {
+        {p->shell, "shell"},
+        {p->exec, "exec"},
+        {p->sftp, "sftp"},
+        {p->scp, "scp"},
+        {p->local_forward, "local-forward"},
+        {p->remote_forward, "remote-forward"},
+        {p->agent_forward, "agent-forward"},
+        {p->x11, "x11"},
+    };
+    json_t *a = json_array();
+    size_t i;
+
+    for (i = 0; a != NULL && i < sizeof(ch) / sizeof(ch[0]); i++) {
+        if (ch[i].on) {
+            json_array_append_new(a, json_string(ch[i].name));
+        }
     }
+    return a;
+}
+
+/* A limit in the table: "-" for none. */
+static json_t *profile_minutes(int m)
+{
+    return m > 0 ? json_integer(m) : json_null();
+}
+
+static json_t *profile_max(const void *obj)
+{
+    return profile_minutes(
+        ((const struct store_profile *)obj)->max_session_minutes);
+}
+
+static json_t *profile_idle(const void *obj)
+{
+    return profile_minutes(
+        ((const struct store_profile *)obj)->idle_timeout_minutes);
+}
 
 const struct admin_field admin_profile_fields[] = {
-    {"id", NULL, NULL, AF_STR, offsetof(struct store_profile, id),
-     STORE_ID_MAX + 1, AF_READONLY, 0, 0},
-    {"name", NULL, "NAME", AF_STR, offsetof(struct store_profile, name),
-     STORE_NAME_MAX + 1, AF_REQUIRED, 0, 0},
-    {"native_session", "native", "--native", AF_NATIVE,
-     offsetof(struct store_profile, native), sizeof(int), AF_REQUIRED, 0, 0},
+    PF("id", AF_STR, id, .flags = AF_READONLY, .col = "ID"),
+    PF("name", AF_STR, name, .flags = AF_REQUIRED, .cli = "NAME",
+       .col = "NAME"),
+    PF("native_session", AF_NATIVE, native, .in = "native",
+       .flags = AF_REQUIRED, .cli = "--native", .col = "NATIVE"),
     PF_BOOL("shell", "--no-shell", shell),
     PF_BOOL("exec", "--no-exec", exec),
     PF_BOOL("sftp", "--no-sftp", sftp),
@@ -42,7 +81,13 @@ const struct admin_field admin_profile_fields[] = {
     PF_MIN("idle_timeout_minutes", "--idle-timeout-minutes",
            idle_timeout_minutes),
     PF_BOOL("record_input", "--record-input", record_input),
-    {NULL, NULL, NULL, AF_STR, 0, 0, 0, 0, 0},
+    ADMIN_FIELD_FN("channels", profile_channels, .flags = AF_NOJSON,
+                   .col = "CHANNELS"),
+    ADMIN_FIELD_FN("max_min", profile_max, .flags = AF_NOJSON,
+                   .col = "MAX_MIN"),
+    ADMIN_FIELD_FN("idle_min", profile_idle, .flags = AF_NOJSON,
+                   .col = "IDLE_MIN"),
+    ADMIN_FIELD_END,
 };
 
 void admin_profile_defaults(struct store_profile *p)
@@ -99,18 +144,61 @@ static int admin_profile_write(struct store *st, struct store_profile *p,
     return ERR_OK;
 }
 
-int admin_profile_add(struct store *st, struct store_profile *p,
+int admin_profile_add(const struct admin_ctx *c, struct store_profile *p,
                       struct admin_err *e)
 {
-    return admin_profile_write(st, p, true, e);
+    int r = admin_profile_write(c->st, p, true, e);
+
+    return r != ERR_OK ? r : admin_audit(c, "profile.add", p->name, NULL, e);
 }
 
-int admin_profile_update(struct store *st, const struct store_profile *p,
-                         struct admin_err *e)
+int admin_profile_update(const struct admin_ctx *c,
+                         const struct store_profile *p, struct admin_err *e)
 {
     struct store_profile copy = *p;
+    int r = admin_profile_write(c->st, &copy, false, e);
 
-    return admin_profile_write(st, &copy, false, e);
+    return r != ERR_OK ? r : admin_audit(c, "profile.update", p->name, NULL, e);
+}
+
+int admin_profile_delete(const struct admin_ctx *c,
+                         const struct store_profile *p, struct admin_err *e)
+{
+    int r = store_profile_delete(c->st, p->id);
+
+    if (r != ERR_OK) {
+        return admin_fail(e, r,
+                          r == ERR_NOT_FOUND ? "profile '%s' not found"
+                                             : "profile '%s' cannot be deleted",
+                          p->name);
+    }
+    return admin_audit(c, "profile.delete", p->name, NULL, e);
+}
+
+int admin_profile_assign(const struct admin_ctx *c,
+                         const struct store_profile *p, const char *user_id,
+                         const char *group_id, const char *who, bool assign,
+                         struct admin_err *e)
+{
+    char detail[STORE_NAME_MAX + 8];
+    int r = assign ? store_profile_assign(c->st, p->id, user_id, group_id)
+                   : store_profile_unassign(c->st, p->id, user_id, group_id);
+
+    if (r == ERR_EXISTS) {
+        return admin_fail(e, r, "profile '%s' is already assigned to %s '%s'",
+                          p->name, user_id != NULL ? "user" : "group", who);
+    }
+    if (r == ERR_NOT_FOUND) {
+        return admin_fail(e, r, "profile '%s' is not assigned to %s '%s'",
+                          p->name, user_id != NULL ? "user" : "group", who);
+    }
+    if (r != ERR_OK) {
+        return admin_fail(e, r, "profile '%s': %s", p->name, err_str(r));
+    }
+    snprintf(detail, sizeof(detail), "%s=%s",
+             user_id != NULL ? "user" : "group", who);
+    return admin_audit(c, assign ? "profile.assign" : "profile.unassign",
+                       p->name, detail, e);
 }
 
 json_t *admin_profile_json(const struct store_profile *p)

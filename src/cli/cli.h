@@ -216,4 +216,37 @@ int cli_parse_time(const char *s, int64_t *out);
  * not UTF-8: those become '?' rather than failing the whole output. */
 json_t *cli_json_text(const char *s);
 
+/* --- descriptors (admin.h) --- */
+
+/* A list verb's table: one column per field with a header (col), cells
+ * as admin_field_text() writes them. list holds n objects stride bytes
+ * apart. */
+int cli_fields_table(const struct admin_field *f, const void *list, size_t n,
+                     size_t stride);
+/* A list verb's answer: the JSON forms (json) or the table. */
+int cli_fields_list(const struct admin_field *f, const void *list, size_t n,
+                    size_t stride, bool json);
+/* A show verb's "field  value" lines, one per JSON field. */
+void cli_fields_show(const struct admin_field *f, const void *obj);
+
+/* Parses a create's (create) or an update's options by the noun's
+ * descriptor: one option per field a request may set whose CLI name is
+ * an option ("--port"): a flag for a bool ("--no-shell" sets shell
+ * false, "--x11" sets x11 true), an integer within the field's limits,
+ * text otherwise (a list comma-separated); extra are the verb's own
+ * options (NULL: none). The values given become *body, an object under
+ * the API's body keys, for admin_json_apply: the API's own path. A
+ * required field not given is a usage error. Returns as cli_parse. */
+int cli_parse_fields(struct cli_ctx *ctx, int argc, char **argv,
+                     const struct admin_field *f, bool create,
+                     const struct cli_opt *extra, const char *posspec,
+                     const char *pos[CLI_MAX_POS], json_t **body);
+
+/* The door of a change from the CLI (admin.h): the store (opened here),
+ * the config, notices to the server of the data directory, the actor
+ * "cli:<unix user>". */
+int cli_admin_ctx(struct cli_ctx *ctx, struct admin_ctx *c);
+/* Prints a notice's warning, if any (the change was made). */
+void cli_notice(const struct admin_notice *n);
+
 #endif

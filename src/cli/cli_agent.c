@@ -7,7 +7,7 @@
  * announces itself and clears it when the agent goes (and for every agent
  * when the server starts), so it is right whenever a server runs.
  * Deleting an agent deletes its tunnels and tells a running server
- * (notify.h), which drops the agent's connection; an agent that still
+ * (admin_agent.c), which drops the agent's connection; an agent that still
  * holds a valid credential reconnects and appears again.
  *
  * An agent ID belongs to the credential that first announced it; another
@@ -19,16 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sodium.h>
-
 #include "cli/cli.h"
 #include "common/err.h"
-#include "common/notify.h"
-#include "hub/hub.h"
-#include "hub/tunnel_def.h"
-#include "store/agents.h"
-
-extern const struct cli_cmd cli_agent;
 
 /* A stored JSON array of strings joined with sep into out ("" if none). */
 static void agent_join(const char *jsonlist, const char *sep, char *out,
@@ -54,11 +46,8 @@ static void agent_join(const char *jsonlist, const char *sep, char *out,
 static int agent_list_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     struct store_agent *list = NULL;
-    struct cli_table *t;
-    char seen[32], tags[512];
-    size_t n = 0, i;
+    size_t n = 0;
     bool json = false;
-    json_t *arr;
     int rc, r;
 
     if ((rc = cli_list_start(ctx, argc, argv, &json)) != CLI_PARSED) {
@@ -67,24 +56,7 @@ static int agent_list_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((r = store_agent_list(ctx->st, &list, &n)) != ERR_OK) {
         return cli_error("cannot list agents: %s", err_str(r));
     }
-    if (json) {
-        arr = json_array();
-        for (i = 0; i < n; i++) {
-            cli_json_append(&arr, tunnel_def_agent_json(&list[i]));
-        }
-        rc = cli_json_print(arr);
-    } else {
-        t = cli_table_new(6, "ID", "NAME", "STATE", "LAST SEEN", "ADDRESS",
-                          "TAGS");
-        for (i = 0; i < n; i++) {
-            cli_fmt_time(list[i].last_seen, seen, sizeof(seen));
-            agent_join(list[i].tags, ",", tags, sizeof(tags));
-            cli_table_add(t, list[i].id, list[i].name,
-                          list[i].online ? "online" : "offline", seen,
-                          list[i].remote_addr, tags);
-        }
-        rc = cli_table_finish(t);
-    }
+    rc = cli_fields_list(admin_agent_fields, list, n, sizeof(*list), json);
     store_agent_list_free(list, n);
     return rc;
 }
@@ -120,7 +92,7 @@ static int agent_show_run(struct cli_ctx *ctx, int argc, char **argv)
         goto out;
     }
     if (json) {
-        j = tunnel_def_agent_json(a);
+        j = admin_agent_json(NULL, a);
         cli_json_set(&j, "tunnels", json_integer((json_int_t)nt));
         rc = cli_json_print(j);
         goto out;
@@ -158,24 +130,19 @@ out:
 static int agent_delete_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
-    int rc, r;
+    struct admin_notice n;
+    struct admin_ctx ac;
+    struct admin_err e;
+    int rc;
 
-    if ((rc = cli_parse(ctx, argc, argv, NULL, "ID", pos)) != CLI_PARSED) {
+    if ((rc = cli_parse(ctx, argc, argv, NULL, "ID", pos)) != CLI_PARSED ||
+        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
         return rc;
     }
-    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
-        return rc;
+    if (admin_agent_delete(&ac, pos[0], &n, &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
-    if ((r = store_agent_delete(ctx->st, pos[0])) != ERR_OK) {
-        return cli_store_error(r, "agent", pos[0]);
-    }
-    /* Its tunnels went with it: their listeners close too. */
-    if ((r = notify_send(ctx->cfg.data_dir,
-                         HUB_CHANGE_AGENTS | HUB_CHANGE_TUNNELS)) != ERR_OK) {
-        cli_error("warning: deleted, but the running server could not be "
-                  "told (%s)",
-                  err_str(r));
-    }
+    cli_notice(&n);
     return CLI_EXIT_OK;
 }
 
@@ -187,8 +154,10 @@ static int agent_rebind_run(struct cli_ctx *ctx, int argc, char **argv)
     const struct cli_opt opts[] = {CLI_OPT_STR("--credential", &cred),
                                    CLI_OPT_FLAG("--unbind", &unbind),
                                    CLI_OPT_END};
-    struct store_credential c;
-    int rc, r;
+    struct admin_notice n;
+    struct admin_ctx ac;
+    struct admin_err e;
+    int rc;
 
     if ((rc = cli_parse(ctx, argc, argv, opts, "ID", pos)) != CLI_PARSED) {
         return rc;
@@ -197,27 +166,13 @@ static int agent_rebind_run(struct cli_ctx *ctx, int argc, char **argv)
         return cli_usage(ctx, "give exactly one of --credential CRED and "
                               "--unbind");
     }
-    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+    if ((rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
         return rc;
     }
-    if (cred != NULL) {
-        r = store_credential_get(ctx->st, cred, &c);
-        sodium_memzero(&c, sizeof(c));
-        if (r != ERR_OK) {
-            return cli_store_error(r, "credential", cred);
-        }
+    if (admin_agent_rebind(&ac, pos[0], cred, &n, &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
-    if ((r = store_agent_bind(ctx->st, pos[0], cred)) != ERR_OK) {
-        return r == ERR_INVALID ? cli_store_error(ERR_NOT_FOUND, "credential",
-                                                  cred != NULL ? cred : "")
-                                : cli_store_error(r, "agent", pos[0]);
-    }
-    /* a connected agent with another credential goes */
-    if ((r = notify_send(ctx->cfg.data_dir, HUB_CHANGE_AGENTS)) != ERR_OK) {
-        cli_error("warning: rebound, but the running server could not be "
-                  "told (%s)",
-                  err_str(r));
-    }
+    cli_notice(&n);
     return CLI_EXIT_OK;
 }
 
@@ -242,7 +197,6 @@ static const struct cli_cmd agent_delete_cmd = {
                "appears again\n(without its tunnels); delete its credential "
                "to keep it out.\n",
     .run = agent_delete_run,
-    .mutates = true,
 };
 static const struct cli_cmd agent_rebind_cmd = {
     .name = "rebind",
@@ -255,7 +209,6 @@ static const struct cli_cmd agent_rebind_cmd = {
         "next credential to announce\nthe ID take it. A connected agent "
         "whose credential is no longer the\nbound one is dropped.\n",
     .run = agent_rebind_run,
-    .mutates = true,
 };
 static const struct cli_cmd *const agent_cmds[] = {
     &agent_list_cmd, &agent_show_cmd, &agent_rebind_cmd, &agent_delete_cmd,

@@ -47,60 +47,39 @@ static int asset_seal_key(const struct cli_ctx *ctx, struct store_asset *a,
 
 static int asset_add_run(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const char *pos[CLI_MAX_POS], *host = NULL, *site = NULL;
-    const char *login = NULL, *keyfile = NULL, *fp = NULL, *route = NULL;
-    const char *protocol = NULL;
-    int port = ADMIN_ASSET_DEFAULT_PORT, rc;
+    const char *pos[CLI_MAX_POS], *site = NULL, *keyfile = NULL;
     bool pw_stdin = false;
-    const struct cli_opt opts[] = {
-        CLI_OPT_STR("--protocol", &protocol),
-        CLI_OPT_STR("--host", &host),
-        CLI_OPT_INT("--port", &port, 1, 65535),
+    /* the verb's own options; the rest are the descriptor's
+     * (admin_asset.c): --protocol --host --port --login --route
+     * --host-key-fingerprint */
+    const struct cli_opt extra[] = {
         CLI_OPT_STR("--site", &site),
-        CLI_OPT_STR("--login", &login),
         CLI_OPT_FLAG("--password-stdin", &pw_stdin),
         CLI_OPT_STR("--key", &keyfile),
-        CLI_OPT_STR("--host-key-fingerprint", &fp),
-        CLI_OPT_STR("--route", &route),
         CLI_OPT_END,
     };
+    struct admin_ctx ac;
     struct admin_err e;
     struct store_asset a;
+    json_t *body = NULL;
     char *pw = NULL;
+    int rc;
 
     admin_asset_defaults(&a);
-    if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED) {
+    if ((rc = cli_parse_fields(ctx, argc, argv, admin_asset_fields, true, extra,
+                               "NAME", pos, &body)) != CLI_PARSED) {
         return rc;
     }
-    if (host == NULL) {
-        return cli_usage(ctx, "missing --host HOST");
-    }
-    if ((pw_stdin || keyfile != NULL) && login == NULL) {
+    if ((pw_stdin || keyfile != NULL) && !json_object_get(body, "login")) {
+        json_decref(body);
         return cli_usage(ctx, "--password-stdin and --key need --login USER");
     }
-    if (admin_set_name(a.name, sizeof(a.name), pos[0], "asset", &e) != ERR_OK ||
-        (login != NULL && admin_set_name(a.login_user, sizeof(a.login_user),
-                                         login, "login", &e) != ERR_OK)) {
-        return cli_admin_error(ctx, &e);
+    rc = admin_set_name(a.name, sizeof(a.name), pos[0], "asset", &e);
+    if (rc == ERR_OK) {
+        rc = admin_json_apply(admin_asset_fields, body, &a, &e);
     }
-    if ((protocol != NULL && strlen(protocol) >= sizeof(a.protocol)) ||
-        strlen(host) > STORE_HOST_MAX ||
-        (route != NULL && strlen(route) > STORE_ROUTE_MAX) ||
-        (fp != NULL && strlen(fp) > STORE_FP_MAX)) {
-        return cli_usage(ctx, "a value is too long"); /* never truncated */
-    }
-    if (protocol != NULL) {
-        util_strlcpy(a.protocol, protocol, sizeof(a.protocol));
-    }
-    util_strlcpy(a.host, host, sizeof(a.host));
-    a.port = port;
-    if (route != NULL) {
-        util_strlcpy(a.route, route, sizeof(a.route));
-    }
-    if (fp != NULL) {
-        util_strlcpy(a.host_key_fp, fp, sizeof(a.host_key_fp));
-    }
-    if (admin_asset_check(&a, &e) != ERR_OK) {
+    json_decref(body);
+    if (rc != ERR_OK || admin_asset_check(&a, &e) != ERR_OK) {
         return cli_admin_error(ctx, &e);
     }
     if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
@@ -126,7 +105,10 @@ static int asset_add_run(struct cli_ctx *ctx, int argc, char **argv)
             goto out;
         }
     }
-    if (admin_asset_add(ctx->st, &a, &e) != ERR_OK) {
+    if ((rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
+        goto out;
+    }
+    if (admin_asset_add(&ac, &a, &e) != ERR_OK) {
         rc = cli_admin_error(ctx, &e);
         goto out;
     }
@@ -142,10 +124,7 @@ static int asset_list_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     bool json = false;
     struct store_asset *list = NULL;
-    struct cli_table *t;
-    json_t *arr;
-    char port[16];
-    size_t n = 0, i;
+    size_t n = 0;
     int rc, r;
 
     if ((rc = cli_list_start(ctx, argc, argv, &json)) != CLI_PARSED) {
@@ -154,23 +133,7 @@ static int asset_list_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((r = store_asset_list(ctx->st, &list, &n)) != ERR_OK) {
         return cli_error("cannot list assets: %s", err_str(r));
     }
-    if (json) {
-        arr = json_array();
-        for (i = 0; i < n; i++) {
-            cli_json_append(&arr, admin_asset_json(&list[i]));
-        }
-        rc = cli_json_print(arr);
-    } else {
-        t = cli_table_new(7, "ID", "NAME", "SITE", "HOST", "PORT", "LOGIN",
-                          "ROUTE");
-        for (i = 0; i < n; i++) {
-            snprintf(port, sizeof(port), "%d", list[i].port);
-            cli_table_add(t, list[i].id, list[i].name, list[i].site_path,
-                          list[i].host, port, list[i].login_user,
-                          list[i].route);
-        }
-        rc = cli_table_finish(t);
-    }
+    rc = cli_fields_list(admin_asset_fields, list, n, sizeof(*list), json);
     store_asset_list_free(list, n);
     return rc;
 }
@@ -217,7 +180,9 @@ static int asset_delete_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
     struct store_asset a;
-    int rc, r;
+    struct admin_ctx ac;
+    struct admin_err e;
+    int rc;
 
     if ((rc = cli_parse(ctx, argc, argv, NULL, "ID|NAME", pos)) != CLI_PARSED) {
         return rc;
@@ -225,8 +190,9 @@ static int asset_delete_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((rc = cli_get_asset(ctx, pos[0], &a)) != CLI_EXIT_OK) {
         return rc;
     }
-    if ((r = store_asset_delete(ctx->st, a.id)) != ERR_OK) {
-        rc = cli_store_error(r, "asset", pos[0]);
+    if ((rc = cli_admin_ctx(ctx, &ac)) == CLI_EXIT_OK &&
+        admin_asset_delete(&ac, &a, &e) != ERR_OK) {
+        rc = cli_admin_error(ctx, &e);
     }
     store_asset_clear(&a);
     return rc;
@@ -237,6 +203,7 @@ static int asset_retrust_run(struct cli_ctx *ctx, int argc, char **argv)
     const char *pos[CLI_MAX_POS], *fp = NULL;
     const struct cli_opt opts[] = {CLI_OPT_STR("--fingerprint", &fp),
                                    CLI_OPT_END};
+    struct admin_ctx ac;
     struct admin_err e;
     struct store_asset a;
     int rc;
@@ -252,7 +219,8 @@ static int asset_retrust_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((rc = cli_get_asset(ctx, pos[0], &a)) != CLI_EXIT_OK) {
         return rc;
     }
-    if (admin_asset_retrust(ctx->st, a.id, fp, &e) != ERR_OK) {
+    if ((rc = cli_admin_ctx(ctx, &ac)) == CLI_EXIT_OK &&
+        admin_asset_retrust(&ac, &a, fp, &e) != ERR_OK) {
         rc = cli_admin_error(ctx, &e);
     }
     store_asset_clear(&a);
@@ -281,7 +249,6 @@ static const struct cli_cmd asset_add_cmd = {
         "  --route R         direct (default), or agent:ID: host and port as\n"
         "                    the agent ID sees them (e.g. 127.0.0.1:22)\n",
     .run = asset_add_run,
-    .mutates = true,
 };
 static const struct cli_cmd asset_list_cmd = {
     .name = "list",
@@ -300,7 +267,6 @@ static const struct cli_cmd asset_delete_cmd = {
     .synopsis = "asset delete ID|NAME",
     .summary = "Delete an asset.",
     .run = asset_delete_run,
-    .mutates = true,
 };
 static const struct cli_cmd asset_retrust_cmd = {
     .name = "retrust",
@@ -310,7 +276,6 @@ static const struct cli_cmd asset_retrust_cmd = {
         "Without --fingerprint, the next key the target shows is trusted and "
         "pinned.\n",
     .run = asset_retrust_run,
-    .mutates = true,
 };
 static const struct cli_cmd *const asset_cmds[] = {
     &asset_add_cmd,    &asset_list_cmd,    &asset_show_cmd,

@@ -644,7 +644,8 @@ struct cli_table {
     bool failed;  /* an allocation failed; finish reports it */
 };
 
-static void cli_table_vadd(struct cli_table *t, va_list ap)
+/* Adds a row of t->ncols cells. */
+static void cli_table_row(struct cli_table *t, const char *const *row)
 {
     char **cells;
     const char *s;
@@ -663,7 +664,7 @@ static void cli_table_vadd(struct cli_table *t, va_list ap)
         t->cells = cells;
     }
     for (c = 0; c < t->ncols; c++) {
-        s = va_arg(ap, const char *);
+        s = row[c];
         if (s == NULL || *s == '\0') {
             s = "-";
         }
@@ -675,6 +676,17 @@ static void cli_table_vadd(struct cli_table *t, va_list ap)
         }
     }
     t->nrows++;
+}
+
+static void cli_table_vadd(struct cli_table *t, va_list ap)
+{
+    const char *row[CLI_TABLE_MAX_COLS];
+    size_t c;
+
+    for (c = 0; c < t->ncols; c++) {
+        row[c] = va_arg(ap, const char *);
+    }
+    cli_table_row(t, row);
 }
 
 struct cli_table *cli_table_new(size_t ncols, ...)
@@ -901,4 +913,195 @@ json_t *cli_json_text(const char *s)
     j = json_string(c);
     free(c);
     return j;
+}
+
+/* --- descriptors (admin.h) --- */
+
+int cli_fields_table(const struct admin_field *f, const void *list, size_t n,
+                     size_t stride)
+{
+    const struct admin_field *cols[CLI_TABLE_MAX_COLS];
+    const char *row[CLI_TABLE_MAX_COLS];
+    char cell[CLI_TABLE_MAX_COLS][1024];
+    struct cli_table *t;
+    size_t nc = 0, c, i;
+
+    for (; f->json != NULL && nc < CLI_TABLE_MAX_COLS; f++) {
+        if (f->col != NULL) {
+            cols[nc] = f;
+            row[nc++] = f->col;
+        }
+    }
+    if (nc == 0 || (t = calloc(1, sizeof(*t))) == NULL) {
+        return cli_table_finish(NULL);
+    }
+    t->ncols = nc;
+    cli_table_row(t, row);
+    for (i = 0; i < n; i++) {
+        const void *obj = (const char *)list + i * stride;
+
+        for (c = 0; c < nc; c++) {
+            admin_field_text(cols[c], obj, cell[c], sizeof(cell[c]));
+            row[c] = cell[c];
+        }
+        cli_table_row(t, row);
+    }
+    return cli_table_finish(t);
+}
+
+int cli_fields_list(const struct admin_field *f, const void *list, size_t n,
+                    size_t stride, bool json)
+{
+    json_t *arr;
+    size_t i;
+
+    if (!json) {
+        return cli_fields_table(f, list, n, stride);
+    }
+    arr = json_array();
+    for (i = 0; i < n; i++) {
+        cli_json_append(&arr,
+                        admin_json_encode(f, (const char *)list + i * stride));
+    }
+    return cli_json_print(arr);
+}
+
+void cli_fields_show(const struct admin_field *f, const void *obj)
+{
+    char text[2048];
+
+    for (; f->json != NULL; f++) {
+        if (!(f->flags & AF_NOJSON)) {
+            admin_field_text(f, obj, text, sizeof(text));
+            cli_show(f->json, text);
+        }
+    }
+}
+
+/* The actor of a change from the CLI: "cli:<unix user>". */
+static void cli_actor(char *out, size_t outlen)
+{
+    struct passwd *pw = getpwuid(getuid());
+
+    if (pw != NULL && pw->pw_name != NULL) {
+        snprintf(out, outlen, "cli:%.100s", pw->pw_name);
+    } else {
+        snprintf(out, outlen, "cli:uid=%u", (unsigned)getuid());
+    }
+}
+
+int cli_admin_ctx(struct cli_ctx *ctx, struct admin_ctx *c)
+{
+    static char actor[STORE_NAME_MAX + 1];
+    int rc;
+
+    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    cli_actor(actor, sizeof(actor));
+    memset(c, 0, sizeof(*c));
+    c->st = ctx->st;
+    c->cfg = &ctx->cfg;
+    c->vault = ctx->vault; /* NULL unless the verb opened it first */
+    c->data_dir = ctx->cfg.data_dir;
+    c->actor = actor;
+    c->source = "cli";
+    return CLI_EXIT_OK;
+}
+
+void cli_notice(const struct admin_notice *n)
+{
+    if (n->warn[0] != '\0') {
+        cli_error("warning: %s", n->warn);
+    }
+}
+
+/* A comma-separated option value as a JSON array of its entries. */
+static json_t *cli_csv_json(const char *v)
+{
+    json_t *a = json_array();
+    size_t len;
+
+    while (a != NULL && *v != '\0') {
+        len = strcspn(v, ",");
+        json_array_append_new(a, json_stringn(v, len));
+        v += len + (v[len] == ',');
+    }
+    return a;
+}
+
+int cli_parse_fields(struct cli_ctx *ctx, int argc, char **argv,
+                     const struct admin_field *f, bool create,
+                     const struct cli_opt *extra, const char *posspec,
+                     const char *pos[CLI_MAX_POS], json_t **body)
+{
+    struct cli_opt opts[CLI_MAX_OPTS + 1];
+    const struct admin_field *of[CLI_MAX_OPTS];
+    const char *strs[CLI_MAX_OPTS];
+    bool flags[CLI_MAX_OPTS];
+    int ints[CLI_MAX_OPTS];
+    size_t n = 0, i;
+    json_t *v;
+    int rc;
+
+    *body = NULL;
+    for (; f->json != NULL; f++) {
+        if (f->cli == NULL || strncmp(f->cli, "--", 2) != 0 ||
+            (f->flags & AF_READONLY) || f->type == AF_FN ||
+            (!create && (f->flags & AF_FIXED)) ||
+            (create && (f->flags & AF_NOCREATE)) || n >= CLI_MAX_OPTS) {
+            continue;
+        }
+        of[n] = f;
+        strs[n] = NULL;
+        flags[n] = false;
+        ints[n] = INT_MIN; /* not given */
+        if (f->type == AF_BOOL) {
+            opts[n] = (struct cli_opt)CLI_OPT_FLAG(f->cli, &flags[n]);
+        } else if (f->type == AF_INT) {
+            opts[n] = (struct cli_opt)CLI_OPT_INT(f->cli, &ints[n], (int)f->lo,
+                                                  (int)f->hi);
+        } else {
+            opts[n] = (struct cli_opt)CLI_OPT_STR(f->cli, &strs[n]);
+        }
+        n++;
+    }
+    for (i = 0; extra != NULL && extra[i].name != NULL && n < CLI_MAX_OPTS;
+         i++) {
+        of[n] = NULL;
+        opts[n++] = extra[i];
+    }
+    opts[n] = (struct cli_opt)CLI_OPT_END;
+    if ((rc = cli_parse(ctx, argc, argv, opts, posspec, pos)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((*body = json_object()) == NULL) {
+        return cli_error("%s", err_str(ERR_NOMEM));
+    }
+    for (i = 0; i < n; i++) {
+        if ((f = of[i]) == NULL) {
+            continue;
+        }
+        if (f->type == AF_BOOL) {
+            /* "--no-shell" turns shell off, "--x11" turns x11 on */
+            v = flags[i] ? json_boolean(strncmp(f->cli, "--no-", 5) != 0)
+                         : NULL;
+        } else if (f->type == AF_INT) {
+            v = ints[i] != INT_MIN ? json_integer(ints[i]) : NULL;
+        } else if (strs[i] == NULL) {
+            v = NULL;
+        } else {
+            v = f->type == AF_CSV ? cli_csv_json(strs[i])
+                                  : json_string(strs[i]);
+        }
+        if (v == NULL && create && (f->flags & AF_REQUIRED)) {
+            json_decref(*body);
+            *body = NULL;
+            return cli_usage(ctx, "missing %s", f->cli);
+        }
+        if (v != NULL) {
+            json_object_set_new(*body, f->in != NULL ? f->in : f->json, v);
+        }
+    }
+    return CLI_PARSED;
 }

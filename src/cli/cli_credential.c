@@ -5,94 +5,54 @@
  * one credential.
  *
  * `add` prints the secret once: the store keeps only its argon2id hash
- * (auth/secret.h). `delete` tells a running server at once (notify.h), so
- * agents connected with the credential drop and are refused from then on.
+ * (auth/secret.h). `delete` tells a running server at once, so agents
+ * connected with the credential drop and are refused from then on. The
+ * rules, the audit event and the notice are admin's (admin_agent.c).
  */
-#include <pwd.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <sodium.h>
 
-#include "auth/secret.h"
 #include "cli/cli.h"
 #include "common/err.h"
-#include "common/notify.h"
-#include "common/util.h"
-#include "hub/hub.h"
-#include "hub/tunnel_def.h"
-#include "store/agents.h"
-
-#define CRED_ID_BYTES 16 /* 32 hex digits */
-
-extern const struct cli_cmd cli_credential;
-
-/* The ID `add` made, for the audit event written after run() returns. */
-static char cred_added_id[STORE_ID_MAX + 1];
 
 static int cred_add_run(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const char *pos[CLI_MAX_POS], *name = NULL;
-    const struct cli_opt opts[] = {CLI_OPT_STR("--name", &name), CLI_OPT_END};
+    const char *pos[CLI_MAX_POS];
     struct store_credential c;
-    unsigned char raw[CRED_ID_BYTES];
-    char secret[SECRET_CHARS + 1] = "";
-    struct passwd *pw;
+    struct admin_ctx ac;
+    struct admin_err e;
+    char secret[64] = "";
+    json_t *body = NULL;
     int rc, r;
 
-    memset(&c, 0, sizeof(c));
-    if ((rc = cli_parse(ctx, argc, argv, opts, "", pos)) != CLI_PARSED) {
+    /* --name is the descriptor's (admin_credential_fields) */
+    if ((rc = cli_parse_fields(ctx, argc, argv, admin_credential_fields, true,
+                               NULL, "", pos, &body)) != CLI_PARSED) {
         return rc;
     }
-    if (name != NULL && strlen(name) > STORE_NAME_MAX) {
-        return cli_usage(ctx, "--name is limited to %d characters",
-                         STORE_NAME_MAX);
-    }
-    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+    if ((rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
+        json_decref(body);
         return rc;
     }
-    randombytes_buf(raw, sizeof(raw));
-    sodium_bin2hex(c.id, sizeof(c.id), raw, sizeof(raw));
-    snprintf(c.name, sizeof(c.name), "%s", name != NULL ? name : "");
-    if ((pw = getpwuid(getuid())) != NULL && pw->pw_name != NULL) {
-        snprintf(c.created_by, sizeof(c.created_by), "cli:%s", pw->pw_name);
-    } else {
-        snprintf(c.created_by, sizeof(c.created_by), "cli:uid=%u",
-                 (unsigned)getuid());
+    r = admin_credential_add(&ac,
+                             json_string_value(json_object_get(body, "name")),
+                             &c, secret, sizeof(secret), &e);
+    json_decref(body);
+    if (secret[0] == '\0') {
+        return cli_admin_error(ctx, &e);
     }
-    c.created_at = util_now();
-    secret_generate(secret);
-    if ((r = secret_hash(secret, c.secret_hash, sizeof(c.secret_hash))) !=
-        ERR_OK) {
-        rc = cli_error("cannot hash the secret: %s", err_str(r));
-        goto out;
-    }
-    if ((r = store_credential_add(ctx->st, &c)) != ERR_OK) {
-        rc = r == ERR_INVALID ? cli_error("--name must not hold control "
-                                          "characters")
-                              : cli_store_error(r, "credential", c.id);
-        goto out;
-    }
-    /* The audit event names the new credential (not a secret). */
-    memcpy(cred_added_id, c.id, sizeof(cred_added_id));
-    ctx->audit_target = cred_added_id;
+    /* made: an audit failure is told after the secret, shown only once */
     printf("id=%s\nsecret=%s\n", c.id, secret);
-    rc = CLI_EXIT_OK;
-out:
     sodium_memzero(secret, sizeof(secret));
-    sodium_memzero(&c, sizeof(c));
-    return rc;
+    return r == ERR_OK ? CLI_EXIT_OK : cli_error("%s", e.msg);
 }
 
 static int cred_list_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     struct store_credential *list = NULL;
-    struct cli_table *t;
-    char created[32], agents[16];
-    size_t n = 0, i;
+    size_t n = 0;
     bool json = false;
-    json_t *arr;
     int rc, r;
 
     if ((rc = cli_list_start(ctx, argc, argv, &json)) != CLI_PARSED) {
@@ -101,22 +61,7 @@ static int cred_list_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((r = store_credential_list(ctx->st, &list, &n)) != ERR_OK) {
         return cli_error("cannot list credentials: %s", err_str(r));
     }
-    if (json) {
-        arr = json_array();
-        for (i = 0; i < n; i++) {
-            cli_json_append(&arr, tunnel_def_credential_json(&list[i]));
-        }
-        rc = cli_json_print(arr);
-    } else {
-        t = cli_table_new(5, "ID", "NAME", "AGENTS", "CREATED", "CREATED BY");
-        for (i = 0; i < n; i++) {
-            cli_fmt_time(list[i].created_at, created, sizeof(created));
-            snprintf(agents, sizeof(agents), "%d", list[i].agents);
-            cli_table_add(t, list[i].id, list[i].name, agents, created,
-                          list[i].created_by);
-        }
-        rc = cli_table_finish(t);
-    }
+    rc = cli_fields_list(admin_credential_fields, list, n, sizeof(*list), json);
     store_credential_list_free(list, n);
     return rc;
 }
@@ -124,24 +69,19 @@ static int cred_list_run(struct cli_ctx *ctx, int argc, char **argv)
 static int cred_delete_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
-    int rc, r;
+    struct admin_notice n;
+    struct admin_ctx ac;
+    struct admin_err e;
+    int rc;
 
-    if ((rc = cli_parse(ctx, argc, argv, NULL, "ID", pos)) != CLI_PARSED) {
+    if ((rc = cli_parse(ctx, argc, argv, NULL, "ID", pos)) != CLI_PARSED ||
+        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
         return rc;
     }
-    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
-        return rc;
+    if (admin_credential_delete(&ac, pos[0], &n, &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
-    if ((r = store_credential_delete(ctx->st, pos[0])) != ERR_OK) {
-        return cli_store_error(r, "credential", pos[0]);
-    }
-    /* The server drops agents logged in with it at once. */
-    if ((r = notify_send(ctx->cfg.data_dir, HUB_CHANGE_CREDENTIALS)) !=
-        ERR_OK) {
-        cli_error("warning: deleted, but the running server could not be "
-                  "told (%s); its agents drop at its next restart",
-                  err_str(r));
-    }
+    cli_notice(&n);
     return CLI_EXIT_OK;
 }
 
@@ -159,7 +99,6 @@ static const struct cli_cmd cred_add_cmd = {
                "cannot be\nshown again, make a new credential. Several agents "
                "may share one.\n",
     .run = cred_add_run,
-    .mutates = true,
 };
 static const struct cli_cmd cred_list_cmd = {
     .name = "list",
@@ -176,7 +115,6 @@ static const struct cli_cmd cred_delete_cmd = {
     .details = "The agents' rows stay ('agent list'); delete them with "
                "'agent delete'.\n",
     .run = cred_delete_run,
-    .mutates = true,
 };
 static const struct cli_cmd *const cred_cmds[] = {&cred_add_cmd, &cred_list_cmd,
                                                   &cred_delete_cmd, NULL};

@@ -28,6 +28,7 @@ static int grant_add_run(struct cli_ctx *ctx, int argc, char **argv)
     struct store_site s;
     struct store_user u;
     struct store_group gr;
+    struct admin_ctx ac;
     struct admin_err e;
     int rc, r;
 
@@ -70,7 +71,10 @@ static int grant_add_run(struct cli_ctx *ctx, int argc, char **argv)
         }
         snprintf(g.group_id, sizeof(g.group_id), "%s", gr.id);
     }
-    if (admin_grant_add(ctx->st, &g, role, user != NULL ? user : group,
+    if ((rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if (admin_grant_add(&ac, &g, role, user != NULL ? user : group,
                         pos[0] != NULL ? pos[0] : site, &e) != ERR_OK) {
         return cli_admin_error(ctx, &e);
     }
@@ -81,11 +85,8 @@ static int grant_add_run(struct cli_ctx *ctx, int argc, char **argv)
 static int grant_list_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     bool json = false;
-    struct store_grant *list = NULL, *g;
-    struct cli_table *t;
-    json_t *arr;
-    char target[STORE_PATH_MAX + 16], grantee[STORE_NAME_MAX + 16];
-    size_t n = 0, i;
+    struct store_grant *list = NULL;
+    size_t n = 0;
     int rc, r;
 
     if ((rc = cli_list_start(ctx, argc, argv, &json)) != CLI_PARSED) {
@@ -94,24 +95,7 @@ static int grant_list_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((r = store_grant_list(ctx->st, &list, &n)) != ERR_OK) {
         return cli_error("cannot list grants: %s", err_str(r));
     }
-    if (json) {
-        arr = json_array();
-        for (i = 0; i < n; i++) {
-            cli_json_append(&arr, admin_grant_json(&list[i]));
-        }
-        rc = cli_json_print(arr);
-    } else {
-        t = cli_table_new(4, "ID", "TARGET", "GRANTEE", "ROLE");
-        for (i = 0; i < n; i++) {
-            g = &list[i];
-            snprintf(target, sizeof(target), "%s %s",
-                     g->asset_id[0] != '\0' ? "asset" : "site", g->target_name);
-            snprintf(grantee, sizeof(grantee), "%s %s",
-                     g->user_id[0] != '\0' ? "user" : "group", g->grantee_name);
-            cli_table_add(t, g->id, target, grantee, store_role_str(g->role));
-        }
-        rc = cli_table_finish(t);
-    }
+    rc = cli_fields_list(admin_grant_fields, list, n, sizeof(*list), json);
     store_list_free(list);
     return rc;
 }
@@ -119,17 +103,17 @@ static int grant_list_run(struct cli_ctx *ctx, int argc, char **argv)
 static int grant_delete_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
-    int rc, r;
+    struct admin_ctx ac;
+    struct admin_err e;
+    int rc;
 
     if ((rc = cli_parse(ctx, argc, argv, NULL, "GRANT_ID", pos)) !=
-        CLI_PARSED) {
+            CLI_PARSED ||
+        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
         return rc;
     }
-    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
-        return rc;
-    }
-    if ((r = store_grant_delete(ctx->st, pos[0])) != ERR_OK) {
-        return cli_store_error(r, "grant", pos[0]);
+    if (admin_grant_delete(&ac, pos[0], &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
     return CLI_EXIT_OK;
 }
@@ -145,7 +129,6 @@ static const struct cli_cmd grant_delete_cmd = {
     .synopsis = "grant delete GRANT_ID",
     .summary = "Delete a grant.",
     .run = grant_delete_run,
-    .mutates = true,
 };
 static const struct cli_cmd *const grant_cmds[] = {&grant_list_cmd,
                                                    &grant_delete_cmd, NULL};
@@ -161,6 +144,5 @@ const struct cli_cmd cli_grant = {
         "A site grant covers the assets of the site and of all its "
         "sub-sites.\n",
     .run = grant_add_run,
-    .mutates = true,
     .sub = grant_cmds,
 };

@@ -10,16 +10,16 @@
 static int group_add_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
-    int rc, r;
+    struct admin_ctx ac;
+    struct admin_err e;
+    int rc;
 
-    if ((rc = cli_parse(ctx, argc, argv, NULL, "NAME", pos)) != CLI_PARSED) {
+    if ((rc = cli_parse(ctx, argc, argv, NULL, "NAME", pos)) != CLI_PARSED ||
+        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
         return rc;
     }
-    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
-        return rc;
-    }
-    if ((r = store_group_add(ctx->st, pos[0], NULL)) != ERR_OK) {
-        return cli_store_error(r, "group", pos[0]);
+    if (admin_group_add(&ac, pos[0], NULL, &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
     return CLI_EXIT_OK;
 }
@@ -104,16 +104,18 @@ out:
 static int group_delete_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
-    int rc, r;
+    struct store_group g;
+    struct admin_ctx ac;
+    struct admin_err e;
+    int rc;
 
-    if ((rc = cli_parse(ctx, argc, argv, NULL, "NAME", pos)) != CLI_PARSED) {
+    if ((rc = cli_parse(ctx, argc, argv, NULL, "NAME", pos)) != CLI_PARSED ||
+        (rc = cli_get_group(ctx, pos[0], &g)) != CLI_EXIT_OK ||
+        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
         return rc;
     }
-    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
-        return rc;
-    }
-    if ((r = store_group_delete(ctx->st, pos[0])) != ERR_OK) {
-        return cli_store_error(r, "group", pos[0]);
+    if (admin_group_delete(&ac, &g, &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
     return CLI_EXIT_OK;
 }
@@ -122,6 +124,7 @@ static int group_member_change(struct cli_ctx *ctx, int argc, char **argv,
                                bool add)
 {
     const char *pos[CLI_MAX_POS];
+    struct admin_ctx ac;
     struct admin_err e;
     struct store_group g;
     struct store_user u;
@@ -132,10 +135,11 @@ static int group_member_change(struct cli_ctx *ctx, int argc, char **argv,
         return rc;
     }
     if ((rc = cli_get_group(ctx, pos[0], &g)) != CLI_EXIT_OK ||
-        (rc = cli_get_user(ctx, pos[1], &u)) != CLI_EXIT_OK) {
+        (rc = cli_get_user(ctx, pos[1], &u)) != CLI_EXIT_OK ||
+        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
         return rc;
     }
-    if (admin_group_member(ctx->st, &g, &u, add, &e) != ERR_OK) {
+    if (admin_group_member(&ac, &g, &u, add, &e) != ERR_OK) {
         return cli_admin_error(ctx, &e);
     }
     return CLI_EXIT_OK;
@@ -156,7 +160,6 @@ static const struct cli_cmd group_add_cmd = {
     .synopsis = "group add NAME",
     .summary = "Create a group.",
     .run = group_add_run,
-    .mutates = true,
 };
 static const struct cli_cmd group_list_cmd = {
     .name = "list",
@@ -169,21 +172,18 @@ static const struct cli_cmd group_delete_cmd = {
     .synopsis = "group delete NAME",
     .summary = "Delete a group (not its members).",
     .run = group_delete_run,
-    .mutates = true,
 };
 static const struct cli_cmd group_member_add_cmd = {
     .name = "add",
     .synopsis = "group member add GROUP USER",
     .summary = "Add a user to a group.",
     .run = group_member_add_run,
-    .mutates = true,
 };
 static const struct cli_cmd group_member_remove_cmd = {
     .name = "remove",
     .synopsis = "group member remove GROUP USER",
     .summary = "Remove a user from a group.",
     .run = group_member_remove_run,
-    .mutates = true,
 };
 static const struct cli_cmd *const group_member_cmds[] = {
     &group_member_add_cmd, &group_member_remove_cmd, NULL};

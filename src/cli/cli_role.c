@@ -26,7 +26,9 @@ static int role_grant_run(struct cli_ctx *ctx, int argc, char **argv)
     struct store_site s;
     struct store_user u;
     struct store_group g;
-    int rc, r, rv;
+    struct admin_ctx ac;
+    struct admin_err e;
+    int rc, r;
 
     memset(&sr, 0, sizeof(sr));
     if ((rc = cli_parse(ctx, argc, argv, opts, "", pos)) != CLI_PARSED) {
@@ -39,11 +41,10 @@ static int role_grant_run(struct cli_ctx *ctx, int argc, char **argv)
         return cli_usage(ctx, "missing --role administrator|"
                               "configuration-manager|service|user");
     }
-    if ((rv = site_role_parse(role)) < 0) {
-        return cli_usage(ctx, "--role must be administrator, "
-                              "configuration-manager, service or user");
+    if (admin_site_role_parse(role, &e) < 0) {
+        return cli_admin_error(ctx, &e);
     }
-    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+    if ((rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
         return rc;
     }
     if ((r = store_site_get(ctx->st, site, &s)) != ERR_OK) {
@@ -61,15 +62,9 @@ static int role_grant_run(struct cli_ctx *ctx, int argc, char **argv)
         memcpy(sr.group_id, g.id, sizeof(g.id));
     }
     memcpy(sr.site_id, s.id, sizeof(s.id));
-    sr.role = rv;
-    r = store_site_role_add(ctx->st, &sr);
-    if (r == ERR_EXISTS) {
-        return cli_error("%s '%s' already has the role %s on %s",
-                         user != NULL ? "user" : "group",
-                         user != NULL ? user : group, role, s.path);
-    }
-    if (r != ERR_OK) {
-        return cli_store_error(r, "role", role);
+    if (admin_site_role_add(&ac, &sr, role, user != NULL ? u.name : g.name,
+                            s.path, &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
     printf("%s\n", sr.id);
     return CLI_EXIT_OK;
@@ -79,9 +74,7 @@ static int role_list_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     bool json = false;
     struct store_site_role *list = NULL;
-    struct cli_table *t;
-    size_t n = 0, i;
-    json_t *arr;
+    size_t n = 0;
     int rc, r;
 
     if ((rc = cli_list_start(ctx, argc, argv, &json)) != CLI_PARSED) {
@@ -90,26 +83,7 @@ static int role_list_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((r = store_site_role_list(ctx->st, &list, &n)) != ERR_OK) {
         return cli_error("cannot list roles: %s", err_str(r));
     }
-    if (json) {
-        arr = json_array();
-        for (i = 0; i < n; i++) {
-            cli_json_append(
-                &arr, json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", list[i].id,
-                                "site", list[i].site_path, "grantee_type",
-                                list[i].user_id[0] != '\0' ? "user" : "group",
-                                "grantee", list[i].grantee_name, "role",
-                                site_role_str(list[i].role)));
-        }
-        rc = cli_json_print(arr);
-    } else {
-        t = cli_table_new(5, "ID", "SITE", "TYPE", "GRANTEE", "ROLE");
-        for (i = 0; i < n; i++) {
-            cli_table_add(t, list[i].id, list[i].site_path,
-                          list[i].user_id[0] != '\0' ? "user" : "group",
-                          list[i].grantee_name, site_role_str(list[i].role));
-        }
-        rc = cli_table_finish(t);
-    }
+    rc = cli_fields_list(admin_site_role_fields, list, n, sizeof(*list), json);
     store_list_free(list);
     return rc;
 }
@@ -117,16 +91,16 @@ static int role_list_run(struct cli_ctx *ctx, int argc, char **argv)
 static int role_revoke_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
-    int rc, r;
+    struct admin_ctx ac;
+    struct admin_err e;
+    int rc;
 
-    if ((rc = cli_parse(ctx, argc, argv, NULL, "ID", pos)) != CLI_PARSED) {
+    if ((rc = cli_parse(ctx, argc, argv, NULL, "ID", pos)) != CLI_PARSED ||
+        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
         return rc;
     }
-    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
-        return rc;
-    }
-    if ((r = store_site_role_delete(ctx->st, pos[0])) != ERR_OK) {
-        return cli_store_error(r, "role", pos[0]);
+    if (admin_site_role_delete(&ac, pos[0], &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
     return CLI_EXIT_OK;
 }
@@ -137,7 +111,6 @@ static const struct cli_cmd role_grant_cmd = {
                 "--role administrator|configuration-manager|service|user",
     .summary = "Grant a site role (default site /root); prints its ID.",
     .run = role_grant_run,
-    .mutates = true,
 };
 static const struct cli_cmd role_list_cmd = {
     .name = "list",
@@ -150,7 +123,6 @@ static const struct cli_cmd role_revoke_cmd = {
     .synopsis = "role revoke ID",
     .summary = "Revoke a site role.",
     .run = role_revoke_run,
-    .mutates = true,
 };
 static const struct cli_cmd *const role_cmds[] = {
     &role_grant_cmd, &role_list_cmd, &role_revoke_cmd, NULL};

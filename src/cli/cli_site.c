@@ -9,17 +9,16 @@
 static int site_add_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
-    struct store_site s;
-    int rc, r;
+    struct admin_ctx ac;
+    struct admin_err e;
+    int rc;
 
-    if ((rc = cli_parse(ctx, argc, argv, NULL, "PATH", pos)) != CLI_PARSED) {
+    if ((rc = cli_parse(ctx, argc, argv, NULL, "PATH", pos)) != CLI_PARSED ||
+        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
         return rc;
     }
-    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
-        return rc;
-    }
-    if ((r = store_site_add(ctx->st, pos[0], &s)) != ERR_OK) {
-        return cli_store_error(r, "site", pos[0]);
+    if (admin_site_add(&ac, pos[0], NULL, &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
     return CLI_EXIT_OK;
 }
@@ -28,9 +27,7 @@ static int site_list_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     bool json = false;
     struct store_site *list = NULL;
-    struct cli_table *t;
-    json_t *arr;
-    size_t n = 0, i;
+    size_t n = 0;
     int rc, r;
 
     if ((rc = cli_list_start(ctx, argc, argv, &json)) != CLI_PARSED) {
@@ -39,19 +36,7 @@ static int site_list_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((r = store_site_list(ctx->st, &list, &n)) != ERR_OK) {
         return cli_error("cannot list sites: %s", err_str(r));
     }
-    if (json) {
-        arr = json_array();
-        for (i = 0; i < n; i++) {
-            cli_json_append(&arr, admin_site_json(&list[i]));
-        }
-        rc = cli_json_print(arr);
-    } else {
-        t = cli_table_new(2, "ID", "PATH");
-        for (i = 0; i < n; i++) {
-            cli_table_add(t, list[i].id, list[i].path);
-        }
-        rc = cli_table_finish(t);
-    }
+    rc = cli_fields_list(admin_site_fields, list, n, sizeof(*list), json);
     store_list_free(list);
     return rc;
 }
@@ -59,6 +44,7 @@ static int site_list_run(struct cli_ctx *ctx, int argc, char **argv)
 static int site_delete_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
+    struct admin_ctx ac;
     struct admin_err e;
     struct store_site s;
     int rc, r;
@@ -72,7 +58,10 @@ static int site_delete_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((r = store_site_get(ctx->st, pos[0], &s)) != ERR_OK) {
         return cli_store_error(r, "site", pos[0]);
     }
-    if (admin_site_delete(ctx->st, &s, &e) != ERR_OK) {
+    if ((rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if (admin_site_delete(&ac, &s, &e) != ERR_OK) {
         return cli_admin_error(ctx, &e);
     }
     return CLI_EXIT_OK;
@@ -83,7 +72,6 @@ static const struct cli_cmd site_add_cmd = {
     .synopsis = "site add PATH",
     .summary = "Create a site (and any missing parents), e.g. /root/DevOps.",
     .run = site_add_run,
-    .mutates = true,
 };
 static const struct cli_cmd site_list_cmd = {
     .name = "list",
@@ -96,7 +84,6 @@ static const struct cli_cmd site_delete_cmd = {
     .synopsis = "site delete PATH",
     .summary = "Delete a site that has no assets and no sub-sites.",
     .run = site_delete_run,
-    .mutates = true,
 };
 static const struct cli_cmd *const site_cmds[] = {&site_add_cmd, &site_list_cmd,
                                                   &site_delete_cmd, NULL};

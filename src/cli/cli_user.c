@@ -20,26 +20,35 @@
 static int user_add_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
-    bool pw_stdin = false, disabled = false;
-    const struct cli_opt opts[] = {
+    bool pw_stdin = false;
+    /* --disabled is the descriptor's (admin_user_fields) */
+    const struct cli_opt extra[] = {
         CLI_OPT_FLAG("--password-stdin", &pw_stdin),
-        CLI_OPT_FLAG("--disabled", &disabled),
         CLI_OPT_END,
     };
+    struct admin_ctx ac;
     struct admin_err e;
+    struct store_user u = {0};
+    json_t *body = NULL;
     char *pw = NULL;
     int rc;
 
-    if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED) {
+    if ((rc = cli_parse_fields(ctx, argc, argv, admin_user_fields, true, extra,
+                               "NAME", pos, &body)) != CLI_PARSED) {
         return rc;
     }
-    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+    rc = admin_json_apply(admin_user_fields, body, &u, &e);
+    json_decref(body);
+    if (rc != ERR_OK) {
+        return cli_admin_error(ctx, &e);
+    }
+    if ((rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
         return rc;
     }
     if (pw_stdin && (rc = cli_read_password(&pw)) != CLI_EXIT_OK) {
         return rc;
     }
-    rc = admin_user_add(ctx->st, pos[0], pw, disabled, NULL, &e) == ERR_OK
+    rc = admin_user_add(&ac, pos[0], pw, u.disabled, NULL, &e) == ERR_OK
              ? CLI_EXIT_OK
              : cli_admin_error(ctx, &e);
     cli_secret_free(pw);
@@ -54,6 +63,7 @@ static int user_passwd_run(struct cli_ctx *ctx, int argc, char **argv)
         CLI_OPT_FLAG("--password-stdin", &pw_stdin),
         CLI_OPT_END,
     };
+    struct admin_ctx ac;
     struct admin_err e;
     struct store_user u;
     char *pw = NULL;
@@ -65,13 +75,14 @@ static int user_passwd_run(struct cli_ctx *ctx, int argc, char **argv)
     if (!pw_stdin) {
         return cli_usage(ctx, "the new password is read with --password-stdin");
     }
-    if ((rc = cli_get_user(ctx, pos[0], &u)) != CLI_EXIT_OK) {
+    if ((rc = cli_get_user(ctx, pos[0], &u)) != CLI_EXIT_OK ||
+        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
         return rc;
     }
     if ((rc = cli_read_password(&pw)) != CLI_EXIT_OK) {
         return rc;
     }
-    rc = admin_user_set_password(ctx->st, &u, pw, &e) == ERR_OK
+    rc = admin_user_update(&ac, &u, pw, -1, "user.passwd", &e) == ERR_OK
              ? CLI_EXIT_OK
              : cli_admin_error(ctx, &e);
     cli_secret_free(pw);
@@ -83,16 +94,21 @@ static int user_set_disabled(struct cli_ctx *ctx, int argc, char **argv,
 {
     const char *pos[CLI_MAX_POS];
     struct store_user u;
-    int rc, r;
+    struct admin_ctx ac;
+    struct admin_err e;
+    int rc;
 
     if ((rc = cli_parse(ctx, argc, argv, NULL, "NAME", pos)) != CLI_PARSED) {
         return rc;
     }
-    if ((rc = cli_get_user(ctx, pos[0], &u)) != CLI_EXIT_OK) {
+    if ((rc = cli_get_user(ctx, pos[0], &u)) != CLI_EXIT_OK ||
+        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
         return rc;
     }
-    if ((r = store_user_set_disabled(ctx->st, u.id, disabled)) != ERR_OK) {
-        return cli_store_error(r, "user", pos[0]);
+    if (admin_user_update(&ac, &u, NULL, disabled,
+                          disabled ? "user.disable" : "user.enable",
+                          &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
     return CLI_EXIT_OK;
 }
@@ -116,10 +132,11 @@ static int user_totp_run(struct cli_ctx *ctx, int argc, char **argv)
         CLI_OPT_FLAG("--disable", &disable),
         CLI_OPT_END,
     };
+    struct admin_ctx ac;
     struct admin_err e;
     struct store_user u;
     char b32[64] = "", uri[1024] = "";
-    int rc, r;
+    int rc;
 
     if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED) {
         return rc;
@@ -127,20 +144,18 @@ static int user_totp_run(struct cli_ctx *ctx, int argc, char **argv)
     if (enable == disable) {
         return cli_usage(ctx, "give one of --enable or --disable");
     }
-    if ((rc = cli_get_user(ctx, pos[0], &u)) != CLI_EXIT_OK) {
+    if ((rc = cli_get_user(ctx, pos[0], &u)) != CLI_EXIT_OK ||
+        (!disable && (rc = cli_open_vault(ctx)) != CLI_EXIT_OK) ||
+        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
         return rc;
     }
     if (disable) {
-        if ((r = store_user_set_totp(ctx->st, u.id, NULL, 0)) != ERR_OK) {
-            return cli_store_error(r, "user", pos[0]);
-        }
-        return CLI_EXIT_OK;
+        return admin_user_totp_disable(&ac, &u, &e) == ERR_OK
+                   ? CLI_EXIT_OK
+                   : cli_admin_error(ctx, &e);
     }
-    if ((rc = cli_open_vault(ctx)) != CLI_EXIT_OK) {
-        return rc;
-    }
-    if (admin_user_totp_enable(ctx->st, ctx->vault, &u, b32, sizeof(b32), uri,
-                               sizeof(uri), &e) != ERR_OK) {
+    if (admin_user_totp_enable(&ac, &u, b32, sizeof(b32), uri, sizeof(uri),
+                               &e) != ERR_OK) {
         rc = cli_admin_error(ctx, &e);
     } else {
         printf("secret=%s\nuri=%s\n", b32, uri);
@@ -180,6 +195,7 @@ static int user_key_add_run(struct cli_ctx *ctx, int argc, char **argv)
     const char *pos[CLI_MAX_POS];
     struct store_user u;
     struct store_user_key k;
+    struct admin_ctx ac;
     struct admin_err e;
     char *text = NULL;
     int rc;
@@ -189,13 +205,14 @@ static int user_key_add_run(struct cli_ctx *ctx, int argc, char **argv)
     if (rc != CLI_PARSED) {
         return rc;
     }
-    if ((rc = cli_get_user(ctx, pos[0], &u)) != CLI_EXIT_OK) {
+    if ((rc = cli_get_user(ctx, pos[0], &u)) != CLI_EXIT_OK ||
+        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
         return rc;
     }
     if ((rc = user_key_read(pos[1], &text)) != CLI_EXIT_OK) {
         return rc;
     }
-    if (admin_user_key_add(ctx->st, &u, text, &k, &e) != ERR_OK) {
+    if (admin_user_key_add(&ac, &u, text, &k, &e) != ERR_OK) {
         rc = e.code == ERR_INVALID ? cli_error("%s: %s", pos[1], e.msg)
                                    : cli_error("%s", e.msg);
     } else {
@@ -214,9 +231,7 @@ static int user_key_list_run(struct cli_ctx *ctx, int argc, char **argv)
     const struct cli_opt opts[] = {CLI_OPT_FLAG("--json", &json), CLI_OPT_END};
     struct store_user u;
     struct store_user_key *list = NULL;
-    struct cli_table *t;
-    json_t *arr;
-    size_t n = 0, i;
+    size_t n = 0;
     int rc, r;
 
     if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED) {
@@ -228,20 +243,7 @@ static int user_key_list_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((r = store_user_key_list(ctx->st, u.id, &list, &n)) != ERR_OK) {
         return cli_error("cannot list keys: %s", err_str(r));
     }
-    if (json) {
-        arr = json_array();
-        for (i = 0; i < n; i++) {
-            cli_json_append(&arr, admin_key_json(&list[i]));
-        }
-        rc = cli_json_print(arr);
-    } else {
-        t = cli_table_new(4, "ID", "TYPE", "FINGERPRINT", "COMMENT");
-        for (i = 0; i < n; i++) {
-            cli_table_add(t, list[i].id, list[i].type, list[i].fingerprint,
-                          list[i].comment);
-        }
-        rc = cli_table_finish(t);
-    }
+    rc = cli_fields_list(admin_key_fields, list, n, sizeof(*list), json);
     store_user_key_list_free(list, n);
     return rc;
 }
@@ -250,21 +252,20 @@ static int user_key_delete_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
     struct store_user u;
-    int rc, r;
+    struct admin_ctx ac;
+    struct admin_err e;
+    int rc;
 
     rc = cli_parse(ctx, argc, argv, NULL, "NAME KEY_ID|FINGERPRINT", pos);
     if (rc != CLI_PARSED) {
         return rc;
     }
-    if ((rc = cli_get_user(ctx, pos[0], &u)) != CLI_EXIT_OK) {
+    if ((rc = cli_get_user(ctx, pos[0], &u)) != CLI_EXIT_OK ||
+        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
         return rc;
     }
-    r = store_user_key_delete(ctx->st, u.id, pos[1]);
-    if (r == ERR_NOT_FOUND) {
-        return cli_error("user '%s' has no key '%s'", u.name, pos[1]);
-    }
-    if (r != ERR_OK) {
-        return cli_store_error(r, "key", pos[1]);
+    if (admin_user_key_delete(&ac, &u, pos[1], &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
     return CLI_EXIT_OK;
 }
@@ -275,10 +276,7 @@ static int user_list_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     bool json = false;
     struct store_user *list = NULL;
-    struct cli_table *t;
-    json_t *arr;
-    char created[32];
-    size_t n = 0, i;
+    size_t n = 0;
     int rc, r;
 
     if ((rc = cli_list_start(ctx, argc, argv, &json)) != CLI_PARSED) {
@@ -287,22 +285,7 @@ static int user_list_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((r = store_user_list(ctx->st, &list, &n)) != ERR_OK) {
         return cli_error("cannot list users: %s", err_str(r));
     }
-    if (json) {
-        arr = json_array();
-        for (i = 0; i < n; i++) {
-            cli_json_append(&arr, admin_user_json(&list[i]));
-        }
-        rc = cli_json_print(arr);
-    } else {
-        t = cli_table_new(5, "ID", "NAME", "DISABLED", "TOTP", "CREATED");
-        for (i = 0; i < n; i++) {
-            cli_fmt_time(list[i].created_at, created, sizeof(created));
-            cli_table_add(t, list[i].id, list[i].name,
-                          list[i].disabled ? "yes" : "no",
-                          list[i].totp_enabled ? "yes" : "no", created);
-        }
-        rc = cli_table_finish(t);
-    }
+    rc = cli_fields_list(admin_user_fields, list, n, sizeof(*list), json);
     store_user_list_free(list, n);
     return rc;
 }
@@ -373,16 +356,18 @@ out:
 static int user_delete_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
-    int rc, r;
+    struct store_user u;
+    struct admin_ctx ac;
+    struct admin_err e;
+    int rc;
 
-    if ((rc = cli_parse(ctx, argc, argv, NULL, "NAME", pos)) != CLI_PARSED) {
+    if ((rc = cli_parse(ctx, argc, argv, NULL, "NAME", pos)) != CLI_PARSED ||
+        (rc = cli_get_user(ctx, pos[0], &u)) != CLI_EXIT_OK ||
+        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
         return rc;
     }
-    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
-        return rc;
-    }
-    if ((r = store_user_delete(ctx->st, pos[0])) != ERR_OK) {
-        return cli_store_error(r, "user", pos[0]);
+    if (admin_user_delete(&ac, &u, &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
     }
     return CLI_EXIT_OK;
 }
@@ -398,28 +383,24 @@ static const struct cli_cmd user_add_cmd = {
                "standard input\n"
                "  --disabled        create the user disabled\n",
     .run = user_add_run,
-    .mutates = true,
 };
 static const struct cli_cmd user_passwd_cmd = {
     .name = "passwd",
     .synopsis = "user passwd NAME --password-stdin",
     .summary = "Set a user's password, read from one line of standard input.",
     .run = user_passwd_run,
-    .mutates = true,
 };
 static const struct cli_cmd user_enable_cmd = {
     .name = "enable",
     .synopsis = "user enable NAME",
     .summary = "Allow a user to log in again.",
     .run = user_enable_run,
-    .mutates = true,
 };
 static const struct cli_cmd user_disable_cmd = {
     .name = "disable",
     .synopsis = "user disable NAME",
     .summary = "Refuse every login of a user.",
     .run = user_disable_run,
-    .mutates = true,
 };
 static const struct cli_cmd user_totp_cmd = {
     .name = "totp",
@@ -429,7 +410,6 @@ static const struct cli_cmd user_totp_cmd = {
                "uri=otpauth://... lines for an authenticator app; logins then\n"
                "need the 6-digit code.\n",
     .run = user_totp_run,
-    .mutates = true,
 };
 static const struct cli_cmd user_key_add_cmd = {
     .name = "add",
@@ -439,7 +419,6 @@ static const struct cli_cmd user_key_add_cmd = {
         "reads stdin).",
     .details = "Prints the new key's ID.\n",
     .run = user_key_add_run,
-    .mutates = true,
 };
 static const struct cli_cmd user_key_list_cmd = {
     .name = "list",
@@ -452,7 +431,6 @@ static const struct cli_cmd user_key_delete_cmd = {
     .synopsis = "user key delete NAME KEY_ID|FINGERPRINT",
     .summary = "Remove one of a user's public keys.",
     .run = user_key_delete_run,
-    .mutates = true,
 };
 static const struct cli_cmd *const user_key_cmds[] = {
     &user_key_add_cmd, &user_key_list_cmd, &user_key_delete_cmd, NULL};
@@ -478,7 +456,6 @@ static const struct cli_cmd user_delete_cmd = {
     .synopsis = "user delete NAME",
     .summary = "Delete a user.",
     .run = user_delete_run,
-    .mutates = true,
 };
 static const struct cli_cmd *const user_cmds[] = {
     &user_add_cmd,    &user_passwd_cmd,

@@ -341,6 +341,13 @@ int http_term_callback(struct lws *wsi, enum lws_callback_reasons reason,
                        void *user, void *in, size_t len);
 extern const size_t http_term_pss_size;
 
-#include "http/http_token.h"
+/* The admin layer (admin.h) under the handlers: the door of a change
+ * through the API (the store, the config, the hub told directly, the
+ * caller as the audit actor, its address as the source), and a refusal
+ * answered with admin's words (400, 404, 409, 403 or 500 by its code). */
+struct admin_ctx;
+struct admin_err;
+void http_admin_ctx(struct http_req *req, struct admin_ctx *c);
+int http_admin_error(struct http_req *req, const struct admin_err *e);
 
 #endif

@@ -27,8 +27,18 @@ static void http_target(struct http_req *req, const char *what)
     snprintf(req->audit_target, sizeof(req->audit_target), "%.255s", what);
 }
 
-/* A refusal of the admin layer, with its words. */
-static int http_admin_error(struct http_req *req, const struct admin_err *e)
+void http_admin_ctx(struct http_req *req, struct admin_ctx *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->st = req->h->store;
+    c->cfg = req->h->cfg;
+    c->hub = req->h->hub;
+    c->vault = req->h->vault;
+    c->actor = req->auth.ok ? req->auth.user.name : "-";
+    c->source = req->client;
+}
+
+int http_admin_error(struct http_req *req, const struct admin_err *e)
 {
     switch (e->code) {
     case ERR_INVALID:
@@ -68,13 +78,14 @@ int http_h_users_list(struct http_req *req)
 int http_h_users_add(struct http_req *req)
 {
     const char *name = http_body_str(req->body, "name");
+    struct admin_ctx ac;
     struct admin_err e;
     struct store_user u;
 
-    http_target(req, name);
-    if (admin_user_add(
-            req->h->store, name, http_body_str(req->body, "password"),
-            http_body_bool(req->body, "disabled", false), &u, &e) != ERR_OK) {
+    http_admin_ctx(req, &ac);
+    if (admin_user_add(&ac, name, http_body_str(req->body, "password"),
+                       http_body_bool(req->body, "disabled", false), &u,
+                       &e) != ERR_OK) {
         return http_admin_error(req, &e);
     }
     return http_ok(req, 201, admin_user_json(&u), NULL);
@@ -97,8 +108,8 @@ int http_h_users_get(struct http_req *req)
 
 int http_h_users_patch(struct http_req *req)
 {
-    const char *pw = http_body_str(req->body, "password");
     char id[STORE_ID_MAX + 1];
+    struct admin_ctx ac;
     struct admin_err e;
     struct store_user u;
     int r = store_user_get(req->h->store, req->params[0], &u);
@@ -106,24 +117,13 @@ int http_h_users_patch(struct http_req *req)
     if (r != ERR_OK) {
         return http_store_error(req, r, "user", req->params[0]);
     }
-    http_target(req, u.name);
-    if (pw != NULL) {
-        if (admin_user_set_password(req->h->store, &u, pw, &e) != ERR_OK) {
-            return http_admin_error(req, &e);
-        }
-        snprintf(req->audit_detail, sizeof(req->audit_detail), "password");
-    }
-    if (http_body_has(req->body, "disabled")) {
-        r = store_user_set_disabled(
-            req->h->store, u.id, http_body_bool(req->body, "disabled", false));
-        if (r != ERR_OK) {
-            return http_store_error(req, r, "user", u.name);
-        }
-        snprintf(req->audit_detail + strlen(req->audit_detail),
-                 sizeof(req->audit_detail) - strlen(req->audit_detail),
-                 " disabled=%s",
-                 http_body_bool(req->body, "disabled", false) ? "true"
-                                                              : "false");
+    http_admin_ctx(req, &ac);
+    if (admin_user_update(&ac, &u, http_body_str(req->body, "password"),
+                          http_body_has(req->body, "disabled")
+                              ? http_body_bool(req->body, "disabled", false)
+                              : -1,
+                          "user.update", &e) != ERR_OK) {
+        return http_admin_error(req, &e);
     }
     memcpy(id, u.id, sizeof(id)); /* the getter clears its output first */
     if ((r = store_user_get(req->h->store, id, &u)) != ERR_OK) {
@@ -134,22 +134,7 @@ int http_h_users_patch(struct http_req *req)
 
 int http_h_users_delete(struct http_req *req)
 {
-    struct store_user u;
-    int r = store_user_get(req->h->store, req->params[0], &u);
-
-    if (r == ERR_OK) {
-        http_target(req, u.name);
-        r = store_user_delete(req->h->store, u.id);
-    }
-    if (r != ERR_OK) {
-        return http_store_error(req, r, "user", req->params[0]);
-    }
-    return http_ok(req, 204, NULL, NULL);
-}
-
-int http_h_users_totp_enable(struct http_req *req)
-{
-    char b32[64] = "", uri[1024] = "";
+    struct admin_ctx ac;
     struct admin_err e;
     struct store_user u;
     int r = store_user_get(req->h->store, req->params[0], &u);
@@ -157,9 +142,27 @@ int http_h_users_totp_enable(struct http_req *req)
     if (r != ERR_OK) {
         return http_store_error(req, r, "user", req->params[0]);
     }
-    http_target(req, u.name);
-    if (admin_user_totp_enable(req->h->store, req->h->vault, &u, b32,
-                               sizeof(b32), uri, sizeof(uri), &e) == ERR_OK) {
+    http_admin_ctx(req, &ac);
+    if (admin_user_delete(&ac, &u, &e) != ERR_OK) {
+        return http_admin_error(req, &e);
+    }
+    return http_ok(req, 204, NULL, NULL);
+}
+
+int http_h_users_totp_enable(struct http_req *req)
+{
+    char b32[64] = "", uri[1024] = "";
+    struct admin_ctx ac;
+    struct admin_err e;
+    struct store_user u;
+    int r = store_user_get(req->h->store, req->params[0], &u);
+
+    if (r != ERR_OK) {
+        return http_store_error(req, r, "user", req->params[0]);
+    }
+    http_admin_ctx(req, &ac);
+    if (admin_user_totp_enable(&ac, &u, b32, sizeof(b32), uri, sizeof(uri),
+                               &e) == ERR_OK) {
         http_ok(req, 200,
                 json_pack("{s:s, s:s, s:s}", "user", u.name, "secret", b32,
                           "uri", uri),
@@ -174,15 +177,17 @@ int http_h_users_totp_enable(struct http_req *req)
 
 int http_h_users_totp_disable(struct http_req *req)
 {
+    struct admin_ctx ac;
+    struct admin_err e;
     struct store_user u;
     int r = store_user_get(req->h->store, req->params[0], &u);
 
-    if (r == ERR_OK) {
-        http_target(req, u.name);
-        r = store_user_set_totp(req->h->store, u.id, NULL, 0);
-    }
     if (r != ERR_OK) {
         return http_store_error(req, r, "user", req->params[0]);
+    }
+    http_admin_ctx(req, &ac);
+    if (admin_user_totp_disable(&ac, &u, &e) != ERR_OK) {
+        return http_admin_error(req, &e);
     }
     return http_ok(req, 204, NULL, NULL);
 }
@@ -212,6 +217,7 @@ int http_h_users_keys_list(struct http_req *req)
 int http_h_users_keys_add(struct http_req *req)
 {
     struct store_user_key k;
+    struct admin_ctx ac;
     struct admin_err e;
     struct store_user u;
     char *text;
@@ -225,12 +231,12 @@ int http_h_users_keys_add(struct http_req *req)
         return http_error(req, 500, "internal", "Internal error",
                           "out of memory");
     }
-    r = admin_user_key_add(req->h->store, &u, text, &k, &e);
+    http_admin_ctx(req, &ac);
+    r = admin_user_key_add(&ac, &u, text, &k, &e);
     free(text);
     if (r != ERR_OK) {
         return http_admin_error(req, &e);
     }
-    snprintf(req->audit_detail, sizeof(req->audit_detail), "%s", k.fingerprint);
     http_ok(req, 201, admin_key_json(&k), NULL);
     store_user_key_clear(&k);
     return 0;
@@ -238,17 +244,17 @@ int http_h_users_keys_add(struct http_req *req)
 
 int http_h_users_keys_delete(struct http_req *req)
 {
+    struct admin_ctx ac;
+    struct admin_err e;
     struct store_user u;
     int r = store_user_get(req->h->store, req->params[0], &u);
 
-    if (r == ERR_OK) {
-        http_target(req, u.name);
-        snprintf(req->audit_detail, sizeof(req->audit_detail), "%s",
-                 req->params[1]);
-        r = store_user_key_delete(req->h->store, u.id, req->params[1]);
-    }
     if (r != ERR_OK) {
-        return http_store_error(req, r, "key", req->params[1]);
+        return http_store_error(req, r, "user", req->params[0]);
+    }
+    http_admin_ctx(req, &ac);
+    if (admin_user_key_delete(&ac, &u, req->params[1], &e) != ERR_OK) {
+        return http_admin_error(req, &e);
     }
     return http_ok(req, 204, NULL, NULL);
 }
@@ -277,11 +283,12 @@ int http_h_groups_add(struct http_req *req)
 {
     const char *name = http_body_str(req->body, "name");
     struct store_group g;
-    int r;
+    struct admin_ctx ac;
+    struct admin_err e;
 
-    http_target(req, name);
-    if ((r = store_group_add(req->h->store, name, &g)) != ERR_OK) {
-        return http_store_error(req, r, "group", name);
+    http_admin_ctx(req, &ac);
+    if (admin_group_add(&ac, name, &g, &e) != ERR_OK) {
+        return http_admin_error(req, &e);
     }
     return http_ok(req, 201, admin_group_json(req->h->store, &g), NULL);
 }
@@ -299,15 +306,17 @@ int http_h_groups_get(struct http_req *req)
 
 int http_h_groups_delete(struct http_req *req)
 {
+    struct admin_ctx ac;
+    struct admin_err e;
     struct store_group g;
     int r = store_group_get(req->h->store, req->params[0], &g);
 
-    if (r == ERR_OK) {
-        http_target(req, g.name);
-        r = store_group_delete(req->h->store, g.id);
-    }
     if (r != ERR_OK) {
         return http_store_error(req, r, "group", req->params[0]);
+    }
+    http_admin_ctx(req, &ac);
+    if (admin_group_delete(&ac, &g, &e) != ERR_OK) {
+        return http_admin_error(req, &e);
     }
     return http_ok(req, 204, NULL, NULL);
 }
@@ -336,6 +345,7 @@ int http_h_groups_members_list(struct http_req *req)
 
 static int http_member_change(struct http_req *req, const char *user, bool add)
 {
+    struct admin_ctx ac;
     struct admin_err e;
     struct store_group g;
     struct store_user u;
@@ -347,9 +357,8 @@ static int http_member_change(struct http_req *req, const char *user, bool add)
     if ((r = store_user_get(req->h->store, user, &u)) != ERR_OK) {
         return http_store_error(req, r, "user", user);
     }
-    http_target(req, g.name);
-    snprintf(req->audit_detail, sizeof(req->audit_detail), "user=%s", u.name);
-    if (admin_group_member(req->h->store, &g, &u, add, &e) != ERR_OK) {
+    http_admin_ctx(req, &ac);
+    if (admin_group_member(&ac, &g, &u, add, &e) != ERR_OK) {
         return http_admin_error(req, &e);
     }
     return add ? http_ok(req, 201, admin_group_json(req->h->store, &g), NULL)
@@ -388,15 +397,15 @@ int http_h_sites_list(struct http_req *req)
 
 int http_h_sites_add(struct http_req *req)
 {
-    const char *path = http_body_str(req->body, "path");
     struct store_site s;
-    int r;
+    struct admin_ctx ac;
+    struct admin_err e;
 
-    http_target(req, path);
-    if ((r = store_site_add(req->h->store, path, &s)) != ERR_OK) {
-        return http_store_error(req, r, "site", path);
+    http_admin_ctx(req, &ac);
+    if (admin_site_add(&ac, http_body_str(req->body, "path"), &s, &e) !=
+        ERR_OK) {
+        return http_admin_error(req, &e);
     }
-    http_target(req, s.path);
     return http_ok(req, 201, admin_site_json(&s), NULL);
 }
 
@@ -413,6 +422,7 @@ int http_h_sites_get(struct http_req *req)
 
 int http_h_sites_delete(struct http_req *req)
 {
+    struct admin_ctx ac;
     struct admin_err e;
     struct store_site s;
     int r = store_site_get(req->h->store, req->params[0], &s);
@@ -420,8 +430,8 @@ int http_h_sites_delete(struct http_req *req)
     if (r != ERR_OK) {
         return http_store_error(req, r, "site", req->params[0]);
     }
-    http_target(req, s.path);
-    if (admin_site_delete(req->h->store, &s, &e) != ERR_OK) {
+    http_admin_ctx(req, &ac);
+    if (admin_site_delete(&ac, &s, &e) != ERR_OK) {
         return http_admin_error(req, &e);
     }
     return http_ok(req, 204, NULL, NULL);
@@ -429,10 +439,7 @@ int http_h_sites_delete(struct http_req *req)
 
 static json_t *http_site_role_json(const struct store_site_role *sr)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", sr->id, "site",
-                     sr->site_path, "site_id", sr->site_id, "grantee_type",
-                     sr->user_id[0] != '\0' ? "user" : "group", "grantee",
-                     sr->grantee_name, "role", site_role_str(sr->role));
+    return admin_json_encode(admin_site_role_fields, sr);
 }
 
 int http_h_site_roles_list(struct http_req *req)
@@ -491,13 +498,13 @@ int http_h_site_roles_add(struct http_req *req)
     const char *role = http_body_str(req->body, "role");
     struct store_site_role sr;
     struct store_site s;
-    int r, rv;
+    struct admin_ctx ac;
+    struct admin_err e;
+    int r;
 
     memset(&sr, 0, sizeof(sr));
-    if ((rv = site_role_parse(role)) < 0) {
-        return http_error(req, 400, "invalid", "Invalid value",
-                          "role must be administrator, configuration-manager, "
-                          "service or user");
+    if (admin_site_role_parse(role, &e) < 0) {
+        return http_admin_error(req, &e);
     }
     if ((r = store_site_get(req->h->store, site != NULL ? site : "/root",
                             &s)) != ERR_OK) {
@@ -508,31 +515,27 @@ int http_h_site_roles_add(struct http_req *req)
         return 0;
     }
     memcpy(sr.site_id, s.id, sizeof(s.id));
-    sr.role = rv;
-    if ((r = store_site_role_add(req->h->store, &sr)) != ERR_OK) {
-        return http_store_error(req, r, "role", role);
+    http_admin_ctx(req, &ac);
+    /* http_grantee wrote "user=NAME" or "group=NAME" */
+    if (admin_site_role_add(&ac, &sr, role,
+                            req->audit_detail + (sr.user_id[0] ? 5 : 6), s.path,
+                            &e) != ERR_OK) {
+        return http_admin_error(req, &e);
     }
-    http_target(req, s.path);
-    snprintf(req->audit_detail + strlen(req->audit_detail),
-             sizeof(req->audit_detail) - strlen(req->audit_detail), " role=%s",
-             role);
+    if (store_site_role_get(req->h->store, sr.id, &sr) != ERR_OK) {
+        snprintf(sr.site_path, sizeof(sr.site_path), "%s", s.path);
+    }
     return http_ok(req, 201, http_site_role_json(&sr), NULL);
 }
 
 int http_h_site_roles_delete(struct http_req *req)
 {
-    struct store_site_role sr;
-    int r = store_site_role_get(req->h->store, req->params[0], &sr);
+    struct admin_ctx ac;
+    struct admin_err e;
 
-    if (r == ERR_OK) {
-        http_target(req, sr.site_path);
-        snprintf(req->audit_detail, sizeof(req->audit_detail), "%s=%s role=%s",
-                 sr.user_id[0] != '\0' ? "user" : "group", sr.grantee_name,
-                 site_role_str(sr.role));
-        r = store_site_role_delete(req->h->store, sr.id);
-    }
-    if (r != ERR_OK) {
-        return http_store_error(req, r, "site role", req->params[0]);
+    http_admin_ctx(req, &ac);
+    if (admin_site_role_delete(&ac, req->params[0], &e) != ERR_OK) {
+        return http_admin_error(req, &e);
     }
     return http_ok(req, 204, NULL, NULL);
 }
@@ -585,22 +588,21 @@ static int http_asset_secrets(struct http_req *req, struct store_asset *a,
 
 int http_h_assets_add(struct http_req *req)
 {
+    struct admin_ctx ac;
     struct admin_err e;
     struct store_asset a;
 
     admin_asset_defaults(&a);
-    http_target(req, http_body_str(req->body, "name"));
+    http_admin_ctx(req, &ac);
     if (admin_json_apply(admin_asset_fields, req->body, &a, &e) != ERR_OK ||
         admin_asset_check(&a, &e) != ERR_OK ||
         admin_asset_set_site(req->h->store, &a,
                              http_body_str(req->body, "site"), &e) != ERR_OK ||
         http_asset_secrets(req, &a, &e) != ERR_OK ||
-        admin_asset_add(req->h->store, &a, &e) != ERR_OK) {
+        admin_asset_add(&ac, &a, &e) != ERR_OK) {
         http_admin_error(req, &e);
         goto out;
     }
-    http_target(req, a.id);
-    snprintf(req->audit_detail, sizeof(req->audit_detail), "name=%s", a.name);
     http_ok(req, 201, admin_asset_json(&a), NULL);
 out:
     store_asset_clear(&a);
@@ -622,6 +624,7 @@ int http_h_assets_get(struct http_req *req)
 
 int http_h_assets_patch(struct http_req *req)
 {
+    struct admin_ctx ac;
     struct admin_err e;
     struct store_asset a;
     int r = store_asset_get(req->h->store, req->params[0], &a);
@@ -629,11 +632,11 @@ int http_h_assets_patch(struct http_req *req)
     if (r != ERR_OK) {
         return http_store_error(req, r, "asset", req->params[0]);
     }
-    http_target(req, a.id);
+    http_admin_ctx(req, &ac);
     if (admin_json_apply(admin_asset_fields, req->body, &a, &e) != ERR_OK ||
         admin_asset_check(&a, &e) != ERR_OK ||
         http_asset_secrets(req, &a, &e) != ERR_OK ||
-        admin_asset_update(req->h->store, &a, &e) != ERR_OK) {
+        admin_asset_update(&ac, &a, &e) != ERR_OK) {
         http_admin_error(req, &e);
         goto out;
     }
@@ -645,20 +648,19 @@ out:
 
 int http_h_assets_delete(struct http_req *req)
 {
+    struct admin_ctx ac;
+    struct admin_err e;
     struct store_asset a;
     int r = store_asset_get(req->h->store, req->params[0], &a);
 
-    if (r == ERR_OK) {
-        http_target(req, a.id);
-        snprintf(req->audit_detail, sizeof(req->audit_detail), "name=%s",
-                 a.name);
-        r = store_asset_delete(req->h->store, a.id);
-        store_asset_clear(&a);
-    }
     if (r != ERR_OK) {
         return http_store_error(req, r, "asset", req->params[0]);
     }
-    return http_ok(req, 204, NULL, NULL);
+    http_admin_ctx(req, &ac);
+    r = admin_asset_delete(&ac, &a, &e);
+    store_asset_clear(&a);
+    return r != ERR_OK ? http_admin_error(req, &e)
+                       : http_ok(req, 204, NULL, NULL);
 }
 
 /* --- asset grants -------------------------------------------------------- */
@@ -692,6 +694,7 @@ int http_h_grants_list(struct http_req *req)
 int http_h_grants_add(struct http_req *req)
 {
     const char *role = http_body_str(req->body, "role");
+    struct admin_ctx ac;
     struct admin_err e;
     struct store_asset a;
     struct store_grant g;
@@ -711,22 +714,21 @@ int http_h_grants_add(struct http_req *req)
     if (http_grantee(req, g.user_id, g.group_id) != 0 || req->errors != NULL) {
         return 0;
     }
+    http_admin_ctx(req, &ac);
     if (admin_grant_add(
-            req->h->store, &g, role,
+            &ac, &g, role,
             http_body_str(req->body, g.user_id[0] ? "user" : "group"), target,
             &e) != ERR_OK) {
         return http_admin_error(req, &e);
     }
-    http_target(req, g.asset_id);
-    snprintf(req->audit_detail + strlen(req->audit_detail),
-             sizeof(req->audit_detail) - strlen(req->audit_detail), " role=%s",
-             role);
     return http_ok(req, 201, admin_grant_json(&g), NULL);
 }
 
 int http_h_grants_delete(struct http_req *req)
 {
     struct store_grant *list = NULL;
+    struct admin_ctx ac;
+    struct admin_err e;
     size_t n = 0, i;
     bool found = false;
     int r;
@@ -744,12 +746,10 @@ int http_h_grants_delete(struct http_req *req)
                           "grant '%s' not found on asset '%s'", req->params[1],
                           req->params[0]);
     }
-    if ((r = store_grant_delete(req->h->store, req->params[1])) != ERR_OK) {
-        return http_store_error(req, r, "grant", req->params[1]);
+    http_admin_ctx(req, &ac);
+    if (admin_grant_delete(&ac, req->params[1], &e) != ERR_OK) {
+        return http_admin_error(req, &e);
     }
-    http_target(req, req->params[0]);
-    snprintf(req->audit_detail, sizeof(req->audit_detail), "grant=%s",
-             req->params[1]);
     return http_ok(req, 204, NULL, NULL);
 }
 
@@ -775,13 +775,14 @@ int http_h_profiles_list(struct http_req *req)
 
 int http_h_profiles_add(struct http_req *req)
 {
+    struct admin_ctx ac;
     struct admin_err e;
     struct store_profile p;
 
     admin_profile_defaults(&p);
-    http_target(req, http_body_str(req->body, "name"));
+    http_admin_ctx(req, &ac);
     if (admin_json_apply(admin_profile_fields, req->body, &p, &e) != ERR_OK ||
-        admin_profile_add(req->h->store, &p, &e) != ERR_OK) {
+        admin_profile_add(&ac, &p, &e) != ERR_OK) {
         return http_admin_error(req, &e);
     }
     return http_ok(req, 201, admin_profile_json(&p), NULL);
@@ -800,6 +801,7 @@ int http_h_profiles_get(struct http_req *req)
 
 int http_h_profiles_patch(struct http_req *req)
 {
+    struct admin_ctx ac;
     struct admin_err e;
     struct store_profile p;
     int r = store_profile_get(req->h->store, req->params[0], &p);
@@ -807,9 +809,9 @@ int http_h_profiles_patch(struct http_req *req)
     if (r != ERR_OK) {
         return http_store_error(req, r, "profile", req->params[0]);
     }
-    http_target(req, p.name);
+    http_admin_ctx(req, &ac);
     if (admin_json_apply(admin_profile_fields, req->body, &p, &e) != ERR_OK ||
-        admin_profile_update(req->h->store, &p, &e) != ERR_OK) {
+        admin_profile_update(&ac, &p, &e) != ERR_OK) {
         return http_admin_error(req, &e);
     }
     return http_ok(req, 200, admin_profile_json(&p), NULL);
@@ -817,15 +819,17 @@ int http_h_profiles_patch(struct http_req *req)
 
 int http_h_profiles_delete(struct http_req *req)
 {
+    struct admin_ctx ac;
+    struct admin_err e;
     struct store_profile p;
     int r = store_profile_get(req->h->store, req->params[0], &p);
 
-    if (r == ERR_OK) {
-        http_target(req, p.name);
-        r = store_profile_delete(req->h->store, p.id);
-    }
     if (r != ERR_OK) {
         return http_store_error(req, r, "profile", req->params[0]);
+    }
+    http_admin_ctx(req, &ac);
+    if (admin_profile_delete(&ac, &p, &e) != ERR_OK) {
+        return http_admin_error(req, &e);
     }
     return http_ok(req, 204, NULL, NULL);
 }
@@ -833,7 +837,10 @@ int http_h_profiles_delete(struct http_req *req)
 int http_h_profiles_assign(struct http_req *req)
 {
     char uid[STORE_ID_MAX + 1], gid[STORE_ID_MAX + 1];
+    const char *who;
     struct store_profile p;
+    struct admin_ctx ac;
+    struct admin_err e;
     int r = store_profile_get(req->h->store, req->params[0], &p);
 
     if (r != ERR_OK) {
@@ -842,16 +849,17 @@ int http_h_profiles_assign(struct http_req *req)
     if (http_grantee(req, uid, gid) != 0 || req->errors != NULL) {
         return 0;
     }
-    http_target(req, p.name);
-    r = store_profile_assign(req->h->store, p.id, uid[0] ? uid : NULL,
-                             gid[0] ? gid : NULL);
-    if (r != ERR_OK) {
-        return http_store_error(req, r, "assignment of", p.name);
+    /* http_grantee wrote "user=NAME" or "group=NAME" */
+    who = req->audit_detail + (uid[0] ? 5 : 6);
+    http_admin_ctx(req, &ac);
+    if (admin_profile_assign(&ac, &p, uid[0] ? uid : NULL, gid[0] ? gid : NULL,
+                             who, true, &e) != ERR_OK) {
+        return http_admin_error(req, &e);
     }
     return http_ok(req, 201,
                    json_pack("{s:s, s:s, s:s}", "profile", p.name,
                              "grantee_type", uid[0] ? "user" : "group",
-                             "grantee", req->audit_detail + (uid[0] ? 5 : 6)),
+                             "grantee", who),
                    NULL);
 }
 
@@ -860,6 +868,8 @@ int http_h_profiles_unassign(struct http_req *req)
     struct store_profile p;
     struct store_user u;
     struct store_group g;
+    struct admin_ctx ac;
+    struct admin_err e;
     bool user = strcmp(req->params[1], "user") == 0;
     int r = store_profile_get(req->h->store, req->params[0], &p);
 
@@ -871,19 +881,15 @@ int http_h_profiles_unassign(struct http_req *req)
                           "assignments are under .../assignments/user/NAME "
                           "or .../assignments/group/NAME");
     }
-    http_target(req, p.name);
-    snprintf(req->audit_detail, sizeof(req->audit_detail), "%s=%s",
-             req->params[1], req->params[2]);
-    if (user) {
-        if ((r = store_user_get(req->h->store, req->params[2], &u)) == ERR_OK) {
-            r = store_profile_unassign(req->h->store, p.id, u.id, NULL);
-        }
-    } else if ((r = store_group_get(req->h->store, req->params[2], &g)) ==
-               ERR_OK) {
-        r = store_profile_unassign(req->h->store, p.id, NULL, g.id);
-    }
+    r = user ? store_user_get(req->h->store, req->params[2], &u)
+             : store_group_get(req->h->store, req->params[2], &g);
     if (r != ERR_OK) {
         return http_store_error(req, r, req->params[1], req->params[2]);
+    }
+    http_admin_ctx(req, &ac);
+    if (admin_profile_assign(&ac, &p, user ? u.id : NULL, user ? NULL : g.id,
+                             user ? u.name : g.name, false, &e) != ERR_OK) {
+        return http_admin_error(req, &e);
     }
     return http_ok(req, 204, NULL, NULL);
 }

@@ -243,7 +243,7 @@ def test_credential_cli_lifecycle(srv):
 def test_credential_cli_refusals(srv):
     rc, _, err = srv.cli("credential", "add", "--name", "x" * 129,
                          check=False)
-    assert rc == 2 and "--name is limited" in err
+    assert rc == 2 and "name is limited to 128 characters" in err
     rc, _, err = srv.cli("credential", "delete", "not-an-id", check=False)
     assert rc == 1 and "not found" in err
     rc, _, err = srv.cli("credential", "add", "extra", check=False)

@@ -3,7 +3,10 @@
  * through. Profiles (the descriptor table and the rule it cannot say),
  * public keys (type, blob, canonical base64, comment length), the host
  * and fingerprint validators, assets (defaults, checks, sealing under
- * the vault's associated data) and the vault_ad spelling.
+ * the vault's associated data) and the vault_ad spelling; the
+ * descriptor machinery every noun's table drives (JSON encoding, a body
+ * applied, table cells), the tables themselves, and the agent side's
+ * and tokens' rules with the one audit event admin writes per change.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,11 +21,15 @@
 #include "admin/admin.h"
 #include "common/err.h"
 #include "common/vault.h"
+#include "store/audit.h"
 #include "store_fx.h"
 
 /* An ed25519 public key, made with ssh-keygen for this test. */
 #define ED_B64                                                                 \
     "AAAAC3NzaC1lZDI1NTE5AAAAIG3GkinxOXl7iY4TBuCp1JmqPmLMc3cG4HvOa3hK4U7c"
+
+static void assert_one_event(struct store *st, const char *action,
+                             const char *target, const char *actor);
 
 static int setup(void **state)
 {
@@ -32,6 +39,7 @@ static int setup(void **state)
 static void test_profile_rules(void **state)
 {
     struct fx *f = *state;
+    struct admin_ctx c = {.st = f->st, .actor = "tester", .source = "test"};
     struct store_profile p, got;
     struct admin_err e;
 
@@ -41,23 +49,25 @@ static void test_profile_rules(void **state)
     snprintf(p.name, sizeof(p.name), "ops");
     p.native = NATIVE_ALLOW;
     p.record_input = true;
-    assert_int_equal(admin_profile_add(f->st, &p, &e), ERR_INVALID);
+    assert_int_equal(admin_profile_add(&c, &p, &e), ERR_INVALID);
     assert_string_equal(e.msg,
                         "record input needs native sessions set to record");
     assert_int_equal(store_profile_get(f->st, "ops", &got), ERR_NOT_FOUND);
     p.native = NATIVE_RECORD;
     p.max_session_minutes = ADMIN_MINUTES_MAX + 1;
-    assert_int_equal(admin_profile_add(f->st, &p, &e), ERR_INVALID);
+    assert_int_equal(admin_profile_add(&c, &p, &e), ERR_INVALID);
     assert_non_null(strstr(e.msg, "527040"));
     p.max_session_minutes = ADMIN_MINUTES_MAX;
-    assert_int_equal(admin_profile_add(f->st, &p, &e), ERR_OK);
+    assert_int_equal(admin_profile_add(&c, &p, &e), ERR_OK);
     assert_int_equal(store_profile_get(f->st, "ops", &got), ERR_OK);
     assert_int_equal(got.max_session_minutes, 527040);
     /* an update is held to the same rule */
     got.native = NATIVE_DENY;
-    assert_int_equal(admin_profile_update(f->st, &got, &e), ERR_INVALID);
-    assert_int_equal(admin_profile_add(f->st, &p, &e), ERR_EXISTS);
+    assert_int_equal(admin_profile_update(&c, &got, &e), ERR_INVALID);
+    assert_int_equal(admin_profile_add(&c, &p, &e), ERR_EXISTS);
     assert_string_equal(e.msg, "profile 'ops' already exists");
+    /* one audit event, by admin, for the one change made */
+    assert_one_event(f->st, "profile.add", "ops", "tester");
 }
 
 static void test_profile_descriptor(void **state)
@@ -159,6 +169,7 @@ static void test_validators(void **state)
 static void test_asset_rules_and_sealing(void **state)
 {
     struct fx *f = *state;
+    struct admin_ctx c = {.st = f->st, .actor = "tester", .source = "test"};
     struct store_asset a, got;
     struct admin_err e;
     struct vault *v = NULL;
@@ -182,17 +193,17 @@ static void test_asset_rules_and_sealing(void **state)
     assert_int_equal(admin_asset_set_site(f->st, &a, "/root/nope", &e),
                      ERR_NOT_FOUND);
     snprintf(a.protocol, sizeof(a.protocol), "ftp");
-    assert_int_equal(admin_asset_add(f->st, &a, &e), ERR_INVALID);
+    assert_int_equal(admin_asset_add(&c, &a, &e), ERR_INVALID);
     assert_string_equal(e.msg, "protocol must be ssh, rdp or tcp");
     snprintf(a.protocol, sizeof(a.protocol), "tcp");
     /* a sealed login needs a login user */
     assert_int_equal(admin_asset_seal_password(v, &a, "pw", &e), ERR_OK);
-    assert_int_equal(admin_asset_add(f->st, &a, &e), ERR_INVALID);
+    assert_int_equal(admin_asset_add(&c, &a, &e), ERR_INVALID);
     assert_string_equal(e.msg, "a vaulted password or key needs a login");
     snprintf(a.login_user, sizeof(a.login_user), "ops");
     assert_int_equal(admin_asset_seal_key(v, &a, "not a key", 9, &e),
                      ERR_INVALID);
-    assert_int_equal(admin_asset_add(f->st, &a, &e), ERR_OK);
+    assert_int_equal(admin_asset_add(&c, &a, &e), ERR_OK);
     assert_int_equal(store_asset_get(f->st, a.id, &got), ERR_OK);
     assert_string_equal(got.protocol, "tcp");
     /* sealed under "asset-password:<id>", and under nothing else */
@@ -228,13 +239,330 @@ static void test_asset_rules_and_sealing(void **state)
     assert_string_equal(got.login_user, "");
     assert_null(got.key_sealed);
     /* a bad pin is refused by retrust as by add */
-    assert_int_equal(admin_asset_retrust(f->st, a.id, "SHA256:x", &e),
-                     ERR_INVALID);
+    assert_int_equal(admin_asset_retrust(&c, &a, "SHA256:x", &e), ERR_INVALID);
     assert_string_equal(e.msg, admin_msg_fingerprint);
     store_asset_clear(&got);
     store_asset_clear(&a);
     vault_free(v);
     unlink(key);
+}
+
+/* A struct with one member of each descriptor type. */
+struct dx {
+    char id[8];
+    char name[8];
+    char note[8];
+    bool on;
+    int n;
+    int native;
+    int64_t when;
+    uint8_t *sealed;
+    char csv[16];
+    char list[32];
+};
+
+static json_t *dx_twice(const void *obj)
+{
+    return json_integer(2 * ((const struct dx *)obj)->n);
+}
+
+static const struct admin_field dx_fields[] = {
+    ADMIN_FIELD(struct dx, "id", AF_STR, id, .flags = AF_READONLY, .col = "ID"),
+    ADMIN_FIELD(struct dx, "name", AF_STR, name, .col = "NAME"),
+    ADMIN_FIELD(struct dx, "note", AF_STRZ, note),
+    ADMIN_FIELD(struct dx, "on", AF_BOOL, on, .col = "ON"),
+    ADMIN_FIELD(struct dx, "n", AF_INT, n, .lo = 1, .hi = 9, .in = "count"),
+    ADMIN_FIELD(struct dx, "native", AF_NATIVE, native),
+    ADMIN_FIELD(struct dx, "when", AF_TIME, when, .flags = AF_READONLY),
+    ADMIN_FIELD(struct dx, "sealed", AF_SEALED, sealed),
+    ADMIN_FIELD(struct dx, "csv", AF_CSV, csv, .col = "CSV"),
+    ADMIN_FIELD(struct dx, "list", AF_JSONLIST, list),
+    ADMIN_FIELD_FN("twice", dx_twice, .col = "TWICE"),
+    ADMIN_FIELD(struct dx, "hidden", AF_STR, name, .flags = AF_NOJSON,
+                .col = "HIDDEN"),
+    ADMIN_FIELD_END,
+};
+
+static void test_descriptor_encode(void **state)
+{
+    static uint8_t blob[1] = {1};
+    struct dx d = {.id = "i1",
+                   .name = "ab\xff",
+                   .on = true,
+                   .n = 3,
+                   .native = NATIVE_RECORD,
+                   .when = 86400,
+                   .sealed = blob,
+                   .csv = "a,b",
+                   .list = "[\"x\", 7, \"y\"]"};
+    char text[64];
+    json_t *j;
+    char *s;
+
+    (void)state;
+    j = admin_json_encode(dx_fields, &d);
+    assert_non_null(j);
+    s = json_dumps(j, JSON_COMPACT);
+    /* table order; "" null; bytes that are not UTF-8 as '?'; lists both
+     * ways; computed fields; no table-only field */
+    assert_string_equal(
+        s, "{\"id\":\"i1\",\"name\":\"ab?\",\"note\":null,\"on\":true,"
+           "\"n\":3,\"native\":\"record\",\"when\":\"1970-01-02T00:00:00Z\","
+           "\"sealed\":true,\"csv\":[\"a\",\"b\"],\"list\":[\"x\",\"y\"],"
+           "\"twice\":6}");
+    free(s);
+    json_decref(j);
+
+    /* table cells */
+    admin_field_text(admin_field_find(dx_fields, "on"), &d, text, sizeof(text));
+    assert_string_equal(text, "yes");
+    admin_field_text(admin_field_find(dx_fields, "csv"), &d, text,
+                     sizeof(text));
+    assert_string_equal(text, "a,b");
+    admin_field_text(admin_field_find(dx_fields, "note"), &d, text,
+                     sizeof(text));
+    assert_string_equal(text, "");
+    admin_field_text(admin_field_find(dx_fields, "twice"), &d, text,
+                     sizeof(text));
+    assert_string_equal(text, "6");
+    assert_ptr_equal(admin_field_find(dx_fields, "count"), &dx_fields[4]);
+    assert_null(admin_field_find(dx_fields, "nope"));
+}
+
+static void test_descriptor_apply(void **state)
+{
+    struct dx d = {.id = "keep", .note = "x", .n = 1};
+    struct admin_err e;
+    json_t *body;
+
+    (void)state;
+    body = json_pack("{s:s, s:s, s:n, s:b, s:i, s:s, s:[s,s], s:s, s:s}", "id",
+                     "other", "name", "bob", "note", "on", 1, "count", 9,
+                     "native", "allow", "csv", "10.0.0.1", "::1", "when",
+                     "2020", "unknown", "x");
+    assert_int_equal(admin_json_apply(dx_fields, body, &d, &e), ERR_OK);
+    json_decref(body);
+    /* read-only, time and unknown keys left alone */
+    assert_string_equal(d.id, "keep");
+    assert_int_equal(d.when, 0);
+    assert_string_equal(d.name, "bob");
+    assert_string_equal(d.note, "");
+    assert_true(d.on);
+    assert_int_equal(d.n, 9);
+    assert_int_equal(d.native, NATIVE_ALLOW);
+    assert_string_equal(d.csv, "10.0.0.1,::1");
+
+    /* refusals name the body's key and the limit */
+    body = json_pack("{s:i}", "count", 10);
+    assert_int_equal(admin_json_apply(dx_fields, body, &d, &e), ERR_INVALID);
+    assert_string_equal(e.msg, "count must be a whole number from 1 to 9");
+    json_decref(body);
+    body = json_pack("{s:s}", "name", "12345678");
+    assert_int_equal(admin_json_apply(dx_fields, body, &d, &e), ERR_INVALID);
+    assert_string_equal(e.msg, "name must be 1-7 characters");
+    json_decref(body);
+    body = json_pack("{s:[s]}", "csv", "a,b");
+    assert_int_equal(admin_json_apply(dx_fields, body, &d, &e), ERR_INVALID);
+    assert_string_equal(e.msg, "csv must be a list of strings without commas");
+    json_decref(body);
+    body = json_pack("{s:[s,s,s]}", "csv", "aaaaa", "bbbbb", "ccccc");
+    assert_int_equal(admin_json_apply(dx_fields, body, &d, &e), ERR_INVALID);
+    assert_string_equal(e.msg, "csv is too long (at most 15 characters)");
+    json_decref(body);
+    body = json_pack("{s:s}", "on", "yes");
+    assert_int_equal(admin_json_apply(dx_fields, body, &d, &e), ERR_INVALID);
+    assert_string_equal(e.msg, "on must be true or false");
+    json_decref(body);
+    /* the value before a refusal is kept */
+    assert_string_equal(d.csv, "10.0.0.1,::1");
+}
+
+/* Every noun's table: unique JSON keys, at most 12 columns, a member
+ * inside its struct, and a JSON form of an empty object. */
+static void test_descriptor_tables(void **state)
+{
+    static const struct {
+        const struct admin_field *f;
+        size_t size;
+    } tables[] = {
+        {admin_user_fields, sizeof(struct store_user)},
+        {admin_key_fields, sizeof(struct store_user_key)},
+        {admin_group_fields, sizeof(struct store_group)},
+        {admin_site_fields, sizeof(struct store_site)},
+        {admin_grant_fields, sizeof(struct store_grant)},
+        {admin_site_role_fields, sizeof(struct store_site_role)},
+        {admin_profile_fields, sizeof(struct store_profile)},
+        {admin_asset_fields, sizeof(struct store_asset)},
+        {admin_token_fields, sizeof(struct store_api_token)},
+        {admin_credential_fields, sizeof(struct store_credential)},
+        {admin_agent_fields, sizeof(struct store_agent)},
+        {admin_tunnel_fields, sizeof(struct store_tunnel)},
+    };
+    const struct admin_field *f, *g;
+    size_t i, cols;
+    void *obj;
+    json_t *j;
+
+    (void)state;
+    for (i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+        cols = 0;
+        for (f = tables[i].f; f->json != NULL; f++) {
+            cols += f->col != NULL;
+            for (g = f + 1; g->json != NULL; g++) {
+                assert_string_not_equal(f->json, g->json);
+            }
+            if (f->type == AF_FN) {
+                assert_non_null(f->get);
+            } else {
+                assert_true(f->size > 0);
+                assert_true(f->offset + f->size <= tables[i].size);
+            }
+        }
+        assert_true(cols > 0 && cols <= 12);
+        obj = calloc(1, tables[i].size);
+        assert_non_null(obj);
+        if (tables[i].f == admin_agent_fields) {
+            snprintf(((struct store_agent *)obj)->tags, 8, "[]");
+        }
+        j = admin_json_encode(tables[i].f, obj);
+        assert_non_null(j);
+        json_decref(j);
+        free(obj);
+    }
+}
+
+static void schema_line(void *arg, const char *key, const char *type,
+                        bool required, long lo, long hi)
+{
+    char *out = arg;
+    size_t n = strlen(out);
+
+    snprintf(out + n, 1024 - n, "%s%s:%s%s:%ld-%ld", n > 0 ? " " : "", key,
+             type, required ? "!" : "", lo, hi);
+}
+
+/* The API's body schemas come from the descriptors: what a create and an
+ * update may set, with the limits the table holds. */
+static void test_descriptor_schema(void **state)
+{
+    char out[1024] = "";
+
+    (void)state;
+    admin_body_schema(admin_asset_fields, true, schema_line, out);
+    assert_string_equal(out, "name:string!:1-128 protocol:string:1-15 "
+                             "host:string!:1-255 port:int:1-65535 "
+                             "login:string:1-128 route:string:1-160 "
+                             "host_key_fingerprint:string:1-64");
+    out[0] = '\0';
+    /* an update: nothing required, optional text may be cleared (null) */
+    admin_body_schema(admin_asset_fields, false, schema_line, out);
+    assert_non_null(strstr(out, "name:string:1-128"));
+    assert_non_null(strstr(out, "login:string_null:1-128"));
+    out[0] = '\0';
+    /* a user's name is fixed at create */
+    admin_body_schema(admin_user_fields, false, schema_line, out);
+    assert_string_equal(out, "disabled:bool:0-0");
+    out[0] = '\0';
+    /* a token is enabled by an update, not at create; "" describes */
+    admin_body_schema(admin_token_fields, true, schema_line, out);
+    assert_string_equal(out, "description:string:0-256 "
+                             "filter_cidrs:list:0-32 filter_paths:list:0-32");
+}
+
+/* The single audit event of action on target, or fail. */
+static void assert_one_event(struct store *st, const char *action,
+                             const char *target, const char *actor)
+{
+    struct audit_filter flt = {.action = action};
+    struct audit_entry *list = NULL;
+    size_t n = 0, i, hits = 0;
+
+    assert_int_equal(audit_list(st, &flt, &list, &n), ERR_OK);
+    for (i = 0; i < n; i++) {
+        if (strcmp(list[i].action, action) == 0 &&
+            strcmp(list[i].target, target) == 0) {
+            hits++;
+            assert_string_equal(list[i].actor, actor);
+            assert_string_equal(list[i].source, "test");
+        }
+    }
+    free(list);
+    assert_int_equal(hits, 1);
+}
+
+static void test_credential_rules(void **state)
+{
+    struct fx *f = *state;
+    struct admin_ctx c = {.st = f->st, .actor = "alice", .source = "test"};
+    char secret[64], big[STORE_NAME_MAX + 2];
+    struct store_credential cr, got;
+    struct admin_notice n;
+    struct admin_err e;
+
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(
+        admin_credential_add(&c, big, &cr, secret, sizeof(secret), &e),
+        ERR_INVALID);
+    assert_string_equal(e.msg, "name is limited to 128 characters");
+    assert_string_equal(secret, "");
+
+    assert_int_equal(
+        admin_credential_add(&c, "edge", &cr, secret, sizeof(secret), &e),
+        ERR_OK);
+    assert_int_equal(strlen(cr.id), 32);
+    assert_true(strlen(secret) >= 40);
+    assert_int_equal(store_credential_get(f->st, cr.id, &got), ERR_OK);
+    assert_string_equal(got.created_by, "alice");
+    /* only the hash is stored, and it is not the secret */
+    assert_null(strstr(got.secret_hash, secret));
+    assert_one_event(f->st, "credential.add", cr.id, "alice");
+
+    assert_int_equal(admin_credential_delete(&c, "f00d", &n, &e),
+                     ERR_NOT_FOUND);
+    assert_string_equal(e.msg, "credential 'f00d' not found");
+    /* no server to tell: no warning */
+    assert_int_equal(admin_credential_delete(&c, cr.id, &n, &e), ERR_OK);
+    assert_string_equal(n.warn, "");
+    assert_false(n.delivered);
+    assert_one_event(f->st, "credential.delete", cr.id, "alice");
+
+    assert_int_equal(admin_agent_delete(&c, "nobody", NULL, &e), ERR_NOT_FOUND);
+    assert_string_equal(e.msg, "agent 'nobody' not found");
+    assert_int_equal(admin_tunnel_delete(&c, "nope", NULL, &e), ERR_NOT_FOUND);
+    assert_string_equal(e.msg, "tunnel 'nope' not found");
+    assert_int_equal(admin_tunnel_set_acl(&c, "nope", "10.0.0.0/33",
+                                          &(struct store_tunnel){0}, NULL, &e),
+                     ERR_INVALID);
+    assert_non_null(strstr(e.msg, "acl: "));
+}
+
+static void test_token_rules(void **state)
+{
+    struct admin_token_req req = {.user = "bob", .expires = "2d"};
+    struct admin_err e;
+    int64_t life = 0;
+
+    (void)state;
+    assert_int_equal(admin_token_check(&req, &life, &e), ERR_OK);
+    assert_int_equal(life, 2 * 86400);
+    req.expires = NULL; /* the default: 30 days */
+    assert_int_equal(admin_token_check(&req, &life, &e), ERR_OK);
+    assert_int_equal(life, 30 * 86400);
+    req.expires = "soon";
+    assert_int_equal(admin_token_check(&req, &life, &e), ERR_INVALID);
+    assert_string_equal(e.msg, "the expiry needs a duration like 30d, 12h, "
+                               "15m or 3600s (at most 10 years)");
+    req.expires = "1h";
+    req.cidrs = "10.0.0.0/99";
+    assert_int_equal(admin_token_check(&req, &life, &e), ERR_INVALID);
+    assert_non_null(strstr(e.msg, "source filter"));
+    req.cidrs = "10.0.0.0/8,::1";
+    req.paths = "api";
+    assert_int_equal(admin_token_check(&req, &life, &e), ERR_INVALID);
+    assert_non_null(strstr(e.msg, "path filter"));
+    req.paths = "/api/v1/assets";
+    assert_int_equal(admin_token_check(&req, &life, &e), ERR_OK);
 }
 
 int main(void)
@@ -246,6 +574,12 @@ int main(void)
         cmocka_unit_test(test_validators),
         cmocka_unit_test_setup_teardown(test_asset_rules_and_sealing, setup,
                                         teardown),
+        cmocka_unit_test(test_descriptor_encode),
+        cmocka_unit_test(test_descriptor_apply),
+        cmocka_unit_test(test_descriptor_tables),
+        cmocka_unit_test(test_descriptor_schema),
+        cmocka_unit_test_setup_teardown(test_credential_rules, setup, teardown),
+        cmocka_unit_test(test_token_rules),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
