@@ -362,6 +362,72 @@ static const struct config_key config_keys[] = {
     CK("tunnel", "udp_flow_seconds", CK_INT, tunnel_udp_flow_seconds, 1, 86400),
 };
 
+/*
+ * Quoted subsections, [KIND "NAME"]: their keys are kept as written for
+ * the module that owns the kind (common knows no modules above it); the
+ * owner checks them when it starts, with the line numbers kept here.
+ */
+static const char *const config_subsection_kinds[] = {"directory"};
+
+/* *kind and *name point into hdr (modified) if it is [KIND "NAME"] with
+ * a known kind and a name of 1-255 characters without quotes. */
+static bool config_subsection(char *hdr, const char **kind, const char **name)
+{
+    char *sp = strchr(hdr, ' '), *q, *end;
+    size_t i;
+
+    if (sp == NULL) {
+        return false;
+    }
+    *sp = '\0';
+    q = sp + 1;
+    while (*q == ' ') {
+        q++;
+    }
+    end = q + strlen(q);
+    if (*q != '"' || end - q < 3 || end[-1] != '"' || end - q > 257 ||
+        memchr(q + 1, '"', (size_t)(end - q - 2)) != NULL) {
+        *sp = ' ';
+        return false;
+    }
+    end[-1] = '\0';
+    for (i = 0; i < CONFIG_NELEM(config_subsection_kinds); i++) {
+        if (strcmp(hdr, config_subsection_kinds[i]) == 0) {
+            *kind = config_subsection_kinds[i];
+            *name = q + 1;
+            return true;
+        }
+    }
+    end[-1] = '"';
+    *sp = ' ';
+    return false;
+}
+
+static int config_subkey_add(struct config *cfg, const char *kind,
+                             const char *name, const char *k, const char *v,
+                             int line)
+{
+    struct config_subkey *n, *e;
+
+    n = realloc(cfg->subkeys, (cfg->nsubkeys + 1) * sizeof(*n));
+    if (n == NULL) {
+        return ERR_NOMEM;
+    }
+    cfg->subkeys = n;
+    e = &n[cfg->nsubkeys];
+    memset(e, 0, sizeof(*e));
+    e->line = line;
+    if ((e->kind = strdup(kind)) == NULL || (e->name = strdup(name)) == NULL ||
+        (e->key = strdup(k)) == NULL || (e->value = strdup(v)) == NULL) {
+        free(e->kind);
+        free(e->name);
+        free(e->key);
+        return ERR_NOMEM;
+    }
+    cfg->nsubkeys++;
+    return ERR_OK;
+}
+
 static char *config_trim(char *s)
 {
     char *e;
@@ -487,7 +553,9 @@ static int config_read(const char *path, const char *text, size_t len,
                        struct config *cfg, char *why, size_t whylen)
 {
     char absdir[PATH_MAX], abspath[PATH_MAX], line[4096], section[64] = "";
+    char subname[256] = "";
     char *slash, *k, *v, *eq, *copy = NULL;
+    const char *subkind = NULL, *sk, *sn;
     FILE *f = NULL;
     int lineno = 0, r = ERR_OK;
     size_t i;
@@ -551,6 +619,22 @@ static int config_read(const char *path, const char *text, size_t len,
         }
         if (*k == '[') {
             v = strchr(k, ']');
+            subkind = NULL;
+            if (v != NULL && v[1] == '\0') {
+                *v = '\0';
+                if (config_subsection(k + 1, &sk, &sn)) {
+                    subkind = sk;
+                    snprintf(subname, sizeof(subname), "%s", sn);
+                    snprintf(section, sizeof(section), "%s", sk);
+                    r = config_subkey_add(cfg, sk, sn, "", "", lineno);
+                    if (r != ERR_OK) {
+                        snprintf(why, whylen, "%s", err_str(r));
+                        goto out;
+                    }
+                    continue;
+                }
+                *v = ']';
+            }
             if (v == NULL || v[1] != '\0' ||
                 (size_t)(v - k) >= sizeof(section)) {
                 snprintf(why, whylen, "%s:%d: bad section header", path,
@@ -570,6 +654,14 @@ static int config_read(const char *path, const char *text, size_t len,
         *eq = '\0';
         v = config_trim(eq + 1);
         k = config_trim(k);
+        if (subkind != NULL) {
+            if ((r = config_subkey_add(cfg, subkind, subname, k, v, lineno)) !=
+                ERR_OK) {
+                snprintf(why, whylen, "%s", err_str(r));
+                goto out;
+            }
+            continue;
+        }
         for (i = 0; i < sizeof(config_keys) / sizeof(config_keys[0]); i++) {
             if (strcmp(config_keys[i].section, section) == 0 &&
                 strcmp(config_keys[i].key, k) == 0) {
@@ -745,5 +837,12 @@ void config_free(struct config *cfg)
     free(cfg->vault_key);
     free(cfg->record_dir);
     free(cfg->tunnel_listen);
+    for (size_t i = 0; i < cfg->nsubkeys; i++) {
+        free(cfg->subkeys[i].kind);
+        free(cfg->subkeys[i].name);
+        free(cfg->subkeys[i].key);
+        free(cfg->subkeys[i].value);
+    }
+    free(cfg->subkeys);
     memset(cfg, 0, sizeof(*cfg));
 }
