@@ -251,6 +251,7 @@ static int dcheck_open(struct dcheck *c, const char *url, const char **stage)
     if ((rc = ldap_connect(c->ld)) != LDAP_SUCCESS) {
         return rc;
     }
+    dcheck_trace(c, "connect", "%s: connected", url);
     if (strncasecmp(url, "ldaps://", 8) == 0) {
         dcheck_trace(c, "tls", "ldaps: TLS established, certificate checked");
     }
@@ -276,7 +277,6 @@ static int dcheck_connect(struct dcheck *c)
     for (size_t i = 0; i < c->d->nurls; i++) {
         rc = dcheck_open(c, c->d->urls[i], &stage);
         if (rc == LDAP_SUCCESS) {
-            dcheck_trace(c, "connect", "%s: connected", c->d->urls[i]);
             return ERR_OK;
         }
         if (c->ld != NULL) {
