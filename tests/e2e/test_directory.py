@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from pclib import (fresh_totp_code, free_port, run, stop_process, uniq,
-                   wait_port)
+from pclib import (Client, fresh_totp_code, free_port, run, stop_process,
+                   uniq, wait_port)
 
 SLAPD = "/usr/sbin/slapd"
 BASE = "dc=contoso,dc=com"
@@ -566,3 +566,44 @@ def test_bad_directory_section_stops_serve(pc):
     assert "'url' needs one or more ldap:// or ldaps:// URLs" in r.err, r
     rc, _, err = pc.cli("directory", "list", check=False)
     assert rc == 1 and "'url' needs" in err
+
+
+def test_lockout_and_failure_delay_apply_to_domain_logins(server_factory,
+                                                          slapd, target):
+    server = server_factory(max_failures=3, lockout_seconds=60,
+                            failure_window_seconds=60, failure_delay_ms=800)
+    server.stop()
+    with open(server.conf, "a") as f:
+        f.write(directory_sections(slapd, ""))
+    # fabrikam.com needs a sealed password this server's vault opens
+    _, out, _ = server.cli("directory", "seal-password", "fabrikam.com",
+                           input=PW["svc"] + "\n")
+    text = server.conf.read_text().replace(
+        "bind_dn = cn=svc,%s\n" % BASE,
+        "bind_dn = cn=svc,%s\n%s\n" % (BASE, out.strip()))
+    server.conf.write_text(text)
+    server.start()
+    server.wait_http()
+    user = "bob@contoso.com"
+    t0 = time.monotonic()
+    status, _ = api_login(server, user, "wrong-1")
+    assert status == 401
+    assert time.monotonic() - t0 >= 0.8, "no failure delay"
+    for i in range(2):
+        status, _ = api_login(server, user, "wrong-%d" % (i + 2))
+        assert status == 401
+    # the right password no longer helps
+    status, data = api_login(server, user, PW["bob"])
+    assert status == 429, data
+    assert data["errors"][0]["code"] == "locked_out"
+    ev = audit_of(server, "login.lock")
+    assert any("password of unknown user" in e["detail"] and user in
+               e["detail"] for e in ev), ev
+    # the SSH side shares the counters
+    r = Client(server.ssh_port).ssh("%s#x" % user, "true",
+                                    password=PW["bob"], methods="password")
+    assert r.rc == 255, r
+    row = server.wait_session(
+        lambda row: row.get("user") == user and "locked out" in row["result"],
+        20, "a locked-out row")
+    assert row["result"].startswith("denied: locked out"), row
