@@ -26,6 +26,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
+#include "common/util.h"
 #include "common/vault.h"
 
 /* --- escaping ------------------------------------------------------- */
@@ -658,6 +659,44 @@ out:
     return res->status;
 }
 
+int directory_lookup(const struct directory_conf *d, const char *svc_password,
+                     const char *user, struct directory_result *res,
+                     directory_trace_fn trace, void *arg)
+{
+    struct dcheck c = {.d = d, .res = res, .trace = trace, .arg = arg};
+    int rc;
+
+    memset(res, 0, sizeof(*res));
+    if (user == NULL || !directory_user_ok(user)) {
+        return dcheck_fail(&c, ERR_INVALID, "invalid user name");
+    }
+    if (d->bind_dn == NULL) {
+        return dcheck_fail(&c, ERR_DENIED,
+                           "directory %s has no service account (bind_dn) "
+                           "to check key logins",
+                           d->name);
+    }
+    if ((res->groups = calloc(DIRECTORY_GROUPS_MAX, sizeof(*res->groups))) ==
+        NULL) {
+        return dcheck_fail(&c, ERR_NOMEM, "out of memory");
+    }
+    if (dcheck_connect(&c) != ERR_OK) {
+        goto out;
+    }
+    if ((rc = dcheck_bind(&c, d->bind_dn, svc_password)) != LDAP_SUCCESS) {
+        (void)dcheck_ldap_fail(&c, "service account bind", rc);
+        goto out;
+    }
+    dcheck_trace(&c, "bind", "service account %s: ok", d->bind_dn);
+    if (dcheck_entry(&c, user) != ERR_OK || dcheck_groups(&c) != ERR_OK) {
+        goto out;
+    }
+    (void)dcheck_map(&c);
+out:
+    dcheck_close(&c);
+    return res->status;
+}
+
 /* --- the service ------------------------------------------------------ */
 
 struct djob {
@@ -670,15 +709,27 @@ struct djob {
     uint64_t tag;
     uint64_t timer; /* the deadline; 0 once gone */
     bool running;
+    bool lookup; /* a key login's directory_lookup, no password */
     char user[DIRECTORY_USER_MAX + 1];
     char *password; /* sodium_malloc'd, wiped */
     struct directory_result res;
+};
+
+/* Users the directory confirmed lately, for key logins: a small ring,
+ * the oldest entry overwritten. */
+#define DIRECTORY_CACHE_SLOTS 256
+
+struct dcache {
+    char user[DIRECTORY_USER_MAX + 1];
+    int64_t until_ms; /* util_mono_ms(); 0: empty */
 };
 
 struct dslot {
     unsigned running, waiting;
     struct djob *head, *tail;
     char *svc_password; /* opened bind_password_sealed, sodium_malloc'd */
+    struct dcache cache[DIRECTORY_CACHE_SLOTS];
+    unsigned cache_next;
 };
 
 struct directory_service {
@@ -872,11 +923,58 @@ static void djob_work(void *arg)
     struct djob *j = arg;
     struct directory_service *s = j->s;
 
-    (void)directory_check(&s->dirs[j->dir], s->slots[j->dir].svc_password,
-                          j->user, j->password, &j->res, NULL, NULL);
+    if (j->lookup) {
+        (void)directory_lookup(&s->dirs[j->dir], s->slots[j->dir].svc_password,
+                               j->user, &j->res, NULL, NULL);
+    } else {
+        (void)directory_check(&s->dirs[j->dir], s->slots[j->dir].svc_password,
+                              j->user, j->password, &j->res, NULL, NULL);
+    }
 }
 
 static void dslot_start(struct directory_service *s, size_t dir);
+
+static struct dcache *dslot_cached(struct dslot *sl, const char *user)
+{
+    for (unsigned i = 0; i < DIRECTORY_CACHE_SLOTS; i++) {
+        if (sl->cache[i].until_ms != 0 &&
+            strcasecmp(sl->cache[i].user, user) == 0) {
+            return &sl->cache[i];
+        }
+    }
+    return NULL;
+}
+
+static void dslot_remember(struct directory_service *s, size_t dir,
+                           const char *user)
+{
+    struct dslot *sl = &s->slots[dir];
+    struct dcache *e = dslot_cached(sl, user);
+    int secs = s->dirs[dir].key_cache_seconds;
+
+    if (secs == 0) {
+        return;
+    }
+    if (e == NULL) {
+        e = &sl->cache[sl->cache_next];
+        sl->cache_next = (sl->cache_next + 1) % DIRECTORY_CACHE_SLOTS;
+        snprintf(e->user, sizeof(e->user), "%s", user);
+    }
+    e->until_ms = util_mono_ms() + (int64_t)secs * 1000;
+}
+
+bool directory_service_cached(const struct directory_service *s,
+                              const char *domain, const char *user)
+{
+    const struct directory_conf *d = directory_service_find(s, domain);
+    struct dcache *e;
+
+    if (d == NULL) {
+        return false;
+    }
+    e = dslot_cached(&s->slots[d - s->dirs], user);
+    return e != NULL && e->until_ms > util_mono_ms();
+}
 
 /* Answers j once (done is cleared), unless forgotten. */
 static void djob_answer(struct djob *j, const struct directory_result *res)
@@ -908,6 +1006,9 @@ static void djob_after(struct loop *l, void *arg)
     }
     s->running_total--;
     s->slots[dir].running--;
+    if (!s->dying && j->res.status == ERR_OK) {
+        dslot_remember(s, dir, j->user);
+    }
     if (!s->dying) {
         djob_answer(j, &j->res);
     }
@@ -990,9 +1091,27 @@ static void djob_on_deadline(struct loop *l, void *arg)
     }
 }
 
+static int directory_submit(struct directory_service *s, const char *domain,
+                            const char *user, const char *password, bool lookup,
+                            directory_done_fn done, void *ctx, uint64_t tag);
+
 int directory_login_async(struct directory_service *s, const char *domain,
                           const char *user, const char *password,
                           directory_done_fn done, void *ctx, uint64_t tag)
+{
+    return directory_submit(s, domain, user, password, false, done, ctx, tag);
+}
+
+int directory_lookup_async(struct directory_service *s, const char *domain,
+                           const char *user, directory_done_fn done, void *ctx,
+                           uint64_t tag)
+{
+    return directory_submit(s, domain, user, "", true, done, ctx, tag);
+}
+
+static int directory_submit(struct directory_service *s, const char *domain,
+                            const char *user, const char *password, bool lookup,
+                            directory_done_fn done, void *ctx, uint64_t tag)
 {
     const struct directory_conf *d = directory_service_find(s, domain);
     struct djob *j;
@@ -1013,6 +1132,7 @@ int directory_login_async(struct directory_service *s, const char *domain,
     }
     j->s = s;
     j->dir = dir;
+    j->lookup = lookup;
     j->done = done;
     j->ctx = ctx;
     j->tag = tag;

@@ -94,6 +94,16 @@ int directory_check(const struct directory_conf *d, const char *svc_password,
                     struct directory_result *res, directory_trace_fn trace,
                     void *arg);
 
+/*
+ * For a key login (no password): does the directory still know user?
+ * Binds as the service account (bind_dn; ERR_DENIED without one), reads
+ * the entry through user_filter (ERR_NOT_FOUND: deleted or disabled) and
+ * the groups, as directory_check does.
+ */
+int directory_lookup(const struct directory_conf *d, const char *svc_password,
+                     const char *user, struct directory_result *res,
+                     directory_trace_fn trace, void *arg);
+
 /* --- the service, in the loop's thread --- */
 
 struct loop;
@@ -127,6 +137,14 @@ typedef void (*directory_done_fn)(void *ctx, uint64_t tag,
 int directory_login_async(struct directory_service *s, const char *domain,
                           const char *user, const char *password,
                           directory_done_fn done, void *ctx, uint64_t tag);
+/* As directory_login_async, for a key login: directory_lookup. */
+int directory_lookup_async(struct directory_service *s, const char *domain,
+                           const char *user, directory_done_fn done, void *ctx,
+                           uint64_t tag);
+/* A successful check or lookup of user@domain within the directory's
+ * key_cache_seconds: a key login need not ask again. */
+bool directory_service_cached(const struct directory_service *s,
+                              const char *domain, const char *user);
 /* Drops every request made with ctx (done will not run for them). */
 void directory_service_forget(struct directory_service *s, const void *ctx);
 /* Checks waiting and running now (tests, metrics). */

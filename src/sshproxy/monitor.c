@@ -722,12 +722,11 @@ static void monitor_password_start(struct monitor *m, struct mchild *c,
     }
 }
 
-/* directory_done_fn: the directory answered for child `serial` (or its
- * deadline did); the child may be gone. */
-static void monitor_on_directory(void *ctx, uint64_t serial,
-                                 const struct directory_result *res)
+/* The directory answered for child `serial` (or its deadline did); the
+ * child may be gone. key: a key login's lookup, no password checked. */
+static void monitor_directory_done(struct monitor *m, uint64_t serial,
+                                   const struct directory_result *res, bool key)
 {
-    struct monitor *m = ctx;
     struct mchild *c = monitor_child_by_serial(m, serial);
     struct store_user u;
     char why[256], detail[1024];
@@ -738,14 +737,16 @@ static void monitor_on_directory(void *ctx, uint64_t serial,
     c->auth_pending = false;
     buf_reset(m->rep);
     memset(&u, 0, sizeof(u));
-    if (res->status == ERR_AUTH) {
+    if (res->status == ERR_AUTH && !key) {
         monitor_count_failure(m, c, LOCKOUT_PASSWORD);
     }
     if (res->status != ERR_OK) {
         monitor_auth_reply(m, c, MP_AUTH_FAIL, res->why);
         return;
     }
-    monitor_factor_ok(m, c, LOCKOUT_PASSWORD);
+    if (!key) {
+        monitor_factor_ok(m, c, LOCKOUT_PASSWORD);
+    }
     if (directory_provision(m->store, c->login.principal, res, &u, why,
                             sizeof(why), detail, sizeof(detail)) != ERR_OK) {
         monitor_auth_reply(m, c, MP_AUTH_FAIL, why);
@@ -754,6 +755,55 @@ static void monitor_on_directory(void *ctx, uint64_t serial,
         monitor_second_factor(m, c, &u);
     }
     sodium_memzero(&u, sizeof(u));
+}
+
+/* directory_done_fn of a password login */
+static void monitor_on_directory(void *ctx, uint64_t serial,
+                                 const struct directory_result *res)
+{
+    monitor_directory_done(ctx, serial, res, false);
+}
+
+/* directory_done_fn of a key login */
+static void monitor_on_directory_key(void *ctx, uint64_t serial,
+                                     const struct directory_result *res)
+{
+    monitor_directory_done(ctx, serial, res, true);
+}
+
+/* A key login of a user "user@DOMAIN" whose DOMAIN has a directory: the
+ * key counts only while the directory still knows the user, asked with
+ * its service account unless a check within key_cache_seconds said so
+ * (auth/directory.h). False: no directory to ask, go on. */
+static bool monitor_directory_key(struct monitor *m, struct mchild *c)
+{
+    struct directory_service *dirs = directory_service_shared();
+    const struct directory_conf *d;
+    char why[LOGIN_DOMAIN_MAX + 128];
+    int r;
+
+    if (c->login.domain[0] == '\0' ||
+        (d = directory_service_find(dirs, c->login.domain)) == NULL ||
+        directory_service_cached(dirs, c->login.domain, c->login.username)) {
+        return false;
+    }
+    if (d->bind_dn == NULL) {
+        snprintf(why, sizeof(why),
+                 "directory %s cannot check key logins (no bind_dn); log in "
+                 "with the password",
+                 d->name);
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, why);
+        return true;
+    }
+    r = directory_lookup_async(dirs, c->login.domain, c->login.username,
+                               monitor_on_directory_key, m, c->serial);
+    if (r == ERR_OK) {
+        c->auth_pending = true;
+    } else {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL,
+                           r == ERR_DENIED ? "server busy" : "internal error");
+    }
+    return true;
 }
 
 /* A login "user@DOMAIN": checked by DOMAIN's directory (auth/directory.h)
@@ -995,6 +1045,9 @@ static int monitor_auth_pubkey(struct monitor *m, struct mchild *c,
     }
     if (u.disabled) {
         monitor_auth_reply(m, c, MP_AUTH_FAIL, "user disabled");
+        goto out;
+    }
+    if (monitor_directory_key(m, c)) {
         goto out;
     }
     monitor_second_factor(m, c, &u);

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from pclib import (Client, fresh_totp_code, free_port, run, stop_process,
-                   uniq, wait_port)
+from pclib import (Client, fresh_totp_code, free_port, keygen, run,
+                   stop_process, uniq, wait_port)
 
 SLAPD = "/usr/sbin/slapd"
 BASE = "dc=contoso,dc=com"
@@ -180,6 +180,7 @@ map_group = devs -> dir-devs
 timeout_seconds = 3
 connect_timeout_seconds = 2
 max_concurrent_binds = 2
+key_cache_seconds = 2
 
 [directory "fabrikam.com"]
 url = ldaps://127.0.0.1:{tls_port}
@@ -187,8 +188,10 @@ ca_file = {ca}
 bind_dn = cn=svc,{base}
 {sealed}
 base_dn = ou=people,{base}
+user_filter = (&(objectClass=inetOrgPerson)(uid={{user}})(!(description=disabled)))
 group_base_dn = ou=groups,{base}
 map_by_name = true
+key_cache_seconds = 2
 """.format(dead=dead, port=slapd.port, tls_port=slapd.tls_port,
            ca=slapd.dir / "ca.pem", base=BASE, sealed=sealed)
 
@@ -607,3 +610,53 @@ def test_lockout_and_failure_delay_apply_to_domain_logins(server_factory,
         lambda row: row.get("user") == user and "locked out" in row["result"],
         20, "a locked-out row")
     assert row["result"].startswith("denied: locked out"), row
+
+
+def test_keys_of_domain_users_work_while_the_directory_knows_them(
+        dproxy, slapd, ssh_client, ops_asset, tmp_path):
+    # fabrikam.com has a service account: it is asked at each key login
+    user = "dave@fabrikam.com"
+    status, _ = api_login(dproxy, user, PW["dave"])
+    assert status == 200
+    dproxy.allow(user, ops_asset)
+    key = keygen(tmp_path / "dave")
+    dproxy.key_add(user, str(key) + ".pub")
+    r = ssh_client.ssh("%s#%s" % (user, ops_asset), "echo login-ok", key=key,
+                       methods="publickey")
+    assert r.rc == 0 and "login-ok" in r.out, r
+    slapd.modify("dn: %s\nchangetype: modify\nadd: description\n"
+                 "description: disabled\n" % user_dn("dave"))
+    try:
+        time.sleep(2.5)  # key_cache_seconds = 2
+        seen = row_ids(dproxy)
+        r = ssh_client.ssh("%s#%s" % (user, ops_asset), "echo login-ok",
+                           key=key, methods="publickey")
+        assert r.rc == 255 and "login-ok" not in r.out, r
+        row = new_row(dproxy, user, seen)
+        assert row["result"] == ("denied: user dave not found or disabled "
+                                 "in directory fabrikam.com"), row
+    finally:
+        slapd.modify("dn: %s\nchangetype: modify\ndelete: description\n"
+                     % user_dn("dave"))
+    time.sleep(2.5)
+    r = ssh_client.ssh("%s#%s" % (user, ops_asset), "echo login-ok", key=key,
+                       methods="publickey")
+    assert r.rc == 0, r
+
+    # contoso.com has none: a key works only within key_cache_seconds of a
+    # password login
+    user = "alice@contoso.com"
+    key = keygen(tmp_path / "alice")
+    status, _ = api_login(dproxy, user, PW["alice"])
+    assert status == 200
+    dproxy.key_add(user, str(key) + ".pub")
+    r = ssh_client.ssh("%s#%s" % (user, ops_asset), "echo login-ok", key=key,
+                       methods="publickey")
+    assert r.rc == 0, r
+    time.sleep(2.5)
+    seen = row_ids(dproxy)
+    r = ssh_client.ssh("%s#%s" % (user, ops_asset), "echo login-ok", key=key,
+                       methods="publickey")
+    assert r.rc == 255, r
+    row = new_row(dproxy, user, seen)
+    assert "cannot check key logins" in row["result"], row
