@@ -907,6 +907,12 @@ directory_service_find(const struct directory_service *s, const char *domain)
     return s != NULL ? directory_conf_find(s->dirs, s->ndirs, domain) : NULL;
 }
 
+const struct directory_conf *
+directory_service_nth(const struct directory_service *s, size_t i)
+{
+    return s != NULL && i < s->ndirs ? &s->dirs[i] : NULL;
+}
+
 void directory_service_load(const struct directory_service *s,
                             unsigned *running, unsigned *waiting)
 {

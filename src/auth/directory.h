@@ -126,6 +126,9 @@ size_t directory_service_count(const struct directory_service *s);
 unsigned directory_service_workers(const struct directory_service *s);
 const struct directory_conf *
 directory_service_find(const struct directory_service *s, const char *domain);
+/* The i-th directory, i < directory_service_count(s). */
+const struct directory_conf *
+directory_service_nth(const struct directory_service *s, size_t i);
 
 /* done(ctx, tag, res) runs later in the loop's thread, exactly once per
  * accepted request unless forgotten; res is valid during the call only. */

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include <jansson.h>
 #include <sodium.h>
 
 #include "common/config.h"
@@ -488,4 +489,36 @@ const struct directory_conf *directory_conf_find(const struct directory_conf *d,
         }
     }
     return NULL;
+}
+
+json_t *directory_conf_json(const struct directory_conf *d)
+{
+    static const char *const nested[] = {
+        [DIRECTORY_NESTED_OFF] = "off",
+        [DIRECTORY_NESTED_IN_CHAIN] = "in_chain",
+        [DIRECTORY_NESTED_RECURSIVE] = "recursive",
+    };
+    json_t *urls = json_array(), *maps = json_array();
+
+    for (size_t i = 0; i < d->nurls; i++) {
+        json_array_append_new(urls, json_string(d->urls[i]));
+    }
+    for (size_t i = 0; i < d->nmaps; i++) {
+        json_array_append_new(maps,
+                              json_pack("{s:s, s:s}", "from", d->maps[i].from,
+                                        "to", d->maps[i].to));
+    }
+    return json_pack(
+        "{s:s, s:o, s:b, s:s?, s:s?, s:s?, s:b, s:s, s:s, s:s, s:s, s:s?, "
+        "s:s, s:s, s:o, s:b, s:i, s:i, s:i, s:i}",
+        "domain", d->name, "urls", urls, "starttls", d->starttls, "ca_file",
+        d->ca_file, "bind", d->bind, "bind_dn", d->bind_dn,
+        "bind_password_sealed", d->bind_password_sealed != NULL, "base_dn",
+        d->base_dn, "user_filter", d->user_filter, "group_base_dn",
+        d->group_base_dn, "group_filter", d->group_filter, "group_attribute",
+        d->group_attribute, "group_name_attribute", d->group_name_attribute,
+        "nested_groups", nested[d->nested], "map_group", maps, "map_by_name",
+        d->map_by_name, "connect_timeout_seconds", d->connect_timeout_seconds,
+        "timeout_seconds", d->timeout_seconds, "max_concurrent_binds",
+        d->max_concurrent_binds, "key_cache_seconds", d->key_cache_seconds);
 }

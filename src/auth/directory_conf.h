@@ -76,6 +76,10 @@ struct directory_conf {
 int directory_conf_parse(const struct config *cfg, struct directory_conf **out,
                          size_t *n, char *why, size_t whylen);
 void directory_conf_free(struct directory_conf *d, size_t n);
+/* The JSON form of d for `directory list --json` and the API: every
+ * setting but the sealed password (only whether there is one). */
+struct json_t;
+struct json_t *directory_conf_json(const struct directory_conf *d);
 /* The directory for domain (case ignored), or NULL. */
 const struct directory_conf *directory_conf_find(const struct directory_conf *d,
                                                  size_t n, const char *domain);

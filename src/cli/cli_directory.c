@@ -64,7 +64,6 @@ static int dir_list_run(struct cli_ctx *ctx, int argc, char **argv)
     t = cli_table_new(5, "DOMAIN", "URL", "STARTTLS", "BIND", "GROUP MAPPING");
     for (size_t i = 0; i < n; i++) {
         const struct directory_conf *d = &dirs[i];
-        json_t *ju = json_array(), *jm = json_array();
 
         urls[0] = maps[0] = '\0';
         for (size_t j = 0; j < d->nurls; j++) {
@@ -72,16 +71,12 @@ static int dir_list_run(struct cli_ctx *ctx, int argc, char **argv)
 
             snprintf(urls + u, sizeof(urls) - u, "%s%s", j ? " " : "",
                      d->urls[j]);
-            json_array_append_new(ju, json_string(d->urls[j]));
         }
         for (size_t j = 0; j < d->nmaps; j++) {
             size_t u = strlen(maps);
 
             snprintf(maps + u, sizeof(maps) - u, "%s%s -> %s", j ? ", " : "",
                      d->maps[j].from, d->maps[j].to);
-            json_array_append_new(jm, json_pack("{s:s, s:s}", "from",
-                                                d->maps[j].from, "to",
-                                                d->maps[j].to));
         }
         if (d->map_by_name) {
             size_t u = strlen(maps);
@@ -90,13 +85,7 @@ static int dir_list_run(struct cli_ctx *ctx, int argc, char **argv)
         }
         cli_table_add(t, d->name, urls, d->starttls ? "yes" : "no",
                       d->bind != NULL ? d->bind : "search as bind_dn", maps);
-        cli_json_append(
-            &arr,
-            json_pack("{s:s, s:o, s:b, s:s?, s:s?, s:s, s:o, s:b, s:i}",
-                      "domain", d->name, "urls", ju, "starttls", d->starttls,
-                      "bind", d->bind, "bind_dn", d->bind_dn, "base_dn",
-                      d->base_dn, "map_group", jm, "map_by_name",
-                      d->map_by_name, "timeout_seconds", d->timeout_seconds));
+        cli_json_append(&arr, directory_conf_json(d));
     }
     directory_conf_free(dirs, n);
     if (json) {

@@ -505,6 +505,35 @@ int http_h_login(struct http_req *req)
     return 0;
 }
 
+/*
+ * GET /api/v1/directories: the [directory "DOMAIN"] sections serve runs
+ * with (read only; the config file is where they change), each mapping
+ * target saying whether that Portcullis group exists.
+ */
+int http_h_directories_list(struct http_req *req)
+{
+    struct directory_service *dirs = directory_service_shared();
+    const struct directory_conf *d;
+    struct store_group g;
+    json_t *arr = json_array(), *o, *maps, *m;
+    size_t i, j;
+
+    for (i = 0; i < directory_service_count(dirs); i++) {
+        d = directory_service_nth(dirs, i);
+        o = directory_conf_json(d);
+        maps = o != NULL ? json_object_get(o, "map_group") : NULL;
+        for (j = 0; maps != NULL && j < json_array_size(maps); j++) {
+            m = json_array_get(maps, j);
+            json_object_set_new(
+                m, "group_exists",
+                json_boolean(store_group_get(req->h->store, d->maps[j].to,
+                                             &g) == ERR_OK));
+        }
+        json_array_append_new(arr, o);
+    }
+    return http_list(req, arr);
+}
+
 int http_h_logout(struct http_req *req)
 {
     int r;

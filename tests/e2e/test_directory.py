@@ -660,3 +660,34 @@ def test_keys_of_domain_users_work_while_the_directory_knows_them(
     assert r.rc == 255, r
     row = new_row(dproxy, user, seen)
     assert "cannot check key logins" in row["result"], row
+
+
+def test_api_lists_directories_read_only(dproxy):
+    conn = http.client.HTTPConnection("127.0.0.1", dproxy.http_port,
+                                      timeout=60)
+    status, data = api_login(dproxy, dproxy.admin_user,
+                             dproxy.admin_password)
+    assert status == 200, data
+    conn.request("GET", "/api/v1/directories",
+                 headers={"Authorization": "Bearer " + data["token"]})
+    r = conn.getresponse()
+    body = r.read()
+    conn.close()
+    assert r.status == 200, body
+    dirs = {d["domain"]: d for d in json.loads(body)["data"]}
+    assert set(dirs) == {"contoso.com", "fabrikam.com"}
+    c = dirs["contoso.com"]
+    assert c["starttls"] is True and c["nested_groups"] == "recursive"
+    assert {"from": "ops", "to": "dir-ops", "group_exists": True} in \
+        c["map_group"]
+    f = dirs["fabrikam.com"]
+    assert f["bind_password_sealed"] is True and f["map_by_name"] is True
+    assert PW["svc"].encode() not in body
+    # and nobody else may read them
+    conn = http.client.HTTPConnection("127.0.0.1", dproxy.http_port,
+                                      timeout=60)
+    conn.request("GET", "/api/v1/directories")
+    r = conn.getresponse()
+    r.read()
+    conn.close()
+    assert r.status == 401
