@@ -607,6 +607,13 @@ int directory_check(const struct directory_conf *d, const char *svc_password,
         }
         dcheck_trace(&c, "bind", "service account %s: ok", d->bind_dn);
         if (dcheck_entry(&c, user) != ERR_OK) {
+            /* No password was checked: an unknown (or disabled) user must
+             * look like a wrong password, or anyone could list users. */
+            if (res->status == ERR_NOT_FOUND) {
+                res->status = ERR_AUTH;
+                snprintf(res->why, sizeof(res->why),
+                         "wrong user name or password");
+            }
             goto out;
         }
     }

@@ -166,11 +166,11 @@ struct store_user;
 
 /*
  * After a successful check: creates the local user principal
- * ("alice@contoso.com") if new, and sets the user's groups to exactly the
- * mapped groups that exist (a domain user's group memberships belong to
- * the directory; groups added by hand go at the next login). Refuses a
- * user disabled locally. Fills *u; detail (for the audit) says what
- * changed. ERR_OK, or an error with why.
+ * ("alice@contoso.com", lowercased) if new, and sets the user's groups to
+ * exactly the mapped groups that exist (a domain user's group memberships
+ * belong to the directory; groups added by hand go at the next login). Refuses
+ * a user disabled locally. Fills *u; detail (for the audit) says what changed.
+ * ERR_OK, or an error with why.
  */
 int directory_provision(struct store *st, const char *principal,
                         const struct directory_result *res,

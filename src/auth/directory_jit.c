@@ -11,6 +11,7 @@
  */
 #include "auth/directory.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,11 +41,23 @@ int directory_provision(struct store *st, const char *principal,
 {
     struct store_group *cur = NULL, *want = NULL, g;
     struct admin_err e;
+    char lc[STORE_NAME_MAX + 1];
     size_t ncur = 0, nwant = 0, i, j;
     bool keep;
     int r;
 
     memset(&e, 0, sizeof(e));
+    /* Directories compare names without case: one local user per
+     * directory user, however the login spells it. */
+    if (strlen(principal) >= sizeof(lc)) {
+        snprintf(why, whylen, "user name too long");
+        return ERR_TOO_LONG;
+    }
+    for (i = 0; principal[i] != '\0'; i++) {
+        lc[i] = (char)tolower((unsigned char)principal[i]);
+    }
+    lc[i] = '\0';
+    principal = lc;
     detail[0] = '\0';
     snprintf(detail, detlen, "directory entry %s", res->dn);
     if (res->display_name[0] != '\0' || res->mail[0] != '\0') {

@@ -691,3 +691,34 @@ def test_api_lists_directories_read_only(dproxy):
     r.read()
     conn.close()
     assert r.status == 401
+
+
+def test_search_then_bind_does_not_tell_unknown_users_apart(dproxy):
+    """fabrikam.com finds users with its service account before any
+    password is checked: an unknown or disabled user must be answered as
+    a wrong password (and count as one), or anyone could list users."""
+    for name, pw in (("ghost", "whatever"), ("carol", PW["carol"]),
+                     ("alice", "wrong")):
+        status, data = api_login(dproxy, name + "@fabrikam.com", pw)
+        assert status == 401, (name, data)
+        assert data["errors"][0]["code"] == "login_failed"
+        assert "not found" not in detail_of(data)
+    rc, out, err = dproxy.cli("directory", "test", "fabrikam.com", "--user",
+                              "ghost", input="whatever\n", check=False)
+    assert rc == 1
+    assert err.strip() == "portcullis: wrong user name or password", err
+    assert "no entry (unknown, or disabled by the filter)" in out
+
+
+def test_one_local_user_however_the_login_spells_it(dproxy, ssh_client,
+                                                    ops_asset):
+    r = ssh_client.ssh("ALICE@Contoso.COM#%s" % ops_asset, "echo login-ok",
+                       password=PW["alice"])
+    assert r.rc == 0 and "login-ok" in r.out, r
+    status, data = api_login(dproxy, "Alice@contoso.com", PW["alice"])
+    assert status == 200, data
+    assert data["user"]["name"] == "alice@contoso.com"
+    _, out, _ = dproxy.cli("user", "list", "--json")
+    names = [u["name"] for u in json.loads(out)]
+    assert [n for n in names if n.lower() == "alice@contoso.com"] == \
+        ["alice@contoso.com"], names
