@@ -789,14 +789,24 @@ struct directory_service *directory_service_new(struct loop *l,
     uint8_t *plain = NULL;
     size_t plen = 0;
 
-    if (s == NULL) {
+    /* sodium_malloc (the passwords' copies) needs it; idempotent */
+    if (s == NULL || sodium_init() < 0) {
         snprintf(why, whylen, "out of memory");
+        free(s);
         return NULL;
     }
     s->loop = l;
     if (directory_conf_parse(cfg, &s->dirs, &s->ndirs, why, whylen) != ERR_OK) {
         free(s);
         return NULL;
+    }
+    if (s->ndirs > 0) {
+        int version = 0;
+
+        /* libldap initialises its globals (and reads ldap.conf) on first
+         * use, unlocked: make that happen here, in the loop's thread,
+         * before any worker thread calls it. */
+        (void)ldap_get_option(NULL, LDAP_OPT_PROTOCOL_VERSION, &version);
     }
     if (s->ndirs > 0 &&
         (s->slots = calloc(s->ndirs, sizeof(*s->slots))) == NULL) {

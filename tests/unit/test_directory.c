@@ -4,8 +4,12 @@
  * cases, a buffer too small), the template substitution, the
  * [directory "DOMAIN"] sections as config.c keeps them and
  * directory_conf_parse() checks them (defaults, mapping, every kind of
- * mistake with its line), and that an empty password never reaches the
- * network (no connect step is tried).
+ * mistake with its line), that an empty password never reaches the
+ * network (no connect step is tried), and the service: at most
+ * max_concurrent_binds checks run, 8 times as many wait, more are refused
+ * at once, and every accepted one is answered by timeout_seconds even by
+ * a server that accepts connections and never answers (a listening socket
+ * nobody accepts from), exactly once; a forgotten one never.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,12 +18,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 
 #include "auth/directory.h"
 #include "common/config.h"
 #include "common/err.h"
+#include "common/loop.h"
 
 static void test_filter_escape(void **state)
 {
@@ -315,6 +325,134 @@ static void test_empty_password_never_binds(void **state)
     directory_conf_free(d, n);
 }
 
+/* A TCP listener on loopback that never accepts: the kernel completes
+ * connections into its backlog, and nothing ever answers. */
+static int blackhole(int *port)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 64), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+struct svc_fx {
+    struct loop *l;
+    int results[32];
+    char why[32][256];
+    int done, want;
+};
+
+static void svc_done(void *ctx, uint64_t tag,
+                     const struct directory_result *res)
+{
+    struct svc_fx *fx = ctx;
+
+    assert_true(tag < 32);
+    assert_int_equal(fx->results[tag], -1); /* exactly once */
+    fx->results[tag] = res->status;
+    snprintf(fx->why[tag], sizeof(fx->why[tag]), "%s", res->why);
+    if (++fx->done == fx->want) {
+        loop_stop(fx->l);
+    }
+}
+
+static void svc_stop(struct loop *l, void *arg)
+{
+    (void)arg;
+    loop_stop(l);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void test_service_cap_queue_deadline(void **state)
+{
+    struct directory_service *s;
+    struct svc_fx fx, other;
+    struct config cfg;
+    unsigned running = 0, waiting = 0;
+    char text[512], why[256];
+    int port, lfd, i, r;
+    double t0, took;
+
+    (void)state;
+    memset(&fx, 0, sizeof(fx));
+    memset(&other, 0, sizeof(other));
+    for (i = 0; i < 32; i++) {
+        fx.results[i] = other.results[i] = -1;
+    }
+    lfd = blackhole(&port);
+    snprintf(text, sizeof(text),
+             "[directory \"c.com\"]\nurl = ldap://127.0.0.1:%d\n"
+             "base_dn = dc=c\nbind = uid={user},dc=c\ntimeout_seconds = 1\n"
+             "connect_timeout_seconds = 1\nmax_concurrent_binds = 1\n",
+             port);
+    assert_int_equal(config_parse_text(text, strlen(text),
+                                       "/etc/portcullis.conf", &cfg, why,
+                                       sizeof(why)),
+                     ERR_OK);
+    assert_non_null(fx.l = loop_new());
+    other.l = fx.l;
+    assert_non_null(
+        s = directory_service_new(fx.l, &cfg, NULL, why, sizeof(why)));
+    config_free(&cfg);
+    assert_int_equal(directory_service_count(s), 1);
+    assert_int_equal(directory_service_workers(s), 1);
+    assert_int_equal(
+        directory_login_async(s, "nowhere.org", "a", "pw", svc_done, &fx, 0),
+        ERR_NOT_FOUND);
+    /* 1 running + 8 waiting accepted, the 10th refused at once */
+    for (i = 0; i < 10; i++) {
+        r = directory_login_async(s, "C.com", "alice", "pw", svc_done, &fx,
+                                  (uint64_t)i);
+        assert_int_equal(r, i < 9 ? ERR_OK : ERR_DENIED);
+    }
+    /* one more from another owner, forgotten: never answered */
+    directory_service_load(s, &running, &waiting);
+    assert_int_equal(running, 1);
+    assert_int_equal(waiting, 8);
+    fx.want = 9;
+    t0 = now_s();
+    assert_int_equal(loop_run(fx.l), ERR_OK);
+    took = now_s() - t0;
+    assert_int_equal(fx.done, 9);
+    for (i = 0; i < 9; i++) {
+        assert_true(fx.results[i] == ERR_TIMEOUT ||
+                    fx.results[i] == ERR_CONNECT);
+        assert_non_null(strstr(fx.why[i], "directory c.com unreachable"));
+    }
+    assert_int_equal(fx.results[9], -1);
+    /* every one within the deadline (1 s), not one after another */
+    assert_true(took < 1.9);
+    /* forget: a request whose owner goes is never answered, not even by
+     * its deadline */
+    assert_int_equal(
+        directory_login_async(s, "c.com", "bob", "pw", svc_done, &other, 0),
+        ERR_OK);
+    directory_service_forget(s, &other);
+    assert_true(loop_add_timer(fx.l, 1500, svc_stop, fx.l) != 0);
+    assert_int_equal(loop_run(fx.l), ERR_OK);
+    assert_int_equal(other.results[0], -1);
+    directory_service_free(s); /* running checks finish, then it goes */
+    loop_free(fx.l);
+    assert_int_equal(other.results[0], -1);
+    close(lfd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -325,6 +463,7 @@ int main(void)
         cmocka_unit_test(test_conf_errors),
         cmocka_unit_test(test_config_subsections),
         cmocka_unit_test(test_empty_password_never_binds),
+        cmocka_unit_test(test_service_cap_queue_deadline),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
