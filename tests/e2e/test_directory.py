@@ -722,3 +722,28 @@ def test_one_local_user_however_the_login_spells_it(dproxy, ssh_client,
     names = [u["name"] for u in json.loads(out)]
     assert [n for n in names if n.lower() == "alice@contoso.com"] == \
         ["alice@contoso.com"], names
+
+
+def test_web_ui_domain_login_and_directories_page(dproxy, tmp_path):
+    from test_web import CHROMIUM, WEB, web_ui as _build  # noqa: F401
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail("%s is missing: `./dev deps` installs chromium" %
+                    CHROMIUM)
+    getattr(_build, "__wrapped__", _build)()  # web/dist, built if stale
+    cfg = {"url": "http://127.0.0.1:%d" % dproxy.http_port,
+           "domain_user": "bob@contoso.com", "domain_password": PW["bob"],
+           "wrong_password": "wrong", "admin_user": dproxy.admin_user,
+           "admin_password": dproxy.admin_password,
+           "screenshots": os.environ.get("PORTCULLIS_SCREENSHOTS")}
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    r = run(["node", "e2e/directory.mjs", path], cwd=WEB, timeout=200)
+    assert r.rc == 0, r
+    res = json.loads(r.out.strip().splitlines()[-1])
+    assert res["wrong"], res
+    assert res["signed_in"] is True, res
+    assert sorted(res["domains"]) == ["contoso.com", "fabrikam.com"], res
+    assert any("ops" in row and "dir-ops" in row and "yes" in row
+               for row in res["mapping"]), res
+    ev = audit_of(dproxy, "login.ok")
+    assert any(e["actor"] == "bob@contoso.com" for e in ev)
