@@ -484,6 +484,9 @@ def test_user_name_with_filter_characters(dproxy, ssh_client, ops_asset):
         rc, _, _ = dproxy.cli("user", "show", name + "@contoso.com",
                               check=False)
         assert rc == 1, name
+    # each refusal is in the audit log under the name as given
+    failed = {e["actor"] for e in audit_of(dproxy, "login.fail")}
+    assert {"*@contoso.com", "*)(uid=alice@contoso.com"} <= failed, failed
 
 
 def test_unknown_domain(dproxy, ssh_client, ops_asset):
@@ -494,6 +497,8 @@ def test_unknown_domain(dproxy, ssh_client, ops_asset):
     status, data = api_login(dproxy, user, PW["alice"])
     assert status == 401
     assert "unknown domain" in detail_of(data)
+    assert any(e["actor"] == user and "unknown domain" in e["detail"]
+               for e in audit_of(dproxy, "login.fail"))
     # a local user whose name carries another domain still logs in
     local = uniq("loc") + "@local.example"
     dproxy.user_add(local, password="local-pw-1")
