@@ -65,7 +65,9 @@ LDIF = (
     % BASE
     + "dn: ou=groups,%s\nobjectClass: organizationalUnit\nou: groups\n\n"
     % BASE
-    + people("alice") + people("bob") + people("dave")
+    # seeAlso stands in for AD's memberOf (group_attribute) in northwind.com
+    + people("alice", "seeAlso: %s\n" % group_dn("ops")) + people("bob")
+    + people("dave")
     + people("carol", "description: disabled\n")
     + "dn: cn=svc,%s\nobjectClass: person\ncn: svc\nsn: svc\n"
       "userPassword: %s\n\n" % (BASE, PW["svc"])
@@ -192,6 +194,15 @@ user_filter = (&(objectClass=inetOrgPerson)(uid={{user}})(!(description=disabled
 group_base_dn = ou=groups,{base}
 map_by_name = true
 key_cache_seconds = 2
+
+[directory "northwind.com"]
+url = ldap://127.0.0.1:{port}
+bind = uid={{user}},ou=people,{base}
+base_dn = ou=people,{base}
+group_attribute = seeAlso
+group_base_dn = ou=groups,{base}
+group_filter = (member={{dn}})
+map_group = staff -> dir-staff
 """.format(dead=dead, port=slapd.port, tls_port=slapd.tls_port,
            ca=slapd.dir / "ca.pem", base=BASE, sealed=sealed)
 
@@ -300,7 +311,7 @@ def test_directory_test_shows_each_step(dproxy, slapd):
     # list shows both
     _, out, _ = dproxy.cli("directory", "list", "--json")
     doms = {d["domain"]: d for d in json.loads(out)}
-    assert set(doms) == {"contoso.com", "fabrikam.com"}
+    assert set(doms) == {"contoso.com", "fabrikam.com", "northwind.com"}
     assert doms["contoso.com"]["starttls"] is True
 
 
@@ -680,7 +691,7 @@ def test_api_lists_directories_read_only(dproxy):
     conn.close()
     assert r.status == 200, body
     dirs = {d["domain"]: d for d in json.loads(body)["data"]}
-    assert set(dirs) == {"contoso.com", "fabrikam.com"}
+    assert set(dirs) == {"contoso.com", "fabrikam.com", "northwind.com"}
     c = dirs["contoso.com"]
     assert c["starttls"] is True and c["nested_groups"] == "recursive"
     assert {"from": "ops", "to": "dir-ops", "group_exists": True} in \
@@ -747,8 +758,26 @@ def test_web_ui_domain_login_and_directories_page(dproxy, tmp_path):
     res = json.loads(r.out.strip().splitlines()[-1])
     assert res["wrong"], res
     assert res["signed_in"] is True, res
-    assert sorted(res["domains"]) == ["contoso.com", "fabrikam.com"], res
+    assert sorted(res["domains"]) == ["contoso.com", "fabrikam.com",
+                                      "northwind.com"], res
     assert any("ops" in row and "dir-ops" in row and "yes" in row
                for row in res["mapping"]), res
     ev = audit_of(dproxy, "login.ok")
     assert any(e["actor"] == "bob@contoso.com" for e in ev)
+
+
+def test_groups_from_an_attribute_of_the_entry(dproxy, ssh_client,
+                                               ops_asset):
+    """northwind.com reads the direct groups from an attribute of the
+    user's entry (as memberOf on Active Directory), names them by their
+    DN's first RDN, and still finds the nested ones by search."""
+    rc, out, err = dproxy.cli("directory", "test", "northwind.com", "--user",
+                              "alice", input=PW["alice"] + "\n")
+    assert rc == 0, err
+    assert "groups   ops (cn=ops,ou=groups,%s)" % BASE in out
+    assert "groups   staff [nested]" in out
+    assert "map      ops -> (not mapped)" in out
+    assert "map      staff -> dir-staff" in out
+    status, data = api_login(dproxy, "alice@northwind.com", PW["alice"])
+    assert status == 200, data
+    assert groups_of(dproxy, "alice@northwind.com") == ["dir-staff"]
