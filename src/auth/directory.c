@@ -12,11 +12,13 @@
  */
 #include "auth/directory.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include <ldap.h>
@@ -145,9 +147,26 @@ void directory_result_clear(struct directory_result *res)
 
 /* --- one check -------------------------------------------------------- */
 
+/*
+ * How the service's deadline frees a thread stuck in libldap. libldap
+ * 2.5's network timeout covers the TCP connect, but an ldaps:// handshake
+ * then reads a blocking socket (GnuTLS) without limit, so a server that
+ * accepts and never answers would hold the thread for ever. The socket
+ * of the check is noted here (libldap's connection callbacks, in the
+ * worker's thread); at the deadline the loop's thread shuts it down, and
+ * the read returns. The lock makes sure the fd is still the check's.
+ */
+struct dcancel {
+    pthread_mutex_t lock;
+    int fd;         /* the check's socket now, -1 if none */
+    bool cancelled; /* set at the deadline: connect no more */
+};
+
 struct dcheck {
     const struct directory_conf *d;
     LDAP *ld;
+    ldap_conncb conncb;     /* dcheck_on_connect, alive as long as ld */
+    struct dcancel *cancel; /* the service's, or NULL */
     struct directory_result *res;
     directory_trace_fn trace;
     void *arg;
@@ -223,6 +242,39 @@ static void dcheck_close(struct dcheck *c)
     }
 }
 
+static int dcheck_on_connect(LDAP *ld, Sockbuf *sb, LDAPURLDesc *srv,
+                             struct sockaddr *addr, struct ldap_conncb *ctx)
+{
+    struct dcancel *k = ctx->lc_arg;
+    int fd = -1, r = LDAP_SUCCESS;
+
+    (void)ld;
+    (void)srv;
+    (void)addr;
+    if (ber_sockbuf_ctrl(sb, LBER_SB_OPT_GET_FD, &fd) != 1) {
+        fd = -1;
+    }
+    pthread_mutex_lock(&k->lock);
+    if (k->cancelled) {
+        r = LDAP_TIMEOUT; /* the deadline passed: no new connection */
+    } else {
+        k->fd = fd;
+    }
+    pthread_mutex_unlock(&k->lock);
+    return r;
+}
+
+static void dcheck_on_close(LDAP *ld, Sockbuf *sb, struct ldap_conncb *ctx)
+{
+    struct dcancel *k = ctx->lc_arg;
+
+    (void)ld;
+    (void)sb;
+    pthread_mutex_lock(&k->lock);
+    k->fd = -1;
+    pthread_mutex_unlock(&k->lock);
+}
+
 /* Opens one server: options, connection, TLS. LDAP result code. */
 static int dcheck_open(struct dcheck *c, const char *url, const char **stage)
 {
@@ -245,6 +297,14 @@ static int dcheck_open(struct dcheck *c, const char *url, const char **stage)
     if (d->ca_file != NULL &&
         (rc = ldap_set_option(c->ld, LDAP_OPT_X_TLS_CACERTFILE, d->ca_file))) {
         return rc;
+    }
+    if (c->cancel != NULL) {
+        c->conncb.lc_add = dcheck_on_connect;
+        c->conncb.lc_del = dcheck_on_close;
+        c->conncb.lc_arg = c->cancel;
+        if ((rc = ldap_set_option(c->ld, LDAP_OPT_CONNECT_CB, &c->conncb))) {
+            return rc;
+        }
     }
     if ((rc = ldap_set_option(c->ld, LDAP_OPT_X_TLS_NEWCTX, &zero))) {
         return rc;
@@ -573,12 +633,39 @@ static bool directory_user_ok(const char *user)
     return true;
 }
 
+static int dcheck_login(const struct directory_conf *d,
+                        const char *svc_password, const char *user,
+                        const char *password, struct directory_result *res,
+                        directory_trace_fn trace, void *arg,
+                        struct dcancel *cancel);
+static int dcheck_lookup(const struct directory_conf *d,
+                         const char *svc_password, const char *user,
+                         struct directory_result *res, directory_trace_fn trace,
+                         void *arg, struct dcancel *cancel);
+
 int directory_check(const struct directory_conf *d, const char *svc_password,
                     const char *user, const char *password,
                     struct directory_result *res, directory_trace_fn trace,
                     void *arg)
 {
-    struct dcheck c = {.d = d, .res = res, .trace = trace, .arg = arg};
+    return dcheck_login(d, svc_password, user, password, res, trace, arg, NULL);
+}
+
+int directory_lookup(const struct directory_conf *d, const char *svc_password,
+                     const char *user, struct directory_result *res,
+                     directory_trace_fn trace, void *arg)
+{
+    return dcheck_lookup(d, svc_password, user, res, trace, arg, NULL);
+}
+
+static int dcheck_login(const struct directory_conf *d,
+                        const char *svc_password, const char *user,
+                        const char *password, struct directory_result *res,
+                        directory_trace_fn trace, void *arg,
+                        struct dcancel *cancel)
+{
+    struct dcheck c = {
+        .d = d, .res = res, .trace = trace, .arg = arg, .cancel = cancel};
     char esc[DIRECTORY_USER_MAX * 3 + 1], bind[DIRECTORY_DN_MAX + 1];
     int rc, r;
 
@@ -666,11 +753,13 @@ out:
     return res->status;
 }
 
-int directory_lookup(const struct directory_conf *d, const char *svc_password,
-                     const char *user, struct directory_result *res,
-                     directory_trace_fn trace, void *arg)
+static int dcheck_lookup(const struct directory_conf *d,
+                         const char *svc_password, const char *user,
+                         struct directory_result *res, directory_trace_fn trace,
+                         void *arg, struct dcancel *cancel)
 {
-    struct dcheck c = {.d = d, .res = res, .trace = trace, .arg = arg};
+    struct dcheck c = {
+        .d = d, .res = res, .trace = trace, .arg = arg, .cancel = cancel};
     int rc;
 
     memset(res, 0, sizeof(*res));
@@ -720,6 +809,7 @@ struct djob {
     char user[DIRECTORY_USER_MAX + 1];
     char *password; /* sodium_malloc'd, wiped */
     struct directory_result res;
+    struct dcancel cancel; /* shared with the worker while running */
 };
 
 /* Users the directory confirmed lately, for key logins: a small ring,
@@ -847,6 +937,7 @@ static void djob_free(struct djob *j)
     if (j == NULL) {
         return;
     }
+    pthread_mutex_destroy(&j->cancel.lock);
     dsecret_free(j->password);
     directory_result_clear(&j->res);
     sodium_memzero(j->user, sizeof(j->user));
@@ -896,6 +987,13 @@ void directory_service_free(struct directory_service *s)
                 loop_del_timer(s->loop, j->timer);
                 j->timer = 0;
             }
+            /* and they end now: serve's stop waits for its threads */
+            pthread_mutex_lock(&j->cancel.lock);
+            j->cancel.cancelled = true;
+            if (j->cancel.fd >= 0) {
+                (void)shutdown(j->cancel.fd, SHUT_RDWR);
+            }
+            pthread_mutex_unlock(&j->cancel.lock);
         }
         s->dying = true;
         return;
@@ -947,11 +1045,12 @@ static void djob_work(void *arg)
     struct directory_service *s = j->s;
 
     if (j->lookup) {
-        (void)directory_lookup(&s->dirs[j->dir], s->slots[j->dir].svc_password,
-                               j->user, &j->res, NULL, NULL);
+        (void)dcheck_lookup(&s->dirs[j->dir], s->slots[j->dir].svc_password,
+                            j->user, &j->res, NULL, NULL, &j->cancel);
     } else {
-        (void)directory_check(&s->dirs[j->dir], s->slots[j->dir].svc_password,
-                              j->user, j->password, &j->res, NULL, NULL);
+        (void)dcheck_login(&s->dirs[j->dir], s->slots[j->dir].svc_password,
+                           j->user, j->password, &j->res, NULL, NULL,
+                           &j->cancel);
     }
 }
 
@@ -1098,7 +1197,15 @@ static void djob_on_deadline(struct loop *l, void *arg)
              s->dirs[j->dir].name, s->dirs[j->dir].timeout_seconds);
     log_warn("%s", res.why);
     djob_answer(j, &res);
-    if (!j->running) {
+    if (j->running) {
+        /* free its thread: whatever it waits for on the socket ends */
+        pthread_mutex_lock(&j->cancel.lock);
+        j->cancel.cancelled = true;
+        if (j->cancel.fd >= 0) {
+            (void)shutdown(j->cancel.fd, SHUT_RDWR);
+        }
+        pthread_mutex_unlock(&j->cancel.lock);
+    } else {
         for (pp = &sl->head; *pp != NULL; pp = &(*pp)->next) {
             if (*pp == j) {
                 *pp = j->next;
@@ -1153,6 +1260,8 @@ static int directory_submit(struct directory_service *s, const char *domain,
     if ((j = calloc(1, sizeof(*j))) == NULL) {
         return ERR_NOMEM;
     }
+    pthread_mutex_init(&j->cancel.lock, NULL);
+    j->cancel.fd = -1;
     j->s = s;
     j->dir = dir;
     j->lookup = lookup;

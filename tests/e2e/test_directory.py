@@ -587,22 +587,25 @@ def test_bad_directory_section_stops_serve(pc):
     assert rc == 1 and "'url' needs" in err
 
 
-def test_lockout_and_failure_delay_apply_to_domain_logins(server_factory,
-                                                          slapd, target):
-    server = server_factory(max_failures=3, lockout_seconds=60,
-                            failure_window_seconds=60, failure_delay_ms=800)
-    server.stop()
-    with open(server.conf, "a") as f:
-        f.write(directory_sections(slapd, ""))
-    # fabrikam.com needs a sealed password this server's vault opens
+def with_directories(server, slapd):
+    """A started server of the test's own, restarted with the directories
+    of directory_sections() (fabrikam.com's password sealed for it)."""
     _, out, _ = server.cli("directory", "seal-password", "fabrikam.com",
                            input=PW["svc"] + "\n")
-    text = server.conf.read_text().replace(
-        "bind_dn = cn=svc,%s\n" % BASE,
-        "bind_dn = cn=svc,%s\n%s\n" % (BASE, out.strip()))
-    server.conf.write_text(text)
+    server.stop()
+    with open(server.conf, "a") as f:
+        f.write(directory_sections(slapd, out.strip()))
     server.start()
     server.wait_http()
+    return server
+
+
+def test_lockout_and_failure_delay_apply_to_domain_logins(server_factory,
+                                                          slapd, target):
+    server = with_directories(
+        server_factory(max_failures=3, lockout_seconds=60,
+                       failure_window_seconds=60, failure_delay_ms=800),
+        slapd)
     user = "bob@contoso.com"
     t0 = time.monotonic()
     status, _ = api_login(server, user, "wrong-1")
@@ -781,3 +784,25 @@ def test_groups_from_an_attribute_of_the_entry(dproxy, ssh_client,
     status, data = api_login(dproxy, "alice@northwind.com", PW["alice"])
     assert status == 200, data
     assert groups_of(dproxy, "alice@northwind.com") == ["dir-staff"]
+
+
+def test_a_black_holed_ldaps_server_holds_no_thread(server_factory, slapd):
+    """libldap 2.5 does not bound an ldaps:// handshake with a server that
+    accepts and never answers; the deadline must free the thread too, or
+    serve could not even stop while the directory is down."""
+    server = with_directories(server_factory(), slapd)
+    os.kill(slapd.proc.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        status, data = api_login(server, "dave@fabrikam.com", PW["dave"])
+        assert status == 503, data
+        assert detail_of(data).startswith("directory fabrikam.com "
+                                          "unreachable"), data
+        assert time.monotonic() - t0 < 5 + 1.5  # timeout_seconds = 5
+        t0 = time.monotonic()
+        rc = server.stop()
+        took = time.monotonic() - t0
+        assert rc == 0 and took < 5, "serve stopped after %.1f s with %s" % (
+            took, rc)
+    finally:
+        os.kill(slapd.proc.pid, signal.SIGCONT)
