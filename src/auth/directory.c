@@ -12,6 +12,7 @@
  */
 #include "auth/directory.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <ldap.h>
 #include <sodium.h>
@@ -162,6 +164,15 @@ struct dcancel {
     bool cancelled; /* set at the deadline: connect no more */
 };
 
+/* Closes the noted socket (k->lock held). */
+static void dcancel_drop(struct dcancel *k)
+{
+    if (k->fd >= 0) {
+        close(k->fd);
+        k->fd = -1;
+    }
+}
+
 struct dcheck {
     const struct directory_conf *d;
     LDAP *ld;
@@ -240,6 +251,11 @@ static void dcheck_close(struct dcheck *c)
         ldap_unbind_ext_s(c->ld, NULL, NULL);
         c->ld = NULL;
     }
+    if (c->cancel != NULL) {
+        pthread_mutex_lock(&c->cancel->lock);
+        dcancel_drop(c->cancel);
+        pthread_mutex_unlock(&c->cancel->lock);
+    }
 }
 
 static int dcheck_on_connect(LDAP *ld, Sockbuf *sb, LDAPURLDesc *srv,
@@ -257,8 +273,12 @@ static int dcheck_on_connect(LDAP *ld, Sockbuf *sb, LDAPURLDesc *srv,
     pthread_mutex_lock(&k->lock);
     if (k->cancelled) {
         r = LDAP_TIMEOUT; /* the deadline passed: no new connection */
-    } else {
-        k->fd = fd;
+    } else if (fd >= 0) {
+        dcancel_drop(k);
+        /* A duplicate of our own: libldap may close its fd on a path
+         * without a callback, and the number could then be another
+         * thread's socket; ours stays this socket until we close it. */
+        k->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     }
     pthread_mutex_unlock(&k->lock);
     return r;
@@ -271,7 +291,7 @@ static void dcheck_on_close(LDAP *ld, Sockbuf *sb, struct ldap_conncb *ctx)
     (void)ld;
     (void)sb;
     pthread_mutex_lock(&k->lock);
-    k->fd = -1;
+    dcancel_drop(k);
     pthread_mutex_unlock(&k->lock);
 }
 
@@ -937,6 +957,7 @@ static void djob_free(struct djob *j)
     if (j == NULL) {
         return;
     }
+    dcancel_drop(&j->cancel); /* the worker is done: no lock needed */
     pthread_mutex_destroy(&j->cancel.lock);
     dsecret_free(j->password);
     directory_result_clear(&j->res);
