@@ -459,4 +459,20 @@ int admin_token_delete(const struct admin_ctx *c, const char *id,
                        struct admin_err *e);
 json_t *admin_token_json(const struct store_api_token *t);
 
+/* --- directory (LDAP) logins: the user just in time (auth/directory.h) */
+
+struct directory_result;
+/*
+ * After a successful check: creates the local user principal
+ * ("alice@contoso.com", lowercased) if new, and sets the user's groups to
+ * exactly the mapped groups that exist (a domain user's group memberships
+ * belong to the directory; groups added by hand go at the next login). Refuses
+ * a user disabled locally. Fills *u; detail (for the audit) says what changed.
+ * ERR_OK, or an error with why.
+ */
+int directory_provision(struct store *st, const char *principal,
+                        const struct directory_result *res,
+                        struct store_user *u, char *why, size_t whylen,
+                        char *detail, size_t detlen);
+
 #endif

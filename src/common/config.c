@@ -386,11 +386,79 @@ static const struct config_key config_keys[] = {
     CK("tunnel", "udp_flow_seconds", CK_INT, tunnel_udp_flow_seconds, 1, 86400),
 };
 
+/*
+ * Quoted subsections, [KIND "NAME"]: their keys are kept as written for
+ * the module that owns the kind (common knows no modules above it); the
+ * owner checks them when it starts, with the line numbers kept here.
+ */
+static const char *const config_subsection_kinds[] = {"directory"};
+
+/* *kind and *name point into hdr (modified) if it is [KIND "NAME"] with
+ * a known kind and a name of 1-255 characters without quotes. */
+static bool config_subsection(char *hdr, const char **kind, const char **name)
+{
+    char *sp = strchr(hdr, ' '), *q, *end;
+    size_t i;
+
+    if (sp == NULL) {
+        return false;
+    }
+    *sp = '\0';
+    q = sp + 1;
+    while (*q == ' ') {
+        q++;
+    }
+    end = q + strlen(q);
+    if (*q != '"' || end - q < 3 || end[-1] != '"' || end - q > 257 ||
+        memchr(q + 1, '"', (size_t)(end - q - 2)) != NULL) {
+        *sp = ' ';
+        return false;
+    }
+    end[-1] = '\0';
+    for (i = 0; i < CONFIG_NELEM(config_subsection_kinds); i++) {
+        if (strcmp(hdr, config_subsection_kinds[i]) == 0) {
+            *kind = config_subsection_kinds[i];
+            *name = q + 1;
+            return true;
+        }
+    }
+    end[-1] = '"';
+    *sp = ' ';
+    return false;
+}
+
+static int config_subkey_add(void *obj, const char *kind, const char *name,
+                             const char *k, const char *v, int line)
+{
+    struct config *cfg = obj;
+    struct config_subkey *n, *e;
+
+    n = realloc(cfg->subkeys, (cfg->nsubkeys + 1) * sizeof(*n));
+    if (n == NULL) {
+        return ERR_NOMEM;
+    }
+    cfg->subkeys = n;
+    e = &n[cfg->nsubkeys];
+    memset(e, 0, sizeof(*e));
+    e->line = line;
+    if ((e->kind = strdup(kind)) == NULL || (e->name = strdup(name)) == NULL ||
+        (e->key = strdup(k)) == NULL || (e->value = strdup(v)) == NULL) {
+        free(e->kind);
+        free(e->name);
+        free(e->key);
+        return ERR_NOMEM;
+    }
+    cfg->nsubkeys++;
+    return ERR_OK;
+}
+
 static const struct config_schema config_schema = {
     .keys = config_keys,
     .nkeys = sizeof(config_keys) / sizeof(config_keys[0]),
     .sections = true,
     .no_control = false,
+    .subsection = config_subsection,
+    .subkey = config_subkey_add,
 };
 
 static char *config_trim(char *s)
@@ -608,7 +676,8 @@ static int config_line_fail(char *why, size_t whylen, const char *path,
 int config_read_lines(const struct config_schema *sc, FILE *f, const char *path,
                       const char *dir, void *obj, char *why, size_t whylen)
 {
-    char line[4096], section[64] = "";
+    char line[4096], section[64] = "", subname[256] = "";
+    const char *subkind = NULL, *sk, *sn;
     char *k, *v, *eq;
     int lineno = 0, r = ERR_OK;
 
@@ -625,6 +694,23 @@ int config_read_lines(const struct config_schema *sc, FILE *f, const char *path,
         }
         if (*k == '[' && sc->sections) {
             v = strchr(k, ']');
+            subkind = NULL;
+            /* [KIND "NAME"]: its keys go, as written, to the kind's owner */
+            if (v != NULL && v[1] == '\0' && sc->subsection != NULL) {
+                *v = '\0';
+                if (sc->subsection(k + 1, &sk, &sn)) {
+                    subkind = sk;
+                    snprintf(subname, sizeof(subname), "%s", sn);
+                    snprintf(section, sizeof(section), "%s", sk);
+                    if ((r = sc->subkey(obj, sk, sn, "", "", lineno)) !=
+                        ERR_OK) {
+                        snprintf(why, whylen, "%s", err_str(r));
+                        goto out;
+                    }
+                    continue;
+                }
+                *v = ']';
+            }
             if (v == NULL || v[1] != '\0' ||
                 (size_t)(v - k) >= sizeof(section)) {
                 snprintf(why, whylen, "%s:%d: bad section header", path,
@@ -644,6 +730,14 @@ int config_read_lines(const struct config_schema *sc, FILE *f, const char *path,
         *eq = '\0';
         v = config_trim(eq + 1);
         k = config_trim(k);
+        if (subkind != NULL) {
+            if ((r = sc->subkey(obj, subkind, subname, k, v, lineno)) !=
+                ERR_OK) {
+                snprintf(why, whylen, "%s", err_str(r));
+                goto out;
+            }
+            continue;
+        }
         r = config_set_key(sc, obj, section, k, v, dir, why, whylen);
         if (r == ERR_NOT_FOUND) {
             if (sc->sections) {
@@ -830,5 +924,12 @@ void config_free(struct config *cfg)
     free(cfg->http_proxy_tls_cert);
     free(cfg->http_proxy_tls_key);
     free(cfg->http_proxy_allow);
+    for (size_t i = 0; i < cfg->nsubkeys; i++) {
+        free(cfg->subkeys[i].kind);
+        free(cfg->subkeys[i].name);
+        free(cfg->subkeys[i].key);
+        free(cfg->subkeys[i].value);
+    }
+    free(cfg->subkeys);
     memset(cfg, 0, sizeof(*cfg));
 }

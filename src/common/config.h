@@ -23,6 +23,9 @@
  *   [auth]    max_failures, failure_window_seconds, lockout_seconds,
  *             failure_delay_ms, max_concurrent_hashes
  *   [record]  dir (recordings), retention_days (0 = keep forever)
+ *   [directory "NAME"]  any keys: kept as written (struct config_subkey)
+ *             for the module that owns the kind, src/auth/directory_conf.c,
+ *             which checks them
  *
  * Booleans are written `true` or `false`. Algorithm lists are comma-
  * separated SSH names, checked at load against what libssh 0.10 can do
@@ -38,6 +41,20 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+
+/*
+ * One key of a quoted subsection, [KIND "NAME"] (only the kinds in
+ * config.c's config_subsection_kinds[]): kept as written, in file order,
+ * for the module that owns the kind to check and use; a header alone is
+ * kept as a key "" so that an empty section is seen too.
+ */
+struct config_subkey {
+    char *kind;  /* "directory" */
+    char *name;  /* what the quotes held */
+    char *key;   /* "" for the header */
+    char *value; /* trimmed; quotes are the owner's business */
+    int line;
+};
 
 struct config {
     char *path;     /* absolute path of the file loaded */
@@ -128,6 +145,10 @@ struct config {
     int tunnel_port_min; /* the range tunnel ports come from */
     int tunnel_port_max;
     int tunnel_udp_flow_seconds; /* a UDP flow without datagrams ends */
+
+    /* [directory "NAME"] sections, unchecked (auth/directory_conf.h) */
+    struct config_subkey *subkeys;
+    size_t nsubkeys;
 };
 
 /* Loads path; on error returns ERR_CONFIG and writes a one-line reason
@@ -179,6 +200,13 @@ struct config_schema {
     size_t nkeys;
     bool sections;   /* [section] lines; without, every key is in "" */
     bool no_control; /* values with control characters are refused */
+    /* [KIND "NAME"] sections (NULL: none): subsection() recognises a
+     * header's text (modifying it; *kind, *name point into it), subkey()
+     * keeps each of its lines (and the header, with key ""), as written,
+     * for the module that owns the kind */
+    bool (*subsection)(char *hdr, const char **kind, const char **name);
+    int (*subkey)(void *obj, const char *kind, const char *name,
+                  const char *key, const char *value, int line);
 };
 
 /* Sets one key by its table row (a file line; the agent's flags too).

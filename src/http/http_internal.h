@@ -286,6 +286,7 @@ int http_h_sessions_list(struct http_req *req);
 int http_h_sessions_get(struct http_req *req);
 int http_h_sessions_recording(struct http_req *req);
 int http_h_audit_list(struct http_req *req);
+int http_h_directories_list(struct http_req *req); /* http_res_auth.c */
 
 /* The agent side (http_res_agents.c). */
 int http_h_credentials_list(struct http_req *req);

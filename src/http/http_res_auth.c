@@ -16,6 +16,7 @@
 
 #include <sodium.h>
 
+#include "auth/directory.h"
 #include "auth/password.h"
 #include "auth/totp.h"
 #include "admin/admin.h"
@@ -347,10 +348,108 @@ static void http_login_checked(void *ctx, uint64_t id, int result)
     }
 }
 
+/* directory_done_fn: the directory (auth/directory.h) answered for
+ * deferred login id, or its deadline did. A right password makes or
+ * refreshes the local user and goes on as a local login would (TOTP,
+ * counters, token); a wrong one counts like one; the rest (unreachable,
+ * disabled in the directory) is refused with the directory's words. */
+static void http_login_dir_done(void *ctx, uint64_t id,
+                                const struct directory_result *res)
+{
+    struct http_req *req = http_deferred(ctx, id);
+    const char *name;
+    struct store_user u;
+    char why[256], detail[1024];
+
+    if (req == NULL) {
+        return;
+    }
+    name = http_body_str(req->body, "username");
+    memset(&u, 0, sizeof(u));
+    if (res->status == ERR_OK) {
+        if (directory_provision(req->h->store, name, res, &u, why, sizeof(why),
+                                detail, sizeof(detail)) == ERR_OK) {
+            snprintf(req->login_uid, sizeof(req->login_uid), "%s", u.id);
+            http_login_audit(req, "directory.login", u.name, detail);
+            (void)http_login_finish(req, ERR_OK);
+            sodium_memzero(&u, sizeof(u));
+            http_resume(req);
+            return;
+        }
+    } else if (res->status == ERR_AUTH) {
+        (void)http_login_finish(req, ERR_AUTH);
+        http_resume(req);
+        return;
+    } else {
+        snprintf(why, sizeof(why), "%s", res->why);
+    }
+    req->h->m.login_failures++;
+    req->delay_ms = req->h->cfg->failure_delay_ms;
+    http_login_audit(req, "login.fail", name, why);
+    if (res->status == ERR_CONNECT || res->status == ERR_TIMEOUT) {
+        (void)http_error(req, 503, "directory_unreachable",
+                         "Directory unreachable", "%s", why);
+    } else {
+        (void)http_error(req, 401, "login_failed", "Login failed", "%s", why);
+    }
+    sodium_memzero(&u, sizeof(u));
+    http_resume(req);
+}
+
+/* A login "user@DOMAIN" with a directory for DOMAIN: sent there (ERR_OK,
+ * answered later), refused at once (ERR_DENIED: answered), or not a
+ * directory login (ERR_NOT_FOUND). */
+static int http_login_directory(struct http_req *req, const char *name,
+                                const char *pw, bool found)
+{
+    struct directory_service *dirs = directory_service_shared();
+    const char *at = strrchr(name, '@');
+    char user[DIRECTORY_USER_MAX + 1];
+    uint64_t id = 0;
+    int r;
+
+    if (at == NULL || directory_service_count(dirs) == 0) {
+        return ERR_NOT_FOUND;
+    }
+    if (directory_service_find(dirs, at + 1) == NULL) {
+        if (found) {
+            return ERR_NOT_FOUND;
+        }
+        req->delay_ms = req->h->cfg->failure_delay_ms;
+        http_login_audit(req, "login.fail", name, "api: unknown domain");
+        (void)http_error(req, 401, "login_failed", "Login failed",
+                         "unknown domain %s", at + 1);
+        return ERR_DENIED;
+    }
+    if ((size_t)(at - name) == 0 || (size_t)(at - name) > DIRECTORY_USER_MAX) {
+        req->delay_ms = req->h->cfg->failure_delay_ms;
+        http_login_audit(req, "login.fail", name, "api: invalid user name");
+        (void)http_error(req, 401, "login_failed", "Login failed",
+                         "a directory user name is 1-%d characters",
+                         DIRECTORY_USER_MAX);
+        return ERR_DENIED;
+    }
+    snprintf(user, sizeof(user), "%.*s", (int)(at - name), name);
+    if (http_defer(req, &id) != ERR_OK) {
+        (void)http_error(req, 503, "server_busy", "Server busy",
+                         "too many logins at once; try again shortly");
+        return ERR_DENIED;
+    }
+    r = directory_login_async(dirs, at + 1, user, pw, http_login_dir_done,
+                              req->h, id);
+    if (r != ERR_OK) {
+        http_undefer(req);
+        (void)http_error(req, 503, "server_busy", "Server busy",
+                         "too many logins at once; try again shortly");
+        return ERR_DENIED;
+    }
+    return ERR_OK;
+}
+
 /*
  * POST /api/v1/login. The password is checked on the monitor's worker
- * pool (password.h), so the answer comes later (http_defer); a full pool
- * answers 503 at once.
+ * pool (password.h), or by a directory (directory.h), so the answer comes
+ * later (http_defer); a full pool answers 503 at once.
  */
 int http_h_login(struct http_req *req)
 {
@@ -381,6 +480,10 @@ int http_h_login(struct http_req *req)
         return http_error(req, 429, "locked_out", "Too many failures",
                           "too many failed logins; try again later");
     }
+    if (http_login_directory(req, name, pw, found) != ERR_NOT_FOUND) {
+        sodium_memzero(&u, sizeof(u));
+        return 0;
+    }
     if (req->h->hashes == NULL || http_defer(req, &id) != ERR_OK) {
         r = password_verify(found ? u.password_hash : NULL, pw);
         sodium_memzero(&u, sizeof(u));
@@ -400,6 +503,35 @@ int http_h_login(struct http_req *req)
                           "too many logins at once; try again shortly");
     }
     return 0;
+}
+
+/*
+ * GET /api/v1/directories: the [directory "DOMAIN"] sections serve runs
+ * with (read only; the config file is where they change), each mapping
+ * target saying whether that Portcullis group exists.
+ */
+int http_h_directories_list(struct http_req *req)
+{
+    struct directory_service *dirs = directory_service_shared();
+    const struct directory_conf *d;
+    struct store_group g;
+    json_t *arr = json_array(), *o, *maps, *m;
+    size_t i, j;
+
+    for (i = 0; i < directory_service_count(dirs); i++) {
+        d = directory_service_nth(dirs, i);
+        o = directory_conf_json(d);
+        maps = o != NULL ? json_object_get(o, "map_group") : NULL;
+        for (j = 0; maps != NULL && j < json_array_size(maps); j++) {
+            m = json_array_get(maps, j);
+            json_object_set_new(
+                m, "group_exists",
+                json_boolean(store_group_get(req->h->store, d->maps[j].to,
+                                             &g) == ERR_OK));
+        }
+        json_array_append_new(arr, o);
+    }
+    return http_list(req, arr);
 }
 
 int http_h_logout(struct http_req *req)

@@ -262,6 +262,8 @@ const struct http_route http_routes[] = {
     R(HM_DELETE, API "/users/{id}/keys/{key}", PERM_ADMIN, SCOPE_ROOT, NULL,
       false, http_h_users_keys_delete, NULL /* admin: user.key.delete */),
 
+    R(HM_GET, API "/directories", PERM_CONFIG, SCOPE_ROOT, NULL, true,
+      http_h_directories_list, NULL),
     R(HM_GET, API "/groups", PERM_CONFIG, SCOPE_ROOT, NULL, true,
       http_h_groups_list, NULL),
     R(HM_POST, API "/groups", PERM_CONFIG, SCOPE_ROOT, body_group_add, false,

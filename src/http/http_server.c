@@ -48,6 +48,7 @@
 #include <sodium.h>
 
 #include "common/err.h"
+#include "auth/directory.h"
 #include "auth/password.h"
 #include "common/log.h"
 #include "http/http_addr.h"
@@ -1038,6 +1039,7 @@ void http_stop(struct http *h)
     }
     /* The pool outlives h: none of its answers may come here any more. */
     password_pool_forget(h->hashes, h);
+    directory_service_forget(directory_service_shared(), h);
     if (h->ctx != NULL) {
         lws_context_destroy(h->ctx);
         /* On a foreign loop the context finishes closing its handles in

@@ -25,6 +25,8 @@
 
 #include <sodium.h>
 
+#include "admin/admin.h"
+#include "auth/directory.h"
 #include "auth/lockout.h"
 #include "auth/password.h"
 #include "auth/totp.h"
@@ -52,6 +54,8 @@ static void monitor_on_sweep(struct loop *l, void *arg);
 
 int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
 {
+    struct directory_service *dirs;
+    char why[512];
     int r;
 
     memset(m, 0, sizeof(*m));
@@ -75,13 +79,24 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
         m->ssh_ctx == NULL) {
         return ERR_NOMEM;
     }
+    /* [directory "DOMAIN"] sections (auth/directory.h): checked here, at
+     * start, so a wrong one stops serve with its line number. */
+    if ((dirs = directory_service_new(loop, cfg, m->vault, why, sizeof(why))) ==
+        NULL) {
+        log_error("%s", why);
+        return ERR_CONFIG;
+    }
     if (loop == NULL) {
+        directory_service_free(dirs);
         return ERR_OK; /* a check of the setup: no requests to answer */
     }
     m->sweep_timer =
         loop_add_timer(loop, MONITOR_SWEEP_MS, monitor_on_sweep, m);
-    /* Password checks never take the resolver's threads. */
-    loop_reserve_workers((unsigned)cfg->max_concurrent_hashes);
+    /* Password checks and directory binds never take the resolver's
+     * threads. */
+    loop_reserve_workers((unsigned)cfg->max_concurrent_hashes +
+                         directory_service_workers(dirs));
+    directory_service_set_shared(dirs);
     m->hashes = password_pool_new(loop, (unsigned)cfg->max_concurrent_hashes,
                                   (unsigned)cfg->max_concurrent_hashes *
                                       MONITOR_HASH_WAITING_PER_RUNNING);
@@ -123,6 +138,9 @@ void monitor_free(struct monitor *m)
         loop_del_timer(m->loop, m->sweep_timer);
     }
     password_pool_free(m->hashes);
+    if (m->loop != NULL) {
+        directory_service_free(directory_service_shared());
+    }
     lockout_free(m->lockout);
     hostkeys_free(&m->hostkeys);
     if (m->ssh_ctx != NULL) {
@@ -673,6 +691,123 @@ static void monitor_password_start(struct monitor *m, struct mchild *c,
     }
 }
 
+/* The directory answered for child `serial` (or its deadline did); the
+ * child may be gone. key: a key login's lookup, no password checked. */
+static void monitor_directory_done(struct monitor *m, uint64_t serial,
+                                   const struct directory_result *res, bool key)
+{
+    struct mchild *c = monitor_child_by_serial(m, serial);
+    struct store_user u;
+    char why[256], detail[1024];
+
+    if (c == NULL || c->state == MC_DEAD || !c->auth_pending) {
+        return;
+    }
+    c->auth_pending = false;
+    buf_reset(m->rep);
+    memset(&u, 0, sizeof(u));
+    if (res->status == ERR_AUTH && !key) {
+        monitor_count_failure(m, c, LOCKOUT_PASSWORD);
+    }
+    if (res->status != ERR_OK) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, res->why);
+        return;
+    }
+    if (!key) {
+        monitor_factor_ok(m, c, LOCKOUT_PASSWORD);
+    }
+    if (directory_provision(m->store, c->login.principal, res, &u, why,
+                            sizeof(why), detail, sizeof(detail)) != ERR_OK) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, why);
+    } else {
+        monitor_audit(m, c, u.name, "directory.login", c->login.domain, detail);
+        monitor_second_factor(m, c, &u);
+    }
+    sodium_memzero(&u, sizeof(u));
+}
+
+/* directory_done_fn of a password login */
+static void monitor_on_directory(void *ctx, uint64_t serial,
+                                 const struct directory_result *res)
+{
+    monitor_directory_done(ctx, serial, res, false);
+}
+
+/* directory_done_fn of a key login */
+static void monitor_on_directory_key(void *ctx, uint64_t serial,
+                                     const struct directory_result *res)
+{
+    monitor_directory_done(ctx, serial, res, true);
+}
+
+/* A key login of a user "user@DOMAIN" whose DOMAIN has a directory: the
+ * key counts only while the directory still knows the user, asked with
+ * its service account unless a check within key_cache_seconds said so
+ * (auth/directory.h). False: no directory to ask, go on. */
+static bool monitor_directory_key(struct monitor *m, struct mchild *c)
+{
+    struct directory_service *dirs = directory_service_shared();
+    const struct directory_conf *d;
+    char why[LOGIN_DOMAIN_MAX + 128];
+    int r;
+
+    if (c->login.domain[0] == '\0' ||
+        (d = directory_service_find(dirs, c->login.domain)) == NULL ||
+        directory_service_cached(dirs, c->login.domain, c->login.username)) {
+        return false;
+    }
+    if (d->bind_dn == NULL) {
+        snprintf(why, sizeof(why),
+                 "directory %s cannot check key logins (no bind_dn); log in "
+                 "with the password",
+                 d->name);
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, why);
+        return true;
+    }
+    r = directory_lookup_async(dirs, c->login.domain, c->login.username,
+                               monitor_on_directory_key, m, c->serial);
+    if (r == ERR_OK) {
+        c->auth_pending = true;
+    } else {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL,
+                           r == ERR_DENIED ? "server busy" : "internal error");
+    }
+    return true;
+}
+
+/* A login "user@DOMAIN": checked by DOMAIN's directory (auth/directory.h)
+ * when one is configured, and answered in monitor_on_directory; refused
+ * when directories are configured, none is DOMAIN's and no local user
+ * has the name. False: an ordinary local login. */
+static bool monitor_directory_start(struct monitor *m, struct mchild *c,
+                                    bool found, const char *password)
+{
+    struct directory_service *dirs = directory_service_shared();
+    char why[LOGIN_DOMAIN_MAX + 64];
+    int r;
+
+    if (c->login.domain[0] == '\0' || directory_service_count(dirs) == 0) {
+        return false;
+    }
+    if (directory_service_find(dirs, c->login.domain) == NULL) {
+        if (found) {
+            return false;
+        }
+        snprintf(why, sizeof(why), "unknown domain %s", c->login.domain);
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, why);
+        return true;
+    }
+    r = directory_login_async(dirs, c->login.domain, c->login.username,
+                              password, monitor_on_directory, m, c->serial);
+    if (r == ERR_OK) {
+        c->auth_pending = true;
+    } else {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL,
+                           r == ERR_DENIED ? "server busy" : "internal error");
+    }
+    return true;
+}
+
 /*
  * A password, or a browser terminal's one-time ticket (webticket.h): the
  * HTTP side logs in to our own proxy as "<user>#<asset ID>" with a ticket
@@ -745,6 +880,9 @@ static int monitor_auth_password(struct monitor *m, struct mchild *c,
     if (monitor_factor_locked(m, c, LOCKOUT_PASSWORD)) {
         monitor_auth_reply(m, c, MP_AUTH_FAIL,
                            monitor_locked_why(LOCKOUT_PASSWORD));
+        goto out;
+    }
+    if (monitor_directory_start(m, c, found, password)) {
         goto out;
     }
     monitor_password_start(m, c, &u, found, password);
@@ -876,6 +1014,9 @@ static int monitor_auth_pubkey(struct monitor *m, struct mchild *c,
     }
     if (u.disabled) {
         monitor_auth_reply(m, c, MP_AUTH_FAIL, "user disabled");
+        goto out;
+    }
+    if (monitor_directory_key(m, c)) {
         goto out;
     }
     monitor_second_factor(m, c, &u);

@@ -514,7 +514,8 @@ async function mainFlow() {
 
   step = 'every other page loads';
   for (const [path, heading, name] of [
-    ['/sites', 'Sites', 'sites'], ['/groups', 'Groups', 'groups'], ['/roles', 'Site roles', 'roles'],
+    ['/sites', 'Sites', 'sites'], ['/groups', 'Groups', 'groups'],
+    ['/directories', 'Directories', 'directories'], ['/roles', 'Site roles', 'roles'],
     ['/profiles', 'Access profiles', 'profiles'], ['/sessions', 'Sessions', 'sessions'],
     ['/audit', 'Audit log', 'audit'], ['/settings', 'Settings', 'settings'],
     ['/assets', 'Assets', 'assets'], ['/', 'Dashboard', 'dashboard'],

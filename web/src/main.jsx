@@ -12,6 +12,7 @@ import { AssetDetail, Assets } from './pages/assets.jsx';
 import { Sites } from './pages/sites.jsx';
 import { UserDetail, Users } from './pages/users.jsx';
 import { Groups } from './pages/groups.jsx';
+import { Directories } from './pages/directories.jsx';
 import { Roles } from './pages/roles.jsx';
 import { Profiles } from './pages/profiles.jsx';
 import { Tokens } from './pages/tokens.jsx';
@@ -34,6 +35,7 @@ const NAV = [
   ['/sites', 'Sites', 'config'],
   ['/users', 'Users', 'admin'],
   ['/groups', 'Groups', 'config'],
+  ['/directories', 'Directories', 'config'],
   ['/roles', 'Site roles', 'admin'],
   ['/profiles', 'Access profiles', 'config'],
   ['/tokens', 'API tokens', 'self'],
@@ -55,6 +57,7 @@ const ROUTES = [
   ['/users', Users],
   ['/users/:id', UserDetail],
   ['/groups', Groups],
+  ['/directories', Directories],
   ['/roles', Roles],
   ['/profiles', Profiles],
   ['/tokens', Tokens],
