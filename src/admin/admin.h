@@ -459,6 +459,25 @@ int admin_token_delete(const struct admin_ctx *c, const char *id,
                        struct admin_err *e);
 json_t *admin_token_json(const struct store_api_token *t);
 
+/* --- peer nodes (store/peers.h) ------------------------------------ */
+
+#define ADMIN_PEER_DEFAULT_PORT 3128
+struct store_peer;
+extern const struct admin_field admin_peer_fields[];
+/* A new peer from a request body (name, host, port, tls_fingerprint,
+ * plain_http, via) and its proxy's API token (sealed here; c->vault must
+ * be open). Audited (peer.add; never the token). */
+int admin_peer_add(const struct admin_ctx *c, const json_t *body,
+                   const char *token, struct store_peer *out,
+                   struct admin_err *e);
+/* Changes what body names (not the name); token NULL keeps the old one. */
+int admin_peer_update(const struct admin_ctx *c, const char *name_or_id,
+                      const json_t *body, const char *token,
+                      struct store_peer *out, struct admin_err *e);
+/* Refused while an asset's route or another peer's via names it. */
+int admin_peer_delete(const struct admin_ctx *c, const char *name_or_id,
+                      struct admin_err *e);
+
 /* --- directory (LDAP) logins: the user just in time (auth/directory.h) */
 
 struct directory_result;
