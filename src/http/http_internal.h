@@ -128,7 +128,8 @@ struct http {
     size_t nsrc_buckets;
     struct http_metrics m;
     bool tls;
-    struct hub *hub; /* the agent hub, or NULL */
+    struct hub *hub;       /* the agent hub, or NULL */
+    struct routes *routes; /* for peer checks (route/route.h) */
     lws_callback_function *hub_callback;
     struct webtickets *tickets; /* the monitor's, for the browser terminal */
     /* argon2id off the loop: the monitor's pool (shared: one cap), or NULL
@@ -289,6 +290,12 @@ int http_h_audit_list(struct http_req *req);
 int http_h_directories_list(struct http_req *req); /* http_res_auth.c */
 
 /* The agent side (http_res_agents.c). */
+int http_h_peers_list(struct http_req *req); /* http_res_peers.c */
+int http_h_peers_add(struct http_req *req);
+int http_h_peers_get(struct http_req *req);
+int http_h_peers_patch(struct http_req *req);
+int http_h_peers_delete(struct http_req *req);
+int http_h_peers_check(struct http_req *req);
 int http_h_credentials_list(struct http_req *req);
 int http_h_credentials_add(struct http_req *req);
 int http_h_credentials_get(struct http_req *req);

@@ -125,6 +125,14 @@ static const struct http_field extra_asset_patch[] = {
     {"private_key", HF_STRING_NULL, false, 1, ADMIN_PRIVKEY_MAX},
     F_END,
 };
+static const struct http_field extra_peer_add[] = {
+    {"token", HF_SECRET, true, 5, 4000},
+    F_END,
+};
+static const struct http_field extra_peer_patch[] = {
+    {"token", HF_SECRET, false, 5, 4000},
+    F_END,
+};
 static const struct http_field extra_token_add[] = {
     NAME_FIELD("user", false),
     {"expires_in", HF_STRING, false, 1, 16},
@@ -143,6 +151,8 @@ SCHEMA(body_profile_patch);
 SCHEMA(body_token_add);
 SCHEMA(body_token_patch);
 SCHEMA(body_credential_add);
+SCHEMA(body_peer_add);
+SCHEMA(body_peer_patch);
 
 static const struct {
     struct http_field *out;
@@ -161,6 +171,8 @@ static const struct {
     {body_token_add, admin_token_fields, true, extra_token_add},
     {body_token_patch, admin_token_fields, false, NULL},
     {body_credential_add, admin_credential_fields, true, NULL},
+    {body_peer_add, admin_peer_fields, true, extra_peer_add},
+    {body_peer_patch, admin_peer_fields, false, extra_peer_patch},
 };
 
 struct http_schema_fill {
@@ -354,6 +366,18 @@ const struct http_route http_routes[] = {
     R(HM_GET, API "/audit", PERM_ADMIN, SCOPE_ROOT, NULL, true,
       http_h_audit_list, NULL),
 
+    R(HM_GET, API "/peers", PERM_CONFIG, SCOPE_ROOT, NULL, true,
+      http_h_peers_list, NULL),
+    R(HM_POST, API "/peers", PERM_CONFIG, SCOPE_ROOT, body_peer_add, false,
+      http_h_peers_add, NULL /* admin: peer.add */),
+    R(HM_GET, API "/peers/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
+      http_h_peers_get, NULL),
+    R(HM_PATCH, API "/peers/{id}", PERM_CONFIG, SCOPE_ROOT, body_peer_patch,
+      false, http_h_peers_patch, NULL /* admin: peer.update */),
+    R(HM_DELETE, API "/peers/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
+      http_h_peers_delete, NULL /* admin: peer.delete */),
+    R(HM_POST, API "/peers/{id}/check", PERM_CONFIG, SCOPE_ROOT, body_empty,
+      false, http_h_peers_check, NULL),
     R(HM_GET, API "/credentials", PERM_ADMIN, SCOPE_ROOT, NULL, true,
       http_h_credentials_list, NULL),
     R(HM_POST, API "/credentials", PERM_ADMIN, SCOPE_ROOT, body_credential_add,

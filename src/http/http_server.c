@@ -34,6 +34,7 @@
  * Everything runs in the loop's one thread, so nothing here locks.
  */
 #include "http/http_internal.h"
+#include "route/route.h"
 
 #include <arpa/inet.h>
 #include <dlfcn.h>
@@ -934,6 +935,12 @@ int http_start(struct http **out, const struct config *cfg, struct loop *loop,
     h->store = store;
     h->vault = vault;
     h->hub = hub;
+    /* peer checks reach a peer's proxy as sessions do (route/route.h) */
+    if ((h->routes = routes_new(loop, cfg, hub)) == NULL) {
+        free(h);
+        return ERR_NOMEM;
+    }
+    routes_set_store(h->routes, store, vault);
     h->tickets = tickets;
     h->nsrc_buckets = HTTP_SRC_BUCKETS;
     if ((h->srcs = calloc(h->nsrc_buckets, sizeof(*h->srcs))) == NULL) {
@@ -1018,6 +1025,7 @@ int http_start(struct http **out, const struct config *cfg, struct loop *loop,
 fail:
     lockout_free(h->lockout);
     http_jwt_key_free(h->key);
+    routes_free(h->routes);
     free(h->srcs);
     free(h);
     return r;
@@ -1070,6 +1078,8 @@ void http_stop(struct http *h)
         }
     }
     free(h->srcs);
+    /* after the connections: a pending check answers no one now */
+    routes_free(h->routes);
     if (!h->lockout_borrowed) {
         lockout_free(h->lockout);
     }

@@ -250,3 +250,62 @@ def test_via_chains_and_loops(pc, segment):
     assert rc != 0 and "would make a loop back to peer front" in err, err
     rc, _, err = pc.cli("peer", "delete", "front", check=False)
     assert rc != 0 and "still the route of 1" in err, err
+
+
+def test_peers_through_the_api(pc, segment):
+    """/api/v1/peers: the same rules as the CLI (token write-only), and
+    POST /peers/{id}/check answers as `peer check` does."""
+    import urllib.error
+    import urllib.request
+    peer, _ = segment
+    pc.start()
+    pc.wait_http()
+    base = "http://127.0.0.1:%d/api/v1" % pc.http_port
+
+    def call(method, path, body=None, token=None):
+        req = urllib.request.Request(
+            base + path, method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json",
+                     "Authorization": "Bearer " + (token or admin)})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                text = r.read()
+                return r.status, json.loads(text) if text else None
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    req = urllib.request.Request(
+        base + "/login", method="POST",
+        data=json.dumps({"username": pc.admin_user,
+                         "password": pc.admin_password}).encode(),
+        headers={"Content-Type": "application/json"})
+    admin = json.loads(urllib.request.urlopen(req, timeout=30).read())[
+        "data"]["token"]
+    st, body = call("POST", "/peers", {
+        "name": "seg", "host": peer.ns.ns_ip, "port": peer.port,
+        "tls_fingerprint": peer.fingerprint.lower(), "token": peer.token})
+    assert st == 201, body
+    data = body["data"]
+    assert data["token_set"] is True and "token" not in data
+    assert data["tls_fingerprint"] == peer.fingerprint  # canonical form
+    st, body = call("POST", "/peers/%s/check" % data["id"], {})
+    assert st == 200 and body["data"]["ok"] is True, body
+    assert body["data"]["server"].startswith("portcullis/")
+    # the same refusals as the CLI's, word for word
+    st, body = call("POST", "/peers", {"name": "x", "host": "10.0.0.1",
+                                       "token": peer.token})
+    assert st == 400 and "TLS fingerprint is needed" in json.dumps(body)
+    rc, _, err = pc.cli("peer", "add", "x", "--host", "10.0.0.1",
+                        "--token-stdin", input=peer.token + "\n",
+                        check=False)
+    assert rc != 0 and "TLS fingerprint is needed" in err
+    st, body = call("PATCH", "/peers/seg", {"token": "a.b.c"})
+    assert st == 200, body
+    st, body = call("POST", "/peers/seg/check", {})
+    assert st == 200 and body["data"]["ok"] is False and \
+        "407" in body["data"]["reason"], body
+    st, body = call("GET", "/peers")
+    assert st == 200 and [p["name"] for p in body["data"]] == ["seg"]
+    st, _ = call("DELETE", "/peers/seg")
+    assert st == 204
