@@ -13,6 +13,7 @@ import { Sites } from './pages/sites.jsx';
 import { UserDetail, Users } from './pages/users.jsx';
 import { Groups } from './pages/groups.jsx';
 import { Directories } from './pages/directories.jsx';
+import { Peers } from './pages/peers.jsx';
 import { Roles } from './pages/roles.jsx';
 import { Profiles } from './pages/profiles.jsx';
 import { Tokens } from './pages/tokens.jsx';
@@ -36,6 +37,7 @@ const NAV = [
   ['/users', 'Users', 'admin'],
   ['/groups', 'Groups', 'config'],
   ['/directories', 'Directories', 'config'],
+  ['/peers', 'Peer nodes', 'config'],
   ['/roles', 'Site roles', 'admin'],
   ['/profiles', 'Access profiles', 'config'],
   ['/tokens', 'API tokens', 'self'],
@@ -58,6 +60,7 @@ const ROUTES = [
   ['/users/:id', UserDetail],
   ['/groups', Groups],
   ['/directories', Directories],
+  ['/peers', Peers],
   ['/roles', Roles],
   ['/profiles', Profiles],
   ['/tokens', Tokens],
