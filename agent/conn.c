@@ -514,6 +514,13 @@ static void conn_raw_read(struct agent_conn *c)
         if (!conn_raw_frames(c, conn_rbuf, (size_t)n)) {
             break;
         }
+        /* A short read emptied the socket: the next bytes wake the poll
+         * (saves a recv() that would say EAGAIN). Not for TLS, whose
+         * reads end at a record; SSL_has_pending() says if more wait. */
+        if (c->raw_ssl != NULL ? !SSL_has_pending(c->raw_ssl)
+                               : (size_t)n < sizeof(conn_rbuf)) {
+            break;
+        }
         if (round == 3) {
             c->raw_more = true;
         }
