@@ -548,6 +548,12 @@ static void conn_raw_start(struct agent_conn *c)
     if (c->raw || c->wsi == NULL || c->rxp != NULL || c->rx_paused) {
         return;
     }
+    /* The switch costs a descriptor (the dup). A process of many
+     * connections (portcullis-agent-load, which budgets three descriptors
+     * per agent) keeps libwebsockets' reads; the agent has one. */
+    if (c->ctx->count > CONN_RAW_CONNS) {
+        return;
+    }
     fd = lws_get_socket_fd(c->wsi);
     if (fd < 0 || (c->raw_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
         c->raw_fd = -1;

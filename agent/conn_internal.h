@@ -26,6 +26,7 @@
 #define STREAM_BUF 65536                  /* per direction, per stream */
 #define CONN_ERRLINE_MAX 256       /* the server's refusal line we keep */
 #define CONN_RAW_READ (256 * 1024) /* our reads of the WebSocket's socket */
+#define CONN_RAW_CONNS 16          /* our own reads only with this many conns */
 
 enum conn_phase {
     PH_IDLE = 0, /* waiting to (re)connect */
