@@ -27,6 +27,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sodium.h>
 
 #include "agent/facts.h"
@@ -46,9 +48,10 @@ static int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 static void conn_closed(struct agent_conn *c);
 static void conn_update_polls(struct agent_conn *c);
 
-/* A scratch buffer for reads from the socketpair, shared by every
- * connection of the process (one thread). */
+/* Scratch buffers for reads from the socketpair and from the WebSocket's
+ * socket, shared by every connection of the process (one thread). */
 static uint8_t conn_scratch[CONN_WS_CHUNK];
+static uint8_t conn_rbuf[CONN_RAW_READ];
 
 /* --- logging ----------------------------------------------------------- */
 
@@ -230,14 +233,15 @@ static void conn_set_poll(uv_poll_t *p, int *cur, int want, uv_poll_cb cb)
  * key; the payload is copied and masked 8 bytes at a time, and the whole
  * frame goes out through lws_write(LWS_WRITE_RAW).
  */
-static size_t conn_frame(uint8_t *out, const uint8_t *in, size_t n)
+static size_t conn_frame(uint8_t *out, const uint8_t *in, size_t n,
+                         uint8_t opcode)
 {
     uint8_t key[4], hdr[14];
     uint64_t k8, w;
     size_t hl = 0, i = 0;
 
     randombytes_buf(key, sizeof(key));
-    hdr[hl++] = 0x82; /* FIN, binary */
+    hdr[hl++] = 0x80 | opcode; /* FIN */
     if (n < 126) {
         hdr[hl++] = (uint8_t)(0x80 | n);
     } else if (n <= 0xffff) {
@@ -281,7 +285,7 @@ static void conn_bridge_read(struct agent_conn *c)
             conn_fail(c, "out of memory");
             return;
         }
-        c->tx_hdr = conn_frame(c->tx + LWS_PRE, conn_scratch, (size_t)n);
+        c->tx_hdr = conn_frame(c->tx + LWS_PRE, conn_scratch, (size_t)n, 0x2);
         c->tx_len = (size_t)n;
         lws_callback_on_writable(c->wsi);
         return;
@@ -308,7 +312,9 @@ static int conn_bridge_flush(struct agent_conn *c)
     free(c->rxp);
     c->rxp = NULL;
     c->rxp_len = c->rxp_off = 0;
-    if (c->rx_paused && c->wsi != NULL) {
+    if (c->raw) {
+        c->raw_more = true; /* read on: TLS may hold bytes poll misses */
+    } else if (c->rx_paused && c->wsi != NULL) {
         lws_rx_flow_control(c->wsi, 1);
         c->rx_paused = false;
     }
@@ -346,11 +352,229 @@ static int conn_bridge_write(struct agent_conn *c, const uint8_t *p, size_t len)
     memcpy(b + c->rxp_len, p + n, len - (size_t)n);
     c->rxp = b;
     c->rxp_len += len - (size_t)n;
-    if (!c->rx_paused && c->wsi != NULL) {
+    if (!c->raw && !c->rx_paused && c->wsi != NULL) {
         lws_rx_flow_control(c->wsi, 0);
         c->rx_paused = true;
     }
     return ERR_OK;
+}
+
+/* --- our own reads of the WebSocket ------------------------------------ */
+
+/*
+ * libwebsockets 4.1's client parser handles every byte of a server's
+ * frame in a state machine call of its own: ~70 % of the agent's CPU per
+ * tunnelled byte from server to agent (bench/README.md). So once the SSH
+ * session is authenticated, the agent reads the WebSocket's socket (or
+ * libwebsockets' TLS session, SSL_read on the same SSL *) itself, 256 KiB
+ * at a time, and decodes the frames with common/ws.c. libwebsockets keeps
+ * the connection: writes, its keepalive PING, the close, the teardown.
+ *
+ * The switch is safe only where libwebsockets holds none of the server's
+ * bytes (none read but not yet handed to us, no frame half parsed). Right
+ * after the server's USERAUTH_SUCCESS is such a point: the server sends
+ * nothing unprompted between that packet and our channel open, and
+ * libssh has consumed the whole packet, so every byte the server sent
+ * has reached us. Its receive flow is then stopped for good (no more
+ * reads by libwebsockets) and ours begin. Should a server ever break
+ * that rule, the bytes libwebsockets kept are missing from the stream:
+ * the SSH session fails its MAC check and the agent reconnects; nothing
+ * is misread.
+ */
+
+/* Ends the connection after our reads saw the server's side go away. */
+static void conn_raw_lost(struct agent_conn *c)
+{
+    c->raw_eof = true;
+    if (c->wsi != NULL) {
+        /* libwebsockets closes it; CLIENT_CLOSED -> conn_closed() */
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    }
+}
+
+/* Closes the WebSocket with a status (libwebsockets sends the CLOSE). */
+static void conn_raw_close(struct agent_conn *c, unsigned code, const char *why)
+{
+    c->raw_eof = true;
+    c->close_code = code;
+    c->close_why = why;
+    c->close_pending = true;
+    if (c->wsi != NULL) {
+        lws_callback_on_writable(c->wsi);
+    }
+}
+
+/* Up to len bytes of the WebSocket: >0, 0 at EOF, -1 on error, -2 when
+ * nothing is there now. */
+static ssize_t conn_raw_recv(struct agent_conn *c, uint8_t *buf, size_t len)
+{
+    ssize_t n;
+
+    if (c->raw_ssl != NULL) {
+        int r, e;
+
+        ERR_clear_error();
+        r = SSL_read(c->raw_ssl, buf, (int)len);
+        if (r > 0) {
+            return r;
+        }
+        e = SSL_get_error(c->raw_ssl, r);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            return -2;
+        }
+        return e == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+    }
+    n = recv(c->raw_fd, buf, len, 0);
+    if (n < 0) {
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -2
+                                                                         : -1;
+    }
+    return n;
+}
+
+/* Decodes p[len] (all of it) and acts on every frame; false once the
+ * connection is ending. */
+static bool conn_raw_frames(struct agent_conn *c, const uint8_t *p, size_t len)
+{
+    struct ws_ev ev;
+    size_t used;
+    int rc;
+
+    while (len > 0) {
+        ws_dec_next(&c->wsd, p, len, &used, &ev);
+        p += used;
+        len -= used;
+        switch (ev.type) {
+        case WS_EV_NONE:
+            break;
+        case WS_EV_DATA:
+            if (ev.text) {
+                conn_logf(c, LOG_ERROR,
+                          "the server sent a text frame; closing (1003)");
+                conn_raw_close(c, WS_CLOSE_BAD_DATA, "binary frames only");
+                return false;
+            }
+            if (ev.len > 0 &&
+                (rc = conn_bridge_write(c, ev.data, ev.len)) != ERR_OK) {
+                conn_fail(c, "cannot pass server bytes to SSH: %s",
+                          err_str(rc));
+                return false;
+            }
+            break;
+        case WS_EV_PING:
+            /* The latest PING is the one to answer (RFC 6455 5.5.3). */
+            c->pong_hdr = conn_frame(c->pong + LWS_PRE, ev.data, ev.len, 0xa);
+            c->pong_len = ev.len;
+            if (c->wsi != NULL) {
+                lws_callback_on_writable(c->wsi);
+            }
+            break;
+        case WS_EV_PONG:
+            break;
+        case WS_EV_CLOSE:
+            conn_logf(c, LOG_WARN, "the server closed the WebSocket (%u%s%.*s)",
+                      ev.code, ev.len > 0 ? ": " : "", (int)ev.len,
+                      (const char *)ev.data);
+            conn_raw_close(c, LWS_CLOSE_STATUS_NORMAL, NULL);
+            return false;
+        case WS_EV_ERROR:
+            conn_fail(c, "bad WebSocket frame from the server: %s", ev.why);
+            c->close_code = ev.code;
+            c->close_why = "bad frame";
+            c->raw_eof = true;
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Reads what the server sent, a bounded amount per call; comes back on
+ * the next loop turn if there may be more (libwebsockets' TLS session can
+ * hold decrypted bytes that poll() does not see). */
+static void conn_raw_read(struct agent_conn *c)
+{
+    bool got = false;
+    ssize_t n;
+
+    c->raw_more = false;
+    for (int round = 0; round < 4; round++) {
+        if (!c->raw || c->raw_eof || c->rxp != NULL || c->phase == PH_CLOSING ||
+            c->phase == PH_IDLE) {
+            break;
+        }
+        n = conn_raw_recv(c, conn_rbuf, sizeof(conn_rbuf));
+        if (n == -2) {
+            break;
+        }
+        if (n <= 0) {
+            conn_raw_lost(c);
+            break;
+        }
+        got = true;
+        if (!conn_raw_frames(c, conn_rbuf, (size_t)n)) {
+            break;
+        }
+        /* A short read emptied the socket: the next bytes wake the poll
+         * (saves a recv() that would say EAGAIN). Not for TLS, whose
+         * reads end at a record; SSL_has_pending() says if more wait. */
+        if (c->raw_ssl != NULL ? !SSL_has_pending(c->raw_ssl)
+                               : (size_t)n < sizeof(conn_rbuf)) {
+            break;
+        }
+        if (round == 3) {
+            c->raw_more = true;
+        }
+    }
+    if (got && c->wsi != NULL) {
+        /* Any bytes from the server prove it alive (protocol 1.5). */
+        lws_validity_confirmed(c->wsi);
+    }
+}
+
+static void conn_raw_cb(uv_poll_t *p, int status, int events)
+{
+    struct agent_conn *c = p->data;
+
+    conn_raw_read(c);
+    conn_pump(c);
+}
+
+/* Takes over the reads (see above). On any failure the reads simply stay
+ * with libwebsockets. */
+static void conn_raw_start(struct agent_conn *c)
+{
+    int fd;
+
+    if (c->raw || c->wsi == NULL || c->rxp != NULL || c->rx_paused) {
+        return;
+    }
+    /* The switch costs a descriptor (the dup). A process of many
+     * connections (portcullis-agent-load, which budgets three descriptors
+     * per agent) keeps libwebsockets' reads; the agent has one. */
+    if (c->ctx->count > CONN_RAW_CONNS) {
+        return;
+    }
+    fd = lws_get_socket_fd(c->wsi);
+    if (fd < 0 || (c->raw_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+        c->raw_fd = -1;
+        return;
+    }
+    if ((c->raw_poll = malloc(sizeof(*c->raw_poll))) == NULL) {
+        close(c->raw_fd);
+        c->raw_fd = -1;
+        return;
+    }
+    c->raw_ssl = lws_is_ssl(c->wsi) ? (void *)lws_get_ssl(c->wsi) : NULL;
+    uv_poll_init(c->ctx->loop, c->raw_poll, c->raw_fd);
+    c->raw_poll->data = c;
+    c->raw_events = 0;
+    ws_dec_init(&c->wsd);
+    lws_rx_flow_control(c->wsi, 0);
+    c->raw = true;
+    c->raw_eof = false;
+    c->raw_more = true; /* the first read on the next loop turn */
+    conn_logf(c, LOG_DEBUG, "reading the WebSocket directly%s",
+              c->raw_ssl != NULL ? " (TLS)" : "");
 }
 
 static void conn_bridge_cb(uv_poll_t *p, int status, int events)
@@ -386,6 +610,16 @@ static void conn_update_polls(struct agent_conn *c)
         }
         conn_set_poll(c->bridge_poll, &c->bridge_events, want, conn_bridge_cb);
     }
+    if (c->raw_poll != NULL) {
+        want = 0;
+        if (c->raw && !c->raw_eof && c->rxp == NULL && c->phase != PH_CLOSING) {
+            want = UV_READABLE;
+            if (c->raw_more) {
+                want |= UV_WRITABLE; /* a callback on the next turn */
+            }
+        }
+        conn_set_poll(c->raw_poll, &c->raw_events, want, conn_raw_cb);
+    }
     if (c->ssh_poll != NULL) {
         want = UV_READABLE;
         if (c->ssh != NULL && c->ssh_owns_fd &&
@@ -413,7 +647,17 @@ static void conn_teardown(struct agent_conn *c)
     c->ann_json = NULL;
     conn_close_poll(&c->bridge_poll);
     conn_close_poll(&c->ssh_poll);
-    c->bridge_events = c->ssh_events = 0;
+    conn_close_poll(&c->raw_poll);
+    c->bridge_events = c->ssh_events = c->raw_events = 0;
+    if (c->raw_fd >= 0) {
+        close(c->raw_fd);
+        c->raw_fd = -1;
+    }
+    c->raw = c->raw_eof = c->raw_more = false;
+    c->raw_ssl = NULL; /* libwebsockets' own */
+    c->pong_len = c->pong_hdr = 0;
+    c->close_code = 0;
+    c->close_why = NULL;
     if (c->event != NULL) {
         if (c->ssh != NULL) {
             ssh_event_remove_session(c->event, c->ssh);
@@ -697,6 +941,7 @@ static bool conn_step(struct agent_conn *c)
             return false;
         }
         if (rc == SSH_AUTH_SUCCESS) {
+            conn_raw_start(c);
             c->phase = PH_OPEN;
             return true;
         }
@@ -971,6 +1216,12 @@ static int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
         if (c == NULL) {
             return -1;
         }
+        if (c->raw) {
+            /* Cannot happen: its receive flow is stopped (conn_raw_start).
+             * If it does, the stream has a hole: end it. */
+            conn_fail(c, "libwebsockets read the WebSocket after the switch");
+            return 0;
+        }
         if (!lws_frame_is_binary(wsi)) {
             conn_logf(c, LOG_ERROR,
                       "the server sent a text frame; closing (1003)");
@@ -993,8 +1244,26 @@ static int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
             return -1;
         }
         if (c->close_pending) {
-            lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+            lws_close_reason(wsi,
+                             c->close_code != 0
+                                 ? (enum lws_close_status)c->close_code
+                                 : LWS_CLOSE_STATUS_NORMAL,
+                             (unsigned char *)(uintptr_t)c->close_why,
+                             c->close_why != NULL ? strlen(c->close_why) : 0);
             return -1;
+        }
+        if (c->pong_len > 0 || c->pong_hdr > 0) {
+            n = lws_write(wsi, c->pong + LWS_PRE - c->pong_hdr,
+                          c->pong_hdr + c->pong_len, LWS_WRITE_RAW);
+            if (n < (int)(c->pong_hdr + c->pong_len)) {
+                conn_logf(c, LOG_WARN, "WebSocket write failed");
+                return -1;
+            }
+            c->pong_len = c->pong_hdr = 0;
+            if (c->tx != NULL) {
+                lws_callback_on_writable(wsi);
+            }
+            return 0;
         }
         if (c->tx != NULL) {
             n = lws_write(wsi, c->tx + LWS_PRE - c->tx_hdr,
@@ -1055,7 +1324,7 @@ int agent_conn_new(struct agent_conn **out, struct agent_ctx *ctx,
     c->ctx = ctx;
     c->conf = conf;
     snprintf(c->id, sizeof(c->id), "%s", id);
-    c->bridge_fd = c->ssh_fd = -1;
+    c->bridge_fd = c->ssh_fd = c->raw_fd = -1;
     c->wait_ms = CONN_WAIT_FIRST_MS;
     uv_timer_init(ctx->loop, c->timer);
     c->timer->data = c;

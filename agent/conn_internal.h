@@ -19,11 +19,14 @@
 #include "agent/agent_conf.h"
 #include "agent/allow.h"
 #include "agent/conn.h"
+#include "common/ws.h"
 
 #define CONN_WS_CHUNK 65536 /* bytes per WebSocket message we send */
 #define CONN_RX_PENDING_MAX (1024 * 1024) /* WS bytes not yet in the pair */
 #define STREAM_BUF 65536                  /* per direction, per stream */
-#define CONN_ERRLINE_MAX 256 /* the server's refusal line we keep */
+#define CONN_ERRLINE_MAX 256       /* the server's refusal line we keep */
+#define CONN_RAW_READ (256 * 1024) /* our reads of the WebSocket's socket */
+#define CONN_RAW_CONNS 16          /* our own reads only with this many conns */
 
 enum conn_phase {
     PH_IDLE = 0, /* waiting to (re)connect */
@@ -69,6 +72,23 @@ struct agent_conn {
     uint8_t *rxp;  /* WS bytes waiting to go into the pair */
     size_t rxp_len, rxp_off;
     bool rx_paused;
+    unsigned close_code;   /* for close_pending: 0 = normal (1000) */
+    const char *close_why; /* its reason text (static), or NULL */
+
+    /* Our own reads of the WebSocket (conn.c, conn_raw_start): once the
+     * SSH session is authenticated, the server's frames are read here in
+     * large reads and decoded by common/ws.c, not by libwebsockets.
+     * Writes still go through lws_write(). */
+    bool raw;      /* reads are ours */
+    bool raw_eof;  /* the server's side ended (EOF, error, CLOSE) */
+    bool raw_more; /* read again on the next loop turn */
+    int raw_fd;    /* dup() of the WebSocket's socket, for raw_poll */
+    void *raw_ssl; /* libwebsockets' SSL * when over TLS, else NULL */
+    uv_poll_t *raw_poll;
+    int raw_events;
+    struct ws_dec wsd;
+    uint8_t pong[LWS_PRE + 6 + WS_CTL_MAX]; /* a PONG to send, framed */
+    size_t pong_len, pong_hdr;              /* 0: none */
 
     /* The socketpair: bridge_fd is ours, ssh_fd belongs to libssh. */
     int bridge_fd;

@@ -397,3 +397,28 @@ def test_over_wss_with_a_ca_file(tmp_path, make_agent):
         assert b.id not in listed and c.id not in listed
     finally:
         pc.stop()
+
+
+# ------------------------------------------- the agent's own WebSocket reads
+
+def test_idle_agent_answers_the_servers_pings(tmp_path, make_agent):
+    """Once online the agent reads its WebSocket itself (agent/conn.c,
+    conn_raw_start), so it, not libwebsockets, must answer the server's
+    PINGs. The server PINGs after 1 s of silence and drops an agent silent
+    for 3 s; the agent's own keepalive (10 s) sends nothing in the 7 s
+    below, so only its PONGs keep it online."""
+    pc = pclib.Portcullis(tmp_path / "pc")
+    pc.tune_for_tests()
+    pc.set_config("agent", "keepalive_seconds", "1")
+    pc.set_config("agent", "timeout_seconds", "3")
+    pc.start()
+    pc.wait_http()
+    try:
+        a = make_agent(pc)
+        wait_agent(pc, a.id)
+        time.sleep(7)
+        assert agents(pc)[a.id]["online"], agents(pc)
+        assert "keepalive timeout" not in pc.log_text()
+        assert "connection to the server lost" not in a.log_text()
+    finally:
+        pc.stop()

@@ -2,9 +2,9 @@
 section 11, issue 12): OpenSSH forced to each cipher, MAC, key exchange and
 host key type in turn; paramiko; Dropbear's dbclient; PuTTY's plink, pscp
 and psftp; asyncssh; Go's x/crypto/ssh (rclone's sftp backend); rsync and
-git over ssh. Each runs a command (output and exit status checked) and
-moves a file both ways (content checked) through the proxy to a real
-sshd. The login always carries the '#' of `user#asset`; each client has
+git over ssh; libssh2 (curl's scp:// and sftp://, which only move files).
+Each runs a command (output and exit status checked) and moves a file
+both ways (content checked) through the proxy to a real sshd. The login always carries the '#' of `user#asset`; each client has
 its own way of taking such a user name.
 
 No client sees a banner by default; `[ssh] banner` sends one; a weak
@@ -22,7 +22,7 @@ import textwrap
 
 import pytest
 
-from pclib import Target, make_file, run, sha256_file, uniq
+from pclib import Target, keygen, make_file, run, sha256_file, uniq
 
 KiB = 1 << 10
 SIZE = 300 * KiB + 17  # several SSH packets and channel windows, odd size
@@ -457,6 +457,88 @@ def test_git_over_ssh(acct):
     assert r.rc == 0, r
     assert (acct.tmp / "again" / "hello.txt").read_text() == \
         "through the proxy\n"
+
+
+# ------------------------------------------- libssh2 (curl scp:// sftp://)
+
+def curl_libssh2(acct):
+    """Debian's curl, built on libssh2 1.10: skipped if it is not."""
+    need("curl", "curl")
+    r = run(["curl", "-V"])
+    if "libssh2" not in r.out or "scp" not in r.out.split("Protocols:")[-1]:
+        pytest.skip("this curl is not built with libssh2 (Debian 12's is)")
+    # curl checks the host key against ~/.ssh/known_hosts (its default):
+    # a HOME of our own holding the proxy's keys
+    home = acct.tmp / "curlhome"
+    (home / ".ssh").mkdir(parents=True, exist_ok=True)
+    shutil.copy(acct.known_hosts, home / ".ssh" / "known_hosts")
+    env = dict(os.environ)
+    env["HOME"] = str(home)
+    return env
+
+
+def curl_round(acct, env, auth, tag):
+    """curl up and down by scp:// and sftp://, with auth (curl options);
+    file contents checked at both ends."""
+    base = ["curl", "-sS", "--connect-timeout", "10"] + auth
+    up, up_sum = acct.local_file()
+    src, src_sum = acct.remote_file("%s-src.bin" % tag)
+    errs = ""
+    for proto in ("scp", "sftp"):
+        name = "%s-%s.bin" % (tag, proto)
+        url = "%s://127.0.0.1:%d%s/%s" % (proto, acct.port, acct.remote_dir,
+                                          name)
+        r = run(base + ["-T", str(up), url], env=env)
+        assert r.rc == 0, r
+        assert sha256_file(acct.remote_dir / name) == up_sum
+        down = acct.tmp / ("down-" + name)
+        url = "%s://127.0.0.1:%d%s" % (proto, acct.port, src)
+        r2 = run(base + ["-o", str(down), url], env=env)
+        assert r2.rc == 0, r2
+        assert sha256_file(down) == src_sum
+        errs += r.err + r2.err
+    no_banner(errs)
+
+
+def test_curl_libssh2_password(acct):
+    """libssh2 (curl's SSH backend, also PHP's ssh2, libgit2's, many
+    appliances'): scp:// and sftp://, each way, password login with the
+    defaults."""
+    env = curl_libssh2(acct)
+    curl_round(acct, env, ["-u", "%s:%s" % (acct.login, acct.password)],
+               "pw")
+    # a wrong password is refused, and nothing is written
+    r = run(["curl", "-sS", "--connect-timeout", "10", "-u",
+             "%s:%s" % (acct.login, "not-" + acct.password), "-T",
+             str(acct.local_file("x.bin")[0]),
+             "scp://127.0.0.1:%d%s/refused.bin" % (acct.port,
+                                                   acct.remote_dir)],
+            env=env)
+    assert r.rc == 67, r  # CURLE_LOGIN_DENIED
+    assert not (acct.remote_dir / "refused.bin").exists()
+    # the host key really is checked: other keys for the proxy's address
+    keygen(acct.tmp / "not_the_proxy")
+    pub = (acct.tmp / "not_the_proxy.pub").read_text().split()
+    (acct.tmp / "curlhome" / ".ssh" / "known_hosts").write_text(
+        "[127.0.0.1]:%d %s %s\n" % (acct.port, pub[0], pub[1]))
+    r = run(["curl", "-sS", "--connect-timeout", "10", "-u",
+             "%s:%s" % (acct.login, acct.password), "-o",
+             str(acct.tmp / "never.bin"),
+             "sftp://127.0.0.1:%d%s/pw-src.bin" % (acct.port,
+                                                   acct.remote_dir)],
+            env=env)
+    assert r.rc == 60, r  # CURLE_PEER_FAILED_VERIFICATION
+    assert not (acct.tmp / "never.bin").exists()
+
+
+def test_curl_libssh2_key(acct):
+    """libssh2 with a user key (--key/--pubkey): Ed25519 in OpenSSH's
+    format, as ssh-keygen writes it."""
+    env = curl_libssh2(acct)
+    key = keygen(acct.tmp / "curl_key")
+    acct.proxy.key_add(acct.user, str(key) + ".pub")
+    curl_round(acct, env, ["-u", acct.login + ":", "--key", str(key),
+                           "--pubkey", str(key) + ".pub"], "key")
 
 
 # ------------------------------------------------ banner and weak algorithms
