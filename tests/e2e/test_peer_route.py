@@ -309,3 +309,43 @@ def test_peers_through_the_api(pc, segment):
     assert st == 200 and [p["name"] for p in body["data"]] == ["seg"]
     st, _ = call("DELETE", "/peers/seg")
     assert st == 204
+
+
+def test_web_ui_adds_a_peer_and_routes_an_asset_through_it(pc, segment,
+                                                           tmp_path):
+    """Playwright in Debian's Chromium (web/e2e/peers.mjs): an
+    administrator adds the peer on Configuration > Peer Nodes, checks it,
+    and creates an asset with the route peer:NAME; then OpenSSH reaches the
+    namespace's sshd through it."""
+    import os
+    from test_web import CHROMIUM, WEB, web_ui as _build  # noqa: F401
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail("%s is missing: `./dev deps` installs chromium" %
+                    CHROMIUM)
+    getattr(_build, "__wrapped__", _build)()  # web/dist, built if stale
+    peer, target = segment
+    pc.start()
+    pc.wait_http()
+    name = uniq("web")
+    cfg = {"url": "http://127.0.0.1:%d" % pc.http_port,
+           "admin_user": pc.admin_user, "admin_password": pc.admin_password,
+           "peer": {"name": "webseg", "host": peer.ns.ns_ip,
+                    "port": peer.port, "fingerprint": peer.fingerprint,
+                    "token": peer.token},
+           "asset": {"name": name, "host": "127.0.0.1", "port": target.port,
+                     "private_key": target.key.read_text(),
+                     "fingerprint": target.fingerprint},
+           "screenshots": os.environ.get("PORTCULLIS_SCREENSHOTS")}
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    r = pclib.run(["node", "e2e/peers.mjs", path], cwd=WEB, timeout=200)
+    assert r.rc == 0, r
+    res = json.loads(r.out.strip().splitlines()[-1])
+    assert "webseg" in res["row"] and "pinned" in res["row"], res
+    assert res["check"].startswith("ok: portcullis/"), res
+    assert res["asset_route"] is True, res
+    asset_id = res["asset_url"].rstrip("/").rsplit("/", 1)[-1]
+    login, pw, user = user_on(pc, asset_id)
+    r = Client(pc.ssh_port).ssh(login, "echo from-the-web-ui", password=pw)
+    assert r.rc == 0 and r.out == "from-the-web-ui\n", r
+    assert pc.session_of(user, "ok")["route"] == "peer:webseg"

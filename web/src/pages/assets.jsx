@@ -71,6 +71,8 @@ function AssetForm({ sites, initial, onSave, submitLabel }) {
         rows={3} value={f.private_key} onInput={set('private_key')} spellcheck={false} />
       <Field label="Host key fingerprint" value={f.host_key_fingerprint} onInput={set('host_key_fingerprint')}
         hint="SHA256:…; empty: pin the first key the target shows." placeholder="SHA256:" />
+      <Field label="Route" value={f.route} onInput={set('route')}
+        hint="direct; agent:ID (through an agent); peer:NAME (through a peer node)" />
       <ErrorText error={error} />
       <div class="form-actions">
         <button type="submit" class="primary" disabled={busy}>{submitLabel}</button>
@@ -79,7 +81,7 @@ function AssetForm({ sites, initial, onSave, submitLabel }) {
   );
 }
 
-const EMPTY = { name: '', host: '', port: '22', site: '/root', login: '', password: '', private_key: '', host_key_fingerprint: '' };
+const EMPTY = { name: '', host: '', port: '22', site: '/root', login: '', password: '', private_key: '', host_key_fingerprint: '', route: 'direct' };
 
 export function Assets() {
   const assets = useLoad(async () => (await list('/assets')).data);
@@ -91,7 +93,7 @@ export function Assets() {
     const body = { name: f.name, host: f.host };
     if (f.port) body.port = Number(f.port);
     if (f.site) body.site = f.site;
-    for (const k of ['login', 'password', 'private_key', 'host_key_fingerprint']) if (f[k]) body[k] = f[k];
+    for (const k of ['login', 'password', 'private_key', 'host_key_fingerprint', 'route']) if (f[k]) body[k] = f[k];
     const doc = await api.post('/assets', body);
     navigate(`/assets/${doc.data.id}`);
   };
@@ -221,6 +223,7 @@ export function AssetDetail({ id, me }) {
     if (f.password) body.password = f.password;
     if (f.private_key) body.private_key = f.private_key;
     if (f.host_key_fingerprint !== (a.host_key_fingerprint || '')) body.host_key_fingerprint = f.host_key_fingerprint || null;
+    if (f.route !== a.route) body.route = f.route || 'direct';
     await api.patch(`/assets/${a.id}`, body);
     setEditing(false);
     asset.reload();
@@ -250,7 +253,7 @@ export function AssetDetail({ id, me }) {
         <div class="card">
           <h2>Edit</h2>
           <AssetForm initial={{ id: a.id, name: a.name, host: a.host, port: String(a.port), site: a.site,
-            login: a.login_user || '', password: '', private_key: '', host_key_fingerprint: a.host_key_fingerprint || '' }}
+            login: a.login_user || '', password: '', private_key: '', host_key_fingerprint: a.host_key_fingerprint || '', route: a.route }}
           onSave={save} submitLabel="Save changes" />
         </div>
       )}

@@ -1,0 +1,86 @@
+// Peer nodes in the web UI (docs/operations.md "Peer nodes"), in Debian's
+// Chromium (headless, playwright-core); run by tests/e2e/test_peer_route.py,
+// which starts the segment's node in a network namespace and the main node.
+//
+//   node e2e/peers.mjs CONFIG.json
+//
+// CONFIG: {url, admin_user, admin_password, peer: {name, host, port,
+//          fingerprint, token}, asset: {name, host, port, private_key,
+//          fingerprint}, screenshots (a directory or null)}
+// An administrator adds the peer on Configuration > Peer Nodes, checks it
+// (the peer's proxy answers with its version), and creates an asset whose
+// route is peer:NAME. Prints one JSON line of results; exits 1 with the
+// failed step on stderr otherwise. No console errors.
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const CHROMIUM = process.env.PORTCULLIS_CHROMIUM || '/usr/bin/chromium';
+const results = {};
+const consoleErrors = [];
+let step = 'start';
+
+const browser = await chromium.launch({
+  executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'], headless: true,
+});
+try {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await ctx.newPage();
+  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(`[${step}] ${m.text()}`); });
+  page.on('pageerror', (e) => consoleErrors.push(`[${step}] page error: ${e.message}`));
+
+  step = 'sign in';
+  await page.goto(`${cfg.url}/login`);
+  await page.getByLabel('User name').fill(cfg.admin_user);
+  await page.getByLabel('Password').fill(cfg.admin_password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Dashboard' }).waitFor({ timeout: 20000 });
+
+  step = 'add the peer';
+  await page.getByRole('link', { name: 'Peer nodes' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Peer nodes' }).waitFor();
+  const form = page.getByRole('form', { name: 'New peer node' });
+  await form.getByLabel('Name').fill(cfg.peer.name);
+  await form.getByLabel('Proxy host').fill(cfg.peer.host);
+  await form.getByLabel('Proxy port').fill(String(cfg.peer.port));
+  await form.getByLabel('TLS fingerprint').fill(cfg.peer.fingerprint);
+  await form.getByLabel("API token of the peer's service user").fill(cfg.peer.token);
+  await form.getByRole('button', { name: 'Add peer' }).click();
+  const table = page.getByRole('table', { name: 'Peer nodes' });
+  const row = table.getByRole('row').filter({ hasText: cfg.peer.name });
+  await row.waitFor({ timeout: 20000 });
+  results.row = (await row.innerText()).replace(/\s+/g, ' ').trim();
+
+  step = 'check the peer';
+  await row.getByRole('button', { name: 'Check' }).click();
+  await row.getByText(/^ok: |refused|cannot|not the pinned/).waitFor({ timeout: 30000 });
+  results.check = (await row.locator('.check-result').innerText()).trim();
+  if (cfg.screenshots) {
+    mkdirSync(cfg.screenshots, { recursive: true });
+    await page.screenshot({ path: join(cfg.screenshots, 'peers.png') });
+  }
+
+  step = 'an asset through the peer';
+  await page.getByRole('link', { name: 'Assets' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Assets' }).waitFor();
+  await page.getByRole('button', { name: /new asset/i }).click();
+  await page.getByLabel('Name', { exact: true }).fill(cfg.asset.name);
+  await page.getByLabel('Host', { exact: true }).fill(cfg.asset.host);
+  await page.getByLabel('Port', { exact: true }).fill(String(cfg.asset.port));
+  await page.getByLabel('Login on the target').fill('root');
+  await page.getByLabel('Private key (vaulted, PEM/OpenSSH)').fill(cfg.asset.private_key);
+  await page.getByLabel('Host key fingerprint').fill(cfg.asset.fingerprint);
+  await page.getByLabel('Route').fill(`peer:${cfg.peer.name}`);
+  await page.getByRole('button', { name: 'Create asset' }).click();
+  await page.getByRole('heading', { level: 1, name: `Asset ${cfg.asset.name}` }).waitFor({ timeout: 20000 });
+  results.asset_route = (await page.locator('dl.facts').innerText()).includes(`peer:${cfg.peer.name}`);
+  results.asset_url = page.url();
+  if (consoleErrors.length) throw new Error(`console errors:\n${consoleErrors.join('\n')}`);
+  console.log(JSON.stringify(results));
+} catch (e) {
+  console.error(`${step}: ${e.message}`);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
