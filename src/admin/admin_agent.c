@@ -11,7 +11,7 @@
  * new tunnel listens, a changed ACL applies to the next connection.
  *
  * A new credential's secret leaves here once; the store keeps only its
- * argon2id hash (auth/secret.h).
+ * argon2id hash (common/secret.h).
  */
 #include "admin/admin.h"
 
@@ -22,7 +22,7 @@
 
 #include <sodium.h>
 
-#include "auth/secret.h"
+#include "common/secret.h"
 #include "common/err.h"
 #include "common/notify.h"
 #include "common/util.h"

@@ -5,7 +5,7 @@
  * one credential.
  *
  * `add` prints the secret once: the store keeps only its argon2id hash
- * (auth/secret.h). `delete` tells a running server at once, so agents
+ * (common/secret.h). `delete` tells a running server at once, so agents
  * connected with the credential drop and are refused from then on. The
  * rules, the audit event and the notice are admin's (admin_agent.c).
  */

@@ -45,7 +45,7 @@
 #include "common/util.h"
 #include "common/vault.h"
 #include "daemon/daemon.h"
-#include "http/http_addr.h"
+#include "common/addr.h"
 #include "store/access.h"
 #include "store/audit.h"
 
@@ -154,7 +154,7 @@ static int init_write_config(struct init_paths *p, const struct config *def,
 
     /* Plain HTTP stays the development default on loopback (and what the
      * tests use); anywhere else `serve` would refuse it. */
-    if (http_addr_is_loopback(listen)) {
+    if (addr_is_loopback(listen)) {
         n = snprintf(tls, sizeof(tls),
                      "# Plain HTTP is allowed on a loopback address only. "
                      "For HTTPS with the\n"
@@ -729,7 +729,7 @@ static int serve_run(struct cli_ctx *ctx, int argc, char **argv)
     }
     /* Before anything is bound: a refused configuration never listens,
      * not even on the SSH port. */
-    if (http_addr_check_plain(&ctx->cfg, why, sizeof(why)) != ERR_OK) {
+    if (addr_check_plain_http(&ctx->cfg, why, sizeof(why)) != ERR_OK) {
         return cli_error("%s", why);
     }
     if (getenv("PORTCULLIS_LOG_LEVEL") == NULL &&

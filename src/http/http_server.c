@@ -52,7 +52,7 @@
 #include "auth/directory.h"
 #include "auth/password.h"
 #include "common/log.h"
-#include "http/http_addr.h"
+#include "common/addr.h"
 #include "http/http_web.h"
 
 #define HTTP_SRC_BUCKETS 256
@@ -923,7 +923,7 @@ int http_start(struct http **out, const struct config *cfg, struct loop *loop,
         log_info("http: port 0, the HTTP listener is off");
         return ERR_OK;
     }
-    if ((r = http_addr_check_plain(cfg, why, sizeof(why))) != ERR_OK) {
+    if ((r = addr_check_plain_http(cfg, why, sizeof(why))) != ERR_OK) {
         log_error("http: %s", why);
         return r;
     }

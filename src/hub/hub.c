@@ -22,7 +22,7 @@
 
 #include <sodium.h>
 
-#include "auth/secret.h"
+#include "common/secret.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"

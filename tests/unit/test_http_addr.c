@@ -19,7 +19,7 @@
 
 #include "common/config.h"
 #include "common/err.h"
-#include "http/http_addr.h"
+#include "common/addr.h"
 
 static void test_loopback_addresses(void **state)
 {
@@ -39,7 +39,7 @@ static void test_loopback_addresses(void **state)
     };
 
     for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
-        if (!http_addr_is_loopback(yes[i])) {
+        if (!addr_is_loopback(yes[i])) {
             fail_msg("%s should be loopback", yes[i]);
         }
     }
@@ -76,9 +76,9 @@ static void test_other_addresses(void **state)
         "example.com",
     };
 
-    assert_false(http_addr_is_loopback(NULL));
+    assert_false(addr_is_loopback(NULL));
     for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
-        if (http_addr_is_loopback(no[i])) {
+        if (addr_is_loopback(no[i])) {
             fail_msg("'%s' should not be loopback", no[i]);
         }
     }
@@ -102,7 +102,7 @@ static int check(const char *listen, int port, const char *cert,
     }
     cfg.http_allow_plain_http = allow_plain;
     why[0] = '\0';
-    r = http_addr_check_plain(&cfg, why, whylen);
+    r = addr_check_plain_http(&cfg, why, whylen);
     config_free(&cfg);
     return r;
 }
@@ -176,7 +176,7 @@ static void test_allow_plain_http_key(void **state)
     assert_int_equal(
         load("[http]\nlisten = 192.0.2.1\n", &cfg, why, sizeof(why)), ERR_OK);
     assert_false(cfg.http_allow_plain_http); /* the default */
-    assert_int_equal(http_addr_check_plain(&cfg, why, sizeof(why)), ERR_CONFIG);
+    assert_int_equal(addr_check_plain_http(&cfg, why, sizeof(why)), ERR_CONFIG);
     config_free(&cfg);
 
     assert_int_equal(load("[http]\nlisten = 192.0.2.1\n"
@@ -184,7 +184,7 @@ static void test_allow_plain_http_key(void **state)
                           &cfg, why, sizeof(why)),
                      ERR_OK);
     assert_true(cfg.http_allow_plain_http);
-    assert_int_equal(http_addr_check_plain(&cfg, why, sizeof(why)), ERR_OK);
+    assert_int_equal(addr_check_plain_http(&cfg, why, sizeof(why)), ERR_OK);
     config_free(&cfg);
 
     assert_int_equal(

@@ -16,7 +16,7 @@
 #include <sodium.h>
 
 #include "auth/password.h"
-#include "auth/secret.h"
+#include "common/secret.h"
 #include "common/err.h"
 #include "store/store.h"
 

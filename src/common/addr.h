@@ -12,8 +12,8 @@
  * a configuration before it binds anything, and the unit tests can run
  * them without a network.
  */
-#ifndef PORTCULLIS_HTTP_ADDR_H
-#define PORTCULLIS_HTTP_ADDR_H
+#ifndef PORTCULLIS_COMMON_ADDR_H
+#define PORTCULLIS_COMMON_ADDR_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -22,12 +22,12 @@
 
 /* True if addr is a literal loopback address or "localhost" (any case);
  * an IPv6 literal may be in brackets. NULL or "" is not loopback. */
-bool http_addr_is_loopback(const char *addr);
+bool addr_is_loopback(const char *addr);
 
 /* ERR_OK if cfg may start its HTTP listener as configured: the listener
  * is off (port 0), TLS is set (tls_cert), the listen address is loopback,
  * or allow_plain_http is true. Otherwise ERR_CONFIG with one line saying
  * why and what to do in why. */
-int http_addr_check_plain(const struct config *cfg, char *why, size_t whylen);
+int addr_check_plain_http(const struct config *cfg, char *why, size_t whylen);
 
 #endif

@@ -13,7 +13,7 @@
  * need by a run of its own, so answer times do not tell which credential
  * IDs exist.
  */
-#include "auth/secret.h"
+#include "common/secret.h"
 
 #include <stdbool.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /*
  * The loopback test behind "plain HTTP only on loopback"; see http_addr.h.
  */
-#include "http/http_addr.h"
+#include "common/addr.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -14,7 +14,7 @@
 /* Longest IPv6 literal in brackets, with a terminator. */
 #define HTTP_ADDR_MAX (INET6_ADDRSTRLEN + 2)
 
-bool http_addr_is_loopback(const char *addr)
+bool addr_is_loopback(const char *addr)
 {
     char lit[HTTP_ADDR_MAX];
     struct in_addr a4;
@@ -54,11 +54,11 @@ bool http_addr_is_loopback(const char *addr)
     return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
 }
 
-int http_addr_check_plain(const struct config *cfg, char *why, size_t whylen)
+int addr_check_plain_http(const struct config *cfg, char *why, size_t whylen)
 {
     if (cfg->http_port == 0 ||
         (cfg->http_tls_cert != NULL && cfg->http_tls_cert[0] != '\0') ||
-        cfg->http_allow_plain_http || http_addr_is_loopback(cfg->http_listen)) {
+        cfg->http_allow_plain_http || addr_is_loopback(cfg->http_listen)) {
         return ERR_OK;
     }
     snprintf(why, whylen,
