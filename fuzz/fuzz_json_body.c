@@ -1,7 +1,7 @@
 /*
  * libFuzzer target for the REST API's strict JSON body parser
  * (src/http/http_body.c) and the JWT verifier that reuses it for token
- * headers (src/http/http_jwt.c).
+ * headers (src/auth/jwt.c).
  *
  * Request bodies are the first bytes an API client controls. Besides "no
  * crash, no out-of-bounds read" (ASan/UBSan), it checks what http_body.h
@@ -21,7 +21,7 @@
 
 #include "common/err.h"
 #include "http/http_body.h"
-#include "http/http_jwt.h"
+#include "auth/jwt.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -99,12 +99,12 @@ static void check_value(const struct http_field *f, json_t *v)
     FUZZ_CHECK(0);
 }
 
-static struct http_jwt_key *fuzz_key;
+static struct jwt_key *fuzz_key;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const struct http_field *spec;
-    struct http_jwt_claims claims;
+    struct jwt_claims claims;
     char why[256], *copy, *tok;
     const char *key;
     json_t *out = NULL, *v;
@@ -123,7 +123,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         close(fd);
         unlink(path);
-        if (http_jwt_key_load(path, true, &fuzz_key) != ERR_OK) {
+        if (jwt_key_load(path, true, &fuzz_key) != ERR_OK) {
             abort();
         }
         unlink(path);
@@ -168,7 +168,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (tok != NULL) {
         memcpy(tok, data, size);
         tok[size] = '\0';
-        r = http_jwt_verify(fuzz_key, tok, 1800000000, &claims);
+        r = jwt_verify(fuzz_key, tok, 1800000000, &claims);
         FUZZ_CHECK(r != ERR_OK);
         free(tok);
     }

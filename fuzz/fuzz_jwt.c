@@ -1,6 +1,6 @@
 /*
  * libFuzzer target for the API's JWTs and the token filters
- * (src/http/http_jwt.c). The first input byte picks one of four modes:
+ * (src/auth/jwt.c). The first input byte picks one of four modes:
  *
  *   0  the rest is a bearer token: it never verifies (the key is random
  *      and unknown to the input), and a refusal leaves the claims zeroed.
@@ -29,7 +29,7 @@
 
 #include "common/cidr.h"
 #include "common/err.h"
-#include "http/http_jwt.h"
+#include "auth/jwt.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FUZZ_NOW 1800000000
 #define FUZZ_KEY_LEN 32
 
-static struct http_jwt_key *fuzz_key;
+static struct jwt_key *fuzz_key;
 static uint8_t fuzz_raw_key[FUZZ_KEY_LEN];
 
 static void fuzz_init(void)
@@ -66,7 +66,7 @@ static void fuzz_init(void)
         abort();
     }
     close(fd);
-    if (http_jwt_key_load(path, false, &fuzz_key) != ERR_OK) {
+    if (jwt_key_load(path, false, &fuzz_key) != ERR_OK) {
         abort();
     }
     unlink(path);
@@ -98,33 +98,33 @@ static char *fuzz_str(const uint8_t *d, size_t n)
 
 static void fuzz_garbage(const uint8_t *d, size_t n)
 {
-    struct http_jwt_claims c;
+    struct jwt_claims c;
     char *tok = fuzz_str(d, n);
 
     if (tok == NULL) {
         return;
     }
-    FUZZ_CHECK(http_jwt_verify(fuzz_key, tok, FUZZ_NOW, &c) != ERR_OK);
+    FUZZ_CHECK(jwt_verify(fuzz_key, tok, FUZZ_NOW, &c) != ERR_OK);
     FUZZ_CHECK(fuzz_zero(&c, sizeof(c)));
     free(tok);
 }
 
 static void fuzz_edit(const uint8_t *d, size_t n)
 {
-    struct http_jwt_claims c, got;
+    struct jwt_claims c, got;
     char *tok = NULL;
     size_t len, i;
     int r;
 
     memset(&c, 0, sizeof(c));
-    c.kind = (n > 0 && (d[0] & 1)) ? HTTP_JWT_API : HTTP_JWT_SESSION;
+    c.kind = (n > 0 && (d[0] & 1)) ? JWT_API : JWT_SESSION;
     snprintf(c.sub, sizeof(c.sub), "0b6c1a52-5c43-4f5e-9d0e-2b9a1f3c4d5e");
-    if (c.kind == HTTP_JWT_API) {
+    if (c.kind == JWT_API) {
         snprintf(c.tid, sizeof(c.tid), "7d1f0c3e-8a2b-4c5d-9e6f-0a1b2c3d4e5f");
     }
     c.iat = FUZZ_NOW - 10;
     c.exp = FUZZ_NOW + 3600;
-    if (http_jwt_issue(fuzz_key, &c, &tok) != ERR_OK) {
+    if (jwt_issue(fuzz_key, &c, &tok) != ERR_OK) {
         abort();
     }
     len = strlen(tok);
@@ -132,7 +132,7 @@ static void fuzz_edit(const uint8_t *d, size_t n)
         tok[d[i] % len] ^= (char)d[i + 1];
     }
     /* a NUL put in by an edit shortens the token: that is an edit too */
-    r = http_jwt_verify(fuzz_key, tok, FUZZ_NOW, &got);
+    r = jwt_verify(fuzz_key, tok, FUZZ_NOW, &got);
     if (r == ERR_OK) {
         FUZZ_CHECK(got.kind == c.kind);
         FUZZ_CHECK(strcmp(got.sub, c.sub) == 0);
@@ -142,14 +142,14 @@ static void fuzz_edit(const uint8_t *d, size_t n)
     } else {
         FUZZ_CHECK(fuzz_zero(&got, sizeof(got)));
     }
-    http_jwt_token_free(tok);
+    jwt_token_free(tok);
 }
 
 static void fuzz_signed(const uint8_t *d, size_t n)
 {
     static const char hdr[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
     uint8_t mac[crypto_auth_hmacsha256_BYTES];
-    struct http_jwt_claims c;
+    struct jwt_claims c;
     size_t hl = sodium_base64_ENCODED_LEN(
         sizeof(hdr) - 1, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     size_t pl =
@@ -174,13 +174,13 @@ static void fuzz_signed(const uint8_t *d, size_t n)
     tok[used++] = '.';
     sodium_bin2base64(tok + used, ml, mac, sizeof(mac),
                       sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-    r = http_jwt_verify(fuzz_key, tok, FUZZ_NOW, &c);
+    r = jwt_verify(fuzz_key, tok, FUZZ_NOW, &c);
     if (r == ERR_OK) {
-        FUZZ_CHECK(c.kind == HTTP_JWT_SESSION || c.kind == HTTP_JWT_API);
+        FUZZ_CHECK(c.kind == JWT_SESSION || c.kind == JWT_API);
         FUZZ_CHECK(c.sub[0] != '\0' && memchr(c.sub, 0, sizeof(c.sub)));
         FUZZ_CHECK(c.jti[0] != '\0' && memchr(c.jti, 0, sizeof(c.jti)));
         FUZZ_CHECK(memchr(c.tid, 0, sizeof(c.tid)) != NULL);
-        FUZZ_CHECK(c.kind != HTTP_JWT_API || c.tid[0] != '\0');
+        FUZZ_CHECK(c.kind != JWT_API || c.tid[0] != '\0');
         FUZZ_CHECK(c.exp > FUZZ_NOW && c.iat > 0 && c.iat <= FUZZ_NOW + 60);
     } else {
         FUZZ_CHECK(r == ERR_INVALID || r == ERR_AUTH || r == ERR_TIMEOUT);

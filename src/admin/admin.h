@@ -44,7 +44,7 @@
 
 struct vault;
 struct hub;
-struct http_jwt_key;
+struct jwt_key;
 
 /* The largest session or idle limit of a profile, in minutes: one leap
  * year (366 days), so "a year" is accepted whatever the year. The larger
@@ -441,12 +441,12 @@ struct admin_token_req {
 int admin_token_check(const struct admin_token_req *req, int64_t *lifetime,
                       struct admin_err *e);
 /* Loads (or first makes) the API's signing key: [http] jwt_secret. */
-int admin_token_key_load(const char *path, struct http_jwt_key **out,
+int admin_token_key_load(const char *path, struct jwt_key **out,
                          struct admin_err *e);
-void admin_token_key_free(struct http_jwt_key *k);
+void admin_token_key_free(struct jwt_key *k);
 /* Makes the token: out is the stored row (with the user's name), *token
  * the JWT, shown once, freed (wiped) with admin_token_free. Audited. */
-int admin_token_add(const struct admin_ctx *c, const struct http_jwt_key *key,
+int admin_token_add(const struct admin_ctx *c, const struct jwt_key *key,
                     const struct admin_token_req *req,
                     struct store_api_token *out, char **token,
                     struct admin_err *e);

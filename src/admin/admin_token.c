@@ -6,9 +6,7 @@
  * hash with the owner, expiry, enabled flag, description and filter.
  * The API's own rule that a token never makes or widens a token beyond
  * itself needs the calling token and stays with the API (http_res_auth.c).
- *
- * The JWT code is still in src/http (http_jwt.h): the one include of a
- * front end's header below the front ends, until it moves to auth/.
+ * The JWT code is auth/jwt.h.
  */
 #include "admin/admin.h"
 
@@ -19,7 +17,7 @@
 
 #include "common/err.h"
 #include "common/util.h"
-#include "http/http_jwt.h"
+#include "auth/jwt.h"
 
 static json_t *admin_token_expired(const void *obj)
 {
@@ -136,10 +134,10 @@ int admin_token_check(const struct admin_token_req *req, int64_t *lifetime,
     return admin_token_values(req->description, req->cidrs, req->paths, e);
 }
 
-int admin_token_key_load(const char *path, struct http_jwt_key **out,
+int admin_token_key_load(const char *path, struct jwt_key **out,
                          struct admin_err *e)
 {
-    int r = http_jwt_key_load(path, true, out);
+    int r = jwt_key_load(path, true, out);
 
     if (r != ERR_OK) {
         return admin_fail(e, r, "cannot load the API's JWT secret %s: %s", path,
@@ -148,22 +146,22 @@ int admin_token_key_load(const char *path, struct http_jwt_key **out,
     return ERR_OK;
 }
 
-void admin_token_key_free(struct http_jwt_key *k)
+void admin_token_key_free(struct jwt_key *k)
 {
-    http_jwt_key_free(k);
+    jwt_key_free(k);
 }
 
 void admin_token_free(char *token)
 {
-    http_jwt_token_free(token);
+    jwt_token_free(token);
 }
 
-int admin_token_add(const struct admin_ctx *c, const struct http_jwt_key *key,
+int admin_token_add(const struct admin_ctx *c, const struct jwt_key *key,
                     const struct admin_token_req *req,
                     struct store_api_token *out, char **token,
                     struct admin_err *e)
 {
-    struct http_jwt_claims cl;
+    struct jwt_claims cl;
     struct store_user u;
     char detail[STORE_NAME_MAX + 8];
     int64_t lifetime, now = util_now();
@@ -196,20 +194,20 @@ int admin_token_add(const struct admin_ctx *c, const struct http_jwt_key *key,
     out->created_at = now;
     out->expires_at = now + lifetime;
     memset(&cl, 0, sizeof(cl));
-    cl.kind = HTTP_JWT_API;
+    cl.kind = JWT_API;
     snprintf(cl.sub, sizeof(cl.sub), "%s", out->user_id);
     snprintf(cl.tid, sizeof(cl.tid), "%s", out->id);
     cl.iat = now;
     cl.exp = out->expires_at;
-    if ((r = http_jwt_issue(key, &cl, token)) != ERR_OK) {
+    if ((r = jwt_issue(key, &cl, token)) != ERR_OK) {
         sodium_memzero(&cl, sizeof(cl));
         return admin_fail(e, r, "cannot sign the token: %s", err_str(r));
     }
-    http_jwt_hash(cl.jti, out->jti_hash);
+    jwt_hash(cl.jti, out->jti_hash);
     sodium_memzero(&cl, sizeof(cl));
     if ((r = store_api_token_add(c->st, out)) != ERR_OK ||
         (r = store_api_token_get(c->st, out->id, out)) != ERR_OK) {
-        http_jwt_token_free(*token);
+        jwt_token_free(*token);
         *token = NULL;
         return admin_fail(e, r, "cannot create the token: %s", err_str(r));
     }

@@ -24,7 +24,7 @@ static int token_add_run(struct cli_ctx *ctx, int argc, char **argv)
         CLI_OPT_STR("--expires", &req.expires),
         CLI_OPT_END,
     };
-    struct http_jwt_key *key = NULL;
+    struct jwt_key *key = NULL;
     struct store_api_token t, in = {0};
     struct admin_ctx ac;
     struct admin_err e;

@@ -74,7 +74,7 @@ http_bearer_api_token(struct store *st, const char *client_ip, const char *path,
 }
 
 enum http_bearer_result
-http_bearer_check(struct store *st, const struct http_jwt_key *key,
+http_bearer_check(struct store *st, const struct jwt_key *key,
                   const char *token, const char *client_ip, const char *path,
                   struct http_bearer *out, char *why, size_t whylen)
 {
@@ -83,7 +83,7 @@ http_bearer_check(struct store *st, const struct http_jwt_key *key,
     int r;
 
     memset(out, 0, sizeof(*out));
-    r = http_jwt_verify(key, token, util_now(), &out->claims);
+    r = jwt_verify(key, token, util_now(), &out->claims);
     if (r == ERR_TIMEOUT) {
         return http_bearer_no(HTTP_BEARER_UNAUTHORIZED, why, whylen,
                               "the token has expired");
@@ -95,8 +95,8 @@ http_bearer_check(struct store *st, const struct http_jwt_key *key,
                                   : "the token's signature or algorithm is "
                                     "not accepted");
     }
-    http_jwt_hash(out->claims.jti, out->jti_hash);
-    if (out->claims.kind == HTTP_JWT_API) {
+    jwt_hash(out->claims.jti, out->jti_hash);
+    if (out->claims.kind == JWT_API) {
         res = http_bearer_api_token(st, client_ip, path, out, why, whylen);
         if (res != HTTP_BEARER_OK) {
             return res;

@@ -15,7 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "http/http_jwt.h"
+#include "auth/jwt.h"
 #include "store/access.h"
 #include "store/store.h"
 
@@ -27,8 +27,8 @@ enum http_bearer_result {
 };
 
 struct http_bearer {
-    struct http_jwt_claims claims;
-    char jti_hash[HTTP_JWT_HASH_LEN + 1];
+    struct jwt_claims claims;
+    char jti_hash[JWT_HASH_LEN + 1];
     struct store_user user;
     struct store_api_token token; /* API tokens only */
     unsigned root_roles;          /* SITE_ROLE_BIT()s on the root site */
@@ -42,7 +42,7 @@ struct http_bearer {
  * OK; it never contains the token.
  */
 enum http_bearer_result
-http_bearer_check(struct store *st, const struct http_jwt_key *key,
+http_bearer_check(struct store *st, const struct jwt_key *key,
                   const char *token, const char *client_ip, const char *path,
                   struct http_bearer *out, char *why, size_t whylen);
 

@@ -29,7 +29,7 @@
 #include "common/vault.h"
 #include "http/http.h"
 #include "http/http_body.h"
-#include "http/http_jwt.h"
+#include "auth/jwt.h"
 #include "hub/hub.h"
 #include "store/access.h"
 #include "store/store.h"
@@ -98,8 +98,8 @@ struct http_route {
 struct http_auth {
     bool ok;
     struct store_user user;
-    struct http_jwt_claims claims;
-    char jti_hash[HTTP_JWT_HASH_LEN + 1];
+    struct jwt_claims claims;
+    char jti_hash[JWT_HASH_LEN + 1];
     unsigned root_roles; /* site roles held on /root */
 };
 
@@ -120,7 +120,7 @@ struct http {
     struct loop *loop;
     struct store *store;
     struct vault *vault;
-    struct http_jwt_key *key;
+    struct jwt_key *key;
     struct lockout *lockout;
     bool lockout_borrowed; /* the monitor's (http_share_auth) */
     struct lws_context *ctx;
@@ -330,7 +330,7 @@ enum http_term_msg_type {
 
 struct http_term_msg {
     int type;
-    char token[HTTP_JWT_MAX + 1];
+    char token[JWT_MAX + 1];
     char asset[STORE_ID_MAX + 1];
     char text[HTTP_TERM_TEXT_MAX + 1];
     unsigned cols, rows;

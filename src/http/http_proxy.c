@@ -38,7 +38,7 @@
 #include "common/tlspump.h"
 #include "common/util.h"
 #include "http/http_bearer.h"
-#include "http/http_jwt.h"
+#include "auth/jwt.h"
 #include "store/access.h"
 #include "store/audit.h"
 
@@ -87,7 +87,7 @@ struct http_proxy {
     const struct config *cfg;
     struct loop *loop;
     struct store *st;
-    struct http_jwt_key *key;
+    struct jwt_key *key;
     SSL_CTX *tls;
     int lfd;
     struct http_proxy_dest *allow;
@@ -991,7 +991,7 @@ static void px_request(struct px_conn *c)
     }
     sodium_memzero(q->token, sizeof(q->token));
     snprintf(c->actor, sizeof(c->actor), "%s", b.user.name);
-    if (b.claims.kind != HTTP_JWT_API) {
+    if (b.claims.kind != JWT_API) {
         px_refuse_auth(c, 407,
                        "only API tokens are taken here, not a login's session "
                        "token");
@@ -1306,8 +1306,7 @@ int http_proxy_start(struct http_proxy **out, const struct config *cfg,
         log_error("[http_proxy] allow: %s", why);
         goto fail;
     }
-    if ((r = http_jwt_key_load(cfg->http_jwt_secret, true, &px->key)) !=
-        ERR_OK) {
+    if ((r = jwt_key_load(cfg->http_jwt_secret, true, &px->key)) != ERR_OK) {
         log_error("[http_proxy] cannot load the token key %s: %s",
                   cfg->http_jwt_secret, err_str(r));
         goto fail;
@@ -1362,7 +1361,7 @@ void http_proxy_stop(struct http_proxy *px)
     if (px->tls != NULL) {
         SSL_CTX_free(px->tls);
     }
-    http_jwt_key_free(px->key);
+    jwt_key_free(px->key);
     free(px->allow);
     free(px);
 }

@@ -258,7 +258,7 @@ static int http_login_finish(struct http_req *req, int r)
 {
     const char *name = http_body_str(req->body, "username");
     const char *code = http_body_str(req->body, "totp");
-    struct http_jwt_claims c;
+    struct jwt_claims c;
     struct store_user u;
     char pkey[LOCKOUT_KEY_MAX], tkey[LOCKOUT_KEY_MAX], akey[LOCKOUT_KEY_MAX],
         *token = NULL;
@@ -314,11 +314,11 @@ static int http_login_finish(struct http_req *req, int r)
         return http_error(req, 401, "login_failed", "Login failed",
                           "wrong username, password or TOTP code");
     }
-    c.kind = HTTP_JWT_SESSION;
+    c.kind = JWT_SESSION;
     snprintf(c.sub, sizeof(c.sub), "%s", u.id);
     c.iat = now;
     c.exp = now + (int64_t)req->h->cfg->http_session_minutes * 60;
-    if ((r = http_jwt_issue(req->h->key, &c, &token)) != ERR_OK) {
+    if ((r = jwt_issue(req->h->key, &c, &token)) != ERR_OK) {
         sodium_memzero(&u, sizeof(u));
         return http_error(req, 500, "internal", "Internal error",
                           "cannot issue a token: %s", err_str(r));
@@ -330,7 +330,7 @@ static int http_login_finish(struct http_req *req, int r)
                       http_json_time(c.exp), "user", "id", u.id, "name",
                       u.name),
             NULL);
-    http_jwt_token_free(token);
+    jwt_token_free(token);
     sodium_memzero(&c, sizeof(c));
     sodium_memzero(&u, sizeof(u));
     return 0;
@@ -538,7 +538,7 @@ int http_h_logout(struct http_req *req)
 {
     int r;
 
-    if (req->auth.claims.kind != HTTP_JWT_SESSION) {
+    if (req->auth.claims.kind != JWT_SESSION) {
         return http_error(req, 400, "not_a_session", "Not a session",
                           "an API token is ended with DELETE "
                           "/api/v1/api-tokens/{id}");
@@ -599,7 +599,7 @@ int http_h_me_get(struct http_req *req)
                    u->password_hash[0] != '\0', "created_at",
                    http_json_time(u->created_at), "groups", jgroups, "roles",
                    jroles, "token", "kind",
-                   req->auth.claims.kind == HTTP_JWT_API ? "api" : "session",
+                   req->auth.claims.kind == JWT_API ? "api" : "session",
                    "expires_at", http_json_time(req->auth.claims.exp));
     return http_ok(req, 200, me, NULL);
 }
@@ -652,7 +652,7 @@ static int http_token_caller(struct http_req *req,
     int r;
 
     memset(caller, 0, sizeof(*caller));
-    if (req->auth.claims.kind != HTTP_JWT_API) {
+    if (req->auth.claims.kind != JWT_API) {
         return 0;
     }
     r = store_api_token_find(req->h->store, req->auth.jti_hash, caller);

@@ -57,7 +57,7 @@
 
 #define HTTP_SRC_BUCKETS 256
 #define HTTP_WRITE_SLICE 16384
-#define HTTP_AUTH_HEADER_MAX (HTTP_JWT_MAX + 64)
+#define HTTP_AUTH_HEADER_MAX (JWT_MAX + 64)
 #define HTTP_LOGIN_SLOTS 4096
 #define HTTP_STOP_MS 500 /* for libwebsockets to close everything */
 
@@ -947,8 +947,7 @@ int http_start(struct http **out, const struct config *cfg, struct loop *loop,
         r = ERR_NOMEM;
         goto fail;
     }
-    if ((r = http_jwt_key_load(cfg->http_jwt_secret, true, &h->key)) !=
-        ERR_OK) {
+    if ((r = jwt_key_load(cfg->http_jwt_secret, true, &h->key)) != ERR_OK) {
         log_error("http: cannot load the JWT secret %s: %s",
                   cfg->http_jwt_secret, err_str(r));
         goto fail;
@@ -1024,7 +1023,7 @@ int http_start(struct http **out, const struct config *cfg, struct loop *loop,
     return ERR_OK;
 fail:
     lockout_free(h->lockout);
-    http_jwt_key_free(h->key);
+    jwt_key_free(h->key);
     routes_free(h->routes);
     free(h->srcs);
     free(h);
@@ -1083,6 +1082,6 @@ void http_stop(struct http *h)
     if (!h->lockout_borrowed) {
         lockout_free(h->lockout);
     }
-    http_jwt_key_free(h->key);
+    jwt_key_free(h->key);
     free(h);
 }

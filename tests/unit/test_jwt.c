@@ -1,5 +1,5 @@
 /*
- * Unit tests for src/http/http_jwt.c and http_body.c: the API's tokens
+ * Unit tests for src/auth/jwt.c and http_body.c: the API's tokens
  * (issue and verify round trip; refusal of a changed signature or
  * payload, alg "none", other algorithms, another key, expired tokens and
  * malformed strings), the key file (made 0600 once, refused when others
@@ -22,12 +22,12 @@
 #include "common/err.h"
 #include "common/util.h"
 #include "http/http_body.h"
-#include "http/http_jwt.h"
+#include "auth/jwt.h"
 
 struct fixture {
     char dir[64];
     char path[128];
-    struct http_jwt_key *key;
+    struct jwt_key *key;
 };
 
 static int setup(void **state)
@@ -44,7 +44,7 @@ static int setup(void **state)
         return -1;
     }
     snprintf(f->path, sizeof(f->path), "%s/api_jwt.key", f->dir);
-    if (http_jwt_key_load(f->path, true, &f->key) != ERR_OK) {
+    if (jwt_key_load(f->path, true, &f->key) != ERR_OK) {
         return -1;
     }
     *state = f;
@@ -55,7 +55,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
 
-    http_jwt_key_free(f->key);
+    jwt_key_free(f->key);
     unlink(f->path);
     rmdir(f->dir);
     free(f);
@@ -63,20 +63,20 @@ static int teardown(void **state)
 }
 
 static char *issue(struct fixture *f, int kind, int64_t iat, int64_t exp,
-                   struct http_jwt_claims *c)
+                   struct jwt_claims *c)
 {
     char *t = NULL;
 
     memset(c, 0, sizeof(*c));
     c->kind = kind;
     snprintf(c->sub, sizeof(c->sub), "0b1c9d0e-1f2a-4b3c-8d4e-5f6a7b8c9d0e");
-    if (kind == HTTP_JWT_API) {
+    if (kind == JWT_API) {
         snprintf(c->tid, sizeof(c->tid),
                  "11111111-2222-4333-8444-555555555555");
     }
     c->iat = iat;
     c->exp = exp;
-    assert_int_equal(http_jwt_issue(f->key, c, &t), ERR_OK);
+    assert_int_equal(jwt_issue(f->key, c, &t), ERR_OK);
     assert_non_null(t);
     return t;
 }
@@ -84,41 +84,41 @@ static char *issue(struct fixture *f, int kind, int64_t iat, int64_t exp,
 static void test_round_trip(void **state)
 {
     struct fixture *f = *state;
-    struct http_jwt_claims c, got;
+    struct jwt_claims c, got;
     int64_t now = util_now();
-    char *t = issue(f, HTTP_JWT_API, now, now + 60, &c);
+    char *t = issue(f, JWT_API, now, now + 60, &c);
 
-    assert_int_equal(http_jwt_verify(f->key, t, now, &got), ERR_OK);
-    assert_int_equal(got.kind, HTTP_JWT_API);
+    assert_int_equal(jwt_verify(f->key, t, now, &got), ERR_OK);
+    assert_int_equal(got.kind, JWT_API);
     assert_string_equal(got.sub, c.sub);
     assert_string_equal(got.tid, c.tid);
     assert_string_equal(got.jti, c.jti);
     assert_int_equal(got.exp, now + 60);
     assert_int_equal(strlen(got.jti), 43);
-    http_jwt_token_free(t);
+    jwt_token_free(t);
 
     /* two tokens never share a jti */
-    t = issue(f, HTTP_JWT_SESSION, now, now + 60, &c);
-    assert_int_equal(http_jwt_verify(f->key, t, now, &got), ERR_OK);
-    assert_int_equal(got.kind, HTTP_JWT_SESSION);
+    t = issue(f, JWT_SESSION, now, now + 60, &c);
+    assert_int_equal(jwt_verify(f->key, t, now, &got), ERR_OK);
+    assert_int_equal(got.kind, JWT_SESSION);
     assert_string_equal(got.tid, "");
-    http_jwt_token_free(t);
+    jwt_token_free(t);
 }
 
 static void test_expired(void **state)
 {
     struct fixture *f = *state;
-    struct http_jwt_claims c, got;
+    struct jwt_claims c, got;
     int64_t now = util_now();
-    char *t = issue(f, HTTP_JWT_SESSION, now - 100, now - 1, &c);
+    char *t = issue(f, JWT_SESSION, now - 100, now - 1, &c);
 
-    assert_int_equal(http_jwt_verify(f->key, t, now, &got), ERR_TIMEOUT);
+    assert_int_equal(jwt_verify(f->key, t, now, &got), ERR_TIMEOUT);
     assert_string_equal(got.sub, "");
-    http_jwt_token_free(t);
+    jwt_token_free(t);
     /* issued in the future */
-    t = issue(f, HTTP_JWT_SESSION, now + 3600, now + 7200, &c);
-    assert_int_equal(http_jwt_verify(f->key, t, now, &got), ERR_AUTH);
-    http_jwt_token_free(t);
+    t = issue(f, JWT_SESSION, now + 3600, now + 7200, &c);
+    assert_int_equal(jwt_verify(f->key, t, now, &got), ERR_AUTH);
+    jwt_token_free(t);
 }
 
 static char *b64url(const void *p, size_t n)
@@ -148,77 +148,75 @@ static char *with_header(const char *token, const char *hdr_json,
 static void test_refusals(void **state)
 {
     struct fixture *f = *state;
-    struct http_jwt_claims c, got;
-    struct http_jwt_key *other = NULL;
+    struct jwt_claims c, got;
+    struct jwt_key *other = NULL;
     int64_t now = util_now();
-    char *t = issue(f, HTTP_JWT_SESSION, now, now + 60, &c), *bad,
-         other_path[160];
+    char *t = issue(f, JWT_SESSION, now, now + 60, &c), *bad, other_path[160];
     size_t len = strlen(t);
 
     /* a changed signature */
     bad = strdup(t);
     bad[len - 2] = bad[len - 2] == 'A' ? 'B' : 'A';
-    assert_int_equal(http_jwt_verify(f->key, bad, now, &got), ERR_AUTH);
+    assert_int_equal(jwt_verify(f->key, bad, now, &got), ERR_AUTH);
     free(bad);
     /* a changed payload */
     bad = strdup(t);
     bad[strchr(bad, '.') - bad + 5] ^= 1;
-    assert_int_not_equal(http_jwt_verify(f->key, bad, now, &got), ERR_OK);
+    assert_int_not_equal(jwt_verify(f->key, bad, now, &got), ERR_OK);
     free(bad);
     /* alg none, with no signature and with the real one */
     bad = with_header(t, "{\"alg\":\"none\",\"typ\":\"JWT\"}", "");
-    assert_int_not_equal(http_jwt_verify(f->key, bad, now, &got), ERR_OK);
+    assert_int_not_equal(jwt_verify(f->key, bad, now, &got), ERR_OK);
     free(bad);
     bad = with_header(t, "{\"alg\":\"none\",\"typ\":\"JWT\"}", NULL);
-    assert_int_not_equal(http_jwt_verify(f->key, bad, now, &got), ERR_OK);
+    assert_int_not_equal(jwt_verify(f->key, bad, now, &got), ERR_OK);
     free(bad);
     bad = with_header(t, "{\"alg\":\"HS512\",\"typ\":\"JWT\"}", NULL);
-    assert_int_equal(http_jwt_verify(f->key, bad, now, &got), ERR_AUTH);
+    assert_int_equal(jwt_verify(f->key, bad, now, &got), ERR_AUTH);
     free(bad);
     bad = with_header(t, "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"x\"}",
                       NULL);
-    assert_int_equal(http_jwt_verify(f->key, bad, now, &got), ERR_AUTH);
+    assert_int_equal(jwt_verify(f->key, bad, now, &got), ERR_AUTH);
     free(bad);
     /* malformed */
-    assert_int_equal(http_jwt_verify(f->key, "", now, &got), ERR_INVALID);
-    assert_int_equal(http_jwt_verify(f->key, "abc", now, &got), ERR_INVALID);
-    assert_int_equal(http_jwt_verify(f->key, "a.b", now, &got), ERR_INVALID);
-    assert_int_equal(http_jwt_verify(f->key, "a.b.c.d", now, &got),
-                     ERR_INVALID);
-    assert_int_equal(http_jwt_verify(f->key, "a!.b.c", now, &got), ERR_INVALID);
+    assert_int_equal(jwt_verify(f->key, "", now, &got), ERR_INVALID);
+    assert_int_equal(jwt_verify(f->key, "abc", now, &got), ERR_INVALID);
+    assert_int_equal(jwt_verify(f->key, "a.b", now, &got), ERR_INVALID);
+    assert_int_equal(jwt_verify(f->key, "a.b.c.d", now, &got), ERR_INVALID);
+    assert_int_equal(jwt_verify(f->key, "a!.b.c", now, &got), ERR_INVALID);
     /* another server's key */
     snprintf(other_path, sizeof(other_path), "%s/other.key", f->dir);
-    assert_int_equal(http_jwt_key_load(other_path, true, &other), ERR_OK);
-    assert_int_equal(http_jwt_verify(other, t, now, &got), ERR_AUTH);
-    http_jwt_key_free(other);
+    assert_int_equal(jwt_key_load(other_path, true, &other), ERR_OK);
+    assert_int_equal(jwt_verify(other, t, now, &got), ERR_AUTH);
+    jwt_key_free(other);
     unlink(other_path);
-    http_jwt_token_free(t);
+    jwt_token_free(t);
 }
 
 static void test_key_file(void **state)
 {
     struct fixture *f = *state;
-    struct http_jwt_key *k = NULL;
+    struct jwt_key *k = NULL;
     struct stat sb;
     char p[160];
 
     assert_int_equal(stat(f->path, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
-    assert_int_equal(sb.st_size, HTTP_JWT_KEY_LEN);
+    assert_int_equal(sb.st_size, JWT_KEY_LEN);
     snprintf(p, sizeof(p), "%s/missing.key", f->dir);
-    assert_int_equal(http_jwt_key_load(p, false, &k), ERR_NOT_FOUND);
+    assert_int_equal(jwt_key_load(p, false, &k), ERR_NOT_FOUND);
     assert_null(k);
     assert_int_equal(chmod(f->path, 0644), 0);
-    assert_int_not_equal(http_jwt_key_load(f->path, false, &k), ERR_OK);
+    assert_int_not_equal(jwt_key_load(f->path, false, &k), ERR_OK);
     assert_int_equal(chmod(f->path, 0600), 0);
-    assert_int_equal(http_jwt_key_load(f->path, false, &k), ERR_OK);
-    http_jwt_key_free(k);
+    assert_int_equal(jwt_key_load(f->path, false, &k), ERR_OK);
+    jwt_key_free(k);
 }
 
 static void test_helpers(void **state)
 {
     int64_t s = 0;
-    char h1[HTTP_JWT_HASH_LEN + 1], h2[HTTP_JWT_HASH_LEN + 1];
+    char h1[JWT_HASH_LEN + 1], h2[JWT_HASH_LEN + 1];
 
     assert_int_equal(http_parse_duration("30d", &s), ERR_OK);
     assert_int_equal(s, 30 * 86400);
@@ -239,8 +237,8 @@ static void test_helpers(void **state)
     assert_false(http_path_list_match("/api/v1/assets", "/api/v1/assetsX"));
     assert_true(http_path_list_match("/a,/api/", "/api/v1"));
 
-    http_jwt_hash("abc", h1);
-    http_jwt_hash("abd", h2);
+    jwt_hash("abc", h1);
+    jwt_hash("abd", h2);
     assert_int_equal(strlen(h1), 64);
     assert_string_not_equal(h1, h2);
 }

@@ -1,5 +1,5 @@
 /*
- * Issuing and verifying the API's JWTs (see http_jwt.h), and the small
+ * Issuing and verifying the API's JWTs (see jwt.h), and the small
  * parsers the token commands share: durations and path-prefix lists
  * (CIDR lists are common/cidr.c's).
  *
@@ -8,7 +8,7 @@
  * algorithm, no key confusion), a constant-time HMAC comparison, the
  * issuer, the expiry, and the claims' types.
  */
-#include "http/http_jwt.h"
+#include "auth/jwt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,19 +25,18 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "http/http_body.h"
 #include "store/access.h"
 
-#define HTTP_JWT_ISSUER "portcullis"
-#define HTTP_JWT_CLOCK_SKEW 60 /* seconds an iat may lie in the future */
+#define JWT_ISSUER "portcullis"
+#define JWT_CLOCK_SKEW 60 /* seconds an iat may lie in the future */
 
-struct http_jwt_key {
-    uint8_t k[HTTP_JWT_KEY_LEN];
+struct jwt_key {
+    uint8_t k[JWT_KEY_LEN];
 };
 
 /* --- the key --- */
 
-static int http_jwt_key_read(const char *path, struct http_jwt_key *k)
+static int jwt_key_read(const char *path, struct jwt_key *k)
 {
     struct stat sb;
     ssize_t got;
@@ -57,13 +56,13 @@ static int http_jwt_key_read(const char *path, struct http_jwt_key *k)
         r = ERR_CRYPTO;
         goto out;
     }
-    if (sb.st_size != HTTP_JWT_KEY_LEN) {
-        log_error("jwt secret %s: not %d bytes", path, HTTP_JWT_KEY_LEN);
+    if (sb.st_size != JWT_KEY_LEN) {
+        log_error("jwt secret %s: not %d bytes", path, JWT_KEY_LEN);
         r = ERR_CRYPTO;
         goto out;
     }
-    got = read(fd, k->k, HTTP_JWT_KEY_LEN);
-    if (got != HTTP_JWT_KEY_LEN) {
+    got = read(fd, k->k, JWT_KEY_LEN);
+    if (got != JWT_KEY_LEN) {
         goto out;
     }
     r = ERR_OK;
@@ -72,10 +71,10 @@ out:
     return r;
 }
 
-int http_jwt_key_load(const char *path, bool create, struct http_jwt_key **out)
+int jwt_key_load(const char *path, bool create, struct jwt_key **out)
 {
-    uint8_t fresh[HTTP_JWT_KEY_LEN];
-    struct http_jwt_key *k;
+    uint8_t fresh[JWT_KEY_LEN];
+    struct jwt_key *k;
     int r;
 
     *out = NULL;
@@ -85,13 +84,13 @@ int http_jwt_key_load(const char *path, bool create, struct http_jwt_key **out)
     if ((k = sodium_malloc(sizeof(*k))) == NULL) {
         return ERR_NOMEM;
     }
-    r = http_jwt_key_read(path, k);
+    r = jwt_key_read(path, k);
     if (r == ERR_NOT_FOUND && create) {
         randombytes_buf(fresh, sizeof(fresh));
         r = util_write_file_excl(path, fresh, sizeof(fresh), 0600);
         sodium_memzero(fresh, sizeof(fresh));
         /* Another process may have made it first: use theirs. */
-        r = http_jwt_key_read(path, k);
+        r = jwt_key_read(path, k);
     }
     if (r != ERR_OK) {
         sodium_free(k);
@@ -102,7 +101,7 @@ int http_jwt_key_load(const char *path, bool create, struct http_jwt_key **out)
     return ERR_OK;
 }
 
-void http_jwt_key_free(struct http_jwt_key *k)
+void jwt_key_free(struct jwt_key *k)
 {
     if (k != NULL) {
         sodium_free(k); /* wipes */
@@ -111,13 +110,12 @@ void http_jwt_key_free(struct http_jwt_key *k)
 
 /* --- issuing --- */
 
-static const char *http_jwt_kind_str(int kind)
+static const char *jwt_kind_str(int kind)
 {
-    return kind == HTTP_JWT_API ? "api" : "session";
+    return kind == JWT_API ? "api" : "session";
 }
 
-int http_jwt_issue(const struct http_jwt_key *k, struct http_jwt_claims *c,
-                   char **token)
+int jwt_issue(const struct jwt_key *k, struct jwt_claims *c, char **token)
 {
     uint8_t raw[32];
     jwt_t *jwt = NULL;
@@ -132,14 +130,14 @@ int http_jwt_issue(const struct http_jwt_key *k, struct http_jwt_claims *c,
         r = ERR_NOMEM;
         goto out;
     }
-    if (jwt_add_grant(jwt, "iss", HTTP_JWT_ISSUER) != 0 ||
+    if (jwt_add_grant(jwt, "iss", JWT_ISSUER) != 0 ||
         jwt_add_grant(jwt, "sub", c->sub) != 0 ||
         jwt_add_grant(jwt, "jti", c->jti) != 0 ||
-        jwt_add_grant(jwt, "kind", http_jwt_kind_str(c->kind)) != 0 ||
-        (c->kind == HTTP_JWT_API && jwt_add_grant(jwt, "tid", c->tid) != 0) ||
+        jwt_add_grant(jwt, "kind", jwt_kind_str(c->kind)) != 0 ||
+        (c->kind == JWT_API && jwt_add_grant(jwt, "tid", c->tid) != 0) ||
         jwt_add_grant_int(jwt, "iat", (long)c->iat) != 0 ||
         jwt_add_grant_int(jwt, "exp", (long)c->exp) != 0 ||
-        jwt_set_alg(jwt, JWT_ALG_HS256, k->k, HTTP_JWT_KEY_LEN) != 0) {
+        jwt_set_alg(jwt, JWT_ALG_HS256, k->k, JWT_KEY_LEN) != 0) {
         goto out;
     }
     if ((s = jwt_encode_str(jwt)) == NULL) {
@@ -153,7 +151,7 @@ out:
     return r;
 }
 
-void http_jwt_token_free(char *token)
+void jwt_token_free(char *token)
 {
     if (token != NULL) {
         sodium_memzero(token, strlen(token));
@@ -163,13 +161,7 @@ void http_jwt_token_free(char *token)
 
 /* --- verifying --- */
 
-static const struct http_field http_jwt_header_spec[] = {
-    {"alg", HF_STRING, true, 1, 16},
-    {"typ", HF_STRING, true, 1, 16},
-    {NULL, HF_STRING, false, 0, 0},
-};
-
-static bool http_jwt_b64url(const char *s, size_t len)
+static bool jwt_b64url(const char *s, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
         char ch = s[i];
@@ -183,11 +175,12 @@ static bool http_jwt_b64url(const char *s, size_t len)
 }
 
 /* The header must be exactly {"alg": "HS256", "typ": "JWT"}. */
-static int http_jwt_check_header(const char *h, size_t hlen)
+static int jwt_check_header(const char *h, size_t hlen)
 {
-    char dec[256], why[128];
+    char dec[256];
     size_t declen = 0;
-    json_t *hdr = NULL;
+    json_error_t jerr;
+    json_t *hdr = NULL, *alg, *typ;
     int r = ERR_AUTH;
 
     if (sodium_base642bin((unsigned char *)dec, sizeof(dec) - 1, h, hlen, NULL,
@@ -195,20 +188,26 @@ static int http_jwt_check_header(const char *h, size_t hlen)
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0) {
         return ERR_INVALID;
     }
-    if (http_body_parse(dec, declen, http_jwt_header_spec, &hdr, why,
-                        sizeof(why)) != ERR_OK) {
+    /* strictly: one object, no duplicate keys, no NUL in strings,
+     * nothing but the two keys */
+    hdr = json_loadb(dec, declen, JSON_REJECT_DUPLICATES, &jerr);
+    if (hdr == NULL) {
         return ERR_AUTH;
     }
-    if (strcmp(http_body_str(hdr, "alg"), "HS256") == 0 &&
-        strcmp(http_body_str(hdr, "typ"), "JWT") == 0) {
+    alg = json_object_get(hdr, "alg");
+    typ = json_object_get(hdr, "typ");
+    if (json_is_object(hdr) && json_object_size(hdr) == 2 &&
+        json_is_string(alg) && json_is_string(typ) &&
+        strcmp(json_string_value(alg), "HS256") == 0 &&
+        strcmp(json_string_value(typ), "JWT") == 0) {
         r = ERR_OK;
     }
     json_decref(hdr);
     return r;
 }
 
-static int http_jwt_check_sig(const struct http_jwt_key *k, const char *token,
-                              size_t signed_len, const char *sig, size_t siglen)
+static int jwt_check_sig(const struct jwt_key *k, const char *token,
+                         size_t signed_len, const char *sig, size_t siglen)
 {
     uint8_t want[crypto_auth_hmacsha256_BYTES], got[64];
     crypto_auth_hmacsha256_state st;
@@ -220,7 +219,7 @@ static int http_jwt_check_sig(const struct http_jwt_key *k, const char *token,
         gotlen != sizeof(want)) {
         return ERR_AUTH;
     }
-    crypto_auth_hmacsha256_init(&st, k->k, HTTP_JWT_KEY_LEN);
+    crypto_auth_hmacsha256_init(&st, k->k, JWT_KEY_LEN);
     crypto_auth_hmacsha256_update(&st, (const unsigned char *)token,
                                   signed_len);
     crypto_auth_hmacsha256_final(&st, want);
@@ -232,8 +231,8 @@ static int http_jwt_check_sig(const struct http_jwt_key *k, const char *token,
     return r;
 }
 
-static int http_jwt_copy_claim(jwt_t *jwt, const char *name, char *dst,
-                               size_t dstlen)
+static int jwt_copy_claim(jwt_t *jwt, const char *name, char *dst,
+                          size_t dstlen)
 {
     const char *v = jwt_get_grant(jwt, name);
 
@@ -244,8 +243,8 @@ static int http_jwt_copy_claim(jwt_t *jwt, const char *name, char *dst,
     return ERR_OK;
 }
 
-int http_jwt_verify(const struct http_jwt_key *k, const char *token,
-                    int64_t now, struct http_jwt_claims *out)
+int jwt_verify(const struct jwt_key *k, const char *token, int64_t now,
+               struct jwt_claims *out)
 {
     const char *dot1, *dot2, *iss, *kind;
     jwt_t *jwt = NULL;
@@ -253,57 +252,56 @@ int http_jwt_verify(const struct http_jwt_key *k, const char *token,
     int r;
 
     memset(out, 0, sizeof(*out));
-    if (token == NULL || (len = strlen(token)) == 0 || len > HTTP_JWT_MAX) {
+    if (token == NULL || (len = strlen(token)) == 0 || len > JWT_MAX) {
         return ERR_INVALID;
     }
     dot1 = strchr(token, '.');
     dot2 = dot1 != NULL ? strchr(dot1 + 1, '.') : NULL;
     if (dot1 == NULL || dot2 == NULL || strchr(dot2 + 1, '.') != NULL ||
-        !http_jwt_b64url(token, (size_t)(dot1 - token)) ||
-        !http_jwt_b64url(dot1 + 1, (size_t)(dot2 - dot1 - 1))) {
+        !jwt_b64url(token, (size_t)(dot1 - token)) ||
+        !jwt_b64url(dot1 + 1, (size_t)(dot2 - dot1 - 1))) {
         return ERR_INVALID;
     }
     /* "alg": "none" tokens have an empty signature: refused here too. */
-    if ((r = http_jwt_check_header(token, (size_t)(dot1 - token))) != ERR_OK) {
+    if ((r = jwt_check_header(token, (size_t)(dot1 - token))) != ERR_OK) {
         return r;
     }
-    if (!http_jwt_b64url(dot2 + 1, strlen(dot2 + 1)) ||
-        http_jwt_check_sig(k, token, (size_t)(dot2 - token), dot2 + 1,
-                           strlen(dot2 + 1)) != ERR_OK) {
+    if (!jwt_b64url(dot2 + 1, strlen(dot2 + 1)) ||
+        jwt_check_sig(k, token, (size_t)(dot2 - token), dot2 + 1,
+                      strlen(dot2 + 1)) != ERR_OK) {
         return ERR_AUTH;
     }
-    if (jwt_decode(&jwt, token, k->k, HTTP_JWT_KEY_LEN) != 0 || jwt == NULL ||
+    if (jwt_decode(&jwt, token, k->k, JWT_KEY_LEN) != 0 || jwt == NULL ||
         jwt_get_alg(jwt) != JWT_ALG_HS256) {
         r = ERR_AUTH;
         goto out;
     }
     iss = jwt_get_grant(jwt, "iss");
     kind = jwt_get_grant(jwt, "kind");
-    if (iss == NULL || strcmp(iss, HTTP_JWT_ISSUER) != 0 || kind == NULL) {
+    if (iss == NULL || strcmp(iss, JWT_ISSUER) != 0 || kind == NULL) {
         r = ERR_AUTH;
         goto out;
     }
     if (strcmp(kind, "session") == 0) {
-        out->kind = HTTP_JWT_SESSION;
+        out->kind = JWT_SESSION;
     } else if (strcmp(kind, "api") == 0) {
-        out->kind = HTTP_JWT_API;
+        out->kind = JWT_API;
     } else {
         r = ERR_AUTH;
         goto out;
     }
-    if ((r = http_jwt_copy_claim(jwt, "sub", out->sub, sizeof(out->sub))) !=
+    if ((r = jwt_copy_claim(jwt, "sub", out->sub, sizeof(out->sub))) !=
             ERR_OK ||
-        (r = http_jwt_copy_claim(jwt, "jti", out->jti, sizeof(out->jti))) !=
+        (r = jwt_copy_claim(jwt, "jti", out->jti, sizeof(out->jti))) !=
             ERR_OK ||
-        (out->kind == HTTP_JWT_API &&
-         (r = http_jwt_copy_claim(jwt, "tid", out->tid, sizeof(out->tid))) !=
+        (out->kind == JWT_API &&
+         (r = jwt_copy_claim(jwt, "tid", out->tid, sizeof(out->tid))) !=
              ERR_OK)) {
         goto out;
     }
     out->iat = jwt_get_grant_int(jwt, "iat");
     out->exp = jwt_get_grant_int(jwt, "exp");
-    if (out->exp <= 0 || out->iat <= 0 ||
-        out->iat > now + HTTP_JWT_CLOCK_SKEW) {
+    if (out->exp <= 0 || out->iat <= 0 || out->iat > now + JWT_CLOCK_SKEW) {
         r = ERR_AUTH;
         goto out;
     }
@@ -320,13 +318,13 @@ out:
     return r;
 }
 
-void http_jwt_hash(const char *jti, char *out)
+void jwt_hash(const char *jti, char *out)
 {
     uint8_t h[32];
 
     crypto_generichash(h, sizeof(h), (const unsigned char *)jti, strlen(jti),
                        NULL, 0);
-    sodium_bin2hex(out, HTTP_JWT_HASH_LEN + 1, h, sizeof(h));
+    sodium_bin2hex(out, JWT_HASH_LEN + 1, h, sizeof(h));
 }
 
 /* --- durations, CIDRs, path prefixes --- */

@@ -6,7 +6,7 @@
  *
  * Claims: iss "portcullis", sub (user ID), jti (32 random bytes,
  * base64url), iat, exp, kind ("session" or "api") and, for API tokens,
- * tid (the token's public ID). The store keeps only http_jwt_hash(jti).
+ * tid (the token's public ID). The store keeps only jwt_hash(jti).
  *
  * Verification is deliberately narrower than libjwt's: the header must be
  * exactly {"alg":"HS256","typ":"JWT"} (alg "none" and every other
@@ -14,9 +14,9 @@
  * signature is checked here in constant time (libsodium) before libjwt
  * decodes the claims.
  *
- * Ownership: http_jwt_key_load() returns a key in guarded memory freed
- * (wiped) with http_jwt_key_free(). http_jwt_issue()'s token is a heap
- * string the caller wipes and frees with http_jwt_token_free().
+ * Ownership: jwt_key_load() returns a key in guarded memory freed
+ * (wiped) with jwt_key_free(). jwt_issue()'s token is a heap
+ * string the caller wipes and frees with jwt_token_free().
  */
 #ifndef PORTCULLIS_HTTP_JWT_H
 #define PORTCULLIS_HTTP_JWT_H
@@ -28,40 +28,39 @@
 #include "common/cidr.h"
 #include "store/store.h"
 
-#define HTTP_JWT_KEY_LEN 32
-#define HTTP_JWT_MAX 2048   /* longest token accepted */
-#define HTTP_JWT_JTI_MAX 64 /* base64url of 32 bytes is 43 characters */
-#define HTTP_JWT_HASH_LEN 64
+#define JWT_KEY_LEN 32
+#define JWT_MAX 2048   /* longest token accepted */
+#define JWT_JTI_MAX 64 /* base64url of 32 bytes is 43 characters */
+#define JWT_HASH_LEN 64
 
-enum http_jwt_kind { HTTP_JWT_SESSION = 1, HTTP_JWT_API = 2 };
+enum jwt_kind { JWT_SESSION = 1, JWT_API = 2 };
 
-struct http_jwt_key;
+struct jwt_key;
 
-struct http_jwt_claims {
+struct jwt_claims {
     int kind;                   /* HTTP_JWT_* */
     char sub[STORE_ID_MAX + 1]; /* the user's ID */
     char tid[STORE_ID_MAX + 1]; /* API token ID; "" for a session */
-    char jti[HTTP_JWT_JTI_MAX + 1];
+    char jti[JWT_JTI_MAX + 1];
     int64_t iat, exp;
 };
 
 /* Loads the key file; when create is set and it does not exist, makes it
  * (32 random bytes, O_EXCL, mode 0600). Refuses a file any group or other
  * may access, or one that is not 32 bytes. */
-int http_jwt_key_load(const char *path, bool create, struct http_jwt_key **out);
-void http_jwt_key_free(struct http_jwt_key *k);
+int jwt_key_load(const char *path, bool create, struct jwt_key **out);
+void jwt_key_free(struct jwt_key *k);
 
 /* Fills c->jti with a fresh random ID and signs; c->kind, sub, iat, exp
  * (and tid for API tokens) are set by the caller. */
-int http_jwt_issue(const struct http_jwt_key *k, struct http_jwt_claims *c,
-                   char **token);
-void http_jwt_token_free(char *token);
+int jwt_issue(const struct jwt_key *k, struct jwt_claims *c, char **token);
+void jwt_token_free(char *token);
 /* ERR_OK with the claims; ERR_INVALID malformed, ERR_AUTH a bad
  * signature or a refused algorithm, ERR_TIMEOUT expired at now. */
-int http_jwt_verify(const struct http_jwt_key *k, const char *token,
-                    int64_t now, struct http_jwt_claims *out);
-/* The hex BLAKE2b-256 of a jti, into out[HTTP_JWT_HASH_LEN + 1]. */
-void http_jwt_hash(const char *jti, char *out);
+int jwt_verify(const struct jwt_key *k, const char *token, int64_t now,
+               struct jwt_claims *out);
+/* The hex BLAKE2b-256 of a jti, into out[JWT_HASH_LEN + 1]. */
+void jwt_hash(const char *jti, char *out);
 
 /* "30d", "12h", "15m", "3600s" or "3600" into seconds (1 s .. 10 years). */
 int http_parse_duration(const char *s, int64_t *secs);
