@@ -38,37 +38,7 @@ struct jwt_key {
 
 static int jwt_key_read(const char *path, struct jwt_key *k)
 {
-    struct stat sb;
-    ssize_t got;
-    int fd, r = ERR_IO;
-
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        return errno == ENOENT ? ERR_NOT_FOUND : ERR_IO;
-    }
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        log_error("jwt secret %s: not a regular file", path);
-        goto out;
-    }
-    if ((sb.st_mode & 077) != 0) {
-        log_error("jwt secret %s: mode %03o lets others read it; chmod 600",
-                  path, (unsigned)(sb.st_mode & 0777));
-        r = ERR_CRYPTO;
-        goto out;
-    }
-    if (sb.st_size != JWT_KEY_LEN) {
-        log_error("jwt secret %s: not %d bytes", path, JWT_KEY_LEN);
-        r = ERR_CRYPTO;
-        goto out;
-    }
-    got = read(fd, k->k, JWT_KEY_LEN);
-    if (got != JWT_KEY_LEN) {
-        goto out;
-    }
-    r = ERR_OK;
-out:
-    close(fd);
-    return r;
+    return util_read_key_file(path, "jwt secret", false, k->k, JWT_KEY_LEN);
 }
 
 int jwt_key_load(const char *path, bool create, struct jwt_key **out)

@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "common/err.h"
+#include "common/log.h"
 
 void util_uuid4(char *out)
 {
@@ -201,4 +202,69 @@ int util_set_nonblock(int fd)
 
     return fl >= 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0 ? ERR_OK
                                                                : ERR_IO;
+}
+
+int util_read_key_file(const char *path, const char *what, bool follow,
+                       void *key, size_t len)
+{
+    struct stat sb;
+    unsigned char extra;
+    size_t got = 0;
+    ssize_t n;
+    int fd, r = ERR_CRYPTO;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW));
+    if (fd < 0) {
+        if (errno == ENOENT) {
+            return ERR_NOT_FOUND;
+        }
+        log_error("%s %s: %s", what, path, strerror(errno));
+        return ERR_IO;
+    }
+    /* on the open descriptor: the file cannot be swapped between the
+     * check and the read */
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        log_error("%s %s: not a regular file", what, path);
+        goto out;
+    }
+    if ((sb.st_mode & 077) != 0) {
+        log_error("%s %s: unsafe mode %04o, group or others may access it; "
+                  "it must be 0600 (chmod 600)",
+                  what, path, (unsigned)(sb.st_mode & 07777));
+        goto out;
+    }
+    if ((size_t)sb.st_size != len) {
+        log_error("%s %s: must be exactly %zu bytes", what, path, len);
+        goto out;
+    }
+    while (got < len) {
+        n = read(fd, (unsigned char *)key + got, len - got);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        got += (size_t)n;
+    }
+    if (got != len || read(fd, &extra, 1) != 0) {
+        log_error("%s %s: could not read exactly %zu bytes", what, path, len);
+        goto out;
+    }
+    r = ERR_OK;
+out:
+    close(fd);
+    if (r != ERR_OK) {
+        sodium_memzero(key, len);
+    }
+    return r;
+}
+
+void util_strip_ctl(char *s)
+{
+    for (; s != NULL && *s != '\0'; s++) {
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) {
+            *s = '?';
+        }
+    }
 }

@@ -26,6 +26,19 @@ int util_set_nonblock(int fd);
 /* Reads a whole file of at most max bytes into a NUL-terminated heap
  * buffer the caller frees (and wipes, if it held a secret). */
 int util_read_file(const char *path, size_t max, uint8_t **data, size_t *len);
+/*
+ * Reads a key file of exactly len bytes into key (the vault's, the JWT
+ * secret, the audit key): a regular file (a symlink is followed only with
+ * follow), readable by its owner only, of exactly len bytes, checked on
+ * the open descriptor. ERR_OK; ERR_NOT_FOUND if there is no such file;
+ * ERR_CRYPTO (logged, naming what and path) for one that is unsafe or not
+ * a key; ERR_IO. key is wiped on failure.
+ */
+int util_read_key_file(const char *path, const char *what, bool follow,
+                       void *key, size_t len);
+/* Replaces control characters (and DEL) in s with '?': text that quotes
+ * what someone sent, on its way to a terminal or a log. */
+void util_strip_ctl(char *s);
 /* Creates path exclusively (O_EXCL) with mode and writes data; fsyncs. */
 int util_write_file_excl(const char *path, const void *data, size_t len,
                          unsigned mode);

@@ -58,31 +58,10 @@ int vault_create_key(const char *path)
     return r;
 }
 
-/* Reads exactly len bytes or fails. */
-static int vault_read_all(int fd, unsigned char *p, size_t len)
-{
-    ssize_t n;
-
-    while (len > 0) {
-        n = read(fd, p, len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return ERR_IO;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return ERR_OK;
-}
-
 int vault_load(const char *path, struct vault **out)
 {
     struct vault *v = NULL;
-    struct stat st;
-    unsigned char extra;
-    int fd = -1, r = ERR_OK;
+    int r = ERR_OK;
 
     if (out != NULL) {
         *out = NULL;
@@ -93,45 +72,14 @@ int vault_load(const char *path, struct vault **out)
     if (sodium_init() < 0) {
         return ERR_CRYPTO;
     }
-    /* Symlinks are followed (secret mounts use them); the checks below
-     * apply to the file itself. A missing file is the caller's to report,
-     * since `init` expects it. */
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-        if (errno == ENOENT) {
-            return ERR_NOT_FOUND;
-        }
-        log_error("vault key %s: %s", path, strerror(errno));
-        return ERR_IO;
-    }
-    /* Checked on the open descriptor, so the file cannot be swapped
-     * between the check and the read. */
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        log_error("vault key %s: not a regular file", path);
-        r = ERR_CRYPTO;
-        goto out;
-    }
-    if ((st.st_mode & 077) != 0) {
-        log_error("vault key %s: unsafe mode %04o, group or others may "
-                  "access it; it must be 0600 (chmod 600)",
-                  path, (unsigned)(st.st_mode & 07777));
-        r = ERR_CRYPTO;
-        goto out;
-    }
-    if (st.st_size != VAULT_KEY_LEN) {
-        log_error("vault key %s: must be exactly %d bytes", path,
-                  VAULT_KEY_LEN);
-        r = ERR_CRYPTO;
-        goto out;
-    }
     if ((v = sodium_malloc(sizeof(*v))) == NULL) {
-        r = ERR_NOMEM;
-        goto out;
+        return ERR_NOMEM;
     }
-    if (vault_read_all(fd, v->key, sizeof(v->key)) != ERR_OK ||
-        read(fd, &extra, 1) != 0) {
-        log_error("vault key %s: could not read exactly %d bytes", path,
-                  VAULT_KEY_LEN);
-        r = ERR_CRYPTO;
+    /* Symlinks are followed (secret mounts use them); the checks apply to
+     * the file itself. A missing file is the caller's to report, since
+     * `init` expects it. */
+    if ((r = util_read_key_file(path, "vault key", true, v->key,
+                                sizeof(v->key))) != ERR_OK) {
         goto out;
     }
     if (sodium_mprotect_readonly(v) != 0) {
@@ -142,9 +90,6 @@ int vault_load(const char *path, struct vault **out)
     v = NULL;
 out:
     sodium_free(v); /* wipes */
-    if (fd >= 0) {
-        close(fd);
-    }
     return r;
 }
 

@@ -108,17 +108,12 @@ static int px_why(char *why, size_t whylen, const char *fmt, ...)
 static int px_why(char *why, size_t whylen, const char *fmt, ...)
 {
     va_list ap;
-    size_t i;
 
     if (why != NULL && whylen > 0) {
         va_start(ap, fmt);
         vsnprintf(why, whylen, fmt, ap);
         va_end(ap);
-        for (i = 0; why[i] != '\0'; i++) {
-            if ((unsigned char)why[i] < 0x20 || why[i] == 0x7f) {
-                why[i] = '?';
-            }
-        }
+        util_strip_ctl(why);
     }
     return ERR_CONFIG;
 }
@@ -292,16 +287,11 @@ static int px_bad(int status, char *why, size_t whylen, const char *fmt, ...)
 static int px_bad(int status, char *why, size_t whylen, const char *fmt, ...)
 {
     va_list ap;
-    size_t i;
 
     va_start(ap, fmt);
     vsnprintf(why, whylen, fmt, ap);
     va_end(ap);
-    for (i = 0; why[i] != '\0'; i++) {
-        if ((unsigned char)why[i] < 0x20 || why[i] == 0x7f) {
-            why[i] = '?';
-        }
-    }
+    util_strip_ctl(why);
     return status;
 }
 

@@ -39,7 +39,6 @@ static int tunnel_why(char *why, size_t whylen, int err, const char *fmt, ...)
 static int tunnel_why(char *why, size_t whylen, int err, const char *fmt, ...)
 {
     va_list ap;
-    size_t i;
 
     if (why != NULL && whylen > 0) {
         va_start(ap, fmt);
@@ -48,11 +47,7 @@ static int tunnel_why(char *why, size_t whylen, int err, const char *fmt, ...)
         /* The text may quote what a user sent ('%s' is not a host name):
          * it goes to terminals and logs, so no control characters (an
          * escape sequence would rewrite the operator's screen). */
-        for (i = 0; why[i] != '\0'; i++) {
-            if ((unsigned char)why[i] < 0x20 || why[i] == 0x7f) {
-                why[i] = '?';
-            }
-        }
+        util_strip_ctl(why);
     }
     return err;
 }

@@ -26,6 +26,7 @@
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/tlspump.h"
+#include "common/util.h"
 
 #define PL_HEAD_MAX 8192
 #define PL_BODY_MAX 512
@@ -158,18 +159,13 @@ static void pl_end(struct peer_link *pl, int fd, const char *fmt, ...)
     void *arg = pl->arg;
     char why[600];
     va_list ap;
-    size_t i;
 
     why[0] = '\0';
     if (fmt != NULL) {
         va_start(ap, fmt);
         vsnprintf(why, sizeof(why), fmt, ap);
         va_end(ap);
-        for (i = 0; why[i] != '\0'; i++) {
-            if ((unsigned char)why[i] < 0x20 || why[i] == 0x7f) {
-                why[i] = '?';
-            }
-        }
+        util_strip_ctl(why);
     }
     memset(&res, 0, sizeof(res));
     res.fd = fd;

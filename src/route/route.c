@@ -675,90 +675,87 @@ void routes_free(struct routes *rs)
     free(rs);
 }
 
+/* A new request of kind on the routes' list; NULL when out of memory. */
+static struct route_req *route_req_new(struct routes *rs,
+                                       const struct route *rt)
+{
+    struct route_req *rq = calloc(1, sizeof(*rq));
+
+    if (rq == NULL) {
+        return NULL;
+    }
+    rq->rs = rs;
+    rq->kind = rt->kind;
+    rq->fd = -1;
+    rq->agent_fd = -1;
+    snprintf(rq->name, sizeof(rq->name), "%s", rt->name);
+    rq->next = rs->reqs;
+    if (rs->reqs != NULL) {
+        rs->reqs->pprev = &rq->next;
+    }
+    rq->pprev = &rs->reqs;
+    rs->reqs = rq;
+    return rq;
+}
+
+/* Runs the kind's connector. It may finish (and free) rq before it
+ * returns: route_finish then clears alive (a flag of this call's own, so
+ * a connector that starts a request of its own, as peer routes do, cannot
+ * confuse the two). Returns rq while it is pending, else NULL. */
+static struct route_req *route_start(struct route_req *rq, const char *host,
+                                     int port, const char *orig_ip,
+                                     int orig_port)
+{
+    bool alive = true;
+
+    rq->alive = &alive;
+    rq->kind->connect(rq, host, port, orig_ip, orig_port);
+    if (!alive) {
+        return NULL;
+    }
+    rq->alive = NULL;
+    return rq;
+}
+
 struct route_req *route_connect(struct routes *rs, const struct route *rt,
                                 const char *host, int port, const char *orig_ip,
                                 int orig_port, route_done_fn fn, void *arg)
 {
-    struct route_req *rq, *head;
-    bool pending, alive;
+    struct route_req *rq;
 
     if (rt->kind == NULL) {
         fn(arg, -1, "unsupported route");
         return NULL;
     }
-    if ((rq = calloc(1, sizeof(*rq))) == NULL) {
+    if ((rq = route_req_new(rs, rt)) == NULL) {
         fn(arg, -1, "out of memory");
         return NULL;
     }
-    rq->rs = rs;
-    rq->kind = rt->kind;
     rq->fn = fn;
     rq->arg = arg;
-    rq->fd = -1;
-    rq->agent_fd = -1;
-    snprintf(rq->name, sizeof(rq->name), "%s", rt->name);
-    head = rs->reqs;
-    rq->next = head;
-    if (head != NULL) {
-        head->pprev = &rq->next;
-    }
-    rq->pprev = &rs->reqs;
-    rs->reqs = rq;
-    /* The connector may finish (and free) rq before it returns:
-     * route_finish then clears alive (a flag of this call's own, so a
-     * connector that starts a request of its own, as peer routes do,
-     * cannot confuse the two). */
-    alive = true;
-    rq->alive = &alive;
-    rt->kind->connect(rq, host, port, orig_ip, orig_port);
-    pending = alive;
-    if (pending) {
-        rq->alive = NULL;
-    }
-    return pending ? rq : NULL;
+    return route_start(rq, host, port, orig_ip, orig_port);
 }
 
 struct route_req *route_peer_check(struct routes *rs, const char *peer,
                                    route_check_fn fn, void *arg)
 {
     struct route rt;
-    struct route_req *rq, *head;
+    struct route_req *rq = NULL;
     char text[STORE_ROUTE_MAX + 1], why[200];
     struct route_check_result cr;
-    bool alive;
 
     memset(&cr, 0, sizeof(cr));
     cr.server = "";
     snprintf(text, sizeof(text), "peer:%s", peer);
     if (route_parse(text, &rt, why, sizeof(why)) != ERR_OK ||
-        (rq = calloc(1, sizeof(*rq))) == NULL) {
+        (rq = route_req_new(rs, &rt)) == NULL) {
         cr.why = rt.kind == NULL ? why : "out of memory";
         fn(arg, &cr);
         return NULL;
     }
-    rq->rs = rs;
-    rq->kind = rt.kind;
-    rq->fn = NULL;
     rq->check_fn = fn;
     rq->arg = arg;
-    rq->fd = -1;
-    rq->agent_fd = -1;
-    snprintf(rq->name, sizeof(rq->name), "%s", rt.name);
-    head = rs->reqs;
-    rq->next = head;
-    if (head != NULL) {
-        head->pprev = &rq->next;
-    }
-    rq->pprev = &rs->reqs;
-    rs->reqs = rq;
-    alive = true;
-    rq->alive = &alive;
-    route_peer_connect(rq, "", 0, "", 0);
-    if (alive) {
-        rq->alive = NULL;
-        return rq;
-    }
-    return NULL;
+    return route_start(rq, "", 0, "", 0);
 }
 
 void route_cancel(struct route_req *rq)

@@ -208,38 +208,7 @@ int audit_key_path(struct store *st, char *out, size_t outlen)
  * that others may read or that is not exactly a key. */
 static int audit_key_read(const char *path, uint8_t key[AUDIT_KEY_BYTES])
 {
-    struct stat sb;
-    ssize_t got;
-    int fd, r = ERR_IO;
-
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        return errno == ENOENT ? ERR_NOT_FOUND : ERR_IO;
-    }
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        log_error("audit key %s: not a regular file", path);
-        r = ERR_CRYPTO;
-        goto out;
-    }
-    if ((sb.st_mode & 077) != 0) {
-        log_error("audit key %s: mode %03o lets others read it; chmod 600",
-                  path, (unsigned)(sb.st_mode & 0777));
-        r = ERR_CRYPTO;
-        goto out;
-    }
-    if (sb.st_size != AUDIT_KEY_BYTES) {
-        log_error("audit key %s: not %d bytes", path, AUDIT_KEY_BYTES);
-        r = ERR_CRYPTO;
-        goto out;
-    }
-    got = read(fd, key, AUDIT_KEY_BYTES);
-    r = got == AUDIT_KEY_BYTES ? ERR_OK : ERR_IO;
-out:
-    close(fd);
-    if (r != ERR_OK) {
-        sodium_memzero(key, AUDIT_KEY_BYTES);
-    }
-    return r;
+    return util_read_key_file(path, "audit key", false, key, AUDIT_KEY_BYTES);
 }
 
 int audit_key_create(struct store *st)
