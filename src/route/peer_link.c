@@ -301,40 +301,54 @@ static ssize_t pl_write(struct peer_link *pl, const void *buf, size_t n)
 }
 
 /* The answer's head is complete: status, Server, Content-Length. */
-static void pl_parse_head(struct peer_link *pl)
+void peer_link_parse_answer(const char *head, size_t hl, int *status,
+                            char *server, size_t serverlen, size_t *body_want)
 {
-    const char *p = pl->head, *end = pl->head + pl->hl, *eol;
+    const char *p = head, *end = head + hl, *eol;
     size_t n;
 
-    pl->status = 0;
-    if (pl->hl > 12 && memcmp(p, "HTTP/1.", 7) == 0 && p[8] == ' ' &&
+    *status = 0;
+    *body_want = 0;
+    if (serverlen > 0) {
+        server[0] = '\0';
+    }
+    if (hl > 12 && memcmp(p, "HTTP/1.", 7) == 0 && p[8] == ' ' &&
         isdigit((unsigned char)p[9]) && isdigit((unsigned char)p[10]) &&
         isdigit((unsigned char)p[11])) {
-        pl->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+        *status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
     }
     while (p < end && (eol = memchr(p, '\n', (size_t)(end - p))) != NULL) {
         n = (size_t)(eol - p);
         if (n > 0 && p[n - 1] == '\r') {
             n--;
         }
-        if (n > 7 && strncasecmp(p, "Server:", 7) == 0) {
+        if (n > 7 && strncasecmp(p, "Server:", 7) == 0 && serverlen > 0) {
             const char *v = p + 7;
             size_t vn = n - 7;
             while (vn > 0 && *v == ' ') {
                 v++;
                 vn--;
             }
-            snprintf(
-                pl->server, sizeof(pl->server), "%.*s",
-                (int)(vn < sizeof(pl->server) ? vn : sizeof(pl->server) - 1),
-                v);
+            snprintf(server, serverlen, "%.*s",
+                     (int)(vn < serverlen ? vn : serverlen - 1), v);
+            util_strip_ctl(server); /* shown to users (peer check) */
         } else if (n > 15 && strncasecmp(p, "Content-Length:", 15) == 0) {
-            pl->body_want = (size_t)strtoul(p + 15, NULL, 10);
+            const char *v = p + 15;
+            size_t want = 0;
+            while (v < p + n && *v == ' ') {
+                v++;
+            }
+            for (;
+                 v < p + n && isdigit((unsigned char)*v) && want <= PL_BODY_MAX;
+                 v++) {
+                want = want * 10 + (size_t)(*v - '0');
+            }
+            *body_want = want;
         }
         p = eol + 1;
     }
-    if (pl->body_want > PL_BODY_MAX) {
-        pl->body_want = PL_BODY_MAX;
+    if (*body_want > PL_BODY_MAX) {
+        *body_want = PL_BODY_MAX;
     }
 }
 
@@ -487,7 +501,9 @@ static void pl_step(struct peer_link *pl)
                     }
                     continue;
                 }
-                pl_parse_head(pl);
+                peer_link_parse_answer(pl->head, pl->hl, &pl->status,
+                                       pl->server, sizeof(pl->server),
+                                       &pl->body_want);
                 if (pl->status == 200) {
                     goto answered;
                 }

@@ -64,6 +64,13 @@ struct peer_link *peer_link_start(struct peer_links *ls, int fd,
 /* Before fn is called: stops, calls nothing, closes fd. */
 void peer_link_cancel(struct peer_link *pl);
 
+/* The head of a proxy's answer (hl bytes, through the blank line): the
+ * status (0 if it is not HTTP/1.x NNN), the Server header (control
+ * characters stripped) and Content-Length (at most 512: only a refusal's
+ * first words are read). For fuzz/fuzz_peer_answer.c too. */
+void peer_link_parse_answer(const char *head, size_t hl, int *status,
+                            char *server, size_t serverlen, size_t *body_want);
+
 /* "SHA256:AA:BB:..." of a certificate's DER into out (>= 104 bytes). */
 void peer_link_cert_fp(const unsigned char *der, int len, char *out,
                        size_t outlen);
