@@ -499,6 +499,10 @@ const struct admin_field admin_user_fields[] = {
                 .cli = "--disabled", .col = "DISABLED"),
     ADMIN_FIELD(struct store_user, "totp_enabled", AF_BOOL, totp_enabled,
                 .flags = AF_READONLY, .col = "TOTP"),
+    /* a domain user's, from the directory (read only here) */
+    ADMIN_FIELD(struct store_user, "display_name", AF_STRZ, display_name,
+                .flags = AF_READONLY),
+    ADMIN_FIELD(struct store_user, "mail", AF_STRZ, mail, .flags = AF_READONLY),
     ADMIN_FIELD_FN("has_password", admin_user_has_password,
                    .cli = "--password-stdin"),
     ADMIN_FIELD(struct store_user, "created_at", AF_TIME, created_at,

@@ -87,6 +87,21 @@ int directory_provision(struct store *st, const char *principal,
         snprintf(why, whylen, "user disabled");
         return ERR_DENIED;
     }
+    /* the directory's display name and mail, refreshed at each login */
+    if (strcmp(u->display_name, res->display_name) != 0 ||
+        strcmp(u->mail, res->mail) != 0) {
+        r = store_user_set_info(st, u->id, res->display_name, res->mail);
+        if (r != ERR_OK) {
+            snprintf(why, whylen,
+                     "cannot store what the directory says of "
+                     "%s: %s",
+                     principal, err_str(r));
+            return r;
+        }
+        snprintf(u->display_name, sizeof(u->display_name), "%s",
+                 res->display_name);
+        snprintf(u->mail, sizeof(u->mail), "%s", res->mail);
+    }
     /* The groups the directory gives that exist here. */
     if (res->nmapped > 0 &&
         (want = calloc(res->nmapped, sizeof(*want))) == NULL) {

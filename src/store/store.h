@@ -43,6 +43,7 @@
 /* argon2id encoded string (crypto_pwhash_STRBYTES) */
 #define STORE_HASH_MAX 128
 #define STORE_FP_MAX 64            /* "SHA256:" + 43 base64 characters */
+#define STORE_USER_INFO_MAX 256    /* display name, mail */
 #define STORE_ROUTE_MAX 160        /* "direct", "agent:ID", "peer:NAME" */
 #define STORE_SEALED_SMALL_MAX 256 /* a sealed TOTP seed */
 #define STORE_RESULT_MAX 512
@@ -77,6 +78,9 @@ struct store_user {
     size_t totp_sealed_len;
     int64_t totp_last_step; /* highest TOTP time step accepted; replay guard */
     int64_t created_at;
+    /* what a directory says of a domain user; "" for local users */
+    char display_name[STORE_USER_INFO_MAX + 1];
+    char mail[STORE_USER_INFO_MAX + 1];
 };
 
 struct store_user_key {
@@ -199,6 +203,9 @@ void store_user_list_free(struct store_user *list, size_t n);
 int store_user_delete(struct store *st, const char *name_or_id);
 int store_user_set_password(struct store *st, const char *user_id,
                             const char *password_hash);
+/* A domain user's display name and mail, as the directory gave them. */
+int store_user_set_info(struct store *st, const char *user_id,
+                        const char *display_name, const char *mail);
 int store_user_set_disabled(struct store *st, const char *user_id,
                             bool disabled);
 /* Enables TOTP with a sealed seed (resets the replay guard), or disables it

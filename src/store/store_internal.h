@@ -219,7 +219,7 @@ int store_group_exists(struct store *st, const char *id);
 /* The user columns and row reader (store_users.c), for member lists. */
 #define STORE_USER_COLS                                                        \
     "u.id, u.name, u.password_hash, u.disabled, u.totp_enabled,"               \
-    " u.totp_sealed, u.totp_last_step, u.created_at"
+    " u.totp_sealed, u.totp_last_step, u.created_at, u.display_name, u.mail"
 int store_user_row(struct db_stmt *row, void *item);
 void store_user_list_release(void *items, size_t n);
 /* Finds a site by ID or by any form store_site_normalize() accepts (NULL

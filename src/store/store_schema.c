@@ -325,6 +325,14 @@ static const char store_schema_v7[] =
     " via TEXT NOT NULL DEFAULT '',"
     " created_at INTEGER NOT NULL);";
 
+/*
+ * Version 8: what a directory says of a domain user (issue 16): display
+ * name and mail, refreshed at each directory login; "" for local users.
+ */
+static const char store_schema_v8[] =
+    "ALTER TABLE users ADD COLUMN display_name TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE users ADD COLUMN mail TEXT NOT NULL DEFAULT '';";
+
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},
     {2, store_schema_v2, STORE_HOOK_NONE},
@@ -333,6 +341,7 @@ const struct store_migration store_migrations[] = {
     {5, store_schema_v5, STORE_HOOK_NONE},
     {6, store_schema_v6, STORE_HOOK_NONE},
     {7, store_schema_v7, STORE_HOOK_NONE},
+    {8, store_schema_v8, STORE_HOOK_NONE},
 };
 
 const size_t store_migrations_count =

@@ -59,6 +59,8 @@ int store_user_row(struct db_stmt *s, void *item)
     }
     u->totp_last_step = db_col_int64(s, 6);
     u->created_at = db_col_int64(s, 7);
+    store_col_text(s, 8, u->display_name, sizeof(u->display_name));
+    store_col_text(s, 9, u->mail, sizeof(u->mail));
     return ERR_OK;
 }
 
@@ -217,6 +219,28 @@ int store_user_set_disabled(struct store *st, const char *user_id,
     return store_update_one(st, "user disabled",
                             "UPDATE users SET disabled = $1 WHERE id = $2",
                             "it", (int64_t)disabled, uid);
+}
+
+int store_user_set_info(struct store *st, const char *user_id,
+                        const char *display_name, const char *mail)
+{
+    char ubuf[STORE_ID_MAX + 1];
+    const char *uid = store_idn(user_id, ubuf);
+    int r;
+
+    if (uid == NULL) {
+        return ERR_NOT_FOUND;
+    }
+    if ((r = store_check_text(display_name, STORE_USER_INFO_MAX, false)) !=
+            ERR_OK ||
+        (r = store_check_text(mail, STORE_USER_INFO_MAX, false)) != ERR_OK) {
+        return r;
+    }
+    return store_update_one(st, "user info",
+                            "UPDATE users SET display_name = $1, mail = $2"
+                            " WHERE id = $3",
+                            "ttt", display_name != NULL ? display_name : "",
+                            mail != NULL ? mail : "", uid);
 }
 
 int store_user_set_totp(struct store *st, const char *user_id,

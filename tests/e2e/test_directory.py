@@ -326,7 +326,11 @@ def test_domain_user_logs_in_through_ssh_from_mapped_group(
     # made just in time, groups mapped (nested included), no local password
     assert groups_of(dproxy, user) == ["dir-ops", "dir-staff"]
     _, out, _ = dproxy.cli("user", "show", user, "--json")
-    assert json.loads(out)["has_password"] is False
+    shown = json.loads(out)
+    assert shown["has_password"] is False
+    # what the directory says of her, stored with the user
+    assert shown["display_name"] == "Alice Test", shown
+    assert shown["mail"] == "alice@contoso.com", shown
     ev = audit_of(dproxy, "directory.login")
     assert any(e["actor"] == user and "Alice Test" in e["detail"] and
                "joined group dir-ops" in e["detail"] for e in ev), ev
