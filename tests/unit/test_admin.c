@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "admin/admin.h"
+#include "store/peers.h"
 #include "common/err.h"
 #include "common/vault.h"
 #include "store/audit.h"
@@ -397,6 +398,7 @@ static void test_descriptor_tables(void **state)
         {admin_credential_fields, sizeof(struct store_credential)},
         {admin_agent_fields, sizeof(struct store_agent)},
         {admin_tunnel_fields, sizeof(struct store_tunnel)},
+        {admin_peer_fields, sizeof(struct store_peer)},
     };
     const struct admin_field *f, *g;
     size_t i, cols;
@@ -565,6 +567,105 @@ static void test_token_rules(void **state)
     assert_int_equal(admin_token_check(&req, &life, &e), ERR_OK);
 }
 
+/* Peer nodes: name, pin or plain HTTP, the token's shape and sealing, via
+ * chains without loops; audited without the token. */
+static void test_peer_rules(void **state)
+{
+    struct fx *f = *state;
+    struct admin_ctx c = {.st = f->st, .actor = "alice", .source = "test"};
+    struct store_peer p, q;
+    struct admin_err e;
+    struct vault *v = NULL;
+    struct audit_entry *ev = NULL;
+    struct audit_filter af = {.action = "peer."};
+    char key[600], fp[200];
+    uint8_t *plain = NULL;
+    size_t plen = 0, nev = 0, i;
+    json_t *body;
+    static const char tok[] = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
+
+    snprintf(key, sizeof(key), "%s/vault.key", f->dir);
+    assert_int_equal(vault_create_key(key), ERR_OK);
+    assert_int_equal(vault_load(key, &v), ERR_OK);
+    c.vault = v;
+    /* lower case, no colons: stored in init's spelling */
+    snprintf(fp, sizeof(fp), "sha256:");
+    for (i = 0; i < 32; i++) {
+        snprintf(fp + strlen(fp), sizeof(fp) - strlen(fp), "%02x",
+                 (unsigned)(i * 7 + 1));
+    }
+    body = json_pack("{s:s, s:s, s:s}", "name", "plant7", "host", "10.20.0.5",
+                     "tls_fingerprint", fp);
+    assert_int_equal(admin_peer_add(&c, body, "not-a-jwt", &p, &e),
+                     ERR_INVALID);
+    assert_non_null(strstr(e.msg, "the token must be the peer's API token"));
+    assert_int_equal(admin_peer_add(&c, body, tok, &p, &e), ERR_OK);
+    json_decref(body);
+    assert_int_equal(p.port, ADMIN_PEER_DEFAULT_PORT);
+    assert_int_equal(strncmp(p.tls_fingerprint, "SHA256:01:08:0F:", 16), 0);
+    assert_int_equal(strlen(p.tls_fingerprint), 7 + 32 * 3 - 1);
+    /* the token is sealed to this peer's ID */
+    assert_int_equal(store_peer_get(f->st, "plant7", &q), ERR_OK);
+    assert_null(memmem(q.token_sealed, q.token_sealed_len, tok, 10));
+    {
+        char ad[VAULT_AD_MAX];
+        vault_ad(ad, VAULT_AD_PEER_TOKEN, q.id);
+        assert_int_equal(vault_open(v, ad, q.token_sealed, q.token_sealed_len,
+                                    &plain, &plen),
+                         ERR_OK);
+        assert_string_equal((char *)plain, tok);
+        vault_secret_free(plain, plen);
+        vault_ad(ad, VAULT_AD_PEER_TOKEN,
+                 "00000000-0000-4000-8000-000000000000");
+        assert_int_not_equal(vault_open(v, ad, q.token_sealed,
+                                        q.token_sealed_len, &plain, &plen),
+                             ERR_OK);
+    }
+    /* refusals */
+    body = json_pack("{s:s, s:s}", "name", "bad name", "host", "10.0.0.1");
+    assert_int_equal(admin_peer_add(&c, body, tok, &p, &e), ERR_INVALID);
+    json_decref(body);
+    body = json_pack("{s:s, s:s}", "name", "nopin", "host", "10.0.0.1");
+    assert_int_equal(admin_peer_add(&c, body, tok, &p, &e), ERR_INVALID);
+    assert_non_null(strstr(e.msg, "TLS fingerprint is needed"));
+    json_decref(body);
+    body = json_pack("{s:s, s:s, s:s, s:b}", "name", "both", "host", "10.0.0.1",
+                     "tls_fingerprint", fp, "plain_http", 1);
+    assert_int_equal(admin_peer_add(&c, body, tok, &p, &e), ERR_INVALID);
+    json_decref(body);
+    body = json_pack("{s:s, s:s, s:s}", "name", "shortpin", "host", "10.0.0.1",
+                     "tls_fingerprint", "SHA256:AB:CD");
+    assert_int_equal(admin_peer_add(&c, body, tok, &p, &e), ERR_INVALID);
+    json_decref(body);
+    /* a chain, then the loop it would make */
+    body = json_pack("{s:s, s:s, s:b, s:s}", "name", "inner", "host",
+                     "10.30.0.5", "plain_http", 1, "via", "peer:plant7");
+    assert_int_equal(admin_peer_add(&c, body, tok, &p, &e), ERR_OK);
+    json_decref(body);
+    body = json_pack("{s:s}", "via", "peer:inner");
+    assert_int_equal(admin_peer_update(&c, "plant7", body, NULL, &p, &e),
+                     ERR_INVALID);
+    assert_non_null(strstr(e.msg, "would make a loop back to peer plant7"));
+    json_decref(body);
+    body = json_pack("{s:s}", "via", "peer:nosuch");
+    assert_int_equal(admin_peer_update(&c, "inner", body, NULL, &p, &e),
+                     ERR_NOT_FOUND);
+    json_decref(body);
+    assert_int_equal(admin_peer_delete(&c, "plant7", &e), ERR_DENIED);
+    assert_non_null(strstr(e.msg, "still the route of 1"));
+    assert_int_equal(admin_peer_delete(&c, "inner", &e), ERR_OK);
+    assert_int_equal(admin_peer_delete(&c, "plant7", &e), ERR_OK);
+    /* audited: add, add, delete, delete; never the token */
+    assert_int_equal(audit_list(f->st, &af, &ev, &nev), ERR_OK);
+    assert_int_equal(nev, 4);
+    for (i = 0; i < nev; i++) {
+        assert_null(strstr(ev[i].detail, tok));
+        assert_string_equal(ev[i].actor, "alice");
+    }
+    free(ev);
+    vault_free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -580,6 +681,7 @@ int main(void)
         cmocka_unit_test(test_descriptor_schema),
         cmocka_unit_test_setup_teardown(test_credential_rules, setup, teardown),
         cmocka_unit_test(test_token_rules),
+        cmocka_unit_test_setup_teardown(test_peer_rules, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
