@@ -13,9 +13,11 @@
  * and bind it correctly while SQLite would not) and has the server parse
  * the text (an unnamed prepared statement), so a missing table fails there.
  * The first db_step() sends the text with its parameters (PQexecParams):
- * text and NULL untyped (the server infers the type from the context, as
- * SQLite's dynamic typing would), int64 as int8, blobs as bytea in binary
- * format. Results come in text format: integers parsed, bytea decoded.
+ * text (a NULL one too) as text, so "$1 IS NULL OR col = $1" has a type;
+ * int64 as an untyped literal, so the server gives it the type its place
+ * wants (integer for substr()'s length, bigint for a BIGINT column) as
+ * SQLite's dynamic typing would; db_bind_null() untyped; blobs as bytea in
+ * binary format. Results come in text format: integers parsed, bytea decoded.
  *
  * One writer at a time (docs/store.md): db_begin(true) takes a
  * transaction-level advisory lock, so write transactions of every node and
@@ -41,7 +43,7 @@
 
 /* The key of the advisory lock every write transaction takes: "PCWR". */
 #define PG_WRITE_LOCK "1346590546"
-#define PG_INT8OID 20
+#define PG_TEXTOID 25
 #define PG_BYTEAOID 17
 
 struct db {
@@ -342,17 +344,23 @@ static int pg_prepare(struct db *db, const char *what, const char *sql,
     s->db = db;
     s->what = what;
     s->nparams = max;
-    /* Parse it now, so a statement that cannot run fails here. Parameters
-     * whose type only the binds tell (42P18, 42725: "SELECT $1 || $2")
-     * are left to the first step, which sends the types. */
-    res = PQprepare(db->conn, "", sql, 0, NULL);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    /* Outside a transaction, parse it now, so a statement that cannot run
+     * fails here. Parameters whose type only the binds tell (42P18, 42P08,
+     * 42725: "SELECT $1 || $2", "$1 IS NULL OR col = $1") are left to the
+     * first step, which sends the types. Inside a transaction the parse
+     * waits for that step: a failed parse would abort the transaction. */
+    if (PQtransactionStatus(db->conn) == PQTRANS_IDLE) {
+        res = PQprepare(db->conn, "", sql, 0, NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
-        if (state == NULL ||
-            (strcmp(state, "42P18") != 0 && strcmp(state, "42725") != 0)) {
-            r = res == NULL ? pg_fail(db, NULL, what) : pg_fail(db, res, what);
-            goto fail;
+            if (state == NULL ||
+                (strcmp(state, "42P18") != 0 && strcmp(state, "42P08") != 0 &&
+                 strcmp(state, "42725") != 0)) {
+                r = res == NULL ? pg_fail(db, NULL, what)
+                                : pg_fail(db, res, what);
+                goto fail;
+            }
         }
     }
     PQclear(res);
@@ -422,6 +430,7 @@ static int pg_bind_text(struct db_stmt *s, int idx, const char *v)
         return ERR_INTERNAL;
     }
     memset(p, 0, sizeof(*p));
+    p->type = PG_TEXTOID;
     p->value = v;
     return ERR_OK;
 }
@@ -434,7 +443,6 @@ static int pg_bind_int64(struct db_stmt *s, int idx, int64_t v)
         return ERR_INTERNAL;
     }
     memset(p, 0, sizeof(*p));
-    p->type = PG_INT8OID;
     snprintf(p->num, sizeof(p->num), "%lld", (long long)v);
     p->value = p->num;
     return ERR_OK;
