@@ -11,9 +11,9 @@
  * other value is handed to store_open() as it is for every test, which
  * must then find an empty store there (":memory:" for SQLite). A
  * "postgresql://" URL gets a fresh schema per test (created here, dropped
- * by teardown(), the URL's search_path pointing at it). Tests that need the SQLite file itself
- * (its mode, raw edits, several processes creating it) check fx->file;
- * those that open a second handle on the same store check fx->shared.
+ * by teardown(), the URL's search_path pointing at it). Tests that need the
+ * SQLite file itself (its mode, raw edits, several processes creating it) check
+ * fx->file; those that open a second handle on the same store check fx->shared.
  */
 #ifndef PORTCULLIS_TEST_STORE_FX_H
 #define PORTCULLIS_TEST_STORE_FX_H
@@ -33,8 +33,9 @@ struct fx {
     char path[768];
     char pg_url[512];   /* PostgreSQL: the server's URL, without the schema */
     char pg_schema[64]; /* PostgreSQL: this test's own schema */
-    bool file;   /* the default: a SQLite file at path */
-    bool shared; /* store_open(path) again reaches the same store */
+    char pg_extra[64];  /* PostgreSQL: fx_fresh_location()'s schema */
+    bool file;          /* the default: a SQLite file at path */
+    bool shared;        /* store_open(path) again reaches the same store */
     struct store *st;
 };
 
@@ -75,6 +76,12 @@ static void fx_rm(const struct fx *f)
         char sql[128];
 
         snprintf(sql, sizeof(sql), "DROP SCHEMA %s CASCADE", f->pg_schema);
+        (void)fx_pg_exec(f->pg_url, sql);
+    }
+    if (f->pg_extra[0] != '\0') {
+        char sql[128];
+
+        snprintf(sql, sizeof(sql), "DROP SCHEMA %s CASCADE", f->pg_extra);
         (void)fx_pg_exec(f->pg_url, sql);
     }
     if (!f->file) {
@@ -144,6 +151,33 @@ static int fx_setup(void **state, const char *tmpl)
     }
     *state = f;
     return 0;
+}
+
+/* A second location where no store exists yet, for tests that race to
+ * create one: "name" in the test's directory for a SQLite file, another
+ * fresh schema on the server for PostgreSQL (dropped by teardown()).
+ * False (the test skips) for ":memory:", which no second handle reaches. */
+static inline bool fx_fresh_location(struct fx *f, const char *name, char *out,
+                                     size_t outlen)
+{
+    char sql[128];
+
+    if (f->file) {
+        snprintf(out, outlen, "%s/%s", f->dir, name);
+        return true;
+    }
+    if (f->pg_schema[0] == '\0' || f->pg_extra[0] != '\0') {
+        return false;
+    }
+    snprintf(f->pg_extra, sizeof(f->pg_extra), "%.56s_x", f->pg_schema);
+    snprintf(sql, sizeof(sql), "CREATE SCHEMA %s", f->pg_extra);
+    if (fx_pg_exec(f->pg_url, sql) != ERR_OK) {
+        f->pg_extra[0] = '\0';
+        return false;
+    }
+    snprintf(out, outlen, "%s%soptions=-csearch_path%%3D%s", f->pg_url,
+             strchr(f->pg_url, '?') != NULL ? "&" : "?", f->pg_extra);
+    return true;
 }
 
 static int teardown(void **state)
