@@ -255,8 +255,9 @@ static bool pg_param_at(void *ctx, const char *sql, size_t i)
     }
     v = strtol(sql + i + 1, &end, 10);
     if (v > *max + 1 || v > 10000 || isalpha((unsigned char)*end) ||
-        *end == '_') {
-        return false; /* a gap, out of order, or "$1a" */
+        *end == '_' || (end[0] == ':' && end[1] == ':')) {
+        return false; /* a gap, out of order, "$1a", or "$1::text", which
+                         SQLite reads as one parameter named so */
     }
     if (v > *max) {
         *max = (int)v;

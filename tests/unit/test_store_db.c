@@ -176,6 +176,7 @@ static void test_other_param_spellings_refused(void **state)
         "SELECT $a",           /* a name, not a number */
         "SELECT $1, ?",        /* mixed */
         "SELECT $1 WHERE $02", /* "$02" is not "$2" */
+        "SELECT $1::text",     /* SQLite: the parameter "$1::text" */
     };
     struct db_stmt *s = NULL;
 
@@ -186,6 +187,15 @@ static void test_other_param_spellings_refused(void **state)
             fail_msg("\"%s\": %d, want ERR_INTERNAL", bad[i], r);
         }
     }
+    /* Inside literals, quoted names and comments nothing is a parameter. */
+    assert_int_equal(
+        db_prepare(D(state), "test",
+                   "SELECT '?:a @b $2 $a' AS \"$3?\", CAST($1 AS text)"
+                   " -- $5 ?\n /* :x $4 */",
+                   &s),
+        ERR_OK);
+    assert_int_equal(db_param_count(s), 1);
+    db_finalize(s);
     /* No parameters at all is fine. */
     assert_int_equal(db_prepare(D(state), "test", "SELECT 1", &s), ERR_OK);
     assert_int_equal(db_param_count(s), 0);
