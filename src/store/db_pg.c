@@ -139,6 +139,29 @@ static int pg_simple(struct db *db, const char *what, const char *sql,
     return r;
 }
 
+/* Starts a transaction; a connection found broken (the server restarted,
+ * the backend was terminated) is opened again first, once: nothing of a
+ * transaction is lost, since none had begun. */
+static int pg_begin_sql(struct db *db, const char *sql)
+{
+    int r = ERR_OK;
+
+    if (PQstatus(db->conn) == CONNECTION_OK &&
+        (r = pg_simple(db, "begin", sql, NULL, 0)) == ERR_OK) {
+        return ERR_OK;
+    }
+    if (PQstatus(db->conn) != CONNECTION_BAD) {
+        return r;
+    }
+    log_warn("store: connection to PostgreSQL lost; connecting again");
+    PQreset(db->conn);
+    if (PQstatus(db->conn) != CONNECTION_OK ||
+        PQsetClientEncoding(db->conn, "UTF8") != 0) {
+        return pg_fail(db, NULL, "reconnect");
+    }
+    return pg_simple(db, "begin", sql, NULL, 0);
+}
+
 static int pg_begin(struct db *db, bool write)
 {
     int r;
@@ -147,10 +170,9 @@ static int pg_begin(struct db *db, bool write)
         return r;
     }
     if (!write) {
-        return pg_simple(db, "begin", "BEGIN ISOLATION LEVEL REPEATABLE READ",
-                         NULL, 0);
+        return pg_begin_sql(db, "BEGIN ISOLATION LEVEL REPEATABLE READ");
     }
-    if ((r = pg_simple(db, "begin", "BEGIN", NULL, 0)) != ERR_OK) {
+    if ((r = pg_begin_sql(db, "BEGIN")) != ERR_OK) {
         return r;
     }
     /* Waits for every other writer, in this process or any other node. */
