@@ -444,8 +444,10 @@ int cli_open_store(struct cli_ctx *ctx)
         return rc;
     }
     /* store_open() creates a missing database; outside `init` a missing
-     * one means a wrong path, not a wish for an empty store. */
-    if (access(ctx->cfg.store_path, F_OK) != 0) {
+     * one means a wrong path, not a wish for an empty store. (A
+     * PostgreSQL store, [store] url, is a database someone created.) */
+    if (strcmp(ctx->cfg.store_driver, "sqlite") == 0 &&
+        access(ctx->cfg.store_path, F_OK) != 0) {
         return cli_error("store %s does not exist (see 'portcullis init')",
                          ctx->cfg.store_path);
     }

@@ -288,6 +288,7 @@ int config_defaults(struct config *cfg, const char *data_dir)
         (r = config_set_path(&cfg->http_jwt_secret, data_dir, "api_jwt.key")) ||
         (r = config_set_str(&cfg->store_driver, "sqlite")) ||
         (r = config_set_path(&cfg->store_path, data_dir, "portcullis.db")) ||
+        (r = config_set_str(&cfg->store_url, "")) ||
         (r = config_set_path(&cfg->vault_key, data_dir, "vault.key")) ||
         (r = config_set_path(&cfg->record_dir, data_dir, "recordings"))) {
         config_free(cfg);
@@ -300,6 +301,87 @@ int config_defaults(struct config *cfg, const char *data_dir)
     }
 #endif
     return r;
+}
+
+/* True when a postgresql:// URL carries a password: in the userinfo
+ * ("user:secret@host") or as a "password=" parameter. */
+static bool config_url_has_password(const char *url)
+{
+    const char *auth = strstr(url, "://") + 3;
+    size_t n = strcspn(auth, "/?");
+    const char *at = memchr(auth, '@', n);
+    const char *q = strchr(url, '?');
+
+    if (at != NULL && memchr(auth, ':', (size_t)(at - auth)) != NULL) {
+        return true;
+    }
+    for (; q != NULL; q = strchr(q + 1, '&')) {
+        if (strncmp(q + 1, "password=", 9) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* [store]: driver sqlite with path (the default), or a postgresql:// url,
+ * which selects PostgreSQL and becomes the location store_open() takes. */
+static int config_store_check(struct config *cfg, const char *path, char *why,
+                              size_t whylen)
+{
+    const char *url = cfg->store_url;
+    bool pg = url[0] != '\0';
+    char *loc;
+
+    if (strcmp(cfg->store_driver, "sqlite") != 0 &&
+        strcmp(cfg->store_driver, "postgresql") != 0) {
+        snprintf(why, whylen, "%s: unsupported store driver '%s'", path,
+                 cfg->store_driver);
+        return ERR_CONFIG;
+    }
+    if (!pg && strcmp(cfg->store_driver, "postgresql") == 0) {
+        snprintf(why, whylen,
+                 "%s: [store] driver postgresql needs url = "
+                 "postgresql://...",
+                 path);
+        return ERR_CONFIG;
+    }
+    if (!pg) {
+        return ERR_OK;
+    }
+    if (strncmp(url, "postgresql://", 13) != 0 &&
+        strncmp(url, "postgres://", 11) != 0) {
+        snprintf(why, whylen,
+                 "%s: [store] url must start with "
+                 "postgresql:// (SQLite takes path)",
+                 path);
+        return ERR_CONFIG;
+    }
+    for (const char *c = url; *c != '\0'; c++) {
+        if ((unsigned char)*c <= ' ' || *c == 0x7f) {
+            snprintf(why, whylen,
+                     "%s: [store] url: spaces or control "
+                     "characters",
+                     path);
+            return ERR_CONFIG;
+        }
+    }
+    /* The URL is logged with errors and read by every process: keep the
+     * password in PostgreSQL's password file (passfile=, PGPASSFILE). */
+    if (config_url_has_password(url)) {
+        snprintf(why, whylen,
+                 "%s: [store] url must not hold a password; "
+                 "use a password file (passfile=... or PGPASSFILE)",
+                 path);
+        return ERR_CONFIG;
+    }
+    if ((loc = strdup(url)) == NULL ||
+        config_set_str(&cfg->store_driver, "postgresql") != ERR_OK) {
+        free(loc);
+        return ERR_NOMEM;
+    }
+    free(cfg->store_path);
+    cfg->store_path = loc;
+    return ERR_OK;
 }
 
 /* portcullis.conf, one row per key (config.h: struct config_key). */
@@ -368,6 +450,7 @@ static const struct config_key config_keys[] = {
        http_proxy_connect_timeout_seconds, 1, 600),
     CK("store", "driver", CK_STR, store_driver, 0, 0),
     CK("store", "path", CK_PATH, store_path, 0, 0),
+    CK("store", "url", CK_STR, store_url, 0, 0),
     CK("vault", "key_file", CK_PATH, vault_key, 0, 0),
     CK("auth", "max_failures", CK_INT, max_failures, 1, 100),
     CK("auth", "failure_window_seconds", CK_INT, failure_window_seconds, 1,
@@ -830,10 +913,7 @@ static int config_read(const char *path, const char *text, size_t len,
     if (r != ERR_OK) {
         goto out;
     }
-    if (strcmp(cfg->store_driver, "sqlite") != 0) {
-        snprintf(why, whylen, "%s: unsupported store driver '%s'", path,
-                 cfg->store_driver);
-        r = ERR_CONFIG;
+    if ((r = config_store_check(cfg, path, why, whylen)) != ERR_OK) {
         goto out;
     }
     if (log_level_parse(cfg->log_level) < 0) {
@@ -917,6 +997,7 @@ void config_free(struct config *cfg)
     free(cfg->http_web_root);
     free(cfg->store_driver);
     free(cfg->store_path);
+    free(cfg->store_url);
     free(cfg->vault_key);
     free(cfg->record_dir);
     free(cfg->tunnel_listen);

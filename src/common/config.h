@@ -121,8 +121,10 @@ struct config {
     int http_proxy_timeout_seconds; /* TLS handshake + request, default 10 */
     int http_proxy_connect_timeout_seconds; /* to the destination, 10 */
 
-    char *store_driver; /* "sqlite" */
-    char *store_path;   /* absolute */
+    char *store_driver; /* "sqlite", or "postgresql" when url is set */
+    /* absolute; with [store] url set, that URL (what store_open() takes) */
+    char *store_path;
+    char *store_url; /* "" or "postgresql://..." (no password in it) */
 
     char *vault_key; /* absolute path of the 32-byte vault key */
 

@@ -42,7 +42,9 @@ struct db;
 struct db_stmt;
 
 /* Opens (creating if absent, mode 0600) the database at location: for
- * SQLite a file path or ":memory:". ERR_IO when the file cannot be made. */
+ * SQLite a file path or ":memory:". ERR_IO when the file cannot be made.
+ * A "postgresql://" or "postgres://" URL opens the PostgreSQL driver
+ * (db_pg.c) on an existing database; ERR_STORE when it cannot connect. */
 int db_open(const char *location, struct db **out);
 void db_close(struct db *db);
 /* The database file (for files kept beside it, such as the audit key);

@@ -30,6 +30,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "store/db_driver.h"
 
 #define DB_BUSY_TIMEOUT_MS 10000
 /* How long db_begin() and db_commit() keep retrying past the busy handler
@@ -37,17 +38,23 @@
 #define DB_BEGIN_RETRY_MS 60000
 
 struct db {
+    const struct db_driver *drv; /* first (db_driver.h) */
     sqlite3 *conn;
     pid_t pid; /* the process that opened it; a forked child must not use
                   or close an inherited SQLite connection */
 };
 
 struct db_stmt {
+    const struct db_driver *drv; /* first (db_driver.h) */
     struct db *db;
     sqlite3_stmt *stmt;
     const char *what; /* for log lines; a constant */
     int64_t changes;
 };
+
+static void sq_rollback(struct db *db);
+static void sq_finalize(struct db_stmt *s);
+static void sq_close(struct db *db);
 
 static int db_fail(struct db *db, int rc, const char *what)
 {
@@ -115,7 +122,7 @@ static int db_exec_retry(struct db *db, const char *sql, const char *what)
     return db_fail(db, rc, what);
 }
 
-int db_begin(struct db *db, bool write)
+static int sq_begin(struct db *db, bool write)
 {
     int r;
 
@@ -125,7 +132,7 @@ int db_begin(struct db *db, bool write)
     return db_exec_retry(db, write ? "BEGIN IMMEDIATE" : "BEGIN", "begin");
 }
 
-int db_commit(struct db *db)
+static int sq_commit(struct db *db)
 {
     int r;
 
@@ -133,19 +140,19 @@ int db_commit(struct db *db)
         return r;
     }
     if ((r = db_exec_retry(db, "COMMIT", "commit")) != ERR_OK) {
-        db_rollback(db);
+        sq_rollback(db);
     }
     return r;
 }
 
-void db_rollback(struct db *db)
+static void sq_rollback(struct db *db)
 {
     if (db_usable(db) == ERR_OK && !sqlite3_get_autocommit(db->conn)) {
         (void)sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
     }
 }
 
-int db_exec(struct db *db, const char *what, const char *sql)
+static int sq_exec(struct db *db, const char *what, const char *sql)
 {
     int r, rc;
 
@@ -173,8 +180,8 @@ static bool db_params_portable(sqlite3_stmt *stmt)
     return true;
 }
 
-int db_prepare(struct db *db, const char *what, const char *sql,
-               struct db_stmt **out)
+static int sq_prepare(struct db *db, const char *what, const char *sql,
+                      struct db_stmt **out)
 {
     struct db_stmt *s = NULL;
     int r, rc;
@@ -186,6 +193,7 @@ int db_prepare(struct db *db, const char *what, const char *sql,
     if ((s = calloc(1, sizeof(*s))) == NULL) {
         return ERR_NOMEM;
     }
+    s->drv = &db_sqlite_driver;
     s->db = db;
     s->what = what;
     rc = sqlite3_prepare_v2(db->conn, sql, -1, &s->stmt, NULL);
@@ -203,11 +211,11 @@ int db_prepare(struct db *db, const char *what, const char *sql,
     *out = s;
     return ERR_OK;
 fail:
-    db_finalize(s);
+    sq_finalize(s);
     return r;
 }
 
-void db_finalize(struct db_stmt *s)
+static void sq_finalize(struct db_stmt *s)
 {
     if (s == NULL) {
         return;
@@ -216,7 +224,7 @@ void db_finalize(struct db_stmt *s)
     free(s);
 }
 
-int db_param_count(struct db_stmt *s)
+static int sq_param_count(struct db_stmt *s)
 {
     return sqlite3_bind_parameter_count(s->stmt);
 }
@@ -226,19 +234,19 @@ static int db_bind_rc(struct db_stmt *s, int rc)
     return rc == SQLITE_OK ? ERR_OK : db_fail(s->db, rc, s->what);
 }
 
-int db_bind_text(struct db_stmt *s, int idx, const char *v)
+static int sq_bind_text(struct db_stmt *s, int idx, const char *v)
 {
     return db_bind_rc(
         s, v == NULL ? sqlite3_bind_null(s->stmt, idx)
                      : sqlite3_bind_text(s->stmt, idx, v, -1, SQLITE_STATIC));
 }
 
-int db_bind_int64(struct db_stmt *s, int idx, int64_t v)
+static int sq_bind_int64(struct db_stmt *s, int idx, int64_t v)
 {
     return db_bind_rc(s, sqlite3_bind_int64(s->stmt, idx, v));
 }
 
-int db_bind_blob(struct db_stmt *s, int idx, const void *p, size_t len)
+static int sq_bind_blob(struct db_stmt *s, int idx, const void *p, size_t len)
 {
     return db_bind_rc(
         s, p == NULL || len == 0
@@ -246,12 +254,12 @@ int db_bind_blob(struct db_stmt *s, int idx, const void *p, size_t len)
                : sqlite3_bind_blob64(s->stmt, idx, p, len, SQLITE_STATIC));
 }
 
-int db_bind_null(struct db_stmt *s, int idx)
+static int sq_bind_null(struct db_stmt *s, int idx)
 {
     return db_bind_rc(s, sqlite3_bind_null(s->stmt, idx));
 }
 
-int db_step(struct db_stmt *s, bool *row)
+static int sq_step(struct db_stmt *s, bool *row)
 {
     int rc = sqlite3_step(s->stmt);
 
@@ -267,27 +275,27 @@ int db_step(struct db_stmt *s, bool *row)
     return db_fail(s->db, sqlite3_extended_errcode(s->db->conn), s->what);
 }
 
-int64_t db_changes(struct db_stmt *s)
+static int64_t sq_changes(struct db_stmt *s)
 {
     return s->changes;
 }
 
-bool db_col_null(struct db_stmt *s, int i)
+static bool sq_col_null(struct db_stmt *s, int i)
 {
     return sqlite3_column_type(s->stmt, i) == SQLITE_NULL;
 }
 
-int64_t db_col_int64(struct db_stmt *s, int i)
+static int64_t sq_col_int64(struct db_stmt *s, int i)
 {
     return sqlite3_column_int64(s->stmt, i);
 }
 
-int db_col_int(struct db_stmt *s, int i)
+static int sq_col_int(struct db_stmt *s, int i)
 {
     return sqlite3_column_int(s->stmt, i);
 }
 
-const char *db_col_text(struct db_stmt *s, int i, size_t *len)
+static const char *sq_col_text(struct db_stmt *s, int i, size_t *len)
 {
     const unsigned char *t = sqlite3_column_text(s->stmt, i);
 
@@ -297,7 +305,7 @@ const char *db_col_text(struct db_stmt *s, int i, size_t *len)
     return (const char *)t;
 }
 
-const void *db_col_blob(struct db_stmt *s, int i, size_t *len)
+static const void *sq_col_blob(struct db_stmt *s, int i, size_t *len)
 {
     const void *p = sqlite3_column_blob(s->stmt, i);
 
@@ -313,15 +321,15 @@ static int db_pragma(struct db *db, const char *sql, const char *want)
     bool row = false;
     int r;
 
-    if ((r = db_prepare(db, sql, sql, &s)) != ERR_OK) {
+    if ((r = sq_prepare(db, sql, sql, &s)) != ERR_OK) {
         return r;
     }
-    while ((r = db_step(s, &row)) == ERR_OK && row) {
+    while ((r = sq_step(s, &row)) == ERR_OK && row) {
         snprintf(got, sizeof(got), "%s",
-                 db_col_text(s, 0, NULL) != NULL ? db_col_text(s, 0, NULL)
+                 sq_col_text(s, 0, NULL) != NULL ? sq_col_text(s, 0, NULL)
                                                  : "");
     }
-    db_finalize(s);
+    sq_finalize(s);
     if (r == ERR_OK && want != NULL && strcmp(got, want) != 0) {
         log_error("store: %s gave \"%s\"", sql, got);
         r = ERR_STORE;
@@ -329,7 +337,7 @@ static int db_pragma(struct db *db, const char *sql, const char *want)
     return r;
 }
 
-int db_open(const char *location, struct db **out)
+static int sq_open(const char *location, struct db **out)
 {
     struct db *db = NULL;
     bool mem;
@@ -355,6 +363,7 @@ int db_open(const char *location, struct db **out)
     if ((db = calloc(1, sizeof(*db))) == NULL) {
         return ERR_NOMEM;
     }
+    db->drv = &db_sqlite_driver;
     db->pid = getpid();
     rc = sqlite3_open_v2(location, &db->conn,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
@@ -382,11 +391,11 @@ int db_open(const char *location, struct db **out)
     *out = db;
     db = NULL;
 out:
-    db_close(db);
+    sq_close(db);
     return r;
 }
 
-void db_close(struct db *db)
+static void sq_close(struct db *db)
 {
     if (db == NULL) {
         return;
@@ -399,7 +408,7 @@ void db_close(struct db *db)
     free(db);
 }
 
-const char *db_location(struct db *db)
+static const char *sq_location(struct db *db)
 {
     const char *f;
 
@@ -409,3 +418,28 @@ const char *db_location(struct db *db)
     f = sqlite3_db_filename(db->conn, "main");
     return f != NULL ? f : "";
 }
+
+const struct db_driver db_sqlite_driver = {
+    .name = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .location = sq_location,
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .exec = sq_exec,
+    .prepare = sq_prepare,
+    .finalize = sq_finalize,
+    .param_count = sq_param_count,
+    .bind_text = sq_bind_text,
+    .bind_int64 = sq_bind_int64,
+    .bind_blob = sq_bind_blob,
+    .bind_null = sq_bind_null,
+    .step = sq_step,
+    .changes = sq_changes,
+    .col_null = sq_col_null,
+    .col_int64 = sq_col_int64,
+    .col_int = sq_col_int,
+    .col_text = sq_col_text,
+    .col_blob = sq_col_blob,
+};

@@ -1,5 +1,5 @@
 /*
- * The SQLite schema as an ordered list of migrations.
+ * The schema (SQLite's and PostgreSQL's) as an ordered list of migrations.
  *
  * store_open() applies every step whose version is above the one recorded
  * in schema_version, each in its own immediate transaction (see
@@ -8,12 +8,13 @@
  *
  * The SQL is kept to what PostgreSQL also accepts (BIGINT, partial and
  * expression indexes, ON DELETE CASCADE, CHECK, ALTER TABLE ADD COLUMN
- * with a default), so the PostgreSQL driver can start from the same text.
- * What differs there (docs/store.md, "Portability"):
+ * with a default), so both drivers run the same text. What differs there
+ * (docs/store.md, "Portability"):
  *   - BLOB is spelt BYTEA (users.totp_sealed, assets.password_sealed,
- *     assets.key_sealed);
- *   - the steps run under an advisory lock so one node migrates at a time
- *     (SQLite's BEGIN IMMEDIATE serializes them here);
+ *     assets.key_sealed, ...): db_pg.c's db_exec() rewrites that one word;
+ *   - each step's write transaction takes the advisory write lock there
+ *     (db_pg.c), so one node migrates at a time, as SQLite's BEGIN
+ *     IMMEDIATE serializes them here;
  *   - the database is created with the "C" collation, so ORDER BY name
  *     sorts as SQLite's BINARY does.
  * Flags stay INTEGER 0/1 (not BOOLEAN) so the queries run unchanged, and no

@@ -408,6 +408,43 @@ static void test_bad_values_after_parse(void **state)
                       "unknown log_level 'loud'");
 }
 
+/* [store] url selects PostgreSQL: the URL becomes the store's location;
+ * anything but a postgresql:// URL without a password is refused. */
+static void test_store_url(void **state)
+{
+    const struct tmp *t = *state;
+    struct config cfg;
+    char why[256] = "";
+
+    write_file(t->file, "[store]\nurl = postgresql:///pc?host=/run/pg\n");
+    assert_int_equal(config_load(t->file, &cfg, why, sizeof(why)), ERR_OK);
+    assert_string_equal(cfg.store_driver, "postgresql");
+    assert_string_equal(cfg.store_url, "postgresql:///pc?host=/run/pg");
+    assert_string_equal(cfg.store_path, "postgresql:///pc?host=/run/pg");
+    config_free(&cfg);
+
+    write_file(t->file, "[store]\ndriver = postgresql\n"
+                        "url = postgres://pc@db.example/pc\n");
+    assert_int_equal(config_load(t->file, &cfg, why, sizeof(why)), ERR_OK);
+    assert_string_equal(cfg.store_path, "postgres://pc@db.example/pc");
+    config_free(&cfg);
+
+    assert_load_fails(t, "[store]\ndriver = postgresql\n", 0,
+                      "driver postgresql needs url");
+    assert_load_fails(t, "[store]\nurl = mysql://db/pc\n", 0,
+                      "url must start with postgresql://");
+    assert_load_fails(t, "[store]\nurl = /var/lib/pc.db\n", 0,
+                      "url must start with postgresql://");
+    assert_load_fails(t, "[store]\nurl = postgresql://pc:hunter2@db/pc\n", 0,
+                      "must not hold a password");
+    assert_load_fails(t, "[store]\nurl = postgresql://db/pc?password=x\n", 0,
+                      "must not hold a password");
+    assert_load_fails(t,
+                      "[store]\nurl = postgresql://db/pc?sslmode=require"
+                      "&password=x\n",
+                      0, "must not hold a password");
+}
+
 static void test_line_too_long(void **state)
 {
     const struct tmp *t = *state;
@@ -576,6 +613,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_max_startups_forms, setup_tmp,
                                         teardown_tmp),
         cmocka_unit_test_setup_teardown(test_missing_equals, setup_tmp,
+                                        teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_store_url, setup_tmp,
                                         teardown_tmp),
         cmocka_unit_test_setup_teardown(test_bad_values_after_parse, setup_tmp,
                                         teardown_tmp),

@@ -176,6 +176,7 @@ static void test_other_param_spellings_refused(void **state)
         "SELECT $a",           /* a name, not a number */
         "SELECT $1, ?",        /* mixed */
         "SELECT $1 WHERE $02", /* "$02" is not "$2" */
+        "SELECT $1::text",     /* SQLite: the parameter "$1::text" */
     };
     struct db_stmt *s = NULL;
 
@@ -186,6 +187,15 @@ static void test_other_param_spellings_refused(void **state)
             fail_msg("\"%s\": %d, want ERR_INTERNAL", bad[i], r);
         }
     }
+    /* Inside literals, quoted names and comments nothing is a parameter. */
+    assert_int_equal(
+        db_prepare(D(state), "test",
+                   "SELECT '?:a @b $2 $a' AS \"$3?\", CAST($1 AS text)"
+                   " -- $5 ?\n /* :x $4 */",
+                   &s),
+        ERR_OK);
+    assert_int_equal(db_param_count(s), 1);
+    db_finalize(s);
     /* No parameters at all is fine. */
     assert_int_equal(db_prepare(D(state), "test", "SELECT 1", &s), ERR_OK);
     assert_int_equal(db_param_count(s), 0);
@@ -226,8 +236,11 @@ static void test_binds_and_columns(void **state)
     assert_int_equal(db_step(s, &row), ERR_OK);
     db_finalize(s);
 
+    /* NULLs last on both databases (PostgreSQL sorts them first in a
+     * DESC order, SQLite last). */
     assert_int_equal(db_prepare(D(state), "test",
-                                "SELECT a, b, c FROM drv_t ORDER BY b DESC",
+                                "SELECT a, b, c FROM drv_t"
+                                " ORDER BY b IS NULL, b DESC",
                                 &s),
                      ERR_OK);
     assert_int_equal(db_step(s, &row), ERR_OK);
@@ -388,6 +401,47 @@ static void test_fork_guard(void **state)
     assert_int_equal(count_rows(db), 0); /* the parent's still works */
 }
 
+/* PostgreSQL: a connection the server dropped (a restart, a terminated
+ * backend) is opened again by the next transaction, not failed forever. */
+static void test_pg_reconnect(void **state)
+{
+    struct dfx *f = *state;
+    struct db *other = NULL;
+    struct db_stmt *s = NULL;
+    bool row = false;
+    int64_t pid;
+
+    if (strncmp(f->path, "postgres", 8) != 0) {
+        skip();
+    }
+    assert_int_equal(db_prepare(f->db, "test", "SELECT pg_backend_pid()", &s),
+                     ERR_OK);
+    assert_int_equal(db_step(s, &row), ERR_OK);
+    assert_true(row);
+    pid = db_col_int64(s, 0);
+    db_finalize(s);
+    assert_int_equal(db_open(f->path, &other), ERR_OK);
+    assert_int_equal(
+        db_prepare(other, "test", "SELECT pg_terminate_backend($1)", &s),
+        ERR_OK);
+    assert_int_equal(db_bind_int64(s, 1, pid), ERR_OK);
+    assert_int_equal(db_step(s, &row), ERR_OK);
+    assert_true(row);
+    assert_int_equal(db_col_int(s, 0), 1);
+    db_finalize(s);
+    db_close(other);
+
+    assert_int_equal(db_begin(f->db, false), ERR_OK);
+    assert_int_equal(count_rows(f->db), 0);
+    assert_int_equal(db_commit(f->db), ERR_OK);
+    assert_int_equal(db_begin(f->db, true), ERR_OK);
+    assert_int_equal(
+        run_text(f->db, "INSERT INTO drv_t (a) VALUES ($1)", 1, "back", NULL),
+        ERR_OK);
+    assert_int_equal(db_commit(f->db), ERR_OK);
+    assert_int_equal(count_rows(f->db), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -398,6 +452,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_binds_and_columns, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_error_mapping, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_reconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_location, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fork_guard, setup, teardown),

@@ -1,0 +1,138 @@
+/*
+ * db.h by dispatch: db_open() picks the driver from the location (a
+ * "postgresql://" or "postgres://" URL is PostgreSQL, anything else a
+ * SQLite file or ":memory:"), and every other call goes to the driver
+ * named at the start of the handle (db_driver.h).
+ */
+#include "store/db.h"
+
+#include <string.h>
+
+#include "common/err.h"
+#include "store/db_driver.h"
+
+#define DRV(h) (((const struct db_head *)(const void *)(h))->drv)
+
+bool db_location_is_pg(const char *location)
+{
+    return location != NULL && (strncmp(location, "postgresql://", 13) == 0 ||
+                                strncmp(location, "postgres://", 11) == 0);
+}
+
+int db_open(const char *location, struct db **out)
+{
+    *out = NULL;
+    if (location == NULL || location[0] == '\0') {
+        return ERR_INVALID;
+    }
+    return db_location_is_pg(location) ? db_pg_driver.open(location, out)
+                                       : db_sqlite_driver.open(location, out);
+}
+
+void db_close(struct db *db)
+{
+    if (db != NULL) {
+        DRV(db)->close(db);
+    }
+}
+
+const char *db_location(struct db *db)
+{
+    return db != NULL ? DRV(db)->location(db) : NULL;
+}
+
+int db_begin(struct db *db, bool write)
+{
+    return db != NULL ? DRV(db)->begin(db, write) : ERR_INVALID;
+}
+
+int db_commit(struct db *db)
+{
+    return db != NULL ? DRV(db)->commit(db) : ERR_INVALID;
+}
+
+void db_rollback(struct db *db)
+{
+    if (db != NULL) {
+        DRV(db)->rollback(db);
+    }
+}
+
+int db_exec(struct db *db, const char *what, const char *sql)
+{
+    return db != NULL ? DRV(db)->exec(db, what, sql) : ERR_INVALID;
+}
+
+int db_prepare(struct db *db, const char *what, const char *sql,
+               struct db_stmt **out)
+{
+    *out = NULL;
+    return db != NULL ? DRV(db)->prepare(db, what, sql, out) : ERR_INVALID;
+}
+
+void db_finalize(struct db_stmt *s)
+{
+    if (s != NULL) {
+        DRV(s)->finalize(s);
+    }
+}
+
+int db_param_count(struct db_stmt *s)
+{
+    return DRV(s)->param_count(s);
+}
+
+int db_bind_text(struct db_stmt *s, int idx, const char *v)
+{
+    return DRV(s)->bind_text(s, idx, v);
+}
+
+int db_bind_int64(struct db_stmt *s, int idx, int64_t v)
+{
+    return DRV(s)->bind_int64(s, idx, v);
+}
+
+int db_bind_blob(struct db_stmt *s, int idx, const void *p, size_t len)
+{
+    return DRV(s)->bind_blob(s, idx, p, len);
+}
+
+int db_bind_null(struct db_stmt *s, int idx)
+{
+    return DRV(s)->bind_null(s, idx);
+}
+
+int db_step(struct db_stmt *s, bool *row)
+{
+    return DRV(s)->step(s, row);
+}
+
+int64_t db_changes(struct db_stmt *s)
+{
+    return DRV(s)->changes(s);
+}
+
+bool db_col_null(struct db_stmt *s, int i)
+{
+    return DRV(s)->col_null(s, i);
+}
+
+int64_t db_col_int64(struct db_stmt *s, int i)
+{
+    return DRV(s)->col_int64(s, i);
+}
+
+int db_col_int(struct db_stmt *s, int i)
+{
+    return DRV(s)->col_int(s, i);
+}
+
+const char *db_col_text(struct db_stmt *s, int i, size_t *len)
+{
+    return DRV(s)->col_text(s, i, len);
+}
+
+const void *db_col_blob(struct db_stmt *s, int i, size_t *len)
+{
+    return DRV(s)->col_blob(s, i, len);
+}

@@ -1,0 +1,720 @@
+/*
+ * The PostgreSQL driver (db.h) on libpq: the only file of the store that
+ * calls PQ*. Selected by db_open() for a "postgresql://" or "postgres://"
+ * URL (db.c).
+ *
+ * Synchronous: every call waits for the server's answer, as the SQLite
+ * driver waits for its file. That is what the store's callers expect
+ * today; not blocking the server's main loop (libpq's asynchronous API on
+ * the loop, or a worker pool) is still to come (issue 18, docs/store.md).
+ *
+ * Statements: db_prepare() checks the $N spelling (as the SQLite driver
+ * does, with its own scanner, since PostgreSQL would accept "$2 ... $1"
+ * and bind it correctly while SQLite would not) and has the server parse
+ * the text (an unnamed prepared statement), so a missing table fails there.
+ * The first db_step() sends the text with its parameters (PQexecParams):
+ * text (a NULL one too) as text, so "$1 IS NULL OR col = $1" has a type;
+ * int64 as an untyped literal, so the server gives it the type its place
+ * wants (integer for substr()'s length, bigint for a BIGINT column) as
+ * SQLite's dynamic typing would; db_bind_null() untyped; blobs as bytea in
+ * binary format. Results come in text format: integers parsed, bytea decoded.
+ *
+ * One writer at a time (docs/store.md): db_begin(true) takes a
+ * transaction-level advisory lock, so write transactions of every node and
+ * process are serialized as SQLite's BEGIN IMMEDIATE serializes them;
+ * readers take none and see one snapshot (REPEATABLE READ).
+ *
+ * Schema text: db_exec() spells the type BLOB as BYTEA, the one word of
+ * the migrations PostgreSQL does not know (docs/store.md, "Portability").
+ */
+#include "store/db.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "store/db_driver.h"
+
+/* The key of the advisory lock every write transaction takes: "PCWR". */
+#define PG_WRITE_LOCK "1346590546"
+#define PG_TEXTOID 25
+#define PG_BYTEAOID 17
+
+struct db {
+    const struct db_driver *drv; /* first (db_driver.h) */
+    PGconn *conn;
+    pid_t pid; /* the process that opened it; a forked child must not use
+                  the connection or tell the server goodbye on it */
+};
+
+struct pg_param {
+    unsigned int type; /* 0: let the server infer it */
+    const char *value; /* NULL: SQL NULL */
+    int len;
+    int format; /* 0 text, 1 binary */
+    char num[24];
+};
+
+struct db_stmt {
+    const struct db_driver *drv; /* first (db_driver.h) */
+    struct db *db;
+    const char *what; /* for log lines; a constant */
+    char *sql;
+    int nparams;
+    struct pg_param *params;
+    PGresult *res;
+    int row;  /* the current row of res */
+    bool ran; /* res is the statement's result */
+    int64_t changes;
+    unsigned char **blobs; /* decoded bytea of the current row, per column */
+    size_t *bloblen;
+};
+
+static void pg_rollback(struct db *db);
+static void pg_finalize(struct db_stmt *s);
+static void pg_close(struct db *db);
+
+/* Maps a failed result (or, with res NULL, the connection's state). */
+static int pg_fail(struct db *db, const PGresult *res, const char *what)
+{
+    const char *state =
+        res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg =
+        res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+
+    if (state != NULL && strcmp(state, "23505") == 0) {
+        return ERR_EXISTS;
+    }
+    if (state != NULL && strcmp(state, "23503") == 0) {
+        return ERR_NOT_FOUND;
+    }
+    if (state != NULL && strcmp(state, "53200") == 0) {
+        return ERR_NOMEM;
+    }
+    if (res == NULL && db != NULL && db->conn != NULL) {
+        msg = PQerrorMessage(db->conn);
+    }
+    /* Data exceptions (class 22) quote the offending value: leave the
+     * message out, the SQLSTATE says what it was. */
+    if (state != NULL && strncmp(state, "22", 2) == 0) {
+        msg = NULL;
+    }
+    log_error("store: %s: %s (SQLSTATE %s)", what, msg != NULL ? msg : "-",
+              state != NULL ? state : "-");
+    return ERR_STORE;
+}
+
+static int pg_usable(struct db *db)
+{
+    if (db == NULL || db->conn == NULL) {
+        return ERR_INVALID;
+    }
+    if (db->pid != getpid()) {
+        log_error("store: handle used in a forked child; open a new one");
+        return ERR_STORE;
+    }
+    return ERR_OK;
+}
+
+/* Runs sql without parameters; ERR_OK when the server said so. */
+static int pg_simple(struct db *db, const char *what, const char *sql,
+                     char *status, size_t statuslen)
+{
+    PGresult *res = PQexec(db->conn, sql);
+    ExecStatusType st = PQresultStatus(res);
+    int r = ERR_OK;
+
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        r = res == NULL ? pg_fail(db, NULL, what) : pg_fail(db, res, what);
+    } else if (status != NULL) {
+        snprintf(status, statuslen, "%s", PQcmdStatus(res));
+    }
+    PQclear(res);
+    return r;
+}
+
+/* Starts a transaction; a connection found broken (the server restarted,
+ * the backend was terminated) is opened again first, once: nothing of a
+ * transaction is lost, since none had begun. */
+static int pg_begin_sql(struct db *db, const char *sql)
+{
+    int r = ERR_OK;
+
+    if (PQstatus(db->conn) == CONNECTION_OK &&
+        (r = pg_simple(db, "begin", sql, NULL, 0)) == ERR_OK) {
+        return ERR_OK;
+    }
+    if (PQstatus(db->conn) != CONNECTION_BAD) {
+        return r;
+    }
+    log_warn("store: connection to PostgreSQL lost; connecting again");
+    PQreset(db->conn);
+    if (PQstatus(db->conn) != CONNECTION_OK ||
+        PQsetClientEncoding(db->conn, "UTF8") != 0) {
+        return pg_fail(db, NULL, "reconnect");
+    }
+    return pg_simple(db, "begin", sql, NULL, 0);
+}
+
+static int pg_begin(struct db *db, bool write)
+{
+    int r;
+
+    if ((r = pg_usable(db)) != ERR_OK) {
+        return r;
+    }
+    if (!write) {
+        return pg_begin_sql(db, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+    }
+    if ((r = pg_begin_sql(db, "BEGIN")) != ERR_OK) {
+        return r;
+    }
+    /* Waits for every other writer, in this process or any other node. */
+    if ((r = pg_simple(db, "write lock",
+                       "SELECT pg_advisory_xact_lock(" PG_WRITE_LOCK ")", NULL,
+                       0)) != ERR_OK) {
+        pg_rollback(db);
+    }
+    return r;
+}
+
+static int pg_commit(struct db *db)
+{
+    char status[32] = "";
+    int r;
+
+    if ((r = pg_usable(db)) != ERR_OK) {
+        return r;
+    }
+    r = pg_simple(db, "commit", "COMMIT", status, sizeof(status));
+    /* COMMIT of a transaction that failed earlier "succeeds" as ROLLBACK. */
+    if (r == ERR_OK && strcmp(status, "COMMIT") != 0) {
+        log_error("store: commit: the transaction had failed; rolled back");
+        r = ERR_STORE;
+    }
+    if (r != ERR_OK) {
+        pg_rollback(db);
+    }
+    return r;
+}
+
+static void pg_rollback(struct db *db)
+{
+    if (pg_usable(db) == ERR_OK &&
+        PQtransactionStatus(db->conn) != PQTRANS_IDLE) {
+        PGresult *res = PQexec(db->conn, "ROLLBACK");
+
+        PQclear(res);
+    }
+}
+
+/* Walks sql outside string literals, quoted identifiers and comments:
+ * calls fn(ctx, sql, i) for each such position i. */
+static bool pg_scan(const char *sql, bool (*fn)(void *, const char *, size_t),
+                    void *ctx)
+{
+    size_t i = 0, n = strlen(sql);
+
+    while (i < n) {
+        char c = sql[i];
+
+        if (c == '\'' || c == '"') {
+            for (i++; i < n; i++) {
+                if (sql[i] == c) {
+                    if (i + 1 < n && sql[i + 1] == c) {
+                        i++;
+                        continue;
+                    }
+                    break;
+                }
+            }
+            i++;
+        } else if (c == '-' && sql[i + 1] == '-') {
+            while (i < n && sql[i] != '\n') {
+                i++;
+            }
+        } else if (c == '/' && sql[i + 1] == '*') {
+            const char *end = strstr(sql + i + 2, "*/");
+
+            i = end != NULL ? (size_t)(end - sql) + 2 : n;
+        } else {
+            if (!fn(ctx, sql, i)) {
+                return false;
+            }
+            i++;
+        }
+    }
+    return true;
+}
+
+/* $1, $2, ... in ascending order of first use, nothing else (db.h). */
+static bool pg_param_at(void *ctx, const char *sql, size_t i)
+{
+    int *max = ctx;
+    char c = sql[i];
+    long v;
+    char *end;
+
+    if (c == '?') {
+        return false;
+    }
+    if ((c == ':' || c == '@') &&
+        (isalpha((unsigned char)sql[i + 1]) || sql[i + 1] == '_') &&
+        !(c == ':' && i > 0 && sql[i - 1] == ':')) {
+        return false;
+    }
+    if (c != '$') {
+        return true;
+    }
+    if (sql[i + 1] < '1' || sql[i + 1] > '9') {
+        return false; /* "$a", "$02", "$" */
+    }
+    v = strtol(sql + i + 1, &end, 10);
+    if (v > *max + 1 || v > 10000 || isalpha((unsigned char)*end) ||
+        *end == '_' || (end[0] == ':' && end[1] == ':')) {
+        return false; /* a gap, out of order, "$1a", or "$1::text", which
+                         SQLite reads as one parameter named so */
+    }
+    if (v > *max) {
+        *max = (int)v;
+    }
+    return true;
+}
+
+static bool pg_blob_at(void *ctx, const char *sql, size_t i)
+{
+    size_t *hits = ctx;
+
+    if (strncasecmp(sql + i, "BLOB", 4) == 0 &&
+        (i == 0 ||
+         !(isalnum((unsigned char)sql[i - 1]) || sql[i - 1] == '_')) &&
+        !(isalnum((unsigned char)sql[i + 4]) || sql[i + 4] == '_')) {
+        hits[hits[0] + 1] = i;
+        hits[0]++;
+    }
+    return hits[0] < 64;
+}
+
+/* sql with the type name BLOB spelt BYTEA; NULL when out of memory. */
+static char *pg_schema_text(const char *sql)
+{
+    size_t hits[65] = {0}, n = strlen(sql), o = 0, from = 0;
+    char *out;
+
+    if (!pg_scan(sql, pg_blob_at, hits)) {
+        return NULL; /* more than 64: not a migration of ours */
+    }
+    if ((out = malloc(n + hits[0] + 1)) == NULL) {
+        return NULL;
+    }
+    for (size_t k = 0; k < hits[0]; k++) {
+        memcpy(out + o, sql + from, hits[k + 1] - from);
+        o += hits[k + 1] - from;
+        memcpy(out + o, "BYTEA", 5);
+        o += 5;
+        from = hits[k + 1] + 4;
+    }
+    memcpy(out + o, sql + from, n - from + 1);
+    return out;
+}
+
+static int pg_exec(struct db *db, const char *what, const char *sql)
+{
+    char *text;
+    int r;
+
+    if ((r = pg_usable(db)) != ERR_OK) {
+        return r;
+    }
+    if ((text = pg_schema_text(sql)) == NULL) {
+        return ERR_NOMEM;
+    }
+    r = pg_simple(db, what, text, NULL, 0);
+    free(text);
+    return r;
+}
+
+static int pg_prepare(struct db *db, const char *what, const char *sql,
+                      struct db_stmt **out)
+{
+    struct db_stmt *s = NULL;
+    PGresult *res = NULL;
+    int r, max = 0;
+
+    *out = NULL;
+    if ((r = pg_usable(db)) != ERR_OK) {
+        return r;
+    }
+    if (!pg_scan(sql, pg_param_at, &max)) {
+        log_error("store: %s: parameters must be $1, $2, ... in order of "
+                  "first use",
+                  what);
+        return ERR_INTERNAL;
+    }
+    if ((s = calloc(1, sizeof(*s))) == NULL || (s->sql = strdup(sql)) == NULL ||
+        (max > 0 &&
+         (s->params = calloc((size_t)max, sizeof(*s->params))) == NULL)) {
+        r = ERR_NOMEM;
+        goto fail;
+    }
+    s->drv = &db_pg_driver;
+    s->db = db;
+    s->what = what;
+    s->nparams = max;
+    /* Outside a transaction, parse it now, so a statement that cannot run
+     * fails here. Parameters whose type only the binds tell (42P18, 42P08,
+     * 42725: "SELECT $1 || $2", "$1 IS NULL OR col = $1") are left to the
+     * first step, which sends the types. Inside a transaction the parse
+     * waits for that step: a failed parse would abort the transaction. */
+    if (PQtransactionStatus(db->conn) == PQTRANS_IDLE) {
+        res = PQprepare(db->conn, "", sql, 0, NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+            if (state == NULL ||
+                (strcmp(state, "42P18") != 0 && strcmp(state, "42P08") != 0 &&
+                 strcmp(state, "42725") != 0)) {
+                r = res == NULL ? pg_fail(db, NULL, what)
+                                : pg_fail(db, res, what);
+                goto fail;
+            }
+        }
+    }
+    PQclear(res);
+    *out = s;
+    return ERR_OK;
+fail:
+    PQclear(res);
+    pg_finalize(s);
+    return r;
+}
+
+static void pg_blobs_free(struct db_stmt *s)
+{
+    if (s->blobs == NULL || s->res == NULL) {
+        return;
+    }
+    for (int i = 0; i < PQnfields(s->res); i++) {
+        PQfreemem(s->blobs[i]);
+        s->blobs[i] = NULL;
+    }
+}
+
+static void pg_finalize(struct db_stmt *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    pg_blobs_free(s);
+    free(s->blobs);
+    free(s->bloblen);
+    PQclear(s->res);
+    free(s->params);
+    free(s->sql);
+    free(s);
+}
+
+static int pg_param_count(struct db_stmt *s)
+{
+    return s->nparams;
+}
+
+static struct pg_param *pg_param(struct db_stmt *s, int idx)
+{
+    if (idx < 1 || idx > s->nparams || s->ran) {
+        log_error("store: %s: no parameter %d", s->what, idx);
+        return NULL;
+    }
+    return &s->params[idx - 1];
+}
+
+static int pg_bind_null(struct db_stmt *s, int idx)
+{
+    struct pg_param *p = pg_param(s, idx);
+
+    if (p == NULL) {
+        return ERR_INTERNAL;
+    }
+    memset(p, 0, sizeof(*p));
+    return ERR_OK;
+}
+
+static int pg_bind_text(struct db_stmt *s, int idx, const char *v)
+{
+    struct pg_param *p = pg_param(s, idx);
+
+    if (p == NULL) {
+        return ERR_INTERNAL;
+    }
+    memset(p, 0, sizeof(*p));
+    p->type = PG_TEXTOID;
+    p->value = v;
+    return ERR_OK;
+}
+
+static int pg_bind_int64(struct db_stmt *s, int idx, int64_t v)
+{
+    struct pg_param *p = pg_param(s, idx);
+
+    if (p == NULL) {
+        return ERR_INTERNAL;
+    }
+    memset(p, 0, sizeof(*p));
+    snprintf(p->num, sizeof(p->num), "%lld", (long long)v);
+    p->value = p->num;
+    return ERR_OK;
+}
+
+static int pg_bind_blob(struct db_stmt *s, int idx, const void *v, size_t len)
+{
+    struct pg_param *p = pg_param(s, idx);
+
+    if (p == NULL) {
+        return ERR_INTERNAL;
+    }
+    memset(p, 0, sizeof(*p));
+    if (v == NULL || len == 0) {
+        return ERR_OK;
+    }
+    if (len > 0x7fffffff) {
+        return ERR_TOO_LONG;
+    }
+    p->type = PG_BYTEAOID;
+    p->value = v;
+    p->len = (int)len;
+    p->format = 1;
+    return ERR_OK;
+}
+
+static int pg_run(struct db_stmt *s)
+{
+    size_t n = s->nparams > 0 ? (size_t)s->nparams : 1;
+    unsigned int *types = calloc(n, sizeof(*types));
+    const char **values = calloc(n, sizeof(*values));
+    int *lens = calloc(n, sizeof(*lens)),
+        *formats = calloc(n, sizeof(*formats));
+    ExecStatusType st;
+
+    for (int i = 0; types != NULL && values != NULL && lens != NULL &&
+                    formats != NULL && i < s->nparams;
+         i++) {
+        types[i] = s->params[i].type;
+        values[i] = s->params[i].value;
+        lens[i] = s->params[i].len;
+        formats[i] = s->params[i].format;
+    }
+    s->ran = true;
+    s->row = -1;
+    if (types != NULL && values != NULL && lens != NULL && formats != NULL) {
+        s->res = PQexecParams(s->db->conn, s->sql, s->nparams, types, values,
+                              lens, formats, 0);
+    }
+    free(types);
+    free(values);
+    free(lens);
+    free(formats);
+    st = PQresultStatus(s->res);
+    if (st == PGRES_COMMAND_OK) {
+        s->changes = strtoll(PQcmdTuples(s->res), NULL, 10);
+        return ERR_OK;
+    }
+    if (st == PGRES_TUPLES_OK) {
+        int nf = PQnfields(s->res);
+
+        if (nf > 0 &&
+            ((s->blobs = calloc((size_t)nf, sizeof(*s->blobs))) == NULL ||
+             (s->bloblen = calloc((size_t)nf, sizeof(*s->bloblen))) == NULL)) {
+            return ERR_NOMEM;
+        }
+        return ERR_OK;
+    }
+    return s->res == NULL ? pg_fail(s->db, NULL, s->what)
+                          : pg_fail(s->db, s->res, s->what);
+}
+
+static int pg_step(struct db_stmt *s, bool *row)
+{
+    int r;
+
+    *row = false;
+    if (!s->ran) {
+        if ((r = pg_usable(s->db)) != ERR_OK || (r = pg_run(s)) != ERR_OK) {
+            return r;
+        }
+    }
+    if (s->res == NULL || PQresultStatus(s->res) != PGRES_TUPLES_OK) {
+        return ERR_OK;
+    }
+    pg_blobs_free(s);
+    if (s->row + 1 < PQntuples(s->res)) {
+        s->row++;
+        *row = true;
+    } else {
+        s->row = PQntuples(s->res);
+    }
+    return ERR_OK;
+}
+
+static int64_t pg_changes(struct db_stmt *s)
+{
+    return s->changes;
+}
+
+static bool pg_have(struct db_stmt *s, int i)
+{
+    return s->res != NULL && s->row >= 0 && s->row < PQntuples(s->res) &&
+           i >= 0 && i < PQnfields(s->res);
+}
+
+static bool pg_col_null(struct db_stmt *s, int i)
+{
+    return !pg_have(s, i) || PQgetisnull(s->res, s->row, i);
+}
+
+static int64_t pg_col_int64(struct db_stmt *s, int i)
+{
+    const char *v;
+
+    if (pg_col_null(s, i)) {
+        return 0;
+    }
+    v = PQgetvalue(s->res, s->row, i);
+    if (v[0] == 't' && v[1] == '\0') {
+        return 1; /* a boolean expression */
+    }
+    return strtoll(v, NULL, 10);
+}
+
+static int pg_col_int(struct db_stmt *s, int i)
+{
+    return (int)pg_col_int64(s, i);
+}
+
+static const char *pg_col_text(struct db_stmt *s, int i, size_t *len)
+{
+    if (len != NULL) {
+        *len = 0;
+    }
+    if (pg_col_null(s, i)) {
+        return NULL;
+    }
+    if (len != NULL) {
+        *len = (size_t)PQgetlength(s->res, s->row, i);
+    }
+    return PQgetvalue(s->res, s->row, i);
+}
+
+static const void *pg_col_blob(struct db_stmt *s, int i, size_t *len)
+{
+    *len = 0;
+    if (pg_col_null(s, i)) {
+        return NULL;
+    }
+    if (s->blobs[i] == NULL) {
+        const char *v = PQgetvalue(s->res, s->row, i);
+
+        if (PQftype(s->res, i) == PG_BYTEAOID) {
+            s->blobs[i] =
+                PQunescapeBytea((const unsigned char *)v, &s->bloblen[i]);
+        } else {
+            return (*len = (size_t)PQgetlength(s->res, s->row, i)) > 0 ? v
+                                                                       : NULL;
+        }
+        if (s->blobs[i] == NULL) {
+            return NULL;
+        }
+    }
+    *len = s->bloblen[i];
+    return *len > 0 ? s->blobs[i] : NULL;
+}
+
+/* Notices ("relation already exists, skipping") are not errors. */
+static void pg_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+static int pg_open(const char *location, struct db **out)
+{
+    struct db *db = NULL;
+    int r = ERR_OK;
+
+    *out = NULL;
+    if ((db = calloc(1, sizeof(*db))) == NULL) {
+        return ERR_NOMEM;
+    }
+    db->drv = &db_pg_driver;
+    db->pid = getpid();
+    db->conn = PQconnectdb(location);
+    if (db->conn == NULL) {
+        r = ERR_NOMEM;
+        goto out;
+    }
+    if (PQstatus(db->conn) != CONNECTION_OK) {
+        /* libpq's message names the host and the reason, not the password. */
+        log_error("store: cannot connect to PostgreSQL: %s",
+                  PQerrorMessage(db->conn));
+        r = ERR_STORE;
+        goto out;
+    }
+    PQsetNoticeProcessor(db->conn, pg_notice, NULL);
+    if (PQsetClientEncoding(db->conn, "UTF8") != 0) {
+        r = pg_fail(db, NULL, "client encoding");
+        goto out;
+    }
+    *out = db;
+    db = NULL;
+out:
+    pg_close(db);
+    return r;
+}
+
+static void pg_close(struct db *db)
+{
+    if (db == NULL) {
+        return;
+    }
+    /* PQfinish() says goodbye on the socket the parent still uses: in a
+     * forked child, leave the connection to the child's exit. */
+    if (db->pid == getpid()) {
+        PQfinish(db->conn);
+    }
+    free(db);
+}
+
+static const char *pg_location(struct db *db)
+{
+    return pg_usable(db) == ERR_OK ? "" : NULL;
+}
+
+const struct db_driver db_pg_driver = {
+    .name = "postgresql",
+    .open = pg_open,
+    .close = pg_close,
+    .location = pg_location,
+    .begin = pg_begin,
+    .commit = pg_commit,
+    .rollback = pg_rollback,
+    .exec = pg_exec,
+    .prepare = pg_prepare,
+    .finalize = pg_finalize,
+    .param_count = pg_param_count,
+    .bind_text = pg_bind_text,
+    .bind_int64 = pg_bind_int64,
+    .bind_blob = pg_bind_blob,
+    .bind_null = pg_bind_null,
+    .step = pg_step,
+    .changes = pg_changes,
+    .col_null = pg_col_null,
+    .col_int64 = pg_col_int64,
+    .col_int = pg_col_int,
+    .col_text = pg_col_text,
+    .col_blob = pg_col_blob,
+};
