@@ -431,6 +431,7 @@ static void route_peer_on_sub(void *arg, int fd, const char *why)
     struct route_req *rq = arg;
     struct store_peer *p = rq->peer;
     struct peer_link_opts o;
+    struct peer_link *pl;
     char msg[600];
 
     rq->sub = NULL;
@@ -450,7 +451,12 @@ static void route_peer_on_sub(void *arg, int fd, const char *why)
     o.dest_host = rq->check_fn != NULL ? NULL : rq->dest_host;
     o.dest_port = rq->dest_port;
     o.timeout_ms = rq->rs->cfg->connect_timeout_seconds * 1000;
-    rq->link = peer_link_start(rq->rs->links, fd, &o, route_peer_on_link, rq);
+    /* the link may answer (and rq be freed) before it returns: rq is
+     * touched only when a handle comes back */
+    pl = peer_link_start(rq->rs->links, fd, &o, route_peer_on_link, rq);
+    if (pl != NULL) {
+        rq->link = pl;
+    }
 }
 
 /* Walks the via chain from p: ERR_OK, or a loop, a missing peer or a
