@@ -325,6 +325,29 @@ static const char store_schema_v7[] =
     " via TEXT NOT NULL DEFAULT '',"
     " created_at INTEGER NOT NULL);";
 
+/*
+ * Version 8: jobs (store/jobs.h, issue 14): commands run on agents.
+ * exit_code is NULL when the command did not exit (refused, timeout,
+ * killed by a signal); stdout and stderr are the captured bytes.
+ */
+static const char store_schema_v8[] =
+    "CREATE TABLE jobs ("
+    " id TEXT PRIMARY KEY,"
+    " started_by TEXT NOT NULL DEFAULT '',"
+    " agent_id TEXT NOT NULL,"
+    " command TEXT NOT NULL,"
+    " cwd TEXT NOT NULL DEFAULT '',"
+    " timeout INTEGER NOT NULL,"
+    " status TEXT NOT NULL,"
+    " exit_code INTEGER,"
+    " signal INTEGER NOT NULL DEFAULT 0,"
+    " why TEXT NOT NULL DEFAULT '',"
+    " started_at BIGINT NOT NULL,"
+    " finished_at BIGINT NOT NULL DEFAULT 0,"
+    " stdout BLOB,"
+    " stderr BLOB);"
+    "CREATE INDEX jobs_started ON jobs(started_at);";
+
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},
     {2, store_schema_v2, STORE_HOOK_NONE},
@@ -333,6 +356,7 @@ const struct store_migration store_migrations[] = {
     {5, store_schema_v5, STORE_HOOK_NONE},
     {6, store_schema_v6, STORE_HOOK_NONE},
     {7, store_schema_v7, STORE_HOOK_NONE},
+    {8, store_schema_v8, STORE_HOOK_NONE},
 };
 
 const size_t store_migrations_count =
