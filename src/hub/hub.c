@@ -951,6 +951,9 @@ void hub_changed(struct hub *h, unsigned what)
     if (h == NULL) {
         return;
     }
+    if (what & HUB_CHANGE_JOBS) {
+        hub_jobs_pickup(h);
+    }
     /* two 8 KiB lists: not on the stack */
     if ((what & HUB_CHANGE_AGENTS) && (sa = malloc(sizeof(*sa))) == NULL) {
         log_warn("hub: out of memory checking agents after a change");

@@ -41,6 +41,7 @@ enum hub_change {
     HUB_CHANGE_CREDENTIALS = 1, /* re-check online agents' credentials */
     HUB_CHANGE_TUNNELS = 2,     /* tunnels added, deleted or ACL changed */
     HUB_CHANGE_AGENTS = 4,      /* agents deleted */
+    HUB_CHANGE_JOBS = 8,        /* jobs queued (`portcullis job run`) */
 };
 
 int hub_start(struct hub **out, const struct config *cfg, struct loop *loop,

@@ -17,6 +17,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "store/jobs.h"
 
 #define HUB_JOB_DEST "job@portcullis"
 #define HUB_JOB_OUT_CAP (4 * 1024 * 1024 + 128) /* cap + marker */
@@ -203,4 +204,71 @@ int hub_job_run(struct hub *h, const char *agent_id, const char *command,
     (void)hub_connect(h, agent_id, HUB_TCP, HUB_JOB_DEST, 1, "portcullis", 0,
                       sv[1], hub_job_connected, j);
     return ERR_OK;
+}
+
+/* --- queued jobs (the CLI's `job run`: the store and a notice) --- */
+
+struct hub_job_queued {
+    struct store *st;
+    char id[STORE_ID_MAX + 1];
+};
+
+static void hub_job_queued_done(void *arg, const struct hub_job_result *r)
+{
+    struct hub_job_queued *q = arg;
+    struct store_job *j = calloc(1, sizeof(*j));
+
+    if (j != NULL) {
+        snprintf(j->id, sizeof(j->id), "%s", q->id);
+        snprintf(j->status, sizeof(j->status), "%s", r->status);
+        j->exit_code = r->exit_code;
+        j->signal = r->signal;
+        snprintf(j->why, sizeof(j->why), "%s", r->why != NULL ? r->why : "");
+        for (char *p = j->why; *p != '\0'; p++) {
+            if ((unsigned char)*p < 0x20) {
+                *p = ' ';
+            }
+        }
+        /* the bytes are only read by store_job_finish */
+        memcpy(&j->out, &r->out, sizeof(j->out));
+        memcpy(&j->err, &r->err, sizeof(j->err));
+        j->out_len = r->out_len;
+        j->err_len = r->err_len;
+        if (store_job_finish(q->st, j) != ERR_OK) {
+            log_error("job %s: cannot record its result", q->id);
+        }
+        free(j);
+    }
+    free(q);
+}
+
+void hub_jobs_pickup(struct hub *h)
+{
+    struct store_job *list = NULL;
+    size_t n = 0;
+
+    if (store_job_list_queued(h->store, &list, &n) != ERR_OK) {
+        log_warn("hub: cannot read the queued jobs");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct hub_job_queued *q;
+
+        if (store_job_claim(h->store, list[i].id) != ERR_OK ||
+            (q = calloc(1, sizeof(*q))) == NULL) {
+            continue;
+        }
+        q->st = h->store;
+        snprintf(q->id, sizeof(q->id), "%s", list[i].id);
+        log_info("job %s: running '%.200s' on agent %s for %s", q->id,
+                 list[i].command, list[i].agent_id, list[i].started_by);
+        if (hub_job_run(h, list[i].agent_id, list[i].command, list[i].cwd,
+                        list[i].timeout, hub_job_queued_done, q) != ERR_OK) {
+            struct hub_job_result fr = {.status = "failed",
+                                        .exit_code = -1,
+                                        .why = "cannot start the job"};
+            hub_job_queued_done(q, &fr);
+        }
+    }
+    free(list);
 }

@@ -2,7 +2,7 @@
  * Jobs (issue 14): one command the server asked one agent to run, and
  * what came of it. Same conventions as store.h.
  *
- * status: running, ok, failed, timeout, refused, agent offline, lost.
+ * status: queued, running, ok, failed, timeout, refused, agent offline, lost.
  * stdout and stderr are the agent's captured bytes (each at most 4 MiB
  * plus the truncation marker), kept as blobs.
  */
@@ -38,7 +38,9 @@ struct store_job {
     size_t out_len, err_len;
 };
 
-/* Adds a running job; j->id and j->started_at are set. */
+/* Adds a job, "running" (the server runs it now) or, when j->status is
+ * "queued", for the server to pick up (store_job_list_queued, after a
+ * notice from the CLI); j->id and j->started_at are set. */
 int store_job_add(struct store *st, struct store_job *j);
 /* Records the end of job j->id: status, exit_code, signal, why, output. */
 int store_job_finish(struct store *st, const struct store_job *j);
@@ -48,6 +50,10 @@ void store_job_free_output(struct store_job *j);
 /* The newest jobs first (at most limit), without output. */
 int store_job_list(struct store *st, int limit, struct store_job **list,
                    size_t *n);
+/* Queued jobs, oldest first (at most 256), without output. */
+int store_job_list_queued(struct store *st, struct store_job **list, size_t *n);
+/* queued -> running; ERR_NOT_FOUND if it was not queued (taken). */
+int store_job_claim(struct store *st, const char *id);
 /* Jobs still "running" (after a restart) end "lost". */
 int store_job_mark_lost(struct store *st);
 

@@ -47,7 +47,9 @@ int store_job_add(struct store *st, struct store_job *j)
     }
     util_uuid4(j->id);
     j->started_at = util_now();
-    snprintf(j->status, sizeof(j->status), "running");
+    if (strcmp(j->status, "queued") != 0) {
+        snprintf(j->status, sizeof(j->status), "running");
+    }
     j->exit_code = -1;
     if ((r = store_tx_begin(st, true)) != ERR_OK) {
         return r;
@@ -55,9 +57,10 @@ int store_job_add(struct store *st, struct store_job *j)
     r = store_run(st, "job add",
                   "INSERT INTO jobs (id, started_by, agent_id, command, cwd,"
                   " timeout, status, started_at)"
-                  " VALUES ($1, $2, $3, $4, $5, $6, 'running', $7)",
-                  NULL, "tttttii", j->id, j->started_by, j->agent_id,
-                  j->command, j->cwd, (int64_t)j->timeout, j->started_at);
+                  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                  NULL, "tttttiti", j->id, j->started_by, j->agent_id,
+                  j->command, j->cwd, (int64_t)j->timeout, j->status,
+                  j->started_at);
     return store_tx_end(st, r);
 }
 
@@ -121,6 +124,30 @@ int store_job_list(struct store *st, int limit, struct store_job **list,
                          "i", (int64_t)(limit > 0 ? limit : 1000));
     *list = items;
     return r;
+}
+
+int store_job_list_queued(struct store *st, struct store_job **list, size_t *n)
+{
+    void *items = NULL;
+    int r;
+
+    *list = NULL;
+    *n = 0;
+    r = store_list_query(st, "job queued",
+                         JOB_SELECT " WHERE status = 'queued'"
+                                    " ORDER BY started_at, id LIMIT 256",
+                         sizeof(struct store_job), job_fill, NULL, &items, n,
+                         "");
+    *list = items;
+    return r;
+}
+
+int store_job_claim(struct store *st, const char *id)
+{
+    return store_update_one(st, "job claim",
+                            "UPDATE jobs SET status = 'running'"
+                            " WHERE id = $1 AND status = 'queued'",
+                            "t", id);
 }
 
 int store_job_mark_lost(struct store *st)

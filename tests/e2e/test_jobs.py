@@ -220,3 +220,44 @@ def test_no_wait_answers_202(agent_server, make_agent):
             break
         time.sleep(0.2)
     assert got["data"]["status"] == "ok" and got["data"]["exit_code"] == 0
+
+
+# ------------------------------------------------------------- the CLI
+
+
+def test_cli_job_run_prints_output_and_exits_with_its_code(agent_server,
+                                                           make_agent):
+    pc = agent_server
+    a = online_agent(pc, make_agent)
+    rc, out, err = pc.cli("job", "run", a.id, "--cwd", "/tmp", "--", "pwd")
+    assert (rc, out) == (0, "/tmp\n"), (rc, out, err)
+    rc, out, err = pc.cli("job", "run", a.id, "--", "ls", "/nonexistent-x",
+                          check=False)
+    assert rc == 2 and "No such file" in err, (rc, out, err)
+    rc, out, err = pc.cli("job", "run", a.id, "--timeout", "1", "--",
+                          "sleep", "30", check=False)
+    assert rc == 124 and "timeout" in err, (rc, out, err)
+    rc, out, err = pc.cli("job", "run", a.id, "--", "echo a; id",
+                          check=False)
+    assert rc == 125 and "refused" in err and "metacharacters" in err, err
+    rc, out, err = pc.cli("job", "run", "no-such-agent", "--", "true",
+                          check=False)
+    assert rc == 125 and "agent offline" in err, (rc, out, err)
+    _, out, _ = pc.cli("job", "list", "--json")
+    rows = json.loads(out)
+    assert sorted(r["status"] for r in rows) == [
+        "agent offline", "failed", "ok", "refused", "timeout"], rows
+    pwd = [r for r in rows if r["command"] == "pwd"][0]
+    _, out, _ = pc.cli("job", "show", pwd["id"])
+    assert "status=ok" in out and "--- stdout\n/tmp\n" in out, out
+    rc, _, err = pc.cli("job", "run", a.id, check=False)
+    assert rc == 2 and "after '--'" in err
+
+
+def test_cli_job_run_without_server(agent_server):
+    pc = agent_server
+    pc.stop()
+    rc, out, err = pc.cli("job", "run", "x", "--", "true", check=False)
+    assert rc == 125 and "no server is running" in err, (rc, out, err)
+    pc.start()
+    pc.wait_http()
