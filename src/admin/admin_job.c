@@ -9,6 +9,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/notify.h"
 #include "hub/hub.h"
 
 struct admin_job_run {
@@ -51,19 +52,13 @@ static void admin_job_result(void *arg, const struct hub_job_result *r)
     free(run);
 }
 
-int admin_job_run(const struct admin_ctx *c, const char *agent_id,
-                  const char *command, const char *cwd, int timeout,
-                  admin_job_done_fn done, void *arg, struct store_job *out,
-                  struct admin_err *e)
+static int admin_job_new(const struct admin_ctx *c, const char *agent_id,
+                         const char *command, const char *cwd, int timeout,
+                         bool queued, struct store_job *out,
+                         struct admin_err *e)
 {
-    struct admin_job_run *run;
     char detail[256];
     int r;
-
-    if (c->hub == NULL) {
-        return admin_fail(e, ERR_INVALID,
-                          "jobs run in the server: it is not running");
-    }
     if (agent_id == NULL || agent_id[0] == '\0' ||
         strlen(agent_id) > JOB_AGENT_MAX) {
         return admin_fail(e, ERR_INVALID, "agent: 1-%d characters",
@@ -91,8 +86,58 @@ int admin_job_run(const struct admin_ctx *c, const char *agent_id,
     snprintf(out->started_by, sizeof(out->started_by), "%s",
              c->actor != NULL ? c->actor : "");
     out->timeout = timeout;
+    if (queued) {
+        snprintf(out->status, sizeof(out->status), "queued");
+    }
     if ((r = store_job_add(c->st, out)) != ERR_OK) {
         return admin_fail(e, r, "cannot record the job");
+    }
+    snprintf(detail, sizeof(detail), "job %s: %.200s", out->id, command);
+    (void)admin_audit(c, "job.run", agent_id, detail, NULL);
+    return ERR_OK;
+}
+
+int admin_job_queue(const struct admin_ctx *c, const char *agent_id,
+                    const char *command, const char *cwd, int timeout,
+                    struct store_job *out, bool *delivered, struct admin_err *e)
+{
+    int r;
+
+    *delivered = false;
+    if ((r = admin_job_new(c, agent_id, command, cwd, timeout, true, out, e)) !=
+        ERR_OK) {
+        return r;
+    }
+    if (c->data_dir == NULL ||
+        notify_tell(c->data_dir, HUB_CHANGE_JOBS, delivered) != ERR_OK ||
+        !*delivered) {
+        *delivered = false;
+        snprintf(out->status, sizeof(out->status), "failed");
+        snprintf(out->why, sizeof(out->why), "no server is running");
+        out->exit_code = -1;
+        (void)store_job_finish(c->st, out);
+    }
+    return ERR_OK;
+}
+
+int admin_job_run(const struct admin_ctx *c, const char *agent_id,
+                  const char *command, const char *cwd, int timeout,
+                  admin_job_done_fn done, void *arg, struct store_job *out,
+                  struct admin_err *e)
+{
+    struct admin_job_run *run;
+    int r;
+
+    if (c->hub == NULL) {
+        return admin_fail(e, ERR_INVALID,
+                          "jobs run in the server: it is not running");
+    }
+    if ((r = admin_job_new(c, agent_id, command, cwd, timeout, false, out,
+                           e)) != ERR_OK) {
+        return r;
+    }
+    if (timeout == 0) {
+        timeout = ADMIN_JOB_TIMEOUT_DEFAULT;
     }
     run = calloc(1, sizeof(*run));
     if (run == NULL || (run->j = malloc(sizeof(*run->j))) == NULL) {
@@ -103,8 +148,6 @@ int admin_job_run(const struct admin_ctx *c, const char *agent_id,
     run->st = c->st;
     run->done = done;
     run->arg = arg;
-    snprintf(detail, sizeof(detail), "job %s: %.200s", out->id, command);
-    (void)admin_audit(c, "job.run", agent_id, detail, NULL);
     if ((r = hub_job_run(c->hub, agent_id, command, cwd, timeout,
                          admin_job_result, run)) != ERR_OK) {
         struct hub_job_result fr = {

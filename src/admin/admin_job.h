@@ -25,6 +25,15 @@ int admin_job_run(const struct admin_ctx *c, const char *agent_id,
                   const char *command, const char *cwd, int timeout,
                   admin_job_done_fn done, void *arg, struct store_job *out,
                   struct admin_err *e);
+/* The CLI's way (it cannot reach the hub): records the job as queued,
+ * writes job.run and tells a running server (notify.h, HUB_CHANGE_JOBS),
+ * which runs it and records the result. *delivered: a server took the
+ * notice; if not, the job is recorded as failed ("no server is
+ * running"). */
+int admin_job_queue(const struct admin_ctx *c, const char *agent_id,
+                    const char *command, const char *cwd, int timeout,
+                    struct store_job *out, bool *delivered,
+                    struct admin_err *e);
 /* A job as JSON; with_output adds stdout and stderr (invalid UTF-8
  * bytes shown as U+FFFD). */
 json_t *admin_job_json(const struct store_job *j, bool with_output);

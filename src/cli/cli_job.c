@@ -22,14 +22,13 @@
 #include "admin/admin_job.h"
 #include "cli/cli.h"
 #include "common/err.h"
-#include "common/notify.h"
-#include "hub/hub.h"
 #include "store/jobs.h"
 
 #define JOB_EXIT_TIMEOUT 124 /* as timeout(1) */
-#define JOB_EXIT_NOT_RUN 125 /* refused, agent offline, lost, failed to start  \
-                              */
-#define JOB_WAIT_GRACE_S 40  /* past the timeout, before giving up waiting */
+#define JOB_EXIT_NOT_RUN                                                       \
+    125                     /* refused, agent offline, lost, failed to start   \
+                             */
+#define JOB_WAIT_GRACE_S 40 /* past the timeout, before giving up waiting */
 
 static void job_sleep_ms(long ms)
 {
@@ -105,32 +104,16 @@ static int job_run_run(struct cli_ctx *ctx, int argc, char **argv)
         free(j);
         return rc;
     }
-    snprintf(j->agent_id, sizeof(j->agent_id), "%s", pos[0]);
-    snprintf(j->command, sizeof(j->command), "%s", cmd);
-    snprintf(j->cwd, sizeof(j->cwd), "%s", cwd != NULL ? cwd : "");
-    snprintf(j->started_by, sizeof(j->started_by), "%s",
-             ac.actor != NULL ? ac.actor : "cli");
-    snprintf(j->status, sizeof(j->status), "queued");
-    j->timeout = timeout;
+    r = admin_job_queue(&ac, pos[0], cmd, cwd, timeout, j, &delivered, &e);
     free(cmd);
-    if ((r = store_job_add(ctx->st, j)) != ERR_OK) {
+    if (r != ERR_OK) {
         free(j);
-        return cli_error("cannot record the job: %s", err_str(r));
+        return cli_error("%s", e.msg);
     }
-    {
-        char detail[256];
-        snprintf(detail, sizeof(detail), "job %s: %.200s", j->id, j->command);
-        (void)admin_audit(&ac, "job.run", j->agent_id, detail, &e);
-    }
-    if (notify_tell(ac.data_dir, HUB_CHANGE_JOBS, &delivered) != ERR_OK ||
-        !delivered) {
-        snprintf(j->status, sizeof(j->status), "failed");
-        snprintf(j->why, sizeof(j->why), "no server is running");
-        j->exit_code = -1;
-        (void)store_job_finish(ctx->st, j);
+    if (!delivered) {
         fprintf(stderr,
-                "portcullis: job %s: no server is running (jobs run "
-                "in the server)\n",
+                "portcullis: job %s: no server is running (jobs run in the "
+                "server)\n",
                 j->id);
         free(j);
         return JOB_EXIT_NOT_RUN;
