@@ -10,6 +10,7 @@
  * HUB_HANDSHAKE_MS. Any received frame or PONG counts as a sign of life.
  */
 #include "hub/hub_internal.h"
+#include "store/jobs.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1044,6 +1045,10 @@ int hub_start(struct hub **out, const struct config *cfg, struct loop *loop,
     h->proto.rx_buffer_size = 0;
     h->proto.user = h;
     h->sweep_timer = loop_add_timer(loop, HUB_SWEEP_MS, hub_sweep, h);
+    /* jobs the last run left behind can report nothing now */
+    if (store_job_mark_lost(store) != ERR_OK) {
+        log_warn("hub: cannot mark the last run's jobs lost");
+    }
     *out = h;
     return ERR_OK;
 }

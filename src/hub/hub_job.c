@@ -147,10 +147,15 @@ static void hub_job_connected(void *arg, bool ok, const char *why)
     struct hub_job *j = arg;
 
     if (!ok) {
-        hub_job_fail(j,
-                     strstr(why, "is not connected") != NULL ? "agent offline"
-                                                             : "failed",
-                     why);
+        /* the agent went away before the stream opened: it may still run
+         * the command, but no result can come back */
+        const char *st = "failed";
+        if (strstr(why, "is not connected") != NULL) {
+            st = "agent offline";
+        } else if (strcmp(why, "agent disconnected") == 0) {
+            st = "lost";
+        }
+        hub_job_fail(j, st, why);
         return;
     }
     if (loop_add_fd(j->loop, j->fd, LOOP_READ, hub_job_read, j) != ERR_OK) {

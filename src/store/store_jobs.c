@@ -160,7 +160,7 @@ int store_job_mark_lost(struct store *st)
     r = store_run(st, "job lost",
                   "UPDATE jobs SET status = 'lost', finished_at = $1,"
                   " why = 'the server restarted while the job ran'"
-                  " WHERE status = 'running'",
+                  " WHERE status IN ('queued', 'running')",
                   NULL, "i", util_now());
     return store_tx_end(st, r);
 }

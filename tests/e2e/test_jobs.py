@@ -9,6 +9,7 @@ agent and a real server.
 import http.client
 import json
 import os
+import signal
 import time
 
 import pytest
@@ -261,3 +262,39 @@ def test_cli_job_run_without_server(agent_server):
     assert rc == 125 and "no server is running" in err, (rc, out, err)
     pc.start()
     pc.wait_http()
+
+
+def test_job_running_at_a_restart_ends_lost(agent_server, make_agent):
+    pc = agent_server
+    a = online_agent(pc, make_agent)
+    status, out = call(pc, "POST", "%s/agents/%s/commands" % (API, a.id),
+                       {"command": "sleep 30", "wait": False})
+    assert status == 202, out
+    time.sleep(1)
+    # a crash: nothing records the job's end but the next start
+    os.killpg(pc.proc.pid, signal.SIGKILL)
+    pc.proc.wait(10)
+    pc.proc = None
+    pc.start()
+    pc.wait_http()
+    pc._job_token = None
+    status, got = call(pc, "GET", "%s/jobs/%s" % (API, out["data"]["id"]))
+    assert status == 200 and got["data"]["status"] == "lost", json.dumps(got)
+    assert "restarted" in got["data"]["why"]
+
+
+def test_agent_gone_mid_job_ends_lost(agent_server, make_agent):
+    pc = agent_server
+    a = online_agent(pc, make_agent)
+    status, out = call(pc, "POST", "%s/agents/%s/commands" % (API, a.id),
+                       {"command": "sleep 30", "wait": False})
+    assert status == 202, out
+    time.sleep(1)
+    a.kill()
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        _, got = call(pc, "GET", "%s/jobs/%s" % (API, out["data"]["id"]))
+        if got["data"]["status"] != "running":
+            break
+        time.sleep(0.2)
+    assert got["data"]["status"] == "lost", json.dumps(got)
