@@ -42,6 +42,7 @@ void agent_conf_init(struct agent_conf *c)
     c->keepalive = 10;
     c->timeout = 25;
     c->log_level = LOG_INFO;
+    job_rules_init(&c->jobs);
 }
 
 static void conf_free_secret(char **s)
@@ -66,6 +67,7 @@ void agent_conf_free(struct agent_conf *c)
     }
     free(c->tags);
     allow_list_clear(&c->allow);
+    job_rules_free(&c->jobs);
     conf_free_secret(&c->proxy);
     free(c->ca);
     free(c->host);
@@ -236,6 +238,24 @@ static int conf_set_allow(void *obj, const struct config_key *k, const char *v,
     return ERR_OK;
 }
 
+static int conf_set_command_rule(struct agent_conf *c, bool deny, const char *v,
+                                 char *why, size_t whylen)
+{
+    return job_rules_add(&c->jobs, deny, v, why, whylen);
+}
+
+static int conf_set_command_allow(void *obj, const struct config_key *k,
+                                  const char *v, char *why, size_t whylen)
+{
+    return conf_set_command_rule(obj, false, v, why, whylen);
+}
+
+static int conf_set_command_deny(void *obj, const struct config_key *k,
+                                 const char *v, char *why, size_t whylen)
+{
+    return conf_set_command_rule(obj, true, v, why, whylen);
+}
+
 /* The proxy URL may carry a password: the old value is wiped. */
 static int conf_set_proxy(void *obj, const struct config_key *k, const char *v,
                           char *why, size_t whylen)
@@ -281,6 +301,11 @@ static const struct config_key agent_conf_keys[] = {
     AK("ca", CK_STR, ca, 0, 0, NULL),
     AK("keepalive", CK_INT, keepalive, 1, 3600, NULL),
     AK("timeout", CK_INT, timeout, 1, 3600, NULL),
+    AK("commands_enabled", CK_BOOL, jobs.enabled, 0, 0, NULL),
+    AK("command_allow", CK_FN, jobs, 0, 0, conf_set_command_allow),
+    AK("command_deny", CK_FN, jobs, 0, 0, conf_set_command_deny),
+    AK("command_timeout_max", CK_INT, jobs.timeout_max, 1, 86400, NULL),
+    AK("allow_root", CK_BOOL, jobs.allow_root, 0, 0, NULL),
     AK("log_level", CK_FN, log_level, 0, 0, conf_set_log_level),
     AK("log-level", CK_FN, log_level, 0, 0, conf_set_log_level),
 };

@@ -18,6 +18,7 @@
 #include <stddef.h>
 
 #include "agent/allow.h"
+#include "agent/job.h"
 
 #define AGENT_ID_MAX 64
 #define AGENT_NAME_MAX 128
@@ -42,6 +43,7 @@ struct agent_conf {
     int keepalive;           /* seconds of silence before a PING */
     int timeout;             /* seconds of silence before hanging up */
     int log_level;           /* enum log_level */
+    struct job_rules jobs;   /* commands_enabled, command_*, allow_root */
 
     /* Parsed by agent_conf_finish(). */
     bool tls;             /* wss:// */

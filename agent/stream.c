@@ -40,6 +40,7 @@
 
 #include "common/chanpump.h"
 #include "common/err.h"
+#include "agent/job.h"
 #include "common/log.h"
 
 #define STREAM_MAX 1024 /* streams per connection */
@@ -493,6 +494,62 @@ static void stream_resolve(struct agent_stream *st)
     }
 }
 
+/* A job channel (docs/agent-protocol.md §6): bridged to a runner process
+ * through a socketpair; the runner checks the agent's rules itself. */
+static void stream_job(struct agent_conn *c, ssh_message msg,
+                       const char *origbuf)
+{
+    struct agent_stream *st;
+    int sv[2];
+
+    if (c->nstreams >= STREAM_MAX ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+                   sv) != 0) {
+        conn_logf(c, LOG_WARN, "refused a job for %s: %s", origbuf,
+                  c->nstreams >= STREAM_MAX ? "too many streams"
+                                            : strerror(errno));
+        ssh_message_reply_default(msg);
+        ssh_message_free(msg);
+        return;
+    }
+    if (job_runner_spawn(&c->conf->jobs, sv[1]) != ERR_OK) {
+        close(sv[0]);
+        close(sv[1]);
+        conn_logf(c, LOG_WARN, "refused a job for %s: cannot start a runner",
+                  origbuf);
+        ssh_message_reply_default(msg);
+        ssh_message_free(msg);
+        return;
+    }
+    close(sv[1]);
+    if ((st = calloc(1, sizeof(*st))) == NULL) {
+        close(sv[0]);
+        ssh_message_reply_default(msg);
+        ssh_message_free(msg);
+        return;
+    }
+    st->c = c;
+    st->fd = sv[0];
+    st->t.proto = ALLOW_TCP;
+    snprintf(st->desc, sizeof(st->desc), "job");
+    snprintf(st->orig, sizeof(st->orig), "%s", origbuf);
+    st->msg = msg;
+    st->next = c->streams;
+    if (c->streams != NULL) {
+        c->streams->prev = st;
+    }
+    c->streams = st;
+    c->nstreams++;
+    if (stream_accept(st) != ERR_OK) {
+        return;
+    }
+    if (stream_watch(st) != ERR_OK) {
+        st->state = ST_DONE;
+        return;
+    }
+    stream_connected(st);
+}
+
 void stream_handle_message(struct agent_conn *c, ssh_message msg)
 {
     struct agent_stream *st = NULL;
@@ -525,6 +582,10 @@ void stream_handle_message(struct agent_conn *c, ssh_message msg)
         if ((unsigned char)*p < 0x20 || *p == 0x7f) {
             *p = '?';
         }
+    }
+    if (dest != NULL && strcmp(dest, JOB_DEST) == 0) {
+        stream_job(c, msg, origbuf);
+        return;
     }
     if (allow_target_parse(
             dest != NULL ? dest : "",

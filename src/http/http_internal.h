@@ -227,6 +227,10 @@ extern const size_t http_routes_count;
 
 /* Handlers, by resource (http_res_*.c). */
 int http_h_healthz(struct http_req *req);
+/* jobs (http_res_jobs.c) */
+int http_h_agents_command(struct http_req *req);
+int http_h_jobs_list(struct http_req *req);
+int http_h_jobs_get(struct http_req *req);
 int http_h_metrics(struct http_req *req);
 int http_h_login(struct http_req *req);
 int http_h_logout(struct http_req *req);

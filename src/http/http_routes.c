@@ -90,6 +90,13 @@ static const struct http_field body_agent_rebind[] = {
     {"credential", HF_STRING, true, 0, STORE_ID_MAX},
     F_END,
 };
+static const struct http_field body_agent_command[] = {
+    {"command", HF_SECRET, true, 1, 8192},
+    {"cwd", HF_STRING, false, 0, 4096},
+    {"timeout", HF_INT, false, 1, 86400},
+    {"wait", HF_BOOL, false, 0, 0},
+    F_END,
+};
 static const struct http_field body_tunnel_add[] = {
     {"agent", HF_STRING, true, 1, AGENT_ID_MAX},
     {"remote", HF_STRING, true, 1, STORE_HOST_MAX + 8},
@@ -395,6 +402,13 @@ const struct http_route http_routes[] = {
     R(HM_POST, API "/agents/{id}/rebind", PERM_CONFIG, SCOPE_ROOT,
       body_agent_rebind, false, http_h_agents_rebind,
       NULL /* admin: agent.rebind */),
+    R(HM_POST, API "/agents/{id}/commands", PERM_ADMIN, SCOPE_ROOT,
+      body_agent_command, false, http_h_agents_command,
+      NULL /* admin: job.run */),
+    R(HM_GET, API "/jobs", PERM_ADMIN, SCOPE_ROOT, NULL, true, http_h_jobs_list,
+      NULL),
+    R(HM_GET, API "/jobs/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
+      http_h_jobs_get, NULL),
     R(HM_GET, API "/tunnels", PERM_CONFIG, SCOPE_ROOT, NULL, true,
       http_h_tunnels_list, NULL),
     R(HM_POST, API "/tunnels", PERM_CONFIG, SCOPE_ROOT, body_tunnel_add, false,

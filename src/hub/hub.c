@@ -10,6 +10,7 @@
  * HUB_HANDSHAKE_MS. Any received frame or PONG counts as a sign of life.
  */
 #include "hub/hub_internal.h"
+#include "store/jobs.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -951,6 +952,9 @@ void hub_changed(struct hub *h, unsigned what)
     if (h == NULL) {
         return;
     }
+    if (what & HUB_CHANGE_JOBS) {
+        hub_jobs_pickup(h);
+    }
     /* two 8 KiB lists: not on the stack */
     if ((what & HUB_CHANGE_AGENTS) && (sa = malloc(sizeof(*sa))) == NULL) {
         log_warn("hub: out of memory checking agents after a change");
@@ -1041,6 +1045,10 @@ int hub_start(struct hub **out, const struct config *cfg, struct loop *loop,
     h->proto.rx_buffer_size = 0;
     h->proto.user = h;
     h->sweep_timer = loop_add_timer(loop, HUB_SWEEP_MS, hub_sweep, h);
+    /* jobs the last run left behind can report nothing now */
+    if (store_job_mark_lost(store) != ERR_OK) {
+        log_warn("hub: cannot mark the last run's jobs lost");
+    }
     *out = h;
     return ERR_OK;
 }

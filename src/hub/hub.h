@@ -41,6 +41,7 @@ enum hub_change {
     HUB_CHANGE_CREDENTIALS = 1, /* re-check online agents' credentials */
     HUB_CHANGE_TUNNELS = 2,     /* tunnels added, deleted or ACL changed */
     HUB_CHANGE_AGENTS = 4,      /* agents deleted */
+    HUB_CHANGE_JOBS = 8,        /* jobs queued (`portcullis job run`) */
 };
 
 int hub_start(struct hub **out, const struct config *cfg, struct loop *loop,
@@ -118,5 +119,24 @@ void hub_set_auth_fn(struct hub *h, hub_auth_fn fn, void *arg);
  * work; one listener (the tunnels, for HUB_CHANGE_TUNNELS). */
 typedef void (*hub_change_fn)(void *arg, unsigned what);
 void hub_set_change_fn(struct hub *h, hub_change_fn fn, void *arg);
+
+/* --- jobs (docs/agent-protocol.md §6) --- */
+
+struct hub_job_result {
+    const char *status; /* ok, failed, timeout, refused, agent offline, lost */
+    int exit_code;      /* -1: none */
+    int signal;         /* 0: none */
+    const char *why;    /* one line, or NULL */
+    const uint8_t *out, *err;
+    size_t out_len, err_len;
+};
+/* Called once per hub_job_run() with the result (valid during the call
+ * only); possibly before hub_job_run() returns. */
+typedef void (*hub_job_fn)(void *arg, const struct hub_job_result *r);
+/* Asks agent_id to run command (/bin/sh -c on the agent, which decides
+ * whether it may) in cwd ("" or NULL: the agent's choice) for at most
+ * timeout seconds. ERR_OK when fn will be (or was) called. */
+int hub_job_run(struct hub *h, const char *agent_id, const char *command,
+                const char *cwd, int timeout, hub_job_fn fn, void *arg);
 
 #endif

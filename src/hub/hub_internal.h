@@ -142,6 +142,9 @@ void hub_agent_close(struct hub_agent *a, const char *why, int64_t ms);
 /* Recomputes which loop events fd_ssh needs (after libssh was used). */
 void hub_agent_watch(struct hub_agent *a);
 
+/* hub_job.c: runs the jobs the store holds as queued (the CLI's). */
+void hub_jobs_pickup(struct hub *h);
+
 /* hub_stream.c */
 void hub_streams_service(struct hub_agent *a);
 /* The agent is gone: pending streams fail with why, open ones end. */

@@ -334,6 +334,29 @@ static const char store_schema_v8[] =
     "ALTER TABLE users ADD COLUMN display_name TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE users ADD COLUMN mail TEXT NOT NULL DEFAULT '';";
 
+/*
+ * Version 9: jobs (store/jobs.h, issue 14): commands run on agents.
+ * exit_code is NULL when the command did not exit (refused, timeout,
+ * killed by a signal); stdout and stderr are the captured bytes.
+ */
+static const char store_schema_v9[] =
+    "CREATE TABLE jobs ("
+    " id TEXT PRIMARY KEY,"
+    " started_by TEXT NOT NULL DEFAULT '',"
+    " agent_id TEXT NOT NULL,"
+    " command TEXT NOT NULL,"
+    " cwd TEXT NOT NULL DEFAULT '',"
+    " timeout INTEGER NOT NULL,"
+    " status TEXT NOT NULL,"
+    " exit_code INTEGER,"
+    " signal INTEGER NOT NULL DEFAULT 0,"
+    " why TEXT NOT NULL DEFAULT '',"
+    " started_at BIGINT NOT NULL,"
+    " finished_at BIGINT NOT NULL DEFAULT 0,"
+    " stdout BLOB,"
+    " stderr BLOB);"
+    "CREATE INDEX jobs_started ON jobs(started_at);";
+
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},
     {2, store_schema_v2, STORE_HOOK_NONE},
@@ -343,6 +366,7 @@ const struct store_migration store_migrations[] = {
     {6, store_schema_v6, STORE_HOOK_NONE},
     {7, store_schema_v7, STORE_HOOK_NONE},
     {8, store_schema_v8, STORE_HOOK_NONE},
+    {9, store_schema_v9, STORE_HOOK_NONE},
 };
 
 const size_t store_migrations_count =

@@ -1,0 +1,484 @@
+/*
+ * Commands run on the agent (job.h). The runner is a process of its own
+ * (forked twice, so the agent has nothing to reap): it reads the request
+ * from its socket until EOF, checks it against the rules, runs
+ * /bin/sh -c COMMAND in a new process group, captures stdout and stderr
+ * (each capped at JOB_OUTPUT_CAP, then the truncation marker), and at the
+ * timeout sends SIGTERM to the whole group, then SIGKILL after
+ * JOB_KILL_GRACE_MS. When the job ends the group is killed anyway, so
+ * nothing the command started outlives it. The result goes back on the
+ * socket: one JSON header line, then the stdout and stderr bytes
+ * (docs/agent-protocol.md §6).
+ */
+#include "agent/job.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/err.h"
+
+extern char **environ;
+
+static void job_why(char *why, size_t whylen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void job_why(char *why, size_t whylen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (why != NULL && whylen > 0) {
+        va_start(ap, fmt);
+        vsnprintf(why, whylen, fmt, ap);
+        va_end(ap);
+    }
+}
+
+void job_rules_init(struct job_rules *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->timeout_max = JOB_TIMEOUT_MAX_DEFAULT;
+}
+
+void job_rules_free(struct job_rules *r)
+{
+    for (size_t i = 0; i < r->nallow; i++) {
+        regfree(&r->allow[i].re);
+    }
+    for (size_t i = 0; i < r->ndeny; i++) {
+        regfree(&r->deny[i].re);
+    }
+    r->nallow = r->ndeny = 0;
+}
+
+int job_rules_add(struct job_rules *r, bool deny, const char *pattern,
+                  char *why, size_t whylen)
+{
+    struct job_rule *rule;
+    size_t *n = deny ? &r->ndeny : &r->nallow;
+    const char *key = deny ? "command_deny" : "command_allow";
+    char err[128];
+    int rc;
+
+    if (*n >= JOB_RULES_MAX) {
+        job_why(why, whylen, "%s: at most %d rules", key, JOB_RULES_MAX);
+        return ERR_CONFIG;
+    }
+    if (pattern[0] == '\0' || strlen(pattern) > JOB_PATTERN_MAX) {
+        job_why(why, whylen, "%s: a pattern of 1-%d characters", key,
+                JOB_PATTERN_MAX);
+        return ERR_CONFIG;
+    }
+    rule = deny ? &r->deny[*n] : &r->allow[*n];
+    if ((rc = regcomp(&rule->re, pattern, REG_EXTENDED)) != 0) {
+        regerror(rc, &rule->re, err, sizeof(err));
+        job_why(why, whylen, "%s: bad regular expression: %s", key, err);
+        return ERR_CONFIG;
+    }
+    snprintf(rule->pattern, sizeof(rule->pattern), "%s", pattern);
+    (*n)++;
+    return ERR_OK;
+}
+
+/* An allow rule must match the whole command. */
+static bool job_full_match(const regex_t *re, const char *s)
+{
+    regmatch_t m[1];
+
+    return regexec(re, s, 1, m, 0) == 0 && m[0].rm_so == 0 &&
+           (size_t)m[0].rm_eo == strlen(s);
+}
+
+bool job_check(const struct job_rules *r, const struct job_request *q,
+               uid_t euid, char *why, size_t whylen)
+{
+    bool allowed = false;
+
+    if (!r->enabled) {
+        job_why(why, whylen, "commands_enabled is off on this agent");
+        return false;
+    }
+    if (euid == 0 && !r->allow_root) {
+        job_why(why, whylen, "allow_root is off and the agent runs as root");
+        return false;
+    }
+    if (q->timeout > r->timeout_max) {
+        job_why(why, whylen, "timeout %d s exceeds command_timeout_max %d s",
+                q->timeout, r->timeout_max);
+        return false;
+    }
+    for (size_t i = 0; i < r->ndeny; i++) {
+        if (regexec(&r->deny[i].re, q->command, 0, NULL, 0) == 0) {
+            job_why(why, whylen, "command_deny '%s' matches",
+                    r->deny[i].pattern);
+            return false;
+        }
+    }
+    for (size_t i = 0; i < r->nallow; i++) {
+        if (job_full_match(&r->allow[i].re, q->command)) {
+            allowed = true;
+            break;
+        }
+    }
+    if (r->nallow > 0 && !allowed) {
+        job_why(why, whylen, "no command_allow rule matches the command");
+        return false;
+    }
+    if (!allowed && strpbrk(q->command, JOB_METACHARS) != NULL) {
+        job_why(why, whylen,
+                "the safe default refuses shell metacharacters "
+                "(; & | $ < > ` newline) unless a command_allow rule "
+                "matches");
+        return false;
+    }
+    return true;
+}
+
+int job_request_parse(const char *data, size_t len, struct job_request *out,
+                      char *why, size_t whylen)
+{
+    json_error_t je;
+    json_t *root, *v;
+    const char *key;
+    int rc = ERR_INVALID;
+
+    memset(out, 0, sizeof(*out));
+    out->timeout = 60;
+    if (len > JOB_REQUEST_MAX) {
+        job_why(why, whylen, "request too large");
+        return ERR_INVALID;
+    }
+    root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
+    if (root == NULL || !json_is_object(root)) {
+        job_why(why, whylen, "request is not a JSON object");
+        goto out;
+    }
+    json_object_foreach(root, key, v)
+    {
+        if (strcmp(key, "command") == 0) {
+            size_t n = json_string_length(v);
+            if (!json_is_string(v) || n == 0 || n > JOB_COMMAND_MAX ||
+                memchr(json_string_value(v), '\0', n) != NULL) {
+                job_why(why, whylen, "command: a string of 1-%d bytes",
+                        JOB_COMMAND_MAX);
+                goto out;
+            }
+            memcpy(out->command, json_string_value(v), n + 1);
+        } else if (strcmp(key, "cwd") == 0) {
+            size_t n = json_string_length(v);
+            if (!json_is_string(v) || n > JOB_CWD_MAX ||
+                memchr(json_string_value(v), '\0', n) != NULL ||
+                (n > 0 && json_string_value(v)[0] != '/')) {
+                job_why(why, whylen, "cwd: an absolute path");
+                goto out;
+            }
+            memcpy(out->cwd, json_string_value(v), n + 1);
+        } else if (strcmp(key, "timeout") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+                json_integer_value(v) > 86400) {
+                job_why(why, whylen, "timeout: seconds from 1 to 86400");
+                goto out;
+            }
+            out->timeout = (int)json_integer_value(v);
+        }
+    }
+    if (out->command[0] == '\0') {
+        job_why(why, whylen, "command missing");
+        goto out;
+    }
+    rc = ERR_OK;
+out:
+    json_decref(root);
+    return rc;
+}
+
+/* ---- the runner (its own process from here on) ---- */
+
+static void job_write_all(int fd, const void *p, size_t len)
+{
+    const char *c = p;
+
+    while (len > 0) {
+        ssize_t n = write(fd, c, len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return;
+        }
+        c += n;
+        len -= (size_t)n;
+    }
+}
+
+struct job_out {
+    char *buf;
+    size_t len;
+    bool truncated;
+    bool eof;
+};
+
+static void job_send_result(int fd, const char *status, int code, int sig,
+                            const char *why, struct job_out *o,
+                            struct job_out *e)
+{
+    json_t *h = json_object();
+    char *line;
+
+    json_object_set_new(h, "status", json_string(status));
+    json_object_set_new(h, "exit_code",
+                        code >= 0 ? json_integer(code) : json_null());
+    json_object_set_new(h, "signal", sig > 0 ? json_integer(sig) : json_null());
+    if (why != NULL) {
+        json_object_set_new(h, "why", json_string(why));
+    }
+    json_object_set_new(h, "stdout_len",
+                        json_integer(o ? (json_int_t)o->len : 0));
+    json_object_set_new(h, "stderr_len",
+                        json_integer(e ? (json_int_t)e->len : 0));
+    line = json_dumps(h, JSON_COMPACT);
+    json_decref(h);
+    if (line != NULL) {
+        job_write_all(fd, line, strlen(line));
+        job_write_all(fd, "\n", 1);
+        free(line);
+    }
+    if (o != NULL) {
+        job_write_all(fd, o->buf, o->len);
+    }
+    if (e != NULL) {
+        job_write_all(fd, e->buf, e->len);
+    }
+}
+
+static int64_t job_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void job_read_into(int fd, struct job_out *o)
+{
+    char tmp[65536];
+    ssize_t n = read(fd, tmp, sizeof(tmp));
+
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+        return;
+    }
+    if (n <= 0) {
+        o->eof = true;
+        return;
+    }
+    size_t room = JOB_OUTPUT_CAP - o->len;
+    size_t take = (size_t)n < room ? (size_t)n : room;
+    memcpy(o->buf + o->len, tmp, take);
+    o->len += take;
+    if (take < (size_t)n && !o->truncated) {
+        o->truncated = true;
+    }
+}
+
+static void job_finish_out(struct job_out *o)
+{
+    if (o->truncated) {
+        memcpy(o->buf + o->len, JOB_TRUNC_MARKER, strlen(JOB_TRUNC_MARKER));
+        o->len += strlen(JOB_TRUNC_MARKER);
+    }
+}
+
+static void job_runner(const struct job_rules *r, int fd)
+{
+    static char req[JOB_REQUEST_MAX + 1];
+    size_t len = 0;
+    struct job_request q;
+    char why[256];
+    int po[2], pe[2];
+    pid_t pid;
+    int status = 0;
+    bool exited = false, timed_out = false, termed = false;
+    int64_t deadline, kill_at = 0;
+    struct job_out o = {0}, e = {0};
+
+    for (;;) {
+        ssize_t n = read(fd, req + len, sizeof(req) - 1 - len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        len += (size_t)n;
+        if (len >= sizeof(req) - 1) {
+            break;
+        }
+    }
+    if (job_request_parse(req, len, &q, why, sizeof(why)) != ERR_OK) {
+        job_send_result(fd, "refused", -1, 0, why, NULL, NULL);
+        return;
+    }
+    if (!job_check(r, &q, geteuid(), why, sizeof(why))) {
+        job_send_result(fd, "refused", -1, 0, why, NULL, NULL);
+        return;
+    }
+    o.buf = malloc(JOB_OUTPUT_CAP + sizeof(JOB_TRUNC_MARKER));
+    e.buf = malloc(JOB_OUTPUT_CAP + sizeof(JOB_TRUNC_MARKER));
+    if (o.buf == NULL || e.buf == NULL || pipe2(po, O_CLOEXEC) != 0 ||
+        pipe2(pe, O_CLOEXEC) != 0) {
+        job_send_result(fd, "failed", -1, 0, "out of resources", NULL, NULL);
+        return;
+    }
+    /* posix_spawn, not fork: fork runs the atfork handlers of the
+     * libraries the agent links (libuv's closes and reopens its own pipe
+     * by number, which here may be one of ours) */
+    {
+        posix_spawn_file_actions_t fa;
+        posix_spawnattr_t at;
+        sigset_t all, none;
+        char sh[] = "sh", dash_c[] = "-c";
+        char *argv[] = {sh, dash_c, q.command, NULL};
+        int rc;
+
+        sigfillset(&all);
+        sigemptyset(&none);
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+        posix_spawn_file_actions_adddup2(&fa, po[1], 1);
+        posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
+        if (q.cwd[0] != '\0') {
+            posix_spawn_file_actions_addchdir_np(&fa, q.cwd);
+        }
+        posix_spawnattr_init(&at);
+        posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP |
+                                          POSIX_SPAWN_SETSIGDEF |
+                                          POSIX_SPAWN_SETSIGMASK);
+        posix_spawnattr_setpgroup(&at, 0);
+        posix_spawnattr_setsigdefault(&at, &all);
+        posix_spawnattr_setsigmask(&at, &none);
+        rc = posix_spawn(&pid, "/bin/sh", &fa, &at, argv, environ);
+        posix_spawn_file_actions_destroy(&fa);
+        posix_spawnattr_destroy(&at);
+        if (rc != 0) {
+            snprintf(why, sizeof(why), "cannot start /bin/sh%s%.200s: %s",
+                     q.cwd[0] != '\0' ? " in " : "", q.cwd, strerror(rc));
+            job_send_result(fd, "failed", -1, 0, why, NULL, NULL);
+            return;
+        }
+    }
+    close(po[1]);
+    close(pe[1]);
+    deadline = job_now_ms() + (int64_t)q.timeout * 1000;
+    while (!(exited && o.eof && e.eof)) {
+        struct pollfd p[2];
+        int np = 0, wait_ms;
+        int64_t now = job_now_ms();
+
+        if (!exited && waitpid(pid, &status, WNOHANG) == pid) {
+            exited = true;
+        }
+        if (!termed && now >= deadline) {
+            timed_out = termed = true;
+            kill(-pid, SIGTERM);
+            kill_at = now + JOB_KILL_GRACE_MS;
+        }
+        if (termed && kill_at > 0 && now >= kill_at) {
+            kill(-pid, SIGKILL);
+            kill_at = 0;
+        }
+        if (termed && kill_at == 0 && exited) {
+            break; /* killed: what is left of the pipes does not matter */
+        }
+        if (!o.eof) {
+            p[np].fd = po[0];
+            p[np++].events = POLLIN;
+        }
+        if (!e.eof) {
+            p[np].fd = pe[0];
+            p[np++].events = POLLIN;
+        }
+        wait_ms = 100;
+        if (np > 0 && poll(p, (nfds_t)np, wait_ms) > 0) {
+            for (int i = 0; i < np; i++) {
+                if (p[i].revents != 0) {
+                    job_read_into(p[i].fd, p[i].fd == po[0] ? &o : &e);
+                }
+            }
+        } else if (np == 0) {
+            poll(NULL, 0, 20);
+        }
+    }
+    if (!exited) {
+        waitpid(pid, &status, 0);
+    }
+    kill(-pid, SIGKILL); /* whatever the command left behind */
+    job_finish_out(&o);
+    job_finish_out(&e);
+    if (timed_out) {
+        job_send_result(fd, "timeout", -1,
+                        WIFSIGNALED(status) ? WTERMSIG(status) : 0,
+                        "timed out: the process group was killed", &o, &e);
+    } else if (WIFEXITED(status)) {
+        job_send_result(fd, WEXITSTATUS(status) == 0 ? "ok" : "failed",
+                        WEXITSTATUS(status), 0, NULL, &o, &e);
+    } else {
+        job_send_result(fd, "failed", -1,
+                        WIFSIGNALED(status) ? WTERMSIG(status) : 0, NULL, &o,
+                        &e);
+    }
+}
+
+int job_runner_spawn(const struct job_rules *r, int fd)
+{
+    pid_t mid = fork();
+    int st;
+
+    if (mid < 0) {
+        return ERR_IO;
+    }
+    if (mid == 0) {
+        pid_t run = fork();
+        if (run != 0) {
+            _exit(run < 0 ? 1 : 0);
+        }
+        /* the runner: keep fd, close everything else of the agent's */
+        int keep = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        for (int i = 0; i < 65536; i++) {
+            if (i != keep) {
+                close(i);
+            }
+        }
+        if (keep < 0) {
+            _exit(1);
+        }
+        /* 0, 1 and 2 are /dev/null: the agent's may be anything */
+        for (int i = 0; i < 3; i++) {
+            if (open("/dev/null", O_RDWR) != i) {
+                _exit(1);
+            }
+        }
+        {
+            int fl = fcntl(keep, F_GETFL);
+            fcntl(keep, F_SETFL, fl & ~O_NONBLOCK);
+        }
+        signal(SIGPIPE, SIG_IGN);
+        signal(SIGCHLD, SIG_DFL);
+        job_runner(r, keep);
+        shutdown(keep, SHUT_WR);
+        close(keep);
+        _exit(0);
+    }
+    while (waitpid(mid, &st, 0) < 0 && errno == EINTR) {
+    }
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? ERR_OK : ERR_IO;
+}

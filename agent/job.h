@@ -1,0 +1,76 @@
+/*
+ * Commands the server asks the agent to run (docs/agent-protocol.md §6,
+ * docs/agent.md "Commands"). The agent's own configuration decides: the
+ * rules here are checked in the agent, and nothing the server sends can
+ * widen them.
+ *
+ * job_rules: commands_enabled, command_allow / command_deny (POSIX
+ * extended regular expressions), command_timeout_max, allow_root.
+ * job_check() says whether a request may run and, if not, which rule
+ * refused it. job_request_parse() parses the server's request (fuzzed).
+ * job_runner_spawn() starts a detached runner process that reads the
+ * request from a socket, checks it, runs it and writes the result back.
+ *
+ * Ownership: job_rules_free() frees the compiled expressions.
+ */
+#ifndef PORTCULLIS_AGENT_JOB_H
+#define PORTCULLIS_AGENT_JOB_H
+
+#include <regex.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define JOB_DEST "job@portcullis" /* the direct-tcpip host of a job */
+#define JOB_RULES_MAX 32
+#define JOB_PATTERN_MAX 512
+#define JOB_COMMAND_MAX 8192
+#define JOB_CWD_MAX 4096
+#define JOB_REQUEST_MAX 16384
+#define JOB_OUTPUT_CAP (4 * 1024 * 1024)
+#define JOB_TIMEOUT_MAX_DEFAULT 300
+#define JOB_KILL_GRACE_MS 2000
+#define JOB_TRUNC_MARKER "\n[portcullis: output truncated at 4194304 bytes]\n"
+/* the characters the safe default refuses */
+#define JOB_METACHARS ";&|$<>`\n"
+
+struct job_rule {
+    regex_t re;
+    char pattern[JOB_PATTERN_MAX + 1];
+};
+
+struct job_rules {
+    bool enabled;    /* commands_enabled (default false) */
+    bool allow_root; /* allow_root (default false) */
+    int timeout_max; /* command_timeout_max seconds */
+    struct job_rule allow[JOB_RULES_MAX];
+    size_t nallow;
+    struct job_rule deny[JOB_RULES_MAX];
+    size_t ndeny;
+};
+
+struct job_request {
+    char command[JOB_COMMAND_MAX + 1];
+    char cwd[JOB_CWD_MAX + 1]; /* "" : the runner's directory (/) */
+    int timeout;               /* seconds, 1-86400 */
+};
+
+void job_rules_init(struct job_rules *r);
+void job_rules_free(struct job_rules *r);
+/* Adds an allow (deny false) or deny rule. ERR_CONFIG with why. */
+int job_rules_add(struct job_rules *r, bool deny, const char *pattern,
+                  char *why, size_t whylen);
+/* true if the request may run as user euid; else false and why names the
+ * rule that refused it. */
+bool job_check(const struct job_rules *r, const struct job_request *q,
+               uid_t euid, char *why, size_t whylen);
+/* Parses {"command": S, "cwd": S, "timeout": N} strictly. ERR_OK or
+ * ERR_INVALID with why. Pure; fuzzed. */
+int job_request_parse(const char *data, size_t len, struct job_request *out,
+                      char *why, size_t whylen);
+/* Starts a runner on fd (it owns a dup of it; the caller still closes
+ * its own copy). The runner is detached (reparented to init): the agent
+ * never waits for it. ERR_OK or ERR_IO. */
+int job_runner_spawn(const struct job_rules *r, int fd);
+
+#endif

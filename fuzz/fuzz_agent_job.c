@@ -1,0 +1,56 @@
+/*
+ * libFuzzer target for the agent's parser of the server's job request
+ * (agent/job.c, job_request_parse: docs/agent-protocol.md §6), bytes the
+ * agent receives from the server. Checks: a parsed request has a
+ * non-empty command of at most JOB_COMMAND_MAX bytes, a cwd that is empty
+ * or absolute, a timeout of 1-86400; then the rule check runs on it with
+ * the defaults (commands off: always refused) and with commands on (a
+ * command holding a shell metacharacter is never allowed without an
+ * allow rule).
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/job.h"
+#include "common/err.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define FUZZ_CHECK(cond)                                                       \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            fprintf(stderr, "fuzz_agent_job: invariant failed: %s (%d)\n",     \
+                    #cond, __LINE__);                                          \
+            abort();                                                           \
+        }                                                                      \
+    } while (0)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static struct job_request q;
+    struct job_rules r;
+    char why[256];
+    size_t n;
+
+    if (job_request_parse((const char *)data, size, &q, why, sizeof(why)) !=
+        ERR_OK) {
+        FUZZ_CHECK(why[0] != '\0');
+        return 0;
+    }
+    n = strlen(q.command);
+    FUZZ_CHECK(n > 0 && n <= JOB_COMMAND_MAX);
+    FUZZ_CHECK(q.cwd[0] == '\0' || q.cwd[0] == '/');
+    FUZZ_CHECK(q.timeout >= 1 && q.timeout <= 86400);
+    job_rules_init(&r);
+    FUZZ_CHECK(!job_check(&r, &q, 1000, why, sizeof(why)));
+    r.enabled = true;
+    r.timeout_max = 86400;
+    if (job_check(&r, &q, 1000, why, sizeof(why))) {
+        FUZZ_CHECK(strpbrk(q.command, JOB_METACHARS) == NULL);
+    }
+    FUZZ_CHECK(!job_check(&r, &q, 0, why, sizeof(why)));
+    job_rules_free(&r);
+    return 0;
+}

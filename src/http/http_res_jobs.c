@@ -1,0 +1,133 @@
+/*
+ * Jobs (issue 14, docs/api.md "Jobs"): POST /api/v1/agents/{id}/commands
+ * runs a command on an agent through the hub (admin_job_run; the agent's
+ * own rules decide); by default the answer waits for the end of the job
+ * (http_defer), with "wait": false it is 202 with the job's ID at once.
+ * GET /api/v1/jobs and /api/v1/jobs/{id} read the store.
+ */
+#include "http/http_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin/admin_job.h"
+#include "common/err.h"
+
+struct http_job_wait {
+    struct http *h;
+    uint64_t id;
+    bool wait, in_handler, done;
+    json_t *answer;
+};
+
+static void http_job_done(void *arg, const struct store_job *j)
+{
+    struct http_job_wait *w = arg;
+    struct http_req *req;
+
+    if (!w->wait) {
+        free(w);
+        return;
+    }
+    if (w->in_handler) {
+        w->done = true;
+        w->answer = admin_job_json(j, true);
+        return;
+    }
+    if ((req = http_deferred(w->h, w->id)) != NULL) {
+        http_ok(req, 200, admin_job_json(j, true), NULL);
+        http_resume(req);
+    }
+    free(w);
+}
+
+int http_h_agents_command(struct http_req *req)
+{
+    struct http_job_wait *w;
+    struct store_job *j;
+    struct admin_ctx ac;
+    struct admin_err e;
+    int r;
+
+    if ((w = calloc(1, sizeof(*w))) == NULL ||
+        (j = calloc(1, sizeof(*j))) == NULL) {
+        free(w);
+        return http_error(req, 500, "internal", "Internal error",
+                          "out of memory");
+    }
+    w->h = req->h;
+    w->wait = http_body_bool(req->body, "wait", true);
+    if (w->wait && http_defer(req, &w->id) != ERR_OK) {
+        free(w);
+        free(j);
+        return http_error(req, 503, "server_busy", "Server busy",
+                          "too many requests waiting; try again shortly");
+    }
+    http_admin_ctx(req, &ac);
+    w->in_handler = true;
+    r = admin_job_run(&ac, req->params[0], http_body_str(req->body, "command"),
+                      http_body_str(req->body, "cwd"),
+                      (int)http_body_int(req->body, "timeout", 0),
+                      http_job_done, w, j, &e);
+    w->in_handler = false;
+    if (r != ERR_OK) {
+        if (w->wait) {
+            http_undefer(req);
+        }
+        free(w);
+        free(j);
+        return http_admin_error(req, &e);
+    }
+    snprintf(req->audit_target, sizeof(req->audit_target), "%s", j->id);
+    if (!w->wait) {
+        json_t *d = admin_job_json(j, false);
+        free(j);
+        /* w is freed by http_job_done */
+        return http_ok(req, 202, d, NULL);
+    }
+    free(j);
+    if (w->done) {
+        http_undefer(req);
+        http_ok(req, 200, w->answer, NULL);
+        free(w);
+    }
+    return 0;
+}
+
+int http_h_jobs_list(struct http_req *req)
+{
+    struct store_job *list = NULL;
+    size_t n = 0;
+    json_t *arr;
+    int r;
+
+    if ((r = store_job_list(req->h->store, 1000, &list, &n)) != ERR_OK) {
+        return http_store_error(req, r, "job", "list");
+    }
+    arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(arr, admin_job_json(&list[i], false));
+    }
+    free(list);
+    return http_list(req, arr);
+}
+
+int http_h_jobs_get(struct http_req *req)
+{
+    struct store_job *j = calloc(1, sizeof(*j));
+    int r;
+
+    if (j == NULL) {
+        return http_error(req, 500, "internal", "Internal error",
+                          "out of memory");
+    }
+    if ((r = store_job_get(req->h->store, req->params[0], j)) != ERR_OK) {
+        free(j);
+        return http_store_error(req, r, "job", req->params[0]);
+    }
+    http_ok(req, 200, admin_job_json(j, true), NULL);
+    store_job_free_output(j);
+    free(j);
+    return 0;
+}

@@ -1,0 +1,166 @@
+/*
+ * Jobs (jobs.h).
+ */
+#include "store/jobs.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/util.h"
+#include "store/db.h"
+#include "store/store_internal.h"
+
+#define JOB_SELECT                                                             \
+    "SELECT id, started_by, agent_id, command, cwd, timeout, status,"          \
+    " exit_code, signal, why, started_at, finished_at FROM jobs"
+
+static int job_fill(struct db_stmt *s, void *item)
+{
+    struct store_job *j = item;
+
+    store_col_text(s, 0, j->id, sizeof(j->id));
+    store_col_text(s, 1, j->started_by, sizeof(j->started_by));
+    store_col_text(s, 2, j->agent_id, sizeof(j->agent_id));
+    store_col_text(s, 3, j->command, sizeof(j->command));
+    store_col_text(s, 4, j->cwd, sizeof(j->cwd));
+    j->timeout = db_col_int(s, 5);
+    store_col_text(s, 6, j->status, sizeof(j->status));
+    j->exit_code = db_col_null(s, 7) ? -1 : db_col_int(s, 7);
+    j->signal = db_col_int(s, 8);
+    store_col_text(s, 9, j->why, sizeof(j->why));
+    j->started_at = db_col_int64(s, 10);
+    j->finished_at = db_col_int64(s, 11);
+    return ERR_OK;
+}
+
+int store_job_add(struct store *st, struct store_job *j)
+{
+    int r;
+
+    if (j == NULL || store_check_text(j->agent_id, JOB_AGENT_MAX, true) ||
+        store_check_len(j->command, JOB_CMD_MAX) || j->command[0] == '\0' ||
+        store_check_len(j->cwd, JOB_CWDIR_MAX) ||
+        store_check_len(j->started_by, JOB_BY_MAX)) {
+        return ERR_INVALID;
+    }
+    util_uuid4(j->id);
+    j->started_at = util_now();
+    if (strcmp(j->status, "queued") != 0) {
+        snprintf(j->status, sizeof(j->status), "running");
+    }
+    j->exit_code = -1;
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+        return r;
+    }
+    r = store_run(st, "job add",
+                  "INSERT INTO jobs (id, started_by, agent_id, command, cwd,"
+                  " timeout, status, started_at)"
+                  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                  NULL, "tttttiti", j->id, j->started_by, j->agent_id,
+                  j->command, j->cwd, (int64_t)j->timeout, j->status,
+                  j->started_at);
+    return store_tx_end(st, r);
+}
+
+int store_job_finish(struct store *st, const struct store_job *j)
+{
+    return store_update_one(
+        st, "job finish",
+        "UPDATE jobs SET status = $1, exit_code = $2, signal = $3, why = $4,"
+        " finished_at = $5, stdout = $6, stderr = $7 WHERE id = $8",
+        "tiitibbt", j->status, (int64_t)j->exit_code, (int64_t)j->signal,
+        j->why, util_now(), j->out, j->out_len, j->err, j->err_len, j->id);
+}
+
+static int job_fill_out(struct db_stmt *s, void *item)
+{
+    struct store_job *j = item;
+    int r;
+
+    job_fill(s, j);
+    if ((r = store_col_blob_heap(s, 12, &j->out, &j->out_len)) != ERR_OK) {
+        return r;
+    }
+    return store_col_blob_heap(s, 13, &j->err, &j->err_len);
+}
+
+int store_job_get(struct store *st, const char *id, struct store_job *out)
+{
+    char key[STORE_ID_MAX + 1];
+
+    memset(out, 0, sizeof(*out));
+    if (id == NULL || !store_id_norm(id, key)) {
+        return ERR_NOT_FOUND;
+    }
+    return store_get_one(st, "job get",
+                         "SELECT id, started_by, agent_id, command, cwd,"
+                         " timeout, status, exit_code, signal, why,"
+                         " started_at, finished_at, stdout, stderr FROM jobs"
+                         " WHERE id = $1",
+                         key, job_fill_out, out);
+}
+
+void store_job_free_output(struct store_job *j)
+{
+    free(j->out);
+    free(j->err);
+    j->out = j->err = NULL;
+    j->out_len = j->err_len = 0;
+}
+
+int store_job_list(struct store *st, int limit, struct store_job **list,
+                   size_t *n)
+{
+    void *items = NULL;
+    int r;
+
+    *list = NULL;
+    *n = 0;
+    r = store_list_query(st, "job list",
+                         JOB_SELECT " ORDER BY started_at DESC, id LIMIT $1",
+                         sizeof(struct store_job), job_fill, NULL, &items, n,
+                         "i", (int64_t)(limit > 0 ? limit : 1000));
+    *list = items;
+    return r;
+}
+
+int store_job_list_queued(struct store *st, struct store_job **list, size_t *n)
+{
+    void *items = NULL;
+    int r;
+
+    *list = NULL;
+    *n = 0;
+    r = store_list_query(st, "job queued",
+                         JOB_SELECT " WHERE status = 'queued'"
+                                    " ORDER BY started_at, id LIMIT 256",
+                         sizeof(struct store_job), job_fill, NULL, &items, n,
+                         "");
+    *list = items;
+    return r;
+}
+
+int store_job_claim(struct store *st, const char *id)
+{
+    return store_update_one(st, "job claim",
+                            "UPDATE jobs SET status = 'running'"
+                            " WHERE id = $1 AND status = 'queued'",
+                            "t", id);
+}
+
+int store_job_mark_lost(struct store *st)
+{
+    int r;
+
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+        return r;
+    }
+    r = store_run(st, "job lost",
+                  "UPDATE jobs SET status = 'lost', finished_at = $1,"
+                  " why = 'the server restarted while the job ran'"
+                  " WHERE status IN ('queued', 'running')",
+                  NULL, "i", util_now());
+    return store_tx_end(st, r);
+}

@@ -1,0 +1,300 @@
+"""Commands on one agent (issue 14, first slice): the server asks, the
+agent's own config decides (commands_enabled, command_allow/deny, the
+shell-metacharacter default, command_timeout_max, allow_root), runs the
+command in its own process group with capped output and kills the group at
+the timeout. Driven through POST /api/v1/agents/{id}/commands with a real
+agent and a real server.
+"""
+
+import http.client
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from agentlib import agent_server, make_agent, wait_agent  # noqa: F401
+from pclib import uniq
+
+API = "/api/v1"
+ON = ["commands_enabled = true", "allow_root = true"]
+
+
+def call(pc, method, path, body=None, timeout=60):
+    if not getattr(pc, "_job_token", None):
+        conn = http.client.HTTPConnection("127.0.0.1", pc.http_port,
+                                          timeout=30)
+        conn.request("POST", API + "/login",
+                     body=json.dumps({"username": pc.admin_user,
+                                      "password": pc.admin_password}),
+                     headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        pc._job_token = json.loads(r.read())["data"]["token"]
+        conn.close()
+    conn = http.client.HTTPConnection("127.0.0.1", pc.http_port,
+                                      timeout=timeout)
+    hdrs = {"Authorization": "Bearer " + pc._job_token}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        hdrs["Content-Type"] = "application/json"
+    conn.request(method, path, body=data, headers=hdrs)
+    r = conn.getresponse()
+    status, raw = r.status, r.read()
+    conn.close()
+    return status, json.loads(raw) if raw else None
+
+
+def run(pc, agent_id, command, **kw):
+    body = {"command": command}
+    body.update(kw)
+    status, out = call(pc, "POST", "%s/agents/%s/commands" % (API, agent_id),
+                       body)
+    assert status == 200, (status, out)
+    return out["data"]
+
+
+def online_agent(pc, make_agent, conf=ON):
+    a = make_agent(pc, conf=list(conf))
+    wait_agent(pc, a.id)
+    return a
+
+
+def test_command_output_and_exit_code(agent_server, make_agent):
+    pc = agent_server
+    a = online_agent(pc, make_agent, conf=ON + ["command_allow = .*"])
+    j = run(pc, a.id, "printf hello", timeout=10)
+    assert j["status"] == "ok", j
+    assert j["exit_code"] == 0 and j["stdout"] == "hello", j
+    j = run(pc, a.id, "ls /nonexistent-" + uniq(), cwd="/tmp", timeout=10)
+    assert j["status"] == "failed" and j["exit_code"] == 2, j
+    assert "No such file" in j["stderr"], j
+    j = run(pc, a.id, "pwd", cwd="/tmp")
+    assert j["stdout"] == "/tmp\n", j
+    # the job is recorded with its output
+    status, got = call(pc, "GET", "%s/jobs/%s" % (API, j["id"]))
+    assert status == 200 and got["data"]["stdout"] == "/tmp\n", got
+    status, lst = call(pc, "GET", API + "/jobs")
+    assert status == 200 and j["id"] in [x["id"] for x in lst["data"]]
+    # the audit trail names it
+    _, out, _ = pc.cli("audit", "list", "--json")
+    assert "job.run" in out
+
+
+def test_commands_off_refuses_with_the_reason(agent_server, make_agent):
+    pc = agent_server
+    a = online_agent(pc, make_agent, conf=["allow_root = true"])
+    j = run(pc, a.id, "id")
+    assert j["status"] == "refused", j
+    assert "commands_enabled is off" in j["why"], j
+
+
+def test_root_refused_without_allow_root(agent_server, make_agent):
+    pc = agent_server
+    if os.geteuid() != 0:
+        pytest.skip("the agent must run as root for this check")
+    a = online_agent(pc, make_agent, conf=["commands_enabled = true"])
+    j = run(pc, a.id, "id")
+    assert j["status"] == "refused" and "allow_root" in j["why"], j
+
+
+def test_deny_rule_refuses_with_its_reason(agent_server, make_agent):
+    pc = agent_server
+    a = online_agent(pc, make_agent, conf=ON + ["command_deny = ^rm[[:space:]]"])
+    j = run(pc, a.id, "rm -f /tmp/nothing-" + uniq())
+    assert j["status"] == "refused", j
+    assert "command_deny '^rm[[:space:]]' matches" in j["why"], j
+    assert run(pc, a.id, "true")["status"] == "ok"
+
+
+def test_metacharacters_refused_by_default(agent_server, make_agent):
+    pc = agent_server
+    a = online_agent(pc, make_agent)
+    marker = "/tmp/pc-job-" + uniq()
+    for cmd in ("true; touch %s" % marker, "true && touch %s" % marker,
+                "true | touch %s" % marker, "echo $(touch %s)" % marker,
+                "true > %s" % marker, "echo `touch %s`" % marker):
+        j = run(pc, a.id, cmd)
+        assert j["status"] == "refused", (cmd, j)
+        assert "metacharacters" in j["why"], j
+    assert not os.path.exists(marker)
+    # the timeout the agent accepts is its own
+    j = run(pc, a.id, "true", timeout=3600)
+    assert j["status"] == "refused" and "command_timeout_max" in j["why"], j
+
+
+def test_allow_rule_admits_metacharacters(agent_server, make_agent):
+    pc = agent_server
+    a = online_agent(pc, make_agent,
+                     conf=ON + ["command_allow = echo [a-z]+ [|] wc -c"])
+    j = run(pc, a.id, "echo abc | wc -c")
+    assert j["status"] == "ok" and j["stdout"].strip() == "4", j
+    j = run(pc, a.id, "echo abc | wc -c; id")  # not a whole match
+    assert j["status"] == "refused", j
+    assert "no command_allow rule matches" in j["why"], j
+
+
+def procs_with(text):
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if text.encode() in cmd:
+            found.append(int(pid))
+    return found
+
+
+def test_timeout_kills_the_process_group(agent_server, make_agent):
+    pc = agent_server
+    a = online_agent(pc, make_agent)
+    secs = str(6000 + int(time.time()) % 997)
+    t0 = time.monotonic()
+    j = run(pc, a.id, "sleep %s" % secs, timeout=2)
+    took = time.monotonic() - t0
+    assert j["status"] == "timeout", j
+    assert j["exit_code"] is None and j["signal"] == 15, j
+    assert took < 10, took
+    deadline = time.monotonic() + 5
+    while procs_with("sleep\0" + secs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert procs_with("sleep\0" + secs) == []
+    # nor a runner: only the agent itself runs its config
+    assert procs_with(str(a.conf)) == [a.proc.pid]
+
+
+def test_background_child_killed_with_the_job(agent_server, make_agent):
+    pc = agent_server
+    secs = str(7000 + int(time.time()) % 997)
+    a = online_agent(pc, make_agent,
+                     conf=ON + ["command_allow = sleep [0-9]+ & true"])
+    j = run(pc, a.id, "sleep %s & true" % secs, timeout=3)
+    # the background sleep holds the output open: the job ends at its
+    # timeout, and the group goes with it
+    assert j["status"] == "timeout", j
+    deadline = time.monotonic() + 5
+    while procs_with("sleep\0" + secs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert procs_with("sleep\0" + secs) == []
+
+
+def test_output_over_the_cap_is_truncated(agent_server, make_agent):
+    pc = agent_server
+    a = online_agent(pc, make_agent)
+    j = run(pc, a.id, "seq 1 1000000", timeout=30)
+    assert j["status"] == "ok", {k: v for k, v in j.items()
+                                 if k not in ("stdout",)}
+    out = j["stdout"]
+    marker = "\n[portcullis: output truncated at 4194304 bytes]\n"
+    assert out.endswith(marker)
+    assert len(out) == 4 * 1024 * 1024 + len(marker)
+    assert out.startswith("1\n2\n3\n")
+
+
+def test_offline_agent(agent_server, make_agent):
+    pc = agent_server
+    a = online_agent(pc, make_agent)
+    a.stop()
+    wait_agent(pc, a.id, online=False)
+    j = run(pc, a.id, "true")
+    assert j["status"] == "agent offline", j
+    status, _ = call(pc, "POST", "%s/agents/%s/commands" % (API, a.id),
+                     {"command": "true", "timeout": 0})
+    assert status == 400
+
+
+def test_no_wait_answers_202(agent_server, make_agent):
+    pc = agent_server
+    a = online_agent(pc, make_agent)
+    status, out = call(pc, "POST", "%s/agents/%s/commands" % (API, a.id),
+                       {"command": "sleep 1", "wait": False})
+    assert status == 202 and out["data"]["status"] == "running", out
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        _, got = call(pc, "GET", "%s/jobs/%s" % (API, out["data"]["id"]))
+        if got["data"]["status"] != "running":
+            break
+        time.sleep(0.2)
+    assert got["data"]["status"] == "ok" and got["data"]["exit_code"] == 0
+
+
+# ------------------------------------------------------------- the CLI
+
+
+def test_cli_job_run_prints_output_and_exits_with_its_code(agent_server,
+                                                           make_agent):
+    pc = agent_server
+    a = online_agent(pc, make_agent)
+    rc, out, err = pc.cli("job", "run", a.id, "--cwd", "/tmp", "--", "pwd")
+    assert (rc, out) == (0, "/tmp\n"), (rc, out, err)
+    rc, out, err = pc.cli("job", "run", a.id, "--", "ls", "/nonexistent-x",
+                          check=False)
+    assert rc == 2 and "No such file" in err, (rc, out, err)
+    rc, out, err = pc.cli("job", "run", a.id, "--timeout", "1", "--",
+                          "sleep", "30", check=False)
+    assert rc == 124 and "timeout" in err, (rc, out, err)
+    rc, out, err = pc.cli("job", "run", a.id, "--", "echo a; id",
+                          check=False)
+    assert rc == 125 and "refused" in err and "metacharacters" in err, err
+    rc, out, err = pc.cli("job", "run", "no-such-agent", "--", "true",
+                          check=False)
+    assert rc == 125 and "agent offline" in err, (rc, out, err)
+    _, out, _ = pc.cli("job", "list", "--json")
+    rows = json.loads(out)
+    assert sorted(r["status"] for r in rows) == [
+        "agent offline", "failed", "ok", "refused", "timeout"], rows
+    pwd = [r for r in rows if r["command"] == "pwd"][0]
+    _, out, _ = pc.cli("job", "show", pwd["id"])
+    assert "status=ok" in out and "--- stdout\n/tmp\n" in out, out
+    rc, _, err = pc.cli("job", "run", a.id, check=False)
+    assert rc == 2 and "after '--'" in err
+
+
+def test_cli_job_run_without_server(agent_server):
+    pc = agent_server
+    pc.stop()
+    rc, out, err = pc.cli("job", "run", "x", "--", "true", check=False)
+    assert rc == 125 and "no server is running" in err, (rc, out, err)
+    pc.start()
+    pc.wait_http()
+
+
+def test_job_running_at_a_restart_ends_lost(agent_server, make_agent):
+    pc = agent_server
+    a = online_agent(pc, make_agent)
+    status, out = call(pc, "POST", "%s/agents/%s/commands" % (API, a.id),
+                       {"command": "sleep 30", "wait": False})
+    assert status == 202, out
+    time.sleep(1)
+    # a crash: nothing records the job's end but the next start
+    os.killpg(pc.proc.pid, signal.SIGKILL)
+    pc.proc.wait(10)
+    pc.proc = None
+    pc.start()
+    pc.wait_http()
+    pc._job_token = None
+    status, got = call(pc, "GET", "%s/jobs/%s" % (API, out["data"]["id"]))
+    assert status == 200 and got["data"]["status"] == "lost", json.dumps(got)
+    assert "restarted" in got["data"]["why"]
+
+
+def test_agent_gone_mid_job_ends_lost(agent_server, make_agent):
+    pc = agent_server
+    a = online_agent(pc, make_agent)
+    status, out = call(pc, "POST", "%s/agents/%s/commands" % (API, a.id),
+                       {"command": "sleep 30", "wait": False})
+    assert status == 202, out
+    time.sleep(1)
+    a.kill()
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        _, got = call(pc, "GET", "%s/jobs/%s" % (API, out["data"]["id"]))
+        if got["data"]["status"] != "running":
+            break
+        time.sleep(0.2)
+    assert got["data"]["status"] == "lost", json.dumps(got)

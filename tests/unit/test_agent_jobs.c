@@ -1,0 +1,305 @@
+/*
+ * Unit tests for agent/job.c: the rules the agent checks before it runs a
+ * command the server asked for (commands_enabled, allow_root,
+ * command_timeout_max, command_deny, command_allow as a whole match, the
+ * shell-metacharacter default), each refusal naming its rule; the parser
+ * of the server's request; and the runner itself (output, exit code,
+ * timeout, truncation) over a socketpair.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "agent/agent_conf.h"
+#include "agent/job.h"
+#include "common/err.h"
+
+static struct job_request req(const char *cmd, int timeout)
+{
+    struct job_request q;
+
+    memset(&q, 0, sizeof(q));
+    snprintf(q.command, sizeof(q.command), "%s", cmd);
+    q.timeout = timeout;
+    return q;
+}
+
+static bool check(const struct job_rules *r, const char *cmd, uid_t uid,
+                  char *why, size_t whylen)
+{
+    struct job_request q = req(cmd, 10);
+
+    why[0] = '\0';
+    return job_check(r, &q, uid, why, whylen);
+}
+
+static void test_off_by_default(void **state)
+{
+    struct job_rules r;
+    char why[256];
+
+    (void)state;
+    job_rules_init(&r);
+    assert_false(check(&r, "id", 1000, why, sizeof(why)));
+    assert_string_equal(why, "commands_enabled is off on this agent");
+    job_rules_free(&r);
+}
+
+static void test_root_needs_allow_root(void **state)
+{
+    struct job_rules r;
+    char why[256];
+
+    (void)state;
+    job_rules_init(&r);
+    r.enabled = true;
+    assert_false(check(&r, "id", 0, why, sizeof(why)));
+    assert_non_null(strstr(why, "allow_root is off"));
+    assert_true(check(&r, "id", 1000, why, sizeof(why)));
+    r.allow_root = true;
+    assert_true(check(&r, "id", 0, why, sizeof(why)));
+    job_rules_free(&r);
+}
+
+static void test_metacharacters_refused_by_default(void **state)
+{
+    static const char *const bad[] = {
+        "a;b", "a&b", "a|b", "a$b", "a<b", "a>b", "a`b`", "a\nb", NULL,
+    };
+    struct job_rules r;
+    char why[256];
+
+    (void)state;
+    job_rules_init(&r);
+    r.enabled = true;
+    for (size_t i = 0; bad[i] != NULL; i++) {
+        assert_false(check(&r, bad[i], 1000, why, sizeof(why)));
+        assert_non_null(strstr(why, "metacharacters"));
+    }
+    assert_true(
+        check(&r, "ls -l /tmp 'a b' \"c\" *.txt", 1000, why, sizeof(why)));
+    job_rules_free(&r);
+}
+
+static void test_deny_then_allow(void **state)
+{
+    struct job_rules r;
+    char why[256];
+
+    (void)state;
+    job_rules_init(&r);
+    r.enabled = true;
+    assert_int_equal(
+        job_rules_add(&r, true, "^rm[[:space:]]", why, sizeof(why)), ERR_OK);
+    assert_false(check(&r, "rm -rf /", 1000, why, sizeof(why)));
+    assert_string_equal(why, "command_deny '^rm[[:space:]]' matches");
+    /* an allow rule (a whole match) admits metacharacters ... */
+    assert_int_equal(
+        job_rules_add(&r, false, "echo [a-z]+ [|] wc -c", why, sizeof(why)),
+        ERR_OK);
+    assert_true(check(&r, "echo abc | wc -c", 1000, why, sizeof(why)));
+    /* ... only for the whole command */
+    assert_false(check(&r, "echo abc | wc -c; id", 1000, why, sizeof(why)));
+    assert_string_equal(why, "no command_allow rule matches the command");
+    /* with allow rules, everything else is refused */
+    assert_false(check(&r, "id", 1000, why, sizeof(why)));
+    /* deny wins over allow */
+    assert_int_equal(job_rules_add(&r, true, "wc", why, sizeof(why)), ERR_OK);
+    assert_false(check(&r, "echo abc | wc -c", 1000, why, sizeof(why)));
+    assert_string_equal(why, "command_deny 'wc' matches");
+    job_rules_free(&r);
+}
+
+static void test_timeout_max(void **state)
+{
+    struct job_rules r;
+    struct job_request q = req("id", 301);
+    char why[256];
+
+    (void)state;
+    job_rules_init(&r);
+    r.enabled = true;
+    assert_false(job_check(&r, &q, 1000, why, sizeof(why)));
+    assert_string_equal(why, "timeout 301 s exceeds command_timeout_max 300 s");
+    q.timeout = 300;
+    assert_true(job_check(&r, &q, 1000, why, sizeof(why)));
+    job_rules_free(&r);
+}
+
+static void test_bad_patterns(void **state)
+{
+    struct job_rules r;
+    char why[256];
+
+    (void)state;
+    job_rules_init(&r);
+    assert_int_equal(job_rules_add(&r, false, "(", why, sizeof(why)),
+                     ERR_CONFIG);
+    assert_non_null(strstr(why, "command_allow: bad regular expression"));
+    assert_int_equal(job_rules_add(&r, true, "", why, sizeof(why)), ERR_CONFIG);
+    for (int i = 0; i < JOB_RULES_MAX; i++) {
+        assert_int_equal(job_rules_add(&r, true, "x", why, sizeof(why)),
+                         ERR_OK);
+    }
+    assert_int_equal(job_rules_add(&r, true, "x", why, sizeof(why)),
+                     ERR_CONFIG);
+    job_rules_free(&r);
+}
+
+static void test_config_keys(void **state)
+{
+    struct agent_conf c;
+    char why[256];
+    static const char text[] = "commands_enabled = true\n"
+                               "allow_root = true\n"
+                               "command_timeout_max = 20\n"
+                               "command_allow = ^ls( -l)?$\n"
+                               "command_deny = secret\n";
+
+    (void)state;
+    agent_conf_init(&c);
+    assert_int_equal(agent_conf_parse_text(&c, text, strlen(text), "t.conf",
+                                           why, sizeof(why)),
+                     ERR_OK);
+    assert_true(c.jobs.enabled);
+    assert_true(c.jobs.allow_root);
+    assert_int_equal(c.jobs.timeout_max, 20);
+    assert_int_equal(c.jobs.nallow, 1);
+    assert_int_equal(c.jobs.ndeny, 1);
+    agent_conf_free(&c);
+    agent_conf_init(&c);
+    assert_int_not_equal(agent_conf_parse_text(&c, "command_deny = [\n", 16,
+                                               "t.conf", why, sizeof(why)),
+                         ERR_OK);
+    assert_non_null(strstr(why, "t.conf:1"));
+    agent_conf_free(&c);
+}
+
+static void test_request_parse(void **state)
+{
+    struct job_request q;
+    char why[128];
+    static const char *const bad[] = {
+        "",
+        "[]",
+        "{}",
+        "{\"command\":\"\"}",
+        "{\"command\":1}",
+        "{\"command\":\"a\",\"command\":\"b\"}",
+        "{\"command\":\"a\",\"cwd\":\"rel\"}",
+        "{\"command\":\"a\",\"timeout\":0}",
+        "{\"command\":\"a\",\"timeout\":86401}",
+        "{\"command\":\"a\",\"timeout\":\"5\"}",
+        "{\"command\":\"a\\u0000b\"}",
+        NULL,
+    };
+
+    static const char good[] =
+        "{\"command\":\"ls\",\"cwd\":\"/tmp\",\"timeout\":5}";
+
+    (void)state;
+    assert_int_equal(
+        job_request_parse(good, strlen(good), &q, why, sizeof(why)), ERR_OK);
+    assert_string_equal(q.command, "ls");
+    assert_string_equal(q.cwd, "/tmp");
+    assert_int_equal(q.timeout, 5);
+    for (size_t i = 0; bad[i] != NULL; i++) {
+        assert_int_equal(
+            job_request_parse(bad[i], strlen(bad[i]), &q, why, sizeof(why)),
+            ERR_INVALID);
+    }
+}
+
+/* The runner over a socketpair: the answer's header line and bytes. */
+static char *run_job(const struct job_rules *r, const char *request,
+                     size_t *len)
+{
+    int sv[2];
+    size_t cap = 1 << 20, n = 0;
+    char *buf = malloc(cap);
+    ssize_t k;
+
+    assert_non_null(buf);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_equal(job_runner_spawn(r, sv[1]), ERR_OK);
+    close(sv[1]);
+    assert_int_equal(write(sv[0], request, strlen(request)),
+                     (ssize_t)strlen(request));
+    shutdown(sv[0], SHUT_WR);
+    for (;;) {
+        if (n == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            assert_non_null(buf);
+        }
+        k = read(sv[0], buf + n, cap - n);
+        if (k <= 0) {
+            break;
+        }
+        n += (size_t)k;
+    }
+    close(sv[0]);
+    *len = n;
+    return buf;
+}
+
+static void test_runner(void **state)
+{
+    struct job_rules r;
+    size_t len;
+    char *out;
+    const char *marker = JOB_TRUNC_MARKER;
+
+    (void)state;
+    job_rules_init(&r);
+    r.enabled = true;
+    r.allow_root = true;
+    out = run_job(&r, "{\"command\":\"printf hi\",\"timeout\":5}", &len);
+    assert_true(len > 3);
+    assert_non_null(strstr(out, "\"status\":\"ok\""));
+    assert_non_null(strstr(out, "\"exit_code\":0"));
+    assert_memory_equal(out + len - 2, "hi", 2);
+    free(out);
+
+    out = run_job(&r, "{\"command\":\"sleep 30\",\"timeout\":1}", &len);
+    assert_non_null(strstr(out, "\"status\":\"timeout\""));
+    assert_non_null(strstr(out, "\"signal\":15"));
+    free(out);
+
+    out = run_job(&r, "{\"command\":\"seq 1 1000000\",\"timeout\":20}", &len);
+    assert_non_null(strstr(out, "\"stdout_len\":4194353"));
+    assert_memory_equal(out + len - strlen(marker), marker, strlen(marker));
+    free(out);
+
+    r.enabled = false;
+    out = run_job(&r, "{\"command\":\"id\"}", &len);
+    assert_non_null(strstr(out, "\"status\":\"refused\""));
+    assert_non_null(strstr(out, "commands_enabled is off"));
+    free(out);
+    job_rules_free(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_off_by_default),
+        cmocka_unit_test(test_root_needs_allow_root),
+        cmocka_unit_test(test_metacharacters_refused_by_default),
+        cmocka_unit_test(test_deny_then_allow),
+        cmocka_unit_test(test_timeout_max),
+        cmocka_unit_test(test_bad_patterns),
+        cmocka_unit_test(test_config_keys),
+        cmocka_unit_test(test_request_parse),
+        cmocka_unit_test(test_runner),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
