@@ -53,8 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (r != ERR_OK) {
         FUZZ_CHECK(r == ERR_CONFIG || r == ERR_NOMEM);
         if (r == ERR_CONFIG) {
-            FUZZ_CHECK(strncmp(why, FUZZ_PATH ":", strlen(FUZZ_PATH) + 1) ==
-                       0);
+            FUZZ_CHECK(strncmp(why, FUZZ_PATH ":", strlen(FUZZ_PATH) + 1) == 0);
             FUZZ_CHECK(strchr(why, '\n') == NULL);
         }
         agent_conf_free(&c);

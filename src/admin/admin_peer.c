@@ -27,9 +27,8 @@ static json_t *admin_peer_token_set(const void *obj)
 /* The table's column: the fingerprint is too long for it. */
 static json_t *admin_peer_tls(const void *obj)
 {
-    return json_string(((const struct store_peer *)obj)->plain_http
-                           ? "plain http"
-                           : "pinned");
+    return json_string(
+        ((const struct store_peer *)obj)->plain_http ? "plain http" : "pinned");
 }
 
 const struct admin_field admin_peer_fields[] = {
