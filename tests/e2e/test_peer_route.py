@@ -173,6 +173,19 @@ def test_peer_check(pc, segment):
     rc, out, err = pc.cli("peer", "check", "norole", check=False)
     assert rc == 1 and "peer norole refused: 403" in err and \
         "does not hold the service role" in err, err
+    # a disabled token and an expired one
+    tok, tok_id = peer.token_of(peer.svc)
+    peer.pc.cli("token", "disable", tok_id)
+    add_peer(pc, peer, name="disabled", token=tok)
+    rc, out, err = pc.cli("peer", "check", "disabled", check=False)
+    assert rc == 1 and "peer disabled refused: 407 the API token is " \
+        "disabled" in err, err
+    tok, _ = peer.token_of(peer.svc, expires="1s")
+    add_peer(pc, peer, name="expired", token=tok)
+    time.sleep(1.5)
+    rc, out, err = pc.cli("peer", "check", "expired", check=False)
+    assert rc == 1 and "peer expired refused: 407" in err and \
+        "expired" in err.split("407", 1)[1], err
     # nothing listens
     pc.cli("peer", "add", "down", "--host", "127.0.0.1", "--port",
            pclib.free_port(), "--tls-fingerprint", peer.fingerprint,
