@@ -142,9 +142,14 @@ static int job_run_run(struct cli_ctx *ctx, int argc, char **argv)
             job_sleep_ms(100);
         }
     }
-    fwrite(j->out, 1, j->out_len, stdout);
+    /* an empty output may have no buffer at all */
+    if (j->out_len > 0) {
+        fwrite(j->out, 1, j->out_len, stdout);
+    }
     fflush(stdout);
-    fwrite(j->err, 1, j->err_len, stderr);
+    if (j->err_len > 0) {
+        fwrite(j->err, 1, j->err_len, stderr);
+    }
     if (strcmp(j->status, "ok") != 0 && strcmp(j->status, "failed") != 0) {
         fprintf(stderr, "portcullis: job %s: %s%s%s\n", j->id, j->status,
                 j->why[0] != '\0' ? ": " : "", j->why);
