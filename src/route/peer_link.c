@@ -312,8 +312,9 @@ void peer_link_parse_answer(const char *head, size_t hl, int *status,
     if (serverlen > 0) {
         server[0] = '\0';
     }
-    if (hl > 12 && memcmp(p, "HTTP/1.", 7) == 0 && p[8] == ' ' &&
-        isdigit((unsigned char)p[9]) && isdigit((unsigned char)p[10]) &&
+    /* a status is 100..599; anything else is not an HTTP answer */
+    if (hl > 12 && memcmp(p, "HTTP/1.", 7) == 0 && p[8] == ' ' && p[9] >= '1' &&
+        p[9] <= '5' && isdigit((unsigned char)p[10]) &&
         isdigit((unsigned char)p[11])) {
         *status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
     }
