@@ -65,9 +65,10 @@ struct peer_link *peer_link_start(struct peer_links *ls, int fd,
 void peer_link_cancel(struct peer_link *pl);
 
 /* The head of a proxy's answer (hl bytes, through the blank line): the
- * status (0 unless it is HTTP/1.x with a status of 100..599), the Server header (control
- * characters stripped) and Content-Length (at most 512: only a refusal's
- * first words are read). For fuzz/fuzz_peer_answer.c too. */
+ * status (0 unless it is HTTP/1.x with a status of 100..599), the Server
+ * header (control characters stripped) and Content-Length (at most 512:
+ * only a refusal's first words are read). For fuzz/fuzz_peer_answer.c
+ * too. */
 void peer_link_parse_answer(const char *head, size_t hl, int *status,
                             char *server, size_t serverlen, size_t *body_want);
 
