@@ -37,6 +37,10 @@ def pytest_configure(config):
         "markers", "matrix: one algorithm of the client matrix (libssh's "
         "negotiation, not our code paths); ./dev test runs it on the normal "
         "build only")
+    config.addinivalue_line(
+        "markers", "solo: measures latency under a load it makes itself; "
+        "./dev test runs it after the other tests, one at a time, not beside "
+        "another pytest-xdist worker")
 
 
 def _check_sanitizers(server, new_only):

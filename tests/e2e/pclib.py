@@ -18,6 +18,7 @@ import hmac
 import itertools
 import json
 import os
+import random
 import re
 import select
 import signal
@@ -62,17 +63,69 @@ def portcullis_bin():
 _ports_given = set()
 
 
+def _worker():
+    """(index, count) of this pytest-xdist worker, (0, 1) without xdist.
+    Test files run side by side in workers (./dev test), so the ports each
+    hands out must never be the other's."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if name.startswith("gw") and name[2:].isdigit() and count > 1:
+        return int(name[2:]) % count, count
+    return 0, 1
+
+
 def free_port():
     """A loopback TCP port nobody listens on right now (and that this test
-    run has not handed out before)."""
-    for _ in range(100):
+    run has not handed out before). Without xdist the kernel picks one
+    (bind(0) hands out even ports; outgoing connections take odd ones, so
+    the two do not meet). Under pytest-xdist each worker draws at random
+    from its own slice of 10000-19999, below Linux's ephemeral range
+    (32768-60999, where a client's outgoing connection could take the
+    port before the server listens) and the tunnel ranges (20000-32700),
+    so two workers never hand out the same port.
+    """
+    index, count = _worker()
+    lo = 10000 + index * (10000 // count)
+    hi = lo + 10000 // count
+    for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
+            if count == 1:
+                s.bind(("127.0.0.1", 0))
+            else:
+                try:
+                    s.bind(("127.0.0.1", random.randrange(lo, hi)))
+                except OSError:
+                    continue
             port = s.getsockname()[1]
         if port not in _ports_given:
             _ports_given.add(port)
             return port
     raise RuntimeError("no free loopback port found")
+
+
+def port_block(n, lo=21000, hi=32700):
+    """The first of n consecutive loopback ports, free for TCP and UDP
+    right now, inside [lo, hi): below Linux's ephemeral ports (which
+    outgoing connections take) and above the default tunnel range
+    20000-20999. Each xdist worker draws from its own slice of the span."""
+    index, count = _worker()
+    span = (hi - lo) // count
+    lo, hi = lo + index * span, lo + (index + 1) * span
+    for _ in range(200):
+        base = random.randrange(lo, hi - n)
+        ok = True
+        for p in range(base, base + n):
+            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                with socket.socket(socket.AF_INET, kind) as s:
+                    try:
+                        s.bind(("127.0.0.1", p))
+                    except OSError:
+                        ok = False
+            if not ok:
+                break
+        if ok:
+            return base
+    raise RuntimeError("no free range of %d loopback ports" % n)
 
 
 _counter = itertools.count(1)

@@ -76,27 +76,6 @@ def cli_env(server, *args, env=None):
                      env=e)
 
 
-def free_port_range(n):
-    """n consecutive loopback ports free for TCP and UDP right now, away
-    from the default tunnel range other tests use."""
-    for _ in range(200):
-        base = 30000 + (os.getpid() * 7 + int(time.time() * 1000)) % 25000
-        ok = True
-        for p in range(base, base + n):
-            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                with socket.socket(socket.AF_INET, kind) as s:
-                    try:
-                        s.bind(("127.0.0.1", p))
-                    except OSError:
-                        ok = False
-            if not ok:
-                break
-        if ok:
-            return base
-        time.sleep(0.01)
-    pytest.fail("no free range of %d loopback ports" % n)
-
-
 class Resp:
     def __init__(self, status, body):
         self.status = status
@@ -155,7 +134,7 @@ def srv(tmp_path_factory):
     its own on loopback (so its picks do not meet other tests' tunnels)."""
     p = pclib.Portcullis(tmp_path_factory.mktemp("agentadmin"))
     p.tune_for_tests()
-    base = free_port_range(TUNNEL_PORTS)
+    base = pclib.port_block(TUNNEL_PORTS)
     p.set_config("tunnel", "listen", "127.0.0.1")
     p.set_config("tunnel", "port_min", str(base))
     p.set_config("tunnel", "port_max", str(base + TUNNEL_PORTS - 1))

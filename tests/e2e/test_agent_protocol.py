@@ -4,7 +4,6 @@ paramiko) that also does what the real agent never does, to see it
 refused."""
 
 import json
-import random
 import socket
 import threading
 import time
@@ -245,7 +244,7 @@ def test_an_agent_that_sends_past_the_window_is_dropped(pc):
     hub drops such an agent instead of growing. The hostile agent accepts
     the stream of a tunnel whose client reads nothing, says ok, and
     floods the channel without regard to the window."""
-    base = random.randrange(21000, 32700, 50)
+    base = pclib.port_block(50)
     pc.set_config("tunnel", "listen", "127.0.0.1")
     pc.set_config("tunnel", "port_min", str(base))
     pc.set_config("tunnel", "port_max", str(base + 49))

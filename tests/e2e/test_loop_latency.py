@@ -31,6 +31,10 @@ import pytest
 from agentlib import agent_server, make_agent, wait_agent  # noqa: F401
 from pclib import Client, Portcullis, uniq
 
+# Latency under a load these tests make: beside another xdist worker the
+# figures would measure that worker (conftest.py, marker solo).
+pytestmark = pytest.mark.solo
+
 ROUND_TRIP_MAX = 1.0  # seconds: what a stalled loop would exceed by far
 FLOOD = 40
 

@@ -553,6 +553,7 @@ class Guesser:
 
 
 @pytest.mark.timing
+@pytest.mark.solo
 def test_login_within_seconds_under_flood_and_guessing(
         make_server, make_agent, target):
     """While 127.0.0.2 keeps 1,000 half-open connections open (reopening

@@ -12,7 +12,6 @@ the ACL.
 
 import json
 import os
-import random
 import select
 import socket
 import subprocess
@@ -85,7 +84,7 @@ def server(tmp_path, netns):  # noqa: F811
     p.tune_for_tests()
     p.set_config("http", "listen", netns.host_ip)
     p.set_config("http", "allow_plain_http", "true")
-    base = random.randrange(21000, 32700, 50)
+    base = pclib.port_block(50)
     p.set_config("tunnel", "port_min", str(base))
     p.set_config("tunnel", "port_max", str(base + 49))
     p.set_config("tunnel", "udp_flow_seconds", str(FLOW_SECONDS))
