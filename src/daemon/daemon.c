@@ -27,6 +27,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -145,11 +146,30 @@ static int daemon_spawn(struct daemon *d)
 }
 
 /* Tunnels through peers reach their target by the route module (hub/
- * sits below route/, so the wiring is here). */
+ * sits below route/, so the wiring is here): one of these per pending
+ * connection, the tunnel's handle. */
+struct daemon_dial {
+    struct route_req *rq;
+    tunnel_dial_done_fn done;
+    void *arg;
+};
+
+static void daemon_dial_done(void *arg, const struct route_result *r)
+{
+    struct daemon_dial *dd = arg;
+    tunnel_dial_done_fn done = dd->done;
+    void *darg = dd->arg;
+
+    free(dd);
+    done(darg, r->fd, r->why);
+}
+
 static void *daemon_tunnel_dial(void *ctx, const char *route, const char *host,
                                 int port, const char *orig_ip, int orig_port,
                                 tunnel_dial_done_fn done, void *arg)
 {
+    struct daemon_dial *dd;
+    struct route_req *rq;
     struct route rt;
     char why[256];
 
@@ -157,12 +177,28 @@ static void *daemon_tunnel_dial(void *ctx, const char *route, const char *host,
         done(arg, -1, why);
         return NULL;
     }
-    return route_connect(ctx, &rt, host, port, orig_ip, orig_port, done, arg);
+    if ((dd = calloc(1, sizeof(*dd))) == NULL) {
+        done(arg, -1, "out of memory");
+        return NULL;
+    }
+    dd->done = done;
+    dd->arg = arg;
+    /* NULL: daemon_dial_done ran (and freed dd) already */
+    rq = route_connect(ctx, &rt, host, port, orig_ip, orig_port,
+                       daemon_dial_done, dd);
+    if (rq == NULL) {
+        return NULL;
+    }
+    dd->rq = rq;
+    return dd;
 }
 
 static void daemon_tunnel_cancel(void *handle)
 {
-    route_cancel(handle);
+    struct daemon_dial *dd = handle;
+
+    route_cancel(dd->rq);
+    free(dd);
 }
 
 /* Step 4: the agent hub, tunnels and the HTTP side (REST API, agents'
