@@ -165,3 +165,46 @@ def test_refusals(main, segment):  # noqa: F811
                                     "proxy"), row
     _, out, _ = pc.cli("audit", "list", "--json", "--action", "tunnel.add")
     assert len(json.loads(out)) == 2
+
+
+def test_the_api_makes_them_too(main, segment):  # noqa: F811
+    """POST /api/v1/tunnels with "peer": the same rules as the CLI."""
+    import urllib.error
+    import urllib.request
+    pc = main
+    peer, target = segment
+    pc.wait_http()
+    add_peer(pc, peer)
+    base = "http://127.0.0.1:%d/api/v1" % pc.http_port
+    req = urllib.request.Request(
+        base + "/login", method="POST",
+        data=json.dumps({"username": pc.admin_user,
+                         "password": pc.admin_password}).encode(),
+        headers={"Content-Type": "application/json"})
+    admin = json.loads(urllib.request.urlopen(req, timeout=30).read())[
+        "data"]["token"]
+
+    def post(body):
+        req = urllib.request.Request(
+            base + "/tunnels", method="POST", data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json",
+                     "Authorization": "Bearer " + admin})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    remote = "127.0.0.1:%d" % target.port
+    st, body = post({"peer": "seg", "remote": remote, "udp": True})
+    assert st == 400 and "TCP only" in json.dumps(body), body
+    st, body = post({"peer": "nosuch", "remote": remote})
+    assert st == 404 and "peer 'nosuch' not found" in json.dumps(body), body
+    st, body = post({"remote": remote})
+    assert st == 400 and "an agent or a peer" in json.dumps(body), body
+    st, body = post({"peer": "seg", "remote": remote, "acl": ["127.0.0.1"]})
+    assert st == 201, body
+    t = body["data"]
+    assert t["route"] == "peer:seg" and t["agent_id"] is None, t
+    r = ssh_via(target, t["local_port"], "echo via-api-tunnel")
+    assert r.rc == 0 and r.out == "via-api-tunnel\n", r
