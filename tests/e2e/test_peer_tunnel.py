@@ -208,3 +208,41 @@ def test_the_api_makes_them_too(main, segment):  # noqa: F811
     assert t["route"] == "peer:seg" and t["agent_id"] is None, t
     r = ssh_via(target, t["local_port"], "echo via-api-tunnel")
     assert r.rc == 0 and r.out == "via-api-tunnel\n", r
+
+
+def test_deleting_a_tunnel_ends_its_connections(main, segment):  # noqa: F811
+    """A connection carried through the peer, and one still waiting for a
+    peer that never answers, both end when the tunnel is deleted; each
+    row says how."""
+    pc = main
+    peer, target = segment
+    add_peer(pc, peer)
+    # a "peer" whose port takes TCP connections but never speaks TLS:
+    # the route waits for it until [ssh] connect_timeout_seconds
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(8)
+    pc.cli("peer", "add", "mute", "--host", "127.0.0.1", "--port",
+           mute.getsockname()[1], "--tls-fingerprint", peer.fingerprint,
+           "--token-stdin", input=peer.token + "\n")
+    carried, cport, _ = tunnel_add(pc, "peer:seg",
+                                   "127.0.0.1:%d" % target.port)
+    waiting, wport, _ = tunnel_add(pc, "peer:mute", "127.0.0.1:22")
+    try:
+        a = socket.create_connection(("127.0.0.1", cport), timeout=10)
+        a.settimeout(20)
+        assert a.recv(100).startswith(b"SSH-2.0-")  # the target's banner
+        b = socket.create_connection(("127.0.0.1", wport), timeout=10)
+        b.settimeout(20)
+        time.sleep(0.5)  # the route is waiting for the mute peer now
+        pc.cli("tunnel", "delete", carried)
+        pc.cli("tunnel", "delete", waiting)
+        assert a.recv(100) == b"" and b.recv(100) == b""
+        a.close()
+        b.close()
+    finally:
+        mute.close()
+    row = rows_of(pc, carried)[0]
+    assert row["result"] == "ok" and row["bytes_down"] > 0, row
+    row = rows_of(pc, waiting)[0]
+    assert row["result"] == "error: the tunnel was deleted", row
