@@ -402,8 +402,9 @@ int admin_agent_delete(const struct admin_ctx *c, const char *id,
 
 /* What a door asks for; see hub/tunnel_def.h for the rules. */
 struct admin_tunnel_req {
-    const char *agent_id;
-    const char *remote; /* "HOST:PORT", "[v6]:PORT" */
+    const char *agent_id; /* through this agent, or */
+    const char *peer;     /* through this peer node (TCP only) */
+    const char *remote;   /* "HOST:PORT", "[v6]:PORT" */
     bool udp;
     int local_port;         /* 0: the lowest free one */
     const char *acl;        /* NULL: default_ip's address only */

@@ -296,6 +296,20 @@ static json_t *admin_tunnel_remote(const void *obj)
     return admin_json_text(s);
 }
 
+/* "agent:ID" or "peer:NAME", as a report row's route says it. */
+static json_t *admin_tunnel_route(const void *obj)
+{
+    const struct store_tunnel *t = obj;
+    char s[STORE_ROUTE_MAX + 1];
+
+    if (t->peer[0] != '\0') {
+        snprintf(s, sizeof(s), "peer:%s", t->peer);
+    } else {
+        snprintf(s, sizeof(s), "agent:%s", t->agent_id);
+    }
+    return admin_json_text(s);
+}
+
 /* The table's IDLE: "5m" or "never". */
 static json_t *admin_tunnel_idle(const void *obj)
 {
@@ -313,8 +327,9 @@ static json_t *admin_tunnel_idle(const void *obj)
 
 const struct admin_field admin_tunnel_fields[] = {
     TU("id", AF_STR, id, .flags = AF_READONLY, .col = "ID"),
-    TU("agent_id", AF_STR, agent_id, .flags = AF_READONLY | AF_REQUIRED,
-       .in = "agent", .cli = "AGENT", .col = "AGENT"),
+    TU("agent_id", AF_STRZ, agent_id, .flags = AF_READONLY, .in = "agent"),
+    TU("peer", AF_STRZ, peer, .flags = AF_READONLY, .in = "peer"),
+    ADMIN_FIELD_FN("route", admin_tunnel_route, .cli = "ROUTE", .col = "ROUTE"),
     ADMIN_FIELD_FN("protocol", admin_tunnel_proto, .cli = "--udp",
                    .col = "PROTO"),
     TU("remote_host", AF_STR, remote_host, .flags = AF_READONLY),
@@ -352,6 +367,7 @@ int admin_tunnel_add(const struct admin_ctx *c,
 
     memset(&tr, 0, sizeof(tr));
     tr.agent_id = req->agent_id;
+    tr.peer = req->peer;
     tr.remote = req->remote;
     tr.udp = req->udp;
     tr.local_port = req->local_port;
@@ -359,9 +375,9 @@ int admin_tunnel_add(const struct admin_ctx *c,
     tr.default_ip = req->default_ip;
     tr.idle_minutes = req->idle_minutes;
     tr.created_by = c->actor;
-    if (req->agent_id == NULL || req->remote == NULL) {
+    if ((req->agent_id == NULL && req->peer == NULL) || req->remote == NULL) {
         return admin_fail(e, ERR_INVALID,
-                          "a tunnel needs an agent and a "
+                          "a tunnel needs an agent or a peer, and a "
                           "remote HOST:PORT");
     }
     if (req->idle_minutes < 0 || req->idle_minutes > TUNNEL_IDLE_MAX) {
@@ -384,9 +400,10 @@ int admin_tunnel_add(const struct admin_ctx *c,
         }
     }
     snprintf(detail, sizeof(detail),
-             "agent=%s protocol=%s remote=%s:%d local_port=%d acl=%s",
-             t->agent_id, t->udp ? "udp" : "tcp", t->remote_host,
-             t->remote_port, t->local_port, t->acl);
+             "%s=%s protocol=%s remote=%s:%d local_port=%d acl=%s",
+             t->peer[0] != '\0' ? "peer" : "agent",
+             t->peer[0] != '\0' ? t->peer : t->agent_id, t->udp ? "udp" : "tcp",
+             t->remote_host, t->remote_port, t->local_port, t->acl);
     return admin_audit(c, "tunnel.add", t->id, detail, e);
 }
 

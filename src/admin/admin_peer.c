@@ -323,8 +323,8 @@ int admin_peer_delete(const struct admin_ctx *c, const char *name_or_id,
     r = store_peer_delete(c->st, p.id, &users);
     if (r == ERR_DENIED) {
         return admin_fail(e, r,
-                          "peer '%s' is still the route of %d asset(s) or "
-                          "peer(s); change those first",
+                          "peer '%s' is still the route of %d asset(s), "
+                          "peer(s) or tunnel(s); change those first",
                           p.name, users);
     }
     if (r != ERR_OK) {

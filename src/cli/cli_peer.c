@@ -178,7 +178,7 @@ struct peer_check {
     char server[128];
 };
 
-static void peer_check_done(void *arg, const struct route_check_result *r)
+static void peer_check_done(void *arg, const struct route_result *r)
 {
     struct peer_check *pc = arg;
 

@@ -1,11 +1,12 @@
 /*
- * `portcullis tunnel ...`: tunnels to ports on an agent's side (SPEC §6).
+ * `portcullis tunnel ...`: tunnels to ports on an agent's side (SPEC §6)
+ * or, as "peer:NAME", in a segment a peer node reaches (SPEC §7).
  *
  * A tunnel is a definition in the store; the running server turns it into
- * a listener on [tunnel] listen while its agent is online (src/hub/
- * tunnel.c) and writes the listener's state back. The checks, the port
- * choice, the audit event and the notice to the server are admin's
- * (admin_agent.c), shared with the REST API.
+ * a listener on [tunnel] listen while its agent is online, or at once for
+ * a peer's (src/hub/tunnel.c), and writes the listener's state back. The
+ * checks, the port choice, the audit event and the notice to the server are
+ * admin's (admin_agent.c), shared with the REST API.
  *
  * `add` tells the server and then waits up to
  * TUNNEL_WAIT_MS for it to write the tunnel's state, so its answer says
@@ -54,6 +55,7 @@ static void tunnel_sleep_ms(long ms)
 static int tunnel_add_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS], *remote = NULL, *acl = NULL;
+    const char *agent = NULL, *peer = NULL;
     bool udp = false;
     int local_port = 0, idle = 0;
     const struct cli_opt opts[] = {
@@ -72,8 +74,22 @@ static int tunnel_add_run(struct cli_ctx *ctx, int argc, char **argv)
     char ip[64];
     int rc, waited;
 
-    if ((rc = cli_parse(ctx, argc, argv, opts, "AGENT", pos)) != CLI_PARSED) {
+    if ((rc = cli_parse(ctx, argc, argv, opts, "ROUTE", pos)) != CLI_PARSED) {
         return rc;
+    }
+    /* ROUTE: "peer:NAME", "agent:ID" or a bare agent ID (which has no
+     * ':') */
+    if (strncmp(pos[0], "peer:", 5) == 0) {
+        peer = pos[0] + 5;
+    } else if (strncmp(pos[0], "agent:", 6) == 0) {
+        agent = pos[0] + 6;
+    } else if (strchr(pos[0], ':') != NULL) {
+        return cli_usage(ctx,
+                         "the route is AGENT, agent:AGENT or peer:NAME, "
+                         "not '%s'",
+                         pos[0]);
+    } else {
+        agent = pos[0];
     }
     if (remote == NULL) {
         return cli_usage(ctx, "missing --remote HOST:PORT");
@@ -82,7 +98,8 @@ static int tunnel_add_run(struct cli_ctx *ctx, int argc, char **argv)
         return rc;
     }
     memset(&req, 0, sizeof(req));
-    req.agent_id = pos[0];
+    req.agent_id = agent;
+    req.peer = peer;
     req.remote = remote;
     req.udp = udp;
     req.local_port = local_port;
@@ -192,14 +209,20 @@ static int tunnel_acl_run(struct cli_ctx *ctx, int argc, char **argv)
 
 static const struct cli_cmd tunnel_add_cmd = {
     .name = "add",
-    .synopsis = "tunnel add AGENT --remote HOST:PORT [--udp] [--local-port N]\n"
+    .synopsis = "tunnel add ROUTE --remote HOST:PORT [--udp] [--local-port N]\n"
                 "[--acl CIDR,...] [--idle-timeout MIN]",
     .summary = "Open a tunnel: a port on this server carried to HOST:PORT as "
-               "seen from AGENT.",
+               "seen from an agent or a peer node.",
     .details =
+        "ROUTE is AGENT (or agent:AGENT): the target as the agent sees it;\n"
+        "or peer:NAME: the target as the peer node NAME sees it, reached\n"
+        "through its CONNECT proxy (`portcullis peer`; TCP only, and the\n"
+        "peer's [http_proxy] allow decides which targets it carries).\n"
+        "\n"
         "Options:\n"
-        "  --remote HOST:PORT  the target on the agent's side ([IPv6]:PORT)\n"
-        "  --udp               carry UDP datagrams (default: TCP)\n"
+        "  --remote HOST:PORT  the target on the far side ([IPv6]:PORT)\n"
+        "  --udp               carry UDP datagrams (default: TCP; agents "
+        "only)\n"
         "  --local-port N      the port on [tunnel] listen; it must lie in\n"
         "                      [tunnel] port_min..port_max and be free\n"
         "                      (default: the lowest free one)\n"
@@ -209,7 +232,10 @@ static const struct cli_cmd tunnel_add_cmd = {
         "  --idle-timeout MIN  delete the tunnel after MIN minutes unused\n"
         "                      (default 0: never)\n"
         "\n"
-        "The agent must have connected once; it need not be online now.\n"
+        "The agent must have connected once; it need not be online now. A\n"
+        "peer's tunnel listens at once; each connection reaches the peer\n"
+        "anew, and one the peer refuses is closed with an error: row in\n"
+        "the report saying why.\n"
         "Prints id=, port= and state= (listening, agent offline, error: ..., "
         "or\npending when no server has taken it up within 3 seconds).\n",
     .run = tunnel_add_run,
@@ -238,6 +264,6 @@ static const struct cli_cmd *const tunnel_cmds[] = {
 
 const struct cli_cmd cli_tunnel = {
     .name = "tunnel",
-    .summary = "Manage tunnels to ports on an agent's side.",
+    .summary = "Manage tunnels to ports on an agent's or a peer's side.",
     .sub = tunnel_cmds,
 };

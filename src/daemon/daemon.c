@@ -27,6 +27,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -144,6 +145,62 @@ static int daemon_spawn(struct daemon *d)
     return server_spawn(d->ssh, d->sig_fd);
 }
 
+/* Tunnels through peers reach their target by the route module (hub/
+ * sits below route/, so the wiring is here): one of these per pending
+ * connection, the tunnel's handle. */
+struct daemon_dial {
+    struct route_req *rq;
+    tunnel_dial_done_fn done;
+    void *arg;
+};
+
+static void daemon_dial_done(void *arg, const struct route_result *r)
+{
+    struct daemon_dial *dd = arg;
+    tunnel_dial_done_fn done = dd->done;
+    void *darg = dd->arg;
+
+    free(dd);
+    done(darg, r->fd, r->why);
+}
+
+static void *daemon_tunnel_dial(void *ctx, const char *route, const char *host,
+                                int port, const char *orig_ip, int orig_port,
+                                tunnel_dial_done_fn done, void *arg)
+{
+    struct daemon_dial *dd;
+    struct route_req *rq;
+    struct route rt;
+    char why[256];
+
+    if (route_parse(route, &rt, why, sizeof(why)) != ERR_OK) {
+        done(arg, -1, why);
+        return NULL;
+    }
+    if ((dd = calloc(1, sizeof(*dd))) == NULL) {
+        done(arg, -1, "out of memory");
+        return NULL;
+    }
+    dd->done = done;
+    dd->arg = arg;
+    /* NULL: daemon_dial_done ran (and freed dd) already */
+    rq = route_connect(ctx, &rt, host, port, orig_ip, orig_port,
+                       daemon_dial_done, dd);
+    if (rq == NULL) {
+        return NULL;
+    }
+    dd->rq = rq;
+    return dd;
+}
+
+static void daemon_tunnel_cancel(void *handle)
+{
+    struct daemon_dial *dd = handle;
+
+    route_cancel(dd->rq);
+    free(dd);
+}
+
 /* Step 4: the agent hub, tunnels and the HTTP side (REST API, agents'
  * WebSocket) share the loop and the monitor's store. */
 static int daemon_start_services(struct daemon *d)
@@ -152,18 +209,22 @@ static int daemon_start_services(struct daemon *d)
     int r;
 
     if ((r = hub_start(&d->hub, d->cfg, d->loop, m->store)) != ERR_OK ||
-        (r = tunnels_start(&d->tunnels, d->cfg, d->loop, m->store, d->hub)) !=
-            ERR_OK ||
-        (m->tickets = webtickets_new()) == NULL ||
-        (r = http_start(&d->http, d->cfg, d->loop, m->store, m->vault, d->hub,
-                        m->tickets)) != ERR_OK ||
         (d->routes = routes_new(d->loop, d->cfg, d->hub)) == NULL) {
         return r ? r : ERR_NOMEM;
     }
     /* the monitor's CONNECT reaches assets directly, through agents or
-     * through peer nodes */
+     * through peer nodes; tunnels through peers go the same way */
     routes_set_store(d->routes, m->store, m->vault);
     m->routes = d->routes;
+    if ((r = tunnels_start(&d->tunnels, d->cfg, d->loop, m->store, d->hub,
+                           &(struct tunnel_dial){daemon_tunnel_dial,
+                                                 daemon_tunnel_cancel,
+                                                 d->routes})) != ERR_OK ||
+        (m->tickets = webtickets_new()) == NULL ||
+        (r = http_start(&d->http, d->cfg, d->loop, m->store, m->vault, d->hub,
+                        m->tickets)) != ERR_OK) {
+        return r ? r : ERR_NOMEM;
+    }
     /* one cap on password checks, one lockout table */
     http_share_auth(d->http, m->hashes, m->lockout);
     /* the peer-node CONNECT proxy, when this node serves a segment */

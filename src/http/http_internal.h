@@ -78,6 +78,7 @@ enum http_scope {
 };
 
 struct http;
+struct srccount;
 struct http_req;
 struct http_conn;
 struct password_pool;
@@ -124,8 +125,7 @@ struct http {
     struct lockout *lockout;
     bool lockout_borrowed; /* the monitor's (http_share_auth) */
     struct lws_context *ctx;
-    struct http_src **srcs; /* connections per client address */
-    size_t nsrc_buckets;
+    struct srccount *srcs; /* connections per client source */
     struct http_metrics m;
     bool tls;
     struct hub *hub;       /* the agent hub, or NULL */

@@ -35,6 +35,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/srccount.h"
 #include "common/tlspump.h"
 #include "common/util.h"
 #include "http/http_bearer.h"
@@ -64,6 +65,7 @@ struct px_conn {
     bool rd_wants_wr; /* the TLS read of the head wants the socket writable */
     uint64_t timer;
     char ip[INET6_ADDRSTRLEN];
+    struct srccount_src *src; /* its place in px->sources */
     char head[HTTP_PROXY_HEAD_MAX + 1];
     size_t headlen, extra; /* the head, and bytes the client sent after it */
     struct http_proxy_req req;
@@ -77,12 +79,6 @@ struct px_conn {
     char delayed_why[320];
 };
 
-struct px_source {
-    char ip[INET6_ADDRSTRLEN];
-    unsigned n;
-    struct px_source *next;
-};
-
 struct http_proxy {
     const struct config *cfg;
     struct loop *loop;
@@ -94,7 +90,7 @@ struct http_proxy {
     size_t nallow;
     struct px_conn *conns;
     unsigned nconns;
-    struct px_source *sources;
+    struct srccount *sources; /* connections per source (kind 0) */
     uint64_t next_id;
 };
 
@@ -486,40 +482,6 @@ int http_proxy_parse_head(const char *buf, size_t len,
 
 /* --- connections ---------------------------------------------------------- */
 
-static struct px_source *px_source(struct http_proxy *px, const char *ip,
-                                   bool create)
-{
-    struct px_source *s;
-
-    for (s = px->sources; s != NULL; s = s->next) {
-        if (strcmp(s->ip, ip) == 0) {
-            return s;
-        }
-    }
-    if (!create || (s = calloc(1, sizeof(*s))) == NULL) {
-        return NULL;
-    }
-    snprintf(s->ip, sizeof(s->ip), "%s", ip);
-    s->next = px->sources;
-    px->sources = s;
-    return s;
-}
-
-static void px_source_release(struct http_proxy *px, const char *ip)
-{
-    struct px_source **pp, *s;
-
-    for (pp = &px->sources; (s = *pp) != NULL; pp = &s->next) {
-        if (strcmp(s->ip, ip) == 0) {
-            if (--s->n == 0) {
-                *pp = s->next;
-                free(s);
-            }
-            return;
-        }
-    }
-}
-
 static struct px_conn *px_find(struct http_proxy *px, uint64_t id)
 {
     struct px_conn *c;
@@ -556,7 +518,7 @@ static void px_close(struct px_conn *c)
         c->next->prev = c->prev;
     }
     px->nconns--;
-    px_source_release(px, c->ip);
+    srccount_drop(px->sources, c->src, 0);
     sodium_memzero(c->req.token, sizeof(c->req.token));
     sodium_memzero(c->head, sizeof(c->head));
     free(c);
@@ -1111,7 +1073,7 @@ static void px_on_accept(struct loop *l, int fd, int events, void *arg)
     struct http_proxy *px = arg;
     struct sockaddr_storage ss;
     socklen_t sl;
-    struct px_source *src;
+    struct srccount_src *src;
     struct px_conn *c;
     char ip[INET6_ADDRSTRLEN];
     int cfd, one = 1, i;
@@ -1133,25 +1095,28 @@ static void px_on_accept(struct loop *l, int fd, int events, void *arg)
         if (strncmp(ip, "::ffff:", 7) == 0 && strchr(ip + 7, ':') == NULL) {
             memmove(ip, ip + 7, strlen(ip + 7) + 1);
         }
-        src = px_source(px, ip, false);
+        src = srccount_find(px->sources, ip);
         if (px->nconns >= (unsigned)px->cfg->http_proxy_max_connections ||
             (src != NULL &&
-             src->n >= (unsigned)px->cfg->http_proxy_max_per_source)) {
+             src->n[0] >= (unsigned)px->cfg->http_proxy_max_per_source)) {
             log_warn("http_proxy: refused a connection from %s (%s)", ip,
                      src != NULL &&
-                             src->n >=
+                             src->n[0] >=
                                  (unsigned)px->cfg->http_proxy_max_per_source
                          ? "max_connections_per_source reached"
                          : "max_connections reached");
             close(cfd);
             continue;
         }
-        if ((src == NULL && (src = px_source(px, ip, true)) == NULL) ||
-            (c = calloc(1, sizeof(*c))) == NULL) {
+        if ((c = calloc(1, sizeof(*c))) == NULL) {
             close(cfd);
             continue;
         }
-        src->n++;
+        if ((c->src = srccount_add(px->sources, ip, 0)) == NULL) {
+            free(c);
+            close(cfd);
+            continue;
+        }
         (void)setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         c->px = px;
         c->id = ++px->next_id;
@@ -1184,7 +1149,7 @@ static void px_on_accept(struct loop *l, int fd, int events, void *arg)
                 c->next->prev = c->prev;
             }
             px->nconns--;
-            px_source_release(px, ip);
+            srccount_drop(px->sources, c->src, 0);
             free(c);
             continue;
         }
@@ -1291,6 +1256,10 @@ int http_proxy_start(struct http_proxy **out, const struct config *cfg,
     px->loop = l;
     px->st = st;
     px->lfd = -1;
+    if ((px->sources = srccount_new()) == NULL) {
+        free(px);
+        return ERR_NOMEM;
+    }
     if ((r = http_proxy_allow_parse(cfg->http_proxy_allow, &px->allow,
                                     &px->nallow, why, sizeof(why))) != ERR_OK) {
         log_error("[http_proxy] allow: %s", why);
@@ -1329,8 +1298,6 @@ fail:
 
 void http_proxy_stop(struct http_proxy *px)
 {
-    struct px_source *s;
-
     if (px == NULL) {
         return;
     }
@@ -1340,10 +1307,8 @@ void http_proxy_stop(struct http_proxy *px)
     while (px->conns != NULL) {
         px_close(px->conns);
     }
-    while ((s = px->sources) != NULL) {
-        px->sources = s->next;
-        free(s);
-    }
+    srccount_free(px->sources);
+    px->sources = NULL;
     if (px->lfd >= 0) {
         loop_del_fd(px->loop, px->lfd);
         close(px->lfd);

@@ -207,6 +207,7 @@ int http_h_tunnels_add(struct http_req *req)
     memset(&tr, 0, sizeof(tr));
     memset(&in, 0, sizeof(in));
     tr.agent_id = http_body_str(req->body, "agent");
+    tr.peer = http_body_str(req->body, "peer");
     tr.remote = http_body_str(req->body, "remote");
     tr.udp = http_body_bool(req->body, "udp", false);
     tr.local_port = (int)http_body_int(req->body, "local_port", 0);

@@ -114,7 +114,7 @@ struct http_peer_check {
 };
 
 static json_t *http_peer_answer(struct http_peer_check *pc,
-                                const struct route_check_result *r)
+                                const struct route_result *r)
 {
     json_t *o =
         json_pack("{s:s, s:b, s:i}", "peer", pc->name, "ok", r->why == NULL,
@@ -132,7 +132,7 @@ static json_t *http_peer_answer(struct http_peer_check *pc,
     return o;
 }
 
-static void http_peer_checked(void *arg, const struct route_check_result *r)
+static void http_peer_checked(void *arg, const struct route_result *r)
 {
     struct http_peer_check *pc = arg;
     struct http_req *req;

@@ -98,7 +98,9 @@ static const struct http_field body_agent_command[] = {
     F_END,
 };
 static const struct http_field body_tunnel_add[] = {
-    {"agent", HF_STRING, true, 1, AGENT_ID_MAX},
+    /* one of agent and peer (admin_tunnel_add says so otherwise) */
+    {"agent", HF_STRING, false, 1, AGENT_ID_MAX},
+    {"peer", HF_STRING, false, 1, PEER_NAME_MAX},
     {"remote", HF_STRING, true, 1, STORE_HOST_MAX + 8},
     {"udp", HF_BOOL, false, 0, 0},
     {"local_port", HF_INT, false, 1, 65535},

@@ -53,33 +53,22 @@
 #include "auth/password.h"
 #include "common/log.h"
 #include "common/addr.h"
+#include "common/srccount.h"
 #include "http/http_web.h"
 
-#define HTTP_SRC_BUCKETS 256
 #define HTTP_WRITE_SLICE 16384
 #define HTTP_AUTH_HEADER_MAX (JWT_MAX + 64)
 #define HTTP_LOGIN_SLOTS 4096
 #define HTTP_STOP_MS 500 /* for libwebsockets to close everything */
 
-/* What a wsi's opaque user data points at: the first member of both
- * structs below says which. */
-enum http_hold_kind { HTTP_HOLD_CONN = 1, HTTP_HOLD_WS };
-
-/* Open connections of one client address: n HTTP connections, ws
- * upgraded WebSockets not yet authenticated. Freed when both are 0. */
-struct http_src {
-    enum http_hold_kind kind; /* HTTP_HOLD_CONN */
-    struct http_src *next;
-    char ip[64];
-    unsigned n;
-    unsigned ws;
-};
-
-/* An upgraded WebSocket's place in its source's ws count, until it
- * authenticates or goes. */
-struct http_ws_hold {
-    enum http_hold_kind kind; /* HTTP_HOLD_WS */
-    struct http_src *src;
+/* A wsi's place in its source's counts (common/srccount.h), its opaque
+ * user data from its adoption until it goes or authenticates: an HTTP
+ * connection (kind HTTP_SRC_CONN), or an upgraded WebSocket not yet
+ * authenticated (HTTP_SRC_WS). */
+enum { HTTP_SRC_CONN = 0, HTTP_SRC_WS = 1 };
+struct http_hold {
+    int kind;
+    struct srccount_src *src;
 };
 
 /* Per connection (libwebsockets' per-session data, zeroed at bind). */
@@ -112,27 +101,6 @@ const char *http_method_str(int m)
 
 /* --- connections per source ------------------------------------------- */
 
-static size_t http_src_bucket(const struct http *h, const char *ip)
-{
-    uint64_t x;
-
-    crypto_shorthash((unsigned char *)&x, (const unsigned char *)ip, strlen(ip),
-                     (const unsigned char *)"portcullis-http!");
-    return (size_t)(x % h->nsrc_buckets);
-}
-
-static struct http_src *http_src_find(struct http *h, const char *ip)
-{
-    struct http_src *s;
-
-    for (s = h->srcs[http_src_bucket(h, ip)]; s != NULL; s = s->next) {
-        if (strcmp(s->ip, ip) == 0) {
-            return s;
-        }
-    }
-    return NULL;
-}
-
 static bool http_fd_peer(int fd, char *ip, size_t iplen)
 {
     struct sockaddr_storage ss;
@@ -152,86 +120,50 @@ static bool http_fd_peer(int fd, char *ip, size_t iplen)
     return false;
 }
 
-static struct http_src *http_src_add(struct http *h, const char *ip)
+/* A new connection from ip: counted until its wsi goes. NULL (not
+ * counted) when out of memory. */
+static struct http_hold *http_hold_new(struct http *h, const char *ip)
 {
-    struct http_src *s = http_src_find(h, ip);
-    size_t b;
+    struct http_hold *k = calloc(1, sizeof(*k));
 
-    if (s == NULL) {
-        if ((s = calloc(1, sizeof(*s))) == NULL) {
-            return NULL;
-        }
-        s->kind = HTTP_HOLD_CONN;
-        snprintf(s->ip, sizeof(s->ip), "%s", ip);
-        b = http_src_bucket(h, ip);
-        s->next = h->srcs[b];
-        h->srcs[b] = s;
+    if (k == NULL) {
+        return NULL;
     }
-    s->n++;
-    return s;
-}
-
-/* Drops one count of s (a connection, or with ws a pre-auth WebSocket)
- * and frees s when nothing is left. */
-static void http_src_drop(struct http *h, struct http_src *s, bool ws)
-{
-    struct http_src **pp;
-
-    if (s == NULL) {
-        return;
+    if ((k->src = srccount_add(h->srcs, ip, HTTP_SRC_CONN)) == NULL) {
+        free(k);
+        return NULL;
     }
-    if (ws && s->ws > 0) {
-        s->ws--;
-    } else if (!ws && s->n > 0) {
-        s->n--;
-    }
-    if (s->n > 0 || s->ws > 0) {
-        return;
-    }
-    for (pp = &h->srcs[http_src_bucket(h, s->ip)]; *pp != NULL;
-         pp = &(*pp)->next) {
-        if (*pp == s) {
-            *pp = s->next;
-            free(s);
-            return;
-        }
-    }
+    k->kind = HTTP_SRC_CONN;
+    return k;
 }
 
 /* The wsi is going: whatever it is counted as, it no longer is. */
 static void http_hold_release(struct http *h, struct lws *wsi)
 {
-    enum http_hold_kind *k = lws_get_opaque_user_data(wsi);
-    struct http_ws_hold *w;
+    struct http_hold *k = lws_get_opaque_user_data(wsi);
 
     lws_set_opaque_user_data(wsi, NULL);
     if (k == NULL) {
         return;
     }
-    if (*k == HTTP_HOLD_CONN) {
-        http_src_drop(h, (struct http_src *)k, false);
-        return;
-    }
-    w = (struct http_ws_hold *)k;
-    http_src_drop(h, w->src, true);
-    free(w);
+    srccount_drop(h->srcs, k->src, k->kind);
+    free(k);
 }
 
 /* An upgrade from src's address may go ahead: fewer than the cap of its
  * WebSockets are still unauthenticated. */
 static bool http_ws_admit(struct http *h, struct lws *wsi)
 {
-    enum http_hold_kind *k = lws_get_opaque_user_data(wsi);
-    struct http_src *s;
+    struct http_hold *k = lws_get_opaque_user_data(wsi);
 
-    if (k == NULL || *k != HTTP_HOLD_CONN) {
+    if (k == NULL || k->kind != HTTP_SRC_CONN) {
         return true;
     }
-    s = (struct http_src *)k;
-    if (s->ws >= (unsigned)h->cfg->http_max_preauth_ws_per_source) {
+    if (k->src->n[HTTP_SRC_WS] >=
+        (unsigned)h->cfg->http_max_preauth_ws_per_source) {
         log_warn("http: refusing a WebSocket from %s: %u not yet "
                  "authenticated already",
-                 s->ip, s->ws);
+                 k->src->text, k->src->n[HTTP_SRC_WS]);
         return false;
     }
     return true;
@@ -241,31 +173,21 @@ static bool http_ws_admit(struct http *h, struct lws *wsi)
  * count for its pre-auth WebSocket count. */
 static void http_ws_established(struct http *h, struct lws *wsi)
 {
-    enum http_hold_kind *k = lws_get_opaque_user_data(wsi);
-    struct http_src *s;
-    struct http_ws_hold *w;
+    struct http_hold *k = lws_get_opaque_user_data(wsi);
 
-    if (k == NULL || *k != HTTP_HOLD_CONN) {
+    (void)h;
+    if (k == NULL || k->kind != HTTP_SRC_CONN) {
         return;
     }
-    s = (struct http_src *)k;
-    if ((w = calloc(1, sizeof(*w))) == NULL) {
-        /* not counted at all rather than counted for ever */
-        http_hold_release(h, wsi);
-        return;
-    }
-    w->kind = HTTP_HOLD_WS;
-    w->src = s;
-    s->ws++;
-    http_src_drop(h, s, false);
-    lws_set_opaque_user_data(wsi, w);
+    srccount_move(k->src, HTTP_SRC_CONN, HTTP_SRC_WS);
+    k->kind = HTTP_SRC_WS;
 }
 
 void http_ws_authed(struct lws *wsi)
 {
-    enum http_hold_kind *k = lws_get_opaque_user_data(wsi);
+    struct http_hold *k = lws_get_opaque_user_data(wsi);
 
-    if (k != NULL && *k == HTTP_HOLD_WS) {
+    if (k != NULL && k->kind == HTTP_SRC_WS) {
         http_hold_release(lws_context_user(lws_get_context(wsi)), wsi);
     }
 }
@@ -769,23 +691,25 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
 {
     struct http *h = lws_context_user(lws_get_context(wsi));
     struct http_conn *c = user;
-    struct http_src *src;
+    struct srccount_src *src;
     char ip[64];
 
     switch (reason) {
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
         if (http_fd_peer((int)(intptr_t)in, ip, sizeof(ip)) &&
-            (src = http_src_find(h, ip)) != NULL &&
-            src->n >= (unsigned)h->cfg->http_max_conns_per_source) {
-            log_warn("http: refusing a connection from %s: %u open already", ip,
-                     src->n);
+            (src = srccount_find(h->srcs, ip)) != NULL &&
+            src->n[HTTP_SRC_CONN] >=
+                (unsigned)h->cfg->http_max_conns_per_source) {
+            log_warn("http: refusing a connection from %s (source %s): %u "
+                     "open already",
+                     ip, src->text, src->n[HTTP_SRC_CONN]);
             return 1;
         }
         return 0;
     case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
         /* (WSI_CREATE comes before the socket is attached) */
         if (http_fd_peer(lws_get_socket_fd(wsi), ip, sizeof(ip))) {
-            lws_set_opaque_user_data(wsi, http_src_add(h, ip));
+            lws_set_opaque_user_data(wsi, http_hold_new(h, ip));
         }
         return 0;
     case LWS_CALLBACK_WSI_DESTROY:
@@ -942,8 +866,7 @@ int http_start(struct http **out, const struct config *cfg, struct loop *loop,
     }
     routes_set_store(h->routes, store, vault);
     h->tickets = tickets;
-    h->nsrc_buckets = HTTP_SRC_BUCKETS;
-    if ((h->srcs = calloc(h->nsrc_buckets, sizeof(*h->srcs))) == NULL) {
+    if ((h->srcs = srccount_new()) == NULL) {
         r = ERR_NOMEM;
         goto fail;
     }
@@ -1025,7 +948,7 @@ fail:
     lockout_free(h->lockout);
     jwt_key_free(h->key);
     routes_free(h->routes);
-    free(h->srcs);
+    srccount_free(h->srcs);
     free(h);
     return r;
 }
@@ -1037,7 +960,6 @@ static void http_stop_expired(struct loop *l, void *arg)
 
 void http_stop(struct http *h)
 {
-    struct http_src *s, *next;
     uint64_t deadline;
     bool expired = false;
 
@@ -1070,13 +992,7 @@ void http_stop(struct http *h)
             log_warn("http: libwebsockets did not finish closing");
         }
     }
-    for (size_t i = 0; i < h->nsrc_buckets; i++) {
-        for (s = h->srcs[i]; s != NULL; s = next) {
-            next = s->next;
-            free(s);
-        }
-    }
-    free(h->srcs);
+    srccount_free(h->srcs);
     /* after the connections: a pending check answers no one now */
     routes_free(h->routes);
     if (!h->lockout_borrowed) {

@@ -29,7 +29,17 @@
  * tunnel (store_tunnel_touch): it is SQLite, and a busy UDP tunnel sees
  * thousands of datagrams a second.
  *
- * Report rows (kind "tunnel", route "agent:ID"): one per TCP connection,
+ * A tunnel through a peer node (def.peer set; TCP only) listens whenever
+ * the server runs: each accepted connection asks the route module
+ * (route/route.h, the one the monitor's CONNECT uses; the daemon hands it
+ * in as a struct tunnel_dial, since hub/ sits below route/) for a stream
+ * to the target through "peer:NAME", then a tlspump (common/tlspump.h, both
+ * sides plain) joins the client to that stream and counts the bytes. A
+ * peer that is down or refuses (its allow-list, the token) closes the
+ * client's connection and the row says why.
+ *
+ * Report rows (kind "tunnel", route "agent:ID" or "peer:NAME"): one per
+ * TCP connection,
  * closed when the stream ends with the bytes each way ("ok", or "error:
  * why" when the agent could not connect or the stream broke); one per UDP
  * flow, closed when the flow ends, with the payload bytes each way;
@@ -59,6 +69,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/tlspump.h"
 #include "common/util.h"
 #include "hub/tunnel_def.h"
 #include "store/agents.h"
@@ -92,11 +103,15 @@ struct tunnel_key {
     uint8_t family; /* 4 or 6 */
 };
 
-/* A TCP connection waiting for the agent to confirm the target. */
+/* A TCP connection waiting for the agent to confirm the target. Through a
+ * peer: waiting for the route (rreq), then pumped (pump). */
 struct tunnel_conn {
     struct tunnel_conn *next, *prev;
     struct tunnel *t;
     struct hub_req *req;
+    void *rreq; /* the dial's handle */
+    struct tlspump *pump;
+    int cfd;         /* the client, while the route is pending (peer only) */
     bool connecting; /* inside hub_connect(): the callback must not free */
     bool done;       /* the callback ran */
     bool open;       /* confirmed: bridged until the hub says it ended */
@@ -163,6 +178,7 @@ struct tunnels {
     struct loop *loop;
     struct store *store;
     struct hub *hub;
+    struct tunnel_dial dial; /* for tunnels through peers */
     struct tunnel *list;
     uint64_t sweep;
     uint8_t *dgram; /* one datagram in flight: TUNNEL_UDP_MAX + 1 bytes */
@@ -177,6 +193,26 @@ static void tunnel_flow_on_fd(struct loop *l, int fd, int events, void *arg);
 static const char *tunnel_proto(const struct tunnel *t)
 {
     return t->def.udp ? "udp" : "tcp";
+}
+
+/* Its route as a report row spells it: "agent:ID" or "peer:NAME". */
+static void tunnel_route_text(const struct tunnel *t, char *out, size_t len)
+{
+    if (t->def.peer[0] != '\0') {
+        snprintf(out, len, "peer:%s", t->def.peer);
+    } else {
+        snprintf(out, len, "agent:%s", t->def.agent_id);
+    }
+}
+
+/* Whether t can listen now: its agent is online, or it goes through a
+ * peer (reached anew at each connection). */
+static bool tunnel_reachable(const struct tunnel *t)
+{
+    if (t->def.peer[0] != '\0') {
+        return t->ts->dial.connect != NULL;
+    }
+    return hub_agent_online(t->ts->hub, t->def.agent_id);
 }
 
 /* Writes the tunnel's state to the store when it changed. */
@@ -280,12 +316,13 @@ static void tunnel_row(struct tunnel *t, const char *client, const char *result,
     snprintf(s.user_name, sizeof(s.user_name), "%s", t->def.created_by);
     snprintf(s.kind, sizeof(s.kind), "tunnel");
     snprintf(s.client_addr, sizeof(s.client_addr), "%s", client);
-    snprintf(s.route, sizeof(s.route), "agent:%s", t->def.agent_id);
+    tunnel_route_text(t, s.route, sizeof(s.route));
     snprintf(
         s.detail, sizeof(s.detail), "%s/%s%s%s:%d (%s, port %d, tunnel %s)",
-        t->def.agent_id, strchr(t->def.remote_host, ':') != NULL ? "[" : "",
-        t->def.remote_host, strchr(t->def.remote_host, ':') != NULL ? "]" : "",
-        t->def.remote_port, tunnel_proto(t), t->def.local_port, t->def.id);
+        t->def.peer[0] != '\0' ? s.route : t->def.agent_id,
+        strchr(t->def.remote_host, ':') != NULL ? "[" : "", t->def.remote_host,
+        strchr(t->def.remote_host, ':') != NULL ? "]" : "", t->def.remote_port,
+        tunnel_proto(t), t->def.local_port, t->def.id);
     s.started_at = util_now();
     s.exit_status = -1;
     if (result != NULL) {
@@ -437,14 +474,122 @@ static void tunnel_conn_end(void *arg, uint64_t up, uint64_t down,
 static void tunnel_conn_cancel(struct tunnel_conn *c, const char *result)
 {
     struct tunnel *t = c->t;
+    uint64_t up = 0, down = 0;
 
     if (c->req != NULL) {
         hub_connect_cancel(c->req);
         c->req = NULL;
     }
-    tunnel_row_close(t, c->row, 0, 0, result);
+    if (c->rreq != NULL) {
+        t->ts->dial.cancel(c->rreq);
+        c->rreq = NULL;
+    }
+    if (c->cfd >= 0) {
+        close(c->cfd);
+        c->cfd = -1;
+    }
+    if (c->pump != NULL) {
+        tlspump_counts(c->pump, &up, &down);
+        tlspump_free(c->pump);
+        c->pump = NULL;
+        result = "ok"; /* it was carrying: ended by us, not broken */
+    }
+    tunnel_row_close(t, c->row, up, down, result);
     tunnel_conn_unlink(c);
     free(c);
+}
+
+/* --- TCP connections through a peer ------------------------------------- */
+
+/* Forgets c after its end: freed now, or by tunnel_tcp_client when the
+ * end came inside route_connect. */
+static void tunnel_peer_conn_gone(struct tunnel_conn *c)
+{
+    c->done = true;
+    tunnel_conn_unlink(c);
+    if (!c->connecting) {
+        free(c);
+    }
+}
+
+/* The pump ended: either side closed, or an error. */
+static void tunnel_peer_pump_done(void *arg, const char *why)
+{
+    struct tunnel_conn *c = arg;
+    struct tunnel *t = c->t;
+    char result[STORE_RESULT_MAX + 1];
+    uint64_t up = 0, down = 0;
+
+    tlspump_counts(c->pump, &up, &down);
+    tlspump_free(c->pump);
+    c->pump = NULL;
+    if (why != NULL) {
+        snprintf(result, sizeof(result), "error: %s", why);
+    } else {
+        snprintf(result, sizeof(result), "ok");
+    }
+    tunnel_row_close(t, c->row, up, down, result);
+    tunnel_used(t); /* the idle time counts from the last connection's end */
+    tunnel_peer_conn_gone(c);
+}
+
+/* The route's answer: a stream to the target through the peer, or why
+ * not. */
+static void tunnel_peer_route_done(void *arg, int fd, const char *why)
+{
+    struct tunnel_conn *c = arg;
+    struct tunnel *t = c->t;
+    char result[STORE_RESULT_MAX + 1];
+    int cfd = c->cfd;
+
+    c->rreq = NULL;
+    c->cfd = -1;
+    if (fd < 0) {
+        log_info("tunnel %s: %s could not reach %s:%d through peer %s: %s",
+                 t->def.id, c->client, t->def.remote_host, t->def.remote_port,
+                 t->def.peer, why != NULL ? why : "?");
+        close(cfd);
+        snprintf(result, sizeof(result), "error: %s",
+                 why != NULL ? why : "the peer could not connect");
+        tunnel_row_close(t, c->row, 0, 0, result);
+        tunnel_peer_conn_gone(c);
+        return;
+    }
+    c->pump =
+        tlspump_new(t->ts->loop, cfd, NULL, fd, NULL, tunnel_peer_pump_done, c);
+    if (c->pump == NULL) { /* it closed both fds */
+        tunnel_row_close(t, c->row, 0, 0, "error: out of resources");
+        tunnel_peer_conn_gone(c);
+        return;
+    }
+    c->open = true;
+    log_info("tunnel %s: %s connected to %s:%d through peer %s", t->def.id,
+             c->client, t->def.remote_host, t->def.remote_port, t->def.peer);
+    tlspump_start(c->pump); /* may end it at once */
+}
+
+/* Starts c (linked into t, its row open) towards the target through the
+ * peer. */
+static void tunnel_peer_connect(struct tunnel *t, struct tunnel_conn *c,
+                                int cfd, const char *ip, int port)
+{
+    char route[STORE_ROUTE_MAX + 1];
+    void *rq;
+
+    tunnel_route_text(t, route, sizeof(route));
+    c->cfd = cfd;
+    c->connecting = true;
+    rq = t->ts->dial.connect(t->ts->dial.ctx, route, t->def.remote_host,
+                             t->def.remote_port, ip, port,
+                             tunnel_peer_route_done, c);
+    c->connecting = false;
+    if (c->done) {
+        free(c);
+        return;
+    }
+    if (c->pump == NULL) {
+        c->rreq = rq;
+    }
 }
 
 static void tunnel_tcp_client(struct tunnel *t, int cfd,
@@ -470,10 +615,13 @@ static void tunnel_tcp_client(struct tunnel *t, int cfd,
         (c = calloc(1, sizeof(*c))) == NULL) {
         close(cfd);
         tunnel_refuse(t, client, false,
-                      "too many connections waiting for the agent");
+                      t->def.peer[0] != '\0'
+                          ? "too many connections through the peer"
+                          : "too many connections waiting for the agent");
         return;
     }
     c->t = t;
+    c->cfd = -1;
     snprintf(c->client, sizeof(c->client), "%s", client);
     tunnel_row(t, client, NULL, c->row);
     c->next = t->conns;
@@ -482,6 +630,10 @@ static void tunnel_tcp_client(struct tunnel *t, int cfd,
     }
     t->conns = c;
     t->nconns++;
+    if (t->def.peer[0] != '\0') {
+        tunnel_peer_connect(t, c, cfd, ip, port);
+        return;
+    }
     /* The hub may answer (a failure) before hub_connect returns; the
      * callback then leaves freeing c to us. */
     c->connecting = true;
@@ -957,8 +1109,10 @@ static void tunnel_listen(struct tunnel *t)
     }
     t->listening = true;
     t->retry_ms = 0;
-    log_info("tunnel %s: listening on port %d/%s for %s/%s:%d", t->def.id,
-             t->def.local_port, tunnel_proto(t), t->def.agent_id,
+    log_info("tunnel %s: listening on port %d/%s for %s%s/%s:%d", t->def.id,
+             t->def.local_port, tunnel_proto(t),
+             t->def.peer[0] != '\0' ? "peer:" : "",
+             t->def.peer[0] != '\0' ? t->def.peer : t->def.agent_id,
              t->def.remote_host, t->def.remote_port);
     tunnel_set_state(t, "listening");
     return;
@@ -1081,7 +1235,11 @@ void tunnels_reload(struct tunnels *ts)
             ts->list->prev = t;
         }
         ts->list = t;
-        if (hub_agent_online(ts->hub, t->def.agent_id)) {
+        if (t->def.peer[0] != '\0' && !tunnel_reachable(t)) {
+            tunnel_set_state(t, "error: this server has no peer routes");
+            continue;
+        }
+        if (tunnel_reachable(t)) {
             tunnel_listen(t);
         } else {
             tunnel_set_state(t, "agent offline");
@@ -1165,7 +1323,7 @@ static void tunnels_sweep(struct loop *l, void *arg)
             }
         }
         if (!t->listening && t->retry_ms != 0 && now_ms >= t->retry_ms &&
-            hub_agent_online(ts->hub, t->def.agent_id)) {
+            tunnel_reachable(t)) {
             tunnel_listen(t);
         }
     }
@@ -1173,7 +1331,8 @@ static void tunnels_sweep(struct loop *l, void *arg)
 }
 
 int tunnels_start(struct tunnels **out, const struct config *cfg,
-                  struct loop *loop, struct store *store, struct hub *hub)
+                  struct loop *loop, struct store *store, struct hub *hub,
+                  const struct tunnel_dial *dial)
 {
     struct tunnels *ts;
 
@@ -1187,6 +1346,9 @@ int tunnels_start(struct tunnels **out, const struct config *cfg,
     ts->loop = loop;
     ts->store = store;
     ts->hub = hub;
+    if (dial != NULL) {
+        ts->dial = *dial;
+    }
     hub_set_presence_fn(hub, tunnels_on_presence, ts);
     hub_set_change_fn(hub, tunnels_on_change, ts);
     tunnels_reload(ts);
@@ -1207,7 +1369,9 @@ void tunnels_stop(struct tunnels *ts)
     loop_del_timer(ts->loop, ts->sweep);
     while (ts->list != NULL) {
         if (ts->list->listening) {
-            tunnel_set_state(ts->list, "agent offline");
+            tunnel_set_state(ts->list, ts->list->def.peer[0] != '\0'
+                                           ? "server stopped"
+                                           : "agent offline");
         }
         tunnel_free(ts->list, "error: the server stopped");
     }

@@ -1,6 +1,8 @@
 /*
  * Tunnels: listeners on the server that carry each accepted TCP connection
- * or UDP flow to HOST:PORT on an agent's side (SPEC §6).
+ * or UDP flow to HOST:PORT on an agent's side (SPEC §6), or each TCP
+ * connection to HOST:PORT in a segment a peer node reaches (SPEC §7,
+ * through route/route.h's "peer:NAME").
  *
  * Definitions live in the store (store/agents.h); this module turns them
  * into listeners on [tunnel] listen while their agent is online (the hub's
@@ -10,9 +12,10 @@
  * udp_flow_seconds, deletes a tunnel idle for its idle_minutes, and writes
  * each tunnel's state ("listening", "agent offline", "error: ...") back to
  * the store. Every tunnel connection gets a report row (kind "tunnel",
- * route "agent:ID").
+ * route "agent:ID" or "peer:NAME").
  *
- * Ownership: tunnels_start() borrows cfg, loop, store and hub; it sets
+ * Ownership: tunnels_start() borrows cfg, loop, store, hub and what dial
+ * names (NULL: tunnels through peers stay in "error: ..."); it sets
  * itself as the hub's presence listener. tunnels_stop() closes every
  * listener and flow.
  */
@@ -26,8 +29,26 @@
 
 struct tunnels;
 
+/*
+ * How a tunnel through a peer gets its stream: the route module's
+ * route_connect (route/route.h), handed in by the daemon because hub/
+ * sits below route/. connect starts a stream to host:port along route
+ * ("peer:NAME") and calls done exactly once (fd >= 0 owned by the
+ * callee, or -1 and one line why), perhaps before it returns NULL;
+ * otherwise it returns a handle that cancel stops without calling done.
+ */
+typedef void (*tunnel_dial_done_fn)(void *arg, int fd, const char *why);
+struct tunnel_dial {
+    void *(*connect)(void *ctx, const char *route, const char *host, int port,
+                     const char *orig_ip, int orig_port,
+                     tunnel_dial_done_fn done, void *arg);
+    void (*cancel)(void *handle);
+    void *ctx;
+};
+
 int tunnels_start(struct tunnels **out, const struct config *cfg,
-                  struct loop *loop, struct store *store, struct hub *hub);
+                  struct loop *loop, struct store *store, struct hub *hub,
+                  const struct tunnel_dial *dial);
 void tunnels_stop(struct tunnels *t);
 /* Re-reads the store's tunnels: new ones listen (if their agent is
  * online), deleted ones close, ACL changes apply to new connections. */

@@ -24,10 +24,12 @@
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <sodium.h>
 
 #include "common/cidr.h"
 #include "common/err.h"
 #include "common/util.h"
+#include "store/peers.h"
 
 /* Auto-picked ports retried when another writer took the same one
  * between the pick and the insert. */
@@ -397,6 +399,37 @@ out:
 
 /* --- a whole definition -------------------------------------------------- */
 
+/* The peer of a tunnel must exist (peer names are checked by its own
+ * rules when added: admin_peer.c); t->peer gets its stored name. */
+static int tunnel_def_peer(struct store *st, const char *peer,
+                           struct store_tunnel *t, char *why, size_t whylen)
+{
+    struct store_peer *p;
+    int r;
+
+    if (strlen(peer) > PEER_NAME_MAX) {
+        return tunnel_why(why, whylen, ERR_NOT_FOUND, "peer '%.64s' not found",
+                          peer);
+    }
+    if ((p = calloc(1, sizeof(*p))) == NULL) {
+        return tunnel_why(why, whylen, ERR_NOMEM, "%s", err_str(ERR_NOMEM));
+    }
+    r = store_peer_get(st, peer, p);
+    if (r == ERR_OK) {
+        snprintf(t->peer, sizeof(t->peer), "%s", p->name);
+    }
+    sodium_memzero(p, sizeof(*p));
+    free(p);
+    if (r == ERR_NOT_FOUND) {
+        return tunnel_why(why, whylen, r, "peer '%s' not found", peer);
+    }
+    if (r != ERR_OK) {
+        return tunnel_why(why, whylen, r, "cannot read peer '%s': %s", peer,
+                          err_str(r));
+    }
+    return ERR_OK;
+}
+
 int tunnel_def_add(struct store *st, const struct config *cfg,
                    const struct tunnel_def_req *req, struct store_tunnel *t,
                    char *why, size_t whylen)
@@ -405,10 +438,21 @@ int tunnel_def_add(struct store *st, const struct config *cfg,
     int r, tries, port;
 
     memset(t, 0, sizeof(*t));
-    if (req->agent_id == NULL || req->agent_id[0] == '\0') {
+    if (req->peer != NULL && req->peer[0] != '\0') {
+        if (req->agent_id != NULL && req->agent_id[0] != '\0') {
+            return tunnel_why(why, whylen, ERR_INVALID,
+                              "a tunnel goes through an agent or a peer, "
+                              "not both");
+        }
+        if (req->udp) {
+            return tunnel_why(why, whylen, ERR_INVALID,
+                              "a tunnel through a peer carries TCP only "
+                              "(the peer's proxy is HTTP CONNECT)");
+        }
+    } else if (req->agent_id == NULL || req->agent_id[0] == '\0') {
         return tunnel_why(why, whylen, ERR_INVALID, "the agent is missing");
     }
-    if (strlen(req->agent_id) > AGENT_ID_MAX) {
+    if (req->agent_id != NULL && strlen(req->agent_id) > AGENT_ID_MAX) {
         return tunnel_why(why, whylen, ERR_NOT_FOUND, "agent '%.64s' not found",
                           req->agent_id);
     }
@@ -439,6 +483,12 @@ int tunnel_def_add(struct store *st, const struct config *cfg,
                           "the creator's name is "
                           "too long");
     }
+    if (req->peer != NULL && req->peer[0] != '\0') {
+        if ((r = tunnel_def_peer(st, req->peer, t, why, whylen)) != ERR_OK) {
+            return r;
+        }
+        goto add;
+    }
     /* The agent must be known (it announced itself once); it need not be
      * online: the tunnel listens whenever it is. */
     if ((a = calloc(1, sizeof(*a))) == NULL) {
@@ -455,6 +505,7 @@ int tunnel_def_add(struct store *st, const struct config *cfg,
                           req->agent_id, err_str(r));
     }
     snprintf(t->agent_id, sizeof(t->agent_id), "%s", req->agent_id);
+add:
     snprintf(t->created_by, sizeof(t->created_by), "%s",
              req->created_by != NULL ? req->created_by : "");
     t->udp = req->udp;
@@ -481,8 +532,7 @@ int tunnel_def_add(struct store *st, const struct config *cfg,
                           "tunnel",
                           t->local_port, req->udp ? "udp" : "tcp");
     case ERR_NOT_FOUND: /* deleted meanwhile */
-        return tunnel_why(why, whylen, r, "agent '%s' not found",
-                          req->agent_id);
+        return tunnel_why(why, whylen, r, "agent '%s' not found", t->agent_id);
     default:
         return tunnel_why(why, whylen, r, "cannot add the tunnel: %s",
                           err_str(r));

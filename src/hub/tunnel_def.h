@@ -16,7 +16,7 @@
  *
  * Functions that can refuse write one line for the user into why, and
  * return ERR_INVALID (bad input), ERR_TOO_LONG, ERR_NOT_FOUND (unknown
- * agent), ERR_EXISTS (the port is taken), or ERR_STORE / ERR_IO.
+ * agent or peer), ERR_EXISTS (the port is taken), or ERR_STORE / ERR_IO.
  */
 #ifndef PORTCULLIS_TUNNEL_DEF_H
 #define PORTCULLIS_TUNNEL_DEF_H
@@ -32,8 +32,9 @@
 
 /* What a caller asks for; pointers may be NULL / 0 for "default". */
 struct tunnel_def_req {
-    const char *agent_id;
-    const char *remote; /* "HOST:PORT", "[v6]:PORT" */
+    const char *agent_id; /* through this agent, or */
+    const char *peer;     /* through this peer node (TCP only) */
+    const char *remote;   /* "HOST:PORT", "[v6]:PORT" */
     bool udp;
     int local_port;         /* 0: pick one */
     const char *acl;        /* NULL: default_ip's address only */
@@ -66,7 +67,8 @@ int tunnel_port_pick(struct store *st, const struct config *cfg, bool udp,
                      int port, int *out, char *why, size_t whylen);
 
 /* Everything `tunnel add` does before the notice: checks the request,
- * checks that the agent exists (it need not be online), picks or checks
+ * checks that the agent or the peer exists (it need not be online: the
+ * listener reaches it at each connection), picks or checks
  * the port, and adds the tunnel to the store; t gets the stored
  * definition. */
 int tunnel_def_add(struct store *st, const struct config *cfg,

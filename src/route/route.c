@@ -57,8 +57,8 @@ struct route_req {
     struct store_peer *peer;
     char dest_host[STORE_HOST_MAX + 1];
     int dest_port;
-    /* route_peer_check: OPTIONS * instead of CONNECT, answered here */
-    route_check_fn check_fn;
+    /* route_peer_check: OPTIONS * instead of CONNECT */
+    bool check;
     /* while route_connect runs the connector: cleared when rq ends */
     bool *alive;
 };
@@ -91,15 +91,12 @@ struct route_kind {
     void (*cancel)(struct route_req *rq);
 };
 
-/* Frees rq, then tells its owner. */
-static void route_check_swallow(void *arg, int fd, const char *why);
-
-static void route_finish(struct route_req *rq, int fd, const char *why)
+/* Frees rq, then tells its owner: every request, connect or check,
+ * ends here with one result. */
+static void route_end(struct route_req *rq, const struct route_result *res)
 {
     route_done_fn fn = rq->fn;
     void *arg = rq->arg;
-    route_check_fn check = rq->check_fn;
-    struct route_check_result cr;
 
     if (rq->alive != NULL) {
         *rq->alive = false; /* route_connect returns NULL */
@@ -111,18 +108,19 @@ static void route_finish(struct route_req *rq, int fd, const char *why)
         }
     }
     free(rq);
-    if (check != NULL && fn != route_check_swallow) {
-        /* a check that failed before the peer answered */
-        memset(&cr, 0, sizeof(cr));
-        cr.why = why != NULL ? why : "failed";
-        cr.server = "";
-        if (fd >= 0) {
-            close(fd);
-        }
-        check(arg, &cr);
-        return;
-    }
-    fn(arg, fd, fd >= 0 ? NULL : why != NULL ? why : "failed");
+    fn(arg, res);
+}
+
+/* route_end with a stream (fd >= 0) or a failure (why). */
+static void route_finish(struct route_req *rq, int fd, const char *why)
+{
+    struct route_result res;
+
+    memset(&res, 0, sizeof(res));
+    res.fd = fd;
+    res.why = fd >= 0 ? NULL : why != NULL ? why : "failed";
+    res.server = "";
+    route_end(rq, &res);
 }
 
 /* --- direct: resolve, then a non-blocking connect --- */
@@ -396,48 +394,32 @@ static void route_peer_clear(struct route_req *rq)
 static void route_peer_on_link(void *arg, const struct peer_link_result *res)
 {
     struct route_req *rq = arg;
-    struct route_check_result cr;
-    route_check_fn check = rq->check_fn;
-    void *carg = rq->arg;
+    struct route_result rr;
 
     rq->link = NULL;
     route_peer_clear(rq);
-    if (check == NULL) {
-        route_finish(rq, res->fd, res->why);
-        return;
-    }
-    memset(&cr, 0, sizeof(cr));
-    cr.status = res->status;
-    cr.why = res->why;
-    cr.server = res->server;
-    rq->fn = route_check_swallow;
-    route_finish(rq, -1, NULL);
-    check(carg, &cr);
-}
-
-/* A check's requests end through its own callback. */
-static void route_check_swallow(void *arg, int fd, const char *why)
-{
-    (void)arg;
-    (void)why;
-    if (fd >= 0) {
-        close(fd);
-    }
+    memset(&rr, 0, sizeof(rr));
+    rr.fd = res->fd;
+    rr.status = res->status;
+    rr.why = res->why; /* NULL: a stream, or a check that passed */
+    rr.server = res->server != NULL ? res->server : "";
+    route_end(rq, &rr);
 }
 
 /* The way to the peer's proxy port is there (or not). */
-static void route_peer_on_sub(void *arg, int fd, const char *why)
+static void route_peer_on_sub(void *arg, const struct route_result *res)
 {
     struct route_req *rq = arg;
     struct store_peer *p = rq->peer;
     struct peer_link_opts o;
     struct peer_link *pl;
+    int fd = res->fd;
     char msg[600];
 
     rq->sub = NULL;
     if (fd < 0) {
         snprintf(msg, sizeof(msg), "peer %s: cannot reach its proxy %s:%d: %s",
-                 p->name, p->host, p->port, why);
+                 p->name, p->host, p->port, res->why);
         route_peer_clear(rq);
         route_finish(rq, -1, msg);
         return;
@@ -448,7 +430,7 @@ static void route_peer_on_sub(void *arg, int fd, const char *why)
     o.token = rq->token;
     o.plain_http = p->plain_http;
     o.fingerprint = p->tls_fingerprint;
-    o.dest_host = rq->check_fn != NULL ? NULL : rq->dest_host;
+    o.dest_host = rq->check ? NULL : rq->dest_host;
     o.dest_port = rq->dest_port;
     o.timeout_ms = rq->rs->cfg->connect_timeout_seconds * 1000;
     /* the link may answer (and rq be freed) before it returns: rq is
@@ -729,12 +711,14 @@ struct route_req *route_connect(struct routes *rs, const struct route *rt,
 {
     struct route_req *rq;
 
-    if (rt->kind == NULL) {
-        fn(arg, -1, "unsupported route");
-        return NULL;
-    }
-    if ((rq = route_req_new(rs, rt)) == NULL) {
-        fn(arg, -1, "out of memory");
+    struct route_result res;
+
+    memset(&res, 0, sizeof(res));
+    res.fd = -1;
+    res.server = "";
+    if (rt->kind == NULL || (rq = route_req_new(rs, rt)) == NULL) {
+        res.why = rt->kind == NULL ? "unsupported route" : "out of memory";
+        fn(arg, &res);
         return NULL;
     }
     rq->fn = fn;
@@ -743,14 +727,15 @@ struct route_req *route_connect(struct routes *rs, const struct route *rt,
 }
 
 struct route_req *route_peer_check(struct routes *rs, const char *peer,
-                                   route_check_fn fn, void *arg)
+                                   route_done_fn fn, void *arg)
 {
     struct route rt;
     struct route_req *rq = NULL;
     char text[STORE_ROUTE_MAX + 1], why[200];
-    struct route_check_result cr;
+    struct route_result cr;
 
     memset(&cr, 0, sizeof(cr));
+    cr.fd = -1;
     cr.server = "";
     snprintf(text, sizeof(text), "peer:%s", peer);
     if (route_parse(text, &rt, why, sizeof(why)) != ERR_OK ||
@@ -759,7 +744,8 @@ struct route_req *route_peer_check(struct routes *rs, const char *peer,
         fn(arg, &cr);
         return NULL;
     }
-    rq->check_fn = fn;
+    rq->check = true;
+    rq->fn = fn;
     rq->arg = arg;
     return route_start(rq, "", 0, "", 0);
 }

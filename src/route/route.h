@@ -66,11 +66,21 @@ void routes_set_store(struct routes *rs, struct store *st,
  * every link through a peer; NULL is a no-op. */
 void routes_free(struct routes *rs);
 
-/* Called once per route_connect: fd >= 0 a connected stream socket,
- * which the callee owns from now on (why NULL); or fd -1 and why, one
- * line such as "Connection refused", "timed out resolving the host
- * name" or "through agent 'a1': refused by the agent's allow-list". */
-typedef void (*route_done_fn)(void *arg, int fd, const char *why);
+/* What a request found, given to its one callback once. A connect:
+ * fd >= 0 a connected stream socket, which the callee owns from now on
+ * (why NULL); or fd -1 and why, one line such as "Connection refused",
+ * "timed out resolving the host name" or "through agent 'a1': refused by
+ * the agent's allow-list". A peer check: fd -1, why NULL when the peer's
+ * proxy took the credential. Through a peer, status is the proxy's HTTP
+ * status (0 if none came) and server its Server header
+ * ("portcullis/VER"; "" if none). */
+struct route_result {
+    int fd;
+    int status;
+    const char *why;
+    const char *server;
+};
+typedef void (*route_done_fn)(void *arg, const struct route_result *r);
 
 /* Starts connecting to host:port along rt, for the client at
  * orig_ip:orig_port (an agent logs it). Returns a handle valid until fn
@@ -79,21 +89,13 @@ typedef void (*route_done_fn)(void *arg, int fd, const char *why);
 struct route_req *route_connect(struct routes *rs, const struct route *rt,
                                 const char *host, int port, const char *orig_ip,
                                 int orig_port, route_done_fn fn, void *arg);
-/* What a peer check found: why NULL when the peer's proxy took the
- * credential (status 200, server its Server header: "portcullis/VER"). */
-struct route_check_result {
-    int status;         /* the proxy's HTTP status, 0 if none */
-    const char *why;    /* NULL: ok */
-    const char *server; /* "" if none */
-};
-typedef void (*route_check_fn)(void *arg, const struct route_check_result *r);
 
 /* `peer check NAME`: reaches the peer's proxy along its via route, then
  * TLS and `OPTIONS *` with its token instead of a CONNECT. fn is called
  * once (perhaps before this returns NULL); the handle cancels like a
  * route_connect's. */
 struct route_req *route_peer_check(struct routes *rs, const char *peer,
-                                   route_check_fn fn, void *arg);
+                                   route_done_fn fn, void *arg);
 
 /* While the handle is valid: stops the request, calling nothing. */
 void route_cancel(struct route_req *rq);

@@ -1383,15 +1383,16 @@ static void monitor_connect_failed(struct monitor *m, struct mchild *c,
 }
 
 /* route_done_fn: the route has a stream to c's asset, or why not. */
-static void monitor_on_route(void *arg, int fd, const char *why)
+static void monitor_on_route(void *arg, const struct route_result *r)
 {
     struct mchild *c = arg;
     struct monitor *m = c->mon;
+    int fd = r->fd;
 
     c->route_req = NULL;
     buf_reset(m->rep);
     if (fd < 0) {
-        monitor_connect_failed(m, c, why);
+        monitor_connect_failed(m, c, r->why);
         return;
     }
     monitor_connect_reply(m, c, true, "", fd);

@@ -182,8 +182,9 @@ int store_peer_delete(struct store *st, const char *name_or_id, int *users)
     }
     r = store_query(st, "peer users",
                     "SELECT (SELECT count(*) FROM assets WHERE route = $1)"
-                    " + (SELECT count(*) FROM peers WHERE via = $1)",
-                    peer_count_row, &used, NULL, "t", route);
+                    " + (SELECT count(*) FROM peers WHERE via = $1)"
+                    " + (SELECT count(*) FROM tunnels WHERE peer = $2)",
+                    peer_count_row, &used, NULL, "tt", route, p.name);
     if (r == ERR_OK && used > 0) {
         r = ERR_DENIED;
     }

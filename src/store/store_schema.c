@@ -357,6 +357,42 @@ static const char store_schema_v9[] =
     " stderr BLOB);"
     "CREATE INDEX jobs_started ON jobs(started_at);";
 
+/*
+ * Version 10: tunnels through a peer node (issue 15). A tunnel goes
+ * either through an agent (agent_id, peer '') or through the peer node
+ * named peer (agent_id NULL, so no foreign key applies); the CHECK keeps
+ * it one or the other. SQL cannot drop a NOT NULL portably, so the table
+ * is rebuilt and its rows copied.
+ */
+static const char store_schema_v10[] =
+    "CREATE TABLE tunnels_v10 ("
+    " id TEXT PRIMARY KEY,"
+    " agent_id TEXT REFERENCES agents(id) ON DELETE CASCADE,"
+    " peer TEXT NOT NULL DEFAULT '',"
+    " protocol TEXT NOT NULL CHECK (protocol IN ('tcp', 'udp')),"
+    " remote_host TEXT NOT NULL,"
+    " remote_port INTEGER NOT NULL CHECK (remote_port BETWEEN 1 AND 65535),"
+    " local_port INTEGER NOT NULL CHECK (local_port BETWEEN 1 AND 65535),"
+    " acl TEXT NOT NULL,"
+    " idle_minutes INTEGER NOT NULL DEFAULT 0 CHECK (idle_minutes >= 0),"
+    " created_by TEXT NOT NULL DEFAULT '',"
+    " created_at BIGINT NOT NULL,"
+    " state TEXT NOT NULL DEFAULT '',"
+    " last_used BIGINT NOT NULL DEFAULT 0,"
+    " UNIQUE (protocol, local_port),"
+    " CHECK ((agent_id IS NULL AND peer <> '')"
+    " OR (agent_id IS NOT NULL AND peer = '')));"
+    "INSERT INTO tunnels_v10 (id, agent_id, protocol, remote_host,"
+    " remote_port, local_port, acl, idle_minutes, created_by, created_at,"
+    " state, last_used)"
+    " SELECT id, agent_id, protocol, remote_host, remote_port, local_port,"
+    " acl, idle_minutes, created_by, created_at, state, last_used"
+    " FROM tunnels;"
+    "DROP TABLE tunnels;"
+    "ALTER TABLE tunnels_v10 RENAME TO tunnels;"
+    "CREATE INDEX tunnels_agent ON tunnels(agent_id);"
+    "CREATE INDEX tunnels_peer ON tunnels(peer);";
+
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},
     {2, store_schema_v2, STORE_HOOK_NONE},
@@ -367,6 +403,7 @@ const struct store_migration store_migrations[] = {
     {7, store_schema_v7, STORE_HOOK_NONE},
     {8, store_schema_v8, STORE_HOOK_NONE},
     {9, store_schema_v9, STORE_HOOK_NONE},
+    {10, store_schema_v10, STORE_HOOK_NONE},
 };
 
 const size_t store_migrations_count =

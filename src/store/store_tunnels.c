@@ -3,7 +3,8 @@
  * server listens for while the agent is online, and the listener state the
  * server writes back. A tunnel ID is a UUID made here; a tunnel goes with
  * its agent by cascade, and one whose agent is missing is ERR_NOT_FOUND
- * (the foreign key).
+ * (the foreign key). A tunnel through a peer has no agent (agent_id NULL);
+ * deleting the peer is refused while tunnels use it (store_peer_delete).
  */
 #include "store/agents.h"
 
@@ -19,7 +20,7 @@
 
 #define TUNNEL_SELECT                                                          \
     "SELECT id, agent_id, protocol, remote_host, remote_port, local_port,"     \
-    " acl, idle_minutes, created_by, created_at, state, last_used"             \
+    " acl, idle_minutes, created_by, created_at, state, last_used, peer"       \
     " FROM tunnels"
 
 static int tunnel_fill(struct db_stmt *s, void *item)
@@ -40,6 +41,7 @@ static int tunnel_fill(struct db_stmt *s, void *item)
     t->created_at = db_col_int64(s, 9);
     store_col_text(s, 10, t->state, sizeof(t->state));
     t->last_used = db_col_int64(s, 11);
+    store_col_text(s, 12, t->peer, sizeof(t->peer));
     return ERR_OK;
 }
 
@@ -50,12 +52,18 @@ int store_tunnel_add(struct store *st, struct store_tunnel *t)
     if (t == NULL) {
         return ERR_INVALID;
     }
-    if (strnlen(t->agent_id, sizeof(t->agent_id)) == sizeof(t->agent_id)) {
+    if (strnlen(t->agent_id, sizeof(t->agent_id)) == sizeof(t->agent_id) ||
+        strnlen(t->peer, sizeof(t->peer)) == sizeof(t->peer)) {
         return ERR_TOO_LONG;
     }
-    if (!store_agent_id_valid(t->agent_id) || t->remote_port < 1 ||
-        t->remote_port > 65535 || t->local_port < 1 || t->local_port > 65535 ||
-        t->idle_minutes < 0 || t->created_at <= 0) {
+    /* an agent's or a peer's, never both; a peer carries TCP only */
+    if ((t->peer[0] == '\0') == (t->agent_id[0] == '\0') ||
+        (t->peer[0] != '\0' && t->udp)) {
+        return ERR_INVALID;
+    }
+    if ((t->agent_id[0] != '\0' && !store_agent_id_valid(t->agent_id)) ||
+        t->remote_port < 1 || t->remote_port > 65535 || t->local_port < 1 ||
+        t->local_port > 65535 || t->idle_minutes < 0 || t->created_at <= 0) {
         return ERR_INVALID;
     }
     if ((r = STORE_FIELD_TEXT(t->remote_host, true)) != ERR_OK ||
@@ -75,11 +83,13 @@ int store_tunnel_add(struct store *st, struct store_tunnel *t)
     r = store_run(
         st, "tunnel add",
         "INSERT INTO tunnels (id, agent_id, protocol, remote_host,"
-        " remote_port, local_port, acl, idle_minutes, created_by, created_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        NULL, "ttttiititi", t->id, t->agent_id, t->udp ? "udp" : "tcp",
-        t->remote_host, (int64_t)t->remote_port, (int64_t)t->local_port, t->acl,
-        (int64_t)t->idle_minutes, t->created_by, t->created_at);
+        " remote_port, local_port, acl, idle_minutes, created_by, created_at,"
+        " peer)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        NULL, "ttttiititit", t->id, t->agent_id[0] != '\0' ? t->agent_id : NULL,
+        t->udp ? "udp" : "tcp", t->remote_host, (int64_t)t->remote_port,
+        (int64_t)t->local_port, t->acl, (int64_t)t->idle_minutes, t->created_by,
+        t->created_at, t->peer);
     r = store_tx_end(st, r);
     if (r != ERR_OK) {
         t->id[0] = '\0';

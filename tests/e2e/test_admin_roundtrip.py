@@ -140,7 +140,7 @@ CREDENTIAL = {"id", "name", "agents", "created_by", "created_at"}
 AGENT = {"id", "name", "online", "credential_id", "bound_credential",
          "hostname", "os", "kernel", "arch", "version", "addresses", "tags",
          "remote_addr", "first_seen", "connected_at", "last_seen"}
-TUNNEL = {"id", "agent_id", "protocol", "remote_host", "remote_port",
+TUNNEL = {"id", "agent_id", "peer", "route", "protocol", "remote_host", "remote_port",
           "local_port", "acl", "idle_timeout_minutes", "state",
           "created_by", "created_at", "last_used"}
 

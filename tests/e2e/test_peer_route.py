@@ -328,8 +328,8 @@ def test_web_ui_adds_a_peer_and_routes_an_asset_through_it(pc, segment,
                                                            tmp_path):
     """Playwright in Debian's Chromium (web/e2e/peers.mjs): an
     administrator adds the peer on Configuration > Peer Nodes, checks it,
-    and creates an asset with the route peer:NAME; then OpenSSH reaches the
-    namespace's sshd through it."""
+    creates an asset with the route peer:NAME and a tunnel through the
+    peer; then OpenSSH reaches the namespace's sshd through both."""
     import os
     from test_web import CHROMIUM, WEB, web_ui as _build  # noqa: F401
     if not os.access(CHROMIUM, os.X_OK):
@@ -362,3 +362,11 @@ def test_web_ui_adds_a_peer_and_routes_an_asset_through_it(pc, segment,
     r = Client(pc.ssh_port).ssh(login, "echo from-the-web-ui", password=pw)
     assert r.rc == 0 and r.out == "from-the-web-ui\n", r
     assert pc.session_of(user, "ok")["route"] == "peer:webseg"
+    # the tunnel made on the same page carries ssh to the target
+    assert "peer:webseg" in res["tunnel_row"], res
+    args = target.ssh_args("echo via-web-tunnel")
+    args[args.index("-p") + 1] = str(res["tunnel_port"])
+    env = dict(os.environ)
+    env.pop("SSH_AUTH_SOCK", None)
+    r = pclib.run(args, env=env)
+    assert r.rc == 0 and r.out == "via-web-tunnel\n", r

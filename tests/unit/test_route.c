@@ -151,13 +151,14 @@ static int teardown(void **state)
     return 0;
 }
 
-static void on_done(void *arg, int fd, const char *why)
+static void on_done(void *arg, const struct route_result *r)
 {
     struct cfx *fx = arg;
 
     fx->calls++;
-    fx->fd = fd;
-    snprintf(fx->why, sizeof(fx->why), "%s", why != NULL ? why : "(null)");
+    fx->fd = r->fd;
+    snprintf(fx->why, sizeof(fx->why), "%s",
+             r->why != NULL ? r->why : "(null)");
     loop_stop(fx->loop);
 }
 

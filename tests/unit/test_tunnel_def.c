@@ -5,7 +5,9 @@
  * HOST:PORT parser, the port choice (range, ports used by tunnels of the
  * same protocol, a port another socket holds, the lowest free one), and a
  * whole definition against a real store (unknown agent, explicit and
- * picked ports, duplicates).
+ * picked ports, duplicates), and tunnels through a peer node (the peer
+ * must exist, TCP only, agent or peer but not both; the peer cannot be
+ * deleted while a tunnel uses it).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -28,6 +30,7 @@
 #include "common/err.h"
 #include "hub/tunnel_def.h"
 #include "store/agents.h"
+#include "store/peers.h"
 
 #include "store_fx.h"
 
@@ -332,6 +335,96 @@ static void test_ports_and_add(void **state)
     config_free(&cfg);
 }
 
+static void test_peer_tunnels(void **state)
+{
+    struct fx *f = *state;
+    struct config cfg;
+    struct tunnel_def_req req;
+    struct store_tunnel t, got, *list = NULL;
+    struct store_peer p;
+    char why[512];
+    size_t n = 0;
+    int base = free_range(8), users = 0;
+
+    assert_true(base > 0);
+    assert_int_equal(config_defaults(&cfg, "/tmp"), ERR_OK);
+    free(cfg.tunnel_listen);
+    cfg.tunnel_listen = strdup("127.0.0.1");
+    cfg.tunnel_port_min = base;
+    cfg.tunnel_port_max = base + 7;
+    add_agent(f->st, "ag");
+    memset(&p, 0, sizeof(p));
+    snprintf(p.name, sizeof(p.name), "plant-7");
+    snprintf(p.host, sizeof(p.host), "10.20.0.5");
+    p.port = 3128;
+    memcpy(p.token_sealed, "sealed", 6);
+    p.token_sealed_len = 6;
+    assert_int_equal(store_peer_add(f->st, &p), ERR_OK);
+
+    memset(&req, 0, sizeof(req));
+    req.remote = "10.9.0.4:22";
+    req.acl = "127.0.0.1";
+    req.created_by = "admin";
+
+    /* refusals: an unknown peer, UDP, an agent and a peer at once */
+    req.peer = "nope";
+    assert_int_equal(tunnel_def_add(f->st, &cfg, &req, &t, why, sizeof(why)),
+                     ERR_NOT_FOUND);
+    assert_string_equal(why, "peer 'nope' not found");
+    req.peer = "plant-7";
+    req.udp = true;
+    assert_int_equal(tunnel_def_add(f->st, &cfg, &req, &t, why, sizeof(why)),
+                     ERR_INVALID);
+    assert_non_null(strstr(why, "TCP only"));
+    req.udp = false;
+    req.agent_id = "ag";
+    assert_int_equal(tunnel_def_add(f->st, &cfg, &req, &t, why, sizeof(why)),
+                     ERR_INVALID);
+    assert_non_null(strstr(why, "not both"));
+    req.agent_id = NULL;
+
+    /* by the peer's ID too: the name is stored; no agent */
+    req.peer = p.id;
+    assert_int_equal(tunnel_def_add(f->st, &cfg, &req, &t, why, sizeof(why)),
+                     ERR_OK);
+    assert_int_equal(t.local_port, base);
+    assert_int_equal(store_tunnel_get(f->st, t.id, &got), ERR_OK);
+    assert_string_equal(got.peer, "plant-7");
+    assert_string_equal(got.agent_id, "");
+    assert_string_equal(got.remote_host, "10.9.0.4");
+    assert_int_equal(store_tunnel_list(f->st, NULL, &list, &n), ERR_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].peer, "plant-7");
+    store_tunnel_list_free(list, n);
+    assert_int_equal(store_tunnel_list(f->st, "ag", &list, &n), ERR_OK);
+    assert_int_equal(n, 0);
+    store_tunnel_list_free(list, n);
+
+    /* the store's own rules, whatever the caller */
+    got.id[0] = '\0';
+    got.local_port = base + 1;
+    got.udp = true;
+    assert_int_equal(store_tunnel_add(f->st, &got), ERR_INVALID);
+    got.udp = false;
+    snprintf(got.agent_id, sizeof(got.agent_id), "ag");
+    assert_int_equal(store_tunnel_add(f->st, &got), ERR_INVALID);
+    got.peer[0] = '\0';
+    assert_int_equal(store_tunnel_add(f->st, &got), ERR_OK);
+    got.agent_id[0] = '\0';
+    got.local_port = base + 2;
+    assert_int_equal(store_tunnel_add(f->st, &got), ERR_INVALID);
+
+    /* the peer stays while its tunnel does; deleting the agent leaves the
+     * peer's tunnel */
+    assert_int_equal(store_peer_delete(f->st, "plant-7", &users), ERR_DENIED);
+    assert_int_equal(users, 1);
+    assert_int_equal(store_agent_delete(f->st, "ag"), ERR_OK);
+    assert_int_equal(store_tunnel_get(f->st, t.id, &got), ERR_OK);
+    assert_int_equal(store_tunnel_delete(f->st, t.id), ERR_OK);
+    assert_int_equal(store_peer_delete(f->st, "plant-7", &users), ERR_OK);
+    config_free(&cfg);
+}
+
 static void test_json(void **state)
 {
     struct store_tunnel t;
@@ -394,6 +487,7 @@ int main(void)
         cmocka_unit_test(test_acl_of_ip),
         cmocka_unit_test(test_remote_parse),
         cmocka_unit_test_setup_teardown(test_ports_and_add, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peer_tunnels, setup, teardown),
         cmocka_unit_test(test_json),
     };
 

@@ -8,8 +8,8 @@
 //          fingerprint, token}, asset: {name, host, port, private_key,
 //          fingerprint}, screenshots (a directory or null)}
 // An administrator adds the peer on Configuration > Peer Nodes, checks it
-// (the peer's proxy answers with its version), and creates an asset whose
-// route is peer:NAME. Prints one JSON line of results; exits 1 with the
+// (the peer's proxy answers with its version), creates an asset whose
+// route is peer:NAME, and a tunnel through the peer to the same target. Prints one JSON line of results; exits 1 with the
 // failed step on stderr otherwise. No console errors.
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -76,6 +76,21 @@ try {
   await page.getByRole('heading', { level: 1, name: `Asset ${cfg.asset.name}` }).waitFor({ timeout: 20000 });
   results.asset_route = (await page.locator('dl.facts').innerText()).includes(`peer:${cfg.peer.name}`);
   results.asset_url = page.url();
+
+  step = 'a tunnel through the peer';
+  await page.getByRole('link', { name: 'Peer nodes' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Peer nodes' }).waitFor();
+  const tform = page.getByRole('form', { name: 'New tunnel through a peer' });
+  await tform.getByLabel('Peer').selectOption(cfg.peer.name);
+  await tform.getByLabel('To HOST:PORT').fill(`${cfg.asset.host}:${cfg.asset.port}`);
+  await tform.getByLabel('Allowed clients (CIDRs; default: you)').fill('127.0.0.1');
+  await tform.getByRole('button', { name: 'Create tunnel' }).click();
+  const trow = page.getByRole('table', { name: 'Tunnels through peers' }).getByRole('row')
+    .filter({ hasText: `peer:${cfg.peer.name}` });
+  await trow.waitFor({ timeout: 20000 });
+  results.tunnel_row = (await trow.innerText()).replace(/\s+/g, ' ').trim();
+  results.tunnel_port = Number(/:(\d+)/.exec(results.tunnel_row)[1]);
+  if (cfg.screenshots) await page.screenshot({ path: join(cfg.screenshots, 'peer-tunnels.png') });
   if (consoleErrors.length) throw new Error(`console errors:\n${consoleErrors.join('\n')}`);
   console.log(JSON.stringify(results));
 } catch (e) {

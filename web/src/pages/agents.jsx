@@ -42,9 +42,9 @@ export function Agents() {
   );
 }
 
-const splitList = (s) => s.split(/[\s,]+/).filter(Boolean);
+export const splitList = (s) => s.split(/[\s,]+/).filter(Boolean);
 
-function TunnelAcl({ t, onChange }) {
+export function TunnelAcl({ t, onChange }) {
   const [acl, setAcl] = useState((t.acl || []).join(', '));
   const act = useAction();
   return (
