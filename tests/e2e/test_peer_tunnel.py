@@ -12,7 +12,6 @@ port on the host's 127.0.0.1."""
 
 import json
 import os
-import random
 import socket
 import time
 
@@ -27,7 +26,7 @@ from test_peer_route import add_peer, segment  # noqa: F401 (fixture)
 def main(pc):
     """The main node, with tunnel ports from a range of its own (parallel
     runs do not collide)."""
-    base = random.randrange(21000, 32700, 50)
+    base = pclib.port_block(50)
     pc.set_config("tunnel", "listen", "127.0.0.1")
     pc.set_config("tunnel", "port_min", str(base))
     pc.set_config("tunnel", "port_max", str(base + 49))
