@@ -323,6 +323,32 @@ static bool config_url_has_password(const char *url)
     return false;
 }
 
+int config_store_url_check(const char *url, char *why, size_t whylen)
+{
+    if (strncmp(url, "postgresql://", 13) != 0 &&
+        strncmp(url, "postgres://", 11) != 0) {
+        snprintf(why, whylen,
+                 "[store] url must start with "
+                 "postgresql:// (SQLite takes path)");
+        return ERR_CONFIG;
+    }
+    for (const char *c = url; *c != '\0'; c++) {
+        if ((unsigned char)*c <= ' ' || *c == 0x7f) {
+            snprintf(why, whylen, "[store] url: spaces or control characters");
+            return ERR_CONFIG;
+        }
+    }
+    /* The URL is logged with errors and read by every process: keep the
+     * password in PostgreSQL's password file (passfile=, PGPASSFILE). */
+    if (config_url_has_password(url)) {
+        snprintf(why, whylen,
+                 "[store] url must not hold a password; "
+                 "use a password file (passfile=... or PGPASSFILE)");
+        return ERR_CONFIG;
+    }
+    return ERR_OK;
+}
+
 /* [store]: driver sqlite with path (the default), or a postgresql:// url,
  * which selects PostgreSQL and becomes the location store_open() takes. */
 static int config_store_check(struct config *cfg, const char *path, char *why,
@@ -330,6 +356,7 @@ static int config_store_check(struct config *cfg, const char *path, char *why,
 {
     const char *url = cfg->store_url;
     bool pg = url[0] != '\0';
+    char msg[160];
     char *loc;
 
     if (strcmp(cfg->store_driver, "sqlite") != 0 &&
@@ -348,30 +375,8 @@ static int config_store_check(struct config *cfg, const char *path, char *why,
     if (!pg) {
         return ERR_OK;
     }
-    if (strncmp(url, "postgresql://", 13) != 0 &&
-        strncmp(url, "postgres://", 11) != 0) {
-        snprintf(why, whylen,
-                 "%s: [store] url must start with "
-                 "postgresql:// (SQLite takes path)",
-                 path);
-        return ERR_CONFIG;
-    }
-    for (const char *c = url; *c != '\0'; c++) {
-        if ((unsigned char)*c <= ' ' || *c == 0x7f) {
-            snprintf(why, whylen,
-                     "%s: [store] url: spaces or control "
-                     "characters",
-                     path);
-            return ERR_CONFIG;
-        }
-    }
-    /* The URL is logged with errors and read by every process: keep the
-     * password in PostgreSQL's password file (passfile=, PGPASSFILE). */
-    if (config_url_has_password(url)) {
-        snprintf(why, whylen,
-                 "%s: [store] url must not hold a password; "
-                 "use a password file (passfile=... or PGPASSFILE)",
-                 path);
+    if (config_store_url_check(url, msg, sizeof(msg)) != ERR_OK) {
+        snprintf(why, whylen, "%s: %s", path, msg);
         return ERR_CONFIG;
     }
     if ((loc = strdup(url)) == NULL ||

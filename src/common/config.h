@@ -164,6 +164,10 @@ int config_parse_text(const char *text, size_t len, const char *path,
                       struct config *cfg, char *why, size_t whylen);
 /* Fills cfg with the embedded defaults for a data directory. */
 int config_defaults(struct config *cfg, const char *data_dir);
+/* ERR_OK when url may be [store] url: postgresql:// or postgres://, no
+ * spaces or control characters, no password (user:pw@ or password=);
+ * otherwise ERR_CONFIG and why (which never quotes the URL). */
+int config_store_url_check(const char *url, char *why, size_t whylen);
 void config_free(struct config *cfg);
 
 /*

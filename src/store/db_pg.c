@@ -43,6 +43,8 @@
 
 /* The key of the advisory lock every write transaction takes: "PCWR". */
 #define PG_WRITE_LOCK "1346590546"
+/* Seconds a connection attempt may take (a URL's connect_timeout wins). */
+#define PG_CONNECT_TIMEOUT "10"
 #define PG_TEXTOID 25
 #define PG_BYTEAOID 17
 
@@ -80,6 +82,27 @@ static void pg_rollback(struct db *db);
 static void pg_finalize(struct db_stmt *s);
 static void pg_close(struct db *db);
 
+/* libpq's connection messages run over lines ("...failed: reason\n\tIs
+ * the server running...?\n"): one line for the log, in buf. */
+static const char *pg_one_line(const char *msg, char *buf, size_t buflen)
+{
+    size_t o = 0;
+
+    for (; msg != NULL && *msg != '\0' && o + 1 < buflen; msg++) {
+        char c = *msg == '\n' || *msg == '\t' || *msg == '\r' ? ' ' : *msg;
+
+        if (c == ' ' && (o == 0 || buf[o - 1] == ' ')) {
+            continue;
+        }
+        buf[o++] = c;
+    }
+    while (o > 0 && buf[o - 1] == ' ') {
+        o--;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
 /* Maps a failed result (or, with res NULL, the connection's state). */
 static int pg_fail(struct db *db, const PGresult *res, const char *what)
 {
@@ -87,6 +110,7 @@ static int pg_fail(struct db *db, const PGresult *res, const char *what)
         res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     const char *msg =
         res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    char line[512];
 
     if (state != NULL && strcmp(state, "23505") == 0) {
         return ERR_EXISTS;
@@ -98,7 +122,7 @@ static int pg_fail(struct db *db, const PGresult *res, const char *what)
         return ERR_NOMEM;
     }
     if (res == NULL && db != NULL && db->conn != NULL) {
-        msg = PQerrorMessage(db->conn);
+        msg = pg_one_line(PQerrorMessage(db->conn), line, sizeof(line));
     }
     /* Data exceptions (class 22) quote the offending value: leave the
      * message out, the SQLSTATE says what it was. */
@@ -652,15 +676,27 @@ static int pg_open(const char *location, struct db **out)
     }
     db->drv = &db_pg_driver;
     db->pid = getpid();
-    db->conn = PQconnectdb(location);
+    {
+        /* Before the URL's own fields, which override them: a server that
+         * does not answer is given up after PG_CONNECT_TIMEOUT seconds
+         * (libpq's default is to wait for ever). */
+        const char *const keys[] = {
+            "connect_timeout", "fallback_application_name", "dbname", NULL};
+        const char *const vals[] = {PG_CONNECT_TIMEOUT, "portcullis", location,
+                                    NULL};
+
+        db->conn = PQconnectdbParams(keys, vals, 1);
+    }
     if (db->conn == NULL) {
         r = ERR_NOMEM;
         goto out;
     }
     if (PQstatus(db->conn) != CONNECTION_OK) {
         /* libpq's message names the host and the reason, not the password. */
+        char line[512];
+
         log_error("store: cannot connect to PostgreSQL: %s",
-                  PQerrorMessage(db->conn));
+                  pg_one_line(PQerrorMessage(db->conn), line, sizeof(line)));
         r = ERR_STORE;
         goto out;
     }

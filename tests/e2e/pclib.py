@@ -415,14 +415,37 @@ def shared_host_keys():
     return _shared_host_keys
 
 
+_shared_pg = None
+
+
+def shared_pg():
+    """The PostgreSQL server of this test run (pglib.PgServer), started on
+    first use and stopped at exit: one per pytest session."""
+    global _shared_pg
+    if _shared_pg is None:
+        import atexit
+        import pglib
+        _shared_pg = pglib.PgServer()
+        atexit.register(_shared_pg.close)
+    return _shared_pg
+
+
+def store_on_pg():
+    """True when PORTCULLIS_TEST_STORE=pg: every Portcullis keeps its store
+    in a database of its own on shared_pg() (`init --store-url`)."""
+    return os.environ.get("PORTCULLIS_TEST_STORE", "") == "pg"
+
+
 class Portcullis:
     """One data directory made by `portcullis init`, and optionally its
     server (`serve`) running with the log in <dir>/server.log."""
 
     def __init__(self, workdir, ssh_port=None, http_port=None,
-                 fresh_keys=False):
+                 fresh_keys=False, store_url=None):
         """fresh_keys: let init make new host keys rather than adopt the
-        run's shared set (shared_host_keys())."""
+        run's shared set (shared_host_keys()). store_url: init on that
+        PostgreSQL database; with PORTCULLIS_TEST_STORE=pg and none given,
+        a new database on the run's shared PostgreSQL (shared_pg())."""
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ssh_port = ssh_port or free_port()
@@ -435,6 +458,11 @@ class Portcullis:
                 self.ssh_port, "--http-port", self.http_port]
         if not fresh_keys:
             args += ["--host-keys", shared_host_keys()]
+        if store_url is None and store_on_pg():
+            store_url = shared_pg().new_database()
+        self.store_url = store_url
+        if store_url is not None:
+            args += ["--store-url", store_url]
         r = run(args)
         if r.rc != 0:
             pytest.fail("portcullis init failed: %r" % r)
