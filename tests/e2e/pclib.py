@@ -460,8 +460,8 @@ class Portcullis:
             args += ["--host-keys", shared_host_keys()]
         if store_url is None and store_on_pg():
             store_url = shared_pg().new_database()
-        self.store_url = store_url
-        if store_url is not None:
+        self.store_url = store_url or None
+        if store_url:
             args += ["--store-url", store_url]
         r = run(args)
         if r.rc != 0:

@@ -98,3 +98,94 @@ def test_init_refuses_a_database_with_a_store(pg, tmp_path):
     assert r.rc != 0, r
     assert "already holds a Portcullis store" in r.err, r
     assert _left_behind(d) == [], _left_behind(d)
+
+
+def test_migrate_sqlite_to_postgresql(pg, target, tmp_path):
+    """An installation used on SQLite (users, an asset with a vaulted key,
+    a grant and profile, a report row) is copied while it runs, then
+    served from PostgreSQL: the migrated user logs in over ssh and the old
+    report row is still there."""
+    import sqlite3
+    p = Portcullis(tmp_path / "pc", store_url=False)
+    p.tune_for_tests()
+    p.start()
+    pw = "pw-" + uniq()
+    user = p.user_add(password=pw)
+    asset = p.target_asset(target)
+    p.allow(user, asset)
+    p.cli("group", "add", "g-" + uniq())
+    r = Client(p.ssh_port).ssh("%s#%s" % (user, asset), "echo before",
+                               password=pw)
+    assert r.rc == 0 and r.out.strip() == "before", r
+    old = p.session_of(user, "ok", kind="exec")
+    # a table of someone else's with an identity column: copied, and its
+    # sequence set past the copied IDs
+    db = sqlite3.connect(str(p.dir / "portcullis.db"))
+    db.execute("CREATE TABLE extra_seq (id INTEGER PRIMARY KEY, v TEXT)")
+    db.executemany("INSERT INTO extra_seq (id, v) VALUES (?, ?)",
+                   [(1, "a"), (2, "b"), (7, "c")])
+    db.commit()
+    db.close()
+    url = pg.new_database()
+    dbname = url.split("///")[1].split("?")[0]
+    pg.psql(dbname, "CREATE TABLE extra_seq (id SERIAL PRIMARY KEY, v TEXT)")
+
+    src = "sqlite:%s" % (p.dir / "portcullis.db")
+    rc, out, err = p.cli("store", "migrate", "--from", src, "--to", url,
+                         check=False)
+    assert rc == 0, (out, err)
+    moved = {}
+    for line in out.splitlines():
+        if line.startswith("table="):
+            kv = dict(f.split("=", 1) for f in line.split())
+            moved[kv["table"]] = int(kv["rows"])
+    assert moved["users"] == 2 and moved["assets"] == 1, out
+    assert moved["sessions"] >= 1 and moved["extra_seq"] == 3, out
+    assert moved["groups"] == 1 and moved["grants"] == 1, out
+    assert "checked=yes" in out and "sequences_set=1" in out, out
+    assert pg.psql(dbname, "INSERT INTO extra_seq (v) VALUES ('d') "
+                   "RETURNING id").split()[0] == "8"
+
+    # once more: refused (the target holds data) unless --replace
+    rc, out, err = p.cli("store", "migrate", "--from", src, "--to", url,
+                         check=False)
+    assert rc == 1 and "already holds data" in err and "users: 2" in err, err
+    rc, out, err = p.cli("store", "migrate", "--from", src, "--to", url,
+                         "--replace", check=False)
+    assert rc == 0 and "checked=yes" in out, (out, err)
+
+    # serve from PostgreSQL: same data directory (vault.key), [store] url
+    p.stop()
+    p.set_config("store", "url", url)
+    p.start()
+    r = Client(p.ssh_port).ssh("%s#%s" % (user, asset), "echo after",
+                               password=pw)
+    assert r.rc == 0 and r.out.strip() == "after", r
+    rows = p.sessions()
+    ids = [row["id"] for row in rows]
+    assert old["id"] in ids, rows
+    assert len([x for x in rows if x.get("user") == user and
+                x.get("result") == "ok"]) == 2, rows
+    assert pg.psql(dbname, "SELECT count(*) FROM sessions WHERE "
+                   "user_name = '%s'" % user).strip() == "2"
+    p.stop()
+
+
+def test_migrate_refusals(pg, tmp_path):
+    p = Portcullis(tmp_path / "pc", store_url=False)
+    src = "sqlite:%s" % (p.dir / "portcullis.db")
+    rc, out, err = p.cli("store", "migrate", "--from",
+                         "sqlite:%s" % (tmp_path / "nope.db"), "--to",
+                         pg.new_database(), check=False)
+    assert rc == 1 and "cannot read" in err, err
+    assert not (tmp_path / "nope.db").exists()
+    rc, out, err = p.cli("store", "migrate", "--from", src, "--to",
+                         "postgresql://u:Hidden-pw-77@127.0.0.1/x",
+                         check=False)
+    assert rc == 2 and "must not hold a password" in err, err
+    assert "Hidden-pw-77" not in out + err
+    rc, out, err = p.cli("store", "migrate", "--from", src, "--to",
+                         "postgresql:///x?host=%s&user=x" % tmp_path,
+                         check=False)
+    assert rc == 1 and "cannot open the target store" in err, err
+    assert "cannot connect to PostgreSQL" in err, err
