@@ -39,20 +39,39 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "store/db_driver.h"
 
 /* The key of the advisory lock every write transaction takes: "PCWR". */
 #define PG_WRITE_LOCK "1346590546"
 /* Seconds a connection attempt may take (a URL's connect_timeout wins). */
 #define PG_CONNECT_TIMEOUT "10"
+/* Milliseconds unacknowledged data may wait on a TCP connection before it
+ * counts as dead: a server that vanished mid-statement ends the statement
+ * instead of hanging it (a URL's tcp_user_timeout wins). */
+#define PG_TCP_USER_TIMEOUT "20000"
+/* How long a statement waits for a lock (the write lock of another writer,
+ * a row another transaction holds), and how long one may run: a stuck
+ * lock or statement is an error, not a hang. Applied only where the
+ * server's own setting is 0 (none), so a role's, a database's or the
+ * URL's options=-clock_timeout=... setting wins. */
+#define PG_LOCK_TIMEOUT "20s"
+#define PG_STATEMENT_TIMEOUT "60s"
+/* After a failed reconnection, further attempts wait this long at first,
+ * doubling up to the maximum: a server that is down costs callers an
+ * immediate error, not a connection attempt each. */
+#define PG_RETRY_MIN_MS 500
+#define PG_RETRY_MAX_MS 4000
 #define PG_TEXTOID 25
 #define PG_BYTEAOID 17
 
 struct db {
     const struct db_driver *drv; /* first (db_driver.h) */
     PGconn *conn;
-    pid_t pid; /* the process that opened it; a forked child must not use
-                  the connection or tell the server goodbye on it */
+    pid_t pid;        /* the process that opened it; a forked child must not use
+                         the connection or tell the server goodbye on it */
+    int64_t retry_at; /* monotonic ms: no reconnection attempt before */
+    int retry_ms;     /* the wait after the next failed attempt */
 };
 
 struct pg_param {
@@ -121,7 +140,22 @@ static int pg_fail(struct db *db, const PGresult *res, const char *what)
     if (state != NULL && strcmp(state, "53200") == 0) {
         return ERR_NOMEM;
     }
-    if (res == NULL && db != NULL && db->conn != NULL) {
+    if (state != NULL && strcmp(state, "55P03") == 0) {
+        log_error("store: %s: gave up waiting for a lock another transaction "
+                  "holds (lock_timeout; " PG_LOCK_TIMEOUT
+                  " where the server sets none)",
+                  what);
+        return ERR_STORE;
+    }
+    if (state != NULL && strcmp(state, "57014") == 0) {
+        log_error("store: %s: cancelled: ran longer than statement_timeout "
+                  "(" PG_STATEMENT_TIMEOUT
+                  " where the server sets none) or was cancelled",
+                  what);
+        return ERR_STORE;
+    }
+    if ((res == NULL || (msg == NULL && state == NULL)) && db != NULL &&
+        db->conn != NULL) {
         msg = pg_one_line(PQerrorMessage(db->conn), line, sizeof(line));
     }
     /* Data exceptions (class 22) quote the offending value: leave the
@@ -163,6 +197,18 @@ static int pg_simple(struct db *db, const char *what, const char *sql,
     return r;
 }
 
+/* The connection's settings: time limits where the server sets none. */
+static int pg_session(struct db *db)
+{
+    return pg_simple(db, "session settings",
+                     "SELECT set_config('lock_timeout', '" PG_LOCK_TIMEOUT
+                     "', false) WHERE current_setting('lock_timeout') = '0';"
+                     "SELECT set_config('statement_timeout', "
+                     "'" PG_STATEMENT_TIMEOUT "', false) WHERE "
+                     "current_setting('statement_timeout') = '0'",
+                     NULL, 0);
+}
+
 /* Starts a transaction; a connection found broken (the server restarted,
  * the backend was terminated) is opened again first, once: nothing of a
  * transaction is lost, since none had begun. */
@@ -177,12 +223,25 @@ static int pg_begin_sql(struct db *db, const char *sql)
     if (PQstatus(db->conn) != CONNECTION_BAD) {
         return r;
     }
+    if (util_mono_ms() < db->retry_at) {
+        return ERR_STORE; /* logged when the last attempt failed */
+    }
     log_warn("store: connection to PostgreSQL lost; connecting again");
     PQreset(db->conn);
     if (PQstatus(db->conn) != CONNECTION_OK ||
-        PQsetClientEncoding(db->conn, "UTF8") != 0) {
-        return pg_fail(db, NULL, "reconnect");
+        PQsetClientEncoding(db->conn, "UTF8") != 0 ||
+        pg_session(db) != ERR_OK) {
+        db->retry_ms = db->retry_ms < PG_RETRY_MIN_MS    ? PG_RETRY_MIN_MS
+                       : db->retry_ms >= PG_RETRY_MAX_MS ? PG_RETRY_MAX_MS
+                                                         : db->retry_ms * 2;
+        db->retry_at = util_mono_ms() + db->retry_ms;
+        r = pg_fail(db, NULL, "reconnect");
+        log_warn("store: PostgreSQL unavailable; next attempt in %d ms",
+                 db->retry_ms);
+        return r;
     }
+    db->retry_ms = 0;
+    log_info("store: connected to PostgreSQL again");
     return pg_simple(db, "begin", sql, NULL, 0);
 }
 
@@ -681,8 +740,13 @@ static int pg_open(const char *location, struct db **out)
          * does not answer is given up after PG_CONNECT_TIMEOUT seconds
          * (libpq's default is to wait for ever). */
         const char *const keys[] = {
-            "connect_timeout", "fallback_application_name", "dbname", NULL};
-        const char *const vals[] = {PG_CONNECT_TIMEOUT, "portcullis", location,
+            "connect_timeout",           "tcp_user_timeout", "keepalives_idle",
+            "fallback_application_name", "dbname",           NULL};
+        const char *const vals[] = {PG_CONNECT_TIMEOUT,
+                                    PG_TCP_USER_TIMEOUT,
+                                    "10",
+                                    "portcullis",
+                                    location,
                                     NULL};
 
         db->conn = PQconnectdbParams(keys, vals, 1);
@@ -703,6 +767,9 @@ static int pg_open(const char *location, struct db **out)
     PQsetNoticeProcessor(db->conn, pg_notice, NULL);
     if (PQsetClientEncoding(db->conn, "UTF8") != 0) {
         r = pg_fail(db, NULL, "client encoding");
+        goto out;
+    }
+    if ((r = pg_session(db)) != ERR_OK) {
         goto out;
     }
     *out = db;

@@ -189,3 +189,73 @@ def test_migrate_refusals(pg, tmp_path):
                          check=False)
     assert rc == 1 and "cannot open the target store" in err, err
     assert "cannot connect to PostgreSQL" in err, err
+
+
+def test_database_outage(target, tmp_path):
+    """PostgreSQL stopped for a few seconds: a session in progress keeps
+    relaying, a new login fails at once with a message that says why (not
+    as a wrong password), and logins work again by themselves once the
+    database is back."""
+    import subprocess
+    import time
+    import pglib
+    own = pglib.PgServer()  # stopped by this test: not the shared one
+    p = None
+    live = None
+    try:
+        p = Portcullis(tmp_path / "pc", store_url=own.new_database())
+        p.tune_for_tests()
+        p.start()
+        pw = "pw-" + uniq()
+        user = p.user_add(password=pw)
+        asset = p.target_asset(target)
+        p.allow(user, asset)
+        client = Client(p.ssh_port)
+        login = "%s#%s" % (user, asset)
+        live = client.popen_ssh(login, "cat", password=pw,
+                                stdin=subprocess.PIPE)
+        live.stdin.write(b"one\n")
+        live.stdin.flush()
+        assert live.stdout.readline() == b"one\n"
+
+        own.stop()
+        t0 = time.monotonic()
+        # OpenSSH shows banners at LogLevel INFO (its default), not ERROR
+        args = [a.replace("LogLevel=ERROR", "LogLevel=INFO") for a in
+                client.ssh_args(login, "echo no")]
+        r = run(args, env=client.env(password=pw))
+        took = time.monotonic() - t0
+        assert r.rc == 255, r
+        assert "cannot reach its database" in r.err, r
+        assert took < 10, took
+        # the session in progress still relays, seconds into the outage
+        time.sleep(3)
+        live.stdin.write(b"two\n")
+        live.stdin.flush()
+        assert live.stdout.readline() == b"two\n"
+        r = run(args, env=client.env(password=pw))
+        assert r.rc == 255 and "cannot reach its database" in r.err, r
+
+        own.start()
+        deadline = time.monotonic() + 15
+        while True:
+            r = client.ssh(login, "echo back", password=pw)
+            if r.rc == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert r.rc == 0 and r.out.strip() == "back", r
+        live.stdin.write(b"three\n")
+        live.stdin.flush()
+        assert live.stdout.readline() == b"three\n"
+        live.stdin.close()
+        assert live.wait(timeout=20) == 0
+        live = None
+        # the report works again: the new login's row is there
+        assert p.session_of(user, "ok", kind="exec")["result"] == "ok"
+    finally:
+        if live is not None:
+            live.kill()
+            live.wait()
+        if p is not None:
+            p.stop()
+        own.close()
