@@ -474,6 +474,10 @@ class Portcullis:
         self.conf = Path(self.info["config"])
         if not self.conf.is_absolute():
             self.conf = (self.dir / self.conf).resolve()
+        if self.store_url is not None and \
+                "url = %s" % self.store_url not in self.conf.read_text():
+            pytest.fail("init --store-url wrote no [store] url to %s"
+                        % self.conf)
         self.admin_user = self.info["admin_user"]
         self.admin_password = self.info["admin_password"]
         self.fingerprint = self.info["fingerprint"]
