@@ -647,9 +647,19 @@ static int init_store(struct init_paths *p, const char *url, char *pw,
         cli_error("cannot make admin an administrator: %s", err_str(r));
         goto out;
     }
-    /* The audit key lives beside a database file; a store on a server
-     * has no such place yet (docs/store.md: its chain is not keyed). */
-    if (url == NULL && (rc = init_audit_key(st)) != CLI_EXIT_OK) {
+    /* The audit key lives beside a database file; for a store on a
+     * server, in the data directory ([store] audit_key's default). */
+    if (url != NULL) {
+        char key[PATH_MAX];
+
+        if (snprintf(key, sizeof(key), "%s/audit.key", p->dir) >=
+                (int)sizeof(key) ||
+            store_set_audit_key(st, key) != ERR_OK) {
+            cli_error("data directory path too long");
+            goto out;
+        }
+    }
+    if ((rc = init_audit_key(st)) != CLI_EXIT_OK) {
         goto out;
     }
     rc = CLI_EXIT_OK;
@@ -821,7 +831,9 @@ const struct cli_cmd cli_init = {
         "(created with\n"
         "                   --locale=C) and hold no Portcullis store "
         "yet. No password\n"
-        "                   in the URL: use passfile= or PGPASSFILE.\n"
+        "                   in the URL: use passfile= or PGPASSFILE. "
+        "audit.key is\n"
+        "                   made in DIR ([store] audit_key's default).\n"
         "\n"
         "Prints config=, admin_user=, admin_password= (shown only this once),\n"
         "fingerprint= (the Ed25519 SSH host key's SHA256 fingerprint, as "

@@ -289,6 +289,7 @@ int config_defaults(struct config *cfg, const char *data_dir)
         (r = config_set_str(&cfg->store_driver, "sqlite")) ||
         (r = config_set_path(&cfg->store_path, data_dir, "portcullis.db")) ||
         (r = config_set_str(&cfg->store_url, "")) ||
+        (r = config_set_str(&cfg->store_audit_key, "")) ||
         (r = config_set_path(&cfg->vault_key, data_dir, "vault.key")) ||
         (r = config_set_path(&cfg->record_dir, data_dir, "recordings"))) {
         config_free(cfg);
@@ -379,6 +380,13 @@ static int config_store_check(struct config *cfg, const char *path, char *why,
         snprintf(why, whylen, "%s: %s", path, msg);
         return ERR_CONFIG;
     }
+    /* A database on a server has no directory: the audit key lives in the
+     * data directory unless configured elsewhere. */
+    if (cfg->store_audit_key[0] == '\0' &&
+        config_set_path(&cfg->store_audit_key, cfg->data_dir, "audit.key") !=
+            ERR_OK) {
+        return ERR_NOMEM;
+    }
     if ((loc = strdup(url)) == NULL ||
         config_set_str(&cfg->store_driver, "postgresql") != ERR_OK) {
         free(loc);
@@ -456,6 +464,7 @@ static const struct config_key config_keys[] = {
     CK("store", "driver", CK_STR, store_driver, 0, 0),
     CK("store", "path", CK_PATH, store_path, 0, 0),
     CK("store", "url", CK_STR, store_url, 0, 0),
+    CK("store", "audit_key", CK_PATH, store_audit_key, 0, 0),
     CK("vault", "key_file", CK_PATH, vault_key, 0, 0),
     CK("auth", "max_failures", CK_INT, max_failures, 1, 100),
     CK("auth", "failure_window_seconds", CK_INT, failure_window_seconds, 1,
@@ -1003,6 +1012,7 @@ void config_free(struct config *cfg)
     free(cfg->store_driver);
     free(cfg->store_path);
     free(cfg->store_url);
+    free(cfg->store_audit_key);
     free(cfg->vault_key);
     free(cfg->record_dir);
     free(cfg->tunnel_listen);

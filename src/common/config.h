@@ -125,6 +125,9 @@ struct config {
     /* absolute; with [store] url set, that URL (what store_open() takes) */
     char *store_path;
     char *store_url; /* "" or "postgresql://..." (no password in it) */
+    /* absolute path of the audit log's key; "" (SQLite): audit.key beside
+     * the database file; with url set it defaults to data_dir/audit.key */
+    char *store_audit_key;
 
     char *vault_key; /* absolute path of the 32-byte vault key */
 

@@ -65,6 +65,9 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
         log_error("cannot open the store %s: %s", cfg->store_path, err_str(r));
         return r;
     }
+    if ((r = store_set_audit_key(m->store, cfg->store_audit_key)) != ERR_OK) {
+        return r;
+    }
     if ((r = vault_load(cfg->vault_key, &m->vault)) != ERR_OK) {
         log_error("cannot load the vault key %s: %s", cfg->vault_key,
                   err_str(r));

@@ -30,6 +30,7 @@ def test_init_on_postgresql_and_login(pg, target, tmp_path):
     assert "portcullis.db" not in conf, conf
     assert not (p.dir / "portcullis.db").exists()
     assert (p.dir / "vault.key").exists()
+    assert (p.dir / "audit.key").stat().st_mode & 0o777 == 0o600
     dbname = url.split("///")[1].split("?")[0]
     # the schema, /root and the admin are in PostgreSQL
     assert pg.psql(dbname, "SELECT name FROM users").split() == ["admin"]
@@ -37,6 +38,11 @@ def test_init_on_postgresql_and_login(pg, target, tmp_path):
     _, out, _ = p.cli("user", "list")
     assert "admin" in out, out
     try:
+        # the audit chain on PostgreSQL is keyed with data_dir/audit.key
+        p.user_add()
+        rc, out, err = p.cli("audit", "verify", check=False)
+        assert rc == 0 and out.startswith("ok: ") and \
+            "keyed from entry 1" in out and "audit.key" in out, (out, err)
         p.start()
         pw = "pw-" + uniq()
         user = p.user_add(password=pw)
@@ -168,6 +174,10 @@ def test_migrate_sqlite_to_postgresql(pg, target, tmp_path):
                 x.get("result") == "ok"]) == 2, rows
     assert pg.psql(dbname, "SELECT count(*) FROM sessions WHERE "
                    "user_name = '%s'" % user).strip() == "2"
+    # the copied chain goes on, keyed by the same audit.key
+    p.user_add()
+    rc, out, err = p.cli("audit", "verify", check=False)
+    assert rc == 0 and out.startswith("ok: ") and "keyed" in out, (out, err)
     p.stop()
 
 
