@@ -4,6 +4,8 @@ URL, a password in the URL, a server that does not answer, a database
 that already holds a store), and serving from it: a real ssh login
 through the proxy with its report row read back."""
 
+import http.client
+import json
 import os
 
 import pytest
@@ -15,6 +17,17 @@ from pclib import Client, Portcullis, run, uniq
 @pytest.fixture(scope="module")
 def pg():
     return pclib.shared_pg()
+
+
+def _post(port, path, body):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", path, body=body,
+                     headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"{}")
+    finally:
+        conn.close()
 
 
 def _left_behind(d):
@@ -245,6 +258,11 @@ def test_database_outage(target, tmp_path):
         assert live.stdout.readline() == b"two\n"
         r = run(args, env=client.env(password=pw))
         assert r.rc == 255 and "cannot reach its database" in r.err, r
+        # the API's login says the same
+        body = json.dumps({"username": user, "password": pw})
+        st, got = _post(p.http_port, "/api/v1/login", body)
+        assert st == 503 and \
+            got["errors"][0]["code"] == "store_unavailable", (st, got)
 
         own.start()
         deadline = time.monotonic() + 15
@@ -262,6 +280,8 @@ def test_database_outage(target, tmp_path):
         live = None
         # the report works again: the new login's row is there
         assert p.session_of(user, "ok", kind="exec")["result"] == "ok"
+        st, got = _post(p.http_port, "/api/v1/login", body)
+        assert st == 200 and got["data"]["token"], (st, got)
     finally:
         if live is not None:
             live.kill()
