@@ -520,6 +520,25 @@ static int copy_tables(struct db *src, struct copy_names *l)
     return r;
 }
 
+/* ERR_OK when the SQLite file at from already holds a Portcullis store:
+ * store_open() would otherwise write our schema into any SQLite file a
+ * typo named. */
+static int copy_source_is_store(const char *from)
+{
+    struct db *db = NULL;
+    int64_t n = 0;
+    int r = db_open(from, &db);
+
+    if (r == ERR_OK) {
+        r = copy_rows(db, "store migrate: source",
+                      "SELECT COUNT(*) FROM sqlite_master WHERE type = "
+                      "'table' AND name = 'schema_version'",
+                      NULL, copy_count_row, &n);
+    }
+    db_close(db);
+    return r != ERR_OK ? r : n == 1 ? ERR_OK : ERR_NOT_FOUND;
+}
+
 int store_copy(const char *from, const char *to, bool replace,
                struct store_copy_table **tables, size_t *ntables,
                int *sequences, char *why, size_t whylen)
@@ -536,6 +555,11 @@ int store_copy(const char *from, const char *to, bool replace,
     *ntables = 0;
     *sequences = 0;
     snprintf(why, whylen, "internal error");
+    if ((r = copy_source_is_store(from)) != ERR_OK) {
+        snprintf(why, whylen, "the source is not a Portcullis store: %s",
+                 err_str(r));
+        goto out;
+    }
     if ((r = store_open(from, &src)) != ERR_OK) {
         snprintf(why, whylen, "cannot open the source store: %s", err_str(r));
         goto out;

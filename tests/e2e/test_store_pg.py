@@ -202,6 +202,23 @@ def test_migrate_refusals(pg, tmp_path):
                          pg.new_database(), check=False)
     assert rc == 1 and "cannot read" in err, err
     assert not (tmp_path / "nope.db").exists()
+    # a SQLite file of something else, and no database at all: refused,
+    # and the file is not given our schema
+    import sqlite3
+    other = tmp_path / "other.db"
+    db = sqlite3.connect(str(other))
+    db.execute("CREATE TABLE notes (t TEXT)")
+    db.commit()
+    db.close()
+    (tmp_path / "text.db").write_text("just text\n" * 100)
+    for f in (other, tmp_path / "text.db"):
+        rc, out, err = p.cli("store", "migrate", "--from", "sqlite:%s" % f,
+                             "--to", pg.new_database(), check=False)
+        assert rc == 1 and "not a Portcullis store" in err, err
+    db = sqlite3.connect(str(other))
+    assert [r[0] for r in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")] == ["notes"]
+    db.close()
     rc, out, err = p.cli("store", "migrate", "--from", src, "--to",
                          "postgresql://u:Hidden-pw-77@127.0.0.1/x",
                          check=False)
