@@ -457,6 +457,10 @@ int cli_open_store(struct cli_ctx *ctx)
         return cli_error("cannot open store %s: %s", ctx->cfg.store_path,
                          err_str(r));
     }
+    if ((r = store_set_audit_key(ctx->st, ctx->cfg.store_audit_key)) !=
+        ERR_OK) {
+        return cli_error("%s", err_str(r));
+    }
     return CLI_EXIT_OK;
 }
 

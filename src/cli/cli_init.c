@@ -144,13 +144,26 @@ static int init_make_dir(const char *dir, struct init_paths *p)
 /* Writes portcullis.conf with the built-in defaults in def, but for the
  * ports and the listen address the command line may have changed. */
 static int init_write_config(struct init_paths *p, const struct config *def,
-                             const char *listen, bool listen_given)
+                             const char *listen, bool listen_given,
+                             const char *store_url)
 {
     /* Tunnels listen where the other listeners do when --listen names an
      * address; otherwise on the built-in default (loopback). */
     const char *tunnel_listen = listen_given ? listen : def->tunnel_listen;
-    char text[4096], tls[512];
+    char text[4096], tls[512], store[1024];
     int n, r;
+
+    /* A PostgreSQL store is named by its URL (checked by the caller: no
+     * password, no spaces); the SQLite file lies in the data directory. */
+    if (store_url != NULL) {
+        n = snprintf(store, sizeof(store), "url = %s\n", store_url);
+    } else {
+        n = snprintf(store, sizeof(store), "driver = sqlite\npath = %s\n",
+                     init_names[INIT_DB]);
+    }
+    if (n < 0 || (size_t)n >= sizeof(store)) {
+        return cli_error("[store] url too long");
+    }
 
     /* Plain HTTP stays the development default on loopback (and what the
      * tests use); anywhere else `serve` would refuse it. */
@@ -201,8 +214,7 @@ static int init_write_config(struct init_paths *p, const struct config *def,
                  "%s"
                  "\n"
                  "[store]\n"
-                 "driver = sqlite\n"
-                 "path = %s\n"
+                 "%s"
                  "\n"
                  "[vault]\n"
                  "key_file = %s\n"
@@ -221,8 +233,8 @@ static int init_write_config(struct init_paths *p, const struct config *def,
                  "port_max = %d\n",
                  def->log_level, listen, def->ssh_port,
                  init_names[INIT_HOST_KEY], init_names[INIT_ECDSA_KEY],
-                 init_names[INIT_RSA_KEY], listen, def->http_port, tls,
-                 init_names[INIT_DB], init_names[INIT_VAULT], def->max_failures,
+                 init_names[INIT_RSA_KEY], listen, def->http_port, tls, store,
+                 init_names[INIT_VAULT], def->max_failures,
                  def->failure_window_seconds, def->lockout_seconds,
                  def->failure_delay_ms, tunnel_listen, def->tunnel_port_min,
                  def->tunnel_port_max);
@@ -567,10 +579,14 @@ static int init_audit_key(struct store *st)
     return CLI_EXIT_OK;
 }
 
-/* Creates the database and the admin user; the password goes to pw. */
-static int init_store(struct init_paths *p, char *pw, size_t pwlen)
+/* Creates the database and the admin user; the password goes to pw. With
+ * url, the store is that PostgreSQL database: it must exist (created with
+ * the C collation, docs/store.md) and hold no Portcullis store yet; the
+ * schema is made there by store_open() as it would be in a new file. */
+static int init_store(struct init_paths *p, const char *url, char *pw,
+                      size_t pwlen)
 {
-    const char *path = p->file[INIT_DB];
+    const char *path = url != NULL ? url : p->file[INIT_DB];
     struct store *st = NULL;
     struct store_user admin;
     struct store_site_role role;
@@ -578,13 +594,35 @@ static int init_store(struct init_paths *p, char *pw, size_t pwlen)
     char hash[STORE_HASH_MAX + 1] = "";
     int rc = CLI_EXIT_FAIL, r;
 
+    memset(&admin, 0, sizeof(admin));
     /* None of these existed (init_make_dir); whatever SQLite leaves of
      * them on a failure is ours to remove. */
-    p->created[INIT_DB] = p->created[INIT_DB_WAL] = true;
-    p->created[INIT_DB_SHM] = p->created[INIT_DB_JOURNAL] = true;
+    if (url == NULL) {
+        p->created[INIT_DB] = p->created[INIT_DB_WAL] = true;
+        p->created[INIT_DB_SHM] = p->created[INIT_DB_JOURNAL] = true;
+    }
     if ((r = store_open(path, &st)) != ERR_OK) {
         st = NULL;
-        cli_error("cannot create store %s: %s", path, err_str(r));
+        /* The driver has logged libpq's reason (host, refusal, missing
+         * database); the URL holds no password (config_store_url_check). */
+        if (url != NULL) {
+            cli_error("cannot open the PostgreSQL store %s: %s (is the "
+                      "server running and the database created?)",
+                      url, err_str(r));
+        } else {
+            cli_error("cannot create store %s: %s", path, err_str(r));
+        }
+        goto out;
+    }
+    if (url != NULL &&
+        (r = store_user_get(st, INIT_ADMIN_NAME, &admin)) != ERR_NOT_FOUND) {
+        if (r == ERR_OK) {
+            cli_error("the database %s already holds a Portcullis store "
+                      "(user %s exists); not overwriting",
+                      url, INIT_ADMIN_NAME);
+        } else {
+            cli_error("cannot read the store %s: %s", url, err_str(r));
+        }
         goto out;
     }
     password_generate(pw, pwlen - 1);
@@ -609,6 +647,18 @@ static int init_store(struct init_paths *p, char *pw, size_t pwlen)
         cli_error("cannot make admin an administrator: %s", err_str(r));
         goto out;
     }
+    /* The audit key lives beside a database file; for a store on a
+     * server, in the data directory ([store] audit_key's default). */
+    if (url != NULL) {
+        char key[PATH_MAX];
+
+        if (snprintf(key, sizeof(key), "%s/audit.key", p->dir) >=
+                (int)sizeof(key) ||
+            store_set_audit_key(st, key) != ERR_OK) {
+            cli_error("data directory path too long");
+            goto out;
+        }
+    }
     if ((rc = init_audit_key(st)) != CLI_EXIT_OK) {
         goto out;
     }
@@ -622,7 +672,8 @@ out:
 
 static int init_run(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const char *dir = NULL, *listen = NULL, *keys = NULL, *pos[CLI_MAX_POS];
+    const char *dir = NULL, *listen = NULL, *keys = NULL, *url = NULL;
+    const char *pos[CLI_MAX_POS];
     struct config def, cfg;
     const struct cli_opt opts[] = {
         CLI_OPT_STR("--dir", &dir),
@@ -630,6 +681,7 @@ static int init_run(struct cli_ctx *ctx, int argc, char **argv)
         CLI_OPT_INT("--http-port", &def.http_port, 0, 65535),
         CLI_OPT_STR("--listen", &listen),
         CLI_OPT_STR("--host-keys", &keys),
+        CLI_OPT_STR("--store-url", &url),
         CLI_OPT_END,
     };
     struct init_paths *p = NULL;
@@ -656,6 +708,13 @@ static int init_run(struct cli_ctx *ctx, int argc, char **argv)
         rc = cli_usage(ctx, "--listen needs an address or host name");
         goto out;
     }
+    /* Checked before anything is written: a URL with a password never
+     * reaches the configuration file (or, being refused, any output). */
+    if (url != NULL &&
+        config_store_url_check(url, why, sizeof(why)) != ERR_OK) {
+        rc = cli_usage(ctx, "%s", why);
+        goto out;
+    }
     if ((p = calloc(1, sizeof(*p))) == NULL) {
         rc = cli_error("%s", err_str(ERR_NOMEM));
         goto out;
@@ -664,7 +723,7 @@ static int init_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((rc = init_make_dir(dir, p)) != CLI_EXIT_OK ||
         (rc = init_write_config(p, &def,
                                 listen != NULL ? listen : def.ssh_listen,
-                                listen != NULL)) != CLI_EXIT_OK) {
+                                listen != NULL, url)) != CLI_EXIT_OK) {
         goto out;
     }
     /* Read it back: a file `serve` would refuse fails the run here. */
@@ -684,7 +743,7 @@ static int init_run(struct cli_ctx *ctx, int argc, char **argv)
         goto out;
     }
     p->created[INIT_VAULT] = true;
-    if ((rc = init_store(p, pw, sizeof(pw))) != CLI_EXIT_OK) {
+    if ((rc = init_store(p, url, pw, sizeof(pw))) != CLI_EXIT_OK) {
         goto out;
     }
     printf("config=%s\n", p->file[INIT_CONF]);
@@ -745,7 +804,7 @@ const struct cli_cmd cli_init = {
     .name = "init",
     .synopsis =
         "init --dir DIR [--ssh-port N] [--http-port N] [--listen ADDR]\n"
-        "     [--host-keys DIR]",
+        "     [--host-keys DIR] [--store-url postgresql://...]",
     .summary = "Create a data directory: config, keys, database, admin user.",
     .details =
         "Options:\n"
@@ -766,6 +825,15 @@ const struct cli_cmd cli_init = {
         "                   must be unencrypted, readable by their owner "
         "only,\n"
         "                   ECDSA P-256, RSA of at least 2048 bits.\n"
+        "  --store-url URL  keep the store in this PostgreSQL database "
+        "([store] url)\n"
+        "                   instead of portcullis.db; it must exist "
+        "(created with\n"
+        "                   --locale=C) and hold no Portcullis store "
+        "yet. No password\n"
+        "                   in the URL: use passfile= or PGPASSFILE. "
+        "audit.key is\n"
+        "                   made in DIR ([store] audit_key's default).\n"
         "\n"
         "Prints config=, admin_user=, admin_password= (shown only this once),\n"
         "fingerprint= (the Ed25519 SSH host key's SHA256 fingerprint, as "

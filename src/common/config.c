@@ -289,6 +289,7 @@ int config_defaults(struct config *cfg, const char *data_dir)
         (r = config_set_str(&cfg->store_driver, "sqlite")) ||
         (r = config_set_path(&cfg->store_path, data_dir, "portcullis.db")) ||
         (r = config_set_str(&cfg->store_url, "")) ||
+        (r = config_set_str(&cfg->store_audit_key, "")) ||
         (r = config_set_path(&cfg->vault_key, data_dir, "vault.key")) ||
         (r = config_set_path(&cfg->record_dir, data_dir, "recordings"))) {
         config_free(cfg);
@@ -323,6 +324,32 @@ static bool config_url_has_password(const char *url)
     return false;
 }
 
+int config_store_url_check(const char *url, char *why, size_t whylen)
+{
+    if (strncmp(url, "postgresql://", 13) != 0 &&
+        strncmp(url, "postgres://", 11) != 0) {
+        snprintf(why, whylen,
+                 "[store] url must start with "
+                 "postgresql:// (SQLite takes path)");
+        return ERR_CONFIG;
+    }
+    for (const char *c = url; *c != '\0'; c++) {
+        if ((unsigned char)*c <= ' ' || *c == 0x7f) {
+            snprintf(why, whylen, "[store] url: spaces or control characters");
+            return ERR_CONFIG;
+        }
+    }
+    /* The URL is logged with errors and read by every process: keep the
+     * password in PostgreSQL's password file (passfile=, PGPASSFILE). */
+    if (config_url_has_password(url)) {
+        snprintf(why, whylen,
+                 "[store] url must not hold a password; "
+                 "use a password file (passfile=... or PGPASSFILE)");
+        return ERR_CONFIG;
+    }
+    return ERR_OK;
+}
+
 /* [store]: driver sqlite with path (the default), or a postgresql:// url,
  * which selects PostgreSQL and becomes the location store_open() takes. */
 static int config_store_check(struct config *cfg, const char *path, char *why,
@@ -330,6 +357,7 @@ static int config_store_check(struct config *cfg, const char *path, char *why,
 {
     const char *url = cfg->store_url;
     bool pg = url[0] != '\0';
+    char msg[160];
     char *loc;
 
     if (strcmp(cfg->store_driver, "sqlite") != 0 &&
@@ -348,31 +376,16 @@ static int config_store_check(struct config *cfg, const char *path, char *why,
     if (!pg) {
         return ERR_OK;
     }
-    if (strncmp(url, "postgresql://", 13) != 0 &&
-        strncmp(url, "postgres://", 11) != 0) {
-        snprintf(why, whylen,
-                 "%s: [store] url must start with "
-                 "postgresql:// (SQLite takes path)",
-                 path);
+    if (config_store_url_check(url, msg, sizeof(msg)) != ERR_OK) {
+        snprintf(why, whylen, "%s: %s", path, msg);
         return ERR_CONFIG;
     }
-    for (const char *c = url; *c != '\0'; c++) {
-        if ((unsigned char)*c <= ' ' || *c == 0x7f) {
-            snprintf(why, whylen,
-                     "%s: [store] url: spaces or control "
-                     "characters",
-                     path);
-            return ERR_CONFIG;
-        }
-    }
-    /* The URL is logged with errors and read by every process: keep the
-     * password in PostgreSQL's password file (passfile=, PGPASSFILE). */
-    if (config_url_has_password(url)) {
-        snprintf(why, whylen,
-                 "%s: [store] url must not hold a password; "
-                 "use a password file (passfile=... or PGPASSFILE)",
-                 path);
-        return ERR_CONFIG;
+    /* A database on a server has no directory: the audit key lives in the
+     * data directory unless configured elsewhere. */
+    if (cfg->store_audit_key[0] == '\0' &&
+        config_set_path(&cfg->store_audit_key, cfg->data_dir, "audit.key") !=
+            ERR_OK) {
+        return ERR_NOMEM;
     }
     if ((loc = strdup(url)) == NULL ||
         config_set_str(&cfg->store_driver, "postgresql") != ERR_OK) {
@@ -451,6 +464,7 @@ static const struct config_key config_keys[] = {
     CK("store", "driver", CK_STR, store_driver, 0, 0),
     CK("store", "path", CK_PATH, store_path, 0, 0),
     CK("store", "url", CK_STR, store_url, 0, 0),
+    CK("store", "audit_key", CK_PATH, store_audit_key, 0, 0),
     CK("vault", "key_file", CK_PATH, vault_key, 0, 0),
     CK("auth", "max_failures", CK_INT, max_failures, 1, 100),
     CK("auth", "failure_window_seconds", CK_INT, failure_window_seconds, 1,
@@ -998,6 +1012,7 @@ void config_free(struct config *cfg)
     free(cfg->store_driver);
     free(cfg->store_path);
     free(cfg->store_url);
+    free(cfg->store_audit_key);
     free(cfg->vault_key);
     free(cfg->record_dir);
     free(cfg->tunnel_listen);

@@ -125,6 +125,9 @@ struct config {
     /* absolute; with [store] url set, that URL (what store_open() takes) */
     char *store_path;
     char *store_url; /* "" or "postgresql://..." (no password in it) */
+    /* absolute path of the audit log's key; "" (SQLite): audit.key beside
+     * the database file; with url set it defaults to data_dir/audit.key */
+    char *store_audit_key;
 
     char *vault_key; /* absolute path of the 32-byte vault key */
 
@@ -164,6 +167,10 @@ int config_parse_text(const char *text, size_t len, const char *path,
                       struct config *cfg, char *why, size_t whylen);
 /* Fills cfg with the embedded defaults for a data directory. */
 int config_defaults(struct config *cfg, const char *data_dir);
+/* ERR_OK when url may be [store] url: postgresql:// or postgres://, no
+ * spaces or control characters, no password (user:pw@ or password=);
+ * otherwise ERR_CONFIG and why (which never quotes the URL). */
+int config_store_url_check(const char *url, char *why, size_t whylen);
 void config_free(struct config *cfg);
 
 /*

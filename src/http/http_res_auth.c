@@ -271,9 +271,14 @@ static int http_login_finish(struct http_req *req, int r)
     if (r == ERR_OK) {
         lockout_success(req->h->lockout, pkey);
         /* Read again: the user may have changed while the hash ran. */
-        if (store_user_get(req->h->store, req->login_uid, &u) != ERR_OK) {
-            r = ERR_AUTH;
+        if ((r = store_user_get(req->h->store, req->login_uid, &u)) ==
+            ERR_STORE) {
+            return http_error(req, 503, "store_unavailable",
+                              "Database unavailable",
+                              "the access server cannot reach its database; "
+                              "try again in a moment");
         }
+        r = r == ERR_OK ? ERR_OK : ERR_AUTH;
     }
     if (r == ERR_OK && u.disabled) {
         r = ERR_AUTH;
@@ -463,7 +468,15 @@ int http_h_login(struct http_req *req)
     int r;
 
     memset(&u, 0, sizeof(u));
-    found = store_user_get(req->h->store, name, &u) == ERR_OK;
+    r = store_user_get(req->h->store, name, &u);
+    /* The store did not answer (PostgreSQL down): say so; nobody guessed
+     * anything, so nothing is counted. */
+    if (r == ERR_STORE) {
+        return http_error(req, 503, "store_unavailable", "Database unavailable",
+                          "the access server cannot reach its database; "
+                          "try again in a moment");
+    }
+    found = r == ERR_OK;
     snprintf(req->login_uid, sizeof(req->login_uid), "%s", found ? u.id : "");
     http_login_keys(req, name, pkey, tkey, akey);
     if (lockout_is_locked(req->h->lockout, akey, now) ||

@@ -100,6 +100,10 @@ static void child_sleep_ms(uint32_t ms)
     }
 }
 
+#define CHILD_STORE_DOWN_TEXT                                                  \
+    "portcullis: login not possible right now: the access server cannot "      \
+    "reach its database. Try again in a moment.\r\n"
+
 /* Sends the authentication request in sc->req as type and waits for the
  * verdict (MP_AUTH_*); a failure's delay is served here. */
 static int child_auth_send(struct session_child *sc, uint8_t type)
@@ -116,6 +120,18 @@ static int child_auth_send(struct session_child *sc, uint8_t type)
     }
     if (verdict == MP_AUTH_FAIL && delay > 0) {
         child_sleep_ms(delay > 10000 ? 10000 : delay);
+    }
+    /* The store did not answer: say so (OpenSSH prints a banner), rather
+     * than let it look like a wrong password. */
+    if (verdict == MP_AUTH_FAIL && !sc->store_down_said &&
+        strcmp(reason, MP_REASON_STORE_DOWN) == 0) {
+        ssh_string s = ssh_string_from_char(CHILD_STORE_DOWN_TEXT);
+
+        sc->store_down_said = true;
+        if (s != NULL) {
+            (void)ssh_send_issue_banner(sc->down, s);
+            ssh_string_free(s);
+        }
     }
     return verdict;
 }

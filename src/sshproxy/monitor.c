@@ -65,6 +65,9 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
         log_error("cannot open the store %s: %s", cfg->store_path, err_str(r));
         return r;
     }
+    if ((r = store_set_audit_key(m->store, cfg->store_audit_key)) != ERR_OK) {
+        return r;
+    }
     if ((r = vault_load(cfg->vault_key, &m->vault)) != ERR_OK) {
         log_error("cannot load the vault key %s: %s", cfg->vault_key,
                   err_str(r));
@@ -602,11 +605,30 @@ static bool monitor_take_login(struct monitor *m, struct mchild *c,
 static bool monitor_login_user(struct monitor *m, struct mchild *c,
                                struct store_user *u)
 {
-    if (store_user_get(m->store, c->login.principal, u) != ERR_OK) {
+    int r = store_user_get(m->store, c->login.principal, u);
+
+    if (r != ERR_OK) {
+        c->store_down = r == ERR_STORE;
         memset(u, 0, sizeof(*u));
         return false;
     }
     snprintf(c->auth_uid, sizeof(c->auth_uid), "%s", u->id);
+    return true;
+}
+
+/* The store did not answer (PostgreSQL down or unreachable): the login is
+ * refused as such, not counted as a failure, and the child tells the user
+ * (MP_REASON_STORE_DOWN); a later attempt finds the store back by itself
+ * (db_pg.c connects again). */
+static bool monitor_store_down(struct monitor *m, struct mchild *c)
+{
+    if (!c->store_down) {
+        return false;
+    }
+    c->store_down = false;
+    log_warn("login %s from %s refused: the store is unavailable",
+             c->login.principal[0] ? c->login.principal : "(invalid)", c->addr);
+    monitor_auth_reply(m, c, MP_AUTH_FAIL, MP_REASON_STORE_DOWN);
     return true;
 }
 
@@ -876,6 +898,9 @@ static int monitor_auth_password(struct monitor *m, struct mchild *c,
         goto out;
     }
     found = monitor_login_user(m, c, &u);
+    if (monitor_store_down(m, c)) {
+        goto out;
+    }
     /* Known or not, a locked name is answered alike, without a check. */
     if (monitor_factor_locked(m, c, LOCKOUT_PASSWORD)) {
         monitor_auth_reply(m, c, MP_AUTH_FAIL,
@@ -945,6 +970,7 @@ static int monitor_auth_pubkey(struct monitor *m, struct mchild *c,
     }
     if (!is_signed) {
         struct login l;
+        int sr = ERR_OK;
         bool ok;
 
         if (buf_get_string_ptr(req, HOSTKEYS_BLOB_MAX, &blob, &blen) !=
@@ -962,7 +988,7 @@ static int monitor_auth_pubkey(struct monitor *m, struct mchild *c,
         /* A probe: answer without counting it or changing state. */
         ok = fp[0] != '\0' &&
              login_parse(login, strlen(login), &l, NULL) == ERR_OK &&
-             store_user_get(m->store, l.principal, &u) == ERR_OK &&
+             (sr = store_user_get(m->store, l.principal, &u)) == ERR_OK &&
              !u.disabled && store_user_key_match(m->store, u.id, fp) == ERR_OK;
         /* A refused probe still counts as an attempt for the report:
          * a client with only unknown keys never gets further. */
@@ -978,7 +1004,9 @@ static int monitor_auth_pubkey(struct monitor *m, struct mchild *c,
         }
         sodium_memzero(&l, sizeof(l));
         (void)(buf_put_u8(m->rep, ok ? MP_AUTH_OK : MP_AUTH_FAIL) ||
-               buf_put_u32(m->rep, 0) || buf_put_cstring(m->rep, ""));
+               buf_put_u32(m->rep, 0) ||
+               buf_put_cstring(m->rep,
+                               sr == ERR_STORE ? MP_REASON_STORE_DOWN : ""));
         monitor_reply(m, c, MP_AUTH_REPLY, -1);
         goto out;
     }
@@ -1007,6 +1035,9 @@ static int monitor_auth_pubkey(struct monitor *m, struct mchild *c,
     monitor_key_fp(key, fp, sizeof(fp));
     match = monitor_login_user(m, c, &u) &&
             store_user_key_match(m->store, u.id, fp) == ERR_OK;
+    if (monitor_store_down(m, c)) {
+        goto out;
+    }
     if (!match) {
         monitor_count_failure(m, c, -1);
         monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
@@ -1241,13 +1272,38 @@ static void monitor_on_sweep(struct loop *l, void *arg)
 {
     struct monitor *m = arg;
     struct mchild *c;
+    const char **ids = NULL;
+    bool *active = NULL;
+    size_t n = 0, i = 0;
 
     for (c = m->children; c != NULL; c = c->next) {
-        if (c->state == MC_AUTHED && c->end_result[0] == '\0' &&
-            !monitor_user_active(m, c)) {
+        n += c->state == MC_AUTHED && c->end_result[0] == '\0';
+    }
+    if (n > 0 && ((ids = calloc(n, sizeof(*ids))) == NULL ||
+                  (active = calloc(n, sizeof(*active))) == NULL)) {
+        goto out; /* the next round tries again */
+    }
+    for (c = m->children; c != NULL && i < n; c = c->next) {
+        if (c->state == MC_AUTHED && c->end_result[0] == '\0') {
+            ids[i++] = c->user_id;
+        }
+    }
+    /* One read transaction for all (a query per 16 users). A store that
+     * does not answer (PostgreSQL down) says nothing about the users:
+     * sessions in progress go on, and the next round decides again
+     * (docs/security.md). */
+    if (n == 0 || store_users_active(m->store, ids, n, active) != ERR_OK) {
+        goto out;
+    }
+    i = 0;
+    for (c = m->children; c != NULL && i < n; c = c->next) {
+        if (c->state == MC_AUTHED && c->end_result[0] == '\0' && !active[i++]) {
             monitor_end_child(m, c, "error: user disabled");
         }
     }
+out:
+    free(ids);
+    free(active);
     m->sweep_timer = loop_add_timer(l, MONITOR_SWEEP_MS, monitor_on_sweep, m);
 }
 

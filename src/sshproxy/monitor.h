@@ -113,8 +113,9 @@ struct mchild {
      * worker pool reports back by serial, never by pointer, since the
      * child may be gone by then (a CONNECT's route_req is cancelled when
      * the child goes) */
-    uint64_t serial;                 /* unique for the monitor's lifetime */
-    bool auth_pending;               /* a password check is running */
+    uint64_t serial;   /* unique for the monitor's lifetime */
+    bool auth_pending; /* a password check is running */
+    bool store_down;   /* the last user lookup failed: store unavailable */
     char auth_uid[STORE_ID_MAX + 1]; /* user the login names; "" unknown */
 };
 

@@ -62,6 +62,11 @@ enum mproto_type {
     MP_SPAWN_HOSTKEYS = 113, /* the public host keys (hostkeys.h) */
 };
 
+/* The reason of an MP_AUTH_FAIL the store caused (the database did not
+ * answer): the child tells the user so in a banner, and the failure is not
+ * counted against the user or the address. */
+#define MP_REASON_STORE_DOWN "store unavailable"
+
 enum mproto_auth_verdict {
     MP_AUTH_FAIL = 0,
     MP_AUTH_OK = 1,

@@ -123,6 +123,7 @@ struct session_child {
     const char *upstream_hostkeys;
     const char *banner;
     bool banner_sent;
+    bool store_down_said;  /* the "database unavailable" banner was sent */
     int64_t last_flush_ms; /* recordings are flushed at least every second */
 };
 

@@ -61,9 +61,13 @@ struct audit_verify_result {
     char why[512]; /* why it is broken, or why it could not be checked */
 };
 
-/* Where the audit key of this store lives: audit.key in the database's
- * directory. ERR_NOT_FOUND for an in-memory database. */
+/* Where the audit key of this store lives: the path store_set_audit_key()
+ * gave, else audit.key in the database's directory. ERR_NOT_FOUND for an
+ * in-memory database or one on a server without a path set. */
 int audit_key_path(struct store *st, char *out, size_t outlen);
+/* The audit key's place for this handle ([store] audit_key; on PostgreSQL
+ * data_dir/audit.key by default): "" or NULL keeps the default. */
+int store_set_audit_key(struct store *st, const char *path);
 /* Makes a new random audit key file (O_EXCL, mode 0600) for a new store
  * (`portcullis init`); a writer that finds none makes one by itself. */
 int audit_key_create(struct store *st);

@@ -39,18 +39,39 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "store/db_driver.h"
 
 /* The key of the advisory lock every write transaction takes: "PCWR". */
 #define PG_WRITE_LOCK "1346590546"
+/* Seconds a connection attempt may take (a URL's connect_timeout wins). */
+#define PG_CONNECT_TIMEOUT "10"
+/* Milliseconds unacknowledged data may wait on a TCP connection before it
+ * counts as dead: a server that vanished mid-statement ends the statement
+ * instead of hanging it (a URL's tcp_user_timeout wins). */
+#define PG_TCP_USER_TIMEOUT "20000"
+/* How long a statement waits for a lock (the write lock of another writer,
+ * a row another transaction holds), and how long one may run: a stuck
+ * lock or statement is an error, not a hang. Applied only where the
+ * server's own setting is 0 (none), so a role's, a database's or the
+ * URL's options=-clock_timeout=... setting wins. */
+#define PG_LOCK_TIMEOUT "20s"
+#define PG_STATEMENT_TIMEOUT "60s"
+/* After a failed reconnection, further attempts wait this long at first,
+ * doubling up to the maximum: a server that is down costs callers an
+ * immediate error, not a connection attempt each. */
+#define PG_RETRY_MIN_MS 500
+#define PG_RETRY_MAX_MS 4000
 #define PG_TEXTOID 25
 #define PG_BYTEAOID 17
 
 struct db {
     const struct db_driver *drv; /* first (db_driver.h) */
     PGconn *conn;
-    pid_t pid; /* the process that opened it; a forked child must not use
-                  the connection or tell the server goodbye on it */
+    pid_t pid;        /* the process that opened it; a forked child must not use
+                         the connection or tell the server goodbye on it */
+    int64_t retry_at; /* monotonic ms: no reconnection attempt before */
+    int retry_ms;     /* the wait after the next failed attempt */
 };
 
 struct pg_param {
@@ -80,6 +101,27 @@ static void pg_rollback(struct db *db);
 static void pg_finalize(struct db_stmt *s);
 static void pg_close(struct db *db);
 
+/* libpq's connection messages run over lines ("...failed: reason\n\tIs
+ * the server running...?\n"): one line for the log, in buf. */
+static const char *pg_one_line(const char *msg, char *buf, size_t buflen)
+{
+    size_t o = 0;
+
+    for (; msg != NULL && *msg != '\0' && o + 1 < buflen; msg++) {
+        char c = *msg == '\n' || *msg == '\t' || *msg == '\r' ? ' ' : *msg;
+
+        if (c == ' ' && (o == 0 || buf[o - 1] == ' ')) {
+            continue;
+        }
+        buf[o++] = c;
+    }
+    while (o > 0 && buf[o - 1] == ' ') {
+        o--;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
 /* Maps a failed result (or, with res NULL, the connection's state). */
 static int pg_fail(struct db *db, const PGresult *res, const char *what)
 {
@@ -87,6 +129,7 @@ static int pg_fail(struct db *db, const PGresult *res, const char *what)
         res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     const char *msg =
         res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    char line[512];
 
     if (state != NULL && strcmp(state, "23505") == 0) {
         return ERR_EXISTS;
@@ -97,8 +140,23 @@ static int pg_fail(struct db *db, const PGresult *res, const char *what)
     if (state != NULL && strcmp(state, "53200") == 0) {
         return ERR_NOMEM;
     }
-    if (res == NULL && db != NULL && db->conn != NULL) {
-        msg = PQerrorMessage(db->conn);
+    if (state != NULL && strcmp(state, "55P03") == 0) {
+        log_error("store: %s: gave up waiting for a lock another transaction "
+                  "holds (lock_timeout; " PG_LOCK_TIMEOUT
+                  " where the server sets none)",
+                  what);
+        return ERR_STORE;
+    }
+    if (state != NULL && strcmp(state, "57014") == 0) {
+        log_error("store: %s: cancelled: ran longer than statement_timeout "
+                  "(" PG_STATEMENT_TIMEOUT
+                  " where the server sets none) or was cancelled",
+                  what);
+        return ERR_STORE;
+    }
+    if ((res == NULL || (msg == NULL && state == NULL)) && db != NULL &&
+        db->conn != NULL) {
+        msg = pg_one_line(PQerrorMessage(db->conn), line, sizeof(line));
     }
     /* Data exceptions (class 22) quote the offending value: leave the
      * message out, the SQLSTATE says what it was. */
@@ -139,6 +197,18 @@ static int pg_simple(struct db *db, const char *what, const char *sql,
     return r;
 }
 
+/* The connection's settings: time limits where the server sets none. */
+static int pg_session(struct db *db)
+{
+    return pg_simple(db, "session settings",
+                     "SELECT set_config('lock_timeout', '" PG_LOCK_TIMEOUT
+                     "', false) WHERE current_setting('lock_timeout') = '0';"
+                     "SELECT set_config('statement_timeout', "
+                     "'" PG_STATEMENT_TIMEOUT "', false) WHERE "
+                     "current_setting('statement_timeout') = '0'",
+                     NULL, 0);
+}
+
 /* Starts a transaction; a connection found broken (the server restarted,
  * the backend was terminated) is opened again first, once: nothing of a
  * transaction is lost, since none had begun. */
@@ -153,12 +223,25 @@ static int pg_begin_sql(struct db *db, const char *sql)
     if (PQstatus(db->conn) != CONNECTION_BAD) {
         return r;
     }
+    if (util_mono_ms() < db->retry_at) {
+        return ERR_STORE; /* logged when the last attempt failed */
+    }
     log_warn("store: connection to PostgreSQL lost; connecting again");
     PQreset(db->conn);
     if (PQstatus(db->conn) != CONNECTION_OK ||
-        PQsetClientEncoding(db->conn, "UTF8") != 0) {
-        return pg_fail(db, NULL, "reconnect");
+        PQsetClientEncoding(db->conn, "UTF8") != 0 ||
+        pg_session(db) != ERR_OK) {
+        db->retry_ms = db->retry_ms < PG_RETRY_MIN_MS    ? PG_RETRY_MIN_MS
+                       : db->retry_ms >= PG_RETRY_MAX_MS ? PG_RETRY_MAX_MS
+                                                         : db->retry_ms * 2;
+        db->retry_at = util_mono_ms() + db->retry_ms;
+        r = pg_fail(db, NULL, "reconnect");
+        log_warn("store: PostgreSQL unavailable; next attempt in %d ms",
+                 db->retry_ms);
+        return r;
     }
+    db->retry_ms = 0;
+    log_info("store: connected to PostgreSQL again");
     return pg_simple(db, "begin", sql, NULL, 0);
 }
 
@@ -652,21 +735,41 @@ static int pg_open(const char *location, struct db **out)
     }
     db->drv = &db_pg_driver;
     db->pid = getpid();
-    db->conn = PQconnectdb(location);
+    {
+        /* Before the URL's own fields, which override them: a server that
+         * does not answer is given up after PG_CONNECT_TIMEOUT seconds
+         * (libpq's default is to wait for ever). */
+        const char *const keys[] = {
+            "connect_timeout",           "tcp_user_timeout", "keepalives_idle",
+            "fallback_application_name", "dbname",           NULL};
+        const char *const vals[] = {PG_CONNECT_TIMEOUT,
+                                    PG_TCP_USER_TIMEOUT,
+                                    "10",
+                                    "portcullis",
+                                    location,
+                                    NULL};
+
+        db->conn = PQconnectdbParams(keys, vals, 1);
+    }
     if (db->conn == NULL) {
         r = ERR_NOMEM;
         goto out;
     }
     if (PQstatus(db->conn) != CONNECTION_OK) {
         /* libpq's message names the host and the reason, not the password. */
+        char line[512];
+
         log_error("store: cannot connect to PostgreSQL: %s",
-                  PQerrorMessage(db->conn));
+                  pg_one_line(PQerrorMessage(db->conn), line, sizeof(line)));
         r = ERR_STORE;
         goto out;
     }
     PQsetNoticeProcessor(db->conn, pg_notice, NULL);
     if (PQsetClientEncoding(db->conn, "UTF8") != 0) {
         r = pg_fail(db, NULL, "client encoding");
+        goto out;
+    }
+    if ((r = pg_session(db)) != ERR_OK) {
         goto out;
     }
     *out = db;

@@ -199,6 +199,12 @@ int store_user_add(struct store *st, const char *name,
 int store_user_get(struct store *st, const char *name_or_id,
                    struct store_user *out);
 int store_user_list(struct store *st, struct store_user **list, size_t *n);
+/* For each of n user IDs, active[i]: the user exists and is not disabled.
+ * One read transaction and one query per 16 IDs (the server's sweep of
+ * logged-in users: a round trip per 16 users, not per user, on a
+ * database across a network). */
+int store_users_active(struct store *st, const char *const *ids, size_t n,
+                       bool *active);
 void store_user_list_free(struct store_user *list, size_t n);
 int store_user_delete(struct store *st, const char *name_or_id);
 int store_user_set_password(struct store *st, const char *user_id,

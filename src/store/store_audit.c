@@ -179,6 +179,21 @@ static void audit_hash(const uint8_t *key, const uint8_t prev[AUDIT_HASH_BYTES],
 
 /* --- the key ------------------------------------------------------------ */
 
+int store_set_audit_key(struct store *st, const char *path)
+{
+    char *p = NULL;
+
+    if (st == NULL) {
+        return ERR_INVALID;
+    }
+    if (path != NULL && path[0] != '\0' && (p = strdup(path)) == NULL) {
+        return ERR_NOMEM;
+    }
+    free(st->audit_key);
+    st->audit_key = p;
+    return ERR_OK;
+}
+
 int audit_key_path(struct store *st, char *out, size_t outlen)
 {
     const char *file = db_location(store_db(st));
@@ -187,6 +202,10 @@ int audit_key_path(struct store *st, char *out, size_t outlen)
 
     if (outlen > 0) {
         out[0] = '\0';
+    }
+    if (file != NULL && st->audit_key != NULL) {
+        n = snprintf(out, outlen, "%s", st->audit_key);
+        return n < 0 || (size_t)n >= outlen ? ERR_TOO_LONG : ERR_OK;
     }
     if (file == NULL) {
         return ERR_STORE; /* a handle used in a forked child */

@@ -601,6 +601,7 @@ void store_close(struct store *st)
         return;
     }
     db_close(st->db);
+    free(st->audit_key);
     free(st);
 }
 

@@ -57,6 +57,7 @@ struct db;
 struct db_stmt;
 struct store {
     struct db *db;
+    char *audit_key; /* store_set_audit_key(); NULL: beside the file */
 };
 
 /* --- transactions: every public function is one ------------------------- */

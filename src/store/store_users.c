@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <sodium.h>
 
@@ -20,6 +21,9 @@
 #include "common/util.h"
 #include "store/db.h"
 #include "store/store_internal.h"
+
+/* IDs per query of store_users_active() (store_sql's parameter limit). */
+#define STORE_USERS_ACTIVE_CHUNK STORE_SQL_PARAMS
 
 /* --- users ---------------------------------------------------------------- */
 
@@ -457,6 +461,67 @@ int store_user_key_delete(struct store *st, const char *user_id,
     }
     if (r == ERR_OK && changes == 0) {
         r = ERR_NOT_FOUND;
+    }
+    return store_tx_end(st, r);
+}
+
+struct users_active {
+    const char *const *ids;
+    size_t n;
+    bool *active;
+};
+
+static int users_active_row(struct db_stmt *row, void *ctx)
+{
+    struct users_active *a = ctx;
+    const char *id = db_col_text(row, 0, NULL);
+
+    for (size_t i = 0; id != NULL && i < a->n; i++) {
+        if (a->ids[i] != NULL && strcasecmp(a->ids[i], id) == 0) {
+            a->active[i] = true;
+        }
+    }
+    return ERR_OK;
+}
+
+int store_users_active(struct store *st, const char *const *ids, size_t n,
+                       bool *active)
+{
+    struct users_active a = {ids, n, active};
+    char norm[STORE_USERS_ACTIVE_CHUNK][STORE_ID_MAX + 1];
+    int r;
+
+    if (n > 0 && (ids == NULL || active == NULL)) {
+        return ERR_INVALID;
+    }
+    for (size_t i = 0; i < n; i++) {
+        active[i] = false;
+    }
+    if (n == 0) {
+        return ERR_OK;
+    }
+    if ((r = store_tx_begin(st, false)) != ERR_OK) {
+        return r;
+    }
+    for (size_t from = 0; r == ERR_OK && from < n;
+         from += STORE_USERS_ACTIVE_CHUNK) {
+        struct store_sql q;
+        size_t k = 0;
+
+        memset(&q, 0, sizeof(q));
+        store_sql_add(&q,
+                      "SELECT id FROM users WHERE disabled = 0 AND id IN (");
+        for (size_t i = from; i < n && i < from + STORE_USERS_ACTIVE_CHUNK;
+             i++) {
+            /* an ID that is not one matches nothing */
+            if (ids[i] == NULL || !store_id_norm(ids[i], norm[k])) {
+                snprintf(norm[k], sizeof(norm[k]), "-");
+            }
+            store_sql_param_text(&q, k > 0 ? ", " : "", norm[k]);
+            k++;
+        }
+        store_sql_add(&q, ")");
+        r = store_sql_run(st, "users active", &q, users_active_row, &a);
     }
     return store_tx_end(st, r);
 }

@@ -34,6 +34,10 @@ def pytest_configure(config):
         "markers", "timing: waits mostly for a clock (idle timeouts, "
         "keepalive deadlines); ./dev test runs it on the normal build only")
     config.addinivalue_line(
+        "markers", "core: the e2e core (login, policy, relay, report, "
+        "agents, tunnels, API) that ./dev test runs once more with the "
+        "store on PostgreSQL (PORTCULLIS_TEST_STORE=pg)")
+    config.addinivalue_line(
         "markers", "matrix: one algorithm of the client matrix (libssh's "
         "negotiation, not our code paths); ./dev test runs it on the normal "
         "build only")

@@ -468,14 +468,37 @@ def shared_host_keys():
     return _shared_host_keys
 
 
+_shared_pg = None
+
+
+def shared_pg():
+    """The PostgreSQL server of this test run (pglib.PgServer), started on
+    first use and stopped at exit: one per pytest session."""
+    global _shared_pg
+    if _shared_pg is None:
+        import atexit
+        import pglib
+        _shared_pg = pglib.PgServer()
+        atexit.register(_shared_pg.close)
+    return _shared_pg
+
+
+def store_on_pg():
+    """True when PORTCULLIS_TEST_STORE=pg: every Portcullis keeps its store
+    in a database of its own on shared_pg() (`init --store-url`)."""
+    return os.environ.get("PORTCULLIS_TEST_STORE", "") == "pg"
+
+
 class Portcullis:
     """One data directory made by `portcullis init`, and optionally its
     server (`serve`) running with the log in <dir>/server.log."""
 
     def __init__(self, workdir, ssh_port=None, http_port=None,
-                 fresh_keys=False):
+                 fresh_keys=False, store_url=None):
         """fresh_keys: let init make new host keys rather than adopt the
-        run's shared set (shared_host_keys())."""
+        run's shared set (shared_host_keys()). store_url: init on that
+        PostgreSQL database; with PORTCULLIS_TEST_STORE=pg and none given,
+        a new database on the run's shared PostgreSQL (shared_pg())."""
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ssh_port = ssh_port or free_port()
@@ -488,6 +511,11 @@ class Portcullis:
                 self.ssh_port, "--http-port", self.http_port]
         if not fresh_keys:
             args += ["--host-keys", shared_host_keys()]
+        if store_url is None and store_on_pg():
+            store_url = shared_pg().new_database()
+        self.store_url = store_url or None
+        if store_url:
+            args += ["--store-url", store_url]
         r = run(args)
         if r.rc != 0:
             pytest.fail("portcullis init failed: %r" % r)
@@ -499,6 +527,10 @@ class Portcullis:
         self.conf = Path(self.info["config"])
         if not self.conf.is_absolute():
             self.conf = (self.dir / self.conf).resolve()
+        if self.store_url is not None and \
+                "url = %s" % self.store_url not in self.conf.read_text():
+            pytest.fail("init --store-url wrote no [store] url to %s"
+                        % self.conf)
         self.admin_user = self.info["admin_user"]
         self.admin_password = self.info["admin_password"]
         self.fingerprint = self.info["fingerprint"]

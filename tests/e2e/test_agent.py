@@ -66,6 +66,7 @@ def local_target(tmp_path, pctarget):
 # ------------------------------------------------------------- online
 
 
+@pytest.mark.core
 def test_agent_comes_online_with_its_facts(agent_server, make_agent):
     pc = agent_server
     a = make_agent(pc, conf=["name = db-08", "tag = prod", "tag = db"])
@@ -103,6 +104,7 @@ def test_bad_config_is_one_clear_line(tmp_path):
 # ------------------------------------------------- ssh through the agent
 
 
+@pytest.mark.core
 def test_ssh_scp_sftp_through_an_agent_in_a_namespace(ns_server, ns_target,
                                                        make_agent, tmp_path):
     pc, ns = ns_server

@@ -253,6 +253,7 @@ def test_refusals_of_bodies(api):
 
 # ---------------------------------------------------------- authentication
 
+@pytest.mark.core
 def test_login_logout_without_totp(api):
     port = api.http_port
     name, pw = make_user(api)
@@ -327,6 +328,7 @@ def test_login_lockout(server_factory):
 
 # ------------------------------------------------------------- API tokens
 
+@pytest.mark.core
 def test_token_lifecycle_api(api):
     port = api.http_port
     name, pw = make_user(api)
@@ -678,6 +680,7 @@ def test_audit_chain_is_keyed(pc):
 
 # ------------------------------------------------------------ permissions
 
+@pytest.mark.core
 def test_roles_are_enforced(api):
     port = api.http_port
     # no site role: own profile and tokens only
@@ -757,6 +760,7 @@ def test_roles_are_enforced(api):
 
 # -------------------------------------------------------------- resources
 
+@pytest.mark.core
 def test_users_keys_groups(api, tmp_path):
     port = api.http_port
     name, pw = make_user(api)
@@ -821,6 +825,7 @@ def test_users_keys_groups(api, tmp_path):
     assert pw not in json.dumps(admin_call(api, "GET", API + "/audit").json)
 
 
+@pytest.mark.core
 def test_sites_assets_grants_profiles(api):
     site = "/root/" + uniq("s")
     r = admin_call(api, "POST", API + "/sites", {"path": site + "/sub"})
@@ -894,6 +899,7 @@ def test_sites_assets_grants_profiles(api):
     assert admin_call(api, "DELETE", API + "/sites/%s" % sub_id).status == 204
 
 
+@pytest.mark.core
 def test_sessions_audit_metrics(api):
     port = api.http_port
     r = admin_call(api, "GET", API + "/sessions?page[limit]=5")
@@ -921,6 +927,7 @@ def test_sessions_audit_metrics(api):
 
 # ---------------------------------------------- through the proxy, the CLI
 
+@pytest.mark.core
 def test_api_made_user_and_asset_work_through_ssh(api, target, ssh_client):
     user, pw = make_user(api)
     key = target.key.read_text()

@@ -41,6 +41,7 @@ def test_proxy_presents_the_host_key_init_printed(proxy, tmp_path):
     assert key_fingerprint(tmp_path / "scanned") == proxy.fingerprint
 
 
+@pytest.mark.core
 def test_asset_by_id(proxy, target, ssh_client):
     user, pw, _ = new_user(proxy)
     asset_id = proxy.target_asset(target)
@@ -70,6 +71,7 @@ def test_asset_by_name_with_spaces(proxy, target, ssh_client):
     assert row["asset"] == "Prod DB 08"
 
 
+@pytest.mark.core
 def test_totp_in_login(proxy, target, ssh_client):
     user, pw, secret = new_user(proxy, totp=True)
     asset_id = proxy.target_asset(target)
@@ -122,6 +124,7 @@ def test_domain_user_with_totp(proxy, target, ssh_client):
     proxy.session_of(user, "ok")
 
 
+@pytest.mark.core
 def test_sub_site_through_a_group_site_grant(proxy, target, ssh_client,
                                              devops):
     """Asset in /root/DevOps named in the login as `/DevOps`; the role
@@ -181,6 +184,7 @@ def test_domain_site_and_totp_together(proxy, target, ssh_client, devops):
     assert row["site"] == "/root/DevOps"
 
 
+@pytest.mark.core
 def test_public_key_login(proxy, target, ssh_client, tmp_path):
     user = proxy.user_add()
     key = keygen(tmp_path / "userkey")

@@ -47,6 +47,7 @@ def allowed(proxy, target):
 
 # ------------------------------------------------------ authentication
 
+@pytest.mark.core
 def test_wrong_password(proxy, ssh_client, allowed):
     user, pw, asset_id = allowed
     r = ssh_client.ssh("%s#%s" % (user, asset_id), "echo login-ok",
@@ -74,6 +75,7 @@ def test_unregistered_public_key(proxy, ssh_client, allowed, tmp_path):
     proxy.session_of(user, "denied: authentication failed")
 
 
+@pytest.mark.core
 def test_disabled_user(proxy, target, ssh_client):
     user, pw, _ = new_user(proxy, disabled=True)
     asset_id = proxy.target_asset(target)
@@ -115,6 +117,7 @@ def test_missing_totp(proxy, target, ssh_client):
     assert row["result"].startswith("denied: ")
 
 
+@pytest.mark.core
 def test_replayed_totp(proxy, target, ssh_client):
     user, pw, secret = new_user(proxy, totp=True)
     asset_id = proxy.target_asset(target)
@@ -130,6 +133,7 @@ def test_replayed_totp(proxy, target, ssh_client):
 
 # ------------------------------------------------------- authorization
 
+@pytest.mark.core
 def test_no_role_on_the_asset(proxy, target, ssh_client):
     user, pw, _ = new_user(proxy)
     asset_id = proxy.target_asset(target)
@@ -153,6 +157,7 @@ def test_no_access_profile(proxy, target, ssh_client):
                      "sessions")
 
 
+@pytest.mark.core
 def test_deny_profile_wins(proxy, target, ssh_client):
     """An allow profile of the user's own and a deny profile through a
     group: the deny wins."""
@@ -171,6 +176,7 @@ def test_deny_profile_wins(proxy, target, ssh_client):
                      "sessions")
 
 
+@pytest.mark.core
 def test_exec_switched_off(proxy, target, ssh_client):
     user, pw, _ = new_user(proxy)
     asset_id = proxy.target_asset(target)
@@ -318,6 +324,7 @@ def test_asset_of_a_sub_site_is_unknown_without_the_site(proxy, target,
     proxy.session_of(user, "denied: unknown asset")
 
 
+@pytest.mark.core
 def test_ambiguous_asset_name(proxy, target, ssh_client):
     user, pw, _ = new_user(proxy)
     name = "Twin " + uniq("")

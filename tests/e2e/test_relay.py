@@ -36,6 +36,7 @@ def key_user(proxy, target, tmp_path):
     return "%s#%s" % (user, asset_id), key, user, asset_id
 
 
+@pytest.mark.core
 def test_shell_on_a_pty(proxy, ssh_client, session_user):
     login, pw, user, _ = session_user
     env = ssh_client.env(password=pw)
@@ -52,6 +53,7 @@ def test_shell_on_a_pty(proxy, ssh_client, session_user):
     assert row["bytes_down"] > 0 and row["bytes_up"] > 0
 
 
+@pytest.mark.core
 def test_exec_exit_status(proxy, ssh_client, session_user):
     login, pw, user, _ = session_user
     r = ssh_client.ssh(login, "exit 3", password=pw)
@@ -72,6 +74,7 @@ def test_exec_keeps_stderr_separate(proxy, ssh_client, session_user):
     assert "to-err" in r.err and "to-err" not in r.out, r
 
 
+@pytest.mark.core
 def test_exec_with_vaulted_password_login(proxy, target, ssh_client):
     pw = "pw-" + uniq()
     user = proxy.user_add(password=pw)
@@ -109,6 +112,7 @@ def test_stdin_round_trip_100_mib(proxy, ssh_client, session_user, tmp_path):
     assert row["exit_status"] == 0
 
 
+@pytest.mark.core
 @pytest.mark.parametrize("legacy", [True, False], ids=["scp-O", "scp-sftp"])
 def test_scp_upload_and_download(proxy, target, ssh_client, session_user,
                                  tmp_path, legacy):
@@ -132,6 +136,7 @@ def test_scp_upload_and_download(proxy, target, ssh_client, session_user,
     assert row["result"] == "ok"
 
 
+@pytest.mark.core
 def test_sftp_batch(proxy, target, ssh_client, key_user, tmp_path):
     login, key, user, _ = key_user
     a, b = tmp_path / "a.bin", tmp_path / "b.bin"
@@ -169,6 +174,7 @@ def _forward(ssh_client, login, pw, echo_port):
     return lport, proc
 
 
+@pytest.mark.core
 def test_local_forward(proxy, target, ssh_client):
     pw = "pw-" + uniq()
     user = proxy.user_add(password=pw)

@@ -243,6 +243,7 @@ def udp_port_free(port):
 
 # ------------------------------------------------------------------- tests
 
+@pytest.mark.core
 def test_tcp_tunnel_carries_ssh_to_a_target_only_the_agent_reaches(
         server, agent, ns_target):
     # the target is out of the host's reach
@@ -369,6 +370,7 @@ def test_udp_tunnel_round_trips_and_refuses_other_sources(server, agent,
         s.close()
 
 
+@pytest.mark.core
 def test_acl_change_applies_to_new_connections(server, agent, echo):
     tid, port, _ = tunnel_add(server, agent.id, "127.0.0.1:%d" % echo.port,
                               "--acl", "127.0.0.1/32")

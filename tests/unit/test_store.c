@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -930,6 +931,45 @@ static void test_profiles(void **state)
 
 /* --- cascades ------------------------------------------------------------- */
 
+/* The sweep's question for many users at once: exists and enabled, in
+ * the order asked, across more IDs than one query takes (16). */
+static void test_users_active(void **state)
+{
+    struct store *st = S(state);
+    struct store_user u[20];
+    const char *ids[23];
+    bool active[23];
+    char upper[STORE_ID_MAX + 1], name[32], gone[STORE_ID_MAX + 1];
+
+    for (int i = 0; i < 20; i++) {
+        snprintf(name, sizeof(name), "act%02d", i);
+        assert_int_equal(store_user_add(st, name, NULL, false, &u[i]), ERR_OK);
+        ids[i] = u[i].id;
+    }
+    assert_int_equal(store_user_set_disabled(st, u[3].id, true), ERR_OK);
+    assert_int_equal(store_user_set_disabled(st, u[17].id, true), ERR_OK);
+    snprintf(gone, sizeof(gone), "%s", u[18].id);
+    assert_int_equal(store_user_delete(st, gone), ERR_OK);
+    ids[18] = gone;
+    for (size_t k = 0; k < sizeof(upper) && u[5].id[k] != '\0'; k++) {
+        upper[k] = (char)toupper((unsigned char)u[5].id[k]);
+        upper[k + 1] = '\0';
+    }
+    ids[20] = upper;       /* the same user in capitals */
+    ids[21] = "not-an-id"; /* matches nothing */
+    ids[22] = u[19].id;    /* asked twice */
+    memset(active, 1, sizeof(active));
+    assert_int_equal(store_users_active(st, ids, 23, active), ERR_OK);
+    for (int i = 0; i < 23; i++) {
+        bool want = !(i == 3 || i == 17 || i == 18 || i == 21);
+
+        if (active[i] != want) {
+            fail_msg("id %d: active %d, want %d", i, active[i], want);
+        }
+    }
+    assert_int_equal(store_users_active(st, NULL, 0, NULL), ERR_OK);
+}
+
 static void test_user_delete_cascades(void **state)
 {
     struct store *st = S(state);
@@ -1389,6 +1429,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_host_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_profiles, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_users_active, setup, teardown),
         cmocka_unit_test_setup_teardown(test_user_delete_cascades, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/util.h"
 #include "store/db.h"
 
 struct dfx {
@@ -442,6 +443,56 @@ static void test_pg_reconnect(void **state)
     assert_int_equal(count_rows(f->db), 1);
 }
 
+static void pg_setting(struct db *db, const char *name, char *out, size_t len)
+{
+    struct db_stmt *s = NULL;
+    bool row = false;
+
+    assert_int_equal(db_prepare(db, "test", "SELECT current_setting($1)", &s),
+                     ERR_OK);
+    assert_int_equal(db_bind_text(s, 1, name), ERR_OK);
+    assert_int_equal(db_step(s, &row), ERR_OK);
+    assert_true(row);
+    snprintf(out, len, "%s", db_col_text(s, 0, NULL));
+    db_finalize(s);
+}
+
+/* A writer stuck behind another's write lock gives up with an error after
+ * lock_timeout (the driver sets one where the server has none) instead
+ * of waiting for ever; the lock free again, writing works. */
+static void test_pg_lock_timeout(void **state)
+{
+    struct dfx *f = *state;
+    struct db *other = NULL;
+    char v[64];
+    int64_t t0;
+
+    if (strncmp(f->path, "postgres", 8) != 0) {
+        skip();
+    }
+    pg_setting(f->db, "lock_timeout", v, sizeof(v));
+    assert_string_equal(v, "20s");
+    pg_setting(f->db, "statement_timeout", v, sizeof(v));
+    assert_string_equal(v, "1min");
+    /* the same rule, shorter, so the test does not wait 20 s */
+    assert_int_equal(db_exec(f->db, "test", "SET lock_timeout = '300ms'"),
+                     ERR_OK);
+    assert_int_equal(db_open(f->path, &other), ERR_OK);
+    assert_int_equal(db_begin(other, true), ERR_OK); /* holds the lock */
+    t0 = util_mono_ms();
+    assert_int_equal(db_begin(f->db, true), ERR_STORE);
+    assert_true(util_mono_ms() - t0 >= 250);
+    assert_true(util_mono_ms() - t0 < 5000);
+    db_rollback(other);
+    db_close(other);
+    assert_int_equal(db_begin(f->db, true), ERR_OK);
+    assert_int_equal(
+        run_text(f->db, "INSERT INTO drv_t (a) VALUES ($1)", 1, "after", NULL),
+        ERR_OK);
+    assert_int_equal(db_commit(f->db), ERR_OK);
+    assert_int_equal(count_rows(f->db), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -453,6 +504,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_error_mapping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_reconnect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_lock_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_location, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fork_guard, setup, teardown),

@@ -1,0 +1,308 @@
+"""Portcullis on PostgreSQL, operations (issue 18): `init --store-url` on a
+database the test's own PostgreSQL holds (pglib.py), its refusals (a bad
+URL, a password in the URL, a server that does not answer, a database
+that already holds a store), and serving from it: a real ssh login
+through the proxy with its report row read back."""
+
+import http.client
+import json
+import os
+
+import pytest
+
+import pclib
+from pclib import Client, Portcullis, run, uniq
+
+
+@pytest.fixture(scope="module")
+def pg():
+    return pclib.shared_pg()
+
+
+def _post(port, path, body):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", path, body=body,
+                     headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def _left_behind(d):
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+def test_init_on_postgresql_and_login(pg, target, tmp_path):
+    url = pg.new_database()
+    p = Portcullis(tmp_path / "pc", store_url=url)
+    p.tune_for_tests()
+    conf = p.conf.read_text()
+    assert "url = %s\n" % url in conf, conf
+    assert "portcullis.db" not in conf, conf
+    assert not (p.dir / "portcullis.db").exists()
+    assert (p.dir / "vault.key").exists()
+    assert (p.dir / "audit.key").stat().st_mode & 0o777 == 0o600
+    dbname = url.split("///")[1].split("?")[0]
+    # the schema, /root and the admin are in PostgreSQL
+    assert pg.psql(dbname, "SELECT name FROM users").split() == ["admin"]
+    assert pg.psql(dbname, "SELECT path FROM sites").split() == ["/root"]
+    _, out, _ = p.cli("user", "list")
+    assert "admin" in out, out
+    try:
+        # the audit chain on PostgreSQL is keyed with data_dir/audit.key
+        p.user_add()
+        rc, out, err = p.cli("audit", "verify", check=False)
+        assert rc == 0 and out.startswith("ok: ") and \
+            "keyed from entry 1" in out and "audit.key" in out, (out, err)
+        p.start()
+        pw = "pw-" + uniq()
+        user = p.user_add(password=pw)
+        asset = p.target_asset(target)
+        p.allow(user, asset)
+        r = Client(p.ssh_port).ssh("%s#%s" % (user, asset), "echo on-pg",
+                                   password=pw)
+        assert r.rc == 0 and r.out.strip() == "on-pg", r
+        row = p.session_of(user, "ok", kind="exec")
+        assert row["asset_id"] == asset, row
+        got = pg.psql(dbname, "SELECT user_name, result FROM sessions")
+        assert "%s|ok" % user in got, got
+    finally:
+        p.stop()
+
+
+def _init(tmp_path, url):
+    d = tmp_path / "pc"
+    r = run([pclib.portcullis_bin(), "init", "--dir", d, "--ssh-port",
+             pclib.free_port(), "--http-port", pclib.free_port(),
+             "--host-keys", pclib.shared_host_keys(), "--store-url", url])
+    return r, d
+
+
+def test_init_refuses_a_password_in_the_url(tmp_path):
+    for url in ("postgresql://pcuser:S3cret-pw-991@127.0.0.1/pc",
+                "postgresql:///pc?host=/tmp&password=S3cret-pw-991"):
+        r, d = _init(tmp_path, url)
+        assert r.rc != 0, r
+        assert "must not hold a password" in r.err, r
+        assert "S3cret-pw-991" not in r.out + r.err, r
+        assert _left_behind(d) == [], _left_behind(d)
+
+
+def test_init_refuses_a_bad_url(tmp_path):
+    r, d = _init(tmp_path, "mysql://somewhere/db")
+    assert r.rc != 0 and "must start with postgresql://" in r.err, r
+    r, d = _init(tmp_path, "postgresql:///pc?port=notaport")
+    assert r.rc != 0, r
+    assert "cannot open the PostgreSQL store" in r.err, r
+    assert _left_behind(d) == [], _left_behind(d)
+
+
+def test_init_on_a_server_that_is_not_there(tmp_path):
+    # a socket directory where nobody listens: refused at once, clearly
+    empty = tmp_path / "nosock"
+    empty.mkdir()
+    r, d = _init(tmp_path, "postgresql:///pc?host=%s&user=x" % empty)
+    assert r.rc != 0, r
+    assert "cannot open the PostgreSQL store" in r.err, r
+    assert "cannot connect to PostgreSQL" in r.err, r
+    assert _left_behind(d) == [], _left_behind(d)
+
+
+def test_init_refuses_a_database_with_a_store(pg, tmp_path):
+    url = pg.new_database()
+    Portcullis(tmp_path / "first", store_url=url)
+    r, d = _init(tmp_path, url)
+    assert r.rc != 0, r
+    assert "already holds a Portcullis store" in r.err, r
+    assert _left_behind(d) == [], _left_behind(d)
+
+
+def test_migrate_sqlite_to_postgresql(pg, target, tmp_path):
+    """An installation used on SQLite (users, an asset with a vaulted key,
+    a grant and profile, a report row) is copied while it runs, then
+    served from PostgreSQL: the migrated user logs in over ssh and the old
+    report row is still there."""
+    import sqlite3
+    p = Portcullis(tmp_path / "pc", store_url=False)
+    p.tune_for_tests()
+    p.start()
+    pw = "pw-" + uniq()
+    user = p.user_add(password=pw)
+    asset = p.target_asset(target)
+    p.allow(user, asset)
+    p.cli("group", "add", "g-" + uniq())
+    r = Client(p.ssh_port).ssh("%s#%s" % (user, asset), "echo before",
+                               password=pw)
+    assert r.rc == 0 and r.out.strip() == "before", r
+    old = p.session_of(user, "ok", kind="exec")
+    # a table of someone else's with an identity column: copied, and its
+    # sequence set past the copied IDs
+    db = sqlite3.connect(str(p.dir / "portcullis.db"))
+    db.execute("CREATE TABLE extra_seq (id INTEGER PRIMARY KEY, v TEXT)")
+    db.executemany("INSERT INTO extra_seq (id, v) VALUES (?, ?)",
+                   [(1, "a"), (2, "b"), (7, "c")])
+    db.commit()
+    db.close()
+    url = pg.new_database()
+    dbname = url.split("///")[1].split("?")[0]
+    pg.psql(dbname, "CREATE TABLE extra_seq (id SERIAL PRIMARY KEY, v TEXT)")
+
+    src = "sqlite:%s" % (p.dir / "portcullis.db")
+    rc, out, err = p.cli("store", "migrate", "--from", src, "--to", url,
+                         check=False)
+    assert rc == 0, (out, err)
+    moved = {}
+    for line in out.splitlines():
+        if line.startswith("table="):
+            kv = dict(f.split("=", 1) for f in line.split())
+            moved[kv["table"]] = int(kv["rows"])
+    assert moved["users"] == 2 and moved["assets"] == 1, out
+    assert moved["sessions"] >= 1 and moved["extra_seq"] == 3, out
+    assert moved["groups"] == 1 and moved["grants"] == 1, out
+    assert "checked=yes" in out and "sequences_set=1" in out, out
+    assert pg.psql(dbname, "INSERT INTO extra_seq (v) VALUES ('d') "
+                   "RETURNING id").split()[0] == "8"
+
+    # once more: refused (the target holds data) unless --replace
+    rc, out, err = p.cli("store", "migrate", "--from", src, "--to", url,
+                         check=False)
+    assert rc == 1 and "already holds data" in err and "users: 2" in err, err
+    rc, out, err = p.cli("store", "migrate", "--from", src, "--to", url,
+                         "--replace", check=False)
+    assert rc == 0 and "checked=yes" in out, (out, err)
+
+    # serve from PostgreSQL: same data directory (vault.key), [store] url
+    p.stop()
+    p.set_config("store", "url", url)
+    p.start()
+    r = Client(p.ssh_port).ssh("%s#%s" % (user, asset), "echo after",
+                               password=pw)
+    assert r.rc == 0 and r.out.strip() == "after", r
+    rows = p.sessions()
+    ids = [row["id"] for row in rows]
+    assert old["id"] in ids, rows
+    assert len([x for x in rows if x.get("user") == user and
+                x.get("result") == "ok"]) == 2, rows
+    assert pg.psql(dbname, "SELECT count(*) FROM sessions WHERE "
+                   "user_name = '%s'" % user).strip() == "2"
+    # the copied chain goes on, keyed by the same audit.key
+    p.user_add()
+    rc, out, err = p.cli("audit", "verify", check=False)
+    assert rc == 0 and out.startswith("ok: ") and "keyed" in out, (out, err)
+    p.stop()
+
+
+def test_migrate_refusals(pg, tmp_path):
+    p = Portcullis(tmp_path / "pc", store_url=False)
+    src = "sqlite:%s" % (p.dir / "portcullis.db")
+    rc, out, err = p.cli("store", "migrate", "--from",
+                         "sqlite:%s" % (tmp_path / "nope.db"), "--to",
+                         pg.new_database(), check=False)
+    assert rc == 1 and "cannot read" in err, err
+    assert not (tmp_path / "nope.db").exists()
+    # a SQLite file of something else, and no database at all: refused,
+    # and the file is not given our schema
+    import sqlite3
+    other = tmp_path / "other.db"
+    db = sqlite3.connect(str(other))
+    db.execute("CREATE TABLE notes (t TEXT)")
+    db.commit()
+    db.close()
+    (tmp_path / "text.db").write_text("just text\n" * 100)
+    for f in (other, tmp_path / "text.db"):
+        rc, out, err = p.cli("store", "migrate", "--from", "sqlite:%s" % f,
+                             "--to", pg.new_database(), check=False)
+        assert rc == 1 and "not a Portcullis store" in err, err
+    db = sqlite3.connect(str(other))
+    assert [r[0] for r in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")] == ["notes"]
+    db.close()
+    rc, out, err = p.cli("store", "migrate", "--from", src, "--to",
+                         "postgresql://u:Hidden-pw-77@127.0.0.1/x",
+                         check=False)
+    assert rc == 2 and "must not hold a password" in err, err
+    assert "Hidden-pw-77" not in out + err
+    rc, out, err = p.cli("store", "migrate", "--from", src, "--to",
+                         "postgresql:///x?host=%s&user=x" % tmp_path,
+                         check=False)
+    assert rc == 1 and "cannot open the target store" in err, err
+    assert "cannot connect to PostgreSQL" in err, err
+
+
+def test_database_outage(target, tmp_path):
+    """PostgreSQL stopped for a few seconds: a session in progress keeps
+    relaying, a new login fails at once with a message that says why (not
+    as a wrong password), and logins work again by themselves once the
+    database is back."""
+    import subprocess
+    import time
+    import pglib
+    own = pglib.PgServer()  # stopped by this test: not the shared one
+    p = None
+    live = None
+    try:
+        p = Portcullis(tmp_path / "pc", store_url=own.new_database())
+        p.tune_for_tests()
+        p.start()
+        pw = "pw-" + uniq()
+        user = p.user_add(password=pw)
+        asset = p.target_asset(target)
+        p.allow(user, asset)
+        client = Client(p.ssh_port)
+        login = "%s#%s" % (user, asset)
+        live = client.popen_ssh(login, "cat", password=pw,
+                                stdin=subprocess.PIPE)
+        live.stdin.write(b"one\n")
+        live.stdin.flush()
+        assert live.stdout.readline() == b"one\n"
+
+        own.stop()
+        t0 = time.monotonic()
+        # OpenSSH shows banners at LogLevel INFO (its default), not ERROR
+        args = [a.replace("LogLevel=ERROR", "LogLevel=INFO") for a in
+                client.ssh_args(login, "echo no")]
+        r = run(args, env=client.env(password=pw))
+        took = time.monotonic() - t0
+        assert r.rc == 255, r
+        assert "cannot reach its database" in r.err, r
+        assert took < 10, took
+        # the session in progress still relays, seconds into the outage
+        time.sleep(3)
+        live.stdin.write(b"two\n")
+        live.stdin.flush()
+        assert live.stdout.readline() == b"two\n"
+        r = run(args, env=client.env(password=pw))
+        assert r.rc == 255 and "cannot reach its database" in r.err, r
+        # the API's login says the same
+        body = json.dumps({"username": user, "password": pw})
+        st, got = _post(p.http_port, "/api/v1/login", body)
+        assert st == 503 and \
+            got["errors"][0]["code"] == "store_unavailable", (st, got)
+
+        own.start()
+        deadline = time.monotonic() + 15
+        while True:
+            r = client.ssh(login, "echo back", password=pw)
+            if r.rc == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert r.rc == 0 and r.out.strip() == "back", r
+        live.stdin.write(b"three\n")
+        live.stdin.flush()
+        assert live.stdout.readline() == b"three\n"
+        live.stdin.close()
+        assert live.wait(timeout=20) == 0
+        live = None
+        # the report works again: the new login's row is there
+        assert p.session_of(user, "ok", kind="exec")["result"] == "ok"
+        st, got = _post(p.http_port, "/api/v1/login", body)
+        assert st == 200 and got["data"]["token"], (st, got)
+    finally:
+        if live is not None:
+            live.kill()
+            live.wait()
+        if p is not None:
+            p.stop()
+        own.close()
