@@ -225,6 +225,11 @@ int admin_audit(const struct admin_ctx *c, const char *action,
 
 /* A new user; pw (NULL: none, then only keys log in) reaches the store
  * hashed. out may be NULL. */
+/* Seals and stores the NT hash of pw for the user (the RDP proxy's NLA,
+ * docs/rdp.md) when c->vault is set; admin_user_add and
+ * admin_user_update do it themselves. Failures are logged only. */
+void admin_user_keep_nt(const struct admin_ctx *c, const char *user_id,
+                        const char *pw);
 int admin_user_add(const struct admin_ctx *c, const char *name, const char *pw,
                    bool disabled, struct store_user *out, struct admin_err *e);
 /* Hashes pw into the store (no audit event: the caller's change is

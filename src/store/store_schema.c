@@ -357,6 +357,15 @@ static const char store_schema_v9[] =
     " stderr BLOB);"
     "CREATE INDEX jobs_started ON jobs(started_at);";
 
+/*
+ * Version 10: the NT hash of a user's password (MD4 of its UTF-16LE form),
+ * sealed by the vault ("user-nthash:<user id>"): what the RDP proxy's
+ * NLA front needs (docs/rdp.md). NULL until the password is set or used
+ * once after this version; a new password clears it.
+ */
+static const char store_schema_v10[] =
+    "ALTER TABLE users ADD COLUMN nt_sealed BLOB;";
+
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},
     {2, store_schema_v2, STORE_HOOK_NONE},
@@ -367,6 +376,7 @@ const struct store_migration store_migrations[] = {
     {7, store_schema_v7, STORE_HOOK_NONE},
     {8, store_schema_v8, STORE_HOOK_NONE},
     {9, store_schema_v9, STORE_HOOK_NONE},
+    {10, store_schema_v10, STORE_HOOK_NONE},
 };
 
 const size_t store_migrations_count =
