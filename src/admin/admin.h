@@ -53,6 +53,7 @@ struct jwt_key;
 #define ADMIN_MINUTES_MAX (366 * 24 * 60)
 #define ADMIN_ASSET_DEFAULT_SITE "/root"
 #define ADMIN_ASSET_DEFAULT_PORT 22
+#define ADMIN_ASSET_DEFAULT_RDP_PORT 3389 /* protocol rdp without a port */
 #define ADMIN_ASSET_DEFAULT_ROUTE "direct"
 #define ADMIN_ASSET_DEFAULT_PROTOCOL "ssh"
 /* A private key given to be vaulted: the file's or the field's size. */
@@ -311,6 +312,8 @@ json_t *admin_site_json(const struct store_site *s);
 /* An asset with its defaults: protocol ssh, port 22, route direct, a new
  * ID (the associated data of its sealed logins names it). */
 void admin_asset_defaults(struct store_asset *a);
+/* After the body is applied: an rdp asset given no port gets 3389. */
+void admin_asset_default_port(struct store_asset *a, const json_t *body);
 /* Resolves the site (NULL: /root) into a->site_id and a->site_path. */
 int admin_asset_set_site(struct store *st, struct store_asset *a,
                          const char *site, struct admin_err *e);

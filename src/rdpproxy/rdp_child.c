@@ -82,6 +82,7 @@ struct rdpc {
     char asset[STORE_NAME_MAX + 1]; /* asset name, after authorize */
     char row[STORE_ID_MAX + 1];     /* report row, after authorize */
     bool ntlm_given;                /* the monitor handed an NTLM key */
+    bool logon_seen;                /* NLA completed: Logon was called */
     bool authed;                    /* the monitor accepted the login */
     bool back_up;                   /* the back leg is connected */
     bool hostkey_ok, creds_set;
@@ -264,6 +265,7 @@ static BOOL rdpc_logon(freerdp_peer *peer, SEC_WINNT_AUTH_IDENTITY *id,
     uint8_t verdict = MP_AUTH_FAIL;
     BOOL ok = FALSE;
 
+    s->logon_seen = true;
     if (id == NULL || !s->ntlm_given) {
         snprintf(s->why, sizeof(s->why),
                  "denied: NLA is required (the client did not use it)");
@@ -297,7 +299,7 @@ static BOOL rdpc_logon(freerdp_peer *peer, SEC_WINNT_AUTH_IDENTITY *id,
 out:
     sodium_memzero(password, sizeof(password));
     if (!ok) {
-        log_info("rdp %s: login refused: %s", s->a->client_addr, s->why);
+        log_info("rdp %s: login refused (%s)", s->a->client_addr, s->why);
     }
     return ok;
 }
@@ -863,7 +865,7 @@ int rdp_child_run(const struct rdp_child_args *a)
         /* Close first: a refused client learns at once, and does not
          * wait for the failure delay below. */
         shutdown(a->client_fd, SHUT_RDWR);
-        if (s.ntlm_given) {
+        if (s.ntlm_given && !s.logon_seen) {
             /* NLA failed after the monitor handed the key: a wrong
              * password. Counted like one. */
             (void)rdpc_auth_password(&s, "", &verdict, reason, sizeof(reason));
