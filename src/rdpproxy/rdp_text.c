@@ -23,28 +23,27 @@ int rdp_utf16_to_utf8(const uint8_t *in, size_t n, char *out, size_t cap)
     size_t i, o = 0, len;
     uint32_t u, lo;
     char enc[4];
-    int r;
+    int r = ERR_OK;
 
     if (cap == 0) {
         return ERR_TOO_LONG;
     }
-    out[0] = '\0';
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < n && r == ERR_OK; i++) {
         u = (uint32_t)in[2 * i] | (uint32_t)in[2 * i + 1] << 8;
-        if (u == 0) {
-            return ERR_INVALID;
-        }
-        if (u >= 0xdc00 && u <= 0xdfff) {
-            return ERR_INVALID;
+        if (u == 0 || (u >= 0xdc00 && u <= 0xdfff)) {
+            r = ERR_INVALID;
+            break;
         }
         if (u >= 0xd800 && u <= 0xdbff) {
             if (i + 1 >= n) {
-                return ERR_INVALID;
+                r = ERR_INVALID;
+                break;
             }
             i++;
             lo = (uint32_t)in[2 * i] | (uint32_t)in[2 * i + 1] << 8;
             if (lo < 0xdc00 || lo > 0xdfff) {
-                return ERR_INVALID;
+                r = ERR_INVALID;
+                break;
             }
             u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
         }
@@ -67,13 +66,11 @@ int rdp_utf16_to_utf8(const uint8_t *in, size_t n, char *out, size_t cap)
             enc[3] = (char)(0x80 | (u & 0x3f));
             len = 4;
         }
-        if ((r = rdp_text_put(out, cap, &o, enc, len)) != ERR_OK) {
-            out[0] = '\0';
-            return r;
-        }
+        r = rdp_text_put(out, cap, &o, enc, len);
     }
-    out[o] = '\0';
-    return ERR_OK;
+    /* a failure leaves "", never a part of the name */
+    out[r == ERR_OK ? o : 0] = '\0';
+    return r;
 }
 
 int rdp_split_login(const char *login, char *user, size_t ucap, char *domain,

@@ -18,6 +18,7 @@
  * n UTF-16 code units (little-endian bytes, so alignment does not
  * matter) to NUL-terminated UTF-8 in out (cap bytes). ERR_OK; ERR_INVALID
  * for a lone surrogate or a NUL unit; ERR_TOO_LONG when it does not fit.
+ * On failure out is "" (when cap > 0).
  */
 int rdp_utf16_to_utf8(const uint8_t *in, size_t n, char *out, size_t cap);
 

@@ -46,6 +46,11 @@ static void test_utf16_refusals(void **state)
     (void)state;
     assert_int_equal(rdp_utf16_to_utf8(lone_high, 2, out, sizeof(out)),
                      ERR_INVALID);
+    assert_string_equal(out, "");
+    /* a failure after good units leaves "" too (found by fuzz_rdp_text) */
+    memset(out, 'x', sizeof(out));
+    assert_int_equal(rdp_utf16_to_utf8(nul, 3, out, sizeof(out)), ERR_INVALID);
+    assert_string_equal(out, "");
     assert_int_equal(rdp_utf16_to_utf8(lone_high_end, 2, out, sizeof(out)),
                      ERR_INVALID);
     assert_int_equal(rdp_utf16_to_utf8(lone_low, 1, out, sizeof(out)),
