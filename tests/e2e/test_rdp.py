@@ -13,6 +13,7 @@ screenshot, the typed text arriving as key events on the target, the
 client's exit, the time a refusal takes, and the report row (kind rdp,
 bytes each way, the result with its reason).
 """
+import json
 import os
 import shutil
 import sqlite3
@@ -24,6 +25,7 @@ import pytest
 
 from pclib import (Client, Portcullis, free_port, fresh_totp_code, run,
                    stop_process, totp_wrong_code, uniq, wait_listen)
+from test_web import WEB, web_ui  # noqa: F401 (the fixture: web/dist built)
 
 TOOLS = ["xfreerdp", "freerdp-shadow-cli", "Xvfb", "xvfb-run", "xdotool",
          "import", "convert", "xev"]
@@ -370,3 +372,65 @@ def test_rdp_asset_default_port(rdp_proxy):
                               "--host", "192.0.2.1")
     _, show, _ = rdp_proxy.cli("asset", "show", out.strip(), "--json")
     assert '"port": 3389' in show or '"port":3389' in show, show
+
+
+def test_web_ui_rdp_file_opens_in_xfreerdp(rdp_proxy, rdp_target, web_ui,
+                                           tmp_path):
+    """The asset page's .rdp file, as mstsc would read it: xfreerdp takes
+    server, port and user name from it and reaches the target's desktop;
+    the page shows the xfreerdp line and the user name to copy."""
+    asset = rdp_asset(rdp_proxy, rdp_target, name=uniq("webrdp"))
+    user, pw = rdp_user(rdp_proxy, asset)
+    # the asset pages are an administrator's
+    rdp_proxy.cli("role", "grant", "--user", user, "--role", "administrator")
+    rdp_proxy.wait_http()
+    dl = tmp_path / "asset.rdp"
+    cfg = {"url": "http://127.0.0.1:%d" % rdp_proxy.http_port, "user": user,
+           "password": pw, "asset_id": asset, "download": str(dl),
+           "screenshots": os.environ.get("PORTCULLIS_SCREENSHOTS")}
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    r = run(["node", "e2e/rdp.mjs", str(path)], cwd=WEB, timeout=120)
+    assert r.rc == 0, r
+    res = json.loads(r.out.strip().splitlines()[-1])
+    assert res["filename"].endswith(".rdp"), res
+    login = res["user_name"]
+    assert login.startswith(user + "#"), res
+    assert res["xfreerdp"] == "xfreerdp /v:127.0.0.1:%d /u:'%s' /sec:nla" % (
+        rdp_proxy.rdp_port, login), res
+    text = dl.read_bytes().decode()
+    assert "full address:s:127.0.0.1:%d\r\n" % rdp_proxy.rdp_port in text
+    assert "username:s:%s\r\n" % login in text, text
+    # xfreerdp reads server, port and user name from the file alone
+    out = tmp_path / "client"
+    out.mkdir()
+    env = dict(os.environ, OUT=str(out), TEXT="")
+    r = run(["xvfb-run", "-a", "-s", "-screen 0 1024x768x24", "sh", "-c",
+             DRIVER, "driver", "xfreerdp", str(dl), "/p:%s" % pw,
+             "/cert:ignore", "/size:1024x768", "-clipboard",
+             "/log-level:ERROR"], env=env, timeout=60)
+    assert (out / "before.png").exists(), (r, (out / "client.log")
+                                           .read_text()[-2000:])
+    assert near(pixel(out / "before.png"), COLOUR)
+    rdp_proxy.session_of(user, kind="rdp", result="ok")
+
+
+def test_settings_route_says_where_rdp_listens(rdp_proxy):
+    """GET /api/v1/settings: what the asset page builds the .rdp file
+    and the client settings from, with the certificate's fingerprint."""
+    import urllib.request
+    port = rdp_proxy.wait_http().http_port
+    req = urllib.request.Request(
+        "http://127.0.0.1:%d/api/v1/login" % port, method="POST",
+        data=json.dumps({"username": rdp_proxy.admin_user,
+                         "password": rdp_proxy.admin_password}).encode(),
+        headers={"Content-Type": "application/json"})
+    tok = json.loads(urllib.request.urlopen(req, timeout=10).read())[
+        "data"]["token"]
+    req = urllib.request.Request(
+        "http://127.0.0.1:%d/api/v1/settings" % port,
+        headers={"Authorization": "Bearer " + tok})
+    d = json.loads(urllib.request.urlopen(req, timeout=10).read())["data"]
+    assert d["rdp"]["enabled"] is True and d["rdp"]["port"] == \
+        rdp_proxy.rdp_port, d
+    assert d["rdp"]["tls_fingerprint"] == rdp_proxy.info["tls_fingerprint"], d
