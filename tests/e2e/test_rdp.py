@@ -148,6 +148,9 @@ def rdp_proxy(tmp_path_factory):
     assert wait_listen(p.rdp_port, 15, p.proc), p.log_tail()
     yield p
     p.stop()
+    found = p.sanitizer_findings()
+    if found:
+        pytest.fail("sanitizer report in %s:\n%s" % (p.log_path, found))
 
 
 def rdp_asset(pc, target, name=None, port=None):
