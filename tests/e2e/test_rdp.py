@@ -16,6 +16,7 @@ bytes each way, the result with its reason).
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import time
@@ -24,7 +25,8 @@ from pathlib import Path
 import pytest
 
 from pclib import (Client, Portcullis, free_port, fresh_totp_code, run,
-                   stop_process, totp_wrong_code, uniq, wait_listen)
+                   serving_process, stop_process, totp_wrong_code, uniq,
+                   wait_listen)
 from test_web import WEB, web_ui  # noqa: F401 (the fixture: web/dist built)
 
 TOOLS = ["xfreerdp", "freerdp-shadow-cli", "Xvfb", "xvfb-run", "xdotool",
@@ -437,3 +439,38 @@ def test_settings_route_says_where_rdp_listens(rdp_proxy):
     assert d["rdp"]["enabled"] is True and d["rdp"]["port"] == \
         rdp_proxy.rdp_port, d
     assert d["rdp"]["tls_fingerprint"] == rdp_proxy.info["tls_fingerprint"], d
+
+
+def test_rdp_child_is_sandboxed(rdp_proxy):
+    """Before the client has sent a byte, the RDP child serving it is in
+    its seccomp filter with no_new_privs, unprivileged (as root: chrooted
+    into rdp-root), and holds no file of the data directory but the log."""
+    with socket.create_connection(("127.0.0.1", rdp_proxy.rdp_port),
+                                  timeout=10) as s:
+        pid = serving_process(rdp_proxy.descendants, rdp_proxy.rdp_port,
+                              s.getsockname()[1])
+        deadline = time.monotonic() + 5
+        while True:
+            with open("/proc/%d/status" % pid) as f:
+                raw = f.read()
+            if "Seccomp:\t2\n" in raw or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert "Seccomp:\t2\n" in raw, raw
+        assert "NoNewPrivs:\t1\n" in raw, raw
+        data_dir = str(rdp_proxy.dir.resolve())
+        if os.geteuid() == 0:
+            uid = [ln for ln in raw.splitlines() if ln.startswith("Uid:")][0]
+            assert "0" not in uid.split()[1:], uid
+            assert os.readlink("/proc/%d/root" % pid) == \
+                os.path.join(data_dir, "rdp-root")
+        held = []
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                path = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except FileNotFoundError:
+                continue
+            if path.startswith(data_dir) and \
+                    path != str(rdp_proxy.log_path.resolve()):
+                held.append((fd, path))
+        assert held == [], held
