@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <freerdp/error.h>
 #include <freerdp/freerdp.h>
 #include <freerdp/input.h>
 #include <freerdp/peer.h>
@@ -86,6 +88,7 @@ struct rdpc {
     bool authed;                    /* the monitor accepted the login */
     bool back_up;                   /* the back leg is connected */
     bool hostkey_ok, creds_set;
+    bool told;     /* a Set Error Info PDU went to the client */
     char why[600]; /* why the session ends, for the report */
 };
 
@@ -672,6 +675,26 @@ fail:
     return false;
 }
 
+/*
+ * A refusal after login, told to the client as a Set Error Info PDU
+ * before the connection closes, so it shows a reason rather than a
+ * network error: no access (a role or profile refused it, or a changed
+ * target certificate) as "insufficient privileges", anything else (the
+ * target is down or refused the vaulted login) as "connection denied".
+ * The words are in the report row and the log.
+ */
+static void rdpc_tell_client(struct rdpc *s)
+{
+    rdpRdp *rdp = s->peer->context->rdp;
+    bool denied = strncmp(s->why, "denied: ", 8) == 0 ||
+                  strncmp(s->why, "access denied", 13) == 0 ||
+                  strncmp(s->why, "unknown asset", 13) == 0;
+
+    freerdp_set_error_info(rdp, denied ? ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES
+                                       : ERRINFO_SERVER_DENIED_CONNECTION);
+    s->told = freerdp_send_error_info(rdp) ? true : false;
+}
+
 /* The client is active: now its capabilities are known. Called again
  * after each reactivation (a desktop resize). */
 static BOOL rdpc_activate(freerdp_peer *peer)
@@ -683,6 +706,7 @@ static BOOL rdpc_activate(freerdp_peer *peer)
         return TRUE;
     }
     if (!s->authed || !rdpc_back_connect(s)) {
+        rdpc_tell_client(s);
         return FALSE;
     }
     bs = s->back->settings;
@@ -831,6 +855,32 @@ static void rdpc_loop(struct rdpc *s)
     }
 }
 
+/*
+ * After a Set Error Info PDU: our side is shut, the client's bytes are
+ * read and dropped until it closes (at most a second), so that closing
+ * with its bytes unread does not reset the connection and throw away
+ * the PDU before the client has read it.
+ */
+static void rdpc_linger(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    char scratch[4096];
+    int waited = 0;
+
+    if (shutdown(fd, SHUT_WR) != 0) {
+        return;
+    }
+    while (waited < 1000 && poll(&p, 1, 100) >= 0) {
+        if (p.revents == 0) {
+            waited += 100;
+            continue;
+        }
+        if (recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT) <= 0) {
+            return;
+        }
+    }
+}
+
 int rdp_child_run(const struct rdp_child_args *a)
 {
     struct rdpc s;
@@ -870,6 +920,9 @@ int rdp_child_run(const struct rdp_child_args *a)
              * password. Counted like one. */
             (void)rdpc_auth_password(&s, "", &verdict, reason, sizeof(reason));
         }
+    }
+    if (s.told) {
+        rdpc_linger(a->client_fd);
     }
     if (s.row[0] != '\0') {
         rdpc_session_end(&s, s.why[0] ? s.why : "ok");

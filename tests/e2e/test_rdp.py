@@ -297,6 +297,7 @@ def test_no_role_on_the_asset(rdp_proxy, rdp_target):
     r, took = refused(rdp_proxy, "%s#%s" % (user, asset), "User-Pass-77")
     assert r.rc != 0, r
     assert took < FAST, "refusal took %.1f s" % took
+    assert "ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES" in r.out + r.err, r
     row = rdp_proxy.session_of(user, kind="rdp", result="denied")
     assert "unknown asset" in row["result"] or "role" in row["result"], row
 
@@ -307,6 +308,8 @@ def test_profile_deny(rdp_proxy, rdp_target):
     rdp_proxy.allow(user, asset, native="deny")
     r, took = refused(rdp_proxy, "%s#%s" % (user, asset), "User-Pass-77")
     assert r.rc != 0 and took < FAST, (r, took)
+    # the client is told why (mstsc words it as a missing privilege)
+    assert "ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES" in r.out + r.err, r
     row = rdp_proxy.session_of(user, kind="rdp", result="denied")
     assert "profile" in row["result"], row
 
@@ -317,6 +320,7 @@ def test_asset_down(rdp_proxy, rdp_target):
     r, took = refused(rdp_proxy, "%s#%s" % (user, asset), pw)
     assert r.rc != 0, r
     assert took < FAST, "refusal took %.1f s" % took
+    assert "ERRINFO_SERVER_DENIED_CONNECTION" in r.out + r.err, r
     row = rdp_proxy.session_of(user, kind="rdp", result="error")
     assert "cannot reach" in row["result"], row
 
@@ -342,6 +346,7 @@ def test_changed_target_certificate_refused(rdp_proxy, rdp_target):
     db.close()
     r, took = refused(rdp_proxy, "%s#%s" % (user, asset), pw)
     assert r.rc != 0 and took < FAST, (r, took)
+    assert "ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES" in r.out + r.err, r
     row = rdp_proxy.session_of(user, kind="rdp", result="denied")
     assert "has changed" in row["result"], row
 
