@@ -189,8 +189,13 @@ for i in $(seq 1 100); do
     kill -0 $pid 2>/dev/null || { wait $pid; echo "exit $?" > "$OUT/exit"; exit 0; }
     sleep 0.1
 done
-sleep 2
-import -window root "$OUT/before.png"
+# the first frame: until the screen is no longer black (10 s at most)
+for i in $(seq 1 20); do
+    sleep 0.5
+    import -window root "$OUT/before.png"
+    lit=$(convert "$OUT/before.png" -format '%[fx:mean>0.05?1:0]' info:)
+    [ "$lit" = 1 ] && break
+done
 xdotool mousemove 500 350
 xdotool windowfocus --sync "$win" 2>/dev/null
 xdotool type --delay 60 "$TEXT"
