@@ -8,7 +8,9 @@
  *  2. The listening socket, the blocked signals and their signalfd, then
  *     the spawner is forked (sshproxy/server.h): it and the session
  *     children it forks never inherit the store or the vault key, which
- *     are opened only after it.
+ *     are opened only after it. With [rdp] enabled, the RDP proxy's
+ *     listening socket and spawner follow (rdpproxy/rdp_server.h), on
+ *     the same terms; its children talk to the same monitor.
  *  3. In the main process: the event loop, the monitor (store, vault,
  *     login throttle), the host keys (the spawner gets the public ones).
  *  4. The agent hub, the tunnels, the browser terminals' tickets and the
