@@ -13,9 +13,11 @@
 
 #include <sodium.h>
 
+#include "auth/nthash.h"
 #include "auth/password.h"
 #include "auth/totp.h"
 #include "common/err.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "common/vault.h"
 #include "store/audit.h"
@@ -442,10 +444,40 @@ static int admin_hash(const char *pw, char *hash, struct admin_err *e)
     return ERR_OK;
 }
 
+/*
+ * The NT hash of a new password, sealed, for the RDP proxy's NLA
+ * (docs/rdp.md). Without the vault (a caller that did not open it) the
+ * user gets one at the next password login instead; a failure here is
+ * logged, never a refusal of the password change.
+ */
+void admin_user_keep_nt(const struct admin_ctx *c, const char *user_id,
+                        const char *pw)
+{
+    uint8_t nt[NTHASH_LEN], *sealed = NULL;
+    size_t sealed_len = 0;
+    char ad[VAULT_AD_MAX];
+
+    if (c->vault == NULL || pw == NULL || user_id == NULL) {
+        return;
+    }
+    vault_ad(ad, VAULT_AD_USER_NTHASH, user_id);
+    if (nthash_v1(pw, nt) != ERR_OK ||
+        vault_seal(c->vault, ad, nt, sizeof(nt), &sealed, &sealed_len) !=
+            ERR_OK ||
+        store_user_nt_set(c->st, user_id, sealed, sealed_len) != ERR_OK) {
+        log_warn("cannot store the NT hash of user %s; it is made at the "
+                 "next password login",
+                 user_id);
+    }
+    free(sealed);
+    sodium_memzero(nt, sizeof(nt));
+}
+
 int admin_user_add(const struct admin_ctx *c, const char *name, const char *pw,
                    bool disabled, struct store_user *out, struct admin_err *e)
 {
     char hash[STORE_HASH_MAX + 1];
+    struct store_user made;
     int r;
 
     if (name == NULL || name[0] == '\0' || strlen(name) > STORE_NAME_MAX) {
@@ -455,11 +487,17 @@ int admin_user_add(const struct admin_ctx *c, const char *name, const char *pw,
     if ((r = admin_hash(pw, hash, e)) != ERR_OK) {
         return r;
     }
-    r = store_user_add(c->st, name, hash, disabled, out);
+    memset(&made, 0, sizeof(made));
+    r = store_user_add(c->st, name, hash, disabled, &made);
     sodium_memzero(hash, sizeof(hash));
     if (r != ERR_OK) {
         return admin_store_fail(e, r, "user", name);
     }
+    admin_user_keep_nt(c, made.id, pw);
+    if (out != NULL) {
+        *out = made;
+    }
+    sodium_memzero(&made, sizeof(made));
     return admin_audit(c, "user.add", name,
                        disabled
                            ? (pw != NULL ? "password disabled" : "disabled")
@@ -526,6 +564,7 @@ int admin_user_update(const struct admin_ctx *c, const struct store_user *u,
         if ((r = admin_user_set_password(c->st, u, pw, e)) != ERR_OK) {
             return r;
         }
+        admin_user_keep_nt(c, u->id, pw);
         snprintf(detail, sizeof(detail), "password");
     }
     if (disabled >= 0) {

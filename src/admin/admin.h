@@ -53,6 +53,7 @@ struct jwt_key;
 #define ADMIN_MINUTES_MAX (366 * 24 * 60)
 #define ADMIN_ASSET_DEFAULT_SITE "/root"
 #define ADMIN_ASSET_DEFAULT_PORT 22
+#define ADMIN_ASSET_DEFAULT_RDP_PORT 3389 /* protocol rdp without a port */
 #define ADMIN_ASSET_DEFAULT_ROUTE "direct"
 #define ADMIN_ASSET_DEFAULT_PROTOCOL "ssh"
 /* A private key given to be vaulted: the file's or the field's size. */
@@ -225,6 +226,11 @@ int admin_audit(const struct admin_ctx *c, const char *action,
 
 /* A new user; pw (NULL: none, then only keys log in) reaches the store
  * hashed. out may be NULL. */
+/* Seals and stores the NT hash of pw for the user (the RDP proxy's NLA,
+ * docs/rdp.md) when c->vault is set; admin_user_add and
+ * admin_user_update do it themselves. Failures are logged only. */
+void admin_user_keep_nt(const struct admin_ctx *c, const char *user_id,
+                        const char *pw);
 int admin_user_add(const struct admin_ctx *c, const char *name, const char *pw,
                    bool disabled, struct store_user *out, struct admin_err *e);
 /* Hashes pw into the store (no audit event: the caller's change is
@@ -306,6 +312,8 @@ json_t *admin_site_json(const struct store_site *s);
 /* An asset with its defaults: protocol ssh, port 22, route direct, a new
  * ID (the associated data of its sealed logins names it). */
 void admin_asset_defaults(struct store_asset *a);
+/* After the body is applied: an rdp asset given no port gets 3389. */
+void admin_asset_default_port(struct store_asset *a, const json_t *body);
 /* Resolves the site (NULL: /root) into a->site_id and a->site_path. */
 int admin_asset_set_site(struct store *st, struct store_asset *a,
                          const char *site, struct admin_err *e);

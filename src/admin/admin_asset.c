@@ -28,6 +28,14 @@ void admin_asset_defaults(struct store_asset *a)
     snprintf(a->route, sizeof(a->route), "%s", ADMIN_ASSET_DEFAULT_ROUTE);
 }
 
+void admin_asset_default_port(struct store_asset *a, const json_t *body)
+{
+    if (json_object_get(body, "port") == NULL &&
+        strcmp(a->protocol, "rdp") == 0) {
+        a->port = ADMIN_ASSET_DEFAULT_RDP_PORT;
+    }
+}
+
 int admin_asset_set_site(struct store *st, struct store_asset *a,
                          const char *site, struct admin_err *e)
 {

@@ -77,6 +77,7 @@ static int asset_add_run(struct cli_ctx *ctx, int argc, char **argv)
     rc = admin_set_name(a.name, sizeof(a.name), pos[0], "asset", &e);
     if (rc == ERR_OK) {
         rc = admin_json_apply(admin_asset_fields, body, &a, &e);
+        admin_asset_default_port(&a, body);
     }
     json_decref(body);
     if (rc != ERR_OK || admin_asset_check(&a, &e) != ERR_OK) {
@@ -236,7 +237,8 @@ static const struct cli_cmd asset_add_cmd = {
     .details =
         "Options:\n"
         "  --host H          host name or address of the target\n"
-        "  --protocol P      ssh (default), rdp or tcp\n"
+        "  --protocol P      ssh (default), rdp (port 3389 unless given) or "
+        "tcp\n"
         "  --port P          its SSH port (default 22)\n"
         "  --site PATH       the site it belongs to (default /root)\n"
         "  --login USER      the login used on the target (default: the\n"

@@ -42,7 +42,9 @@ static int user_add_run(struct cli_ctx *ctx, int argc, char **argv)
     if (rc != ERR_OK) {
         return cli_admin_error(ctx, &e);
     }
-    if ((rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
+    /* the vault seals the password's NT hash (RDP logins, docs/rdp.md) */
+    if ((pw_stdin && (rc = cli_open_vault(ctx)) != CLI_EXIT_OK) ||
+        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
         return rc;
     }
     if (pw_stdin && (rc = cli_read_password(&pw)) != CLI_EXIT_OK) {
@@ -76,6 +78,7 @@ static int user_passwd_run(struct cli_ctx *ctx, int argc, char **argv)
         return cli_usage(ctx, "the new password is read with --password-stdin");
     }
     if ((rc = cli_get_user(ctx, pos[0], &u)) != CLI_EXIT_OK ||
+        (rc = cli_open_vault(ctx)) != CLI_EXIT_OK ||
         (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
         return rc;
     }

@@ -260,6 +260,7 @@ int config_defaults(struct config *cfg, const char *data_dir)
     cfg->http_proxy_max_per_source = 64;
     cfg->http_proxy_timeout_seconds = 10;
     cfg->http_proxy_connect_timeout_seconds = 10;
+    cfg->rdp_port = 3317;
     if ((r = config_set_str(&cfg->data_dir, data_dir)) ||
         (r = config_set_str(&cfg->log_level, "info")) ||
         (r = config_set_str(&cfg->ssh_listen, "127.0.0.1")) ||
@@ -286,6 +287,9 @@ int config_defaults(struct config *cfg, const char *data_dir)
         (r = config_set_path(&cfg->http_proxy_tls_cert, data_dir, "tls.crt")) ||
         (r = config_set_path(&cfg->http_proxy_tls_key, data_dir, "tls.key")) ||
         (r = config_set_path(&cfg->http_jwt_secret, data_dir, "api_jwt.key")) ||
+        (r = config_set_str(&cfg->rdp_listen, "127.0.0.1")) ||
+        (r = config_set_path(&cfg->rdp_tls_cert, data_dir, "tls.crt")) ||
+        (r = config_set_path(&cfg->rdp_tls_key, data_dir, "tls.key")) ||
         (r = config_set_str(&cfg->store_driver, "sqlite")) ||
         (r = config_set_path(&cfg->store_path, data_dir, "portcullis.db")) ||
         (r = config_set_str(&cfg->store_url, "")) ||
@@ -461,6 +465,11 @@ static const struct config_key config_keys[] = {
        3600),
     CK("http_proxy", "connect_timeout_seconds", CK_INT,
        http_proxy_connect_timeout_seconds, 1, 600),
+    CK("rdp", "enabled", CK_BOOL, rdp_enabled, 0, 0),
+    CK("rdp", "listen", CK_STR, rdp_listen, 0, 0),
+    CK("rdp", "port", CK_INT, rdp_port, 0, 65535),
+    CK("rdp", "tls_cert", CK_PATH, rdp_tls_cert, 0, 0),
+    CK("rdp", "tls_key", CK_PATH, rdp_tls_key, 0, 0),
     CK("store", "driver", CK_STR, store_driver, 0, 0),
     CK("store", "path", CK_PATH, store_path, 0, 0),
     CK("store", "url", CK_STR, store_url, 0, 0),
@@ -1020,6 +1029,9 @@ void config_free(struct config *cfg)
     free(cfg->http_proxy_tls_cert);
     free(cfg->http_proxy_tls_key);
     free(cfg->http_proxy_allow);
+    free(cfg->rdp_listen);
+    free(cfg->rdp_tls_cert);
+    free(cfg->rdp_tls_key);
     for (size_t i = 0; i < cfg->nsubkeys; i++) {
         free(cfg->subkeys[i].kind);
         free(cfg->subkeys[i].name);

@@ -18,6 +18,8 @@
  *             max_connections, max_connections_per_source,
  *             timeout_seconds, connect_timeout_seconds (the peer-node
  *             CONNECT proxy, off by default)
+ *   [rdp]     enabled, listen, port, tls_cert, tls_key (the RDP proxy,
+ *             off by default; docs/rdp.md)
  *   [store]   driver (sqlite), path
  *   [vault]   key_file
  *   [auth]    max_failures, failure_window_seconds, lockout_seconds,
@@ -120,6 +122,13 @@ struct config {
     int http_proxy_max_per_source;  /* per client address, default 64 */
     int http_proxy_timeout_seconds; /* TLS handshake + request, default 10 */
     int http_proxy_connect_timeout_seconds; /* to the destination, 10 */
+
+    /* [rdp]: the RDP proxy (rdpproxy/rdp_server.h), off by default */
+    bool rdp_enabled;
+    char *rdp_listen;   /* default 127.0.0.1 */
+    int rdp_port;       /* default 3317 */
+    char *rdp_tls_cert; /* default the node's tls.crt (init's) */
+    char *rdp_tls_key;  /* and tls.key */
 
     char *store_driver; /* "sqlite", or "postgresql" when url is set */
     /* absolute; with [store] url set, that URL (what store_open() takes) */

@@ -28,6 +28,7 @@ struct vault;
 #define VAULT_AD_ASSET_PASSWORD "asset-password"
 #define VAULT_AD_ASSET_KEY "asset-key"
 #define VAULT_AD_PEER_TOKEN "peer-token"
+#define VAULT_AD_USER_NTHASH "user-nthash"
 void vault_ad(char out[VAULT_AD_MAX], const char *kind, const char *id);
 
 /* Creates a new random key file (O_EXCL, mode 0600). */

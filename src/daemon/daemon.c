@@ -8,7 +8,9 @@
  *  2. The listening socket, the blocked signals and their signalfd, then
  *     the spawner is forked (sshproxy/server.h): it and the session
  *     children it forks never inherit the store or the vault key, which
- *     are opened only after it.
+ *     are opened only after it. With [rdp] enabled, the RDP proxy's
+ *     listening socket and spawner follow (rdpproxy/rdp_server.h), on
+ *     the same terms; its children talk to the same monitor.
  *  3. In the main process: the event loop, the monitor (store, vault,
  *     login throttle), the host keys (the spawner gets the public ones).
  *  4. The agent hub, the tunnels, the browser terminals' tickets and the
@@ -45,6 +47,7 @@
 #include "http/http_proxy.h"
 #include "hub/hub.h"
 #include "hub/tunnel.h"
+#include "rdpproxy/rdp_server.h"
 #include "record/retention.h"
 #include "route/route.h"
 #include "sshproxy/monitor.h"
@@ -57,6 +60,7 @@ struct daemon {
     struct loop *loop;
     struct monitor mon;
     struct server *ssh;
+    struct rdp_server *rdp; /* [rdp]: NULL unless enabled */
     struct hub *hub;
     struct routes *routes; /* freed after the monitor (its requests) */
     struct tunnels *tunnels;
@@ -133,6 +137,10 @@ static int daemon_spawn(struct daemon *d)
     if ((r = server_listen(d->ssh)) != ERR_OK) {
         return r;
     }
+    if (d->cfg->rdp_enabled &&
+        (r = rdp_server_new(d->cfg, &d->rdp)) != ERR_OK) {
+        return r;
+    }
     sigemptyset(&mask);
     sigaddset(&mask, SIGCHLD);
     sigaddset(&mask, SIGTERM);
@@ -142,7 +150,21 @@ static int daemon_spawn(struct daemon *d)
     if ((d->sig_fd = signalfd(-1, &mask, SFD_CLOEXEC)) < 0) {
         return ERR_IO;
     }
-    return server_spawn(d->ssh, d->sig_fd);
+    if ((r = server_spawn(d->ssh, d->sig_fd)) != ERR_OK) {
+        return r;
+    }
+    /* The RDP spawner, likewise before the store and the vault key; it
+     * must not keep the main process's end of the SSH spawner's link. */
+    if (d->rdp != NULL) {
+        int other = server_link_fd(d->ssh);
+
+        /* listening only now, so the SSH spawner holds no RDP socket */
+        if ((r = rdp_server_listen(d->rdp)) != ERR_OK) {
+            return r;
+        }
+        return rdp_server_spawn(d->rdp, d->sig_fd, &other, 1);
+    }
+    return ERR_OK;
 }
 
 /* Tunnels through peers reach their target by the route module (hub/
@@ -272,9 +294,12 @@ int daemon_run(const struct config *cfg)
     if ((d.loop = loop_new()) == NULL ||
         (r = monitor_init(&d.mon, cfg, d.loop)) != ERR_OK ||
         (r = server_attach(d.ssh, d.loop, &d.mon)) != ERR_OK ||
+        (d.rdp != NULL &&
+         (r = rdp_server_attach(d.rdp, d.loop, &d.mon)) != ERR_OK) ||
         loop_add_fd(d.loop, d.sig_fd, LOOP_READ, daemon_on_signal, &d) !=
             ERR_OK) {
         r = r ? r : ERR_NOMEM;
+        rdp_server_stop(d.rdp);
         server_stop(d.ssh, true);
         monitor_free(&d.mon);
         goto out;
@@ -285,6 +310,7 @@ int daemon_run(const struct config *cfg)
         log_warn("closed %d report rows left open by a previous run", count);
     }
     if ((r = daemon_start_services(&d)) != ERR_OK) {
+        rdp_server_stop(d.rdp);
         server_stop(d.ssh, true);
         daemon_stop_services(&d);
         monitor_free(&d.mon);
@@ -302,12 +328,17 @@ int daemon_run(const struct config *cfg)
     if (r == ERR_OK) {
         r = server_result(d.ssh);
     }
+    if (r == ERR_OK) {
+        r = rdp_server_result(d.rdp);
+    }
+    rdp_server_stop(d.rdp);
     server_stop(d.ssh, false);
     notify_close(d.notify);
     daemon_stop_services(&d);
     monitor_free(&d.mon);
 out:
     routes_free(d.routes);
+    rdp_server_free(d.rdp);
     server_free(d.ssh);
     loop_free(d.loop);
     if (d.sig_fd >= 0) {

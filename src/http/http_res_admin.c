@@ -595,6 +595,7 @@ int http_h_assets_add(struct http_req *req)
     admin_asset_defaults(&a);
     http_admin_ctx(req, &ac);
     if (admin_json_apply(admin_asset_fields, req->body, &a, &e) != ERR_OK ||
+        (admin_asset_default_port(&a, req->body), false) ||
         admin_asset_check(&a, &e) != ERR_OK ||
         admin_asset_set_site(req->h->store, &a,
                              http_body_str(req->body, "site"), &e) != ERR_OK ||

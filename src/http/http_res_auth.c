@@ -638,6 +638,12 @@ int http_h_me_patch(struct http_req *req)
         return http_store_error(req, r, "user", req->auth.user.name);
     }
     sodium_memzero(hash, sizeof(hash));
+    {
+        struct admin_ctx ac;
+
+        http_admin_ctx(req, &ac);
+        admin_user_keep_nt(&ac, req->auth.user.id, pw);
+    }
     return http_ok(req, 204, NULL, NULL);
 }
 

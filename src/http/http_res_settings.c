@@ -4,7 +4,8 @@
  * proxy's listen address, port and host-key fingerprint (as `ssh` shows
  * it on first connect), the HTTP listener's address, port and URL, and
  * with TLS its certificate's SHA-256 fingerprint (as browsers show it).
- * The web UI builds its ssh/scp/sftp command lines from it.
+ * The web UI builds its ssh/scp/sftp command lines from it, and for rdp
+ * assets the RDP proxy's ([rdp], docs/rdp.md) settings and .rdp file.
  *
  * Nothing here is secret: the fingerprints are of public keys, and the
  * host key is read from its .pub file when there is one, so the main
@@ -64,6 +65,7 @@ int http_h_settings(struct http_req *req)
 {
     const struct config *cfg = req->h->cfg;
     char hostfp[HOSTKEY_FP_MAX] = "", tlsfp[SETTINGS_TLS_FP_MAX + 1] = "";
+    char rdpfp[SETTINGS_TLS_FP_MAX + 1] = "";
     char pub[4096], url[512];
     bool v6 = strchr(cfg->http_listen, ':') != NULL;
     int r = ERR_IO;
@@ -82,15 +84,21 @@ int http_h_settings(struct http_req *req)
     if (req->h->tls) {
         settings_tls_fingerprint(cfg->http_tls_cert, tlsfp, sizeof(tlsfp));
     }
+    if (cfg->rdp_enabled) {
+        settings_tls_fingerprint(cfg->rdp_tls_cert, rdpfp, sizeof(rdpfp));
+    }
     snprintf(url, sizeof(url), "%s://%s%s%s:%d", req->h->tls ? "https" : "http",
              v6 ? "[" : "", cfg->http_listen, v6 ? "]" : "", cfg->http_port);
     return http_ok(
         req, 200,
-        json_pack("{s:{s:s, s:i, s:s?}, s:{s:s, s:i, s:b, s:s, s:s?}}", "ssh",
-                  "listen", cfg->ssh_listen, "port", cfg->ssh_port,
+        json_pack("{s:{s:s, s:i, s:s?}, s:{s:s, s:i, s:b, s:s, s:s?}, "
+                  "s:{s:b, s:s, s:i, s:s?}}",
+                  "ssh", "listen", cfg->ssh_listen, "port", cfg->ssh_port,
                   "host_key_fingerprint", http_nz(hostfp), "http", "listen",
                   cfg->http_listen, "port", cfg->http_port, "tls",
                   (int)req->h->tls, "url", url, "tls_fingerprint",
-                  http_nz(tlsfp)),
+                  http_nz(tlsfp), "rdp", "enabled", (int)cfg->rdp_enabled,
+                  "listen", cfg->rdp_listen, "port", cfg->rdp_port,
+                  "tls_fingerprint", http_nz(rdpfp)),
         NULL);
 }

@@ -26,6 +26,7 @@ static const char *const policy_kind_names[KIND__COUNT] = {
     [KIND_REMOTE_FORWARD] = "forward",
     [KIND_AGENT_FORWARD] = "agent",
     [KIND_X11] = "x11",
+    [KIND_RDP] = "rdp",
 };
 
 /* The kind in a refusal message: "... does not allow <this> sessions". */
@@ -38,6 +39,7 @@ static const char *const policy_kind_words[KIND__COUNT] = {
     [KIND_REMOTE_FORWARD] = "remote port forwarding",
     [KIND_AGENT_FORWARD] = "agent forwarding",
     [KIND_X11] = "X11 forwarding",
+    [KIND_RDP] = "RDP",
 };
 
 const char *policy_kind_str(int kind)
@@ -72,6 +74,9 @@ static bool policy_kind_on(const struct store_profile *p, int kind)
         return p->agent_forward;
     case KIND_X11:
         return p->x11;
+    case KIND_RDP:
+        /* no switch of its own yet: native allow/record is enough */
+        return true;
     default:
         return false;
     }

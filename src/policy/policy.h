@@ -31,6 +31,7 @@ enum policy_kind {
     KIND_REMOTE_FORWARD,
     KIND_AGENT_FORWARD,
     KIND_X11,
+    KIND_RDP, /* a whole RDP session (rdpproxy/) */
     KIND__COUNT
 };
 

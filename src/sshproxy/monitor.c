@@ -28,6 +28,7 @@
 #include "admin/admin.h"
 #include "auth/directory.h"
 #include "auth/lockout.h"
+#include "auth/nthash.h"
 #include "auth/password.h"
 #include "auth/totp.h"
 #include "auth/webticket.h"
@@ -445,12 +446,14 @@ static void monitor_auth_reply(struct monitor *m, struct mchild *c, int verdict,
         log_info("login %s from %s failed: %s",
                  c->login.principal[0] ? c->login.principal : "(invalid)",
                  c->addr, reason);
-        monitor_audit(m, c, c->login.principal, "login.fail", "ssh", reason);
+        monitor_audit(m, c, c->login.principal, "login.fail",
+                      c->rdp ? "rdp" : "ssh", reason);
     }
     if (verdict == MP_AUTH_OK) {
         (void)monitor_child_state(m, c, MC_AUTHED);
         log_info("login %s from %s accepted", c->user_name, c->addr);
-        monitor_audit(m, c, c->user_name, "login.ok", "ssh", "");
+        monitor_audit(m, c, c->user_name, "login.ok", c->rdp ? "rdp" : "ssh",
+                      "");
     }
     (void)(buf_put_u8(m->rep, (uint8_t)verdict) || buf_put_u32(m->rep, delay) ||
            buf_put_cstring(m->rep, reason ? reason : ""));
@@ -632,6 +635,37 @@ static bool monitor_store_down(struct monitor *m, struct mchild *c)
     return true;
 }
 
+/*
+ * A password just proved right: if its user has no NT hash yet (made
+ * before version 11 of the store, or by a path that had no vault), the
+ * NT hash of this password is sealed and stored, so the RDP proxy's NLA
+ * works from now on (docs/rdp.md).
+ */
+static void monitor_keep_nt(struct monitor *m, struct mchild *c)
+{
+    uint8_t have[STORE_SEALED_SMALL_MAX], *sealed = NULL;
+    size_t havelen = 0, sealed_len = 0;
+    char ad[VAULT_AD_MAX];
+
+    if (!c->pending_nt_set || c->auth_uid[0] == '\0' ||
+        store_user_nt_get(m->store, c->auth_uid, have, sizeof(have),
+                          &havelen) != ERR_OK ||
+        havelen > 0) {
+        goto out;
+    }
+    vault_ad(ad, VAULT_AD_USER_NTHASH, c->auth_uid);
+    if (vault_seal(m->vault, ad, c->pending_nt, sizeof(c->pending_nt), &sealed,
+                   &sealed_len) == ERR_OK &&
+        store_user_nt_set(m->store, c->auth_uid, sealed, sealed_len) ==
+            ERR_OK) {
+        log_info("stored the NT hash of user %s (for RDP logins)", c->auth_uid);
+    }
+    free(sealed);
+out:
+    sodium_memzero(c->pending_nt, sizeof(c->pending_nt));
+    c->pending_nt_set = false;
+}
+
 /* The password check of c came back (in line, or from the worker pool). */
 static void monitor_password_checked(struct monitor *m, struct mchild *c,
                                      bool ok)
@@ -645,6 +679,7 @@ static void monitor_password_checked(struct monitor *m, struct mchild *c,
         return;
     }
     monitor_factor_ok(m, c, LOCKOUT_PASSWORD);
+    monitor_keep_nt(m, c);
     /* Read again: the user may have been changed while the hash ran. */
     if (store_user_get(m->store, c->auth_uid, &u) != ERR_OK) {
         monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
@@ -910,6 +945,7 @@ static int monitor_auth_password(struct monitor *m, struct mchild *c,
     if (monitor_directory_start(m, c, found, password)) {
         goto out;
     }
+    c->pending_nt_set = found && nthash_v1(password, c->pending_nt) == ERR_OK;
     monitor_password_start(m, c, &u, found, password);
 out:
     if (password != NULL) {
@@ -919,6 +955,86 @@ out:
     free(login);
     sodium_memzero(&u, sizeof(u));
     sodium_memzero(&g, sizeof(g));
+    return r;
+}
+
+/*
+ * MP_RDP_NTLM: the RDP child runs NTLM inside CredSSP (NLA) and needs,
+ * for the user and domain the client named, NTOWFv2 of that user's
+ * password (auth/nthash.h). The monitor derives it from the sealed NT
+ * hash and hands out that one key, once per child, after the same
+ * lockout checks as a password. It proves nothing by itself: after NLA
+ * the child sends the cleartext password it received (MP_AUTH_PASSWORD),
+ * checked against the argon2id hash as for SSH, and a failed NLA is
+ * reported the same way (an empty password), so it counts as a failure.
+ */
+static int monitor_rdp_ntlm(struct monitor *m, struct mchild *c,
+                            struct buf *req)
+{
+    char *login = NULL, *domain = NULL, ad[VAULT_AD_MAX], bad[120];
+    uint8_t sealed[STORE_SEALED_SMALL_MAX], *nt = NULL, key[NTHASH_LEN];
+    size_t sealed_len = 0, ntlen = 0;
+    struct store_user u;
+    const char *why = NULL;
+    int r = ERR_PROTO;
+
+    memset(&u, 0, sizeof(u));
+    if (!c->rdp || c->ntlm_asked || c->state != MC_PREAUTH || c->auth_pending ||
+        buf_get_cstring(req, LOGIN_MAX, &login) != ERR_OK ||
+        buf_get_cstring(req, LOGIN_DOMAIN_MAX + 1, &domain) != ERR_OK ||
+        buf_expect_end(req) != ERR_OK) {
+        goto out;
+    }
+    r = ERR_OK;
+    c->ntlm_asked = true;
+    c->tried = true;
+    if (login_parse(login, strlen(login), &c->login, &why) != ERR_OK) {
+        snprintf(bad, sizeof(bad), "invalid login: %s",
+                 why ? why : "malformed");
+        why = bad;
+    } else if (monitor_addr_locked(m, c)) {
+        why = "locked out: too many failures from your address";
+    } else if (!monitor_login_user(m, c, &u) || u.disabled) {
+        why = "authentication failed";
+    } else if (monitor_factor_locked(m, c, LOCKOUT_PASSWORD)) {
+        why = monitor_locked_why(LOCKOUT_PASSWORD);
+    } else if (store_user_nt_get(m->store, u.id, sealed, sizeof(sealed),
+                                 &sealed_len) != ERR_OK ||
+               sealed_len == 0) {
+        why = "no RDP password hash stored yet: log in once over SSH or "
+              "the web, or have the password set again";
+    } else {
+        vault_ad(ad, VAULT_AD_USER_NTHASH, u.id);
+        if (vault_open(m->vault, ad, sealed, sealed_len, &nt, &ntlen) !=
+                ERR_OK ||
+            ntlen != NTHASH_LEN ||
+            nthash_v2(nt, login, domain, key) != ERR_OK) {
+            why = "internal error";
+        }
+    }
+    if (why != NULL) {
+        snprintf(c->last_fail, sizeof(c->last_fail), "denied: %s", why);
+        log_info("RDP login %s from %s refused: %s",
+                 c->login.principal[0] ? c->login.principal : "(invalid)",
+                 c->addr, why);
+        monitor_audit(m, c, c->login.principal[0] ? c->login.principal : login,
+                      "login.fail", "rdp", why);
+        (void)(buf_put_u8(m->rep, 0) || buf_put_cstring(m->rep, why) ||
+               buf_put_string(m->rep, NULL, 0));
+    } else {
+        /* if NLA fails, the child says so (an empty password) */
+        snprintf(c->last_fail, sizeof(c->last_fail),
+                 "denied: authentication failed");
+        (void)(buf_put_u8(m->rep, 1) || buf_put_cstring(m->rep, "") ||
+               buf_put_string(m->rep, key, sizeof(key)));
+    }
+    monitor_reply(m, c, MP_RDP_NTLM_REPLY, -1);
+out:
+    vault_secret_free(nt, ntlen);
+    sodium_memzero(key, sizeof(key));
+    sodium_memzero(&u, sizeof(u));
+    free(login);
+    free(domain);
     return r;
 }
 
@@ -1218,10 +1334,11 @@ static int monitor_resolve_asset(struct monitor *m, struct mchild *c, int *role,
     snprintf(c->asset_host, sizeof(c->asset_host), "%s", list[pick].host);
     c->asset_port = list[pick].port;
     route_ok = route_parse(list[pick].route, &c->route, why, sizeof(why));
-    if (strcmp(list[pick].protocol, "ssh") != 0) {
-        snprintf(msg, msglen, "asset '%s' is not an SSH asset",
-                 list[pick].name);
-        snprintf(result, reslen, "denied: not an SSH asset");
+    if (strcmp(list[pick].protocol, c->rdp ? "rdp" : "ssh") != 0) {
+        snprintf(msg, msglen, "asset '%s' is not an %s asset", list[pick].name,
+                 c->rdp ? "RDP" : "SSH");
+        snprintf(result, reslen, "denied: not an %s asset",
+                 c->rdp ? "RDP" : "SSH");
         r = ERR_DENIED;
         goto out;
     }
@@ -1320,7 +1437,7 @@ static int monitor_authorize(struct monitor *m, struct mchild *c,
 
     memset(&d, 0, sizeof(d));
     if (c->state != MC_AUTHED || buf_get_u8(req, &kind) != ERR_OK ||
-        kind >= KIND__COUNT ||
+        kind >= KIND__COUNT || (kind == KIND_RDP) != c->rdp ||
         buf_get_cstring(req, MONITOR_DETAIL_MAX, &detail) != ERR_OK ||
         buf_expect_end(req) != ERR_OK) {
         goto out;
@@ -1729,6 +1846,7 @@ static const struct {
     {MP_AUTH_PASSWORD, monitor_auth_password},
     {MP_AUTH_PUBKEY, monitor_auth_pubkey},
     {MP_KEX_SIGN, monitor_kex_sign},
+    {MP_RDP_NTLM, monitor_rdp_ntlm},
     {MP_AUTH_TOTP, monitor_auth_totp},
     {MP_AUTHORIZE, monitor_authorize},
     {MP_CONNECT, monitor_connect},
@@ -1806,7 +1924,7 @@ void monitor_child_exit(struct monitor *m, pid_t pid, int status)
     }
     if (monitor_state_preauth(c->state)) {
         if (c->tried) {
-            monitor_row_refused(m, c, "", c->login.asset, NULL,
+            monitor_row_refused(m, c, c->rdp ? "rdp" : "", c->login.asset, NULL,
                                 c->last_fail[0]
                                     ? c->last_fail
                                     : "denied: authentication not completed");

@@ -8,6 +8,7 @@
  *   MP_AUTH_PASSWORD  not yet authenticated, no second factor pending
  *   MP_AUTH_PUBKEY    not yet authenticated, no second factor pending,
  *                     the key exchange signed (a session identifier)
+ *   MP_RDP_NTLM       an RDP child, not yet authenticated, once
  *   MP_KEX_SIGN       once before authentication (that hash becomes the
  *                     session identifier); again only after it (re-keying)
  *   MP_AUTH_TOTP      a first factor succeeded and TOTP is pending
@@ -116,6 +117,14 @@ struct mchild {
     uint64_t serial;   /* unique for the monitor's lifetime */
     bool auth_pending; /* a password check is running */
     bool store_down;   /* the last user lookup failed: store unavailable */
+    /* the RDP proxy's children (rdpproxy/rdp_server.c): report rows of
+     * kind "rdp", audit events say "rdp" */
+    bool rdp;
+    bool ntlm_asked; /* MP_RDP_NTLM answered: once per child */
+    /* NT hash of the password being checked, stored sealed if the check
+     * succeeds and the user has none yet (docs/rdp.md) */
+    uint8_t pending_nt[16];
+    bool pending_nt_set;
     char auth_uid[STORE_ID_MAX + 1]; /* user the login names; "" unknown */
 };
 

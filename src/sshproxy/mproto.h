@@ -40,6 +40,8 @@ enum mproto_type {
                              result, u64 recording size, recording sha256 */
     MP_RECORD_OPEN,       /* session id, u8 format (0 cast, 1 jsonl) */
     MP_KEX_SIGN,          /* host key type, u8 digest, exchange hash */
+    MP_RDP_NTLM,          /* login, domain (UTF-8, as the RDP client sent
+                             them in NTLM): the NTOWFv2 key NLA needs */
     /* main -> child */
     MP_AUTH_REPLY = 64,   /* u8 verdict, u32 delay ms, reason */
     MP_AUTHORIZE_REPLY,   /* u8 ok, session id, message, asset name, u32
@@ -51,6 +53,7 @@ enum mproto_type {
     MP_ACK,               /* (empty) */
     MP_RECORD_OPEN_REPLY, /* u8 ok, message; fd attached when ok */
     MP_KEX_SIGN_REPLY,    /* signature blob */
+    MP_RDP_NTLM_REPLY,    /* u8 ok, message, key (16 bytes when ok) */
     /* spawner -> main */
     MP_SPAWN_NEW = 96, /* u32 pid, client address; the main process's
                           end of the child's monitor socket and a pidfd

@@ -10,8 +10,10 @@
 #include "sshproxy/sandbox.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <grp.h>
 #include <pwd.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -167,7 +169,45 @@ static int sandbox_seccomp_ioctl(scmp_filter_ctx ctx)
     return ERR_OK;
 }
 
-static int sandbox_seccomp(void)
+/*
+ * What an RDP session child needs beyond the list above (docs/rdp.md,
+ * "Sandbox"). WinPR, under FreeRDP, implements Windows event objects on
+ * eventfd(2) (every wait in the session is on such events, the sockets'
+ * included), and asks uname(2) for the host name it puts in the client's
+ * info (the result inside the sandbox does not matter).
+ */
+static const int sandbox_rdp_extra[] = {
+    SCMP_SYS(eventfd2),
+    SCMP_SYS(uname),
+    /* FreeRDP's RemoteFX context starts a thread pool when the target's
+     * leg connects (it is made whether or not the relay decodes, which
+     * it does not): threads, and what glibc does in a new one */
+    SCMP_SYS(set_robust_list),
+    SCMP_SYS(rseq),
+    SCMP_SYS(sched_getaffinity),
+    SCMP_SYS(madvise),
+};
+
+/*
+ * Threads but no processes: clone(2) only with CLONE_THREAD (a fork has
+ * no CLONE_THREAD), clone3(2) answered ENOSYS so that glibc falls back
+ * to clone(2), whose flags a filter can see. RLIMIT_NPROC cannot do this
+ * for RDP children: it counts the tasks of the unprivileged user across
+ * every session, so 0 would forbid their threads too.
+ */
+static int sandbox_seccomp_threads(scmp_filter_ctx ctx)
+{
+    if (seccomp_rule_add(
+            ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+            SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)) != 0 ||
+        seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0) !=
+            0) {
+        return ERR_INTERNAL;
+    }
+    return ERR_OK;
+}
+
+static int sandbox_seccomp(const int *extra, size_t nextra, bool threads)
 {
     scmp_filter_ctx ctx;
     size_t i;
@@ -182,7 +222,13 @@ static int sandbox_seccomp(void)
             goto out;
         }
     }
-    if (sandbox_seccomp_ioctl(ctx) != ERR_OK) {
+    for (i = 0; i < nextra; i++) {
+        if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, extra[i], 0) != 0) {
+            goto out;
+        }
+    }
+    if (sandbox_seccomp_ioctl(ctx) != ERR_OK ||
+        (threads && sandbox_seccomp_threads(ctx) != ERR_OK)) {
         goto out;
     }
     for (i = 0; i < sizeof(sandbox_fatal) / sizeof(sandbox_fatal[0]); i++) {
@@ -200,7 +246,8 @@ out:
     return r;
 }
 
-int sandbox_enter(const struct sandbox *sb)
+static int sandbox_enter_with(const struct sandbox *sb, const int *extra,
+                              size_t nextra, bool threads)
 {
     struct rlimit zero = {0, 0};
 
@@ -220,8 +267,9 @@ int sandbox_enter(const struct sandbox *sb)
             return ERR_DENIED;
         }
     }
-    /* No new processes. (Not RLIMIT_FSIZE: stderr may be a log file.) */
-    if (setrlimit(RLIMIT_NPROC, &zero) != 0) {
+    /* No new processes (with threads, the seccomp filter says so). Not
+     * RLIMIT_FSIZE: stderr may be a log file. */
+    if (!threads && setrlimit(RLIMIT_NPROC, &zero) != 0) {
         log_error("sandbox: setrlimit(NPROC): %s", strerror(errno));
         return ERR_DENIED;
     }
@@ -230,9 +278,21 @@ int sandbox_enter(const struct sandbox *sb)
         log_error("sandbox: prctl: %s", strerror(errno));
         return ERR_DENIED;
     }
-    if (sandbox_seccomp() != ERR_OK) {
+    if (sandbox_seccomp(extra, nextra, threads) != ERR_OK) {
         log_error("sandbox: cannot load the seccomp filter");
         return ERR_DENIED;
     }
     return ERR_OK;
+}
+
+int sandbox_enter(const struct sandbox *sb)
+{
+    return sandbox_enter_with(sb, NULL, 0, false);
+}
+
+int sandbox_enter_rdp(const struct sandbox *sb)
+{
+    return sandbox_enter_with(
+        sb, sandbox_rdp_extra,
+        sizeof(sandbox_rdp_extra) / sizeof(sandbox_rdp_extra[0]), true);
 }

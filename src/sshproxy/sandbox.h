@@ -27,5 +27,10 @@ struct sandbox {
 
 int sandbox_prepare(const char *user, const char *data_dir, struct sandbox *sb);
 int sandbox_enter(const struct sandbox *sb);
+/* As sandbox_enter, for an RDP session child (rdpproxy/rdp_child.c):
+ * the same drop and limits, and the allow-list plus the few calls
+ * FreeRDP's event objects need (sandbox.c lists them and says why;
+ * docs/rdp.md). */
+int sandbox_enter_rdp(const struct sandbox *sb);
 
 #endif

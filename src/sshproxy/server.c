@@ -1002,6 +1002,11 @@ out:
     return r;
 }
 
+int server_link_fd(const struct server *s)
+{
+    return s != NULL ? s->link : -1;
+}
+
 int server_result(const struct server *s)
 {
     return s->result;

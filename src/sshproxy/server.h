@@ -46,6 +46,9 @@ int server_spawn(struct server *s, int sig_fd);
  * and tells the spawner of each child that logs in (mon->on_authed).
  * mon and loop must outlive the server's use of them (server_stop). */
 int server_attach(struct server *s, struct loop *loop, struct monitor *mon);
+/* The main process's end of the link to the spawner, -1 if none (another
+ * process forked later must close it). */
+int server_link_fd(const struct server *s);
 /* ERR_OK, or ERR_INTERNAL once the spawner has gone (the loop was
  * stopped then). */
 int server_result(const struct server *s);

@@ -209,6 +209,13 @@ void store_user_list_free(struct store_user *list, size_t n);
 int store_user_delete(struct store *st, const char *name_or_id);
 int store_user_set_password(struct store *st, const char *user_id,
                             const char *password_hash);
+/* The vault-sealed NT hash of the user's password (the RDP proxy's NLA,
+ * docs/rdp.md): *len 0 when none is stored yet. set with NULL clears it;
+ * store_user_set_password clears it too. */
+int store_user_nt_get(struct store *st, const char *user_id, uint8_t *sealed,
+                      size_t cap, size_t *len);
+int store_user_nt_set(struct store *st, const char *user_id,
+                      const uint8_t *sealed, size_t sealed_len);
 /* A domain user's display name and mail, as the directory gave them. */
 int store_user_set_info(struct store *st, const char *user_id,
                         const char *display_name, const char *mail);

@@ -393,6 +393,15 @@ static const char store_schema_v10[] =
     "CREATE INDEX tunnels_agent ON tunnels(agent_id);"
     "CREATE INDEX tunnels_peer ON tunnels(peer);";
 
+/*
+ * Version 11: the NT hash of a user's password (MD4 of its UTF-16LE form),
+ * sealed by the vault ("user-nthash:<user id>"): what the RDP proxy's
+ * NLA front needs (docs/rdp.md). NULL until the password is set or used
+ * once after this version; a new password clears it.
+ */
+static const char store_schema_v11[] =
+    "ALTER TABLE users ADD COLUMN nt_sealed BLOB;";
+
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},
     {2, store_schema_v2, STORE_HOOK_NONE},
@@ -404,6 +413,7 @@ const struct store_migration store_migrations[] = {
     {8, store_schema_v8, STORE_HOOK_NONE},
     {9, store_schema_v9, STORE_HOOK_NONE},
     {10, store_schema_v10, STORE_HOOK_NONE},
+    {11, store_schema_v11, STORE_HOOK_NONE},
 };
 
 const size_t store_migrations_count =

@@ -205,10 +205,84 @@ int store_user_set_password(struct store *st, const char *user_id,
     if (uid == NULL) {
         return ERR_NOT_FOUND;
     }
+    /* The NT hash belongs to the old password: cleared with it. */
     return store_update_one(st, "user password",
-                            "UPDATE users SET password_hash = $1 WHERE id = $2",
+                            "UPDATE users SET password_hash = $1,"
+                            " nt_sealed = NULL WHERE id = $2",
                             "tt", password_hash != NULL ? password_hash : "",
                             uid);
+}
+
+struct store_nt_out {
+    uint8_t *buf;
+    size_t cap, len;
+    bool too_long;
+};
+
+static int store_nt_row(struct db_stmt *s, void *item)
+{
+    struct store_nt_out *o = item;
+    size_t len = 0;
+    const void *b = db_col_blob(s, 0, &len);
+
+    o->len = 0;
+    if (b == NULL || len == 0) {
+        return ERR_OK;
+    }
+    if (len > o->cap) {
+        o->too_long = true;
+        return ERR_OK;
+    }
+    memcpy(o->buf, b, len);
+    o->len = len;
+    return ERR_OK;
+}
+
+int store_user_nt_get(struct store *st, const char *user_id, uint8_t *sealed,
+                      size_t cap, size_t *len)
+{
+    struct store_nt_out o = {sealed, cap, 0, false};
+    char ubuf[STORE_ID_MAX + 1];
+    const char *uid = store_idn(user_id, ubuf);
+    int r;
+
+    *len = 0;
+    if (uid == NULL) {
+        return ERR_NOT_FOUND;
+    }
+    r = store_get_one(st, "user nt hash",
+                      "SELECT nt_sealed FROM users WHERE id = $1", uid,
+                      store_nt_row, &o);
+    if (r == ERR_OK && o.too_long) {
+        return ERR_TOO_LONG;
+    }
+    if (r == ERR_OK) {
+        *len = o.len;
+    }
+    return r;
+}
+
+int store_user_nt_set(struct store *st, const char *user_id,
+                      const uint8_t *sealed, size_t sealed_len)
+{
+    char ubuf[STORE_ID_MAX + 1];
+    const char *uid = store_idn(user_id, ubuf);
+
+    if (uid == NULL) {
+        return ERR_NOT_FOUND;
+    }
+    if (sealed == NULL || sealed_len == 0) {
+        return store_update_one(st, "user nt hash",
+                                "UPDATE users SET nt_sealed = NULL"
+                                " WHERE id = $1",
+                                "t", uid);
+    }
+    if (sealed_len > STORE_SEALED_SMALL_MAX) {
+        return ERR_TOO_LONG;
+    }
+    return store_update_one(st, "user nt hash",
+                            "UPDATE users SET nt_sealed = $1 WHERE id = $2",
+                            "bt", sealed, sealed_len, uid);
 }
 
 int store_user_set_disabled(struct store *st, const char *user_id,

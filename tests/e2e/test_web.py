@@ -248,6 +248,9 @@ def test_settings_route(proxy):
     assert d["http"]["port"] == port and d["http"]["tls"] is False
     assert d["http"]["url"] == "http://127.0.0.1:%d" % port
     assert d["http"]["tls_fingerprint"] is None
+    # the RDP proxy, off unless configured (docs/rdp.md)
+    assert d["rdp"] == {"enabled": False, "listen": "127.0.0.1",
+                        "port": 3317, "tls_fingerprint": None}
 
 
 # ------------------------------------------------------------- the browser

@@ -141,6 +141,28 @@ static void test_unknown_native_fails_closed(void **state)
     assert_string_equal(d.reason, "an access profile denies native sessions");
 }
 
+/* An RDP session needs a role and a profile that allows native
+ * sessions; no channel switch (docs/rdp.md). */
+static void test_rdp_kind(void **state)
+{
+    struct store_profile p = prof(NATIVE_ALLOW);
+    struct policy_decision d;
+
+    (void)state;
+    policy_decide(ROLE_VIEWER, &p, 1, KIND_RDP, &d);
+    assert_true(d.allowed);
+    assert_string_equal(policy_kind_str(KIND_RDP), "rdp");
+    policy_decide(ROLE_NONE, &p, 1, KIND_RDP, &d);
+    assert_false(d.allowed);
+    p = prof(NATIVE_DENY);
+    policy_decide(ROLE_OWNER, &p, 1, KIND_RDP, &d);
+    assert_false(d.allowed);
+    p = prof(NATIVE_RECORD);
+    policy_decide(ROLE_VIEWER, &p, 1, KIND_RDP, &d);
+    assert_true(d.allowed);
+    assert_true(d.record);
+}
+
 static void test_kind_messages(void **state)
 {
     static const char *const words[KIND__COUNT] = {
@@ -158,7 +180,8 @@ static void test_kind_messages(void **state)
     int k;
 
     (void)state;
-    for (k = 0; k < KIND__COUNT; k++) {
+    /* every kind with a switch of its own (KIND_RDP has none yet) */
+    for (k = 0; k < KIND_RDP; k++) {
         /* Everything on except kind k. */
         struct store_profile p = prof_all(NATIVE_ALLOW);
 
@@ -296,6 +319,7 @@ int main(void)
         cmocka_unit_test(test_deny_wins),
         cmocka_unit_test(test_unknown_native_fails_closed),
         cmocka_unit_test(test_kind_messages),
+        cmocka_unit_test(test_rdp_kind),
         cmocka_unit_test(test_kind_str),
         cmocka_unit_test(test_unknown_kind_refused),
         cmocka_unit_test(test_kinds_or_across_profiles),

@@ -1,6 +1,7 @@
 // Assets: list and search, create, and one asset's page with its edit
 // form, its grants and the exact ssh/scp/sftp command lines for the
-// signed-in user (login grammar, SPEC §3).
+// signed-in user (login grammar, SPEC §3); for an rdp asset the RDP
+// proxy's settings for mstsc (a .rdp file), mRemoteNG and xfreerdp.
 import { useState } from 'preact/hooks';
 import { api, enc, list } from '../api.js';
 import { navigate } from '../router.js';
@@ -44,6 +45,62 @@ export function commands(user, asset, allAssets, settings, totp) {
     scp: `scp -P ${port} -o User=${shq(login)} FILE ${host}:/tmp/`,
     sftp: `sftp -P ${port} -o User=${shq(login)} ${host}`,
   };
+}
+
+// Where RDP clients connect: the [rdp] listen address unless it is a
+// wildcard, then the host this page came from.
+export function rdpHost(settings) {
+  const l = settings && settings.rdp && settings.rdp.listen;
+  if (!l || l === '0.0.0.0' || l === '::' || l === '[::]' || l === '*') return location.hostname;
+  return l;
+}
+
+// A .rdp file as mstsc reads it: server, port and the whole login in the
+// user name; NLA (CredSSP) on, the password asked by the client.
+export function rdpFile(login, host, port) {
+  const v6 = host.includes(':') && !host.startsWith('[');
+  return [
+    `full address:s:${v6 ? `[${host}]` : host}:${port}`,
+    `username:s:${login}`,
+    'enablecredsspsupport:i:1',
+    'authentication level:i:2',
+    'prompt for credentials:i:1',
+    'redirectclipboard:i:0',
+    'redirectprinters:i:0',
+    'redirectdrives:i:0',
+    'drivestoredirect:s:',
+    '',
+  ].join('\r\n');
+}
+
+function RdpConnect({ asset, me, data, totp }) {
+  const rdp = data.settings.rdp;
+  if (!rdp || !rdp.enabled) {
+    return <p class="muted">The RDP proxy is not enabled on this server ([rdp] enabled = true).</p>;
+  }
+  const login = loginFor(me.name, asset, data.assets, totp);
+  const host = rdpHost(data.settings);
+  const text = rdpFile(login, host, rdp.port);
+  const href = URL.createObjectURL(new Blob([text], { type: 'application/x-rdp' }));
+  const fname = `${asset.name.replace(/[^A-Za-z0-9._-]/g, '_') || 'asset'}.rdp`;
+  return (
+    <div>
+      <p><a class="button" href={href} download={fname}>Download {fname}</a> for the Windows Remote Desktop client (mstsc).</p>
+      <CodeLine label="xfreerdp" text={`xfreerdp /v:${host}:${rdp.port} /u:${shq(login)} /sec:nla`} />
+      <h3>mRemoteNG</h3>
+      <dl class="facts">
+        <dt>Protocol</dt><dd>RDP</dd>
+        <dt>Hostname / port</dt><dd><code>{host}</code> / <code>{rdp.port}</code></dd>
+        <dt>Username</dt><dd><code>{login}</code></dd>
+        <dt>Password</dt><dd>your Portcullis password</dd>
+        <dt>Domain</dt><dd>(empty)</dd>
+      </dl>
+      <CodeLine label="User name" text={login} />
+      {rdp.tls_fingerprint && (
+        <p class="muted">The proxy's certificate: <code>{rdp.tls_fingerprint}</code></p>
+      )}
+    </div>
+  );
 }
 
 function AssetForm({ sites, initial, onSave, submitLabel }) {
@@ -183,6 +240,25 @@ function ConnectCommands({ asset, me }) {
   if (data.error) return <div class="card"><h2>Connect</h2><ErrorText error={data.error} /></div>;
   if (!data.data) return <Loading />;
   const totpOk = /^[0-9]{6}$/.test(totp) ? totp : '';
+  if (asset.protocol === 'rdp') {
+    return (
+      <div class="card">
+        <h2>Connect as {me.name}</h2>
+        <p class="muted">
+          With mstsc, mRemoteNG or xfreerdp: the user name carries the asset
+          {me.totp_enabled ? ' and your TOTP code (an RDP client cannot ask for it)' : ''}; the
+          password is your Portcullis password.
+        </p>
+        {me.totp_enabled && (
+          <div class="narrow">
+            <Field label="TOTP code to put in the user name" value={totp} onInput={setTotp}
+              inputMode="numeric" maxLength={6} pattern="[0-9]{6}" />
+          </div>
+        )}
+        <RdpConnect asset={asset} me={me} data={data.data} totp={totpOk} />
+      </div>
+    );
+  }
   const c = commands(me.name, asset, data.data.assets, data.data.settings, totpOk);
   return (
     <div class="card">

@@ -1,0 +1,945 @@
+/*
+ * One RDP session (rdp_child.h): two FreeRDP legs in one sandboxed
+ * process, joined the way a relay joins two sockets, one thread, one
+ * wait on both legs' event handles.
+ *
+ *   front  freerdp_peer on the client's socket: TLS with the node's
+ *          certificate, then NLA (CredSSP/NTLM). NTLM needs a key made
+ *          from the password, which only the monitor can make (the NT
+ *          hash is sealed in the vault): ComputeNtlmHash asks it
+ *          (MP_RDP_NTLM). After NLA, Logon sees the cleartext password,
+ *          which the monitor checks against the argon2id hash like an
+ *          SSH password (MP_AUTH_PASSWORD): that is the authentication.
+ *   back   a FreeRDP client on the stream the monitor connected
+ *          (MP_CONNECT, through the route module: direct, agent: or
+ *          peer:), handed over as "|fd" (FreeRDP takes a host name of
+ *          that form as an open socket). Its TLS certificate is pinned
+ *          by the monitor (MP_HOSTKEY, trust on first use); only then do
+ *          the vaulted login and password come (MP_CREDENTIALS).
+ *
+ * The back leg is connected when the front is activated, when the
+ * client's capabilities (size, colour depth, codecs) are known: the back
+ * leg asks the target for the same, so graphics pass through without
+ * being decoded (bitmap updates, surface bits, pointer). Orders, bitmap
+ * caches, glyph caches, GFX and virtual channels are switched off on the
+ * back leg, so the target sends nothing the front has not agreed to.
+ * Input goes the other way unchanged.
+ *
+ * A refused login ends the connection at once: the client is closed
+ * first, and only then is the failure reported (it counts in the lockout
+ * like a wrong SSH password, with the monitor's failure delay, which the
+ * client no longer waits for).
+ */
+#include "rdpproxy/rdp_child.h"
+
+#include <errno.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <freerdp/error.h>
+#include <freerdp/freerdp.h>
+#include <freerdp/input.h>
+#include <freerdp/peer.h>
+#include <freerdp/pointer.h>
+#include <freerdp/settings.h>
+#include <freerdp/update.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <sodium.h>
+#include <winpr/ssl.h>
+#include <winpr/synch.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "login/login.h"
+#include "policy/policy.h"
+#include "rdpproxy/rdp_text.h"
+#include "sshproxy/mproto.h"
+#include "sshproxy/sandbox.h"
+#include "store/store.h"
+
+#define RDPC_HANDLES 64
+#define RDPC_PASSWORD_MAX 1024
+#define RDPC_FP_MAX 64
+
+struct rdpc {
+    const struct rdp_child_args *a;
+    int mon;         /* monitor socket */
+    struct buf *msg; /* requests and replies */
+    freerdp_peer *peer;
+    freerdp *back;
+    int back_fd; /* the target's stream, -1 until connected */
+    char login[RDP_TEXT_MAX + 1];
+    char user[STORE_NAME_MAX + 1];  /* Portcullis user, after authorize */
+    char asset[STORE_NAME_MAX + 1]; /* asset name, after authorize */
+    char row[STORE_ID_MAX + 1];     /* report row, after authorize */
+    bool ntlm_given;                /* the monitor handed an NTLM key */
+    bool logon_seen;                /* NLA completed: Logon was called */
+    bool authed;                    /* the monitor accepted the login */
+    bool back_up;                   /* the back leg is connected */
+    bool hostkey_ok, creds_set;
+    bool told;     /* a Set Error Info PDU went to the client */
+    char why[600]; /* why the session ends, for the report */
+};
+
+/* One session per process: FreeRDP's callbacks find it here. */
+static struct rdpc *rdpc_s;
+
+/* --- the monitor --- */
+
+/* One request, one reply of type want (blocking: this process serves one
+ * connection). *fd receives a passed descriptor when fd is not NULL. */
+static int rdpc_call(struct rdpc *s, uint8_t type, uint8_t want, int *fd)
+{
+    uint8_t got = 0;
+    int r;
+
+    if ((r = mproto_send(s->mon, type, s->msg, -1, 0)) != ERR_OK) {
+        return r;
+    }
+    if ((r = mproto_recv(s->mon, &got, s->msg, fd)) != ERR_OK) {
+        return r;
+    }
+    return got == want ? ERR_OK : ERR_PROTO;
+}
+
+/* MP_AUTH_PASSWORD: verdict and reason (reason holds why on failure). */
+static int rdpc_auth_password(struct rdpc *s, const char *password,
+                              uint8_t *verdict, char *reason, size_t rlen)
+{
+    uint32_t delay = 0;
+
+    *verdict = MP_AUTH_FAIL;
+    buf_reset(s->msg);
+    if (buf_put_cstring(s->msg, s->login) != ERR_OK ||
+        buf_put_cstring(s->msg, password) != ERR_OK ||
+        rdpc_call(s, MP_AUTH_PASSWORD, MP_AUTH_REPLY, NULL) != ERR_OK ||
+        buf_get_u8(s->msg, verdict) != ERR_OK ||
+        buf_get_u32(s->msg, &delay) != ERR_OK ||
+        buf_get_cstring_into(s->msg, reason, rlen) != ERR_OK) {
+        buf_reset(s->msg);
+        *verdict = MP_AUTH_FAIL;
+        return ERR_PROTO;
+    }
+    buf_reset(s->msg);
+    return ERR_OK;
+}
+
+/* The bytes the client leg carried: received from and acknowledged by
+ * the client (the kernel counts them; nothing to add up here). */
+static void rdpc_bytes(const struct rdpc *s, uint64_t *up, uint64_t *down)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    *up = 0;
+    *down = 0;
+    memset(&ti, 0, sizeof(ti));
+    if (getsockopt(s->a->client_fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+        len >= offsetof(struct tcp_info, tcpi_bytes_received) + 8) {
+        *up = ti.tcpi_bytes_received;
+        *down = ti.tcpi_bytes_acked;
+    }
+}
+
+static void rdpc_session_end(struct rdpc *s, const char *result)
+{
+    uint64_t up = 0, down = 0;
+    char res[STORE_RESULT_MAX + 1];
+
+    if (s->row[0] == '\0') {
+        return;
+    }
+    util_strlcpy(res, result, sizeof(res));
+    rdpc_bytes(s, &up, &down);
+    buf_reset(s->msg);
+    if (buf_put_cstring(s->msg, s->row) != ERR_OK ||
+        buf_put_u64(s->msg, up) != ERR_OK ||
+        buf_put_u64(s->msg, down) != ERR_OK || buf_put_u32(s->msg, 0) ||
+        buf_put_cstring(s->msg, res) != ERR_OK ||
+        buf_put_u64(s->msg, 0) != ERR_OK ||
+        buf_put_cstring(s->msg, "") != ERR_OK ||
+        rdpc_call(s, MP_SESSION_END, MP_ACK, NULL) != ERR_OK) {
+        log_warn("rdp %s: cannot close report row %s", s->a->client_addr,
+                 s->row);
+    }
+    s->row[0] = '\0';
+}
+
+/* --- identities from FreeRDP --- */
+
+/* A user, domain or password as FreeRDP hands it: UTF-16 unless the
+ * ANSI flag says UTF-8 bytes. */
+static int rdpc_ident(const UINT16 *p, UINT32 n, UINT32 flags, char *out,
+                      size_t cap)
+{
+    if (p == NULL || n == 0) {
+        out[0] = '\0';
+        return ERR_OK;
+    }
+    if (flags & SEC_WINNT_AUTH_IDENTITY_ANSI) {
+        if ((size_t)n + 1 > cap || memchr(p, '\0', n) != NULL) {
+            return ERR_INVALID;
+        }
+        memcpy(out, p, n);
+        out[n] = '\0';
+        return ERR_OK;
+    }
+    return rdp_utf16_to_utf8((const uint8_t *)p, n, out, cap);
+}
+
+/* --- the front leg's authentication --- */
+
+/*
+ * WinPR's NTLM server calls this for NTOWFv2 of the user and domain the
+ * client named. Beware: WinPR 2 reads the SECURITY_STATUS it returns as
+ * a truth value (non-zero: the hash was written), the opposite of
+ * SEC_E_OK; hence the two names below.
+ */
+#define RDPC_NTLM_YES ((SECURITY_STATUS)1)
+#define RDPC_NTLM_NO ((SECURITY_STATUS)0)
+
+static SECURITY_STATUS rdpc_ntlm_hash(void *client,
+                                      const SEC_WINNT_AUTH_IDENTITY *id,
+                                      const SecBuffer *proof,
+                                      const BYTE *randkey, const BYTE *mic,
+                                      const SecBuffer *micvalue, BYTE *hash)
+{
+    struct rdpc *s = rdpc_s;
+    char domain[LOGIN_DOMAIN_MAX + 1];
+    const uint8_t *key = NULL;
+    size_t keylen = 0;
+    uint8_t ok = 0;
+
+    if (s == NULL || id == NULL || s->ntlm_given) {
+        return RDPC_NTLM_NO;
+    }
+    if (rdpc_ident(id->User, id->UserLength, id->Flags, s->login,
+                   sizeof(s->login)) != ERR_OK ||
+        rdpc_ident(id->Domain, id->DomainLength, id->Flags, domain,
+                   sizeof(domain)) != ERR_OK) {
+        snprintf(s->why, sizeof(s->why), "denied: malformed user name");
+        return RDPC_NTLM_NO;
+    }
+    buf_reset(s->msg);
+    if (buf_put_cstring(s->msg, s->login) != ERR_OK ||
+        buf_put_cstring(s->msg, domain) != ERR_OK ||
+        rdpc_call(s, MP_RDP_NTLM, MP_RDP_NTLM_REPLY, NULL) != ERR_OK ||
+        buf_get_u8(s->msg, &ok) != ERR_OK ||
+        buf_get_cstring_into(s->msg, s->why + 8, sizeof(s->why) - 8) !=
+            ERR_OK ||
+        buf_get_string_ptr(s->msg, 16, &key, &keylen) != ERR_OK ||
+        buf_expect_end(s->msg) != ERR_OK) {
+        log_warn("rdp %s: no NTLM answer from the monitor (%s)",
+                 s->a->client_addr, strerror(errno));
+        snprintf(s->why, sizeof(s->why), "error: monitor");
+        buf_reset(s->msg);
+        return RDPC_NTLM_NO;
+    }
+    if (!ok || keylen != 16) {
+        memcpy(s->why, "denied: ", 8);
+        log_info("rdp %s: login refused: %s", s->a->client_addr, s->why + 8);
+        buf_reset(s->msg);
+        return RDPC_NTLM_NO;
+    }
+    memcpy(hash, key, 16);
+    buf_reset(s->msg);
+    s->why[0] = '\0';
+    s->ntlm_given = true;
+    return RDPC_NTLM_YES;
+}
+
+static BOOL rdpc_logon(freerdp_peer *peer, SEC_WINNT_AUTH_IDENTITY *id,
+                       BOOL automatic)
+{
+    struct rdpc *s = rdpc_s;
+    char login[RDP_TEXT_MAX + 1], password[RDPC_PASSWORD_MAX + 1];
+    char reason[300] = "";
+    uint8_t verdict = MP_AUTH_FAIL;
+    BOOL ok = FALSE;
+
+    s->logon_seen = true;
+    if (id == NULL || !s->ntlm_given) {
+        snprintf(s->why, sizeof(s->why),
+                 "denied: NLA is required (the client did not use it)");
+        return FALSE;
+    }
+    if (rdpc_ident(id->User, id->UserLength, id->Flags, login, sizeof(login)) !=
+            ERR_OK ||
+        rdpc_ident(id->Password, id->PasswordLength, id->Flags, password,
+                   sizeof(password)) != ERR_OK ||
+        strcmp(login, s->login) != 0) {
+        snprintf(s->why, sizeof(s->why), "denied: malformed credentials");
+        goto out;
+    }
+    if (rdpc_auth_password(s, password, &verdict, reason, sizeof(reason)) !=
+        ERR_OK) {
+        snprintf(s->why, sizeof(s->why), "error: monitor");
+        goto out;
+    }
+    if (verdict == MP_AUTH_OK) {
+        s->authed = true;
+        alarm(0); /* the login grace time is over */
+        ok = TRUE;
+    } else if (verdict == MP_AUTH_PARTIAL) {
+        snprintf(s->why, sizeof(s->why),
+                 "denied: TOTP required: put the code in the user name "
+                 "(user?123456#asset)");
+    } else {
+        snprintf(s->why, sizeof(s->why), "denied: %s",
+                 reason[0] ? reason : "authentication failed");
+    }
+out:
+    sodium_memzero(password, sizeof(password));
+    if (!ok) {
+        log_info("rdp %s: login refused (%s)", s->a->client_addr, s->why);
+    }
+    return ok;
+}
+
+static BOOL rdpc_post_connect(freerdp_peer *peer)
+{
+    struct rdpc *s = rdpc_s;
+
+    if (!s->authed) {
+        if (s->why[0] == '\0') {
+            snprintf(s->why, sizeof(s->why), "denied: not authenticated");
+        }
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* --- the back leg --- */
+
+/* "SHA256:" and the unpadded base64 of the certificate's SHA-256, as
+ * OpenSSH prints key fingerprints (the same column in the store). */
+static int rdpc_cert_fp(const BYTE *pem, size_t len, char *out, size_t cap)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    X509 *x = bio != NULL ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+    int r = ERR_CRYPTO;
+
+    if (x != NULL && X509_digest(x, EVP_sha256(), md, &mdlen) == 1 &&
+        mdlen == 32 && cap >= 8 + sodium_base64_ENCODED_LEN(32, 1)) {
+        memcpy(out, "SHA256:", 8);
+        sodium_bin2base64(out + 7, cap - 7, md, mdlen,
+                          sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
+        r = ERR_OK;
+    }
+    X509_free(x);
+    BIO_free(bio);
+    return r;
+}
+
+/* The target's certificate: pinned by the monitor; only then the vaulted
+ * login, set for the NLA or TLS logon that follows the handshake. */
+static int rdpc_back_verify(freerdp *inst, const BYTE *data, size_t length,
+                            const char *hostname, UINT16 port, DWORD flags)
+{
+    struct rdpc *s = rdpc_s;
+    char fp[RDPC_FP_MAX + 1], user[256], udom[256], domain[256];
+    char msg[600] = "";
+    char *login = NULL, *password = NULL, *key = NULL;
+    rdpSettings *bs = inst->settings;
+    uint8_t ok = 0;
+    int result = 0;
+
+    if (rdpc_cert_fp(data, length, fp, sizeof(fp)) != ERR_OK) {
+        snprintf(s->why, sizeof(s->why),
+                 "error: the target's certificate cannot be read");
+        return 0;
+    }
+    buf_reset(s->msg);
+    if (buf_put_cstring(s->msg, s->row) != ERR_OK ||
+        buf_put_cstring(s->msg, fp) != ERR_OK ||
+        rdpc_call(s, MP_HOSTKEY, MP_HOSTKEY_REPLY, NULL) != ERR_OK ||
+        buf_get_u8(s->msg, &ok) != ERR_OK ||
+        buf_get_cstring_into(s->msg, msg, sizeof(msg)) != ERR_OK) {
+        snprintf(s->why, sizeof(s->why), "error: monitor");
+        return 0;
+    }
+    if (!ok) {
+        snprintf(s->why, sizeof(s->why), "denied: %s", msg);
+        log_warn("rdp %s: %s", s->a->client_addr, msg);
+        return 0;
+    }
+    s->hostkey_ok = true;
+    buf_reset(s->msg);
+    if (buf_put_cstring(s->msg, s->row) != ERR_OK ||
+        rdpc_call(s, MP_CREDENTIALS, MP_CREDENTIALS_REPLY, NULL) != ERR_OK ||
+        buf_get_u8(s->msg, &ok) != ERR_OK || !ok ||
+        buf_get_cstring(s->msg, 1024, &login) != ERR_OK ||
+        buf_get_cstring(s->msg, RDPC_PASSWORD_MAX, &password) != ERR_OK ||
+        buf_get_cstring(s->msg, 65536, &key) != ERR_OK ||
+        buf_expect_end(s->msg) != ERR_OK ||
+        rdp_split_login(login, udom, sizeof(udom), domain, sizeof(domain)) !=
+            ERR_OK) {
+        snprintf(s->why, sizeof(s->why),
+                 "error: the asset's vaulted login is not usable");
+        goto out;
+    }
+    snprintf(user, sizeof(user), "%s", udom);
+    if (!freerdp_settings_set_string(bs, FreeRDP_Username, user) ||
+        !freerdp_settings_set_string(bs, FreeRDP_Password, password) ||
+        !freerdp_settings_set_string(bs, FreeRDP_Domain,
+                                     domain[0] ? domain : NULL)) {
+        snprintf(s->why, sizeof(s->why), "error: out of memory");
+        goto out;
+    }
+    s->creds_set = true;
+    result = 1;
+out:
+    if (password != NULL) {
+        sodium_memzero(password, strlen(password));
+    }
+    if (key != NULL) {
+        sodium_memzero(key, strlen(key));
+    }
+    free(login);
+    free(password);
+    free(key);
+    buf_reset(s->msg);
+    return result;
+}
+
+/* FreeRDP asks for credentials it was not given: only ever after the
+ * certificate check gave them, else refused. */
+static BOOL rdpc_back_authenticate(freerdp *inst, char **user, char **password,
+                                   char **domain)
+{
+    return rdpc_s->creds_set ? TRUE : FALSE;
+}
+
+/* Graphics from the target, to the client unchanged. */
+static rdpContext *rdpc_front(void)
+{
+    return rdpc_s->peer->context;
+}
+
+static BOOL rdpc_fw_begin_paint(rdpContext *c)
+{
+    rdpContext *f = rdpc_front();
+    return f->update->BeginPaint(f);
+}
+
+static BOOL rdpc_fw_end_paint(rdpContext *c)
+{
+    rdpContext *f = rdpc_front();
+    return f->update->EndPaint(f);
+}
+
+static BOOL rdpc_fw_bitmap(rdpContext *c, const BITMAP_UPDATE *b)
+{
+    rdpContext *f = rdpc_front();
+    return f->update->BitmapUpdate(f, b);
+}
+
+static BOOL rdpc_fw_palette(rdpContext *c, const PALETTE_UPDATE *p)
+{
+    rdpContext *f = rdpc_front();
+    return f->update->Palette(f, p);
+}
+
+static BOOL rdpc_fw_surface_bits(rdpContext *c, const SURFACE_BITS_COMMAND *sb)
+{
+    rdpContext *f = rdpc_front();
+    return f->update->SurfaceBits(f, sb);
+}
+
+static BOOL rdpc_fw_frame_marker(rdpContext *c, const SURFACE_FRAME_MARKER *m)
+{
+    rdpContext *f = rdpc_front();
+    return f->update->SurfaceFrameMarker(f, m);
+}
+
+/* The target changed its desktop size: the client follows. */
+static BOOL rdpc_fw_desktop_resize(rdpContext *c)
+{
+    rdpContext *f = rdpc_front();
+    rdpSettings *fs = f->settings, *bs = c->settings;
+
+    fs->DesktopWidth = bs->DesktopWidth;
+    fs->DesktopHeight = bs->DesktopHeight;
+    return f->update->DesktopResize(f);
+}
+
+static BOOL rdpc_fw_ptr_position(rdpContext *c,
+                                 const POINTER_POSITION_UPDATE *p)
+{
+    rdpContext *f = rdpc_front();
+    return f->update->pointer->PointerPosition(f, p);
+}
+
+static BOOL rdpc_fw_ptr_system(rdpContext *c, const POINTER_SYSTEM_UPDATE *p)
+{
+    rdpContext *f = rdpc_front();
+    return f->update->pointer->PointerSystem(f, p);
+}
+
+static BOOL rdpc_fw_ptr_color(rdpContext *c, const POINTER_COLOR_UPDATE *p)
+{
+    rdpContext *f = rdpc_front();
+    return f->update->pointer->PointerColor(f, p);
+}
+
+static BOOL rdpc_fw_ptr_new(rdpContext *c, const POINTER_NEW_UPDATE *p)
+{
+    rdpContext *f = rdpc_front();
+    return f->update->pointer->PointerNew(f, p);
+}
+
+static BOOL rdpc_fw_ptr_cached(rdpContext *c, const POINTER_CACHED_UPDATE *p)
+{
+    rdpContext *f = rdpc_front();
+    return f->update->pointer->PointerCached(f, p);
+}
+
+static BOOL rdpc_fw_ptr_large(rdpContext *c, const POINTER_LARGE_UPDATE *p)
+{
+    rdpContext *f = rdpc_front();
+    return f->update->pointer->PointerLarge(f, p);
+}
+
+static BOOL rdpc_back_pre_connect(freerdp *inst)
+{
+    rdpUpdate *u = inst->update;
+
+    u->BeginPaint = rdpc_fw_begin_paint;
+    u->EndPaint = rdpc_fw_end_paint;
+    u->BitmapUpdate = rdpc_fw_bitmap;
+    u->Palette = rdpc_fw_palette;
+    u->SurfaceBits = rdpc_fw_surface_bits;
+    u->SurfaceFrameMarker = rdpc_fw_frame_marker;
+    u->DesktopResize = rdpc_fw_desktop_resize;
+    u->pointer->PointerPosition = rdpc_fw_ptr_position;
+    u->pointer->PointerSystem = rdpc_fw_ptr_system;
+    u->pointer->PointerColor = rdpc_fw_ptr_color;
+    u->pointer->PointerNew = rdpc_fw_ptr_new;
+    u->pointer->PointerCached = rdpc_fw_ptr_cached;
+    u->pointer->PointerLarge = rdpc_fw_ptr_large;
+    return TRUE;
+}
+
+static BOOL rdpc_back_post_connect(freerdp *inst)
+{
+    return TRUE;
+}
+
+/* The back leg asks the target for what the client agreed to, and for
+ * nothing the relay would have to translate. */
+static bool rdpc_back_settings(struct rdpc *s, rdpSettings *bs)
+{
+    const rdpSettings *fs = s->peer->settings;
+
+    memset(bs->OrderSupport, 0, 32);
+    return freerdp_settings_set_string(bs, FreeRDP_ServerHostname, "|") &&
+           freerdp_settings_set_string(bs, FreeRDP_ConfigPath,
+                                       s->a->config_path) &&
+           freerdp_settings_set_uint32(bs, FreeRDP_ServerPort,
+                                       (UINT32)s->back_fd) &&
+           freerdp_settings_set_bool(bs, FreeRDP_ExternalCertificateManagement,
+                                     TRUE) &&
+           freerdp_settings_set_uint32(bs, FreeRDP_DesktopWidth,
+                                       fs->DesktopWidth) &&
+           freerdp_settings_set_uint32(bs, FreeRDP_DesktopHeight,
+                                       fs->DesktopHeight) &&
+           freerdp_settings_set_uint32(bs, FreeRDP_ColorDepth,
+                                       fs->ColorDepth) &&
+           freerdp_settings_set_bool(bs, FreeRDP_RemoteFxCodec,
+                                     fs->RemoteFxCodec) &&
+           freerdp_settings_set_bool(bs, FreeRDP_NSCodec, fs->NSCodec) &&
+           freerdp_settings_set_bool(bs, FreeRDP_JpegCodec, FALSE) &&
+           freerdp_settings_set_bool(bs, FreeRDP_SurfaceCommandsEnabled,
+                                     fs->SurfaceCommandsEnabled) &&
+           freerdp_settings_set_bool(bs, FreeRDP_FrameMarkerCommandEnabled,
+                                     FALSE) &&
+           freerdp_settings_set_bool(bs, FreeRDP_SurfaceFrameMarkerEnabled,
+                                     FALSE) &&
+           freerdp_settings_set_uint32(bs, FreeRDP_FrameAcknowledge, 0) &&
+           freerdp_settings_set_bool(bs, FreeRDP_SupportGraphicsPipeline,
+                                     FALSE) &&
+           freerdp_settings_set_bool(bs, FreeRDP_BitmapCacheEnabled, FALSE) &&
+           freerdp_settings_set_uint32(bs, FreeRDP_OffscreenSupportLevel, 0) &&
+           freerdp_settings_set_uint32(bs, FreeRDP_GlyphSupportLevel,
+                                       GLYPH_SUPPORT_NONE) &&
+           freerdp_settings_set_bool(bs, FreeRDP_CompressionEnabled, FALSE) &&
+           freerdp_settings_set_bool(bs, FreeRDP_AutoReconnectionEnabled,
+                                     FALSE) &&
+           freerdp_settings_set_bool(bs, FreeRDP_SupportDynamicChannels,
+                                     FALSE) &&
+           freerdp_settings_set_bool(bs, FreeRDP_DeviceRedirection, FALSE) &&
+           freerdp_settings_set_bool(bs, FreeRDP_RedirectClipboard, FALSE) &&
+           freerdp_settings_set_bool(bs, FreeRDP_NlaSecurity, TRUE) &&
+           freerdp_settings_set_bool(bs, FreeRDP_TlsSecurity, TRUE) &&
+           freerdp_settings_set_bool(bs, FreeRDP_RdpSecurity, FALSE);
+}
+
+/* Authorize, connect, pin, log on to the target. false: s->why says. */
+static bool rdpc_back_connect(struct rdpc *s)
+{
+    char sid[STORE_ID_MAX + 1] = "", msg[600] = "";
+    uint32_t maxmin = 0, idlemin = 0;
+    uint8_t ok = 0, rec = 0;
+    int fd = -1;
+
+    buf_reset(s->msg);
+    if (buf_put_u8(s->msg, KIND_RDP) != ERR_OK ||
+        buf_put_cstring(s->msg, "") != ERR_OK ||
+        rdpc_call(s, MP_AUTHORIZE, MP_AUTHORIZE_REPLY, NULL) != ERR_OK ||
+        buf_get_u8(s->msg, &ok) != ERR_OK ||
+        buf_get_cstring_into(s->msg, sid, sizeof(sid)) != ERR_OK ||
+        buf_get_cstring_into(s->msg, msg, sizeof(msg)) != ERR_OK ||
+        buf_get_cstring_into(s->msg, s->asset, sizeof(s->asset)) != ERR_OK ||
+        buf_get_u32(s->msg, &maxmin) != ERR_OK ||
+        buf_get_u32(s->msg, &idlemin) != ERR_OK ||
+        buf_get_u8(s->msg, &rec) != ERR_OK ||
+        buf_get_cstring_into(s->msg, s->user, sizeof(s->user)) != ERR_OK) {
+        snprintf(s->why, sizeof(s->why), "error: monitor");
+        return false;
+    }
+    if (!ok) {
+        /* the monitor wrote the refusal's report row */
+        snprintf(s->why, sizeof(s->why), "%s", msg);
+        log_info("rdp %s: %s", s->a->client_addr, msg);
+        return false;
+    }
+    snprintf(s->row, sizeof(s->row), "%s", sid);
+    if (rec & 1) {
+        /* No RDP recording yet (docs/rdp.md): a session that must be
+         * recorded is refused rather than run unrecorded. */
+        snprintf(s->why, sizeof(s->why),
+                 "denied: this session must be recorded and RDP sessions "
+                 "cannot be recorded yet");
+        return false;
+    }
+    buf_reset(s->msg);
+    if (buf_put_cstring(s->msg, s->row) != ERR_OK ||
+        rdpc_call(s, MP_CONNECT, MP_CONNECT_REPLY, &fd) != ERR_OK ||
+        buf_get_u8(s->msg, &ok) != ERR_OK ||
+        buf_get_cstring_into(s->msg, msg, sizeof(msg)) != ERR_OK) {
+        snprintf(s->why, sizeof(s->why), "error: monitor");
+        goto fail;
+    }
+    if (!ok || fd < 0) {
+        snprintf(s->why, sizeof(s->why), "error: %s", msg);
+        log_info("rdp %s: %s", s->a->client_addr, msg);
+        goto fail;
+    }
+    s->back_fd = fd;
+    fd = -1;
+    if ((s->back = freerdp_new()) == NULL) {
+        goto nomem;
+    }
+    s->back->PreConnect = rdpc_back_pre_connect;
+    s->back->PostConnect = rdpc_back_post_connect;
+    s->back->VerifyX509Certificate = rdpc_back_verify;
+    s->back->Authenticate = rdpc_back_authenticate;
+    if (!freerdp_context_new(s->back) ||
+        !rdpc_back_settings(s, s->back->settings)) {
+        goto nomem;
+    }
+    if (!freerdp_connect(s->back)) {
+        if (s->why[0] == '\0') {
+            snprintf(s->why, sizeof(s->why),
+                     "error: the target refused the connection or the "
+                     "vaulted login (%s)",
+                     freerdp_get_last_error_string(
+                         freerdp_get_last_error(s->back->context)));
+        }
+        log_info("rdp %s: %s", s->a->client_addr, s->why);
+        return false;
+    }
+    s->back_up = true;
+    log_info("rdp %s: %s connected to %s", s->a->client_addr, s->user,
+             s->asset);
+    return true;
+nomem:
+    snprintf(s->why, sizeof(s->why), "error: out of memory");
+fail:
+    if (fd >= 0) {
+        close(fd);
+    }
+    return false;
+}
+
+/*
+ * A refusal after login, told to the client as a Set Error Info PDU
+ * before the connection closes, so it shows a reason rather than a
+ * network error: no access (a role or profile refused it, or a changed
+ * target certificate) as "insufficient privileges", anything else (the
+ * target is down or refused the vaulted login) as "connection denied".
+ * The words are in the report row and the log.
+ */
+static void rdpc_tell_client(struct rdpc *s)
+{
+    rdpRdp *rdp = s->peer->context->rdp;
+    bool denied = strncmp(s->why, "denied: ", 8) == 0 ||
+                  strncmp(s->why, "access denied", 13) == 0 ||
+                  strncmp(s->why, "unknown asset", 13) == 0;
+
+    freerdp_set_error_info(rdp, denied ? ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES
+                                       : ERRINFO_SERVER_DENIED_CONNECTION);
+    s->told = freerdp_send_error_info(rdp) ? true : false;
+}
+
+/* The client is active: now its capabilities are known. Called again
+ * after each reactivation (a desktop resize). */
+static BOOL rdpc_activate(freerdp_peer *peer)
+{
+    struct rdpc *s = rdpc_s;
+    rdpSettings *fs = peer->settings, *bs;
+
+    if (s->back_up) {
+        return TRUE;
+    }
+    if (!s->authed || !rdpc_back_connect(s)) {
+        rdpc_tell_client(s);
+        return FALSE;
+    }
+    bs = s->back->settings;
+    if (bs->DesktopWidth != fs->DesktopWidth ||
+        bs->DesktopHeight != fs->DesktopHeight) {
+        fs->DesktopWidth = bs->DesktopWidth;
+        fs->DesktopHeight = bs->DesktopHeight;
+        return peer->update->DesktopResize(peer->context);
+    }
+    return TRUE;
+}
+
+/* --- input from the client, to the target unchanged --- */
+
+static BOOL rdpc_in_sync(rdpInput *in, UINT32 flags)
+{
+    return !rdpc_s->back_up ||
+           freerdp_input_send_synchronize_event(rdpc_s->back->input, flags);
+}
+
+static BOOL rdpc_in_key(rdpInput *in, UINT16 flags, UINT16 code)
+{
+    return !rdpc_s->back_up ||
+           freerdp_input_send_keyboard_event(rdpc_s->back->input, flags, code);
+}
+
+static BOOL rdpc_in_unicode(rdpInput *in, UINT16 flags, UINT16 code)
+{
+    return !rdpc_s->back_up || freerdp_input_send_unicode_keyboard_event(
+                                   rdpc_s->back->input, flags, code);
+}
+
+static BOOL rdpc_in_mouse(rdpInput *in, UINT16 flags, UINT16 x, UINT16 y)
+{
+    return !rdpc_s->back_up ||
+           freerdp_input_send_mouse_event(rdpc_s->back->input, flags, x, y);
+}
+
+static BOOL rdpc_in_xmouse(rdpInput *in, UINT16 flags, UINT16 x, UINT16 y)
+{
+    return !rdpc_s->back_up || freerdp_input_send_extended_mouse_event(
+                                   rdpc_s->back->input, flags, x, y);
+}
+
+static BOOL rdpc_in_refresh(rdpContext *c, BYTE count, const RECTANGLE_16 *r)
+{
+    rdpContext *b;
+
+    if (!rdpc_s->back_up) {
+        return TRUE;
+    }
+    b = rdpc_s->back->context;
+    return b->update->RefreshRect(b, count, r);
+}
+
+static BOOL rdpc_in_suppress(rdpContext *c, BYTE allow, const RECTANGLE_16 *r)
+{
+    rdpContext *b;
+
+    if (!rdpc_s->back_up) {
+        return TRUE;
+    }
+    b = rdpc_s->back->context;
+    return b->update->SuppressOutput(b, allow, r);
+}
+
+/* --- the session --- */
+
+static bool rdpc_front_setup(struct rdpc *s)
+{
+    freerdp_peer *p;
+    rdpSettings *fs;
+
+    if ((p = freerdp_peer_new(s->a->client_fd)) == NULL) {
+        return false;
+    }
+    s->peer = p;
+    if (!freerdp_peer_context_new(p)) {
+        return false;
+    }
+    fs = p->settings;
+    if (!freerdp_settings_set_string(fs, FreeRDP_CertificateContent,
+                                     s->a->cert_pem) ||
+        !freerdp_settings_set_string(fs, FreeRDP_PrivateKeyContent,
+                                     s->a->key_pem) ||
+        !freerdp_settings_set_bool(fs, FreeRDP_NlaSecurity, TRUE) ||
+        !freerdp_settings_set_bool(fs, FreeRDP_TlsSecurity, FALSE) ||
+        !freerdp_settings_set_bool(fs, FreeRDP_RdpSecurity, FALSE) ||
+        !freerdp_settings_set_bool(fs, FreeRDP_SupportGraphicsPipeline,
+                                   FALSE) ||
+        !freerdp_settings_set_bool(fs, FreeRDP_RefreshRect, TRUE) ||
+        !freerdp_settings_set_bool(fs, FreeRDP_SuppressOutput, TRUE)) {
+        return false;
+    }
+    p->ComputeNtlmHash = rdpc_ntlm_hash;
+    p->Logon = rdpc_logon;
+    p->PostConnect = rdpc_post_connect;
+    p->Activate = rdpc_activate;
+    p->input->SynchronizeEvent = rdpc_in_sync;
+    p->input->KeyboardEvent = rdpc_in_key;
+    p->input->UnicodeKeyboardEvent = rdpc_in_unicode;
+    p->input->MouseEvent = rdpc_in_mouse;
+    p->input->ExtendedMouseEvent = rdpc_in_xmouse;
+    p->update->RefreshRect = rdpc_in_refresh;
+    p->update->SuppressOutput = rdpc_in_suppress;
+    return p->Initialize(p) ? true : false;
+}
+
+/* Both legs until either ends. */
+static void rdpc_loop(struct rdpc *s)
+{
+    HANDLE h[RDPC_HANDLES];
+    DWORD n, m;
+
+    for (;;) {
+        n = s->peer->GetEventHandles(s->peer, h, RDPC_HANDLES);
+        if (n == 0) {
+            break;
+        }
+        if (s->back_up) {
+            m = freerdp_get_event_handles(s->back->context, h + n,
+                                          RDPC_HANDLES - n);
+            if (m == 0) {
+                break;
+            }
+            n += m;
+        }
+        if (WaitForMultipleObjects(n, h, FALSE, INFINITE) == WAIT_FAILED) {
+            break;
+        }
+        if (!s->peer->CheckFileDescriptor(s->peer)) {
+            if (s->why[0] == '\0') {
+                snprintf(s->why, sizeof(s->why), "ok");
+            }
+            break;
+        }
+        if (s->back_up && (!freerdp_check_event_handles(s->back->context) ||
+                           freerdp_shall_disconnect(s->back))) {
+            if (s->why[0] == '\0') {
+                snprintf(s->why, sizeof(s->why),
+                         "ok: the target ended "
+                         "the session");
+            }
+            break;
+        }
+    }
+}
+
+/*
+ * After a Set Error Info PDU: our side is shut, the client's bytes are
+ * read and dropped until it closes (at most a second), so that closing
+ * with its bytes unread does not reset the connection and throw away
+ * the PDU before the client has read it.
+ */
+static void rdpc_linger(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    char scratch[4096];
+    int waited = 0;
+
+    if (shutdown(fd, SHUT_WR) != 0) {
+        return;
+    }
+    while (waited < 1000 && poll(&p, 1, 100) >= 0) {
+        if (p.revents == 0) {
+            waited += 100;
+            continue;
+        }
+        if (recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT) <= 0) {
+            return;
+        }
+    }
+}
+
+int rdp_child_run(const struct rdp_child_args *a)
+{
+    struct rdpc s;
+    char reason[300];
+    uint8_t verdict;
+    int rc = 0;
+
+    memset(&s, 0, sizeof(s));
+    s.a = a;
+    s.mon = a->monitor_fd;
+    s.back_fd = -1;
+    rdpc_s = &s;
+    if ((s.msg = buf_new(MPROTO_MAX)) == NULL) {
+        return 1;
+    }
+    /* Before the sandbox: OpenSSL reads its configuration once. */
+    winpr_InitializeSSL(WINPR_SSL_INIT_DEFAULT);
+    if (!rdpc_front_setup(&s)) {
+        log_error("rdp %s: cannot set up the RDP server side", a->client_addr);
+        rc = 1;
+        goto out;
+    }
+    if (a->login_grace_seconds > 0) {
+        alarm((unsigned)a->login_grace_seconds);
+    }
+    if (sandbox_enter_rdp(a->sb) != ERR_OK) {
+        rc = 1;
+        goto out;
+    }
+    rdpc_loop(&s);
+    if (!s.authed) {
+        /* Close first: a refused client learns at once, and does not
+         * wait for the failure delay below. */
+        shutdown(a->client_fd, SHUT_RDWR);
+        if (s.ntlm_given && !s.logon_seen) {
+            /* NLA failed after the monitor handed the key: a wrong
+             * password. Counted like one. */
+            (void)rdpc_auth_password(&s, "", &verdict, reason, sizeof(reason));
+        }
+    }
+    if (s.told) {
+        rdpc_linger(a->client_fd);
+    }
+    if (s.row[0] != '\0') {
+        rdpc_session_end(&s, s.why[0] ? s.why : "ok");
+    }
+out:
+    if (s.back != NULL) {
+        if (s.back_up) {
+            freerdp_disconnect(s.back);
+        }
+        freerdp_context_free(s.back);
+        freerdp_free(s.back);
+    }
+    if (s.peer != NULL) {
+        s.peer->Close(s.peer);
+        freerdp_peer_context_free(s.peer);
+        freerdp_peer_free(s.peer);
+    }
+    buf_free(s.msg);
+    return rc;
+}

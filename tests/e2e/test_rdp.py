@@ -1,0 +1,486 @@
+"""The RDP proxy ([rdp], docs/rdp.md) end to end.
+
+The target is FreeRDP's shadow server (freerdp-shadow-cli) sharing an Xvfb
+of the test's own, with NLA against a SAM file (a real NTLM check: a
+wrong password fails there too). Its screen is a solid colour no client
+shows by itself, with an xev window on it that prints every key it gets.
+The client is xfreerdp under `xvfb-run -a`, driven by a small shell script
+inside that X server: it waits for the xfreerdp window, takes a
+screenshot (ImageMagick's import), types with xdotool, and quits.
+
+What a user sees is asserted: the target's colour in the client's
+screenshot, the typed text arriving as key events on the target, the
+client's exit, the time a refusal takes, and the report row (kind rdp,
+bytes each way, the result with its reason).
+"""
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from pclib import (Client, Portcullis, free_port, fresh_totp_code, run,
+                   serving_process, stop_process, totp_wrong_code, uniq,
+                   wait_listen)
+from test_web import WEB, web_ui  # noqa: F401 (the fixture: web/dist built)
+
+TOOLS = ["xfreerdp", "freerdp-shadow-cli", "Xvfb", "xvfb-run", "xdotool",
+         "import", "convert", "xev"]
+pytestmark = pytest.mark.skipif(
+    any(shutil.which(t) is None for t in TOOLS),
+    reason="RDP test tools missing (scripts/install-deps)")
+
+TARGET_USER = "rdptarget"
+TARGET_PASSWORD = "Target-Pass-42"
+# dodger blue: the target's desktop, which no client draws by itself
+COLOUR = (30, 144, 255)
+# a refusal must reach the client at once (a naive port hangs ~10 s)
+FAST = 6.0
+
+
+def nt_hash(password):
+    """MD4(UTF-16LE(password)) with winpr-hash, FreeRDP's own tool."""
+    r = run(["winpr-hash", "-u", "x", "-p", password])
+    assert r.rc == 0, r
+    return r.out.strip().splitlines()[-1].strip()
+
+
+class RdpTarget:
+    """Xvfb + a solid background + xev + freerdp-shadow-cli with NLA."""
+
+    def __init__(self, workdir):
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.procs = []
+        self.display = None
+
+    def start(self):
+        # -displayfd: Xvfb picks a free display and tells us which
+        rfd, wfd = os.pipe()
+        xvfb = subprocess.Popen(
+            ["Xvfb", "-displayfd", str(wfd), "-screen", "0", "1024x768x24",
+             "-nolisten", "tcp"], pass_fds=(wfd,),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        os.close(wfd)
+        self.procs.append(xvfb)
+        with os.fdopen(rfd) as f:
+            num = f.readline().strip()
+        assert num.isdigit(), "Xvfb gave no display"
+        self.display = ":" + num
+        env = self.env()
+        bg = self.dir / "bg.png"
+        run(["convert", "-size", "1024x768", "xc:rgb(%d,%d,%d)" % COLOUR,
+             str(bg)])
+        # sets the root window's background; exits at once
+        subprocess.run(["display", "-window", "root", str(bg)], env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=30)
+        self.xev_out = open(self.dir / "xev.txt", "w")
+        xev = subprocess.Popen(
+            ["xev", "-geometry", "400x300+300+200", "-event", "keyboard"],
+            env=env, stdout=self.xev_out, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        self.procs.append(xev)
+        time.sleep(0.5)
+        # keys go to the window under the pointer (no window manager)
+        run(["xdotool", "mousemove", "500", "350"], env=env)
+        sam = self.dir / "sam"
+        sam.write_text("%s::aad3b435b51404eeaad3b435b51404ee:%s:::\n"
+                       % (TARGET_USER, nt_hash(TARGET_PASSWORD)))
+        self.log = open(self.dir / "shadow.log", "w")
+        shadow = subprocess.Popen(
+            ["freerdp-shadow-cli", "/port:%d" % self.port,
+             "/bind-address:127.0.0.1", "/sec:nla",
+             "/sam-file:%s" % sam, "+auth"],
+            env=env, stdout=self.log, stderr=self.log,
+            start_new_session=True)
+        self.procs.append(shadow)
+        assert wait_listen(self.port, 15, shadow), "shadow server not up"
+        return self
+
+    def env(self):
+        env = dict(os.environ)
+        env["DISPLAY"] = self.display
+        env.pop("XAUTHORITY", None)
+        return env
+
+    def keys(self):
+        """The key names xev printed (presses only)."""
+        self.xev_out.flush()
+        out, press = [], False
+        for line in (self.dir / "xev.txt").read_text().splitlines():
+            if line.startswith("KeyPress"):
+                press = True
+            elif line.startswith("KeyRelease"):
+                press = False
+            elif press and "keysym" in line:
+                name = line.split("keysym", 1)[1].split(",")[1].split(")")[0]
+                out.append(name.strip())
+                press = False
+        return out
+
+    def stop(self):
+        for p in reversed(self.procs):
+            stop_process(p, 5)
+        self.procs = []
+
+
+@pytest.fixture(scope="module")
+def rdp_target(tmp_path_factory):
+    t = RdpTarget(tmp_path_factory.mktemp("rdptarget")).start()
+    yield t
+    t.stop()
+
+
+@pytest.fixture(scope="module")
+def rdp_proxy(tmp_path_factory):
+    p = Portcullis(tmp_path_factory.mktemp("rdpproxy"))
+    p.tune_for_tests()
+    p.rdp_port = free_port()
+    p.set_config("rdp", "enabled", "true")
+    p.set_config("rdp", "port", str(p.rdp_port))
+    p.start()
+    assert wait_listen(p.rdp_port, 15, p.proc), p.log_tail()
+    yield p
+    p.stop()
+    found = p.sanitizer_findings()
+    if found:
+        pytest.fail("sanitizer report in %s:\n%s" % (p.log_path, found))
+
+
+def rdp_asset(pc, target, name=None, port=None):
+    """An rdp asset for the shadow target with its vaulted login."""
+    name = name or uniq("w")
+    _, out, _ = pc.cli("asset", "add", name, "--protocol", "rdp", "--host",
+                       "127.0.0.1", "--port", port or target.port,
+                       "--login", TARGET_USER, "--password-stdin",
+                       input=TARGET_PASSWORD + "\n")
+    return out.strip()
+
+
+def rdp_user(pc, asset_id, password="User-Pass-77"):
+    user = pc.user_add(password=password)
+    pc.allow(user, asset_id)
+    return user, password
+
+
+def xfreerdp_args(pc, login, password, extra=()):
+    return ["xfreerdp", "/v:127.0.0.1:%d" % pc.rdp_port, "/u:%s" % login,
+            "/p:%s" % password, "/cert:ignore", "/sec:nla", "/size:1024x768",
+            "-clipboard", "/log-level:ERROR"] + list(extra)
+
+
+# The client's side: xfreerdp in the background; when its window is
+# there, a screenshot, typing, a second screenshot, then quit.
+DRIVER = r"""
+set -u
+"$@" > "$OUT/client.log" 2>&1 &
+pid=$!
+for i in $(seq 1 100); do
+    win=$(xdotool search --class xfreerdp 2>/dev/null | head -1)
+    [ -n "$win" ] && break
+    kill -0 $pid 2>/dev/null || { wait $pid; echo "exit $?" > "$OUT/exit"; exit 0; }
+    sleep 0.1
+done
+# the first frame: until the screen is no longer black (10 s at most)
+for i in $(seq 1 20); do
+    sleep 0.5
+    import -window root "$OUT/before.png"
+    lit=$(convert "$OUT/before.png" -format '%[fx:mean>0.05?1:0]' info:)
+    [ "$lit" = 1 ] && break
+done
+xdotool mousemove 500 350
+xdotool windowfocus --sync "$win" 2>/dev/null
+xdotool type --delay 60 "$TEXT"
+sleep 1.5
+import -window root "$OUT/after.png"
+kill -TERM $pid
+wait $pid
+echo "exit $?" > "$OUT/exit"
+"""
+
+
+def run_client(pc, out, login, password, text="rdp ok", timeout=60):
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OUT=str(out), TEXT=text)
+    t0 = time.monotonic()
+    r = run(["xvfb-run", "-a", "-s", "-screen 0 1024x768x24", "sh", "-c",
+             DRIVER, "driver"] + xfreerdp_args(pc, login, password),
+            env=env, timeout=timeout)
+    return r, time.monotonic() - t0
+
+
+def pixel(png, x=800, y=650):
+    r = run(["convert", str(png), "-format", "%[fx:int(255*r)],"
+             "%[fx:int(255*g)],%[fx:int(255*b)]", "-crop",
+             "1x1+%d+%d" % (x, y), "info:"])
+    return tuple(int(v) for v in r.out.strip().split(","))
+
+
+def near(c, want, tol=12):
+    return all(abs(a - b) <= tol for a, b in zip(c, want))
+
+
+def refused(pc, login, password, timeout=30):
+    """xfreerdp that is to be refused: (exit status, seconds)."""
+    t0 = time.monotonic()
+    r = run(["xvfb-run", "-a"] + xfreerdp_args(pc, login, password),
+            timeout=timeout)
+    return r, time.monotonic() - t0
+
+
+def test_desktop_and_typing_through_the_proxy(rdp_proxy, rdp_target,
+                                              tmp_path):
+    asset = rdp_asset(rdp_proxy, rdp_target)
+    user, pw = rdp_user(rdp_proxy, asset)
+    before = len(rdp_target.keys())
+    r, _ = run_client(rdp_proxy, tmp_path, "%s#%s" % (user, asset), pw,
+                      text="rdp ok")
+    assert (tmp_path / "before.png").exists(), \
+        "no xfreerdp window: %s\n%s" % (r, (tmp_path / "client.log")
+                                        .read_text()[-2000:])
+    # the target's desktop in the client's window
+    assert near(pixel(tmp_path / "before.png"), COLOUR), \
+        pixel(tmp_path / "before.png")
+    # what xdotool typed on the client reached the target's keyboard
+    keys = rdp_target.keys()[before:]
+    assert "".join(k if len(k) == 1 else " " if k == "space" else ""
+                   for k in keys).endswith("rdp ok"), keys
+    row = rdp_proxy.session_of(user, kind="rdp", result="ok")
+    assert row["asset_id"] == asset and row["route"] == "direct", row
+    assert row["bytes_up"] > 0 and row["bytes_down"] > 0, row
+
+
+def test_login_with_totp_in_the_user_name(rdp_proxy, rdp_target, tmp_path):
+    asset = rdp_asset(rdp_proxy, rdp_target)
+    user, pw = rdp_user(rdp_proxy, asset)
+    secret = rdp_proxy.totp_enable(user)
+    code = fresh_totp_code(secret)
+    r, _ = run_client(rdp_proxy, tmp_path,
+                      "%s?%s#%s" % (user, code, asset), pw)
+    assert (tmp_path / "before.png").exists(), r
+    assert near(pixel(tmp_path / "before.png"), COLOUR)
+    rdp_proxy.session_of(user, kind="rdp", result="ok")
+
+
+def test_wrong_password_refused_at_once(rdp_proxy, rdp_target):
+    asset = rdp_asset(rdp_proxy, rdp_target)
+    user, _ = rdp_user(rdp_proxy, asset)
+    r, took = refused(rdp_proxy, "%s#%s" % (user, asset), "not-the-password")
+    assert r.rc != 0, r
+    assert took < FAST, "refusal took %.1f s" % took
+    row = rdp_proxy.session_of(user, kind="rdp", result="denied")
+    assert "authentication failed" in row["result"], row
+
+
+def test_wrong_totp_refused(rdp_proxy, rdp_target):
+    asset = rdp_asset(rdp_proxy, rdp_target)
+    user, pw = rdp_user(rdp_proxy, asset)
+    secret = rdp_proxy.totp_enable(user)
+    r, took = refused(rdp_proxy, "%s?%s#%s" % (user, totp_wrong_code(secret),
+                                               asset), pw)
+    assert r.rc != 0, r
+    assert took < FAST, "refusal took %.1f s" % took
+    row = rdp_proxy.session_of(user, kind="rdp", result="denied")
+    assert "TOTP" in row["result"] or "code" in row["result"], row
+    # and no code at all: refused, saying the code goes in the user name
+    r, took = refused(rdp_proxy, "%s#%s" % (user, asset), pw)
+    assert r.rc != 0 and took < FAST, (r, took)
+
+
+def test_no_role_on_the_asset(rdp_proxy, rdp_target):
+    asset = rdp_asset(rdp_proxy, rdp_target)
+    user = rdp_proxy.user_add(password="User-Pass-77")
+    rdp_proxy.profile_assign(rdp_proxy.profile_add(), user=user)
+    r, took = refused(rdp_proxy, "%s#%s" % (user, asset), "User-Pass-77")
+    assert r.rc != 0, r
+    assert took < FAST, "refusal took %.1f s" % took
+    assert "ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES" in r.out + r.err, r
+    row = rdp_proxy.session_of(user, kind="rdp", result="denied")
+    assert "unknown asset" in row["result"] or "role" in row["result"], row
+
+
+def test_profile_deny(rdp_proxy, rdp_target):
+    asset = rdp_asset(rdp_proxy, rdp_target)
+    user = rdp_proxy.user_add(password="User-Pass-77")
+    rdp_proxy.allow(user, asset, native="deny")
+    r, took = refused(rdp_proxy, "%s#%s" % (user, asset), "User-Pass-77")
+    assert r.rc != 0 and took < FAST, (r, took)
+    # the client is told why (mstsc words it as a missing privilege)
+    assert "ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES" in r.out + r.err, r
+    row = rdp_proxy.session_of(user, kind="rdp", result="denied")
+    assert "profile" in row["result"], row
+
+
+def test_asset_down(rdp_proxy, rdp_target):
+    asset = rdp_asset(rdp_proxy, rdp_target, port=free_port())
+    user, pw = rdp_user(rdp_proxy, asset)
+    r, took = refused(rdp_proxy, "%s#%s" % (user, asset), pw)
+    assert r.rc != 0, r
+    assert took < FAST, "refusal took %.1f s" % took
+    assert "ERRINFO_SERVER_DENIED_CONNECTION" in r.out + r.err, r
+    row = rdp_proxy.session_of(user, kind="rdp", result="error")
+    assert "cannot reach" in row["result"], row
+
+
+def test_ssh_asset_is_not_an_rdp_asset(rdp_proxy, rdp_target):
+    _, out, _ = rdp_proxy.cli("asset", "add", uniq("s"), "--host",
+                              "127.0.0.1", "--port", 22)
+    asset = out.strip()
+    user, pw = rdp_user(rdp_proxy, asset)
+    r, took = refused(rdp_proxy, "%s#%s" % (user, asset), pw)
+    assert r.rc != 0 and took < FAST, (r, took)
+    rdp_proxy.session_of(user, kind="rdp", result="not an RDP asset")
+
+
+def test_changed_target_certificate_refused(rdp_proxy, rdp_target):
+    asset = rdp_asset(rdp_proxy, rdp_target)
+    user, pw = rdp_user(rdp_proxy, asset)
+    # pinned to another certificate than the target presents
+    db = sqlite3.connect(str(rdp_proxy.dir / "portcullis.db"))
+    db.execute("UPDATE assets SET host_key_fp = ? WHERE id = ?",
+               ("SHA256:" + "A" * 43, asset))
+    db.commit()
+    db.close()
+    r, took = refused(rdp_proxy, "%s#%s" % (user, asset), pw)
+    assert r.rc != 0 and took < FAST, (r, took)
+    assert "ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES" in r.out + r.err, r
+    row = rdp_proxy.session_of(user, kind="rdp", result="denied")
+    assert "has changed" in row["result"], row
+
+
+def test_no_nt_hash_until_a_password_login(rdp_proxy, rdp_target, tmp_path):
+    """A user from before RDP (no NT hash) is refused with what to do;
+    one SSH password login later, RDP works."""
+    asset = rdp_asset(rdp_proxy, rdp_target)
+    user, pw = rdp_user(rdp_proxy, asset)
+    db = sqlite3.connect(str(rdp_proxy.dir / "portcullis.db"))
+    db.execute("UPDATE users SET nt_sealed = NULL WHERE name = ?", (user,))
+    db.commit()
+    db.close()
+    r, took = refused(rdp_proxy, "%s#%s" % (user, asset), pw)
+    assert r.rc != 0 and took < FAST, (r, took)
+    row = rdp_proxy.session_of(user, kind="rdp", result="denied")
+    assert "log in once over SSH" in row["result"], row
+    # one password login over SSH (to any asset: the login is enough)
+    Client(rdp_proxy.ssh_port).ssh("%s#%s" % (user, asset), "true",
+                                   password=pw)
+    db = sqlite3.connect(str(rdp_proxy.dir / "portcullis.db"))
+    (n,) = db.execute("SELECT length(nt_sealed) FROM users WHERE name = ?",
+                      (user,)).fetchone()
+    db.close()
+    assert n and n > 16, "no sealed NT hash after the SSH login"
+    r, _ = run_client(rdp_proxy, tmp_path, "%s#%s" % (user, asset), pw)
+    assert (tmp_path / "before.png").exists(), r
+    assert near(pixel(tmp_path / "before.png"), COLOUR)
+
+
+def test_rdp_asset_default_port(rdp_proxy):
+    _, out, _ = rdp_proxy.cli("asset", "add", uniq("d"), "--protocol", "rdp",
+                              "--host", "192.0.2.1")
+    _, show, _ = rdp_proxy.cli("asset", "show", out.strip(), "--json")
+    assert '"port": 3389' in show or '"port":3389' in show, show
+
+
+def test_web_ui_rdp_file_opens_in_xfreerdp(rdp_proxy, rdp_target, web_ui,
+                                           tmp_path):
+    """The asset page's .rdp file, as mstsc would read it: xfreerdp takes
+    server, port and user name from it and reaches the target's desktop;
+    the page shows the xfreerdp line and the user name to copy."""
+    asset = rdp_asset(rdp_proxy, rdp_target, name=uniq("webrdp"))
+    user, pw = rdp_user(rdp_proxy, asset)
+    # the asset pages are an administrator's
+    rdp_proxy.cli("role", "grant", "--user", user, "--role", "administrator")
+    rdp_proxy.wait_http()
+    dl = tmp_path / "asset.rdp"
+    cfg = {"url": "http://127.0.0.1:%d" % rdp_proxy.http_port, "user": user,
+           "password": pw, "asset_id": asset, "download": str(dl),
+           "screenshots": os.environ.get("PORTCULLIS_SCREENSHOTS")}
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    r = run(["node", "e2e/rdp.mjs", str(path)], cwd=WEB, timeout=120)
+    assert r.rc == 0, r
+    res = json.loads(r.out.strip().splitlines()[-1])
+    assert res["filename"].endswith(".rdp"), res
+    login = res["user_name"]
+    assert login.startswith(user + "#"), res
+    assert res["xfreerdp"] == "xfreerdp /v:127.0.0.1:%d /u:'%s' /sec:nla" % (
+        rdp_proxy.rdp_port, login), res
+    text = dl.read_bytes().decode()
+    assert "full address:s:127.0.0.1:%d\r\n" % rdp_proxy.rdp_port in text
+    assert "username:s:%s\r\n" % login in text, text
+    # xfreerdp reads server, port and user name from the file alone
+    out = tmp_path / "client"
+    out.mkdir()
+    env = dict(os.environ, OUT=str(out), TEXT="")
+    r = run(["xvfb-run", "-a", "-s", "-screen 0 1024x768x24", "sh", "-c",
+             DRIVER, "driver", "xfreerdp", str(dl), "/p:%s" % pw,
+             "/cert:ignore", "/size:1024x768", "-clipboard",
+             "/log-level:ERROR"], env=env, timeout=60)
+    assert (out / "before.png").exists(), (r, (out / "client.log")
+                                           .read_text()[-2000:])
+    assert near(pixel(out / "before.png"), COLOUR)
+    rdp_proxy.session_of(user, kind="rdp", result="ok")
+
+
+def test_settings_route_says_where_rdp_listens(rdp_proxy):
+    """GET /api/v1/settings: what the asset page builds the .rdp file
+    and the client settings from, with the certificate's fingerprint."""
+    import urllib.request
+    port = rdp_proxy.wait_http().http_port
+    req = urllib.request.Request(
+        "http://127.0.0.1:%d/api/v1/login" % port, method="POST",
+        data=json.dumps({"username": rdp_proxy.admin_user,
+                         "password": rdp_proxy.admin_password}).encode(),
+        headers={"Content-Type": "application/json"})
+    tok = json.loads(urllib.request.urlopen(req, timeout=10).read())[
+        "data"]["token"]
+    req = urllib.request.Request(
+        "http://127.0.0.1:%d/api/v1/settings" % port,
+        headers={"Authorization": "Bearer " + tok})
+    d = json.loads(urllib.request.urlopen(req, timeout=10).read())["data"]
+    assert d["rdp"]["enabled"] is True and d["rdp"]["port"] == \
+        rdp_proxy.rdp_port, d
+    assert d["rdp"]["tls_fingerprint"] == rdp_proxy.info["tls_fingerprint"], d
+
+
+def test_rdp_child_is_sandboxed(rdp_proxy):
+    """Before the client has sent a byte, the RDP child serving it is in
+    its seccomp filter with no_new_privs, unprivileged (as root: chrooted
+    into rdp-root), and holds no file of the data directory but the log."""
+    with socket.create_connection(("127.0.0.1", rdp_proxy.rdp_port),
+                                  timeout=10) as s:
+        pid = serving_process(rdp_proxy.descendants, rdp_proxy.rdp_port,
+                              s.getsockname()[1])
+        deadline = time.monotonic() + 5
+        while True:
+            with open("/proc/%d/status" % pid) as f:
+                raw = f.read()
+            if "Seccomp:\t2\n" in raw or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert "Seccomp:\t2\n" in raw, raw
+        assert "NoNewPrivs:\t1\n" in raw, raw
+        data_dir = str(rdp_proxy.dir.resolve())
+        if os.geteuid() == 0:
+            uid = [ln for ln in raw.splitlines() if ln.startswith("Uid:")][0]
+            assert "0" not in uid.split()[1:], uid
+            assert os.readlink("/proc/%d/root" % pid) == \
+                os.path.join(data_dir, "rdp-root")
+        held = []
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                path = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except FileNotFoundError:
+                continue
+            if path.startswith(data_dir) and \
+                    path != str(rdp_proxy.log_path.resolve()):
+                held.append((fd, path))
+        assert held == [], held
