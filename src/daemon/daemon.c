@@ -16,8 +16,10 @@
  *     then the routes (route/route.h) by which the monitor's CONNECT
  *     reaches an asset, directly or through the hub; the HTTP side shares
  *     the monitor's password-check pool and lockout table.
- *  5. Store-change notices from the CLI, the retention timer, then the
- *     loop runs until SIGTERM/SIGINT or the spawner's end.
+ *  5. This node's row in the cluster (daemon/cluster.h: heartbeat, dead
+ *     nodes, notices from other nodes), store-change notices from the
+ *     CLI, the retention timer, then the loop runs until SIGTERM/SIGINT
+ *     or the spawner's end.
  *
  * Shutdown runs backwards: the spawner first (ending every session),
  * then HTTP (closing the agents' WebSockets frees them in the hub), the
@@ -40,6 +42,7 @@
 #include "common/loop.h"
 #include "common/notify.h"
 #include "common/util.h"
+#include "daemon/cluster.h"
 #include "http/http.h"
 #include "http/http_proxy.h"
 #include "hub/hub.h"
@@ -62,6 +65,7 @@ struct daemon {
     struct http *http;
     struct http_proxy *proxy; /* [http_proxy]: NULL unless enabled */
     struct notify *notify;
+    struct cluster *cluster; /* this node's row, heartbeat, notices */
     int sig_fd;
 };
 
@@ -218,6 +222,12 @@ int daemon_run(const struct config *cfg)
         monitor_free(&d.mon);
         goto out;
     }
+    /* rows the store writes from now on are this node's */
+    if ((r = cluster_identify(cfg, d.mon.store)) != ERR_OK) {
+        server_stop(d.ssh, true);
+        monitor_free(&d.mon);
+        goto out;
+    }
     if (store_session_close_dangling(d.mon.store, util_now(),
                                      "error: interrupted", &count) == ERR_OK &&
         count > 0) {
@@ -230,6 +240,13 @@ int daemon_run(const struct config *cfg)
         goto out;
     }
     /* Step 5. */
+    if ((r = cluster_start(&d.cluster, cfg, d.loop, d.mon.store, d.hub)) !=
+        ERR_OK) {
+        server_stop(d.ssh, true);
+        daemon_stop_services(&d);
+        monitor_free(&d.mon);
+        goto out;
+    }
     if (notify_listen(&d.notify, d.loop, cfg->data_dir, daemon_on_notify,
                       d.hub) != ERR_OK) {
         log_warn("cannot listen for store-change notices; CLI changes to "
@@ -243,6 +260,7 @@ int daemon_run(const struct config *cfg)
     }
     server_stop(d.ssh, false);
     notify_close(d.notify);
+    cluster_stop(d.cluster);
     daemon_stop_services(&d);
     monitor_free(&d.mon);
 out:

@@ -357,6 +357,24 @@ static const char store_schema_v9[] =
     " stderr BLOB);"
     "CREATE INDEX jobs_started ON jobs(started_at);";
 
+/*
+ * Version 10: the nodes of a cluster (store/nodes.h, issue 18), and which
+ * node holds each agent and each open report row ("" for none).
+ */
+static const char store_schema_v10[] =
+    "CREATE TABLE nodes ("
+    " id TEXT PRIMARY KEY,"
+    " name TEXT NOT NULL,"
+    " addresses TEXT NOT NULL DEFAULT '',"
+    " version TEXT NOT NULL DEFAULT '',"
+    " started_at BIGINT NOT NULL,"
+    " heartbeat_at BIGINT NOT NULL,"
+    " state TEXT NOT NULL DEFAULT 'up',"
+    " reaped_by TEXT NOT NULL DEFAULT '');"
+    "ALTER TABLE agents ADD COLUMN node TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE sessions ADD COLUMN node TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX sessions_node_open ON sessions(node, ended_at);";
+
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},
     {2, store_schema_v2, STORE_HOOK_NONE},
@@ -367,6 +385,7 @@ const struct store_migration store_migrations[] = {
     {7, store_schema_v7, STORE_HOOK_NONE},
     {8, store_schema_v8, STORE_HOOK_NONE},
     {9, store_schema_v9, STORE_HOOK_NONE},
+    {10, store_schema_v10, STORE_HOOK_NONE},
 };
 
 const size_t store_migrations_count =
