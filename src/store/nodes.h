@@ -9,10 +9,12 @@
  * ID, so a node's restart cleans up only its own rows and a node that
  * notices another one dead closes only that one's.
  *
+ * A running job (store/jobs.h) likewise carries the node that runs it.
+ *
  * state: "up" (heartbeating), "stopped" (shut down cleanly), "dead"
  * (its heartbeat went stale and another node, reaped_by, cleaned up
- * after it). Times are the nodes' own clocks (NTP is assumed:
- * docs/operations.md).
+ * after it: report rows closed, agents offline, running jobs lost). Times are
+ * the nodes' own clocks (NTP is assumed: docs/operations.md).
  */
 #ifndef PORTCULLIS_STORE_NODES_H
 #define PORTCULLIS_STORE_NODES_H

@@ -252,6 +252,13 @@ int store_node_reap(struct store *st, const char *self, int64_t dead_before,
                           &changes, "it", now, ids.id[i]);
             out->agents += changes;
         }
+        if (r == ERR_OK) {
+            r = store_run(st, "node reap jobs",
+                          "UPDATE jobs SET status = 'lost', finished_at = $1,"
+                          " why = 'its node stopped answering'"
+                          " WHERE node = $2 AND status = 'running'",
+                          NULL, "it", now, ids.id[i]);
+        }
     }
     if ((r = store_tx_end(st, r)) != ERR_OK) {
         memset(out, 0, sizeof(*out));

@@ -359,7 +359,8 @@ static const char store_schema_v9[] =
 
 /*
  * Version 10: the nodes of a cluster (store/nodes.h, issue 18), and which
- * node holds each agent and each open report row ("" for none).
+ * node holds each agent, each open report row and each running job (""
+ * for none).
  */
 static const char store_schema_v10[] =
     "CREATE TABLE nodes ("
@@ -373,6 +374,7 @@ static const char store_schema_v10[] =
     " reaped_by TEXT NOT NULL DEFAULT '');"
     "ALTER TABLE agents ADD COLUMN node TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE sessions ADD COLUMN node TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN node TEXT NOT NULL DEFAULT '';"
     "CREATE INDEX sessions_node_open ON sessions(node, ended_at);";
 
 const struct store_migration store_migrations[] = {

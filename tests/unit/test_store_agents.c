@@ -25,6 +25,7 @@
 #include "common/err.h"
 #include "common/util.h"
 #include "store/agents.h"
+#include "store/jobs.h"
 #include "store/nodes.h"
 #include "store/store.h"
 
@@ -621,6 +622,7 @@ static void test_nodes(void **state)
     struct store_session s1, s2, *rows = NULL;
     struct store_session_filter filter = {0};
     struct store_agent a;
+    struct store_job j1, j2, got;
     size_t cnt = 0, nrows = 0;
     bool was_dead = true;
 
@@ -650,6 +652,14 @@ static void test_nodes(void **state)
     assert_int_equal(store_session_open(b, &s2), ERR_OK);
     assert_int_equal(store_agent_get(f->st, "ag-2", &a), ERR_OK);
     assert_string_equal(a.node, NODE2);
+    /* a job running on each node */
+    memset(&j1, 0, sizeof(j1));
+    snprintf(j1.agent_id, sizeof(j1.agent_id), "ag-1");
+    snprintf(j1.command, sizeof(j1.command), "uptime");
+    j1.timeout = 10;
+    j2 = j1;
+    assert_int_equal(store_job_add(f->st, &j1), ERR_OK);
+    assert_int_equal(store_job_add(b, &j2), ERR_OK);
 
     assert_int_equal(store_node_list(c, 990, &list, &cnt), ERR_OK);
     assert_int_equal(cnt, 2);
@@ -698,6 +708,10 @@ static void test_nodes(void **state)
     assert_int_equal(store_agent_get(f->st, "ag-2", &a), ERR_OK);
     assert_false(a.online);
     assert_string_equal(a.node, "");
+    assert_int_equal(store_job_get(f->st, j2.id, &got), ERR_OK);
+    assert_string_equal(got.status, "lost");
+    assert_string_equal(got.why, "its node stopped answering");
+    store_job_free_output(&got);
     assert_int_equal(store_session_list(f->st, &filter, &rows, &nrows), ERR_OK);
     for (size_t i = 0; i < nrows; i++) {
         if (strcmp(rows[i].id, s2.id) == 0) {
