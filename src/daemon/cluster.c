@@ -16,8 +16,9 @@
  * If this node finds it was itself declared dead (it was paused, or cut
  * off from the database for longer than the others wait), its report rows
  * were closed and its agents marked offline by another node: it logs that
- * and tells the hub to write its online agents back (HUB_CHANGE_AGENTS
- * re-reads them; the agents' next reconnect fixes the rest).
+ * and goes on. The agents it still holds stay shown offline until they
+ * reconnect (writing them back needs their announced facts, which the hub
+ * does not keep: issue 18, docs/operations.md).
  */
 #include "daemon/cluster.h"
 
@@ -135,7 +136,6 @@ static void cluster_tick(struct loop *loop, void *arg)
                  "heartbeat for %d s); its report rows were closed and its "
                  "agents marked offline",
                  c->self.name, c->cfg->node_dead_after_seconds);
-        hub_changed(c->hub, HUB_CHANGE_AGENTS);
     }
     if (r == ERR_OK &&
         store_node_reap(c->st, c->self.id,
