@@ -176,9 +176,19 @@ int cluster_start(struct cluster **out, const struct config *cfg,
         }
         snprintf(c->self.name, sizeof(c->self.name), "%s", host);
     }
-    snprintf(c->self.addresses, sizeof(c->self.addresses),
-             "ssh=%s:%d http=%s:%d", cfg->ssh_listen, cfg->ssh_port,
-             cfg->http_listen, cfg->http_port);
+    /* proxy=: where other nodes reach the agents this node holds (the
+     * node: route, route/route.h); "proxy_plain" when it has no TLS */
+    if (cfg->http_proxy_enabled) {
+        snprintf(c->self.addresses, sizeof(c->self.addresses),
+                 "ssh=%s:%d http=%s:%d proxy=%s:%d%s", cfg->ssh_listen,
+                 cfg->ssh_port, cfg->http_listen, cfg->http_port,
+                 cfg->http_proxy_listen, cfg->http_proxy_port,
+                 cfg->http_proxy_tls ? "" : " proxy_plain");
+    } else {
+        snprintf(c->self.addresses, sizeof(c->self.addresses),
+                 "ssh=%s:%d http=%s:%d", cfg->ssh_listen, cfg->ssh_port,
+                 cfg->http_listen, cfg->http_port);
+    }
     snprintf(c->self.version, sizeof(c->self.version), "%s",
              PORTCULLIS_VERSION);
     if ((r = store_node_register(st, &c->self, util_now())) != ERR_OK) {

@@ -36,6 +36,7 @@
 
 #include <libssh/libssh.h>
 
+#include "auth/jwt.h"
 #include "auth/webticket.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -51,6 +52,7 @@
 #include "route/route.h"
 #include "sshproxy/monitor.h"
 #include "sshproxy/server.h"
+#include "store/nodes.h"
 
 #define DAEMON_RETENTION_MS (3600 * 1000)
 
@@ -65,7 +67,8 @@ struct daemon {
     struct http *http;
     struct http_proxy *proxy; /* [http_proxy]: NULL unless enabled */
     struct notify *notify;
-    struct cluster *cluster; /* this node's row, heartbeat, notices */
+    struct cluster *cluster;  /* this node's row, heartbeat, notices */
+    struct jwt_key *node_key; /* node credentials (NULL until needed) */
     int sig_fd;
 };
 
@@ -105,6 +108,24 @@ static void daemon_on_signal(struct loop *l, int fd, int events, void *arg)
 static void daemon_on_notify(void *arg, unsigned what)
 {
     hub_changed(arg, what);
+}
+
+/* This node's credential for another node's proxy (route/route.h
+ * routes_set_node_token, auth/jwt.h): made with the JWT secret every node
+ * of a cluster shares, loaded at the first use. */
+static int daemon_node_token(void *arg, char *out, size_t outlen)
+{
+    struct daemon *d = arg;
+    int r;
+
+    if (d->node_key == NULL && (r = jwt_key_load(d->cfg->http_jwt_secret, false,
+                                                 &d->node_key)) != ERR_OK) {
+        log_warn("cannot load %s for a node credential: %s",
+                 d->cfg->http_jwt_secret, err_str(r));
+        return r;
+    }
+    return jwt_node_token(d->node_key, store_node_self(d->mon.store),
+                          util_now(), out, outlen);
 }
 
 /* Agents cost three descriptors each (docs/operations.md). */
@@ -167,11 +188,12 @@ static int daemon_start_services(struct daemon *d)
     /* the monitor's CONNECT reaches assets directly, through agents or
      * through peer nodes */
     routes_set_store(d->routes, m->store, m->vault);
+    routes_set_node_token(d->routes, daemon_node_token, d);
     m->routes = d->routes;
     /* one cap on password checks, one lockout table */
     http_share_auth(d->http, m->hashes, m->lockout);
     /* the peer-node CONNECT proxy, when this node serves a segment */
-    if ((r = http_proxy_start(&d->proxy, d->cfg, d->loop, m->store)) !=
+    if ((r = http_proxy_start(&d->proxy, d->cfg, d->loop, m->store, d->hub)) !=
         ERR_OK) {
         log_error("the peer-node CONNECT proxy did not start");
         return r;
@@ -265,6 +287,7 @@ int daemon_run(const struct config *cfg)
     monitor_free(&d.mon);
 out:
     routes_free(d.routes);
+    jwt_key_free(d.node_key);
     server_free(d.ssh);
     loop_free(d.loop);
     if (d.sig_fd >= 0) {

@@ -40,8 +40,11 @@ struct http_proxy;
 /* Starts the listener if cfg enables it (*out stays NULL otherwise).
  * ERR_OK, or an error logged with its reason (bad allow list, no
  * certificate, port in use). */
+struct hub;
+/* hub: the agents this node holds, for other nodes' agent streams
+ * (Portcullis-Agent with a node credential, auth/jwt.h); may be NULL. */
 int http_proxy_start(struct http_proxy **out, const struct config *cfg,
-                     struct loop *l, struct store *st);
+                     struct loop *l, struct store *st, struct hub *hub);
 /* Closes the listener and every connection. NULL is fine. */
 void http_proxy_stop(struct http_proxy *px);
 
@@ -67,6 +70,7 @@ bool http_proxy_allow_match(const struct http_proxy_dest *d, size_t n,
 #define HTTP_PROXY_HEAD_MAX 8192
 #define HTTP_PROXY_HOST_MAX 255
 #define HTTP_PROXY_TOKEN_MAX 4096
+#define HTTP_PROXY_AGENT_MAX 64
 
 struct http_proxy_req {
     char host[HTTP_PROXY_HOST_MAX + 1]; /* without brackets */
@@ -74,6 +78,10 @@ struct http_proxy_req {
     bool check;    /* OPTIONS *: authenticate only (`peer check`) */
     bool has_auth; /* a Proxy-Authorization header */
     char token[HTTP_PROXY_TOKEN_MAX + 1]; /* its Bearer token; "" if none */
+    /* Portcullis-Agent: the stream goes through this agent, held by this
+     * node, to host:port (another node of the cluster asks, with a node
+     * credential: auth/jwt.h jwt_node_token); "" if none */
+    char agent[HTTP_PROXY_AGENT_MAX + 1];
 };
 
 /* The length of the request head in buf (through the blank line), or 0

@@ -61,6 +61,8 @@ int store_node_heartbeat(struct store *st, const char *id, int64_t now,
                          bool *was_dead);
 /* A clean shutdown: state "stopped", its agents offline. */
 int store_node_stop(struct store *st, const char *id, int64_t now);
+/* One node (counts not filled); ERR_NOT_FOUND if none. */
+int store_node_get(struct store *st, const char *id, struct store_node *out);
 /* Every node, by name then ID, with its counts; online as seen at
  * fresh_after (now minus [node] dead_after_seconds). */
 int store_node_list(struct store *st, int64_t fresh_after,

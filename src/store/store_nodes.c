@@ -162,6 +162,16 @@ static int node_fill(struct db_stmt *s, void *item)
     return ERR_OK;
 }
 
+int store_node_get(struct store *st, const char *id, struct store_node *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!node_id_ok(id)) {
+        return ERR_NOT_FOUND;
+    }
+    return store_get_one(st, "node get", NODE_SELECT " WHERE n.id = $1", id,
+                         node_fill, out);
+}
+
 int store_node_list(struct store *st, int64_t fresh_after,
                     struct store_node **list, size_t *n)
 {

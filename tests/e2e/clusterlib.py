@@ -9,10 +9,12 @@
                  a Portcullis data directory on that store: `init` makes
                  it, then [store] url points at PostgreSQL, [node] name is
                  set and the heartbeat is shortened for tests (1 s, dead
-                 after 4 s). seed: another node whose vault key, JWT secret
-                 and audit key this one takes (a cluster shares them). With
-                 netns, the HTTP listener is on the host's end of the
-                 namespace's veth (agents inside reach it).
+                 after 4 s). seed: another node whose vault key, JWT secret,
+                 audit key and TLS certificate this one takes (a cluster
+                 shares them). With netns, the HTTP listener is on the
+                 host's end of the namespace's veth (agents inside reach
+                 it); with proxy, the CONNECT proxy other nodes reach its
+                 agents through is on (127.0.0.1:.proxy_port).
 
 Fixtures (import them into a test module):
 
@@ -116,10 +118,11 @@ def pg():
 
 
 # The files every node of a cluster shares (docs/operations.md, "Cluster").
-SHARED_FILES = ("vault.key", "api_jwt.key", "audit.key")
+SHARED_FILES = ("vault.key", "api_jwt.key", "audit.key", "tls.crt",
+                "tls.key")
 
 
-def make_node(pg, workdir, name, seed=None, netns=None):
+def make_node(pg, workdir, name, seed=None, netns=None, proxy=False):
     p = Portcullis(workdir)
     p.tune_for_tests()
     p.set_config("store", "url", pg.url)
@@ -129,6 +132,13 @@ def make_node(pg, workdir, name, seed=None, netns=None):
     if netns is not None:
         p.set_config("http", "listen", netns.host_ip)
         p.set_config("http", "allow_plain_http", "true")
+    if proxy:
+        # the link other nodes reach this node's agents through (TLS with
+        # the shared certificate, a node credential): no other destination
+        p.proxy_port = pclib.free_port()
+        p.set_config("http_proxy", "enabled", "true")
+        p.set_config("http_proxy", "listen", "127.0.0.1")
+        p.set_config("http_proxy", "port", str(p.proxy_port))
     if seed is not None:
         for f in SHARED_FILES:
             src = seed.dir / f

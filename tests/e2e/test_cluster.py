@@ -15,6 +15,8 @@ veth.
 import json
 import os
 import signal
+import socket
+import ssl
 import time
 
 import pytest
@@ -23,6 +25,7 @@ import pclib
 from agentlib import (agents, credential, make_agent, netns,  # noqa: F401
                       wait_agent, wait_log)
 from clusterlib import DEAD_AFTER_SECONDS, HEARTBEAT_SECONDS, make_node, pg  # noqa: F401,E501
+from agentlib import NsTarget
 from pclib import Client, uniq
 
 
@@ -45,14 +48,17 @@ def wait_nodes(pc, pred, timeout, what):
 
 @pytest.fixture
 def cluster(tmp_path, pg, netns):  # noqa: F811
-    """(a, b, netns): two started nodes "a" and "b" on one PostgreSQL."""
-    a = make_node(pg, tmp_path / "a", "a", netns=netns)
+    """(a, b, netns): two started nodes "a" and "b" on one PostgreSQL,
+    each with its proxy for the other's sessions to its agents."""
+    a = make_node(pg, tmp_path / "a", "a", netns=netns, proxy=True)
     started = []
     try:
         a.start()
         started.append(a)
         assert pclib.wait_port(a.http_port, 15, a.proc, host=netns.host_ip)
-        b = make_node(pg, tmp_path / "b", "b", seed=a, netns=netns)
+        # a's first start made api_jwt.key: b shares it
+        b = make_node(pg, tmp_path / "b", "b", seed=a, netns=netns,
+                      proxy=True)
         b.start()
         started.append(b)
         assert pclib.wait_port(b.http_port, 15, b.proc, host=netns.host_ip)
@@ -66,6 +72,28 @@ def cluster(tmp_path, pg, netns):  # noqa: F811
                 pytest.fail("sanitizer report in %s:\n%s" % (p.log_path,
                                                              found),
                             pytrace=False)
+
+
+def proxy_ask(port, token, agent, dest_port):
+    """CONNECT 127.0.0.1:dest_port through a node's proxy with token and a
+    Portcullis-Agent header: (status, body)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw) as s:
+            s.sendall(("CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n"
+                       "Portcullis-Agent: %s\r\n"
+                       "Proxy-Authorization: Bearer %s\r\n\r\n"
+                       % (dest_port, agent, token)).encode())
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+    head, _, body = data.decode(errors="replace").partition("\r\n\r\n")
+    return int(head.split()[1]), body
 
 
 def url(pc, ns):
@@ -168,3 +196,47 @@ def test_killed_node_is_noticed_its_row_closed_and_agent_moves(
     assert "online (server %s" % url(b, ns) in ag.log_text()
     assert nodes(b)["b"]["agents"] == 1
     assert id_a != id_b
+
+
+def test_user_on_b_reaches_the_agent_held_by_a(cluster, make_agent, pctarget,
+                                               tmp_path):
+    """The node: route: the agent is connected to a only; a user logs in
+    through b, whose session reaches the asset behind the agent through
+    a's proxy (a node credential, the shared certificate pinned)."""
+    a, b, ns = cluster
+    target = NsTarget(tmp_path / "target", ns, *pctarget)
+    target.start()
+    try:
+        ag = make_agent(a, netns=ns, server=url(a, ns))
+        wait_agent(a, ag.id)
+        _, out, _ = b.cli("asset", "add", uniq("a"), "--host", "127.0.0.1",
+                          "--port", target.port, "--login", "root", "--key",
+                          target.key, "--host-key-fingerprint",
+                          target.fingerprint, "--route", "agent:%s" % ag.id)
+        asset_id = out.strip()
+        pw = "pw-" + uniq()
+        user = b.user_add(password=pw)
+        b.allow(user, asset_id)
+        r = Client(b.ssh_port).ssh("%s#%s" % (user, asset_id),
+                                   "echo via-a; grep -c pcvn /proc/net/dev",
+                                   password=pw)
+        assert r.rc == 0, (r, b.log_tail(), a.log_tail())
+        assert r.out.split() == ["via-a", "1"]  # ran inside the namespace
+        row = b.session_of(user, "ok", kind="exec")
+        assert row["route"] == "agent:%s" % ag.id
+        assert "through agent %s" % ag.id in a.log_text()
+        # the agent never connected to b
+        assert "online (server %s" % url(b, ns) not in ag.log_text()
+        rows = nodes(b)
+        assert "proxy=127.0.0.1:%d" % a.proxy_port in rows["a"]["addresses"]
+        # a's proxy refuses a forged node credential, and an agent stream
+        # asked for with anything but a node credential
+        forged = "pcnode1.%s.%d.%s" % (rows["b"]["id"], int(time.time()),
+                                       "0" * 64)
+        status, body = proxy_ask(a.proxy_port, forged, ag.id, target.port)
+        assert status == 407 and "node credential is not valid" in body
+        status, body = proxy_ask(a.proxy_port, "not-a-token", ag.id,
+                                 target.port)
+        assert status == 403 and "nodes of this cluster" in body, body
+    finally:
+        target.stop()
