@@ -19,6 +19,12 @@
  * 200 with the node's version (Server: portcullis/VERSION) and relays
  * nothing: what a main node's `peer check` asks (proxy.check).
  *
+ * The nodes of a cluster use the same listener to reach each other's
+ * agents: a node credential (auth/jwt.h jwt_node_token) instead of an API
+ * token and a "Portcullis-Agent: ID" header; the stream then goes through
+ * that agent (hub_connect), whose own allow-list decides, not allow.
+ * Neither works without the other (403).
+ *
  * It runs on the main process's loop: TLS handshakes, header reads, name
  * resolution (loop_resolve) and connects never block; a source address
  * holds at most max_connections_per_source connections, the whole
