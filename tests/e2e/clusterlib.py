@@ -28,6 +28,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,17 @@ class PostgreSQL:
                   "-U", "portcullis", "-T", "template0", "-E", "UTF8",
                   "--locale=C", "portcullis")
         return self
+
+    def outage(self, seconds):
+        """Stops the server (fast: connections are cut), waits, starts it
+        again on the same data."""
+        self._run(self.bindir / "pg_ctl", "-D", self.data, "-m", "fast",
+                  "-w", "stop")
+        time.sleep(seconds)
+        self._run(self.bindir / "pg_ctl", "-D", self.data, "-l",
+                  self.dir / "server.log", "-w", "-t", "60", "-o",
+                  "-k %s -p %d -c listen_addresses= -c fsync=off "
+                  "-c max_connections=100" % (self.dir, self.PORT), "start")
 
     def psql(self, sql):
         """Runs sql; returns psql's unaligned output."""

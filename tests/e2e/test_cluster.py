@@ -140,6 +140,29 @@ def test_credential_deleted_on_b_drops_its_agent_on_a(cluster, make_agent):
     assert agents(a)[keep.id]["online"] is True
 
 
+def test_notices_come_back_after_a_database_outage(cluster, make_agent, pg):  # noqa: F811,E501
+    """PostgreSQL stops for 3 s: each node's LISTEN connection is cut and
+    reconnects by itself, so a credential deleted through b afterwards
+    still drops its agent on a at once; the agent stayed connected."""
+    a, b, ns = cluster
+    cred = credential(b)
+    ag = make_agent(a, netns=ns, server=url(a, ns), credential=cred)
+    wait_agent(a, ag.id)
+    pg.outage(3)
+    for p in (a, b):
+        deadline = time.monotonic() + 15
+        while "store notices: listening again" not in p.log_text():
+            assert time.monotonic() < deadline, p.log_tail()
+            time.sleep(0.2)
+    assert "connection to the server lost" not in ag.log_text()
+    t0 = time.monotonic()
+    b.cli("credential", "delete", cred[0])
+    wait_agent(a, ag.id, online=False, timeout=5)
+    took = time.monotonic() - t0
+    assert took <= 2.0, "the agent dropped after %.1f s" % took
+    assert "its credential was deleted" in a.log_text()
+
+
 def test_killed_node_is_noticed_its_row_closed_and_agent_moves(
         cluster, make_agent, pctarget, tmp_path):
     a, b, ns = cluster
