@@ -172,6 +172,9 @@ struct store_session {
     uint64_t recording_size;      /* bytes; 0 until the recording is closed */
     int64_t recording_deleted_at; /* when retention deleted the file; 0 while
                                      it exists (path and SHA-256 are kept) */
+    /* the node (store/nodes.h) the session ran on; "" for none. Read
+     * only: store_session_open writes the handle's own */
+    char node[32 + 1];
 };
 
 /* Every set criterion must hold; since and until are inclusive bounds on

@@ -19,7 +19,7 @@
     "id, user_id, user_name, asset_id, asset_name, site, kind, client_addr,"   \
     " route, started_at, COALESCE(ended_at, 0), bytes_up, bytes_down,"         \
     " exit_status, result, detail, recording_path, recording_sha256,"          \
-    " recording_size, COALESCE(recording_deleted_at, 0)"
+    " recording_size, COALESCE(recording_deleted_at, 0), node"
 
 static int row_session(struct db_stmt *s, void *item)
 {
@@ -45,6 +45,7 @@ static int row_session(struct db_stmt *s, void *item)
     store_col_text(s, 17, x->recording_sha256, sizeof(x->recording_sha256));
     x->recording_size = (uint64_t)db_col_int64(s, 18);
     x->recording_deleted_at = db_col_int64(s, 19);
+    store_col_text(s, 20, x->node, sizeof(x->node));
     return ERR_OK;
 }
 

@@ -200,6 +200,7 @@ def test_killed_node_is_noticed_its_row_closed_and_agent_moves(
             assert row["result"] == \
                 "error: interrupted (its node stopped answering)", row
             assert row["ended_at"], row
+            assert row["node"] == id_a, row
         finally:
             if p.poll() is None:
                 p.kill()
@@ -247,10 +248,11 @@ def test_user_on_b_reaches_the_agent_held_by_a(cluster, make_agent, pctarget,
         assert r.out.split() == ["via-a", "1"]  # ran inside the namespace
         row = b.session_of(user, "ok", kind="exec")
         assert row["route"] == "agent:%s" % ag.id
+        rows = nodes(b)
+        assert row["node"] == rows["b"]["id"], row  # the user's node
         assert "through agent %s" % ag.id in a.log_text()
         # the agent never connected to b
         assert "online (server %s" % url(b, ns) not in ag.log_text()
-        rows = nodes(b)
         assert "proxy=127.0.0.1:%d" % a.proxy_port in rows["a"]["addresses"]
         # a's proxy refuses a forged node credential, and an agent stream
         # asked for with anything but a node credential
