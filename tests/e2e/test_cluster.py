@@ -265,3 +265,43 @@ def test_user_on_b_reaches_the_agent_held_by_a(cluster, make_agent, pctarget,
         assert status == 403 and "nodes of this cluster" in body, body
     finally:
         target.stop()
+
+
+def test_tunnel_added_on_b_listens_on_a(cluster, make_agent, pctarget,
+                                        tmp_path):
+    """A tunnel created through b for an agent held by a: a's tunnels
+    hear of it (a notice) and listen; b, which does not hold the agent,
+    does not overwrite the state a wrote, not even when it restarts."""
+    a, b, ns = cluster
+    target = NsTarget(tmp_path / "target", ns, *pctarget)
+    target.start()
+    try:
+        ag = make_agent(a, netns=ns, server=url(a, ns))
+        wait_agent(a, ag.id)
+        _, out, _ = b.cli("tunnel", "add", ag.id, "--remote",
+                          "127.0.0.1:%d" % target.port, "--acl",
+                          "127.0.0.1/32")
+        kv = pclib.parse_kv(out)
+        tid, port = kv["id"], int(kv["port"])
+        deadline = time.monotonic() + 5
+        while True:
+            _, out, _ = b.cli("tunnel", "list", "--json")
+            state = {t["id"]: t for t in json.loads(out)}[tid]["state"]
+            if state == "listening":
+                break
+            assert time.monotonic() < deadline, state
+            time.sleep(0.2)
+        # a's listener reaches the sshd only the agent reaches
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.settimeout(10)
+            assert s.recv(64).startswith(b"SSH-2.0-"), "no SSH banner"
+        # b restarting (its tunnels re-read, the agent not its own)
+        b.stop()
+        b.start()
+        assert pclib.wait_port(b.http_port, 15, b.proc, host=ns.host_ip)
+        time.sleep(2 * HEARTBEAT_SECONDS)
+        _, out, _ = a.cli("tunnel", "list", "--json")
+        assert {t["id"]: t for t in json.loads(out)}[tid]["state"] == \
+            "listening"
+    finally:
+        target.stop()
