@@ -16,9 +16,9 @@
  * If this node finds it was itself declared dead (it was paused, or cut
  * off from the database for longer than the others wait), its report rows
  * were closed and its agents marked offline by another node: it logs that
- * and goes on. The agents it still holds stay shown offline until they
- * reconnect (writing them back needs their announced facts, which the hub
- * does not keep: issue 18, docs/operations.md).
+ * and writes the agents it still holds online again as its own
+ * (hub_reclaim_agents); one that reconnected elsewhere meanwhile stays
+ * the other node's.
  */
 #include "daemon/cluster.h"
 
@@ -136,6 +136,7 @@ static void cluster_tick(struct loop *loop, void *arg)
                  "heartbeat for %d s); its report rows were closed and its "
                  "agents marked offline",
                  c->self.name, c->cfg->node_dead_after_seconds);
+        hub_reclaim_agents(c->hub);
     }
     if (r == ERR_OK &&
         store_node_reap(c->st, c->self.id,

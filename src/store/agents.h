@@ -112,6 +112,11 @@ int store_agent_bind(struct store *st, const char *id, const char *cred);
 /* online = false, last_seen = now, unless another node holds it now
  * (then nothing changes). ERR_NOT_FOUND if no such agent. */
 int store_agent_offline(struct store *st, const char *id, int64_t now);
+/* Writes agent id online again on this node (the handle's, store_set_node)
+ * with its stored facts, unless another node holds it: for a node that
+ * was declared dead (store_node_reap) while it still held the agent.
+ * ERR_NOT_FOUND if no such agent or another node holds it. */
+int store_agent_reclaim(struct store *st, const char *id, int64_t now);
 /* At server start: every agent of this node (store_set_node) or of none
  * offline (last_seen kept); other nodes' agents stay as they are. */
 int store_agent_all_offline(struct store *st);

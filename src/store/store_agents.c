@@ -347,6 +347,18 @@ int store_agent_offline(struct store *st, const char *id, int64_t now)
     return store_tx_end(st, r);
 }
 
+int store_agent_reclaim(struct store *st, const char *id, int64_t now)
+{
+    if (!store_agent_id_valid(id)) {
+        return ERR_NOT_FOUND;
+    }
+    return store_update_one(st, "agent reclaim",
+                            "UPDATE agents SET online = 1, node = $1,"
+                            " last_seen = $2 WHERE id = $3"
+                            " AND (online = 0 OR node IN ('', $1))",
+                            "tit", st->node, now, id);
+}
+
 int store_agent_all_offline(struct store *st)
 {
     int r;

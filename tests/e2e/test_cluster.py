@@ -305,3 +305,26 @@ def test_tunnel_added_on_b_listens_on_a(cluster, make_agent, pctarget,
             "listening"
     finally:
         target.stop()
+
+
+def test_paused_node_declared_dead_takes_its_agents_back(cluster, make_agent):
+    """Node a stopped (SIGSTOP) longer than dead_after: b declares it dead
+    and marks its agent offline; when a runs again it learns it was
+    declared dead and writes the agent it still holds back online."""
+    a, b, ns = cluster
+    ag = make_agent(a, netns=ns, server=url(a, ns))
+    wait_agent(a, ag.id)
+    id_a = nodes(b)["a"]["id"]
+    os.kill(a.proc.pid, signal.SIGSTOP)
+    try:
+        wait_nodes(b, lambda r: r["a"]["state"] == "dead",
+                   DEAD_AFTER_SECONDS + 4 * HEARTBEAT_SECONDS + 5, "a dead")
+        assert agents(b)[ag.id]["online"] is False
+    finally:
+        os.kill(a.proc.pid, signal.SIGCONT)
+    wait_nodes(b, lambda r: r["a"]["state"] == "online", 10, "a online")
+    row = wait_agent(b, ag.id, timeout=10)
+    assert row["node"] == id_a, row
+    assert "declared this node dead" in a.log_text()
+    # the agent never noticed: its connection to a held
+    assert "connection to the server lost" not in ag.log_text()

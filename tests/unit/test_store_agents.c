@@ -727,9 +727,20 @@ static void test_nodes(void **state)
     assert_true(node_find(list, cnt, NODE1)->online);
     store_node_list_free(list, cnt);
 
-    /* node 2 comes back and learns it was declared dead */
+    /* node 2 comes back and learns it was declared dead; it writes the
+     * agent it still holds back as its own (unless another node took it) */
     assert_int_equal(store_node_heartbeat(b, NODE2, 1100, &was_dead), ERR_OK);
     assert_true(was_dead);
+    assert_int_equal(store_agent_reclaim(b, "ag-2", 1101), ERR_OK);
+    assert_int_equal(store_agent_get(f->st, "ag-2", &a), ERR_OK);
+    assert_true(a.online);
+    assert_string_equal(a.node, NODE2);
+    assert_int_equal(store_agent_reclaim(b, "nobody", 1101), ERR_NOT_FOUND);
+    agent_make(&a, "ag-3", "three");
+    assert_int_equal(store_agent_online(f->st, &a, 1102), ERR_OK);
+    assert_int_equal(store_agent_reclaim(b, "ag-3", 1103), ERR_NOT_FOUND);
+    assert_int_equal(store_agent_get(f->st, "ag-3", &a), ERR_OK);
+    assert_string_equal(a.node, NODE1);
     assert_int_equal(store_node_heartbeat(b, NODE2, 1105, &was_dead), ERR_OK);
     assert_false(was_dead);
     assert_int_equal(store_node_heartbeat(b, NODE3, 1105, NULL), ERR_NOT_FOUND);
