@@ -72,6 +72,11 @@ void agent_conf_free(struct agent_conf *c)
     free(c->ca);
     free(c->host);
     free(c->path);
+    for (size_t i = 0; i < c->nservers; i++) {
+        free(c->servers[i].url);
+        free(c->servers[i].host);
+        free(c->servers[i].path);
+    }
     conf_free_secret(&c->proxy_lws);
     memset(c, 0, sizeof(*c));
 }
@@ -551,31 +556,38 @@ static int conf_hostport(const char *s, size_t len, int defport, char **host,
     return *host == NULL ? ERR_NOMEM : ERR_OK;
 }
 
-static int conf_parse_server(struct agent_conf *c, char *why, size_t whylen)
+/* One ws:// or wss:// URL s (not NUL-terminated: len bytes) into sv. */
+static int conf_parse_url(const char *s, size_t len, struct agent_server *sv,
+                          char *why, size_t whylen)
 {
-    const char *s = c->server, *auth, *slash;
+    const char *auth, *slash, *end = s + len;
     int r;
 
+    if ((sv->url = strndup(s, len)) == NULL) {
+        return ERR_NOMEM;
+    }
+    s = sv->url;
+    end = s + len;
     if (strncmp(s, "wss://", 6) == 0) {
-        c->tls = true;
+        sv->tls = true;
         auth = s + 6;
     } else if (strncmp(s, "ws://", 5) == 0) {
-        c->tls = false;
+        sv->tls = false;
         auth = s + 5;
     } else {
         return conf_fail(why, whylen,
                          "server must be a ws:// or wss:// URL, got '%.80s'",
                          s);
     }
-    slash = strchr(auth, '/');
+    slash = memchr(auth, '/', (size_t)(end - auth));
     if (slash == NULL) {
-        slash = auth + strlen(auth);
+        slash = end;
     }
     if (memchr(auth, '@', (size_t)(slash - auth)) != NULL) {
         return conf_fail(why, whylen, "server: no user in the URL, please");
     }
-    r = conf_hostport(auth, (size_t)(slash - auth), c->tls ? 443 : 80, &c->host,
-                      &c->port);
+    r = conf_hostport(auth, (size_t)(slash - auth), sv->tls ? 443 : 80,
+                      &sv->host, &sv->port);
     if (r == ERR_NOMEM) {
         return r;
     }
@@ -590,8 +602,47 @@ static int conf_parse_server(struct agent_conf *c, char *why, size_t whylen)
             return conf_fail(why, whylen, "server: bad path in '%.80s'", s);
         }
     }
-    c->path = strdup(slash);
-    return c->path == NULL ? ERR_NOMEM : ERR_OK;
+    sv->path = strdup(slash);
+    return sv->path == NULL ? ERR_NOMEM : ERR_OK;
+}
+
+/* server: one URL, or several separated by commas or spaces (the nodes
+ * of a cluster, tried in turn). The first one's parts are also c->tls,
+ * c->host, c->port and c->path. */
+static int conf_parse_server(struct agent_conf *c, char *why, size_t whylen)
+{
+    const char *s = c->server, *tok;
+    size_t len;
+    int r;
+
+    while (*s != '\0') {
+        s += strspn(s, ", \t");
+        if (*s == '\0') {
+            break;
+        }
+        tok = s;
+        len = strcspn(s, ", \t");
+        s += len;
+        if (c->nservers == AGENT_SERVERS_MAX) {
+            return conf_fail(why, whylen, "server: at most %d URLs",
+                             AGENT_SERVERS_MAX);
+        }
+        if ((r = conf_parse_url(tok, len, &c->servers[c->nservers++], why,
+                                whylen)) != ERR_OK) {
+            return r;
+        }
+        c->tls_any |= c->servers[c->nservers - 1].tls;
+    }
+    if (c->nservers == 0) {
+        return conf_fail(why, whylen, "no server (--server ws://HOST:PORT)");
+    }
+    c->tls = c->servers[0].tls;
+    c->port = c->servers[0].port;
+    if ((c->host = strdup(c->servers[0].host)) == NULL ||
+        (c->path = strdup(c->servers[0].path)) == NULL) {
+        return ERR_NOMEM;
+    }
+    return ERR_OK;
 }
 
 static int conf_parse_proxy(struct agent_conf *c, char *why, size_t whylen)
@@ -671,7 +722,7 @@ int agent_conf_finish(struct agent_conf *c, bool skip_id, char *why,
     if (c->proxy != NULL && (r = conf_parse_proxy(c, why, whylen)) != ERR_OK) {
         return r;
     }
-    if (c->ca != NULL && !c->tls) {
+    if (c->ca != NULL && !c->tls_any) {
         log_warn("ca is set but the server URL is ws://; it is not used");
     }
     if (c->allow.n == 0 && (r = allow_list_add_defaults(&c->allow)) != ERR_OK) {

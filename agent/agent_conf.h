@@ -27,9 +27,21 @@
 #define AGENT_FP_LEN 50 /* "SHA256:" + 43 characters of unpadded base64 */
 #define AGENT_SECRET_MAX 256
 #define AGENT_CONF_FILE_MAX (256 * 1024)
+#define AGENT_SERVERS_MAX 8 /* URLs in server (the nodes of a cluster) */
+
+/* One server URL, parsed. */
+struct agent_server {
+    char *url;  /* as configured */
+    bool tls;   /* wss:// */
+    char *host; /* without brackets */
+    int port;
+    char *path; /* default "/agent" */
+};
 
 struct agent_conf {
-    char *server;      /* ws://host[:port][/path] or wss://... */
+    /* ws://host[:port][/path] or wss://...; several (a cluster's nodes)
+     * separated by commas or spaces, tried in turn */
+    char *server;
     char *fingerprint; /* SHA256:... */
     char *cred_id;     /* credential ID (the SSH user name) */
     char *cred_secret; /* credential secret (wiped on free) */
@@ -46,10 +58,13 @@ struct agent_conf {
     struct job_rules jobs;   /* commands_enabled, command_*, allow_root */
 
     /* Parsed by agent_conf_finish(). */
-    bool tls;             /* wss:// */
-    char *host;           /* server host, without brackets */
-    int port;             /* server port */
-    char *path;           /* request path, default "/agent" */
+    struct agent_server servers[AGENT_SERVERS_MAX];
+    size_t nservers;
+    bool tls_any;         /* one of them is wss:// */
+    bool tls;             /* the first server's: wss:// */
+    char *host;           /* the first server's host, without brackets */
+    int port;             /* its port */
+    char *path;           /* its request path, default "/agent" */
     char *proxy_lws;      /* "[user:pass@]host:port" for lws_set_proxy */
     bool proxy_auth;      /* the proxy URL carries a user */
     const char *file;     /* the config file given with -c, or NULL */

@@ -131,7 +131,7 @@ int agent_ctx_new(struct agent_ctx **out, uv_loop_t *loop,
     info.user = ctx;
     info.timeout_secs = 20;
     info.options = LWS_SERVER_OPTION_LIBUV;
-    if (conf->tls) {
+    if (conf->tls_any) {
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         if (conf->ca != NULL) {
             /* Only this CA: not the system's ones as well. */
@@ -633,6 +633,13 @@ static void conn_update_polls(struct agent_conn *c)
     }
 }
 
+/* The server this attempt dials (conf->servers; a cluster's nodes are
+ * tried in turn, conn_closed). */
+static const struct agent_server *conn_srv(const struct agent_conn *c)
+{
+    return &c->conf->servers[c->srv % c->conf->nservers];
+}
+
 /* --- teardown and reconnection ----------------------------------------- */
 
 static void conn_teardown(struct agent_conn *c)
@@ -724,11 +731,11 @@ static void conn_closed(struct agent_conn *c)
         conn_logf(c, LOG_WARN,
                   "cannot connect to %s: closed before the WebSocket "
                   "was up%s",
-                  c->conf->server,
+                  conn_srv(c)->url,
                   c->conf->proxy_lws != NULL
                       ? " (did the proxy refuse the CONNECT?)"
-                  : c->conf->tls ? " (TLS handshake refused?)"
-                                 : "");
+                  : conn_srv(c)->tls ? " (TLS handshake refused?)"
+                                     : "");
     }
     if (c->up_since != 0 &&
         uv_now(c->ctx->loop) - c->up_since >= CONN_STABLE_MS) {
@@ -737,6 +744,10 @@ static void conn_closed(struct agent_conn *c)
     c->up_since = 0;
     conn_teardown(c);
     c->phase = PH_IDLE;
+    /* the next node of a cluster: the one this was may be gone for good */
+    if (c->conf->nservers > 1) {
+        c->srv = (c->srv + 1) % c->conf->nservers;
+    }
     c->wsi = NULL;
     if (c->freeing) {
         return;
@@ -819,7 +830,7 @@ static int conn_ssh_start(struct agent_conn *c)
         return ERR_NOMEM;
     }
     if (ssh_options_set(c->ssh, SSH_OPTIONS_FD, &c->ssh_fd) < 0 ||
-        ssh_options_set(c->ssh, SSH_OPTIONS_HOST, cf->host) < 0 ||
+        ssh_options_set(c->ssh, SSH_OPTIONS_HOST, conn_srv(c)->host) < 0 ||
         ssh_options_set(c->ssh, SSH_OPTIONS_USER, cf->cred_id) < 0 ||
         ssh_options_set(c->ssh, SSH_OPTIONS_PROCESS_CONFIG, &no) < 0 ||
         ssh_options_set(c->ssh, SSH_OPTIONS_LOG_VERBOSITY, &verbosity) < 0 ||
@@ -1058,7 +1069,7 @@ static bool conn_step(struct agent_conn *c)
         c->ctx->online++;
         uv_timer_stop(c->timer);
         conn_logf(c, LOG_INFO, "online (server %s, credential %s)",
-                  c->conf->server, c->conf->cred_id);
+                  conn_srv(c)->url, c->conf->cred_id);
         return true;
     default:
         return false;
@@ -1133,37 +1144,38 @@ void conn_pump(struct agent_conn *c)
 static void conn_connect(struct agent_conn *c)
 {
     const struct agent_conf *cf = c->conf;
+    const struct agent_server *sv = conn_srv(c);
     struct lws_client_connect_info ci;
     char host[300];
 
     memset(&ci, 0, sizeof(ci));
-    if (strchr(cf->host, ':') != NULL) {
-        snprintf(host, sizeof(host), "[%s]", cf->host);
+    if (strchr(sv->host, ':') != NULL) {
+        snprintf(host, sizeof(host), "[%s]", sv->host);
     } else {
-        snprintf(host, sizeof(host), "%s", cf->host);
+        snprintf(host, sizeof(host), "%s", sv->host);
     }
     ci.context = c->ctx->lws;
     ci.vhost = c->ctx->vhost;
-    ci.address = cf->host;
-    ci.port = cf->port;
-    ci.path = cf->path;
+    ci.address = sv->host;
+    ci.port = sv->port;
+    ci.path = sv->path;
     ci.host = host;
     ci.origin = host;
     ci.protocol = CONN_PROTO;
     ci.local_protocol_name = CONN_PROTO;
-    ci.ssl_connection = cf->tls ? LCCSCF_USE_SSL : 0;
+    ci.ssl_connection = sv->tls ? LCCSCF_USE_SSL : 0;
     ci.retry_and_idle_policy = &c->ctx->retry;
     ci.opaque_user_data = c;
     ci.pwsi = &c->wsi;
     c->phase = PH_WS;
     c->ws_up = false;
-    conn_logf(c, LOG_DEBUG, "connecting to %s%s", cf->server,
+    conn_logf(c, LOG_DEBUG, "connecting to %s%s", sv->url,
               cf->proxy_lws != NULL ? " through the proxy" : "");
     uv_timer_start(c->timer, conn_timer_cb, CONN_HANDSHAKE_MS, 0);
     if (lws_client_connect_via_info(&ci) == NULL) {
         c->wsi = NULL;
         if (c->phase == PH_WS) {
-            conn_logf(c, LOG_WARN, "cannot connect to %s", cf->server);
+            conn_logf(c, LOG_WARN, "cannot connect to %s", sv->url);
             conn_closed(c);
         }
     }
@@ -1187,8 +1199,8 @@ static int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
                       "password, or the port is not allowed?)";
             }
             conn_logf(c, LOG_WARN, "cannot connect to %s: %s%s",
-                      c->conf->server, why,
-                      c->conf->tls && strstr(why, "SSL") != NULL
+                      conn_srv(c)->url, why,
+                      conn_srv(c)->tls && strstr(why, "SSL") != NULL
                           ? " (TLS failed: is the server's certificate "
                             "trusted (--ca) and valid for its host name?)"
                           : "");
@@ -1206,7 +1218,8 @@ static int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
         c->wsi = wsi;
         c->ws_up = true;
         c->up_since = uv_now(c->ctx->loop);
-        conn_logf(c, LOG_DEBUG, "WebSocket to %s established", c->conf->server);
+        conn_logf(c, LOG_DEBUG, "WebSocket to %s established",
+                  conn_srv(c)->url);
         if (conn_ssh_start(c) != ERR_OK) {
             return 0; /* conn_fail asked for the close */
         }

@@ -61,6 +61,7 @@ struct agent_conn {
     char id[AGENT_ID_MAX + 1];
     enum conn_phase phase;
     bool freeing; /* agent_conn_free() is running */
+    size_t srv;   /* the conf->servers entry this attempt dials */
 
     /* WebSocket side. */
     struct lws *wsi;

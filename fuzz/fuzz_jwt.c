@@ -1,6 +1,6 @@
 /*
  * libFuzzer target for the API's JWTs and the token filters
- * (src/auth/jwt.c). The first input byte picks one of four modes:
+ * (src/auth/jwt.c). The first input byte picks one of six modes:
  *
  *   0  the rest is a bearer token: it never verifies (the key is random
  *      and unknown to the input), and a refusal leaves the claims zeroed.
@@ -17,6 +17,10 @@
  *      within itself, and when A is within B every path and address A
  *      allows (probed with A's own prefixes and addresses) B allows too.
  *      Durations are parsed from the first list, and stay within bounds.
+ *   4  the rest is a node credential (pcnode1...): it never checks out
+ *      (the key is unknown to the input) and a refusal names no node.
+ *   5  a real node credential is made and the rest edits it ((position,
+ *      xor) pairs): whatever still checks out is the credential as made.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -270,13 +274,45 @@ static void fuzz_filters(const uint8_t *d, size_t n)
     free(b);
 }
 
+static void fuzz_node_garbage(const uint8_t *data, size_t size)
+{
+    char tok[JWT_NODE_TOKEN_MAX + 64], node[JWT_NODE_ID_LEN + 1];
+    size_t n = size < sizeof(tok) - 1 ? size : sizeof(tok) - 1;
+
+    memcpy(tok, data, n);
+    tok[n] = '\0';
+    FUZZ_CHECK(jwt_node_token_check(fuzz_key, tok, FUZZ_NOW, node) != ERR_OK);
+    FUZZ_CHECK(node[0] == '\0');
+}
+
+static void fuzz_node_edit(const uint8_t *data, size_t size)
+{
+    const char *id = "0123456789abcdef0123456789abcdef";
+    char tok[JWT_NODE_TOKEN_MAX + 1], orig[JWT_NODE_TOKEN_MAX + 1];
+    char node[JWT_NODE_ID_LEN + 1];
+    size_t len;
+
+    FUZZ_CHECK(jwt_node_token(fuzz_key, id, FUZZ_NOW, tok, sizeof(tok)) ==
+               ERR_OK);
+    memcpy(orig, tok, sizeof(tok));
+    len = strlen(tok);
+    for (size_t i = 0; i + 1 < size; i += 2) {
+        tok[data[i] % len] ^= data[i + 1];
+    }
+    tok[len] = '\0';
+    if (jwt_node_token_check(fuzz_key, tok, FUZZ_NOW, node) == ERR_OK) {
+        FUZZ_CHECK(strcmp(tok, orig) == 0);
+        FUZZ_CHECK(strcmp(node, id) == 0);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size == 0 || size > 8192) {
         return 0;
     }
     fuzz_init();
-    switch (data[0] % 4) {
+    switch (data[0] % 6) {
     case 0:
         fuzz_garbage(data + 1, size - 1);
         break;
@@ -286,8 +322,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 2:
         fuzz_signed(data + 1, size - 1);
         break;
-    default:
+    case 3:
         fuzz_filters(data + 1, size - 1);
+        break;
+    case 4:
+        fuzz_node_garbage(data + 1, size - 1);
+        break;
+    default:
+        fuzz_node_edit(data + 1, size - 1);
         break;
     }
     return 0;

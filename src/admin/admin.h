@@ -149,6 +149,7 @@ extern const struct admin_field admin_token_fields[];
 extern const struct admin_field admin_credential_fields[];
 extern const struct admin_field admin_agent_fields[];
 extern const struct admin_field admin_tunnel_fields[];
+extern const struct admin_field admin_node_fields[];
 
 /* The body schema of a noun's create (create) or update, as the API's
  * route table checks it (http_body.h): every field a request may set
@@ -467,6 +468,14 @@ int admin_token_update(const struct admin_ctx *c, struct store_api_token *t,
 int admin_token_delete(const struct admin_ctx *c, const char *id,
                        struct admin_err *e);
 json_t *admin_token_json(const struct store_api_token *t);
+
+/* --- the nodes of a cluster (store/nodes.h) ------------------------ */
+
+struct store_node;
+/* Every node with its state: "online", "offline" (no heartbeat for
+ * [node] dead_after_seconds, not yet declared dead), "stopped", "dead". */
+int admin_node_list(const struct admin_ctx *c, const struct config *cfg,
+                    struct store_node **list, size_t *n, struct admin_err *e);
 
 /* --- peer nodes (store/peers.h) ------------------------------------ */
 

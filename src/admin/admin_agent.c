@@ -7,7 +7,8 @@
  * hub/tunnel_def.h, which the listeners share), written, audited, and
  * told to the running server: directly through the hub when the change
  * comes through the API inside the server, by a notice (notify.h) when
- * it comes from the CLI. A deleted credential's agents drop at once, a
+ * it comes from the CLI, and to the other nodes of a cluster through the
+ * store (store/notices.h). A deleted credential's agents drop at once, a
  * new tunnel listens, a changed ACL applies to the next connection.
  *
  * A new credential's secret leaves here once; the store keeps only its
@@ -29,6 +30,7 @@
 #include "hub/hub.h"
 #include "hub/tunnel_def.h"
 #include "store/audit.h"
+#include "store/notices.h"
 
 #define ADMIN_CRED_ID_BYTES 16 /* 32 hex digits */
 
@@ -64,6 +66,12 @@ static void admin_notify(const struct admin_ctx *c, unsigned what,
     }
     n->delivered = false;
     n->warn[0] = '\0';
+    /* the other nodes of a cluster (store/notices.h; nothing on SQLite) */
+    if (c->st != NULL && store_notice_publish(c->st, what) != ERR_OK) {
+        snprintf(n->warn, sizeof(n->warn),
+                 "the other nodes could not be told; they apply the change "
+                 "when their agents reconnect or at their next start");
+    }
     if (c->hub != NULL) {
         hub_changed(c->hub, what);
         n->delivered = true;
@@ -199,6 +207,7 @@ const struct admin_field admin_agent_fields[] = {
     AG("first_seen", AF_TIME, first_seen, .flags = AF_READONLY),
     AG("connected_at", AF_TIME, connected_at, .flags = AF_READONLY),
     AG("last_seen", AF_TIME, last_seen, .flags = AF_READONLY),
+    AG("node", AF_STRZ, node, .flags = AF_READONLY),
     /* the table: ID NAME STATE LAST SEEN ADDRESS TAGS */
     AG("last_seen_col", AF_TIME, last_seen, .flags = AF_READONLY | AF_NOJSON,
        .col = "LAST SEEN"),
@@ -214,8 +223,12 @@ json_t *admin_agent_json(const struct admin_ctx *c, const struct store_agent *a)
     json_t *j = admin_json_encode(admin_agent_fields, a);
 
     if (j != NULL && c != NULL && c->hub != NULL) {
-        json_object_set_new(j, "online",
-                            json_boolean(hub_agent_online(c->hub, a->id)));
+        /* here, or (on a cluster) on the node the store names */
+        json_object_set_new(
+            j, "online",
+            json_boolean(hub_agent_online(c->hub, a->id) ||
+                         (a->online && a->node[0] != '\0' &&
+                          strcmp(a->node, store_node_self(c->st)) != 0)));
     }
     return j;
 }

@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "common/notify.h"
 #include "hub/hub.h"
+#include "store/notices.h"
 
 struct admin_job_run {
     struct store *st;
@@ -108,6 +109,8 @@ int admin_job_queue(const struct admin_ctx *c, const char *agent_id,
         ERR_OK) {
         return r;
     }
+    /* the node holding the agent may be another one (store/notices.h) */
+    (void)store_notice_publish(c->st, HUB_CHANGE_JOBS);
     if (c->data_dir == NULL ||
         notify_tell(c->data_dir, HUB_CHANGE_JOBS, delivered) != ERR_OK ||
         !*delivered) {

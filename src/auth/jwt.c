@@ -78,6 +78,102 @@ void jwt_key_free(struct jwt_key *k)
     }
 }
 
+/* --- node credentials --- */
+
+#define JWT_NODE_PREFIX "pcnode1."
+
+/* The MAC of "pcnode1.<node>.<time>" under a key derived from k, so the
+ * JWT secret itself never signs anything but JWTs. */
+static void jwt_node_mac(const struct jwt_key *k, const char *msg,
+                         size_t msglen, char *hex)
+{
+    uint8_t sub[crypto_auth_hmacsha256_KEYBYTES];
+    uint8_t mac[crypto_auth_hmacsha256_BYTES];
+
+    crypto_generichash(sub, sizeof(sub),
+                       (const uint8_t *)"portcullis node link v1", 23, k->k,
+                       sizeof(k->k));
+    crypto_auth_hmacsha256(mac, (const uint8_t *)msg, msglen, sub);
+    sodium_bin2hex(hex, 2 * sizeof(mac) + 1, mac, sizeof(mac));
+    sodium_memzero(sub, sizeof(sub));
+}
+
+static bool jwt_node_id_ok(const char *s, size_t len)
+{
+    if (len != JWT_NODE_ID_LEN) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int jwt_node_token(const struct jwt_key *k, const char *node_id, int64_t now,
+                   char *out, size_t outlen)
+{
+    char hex[2 * crypto_auth_hmacsha256_BYTES + 1];
+    int n;
+
+    if (node_id == NULL || !jwt_node_id_ok(node_id, strlen(node_id))) {
+        return ERR_INVALID;
+    }
+    n = snprintf(out, outlen, JWT_NODE_PREFIX "%s.%lld", node_id,
+                 (long long)now);
+    if (n < 0 || (size_t)n + 1 + sizeof(hex) > outlen) {
+        return ERR_TOO_LONG;
+    }
+    jwt_node_mac(k, out, (size_t)n, hex);
+    snprintf(out + n, outlen - (size_t)n, ".%s", hex);
+    return ERR_OK;
+}
+
+bool jwt_is_node_token(const char *tok)
+{
+    return tok != NULL &&
+           strncmp(tok, JWT_NODE_PREFIX, strlen(JWT_NODE_PREFIX)) == 0;
+}
+
+int jwt_node_token_check(const struct jwt_key *k, const char *tok, int64_t now,
+                         char *node_id)
+{
+    char hex[2 * crypto_auth_hmacsha256_BYTES + 1];
+    const char *id, *t, *mac;
+    size_t len;
+    long long when = 0;
+
+    node_id[0] = '\0';
+    if (!jwt_is_node_token(tok) || (len = strlen(tok)) > JWT_NODE_TOKEN_MAX) {
+        return ERR_INVALID;
+    }
+    id = tok + strlen(JWT_NODE_PREFIX);
+    t = strchr(id, '.');
+    mac = t != NULL ? strchr(t + 1, '.') : NULL;
+    if (t == NULL || mac == NULL || !jwt_node_id_ok(id, (size_t)(t - id)) ||
+        mac == t + 1 || mac - t - 1 > 12 ||
+        strlen(mac + 1) != sizeof(hex) - 1) {
+        return ERR_INVALID;
+    }
+    for (const char *q = t + 1; q < mac; q++) {
+        if (*q < '0' || *q > '9') {
+            return ERR_INVALID;
+        }
+        when = when * 10 + (*q - '0');
+    }
+    jwt_node_mac(k, tok, (size_t)(mac - tok), hex);
+    if (sodium_memcmp(hex, mac + 1, sizeof(hex) - 1) != 0) {
+        return ERR_AUTH;
+    }
+    if (when < now - JWT_NODE_TOKEN_SKEW || when > now + JWT_NODE_TOKEN_SKEW) {
+        return ERR_TIMEOUT;
+    }
+    memcpy(node_id, id, JWT_NODE_ID_LEN);
+    node_id[JWT_NODE_ID_LEN] = '\0';
+    return ERR_OK;
+}
+
 /* --- issuing --- */
 
 static const char *jwt_kind_str(int kind)

@@ -59,6 +59,29 @@ void jwt_token_free(char *token);
  * signature or a refused algorithm, ERR_TIMEOUT expired at now. */
 int jwt_verify(const struct jwt_key *k, const char *token, int64_t now,
                struct jwt_claims *out);
+/*
+ * Node credentials (issue 18): a node of a cluster asks another node's
+ * CONNECT proxy for a stream through an agent that node holds with
+ *
+ *   pcnode1.<node ID>.<unix time>.<HMAC-SHA256, 64 hex digits>
+ *
+ * keyed by a key derived from this key file's secret, which every node of
+ * a cluster shares (docs/operations.md "Cluster"). A token is good for
+ * JWT_NODE_TOKEN_SKEW seconds either side of its time. It names the asking
+ * node; it grants nothing but agent streams on the proxy.
+ */
+#define JWT_NODE_TOKEN_MAX 128
+#define JWT_NODE_TOKEN_SKEW 60
+#define JWT_NODE_ID_LEN 32
+int jwt_node_token(const struct jwt_key *k, const char *node_id, int64_t now,
+                   char *out, size_t outlen);
+/* true if tok has the node token's shape (no check of its MAC). */
+bool jwt_is_node_token(const char *tok);
+/* ERR_OK with the node ID in node_id[JWT_NODE_ID_LEN + 1]; ERR_INVALID
+ * malformed, ERR_AUTH a wrong MAC, ERR_TIMEOUT outside the window. */
+int jwt_node_token_check(const struct jwt_key *k, const char *tok, int64_t now,
+                         char *node_id);
+
 /* The hex BLAKE2b-256 of a jti, into out[JWT_HASH_LEN + 1]. */
 void jwt_hash(const char *jti, char *out);
 

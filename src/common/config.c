@@ -251,6 +251,8 @@ int config_defaults(struct config *cfg, const char *data_dir)
     cfg->agent_keepalive_seconds = 10;
     cfg->agent_timeout_seconds = 25;
     cfg->agent_max = 20000;
+    cfg->node_heartbeat_seconds = 5;
+    cfg->node_dead_after_seconds = 30;
     cfg->tunnel_port_min = 20000;
     cfg->tunnel_port_max = 20999;
     cfg->tunnel_udp_flow_seconds = 60;
@@ -486,6 +488,9 @@ static const struct config_key config_keys[] = {
     CK("agent", "keepalive_seconds", CK_INT, agent_keepalive_seconds, 1, 3600),
     CK("agent", "timeout_seconds", CK_INT, agent_timeout_seconds, 2, 7200),
     CK("agent", "max_agents", CK_INT, agent_max, 1, 1000000),
+    CK("node", "name", CK_OPTSTR, node_name, 0, 0),
+    CK("node", "heartbeat_seconds", CK_INT, node_heartbeat_seconds, 1, 60),
+    CK("node", "dead_after_seconds", CK_INT, node_dead_after_seconds, 3, 3600),
     CK("tunnel", "listen", CK_STR, tunnel_listen, 0, 0),
     CK("tunnel", "port_min", CK_INT, tunnel_port_min, 1, 65535),
     CK("tunnel", "port_max", CK_INT, tunnel_port_max, 1, 65535),
@@ -967,6 +972,14 @@ static int config_read(const char *path, const char *text, size_t len,
         r = ERR_CONFIG;
         goto out;
     }
+    if (cfg->node_dead_after_seconds < 2 * cfg->node_heartbeat_seconds) {
+        snprintf(why, whylen,
+                 "%s: [node] dead_after_seconds must be at least twice "
+                 "heartbeat_seconds",
+                 path);
+        r = ERR_CONFIG;
+        goto out;
+    }
 out:
     if (f != NULL) {
         fclose(f);
@@ -1025,6 +1038,7 @@ void config_free(struct config *cfg)
     free(cfg->vault_key);
     free(cfg->record_dir);
     free(cfg->tunnel_listen);
+    free(cfg->node_name);
     free(cfg->http_proxy_listen);
     free(cfg->http_proxy_tls_cert);
     free(cfg->http_proxy_tls_key);

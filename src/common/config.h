@@ -25,6 +25,8 @@
  *   [auth]    max_failures, failure_window_seconds, lockout_seconds,
  *             failure_delay_ms, max_concurrent_hashes
  *   [record]  dir (recordings), retention_days (0 = keep forever)
+ *   [node]    name, heartbeat_seconds, dead_after_seconds (a node of a
+ *             cluster on a shared store, store/nodes.h)
  *   [directory "NAME"]  any keys: kept as written (struct config_subkey)
  *             for the module that owns the kind, src/auth/directory_conf.c,
  *             which checks them
@@ -153,6 +155,11 @@ struct config {
     int agent_keepalive_seconds; /* WebSocket ping after this much silence */
     int agent_timeout_seconds;   /* silent this long: the agent is dead */
     int agent_max;               /* agents connected at once */
+
+    /* this node of a cluster (store/nodes.h, daemon/daemon.c) */
+    char *node_name;             /* NULL = the host name */
+    int node_heartbeat_seconds;  /* how often the node's row is refreshed */
+    int node_dead_after_seconds; /* a heartbeat older: the node is dead */
 
     /* tunnels to agents' sides (src/hub/tunnel.c) */
     char *tunnel_listen; /* address tunnel listeners bind */

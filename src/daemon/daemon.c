@@ -18,8 +18,10 @@
  *     then the routes (route/route.h) by which the monitor's CONNECT
  *     reaches an asset, directly or through the hub; the HTTP side shares
  *     the monitor's password-check pool and lockout table.
- *  5. Store-change notices from the CLI, the retention timer, then the
- *     loop runs until SIGTERM/SIGINT or the spawner's end.
+ *  5. This node's row in the cluster (daemon/cluster.h: heartbeat, dead
+ *     nodes, notices from other nodes), store-change notices from the
+ *     CLI, the retention timer, then the loop runs until SIGTERM/SIGINT
+ *     or the spawner's end.
  *
  * Shutdown runs backwards: the spawner first (ending every session),
  * then HTTP (closing the agents' WebSockets frees them in the hub), the
@@ -37,12 +39,14 @@
 
 #include <libssh/libssh.h>
 
+#include "auth/jwt.h"
 #include "auth/webticket.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/notify.h"
 #include "common/util.h"
+#include "daemon/cluster.h"
 #include "http/http.h"
 #include "http/http_proxy.h"
 #include "hub/hub.h"
@@ -52,6 +56,7 @@
 #include "route/route.h"
 #include "sshproxy/monitor.h"
 #include "sshproxy/server.h"
+#include "store/nodes.h"
 
 #define DAEMON_RETENTION_MS (3600 * 1000)
 
@@ -67,6 +72,8 @@ struct daemon {
     struct http *http;
     struct http_proxy *proxy; /* [http_proxy]: NULL unless enabled */
     struct notify *notify;
+    struct cluster *cluster;  /* this node's row, heartbeat, notices */
+    struct jwt_key *node_key; /* node credentials (NULL until needed) */
     int sig_fd;
 };
 
@@ -106,6 +113,24 @@ static void daemon_on_signal(struct loop *l, int fd, int events, void *arg)
 static void daemon_on_notify(void *arg, unsigned what)
 {
     hub_changed(arg, what);
+}
+
+/* This node's credential for another node's proxy (route/route.h
+ * routes_set_node_token, auth/jwt.h): made with the JWT secret every node
+ * of a cluster shares, loaded at the first use. */
+static int daemon_node_token(void *arg, char *out, size_t outlen)
+{
+    struct daemon *d = arg;
+    int r;
+
+    if (d->node_key == NULL && (r = jwt_key_load(d->cfg->http_jwt_secret, false,
+                                                 &d->node_key)) != ERR_OK) {
+        log_warn("cannot load %s for a node credential: %s",
+                 d->cfg->http_jwt_secret, err_str(r));
+        return r;
+    }
+    return jwt_node_token(d->node_key, store_node_self(d->mon.store),
+                          util_now(), out, outlen);
 }
 
 /* Agents cost three descriptors each (docs/operations.md). */
@@ -237,6 +262,7 @@ static int daemon_start_services(struct daemon *d)
     /* the monitor's CONNECT reaches assets directly, through agents or
      * through peer nodes; tunnels through peers go the same way */
     routes_set_store(d->routes, m->store, m->vault);
+    routes_set_node_token(d->routes, daemon_node_token, d);
     m->routes = d->routes;
     if ((r = tunnels_start(&d->tunnels, d->cfg, d->loop, m->store, d->hub,
                            &(struct tunnel_dial){daemon_tunnel_dial,
@@ -250,7 +276,7 @@ static int daemon_start_services(struct daemon *d)
     /* one cap on password checks, one lockout table */
     http_share_auth(d->http, m->hashes, m->lockout);
     /* the peer-node CONNECT proxy, when this node serves a segment */
-    if ((r = http_proxy_start(&d->proxy, d->cfg, d->loop, m->store)) !=
+    if ((r = http_proxy_start(&d->proxy, d->cfg, d->loop, m->store, d->hub)) !=
         ERR_OK) {
         log_error("the peer-node CONNECT proxy did not start");
         return r;
@@ -304,6 +330,12 @@ int daemon_run(const struct config *cfg)
         monitor_free(&d.mon);
         goto out;
     }
+    /* rows the store writes from now on are this node's */
+    if ((r = cluster_identify(cfg, d.mon.store)) != ERR_OK) {
+        server_stop(d.ssh, true);
+        monitor_free(&d.mon);
+        goto out;
+    }
     if (store_session_close_dangling(d.mon.store, util_now(),
                                      "error: interrupted", &count) == ERR_OK &&
         count > 0) {
@@ -317,6 +349,13 @@ int daemon_run(const struct config *cfg)
         goto out;
     }
     /* Step 5. */
+    if ((r = cluster_start(&d.cluster, cfg, d.loop, d.mon.store, d.hub)) !=
+        ERR_OK) {
+        server_stop(d.ssh, true);
+        daemon_stop_services(&d);
+        monitor_free(&d.mon);
+        goto out;
+    }
     if (notify_listen(&d.notify, d.loop, cfg->data_dir, daemon_on_notify,
                       d.hub) != ERR_OK) {
         log_warn("cannot listen for store-change notices; CLI changes to "
@@ -334,11 +373,13 @@ int daemon_run(const struct config *cfg)
     rdp_server_stop(d.rdp);
     server_stop(d.ssh, false);
     notify_close(d.notify);
+    cluster_stop(d.cluster);
     daemon_stop_services(&d);
     monitor_free(&d.mon);
 out:
     routes_free(d.routes);
     rdp_server_free(d.rdp);
+    jwt_key_free(d.node_key);
     server_free(d.ssh);
     loop_free(d.loop);
     if (d.sig_fd >= 0) {

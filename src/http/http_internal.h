@@ -305,6 +305,7 @@ int http_h_credentials_add(struct http_req *req);
 int http_h_credentials_get(struct http_req *req);
 int http_h_credentials_delete(struct http_req *req);
 int http_h_agents_list(struct http_req *req);
+int http_h_nodes_list(struct http_req *req);
 int http_h_agents_get(struct http_req *req);
 int http_h_agents_delete(struct http_req *req);
 int http_h_agents_rebind(struct http_req *req);

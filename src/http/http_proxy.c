@@ -40,6 +40,7 @@
 #include "common/util.h"
 #include "http/http_bearer.h"
 #include "auth/jwt.h"
+#include "hub/hub.h"
 #include "store/access.h"
 #include "store/audit.h"
 
@@ -75,7 +76,8 @@ struct px_conn {
     socklen_t addrlens[PX_MAX_ADDRS];
     size_t naddrs, next_addr;
     char conn_ip[INET6_ADDRSTRLEN];
-    int delayed_status; /* an authentication refusal waiting its delay */
+    struct hub_req *hub_req; /* an agent stream the hub is opening */
+    int delayed_status;      /* an authentication refusal waiting its delay */
     char delayed_why[320];
 };
 
@@ -84,6 +86,7 @@ struct http_proxy {
     struct loop *loop;
     struct store *st;
     struct jwt_key *key;
+    struct hub *hub; /* agent streams for other nodes (NULL: none) */
     SSL_CTX *tls;
     int lfd;
     struct http_proxy_dest *allow;
@@ -470,6 +473,20 @@ int http_proxy_parse_head(const char *buf, size_t len,
                                   "more than one Proxy-Authorization header");
                 }
                 px_auth_header(v, vlen, req);
+            } else if ((size_t)(colon - p) == 16 &&
+                       strncasecmp(p, "Portcullis-Agent", 16) == 0) {
+                if (req->agent[0] != '\0' || vlen == 0 ||
+                    vlen > HTTP_PROXY_AGENT_MAX) {
+                    return px_bad(400, why, whylen, "bad Portcullis-Agent");
+                }
+                for (size_t i = 0; i < vlen; i++) {
+                    if (!isalnum((unsigned char)v[i]) && v[i] != '.' &&
+                        v[i] != '_' && v[i] != '-') {
+                        return px_bad(400, why, whylen, "bad Portcullis-Agent");
+                    }
+                }
+                memcpy(req->agent, v, vlen);
+                req->agent[vlen] = '\0';
             }
         }
         p = eol + 1;
@@ -500,6 +517,9 @@ static void px_close(struct px_conn *c)
 
     if (c->timer != 0) {
         loop_del_timer(px->loop, c->timer);
+    }
+    if (c->hub_req != NULL) {
+        hub_connect_cancel(c->hub_req);
     }
     if (c->tfd >= 0) {
         loop_del_fd(px->loop, c->tfd);
@@ -621,6 +641,10 @@ static void px_answer(struct px_conn *c, int status, const char *text)
         strlen(text) + 1, text);
     if (n < 0 || (size_t)n >= sizeof(buf)) {
         n = 0;
+    }
+    if (c->hub_req != NULL) {
+        hub_connect_cancel(c->hub_req);
+        c->hub_req = NULL;
     }
     if (c->tfd >= 0) {
         loop_del_fd(c->px->loop, c->tfd);
@@ -896,6 +920,90 @@ static void px_on_resolved(struct loop *l, const struct addrinfo *res,
     px_take_addrs(c, res);
 }
 
+/* The hub opened (or could not open) the stream through the agent. */
+static void px_on_agent(void *arg, bool ok, const char *why)
+{
+    struct px_conn *c = arg;
+    static const char okmsg[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+    char msg[400];
+
+    c->hub_req = NULL;
+    if (!ok) {
+        if (c->tfd >= 0) {
+            close(c->tfd);
+            c->tfd = -1;
+        }
+        snprintf(msg, sizeof(msg), "through agent '%s': %s", c->req.agent,
+                 why != NULL ? why : "failed");
+        px_refuse(c, 502, msg);
+        return;
+    }
+    if (c->timer != 0) {
+        loop_del_timer(c->px->loop, c->timer);
+        c->timer = 0;
+    }
+    c->state = PX_RELAY;
+    snprintf(msg, sizeof(msg), "through agent %s", c->req.agent);
+    px_audit(c, "proxy.connect", msg);
+    log_info("http_proxy: %s (%s) connected to %s through agent %s", c->actor,
+             c->ip, c->dest, c->req.agent);
+    px_hand_over(c, okmsg, sizeof(okmsg) - 1, c->head + c->headlen, c->extra);
+}
+
+/* Another node of the cluster asks for a stream through an agent this
+ * node holds (the node: route, route/route.h): a node credential
+ * (auth/jwt.h) and a Portcullis-Agent header; the agent's own allow-list
+ * decides the destination, not [http_proxy] allow. */
+static void px_node_request(struct px_conn *c)
+{
+    struct http_proxy_req *q = &c->req;
+    char node[JWT_NODE_ID_LEN + 1];
+    struct hub_req *h;
+    int sv[2], r;
+
+    r = jwt_node_token_check(c->px->key, q->token, util_now(), node);
+    sodium_memzero(q->token, sizeof(q->token));
+    if (r != ERR_OK) {
+        px_refuse_auth(c, 407,
+                       r == ERR_TIMEOUT
+                           ? "the node credential is out of its time window "
+                             "(are the nodes' clocks apart?)"
+                           : "the node credential is not valid here (do the "
+                             "nodes share api_jwt.key?)");
+        return;
+    }
+    snprintf(c->actor, sizeof(c->actor), "node:%s", node);
+    if (q->check) {
+        px_audit(c, "proxy.check", "OPTIONS *");
+        px_answer(c, 200, "portcullis " PORTCULLIS_VERSION);
+        return;
+    }
+    if (q->agent[0] == '\0') {
+        px_refuse(c, 403,
+                  "a node credential takes only streams through an agent "
+                  "(Portcullis-Agent)");
+        return;
+    }
+    if (c->px->hub == NULL) {
+        px_refuse(c, 503, "this node holds no agents");
+        return;
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        px_refuse(c, 503, "out of resources");
+        return;
+    }
+    c->tfd = sv[1];
+    c->state = PX_CONNECTING;
+    px_timer(c, c->px->cfg->http_proxy_connect_timeout_seconds);
+    /* hub_connect calls back at once when it fails early (c may be gone
+     * then, and NULL comes back): c is touched only after a handle */
+    h = hub_connect(c->px->hub, q->agent, HUB_TCP, q->host, q->port, c->ip, 0,
+                    sv[0], px_on_agent, c);
+    if (h != NULL) {
+        c->hub_req = h;
+    }
+}
+
 static void px_request(struct px_conn *c)
 {
     struct http_bearer b;
@@ -925,6 +1033,17 @@ static void px_request(struct px_conn *c)
         px_refuse_auth(c, 407,
                        "the Proxy-Authorization header must be 'Bearer <API "
                        "token>'");
+        return;
+    }
+    if (jwt_is_node_token(q->token)) {
+        px_node_request(c);
+        return;
+    }
+    if (q->agent[0] != '\0') {
+        sodium_memzero(q->token, sizeof(q->token));
+        px_refuse_auth(c, 403,
+                       "streams through an agent are for the nodes of this "
+                       "cluster (a node credential)");
         return;
     }
     switch (http_bearer_check(c->px->st, c->px->key, q->token, c->ip, NULL, &b,
@@ -1239,7 +1358,7 @@ static int px_tls(struct http_proxy *px)
 }
 
 int http_proxy_start(struct http_proxy **out, const struct config *cfg,
-                     struct loop *l, struct store *st)
+                     struct loop *l, struct store *st, struct hub *hub)
 {
     struct http_proxy *px;
     char why[256];
@@ -1255,6 +1374,7 @@ int http_proxy_start(struct http_proxy **out, const struct config *cfg,
     px->cfg = cfg;
     px->loop = l;
     px->st = st;
+    px->hub = hub;
     px->lfd = -1;
     if ((px->sources = srccount_new()) == NULL) {
         free(px);

@@ -19,6 +19,12 @@
  * 200 with the node's version (Server: portcullis/VERSION) and relays
  * nothing: what a main node's `peer check` asks (proxy.check).
  *
+ * The nodes of a cluster use the same listener to reach each other's
+ * agents: a node credential (auth/jwt.h jwt_node_token) instead of an API
+ * token and a "Portcullis-Agent: ID" header; the stream then goes through
+ * that agent (hub_connect), whose own allow-list decides, not allow.
+ * Neither works without the other (403).
+ *
  * It runs on the main process's loop: TLS handshakes, header reads, name
  * resolution (loop_resolve) and connects never block; a source address
  * holds at most max_connections_per_source connections, the whole
@@ -40,8 +46,11 @@ struct http_proxy;
 /* Starts the listener if cfg enables it (*out stays NULL otherwise).
  * ERR_OK, or an error logged with its reason (bad allow list, no
  * certificate, port in use). */
+struct hub;
+/* hub: the agents this node holds, for other nodes' agent streams
+ * (Portcullis-Agent with a node credential, auth/jwt.h); may be NULL. */
 int http_proxy_start(struct http_proxy **out, const struct config *cfg,
-                     struct loop *l, struct store *st);
+                     struct loop *l, struct store *st, struct hub *hub);
 /* Closes the listener and every connection. NULL is fine. */
 void http_proxy_stop(struct http_proxy *px);
 
@@ -67,6 +76,7 @@ bool http_proxy_allow_match(const struct http_proxy_dest *d, size_t n,
 #define HTTP_PROXY_HEAD_MAX 8192
 #define HTTP_PROXY_HOST_MAX 255
 #define HTTP_PROXY_TOKEN_MAX 4096
+#define HTTP_PROXY_AGENT_MAX 64
 
 struct http_proxy_req {
     char host[HTTP_PROXY_HOST_MAX + 1]; /* without brackets */
@@ -74,6 +84,10 @@ struct http_proxy_req {
     bool check;    /* OPTIONS *: authenticate only (`peer check`) */
     bool has_auth; /* a Proxy-Authorization header */
     char token[HTTP_PROXY_TOKEN_MAX + 1]; /* its Bearer token; "" if none */
+    /* Portcullis-Agent: the stream goes through this agent, held by this
+     * node, to host:port (another node of the cluster asks, with a node
+     * credential: auth/jwt.h jwt_node_token); "" if none */
+    char agent[HTTP_PROXY_AGENT_MAX + 1];
 };
 
 /* The length of the request head in buf (through the blank line), or 0

@@ -19,6 +19,7 @@
 
 #include "admin/admin.h"
 #include "common/err.h"
+#include "store/nodes.h"
 
 /* --- credentials --------------------------------------------------------- */
 
@@ -111,6 +112,29 @@ int http_h_agents_list(struct http_req *req)
         json_array_append_new(arr, admin_agent_json(&ac, &list[i]));
     }
     store_agent_list_free(list, n);
+    return http_list(req, arr);
+}
+
+/* --- nodes (store/nodes.h) --------------------------------------------- */
+
+int http_h_nodes_list(struct http_req *req)
+{
+    struct store_node *list = NULL;
+    struct admin_ctx ac;
+    struct admin_err e;
+    size_t n = 0, i;
+    json_t *arr;
+
+    http_admin_ctx(req, &ac);
+    if (admin_node_list(&ac, req->h->cfg, &list, &n, &e) != ERR_OK) {
+        return http_admin_error(req, &e);
+    }
+    arr = json_array();
+    for (i = 0; i < n; i++) {
+        json_array_append_new(arr,
+                              admin_json_encode(admin_node_fields, &list[i]));
+    }
+    store_node_list_free(list, n);
     return http_list(req, arr);
 }
 

@@ -867,7 +867,7 @@ int http_h_tokens_delete(struct http_req *req)
 
 static json_t *http_session_json(const struct store_session *s)
 {
-    return json_pack(
+    json_t *o = json_pack(
         "{s:s, s:s, s:s?, s:s, s:s?, s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:I, "
         "s:o, s:s?, s:s, s:s?, s:s?}",
         "id", s->id, "user", s->user_name, "user_id", http_nz(s->user_id),
@@ -880,6 +880,13 @@ static json_t *http_session_json(const struct store_session *s)
         "result", http_nz(s->result), "detail", s->detail, "recording_path",
         http_nz(s->recording_path), "recording_sha256",
         http_nz(s->recording_sha256));
+
+    /* the node it ran on (a cluster's, store/nodes.h); null for none */
+    if (o != NULL) {
+        json_object_set_new(
+            o, "node", s->node[0] != '\0' ? json_string(s->node) : json_null());
+    }
+    return o;
 }
 
 int http_h_sessions_list(struct http_req *req)

@@ -397,6 +397,8 @@ const struct http_route http_routes[] = {
       http_h_credentials_delete, NULL /* admin: credential.delete */),
     R(HM_GET, API "/agents", PERM_CONFIG, SCOPE_ROOT, NULL, true,
       http_h_agents_list, NULL),
+    R(HM_GET, API "/nodes", PERM_CONFIG, SCOPE_ROOT, NULL, true,
+      http_h_nodes_list, NULL),
     R(HM_GET, API "/agents/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
       http_h_agents_get, NULL),
     R(HM_DELETE, API "/agents/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,

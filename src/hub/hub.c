@@ -942,6 +942,30 @@ static void hub_sweep(struct loop *l, void *arg)
 
 /* --- store changes --- */
 
+void hub_reclaim_agents(struct hub *h)
+{
+    struct hub_agent *a;
+    int64_t now = util_now();
+    int n = 0;
+
+    for (a = h != NULL ? h->agents : NULL; a != NULL; a = a->next) {
+        int r;
+
+        if (a->dead || a->state != HA_ONLINE) {
+            continue;
+        }
+        if ((r = store_agent_reclaim(h->store, a->id, now)) == ERR_OK) {
+            n++;
+        } else {
+            log_info("hub: agent %s stays offline here: %s", a->id,
+                     r == ERR_NOT_FOUND ? "another node holds it" : err_str(r));
+        }
+    }
+    if (n > 0) {
+        log_info("hub: %d agent(s) written online again on this node", n);
+    }
+}
+
 void hub_changed(struct hub *h, unsigned what)
 {
     struct hub_agent *a, *next;

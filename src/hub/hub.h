@@ -55,6 +55,11 @@ const struct lws_protocols *hub_lws_protocol(struct hub *h);
 /* The store changed (a mask of enum hub_change). */
 void hub_changed(struct hub *h, unsigned what);
 
+/* Writes every agent online here back into the store as this node's
+ * (store_agent_reclaim): after another node declared this one dead while
+ * it still held them. */
+void hub_reclaim_agents(struct hub *h);
+
 /* True if an agent with this ID is online (announced). */
 bool hub_agent_online(const struct hub *h, const char *agent_id);
 /* Agents online now. */

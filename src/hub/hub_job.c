@@ -247,6 +247,21 @@ static void hub_job_queued_done(void *arg, const struct hub_job_result *r)
     free(q);
 }
 
+/* true if another node of the cluster holds agent_id now. */
+static bool hub_agent_elsewhere(struct hub *h, const char *agent_id)
+{
+    struct store_agent *a = malloc(sizeof(*a));
+    bool r;
+
+    if (a == NULL) {
+        return false;
+    }
+    r = store_agent_get(h->store, agent_id, a) == ERR_OK && a->online &&
+        a->node[0] != '\0' && strcmp(a->node, store_node_self(h->store)) != 0;
+    free(a);
+    return r;
+}
+
 void hub_jobs_pickup(struct hub *h)
 {
     struct store_job *list = NULL;
@@ -259,6 +274,11 @@ void hub_jobs_pickup(struct hub *h)
     for (size_t i = 0; i < n; i++) {
         struct hub_job_queued *q;
 
+        /* on a cluster, the node holding the agent runs its jobs */
+        if (!hub_agent_online(h, list[i].agent_id) &&
+            hub_agent_elsewhere(h, list[i].agent_id)) {
+            continue;
+        }
         if (store_job_claim(h->store, list[i].id) != ERR_OK ||
             (q = calloc(1, sizeof(*q))) == NULL) {
             continue;

@@ -219,6 +219,22 @@ static bool tunnel_reachable(const struct tunnel *t)
 static void tunnel_set_state(struct tunnel *t, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* true if another node of a cluster holds the agent (store/nodes.h):
+ * then the tunnel listens there, and its state is that node's to write. */
+static bool tunnel_agent_elsewhere(struct tunnels *ts, const char *agent_id)
+{
+    struct store_agent *a = calloc(1, sizeof(*a));
+    bool r;
+
+    if (a == NULL) {
+        return false;
+    }
+    r = store_agent_get(ts->store, agent_id, a) == ERR_OK && a->online &&
+        a->node[0] != '\0' && strcmp(a->node, store_node_self(ts->store)) != 0;
+    free(a);
+    return r;
+}
+
 static void tunnel_set_state(struct tunnel *t, const char *fmt, ...)
 {
     char state[TUNNEL_STATE_MAX + 1];
@@ -229,6 +245,11 @@ static void tunnel_set_state(struct tunnel *t, const char *fmt, ...)
     vsnprintf(state, sizeof(state), fmt, ap);
     va_end(ap);
     if (strcmp(state, t->state) == 0) {
+        return;
+    }
+    if (strcmp(state, "agent offline") == 0 &&
+        tunnel_agent_elsewhere(t->ts, t->def.agent_id)) {
+        memcpy(t->state, state, sizeof(state));
         return;
     }
     r = store_tunnel_set_state(t->ts->store, t->def.id, state);

@@ -34,6 +34,7 @@ struct peer_link_opts {
     bool plain_http;         /* no TLS */
     const char *fingerprint; /* "SHA256:AA:BB:...": the pinned certificate */
     const char *dest_host;   /* NULL: OPTIONS * (a check) */
+    const char *agent;       /* Portcullis-Agent (a node link), or NULL */
     int dest_port;
     int timeout_ms;
 };

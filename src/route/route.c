@@ -23,13 +23,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <sodium.h>
 
 #include "common/err.h"
 #include "common/loop.h"
+#include "common/util.h"
 #include "common/vault.h"
 #include "hub/hub.h"
 #include "route/peer_link.h"
+#include "store/agents.h"
+#include "store/nodes.h"
 #include "store/peers.h"
 
 struct route_resolve {
@@ -57,6 +62,8 @@ struct route_req {
     struct store_peer *peer;
     char dest_host[STORE_HOST_MAX + 1];
     int dest_port;
+    /* node: the agent the other node's proxy streams through */
+    char node_agent[STORE_ROUTE_MAX + 1];
     /* route_peer_check: OPTIONS * instead of CONNECT */
     bool check;
     /* while route_connect runs the connector: cleared when rq ends */
@@ -73,6 +80,12 @@ struct routes {
     struct store *store;
     const struct vault *vault;
     struct peer_links *links;
+    /* node: routes: the key node credentials are made with, and this
+     * node's proxy certificate's fingerprint (every node shares both);
+     * loaded at the first use */
+    route_node_token_fn node_token;
+    void *node_token_arg;
+    char node_fp[128];
 };
 
 /* One row per route kind. */
@@ -322,14 +335,40 @@ static void route_agent_on_stream(void *arg, bool ok, const char *why)
     route_finish(rq, fd, NULL);
 }
 
+static void route_node_connect(struct route_req *rq, const char *host, int port,
+                               const char *orig_ip, int orig_port);
+static void route_peer_cancel(struct route_req *rq);
+
+/* true if the store says another node of the cluster holds the agent. */
+static bool route_agent_elsewhere(struct routes *rs, const char *id)
+{
+    struct store_agent *a;
+    bool r;
+
+    if (rs->store == NULL || (a = calloc(1, sizeof(*a))) == NULL) {
+        return false;
+    }
+    r = store_agent_get(rs->store, id, a) == ERR_OK && a->online &&
+        a->node[0] != '\0' && strcmp(a->node, store_node_self(rs->store)) != 0;
+    free(a);
+    return r;
+}
+
 /* A socketpair whose other end the hub bridges to a stream through the
  * agent; the caller gets our end once the agent has connected to the
- * target. */
+ * target. An agent another node holds is reached through that node
+ * (node:, below). */
 static void route_agent_connect(struct route_req *rq, const char *host,
                                 int port, const char *orig_ip, int orig_port)
 {
     struct hub_req *h;
     int sv[2];
+
+    if (!hub_agent_online(rq->rs->hub, rq->name) &&
+        route_agent_elsewhere(rq->rs, rq->name)) {
+        route_node_connect(rq, host, port, orig_ip, orig_port);
+        return;
+    }
 
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
         route_finish(rq, -1, strerror(errno));
@@ -347,6 +386,9 @@ static void route_agent_connect(struct route_req *rq, const char *host,
 
 static void route_agent_cancel(struct route_req *rq)
 {
+    if (rq->sub != NULL || rq->link != NULL || rq->peer != NULL) {
+        route_peer_cancel(rq); /* it went through another node */
+    }
     if (rq->hub_req != NULL) {
         hub_connect_cancel(rq->hub_req);
         rq->hub_req = NULL;
@@ -418,8 +460,9 @@ static void route_peer_on_sub(void *arg, const struct route_result *res)
 
     rq->sub = NULL;
     if (fd < 0) {
-        snprintf(msg, sizeof(msg), "peer %s: cannot reach its proxy %s:%d: %s",
-                 p->name, p->host, p->port, res->why);
+        snprintf(msg, sizeof(msg), "%s %s: cannot reach its proxy %s:%d: %s",
+                 rq->node_agent[0] != '\0' ? "node" : "peer", p->name, p->host,
+                 p->port, res->why);
         route_peer_clear(rq);
         route_finish(rq, -1, msg);
         return;
@@ -431,6 +474,7 @@ static void route_peer_on_sub(void *arg, const struct route_result *res)
     o.plain_http = p->plain_http;
     o.fingerprint = p->tls_fingerprint;
     o.dest_host = rq->check ? NULL : rq->dest_host;
+    o.agent = rq->node_agent[0] != '\0' ? rq->node_agent : NULL;
     o.dest_port = rq->dest_port;
     o.timeout_ms = rq->rs->cfg->connect_timeout_seconds * 1000;
     /* the link may answer (and rq be freed) before it returns: rq is
@@ -570,6 +614,151 @@ static void route_peer_cancel(struct route_req *rq)
     route_peer_clear(rq);
 }
 
+/* --- node: an agent held by another node of the cluster --- */
+
+/*
+ * The link between nodes is the peer CONNECT proxy (http/http_proxy.h)
+ * that already carries peer: routes: TLS with the certificate every node
+ * of a cluster shares (pinned), a node credential (auth/jwt.h) instead of
+ * an API token, and a Portcullis-Agent header naming the agent, which the
+ * node holding it opens the stream through. No second listener, TLS setup
+ * or credential store: docs/operations.md "Cluster" says why. It is not a
+ * route an asset names: agent:ID turns into it when the store says
+ * another node holds the agent (route_agent_connect), so an asset works
+ * whichever node its agent and its user reach.
+ */
+
+/* "KEY=VALUE" of a node's addresses ("ssh=... proxy=H:P"), or false. */
+static bool route_node_addr(const char *addrs, const char *key, char *out,
+                            size_t outlen)
+{
+    size_t kl = strlen(key), n;
+    const char *p = addrs;
+
+    while (p != NULL && *p != '\0') {
+        p += strspn(p, " ");
+        n = strcspn(p, " ");
+        if (n > kl && strncmp(p, key, kl) == 0 && p[kl] == '=') {
+            if (n - kl - 1 >= outlen) {
+                return false;
+            }
+            memcpy(out, p + kl + 1, n - kl - 1);
+            out[n - kl - 1] = '\0';
+            return true;
+        }
+        if (n == kl && strncmp(p, key, kl) == 0) {
+            out[0] = '\0';
+            return true;
+        }
+        p += n;
+    }
+    return false;
+}
+
+/* The proxy certificate's fingerprint, "" if it cannot be read. */
+static void route_node_fp(struct routes *rs)
+{
+    uint8_t *pem = NULL;
+    size_t len = 0;
+    BIO *bio;
+    X509 *x = NULL;
+    unsigned char *der = NULL;
+    int dlen;
+
+    if (rs->node_fp[0] != '\0' || rs->cfg->http_proxy_tls_cert == NULL ||
+        util_read_file(rs->cfg->http_proxy_tls_cert, 1 << 20, &pem, &len) !=
+            ERR_OK) {
+        return;
+    }
+    if ((bio = BIO_new_mem_buf(pem, (int)len)) != NULL &&
+        (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL &&
+        (dlen = i2d_X509(x, &der)) > 0) {
+        peer_link_cert_fp(der, dlen, rs->node_fp, sizeof(rs->node_fp));
+    }
+    OPENSSL_free(der);
+    X509_free(x);
+    BIO_free(bio);
+    free(pem);
+}
+
+static void route_node_connect(struct route_req *rq, const char *host, int port,
+                               const char *orig_ip, int orig_port)
+{
+    struct routes *rs = rq->rs;
+    struct store_agent *a = NULL;
+    struct store_node n;
+    struct store_peer *p;
+    struct route sub;
+    char proxy[STORE_HOST_MAX + 16], plain[4], tok[256];
+    char why[600], *colon = NULL;
+    const char *self;
+    struct route_req *h;
+    long pport = 0;
+
+    why[0] = '\0';
+    if (rs->store == NULL || rs->links == NULL) {
+        route_finish(rq, -1, "node routes are not available here");
+        return;
+    }
+    self = store_node_self(rs->store);
+    if ((a = calloc(1, sizeof(*a))) == NULL) {
+        route_finish(rq, -1, "out of memory");
+        return;
+    }
+    if (store_agent_get(rs->store, rq->name, a) != ERR_OK || !a->online ||
+        a->node[0] == '\0' || strcmp(a->node, self) == 0) {
+        snprintf(why, sizeof(why), "agent '%s' is not connected", rq->name);
+    } else if (store_node_get(rs->store, a->node, &n) != ERR_OK ||
+               strcmp(n.state, "up") != 0) {
+        snprintf(why, sizeof(why),
+                 "agent '%s' is held by a node that is not up", rq->name);
+    } else if (!route_node_addr(n.addresses, "proxy", proxy, sizeof(proxy)) ||
+               (colon = strrchr(proxy, ':')) == NULL ||
+               (pport = strtol(colon + 1, NULL, 10)) < 1 || pport > 65535) {
+        snprintf(why, sizeof(why),
+                 "agent '%s' is held by node %s, which runs no proxy for "
+                 "other nodes ([http_proxy] enabled)",
+                 rq->name, n.name);
+    }
+    free(a);
+    if (why[0] != '\0') {
+        route_finish(rq, -1, why);
+        return;
+    }
+    *colon = '\0';
+    route_node_fp(rs);
+    if (rs->node_token == NULL ||
+        rs->node_token(rs->node_token_arg, tok, sizeof(tok)) != ERR_OK ||
+        (p = rq->peer = calloc(1, sizeof(*p))) == NULL ||
+        (rq->token = strdup(tok)) == NULL) {
+        sodium_memzero(tok, sizeof(tok));
+        route_peer_clear(rq);
+        route_finish(rq, -1, "cannot make a node credential");
+        return;
+    }
+    sodium_memzero(tok, sizeof(tok));
+    snprintf(p->name, sizeof(p->name), "%.*s", (int)sizeof(p->name) - 1,
+             n.name);
+    snprintf(p->host, sizeof(p->host), "%.*s", (int)sizeof(p->host) - 1, proxy);
+    p->port = (int)pport;
+    p->plain_http =
+        route_node_addr(n.addresses, "proxy_plain", plain, sizeof(plain));
+    snprintf(p->tls_fingerprint, sizeof(p->tls_fingerprint), "%s", rs->node_fp);
+    snprintf(rq->dest_host, sizeof(rq->dest_host), "%s", host);
+    rq->dest_port = port;
+    snprintf(rq->node_agent, sizeof(rq->node_agent), "%s", rq->name);
+    if (route_parse("direct", &sub, why, sizeof(why)) != ERR_OK) {
+        route_peer_clear(rq);
+        route_finish(rq, -1, why);
+        return;
+    }
+    h = route_connect(rs, &sub, p->host, p->port, orig_ip, orig_port,
+                      route_peer_on_sub, rq);
+    if (h != NULL) {
+        rq->sub = h;
+    }
+}
+
 /* --- the table --- */
 
 static const struct route_kind route_kinds[] = {
@@ -580,6 +769,7 @@ static const struct route_kind route_kinds[] = {
     /* a peer's name has an agent ID's syntax */
     {"peer", "peer:", true, route_agent_id_ok, route_peer_connect,
      route_peer_cancel},
+
 };
 
 int route_parse(const char *text, struct route *out, char *why, size_t whylen)
@@ -661,6 +851,12 @@ void routes_free(struct routes *rs)
     }
     peer_links_free(rs->links);
     free(rs);
+}
+
+void routes_set_node_token(struct routes *rs, route_node_token_fn fn, void *arg)
+{
+    rs->node_token = fn;
+    rs->node_token_arg = arg;
 }
 
 /* A new request of kind on the routes' list; NULL when out of memory. */

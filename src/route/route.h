@@ -62,6 +62,13 @@ struct routes *routes_new(struct loop *loop, const struct config *cfg,
 struct vault;
 void routes_set_store(struct routes *rs, struct store *st,
                       const struct vault *v);
+/* An agent:ID route whose agent another node of the cluster holds goes
+ * through that node's CONNECT proxy (the node: connector in route.c); fn
+ * writes this node's credential for it (auth/jwt.h jwt_node_token) into
+ * out. Without it such routes fail with a clear line. */
+typedef int (*route_node_token_fn)(void *arg, char *out, size_t outlen);
+void routes_set_node_token(struct routes *rs, route_node_token_fn fn,
+                           void *arg);
 /* Cancels every request still pending (calling no callbacks) and closes
  * every link through a peer; NULL is a no-op. */
 void routes_free(struct routes *rs);

@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "store/peers.h"
+#include "store/nodes.h"
 #include "store/store.h"
 
 #define AGENT_ID_MAX 64
@@ -67,6 +68,8 @@ struct store_agent {
     int64_t first_seen;
     int64_t connected_at; /* of the current / last connection */
     int64_t last_seen;    /* when it was last known alive */
+    /* the node holding it (store/nodes.h); "" when offline or unknown */
+    char node[NODE_ID_MAX + 1];
 };
 
 struct store_tunnel {
@@ -102,16 +105,24 @@ int store_credential_delete(struct store *st, const char *id);
  * connected_at = last_seen = now (first_seen kept when it exists). The
  * row is bound to a->credential_id when new or unbound; ERR_DENIED (and
  * nothing written) when it is bound to another credential.
- * a->bound_credential is ignored. */
+ * a->bound_credential and a->node are ignored: the row's node becomes the
+ * handle's own (store_set_node). */
 int store_agent_online(struct store *st, const struct store_agent *a,
                        int64_t now);
 /* Binds agent id to credential cred (a credential ID, which need not
  * exist: callers check), or unbinds it (cred NULL or ""). ERR_NOT_FOUND
  * if no such agent, ERR_INVALID for a malformed credential ID. */
 int store_agent_bind(struct store *st, const char *id, const char *cred);
-/* online = false, last_seen = now. ERR_NOT_FOUND if no such agent. */
+/* online = false, last_seen = now, unless another node holds it now
+ * (then nothing changes). ERR_NOT_FOUND if no such agent. */
 int store_agent_offline(struct store *st, const char *id, int64_t now);
-/* At server start: every agent offline (last_seen kept). */
+/* Writes agent id online again on this node (the handle's, store_set_node)
+ * with its stored facts, unless another node holds it: for a node that
+ * was declared dead (store_node_reap) while it still held the agent.
+ * ERR_NOT_FOUND if no such agent or another node holds it. */
+int store_agent_reclaim(struct store *st, const char *id, int64_t now);
+/* At server start: every agent of this node (store_set_node) or of none
+ * offline (last_seen kept); other nodes' agents stay as they are. */
 int store_agent_all_offline(struct store *st);
 int store_agent_get(struct store *st, const char *id, struct store_agent *out);
 /* Sorted by name, then ID. */

@@ -13,6 +13,16 @@
 
 #define DRV(h) (((const struct db_head *)(const void *)(h))->drv)
 
+bool db_is_shared(struct db *db)
+{
+    return db != NULL && DRV(db) == &db_pg_driver;
+}
+
+bool db_location_is_server(const char *location)
+{
+    return db_location_is_pg(location);
+}
+
 bool db_location_is_pg(const char *location)
 {
     return location != NULL && (strncmp(location, "postgresql://", 13) == 0 ||

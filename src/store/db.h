@@ -51,6 +51,12 @@ void db_close(struct db *db);
  * "" for one in memory or on a server; NULL in a forked child. */
 const char *db_location(struct db *db);
 
+/* true for a database server that several nodes share (PostgreSQL): the
+ * store's notices (notices.h) go through it. */
+bool db_is_shared(struct db *db);
+/* The same from a location as db_open() takes it. */
+bool db_location_is_server(const char *location);
+
 /* Transactions. A write transaction takes the write lock up front (SQLite:
  * BEGIN IMMEDIATE), so it never has to be upgraded and never fails half
  * way for a lock; a read transaction sees one snapshot. db_commit() that

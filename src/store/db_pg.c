@@ -1,6 +1,7 @@
 /*
- * The PostgreSQL driver (db.h) on libpq: the only file of the store that
- * calls PQ*. Selected by db_open() for a "postgresql://" or "postgres://"
+ * The PostgreSQL driver (db.h) on libpq: with store_notice.c (the
+ * notices' own LISTEN connection) the only file of the store that calls
+ * PQ*. Selected by db_open() for a "postgresql://" or "postgres://"
  * URL (db.c).
  *
  * Synchronous: every call waits for the server's answer, as the SQLite

@@ -54,7 +54,9 @@ int store_job_list(struct store *st, int limit, struct store_job **list,
 int store_job_list_queued(struct store *st, struct store_job **list, size_t *n);
 /* queued -> running; ERR_NOT_FOUND if it was not queued (taken). */
 int store_job_claim(struct store *st, const char *id);
-/* Jobs still "queued" or "running" (at a server start) end "lost". */
+/* At a server start: jobs still "queued", and those "running" on this node
+ * (store_set_node) or on none, end "lost"; other nodes' running jobs stay
+ * theirs. */
 int store_job_mark_lost(struct store *st);
 
 #endif

@@ -172,6 +172,9 @@ struct store_session {
     uint64_t recording_size;      /* bytes; 0 until the recording is closed */
     int64_t recording_deleted_at; /* when retention deleted the file; 0 while
                                      it exists (path and SHA-256 are kept) */
+    /* the node (store/nodes.h) the session ran on; "" for none. Read
+     * only: store_session_open writes the handle's own */
+    char node[32 + 1];
 };
 
 /* Every set criterion must hold; since and until are inclusive bounds on
@@ -350,8 +353,9 @@ int store_session_get(struct store *st, const char *id,
                       struct store_session *out);
 int store_session_list(struct store *st, const struct store_session_filter *f,
                        struct store_session **list, size_t *n);
-/* At server start: closes every row left open with `result`; returns how
- * many through *count. */
+/* At server start: closes every row this node (store_set_node) or no
+ * node left open with `result`; returns how many through *count. Rows
+ * other nodes hold open stay open. */
 int store_session_close_dangling(struct store *st, int64_t now,
                                  const char *result, int *count);
 /* Sets a row's recording path, size and hex SHA-256 (sha256 may be "" while

@@ -208,7 +208,7 @@ int store_credential_delete(struct store *st, const char *id)
 #define AGENT_SELECT                                                           \
     "SELECT id, credential_id, name, hostname, os, kernel, arch, version,"     \
     " addresses, tags, remote_addr, online, first_seen, connected_at,"         \
-    " last_seen, bound_credential FROM agents"
+    " last_seen, bound_credential, node FROM agents"
 
 static int agent_fill(struct db_stmt *s, void *item)
 {
@@ -230,6 +230,7 @@ static int agent_fill(struct db_stmt *s, void *item)
     a->connected_at = db_col_int64(s, 13);
     a->last_seen = db_col_int64(s, 14);
     store_col_text(s, 15, a->bound_credential, sizeof(a->bound_credential));
+    store_col_text(s, 16, a->node, sizeof(a->node));
     return ERR_OK;
 }
 
@@ -284,9 +285,9 @@ int store_agent_online(struct store *st, const struct store_agent *a,
         st, "agent online",
         "INSERT INTO agents (id, credential_id, name, hostname, os, kernel,"
         " arch, version, addresses, tags, remote_addr, online, first_seen,"
-        " connected_at, last_seen, bound_credential)"
+        " connected_at, last_seen, bound_credential, node)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $12,"
-        " $12, $2)"
+        " $12, $2, $13)"
         " ON CONFLICT (id) DO UPDATE SET credential_id = "
         "excluded.credential_id,"
         " name = excluded.name, hostname = excluded.hostname,"
@@ -295,12 +296,13 @@ int store_agent_online(struct store *st, const struct store_agent *a,
         " tags = excluded.tags, remote_addr = excluded.remote_addr,"
         " online = 1, connected_at = excluded.connected_at,"
         " last_seen = excluded.last_seen,"
-        " bound_credential = excluded.bound_credential"
+        " bound_credential = excluded.bound_credential,"
+        " node = excluded.node"
         " WHERE agents.bound_credential IN ('', excluded.bound_credential)",
-        &changes, "ttttttttttti", a->id, cid, a->name, a->hostname, a->os,
+        &changes, "tttttttttttit", a->id, cid, a->name, a->hostname, a->os,
         a->kernel, a->arch, a->version,
         a->addresses[0] != '\0' ? a->addresses : "[]",
-        a->tags[0] != '\0' ? a->tags : "[]", a->remote_addr, now);
+        a->tags[0] != '\0' ? a->tags : "[]", a->remote_addr, now, st->node);
     if (r == ERR_OK && changes == 0) {
         r = ERR_DENIED;
     }
@@ -332,14 +334,29 @@ int store_agent_offline(struct store *st, const char *id, int64_t now)
     if ((r = store_tx_begin(st, true)) != ERR_OK) {
         return r;
     }
+    /* An agent that has moved to another node since (it reconnected
+     * there before this node noticed it gone) stays that node's. */
     r = store_run(st, "agent offline",
-                  "UPDATE agents SET online = 0, last_seen = $1"
-                  " WHERE id = $2",
-                  &changes, "it", now, id);
+                  "UPDATE agents SET online = 0, last_seen = $1, node = ''"
+                  " WHERE id = $2 AND node IN ('', $3)",
+                  &changes, "itt", now, id, st->node);
     if (r == ERR_OK && changes == 0) {
-        r = ERR_NOT_FOUND;
+        r = store_exists(st, "agent offline",
+                         "SELECT 1 FROM agents WHERE id = $1", id);
     }
     return store_tx_end(st, r);
+}
+
+int store_agent_reclaim(struct store *st, const char *id, int64_t now)
+{
+    if (!store_agent_id_valid(id)) {
+        return ERR_NOT_FOUND;
+    }
+    return store_update_one(st, "agent reclaim",
+                            "UPDATE agents SET online = 1, node = $1,"
+                            " last_seen = $2 WHERE id = $3"
+                            " AND (online = 0 OR node IN ('', $1))",
+                            "tit", st->node, now, id);
 }
 
 int store_agent_all_offline(struct store *st)
@@ -349,8 +366,11 @@ int store_agent_all_offline(struct store *st)
     if ((r = store_tx_begin(st, true)) != ERR_OK) {
         return r;
     }
+    /* this node's agents (and those no node claims); other nodes' stay */
     r = store_run(st, "agents offline",
-                  "UPDATE agents SET online = 0 WHERE online <> 0", NULL, "");
+                  "UPDATE agents SET online = 0, node = ''"
+                  " WHERE online <> 0 AND node IN ('', $1)",
+                  NULL, "t", st->node);
     return store_tx_end(st, r);
 }
 

@@ -52,12 +52,14 @@ struct store_migration {
 extern const struct store_migration store_migrations[];
 extern const size_t store_migrations_count;
 
-/* The handle: a driver connection. */
+/* The handle: a driver connection, and the node whose rows it writes
+ * (store_set_node, nodes.h; "" for the CLI and tests). */
 struct db;
 struct db_stmt;
 struct store {
     struct db *db;
     char *audit_key; /* store_set_audit_key(); NULL: beside the file */
+    char node[32 + 1];
 };
 
 /* --- transactions: every public function is one ------------------------- */

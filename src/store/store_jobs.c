@@ -56,11 +56,12 @@ int store_job_add(struct store *st, struct store_job *j)
     }
     r = store_run(st, "job add",
                   "INSERT INTO jobs (id, started_by, agent_id, command, cwd,"
-                  " timeout, status, started_at)"
-                  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                  NULL, "tttttiti", j->id, j->started_by, j->agent_id,
+                  " timeout, status, started_at, node)"
+                  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                  NULL, "tttttitit", j->id, j->started_by, j->agent_id,
                   j->command, j->cwd, (int64_t)j->timeout, j->status,
-                  j->started_at);
+                  j->started_at,
+                  strcmp(j->status, "running") == 0 ? st->node : "");
     return store_tx_end(st, r);
 }
 
@@ -145,9 +146,9 @@ int store_job_list_queued(struct store *st, struct store_job **list, size_t *n)
 int store_job_claim(struct store *st, const char *id)
 {
     return store_update_one(st, "job claim",
-                            "UPDATE jobs SET status = 'running'"
-                            " WHERE id = $1 AND status = 'queued'",
-                            "t", id);
+                            "UPDATE jobs SET status = 'running', node = $1"
+                            " WHERE id = $2 AND status = 'queued'",
+                            "tt", st->node, id);
 }
 
 int store_job_mark_lost(struct store *st)
@@ -160,7 +161,8 @@ int store_job_mark_lost(struct store *st)
     r = store_run(st, "job lost",
                   "UPDATE jobs SET status = 'lost', finished_at = $1,"
                   " why = 'the server restarted while the job ran'"
-                  " WHERE status IN ('queued', 'running')",
-                  NULL, "i", util_now());
+                  " WHERE status = 'queued'"
+                  " OR (status = 'running' AND node IN ('', $2))",
+                  NULL, "it", util_now(), st->node);
     return store_tx_end(st, r);
 }

@@ -402,6 +402,26 @@ static const char store_schema_v10[] =
 static const char store_schema_v11[] =
     "ALTER TABLE users ADD COLUMN nt_sealed BLOB;";
 
+/*
+ * Version 12: the nodes of a cluster (store/nodes.h, issue 18), and which
+ * node holds each agent, each open report row and each running job (""
+ * for none).
+ */
+static const char store_schema_v12[] =
+    "CREATE TABLE nodes ("
+    " id TEXT PRIMARY KEY,"
+    " name TEXT NOT NULL,"
+    " addresses TEXT NOT NULL DEFAULT '',"
+    " version TEXT NOT NULL DEFAULT '',"
+    " started_at BIGINT NOT NULL,"
+    " heartbeat_at BIGINT NOT NULL,"
+    " state TEXT NOT NULL DEFAULT 'up',"
+    " reaped_by TEXT NOT NULL DEFAULT '');"
+    "ALTER TABLE agents ADD COLUMN node TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE sessions ADD COLUMN node TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN node TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX sessions_node_open ON sessions(node, ended_at);";
+
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},
     {2, store_schema_v2, STORE_HOOK_NONE},
@@ -414,6 +434,7 @@ const struct store_migration store_migrations[] = {
     {9, store_schema_v9, STORE_HOOK_NONE},
     {10, store_schema_v10, STORE_HOOK_NONE},
     {11, store_schema_v11, STORE_HOOK_NONE},
+    {12, store_schema_v12, STORE_HOOK_NONE},
 };
 
 const size_t store_migrations_count =

@@ -19,7 +19,7 @@
     "id, user_id, user_name, asset_id, asset_name, site, kind, client_addr,"   \
     " route, started_at, COALESCE(ended_at, 0), bytes_up, bytes_down,"         \
     " exit_status, result, detail, recording_path, recording_sha256,"          \
-    " recording_size, COALESCE(recording_deleted_at, 0)"
+    " recording_size, COALESCE(recording_deleted_at, 0), node"
 
 static int row_session(struct db_stmt *s, void *item)
 {
@@ -45,6 +45,7 @@ static int row_session(struct db_stmt *s, void *item)
     store_col_text(s, 17, x->recording_sha256, sizeof(x->recording_sha256));
     x->recording_size = (uint64_t)db_col_int64(s, 18);
     x->recording_deleted_at = db_col_int64(s, 19);
+    store_col_text(s, 20, x->node, sizeof(x->node));
     return ERR_OK;
 }
 
@@ -101,19 +102,22 @@ int store_session_open(struct store *st, const struct store_session *s)
         "INSERT INTO sessions (id, seq, user_id, user_name, asset_id,"
         " asset_name, site, kind, client_addr, route, started_at,"
         " ended_at, bytes_up, bytes_down, exit_status, result, detail,"
-        " recording_path, recording_sha256, recording_size)"
+        " recording_path, recording_sha256, recording_size, node)"
         " VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM sessions),"
         " $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
-        " $15, $16, $17, $18, $19)",
-        NULL, "tttttttttiziiitttti", id, s->user_id, s->user_name, s->asset_id,
-        s->asset_name, s->site, s->kind, s->client_addr, s->route,
+        " $15, $16, $17, $18, $19, $20)",
+        NULL,
+        "tttttttttiziiitttti"
+        "t",
+        id, s->user_id, s->user_name, s->asset_id, s->asset_name, s->site,
+        s->kind, s->client_addr, s->route,
         s->started_at != 0 ? s->started_at : util_now(),
         closed ? s->ended_at : (int64_t)0,
         closed ? store_clamp_u64(s->bytes_up) : (int64_t)0,
         closed ? store_clamp_u64(s->bytes_down) : (int64_t)0,
         closed ? (int64_t)s->exit_status : (int64_t)-1, closed ? s->result : "",
         s->detail, s->recording_path, s->recording_sha256,
-        store_clamp_u64(s->recording_size));
+        store_clamp_u64(s->recording_size), st->node);
     return store_tx_end(st, r);
 }
 
@@ -279,10 +283,13 @@ int store_session_close_dangling(struct store *st, int64_t now,
     if ((r = store_tx_begin(st, true)) != ERR_OK) {
         return r;
     }
+    /* this node's rows and those of no node; another node's open rows are
+     * its own to close (or the reaper's, store_node_reap, if it died) */
     r = store_run(st, "close dangling",
                   "UPDATE sessions SET ended_at = $1, result = $2"
-                  " WHERE ended_at IS NULL",
-                  &changes, "it", now != 0 ? now : util_now(), result);
+                  " WHERE ended_at IS NULL AND node IN ('', $3)",
+                  &changes, "itt", now != 0 ? now : util_now(), result,
+                  st->node);
     if ((r = store_tx_end(st, r)) == ERR_OK && count != NULL) {
         *count = changes;
     }

@@ -1358,3 +1358,20 @@ def test_group_and_site_through_both_doors(api):
     assert words in line, line
     assert words in api_refusal(admin_call(
         api, "DELETE", API + "/sites/%2Froot"), 403)
+
+
+def test_nodes_list_is_this_one_node_on_sqlite(api):
+    """GET /nodes (issue 18): on SQLite the server is the one node, online,
+    with its addresses; a user without a site role may not read it."""
+    r = admin_call(api, "GET", API + "/nodes")
+    assert r.status == 200, r
+    assert len(r.data) == 1, r.data
+    node = r.data[0]
+    assert node["state"] == "online" and node["online"] is True, node
+    assert "ssh=127.0.0.1:%d" % api.ssh_port in node["addresses"], node
+    assert re.match(r"^[0-9a-f]{32}$", node["id"]), node
+    assert node["reaped_by"] is None and node["sessions"] >= 0
+    name, pw = make_user(api)
+    r = call(api.http_port, "GET", API + "/nodes",
+             token=session_token(api, name, pw))
+    assert_error_shape(r, 403)

@@ -284,6 +284,68 @@ static void test_finish_refusals(void **state)
     agent_conf_free(&c);
 }
 
+/* server takes a list: the nodes of a cluster, tried in turn. */
+static int finish_with_server(struct agent_conf *c, const char *server,
+                              char *why, size_t whylen)
+{
+    agent_conf_init(c);
+    assert_int_equal(agent_conf_set(c, "server", server, false, why, whylen),
+                     ERR_OK);
+    assert_int_equal(agent_conf_set(c, "fingerprint", FP, false, why, whylen),
+                     ERR_OK);
+    assert_int_equal(agent_conf_set(c, "credential", "a:b", false, why, whylen),
+                     ERR_OK);
+    return agent_conf_finish(c, true, why, whylen);
+}
+
+static void test_server_list(void **state)
+{
+    struct agent_conf c;
+    char why[512] = "";
+
+    (void)state;
+    assert_int_equal(finish_with_server(&c,
+                                        "ws://10.0.0.1:8080, wss://[::1]/x "
+                                        "ws://b.example",
+                                        why, sizeof(why)),
+                     ERR_OK);
+    assert_int_equal(c.nservers, 3);
+    assert_string_equal(c.servers[0].url, "ws://10.0.0.1:8080");
+    assert_string_equal(c.servers[0].host, "10.0.0.1");
+    assert_int_equal(c.servers[0].port, 8080);
+    assert_string_equal(c.servers[0].path, "/agent");
+    assert_false(c.servers[0].tls);
+    assert_true(c.servers[1].tls);
+    assert_string_equal(c.servers[1].host, "::1");
+    assert_int_equal(c.servers[1].port, 443);
+    assert_string_equal(c.servers[1].path, "/x");
+    assert_string_equal(c.servers[2].host, "b.example");
+    assert_int_equal(c.servers[2].port, 80);
+    /* the first one's parts as before */
+    assert_string_equal(c.host, "10.0.0.1");
+    assert_false(c.tls);
+    assert_true(c.tls_any);
+    agent_conf_free(&c);
+
+    assert_int_equal(
+        finish_with_server(&c, "ws://a:1,http://b:2", why, sizeof(why)),
+        ERR_CONFIG);
+    assert_string_equal(
+        why, "server must be a ws:// or wss:// URL, got 'http://b:2'");
+    agent_conf_free(&c);
+    assert_int_equal(finish_with_server(&c, " , ", why, sizeof(why)),
+                     ERR_CONFIG);
+    assert_string_equal(why, "no server (--server ws://HOST:PORT)");
+    agent_conf_free(&c);
+    assert_int_equal(finish_with_server(&c,
+                                        "ws://a ws://a ws://a ws://a ws://a "
+                                        "ws://a ws://a ws://a ws://a",
+                                        why, sizeof(why)),
+                     ERR_CONFIG);
+    assert_string_equal(why, "server: at most 8 URLs");
+    agent_conf_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +356,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_not_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flags, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_list, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

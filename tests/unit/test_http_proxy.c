@@ -177,11 +177,41 @@ static void test_head(void **state)
     }
 }
 
+/* Portcullis-Agent (a node's stream through an agent another node holds):
+ * an agent ID's characters, once. */
+static void test_agent_header(void **state)
+{
+    static struct http_proxy_req req;
+    char why[256];
+
+    (void)state;
+    assert_int_equal(parse("CONNECT 127.0.0.1:22 HTTP/1.1\r\n"
+                           "Portcullis-Agent: db-08.prod_1\r\n\r\n",
+                           &req, why),
+                     0);
+    assert_string_equal(req.agent, "db-08.prod_1");
+    assert_int_equal(parse("CONNECT a:1 HTTP/1.1\r\n\r\n", &req, why), 0);
+    assert_string_equal(req.agent, "");
+    assert_int_equal(parse("CONNECT a:1 HTTP/1.1\r\nPortcullis-Agent: a b"
+                           "\r\n\r\n",
+                           &req, why),
+                     400);
+    assert_string_equal(why, "bad Portcullis-Agent");
+    assert_int_equal(parse("CONNECT a:1 HTTP/1.1\r\nPortcullis-Agent: a\r\n"
+                           "portcullis-agent: b\r\n\r\n",
+                           &req, why),
+                     400);
+    assert_int_equal(
+        parse("CONNECT a:1 HTTP/1.1\r\nPortcullis-Agent:\r\n\r\n", &req, why),
+        400);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_allow_parse_and_match),
         cmocka_unit_test(test_head),
+        cmocka_unit_test(test_agent_header),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

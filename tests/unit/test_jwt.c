@@ -193,6 +193,58 @@ static void test_refusals(void **state)
     jwt_token_free(t);
 }
 
+/* Node credentials (issue 18): made and checked with one key, refused
+ * when tampered with, from another key, outside the time window or
+ * malformed. */
+static void test_node_token(void **state)
+{
+    struct fixture *f = *state;
+    const char *id = "0123456789abcdef0123456789abcdef";
+    char tok[JWT_NODE_TOKEN_MAX + 1], got[JWT_NODE_ID_LEN + 1];
+    char other_path[600];
+    struct jwt_key *other = NULL;
+    int64_t now = 1700000000;
+
+    assert_int_equal(jwt_node_token(f->key, id, now, tok, sizeof(tok)), ERR_OK);
+    assert_true(jwt_is_node_token(tok));
+    assert_false(jwt_is_node_token("eyJhbGciOi.x.y"));
+    assert_int_equal(jwt_node_token_check(f->key, tok, now + 30, got), ERR_OK);
+    assert_string_equal(got, id);
+    assert_int_equal(
+        jwt_node_token_check(f->key, tok, now + JWT_NODE_TOKEN_SKEW + 1, got),
+        ERR_TIMEOUT);
+    assert_int_equal(
+        jwt_node_token_check(f->key, tok, now - JWT_NODE_TOKEN_SKEW - 1, got),
+        ERR_TIMEOUT);
+    assert_string_equal(got, "");
+    /* the MAC covers the node and the time */
+    tok[strlen("pcnode1.")] = '1';
+    assert_int_equal(jwt_node_token_check(f->key, tok, now, got), ERR_AUTH);
+    tok[strlen("pcnode1.")] = '0';
+    tok[strlen(tok) - 1] ^= 1;
+    assert_int_equal(jwt_node_token_check(f->key, tok, now, got), ERR_AUTH);
+    tok[strlen(tok) - 1] ^= 1;
+    snprintf(other_path, sizeof(other_path), "%s/other.key", f->dir);
+    assert_int_equal(jwt_key_load(other_path, true, &other), ERR_OK);
+    assert_int_equal(jwt_node_token_check(other, tok, now, got), ERR_AUTH);
+    jwt_key_free(other);
+    unlink(other_path);
+    /* malformed */
+    assert_int_equal(jwt_node_token(f->key, "short", now, tok, sizeof(tok)),
+                     ERR_INVALID);
+    assert_int_equal(jwt_node_token(f->key, id, now, tok, 40), ERR_TOO_LONG);
+    assert_int_equal(jwt_node_token_check(f->key, "pcnode1.", now, got),
+                     ERR_INVALID);
+    assert_int_equal(
+        jwt_node_token_check(
+            f->key, "pcnode1.0123456789abcdef0123456789abcdef.x.y", now, got),
+        ERR_INVALID);
+    assert_int_equal(
+        jwt_node_token_check(
+            f->key, "pcnode1.0123456789ABCDEF0123456789abcdef.1.00", now, got),
+        ERR_INVALID);
+}
+
 static void test_key_file(void **state)
 {
     struct fixture *f = *state;
@@ -323,6 +375,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expired, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_node_token, setup, teardown),
         cmocka_unit_test(test_helpers),
         cmocka_unit_test(test_filter_within),
         cmocka_unit_test(test_body),

@@ -7,7 +7,9 @@
  * port, an unknown agent, list by agent, ACL, state, touch, delete), and
  * the refusals every writer makes: over-long fields (ERR_TOO_LONG),
  * control characters and malformed IDs or JSON (ERR_INVALID), missing
- * rows (ERR_NOT_FOUND).
+ * rows (ERR_NOT_FOUND); and the nodes of a cluster (store/nodes.h) on
+ * two handles of one store: each node's rows stay its own, and a dead
+ * node is reaped exactly once.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +25,8 @@
 #include "common/err.h"
 #include "common/util.h"
 #include "store/agents.h"
+#include "store/jobs.h"
+#include "store/nodes.h"
 #include "store/store.h"
 
 #include "store_fx.h"
@@ -572,6 +576,188 @@ static void test_shared_file(void **state)
     store_close(other);
 }
 
+#define NODE1 "11111111111111111111111111111111"
+#define NODE2 "22222222222222222222222222222222"
+#define NODE3 "33333333333333333333333333333333"
+
+static void node_make(struct store_node *n, const char *id, const char *name)
+{
+    memset(n, 0, sizeof(*n));
+    snprintf(n->id, sizeof(n->id), "%s", id);
+    snprintf(n->name, sizeof(n->name), "%s", name);
+    snprintf(n->addresses, sizeof(n->addresses), "ssh=127.0.0.1:2203");
+    snprintf(n->version, sizeof(n->version), "0.1.0");
+}
+
+static void session_make(struct store_session *s, const char *user)
+{
+    memset(s, 0, sizeof(*s));
+    util_uuid4(s->id);
+    snprintf(s->user_name, sizeof(s->user_name), "%s", user);
+    snprintf(s->asset_name, sizeof(s->asset_name), "web1");
+    snprintf(s->kind, sizeof(s->kind), "shell");
+    s->started_at = 100;
+}
+
+static const struct store_node *node_find(const struct store_node *l, size_t n,
+                                          const char *id)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(l[i].id, id) == 0) {
+            return &l[i];
+        }
+    }
+    fail_msg("node %s not listed", id);
+    return NULL;
+}
+
+/* Two nodes on one store: who holds what, a restart cleaning up only its
+ * own rows, and the reaper. */
+static void test_nodes(void **state)
+{
+    struct fx *f = *state;
+    struct store *b = NULL, *c = NULL;
+    struct store_node n, *list = NULL;
+    struct store_node_reaped rp;
+    struct store_session s1, s2, *rows = NULL;
+    struct store_session_filter filter = {0};
+    struct store_agent a;
+    struct store_job j1, j2, got;
+    size_t cnt = 0, nrows = 0;
+    bool was_dead = true;
+
+    FX_NEED_SHARED(f);
+    assert_int_equal(store_open(f->path, &b), ERR_OK);
+    assert_int_equal(store_open(f->path, &c), ERR_OK);
+    assert_int_equal(store_set_node(f->st, "not-hex"), ERR_INVALID);
+    assert_int_equal(store_set_node(f->st, NODE1), ERR_OK);
+    assert_int_equal(store_set_node(b, NODE2), ERR_OK);
+    assert_int_equal(store_set_node(c, NODE3), ERR_OK);
+    assert_string_equal(store_node_self(b), NODE2);
+    node_make(&n, NODE1, "alpha");
+    assert_int_equal(store_node_register(f->st, &n, 1000), ERR_OK);
+    node_make(&n, NODE2, "beta");
+    assert_int_equal(store_node_register(b, &n, 1000), ERR_OK);
+    node_make(&n, "x", "bad");
+    assert_int_equal(store_node_register(b, &n, 1000), ERR_INVALID);
+
+    /* an agent and an open session on each node */
+    agent_make(&a, "ag-1", "one");
+    assert_int_equal(store_agent_online(f->st, &a, 1000), ERR_OK);
+    agent_make(&a, "ag-2", "two");
+    assert_int_equal(store_agent_online(b, &a, 1000), ERR_OK);
+    session_make(&s1, "u1");
+    assert_int_equal(store_session_open(f->st, &s1), ERR_OK);
+    session_make(&s2, "u2");
+    assert_int_equal(store_session_open(b, &s2), ERR_OK);
+    assert_int_equal(store_agent_get(f->st, "ag-2", &a), ERR_OK);
+    assert_string_equal(a.node, NODE2);
+    /* a job running on each node */
+    memset(&j1, 0, sizeof(j1));
+    snprintf(j1.agent_id, sizeof(j1.agent_id), "ag-1");
+    snprintf(j1.command, sizeof(j1.command), "uptime");
+    j1.timeout = 10;
+    j2 = j1;
+    assert_int_equal(store_job_add(f->st, &j1), ERR_OK);
+    assert_int_equal(store_job_add(b, &j2), ERR_OK);
+
+    assert_int_equal(store_node_list(c, 990, &list, &cnt), ERR_OK);
+    assert_int_equal(cnt, 2);
+    assert_string_equal(list[0].name, "alpha");
+    assert_int_equal(node_find(list, cnt, NODE1)->agents, 1);
+    assert_int_equal(node_find(list, cnt, NODE2)->sessions, 1);
+    assert_true(node_find(list, cnt, NODE2)->online);
+    store_node_list_free(list, cnt);
+
+    /* node 1 restarting cleans up its own rows only; node 1 marking
+     * node 2's agent offline changes nothing */
+    assert_int_equal(store_agent_all_offline(f->st), ERR_OK);
+    assert_int_equal(store_agent_offline(f->st, "ag-2", 1001), ERR_OK);
+    assert_int_equal(store_agent_get(f->st, "ag-2", &a), ERR_OK);
+    assert_true(a.online);
+    assert_int_equal(store_agent_get(f->st, "ag-1", &a), ERR_OK);
+    assert_false(a.online);
+    assert_int_equal(
+        store_session_close_dangling(f->st, 1002, "error: interrupted", NULL),
+        ERR_OK);
+    assert_int_equal(store_session_list(f->st, &filter, &rows, &nrows), ERR_OK);
+    assert_int_equal(nrows, 2);
+    for (size_t i = 0; i < nrows; i++) {
+        if (strcmp(rows[i].id, s2.id) == 0) {
+            assert_int_equal(rows[i].ended_at, 0);
+        } else {
+            assert_string_equal(rows[i].result, "error: interrupted");
+        }
+    }
+    free(rows);
+
+    /* node 1 heartbeats, node 2 goes silent: node 3 and node 1 both look;
+     * only one of them reaps */
+    assert_int_equal(store_node_heartbeat(f->st, NODE1, 1050, &was_dead),
+                     ERR_OK);
+    assert_false(was_dead);
+    assert_int_equal(store_node_reap(c, NODE3, 1040, 1060, "error: gone", &rp),
+                     ERR_OK);
+    assert_int_equal(rp.nodes, 1);
+    assert_int_equal(rp.sessions, 1);
+    assert_int_equal(rp.agents, 1);
+    assert_int_equal(
+        store_node_reap(f->st, NODE1, 1040, 1061, "error: gone", &rp), ERR_OK);
+    assert_int_equal(rp.nodes, 0);
+    assert_int_equal(rp.sessions, 0);
+    assert_int_equal(store_agent_get(f->st, "ag-2", &a), ERR_OK);
+    assert_false(a.online);
+    assert_string_equal(a.node, "");
+    assert_int_equal(store_job_get(f->st, j2.id, &got), ERR_OK);
+    assert_string_equal(got.status, "lost");
+    assert_string_equal(got.why, "its node stopped answering");
+    store_job_free_output(&got);
+    assert_int_equal(store_session_list(f->st, &filter, &rows, &nrows), ERR_OK);
+    for (size_t i = 0; i < nrows; i++) {
+        if (strcmp(rows[i].id, s2.id) == 0) {
+            assert_string_equal(rows[i].result, "error: gone");
+            assert_int_equal(rows[i].ended_at, 1060);
+        }
+    }
+    free(rows);
+    assert_int_equal(store_node_list(c, 1040, &list, &cnt), ERR_OK);
+    assert_string_equal(node_find(list, cnt, NODE2)->state, "dead");
+    assert_string_equal(node_find(list, cnt, NODE2)->reaped_by, NODE3);
+    assert_false(node_find(list, cnt, NODE2)->online);
+    assert_true(node_find(list, cnt, NODE1)->online);
+    store_node_list_free(list, cnt);
+
+    /* node 2 comes back and learns it was declared dead; it writes the
+     * agent it still holds back as its own (unless another node took it) */
+    assert_int_equal(store_node_heartbeat(b, NODE2, 1100, &was_dead), ERR_OK);
+    assert_true(was_dead);
+    assert_int_equal(store_agent_reclaim(b, "ag-2", 1101), ERR_OK);
+    assert_int_equal(store_agent_get(f->st, "ag-2", &a), ERR_OK);
+    assert_true(a.online);
+    assert_string_equal(a.node, NODE2);
+    assert_int_equal(store_agent_reclaim(b, "nobody", 1101), ERR_NOT_FOUND);
+    agent_make(&a, "ag-3", "three");
+    assert_int_equal(store_agent_online(f->st, &a, 1102), ERR_OK);
+    assert_int_equal(store_agent_reclaim(b, "ag-3", 1103), ERR_NOT_FOUND);
+    assert_int_equal(store_agent_get(f->st, "ag-3", &a), ERR_OK);
+    assert_string_equal(a.node, NODE1);
+    assert_int_equal(store_node_heartbeat(b, NODE2, 1105, &was_dead), ERR_OK);
+    assert_false(was_dead);
+    assert_int_equal(store_node_heartbeat(b, NODE3, 1105, NULL), ERR_NOT_FOUND);
+
+    /* a clean stop */
+    agent_make(&a, "ag-2", "two");
+    assert_int_equal(store_agent_online(b, &a, 1110), ERR_OK);
+    assert_int_equal(store_node_stop(b, NODE2, 1120), ERR_OK);
+    assert_int_equal(store_agent_get(f->st, "ag-2", &a), ERR_OK);
+    assert_false(a.online);
+    assert_int_equal(store_node_list(c, 1040, &list, &cnt), ERR_OK);
+    assert_string_equal(node_find(list, cnt, NODE2)->state, "stopped");
+    store_node_list_free(list, cnt);
+    store_close(b);
+    store_close(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -589,6 +775,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tunnels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tunnel_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shared_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nodes, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,225 @@
+/*
+ * This server as a node of a cluster (cluster.h).
+ *
+ * The node ID is kept in DATA/node.id so that a restarted node is the same
+ * node (its own leftovers are its own to clean up at start, as before);
+ * the name is [node] name or the host name.
+ *
+ * Every [node] heartbeat_seconds the node refreshes its row and then
+ * looks for nodes whose heartbeat is older than [node] dead_after_seconds:
+ * store_node_reap() declares them dead, closes their open report rows as
+ * interrupted and marks their agents offline, exactly once across the
+ * cluster (the store's write lock and a conditional UPDATE). The agents
+ * themselves come back by reconnecting to another node from their list of
+ * server URLs.
+ *
+ * If this node finds it was itself declared dead (it was paused, or cut
+ * off from the database for longer than the others wait), its report rows
+ * were closed and its agents marked offline by another node: it logs that
+ * and writes the agents it still holds online again as its own
+ * (hub_reclaim_agents); one that reconnected elsewhere meanwhile stays
+ * the other node's.
+ */
+#include "daemon/cluster.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "store/nodes.h"
+#include "store/notices.h"
+
+#define CLUSTER_ID_FILE "node.id"
+#define CLUSTER_RESULT "error: interrupted (its node stopped answering)"
+
+struct cluster {
+    const struct config *cfg;
+    struct loop *loop;
+    struct store *st;
+    struct hub *hub;
+    struct store_listener *listener;
+    uint64_t timer;
+    struct store_node self;
+};
+
+static int cluster_read_id(const char *path, char *id)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    int r;
+
+    if ((r = util_read_file(path, 256, &data, &len)) != ERR_OK) {
+        return r;
+    }
+    while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r')) {
+        len--;
+    }
+    r = ERR_INVALID;
+    if (len == NODE_ID_MAX) {
+        memcpy(id, data, len);
+        id[len] = '\0';
+        r = ERR_OK;
+    }
+    free(data);
+    return r;
+}
+
+int cluster_identify(const struct config *cfg, struct store *st)
+{
+    char path[4096], id[NODE_ID_MAX + 2];
+    unsigned char raw[NODE_ID_MAX / 2];
+    int r, n;
+
+    n = snprintf(path, sizeof(path), "%s/%s", cfg->data_dir, CLUSTER_ID_FILE);
+    if (n < 0 || (size_t)n >= sizeof(path)) {
+        return ERR_TOO_LONG;
+    }
+    r = cluster_read_id(path, id);
+    if (r != ERR_OK && r != ERR_NOT_FOUND && r != ERR_IO) {
+        log_error("%s holds no node ID (32 hex digits)", path);
+        return r;
+    }
+    if (r != ERR_OK) {
+        randombytes_buf(raw, sizeof(raw));
+        sodium_bin2hex(id, sizeof(id), raw, sizeof(raw));
+        id[NODE_ID_MAX] = '\n';
+        if (util_write_file_excl(path, id, NODE_ID_MAX + 1, 0644) != ERR_OK ||
+            cluster_read_id(path, id) != ERR_OK) {
+            log_error("cannot write the node ID to %s", path);
+            return ERR_IO;
+        }
+    }
+    if ((r = store_set_node(st, id)) != ERR_OK) {
+        log_error("%s holds no node ID (32 hex digits)", path);
+    }
+    return r;
+}
+
+static void cluster_on_notice(void *arg, unsigned what, const char *from)
+{
+    struct cluster *c = arg;
+
+    if (strcmp(from, c->self.id) == 0) {
+        return; /* our own, acted on when it was made */
+    }
+    hub_changed(c->hub, what);
+}
+
+static void cluster_tick(struct loop *loop, void *arg)
+{
+    struct cluster *c = arg;
+    struct store_node_reaped reaped;
+    int64_t now = util_now();
+    bool was_dead = false;
+    int r;
+
+    (void)loop;
+    c->timer = 0;
+    r = store_node_heartbeat(c->st, c->self.id, now, &was_dead);
+    if (r == ERR_NOT_FOUND) {
+        r = store_node_register(c->st, &c->self, now);
+    }
+    if (r != ERR_OK) {
+        log_warn("node %s: cannot write the heartbeat; other nodes will "
+                 "take this node for dead after %d s",
+                 c->self.name, c->cfg->node_dead_after_seconds);
+    } else if (was_dead) {
+        log_warn("node %s: another node declared this node dead (no "
+                 "heartbeat for %d s); its report rows were closed and its "
+                 "agents marked offline",
+                 c->self.name, c->cfg->node_dead_after_seconds);
+        hub_reclaim_agents(c->hub);
+    }
+    if (r == ERR_OK &&
+        store_node_reap(c->st, c->self.id,
+                        now - c->cfg->node_dead_after_seconds, now,
+                        CLUSTER_RESULT, &reaped) == ERR_OK &&
+        reaped.nodes > 0) {
+        log_warn("declared %d node(s) dead (no heartbeat for %d s): closed "
+                 "%d report row(s) as interrupted, %d agent(s) offline",
+                 reaped.nodes, c->cfg->node_dead_after_seconds, reaped.sessions,
+                 reaped.agents);
+    }
+    c->timer =
+        loop_add_timer(c->loop, (int64_t)c->cfg->node_heartbeat_seconds * 1000,
+                       cluster_tick, c);
+}
+
+int cluster_start(struct cluster **out, const struct config *cfg,
+                  struct loop *loop, struct store *st, struct hub *hub)
+{
+    struct cluster *c;
+    char host[256] = "";
+    int r;
+
+    *out = NULL;
+    if ((c = calloc(1, sizeof(*c))) == NULL) {
+        return ERR_NOMEM;
+    }
+    c->cfg = cfg;
+    c->loop = loop;
+    c->st = st;
+    c->hub = hub;
+    snprintf(c->self.id, sizeof(c->self.id), "%s", store_node_self(st));
+    if (cfg->node_name != NULL && cfg->node_name[0] != '\0') {
+        snprintf(c->self.name, sizeof(c->self.name), "%s", cfg->node_name);
+    } else {
+        if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') {
+            snprintf(host, sizeof(host), "node");
+        }
+        snprintf(c->self.name, sizeof(c->self.name), "%s", host);
+    }
+    /* proxy=: where other nodes reach the agents this node holds (the
+     * node: route, route/route.h); "proxy_plain" when it has no TLS */
+    if (cfg->http_proxy_enabled) {
+        snprintf(c->self.addresses, sizeof(c->self.addresses),
+                 "ssh=%s:%d http=%s:%d proxy=%s:%d%s", cfg->ssh_listen,
+                 cfg->ssh_port, cfg->http_listen, cfg->http_port,
+                 cfg->http_proxy_listen, cfg->http_proxy_port,
+                 cfg->http_proxy_tls ? "" : " proxy_plain");
+    } else {
+        snprintf(c->self.addresses, sizeof(c->self.addresses),
+                 "ssh=%s:%d http=%s:%d", cfg->ssh_listen, cfg->ssh_port,
+                 cfg->http_listen, cfg->http_port);
+    }
+    snprintf(c->self.version, sizeof(c->self.version), "%s",
+             PORTCULLIS_VERSION);
+    if ((r = store_node_register(st, &c->self, util_now())) != ERR_OK) {
+        log_error("cannot register this node in the store");
+        free(c);
+        return r;
+    }
+    if ((r = store_listener_start(&c->listener, loop, cfg->store_path,
+                                  cluster_on_notice, c)) != ERR_OK) {
+        free(c);
+        return r;
+    }
+    log_info("node %s (%s) registered", c->self.name, c->self.id);
+    c->timer = loop_add_timer(loop, (int64_t)cfg->node_heartbeat_seconds * 1000,
+                              cluster_tick, c);
+    *out = c;
+    return ERR_OK;
+}
+
+void cluster_stop(struct cluster *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    if (c->timer != 0) {
+        loop_del_timer(c->loop, c->timer);
+    }
+    store_listener_stop(c->listener);
+    if (store_node_stop(c->st, c->self.id, util_now()) != ERR_OK) {
+        log_warn("cannot mark this node stopped in the store");
+    }
+    free(c);
+}

@@ -1,0 +1,330 @@
+"""Two `serve` nodes on one PostgreSQL (issue 18, docs/operations.md
+"Cluster"): each registers itself and `node list` shows both with the
+agents and sessions each holds; a credential deleted through node B drops
+its agent on node A within 2 s (a LISTEN/NOTIFY notice: B's CLI reaches
+only B's own socket); a node killed with SIGKILL is noticed by the other
+within [node] dead_after_seconds (4 s here, 30 by default), its open
+report row is closed as interrupted, and its agent reconnects to the
+other node from its list of server URLs.
+
+The agents run in a network namespace of the test's own, as in
+test_agent.py; both nodes' HTTP listeners are on the host's end of its
+veth.
+"""
+
+import json
+import os
+import signal
+import socket
+import ssl
+import time
+
+import pytest
+
+import pclib
+from agentlib import (agents, credential, make_agent, netns,  # noqa: F401
+                      wait_agent, wait_log)
+from clusterlib import DEAD_AFTER_SECONDS, HEARTBEAT_SECONDS, make_node, pg  # noqa: F401,E501
+from agentlib import NsTarget
+from pclib import Client, uniq
+
+
+def nodes(pc):
+    """{name: row} from `node list --json` run against pc's config."""
+    _, out, _ = pc.cli("node", "list", "--json")
+    return {r["name"]: r for r in json.loads(out)}
+
+
+def wait_nodes(pc, pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    rows = {}
+    while time.monotonic() < deadline:
+        rows = nodes(pc)
+        if pred(rows):
+            return rows
+        time.sleep(0.2)
+    pytest.fail("node list: not %s within %ss: %r" % (what, timeout, rows))
+
+
+@pytest.fixture
+def cluster(tmp_path, pg, netns):  # noqa: F811
+    """(a, b, netns): two started nodes "a" and "b" on one PostgreSQL,
+    each with its proxy for the other's sessions to its agents."""
+    a = make_node(pg, tmp_path / "a", "a", netns=netns, proxy=True)
+    started = []
+    try:
+        a.start()
+        started.append(a)
+        assert pclib.wait_port(a.http_port, 15, a.proc, host=netns.host_ip)
+        # a's first start made api_jwt.key: b shares it
+        b = make_node(pg, tmp_path / "b", "b", seed=a, netns=netns,
+                      proxy=True)
+        b.start()
+        started.append(b)
+        assert pclib.wait_port(b.http_port, 15, b.proc, host=netns.host_ip)
+        yield a, b, netns
+    finally:
+        for p in started:
+            p.stop()
+        for p in started:
+            found = p.sanitizer_findings(new_only=False)
+            if found:
+                pytest.fail("sanitizer report in %s:\n%s" % (p.log_path,
+                                                             found),
+                            pytrace=False)
+
+
+def proxy_ask(port, token, agent, dest_port):
+    """CONNECT 127.0.0.1:dest_port through a node's proxy with token and a
+    Portcullis-Agent header: (status, body)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw) as s:
+            s.sendall(("CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n"
+                       "Portcullis-Agent: %s\r\n"
+                       "Proxy-Authorization: Bearer %s\r\n\r\n"
+                       % (dest_port, agent, token)).encode())
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+    head, _, body = data.decode(errors="replace").partition("\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def url(pc, ns):
+    return "ws://%s:%d" % (ns.host_ip, pc.http_port)
+
+
+def test_node_list_shows_both_nodes_and_what_each_holds(cluster, make_agent):
+    a, b, ns = cluster
+    ag = make_agent(a, netns=ns, server=url(a, ns))
+    wait_agent(b, ag.id)  # read through b's config: one store
+    rows = wait_nodes(b, lambda r: {"a", "b"} <= set(r) and
+                      r["a"]["agents"] == 1, 10, "both, a holding the agent")
+    for name, p in (("a", a), ("b", b)):
+        row = rows[name]
+        assert row["state"] == "online" and row["online"] is True, row
+        assert "ssh=127.0.0.1:%d" % p.ssh_port in row["addresses"], row
+        assert len(row["id"]) == 32, row
+    assert rows["b"]["agents"] == 0
+    assert agents(b)[ag.id]["node"] == rows["a"]["id"]
+    # the same through the other node's CLI, and as a table
+    assert set(nodes(a)) == {"a", "b"}
+    _, out, _ = a.cli("node", "list")
+    header = out.splitlines()[0].split()
+    assert header[:5] == ["ID", "NAME", "STATE", "AGENTS", "SESSIONS"], out
+    assert sum(1 for line in out.splitlines() if " online " in line) == 2
+
+
+def test_credential_deleted_on_b_drops_its_agent_on_a(cluster, make_agent):
+    a, b, ns = cluster
+    cred = credential(b)
+    ag = make_agent(a, netns=ns, server=url(a, ns), credential=cred)
+    keep = make_agent(a, netns=ns, server=url(a, ns))
+    wait_agent(a, ag.id)
+    wait_agent(a, keep.id)
+    t0 = time.monotonic()
+    b.cli("credential", "delete", cred[0])
+    wait_agent(a, ag.id, online=False, timeout=5)
+    took = time.monotonic() - t0
+    assert took <= 2.0, "the agent dropped after %.1f s" % took
+    assert "its credential was deleted" in a.log_text()
+    # and it stays out: the server refuses the deleted credential
+    wait_log(ag, "refused credential", timeout=15)
+    # the other agent stays
+    assert agents(a)[keep.id]["online"] is True
+
+
+def test_notices_come_back_after_a_database_outage(cluster, make_agent, pg):  # noqa: F811,E501
+    """PostgreSQL stops for 3 s: each node's LISTEN connection is cut and
+    reconnects by itself, so a credential deleted through b afterwards
+    still drops its agent on a at once; the agent stayed connected."""
+    a, b, ns = cluster
+    cred = credential(b)
+    ag = make_agent(a, netns=ns, server=url(a, ns), credential=cred)
+    wait_agent(a, ag.id)
+    pg.outage(3)
+    for p in (a, b):
+        deadline = time.monotonic() + 15
+        while "store notices: listening again" not in p.log_text():
+            assert time.monotonic() < deadline, p.log_tail()
+            time.sleep(0.2)
+    assert "connection to the server lost" not in ag.log_text()
+    t0 = time.monotonic()
+    b.cli("credential", "delete", cred[0])
+    wait_agent(a, ag.id, online=False, timeout=5)
+    took = time.monotonic() - t0
+    assert took <= 2.0, "the agent dropped after %.1f s" % took
+    assert "its credential was deleted" in a.log_text()
+
+
+def test_killed_node_is_noticed_its_row_closed_and_agent_moves(
+        cluster, make_agent, pctarget, tmp_path):
+    a, b, ns = cluster
+    ag = make_agent(a, netns=ns, server="%s, %s" % (url(a, ns), url(b, ns)))
+    wait_agent(a, ag.id)
+    rows = wait_nodes(b, lambda r: r.get("a", {}).get("agents") == 1, 10,
+                      "a holding the agent")
+    id_a, id_b = rows["a"]["id"], rows["b"]["id"]
+    # a session through a, held open
+    target = pclib.Target(tmp_path / "target", *pctarget)
+    target.start()
+    try:
+        asset_id = a.target_asset(target)
+        pw = "pw-" + uniq()
+        user = a.user_add(password=pw)
+        a.allow(user, asset_id)
+        p = Client(a.ssh_port).popen_ssh("%s#%s" % (user, asset_id),
+                                         "echo started; sleep 120",
+                                         password=pw)
+        try:
+            assert p.stdout.readline().strip() == b"started"
+            wait_nodes(b, lambda r: r["a"]["sessions"] == 1, 10,
+                       "a holding the session")
+            os.kill(a.proc.pid, signal.SIGKILL)
+            t0 = time.monotonic()
+            # b declares a dead within dead_after plus a heartbeat or two
+            rows = wait_nodes(b, lambda r: r["a"]["state"] == "dead",
+                              DEAD_AFTER_SECONDS + 4 * HEARTBEAT_SECONDS + 5,
+                              "a dead")
+            took = time.monotonic() - t0
+            assert rows["a"]["reaped_by"] == id_b
+            assert rows["a"]["sessions"] == 0
+            assert took <= DEAD_AFTER_SECONDS + 4 * HEARTBEAT_SECONDS, took
+            row = b.session_of(user)
+            assert row["result"] == \
+                "error: interrupted (its node stopped answering)", row
+            assert row["ended_at"], row
+            assert row["node"] == id_a, row
+        finally:
+            if p.poll() is None:
+                p.kill()
+            p.wait(10)
+    finally:
+        target.stop()
+    # the agent came back, on b
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        row = agents(b).get(ag.id)
+        if row and row["online"] and row["node"] == id_b:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("agent not back on b within 60 s: %r\n%s"
+                    % (agents(b).get(ag.id), ag.log_text()[-2000:]))
+    assert "online (server %s" % url(b, ns) in ag.log_text()
+    assert nodes(b)["b"]["agents"] == 1
+    assert id_a != id_b
+
+
+def test_user_on_b_reaches_the_agent_held_by_a(cluster, make_agent, pctarget,
+                                               tmp_path):
+    """The node: route: the agent is connected to a only; a user logs in
+    through b, whose session reaches the asset behind the agent through
+    a's proxy (a node credential, the shared certificate pinned)."""
+    a, b, ns = cluster
+    target = NsTarget(tmp_path / "target", ns, *pctarget)
+    target.start()
+    try:
+        ag = make_agent(a, netns=ns, server=url(a, ns))
+        wait_agent(a, ag.id)
+        _, out, _ = b.cli("asset", "add", uniq("a"), "--host", "127.0.0.1",
+                          "--port", target.port, "--login", "root", "--key",
+                          target.key, "--host-key-fingerprint",
+                          target.fingerprint, "--route", "agent:%s" % ag.id)
+        asset_id = out.strip()
+        pw = "pw-" + uniq()
+        user = b.user_add(password=pw)
+        b.allow(user, asset_id)
+        r = Client(b.ssh_port).ssh("%s#%s" % (user, asset_id),
+                                   "echo via-a; grep -c pcvn /proc/net/dev",
+                                   password=pw)
+        assert r.rc == 0, (r, b.log_tail(), a.log_tail())
+        assert r.out.split() == ["via-a", "1"]  # ran inside the namespace
+        row = b.session_of(user, "ok", kind="exec")
+        assert row["route"] == "agent:%s" % ag.id
+        rows = nodes(b)
+        assert row["node"] == rows["b"]["id"], row  # the user's node
+        assert "through agent %s" % ag.id in a.log_text()
+        # the agent never connected to b
+        assert "online (server %s" % url(b, ns) not in ag.log_text()
+        assert "proxy=127.0.0.1:%d" % a.proxy_port in rows["a"]["addresses"]
+        # a's proxy refuses a forged node credential, and an agent stream
+        # asked for with anything but a node credential
+        forged = "pcnode1.%s.%d.%s" % (rows["b"]["id"], int(time.time()),
+                                       "0" * 64)
+        status, body = proxy_ask(a.proxy_port, forged, ag.id, target.port)
+        assert status == 407 and "node credential is not valid" in body
+        status, body = proxy_ask(a.proxy_port, "not-a-token", ag.id,
+                                 target.port)
+        assert status == 403 and "nodes of this cluster" in body, body
+    finally:
+        target.stop()
+
+
+def test_tunnel_added_on_b_listens_on_a(cluster, make_agent, pctarget,
+                                        tmp_path):
+    """A tunnel created through b for an agent held by a: a's tunnels
+    hear of it (a notice) and listen; b, which does not hold the agent,
+    does not overwrite the state a wrote, not even when it restarts."""
+    a, b, ns = cluster
+    target = NsTarget(tmp_path / "target", ns, *pctarget)
+    target.start()
+    try:
+        ag = make_agent(a, netns=ns, server=url(a, ns))
+        wait_agent(a, ag.id)
+        _, out, _ = b.cli("tunnel", "add", ag.id, "--remote",
+                          "127.0.0.1:%d" % target.port, "--acl",
+                          "127.0.0.1/32")
+        kv = pclib.parse_kv(out)
+        tid, port = kv["id"], int(kv["port"])
+        deadline = time.monotonic() + 5
+        while True:
+            _, out, _ = b.cli("tunnel", "list", "--json")
+            state = {t["id"]: t for t in json.loads(out)}[tid]["state"]
+            if state == "listening":
+                break
+            assert time.monotonic() < deadline, state
+            time.sleep(0.2)
+        # a's listener reaches the sshd only the agent reaches
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.settimeout(10)
+            assert s.recv(64).startswith(b"SSH-2.0-"), "no SSH banner"
+        # b restarting (its tunnels re-read, the agent not its own)
+        b.stop()
+        b.start()
+        assert pclib.wait_port(b.http_port, 15, b.proc, host=ns.host_ip)
+        time.sleep(2 * HEARTBEAT_SECONDS)
+        _, out, _ = a.cli("tunnel", "list", "--json")
+        assert {t["id"]: t for t in json.loads(out)}[tid]["state"] == \
+            "listening"
+    finally:
+        target.stop()
+
+
+def test_paused_node_declared_dead_takes_its_agents_back(cluster, make_agent):
+    """Node a stopped (SIGSTOP) longer than dead_after: b declares it dead
+    and marks its agent offline; when a runs again it learns it was
+    declared dead and writes the agent it still holds back online."""
+    a, b, ns = cluster
+    ag = make_agent(a, netns=ns, server=url(a, ns))
+    wait_agent(a, ag.id)
+    id_a = nodes(b)["a"]["id"]
+    os.kill(a.proc.pid, signal.SIGSTOP)
+    try:
+        wait_nodes(b, lambda r: r["a"]["state"] == "dead",
+                   DEAD_AFTER_SECONDS + 4 * HEARTBEAT_SECONDS + 5, "a dead")
+        assert agents(b)[ag.id]["online"] is False
+    finally:
+        os.kill(a.proc.pid, signal.SIGCONT)
+    wait_nodes(b, lambda r: r["a"]["state"] == "online", 10, "a online")
+    row = wait_agent(b, ag.id, timeout=10)
+    assert row["node"] == id_a, row
+    assert "declared this node dead" in a.log_text()
+    # the agent never noticed: its connection to a held
+    assert "connection to the server lost" not in ag.log_text()
