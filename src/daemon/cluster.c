@@ -107,6 +107,9 @@ static void cluster_on_notice(void *arg, unsigned what, const char *from)
 {
     struct cluster *c = arg;
 
+    /* the database answers: the store's reads below need not wait out
+     * its reconnection back-off (PostgreSQL outages, test_cluster.py) */
+    store_notice_seen(c->st);
     if (strcmp(from, c->self.id) == 0) {
         return; /* our own, acted on when it was made */
     }

@@ -56,6 +56,13 @@ int db_begin(struct db *db, bool write)
     return db != NULL ? DRV(db)->begin(db, write) : ERR_INVALID;
 }
 
+void db_retry_now(struct db *db)
+{
+    if (db != NULL && DRV(db)->retry_now != NULL) {
+        DRV(db)->retry_now(db);
+    }
+}
+
 int db_commit(struct db *db)
 {
     return db != NULL ? DRV(db)->commit(db) : ERR_INVALID;

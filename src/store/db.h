@@ -63,6 +63,10 @@ bool db_location_is_server(const char *location);
  * fails has rolled back. db_rollback() is harmless outside a transaction. */
 int db_begin(struct db *db, bool write);
 int db_commit(struct db *db);
+/* The database was seen answering on another connection: a lost
+ * connection waiting out its reconnection back-off tries again at the next
+ * call instead (PostgreSQL; nothing for SQLite). */
+void db_retry_now(struct db *db);
 void db_rollback(struct db *db);
 
 /* Runs statements separated by ';' without parameters or result rows

@@ -16,6 +16,9 @@ struct db_driver {
     const char *(*location)(struct db *db);
     int (*begin)(struct db *db, bool write);
     int (*commit)(struct db *db);
+    /* optional: the server was seen answering (a notice arrived): a
+     * reconnection waiting out its back-off may try at the next call */
+    void (*retry_now)(struct db *db);
     void (*rollback)(struct db *db);
     int (*exec)(struct db *db, const char *what, const char *sql);
     int (*prepare)(struct db *db, const char *what, const char *sql,

@@ -246,6 +246,11 @@ static int pg_begin_sql(struct db *db, const char *sql)
     return pg_simple(db, "begin", sql, NULL, 0);
 }
 
+static void pg_retry_now(struct db *db)
+{
+    db->retry_at = 0;
+}
+
 static int pg_begin(struct db *db, bool write)
 {
     int r;
@@ -805,6 +810,7 @@ const struct db_driver db_pg_driver = {
     .location = pg_location,
     .begin = pg_begin,
     .commit = pg_commit,
+    .retry_now = pg_retry_now,
     .rollback = pg_rollback,
     .exec = pg_exec,
     .prepare = pg_prepare,

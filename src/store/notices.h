@@ -32,6 +32,12 @@
  * (nothing to do). */
 int store_notice_publish(struct store *st, unsigned what);
 
+/* A listener's connection just saw the database answer (a notice, or
+ * LISTEN in effect again): st's own connection, if it lost the server and
+ * waits out its reconnection back-off, tries at its next call, so the
+ * store reads a notice asks for do not fail for seconds after an outage. */
+void store_notice_seen(struct store *st);
+
 struct store_listener;
 /* fn(arg, what, from): from is the publishing node's ID, "" for the CLI
  * and for STORE_NOTICE_ALL. */

@@ -37,6 +37,11 @@
 #define NOTICE_RETRY_MIN_MS 500
 #define NOTICE_RETRY_MAX_MS 5000
 
+void store_notice_seen(struct store *st)
+{
+    db_retry_now(store_db(st));
+}
+
 int store_notice_publish(struct store *st, unsigned what)
 {
     char payload[NOTICE_PAYLOAD_MAX];
