@@ -10,6 +10,7 @@
  * the store until it ends. No server running: the job is marked failed at
  * once.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,127 +51,339 @@ static int job_exit(const struct store_job *j)
                                              : JOB_EXIT_NOT_RUN;
 }
 
-static int job_run_run(struct cli_ctx *ctx, int argc, char **argv)
+/* A finished job of a batch: a header line, then its output. */
+static void job_print_one(const struct store_job *j)
 {
-    const char *pos[CLI_MAX_POS], *cwd = NULL;
-    int timeout = ADMIN_JOB_TIMEOUT_DEFAULT, dd, rc, r;
-    const struct cli_opt opts[] = {
-        CLI_OPT_INT("--timeout", &timeout, 1, ADMIN_JOB_TIMEOUT_MAX),
-        CLI_OPT_STR("--cwd", &cwd),
-        CLI_OPT_END,
-    };
-    struct store_job *j;
-    struct admin_ctx ac;
-    struct admin_err e;
-    char *cmd;
-    size_t len = 0;
-    bool delivered = false;
-    time_t deadline;
+    char code[32] = "";
 
-    for (dd = 0; dd < argc && strcmp(argv[dd], "--") != 0; dd++) {
+    if (j->exit_code >= 0) {
+        snprintf(code, sizeof(code), " (exit %d)", j->exit_code);
     }
-    if ((rc = cli_parse(ctx, dd, argv, opts, "AGENT", pos)) != CLI_PARSED) {
-        return rc;
-    }
-    if (dd + 1 >= argc) {
-        return cli_usage(ctx, "the command goes after '--'");
-    }
-    for (int i = dd + 1; i < argc; i++) {
-        len += strlen(argv[i]) + 1;
-    }
-    if (len > JOB_CMD_MAX + 1) {
-        return cli_usage(ctx, "the command is longer than %d bytes",
-                         JOB_CMD_MAX);
-    }
-    if ((cmd = calloc(1, len + 1)) == NULL ||
-        (j = calloc(1, sizeof(*j))) == NULL) {
-        free(cmd);
-        return cli_error("%s", err_str(ERR_NOMEM));
-    }
-    for (int i = dd + 1; i < argc; i++) {
-        if (i > dd + 1) {
-            strcat(cmd, " ");
-        }
-        strcat(cmd, argv[i]);
-    }
-    if (cwd != NULL && cwd[0] != '/') {
-        free(cmd);
-        free(j);
-        return cli_usage(ctx, "--cwd must be an absolute path");
-    }
-    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK ||
-        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
-        free(cmd);
-        free(j);
-        return rc;
-    }
-    r = admin_job_queue(&ac, pos[0], cmd, cwd, timeout, j, &delivered, &e);
-    free(cmd);
-    if (r != ERR_OK) {
-        free(j);
-        return cli_error("%s", e.msg);
-    }
-    if (!delivered) {
-        fprintf(stderr,
-                "portcullis: job %s: no server is running (jobs run in the "
-                "server)\n",
-                j->id);
-        free(j);
-        return JOB_EXIT_NOT_RUN;
-    }
-    deadline = time(NULL) + timeout + JOB_WAIT_GRACE_S;
-    {
-        char id[STORE_ID_MAX + 1];
-        snprintf(id, sizeof(id), "%s", j->id);
-        for (;;) {
-            r = store_job_get(ctx->st, id, j);
-            if (r != ERR_OK) {
-                free(j);
-                return cli_error("job %s: %s", id, err_str(r));
-            }
-            if (strcmp(j->status, "queued") != 0 &&
-                strcmp(j->status, "running") != 0) {
-                break;
-            }
-            store_job_free_output(j);
-            if (time(NULL) > deadline) {
-                free(j);
-                return cli_error("job %s: no result after %d s; see `job "
-                                 "show %s`",
-                                 id, timeout + JOB_WAIT_GRACE_S, id);
-            }
-            job_sleep_ms(100);
-        }
-    }
-    /* an empty output may have no buffer at all */
+    printf("=== %s: %s%s%s%s\n", j->agent_id, j->status, code,
+           j->why[0] != '\0' ? ": " : "", j->why);
     if (j->out_len > 0) {
         fwrite(j->out, 1, j->out_len, stdout);
+        if (j->out[j->out_len - 1] != '\n') {
+            putchar('\n');
+        }
     }
     fflush(stdout);
     if (j->err_len > 0) {
+        fprintf(stderr, "=== %s (stderr)\n", j->agent_id);
         fwrite(j->err, 1, j->err_len, stderr);
     }
-    if (strcmp(j->status, "ok") != 0 && strcmp(j->status, "failed") != 0) {
-        fprintf(stderr, "portcullis: job %s: %s%s%s\n", j->id, j->status,
-                j->why[0] != '\0' ? ": " : "", j->why);
+}
+
+/* Waits for the jobs of batch, printing each as it ends: one named
+ * agent prints its output as is and exits with its code; a batch prints
+ * a header per agent and exits 0 if every job ended ok, else 1. */
+static int job_wait(struct cli_ctx *ctx, const char *batch, size_t njobs,
+                    bool single, int timeout, int concurrency)
+{
+    size_t rounds = concurrency > 0 ? (njobs + (size_t)concurrency - 1) /
+                                          (size_t)concurrency
+                                    : 1;
+    time_t deadline =
+        time(NULL) + (time_t)rounds * (timeout + JOB_WAIT_GRACE_S);
+    bool *shown = calloc(njobs, sizeof(*shown));
+    struct store_job *j = calloc(1, sizeof(*j));
+    size_t nshown = 0;
+    bool all_ok = true;
+    int rc = CLI_EXIT_FAIL;
+
+    if (shown == NULL || j == NULL) {
+        free(shown);
+        free(j);
+        return cli_error("%s", err_str(ERR_NOMEM));
     }
-    rc = job_exit(j);
-    store_job_free_output(j);
+    while (nshown < njobs) {
+        struct store_job *list = NULL;
+        size_t n = 0;
+        int r = store_job_list_batch(ctx->st, batch, &list, &n);
+
+        if (r != ERR_OK) {
+            rc = cli_error("batch %s: %s", batch, err_str(r));
+            goto out;
+        }
+        for (size_t i = 0; i < n && i < njobs; i++) {
+            if (shown[i] || strcmp(list[i].status, "queued") == 0 ||
+                strcmp(list[i].status, "running") == 0) {
+                continue;
+            }
+            if ((r = store_job_get(ctx->st, list[i].id, j)) != ERR_OK) {
+                free(list);
+                rc = cli_error("job %s: %s", list[i].id, err_str(r));
+                goto out;
+            }
+            shown[i] = true;
+            nshown++;
+            if (strcmp(j->status, "ok") != 0) {
+                all_ok = false;
+            }
+            if (single) {
+                if (j->out_len > 0) {
+                    fwrite(j->out, 1, j->out_len, stdout);
+                }
+                fflush(stdout);
+                if (j->err_len > 0) {
+                    fwrite(j->err, 1, j->err_len, stderr);
+                }
+                if (strcmp(j->status, "ok") != 0 &&
+                    strcmp(j->status, "failed") != 0) {
+                    fprintf(stderr, "portcullis: job %s: %s%s%s\n", j->id,
+                            j->status, j->why[0] != '\0' ? ": " : "", j->why);
+                }
+                rc = job_exit(j);
+            } else {
+                job_print_one(j);
+            }
+            store_job_free_output(j);
+        }
+        free(list);
+        if (nshown == njobs) {
+            break;
+        }
+        if (time(NULL) > deadline) {
+            rc = cli_error("batch %s: no result after waiting; see `job list "
+                           "--batch %s`",
+                           batch, batch);
+            goto out;
+        }
+        job_sleep_ms(100);
+    }
+    if (!single) {
+        rc = all_ok ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+    }
+out:
+    free(shown);
     free(j);
+    return rc;
+}
+
+/* A script file ("-": standard input), at most JOB_SCRIPT_MAX bytes. */
+static char *job_read_script(const char *path)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    char *buf;
+    size_t n;
+
+    if (f == NULL) {
+        cli_error("cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if ((buf = malloc(JOB_SCRIPT_MAX + 2)) == NULL) {
+        if (f != stdin) {
+            fclose(f);
+        }
+        return NULL;
+    }
+    n = fread(buf, 1, JOB_SCRIPT_MAX + 1, f);
+    if (f != stdin) {
+        fclose(f);
+    }
+    buf[n] = '\0';
+    if (n == 0 || n > JOB_SCRIPT_MAX || strlen(buf) != n) {
+        cli_error("%s: a script of 1-%d bytes without NUL bytes", path,
+                  JOB_SCRIPT_MAX);
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* Splits a comma-separated list into ptrs (at most max); false if more. */
+static bool job_split(char *s, const char **ptrs, size_t *n, size_t max)
+{
+    for (char *tok = strtok(s, ","); tok != NULL; tok = strtok(NULL, ",")) {
+        if (*n >= max) {
+            return false;
+        }
+        ptrs[(*n)++] = tok;
+    }
+    return true;
+}
+
+#define JOB_CLI_TAGS_MAX 64
+
+static int job_run_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS], *cwd = NULL, *script_path = NULL;
+    const char *interp = NULL;
+    int timeout = ADMIN_JOB_TIMEOUT_DEFAULT, concurrency = 0, dd, rc, r;
+    bool stop = false;
+    const struct cli_opt opts[] = {
+        CLI_OPT_INT("--timeout", &timeout, 1, ADMIN_JOB_TIMEOUT_MAX),
+        CLI_OPT_STR("--cwd", &cwd),
+        CLI_OPT_INT("--concurrency", &concurrency, 0, ADMIN_JOB_TARGETS_MAX),
+        CLI_OPT_FLAG("--stop-on-failure", &stop),
+        CLI_OPT_STR("--script", &script_path),
+        CLI_OPT_STR("--interpreter", &interp),
+        CLI_OPT_END,
+    };
+    const char *tags[JOB_CLI_TAGS_MAX];
+    const char **agents = NULL;
+    char **args = NULL, *cmd = NULL, *script = NULL, *agent_list = NULL;
+    char *tag_copy[JOB_CLI_TAGS_MAX];
+    size_t ntags = 0, ntagc = 0, nagents = 0, len = 0, njobs = 0;
+    struct admin_job_targets t;
+    struct admin_job_req q;
+    struct admin_ctx ac;
+    struct admin_err e;
+    char batch[STORE_ID_MAX + 1];
+    bool delivered = false;
+    int nargs = 0;
+
+    for (dd = 0; dd < argc && strcmp(argv[dd], "--") != 0; dd++) {
+    }
+    /* --tag T (repeatable, or T1,T2) is taken out before cli_parse */
+    if ((args = calloc((size_t)dd + 1, sizeof(*args))) == NULL) {
+        return cli_error("%s", err_str(ERR_NOMEM));
+    }
+    rc = CLI_PARSED;
+    for (int i = 0; i < dd && rc == CLI_PARSED; i++) {
+        const char *v = NULL;
+        if (strcmp(argv[i], "--tag") == 0) {
+            if (i + 1 >= dd) {
+                rc = cli_usage(ctx, "--tag needs a value");
+                break;
+            }
+            v = argv[++i];
+        } else if (strncmp(argv[i], "--tag=", 6) == 0) {
+            v = argv[i] + 6;
+        } else {
+            args[nargs++] = argv[i];
+            continue;
+        }
+        if (ntagc >= JOB_CLI_TAGS_MAX || (tag_copy[ntagc] = strdup(v)) == NULL ||
+            !job_split(tag_copy[ntagc++], tags, &ntags, JOB_CLI_TAGS_MAX)) {
+            rc = cli_usage(ctx, "at most %d tags", JOB_CLI_TAGS_MAX);
+        }
+    }
+    if (rc == CLI_PARSED) {
+        rc = cli_parse(ctx, nargs, args, opts, "[AGENTS]", pos);
+    }
+    if (rc != CLI_PARSED) {
+        goto out;
+    }
+    if (pos[0] == NULL && ntags == 0) {
+        rc = cli_usage(ctx, "name the agents (ID,ID,...) or --tag");
+        goto out;
+    }
+    if (script_path != NULL) {
+        if (dd < argc) {
+            rc = cli_usage(ctx, "a script or a command after '--', not both");
+            goto out;
+        }
+        if ((script = job_read_script(script_path)) == NULL) {
+            rc = CLI_EXIT_FAIL;
+            goto out;
+        }
+        if (interp == NULL) {
+            interp = "sh";
+        }
+    } else {
+        if (dd + 1 >= argc) {
+            rc = cli_usage(ctx, "the command goes after '--'");
+            goto out;
+        }
+        if (interp != NULL) {
+            rc = cli_usage(ctx, "--interpreter goes with --script");
+            goto out;
+        }
+        for (int i = dd + 1; i < argc; i++) {
+            len += strlen(argv[i]) + 1;
+        }
+        if (len > JOB_CMD_MAX + 1) {
+            rc = cli_usage(ctx, "the command is longer than %d bytes",
+                           JOB_CMD_MAX);
+            goto out;
+        }
+        if ((cmd = calloc(1, len + 1)) == NULL) {
+            rc = cli_error("%s", err_str(ERR_NOMEM));
+            goto out;
+        }
+        for (int i = dd + 1; i < argc; i++) {
+            if (i > dd + 1) {
+                strcat(cmd, " ");
+            }
+            strcat(cmd, argv[i]);
+        }
+    }
+    if (cwd != NULL && cwd[0] != '/') {
+        rc = cli_usage(ctx, "--cwd must be an absolute path");
+        goto out;
+    }
+    if (pos[0] != NULL) {
+        if ((agent_list = strdup(pos[0])) == NULL ||
+            (agents = calloc(ADMIN_JOB_TARGETS_MAX, sizeof(*agents))) ==
+                NULL) {
+            rc = cli_error("%s", err_str(ERR_NOMEM));
+            goto out;
+        }
+        if (!job_split(agent_list, agents, &nagents, ADMIN_JOB_TARGETS_MAX)) {
+            rc = cli_usage(ctx, "at most %d agents", ADMIN_JOB_TARGETS_MAX);
+            goto out;
+        }
+    }
+    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK ||
+        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
+        goto out;
+    }
+    t = (struct admin_job_targets){agents, nagents, tags, ntags};
+    q = (struct admin_job_req){.command = cmd,
+                               .interpreter = script != NULL ? interp : NULL,
+                               .script = script,
+                               .cwd = cwd,
+                               .timeout = timeout,
+                               .concurrency = concurrency,
+                               .stop_on_failure = stop};
+    r = admin_job_queue_many(&ac, &t, &q, batch, &njobs, &delivered, &e);
+    if (r != ERR_OK) {
+        rc = cli_error("%s", e.msg);
+        goto out;
+    }
+    if (!delivered) {
+        fprintf(stderr,
+                "portcullis: %s %s: no server is running (jobs run in the "
+                "server)\n",
+                njobs == 1 ? "job" : "batch", batch);
+        rc = JOB_EXIT_NOT_RUN;
+        goto out;
+    }
+    rc = job_wait(ctx, batch, njobs, nagents == 1 && ntags == 0, timeout,
+                  concurrency);
+out:
+    for (size_t i = 0; i < ntagc; i++) {
+        free(tag_copy[i]);
+    }
+    free(args);
+    free(cmd);
+    free(script);
+    free(agent_list);
+    free(agents);
     return rc;
 }
 
 static int job_list_run(struct cli_ctx *ctx, int argc, char **argv)
 {
+    const char *pos[CLI_MAX_POS], *batch = NULL;
+    bool json = false;
+    const struct cli_opt opts[] = {
+        CLI_OPT_FLAG("--json", &json),
+        CLI_OPT_STR("--batch", &batch),
+        CLI_OPT_END,
+    };
     struct store_job *list = NULL;
     size_t n = 0;
-    bool json = false;
     int rc, r;
 
-    if ((rc = cli_list_start(ctx, argc, argv, &json)) != CLI_PARSED) {
+    if ((rc = cli_parse(ctx, argc, argv, opts, "", pos)) != CLI_PARSED ||
+        (rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
         return rc;
     }
-    if ((r = store_job_list(ctx->st, 1000, &list, &n)) != ERR_OK) {
+    r = batch != NULL ? store_job_list_batch(ctx->st, batch, &list, &n)
+                      : store_job_list(ctx->st, 1000, &list, &n);
+    if (r != ERR_OK) {
         return cli_error("cannot list jobs: %s", err_str(r));
     }
     if (json) {
@@ -251,16 +464,20 @@ static int job_show_run(struct cli_ctx *ctx, int argc, char **argv)
 
 static const struct cli_cmd job_run_cmd = {
     .name = "run",
-    .synopsis = "job run AGENT [--timeout S] [--cwd DIR] -- COMMAND...",
-    .summary = "Run a command on an agent (its own config decides), wait, "
-               "print its output and exit with its exit code (124: timeout, "
-               "125: not run).",
+    .synopsis = "job run [AGENT,...] [--tag T]... [--concurrency N] "
+                "[--stop-on-failure] [--timeout S] [--cwd DIR] "
+                "{-- COMMAND... | --script FILE [--interpreter NAME]}",
+    .summary = "Run a command or a script on agents (their own config "
+               "decides) and wait. One agent: print its output and exit with "
+               "its exit code (124: timeout, 125: not run). Several: print "
+               "each result as it arrives, exit 0 if all ended ok, else 1.",
     .run = job_run_run,
 };
 static const struct cli_cmd job_list_cmd = {
     .name = "list",
-    .synopsis = "job list [--json]",
-    .summary = "List jobs, newest first.",
+    .synopsis = "job list [--batch ID] [--json]",
+    .summary = "List jobs, newest first (a batch's in the order they were "
+               "queued).",
     .run = job_list_run,
 };
 static const struct cli_cmd job_show_cmd = {

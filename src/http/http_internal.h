@@ -230,6 +230,7 @@ int http_h_healthz(struct http_req *req);
 /* jobs (http_res_jobs.c) */
 int http_h_agents_command(struct http_req *req);
 int http_h_jobs_list(struct http_req *req);
+int http_h_jobs_add(struct http_req *req);
 int http_h_jobs_get(struct http_req *req);
 int http_h_metrics(struct http_req *req);
 int http_h_login(struct http_req *req);

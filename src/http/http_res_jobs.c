@@ -3,7 +3,10 @@
  * runs a command on an agent through the hub (admin_job_run; the agent's
  * own rules decide); by default the answer waits for the end of the job
  * (http_defer), with "wait": false it is 202 with the job's ID at once.
- * GET /api/v1/jobs and /api/v1/jobs/{id} read the store.
+ * POST /api/v1/jobs runs a command or script on many agents (IDs, tags)
+ * as one batch, 202 at once with its jobs (queued, started within the
+ * concurrency limit). GET /api/v1/jobs and /api/v1/jobs/{id} read the
+ * store.
  */
 #include "http/http_internal.h"
 
@@ -46,6 +49,7 @@ int http_h_agents_command(struct http_req *req)
 {
     struct http_job_wait *w;
     struct store_job *j;
+    struct admin_job_req q;
     struct admin_ctx ac;
     struct admin_err e;
     int r;
@@ -66,10 +70,13 @@ int http_h_agents_command(struct http_req *req)
     }
     http_admin_ctx(req, &ac);
     w->in_handler = true;
-    r = admin_job_run(&ac, req->params[0], http_body_str(req->body, "command"),
-                      http_body_str(req->body, "cwd"),
-                      (int)http_body_int(req->body, "timeout", 0),
-                      http_job_done, w, j, &e);
+    q = (struct admin_job_req){
+        .command = http_body_str(req->body, "command"),
+        .interpreter = http_body_str(req->body, "interpreter"),
+        .script = http_body_str(req->body, "script"),
+        .cwd = http_body_str(req->body, "cwd"),
+        .timeout = (int)http_body_int(req->body, "timeout", 0)};
+    r = admin_job_run(&ac, req->params[0], &q, http_job_done, w, j, &e);
     w->in_handler = false;
     if (r != ERR_OK) {
         if (w->wait) {
@@ -93,6 +100,75 @@ int http_h_agents_command(struct http_req *req)
         free(w);
     }
     return 0;
+}
+
+/* A JSON list of strings as pointers into it (valid while body lives). */
+static const char **http_job_strings(const json_t *body, const char *name,
+                                     size_t *n)
+{
+    const json_t *a = json_object_get(body, name);
+    const char **out;
+    size_t i;
+
+    json_t *v;
+
+    *n = json_array_size(a);
+    if (*n == 0 || (out = calloc(*n, sizeof(*out))) == NULL) {
+        *n = 0;
+        return NULL;
+    }
+    json_array_foreach(a, i, v)
+    {
+        out[i] = json_string_value(v);
+    }
+    return out;
+}
+
+int http_h_jobs_add(struct http_req *req)
+{
+    struct admin_job_targets t = {0};
+    const char **agents, **tags;
+    struct admin_job_req q;
+    struct admin_ctx ac;
+    struct admin_err e;
+    char batch[STORE_ID_MAX + 1];
+    struct store_job *list = NULL;
+    size_t njobs = 0, n = 0;
+    bool delivered = false;
+    json_t *arr, *d;
+    int r;
+
+    agents = http_job_strings(req->body, "agents", &t.nagents);
+    tags = http_job_strings(req->body, "tags", &t.ntags);
+    t.agents = agents;
+    t.tags = tags;
+    q = (struct admin_job_req){
+        .command = http_body_str(req->body, "command"),
+        .interpreter = http_body_str(req->body, "interpreter"),
+        .script = http_body_str(req->body, "script"),
+        .cwd = http_body_str(req->body, "cwd"),
+        .timeout = (int)http_body_int(req->body, "timeout", 0),
+        .concurrency = (int)http_body_int(req->body, "concurrency", 0),
+        .stop_on_failure = http_body_bool(req->body, "stop_on_failure", false)};
+    http_admin_ctx(req, &ac);
+    r = admin_job_queue_many(&ac, &t, &q, batch, &njobs, &delivered, &e);
+    free(agents);
+    free(tags);
+    if (r != ERR_OK) {
+        return http_admin_error(req, &e);
+    }
+    snprintf(req->audit_target, sizeof(req->audit_target), "%s", batch);
+    if ((r = store_job_list_batch(req->h->store, batch, &list, &n)) !=
+        ERR_OK) {
+        return http_store_error(req, r, "batch", batch);
+    }
+    arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(arr, admin_job_json(&list[i], false));
+    }
+    free(list);
+    d = json_pack("{s:s, s:o}", "batch", batch, "jobs", arr);
+    return http_ok(req, 202, d, NULL);
 }
 
 int http_h_jobs_list(struct http_req *req)

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,8 +164,8 @@ static void hub_job_connected(void *arg, bool ok, const char *why)
     }
 }
 
-int hub_job_run(struct hub *h, const char *agent_id, const char *command,
-                const char *cwd, int timeout, hub_job_fn fn, void *arg)
+int hub_job_run(struct hub *h, const char *agent_id,
+                const struct hub_job_spec *spec, hub_job_fn fn, void *arg)
 {
     struct hub_job *j;
     json_t *req;
@@ -180,8 +181,18 @@ int hub_job_run(struct hub *h, const char *agent_id, const char *command,
     j->fn = fn;
     j->arg = arg;
     j->fd = -1;
-    req = json_pack("{s:s, s:s, s:i}", "command", command, "cwd",
-                    cwd != NULL ? cwd : "", "timeout", timeout);
+    if (spec->interpreter != NULL && spec->interpreter[0] != '\0') {
+        req = json_pack("{s:s, s:s, s:s, s:i}", "interpreter",
+                        spec->interpreter, "script",
+                        spec->script != NULL ? spec->script : "", "cwd",
+                        spec->cwd != NULL ? spec->cwd : "", "timeout",
+                        spec->timeout);
+    } else {
+        req = json_pack("{s:s, s:s, s:i}", "command",
+                        spec->command != NULL ? spec->command : "", "cwd",
+                        spec->cwd != NULL ? spec->cwd : "", "timeout",
+                        spec->timeout);
+    }
     txt = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
     json_decref(req);
     if (txt == NULL ||
@@ -202,25 +213,28 @@ int hub_job_run(struct hub *h, const char *agent_id, const char *command,
     free(txt);
     shutdown(sv[0], SHUT_WR);
     j->fd = sv[0];
-    j->timer =
-        loop_add_timer(h->loop, (int64_t)timeout * 1000 + HUB_JOB_GRACE_MS,
-                       hub_job_timeout, j);
+    j->timer = loop_add_timer(h->loop,
+                              (int64_t)spec->timeout * 1000 + HUB_JOB_GRACE_MS,
+                              hub_job_timeout, j);
     /* on failure hub_connect has called hub_job_connected (j is gone) */
     (void)hub_connect(h, agent_id, HUB_TCP, HUB_JOB_DEST, 1, "portcullis", 0,
                       sv[1], hub_job_connected, j);
     return ERR_OK;
 }
 
-/* --- queued jobs (the CLI's `job run`: the store and a notice) --- */
+/* --- queued jobs (the CLI's `job run`, batches: the store and a notice) */
 
 struct hub_job_queued {
-    struct store *st;
+    struct hub *h;
     char id[STORE_ID_MAX + 1];
+    char batch[STORE_ID_MAX + 1];
+    bool stop_on_failure;
 };
 
 static void hub_job_queued_done(void *arg, const struct hub_job_result *r)
 {
     struct hub_job_queued *q = arg;
+    struct store *st = q->h->store;
     struct store_job *j = calloc(1, sizeof(*j));
 
     if (j != NULL) {
@@ -239,41 +253,122 @@ static void hub_job_queued_done(void *arg, const struct hub_job_result *r)
         memcpy(&j->err, &r->err, sizeof(j->err));
         j->out_len = r->out_len;
         j->err_len = r->err_len;
-        if (store_job_finish(q->st, j) != ERR_OK) {
+        if (store_job_finish(st, j) != ERR_OK) {
             log_error("job %s: cannot record its result", q->id);
         }
         free(j);
     }
+    if (q->batch[0] != '\0') {
+        if (q->stop_on_failure && strcmp(r->status, "ok") != 0 &&
+            store_job_batch_end(st, q->batch, "skipped",
+                                "an earlier job of the batch did not "
+                                "end ok") != ERR_OK) {
+            log_error("batch %s: cannot skip its queued jobs", q->batch);
+        }
+        /* the batch's next job may start now */
+        hub_jobs_pickup(q->h);
+    }
     free(q);
 }
 
-void hub_jobs_pickup(struct hub *h)
+/* How many of a batch run now, counted once per pickup. */
+struct hub_batch_tally {
+    char id[STORE_ID_MAX + 1];
+    int64_t running;
+};
+
+static void hub_jobs_pickup_once(struct hub *h)
 {
-    struct store_job *list = NULL;
-    size_t n = 0;
+    struct store_job *list = NULL, *j;
+    struct hub_batch_tally *tally = NULL;
+    size_t n = 0, nt = 0;
 
     if (store_job_list_queued(h->store, &list, &n) != ERR_OK) {
         log_warn("hub: cannot read the queued jobs");
         return;
     }
+    if ((j = calloc(1, sizeof(*j))) == NULL ||
+        (n > 0 && (tally = calloc(n, sizeof(*tally))) == NULL)) {
+        free(j);
+        free(list);
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
+        struct hub_batch_tally *t = NULL;
         struct hub_job_queued *q;
+        struct hub_job_spec spec;
 
-        if (store_job_claim(h->store, list[i].id) != ERR_OK ||
-            (q = calloc(1, sizeof(*q))) == NULL) {
+        if (list[i].batch_id[0] != '\0' && list[i].concurrency > 0) {
+            for (size_t k = 0; k < nt; k++) {
+                if (strcmp(tally[k].id, list[i].batch_id) == 0) {
+                    t = &tally[k];
+                }
+            }
+            if (t == NULL) {
+                t = &tally[nt++];
+                snprintf(t->id, sizeof(t->id), "%s", list[i].batch_id);
+                if (store_job_batch_running(h->store, t->id, &t->running) !=
+                    ERR_OK) {
+                    t->running = INT64_MAX;
+                }
+            }
+            if (t->running >= list[i].concurrency) {
+                continue;
+            }
+        }
+        if (store_job_claim(h->store, list[i].id) != ERR_OK) {
             continue;
         }
-        q->st = h->store;
+        if (t != NULL) {
+            t->running++;
+        }
+        if ((q = calloc(1, sizeof(*q))) == NULL) {
+            continue;
+        }
+        q->h = h;
         snprintf(q->id, sizeof(q->id), "%s", list[i].id);
+        snprintf(q->batch, sizeof(q->batch), "%s", list[i].batch_id);
+        q->stop_on_failure = list[i].stop_on_failure;
+        if (store_job_get(h->store, list[i].id, j) != ERR_OK) {
+            struct hub_job_result fr = {.status = "failed",
+                                        .exit_code = -1,
+                                        .why = "cannot read the job"};
+            hub_job_queued_done(q, &fr);
+            continue;
+        }
         log_info("job %s: running '%.200s' on agent %s for %s", q->id,
-                 list[i].command, list[i].agent_id, list[i].started_by);
-        if (hub_job_run(h, list[i].agent_id, list[i].command, list[i].cwd,
-                        list[i].timeout, hub_job_queued_done, q) != ERR_OK) {
+                 j->command, j->agent_id, j->started_by);
+        spec = (struct hub_job_spec){.command = j->command,
+                                     .interpreter = j->interpreter,
+                                     .script = j->script,
+                                     .cwd = j->cwd,
+                                     .timeout = j->timeout};
+        if (hub_job_run(h, j->agent_id, &spec, hub_job_queued_done, q) !=
+            ERR_OK) {
             struct hub_job_result fr = {.status = "failed",
                                         .exit_code = -1,
                                         .why = "cannot start the job"};
             hub_job_queued_done(q, &fr);
         }
+        store_job_free_output(j);
     }
+    free(tally);
+    free(j);
     free(list);
+}
+
+void hub_jobs_pickup(struct hub *h)
+{
+    /* a job that ends at once (agent offline) picks up again from inside
+     * the loop below: note it and go round once more instead */
+    if (h->jobs_picking) {
+        h->jobs_again = true;
+        return;
+    }
+    h->jobs_picking = true;
+    do {
+        h->jobs_again = false;
+        hub_jobs_pickup_once(h);
+    } while (h->jobs_again);
+    h->jobs_picking = false;
 }

@@ -357,6 +357,23 @@ static const char store_schema_v9[] =
     " stderr BLOB);"
     "CREATE INDEX jobs_started ON jobs(started_at);";
 
+/*
+ * Version 10: jobs on many agents and scripts (issue 14). batch_id groups
+ * the jobs of one run (one per agent, batch_seq their order: the targets'
+ * order, which is the order they start in), concurrency is the most of a batch
+ * running at once (0: no limit), stop_on_failure skips the batch's queued
+ * jobs after a failure; interpreter is set for a script, whose body is in
+ * script (command then holds a summary with its SHA-256).
+ */
+static const char store_schema_v10[] =
+    "ALTER TABLE jobs ADD COLUMN batch_id TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN batch_seq INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN concurrency INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN stop_on_failure INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN interpreter TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN script TEXT;"
+    "CREATE INDEX jobs_batch ON jobs(batch_id);";
+
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},
     {2, store_schema_v2, STORE_HOOK_NONE},
@@ -367,6 +384,7 @@ const struct store_migration store_migrations[] = {
     {7, store_schema_v7, STORE_HOOK_NONE},
     {8, store_schema_v8, STORE_HOOK_NONE},
     {9, store_schema_v9, STORE_HOOK_NONE},
+    {10, store_schema_v10, STORE_HOOK_NONE},
 };
 
 const size_t store_migrations_count =

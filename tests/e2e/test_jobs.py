@@ -298,3 +298,103 @@ def test_agent_gone_mid_job_ends_lost(agent_server, make_agent):
             break
         time.sleep(0.2)
     assert got["data"]["status"] == "lost", json.dumps(got)
+
+
+# ------------------------------------------------- many agents (batches)
+
+
+def batch_done(pc, batch, n, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, got = call(pc, "GET",
+                           "%s/jobs?filter[batch]=%s" % (API, batch))
+        assert status == 200, got
+        rows = got["data"]
+        if len(rows) == n and all(r["status"] not in ("queued", "running")
+                                  for r in rows):
+            return rows
+        time.sleep(0.2)
+    pytest.fail("batch %s unfinished: %r" % (batch, rows))
+
+
+def test_batch_by_tag_gives_one_result_per_agent(agent_server, make_agent):
+    pc = agent_server
+    tag = uniq("t")
+    tagged = [online_agent(pc, make_agent, conf=ON + ["tag = " + tag])
+              for _ in range(3)]
+    other = online_agent(pc, make_agent, conf=ON + ["tag = other"])
+    status, out = call(pc, "POST", API + "/jobs",
+                       {"tags": [tag], "command": "hostname -s",
+                        "timeout": 10})
+    assert status == 202, out
+    batch = out["data"]["batch"]
+    assert sorted(j["agent"] for j in out["data"]["jobs"]) == \
+        sorted(a.id for a in tagged)
+    rows = batch_done(pc, batch, 3)
+    assert [r["status"] for r in rows] == ["ok"] * 3, rows
+    assert other.id not in [r["agent"] for r in rows]
+    for r in rows:
+        status, got = call(pc, "GET", "%s/jobs/%s" % (API, r["id"]))
+        assert got["data"]["stdout"].strip() == os.uname().nodename.split(
+            ".")[0], got
+    # the CLI: IDs and a tag together, each result under a header, exit 0
+    rc, out, err = pc.cli("job", "run", "%s,%s" % (other.id, tagged[0].id),
+                          "--tag", tag, "--", "printf", "hi")
+    assert rc == 0, (rc, out, err)
+    for a in tagged + [other]:
+        assert ("=== %s: ok (exit 0)\nhi\n" % a.id) in out, out
+    assert out.count("=== ") == 4, out
+    # one failure: exit 1, the failing agent's status shown
+    rc, out, err = pc.cli("job", "run", "%s,no-such-agent" % other.id,
+                          "--", "true", check=False)
+    assert rc == 1 and "=== no-such-agent: agent offline" in out, (out, err)
+    # a tag nobody has is an error, nothing queued
+    rc, out, err = pc.cli("job", "run", "--tag", "nobody-" + uniq(), "--",
+                          "true", check=False)
+    assert rc == 1 and "no agent has the tag" in err, err
+    status, out = call(pc, "POST", API + "/jobs", {"command": "true"})
+    assert status == 400 and "no target" in json.dumps(out), out
+
+
+def test_batch_concurrency_limit(agent_server, make_agent):
+    pc = agent_server
+    tag = uniq("c")
+    for _ in range(3):
+        online_agent(pc, make_agent,
+                     conf=ON + ["tag = " + tag, "command_allow = .*"])
+    cmd = "date +%s.%N; sleep 1; date +%s.%N"
+    status, out = call(pc, "POST", API + "/jobs",
+                       {"tags": [tag], "command": cmd, "concurrency": 1})
+    assert status == 202, out
+    rows = batch_done(pc, out["data"]["batch"], 3)
+    spans = []
+    for r in rows:
+        _, got = call(pc, "GET", "%s/jobs/%s" % (API, r["id"]))
+        assert got["data"]["status"] == "ok", got
+        spans.append(tuple(float(x) for x in got["data"]["stdout"].split()))
+    spans.sort()
+    # one at a time: each starts after the previous one ended
+    for a, b in zip(spans, spans[1:]):
+        assert b[0] >= a[1], spans
+    # no limit: they overlap
+    status, out = call(pc, "POST", API + "/jobs",
+                       {"tags": [tag], "command": cmd})
+    rows = batch_done(pc, out["data"]["batch"], 3)
+    spans = sorted(tuple(float(x) for x in call(
+        pc, "GET", "%s/jobs/%s" % (API, r["id"]))[1]["data"]["stdout"].split())
+        for r in rows)
+    assert spans[-1][0] < spans[0][1], spans
+
+
+def test_batch_stop_on_failure_skips_the_rest(agent_server, make_agent):
+    pc = agent_server
+    a = online_agent(pc, make_agent)
+    b = online_agent(pc, make_agent)
+    status, out = call(pc, "POST", API + "/jobs",
+                       {"agents": ["no-such-" + uniq(), a.id, b.id],
+                        "command": "true", "concurrency": 1,
+                        "stop_on_failure": True})
+    assert status == 202, out
+    rows = batch_done(pc, out["data"]["batch"], 3)
+    assert sorted(r["status"] for r in rows) == [
+        "agent offline", "skipped", "skipped"], rows
