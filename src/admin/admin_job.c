@@ -234,8 +234,8 @@ static int admin_job_resolve(const struct admin_ctx *c,
 
 int admin_job_queue_many(const struct admin_ctx *c,
                          const struct admin_job_targets *t,
-                         const struct admin_job_req *q, char *batch,
-                         size_t *n, bool *delivered, struct admin_err *e)
+                         const struct admin_job_req *q, char *batch, size_t *n,
+                         bool *delivered, struct admin_err *e)
 {
     struct store_agent *agents = NULL;
     struct store_job *j;
@@ -275,8 +275,7 @@ int admin_job_queue_many(const struct admin_ctx *c,
         *delivered = true;
         hub_jobs_pickup(c->hub);
     } else if (c->data_dir == NULL ||
-               notify_tell(c->data_dir, HUB_CHANGE_JOBS, delivered) !=
-                   ERR_OK ||
+               notify_tell(c->data_dir, HUB_CHANGE_JOBS, delivered) != ERR_OK ||
                !*delivered) {
         *delivered = false;
         (void)store_job_batch_end(c->st, batch, "failed",
@@ -360,12 +359,12 @@ json_t *admin_job_json(const struct store_job *j, bool with_output)
     json_object_set_new(o, "agent", json_string(j->agent_id));
     json_object_set_new(o, "started_by", json_string(j->started_by));
     json_object_set_new(o, "command", admin_json_text(j->command));
-    json_object_set_new(o, "interpreter", j->interpreter[0] != '\0'
-                                              ? json_string(j->interpreter)
-                                              : json_null());
-    json_object_set_new(o, "batch", j->batch_id[0] != '\0'
-                                        ? json_string(j->batch_id)
-                                        : json_null());
+    json_object_set_new(o, "interpreter",
+                        j->interpreter[0] != '\0' ? json_string(j->interpreter)
+                                                  : json_null());
+    json_object_set_new(o, "batch",
+                        j->batch_id[0] != '\0' ? json_string(j->batch_id)
+                                               : json_null());
     json_object_set_new(o, "cwd", json_string(j->cwd));
     json_object_set_new(o, "timeout", json_integer(j->timeout));
     json_object_set_new(o, "status", json_string(j->status));

@@ -57,8 +57,8 @@ int admin_job_run(const struct admin_ctx *c, const char *agent_id,
  * recorded as failed ("no server is running"). *n: the jobs recorded. */
 int admin_job_queue_many(const struct admin_ctx *c,
                          const struct admin_job_targets *t,
-                         const struct admin_job_req *q, char *batch,
-                         size_t *n, bool *delivered, struct admin_err *e);
+                         const struct admin_job_req *q, char *batch, size_t *n,
+                         bool *delivered, struct admin_err *e);
 /* A job as JSON; with_output adds stdout and stderr (invalid UTF-8
  * bytes shown as U+FFFD). */
 json_t *admin_job_json(const struct store_job *j, bool with_output);

@@ -254,7 +254,8 @@ static int job_run_run(struct cli_ctx *ctx, int argc, char **argv)
             args[nargs++] = argv[i];
             continue;
         }
-        if (ntagc >= JOB_CLI_TAGS_MAX || (tag_copy[ntagc] = strdup(v)) == NULL ||
+        if (ntagc >= JOB_CLI_TAGS_MAX ||
+            (tag_copy[ntagc] = strdup(v)) == NULL ||
             !job_split(tag_copy[ntagc++], tags, &ntags, JOB_CLI_TAGS_MAX)) {
             rc = cli_usage(ctx, "at most %d tags", JOB_CLI_TAGS_MAX);
         }
@@ -315,8 +316,7 @@ static int job_run_run(struct cli_ctx *ctx, int argc, char **argv)
     }
     if (pos[0] != NULL) {
         if ((agent_list = strdup(pos[0])) == NULL ||
-            (agents = calloc(ADMIN_JOB_TARGETS_MAX, sizeof(*agents))) ==
-                NULL) {
+            (agents = calloc(ADMIN_JOB_TARGETS_MAX, sizeof(*agents))) == NULL) {
             rc = cli_error("%s", err_str(ERR_NOMEM));
             goto out;
         }

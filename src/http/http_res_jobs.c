@@ -158,8 +158,7 @@ int http_h_jobs_add(struct http_req *req)
         return http_admin_error(req, &e);
     }
     snprintf(req->audit_target, sizeof(req->audit_target), "%s", batch);
-    if ((r = store_job_list_batch(req->h->store, batch, &list, &n)) !=
-        ERR_OK) {
+    if ((r = store_job_list_batch(req->h->store, batch, &list, &n)) != ERR_OK) {
         return http_store_error(req, r, "batch", batch);
     }
     arr = json_array();

@@ -143,7 +143,6 @@ void hub_agent_close(struct hub_agent *a, const char *why, int64_t ms);
 /* Recomputes which loop events fd_ssh needs (after libssh was used). */
 void hub_agent_watch(struct hub_agent *a);
 
-
 /* hub_stream.c */
 void hub_streams_service(struct hub_agent *a);
 /* The agent is gone: pending streams fail with why, open ones end. */

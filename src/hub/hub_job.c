@@ -182,11 +182,10 @@ int hub_job_run(struct hub *h, const char *agent_id,
     j->arg = arg;
     j->fd = -1;
     if (spec->interpreter != NULL && spec->interpreter[0] != '\0') {
-        req = json_pack("{s:s, s:s, s:s, s:i}", "interpreter",
-                        spec->interpreter, "script",
-                        spec->script != NULL ? spec->script : "", "cwd",
-                        spec->cwd != NULL ? spec->cwd : "", "timeout",
-                        spec->timeout);
+        req = json_pack(
+            "{s:s, s:s, s:s, s:i}", "interpreter", spec->interpreter, "script",
+            spec->script != NULL ? spec->script : "", "cwd",
+            spec->cwd != NULL ? spec->cwd : "", "timeout", spec->timeout);
     } else {
         req = json_pack("{s:s, s:s, s:i}", "command",
                         spec->command != NULL ? spec->command : "", "cwd",

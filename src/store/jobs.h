@@ -36,11 +36,11 @@ struct store_job {
     int exit_code; /* -1: none */
     int signal;    /* 0: none */
     char why[JOB_WHY_MAX + 1];
-    int64_t started_at, finished_at; /* finished_at 0 while running */
-    char batch_id[STORE_ID_MAX + 1];    /* "" : a job of its own */
-    int batch_seq;                      /* its place in the batch */
-    int concurrency;                    /* of the batch; 0: no limit */
-    bool stop_on_failure;               /* of the batch */
+    int64_t started_at, finished_at;      /* finished_at 0 while running */
+    char batch_id[STORE_ID_MAX + 1];      /* "" : a job of its own */
+    int batch_seq;                        /* its place in the batch */
+    int concurrency;                      /* of the batch; 0: no limit */
+    bool stop_on_failure;                 /* of the batch */
     char interpreter[JOB_INTERP_MAX + 1]; /* "" : a command */
     /* store_job_get only (heap; store_job_free_output) */
     uint8_t *out, *err;
@@ -69,8 +69,8 @@ int store_job_claim(struct store *st, const char *id);
 /* Jobs of batch that are "running". */
 int store_job_batch_running(struct store *st, const char *batch, int64_t *n);
 /* The batch's queued jobs end with status and why. */
-int store_job_batch_end(struct store *st, const char *batch,
-                        const char *status, const char *why);
+int store_job_batch_end(struct store *st, const char *batch, const char *status,
+                        const char *why);
 /* The jobs of a batch, in the order they were added, without output. */
 int store_job_list_batch(struct store *st, const char *batch,
                          struct store_job **list, size_t *n);

@@ -14,7 +14,7 @@
 
 #define JOB_SELECT                                                             \
     "SELECT id, started_by, agent_id, command, cwd, timeout, status,"          \
-    " exit_code, signal, why, started_at, finished_at, batch_id,"           \
+    " exit_code, signal, why, started_at, finished_at, batch_id,"              \
     " concurrency, stop_on_failure, interpreter, batch_seq FROM jobs"
 
 static int job_fill(struct db_stmt *s, void *item)
@@ -204,8 +204,8 @@ int store_job_batch_running(struct store *st, const char *batch, int64_t *n)
     return store_tx_end(st, r);
 }
 
-int store_job_batch_end(struct store *st, const char *batch,
-                        const char *status, const char *why)
+int store_job_batch_end(struct store *st, const char *batch, const char *status,
+                        const char *why)
 {
     int r;
 
