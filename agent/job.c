@@ -22,12 +22,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/err.h"
+
+#define JOB_SCRIPT_FD 3 /* the script, as /dev/fd/3 */
 
 extern char **environ;
 
@@ -90,6 +94,81 @@ int job_rules_add(struct job_rules *r, bool deny, const char *pattern,
     return ERR_OK;
 }
 
+static const struct {
+    const char *name, *path;
+} job_interp_defaults[] = {
+    {"sh", "/bin/sh"},
+    {"bash", "/bin/bash"},
+    {"python3", "/usr/bin/python3"},
+    {"pwsh", "/usr/bin/pwsh"},
+    {"powershell", "/usr/bin/pwsh"},
+};
+#define JOB_NDEFAULTS                                                          \
+    (sizeof(job_interp_defaults) / sizeof(job_interp_defaults[0]))
+
+int job_interp_add(struct job_rules *r, const char *v, char *why, size_t whylen)
+{
+    const char *eq = strchr(v, '=');
+    size_t nl = eq != NULL ? (size_t)(eq - v) : strlen(v);
+    const char *path = NULL;
+    struct job_interp *in;
+
+    if (r->ninterp >= JOB_INTERP_MAX) {
+        job_why(why, whylen, "script_interpreter: at most %d", JOB_INTERP_MAX);
+        return ERR_CONFIG;
+    }
+    if (nl == 0 || nl > JOB_INTERP_NAME_MAX ||
+        strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                  "0123456789._-") != nl) {
+        job_why(why, whylen,
+                "script_interpreter: NAME or NAME=/path (NAME: letters, "
+                "digits, '.', '_', '-')");
+        return ERR_CONFIG;
+    }
+    if (eq != NULL) {
+        path = eq + 1;
+        if (path[0] != '/' || strlen(path) > JOB_CWD_MAX) {
+            job_why(why, whylen, "script_interpreter: an absolute path");
+            return ERR_CONFIG;
+        }
+    } else {
+        for (size_t i = 0; i < JOB_NDEFAULTS; i++) {
+            if (strcmp(job_interp_defaults[i].name, v) == 0) {
+                path = job_interp_defaults[i].path;
+            }
+        }
+        if (path == NULL) {
+            job_why(why, whylen,
+                    "script_interpreter: '%s' has no default path; write "
+                    "%s=/path",
+                    v, v);
+            return ERR_CONFIG;
+        }
+    }
+    in = &r->interp[r->ninterp++];
+    snprintf(in->name, sizeof(in->name), "%.*s", (int)nl, v);
+    snprintf(in->path, sizeof(in->path), "%s", path);
+    return ERR_OK;
+}
+
+const char *job_interp_path(const struct job_rules *r, const char *name)
+{
+    if (r->ninterp == 0) {
+        for (size_t i = 0; i < JOB_NDEFAULTS; i++) {
+            if (strcmp(job_interp_defaults[i].name, name) == 0) {
+                return job_interp_defaults[i].path;
+            }
+        }
+        return NULL;
+    }
+    for (size_t i = 0; i < r->ninterp; i++) {
+        if (strcmp(r->interp[i].name, name) == 0) {
+            return r->interp[i].path;
+        }
+    }
+    return NULL;
+}
+
 /* An allow rule must match the whole command. */
 static bool job_full_match(const regex_t *re, const char *s)
 {
@@ -99,12 +178,63 @@ static bool job_full_match(const regex_t *re, const char *s)
            (size_t)m[0].rm_eo == strlen(s);
 }
 
+/* A script's lines, each checked as a command would be: no deny rule
+ * may match a line; with allow rules, every line that is not empty or a
+ * '#' comment must match one whole. */
+static bool job_check_script(const struct job_rules *r, const char *script,
+                             char *why, size_t whylen)
+{
+    static char line[JOB_SCRIPT_MAX + 1];
+    const char *p = script;
+    int no = 0;
+
+    while (*p != '\0') {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl != NULL ? (size_t)(nl - p) : strlen(p);
+        const char *t;
+        bool allowed = false;
+
+        memcpy(line, p, n);
+        line[n] = '\0';
+        p += n + (nl != NULL ? 1 : 0);
+        no++;
+        for (size_t i = 0; i < r->ndeny; i++) {
+            if (regexec(&r->deny[i].re, line, 0, NULL, 0) == 0) {
+                job_why(why, whylen, "command_deny '%s' matches script line %d",
+                        r->deny[i].pattern, no);
+                return false;
+            }
+        }
+        if (r->nallow == 0) {
+            continue;
+        }
+        t = line + strspn(line, " \t\r");
+        if (*t == '\0' || *t == '#') {
+            continue;
+        }
+        for (size_t i = 0; i < r->nallow && !allowed; i++) {
+            allowed = job_full_match(&r->allow[i].re, line);
+        }
+        if (!allowed) {
+            job_why(why, whylen, "no command_allow rule matches script line %d",
+                    no);
+            return false;
+        }
+    }
+    return true;
+}
+
 bool job_check(const struct job_rules *r, const struct job_request *q,
                uid_t euid, char *why, size_t whylen)
 {
     bool allowed = false;
 
-    if (!r->enabled) {
+    if (q->interpreter[0] != '\0') {
+        if (!r->scripts_enabled) {
+            job_why(why, whylen, "scripts_enabled is off on this agent");
+            return false;
+        }
+    } else if (!r->enabled) {
         job_why(why, whylen, "commands_enabled is off on this agent");
         return false;
     }
@@ -116,6 +246,15 @@ bool job_check(const struct job_rules *r, const struct job_request *q,
         job_why(why, whylen, "timeout %d s exceeds command_timeout_max %d s",
                 q->timeout, r->timeout_max);
         return false;
+    }
+    if (q->interpreter[0] != '\0') {
+        if (job_interp_path(r, q->interpreter) == NULL) {
+            job_why(why, whylen,
+                    "interpreter '%s' is not permitted (script_interpreter)",
+                    q->interpreter);
+            return false;
+        }
+        return job_check_script(r, q->script, why, whylen);
     }
     for (size_t i = 0; i < r->ndeny; i++) {
         if (regexec(&r->deny[i].re, q->command, 0, NULL, 0) == 0) {
@@ -174,6 +313,26 @@ int job_request_parse(const char *data, size_t len, struct job_request *out,
                 goto out;
             }
             memcpy(out->command, json_string_value(v), n + 1);
+        } else if (strcmp(key, "interpreter") == 0) {
+            const char *in = json_string_value(v);
+            size_t n = json_string_length(v);
+            if (!json_is_string(v) || n == 0 || n > JOB_INTERP_NAME_MAX ||
+                strspn(in, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVW"
+                           "XYZ0123456789._-") != n) {
+                job_why(why, whylen, "interpreter: a name of 1-%d characters",
+                        JOB_INTERP_NAME_MAX);
+                goto out;
+            }
+            memcpy(out->interpreter, in, n + 1);
+        } else if (strcmp(key, "script") == 0) {
+            size_t n = json_string_length(v);
+            if (!json_is_string(v) || n == 0 || n > JOB_SCRIPT_MAX ||
+                memchr(json_string_value(v), '\0', n) != NULL) {
+                job_why(why, whylen, "script: a string of 1-%d bytes",
+                        JOB_SCRIPT_MAX);
+                goto out;
+            }
+            memcpy(out->script, json_string_value(v), n + 1);
         } else if (strcmp(key, "cwd") == 0) {
             size_t n = json_string_length(v);
             if (!json_is_string(v) || n > JOB_CWD_MAX ||
@@ -192,8 +351,12 @@ int job_request_parse(const char *data, size_t len, struct job_request *out,
             out->timeout = (int)json_integer_value(v);
         }
     }
-    if (out->command[0] == '\0') {
-        job_why(why, whylen, "command missing");
+    if ((out->interpreter[0] != '\0') != (out->script[0] != '\0')) {
+        job_why(why, whylen, "a script needs both interpreter and script");
+        goto out;
+    }
+    if ((out->command[0] != '\0') == (out->script[0] != '\0')) {
+        job_why(why, whylen, "a command or a script, one of them");
         goto out;
     }
     rc = ERR_OK;
@@ -298,11 +461,76 @@ static void job_finish_out(struct job_out *o)
     }
 }
 
+/* The script in a sealed memory file, read from offset 0; -1 on error. */
+static int job_script_fd(const char *script)
+{
+    size_t len = strlen(script);
+    int fd = memfd_create("portcullis-script", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+    if (fd < 0) {
+        return -1;
+    }
+    job_write_all(fd, script, len);
+    if (lseek(fd, 0, SEEK_END) != (off_t)len || lseek(fd, 0, SEEK_SET) != 0 ||
+        fcntl(fd, F_ADD_SEALS,
+              F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* The runner is a child subreaper: whatever the job started and left
+ * behind (a daemon that left the process group with setsid) becomes its
+ * child once its parent is gone. Kill them all, until none is left. */
+static void job_sweep(void)
+{
+    char path[64], buf[4096];
+
+    for (int round = 0; round < 100; round++) {
+        bool any = false;
+        int fd;
+        ssize_t n;
+
+        while (waitpid(-1, NULL, WNOHANG) > 0) {
+        }
+        snprintf(path, sizeof(path), "/proc/self/task/%d/children",
+                 (int)getpid());
+        if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+            return;
+        }
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0) {
+            return;
+        }
+        buf[n] = '\0';
+        for (char *p = buf; *p != '\0';) {
+            char *end;
+            long pid = strtol(p, &end, 10);
+            if (end == p) {
+                break;
+            }
+            if (pid > 1) {
+                kill(-(pid_t)pid, SIGKILL);
+                kill((pid_t)pid, SIGKILL);
+                any = true;
+            }
+            p = end;
+        }
+        if (!any) {
+            return;
+        }
+        poll(NULL, 0, 10);
+    }
+}
+
 static void job_runner(const struct job_rules *r, int fd)
 {
     static char req[JOB_REQUEST_MAX + 1];
+    static struct job_request q;
     size_t len = 0;
-    struct job_request q;
+    int sfd = -1;
     char why[256];
     int po[2], pe[2];
     pid_t pid;
@@ -339,6 +567,11 @@ static void job_runner(const struct job_rules *r, int fd)
         job_send_result(fd, "failed", -1, 0, "out of resources", NULL, NULL);
         return;
     }
+    if (q.interpreter[0] != '\0' && (sfd = job_script_fd(q.script)) < 0) {
+        job_send_result(fd, "failed", -1, 0, "cannot hold the script", NULL,
+                        NULL);
+        return;
+    }
     /* posix_spawn, not fork: fork runs the atfork handlers of the
      * libraries the agent links (libuv's closes and reopens its own pipe
      * by number, which here may be one of ours) */
@@ -346,14 +579,42 @@ static void job_runner(const struct job_rules *r, int fd)
         posix_spawn_file_actions_t fa;
         posix_spawnattr_t at;
         sigset_t all, none;
-        char sh[] = "sh", dash_c[] = "-c";
-        char *argv[] = {sh, dash_c, q.command, NULL};
+        char sh[] = "sh", dash_c[] = "-c", dev_script[32];
+        char pw_np[] = "-NoProfile", pw_ni[] = "-NonInteractive",
+             pw_cmd[] = "-Command", pw_stdin[] = "-";
+        char *argv[8] = {sh, dash_c, q.command, NULL};
+        const char *prog = "/bin/sh";
         int rc;
 
         sigfillset(&all);
         sigemptyset(&none);
         posix_spawn_file_actions_init(&fa);
-        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+        if (sfd >= 0) {
+            prog = job_interp_path(r, q.interpreter);
+            argv[0] = q.interpreter;
+            if (strcmp(q.interpreter, "pwsh") == 0 ||
+                strcmp(q.interpreter, "powershell") == 0) {
+                /* PowerShell runs only *.ps1 files: the script is its
+                 * standard input */
+                posix_spawn_file_actions_adddup2(&fa, sfd, 0);
+                argv[1] = pw_np;
+                argv[2] = pw_ni;
+                argv[3] = pw_cmd;
+                argv[4] = pw_stdin;
+                argv[5] = NULL;
+            } else {
+                /* the sealed copy, by its descriptor: nothing on disk */
+                posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY,
+                                                 0);
+                posix_spawn_file_actions_adddup2(&fa, sfd, JOB_SCRIPT_FD);
+                snprintf(dev_script, sizeof(dev_script), "/dev/fd/%d",
+                         JOB_SCRIPT_FD);
+                argv[1] = dev_script;
+                argv[2] = NULL;
+            }
+        } else {
+            posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+        }
         posix_spawn_file_actions_adddup2(&fa, po[1], 1);
         posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
         if (q.cwd[0] != '\0') {
@@ -366,11 +627,14 @@ static void job_runner(const struct job_rules *r, int fd)
         posix_spawnattr_setpgroup(&at, 0);
         posix_spawnattr_setsigdefault(&at, &all);
         posix_spawnattr_setsigmask(&at, &none);
-        rc = posix_spawn(&pid, "/bin/sh", &fa, &at, argv, environ);
+        rc = posix_spawn(&pid, prog, &fa, &at, argv, environ);
         posix_spawn_file_actions_destroy(&fa);
         posix_spawnattr_destroy(&at);
+        if (sfd >= 0) {
+            close(sfd);
+        }
         if (rc != 0) {
-            snprintf(why, sizeof(why), "cannot start /bin/sh%s%.200s: %s",
+            snprintf(why, sizeof(why), "cannot start %s%s%.200s: %s", prog,
                      q.cwd[0] != '\0' ? " in " : "", q.cwd, strerror(rc));
             job_send_result(fd, "failed", -1, 0, why, NULL, NULL);
             return;
@@ -422,6 +686,7 @@ static void job_runner(const struct job_rules *r, int fd)
         waitpid(pid, &status, 0);
     }
     kill(-pid, SIGKILL); /* whatever the command left behind */
+    job_sweep();
     job_finish_out(&o);
     job_finish_out(&e);
     if (timed_out) {
@@ -473,6 +738,7 @@ int job_runner_spawn(const struct job_rules *r, int fd)
         }
         signal(SIGPIPE, SIG_IGN);
         signal(SIGCHLD, SIG_DFL);
+        (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
         job_runner(r, keep);
         shutdown(keep, SHUT_WR);
         close(keep);

@@ -47,7 +47,7 @@ def call(pc, method, path, body=None, timeout=60):
 
 
 def run(pc, agent_id, command, **kw):
-    body = {"command": command}
+    body = {"command": command} if command is not None else {}
     body.update(kw)
     status, out = call(pc, "POST", "%s/agents/%s/commands" % (API, agent_id),
                        body)
@@ -398,3 +398,116 @@ def test_batch_stop_on_failure_skips_the_rest(agent_server, make_agent):
     rows = batch_done(pc, out["data"]["batch"], 3)
     assert sorted(r["status"] for r in rows) == [
         "agent offline", "skipped", "skipped"], rows
+
+
+# ---------------------------------------------------------------- scripts
+
+SCRIPTS = ON + ["scripts_enabled = true"]
+
+
+def test_scripts_in_bash_and_python3(agent_server, make_agent, tmp_path):
+    pc = agent_server
+    a = online_agent(pc, make_agent, conf=SCRIPTS)
+    j = run(pc, a.id, None, interpreter="bash", timeout=10,
+            script='x=(a b c)\necho "${#x[@]} $BASH_VERSION" | cut -c1-2\n'
+                   'echo err >&2\nexit 3\n')
+    assert j["status"] == "failed" and j["exit_code"] == 3, j
+    assert j["stdout"] == "3 \n" and j["stderr"] == "err\n", j
+    assert j["interpreter"] == "bash", j
+    assert j["command"].startswith("[bash script, "), j
+    j = run(pc, a.id, None, interpreter="python3", cwd="/tmp",
+            script="import os, sys\nprint(os.getcwd(), sys.version_info[0])\n")
+    assert j["status"] == "ok" and j["stdout"] == "/tmp 3\n", j
+    # the CLI: a file, or standard input
+    f = tmp_path / "s.py"
+    f.write_text("print(sum(range(10)))\n")
+    rc, out, err = pc.cli("job", "run", a.id, "--script", str(f),
+                          "--interpreter", "python3")
+    assert (rc, out) == (0, "45\n"), (rc, out, err)
+    rc, out, err = pc.cli("job", "run", a.id, "--script", str(f), "--",
+                          "true", check=False)
+    assert rc == 2 and "not both" in err, err
+
+
+def test_scripts_off_by_default_and_interpreters_limited(agent_server,
+                                                         make_agent):
+    pc = agent_server
+    a = online_agent(pc, make_agent)  # commands on, scripts not
+    j = run(pc, a.id, None, interpreter="sh", script="echo hi\n")
+    assert j["status"] == "refused", j
+    assert "scripts_enabled is off" in j["why"], j
+    b = online_agent(pc, make_agent,
+                     conf=SCRIPTS + ["script_interpreter = sh"])
+    j = run(pc, b.id, None, interpreter="bash", script="echo hi\n")
+    assert j["status"] == "refused", j
+    assert "interpreter 'bash' is not permitted" in j["why"], j
+    assert run(pc, b.id, None, interpreter="sh",
+               script="echo hi\n")["stdout"] == "hi\n"
+    # an interpreter the agent names by path
+    c = online_agent(pc, make_agent,
+                     conf=SCRIPTS + ["script_interpreter = py=/usr/bin/python3"])
+    assert run(pc, c.id, None, interpreter="py",
+               script="print(6*7)\n")["stdout"] == "42\n"
+
+
+def test_script_lines_meet_the_deny_and_allow_rules(agent_server, make_agent):
+    pc = agent_server
+    marker = "/tmp/pc-script-" + uniq()
+    a = online_agent(pc, make_agent,
+                     conf=SCRIPTS + ["command_deny = ^rm[[:space:]]"])
+    j = run(pc, a.id, None, interpreter="sh",
+            script="touch %s\nrm -f %s\n" % (marker, marker))
+    assert j["status"] == "refused", j
+    assert "command_deny '^rm[[:space:]]' matches script line 2" in j["why"]
+    assert not os.path.exists(marker)
+    b = online_agent(pc, make_agent,
+                     conf=SCRIPTS + ["command_allow = echo [a-z]+"])
+    j = run(pc, b.id, None, interpreter="sh",
+            script="#!/bin/sh\n\necho abc\n  # note\necho def\n")
+    assert j["status"] == "ok" and j["stdout"] == "abc\ndef\n", j
+    j = run(pc, b.id, None, interpreter="sh",
+            script="echo abc\ntouch %s\n" % marker)
+    assert j["status"] == "refused", j
+    assert "no command_allow rule matches script line 2" in j["why"], j
+    assert not os.path.exists(marker)
+
+
+def test_script_timeout_leaves_nothing_behind(agent_server, make_agent):
+    pc = agent_server
+    a = online_agent(pc, make_agent, conf=SCRIPTS)
+    s1 = str(8000 + int(time.time()) % 997)
+    s2 = str(9000 + int(time.time()) % 997)
+    # a daemon that left the process group, then a long sleep
+    j = run(pc, a.id, None, interpreter="sh", timeout=2,
+            script="setsid sleep %s >/dev/null 2>&1 < /dev/null &\n"
+                   "sleep %s\n" % (s1, s2))
+    assert j["status"] == "timeout", j
+    deadline = time.monotonic() + 5
+    while (procs_with("sleep\0" + s1) or procs_with("sleep\0" + s2)) and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert procs_with("sleep\0" + s1) == [] and procs_with("sleep\0" + s2) == []
+    # a job that ends at once does not leave its daemon running either
+    j = run(pc, a.id, None, interpreter="sh", timeout=10,
+            script="setsid sleep %s >/dev/null 2>&1 < /dev/null &\necho ok\n"
+                   % s1)
+    assert j["status"] == "ok" and j["stdout"] == "ok\n", j
+    deadline = time.monotonic() + 5
+    while procs_with("sleep\0" + s1) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert procs_with("sleep\0" + s1) == []
+    # nor a copy of the script on disk: it is a sealed memory file
+    j = run(pc, a.id, None, interpreter="sh", script="echo $0\n")
+    assert j["stdout"] == "/dev/fd/3\n", j
+
+
+def test_script_output_cap_on_both_streams(agent_server, make_agent):
+    pc = agent_server
+    a = online_agent(pc, make_agent, conf=SCRIPTS)
+    j = run(pc, a.id, None, interpreter="python3", timeout=30,
+            script="import sys\nsys.stdout.write('o' * 5000000)\n"
+                   "sys.stderr.write('e' * 4194304)\n")
+    marker = "\n[portcullis: output truncated at 4194304 bytes]\n"
+    assert j["status"] == "ok", j["why"]
+    assert j["stdout"] == "o" * 4194304 + marker
+    assert j["stderr"] == "e" * 4194304  # exactly the cap: not truncated

@@ -288,6 +288,88 @@ static void test_runner(void **state)
     job_rules_free(&r);
 }
 
+static void test_scripts(void **state)
+{
+    static struct job_request q;
+    struct agent_conf c;
+    struct job_rules r;
+    char why[256];
+    size_t len;
+    char *out;
+    static const char *const bad[] = {
+        "{\"script\":\"echo\"}",
+        "{\"interpreter\":\"sh\"}",
+        "{\"interpreter\":\"sh\",\"script\":\"\"}",
+        "{\"interpreter\":\"s h\",\"script\":\"echo\"}",
+        "{\"interpreter\":\"../sh\",\"script\":\"echo\"}",
+        "{\"interpreter\":\"sh\",\"script\":\"echo\",\"command\":\"id\"}",
+        "{\"interpreter\":\"sh\",\"script\":\"a\\u0000b\"}",
+        NULL,
+    };
+    static const char good[] =
+        "{\"interpreter\":\"bash\",\"script\":\"echo a\\nrm -f x\\n\"}";
+
+    (void)state;
+    for (size_t i = 0; bad[i] != NULL; i++) {
+        assert_int_equal(
+            job_request_parse(bad[i], strlen(bad[i]), &q, why, sizeof(why)),
+            ERR_INVALID);
+    }
+    assert_int_equal(
+        job_request_parse(good, strlen(good), &q, why, sizeof(why)), ERR_OK);
+    assert_string_equal(q.interpreter, "bash");
+    assert_string_equal(q.script, "echo a\nrm -f x\n");
+    assert_string_equal(q.command, "");
+
+    job_rules_init(&r);
+    r.enabled = true;
+    assert_false(job_check(&r, &q, 1000, why, sizeof(why)));
+    assert_string_equal(why, "scripts_enabled is off on this agent");
+    r.scripts_enabled = true;
+    assert_true(job_check(&r, &q, 1000, why, sizeof(why)));
+    assert_int_equal(
+        job_rules_add(&r, true, "^rm[[:space:]]", why, sizeof(why)), ERR_OK);
+    assert_false(job_check(&r, &q, 1000, why, sizeof(why)));
+    assert_string_equal(why, "command_deny '^rm[[:space:]]' matches script "
+                             "line 2");
+    job_rules_free(&r);
+
+    /* script_interpreter replaces the defaults */
+    agent_conf_init(&c);
+    assert_string_equal(job_interp_path(&c.jobs, "python3"),
+                        "/usr/bin/python3");
+    assert_int_equal(
+        agent_conf_set(&c, "script_interpreter", "sh", false, why, sizeof(why)),
+        ERR_OK);
+    assert_int_equal(agent_conf_set(&c, "script_interpreter", "py=/opt/py",
+                                    false, why, sizeof(why)),
+                     ERR_OK);
+    assert_null(job_interp_path(&c.jobs, "python3"));
+    assert_string_equal(job_interp_path(&c.jobs, "sh"), "/bin/sh");
+    assert_string_equal(job_interp_path(&c.jobs, "py"), "/opt/py");
+    assert_int_not_equal(agent_conf_set(&c, "script_interpreter", "perl", false,
+                                        why, sizeof(why)),
+                         ERR_OK);
+    assert_non_null(strstr(why, "no default path"));
+    assert_int_not_equal(agent_conf_set(&c, "script_interpreter", "x=rel",
+                                        false, why, sizeof(why)),
+                         ERR_OK);
+    assert_false(c.jobs.scripts_enabled);
+    agent_conf_free(&c);
+
+    /* the runner: the script by its descriptor */
+    job_rules_init(&r);
+    r.scripts_enabled = true;
+    r.allow_root = true;
+    out = run_job(&r,
+                  "{\"interpreter\":\"sh\",\"script\":\"echo $0\\nexit 4\\n\"}",
+                  &len);
+    assert_non_null(strstr(out, "\"exit_code\":4"));
+    assert_memory_equal(out + len - 10, "/dev/fd/3\n", 10);
+    free(out);
+    job_rules_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -300,6 +382,7 @@ int main(void)
         cmocka_unit_test(test_config_keys),
         cmocka_unit_test(test_request_parse),
         cmocka_unit_test(test_runner),
+        cmocka_unit_test(test_scripts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
