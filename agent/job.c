@@ -19,9 +19,11 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -313,6 +315,17 @@ int job_request_parse(const char *data, size_t len, struct job_request *out,
                 goto out;
             }
             memcpy(out->command, json_string_value(v), n + 1);
+        } else if (strcmp(key, "id") == 0 || strcmp(key, "fetch") == 0) {
+            const char *in = json_string_value(v);
+            size_t n = json_string_length(v);
+            if (!json_is_string(v) || n == 0 || n > JOB_ID_MAX ||
+                strspn(in, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVW"
+                           "XYZ0123456789-") != n) {
+                job_why(why, whylen, "%s: 1-%d of A-Z a-z 0-9 -", key,
+                        JOB_ID_MAX);
+                goto out;
+            }
+            memcpy(key[0] == 'i' ? out->id : out->fetch, in, n + 1);
         } else if (strcmp(key, "interpreter") == 0) {
             const char *in = json_string_value(v);
             size_t n = json_string_length(v);
@@ -351,6 +364,15 @@ int job_request_parse(const char *data, size_t len, struct job_request *out,
             out->timeout = (int)json_integer_value(v);
         }
     }
+    if (out->fetch[0] != '\0') {
+        if (out->command[0] != '\0' || out->script[0] != '\0' ||
+            out->interpreter[0] != '\0' || out->id[0] != '\0') {
+            job_why(why, whylen, "a fetch asks for nothing else");
+            goto out;
+        }
+        rc = ERR_OK;
+        goto out;
+    }
     if ((out->interpreter[0] != '\0') != (out->script[0] != '\0')) {
         job_why(why, whylen, "a script needs both interpreter and script");
         goto out;
@@ -367,7 +389,7 @@ out:
 
 /* ---- the runner (its own process from here on) ---- */
 
-static void job_write_all(int fd, const void *p, size_t len)
+static bool job_write_all(int fd, const void *p, size_t len)
 {
     const char *c = p;
 
@@ -377,23 +399,48 @@ static void job_write_all(int fd, const void *p, size_t len)
             continue;
         }
         if (n <= 0) {
-            return;
+            return false;
         }
         c += n;
         len -= (size_t)n;
     }
+    return true;
+}
+
+/* Where the frames go: the socket (while it takes them) and the kept
+ * copy of the result (when there is one). */
+struct job_sink {
+    int sock;
+    bool sock_ok;
+    int keep; /* -1: none */
+};
+
+static void job_frame(struct job_sink *k, char type, const void *p, size_t n)
+{
+    uint8_t h[5] = {(uint8_t)type, (uint8_t)(n >> 24), (uint8_t)(n >> 16),
+                    (uint8_t)(n >> 8), (uint8_t)n};
+
+    if (k->sock_ok && (!job_write_all(k->sock, h, sizeof(h)) ||
+                       !job_write_all(k->sock, p, n))) {
+        k->sock_ok = false; /* the agent went away: the copy remains */
+    }
+    if (k->keep >= 0 && (!job_write_all(k->keep, h, sizeof(h)) ||
+                         !job_write_all(k->keep, p, n))) {
+        close(k->keep);
+        k->keep = -1;
+    }
 }
 
 struct job_out {
-    char *buf;
+    char type; /* 'O' or 'E' */
     size_t len;
     bool truncated;
     bool eof;
 };
 
-static void job_send_result(int fd, const char *status, int code, int sig,
-                            const char *why, struct job_out *o,
-                            struct job_out *e)
+static void job_send_result(struct job_sink *k, const char *status, int code,
+                            int sig, const char *why, const struct job_out *o,
+                            const struct job_out *e)
 {
     json_t *h = json_object();
     char *line;
@@ -412,15 +459,8 @@ static void job_send_result(int fd, const char *status, int code, int sig,
     line = json_dumps(h, JSON_COMPACT);
     json_decref(h);
     if (line != NULL) {
-        job_write_all(fd, line, strlen(line));
-        job_write_all(fd, "\n", 1);
+        job_frame(k, 'R', line, strlen(line));
         free(line);
-    }
-    if (o != NULL) {
-        job_write_all(fd, o->buf, o->len);
-    }
-    if (e != NULL) {
-        job_write_all(fd, e->buf, e->len);
     }
 }
 
@@ -432,10 +472,12 @@ static int64_t job_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void job_read_into(int fd, struct job_out *o)
+/* Output as it comes: a frame per read, up to the cap. */
+static void job_read_into(int fd, struct job_out *o, struct job_sink *k)
 {
     char tmp[65536];
     ssize_t n = read(fd, tmp, sizeof(tmp));
+    size_t room, take;
 
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
         return;
@@ -444,20 +486,120 @@ static void job_read_into(int fd, struct job_out *o)
         o->eof = true;
         return;
     }
-    size_t room = JOB_OUTPUT_CAP - o->len;
-    size_t take = (size_t)n < room ? (size_t)n : room;
-    memcpy(o->buf + o->len, tmp, take);
-    o->len += take;
-    if (take < (size_t)n && !o->truncated) {
+    room = JOB_OUTPUT_CAP - o->len;
+    take = (size_t)n < room ? (size_t)n : room;
+    if (take > 0) {
+        job_frame(k, o->type, tmp, take);
+        o->len += take;
+    }
+    if (take < (size_t)n) {
         o->truncated = true;
     }
 }
 
-static void job_finish_out(struct job_out *o)
+static void job_finish_out(struct job_out *o, struct job_sink *k)
 {
     if (o->truncated) {
-        memcpy(o->buf + o->len, JOB_TRUNC_MARKER, strlen(JOB_TRUNC_MARKER));
+        job_frame(k, o->type, JOB_TRUNC_MARKER, strlen(JOB_TRUNC_MARKER));
         o->len += strlen(JOB_TRUNC_MARKER);
+    }
+}
+
+/* After the result: EOF, then the server's "ack\n" (it has recorded the
+ * result) lets the kept copy go. */
+static void job_await_ack(int sock, int dir, const char *name)
+{
+    char buf[8];
+    size_t len = 0;
+    int64_t deadline = job_now_ms() + JOB_ACK_WAIT_MS;
+
+    shutdown(sock, SHUT_WR);
+    while (len < 4) {
+        struct pollfd p = {.fd = sock, .events = POLLIN};
+        int64_t left = deadline - job_now_ms();
+        ssize_t n;
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0) {
+            return;
+        }
+        n = read(sock, buf + len, 4 - len);
+        if (n <= 0) {
+            return;
+        }
+        len += (size_t)n;
+    }
+    if (memcmp(buf, "ack\n", 4) == 0 && dir >= 0 && name[0] != '\0') {
+        unlinkat(dir, name, 0);
+    }
+}
+
+/* Whether a kept copy ends with a whole 'R' frame. */
+static bool job_kept_complete(int fd)
+{
+    uint8_t h[5];
+    off_t at = 0, end = lseek(fd, 0, SEEK_END);
+    char last = 0;
+
+    while (at < end) {
+        uint32_t n;
+        if (pread(fd, h, sizeof(h), at) != (ssize_t)sizeof(h)) {
+            return false;
+        }
+        n = (uint32_t)h[1] << 24 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 8 |
+            h[4];
+        last = (char)h[0];
+        at += (off_t)sizeof(h) + n;
+    }
+    lseek(fd, 0, SEEK_SET);
+    return at == end && last == 'R';
+}
+
+/* A fetch: the kept result of job q->fetch, replayed as it was sent; a
+ * job still running is waited for (its runner holds a lock on the copy)
+ * up to q->timeout. */
+static void job_fetch(const struct job_rules *r, int sock,
+                      const struct job_request *q)
+{
+    struct job_sink k = {.sock = sock, .sock_ok = true, .keep = -1};
+    int dir = -1, fd = -1;
+    int64_t deadline = job_now_ms() + (int64_t)q->timeout * 1000;
+    char buf[65536];
+    ssize_t n;
+
+    if (r->results_dir[0] == '\0' ||
+        (dir = open(r->results_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+        (fd = openat(dir, q->fetch, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+        job_send_result(&k, "unknown", -1, 0, "no result kept", NULL, NULL);
+        goto out;
+    }
+    while (flock(fd, LOCK_SH | LOCK_NB) != 0) {
+        if (job_now_ms() >= deadline) {
+            job_send_result(&k, "unknown", -1, 0, "the job is still running",
+                            NULL, NULL);
+            goto out;
+        }
+        poll(NULL, 0, 100);
+    }
+    if (!job_kept_complete(fd)) {
+        /* its runner died with it (a reboot): nothing to hand over */
+        unlinkat(dir, q->fetch, 0);
+        job_send_result(&k, "unknown", -1, 0, "the kept result is incomplete",
+                        NULL, NULL);
+        goto out;
+    }
+    while ((n = read(fd, buf, sizeof(buf))) > 0) {
+        if (!job_write_all(sock, buf, (size_t)n)) {
+            goto out;
+        }
+    }
+    close(fd);
+    fd = -1;
+    job_await_ack(sock, dir, q->fetch);
+out:
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (dir >= 0) {
+        close(dir);
     }
 }
 
@@ -529,16 +671,18 @@ static void job_runner(const struct job_rules *r, int fd)
 {
     static char req[JOB_REQUEST_MAX + 1];
     static struct job_request q;
+    struct job_sink k = {.sock = fd, .sock_ok = true, .keep = -1};
     size_t len = 0;
-    int sfd = -1;
+    int sfd = -1, dir = -1;
     char why[256];
     int po[2], pe[2];
     pid_t pid;
     int status = 0;
     bool exited = false, timed_out = false, termed = false;
     int64_t deadline, kill_at = 0;
-    struct job_out o = {0}, e = {0};
+    struct job_out o = {.type = 'O'}, e = {.type = 'E'};
 
+    /* the request: one line (or everything up to EOF) */
     for (;;) {
         ssize_t n = read(fd, req + len, sizeof(req) - 1 - len);
         if (n < 0 && errno == EINTR) {
@@ -548,27 +692,59 @@ static void job_runner(const struct job_rules *r, int fd)
             break;
         }
         len += (size_t)n;
-        if (len >= sizeof(req) - 1) {
+        if (memchr(req + len - (size_t)n, '\n', (size_t)n) != NULL ||
+            len >= sizeof(req) - 1) {
             break;
         }
     }
+    {
+        char *nl = memchr(req, '\n', len);
+        if (nl != NULL) {
+            len = (size_t)(nl - req);
+        }
+    }
     if (job_request_parse(req, len, &q, why, sizeof(why)) != ERR_OK) {
-        job_send_result(fd, "refused", -1, 0, why, NULL, NULL);
+        job_send_result(&k, "refused", -1, 0, why, NULL, NULL);
+        shutdown(fd, SHUT_WR);
+        return;
+    }
+    if (q.fetch[0] != '\0') {
+        job_fetch(r, fd, &q);
         return;
     }
     if (!job_check(r, &q, geteuid(), why, sizeof(why))) {
-        job_send_result(fd, "refused", -1, 0, why, NULL, NULL);
+        job_send_result(&k, "refused", -1, 0, why, NULL, NULL);
+        shutdown(fd, SHUT_WR);
         return;
     }
-    o.buf = malloc(JOB_OUTPUT_CAP + sizeof(JOB_TRUNC_MARKER));
-    e.buf = malloc(JOB_OUTPUT_CAP + sizeof(JOB_TRUNC_MARKER));
-    if (o.buf == NULL || e.buf == NULL || pipe2(po, O_CLOEXEC) != 0 ||
-        pipe2(pe, O_CLOEXEC) != 0) {
-        job_send_result(fd, "failed", -1, 0, "out of resources", NULL, NULL);
+    /* the copy kept until the server acknowledges the result; its lock
+     * tells a fetch that the job still runs */
+    if (q.id[0] != '\0' && r->results_dir[0] != '\0') {
+        dir = open(r->results_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        k.keep =
+            dir < 0
+                ? -1
+                : openat(dir, q.id,
+                         O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                         0600);
+        if (k.keep < 0 || flock(k.keep, LOCK_EX) != 0) {
+            snprintf(why, sizeof(why), "cannot keep the result in %.200s: %s",
+                     r->results_dir, strerror(errno));
+            if (k.keep >= 0) {
+                close(k.keep);
+                k.keep = -1;
+            }
+            job_send_result(&k, "failed", -1, 0, why, NULL, NULL);
+            shutdown(fd, SHUT_WR);
+            return;
+        }
+    }
+    if (pipe2(po, O_CLOEXEC) != 0 || pipe2(pe, O_CLOEXEC) != 0) {
+        job_send_result(&k, "failed", -1, 0, "out of resources", NULL, NULL);
         return;
     }
     if (q.interpreter[0] != '\0' && (sfd = job_script_fd(q.script)) < 0) {
-        job_send_result(fd, "failed", -1, 0, "cannot hold the script", NULL,
+        job_send_result(&k, "failed", -1, 0, "cannot hold the script", NULL,
                         NULL);
         return;
     }
@@ -636,7 +812,7 @@ static void job_runner(const struct job_rules *r, int fd)
         if (rc != 0) {
             snprintf(why, sizeof(why), "cannot start %s%s%.200s: %s", prog,
                      q.cwd[0] != '\0' ? " in " : "", q.cwd, strerror(rc));
-            job_send_result(fd, "failed", -1, 0, why, NULL, NULL);
+            job_send_result(&k, "failed", -1, 0, why, NULL, NULL);
             return;
         }
     }
@@ -645,7 +821,7 @@ static void job_runner(const struct job_rules *r, int fd)
     deadline = job_now_ms() + (int64_t)q.timeout * 1000;
     while (!(exited && o.eof && e.eof)) {
         struct pollfd p[2];
-        int np = 0, wait_ms;
+        int np = 0;
         int64_t now = job_now_ms();
 
         if (!exited && waitpid(pid, &status, WNOHANG) == pid) {
@@ -671,11 +847,10 @@ static void job_runner(const struct job_rules *r, int fd)
             p[np].fd = pe[0];
             p[np++].events = POLLIN;
         }
-        wait_ms = 100;
-        if (np > 0 && poll(p, (nfds_t)np, wait_ms) > 0) {
+        if (np > 0 && poll(p, (nfds_t)np, 100) > 0) {
             for (int i = 0; i < np; i++) {
                 if (p[i].revents != 0) {
-                    job_read_into(p[i].fd, p[i].fd == po[0] ? &o : &e);
+                    job_read_into(p[i].fd, p[i].fd == po[0] ? &o : &e, &k);
                 }
             }
         } else if (np == 0) {
@@ -687,19 +862,30 @@ static void job_runner(const struct job_rules *r, int fd)
     }
     kill(-pid, SIGKILL); /* whatever the command left behind */
     job_sweep();
-    job_finish_out(&o);
-    job_finish_out(&e);
+    job_finish_out(&o, &k);
+    job_finish_out(&e, &k);
     if (timed_out) {
-        job_send_result(fd, "timeout", -1,
+        job_send_result(&k, "timeout", -1,
                         WIFSIGNALED(status) ? WTERMSIG(status) : 0,
                         "timed out: the process group was killed", &o, &e);
     } else if (WIFEXITED(status)) {
-        job_send_result(fd, WEXITSTATUS(status) == 0 ? "ok" : "failed",
+        job_send_result(&k, WEXITSTATUS(status) == 0 ? "ok" : "failed",
                         WEXITSTATUS(status), 0, NULL, &o, &e);
     } else {
-        job_send_result(fd, "failed", -1,
+        job_send_result(&k, "failed", -1,
                         WIFSIGNALED(status) ? WTERMSIG(status) : 0, NULL, &o,
                         &e);
+    }
+    if (k.keep >= 0) {
+        /* complete: a fetch may read it from now on */
+        fsync(k.keep);
+        close(k.keep);
+    }
+    if (k.sock_ok) {
+        job_await_ack(fd, dir, q.id);
+    }
+    if (dir >= 0) {
+        close(dir);
     }
 }
 

@@ -61,9 +61,17 @@ struct job_rules {
     size_t nallow;
     struct job_rule deny[JOB_RULES_MAX];
     size_t ndeny;
+    /* job_results_dir: where finished results wait for the server's
+     * ack; "" : not kept */
+    char results_dir[JOB_CWD_MAX + 1];
 };
 
+#define JOB_ID_MAX 64         /* [A-Za-z0-9-], a file name in job_results_dir */
+#define JOB_ACK_WAIT_MS 30000 /* after the result, for the server's ack */
+
 struct job_request {
+    char id[JOB_ID_MAX + 1];    /* "" : the server gave none (not kept) */
+    char fetch[JOB_ID_MAX + 1]; /* a fetch: the kept result of this job */
     char command[JOB_COMMAND_MAX + 1];         /* "" for a script */
     char interpreter[JOB_INTERP_NAME_MAX + 1]; /* "" for a command */
     char script[JOB_SCRIPT_MAX + 1];
@@ -87,8 +95,9 @@ const char *job_interp_path(const struct job_rules *r, const char *name);
  * rule that refused it. */
 bool job_check(const struct job_rules *r, const struct job_request *q,
                uid_t euid, char *why, size_t whylen);
-/* Parses {"command": S, "cwd": S, "timeout": N} or {"interpreter": S,
- * "script": S, "cwd": S, "timeout": N} strictly. ERR_OK or
+/* Parses {"id": S, "command": S, "cwd": S, "timeout": N}, {"id": S,
+ * "interpreter": S, "script": S, "cwd": S, "timeout": N} or {"fetch": S,
+ * "timeout": N} strictly (docs/agent-protocol.md §6). ERR_OK or
  * ERR_INVALID with why. Pure; fuzzed. */
 int job_request_parse(const char *data, size_t len, struct job_request *out,
                       char *why, size_t whylen);

@@ -40,6 +40,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     n = strlen(q.command);
+    if (q.fetch[0] != '\0') {
+        /* a fetch runs nothing and asks for nothing else */
+        FUZZ_CHECK(n == 0 && q.script[0] == '\0' && q.interpreter[0] == '\0');
+        FUZZ_CHECK(strspn(q.fetch,
+                          "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN"
+                          "OPQRSTUVWXYZ0123456789-") == strlen(q.fetch));
+        return 0;
+    }
+    FUZZ_CHECK(q.id[0] == '\0' ||
+               strspn(q.id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRS"
+                            "TUVWXYZ0123456789-") == strlen(q.id));
     /* a command or a script (interpreter and body), never both */
     FUZZ_CHECK((n > 0 && n <= JOB_COMMAND_MAX) != (q.script[0] != '\0'));
     FUZZ_CHECK((q.interpreter[0] != '\0') == (q.script[0] != '\0'));

@@ -55,6 +55,14 @@ static void admin_job_result(void *arg, const struct hub_job_result *r)
     free(run);
 }
 
+static void admin_job_progress(void *arg, const uint8_t *out, size_t out_len,
+                               const uint8_t *err, size_t err_len)
+{
+    struct admin_job_run *run = arg;
+
+    (void)store_job_progress(run->st, run->j->id, out, out_len, err, err_len);
+}
+
 /* Checks q and fills the job's fields (but agent_id, batch_id). */
 static int admin_job_fill(const struct admin_ctx *c,
                           const struct admin_job_req *q, struct store_job *out,
@@ -310,7 +318,9 @@ int admin_job_run(const struct admin_ctx *c, const char *agent_id,
     run->st = c->st;
     run->done = done;
     run->arg = arg;
-    spec = (struct hub_job_spec){.command = q->command,
+    spec = (struct hub_job_spec){.id = run->j->id,
+                                 .progress = admin_job_progress,
+                                 .command = q->command,
                                  .interpreter = q->interpreter,
                                  .script = q->script,
                                  .cwd = q->cwd,

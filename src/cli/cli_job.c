@@ -51,6 +51,59 @@ static int job_exit(const struct store_job *j)
                                              : JOB_EXIT_NOT_RUN;
 }
 
+/* Prints job id's output as it arrives (stdout to stdout, stderr to
+ * stderr) until it ends; returns the exit status job run would. */
+static int job_follow(struct cli_ctx *ctx, const char *id, int wait_s)
+{
+    struct store_job *j = calloc(1, sizeof(*j));
+    size_t out_done = 0, err_done = 0;
+    time_t deadline = time(NULL) + wait_s;
+    int rc;
+
+    if (j == NULL) {
+        return cli_error("%s", err_str(ERR_NOMEM));
+    }
+    for (;;) {
+        bool ended;
+        int r = store_job_get(ctx->st, id, j);
+
+        if (r != ERR_OK) {
+            free(j);
+            return cli_store_error(r, "job", id);
+        }
+        ended = strcmp(j->status, "queued") != 0 &&
+                strcmp(j->status, "running") != 0;
+        /* a result replaces the live output: it only grows */
+        if (j->out_len > out_done) {
+            fwrite(j->out + out_done, 1, j->out_len - out_done, stdout);
+            out_done = j->out_len;
+            fflush(stdout);
+        }
+        if (j->err_len > err_done) {
+            fwrite(j->err + err_done, 1, j->err_len - err_done, stderr);
+            err_done = j->err_len;
+        }
+        store_job_free_output(j);
+        if (ended) {
+            break;
+        }
+        if (time(NULL) > deadline) {
+            free(j);
+            return cli_error("job %s: no result after %d s; see `job show "
+                             "%s`",
+                             id, wait_s, id);
+        }
+        job_sleep_ms(100);
+    }
+    if (strcmp(j->status, "ok") != 0 && strcmp(j->status, "failed") != 0) {
+        fprintf(stderr, "portcullis: job %s: %s%s%s\n", j->id, j->status,
+                j->why[0] != '\0' ? ": " : "", j->why);
+    }
+    rc = job_exit(j);
+    free(j);
+    return rc;
+}
+
 /* A finished job of a batch: a header line, then its output. */
 static void job_print_one(const struct store_job *j)
 {
@@ -210,7 +263,7 @@ static int job_run_run(struct cli_ctx *ctx, int argc, char **argv)
     const char *pos[CLI_MAX_POS], *cwd = NULL, *script_path = NULL;
     const char *interp = NULL;
     int timeout = ADMIN_JOB_TIMEOUT_DEFAULT, concurrency = 0, dd, rc, r;
-    bool stop = false;
+    bool stop = false, follow = false;
     const struct cli_opt opts[] = {
         CLI_OPT_INT("--timeout", &timeout, 1, ADMIN_JOB_TIMEOUT_MAX),
         CLI_OPT_STR("--cwd", &cwd),
@@ -218,6 +271,7 @@ static int job_run_run(struct cli_ctx *ctx, int argc, char **argv)
         CLI_OPT_FLAG("--stop-on-failure", &stop),
         CLI_OPT_STR("--script", &script_path),
         CLI_OPT_STR("--interpreter", &interp),
+        CLI_OPT_FLAG("--follow", &follow),
         CLI_OPT_END,
     };
     const char *tags[JOB_CLI_TAGS_MAX];
@@ -350,6 +404,27 @@ static int job_run_run(struct cli_ctx *ctx, int argc, char **argv)
         rc = JOB_EXIT_NOT_RUN;
         goto out;
     }
+    if (follow && njobs == 1) {
+        struct store_job *list = NULL;
+        size_t n = 0;
+        if (store_job_list_batch(ctx->st, batch, &list, &n) != ERR_OK ||
+            n != 1) {
+            free(list);
+            rc = cli_error("batch %s: cannot read its job", batch);
+            goto out;
+        }
+        {
+            char id[STORE_ID_MAX + 1];
+            snprintf(id, sizeof(id), "%s", list[0].id);
+            free(list);
+            rc = job_follow(ctx, id, timeout + JOB_WAIT_GRACE_S);
+        }
+        goto out;
+    }
+    if (follow) {
+        rc = cli_usage(ctx, "--follow takes one agent (see job show --follow)");
+        goto out;
+    }
     rc = job_wait(ctx, batch, njobs, nagents == 1 && ntags == 0, timeout,
                   concurrency);
 out:
@@ -411,9 +486,10 @@ static int job_list_run(struct cli_ctx *ctx, int argc, char **argv)
 static int job_show_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
-    bool json = false;
+    bool json = false, follow = false;
     const struct cli_opt opts[] = {
         CLI_OPT_FLAG("--json", &json),
+        CLI_OPT_FLAG("--follow", &follow),
         CLI_OPT_END,
     };
     struct store_job *j;
@@ -423,6 +499,13 @@ static int job_show_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((rc = cli_parse(ctx, argc, argv, opts, "ID", pos)) != CLI_PARSED ||
         (rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
         return rc;
+    }
+    if (follow) {
+        if (json) {
+            return cli_usage(ctx, "--follow prints the output, not JSON");
+        }
+        return job_follow(ctx, pos[0],
+                          ADMIN_JOB_TIMEOUT_MAX + JOB_WAIT_GRACE_S);
     }
     if ((j = calloc(1, sizeof(*j))) == NULL) {
         return cli_error("%s", err_str(ERR_NOMEM));
@@ -465,7 +548,7 @@ static int job_show_run(struct cli_ctx *ctx, int argc, char **argv)
 static const struct cli_cmd job_run_cmd = {
     .name = "run",
     .synopsis = "job run [AGENT,...] [--tag T]... [--concurrency N] "
-                "[--stop-on-failure] [--timeout S] [--cwd DIR] "
+                "[--stop-on-failure] [--timeout S] [--cwd DIR] [--follow] "
                 "{-- COMMAND... | --script FILE [--interpreter NAME]}",
     .summary = "Run a command or a script on agents (their own config "
                "decides) and wait. One agent: print its output and exit with "
@@ -482,8 +565,9 @@ static const struct cli_cmd job_list_cmd = {
 };
 static const struct cli_cmd job_show_cmd = {
     .name = "show",
-    .synopsis = "job show ID [--json]",
-    .summary = "Show a job with its output.",
+    .synopsis = "job show ID [--json | --follow]",
+    .summary = "Show a job with its output; --follow prints the output as "
+               "it arrives until the job ends, and exits as job run would.",
     .run = job_show_run,
 };
 

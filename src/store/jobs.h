@@ -54,7 +54,8 @@ struct store_job {
  * "queued", for the server to pick up (store_job_list_queued, after a
  * notice from the CLI); j->id and j->started_at are set. */
 int store_job_add(struct store *st, struct store_job *j);
-/* Records the end of job j->id: status, exit_code, signal, why, output. */
+/* Records the end of job j->id: status, exit_code, signal, why, output.
+ * A job that ends "lost" becomes recoverable. */
 int store_job_finish(struct store *st, const struct store_job *j);
 /* One job with its output. */
 int store_job_get(struct store *st, const char *id, struct store_job *out);
@@ -74,6 +75,15 @@ int store_job_batch_end(struct store *st, const char *batch, const char *status,
 /* The jobs of a batch, in the order they were added, without output. */
 int store_job_list_batch(struct store *st, const char *batch,
                          struct store_job **list, size_t *n);
+/* Live output of a running job (everything so far). */
+int store_job_progress(struct store *st, const char *id, const uint8_t *out,
+                       size_t out_len, const uint8_t *err, size_t err_len);
+/* Jobs of agent that ended lost and may still be recovered, oldest first
+ * (at most 64), without output. */
+int store_job_list_recoverable(struct store *st, const char *agent,
+                               struct store_job **list, size_t *n);
+/* Not to be asked for again; why (if not NULL) replaces the job's why. */
+int store_job_unrecoverable(struct store *st, const char *id, const char *why);
 /* Jobs still "queued" or "running" (at a server start) end "lost". */
 int store_job_mark_lost(struct store *st);
 

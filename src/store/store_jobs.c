@@ -83,9 +83,11 @@ int store_job_finish(struct store *st, const struct store_job *j)
     return store_update_one(
         st, "job finish",
         "UPDATE jobs SET status = $1, exit_code = $2, signal = $3, why = $4,"
-        " finished_at = $5, stdout = $6, stderr = $7 WHERE id = $8",
-        "tiitibbt", j->status, (int64_t)j->exit_code, (int64_t)j->signal,
-        j->why, util_now(), j->out, j->out_len, j->err, j->err_len, j->id);
+        " finished_at = $5, stdout = $6, stderr = $7, recoverable = $8"
+        " WHERE id = $9",
+        "tiitibbit", j->status, (int64_t)j->exit_code, (int64_t)j->signal,
+        j->why, util_now(), j->out, j->out_len, j->err, j->err_len,
+        (int64_t)(strcmp(j->status, "lost") == 0 ? 1 : 0), j->id);
 }
 
 static int job_fill_out(struct db_stmt *s, void *item)
@@ -219,6 +221,46 @@ int store_job_batch_end(struct store *st, const char *batch, const char *status,
     return store_tx_end(st, r);
 }
 
+int store_job_progress(struct store *st, const char *id, const uint8_t *out,
+                       size_t out_len, const uint8_t *err, size_t err_len)
+{
+    return store_update_one(st, "job progress",
+                            "UPDATE jobs SET stdout = $1, stderr = $2"
+                            " WHERE id = $3 AND status = 'running'",
+                            "bbt", out, out_len, err, err_len, id);
+}
+
+int store_job_list_recoverable(struct store *st, const char *agent,
+                               struct store_job **list, size_t *n)
+{
+    void *items = NULL;
+    int r;
+
+    *list = NULL;
+    *n = 0;
+    r = store_list_query(st, "job recoverable",
+                         JOB_SELECT " WHERE agent_id = $1 AND status = 'lost'"
+                                    " AND recoverable = 1"
+                                    " ORDER BY started_at, id LIMIT 64",
+                         sizeof(struct store_job), job_fill, NULL, &items, n,
+                         "t", agent);
+    *list = items;
+    return r;
+}
+
+int store_job_unrecoverable(struct store *st, const char *id, const char *why)
+{
+    if (why != NULL) {
+        return store_update_one(st, "job unrecoverable",
+                                "UPDATE jobs SET recoverable = 0, why = $1"
+                                " WHERE id = $2",
+                                "tt", why, id);
+    }
+    return store_update_one(st, "job unrecoverable",
+                            "UPDATE jobs SET recoverable = 0 WHERE id = $1",
+                            "t", id);
+}
+
 int store_job_mark_lost(struct store *st)
 {
     int r;
@@ -228,7 +270,9 @@ int store_job_mark_lost(struct store *st)
     }
     r = store_run(st, "job lost",
                   "UPDATE jobs SET status = 'lost', finished_at = $1,"
-                  " why = 'the server restarted while the job ran'"
+                  " why = 'the server restarted while the job ran',"
+                  " recoverable = CASE WHEN status = 'running' THEN 1"
+                  " ELSE 0 END"
                   " WHERE status IN ('queued', 'running')",
                   NULL, "i", util_now());
     return store_tx_end(st, r);

@@ -363,7 +363,9 @@ static const char store_schema_v9[] =
  * order, which is the order they start in), concurrency is the most of a batch
  * running at once (0: no limit), stop_on_failure skips the batch's queued
  * jobs after a failure; interpreter is set for a script, whose body is in
- * script (command then holds a summary with its SHA-256).
+ * script (command then holds a summary with its SHA-256); recoverable
+ * marks a lost job whose agent may still hand its result over when it
+ * comes back (asked once).
  */
 static const char store_schema_v10[] =
     "ALTER TABLE jobs ADD COLUMN batch_id TEXT NOT NULL DEFAULT '';"
@@ -372,6 +374,7 @@ static const char store_schema_v10[] =
     "ALTER TABLE jobs ADD COLUMN stop_on_failure INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE jobs ADD COLUMN interpreter TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE jobs ADD COLUMN script TEXT;"
+    "ALTER TABLE jobs ADD COLUMN recoverable INTEGER NOT NULL DEFAULT 0;"
     "CREATE INDEX jobs_batch ON jobs(batch_id);";
 
 const struct store_migration store_migrations[] = {

@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -511,3 +512,101 @@ def test_script_output_cap_on_both_streams(agent_server, make_agent):
     assert j["status"] == "ok", j["why"]
     assert j["stdout"] == "o" * 4194304 + marker
     assert j["stderr"] == "e" * 4194304  # exactly the cap: not truncated
+
+
+# ------------------------------------------- live output, kept results
+
+
+def wait_job(pc, job_id, cond, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, got = call(pc, "GET", "%s/jobs/%s" % (API, job_id))
+        if cond(got["data"]):
+            return got["data"]
+        time.sleep(0.1)
+    pytest.fail("job %s: %r" % (job_id, got))
+
+
+def test_output_streams_live(agent_server, make_agent):
+    pc = agent_server
+    a = online_agent(pc, make_agent, conf=SCRIPTS)
+    script = "echo first\necho oops >&2\nsleep 3\necho second\n"
+    status, out = call(pc, "POST", "%s/agents/%s/commands" % (API, a.id),
+                       {"interpreter": "sh", "script": script,
+                        "wait": False})
+    assert status == 202, out
+    jid = out["data"]["id"]
+    # the API: the output so far, while the job still runs
+    j = wait_job(pc, jid, lambda d: d["stdout"] == "first\n")
+    assert j["status"] == "running" and j["stderr"] == "oops\n", j
+    # the CLI follows it: the first line comes before the job ends
+    p = subprocess.Popen([pc.bin, "-c", pc.conf, "job", "show", jid,
+                          "--follow"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "first\n"
+        assert call(pc, "GET", "%s/jobs/%s" % (API, jid))[1]["data"][
+            "status"] == "running"
+        rest, err = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert (p.returncode, rest, err) == (0, "second\n", "oops\n")
+    # job run --follow prints as it goes and exits with the job's code
+    rc, out, err = pc.cli("job", "run", a.id, "--follow", "--script", "-",
+                          "--interpreter", "sh",
+                          input="echo a\nsleep 1\necho b\nexit 7\n",
+                          check=False)
+    assert (rc, out) == (7, "a\nb\n"), (rc, out, err)
+
+
+def test_killed_agent_hands_its_result_over_when_back(agent_server,
+                                                      make_agent, tmp_path):
+    pc = agent_server
+    keep = tmp_path / "kept-results"
+    keep.mkdir()
+    a = online_agent(pc, make_agent,
+                     conf=SCRIPTS + ["job_results_dir = %s" % keep])
+    status, out = call(pc, "POST", "%s/agents/%s/commands" % (API, a.id),
+                       {"interpreter": "sh", "wait": False,
+                        "script": "echo before\nsleep 3\necho after\n",
+                        "timeout": 20})
+    assert status == 202, out
+    jid = out["data"]["id"]
+    wait_job(pc, jid, lambda d: d["stdout"] == "before\n")
+    a.kill()  # mid-job: the runner goes on without it
+    j = wait_job(pc, jid, lambda d: d["status"] != "running")
+    assert j["status"] == "lost", j
+    time.sleep(3)  # the job ends while the agent is away
+    assert [p.name for p in keep.iterdir()] == [jid]
+    a.start()
+    wait_agent(pc, a.id)
+    j = wait_job(pc, jid, lambda d: d["status"] != "lost")
+    assert j["status"] == "ok" and j["stdout"] == "before\nafter\n", j
+    # acknowledged: the agent dropped its copy
+    deadline = time.monotonic() + 10
+    while list(keep.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(keep.iterdir()) == []
+    # a job that ends while the agent is connected leaves no copy either
+    j = run(pc, a.id, None, interpreter="sh", script="echo x\n")
+    assert j["status"] == "ok"
+    deadline = time.monotonic() + 10
+    while list(keep.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(keep.iterdir()) == []
+
+
+def test_lost_job_without_a_kept_result_stays_lost(agent_server, make_agent):
+    pc = agent_server
+    a = online_agent(pc, make_agent, conf=SCRIPTS)
+    status, out = call(pc, "POST", "%s/agents/%s/commands" % (API, a.id),
+                       {"command": "sleep 2", "wait": False})
+    jid = out["data"]["id"]
+    time.sleep(0.5)
+    a.kill()
+    wait_job(pc, jid, lambda d: d["status"] == "lost")
+    a.start()
+    wait_agent(pc, a.id)
+    j = wait_job(pc, jid, lambda d: "kept no result" in d["why"])
+    assert j["status"] == "lost", j

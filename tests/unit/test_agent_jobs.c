@@ -219,13 +219,14 @@ static void test_request_parse(void **state)
     }
 }
 
-/* The runner over a socketpair: the answer's header line and bytes. */
+/* The runner over a socketpair: its frames (docs/agent-protocol.md §6)
+ * laid out as the header line, then stdout, then stderr. */
 static char *run_job(const struct job_rules *r, const char *request,
                      size_t *len)
 {
     int sv[2];
-    size_t cap = 1 << 20, n = 0;
-    char *buf = malloc(cap);
+    size_t cap = 1 << 20, n = 0, hl = 0, ol = 0, el = 0;
+    char *buf = malloc(cap), *res, *hdr = NULL, *o = NULL, *e = NULL;
     ssize_t k;
 
     assert_non_null(buf);
@@ -248,8 +249,44 @@ static char *run_job(const struct job_rules *r, const char *request,
         n += (size_t)k;
     }
     close(sv[0]);
-    *len = n;
-    return buf;
+    o = malloc(n + 1);
+    e = malloc(n + 1);
+    assert_non_null(o);
+    assert_non_null(e);
+    for (size_t at = 0; at < n;) {
+        const unsigned char *h = (const unsigned char *)buf + at;
+        size_t fl;
+        assert_true(at + 5 <= n);
+        fl = (size_t)h[1] << 24 | (size_t)h[2] << 16 | (size_t)h[3] << 8 | h[4];
+        assert_true(at + 5 + fl <= n);
+        if (h[0] == 'O') {
+            memcpy(o + ol, h + 5, fl);
+            ol += fl;
+        } else if (h[0] == 'E') {
+            memcpy(e + el, h + 5, fl);
+            el += fl;
+        } else {
+            assert_int_equal(h[0], 'R');
+            assert_null(hdr);
+            hdr = buf + at + 5;
+            hl = fl;
+            assert_int_equal(at + 5 + fl, n); /* the last frame */
+        }
+        at += 5 + fl;
+    }
+    assert_non_null(hdr);
+    res = malloc(hl + 1 + ol + el + 1);
+    assert_non_null(res);
+    memcpy(res, hdr, hl);
+    res[hl] = '\n';
+    memcpy(res + hl + 1, o, ol);
+    memcpy(res + hl + 1 + ol, e, el);
+    res[hl + 1 + ol + el] = '\0';
+    *len = hl + 1 + ol + el;
+    free(buf);
+    free(o);
+    free(e);
+    return res;
 }
 
 static void test_runner(void **state)
