@@ -277,6 +277,15 @@ static int conf_set_results_dir(void *obj, const struct config_key *k,
     return ERR_OK;
 }
 
+static int conf_set_push_dir(void *obj, const struct config_key *k,
+                             const char *v, char *why, size_t whylen)
+{
+    struct agent_conf *c = obj;
+
+    (void)k;
+    return job_push_dir_add(&c->jobs, v, why, whylen);
+}
+
 /* The proxy URL may carry a password: the old value is wiped. */
 static int conf_set_proxy(void *obj, const struct config_key *k, const char *v,
                           char *why, size_t whylen)
@@ -326,6 +335,7 @@ static const struct config_key agent_conf_keys[] = {
     AK("scripts_enabled", CK_BOOL, jobs.scripts_enabled, 0, 0, NULL),
     AK("script_interpreter", CK_FN, jobs, 0, 0, conf_set_script_interpreter),
     AK("job_results_dir", CK_FN, jobs, 0, 0, conf_set_results_dir),
+    AK("file_push_dir", CK_FN, jobs, 0, 0, conf_set_push_dir),
     AK("command_allow", CK_FN, jobs, 0, 0, conf_set_command_allow),
     AK("command_deny", CK_FN, jobs, 0, 0, conf_set_command_deny),
     AK("command_timeout_max", CK_INT, jobs.timeout_max, 1, 86400, NULL),

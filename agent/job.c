@@ -23,10 +23,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <sodium.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -171,6 +176,69 @@ const char *job_interp_path(const struct job_rules *r, const char *name)
     return NULL;
 }
 
+bool job_path_clean(const char *p)
+{
+    size_t n = strlen(p);
+
+    if (n < 2 || n > JOB_CWD_MAX || p[0] != '/' || p[n - 1] == '/') {
+        return false;
+    }
+    for (const char *c = p; *c != '\0'; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+            return false;
+        }
+    }
+    for (const char *c = p; c != NULL; c = strchr(c + 1, '/')) {
+        const char *e = strchr(c + 1, '/');
+        size_t len = e != NULL ? (size_t)(e - c - 1) : strlen(c + 1);
+        if (len == 0 || (len == 1 && c[1] == '.') ||
+            (len == 2 && c[1] == '.' && c[2] == '.')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int job_push_dir_add(struct job_rules *r, const char *v, char *why,
+                     size_t whylen)
+{
+    char d[JOB_CWD_MAX + 2];
+    size_t n;
+
+    if (r->npush_dirs >= JOB_PUSH_DIRS_MAX) {
+        job_why(why, whylen, "file_push_dir: at most %d", JOB_PUSH_DIRS_MAX);
+        return ERR_CONFIG;
+    }
+    snprintf(d, sizeof(d), "%s", v);
+    n = strlen(d);
+    while (n > 1 && d[n - 1] == '/') {
+        d[--n] = '\0';
+    }
+    if (!job_path_clean(d)) {
+        job_why(why, whylen,
+                "file_push_dir: an absolute path without '.' or '..' parts "
+                "(not /)");
+        return ERR_CONFIG;
+    }
+    snprintf(r->push_dirs[r->npush_dirs++], sizeof(r->push_dirs[0]), "%s", d);
+    return ERR_OK;
+}
+
+/* The accepted directory path lies in (the longest), or NULL. */
+static const char *job_push_dir_of(const struct job_rules *r, const char *path)
+{
+    const char *best = NULL;
+
+    for (size_t i = 0; i < r->npush_dirs; i++) {
+        size_t n = strlen(r->push_dirs[i]);
+        if (strncmp(path, r->push_dirs[i], n) == 0 && path[n] == '/' &&
+            (best == NULL || n > strlen(best))) {
+            best = r->push_dirs[i];
+        }
+    }
+    return best;
+}
+
 /* An allow rule must match the whole command. */
 static bool job_full_match(const regex_t *re, const char *s)
 {
@@ -231,6 +299,34 @@ bool job_check(const struct job_rules *r, const struct job_request *q,
 {
     bool allowed = false;
 
+    if (q->is_push) {
+        if (r->npush_dirs == 0) {
+            job_why(why, whylen, "no file_push_dir on this agent");
+            return false;
+        }
+        if (euid == 0 && !r->allow_root) {
+            job_why(why, whylen,
+                    "allow_root is off and the agent runs as root");
+            return false;
+        }
+        if (job_push_dir_of(r, q->push.path) == NULL) {
+            job_why(why, whylen, "%.200s is outside every file_push_dir",
+                    q->push.path);
+            return false;
+        }
+        if (q->push.size > JOB_PUSH_SIZE_MAX) {
+            job_why(why, whylen, "the file is larger than %d bytes",
+                    JOB_PUSH_SIZE_MAX);
+            return false;
+        }
+        if ((q->push.owner[0] != '\0' || q->push.group[0] != '\0') &&
+            euid != 0) {
+            job_why(why, whylen,
+                    "owner and group need an agent running as root");
+            return false;
+        }
+        return true;
+    }
     if (q->interpreter[0] != '\0') {
         if (!r->scripts_enabled) {
             job_why(why, whylen, "scripts_enabled is off on this agent");
@@ -285,6 +381,90 @@ bool job_check(const struct job_rules *r, const struct job_request *q,
     return true;
 }
 
+static bool job_account_ok(const char *s, size_t n)
+{
+    return n == 0 ||
+           (n <= JOB_ACCOUNT_MAX && s[0] != '-' &&
+            strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                      "0123456789._-") == n);
+}
+
+/* {"path": S, "mode": N, "owner": S, "group": S, "overwrite": B,
+ * "sha256": S, "size": N}, every key required, no other. */
+static int job_push_parse(const json_t *o, struct job_push *p, char *why,
+                          size_t whylen)
+{
+    const json_t *v;
+    const char *key;
+    size_t seen = 0;
+
+    if (!json_is_object(o)) {
+        job_why(why, whylen, "push: an object");
+        return ERR_INVALID;
+    }
+    json_object_foreach((json_t *)(uintptr_t)o, key, v)
+    {
+        const char *sv = json_string_value(v);
+        size_t n = json_string_length(v);
+
+        if (strcmp(key, "path") == 0) {
+            if (sv == NULL || n > JOB_CWD_MAX || memchr(sv, '\0', n) ||
+                !job_path_clean(sv)) {
+                job_why(why, whylen,
+                        "push.path: an absolute path without '.', '..' or "
+                        "empty parts");
+                return ERR_INVALID;
+            }
+            memcpy(p->path, sv, n + 1);
+        } else if (strcmp(key, "mode") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                json_integer_value(v) > 01777) {
+                job_why(why, whylen,
+                        "push.mode: 0-01777 (no setuid or setgid)");
+                return ERR_INVALID;
+            }
+            p->mode = (int)json_integer_value(v);
+        } else if (strcmp(key, "owner") == 0 || strcmp(key, "group") == 0) {
+            if (sv == NULL || !job_account_ok(sv, n)) {
+                job_why(why, whylen, "push.%s: a name or number", key);
+                return ERR_INVALID;
+            }
+            memcpy(key[0] == 'o' ? p->owner : p->group, sv, n + 1);
+        } else if (strcmp(key, "overwrite") == 0) {
+            if (!json_is_boolean(v)) {
+                job_why(why, whylen, "push.overwrite: true or false");
+                return ERR_INVALID;
+            }
+            p->overwrite = json_is_true(v);
+        } else if (strcmp(key, "sha256") == 0) {
+            if (sv == NULL || n != 64 || strspn(sv, "0123456789abcdef") != 64) {
+                job_why(why, whylen, "push.sha256: 64 lowercase hex digits");
+                return ERR_INVALID;
+            }
+            memcpy(p->sha256, sv, 65);
+        } else if (strcmp(key, "size") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                json_integer_value(v) > JOB_PUSH_SIZE_MAX) {
+                job_why(why, whylen, "push.size: 0-%d bytes",
+                        JOB_PUSH_SIZE_MAX);
+                return ERR_INVALID;
+            }
+            p->size = (size_t)json_integer_value(v);
+        } else {
+            job_why(why, whylen, "push: unknown key '%.40s'", key);
+            return ERR_INVALID;
+        }
+        seen++;
+    }
+    if (seen != 7) {
+        job_why(why, whylen,
+                "push: path, mode, owner, group, overwrite, sha256 and size, "
+                "each once");
+        return ERR_INVALID;
+    }
+    return ERR_OK;
+}
+
 int job_request_parse(const char *data, size_t len, struct job_request *out,
                       char *why, size_t whylen)
 {
@@ -326,6 +506,11 @@ int job_request_parse(const char *data, size_t len, struct job_request *out,
                 goto out;
             }
             memcpy(key[0] == 'i' ? out->id : out->fetch, in, n + 1);
+        } else if (strcmp(key, "push") == 0) {
+            if (job_push_parse(v, &out->push, why, whylen) != ERR_OK) {
+                goto out;
+            }
+            out->is_push = true;
         } else if (strcmp(key, "interpreter") == 0) {
             const char *in = json_string_value(v);
             size_t n = json_string_length(v);
@@ -363,6 +548,15 @@ int job_request_parse(const char *data, size_t len, struct job_request *out,
             }
             out->timeout = (int)json_integer_value(v);
         }
+    }
+    if (out->is_push) {
+        if (out->command[0] != '\0' || out->script[0] != '\0' ||
+            out->interpreter[0] != '\0' || out->fetch[0] != '\0') {
+            job_why(why, whylen, "a push asks for nothing else");
+            goto out;
+        }
+        rc = ERR_OK;
+        goto out;
     }
     if (out->fetch[0] != '\0') {
         if (out->command[0] != '\0' || out->script[0] != '\0' ||
@@ -667,12 +861,202 @@ static void job_sweep(void)
     }
 }
 
+/* Receives a pushed file into a new file in the directory it goes to,
+ * checks its size and SHA-256, sets owner, group and mode, and moves it
+ * into place (docs/agent.md, "File push"). Every directory below the
+ * accepted one is opened with O_NOFOLLOW from its parent's descriptor,
+ * so neither a symbolic link nor a directory swapped in meanwhile can
+ * lead outside; the file is created with O_EXCL | O_NOFOLLOW under a
+ * temporary name and renamed, which replaces (never follows) whatever
+ * is at the destination, or with overwrite off fails if anything is. */
+static void job_push_run(const struct job_rules *r, int sock,
+                         const struct job_request *q, const char *extra,
+                         size_t extra_len, struct job_sink *k)
+{
+    const struct job_push *p = &q->push;
+    const char *base = job_push_dir_of(r, p->path), *rest, *slash;
+    crypto_hash_sha256_state hs;
+    unsigned char md[crypto_hash_sha256_BYTES];
+    char hex[2 * sizeof(md) + 1], tmp[64], why[512], msg[4400];
+    static char buf[65536];
+    int dfd = -1, fd = -1;
+    size_t got = 0;
+    int64_t deadline = job_now_ms() + (int64_t)q->timeout * 1000;
+    uid_t uid = (uid_t)-1;
+    gid_t gid = (gid_t)-1;
+    struct job_out o = {.type = 'O'};
+
+    why[0] = '\0';
+    if ((dfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        snprintf(why, sizeof(why), "cannot open %.200s: %s", base,
+                 strerror(errno));
+        goto fail;
+    }
+    rest = p->path + strlen(base) + 1;
+    while ((slash = strchr(rest, '/')) != NULL) {
+        char comp[NAME_MAX + 1];
+        size_t n = (size_t)(slash - rest);
+        int nfd;
+        if (n > NAME_MAX) {
+            snprintf(why, sizeof(why), "a path component is too long");
+            goto fail;
+        }
+        memcpy(comp, rest, n);
+        comp[n] = '\0';
+        nfd =
+            openat(dfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (nfd < 0) {
+            snprintf(why, sizeof(why),
+                     "cannot open the directory %.200s%s: %s (symbolic links "
+                     "are not followed)",
+                     comp, "", strerror(errno));
+            goto fail;
+        }
+        close(dfd);
+        dfd = nfd;
+        rest = slash + 1;
+    }
+    if (strlen(rest) > NAME_MAX) {
+        snprintf(why, sizeof(why), "the file name is too long");
+        goto fail;
+    }
+    if (p->owner[0] != '\0') {
+        struct passwd *pw = getpwnam(p->owner);
+        char *end;
+        unsigned long v = strtoul(p->owner, &end, 10);
+        if (pw != NULL) {
+            uid = pw->pw_uid;
+        } else if (*end == '\0') {
+            uid = (uid_t)v;
+        } else {
+            snprintf(why, sizeof(why), "no user %s on this agent", p->owner);
+            goto fail;
+        }
+    }
+    if (p->group[0] != '\0') {
+        struct group *gr = getgrnam(p->group);
+        char *end;
+        unsigned long v = strtoul(p->group, &end, 10);
+        if (gr != NULL) {
+            gid = gr->gr_gid;
+        } else if (*end == '\0') {
+            gid = (gid_t)v;
+        } else {
+            snprintf(why, sizeof(why), "no group %s on this agent", p->group);
+            goto fail;
+        }
+    }
+    {
+        unsigned char rnd[8];
+        char rh[17];
+        randombytes_buf(rnd, sizeof(rnd));
+        sodium_bin2hex(rh, sizeof(rh), rnd, sizeof(rnd));
+        snprintf(tmp, sizeof(tmp), ".portcullis-push-%s", rh);
+    }
+    fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                0600);
+    if (fd < 0) {
+        snprintf(why, sizeof(why), "cannot create a file in %.200s: %s", base,
+                 strerror(errno));
+        goto fail;
+    }
+    crypto_hash_sha256_init(&hs);
+    if (extra_len > p->size) {
+        snprintf(why, sizeof(why), "more bytes than the announced size");
+        goto fail;
+    }
+    if (extra_len > 0) {
+        crypto_hash_sha256_update(&hs, (const unsigned char *)extra, extra_len);
+        if (!job_write_all(fd, extra, extra_len)) {
+            snprintf(why, sizeof(why), "cannot write: %s", strerror(errno));
+            goto fail;
+        }
+        got = extra_len;
+    }
+    while (got < p->size) {
+        struct pollfd pf = {.fd = sock, .events = POLLIN};
+        int64_t left = deadline - job_now_ms();
+        size_t want = p->size - got < sizeof(buf) ? p->size - got : sizeof(buf);
+        ssize_t n;
+        if (left <= 0 || poll(&pf, 1, (int)left) <= 0) {
+            snprintf(why, sizeof(why), "timed out after %zu of %zu bytes", got,
+                     p->size);
+            goto fail;
+        }
+        n = read(sock, buf, want);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            snprintf(why, sizeof(why), "the file ended after %zu of %zu bytes",
+                     got, p->size);
+            goto fail;
+        }
+        crypto_hash_sha256_update(&hs, (const unsigned char *)buf, (size_t)n);
+        if (!job_write_all(fd, buf, (size_t)n)) {
+            snprintf(why, sizeof(why), "cannot write: %s", strerror(errno));
+            goto fail;
+        }
+        got += (size_t)n;
+    }
+    crypto_hash_sha256_final(&hs, md);
+    sodium_bin2hex(hex, sizeof(hex), md, sizeof(md));
+    if (strcmp(hex, p->sha256) != 0) {
+        snprintf(why, sizeof(why),
+                 "SHA-256 mismatch: the file arrived as %s, not %s", hex,
+                 p->sha256);
+        goto fail;
+    }
+    if ((uid != (uid_t)-1 || gid != (gid_t)-1) && fchown(fd, uid, gid) != 0) {
+        snprintf(why, sizeof(why), "cannot set owner/group: %s",
+                 strerror(errno));
+        goto fail;
+    }
+    if (fchmod(fd, (mode_t)p->mode) != 0 || fsync(fd) != 0) {
+        snprintf(why, sizeof(why), "cannot set the mode: %s", strerror(errno));
+        goto fail;
+    }
+    close(fd);
+    fd = -1;
+    if (p->overwrite ? renameat(dfd, tmp, dfd, rest) != 0
+                     : renameat2(dfd, tmp, dfd, rest, RENAME_NOREPLACE) != 0) {
+        snprintf(why, sizeof(why), "%.200s%s", p->path,
+                 errno == EEXIST ? " exists and overwrite is off"
+                                 : ": cannot put the file there");
+        if (errno != EEXIST) {
+            size_t l = strlen(why);
+            snprintf(why + l, sizeof(why) - l, " (%s)", strerror(errno));
+        }
+        unlinkat(dfd, tmp, 0);
+        close(dfd);
+        job_send_result(k, "failed", -1, 0, why, NULL, NULL);
+        return;
+    }
+    close(dfd);
+    snprintf(msg, sizeof(msg), "wrote %s (%zu bytes, sha256 %s, mode %04o)\n",
+             p->path, p->size, hex, (unsigned)p->mode);
+    job_frame(k, 'O', msg, strlen(msg));
+    o.len = strlen(msg);
+    job_send_result(k, "ok", 0, 0, NULL, &o, NULL);
+    return;
+fail:
+    if (fd >= 0) {
+        close(fd);
+        unlinkat(dfd, tmp, 0);
+    }
+    if (dfd >= 0) {
+        close(dfd);
+    }
+    job_send_result(k, "failed", -1, 0, why, NULL, NULL);
+}
+
 static void job_runner(const struct job_rules *r, int fd)
 {
     static char req[JOB_REQUEST_MAX + 1];
     static struct job_request q;
     struct job_sink k = {.sock = fd, .sock_ok = true, .keep = -1};
-    size_t len = 0;
+    size_t len = 0, extra_len = 0;
+    const char *extra = NULL;
     int sfd = -1, dir = -1;
     char why[256];
     int po[2], pe[2];
@@ -700,6 +1084,8 @@ static void job_runner(const struct job_rules *r, int fd)
     {
         char *nl = memchr(req, '\n', len);
         if (nl != NULL) {
+            extra = nl + 1;
+            extra_len = len - (size_t)(nl + 1 - req);
             len = (size_t)(nl - req);
         }
     }
@@ -738,6 +1124,10 @@ static void job_runner(const struct job_rules *r, int fd)
             shutdown(fd, SHUT_WR);
             return;
         }
+    }
+    if (q.is_push) {
+        job_push_run(r, fd, &q, extra, extra_len, &k);
+        goto done;
     }
     if (pipe2(po, O_CLOEXEC) != 0 || pipe2(pe, O_CLOEXEC) != 0) {
         job_send_result(&k, "failed", -1, 0, "out of resources", NULL, NULL);
@@ -876,6 +1266,7 @@ static void job_runner(const struct job_rules *r, int fd)
                         WIFSIGNALED(status) ? WTERMSIG(status) : 0, NULL, &o,
                         &e);
     }
+done:
     if (k.keep >= 0) {
         /* complete: a fetch may read it from now on */
         fsync(k.keep);

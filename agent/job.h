@@ -27,6 +27,9 @@
 #define JOB_PATTERN_MAX 512
 #define JOB_COMMAND_MAX 8192
 #define JOB_CWD_MAX 4096
+#define JOB_PUSH_DIRS_MAX 16
+#define JOB_PUSH_SIZE_MAX (16 * 1024 * 1024)
+#define JOB_ACCOUNT_MAX 32
 #define JOB_INTERP_NAME_MAX 64
 #define JOB_INTERP_MAX 16    /* script_interpreter entries */
 #define JOB_SCRIPT_MAX 65536 /* bytes of a script */
@@ -64,10 +67,23 @@ struct job_rules {
     /* job_results_dir: where finished results wait for the server's
      * ack; "" : not kept */
     char results_dir[JOB_CWD_MAX + 1];
+    /* file_push_dir: the directories pushed files may land in (and
+     * below); none by default */
+    char push_dirs[JOB_PUSH_DIRS_MAX][JOB_CWD_MAX + 1];
+    size_t npush_dirs;
 };
 
 #define JOB_ID_MAX 64         /* [A-Za-z0-9-], a file name in job_results_dir */
 #define JOB_ACK_WAIT_MS 30000 /* after the result, for the server's ack */
+
+struct job_push {
+    char path[JOB_CWD_MAX + 1]; /* absolute, no "." / ".." / empty parts */
+    int mode;                   /* 0-01777 */
+    char owner[JOB_ACCOUNT_MAX + 1], group[JOB_ACCOUNT_MAX + 1]; /* or "" */
+    bool overwrite;
+    char sha256[64 + 1]; /* lowercase hex */
+    size_t size;
+};
 
 struct job_request {
     char id[JOB_ID_MAX + 1];    /* "" : the server gave none (not kept) */
@@ -75,6 +91,8 @@ struct job_request {
     char command[JOB_COMMAND_MAX + 1];         /* "" for a script */
     char interpreter[JOB_INTERP_NAME_MAX + 1]; /* "" for a command */
     char script[JOB_SCRIPT_MAX + 1];
+    bool is_push; /* a file push: push, and size bytes after the line */
+    struct job_push push;
     char cwd[JOB_CWD_MAX + 1]; /* "" : the runner's directory (/) */
     int timeout;               /* seconds, 1-86400 */
 };
@@ -89,6 +107,13 @@ int job_rules_add(struct job_rules *r, bool deny, const char *pattern,
  * why. */
 int job_interp_add(struct job_rules *r, const char *v, char *why,
                    size_t whylen);
+/* Adds a file_push_dir (an absolute path without "." or ".." parts; a
+ * trailing '/' is dropped). ERR_CONFIG with why. */
+int job_push_dir_add(struct job_rules *r, const char *v, char *why,
+                     size_t whylen);
+/* True if path is absolute without ".", ".." or empty components and
+ * does not end in '/'. */
+bool job_path_clean(const char *path);
 /* The interpreter's path, or NULL if it is not permitted. */
 const char *job_interp_path(const struct job_rules *r, const char *name);
 /* true if the request may run as user euid; else false and why names the

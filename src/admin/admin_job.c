@@ -63,6 +63,88 @@ static void admin_job_progress(void *arg, const uint8_t *out, size_t out_len,
     (void)store_job_progress(run->st, run->j->id, out, out_len, err, err_len);
 }
 
+/* A path on the agent: absolute, without ".", ".." or empty components,
+ * not ending in '/'. */
+static bool admin_job_path_ok(const char *p)
+{
+    size_t n = strlen(p);
+
+    if (n < 2 || n > JOB_CWDIR_MAX || p[0] != '/' || p[n - 1] == '/') {
+        return false;
+    }
+    for (const char *c = p; *c != '\0'; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+            return false;
+        }
+    }
+    for (const char *c = p; c != NULL; c = strchr(c + 1, '/')) {
+        const char *e = strchr(c + 1, '/');
+        size_t len = e != NULL ? (size_t)(e - c - 1) : strlen(c + 1);
+        if (len == 0 || (len == 1 && c[1] == '.') ||
+            (len == 2 && c[1] == '.' && c[2] == '.')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool admin_job_account_ok(const char *s)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+
+    return n == 0 || (n <= 32 && s[0] != '-' &&
+                      strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQR"
+                                "STUVWXYZ0123456789._-") == n);
+}
+
+/* The push's summary (command) and parameters (JSON, heap). */
+static char *admin_job_push_fill(const struct admin_job_push *p,
+                                 struct store_job *out, struct admin_err *e)
+{
+    unsigned char md[crypto_hash_sha256_BYTES];
+    char hex[2 * sizeof(md) + 1];
+    json_t *o;
+    char *txt;
+
+    if (p->dest == NULL || !admin_job_path_ok(p->dest)) {
+        admin_fail(e, ERR_INVALID,
+                   "dest: an absolute path without '.', '..' or empty parts");
+        return NULL;
+    }
+    if (p->mode < 0 || p->mode > 01777) {
+        admin_fail(e, ERR_INVALID,
+                   "mode: 0000-1777 (octal; setuid and setgid are refused)");
+        return NULL;
+    }
+    if (!admin_job_account_ok(p->owner) || !admin_job_account_ok(p->group)) {
+        admin_fail(e, ERR_INVALID,
+                   "owner, group: a name or number (A-Z a-z 0-9 . _ -)");
+        return NULL;
+    }
+    if (p->len > JOB_PUSH_MAX) {
+        admin_fail(e, ERR_INVALID, "the file is larger than %d bytes",
+                   JOB_PUSH_MAX);
+        return NULL;
+    }
+    crypto_hash_sha256(md, p->data != NULL ? p->data : (const uint8_t *)"",
+                       p->len);
+    sodium_bin2hex(hex, sizeof(hex), md, sizeof(md));
+    o = json_pack("{s:s, s:i, s:s, s:s, s:b, s:s, s:I}", "path", p->dest,
+                  "mode", p->mode, "owner", p->owner != NULL ? p->owner : "",
+                  "group", p->group != NULL ? p->group : "", "overwrite",
+                  p->overwrite, "sha256", hex, "size", (json_int_t)p->len);
+    txt = o != NULL ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(o);
+    if (txt == NULL) {
+        admin_fail(e, ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    snprintf(out->command, sizeof(out->command),
+             "[push %.3000s, %zu bytes, sha256 %s, mode %04o%s]", p->dest,
+             p->len, hex, (unsigned)p->mode, p->overwrite ? ", overwrite" : "");
+    return txt;
+}
+
 /* Checks q and fills the job's fields (but agent_id, batch_id). */
 static int admin_job_fill(const struct admin_ctx *c,
                           const struct admin_job_req *q, struct store_job *out,
@@ -72,7 +154,15 @@ static int admin_job_fill(const struct admin_ctx *c,
     int timeout = q->timeout == 0 ? ADMIN_JOB_TIMEOUT_DEFAULT : q->timeout;
 
     memset(out, 0, sizeof(*out));
-    if (script) {
+    if (q->push != NULL) {
+        if (script || (q->command != NULL && q->command[0] != '\0')) {
+            return admin_fail(e, ERR_INVALID,
+                              "a file push, a command or a script: one");
+        }
+        if ((out->push = admin_job_push_fill(q->push, out, e)) == NULL) {
+            return e->code != 0 ? e->code : ERR_INVALID;
+        }
+    } else if (script) {
         unsigned char md[crypto_hash_sha256_BYTES];
         char hex[2 * sizeof(md) + 1];
         size_t n = q->script != NULL ? strlen(q->script) : 0;
@@ -257,13 +347,26 @@ int admin_job_queue_many(const struct admin_ctx *c,
     if ((j = calloc(1, sizeof(*j))) == NULL) {
         return admin_fail(e, ERR_NOMEM, "out of memory");
     }
-    if ((r = admin_job_fill(c, q, j, e)) != ERR_OK ||
-        (r = admin_job_resolve(c, t, &agents, &nagents, &ids, &nids, e)) !=
-            ERR_OK) {
+    if ((r = admin_job_fill(c, q, j, e)) != ERR_OK) {
+        free(j);
+        return r;
+    }
+    if ((r = admin_job_resolve(c, t, &agents, &nagents, &ids, &nids, e)) !=
+        ERR_OK) {
+        free(j->push);
         free(j);
         return r;
     }
     util_uuid4(batch);
+    if (q->push != NULL &&
+        (r = store_job_payload_add(c->st, batch, q->push->data,
+                                   q->push->len)) != ERR_OK) {
+        free(ids);
+        store_agent_list_free(agents, nagents);
+        free(j->push);
+        free(j);
+        return admin_fail(e, r, "cannot record the file");
+    }
     for (size_t i = 0; i < nids; i++) {
         snprintf(j->batch_id, sizeof(j->batch_id), "%s", batch);
         snprintf(j->status, sizeof(j->status), "queued");
@@ -275,6 +378,7 @@ int admin_job_queue_many(const struct admin_ctx *c,
     }
     free(ids);
     store_agent_list_free(agents, nagents);
+    free(j->push);
     free(j);
     if (*n == 0) {
         return r;
@@ -303,6 +407,9 @@ int admin_job_run(const struct admin_ctx *c, const char *agent_id,
     if (c->hub == NULL) {
         return admin_fail(e, ERR_INVALID,
                           "jobs run in the server: it is not running");
+    }
+    if (q->push != NULL) {
+        return admin_fail(e, ERR_INVALID, "a file push is a batch");
     }
     if ((r = admin_job_fill(c, q, out, e)) != ERR_OK ||
         (r = admin_job_record(c, agent_id, out, e)) != ERR_OK) {
@@ -376,6 +483,9 @@ json_t *admin_job_json(const struct store_job *j, bool with_output)
                         j->batch_id[0] != '\0' ? json_string(j->batch_id)
                                                : json_null());
     json_object_set_new(o, "cwd", json_string(j->cwd));
+    if (j->push != NULL) {
+        json_object_set_new(o, "push", json_loads(j->push, 0, NULL));
+    }
     json_object_set_new(o, "timeout", json_integer(j->timeout));
     json_object_set_new(o, "status", json_string(j->status));
     json_object_set_new(o, "exit_code",

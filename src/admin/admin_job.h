@@ -21,12 +21,23 @@
 
 typedef void (*admin_job_done_fn)(void *arg, const struct store_job *j);
 
+/* A file to copy onto the agents (admin_job_queue_many only). */
+struct admin_job_push {
+    const char *dest;          /* absolute path on the agent */
+    int mode;                  /* 0-01777 (no setuid/setgid) */
+    const char *owner, *group; /* NULL or "": the agent's user */
+    bool overwrite;
+    const uint8_t *data;
+    size_t len; /* at most JOB_PUSH_MAX */
+};
+
 /* What to run: a command, or a script (interpreter set, its name on the
  * agent, which must permit it; script the body). */
 struct admin_job_req {
     const char *command;
     const char *interpreter;
     const char *script;
+    const struct admin_job_push *push; /* or a file push */
     const char *cwd;
     int timeout; /* 0: the default */
     /* a batch (admin_job_queue_many) */

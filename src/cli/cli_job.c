@@ -258,12 +258,54 @@ static bool job_split(char *s, const char **ptrs, size_t *n, size_t max)
 
 #define JOB_CLI_TAGS_MAX 64
 
-static int job_run_run(struct cli_ctx *ctx, int argc, char **argv)
+/* A file to push, at most JOB_PUSH_MAX bytes (heap; *len). */
+static uint8_t *job_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    uint8_t *buf;
+
+    if (f == NULL) {
+        cli_error("cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if ((buf = malloc(JOB_PUSH_MAX + 1)) == NULL) {
+        fclose(f);
+        cli_error("%s", err_str(ERR_NOMEM));
+        return NULL;
+    }
+    *len = fread(buf, 1, JOB_PUSH_MAX + 1, f);
+    if (ferror(f) || *len > JOB_PUSH_MAX) {
+        cli_error("%s: %s", path,
+                  ferror(f) ? strerror(errno) : "larger than 16 MiB");
+        fclose(f);
+        free(buf);
+        return NULL;
+    }
+    fclose(f);
+    return buf;
+}
+
+static int job_start(struct cli_ctx *ctx, int argc, char **argv, bool push_mode)
 {
     const char *pos[CLI_MAX_POS], *cwd = NULL, *script_path = NULL;
-    const char *interp = NULL;
+    const char *interp = NULL, *dest = NULL, *mode_s = NULL, *owner = NULL,
+               *group = NULL, *agents_arg;
     int timeout = ADMIN_JOB_TIMEOUT_DEFAULT, concurrency = 0, dd, rc, r;
-    bool stop = false, follow = false;
+    bool stop = false, follow = false, overwrite = false;
+    uint8_t *file = NULL;
+    size_t file_len = 0;
+    struct admin_job_push push;
+    const struct cli_opt push_opts[] = {
+        CLI_OPT_INT("--timeout", &timeout, 1, ADMIN_JOB_TIMEOUT_MAX),
+        CLI_OPT_INT("--concurrency", &concurrency, 0, ADMIN_JOB_TARGETS_MAX),
+        CLI_OPT_FLAG("--stop-on-failure", &stop),
+        CLI_OPT_STR("--dest", &dest),
+        CLI_OPT_STR("--mode", &mode_s),
+        CLI_OPT_STR("--owner", &owner),
+        CLI_OPT_STR("--group", &group),
+        CLI_OPT_FLAG("--overwrite", &overwrite),
+        CLI_OPT_END,
+    };
     const struct cli_opt opts[] = {
         CLI_OPT_INT("--timeout", &timeout, 1, ADMIN_JOB_TIMEOUT_MAX),
         CLI_OPT_STR("--cwd", &cwd),
@@ -315,16 +357,47 @@ static int job_run_run(struct cli_ctx *ctx, int argc, char **argv)
         }
     }
     if (rc == CLI_PARSED) {
-        rc = cli_parse(ctx, nargs, args, opts, "[AGENTS]", pos);
+        rc = push_mode
+                 ? cli_parse(ctx, nargs, args, push_opts, "FILE [AGENTS]", pos)
+                 : cli_parse(ctx, nargs, args, opts, "[AGENTS]", pos);
     }
     if (rc != CLI_PARSED) {
         goto out;
     }
-    if (pos[0] == NULL && ntags == 0) {
+    agents_arg = push_mode ? pos[1] : pos[0];
+    if (agents_arg == NULL && ntags == 0) {
         rc = cli_usage(ctx, "name the agents (ID,ID,...) or --tag");
         goto out;
     }
-    if (script_path != NULL) {
+    memset(&push, 0, sizeof(push));
+    if (push_mode) {
+        char *end = NULL;
+        long mode = mode_s != NULL ? strtol(mode_s, &end, 8) : 0644;
+        if (dd < argc) {
+            rc = cli_usage(ctx, "a push takes no command");
+            goto out;
+        }
+        if (dest == NULL) {
+            rc = cli_usage(ctx, "--dest PATH: where the file goes");
+            goto out;
+        }
+        if (mode_s != NULL &&
+            (end == mode_s || *end != '\0' || mode < 0 || mode > 01777)) {
+            rc = cli_usage(ctx, "--mode: octal 0000-1777");
+            goto out;
+        }
+        if ((file = job_read_file(pos[0], &file_len)) == NULL) {
+            rc = CLI_EXIT_FAIL;
+            goto out;
+        }
+        push = (struct admin_job_push){.dest = dest,
+                                       .mode = (int)mode,
+                                       .owner = owner,
+                                       .group = group,
+                                       .overwrite = overwrite,
+                                       .data = file,
+                                       .len = file_len};
+    } else if (script_path != NULL) {
         if (dd < argc) {
             rc = cli_usage(ctx, "a script or a command after '--', not both");
             goto out;
@@ -368,8 +441,8 @@ static int job_run_run(struct cli_ctx *ctx, int argc, char **argv)
         rc = cli_usage(ctx, "--cwd must be an absolute path");
         goto out;
     }
-    if (pos[0] != NULL) {
-        if ((agent_list = strdup(pos[0])) == NULL ||
+    if (agents_arg != NULL) {
+        if ((agent_list = strdup(agents_arg)) == NULL ||
             (agents = calloc(ADMIN_JOB_TARGETS_MAX, sizeof(*agents))) == NULL) {
             rc = cli_error("%s", err_str(ERR_NOMEM));
             goto out;
@@ -387,6 +460,7 @@ static int job_run_run(struct cli_ctx *ctx, int argc, char **argv)
     q = (struct admin_job_req){.command = cmd,
                                .interpreter = script != NULL ? interp : NULL,
                                .script = script,
+                               .push = push_mode ? &push : NULL,
                                .cwd = cwd,
                                .timeout = timeout,
                                .concurrency = concurrency,
@@ -428,6 +502,7 @@ static int job_run_run(struct cli_ctx *ctx, int argc, char **argv)
     rc = job_wait(ctx, batch, njobs, nagents == 1 && ntags == 0, timeout,
                   concurrency);
 out:
+    free(file);
     for (size_t i = 0; i < ntagc; i++) {
         free(tag_copy[i]);
     }
@@ -437,6 +512,16 @@ out:
     free(agent_list);
     free(agents);
     return rc;
+}
+
+static int job_run_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    return job_start(ctx, argc, argv, false);
+}
+
+static int job_push_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    return job_start(ctx, argc, argv, true);
 }
 
 static int job_list_run(struct cli_ctx *ctx, int argc, char **argv)
@@ -571,8 +656,18 @@ static const struct cli_cmd job_show_cmd = {
     .run = job_show_run,
 };
 
-static const struct cli_cmd *const job_cmds[] = {&job_run_cmd, &job_list_cmd,
-                                                 &job_show_cmd, NULL};
+static const struct cli_cmd job_push_cmd = {
+    .name = "push",
+    .synopsis = "job push FILE [AGENT,...] [--tag T]... --dest PATH "
+                "[--mode OCTAL] [--owner USER] [--group GROUP] [--overwrite] "
+                "[--concurrency N] [--stop-on-failure] [--timeout S]",
+    .summary = "Copy a file to agents (into a directory their config "
+               "accepts; SHA-256 checked on arrival), reported as jobs.",
+    .run = job_push_run,
+};
+
+static const struct cli_cmd *const job_cmds[] = {
+    &job_run_cmd, &job_push_cmd, &job_list_cmd, &job_show_cmd, NULL};
 
 const struct cli_cmd cli_job = {
     .name = "job",

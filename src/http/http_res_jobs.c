@@ -10,6 +10,7 @@
  */
 #include "http/http_internal.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +128,9 @@ static const char **http_job_strings(const json_t *body, const char *name,
 int http_h_jobs_add(struct http_req *req)
 {
     struct admin_job_targets t = {0};
+    struct admin_job_push push;
+    uint8_t *file = NULL;
+    size_t file_len = 0;
     const char **agents, **tags;
     struct admin_job_req q;
     struct admin_ctx ac;
@@ -150,10 +154,41 @@ int http_h_jobs_add(struct http_req *req)
         .timeout = (int)http_body_int(req->body, "timeout", 0),
         .concurrency = (int)http_body_int(req->body, "concurrency", 0),
         .stop_on_failure = http_body_bool(req->body, "stop_on_failure", false)};
+    if (http_body_has(req->body, "file_base64") ||
+        http_body_has(req->body, "dest")) {
+        const char *b64 = http_body_str(req->body, "file_base64");
+        size_t blen = b64 != NULL ? strlen(b64) : 0;
+        if (b64 == NULL || http_body_str(req->body, "dest") == NULL) {
+            free(agents);
+            free(tags);
+            return http_error(req, 400, "invalid_body", "Invalid body",
+                              "a file push needs file_base64 and dest");
+        }
+        if ((file = malloc(blen / 4 * 3 + 3)) == NULL ||
+            sodium_base642bin(file, blen / 4 * 3 + 3, b64, blen, NULL,
+                              &file_len, NULL,
+                              sodium_base64_VARIANT_ORIGINAL) != 0) {
+            free(file);
+            free(agents);
+            free(tags);
+            return http_error(req, 400, "invalid_body", "Invalid body",
+                              "file_base64: not base64");
+        }
+        push = (struct admin_job_push){
+            .dest = http_body_str(req->body, "dest"),
+            .mode = (int)http_body_int(req->body, "mode", 0644),
+            .owner = http_body_str(req->body, "owner"),
+            .group = http_body_str(req->body, "group"),
+            .overwrite = http_body_bool(req->body, "overwrite", false),
+            .data = file,
+            .len = file_len};
+        q.push = &push;
+    }
     http_admin_ctx(req, &ac);
     r = admin_job_queue_many(&ac, &t, &q, batch, &njobs, &delivered, &e);
     free(agents);
     free(tags);
+    free(file);
     if (r != ERR_OK) {
         return http_admin_error(req, &e);
     }

@@ -110,6 +110,12 @@ static const struct http_field body_jobs_add[] = {
     {"timeout", HF_INT, false, 1, 86400},
     {"concurrency", HF_INT, false, 0, ADMIN_JOB_TARGETS_MAX},
     {"stop_on_failure", HF_BOOL, false, 0, 0},
+    {"file_base64", HF_SECRET, false, 0, (JOB_PUSH_MAX + 2) / 3 * 4},
+    {"dest", HF_STRING, false, 1, JOB_CWDIR_MAX},
+    {"mode", HF_INT, false, 0, 01777},
+    {"owner", HF_STRING, false, 0, 32},
+    {"group", HF_STRING, false, 0, 32},
+    {"overwrite", HF_BOOL, false, 0, 0},
     F_END,
 };
 static const struct http_field body_tunnel_add[] = {

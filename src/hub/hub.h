@@ -149,6 +149,11 @@ struct hub_job_spec {
     const char *cwd; /* "" or NULL: the agent's choice */
     int timeout;     /* seconds */
     bool fetch;
+    /* a file push: its parameters (JSON object text) and bytes, which
+     * hub_job_run takes (freed with free()) */
+    const char *push;
+    uint8_t *data;
+    size_t data_len;
     hub_job_progress_fn progress; /* NULL: none */
 };
 /* Asks agent_id to run spec (the agent decides whether it may) for at

@@ -43,6 +43,9 @@ struct hub_job {
     struct job_msg msg;
     struct hub_job_buf out, err;
     bool dirty; /* output since the last progress call */
+    /* what is still to send after the request line (a pushed file) */
+    uint8_t *send;
+    size_t send_len, send_off;
     hub_job_fn fn;
     hub_job_progress_fn progress;
     void *arg;
@@ -70,6 +73,7 @@ static void hub_job_end(struct hub_job *j, const struct hub_job_result *r,
     }
     free(j->out.p);
     free(j->err.p);
+    free(j->send);
     free(j);
 }
 
@@ -154,6 +158,26 @@ static void hub_job_finish(struct hub_job *j)
     hub_job_end(j, &r, true);
 }
 
+/* Sends what is left of a pushed file, as the socket takes it. */
+static void hub_job_send(struct hub_job *j)
+{
+    while (j->send_off < j->send_len) {
+        ssize_t n =
+            write(j->fd, j->send + j->send_off, j->send_len - j->send_off);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return; /* EAGAIN: LOOP_WRITE brings us back */
+        }
+        j->send_off += (size_t)n;
+    }
+    free(j->send);
+    j->send = NULL;
+    j->send_len = j->send_off = 0;
+    (void)loop_mod_fd(j->loop, j->fd, LOOP_READ);
+}
+
 static void hub_job_read(struct loop *l, int fd, int events, void *arg)
 {
     struct hub_job *j = arg;
@@ -161,7 +185,12 @@ static void hub_job_read(struct loop *l, int fd, int events, void *arg)
     char why[160];
 
     (void)l;
-    (void)events;
+    if ((events & LOOP_WRITE) != 0 && j->send != NULL) {
+        hub_job_send(j);
+    }
+    if ((events & LOOP_READ) == 0) {
+        return;
+    }
     for (;;) {
         ssize_t n = read(fd, buf, sizeof(buf));
         if (n > 0) {
@@ -212,7 +241,9 @@ static void hub_job_connected(void *arg, bool ok, const char *why)
         hub_job_fail(j, st, why);
         return;
     }
-    if (loop_add_fd(j->loop, j->fd, LOOP_READ, hub_job_read, j) != ERR_OK) {
+    if (loop_add_fd(j->loop, j->fd,
+                    LOOP_READ | (j->send != NULL ? LOOP_WRITE : 0),
+                    hub_job_read, j) != ERR_OK) {
         hub_job_fail(j, "failed", "cannot watch the job");
     }
 }
@@ -227,11 +258,14 @@ int hub_job_run(struct hub *h, const char *agent_id,
     size_t len;
 
     if ((j = calloc(1, sizeof(*j))) == NULL) {
+        free(spec->data);
         return ERR_NOMEM;
     }
     j->h = h;
     j->loop = h->loop;
     j->fn = fn;
+    j->send = spec->data;
+    j->send_len = spec->data_len;
     j->progress = spec->progress;
     j->arg = arg;
     j->fd = -1;
@@ -240,6 +274,10 @@ int hub_job_run(struct hub *h, const char *agent_id,
     if (spec->fetch) {
         req = json_pack("{s:s, s:i}", "fetch", spec->id, "timeout",
                         spec->timeout);
+    } else if (spec->push != NULL) {
+        req = json_pack(
+            "{s:s, s:o, s:i}", "id", spec->id != NULL ? spec->id : "", "push",
+            json_loads(spec->push, 0, NULL), "timeout", spec->timeout);
     } else if (spec->interpreter != NULL && spec->interpreter[0] != '\0') {
         req = json_pack(
             "{s:s, s:s, s:s, s:s, s:i}", "id", spec->id != NULL ? spec->id : "",
@@ -258,6 +296,7 @@ int hub_job_run(struct hub *h, const char *agent_id,
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
                    sv) != 0) {
         free(txt);
+        free(j->send);
         free(j);
         return ERR_NOMEM;
     }
@@ -268,6 +307,7 @@ int hub_job_run(struct hub *h, const char *agent_id,
         free(txt);
         close(sv[0]);
         close(sv[1]);
+        free(j->send);
         free(j);
         return ERR_IO;
     }
@@ -366,6 +406,8 @@ static void hub_jobs_pickup_once(struct hub *h)
         struct hub_batch_tally *t = NULL;
         struct hub_job_queued *q;
         struct hub_job_spec spec;
+        uint8_t *data;
+        size_t data_len;
 
         if (list[i].batch_id[0] != '\0' && list[i].concurrency > 0) {
             for (size_t k = 0; k < nt; k++) {
@@ -407,7 +449,22 @@ static void hub_jobs_pickup_once(struct hub *h)
         }
         log_info("job %s: running '%.200s' on agent %s for %s", q->id,
                  j->command, j->agent_id, j->started_by);
+        data = NULL;
+        data_len = 0;
+        if (j->push != NULL &&
+            store_job_payload_get(h->store, j->batch_id, &data, &data_len) !=
+                ERR_OK) {
+            struct hub_job_result fr = {.status = "failed",
+                                        .exit_code = -1,
+                                        .why = "cannot read the file to push"};
+            hub_job_queued_done(q, &fr);
+            store_job_free_output(j);
+            continue;
+        }
         spec = (struct hub_job_spec){.id = j->id,
+                                     .push = j->push,
+                                     .data = data,
+                                     .data_len = data_len,
                                      .progress = hub_job_queued_progress,
                                      .command = j->command,
                                      .interpreter = j->interpreter,

@@ -52,7 +52,8 @@ int store_job_add(struct store *st, struct store_job *j)
         store_check_len(j->batch_id, STORE_ID_MAX) ||
         store_check_text(j->interpreter, JOB_INTERP_MAX, false) ||
         (j->interpreter[0] != '\0') != (j->script != NULL) ||
-        (j->script != NULL && strlen(j->script) > JOB_SCRIPT_MAX)) {
+        (j->script != NULL && strlen(j->script) > JOB_SCRIPT_MAX) ||
+        (j->push != NULL && strlen(j->push) > JOB_PUSH_JSON_MAX)) {
         return ERR_INVALID;
     }
     util_uuid4(j->id);
@@ -67,14 +68,14 @@ int store_job_add(struct store *st, struct store_job *j)
     r = store_run(st, "job add",
                   "INSERT INTO jobs (id, started_by, agent_id, command, cwd,"
                   " timeout, status, started_at, batch_id, concurrency,"
-                  " stop_on_failure, interpreter, script, batch_seq)"
+                  " stop_on_failure, interpreter, script, batch_seq, push)"
                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
-                  " $12, $13, $14)",
-                  NULL, "tttttititiitti", j->id, j->started_by, j->agent_id,
+                  " $12, $13, $14, $15)",
+                  NULL, "tttttititiittit", j->id, j->started_by, j->agent_id,
                   j->command, j->cwd, (int64_t)j->timeout, j->status,
                   j->started_at, j->batch_id, (int64_t)j->concurrency,
                   (int64_t)(j->stop_on_failure ? 1 : 0), j->interpreter,
-                  j->script, (int64_t)j->batch_seq);
+                  j->script, (int64_t)j->batch_seq, j->push);
     return store_tx_end(st, r);
 }
 
@@ -100,8 +101,12 @@ static int job_fill_out(struct db_stmt *s, void *item)
         (r = store_col_blob_heap(s, 18, &j->err, &j->err_len)) != ERR_OK) {
         return r;
     }
-    if (!db_col_null(s, 19)) {
-        return store_col_str_heap(s, 19, &j->script);
+    if (!db_col_null(s, 19) &&
+        (r = store_col_str_heap(s, 19, &j->script)) != ERR_OK) {
+        return r;
+    }
+    if (!db_col_null(s, 20)) {
+        return store_col_str_heap(s, 20, &j->push);
     }
     return ERR_OK;
 }
@@ -119,7 +124,7 @@ int store_job_get(struct store *st, const char *id, struct store_job *out)
                          " timeout, status, exit_code, signal, why,"
                          " started_at, finished_at, batch_id, concurrency,"
                          " stop_on_failure, interpreter, batch_seq, stdout,"
-                         " stderr, script FROM jobs WHERE id = $1",
+                         " stderr, script, push FROM jobs WHERE id = $1",
                          key, job_fill_out, out);
 }
 
@@ -128,7 +133,8 @@ void store_job_free_output(struct store_job *j)
     free(j->out);
     free(j->err);
     free(j->script);
-    j->script = NULL;
+    free(j->push);
+    j->script = j->push = NULL;
     j->out = j->err = NULL;
     j->out_len = j->err_len = 0;
 }
@@ -219,6 +225,48 @@ int store_job_batch_end(struct store *st, const char *batch, const char *status,
                   " why = $3 WHERE batch_id = $4 AND status = 'queued'",
                   NULL, "titt", status, util_now(), why, batch);
     return store_tx_end(st, r);
+}
+
+int store_job_payload_add(struct store *st, const char *batch,
+                          const uint8_t *data, size_t len)
+{
+    int r;
+
+    if (len > JOB_PUSH_MAX) {
+        return ERR_INVALID;
+    }
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+        return r;
+    }
+    r = store_run(st, "job payload add",
+                  "INSERT INTO job_payloads (batch_id, data) VALUES ($1, $2)",
+                  NULL, "tb", batch, data, len);
+    return store_tx_end(st, r);
+}
+
+struct job_payload {
+    uint8_t *data;
+    size_t len;
+};
+
+static int job_payload_fill(struct db_stmt *s, void *item)
+{
+    struct job_payload *p = item;
+
+    return store_col_blob_heap(s, 0, &p->data, &p->len);
+}
+
+int store_job_payload_get(struct store *st, const char *batch, uint8_t **data,
+                          size_t *len)
+{
+    struct job_payload p = {0};
+    int r = store_get_one(st, "job payload get",
+                          "SELECT data FROM job_payloads WHERE batch_id = $1",
+                          batch, job_payload_fill, &p);
+
+    *data = p.data;
+    *len = p.len;
+    return r;
 }
 
 int store_job_progress(struct store *st, const char *id, const uint8_t *out,

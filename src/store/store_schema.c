@@ -365,7 +365,8 @@ static const char store_schema_v9[] =
  * jobs after a failure; interpreter is set for a script, whose body is in
  * script (command then holds a summary with its SHA-256); recoverable
  * marks a lost job whose agent may still hand its result over when it
- * comes back (asked once).
+ * comes back (asked once); push is a file push's parameters (JSON), its
+ * bytes stored once per batch in job_payloads.
  */
 static const char store_schema_v10[] =
     "ALTER TABLE jobs ADD COLUMN batch_id TEXT NOT NULL DEFAULT '';"
@@ -375,6 +376,10 @@ static const char store_schema_v10[] =
     "ALTER TABLE jobs ADD COLUMN interpreter TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE jobs ADD COLUMN script TEXT;"
     "ALTER TABLE jobs ADD COLUMN recoverable INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN push TEXT;"
+    "CREATE TABLE job_payloads ("
+    " batch_id TEXT PRIMARY KEY,"
+    " data BLOB NOT NULL);"
     "CREATE INDEX jobs_batch ON jobs(batch_id);";
 
 const struct store_migration store_migrations[] = {

@@ -6,9 +6,13 @@ the timeout. Driven through POST /api/v1/agents/{id}/commands with a real
 agent and a real server.
 """
 
+import base64
+import hashlib
 import http.client
 import json
 import os
+import pwd
+import stat
 import signal
 import subprocess
 import time
@@ -610,3 +614,102 @@ def test_lost_job_without_a_kept_result_stays_lost(agent_server, make_agent):
     wait_agent(pc, a.id)
     j = wait_job(pc, jid, lambda d: "kept no result" in d["why"])
     assert j["status"] == "lost", j
+
+
+# -------------------------------------------------------------- file push
+
+
+def push(pc, targets, data, dest, **kw):
+    body = {"file_base64": base64.b64encode(data).decode(), "dest": dest}
+    body.update(targets)
+    body.update(kw)
+    status, out = call(pc, "POST", API + "/jobs", body)
+    assert status == 202, (status, out)
+    rows = batch_done(pc, out["data"]["batch"], len(out["data"]["jobs"]))
+    return status, [call(pc, "GET", "%s/jobs/%s" % (API, r["id"]))[1]["data"]
+                    for r in rows]
+
+
+def test_file_push_lands_with_mode_owner_and_hash(agent_server, make_agent,
+                                                  tmp_path):
+    pc = agent_server
+    accept = tmp_path / "accept"
+    (accept / "sub").mkdir(parents=True)
+    tag = uniq("p")
+    conf = ["allow_root = true", "file_push_dir = %s/" % accept,
+            "tag = " + tag]
+    agents = [online_agent(pc, make_agent, conf=conf) for _ in range(2)]
+    data = os.urandom(700 * 1000 + 7)  # base64 within [http] max_body_bytes
+    dest = accept / "sub" / "blob.bin"
+    _, jobs = push(pc, {"tags": [tag]}, data, str(dest), mode=0o640,
+                   overwrite=True, **({"owner": "nobody", "group": "nogroup"}
+                                      if os.geteuid() == 0 else {}))
+    digest = hashlib.sha256(data).hexdigest()
+    assert sorted(j["agent"] for j in jobs) == sorted(a.id for a in agents)
+    for j in jobs:
+        assert j["status"] == "ok", j
+        assert j["stdout"] == "wrote %s (%d bytes, sha256 %s, mode 0640)\n" % (
+            dest, len(data), digest), j
+        assert j["push"]["sha256"] == digest and j["push"]["size"] == len(data)
+    assert dest.read_bytes() == data
+    st = os.stat(dest)
+    assert stat.S_IMODE(st.st_mode) == 0o640
+    if os.geteuid() == 0:
+        assert st.st_uid == pwd.getpwnam("nobody").pw_uid
+    assert [p.name for p in (accept / "sub").iterdir()] == ["blob.bin"]
+    # overwrite off: an existing file stays
+    _, jobs = push(pc, {"agents": [agents[0].id]}, b"new", str(dest))
+    assert jobs[0]["status"] == "failed", jobs
+    assert "exists and overwrite is off" in jobs[0]["why"], jobs
+    assert dest.read_bytes() == data
+    # the CLI
+    src = tmp_path / "small.txt"
+    src.write_text("hello\n")
+    rc, out, err = pc.cli("job", "push", str(src), agents[1].id, "--dest",
+                          str(accept / "small.txt"), "--mode", "600")
+    assert rc == 0 and out.startswith("wrote %s (6 bytes" % (
+        accept / "small.txt")), (rc, out, err)
+    assert stat.S_IMODE(os.stat(accept / "small.txt").st_mode) == 0o600
+
+
+def test_file_push_refused_outside_the_accepted_directories(
+        agent_server, make_agent, tmp_path):
+    pc = agent_server
+    accept = tmp_path / "accept"
+    accept.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_text("keep me\n")
+    a = online_agent(pc, make_agent,
+                     conf=["allow_root = true", "file_push_dir = %s" % accept])
+    none = online_agent(pc, make_agent, conf=["allow_root = true"])
+    # none accepted by default
+    _, jobs = push(pc, {"agents": [none.id]}, b"x", str(accept / "f"))
+    assert jobs[0]["status"] == "refused", jobs
+    assert "no file_push_dir on this agent" in jobs[0]["why"]
+    # outside, and the accepted directory itself with a longer name
+    for dest in (outside / "f", str(accept) + "-evil/f", accept):
+        _, jobs = push(pc, {"agents": [a.id]}, b"x", str(dest))
+        assert jobs[0]["status"] == "refused", (dest, jobs)
+        assert "outside every file_push_dir" in jobs[0]["why"], jobs
+    # '..' never reaches the agent
+    status, out = call(pc, "POST", API + "/jobs", {
+        "agents": [a.id], "file_base64": "eA==",
+        "dest": "%s/../outside/f" % accept})
+    assert status == 400 and "'..'" in json.dumps(out), out
+    # a symbolic link to a directory outside is not followed
+    os.symlink(outside, accept / "link")
+    _, jobs = push(pc, {"agents": [a.id]}, b"x", str(accept / "link" / "f"))
+    assert jobs[0]["status"] == "failed", jobs
+    assert "symbolic links are not followed" in jobs[0]["why"], jobs
+    # a symbolic link as the destination is replaced, not written through
+    os.symlink(outside / "precious", accept / "trap")
+    _, jobs = push(pc, {"agents": [a.id]}, b"pushed\n", str(accept / "trap"),
+                   overwrite=True)
+    assert jobs[0]["status"] == "ok", jobs
+    assert not os.path.islink(accept / "trap")
+    assert (accept / "trap").read_text() == "pushed\n"
+    assert sorted(p.name for p in outside.iterdir()) == ["precious"]
+    assert (outside / "precious").read_text() == "keep me\n"
+    # nothing half-written is left behind
+    assert sorted(p.name for p in accept.iterdir()) == ["link", "trap"]

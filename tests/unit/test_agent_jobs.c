@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -407,6 +408,99 @@ static void test_scripts(void **state)
     job_rules_free(&r);
 }
 
+static void test_push(void **state)
+{
+    static struct job_request q;
+    struct job_rules r;
+    char why[256], dir[] = "/tmp/pc-push-XXXXXX", req[1024], path[512];
+    size_t len;
+    char *out;
+    /* sha256("hello\n") */
+    static const char h[] =
+        "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
+    static const char *const bad[] = {
+        "{\"push\":{\"path\":\"/a/../b\",\"mode\":420,\"owner\":\"\","
+        "\"group\":\"\",\"overwrite\":false,\"sha256\":\"%s\","
+        "\"size\":6}}",
+        "{\"push\":{\"path\":\"/a/b\",\"mode\":2048,\"owner\":\"\","
+        "\"group\":\"\",\"overwrite\":false,\"sha256\":\"%s\","
+        "\"size\":6}}",
+        "{\"push\":{\"path\":\"/a/b\",\"mode\":420,\"owner\":\"-x\","
+        "\"group\":\"\",\"overwrite\":false,\"sha256\":\"%s\","
+        "\"size\":6}}",
+        "{\"push\":{\"path\":\"/a/b\",\"mode\":420,\"owner\":\"\","
+        "\"group\":\"\",\"overwrite\":false,\"sha256\":\"%s\"}}",
+        "{\"push\":{\"path\":\"/a/b\",\"mode\":420,\"owner\":\"\","
+        "\"group\":\"\",\"overwrite\":false,\"sha256\":\"%s\","
+        "\"size\":6,\"x\":1}}",
+        "{\"command\":\"id\",\"push\":{\"path\":\"/a/b\",\"mode\":420,"
+        "\"owner\":\"\",\"group\":\"\",\"overwrite\":false,"
+        "\"sha256\":\"%s\",\"size\":6}}",
+        NULL,
+    };
+
+    (void)state;
+    for (size_t i = 0; bad[i] != NULL; i++) {
+        /* each names the hash once, as %s */
+        const char *at = strstr(bad[i], "%s");
+        assert_non_null(at);
+        snprintf(req, sizeof(req), "%.*s%s%s", (int)(at - bad[i]), bad[i], h,
+                 at + 2);
+        assert_int_equal(
+            job_request_parse(req, strlen(req), &q, why, sizeof(why)),
+            ERR_INVALID);
+    }
+    assert_false(job_path_clean("/a//b"));
+    assert_false(job_path_clean("/a/./b"));
+    assert_false(job_path_clean("/a/b/"));
+    assert_false(job_path_clean("a/b"));
+    assert_true(job_path_clean("/a/..b/c."));
+
+    assert_non_null(mkdtemp(dir));
+    job_rules_init(&r);
+    r.allow_root = true;
+    assert_int_equal(job_push_dir_add(&r, dir, why, sizeof(why)), ERR_OK);
+    /* the bytes arrive, but not as announced: nothing is left */
+    snprintf(path, sizeof(path), "%s/f", dir);
+    snprintf(req, sizeof(req),
+             "{\"push\":{\"path\":\"%s\",\"mode\":420,\"owner\":\"\","
+             "\"group\":\"\",\"overwrite\":false,\"sha256\":\"%s\","
+             "\"size\":6},\"timeout\":5}\nhellO\n",
+             path, h);
+    out = run_job(&r, req, &len);
+    assert_non_null(strstr(out, "\"status\":\"failed\""));
+    assert_non_null(strstr(out, "SHA-256 mismatch"));
+    free(out);
+    assert_int_equal(access(path, F_OK), -1);
+    /* fewer bytes than announced */
+    snprintf(req, sizeof(req),
+             "{\"push\":{\"path\":\"%s\",\"mode\":420,\"owner\":\"\","
+             "\"group\":\"\",\"overwrite\":false,\"sha256\":\"%s\","
+             "\"size\":6},\"timeout\":5}\nhel",
+             path, h);
+    out = run_job(&r, req, &len);
+    assert_non_null(strstr(out, "the file ended after 3 of 6 bytes"));
+    free(out);
+    /* as announced */
+    snprintf(req, sizeof(req),
+             "{\"push\":{\"path\":\"%s\",\"mode\":384,\"owner\":\"\","
+             "\"group\":\"\",\"overwrite\":false,\"sha256\":\"%s\","
+             "\"size\":6},\"timeout\":5}\nhello\n",
+             path, h);
+    out = run_job(&r, req, &len);
+    assert_non_null(strstr(out, "\"status\":\"ok\""));
+    free(out);
+    {
+        struct stat sb;
+        assert_int_equal(stat(path, &sb), 0);
+        assert_int_equal(sb.st_mode & 07777, 0600);
+        assert_int_equal(sb.st_size, 6);
+    }
+    unlink(path);
+    rmdir(dir);
+    job_rules_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -420,6 +514,7 @@ int main(void)
         cmocka_unit_test(test_request_parse),
         cmocka_unit_test(test_runner),
         cmocka_unit_test(test_scripts),
+        cmocka_unit_test(test_push),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
