@@ -40,6 +40,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     n = strlen(q.command);
+    if (q.is_push) {
+        /* a push runs nothing; its path is clean, its mode safe */
+        FUZZ_CHECK(n == 0 && q.script[0] == '\0' && q.fetch[0] == '\0');
+        FUZZ_CHECK(job_path_clean(q.push.path));
+        FUZZ_CHECK(q.push.mode >= 0 && q.push.mode <= 01777);
+        FUZZ_CHECK(strlen(q.push.sha256) == 64);
+        job_rules_init(&r);
+        FUZZ_CHECK(!job_check(&r, &q, 1000, why, sizeof(why)));
+        FUZZ_CHECK(job_push_dir_add(&r, "/srv/in", why, sizeof(why)) == ERR_OK);
+        if (job_check(&r, &q, 1000, why, sizeof(why))) {
+            FUZZ_CHECK(strncmp(q.push.path, "/srv/in/", 8) == 0);
+        }
+        job_rules_free(&r);
+        return 0;
+    }
     if (q.fetch[0] != '\0') {
         /* a fetch runs nothing and asks for nothing else */
         FUZZ_CHECK(n == 0 && q.script[0] == '\0' && q.interpreter[0] == '\0');

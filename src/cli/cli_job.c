@@ -21,6 +21,7 @@
 
 #include "admin/admin.h"
 #include "admin/admin_job.h"
+#include "admin/admin_schedule.h"
 #include "cli/cli.h"
 #include "common/err.h"
 #include "store/jobs.h"
@@ -673,4 +674,260 @@ const struct cli_cmd cli_job = {
     .name = "job",
     .summary = "Run commands on agents and read their results.",
     .sub = job_cmds,
+};
+
+/* --- schedules -------------------------------------------------------- */
+
+static int sched_add_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS], *cron = NULL, *cwd = NULL;
+    const char *script_path = NULL, *interp = NULL, *agents_opt = NULL;
+    int timeout = ADMIN_JOB_TIMEOUT_DEFAULT, concurrency = 0, dd, rc;
+    const struct cli_opt opts[] = {
+        CLI_OPT_STR("--cron", &cron),
+        CLI_OPT_STR("--agents", &agents_opt),
+        CLI_OPT_INT("--timeout", &timeout, 1, ADMIN_JOB_TIMEOUT_MAX),
+        CLI_OPT_STR("--cwd", &cwd),
+        CLI_OPT_INT("--concurrency", &concurrency, 0, ADMIN_JOB_TARGETS_MAX),
+        CLI_OPT_STR("--script", &script_path),
+        CLI_OPT_STR("--interpreter", &interp),
+        CLI_OPT_END,
+    };
+    const char *tags[JOB_CLI_TAGS_MAX], **agents = NULL;
+    char *tag_copy[JOB_CLI_TAGS_MAX], **args = NULL, *cmd = NULL;
+    char *script = NULL, *agent_list = NULL;
+    size_t ntags = 0, ntagc = 0, nagents = 0, len = 0;
+    struct admin_schedule_req q;
+    struct store_schedule *s = NULL;
+    struct admin_ctx ac;
+    struct admin_err e;
+    int nargs = 0;
+
+    for (dd = 0; dd < argc && strcmp(argv[dd], "--") != 0; dd++) {
+    }
+    if ((args = calloc((size_t)dd + 1, sizeof(*args))) == NULL) {
+        return cli_error("%s", err_str(ERR_NOMEM));
+    }
+    rc = CLI_PARSED;
+    for (int i = 0; i < dd && rc == CLI_PARSED; i++) {
+        const char *v;
+        if (strcmp(argv[i], "--tag") == 0 && i + 1 < dd) {
+            v = argv[++i];
+        } else if (strncmp(argv[i], "--tag=", 6) == 0) {
+            v = argv[i] + 6;
+        } else {
+            args[nargs++] = argv[i];
+            continue;
+        }
+        if (ntagc >= JOB_CLI_TAGS_MAX ||
+            (tag_copy[ntagc] = strdup(v)) == NULL ||
+            !job_split(tag_copy[ntagc++], tags, &ntags, JOB_CLI_TAGS_MAX)) {
+            rc = cli_usage(ctx, "at most %d tags", JOB_CLI_TAGS_MAX);
+        }
+    }
+    if (rc == CLI_PARSED) {
+        rc = cli_parse(ctx, nargs, args, opts, "NAME", pos);
+        if (rc == CLI_PARSED && agents_opt != NULL) {
+            if ((agent_list = strdup(agents_opt)) == NULL ||
+                (agents = calloc(ADMIN_JOB_TARGETS_MAX, sizeof(*agents))) ==
+                    NULL ||
+                !job_split(agent_list, agents, &nagents,
+                           ADMIN_JOB_TARGETS_MAX)) {
+                rc = cli_usage(ctx, "--agents ID,ID,...");
+            }
+        }
+    }
+    if (rc != CLI_PARSED) {
+        goto out;
+    }
+    if (cron == NULL) {
+        rc = cli_usage(ctx, "--cron 'MIN HOUR DOM MONTH DOW'");
+        goto out;
+    }
+    if (script_path != NULL) {
+        if ((script = job_read_script(script_path)) == NULL) {
+            rc = CLI_EXIT_FAIL;
+            goto out;
+        }
+        if (interp == NULL) {
+            interp = "sh";
+        }
+    } else {
+        if (dd + 1 >= argc) {
+            rc = cli_usage(ctx, "the command goes after '--'");
+            goto out;
+        }
+        for (int i = dd + 1; i < argc; i++) {
+            len += strlen(argv[i]) + 1;
+        }
+        if ((cmd = calloc(1, len + 1)) == NULL) {
+            rc = cli_error("%s", err_str(ERR_NOMEM));
+            goto out;
+        }
+        for (int i = dd + 1; i < argc; i++) {
+            if (i > dd + 1) {
+                strcat(cmd, " ");
+            }
+            strcat(cmd, argv[i]);
+        }
+    }
+    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK ||
+        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
+        goto out;
+    }
+    if ((s = calloc(1, sizeof(*s))) == NULL) {
+        rc = cli_error("%s", err_str(ERR_NOMEM));
+        goto out;
+    }
+    q = (struct admin_schedule_req){
+        .name = pos[0],
+        .cron = cron,
+        .targets = {agents, nagents, tags, ntags},
+        .job = {.command = cmd,
+                .interpreter = script != NULL ? interp : NULL,
+                .script = script,
+                .cwd = cwd,
+                .timeout = timeout,
+                .concurrency = concurrency}};
+    if (admin_schedule_add(&ac, &q, s, &e) != ERR_OK) {
+        rc = cli_error("%s", e.msg);
+        goto out;
+    }
+    printf("%s\n", s->id);
+    rc = CLI_EXIT_OK;
+out:
+    for (size_t i = 0; i < ntagc; i++) {
+        free(tag_copy[i]);
+    }
+    free(s);
+    free(args);
+    free(cmd);
+    free(script);
+    free(agent_list);
+    free(agents);
+    return rc;
+}
+
+static int sched_list_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    struct store_schedule *list = NULL;
+    size_t n = 0;
+    bool json = false;
+    int rc, r;
+
+    if ((rc = cli_list_start(ctx, argc, argv, &json)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((rc = cli_load_config(ctx)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if ((r = store_schedule_list(ctx->st, &list, &n)) != ERR_OK) {
+        return cli_error("cannot list schedules: %s", err_str(r));
+    }
+    if (json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++) {
+            cli_json_append(&arr, admin_schedule_json(&ctx->cfg, &list[i]));
+        }
+        store_schedule_list_free(list, n);
+        return cli_json_print(arr);
+    }
+    printf("%-20s  %-16s  %5s  %6s  %-25s  %s\n", "NAME", "CRON", "FIRED",
+           "MISSED", "NEXT (SERVER TIME)", "COMMAND");
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = admin_schedule_json(&ctx->cfg, &list[i]);
+        const char *next = json_string_value(json_object_get(o, "next_run"));
+        printf("%-20s  %-16s  %5lld  %6lld  %-25s  %.60s\n", list[i].name,
+               list[i].cron, (long long)list[i].fired,
+               (long long)list[i].missed, next != NULL ? next : "-",
+               list[i].interpreter[0] != '\0' ? "(script)" : list[i].command);
+        json_decref(o);
+    }
+    store_schedule_list_free(list, n);
+    return CLI_EXIT_OK;
+}
+
+static int sched_show_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS];
+    const struct cli_opt opts[] = {CLI_OPT_END};
+    struct store_schedule *s;
+    int rc, r;
+
+    if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED ||
+        (rc = cli_open_store(ctx)) != CLI_EXIT_OK ||
+        (rc = cli_load_config(ctx)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if ((s = calloc(1, sizeof(*s))) == NULL) {
+        return cli_error("%s", err_str(ERR_NOMEM));
+    }
+    if ((r = store_schedule_get(ctx->st, pos[0], s)) != ERR_OK) {
+        free(s);
+        return cli_store_error(r, "schedule", pos[0]);
+    }
+    rc = cli_json_print(admin_schedule_json(&ctx->cfg, s));
+    store_schedule_release(s);
+    free(s);
+    return rc;
+}
+
+static int sched_delete_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS];
+    const struct cli_opt opts[] = {CLI_OPT_END};
+    struct admin_ctx ac;
+    struct admin_err e;
+    int rc;
+
+    if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED ||
+        (rc = cli_open_store(ctx)) != CLI_EXIT_OK ||
+        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if (admin_schedule_delete(&ac, pos[0], &e) != ERR_OK) {
+        return cli_error("%s", e.msg);
+    }
+    return CLI_EXIT_OK;
+}
+
+static const struct cli_cmd sched_add_cmd = {
+    .name = "add",
+    .synopsis = "schedule add NAME --cron 'MIN HOUR DOM MONTH DOW' "
+                "[--agents ID,...] [--tag T]... [--timeout S] [--cwd DIR] "
+                "[--concurrency N] {-- COMMAND... | --script FILE "
+                "[--interpreter NAME]}",
+    .summary = "Run a command or script on agents at the minutes of a cron "
+               "expression (the server's time zone); each firing is a batch "
+               "of jobs. Firings missed while the server is down are "
+               "reported, not run late.",
+    .run = sched_add_run,
+};
+static const struct cli_cmd sched_list_cmd = {
+    .name = "list",
+    .synopsis = "schedule list [--json]",
+    .summary = "List schedules with their next firing (server time; UTC in "
+               "--json) and how many fired and were missed.",
+    .run = sched_list_run,
+};
+static const struct cli_cmd sched_show_cmd = {
+    .name = "show",
+    .synopsis = "schedule show NAME",
+    .summary = "Show a schedule (JSON).",
+    .run = sched_show_run,
+};
+static const struct cli_cmd sched_delete_cmd = {
+    .name = "delete",
+    .synopsis = "schedule delete NAME",
+    .summary = "Delete a schedule (its jobs stay).",
+    .run = sched_delete_run,
+};
+
+static const struct cli_cmd *const sched_cmds[] = {
+    &sched_add_cmd, &sched_list_cmd, &sched_show_cmd, &sched_delete_cmd, NULL};
+
+const struct cli_cmd cli_schedule = {
+    .name = "schedule",
+    .summary = "Run commands and scripts on agents on a cron schedule.",
+    .sub = sched_cmds,
 };

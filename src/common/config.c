@@ -251,6 +251,7 @@ int config_defaults(struct config *cfg, const char *data_dir)
     cfg->agent_keepalive_seconds = 10;
     cfg->agent_timeout_seconds = 25;
     cfg->agent_max = 20000;
+    cfg->jobs_schedule_minute_seconds = 60;
     cfg->tunnel_port_min = 20000;
     cfg->tunnel_port_max = 20999;
     cfg->tunnel_udp_flow_seconds = 60;
@@ -463,6 +464,8 @@ static const struct config_key config_keys[] = {
     CK("agent", "keepalive_seconds", CK_INT, agent_keepalive_seconds, 1, 3600),
     CK("agent", "timeout_seconds", CK_INT, agent_timeout_seconds, 2, 7200),
     CK("agent", "max_agents", CK_INT, agent_max, 1, 1000000),
+    CK("jobs", "schedule_minute_seconds", CK_INT, jobs_schedule_minute_seconds,
+       1, 60),
     CK("tunnel", "listen", CK_STR, tunnel_listen, 0, 0),
     CK("tunnel", "port_min", CK_INT, tunnel_port_min, 1, 65535),
     CK("tunnel", "port_max", CK_INT, tunnel_port_max, 1, 65535),

@@ -141,6 +141,9 @@ struct config {
     int agent_keepalive_seconds; /* WebSocket ping after this much silence */
     int agent_timeout_seconds;   /* silent this long: the agent is dead */
     int agent_max;               /* agents connected at once */
+    /* schedules: the real seconds one minute of the schedule clock lasts
+     * (60; shorter only for tests) */
+    int jobs_schedule_minute_seconds;
 
     /* tunnels to agents' sides (src/hub/tunnel.c) */
     char *tunnel_listen; /* address tunnel listeners bind */

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "admin/admin_job.h"
+#include "admin/admin_schedule.h"
 #include "common/err.h"
 
 struct http_job_wait {
@@ -240,4 +241,98 @@ int http_h_jobs_get(struct http_req *req)
     store_job_free_output(j);
     free(j);
     return 0;
+}
+
+/* --- schedules (admin_schedule.h) --- */
+
+int http_h_schedules_list(struct http_req *req)
+{
+    struct store_schedule *list = NULL;
+    size_t n = 0;
+    json_t *arr;
+    int r;
+
+    if ((r = store_schedule_list(req->h->store, &list, &n)) != ERR_OK) {
+        return http_store_error(req, r, "schedule", "list");
+    }
+    arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(arr, admin_schedule_json(req->h->cfg, &list[i]));
+    }
+    store_schedule_list_free(list, n);
+    return http_list(req, arr);
+}
+
+int http_h_schedules_add(struct http_req *req)
+{
+    struct admin_schedule_req q;
+    struct store_schedule *s = calloc(1, sizeof(*s));
+    const char **agents, **tags;
+    struct admin_ctx ac;
+    struct admin_err e;
+    int r;
+
+    if (s == NULL) {
+        return http_error(req, 500, "internal", "Internal error",
+                          "out of memory");
+    }
+    memset(&q, 0, sizeof(q));
+    agents = http_job_strings(req->body, "agents", &q.targets.nagents);
+    tags = http_job_strings(req->body, "tags", &q.targets.ntags);
+    q.targets.agents = agents;
+    q.targets.tags = tags;
+    q.name = http_body_str(req->body, "name");
+    q.cron = http_body_str(req->body, "cron");
+    q.job = (struct admin_job_req){
+        .command = http_body_str(req->body, "command"),
+        .interpreter = http_body_str(req->body, "interpreter"),
+        .script = http_body_str(req->body, "script"),
+        .cwd = http_body_str(req->body, "cwd"),
+        .timeout = (int)http_body_int(req->body, "timeout", 0),
+        .concurrency = (int)http_body_int(req->body, "concurrency", 0)};
+    http_admin_ctx(req, &ac);
+    r = admin_schedule_add(&ac, &q, s, &e);
+    free(agents);
+    free(tags);
+    if (r != ERR_OK) {
+        free(s);
+        return http_admin_error(req, &e);
+    }
+    snprintf(req->audit_target, sizeof(req->audit_target), "%s", s->name);
+    http_ok(req, 201, admin_schedule_json(req->h->cfg, s), NULL);
+    free(s);
+    return 0;
+}
+
+int http_h_schedules_get(struct http_req *req)
+{
+    struct store_schedule *s = calloc(1, sizeof(*s));
+    int r;
+
+    if (s == NULL) {
+        return http_error(req, 500, "internal", "Internal error",
+                          "out of memory");
+    }
+    if ((r = store_schedule_get(req->h->store, req->params[0], s)) != ERR_OK) {
+        free(s);
+        return http_store_error(req, r, "schedule", req->params[0]);
+    }
+    http_ok(req, 200, admin_schedule_json(req->h->cfg, s), NULL);
+    store_schedule_release(s);
+    free(s);
+    return 0;
+}
+
+int http_h_schedules_delete(struct http_req *req)
+{
+    struct admin_ctx ac;
+    struct admin_err e;
+
+    http_admin_ctx(req, &ac);
+    if (admin_schedule_delete(&ac, req->params[0], &e) != ERR_OK) {
+        return http_admin_error(req, &e);
+    }
+    snprintf(req->audit_target, sizeof(req->audit_target), "%s",
+             req->params[0]);
+    return http_ok(req, 204, NULL, NULL);
 }

@@ -366,7 +366,8 @@ static const char store_schema_v9[] =
  * script (command then holds a summary with its SHA-256); recoverable
  * marks a lost job whose agent may still hand its result over when it
  * comes back (asked once); push is a file push's parameters (JSON), its
- * bytes stored once per batch in job_payloads.
+ * bytes stored once per batch in job_payloads. schedules: a job on a
+ * cron expression (store/schedules.h).
  */
 static const char store_schema_v10[] =
     "ALTER TABLE jobs ADD COLUMN batch_id TEXT NOT NULL DEFAULT '';"
@@ -380,6 +381,25 @@ static const char store_schema_v10[] =
     "CREATE TABLE job_payloads ("
     " batch_id TEXT PRIMARY KEY,"
     " data BLOB NOT NULL);"
+    "CREATE TABLE schedules ("
+    " id TEXT PRIMARY KEY,"
+    " name TEXT NOT NULL UNIQUE,"
+    " cron TEXT NOT NULL,"
+    " agents TEXT NOT NULL DEFAULT '[]',"
+    " tags TEXT NOT NULL DEFAULT '[]',"
+    " command TEXT NOT NULL DEFAULT '',"
+    " interpreter TEXT NOT NULL DEFAULT '',"
+    " script TEXT,"
+    " cwd TEXT NOT NULL DEFAULT '',"
+    " timeout INTEGER NOT NULL,"
+    " concurrency INTEGER NOT NULL DEFAULT 0,"
+    " created_by TEXT NOT NULL DEFAULT '',"
+    " created_at BIGINT NOT NULL,"
+    " last_fire BIGINT NOT NULL DEFAULT 0,"
+    " fired BIGINT NOT NULL DEFAULT 0,"
+    " missed BIGINT NOT NULL DEFAULT 0,"
+    " last_missed_at BIGINT NOT NULL DEFAULT 0,"
+    " last_batch TEXT NOT NULL DEFAULT '');"
     "CREATE INDEX jobs_batch ON jobs(batch_id);";
 
 const struct store_migration store_migrations[] = {

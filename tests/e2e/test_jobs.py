@@ -713,3 +713,69 @@ def test_file_push_refused_outside_the_accepted_directories(
     assert (outside / "precious").read_text() == "keep me\n"
     # nothing half-written is left behind
     assert sorted(p.name for p in accept.iterdir()) == ["link", "trap"]
+
+
+# -------------------------------------------------------------- schedules
+
+
+def test_schedule_fires_each_minute_and_reports_missed(agent_server,
+                                                       make_agent):
+    pc = agent_server
+    # the test clock: one schedule minute every 2 s
+    pc.stop()
+    pc.set_config("jobs", "schedule_minute_seconds", "2")
+    pc.start()
+    pc.wait_http()
+    pc._job_token = None
+    tag = uniq("s")
+    a = online_agent(pc, make_agent, conf=ON + ["tag = " + tag])
+    name = uniq("every")
+    rc, out, err = pc.cli("schedule", "add", name, "--cron", "* * * * *",
+                          "--tag", tag, "--", "echo", "tick")
+    assert rc == 0, err
+    status, s = call(pc, "GET", "%s/schedules/%s" % (API, name))
+    assert status == 200 and s["data"]["next_run"] and \
+        s["data"]["next_run_utc"].endswith("Z"), s
+
+    def scheduled():
+        _, lst = call(pc, "GET", API + "/jobs")
+        return [j for j in lst["data"]
+                if j["started_by"] == "schedule:" + name]
+
+    deadline = time.monotonic() + 15
+    while len(scheduled()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    jobs = scheduled()
+    assert len(jobs) >= 2, jobs
+    assert len({j["batch"] for j in jobs}) == len(jobs)  # one batch each
+    for j in jobs[:2]:
+        got = wait_job(pc, j["id"], lambda d: d["status"] != "running")
+        assert got["status"] == "ok" and got["stdout"] == "tick\n", got
+        assert got["agent"] == a.id
+    # a schedule that may not run: not every minute, so nothing fires now
+    status, out = call(pc, "POST", API + "/schedules",
+                       {"name": uniq("bad"), "cron": "61 * * * *",
+                        "command": "true", "tags": [tag]})
+    assert status == 400 and "minute" in json.dumps(out), out
+    # the server stops for about 4 schedule minutes: reported, not run
+    before = len(scheduled())
+    pc.stop()
+    time.sleep(7)
+    pc.start()
+    pc.wait_http()
+    pc._job_token = None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        s = call(pc, "GET", "%s/schedules/%s" % (API, name))[1]["data"]
+        if s["missed"] >= 2:
+            break
+        time.sleep(0.2)
+    assert s["missed"] >= 2 and s["last_missed"], s
+    # only the firings after the start ran: at most one so far
+    assert len(scheduled()) - before <= 2
+    _, out, _ = pc.cli("audit", "list", "--json")
+    assert "schedule.missed" in out and "not run late" in out
+    rc, out, _ = pc.cli("schedule", "list")
+    assert name in out
+    assert pc.cli("schedule", "delete", name)[0] == 0
+    assert call(pc, "GET", "%s/schedules/%s" % (API, name))[0] == 404
