@@ -2,6 +2,7 @@
  * Jobs (admin_job.h).
  */
 #include "admin/admin_job.h"
+#include "admin/admin_client_group.h"
 
 #include <sodium.h>
 #include <stdint.h>
@@ -270,6 +271,7 @@ static int admin_job_resolve(const struct admin_ctx *c,
                              struct store_agent **agents, size_t *nagents,
                              const char ***ids, size_t *n, struct admin_err *e)
 {
+    struct store_client_group *groups = NULL;
     const char **out;
     size_t cap = t->nagents, k = 0;
     int r;
@@ -278,16 +280,38 @@ static int admin_job_resolve(const struct admin_ctx *c,
     *nagents = 0;
     *ids = NULL;
     *n = 0;
-    if (t->ntags > 0) {
+    if (t->ngroups > 0) {
+        if ((groups = calloc(t->ngroups, sizeof(*groups))) == NULL) {
+            return admin_fail(e, ERR_NOMEM, "out of memory");
+        }
+        for (size_t g = 0; g < t->ngroups; g++) {
+            if ((r = store_client_group_get(c->st, t->groups[g], &groups[g])) !=
+                ERR_OK) {
+                free(groups);
+                return admin_fail(e, r,
+                                  r == ERR_NOT_FOUND
+                                      ? "client group '%s' not found"
+                                      : "cannot read client group '%s'",
+                                  t->groups[g]);
+            }
+        }
+    }
+    if (t->ntags > 0 || t->ngroups > 0) {
         if ((r = store_agent_list(c->st, agents, nagents)) != ERR_OK) {
+            free(groups);
             return admin_fail(e, r, "cannot list the agents");
         }
         cap += *nagents;
     }
     if (cap == 0) {
-        return admin_fail(e, ERR_INVALID, "no target: name agents or tags");
+        free(groups);
+        return admin_fail(e, ERR_INVALID,
+                          t->ngroups > 0 ? "the client groups have no agents"
+                                         : "no target: name agents, tags or "
+                                           "client groups");
     }
     if ((out = calloc(cap, sizeof(*out))) == NULL) {
+        free(groups);
         return admin_fail(e, ERR_NOMEM, "out of memory");
     }
     for (size_t i = 0; i < t->nagents + *nagents; i++) {
@@ -302,6 +326,9 @@ static int admin_job_resolve(const struct admin_ctx *c,
             for (size_t g = 0; g < t->ntags && !match; g++) {
                 match = admin_job_has_tag(a->tags, t->tags[g]);
             }
+            for (size_t g = 0; g < t->ngroups && !match; g++) {
+                match = admin_client_group_has(&groups[g], a);
+            }
             if (!match) {
                 continue;
             }
@@ -314,8 +341,13 @@ static int admin_job_resolve(const struct admin_ctx *c,
             out[k++] = id;
         }
     }
+    free(groups);
     if (k == 0) {
         free(out);
+        if (t->ngroups > 0) {
+            return admin_fail(e, ERR_NOT_FOUND,
+                              "no agent matches the tags or client groups");
+        }
         return admin_fail(e, ERR_NOT_FOUND, "no agent has %s%s",
                           t->ntags == 1 ? "the tag " : "any of the tags",
                           t->ntags == 1 ? t->tags[0] : "");

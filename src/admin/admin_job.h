@@ -45,13 +45,16 @@ struct admin_job_req {
     bool stop_on_failure;
 };
 
-/* The agents of a batch: these IDs, and every known agent (online or not:
- * an offline one's job ends "agent offline") with any of these tags. */
+/* The agents of a batch: these IDs, every known agent (online or not:
+ * an offline one's job ends "agent offline") with any of these tags, and
+ * the current members of these client groups (admin_client_group.h). */
 struct admin_job_targets {
     const char *const *agents;
     size_t nagents;
     const char *const *tags;
     size_t ntags;
+    const char *const *groups; /* client groups, by ID or name */
+    size_t ngroups;
 };
 
 /* The API's way for one agent. out gets the new job (status running).

@@ -87,7 +87,7 @@ int admin_schedule_add(const struct admin_ctx *c,
     if (cron_parse(q->cron, &cr, why, sizeof(why)) != ERR_OK) {
         return admin_fail(e, ERR_INVALID, "%s", why);
     }
-    if (q->targets.nagents + q->targets.ntags == 0) {
+    if (q->targets.nagents + q->targets.ntags + q->targets.ngroups == 0) {
         return admin_fail(e, ERR_INVALID, "no target: name agents or tags");
     }
     for (size_t i = 0; i < q->targets.nagents; i++) {
@@ -127,7 +127,9 @@ int admin_schedule_add(const struct admin_ctx *c,
     if (sched_dump(sched_list(q->targets.agents, q->targets.nagents),
                    out->agents, sizeof(out->agents)) != ERR_OK ||
         sched_dump(sched_list(q->targets.tags, q->targets.ntags), out->tags,
-                   sizeof(out->tags)) != ERR_OK) {
+                   sizeof(out->tags)) != ERR_OK ||
+        sched_dump(sched_list(q->targets.groups, q->targets.ngroups),
+                   out->groups, sizeof(out->groups)) != ERR_OK) {
         return admin_fail(e, ERR_INVALID, "too many targets");
     }
     snprintf(out->command, sizeof(out->command), "%s",
@@ -197,8 +199,9 @@ static void sched_fire(const struct admin_ctx *c,
                        const struct store_schedule *s, char *batch)
 {
     json_t *ja = json_loads(s->agents, 0, NULL),
-           *jt = json_loads(s->tags, 0, NULL);
-    const char **agents, **tags;
+           *jt = json_loads(s->tags, 0, NULL),
+           *jg = json_loads(s->groups, 0, NULL);
+    const char **agents, **tags, **groups;
     struct admin_job_targets t;
     struct admin_job_req q;
     struct admin_ctx sc = *c;
@@ -209,8 +212,10 @@ static void sched_fire(const struct admin_ctx *c,
 
     agents = sched_strings(ja, &t.nagents);
     tags = sched_strings(jt, &t.ntags);
+    groups = sched_strings(jg, &t.ngroups);
     t.agents = agents;
     t.tags = tags;
+    t.groups = groups;
     snprintf(actor, sizeof(actor), "schedule:%s", s->name);
     sc.actor = actor;
     q = (struct admin_job_req){
@@ -230,8 +235,10 @@ static void sched_fire(const struct admin_ctx *c,
     }
     free(agents);
     free(tags);
+    free(groups);
     json_decref(ja);
     json_decref(jt);
+    json_decref(jg);
 }
 
 void admin_schedule_tick(const struct admin_ctx *c)
@@ -315,6 +322,7 @@ json_t *admin_schedule_json(const struct config *cfg,
     json_object_set_new(o, "cron", json_string(s->cron));
     json_object_set_new(o, "agents", json_loads(s->agents, 0, NULL));
     json_object_set_new(o, "tags", json_loads(s->tags, 0, NULL));
+    json_object_set_new(o, "groups", json_loads(s->groups, 0, NULL));
     json_object_set_new(o, "command",
                         s->interpreter[0] == '\0' ? admin_json_text(s->command)
                                                   : json_null());

@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "admin/admin.h"
+#include "admin/admin_client_group.h"
 #include "admin/admin_job.h"
 #include "admin/admin_schedule.h"
 #include "cli/cli.h"
@@ -296,7 +297,11 @@ static int job_start(struct cli_ctx *ctx, int argc, char **argv, bool push_mode)
     uint8_t *file = NULL;
     size_t file_len = 0;
     struct admin_job_push push;
+    const char *groups_opt = NULL, *groups[JOB_CLI_TAGS_MAX];
+    char *group_list = NULL;
+    size_t ngroups = 0;
     const struct cli_opt push_opts[] = {
+        CLI_OPT_STR("--groups", &groups_opt),
         CLI_OPT_INT("--timeout", &timeout, 1, ADMIN_JOB_TIMEOUT_MAX),
         CLI_OPT_INT("--concurrency", &concurrency, 0, ADMIN_JOB_TARGETS_MAX),
         CLI_OPT_FLAG("--stop-on-failure", &stop),
@@ -308,6 +313,7 @@ static int job_start(struct cli_ctx *ctx, int argc, char **argv, bool push_mode)
         CLI_OPT_END,
     };
     const struct cli_opt opts[] = {
+        CLI_OPT_STR("--groups", &groups_opt),
         CLI_OPT_INT("--timeout", &timeout, 1, ADMIN_JOB_TIMEOUT_MAX),
         CLI_OPT_STR("--cwd", &cwd),
         CLI_OPT_INT("--concurrency", &concurrency, 0, ADMIN_JOB_TARGETS_MAX),
@@ -366,8 +372,14 @@ static int job_start(struct cli_ctx *ctx, int argc, char **argv, bool push_mode)
         goto out;
     }
     agents_arg = push_mode ? pos[1] : pos[0];
-    if (agents_arg == NULL && ntags == 0) {
-        rc = cli_usage(ctx, "name the agents (ID,ID,...) or --tag");
+    if (groups_opt != NULL &&
+        ((group_list = strdup(groups_opt)) == NULL ||
+         !job_split(group_list, groups, &ngroups, JOB_CLI_TAGS_MAX))) {
+        rc = cli_usage(ctx, "--groups: at most %d", JOB_CLI_TAGS_MAX);
+        goto out;
+    }
+    if (agents_arg == NULL && ntags == 0 && ngroups == 0) {
+        rc = cli_usage(ctx, "name the agents (ID,ID,...), --tag or --groups");
         goto out;
     }
     memset(&push, 0, sizeof(push));
@@ -457,7 +469,8 @@ static int job_start(struct cli_ctx *ctx, int argc, char **argv, bool push_mode)
         (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
         goto out;
     }
-    t = (struct admin_job_targets){agents, nagents, tags, ntags};
+    t = (struct admin_job_targets){agents, nagents, tags,
+                                   ntags,  groups,  ngroups};
     q = (struct admin_job_req){.command = cmd,
                                .interpreter = script != NULL ? interp : NULL,
                                .script = script,
@@ -500,10 +513,11 @@ static int job_start(struct cli_ctx *ctx, int argc, char **argv, bool push_mode)
         rc = cli_usage(ctx, "--follow takes one agent (see job show --follow)");
         goto out;
     }
-    rc = job_wait(ctx, batch, njobs, nagents == 1 && ntags == 0, timeout,
-                  concurrency);
+    rc = job_wait(ctx, batch, njobs, nagents == 1 && ntags == 0 && ngroups == 0,
+                  timeout, concurrency);
 out:
     free(file);
+    free(group_list);
     for (size_t i = 0; i < ntagc; i++) {
         free(tag_copy[i]);
     }
@@ -682,9 +696,13 @@ static int sched_add_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS], *cron = NULL, *cwd = NULL;
     const char *script_path = NULL, *interp = NULL, *agents_opt = NULL;
+    const char *groups_opt = NULL, *groups[JOB_CLI_TAGS_MAX];
+    char *group_list = NULL;
+    size_t ngroups = 0;
     int timeout = ADMIN_JOB_TIMEOUT_DEFAULT, concurrency = 0, dd, rc;
     const struct cli_opt opts[] = {
         CLI_OPT_STR("--cron", &cron),
+        CLI_OPT_STR("--groups", &groups_opt),
         CLI_OPT_STR("--agents", &agents_opt),
         CLI_OPT_INT("--timeout", &timeout, 1, ADMIN_JOB_TIMEOUT_MAX),
         CLI_OPT_STR("--cwd", &cwd),
@@ -744,6 +762,12 @@ static int sched_add_run(struct cli_ctx *ctx, int argc, char **argv)
         rc = cli_usage(ctx, "--cron 'MIN HOUR DOM MONTH DOW'");
         goto out;
     }
+    if (groups_opt != NULL &&
+        ((group_list = strdup(groups_opt)) == NULL ||
+         !job_split(group_list, groups, &ngroups, JOB_CLI_TAGS_MAX))) {
+        rc = cli_usage(ctx, "--groups: at most %d", JOB_CLI_TAGS_MAX);
+        goto out;
+    }
     if (script_path != NULL) {
         if ((script = job_read_script(script_path)) == NULL) {
             rc = CLI_EXIT_FAIL;
@@ -782,7 +806,7 @@ static int sched_add_run(struct cli_ctx *ctx, int argc, char **argv)
     q = (struct admin_schedule_req){
         .name = pos[0],
         .cron = cron,
-        .targets = {agents, nagents, tags, ntags},
+        .targets = {agents, nagents, tags, ntags, groups, ngroups},
         .job = {.command = cmd,
                 .interpreter = script != NULL ? interp : NULL,
                 .script = script,
@@ -805,6 +829,7 @@ out:
     free(script);
     free(agent_list);
     free(agents);
+    free(group_list);
     return rc;
 }
 
@@ -930,4 +955,216 @@ const struct cli_cmd cli_schedule = {
     .name = "schedule",
     .summary = "Run commands and scripts on agents on a cron schedule.",
     .sub = sched_cmds,
+};
+
+/* --- client groups ---------------------------------------------------- */
+
+/* Adds "key": [comma-separated patterns] to rules. */
+static bool cg_rule(json_t *rules, const char *key, const char *list)
+{
+    json_t *a;
+    char *copy, *save = NULL;
+
+    if (list == NULL) {
+        return true;
+    }
+    if ((copy = strdup(list)) == NULL) {
+        return false;
+    }
+    a = json_array();
+    for (char *t = strtok_r(copy, ",", &save); t != NULL;
+         t = strtok_r(NULL, ",", &save)) {
+        json_array_append_new(a, json_string(t));
+    }
+    free(copy);
+    json_object_set_new(rules, key, a);
+    return true;
+}
+
+static int cg_add_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS], *agents_opt = NULL, *desc = NULL;
+    const char *m_id = NULL, *m_name = NULL, *m_host = NULL, *m_os = NULL,
+               *m_tag = NULL;
+    const struct cli_opt opts[] = {
+        CLI_OPT_STR("--agents", &agents_opt),
+        CLI_OPT_STR("--description", &desc),
+        CLI_OPT_STR("--match-id", &m_id),
+        CLI_OPT_STR("--match-name", &m_name),
+        CLI_OPT_STR("--match-hostname", &m_host),
+        CLI_OPT_STR("--match-os", &m_os),
+        CLI_OPT_STR("--match-tag", &m_tag),
+        CLI_OPT_END,
+    };
+    struct admin_client_group_req q;
+    struct store_client_group *g = NULL;
+    const char **agents = NULL;
+    char *agent_list = NULL;
+    size_t nagents = 0;
+    json_t *rules = json_object();
+    struct admin_ctx ac;
+    struct admin_err e;
+    int rc;
+
+    if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED) {
+        goto out;
+    }
+    if (agents_opt != NULL &&
+        ((agent_list = strdup(agents_opt)) == NULL ||
+         (agents = calloc(ADMIN_JOB_TARGETS_MAX, sizeof(*agents))) == NULL ||
+         !job_split(agent_list, agents, &nagents, ADMIN_JOB_TARGETS_MAX))) {
+        rc = cli_usage(ctx, "--agents ID,ID,...");
+        goto out;
+    }
+    if (!cg_rule(rules, "id", m_id) || !cg_rule(rules, "name", m_name) ||
+        !cg_rule(rules, "hostname", m_host) || !cg_rule(rules, "os", m_os) ||
+        !cg_rule(rules, "tags", m_tag) || (g = calloc(1, sizeof(*g))) == NULL) {
+        rc = cli_error("%s", err_str(ERR_NOMEM));
+        goto out;
+    }
+    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK ||
+        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
+        goto out;
+    }
+    q = (struct admin_client_group_req){.name = pos[0],
+                                        .description = desc,
+                                        .agents = agents,
+                                        .nagents = nagents,
+                                        .rules = rules};
+    if (admin_client_group_add(&ac, &q, g, &e) != ERR_OK) {
+        rc = cli_error("%s", e.msg);
+        goto out;
+    }
+    printf("%s\n", g->id);
+    rc = CLI_EXIT_OK;
+out:
+    json_decref(rules);
+    free(g);
+    free(agents);
+    free(agent_list);
+    return rc;
+}
+
+static int cg_list_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    struct store_client_group *list = NULL;
+    struct store_agent *agents = NULL;
+    size_t n = 0, na = 0;
+    bool json = false;
+    int rc, r;
+
+    if ((rc = cli_list_start(ctx, argc, argv, &json)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((r = store_client_group_list(ctx->st, &list, &n)) != ERR_OK ||
+        (r = store_agent_list(ctx->st, &agents, &na)) != ERR_OK) {
+        free(list);
+        return cli_error("cannot list client groups: %s", err_str(r));
+    }
+    if (json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++) {
+            cli_json_append(&arr,
+                            admin_client_group_json(&list[i], agents, na));
+        }
+        free(list);
+        store_agent_list_free(agents, na);
+        return cli_json_print(arr);
+    }
+    printf("%-24s  %7s  %s\n", "NAME", "MEMBERS", "RULES");
+    for (size_t i = 0; i < n; i++) {
+        size_t m = 0;
+        for (size_t k = 0; k < na; k++) {
+            m += admin_client_group_has(&list[i], &agents[k]) ? 1 : 0;
+        }
+        printf("%-24s  %7zu  %.80s\n", list[i].name, m, list[i].rules);
+    }
+    free(list);
+    store_agent_list_free(agents, na);
+    return CLI_EXIT_OK;
+}
+
+static int cg_show_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS];
+    const struct cli_opt opts[] = {CLI_OPT_END};
+    struct store_client_group *g;
+    struct store_agent *agents = NULL;
+    size_t na = 0;
+    int rc, r;
+
+    if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED ||
+        (rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if ((g = calloc(1, sizeof(*g))) == NULL) {
+        return cli_error("%s", err_str(ERR_NOMEM));
+    }
+    if ((r = store_client_group_get(ctx->st, pos[0], g)) != ERR_OK ||
+        (r = store_agent_list(ctx->st, &agents, &na)) != ERR_OK) {
+        free(g);
+        return cli_store_error(r, "client group", pos[0]);
+    }
+    rc = cli_json_print(admin_client_group_json(g, agents, na));
+    store_agent_list_free(agents, na);
+    free(g);
+    return rc;
+}
+
+static int cg_delete_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS];
+    const struct cli_opt opts[] = {CLI_OPT_END};
+    struct admin_ctx ac;
+    struct admin_err e;
+    int rc;
+
+    if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED ||
+        (rc = cli_open_store(ctx)) != CLI_EXIT_OK ||
+        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if (admin_client_group_delete(&ac, pos[0], &e) != ERR_OK) {
+        return cli_error("%s", e.msg);
+    }
+    return CLI_EXIT_OK;
+}
+
+static const struct cli_cmd cg_add_cmd = {
+    .name = "add",
+    .synopsis = "client-group add NAME [--agents ID,...] [--match-id GLOB,...] "
+                "[--match-name GLOB,...] [--match-hostname GLOB,...] "
+                "[--match-os GLOB,...] [--match-tag GLOB,...] "
+                "[--description TEXT]",
+    .summary = "A group of agents: static (--agents) and dynamic (every "
+               "--match-* field given must match one of its patterns), "
+               "usable as job and schedule targets (--groups).",
+    .run = cg_add_run,
+};
+static const struct cli_cmd cg_list_cmd = {
+    .name = "list",
+    .synopsis = "client-group list [--json]",
+    .summary = "List client groups with their current members.",
+    .run = cg_list_run,
+};
+static const struct cli_cmd cg_show_cmd = {
+    .name = "show",
+    .synopsis = "client-group show NAME",
+    .summary = "Show a client group and its current members (JSON).",
+    .run = cg_show_run,
+};
+static const struct cli_cmd cg_delete_cmd = {
+    .name = "delete",
+    .synopsis = "client-group delete NAME",
+    .summary = "Delete a client group.",
+    .run = cg_delete_run,
+};
+
+static const struct cli_cmd *const cg_cmds[] = {
+    &cg_add_cmd, &cg_list_cmd, &cg_show_cmd, &cg_delete_cmd, NULL};
+
+const struct cli_cmd cli_client_group = {
+    .name = "client-group",
+    .summary = "Groups of agents (static and dynamic) for jobs and schedules.",
+    .sub = cg_cmds,
 };

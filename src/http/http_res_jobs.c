@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin/admin_client_group.h"
 #include "admin/admin_job.h"
 #include "admin/admin_schedule.h"
 #include "common/err.h"
@@ -132,7 +133,7 @@ int http_h_jobs_add(struct http_req *req)
     struct admin_job_push push;
     uint8_t *file = NULL;
     size_t file_len = 0;
-    const char **agents, **tags;
+    const char **agents, **tags, **groups;
     struct admin_job_req q;
     struct admin_ctx ac;
     struct admin_err e;
@@ -145,8 +146,10 @@ int http_h_jobs_add(struct http_req *req)
 
     agents = http_job_strings(req->body, "agents", &t.nagents);
     tags = http_job_strings(req->body, "tags", &t.ntags);
+    groups = http_job_strings(req->body, "groups", &t.ngroups);
     t.agents = agents;
     t.tags = tags;
+    t.groups = groups;
     q = (struct admin_job_req){
         .command = http_body_str(req->body, "command"),
         .interpreter = http_body_str(req->body, "interpreter"),
@@ -162,6 +165,7 @@ int http_h_jobs_add(struct http_req *req)
         if (b64 == NULL || http_body_str(req->body, "dest") == NULL) {
             free(agents);
             free(tags);
+            free(groups);
             return http_error(req, 400, "invalid_body", "Invalid body",
                               "a file push needs file_base64 and dest");
         }
@@ -172,6 +176,7 @@ int http_h_jobs_add(struct http_req *req)
             free(file);
             free(agents);
             free(tags);
+            free(groups);
             return http_error(req, 400, "invalid_body", "Invalid body",
                               "file_base64: not base64");
         }
@@ -189,6 +194,7 @@ int http_h_jobs_add(struct http_req *req)
     r = admin_job_queue_many(&ac, &t, &q, batch, &njobs, &delivered, &e);
     free(agents);
     free(tags);
+    free(groups);
     free(file);
     if (r != ERR_OK) {
         return http_admin_error(req, &e);
@@ -267,7 +273,7 @@ int http_h_schedules_add(struct http_req *req)
 {
     struct admin_schedule_req q;
     struct store_schedule *s = calloc(1, sizeof(*s));
-    const char **agents, **tags;
+    const char **agents, **tags, **groups;
     struct admin_ctx ac;
     struct admin_err e;
     int r;
@@ -279,8 +285,10 @@ int http_h_schedules_add(struct http_req *req)
     memset(&q, 0, sizeof(q));
     agents = http_job_strings(req->body, "agents", &q.targets.nagents);
     tags = http_job_strings(req->body, "tags", &q.targets.ntags);
+    groups = http_job_strings(req->body, "groups", &q.targets.ngroups);
     q.targets.agents = agents;
     q.targets.tags = tags;
+    q.targets.groups = groups;
     q.name = http_body_str(req->body, "name");
     q.cron = http_body_str(req->body, "cron");
     q.job = (struct admin_job_req){
@@ -294,6 +302,7 @@ int http_h_schedules_add(struct http_req *req)
     r = admin_schedule_add(&ac, &q, s, &e);
     free(agents);
     free(tags);
+    free(groups);
     if (r != ERR_OK) {
         free(s);
         return http_admin_error(req, &e);
@@ -330,6 +339,109 @@ int http_h_schedules_delete(struct http_req *req)
 
     http_admin_ctx(req, &ac);
     if (admin_schedule_delete(&ac, req->params[0], &e) != ERR_OK) {
+        return http_admin_error(req, &e);
+    }
+    snprintf(req->audit_target, sizeof(req->audit_target), "%s",
+             req->params[0]);
+    return http_ok(req, 204, NULL, NULL);
+}
+
+/* --- client groups (admin_client_group.h) --- */
+
+int http_h_client_groups_list(struct http_req *req)
+{
+    struct store_client_group *list = NULL;
+    struct store_agent *agents = NULL;
+    size_t n = 0, na = 0;
+    json_t *arr;
+    int r;
+
+    if ((r = store_client_group_list(req->h->store, &list, &n)) != ERR_OK ||
+        (r = store_agent_list(req->h->store, &agents, &na)) != ERR_OK) {
+        free(list);
+        return http_store_error(req, r, "client group", "list");
+    }
+    arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(arr,
+                              admin_client_group_json(&list[i], agents, na));
+    }
+    free(list);
+    store_agent_list_free(agents, na);
+    return http_list(req, arr);
+}
+
+int http_h_client_groups_add(struct http_req *req)
+{
+    struct admin_client_group_req q;
+    struct store_client_group *g = calloc(1, sizeof(*g));
+    const char **agents;
+    const char *rules_txt = http_body_str(req->body, "rules");
+    json_t *rules = NULL;
+    struct admin_ctx ac;
+    struct admin_err e;
+    int r;
+
+    if (g == NULL) {
+        return http_error(req, 500, "internal", "Internal error",
+                          "out of memory");
+    }
+    if (rules_txt != NULL &&
+        (rules = json_loads(rules_txt, JSON_REJECT_DUPLICATES, NULL)) == NULL) {
+        free(g);
+        return http_error(req, 400, "invalid_body", "Invalid body",
+                          "rules: a JSON object (as a string)");
+    }
+    memset(&q, 0, sizeof(q));
+    agents = http_job_strings(req->body, "agents", &q.nagents);
+    q.agents = agents;
+    q.name = http_body_str(req->body, "name");
+    q.description = http_body_str(req->body, "description");
+    q.rules = rules;
+    http_admin_ctx(req, &ac);
+    r = admin_client_group_add(&ac, &q, g, &e);
+    free(agents);
+    json_decref(rules);
+    if (r != ERR_OK) {
+        free(g);
+        return http_admin_error(req, &e);
+    }
+    snprintf(req->audit_target, sizeof(req->audit_target), "%s", g->name);
+    http_ok(req, 201, admin_client_group_json(g, NULL, 0), NULL);
+    free(g);
+    return 0;
+}
+
+int http_h_client_groups_get(struct http_req *req)
+{
+    struct store_client_group *g = calloc(1, sizeof(*g));
+    struct store_agent *agents = NULL;
+    size_t na = 0;
+    int r;
+
+    if (g == NULL) {
+        return http_error(req, 500, "internal", "Internal error",
+                          "out of memory");
+    }
+    if ((r = store_client_group_get(req->h->store, req->params[0], g)) !=
+            ERR_OK ||
+        (r = store_agent_list(req->h->store, &agents, &na)) != ERR_OK) {
+        free(g);
+        return http_store_error(req, r, "client group", req->params[0]);
+    }
+    http_ok(req, 200, admin_client_group_json(g, agents, na), NULL);
+    store_agent_list_free(agents, na);
+    free(g);
+    return 0;
+}
+
+int http_h_client_groups_delete(struct http_req *req)
+{
+    struct admin_ctx ac;
+    struct admin_err e;
+
+    http_admin_ctx(req, &ac);
+    if (admin_client_group_delete(&ac, req->params[0], &e) != ERR_OK) {
         return http_admin_error(req, &e);
     }
     snprintf(req->audit_target, sizeof(req->audit_target), "%s",

@@ -26,6 +26,7 @@ struct store_schedule {
     char cron[SCHED_CRON_MAX + 1];
     char agents[SCHED_TARGETS_MAX + 1]; /* JSON array */
     char tags[SCHED_TARGETS_MAX + 1];   /* JSON array */
+    char groups[SCHED_TARGETS_MAX + 1]; /* JSON array (client groups) */
     char command[JOB_CMD_MAX + 1];      /* "" for a script */
     char interpreter[JOB_INTERP_MAX + 1];
     char *script; /* heap, or NULL; store_schedule_release */

@@ -15,7 +15,7 @@
 #define SCHED_SELECT                                                           \
     "SELECT id, name, cron, agents, tags, command, interpreter, cwd,"          \
     " timeout, concurrency, created_by, created_at, last_fire, fired,"         \
-    " missed, last_missed_at, last_batch, script FROM schedules"
+    " missed, last_missed_at, last_batch, groups, script FROM schedules"
 
 static int sched_fill(struct db_stmt *s, void *item)
 {
@@ -38,9 +38,10 @@ static int sched_fill(struct db_stmt *s, void *item)
     c->missed = db_col_int64(s, 14);
     c->last_missed_at = db_col_int64(s, 15);
     store_col_text(s, 16, c->last_batch, sizeof(c->last_batch));
+    store_col_text(s, 17, c->groups, sizeof(c->groups));
     c->script = NULL;
-    if (!db_col_null(s, 17)) {
-        return store_col_str_heap(s, 17, &c->script);
+    if (!db_col_null(s, 18)) {
+        return store_col_str_heap(s, 18, &c->script);
     }
     return ERR_OK;
 }
@@ -62,6 +63,7 @@ int store_schedule_add(struct store *st, struct store_schedule *s)
         store_check_text(s->cron, SCHED_CRON_MAX, true) ||
         store_check_len(s->agents, SCHED_TARGETS_MAX) ||
         store_check_len(s->tags, SCHED_TARGETS_MAX) ||
+        store_check_len(s->groups, SCHED_TARGETS_MAX) ||
         store_check_len(s->command, JOB_CMD_MAX) ||
         store_check_len(s->cwd, JOB_CWDIR_MAX) ||
         store_check_len(s->created_by, JOB_BY_MAX) ||
@@ -76,13 +78,14 @@ int store_schedule_add(struct store *st, struct store_schedule *s)
     r = store_run(st, "schedule add",
                   "INSERT INTO schedules (id, name, cron, agents, tags,"
                   " command, interpreter, script, cwd, timeout, concurrency,"
-                  " created_by, created_at, last_fire)"
+                  " created_by, created_at, last_fire, groups)"
                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
-                  " $12, $13, $14)",
-                  NULL, "tttttttttiitii", s->id, s->name, s->cron, s->agents,
+                  " $12, $13, $14, $15)",
+                  NULL, "tttttttttiitiit", s->id, s->name, s->cron, s->agents,
                   s->tags, s->command, s->interpreter, s->script, s->cwd,
                   (int64_t)s->timeout, (int64_t)s->concurrency, s->created_by,
-                  s->created_at, s->last_fire);
+                  s->created_at, s->last_fire,
+                  s->groups[0] != '\0' ? s->groups : "[]");
     return store_tx_end(st, r);
 }
 

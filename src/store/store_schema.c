@@ -367,7 +367,8 @@ static const char store_schema_v9[] =
  * marks a lost job whose agent may still hand its result over when it
  * comes back (asked once); push is a file push's parameters (JSON), its
  * bytes stored once per batch in job_payloads. schedules: a job on a
- * cron expression (store/schedules.h).
+ * cron expression (store/schedules.h). client_groups: agents by ID
+ * (static) and by patterns (dynamic), usable as targets.
  */
 static const char store_schema_v10[] =
     "ALTER TABLE jobs ADD COLUMN batch_id TEXT NOT NULL DEFAULT '';"
@@ -399,7 +400,16 @@ static const char store_schema_v10[] =
     " fired BIGINT NOT NULL DEFAULT 0,"
     " missed BIGINT NOT NULL DEFAULT 0,"
     " last_missed_at BIGINT NOT NULL DEFAULT 0,"
-    " last_batch TEXT NOT NULL DEFAULT '');"
+    " last_batch TEXT NOT NULL DEFAULT '',"
+    " groups TEXT NOT NULL DEFAULT '[]');"
+    "CREATE TABLE client_groups ("
+    " id TEXT PRIMARY KEY,"
+    " name TEXT NOT NULL UNIQUE,"
+    " description TEXT NOT NULL DEFAULT '',"
+    " agents TEXT NOT NULL DEFAULT '[]',"
+    " rules TEXT NOT NULL DEFAULT '{}',"
+    " created_by TEXT NOT NULL DEFAULT '',"
+    " created_at BIGINT NOT NULL);"
     "CREATE INDEX jobs_batch ON jobs(batch_id);";
 
 const struct store_migration store_migrations[] = {

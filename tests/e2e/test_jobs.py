@@ -779,3 +779,47 @@ def test_schedule_fires_each_minute_and_reports_missed(agent_server,
     assert name in out
     assert pc.cli("schedule", "delete", name)[0] == 0
     assert call(pc, "GET", "%s/schedules/%s" % (API, name))[0] == 404
+
+
+# ---------------------------------------------------------- client groups
+
+
+def test_client_groups_static_and_dynamic_as_targets(agent_server,
+                                                     make_agent):
+    pc = agent_server
+    u = uniq("cg")
+    web1 = online_agent(pc, make_agent,
+                        conf=ON + ["name = web1-" + u, "tag = prod"])
+    web2 = online_agent(pc, make_agent,
+                        conf=ON + ["name = web2-" + u, "tag = dev"])
+    db = online_agent(pc, make_agent,
+                      conf=ON + ["name = db-" + u, "tag = prod"])
+    rc, _, err = pc.cli("client-group", "add", "web-prod-" + u,
+                        "--match-name", "web*-" + u, "--match-tag", "prod")
+    assert rc == 0, err
+    status, out = call(pc, "POST", API + "/client-groups",
+                       {"name": "db-" + u, "agents": [db.id]})
+    assert status == 201, out
+    status, out = call(pc, "GET", "%s/client-groups/web-prod-%s" % (API, u))
+    assert status == 200 and out["data"]["members"] == [web1.id], out
+    # both groups as targets: the dynamic one's match and the static one
+    rc, out, err = pc.cli("job", "run", "--groups",
+                          "web-prod-%s,db-%s" % (u, u), "--", "true")
+    assert rc == 0, (out, err)
+    assert sorted(l.split(":")[0][4:] for l in out.splitlines()
+                  if l.startswith("=== ")) == sorted([web1.id, db.id]), out
+    assert web2.id not in out
+    status, out = call(pc, "POST", API + "/jobs",
+                       {"groups": ["db-" + u], "command": "true"})
+    assert status == 202 and [j["agent"] for j in out["data"]["jobs"]] == [
+        db.id], out
+    # unknown groups and rules are errors
+    rc, _, err = pc.cli("job", "run", "--groups", "nope-" + u, "--", "true",
+                        check=False)
+    assert rc == 1 and "client group 'nope-%s' not found" % u in err, err
+    status, out = call(pc, "POST", API + "/client-groups",
+                       {"name": "x-" + u, "rules": '{"ip": ["1*"]}'})
+    assert status == 400 and "unknown field" in json.dumps(out), out
+    assert pc.cli("client-group", "delete", "db-" + u)[0] == 0
+    status, _ = call(pc, "GET", "%s/client-groups/db-%s" % (API, u))
+    assert status == 404
