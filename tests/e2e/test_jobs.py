@@ -1,9 +1,13 @@
-"""Commands on one agent (issue 14, first slice): the server asks, the
-agent's own config decides (commands_enabled, command_allow/deny, the
-shell-metacharacter default, command_timeout_max, allow_root), runs the
-command in its own process group with capped output and kills the group at
-the timeout. Driven through POST /api/v1/agents/{id}/commands with a real
-agent and a real server.
+"""Jobs on agents (issue 14): the server asks, the agent's own config
+decides (commands_enabled, command_allow/deny, the shell-metacharacter
+default, command_timeout_max, allow_root, scripts_enabled,
+script_interpreter, file_push_dir), runs the command or script in its own
+process group with capped output, streams it, and kills whatever the job
+started at its end or timeout. Batches on many agents (IDs, tags, client
+groups) with a concurrency limit; results kept by an agent that went away;
+file pushes and the attacks on them; schedules with a fast clock. Real
+agents (one in a network namespace) and a real server, through the REST
+API and the CLI.
 """
 
 import base64
@@ -19,7 +23,8 @@ import time
 
 import pytest
 
-from agentlib import agent_server, make_agent, wait_agent  # noqa: F401
+from agentlib import (agent_server, make_agent, netns, ns_server,  # noqa: F401
+                      wait_agent)
 from pclib import uniq
 
 API = "/api/v1"
@@ -367,7 +372,7 @@ def test_batch_concurrency_limit(agent_server, make_agent):
     for _ in range(3):
         online_agent(pc, make_agent,
                      conf=ON + ["tag = " + tag, "command_allow = .*"])
-    cmd = "date +%s.%N; sleep 1; date +%s.%N"
+    cmd = "date +%s.%N; sleep 0.5; date +%s.%N"
     status, out = call(pc, "POST", API + "/jobs",
                        {"tags": [tag], "command": cmd, "concurrency": 1})
     assert status == 202, out
@@ -823,3 +828,17 @@ def test_client_groups_static_and_dynamic_as_targets(agent_server,
     assert pc.cli("client-group", "delete", "db-" + u)[0] == 0
     status, _ = call(pc, "GET", "%s/client-groups/db-%s" % (API, u))
     assert status == 404
+
+
+# ----------------------------------------------- an agent in a namespace
+
+
+def test_job_on_an_agent_in_a_network_namespace(ns_server, make_agent):
+    pc, ns = ns_server
+    a = make_agent(pc, netns=ns, conf=ON)
+    wait_agent(pc, a.id)
+    # the command runs where the agent runs: inside the namespace
+    rc, out, err = pc.cli("job", "run", a.id, "--", "ip", "-o", "-4", "addr",
+                          "show")
+    assert rc == 0, (out, err)
+    assert ns.ns_ip + "/30" in out and ns.host_ip + "/30" not in out, out
