@@ -25,7 +25,7 @@ import pytest
 
 from agentlib import (agent_server, make_agent, netns, ns_server,  # noqa: F401
                       wait_agent)
-from pclib import uniq
+from pclib import Portcullis, uniq
 
 API = "/api/v1"
 ON = ["commands_enabled = true", "allow_root = true"]
@@ -539,7 +539,7 @@ def wait_job(pc, job_id, cond, timeout=20):
 def test_output_streams_live(agent_server, make_agent):
     pc = agent_server
     a = online_agent(pc, make_agent, conf=SCRIPTS)
-    script = "echo first\necho oops >&2\nsleep 3\necho second\n"
+    script = "echo first\necho oops >&2\nsleep 2\necho second\n"
     status, out = call(pc, "POST", "%s/agents/%s/commands" % (API, a.id),
                        {"interpreter": "sh", "script": script,
                         "wait": False})
@@ -578,7 +578,7 @@ def test_killed_agent_hands_its_result_over_when_back(agent_server,
                      conf=SCRIPTS + ["job_results_dir = %s" % keep])
     status, out = call(pc, "POST", "%s/agents/%s/commands" % (API, a.id),
                        {"interpreter": "sh", "wait": False,
-                        "script": "echo before\nsleep 3\necho after\n",
+                        "script": "echo before\nsleep 2\necho after\n",
                         "timeout": 20})
     assert status == 202, out
     jid = out["data"]["id"]
@@ -586,7 +586,7 @@ def test_killed_agent_hands_its_result_over_when_back(agent_server,
     a.kill()  # mid-job: the runner goes on without it
     j = wait_job(pc, jid, lambda d: d["status"] != "running")
     assert j["status"] == "lost", j
-    time.sleep(3)  # the job ends while the agent is away
+    time.sleep(2.5)  # the job ends while the agent is away
     assert [p.name for p in keep.iterdir()] == [jid]
     a.start()
     wait_agent(pc, a.id)
@@ -723,15 +723,21 @@ def test_file_push_refused_outside_the_accepted_directories(
 # -------------------------------------------------------------- schedules
 
 
-def test_schedule_fires_each_minute_and_reports_missed(agent_server,
+@pytest.fixture
+def fast_clock_server(tmp_path):
+    """A server whose schedule clock runs a minute every 2 s."""
+    p = Portcullis(tmp_path / "pc")
+    p.tune_for_tests()
+    p.set_config("jobs", "schedule_minute_seconds", "2")
+    p.start()
+    p.wait_http()
+    yield p
+    p.stop()
+
+
+def test_schedule_fires_each_minute_and_reports_missed(fast_clock_server,
                                                        make_agent):
-    pc = agent_server
-    # the test clock: one schedule minute every 2 s
-    pc.stop()
-    pc.set_config("jobs", "schedule_minute_seconds", "2")
-    pc.start()
-    pc.wait_http()
-    pc._job_token = None
+    pc = fast_clock_server
     tag = uniq("s")
     a = online_agent(pc, make_agent, conf=ON + ["tag = " + tag])
     name = uniq("every")
@@ -765,7 +771,7 @@ def test_schedule_fires_each_minute_and_reports_missed(agent_server,
     # the server stops for about 4 schedule minutes: reported, not run
     before = len(scheduled())
     pc.stop()
-    time.sleep(7)
+    time.sleep(6)
     pc.start()
     pc.wait_http()
     pc._job_token = None
