@@ -17,6 +17,7 @@ import json
 import os
 import pwd
 import stat
+import struct
 import signal
 import subprocess
 import time
@@ -848,3 +849,89 @@ def test_job_on_an_agent_in_a_network_namespace(ns_server, make_agent):
                           "show")
     assert rc == 0, (out, err)
     assert ns.ns_ip + "/30" in out and ns.host_ip + "/30" not in out, out
+
+
+# ------------------------------------------------------ a hostile agent
+
+
+def frame(kind, payload):
+    return kind + struct.pack(">I", len(payload)) + payload
+
+
+def test_hostile_agent_results_are_refused(agent_server):
+    """An agent of our own (agentproto: paramiko) answers the server's job
+    channels with what the real agent never sends: lengths that lie, an
+    output frame over the limit, bytes after the result, a status it may
+    not claim. Each job ends failed with the reason; the server goes on."""
+    import paramiko
+
+    from agentlib import credential
+    from agentproto import ProtoAgent
+
+    pc = agent_server
+    ok = json.dumps({"status": "ok", "exit_code": 0, "signal": None,
+                     "stdout_len": 5, "stderr_len": 0}).encode()
+    answers = [
+        # forged: claims 5 bytes of stdout, sends 3
+        (frame(b"O", b"abc") + frame(b"R", ok), "lengths differ"),
+        # an output frame larger than any the agent may send
+        (b"O" + struct.pack(">I", 70000) + b"x" * 100,
+         "an output frame of 70000 bytes"),
+        # bytes after the result
+        (frame(b"O", b"hello") + frame(b"R", ok) + b"O",
+         "bytes after the result"),
+        # a status only the server gives
+        (frame(b"R", json.dumps({"status": "lost", "stdout_len": 0,
+                                 "stderr_len": 0}).encode()),
+         "no known status"),
+    ]
+    a = ProtoAgent("ws://127.0.0.1:%d/agent" % pc.http_port)
+    a.login(*credential(pc))
+    pending = list(answers)
+
+    def on_channel_open(t, m):
+        kind = m.get_text()
+        peer = m.get_int()
+        m.get_int()
+        m.get_int()
+        assert kind == "direct-tcpip" and m.get_text() == "job@portcullis"
+        t.channels_seen[77] = True
+        payload = pending.pop(0)[0]
+        for typ, *args in (
+                (paramiko.common.cMSG_CHANNEL_OPEN_SUCCESS, peer, 77,
+                 1 << 30, 32768),):
+            r = paramiko.Message()
+            r.add_byte(typ)
+            for v in args:
+                r.add_int(v)
+            t._send_user_message(r)
+        r = paramiko.Message()
+        r.add_byte(paramiko.common.cMSG_CHANNEL_EXTENDED_DATA)
+        r.add_int(peer)
+        r.add_int(1)
+        r.add_string(b"ok\n")
+        t._send_user_message(r)
+        r = paramiko.Message()
+        r.add_byte(paramiko.common.cMSG_CHANNEL_DATA)
+        r.add_int(peer)
+        r.add_string(payload)
+        t._send_user_message(r)
+        r = paramiko.Message()
+        r.add_byte(paramiko.common.cMSG_CHANNEL_EOF)
+        r.add_int(peer)
+        t._send_user_message(r)
+
+    a.t._handler_table = dict(a.t._handler_table)
+    a.t._handler_table[paramiko.common.MSG_CHANNEL_OPEN] = on_channel_open
+    ident = uniq("evil")
+    try:
+        assert a.announce({"id": ident}) == (0, "")
+        wait_agent(pc, ident)
+        for _, reason in answers:
+            j = run(pc, ident, "true", timeout=5)
+            assert j["status"] == "failed", j
+            assert "the agent's result is malformed" in j["why"], j
+            assert reason in j["why"], (reason, j)
+    finally:
+        a.close()
+    assert pc.proc.poll() is None
