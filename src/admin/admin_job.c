@@ -153,6 +153,7 @@ static int admin_job_fill(const struct admin_ctx *c,
 {
     bool script = q->interpreter != NULL && q->interpreter[0] != '\0';
     int timeout = q->timeout == 0 ? ADMIN_JOB_TIMEOUT_DEFAULT : q->timeout;
+    int concurrency = q->concurrency;
 
     memset(out, 0, sizeof(*out));
     if (q->push != NULL) {
@@ -162,6 +163,10 @@ static int admin_job_fill(const struct admin_ctx *c,
         }
         if ((out->push = admin_job_push_fill(q->push, out, e)) == NULL) {
             return e->code != 0 ? e->code : ERR_INVALID;
+        }
+        /* each running push holds the file in the server's memory */
+        if (q->concurrency == 0 || q->concurrency > ADMIN_JOB_PUSH_PARALLEL) {
+            concurrency = ADMIN_JOB_PUSH_PARALLEL;
         }
     } else if (script) {
         unsigned char md[crypto_hash_sha256_BYTES];
@@ -218,7 +223,7 @@ static int admin_job_fill(const struct admin_ctx *c,
     snprintf(out->started_by, sizeof(out->started_by), "%s",
              c->actor != NULL ? c->actor : "");
     out->timeout = timeout;
-    out->concurrency = q->concurrency;
+    out->concurrency = concurrency;
     out->stop_on_failure = q->stop_on_failure;
     /* only read by store_job_add */
     out->script = script ? (char *)(uintptr_t)q->script : NULL;
@@ -514,6 +519,7 @@ json_t *admin_job_json(const struct store_job *j, bool with_output)
     json_object_set_new(o, "batch",
                         j->batch_id[0] != '\0' ? json_string(j->batch_id)
                                                : json_null());
+    json_object_set_new(o, "concurrency", json_integer(j->concurrency));
     json_object_set_new(o, "cwd", json_string(j->cwd));
     if (j->push != NULL) {
         json_object_set_new(o, "push", json_loads(j->push, 0, NULL));

@@ -18,6 +18,9 @@
 #define ADMIN_JOB_TIMEOUT_MAX 86400
 
 #define ADMIN_JOB_TARGETS_MAX 4096 /* agents of one batch */
+/* a file push runs on at most this many agents at once (each running one
+ * holds a copy of the file in the server's memory) */
+#define ADMIN_JOB_PUSH_PARALLEL 16
 
 typedef void (*admin_job_done_fn)(void *arg, const struct store_job *j);
 

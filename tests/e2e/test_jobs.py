@@ -657,6 +657,7 @@ def test_file_push_lands_with_mode_owner_and_hash(agent_server, make_agent,
         assert j["stdout"] == "wrote %s (%d bytes, sha256 %s, mode 0640)\n" % (
             dest, len(data), digest), j
         assert j["push"]["sha256"] == digest and j["push"]["size"] == len(data)
+        assert j["concurrency"] == 16  # pushes: at most 16 at once
     assert dest.read_bytes() == data
     st = os.stat(dest)
     assert stat.S_IMODE(st.st_mode) == 0o640
