@@ -647,7 +647,8 @@ static int job_show_run(struct cli_ctx *ctx, int argc, char **argv)
 
 static const struct cli_cmd job_run_cmd = {
     .name = "run",
-    .synopsis = "job run [AGENT,...] [--tag T]... [--concurrency N] "
+    .synopsis = "job run [AGENT,...] [--tag T]... [--groups G,...] "
+                "[--concurrency N] "
                 "[--stop-on-failure] [--timeout S] [--cwd DIR] [--follow] "
                 "{-- COMMAND... | --script FILE [--interpreter NAME]}",
     .summary = "Run a command or a script on agents (their own config "
@@ -673,7 +674,8 @@ static const struct cli_cmd job_show_cmd = {
 
 static const struct cli_cmd job_push_cmd = {
     .name = "push",
-    .synopsis = "job push FILE [AGENT,...] [--tag T]... --dest PATH "
+    .synopsis = "job push FILE [AGENT,...] [--tag T]... [--groups G,...] "
+                "--dest PATH "
                 "[--mode OCTAL] [--owner USER] [--group GROUP] [--overwrite] "
                 "[--concurrency N] [--stop-on-failure] [--timeout S]",
     .summary = "Copy a file to agents (into a directory their config "
@@ -919,7 +921,8 @@ static int sched_delete_run(struct cli_ctx *ctx, int argc, char **argv)
 static const struct cli_cmd sched_add_cmd = {
     .name = "add",
     .synopsis = "schedule add NAME --cron 'MIN HOUR DOM MONTH DOW' "
-                "[--agents ID,...] [--tag T]... [--timeout S] [--cwd DIR] "
+                "[--agents ID,...] [--tag T]... [--groups G,...] [--timeout S] "
+                "[--cwd DIR] "
                 "[--concurrency N] {-- COMMAND... | --script FILE "
                 "[--interpreter NAME]}",
     .summary = "Run a command or script on agents at the minutes of a cron "
