@@ -261,6 +261,36 @@ static int conf_set_command_deny(void *obj, const struct config_key *k,
     return conf_set_command_rule(obj, true, v, why, whylen);
 }
 
+static int conf_set_script_interpreter(void *obj, const struct config_key *k,
+                                       const char *v, char *why, size_t whylen)
+{
+    struct agent_conf *c = obj;
+
+    return job_interp_add(&c->jobs, v, why, whylen);
+}
+
+static int conf_set_results_dir(void *obj, const struct config_key *k,
+                                const char *v, char *why, size_t whylen)
+{
+    struct agent_conf *c = obj;
+
+    (void)k;
+    if (v[0] != '\0' && (v[0] != '/' || strlen(v) > JOB_CWD_MAX)) {
+        return conf_fail(why, whylen, "job_results_dir: an absolute path");
+    }
+    snprintf(c->jobs.results_dir, sizeof(c->jobs.results_dir), "%s", v);
+    return ERR_OK;
+}
+
+static int conf_set_push_dir(void *obj, const struct config_key *k,
+                             const char *v, char *why, size_t whylen)
+{
+    struct agent_conf *c = obj;
+
+    (void)k;
+    return job_push_dir_add(&c->jobs, v, why, whylen);
+}
+
 /* The proxy URL may carry a password: the old value is wiped. */
 static int conf_set_proxy(void *obj, const struct config_key *k, const char *v,
                           char *why, size_t whylen)
@@ -307,6 +337,10 @@ static const struct config_key agent_conf_keys[] = {
     AK("keepalive", CK_INT, keepalive, 1, 3600, NULL),
     AK("timeout", CK_INT, timeout, 1, 3600, NULL),
     AK("commands_enabled", CK_BOOL, jobs.enabled, 0, 0, NULL),
+    AK("scripts_enabled", CK_BOOL, jobs.scripts_enabled, 0, 0, NULL),
+    AK("script_interpreter", CK_FN, jobs, 0, 0, conf_set_script_interpreter),
+    AK("job_results_dir", CK_FN, jobs, 0, 0, conf_set_results_dir),
+    AK("file_push_dir", CK_FN, jobs, 0, 0, conf_set_push_dir),
     AK("command_allow", CK_FN, jobs, 0, 0, conf_set_command_allow),
     AK("command_deny", CK_FN, jobs, 0, 0, conf_set_command_deny),
     AK("command_timeout_max", CK_INT, jobs.timeout_max, 1, 86400, NULL),

@@ -19,15 +19,26 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <sodium.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/err.h"
+
+#define JOB_SCRIPT_FD 3 /* the script, as /dev/fd/3 */
 
 extern char **environ;
 
@@ -90,6 +101,144 @@ int job_rules_add(struct job_rules *r, bool deny, const char *pattern,
     return ERR_OK;
 }
 
+static const struct {
+    const char *name, *path;
+} job_interp_defaults[] = {
+    {"sh", "/bin/sh"},
+    {"bash", "/bin/bash"},
+    {"python3", "/usr/bin/python3"},
+    {"pwsh", "/usr/bin/pwsh"},
+    {"powershell", "/usr/bin/pwsh"},
+};
+#define JOB_NDEFAULTS                                                          \
+    (sizeof(job_interp_defaults) / sizeof(job_interp_defaults[0]))
+
+int job_interp_add(struct job_rules *r, const char *v, char *why, size_t whylen)
+{
+    const char *eq = strchr(v, '=');
+    size_t nl = eq != NULL ? (size_t)(eq - v) : strlen(v);
+    const char *path = NULL;
+    struct job_interp *in;
+
+    if (r->ninterp >= JOB_INTERP_MAX) {
+        job_why(why, whylen, "script_interpreter: at most %d", JOB_INTERP_MAX);
+        return ERR_CONFIG;
+    }
+    if (nl == 0 || nl > JOB_INTERP_NAME_MAX ||
+        strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                  "0123456789._-") != nl) {
+        job_why(why, whylen,
+                "script_interpreter: NAME or NAME=/path (NAME: letters, "
+                "digits, '.', '_', '-')");
+        return ERR_CONFIG;
+    }
+    if (eq != NULL) {
+        path = eq + 1;
+        if (path[0] != '/' || strlen(path) > JOB_CWD_MAX) {
+            job_why(why, whylen, "script_interpreter: an absolute path");
+            return ERR_CONFIG;
+        }
+    } else {
+        for (size_t i = 0; i < JOB_NDEFAULTS; i++) {
+            if (strcmp(job_interp_defaults[i].name, v) == 0) {
+                path = job_interp_defaults[i].path;
+            }
+        }
+        if (path == NULL) {
+            job_why(why, whylen,
+                    "script_interpreter: '%s' has no default path; write "
+                    "%s=/path",
+                    v, v);
+            return ERR_CONFIG;
+        }
+    }
+    in = &r->interp[r->ninterp++];
+    snprintf(in->name, sizeof(in->name), "%.*s", (int)nl, v);
+    snprintf(in->path, sizeof(in->path), "%s", path);
+    return ERR_OK;
+}
+
+const char *job_interp_path(const struct job_rules *r, const char *name)
+{
+    if (r->ninterp == 0) {
+        for (size_t i = 0; i < JOB_NDEFAULTS; i++) {
+            if (strcmp(job_interp_defaults[i].name, name) == 0) {
+                return job_interp_defaults[i].path;
+            }
+        }
+        return NULL;
+    }
+    for (size_t i = 0; i < r->ninterp; i++) {
+        if (strcmp(r->interp[i].name, name) == 0) {
+            return r->interp[i].path;
+        }
+    }
+    return NULL;
+}
+
+bool job_path_clean(const char *p)
+{
+    size_t n = strlen(p);
+
+    if (n < 2 || n > JOB_CWD_MAX || p[0] != '/' || p[n - 1] == '/') {
+        return false;
+    }
+    for (const char *c = p; *c != '\0'; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+            return false;
+        }
+    }
+    for (const char *c = p; c != NULL; c = strchr(c + 1, '/')) {
+        const char *e = strchr(c + 1, '/');
+        size_t len = e != NULL ? (size_t)(e - c - 1) : strlen(c + 1);
+        if (len == 0 || (len == 1 && c[1] == '.') ||
+            (len == 2 && c[1] == '.' && c[2] == '.')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int job_push_dir_add(struct job_rules *r, const char *v, char *why,
+                     size_t whylen)
+{
+    char d[JOB_CWD_MAX + 2];
+    size_t n;
+
+    if (r->npush_dirs >= JOB_PUSH_DIRS_MAX) {
+        job_why(why, whylen, "file_push_dir: at most %d", JOB_PUSH_DIRS_MAX);
+        return ERR_CONFIG;
+    }
+    snprintf(d, sizeof(d), "%s", v);
+    n = strlen(d);
+    while (n > 1 && d[n - 1] == '/') {
+        d[--n] = '\0';
+    }
+    if (!job_path_clean(d)) {
+        job_why(why, whylen,
+                "file_push_dir: an absolute path without '.' or '..' parts "
+                "(not /)");
+        return ERR_CONFIG;
+    }
+    snprintf(r->push_dirs[r->npush_dirs++], sizeof(r->push_dirs[0]), "%s", d);
+    return ERR_OK;
+}
+
+/* The accepted directory path lies in (the longest), or NULL. */
+static const char *job_push_dir_of(const struct job_rules *r, const char *path)
+{
+    const char *best = NULL;
+
+    for (size_t i = 0; i < r->npush_dirs; i++) {
+        size_t n = strlen(r->push_dirs[i]);
+        if (strncmp(path, r->push_dirs[i], n) == 0 && path[n] == '/' &&
+            (best == NULL || n > strlen(best))) {
+            best = r->push_dirs[i];
+        }
+    }
+    return best;
+}
+
 /* An allow rule must match the whole command. */
 static bool job_full_match(const regex_t *re, const char *s)
 {
@@ -99,12 +248,91 @@ static bool job_full_match(const regex_t *re, const char *s)
            (size_t)m[0].rm_eo == strlen(s);
 }
 
+/* A script's lines, each checked as a command would be: no deny rule
+ * may match a line; with allow rules, every line that is not empty or a
+ * '#' comment must match one whole. */
+static bool job_check_script(const struct job_rules *r, const char *script,
+                             char *why, size_t whylen)
+{
+    static char line[JOB_SCRIPT_MAX + 1];
+    const char *p = script;
+    int no = 0;
+
+    while (*p != '\0') {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl != NULL ? (size_t)(nl - p) : strlen(p);
+        const char *t;
+        bool allowed = false;
+
+        memcpy(line, p, n);
+        line[n] = '\0';
+        p += n + (nl != NULL ? 1 : 0);
+        no++;
+        for (size_t i = 0; i < r->ndeny; i++) {
+            if (regexec(&r->deny[i].re, line, 0, NULL, 0) == 0) {
+                job_why(why, whylen, "command_deny '%s' matches script line %d",
+                        r->deny[i].pattern, no);
+                return false;
+            }
+        }
+        if (r->nallow == 0) {
+            continue;
+        }
+        t = line + strspn(line, " \t\r");
+        if (*t == '\0' || *t == '#') {
+            continue;
+        }
+        for (size_t i = 0; i < r->nallow && !allowed; i++) {
+            allowed = job_full_match(&r->allow[i].re, line);
+        }
+        if (!allowed) {
+            job_why(why, whylen, "no command_allow rule matches script line %d",
+                    no);
+            return false;
+        }
+    }
+    return true;
+}
+
 bool job_check(const struct job_rules *r, const struct job_request *q,
                uid_t euid, char *why, size_t whylen)
 {
     bool allowed = false;
 
-    if (!r->enabled) {
+    if (q->is_push) {
+        if (r->npush_dirs == 0) {
+            job_why(why, whylen, "no file_push_dir on this agent");
+            return false;
+        }
+        if (euid == 0 && !r->allow_root) {
+            job_why(why, whylen,
+                    "allow_root is off and the agent runs as root");
+            return false;
+        }
+        if (job_push_dir_of(r, q->push.path) == NULL) {
+            job_why(why, whylen, "%.200s is outside every file_push_dir",
+                    q->push.path);
+            return false;
+        }
+        if (q->push.size > JOB_PUSH_SIZE_MAX) {
+            job_why(why, whylen, "the file is larger than %d bytes",
+                    JOB_PUSH_SIZE_MAX);
+            return false;
+        }
+        if ((q->push.owner[0] != '\0' || q->push.group[0] != '\0') &&
+            euid != 0) {
+            job_why(why, whylen,
+                    "owner and group need an agent running as root");
+            return false;
+        }
+        return true;
+    }
+    if (q->interpreter[0] != '\0') {
+        if (!r->scripts_enabled) {
+            job_why(why, whylen, "scripts_enabled is off on this agent");
+            return false;
+        }
+    } else if (!r->enabled) {
         job_why(why, whylen, "commands_enabled is off on this agent");
         return false;
     }
@@ -116,6 +344,15 @@ bool job_check(const struct job_rules *r, const struct job_request *q,
         job_why(why, whylen, "timeout %d s exceeds command_timeout_max %d s",
                 q->timeout, r->timeout_max);
         return false;
+    }
+    if (q->interpreter[0] != '\0') {
+        if (job_interp_path(r, q->interpreter) == NULL) {
+            job_why(why, whylen,
+                    "interpreter '%s' is not permitted (script_interpreter)",
+                    q->interpreter);
+            return false;
+        }
+        return job_check_script(r, q->script, why, whylen);
     }
     for (size_t i = 0; i < r->ndeny; i++) {
         if (regexec(&r->deny[i].re, q->command, 0, NULL, 0) == 0) {
@@ -142,6 +379,90 @@ bool job_check(const struct job_rules *r, const struct job_request *q,
         return false;
     }
     return true;
+}
+
+static bool job_account_ok(const char *s, size_t n)
+{
+    return n == 0 ||
+           (n <= JOB_ACCOUNT_MAX && s[0] != '-' &&
+            strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                      "0123456789._-") == n);
+}
+
+/* {"path": S, "mode": N, "owner": S, "group": S, "overwrite": B,
+ * "sha256": S, "size": N}, every key required, no other. */
+static int job_push_parse(const json_t *o, struct job_push *p, char *why,
+                          size_t whylen)
+{
+    const json_t *v;
+    const char *key;
+    size_t seen = 0;
+
+    if (!json_is_object(o)) {
+        job_why(why, whylen, "push: an object");
+        return ERR_INVALID;
+    }
+    json_object_foreach((json_t *)(uintptr_t)o, key, v)
+    {
+        const char *sv = json_string_value(v);
+        size_t n = json_string_length(v);
+
+        if (strcmp(key, "path") == 0) {
+            if (sv == NULL || n > JOB_CWD_MAX || memchr(sv, '\0', n) ||
+                !job_path_clean(sv)) {
+                job_why(why, whylen,
+                        "push.path: an absolute path without '.', '..' or "
+                        "empty parts");
+                return ERR_INVALID;
+            }
+            memcpy(p->path, sv, n + 1);
+        } else if (strcmp(key, "mode") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                json_integer_value(v) > 01777) {
+                job_why(why, whylen,
+                        "push.mode: 0-01777 (no setuid or setgid)");
+                return ERR_INVALID;
+            }
+            p->mode = (int)json_integer_value(v);
+        } else if (strcmp(key, "owner") == 0 || strcmp(key, "group") == 0) {
+            if (sv == NULL || !job_account_ok(sv, n)) {
+                job_why(why, whylen, "push.%s: a name or number", key);
+                return ERR_INVALID;
+            }
+            memcpy(key[0] == 'o' ? p->owner : p->group, sv, n + 1);
+        } else if (strcmp(key, "overwrite") == 0) {
+            if (!json_is_boolean(v)) {
+                job_why(why, whylen, "push.overwrite: true or false");
+                return ERR_INVALID;
+            }
+            p->overwrite = json_is_true(v);
+        } else if (strcmp(key, "sha256") == 0) {
+            if (sv == NULL || n != 64 || strspn(sv, "0123456789abcdef") != 64) {
+                job_why(why, whylen, "push.sha256: 64 lowercase hex digits");
+                return ERR_INVALID;
+            }
+            memcpy(p->sha256, sv, 65);
+        } else if (strcmp(key, "size") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                json_integer_value(v) > JOB_PUSH_SIZE_MAX) {
+                job_why(why, whylen, "push.size: 0-%d bytes",
+                        JOB_PUSH_SIZE_MAX);
+                return ERR_INVALID;
+            }
+            p->size = (size_t)json_integer_value(v);
+        } else {
+            job_why(why, whylen, "push: unknown key '%.40s'", key);
+            return ERR_INVALID;
+        }
+        seen++;
+    }
+    if (seen != 7) {
+        job_why(why, whylen,
+                "push: path, mode, owner, group, overwrite, sha256 and size, "
+                "each once");
+        return ERR_INVALID;
+    }
+    return ERR_OK;
 }
 
 int job_request_parse(const char *data, size_t len, struct job_request *out,
@@ -174,6 +495,42 @@ int job_request_parse(const char *data, size_t len, struct job_request *out,
                 goto out;
             }
             memcpy(out->command, json_string_value(v), n + 1);
+        } else if (strcmp(key, "id") == 0 || strcmp(key, "fetch") == 0) {
+            const char *in = json_string_value(v);
+            size_t n = json_string_length(v);
+            if (!json_is_string(v) || n == 0 || n > JOB_ID_MAX ||
+                strspn(in, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVW"
+                           "XYZ0123456789-") != n) {
+                job_why(why, whylen, "%s: 1-%d of A-Z a-z 0-9 -", key,
+                        JOB_ID_MAX);
+                goto out;
+            }
+            memcpy(key[0] == 'i' ? out->id : out->fetch, in, n + 1);
+        } else if (strcmp(key, "push") == 0) {
+            if (job_push_parse(v, &out->push, why, whylen) != ERR_OK) {
+                goto out;
+            }
+            out->is_push = true;
+        } else if (strcmp(key, "interpreter") == 0) {
+            const char *in = json_string_value(v);
+            size_t n = json_string_length(v);
+            if (!json_is_string(v) || n == 0 || n > JOB_INTERP_NAME_MAX ||
+                strspn(in, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVW"
+                           "XYZ0123456789._-") != n) {
+                job_why(why, whylen, "interpreter: a name of 1-%d characters",
+                        JOB_INTERP_NAME_MAX);
+                goto out;
+            }
+            memcpy(out->interpreter, in, n + 1);
+        } else if (strcmp(key, "script") == 0) {
+            size_t n = json_string_length(v);
+            if (!json_is_string(v) || n == 0 || n > JOB_SCRIPT_MAX ||
+                memchr(json_string_value(v), '\0', n) != NULL) {
+                job_why(why, whylen, "script: a string of 1-%d bytes",
+                        JOB_SCRIPT_MAX);
+                goto out;
+            }
+            memcpy(out->script, json_string_value(v), n + 1);
         } else if (strcmp(key, "cwd") == 0) {
             size_t n = json_string_length(v);
             if (!json_is_string(v) || n > JOB_CWD_MAX ||
@@ -192,8 +549,30 @@ int job_request_parse(const char *data, size_t len, struct job_request *out,
             out->timeout = (int)json_integer_value(v);
         }
     }
-    if (out->command[0] == '\0') {
-        job_why(why, whylen, "command missing");
+    if (out->is_push) {
+        if (out->command[0] != '\0' || out->script[0] != '\0' ||
+            out->interpreter[0] != '\0' || out->fetch[0] != '\0') {
+            job_why(why, whylen, "a push asks for nothing else");
+            goto out;
+        }
+        rc = ERR_OK;
+        goto out;
+    }
+    if (out->fetch[0] != '\0') {
+        if (out->command[0] != '\0' || out->script[0] != '\0' ||
+            out->interpreter[0] != '\0' || out->id[0] != '\0') {
+            job_why(why, whylen, "a fetch asks for nothing else");
+            goto out;
+        }
+        rc = ERR_OK;
+        goto out;
+    }
+    if ((out->interpreter[0] != '\0') != (out->script[0] != '\0')) {
+        job_why(why, whylen, "a script needs both interpreter and script");
+        goto out;
+    }
+    if ((out->command[0] != '\0') == (out->script[0] != '\0')) {
+        job_why(why, whylen, "a command or a script, one of them");
         goto out;
     }
     rc = ERR_OK;
@@ -204,7 +583,7 @@ out:
 
 /* ---- the runner (its own process from here on) ---- */
 
-static void job_write_all(int fd, const void *p, size_t len)
+static bool job_write_all(int fd, const void *p, size_t len)
 {
     const char *c = p;
 
@@ -214,23 +593,48 @@ static void job_write_all(int fd, const void *p, size_t len)
             continue;
         }
         if (n <= 0) {
-            return;
+            return false;
         }
         c += n;
         len -= (size_t)n;
     }
+    return true;
+}
+
+/* Where the frames go: the socket (while it takes them) and the kept
+ * copy of the result (when there is one). */
+struct job_sink {
+    int sock;
+    bool sock_ok;
+    int keep; /* -1: none */
+};
+
+static void job_frame(struct job_sink *k, char type, const void *p, size_t n)
+{
+    uint8_t h[5] = {(uint8_t)type, (uint8_t)(n >> 24), (uint8_t)(n >> 16),
+                    (uint8_t)(n >> 8), (uint8_t)n};
+
+    if (k->sock_ok && (!job_write_all(k->sock, h, sizeof(h)) ||
+                       !job_write_all(k->sock, p, n))) {
+        k->sock_ok = false; /* the agent went away: the copy remains */
+    }
+    if (k->keep >= 0 && (!job_write_all(k->keep, h, sizeof(h)) ||
+                         !job_write_all(k->keep, p, n))) {
+        close(k->keep);
+        k->keep = -1;
+    }
 }
 
 struct job_out {
-    char *buf;
+    char type; /* 'O' or 'E' */
     size_t len;
     bool truncated;
     bool eof;
 };
 
-static void job_send_result(int fd, const char *status, int code, int sig,
-                            const char *why, struct job_out *o,
-                            struct job_out *e)
+static void job_send_result(struct job_sink *k, const char *status, int code,
+                            int sig, const char *why, const struct job_out *o,
+                            const struct job_out *e)
 {
     json_t *h = json_object();
     char *line;
@@ -249,15 +653,8 @@ static void job_send_result(int fd, const char *status, int code, int sig,
     line = json_dumps(h, JSON_COMPACT);
     json_decref(h);
     if (line != NULL) {
-        job_write_all(fd, line, strlen(line));
-        job_write_all(fd, "\n", 1);
+        job_frame(k, 'R', line, strlen(line));
         free(line);
-    }
-    if (o != NULL) {
-        job_write_all(fd, o->buf, o->len);
-    }
-    if (e != NULL) {
-        job_write_all(fd, e->buf, e->len);
     }
 }
 
@@ -269,10 +666,12 @@ static int64_t job_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void job_read_into(int fd, struct job_out *o)
+/* Output as it comes: a frame per read, up to the cap. */
+static void job_read_into(int fd, struct job_out *o, struct job_sink *k)
 {
     char tmp[65536];
     ssize_t n = read(fd, tmp, sizeof(tmp));
+    size_t room, take;
 
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
         return;
@@ -281,36 +680,393 @@ static void job_read_into(int fd, struct job_out *o)
         o->eof = true;
         return;
     }
-    size_t room = JOB_OUTPUT_CAP - o->len;
-    size_t take = (size_t)n < room ? (size_t)n : room;
-    memcpy(o->buf + o->len, tmp, take);
-    o->len += take;
-    if (take < (size_t)n && !o->truncated) {
+    room = JOB_OUTPUT_CAP - o->len;
+    take = (size_t)n < room ? (size_t)n : room;
+    if (take > 0) {
+        job_frame(k, o->type, tmp, take);
+        o->len += take;
+    }
+    if (take < (size_t)n) {
         o->truncated = true;
     }
 }
 
-static void job_finish_out(struct job_out *o)
+static void job_finish_out(struct job_out *o, struct job_sink *k)
 {
     if (o->truncated) {
-        memcpy(o->buf + o->len, JOB_TRUNC_MARKER, strlen(JOB_TRUNC_MARKER));
+        job_frame(k, o->type, JOB_TRUNC_MARKER, strlen(JOB_TRUNC_MARKER));
         o->len += strlen(JOB_TRUNC_MARKER);
     }
+}
+
+/* After the result: EOF, then the server's "ack\n" (it has recorded the
+ * result) lets the kept copy go. */
+static void job_await_ack(int sock, int dir, const char *name)
+{
+    char buf[8];
+    size_t len = 0;
+    int64_t deadline = job_now_ms() + JOB_ACK_WAIT_MS;
+
+    shutdown(sock, SHUT_WR);
+    while (len < 4) {
+        struct pollfd p = {.fd = sock, .events = POLLIN};
+        int64_t left = deadline - job_now_ms();
+        ssize_t n;
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0) {
+            return;
+        }
+        n = read(sock, buf + len, 4 - len);
+        if (n <= 0) {
+            return;
+        }
+        len += (size_t)n;
+    }
+    if (memcmp(buf, "ack\n", 4) == 0 && dir >= 0 && name[0] != '\0') {
+        unlinkat(dir, name, 0);
+    }
+}
+
+/* Whether a kept copy ends with a whole 'R' frame. */
+static bool job_kept_complete(int fd)
+{
+    uint8_t h[5];
+    off_t at = 0, end = lseek(fd, 0, SEEK_END);
+    char last = 0;
+
+    while (at < end) {
+        uint32_t n;
+        if (pread(fd, h, sizeof(h), at) != (ssize_t)sizeof(h)) {
+            return false;
+        }
+        n = (uint32_t)h[1] << 24 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 8 |
+            h[4];
+        last = (char)h[0];
+        at += (off_t)sizeof(h) + n;
+    }
+    lseek(fd, 0, SEEK_SET);
+    return at == end && last == 'R';
+}
+
+/* A fetch: the kept result of job q->fetch, replayed as it was sent; a
+ * job still running is waited for (its runner holds a lock on the copy)
+ * up to q->timeout. */
+static void job_fetch(const struct job_rules *r, int sock,
+                      const struct job_request *q)
+{
+    struct job_sink k = {.sock = sock, .sock_ok = true, .keep = -1};
+    int dir = -1, fd = -1;
+    int64_t deadline = job_now_ms() + (int64_t)q->timeout * 1000;
+    char buf[65536];
+    ssize_t n;
+
+    if (r->results_dir[0] == '\0' ||
+        (dir = open(r->results_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+        (fd = openat(dir, q->fetch, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+        job_send_result(&k, "unknown", -1, 0, "no result kept", NULL, NULL);
+        goto out;
+    }
+    while (flock(fd, LOCK_SH | LOCK_NB) != 0) {
+        if (job_now_ms() >= deadline) {
+            job_send_result(&k, "unknown", -1, 0, "the job is still running",
+                            NULL, NULL);
+            goto out;
+        }
+        poll(NULL, 0, 100);
+    }
+    if (!job_kept_complete(fd)) {
+        /* its runner died with it (a reboot): nothing to hand over */
+        unlinkat(dir, q->fetch, 0);
+        job_send_result(&k, "unknown", -1, 0, "the kept result is incomplete",
+                        NULL, NULL);
+        goto out;
+    }
+    while ((n = read(fd, buf, sizeof(buf))) > 0) {
+        if (!job_write_all(sock, buf, (size_t)n)) {
+            goto out;
+        }
+    }
+    close(fd);
+    fd = -1;
+    job_await_ack(sock, dir, q->fetch);
+out:
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (dir >= 0) {
+        close(dir);
+    }
+}
+
+/* The script in a sealed memory file, read from offset 0; -1 on error. */
+static int job_script_fd(const char *script)
+{
+    size_t len = strlen(script);
+    int fd = memfd_create("portcullis-script", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+    if (fd < 0) {
+        return -1;
+    }
+    job_write_all(fd, script, len);
+    if (lseek(fd, 0, SEEK_END) != (off_t)len || lseek(fd, 0, SEEK_SET) != 0 ||
+        fcntl(fd, F_ADD_SEALS,
+              F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* The runner is a child subreaper: whatever the job started and left
+ * behind (a daemon that left the process group with setsid) becomes its
+ * child once its parent is gone. Kill them all, until none is left. */
+static void job_sweep(void)
+{
+    char path[64], buf[4096];
+
+    for (int round = 0; round < 100; round++) {
+        bool any = false;
+        int fd;
+        ssize_t n;
+
+        while (waitpid(-1, NULL, WNOHANG) > 0) {
+        }
+        snprintf(path, sizeof(path), "/proc/self/task/%d/children",
+                 (int)getpid());
+        if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+            return;
+        }
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0) {
+            return;
+        }
+        buf[n] = '\0';
+        for (char *p = buf; *p != '\0';) {
+            char *end;
+            long pid = strtol(p, &end, 10);
+            if (end == p) {
+                break;
+            }
+            if (pid > 1) {
+                kill(-(pid_t)pid, SIGKILL);
+                kill((pid_t)pid, SIGKILL);
+                any = true;
+            }
+            p = end;
+        }
+        if (!any) {
+            return;
+        }
+        poll(NULL, 0, 10);
+    }
+}
+
+/* Receives a pushed file into a new file in the directory it goes to,
+ * checks its size and SHA-256, sets owner, group and mode, and moves it
+ * into place (docs/agent.md, "File push"). Every directory below the
+ * accepted one is opened with O_NOFOLLOW from its parent's descriptor,
+ * so neither a symbolic link nor a directory swapped in meanwhile can
+ * lead outside; the file is created with O_EXCL | O_NOFOLLOW under a
+ * temporary name and renamed, which replaces (never follows) whatever
+ * is at the destination, or with overwrite off fails if anything is. */
+static void job_push_run(const struct job_rules *r, int sock,
+                         const struct job_request *q, const char *extra,
+                         size_t extra_len, struct job_sink *k)
+{
+    const struct job_push *p = &q->push;
+    const char *base = job_push_dir_of(r, p->path), *rest, *slash;
+    crypto_hash_sha256_state hs;
+    unsigned char md[crypto_hash_sha256_BYTES];
+    char hex[2 * sizeof(md) + 1], tmp[64], why[512], msg[4400];
+    static char buf[65536];
+    int dfd = -1, fd = -1;
+    size_t got = 0;
+    int64_t deadline = job_now_ms() + (int64_t)q->timeout * 1000;
+    uid_t uid = (uid_t)-1;
+    gid_t gid = (gid_t)-1;
+    struct job_out o = {.type = 'O'};
+
+    why[0] = '\0';
+    if ((dfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        snprintf(why, sizeof(why), "cannot open %.200s: %s", base,
+                 strerror(errno));
+        goto fail;
+    }
+    rest = p->path + strlen(base) + 1;
+    while ((slash = strchr(rest, '/')) != NULL) {
+        char comp[NAME_MAX + 1];
+        size_t n = (size_t)(slash - rest);
+        int nfd;
+        if (n > NAME_MAX) {
+            snprintf(why, sizeof(why), "a path component is too long");
+            goto fail;
+        }
+        memcpy(comp, rest, n);
+        comp[n] = '\0';
+        nfd =
+            openat(dfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (nfd < 0) {
+            snprintf(why, sizeof(why),
+                     "cannot open the directory %.200s%s: %s (symbolic links "
+                     "are not followed)",
+                     comp, "", strerror(errno));
+            goto fail;
+        }
+        close(dfd);
+        dfd = nfd;
+        rest = slash + 1;
+    }
+    if (strlen(rest) > NAME_MAX) {
+        snprintf(why, sizeof(why), "the file name is too long");
+        goto fail;
+    }
+    if (p->owner[0] != '\0') {
+        struct passwd *pw = getpwnam(p->owner);
+        char *end;
+        unsigned long v = strtoul(p->owner, &end, 10);
+        if (pw != NULL) {
+            uid = pw->pw_uid;
+        } else if (*end == '\0') {
+            uid = (uid_t)v;
+        } else {
+            snprintf(why, sizeof(why), "no user %s on this agent", p->owner);
+            goto fail;
+        }
+    }
+    if (p->group[0] != '\0') {
+        struct group *gr = getgrnam(p->group);
+        char *end;
+        unsigned long v = strtoul(p->group, &end, 10);
+        if (gr != NULL) {
+            gid = gr->gr_gid;
+        } else if (*end == '\0') {
+            gid = (gid_t)v;
+        } else {
+            snprintf(why, sizeof(why), "no group %s on this agent", p->group);
+            goto fail;
+        }
+    }
+    {
+        unsigned char rnd[8];
+        char rh[17];
+        randombytes_buf(rnd, sizeof(rnd));
+        sodium_bin2hex(rh, sizeof(rh), rnd, sizeof(rnd));
+        snprintf(tmp, sizeof(tmp), ".portcullis-push-%s", rh);
+    }
+    fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                0600);
+    if (fd < 0) {
+        snprintf(why, sizeof(why), "cannot create a file in %.200s: %s", base,
+                 strerror(errno));
+        goto fail;
+    }
+    crypto_hash_sha256_init(&hs);
+    if (extra_len > p->size) {
+        snprintf(why, sizeof(why), "more bytes than the announced size");
+        goto fail;
+    }
+    if (extra_len > 0) {
+        crypto_hash_sha256_update(&hs, (const unsigned char *)extra, extra_len);
+        if (!job_write_all(fd, extra, extra_len)) {
+            snprintf(why, sizeof(why), "cannot write: %s", strerror(errno));
+            goto fail;
+        }
+        got = extra_len;
+    }
+    while (got < p->size) {
+        struct pollfd pf = {.fd = sock, .events = POLLIN};
+        int64_t left = deadline - job_now_ms();
+        size_t want = p->size - got < sizeof(buf) ? p->size - got : sizeof(buf);
+        ssize_t n;
+        if (left <= 0 || poll(&pf, 1, (int)left) <= 0) {
+            snprintf(why, sizeof(why), "timed out after %zu of %zu bytes", got,
+                     p->size);
+            goto fail;
+        }
+        n = read(sock, buf, want);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            snprintf(why, sizeof(why), "the file ended after %zu of %zu bytes",
+                     got, p->size);
+            goto fail;
+        }
+        crypto_hash_sha256_update(&hs, (const unsigned char *)buf, (size_t)n);
+        if (!job_write_all(fd, buf, (size_t)n)) {
+            snprintf(why, sizeof(why), "cannot write: %s", strerror(errno));
+            goto fail;
+        }
+        got += (size_t)n;
+    }
+    crypto_hash_sha256_final(&hs, md);
+    sodium_bin2hex(hex, sizeof(hex), md, sizeof(md));
+    if (strcmp(hex, p->sha256) != 0) {
+        snprintf(why, sizeof(why),
+                 "SHA-256 mismatch: the file arrived as %s, not %s", hex,
+                 p->sha256);
+        goto fail;
+    }
+    if ((uid != (uid_t)-1 || gid != (gid_t)-1) && fchown(fd, uid, gid) != 0) {
+        snprintf(why, sizeof(why), "cannot set owner/group: %s",
+                 strerror(errno));
+        goto fail;
+    }
+    if (fchmod(fd, (mode_t)p->mode) != 0 || fsync(fd) != 0) {
+        snprintf(why, sizeof(why), "cannot set the mode: %s", strerror(errno));
+        goto fail;
+    }
+    close(fd);
+    fd = -1;
+    if (p->overwrite ? renameat(dfd, tmp, dfd, rest) != 0
+                     : renameat2(dfd, tmp, dfd, rest, RENAME_NOREPLACE) != 0) {
+        snprintf(why, sizeof(why), "%.200s%s", p->path,
+                 errno == EEXIST ? " exists and overwrite is off"
+                                 : ": cannot put the file there");
+        if (errno != EEXIST) {
+            size_t l = strlen(why);
+            snprintf(why + l, sizeof(why) - l, " (%s)", strerror(errno));
+        }
+        unlinkat(dfd, tmp, 0);
+        close(dfd);
+        job_send_result(k, "failed", -1, 0, why, NULL, NULL);
+        return;
+    }
+    close(dfd);
+    snprintf(msg, sizeof(msg), "wrote %s (%zu bytes, sha256 %s, mode %04o)\n",
+             p->path, p->size, hex, (unsigned)p->mode);
+    job_frame(k, 'O', msg, strlen(msg));
+    o.len = strlen(msg);
+    job_send_result(k, "ok", 0, 0, NULL, &o, NULL);
+    return;
+fail:
+    if (fd >= 0) {
+        close(fd);
+        unlinkat(dfd, tmp, 0);
+    }
+    if (dfd >= 0) {
+        close(dfd);
+    }
+    job_send_result(k, "failed", -1, 0, why, NULL, NULL);
 }
 
 static void job_runner(const struct job_rules *r, int fd)
 {
     static char req[JOB_REQUEST_MAX + 1];
-    size_t len = 0;
-    struct job_request q;
+    static struct job_request q;
+    struct job_sink k = {.sock = fd, .sock_ok = true, .keep = -1};
+    size_t len = 0, extra_len = 0;
+    const char *extra = NULL;
+    int sfd = -1, dir = -1;
     char why[256];
     int po[2], pe[2];
     pid_t pid;
     int status = 0;
     bool exited = false, timed_out = false, termed = false;
     int64_t deadline, kill_at = 0;
-    struct job_out o = {0}, e = {0};
+    struct job_out o = {.type = 'O'}, e = {.type = 'E'};
 
+    /* the request: one line (or everything up to EOF) */
     for (;;) {
         ssize_t n = read(fd, req + len, sizeof(req) - 1 - len);
         if (n < 0 && errno == EINTR) {
@@ -320,23 +1076,66 @@ static void job_runner(const struct job_rules *r, int fd)
             break;
         }
         len += (size_t)n;
-        if (len >= sizeof(req) - 1) {
+        if (memchr(req + len - (size_t)n, '\n', (size_t)n) != NULL ||
+            len >= sizeof(req) - 1) {
             break;
         }
     }
+    {
+        char *nl = memchr(req, '\n', len);
+        if (nl != NULL) {
+            extra = nl + 1;
+            extra_len = len - (size_t)(nl + 1 - req);
+            len = (size_t)(nl - req);
+        }
+    }
     if (job_request_parse(req, len, &q, why, sizeof(why)) != ERR_OK) {
-        job_send_result(fd, "refused", -1, 0, why, NULL, NULL);
+        job_send_result(&k, "refused", -1, 0, why, NULL, NULL);
+        shutdown(fd, SHUT_WR);
+        return;
+    }
+    if (q.fetch[0] != '\0') {
+        job_fetch(r, fd, &q);
         return;
     }
     if (!job_check(r, &q, geteuid(), why, sizeof(why))) {
-        job_send_result(fd, "refused", -1, 0, why, NULL, NULL);
+        job_send_result(&k, "refused", -1, 0, why, NULL, NULL);
+        shutdown(fd, SHUT_WR);
         return;
     }
-    o.buf = malloc(JOB_OUTPUT_CAP + sizeof(JOB_TRUNC_MARKER));
-    e.buf = malloc(JOB_OUTPUT_CAP + sizeof(JOB_TRUNC_MARKER));
-    if (o.buf == NULL || e.buf == NULL || pipe2(po, O_CLOEXEC) != 0 ||
-        pipe2(pe, O_CLOEXEC) != 0) {
-        job_send_result(fd, "failed", -1, 0, "out of resources", NULL, NULL);
+    /* the copy kept until the server acknowledges the result; its lock
+     * tells a fetch that the job still runs */
+    if (q.id[0] != '\0' && r->results_dir[0] != '\0') {
+        dir = open(r->results_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        k.keep =
+            dir < 0
+                ? -1
+                : openat(dir, q.id,
+                         O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                         0600);
+        if (k.keep < 0 || flock(k.keep, LOCK_EX) != 0) {
+            snprintf(why, sizeof(why), "cannot keep the result in %.200s: %s",
+                     r->results_dir, strerror(errno));
+            if (k.keep >= 0) {
+                close(k.keep);
+                k.keep = -1;
+            }
+            job_send_result(&k, "failed", -1, 0, why, NULL, NULL);
+            shutdown(fd, SHUT_WR);
+            return;
+        }
+    }
+    if (q.is_push) {
+        job_push_run(r, fd, &q, extra, extra_len, &k);
+        goto done;
+    }
+    if (pipe2(po, O_CLOEXEC) != 0 || pipe2(pe, O_CLOEXEC) != 0) {
+        job_send_result(&k, "failed", -1, 0, "out of resources", NULL, NULL);
+        return;
+    }
+    if (q.interpreter[0] != '\0' && (sfd = job_script_fd(q.script)) < 0) {
+        job_send_result(&k, "failed", -1, 0, "cannot hold the script", NULL,
+                        NULL);
         return;
     }
     /* posix_spawn, not fork: fork runs the atfork handlers of the
@@ -346,14 +1145,42 @@ static void job_runner(const struct job_rules *r, int fd)
         posix_spawn_file_actions_t fa;
         posix_spawnattr_t at;
         sigset_t all, none;
-        char sh[] = "sh", dash_c[] = "-c";
-        char *argv[] = {sh, dash_c, q.command, NULL};
+        char sh[] = "sh", dash_c[] = "-c", dev_script[32];
+        char pw_np[] = "-NoProfile", pw_ni[] = "-NonInteractive",
+             pw_cmd[] = "-Command", pw_stdin[] = "-";
+        char *argv[8] = {sh, dash_c, q.command, NULL};
+        const char *prog = "/bin/sh";
         int rc;
 
         sigfillset(&all);
         sigemptyset(&none);
         posix_spawn_file_actions_init(&fa);
-        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+        if (sfd >= 0) {
+            prog = job_interp_path(r, q.interpreter);
+            argv[0] = q.interpreter;
+            if (strcmp(q.interpreter, "pwsh") == 0 ||
+                strcmp(q.interpreter, "powershell") == 0) {
+                /* PowerShell runs only *.ps1 files: the script is its
+                 * standard input */
+                posix_spawn_file_actions_adddup2(&fa, sfd, 0);
+                argv[1] = pw_np;
+                argv[2] = pw_ni;
+                argv[3] = pw_cmd;
+                argv[4] = pw_stdin;
+                argv[5] = NULL;
+            } else {
+                /* the sealed copy, by its descriptor: nothing on disk */
+                posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY,
+                                                 0);
+                posix_spawn_file_actions_adddup2(&fa, sfd, JOB_SCRIPT_FD);
+                snprintf(dev_script, sizeof(dev_script), "/dev/fd/%d",
+                         JOB_SCRIPT_FD);
+                argv[1] = dev_script;
+                argv[2] = NULL;
+            }
+        } else {
+            posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+        }
         posix_spawn_file_actions_adddup2(&fa, po[1], 1);
         posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
         if (q.cwd[0] != '\0') {
@@ -366,13 +1193,16 @@ static void job_runner(const struct job_rules *r, int fd)
         posix_spawnattr_setpgroup(&at, 0);
         posix_spawnattr_setsigdefault(&at, &all);
         posix_spawnattr_setsigmask(&at, &none);
-        rc = posix_spawn(&pid, "/bin/sh", &fa, &at, argv, environ);
+        rc = posix_spawn(&pid, prog, &fa, &at, argv, environ);
         posix_spawn_file_actions_destroy(&fa);
         posix_spawnattr_destroy(&at);
+        if (sfd >= 0) {
+            close(sfd);
+        }
         if (rc != 0) {
-            snprintf(why, sizeof(why), "cannot start /bin/sh%s%.200s: %s",
+            snprintf(why, sizeof(why), "cannot start %s%s%.200s: %s", prog,
                      q.cwd[0] != '\0' ? " in " : "", q.cwd, strerror(rc));
-            job_send_result(fd, "failed", -1, 0, why, NULL, NULL);
+            job_send_result(&k, "failed", -1, 0, why, NULL, NULL);
             return;
         }
     }
@@ -381,7 +1211,7 @@ static void job_runner(const struct job_rules *r, int fd)
     deadline = job_now_ms() + (int64_t)q.timeout * 1000;
     while (!(exited && o.eof && e.eof)) {
         struct pollfd p[2];
-        int np = 0, wait_ms;
+        int np = 0;
         int64_t now = job_now_ms();
 
         if (!exited && waitpid(pid, &status, WNOHANG) == pid) {
@@ -407,11 +1237,10 @@ static void job_runner(const struct job_rules *r, int fd)
             p[np].fd = pe[0];
             p[np++].events = POLLIN;
         }
-        wait_ms = 100;
-        if (np > 0 && poll(p, (nfds_t)np, wait_ms) > 0) {
+        if (np > 0 && poll(p, (nfds_t)np, 100) > 0) {
             for (int i = 0; i < np; i++) {
                 if (p[i].revents != 0) {
-                    job_read_into(p[i].fd, p[i].fd == po[0] ? &o : &e);
+                    job_read_into(p[i].fd, p[i].fd == po[0] ? &o : &e, &k);
                 }
             }
         } else if (np == 0) {
@@ -422,19 +1251,32 @@ static void job_runner(const struct job_rules *r, int fd)
         waitpid(pid, &status, 0);
     }
     kill(-pid, SIGKILL); /* whatever the command left behind */
-    job_finish_out(&o);
-    job_finish_out(&e);
+    job_sweep();
+    job_finish_out(&o, &k);
+    job_finish_out(&e, &k);
     if (timed_out) {
-        job_send_result(fd, "timeout", -1,
+        job_send_result(&k, "timeout", -1,
                         WIFSIGNALED(status) ? WTERMSIG(status) : 0,
                         "timed out: the process group was killed", &o, &e);
     } else if (WIFEXITED(status)) {
-        job_send_result(fd, WEXITSTATUS(status) == 0 ? "ok" : "failed",
+        job_send_result(&k, WEXITSTATUS(status) == 0 ? "ok" : "failed",
                         WEXITSTATUS(status), 0, NULL, &o, &e);
     } else {
-        job_send_result(fd, "failed", -1,
+        job_send_result(&k, "failed", -1,
                         WIFSIGNALED(status) ? WTERMSIG(status) : 0, NULL, &o,
                         &e);
+    }
+done:
+    if (k.keep >= 0) {
+        /* complete: a fetch may read it from now on */
+        fsync(k.keep);
+        close(k.keep);
+    }
+    if (k.sock_ok) {
+        job_await_ack(fd, dir, q.id);
+    }
+    if (dir >= 0) {
+        close(dir);
     }
 }
 
@@ -473,6 +1315,7 @@ int job_runner_spawn(const struct job_rules *r, int fd)
         }
         signal(SIGPIPE, SIG_IGN);
         signal(SIGCHLD, SIG_DFL);
+        (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
         job_runner(r, keep);
         shutdown(keep, SHUT_WR);
         close(keep);

@@ -4,8 +4,9 @@
  * rules here are checked in the agent, and nothing the server sends can
  * widen them.
  *
- * job_rules: commands_enabled, command_allow / command_deny (POSIX
- * extended regular expressions), command_timeout_max, allow_root.
+ * job_rules: commands_enabled, scripts_enabled, script_interpreter,
+ * command_allow / command_deny (POSIX extended regular expressions),
+ * command_timeout_max, allow_root.
  * job_check() says whether a request may run and, if not, which rule
  * refused it. job_request_parse() parses the server's request (fuzzed).
  * job_runner_spawn() starts a detached runner process that reads the
@@ -26,7 +27,14 @@
 #define JOB_PATTERN_MAX 512
 #define JOB_COMMAND_MAX 8192
 #define JOB_CWD_MAX 4096
-#define JOB_REQUEST_MAX 16384
+#define JOB_PUSH_DIRS_MAX 16
+#define JOB_PUSH_SIZE_MAX (16 * 1024 * 1024)
+#define JOB_ACCOUNT_MAX 32
+#define JOB_INTERP_NAME_MAX 64
+#define JOB_INTERP_MAX 16    /* script_interpreter entries */
+#define JOB_SCRIPT_MAX 65536 /* bytes of a script */
+/* a script's JSON escapes may grow it; the hub sends at most this */
+#define JOB_REQUEST_MAX (3 * JOB_SCRIPT_MAX + 16384)
 #define JOB_OUTPUT_CAP (4 * 1024 * 1024)
 #define JOB_TIMEOUT_MAX_DEFAULT 300
 #define JOB_KILL_GRACE_MS 2000
@@ -39,18 +47,52 @@ struct job_rule {
     char pattern[JOB_PATTERN_MAX + 1];
 };
 
+struct job_interp {
+    char name[JOB_INTERP_NAME_MAX + 1];
+    char path[JOB_CWD_MAX + 1]; /* absolute */
+};
+
 struct job_rules {
-    bool enabled;    /* commands_enabled (default false) */
+    bool enabled;         /* commands_enabled (default false) */
+    bool scripts_enabled; /* scripts_enabled (default false) */
+    /* script_interpreter; none configured: the defaults (job.c) */
+    struct job_interp interp[JOB_INTERP_MAX];
+    size_t ninterp;
     bool allow_root; /* allow_root (default false) */
     int timeout_max; /* command_timeout_max seconds */
     struct job_rule allow[JOB_RULES_MAX];
     size_t nallow;
     struct job_rule deny[JOB_RULES_MAX];
     size_t ndeny;
+    /* job_results_dir: where finished results wait for the server's
+     * ack; "" : not kept */
+    char results_dir[JOB_CWD_MAX + 1];
+    /* file_push_dir: the directories pushed files may land in (and
+     * below); none by default */
+    char push_dirs[JOB_PUSH_DIRS_MAX][JOB_CWD_MAX + 1];
+    size_t npush_dirs;
+};
+
+#define JOB_ID_MAX 64         /* [A-Za-z0-9-], a file name in job_results_dir */
+#define JOB_ACK_WAIT_MS 30000 /* after the result, for the server's ack */
+
+struct job_push {
+    char path[JOB_CWD_MAX + 1]; /* absolute, no "." / ".." / empty parts */
+    int mode;                   /* 0-01777 */
+    char owner[JOB_ACCOUNT_MAX + 1], group[JOB_ACCOUNT_MAX + 1]; /* or "" */
+    bool overwrite;
+    char sha256[64 + 1]; /* lowercase hex */
+    size_t size;
 };
 
 struct job_request {
-    char command[JOB_COMMAND_MAX + 1];
+    char id[JOB_ID_MAX + 1];    /* "" : the server gave none (not kept) */
+    char fetch[JOB_ID_MAX + 1]; /* a fetch: the kept result of this job */
+    char command[JOB_COMMAND_MAX + 1];         /* "" for a script */
+    char interpreter[JOB_INTERP_NAME_MAX + 1]; /* "" for a command */
+    char script[JOB_SCRIPT_MAX + 1];
+    bool is_push; /* a file push: push, and size bytes after the line */
+    struct job_push push;
     char cwd[JOB_CWD_MAX + 1]; /* "" : the runner's directory (/) */
     int timeout;               /* seconds, 1-86400 */
 };
@@ -60,11 +102,27 @@ void job_rules_free(struct job_rules *r);
 /* Adds an allow (deny false) or deny rule. ERR_CONFIG with why. */
 int job_rules_add(struct job_rules *r, bool deny, const char *pattern,
                   char *why, size_t whylen);
+/* Adds a script_interpreter entry: "NAME=/absolute/path", or a NAME of
+ * the defaults (sh, bash, python3, pwsh, powershell). ERR_CONFIG with
+ * why. */
+int job_interp_add(struct job_rules *r, const char *v, char *why,
+                   size_t whylen);
+/* Adds a file_push_dir (an absolute path without "." or ".." parts; a
+ * trailing '/' is dropped). ERR_CONFIG with why. */
+int job_push_dir_add(struct job_rules *r, const char *v, char *why,
+                     size_t whylen);
+/* True if path is absolute without ".", ".." or empty components and
+ * does not end in '/'. */
+bool job_path_clean(const char *path);
+/* The interpreter's path, or NULL if it is not permitted. */
+const char *job_interp_path(const struct job_rules *r, const char *name);
 /* true if the request may run as user euid; else false and why names the
  * rule that refused it. */
 bool job_check(const struct job_rules *r, const struct job_request *q,
                uid_t euid, char *why, size_t whylen);
-/* Parses {"command": S, "cwd": S, "timeout": N} strictly. ERR_OK or
+/* Parses {"id": S, "command": S, "cwd": S, "timeout": N}, {"id": S,
+ * "interpreter": S, "script": S, "cwd": S, "timeout": N} or {"fetch": S,
+ * "timeout": N} strictly (docs/agent-protocol.md §6). ERR_OK or
  * ERR_INVALID with why. Pure; fuzzed. */
 int job_request_parse(const char *data, size_t len, struct job_request *out,
                       char *why, size_t whylen);

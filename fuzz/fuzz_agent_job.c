@@ -40,7 +40,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     n = strlen(q.command);
-    FUZZ_CHECK(n > 0 && n <= JOB_COMMAND_MAX);
+    if (q.is_push) {
+        /* a push runs nothing; its path is clean, its mode safe */
+        FUZZ_CHECK(n == 0 && q.script[0] == '\0' && q.fetch[0] == '\0');
+        FUZZ_CHECK(job_path_clean(q.push.path));
+        FUZZ_CHECK(q.push.mode >= 0 && q.push.mode <= 01777);
+        FUZZ_CHECK(strlen(q.push.sha256) == 64);
+        job_rules_init(&r);
+        FUZZ_CHECK(!job_check(&r, &q, 1000, why, sizeof(why)));
+        FUZZ_CHECK(job_push_dir_add(&r, "/srv/in", why, sizeof(why)) == ERR_OK);
+        if (job_check(&r, &q, 1000, why, sizeof(why))) {
+            FUZZ_CHECK(strncmp(q.push.path, "/srv/in/", 8) == 0);
+        }
+        job_rules_free(&r);
+        return 0;
+    }
+    if (q.fetch[0] != '\0') {
+        /* a fetch runs nothing and asks for nothing else */
+        FUZZ_CHECK(n == 0 && q.script[0] == '\0' && q.interpreter[0] == '\0');
+        FUZZ_CHECK(strspn(q.fetch,
+                          "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN"
+                          "OPQRSTUVWXYZ0123456789-") == strlen(q.fetch));
+        return 0;
+    }
+    FUZZ_CHECK(q.id[0] == '\0' ||
+               strspn(q.id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRS"
+                            "TUVWXYZ0123456789-") == strlen(q.id));
+    /* a command or a script (interpreter and body), never both */
+    FUZZ_CHECK((n > 0 && n <= JOB_COMMAND_MAX) != (q.script[0] != '\0'));
+    FUZZ_CHECK((q.interpreter[0] != '\0') == (q.script[0] != '\0'));
     FUZZ_CHECK(q.cwd[0] == '\0' || q.cwd[0] == '/');
     FUZZ_CHECK(q.timeout >= 1 && q.timeout <= 86400);
     job_rules_init(&r);
@@ -48,9 +76,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     r.enabled = true;
     r.timeout_max = 86400;
     if (job_check(&r, &q, 1000, why, sizeof(why))) {
-        FUZZ_CHECK(strpbrk(q.command, JOB_METACHARS) == NULL);
+        FUZZ_CHECK(n > 0 && strpbrk(q.command, JOB_METACHARS) == NULL);
     }
     FUZZ_CHECK(!job_check(&r, &q, 0, why, sizeof(why)));
+    /* scripts: only with scripts_enabled; every line meets the rules */
+    r.scripts_enabled = true;
+    FUZZ_CHECK(job_rules_add(&r, true, "^rm", why, sizeof(why)) == ERR_OK);
+    FUZZ_CHECK(job_rules_add(&r, false, "echo [a-z]*", why, sizeof(why)) ==
+               ERR_OK);
+    if (q.script[0] != '\0' && job_check(&r, &q, 1000, why, sizeof(why))) {
+        FUZZ_CHECK(job_interp_path(&r, q.interpreter) != NULL);
+        for (const char *p = q.script; *p != '\0';) {
+            FUZZ_CHECK(strncmp(p, "rm", 2) != 0);
+            p = strchr(p, '\n');
+            p = p != NULL ? p + 1 : "";
+        }
+    }
     job_rules_free(&r);
     return 0;
 }

@@ -2,7 +2,10 @@
  * Jobs (admin_job.h).
  */
 #include "admin/admin_job.h"
+#include "admin/admin_client_group.h"
 
+#include <sodium.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +13,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/notify.h"
+#include "common/util.h"
 #include "hub/hub.h"
 #include "store/notices.h"
 
@@ -53,95 +57,405 @@ static void admin_job_result(void *arg, const struct hub_job_result *r)
     free(run);
 }
 
-static int admin_job_new(const struct admin_ctx *c, const char *agent_id,
-                         const char *command, const char *cwd, int timeout,
-                         bool queued, struct store_job *out,
-                         struct admin_err *e)
+static void admin_job_progress(void *arg, const uint8_t *out, size_t out_len,
+                               const uint8_t *err, size_t err_len)
 {
-    char detail[256];
-    int r;
-    if (agent_id == NULL || agent_id[0] == '\0' ||
-        strlen(agent_id) > JOB_AGENT_MAX) {
-        return admin_fail(e, ERR_INVALID, "agent: 1-%d characters",
-                          JOB_AGENT_MAX);
+    struct admin_job_run *run = arg;
+
+    (void)store_job_progress(run->st, run->j->id, out, out_len, err, err_len);
+}
+
+/* A path on the agent: absolute, without ".", ".." or empty components,
+ * not ending in '/'. */
+static bool admin_job_path_ok(const char *p)
+{
+    size_t n = strlen(p);
+
+    if (n < 2 || n > JOB_CWDIR_MAX || p[0] != '/' || p[n - 1] == '/') {
+        return false;
     }
-    if (command == NULL || command[0] == '\0' ||
-        strlen(command) > JOB_CMD_MAX) {
-        return admin_fail(e, ERR_INVALID, "command: 1-%d bytes", JOB_CMD_MAX);
+    for (const char *c = p; *c != '\0'; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+            return false;
+        }
     }
-    if (cwd != NULL && cwd[0] != '\0' &&
-        (cwd[0] != '/' || strlen(cwd) > JOB_CWDIR_MAX)) {
+    for (const char *c = p; c != NULL; c = strchr(c + 1, '/')) {
+        const char *e = strchr(c + 1, '/');
+        size_t len = e != NULL ? (size_t)(e - c - 1) : strlen(c + 1);
+        if (len == 0 || (len == 1 && c[1] == '.') ||
+            (len == 2 && c[1] == '.' && c[2] == '.')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool admin_job_account_ok(const char *s)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+
+    return n == 0 || (n <= 32 && s[0] != '-' &&
+                      strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQR"
+                                "STUVWXYZ0123456789._-") == n);
+}
+
+/* The push's summary (command) and parameters (JSON, heap). */
+static char *admin_job_push_fill(const struct admin_job_push *p,
+                                 struct store_job *out, struct admin_err *e)
+{
+    unsigned char md[crypto_hash_sha256_BYTES];
+    char hex[2 * sizeof(md) + 1];
+    json_t *o;
+    char *txt;
+
+    if (p->dest == NULL || !admin_job_path_ok(p->dest)) {
+        admin_fail(e, ERR_INVALID,
+                   "dest: an absolute path without '.', '..' or empty parts");
+        return NULL;
+    }
+    if (p->mode < 0 || p->mode > 01777) {
+        admin_fail(e, ERR_INVALID,
+                   "mode: 0000-1777 (octal; setuid and setgid are refused)");
+        return NULL;
+    }
+    if (!admin_job_account_ok(p->owner) || !admin_job_account_ok(p->group)) {
+        admin_fail(e, ERR_INVALID,
+                   "owner, group: a name or number (A-Z a-z 0-9 . _ -)");
+        return NULL;
+    }
+    if (p->len > JOB_PUSH_MAX) {
+        admin_fail(e, ERR_INVALID, "the file is larger than %d bytes",
+                   JOB_PUSH_MAX);
+        return NULL;
+    }
+    crypto_hash_sha256(md, p->data != NULL ? p->data : (const uint8_t *)"",
+                       p->len);
+    sodium_bin2hex(hex, sizeof(hex), md, sizeof(md));
+    o = json_pack("{s:s, s:i, s:s, s:s, s:b, s:s, s:I}", "path", p->dest,
+                  "mode", p->mode, "owner", p->owner != NULL ? p->owner : "",
+                  "group", p->group != NULL ? p->group : "", "overwrite",
+                  p->overwrite, "sha256", hex, "size", (json_int_t)p->len);
+    txt = o != NULL ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(o);
+    if (txt == NULL) {
+        admin_fail(e, ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    snprintf(out->command, sizeof(out->command),
+             "[push %.3000s, %zu bytes, sha256 %s, mode %04o%s]", p->dest,
+             p->len, hex, (unsigned)p->mode, p->overwrite ? ", overwrite" : "");
+    return txt;
+}
+
+/* Checks q and fills the job's fields (but agent_id, batch_id). */
+static int admin_job_fill(const struct admin_ctx *c,
+                          const struct admin_job_req *q, struct store_job *out,
+                          struct admin_err *e)
+{
+    bool script = q->interpreter != NULL && q->interpreter[0] != '\0';
+    int timeout = q->timeout == 0 ? ADMIN_JOB_TIMEOUT_DEFAULT : q->timeout;
+    int concurrency = q->concurrency;
+
+    memset(out, 0, sizeof(*out));
+    if (q->push != NULL) {
+        if (script || (q->command != NULL && q->command[0] != '\0')) {
+            return admin_fail(e, ERR_INVALID,
+                              "a file push, a command or a script: one");
+        }
+        if ((out->push = admin_job_push_fill(q->push, out, e)) == NULL) {
+            return e->code != 0 ? e->code : ERR_INVALID;
+        }
+        /* each running push holds the file in the server's memory */
+        if (q->concurrency == 0 || q->concurrency > ADMIN_JOB_PUSH_PARALLEL) {
+            concurrency = ADMIN_JOB_PUSH_PARALLEL;
+        }
+    } else if (script) {
+        unsigned char md[crypto_hash_sha256_BYTES];
+        char hex[2 * sizeof(md) + 1];
+        size_t n = q->script != NULL ? strlen(q->script) : 0;
+
+        if (strlen(q->interpreter) > JOB_INTERP_MAX ||
+            strspn(q->interpreter, "abcdefghijklmnopqrstuvwxyz"
+                                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+                strlen(q->interpreter)) {
+            return admin_fail(e, ERR_INVALID,
+                              "interpreter: a name of 1-%d letters, digits, "
+                              "'.', '_' or '-'",
+                              JOB_INTERP_MAX);
+        }
+        if (n == 0 || n > JOB_SCRIPT_MAX) {
+            return admin_fail(e, ERR_INVALID, "script: 1-%d bytes",
+                              JOB_SCRIPT_MAX);
+        }
+        if (q->command != NULL && q->command[0] != '\0') {
+            return admin_fail(e, ERR_INVALID,
+                              "a command or a script, not both");
+        }
+        crypto_hash_sha256(md, (const unsigned char *)q->script, n);
+        sodium_bin2hex(hex, sizeof(hex), md, sizeof(md));
+        snprintf(out->interpreter, sizeof(out->interpreter), "%s",
+                 q->interpreter);
+        snprintf(out->command, sizeof(out->command),
+                 "[%s script, %zu bytes, sha256 %s]", q->interpreter, n, hex);
+    } else {
+        if (q->command == NULL || q->command[0] == '\0' ||
+            strlen(q->command) > JOB_CMD_MAX) {
+            return admin_fail(e, ERR_INVALID, "command: 1-%d bytes",
+                              JOB_CMD_MAX);
+        }
+        if (q->script != NULL) {
+            return admin_fail(e, ERR_INVALID, "a script needs an interpreter");
+        }
+        snprintf(out->command, sizeof(out->command), "%s", q->command);
+    }
+    if (q->cwd != NULL && q->cwd[0] != '\0' &&
+        (q->cwd[0] != '/' || strlen(q->cwd) > JOB_CWDIR_MAX)) {
         return admin_fail(e, ERR_INVALID, "cwd: an absolute path");
-    }
-    if (timeout == 0) {
-        timeout = ADMIN_JOB_TIMEOUT_DEFAULT;
     }
     if (timeout < 1 || timeout > ADMIN_JOB_TIMEOUT_MAX) {
         return admin_fail(e, ERR_INVALID, "timeout: 1-%d seconds",
                           ADMIN_JOB_TIMEOUT_MAX);
     }
-    memset(out, 0, sizeof(*out));
-    snprintf(out->agent_id, sizeof(out->agent_id), "%s", agent_id);
-    snprintf(out->command, sizeof(out->command), "%s", command);
-    snprintf(out->cwd, sizeof(out->cwd), "%s", cwd != NULL ? cwd : "");
+    if (q->concurrency < 0 || q->concurrency > ADMIN_JOB_TARGETS_MAX) {
+        return admin_fail(e, ERR_INVALID, "concurrency: 0-%d (0: no limit)",
+                          ADMIN_JOB_TARGETS_MAX);
+    }
+    snprintf(out->cwd, sizeof(out->cwd), "%s", q->cwd != NULL ? q->cwd : "");
     snprintf(out->started_by, sizeof(out->started_by), "%s",
              c->actor != NULL ? c->actor : "");
     out->timeout = timeout;
-    if (queued) {
-        snprintf(out->status, sizeof(out->status), "queued");
+    out->concurrency = concurrency;
+    out->stop_on_failure = q->stop_on_failure;
+    /* only read by store_job_add */
+    out->script = script ? (char *)(uintptr_t)q->script : NULL;
+    return ERR_OK;
+}
+
+/* Records *j for agent_id and writes job.run. */
+static int admin_job_record(const struct admin_ctx *c, const char *agent_id,
+                            struct store_job *j, struct admin_err *e)
+{
+    char detail[320];
+    int r;
+
+    if (agent_id == NULL || agent_id[0] == '\0' ||
+        strlen(agent_id) > JOB_AGENT_MAX) {
+        return admin_fail(e, ERR_INVALID, "agent: 1-%d characters",
+                          JOB_AGENT_MAX);
     }
-    if ((r = store_job_add(c->st, out)) != ERR_OK) {
+    snprintf(j->agent_id, sizeof(j->agent_id), "%s", agent_id);
+    if ((r = store_job_add(c->st, j)) != ERR_OK) {
         return admin_fail(e, r, "cannot record the job");
     }
-    snprintf(detail, sizeof(detail), "job %s: %.200s", out->id, command);
+    snprintf(detail, sizeof(detail), "job %s%s%s: %.200s", j->id,
+             j->batch_id[0] != '\0' ? " batch " : "", j->batch_id, j->command);
     (void)admin_audit(c, "job.run", agent_id, detail, NULL);
     return ERR_OK;
 }
 
-int admin_job_queue(const struct admin_ctx *c, const char *agent_id,
-                    const char *command, const char *cwd, int timeout,
-                    struct store_job *out, bool *delivered, struct admin_err *e)
+static bool admin_job_has_tag(const char *tags_json, const char *tag)
 {
+    json_t *a = json_loads(tags_json, 0, NULL);
+    size_t i;
+    json_t *v;
+    bool found = false;
+
+    json_array_foreach(a, i, v)
+    {
+        if (json_is_string(v) && strcmp(json_string_value(v), tag) == 0) {
+            found = true;
+        }
+    }
+    json_decref(a);
+    return found;
+}
+
+/* The target agent IDs, without repeats: a heap array of pointers into
+ * t and agents (kept until the caller frees both). */
+static int admin_job_resolve(const struct admin_ctx *c,
+                             const struct admin_job_targets *t,
+                             struct store_agent **agents, size_t *nagents,
+                             const char ***ids, size_t *n, struct admin_err *e)
+{
+    struct store_client_group *groups = NULL;
+    const char **out;
+    size_t cap = t->nagents, k = 0;
+    int r;
+
+    *agents = NULL;
+    *nagents = 0;
+    *ids = NULL;
+    *n = 0;
+    if (t->ngroups > 0) {
+        if ((groups = calloc(t->ngroups, sizeof(*groups))) == NULL) {
+            return admin_fail(e, ERR_NOMEM, "out of memory");
+        }
+        for (size_t g = 0; g < t->ngroups; g++) {
+            if ((r = store_client_group_get(c->st, t->groups[g], &groups[g])) !=
+                ERR_OK) {
+                free(groups);
+                return admin_fail(e, r,
+                                  r == ERR_NOT_FOUND
+                                      ? "client group '%s' not found"
+                                      : "cannot read client group '%s'",
+                                  t->groups[g]);
+            }
+        }
+    }
+    if (t->ntags > 0 || t->ngroups > 0) {
+        if ((r = store_agent_list(c->st, agents, nagents)) != ERR_OK) {
+            free(groups);
+            return admin_fail(e, r, "cannot list the agents");
+        }
+        cap += *nagents;
+    }
+    if (cap == 0) {
+        free(groups);
+        return admin_fail(e, ERR_INVALID,
+                          t->ngroups > 0 ? "the client groups have no agents"
+                                         : "no target: name agents, tags or "
+                                           "client groups");
+    }
+    if ((out = calloc(cap, sizeof(*out))) == NULL) {
+        free(groups);
+        return admin_fail(e, ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < t->nagents + *nagents; i++) {
+        const char *id;
+        bool dup = false;
+
+        if (i < t->nagents) {
+            id = t->agents[i];
+        } else {
+            const struct store_agent *a = &(*agents)[i - t->nagents];
+            bool match = false;
+            for (size_t g = 0; g < t->ntags && !match; g++) {
+                match = admin_job_has_tag(a->tags, t->tags[g]);
+            }
+            for (size_t g = 0; g < t->ngroups && !match; g++) {
+                match = admin_client_group_has(&groups[g], a);
+            }
+            if (!match) {
+                continue;
+            }
+            id = a->id;
+        }
+        for (size_t d = 0; d < k && !dup; d++) {
+            dup = strcmp(out[d], id) == 0;
+        }
+        if (!dup) {
+            out[k++] = id;
+        }
+    }
+    free(groups);
+    if (k == 0) {
+        free(out);
+        if (t->ngroups > 0) {
+            return admin_fail(e, ERR_NOT_FOUND,
+                              "no agent matches the tags or client groups");
+        }
+        return admin_fail(e, ERR_NOT_FOUND, "no agent has %s%s",
+                          t->ntags == 1 ? "the tag " : "any of the tags",
+                          t->ntags == 1 ? t->tags[0] : "");
+    }
+    if (k > ADMIN_JOB_TARGETS_MAX) {
+        free(out);
+        return admin_fail(e, ERR_INVALID, "at most %d agents in one batch",
+                          ADMIN_JOB_TARGETS_MAX);
+    }
+    *ids = out;
+    *n = k;
+    return ERR_OK;
+}
+
+int admin_job_queue_many(const struct admin_ctx *c,
+                         const struct admin_job_targets *t,
+                         const struct admin_job_req *q, char *batch, size_t *n,
+                         bool *delivered, struct admin_err *e)
+{
+    struct store_agent *agents = NULL;
+    struct store_job *j;
+    const char **ids = NULL;
+    size_t nagents = 0, nids = 0;
     int r;
 
     *delivered = false;
-    if ((r = admin_job_new(c, agent_id, command, cwd, timeout, true, out, e)) !=
+    *n = 0;
+    batch[0] = '\0';
+    if ((j = calloc(1, sizeof(*j))) == NULL) {
+        return admin_fail(e, ERR_NOMEM, "out of memory");
+    }
+    if ((r = admin_job_fill(c, q, j, e)) != ERR_OK) {
+        free(j);
+        return r;
+    }
+    if ((r = admin_job_resolve(c, t, &agents, &nagents, &ids, &nids, e)) !=
         ERR_OK) {
+        free(j->push);
+        free(j);
+        return r;
+    }
+    util_uuid4(batch);
+    if (q->push != NULL &&
+        (r = store_job_payload_add(c->st, batch, q->push->data,
+                                   q->push->len)) != ERR_OK) {
+        free(ids);
+        store_agent_list_free(agents, nagents);
+        free(j->push);
+        free(j);
+        return admin_fail(e, r, "cannot record the file");
+    }
+    for (size_t i = 0; i < nids; i++) {
+        snprintf(j->batch_id, sizeof(j->batch_id), "%s", batch);
+        snprintf(j->status, sizeof(j->status), "queued");
+        j->batch_seq = (int)i;
+        if ((r = admin_job_record(c, ids[i], j, e)) != ERR_OK) {
+            break;
+        }
+        (*n)++;
+    }
+    free(ids);
+    store_agent_list_free(agents, nagents);
+    free(j->push);
+    free(j);
+    if (*n == 0) {
         return r;
     }
     /* the node holding the agent may be another one (store/notices.h) */
     (void)store_notice_publish(c->st, HUB_CHANGE_JOBS);
-    if (c->data_dir == NULL ||
-        notify_tell(c->data_dir, HUB_CHANGE_JOBS, delivered) != ERR_OK ||
-        !*delivered) {
+    if (c->hub != NULL) {
+        *delivered = true;
+        hub_jobs_pickup(c->hub);
+    } else if (c->data_dir == NULL ||
+               notify_tell(c->data_dir, HUB_CHANGE_JOBS, delivered) != ERR_OK ||
+               !*delivered) {
         *delivered = false;
-        snprintf(out->status, sizeof(out->status), "failed");
-        snprintf(out->why, sizeof(out->why), "no server is running");
-        out->exit_code = -1;
-        (void)store_job_finish(c->st, out);
+        (void)store_job_batch_end(c->st, batch, "failed",
+                                  "no server is running");
     }
     return ERR_OK;
 }
 
 int admin_job_run(const struct admin_ctx *c, const char *agent_id,
-                  const char *command, const char *cwd, int timeout,
-                  admin_job_done_fn done, void *arg, struct store_job *out,
-                  struct admin_err *e)
+                  const struct admin_job_req *q, admin_job_done_fn done,
+                  void *arg, struct store_job *out, struct admin_err *e)
 {
     struct admin_job_run *run;
+    struct hub_job_spec spec;
     int r;
 
     if (c->hub == NULL) {
         return admin_fail(e, ERR_INVALID,
                           "jobs run in the server: it is not running");
     }
-    if ((r = admin_job_new(c, agent_id, command, cwd, timeout, false, out,
-                           e)) != ERR_OK) {
+    if (q->push != NULL) {
+        return admin_fail(e, ERR_INVALID, "a file push is a batch");
+    }
+    if ((r = admin_job_fill(c, q, out, e)) != ERR_OK ||
+        (r = admin_job_record(c, agent_id, out, e)) != ERR_OK) {
         return r;
     }
-    if (timeout == 0) {
-        timeout = ADMIN_JOB_TIMEOUT_DEFAULT;
-    }
+    out->script = NULL; /* it was the caller's */
     run = calloc(1, sizeof(*run));
     if (run == NULL || (run->j = malloc(sizeof(*run->j))) == NULL) {
         free(run);
@@ -151,8 +465,15 @@ int admin_job_run(const struct admin_ctx *c, const char *agent_id,
     run->st = c->st;
     run->done = done;
     run->arg = arg;
-    if ((r = hub_job_run(c->hub, agent_id, command, cwd, timeout,
-                         admin_job_result, run)) != ERR_OK) {
+    spec = (struct hub_job_spec){.id = run->j->id,
+                                 .progress = admin_job_progress,
+                                 .command = q->command,
+                                 .interpreter = q->interpreter,
+                                 .script = q->script,
+                                 .cwd = q->cwd,
+                                 .timeout = out->timeout};
+    if ((r = hub_job_run(c->hub, agent_id, &spec, admin_job_result, run)) !=
+        ERR_OK) {
         struct hub_job_result fr = {
             .status = "failed", .exit_code = -1, .why = "cannot start the job"};
         admin_job_result(run, &fr);
@@ -195,7 +516,17 @@ json_t *admin_job_json(const struct store_job *j, bool with_output)
     json_object_set_new(o, "agent", json_string(j->agent_id));
     json_object_set_new(o, "started_by", json_string(j->started_by));
     json_object_set_new(o, "command", admin_json_text(j->command));
+    json_object_set_new(o, "interpreter",
+                        j->interpreter[0] != '\0' ? json_string(j->interpreter)
+                                                  : json_null());
+    json_object_set_new(o, "batch",
+                        j->batch_id[0] != '\0' ? json_string(j->batch_id)
+                                               : json_null());
+    json_object_set_new(o, "concurrency", json_integer(j->concurrency));
     json_object_set_new(o, "cwd", json_string(j->cwd));
+    if (j->push != NULL) {
+        json_object_set_new(o, "push", json_loads(j->push, 0, NULL));
+    }
     json_object_set_new(o, "timeout", json_integer(j->timeout));
     json_object_set_new(o, "status", json_string(j->status));
     json_object_set_new(o, "exit_code",

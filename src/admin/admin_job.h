@@ -17,23 +17,65 @@
 #define ADMIN_JOB_TIMEOUT_DEFAULT 60
 #define ADMIN_JOB_TIMEOUT_MAX 86400
 
+#define ADMIN_JOB_TARGETS_MAX 4096 /* agents of one batch */
+/* a file push runs on at most this many agents at once (each running one
+ * holds a copy of the file in the server's memory) */
+#define ADMIN_JOB_PUSH_PARALLEL 16
+
 typedef void (*admin_job_done_fn)(void *arg, const struct store_job *j);
 
-/* timeout 0: the default. out gets the new job (status running). Needs
- * c->hub (a running server). */
+/* A file to copy onto the agents (admin_job_queue_many only). */
+struct admin_job_push {
+    const char *dest;          /* absolute path on the agent */
+    int mode;                  /* 0-01777 (no setuid/setgid) */
+    const char *owner, *group; /* NULL or "": the agent's user */
+    bool overwrite;
+    const uint8_t *data;
+    size_t len; /* at most JOB_PUSH_MAX */
+};
+
+/* What to run: a command, or a script (interpreter set, its name on the
+ * agent, which must permit it; script the body). */
+struct admin_job_req {
+    const char *command;
+    const char *interpreter;
+    const char *script;
+    const struct admin_job_push *push; /* or a file push */
+    const char *cwd;
+    int timeout; /* 0: the default */
+    /* a batch (admin_job_queue_many) */
+    int concurrency; /* most running at once, 0: no limit */
+    bool stop_on_failure;
+};
+
+/* The agents of a batch: these IDs, every known agent (online or not:
+ * an offline one's job ends "agent offline") with any of these tags, and
+ * the current members of these client groups (admin_client_group.h). */
+struct admin_job_targets {
+    const char *const *agents;
+    size_t nagents;
+    const char *const *tags;
+    size_t ntags;
+    const char *const *groups; /* client groups, by ID or name */
+    size_t ngroups;
+};
+
+/* The API's way for one agent. out gets the new job (status running).
+ * Needs c->hub (a running server). */
 int admin_job_run(const struct admin_ctx *c, const char *agent_id,
-                  const char *command, const char *cwd, int timeout,
-                  admin_job_done_fn done, void *arg, struct store_job *out,
-                  struct admin_err *e);
-/* The CLI's way (it cannot reach the hub): records the job as queued,
- * writes job.run and tells a running server (notify.h, HUB_CHANGE_JOBS),
- * which runs it and records the result. *delivered: a server took the
- * notice; if not, the job is recorded as failed ("no server is
- * running"). */
-int admin_job_queue(const struct admin_ctx *c, const char *agent_id,
-                    const char *command, const char *cwd, int timeout,
-                    struct store_job *out, bool *delivered,
-                    struct admin_err *e);
+                  const struct admin_job_req *q, admin_job_done_fn done,
+                  void *arg, struct store_job *out, struct admin_err *e);
+/* A batch: one job per target agent, recorded as queued under one batch
+ * ID (batch, STORE_ID_MAX + 1 bytes), each with the audit event job.run;
+ * the server starts them within the concurrency limit and records each
+ * result as it arrives. With c->hub (inside the server) they start at
+ * once; else (the CLI) a notice tells a running server (notify.h,
+ * HUB_CHANGE_JOBS). *delivered: they reach a server; if not, they are
+ * recorded as failed ("no server is running"). *n: the jobs recorded. */
+int admin_job_queue_many(const struct admin_ctx *c,
+                         const struct admin_job_targets *t,
+                         const struct admin_job_req *q, char *batch, size_t *n,
+                         bool *delivered, struct admin_err *e);
 /* A job as JSON; with_output adds stdout and stderr (invalid UTF-8
  * bytes shown as U+FFFD). */
 json_t *admin_job_json(const struct store_job *j, bool with_output);

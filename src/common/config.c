@@ -253,6 +253,7 @@ int config_defaults(struct config *cfg, const char *data_dir)
     cfg->agent_max = 20000;
     cfg->node_heartbeat_seconds = 5;
     cfg->node_dead_after_seconds = 30;
+    cfg->jobs_schedule_minute_seconds = 60;
     cfg->tunnel_port_min = 20000;
     cfg->tunnel_port_max = 20999;
     cfg->tunnel_udp_flow_seconds = 60;
@@ -491,6 +492,8 @@ static const struct config_key config_keys[] = {
     CK("node", "name", CK_OPTSTR, node_name, 0, 0),
     CK("node", "heartbeat_seconds", CK_INT, node_heartbeat_seconds, 1, 60),
     CK("node", "dead_after_seconds", CK_INT, node_dead_after_seconds, 3, 3600),
+    CK("jobs", "schedule_minute_seconds", CK_INT, jobs_schedule_minute_seconds,
+       1, 60),
     CK("tunnel", "listen", CK_STR, tunnel_listen, 0, 0),
     CK("tunnel", "port_min", CK_INT, tunnel_port_min, 1, 65535),
     CK("tunnel", "port_max", CK_INT, tunnel_port_max, 1, 65535),

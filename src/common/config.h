@@ -155,6 +155,9 @@ struct config {
     int agent_keepalive_seconds; /* WebSocket ping after this much silence */
     int agent_timeout_seconds;   /* silent this long: the agent is dead */
     int agent_max;               /* agents connected at once */
+    /* schedules: the real seconds one minute of the schedule clock lasts
+     * (60; shorter only for tests) */
+    int jobs_schedule_minute_seconds;
 
     /* this node of a cluster (store/nodes.h, daemon/daemon.c) */
     char *node_name;             /* NULL = the host name */

@@ -40,6 +40,7 @@
 #include <libssh/libssh.h>
 
 #include "auth/jwt.h"
+#include "admin/admin_schedule.h"
 #include "auth/webticket.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -96,6 +97,25 @@ static void daemon_on_retention(struct loop *l, void *arg)
                  d->cfg->record_retention_days);
     }
     (void)loop_add_timer(l, DAEMON_RETENTION_MS, daemon_on_retention, d);
+}
+
+/* Schedules (admin_schedule.h): looked at four times a minute of the
+ * schedule clock (at least every 250 ms). */
+static void daemon_on_schedule(struct loop *l, void *arg)
+{
+    struct daemon *d = arg;
+    struct admin_ctx c;
+    int64_t ms = (int64_t)d->cfg->jobs_schedule_minute_seconds * 250;
+
+    memset(&c, 0, sizeof(c));
+    c.st = d->mon.store;
+    c.cfg = d->cfg;
+    c.hub = d->hub;
+    c.data_dir = d->cfg->data_dir;
+    c.actor = "schedule";
+    c.source = "server";
+    admin_schedule_tick(&c);
+    (void)loop_add_timer(l, ms < 250 ? 250 : ms, daemon_on_schedule, d);
 }
 
 static void daemon_on_signal(struct loop *l, int fd, int events, void *arg)
@@ -363,6 +383,7 @@ int daemon_run(const struct config *cfg)
     }
     log_info("listening on %s port %d", cfg->ssh_listen, cfg->ssh_port);
     (void)loop_add_timer(d.loop, 0, daemon_on_retention, &d);
+    (void)loop_add_timer(d.loop, 0, daemon_on_schedule, &d);
     r = loop_run(d.loop);
     if (r == ERR_OK) {
         r = server_result(d.ssh);

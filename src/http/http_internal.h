@@ -230,6 +230,15 @@ int http_h_healthz(struct http_req *req);
 /* jobs (http_res_jobs.c) */
 int http_h_agents_command(struct http_req *req);
 int http_h_jobs_list(struct http_req *req);
+int http_h_jobs_add(struct http_req *req);
+int http_h_schedules_list(struct http_req *req);
+int http_h_client_groups_list(struct http_req *req);
+int http_h_client_groups_add(struct http_req *req);
+int http_h_client_groups_get(struct http_req *req);
+int http_h_client_groups_delete(struct http_req *req);
+int http_h_schedules_add(struct http_req *req);
+int http_h_schedules_get(struct http_req *req);
+int http_h_schedules_delete(struct http_req *req);
 int http_h_jobs_get(struct http_req *req);
 int http_h_metrics(struct http_req *req);
 int http_h_login(struct http_req *req);

@@ -3,15 +3,21 @@
  * runs a command on an agent through the hub (admin_job_run; the agent's
  * own rules decide); by default the answer waits for the end of the job
  * (http_defer), with "wait": false it is 202 with the job's ID at once.
- * GET /api/v1/jobs and /api/v1/jobs/{id} read the store.
+ * POST /api/v1/jobs runs a command or script on many agents (IDs, tags)
+ * as one batch, 202 at once with its jobs (queued, started within the
+ * concurrency limit). GET /api/v1/jobs and /api/v1/jobs/{id} read the
+ * store.
  */
 #include "http/http_internal.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin/admin_client_group.h"
 #include "admin/admin_job.h"
+#include "admin/admin_schedule.h"
 #include "common/err.h"
 
 struct http_job_wait {
@@ -46,6 +52,7 @@ int http_h_agents_command(struct http_req *req)
 {
     struct http_job_wait *w;
     struct store_job *j;
+    struct admin_job_req q;
     struct admin_ctx ac;
     struct admin_err e;
     int r;
@@ -66,10 +73,13 @@ int http_h_agents_command(struct http_req *req)
     }
     http_admin_ctx(req, &ac);
     w->in_handler = true;
-    r = admin_job_run(&ac, req->params[0], http_body_str(req->body, "command"),
-                      http_body_str(req->body, "cwd"),
-                      (int)http_body_int(req->body, "timeout", 0),
-                      http_job_done, w, j, &e);
+    q = (struct admin_job_req){
+        .command = http_body_str(req->body, "command"),
+        .interpreter = http_body_str(req->body, "interpreter"),
+        .script = http_body_str(req->body, "script"),
+        .cwd = http_body_str(req->body, "cwd"),
+        .timeout = (int)http_body_int(req->body, "timeout", 0)};
+    r = admin_job_run(&ac, req->params[0], &q, http_job_done, w, j, &e);
     w->in_handler = false;
     if (r != ERR_OK) {
         if (w->wait) {
@@ -93,6 +103,113 @@ int http_h_agents_command(struct http_req *req)
         free(w);
     }
     return 0;
+}
+
+/* A JSON list of strings as pointers into it (valid while body lives). */
+static const char **http_job_strings(const json_t *body, const char *name,
+                                     size_t *n)
+{
+    const json_t *a = json_object_get(body, name);
+    const char **out;
+    size_t i;
+
+    json_t *v;
+
+    *n = json_array_size(a);
+    if (*n == 0 || (out = calloc(*n, sizeof(*out))) == NULL) {
+        *n = 0;
+        return NULL;
+    }
+    json_array_foreach(a, i, v)
+    {
+        out[i] = json_string_value(v);
+    }
+    return out;
+}
+
+int http_h_jobs_add(struct http_req *req)
+{
+    struct admin_job_targets t = {0};
+    struct admin_job_push push;
+    uint8_t *file = NULL;
+    size_t file_len = 0;
+    const char **agents, **tags, **groups;
+    struct admin_job_req q;
+    struct admin_ctx ac;
+    struct admin_err e;
+    char batch[STORE_ID_MAX + 1];
+    struct store_job *list = NULL;
+    size_t njobs = 0, n = 0;
+    bool delivered = false;
+    json_t *arr, *d;
+    int r;
+
+    agents = http_job_strings(req->body, "agents", &t.nagents);
+    tags = http_job_strings(req->body, "tags", &t.ntags);
+    groups = http_job_strings(req->body, "groups", &t.ngroups);
+    t.agents = agents;
+    t.tags = tags;
+    t.groups = groups;
+    q = (struct admin_job_req){
+        .command = http_body_str(req->body, "command"),
+        .interpreter = http_body_str(req->body, "interpreter"),
+        .script = http_body_str(req->body, "script"),
+        .cwd = http_body_str(req->body, "cwd"),
+        .timeout = (int)http_body_int(req->body, "timeout", 0),
+        .concurrency = (int)http_body_int(req->body, "concurrency", 0),
+        .stop_on_failure = http_body_bool(req->body, "stop_on_failure", false)};
+    if (http_body_has(req->body, "file_base64") ||
+        http_body_has(req->body, "dest")) {
+        const char *b64 = http_body_str(req->body, "file_base64");
+        size_t blen = b64 != NULL ? strlen(b64) : 0;
+        if (b64 == NULL || http_body_str(req->body, "dest") == NULL) {
+            free(agents);
+            free(tags);
+            free(groups);
+            return http_error(req, 400, "invalid_body", "Invalid body",
+                              "a file push needs file_base64 and dest");
+        }
+        if ((file = malloc(blen / 4 * 3 + 3)) == NULL ||
+            sodium_base642bin(file, blen / 4 * 3 + 3, b64, blen, NULL,
+                              &file_len, NULL,
+                              sodium_base64_VARIANT_ORIGINAL) != 0) {
+            free(file);
+            free(agents);
+            free(tags);
+            free(groups);
+            return http_error(req, 400, "invalid_body", "Invalid body",
+                              "file_base64: not base64");
+        }
+        push = (struct admin_job_push){
+            .dest = http_body_str(req->body, "dest"),
+            .mode = (int)http_body_int(req->body, "mode", 0644),
+            .owner = http_body_str(req->body, "owner"),
+            .group = http_body_str(req->body, "group"),
+            .overwrite = http_body_bool(req->body, "overwrite", false),
+            .data = file,
+            .len = file_len};
+        q.push = &push;
+    }
+    http_admin_ctx(req, &ac);
+    r = admin_job_queue_many(&ac, &t, &q, batch, &njobs, &delivered, &e);
+    free(agents);
+    free(tags);
+    free(groups);
+    free(file);
+    if (r != ERR_OK) {
+        return http_admin_error(req, &e);
+    }
+    snprintf(req->audit_target, sizeof(req->audit_target), "%s", batch);
+    if ((r = store_job_list_batch(req->h->store, batch, &list, &n)) != ERR_OK) {
+        return http_store_error(req, r, "batch", batch);
+    }
+    arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(arr, admin_job_json(&list[i], false));
+    }
+    free(list);
+    d = json_pack("{s:s, s:o}", "batch", batch, "jobs", arr);
+    return http_ok(req, 202, d, NULL);
 }
 
 int http_h_jobs_list(struct http_req *req)
@@ -130,4 +247,204 @@ int http_h_jobs_get(struct http_req *req)
     store_job_free_output(j);
     free(j);
     return 0;
+}
+
+/* --- schedules (admin_schedule.h) --- */
+
+int http_h_schedules_list(struct http_req *req)
+{
+    struct store_schedule *list = NULL;
+    size_t n = 0;
+    json_t *arr;
+    int r;
+
+    if ((r = store_schedule_list(req->h->store, &list, &n)) != ERR_OK) {
+        return http_store_error(req, r, "schedule", "list");
+    }
+    arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(arr, admin_schedule_json(req->h->cfg, &list[i]));
+    }
+    store_schedule_list_free(list, n);
+    return http_list(req, arr);
+}
+
+int http_h_schedules_add(struct http_req *req)
+{
+    struct admin_schedule_req q;
+    struct store_schedule *s = calloc(1, sizeof(*s));
+    const char **agents, **tags, **groups;
+    struct admin_ctx ac;
+    struct admin_err e;
+    int r;
+
+    if (s == NULL) {
+        return http_error(req, 500, "internal", "Internal error",
+                          "out of memory");
+    }
+    memset(&q, 0, sizeof(q));
+    agents = http_job_strings(req->body, "agents", &q.targets.nagents);
+    tags = http_job_strings(req->body, "tags", &q.targets.ntags);
+    groups = http_job_strings(req->body, "groups", &q.targets.ngroups);
+    q.targets.agents = agents;
+    q.targets.tags = tags;
+    q.targets.groups = groups;
+    q.name = http_body_str(req->body, "name");
+    q.cron = http_body_str(req->body, "cron");
+    q.job = (struct admin_job_req){
+        .command = http_body_str(req->body, "command"),
+        .interpreter = http_body_str(req->body, "interpreter"),
+        .script = http_body_str(req->body, "script"),
+        .cwd = http_body_str(req->body, "cwd"),
+        .timeout = (int)http_body_int(req->body, "timeout", 0),
+        .concurrency = (int)http_body_int(req->body, "concurrency", 0)};
+    http_admin_ctx(req, &ac);
+    r = admin_schedule_add(&ac, &q, s, &e);
+    free(agents);
+    free(tags);
+    free(groups);
+    if (r != ERR_OK) {
+        free(s);
+        return http_admin_error(req, &e);
+    }
+    snprintf(req->audit_target, sizeof(req->audit_target), "%s", s->name);
+    http_ok(req, 201, admin_schedule_json(req->h->cfg, s), NULL);
+    free(s);
+    return 0;
+}
+
+int http_h_schedules_get(struct http_req *req)
+{
+    struct store_schedule *s = calloc(1, sizeof(*s));
+    int r;
+
+    if (s == NULL) {
+        return http_error(req, 500, "internal", "Internal error",
+                          "out of memory");
+    }
+    if ((r = store_schedule_get(req->h->store, req->params[0], s)) != ERR_OK) {
+        free(s);
+        return http_store_error(req, r, "schedule", req->params[0]);
+    }
+    http_ok(req, 200, admin_schedule_json(req->h->cfg, s), NULL);
+    store_schedule_release(s);
+    free(s);
+    return 0;
+}
+
+int http_h_schedules_delete(struct http_req *req)
+{
+    struct admin_ctx ac;
+    struct admin_err e;
+
+    http_admin_ctx(req, &ac);
+    if (admin_schedule_delete(&ac, req->params[0], &e) != ERR_OK) {
+        return http_admin_error(req, &e);
+    }
+    snprintf(req->audit_target, sizeof(req->audit_target), "%s",
+             req->params[0]);
+    return http_ok(req, 204, NULL, NULL);
+}
+
+/* --- client groups (admin_client_group.h) --- */
+
+int http_h_client_groups_list(struct http_req *req)
+{
+    struct store_client_group *list = NULL;
+    struct store_agent *agents = NULL;
+    size_t n = 0, na = 0;
+    json_t *arr;
+    int r;
+
+    if ((r = store_client_group_list(req->h->store, &list, &n)) != ERR_OK ||
+        (r = store_agent_list(req->h->store, &agents, &na)) != ERR_OK) {
+        free(list);
+        return http_store_error(req, r, "client group", "list");
+    }
+    arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(arr,
+                              admin_client_group_json(&list[i], agents, na));
+    }
+    free(list);
+    store_agent_list_free(agents, na);
+    return http_list(req, arr);
+}
+
+int http_h_client_groups_add(struct http_req *req)
+{
+    struct admin_client_group_req q;
+    struct store_client_group *g = calloc(1, sizeof(*g));
+    const char **agents;
+    const char *rules_txt = http_body_str(req->body, "rules");
+    json_t *rules = NULL;
+    struct admin_ctx ac;
+    struct admin_err e;
+    int r;
+
+    if (g == NULL) {
+        return http_error(req, 500, "internal", "Internal error",
+                          "out of memory");
+    }
+    if (rules_txt != NULL &&
+        (rules = json_loads(rules_txt, JSON_REJECT_DUPLICATES, NULL)) == NULL) {
+        free(g);
+        return http_error(req, 400, "invalid_body", "Invalid body",
+                          "rules: a JSON object (as a string)");
+    }
+    memset(&q, 0, sizeof(q));
+    agents = http_job_strings(req->body, "agents", &q.nagents);
+    q.agents = agents;
+    q.name = http_body_str(req->body, "name");
+    q.description = http_body_str(req->body, "description");
+    q.rules = rules;
+    http_admin_ctx(req, &ac);
+    r = admin_client_group_add(&ac, &q, g, &e);
+    free(agents);
+    json_decref(rules);
+    if (r != ERR_OK) {
+        free(g);
+        return http_admin_error(req, &e);
+    }
+    snprintf(req->audit_target, sizeof(req->audit_target), "%s", g->name);
+    http_ok(req, 201, admin_client_group_json(g, NULL, 0), NULL);
+    free(g);
+    return 0;
+}
+
+int http_h_client_groups_get(struct http_req *req)
+{
+    struct store_client_group *g = calloc(1, sizeof(*g));
+    struct store_agent *agents = NULL;
+    size_t na = 0;
+    int r;
+
+    if (g == NULL) {
+        return http_error(req, 500, "internal", "Internal error",
+                          "out of memory");
+    }
+    if ((r = store_client_group_get(req->h->store, req->params[0], g)) !=
+            ERR_OK ||
+        (r = store_agent_list(req->h->store, &agents, &na)) != ERR_OK) {
+        free(g);
+        return http_store_error(req, r, "client group", req->params[0]);
+    }
+    http_ok(req, 200, admin_client_group_json(g, agents, na), NULL);
+    store_agent_list_free(agents, na);
+    free(g);
+    return 0;
+}
+
+int http_h_client_groups_delete(struct http_req *req)
+{
+    struct admin_ctx ac;
+    struct admin_err e;
+
+    http_admin_ctx(req, &ac);
+    if (admin_client_group_delete(&ac, req->params[0], &e) != ERR_OK) {
+        return http_admin_error(req, &e);
+    }
+    snprintf(req->audit_target, sizeof(req->audit_target), "%s",
+             req->params[0]);
+    return http_ok(req, 204, NULL, NULL);
 }

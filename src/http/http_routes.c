@@ -26,6 +26,7 @@
 #include <sodium.h>
 
 #include "admin/admin.h"
+#include "admin/admin_job.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -91,10 +92,52 @@ static const struct http_field body_agent_rebind[] = {
     F_END,
 };
 static const struct http_field body_agent_command[] = {
-    {"command", HF_SECRET, true, 1, 8192},
-    {"cwd", HF_STRING, false, 0, 4096},
+    {"command", HF_SECRET, false, 1, JOB_CMD_MAX},
+    {"interpreter", HF_STRING, false, 1, JOB_INTERP_MAX},
+    {"script", HF_SECRET, false, 1, JOB_SCRIPT_MAX},
+    {"cwd", HF_STRING, false, 0, JOB_CWDIR_MAX},
     {"timeout", HF_INT, false, 1, 86400},
     {"wait", HF_BOOL, false, 0, 0},
+    F_END,
+};
+static const struct http_field body_jobs_add[] = {
+    {"agents", HF_STRING_LIST, false, 0, ADMIN_JOB_TARGETS_MAX},
+    {"tags", HF_STRING_LIST, false, 0, 64},
+    {"groups", HF_STRING_LIST, false, 0, 64},
+    {"command", HF_SECRET, false, 1, JOB_CMD_MAX},
+    {"interpreter", HF_STRING, false, 1, JOB_INTERP_MAX},
+    {"script", HF_SECRET, false, 1, JOB_SCRIPT_MAX},
+    {"cwd", HF_STRING, false, 0, JOB_CWDIR_MAX},
+    {"timeout", HF_INT, false, 1, 86400},
+    {"concurrency", HF_INT, false, 0, ADMIN_JOB_TARGETS_MAX},
+    {"stop_on_failure", HF_BOOL, false, 0, 0},
+    {"file_base64", HF_SECRET, false, 0, (JOB_PUSH_MAX + 2) / 3 * 4},
+    {"dest", HF_STRING, false, 1, JOB_CWDIR_MAX},
+    {"mode", HF_INT, false, 0, 01777},
+    {"owner", HF_STRING, false, 0, 32},
+    {"group", HF_STRING, false, 0, 32},
+    {"overwrite", HF_BOOL, false, 0, 0},
+    F_END,
+};
+static const struct http_field body_schedule_add[] = {
+    {"name", HF_STRING, true, 1, 64},
+    {"cron", HF_STRING, true, 1, 255},
+    {"agents", HF_STRING_LIST, false, 0, ADMIN_JOB_TARGETS_MAX},
+    {"tags", HF_STRING_LIST, false, 0, 64},
+    {"groups", HF_STRING_LIST, false, 0, 64},
+    {"command", HF_SECRET, false, 1, JOB_CMD_MAX},
+    {"interpreter", HF_STRING, false, 1, JOB_INTERP_MAX},
+    {"script", HF_SECRET, false, 1, JOB_SCRIPT_MAX},
+    {"cwd", HF_STRING, false, 0, JOB_CWDIR_MAX},
+    {"timeout", HF_INT, false, 1, 86400},
+    {"concurrency", HF_INT, false, 0, ADMIN_JOB_TARGETS_MAX},
+    F_END,
+};
+static const struct http_field body_client_group_add[] = {
+    {"name", HF_STRING, true, 1, 64},
+    {"description", HF_STRING, false, 0, 255},
+    {"agents", HF_STRING_LIST, false, 0, 512},
+    {"rules", HF_SECRET, false, 2, 8192}, /* a JSON object, as text */
     F_END,
 };
 static const struct http_field body_tunnel_add[] = {
@@ -411,8 +454,27 @@ const struct http_route http_routes[] = {
       NULL /* admin: job.run */),
     R(HM_GET, API "/jobs", PERM_ADMIN, SCOPE_ROOT, NULL, true, http_h_jobs_list,
       NULL),
+    R(HM_POST, API "/jobs", PERM_ADMIN, SCOPE_ROOT, body_jobs_add, false,
+      http_h_jobs_add, NULL /* admin: job.run */),
     R(HM_GET, API "/jobs/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
       http_h_jobs_get, NULL),
+    R(HM_GET, API "/client-groups", PERM_ADMIN, SCOPE_ROOT, NULL, true,
+      http_h_client_groups_list, NULL),
+    R(HM_POST, API "/client-groups", PERM_ADMIN, SCOPE_ROOT,
+      body_client_group_add, false, http_h_client_groups_add,
+      NULL /* admin: client_group.add */),
+    R(HM_GET, API "/client-groups/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
+      http_h_client_groups_get, NULL),
+    R(HM_DELETE, API "/client-groups/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
+      http_h_client_groups_delete, NULL /* admin: client_group.delete */),
+    R(HM_GET, API "/schedules", PERM_ADMIN, SCOPE_ROOT, NULL, true,
+      http_h_schedules_list, NULL),
+    R(HM_POST, API "/schedules", PERM_ADMIN, SCOPE_ROOT, body_schedule_add,
+      false, http_h_schedules_add, NULL /* admin: schedule.add */),
+    R(HM_GET, API "/schedules/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
+      http_h_schedules_get, NULL),
+    R(HM_DELETE, API "/schedules/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
+      http_h_schedules_delete, NULL /* admin: schedule.delete */),
     R(HM_GET, API "/tunnels", PERM_CONFIG, SCOPE_ROOT, NULL, true,
       http_h_tunnels_list, NULL),
     R(HM_POST, API "/tunnels", PERM_CONFIG, SCOPE_ROOT, body_tunnel_add, false,

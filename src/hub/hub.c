@@ -696,6 +696,7 @@ static void hub_announce_finish(struct hub_agent *a)
     if (h->presence != NULL) {
         h->presence(h->presence_arg, a->id, true);
     }
+    hub_jobs_recover(h, a->id);
 }
 
 /* --- driving libssh --- */

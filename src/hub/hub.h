@@ -138,10 +138,38 @@ struct hub_job_result {
 /* Called once per hub_job_run() with the result (valid during the call
  * only); possibly before hub_job_run() returns. */
 typedef void (*hub_job_fn)(void *arg, const struct hub_job_result *r);
-/* Asks agent_id to run command (/bin/sh -c on the agent, which decides
- * whether it may) in cwd ("" or NULL: the agent's choice) for at most
- * timeout seconds. ERR_OK when fn will be (or was) called. */
-int hub_job_run(struct hub *h, const char *agent_id, const char *command,
-                const char *cwd, int timeout, hub_job_fn fn, void *arg);
+/* Live output: everything so far (valid during the call only). */
+typedef void (*hub_job_progress_fn)(void *arg, const uint8_t *out,
+                                    size_t out_len, const uint8_t *err,
+                                    size_t err_len);
+/* What a job asks: a command (/bin/sh -c on the agent), or a script
+ * (interpreter set: its name on the agent, script the body); or, with
+ * fetch, the result the agent kept of job id (docs/agent-protocol.md §6:
+ * the answer may be the status "unknown"). */
+struct hub_job_spec {
+    const char *id;          /* the job's ID (the agent files its result so) */
+    const char *command;     /* NULL for a script */
+    const char *interpreter; /* NULL or "" for a command */
+    const char *script;
+    const char *cwd; /* "" or NULL: the agent's choice */
+    int timeout;     /* seconds */
+    bool fetch;
+    /* a file push: its parameters (JSON object text) and bytes, which
+     * hub_job_run takes (freed with free()) */
+    const char *push;
+    uint8_t *data;
+    size_t data_len;
+    hub_job_progress_fn progress; /* NULL: none */
+};
+/* Asks agent_id to run spec (the agent decides whether it may) for at
+ * most spec->timeout seconds. ERR_OK when fn will be (or was) called. */
+int hub_job_run(struct hub *h, const char *agent_id,
+                const struct hub_job_spec *spec, hub_job_fn fn, void *arg);
+/* Starts the jobs the store holds as queued (the CLI's, a batch's next
+ * ones within its concurrency limit). */
+void hub_jobs_pickup(struct hub *h);
+/* Agent id came online: ask it for the results of its jobs that ended
+ * lost (it keeps them until the server acknowledges them). */
+void hub_jobs_recover(struct hub *h, const char *agent_id);
 
 #endif

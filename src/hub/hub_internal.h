@@ -126,6 +126,7 @@ struct hub {
     void *change_arg;
     hub_auth_fn authed;
     void *authed_arg;
+    bool jobs_picking, jobs_again; /* hub_jobs_pickup re-entered */
 };
 
 /* hub_announce.c: parses an announcement (docs/agent-protocol.md §2).
@@ -141,9 +142,6 @@ struct hub_agent *hub_find_online(const struct hub *h, const char *id);
 void hub_agent_close(struct hub_agent *a, const char *why, int64_t ms);
 /* Recomputes which loop events fd_ssh needs (after libssh was used). */
 void hub_agent_watch(struct hub_agent *a);
-
-/* hub_job.c: runs the jobs the store holds as queued (the CLI's). */
-void hub_jobs_pickup(struct hub *h);
 
 /* hub_stream.c */
 void hub_streams_service(struct hub_agent *a);

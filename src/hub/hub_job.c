@@ -1,14 +1,18 @@
 /*
- * Jobs (hub.h, docs/agent-protocol.md §6): a command sent to an agent on
- * a direct-tcpip channel to the reserved host "job@portcullis". The hub's
- * stream machinery carries it: the request is written into one end of a
- * socketpair before the stream opens (it is small), the other end goes to
- * hub_connect(), and the result is read from ours until EOF.
+ * Jobs (hub.h, docs/agent-protocol.md §6): a command or script sent to an
+ * agent on a direct-tcpip channel to the reserved host "job@portcullis".
+ * The hub's stream machinery carries it: the request line is written into
+ * one end of a socketpair before the stream opens (it fits the socket
+ * buffer), the other end goes to hub_connect(). The agent answers with
+ * frames (job_msg.h): output as it arrives, then the result. Once the
+ * result is recorded the hub writes "ack\n" and EOF, and the agent drops
+ * the copy it kept.
  */
 #include "hub/hub_internal.h"
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,118 +21,197 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/util.h"
+#include "hub/job_msg.h"
 #include "store/jobs.h"
 
 #define HUB_JOB_DEST "job@portcullis"
-#define HUB_JOB_OUT_CAP (4 * 1024 * 1024 + 128) /* cap + marker */
-#define HUB_JOB_RESULT_MAX (2 * HUB_JOB_OUT_CAP + 4096)
-#define HUB_JOB_GRACE_MS 30000 /* past the timeout, for the result */
+#define HUB_JOB_GRACE_MS 30000  /* past the timeout, for the result */
+#define HUB_JOB_PROGRESS_MS 250 /* live output: at most this often */
+
+struct hub_job_buf {
+    uint8_t *p;
+    size_t len, cap;
+};
 
 struct hub_job {
     struct hub *h;
     struct loop *loop;
     int fd;
-    uint64_t timer;
-    char *buf;
-    size_t len, cap;
+    uint64_t timer, progress_timer;
+    bool fetch;
+    struct job_msg msg;
+    struct hub_job_buf out, err;
+    bool dirty; /* output since the last progress call */
+    /* what is still to send after the request line (a pushed file) */
+    uint8_t *send;
+    size_t send_len, send_off;
     hub_job_fn fn;
+    hub_job_progress_fn progress;
     void *arg;
 };
 
-static void hub_job_end(struct hub_job *j, const struct hub_job_result *r)
+static void hub_job_end(struct hub_job *j, const struct hub_job_result *r,
+                        bool ack)
 {
-    if (j->fd >= 0) {
-        loop_del_fd(j->loop, j->fd);
-        close(j->fd);
-    }
     if (j->timer != 0) {
         loop_del_timer(j->loop, j->timer);
     }
+    if (j->progress_timer != 0) {
+        loop_del_timer(j->loop, j->progress_timer);
+    }
+    if (j->fd >= 0) {
+        loop_del_fd(j->loop, j->fd);
+    }
     j->fn(j->arg, r);
-    free(j->buf);
+    if (j->fd >= 0) {
+        /* recorded: the agent may drop its copy */
+        if (ack && write(j->fd, "ack\n", 4) != 4) {
+            log_debug("job: the ack did not go out");
+        }
+        close(j->fd);
+    }
+    free(j->out.p);
+    free(j->err.p);
+    free(j->send);
     free(j);
 }
 
 static void hub_job_fail(struct hub_job *j, const char *status, const char *why)
 {
-    struct hub_job_result r = {.status = status, .exit_code = -1, .why = why};
+    struct hub_job_result r = {.status = status,
+                               .exit_code = -1,
+                               .why = why,
+                               .out = j->out.p,
+                               .out_len = j->out.len,
+                               .err = j->err.p,
+                               .err_len = j->err.len};
 
-    hub_job_end(j, &r);
+    hub_job_end(j, &r, false);
 }
 
-/* The agent's answer: a JSON header line, then stdout and stderr bytes. */
-static void hub_job_parse(struct hub_job *j)
+static void hub_job_chunk(void *arg, int stream, const uint8_t *p, size_t n)
+{
+    struct hub_job *j = arg;
+    struct hub_job_buf *b = stream == 1 ? &j->out : &j->err;
+
+    /* job_msg caps each stream at JOB_MSG_OUT_MAX */
+    if (b->len + n > b->cap) {
+        size_t ncap = b->cap ? b->cap : 65536;
+        uint8_t *nb;
+        while (ncap < b->len + n) {
+            ncap *= 2;
+        }
+        if (ncap > JOB_MSG_OUT_MAX) {
+            ncap = JOB_MSG_OUT_MAX;
+        }
+        if ((nb = realloc(b->p, ncap)) == NULL) {
+            return; /* dropped; the lengths will disagree */
+        }
+        b->p = nb;
+        b->cap = ncap;
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+    j->dirty = true;
+}
+
+static void hub_job_progress(struct loop *l, void *arg)
+{
+    struct hub_job *j = arg;
+
+    (void)l;
+    j->progress_timer = 0;
+    if (j->dirty && j->progress != NULL) {
+        j->dirty = false;
+        j->progress(j->arg, j->out.p, j->out.len, j->err.p, j->err.len);
+    }
+}
+
+/* At EOF from the agent. */
+static void hub_job_finish(struct hub_job *j)
 {
     struct hub_job_result r = {.exit_code = -1};
-    char *nl = memchr(j->buf, '\n', j->len);
-    json_t *h, *v;
-    json_error_t je;
-    const char *st;
-    json_int_t ol, el;
-    size_t hl;
+    char why[160];
 
-    if (nl == NULL) {
+    if (!j->msg.done && j->msg.head_len == 0 && j->msg.need == 0 &&
+        j->msg.out_len == 0 && j->msg.err_len == 0) {
         hub_job_fail(j, "lost", "the agent sent no result");
         return;
     }
-    hl = (size_t)(nl - j->buf);
-    h = json_loadb(j->buf, hl, JSON_REJECT_DUPLICATES, &je);
-    st = h != NULL ? json_string_value(json_object_get(h, "status")) : NULL;
-    ol = h != NULL ? json_integer_value(json_object_get(h, "stdout_len")) : -1;
-    el = h != NULL ? json_integer_value(json_object_get(h, "stderr_len")) : -1;
-    if (st == NULL ||
-        (strcmp(st, "ok") != 0 && strcmp(st, "failed") != 0 &&
-         strcmp(st, "timeout") != 0 && strcmp(st, "refused") != 0) ||
-        ol < 0 || el < 0 || ol > HUB_JOB_OUT_CAP || el > HUB_JOB_OUT_CAP ||
-        (size_t)(ol + el) != j->len - hl - 1) {
-        json_decref(h);
-        hub_job_fail(j, "failed", "the agent's result is malformed");
+    if (job_msg_end(&j->msg, j->fetch, why, sizeof(why)) != ERR_OK ||
+        j->out.len != j->msg.out_len || j->err.len != j->msg.err_len) {
+        char full[200];
+        snprintf(full, sizeof(full), "the agent's result is malformed: %s",
+                 j->msg.done ? why : "it ended before the result");
+        hub_job_fail(j, j->msg.done ? "failed" : "lost", full);
         return;
     }
-    r.status = st;
-    v = json_object_get(h, "exit_code");
-    r.exit_code = json_is_integer(v) ? (int)json_integer_value(v) : -1;
-    v = json_object_get(h, "signal");
-    r.signal = json_is_integer(v) ? (int)json_integer_value(v) : 0;
-    r.why = json_string_value(json_object_get(h, "why"));
-    r.out = (const uint8_t *)nl + 1;
-    r.out_len = (size_t)ol;
-    r.err = (const uint8_t *)nl + 1 + ol;
-    r.err_len = (size_t)el;
-    hub_job_end(j, &r);
-    json_decref(h);
+    r.status = j->msg.status;
+    r.exit_code = j->msg.exit_code;
+    r.signal = j->msg.signal;
+    r.why = j->msg.why[0] != '\0' ? j->msg.why : NULL;
+    r.out = j->out.p;
+    r.out_len = j->out.len;
+    r.err = j->err.p;
+    r.err_len = j->err.len;
+    hub_job_end(j, &r, true);
+}
+
+/* Sends what is left of a pushed file, as the socket takes it. */
+static void hub_job_send(struct hub_job *j)
+{
+    while (j->send_off < j->send_len) {
+        ssize_t n =
+            write(j->fd, j->send + j->send_off, j->send_len - j->send_off);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return; /* EAGAIN: LOOP_WRITE brings us back */
+        }
+        j->send_off += (size_t)n;
+    }
+    free(j->send);
+    j->send = NULL;
+    j->send_len = j->send_off = 0;
+    (void)loop_mod_fd(j->loop, j->fd, LOOP_READ);
 }
 
 static void hub_job_read(struct loop *l, int fd, int events, void *arg)
 {
     struct hub_job *j = arg;
+    uint8_t buf[65536];
+    char why[160];
 
     (void)l;
-    (void)events;
+    if ((events & LOOP_WRITE) != 0 && j->send != NULL) {
+        hub_job_send(j);
+    }
+    if ((events & LOOP_READ) == 0) {
+        return;
+    }
     for (;;) {
-        ssize_t n;
-        if (j->len == j->cap) {
-            size_t ncap = j->cap ? j->cap * 2 : 65536;
-            char *nb;
-            if (ncap > HUB_JOB_RESULT_MAX) {
-                ncap = HUB_JOB_RESULT_MAX;
-            }
-            if (ncap == j->cap || (nb = realloc(j->buf, ncap)) == NULL) {
-                hub_job_fail(j, "failed", "the agent's result is too large");
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n > 0) {
+            if (job_msg_feed(&j->msg, buf, (size_t)n, hub_job_chunk, j, why,
+                             sizeof(why)) != ERR_OK) {
+                char full[200];
+                snprintf(full, sizeof(full),
+                         "the agent's result is malformed: %s", why);
+                hub_job_fail(j, "failed", full);
                 return;
             }
-            j->buf = nb;
-            j->cap = ncap;
-        }
-        n = read(fd, j->buf + j->len, j->cap - j->len);
-        if (n > 0) {
-            j->len += (size_t)n;
+            if (j->dirty && j->progress != NULL && j->progress_timer == 0) {
+                j->progress_timer = loop_add_timer(j->loop, HUB_JOB_PROGRESS_MS,
+                                                   hub_job_progress, j);
+            }
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
             return;
         }
-        hub_job_parse(j);
+        hub_job_finish(j);
         return;
     }
 }
@@ -158,13 +241,15 @@ static void hub_job_connected(void *arg, bool ok, const char *why)
         hub_job_fail(j, st, why);
         return;
     }
-    if (loop_add_fd(j->loop, j->fd, LOOP_READ, hub_job_read, j) != ERR_OK) {
+    if (loop_add_fd(j->loop, j->fd,
+                    LOOP_READ | (j->send != NULL ? LOOP_WRITE : 0),
+                    hub_job_read, j) != ERR_OK) {
         hub_job_fail(j, "failed", "cannot watch the job");
     }
 }
 
-int hub_job_run(struct hub *h, const char *agent_id, const char *command,
-                const char *cwd, int timeout, hub_job_fn fn, void *arg)
+int hub_job_run(struct hub *h, const char *agent_id,
+                const struct hub_job_spec *spec, hub_job_fn fn, void *arg)
 {
     struct hub_job *j;
     json_t *req;
@@ -173,54 +258,83 @@ int hub_job_run(struct hub *h, const char *agent_id, const char *command,
     size_t len;
 
     if ((j = calloc(1, sizeof(*j))) == NULL) {
+        free(spec->data);
         return ERR_NOMEM;
     }
     j->h = h;
     j->loop = h->loop;
     j->fn = fn;
+    j->send = spec->data;
+    j->send_len = spec->data_len;
+    j->progress = spec->progress;
     j->arg = arg;
     j->fd = -1;
-    req = json_pack("{s:s, s:s, s:i}", "command", command, "cwd",
-                    cwd != NULL ? cwd : "", "timeout", timeout);
+    j->fetch = spec->fetch;
+    job_msg_init(&j->msg);
+    if (spec->fetch) {
+        req = json_pack("{s:s, s:i}", "fetch", spec->id, "timeout",
+                        spec->timeout);
+    } else if (spec->push != NULL) {
+        req = json_pack(
+            "{s:s, s:o, s:i}", "id", spec->id != NULL ? spec->id : "", "push",
+            json_loads(spec->push, 0, NULL), "timeout", spec->timeout);
+    } else if (spec->interpreter != NULL && spec->interpreter[0] != '\0') {
+        req = json_pack(
+            "{s:s, s:s, s:s, s:s, s:i}", "id", spec->id != NULL ? spec->id : "",
+            "interpreter", spec->interpreter, "script",
+            spec->script != NULL ? spec->script : "", "cwd",
+            spec->cwd != NULL ? spec->cwd : "", "timeout", spec->timeout);
+    } else {
+        req = json_pack(
+            "{s:s, s:s, s:s, s:i}", "id", spec->id != NULL ? spec->id : "",
+            "command", spec->command != NULL ? spec->command : "", "cwd",
+            spec->cwd != NULL ? spec->cwd : "", "timeout", spec->timeout);
+    }
     txt = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
     json_decref(req);
     if (txt == NULL ||
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
                    sv) != 0) {
         free(txt);
+        free(j->send);
         free(j);
         return ERR_NOMEM;
     }
+    /* one line: compact JSON holds no raw newline */
     len = strlen(txt);
+    txt[len++] = '\n';
     if (write(sv[0], txt, len) != (ssize_t)len) {
         free(txt);
         close(sv[0]);
         close(sv[1]);
+        free(j->send);
         free(j);
         return ERR_IO;
     }
     free(txt);
-    shutdown(sv[0], SHUT_WR);
     j->fd = sv[0];
-    j->timer =
-        loop_add_timer(h->loop, (int64_t)timeout * 1000 + HUB_JOB_GRACE_MS,
-                       hub_job_timeout, j);
+    j->timer = loop_add_timer(h->loop,
+                              (int64_t)spec->timeout * 1000 + HUB_JOB_GRACE_MS,
+                              hub_job_timeout, j);
     /* on failure hub_connect has called hub_job_connected (j is gone) */
     (void)hub_connect(h, agent_id, HUB_TCP, HUB_JOB_DEST, 1, "portcullis", 0,
                       sv[1], hub_job_connected, j);
     return ERR_OK;
 }
 
-/* --- queued jobs (the CLI's `job run`: the store and a notice) --- */
+/* --- queued jobs (the CLI's `job run`, batches: the store and a notice) */
 
 struct hub_job_queued {
-    struct store *st;
+    struct hub *h;
     char id[STORE_ID_MAX + 1];
+    char batch[STORE_ID_MAX + 1];
+    bool stop_on_failure;
 };
 
 static void hub_job_queued_done(void *arg, const struct hub_job_result *r)
 {
     struct hub_job_queued *q = arg;
+    struct store *st = q->h->store;
     struct store_job *j = calloc(1, sizeof(*j));
 
     if (j != NULL) {
@@ -239,10 +353,20 @@ static void hub_job_queued_done(void *arg, const struct hub_job_result *r)
         memcpy(&j->err, &r->err, sizeof(j->err));
         j->out_len = r->out_len;
         j->err_len = r->err_len;
-        if (store_job_finish(q->st, j) != ERR_OK) {
+        if (store_job_finish(st, j) != ERR_OK) {
             log_error("job %s: cannot record its result", q->id);
         }
         free(j);
+    }
+    if (q->batch[0] != '\0') {
+        if (q->stop_on_failure && strcmp(r->status, "ok") != 0 &&
+            store_job_batch_end(st, q->batch, "skipped",
+                                "an earlier job of the batch did not "
+                                "end ok") != ERR_OK) {
+            log_error("batch %s: cannot skip its queued jobs", q->batch);
+        }
+        /* the batch's next job may start now */
+        hub_jobs_pickup(q->h);
     }
     free(q);
 }
@@ -262,37 +386,222 @@ static bool hub_agent_elsewhere(struct hub *h, const char *agent_id)
     return r;
 }
 
-void hub_jobs_pickup(struct hub *h)
+static void hub_job_queued_progress(void *arg, const uint8_t *out,
+                                    size_t out_len, const uint8_t *err,
+                                    size_t err_len)
 {
-    struct store_job *list = NULL;
-    size_t n = 0;
+    struct hub_job_queued *q = arg;
+
+    (void)store_job_progress(q->h->store, q->id, out, out_len, err, err_len);
+}
+
+/* How many of a batch run now, counted once per pickup. */
+struct hub_batch_tally {
+    char id[STORE_ID_MAX + 1];
+    int64_t running;
+};
+
+static void hub_jobs_pickup_once(struct hub *h)
+{
+    struct store_job *list = NULL, *j;
+    struct hub_batch_tally *tally = NULL;
+    size_t n = 0, nt = 0;
 
     if (store_job_list_queued(h->store, &list, &n) != ERR_OK) {
         log_warn("hub: cannot read the queued jobs");
         return;
     }
+    if ((j = calloc(1, sizeof(*j))) == NULL ||
+        (n > 0 && (tally = calloc(n, sizeof(*tally))) == NULL)) {
+        free(j);
+        free(list);
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
+        struct hub_batch_tally *t = NULL;
         struct hub_job_queued *q;
+        struct hub_job_spec spec;
+        uint8_t *data;
+        size_t data_len;
 
         /* on a cluster, the node holding the agent runs its jobs */
         if (!hub_agent_online(h, list[i].agent_id) &&
             hub_agent_elsewhere(h, list[i].agent_id)) {
             continue;
         }
-        if (store_job_claim(h->store, list[i].id) != ERR_OK ||
-            (q = calloc(1, sizeof(*q))) == NULL) {
+        if (list[i].batch_id[0] != '\0' && list[i].concurrency > 0) {
+            for (size_t k = 0; k < nt; k++) {
+                if (strcmp(tally[k].id, list[i].batch_id) == 0) {
+                    t = &tally[k];
+                }
+            }
+            if (t == NULL) {
+                t = &tally[nt++];
+                snprintf(t->id, sizeof(t->id), "%s", list[i].batch_id);
+                if (store_job_batch_running(h->store, t->id, &t->running) !=
+                    ERR_OK) {
+                    t->running = INT64_MAX;
+                }
+            }
+            if (t->running >= list[i].concurrency) {
+                continue;
+            }
+        }
+        if (store_job_claim(h->store, list[i].id) != ERR_OK) {
             continue;
         }
-        q->st = h->store;
+        if (t != NULL) {
+            t->running++;
+        }
+        if ((q = calloc(1, sizeof(*q))) == NULL) {
+            continue;
+        }
+        q->h = h;
         snprintf(q->id, sizeof(q->id), "%s", list[i].id);
+        snprintf(q->batch, sizeof(q->batch), "%s", list[i].batch_id);
+        q->stop_on_failure = list[i].stop_on_failure;
+        if (store_job_get(h->store, list[i].id, j) != ERR_OK) {
+            struct hub_job_result fr = {.status = "failed",
+                                        .exit_code = -1,
+                                        .why = "cannot read the job"};
+            hub_job_queued_done(q, &fr);
+            continue;
+        }
         log_info("job %s: running '%.200s' on agent %s for %s", q->id,
-                 list[i].command, list[i].agent_id, list[i].started_by);
-        if (hub_job_run(h, list[i].agent_id, list[i].command, list[i].cwd,
-                        list[i].timeout, hub_job_queued_done, q) != ERR_OK) {
+                 j->command, j->agent_id, j->started_by);
+        data = NULL;
+        data_len = 0;
+        if (j->push != NULL &&
+            store_job_payload_get(h->store, j->batch_id, &data, &data_len) !=
+                ERR_OK) {
+            struct hub_job_result fr = {.status = "failed",
+                                        .exit_code = -1,
+                                        .why = "cannot read the file to push"};
+            hub_job_queued_done(q, &fr);
+            store_job_free_output(j);
+            continue;
+        }
+        spec = (struct hub_job_spec){.id = j->id,
+                                     .push = j->push,
+                                     .data = data,
+                                     .data_len = data_len,
+                                     .progress = hub_job_queued_progress,
+                                     .command = j->command,
+                                     .interpreter = j->interpreter,
+                                     .script = j->script,
+                                     .cwd = j->cwd,
+                                     .timeout = j->timeout};
+        if (hub_job_run(h, j->agent_id, &spec, hub_job_queued_done, q) !=
+            ERR_OK) {
             struct hub_job_result fr = {.status = "failed",
                                         .exit_code = -1,
                                         .why = "cannot start the job"};
             hub_job_queued_done(q, &fr);
+        }
+        store_job_free_output(j);
+    }
+    free(tally);
+    free(j);
+    free(list);
+}
+
+void hub_jobs_pickup(struct hub *h)
+{
+    /* a job that ends at once (agent offline) picks up again from inside
+     * the loop below: note it and go round once more instead */
+    if (h->jobs_picking) {
+        h->jobs_again = true;
+        return;
+    }
+    h->jobs_picking = true;
+    do {
+        h->jobs_again = false;
+        hub_jobs_pickup_once(h);
+    } while (h->jobs_again);
+    h->jobs_picking = false;
+}
+
+/* --- results kept by an agent that went away (fetch) --- */
+
+struct hub_job_fetch {
+    struct hub *h;
+    struct store_job *j; /* without output */
+};
+
+static void hub_job_fetched(void *arg, const struct hub_job_result *r)
+{
+    struct hub_job_fetch *f = arg;
+    struct store_job *j = f->j;
+
+    if (strcmp(r->status, "unknown") == 0 || strcmp(r->status, "lost") == 0 ||
+        strcmp(r->status, "agent offline") == 0) {
+        char why[JOB_WHY_MAX + 1];
+        snprintf(why, sizeof(why), "%.180s; the agent kept no result", j->why);
+        (void)store_job_unrecoverable(f->h->store, j->id, why);
+        log_info("job %s: agent %s kept no result", j->id, j->agent_id);
+    } else {
+        snprintf(j->status, sizeof(j->status), "%s", r->status);
+        j->exit_code = r->exit_code;
+        j->signal = r->signal;
+        snprintf(j->why, sizeof(j->why), "%s", r->why != NULL ? r->why : "");
+        for (char *p = j->why; *p != '\0'; p++) {
+            if ((unsigned char)*p < 0x20) {
+                *p = ' ';
+            }
+        }
+        memcpy(&j->out, &r->out, sizeof(j->out));
+        memcpy(&j->err, &r->err, sizeof(j->err));
+        j->out_len = r->out_len;
+        j->err_len = r->err_len;
+        if (store_job_finish(f->h->store, j) != ERR_OK) {
+            log_error("job %s: cannot record its recovered result", j->id);
+        } else {
+            log_info("job %s: agent %s handed over its result (%s)", j->id,
+                     j->agent_id, j->status);
+        }
+    }
+    free(j);
+    free(f);
+}
+
+void hub_jobs_recover(struct hub *h, const char *agent_id)
+{
+    struct store_job *list = NULL;
+    size_t n = 0;
+
+    if (store_job_list_recoverable(h->store, agent_id, &list, &n) != ERR_OK) {
+        log_warn("hub: cannot read agent %s's lost jobs", agent_id);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct hub_job_fetch *f;
+        struct hub_job_spec spec;
+        int64_t left;
+
+        /* asked once: an agent that has nothing is not asked again */
+        if (store_job_unrecoverable(h->store, list[i].id, NULL) != ERR_OK ||
+            (f = calloc(1, sizeof(*f))) == NULL) {
+            continue;
+        }
+        if ((f->j = malloc(sizeof(*f->j))) == NULL) {
+            free(f);
+            continue;
+        }
+        *f->j = list[i];
+        f->h = h;
+        /* a job still running waits for its end, at most its timeout */
+        left = list[i].started_at + list[i].timeout - util_now() + 5;
+        spec = (struct hub_job_spec){.id = list[i].id,
+                                     .fetch = true,
+                                     .timeout = left < 1 ? 1
+                                                : left > list[i].timeout + 5
+                                                    ? list[i].timeout + 5
+                                                    : (int)left};
+        log_info("job %s: asking agent %s for its result", list[i].id,
+                 agent_id);
+        if (hub_job_run(h, agent_id, &spec, hub_job_fetched, f) != ERR_OK) {
+            free(f->j);
+            free(f);
         }
     }
     free(list);

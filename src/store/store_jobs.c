@@ -14,7 +14,8 @@
 
 #define JOB_SELECT                                                             \
     "SELECT id, started_by, agent_id, command, cwd, timeout, status,"          \
-    " exit_code, signal, why, started_at, finished_at FROM jobs"
+    " exit_code, signal, why, started_at, finished_at, batch_id,"              \
+    " concurrency, stop_on_failure, interpreter, batch_seq FROM jobs"
 
 static int job_fill(struct db_stmt *s, void *item)
 {
@@ -32,6 +33,11 @@ static int job_fill(struct db_stmt *s, void *item)
     store_col_text(s, 9, j->why, sizeof(j->why));
     j->started_at = db_col_int64(s, 10);
     j->finished_at = db_col_int64(s, 11);
+    store_col_text(s, 12, j->batch_id, sizeof(j->batch_id));
+    j->concurrency = db_col_int(s, 13);
+    j->stop_on_failure = db_col_int(s, 14) != 0;
+    store_col_text(s, 15, j->interpreter, sizeof(j->interpreter));
+    j->batch_seq = db_col_int(s, 16);
     return ERR_OK;
 }
 
@@ -42,7 +48,12 @@ int store_job_add(struct store *st, struct store_job *j)
     if (j == NULL || store_check_text(j->agent_id, JOB_AGENT_MAX, true) ||
         store_check_len(j->command, JOB_CMD_MAX) || j->command[0] == '\0' ||
         store_check_len(j->cwd, JOB_CWDIR_MAX) ||
-        store_check_len(j->started_by, JOB_BY_MAX)) {
+        store_check_len(j->started_by, JOB_BY_MAX) ||
+        store_check_len(j->batch_id, STORE_ID_MAX) ||
+        store_check_text(j->interpreter, JOB_INTERP_MAX, false) ||
+        (j->interpreter[0] != '\0') != (j->script != NULL) ||
+        (j->script != NULL && strlen(j->script) > JOB_SCRIPT_MAX) ||
+        (j->push != NULL && strlen(j->push) > JOB_PUSH_JSON_MAX)) {
         return ERR_INVALID;
     }
     util_uuid4(j->id);
@@ -56,11 +67,16 @@ int store_job_add(struct store *st, struct store_job *j)
     }
     r = store_run(st, "job add",
                   "INSERT INTO jobs (id, started_by, agent_id, command, cwd,"
-                  " timeout, status, started_at, node)"
-                  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                  NULL, "tttttitit", j->id, j->started_by, j->agent_id,
+                  " timeout, status, started_at, batch_id, concurrency,"
+                  " stop_on_failure, interpreter, script, batch_seq, push,"
+                  " node)"
+                  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
+                  " $12, $13, $14, $15, $16)",
+                  NULL, "tttttititiittitt", j->id, j->started_by, j->agent_id,
                   j->command, j->cwd, (int64_t)j->timeout, j->status,
-                  j->started_at,
+                  j->started_at, j->batch_id, (int64_t)j->concurrency,
+                  (int64_t)(j->stop_on_failure ? 1 : 0), j->interpreter,
+                  j->script, (int64_t)j->batch_seq, j->push,
                   strcmp(j->status, "running") == 0 ? st->node : "");
     return store_tx_end(st, r);
 }
@@ -70,9 +86,11 @@ int store_job_finish(struct store *st, const struct store_job *j)
     return store_update_one(
         st, "job finish",
         "UPDATE jobs SET status = $1, exit_code = $2, signal = $3, why = $4,"
-        " finished_at = $5, stdout = $6, stderr = $7 WHERE id = $8",
-        "tiitibbt", j->status, (int64_t)j->exit_code, (int64_t)j->signal,
-        j->why, util_now(), j->out, j->out_len, j->err, j->err_len, j->id);
+        " finished_at = $5, stdout = $6, stderr = $7, recoverable = $8"
+        " WHERE id = $9",
+        "tiitibbit", j->status, (int64_t)j->exit_code, (int64_t)j->signal,
+        j->why, util_now(), j->out, j->out_len, j->err, j->err_len,
+        (int64_t)(strcmp(j->status, "lost") == 0 ? 1 : 0), j->id);
 }
 
 static int job_fill_out(struct db_stmt *s, void *item)
@@ -81,10 +99,18 @@ static int job_fill_out(struct db_stmt *s, void *item)
     int r;
 
     job_fill(s, j);
-    if ((r = store_col_blob_heap(s, 12, &j->out, &j->out_len)) != ERR_OK) {
+    if ((r = store_col_blob_heap(s, 17, &j->out, &j->out_len)) != ERR_OK ||
+        (r = store_col_blob_heap(s, 18, &j->err, &j->err_len)) != ERR_OK) {
         return r;
     }
-    return store_col_blob_heap(s, 13, &j->err, &j->err_len);
+    if (!db_col_null(s, 19) &&
+        (r = store_col_str_heap(s, 19, &j->script)) != ERR_OK) {
+        return r;
+    }
+    if (!db_col_null(s, 20)) {
+        return store_col_str_heap(s, 20, &j->push);
+    }
+    return ERR_OK;
 }
 
 int store_job_get(struct store *st, const char *id, struct store_job *out)
@@ -98,8 +124,9 @@ int store_job_get(struct store *st, const char *id, struct store_job *out)
     return store_get_one(st, "job get",
                          "SELECT id, started_by, agent_id, command, cwd,"
                          " timeout, status, exit_code, signal, why,"
-                         " started_at, finished_at, stdout, stderr FROM jobs"
-                         " WHERE id = $1",
+                         " started_at, finished_at, batch_id, concurrency,"
+                         " stop_on_failure, interpreter, batch_seq, stdout,"
+                         " stderr, script, push FROM jobs WHERE id = $1",
                          key, job_fill_out, out);
 }
 
@@ -107,6 +134,9 @@ void store_job_free_output(struct store_job *j)
 {
     free(j->out);
     free(j->err);
+    free(j->script);
+    free(j->push);
+    j->script = j->push = NULL;
     j->out = j->err = NULL;
     j->out_len = j->err_len = 0;
 }
@@ -136,9 +166,27 @@ int store_job_list_queued(struct store *st, struct store_job **list, size_t *n)
     *n = 0;
     r = store_list_query(st, "job queued",
                          JOB_SELECT " WHERE status = 'queued'"
-                                    " ORDER BY started_at, id LIMIT 256",
+                                    " ORDER BY started_at, batch_seq, id"
+                                    " LIMIT 256",
                          sizeof(struct store_job), job_fill, NULL, &items, n,
                          "");
+    *list = items;
+    return r;
+}
+
+int store_job_list_batch(struct store *st, const char *batch,
+                         struct store_job **list, size_t *n)
+{
+    void *items = NULL;
+    int r;
+
+    *list = NULL;
+    *n = 0;
+    r = store_list_query(st, "job batch",
+                         JOB_SELECT " WHERE batch_id = $1"
+                                    " ORDER BY batch_seq, id",
+                         sizeof(struct store_job), job_fill, NULL, &items, n,
+                         "t", batch);
     *list = items;
     return r;
 }
@@ -151,6 +199,118 @@ int store_job_claim(struct store *st, const char *id)
                             "tt", st->node, id);
 }
 
+int store_job_batch_running(struct store *st, const char *batch, int64_t *n)
+{
+    int r;
+
+    *n = 0;
+    if ((r = store_tx_begin(st, false)) != ERR_OK) {
+        return r;
+    }
+    r = store_query(st, "job batch running",
+                    "SELECT COUNT(*) FROM jobs WHERE batch_id = $1"
+                    " AND status = 'running'",
+                    store_int_row, n, NULL, "t", batch);
+    return store_tx_end(st, r);
+}
+
+int store_job_batch_end(struct store *st, const char *batch, const char *status,
+                        const char *why)
+{
+    int r;
+
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+        return r;
+    }
+    r = store_run(st, "job batch skip",
+                  "UPDATE jobs SET status = $1, finished_at = $2,"
+                  " why = $3 WHERE batch_id = $4 AND status = 'queued'",
+                  NULL, "titt", status, util_now(), why, batch);
+    return store_tx_end(st, r);
+}
+
+int store_job_payload_add(struct store *st, const char *batch,
+                          const uint8_t *data, size_t len)
+{
+    int r;
+
+    if (len > JOB_PUSH_MAX) {
+        return ERR_INVALID;
+    }
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+        return r;
+    }
+    r = store_run(st, "job payload add",
+                  "INSERT INTO job_payloads (batch_id, data) VALUES ($1, $2)",
+                  NULL, "tb", batch, data, len);
+    return store_tx_end(st, r);
+}
+
+struct job_payload {
+    uint8_t *data;
+    size_t len;
+};
+
+static int job_payload_fill(struct db_stmt *s, void *item)
+{
+    struct job_payload *p = item;
+
+    return store_col_blob_heap(s, 0, &p->data, &p->len);
+}
+
+int store_job_payload_get(struct store *st, const char *batch, uint8_t **data,
+                          size_t *len)
+{
+    struct job_payload p = {0};
+    int r = store_get_one(st, "job payload get",
+                          "SELECT data FROM job_payloads WHERE batch_id = $1",
+                          batch, job_payload_fill, &p);
+
+    *data = p.data;
+    *len = p.len;
+    return r;
+}
+
+int store_job_progress(struct store *st, const char *id, const uint8_t *out,
+                       size_t out_len, const uint8_t *err, size_t err_len)
+{
+    return store_update_one(st, "job progress",
+                            "UPDATE jobs SET stdout = $1, stderr = $2"
+                            " WHERE id = $3 AND status = 'running'",
+                            "bbt", out, out_len, err, err_len, id);
+}
+
+int store_job_list_recoverable(struct store *st, const char *agent,
+                               struct store_job **list, size_t *n)
+{
+    void *items = NULL;
+    int r;
+
+    *list = NULL;
+    *n = 0;
+    r = store_list_query(st, "job recoverable",
+                         JOB_SELECT " WHERE agent_id = $1 AND status = 'lost'"
+                                    " AND recoverable = 1"
+                                    " ORDER BY started_at, id LIMIT 64",
+                         sizeof(struct store_job), job_fill, NULL, &items, n,
+                         "t", agent);
+    *list = items;
+    return r;
+}
+
+int store_job_unrecoverable(struct store *st, const char *id, const char *why)
+{
+    if (why != NULL) {
+        return store_update_one(st, "job unrecoverable",
+                                "UPDATE jobs SET recoverable = 0, why = $1"
+                                " WHERE id = $2",
+                                "tt", why, id);
+    }
+    return store_update_one(st, "job unrecoverable",
+                            "UPDATE jobs SET recoverable = 0 WHERE id = $1",
+                            "t", id);
+}
+
 int store_job_mark_lost(struct store *st)
 {
     int r;
@@ -160,7 +320,9 @@ int store_job_mark_lost(struct store *st)
     }
     r = store_run(st, "job lost",
                   "UPDATE jobs SET status = 'lost', finished_at = $1,"
-                  " why = 'the server restarted while the job ran'"
+                  " why = 'the server restarted while the job ran',"
+                  " recoverable = CASE WHEN status = 'running' THEN 1"
+                  " ELSE 0 END"
                   " WHERE status = 'queued'"
                   " OR (status = 'running' AND node IN ('', $2))",
                   NULL, "it", util_now(), st->node);

@@ -265,7 +265,8 @@ int store_node_reap(struct store *st, const char *self, int64_t dead_before,
         if (r == ERR_OK) {
             r = store_run(st, "node reap jobs",
                           "UPDATE jobs SET status = 'lost', finished_at = $1,"
-                          " why = 'its node stopped answering'"
+                          " why = 'its node stopped answering',"
+                          " recoverable = 1"
                           " WHERE node = $2 AND status = 'running'",
                           NULL, "it", now, ids.id[i]);
         }

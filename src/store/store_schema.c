@@ -422,6 +422,61 @@ static const char store_schema_v12[] =
     "ALTER TABLE jobs ADD COLUMN node TEXT NOT NULL DEFAULT '';"
     "CREATE INDEX sessions_node_open ON sessions(node, ended_at);";
 
+/*
+ * Version 13: jobs on many agents and scripts (issue 14). batch_id groups
+ * the jobs of one run (one per agent, batch_seq their order: the targets'
+ * order, which is the order they start in), concurrency is the most of a batch
+ * running at once (0: no limit), stop_on_failure skips the batch's queued
+ * jobs after a failure; interpreter is set for a script, whose body is in
+ * script (command then holds a summary with its SHA-256); recoverable
+ * marks a lost job whose agent may still hand its result over when it
+ * comes back (asked once); push is a file push's parameters (JSON), its
+ * bytes stored once per batch in job_payloads. schedules: a job on a
+ * cron expression (store/schedules.h). client_groups: agents by ID
+ * (static) and by patterns (dynamic), usable as targets.
+ */
+static const char store_schema_v13[] =
+    "ALTER TABLE jobs ADD COLUMN batch_id TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN batch_seq INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN concurrency INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN stop_on_failure INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN interpreter TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN script TEXT;"
+    "ALTER TABLE jobs ADD COLUMN recoverable INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN push TEXT;"
+    "CREATE TABLE job_payloads ("
+    " batch_id TEXT PRIMARY KEY,"
+    " data BLOB NOT NULL);"
+    "CREATE TABLE schedules ("
+    " id TEXT PRIMARY KEY,"
+    " name TEXT NOT NULL UNIQUE,"
+    " cron TEXT NOT NULL,"
+    " agents TEXT NOT NULL DEFAULT '[]',"
+    " tags TEXT NOT NULL DEFAULT '[]',"
+    " command TEXT NOT NULL DEFAULT '',"
+    " interpreter TEXT NOT NULL DEFAULT '',"
+    " script TEXT,"
+    " cwd TEXT NOT NULL DEFAULT '',"
+    " timeout INTEGER NOT NULL,"
+    " concurrency INTEGER NOT NULL DEFAULT 0,"
+    " created_by TEXT NOT NULL DEFAULT '',"
+    " created_at BIGINT NOT NULL,"
+    " last_fire BIGINT NOT NULL DEFAULT 0,"
+    " fired BIGINT NOT NULL DEFAULT 0,"
+    " missed BIGINT NOT NULL DEFAULT 0,"
+    " last_missed_at BIGINT NOT NULL DEFAULT 0,"
+    " last_batch TEXT NOT NULL DEFAULT '',"
+    " groups TEXT NOT NULL DEFAULT '[]');"
+    "CREATE TABLE client_groups ("
+    " id TEXT PRIMARY KEY,"
+    " name TEXT NOT NULL UNIQUE,"
+    " description TEXT NOT NULL DEFAULT '',"
+    " agents TEXT NOT NULL DEFAULT '[]',"
+    " rules TEXT NOT NULL DEFAULT '{}',"
+    " created_by TEXT NOT NULL DEFAULT '',"
+    " created_at BIGINT NOT NULL);"
+    "CREATE INDEX jobs_batch ON jobs(batch_id);";
+
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},
     {2, store_schema_v2, STORE_HOOK_NONE},
@@ -435,6 +490,7 @@ const struct store_migration store_migrations[] = {
     {10, store_schema_v10, STORE_HOOK_NONE},
     {11, store_schema_v11, STORE_HOOK_NONE},
     {12, store_schema_v12, STORE_HOOK_NONE},
+    {13, store_schema_v13, STORE_HOOK_NONE},
 };
 
 const size_t store_migrations_count =

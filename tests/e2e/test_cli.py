@@ -11,7 +11,8 @@ import pytest
 
 from pclib import FP_RE, UUID_RE, keygen, key_fingerprint, totp_code, uniq
 
-NOUNS = ["user", "group", "site", "asset", "grant", "profile", "session"]
+NOUNS = ["user", "group", "site", "asset", "grant", "profile", "session",
+         "job", "schedule", "client-group"]
 
 
 def assert_one_line_error(rc, out, err):

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -219,13 +220,14 @@ static void test_request_parse(void **state)
     }
 }
 
-/* The runner over a socketpair: the answer's header line and bytes. */
+/* The runner over a socketpair: its frames (docs/agent-protocol.md §6)
+ * laid out as the header line, then stdout, then stderr. */
 static char *run_job(const struct job_rules *r, const char *request,
                      size_t *len)
 {
     int sv[2];
-    size_t cap = 1 << 20, n = 0;
-    char *buf = malloc(cap);
+    size_t cap = 1 << 20, n = 0, hl = 0, ol = 0, el = 0;
+    char *buf = malloc(cap), *res, *hdr = NULL, *o = NULL, *e = NULL;
     ssize_t k;
 
     assert_non_null(buf);
@@ -248,8 +250,44 @@ static char *run_job(const struct job_rules *r, const char *request,
         n += (size_t)k;
     }
     close(sv[0]);
-    *len = n;
-    return buf;
+    o = malloc(n + 1);
+    e = malloc(n + 1);
+    assert_non_null(o);
+    assert_non_null(e);
+    for (size_t at = 0; at < n;) {
+        const unsigned char *h = (const unsigned char *)buf + at;
+        size_t fl;
+        assert_true(at + 5 <= n);
+        fl = (size_t)h[1] << 24 | (size_t)h[2] << 16 | (size_t)h[3] << 8 | h[4];
+        assert_true(at + 5 + fl <= n);
+        if (h[0] == 'O') {
+            memcpy(o + ol, h + 5, fl);
+            ol += fl;
+        } else if (h[0] == 'E') {
+            memcpy(e + el, h + 5, fl);
+            el += fl;
+        } else {
+            assert_int_equal(h[0], 'R');
+            assert_null(hdr);
+            hdr = buf + at + 5;
+            hl = fl;
+            assert_int_equal(at + 5 + fl, n); /* the last frame */
+        }
+        at += 5 + fl;
+    }
+    assert_non_null(hdr);
+    res = malloc(hl + 1 + ol + el + 1);
+    assert_non_null(res);
+    memcpy(res, hdr, hl);
+    res[hl] = '\n';
+    memcpy(res + hl + 1, o, ol);
+    memcpy(res + hl + 1 + ol, e, el);
+    res[hl + 1 + ol + el] = '\0';
+    *len = hl + 1 + ol + el;
+    free(buf);
+    free(o);
+    free(e);
+    return res;
 }
 
 static void test_runner(void **state)
@@ -288,6 +326,181 @@ static void test_runner(void **state)
     job_rules_free(&r);
 }
 
+static void test_scripts(void **state)
+{
+    static struct job_request q;
+    struct agent_conf c;
+    struct job_rules r;
+    char why[256];
+    size_t len;
+    char *out;
+    static const char *const bad[] = {
+        "{\"script\":\"echo\"}",
+        "{\"interpreter\":\"sh\"}",
+        "{\"interpreter\":\"sh\",\"script\":\"\"}",
+        "{\"interpreter\":\"s h\",\"script\":\"echo\"}",
+        "{\"interpreter\":\"../sh\",\"script\":\"echo\"}",
+        "{\"interpreter\":\"sh\",\"script\":\"echo\",\"command\":\"id\"}",
+        "{\"interpreter\":\"sh\",\"script\":\"a\\u0000b\"}",
+        NULL,
+    };
+    static const char good[] =
+        "{\"interpreter\":\"bash\",\"script\":\"echo a\\nrm -f x\\n\"}";
+
+    (void)state;
+    for (size_t i = 0; bad[i] != NULL; i++) {
+        assert_int_equal(
+            job_request_parse(bad[i], strlen(bad[i]), &q, why, sizeof(why)),
+            ERR_INVALID);
+    }
+    assert_int_equal(
+        job_request_parse(good, strlen(good), &q, why, sizeof(why)), ERR_OK);
+    assert_string_equal(q.interpreter, "bash");
+    assert_string_equal(q.script, "echo a\nrm -f x\n");
+    assert_string_equal(q.command, "");
+
+    job_rules_init(&r);
+    r.enabled = true;
+    assert_false(job_check(&r, &q, 1000, why, sizeof(why)));
+    assert_string_equal(why, "scripts_enabled is off on this agent");
+    r.scripts_enabled = true;
+    assert_true(job_check(&r, &q, 1000, why, sizeof(why)));
+    assert_int_equal(
+        job_rules_add(&r, true, "^rm[[:space:]]", why, sizeof(why)), ERR_OK);
+    assert_false(job_check(&r, &q, 1000, why, sizeof(why)));
+    assert_string_equal(why, "command_deny '^rm[[:space:]]' matches script "
+                             "line 2");
+    job_rules_free(&r);
+
+    /* script_interpreter replaces the defaults */
+    agent_conf_init(&c);
+    assert_string_equal(job_interp_path(&c.jobs, "python3"),
+                        "/usr/bin/python3");
+    assert_int_equal(
+        agent_conf_set(&c, "script_interpreter", "sh", false, why, sizeof(why)),
+        ERR_OK);
+    assert_int_equal(agent_conf_set(&c, "script_interpreter", "py=/opt/py",
+                                    false, why, sizeof(why)),
+                     ERR_OK);
+    assert_null(job_interp_path(&c.jobs, "python3"));
+    assert_string_equal(job_interp_path(&c.jobs, "sh"), "/bin/sh");
+    assert_string_equal(job_interp_path(&c.jobs, "py"), "/opt/py");
+    assert_int_not_equal(agent_conf_set(&c, "script_interpreter", "perl", false,
+                                        why, sizeof(why)),
+                         ERR_OK);
+    assert_non_null(strstr(why, "no default path"));
+    assert_int_not_equal(agent_conf_set(&c, "script_interpreter", "x=rel",
+                                        false, why, sizeof(why)),
+                         ERR_OK);
+    assert_false(c.jobs.scripts_enabled);
+    agent_conf_free(&c);
+
+    /* the runner: the script by its descriptor */
+    job_rules_init(&r);
+    r.scripts_enabled = true;
+    r.allow_root = true;
+    out = run_job(&r,
+                  "{\"interpreter\":\"sh\",\"script\":\"echo $0\\nexit 4\\n\"}",
+                  &len);
+    assert_non_null(strstr(out, "\"exit_code\":4"));
+    assert_memory_equal(out + len - 10, "/dev/fd/3\n", 10);
+    free(out);
+    job_rules_free(&r);
+}
+
+static void test_push(void **state)
+{
+    static struct job_request q;
+    struct job_rules r;
+    char why[256], dir[] = "/tmp/pc-push-XXXXXX", req[1024], path[512];
+    size_t len;
+    char *out;
+    /* sha256("hello\n") */
+    static const char h[] =
+        "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
+    static const char *const bad[] = {
+        "{\"push\":{\"path\":\"/a/../b\",\"mode\":420,\"owner\":\"\","
+        "\"group\":\"\",\"overwrite\":false,\"sha256\":\"%s\","
+        "\"size\":6}}",
+        "{\"push\":{\"path\":\"/a/b\",\"mode\":2048,\"owner\":\"\","
+        "\"group\":\"\",\"overwrite\":false,\"sha256\":\"%s\","
+        "\"size\":6}}",
+        "{\"push\":{\"path\":\"/a/b\",\"mode\":420,\"owner\":\"-x\","
+        "\"group\":\"\",\"overwrite\":false,\"sha256\":\"%s\","
+        "\"size\":6}}",
+        "{\"push\":{\"path\":\"/a/b\",\"mode\":420,\"owner\":\"\","
+        "\"group\":\"\",\"overwrite\":false,\"sha256\":\"%s\"}}",
+        "{\"push\":{\"path\":\"/a/b\",\"mode\":420,\"owner\":\"\","
+        "\"group\":\"\",\"overwrite\":false,\"sha256\":\"%s\","
+        "\"size\":6,\"x\":1}}",
+        "{\"command\":\"id\",\"push\":{\"path\":\"/a/b\",\"mode\":420,"
+        "\"owner\":\"\",\"group\":\"\",\"overwrite\":false,"
+        "\"sha256\":\"%s\",\"size\":6}}",
+        NULL,
+    };
+
+    (void)state;
+    for (size_t i = 0; bad[i] != NULL; i++) {
+        /* each names the hash once, as %s */
+        const char *at = strstr(bad[i], "%s");
+        assert_non_null(at);
+        snprintf(req, sizeof(req), "%.*s%s%s", (int)(at - bad[i]), bad[i], h,
+                 at + 2);
+        assert_int_equal(
+            job_request_parse(req, strlen(req), &q, why, sizeof(why)),
+            ERR_INVALID);
+    }
+    assert_false(job_path_clean("/a//b"));
+    assert_false(job_path_clean("/a/./b"));
+    assert_false(job_path_clean("/a/b/"));
+    assert_false(job_path_clean("a/b"));
+    assert_true(job_path_clean("/a/..b/c."));
+
+    assert_non_null(mkdtemp(dir));
+    job_rules_init(&r);
+    r.allow_root = true;
+    assert_int_equal(job_push_dir_add(&r, dir, why, sizeof(why)), ERR_OK);
+    /* the bytes arrive, but not as announced: nothing is left */
+    snprintf(path, sizeof(path), "%s/f", dir);
+    snprintf(req, sizeof(req),
+             "{\"push\":{\"path\":\"%s\",\"mode\":420,\"owner\":\"\","
+             "\"group\":\"\",\"overwrite\":false,\"sha256\":\"%s\","
+             "\"size\":6},\"timeout\":5}\nhellO\n",
+             path, h);
+    out = run_job(&r, req, &len);
+    assert_non_null(strstr(out, "\"status\":\"failed\""));
+    assert_non_null(strstr(out, "SHA-256 mismatch"));
+    free(out);
+    assert_int_equal(access(path, F_OK), -1);
+    /* fewer bytes than announced */
+    snprintf(req, sizeof(req),
+             "{\"push\":{\"path\":\"%s\",\"mode\":420,\"owner\":\"\","
+             "\"group\":\"\",\"overwrite\":false,\"sha256\":\"%s\","
+             "\"size\":6},\"timeout\":5}\nhel",
+             path, h);
+    out = run_job(&r, req, &len);
+    assert_non_null(strstr(out, "the file ended after 3 of 6 bytes"));
+    free(out);
+    /* as announced */
+    snprintf(req, sizeof(req),
+             "{\"push\":{\"path\":\"%s\",\"mode\":384,\"owner\":\"\","
+             "\"group\":\"\",\"overwrite\":false,\"sha256\":\"%s\","
+             "\"size\":6},\"timeout\":5}\nhello\n",
+             path, h);
+    out = run_job(&r, req, &len);
+    assert_non_null(strstr(out, "\"status\":\"ok\""));
+    free(out);
+    {
+        struct stat sb;
+        assert_int_equal(stat(path, &sb), 0);
+        assert_int_equal(sb.st_mode & 07777, 0600);
+        assert_int_equal(sb.st_size, 6);
+    }
+    unlink(path);
+    rmdir(dir);
+    job_rules_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -300,6 +513,8 @@ int main(void)
         cmocka_unit_test(test_config_keys),
         cmocka_unit_test(test_request_parse),
         cmocka_unit_test(test_runner),
+        cmocka_unit_test(test_scripts),
+        cmocka_unit_test(test_push),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,350 @@
+/*
+ * Schedules (admin_schedule.h).
+ */
+#include "admin/admin_schedule.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/cron.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#define SCHED_MISSED_LIMIT 1000000
+
+int64_t admin_schedule_clock(const struct config *cfg)
+{
+    struct timespec ts;
+    int n = cfg != NULL ? cfg->jobs_schedule_minute_seconds : 60;
+    int64_t ms;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (n <= 0 || n >= 60) {
+        return ms / 1000;
+    }
+    return ms / 1000 * 60 / n + (ms % 1000) * 60 / n / 1000;
+}
+
+/* Schedule-clock t as real time (for display). */
+static int64_t sched_real(const struct config *cfg, int64_t t)
+{
+    int n = cfg != NULL ? cfg->jobs_schedule_minute_seconds : 60;
+
+    return n <= 0 || n >= 60 ? t : t / 60 * n;
+}
+
+static json_t *sched_list(const char *const *v, size_t n)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(a, json_string(v[i]));
+    }
+    return a;
+}
+
+static int sched_dump(json_t *a, char *out, size_t size)
+{
+    char *t = json_dumps(a, JSON_COMPACT);
+    int r = ERR_OK;
+
+    json_decref(a);
+    if (t == NULL) {
+        return ERR_NOMEM;
+    }
+    if (strlen(t) > size - 1) {
+        r = ERR_INVALID;
+    } else {
+        snprintf(out, size, "%s", t);
+    }
+    free(t);
+    return r;
+}
+
+int admin_schedule_add(const struct admin_ctx *c,
+                       const struct admin_schedule_req *q,
+                       struct store_schedule *out, struct admin_err *e)
+{
+    const struct admin_job_req *j = &q->job;
+    bool script = j->interpreter != NULL && j->interpreter[0] != '\0';
+    struct cron cr;
+    char why[160], detail[600];
+    int r;
+
+    memset(out, 0, sizeof(*out));
+    if (q->name == NULL || q->name[0] == '\0' || strlen(q->name) > 64 ||
+        strspn(q->name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                        "0123456789._-") != strlen(q->name) ||
+        util_is_uuid(q->name)) {
+        return admin_fail(e, ERR_INVALID,
+                          "name: 1-64 letters, digits, '.', '_' or '-'");
+    }
+    if (cron_parse(q->cron, &cr, why, sizeof(why)) != ERR_OK) {
+        return admin_fail(e, ERR_INVALID, "%s", why);
+    }
+    if (q->targets.nagents + q->targets.ntags + q->targets.ngroups == 0) {
+        return admin_fail(e, ERR_INVALID, "no target: name agents or tags");
+    }
+    for (size_t i = 0; i < q->targets.nagents; i++) {
+        if (q->targets.agents[i] == NULL || q->targets.agents[i][0] == '\0' ||
+            strlen(q->targets.agents[i]) > JOB_AGENT_MAX) {
+            return admin_fail(e, ERR_INVALID, "agent: 1-%d characters",
+                              JOB_AGENT_MAX);
+        }
+    }
+    if (j->push != NULL) {
+        return admin_fail(e, ERR_INVALID,
+                          "a schedule runs a command or a "
+                          "script");
+    }
+    if (script ? (j->script == NULL || j->script[0] == '\0' ||
+                  strlen(j->script) > JOB_SCRIPT_MAX ||
+                  strlen(j->interpreter) > JOB_INTERP_MAX ||
+                  (j->command != NULL && j->command[0] != '\0'))
+               : (j->command == NULL || j->command[0] == '\0' ||
+                  strlen(j->command) > JOB_CMD_MAX || j->script != NULL)) {
+        return admin_fail(e, ERR_INVALID,
+                          "a command (1-%d bytes) or an interpreter and a "
+                          "script (1-%d bytes)",
+                          JOB_CMD_MAX, JOB_SCRIPT_MAX);
+    }
+    if (j->cwd != NULL && j->cwd[0] != '\0' &&
+        (j->cwd[0] != '/' || strlen(j->cwd) > JOB_CWDIR_MAX)) {
+        return admin_fail(e, ERR_INVALID, "cwd: an absolute path");
+    }
+    if (j->timeout < 0 || j->timeout > ADMIN_JOB_TIMEOUT_MAX ||
+        j->concurrency < 0 || j->concurrency > ADMIN_JOB_TARGETS_MAX) {
+        return admin_fail(e, ERR_INVALID, "timeout: 1-%d s; concurrency: 0-%d",
+                          ADMIN_JOB_TIMEOUT_MAX, ADMIN_JOB_TARGETS_MAX);
+    }
+    snprintf(out->name, sizeof(out->name), "%s", q->name);
+    snprintf(out->cron, sizeof(out->cron), "%s", q->cron);
+    if (sched_dump(sched_list(q->targets.agents, q->targets.nagents),
+                   out->agents, sizeof(out->agents)) != ERR_OK ||
+        sched_dump(sched_list(q->targets.tags, q->targets.ntags), out->tags,
+                   sizeof(out->tags)) != ERR_OK ||
+        sched_dump(sched_list(q->targets.groups, q->targets.ngroups),
+                   out->groups, sizeof(out->groups)) != ERR_OK) {
+        return admin_fail(e, ERR_INVALID, "too many targets");
+    }
+    snprintf(out->command, sizeof(out->command), "%s",
+             script ? "" : j->command);
+    snprintf(out->interpreter, sizeof(out->interpreter), "%s",
+             script ? j->interpreter : "");
+    out->script = script ? (char *)(uintptr_t)j->script : NULL;
+    snprintf(out->cwd, sizeof(out->cwd), "%s", j->cwd != NULL ? j->cwd : "");
+    out->timeout = j->timeout == 0 ? ADMIN_JOB_TIMEOUT_DEFAULT : j->timeout;
+    out->concurrency = j->concurrency;
+    snprintf(out->created_by, sizeof(out->created_by), "%s",
+             c->actor != NULL ? c->actor : "");
+    /* from the current minute on: the next matching one fires */
+    out->last_fire = admin_schedule_clock(c->cfg) / 60 * 60;
+    r = store_schedule_add(c->st, out);
+    out->script = NULL;
+    if (r != ERR_OK) {
+        return admin_fail(e, r,
+                          r == ERR_EXISTS ? "a schedule '%s' exists"
+                                          : "cannot record schedule '%s'",
+                          q->name);
+    }
+    snprintf(detail, sizeof(detail), "cron '%s': %.200s", out->cron,
+             script ? "(script)" : out->command);
+    (void)admin_audit(c, "schedule.add", out->name, detail, NULL);
+    return ERR_OK;
+}
+
+int admin_schedule_delete(const struct admin_ctx *c, const char *ref,
+                          struct admin_err *e)
+{
+    int r = store_schedule_delete(c->st, ref);
+
+    if (r != ERR_OK) {
+        return admin_fail(e, r,
+                          r == ERR_NOT_FOUND ? "schedule '%s' not found"
+                                             : "cannot delete schedule '%s'",
+                          ref);
+    }
+    (void)admin_audit(c, "schedule.delete", ref, NULL, NULL);
+    return ERR_OK;
+}
+
+/* The targets' JSON arrays as string pointers (into the arrays). */
+static const char **sched_strings(json_t *a, size_t *n)
+{
+    const char **out;
+    size_t i;
+    json_t *v;
+
+    *n = 0;
+    if (!json_is_array(a) || json_array_size(a) == 0 ||
+        (out = calloc(json_array_size(a), sizeof(*out))) == NULL) {
+        return NULL;
+    }
+    json_array_foreach(a, i, v)
+    {
+        if (json_is_string(v)) {
+            out[(*n)++] = json_string_value(v);
+        }
+    }
+    return out;
+}
+
+/* One firing: a batch started by "schedule:NAME". */
+static void sched_fire(const struct admin_ctx *c,
+                       const struct store_schedule *s, char *batch)
+{
+    json_t *ja = json_loads(s->agents, 0, NULL),
+           *jt = json_loads(s->tags, 0, NULL),
+           *jg = json_loads(s->groups, 0, NULL);
+    const char **agents, **tags, **groups;
+    struct admin_job_targets t;
+    struct admin_job_req q;
+    struct admin_ctx sc = *c;
+    struct admin_err e;
+    char actor[STORE_NAME_MAX + 16];
+    size_t n = 0;
+    bool delivered = false;
+
+    agents = sched_strings(ja, &t.nagents);
+    tags = sched_strings(jt, &t.ntags);
+    groups = sched_strings(jg, &t.ngroups);
+    t.agents = agents;
+    t.tags = tags;
+    t.groups = groups;
+    snprintf(actor, sizeof(actor), "schedule:%s", s->name);
+    sc.actor = actor;
+    q = (struct admin_job_req){
+        .command = s->interpreter[0] == '\0' ? s->command : NULL,
+        .interpreter = s->interpreter[0] != '\0' ? s->interpreter : NULL,
+        .script = s->interpreter[0] != '\0' ? s->script : NULL,
+        .cwd = s->cwd,
+        .timeout = s->timeout,
+        .concurrency = s->concurrency};
+    if (admin_job_queue_many(&sc, &t, &q, batch, &n, &delivered, &e) !=
+        ERR_OK) {
+        batch[0] = '\0';
+        log_warn("schedule %s: not run: %s", s->name, e.msg);
+        (void)admin_audit(&sc, "schedule.failed", s->name, e.msg, NULL);
+    } else {
+        log_info("schedule %s: batch %s on %zu agents", s->name, batch, n);
+    }
+    free(agents);
+    free(tags);
+    free(groups);
+    json_decref(ja);
+    json_decref(jt);
+    json_decref(jg);
+}
+
+void admin_schedule_tick(const struct admin_ctx *c)
+{
+    struct store_schedule *list = NULL;
+    size_t n = 0;
+    int64_t now = admin_schedule_clock(c->cfg), minute = now / 60 * 60;
+
+    if (store_schedule_list(c->st, &list, &n) != ERR_OK) {
+        log_warn("schedules: cannot read them");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct store_schedule *s = &list[i];
+        struct cron cr;
+        char why[160], batch[STORE_ID_MAX + 1] = "";
+        int64_t missed;
+        bool fire;
+
+        if (s->last_fire >= minute) {
+            continue;
+        }
+        if (cron_parse(s->cron, &cr, why, sizeof(why)) != ERR_OK) {
+            log_warn("schedule %s: %s", s->name, why);
+            continue;
+        }
+        /* the matching minutes between the last one considered and this
+         * one fell while the server was not running: reported only */
+        missed = cron_count(&cr, s->last_fire, minute - 60, SCHED_MISSED_LIMIT);
+        {
+            time_t tt = (time_t)minute;
+            struct tm tm;
+            fire = localtime_r(&tt, &tm) != NULL && cron_match(&cr, &tm);
+        }
+        if (missed > 0) {
+            char detail[200];
+            snprintf(detail, sizeof(detail),
+                     "%lld firing%s missed while the server was not running "
+                     "(not run late)",
+                     (long long)missed, missed == 1 ? "" : "s");
+            log_warn("schedule %s: %s", s->name, detail);
+            (void)admin_audit(c, "schedule.missed", s->name, detail, NULL);
+        }
+        if (fire) {
+            sched_fire(c, s, batch);
+        }
+        if (store_schedule_mark(c->st, s->id, minute, fire ? 1 : 0, missed,
+                                util_now(), batch) != ERR_OK) {
+            log_warn("schedule %s: cannot record its firing", s->name);
+        }
+    }
+    store_schedule_list_free(list, n);
+}
+
+static json_t *sched_time_local(int64_t t)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    char s[40];
+
+    if (t <= 0 || localtime_r(&tt, &tm) == NULL ||
+        strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%S%z", &tm) == 0) {
+        return json_null();
+    }
+    return json_string(s);
+}
+
+json_t *admin_schedule_json(const struct config *cfg,
+                            const struct store_schedule *s)
+{
+    json_t *o = json_object();
+    struct cron cr;
+    int64_t next = -1;
+
+    if (cron_parse(s->cron, &cr, NULL, 0) == ERR_OK) {
+        /* a year ahead at most */
+        next = cron_next(&cr, admin_schedule_clock(cfg), 527040);
+    }
+    json_object_set_new(o, "id", json_string(s->id));
+    json_object_set_new(o, "name", json_string(s->name));
+    json_object_set_new(o, "cron", json_string(s->cron));
+    json_object_set_new(o, "agents", json_loads(s->agents, 0, NULL));
+    json_object_set_new(o, "tags", json_loads(s->tags, 0, NULL));
+    json_object_set_new(o, "groups", json_loads(s->groups, 0, NULL));
+    json_object_set_new(o, "command",
+                        s->interpreter[0] == '\0' ? admin_json_text(s->command)
+                                                  : json_null());
+    json_object_set_new(o, "interpreter",
+                        s->interpreter[0] != '\0' ? json_string(s->interpreter)
+                                                  : json_null());
+    json_object_set_new(o, "cwd", json_string(s->cwd));
+    json_object_set_new(o, "timeout", json_integer(s->timeout));
+    json_object_set_new(o, "concurrency", json_integer(s->concurrency));
+    json_object_set_new(o, "created_by", json_string(s->created_by));
+    json_object_set_new(o, "created", admin_json_time(s->created_at));
+    json_object_set_new(o, "fired", json_integer(s->fired));
+    json_object_set_new(o, "missed", json_integer(s->missed));
+    json_object_set_new(o, "last_missed", admin_json_time(s->last_missed_at));
+    json_object_set_new(o, "last_batch",
+                        s->last_batch[0] != '\0' ? json_string(s->last_batch)
+                                                 : json_null());
+    json_object_set_new(o, "next_run",
+                        next > 0 ? sched_time_local(sched_real(cfg, next))
+                                 : json_null());
+    json_object_set_new(o, "next_run_utc",
+                        next > 0 ? admin_json_time(sched_real(cfg, next))
+                                 : json_null());
+    return o;
+}

@@ -1,0 +1,45 @@
+/*
+ * Schedules (issue 14, store/schedules.h): a command or script on agents
+ * (IDs, tags) at the minutes of a cron expression (common/cron.h), in the
+ * server's time zone. admin_schedule_tick() runs in the server, a few
+ * times a minute: each firing is a batch of jobs (admin_job.h) started by
+ * "schedule:NAME"; firings that fell while the server was not running are
+ * counted, logged and written to the audit log (schedule.missed), never
+ * run late.
+ *
+ * The schedule clock: the real time, or for tests, with [jobs]
+ * schedule_minute_seconds = N below 60, a clock on which every N real
+ * seconds are one minute (the real time scaled by 60/N, so it keeps
+ * moving while the server is down, and missed firings can be tested).
+ */
+#ifndef PORTCULLIS_ADMIN_SCHEDULE_H
+#define PORTCULLIS_ADMIN_SCHEDULE_H
+
+#include <jansson.h>
+
+#include "admin/admin.h"
+#include "admin/admin_job.h"
+#include "store/schedules.h"
+
+struct admin_schedule_req {
+    const char *name;
+    const char *cron;
+    struct admin_job_targets targets;
+    struct admin_job_req job; /* command or script; no push */
+};
+
+/* Now on the schedule clock (seconds). */
+int64_t admin_schedule_clock(const struct config *cfg);
+int admin_schedule_add(const struct admin_ctx *c,
+                       const struct admin_schedule_req *q,
+                       struct store_schedule *out, struct admin_err *e);
+int admin_schedule_delete(const struct admin_ctx *c, const char *ref,
+                          struct admin_err *e);
+/* Fires the schedules whose minute has come (c->hub: the server's). */
+void admin_schedule_tick(const struct admin_ctx *c);
+/* A schedule as JSON, with its next firing in the server's time zone
+ * ("next_run") and in UTC ("next_run_utc"). */
+json_t *admin_schedule_json(const struct config *cfg,
+                            const struct store_schedule *s);
+
+#endif

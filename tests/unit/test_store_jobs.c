@@ -1,0 +1,185 @@
+/*
+ * Unit tests for jobs, their batches, payloads and recovery marks, for
+ * schedules and for client groups in the store (store_jobs.c,
+ * store_schedules.c, store_client_groups.c), through the interface
+ * (store_fx.h: PORTCULLIS_TEST_STORE picks the store, so the same SQL runs
+ * on SQLite and PostgreSQL).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "store/client_groups.h"
+#include "store/jobs.h"
+#include "store/schedules.h"
+#include "store/store.h"
+
+#include "store_fx.h"
+
+static int setup(void **state)
+{
+    return fx_setup(state, "/tmp/test_store_jobs.XXXXXX");
+}
+
+static struct store *S(void **state)
+{
+    return ((struct fx *)*state)->st;
+}
+
+static char push_json[] = "{\"path\":\"/srv/x\"}";
+static char script[] = "echo hi\n";
+
+static void test_batches(void **state)
+{
+    struct store *st = S(state);
+    static struct store_job j, got, *list;
+    static const uint8_t bin[] = {0, 1, 2, 0xff, 0};
+    uint8_t *data = NULL;
+    size_t n = 0, len = 0;
+    int64_t running = -1;
+    char ids[3][STORE_ID_MAX + 1];
+
+    for (int i = 0; i < 3; i++) {
+        memset(&j, 0, sizeof(j));
+        snprintf(j.agent_id, sizeof(j.agent_id), "ag%d", 2 - i);
+        snprintf(j.command, sizeof(j.command), "[push /srv/x, 5 bytes]");
+        snprintf(j.status, sizeof(j.status), "queued");
+        snprintf(j.batch_id, sizeof(j.batch_id),
+                 "00000000-0000-4000-8000-000000000001");
+        j.batch_seq = i;
+        j.concurrency = 1;
+        j.stop_on_failure = true;
+        j.timeout = 5;
+        j.push = push_json;
+        assert_int_equal(store_job_add(st, &j), ERR_OK);
+        snprintf(ids[i], sizeof(ids[i]), "%s", j.id);
+    }
+    assert_int_equal(store_job_payload_add(st, j.batch_id, bin, sizeof(bin)),
+                     ERR_OK);
+    assert_int_equal(store_job_payload_get(st, j.batch_id, &data, &len),
+                     ERR_OK);
+    assert_int_equal(len, sizeof(bin));
+    assert_memory_equal(data, bin, sizeof(bin));
+    free(data);
+    assert_int_equal(store_job_payload_get(st, "nope", &data, &len),
+                     ERR_NOT_FOUND);
+    /* the batch in its order, not by agent */
+    assert_int_equal(store_job_list_batch(st, j.batch_id, &list, &n), ERR_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(list[0].id, ids[0]);
+    assert_string_equal(list[2].agent_id, "ag0");
+    assert_int_equal(list[1].batch_seq, 1);
+    assert_true(list[1].stop_on_failure);
+    free(list);
+    assert_int_equal(store_job_claim(st, ids[0]), ERR_OK);
+    assert_int_equal(store_job_batch_running(st, j.batch_id, &running), ERR_OK);
+    assert_int_equal(running, 1);
+    /* live output, then lost (recoverable), then skipped for the rest */
+    assert_int_equal(store_job_progress(st, ids[0], bin, 3, NULL, 0), ERR_OK);
+    assert_int_equal(store_job_get(st, ids[0], &got), ERR_OK);
+    assert_int_equal(got.out_len, 3);
+    assert_string_equal(got.push, "{\"path\":\"/srv/x\"}");
+    store_job_free_output(&got);
+    memset(&j, 0, sizeof(j));
+    snprintf(j.id, sizeof(j.id), "%s", ids[0]);
+    snprintf(j.status, sizeof(j.status), "lost");
+    j.exit_code = -1;
+    assert_int_equal(store_job_finish(st, &j), ERR_OK);
+    assert_int_equal(store_job_batch_end(st,
+                                         "00000000-0000-4000-8000-000000000001",
+                                         "skipped", "an earlier job failed"),
+                     ERR_OK);
+    assert_int_equal(store_job_get(st, ids[2], &got), ERR_OK);
+    assert_string_equal(got.status, "skipped");
+    store_job_free_output(&got);
+    assert_int_equal(store_job_list_recoverable(st, "ag2", &list, &n), ERR_OK);
+    assert_int_equal(n, 1);
+    free(list);
+    assert_int_equal(store_job_unrecoverable(st, ids[0], "gone"), ERR_OK);
+    assert_int_equal(store_job_list_recoverable(st, "ag2", &list, &n), ERR_OK);
+    assert_int_equal(n, 0);
+    free(list);
+}
+
+static void test_schedules(void **state)
+{
+    struct store *st = S(state);
+    static struct store_schedule s, got, *list;
+    size_t n = 0;
+
+    memset(&s, 0, sizeof(s));
+    snprintf(s.name, sizeof(s.name), "nightly");
+    snprintf(s.cron, sizeof(s.cron), "0 3 * * *");
+    snprintf(s.agents, sizeof(s.agents), "[]");
+    snprintf(s.tags, sizeof(s.tags), "[\"prod\"]");
+    snprintf(s.groups, sizeof(s.groups), "[\"web\"]");
+    snprintf(s.interpreter, sizeof(s.interpreter), "sh");
+    s.script = script;
+    s.timeout = 60;
+    s.last_fire = 600;
+    assert_int_equal(store_schedule_add(st, &s), ERR_OK);
+    got = s; /* a failed add gives s a new ID */
+    assert_int_equal(store_schedule_add(st, &s), ERR_EXISTS);
+    s = got;
+    assert_int_equal(
+        store_schedule_mark(st, s.id, 660, 1, 0, 1000,
+                            "00000000-0000-4000-8000-00000000000b"),
+        ERR_OK);
+    assert_int_equal(store_schedule_mark(st, s.id, 900, 0, 4, 2000, ""),
+                     ERR_OK);
+    assert_int_equal(store_schedule_get(st, "nightly", &got), ERR_OK);
+    assert_int_equal(got.last_fire, 900);
+    assert_int_equal(got.fired, 1);
+    assert_int_equal(got.missed, 4);
+    assert_int_equal(got.last_missed_at, 2000);
+    assert_string_equal(got.last_batch, "00000000-0000-4000-8000-00000000000b");
+    assert_string_equal(got.script, "echo hi\n");
+    assert_string_equal(got.groups, "[\"web\"]");
+    store_schedule_release(&got);
+    assert_int_equal(store_schedule_list(st, &list, &n), ERR_OK);
+    assert_int_equal(n, 1);
+    store_schedule_list_free(list, n);
+    assert_int_equal(store_schedule_delete(st, s.id), ERR_OK);
+    assert_int_equal(store_schedule_delete(st, "nightly"), ERR_NOT_FOUND);
+}
+
+static void test_client_groups(void **state)
+{
+    struct store *st = S(state);
+    static struct store_client_group g, got, *list;
+    size_t n = 0;
+
+    memset(&g, 0, sizeof(g));
+    snprintf(g.name, sizeof(g.name), "web");
+    snprintf(g.agents, sizeof(g.agents), "[\"a1\"]");
+    snprintf(g.rules, sizeof(g.rules), "{\"tags\":[\"prod\"]}");
+    assert_int_equal(store_client_group_add(st, &g), ERR_OK);
+    got = g; /* a failed add gives g a new ID */
+    assert_int_equal(store_client_group_add(st, &g), ERR_EXISTS);
+    g = got;
+    assert_int_equal(store_client_group_get(st, g.id, &got), ERR_OK);
+    assert_string_equal(got.rules, "{\"tags\":[\"prod\"]}");
+    assert_int_equal(store_client_group_list(st, &list, &n), ERR_OK);
+    assert_int_equal(n, 1);
+    free(list);
+    assert_int_equal(store_client_group_delete(st, "web"), ERR_OK);
+    assert_int_equal(store_client_group_get(st, "web", &got), ERR_NOT_FOUND);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schedules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_groups, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
