@@ -63,6 +63,7 @@ struct daemon {
     struct http *http;
     struct http_proxy *proxy; /* [http_proxy]: NULL unless enabled */
     struct notify *notify;
+    struct notify *ask; /* `portcullis agent pair` asks here */
     int sig_fd;
 };
 
@@ -296,6 +297,11 @@ int daemon_run(const struct config *cfg)
         log_warn("cannot listen for store-change notices; CLI changes to "
                  "credentials and tunnels apply after a restart");
     }
+    if (notify_listen_ask(&d.ask, d.loop, cfg->data_dir, http_pair_ask,
+                          d.http) != ERR_OK) {
+        log_warn("cannot listen for the CLI's questions; `portcullis agent "
+                 "pair` will not work (the API's POST /pairing does)");
+    }
     log_info("listening on %s port %d", cfg->ssh_listen, cfg->ssh_port);
     (void)loop_add_timer(d.loop, 0, daemon_on_retention, &d);
     r = loop_run(d.loop);
@@ -304,6 +310,7 @@ int daemon_run(const struct config *cfg)
     }
     server_stop(d.ssh, false);
     notify_close(d.notify);
+    notify_close(d.ask);
     daemon_stop_services(&d);
     monitor_free(&d.mon);
 out:
