@@ -134,7 +134,7 @@ static void pair_load_tls(struct http_pairs *ps, const char *cert)
         snprintf(ps->tls_pin, sizeof(ps->tls_pin), "sha256//%s", b64);
         OPENSSL_free(der);
     }
-    if (X509_check_issued(x, x) == X509_V_OK &&
+    if (X509_NAME_cmp(X509_get_subject_name(x), X509_get_issuer_name(x)) == 0 &&
         (mem = BIO_new(BIO_s_mem())) != NULL && PEM_write_bio_X509(mem, x) &&
         BIO_get_mem_ptr(mem, &bm) == 1 && bm->length < 16384) {
         ps->tls_ca = strndup(bm->data, bm->length);
@@ -275,7 +275,7 @@ int http_pair_create(struct http *h, const json_t *req, const char *actor,
             snprintf(why, whylen, "credential %.64s not found", cid);
             return ERR_NOT_FOUND;
         }
-        r = secret_verify(sec, cred.secret_hash);
+        r = secret_verify(cred.secret_hash, sec);
         sodium_memzero(&cred, sizeof(cred));
         if (r != ERR_OK) {
             snprintf(why, whylen, "credential %.64s: wrong secret", cid);

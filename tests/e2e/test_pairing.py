@@ -193,3 +193,112 @@ def test_thousand_guesses_rate_limited(pair_server):
     # while limited, even the right code gets no installer
     st, body = get("127.0.0.1", pc.http_port, "/pair/" + good)
     assert st == 429 and b"too many wrong pairing codes" in body
+
+
+def https_api(port, method, path, body=None, token=None):
+    import ssl
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    c = http.client.HTTPSConnection("127.0.0.1", port, timeout=30,
+                                    context=ctx)
+    hdrs = {"Content-Type": "application/json"}
+    if token:
+        hdrs["Authorization"] = "Bearer " + token
+    c.request(method, path, body=json.dumps(body) if body is not None
+              else None, headers=hdrs)
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, json.loads(data) if data else None
+
+
+@pytest.fixture
+def https_server(tmp_path):
+    p = Portcullis(tmp_path / "pc")
+    p.tune_for_tests()
+    p.set_config("http", "tls_cert", "tls.crt")
+    p.set_config("http", "tls_key", "tls.key")
+    p.start()
+    if not pclib.wait_port(p.http_port, 15, p.proc):
+        pytest.fail("HTTPS listener not up; log:\n%s" % p.log_tail())
+    yield p
+    p.stop()
+
+
+def test_https_api_pairing_pins_tls_key(https_server, tmp_path):
+    """POST /api/v1/pairing; the printed line pins the TLS key with curl
+    --pinnedpubkey; the installer trusts the self-signed certificate and
+    the agent comes online over wss://."""
+    pc = https_server
+    st, r = https_api(pc.http_port, "POST", "/api/v1/login",
+                      {"username": pc.admin_user,
+                       "password": pc.admin_password})
+    assert st == 200, r
+    token = r["data"]["token"]
+    st, r = https_api(pc.http_port, "POST", "/api/v1/pairing",
+                      {"tags": ["tls"], "name": "tls-box"}, token)
+    assert st == 201, r
+    d = r["data"]
+    assert d["plain_http"] is False
+    assert d["url"] == "https://127.0.0.1:%d/pair/%s" % (pc.http_port,
+                                                         d["code"])
+    assert "--pinnedpubkey 'sha256//" in d["command"]
+    assert d["command"].endswith("| sudo sh -s --")
+    # a wrong tag is refused with the reason
+    st, r = https_api(pc.http_port, "POST", "/api/v1/pairing",
+                      {"tags": ["a'b"]}, token)
+    assert st == 400 and "a tag is" in r["errors"][0]["detail"], r
+    # without a token: 401
+    st, _ = https_api(pc.http_port, "POST", "/api/v1/pairing", {})
+    assert st == 401
+    prefix = tmp_path / "root"
+    agent_id = uniq("tls")
+    cmd = d["command"].replace("| sudo sh -s --",
+                               "| sh -s -- --prefix %s --id %s"
+                               % (prefix, agent_id))
+    r = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    conf = prefix / "etc/portcullis/agent.conf"
+    text = conf.read_text()
+    assert "server = wss://127.0.0.1:%d" % pc.http_port in text
+    ca = prefix / "etc/portcullis/server-ca.pem"
+    assert ("ca = %s" % ca) in text
+    assert ca.read_text().strip() == (pc.dir / "tls.crt").read_text().strip()
+    # a wrong pin refuses the download: the same line with another key
+    code2 = https_api(pc.http_port, "POST", "/api/v1/pairing", {},
+                      token)[1]["data"]
+    bad = code2["command"].replace("sha256//", "sha256//AAAA").replace(
+        "| sudo sh -s --", "| sh -s -- --prefix %s" % (tmp_path / "bad"))
+    r = subprocess.run(["sh", "-c", bad], capture_output=True, text=True,
+                       timeout=60)
+    assert "does not match pinned public key" in r.stderr, r
+    assert not (tmp_path / "bad").exists()
+    log = open(tmp_path / "agent.log", "w")
+    proc = subprocess.Popen([str(prefix / "usr/local/bin/portcullis-agent"),
+                             "-c", str(conf)], stdout=log, stderr=log)
+    try:
+        row = wait_agent(pc, agent_id, online=True, timeout=30)
+        assert row["tags"] == ["tls"] and row["name"] == "tls-box"
+    finally:
+        stop_process(proc)
+        log.close()
+
+
+def test_pair_with_existing_credential(pair_server, tmp_path):
+    pc = pair_server
+    _, out, _ = pc.cli("credential", "add", "--name", "mine")
+    kv = parse_kv(out)
+    rc, out, err = pc.cli("agent", "pair", "--credential", kv["id"],
+                          input="wrong-secret\n", check=False)
+    assert rc != 0 and "wrong secret" in err
+    rc, out, err = pc.cli("agent", "pair", "--credential", kv["id"],
+                          "--json", input="%s:%s\n" % (kv["id"], kv["secret"]))
+    code = json.loads(out)["code"]
+    st, body = get("127.0.0.1", pc.http_port, "/pair/" + code)
+    assert st == 200
+    assert ("CREDENTIAL='%s:%s'" % (kv["id"], kv["secret"])).encode() in body
+    # no credential was made for it
+    _, out, _ = pc.cli("credential", "list", "--json")
+    assert len(json.loads(out)) == 1
