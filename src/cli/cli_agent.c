@@ -263,13 +263,12 @@ static int agent_pair_run(struct cli_ctx *ctx, int argc, char **argv)
         printf("%s\n", s != NULL ? s : "{}");
         free(s);
     } else {
-        char until[32];
+        const char *until = json_string_value(json_object_get(a, "expires_at"));
 
-        cli_fmt_time(json_integer_value(json_object_get(a, "expires_at")),
-                     until, sizeof(until));
         printf("code=%s\nurl=%s\nexpires=%s\n",
                json_string_value(json_object_get(a, "code")),
-               json_string_value(json_object_get(a, "url")), until);
+               json_string_value(json_object_get(a, "url")),
+               until != NULL ? until : "?");
         printf("Run on the new machine (once, before it expires):\n  %s\n",
                json_string_value(json_object_get(a, "command")));
         if (json_is_true(json_object_get(a, "plain_http"))) {

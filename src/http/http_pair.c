@@ -732,8 +732,8 @@ json_t *http_pair_answer(const struct http *h, const char *host,
     char url[512], cmd[1024];
 
     pair_urls(h, host, code, url, sizeof(url), cmd, sizeof(cmd));
-    return json_pack("{s:s, s:s, s:s, s:I, s:b}", "code", code, "url", url,
-                     "command", cmd, "expires_at", (json_int_t)expires,
+    return json_pack("{s:s, s:s, s:s, s:o, s:b}", "code", code, "url", url,
+                     "command", cmd, "expires_at", admin_json_time(expires),
                      "plain_http", !h->tls);
 }
 

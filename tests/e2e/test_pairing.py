@@ -19,6 +19,7 @@ import pytest
 import pclib
 from agentlib import (NetNS, agents, netns, wait_agent)  # noqa: F401
 from pclib import Portcullis, build_dir, parse_kv, stop_process, uniq
+from test_web import WEB, web_ui  # noqa: F401 (builds web/dist)
 
 
 def static_agent():
@@ -302,3 +303,43 @@ def test_pair_with_existing_credential(pair_server, tmp_path):
     # no credential was made for it
     _, out, _ = pc.cli("credential", "list", "--json")
     assert len(json.loads(out)) == 1
+
+
+def test_browser_install_agent_button(pair_server, web_ui, tmp_path):  # noqa: F811
+    """The web UI's "Install agent" (web/e2e/pairing.mjs in Chromium) makes
+    a code and shows the one-line command; that line, run as shown (with
+    --prefix instead of sudo), installs an agent that comes online with the
+    tags typed in the page."""
+    pc = pair_server
+    cfg = {"url": "http://127.0.0.1:%d" % pc.http_port,
+           "admin_user": pc.admin_user, "admin_password": pc.admin_password,
+           "tags": ["webpair", "ui"], "name": "from-the-page",
+           "screenshots": None}
+    cfg_path = tmp_path / "pairing.json"
+    cfg_path.write_text(json.dumps(cfg))
+    r = pclib.run(["node", "e2e/pairing.mjs", str(cfg_path)], cwd=WEB,
+                  timeout=240)
+    assert r.rc == 0, r
+    res = json.loads(r.out.strip().splitlines()[-1])
+    cmd = res["command"]
+    assert cmd.startswith("curl -sS 'http://127.0.0.1:%d/pair/"
+                          % pc.http_port), cmd
+    assert cmd.endswith("| sudo sh -s --"), cmd
+    assert "plain HTTP" in res["status"]
+    prefix = tmp_path / "root"
+    agent_id = uniq("webpair")
+    r = subprocess.run(["sh", "-c", cmd.replace(
+        "| sudo sh -s --", "| sh -s -- --prefix %s --id %s"
+        % (prefix, agent_id))], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    conf = prefix / "etc/portcullis/agent.conf"
+    log = open(tmp_path / "agent.log", "w")
+    proc = subprocess.Popen([str(prefix / "usr/local/bin/portcullis-agent"),
+                             "-c", str(conf)], stdout=log, stderr=log)
+    try:
+        row = wait_agent(pc, agent_id, online=True, timeout=30)
+        assert sorted(row["tags"]) == ["ui", "webpair"], row
+        assert row["name"] == "from-the-page"
+    finally:
+        stop_process(proc)
+        log.close()
