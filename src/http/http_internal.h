@@ -193,7 +193,6 @@ void http_req_clear(struct http_req *req);
 #define PAIR_CODE_BUF 16
 int http_pairs_new(struct http *h);
 void http_pairs_free(struct http_pairs *ps);
-bool http_pair_word_ok(const char *s, size_t max, bool space);
 /* Makes a code from req {"tags":[..],"name":..,"credential":..,
  * "secret":..}; why says what was refused. */
 int http_pair_create(struct http *h, const json_t *req, const char *actor,

@@ -32,6 +32,7 @@
  * secrets in it are wiped when a code is used up, expires or is freed.
  */
 #include "http/http_internal.h"
+#include "http/http_pair.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -195,7 +196,7 @@ static void pair_sweep(struct http_pairs *ps, int64_t now)
 }
 
 /* A tag or name as pairing takes it: it ends up in a shell script and a
- * config file, so only characters safe in both. */
+ * config file, so only characters safe in both (http_pair.h). */
 bool http_pair_word_ok(const char *s, size_t max, bool space)
 {
     size_t n = strlen(s);
@@ -479,7 +480,7 @@ static int pair_agent_read(const struct http *h, char **out, size_t *len)
 
 /* The Host header as a URL authority we can put in a script: a name or
  * address, an optional port; nothing else. */
-static bool pair_host_ok(const char *host)
+bool http_pair_host_ok(const char *host)
 {
     size_t n = strlen(host);
 
@@ -551,6 +552,69 @@ static int pair_fill(const char *tpl, const char *const *keys,
     return ERR_OK;
 }
 
+/* Whether s is 0-max characters of [A-Za-z0-9] and extra. */
+static bool pair_chars_ok(const char *s, size_t max, const char *extra)
+{
+    size_t n = strlen(s);
+
+    if (n > max) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || strchr(extra, c) != NULL)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int http_pair_render(const struct http_pair_vals *v, char **out)
+{
+    char url[300], wsurl[300],
+        tags[HTTP_PAIR_TAGS_MAX * (PAIR_TAG_MAX + 1) + 1];
+    size_t used = 0;
+    int r;
+
+    *out = NULL;
+    tags[0] = '\0';
+    if (v->ntags > HTTP_PAIR_TAGS_MAX || !http_pair_host_ok(v->host) ||
+        strlen(v->code) != PAIR_CODE_CHARS ||
+        strspn(v->code, pair_alphabet) != PAIR_CODE_CHARS ||
+        !pair_chars_ok(v->fingerprint, 200, "+/=:_-") ||
+        v->fingerprint[0] == '\0' || !pair_chars_ok(v->tls_pin, 100, "+/=") ||
+        !pair_chars_ok(v->ca, 16384, "+/=- \n") || strlen(v->sha256) != 64 ||
+        !pair_chars_ok(v->sha256, 64, "") ||
+        !pair_chars_ok(v->credential, 200, ":_-") || v->credential[0] == '\0' ||
+        (v->name[0] != '\0' &&
+         !http_pair_word_ok(v->name, PAIR_NAME_MAX, true))) {
+        return ERR_INVALID;
+    }
+    for (size_t i = 0; i < v->ntags; i++) {
+        if (!http_pair_word_ok(v->tags[i], PAIR_TAG_MAX, false)) {
+            return ERR_INVALID;
+        }
+        r = snprintf(tags + used, sizeof(tags) - used, "%s%s", i > 0 ? " " : "",
+                     v->tags[i]);
+        used += r > 0 ? (size_t)r : 0;
+    }
+    snprintf(url, sizeof(url), "%s://%s", v->tls ? "https" : "http", v->host);
+    snprintf(wsurl, sizeof(wsurl), "%s://%s", v->tls ? "wss" : "ws", v->host);
+    {
+        const char *keys[] = {"URL",    "WSURL", "CODE", "FINGERPRINT",
+                              "TLSPIN", "CA",    "SHA",  "CREDENTIAL",
+                              "TAGS",   "NAME"};
+        const char *vals[] = {url,        wsurl,  v->code,   v->fingerprint,
+                              v->tls_pin, v->ca,  v->sha256, v->credential,
+                              tags,       v->name};
+
+        return pair_fill(pair_sh, keys, vals, sizeof(keys) / sizeof(keys[0]),
+                         out);
+    }
+}
+
 static void pair_audit(struct http_req *req, const char *action,
                        const struct pair_code *p, const char *detail)
 {
@@ -571,11 +635,11 @@ int http_h_pair_get(struct http_req *req)
     struct store_credential cred;
     struct admin_ctx ac;
     struct admin_err e;
-    char secret[SECRET_CHARS + 1] = "", credential[160], sha[65], tags[1200];
-    char url[300], wsurl[300], detail[256];
+    char secret[SECRET_CHARS + 1] = "", credential[160], sha[65];
+    char detail[256];
     unsigned char md[32];
     char *bin = NULL;
-    size_t binlen = 0, used = 0;
+    size_t binlen = 0;
     int64_t now = util_now();
     int r;
 
@@ -603,7 +667,7 @@ int http_h_pair_get(struct http_req *req)
             "installer (curl ... | sh)'\r\nexit 1\r\n");
         return req->raw != NULL ? 0 : pair_refuse(req, 500, "no memory");
     }
-    if (!pair_host_ok(req->host)) {
+    if (!http_pair_host_ok(req->host)) {
         return pair_refuse(req, 400, "the request names no usable Host");
     }
     if (pair_agent_read(req->h, &bin, &binlen) != ERR_OK) {
@@ -632,29 +696,26 @@ int http_h_pair_get(struct http_req *req)
     p->used = true; /* from here on, one use only */
     snprintf(credential, sizeof(credential), "%s:%s", p->cred_id,
              p->cred_secret);
-    tags[0] = '\0';
-    for (size_t i = 0; i < p->ntags; i++) {
-        int n = snprintf(tags + used, sizeof(tags) - used, "%s%s",
-                         i > 0 ? " " : "", p->tags[i]);
-
-        used += n > 0 ? (size_t)n : 0;
-    }
-    snprintf(url, sizeof(url), "%s://%s", req->h->tls ? "https" : "http",
-             req->host);
-    snprintf(wsurl, sizeof(wsurl), "%s://%s", req->h->tls ? "wss" : "ws",
-             req->host);
     {
-        const char *keys[] = {"URL",    "WSURL", "CODE", "FINGERPRINT",
-                              "TLSPIN", "CA",    "SHA",  "CREDENTIAL",
-                              "TAGS",   "NAME"};
-        const char *vals[] = {url,         wsurl,
-                              p->code,     ps->fingerprint,
-                              ps->tls_pin, ps->tls_ca != NULL ? ps->tls_ca : "",
-                              sha,         credential,
-                              tags,        p->name};
+        const char *tagv[PAIR_TAGS_MAX];
+        struct http_pair_vals v = {
+            .tls = req->h->tls,
+            .host = req->host,
+            .code = p->code,
+            .fingerprint = ps->fingerprint,
+            .tls_pin = ps->tls_pin,
+            .ca = ps->tls_ca != NULL ? ps->tls_ca : "",
+            .sha256 = sha,
+            .credential = credential,
+            .tags = tagv,
+            .ntags = p->ntags,
+            .name = p->name,
+        };
 
-        r = pair_fill(pair_sh, keys, vals, sizeof(keys) / sizeof(keys[0]),
-                      &req->raw);
+        for (size_t i = 0; i < p->ntags; i++) {
+            tagv[i] = p->tags[i];
+        }
+        r = http_pair_render(&v, &req->raw);
     }
     sodium_memzero(credential, sizeof(credential));
     snprintf(detail, sizeof(detail), "credential=%s", p->cred_id);
@@ -706,7 +767,7 @@ static void pair_urls(const struct http *h, const char *host, const char *code,
     char def[300];
 
     if (base == NULL || base[0] == '\0') {
-        if (host != NULL && pair_host_ok(host)) {
+        if (host != NULL && http_pair_host_ok(host)) {
             snprintf(def, sizeof(def), "%s://%s", h->tls ? "https" : "http",
                      host);
         } else {
