@@ -355,3 +355,28 @@ def test_browser_install_agent_button(pair_server, web_ui, tmp_path):  # noqa: F
     finally:
         stop_process(proc)
         log.close()
+
+
+def test_guesses_from_many_sources_hit_the_global_limit(pair_server):
+    """10 sources x 10 wrong codes (each source at its own limit) reach
+    the global one: a fresh source is refused even with the right code."""
+    pc = pair_server
+    good = pair(pc)["code"]
+    for n in range(2, 12):
+        src = "127.0.0.%d" % n
+        for i in range(10):
+            c = http.client.HTTPConnection("127.0.0.1", pc.http_port,
+                                           timeout=10,
+                                           source_address=(src, 0))
+            c.request("GET", "/pair/%02d%010d" % (n, i))
+            r = c.getresponse()
+            r.read()
+            c.close()
+            assert r.status == 404, (src, i, r.status)
+    c = http.client.HTTPConnection("127.0.0.1", pc.http_port, timeout=10,
+                                   source_address=("127.0.0.77", 0))
+    c.request("GET", "/pair/" + good)
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    assert r.status == 429 and b"too many wrong pairing codes" in body
