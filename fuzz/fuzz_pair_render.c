@@ -48,9 +48,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (ref_quotes == (size_t)-1) {
         const char *t[] = {"prod"};
         struct http_pair_vals ok = {
-            false, "127.0.0.1:8080", "abcdefghijkl", "SHA256:abc", "", "",
+            false,
+            "127.0.0.1:8080",
+            "abcdefghijkl",
+            "SHA256:abc",
+            "",
+            "",
             "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-            "id:secret", t, 1, "box"};
+            "id:secret",
+            t,
+            1,
+            "box"};
 
         if (http_pair_render(&ok, &out) != ERR_OK) {
             abort();
