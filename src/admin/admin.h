@@ -404,6 +404,13 @@ int admin_agent_rebind(const struct admin_ctx *c, const char *id,
 /* Deletes an agent and its tunnels. Audited. */
 int admin_agent_delete(const struct admin_ctx *c, const char *id,
                        struct admin_notice *n, struct admin_err *e);
+/* Asks the running server (c->data_dir) for a pairing code with these
+ * tags, name and credential (NULL: the server makes one when the code is
+ * used; else its secret too). *answer: {"code","url","command",
+ * "expires_at","plain_http"}, the caller's to json_decref. */
+int admin_agent_pair(const struct admin_ctx *c, const char *const *tags,
+                     size_t ntags, const char *name, const char *credential,
+                     const char *secret, json_t **answer, struct admin_err *e);
 
 /* The longest idle timeout of a tunnel, in minutes (hub/tunnel_def.h's
  * TUNNEL_IDLE_MAX). */

@@ -22,6 +22,8 @@
 #include "cli/cli.h"
 #include "common/err.h"
 
+#include <sodium.h>
+
 /* A stored JSON array of strings joined with sep into out ("" if none). */
 static void agent_join(const char *jsonlist, const char *sep, char *out,
                        size_t outlen)
@@ -176,6 +178,127 @@ static int agent_rebind_run(struct cli_ctx *ctx, int argc, char **argv)
     return CLI_EXIT_OK;
 }
 
+#define AGENT_PAIR_TAGS 16
+
+/* Reads the credential's secret from stdin: one line, "SECRET" or
+ * "ID:SECRET" (never from the command line, where ps shows it). */
+static int agent_pair_secret(const char *cred, char *out, size_t outlen)
+{
+    size_t n, idlen = strlen(cred);
+
+    if (fgets(out, (int)outlen, stdin) == NULL) {
+        return cli_error("--credential %s: give its secret on standard "
+                         "input (a line SECRET or ID:SECRET)",
+                         cred);
+    }
+    n = strcspn(out, "\r\n");
+    out[n] = '\0';
+    if (strncmp(out, cred, idlen) == 0 && out[idlen] == ':') {
+        memmove(out, out + idlen + 1, n - idlen);
+    }
+    return CLI_EXIT_OK;
+}
+
+static int agent_pair_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS], *tags[AGENT_PAIR_TAGS];
+    const char *cred = NULL, *name = NULL;
+    bool json = false;
+    const struct cli_opt opts[] = {CLI_OPT_STR("--credential", &cred),
+                                   CLI_OPT_STR("--name", &name),
+                                   CLI_OPT_FLAG("--json", &json), CLI_OPT_END};
+    char **rest = NULL, secret[128] = "";
+    struct admin_ctx ac;
+    struct admin_err e;
+    size_t ntags = 0;
+    json_t *a = NULL;
+    int nrest = 0, rc;
+
+    /* --tag repeats, which cli_parse does not do: take them out first */
+    if ((rest = calloc((size_t)argc + 1, sizeof(*rest))) == NULL) {
+        return cli_error("%s", err_str(ERR_NOMEM));
+    }
+    for (int i = 0; i < argc; i++) {
+        const char *t = NULL;
+
+        if (strcmp(argv[i], "--tag") == 0) {
+            if (i + 1 >= argc) {
+                free(rest);
+                return cli_usage(ctx, "--tag needs a value");
+            }
+            t = argv[++i];
+        } else if (strncmp(argv[i], "--tag=", 6) == 0) {
+            t = argv[i] + 6;
+        } else {
+            rest[nrest++] = argv[i];
+            continue;
+        }
+        if (ntags == AGENT_PAIR_TAGS) {
+            free(rest);
+            return cli_usage(ctx, "at most %d tags", AGENT_PAIR_TAGS);
+        }
+        tags[ntags++] = t;
+    }
+    rc = cli_parse(ctx, nrest, rest, opts, "", pos);
+    free(rest);
+    if (rc != CLI_PARSED) {
+        return rc;
+    }
+    if (cred != NULL &&
+        (rc = agent_pair_secret(cred, secret, sizeof(secret))) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if ((rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
+        sodium_memzero(secret, sizeof(secret));
+        return rc;
+    }
+    rc = admin_agent_pair(&ac, tags, ntags, name, cred, secret, &a, &e);
+    sodium_memzero(secret, sizeof(secret));
+    if (rc != ERR_OK) {
+        return cli_admin_error(ctx, &e);
+    }
+    if (json) {
+        char *s = json_dumps(a, JSON_INDENT(2));
+
+        printf("%s\n", s != NULL ? s : "{}");
+        free(s);
+    } else {
+        const char *until = json_string_value(json_object_get(a, "expires_at"));
+
+        printf("code=%s\nurl=%s\nexpires=%s\n",
+               json_string_value(json_object_get(a, "code")),
+               json_string_value(json_object_get(a, "url")),
+               until != NULL ? until : "?");
+        printf("Run on the new machine (once, before it expires):\n  %s\n",
+               json_string_value(json_object_get(a, "command")));
+        if (json_is_true(json_object_get(a, "plain_http"))) {
+            fprintf(stderr,
+                    "portcullis: warning: this server speaks plain HTTP: "
+                    "the code and the agent's credential cross the network "
+                    "readable (docs/security.md, \"Pairing codes\")\n");
+        }
+    }
+    json_decref(a);
+    return CLI_EXIT_OK;
+}
+
+static const struct cli_cmd agent_pair_cmd = {
+    .name = "pair",
+    .synopsis = "agent pair [--credential ID] [--tag T]... [--name N] [--json]",
+    .summary = "Make a one-time code that installs an agent on a new "
+               "machine.",
+    .details =
+        "Asks the running server for a pairing code (10 minutes, one use, "
+        "kept in\nthe server's memory only) and prints the one line to run "
+        "on the new\nmachine: curl .../pair/CODE | sudo sh. The installer "
+        "brings the static\nagent, its config (server, pinned fingerprint, "
+        "credential, tags) and a\nsystemd unit; `sh -s -- -h` lists its "
+        "options. Without --credential the\nserver makes a credential when "
+        "the code is used; with --credential ID\nits secret is read from "
+        "standard input.\n",
+    .run = agent_pair_run,
+};
+
 static const struct cli_cmd agent_list_cmd = {
     .name = "list",
     .synopsis = "agent list [--json]",
@@ -211,8 +334,8 @@ static const struct cli_cmd agent_rebind_cmd = {
     .run = agent_rebind_run,
 };
 static const struct cli_cmd *const agent_cmds[] = {
-    &agent_list_cmd, &agent_show_cmd, &agent_rebind_cmd, &agent_delete_cmd,
-    NULL};
+    &agent_list_cmd,   &agent_show_cmd, &agent_rebind_cmd,
+    &agent_delete_cmd, &agent_pair_cmd, NULL};
 
 const struct cli_cmd cli_agent = {
     .name = "agent",

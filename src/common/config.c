@@ -257,6 +257,7 @@ int config_defaults(struct config *cfg, const char *data_dir)
     cfg->tunnel_port_min = 20000;
     cfg->tunnel_port_max = 20999;
     cfg->tunnel_udp_flow_seconds = 60;
+    cfg->pairing_code_seconds = 600;
     cfg->http_proxy_port = 3128;
     cfg->http_proxy_tls = true;
     cfg->http_proxy_max_connections = 1024;
@@ -498,6 +499,9 @@ static const struct config_key config_keys[] = {
     CK("tunnel", "port_min", CK_INT, tunnel_port_min, 1, 65535),
     CK("tunnel", "port_max", CK_INT, tunnel_port_max, 1, 65535),
     CK("tunnel", "udp_flow_seconds", CK_INT, tunnel_udp_flow_seconds, 1, 86400),
+    CK("pairing", "url", CK_OPTSTR, pairing_url, 0, 0),
+    CK("pairing", "agent_binary", CK_OPTPATH, pairing_agent_binary, 0, 0),
+    CK("pairing", "code_seconds", CK_INT, pairing_code_seconds, 1, 86400),
 };
 
 /*
@@ -1049,6 +1053,8 @@ void config_free(struct config *cfg)
     free(cfg->rdp_listen);
     free(cfg->rdp_tls_cert);
     free(cfg->rdp_tls_key);
+    free(cfg->pairing_url);
+    free(cfg->pairing_agent_binary);
     for (size_t i = 0; i < cfg->nsubkeys; i++) {
         free(cfg->subkeys[i].kind);
         free(cfg->subkeys[i].name);

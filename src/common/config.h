@@ -170,6 +170,11 @@ struct config {
     int tunnel_port_max;
     int tunnel_udp_flow_seconds; /* a UDP flow without datagrams ends */
 
+    /* pairing (src/http/http_pair.c) */
+    char *pairing_url;          /* base URL in answers; NULL: from Host */
+    char *pairing_agent_binary; /* the static agent; NULL: beside us */
+    int pairing_code_seconds;   /* a code's life */
+
     /* [directory "NAME"] sections, unchecked (auth/directory_conf.h) */
     struct config_subkey *subkeys;
     size_t nsubkeys;

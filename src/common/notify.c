@@ -14,6 +14,7 @@
 #include "common/notify.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,11 +23,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "common/err.h"
 #include "common/log.h"
 
 #define NOTIFY_DIR "run"
 #define NOTIFY_SOCK "run/notify.sock"
+#define NOTIFY_ASK_SOCK "run/ask.sock"
 #define NOTIFY_MSG_MAX 16 /* "4294967295" and room: longer is not ours */
 /* Datagrams read per wakeup, so a flood cannot hold the loop. */
 #define NOTIFY_BURST 64
@@ -38,6 +42,7 @@ struct notify {
     dev_t dev; /* of the socket file we bound, so close removes only it */
     ino_t ino;
     notify_fn fn;
+    notify_ask_fn ask; /* the ask socket's (ask.sock); fn is NULL then */
     void *arg;
 };
 
@@ -174,15 +179,18 @@ static int notify_make_dir(const char *data_dir)
     return ERR_OK;
 }
 
-int notify_listen(struct notify **out, struct loop *loop, const char *data_dir,
-                  notify_fn fn, void *arg)
+static void notify_on_ask(struct loop *l, int fd, int events, void *arg);
+
+static int notify_bind(struct notify **out, struct loop *loop,
+                       const char *data_dir, const char *rel, notify_fn fn,
+                       notify_ask_fn ask, void *arg)
 {
     struct notify *n = NULL;
     struct stat sb;
     int r, probe = -1;
 
     *out = NULL;
-    if (loop == NULL || fn == NULL) {
+    if (loop == NULL || (fn == NULL) == (ask == NULL)) {
         return ERR_INVALID;
     }
     if ((n = calloc(1, sizeof(*n))) == NULL) {
@@ -191,8 +199,9 @@ int notify_listen(struct notify **out, struct loop *loop, const char *data_dir,
     n->fd = -1;
     n->loop = loop;
     n->fn = fn;
+    n->ask = ask;
     n->arg = arg;
-    if ((r = notify_addr(data_dir, NOTIFY_SOCK, &n->addr)) != ERR_OK ||
+    if ((r = notify_addr(data_dir, rel, &n->addr)) != ERR_OK ||
         (r = notify_make_dir(data_dir)) != ERR_OK) {
         if (r == ERR_TOO_LONG) {
             log_error("notify: the data directory's path is too long for a "
@@ -236,7 +245,8 @@ int notify_listen(struct notify **out, struct loop *loop, const char *data_dir,
     }
     n->dev = sb.st_dev;
     n->ino = sb.st_ino;
-    if ((r = loop_add_fd(loop, n->fd, LOOP_READ, notify_on_read, n)) !=
+    if ((r = loop_add_fd(loop, n->fd, LOOP_READ,
+                         fn != NULL ? notify_on_read : notify_on_ask, n)) !=
         ERR_OK) {
         (void)unlink(n->addr.sun_path);
         goto fail;
@@ -255,6 +265,114 @@ fail:
     }
     free(n);
     return r;
+}
+
+int notify_listen(struct notify **out, struct loop *loop, const char *data_dir,
+                  notify_fn fn, void *arg)
+{
+    return notify_bind(out, loop, data_dir, NOTIFY_SOCK, fn, NULL, arg);
+}
+
+int notify_listen_ask(struct notify **out, struct loop *loop,
+                      const char *data_dir, notify_ask_fn ask, void *arg)
+{
+    return notify_bind(out, loop, data_dir, NOTIFY_ASK_SOCK, NULL, ask, arg);
+}
+
+/* A question on ask.sock: answered to the sender's (autobound) address.
+ * The socket's mode is the whole of the check (see notify.h). */
+static void notify_on_ask(struct loop *l, int fd, int events, void *arg)
+{
+    struct notify *n = arg;
+    struct sockaddr_un from;
+    socklen_t fromlen;
+    char *q = NULL, *a = NULL;
+    size_t alen;
+    ssize_t got;
+    int i;
+
+    if ((q = malloc(NOTIFY_ASK_MAX + 1)) == NULL ||
+        (a = malloc(NOTIFY_ASK_MAX)) == NULL) {
+        free(q);
+        return;
+    }
+    for (i = 0; i < NOTIFY_BURST; i++) {
+        fromlen = sizeof(from);
+        got = recvfrom(fd, q, NOTIFY_ASK_MAX + 1, MSG_TRUNC,
+                       (struct sockaddr *)&from, &fromlen);
+        if (got < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                log_warn("notify: recv: %s", strerror(errno));
+            }
+            break;
+        }
+        if ((size_t)got > NOTIFY_ASK_MAX || fromlen <= sizeof(sa_family_t)) {
+            log_debug("notify: ignored a question of %zd bytes", got);
+            continue;
+        }
+        q[got] = '\0';
+        alen = 0;
+        n->ask(n->arg, q, (size_t)got, a, NOTIFY_ASK_MAX, &alen);
+        sodium_memzero(q, (size_t)got);
+        if (alen > 0 && sendto(fd, a, alen, MSG_NOSIGNAL | MSG_DONTWAIT,
+                               (struct sockaddr *)&from, fromlen) < 0) {
+            log_debug("notify: cannot answer: %s", strerror(errno));
+        }
+        sodium_memzero(a, NOTIFY_ASK_MAX);
+    }
+    free(q);
+    free(a);
+}
+
+int notify_ask(const char *data_dir, const char *q, size_t qlen, char *a,
+               size_t alen, size_t *got, bool *delivered, int timeout_ms)
+{
+    struct sockaddr_un sa;
+    sa_family_t fam = AF_UNIX;
+    struct pollfd pfd;
+    ssize_t n;
+    int fd, r;
+
+    *delivered = false;
+    *got = 0;
+    if (qlen > NOTIFY_ASK_MAX) {
+        return ERR_TOO_LONG;
+    }
+    if ((r = notify_addr(data_dir, NOTIFY_ASK_SOCK, &sa)) != ERR_OK) {
+        return r;
+    }
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return ERR_IO;
+    }
+    /* autobind: an abstract address of our own, for the answer */
+    if (bind(fd, (struct sockaddr *)&fam, sizeof(fam)) != 0) {
+        close(fd);
+        return ERR_IO;
+    }
+    if (sendto(fd, q, qlen, MSG_NOSIGNAL, (struct sockaddr *)&sa, sizeof(sa)) <
+        0) {
+        r = (errno == ENOENT || errno == ECONNREFUSED || errno == ENOTDIR)
+                ? ERR_OK
+                : ERR_IO;
+        close(fd);
+        return r;
+    }
+    *delivered = true;
+    pfd.fd = fd;
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    if (poll(&pfd, 1, timeout_ms) != 1) {
+        close(fd);
+        return ERR_TIMEOUT;
+    }
+    n = recv(fd, a, alen, MSG_TRUNC);
+    close(fd);
+    if (n < 0 || (size_t)n > alen) {
+        return ERR_IO;
+    }
+    *got = (size_t)n;
+    return ERR_OK;
 }
 
 void notify_close(struct notify *n)

@@ -14,6 +14,7 @@
 #define PORTCULLIS_NOTIFY_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "common/loop.h"
 
@@ -33,5 +34,30 @@ int notify_tell(const char *data_dir, unsigned what, bool *delivered);
 int notify_listen(struct notify **out, struct loop *loop, const char *data_dir,
                   notify_fn fn, void *arg);
 void notify_close(struct notify *n);
+
+/*
+ * Questions with answers, on a second socket DATA/run/ask.sock (same mode
+ * and directory): the CLI asks the running server for something only it
+ * can do, such as a pairing code that must live in its memory alone
+ * (admin_pair.c). A question is one datagram of at most NOTIFY_ASK_MAX
+ * bytes; the answer goes back to the asker's autobound abstract address.
+ * Unlike a notice, a question may carry authority: the socket's mode
+ * (0600 in a 0700 directory) limits it to the server's own user and root,
+ * who can write the store directly anyway.
+ */
+#define NOTIFY_ASK_MAX 4096
+
+typedef void (*notify_ask_fn)(void *arg, const char *q, size_t qlen, char *a,
+                              size_t amax, size_t *alen);
+
+/* Asks the server of data_dir; its answer (up to alen bytes) goes to a,
+ * *got its length. *delivered false (and ERR_OK): no server runs.
+ * ERR_TIMEOUT: no answer within timeout_ms. */
+int notify_ask(const char *data_dir, const char *q, size_t qlen, char *a,
+               size_t alen, size_t *got, bool *delivered, int timeout_ms);
+/* Binds DATA/run/ask.sock and answers every question with fn, in the
+ * loop (the answer is q's NUL-terminated text; fn writes up to amax). */
+int notify_listen_ask(struct notify **out, struct loop *loop,
+                      const char *data_dir, notify_ask_fn fn, void *arg);
 
 #endif

@@ -75,6 +75,7 @@ struct daemon {
     struct notify *notify;
     struct cluster *cluster;  /* this node's row, heartbeat, notices */
     struct jwt_key *node_key; /* node credentials (NULL until needed) */
+    struct notify *ask; /* `portcullis agent pair` asks here */
     int sig_fd;
 };
 
@@ -381,6 +382,11 @@ int daemon_run(const struct config *cfg)
         log_warn("cannot listen for store-change notices; CLI changes to "
                  "credentials and tunnels apply after a restart");
     }
+    if (notify_listen_ask(&d.ask, d.loop, cfg->data_dir, http_pair_ask,
+                          d.http) != ERR_OK) {
+        log_warn("cannot listen for the CLI's questions; `portcullis agent "
+                 "pair` will not work (the API's POST /pairing does)");
+    }
     log_info("listening on %s port %d", cfg->ssh_listen, cfg->ssh_port);
     (void)loop_add_timer(d.loop, 0, daemon_on_retention, &d);
     (void)loop_add_timer(d.loop, 0, daemon_on_schedule, &d);
@@ -395,6 +401,7 @@ int daemon_run(const struct config *cfg)
     server_stop(d.ssh, false);
     notify_close(d.notify);
     cluster_stop(d.cluster);
+    notify_close(d.ask);
     daemon_stop_services(&d);
     monitor_free(&d.mon);
 out:

@@ -31,6 +31,11 @@ int http_start(struct http **out, const struct config *cfg, struct loop *loop,
                struct store *store, struct vault *vault, struct hub *hub,
                struct webtickets *tickets);
 void http_stop(struct http *h);
+
+/* Answers a question of `portcullis agent pair` (common/notify.h,
+ * notify_ask_fn; arg is the struct http): makes a pairing code. */
+void http_pair_ask(void *arg, const char *q, size_t qlen, char *a, size_t amax,
+                   size_t *alen);
 /* Shares the SSH side's password pool and lockout table (both borrowed:
  * they must outlive h): password checks of POST /api/v1/login then run off
  * the loop under the one cap on concurrent checks, and failures count in

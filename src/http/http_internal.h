@@ -137,7 +137,8 @@ struct http {
     struct password_pool *hashes;
     struct http_conn *deferred;
     uint64_t next_deferred;
-    unsigned nterms; /* browser terminals open (http_term.c) */
+    unsigned nterms;          /* browser terminals open (http_term.c) */
+    struct http_pairs *pairs; /* pairing codes (http_pair.c) */
     struct lws_protocols protocols[HTTP_PROTOCOLS_MAX + 1];
 };
 
@@ -169,7 +170,10 @@ struct http_req {
     /* the response */
     int status;
     json_t *data, *meta, *errors;
-    char *raw; /* a non-JSON body (metrics); heap */
+    char *raw;         /* a non-JSON body (metrics); heap */
+    size_t raw_len;    /* its length; 0: strlen(raw) */
+    char host[256];    /* the Host header ("" if none) */
+    char query_os[16]; /* ?os= of GET /pair/{code} */
     const char *raw_type;
     char allow[64]; /* the Allow header of a 405 */
     bool www_auth;  /* add WWW-Authenticate: Bearer */
@@ -184,6 +188,21 @@ struct http_req {
 };
 
 void http_req_clear(struct http_req *req);
+
+/* --- pairing (http_pair.c) --- */
+#define PAIR_CODE_BUF 16
+int http_pairs_new(struct http *h);
+void http_pairs_free(struct http_pairs *ps);
+/* Makes a code from req {"tags":[..],"name":..,"credential":..,
+ * "secret":..}; why says what was refused. */
+int http_pair_create(struct http *h, const json_t *req, const char *actor,
+                     char code[PAIR_CODE_BUF], int64_t *expires, char *why,
+                     size_t whylen);
+json_t *http_pair_answer(const struct http *h, const char *host,
+                         const char *code, int64_t expires);
+int http_h_pair_get(struct http_req *req);
+int http_h_pair_agent(struct http_req *req);
+int http_h_pairing_add(struct http_req *req);
 
 /*
  * Answering later: a handler whose work runs off the loop (a password

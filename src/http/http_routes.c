@@ -156,6 +156,13 @@ static const struct http_field body_tunnel_patch[] = {
     F_END,
 };
 static const struct http_field body_empty[] = {F_END};
+static const struct http_field body_pairing[] = {
+    {"tags", HF_STRING_LIST, false, 0, 16},
+    NAME_FIELD("name", false),
+    {"credential", HF_STRING, false, 1, STORE_ID_MAX},
+    SECRET_FIELD("secret", false),
+    F_END,
+};
 
 /* --- body schemas from the nouns' descriptors (admin.h) ------------- */
 
@@ -430,6 +437,12 @@ const struct http_route http_routes[] = {
       http_h_peers_delete, NULL /* admin: peer.delete */),
     R(HM_POST, API "/peers/{id}/check", PERM_CONFIG, SCOPE_ROOT, body_empty,
       false, http_h_peers_check, NULL),
+    R(HM_POST, API "/pairing", PERM_ADMIN, SCOPE_ROOT, body_pairing, false,
+      http_h_pairing_add, "pairing.create"),
+    R(HM_GET, "/pair/{code}", PERM_PUBLIC, SCOPE_ROOT, NULL, false,
+      http_h_pair_get, NULL /* audited: pairing.use */),
+    R(HM_GET, "/pair/{code}/agent", PERM_PUBLIC, SCOPE_ROOT, NULL, false,
+      http_h_pair_agent, NULL),
     R(HM_GET, API "/credentials", PERM_ADMIN, SCOPE_ROOT, NULL, true,
       http_h_credentials_list, NULL),
     R(HM_POST, API "/credentials", PERM_ADMIN, SCOPE_ROOT, body_credential_add,
@@ -497,7 +510,12 @@ void http_req_clear(struct http_req *req)
     json_decref(req->data);
     json_decref(req->meta);
     json_decref(req->errors);
+    if (req->raw != NULL) {
+        sodium_memzero(req->raw,
+                       req->raw_len > 0 ? req->raw_len : strlen(req->raw));
+    }
     free(req->raw);
+    req->raw_len = 0;
     req->body = req->data = req->meta = req->errors = NULL;
     req->raw = NULL;
     sodium_memzero(&req->auth, sizeof(req->auth));
@@ -722,6 +740,12 @@ static int http_parse_query(struct http_req *req)
                               "query parameter '%.64s' needs a value", kv);
         }
         *val++ = '\0';
+        if (strcmp(kv, "os") == 0 &&
+            strncmp(req->route->pattern, "/pair/", 6) == 0 &&
+            strlen(val) < sizeof(req->query_os)) {
+            snprintf(req->query_os, sizeof(req->query_os), "%s", val);
+            continue;
+        }
         if (!req->route->list) {
             return http_error(req, 400, "invalid_query", "Invalid query",
                               "unknown query parameter '%.64s'", kv);

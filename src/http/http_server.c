@@ -326,7 +326,7 @@ static void http_respond(struct http_conn *c)
 
     if (req->raw != NULL) {
         c->out = req->raw;
-        c->out_len = strlen(req->raw);
+        c->out_len = req->raw_len > 0 ? req->raw_len : strlen(req->raw);
         req->raw = NULL;
     } else if (req->status != 204 && req->method != HM_HEAD) {
         if (req->errors != NULL) {
@@ -501,6 +501,10 @@ static int http_on_request(struct http_conn *c, struct lws *wsi,
     }
     if (http_static_claims(req->method, req->path)) {
         return http_on_static(c, wsi);
+    }
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HOST) > 0 &&
+        lws_hdr_copy(wsi, req->host, sizeof(req->host), WSI_TOKEN_HOST) < 0) {
+        req->host[0] = '\0';
     }
     alen = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
     if (alen > 0) {
@@ -940,6 +944,9 @@ int http_start(struct http **out, const struct config *cfg, struct loop *loop,
         r = ERR_IO;
         goto fail;
     }
+    if ((r = http_pairs_new(h)) != ERR_OK) {
+        goto fail;
+    }
     log_info("http: listening on %s port %d (%s)", cfg->http_listen,
              cfg->http_port, h->tls ? "https" : "http");
     *out = h;
@@ -993,6 +1000,7 @@ void http_stop(struct http *h)
         }
     }
     srccount_free(h->srcs);
+    http_pairs_free(h->pairs);
     /* after the connections: a pending check answers no one now */
     routes_free(h->routes);
     if (!h->lockout_borrowed) {

@@ -96,7 +96,7 @@ bool http_static_claims(int method, const char *path)
         return false;
     }
     return strcmp(path, "/healthz") != 0 && strcmp(path, "/metrics") != 0 &&
-           strcmp(path, "/agent") != 0;
+           strcmp(path, "/agent") != 0 && strncmp(path, "/pair/", 6) != 0;
 }
 
 bool http_static_accepts_gzip(const char *ae)

@@ -1,6 +1,8 @@
 // Agents (online state, announced facts, tags) with their tunnels
 // (create, change the ACL, close), and agent credentials with the install
-// snippet. Routes: /api/v1/agents, /api/v1/tunnels, /api/v1/credentials.
+// snippet, and "Install agent" (a one-time pairing code and the line to run
+// on the new machine). Routes: /api/v1/agents, /api/v1/tunnels,
+// /api/v1/credentials, /api/v1/pairing.
 import { useState } from 'preact/hooks';
 import { api, enc, list } from '../api.js';
 import { navigate } from '../router.js';
@@ -10,6 +12,51 @@ import {
 import { proxyHost } from './assets.jsx';
 
 const state = (a) => (a.online ? 'online' : 'offline');
+
+// "Install agent": POST /pairing makes a code that lives 10 minutes, for
+// one use, in the server's memory; the answer's command is the line to
+// run on the new machine (docs/agent.md, "Install by pairing").
+function InstallAgent() {
+  const [open, setOpen] = useState(false);
+  const [tags, setTags] = useState('');
+  const [name, setName] = useState('');
+  const [made, setMade] = useState(null);
+  const act = useAction();
+  const submit = (ev) => {
+    ev.preventDefault();
+    act.run(async () => {
+      const body = { tags: splitList(tags) };
+      if (name.trim()) body.name = name.trim();
+      const doc = await api.post('/pairing', body);
+      setMade(doc.data);
+    });
+  };
+  if (!open) {
+    return <button type="button" class="primary" onClick={() => { setOpen(true); setMade(null); }}>Install agent</button>;
+  }
+  return (
+    <div class="card" role="region" aria-label="Install agent">
+      {!made && (
+        <form class="inline-form" onSubmit={submit} aria-label="New pairing code">
+          <Field label="Tags (optional)" value={tags} onInput={setTags} placeholder="prod, web" />
+          <Field label="Agent name (optional)" value={name} onInput={setName} />
+          <button type="submit" class="primary" disabled={act.busy}>Create pairing code</button>
+          <button type="button" class="small" onClick={() => setOpen(false)}>Cancel</button>
+        </form>
+      )}
+      <ErrorText error={act.error} />
+      {made && (
+        <div role="status">
+          <p>Run this on the new machine, once, before {fmtTime(made.expires_at)} (code <code>{made.code}</code>).
+            Options go after <code>sh -s --</code>; <code>-h</code> lists them.</p>
+          <CodeLine label="Install command" text={made.command} />
+          {made.plain_http && <p class="muted">This server speaks plain HTTP: the code and the agent's credential cross the network readable.</p>}
+          <button type="button" class="small" onClick={() => { setOpen(false); setMade(null); setTags(''); setName(''); }}>Done</button>
+        </div>
+      )}
+    </div>
+  );
+}
 
 export function Agents() {
   const agents = useLoad(async () => (await list('/agents', { sort: 'name' })).data);
@@ -24,6 +71,7 @@ export function Agents() {
       <div class="toolbar">
         <Field label="Search agents" type="search" value={q} onInput={setQ} placeholder="name, host, address or tag" />
       </div>
+      <InstallAgent />
       {agents.loading && !agents.data && <Loading />}
       <ErrorText error={agents.error} />
       {agents.data && (

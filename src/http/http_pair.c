@@ -1,0 +1,881 @@
+/*
+ * Pairing (docs/agent.md, "Install by pairing"; docs/security.md,
+ * "Pairing codes"): a one-time code, kept only in this process's memory,
+ * that a new machine trades for an installer of the agent.
+ *
+ *   POST /api/v1/pairing (or `portcullis agent pair`, which asks this
+ *   process through DATA/run/ask.sock, common/notify.h) makes a code:
+ *   PAIR_CODE_CHARS base32 characters (60 bits) that live [pairing]
+ *   code_seconds (600), with the tags, name and credential it installs.
+ *
+ *   GET /pair/CODE uses it: the answer is a POSIX sh installer holding the
+ *   server's URL (as the machine reached us: the Host header), the pinned
+ *   SSH host key fingerprint, the TLS key pin (https), the credential
+ *   (made now, unless the code names one, whose secret it then holds) and
+ *   the SHA-256 of the static agent. ?os=windows answers a PowerShell
+ *   script that says there is no Windows agent yet, and leaves the code
+ *   unused.
+ *
+ *   GET /pair/CODE/agent then serves the static agent itself, a few times
+ *   within the code's life, only after the installer was served.
+ *
+ * Against guessing: the code space is 2^60; codes are compared in
+ * constant time; every failed lookup (unknown, used or expired) counts
+ * against its source address (PAIR_SRC_FAILS in PAIR_SRC_WINDOW) and
+ * against everyone (PAIR_ALL_FAILS per PAIR_ALL_WINDOW), and past either
+ * limit every lookup (good codes too, or the limit would still let a
+ * guess through) answers 429. Error answers are shell scripts that print
+ * the reason and exit 1, so `curl ... | sh` shows it; they hold nothing
+ * else.
+ *
+ * Ownership: struct http_pairs belongs to struct http (http_pairs_free);
+ * secrets in it are wiped when a code is used up, expires or is freed.
+ */
+#include "http/http_internal.h"
+#include "http/http_pair.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <sodium.h>
+
+#include "admin/admin.h"
+#include "common/err.h"
+#include "common/hostkey.h"
+#include "common/log.h"
+#include "common/secret.h"
+#include "common/util.h"
+#include "store/audit.h"
+
+#define PAIR_CODE_CHARS 12 /* base32: 60 bits */
+#define PAIR_MAX 64        /* codes alive at once */
+#define PAIR_TAGS_MAX 16
+#define PAIR_TAG_MAX 64
+#define PAIR_NAME_MAX 128
+#define PAIR_DOWNLOADS 3 /* agent downloads per used code */
+#define PAIR_SRCS 256    /* sources remembered for the rate limit */
+#define PAIR_SRC_FAILS 10
+#define PAIR_SRC_WINDOW 600
+#define PAIR_ALL_FAILS 100
+#define PAIR_ALL_WINDOW 60
+#define PAIR_AGENT_MAX (64 * 1024 * 1024)
+
+static const char pair_alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
+
+struct pair_code {
+    bool live;
+    bool used; /* the installer was served */
+    char code[PAIR_CODE_CHARS + 1];
+    int64_t expires;
+    int downloads;
+    char tags[PAIR_TAGS_MAX][PAIR_TAG_MAX + 1];
+    size_t ntags;
+    char name[PAIR_NAME_MAX + 1];
+    char actor[STORE_NAME_MAX + 1];
+    char cred_id[STORE_ID_MAX + 1]; /* "" : make one when used */
+    char cred_secret[SECRET_CHARS + 1];
+};
+
+struct pair_src {
+    char ip[64];
+    int64_t since;
+    int fails;
+};
+
+struct http_pairs {
+    struct pair_code codes[PAIR_MAX];
+    struct pair_src srcs[PAIR_SRCS];
+    int64_t all_since;
+    int all_fails;
+    char fingerprint[128]; /* the Ed25519 host key's, agents pin it */
+    char tls_pin[128];     /* "sha256//BASE64" of the TLS key, or "" */
+    char *tls_ca;          /* the certificate (PEM) if self-signed */
+};
+
+static void pair_wipe(struct pair_code *p)
+{
+    sodium_memzero(p, sizeof(*p));
+}
+
+/* The TLS certificate's key pin (curl --pinnedpubkey) and, when it
+ * signed itself, its PEM for the agent's `ca`. */
+static void pair_load_tls(struct http_pairs *ps, const char *cert)
+{
+    unsigned char *der = NULL, md[32];
+    char b64[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL)];
+    FILE *f = fopen(cert, "r");
+    X509 *x = NULL;
+    BIO *mem = NULL;
+    BUF_MEM *bm = NULL;
+    int n;
+
+    if (f == NULL) {
+        return;
+    }
+    x = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    if (x == NULL) {
+        return;
+    }
+    n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
+    if (n > 0) {
+        crypto_hash_sha256(md, der, (unsigned long long)n);
+        sodium_bin2base64(b64, sizeof(b64), md, sizeof(md),
+                          sodium_base64_VARIANT_ORIGINAL);
+        snprintf(ps->tls_pin, sizeof(ps->tls_pin), "sha256//%s", b64);
+        OPENSSL_free(der);
+    }
+    if (X509_NAME_cmp(X509_get_subject_name(x), X509_get_issuer_name(x)) == 0 &&
+        (mem = BIO_new(BIO_s_mem())) != NULL && PEM_write_bio_X509(mem, x) &&
+        BIO_get_mem_ptr(mem, &bm) == 1 && bm->length < 16384) {
+        ps->tls_ca = strndup(bm->data, bm->length);
+    }
+    BIO_free(mem);
+    X509_free(x);
+}
+
+int http_pairs_new(struct http *h)
+{
+    struct http_pairs *ps = calloc(1, sizeof(*ps));
+    int r;
+
+    if (ps == NULL) {
+        return ERR_NOMEM;
+    }
+    r = hostkey_fingerprint(h->cfg->ssh_host_key, ps->fingerprint,
+                            sizeof(ps->fingerprint));
+    if (r != ERR_OK) {
+        log_warn("pairing: cannot read the SSH host key's fingerprint (%s): "
+                 "pairing is off",
+                 err_str(r));
+        ps->fingerprint[0] = '\0';
+    }
+    if (h->tls) {
+        pair_load_tls(ps, h->cfg->http_tls_cert);
+    }
+    h->pairs = ps;
+    return ERR_OK;
+}
+
+void http_pairs_free(struct http_pairs *ps)
+{
+    if (ps == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < PAIR_MAX; i++) {
+        pair_wipe(&ps->codes[i]);
+    }
+    free(ps->tls_ca);
+    free(ps);
+}
+
+static int64_t pair_life(const struct http *h)
+{
+    return h->cfg->pairing_code_seconds > 0 ? h->cfg->pairing_code_seconds
+                                            : 600;
+}
+
+/* Drops expired codes. */
+static void pair_sweep(struct http_pairs *ps, int64_t now)
+{
+    for (size_t i = 0; i < PAIR_MAX; i++) {
+        if (ps->codes[i].live && now >= ps->codes[i].expires) {
+            pair_wipe(&ps->codes[i]);
+        }
+    }
+}
+
+/* A tag or name as pairing takes it: it ends up in a shell script and a
+ * config file, so only characters safe in both (http_pair.h). */
+bool http_pair_word_ok(const char *s, size_t max, bool space)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > max) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' ||
+              c == ':' || c == '@' || c == '=' || (space && c == ' '))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int http_pair_create(struct http *h, const json_t *req, const char *actor,
+                     char code[PAIR_CODE_BUF], int64_t *expires, char *why,
+                     size_t whylen)
+{
+    struct http_pairs *ps = h->pairs;
+    struct pair_code *p = NULL;
+    struct store_credential cred;
+    const char *name = json_string_value(json_object_get(req, "name"));
+    const char *cid = json_string_value(json_object_get(req, "credential"));
+    const char *sec = json_string_value(json_object_get(req, "secret"));
+    json_t *tags = json_object_get(req, "tags"), *v;
+    unsigned char raw[PAIR_CODE_CHARS];
+    int64_t now = util_now();
+    size_t i;
+    int r;
+
+    code[0] = '\0';
+    if (ps == NULL || ps->fingerprint[0] == '\0') {
+        snprintf(why, whylen,
+                 "pairing is off: the server cannot read its "
+                 "SSH host key");
+        return ERR_INTERNAL;
+    }
+    pair_sweep(ps, now);
+    if (tags != NULL && !json_is_array(tags)) {
+        snprintf(why, whylen, "tags must be a list");
+        return ERR_INVALID;
+    }
+    if (json_array_size(tags) > PAIR_TAGS_MAX) {
+        snprintf(why, whylen, "at most %d tags", PAIR_TAGS_MAX);
+        return ERR_INVALID;
+    }
+    json_array_foreach(tags, i, v)
+    {
+        if (!json_is_string(v) ||
+            !http_pair_word_ok(json_string_value(v), PAIR_TAG_MAX, false)) {
+            snprintf(why, whylen,
+                     "a tag is 1-%d of A-Z a-z 0-9 . _ - : @ =", PAIR_TAG_MAX);
+            return ERR_INVALID;
+        }
+    }
+    if (name != NULL && !http_pair_word_ok(name, PAIR_NAME_MAX, true)) {
+        snprintf(why, whylen,
+                 "a name is 1-%d of A-Z a-z 0-9 . _ - : @ = and space",
+                 PAIR_NAME_MAX);
+        return ERR_INVALID;
+    }
+    if (cid != NULL && cid[0] != '\0') {
+        if (sec == NULL || sec[0] == '\0') {
+            snprintf(why, whylen,
+                     "credential %.64s: its secret is needed "
+                     "(the agent logs in with it)",
+                     cid);
+            return ERR_INVALID;
+        }
+        if (strlen(sec) > SECRET_CHARS ||
+            store_credential_get(h->store, cid, &cred) != ERR_OK) {
+            snprintf(why, whylen, "credential %.64s not found", cid);
+            return ERR_NOT_FOUND;
+        }
+        r = secret_verify(cred.secret_hash, sec);
+        sodium_memzero(&cred, sizeof(cred));
+        if (r != ERR_OK) {
+            snprintf(why, whylen, "credential %.64s: wrong secret", cid);
+            return ERR_DENIED;
+        }
+    }
+    for (i = 0; i < PAIR_MAX; i++) {
+        if (!ps->codes[i].live) {
+            p = &ps->codes[i];
+            break;
+        }
+    }
+    if (p == NULL) {
+        snprintf(why, whylen,
+                 "%d pairing codes are alive already; wait for "
+                 "some to be used or expire",
+                 PAIR_MAX);
+        return ERR_LOCKED;
+    }
+    randombytes_buf(raw, sizeof(raw));
+    for (i = 0; i < PAIR_CODE_CHARS; i++) {
+        p->code[i] = pair_alphabet[raw[i] & 31];
+    }
+    p->code[PAIR_CODE_CHARS] = '\0';
+    sodium_memzero(raw, sizeof(raw));
+    json_array_foreach(tags, i, v)
+    {
+        snprintf(p->tags[i], sizeof(p->tags[i]), "%s", json_string_value(v));
+    }
+    p->ntags = json_array_size(tags);
+    snprintf(p->name, sizeof(p->name), "%s", name != NULL ? name : "");
+    snprintf(p->actor, sizeof(p->actor), "%s", actor != NULL ? actor : "-");
+    if (cid != NULL && cid[0] != '\0') {
+        snprintf(p->cred_id, sizeof(p->cred_id), "%s", cid);
+        snprintf(p->cred_secret, sizeof(p->cred_secret), "%s", sec);
+    }
+    p->expires = now + pair_life(h);
+    p->live = true;
+    memcpy(code, p->code, PAIR_CODE_CHARS + 1);
+    *expires = p->expires;
+    return ERR_OK;
+}
+
+/* The rate limit: true when this source, or everyone, failed too often. */
+static bool pair_limited(struct http_pairs *ps, const char *ip, int64_t now)
+{
+    if (now - ps->all_since >= PAIR_ALL_WINDOW) {
+        ps->all_since = now;
+        ps->all_fails = 0;
+    }
+    if (ps->all_fails >= PAIR_ALL_FAILS) {
+        return true;
+    }
+    for (size_t i = 0; i < PAIR_SRCS; i++) {
+        struct pair_src *s = &ps->srcs[i];
+
+        if (s->ip[0] != '\0' && strcmp(s->ip, ip) == 0) {
+            if (now - s->since >= PAIR_SRC_WINDOW) {
+                s->since = now;
+                s->fails = 0;
+            }
+            return s->fails >= PAIR_SRC_FAILS;
+        }
+    }
+    return false;
+}
+
+static void pair_failed(struct http_pairs *ps, const char *ip, int64_t now)
+{
+    struct pair_src *s = NULL, *oldest = &ps->srcs[0];
+
+    ps->all_fails++;
+    for (size_t i = 0; i < PAIR_SRCS; i++) {
+        if (ps->srcs[i].ip[0] != '\0' && strcmp(ps->srcs[i].ip, ip) == 0) {
+            s = &ps->srcs[i];
+            break;
+        }
+        if (ps->srcs[i].since < oldest->since) {
+            oldest = &ps->srcs[i];
+        }
+    }
+    if (s == NULL) {
+        s = oldest; /* the longest-known source makes room */
+        snprintf(s->ip, sizeof(s->ip), "%s", ip);
+        s->since = now;
+        s->fails = 0;
+    }
+    s->fails++;
+}
+
+/* The live code equal to code, compared in constant time, or NULL. */
+static struct pair_code *pair_find(struct http_pairs *ps, const char *code)
+{
+    struct pair_code *found = NULL;
+
+    if (strlen(code) != PAIR_CODE_CHARS) {
+        return NULL;
+    }
+    for (size_t i = 0; i < PAIR_MAX; i++) {
+        if (ps->codes[i].live &&
+            sodium_memcmp(ps->codes[i].code, code, PAIR_CODE_CHARS) == 0) {
+            found = &ps->codes[i];
+        }
+    }
+    return found;
+}
+
+/* An answer that is a script printing why and failing. */
+static int pair_refuse(struct http_req *req, int status, const char *msg)
+{
+    char *body = NULL;
+    int n;
+
+    if (strcmp(req->query_os, "windows") == 0) {
+        n = asprintf(&body, "Write-Error 'portcullis: %s'\r\nexit 1\r\n", msg);
+        req->raw_type = "text/plain; charset=utf-8";
+    } else {
+        n = asprintf(&body, "#!/bin/sh\necho 'portcullis: %s' >&2\nexit 1\n",
+                     msg);
+        req->raw_type = "text/x-shellscript; charset=utf-8";
+    }
+    if (n < 0) {
+        req->status = 500;
+        return http_error(req, 500, "internal", "Internal error", "no memory");
+    }
+    req->status = status;
+    req->raw = body;
+    return 0;
+}
+
+/* Where the static agent is: [pairing] agent_binary, else beside this
+ * program (an install), else in its build tree. */
+static int pair_agent_path(const struct http *h, char *out, size_t outlen)
+{
+    char self[PATH_MAX], *slash;
+    ssize_t n;
+
+    if (h->cfg->pairing_agent_binary != NULL &&
+        h->cfg->pairing_agent_binary[0] != '\0') {
+        snprintf(out, outlen, "%s", h->cfg->pairing_agent_binary);
+        return ERR_OK;
+    }
+    n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0) {
+        return ERR_NOT_FOUND;
+    }
+    self[n] = '\0';
+    if ((slash = strrchr(self, '/')) == NULL) {
+        return ERR_NOT_FOUND;
+    }
+    *slash = '\0';
+    n = snprintf(out, outlen, "%s/portcullis-agent-static", self);
+    if (n > 0 && (size_t)n < outlen && access(out, R_OK) == 0) {
+        return ERR_OK;
+    }
+    n = snprintf(out, outlen, "%s/agent/portcullis-agent-static", self);
+    return n > 0 && (size_t)n < outlen && access(out, R_OK) == 0
+               ? ERR_OK
+               : ERR_NOT_FOUND;
+}
+
+/* Reads the static agent whole (heap, *len bytes). */
+static int pair_agent_read(const struct http *h, char **out, size_t *len)
+{
+    char path[PATH_MAX];
+    struct stat sb;
+    char *buf;
+    size_t off = 0;
+    ssize_t n;
+    int fd;
+
+    *out = NULL;
+    *len = 0;
+    if (pair_agent_path(h, path, sizeof(path)) != ERR_OK ||
+        (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        return ERR_NOT_FOUND;
+    }
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size <= 0 ||
+        sb.st_size > PAIR_AGENT_MAX ||
+        (buf = malloc((size_t)sb.st_size)) == NULL) {
+        close(fd);
+        return ERR_IO;
+    }
+    while (off < (size_t)sb.st_size) {
+        n = read(fd, buf + off, (size_t)sb.st_size - off);
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            free(buf);
+            close(fd);
+            return ERR_IO;
+        }
+        off += (size_t)n;
+    }
+    close(fd);
+    *out = buf;
+    *len = off;
+    return ERR_OK;
+}
+
+/* The Host header as a URL authority we can put in a script: a name or
+ * address, an optional port; nothing else. */
+bool http_pair_host_ok(const char *host)
+{
+    size_t n = strlen(host);
+
+    if (n == 0 || n > 255) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = host[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '-' || c == ':' ||
+              c == '[' || c == ']')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The installer's template: @NAME@ fields are replaced by values that
+ * pair_host_ok / http_pair_word_ok / the code's own alphabet let through
+ * (no quote, no $, no backslash), so single quotes hold them safely. */
+static const char pair_sh[] =
+#include "http/pair_installer.sh.h"
+    ;
+
+static int pair_fill(const char *tpl, const char *const *keys,
+                     const char *const *vals, size_t nkv, char **out)
+{
+    size_t cap = strlen(tpl) + 1, used = 0;
+    const char *p = tpl;
+    char *buf;
+
+    for (size_t k = 0; k < nkv; k++) {
+        cap += 8 * strlen(vals[k]); /* each field a few times at most */
+    }
+    if ((buf = malloc(cap)) == NULL) {
+        return ERR_NOMEM;
+    }
+    while (*p != '\0') {
+        bool hit = false;
+
+        if (*p == '@') {
+            for (size_t k = 0; k < nkv; k++) {
+                size_t kl = strlen(keys[k]), vl = strlen(vals[k]);
+
+                if (strncmp(p + 1, keys[k], kl) == 0 && p[kl + 1] == '@') {
+                    if (used + vl + 1 > cap) {
+                        free(buf);
+                        return ERR_TOO_LONG;
+                    }
+                    memcpy(buf + used, vals[k], vl);
+                    used += vl;
+                    p += kl + 2;
+                    hit = true;
+                    break;
+                }
+            }
+        }
+        if (!hit) {
+            if (used + 2 > cap) {
+                free(buf);
+                return ERR_TOO_LONG;
+            }
+            buf[used++] = *p++;
+        }
+    }
+    buf[used] = '\0';
+    *out = buf;
+    return ERR_OK;
+}
+
+/* Whether s is 0-max characters of [A-Za-z0-9] and extra. */
+static bool pair_chars_ok(const char *s, size_t max, const char *extra)
+{
+    size_t n = strlen(s);
+
+    if (n > max) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || strchr(extra, c) != NULL)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int http_pair_render(const struct http_pair_vals *v, char **out)
+{
+    char url[300], wsurl[300],
+        tags[HTTP_PAIR_TAGS_MAX * (PAIR_TAG_MAX + 1) + 1];
+    size_t used = 0;
+    int r;
+
+    *out = NULL;
+    tags[0] = '\0';
+    if (v->ntags > HTTP_PAIR_TAGS_MAX || !http_pair_host_ok(v->host) ||
+        strlen(v->code) != PAIR_CODE_CHARS ||
+        strspn(v->code, pair_alphabet) != PAIR_CODE_CHARS ||
+        !pair_chars_ok(v->fingerprint, 200, "+/=:_-") ||
+        v->fingerprint[0] == '\0' || !pair_chars_ok(v->tls_pin, 100, "+/=") ||
+        !pair_chars_ok(v->ca, 16384, "+/=- \n") || strlen(v->sha256) != 64 ||
+        !pair_chars_ok(v->sha256, 64, "") ||
+        !pair_chars_ok(v->credential, 200, ":_-") || v->credential[0] == '\0' ||
+        (v->name[0] != '\0' &&
+         !http_pair_word_ok(v->name, PAIR_NAME_MAX, true))) {
+        return ERR_INVALID;
+    }
+    for (size_t i = 0; i < v->ntags; i++) {
+        if (!http_pair_word_ok(v->tags[i], PAIR_TAG_MAX, false)) {
+            return ERR_INVALID;
+        }
+        r = snprintf(tags + used, sizeof(tags) - used, "%s%s", i > 0 ? " " : "",
+                     v->tags[i]);
+        used += r > 0 ? (size_t)r : 0;
+    }
+    snprintf(url, sizeof(url), "%s://%s", v->tls ? "https" : "http", v->host);
+    snprintf(wsurl, sizeof(wsurl), "%s://%s", v->tls ? "wss" : "ws", v->host);
+    {
+        const char *keys[] = {"URL",    "WSURL", "CODE", "FINGERPRINT",
+                              "TLSPIN", "CA",    "SHA",  "CREDENTIAL",
+                              "TAGS",   "NAME"};
+        const char *vals[] = {url,        wsurl,  v->code,   v->fingerprint,
+                              v->tls_pin, v->ca,  v->sha256, v->credential,
+                              tags,       v->name};
+
+        return pair_fill(pair_sh, keys, vals, sizeof(keys) / sizeof(keys[0]),
+                         out);
+    }
+}
+
+static void pair_audit(struct http_req *req, const char *action,
+                       const struct pair_code *p, const char *detail)
+{
+    char target[32];
+
+    snprintf(target, sizeof(target), "%.4s...", p->code);
+    if (audit_write(req->h->store, p->actor, req->client, action, target,
+                    detail) != ERR_OK) {
+        log_error("pairing: cannot write the audit event %s", action);
+    }
+}
+
+/* GET /pair/{code}: the installer, once. */
+int http_h_pair_get(struct http_req *req)
+{
+    struct http_pairs *ps = req->h->pairs;
+    struct pair_code *p;
+    struct store_credential cred;
+    struct admin_ctx ac;
+    struct admin_err e;
+    char secret[SECRET_CHARS + 1] = "", credential[160], sha[65];
+    char detail[256];
+    unsigned char md[32];
+    char *bin = NULL;
+    size_t binlen = 0;
+    int64_t now = util_now();
+    int r;
+
+    if (ps == NULL || ps->fingerprint[0] == '\0') {
+        return pair_refuse(req, 503, "pairing is off on this server");
+    }
+    pair_sweep(ps, now);
+    if (pair_limited(ps, req->client_ip, now)) {
+        return pair_refuse(req, 429,
+                           "too many wrong pairing codes; wait and try again");
+    }
+    if ((p = pair_find(ps, req->params[0])) == NULL || p->used) {
+        pair_failed(ps, req->client_ip, now);
+        return pair_refuse(req, 404,
+                           "this pairing code is unknown, used or expired; "
+                           "ask your administrator for a new one");
+    }
+    if (strcmp(req->query_os, "windows") == 0) {
+        /* the code stays unused: the machine may still take the sh one */
+        req->status = 501;
+        req->raw_type = "text/plain; charset=utf-8";
+        req->raw = strdup(
+            "Write-Error 'portcullis: there is no Windows agent yet; this "
+            "pairing code is still unused and works with the Linux "
+            "installer (curl ... | sh)'\r\nexit 1\r\n");
+        return req->raw != NULL ? 0 : pair_refuse(req, 500, "no memory");
+    }
+    if (!http_pair_host_ok(req->host)) {
+        return pair_refuse(req, 400, "the request names no usable Host");
+    }
+    if (pair_agent_read(req->h, &bin, &binlen) != ERR_OK) {
+        log_error("pairing: the static agent binary cannot be read "
+                  "([pairing] agent_binary)");
+        return pair_refuse(req, 503,
+                           "this server has no agent binary to "
+                           "install; tell your administrator");
+    }
+    crypto_hash_sha256(md, (const unsigned char *)bin, binlen);
+    free(bin);
+    sodium_bin2hex(sha, sizeof(sha), md, sizeof(md));
+    if (p->cred_id[0] == '\0') {
+        http_admin_ctx(req, &ac);
+        ac.actor = p->actor;
+        r = admin_credential_add(&ac, p->name[0] != '\0' ? p->name : "paired",
+                                 &cred, secret, sizeof(secret), &e);
+        if (r != ERR_OK && secret[0] == '\0') {
+            return pair_refuse(req, 500,
+                               "the server could not make a credential");
+        }
+        snprintf(p->cred_id, sizeof(p->cred_id), "%s", cred.id);
+        snprintf(p->cred_secret, sizeof(p->cred_secret), "%s", secret);
+        sodium_memzero(secret, sizeof(secret));
+    }
+    p->used = true; /* from here on, one use only */
+    snprintf(credential, sizeof(credential), "%s:%s", p->cred_id,
+             p->cred_secret);
+    {
+        const char *tagv[PAIR_TAGS_MAX];
+        struct http_pair_vals v = {
+            .tls = req->h->tls,
+            .host = req->host,
+            .code = p->code,
+            .fingerprint = ps->fingerprint,
+            .tls_pin = ps->tls_pin,
+            .ca = ps->tls_ca != NULL ? ps->tls_ca : "",
+            .sha256 = sha,
+            .credential = credential,
+            .tags = tagv,
+            .ntags = p->ntags,
+            .name = p->name,
+        };
+
+        for (size_t i = 0; i < p->ntags; i++) {
+            tagv[i] = p->tags[i];
+        }
+        r = http_pair_render(&v, &req->raw);
+    }
+    sodium_memzero(credential, sizeof(credential));
+    snprintf(detail, sizeof(detail), "credential=%s", p->cred_id);
+    /* the secret has left in this answer; nothing keeps it now */
+    sodium_memzero(p->cred_secret, sizeof(p->cred_secret));
+    if (r != ERR_OK) {
+        return pair_refuse(req, 500, "the installer could not be made");
+    }
+    req->status = 200;
+    req->raw_type = "text/x-shellscript; charset=utf-8";
+    pair_audit(req, "pairing.use", p, detail);
+    return 0;
+}
+
+/* GET /pair/{code}/agent: the static agent, for a used code's installer. */
+int http_h_pair_agent(struct http_req *req)
+{
+    struct http_pairs *ps = req->h->pairs;
+    struct pair_code *p;
+    int64_t now = util_now();
+
+    if (ps == NULL) {
+        return pair_refuse(req, 503, "pairing is off on this server");
+    }
+    pair_sweep(ps, now);
+    if (pair_limited(ps, req->client_ip, now)) {
+        return pair_refuse(req, 429,
+                           "too many wrong pairing codes; wait and try again");
+    }
+    if ((p = pair_find(ps, req->params[0])) == NULL || !p->used ||
+        p->downloads >= PAIR_DOWNLOADS) {
+        pair_failed(ps, req->client_ip, now);
+        return pair_refuse(req, 404, "no agent download for this code");
+    }
+    p->downloads++;
+    if (pair_agent_read(req->h, &req->raw, &req->raw_len) != ERR_OK) {
+        return pair_refuse(req, 503, "this server has no agent binary");
+    }
+    req->status = 200;
+    req->raw_type = "application/octet-stream";
+    return 0;
+}
+
+/* The URL a code's installer is fetched from, and the one line to run. */
+static void pair_urls(const struct http *h, const char *host, const char *code,
+                      char *url, size_t urllen, char *cmd, size_t cmdlen)
+{
+    const char *base = h->cfg->pairing_url;
+    char def[300];
+
+    if (base == NULL || base[0] == '\0') {
+        if (host != NULL && http_pair_host_ok(host)) {
+            snprintf(def, sizeof(def), "%s://%s", h->tls ? "https" : "http",
+                     host);
+        } else {
+            snprintf(def, sizeof(def), "%s://%s:%d", h->tls ? "https" : "http",
+                     h->cfg->http_listen, h->cfg->http_port);
+        }
+        base = def;
+    }
+    snprintf(url, urllen, "%s/pair/%s", base, code);
+    if (h->pairs != NULL && h->pairs->tls_pin[0] != '\0') {
+        /* -k: the pin is the check (a self-signed certificate is fine) */
+        snprintf(cmd, cmdlen,
+                 "curl -sS -k --pinnedpubkey '%s' '%s' | sudo sh -s --",
+                 h->pairs->tls_pin, url);
+    } else {
+        snprintf(cmd, cmdlen, "curl -sS '%s' | sudo sh -s --", url);
+    }
+}
+
+json_t *http_pair_answer(const struct http *h, const char *host,
+                         const char *code, int64_t expires)
+{
+    char url[512], cmd[1024];
+
+    pair_urls(h, host, code, url, sizeof(url), cmd, sizeof(cmd));
+    return json_pack("{s:s, s:s, s:s, s:o, s:b}", "code", code, "url", url,
+                     "command", cmd, "expires_at", admin_json_time(expires),
+                     "plain_http", !h->tls);
+}
+
+/* POST /api/v1/pairing */
+int http_h_pairing_add(struct http_req *req)
+{
+    char code[PAIR_CODE_BUF], why[256];
+    int64_t expires;
+    const char *actor = req->auth.ok ? req->auth.user.name : "-";
+    json_t *data;
+    int r = http_pair_create(req->h, req->body, actor, code, &expires, why,
+                             sizeof(why));
+
+    if (r != ERR_OK) {
+        return http_error(req,
+                          r == ERR_NOT_FOUND ? 404
+                          : r == ERR_LOCKED  ? 429
+                          : r == ERR_DENIED  ? 403
+                          : r == ERR_INVALID ? 400
+                                             : 500,
+                          "pairing", "Cannot pair", "%s", why);
+    }
+    data = http_pair_answer(req->h, req->host, code, expires);
+    snprintf(req->audit_target, sizeof(req->audit_target), "%.4s...", code);
+    sodium_memzero(code, sizeof(code));
+    return http_ok(req, 201, data, NULL);
+}
+
+/* A question on ask.sock (common/notify.h) from `portcullis agent pair`:
+ * {"op":"pair","actor":..,"tags":[..],"name":..,"credential":..,
+ *  "secret":..}; the answer is http_pair_answer's JSON or {"error":..}. */
+void http_pair_ask(void *arg, const char *q, size_t qlen, char *a, size_t amax,
+                   size_t *alen)
+{
+    struct http *h = arg;
+    json_error_t jerr;
+    json_t *req = json_loadb(q, qlen, JSON_REJECT_DUPLICATES, &jerr), *ans;
+    char code[PAIR_CODE_BUF], why[256], *s;
+    const char *actor;
+    int64_t expires;
+    int r;
+
+    *alen = 0;
+    if (req == NULL || !json_is_object(req) ||
+        strcmp(json_string_value(json_object_get(req, "op")) != NULL
+                   ? json_string_value(json_object_get(req, "op"))
+                   : "",
+               "pair") != 0) {
+        ans = json_pack("{s:s}", "error", "not a question this server knows");
+    } else {
+        actor = json_string_value(json_object_get(req, "actor"));
+        r = http_pair_create(h, req, actor != NULL ? actor : "-", code,
+                             &expires, why, sizeof(why));
+        if (r != ERR_OK) {
+            ans = json_pack("{s:s}", "error", why);
+        } else {
+            char target[32];
+
+            ans = http_pair_answer(h, NULL, code, expires);
+            snprintf(target, sizeof(target), "%.4s...", code);
+            if (audit_write(h->store, actor != NULL ? actor : "-", "cli",
+                            "pairing.create", target, "") != ERR_OK) {
+                log_error("pairing: cannot write the audit event");
+            }
+        }
+        sodium_memzero(code, sizeof(code));
+    }
+    if (req != NULL) {
+        json_t *sv = json_object_get(req, "secret");
+
+        if (json_is_string(sv)) {
+            sodium_memzero((char *)(uintptr_t)json_string_value(sv),
+                           strlen(json_string_value(sv)));
+        }
+        json_decref(req);
+    }
+    s = ans != NULL ? json_dumps(ans, JSON_COMPACT) : NULL;
+    json_decref(ans);
+    if (s != NULL && strlen(s) < amax) {
+        *alen = strlen(s);
+        memcpy(a, s, *alen);
+    }
+    free(s);
+}
