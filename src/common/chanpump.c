@@ -397,6 +397,12 @@ bool chanpump_up_ready(const struct chanpump *p)
            !p->cops->write_pending(p->c);
 }
 
+bool chanpump_up_open(const struct chanpump *p)
+{
+    return !p->local_eof && !p->eof_sent && !p->ch_closed &&
+           p->up_off == p->up_len && p->cops->window(p->c) > 0;
+}
+
 bool chanpump_up_held(const struct chanpump *p)
 {
     return p->up_off < p->up_len;

@@ -165,6 +165,10 @@ bool chanpump_dn_blocked(const struct chanpump *p);
 /* the local end may be read now: not at its end, nothing held, the
  * window open and the session's output drained */
 bool chanpump_up_ready(const struct chanpump *p);
+/* the local end may be read once the session's output has drained:
+ * chanpump_up_ready without the wait for the session's output (for an
+ * owner whose pass over its streams follows every drain of it) */
+bool chanpump_up_open(const struct chanpump *p);
 /* bytes read from the local end wait for the channel's window */
 bool chanpump_up_held(const struct chanpump *p);
 /* the channel's data has ended and is all delivered (shut_wr done) */

@@ -308,6 +308,19 @@ int loop_mod_fd(struct loop *l, int fd, int events)
                : ERR_IO;
 }
 
+int loop_set_fd(struct loop *l, int fd, int events, loop_fd_fn fn, void *arg)
+{
+    if (fd >= 0 && fd < l->nfds && l->fds[fd] != NULL) {
+        l->fds[fd]->fn = fn;
+        l->fds[fd]->arg = arg;
+        return loop_mod_fd(l, fd, events);
+    }
+    if (events == 0) {
+        return ERR_OK; /* not watched, and nothing to watch */
+    }
+    return loop_add_fd(l, fd, events, fn, arg);
+}
+
 static void loop_free_poll(uv_handle_t *h)
 {
     free(h);

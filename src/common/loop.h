@@ -36,8 +36,16 @@ void loop_free(struct loop *l);
 int loop_add_fd(struct loop *l, int fd, int events, loop_fd_fn fn, void *arg);
 int loop_mod_fd(struct loop *l, int fd, int events);
 void loop_del_fd(struct loop *l, int fd);
-/* The events an fd is watched for; 0 if it is not registered. */
+/* The events an fd is watched for; 0 if it is not registered (or paused
+ * by loop_set_fd). */
 int loop_fd_events(const struct loop *l, int fd);
+/* Watches fd for events (registering it with fn and arg if it is not yet
+ * registered); events 0 pauses it but keeps it registered, so that a
+ * watch that comes and goes with every message costs one epoll_ctl each
+ * way instead of a libuv handle torn down and set up again (four more
+ * system calls). An fd paused this way still needs loop_del_fd before it
+ * is closed. */
+int loop_set_fd(struct loop *l, int fd, int events, loop_fd_fn fn, void *arg);
 
 /* Calls fn(arg) once, after ms milliseconds. Returns a timer id (> 0), or
  * 0 when out of memory. */

@@ -250,13 +250,7 @@ static void hub_ws_watch(struct hub_agent *a)
         ev |= LOOP_WRITE;
     }
     if (loop_fd_events(a->h->loop, a->fd_ws) != ev) {
-        if (ev == 0) {
-            loop_del_fd(a->h->loop, a->fd_ws);
-        } else if (loop_fd_events(a->h->loop, a->fd_ws) == 0) {
-            (void)loop_add_fd(a->h->loop, a->fd_ws, ev, hub_on_ws_fd, a);
-        } else {
-            (void)loop_mod_fd(a->h->loop, a->fd_ws, ev);
-        }
+        (void)loop_set_fd(a->h->loop, a->fd_ws, ev, hub_on_ws_fd, a);
     }
 }
 
@@ -298,6 +292,33 @@ static int hub_ws_receive(struct hub_agent *a, const uint8_t *p, size_t len)
     return 0;
 }
 
+/*
+ * Whether a frame read from the socketpair may be written to the WebSocket
+ * at once, from the loop's handler rather than from libwebsockets'
+ * WRITEABLE callback: when nothing else waits for that callback (a PING)
+ * and the socket takes bytes now (lws_send_pipe_choked: nothing of an
+ * earlier write buffered in libwebsockets, and poll() says writable). A
+ * write that the socket takes only in part is kept and finished by
+ * libwebsockets itself, which then holds back the WRITEABLE callback
+ * until it is out, so frames stay in order. Writing at once saves a
+ * round through the loop per frame (asking for the callback, an
+ * epoll_ctl each way for POLLOUT, a wake-up) and keeps the socketpair's
+ * read watch from being paused and resumed for every frame: most of the
+ * hub's system calls under many small requests through agent tunnels
+ * (bench/README.md). Otherwise the frame waits for the callback.
+ */
+static bool hub_ws_send_now(struct hub_agent *a)
+{
+    if (a->wsi == NULL) {
+        return false;
+    }
+    if (a->ping_wanted || lws_send_pipe_choked(a->wsi)) {
+        lws_callback_on_writable(a->wsi);
+        return false;
+    }
+    return true;
+}
+
 static void hub_on_ws_fd(struct loop *l, int fd, int events, void *arg)
 {
     struct hub_agent *a = arg;
@@ -327,18 +348,31 @@ static void hub_on_ws_fd(struct loop *l, int fd, int events, void *arg)
             hub_agent_close(a, "out of memory", 0);
             return;
         }
-        n = read(fd, a->out + LWS_PRE, HUB_FRAME_MAX);
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
-            /* libssh closed its end: the session is over */
-            hub_agent_close(a, NULL, 0);
-            return;
-        }
-        if (n > 0) {
-            a->out_len = (size_t)n;
-            if (a->wsi != NULL) {
-                lws_callback_on_writable(a->wsi);
+        for (;;) {
+            n = read(fd, a->out + LWS_PRE, HUB_FRAME_MAX);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+                /* libssh closed its end: the session is over */
+                hub_agent_close(a, NULL, 0);
+                return;
             }
-        } else {
+            if (n < 0) {
+                break;
+            }
+            a->out_len = (size_t)n;
+            if (!hub_ws_send_now(a)) {
+                break; /* sent by the WRITEABLE callback */
+            }
+            if (lws_write(a->wsi, a->out + LWS_PRE, a->out_len,
+                          LWS_WRITE_BINARY) < (int)a->out_len) {
+                hub_agent_close(a, "WebSocket write failed", 0);
+                return;
+            }
+            a->out_len = 0;
+            if (n < HUB_FRAME_MAX) {
+                break; /* drained, most likely; the watch says if not */
+            }
+        }
+        if (a->out_len == 0) {
             free(a->out);
             a->out = NULL;
         }

@@ -56,6 +56,11 @@ struct hub_stream {
     void *arg;
     uint64_t timer;
     bool dead;
+    /* the fd may have bytes: set by its read event (and at the start),
+     * cleared when a read finds none, so that a pass over an agent's
+     * streams reads only the fds that said they have something (the
+     * others cost no system call) */
+    bool readable;
 
     char status[HUB_STATUS_MAX];
     size_t status_len;
@@ -196,22 +201,22 @@ static void hub_stream_watch(struct hub_stream *st)
     if (st->dead || st->st != HS_OPEN || st->fd < 0) {
         return;
     }
-    /* read the fd while there is room and somewhere to put it */
-    if (chanpump_up_ready(&st->pump)) {
+    /* Read events only while none is pending (a read found the fd empty)
+     * and there is room and somewhere to put it. Not waiting for libssh's
+     * output to drain here: hub_agent_service passes over every stream
+     * after each drain, and a stream whose fd is flagged readable is read
+     * then. (Dropping the event whenever libssh had output queued took
+     * every stream's fd off the loop and put it back, two epoll_ctl each,
+     * once or twice per request: most of the hub's system calls under
+     * many small requests.) */
+    if (!st->readable && chanpump_up_open(&st->pump)) {
         ev |= LOOP_READ;
     }
     if (chanpump_dn_blocked(&st->pump)) {
         ev |= LOOP_WRITE;
     }
-    if (loop_fd_events(l, st->fd) == ev) {
-        return;
-    }
-    if (ev == 0) {
-        loop_del_fd(l, st->fd);
-    } else if (loop_fd_events(l, st->fd) == 0) {
-        (void)loop_add_fd(l, st->fd, ev, hub_stream_on_fd, st);
-    } else {
-        (void)loop_mod_fd(l, st->fd, ev);
+    if (loop_fd_events(l, st->fd) != ev) {
+        (void)loop_set_fd(l, st->fd, ev, hub_stream_on_fd, st);
     }
 }
 
@@ -220,16 +225,23 @@ static void hub_stream_watch(struct hub_stream *st)
 static ssize_t hub_fd_read(void *arg, uint8_t *p, size_t len)
 {
     struct hub_stream *st = arg;
-    ssize_t n = read(st->fd, p, len);
+    ssize_t n;
 
+    if (!st->readable) {
+        return CHANPUMP_AGAIN; /* the fd's read event says when */
+    }
+    n = read(st->fd, p, len);
     if (n > 0) {
         return n;
     }
     if (n == 0) {
         return CHANPUMP_EOF;
     }
-    return errno == EAGAIN || errno == EWOULDBLOCK ? CHANPUMP_AGAIN
-                                                   : CHANPUMP_FAIL;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        st->readable = false;
+        return CHANPUMP_AGAIN;
+    }
+    return CHANPUMP_FAIL;
 }
 
 static ssize_t hub_fd_write(void *arg, const uint8_t *p, size_t len)
@@ -262,16 +274,23 @@ static const struct chanpump_local_ops hub_tcp_ops = {
 static ssize_t hub_dgram_read(void *arg, uint8_t *p, size_t len)
 {
     struct hub_stream *st = arg;
-    ssize_t n = recv(st->fd, p, len, MSG_DONTWAIT);
+    ssize_t n;
 
+    if (!st->readable) {
+        return CHANPUMP_AGAIN;
+    }
+    n = recv(st->fd, p, len, MSG_DONTWAIT);
     if (n > 0) {
         return n;
     }
     if (n == 0) {
         return CHANPUMP_EOF;
     }
-    return errno == EAGAIN || errno == EWOULDBLOCK ? CHANPUMP_AGAIN
-                                                   : CHANPUMP_FAIL;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        st->readable = false;
+        return CHANPUMP_AGAIN;
+    }
+    return CHANPUMP_FAIL;
 }
 
 static ssize_t hub_dgram_write(void *arg, const uint8_t *p, size_t len)
@@ -404,6 +423,9 @@ static void hub_stream_on_fd(struct loop *l, int fd, int events, void *arg)
     if (st->dead) {
         return;
     }
+    if (events & LOOP_READ) {
+        st->readable = true;
+    }
     hub_stream_service(st);
     if (!a->in_service) {
         hub_streams_reap(a);
@@ -479,6 +501,7 @@ struct hub_req *hub_connect_ex(struct hub *h, const char *agent_id,
     st->arg = arg;
     st->port = port;
     st->orig_port = orig_port;
+    st->readable = true; /* try once; a read that finds nothing clears it */
     snprintf(st->host, sizeof(st->host), "%s%s", kind == HUB_UDP ? "udp:" : "",
              host);
     snprintf(st->orig, sizeof(st->orig), "%s", orig != NULL ? orig : "");

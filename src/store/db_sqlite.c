@@ -37,11 +37,34 @@
  * before they give up. */
 #define DB_BEGIN_RETRY_MS 60000
 
+/*
+ * Prepared statements are kept for reuse (DB_STMT_CACHE of them, by their
+ * SQL text): compiling a statement costs more than running it for the
+ * short INSERTs and UPDATEs that the server runs for every tunnel
+ * connection and session (report rows), which under many small requests
+ * through an agent tunnel made SQLite's parser and code generator a
+ * visible part of the main process's profile (bench/README.md). A kept
+ * statement is reset and its bindings cleared when its user finalizes it;
+ * one in use is never handed out twice (a second user of the same SQL
+ * gets a statement of its own). SQLite re-prepares a kept statement by
+ * itself when the schema changed (sqlite3_prepare_v2).
+ */
+#define DB_STMT_CACHE 32
+
+struct db_cached {
+    char *sql; /* NULL: slot free */
+    sqlite3_stmt *stmt;
+    bool busy;     /* handed out */
+    uint64_t used; /* for eviction: the least recently used goes */
+};
+
 struct db {
     const struct db_driver *drv; /* first (db_driver.h) */
     sqlite3 *conn;
     pid_t pid; /* the process that opened it; a forked child must not use
                   or close an inherited SQLite connection */
+    struct db_cached cache[DB_STMT_CACHE];
+    uint64_t tick;
 };
 
 struct db_stmt {
@@ -50,6 +73,7 @@ struct db_stmt {
     sqlite3_stmt *stmt;
     const char *what; /* for log lines; a constant */
     int64_t changes;
+    int cached; /* its slot in db->cache, or -1 */
 };
 
 static void sq_rollback(struct db *db);
@@ -180,11 +204,14 @@ static bool db_params_portable(sqlite3_stmt *stmt)
     return true;
 }
 
+static void db_cache_put(struct db *db, struct db_stmt *s, const char *sql,
+                         int free_slot);
+
 static int sq_prepare(struct db *db, const char *what, const char *sql,
                       struct db_stmt **out)
 {
     struct db_stmt *s = NULL;
-    int r, rc;
+    int r, rc, free_slot;
 
     *out = NULL;
     if ((r = db_usable(db)) != ERR_OK) {
@@ -196,6 +223,24 @@ static int sq_prepare(struct db *db, const char *what, const char *sql,
     s->drv = &db_sqlite_driver;
     s->db = db;
     s->what = what;
+    s->cached = -1;
+    free_slot = -1;
+    for (int i = 0; i < DB_STMT_CACHE; i++) {
+        struct db_cached *k = &db->cache[i];
+
+        if (k->sql == NULL) {
+            if (free_slot < 0) {
+                free_slot = i;
+            }
+        } else if (!k->busy && strcmp(k->sql, sql) == 0) {
+            k->busy = true;
+            k->used = ++db->tick;
+            s->stmt = k->stmt;
+            s->cached = i;
+            *out = s;
+            return ERR_OK;
+        }
+    }
     rc = sqlite3_prepare_v2(db->conn, sql, -1, &s->stmt, NULL);
     if (rc != SQLITE_OK) {
         r = db_fail(db, rc, what);
@@ -208,6 +253,7 @@ static int sq_prepare(struct db *db, const char *what, const char *sql,
         r = ERR_INTERNAL;
         goto fail;
     }
+    db_cache_put(db, s, sql, free_slot);
     *out = s;
     return ERR_OK;
 fail:
@@ -215,13 +261,65 @@ fail:
     return r;
 }
 
+/* Keeps s's statement in the cache (slot free_slot, or the least recently
+ * used one not in use); nothing if every slot is in use or out of memory. */
+static void db_cache_put(struct db *db, struct db_stmt *s, const char *sql,
+                         int free_slot)
+{
+    int slot = free_slot;
+    char *copy;
+
+    if (slot < 0) {
+        for (int i = 0; i < DB_STMT_CACHE; i++) {
+            if (!db->cache[i].busy &&
+                (slot < 0 || db->cache[i].used < db->cache[slot].used)) {
+                slot = i;
+            }
+        }
+    }
+    if (slot < 0 || (copy = strdup(sql)) == NULL) {
+        return;
+    }
+    if (db->cache[slot].sql != NULL) {
+        sqlite3_finalize(db->cache[slot].stmt);
+        free(db->cache[slot].sql);
+    }
+    db->cache[slot].sql = copy;
+    db->cache[slot].stmt = s->stmt;
+    db->cache[slot].busy = true;
+    db->cache[slot].used = ++db->tick;
+    s->cached = slot;
+}
+
 static void sq_finalize(struct db_stmt *s)
 {
     if (s == NULL) {
         return;
     }
-    sqlite3_finalize(s->stmt);
+    if (s->cached >= 0) {
+        /* back to the cache, as if new: no row, no bindings (a bound
+         * SQLITE_STATIC pointer must not outlive its caller) */
+        (void)sqlite3_reset(s->stmt);
+        (void)sqlite3_clear_bindings(s->stmt);
+        s->db->cache[s->cached].busy = false;
+    } else {
+        sqlite3_finalize(s->stmt);
+    }
     free(s);
+}
+
+/* Finalizes every kept statement (before the connection is closed). */
+static void db_cache_clear(struct db *db)
+{
+    for (int i = 0; i < DB_STMT_CACHE; i++) {
+        if (db->cache[i].sql != NULL) {
+            sqlite3_finalize(db->cache[i].stmt);
+            free(db->cache[i].sql);
+            db->cache[i].sql = NULL;
+            db->cache[i].stmt = NULL;
+            db->cache[i].busy = false;
+        }
+    }
 }
 
 static int sq_param_count(struct db_stmt *s)
@@ -403,7 +501,12 @@ static void sq_close(struct db *db)
     /* Closing an inherited connection in a forked child could disturb the
      * parent's locks and WAL; let the child's exit drop it instead. */
     if (db->pid == getpid()) {
+        db_cache_clear(db);
         sqlite3_close(db->conn);
+    } else {
+        for (int i = 0; i < DB_STMT_CACHE; i++) {
+            free(db->cache[i].sql); /* the statements are the parent's */
+        }
     }
     free(db);
 }

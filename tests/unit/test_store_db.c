@@ -267,6 +267,78 @@ static void test_binds_and_columns(void **state)
     db_finalize(s);
 }
 
+/* The same SQL prepared again (SQLite keeps prepared statements for
+ * reuse): a reused statement starts without the previous user's bindings
+ * or rows, the same SQL twice at once gives two statements, and more
+ * distinct statements than are kept still run. */
+static void test_statement_reuse(void **state)
+{
+    static const char ins[] = "INSERT INTO drv_t (a, b) VALUES ($1, $2)";
+    static const char sel[] = "SELECT a FROM drv_t WHERE b >= $1 ORDER BY b";
+    struct db_stmt *s = NULL, *t = NULL;
+    char sql[96];
+    bool row = false;
+
+    for (int i = 1; i <= 3; i++) {
+        char a[8];
+
+        snprintf(a, sizeof(a), "r%d", i);
+        assert_int_equal(db_prepare(D(state), "test", ins, &s), ERR_OK);
+        assert_int_equal(db_bind_text(s, 1, a), ERR_OK);
+        if (i < 3) { /* the third leaves $2 unbound: NULL, not 2 */
+            assert_int_equal(db_bind_int64(s, 2, i), ERR_OK);
+        }
+        assert_int_equal(db_step(s, &row), ERR_OK);
+        db_finalize(s);
+    }
+    assert_int_equal(db_prepare(D(state), "test",
+                                "SELECT COUNT(*) FROM drv_t WHERE b IS NULL",
+                                &s),
+                     ERR_OK);
+    assert_int_equal(db_step(s, &row), ERR_OK);
+    assert_true(row);
+    assert_int_equal(db_col_int64(s, 0), 1);
+    db_finalize(s);
+
+    /* left after its first row, then used again from the start */
+    assert_int_equal(db_prepare(D(state), "test", sel, &s), ERR_OK);
+    assert_int_equal(db_bind_int64(s, 1, 1), ERR_OK);
+    assert_int_equal(db_step(s, &row), ERR_OK);
+    assert_true(row);
+    assert_string_equal(db_col_text(s, 0, NULL), "r1");
+    /* the same SQL while the first is in use: a statement of its own */
+    assert_int_equal(db_prepare(D(state), "test", sel, &t), ERR_OK);
+    assert_int_equal(db_bind_int64(t, 1, 2), ERR_OK);
+    assert_int_equal(db_step(t, &row), ERR_OK);
+    assert_true(row);
+    assert_string_equal(db_col_text(t, 0, NULL), "r2");
+    assert_int_equal(db_step(s, &row), ERR_OK);
+    assert_true(row);
+    assert_string_equal(db_col_text(s, 0, NULL), "r2");
+    db_finalize(t);
+    db_finalize(s);
+    assert_int_equal(db_prepare(D(state), "test", sel, &s), ERR_OK);
+    assert_int_equal(db_bind_int64(s, 1, 1), ERR_OK);
+    assert_int_equal(db_step(s, &row), ERR_OK);
+    assert_true(row);
+    assert_string_equal(db_col_text(s, 0, NULL), "r1");
+    db_finalize(s);
+
+    /* more distinct statements than any cache would keep, twice over */
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 100; i++) {
+            snprintf(sql, sizeof(sql),
+                     "SELECT COUNT(*) + %d FROM drv_t WHERE a = $1", i);
+            assert_int_equal(db_prepare(D(state), "test", sql, &s), ERR_OK);
+            assert_int_equal(db_bind_text(s, 1, "r3"), ERR_OK);
+            assert_int_equal(db_step(s, &row), ERR_OK);
+            assert_true(row);
+            assert_int_equal(db_col_int64(s, 0), 1 + i);
+            db_finalize(s);
+        }
+    }
+}
+
 /* The error mapping the store's refusals are built on. */
 static void test_error_mapping(void **state)
 {
@@ -502,6 +574,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_binds_and_columns, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_statement_reuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_mapping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_reconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_lock_timeout, setup, teardown),
