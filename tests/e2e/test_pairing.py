@@ -23,7 +23,27 @@ from test_web import WEB, web_ui  # noqa: F401 (builds web/dist)
 
 
 def static_agent():
-    return build_dir() / "agent" / "portcullis-agent-static"
+    """The static agent of this build; a sanitizer build has none (its
+    runtimes do not link -static), so its tests serve the normal build's
+    (`./dev test` builds build/ first)."""
+    own = build_dir() / "agent" / "portcullis-agent-static"
+    if own.exists():
+        return own
+    if build_dir() == pclib.REPO / "build":
+        pytest.fail("%s was not built (meson option agent_static)" % own)
+    normal = pclib.REPO / "build" / "agent" / "portcullis-agent-static"
+    if normal.exists():
+        return normal
+    pytest.skip("no portcullis-agent-static in %s or build/ (build/ "
+                "first: ./dev build)" % build_dir())
+
+
+def serve_static_agent(p):
+    """Points [pairing] agent_binary at static_agent() unless the server
+    finds its own beside it."""
+    exe = static_agent()
+    if exe.parent.parent != build_dir():
+        p.set_config("pairing", "agent_binary", str(exe))
 
 
 def start_server(tmp_path, listen="127.0.0.1", code_seconds=None):
@@ -34,6 +54,7 @@ def start_server(tmp_path, listen="127.0.0.1", code_seconds=None):
         p.set_config("http", "allow_plain_http", "true")
     if code_seconds is not None:
         p.set_config("pairing", "code_seconds", str(code_seconds))
+    serve_static_agent(p)
     p.start()
     if not pclib.wait_port(p.http_port, 15, p.proc, host=listen):
         pytest.fail("HTTP listener not up; log:\n%s" % p.log_tail())
@@ -232,6 +253,7 @@ def https_server(tmp_path):
     p.tune_for_tests()
     p.set_config("http", "tls_cert", "tls.crt")
     p.set_config("http", "tls_key", "tls.key")
+    serve_static_agent(p)
     p.start()
     if not pclib.wait_port(p.http_port, 15, p.proc):
         pytest.fail("HTTPS listener not up; log:\n%s" % p.log_tail())
