@@ -211,7 +211,9 @@ int monitor_child_state(struct monitor *m, struct mchild *c,
         m->preauth++;
     } else if (monitor_state_preauth(from) && !monitor_state_preauth(to)) {
         m->preauth--;
-        if (to == MC_AUTHED && m->on_authed != NULL) {
+        if (to == MC_AUTHED && c->rdp && m->on_rdp_authed != NULL) {
+            m->on_rdp_authed(m->on_rdp_authed_arg, c->pid);
+        } else if (to == MC_AUTHED && !c->rdp && m->on_authed != NULL) {
             m->on_authed(m->on_authed_arg, c->pid);
         }
     }

@@ -147,6 +147,9 @@ struct monitor {
      * spawner, which owns the pre-authentication limits); may be NULL */
     void (*on_authed)(void *arg, pid_t pid);
     void *on_authed_arg;
+    /* the same for RDP children (rdp_server.c tells the RDP spawner) */
+    void (*on_rdp_authed)(void *arg, pid_t pid);
+    void *on_rdp_authed_arg;
     struct buf *req, *rep;
     /* asynchronous work (see struct mchild) */
     struct password_pool *hashes; /* NULL without a loop: check in line */
