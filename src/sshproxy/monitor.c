@@ -504,6 +504,33 @@ static void monitor_count_failure(struct monitor *m, struct mchild *c, int f)
     }
 }
 
+/*
+ * An RDP child's NTLM key (MP_RDP_NTLM) is counted as a failed password
+ * when it is handed out, since a compromised child could take it and
+ * never report: the child's own password check then settles it. Called
+ * with the check's outcome; true if that outcome is already counted (a
+ * failure of the same user: the charge was it).
+ */
+static bool monitor_ntlm_settle(struct monitor *m, struct mchild *c, bool ok)
+{
+    char key[LOCKOUT_KEY_MAX];
+    bool same;
+
+    if (!c->ntlm_charged) {
+        return false;
+    }
+    c->ntlm_charged = false;
+    monitor_factor_key(c, LOCKOUT_PASSWORD, key, sizeof(key));
+    same = strcmp(key, c->ntlm_key) == 0;
+    if (same && ok) {
+        /* the user's own factor is cleared by the success; the address
+         * keeps no count for a login that succeeded */
+        lockout_key_addr(key, sizeof(key), c->ip);
+        lockout_forgive(m->lockout, key);
+    }
+    return same && !ok;
+}
+
 /* Checks a TOTP code for the user; NULL on success, else the reason. */
 static const char *monitor_check_totp(struct monitor *m,
                                       const struct store_user *u,
@@ -676,10 +703,13 @@ static void monitor_password_checked(struct monitor *m, struct mchild *c,
 
     memset(&u, 0, sizeof(u));
     if (!ok) {
-        monitor_count_failure(m, c, LOCKOUT_PASSWORD);
+        if (!monitor_ntlm_settle(m, c, false)) {
+            monitor_count_failure(m, c, LOCKOUT_PASSWORD);
+        }
         monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
         return;
     }
+    (void)monitor_ntlm_settle(m, c, true);
     monitor_factor_ok(m, c, LOCKOUT_PASSWORD);
     monitor_keep_nt(m, c);
     /* Read again: the user may have been changed while the hash ran. */
@@ -1024,6 +1054,14 @@ static int monitor_rdp_ntlm(struct monitor *m, struct mchild *c,
         (void)(buf_put_u8(m->rep, 0) || buf_put_cstring(m->rep, why) ||
                buf_put_string(m->rep, NULL, 0));
     } else {
+        /* Counted now as a failed password for this user and address:
+         * a compromised child could keep the key and never report. The
+         * child's own password check settles it (monitor_ntlm_settle):
+         * a success takes the charge back, a failure is this charge. */
+        monitor_count_failure(m, c, LOCKOUT_PASSWORD);
+        monitor_factor_key(c, LOCKOUT_PASSWORD, c->ntlm_key,
+                           sizeof(c->ntlm_key));
+        c->ntlm_charged = true;
         /* if NLA fails, the child says so (an empty password) */
         snprintf(c->last_fail, sizeof(c->last_fail),
                  "denied: authentication failed");
