@@ -1000,6 +1000,22 @@ out:
  * checked against the argon2id hash as for SSH, and a failed NLA is
  * reported the same way (an empty password), so it counts as a failure.
  */
+/* Does the RDP client's login name a configured directory (LDAP) domain,
+ * as user@DOMAIN or as the NTLM domain (DOMAIN\\user)? */
+static bool monitor_rdp_directory_user(const struct mchild *c,
+                                       const char *ntlm_domain)
+{
+    struct directory_service *dirs = directory_service_shared();
+
+    if (dirs == NULL || directory_service_count(dirs) == 0) {
+        return false;
+    }
+    return (c->login.domain[0] != '\0' &&
+            directory_service_find(dirs, c->login.domain) != NULL) ||
+           (ntlm_domain[0] != '\0' &&
+            directory_service_find(dirs, ntlm_domain) != NULL);
+}
+
 static int monitor_rdp_ntlm(struct monitor *m, struct mchild *c,
                             struct buf *req)
 {
@@ -1026,6 +1042,11 @@ static int monitor_rdp_ntlm(struct monitor *m, struct mchild *c,
         why = bad;
     } else if (monitor_addr_locked(m, c)) {
         why = "locked out: too many failures from your address";
+    } else if (monitor_rdp_directory_user(c, domain)) {
+        /* said before the store is asked: no NT hash can ever be there */
+        why = "directory (domain) users cannot log in over RDP yet: NLA "
+              "needs an NT hash of the password, which Portcullis never "
+              "holds for a directory password; use SSH or the web";
     } else if (!monitor_login_user(m, c, &u) || u.disabled) {
         why = "authentication failed";
     } else if (monitor_factor_locked(m, c, LOCKOUT_PASSWORD)) {

@@ -566,3 +566,33 @@ def test_one_source_cannot_take_every_rdp_slot(rdp_capped, rdp_target,
     while not served(pc.rdp_port, "127.0.0.2"):
         assert time.monotonic() < deadline, "slots never came back"
         time.sleep(0.3)
+
+
+def test_directory_user_told_rdp_is_not_for_them(tmp_path, rdp_target):
+    """A login of a configured directory domain (alice@contoso.com) is
+    refused at once saying that domain users cannot use RDP yet, not with
+    the SSH-or-web advice a local user without an NT hash gets (which
+    would not help: a directory password never gives us an NT hash)."""
+    p = Portcullis(tmp_path / "pc")
+    p.tune_for_tests()
+    p.rdp_port = free_port()
+    p.set_config("rdp", "enabled", "true")
+    p.set_config("rdp", "port", str(p.rdp_port))
+    with open(p.conf, "a") as f:
+        f.write('\n[directory "contoso.com"]\n'
+                'url = ldap://127.0.0.1:%d\n'
+                'bind = uid={user},ou=people,dc=contoso,dc=com\n'
+                'base_dn = ou=people,dc=contoso,dc=com\n' % free_port())
+    p.start()
+    try:
+        assert wait_listen(p.rdp_port, 15, p.proc), p.log_tail()
+        asset = rdp_asset(p, rdp_target)
+        r, took = refused(p, "alice@contoso.com#%s" % asset, "Dir-Pass-1")
+        assert r.rc != 0 and took < FAST, (r, took)
+        row = p.wait_session(
+            lambda row: row.get("kind") == "rdp" and "cannot log in over "
+            "RDP" in (row.get("result") or ""), 20, "the directory refusal")
+        assert "directory (domain) users" in row["result"], row
+        assert "log in once over SSH" not in row["result"], row
+    finally:
+        p.stop()
