@@ -246,6 +246,23 @@ void lockout_success(struct lockout *l, const char *key)
     }
 }
 
+void lockout_forgive(struct lockout *l, const char *key)
+{
+    uint8_t hash[LOCKOUT_HASH_LEN];
+    struct lockout_slot *s;
+
+    if (l == NULL || key == NULL) {
+        return;
+    }
+    lockout_hash(l, key, hash);
+    if ((s = lockout_find(l, hash)) == NULL || s->nfail == 0 ||
+        s->locked_until != 0) {
+        return;
+    }
+    s->head = s->head == 0 ? (unsigned)l->max_failures - 1 : s->head - 1;
+    s->nfail--;
+}
+
 const char *lockout_factor_str(enum lockout_factor f)
 {
     return f == LOCKOUT_TOTP ? "totp" : "password";

@@ -24,6 +24,9 @@ bool lockout_is_locked(struct lockout *l, const char *key, int64_t now);
 bool lockout_fail(struct lockout *l, const char *key, int64_t now);
 /* Clears the counter after a success. */
 void lockout_success(struct lockout *l, const char *key);
+/* Takes back the newest failure of key (one counted in advance for an
+ * attempt that then succeeded); never lifts a lock. */
+void lockout_forgive(struct lockout *l, const char *key);
 
 /*
  * The keys callers count under (docs/security.md, "Lockouts"). A factor

@@ -1,11 +1,16 @@
 /*
  * The RDP proxy's spawner and the main process's end of the link to it
  * (rdp_server.h). The shape is the SSH proxy's (sshproxy/server.c) with
- * less in it: no host keys to hand over and no pre-authentication
- * admission table yet; each child ends itself after [ssh]
- * login_grace_seconds if it has not logged in (an alarm set before the
- * sandbox), and the spawner refuses connections beyond [ssh]
- * max_sessions live RDP children.
+ * less in it: no host keys to hand over. The pre-authentication limits
+ * are the SSH spawner's, with the same [ssh] settings and an admission
+ * table of the RDP spawner's own (sshproxy/preauth.h): max_sessions
+ * children in all, max_startups (start:rate:full) before authentication
+ * and max_startups_per_source per source (IPv4 address, IPv6 /64),
+ * decided before fork. A child's slot before authentication is given
+ * back when the main process says it logged in (MP_SPAWN_AUTHED) or when
+ * the spawner reaps it. Each child ends itself after login_grace_seconds
+ * if it has not logged in (an alarm set before the sandbox); the spawner
+ * kills one that outlives that by RDP_GRACE_SLACK_MS.
  */
 #include "rdpproxy/rdp_server.h"
 
@@ -34,10 +39,13 @@
 #include "rdpproxy/rdp_child.h"
 #include "sshproxy/monitor.h"
 #include "sshproxy/mproto.h"
+#include "sshproxy/preauth.h"
 #include "sshproxy/sandbox.h"
 
 #define RDP_PEM_MAX (64 * 1024)
 #define RDP_ACCEPT_BATCH 32
+#define RDP_GRACE_SLACK_MS 5000
+#define RDP_REFUSE_LOG_MS 10000
 
 struct rdp_server {
     const struct config *cfg;
@@ -209,14 +217,41 @@ static void rdp_addr_str(const struct sockaddr_storage *ss, char *out,
 struct rdp_spawner {
     struct rdp_server *s;
     int listen_fd, link, sig_fd;
-    int live; /* children not yet reaped */
+    struct preauth *admit; /* every child not yet reaped */
+    uint64_t refused;      /* connections refused since the last log line */
+    int64_t refused_log;   /* util_mono_ms() of that line */
+    enum preauth_verdict refused_why;
 };
+
+/* A refused connection is closed before any byte is read (RDP has nothing
+ * as cheap as SSH's disconnect message to send first); a summary is
+ * logged now and then, not a line per connection. */
+static void rdp_spawner_refuse(struct rdp_spawner *sp, int fd, const char *addr,
+                               enum preauth_verdict v)
+{
+    int64_t now = util_mono_ms();
+
+    close(fd);
+    sp->refused++;
+    sp->refused_why = v;
+    if (now - sp->refused_log >= RDP_REFUSE_LOG_MS) {
+        log_warn("[rdp] refused %llu connection(s) before forking (last: "
+                 "%s: %s; %d unauthenticated, %d in all)",
+                 (unsigned long long)sp->refused, addr,
+                 preauth_verdict_str(sp->refused_why),
+                 preauth_unauth(sp->admit), preauth_live(sp->admit));
+        sp->refused = 0;
+        sp->refused_log = now;
+    }
+}
 
 static bool rdp_spawner_accept(struct rdp_spawner *sp)
 {
     struct sockaddr_storage ss;
     socklen_t sslen = sizeof(ss);
     struct rdp_child_args ca;
+    struct preauth_src src;
+    enum preauth_verdict v;
     char addr[64];
     int fd, pair[2], fds[2], pidfd;
     struct buf *b = sp->s->msg;
@@ -227,9 +262,10 @@ static bool rdp_spawner_accept(struct rdp_spawner *sp)
         return errno == ECONNABORTED || errno == EINTR;
     }
     rdp_addr_str(&ss, addr, sizeof(addr));
-    if (sp->live >= sp->s->cfg->max_sessions) {
-        log_warn("[rdp] refused %s: %d sessions already", addr, sp->live);
-        close(fd);
+    preauth_source_of((struct sockaddr *)&ss, sslen, &src);
+    v = preauth_admit(sp->admit, &src, randombytes_uniform(100));
+    if (v != PREAUTH_ACCEPT) {
+        rdp_spawner_refuse(sp, fd, addr, v);
         return true;
     }
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
@@ -270,11 +306,16 @@ static bool rdp_spawner_accept(struct rdp_spawner *sp)
     }
     close(fd);
     close(pair[1]);
-    sp->live++;
     pidfd = pidfd_open(pid, 0);
-    if (pidfd < 0) {
-        log_error("cannot track RDP child %ld: %s", (long)pid, strerror(errno));
-        kill(pid, SIGKILL);
+    if (pidfd < 0 ||
+        preauth_add(sp->admit, pid, &src, util_mono_ms()) != ERR_OK) {
+        log_error("cannot track RDP child %ld: %s", (long)pid,
+                  pidfd < 0 ? strerror(errno) : "out of memory");
+        kill(pid, SIGKILL); /* not reaped yet: still ours */
+        (void)preauth_gone(sp->admit, pid);
+        if (pidfd >= 0) {
+            close(pidfd);
+        }
         close(pair[0]);
         return true;
     }
@@ -299,7 +340,7 @@ static void rdp_spawner_reap(struct rdp_spawner *sp)
     pid_t pid;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        sp->live--;
+        (void)preauth_gone(sp->admit, pid);
         buf_reset(b);
         if (buf_put_u32(b, (uint32_t)pid) != ERR_OK ||
             buf_put_u32(b, (uint32_t)status) != ERR_OK ||
@@ -309,11 +350,47 @@ static void rdp_spawner_reap(struct rdp_spawner *sp)
     }
 }
 
+/* Kills children still before authentication well past their login
+ * grace time (their own alarm should have ended them); not reaped yet, so
+ * their pids are still ours. */
+static void rdp_spawner_overdue(struct rdp_spawner *sp)
+{
+    pid_t pids[64];
+    size_t n = preauth_overdue(sp->admit, util_mono_ms(),
+                               (int64_t)sp->s->cfg->login_grace_seconds * 1000 +
+                                   RDP_GRACE_SLACK_MS,
+                               pids, sizeof(pids) / sizeof(pids[0]));
+
+    for (size_t i = 0; i < n; i++) {
+        log_warn("RDP child %ld outlived its login grace time; killing it",
+                 (long)pids[i]);
+        kill(pids[i], SIGKILL);
+    }
+}
+
+/* A message from the main process; false when it is gone. */
+static bool rdp_spawner_on_link(struct rdp_spawner *sp)
+{
+    uint32_t pid = 0;
+    uint8_t type = 0;
+
+    if (mproto_recv(sp->link, &type, sp->s->msg, NULL) != ERR_OK) {
+        return errno == EAGAIN || errno == EWOULDBLOCK;
+    }
+    if (type == MP_SPAWN_AUTHED && buf_get_u32(sp->s->msg, &pid) == ERR_OK &&
+        buf_expect_end(sp->s->msg) == ERR_OK) {
+        (void)preauth_authed(sp->admit, (pid_t)pid);
+    } else {
+        log_warn("unexpected message %u from the main process", type);
+    }
+    return true;
+}
+
 static int rdp_spawner_run(struct rdp_spawner *sp)
 {
     struct signalfd_siginfo si;
     struct pollfd pfd[3];
-    uint8_t type;
+    pid_t pid;
     int i;
 
     for (;;) {
@@ -323,7 +400,7 @@ static int rdp_spawner_run(struct rdp_spawner *sp)
         pfd[1].events = POLLIN;
         pfd[2].fd = sp->sig_fd;
         pfd[2].events = POLLIN;
-        if (poll(pfd, 3, -1) < 0) {
+        if (poll(pfd, 3, preauth_unauth(sp->admit) > 0 ? 1000 : -1) < 0) {
             if (errno == EINTR) {
                 continue;
             }
@@ -336,22 +413,20 @@ static int rdp_spawner_run(struct rdp_spawner *sp)
             }
             rdp_spawner_reap(sp);
         }
-        if (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) {
-            /* the main process sends nothing: anything is its end */
-            if (mproto_recv(sp->link, &type, sp->s->msg, NULL) != ERR_OK &&
-                errno != EAGAIN && errno != EWOULDBLOCK) {
-                break;
-            }
+        if ((pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) &&
+            !rdp_spawner_on_link(sp)) {
+            break; /* the main process is gone */
         }
         if (pfd[0].revents & POLLIN) {
             for (i = 0; i < RDP_ACCEPT_BATCH && rdp_spawner_accept(sp); i++) {
             }
         }
+        rdp_spawner_overdue(sp);
     }
     signal(SIGTERM, SIG_IGN);
     kill(0, SIGTERM);
-    while (sp->live > 0 && waitpid(-1, NULL, 0) > 0) {
-        sp->live--;
+    while (preauth_live(sp->admit) > 0 && (pid = waitpid(-1, NULL, 0)) > 0) {
+        (void)preauth_gone(sp->admit, pid);
     }
     return 0;
 }
@@ -387,7 +462,22 @@ int rdp_server_spawn(struct rdp_server *s, int sig_fd, const int *keep_out,
         sp.listen_fd = s->listen_fd;
         sp.link = link[1];
         sp.sig_fd = sig_fd;
-        if (util_set_nonblock(s->listen_fd) != ERR_OK) {
+        {
+            struct preauth_limits lim = {
+                .start = s->cfg->max_startups_begin,
+                .rate = s->cfg->max_startups_rate,
+                .full = s->cfg->max_startups,
+                .per_source = s->cfg->max_startups_per_source,
+                .max_sessions = s->cfg->max_sessions,
+            };
+            uint64_t seed;
+
+            randombytes_buf(&seed, sizeof(seed));
+            sp.admit = preauth_new(&lim, seed);
+            sp.refused_log = util_mono_ms() - RDP_REFUSE_LOG_MS;
+        }
+        if (sp.admit == NULL || util_set_nonblock(s->listen_fd) != ERR_OK) {
+            log_error("the RDP spawner cannot start");
             _exit(1);
         }
         _exit(rdp_spawner_run(&sp));
@@ -408,6 +498,22 @@ int rdp_server_link_fd(const struct rdp_server *s)
 }
 
 /* --- the main process --- */
+
+/* The monitor's word that an RDP child logged in: its slot before
+ * authentication goes back to the spawner. Sent without blocking; if the
+ * link is full the slot comes back when the child is reaped instead. */
+static void rdp_server_on_authed(void *arg, pid_t pid)
+{
+    struct rdp_server *s = arg;
+    struct buf *b = buf_new(16);
+
+    if (b == NULL || s->link < 0 || buf_put_u32(b, (uint32_t)pid) != ERR_OK ||
+        mproto_send(s->link, MP_SPAWN_AUTHED, b, -1, 1) != ERR_OK) {
+        log_warn("cannot tell the RDP spawner that child %ld logged in",
+                 (long)pid);
+    }
+    buf_free(b);
+}
 
 static void rdp_server_on_link(struct loop *l, int fd, int events, void *arg)
 {
@@ -459,6 +565,8 @@ int rdp_server_attach(struct rdp_server *s, struct loop *loop,
 {
     s->loop = loop;
     s->mon = mon;
+    mon->on_rdp_authed = rdp_server_on_authed;
+    mon->on_rdp_authed_arg = s;
     if (loop_add_fd(loop, s->link, LOOP_READ, rdp_server_on_link, s) !=
         ERR_OK) {
         return ERR_NOMEM;
@@ -477,6 +585,10 @@ void rdp_server_stop(struct rdp_server *s)
 {
     if (s == NULL) {
         return;
+    }
+    if (s->mon != NULL && s->mon->on_rdp_authed == rdp_server_on_authed) {
+        s->mon->on_rdp_authed = NULL;
+        s->mon->on_rdp_authed_arg = NULL;
     }
     if (s->link >= 0) {
         if (s->loop != NULL) {

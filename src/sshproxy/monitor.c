@@ -211,7 +211,9 @@ int monitor_child_state(struct monitor *m, struct mchild *c,
         m->preauth++;
     } else if (monitor_state_preauth(from) && !monitor_state_preauth(to)) {
         m->preauth--;
-        if (to == MC_AUTHED && m->on_authed != NULL) {
+        if (to == MC_AUTHED && c->rdp && m->on_rdp_authed != NULL) {
+            m->on_rdp_authed(m->on_rdp_authed_arg, c->pid);
+        } else if (to == MC_AUTHED && !c->rdp && m->on_authed != NULL) {
             m->on_authed(m->on_authed_arg, c->pid);
         }
     }
@@ -502,6 +504,33 @@ static void monitor_count_failure(struct monitor *m, struct mchild *c, int f)
     }
 }
 
+/*
+ * An RDP child's NTLM key (MP_RDP_NTLM) is counted as a failed password
+ * when it is handed out, since a compromised child could take it and
+ * never report: the child's own password check then settles it. Called
+ * with the check's outcome; true if that outcome is already counted (a
+ * failure of the same user: the charge was it).
+ */
+static bool monitor_ntlm_settle(struct monitor *m, struct mchild *c, bool ok)
+{
+    char key[LOCKOUT_KEY_MAX];
+    bool same;
+
+    if (!c->ntlm_charged) {
+        return false;
+    }
+    c->ntlm_charged = false;
+    monitor_factor_key(c, LOCKOUT_PASSWORD, key, sizeof(key));
+    same = strcmp(key, c->ntlm_key) == 0;
+    if (same && ok) {
+        /* the user's own factor is cleared by the success; the address
+         * keeps no count for a login that succeeded */
+        lockout_key_addr(key, sizeof(key), c->ip);
+        lockout_forgive(m->lockout, key);
+    }
+    return same && !ok;
+}
+
 /* Checks a TOTP code for the user; NULL on success, else the reason. */
 static const char *monitor_check_totp(struct monitor *m,
                                       const struct store_user *u,
@@ -674,10 +703,13 @@ static void monitor_password_checked(struct monitor *m, struct mchild *c,
 
     memset(&u, 0, sizeof(u));
     if (!ok) {
-        monitor_count_failure(m, c, LOCKOUT_PASSWORD);
+        if (!monitor_ntlm_settle(m, c, false)) {
+            monitor_count_failure(m, c, LOCKOUT_PASSWORD);
+        }
         monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
         return;
     }
+    (void)monitor_ntlm_settle(m, c, true);
     monitor_factor_ok(m, c, LOCKOUT_PASSWORD);
     monitor_keep_nt(m, c);
     /* Read again: the user may have been changed while the hash ran. */
@@ -968,6 +1000,22 @@ out:
  * checked against the argon2id hash as for SSH, and a failed NLA is
  * reported the same way (an empty password), so it counts as a failure.
  */
+/* Does the RDP client's login name a configured directory (LDAP) domain,
+ * as user@DOMAIN or as the NTLM domain (DOMAIN\\user)? */
+static bool monitor_rdp_directory_user(const struct mchild *c,
+                                       const char *ntlm_domain)
+{
+    struct directory_service *dirs = directory_service_shared();
+
+    if (dirs == NULL || directory_service_count(dirs) == 0) {
+        return false;
+    }
+    return (c->login.domain[0] != '\0' &&
+            directory_service_find(dirs, c->login.domain) != NULL) ||
+           (ntlm_domain[0] != '\0' &&
+            directory_service_find(dirs, ntlm_domain) != NULL);
+}
+
 static int monitor_rdp_ntlm(struct monitor *m, struct mchild *c,
                             struct buf *req)
 {
@@ -994,6 +1042,11 @@ static int monitor_rdp_ntlm(struct monitor *m, struct mchild *c,
         why = bad;
     } else if (monitor_addr_locked(m, c)) {
         why = "locked out: too many failures from your address";
+    } else if (monitor_rdp_directory_user(c, domain)) {
+        /* said before the store is asked: no NT hash can ever be there */
+        why = "directory (domain) users cannot log in over RDP yet: NLA "
+              "needs an NT hash of the password, which Portcullis never "
+              "holds for a directory password; use SSH or the web";
     } else if (!monitor_login_user(m, c, &u) || u.disabled) {
         why = "authentication failed";
     } else if (monitor_factor_locked(m, c, LOCKOUT_PASSWORD)) {
@@ -1022,6 +1075,14 @@ static int monitor_rdp_ntlm(struct monitor *m, struct mchild *c,
         (void)(buf_put_u8(m->rep, 0) || buf_put_cstring(m->rep, why) ||
                buf_put_string(m->rep, NULL, 0));
     } else {
+        /* Counted now as a failed password for this user and address:
+         * a compromised child could keep the key and never report. The
+         * child's own password check settles it (monitor_ntlm_settle):
+         * a success takes the charge back, a failure is this charge. */
+        monitor_count_failure(m, c, LOCKOUT_PASSWORD);
+        monitor_factor_key(c, LOCKOUT_PASSWORD, c->ntlm_key,
+                           sizeof(c->ntlm_key));
+        c->ntlm_charged = true;
         /* if NLA fails, the child says so (an empty password) */
         snprintf(c->last_fail, sizeof(c->last_fail),
                  "denied: authentication failed");

@@ -33,6 +33,7 @@
 
 #include "common/buf.h"
 #include "common/config.h"
+#include "auth/lockout.h"
 #include "common/vault.h"
 #include "login/login.h"
 #include "route/route.h"
@@ -121,6 +122,11 @@ struct mchild {
      * kind "rdp", audit events say "rdp" */
     bool rdp;
     bool ntlm_asked; /* MP_RDP_NTLM answered: once per child */
+    /* MP_RDP_NTLM handed out a key and counted it as a failed password
+     * for ntlm_key (the user's password factor) and the address, until
+     * this child's own password check says otherwise */
+    bool ntlm_charged;
+    char ntlm_key[LOCKOUT_KEY_MAX];
     /* NT hash of the password being checked, stored sealed if the check
      * succeeds and the user has none yet (docs/rdp.md) */
     uint8_t pending_nt[16];
@@ -147,6 +153,9 @@ struct monitor {
      * spawner, which owns the pre-authentication limits); may be NULL */
     void (*on_authed)(void *arg, pid_t pid);
     void *on_authed_arg;
+    /* the same for RDP children (rdp_server.c tells the RDP spawner) */
+    void (*on_rdp_authed)(void *arg, pid_t pid);
+    void *on_rdp_authed_arg;
     struct buf *req, *rep;
     /* asynchronous work (see struct mchild) */
     struct password_pool *hashes; /* NULL without a loop: check in line */

@@ -484,3 +484,115 @@ def test_rdp_child_is_sandboxed(rdp_proxy):
                     path != str(rdp_proxy.log_path.resolve()):
                 held.append((fd, path))
         assert held == [], held
+
+
+# An X.224 Connection Request asking for NLA (MS-RDPBCGR 2.2.1.1): what a
+# served connection answers with a Connection Confirm (TPKT, version 3).
+X224_CR = bytes.fromhex("030000130ee000000000000100080003000000")
+
+
+def rdp_conn(port, src):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.bind((src, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def served(port, src):
+    """Does a connection from src get a session child (an X.224
+    Connection Confirm), or is it closed unanswered?"""
+    s = rdp_conn(port, src)
+    try:
+        s.sendall(X224_CR)
+        got = s.recv(4)
+    except (ConnectionResetError, BrokenPipeError, socket.timeout):
+        got = b""
+    finally:
+        s.close()
+    return got[:2] == b"\x03\x00"
+
+
+@pytest.fixture
+def rdp_capped(tmp_path, rdp_target):
+    """A proxy of its own with small pre-authentication limits: 3
+    unauthenticated RDP children per source, 5 in all."""
+    p = Portcullis(tmp_path / "pc")
+    p.tune_for_tests()
+    p.rdp_port = free_port()
+    p.set_config("rdp", "enabled", "true")
+    p.set_config("rdp", "port", str(p.rdp_port))
+    p.set_config("ssh", "max_sessions", "6")
+    p.set_config("ssh", "max_startups", "5")
+    p.set_config("ssh", "max_startups_per_source", "3")
+    p.start()
+    assert wait_listen(p.rdp_port, 15, p.proc), p.log_tail()
+    yield p
+    p.stop()
+
+
+def test_one_source_cannot_take_every_rdp_slot(rdp_capped, rdp_target,
+                                               tmp_path):
+    """A flood of silent connections from 127.0.0.2 holds only its
+    per-source share of the pre-authentication slots: a real xfreerdp
+    login from 127.0.0.1 still gets the desktop, another source is
+    served, the flood's extra connections are closed unanswered, and when
+    the flood goes its slots come back."""
+    pc = rdp_capped
+    flood = []
+    for _ in range(10):
+        try:
+            flood.append(rdp_conn(pc.rdp_port, "127.0.0.2"))
+        except OSError:
+            pass
+    time.sleep(1.0)  # every child forked (or refused)
+    try:
+        # 127.0.0.2 has its 3: a fourth is closed unanswered
+        assert not served(pc.rdp_port, "127.0.0.2")
+        # another source is served
+        assert served(pc.rdp_port, "127.0.0.3")
+        asset = rdp_asset(pc, rdp_target)
+        user, pw = rdp_user(pc, asset)
+        r, _ = run_client(pc, tmp_path / "c", "%s#%s" % (user, asset), pw)
+        assert (tmp_path / "c" / "before.png").exists(), r
+        assert near(pixel(tmp_path / "c" / "before.png"), COLOUR)
+        pc.session_of(user, kind="rdp", result="ok")
+    finally:
+        for s in flood:
+            s.close()
+    # the flood's children see their client gone and end; their slots
+    # are given back when the spawner reaps them
+    deadline = time.monotonic() + 10
+    while not served(pc.rdp_port, "127.0.0.2"):
+        assert time.monotonic() < deadline, "slots never came back"
+        time.sleep(0.3)
+
+
+def test_directory_user_told_rdp_is_not_for_them(tmp_path, rdp_target):
+    """A login of a configured directory domain (alice@contoso.com) is
+    refused at once saying that domain users cannot use RDP yet, not with
+    the SSH-or-web advice a local user without an NT hash gets (which
+    would not help: a directory password never gives us an NT hash)."""
+    p = Portcullis(tmp_path / "pc")
+    p.tune_for_tests()
+    p.rdp_port = free_port()
+    p.set_config("rdp", "enabled", "true")
+    p.set_config("rdp", "port", str(p.rdp_port))
+    with open(p.conf, "a") as f:
+        f.write('\n[directory "contoso.com"]\n'
+                'url = ldap://127.0.0.1:%d\n'
+                'bind = uid={user},ou=people,dc=contoso,dc=com\n'
+                'base_dn = ou=people,dc=contoso,dc=com\n' % free_port())
+    p.start()
+    try:
+        assert wait_listen(p.rdp_port, 15, p.proc), p.log_tail()
+        asset = rdp_asset(p, rdp_target)
+        r, took = refused(p, "alice@contoso.com#%s" % asset, "Dir-Pass-1")
+        assert r.rc != 0 and took < FAST, (r, took)
+        row = p.wait_session(
+            lambda row: row.get("kind") == "rdp" and "cannot log in over "
+            "RDP" in (row.get("result") or ""), 20, "the directory refusal")
+        assert "directory (domain) users" in row["result"], row
+        assert "log in once over SSH" not in row["result"], row
+    finally:
+        p.stop()

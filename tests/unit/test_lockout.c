@@ -36,6 +36,25 @@ static void test_locks_after_n_within_window(void **state)
     lockout_free(l);
 }
 
+/* A failure counted in advance (the RDP proxy's NTLM key) is taken back
+ * when the attempt succeeds; a lock is never lifted that way. */
+static void test_forgive_takes_back_one(void **state)
+{
+    struct lockout *l = lockout_new(3, 60, 300, 16);
+
+    (void)state;
+    assert_non_null(l);
+    assert_false(lockout_fail(l, "addr:192.0.2.7", 0));
+    assert_false(lockout_fail(l, "addr:192.0.2.7", 1));
+    lockout_forgive(l, "addr:192.0.2.7");
+    assert_false(lockout_fail(l, "addr:192.0.2.7", 2));
+    assert_true(lockout_fail(l, "addr:192.0.2.7", 3));
+    lockout_forgive(l, "addr:192.0.2.7");
+    lockout_forgive(l, "addr:nobody"); /* unknown: nothing */
+    assert_true(lockout_is_locked(l, "addr:192.0.2.7", 4));
+    lockout_free(l);
+}
+
 static void test_spread_beyond_window_never_locks(void **state)
 {
     struct lockout *l = lockout_new(3, 60, 300, 16);
@@ -256,6 +275,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_locks_after_n_within_window),
+        cmocka_unit_test(test_forgive_takes_back_one),
         cmocka_unit_test(test_spread_beyond_window_never_locks),
         cmocka_unit_test(test_window_slides),
         cmocka_unit_test(test_unlocks_after_lockout_seconds),
