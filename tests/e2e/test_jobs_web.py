@@ -5,7 +5,8 @@ server listening on the host's end of the namespace's veth. In Chromium
 sees each agent's output with its exit code; runs by tag a command that
 prints, sleeps and prints again, and sees the first line while the jobs
 still run; then finds both batches in the history and opens the first
-again. The test checks what the page showed against the API's record.
+again; a command the agents' deny rule refuses shows "refused" and the
+rule. The test checks what the page showed against the API's record.
 """
 
 import http.client
@@ -48,7 +49,8 @@ def two_agents(ns_server, make_agent):  # noqa: F811
     tag = uniq("webjob")
     ids = [uniq("nsag"), uniq("hostag")]
     conf = ["commands_enabled = true", "allow_root = true",
-            "command_allow = .*", "tag = " + tag]
+            "command_allow = .*", "command_deny = ^rm[[:space:]]",
+            "tag = " + tag]
     make_agent(pc, agent_id=ids[0], netns=ns, conf=conf + ["name = " + ids[0]])
     # the host's agent reaches the same listener, on the veth's host end
     make_agent(pc, agent_id=ids[1], conf=conf + ["name = " + ids[1]],
@@ -65,6 +67,7 @@ def test_browser_runs_echo_on_two_agents_and_shows_both(two_agents, web_ui,  # n
     cfg = {"url": "http://%s:%d" % (ns.host_ip, pc.http_port),
            "admin_user": pc.admin_user, "admin_password": pc.admin_password,
            "agents": ids, "tag": tag, "mark": mark,
+           "denied": "rm -f /tmp/pc-web-nothing-" + uniq(),
            "screenshots": os.environ.get("PORTCULLIS_SCREENSHOTS")}
     cfg_path = tmp_path / "jobs.json"
     cfg_path.write_text(json.dumps(cfg))
@@ -91,6 +94,11 @@ def test_browser_runs_echo_on_two_agents_and_shows_both(two_agents, web_ui,  # n
     # the history: both batches, each "2 ok"
     assert len(res["history"]) == 2 and \
         all("2 ok" in h for h in res["history"]), res
+
+    # the agent's deny rule, in words
+    assert res["refused"]["heading"] == "%s: refused" % ids[0], res
+    assert "command_deny '^rm[[:space:]]' matches" in res["refused"]["why"], \
+        res
 
     # what the page showed is what the server recorded
     status, out = call(pc, ns.host_ip, "GET", API + "/jobs")

@@ -5,12 +5,14 @@
 //   node e2e/jobs.mjs CONFIG.json
 //
 // CONFIG: {url, admin_user, admin_password, agents: [id, id], tag, mark,
+//          denied (a command the agents' command_deny refuses),
 //          screenshots (a directory or null)}
 // An administrator opens Jobs, checks both agents, runs `echo MARK` and
 // sees each agent's output and "ok (exit 0)"; then runs, by tag, a
 // command that prints, sleeps and prints again, and sees the first line
 // while the jobs still run, then both lines and the exit code; then opens
-// the first batch again from the history. Prints one JSON line of
+// the first batch again from the history; a command the agent's deny
+// rule refuses shows "refused" and the rule. Prints one JSON line of
 // results; exits 1 with the failed step on stderr otherwise. No console
 // errors.
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -121,6 +123,20 @@ try {
   for (const id of cfg.agents) {
     results.again[id] = await out.getByLabel(`stdout of ${id}`).innerText();
   }
+
+  step = 'a refused job says why';
+  await form.getByLabel('Or by tags').fill('');
+  await form.getByLabel(new RegExp(`^${esc(cfg.agents[0])} \\(`)).check();
+  await form.getByLabel('Command').fill(cfg.denied);
+  await form.getByRole('button', { name: 'Run on 1 agent' }).click();
+  await page.waitForURL((u) => u.search !== results.first_url, { timeout: 20000 });
+  await out.getByText('All 1 finished.').waitFor({ timeout: 30000 });
+  const refused = out.getByRole('region', { name: `Output of ${cfg.agents[0]}` });
+  results.refused = {
+    heading: (await refused.getByRole('heading').innerText()).trim(),
+    why: (await refused.locator('.why').innerText()).trim(),
+  };
+  await history.getByRole('row').filter({ hasText: cfg.denied }).getByText('refused').waitFor({ timeout: 20000 });
 
   if (consoleErrors.length) throw new Error(`console errors:\n${consoleErrors.join('\n')}`);
   console.log(JSON.stringify(results));

@@ -107,9 +107,12 @@ function Output({ batch, job, names, onDone }) {
     let stopped = false;
     let timer = null;
     const known = {};
+    let ids = batch ? null : [job];
     const tick = async () => {
       try {
-        const ids = batch ? (await list('/jobs', { filter: { batch } })).data.map((j) => j.id) : [job];
+        // a batch's jobs are all made when it starts: list them once
+        if (!ids) ids = (await list('/jobs', { filter: { batch } })).data.map((j) => j.id);
+        if (!ids.length) throw new Error('no job of this batch is among the latest 1,000');
         const got = await Promise.all(ids.map((id) => (known[id] && finished(known[id])
           ? known[id] : api.get(`/jobs/${enc(id)}`).then((d) => d.data))));
         if (stopped) return;
@@ -124,7 +127,7 @@ function Output({ batch, job, names, onDone }) {
       } catch (e) {
         if (stopped) return;
         setError(e);
-        if (e.status >= 400 && e.status < 500) return;
+        if (e.status === undefined || (e.status >= 400 && e.status < 500)) return;
       }
       timer = setTimeout(tick, POLL_MS);
     };
