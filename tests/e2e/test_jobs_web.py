@@ -76,6 +76,8 @@ def test_browser_runs_echo_on_two_agents_and_shows_both(two_agents, web_ui,  # n
     assert r.rc == 0, r
     res = json.loads(r.out.strip().splitlines()[-1])
 
+    # an agent's page opens Jobs with that agent (only) checked
+    assert res["prechecked"] == [ids[1]], res
     # the echo: each agent's own output and exit code, in the page
     for i in ids:
         assert res["first"][i]["stdout"].strip() == mark, res

@@ -43,11 +43,20 @@ try {
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('heading', { level: 1, name: 'Dashboard' }).waitFor({ timeout: 20000 });
 
-  step = 'open Jobs';
-  await page.getByRole('link', { name: 'Jobs', exact: true }).click();
+  step = "an agent's page links Jobs with it checked";
+  await page.goto(`${cfg.url}/agents/${encodeURIComponent(cfg.agents[1])}`);
+  await page.getByRole('link', { name: 'Run a command' }).click();
   await page.getByRole('heading', { level: 1, name: 'Jobs' }).waitFor();
   const form = page.getByRole('form', { name: 'Run a command' });
   await form.getByLabel(new RegExp(`^${esc(cfg.agents[0])} \\(`)).waitFor({ timeout: 20000 });
+  results.prechecked = [];
+  for (const id of cfg.agents) {
+    if (await form.getByLabel(new RegExp(`^${esc(id)} \\(`)).isChecked()) results.prechecked.push(id);
+  }
+
+  step = 'open Jobs';
+  await page.getByRole('link', { name: 'Jobs', exact: true }).click();
+  await page.waitForURL((u) => u.pathname === '/jobs' && u.search === '', { timeout: 20000 });
   // every control has a label or text (as run.mjs checks on every page)
   const bare = await page.evaluate(() => [
     ...[...document.querySelectorAll('input, select, textarea')]

@@ -3,7 +3,8 @@
 // history of jobs and batches with their results. Routes: POST
 // /api/v1/jobs (a batch), GET /api/v1/jobs (newest first, no output), GET
 // /api/v1/jobs/{id} (the output so far while it runs: polled).
-// /jobs?batch=ID and /jobs?job=ID show one batch or job.
+// /jobs?batch=ID and /jobs?job=ID show one batch or job; /jobs?agent=ID
+// (an agent's page links it) starts with that agent checked.
 import { useEffect, useState } from 'preact/hooks';
 import { api, enc, list } from '../api.js';
 import { navigate, useLocation } from '../router.js';
@@ -32,7 +33,7 @@ export function Jobs() {
     <Page title="Jobs">
       <p class="muted">A command runs on each chosen agent as that agent's own config allows
         (docs/agent.md, "Commands"); a refused job says which rule refused it.</p>
-      <RunForm agents={agents} onStarted={(b) => { history.reload(); navigate(`/jobs?batch=${enc(b)}`); }} />
+      <RunForm agents={agents} agent={query.get('agent')} onStarted={(b) => { history.reload(); navigate(`/jobs?batch=${enc(b)}`); }} />
       {(batch || job) && (
         <Output key={batch || job} batch={batch} job={job} names={names} onDone={history.reload} />
       )}
@@ -41,8 +42,8 @@ export function Jobs() {
   );
 }
 
-function RunForm({ agents, onStarted }) {
-  const [picked, setPicked] = useState({});
+function RunForm({ agents, agent, onStarted }) {
+  const [picked, setPicked] = useState(() => (agent ? { [agent]: true } : {}));
   const [f, setF] = useState({ tags: '', command: '', cwd: '', timeout: '60' });
   const set = (k) => (v) => setF({ ...f, [k]: v });
   const act = useAction();
