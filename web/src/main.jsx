@@ -22,6 +22,7 @@ import { Audit } from './pages/audit.jsx';
 import { Settings } from './pages/settings.jsx';
 import { AgentDetail, Agents, Credentials } from './pages/agents.jsx';
 import { TerminalPage } from './pages/terminal.jsx';
+import { Jobs } from './pages/jobs.jsx';
 import './style.css';
 
 // [path, label, who may use it] (docs/api.md's permissions, on /root):
@@ -32,6 +33,7 @@ const NAV = [
   ['/assets', 'Assets', 'config'],
   ['/sessions', 'Sessions', 'config'],
   ['/agents', 'Agents', 'config'],
+  ['/jobs', 'Jobs', 'admin'],
   ['/credentials', 'Agent credentials', 'admin'],
   ['/sites', 'Sites', 'config'],
   ['/users', 'Users', 'admin'],
@@ -54,6 +56,7 @@ const ROUTES = [
   ['/sessions/:id', SessionDetail],
   ['/agents', Agents],
   ['/agents/:id', AgentDetail],
+  ['/jobs', Jobs],
   ['/credentials', Credentials],
   ['/sites', Sites],
   ['/users', Users],

@@ -6,6 +6,7 @@
 import { useState } from 'preact/hooks';
 import { api, enc, list } from '../api.js';
 import { navigate } from '../router.js';
+import { powers } from '../powers.js';
 import {
   Check, CodeLine, Confirm, ErrorText, Field, Loading, Page, Table, fmt, fmtTime, useAction, useLoad,
 } from '../ui.jsx';
@@ -187,7 +188,7 @@ function Rebind({ agent, onChange }) {
 
 const boundText = (a) => a.bound_credential || 'nothing (the next credential to announce this ID takes it)';
 
-export function AgentDetail({ id }) {
+export function AgentDetail({ id, me }) {
   const agent = useLoad(async () => (await api.get(`/agents/${enc(id)}`)).data, [id]);
   const settings = useLoad(async () => (await api.get('/settings')).data);
   const del = useAction();
@@ -198,7 +199,8 @@ export function AgentDetail({ id }) {
     <Page title={`Agent ${a.name || a.id}`} actions={
       <Confirm label="Delete agent" busy={del.busy}
         onConfirm={() => del.run(async () => { await api.del(`/agents/${enc(a.id)}`); navigate('/agents'); })} />}>
-      <p><a href="/agents">← All agents</a></p>
+      <p><a href="/agents">← All agents</a>
+        {powers(me).admin && <> · <a href={`/jobs?agent=${enc(a.id)}`}>Run a command</a></>}</p>
       <ErrorText error={del.error} />
       <dl class="facts">
         <dt>State</dt><dd>{state(a)}</dd>

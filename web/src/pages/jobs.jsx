@@ -1,0 +1,208 @@
+// Jobs (issue 14): run a command on the agents checked in the list (or on
+// every agent with a tag) and watch each agent's output arrive; the
+// history of jobs and batches with their results. Routes: POST
+// /api/v1/jobs (a batch), GET /api/v1/jobs (newest first, no output), GET
+// /api/v1/jobs/{id} (the output so far while it runs: polled).
+// /jobs?batch=ID and /jobs?job=ID show one batch or job; /jobs?agent=ID
+// (an agent's page links it) starts with that agent checked.
+import { useEffect, useState } from 'preact/hooks';
+import { api, enc, list } from '../api.js';
+import { navigate, useLocation } from '../router.js';
+import { Check, ErrorText, Field, Loading, Page, Table, fmtTime, useAction, useLoad } from '../ui.jsx';
+import { splitList } from './agents.jsx';
+
+const POLL_MS = 700;
+const finished = (j) => j.status !== 'queued' && j.status !== 'running';
+
+export function jobResult(j) {
+  let s = j.status;
+  if (j.exit_code !== null && j.exit_code !== undefined) s += ` (exit ${j.exit_code})`;
+  else if (j.signal) s += ` (signal ${j.signal})`;
+  return s;
+}
+
+export function Jobs() {
+  const { query } = useLocation();
+  const batch = query.get('batch');
+  const job = query.get('job');
+  const agents = useLoad(async () => (await list('/agents', { sort: 'name' })).data);
+  const history = useLoad(async () => (await list('/jobs')).data);
+  const names = {};
+  for (const a of agents.data || []) names[a.id] = a.name || a.id;
+  return (
+    <Page title="Jobs">
+      <p class="muted">A command runs on each chosen agent as that agent's own config allows
+        (docs/agent.md, "Commands"); a refused job says which rule refused it.</p>
+      <RunForm agents={agents} agent={query.get('agent')} onStarted={(b) => { history.reload(); navigate(`/jobs?batch=${enc(b)}`); }} />
+      {(batch || job) && (
+        <Output key={batch || job} batch={batch} job={job} names={names} onDone={history.reload} />
+      )}
+      <History history={history} names={names} />
+    </Page>
+  );
+}
+
+function RunForm({ agents, agent, onStarted }) {
+  const [picked, setPicked] = useState(() => (agent ? { [agent]: true } : {}));
+  const [f, setF] = useState({ tags: '', command: '', cwd: '', timeout: '60' });
+  const set = (k) => (v) => setF({ ...f, [k]: v });
+  const act = useAction();
+  const rows = agents.data || [];
+  const chosen = rows.filter((a) => picked[a.id]).map((a) => a.id);
+  const submit = (ev) => {
+    ev.preventDefault();
+    act.run(async () => {
+      const body = { command: f.command };
+      if (chosen.length) body.agents = chosen;
+      if (f.tags.trim()) body.tags = splitList(f.tags);
+      if (f.cwd.trim()) body.cwd = f.cwd.trim();
+      if (Number(f.timeout)) body.timeout = Number(f.timeout);
+      const doc = await api.post('/jobs', body);
+      onStarted(doc.data.batch);
+    });
+  };
+  return (
+    <form class="card" onSubmit={submit} aria-label="Run a command">
+      <h2>Run a command</h2>
+      <fieldset>
+        <legend>Agents</legend>
+        {agents.loading && !agents.data && <Loading what="Loading agents" />}
+        <ErrorText error={agents.error} />
+        {agents.data && rows.length === 0 && <p class="muted">No agent has connected yet.</p>}
+        <div class="agent-picks">
+          {rows.map((a) => (
+            <Check key={a.id} checked={!!picked[a.id]}
+              label={`${a.name || a.id} (${a.online ? 'online' : 'offline'}${a.tags && a.tags.length ? `; ${a.tags.join(', ')}` : ''})`}
+              onInput={(v) => setPicked({ ...picked, [a.id]: v })} />
+          ))}
+        </div>
+        {rows.length > 0 && (
+          <p class="row-actions">
+            <button type="button" class="small"
+              onClick={() => setPicked(Object.fromEntries(rows.filter((a) => a.online).map((a) => [a.id, true])))}>
+              Select all online</button>
+            <button type="button" class="small" onClick={() => setPicked({})}>Select none</button>
+          </p>
+        )}
+      </fieldset>
+      <div class="inline-form">
+        <Field label="Or by tags" value={f.tags} onInput={set('tags')} placeholder="prod, web"
+          hint="every agent with one of them" />
+        <Field label="Command" value={f.command} onInput={set('command')} required placeholder="uptime" />
+        <Field label="Working directory (optional)" value={f.cwd} onInput={set('cwd')} placeholder="/tmp" />
+        <Field label="Timeout (seconds)" type="number" min="1" max="86400" value={f.timeout} onInput={set('timeout')} />
+        <button type="submit" class="primary" disabled={act.busy || (!chosen.length && !f.tags.trim())}>
+          Run{chosen.length ? ` on ${chosen.length} agent${chosen.length > 1 ? 's' : ''}` : ''}</button>
+      </div>
+      <ErrorText error={act.error} />
+    </form>
+  );
+}
+
+// One batch's (or one job's) jobs with their output, polled while any
+// of them is queued or running; a finished job is not asked for again.
+function Output({ batch, job, names, onDone }) {
+  const [jobs, setJobs] = useState(null);
+  const [error, setError] = useState(null);
+  useEffect(() => {
+    let stopped = false;
+    let timer = null;
+    const known = {};
+    let ids = batch ? null : [job];
+    const tick = async () => {
+      try {
+        // a batch's jobs are all made when it starts: list them once
+        if (!ids) ids = (await list('/jobs', { filter: { batch } })).data.map((j) => j.id);
+        if (!ids.length) throw new Error('no job of this batch is among the latest 1,000');
+        const got = await Promise.all(ids.map((id) => (known[id] && finished(known[id])
+          ? known[id] : api.get(`/jobs/${enc(id)}`).then((d) => d.data))));
+        if (stopped) return;
+        for (const j of got) known[j.id] = j;
+        got.sort((a, b) => a.agent.localeCompare(b.agent));
+        setJobs(got);
+        setError(null);
+        if (got.length && got.every(finished)) {
+          onDone();
+          return;
+        }
+      } catch (e) {
+        if (stopped) return;
+        setError(e);
+        if (e.status === undefined || (e.status >= 400 && e.status < 500)) return;
+      }
+      timer = setTimeout(tick, POLL_MS);
+    };
+    tick();
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
+  }, [batch, job]);
+  const running = jobs && !jobs.every(finished);
+  return (
+    <div class="card" role="region" aria-label={batch ? 'Batch output' : 'Job output'}>
+      <h2>{batch ? `Batch ${batch}` : `Job ${job}`}</h2>
+      {jobs && jobs[0] && <p><code>{jobs[0].command}</code> started by {jobs[0].started_by}</p>}
+      <p class="muted" aria-live="polite">{!jobs ? 'Loading…' : running
+        ? `${jobs.filter(finished).length} of ${jobs.length} finished; the output follows as it arrives…`
+        : `All ${jobs.length} finished.`}</p>
+      <ErrorText error={error} />
+      {jobs && jobs.map((j) => <JobOutput key={j.id} j={j} name={names[j.agent] || j.agent} />)}
+    </div>
+  );
+}
+
+function JobOutput({ j, name }) {
+  return (
+    <section class="job-output" aria-label={`Output of ${name}`}>
+      <h3>{name}: <span class={`job-status ${j.status.replace(/\s/g, '-')}`}>{jobResult(j)}</span></h3>
+      <p class="muted">job {j.id}, started {fmtTime(j.started)}{j.finished ? `, finished ${fmtTime(j.finished)}` : ''}</p>
+      {j.why && <p class="why">{j.why}</p>}
+      <pre class="out stdout" aria-label={`stdout of ${name}`}>{j.stdout}</pre>
+      {j.stderr && <pre class="out stderr" aria-label={`stderr of ${name}`}>{j.stderr}</pre>}
+    </section>
+  );
+}
+
+// The job list grouped by batch (a job of its own is its own group),
+// newest first.
+function History({ history, names }) {
+  const groups = [];
+  const byKey = {};
+  for (const j of history.data || []) {
+    const key = j.batch || j.id;
+    if (!byKey[key]) {
+      byKey[key] = { key, batch: j.batch, first: j, jobs: [] };
+      groups.push(byKey[key]);
+    }
+    byKey[key].jobs.push(j);
+  }
+  const summary = (g) => {
+    const n = {};
+    for (const j of g.jobs) n[j.status] = (n[j.status] || 0) + 1;
+    return Object.entries(n).map(([s, c]) => `${c} ${s}`).join(', ');
+  };
+  const who = (g) => {
+    const xs = g.jobs.map((j) => names[j.agent] || j.agent);
+    return xs.length > 3 ? `${xs.slice(0, 3).join(', ')} and ${xs.length - 3} more` : xs.join(', ');
+  };
+  return (
+    <div class="card">
+      <h2>History</h2>
+      {history.loading && !history.data && <Loading />}
+      <ErrorText error={history.error} />
+      {history.data && (
+        <Table caption="Job history" rows={groups.slice(0, 100)} rowKey="key" empty="No job has run yet."
+          columns={[
+            { label: 'Started', render: (g) => fmtTime(g.jobs[g.jobs.length - 1].started || g.first.started) },
+            { label: 'By', render: (g) => g.first.started_by },
+            { label: 'Command', render: (g) => <code>{g.first.command}</code> },
+            { label: 'Agents', render: who },
+            { label: 'Result', render: (g) => (g.jobs.length === 1 ? jobResult(g.first) : summary(g)) },
+            { label: '', render: (g) => (
+              <a href={g.batch ? `/jobs?batch=${enc(g.batch)}` : `/jobs?job=${enc(g.first.id)}`}>View output</a>) },
+          ]} />
+      )}
+    </div>
+  );
+}
