@@ -215,6 +215,7 @@ int http_h_jobs_add(struct http_req *req)
 int http_h_jobs_list(struct http_req *req)
 {
     struct store_job *list = NULL;
+    struct admin_ctx ac;
     size_t n = 0;
     json_t *arr;
     int r;
@@ -222,6 +223,8 @@ int http_h_jobs_list(struct http_req *req)
     if ((r = store_job_list(req->h->store, 1000, &list, &n)) != ERR_OK) {
         return http_store_error(req, r, "job", "list");
     }
+    http_admin_ctx(req, &ac);
+    n = admin_job_filter(&ac, list, n);
     arr = json_array();
     for (size_t i = 0; i < n; i++) {
         json_array_append_new(arr, admin_job_json(&list[i], false));
@@ -239,9 +242,18 @@ int http_h_jobs_get(struct http_req *req)
         return http_error(req, 500, "internal", "Internal error",
                           "out of memory");
     }
+    struct admin_ctx ac;
+
     if ((r = store_job_get(req->h->store, req->params[0], j)) != ERR_OK) {
         free(j);
         return http_store_error(req, r, "job", req->params[0]);
+    }
+    http_admin_ctx(req, &ac);
+    if (admin_job_filter(&ac, j, 1) == 0) {
+        /* as if unknown: a job out of scope is not confirmed to exist */
+        store_job_free_output(j);
+        free(j);
+        return http_store_error(req, ERR_NOT_FOUND, "job", req->params[0]);
     }
     http_ok(req, 200, admin_job_json(j, true), NULL);
     store_job_free_output(j);
