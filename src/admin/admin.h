@@ -211,6 +211,9 @@ struct admin_ctx {
      * CLI). Else the user ID whose job roles (client_groups.h) limit the
      * jobs it may start and see (admin_job.h). */
     const char *job_user;
+    /* the API caller's user ID (NULL: the local CLI); a schedule keeps
+     * it (admin_schedule.h) */
+    const char *user_id;
 };
 
 /* After a change that was made: a notice the server did not get is not

@@ -480,6 +480,27 @@ int admin_job_scope_check(const struct admin_ctx *c, int role,
     return ERR_OK;
 }
 
+int admin_job_scope_targets(const struct admin_ctx *c,
+                            const struct admin_job_targets *t, int role,
+                            struct admin_err *e)
+{
+    struct store_agent *agents = NULL;
+    const char **ids = NULL;
+    size_t nagents = 0, nids = 0;
+    int r;
+
+    if (c->job_user == NULL) {
+        return ERR_OK;
+    }
+    if ((r = admin_job_resolve(c, t, &agents, &nagents, &ids, &nids, e)) ==
+        ERR_OK) {
+        r = admin_job_scope_check(c, role, ids, nids, e);
+    }
+    free(ids);
+    store_agent_list_free(agents, nagents);
+    return r;
+}
+
 size_t admin_job_filter(const struct admin_ctx *c, struct store_job *list,
                         size_t n)
 {
@@ -530,9 +551,11 @@ int admin_job_queue_many(const struct admin_ctx *c,
     }
     if ((r = admin_job_resolve(c, t, &agents, &nagents, &ids, &nids, e)) !=
             ERR_OK ||
-        (r = admin_job_scope_check(
-             c, q->push != NULL ? JOB_ROLE_PUSHER : JOB_ROLE_RUNNER, ids, nids,
-             e)) != ERR_OK) {
+        (r = admin_job_scope_check(c,
+                                   q->role != 0      ? q->role
+                                   : q->push != NULL ? JOB_ROLE_PUSHER
+                                                     : JOB_ROLE_RUNNER,
+                                   ids, nids, e)) != ERR_OK) {
         free(ids);
         store_agent_list_free(agents, nagents);
         free(j->push);

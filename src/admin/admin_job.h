@@ -46,6 +46,9 @@ struct admin_job_req {
     /* a batch (admin_job_queue_many) */
     int concurrency; /* most running at once, 0: no limit */
     bool stop_on_failure;
+    /* the job role c->job_user needs (JOB_ROLE_*); 0: job-runner, or
+     * job-pusher for a push */
+    int role;
 };
 
 /* The agents of a batch: these IDs, every known agent (online or not:
@@ -86,6 +89,10 @@ int admin_job_queue_many(const struct admin_ctx *c,
 int admin_job_scope_check(const struct admin_ctx *c, int role,
                           const char *const *ids, size_t n,
                           struct admin_err *e);
+/* admin_job_scope_check on the agents t resolves to now. */
+int admin_job_scope_targets(const struct admin_ctx *c,
+                            const struct admin_job_targets *t, int role,
+                            struct admin_err *e);
 /* Keeps (in place, order kept) the jobs c may see: all without
  * c->job_user, else those on agents now in the scope of any of the
  * user's job roles. Returns how many are kept (0 on a store error). */

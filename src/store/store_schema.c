@@ -479,7 +479,9 @@ static const char store_schema_v13[] =
 
 /*
  * Version 14: job roles (client_groups.h): job-runner, job-pusher and
- * job-scheduler (1..3) granted to a user or a group for one client group.
+ * job-scheduler (1..3) granted to a user or a group for one client group;
+ * a schedule keeps its API creator's user ID, whose rights each firing
+ * has ('' for the local CLI's).
  */
 static const char store_schema_v14[] =
     "CREATE TABLE job_roles ("
@@ -494,7 +496,9 @@ static const char store_schema_v14[] =
     "CREATE UNIQUE INDEX job_roles_uniq ON job_roles"
     " (client_group_id, COALESCE(user_id, group_id), role);"
     "CREATE INDEX job_roles_user ON job_roles(user_id);"
-    "CREATE INDEX job_roles_group ON job_roles(group_id);";
+    "CREATE INDEX job_roles_group ON job_roles(group_id);"
+    "ALTER TABLE schedules ADD COLUMN created_by_id TEXT NOT NULL"
+    " DEFAULT '';";
 
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},

@@ -3,10 +3,12 @@ job-runner / job-pusher granted on a client group let a user who is not
 an administrator run jobs on that group's agents, and nowhere else."""
 import http.client
 import json
+import time
 
 from agentlib import agent_server, make_agent, wait_agent  # noqa: F401
 from pclib import uniq
-from test_jobs import API, ON, batch_done, call, online_agent
+from test_jobs import (API, ON, batch_done, call,  # noqa: F401
+                       fast_clock_server, online_agent)
 
 
 def login(pc, user, password):
@@ -51,7 +53,7 @@ def test_job_runner_is_held_to_its_client_group(agent_server, make_agent):
                                       "command_allow = .*"])
     # a dynamic group on the name; another group with the outside agent
     assert pc.cli("client-group", "add", "mine-" + u,
-                  "--match-name", "in-" + u)[0] == 0
+                  "--match-name", "in-%s*" % u)[0] == 0
     status, out = call(pc, "POST", API + "/client-groups",
                        {"name": "theirs-" + u, "agents": [outside.id]})
     assert status == 201, out
@@ -112,14 +114,97 @@ def test_job_runner_is_held_to_its_client_group(agent_server, make_agent):
     status, out = as_user(pc, tok, "GET", API + "/jobs")
     agents = {j["agent"] for j in out["data"]}
     assert status == 200 and agents == {inside.id}, out
-    # a dynamic group is evaluated at the time: the in-scope agent renamed
-    # away would leave it; here the outside agent renamed in would join.
-    # Revoking the role ends it at once.
+    # a dynamic group is evaluated at the time: an agent that comes to
+    # match joins the scope at once
+    late = online_agent(pc, make_agent,
+                        conf=ON + ["name = in-%s-late" % u,
+                                   "command_allow = .*"])
+    status, out = as_user(pc, tok, "POST",
+                          "%s/agents/%s/commands" % (API, late.id),
+                          {"command": "printf late", "timeout": 10})
+    assert status == 200 and out["data"]["stdout"] == "late", out
+    # revoking the role ends it at once
     assert pc.cli("role", "revoke", grant)[0] == 0
     status, out = as_user(pc, tok, "POST",
                           "%s/agents/%s/commands" % (API, inside.id),
                           {"command": "true", "timeout": 10})
     assert status == 403, out
-    # schedules and client groups stay administrator-only
-    status, out = as_user(pc, tok, "GET", API + "/schedules")
+    # client groups stay administrator-only
+    status, out = as_user(pc, tok, "GET", API + "/client-groups")
     assert status == 403, out
+
+
+def audit_actions(pc, action):
+    _, out, _ = pc.cli("audit", "list", "--json")
+    return [e for e in json.loads(out) if e.get("action") == action]
+
+
+def test_job_scheduler_schedules_only_in_scope_and_loses_it_on_revoke(
+        fast_clock_server, make_agent):
+    pc = fast_clock_server
+    u = uniq("s")
+    inside = online_agent(pc, make_agent,
+                          conf=ON + ["name = in-" + u, "tag = t" + u,
+                                     "command_allow = .*"])
+    online_agent(pc, make_agent, conf=ON + ["name = out-" + u, "tag = t" + u])
+    assert pc.cli("client-group", "add", "mine-" + u,
+                  "--match-name", "in-" + u)[0] == 0
+    user, pw = "sched-" + u, "pw-" + uniq()
+    pc.user_add(user, password=pw)
+    tok = login(pc, user, pw)
+    rc, _, err = pc.cli("role", "grant", "--user", user, "--role",
+                        "job-runner", "--client-group", "mine-" + u)
+    assert rc == 0, err
+    body = {"name": "mine-" + u, "cron": "* * * * *", "command": "echo tick",
+            "groups": ["mine-" + u]}
+    # job-runner is not job-scheduler
+    n = len(audit_actions(pc, "job.denied"))
+    status, out = as_user(pc, tok, "POST", API + "/schedules", body)
+    assert status == 403 and "job-scheduler" in json.dumps(out), out
+    assert len(audit_actions(pc, "job.denied")) == n + 1
+    rc, grant, err = pc.cli("role", "grant", "--user", user, "--role",
+                            "job-scheduler", "--client-group", "mine-" + u)
+    assert rc == 0, err
+    # a tag that reaches an agent outside the group: refused
+    status, out = as_user(pc, tok, "POST", API + "/schedules",
+                          dict(body, groups=[], tags=["t" + u]))
+    assert status == 403, out
+    # the group: allowed, and it fires as the schedule
+    status, out = as_user(pc, tok, "POST", API + "/schedules", body)
+    assert status == 201, out
+
+    def fired():
+        _, lst = call(pc, "GET", API + "/jobs")
+        return [j for j in lst["data"]
+                if j["started_by"] == "schedule:mine-" + u]
+
+    deadline = time.monotonic() + 15
+    while not fired() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert fired() and {j["agent"] for j in fired()} == {inside.id}
+    # another's schedule: not listed, not readable, not deletable
+    assert pc.cli("schedule", "add", "admin-" + u, "--cron", "0 0 1 1 *",
+                  "--tag", "t" + u, "--", "true")[0] == 0
+    status, out = as_user(pc, tok, "GET", API + "/schedules")
+    assert status == 200 and [s["name"] for s in out["data"]] == [
+        "mine-" + u], out
+    assert as_user(pc, tok, "GET",
+                   "%s/schedules/admin-%s" % (API, u))[0] == 404
+    assert as_user(pc, tok, "DELETE",
+                   "%s/schedules/admin-%s" % (API, u))[0] == 404
+    assert call(pc, "GET", "%s/schedules/admin-%s" % (API, u))[0] == 200
+    # revoked: the next firings fail (audited) instead of running
+    assert pc.cli("role", "revoke", grant.strip())[0] == 0
+    time.sleep(2.5)  # a firing in flight may still land
+    before = len(fired())
+    nfail = len(audit_actions(pc, "schedule.failed"))
+    deadline = time.monotonic() + 15
+    while (len(audit_actions(pc, "schedule.failed")) < nfail + 2 and
+           time.monotonic() < deadline):
+        time.sleep(0.3)
+    failed = audit_actions(pc, "schedule.failed")
+    assert len(failed) >= nfail + 2, failed
+    assert len(fired()) == before
+    # its own: deletable
+    assert as_user(pc, tok, "DELETE",
+                   "%s/schedules/mine-%s" % (API, u))[0] == 204
