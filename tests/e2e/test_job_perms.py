@@ -107,7 +107,8 @@ def test_job_runner_is_held_to_its_client_group(agent_server, make_agent):
     status, adm = call(pc, "POST", "%s/agents/%s/commands" % (API, outside.id),
                        {"command": "printf secret", "timeout": 10})
     assert status == 200 and adm["data"]["stdout"] == "secret", adm
-    status, out = as_user(pc, tok, "GET", "%s/jobs/%s" % (API, adm["data"]["id"]))
+    status, out = as_user(pc, tok, "GET",
+                          "%s/jobs/%s" % (API, adm["data"]["id"]))
     assert status == 404, out
     status, out = as_user(pc, tok, "GET", "%s/jobs/%s" % (API, mine_job))
     assert status == 200 and out["data"]["stdout"] == "in", out
@@ -208,3 +209,39 @@ def test_job_scheduler_schedules_only_in_scope_and_loses_it_on_revoke(
     # its own: deletable
     assert as_user(pc, tok, "DELETE",
                    "%s/schedules/mine-%s" % (API, u))[0] == 204
+
+
+def test_a_disabled_creator_s_schedule_fails(fast_clock_server, make_agent):
+    pc = fast_clock_server
+    u = uniq("d")
+    a = online_agent(pc, make_agent, conf=ON + ["name = d-" + u])
+    status, out = call(pc, "POST", API + "/client-groups",
+                       {"name": "g-" + u, "agents": [a.id]})
+    assert status == 201, out
+    user, pw = "sd-" + u, "pw-" + uniq()
+    pc.user_add(user, password=pw)
+    tok = login(pc, user, pw)
+    assert pc.cli("role", "grant", "--user", user, "--role", "job-scheduler",
+                  "--client-group", "g-" + u)[0] == 0
+    # disabled: it runs no more
+    status, out = as_user(pc, tok, "POST", API + "/schedules",
+                          {"name": "d-" + u, "cron": "* * * * *",
+                           "command": "true", "agents": [a.id]})
+    assert status == 201, out
+    assert pc.cli("user", "disable", user)[0] == 0
+
+    def ran():
+        _, lst = call(pc, "GET", API + "/jobs")
+        return [j for j in lst["data"] if j["started_by"] == "schedule:d-" + u]
+
+    time.sleep(0.5)  # a firing in flight may still land
+    before = len(ran())
+    deadline = time.monotonic() + 15
+    failed = []
+    while len(failed) < 2 and time.monotonic() < deadline:
+        time.sleep(0.3)
+        failed = [e for e in audit_actions(pc, "schedule.failed")
+                  if e.get("target") == "d-" + u]
+    assert len(failed) >= 2, failed
+    assert "disabled" in json.dumps(failed[-1]), failed
+    assert len(ran()) == before
