@@ -449,8 +449,13 @@ static bool admin_job_scope_has(const struct admin_job_scope *sc,
     return false;
 }
 
-int admin_job_scope_check(const struct admin_ctx *c, int role,
-                          const char *const *ids, size_t n, struct admin_err *e)
+/* The refusal names the agent only if the caller named it (t NULL: every
+ * ID was named): an agent reached through a tag or a group stays unnamed,
+ * or a runner could learn the IDs of agents outside their scope. */
+static int admin_job_scope_ids(const struct admin_ctx *c, int role,
+                               const char *const *ids, size_t n,
+                               const struct admin_job_targets *t,
+                               struct admin_err *e)
 {
     struct admin_job_scope sc;
     char detail[200];
@@ -469,7 +474,18 @@ int admin_job_scope_check(const struct admin_ctx *c, int role,
                      "%s: agent outside the client groups of the role "
                      "(%zu agents asked)",
                      job_role_str(role), n);
+            bool named = t == NULL;
+            for (size_t k = 0; t != NULL && k < t->nagents && !named; k++) {
+                named = strcmp(t->agents[k], ids[i]) == 0;
+            }
             (void)admin_audit(c, "job.denied", ids[i], detail, NULL);
+            if (!named) {
+                return admin_fail(e, ERR_DENIED,
+                                  "the targets reach an agent outside the "
+                                  "client groups on which you hold the %s "
+                                  "role; nothing was run",
+                                  job_role_str(role));
+            }
             return admin_fail(e, ERR_DENIED,
                               "agent %.64s is not in a client group on which "
                               "you hold the %s role; nothing was run",
@@ -478,6 +494,38 @@ int admin_job_scope_check(const struct admin_ctx *c, int role,
     }
     admin_job_scope_free(&sc);
     return ERR_OK;
+}
+
+int admin_job_scope_check(const struct admin_ctx *c, int role,
+                          const char *const *ids, size_t n, struct admin_err *e)
+{
+    return admin_job_scope_ids(c, role, ids, n, NULL, e);
+}
+
+/* For a caller limited by job roles, a tag or group that matches nothing
+ * (or does not exist) is refused like one outside the scope, so names
+ * cannot be probed. */
+static int admin_job_resolve_limited(const struct admin_ctx *c, int role,
+                                     const struct admin_job_targets *t,
+                                     struct store_agent **agents,
+                                     size_t *nagents, const char ***ids,
+                                     size_t *n, struct admin_err *e)
+{
+    int r = admin_job_resolve(c, t, agents, nagents, ids, n, e);
+
+    if (r == ERR_NOT_FOUND && c->job_user != NULL) {
+        char detail[200];
+
+        snprintf(detail, sizeof(detail), "%s: %.150s", job_role_str(role),
+                 e->msg);
+        (void)admin_audit(c, "job.denied", "-", detail, NULL);
+        return admin_fail(e, ERR_DENIED,
+                          "the targets reach an agent outside the client "
+                          "groups on which you hold the %s role; nothing was "
+                          "run",
+                          job_role_str(role));
+    }
+    return r != ERR_OK ? r : admin_job_scope_ids(c, role, *ids, *n, t, e);
 }
 
 int admin_job_scope_targets(const struct admin_ctx *c,
@@ -492,10 +540,8 @@ int admin_job_scope_targets(const struct admin_ctx *c,
     if (c->job_user == NULL) {
         return ERR_OK;
     }
-    if ((r = admin_job_resolve(c, t, &agents, &nagents, &ids, &nids, e)) ==
-        ERR_OK) {
-        r = admin_job_scope_check(c, role, ids, nids, e);
-    }
+    r = admin_job_resolve_limited(c, role, t, &agents, &nagents, &ids, &nids,
+                                  e);
     free(ids);
     store_agent_list_free(agents, nagents);
     return r;
@@ -549,13 +595,12 @@ int admin_job_queue_many(const struct admin_ctx *c,
         free(j);
         return r;
     }
-    if ((r = admin_job_resolve(c, t, &agents, &nagents, &ids, &nids, e)) !=
-            ERR_OK ||
-        (r = admin_job_scope_check(c,
-                                   q->role != 0      ? q->role
-                                   : q->push != NULL ? JOB_ROLE_PUSHER
-                                                     : JOB_ROLE_RUNNER,
-                                   ids, nids, e)) != ERR_OK) {
+    if ((r = admin_job_resolve_limited(c,
+                                       q->role != 0      ? q->role
+                                       : q->push != NULL ? JOB_ROLE_PUSHER
+                                                         : JOB_ROLE_RUNNER,
+                                       t, &agents, &nagents, &ids, &nids, e)) !=
+        ERR_OK) {
         free(ids);
         store_agent_list_free(agents, nagents);
         free(j->push);

@@ -89,12 +89,18 @@ def test_job_runner_is_held_to_its_client_group(agent_server, make_agent):
             (API + "/jobs", {"agents": [outside.id], "command": "true"}),
             (API + "/jobs", {"tags": ["t" + u], "command": "true"}),
             (API + "/jobs", {"groups": ["theirs-" + u], "command": "true"}),
+            # names that match nothing answer the same: no probing
+            (API + "/jobs", {"groups": ["nope-" + u], "command": "true"}),
+            (API + "/jobs", {"tags": ["nope-" + u], "command": "true"}),
             (API + "/jobs", {"agents": [inside.id, "no-such-" + u],
                              "command": "true"})]:
         n = len(denied_events(pc))
         status, out = as_user(pc, tok, "POST", path, body)
         assert status == 403, (path, body, out)
         assert "nothing was run" in json.dumps(out), out
+        # an agent reached through a tag or group is not named
+        if outside.id not in path + json.dumps(body):
+            assert outside.id not in json.dumps(out), out
         ev = denied_events(pc)
         assert len(ev) == n + 1, ev
     assert len(call(pc, "GET", API + "/jobs")[1]["data"]) == before
