@@ -140,6 +140,45 @@ static int role_list_run(struct cli_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
+static int role_jobs_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    bool json = false;
+    struct store_job_role_row *list = NULL;
+    size_t n = 0;
+    json_t *arr;
+    int rc, r;
+
+    if ((rc = cli_list_start(ctx, argc, argv, &json)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((r = store_job_role_list(ctx->st, &list, &n)) != ERR_OK) {
+        return cli_error("cannot list job roles: %s", err_str(r));
+    }
+    arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const struct store_job_role_row *w = &list[i];
+        if (!json) {
+            printf("%s  %-13s  %s %s  on %s\n", w->r.id,
+                   job_role_str(w->r.role),
+                   w->r.user_id[0] != '\0' ? "user" : "group", w->grantee,
+                   w->client_group);
+            continue;
+        }
+        json_array_append_new(
+            arr,
+            json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", w->r.id, "role",
+                      job_role_str(w->r.role), "grantee_type",
+                      w->r.user_id[0] != '\0' ? "user" : "group", "grantee",
+                      w->grantee, "client_group", w->client_group));
+    }
+    free(list);
+    if (json) {
+        return cli_json_print(arr);
+    }
+    json_decref(arr);
+    return CLI_EXIT_OK;
+}
+
 static int role_revoke_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
@@ -181,6 +220,12 @@ static const struct cli_cmd role_list_cmd = {
     .summary = "List site roles.",
     .run = role_list_run,
 };
+static const struct cli_cmd role_jobs_cmd = {
+    .name = "jobs",
+    .synopsis = "role jobs [--json]",
+    .summary = "List job roles (role grant --client-group).",
+    .run = role_jobs_run,
+};
 static const struct cli_cmd role_revoke_cmd = {
     .name = "revoke",
     .synopsis = "role revoke ID",
@@ -188,7 +233,7 @@ static const struct cli_cmd role_revoke_cmd = {
     .run = role_revoke_run,
 };
 static const struct cli_cmd *const role_cmds[] = {
-    &role_grant_cmd, &role_list_cmd, &role_revoke_cmd, NULL};
+    &role_grant_cmd, &role_list_cmd, &role_jobs_cmd, &role_revoke_cmd, NULL};
 
 const struct cli_cmd cli_role = {
     .name = "role",

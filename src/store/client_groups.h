@@ -59,6 +59,14 @@ struct store_job_role {
 /* ERR_EXISTS if the grantee already holds that role on that group. */
 int store_job_role_add(struct store *st, struct store_job_role *r);
 int store_job_role_delete(struct store *st, const char *id);
+/* Every job role with its grantee's and client group's names; free(). */
+struct store_job_role_row {
+    struct store_job_role r;
+    char grantee[STORE_NAME_MAX + 1];
+    char client_group[STORE_NAME_MAX + 1];
+};
+int store_job_role_list(struct store *st, struct store_job_role_row **list,
+                        size_t *n);
 /* The client groups (IDs, a heap array freed with free()) on which the
  * user holds role, directly or through one of their groups. */
 int store_job_role_groups(struct store *st, const char *user_id, int role,

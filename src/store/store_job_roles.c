@@ -90,6 +90,41 @@ int store_job_role_delete(struct store *st, const char *id)
     return store_tx_end(st, r);
 }
 
+static int job_role_row_fill(struct db_stmt *s, void *item)
+{
+    struct store_job_role_row *w = item;
+
+    store_col_text(s, 0, w->r.id, sizeof(w->r.id));
+    store_col_text(s, 1, w->r.client_group_id, sizeof(w->r.client_group_id));
+    store_col_text(s, 2, w->r.user_id, sizeof(w->r.user_id));
+    store_col_text(s, 3, w->r.group_id, sizeof(w->r.group_id));
+    w->r.role = db_col_int(s, 4);
+    store_col_text(s, 5, w->grantee, sizeof(w->grantee));
+    store_col_text(s, 6, w->client_group, sizeof(w->client_group));
+    return ERR_OK;
+}
+
+int store_job_role_list(struct store *st, struct store_job_role_row **list,
+                        size_t *n)
+{
+    void *items = NULL;
+    int r;
+
+    r = store_list_query(
+        st, "job role list",
+        "SELECT r.id, r.client_group_id, COALESCE(r.user_id, ''),"
+        " COALESCE(r.group_id, ''), r.role, COALESCE(u.name, g.name, ''),"
+        " c.name FROM job_roles r JOIN client_groups c"
+        " ON c.id = r.client_group_id"
+        " LEFT JOIN users u ON u.id = r.user_id"
+        " LEFT JOIN groups g ON g.id = r.group_id"
+        " ORDER BY c.name, r.role, r.id",
+        sizeof(struct store_job_role_row), job_role_row_fill, NULL, &items, n,
+        "");
+    *list = items;
+    return r;
+}
+
 static int job_role_group_fill(struct db_stmt *s, void *item)
 {
     store_col_text(s, 0, item, STORE_ID_MAX + 1);

@@ -71,6 +71,9 @@ def test_job_runner_is_held_to_its_client_group(agent_server, make_agent):
                             "job-runner", "--client-group", "mine-" + u)
     assert rc == 0, err
     grant = grant.strip()
+    _, out, _ = pc.cli("role", "jobs", "--json")
+    assert {"id": grant, "role": "job-runner", "grantee_type": "user",
+            "grantee": user, "client_group": "mine-" + u} in json.loads(out)
     # allowed: an agent of the group, by ID, and the group as target
     status, out = as_user(pc, tok, "POST",
                           "%s/agents/%s/commands" % (API, inside.id),
@@ -132,6 +135,8 @@ def test_job_runner_is_held_to_its_client_group(agent_server, make_agent):
     assert status == 200 and out["data"]["stdout"] == "late", out
     # revoking the role ends it at once
     assert pc.cli("role", "revoke", grant)[0] == 0
+    _, out, _ = pc.cli("role", "jobs")
+    assert grant not in out
     status, out = as_user(pc, tok, "POST",
                           "%s/agents/%s/commands" % (API, inside.id),
                           {"command": "true", "timeout": 10})
