@@ -207,6 +207,13 @@ struct admin_ctx {
     const char *data_dir;
     const char *actor;
     const char *source;
+    /* NULL: the caller holds every right (an administrator, the local
+     * CLI). Else the user ID whose job roles (client_groups.h) limit the
+     * jobs it may start and see (admin_job.h). */
+    const char *job_user;
+    /* the API caller's user ID (NULL: the local CLI); a schedule keeps
+     * it (admin_schedule.h) */
+    const char *user_id;
 };
 
 /* After a change that was made: a notice the server did not get is not

@@ -368,6 +368,212 @@ static int admin_job_resolve(const struct admin_ctx *c,
     return ERR_OK;
 }
 
+/* The agents a job-role holder reaches: the client groups on which the
+ * user holds one of the roles (mask of 1u << JOB_ROLE_*), evaluated
+ * against the agents as they are now. */
+struct admin_job_scope {
+    struct store_client_group *groups;
+    size_t ngroups;
+    struct store_agent *agents;
+    size_t nagents;
+};
+
+static void admin_job_scope_free(struct admin_job_scope *sc)
+{
+    free(sc->groups);
+    store_agent_list_free(sc->agents, sc->nagents);
+    memset(sc, 0, sizeof(*sc));
+}
+
+static int admin_job_scope_load(const struct admin_ctx *c, unsigned roles,
+                                struct admin_job_scope *sc)
+{
+    char(*ids)[STORE_ID_MAX + 1] = NULL;
+    size_t n = 0;
+    int r;
+
+    memset(sc, 0, sizeof(*sc));
+    for (int role = JOB_ROLE_RUNNER; role <= JOB_ROLE_SCHEDULER; role++) {
+        struct store_client_group *more;
+
+        if ((roles & (1u << role)) == 0) {
+            continue;
+        }
+        if ((r = store_job_role_groups(c->st, c->job_user, role, &ids, &n)) !=
+            ERR_OK) {
+            admin_job_scope_free(sc);
+            return r;
+        }
+        more =
+            n > 0 ? realloc(sc->groups, (sc->ngroups + n) * sizeof(*sc->groups))
+                  : sc->groups;
+        if (n > 0 && more == NULL) {
+            free(ids);
+            admin_job_scope_free(sc);
+            return ERR_NOMEM;
+        }
+        sc->groups = more;
+        for (size_t i = 0; i < n; i++) {
+            /* a group deleted meanwhile simply grants nothing */
+            if (store_client_group_get(c->st, ids[i],
+                                       &sc->groups[sc->ngroups]) == ERR_OK) {
+                sc->ngroups++;
+            }
+        }
+        free(ids);
+        ids = NULL;
+    }
+    if (sc->ngroups > 0 &&
+        (r = store_agent_list(c->st, &sc->agents, &sc->nagents)) != ERR_OK) {
+        admin_job_scope_free(sc);
+        return r;
+    }
+    return ERR_OK;
+}
+
+/* A known agent that is now a member of one of the scope's groups. */
+static bool admin_job_scope_has(const struct admin_job_scope *sc,
+                                const char *agent_id)
+{
+    for (size_t a = 0; a < sc->nagents; a++) {
+        if (strcmp(sc->agents[a].id, agent_id) != 0) {
+            continue;
+        }
+        for (size_t g = 0; g < sc->ngroups; g++) {
+            if (admin_client_group_has(&sc->groups[g], &sc->agents[a])) {
+                return true;
+            }
+        }
+        return false;
+    }
+    return false;
+}
+
+/* The refusal names the agent only if the caller named it (t NULL: every
+ * ID was named): an agent reached through a tag or a group stays unnamed,
+ * or a runner could learn the IDs of agents outside their scope. */
+static int admin_job_scope_ids(const struct admin_ctx *c, int role,
+                               const char *const *ids, size_t n,
+                               const struct admin_job_targets *t,
+                               struct admin_err *e)
+{
+    struct admin_job_scope sc;
+    char detail[200];
+    int r;
+
+    if (c->job_user == NULL) {
+        return ERR_OK;
+    }
+    if ((r = admin_job_scope_load(c, 1u << role, &sc)) != ERR_OK) {
+        return admin_fail(e, r, "cannot read the job roles");
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!admin_job_scope_has(&sc, ids[i])) {
+            admin_job_scope_free(&sc);
+            snprintf(detail, sizeof(detail),
+                     "%s: agent outside the client groups of the role "
+                     "(%zu agents asked)",
+                     job_role_str(role), n);
+            bool named = t == NULL;
+            for (size_t k = 0; t != NULL && k < t->nagents && !named; k++) {
+                named = strcmp(t->agents[k], ids[i]) == 0;
+            }
+            (void)admin_audit(c, "job.denied", ids[i], detail, NULL);
+            if (!named) {
+                return admin_fail(e, ERR_DENIED,
+                                  "the targets reach an agent outside the "
+                                  "client groups on which you hold the %s "
+                                  "role; nothing was run",
+                                  job_role_str(role));
+            }
+            return admin_fail(e, ERR_DENIED,
+                              "agent %.64s is not in a client group on which "
+                              "you hold the %s role; nothing was run",
+                              ids[i], job_role_str(role));
+        }
+    }
+    admin_job_scope_free(&sc);
+    return ERR_OK;
+}
+
+int admin_job_scope_check(const struct admin_ctx *c, int role,
+                          const char *const *ids, size_t n, struct admin_err *e)
+{
+    return admin_job_scope_ids(c, role, ids, n, NULL, e);
+}
+
+/* For a caller limited by job roles, a tag or group that matches nothing
+ * (or does not exist) is refused like one outside the scope, so names
+ * cannot be probed. */
+static int admin_job_resolve_limited(const struct admin_ctx *c, int role,
+                                     const struct admin_job_targets *t,
+                                     struct store_agent **agents,
+                                     size_t *nagents, const char ***ids,
+                                     size_t *n, struct admin_err *e)
+{
+    int r = admin_job_resolve(c, t, agents, nagents, ids, n, e);
+
+    if (r == ERR_NOT_FOUND && c->job_user != NULL) {
+        char detail[200];
+
+        snprintf(detail, sizeof(detail), "%s: %.150s", job_role_str(role),
+                 e->msg);
+        (void)admin_audit(c, "job.denied", "-", detail, NULL);
+        return admin_fail(e, ERR_DENIED,
+                          "the targets reach an agent outside the client "
+                          "groups on which you hold the %s role; nothing was "
+                          "run",
+                          job_role_str(role));
+    }
+    return r != ERR_OK ? r : admin_job_scope_ids(c, role, *ids, *n, t, e);
+}
+
+int admin_job_scope_targets(const struct admin_ctx *c,
+                            const struct admin_job_targets *t, int role,
+                            struct admin_err *e)
+{
+    struct store_agent *agents = NULL;
+    const char **ids = NULL;
+    size_t nagents = 0, nids = 0;
+    int r;
+
+    if (c->job_user == NULL) {
+        return ERR_OK;
+    }
+    r = admin_job_resolve_limited(c, role, t, &agents, &nagents, &ids, &nids,
+                                  e);
+    free(ids);
+    store_agent_list_free(agents, nagents);
+    return r;
+}
+
+size_t admin_job_filter(const struct admin_ctx *c, struct store_job *list,
+                        size_t n)
+{
+    struct admin_job_scope sc;
+    size_t k = 0;
+
+    if (c->job_user == NULL) {
+        return n;
+    }
+    if (admin_job_scope_load(c,
+                             (1u << JOB_ROLE_RUNNER) | (1u << JOB_ROLE_PUSHER) |
+                                 (1u << JOB_ROLE_SCHEDULER),
+                             &sc) != ERR_OK) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (admin_job_scope_has(&sc, list[i].agent_id)) {
+            if (k != i) {
+                list[k] = list[i];
+            }
+            k++;
+        }
+    }
+    admin_job_scope_free(&sc);
+    return k;
+}
+
 int admin_job_queue_many(const struct admin_ctx *c,
                          const struct admin_job_targets *t,
                          const struct admin_job_req *q, char *batch, size_t *n,
@@ -389,8 +595,14 @@ int admin_job_queue_many(const struct admin_ctx *c,
         free(j);
         return r;
     }
-    if ((r = admin_job_resolve(c, t, &agents, &nagents, &ids, &nids, e)) !=
+    if ((r = admin_job_resolve_limited(c,
+                                       q->role != 0      ? q->role
+                                       : q->push != NULL ? JOB_ROLE_PUSHER
+                                                         : JOB_ROLE_RUNNER,
+                                       t, &agents, &nagents, &ids, &nids, e)) !=
         ERR_OK) {
+        free(ids);
+        store_agent_list_free(agents, nagents);
         free(j->push);
         free(j);
         return r;
@@ -451,7 +663,9 @@ int admin_job_run(const struct admin_ctx *c, const char *agent_id,
     if (q->push != NULL) {
         return admin_fail(e, ERR_INVALID, "a file push is a batch");
     }
-    if ((r = admin_job_fill(c, q, out, e)) != ERR_OK ||
+    if ((r = admin_job_scope_check(c, JOB_ROLE_RUNNER, &agent_id, 1, e)) !=
+            ERR_OK ||
+        (r = admin_job_fill(c, q, out, e)) != ERR_OK ||
         (r = admin_job_record(c, agent_id, out, e)) != ERR_OK) {
         return r;
     }

@@ -46,6 +46,9 @@ struct admin_job_req {
     /* a batch (admin_job_queue_many) */
     int concurrency; /* most running at once, 0: no limit */
     bool stop_on_failure;
+    /* the job role c->job_user needs (JOB_ROLE_*); 0: job-runner, or
+     * job-pusher for a push */
+    int role;
 };
 
 /* The agents of a batch: these IDs, every known agent (online or not:
@@ -78,6 +81,24 @@ int admin_job_queue_many(const struct admin_ctx *c,
                          bool *delivered, struct admin_err *e);
 /* A job as JSON; with_output adds stdout and stderr (invalid UTF-8
  * bytes shown as U+FFFD). */
+/* Job roles (docs/security.md, "Jobs on agents"): with c->job_user set,
+ * ERR_DENIED (with the audit event job.denied, naming the first agent)
+ * unless every agent in ids is now a member of a client group on which
+ * the user holds role (JOB_ROLE_*). admin_job_run and
+ * admin_job_queue_many call it themselves. */
+int admin_job_scope_check(const struct admin_ctx *c, int role,
+                          const char *const *ids, size_t n,
+                          struct admin_err *e);
+/* admin_job_scope_check on the agents t resolves to now. */
+int admin_job_scope_targets(const struct admin_ctx *c,
+                            const struct admin_job_targets *t, int role,
+                            struct admin_err *e);
+/* Keeps (in place, order kept) the jobs c may see: all without
+ * c->job_user, else those on agents now in the scope of any of the
+ * user's job roles. Returns how many are kept (0 on a store error). */
+size_t admin_job_filter(const struct admin_ctx *c, struct store_job *list,
+                        size_t n);
+
 json_t *admin_job_json(const struct store_job *j, bool with_output);
 
 #endif

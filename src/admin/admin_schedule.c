@@ -13,6 +13,8 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "store/access.h"
+#include "store/client_groups.h"
 
 #define SCHED_MISSED_LIMIT 1000000
 
@@ -142,6 +144,17 @@ int admin_schedule_add(const struct admin_ctx *c,
     out->concurrency = j->concurrency;
     snprintf(out->created_by, sizeof(out->created_by), "%s",
              c->actor != NULL ? c->actor : "");
+    snprintf(out->created_by_id, sizeof(out->created_by_id), "%s",
+             c->user_id != NULL ? c->user_id : "");
+    if (c->job_user != NULL) {
+        /* the targets as they resolve now must be in the creator's scope
+         * (job-scheduler); each firing checks again */
+        struct admin_job_targets t = q->targets;
+        if ((r = admin_job_scope_targets(c, &t, JOB_ROLE_SCHEDULER, e)) !=
+            ERR_OK) {
+            return r;
+        }
+    }
     /* from the current minute on: the next matching one fires */
     out->last_fire = admin_schedule_clock(c->cfg) / 60 * 60;
     r = store_schedule_add(c->st, out);
@@ -158,10 +171,35 @@ int admin_schedule_add(const struct admin_ctx *c,
     return ERR_OK;
 }
 
+bool admin_schedule_visible(const struct admin_ctx *c,
+                            const struct store_schedule *s)
+{
+    return c->job_user == NULL || strcmp(s->created_by_id, c->job_user) == 0;
+}
+
 int admin_schedule_delete(const struct admin_ctx *c, const char *ref,
                           struct admin_err *e)
 {
-    int r = store_schedule_delete(c->st, ref);
+    struct store_schedule s;
+    const char *key = ref;
+    int r;
+
+    if (c->job_user != NULL) {
+        /* a job-scheduler deletes only their own (others: not found) */
+        r = store_schedule_get(c->st, ref, &s);
+        if (r == ERR_OK && !admin_schedule_visible(c, &s)) {
+            r = ERR_NOT_FOUND;
+        }
+        store_schedule_release(&s);
+        if (r != ERR_OK) {
+            return admin_fail(e, r,
+                              r == ERR_NOT_FOUND ? "schedule '%s' not found"
+                                                 : "cannot read schedule '%s'",
+                              ref);
+        }
+        key = s.id; /* the one checked */
+    }
+    r = store_schedule_delete(c->st, key);
 
     if (r != ERR_OK) {
         return admin_fail(e, r,
@@ -218,13 +256,34 @@ static void sched_fire(const struct admin_ctx *c,
     t.groups = groups;
     snprintf(actor, sizeof(actor), "schedule:%s", s->name);
     sc.actor = actor;
+    sc.job_user = NULL;
+    if (s->created_by_id[0] != '\0') {
+        /* the creator's rights, as they are now */
+        struct store_user u;
+        unsigned mask = 0;
+        if (store_user_get(c->st, s->created_by_id, &u) != ERR_OK ||
+            u.disabled) {
+            log_warn("schedule %s: not run: its creator is gone or disabled",
+                     s->name);
+            (void)admin_audit(&sc, "schedule.failed", s->name,
+                              "its creator is gone or disabled", NULL);
+            batch[0] = '\0';
+            goto out;
+        }
+        if (store_site_role_mask(c->st, s->created_by_id, NULL, &mask) !=
+                ERR_OK ||
+            (mask & SITE_ROLE_BIT(SITE_ROLE_ADMIN)) == 0) {
+            sc.job_user = s->created_by_id;
+        }
+    }
     q = (struct admin_job_req){
         .command = s->interpreter[0] == '\0' ? s->command : NULL,
         .interpreter = s->interpreter[0] != '\0' ? s->interpreter : NULL,
         .script = s->interpreter[0] != '\0' ? s->script : NULL,
         .cwd = s->cwd,
         .timeout = s->timeout,
-        .concurrency = s->concurrency};
+        .concurrency = s->concurrency,
+        .role = JOB_ROLE_SCHEDULER};
     if (admin_job_queue_many(&sc, &t, &q, batch, &n, &delivered, &e) !=
         ERR_OK) {
         batch[0] = '\0';
@@ -233,6 +292,7 @@ static void sched_fire(const struct admin_ctx *c,
     } else {
         log_info("schedule %s: batch %s on %zu agents", s->name, batch, n);
     }
+out:
     free(agents);
     free(tags);
     free(groups);

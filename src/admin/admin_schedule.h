@@ -33,6 +33,14 @@ int64_t admin_schedule_clock(const struct config *cfg);
 int admin_schedule_add(const struct admin_ctx *c,
                        const struct admin_schedule_req *q,
                        struct store_schedule *out, struct admin_err *e);
+/* Without c->job_user, every schedule; else the user's own (made
+ * through the API by them). A job-scheduler (not an administrator)
+ * adds a schedule only if its targets resolve now to agents in client
+ * groups on which they hold job-scheduler; each firing runs with the
+ * creator's rights as they are then (admin_job_scope_check): a
+ * creator disabled, deleted or out of scope makes it schedule.failed. */
+bool admin_schedule_visible(const struct admin_ctx *c,
+                            const struct store_schedule *s);
 int admin_schedule_delete(const struct admin_ctx *c, const char *ref,
                           struct admin_err *e);
 /* Fires the schedules whose minute has come (c->hub: the server's). */

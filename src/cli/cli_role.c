@@ -10,17 +10,66 @@
 #include "cli/cli.h"
 #include "common/err.h"
 #include "store/access.h"
+#include "store/client_groups.h"
+
+/* `role grant ... --role job-runner --client-group CG` (client_groups.h) */
+static int role_grant_job(struct cli_ctx *ctx, const char *user,
+                          const char *group, const char *role,
+                          const char *cgroup)
+{
+    struct store_job_role jr;
+    struct store_client_group cg;
+    struct store_user u;
+    struct store_group g;
+    struct admin_ctx ac;
+    struct admin_err e;
+    char detail[512];
+    int rc, r;
+
+    memset(&jr, 0, sizeof(jr));
+    if ((jr.role = job_role_parse(role)) < 0) {
+        return cli_usage(ctx, "with --client-group, --role is job-runner, "
+                              "job-pusher or job-scheduler");
+    }
+    if ((rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if ((r = store_client_group_get(ctx->st, cgroup, &cg)) != ERR_OK) {
+        return cli_store_error(r, "client group", cgroup);
+    }
+    if (user != NULL) {
+        if ((rc = cli_get_user(ctx, user, &u)) != CLI_EXIT_OK) {
+            return rc;
+        }
+        memcpy(jr.user_id, u.id, sizeof(u.id));
+    } else {
+        if ((rc = cli_get_group(ctx, group, &g)) != CLI_EXIT_OK) {
+            return rc;
+        }
+        memcpy(jr.group_id, g.id, sizeof(g.id));
+    }
+    memcpy(jr.client_group_id, cg.id, sizeof(cg.id));
+    if ((r = store_job_role_add(ctx->st, &jr)) != ERR_OK) {
+        return cli_store_error(r, "job role", role);
+    }
+    snprintf(detail, sizeof(detail), "%s to %s %s on client group %s", role,
+             user != NULL ? "user" : "group", user != NULL ? u.name : g.name,
+             cg.name);
+    if (admin_audit(&ac, "role.grant", jr.id, detail, &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
+    }
+    printf("%s\n", jr.id);
+    return CLI_EXIT_OK;
+}
 
 static int role_grant_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS], *site = "/root", *user = NULL;
-    const char *group = NULL, *role = NULL;
+    const char *group = NULL, *role = NULL, *cgroup = NULL;
     const struct cli_opt opts[] = {
-        CLI_OPT_STR("--site", &site),
-        CLI_OPT_STR("--user", &user),
-        CLI_OPT_STR("--group", &group),
-        CLI_OPT_STR("--role", &role),
-        CLI_OPT_END,
+        CLI_OPT_STR("--site", &site), CLI_OPT_STR("--client-group", &cgroup),
+        CLI_OPT_STR("--user", &user), CLI_OPT_STR("--group", &group),
+        CLI_OPT_STR("--role", &role), CLI_OPT_END,
     };
     struct store_site_role sr;
     struct store_site s;
@@ -40,6 +89,9 @@ static int role_grant_run(struct cli_ctx *ctx, int argc, char **argv)
     if (role == NULL) {
         return cli_usage(ctx, "missing --role administrator|"
                               "configuration-manager|service|user");
+    }
+    if (cgroup != NULL) {
+        return role_grant_job(ctx, user, group, role, cgroup);
     }
     if (admin_site_role_parse(role, &e) < 0) {
         return cli_admin_error(ctx, &e);
@@ -88,6 +140,45 @@ static int role_list_run(struct cli_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
+static int role_jobs_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    bool json = false;
+    struct store_job_role_row *list = NULL;
+    size_t n = 0;
+    json_t *arr;
+    int rc, r;
+
+    if ((rc = cli_list_start(ctx, argc, argv, &json)) != CLI_PARSED) {
+        return rc;
+    }
+    if ((r = store_job_role_list(ctx->st, &list, &n)) != ERR_OK) {
+        return cli_error("cannot list job roles: %s", err_str(r));
+    }
+    arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const struct store_job_role_row *w = &list[i];
+        if (!json) {
+            printf("%s  %-13s  %s %s  on %s\n", w->r.id,
+                   job_role_str(w->r.role),
+                   w->r.user_id[0] != '\0' ? "user" : "group", w->grantee,
+                   w->client_group);
+            continue;
+        }
+        json_array_append_new(
+            arr,
+            json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", w->r.id, "role",
+                      job_role_str(w->r.role), "grantee_type",
+                      w->r.user_id[0] != '\0' ? "user" : "group", "grantee",
+                      w->grantee, "client_group", w->client_group));
+    }
+    free(list);
+    if (json) {
+        return cli_json_print(arr);
+    }
+    json_decref(arr);
+    return CLI_EXIT_OK;
+}
+
 static int role_revoke_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
@@ -100,6 +191,14 @@ static int role_revoke_run(struct cli_ctx *ctx, int argc, char **argv)
         return rc;
     }
     if (admin_site_role_delete(&ac, pos[0], &e) != ERR_OK) {
+        /* or a job role (role grant --client-group) */
+        if (e.code == ERR_NOT_FOUND &&
+            store_job_role_delete(ctx->st, pos[0]) == ERR_OK) {
+            return admin_audit(&ac, "role.revoke", pos[0], "job role", &e) ==
+                           ERR_OK
+                       ? CLI_EXIT_OK
+                       : cli_admin_error(ctx, &e);
+        }
         return cli_admin_error(ctx, &e);
     }
     return CLI_EXIT_OK;
@@ -108,8 +207,11 @@ static int role_revoke_run(struct cli_ctx *ctx, int argc, char **argv)
 static const struct cli_cmd role_grant_cmd = {
     .name = "grant",
     .synopsis = "role grant [--site PATH] (--user U | --group G)\n"
-                "--role administrator|configuration-manager|service|user",
-    .summary = "Grant a site role (default site /root); prints its ID.",
+                "--role administrator|configuration-manager|service|user\n"
+                "role grant (--user U | --group G) --client-group CG\n"
+                "--role job-runner|job-pusher|job-scheduler",
+    .summary = "Grant a site role (default site /root), or a job role on a "
+               "client group; prints its ID.",
     .run = role_grant_run,
 };
 static const struct cli_cmd role_list_cmd = {
@@ -118,6 +220,12 @@ static const struct cli_cmd role_list_cmd = {
     .summary = "List site roles.",
     .run = role_list_run,
 };
+static const struct cli_cmd role_jobs_cmd = {
+    .name = "jobs",
+    .synopsis = "role jobs [--json]",
+    .summary = "List job roles (role grant --client-group).",
+    .run = role_jobs_run,
+};
 static const struct cli_cmd role_revoke_cmd = {
     .name = "revoke",
     .synopsis = "role revoke ID",
@@ -125,7 +233,7 @@ static const struct cli_cmd role_revoke_cmd = {
     .run = role_revoke_run,
 };
 static const struct cli_cmd *const role_cmds[] = {
-    &role_grant_cmd, &role_list_cmd, &role_revoke_cmd, NULL};
+    &role_grant_cmd, &role_list_cmd, &role_jobs_cmd, &role_revoke_cmd, NULL};
 
 const struct cli_cmd cli_role = {
     .name = "role",

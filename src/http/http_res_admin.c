@@ -36,6 +36,13 @@ void http_admin_ctx(struct http_req *req, struct admin_ctx *c)
     c->vault = req->h->vault;
     c->actor = req->auth.ok ? req->auth.user.name : "-";
     c->source = req->client;
+    c->user_id = req->auth.ok ? req->auth.user.id : NULL;
+    /* routes open to every login (jobs) limit a non-administrator to
+     * their job roles (admin_job.h) */
+    if (req->auth.ok &&
+        (req->auth.root_roles & SITE_ROLE_BIT(SITE_ROLE_ADMIN)) == 0) {
+        c->job_user = req->auth.user.id;
+    }
 }
 
 int http_admin_error(struct http_req *req, const struct admin_err *e)

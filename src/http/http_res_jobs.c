@@ -215,6 +215,7 @@ int http_h_jobs_add(struct http_req *req)
 int http_h_jobs_list(struct http_req *req)
 {
     struct store_job *list = NULL;
+    struct admin_ctx ac;
     size_t n = 0;
     json_t *arr;
     int r;
@@ -222,6 +223,8 @@ int http_h_jobs_list(struct http_req *req)
     if ((r = store_job_list(req->h->store, 1000, &list, &n)) != ERR_OK) {
         return http_store_error(req, r, "job", "list");
     }
+    http_admin_ctx(req, &ac);
+    n = admin_job_filter(&ac, list, n);
     arr = json_array();
     for (size_t i = 0; i < n; i++) {
         json_array_append_new(arr, admin_job_json(&list[i], false));
@@ -239,9 +242,18 @@ int http_h_jobs_get(struct http_req *req)
         return http_error(req, 500, "internal", "Internal error",
                           "out of memory");
     }
+    struct admin_ctx ac;
+
     if ((r = store_job_get(req->h->store, req->params[0], j)) != ERR_OK) {
         free(j);
         return http_store_error(req, r, "job", req->params[0]);
+    }
+    http_admin_ctx(req, &ac);
+    if (admin_job_filter(&ac, j, 1) == 0) {
+        /* as if unknown: a job out of scope is not confirmed to exist */
+        store_job_free_output(j);
+        free(j);
+        return http_store_error(req, ERR_NOT_FOUND, "job", req->params[0]);
     }
     http_ok(req, 200, admin_job_json(j, true), NULL);
     store_job_free_output(j);
@@ -254,6 +266,7 @@ int http_h_jobs_get(struct http_req *req)
 int http_h_schedules_list(struct http_req *req)
 {
     struct store_schedule *list = NULL;
+    struct admin_ctx ac;
     size_t n = 0;
     json_t *arr;
     int r;
@@ -261,8 +274,12 @@ int http_h_schedules_list(struct http_req *req)
     if ((r = store_schedule_list(req->h->store, &list, &n)) != ERR_OK) {
         return http_store_error(req, r, "schedule", "list");
     }
+    http_admin_ctx(req, &ac);
     arr = json_array();
     for (size_t i = 0; i < n; i++) {
+        if (!admin_schedule_visible(&ac, &list[i])) {
+            continue;
+        }
         json_array_append_new(arr, admin_schedule_json(req->h->cfg, &list[i]));
     }
     store_schedule_list_free(list, n);
@@ -316,13 +333,20 @@ int http_h_schedules_add(struct http_req *req)
 int http_h_schedules_get(struct http_req *req)
 {
     struct store_schedule *s = calloc(1, sizeof(*s));
+    struct admin_ctx ac;
     int r;
 
     if (s == NULL) {
         return http_error(req, 500, "internal", "Internal error",
                           "out of memory");
     }
-    if ((r = store_schedule_get(req->h->store, req->params[0], s)) != ERR_OK) {
+    http_admin_ctx(req, &ac);
+    if ((r = store_schedule_get(req->h->store, req->params[0], s)) == ERR_OK &&
+        !admin_schedule_visible(&ac, s)) {
+        store_schedule_release(s);
+        r = ERR_NOT_FOUND;
+    }
+    if (r != ERR_OK) {
         free(s);
         return http_store_error(req, r, "schedule", req->params[0]);
     }

@@ -34,6 +34,10 @@ struct store_schedule {
     int timeout;
     int concurrency;
     char created_by[JOB_BY_MAX + 1];
+    /* the creator's user ID when made through the API (migration 14):
+     * each firing runs with that user's rights now; "" for the local
+     * CLI's schedules (every right) */
+    char created_by_id[STORE_ID_MAX + 1];
     int64_t created_at;
     int64_t last_fire; /* the last minute considered (schedule clock) */
     int64_t fired, missed;

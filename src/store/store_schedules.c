@@ -15,7 +15,8 @@
 #define SCHED_SELECT                                                           \
     "SELECT id, name, cron, agents, tags, command, interpreter, cwd,"          \
     " timeout, concurrency, created_by, created_at, last_fire, fired,"         \
-    " missed, last_missed_at, last_batch, groups, script FROM schedules"
+    " missed, last_missed_at, last_batch, groups, script, created_by_id"       \
+    " FROM schedules"
 
 static int sched_fill(struct db_stmt *s, void *item)
 {
@@ -39,6 +40,7 @@ static int sched_fill(struct db_stmt *s, void *item)
     c->last_missed_at = db_col_int64(s, 15);
     store_col_text(s, 16, c->last_batch, sizeof(c->last_batch));
     store_col_text(s, 17, c->groups, sizeof(c->groups));
+    store_col_text(s, 19, c->created_by_id, sizeof(c->created_by_id));
     c->script = NULL;
     if (!db_col_null(s, 18)) {
         return store_col_str_heap(s, 18, &c->script);
@@ -78,14 +80,15 @@ int store_schedule_add(struct store *st, struct store_schedule *s)
     r = store_run(st, "schedule add",
                   "INSERT INTO schedules (id, name, cron, agents, tags,"
                   " command, interpreter, script, cwd, timeout, concurrency,"
-                  " created_by, created_at, last_fire, groups)"
+                  " created_by, created_at, last_fire, groups,"
+                  " created_by_id)"
                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
-                  " $12, $13, $14, $15)",
-                  NULL, "tttttttttiitiit", s->id, s->name, s->cron, s->agents,
+                  " $12, $13, $14, $15, $16)",
+                  NULL, "tttttttttiitiitt", s->id, s->name, s->cron, s->agents,
                   s->tags, s->command, s->interpreter, s->script, s->cwd,
                   (int64_t)s->timeout, (int64_t)s->concurrency, s->created_by,
                   s->created_at, s->last_fire,
-                  s->groups[0] != '\0' ? s->groups : "[]");
+                  s->groups[0] != '\0' ? s->groups : "[]", s->created_by_id);
     return store_tx_end(st, r);
 }
 

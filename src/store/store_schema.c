@@ -477,6 +477,29 @@ static const char store_schema_v13[] =
     " created_at BIGINT NOT NULL);"
     "CREATE INDEX jobs_batch ON jobs(batch_id);";
 
+/*
+ * Version 14: job roles (client_groups.h): job-runner, job-pusher and
+ * job-scheduler (1..3) granted to a user or a group for one client group;
+ * a schedule keeps its API creator's user ID, whose rights each firing
+ * has ('' for the local CLI's).
+ */
+static const char store_schema_v14[] =
+    "CREATE TABLE job_roles ("
+    " id TEXT PRIMARY KEY,"
+    " client_group_id TEXT NOT NULL REFERENCES client_groups(id)"
+    "  ON DELETE CASCADE,"
+    " user_id TEXT REFERENCES users(id) ON DELETE CASCADE,"
+    " group_id TEXT REFERENCES groups(id) ON DELETE CASCADE,"
+    " role INTEGER NOT NULL CHECK (role BETWEEN 1 AND 3),"
+    " created_at BIGINT NOT NULL,"
+    " CHECK ((user_id IS NULL) <> (group_id IS NULL)));"
+    "CREATE UNIQUE INDEX job_roles_uniq ON job_roles"
+    " (client_group_id, COALESCE(user_id, group_id), role);"
+    "CREATE INDEX job_roles_user ON job_roles(user_id);"
+    "CREATE INDEX job_roles_group ON job_roles(group_id);"
+    "ALTER TABLE schedules ADD COLUMN created_by_id TEXT NOT NULL"
+    " DEFAULT '';";
+
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},
     {2, store_schema_v2, STORE_HOOK_NONE},
@@ -491,6 +514,7 @@ const struct store_migration store_migrations[] = {
     {11, store_schema_v11, STORE_HOOK_NONE},
     {12, store_schema_v12, STORE_HOOK_NONE},
     {13, store_schema_v13, STORE_HOOK_NONE},
+    {14, store_schema_v14, STORE_HOOK_NONE},
 };
 
 const size_t store_migrations_count =
