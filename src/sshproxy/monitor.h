@@ -94,7 +94,7 @@ struct mchild {
     char user_id[STORE_ID_MAX + 1];
     char user_name[STORE_NAME_MAX + 1];
     bool tried;          /* an authentication was attempted */
-    char last_fail[160]; /* report result if it never gets in */
+    char last_fail[256]; /* report result if it never gets in */
     bool asset_resolved;
     char asset_id[STORE_ID_MAX + 1];
     char asset_name[STORE_NAME_MAX + 1];
