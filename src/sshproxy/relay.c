@@ -19,8 +19,13 @@
  *
  * Order at the end matters to OpenSSH clients: data first, then EOF, then
  * exit-status, then close, and the channel is freed only after the
- * client's own close arrives.
+ * client's own close arrives. The EOF waits for the target's exit status
+ * (or its close, or RELAY_EOF_HOLD_MS): Dropbear's dbclient closes its
+ * side as soon as it has an EOF and its output is written, and an exit
+ * status that arrives after that close is never relayed (the exit code
+ * read 0; test_clients.py test_dropbear_dbclient, on a loaded machine).
  */
+#define RELAY_EOF_HOLD_MS 1000
 #include "sshproxy/session.h"
 
 #include <stdio.h>
@@ -116,6 +121,9 @@ static void relay_up_eof(ssh_session session, ssh_channel channel,
 {
     struct relay_chan *ch = userdata;
 
+    if (!ch->up_eof) {
+        ch->up_eof_ms = util_mono_ms();
+    }
     ch->up_eof = true;
     ch->sc->activity = true;
 }
@@ -433,23 +441,32 @@ bool relay_pump(struct relay_chan *ch)
         ch->sent_up_eof = true;
         moved = true;
     }
-    /* EOF from the target, once its data is through. */
+    /* EOF from the target, once its data is through and its exit status
+     * is known (or it closed, or it keeps running past the hold). */
     if ((ch->up_eof || ch->up_closed) && !ch->sent_down_eof &&
         relay_stream_empty(&ch->s[1]) && relay_stream_empty(&ch->s[2]) &&
-        !ch->down_closed) {
+        !ch->down_closed &&
+        (ch->up_closed || ch->exit_status_set || ch->exit_signal != NULL ||
+         util_mono_ms() - ch->up_eof_ms >= RELAY_EOF_HOLD_MS)) {
         ssh_channel_send_eof(ch->down);
         ch->sent_down_eof = true;
         moved = true;
     }
-    /* The target closed: exit status, then close towards the client. */
+    /* The exit status right after the EOF, before the client can close. */
+    if (ch->sent_down_eof && !ch->sent_exit && !ch->down_closed &&
+        (ch->exit_signal != NULL || ch->exit_status_set)) {
+        if (ch->exit_signal != NULL) {
+            ssh_channel_request_send_exit_signal(ch->down, ch->exit_signal,
+                                                 ch->exit_core ? 1 : 0, "", "");
+        } else {
+            ssh_channel_request_send_exit_status(ch->down, ch->exit_status);
+        }
+        ch->sent_exit = true;
+        moved = true;
+    }
+    /* The target closed: close towards the client. */
     if (ch->up_closed && ch->sent_down_eof && !ch->sent_down_close) {
         if (!ch->down_closed) {
-            if (ch->exit_signal != NULL) {
-                ssh_channel_request_send_exit_signal(
-                    ch->down, ch->exit_signal, ch->exit_core ? 1 : 0, "", "");
-            } else if (ch->exit_status_set) {
-                ssh_channel_request_send_exit_status(ch->down, ch->exit_status);
-            }
             ssh_channel_close(ch->down);
         }
         ch->sent_down_close = true;

@@ -77,6 +77,8 @@ struct relay_chan {
     bool up_eof, up_closed;     /* seen from the target */
     bool sent_up_eof, sent_down_eof, sent_down_close;
     bool exit_status_set;
+    bool sent_exit;    /* exit-status or exit-signal sent to the client */
+    int64_t up_eof_ms; /* monotonic ms of the target's EOF */
     int exit_status;
     char *exit_signal; /* e.g. "KILL" */
     bool exit_core;

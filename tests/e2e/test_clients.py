@@ -312,6 +312,22 @@ def test_dropbear_dbclient(acct):
     no_banner(r.err + r2.err + r3.err)
 
 
+def test_dropbear_gets_an_exit_status_that_follows_the_eof(acct):
+    """dbclient closes its side as soon as it has an EOF and its output is
+    written; an exit status the target sends after its EOF came too late
+    and dbclient exited 0 (seen on a loaded machine). The target here
+    closes its output, then exits 6 half a second later: the relay holds
+    the EOF until the exit status is known (relay.c, RELAY_EOF_HOLD_MS)."""
+    need("dbclient", "dropbear-bin")
+    env = dict(os.environ, DROPBEAR_PASSWORD=acct.password)
+    env.pop("SSH_AUTH_SOCK", None)
+    r = run(["dbclient", "-y", "-y", "-p", str(acct.port), "-l", acct.login,
+             "127.0.0.1", "echo early; exec >&- 2>&-; sleep 0.5; exit 6"],
+            env=env)
+    assert r.out == "early\n", r
+    assert r.rc == 6, r
+
+
 # ------------------------------------------------------------ PuTTY
 
 def putty_hostkeys(acct):
