@@ -178,19 +178,20 @@ def xfreerdp_args(pc, login, password, extra=()):
 
 
 # The client's side: xfreerdp in the background; when its window is
-# there, a screenshot, typing, a second screenshot, then quit.
+# there (30 s at most: NLA, argon2id and TLS on a loaded machine), a
+# screenshot, typing, a second screenshot, then quit.
 DRIVER = r"""
 set -u
 "$@" > "$OUT/client.log" 2>&1 &
 pid=$!
-for i in $(seq 1 100); do
+for i in $(seq 1 300); do
     win=$(xdotool search --class xfreerdp 2>/dev/null | head -1)
     [ -n "$win" ] && break
     kill -0 $pid 2>/dev/null || { wait $pid; echo "exit $?" > "$OUT/exit"; exit 0; }
     sleep 0.1
 done
-# the first frame: until the screen is no longer black (10 s at most)
-for i in $(seq 1 20); do
+# the first frame: until the screen is no longer black (20 s at most)
+for i in $(seq 1 40); do
     sleep 0.5
     import -window root "$OUT/before.png"
     lit=$(convert "$OUT/before.png" -format '%[fx:mean>0.05?1:0]' info:)
