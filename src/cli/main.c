@@ -29,14 +29,12 @@ extern const struct cli_cmd cli_store;        /* cli_store.c */
 extern const struct cli_cmd cli_node;         /* cli_node.c */
 
 static const struct cli_cmd *const main_cmds[] = {
-    &cli_init,       &cli_serve,        &cli_user,
-    &cli_group,      &cli_site,         &cli_asset,
-    &cli_grant,      &cli_profile,      &cli_session,
-    &cli_audit,      &cli_token,        &cli_role,
-    &cli_credential, &cli_agent,        &cli_tunnel,
-    &cli_directory,  &cli_peer,         &cli_job,
-    &cli_schedule,   &cli_client_group, &cli_store,
-    &cli_node,       NULL};
+    &cli_init,       &cli_serve, &cli_user,     &cli_group,
+    &cli_site,       &cli_asset, &cli_grant,    &cli_profile,
+    &cli_session,    &cli_audit, &cli_token,    &cli_role,
+    &cli_credential, &cli_agent, &cli_tunnel,   &cli_directory,
+    &cli_peer,       &cli_job,   &cli_schedule, &cli_client_group,
+    &cli_store,      &cli_node,  NULL};
 
 static void main_usage(FILE *f)
 {

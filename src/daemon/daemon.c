@@ -75,7 +75,7 @@ struct daemon {
     struct notify *notify;
     struct cluster *cluster;  /* this node's row, heartbeat, notices */
     struct jwt_key *node_key; /* node credentials (NULL until needed) */
-    struct notify *ask; /* `portcullis agent pair` asks here */
+    struct notify *ask;       /* `portcullis agent pair` asks here */
     int sig_fd;
 };
 
