@@ -72,6 +72,74 @@ void job_rules_free(struct job_rules *r)
     r->nallow = r->ndeny = 0;
 }
 
+/* glibc's regcomp copies an operand once per "+" and once per count of
+ * "{n,m}", so stacked or nested repetitions ("a+++...", "((a+)+)+",
+ * "a{99}{99}") grow its tree as the product of their factors: 60 "+" in a
+ * row exhausted memory (found by fuzz_agent_conf). Returns that product
+ * for pattern (ERE), capped just above JOB_REPEAT_MAX. */
+#define JOB_REPEAT_MAX 1024
+static long job_pattern_copies(const char *p)
+{
+    long grp[JOB_PATTERN_MAX + 2], last = 1, worst = 1, m;
+    size_t d = 0;
+
+    grp[0] = 1;
+    for (; *p != '\0'; p++) {
+        m = 1;
+        if (*p == '\\' && p[1] != '\0') {
+            p++;
+            last = 1;
+        } else if (*p == '[') {
+            /* a bracket expression is one atom: "[]...]", "[^]...]",
+             * "[:class:]" inside */
+            p += (p[1] == '^') ? 2 : 1;
+            if (*p == ']') {
+                p++;
+            }
+            while (*p != '\0' && *p != ']') {
+                if (*p == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
+                    const char *end = strchr(p + 2, p[1]);
+                    p = (end != NULL && end[1] == ']') ? end + 1 : p;
+                }
+                p++;
+            }
+            if (*p == '\0') {
+                break;
+            }
+            last = 1;
+        } else if (*p == '(' && d + 1 < sizeof(grp) / sizeof(grp[0])) {
+            grp[++d] = 1;
+            continue;
+        } else if (*p == ')' && d > 0) {
+            last = grp[d--];
+        } else if (*p == '+') {
+            m = 2;
+        } else if (*p == '{') {
+            long a = 0, b = 0;
+            for (p++; *p >= '0' && *p <= '9'; p++) {
+                a = a < JOB_REPEAT_MAX ? a * 10 + (*p - '0') : a;
+            }
+            if (*p == ',') {
+                for (p++; *p >= '0' && *p <= '9'; p++) {
+                    b = b < JOB_REPEAT_MAX ? b * 10 + (*p - '0') : b;
+                }
+            }
+            m = (a > b ? a : b) + 1;
+            if (*p == '\0') {
+                break;
+            }
+        } else if (*p == '*' || *p == '?' || *p == '|') {
+            continue;
+        } else {
+            last = 1;
+        }
+        last = last * m > JOB_REPEAT_MAX ? JOB_REPEAT_MAX + 1 : last * m;
+        grp[d] = grp[d] > last ? grp[d] : last;
+        worst = worst > last ? worst : last;
+    }
+    return worst;
+}
+
 int job_rules_add(struct job_rules *r, bool deny, const char *pattern,
                   char *why, size_t whylen)
 {
@@ -88,6 +156,13 @@ int job_rules_add(struct job_rules *r, bool deny, const char *pattern,
     if (pattern[0] == '\0' || strlen(pattern) > JOB_PATTERN_MAX) {
         job_why(why, whylen, "%s: a pattern of 1-%d characters", key,
                 JOB_PATTERN_MAX);
+        return ERR_CONFIG;
+    }
+    if (job_pattern_copies(pattern) > JOB_REPEAT_MAX) {
+        job_why(why, whylen,
+                "%s: repetitions nested or stacked too deep (\"+\" and "
+                "\"{n,m}\" multiply; at most %d copies)",
+                key, JOB_REPEAT_MAX);
         return ERR_CONFIG;
     }
     rule = deny ? &r->deny[*n] : &r->allow[*n];

@@ -120,6 +120,39 @@ static void test_deny_then_allow(void **state)
     job_rules_free(&r);
 }
 
+/* Stacked and nested repetitions multiply the tree glibc's regcomp makes:
+ * 60 "+" in a row exhausted memory (fuzz_agent_conf); they are refused
+ * with a reason, while ordinary patterns stay accepted. */
+static void test_costly_patterns_refused(void **state)
+{
+    static const char *const costly[] = {
+        "o++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++",
+        "((((((((((a+)+)+)+)+)+)+)+)+)+)+",
+        "a{99}{99}",
+        "(a{40}){40}",
+    };
+    static const char *const fine[] = {
+        "^rm[[:space:]]", "echo [a-z]+ [|] wc -c",
+        "a{3,9}b+c*",     "[+{]+",
+        "\\++x",          "(ab+)+",
+    };
+    struct job_rules r;
+    char why[256];
+
+    (void)state;
+    job_rules_init(&r);
+    for (size_t i = 0; i < sizeof(costly) / sizeof(costly[0]); i++) {
+        assert_int_equal(job_rules_add(&r, false, costly[i], why, sizeof(why)),
+                         ERR_CONFIG);
+        assert_non_null(strstr(why, "nested or stacked too deep"));
+    }
+    for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
+        assert_int_equal(job_rules_add(&r, false, fine[i], why, sizeof(why)),
+                         ERR_OK);
+    }
+    job_rules_free(&r);
+}
+
 static void test_timeout_max(void **state)
 {
     struct job_rules r;
@@ -508,6 +541,7 @@ int main(void)
         cmocka_unit_test(test_root_needs_allow_root),
         cmocka_unit_test(test_metacharacters_refused_by_default),
         cmocka_unit_test(test_deny_then_allow),
+        cmocka_unit_test(test_costly_patterns_refused),
         cmocka_unit_test(test_timeout_max),
         cmocka_unit_test(test_bad_patterns),
         cmocka_unit_test(test_config_keys),
