@@ -175,7 +175,13 @@ def test_timeout_kills_the_process_group(agent_server, make_agent):
     while procs_with("sleep\0" + secs) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert procs_with("sleep\0" + secs) == []
-    # nor a runner: only the agent itself runs its config
+    # nor a runner: only the agent itself runs its config (the runner
+    # waits for the server's acknowledgement of the stored result, which
+    # may come a moment after the job reads as ended)
+    deadline = time.monotonic() + 5
+    while procs_with(str(a.conf)) != [a.proc.pid] and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
     assert procs_with(str(a.conf)) == [a.proc.pid]
 
 
