@@ -73,18 +73,37 @@ void job_rules_free(struct job_rules *r)
 }
 
 /* glibc's regcomp copies an operand once per "+" and once per count of
- * "{n,m}", so stacked or nested repetitions ("a+++...", "((a+)+)+",
- * "a{99}{99}") grow its tree as the product of their factors: 60 "+" in a
- * row exhausted memory (found by fuzz_agent_conf). Returns that product
- * for pattern (ERE), capped just above JOB_REPEAT_MAX. */
+ * "{n,m}", so nested repetitions ("((a+)+)+", "(a{40}){40}") grow its tree
+ * as the product of their factors, and stacked ones ("a???+++", which POSIX
+ * leaves undefined) blow up its epsilon closures: 60 "+" in a row exhausted
+ * memory and "?"s stacked before "+"s ran for minutes (found by
+ * fuzz_agent_conf). job_pattern_cost() refuses a repetition operator right
+ * after another, more than JOB_REPEAT_OPS of them, and a copy product above
+ * JOB_REPEAT_MAX; 32 patterns at those limits compile in well under a
+ * second. Returns NULL when pattern (ERE) is fine, else the reason. */
 #define JOB_REPEAT_MAX 1024
-static long job_pattern_copies(const char *p)
+#define JOB_REPEAT_OPS 64
+#define JOB_STR_(x) #x
+#define JOB_STR(x) JOB_STR_(x)
+static const char *job_pattern_cost(const char *p)
 {
     long grp[JOB_PATTERN_MAX + 2], last = 1, worst = 1, m;
     size_t d = 0;
+    int ops = 0;
+    bool after_op = false;
 
     grp[0] = 1;
     for (; *p != '\0'; p++) {
+        bool op = (*p == '+' || *p == '*' || *p == '?' || *p == '{');
+
+        if (op && after_op) {
+            return "two repetition operators in a row (like \"a*+\" or "
+                   "\"a{2}?\"); group the operand instead: \"(a*)+\"";
+        }
+        if (op && ++ops > JOB_REPEAT_OPS) {
+            return "more than " JOB_STR(JOB_REPEAT_OPS) " repetition operators";
+        }
+        after_op = op;
         m = 1;
         if (*p == '\\' && p[1] != '\0') {
             p++;
@@ -137,7 +156,10 @@ static long job_pattern_copies(const char *p)
         grp[d] = grp[d] > last ? grp[d] : last;
         worst = worst > last ? worst : last;
     }
-    return worst;
+    return worst > JOB_REPEAT_MAX
+               ? "repetitions nested too deep (\"+\" and \"{n,m}\" "
+                 "multiply; at most " JOB_STR(JOB_REPEAT_MAX) " copies)"
+               : NULL;
 }
 
 int job_rules_add(struct job_rules *r, bool deny, const char *pattern,
@@ -146,6 +168,7 @@ int job_rules_add(struct job_rules *r, bool deny, const char *pattern,
     struct job_rule *rule;
     size_t *n = deny ? &r->ndeny : &r->nallow;
     const char *key = deny ? "command_deny" : "command_allow";
+    const char *cost;
     char err[128];
     int rc;
 
@@ -158,11 +181,8 @@ int job_rules_add(struct job_rules *r, bool deny, const char *pattern,
                 JOB_PATTERN_MAX);
         return ERR_CONFIG;
     }
-    if (job_pattern_copies(pattern) > JOB_REPEAT_MAX) {
-        job_why(why, whylen,
-                "%s: repetitions nested or stacked too deep (\"+\" and "
-                "\"{n,m}\" multiply; at most %d copies)",
-                key, JOB_REPEAT_MAX);
+    if ((cost = job_pattern_cost(pattern)) != NULL) {
+        job_why(why, whylen, "%s: %s", key, cost);
         return ERR_CONFIG;
     }
     rule = deny ? &r->deny[*n] : &r->allow[*n];

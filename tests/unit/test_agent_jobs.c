@@ -122,14 +122,21 @@ static void test_deny_then_allow(void **state)
 
 /* Stacked and nested repetitions multiply the tree glibc's regcomp makes:
  * 60 "+" in a row exhausted memory (fuzz_agent_conf); they are refused
- * with a reason, while ordinary patterns stay accepted. */
+ * with a reason, while ordinary patterns stay accepted. Stacked operators
+ * ("a??+") blew up its epsilon closures instead. */
 static void test_costly_patterns_refused(void **state)
 {
     static const char *const costly[] = {
-        "o++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++",
         "((((((((((a+)+)+)+)+)+)+)+)+)+)+",
-        "a{99}{99}",
         "(a{40}){40}",
+    };
+    static const char *const stacked[] = {
+        "o++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++",
+        "a{99}{99}",
+        "x??????????????????????????+++++++++)++++++++++",
+        "(++++++++++++((((((++++", /* fuzz_agent_conf timeouts */
+        "a*+",
+        "a{2}?",
     };
     static const char *const fine[] = {
         "^rm[[:space:]]", "echo [a-z]+ [|] wc -c",
@@ -144,7 +151,25 @@ static void test_costly_patterns_refused(void **state)
     for (size_t i = 0; i < sizeof(costly) / sizeof(costly[0]); i++) {
         assert_int_equal(job_rules_add(&r, false, costly[i], why, sizeof(why)),
                          ERR_CONFIG);
-        assert_non_null(strstr(why, "nested or stacked too deep"));
+        assert_non_null(strstr(why, "nested too deep"));
+    }
+    for (size_t i = 0; i < sizeof(stacked) / sizeof(stacked[0]); i++) {
+        assert_int_equal(job_rules_add(&r, false, stacked[i], why, sizeof(why)),
+                         ERR_CONFIG);
+        assert_non_null(strstr(why, "two repetition operators in a row"));
+    }
+    /* 64 operators are fine, the 65th is refused */
+    {
+        char p[JOB_PATTERN_MAX + 1] = "";
+
+        for (int i = 0; i < 64; i++) {
+            strcat(p, "(.*)");
+        }
+        assert_int_equal(job_rules_add(&r, false, p, why, sizeof(why)), ERR_OK);
+        strcat(p, "a?");
+        assert_int_equal(job_rules_add(&r, false, p, why, sizeof(why)),
+                         ERR_CONFIG);
+        assert_non_null(strstr(why, "more than 64 repetition operators"));
     }
     for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
         assert_int_equal(job_rules_add(&r, false, fine[i], why, sizeof(why)),
