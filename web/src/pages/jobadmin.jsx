@@ -66,7 +66,7 @@ function Targets({ targets, value, onChange, legend = 'Targets' }) {
         <div class="agent-picks" role="group" aria-label="Client groups">
           {groups.data.map((g) => (
             <Check key={g.name} checked={!!value.groups[g.name]} onInput={setIn('groups', g.name)}
-              label={`Client group ${g.name}${g.members ? ` (${g.members.length} agents)` : ''}`} />
+              label={`Client group ${g.name}${g.members ? ` (${g.members.length} agent${g.members.length === 1 ? '' : 's'})` : ''}`} />
           ))}
         </div>
       )}
@@ -181,7 +181,7 @@ function GroupAgents({ group, agents, busy, onAdd, onRemove }) {
       </ul>
       {choices.length > 0 && (
         <form class="inline-form" aria-label={`Add an agent to ${group.name}`}
-          onSubmit={(ev) => { ev.preventDefault(); if (pick) onAdd(pick); }}>
+          onSubmit={(ev) => { ev.preventDefault(); if (pick) onAdd(pick); setPick(''); }}>
           <Select label={`Add agent to ${group.name}`} value={pick} onInput={setPick}
             options={[['', '(choose)'], ...choices.map((a) => [a.id, a.name || a.id])]} />
           <button type="submit" class="small" disabled={busy || !pick}>Add</button>
