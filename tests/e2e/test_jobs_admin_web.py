@@ -7,7 +7,9 @@ members, the operator's job roles, the pushed file (content and mode),
 the schedule (fired, then disabled; the deleted one gone); the refusals
 (a name taken, a user who does not exist, a bad cron expression, a push
 outside file_push_dir, a non-administrator on Client groups) are shown
-in the server's words.
+in the server's words. Then a job-runner (granted through the API on
+another client group) runs `echo` on its agent from the Jobs page, and
+is refused the other agent reached by its tag.
 """
 
 import json
@@ -31,8 +33,19 @@ def test_browser_manages_groups_roles_pushes_and_schedules(
     for i in ids:
         make_agent(pc, agent_id=i,
                    conf=ON + ["name = " + i, "command_allow = .*",
+                              "tag = t-" + i,
                               "file_push_dir = %s" % push_dir])
         wait_agent(pc, i)
+    # a job-runner on a group of A, granted through the API
+    runner, runner_pw = "run-" + u, "pw-" + uniq()
+    pc.user_add(runner, password=runner_pw)
+    status, out = call(pc, "POST", API + "/client-groups",
+                       {"name": "rg-" + u, "agents": [ids[0]]})
+    assert status == 201, out
+    status, out = call(pc, "POST", API + "/job-roles",
+                       {"user": runner, "role": "job-runner",
+                        "client_group": "rg-" + u})
+    assert status == 201, out
     op, op_pw = "op-" + u, "pw-" + uniq()
     pc.user_add(op, password=op_pw)
     content = "setting = %s\n" % u
@@ -44,6 +57,9 @@ def test_browser_manages_groups_roles_pushes_and_schedules(
                     "inside2": str(push_dir / "op.conf"),
                     "outside": str(tmp_path / "elsewhere.conf"),
                     "content": content},
+           "runner": {"user": runner, "password": runner_pw,
+                      "group": "rg-" + u, "mark": "ran-" + u,
+                      "tag_b": "t-" + ids[1]},
            "screenshots": os.environ.get("PORTCULLIS_SCREENSHOTS")}
     cfg_path = tmp_path / "jobadmin.json"
     cfg_path.write_text(json.dumps(cfg))
@@ -100,9 +116,21 @@ def test_browser_manages_groups_roles_pushes_and_schedules(
                  "Agents", "Users"):
         assert page not in res["operator_nav"], res
     assert res["operator_choices"] == ["Client group cg-%s" % u], res
+    for page in ("File push", "Schedules", "Client groups", "Job roles"):
+        assert page not in res["runner_nav"], res
+    assert "Jobs" in res["runner_nav"], res
+    assert res["runner_choices"] == ["Client group rg-%s" % u], res
+    assert res["runner_run"] == {"heading": "%s: ok (exit 0)" % ids[0],
+                                 "stdout": "ran-" + u}, res
+    assert "nothing was run" in res["runner_refused"] and \
+        "job-runner" in res["runner_refused"], res
+    assert ids[1] not in res["runner_refused"], res
     assert res["operator_push"]["heading"].startswith("%s: ok" % ids[1]), res
     assert (push_dir / "op.conf").read_text() == content
     assert "Forbidden" in res["operator_groups"] and \
         "administrator" in res["operator_groups"], res
     _, jobs = call(pc, "GET", API + "/jobs")
     assert any(j["started_by"] == op for j in jobs["data"]), jobs
+    ran = [j for j in jobs["data"] if j["started_by"] == runner]
+    assert [(j["agent"], j["command"]) for j in ran] == \
+        [(ids[0], "echo ran-" + u)], ran

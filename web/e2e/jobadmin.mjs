@@ -8,8 +8,10 @@
 //
 // CONFIG: {url, admin_user, admin_password, agents: [A, B] (IDs, named
 //          alike), group (a new client group's name), operator: {user,
-//          password} (no role yet), push: {inside, outside (paths on
-//          agent B), content}, schedule (a new schedule's name),
+//          password} (no role yet), push: {inside, inside2, outside
+//          (paths on agent B), content}, schedule (a new schedule's name),
+//          runner: {user, password, group (a client group with A, on
+//          which the runner holds job-runner), mark, tag_b (B's tag)},
 //          screenshots (a directory or null)}
 // An administrator makes a client group with A, is refused the same
 // name twice, adds B and removes A; grants the operator job-pusher on it
@@ -18,7 +20,10 @@
 // expression shows its error), sees it fire, disables it, adds and
 // deletes another. Then the operator signs in: File push is all the
 // navigation offers of jobs, the push targets only the group, and the
-// Client groups page answers Forbidden. Prints one JSON line of results;
+// Client groups page answers Forbidden. Last a job-runner signs in: Jobs
+// offers their client group only, `echo` runs on A and shows its output,
+// and B reached by its tag is refused by the server, nothing run.
+// Prints one JSON line of results;
 // exits 1 with the failed step on stderr otherwise. No console errors but
 // the browser's lines for the refusals provoked on purpose.
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -241,6 +246,38 @@ try {
   await page.getByRole('heading', { level: 1, name: 'Client groups' }).waitFor({ timeout: 20000 });
   await page.getByRole('alert').first().waitFor({ timeout: 20000 });
   results.operator_groups = (await page.getByRole('alert').first().innerText()).replace(/\s+/g, ' ').trim();
+
+  step = 'the runner: Jobs on their client group';
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('User name').waitFor({ timeout: 20000 });
+  await signIn(page, cfg.runner.user, cfg.runner.password);
+  results.runner_nav = (await nav.getByRole('link').allInnerTexts()).map((t) => t.trim());
+  await open(page, 'Jobs');
+  await labelled(page);
+  const form = page.getByRole('form', { name: 'Run a command' });
+  const box = form.getByLabel(`Client group ${cfg.runner.group}`);
+  await box.waitFor({ timeout: 20000 });
+  results.runner_choices = (await form.getByRole('checkbox').evaluateAll(
+    (els) => els.map((e) => e.labels[0].textContent.trim()),
+  ));
+  await box.check();
+  await form.getByLabel('Command').fill(`echo ${cfg.runner.mark}`);
+  await form.getByRole('button', { name: /^Run/ }).click();
+  const out = page.getByRole('region', { name: 'Batch output' });
+  await out.getByText('All 1 finished.').waitFor({ timeout: 30000 });
+  const job = out.getByRole('region', { name: `Output of ${A}` });
+  results.runner_run = {
+    heading: (await job.getByRole('heading').innerText()).trim(),
+    stdout: (await job.getByLabel(`stdout of ${A}`).innerText()).trim(),
+  };
+
+  step = 'the runner: an agent outside their group, by tag, is refused';
+  await box.uncheck();
+  await form.getByLabel('Or by tags').fill(cfg.runner.tag_b);
+  await form.getByLabel('Command').fill(`echo not-${cfg.runner.mark}`);
+  await form.getByRole('button', { name: /^Run/ }).click();
+  await form.getByRole('alert').waitFor({ timeout: 20000 });
+  results.runner_refused = await alertText(form);
 
   if (consoleErrors.length) throw new Error(`console errors:\n${consoleErrors.join('\n')}`);
   console.log(JSON.stringify(results));
