@@ -866,7 +866,10 @@ static int sched_list_run(struct cli_ctx *ctx, int argc, char **argv)
         const char *next = json_string_value(json_object_get(o, "next_run"));
         printf("%-20s  %-16s  %5lld  %6lld  %-25s  %.60s\n", list[i].name,
                list[i].cron, (long long)list[i].fired,
-               (long long)list[i].missed, next != NULL ? next : "-",
+               (long long)list[i].missed,
+               next != NULL      ? next
+               : list[i].enabled ? "-"
+                                 : "(disabled)",
                list[i].interpreter[0] != '\0' ? "(script)" : list[i].command);
         json_decref(o);
     }

@@ -212,6 +212,9 @@ def test_schedule_disabled_does_not_fire_nor_miss(fast_clock_server,
     time.sleep(6)  # three minutes on the schedule clock
     s = call(pc, "GET", path)[1]["data"]
     assert s["fired"] == before and s["missed"] == 0, s
+    _, out, _ = pc.cli("schedule", "list")
+    assert [ln for ln in out.splitlines() if ln.startswith("s-" + u)][0] \
+        .split()[-2] == "(disabled)", out
     # bad bodies
     for body in [{}, {"enabled": "yes"}, {"enabled": True, "cron": "x"}]:
         assert call(pc, "PATCH", path, body)[0] == 400, body
