@@ -133,6 +133,11 @@ def test_job_roles_through_the_api_hostile_holder_and_revocation(
             "grantee": grp, "client_group": "cg-" + u} in out["data"], out
     status, out = as_user(pc, tok, "POST", *cmd)
     assert status == 200, out
+    # leaving the group ends the grant at once; back in, it holds again
+    assert pc.cli("group", "member", "remove", grp, user)[0] == 0
+    assert as_user(pc, tok, "POST", *cmd)[0] == 403
+    assert pc.cli("group", "member", "add", grp, user)[0] == 0
+    assert as_user(pc, tok, "POST", *cmd)[0] == 200
     assert call(pc, "DELETE", "%s/job-roles/%s" % (API, gid))[0] == 204
     assert as_user(pc, tok, "POST", *cmd)[0] == 403
     # and the CLI revokes an API grant

@@ -9,7 +9,8 @@ the schedule (fired, then disabled; the deleted one gone); the refusals
 outside file_push_dir, a non-administrator on Client groups) are shown
 in the server's words. Then a job-runner (granted through the API on
 another client group) runs `echo` on its agent from the Jobs page, and
-is refused the other agent reached by its tag.
+is refused the other agent reached by its tag; as a job-scheduler it
+sees only its own schedules and adds one on its group.
 """
 
 import json
@@ -42,10 +43,11 @@ def test_browser_manages_groups_roles_pushes_and_schedules(
     status, out = call(pc, "POST", API + "/client-groups",
                        {"name": "rg-" + u, "agents": [ids[0]]})
     assert status == 201, out
-    status, out = call(pc, "POST", API + "/job-roles",
-                       {"user": runner, "role": "job-runner",
-                        "client_group": "rg-" + u})
-    assert status == 201, out
+    for role in ("job-runner", "job-scheduler"):
+        status, out = call(pc, "POST", API + "/job-roles",
+                           {"user": runner, "role": role,
+                            "client_group": "rg-" + u})
+        assert status == 201, out
     op, op_pw = "op-" + u, "pw-" + uniq()
     pc.user_add(op, password=op_pw)
     content = "setting = %s\n" % u
@@ -116,15 +118,21 @@ def test_browser_manages_groups_roles_pushes_and_schedules(
                  "Agents", "Users"):
         assert page not in res["operator_nav"], res
     assert res["operator_choices"] == ["Client group cg-%s" % u], res
-    for page in ("File push", "Schedules", "Client groups", "Job roles"):
+    for page in ("File push", "Client groups", "Job roles"):
         assert page not in res["runner_nav"], res
-    assert "Jobs" in res["runner_nav"], res
+    assert "Jobs" in res["runner_nav"] and "Schedules" in res["runner_nav"]
     assert res["runner_choices"] == ["Client group rg-%s" % u], res
     assert res["runner_run"] == {"heading": "%s: ok (exit 0)" % ids[0],
                                  "stdout": "ran-" + u}, res
     assert "nothing was run" in res["runner_refused"] and \
         "job-runner" in res["runner_refused"], res
     assert ids[1] not in res["runner_refused"], res
+    # job-scheduler: their own schedules only (not the administrator's)
+    assert res["runner_sched_choices"] == ["Client group rg-%s" % u], res
+    assert res["runner_schedules"] == ["sch-%s-runner" % u], res
+    status, s = call(pc, "GET", "%s/schedules/sch-%s-runner" % (API, u))
+    assert status == 200 and s["data"]["groups"] == ["rg-" + u] and \
+        s["data"]["created_by"] == runner, s
     assert res["operator_push"]["heading"].startswith("%s: ok" % ids[1]), res
     assert (push_dir / "op.conf").read_text() == content
     assert "Forbidden" in res["operator_groups"] and \

@@ -22,7 +22,9 @@
 // navigation offers of jobs, the push targets only the group, and the
 // Client groups page answers Forbidden. Last a job-runner signs in: Jobs
 // offers their client group only, `echo` runs on A and shows its output,
-// and B reached by its tag is refused by the server, nothing run.
+// and B reached by its tag is refused by the server, nothing run; on
+// Schedules (they hold job-scheduler too) they see only their own and
+// add one on their group.
 // Prints one JSON line of results;
 // exits 1 with the failed step on stderr otherwise. No console errors but
 // the browser's lines for the refusals provoked on purpose.
@@ -278,6 +280,22 @@ try {
   await form.getByRole('button', { name: /^Run/ }).click();
   await form.getByRole('alert').waitFor({ timeout: 20000 });
   results.runner_refused = await alertText(form);
+
+  step = 'the runner (also job-scheduler): only their own schedules, on their group';
+  await open(page, 'Schedules');
+  const rsched = page.getByRole('form', { name: 'New schedule' });
+  await rsched.getByLabel(`Client group ${cfg.runner.group}`).waitFor({ timeout: 20000 });
+  results.runner_sched_choices = (await rsched.getByRole('group', { name: 'Targets' }).getByRole('checkbox').evaluateAll(
+    (els) => els.map((e) => e.labels[0].textContent.trim()),
+  ));
+  await rsched.getByLabel('Name', { exact: true }).fill(`${cfg.schedule}-runner`);
+  await rsched.getByLabel('Cron').fill('30 4 * * *');
+  await rsched.getByLabel('Command').fill('true');
+  await rsched.getByLabel(`Client group ${cfg.runner.group}`).check();
+  await rsched.getByRole('button', { name: 'Add schedule' }).click();
+  const rtable = page.getByRole('table', { name: 'Schedules' });
+  await rtable.getByRole('row').filter({ hasText: `${cfg.schedule}-runner` }).waitFor({ timeout: 20000 });
+  results.runner_schedules = (await rtable.locator('td[data-label="Name"]').allInnerTexts()).map((t) => t.trim());
 
   if (consoleErrors.length) throw new Error(`console errors:\n${consoleErrors.join('\n')}`);
   console.log(JSON.stringify(results));
