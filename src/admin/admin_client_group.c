@@ -226,3 +226,68 @@ json_t *admin_client_group_json(const struct store_client_group *g,
     }
     return o;
 }
+
+int admin_client_group_member(const struct admin_ctx *c, const char *ref,
+                              const char *agent, bool add,
+                              struct store_client_group *out,
+                              struct admin_err *e)
+{
+    json_t *a, *v;
+    size_t i, at = (size_t)-1;
+    char *txt, detail[AGENT_ID_MAX + 16];
+    int r;
+
+    if (agent == NULL || agent[0] == '\0' || strlen(agent) > AGENT_ID_MAX) {
+        return admin_fail(e, ERR_INVALID, "agent: an ID of 1-%d characters",
+                          AGENT_ID_MAX);
+    }
+    if ((r = store_client_group_get(c->st, ref, out)) != ERR_OK) {
+        return admin_fail(e, r,
+                          r == ERR_NOT_FOUND ? "client group '%s' not found"
+                                             : "cannot read client group '%s'",
+                          ref);
+    }
+    if ((a = json_loads(out->agents, 0, NULL)) == NULL || !json_is_array(a)) {
+        json_decref(a);
+        a = json_array();
+    }
+    json_array_foreach(a, i, v)
+    {
+        if (json_is_string(v) && strcmp(json_string_value(v), agent) == 0) {
+            at = i;
+        }
+    }
+    if (add && at != (size_t)-1) {
+        json_decref(a);
+        return admin_fail(e, ERR_EXISTS, "agent %s is already in %s", agent,
+                          out->name);
+    }
+    if (!add && at == (size_t)-1) {
+        json_decref(a);
+        return admin_fail(e, ERR_NOT_FOUND,
+                          "agent %s is not a static member of %s", agent,
+                          out->name);
+    }
+    if (add) {
+        json_array_append_new(a, json_string(agent));
+    } else {
+        json_array_remove(a, at);
+    }
+    txt = json_dumps(a, JSON_COMPACT);
+    json_decref(a);
+    if (txt == NULL || strlen(txt) > CGROUP_JSON_MAX) {
+        free(txt);
+        return admin_fail(e, ERR_INVALID, "too many agents");
+    }
+    r = store_client_group_set_agents(c->st, out->id, txt);
+    if (r == ERR_OK) {
+        snprintf(out->agents, sizeof(out->agents), "%s", txt);
+    }
+    free(txt);
+    if (r != ERR_OK) {
+        return admin_fail(e, r, "cannot change client group '%s'", out->name);
+    }
+    snprintf(detail, sizeof(detail), "%s %s", add ? "added" : "removed", agent);
+    (void)admin_audit(c, "client_group.update", out->name, detail, NULL);
+    return ERR_OK;
+}

@@ -31,6 +31,12 @@ int admin_client_group_add(const struct admin_ctx *c,
                            struct store_client_group *out, struct admin_err *e);
 int admin_client_group_delete(const struct admin_ctx *c, const char *ref,
                               struct admin_err *e);
+/* Adds agent (an ID) to the static members of the group ref, or
+ * removes it; out gets the group as it is then. */
+int admin_client_group_member(const struct admin_ctx *c, const char *ref,
+                              const char *agent, bool add,
+                              struct store_client_group *out,
+                              struct admin_err *e);
 /* Whether agent a is a member of g. */
 bool admin_client_group_has(const struct store_client_group *g,
                             const struct store_agent *a);

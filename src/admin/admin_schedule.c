@@ -321,6 +321,14 @@ void admin_schedule_tick(const struct admin_ctx *c)
         if (s->last_fire >= minute) {
             continue;
         }
+        if (!s->enabled) {
+            /* a disabled schedule's minutes are neither run nor missed */
+            if (store_schedule_mark(c->st, s->id, minute, 0, 0, util_now(),
+                                    "") != ERR_OK) {
+                log_warn("schedule %s: cannot record its minute", s->name);
+            }
+            continue;
+        }
         if (cron_parse(s->cron, &cr, why, sizeof(why)) != ERR_OK) {
             log_warn("schedule %s: %s", s->name, why);
             continue;
@@ -373,13 +381,14 @@ json_t *admin_schedule_json(const struct config *cfg,
     struct cron cr;
     int64_t next = -1;
 
-    if (cron_parse(s->cron, &cr, NULL, 0) == ERR_OK) {
+    if (s->enabled && cron_parse(s->cron, &cr, NULL, 0) == ERR_OK) {
         /* a year ahead at most */
         next = cron_next(&cr, admin_schedule_clock(cfg), 527040);
     }
     json_object_set_new(o, "id", json_string(s->id));
     json_object_set_new(o, "name", json_string(s->name));
     json_object_set_new(o, "cron", json_string(s->cron));
+    json_object_set_new(o, "enabled", json_boolean(s->enabled));
     json_object_set_new(o, "agents", json_loads(s->agents, 0, NULL));
     json_object_set_new(o, "tags", json_loads(s->tags, 0, NULL));
     json_object_set_new(o, "groups", json_loads(s->groups, 0, NULL));
@@ -407,4 +416,32 @@ json_t *admin_schedule_json(const struct config *cfg,
                         next > 0 ? admin_json_time(sched_real(cfg, next))
                                  : json_null());
     return o;
+}
+
+int admin_schedule_set_enabled(const struct admin_ctx *c, const char *ref,
+                               bool enabled, struct store_schedule *out,
+                               struct admin_err *e)
+{
+    int r = store_schedule_get(c->st, ref, out);
+
+    if (r == ERR_OK && !admin_schedule_visible(c, out)) {
+        store_schedule_release(out);
+        r = ERR_NOT_FOUND; /* a job-scheduler sees only their own */
+    }
+    if (r == ERR_OK) {
+        r = store_schedule_set_enabled(c->st, out->id, enabled);
+        if (r != ERR_OK) {
+            store_schedule_release(out);
+        }
+    }
+    if (r != ERR_OK) {
+        return admin_fail(e, r,
+                          r == ERR_NOT_FOUND ? "schedule '%s' not found"
+                                             : "cannot change schedule '%s'",
+                          ref);
+    }
+    out->enabled = enabled;
+    (void)admin_audit(c, enabled ? "schedule.enable" : "schedule.disable",
+                      out->name, NULL, NULL);
+    return ERR_OK;
 }

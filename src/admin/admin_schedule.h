@@ -43,6 +43,12 @@ bool admin_schedule_visible(const struct admin_ctx *c,
                             const struct store_schedule *s);
 int admin_schedule_delete(const struct admin_ctx *c, const char *ref,
                           struct admin_err *e);
+/* Enables or disables a schedule (the same visibility as delete); out
+ * gets it (store_schedule_release). While disabled it neither fires nor
+ * counts missed firings. */
+int admin_schedule_set_enabled(const struct admin_ctx *c, const char *ref,
+                               bool enabled, struct store_schedule *out,
+                               struct admin_err *e);
 /* Fires the schedules whose minute has come (c->hub: the server's). */
 void admin_schedule_tick(const struct admin_ctx *c);
 /* A schedule as JSON, with its next firing in the server's time zone

@@ -866,7 +866,10 @@ static int sched_list_run(struct cli_ctx *ctx, int argc, char **argv)
         const char *next = json_string_value(json_object_get(o, "next_run"));
         printf("%-20s  %-16s  %5lld  %6lld  %-25s  %.60s\n", list[i].name,
                list[i].cron, (long long)list[i].fired,
-               (long long)list[i].missed, next != NULL ? next : "-",
+               (long long)list[i].missed,
+               next != NULL      ? next
+               : list[i].enabled ? "-"
+                                 : "(disabled)",
                list[i].interpreter[0] != '\0' ? "(script)" : list[i].command);
         json_decref(o);
     }
@@ -951,8 +954,17 @@ static const struct cli_cmd sched_delete_cmd = {
     .run = sched_delete_run,
 };
 
-static const struct cli_cmd *const sched_cmds[] = {
-    &sched_add_cmd, &sched_list_cmd, &sched_show_cmd, &sched_delete_cmd, NULL};
+/* cli_job_member.c */
+extern const struct cli_cmd cli_schedule_enable_cmd, cli_schedule_disable_cmd,
+    cli_client_group_add_agent_cmd, cli_client_group_remove_agent_cmd;
+
+static const struct cli_cmd *const sched_cmds[] = {&sched_add_cmd,
+                                                   &sched_list_cmd,
+                                                   &sched_show_cmd,
+                                                   &sched_delete_cmd,
+                                                   &cli_schedule_enable_cmd,
+                                                   &cli_schedule_disable_cmd,
+                                                   NULL};
 
 const struct cli_cmd cli_schedule = {
     .name = "schedule",
@@ -1164,7 +1176,13 @@ static const struct cli_cmd cg_delete_cmd = {
 };
 
 static const struct cli_cmd *const cg_cmds[] = {
-    &cg_add_cmd, &cg_list_cmd, &cg_show_cmd, &cg_delete_cmd, NULL};
+    &cg_add_cmd,
+    &cg_list_cmd,
+    &cg_show_cmd,
+    &cg_delete_cmd,
+    &cli_client_group_add_agent_cmd,
+    &cli_client_group_remove_agent_cmd,
+    NULL};
 
 const struct cli_cmd cli_client_group = {
     .name = "client-group",

@@ -7,58 +7,36 @@
  */
 #include <string.h>
 
+#include "admin/admin_job_role.h"
 #include "cli/cli.h"
 #include "common/err.h"
 #include "store/access.h"
 #include "store/client_groups.h"
 
-/* `role grant ... --role job-runner --client-group CG` (client_groups.h) */
+/* `role grant ... --role job-runner --client-group CG`
+ * (admin_job_role.h, as POST /api/v1/job-roles) */
 static int role_grant_job(struct cli_ctx *ctx, const char *user,
                           const char *group, const char *role,
                           const char *cgroup)
 {
-    struct store_job_role jr;
-    struct store_client_group cg;
-    struct store_user u;
-    struct store_group g;
+    struct admin_job_role_req q = {
+        .user = user, .group = group, .role = role, .client_group = cgroup};
+    struct store_job_role_row w;
     struct admin_ctx ac;
     struct admin_err e;
-    char detail[512];
-    int rc, r;
+    int rc;
 
-    memset(&jr, 0, sizeof(jr));
-    if ((jr.role = job_role_parse(role)) < 0) {
+    if (job_role_parse(role) < 0) {
         return cli_usage(ctx, "with --client-group, --role is job-runner, "
                               "job-pusher or job-scheduler");
     }
     if ((rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
         return rc;
     }
-    if ((r = store_client_group_get(ctx->st, cgroup, &cg)) != ERR_OK) {
-        return cli_store_error(r, "client group", cgroup);
-    }
-    if (user != NULL) {
-        if ((rc = cli_get_user(ctx, user, &u)) != CLI_EXIT_OK) {
-            return rc;
-        }
-        memcpy(jr.user_id, u.id, sizeof(u.id));
-    } else {
-        if ((rc = cli_get_group(ctx, group, &g)) != CLI_EXIT_OK) {
-            return rc;
-        }
-        memcpy(jr.group_id, g.id, sizeof(g.id));
-    }
-    memcpy(jr.client_group_id, cg.id, sizeof(cg.id));
-    if ((r = store_job_role_add(ctx->st, &jr)) != ERR_OK) {
-        return cli_store_error(r, "job role", role);
-    }
-    snprintf(detail, sizeof(detail), "%s to %s %s on client group %s", role,
-             user != NULL ? "user" : "group", user != NULL ? u.name : g.name,
-             cg.name);
-    if (admin_audit(&ac, "role.grant", jr.id, detail, &e) != ERR_OK) {
+    if (admin_job_role_add(&ac, &q, &w, &e) != ERR_OK) {
         return cli_admin_error(ctx, &e);
     }
-    printf("%s\n", jr.id);
+    printf("%s\n", w.r.id);
     return CLI_EXIT_OK;
 }
 
@@ -164,12 +142,7 @@ static int role_jobs_run(struct cli_ctx *ctx, int argc, char **argv)
                    w->client_group);
             continue;
         }
-        json_array_append_new(
-            arr,
-            json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", w->r.id, "role",
-                      job_role_str(w->r.role), "grantee_type",
-                      w->r.user_id[0] != '\0' ? "user" : "group", "grantee",
-                      w->grantee, "client_group", w->client_group));
+        json_array_append_new(arr, admin_job_role_json(w));
     }
     free(list);
     if (json) {
@@ -192,12 +165,15 @@ static int role_revoke_run(struct cli_ctx *ctx, int argc, char **argv)
     }
     if (admin_site_role_delete(&ac, pos[0], &e) != ERR_OK) {
         /* or a job role (role grant --client-group) */
-        if (e.code == ERR_NOT_FOUND &&
-            store_job_role_delete(ctx->st, pos[0]) == ERR_OK) {
-            return admin_audit(&ac, "role.revoke", pos[0], "job role", &e) ==
-                           ERR_OK
-                       ? CLI_EXIT_OK
-                       : cli_admin_error(ctx, &e);
+        if (e.code == ERR_NOT_FOUND) {
+            struct admin_err je;
+
+            if (admin_job_role_delete(&ac, pos[0], &je) == ERR_OK) {
+                return CLI_EXIT_OK;
+            }
+            if (je.code != ERR_NOT_FOUND) {
+                return cli_admin_error(ctx, &je);
+            }
         }
         return cli_admin_error(ctx, &e);
     }
@@ -229,7 +205,7 @@ static const struct cli_cmd role_jobs_cmd = {
 static const struct cli_cmd role_revoke_cmd = {
     .name = "revoke",
     .synopsis = "role revoke ID",
-    .summary = "Revoke a site role.",
+    .summary = "Revoke a site role or a job role.",
     .run = role_revoke_run,
 };
 static const struct cli_cmd *const role_cmds[] = {

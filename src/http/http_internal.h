@@ -258,6 +258,14 @@ int http_h_client_groups_delete(struct http_req *req);
 int http_h_schedules_add(struct http_req *req);
 int http_h_schedules_get(struct http_req *req);
 int http_h_schedules_delete(struct http_req *req);
+int http_h_schedules_patch(struct http_req *req);
+int http_h_client_groups_agent_add(struct http_req *req);
+int http_h_client_groups_agent_delete(struct http_req *req);
+int http_h_job_roles_list(struct http_req *req);
+/* GET /me's "job_roles": [{role, client_group}] the caller holds. */
+json_t *http_me_job_roles(struct http_req *req);
+int http_h_job_roles_add(struct http_req *req);
+int http_h_job_roles_delete(struct http_req *req);
 int http_h_jobs_get(struct http_req *req);
 int http_h_metrics(struct http_req *req);
 int http_h_login(struct http_req *req);

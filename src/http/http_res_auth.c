@@ -606,12 +606,13 @@ int http_h_me_get(struct http_req *req)
     }
     store_list_free(groups);
     store_list_free(roles);
-    me = json_pack("{s:s, s:s, s:b, s:b, s:b, s:o, s:o, s:o, s:{s:s, s:o}}",
+    me = json_pack("{s:s, s:s, s:b, s:b, s:b, s:o, s:o, s:o, s:o, "
+                   "s:{s:s, s:o}}",
                    "id", u->id, "name", u->name, "disabled", u->disabled,
                    "totp_enabled", u->totp_enabled, "has_password",
                    u->password_hash[0] != '\0', "created_at",
                    http_json_time(u->created_at), "groups", jgroups, "roles",
-                   jroles, "token", "kind",
+                   jroles, "job_roles", http_me_job_roles(req), "token", "kind",
                    req->auth.claims.kind == JWT_API ? "api" : "session",
                    "expires_at", http_json_time(req->auth.claims.exp));
     return http_ok(req, 200, me, NULL);

@@ -17,6 +17,7 @@
 
 #include "admin/admin_client_group.h"
 #include "admin/admin_job.h"
+#include "admin/admin_job_role.h"
 #include "admin/admin_schedule.h"
 #include "common/err.h"
 
@@ -471,4 +472,141 @@ int http_h_client_groups_delete(struct http_req *req)
     snprintf(req->audit_target, sizeof(req->audit_target), "%s",
              req->params[0]);
     return http_ok(req, 204, NULL, NULL);
+}
+
+int http_h_schedules_patch(struct http_req *req)
+{
+    struct store_schedule *s = calloc(1, sizeof(*s));
+    struct admin_ctx ac;
+    struct admin_err e;
+
+    if (s == NULL) {
+        return http_error(req, 500, "internal", "Internal error",
+                          "out of memory");
+    }
+    http_admin_ctx(req, &ac);
+    if (admin_schedule_set_enabled(&ac, req->params[0],
+                                   http_body_bool(req->body, "enabled", true),
+                                   s, &e) != ERR_OK) {
+        free(s);
+        return http_admin_error(req, &e);
+    }
+    http_ok(req, 200, admin_schedule_json(req->h->cfg, s), NULL);
+    store_schedule_release(s);
+    free(s);
+    return 0;
+}
+
+/* POST /client-groups/{id}/agents {agent} and DELETE
+ * /client-groups/{id}/agents/{agent}: the static members. */
+static int http_client_group_member(struct http_req *req, const char *agent,
+                                    bool add)
+{
+    struct store_client_group *g = calloc(1, sizeof(*g));
+    struct store_agent *agents = NULL;
+    size_t na = 0;
+    struct admin_ctx ac;
+    struct admin_err e;
+
+    if (g == NULL) {
+        return http_error(req, 500, "internal", "Internal error",
+                          "out of memory");
+    }
+    http_admin_ctx(req, &ac);
+    if (admin_client_group_member(&ac, req->params[0], agent, add, g, &e) !=
+        ERR_OK) {
+        free(g);
+        return http_admin_error(req, &e);
+    }
+    (void)store_agent_list(req->h->store, &agents, &na);
+    http_ok(req, 200, admin_client_group_json(g, agents, na), NULL);
+    store_agent_list_free(agents, na);
+    free(g);
+    return 0;
+}
+
+int http_h_client_groups_agent_add(struct http_req *req)
+{
+    return http_client_group_member(req, http_body_str(req->body, "agent"),
+                                    true);
+}
+
+int http_h_client_groups_agent_delete(struct http_req *req)
+{
+    return http_client_group_member(req, req->params[1], false);
+}
+
+/* --- job roles (admin_job_role.h): administrators only (route table) */
+
+int http_h_job_roles_list(struct http_req *req)
+{
+    struct store_job_role_row *list = NULL;
+    size_t n = 0;
+    json_t *arr;
+    int r;
+
+    if ((r = store_job_role_list(req->h->store, &list, &n)) != ERR_OK) {
+        return http_store_error(req, r, "job role", "list");
+    }
+    arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(arr, admin_job_role_json(&list[i]));
+    }
+    free(list);
+    return http_list(req, arr);
+}
+
+int http_h_job_roles_add(struct http_req *req)
+{
+    struct admin_job_role_req q = {
+        .user = http_body_str(req->body, "user"),
+        .group = http_body_str(req->body, "group"),
+        .role = http_body_str(req->body, "role"),
+        .client_group = http_body_str(req->body, "client_group")};
+    struct store_job_role_row w;
+    struct admin_ctx ac;
+    struct admin_err e;
+
+    http_admin_ctx(req, &ac);
+    if (admin_job_role_add(&ac, &q, &w, &e) != ERR_OK) {
+        return http_admin_error(req, &e);
+    }
+    return http_ok(req, 201, admin_job_role_json(&w), NULL);
+}
+
+int http_h_job_roles_delete(struct http_req *req)
+{
+    struct admin_ctx ac;
+    struct admin_err e;
+
+    http_admin_ctx(req, &ac);
+    if (admin_job_role_delete(&ac, req->params[0], &e) != ERR_OK) {
+        return http_admin_error(req, &e);
+    }
+    return http_ok(req, 204, NULL, NULL);
+}
+
+json_t *http_me_job_roles(struct http_req *req)
+{
+    json_t *arr = json_array();
+
+    for (int role = JOB_ROLE_RUNNER; role <= JOB_ROLE_SCHEDULER; role++) {
+        char(*ids)[STORE_ID_MAX + 1] = NULL;
+        struct store_client_group g;
+        size_t n = 0;
+
+        if (store_job_role_groups(req->h->store, req->auth.user.id, role, &ids,
+                                  &n) != ERR_OK) {
+            continue;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (store_client_group_get(req->h->store, ids[i], &g) == ERR_OK) {
+                json_array_append_new(arr, json_pack("{s:s, s:s}", "role",
+                                                     job_role_str(role),
+                                                     "client_group", g.name));
+            }
+        }
+        free(ids);
+    }
+    return arr;
 }

@@ -140,6 +140,21 @@ static const struct http_field body_client_group_add[] = {
     {"rules", HF_SECRET, false, 2, 8192}, /* a JSON object, as text */
     F_END,
 };
+static const struct http_field body_schedule_patch[] = {
+    {"enabled", HF_BOOL, true, 0, 0},
+    F_END,
+};
+static const struct http_field body_client_group_agent[] = {
+    {"agent", HF_STRING, true, 1, AGENT_ID_MAX},
+    F_END,
+};
+static const struct http_field body_job_role_add[] = {
+    NAME_FIELD("user", false),
+    NAME_FIELD("group", false),
+    {"role", HF_STRING, true, 1, 32},
+    {"client_group", HF_STRING, true, 1, 64},
+    F_END,
+};
 static const struct http_field body_tunnel_add[] = {
     /* one of agent and peer (admin_tunnel_add says so otherwise) */
     {"agent", HF_STRING, false, 1, AGENT_ID_MAX},
@@ -480,12 +495,27 @@ const struct http_route http_routes[] = {
       http_h_client_groups_get, NULL),
     R(HM_DELETE, API "/client-groups/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
       http_h_client_groups_delete, NULL /* admin: client_group.delete */),
+    R(HM_POST, API "/client-groups/{id}/agents", PERM_ADMIN, SCOPE_ROOT,
+      body_client_group_agent, false, http_h_client_groups_agent_add,
+      NULL /* admin: client_group.update */),
+    R(HM_DELETE, API "/client-groups/{id}/agents/{agent}", PERM_ADMIN,
+      SCOPE_ROOT, NULL, false, http_h_client_groups_agent_delete,
+      NULL /* admin: client_group.update */),
+    R(HM_GET, API "/job-roles", PERM_ADMIN, SCOPE_ROOT, NULL, true,
+      http_h_job_roles_list, NULL),
+    R(HM_POST, API "/job-roles", PERM_ADMIN, SCOPE_ROOT, body_job_role_add,
+      false, http_h_job_roles_add, NULL /* admin: role.grant */),
+    R(HM_DELETE, API "/job-roles/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
+      http_h_job_roles_delete, NULL /* admin: role.revoke */),
     R(HM_GET, API "/schedules", PERM_SELF, SCOPE_ROOT, NULL, true,
       http_h_schedules_list, NULL),
     R(HM_POST, API "/schedules", PERM_SELF, SCOPE_ROOT, body_schedule_add,
       false, http_h_schedules_add, NULL /* admin: schedule.add */),
     R(HM_GET, API "/schedules/{id}", PERM_SELF, SCOPE_ROOT, NULL, false,
       http_h_schedules_get, NULL),
+    R(HM_PATCH, API "/schedules/{id}", PERM_SELF, SCOPE_ROOT,
+      body_schedule_patch, false, http_h_schedules_patch,
+      NULL /* admin: schedule.enable, schedule.disable */),
     R(HM_DELETE, API "/schedules/{id}", PERM_SELF, SCOPE_ROOT, NULL, false,
       http_h_schedules_delete, NULL /* admin: schedule.delete */),
     R(HM_GET, API "/tunnels", PERM_CONFIG, SCOPE_ROOT, NULL, true,

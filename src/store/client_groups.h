@@ -36,6 +36,10 @@ int store_client_group_get(struct store *st, const char *ref,
 int store_client_group_list(struct store *st, struct store_client_group **list,
                             size_t *n);
 int store_client_group_delete(struct store *st, const char *ref);
+/* Replaces the static members (by group ID) with agents_json (a JSON
+ * array of agent IDs). */
+int store_client_group_set_agents(struct store *st, const char *id,
+                                  const char *agents_json);
 
 /* --- job roles: who may run jobs on a client group's agents ------------
  * (docs/security.md, "Jobs on agents"). Granted to a user or a group for

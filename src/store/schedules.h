@@ -43,6 +43,9 @@ struct store_schedule {
     int64_t fired, missed;
     int64_t last_missed_at; /* when missed firings were last found */
     char last_batch[STORE_ID_MAX + 1];
+    /* false: the schedule does not fire (nor count missed firings)
+     * until enabled again (migration 15) */
+    bool enabled;
 };
 
 int store_schedule_add(struct store *st, struct store_schedule *s);
@@ -60,5 +63,7 @@ int store_schedule_delete(struct store *st, const char *ref);
 int store_schedule_mark(struct store *st, const char *id, int64_t last_fire,
                         int64_t fired, int64_t missed, int64_t now,
                         const char *last_batch);
+/* Enables or disables a schedule (by ID). */
+int store_schedule_set_enabled(struct store *st, const char *id, bool enabled);
 
 #endif

@@ -93,3 +93,25 @@ int store_client_group_delete(struct store *st, const char *ref)
                               "DELETE FROM client_groups WHERE id = $1",
                               "DELETE FROM client_groups WHERE name = $1", ref);
 }
+
+int store_client_group_set_agents(struct store *st, const char *id,
+                                  const char *agents_json)
+{
+    char nid[STORE_ID_MAX + 1];
+    int r, changes = 0;
+
+    if (id == NULL || !store_id_norm(id, nid) || agents_json == NULL ||
+        store_check_len(agents_json, CGROUP_JSON_MAX)) {
+        return ERR_INVALID;
+    }
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+        return r;
+    }
+    r = store_run(st, "client group agents",
+                  "UPDATE client_groups SET agents = $1 WHERE id = $2",
+                  &changes, "tt", agents_json, nid);
+    if (r == ERR_OK && changes == 0) {
+        r = ERR_NOT_FOUND;
+    }
+    return store_tx_end(st, r);
+}

@@ -15,8 +15,8 @@
 #define SCHED_SELECT                                                           \
     "SELECT id, name, cron, agents, tags, command, interpreter, cwd,"          \
     " timeout, concurrency, created_by, created_at, last_fire, fired,"         \
-    " missed, last_missed_at, last_batch, groups, script, created_by_id"       \
-    " FROM schedules"
+    " missed, last_missed_at, last_batch, groups, script, created_by_id,"      \
+    " enabled FROM schedules"
 
 static int sched_fill(struct db_stmt *s, void *item)
 {
@@ -41,6 +41,7 @@ static int sched_fill(struct db_stmt *s, void *item)
     store_col_text(s, 16, c->last_batch, sizeof(c->last_batch));
     store_col_text(s, 17, c->groups, sizeof(c->groups));
     store_col_text(s, 19, c->created_by_id, sizeof(c->created_by_id));
+    c->enabled = db_col_int(s, 20) != 0;
     c->script = NULL;
     if (!db_col_null(s, 18)) {
         return store_col_str_heap(s, 18, &c->script);
@@ -89,6 +90,7 @@ int store_schedule_add(struct store *st, struct store_schedule *s)
                   (int64_t)s->timeout, (int64_t)s->concurrency, s->created_by,
                   s->created_at, s->last_fire,
                   s->groups[0] != '\0' ? s->groups : "[]", s->created_by_id);
+    s->enabled = true;
     return store_tx_end(st, r);
 }
 
@@ -159,4 +161,24 @@ int store_schedule_mark(struct store *st, const char *id, int64_t last_fire,
         "iiiiittt", last_fire, fired, missed, missed, now,
         last_batch != NULL ? last_batch : "",
         last_batch != NULL ? last_batch : "", id);
+}
+
+int store_schedule_set_enabled(struct store *st, const char *id, bool enabled)
+{
+    char nid[STORE_ID_MAX + 1];
+    int r, changes = 0;
+
+    if (id == NULL || !store_id_norm(id, nid)) {
+        return ERR_NOT_FOUND;
+    }
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+        return r;
+    }
+    r = store_run(st, "schedule enable",
+                  "UPDATE schedules SET enabled = $1 WHERE id = $2", &changes,
+                  "it", (int64_t)(enabled ? 1 : 0), nid);
+    if (r == ERR_OK && changes == 0) {
+        r = ERR_NOT_FOUND;
+    }
+    return store_tx_end(st, r);
 }

@@ -500,6 +500,11 @@ static const char store_schema_v14[] =
     "ALTER TABLE schedules ADD COLUMN created_by_id TEXT NOT NULL"
     " DEFAULT '';";
 
+/* Version 15 (issue 14): a schedule may be disabled (it then neither
+ * fires nor counts missed firings). */
+static const char store_schema_v15[] =
+    "ALTER TABLE schedules ADD COLUMN enabled INTEGER NOT NULL DEFAULT 1;";
+
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},
     {2, store_schema_v2, STORE_HOOK_NONE},
@@ -515,6 +520,7 @@ const struct store_migration store_migrations[] = {
     {12, store_schema_v12, STORE_HOOK_NONE},
     {13, store_schema_v13, STORE_HOOK_NONE},
     {14, store_schema_v14, STORE_HOOK_NONE},
+    {15, store_schema_v15, STORE_HOOK_NONE},
 };
 
 const size_t store_migrations_count =

@@ -143,7 +143,22 @@ static void test_schedules(void **state)
     assert_string_equal(got.last_batch, "00000000-0000-4000-8000-00000000000b");
     assert_string_equal(got.script, "echo hi\n");
     assert_string_equal(got.groups, "[\"web\"]");
+    assert_true(got.enabled); /* a new schedule fires */
     store_schedule_release(&got);
+    /* disabled, then enabled again (by ID only) */
+    assert_int_equal(store_schedule_set_enabled(st, s.id, false), ERR_OK);
+    assert_int_equal(store_schedule_get(st, "nightly", &got), ERR_OK);
+    assert_false(got.enabled);
+    store_schedule_release(&got);
+    assert_int_equal(store_schedule_set_enabled(st, s.id, true), ERR_OK);
+    assert_int_equal(store_schedule_get(st, s.id, &got), ERR_OK);
+    assert_true(got.enabled);
+    store_schedule_release(&got);
+    assert_int_equal(store_schedule_set_enabled(st, "nightly", false),
+                     ERR_NOT_FOUND);
+    assert_int_equal(store_schedule_set_enabled(
+                         st, "00000000-0000-4000-8000-0000000000ff", false),
+                     ERR_NOT_FOUND);
     assert_int_equal(store_schedule_list(st, &list, &n), ERR_OK);
     assert_int_equal(n, 1);
     store_schedule_list_free(list, n);
@@ -167,6 +182,17 @@ static void test_client_groups(void **state)
     g = got;
     assert_int_equal(store_client_group_get(st, g.id, &got), ERR_OK);
     assert_string_equal(got.rules, "{\"tags\":[\"prod\"]}");
+    /* the static members replaced; the rules stay */
+    assert_int_equal(store_client_group_set_agents(st, g.id, "[\"a1\",\"a2\"]"),
+                     ERR_OK);
+    assert_int_equal(store_client_group_get(st, "web", &got), ERR_OK);
+    assert_string_equal(got.agents, "[\"a1\",\"a2\"]");
+    assert_string_equal(got.rules, "{\"tags\":[\"prod\"]}");
+    assert_int_equal(store_client_group_set_agents(
+                         st, "00000000-0000-4000-8000-0000000000ff", "[]"),
+                     ERR_NOT_FOUND);
+    assert_int_equal(store_client_group_set_agents(st, "web", "[]"),
+                     ERR_INVALID);
     assert_int_equal(store_client_group_list(st, &list, &n), ERR_OK);
     assert_int_equal(n, 1);
     free(list);

@@ -23,17 +23,23 @@ import { Settings } from './pages/settings.jsx';
 import { AgentDetail, Agents, Credentials } from './pages/agents.jsx';
 import { TerminalPage } from './pages/terminal.jsx';
 import { Jobs } from './pages/jobs.jsx';
+import { ClientGroups, FilePush, JobRoles, Schedules } from './pages/jobadmin.jsx';
 import './style.css';
 
 // [path, label, who may use it] (docs/api.md's permissions, on /root):
 // 'self' anyone signed in, 'config' configuration-manager or
-// administrator, 'admin' administrator.
+// administrator, 'admin' administrator; 'runner', 'pusher', 'scheduler'
+// an administrator or a holder of that job role (powers.js).
 const NAV = [
   ['/', 'Dashboard', 'self'],
   ['/assets', 'Assets', 'config'],
   ['/sessions', 'Sessions', 'config'],
   ['/agents', 'Agents', 'config'],
-  ['/jobs', 'Jobs', 'admin'],
+  ['/jobs', 'Jobs', 'runner'],
+  ['/push', 'File push', 'pusher'],
+  ['/schedules', 'Schedules', 'scheduler'],
+  ['/client-groups', 'Client groups', 'admin'],
+  ['/job-roles', 'Job roles', 'admin'],
   ['/credentials', 'Agent credentials', 'admin'],
   ['/sites', 'Sites', 'config'],
   ['/users', 'Users', 'admin'],
@@ -57,6 +63,10 @@ const ROUTES = [
   ['/agents', Agents],
   ['/agents/:id', AgentDetail],
   ['/jobs', Jobs],
+  ['/push', FilePush],
+  ['/schedules', Schedules],
+  ['/client-groups', ClientGroups],
+  ['/job-roles', JobRoles],
   ['/credentials', Credentials],
   ['/sites', Sites],
   ['/users', Users],

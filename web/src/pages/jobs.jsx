@@ -4,10 +4,13 @@
 // /api/v1/jobs (a batch), GET /api/v1/jobs (newest first, no output), GET
 // /api/v1/jobs/{id} (the output so far while it runs: polled).
 // /jobs?batch=ID and /jobs?job=ID show one batch or job; /jobs?agent=ID
-// (an agent's page links it) starts with that agent checked.
+// (an agent's page links it) starts with that agent checked. A user who
+// is not an administrator but holds job-runner (powers.js) targets the
+// client groups they hold it on.
 import { useEffect, useState } from 'preact/hooks';
 import { api, enc, list } from '../api.js';
 import { navigate, useLocation } from '../router.js';
+import { jobGroups, powers } from '../powers.js';
 import { Check, ErrorText, Field, Loading, Page, Table, fmtTime, useAction, useLoad } from '../ui.jsx';
 import { splitList } from './agents.jsx';
 
@@ -21,11 +24,15 @@ export function jobResult(j) {
   return s;
 }
 
-export function Jobs() {
+export function Jobs({ me }) {
   const { query } = useLocation();
   const batch = query.get('batch');
   const job = query.get('job');
-  const agents = useLoad(async () => (await list('/agents', { sort: 'name' })).data);
+  const p = powers(me);
+  const agents = useLoad(async () => (p.config ? (await list('/agents', { sort: 'name' })).data : []));
+  const groups = useLoad(async () => (p.admin
+    ? (await list('/client-groups', { sort: 'name' })).data.map((g) => g.name)
+    : jobGroups(me, 'job-runner')));
   const history = useLoad(async () => (await list('/jobs')).data);
   const names = {};
   for (const a of agents.data || []) names[a.id] = a.name || a.id;
@@ -33,7 +40,7 @@ export function Jobs() {
     <Page title="Jobs">
       <p class="muted">A command runs on each chosen agent as that agent's own config allows
         (docs/agent.md, "Commands"); a refused job says which rule refused it.</p>
-      <RunForm agents={agents} agent={query.get('agent')} onStarted={(b) => { history.reload(); navigate(`/jobs?batch=${enc(b)}`); }} />
+      <RunForm agents={agents} groups={groups.data || []} agent={query.get('agent')} onStarted={(b) => { history.reload(); navigate(`/jobs?batch=${enc(b)}`); }} />
       {(batch || job) && (
         <Output key={batch || job} batch={batch} job={job} names={names} onDone={history.reload} />
       )}
@@ -42,18 +49,21 @@ export function Jobs() {
   );
 }
 
-function RunForm({ agents, agent, onStarted }) {
+function RunForm({ agents, groups, agent, onStarted }) {
   const [picked, setPicked] = useState(() => (agent ? { [agent]: true } : {}));
+  const [pickedGroups, setPickedGroups] = useState({});
   const [f, setF] = useState({ tags: '', command: '', cwd: '', timeout: '60' });
   const set = (k) => (v) => setF({ ...f, [k]: v });
   const act = useAction();
   const rows = agents.data || [];
   const chosen = rows.filter((a) => picked[a.id]).map((a) => a.id);
+  const chosenGroups = groups.filter((g) => pickedGroups[g]);
   const submit = (ev) => {
     ev.preventDefault();
     act.run(async () => {
       const body = { command: f.command };
       if (chosen.length) body.agents = chosen;
+      if (chosenGroups.length) body.groups = chosenGroups;
       if (f.tags.trim()) body.tags = splitList(f.tags);
       if (f.cwd.trim()) body.cwd = f.cwd.trim();
       if (Number(f.timeout)) body.timeout = Number(f.timeout);
@@ -68,7 +78,7 @@ function RunForm({ agents, agent, onStarted }) {
         <legend>Agents</legend>
         {agents.loading && !agents.data && <Loading what="Loading agents" />}
         <ErrorText error={agents.error} />
-        {agents.data && rows.length === 0 && <p class="muted">No agent has connected yet.</p>}
+        {agents.data && rows.length === 0 && !groups.length && <p class="muted">No agent has connected yet.</p>}
         <div class="agent-picks">
           {rows.map((a) => (
             <Check key={a.id} checked={!!picked[a.id]}
@@ -84,6 +94,14 @@ function RunForm({ agents, agent, onStarted }) {
             <button type="button" class="small" onClick={() => setPicked({})}>Select none</button>
           </p>
         )}
+        {groups.length > 0 && (
+          <div class="agent-picks" role="group" aria-label="Client groups">
+            {groups.map((g) => (
+              <Check key={g} checked={!!pickedGroups[g]} label={`Client group ${g}`}
+                onInput={(v) => setPickedGroups({ ...pickedGroups, [g]: v })} />
+            ))}
+          </div>
+        )}
       </fieldset>
       <div class="inline-form">
         <Field label="Or by tags" value={f.tags} onInput={set('tags')} placeholder="prod, web"
@@ -91,7 +109,7 @@ function RunForm({ agents, agent, onStarted }) {
         <Field label="Command" value={f.command} onInput={set('command')} required placeholder="uptime" />
         <Field label="Working directory (optional)" value={f.cwd} onInput={set('cwd')} placeholder="/tmp" />
         <Field label="Timeout (seconds)" type="number" min="1" max="86400" value={f.timeout} onInput={set('timeout')} />
-        <button type="submit" class="primary" disabled={act.busy || (!chosen.length && !f.tags.trim())}>
+        <button type="submit" class="primary" disabled={act.busy || (!chosen.length && !chosenGroups.length && !f.tags.trim())}>
           Run{chosen.length ? ` on ${chosen.length} agent${chosen.length > 1 ? 's' : ''}` : ''}</button>
       </div>
       <ErrorText error={act.error} />
@@ -101,7 +119,7 @@ function RunForm({ agents, agent, onStarted }) {
 
 // One batch's (or one job's) jobs with their output, polled while any
 // of them is queued or running; a finished job is not asked for again.
-function Output({ batch, job, names, onDone }) {
+export function Output({ batch, job, names, onDone }) {
   const [jobs, setJobs] = useState(null);
   const [error, setError] = useState(null);
   useEffect(() => {
