@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from pclib import (Portcullis, free_port, fresh_totp_code, keygen,
-                   serving_process, uniq, wait_listen)
+from pclib import free_port, fresh_totp_code, keygen, serving_process, uniq
+from test_rdp import rdp_proxy  # noqa: F401 (the fixture: [rdp] enabled)
 from test_sandbox import open_preauth
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
@@ -207,12 +207,11 @@ def verdict(reply):
     return payload[0]
 
 
-@pytest.fixture
-def hostile(proxy):
+def _hostile_children(server, rdp):
     made = []
 
     def make():
-        h = HostileChild(proxy)
+        h = HostileChild(server, rdp=rdp)
         made.append(h)
         return h
 
@@ -220,7 +219,12 @@ def hostile(proxy):
     for h in made:
         h.close()
     # Whatever the hostile children did, the server is still up.
-    assert proxy.proc.poll() is None, proxy.log_tail()
+    assert server.proc.poll() is None, server.log_tail()
+
+
+@pytest.fixture
+def hostile(proxy):
+    yield from _hostile_children(proxy, False)
 
 
 @pytest.fixture
@@ -556,36 +560,9 @@ def test_ssh_child_authorizing_an_rdp_session_is_killed(hostile, proxy):
                    for r in proxy.sessions())
 
 
-@pytest.fixture(scope="module")
-def rdp_proxy(tmp_path_factory):
-    """A server of this module's own with the RDP proxy enabled."""
-    p = Portcullis(tmp_path_factory.mktemp("rdpproxy"))
-    p.tune_for_tests()
-    p.rdp_port = free_port()
-    p.set_config("rdp", "enabled", "true")
-    p.set_config("rdp", "port", str(p.rdp_port))
-    p.start()
-    assert wait_listen(p.rdp_port, 15, p.proc), p.log_tail()
-    yield p
-    p.stop()
-    found = p.sanitizer_findings()
-    if found:
-        pytest.fail("sanitizer report in %s:\n%s" % (p.log_path, found))
-
-
 @pytest.fixture
 def rdp_hostile(rdp_proxy):
-    made = []
-
-    def make():
-        h = HostileChild(rdp_proxy, rdp=True)
-        made.append(h)
-        return h
-
-    yield make
-    for h in made:
-        h.close()
-    assert rdp_proxy.proc.poll() is None, rdp_proxy.log_tail()
+    yield from _hostile_children(rdp_proxy, True)
 
 
 @pytest.fixture
