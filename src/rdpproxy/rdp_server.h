@@ -5,8 +5,8 @@
  * store or the vault key are opened, accepts connections and forks one
  * sandboxed session child per connection (rdp_child.h); the main
  * process's end of the link hands each child to the same monitor the SSH
- * children talk to (sshproxy/monitor.h), marked as an RDP child. The composition root
- * (daemon/daemon.c) calls these in order:
+ * children talk to (sshproxy/monitor.h), marked as an RDP child. The
+ * composition root (daemon/daemon.c) calls these in order:
  *
  *   rdp_server_new     reads the TLS certificate and key (the children
  *                      present them; they cannot open files later)
