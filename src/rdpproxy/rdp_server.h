@@ -1,12 +1,12 @@
 /*
  * The RDP proxy's listener side of `portcullis serve` ([rdp], off unless
- * enabled; docs/rdp.md). Built like the SSH proxy's (sshproxy/server.h):
- * a spawner process of its own, forked before the store or the vault
- * key are opened, accepts connections and forks one sandboxed session
- * child per connection (rdp_child.h); the main process's end of the link
- * hands each child to the same monitor the SSH children talk to
- * (sshproxy/monitor.h), marked as an RDP child. The composition root
- * (daemon/daemon.c) calls these in order:
+ * enabled; docs/rdp.md). Built on the SSH proxy's spawner
+ * (sshproxy/spawner.h): a spawner process of its own, forked before the
+ * store or the vault key are opened, accepts connections and forks one
+ * sandboxed session child per connection (rdp_child.h); the main
+ * process's end of the link hands each child to the same monitor the SSH
+ * children talk to (sshproxy/monitor.h), marked as an RDP child. The
+ * composition root (daemon/daemon.c) calls these in order:
  *
  *   rdp_server_new     reads the TLS certificate and key (the children
  *                      present them; they cannot open files later)

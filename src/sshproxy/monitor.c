@@ -1027,7 +1027,7 @@ static int monitor_rdp_ntlm(struct monitor *m, struct mchild *c,
     int r = ERR_PROTO;
 
     memset(&u, 0, sizeof(u));
-    if (!c->rdp || c->ntlm_asked || c->state != MC_PREAUTH || c->auth_pending ||
+    if (c->ntlm_asked || c->state != MC_PREAUTH || c->auth_pending ||
         buf_get_cstring(req, LOGIN_MAX, &login) != ERR_OK ||
         buf_get_cstring(req, LOGIN_DOMAIN_MAX + 1, &domain) != ERR_OK ||
         buf_expect_end(req) != ERR_OK) {
@@ -1895,26 +1895,40 @@ static int monitor_session_end(struct monitor *m, struct mchild *c,
     return ERR_OK;
 }
 
+/* Which children may send a request: the SSH proxy's, the RDP proxy's,
+ * or both. A child asking for the other kind's request is compromised. */
+#define MONITOR_SSH 1u
+#define MONITOR_RDP 2u
+#define MONITOR_BOTH (MONITOR_SSH | MONITOR_RDP)
+
 /*
- * The request table: each handler checks the states in which its request
- * is permitted (see monitor.h) and parses its payload strictly; anything
- * not listed here ends the child.
+ * The request table: which kind of child may send each request (checked
+ * here, in monitor_request, before the handler runs); each handler
+ * checks the states in which its request is permitted (see monitor.h)
+ * and parses its payload strictly; anything not listed here ends the
+ * child. An RDP child has no key exchange (KEX_SIGN would make the SSH
+ * host key sign bytes it chose), no public-key login and no TOTP
+ * question (its code comes in the user name); an SSH child has no NTLM.
+ * AUTHORIZE checks the kind of session against the kind of child itself.
  */
 static const struct {
     uint8_t type;
+    unsigned who; /* MONITOR_SSH, MONITOR_RDP or both */
     int (*fn)(struct monitor *m, struct mchild *c, struct buf *req);
 } monitor_table[] = {
-    {MP_AUTH_PASSWORD, monitor_auth_password},
-    {MP_AUTH_PUBKEY, monitor_auth_pubkey},
-    {MP_KEX_SIGN, monitor_kex_sign},
-    {MP_RDP_NTLM, monitor_rdp_ntlm},
-    {MP_AUTH_TOTP, monitor_auth_totp},
-    {MP_AUTHORIZE, monitor_authorize},
-    {MP_CONNECT, monitor_connect},
-    {MP_HOSTKEY, monitor_hostkey},
-    {MP_CREDENTIALS, monitor_credentials},
-    {MP_RECORD_OPEN, monitor_record_open},
-    {MP_SESSION_END, monitor_session_end},
+    {MP_AUTH_PASSWORD, MONITOR_BOTH, monitor_auth_password},
+    {MP_AUTH_PUBKEY, MONITOR_SSH, monitor_auth_pubkey},
+    {MP_KEX_SIGN, MONITOR_SSH, monitor_kex_sign},
+    {MP_RDP_NTLM, MONITOR_RDP, monitor_rdp_ntlm},
+    {MP_AUTH_TOTP, MONITOR_SSH, monitor_auth_totp},
+    {MP_AUTHORIZE, MONITOR_BOTH, monitor_authorize},
+    {MP_CONNECT, MONITOR_BOTH, monitor_connect},
+    {MP_HOSTKEY, MONITOR_BOTH, monitor_hostkey},
+    {MP_CREDENTIALS, MONITOR_BOTH, monitor_credentials},
+    /* no RDP recording yet (the RDP child refuses sessions that must be
+     * recorded); open to both for the recording to come */
+    {MP_RECORD_OPEN, MONITOR_BOTH, monitor_record_open},
+    {MP_SESSION_END, MONITOR_BOTH, monitor_session_end},
 };
 
 int monitor_request(struct monitor *m, struct mchild *c, uint8_t type,
@@ -1930,7 +1944,9 @@ int monitor_request(struct monitor *m, struct mchild *c, uint8_t type,
     for (size_t k = 0; k < sizeof(monitor_table) / sizeof(monitor_table[0]);
          k++) {
         if (monitor_table[k].type == type) {
-            r = monitor_table[k].fn(m, c, req);
+            if (monitor_table[k].who & (c->rdp ? MONITOR_RDP : MONITOR_SSH)) {
+                r = monitor_table[k].fn(m, c, req);
+            }
             break;
         }
     }

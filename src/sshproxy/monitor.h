@@ -4,22 +4,33 @@
  * throttle, and answers a small table of typed requests (mproto.h), each
  * permitted only in the states where it makes sense:
  *
- *   request           permitted when
- *   MP_AUTH_PASSWORD  not yet authenticated, no second factor pending
- *   MP_AUTH_PUBKEY    not yet authenticated, no second factor pending,
- *                     the key exchange signed (a session identifier)
- *   MP_RDP_NTLM       an RDP child, not yet authenticated, once
- *   MP_KEX_SIGN       once before authentication (that hash becomes the
- *                     session identifier); again only after it (re-keying)
- *   MP_AUTH_TOTP      a first factor succeeded and TOTP is pending
- *   MP_AUTHORIZE      authenticated
- *   MP_CONNECT        authenticated, a channel authorized, not yet asked
- *   MP_HOSTKEY        a connected stream was handed over, not yet asked
- *   MP_CREDENTIALS    host key accepted, not yet asked
- *   MP_RECORD_OPEN    for a row of this child whose policy says record;
- *                     once per row
- *   MP_SESSION_END    authenticated; for a report row of this child only
+ *   request           from     permitted when
+ *   MP_AUTH_PASSWORD  both     not yet authenticated, no second factor
+ *                              pending
+ *   MP_AUTH_PUBKEY    SSH      not yet authenticated, no second factor
+ *                              pending, the key exchange signed (a
+ *                              session identifier)
+ *   MP_RDP_NTLM       RDP      not yet authenticated, once
+ *   MP_KEX_SIGN       SSH      once before authentication (that hash
+ *                              becomes the session identifier); again only
+ *                              after it (re-keying)
+ *   MP_AUTH_TOTP      SSH      a first factor succeeded and TOTP is
+ *                              pending (an RDP login's code comes in the
+ *                              user name)
+ *   MP_AUTHORIZE      both     authenticated; a session of the child's
+ *                              kind (KIND_RDP from an RDP child only)
+ *   MP_CONNECT        both     authenticated, a channel authorized, not
+ *                              yet asked
+ *   MP_HOSTKEY        both     a connected stream was handed over, not yet
+ *                              asked
+ *   MP_CREDENTIALS    both     host key accepted, not yet asked
+ *   MP_RECORD_OPEN    both     for a row of this child whose policy says
+ *                              record; once per row
+ *   MP_SESSION_END    both     authenticated; for a report row of this
+ *                              child only
  *
+ * "from": which children may send it, SSH (the SSH proxy's) or RDP (the
+ * RDP proxy's, mchild.rdp); the other kind asking for it is ended.
  * Anything else ends the child. The child never learns a password hash, a
  * TOTP seed or the vault key; it receives the asset's vaulted login once,
  * after authorization and the host-key check.

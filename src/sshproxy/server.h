@@ -3,8 +3,9 @@
  * process of its own that accepts connections, applies the
  * pre-authentication limits and forks one sandboxed session child per
  * connection) and the main process's end of the link to it, which hands
- * each new child to the monitor (monitor.h). The composition root
- * (daemon/daemon.c) calls these in order:
+ * each new child to the monitor (monitor.h); both are spawner.h's, shared
+ * with the RDP proxy, and this is the SSH proxy's use of them. The
+ * composition root (daemon/daemon.c) calls these in order:
  *
  *   server_new      banner, missing host keys, weak-algorithm warning,
  *                   the sandbox's preparation

@@ -19,7 +19,8 @@ import time
 
 import pytest
 
-from pclib import keygen, uniq
+from pclib import free_port, fresh_totp_code, keygen, serving_process, uniq
+from test_rdp import rdp_proxy  # noqa: F401 (the fixture: [rdp] enabled)
 from test_sandbox import open_preauth
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
@@ -30,12 +31,14 @@ paramiko = pytest.importorskip("paramiko")
 
 # mproto.h
 AUTH_PASSWORD, AUTH_PUBKEY, AUTH_TOTP, AUTHORIZE, CONNECT, CREDENTIALS, \
-    HOSTKEY, SESSION_END, RECORD_OPEN, KEX_SIGN = range(1, 11)
+    HOSTKEY, SESSION_END, RECORD_OPEN, KEX_SIGN, RDP_NTLM = range(1, 12)
 AUTH_REPLY, AUTHORIZE_REPLY, CONNECT_REPLY, CREDENTIALS_REPLY, \
-    HOSTKEY_REPLY, ACK, RECORD_OPEN_REPLY, KEX_SIGN_REPLY = range(64, 72)
+    HOSTKEY_REPLY, ACK, RECORD_OPEN_REPLY, KEX_SIGN_REPLY, \
+    RDP_NTLM_REPLY = range(64, 73)
 AUTH_FAIL, AUTH_OK, AUTH_PARTIAL = 0, 1, 2
-KIND_EXEC = 1
-KIND_SCP = 3
+# policy.h: enum policy_kind
+KIND_SHELL, KIND_EXEC, KIND_SFTP, KIND_SCP, KIND_LOCAL_FORWARD, \
+    KIND_REMOTE_FORWARD, KIND_AGENT_FORWARD, KIND_X11, KIND_RDP = range(9)
 MPROTO_MAX = 65536
 SYS_pidfd_getfd = 438  # x86_64 and most others
 
@@ -73,10 +76,17 @@ def _seqpacket_inodes():
 
 
 class HostileChild:
-    """A stopped real session child whose monitor socket the test holds."""
+    """A stopped real session child whose monitor socket the test holds:
+    an SSH child, or with rdp an RDP child (the proxy's [rdp] enabled)."""
 
-    def __init__(self, proxy):
-        self.tcp, _, self.pid = open_preauth(proxy)
+    def __init__(self, proxy, rdp=False):
+        if rdp:
+            self.tcp = socket.create_connection(
+                ("127.0.0.1", proxy.rdp_port), timeout=10)
+            self.pid = serving_process(proxy.descendants, proxy.rdp_port,
+                                       self.tcp.getsockname()[1])
+        else:
+            self.tcp, _, self.pid = open_preauth(proxy)
         os.kill(self.pid, signal.SIGSTOP)
         seq = _seqpacket_inodes()
         target = None
@@ -147,6 +157,21 @@ class HostileChild:
             time.sleep(0.05)
         assert not self.alive(), "child %d still alive" % self.pid
 
+    def expect_killed_unanswered(self, timeout=10.0):
+        """The monitor ends the child without answering its last request
+        at all (no reply of any kind comes before the end)."""
+        self.sock.settimeout(timeout)
+        try:
+            r = self.recv()
+        except socket.timeout:
+            r = "timeout"
+        assert r is None, "monitor answered instead of ending the child: " \
+            "%r" % (r if r == "timeout" else "reply %d" % r[0])
+        deadline = time.monotonic() + timeout
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not self.alive(), "child %d still alive" % self.pid
+
     def close(self):
         try:
             self.sock.close()
@@ -182,12 +207,11 @@ def verdict(reply):
     return payload[0]
 
 
-@pytest.fixture
-def hostile(proxy):
+def _hostile_children(server, rdp):
     made = []
 
     def make():
-        h = HostileChild(proxy)
+        h = HostileChild(server, rdp=rdp)
         made.append(h)
         return h
 
@@ -195,7 +219,12 @@ def hostile(proxy):
     for h in made:
         h.close()
     # Whatever the hostile children did, the server is still up.
-    assert proxy.proc.poll() is None, proxy.log_tail()
+    assert server.proc.poll() is None, server.log_tail()
+
+
+@pytest.fixture
+def hostile(proxy):
+    yield from _hostile_children(proxy, False)
 
 
 @pytest.fixture
@@ -486,3 +515,132 @@ def test_unread_replies_do_not_stall_the_server(hostile, victim, proxy,
     r = ssh_client.ssh(login, "echo still-serving", password=password)
     assert "still-serving" in r.out, r
     assert time.monotonic() - t0 < 10
+
+
+# --- one kind of child asking for the other kind's requests
+#
+# The SSH proxy's children and the RDP proxy's talk to the same monitor.
+# What only one kind ever asks (monitor.h's table): an SSH child never
+# asks for an NTLM key or an RDP session; an RDP child never asks for a
+# host-key signature, a public-key login, a TOTP answer after a partial
+# login (its code comes in the user name) or an SSH channel. A child
+# that does is compromised: it is ended without an answer.
+
+def rdp_asset(pc):
+    """An rdp asset (no target behind it: nothing here connects)."""
+    _, out, _ = pc.cli("asset", "add", uniq("w"), "--protocol", "rdp",
+                       "--host", "127.0.0.1", "--port", free_port(),
+                       "--login", "rdptarget", "--password-stdin",
+                       input="Target-Pass-42\n")
+    return out.strip()
+
+
+def test_ssh_child_asking_for_an_ntlm_key_is_killed(hostile, victim):
+    login, _, _, _ = victim
+    h = hostile()
+    h.kex_sign()
+    h.send(RDP_NTLM, s_str(login) + s_str(""))
+    h.expect_killed_unanswered()
+
+
+def test_ssh_child_authorizing_an_rdp_session_is_killed(hostile, proxy):
+    """Logged in for an rdp asset it may use, an SSH child asking for an
+    RDP session is ended, and no report row is opened for it."""
+    password = "pw-" + uniq()
+    user = proxy.user_add(password=password)
+    asset_id = rdp_asset(proxy)
+    proxy.allow(user, asset_id)
+    h = hostile()
+    h.kex_sign()
+    assert verdict(h.password("%s#%s" % (user, asset_id), password)) \
+        == AUTH_OK
+    h.send(AUTHORIZE, u8(KIND_RDP) + s_str(""))
+    h.expect_killed_unanswered()
+    assert not any(r.get("user") == user and r.get("kind") == "rdp"
+                   for r in proxy.sessions())
+
+
+@pytest.fixture
+def rdp_hostile(rdp_proxy):
+    yield from _hostile_children(rdp_proxy, True)
+
+
+@pytest.fixture
+def rdp_victim(rdp_proxy):
+    """A user with a password allowed on an rdp asset: (login,
+    password)."""
+    password = "pw-" + uniq()
+    user = rdp_proxy.user_add(password=password)
+    asset_id = rdp_asset(rdp_proxy)
+    rdp_proxy.allow(user, asset_id)
+    return "%s#%s" % (user, asset_id), password
+
+
+@pytest.fixture
+def victim_key(rdp_proxy, tmp_path):
+    """A user with a registered Ed25519 key allowed on an rdp asset:
+    (login, paramiko key)."""
+    user = rdp_proxy.user_add(password="pw-" + uniq())
+    path = keygen(tmp_path / ("k" + uniq()))
+    rdp_proxy.key_add(user, str(path) + ".pub")
+    asset_id = rdp_asset(rdp_proxy)
+    rdp_proxy.allow(user, asset_id)
+    return "%s#%s" % (user, asset_id), \
+        paramiko.Ed25519Key(filename=str(path))
+
+
+def test_rdp_child_requests_are_answered(rdp_hostile, rdp_victim):
+    """The positive control: a child of the RDP spawner, impersonated,
+    gets its NTLM key question answered, logs in and is given its RDP
+    session, so the refusals below refuse only the other kind's
+    requests."""
+    login, password = rdp_victim
+    h = rdp_hostile()
+    mtype, _ = h.call(RDP_NTLM, s_str(login) + s_str(""))
+    assert mtype == RDP_NTLM_REPLY
+    assert verdict(h.password(login, password)) == AUTH_OK
+    mtype, payload = h.call(AUTHORIZE, u8(KIND_RDP) + s_str(""))
+    assert mtype == AUTHORIZE_REPLY and payload[0] == 1, payload
+
+
+def test_rdp_child_asking_for_a_host_key_signature_is_killed(rdp_hostile):
+    """The SSH host key signs for SSH children only: an RDP child has no
+    key exchange, and a signature over bytes it chose is an oracle."""
+    h = rdp_hostile()
+    h.send(KEX_SIGN, s_str("ssh-ed25519") + u8(0) + s_str(os.urandom(32)))
+    h.expect_killed_unanswered()
+
+
+def test_rdp_child_probing_a_public_key_is_killed(rdp_hostile, victim_key):
+    login, key = victim_key
+    h = rdp_hostile()
+    h.send(AUTH_PUBKEY, s_str(login) + u8(0) + s_str(key.asbytes()))
+    h.expect_killed_unanswered()
+
+
+def test_rdp_child_answering_totp_is_killed(rdp_hostile, rdp_proxy,
+                                            rdp_victim):
+    """An RDP login's TOTP code comes in the user name; a partial login
+    gives an RDP child no second question to answer."""
+    login, password = rdp_victim
+    secret = rdp_proxy.totp_enable(login.split("#")[0])
+    h = rdp_hostile()
+    assert verdict(h.password(login, password)) == AUTH_PARTIAL
+    h.send(AUTH_TOTP, s_str(fresh_totp_code(secret)))
+    h.expect_killed_unanswered()
+
+
+@pytest.mark.parametrize("kind", [
+    KIND_SHELL, KIND_EXEC, KIND_SFTP, KIND_SCP, KIND_LOCAL_FORWARD,
+    KIND_REMOTE_FORWARD, KIND_AGENT_FORWARD, KIND_X11])
+def test_rdp_child_authorizing_an_ssh_channel_is_killed(rdp_hostile,
+                                                        rdp_proxy,
+                                                        rdp_victim, kind):
+    login, password = rdp_victim
+    h = rdp_hostile()
+    assert verdict(h.password(login, password)) == AUTH_OK
+    detail = "scp -f /etc/hostname" if kind == KIND_SCP else "id"
+    h.send(AUTHORIZE, u8(kind) + s_str(detail))
+    h.expect_killed_unanswered()
+    user = login.split("#")[0]
+    assert not any(r.get("user") == user for r in rdp_proxy.sessions())

@@ -9,6 +9,7 @@
  * A real monitor (store, vault and lockout in a temporary directory, no
  * loop: password checks run in line) and children that are socketpairs.
  */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -206,12 +207,43 @@ static void test_failed_nla_counts_once(void **state)
     gone(t, c, peer);
 }
 
+/* An SSH child asking for an NTLM key is compromised: ended (MC_DEAD),
+ * with no reply and no key; the same request from an RDP child is
+ * answered. */
+static void test_ssh_child_gets_no_ntlm_key(void **state)
+{
+    struct t *t = *state;
+    struct buf *b = buf_new(MPROTO_MAX);
+    struct mchild *c;
+    char why[256];
+    uint8_t type = 0;
+    int peer;
+
+    assert_non_null(b);
+    c = child(t, &peer);
+    c->rdp = false;
+    assert_int_equal(buf_put_cstring(b, "alice#srv"), ERR_OK);
+    assert_int_equal(buf_put_cstring(b, ""), ERR_OK);
+    assert_int_equal(monitor_request(&t->m, c, MP_RDP_NTLM, b), ERR_PROTO);
+    assert_int_equal(c->state, MC_DEAD);
+    assert_int_equal(fcntl(peer, F_SETFL, O_NONBLOCK), 0);
+    /* nothing to read: no reply (EAGAIN), or the end (EOF) */
+    assert_int_not_equal(mproto_recv(peer, &type, b, NULL), ERR_OK);
+    buf_free(b);
+    gone(t, c, peer);
+    c = child(t, &peer);
+    assert_true(ntlm(t, c, peer, why, sizeof(why)));
+    gone(t, c, peer);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ntlm_keys_count_until_login,
                                         setup3, teardown),
         cmocka_unit_test_setup_teardown(test_failed_nla_counts_once, setup4,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ssh_child_gets_no_ntlm_key, setup4,
                                         teardown),
     };
 
