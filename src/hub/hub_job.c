@@ -401,18 +401,45 @@ struct hub_batch_tally {
     int64_t running;
 };
 
+/* Whether another node holds an agent, read from the store once per
+ * pickup for each agent not connected here (a pass looks at up to 256
+ * queued jobs, and a batch on another node's agents would otherwise read
+ * the same rows for every job of every pass). */
+struct hub_elsewhere_memo {
+    char agent[JOB_AGENT_MAX + 1];
+    bool elsewhere;
+};
+
+static bool hub_agent_elsewhere_memo(struct hub *h, const char *agent_id,
+                                     struct hub_elsewhere_memo *memo,
+                                     size_t *nmemo)
+{
+    for (size_t k = 0; k < *nmemo; k++) {
+        if (strcmp(memo[k].agent, agent_id) == 0) {
+            return memo[k].elsewhere;
+        }
+    }
+    /* memo has room for every job of the pass */
+    snprintf(memo[*nmemo].agent, sizeof(memo[*nmemo].agent), "%s", agent_id);
+    memo[*nmemo].elsewhere = hub_agent_elsewhere(h, agent_id);
+    return memo[(*nmemo)++].elsewhere;
+}
+
 static void hub_jobs_pickup_once(struct hub *h)
 {
     struct store_job *list = NULL, *j;
     struct hub_batch_tally *tally = NULL;
-    size_t n = 0, nt = 0;
+    struct hub_elsewhere_memo *memo = NULL;
+    size_t n = 0, nt = 0, nmemo = 0;
 
     if (store_job_list_queued(h->store, &list, &n) != ERR_OK) {
         log_warn("hub: cannot read the queued jobs");
         return;
     }
     if ((j = calloc(1, sizeof(*j))) == NULL ||
-        (n > 0 && (tally = calloc(n, sizeof(*tally))) == NULL)) {
+        (n > 0 && ((tally = calloc(n, sizeof(*tally))) == NULL ||
+                   (memo = calloc(n, sizeof(*memo))) == NULL))) {
+        free(tally);
         free(j);
         free(list);
         return;
@@ -426,7 +453,7 @@ static void hub_jobs_pickup_once(struct hub *h)
 
         /* on a cluster, the node holding the agent runs its jobs */
         if (!hub_agent_online(h, list[i].agent_id) &&
-            hub_agent_elsewhere(h, list[i].agent_id)) {
+            hub_agent_elsewhere_memo(h, list[i].agent_id, memo, &nmemo)) {
             continue;
         }
         if (list[i].batch_id[0] != '\0' && list[i].concurrency > 0) {
@@ -500,6 +527,7 @@ static void hub_jobs_pickup_once(struct hub *h)
         }
         store_job_free_output(j);
     }
+    free(memo);
     free(tally);
     free(j);
     free(list);
