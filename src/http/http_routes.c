@@ -471,6 +471,8 @@ const struct http_route http_routes[] = {
       http_h_jobs_add, NULL /* admin: job.run */),
     R(HM_GET, API "/jobs/{id}", PERM_SELF, SCOPE_ROOT, NULL, false,
       http_h_jobs_get, NULL),
+    R(HM_GET, API "/jobs/{id}/stream", PERM_SELF, SCOPE_ROOT, NULL, false,
+      http_h_jobs_stream, NULL),
     R(HM_GET, API "/client-groups", PERM_ADMIN, SCOPE_ROOT, NULL, true,
       http_h_client_groups_list, NULL),
     R(HM_POST, API "/client-groups", PERM_ADMIN, SCOPE_ROOT,

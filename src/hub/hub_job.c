@@ -34,6 +34,32 @@ struct hub_job_buf {
     size_t len, cap;
 };
 
+/* A job's output, shared by the job and its watchers (hub.h); freed
+ * with the last of them. */
+struct hub_job_live {
+    int refs;
+    struct hub *h;
+    char id[STORE_ID_MAX + 1];
+    struct hub_job_buf out, err;
+    bool listed; /* in h->jobs_live (while the job runs) */
+    bool ended;
+    char status[JOB_MSG_STATUS_MAX + 1];
+    int exit_code, signal;
+    char why[JOB_MSG_WHY_MAX + 1];
+    struct hub_watch *watchers;
+    struct hub_job_live *next;
+};
+
+struct hub_watch {
+    struct hub *h;
+    char id[STORE_ID_MAX + 1];
+    struct hub_job_live *live; /* NULL: waiting in h->watch_waiting */
+    size_t off[2];             /* stdout, stderr bytes taken */
+    hub_watch_fn fn;
+    void *arg;
+    struct hub_watch *next;
+};
+
 struct hub_job {
     struct hub *h;
     struct loop *loop;
@@ -41,8 +67,8 @@ struct hub_job {
     uint64_t timer, progress_timer;
     bool fetch;
     struct job_msg msg;
-    struct hub_job_buf out, err;
-    bool dirty; /* output since the last progress call */
+    struct hub_job_live *live; /* out and err */
+    bool dirty;                /* output since the last progress call */
     /* what is still to send after the request line (a pushed file) */
     uint8_t *send;
     size_t send_len, send_off;
@@ -51,9 +77,67 @@ struct hub_job {
     void *arg;
 };
 
+static void hub_live_unref(struct hub_job_live *lv)
+{
+    if (--lv->refs > 0) {
+        return;
+    }
+    free(lv->out.p);
+    free(lv->err.p);
+    free(lv);
+}
+
+static void hub_live_wake(struct hub_job_live *lv)
+{
+    for (struct hub_watch *w = lv->watchers; w != NULL; w = w->next) {
+        w->fn(w->arg);
+    }
+}
+
+/* The job of lv starts here: it can be watched, and the watchers that
+ * waited for it follow it from now on. */
+static void hub_live_list(struct hub *h, struct hub_job_live *lv)
+{
+    struct hub_watch **pp = &h->watch_waiting;
+
+    lv->next = h->jobs_live;
+    h->jobs_live = lv;
+    lv->listed = true;
+    while (*pp != NULL) {
+        struct hub_watch *w = *pp;
+        if (strcmp(w->id, lv->id) != 0) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        w->live = lv;
+        lv->refs++;
+        w->next = lv->watchers;
+        lv->watchers = w;
+    }
+}
+
+static void hub_live_unlist(struct hub *h, struct hub_job_live *lv)
+{
+    if (!lv->listed) {
+        return;
+    }
+    for (struct hub_job_live **pp = &h->jobs_live; *pp != NULL;
+         pp = &(*pp)->next) {
+        if (*pp == lv) {
+            *pp = lv->next;
+            break;
+        }
+    }
+    lv->listed = false;
+    lv->next = NULL;
+}
+
 static void hub_job_end(struct hub_job *j, const struct hub_job_result *r,
                         bool ack)
 {
+    struct hub_job_live *lv = j->live;
+
     if (j->timer != 0) {
         loop_del_timer(j->loop, j->timer);
     }
@@ -71,8 +155,15 @@ static void hub_job_end(struct hub_job *j, const struct hub_job_result *r,
         }
         close(j->fd);
     }
-    free(j->out.p);
-    free(j->err.p);
+    /* watchers take the rest of the output, then the end */
+    hub_live_unlist(j->h, lv);
+    lv->ended = true;
+    snprintf(lv->status, sizeof(lv->status), "%s", r->status);
+    lv->exit_code = r->exit_code;
+    lv->signal = r->signal;
+    snprintf(lv->why, sizeof(lv->why), "%s", r->why != NULL ? r->why : "");
+    hub_live_wake(lv);
+    hub_live_unref(lv);
     free(j->send);
     free(j);
 }
@@ -82,10 +173,10 @@ static void hub_job_fail(struct hub_job *j, const char *status, const char *why)
     struct hub_job_result r = {.status = status,
                                .exit_code = -1,
                                .why = why,
-                               .out = j->out.p,
-                               .out_len = j->out.len,
-                               .err = j->err.p,
-                               .err_len = j->err.len};
+                               .out = j->live->out.p,
+                               .out_len = j->live->out.len,
+                               .err = j->live->err.p,
+                               .err_len = j->live->err.len};
 
     hub_job_end(j, &r, false);
 }
@@ -93,7 +184,7 @@ static void hub_job_fail(struct hub_job *j, const char *status, const char *why)
 static void hub_job_chunk(void *arg, int stream, const uint8_t *p, size_t n)
 {
     struct hub_job *j = arg;
-    struct hub_job_buf *b = stream == 1 ? &j->out : &j->err;
+    struct hub_job_buf *b = stream == 1 ? &j->live->out : &j->live->err;
 
     /* job_msg caps each stream at JOB_MSG_OUT_MAX */
     if (b->len + n > b->cap) {
@@ -114,6 +205,7 @@ static void hub_job_chunk(void *arg, int stream, const uint8_t *p, size_t n)
     memcpy(b->p + b->len, p, n);
     b->len += n;
     j->dirty = true;
+    hub_live_wake(j->live);
 }
 
 static void hub_job_progress(struct loop *l, void *arg)
@@ -124,7 +216,8 @@ static void hub_job_progress(struct loop *l, void *arg)
     j->progress_timer = 0;
     if (j->dirty && j->progress != NULL) {
         j->dirty = false;
-        j->progress(j->arg, j->out.p, j->out.len, j->err.p, j->err.len);
+        j->progress(j->arg, j->live->out.p, j->live->out.len, j->live->err.p,
+                    j->live->err.len);
     }
 }
 
@@ -140,7 +233,8 @@ static void hub_job_finish(struct hub_job *j)
         return;
     }
     if (job_msg_end(&j->msg, j->fetch, why, sizeof(why)) != ERR_OK ||
-        j->out.len != j->msg.out_len || j->err.len != j->msg.err_len) {
+        j->live->out.len != j->msg.out_len ||
+        j->live->err.len != j->msg.err_len) {
         char full[200];
         snprintf(full, sizeof(full), "the agent's result is malformed: %s",
                  j->msg.done ? why : "it ended before the result");
@@ -151,10 +245,10 @@ static void hub_job_finish(struct hub_job *j)
     r.exit_code = j->msg.exit_code;
     r.signal = j->msg.signal;
     r.why = j->msg.why[0] != '\0' ? j->msg.why : NULL;
-    r.out = j->out.p;
-    r.out_len = j->out.len;
-    r.err = j->err.p;
-    r.err_len = j->err.len;
+    r.out = j->live->out.p;
+    r.out_len = j->live->out.len;
+    r.err = j->live->err.p;
+    r.err_len = j->live->err.len;
     hub_job_end(j, &r, true);
 }
 
@@ -257,10 +351,16 @@ int hub_job_run(struct hub *h, const char *agent_id,
     int sv[2];
     size_t len;
 
-    if ((j = calloc(1, sizeof(*j))) == NULL) {
+    if ((j = calloc(1, sizeof(*j))) == NULL ||
+        (j->live = calloc(1, sizeof(*j->live))) == NULL) {
+        free(j);
         free(spec->data);
         return ERR_NOMEM;
     }
+    j->live->refs = 1;
+    j->live->h = h;
+    snprintf(j->live->id, sizeof(j->live->id), "%s",
+             spec->id != NULL ? spec->id : "");
     j->h = h;
     j->loop = h->loop;
     j->fn = fn;
@@ -297,6 +397,7 @@ int hub_job_run(struct hub *h, const char *agent_id,
                    sv) != 0) {
         free(txt);
         free(j->send);
+        free(j->live);
         free(j);
         return ERR_NOMEM;
     }
@@ -308,6 +409,7 @@ int hub_job_run(struct hub *h, const char *agent_id,
         close(sv[0]);
         close(sv[1]);
         free(j->send);
+        free(j->live);
         free(j);
         return ERR_IO;
     }
@@ -316,6 +418,10 @@ int hub_job_run(struct hub *h, const char *agent_id,
     j->timer = loop_add_timer(h->loop,
                               (int64_t)spec->timeout * 1000 + HUB_JOB_GRACE_MS,
                               hub_job_timeout, j);
+    /* a job (not a fetch of a kept result) may be watched */
+    if (!spec->fetch && j->live->id[0] != '\0') {
+        hub_live_list(h, j->live);
+    }
     /* on failure hub_connect has called hub_job_connected (j is gone) */
     (void)hub_connect(h, agent_id, HUB_TCP, HUB_JOB_DEST, 1, "portcullis", 0,
                       sv[1], hub_job_connected, j);
@@ -633,4 +739,113 @@ void hub_jobs_recover(struct hub *h, const char *agent_id)
         }
     }
     free(list);
+}
+
+/* --- watchers (hub.h) --- */
+
+struct hub_watch *hub_watch_job(struct hub *h, const char *id, hub_watch_fn fn,
+                                void *arg)
+{
+    struct hub_watch *w = calloc(1, sizeof(*w));
+    struct hub_job_live *lv;
+
+    if (w == NULL) {
+        return NULL;
+    }
+    w->h = h;
+    snprintf(w->id, sizeof(w->id), "%s", id);
+    w->fn = fn;
+    w->arg = arg;
+    h->nwatch++;
+    for (lv = h->jobs_live; lv != NULL; lv = lv->next) {
+        if (strcmp(lv->id, w->id) == 0) {
+            break;
+        }
+    }
+    if (lv == NULL) {
+        w->next = h->watch_waiting;
+        h->watch_waiting = w;
+        return w;
+    }
+    w->live = lv;
+    lv->refs++;
+    w->next = lv->watchers;
+    lv->watchers = w;
+    return w;
+}
+
+void hub_watch_free(struct hub_watch *w)
+{
+    struct hub_watch **pp;
+
+    if (w == NULL) {
+        return;
+    }
+    pp = w->live != NULL ? &w->live->watchers : &w->h->watch_waiting;
+    for (; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    }
+    if (w->live != NULL) {
+        hub_live_unref(w->live);
+    }
+    w->h->nwatch--;
+    free(w);
+}
+
+bool hub_watch_attached(const struct hub_watch *w)
+{
+    return w->live != NULL;
+}
+
+size_t hub_watch_peek(const struct hub_watch *w, int stream, const uint8_t **p,
+                      size_t max)
+{
+    const struct hub_job_buf *b;
+    size_t n;
+
+    if (w->live == NULL || (stream != 1 && stream != 2)) {
+        return 0;
+    }
+    b = stream == 1 ? &w->live->out : &w->live->err;
+    if (b->len <= w->off[stream - 1]) {
+        return 0;
+    }
+    n = b->len - w->off[stream - 1];
+    *p = b->p + w->off[stream - 1];
+    return n < max ? n : max;
+}
+
+void hub_watch_take(struct hub_watch *w, int stream, size_t n)
+{
+    if (w->live != NULL && (stream == 1 || stream == 2)) {
+        w->off[stream - 1] += n;
+    }
+}
+
+bool hub_watch_done(const struct hub_watch *w, struct hub_job_result *r)
+{
+    const struct hub_job_live *lv = w->live;
+
+    if (lv == NULL || !lv->ended || w->off[0] < lv->out.len ||
+        w->off[1] < lv->err.len) {
+        return false;
+    }
+    *r = (struct hub_job_result){.status = lv->status,
+                                 .exit_code = lv->exit_code,
+                                 .signal = lv->signal,
+                                 .why = lv->why[0] != '\0' ? lv->why : NULL};
+    return true;
+}
+
+bool hub_watch_job_ended(const struct hub_watch *w)
+{
+    return w->live != NULL && w->live->ended;
+}
+
+size_t hub_watch_count(const struct hub *h)
+{
+    return h->nwatch;
 }
