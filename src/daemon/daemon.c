@@ -382,6 +382,10 @@ int daemon_run(const struct config *cfg)
         log_warn("cannot listen for store-change notices; CLI changes to "
                  "credentials and tunnels apply after a restart");
     }
+    if (d.hub != NULL && hub_watch_listen(d.hub, cfg->data_dir) != ERR_OK) {
+        log_warn("cannot serve the CLI's job watchers; `portcullis job "
+                 "--follow` reads the store instead");
+    }
     if (notify_listen_ask(&d.ask, d.loop, cfg->data_dir, http_pair_ask,
                           d.http) != ERR_OK) {
         log_warn("cannot listen for the CLI's questions; `portcullis agent "

@@ -207,6 +207,10 @@ void hub_watch_take(struct hub_watch *w, int stream, size_t n);
 bool hub_watch_done(const struct hub_watch *w, struct hub_job_result *r);
 /* true once the job has ended (bytes may remain to be taken). */
 bool hub_watch_job_ended(const struct hub_watch *w);
+/* Serves the CLI's `--follow` on DATA/run/watch.sock (hub_watchsock.c);
+ * hub_stop() closes it. */
+int hub_watch_listen(struct hub *h, const char *data_dir);
+void hub_watch_unlisten(struct hub *h);
 /* Watchers now (all of this hub's), for limits and tests. */
 size_t hub_watch_count(const struct hub *h);
 

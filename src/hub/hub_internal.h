@@ -132,6 +132,7 @@ struct hub {
     struct hub_job_live *jobs_live;
     struct hub_watch *watch_waiting;
     size_t nwatch;
+    struct hub_wsocks *wsocks; /* the CLI's watch.sock (hub_watchsock.c) */
 };
 
 /* hub_announce.c: parses an announcement (docs/agent-protocol.md §2).

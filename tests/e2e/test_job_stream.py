@@ -6,8 +6,11 @@ it; a job printing as fast as it can for seconds keeps the agent's and
 the server's memory bounded and its kept output truncated with the
 documented marker, and watchers that never read cost the server
 nothing."""
+import http.client
 import json
+import re
 import socket
+import subprocess
 import time
 
 from agentlib import agent_server, make_agent, wait_agent  # noqa: F401
@@ -95,6 +98,25 @@ class Watch:
         self.sock.close()
 
 
+def watchers(pc):
+    conn = http.client.HTTPConnection("127.0.0.1", pc.http_port, timeout=30)
+    conn.request("GET", "/metrics",
+                 headers={"Authorization": "Bearer " + token(pc)})
+    r = conn.getresponse()
+    body = r.read().decode()
+    conn.close()
+    assert r.status == 200, body
+    return int(re.search(r"^portcullis_job_watchers (\d+)$", body,
+                         re.M).group(1))
+
+
+def wait_watchers(pc, n, timeout=10):
+    deadline = time.monotonic() + timeout
+    while watchers(pc) != n and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert watchers(pc) == n
+
+
 def start(pc, a, script, timeout=30):
     status, out = call(pc, "POST", "%s/agents/%s/commands" % (API, a.id),
                        {"interpreter": "sh", "script": script,
@@ -152,6 +174,36 @@ def test_output_reaches_a_watcher_within_a_second(agent_server, make_agent):
             off += len(d["text"].encode())
     # the polled API still answers as before
     assert j["exit_code"] == 4
+    # the watcher is gone with its connection
+    wait_watchers(pc, 0)
+
+
+def test_cli_follow_is_pushed_by_the_server(agent_server, make_agent):
+    pc = agent_server
+    a = online_agent(pc, make_agent, conf=SCRIPTS)
+    jid = start(pc, a, "sleep 1\n"
+                       "for i in 1 2; do echo \"$i $(date +%s.%N)\"; "
+                       "sleep 1; done\n"
+                       "echo late >&2\nexit 3\n")
+    p = subprocess.Popen([pc.bin, "-c", pc.conf, "job", "show", jid,
+                          "--follow"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        # the server follows the job for the CLI (watch.sock)
+        wait_watchers(pc, 1)
+        for _ in range(2):
+            ln = p.stdout.readline()
+            assert time.time() - float(ln.split()[1]) < 1.0, ln
+        rest, err = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert (p.returncode, rest, err) == (3, "", "late\n")
+    wait_watchers(pc, 0)
+    # after the end: the store alone, the same output
+    rc, out, err = pc.cli("job", "show", jid, "--follow", check=False)
+    assert rc == 3 and err == "late\n" and len(out.splitlines()) == 2, (
+        rc, out, err)
 
 
 def test_watching_an_ended_job_gives_its_output_and_end(agent_server,
