@@ -340,6 +340,7 @@ static const struct config_key agent_conf_keys[] = {
     AK("scripts_enabled", CK_BOOL, jobs.scripts_enabled, 0, 0, NULL),
     AK("script_interpreter", CK_FN, jobs, 0, 0, conf_set_script_interpreter),
     AK("job_results_dir", CK_FN, jobs, 0, 0, conf_set_results_dir),
+    AK("job_results_keep_days", CK_INT, jobs.results_keep_days, 0, 36500, NULL),
     AK("file_push_dir", CK_FN, jobs, 0, 0, conf_set_push_dir),
     AK("command_allow", CK_FN, jobs, 0, 0, conf_set_command_allow),
     AK("command_deny", CK_FN, jobs, 0, 0, conf_set_command_deny),

@@ -12,6 +12,7 @@
  */
 #include "agent/job.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -59,6 +60,7 @@ void job_rules_init(struct job_rules *r)
 {
     memset(r, 0, sizeof(*r));
     r->timeout_max = JOB_TIMEOUT_MAX_DEFAULT;
+    r->results_keep_days = JOB_RESULTS_KEEP_DAYS_DEFAULT;
 }
 
 void job_rules_free(struct job_rules *r)
@@ -1399,4 +1401,44 @@ int job_runner_spawn(const struct job_rules *r, int fd)
     while (waitpid(mid, &st, 0) < 0 && errno == EINTR) {
     }
     return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? ERR_OK : ERR_IO;
+}
+
+int job_results_sweep(const struct job_rules *r, long long max_age)
+{
+    int dir, n = 0;
+    DIR *d;
+    struct dirent *e;
+    time_t cut = time(NULL) - (time_t)max_age;
+
+    if (r->results_dir[0] == '\0' ||
+        (dir = open(r->results_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        return -1;
+    }
+    if ((d = fdopendir(dir)) == NULL) {
+        close(dir);
+        return -1;
+    }
+    while ((e = readdir(d)) != NULL) {
+        struct stat sb;
+        int fd;
+
+        /* the files are named by job IDs: [A-Za-z0-9-] */
+        if (e->d_name[0] == '.' || strlen(e->d_name) > JOB_ID_MAX ||
+            strspn(e->d_name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ"
+                              "RSTUVWXYZ0123456789-") != strlen(e->d_name)) {
+            continue;
+        }
+        fd = openat(dir, e->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+            continue;
+        }
+        if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_mtime < cut &&
+            flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+            unlinkat(dir, e->d_name, 0) == 0) {
+            n++;
+        }
+        close(fd);
+    }
+    closedir(d);
+    return n;
 }

@@ -37,6 +37,7 @@
 #define JOB_REQUEST_MAX (3 * JOB_SCRIPT_MAX + 16384)
 #define JOB_OUTPUT_CAP (4 * 1024 * 1024)
 #define JOB_TIMEOUT_MAX_DEFAULT 300
+#define JOB_RESULTS_KEEP_DAYS_DEFAULT 30
 #define JOB_KILL_GRACE_MS 2000
 #define JOB_TRUNC_MARKER "\n[portcullis: output truncated at 4194304 bytes]\n"
 /* the characters the safe default refuses */
@@ -67,6 +68,9 @@ struct job_rules {
     /* job_results_dir: where finished results wait for the server's
      * ack; "" : not kept */
     char results_dir[JOB_CWD_MAX + 1];
+    /* job_results_keep_days: a kept result nobody asked for goes after
+     * this many days (0: kept until the server asks) */
+    int results_keep_days;
     /* file_push_dir: the directories pushed files may land in (and
      * below); none by default */
     char push_dirs[JOB_PUSH_DIRS_MAX][JOB_CWD_MAX + 1];
@@ -130,5 +134,10 @@ int job_request_parse(const char *data, size_t len, struct job_request *out,
  * its own copy). The runner is detached (reparented to init): the agent
  * never waits for it. ERR_OK or ERR_IO. */
 int job_runner_spawn(const struct job_rules *r, int fd);
+/* Deletes the kept results in r->results_dir last written more than
+ * max_age seconds ago, except those a runner holds (a job still running
+ * keeps its file locked). The number deleted, or -1 if the directory
+ * cannot be read. */
+int job_results_sweep(const struct job_rules *r, long long max_age);
 
 #endif

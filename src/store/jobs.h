@@ -98,5 +98,9 @@ int store_job_unrecoverable(struct store *st, const char *id, const char *why);
  * (store_set_node) or on none, end "lost"; other nodes' running jobs stay
  * theirs. */
 int store_job_mark_lost(struct store *st);
+/* Retention: deletes the jobs that ended before `before` (their output
+ * with them) and the pushed files of batches with no job left; *deleted
+ * (may be NULL) the number of jobs. Jobs still queued or running stay. */
+int store_job_prune(struct store *st, int64_t before, int *deleted);
 
 #endif

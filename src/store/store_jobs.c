@@ -328,3 +328,30 @@ int store_job_mark_lost(struct store *st)
                   NULL, "it", util_now(), st->node);
     return store_tx_end(st, r);
 }
+
+int store_job_prune(struct store *st, int64_t before, int *deleted)
+{
+    int r, n = 0;
+
+    if (deleted != NULL) {
+        *deleted = 0;
+    }
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+        return r;
+    }
+    r = store_run(st, "job prune",
+                  "DELETE FROM jobs WHERE finished_at > 0 AND finished_at < $1"
+                  " AND status NOT IN ('queued', 'running')",
+                  &n, "i", before);
+    if (r == ERR_OK && n > 0) {
+        r = store_run(st, "job payload prune",
+                      "DELETE FROM job_payloads WHERE batch_id NOT IN"
+                      " (SELECT batch_id FROM jobs)",
+                      NULL, "");
+    }
+    r = store_tx_end(st, r);
+    if (r == ERR_OK && deleted != NULL) {
+        *deleted = n;
+    }
+    return r;
+}
