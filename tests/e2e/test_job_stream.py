@@ -318,11 +318,17 @@ def test_fast_output_and_idle_watchers_keep_memory_bounded(agent_server,
     # two 4 MiB buffers, shared by every watcher, and the store's copies:
     # well under 64 MiB more than before; 20 watchers each holding a copy
     # would be 160 MiB and more
-    assert peak_server - base_server < 64 * 1024, (base_server, peak_server)
-    # the agent relays through the SSH window; its runner drops what is
-    # past the cap instead of holding it
-    assert peak_agent - base_agent < 16 * 1024, (base_agent, peak_agent)
-    assert peak_runner < 32 * 1024, peak_runner
+    # (AddressSanitizer keeps freed memory in quarantine: the figures mean
+    # nothing there)
+    with open("/proc/%d/maps" % pc.pid) as f:
+        sanitized = "libasan" in f.read()
+    if not sanitized:
+        assert peak_server - base_server < 64 * 1024, (base_server,
+                                                       peak_server)
+        # the agent relays through the SSH window; its runner drops what
+        # is past the cap instead of holding it
+        assert peak_agent - base_agent < 16 * 1024, (base_agent, peak_agent)
+        assert peak_runner < 32 * 1024, peak_runner
     print("rss KiB: server %d -> %d, agent %d -> %d, runner %d"
           % (base_server, peak_server, base_agent, peak_agent, peak_runner))
     for w in idle:
