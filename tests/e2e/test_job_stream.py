@@ -29,12 +29,12 @@ def token(pc):
 class Watch:
     """One SSE connection: events as (arrival time, name, data)."""
 
-    def __init__(self, pc, job_id, tok, rcvbuf=None):
+    def __init__(self, pc, job_id, tok, rcvbuf=None, host="127.0.0.1"):
         self.sock = socket.socket()
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(30)
-        self.sock.connect(("127.0.0.1", pc.http_port))
+        self.sock.connect((host, pc.http_port))
         auth = "Authorization: Bearer %s\r\n" % tok if tok else ""
         self.sock.sendall(("GET %s/jobs/%s/stream HTTP/1.1\r\nHost: x\r\n"
                            "%sAccept: text/event-stream\r\n\r\n"
