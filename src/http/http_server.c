@@ -748,6 +748,9 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
          * terminal) belongs to its own protocol. */
         if (c != NULL && lws_get_protocol(wsi) == &http_protocol) {
             http_conn_undefer(c); /* its memory goes now */
+            /* a stream's watcher must not wake this wsi any more */
+            http_sse_free(c->sse);
+            c->sse = NULL;
         }
         return 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:

@@ -430,6 +430,11 @@ int http_h_jobs_stream(struct http_req *req)
     }
     /* the output is followed from byte 0, by the hub or the store */
     store_job_free_output(j);
+    if (req->method == HM_HEAD) {
+        free(j);
+        req->raw_type = "text/event-stream";
+        return http_ok(req, 200, json_object(), NULL);
+    }
     if (http_nsse >= HTTP_SSE_MAX || (s = calloc(1, sizeof(*s))) == NULL) {
         free(j);
         return http_error(req, 503, "server_busy", "Server busy",

@@ -7,6 +7,7 @@ the server's memory bounded and its kept output truncated with the
 documented marker, and watchers that never read cost the server
 nothing."""
 import http.client
+import os
 import json
 import re
 import socket
@@ -261,7 +262,7 @@ def runner_pids(agent_pid):
     their agent's command line is not possible; by parent subreaper
     instead): every process whose name is the agent's binary."""
     out = []
-    for pid in (p for p in __import__("os").listdir("/proc") if p.isdigit()):
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
         try:
             with open("/proc/%s/comm" % pid) as f:
                 if f.read().strip().startswith("portcullis-age"):
