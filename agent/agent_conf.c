@@ -269,6 +269,15 @@ static int conf_set_script_interpreter(void *obj, const struct config_key *k,
     return job_interp_add(&c->jobs, v, why, whylen);
 }
 
+static int conf_set_sudo_user(void *obj, const struct config_key *k,
+                              const char *v, char *why, size_t whylen)
+{
+    struct agent_conf *c = obj;
+
+    (void)k;
+    return job_sudo_user_add(&c->jobs, v, why, whylen);
+}
+
 static int conf_set_results_dir(void *obj, const struct config_key *k,
                                 const char *v, char *why, size_t whylen)
 {
@@ -346,6 +355,7 @@ static const struct config_key agent_conf_keys[] = {
     AK("command_deny", CK_FN, jobs, 0, 0, conf_set_command_deny),
     AK("command_timeout_max", CK_INT, jobs.timeout_max, 1, 86400, NULL),
     AK("allow_root", CK_BOOL, jobs.allow_root, 0, 0, NULL),
+    AK("sudo_user", CK_FN, jobs, 0, 0, conf_set_sudo_user),
     AK("log_level", CK_FN, log_level, 0, 0, conf_set_log_level),
     AK("log-level", CK_FN, log_level, 0, 0, conf_set_log_level),
 };

@@ -28,6 +28,8 @@
 #define JOB_COMMAND_MAX 8192
 #define JOB_CWD_MAX 4096
 #define JOB_PUSH_DIRS_MAX 16
+#define JOB_SUDO_USERS_MAX 16
+#define JOB_SUDO_PATH "/usr/bin/sudo"
 #define JOB_PUSH_SIZE_MAX (16 * 1024 * 1024)
 #define JOB_ACCOUNT_MAX 32
 #define JOB_INTERP_NAME_MAX 64
@@ -75,6 +77,11 @@ struct job_rules {
      * below); none by default */
     char push_dirs[JOB_PUSH_DIRS_MAX][JOB_CWD_MAX + 1];
     size_t npush_dirs;
+    /* sudo_user: the accounts a job may ask to run as, through sudo -n
+     * (the host's sudoers must let the agent's user do so); none: sudo
+     * is off */
+    char sudo_users[JOB_SUDO_USERS_MAX][JOB_ACCOUNT_MAX + 1];
+    size_t nsudo;
 };
 
 #define JOB_ID_MAX 64         /* [A-Za-z0-9-], a file name in job_results_dir */
@@ -97,8 +104,9 @@ struct job_request {
     char script[JOB_SCRIPT_MAX + 1];
     bool is_push; /* a file push: push, and size bytes after the line */
     struct job_push push;
-    char cwd[JOB_CWD_MAX + 1]; /* "" : the runner's directory (/) */
-    int timeout;               /* seconds, 1-86400 */
+    char cwd[JOB_CWD_MAX + 1];      /* "" : the runner's directory (/) */
+    int timeout;                    /* seconds, 1-86400 */
+    char sudo[JOB_ACCOUNT_MAX + 1]; /* "" : as the agent's own user */
 };
 
 void job_rules_init(struct job_rules *r);
@@ -115,6 +123,9 @@ int job_interp_add(struct job_rules *r, const char *v, char *why,
  * trailing '/' is dropped). ERR_CONFIG with why. */
 int job_push_dir_add(struct job_rules *r, const char *v, char *why,
                      size_t whylen);
+/* Adds a sudo_user (an account name). ERR_CONFIG with why. */
+int job_sudo_user_add(struct job_rules *r, const char *v, char *why,
+                      size_t whylen);
 /* True if path is absolute without ".", ".." or empty components and
  * does not end in '/'. */
 bool job_path_clean(const char *path);

@@ -358,7 +358,8 @@ static uint8_t *job_read_file(const char *path, size_t *len)
 
 static int job_start(struct cli_ctx *ctx, int argc, char **argv, bool push_mode)
 {
-    const char *pos[CLI_MAX_POS], *cwd = NULL, *script_path = NULL;
+    const char *pos[CLI_MAX_POS], *cwd = NULL, *script_path = NULL,
+                                  *sudo = NULL;
     const char *interp = NULL, *dest = NULL, *mode_s = NULL, *owner = NULL,
                *group = NULL, *agents_arg;
     int timeout = ADMIN_JOB_TIMEOUT_DEFAULT, concurrency = 0, dd, rc, r;
@@ -385,6 +386,7 @@ static int job_start(struct cli_ctx *ctx, int argc, char **argv, bool push_mode)
         CLI_OPT_STR("--groups", &groups_opt),
         CLI_OPT_INT("--timeout", &timeout, 1, ADMIN_JOB_TIMEOUT_MAX),
         CLI_OPT_STR("--cwd", &cwd),
+        CLI_OPT_STR("--sudo", &sudo),
         CLI_OPT_INT("--concurrency", &concurrency, 0, ADMIN_JOB_TARGETS_MAX),
         CLI_OPT_FLAG("--stop-on-failure", &stop),
         CLI_OPT_STR("--script", &script_path),
@@ -545,6 +547,7 @@ static int job_start(struct cli_ctx *ctx, int argc, char **argv, bool push_mode)
                                .script = script,
                                .push = push_mode ? &push : NULL,
                                .cwd = cwd,
+                               .sudo = sudo,
                                .timeout = timeout,
                                .concurrency = concurrency,
                                .stop_on_failure = stop};
@@ -718,7 +721,8 @@ static const struct cli_cmd job_run_cmd = {
     .name = "run",
     .synopsis = "job run [AGENT,...] [--tag T]... [--groups G,...] "
                 "[--concurrency N] "
-                "[--stop-on-failure] [--timeout S] [--cwd DIR] [--follow] "
+                "[--stop-on-failure] [--timeout S] [--cwd DIR] [--sudo USER] "
+                "[--follow] "
                 "{-- COMMAND... | --script FILE [--interpreter NAME]}",
     .summary = "Run a command or a script on agents (their own config "
                "decides) and wait. One agent: print its output and exit with "

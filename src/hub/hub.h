@@ -151,8 +151,10 @@ struct hub_job_spec {
     const char *command;     /* NULL for a script */
     const char *interpreter; /* NULL or "" for a command */
     const char *script;
-    const char *cwd; /* "" or NULL: the agent's choice */
-    int timeout;     /* seconds */
+    const char *cwd;  /* "" or NULL: the agent's choice */
+    const char *sudo; /* "" or NULL: as the agent's user; else through
+                       * sudo as this account (the agent's sudo_user) */
+    int timeout;      /* seconds */
     bool fetch;
     /* a file push: its parameters (JSON object text) and bytes, which
      * hub_job_run takes (freed with free()) */

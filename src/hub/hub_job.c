@@ -66,6 +66,7 @@ struct hub_job {
     int fd;
     uint64_t timer, progress_timer;
     bool fetch;
+    bool sudo; /* asked for sudo: the result must say it was understood */
     struct job_msg msg;
     struct hub_job_live *live; /* out and err */
     bool dirty;                /* output since the last progress call */
@@ -241,6 +242,14 @@ static void hub_job_finish(struct hub_job *j)
         hub_job_fail(j, j->msg.done ? "failed" : "lost", full);
         return;
     }
+    if (j->sudo && !j->msg.sudo && strcmp(j->msg.status, "refused") != 0) {
+        /* an agent from before sudo ignores the key and runs the job as
+         * its own user: say so rather than pass it off as done */
+        hub_job_fail(j, "failed",
+                     "the agent ignored sudo (it predates it): the job ran "
+                     "as the agent's own user");
+        return;
+    }
     r.status = j->msg.status;
     r.exit_code = j->msg.exit_code;
     r.signal = j->msg.signal;
@@ -370,6 +379,7 @@ int hub_job_run(struct hub *h, const char *agent_id,
     j->arg = arg;
     j->fd = -1;
     j->fetch = spec->fetch;
+    j->sudo = spec->sudo != NULL && spec->sudo[0] != '\0';
     job_msg_init(&j->msg);
     if (spec->fetch) {
         req = json_pack("{s:s, s:i}", "fetch", spec->id, "timeout",
@@ -389,6 +399,9 @@ int hub_job_run(struct hub *h, const char *agent_id,
             "{s:s, s:s, s:s, s:i}", "id", spec->id != NULL ? spec->id : "",
             "command", spec->command != NULL ? spec->command : "", "cwd",
             spec->cwd != NULL ? spec->cwd : "", "timeout", spec->timeout);
+    }
+    if (req != NULL && j->sudo && !spec->fetch && spec->push == NULL) {
+        json_object_set_new(req, "sudo", json_string(spec->sudo));
     }
     txt = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
     json_decref(req);
@@ -623,6 +636,7 @@ static void hub_jobs_pickup_once(struct hub *h)
                                      .interpreter = j->interpreter,
                                      .script = j->script,
                                      .cwd = j->cwd,
+                                     .sudo = j->sudo,
                                      .timeout = j->timeout};
         if (hub_job_run(h, j->agent_id, &spec, hub_job_queued_done, q) !=
             ERR_OK) {

@@ -182,7 +182,8 @@ def test_output_reaches_a_watcher_within_a_second(agent_server, make_agent):
 def test_cli_follow_is_pushed_by_the_server(agent_server, make_agent):
     pc = agent_server
     a = online_agent(pc, make_agent, conf=SCRIPTS)
-    jid = start(pc, a, "sleep 1\n"
+    # (time for the CLI to start, slow under sanitizers)
+    jid = start(pc, a, "sleep 4\n"
                        "for i in 1 2; do echo \"$i $(date +%s.%N)\"; "
                        "sleep 1; done\n"
                        "echo late >&2\nexit 3\n")
@@ -279,18 +280,20 @@ def test_fast_output_and_idle_watchers_keep_memory_bounded(agent_server,
     tok = token(pc)
     base_server = rss_kib(pc.pid)
     base_agent = rss_kib(a.pid)
-    # a job that prints as fast as it can for 6 s (far more than 4 MiB on
-    # each stream)
-    jid = start(pc, a, "timeout 6 yes portcullis-stdout-line &\n"
-                       "timeout 6 yes portcullis-stderr-line >&2\nwait\n",
-                timeout=30)
+    # a job that prints 12 MB on each stream as fast as it can (for
+    # seconds: the server takes it as fast as it can, and past the cap
+    # the agent's runner reads and drops)
+    jid = start(pc, a, "yes portcullis-stdout-line | head -c 12000000 &\n"
+                       "yes portcullis-stderr-line | head -c 12000000 >&2\n"
+                       "wait\n",
+                timeout=60)
     # 20 watchers that never read a byte (small receive buffers), and one
     # that reads everything
     idle = [Watch(pc, jid, tok, rcvbuf=4096) for _ in range(20)]
     reader = Watch(pc, jid, tok)
     assert reader.head() == 200
     peak_server = peak_agent = peak_runner = 0
-    deadline = time.monotonic() + 40
+    deadline = time.monotonic() + 60
     done = False
     sampled = 0
     while time.monotonic() < deadline and not done:
