@@ -269,6 +269,15 @@ static int conf_set_script_interpreter(void *obj, const struct config_key *k,
     return job_interp_add(&c->jobs, v, why, whylen);
 }
 
+static int conf_set_sudo_user(void *obj, const struct config_key *k,
+                              const char *v, char *why, size_t whylen)
+{
+    struct agent_conf *c = obj;
+
+    (void)k;
+    return job_sudo_user_add(&c->jobs, v, why, whylen);
+}
+
 static int conf_set_results_dir(void *obj, const struct config_key *k,
                                 const char *v, char *why, size_t whylen)
 {
@@ -340,11 +349,13 @@ static const struct config_key agent_conf_keys[] = {
     AK("scripts_enabled", CK_BOOL, jobs.scripts_enabled, 0, 0, NULL),
     AK("script_interpreter", CK_FN, jobs, 0, 0, conf_set_script_interpreter),
     AK("job_results_dir", CK_FN, jobs, 0, 0, conf_set_results_dir),
+    AK("job_results_keep_days", CK_INT, jobs.results_keep_days, 0, 36500, NULL),
     AK("file_push_dir", CK_FN, jobs, 0, 0, conf_set_push_dir),
     AK("command_allow", CK_FN, jobs, 0, 0, conf_set_command_allow),
     AK("command_deny", CK_FN, jobs, 0, 0, conf_set_command_deny),
     AK("command_timeout_max", CK_INT, jobs.timeout_max, 1, 86400, NULL),
     AK("allow_root", CK_BOOL, jobs.allow_root, 0, 0, NULL),
+    AK("sudo_user", CK_FN, jobs, 0, 0, conf_set_sudo_user),
     AK("log_level", CK_FN, log_level, 0, 0, conf_set_log_level),
     AK("log-level", CK_FN, log_level, 0, 0, conf_set_log_level),
 };

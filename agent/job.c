@@ -12,6 +12,7 @@
  */
 #include "agent/job.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -59,6 +60,7 @@ void job_rules_init(struct job_rules *r)
 {
     memset(r, 0, sizeof(*r));
     r->timeout_max = JOB_TIMEOUT_MAX_DEFAULT;
+    r->results_keep_days = JOB_RESULTS_KEEP_DAYS_DEFAULT;
 }
 
 void job_rules_free(struct job_rules *r)
@@ -319,6 +321,39 @@ int job_push_dir_add(struct job_rules *r, const char *v, char *why,
     return ERR_OK;
 }
 
+static bool job_account_ok(const char *s, size_t n);
+
+int job_sudo_user_add(struct job_rules *r, const char *v, char *why,
+                      size_t whylen)
+{
+    if (r->nsudo >= JOB_SUDO_USERS_MAX) {
+        job_why(why, whylen, "sudo_user: at most %d", JOB_SUDO_USERS_MAX);
+        return ERR_CONFIG;
+    }
+    if (v[0] == '\0' || !job_account_ok(v, strlen(v))) {
+        job_why(why, whylen,
+                "sudo_user: an account name (letters, digits, '.', '_', "
+                "'-'; at most %d)",
+                JOB_ACCOUNT_MAX);
+        return ERR_CONFIG;
+    }
+    snprintf(r->sudo_users[r->nsudo++], sizeof(r->sudo_users[0]), "%s", v);
+    return ERR_OK;
+}
+
+/* Whether account names root (by name or number, or an account whose
+ * uid is 0). */
+static bool job_account_is_root(const char *account)
+{
+    struct passwd *pw;
+
+    if (strcmp(account, "root") == 0 || strcmp(account, "0") == 0) {
+        return true;
+    }
+    pw = getpwnam(account);
+    return pw != NULL && pw->pw_uid == 0;
+}
+
 /* The accepted directory path lies in (the longest), or NULL. */
 static const char *job_push_dir_of(const struct job_rules *r, const char *path)
 {
@@ -439,6 +474,25 @@ bool job_check(const struct job_rules *r, const struct job_request *q,
         job_why(why, whylen, "timeout %d s exceeds command_timeout_max %d s",
                 q->timeout, r->timeout_max);
         return false;
+    }
+    if (q->sudo[0] != '\0') {
+        bool listed = false;
+        if (r->nsudo == 0) {
+            job_why(why, whylen, "sudo is off on this agent (no sudo_user)");
+            return false;
+        }
+        for (size_t i = 0; i < r->nsudo; i++) {
+            listed = listed || strcmp(r->sudo_users[i], q->sudo) == 0;
+        }
+        if (!listed) {
+            job_why(why, whylen, "sudo to '%s' is not allowed (sudo_user)",
+                    q->sudo);
+            return false;
+        }
+        if (job_account_is_root(q->sudo) && !r->allow_root) {
+            job_why(why, whylen, "sudo to root needs allow_root");
+            return false;
+        }
     }
     if (q->interpreter[0] != '\0') {
         if (job_interp_path(r, q->interpreter) == NULL) {
@@ -635,6 +689,15 @@ int job_request_parse(const char *data, size_t len, struct job_request *out,
                 goto out;
             }
             memcpy(out->cwd, json_string_value(v), n + 1);
+        } else if (strcmp(key, "sudo") == 0) {
+            size_t n = json_string_length(v);
+            if (!json_is_string(v) || n == 0 ||
+                !job_account_ok(json_string_value(v), n)) {
+                job_why(why, whylen, "sudo: an account name of 1-%d characters",
+                        JOB_ACCOUNT_MAX);
+                goto out;
+            }
+            memcpy(out->sudo, json_string_value(v), n + 1);
         } else if (strcmp(key, "timeout") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) < 1 ||
                 json_integer_value(v) > 86400) {
@@ -646,7 +709,8 @@ int job_request_parse(const char *data, size_t len, struct job_request *out,
     }
     if (out->is_push) {
         if (out->command[0] != '\0' || out->script[0] != '\0' ||
-            out->interpreter[0] != '\0' || out->fetch[0] != '\0') {
+            out->interpreter[0] != '\0' || out->fetch[0] != '\0' ||
+            out->sudo[0] != '\0') {
             job_why(why, whylen, "a push asks for nothing else");
             goto out;
         }
@@ -655,7 +719,8 @@ int job_request_parse(const char *data, size_t len, struct job_request *out,
     }
     if (out->fetch[0] != '\0') {
         if (out->command[0] != '\0' || out->script[0] != '\0' ||
-            out->interpreter[0] != '\0' || out->id[0] != '\0') {
+            out->interpreter[0] != '\0' || out->id[0] != '\0' ||
+            out->sudo[0] != '\0') {
             job_why(why, whylen, "a fetch asks for nothing else");
             goto out;
         }
@@ -701,7 +766,8 @@ static bool job_write_all(int fd, const void *p, size_t len)
 struct job_sink {
     int sock;
     bool sock_ok;
-    int keep; /* -1: none */
+    int keep;         /* -1: none */
+    const char *sudo; /* ran through sudo as this account; NULL: no */
 };
 
 static void job_frame(struct job_sink *k, char type, const void *p, size_t n)
@@ -740,6 +806,10 @@ static void job_send_result(struct job_sink *k, const char *status, int code,
     json_object_set_new(h, "signal", sig > 0 ? json_integer(sig) : json_null());
     if (why != NULL) {
         json_object_set_new(h, "why", json_string(why));
+    }
+    if (k->sudo != NULL) {
+        /* tells the server the request's sudo was understood */
+        json_object_set_new(h, "sudo", json_string(k->sudo));
     }
     json_object_set_new(h, "stdout_len",
                         json_integer(o ? (json_int_t)o->len : 0));
@@ -1224,6 +1294,9 @@ static void job_runner(const struct job_rules *r, int fd)
         job_push_run(r, fd, &q, extra, extra_len, &k);
         goto done;
     }
+    if (q.sudo[0] != '\0') {
+        k.sudo = q.sudo;
+    }
     if (pipe2(po, O_CLOEXEC) != 0 || pipe2(pe, O_CLOEXEC) != 0) {
         job_send_result(&k, "failed", -1, 0, "out of resources", NULL, NULL);
         return;
@@ -1243,7 +1316,10 @@ static void job_runner(const struct job_rules *r, int fd)
         char sh[] = "sh", dash_c[] = "-c", dev_script[32];
         char pw_np[] = "-NoProfile", pw_ni[] = "-NonInteractive",
              pw_cmd[] = "-Command", pw_stdin[] = "-";
+        char dev_stdin[] = "/dev/stdin", sudo[] = "sudo", sudo_n[] = "-n",
+             sudo_u[] = "-u", sudo_end[] = "--", prog_path[JOB_CWD_MAX + 1];
         char *argv[8] = {sh, dash_c, q.command, NULL};
+        char *sargv[16];
         const char *prog = "/bin/sh";
         int rc;
 
@@ -1263,6 +1339,12 @@ static void job_runner(const struct job_rules *r, int fd)
                 argv[3] = pw_cmd;
                 argv[4] = pw_stdin;
                 argv[5] = NULL;
+            } else if (q.sudo[0] != '\0') {
+                /* sudo closes every descriptor above 2: the sealed copy
+                 * is the standard input */
+                posix_spawn_file_actions_adddup2(&fa, sfd, 0);
+                argv[1] = dev_stdin;
+                argv[2] = NULL;
             } else {
                 /* the sealed copy, by its descriptor: nothing on disk */
                 posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY,
@@ -1288,7 +1370,26 @@ static void job_runner(const struct job_rules *r, int fd)
         posix_spawnattr_setpgroup(&at, 0);
         posix_spawnattr_setsigdefault(&at, &all);
         posix_spawnattr_setsigmask(&at, &none);
-        rc = posix_spawn(&pid, prog, &fa, &at, argv, environ);
+        if (q.sudo[0] != '\0') {
+            /* sudo -n -u USER -- PROG ARGS...: never asks for a password
+             * (the host's sudoers decides, docs/agent.md "sudo") */
+            size_t na = 0;
+            snprintf(prog_path, sizeof(prog_path), "%s", prog);
+            sargv[na++] = sudo;
+            sargv[na++] = sudo_n;
+            sargv[na++] = sudo_u;
+            sargv[na++] = q.sudo;
+            sargv[na++] = sudo_end;
+            sargv[na++] = prog_path;
+            for (size_t i = 1; argv[i] != NULL && na < 15; i++) {
+                sargv[na++] = argv[i];
+            }
+            sargv[na] = NULL;
+            prog = JOB_SUDO_PATH;
+            rc = posix_spawn(&pid, prog, &fa, &at, sargv, environ);
+        } else {
+            rc = posix_spawn(&pid, prog, &fa, &at, argv, environ);
+        }
         posix_spawn_file_actions_destroy(&fa);
         posix_spawnattr_destroy(&at);
         if (sfd >= 0) {
@@ -1419,4 +1520,44 @@ int job_runner_spawn(const struct job_rules *r, int fd)
     while (waitpid(mid, &st, 0) < 0 && errno == EINTR) {
     }
     return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? ERR_OK : ERR_IO;
+}
+
+int job_results_sweep(const struct job_rules *r, long long max_age)
+{
+    int dir, n = 0;
+    DIR *d;
+    struct dirent *e;
+    time_t cut = time(NULL) - (time_t)max_age;
+
+    if (r->results_dir[0] == '\0' ||
+        (dir = open(r->results_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        return -1;
+    }
+    if ((d = fdopendir(dir)) == NULL) {
+        close(dir);
+        return -1;
+    }
+    while ((e = readdir(d)) != NULL) {
+        struct stat sb;
+        int fd;
+
+        /* the files are named by job IDs: [A-Za-z0-9-] */
+        if (e->d_name[0] == '.' || strlen(e->d_name) > JOB_ID_MAX ||
+            strspn(e->d_name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ"
+                              "RSTUVWXYZ0123456789-") != strlen(e->d_name)) {
+            continue;
+        }
+        fd = openat(dir, e->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+            continue;
+        }
+        if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_mtime < cut &&
+            flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+            unlinkat(dir, e->d_name, 0) == 0) {
+            n++;
+        }
+        close(fd);
+    }
+    closedir(d);
+    return n;
 }

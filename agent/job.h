@@ -28,6 +28,8 @@
 #define JOB_COMMAND_MAX 8192
 #define JOB_CWD_MAX 4096
 #define JOB_PUSH_DIRS_MAX 16
+#define JOB_SUDO_USERS_MAX 16
+#define JOB_SUDO_PATH "/usr/bin/sudo"
 #define JOB_PUSH_SIZE_MAX (16 * 1024 * 1024)
 #define JOB_ACCOUNT_MAX 32
 #define JOB_INTERP_NAME_MAX 64
@@ -37,6 +39,7 @@
 #define JOB_REQUEST_MAX (3 * JOB_SCRIPT_MAX + 16384)
 #define JOB_OUTPUT_CAP (4 * 1024 * 1024)
 #define JOB_TIMEOUT_MAX_DEFAULT 300
+#define JOB_RESULTS_KEEP_DAYS_DEFAULT 30
 #define JOB_KILL_GRACE_MS 2000
 #define JOB_TRUNC_MARKER "\n[portcullis: output truncated at 4194304 bytes]\n"
 /* the characters the safe default refuses */
@@ -67,10 +70,18 @@ struct job_rules {
     /* job_results_dir: where finished results wait for the server's
      * ack; "" : not kept */
     char results_dir[JOB_CWD_MAX + 1];
+    /* job_results_keep_days: a kept result nobody asked for goes after
+     * this many days (0: kept until the server asks) */
+    int results_keep_days;
     /* file_push_dir: the directories pushed files may land in (and
      * below); none by default */
     char push_dirs[JOB_PUSH_DIRS_MAX][JOB_CWD_MAX + 1];
     size_t npush_dirs;
+    /* sudo_user: the accounts a job may ask to run as, through sudo -n
+     * (the host's sudoers must let the agent's user do so); none: sudo
+     * is off */
+    char sudo_users[JOB_SUDO_USERS_MAX][JOB_ACCOUNT_MAX + 1];
+    size_t nsudo;
 };
 
 #define JOB_ID_MAX 64         /* [A-Za-z0-9-], a file name in job_results_dir */
@@ -93,8 +104,9 @@ struct job_request {
     char script[JOB_SCRIPT_MAX + 1];
     bool is_push; /* a file push: push, and size bytes after the line */
     struct job_push push;
-    char cwd[JOB_CWD_MAX + 1]; /* "" : the runner's directory (/) */
-    int timeout;               /* seconds, 1-86400 */
+    char cwd[JOB_CWD_MAX + 1];      /* "" : the runner's directory (/) */
+    int timeout;                    /* seconds, 1-86400 */
+    char sudo[JOB_ACCOUNT_MAX + 1]; /* "" : as the agent's own user */
 };
 
 void job_rules_init(struct job_rules *r);
@@ -111,6 +123,9 @@ int job_interp_add(struct job_rules *r, const char *v, char *why,
  * trailing '/' is dropped). ERR_CONFIG with why. */
 int job_push_dir_add(struct job_rules *r, const char *v, char *why,
                      size_t whylen);
+/* Adds a sudo_user (an account name). ERR_CONFIG with why. */
+int job_sudo_user_add(struct job_rules *r, const char *v, char *why,
+                      size_t whylen);
 /* True if path is absolute without ".", ".." or empty components and
  * does not end in '/'. */
 bool job_path_clean(const char *path);
@@ -130,5 +145,10 @@ int job_request_parse(const char *data, size_t len, struct job_request *out,
  * its own copy). The runner is detached (reparented to init): the agent
  * never waits for it. ERR_OK or ERR_IO. */
 int job_runner_spawn(const struct job_rules *r, int fd);
+/* Deletes the kept results in r->results_dir last written more than
+ * max_age seconds ago, except those a runner holds (a job still running
+ * keeps its file locked). The number deleted, or -1 if the directory
+ * cannot be read. */
+int job_results_sweep(const struct job_rules *r, long long max_age);
 
 #endif

@@ -4,6 +4,7 @@
  * through it. See docs/agent.md and docs/agent-protocol.md.
  */
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 
 #include "agent/agent_conf.h"
 #include "agent/conn.h"
+#include "agent/job.h"
 #include "common/err.h"
 #include "common/log.h"
 
@@ -52,6 +54,23 @@ static const char agent_usage[] =
     "  --timeout S          hang up after S seconds of silence (default 25)\n"
     "  --log-level L        error, warn, info (default) or debug\n";
 
+#define AGENT_SWEEP_MS (3600 * 1000)
+
+/* Kept results nobody asked for (job_results_keep_days): now, then
+ * hourly. */
+static void agent_on_sweep(uv_timer_t *t)
+{
+    const struct job_rules *r = t->data;
+    int n = job_results_sweep(r, (long long)r->results_keep_days * 86400);
+
+    if (n < 0) {
+        log_warn("cannot read %s to delete old kept results", r->results_dir);
+    } else if (n > 0) {
+        log_info("deleted %d kept job result%s older than %d days from %s", n,
+                 n == 1 ? "" : "s", r->results_keep_days, r->results_dir);
+    }
+}
+
 static void agent_on_signal(uv_signal_t *h, int signum)
 {
     log_info("signal %d: stopping", signum);
@@ -66,6 +85,8 @@ int main(int argc, char **argv)
     struct agent_conn *conn = NULL;
     enum agent_conf_action action;
     uv_signal_t sigint, sigterm;
+    uv_timer_t sweep;
+    bool sweeping = false;
     uv_loop_t loop;
     char why[512];
     int r, rc = 1;
@@ -126,11 +147,20 @@ int main(int argc, char **argv)
     log_info("portcullis-agent %s starting: agent %s, server %s%s",
              PORTCULLIS_VERSION, conf.id, conf.server,
              conf.proxy != NULL ? " (through the proxy)" : "");
+    if (conf.jobs.results_dir[0] != '\0' && conf.jobs.results_keep_days > 0) {
+        uv_timer_init(&loop, &sweep);
+        sweep.data = &conf.jobs;
+        uv_timer_start(&sweep, agent_on_sweep, 0, AGENT_SWEEP_MS);
+        sweeping = true;
+    }
     agent_conn_start(conn);
     uv_run(&loop, UV_RUN_DEFAULT);
     rc = 0;
     uv_close((uv_handle_t *)&sigint, NULL);
     uv_close((uv_handle_t *)&sigterm, NULL);
+    if (sweeping) {
+        uv_close((uv_handle_t *)&sweep, NULL);
+    }
 out:
     agent_conn_free(conn);
     agent_ctx_free(ctx);

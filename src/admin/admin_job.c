@@ -212,6 +212,23 @@ static int admin_job_fill(const struct admin_ctx *c,
         (q->cwd[0] != '/' || strlen(q->cwd) > JOB_CWDIR_MAX)) {
         return admin_fail(e, ERR_INVALID, "cwd: an absolute path");
     }
+    if (q->sudo != NULL && q->sudo[0] != '\0') {
+        size_t n = strlen(q->sudo);
+        if (q->push != NULL) {
+            return admin_fail(e, ERR_INVALID,
+                              "sudo: for commands and scripts (a push has "
+                              "owner and group)");
+        }
+        if (n > JOB_SUDO_MAX || q->sudo[0] == '-' ||
+            strspn(q->sudo, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV"
+                            "WXYZ0123456789._-") != n) {
+            return admin_fail(e, ERR_INVALID,
+                              "sudo: an account name of 1-%d letters, digits, "
+                              "'.', '_' or '-'",
+                              JOB_SUDO_MAX);
+        }
+        snprintf(out->sudo, sizeof(out->sudo), "%s", q->sudo);
+    }
     if (timeout < 1 || timeout > ADMIN_JOB_TIMEOUT_MAX) {
         return admin_fail(e, ERR_INVALID, "timeout: 1-%d seconds",
                           ADMIN_JOB_TIMEOUT_MAX);
@@ -235,7 +252,7 @@ static int admin_job_fill(const struct admin_ctx *c,
 static int admin_job_record(const struct admin_ctx *c, const char *agent_id,
                             struct store_job *j, struct admin_err *e)
 {
-    char detail[320];
+    char detail[400];
     int r;
 
     if (agent_id == NULL || agent_id[0] == '\0' ||
@@ -247,8 +264,9 @@ static int admin_job_record(const struct admin_ctx *c, const char *agent_id,
     if ((r = store_job_add(c->st, j)) != ERR_OK) {
         return admin_fail(e, r, "cannot record the job");
     }
-    snprintf(detail, sizeof(detail), "job %s%s%s: %.200s", j->id,
-             j->batch_id[0] != '\0' ? " batch " : "", j->batch_id, j->command);
+    snprintf(detail, sizeof(detail), "job %s%s%s%s%s: %.200s", j->id,
+             j->batch_id[0] != '\0' ? " batch " : "", j->batch_id,
+             j->sudo[0] != '\0' ? " sudo " : "", j->sudo, j->command);
     (void)admin_audit(c, "job.run", agent_id, detail, NULL);
     return ERR_OK;
 }
@@ -685,6 +703,7 @@ int admin_job_run(const struct admin_ctx *c, const char *agent_id,
                                  .interpreter = q->interpreter,
                                  .script = q->script,
                                  .cwd = q->cwd,
+                                 .sudo = out->sudo,
                                  .timeout = out->timeout};
     if ((r = hub_job_run(c->hub, agent_id, &spec, admin_job_result, run)) !=
         ERR_OK) {
@@ -738,6 +757,8 @@ json_t *admin_job_json(const struct store_job *j, bool with_output)
                                                : json_null());
     json_object_set_new(o, "concurrency", json_integer(j->concurrency));
     json_object_set_new(o, "cwd", json_string(j->cwd));
+    json_object_set_new(
+        o, "sudo", j->sudo[0] != '\0' ? json_string(j->sudo) : json_null());
     if (j->push != NULL) {
         json_object_set_new(o, "push", json_loads(j->push, 0, NULL));
     }

@@ -42,7 +42,8 @@ struct admin_job_req {
     const char *script;
     const struct admin_job_push *push; /* or a file push */
     const char *cwd;
-    int timeout; /* 0: the default */
+    const char *sudo; /* NULL or "": none; else an account on the agent */
+    int timeout;      /* 0: the default */
     /* a batch (admin_job_queue_many) */
     int concurrency; /* most running at once, 0: no limit */
     bool stop_on_failure;

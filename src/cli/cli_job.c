@@ -11,6 +11,7 @@
  * once.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 #include "admin/admin_schedule.h"
 #include "cli/cli.h"
 #include "common/err.h"
+#include "common/notify.h"
 #include "store/jobs.h"
 
 #define JOB_EXIT_TIMEOUT 124 /* as timeout(1) */
@@ -53,8 +55,74 @@ static int job_exit(const struct store_job *j)
                                              : JOB_EXIT_NOT_RUN;
 }
 
+static bool job_read_all(int fd, uint8_t *p, size_t n, time_t deadline)
+{
+    while (n > 0) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        time_t left = deadline - time(NULL);
+        ssize_t got;
+        if (left <= 0 || poll(&pf, 1, (int)(left * 1000)) <= 0) {
+            return false;
+        }
+        got = read(fd, p, n);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got <= 0) {
+            return false;
+        }
+        p += got;
+        n -= (size_t)got;
+    }
+    return true;
+}
+
+/* The output pushed by the running server as it arrives (watch.sock,
+ * src/hub/hub_watchsock.c): prints it until the server says it has no
+ * more ('Z'), or goes away; *out_done and *err_done count what was
+ * printed, for the store to take over from there. */
+static void job_follow_pushed(struct cli_ctx *ctx, const char *id,
+                              size_t *out_done, size_t *err_done,
+                              time_t deadline)
+{
+    static uint8_t buf[65536];
+    char line[STORE_ID_MAX + 2];
+    int fd, n;
+
+    if (notify_stream_connect(ctx->cfg.data_dir, "watch.sock", &fd) != ERR_OK) {
+        return; /* no server here: the store alone */
+    }
+    n = snprintf(line, sizeof(line), "%s\n", id);
+    if (n > 0 && (size_t)n < sizeof(line) && write(fd, line, (size_t)n) == n) {
+        for (;;) {
+            uint8_t h[5];
+            uint32_t len;
+            if (!job_read_all(fd, h, sizeof(h), deadline)) {
+                break;
+            }
+            len = (uint32_t)h[1] << 24 | (uint32_t)h[2] << 16 |
+                  (uint32_t)h[3] << 8 | h[4];
+            if (h[0] == 'Z' || (h[0] != 'O' && h[0] != 'E') ||
+                len > sizeof(buf) || !job_read_all(fd, buf, len, deadline)) {
+                break;
+            }
+            if (h[0] == 'O') {
+                fwrite(buf, 1, len, stdout);
+                fflush(stdout);
+                *out_done += len;
+            } else {
+                fwrite(buf, 1, len, stderr);
+                *err_done += len;
+            }
+        }
+    }
+    close(fd);
+}
+
 /* Prints job id's output as it arrives (stdout to stdout, stderr to
- * stderr) until it ends; returns the exit status job run would. */
+ * stderr) until it ends; returns the exit status job run would. The
+ * running server pushes it; the store has the rest and the result (and
+ * all of it when the job runs on another node or no server answers). */
 static int job_follow(struct cli_ctx *ctx, const char *id, int wait_s)
 {
     struct store_job *j = calloc(1, sizeof(*j));
@@ -65,6 +133,7 @@ static int job_follow(struct cli_ctx *ctx, const char *id, int wait_s)
     if (j == NULL) {
         return cli_error("%s", err_str(ERR_NOMEM));
     }
+    job_follow_pushed(ctx, id, &out_done, &err_done, deadline);
     for (;;) {
         bool ended;
         int r = store_job_get(ctx->st, id, j);
@@ -289,7 +358,8 @@ static uint8_t *job_read_file(const char *path, size_t *len)
 
 static int job_start(struct cli_ctx *ctx, int argc, char **argv, bool push_mode)
 {
-    const char *pos[CLI_MAX_POS], *cwd = NULL, *script_path = NULL;
+    const char *pos[CLI_MAX_POS], *cwd = NULL, *script_path = NULL,
+                                  *sudo = NULL;
     const char *interp = NULL, *dest = NULL, *mode_s = NULL, *owner = NULL,
                *group = NULL, *agents_arg;
     int timeout = ADMIN_JOB_TIMEOUT_DEFAULT, concurrency = 0, dd, rc, r;
@@ -316,6 +386,7 @@ static int job_start(struct cli_ctx *ctx, int argc, char **argv, bool push_mode)
         CLI_OPT_STR("--groups", &groups_opt),
         CLI_OPT_INT("--timeout", &timeout, 1, ADMIN_JOB_TIMEOUT_MAX),
         CLI_OPT_STR("--cwd", &cwd),
+        CLI_OPT_STR("--sudo", &sudo),
         CLI_OPT_INT("--concurrency", &concurrency, 0, ADMIN_JOB_TARGETS_MAX),
         CLI_OPT_FLAG("--stop-on-failure", &stop),
         CLI_OPT_STR("--script", &script_path),
@@ -476,6 +547,7 @@ static int job_start(struct cli_ctx *ctx, int argc, char **argv, bool push_mode)
                                .script = script,
                                .push = push_mode ? &push : NULL,
                                .cwd = cwd,
+                               .sudo = sudo,
                                .timeout = timeout,
                                .concurrency = concurrency,
                                .stop_on_failure = stop};
@@ -649,7 +721,8 @@ static const struct cli_cmd job_run_cmd = {
     .name = "run",
     .synopsis = "job run [AGENT,...] [--tag T]... [--groups G,...] "
                 "[--concurrency N] "
-                "[--stop-on-failure] [--timeout S] [--cwd DIR] [--follow] "
+                "[--stop-on-failure] [--timeout S] [--cwd DIR] [--sudo USER] "
+                "[--follow] "
                 "{-- COMMAND... | --script FILE [--interpreter NAME]}",
     .summary = "Run a command or a script on agents (their own config "
                "decides) and wait. One agent: print its output and exit with "

@@ -254,6 +254,7 @@ int config_defaults(struct config *cfg, const char *data_dir)
     cfg->node_heartbeat_seconds = 5;
     cfg->node_dead_after_seconds = 30;
     cfg->jobs_schedule_minute_seconds = 60;
+    cfg->jobs_retention_days = 90;
     cfg->tunnel_port_min = 20000;
     cfg->tunnel_port_max = 20999;
     cfg->tunnel_udp_flow_seconds = 60;
@@ -495,6 +496,7 @@ static const struct config_key config_keys[] = {
     CK("node", "dead_after_seconds", CK_INT, node_dead_after_seconds, 3, 3600),
     CK("jobs", "schedule_minute_seconds", CK_INT, jobs_schedule_minute_seconds,
        1, 60),
+    CK("jobs", "retention_days", CK_INT, jobs_retention_days, 0, 36500),
     CK("tunnel", "listen", CK_STR, tunnel_listen, 0, 0),
     CK("tunnel", "port_min", CK_INT, tunnel_port_min, 1, 65535),
     CK("tunnel", "port_max", CK_INT, tunnel_port_max, 1, 65535),

@@ -158,6 +158,7 @@ struct config {
     /* schedules: the real seconds one minute of the schedule clock lasts
      * (60; shorter only for tests) */
     int jobs_schedule_minute_seconds;
+    int jobs_retention_days; /* finished jobs older than this go; 0: kept */
 
     /* this node of a cluster (store/nodes.h, daemon/daemon.c) */
     char *node_name;             /* NULL = the host name */

@@ -391,3 +391,84 @@ void notify_close(struct notify *n)
     }
     free(n);
 }
+
+/* --- streams --- */
+
+int notify_stream_listen(const char *data_dir, const char *name, int *fd)
+{
+    struct sockaddr_un sa;
+    char rel[64];
+    int r, probe, s;
+
+    *fd = -1;
+    snprintf(rel, sizeof(rel), "%s/%s", NOTIFY_DIR, name);
+    if ((r = notify_addr(data_dir, rel, &sa)) != ERR_OK ||
+        (r = notify_make_dir(data_dir)) != ERR_OK) {
+        return r;
+    }
+    /* one that answers belongs to another server; one that does not is
+     * left from a crash */
+    if ((probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0) {
+        if (connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+            close(probe);
+            log_error("notify: %s is in use by another server", sa.sun_path);
+            return ERR_EXISTS;
+        }
+        close(probe);
+    }
+    if (unlink(sa.sun_path) != 0 && errno != ENOENT) {
+        log_error("notify: cannot remove the stale %s: %s", sa.sun_path,
+                  strerror(errno));
+        return ERR_IO;
+    }
+    s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (s < 0 || bind(s, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+        chmod(sa.sun_path, 0600) != 0 || listen(s, 16) != 0) {
+        log_error("notify: cannot listen on %s: %s", sa.sun_path,
+                  strerror(errno));
+        if (s >= 0) {
+            close(s);
+            (void)unlink(sa.sun_path);
+        }
+        return ERR_IO;
+    }
+    *fd = s;
+    return ERR_OK;
+}
+
+void notify_stream_close(const char *data_dir, const char *name, int fd)
+{
+    struct sockaddr_un sa;
+    char rel[64];
+
+    if (fd < 0) {
+        return;
+    }
+    close(fd);
+    snprintf(rel, sizeof(rel), "%s/%s", NOTIFY_DIR, name);
+    if (notify_addr(data_dir, rel, &sa) == ERR_OK) {
+        (void)unlink(sa.sun_path);
+    }
+}
+
+int notify_stream_connect(const char *data_dir, const char *name, int *fd)
+{
+    struct sockaddr_un sa;
+    char rel[64];
+    int r, s;
+
+    *fd = -1;
+    snprintf(rel, sizeof(rel), "%s/%s", NOTIFY_DIR, name);
+    if ((r = notify_addr(data_dir, rel, &sa)) != ERR_OK) {
+        return r;
+    }
+    if ((s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+        return ERR_IO;
+    }
+    if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(s);
+        return ERR_NOT_FOUND;
+    }
+    *fd = s;
+    return ERR_OK;
+}

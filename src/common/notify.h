@@ -60,4 +60,17 @@ int notify_ask(const char *data_dir, const char *q, size_t qlen, char *a,
 int notify_listen_ask(struct notify **out, struct loop *loop,
                       const char *data_dir, notify_ask_fn fn, void *arg);
 
+/*
+ * Streams, on DATA/run/NAME (SOCK_STREAM, same mode and directory): the
+ * CLI follows something the running server pushes as it happens (a
+ * job's output: hub_watchsock.c). As for questions, the socket's mode is
+ * the whole of the check.
+ */
+/* Binds and listens (replacing a stale socket); *fd is non-blocking. */
+int notify_stream_listen(const char *data_dir, const char *name, int *fd);
+/* Closes the listener and removes its socket file. */
+void notify_stream_close(const char *data_dir, const char *name, int fd);
+/* Connects; ERR_NOT_FOUND when no server listens. */
+int notify_stream_connect(const char *data_dir, const char *name, int *fd);
+
 #endif

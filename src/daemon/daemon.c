@@ -47,6 +47,7 @@
 #include "common/loop.h"
 #include "common/notify.h"
 #include "common/util.h"
+#include "store/jobs.h"
 #include "daemon/cluster.h"
 #include "http/http.h"
 #include "http/http_proxy.h"
@@ -79,23 +80,40 @@ struct daemon {
     int sig_fd;
 };
 
-/* Deletes recordings older than [record] retention_days, now and then
- * every hour (each deletion is an audit event). */
+/* Deletes recordings older than [record] retention_days (each deletion
+ * is an audit event) and jobs that ended more than [jobs] retention_days
+ * ago, now and then every hour. */
 static void daemon_on_retention(struct loop *l, void *arg)
 {
     struct daemon *d = arg;
     int deleted = 0;
 
-    if (d->cfg->record_retention_days <= 0) {
+    if (d->cfg->record_retention_days <= 0 &&
+        d->cfg->jobs_retention_days <= 0) {
         return;
     }
-    if (record_retention_sweep(d->mon.store, d->cfg->record_dir,
-                               (int64_t)d->cfg->record_retention_days * 86400,
-                               0, &deleted) != ERR_OK) {
+    if (d->cfg->record_retention_days <= 0) {
+        /* kept */
+    } else if (record_retention_sweep(d->mon.store, d->cfg->record_dir,
+                                      (int64_t)d->cfg->record_retention_days *
+                                          86400,
+                                      0, &deleted) != ERR_OK) {
         log_warn("recording retention sweep failed");
     } else if (deleted > 0) {
         log_info("retention: deleted %d recordings older than %d days", deleted,
                  d->cfg->record_retention_days);
+    }
+    if (d->cfg->jobs_retention_days > 0) {
+        if (store_job_prune(d->mon.store,
+                            util_now() -
+                                (int64_t)d->cfg->jobs_retention_days * 86400,
+                            &deleted) != ERR_OK) {
+            log_warn("job retention sweep failed");
+        } else if (deleted > 0) {
+            log_info("retention: deleted %d jobs (and their output) that "
+                     "ended more than %d days ago",
+                     deleted, d->cfg->jobs_retention_days);
+        }
     }
     (void)loop_add_timer(l, DAEMON_RETENTION_MS, daemon_on_retention, d);
 }
@@ -381,6 +399,10 @@ int daemon_run(const struct config *cfg)
                       d.hub) != ERR_OK) {
         log_warn("cannot listen for store-change notices; CLI changes to "
                  "credentials and tunnels apply after a restart");
+    }
+    if (d.hub != NULL && hub_watch_listen(d.hub, cfg->data_dir) != ERR_OK) {
+        log_warn("cannot serve the CLI's job watchers; `portcullis job "
+                 "--follow` reads the store instead");
     }
     if (notify_listen_ask(&d.ask, d.loop, cfg->data_dir, http_pair_ask,
                           d.http) != ERR_OK) {

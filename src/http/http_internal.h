@@ -220,6 +220,21 @@ void http_undefer(struct http_req *req);
 struct http_req *http_deferred(struct http *h, uint64_t id);
 void http_resume(struct http_req *req);
 
+/*
+ * A streamed answer (http_sse.c: a job's output as server-sent events).
+ * The handler hands req's connection over with http_conn_stream(); from
+ * then on http_server.c calls http_sse_writeable() whenever the
+ * connection can write (0: go on; 1: the stream is complete; -1: an
+ * error; the connection closes on either) and http_sse_free() when the
+ * connection goes.
+ */
+struct http_sse;
+int http_conn_stream(struct http_req *req, struct http_sse *s);
+struct lws *http_conn_wsi(struct http_req *req);
+int http_sse_writeable(struct http_sse *s, struct lws *wsi);
+void http_sse_free(struct http_sse *s);
+int http_h_jobs_stream(struct http_req *req);
+
 /* Runs the request through the route table and fills the response. */
 void http_dispatch(struct http_req *req);
 

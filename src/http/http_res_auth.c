@@ -165,6 +165,12 @@ int http_h_metrics(struct http_req *req)
     EMIT("# HELP portcullis_agents_online Agents connected now.\n"
          "# TYPE portcullis_agents_online gauge\n"
          "portcullis_agents_online 0\n");
+    EMIT("# HELP portcullis_job_watchers Watchers following a job's output "
+         "now (API streams and the CLI's --follow).\n"
+         "# TYPE portcullis_job_watchers gauge\n"
+         "portcullis_job_watchers %llu\n",
+         (unsigned long long)(req->h->hub != NULL ? hub_watch_count(req->h->hub)
+                                                  : 0));
     EMIT("# HELP portcullis_http_requests_total HTTP requests served.\n"
          "# TYPE portcullis_http_requests_total counter\n"
          "portcullis_http_requests_total %llu\n",

@@ -79,6 +79,7 @@ int http_h_agents_command(struct http_req *req)
         .interpreter = http_body_str(req->body, "interpreter"),
         .script = http_body_str(req->body, "script"),
         .cwd = http_body_str(req->body, "cwd"),
+        .sudo = http_body_str(req->body, "sudo"),
         .timeout = (int)http_body_int(req->body, "timeout", 0)};
     r = admin_job_run(&ac, req->params[0], &q, http_job_done, w, j, &e);
     w->in_handler = false;
@@ -156,6 +157,7 @@ int http_h_jobs_add(struct http_req *req)
         .interpreter = http_body_str(req->body, "interpreter"),
         .script = http_body_str(req->body, "script"),
         .cwd = http_body_str(req->body, "cwd"),
+        .sudo = http_body_str(req->body, "sudo"),
         .timeout = (int)http_body_int(req->body, "timeout", 0),
         .concurrency = (int)http_body_int(req->body, "concurrency", 0),
         .stop_on_failure = http_body_bool(req->body, "stop_on_failure", false)};

@@ -89,6 +89,7 @@ struct http_conn {
     bool is_static;
     struct http_static_resp st;
     struct http_conn *next_deferred; /* in h->deferred while req waits */
+    struct http_sse *sse;            /* a streamed answer (http_sse.c) */
 };
 
 const char *http_method_str(int m)
@@ -247,6 +248,8 @@ static void http_conn_reset(struct http_conn *c)
         c->out = NULL;
     }
     c->body_len = c->body_cap = c->out_len = c->out_off = 0;
+    http_sse_free(c->sse);
+    c->sse = NULL;
     c->is_static = false;
     http_static_resp_clear(&c->st);
     c->awaiting_body = c->too_large = false;
@@ -380,9 +383,27 @@ static void http_run(struct http_conn *c)
     c->req->body_len = c->body_len;
     c->req->conn = c;
     http_dispatch(c->req);
-    if (c->req->deferred == 0) {
+    if (c->req->deferred == 0 && c->sse == NULL) {
         http_respond(c);
     }
+}
+
+int http_conn_stream(struct http_req *req, struct http_sse *s)
+{
+    struct http_conn *c = req->conn;
+
+    if (c == NULL || c->sse != NULL || req->deferred != 0) {
+        return ERR_INVALID;
+    }
+    c->sse = s;
+    c->close_after = true;
+    lws_callback_on_writable(c->wsi);
+    return ERR_OK;
+}
+
+struct lws *http_conn_wsi(struct http_req *req)
+{
+    return req->conn != NULL ? req->conn->wsi : NULL;
 }
 
 int http_defer(struct http_req *req, uint64_t *id)
@@ -615,6 +636,10 @@ static int http_on_writeable(struct http_conn *c, struct lws *wsi)
     size_t n;
     bool last;
 
+    if (c->sse != NULL) {
+        /* a stream: it closes the connection when it is complete */
+        return http_sse_writeable(c->sse, wsi) == 0 ? 0 : -1;
+    }
     if (!c->responding || req == NULL || c->timer != 0) {
         return 0;
     }
@@ -723,6 +748,9 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
          * terminal) belongs to its own protocol. */
         if (c != NULL && lws_get_protocol(wsi) == &http_protocol) {
             http_conn_undefer(c); /* its memory goes now */
+            /* a stream's watcher must not wake this wsi any more */
+            http_sse_free(c->sse);
+            c->sse = NULL;
         }
         return 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:

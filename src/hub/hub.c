@@ -1122,6 +1122,7 @@ void hub_stop(struct hub *h)
     if (h == NULL) {
         return;
     }
+    hub_watch_unlisten(h);
     loop_del_timer(h->loop, h->sweep_timer);
     while (h->agents != NULL) {
         h->agents->wsi = NULL;

@@ -151,8 +151,10 @@ struct hub_job_spec {
     const char *command;     /* NULL for a script */
     const char *interpreter; /* NULL or "" for a command */
     const char *script;
-    const char *cwd; /* "" or NULL: the agent's choice */
-    int timeout;     /* seconds */
+    const char *cwd;  /* "" or NULL: the agent's choice */
+    const char *sudo; /* "" or NULL: as the agent's user; else through
+                       * sudo as this account (the agent's sudo_user) */
+    int timeout;      /* seconds */
     bool fetch;
     /* a file push: its parameters (JSON object text) and bytes, which
      * hub_job_run takes (freed with free()) */
@@ -171,5 +173,47 @@ void hub_jobs_pickup(struct hub *h);
 /* Agent id came online: ask it for the results of its jobs that ended
  * lost (it keeps them until the server acknowledges them). */
 void hub_jobs_recover(struct hub *h, const char *agent_id);
+
+/* --- watching a job's output as it arrives (pushed, not polled) ---
+ *
+ * A watcher follows one job's stdout and stderr on this node. It holds no
+ * copy of the output: it keeps two offsets into the job's own buffers
+ * (each capped at 4 MiB and the marker, shared by every watcher) and
+ * pulls the next bytes when its consumer can send them, so a watcher that
+ * never reads costs the server nothing but its offsets; once the job has
+ * ended, its buffers live on only until its last watcher has taken them
+ * or is freed.
+ *
+ * A job that does not run here (yet) leaves the watcher waiting; if it
+ * starts here later the watcher takes its output from the first byte.
+ * The consumer finds out about jobs that run on another node or ended
+ * before it came from the store. */
+struct hub_watch;
+/* Output arrived, or the job ended; from the loop. fn may ask its
+ * consumer to write, but must not free the watcher. */
+typedef void (*hub_watch_fn)(void *arg);
+/* NULL when out of memory. */
+struct hub_watch *hub_watch_job(struct hub *h, const char *id, hub_watch_fn fn,
+                                void *arg);
+void hub_watch_free(struct hub_watch *w);
+/* true once the job runs (or ran) on this node and the watcher follows
+ * it; false while it waits. */
+bool hub_watch_attached(const struct hub_watch *w);
+/* The next bytes of stream 1 (stdout) or 2 (stderr) not yet taken, at
+ * most max: their count (0: none now), *p valid until the loop runs. */
+size_t hub_watch_peek(const struct hub_watch *w, int stream, const uint8_t **p,
+                      size_t max);
+void hub_watch_take(struct hub_watch *w, int stream, size_t n);
+/* true when the job has ended and every byte was taken; r (without
+ * output) says how it ended (valid while w lives). */
+bool hub_watch_done(const struct hub_watch *w, struct hub_job_result *r);
+/* true once the job has ended (bytes may remain to be taken). */
+bool hub_watch_job_ended(const struct hub_watch *w);
+/* Serves the CLI's `--follow` on DATA/run/watch.sock (hub_watchsock.c);
+ * hub_stop() closes it. */
+int hub_watch_listen(struct hub *h, const char *data_dir);
+void hub_watch_unlisten(struct hub *h);
+/* Watchers now (all of this hub's), for limits and tests. */
+size_t hub_watch_count(const struct hub *h);
 
 #endif

@@ -127,6 +127,12 @@ struct hub {
     hub_auth_fn authed;
     void *authed_arg;
     bool jobs_picking, jobs_again; /* hub_jobs_pickup re-entered */
+    /* jobs running here that can be watched, and watchers waiting for
+     * a job to start here (hub_job.c) */
+    struct hub_job_live *jobs_live;
+    struct hub_watch *watch_waiting;
+    size_t nwatch;
+    struct hub_wsocks *wsocks; /* the CLI's watch.sock (hub_watchsock.c) */
 };
 
 /* hub_announce.c: parses an announcement (docs/agent-protocol.md §2).

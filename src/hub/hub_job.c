@@ -34,15 +34,42 @@ struct hub_job_buf {
     size_t len, cap;
 };
 
+/* A job's output, shared by the job and its watchers (hub.h); freed
+ * with the last of them. */
+struct hub_job_live {
+    int refs;
+    struct hub *h;
+    char id[STORE_ID_MAX + 1];
+    struct hub_job_buf out, err;
+    bool listed; /* in h->jobs_live (while the job runs) */
+    bool ended;
+    char status[JOB_MSG_STATUS_MAX + 1];
+    int exit_code, signal;
+    char why[JOB_MSG_WHY_MAX + 1];
+    struct hub_watch *watchers;
+    struct hub_job_live *next;
+};
+
+struct hub_watch {
+    struct hub *h;
+    char id[STORE_ID_MAX + 1];
+    struct hub_job_live *live; /* NULL: waiting in h->watch_waiting */
+    size_t off[2];             /* stdout, stderr bytes taken */
+    hub_watch_fn fn;
+    void *arg;
+    struct hub_watch *next;
+};
+
 struct hub_job {
     struct hub *h;
     struct loop *loop;
     int fd;
     uint64_t timer, progress_timer;
     bool fetch;
+    bool sudo; /* asked for sudo: the result must say it was understood */
     struct job_msg msg;
-    struct hub_job_buf out, err;
-    bool dirty; /* output since the last progress call */
+    struct hub_job_live *live; /* out and err */
+    bool dirty;                /* output since the last progress call */
     /* what is still to send after the request line (a pushed file) */
     uint8_t *send;
     size_t send_len, send_off;
@@ -51,9 +78,67 @@ struct hub_job {
     void *arg;
 };
 
+static void hub_live_unref(struct hub_job_live *lv)
+{
+    if (--lv->refs > 0) {
+        return;
+    }
+    free(lv->out.p);
+    free(lv->err.p);
+    free(lv);
+}
+
+static void hub_live_wake(struct hub_job_live *lv)
+{
+    for (struct hub_watch *w = lv->watchers; w != NULL; w = w->next) {
+        w->fn(w->arg);
+    }
+}
+
+/* The job of lv starts here: it can be watched, and the watchers that
+ * waited for it follow it from now on. */
+static void hub_live_list(struct hub *h, struct hub_job_live *lv)
+{
+    struct hub_watch **pp = &h->watch_waiting;
+
+    lv->next = h->jobs_live;
+    h->jobs_live = lv;
+    lv->listed = true;
+    while (*pp != NULL) {
+        struct hub_watch *w = *pp;
+        if (strcmp(w->id, lv->id) != 0) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        w->live = lv;
+        lv->refs++;
+        w->next = lv->watchers;
+        lv->watchers = w;
+    }
+}
+
+static void hub_live_unlist(struct hub *h, struct hub_job_live *lv)
+{
+    if (!lv->listed) {
+        return;
+    }
+    for (struct hub_job_live **pp = &h->jobs_live; *pp != NULL;
+         pp = &(*pp)->next) {
+        if (*pp == lv) {
+            *pp = lv->next;
+            break;
+        }
+    }
+    lv->listed = false;
+    lv->next = NULL;
+}
+
 static void hub_job_end(struct hub_job *j, const struct hub_job_result *r,
                         bool ack)
 {
+    struct hub_job_live *lv = j->live;
+
     if (j->timer != 0) {
         loop_del_timer(j->loop, j->timer);
     }
@@ -71,8 +156,15 @@ static void hub_job_end(struct hub_job *j, const struct hub_job_result *r,
         }
         close(j->fd);
     }
-    free(j->out.p);
-    free(j->err.p);
+    /* watchers take the rest of the output, then the end */
+    hub_live_unlist(j->h, lv);
+    lv->ended = true;
+    snprintf(lv->status, sizeof(lv->status), "%s", r->status);
+    lv->exit_code = r->exit_code;
+    lv->signal = r->signal;
+    snprintf(lv->why, sizeof(lv->why), "%s", r->why != NULL ? r->why : "");
+    hub_live_wake(lv);
+    hub_live_unref(lv);
     free(j->send);
     free(j);
 }
@@ -82,10 +174,10 @@ static void hub_job_fail(struct hub_job *j, const char *status, const char *why)
     struct hub_job_result r = {.status = status,
                                .exit_code = -1,
                                .why = why,
-                               .out = j->out.p,
-                               .out_len = j->out.len,
-                               .err = j->err.p,
-                               .err_len = j->err.len};
+                               .out = j->live->out.p,
+                               .out_len = j->live->out.len,
+                               .err = j->live->err.p,
+                               .err_len = j->live->err.len};
 
     hub_job_end(j, &r, false);
 }
@@ -93,7 +185,7 @@ static void hub_job_fail(struct hub_job *j, const char *status, const char *why)
 static void hub_job_chunk(void *arg, int stream, const uint8_t *p, size_t n)
 {
     struct hub_job *j = arg;
-    struct hub_job_buf *b = stream == 1 ? &j->out : &j->err;
+    struct hub_job_buf *b = stream == 1 ? &j->live->out : &j->live->err;
 
     /* job_msg caps each stream at JOB_MSG_OUT_MAX */
     if (b->len + n > b->cap) {
@@ -114,6 +206,7 @@ static void hub_job_chunk(void *arg, int stream, const uint8_t *p, size_t n)
     memcpy(b->p + b->len, p, n);
     b->len += n;
     j->dirty = true;
+    hub_live_wake(j->live);
 }
 
 static void hub_job_progress(struct loop *l, void *arg)
@@ -124,7 +217,8 @@ static void hub_job_progress(struct loop *l, void *arg)
     j->progress_timer = 0;
     if (j->dirty && j->progress != NULL) {
         j->dirty = false;
-        j->progress(j->arg, j->out.p, j->out.len, j->err.p, j->err.len);
+        j->progress(j->arg, j->live->out.p, j->live->out.len, j->live->err.p,
+                    j->live->err.len);
     }
 }
 
@@ -140,21 +234,30 @@ static void hub_job_finish(struct hub_job *j)
         return;
     }
     if (job_msg_end(&j->msg, j->fetch, why, sizeof(why)) != ERR_OK ||
-        j->out.len != j->msg.out_len || j->err.len != j->msg.err_len) {
+        j->live->out.len != j->msg.out_len ||
+        j->live->err.len != j->msg.err_len) {
         char full[200];
         snprintf(full, sizeof(full), "the agent's result is malformed: %s",
                  j->msg.done ? why : "it ended before the result");
         hub_job_fail(j, j->msg.done ? "failed" : "lost", full);
         return;
     }
+    if (j->sudo && !j->msg.sudo && strcmp(j->msg.status, "refused") != 0) {
+        /* an agent from before sudo ignores the key and runs the job as
+         * its own user: say so rather than pass it off as done */
+        hub_job_fail(j, "failed",
+                     "the agent ignored sudo (it predates it): the job ran "
+                     "as the agent's own user");
+        return;
+    }
     r.status = j->msg.status;
     r.exit_code = j->msg.exit_code;
     r.signal = j->msg.signal;
     r.why = j->msg.why[0] != '\0' ? j->msg.why : NULL;
-    r.out = j->out.p;
-    r.out_len = j->out.len;
-    r.err = j->err.p;
-    r.err_len = j->err.len;
+    r.out = j->live->out.p;
+    r.out_len = j->live->out.len;
+    r.err = j->live->err.p;
+    r.err_len = j->live->err.len;
     hub_job_end(j, &r, true);
 }
 
@@ -257,10 +360,16 @@ int hub_job_run(struct hub *h, const char *agent_id,
     int sv[2];
     size_t len;
 
-    if ((j = calloc(1, sizeof(*j))) == NULL) {
+    if ((j = calloc(1, sizeof(*j))) == NULL ||
+        (j->live = calloc(1, sizeof(*j->live))) == NULL) {
+        free(j);
         free(spec->data);
         return ERR_NOMEM;
     }
+    j->live->refs = 1;
+    j->live->h = h;
+    snprintf(j->live->id, sizeof(j->live->id), "%s",
+             spec->id != NULL ? spec->id : "");
     j->h = h;
     j->loop = h->loop;
     j->fn = fn;
@@ -270,6 +379,7 @@ int hub_job_run(struct hub *h, const char *agent_id,
     j->arg = arg;
     j->fd = -1;
     j->fetch = spec->fetch;
+    j->sudo = spec->sudo != NULL && spec->sudo[0] != '\0';
     job_msg_init(&j->msg);
     if (spec->fetch) {
         req = json_pack("{s:s, s:i}", "fetch", spec->id, "timeout",
@@ -290,6 +400,9 @@ int hub_job_run(struct hub *h, const char *agent_id,
             "command", spec->command != NULL ? spec->command : "", "cwd",
             spec->cwd != NULL ? spec->cwd : "", "timeout", spec->timeout);
     }
+    if (req != NULL && j->sudo && !spec->fetch && spec->push == NULL) {
+        json_object_set_new(req, "sudo", json_string(spec->sudo));
+    }
     txt = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
     json_decref(req);
     if (txt == NULL ||
@@ -297,6 +410,7 @@ int hub_job_run(struct hub *h, const char *agent_id,
                    sv) != 0) {
         free(txt);
         free(j->send);
+        free(j->live);
         free(j);
         return ERR_NOMEM;
     }
@@ -308,6 +422,7 @@ int hub_job_run(struct hub *h, const char *agent_id,
         close(sv[0]);
         close(sv[1]);
         free(j->send);
+        free(j->live);
         free(j);
         return ERR_IO;
     }
@@ -316,6 +431,10 @@ int hub_job_run(struct hub *h, const char *agent_id,
     j->timer = loop_add_timer(h->loop,
                               (int64_t)spec->timeout * 1000 + HUB_JOB_GRACE_MS,
                               hub_job_timeout, j);
+    /* a job (not a fetch of a kept result) may be watched */
+    if (!spec->fetch && j->live->id[0] != '\0') {
+        hub_live_list(h, j->live);
+    }
     /* on failure hub_connect has called hub_job_connected (j is gone) */
     (void)hub_connect(h, agent_id, HUB_TCP, HUB_JOB_DEST, 1, "portcullis", 0,
                       sv[1], hub_job_connected, j);
@@ -401,18 +520,45 @@ struct hub_batch_tally {
     int64_t running;
 };
 
+/* Whether another node holds an agent, read from the store once per
+ * pickup for each agent not connected here (a pass looks at up to 256
+ * queued jobs, and a batch on another node's agents would otherwise read
+ * the same rows for every job of every pass). */
+struct hub_elsewhere_memo {
+    char agent[JOB_AGENT_MAX + 1];
+    bool elsewhere;
+};
+
+static bool hub_agent_elsewhere_memo(struct hub *h, const char *agent_id,
+                                     struct hub_elsewhere_memo *memo,
+                                     size_t *nmemo)
+{
+    for (size_t k = 0; k < *nmemo; k++) {
+        if (strcmp(memo[k].agent, agent_id) == 0) {
+            return memo[k].elsewhere;
+        }
+    }
+    /* memo has room for every job of the pass */
+    snprintf(memo[*nmemo].agent, sizeof(memo[*nmemo].agent), "%s", agent_id);
+    memo[*nmemo].elsewhere = hub_agent_elsewhere(h, agent_id);
+    return memo[(*nmemo)++].elsewhere;
+}
+
 static void hub_jobs_pickup_once(struct hub *h)
 {
     struct store_job *list = NULL, *j;
     struct hub_batch_tally *tally = NULL;
-    size_t n = 0, nt = 0;
+    struct hub_elsewhere_memo *memo = NULL;
+    size_t n = 0, nt = 0, nmemo = 0;
 
     if (store_job_list_queued(h->store, &list, &n) != ERR_OK) {
         log_warn("hub: cannot read the queued jobs");
         return;
     }
     if ((j = calloc(1, sizeof(*j))) == NULL ||
-        (n > 0 && (tally = calloc(n, sizeof(*tally))) == NULL)) {
+        (n > 0 && ((tally = calloc(n, sizeof(*tally))) == NULL ||
+                   (memo = calloc(n, sizeof(*memo))) == NULL))) {
+        free(tally);
         free(j);
         free(list);
         return;
@@ -426,7 +572,7 @@ static void hub_jobs_pickup_once(struct hub *h)
 
         /* on a cluster, the node holding the agent runs its jobs */
         if (!hub_agent_online(h, list[i].agent_id) &&
-            hub_agent_elsewhere(h, list[i].agent_id)) {
+            hub_agent_elsewhere_memo(h, list[i].agent_id, memo, &nmemo)) {
             continue;
         }
         if (list[i].batch_id[0] != '\0' && list[i].concurrency > 0) {
@@ -490,6 +636,7 @@ static void hub_jobs_pickup_once(struct hub *h)
                                      .interpreter = j->interpreter,
                                      .script = j->script,
                                      .cwd = j->cwd,
+                                     .sudo = j->sudo,
                                      .timeout = j->timeout};
         if (hub_job_run(h, j->agent_id, &spec, hub_job_queued_done, q) !=
             ERR_OK) {
@@ -500,6 +647,7 @@ static void hub_jobs_pickup_once(struct hub *h)
         }
         store_job_free_output(j);
     }
+    free(memo);
     free(tally);
     free(j);
     free(list);
@@ -605,4 +753,113 @@ void hub_jobs_recover(struct hub *h, const char *agent_id)
         }
     }
     free(list);
+}
+
+/* --- watchers (hub.h) --- */
+
+struct hub_watch *hub_watch_job(struct hub *h, const char *id, hub_watch_fn fn,
+                                void *arg)
+{
+    struct hub_watch *w = calloc(1, sizeof(*w));
+    struct hub_job_live *lv;
+
+    if (w == NULL) {
+        return NULL;
+    }
+    w->h = h;
+    snprintf(w->id, sizeof(w->id), "%s", id);
+    w->fn = fn;
+    w->arg = arg;
+    h->nwatch++;
+    for (lv = h->jobs_live; lv != NULL; lv = lv->next) {
+        if (strcmp(lv->id, w->id) == 0) {
+            break;
+        }
+    }
+    if (lv == NULL) {
+        w->next = h->watch_waiting;
+        h->watch_waiting = w;
+        return w;
+    }
+    w->live = lv;
+    lv->refs++;
+    w->next = lv->watchers;
+    lv->watchers = w;
+    return w;
+}
+
+void hub_watch_free(struct hub_watch *w)
+{
+    struct hub_watch **pp;
+
+    if (w == NULL) {
+        return;
+    }
+    pp = w->live != NULL ? &w->live->watchers : &w->h->watch_waiting;
+    for (; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    }
+    if (w->live != NULL) {
+        hub_live_unref(w->live);
+    }
+    w->h->nwatch--;
+    free(w);
+}
+
+bool hub_watch_attached(const struct hub_watch *w)
+{
+    return w->live != NULL;
+}
+
+size_t hub_watch_peek(const struct hub_watch *w, int stream, const uint8_t **p,
+                      size_t max)
+{
+    const struct hub_job_buf *b;
+    size_t n;
+
+    if (w->live == NULL || (stream != 1 && stream != 2)) {
+        return 0;
+    }
+    b = stream == 1 ? &w->live->out : &w->live->err;
+    if (b->len <= w->off[stream - 1]) {
+        return 0;
+    }
+    n = b->len - w->off[stream - 1];
+    *p = b->p + w->off[stream - 1];
+    return n < max ? n : max;
+}
+
+void hub_watch_take(struct hub_watch *w, int stream, size_t n)
+{
+    if (w->live != NULL && (stream == 1 || stream == 2)) {
+        w->off[stream - 1] += n;
+    }
+}
+
+bool hub_watch_done(const struct hub_watch *w, struct hub_job_result *r)
+{
+    const struct hub_job_live *lv = w->live;
+
+    if (lv == NULL || !lv->ended || w->off[0] < lv->out.len ||
+        w->off[1] < lv->err.len) {
+        return false;
+    }
+    *r = (struct hub_job_result){.status = lv->status,
+                                 .exit_code = lv->exit_code,
+                                 .signal = lv->signal,
+                                 .why = lv->why[0] != '\0' ? lv->why : NULL};
+    return true;
+}
+
+bool hub_watch_job_ended(const struct hub_watch *w)
+{
+    return w->live != NULL && w->live->ended;
+}
+
+size_t hub_watch_count(const struct hub *h)
+{
+    return h->nwatch;
 }

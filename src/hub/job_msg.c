@@ -145,6 +145,7 @@ int job_msg_end(struct job_msg *m, bool unknown_ok, char *why, size_t whylen)
                         json_integer_value(v) < 128
                     ? (int)json_integer_value(v)
                     : 0;
+    m->sudo = json_is_string(json_object_get(h, "sudo"));
     v = json_object_get(h, "why");
     snprintf(m->why, sizeof(m->why), "%s",
              json_is_string(v) ? json_string_value(v) : "");

@@ -41,6 +41,7 @@ struct job_msg {
     int exit_code;                 /* -1: none */
     int signal;                    /* 0: none */
     char why[JOB_MSG_WHY_MAX + 1]; /* control characters made spaces */
+    bool sudo; /* the header says the job ran through sudo */
 };
 
 /* stream 1: stdout, 2: stderr. */

@@ -15,7 +15,7 @@
 #define JOB_SELECT                                                             \
     "SELECT id, started_by, agent_id, command, cwd, timeout, status,"          \
     " exit_code, signal, why, started_at, finished_at, batch_id,"              \
-    " concurrency, stop_on_failure, interpreter, batch_seq FROM jobs"
+    " concurrency, stop_on_failure, interpreter, batch_seq, sudo FROM jobs"
 
 static int job_fill(struct db_stmt *s, void *item)
 {
@@ -38,6 +38,7 @@ static int job_fill(struct db_stmt *s, void *item)
     j->stop_on_failure = db_col_int(s, 14) != 0;
     store_col_text(s, 15, j->interpreter, sizeof(j->interpreter));
     j->batch_seq = db_col_int(s, 16);
+    store_col_text(s, 17, j->sudo, sizeof(j->sudo));
     return ERR_OK;
 }
 
@@ -51,6 +52,7 @@ int store_job_add(struct store *st, struct store_job *j)
         store_check_len(j->started_by, JOB_BY_MAX) ||
         store_check_len(j->batch_id, STORE_ID_MAX) ||
         store_check_text(j->interpreter, JOB_INTERP_MAX, false) ||
+        store_check_text(j->sudo, JOB_SUDO_MAX, false) ||
         (j->interpreter[0] != '\0') != (j->script != NULL) ||
         (j->script != NULL && strlen(j->script) > JOB_SCRIPT_MAX) ||
         (j->push != NULL && strlen(j->push) > JOB_PUSH_JSON_MAX)) {
@@ -69,15 +71,15 @@ int store_job_add(struct store *st, struct store_job *j)
                   "INSERT INTO jobs (id, started_by, agent_id, command, cwd,"
                   " timeout, status, started_at, batch_id, concurrency,"
                   " stop_on_failure, interpreter, script, batch_seq, push,"
-                  " node)"
+                  " node, sudo)"
                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
-                  " $12, $13, $14, $15, $16)",
-                  NULL, "tttttititiittitt", j->id, j->started_by, j->agent_id,
+                  " $12, $13, $14, $15, $16, $17)",
+                  NULL, "tttttititiittittt", j->id, j->started_by, j->agent_id,
                   j->command, j->cwd, (int64_t)j->timeout, j->status,
                   j->started_at, j->batch_id, (int64_t)j->concurrency,
                   (int64_t)(j->stop_on_failure ? 1 : 0), j->interpreter,
                   j->script, (int64_t)j->batch_seq, j->push,
-                  strcmp(j->status, "running") == 0 ? st->node : "");
+                  strcmp(j->status, "running") == 0 ? st->node : "", j->sudo);
     return store_tx_end(st, r);
 }
 
@@ -99,16 +101,16 @@ static int job_fill_out(struct db_stmt *s, void *item)
     int r;
 
     job_fill(s, j);
-    if ((r = store_col_blob_heap(s, 17, &j->out, &j->out_len)) != ERR_OK ||
-        (r = store_col_blob_heap(s, 18, &j->err, &j->err_len)) != ERR_OK) {
+    if ((r = store_col_blob_heap(s, 18, &j->out, &j->out_len)) != ERR_OK ||
+        (r = store_col_blob_heap(s, 19, &j->err, &j->err_len)) != ERR_OK) {
         return r;
     }
-    if (!db_col_null(s, 19) &&
-        (r = store_col_str_heap(s, 19, &j->script)) != ERR_OK) {
+    if (!db_col_null(s, 20) &&
+        (r = store_col_str_heap(s, 20, &j->script)) != ERR_OK) {
         return r;
     }
-    if (!db_col_null(s, 20)) {
-        return store_col_str_heap(s, 20, &j->push);
+    if (!db_col_null(s, 21)) {
+        return store_col_str_heap(s, 21, &j->push);
     }
     return ERR_OK;
 }
@@ -125,8 +127,9 @@ int store_job_get(struct store *st, const char *id, struct store_job *out)
                          "SELECT id, started_by, agent_id, command, cwd,"
                          " timeout, status, exit_code, signal, why,"
                          " started_at, finished_at, batch_id, concurrency,"
-                         " stop_on_failure, interpreter, batch_seq, stdout,"
-                         " stderr, script, push FROM jobs WHERE id = $1",
+                         " stop_on_failure, interpreter, batch_seq, sudo,"
+                         " stdout, stderr, script, push FROM jobs WHERE id ="
+                         " $1",
                          key, job_fill_out, out);
 }
 
@@ -327,4 +330,31 @@ int store_job_mark_lost(struct store *st)
                   " OR (status = 'running' AND node IN ('', $2))",
                   NULL, "it", util_now(), st->node);
     return store_tx_end(st, r);
+}
+
+int store_job_prune(struct store *st, int64_t before, int *deleted)
+{
+    int r, n = 0;
+
+    if (deleted != NULL) {
+        *deleted = 0;
+    }
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+        return r;
+    }
+    r = store_run(st, "job prune",
+                  "DELETE FROM jobs WHERE finished_at > 0 AND finished_at < $1"
+                  " AND status NOT IN ('queued', 'running')",
+                  &n, "i", before);
+    if (r == ERR_OK && n > 0) {
+        r = store_run(st, "job payload prune",
+                      "DELETE FROM job_payloads WHERE batch_id NOT IN"
+                      " (SELECT batch_id FROM jobs)",
+                      NULL, "");
+    }
+    r = store_tx_end(st, r);
+    if (r == ERR_OK && deleted != NULL) {
+        *deleted = n;
+    }
+    return r;
 }

@@ -505,6 +505,13 @@ static const char store_schema_v14[] =
 static const char store_schema_v15[] =
     "ALTER TABLE schedules ADD COLUMN enabled INTEGER NOT NULL DEFAULT 1;";
 
+/*
+ * Version 16: a job may run through sudo as another account on the agent
+ * (issue 14; docs/agent.md "sudo"): sudo names it, "" for none.
+ */
+static const char store_schema_v16[] =
+    "ALTER TABLE jobs ADD COLUMN sudo TEXT NOT NULL DEFAULT '';";
+
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},
     {2, store_schema_v2, STORE_HOOK_NONE},
@@ -521,6 +528,7 @@ const struct store_migration store_migrations[] = {
     {13, store_schema_v13, STORE_HOOK_NONE},
     {14, store_schema_v14, STORE_HOOK_NONE},
     {15, store_schema_v15, STORE_HOOK_NONE},
+    {16, store_schema_v16, STORE_HOOK_NONE},
 };
 
 const size_t store_migrations_count =

@@ -446,6 +446,20 @@ def test_scripts_in_bash_and_python3(agent_server, make_agent, tmp_path):
     assert rc == 2 and "not both" in err, err
 
 
+def test_script_in_pwsh(agent_server, make_agent):
+    """PowerShell reads its script from standard input (agent/job.c)."""
+    if not os.path.exists("/usr/bin/pwsh"):
+        pytest.skip("pwsh (PowerShell) is not packaged in Debian 12; the "
+                    "agent's default path for it is /usr/bin/pwsh")
+    pc = agent_server
+    a = online_agent(pc, make_agent, conf=SCRIPTS)
+    j = run(pc, a.id, None, interpreter="pwsh", timeout=60,
+            script='Write-Output (2 + 3)\n[Console]::Error.WriteLine("e")\n'
+                   'exit 6\n')
+    assert (j["status"], j["exit_code"], j["stdout"], j["stderr"]) == (
+        "failed", 6, "5\n", "e\n"), j
+
+
 def test_scripts_off_by_default_and_interpreters_limited(agent_server,
                                                          make_agent):
     pc = agent_server

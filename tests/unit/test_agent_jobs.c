@@ -559,10 +559,64 @@ static void test_push(void **state)
     job_rules_free(&r);
 }
 
+/* sudo: off without sudo_user; only listed accounts; root only with
+ * allow_root; the request key parsed strictly and refused on a push or a
+ * fetch. */
+static void test_sudo_rules(void **state)
+{
+    static struct job_rules r;
+    static struct job_request q;
+    char why[256];
+
+    (void)state;
+    job_rules_init(&r);
+    r.enabled = true;
+    q = req("id -un", 10);
+    snprintf(q.sudo, sizeof(q.sudo), "deploy");
+    assert_false(job_check(&r, &q, 1000, why, sizeof(why)));
+    assert_string_equal(why, "sudo is off on this agent (no sudo_user)");
+    assert_int_equal(job_sudo_user_add(&r, "deploy", why, sizeof(why)), ERR_OK);
+    assert_int_equal(job_sudo_user_add(&r, "root", why, sizeof(why)), ERR_OK);
+    assert_int_equal(job_sudo_user_add(&r, "-x", why, sizeof(why)), ERR_CONFIG);
+    assert_int_equal(job_sudo_user_add(&r, "a b", why, sizeof(why)),
+                     ERR_CONFIG);
+    assert_true(job_check(&r, &q, 1000, why, sizeof(why)));
+    snprintf(q.sudo, sizeof(q.sudo), "other");
+    assert_false(job_check(&r, &q, 1000, why, sizeof(why)));
+    assert_string_equal(why, "sudo to 'other' is not allowed (sudo_user)");
+    snprintf(q.sudo, sizeof(q.sudo), "root");
+    assert_false(job_check(&r, &q, 1000, why, sizeof(why)));
+    assert_string_equal(why, "sudo to root needs allow_root");
+    r.allow_root = true;
+    assert_true(job_check(&r, &q, 1000, why, sizeof(why)));
+    job_rules_free(&r);
+    {
+        const char *good = "{\"id\":\"j1\",\"command\":\"id\","
+                           "\"sudo\":\"deploy\",\"timeout\":5}";
+        const char *bad[] = {
+            "{\"command\":\"id\",\"sudo\":\"\"}",
+            "{\"command\":\"id\",\"sudo\":\"-u\"}",
+            "{\"command\":\"id\",\"sudo\":\"a;b\"}",
+            "{\"command\":\"id\",\"sudo\":7}",
+            "{\"fetch\":\"j1\",\"sudo\":\"deploy\"}",
+        };
+        assert_int_equal(
+            job_request_parse(good, strlen(good), &q, why, sizeof(why)),
+            ERR_OK);
+        assert_string_equal(q.sudo, "deploy");
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            assert_int_equal(
+                job_request_parse(bad[i], strlen(bad[i]), &q, why, sizeof(why)),
+                ERR_INVALID);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_off_by_default),
+        cmocka_unit_test(test_sudo_rules),
         cmocka_unit_test(test_root_needs_allow_root),
         cmocka_unit_test(test_metacharacters_refused_by_default),
         cmocka_unit_test(test_deny_then_allow),

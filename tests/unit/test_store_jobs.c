@@ -109,6 +109,73 @@ static void test_batches(void **state)
     free(list);
 }
 
+/* Retention: jobs that ended before the cut go with their output, and a
+ * batch's pushed file once none of its jobs is left; queued and running
+ * jobs stay whatever their age. */
+static void test_prune(void **state)
+{
+    struct store *st = S(state);
+    static struct store_job j, got;
+    static uint8_t bin[] = {1, 2, 3};
+    const char *batch = "00000000-0000-4000-8000-0000000000b1";
+    char ids[4][STORE_ID_MAX + 1];
+    uint8_t *data = NULL;
+    size_t len = 0;
+    int deleted = -1;
+
+    /* 0: ends (batch), 1: stays running (batch), 2: queued, 3: ends */
+    for (int i = 0; i < 4; i++) {
+        memset(&j, 0, sizeof(j));
+        snprintf(j.agent_id, sizeof(j.agent_id), "ag");
+        snprintf(j.command, sizeof(j.command), "true");
+        snprintf(j.status, sizeof(j.status), i == 2 ? "queued" : "running");
+        if (i < 2) {
+            snprintf(j.batch_id, sizeof(j.batch_id), "%s", batch);
+        }
+        j.timeout = 5;
+        assert_int_equal(store_job_add(st, &j), ERR_OK);
+        snprintf(ids[i], sizeof(ids[i]), "%s", j.id);
+    }
+    assert_int_equal(store_job_payload_add(st, batch, bin, sizeof(bin)),
+                     ERR_OK);
+    for (int i = 0; i < 4; i += 3) {
+        memset(&j, 0, sizeof(j));
+        memcpy(j.id, ids[i], sizeof(j.id));
+        snprintf(j.status, sizeof(j.status), "ok");
+        j.out = bin;
+        j.out_len = sizeof(bin);
+        assert_int_equal(store_job_finish(st, &j), ERR_OK);
+    }
+    /* nothing ended that long ago */
+    assert_int_equal(store_job_prune(st, 1000, &deleted), ERR_OK);
+    assert_int_equal(deleted, 0);
+    assert_int_equal(store_job_get(st, ids[0], &got), ERR_OK);
+    store_job_free_output(&got);
+    /* everything that ended, now */
+    assert_int_equal(store_job_prune(st, INT64_MAX / 2, &deleted), ERR_OK);
+    assert_int_equal(deleted, 2);
+    assert_int_equal(store_job_get(st, ids[0], &got), ERR_NOT_FOUND);
+    assert_int_equal(store_job_get(st, ids[3], &got), ERR_NOT_FOUND);
+    for (int i = 1; i < 3; i++) {
+        assert_int_equal(store_job_get(st, ids[i], &got), ERR_OK);
+        store_job_free_output(&got);
+    }
+    /* the batch still has a job: its file stays */
+    assert_int_equal(store_job_payload_get(st, batch, &data, &len), ERR_OK);
+    free(data);
+    memset(&j, 0, sizeof(j));
+    snprintf(j.id, sizeof(j.id), "%s", ids[1]);
+    snprintf(j.status, sizeof(j.status), "failed");
+    assert_int_equal(store_job_finish(st, &j), ERR_OK);
+    assert_int_equal(store_job_prune(st, INT64_MAX / 2, &deleted), ERR_OK);
+    assert_int_equal(deleted, 1);
+    assert_int_equal(store_job_payload_get(st, batch, &data, &len),
+                     ERR_NOT_FOUND);
+    assert_int_equal(store_job_get(st, ids[2], &got), ERR_OK);
+    assert_string_equal(got.status, "queued");
+    store_job_free_output(&got);
+}
+
 static void test_schedules(void **state)
 {
     struct store *st = S(state);
@@ -204,6 +271,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schedules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_groups, setup, teardown),
     };

@@ -1,0 +1,467 @@
+/*
+ * GET /api/v1/jobs/{id}/stream (docs/api.md "Watching a job"): a job's
+ * output pushed as it arrives, as server-sent events (text/event-stream):
+ *
+ *   event: job      data: the job (as GET /jobs/{id}, without output)
+ *   event: output   data: {"stream": "stdout"|"stderr", "offset": N,
+ *                          "text": "..."}
+ *   event: end      data: the job as it ended (without output)
+ *
+ * then the server closes the connection. A job that runs on this node is
+ * followed through the hub (hub_watch_*): the connection pulls the next
+ * slice of the job's own buffers when it can write, so a client that
+ * reads slowly (or never) makes the server hold nothing but two offsets.
+ * A job that ended already, or runs on another node of a cluster, is
+ * followed through the store instead (its output recorded every 250 ms),
+ * read every HTTP_SSE_POLL_MS and only after the last read was written.
+ *
+ * A connection that cannot write for HTTP_SSE_STALL_MS (the client reads
+ * nothing) is closed; at most HTTP_SSE_MAX streams are open at once (503
+ * beyond). A comment line every HTTP_SSE_KEEPALIVE_MS keeps proxies from
+ * closing a quiet stream.
+ */
+#include "http/http_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin/admin.h"
+#include "admin/admin_job.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "http/http_web.h"
+#include "store/jobs.h"
+
+#define HTTP_SSE_MAX 256
+#define HTTP_SSE_SLICE 16384 /* output bytes per event */
+#define HTTP_SSE_POLL_MS 500
+#define HTTP_SSE_KEEPALIVE_MS 15000
+#define HTTP_SSE_STALL_MS 60000
+
+struct http_sse {
+    struct http *h;
+    struct lws *wsi;
+    struct store_job *meta; /* the job as it started (no output) */
+    struct hub_watch *w;    /* NULL: no hub on this node */
+    bool headers_sent, began, ended, closing;
+    /* the event being written */
+    char *ev;
+    size_t ev_len, ev_off;
+    /* followed through the store: bytes already sent, and the last
+     * read's new bytes not yet sent */
+    size_t off[2];
+    uint8_t *held[2];
+    size_t held_len[2], held_off[2];
+    json_t *end; /* the final job, when the store says it ended */
+    uint64_t timer;
+    int64_t last_write_ms, last_ka_ms;
+};
+
+static size_t http_nsse;
+
+static int64_t http_sse_now_ms(void)
+{
+    return util_mono_ms();
+}
+
+static void http_sse_want(struct http_sse *s)
+{
+    if (s->wsi != NULL && !s->closing) {
+        lws_callback_on_writable(s->wsi);
+    }
+}
+
+static void http_sse_wake(void *arg)
+{
+    http_sse_want(arg);
+}
+
+/* How much of p[0..n) ends on a whole UTF-8 character (an incomplete
+ * sequence at the end waits for its next bytes). */
+static size_t http_sse_utf8_cut(const uint8_t *p, size_t n)
+{
+    size_t i = n, need;
+
+    for (size_t k = 0; k < 3 && i > 0; k++) {
+        uint8_t c = p[i - 1];
+        if ((c & 0xc0) != 0x80) {
+            break;
+        }
+        i--;
+    }
+    if (i == 0) {
+        return n;
+    }
+    {
+        uint8_t c = p[i - 1];
+        need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+    }
+    /* the lead byte at i-1 and n-i continuation bytes after it */
+    return need > 1 && n - (i - 1) < need ? i - 1 : n;
+}
+
+/* JSON text of bytes that may not be UTF-8 (other bytes >= 0x80 become
+ * U+FFFD, as in GET /jobs/{id}). */
+static json_t *http_sse_text(const uint8_t *p, size_t len)
+{
+    json_t *s = json_stringn((const char *)p, len);
+    char *c;
+    size_t o = 0;
+
+    if (s != NULL) {
+        return s;
+    }
+    if ((c = malloc(len * 3 + 1)) == NULL) {
+        return json_string("");
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] < 0x80 && p[i] != 0) {
+            c[o++] = (char)p[i];
+        } else {
+            c[o++] = (char)0xef;
+            c[o++] = (char)0xbf;
+            c[o++] = (char)0xbd;
+        }
+    }
+    s = json_stringn(c, o);
+    free(c);
+    return s != NULL ? s : json_string("");
+}
+
+/* Makes "event: NAME\ndata: JSON\n\n" the event to write (steals d). */
+static bool http_sse_event(struct http_sse *s, const char *name, json_t *d)
+{
+    char *txt = d != NULL ? json_dumps(d, JSON_COMPACT) : NULL;
+    size_t n;
+
+    json_decref(d);
+    if (txt == NULL) {
+        return false;
+    }
+    n = strlen(name) + strlen(txt) + 32;
+    if ((s->ev = malloc(n)) == NULL) {
+        free(txt);
+        return false;
+    }
+    s->ev_len =
+        (size_t)snprintf(s->ev, n, "event: %s\ndata: %s\n\n", name, txt);
+    s->ev_off = 0;
+    free(txt);
+    return true;
+}
+
+static bool http_sse_output(struct http_sse *s, int stream, size_t offset,
+                            const uint8_t *p, size_t n)
+{
+    return http_sse_event(s, "output",
+                          json_pack("{s:s, s:I, s:o}", "stream",
+                                    stream == 1 ? "stdout" : "stderr", "offset",
+                                    (json_int_t)offset, "text",
+                                    http_sse_text(p, n)));
+}
+
+/* The job as the hub saw it end. */
+static json_t *http_sse_end_json(const struct http_sse *s,
+                                 const struct hub_job_result *r)
+{
+    json_t *o = admin_job_json(s->meta, false);
+
+    json_object_set_new(o, "status", json_string(r->status));
+    json_object_set_new(o, "exit_code",
+                        r->exit_code >= 0 ? json_integer(r->exit_code)
+                                          : json_null());
+    json_object_set_new(o, "signal",
+                        r->signal > 0 ? json_integer(r->signal) : json_null());
+    json_object_set_new(o, "why", json_string(r->why != NULL ? r->why : ""));
+    json_object_set_new(o, "finished", admin_json_time(util_now()));
+    return o;
+}
+
+/* The next event from the hub's buffers; false if none now. */
+static bool http_sse_next_live(struct http_sse *s)
+{
+    struct hub_job_result r;
+    bool ended = hub_watch_done(s->w, &r);
+
+    for (int st = 1; st <= 2; st++) {
+        const uint8_t *p;
+        size_t n = hub_watch_peek(s->w, st, &p, HTTP_SSE_SLICE), cut;
+        if (n == 0) {
+            continue;
+        }
+        /* a character split across slices goes out whole, once its
+         * last bytes came; at the end, whatever is there */
+        cut = http_sse_utf8_cut(p, n);
+        if (cut == 0) {
+            if (!hub_watch_job_ended(s->w)) {
+                continue;
+            }
+            cut = n;
+        }
+        if (!http_sse_output(s, st, s->off[st - 1], p, cut)) {
+            return false;
+        }
+        hub_watch_take(s->w, st, cut);
+        s->off[st - 1] += cut;
+        return true;
+    }
+    if (ended) {
+        s->ended = true;
+        return http_sse_event(s, "end", http_sse_end_json(s, &r));
+    }
+    return false;
+}
+
+/* The next event from the last store read; false if none now. */
+static bool http_sse_next_stored(struct http_sse *s)
+{
+    for (int i = 0; i < 2; i++) {
+        size_t n = s->held_len[i] - s->held_off[i];
+        if (n == 0) {
+            continue;
+        }
+        if (n > HTTP_SSE_SLICE) {
+            n = http_sse_utf8_cut(s->held[i] + s->held_off[i], HTTP_SSE_SLICE);
+            n = n > 0 ? n : HTTP_SSE_SLICE;
+        }
+        if (!http_sse_output(s, i + 1, s->off[i], s->held[i] + s->held_off[i],
+                             n)) {
+            return false;
+        }
+        s->held_off[i] += n;
+        s->off[i] += n;
+        if (s->held_off[i] == s->held_len[i]) {
+            free(s->held[i]);
+            s->held[i] = NULL;
+            s->held_len[i] = s->held_off[i] = 0;
+        }
+        return true;
+    }
+    if (s->end != NULL) {
+        json_t *e = s->end;
+        s->end = NULL;
+        s->ended = true;
+        return http_sse_event(s, "end", e);
+    }
+    return false;
+}
+
+static bool http_sse_ended_status(const char *st)
+{
+    return strcmp(st, "queued") != 0 && strcmp(st, "running") != 0;
+}
+
+/* Takes what the store has beyond what was sent (the job runs on another
+ * node, or ended before the hub could be asked). */
+static void http_sse_read_store(struct http_sse *s)
+{
+    struct store_job *j;
+    uint8_t *src[2];
+    size_t len[2];
+
+    if (s->held_len[0] > 0 || s->held_len[1] > 0 || s->end != NULL ||
+        s->ended || (j = calloc(1, sizeof(*j))) == NULL) {
+        return;
+    }
+    if (store_job_get(s->h->store, s->meta->id, j) != ERR_OK) {
+        free(j);
+        return;
+    }
+    src[0] = j->out;
+    src[1] = j->err;
+    len[0] = j->out_len;
+    len[1] = j->err_len;
+    for (int i = 0; i < 2; i++) {
+        /* output only grows; a shorter one (a result that replaced a
+         * fetch's) sends nothing more */
+        if (len[i] > s->off[i] &&
+            (s->held[i] = malloc(len[i] - s->off[i])) != NULL) {
+            memcpy(s->held[i], src[i] + s->off[i], len[i] - s->off[i]);
+            s->held_len[i] = len[i] - s->off[i];
+        }
+    }
+    if (http_sse_ended_status(j->status)) {
+        s->end = admin_job_json(j, false);
+    }
+    store_job_free_output(j);
+    free(j);
+}
+
+static void http_sse_tick(struct loop *l, void *arg)
+{
+    struct http_sse *s = arg;
+    int64_t now = http_sse_now_ms();
+
+    s->timer = loop_add_timer(l, HTTP_SSE_POLL_MS, http_sse_tick, s);
+    if (s->closing) {
+        return;
+    }
+    if (now - s->last_write_ms > HTTP_SSE_STALL_MS) {
+        /* it reads nothing: let it go */
+        log_info("http: job %s: closing a watcher that reads nothing",
+                 s->meta->id);
+        s->closing = true;
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_HTTP_CONTENT,
+                        LWS_TO_KILL_ASYNC);
+        return;
+    }
+    if (s->w == NULL || !hub_watch_attached(s->w)) {
+        http_sse_read_store(s);
+    }
+    http_sse_want(s);
+}
+
+int http_sse_writeable(struct http_sse *s, struct lws *wsi)
+{
+    unsigned char buf[LWS_PRE + HTTP_SSE_SLICE * 6 + 256];
+    unsigned char *start = buf + LWS_PRE, *p = start;
+    unsigned char *end = buf + sizeof(buf) - 1;
+    int64_t now = http_sse_now_ms();
+
+    if (s->closing) {
+        return -1;
+    }
+    if (!s->headers_sent) {
+        if (lws_add_http_common_headers(wsi, 200, "text/event-stream",
+                                        LWS_ILLEGAL_HTTP_CONTENT_LEN, &p,
+                                        end) ||
+            lws_add_http_header_by_name(
+                wsi, (const unsigned char *)"cache-control:",
+                (const unsigned char *)"no-store", 8, &p, end) ||
+            lws_add_http_header_by_name(
+                wsi, (const unsigned char *)"x-accel-buffering:",
+                (const unsigned char *)"no", 2, &p, end) ||
+            http_web_security_headers(wsi, false, &p, end) ||
+            lws_finalize_write_http_header(wsi, start, &p, end)) {
+            return -1;
+        }
+        s->headers_sent = true;
+        s->last_write_ms = now;
+        /* no idle timeout: the stream lasts as long as the job */
+        lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+        http_sse_want(s);
+        return 0;
+    }
+    if (s->ev == NULL) {
+        bool got;
+        if (!s->began) {
+            s->began = true;
+            got = http_sse_event(s, "job", admin_job_json(s->meta, false));
+        } else if (s->ended) {
+            return 1; /* all written */
+        } else if (s->w != NULL && hub_watch_attached(s->w)) {
+            got = http_sse_next_live(s);
+        } else {
+            got = http_sse_next_stored(s);
+        }
+        if (!got) {
+            if (now - s->last_ka_ms < HTTP_SSE_KEEPALIVE_MS) {
+                s->last_write_ms = now; /* nothing to send is not a stall */
+                return 0;
+            }
+            if ((s->ev = strdup(": keepalive\n\n")) == NULL) {
+                return -1;
+            }
+            s->ev_len = strlen(s->ev);
+            s->ev_off = 0;
+        }
+    }
+    {
+        size_t n = s->ev_len - s->ev_off;
+        if (n > sizeof(buf) - LWS_PRE - 1) {
+            n = sizeof(buf) - LWS_PRE - 1;
+        }
+        memcpy(start, s->ev + s->ev_off, n);
+        if (lws_write(wsi, start, n, LWS_WRITE_HTTP) != (int)n) {
+            return -1;
+        }
+        s->ev_off += n;
+        s->last_write_ms = s->last_ka_ms = now;
+        if (s->ev_off == s->ev_len) {
+            free(s->ev);
+            s->ev = NULL;
+        }
+    }
+    http_sse_want(s);
+    return 0;
+}
+
+void http_sse_free(struct http_sse *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    if (s->timer != 0) {
+        loop_del_timer(s->h->loop, s->timer);
+    }
+    hub_watch_free(s->w);
+    free(s->ev);
+    free(s->held[0]);
+    free(s->held[1]);
+    json_decref(s->end);
+    free(s->meta);
+    http_nsse--;
+    free(s);
+}
+
+int http_h_jobs_stream(struct http_req *req)
+{
+    struct store_job *j = calloc(1, sizeof(*j));
+    struct http_sse *s;
+    struct admin_ctx ac;
+    int r;
+
+    if (j == NULL) {
+        return http_error(req, 500, "internal", "Internal error",
+                          "out of memory");
+    }
+    if ((r = store_job_get(req->h->store, req->params[0], j)) != ERR_OK) {
+        free(j);
+        return http_store_error(req, r, "job", req->params[0]);
+    }
+    http_admin_ctx(req, &ac);
+    if (admin_job_filter(&ac, j, 1) == 0) {
+        /* as if unknown: a job out of scope is not confirmed to exist */
+        store_job_free_output(j);
+        free(j);
+        return http_store_error(req, ERR_NOT_FOUND, "job", req->params[0]);
+    }
+    /* the output is followed from byte 0, by the hub or the store */
+    store_job_free_output(j);
+    if (req->method == HM_HEAD) {
+        free(j);
+        req->raw_type = "text/event-stream";
+        return http_ok(req, 200, json_object(), NULL);
+    }
+    if (http_nsse >= HTTP_SSE_MAX || (s = calloc(1, sizeof(*s))) == NULL) {
+        free(j);
+        return http_error(req, 503, "server_busy", "Server busy",
+                          "too many job streams open (at most %d); try again "
+                          "shortly",
+                          HTTP_SSE_MAX);
+    }
+    http_nsse++;
+    s->h = req->h;
+    s->meta = j;
+    s->last_write_ms = s->last_ka_ms = http_sse_now_ms();
+    if (req->h->hub != NULL && !http_sse_ended_status(j->status) &&
+        (s->w = hub_watch_job(req->h->hub, j->id, http_sse_wake, s)) == NULL) {
+        http_sse_free(s);
+        return http_error(req, 500, "internal", "Internal error",
+                          "out of memory");
+    }
+    if (s->w == NULL || !hub_watch_attached(s->w)) {
+        http_sse_read_store(s);
+    }
+    s->timer = loop_add_timer(req->h->loop, HTTP_SSE_POLL_MS, http_sse_tick, s);
+    if (http_conn_stream(req, s) != ERR_OK) {
+        http_sse_free(s);
+        return http_error(req, 500, "internal", "Internal error",
+                          "cannot stream");
+    }
+    s->wsi = http_conn_wsi(req);
+    log_info("http: %s watches job %s", req->auth.user.name, j->id);
+    return 0;
+}
