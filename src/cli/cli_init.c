@@ -37,6 +37,7 @@
 #include <openssl/x509v3.h>
 #include <sodium.h>
 
+#include "auth/jwt.h"
 #include "auth/password.h"
 #include "cli/cli.h"
 #include "common/err.h"
@@ -83,6 +84,8 @@ enum init_file {
     INIT_DB_WAL,
     INIT_DB_SHM,
     INIT_DB_JOURNAL,
+    INIT_AUDIT,
+    INIT_JWT,
     INIT__COUNT
 };
 
@@ -101,6 +104,8 @@ static const char *const init_names[INIT__COUNT] = {
     [INIT_DB_WAL] = "portcullis.db-wal",
     [INIT_DB_SHM] = "portcullis.db-shm",
     [INIT_DB_JOURNAL] = "portcullis.db-journal",
+    [INIT_AUDIT] = "audit.key",
+    [INIT_JWT] = "api_jwt.key",
 };
 
 struct init_paths {
@@ -564,25 +569,15 @@ out:
     return rc;
 }
 
-/* The audit log's key (store_audit.c): audit.key beside the database,
- * mode 0600; last, so a failed init leaves no key behind. */
-static int init_audit_key(struct store *st)
-{
-    char path[PATH_MAX] = "";
-    int r = audit_key_create(st);
-
-    if (r != ERR_OK) {
-        (void)audit_key_path(st, path, sizeof(path));
-        return cli_error("cannot create the audit key %s: %s", path,
-                         err_str(r));
-    }
-    return CLI_EXIT_OK;
-}
-
 /* Creates the database and the admin user; the password goes to pw. With
  * url, the store is that PostgreSQL database: it must exist (created with
- * the C collation, docs/store.md) and hold no Portcullis store yet; the
- * schema is made there by store_open() as it would be in a new file. */
+ * the C collation, docs/store.md) and hold no Portcullis store yet. The
+ * schema, /root and the admin are made in one transaction
+ * (store_create_begin()), so a run that fails half way leaves the
+ * database as it found it and can simply be repeated. The audit key
+ * (audit.key beside the SQLite file; for a store on a server, in the data
+ * directory: [store] audit_key's default) is written before the commit
+ * and removed with the other files if the run fails. */
 static int init_store(struct init_paths *p, const char *url, char *pw,
                       size_t pwlen)
 {
@@ -601,29 +596,24 @@ static int init_store(struct init_paths *p, const char *url, char *pw,
         p->created[INIT_DB] = p->created[INIT_DB_WAL] = true;
         p->created[INIT_DB_SHM] = p->created[INIT_DB_JOURNAL] = true;
     }
-    if ((r = store_open(path, &st)) != ERR_OK) {
+    if ((r = store_create_begin(path, &st)) != ERR_OK) {
         st = NULL;
-        /* The driver has logged libpq's reason (host, refusal, missing
-         * database); the URL holds no password (config_store_url_check). */
-        if (url != NULL) {
+        /* The driver has logged the database's reason (host, refusal,
+         * missing database, a table in the way); the URL holds no
+         * password (config_store_url_check). */
+        if (url != NULL && r == ERR_EXISTS) {
+            cli_error("the database %s already holds a Portcullis store; "
+                      "not overwriting",
+                      url);
+        } else if (url != NULL) {
             cli_error("cannot open the PostgreSQL store %s: %s (is the "
-                      "server running and the database created?)",
+                      "server running, the database created and empty?); "
+                      "nothing was left in the database",
                       url, err_str(r));
         } else {
             cli_error("cannot create store %s: %s", path, err_str(r));
         }
-        goto out;
-    }
-    if (url != NULL &&
-        (r = store_user_get(st, INIT_ADMIN_NAME, &admin)) != ERR_NOT_FOUND) {
-        if (r == ERR_OK) {
-            cli_error("the database %s already holds a Portcullis store "
-                      "(user %s exists); not overwriting",
-                      url, INIT_ADMIN_NAME);
-        } else {
-            cli_error("cannot read the store %s: %s", url, err_str(r));
-        }
-        goto out;
+        return CLI_EXIT_FAIL;
     }
     password_generate(pw, pwlen - 1);
     if ((r = password_hash(pw, hash, sizeof(hash))) != ERR_OK) {
@@ -647,27 +637,44 @@ static int init_store(struct init_paths *p, const char *url, char *pw,
         cli_error("cannot make admin an administrator: %s", err_str(r));
         goto out;
     }
-    /* The audit key lives beside a database file; for a store on a
-     * server, in the data directory ([store] audit_key's default). */
-    if (url != NULL) {
-        char key[PATH_MAX];
-
-        if (snprintf(key, sizeof(key), "%s/audit.key", p->dir) >=
-                (int)sizeof(key) ||
-            store_set_audit_key(st, key) != ERR_OK) {
-            cli_error("data directory path too long");
-            goto out;
-        }
-    }
-    if ((rc = init_audit_key(st)) != CLI_EXIT_OK) {
+    if (url != NULL && store_set_audit_key(st, p->file[INIT_AUDIT]) != ERR_OK) {
+        cli_error("data directory path too long");
         goto out;
     }
+    /* the audit log's key (store_audit.c), mode 0600 */
+    if ((r = audit_key_create(st)) != ERR_OK) {
+        cli_error("cannot create the audit key %s: %s", p->file[INIT_AUDIT],
+                  err_str(r));
+        goto out;
+    }
+    p->created[INIT_AUDIT] = true;
     rc = CLI_EXIT_OK;
 out:
+    r = store_create_end(st, rc == CLI_EXIT_OK ? ERR_OK : ERR_STORE);
+    if (rc == CLI_EXIT_OK && r != ERR_OK) {
+        rc = cli_error("cannot commit the new store %s: %s", path, err_str(r));
+    }
     sodium_memzero(hash, sizeof(hash));
     sodium_memzero(&admin, sizeof(admin));
-    store_close(st);
     return rc;
+}
+
+/* The secret of API tokens, web sessions and node credentials (`serve`
+ * would make it at its first start): made here, so that a data directory
+ * holds every key a second node copies (`node join --from`). */
+static int init_jwt_key(struct init_paths *p)
+{
+    struct jwt_key *k = NULL;
+    int r;
+
+    /* the written configuration keeps [http] jwt_secret's default */
+    if ((r = jwt_key_load(p->file[INIT_JWT], true, &k)) != ERR_OK) {
+        return cli_error("cannot create the API key %s: %s", p->file[INIT_JWT],
+                         err_str(r));
+    }
+    p->created[INIT_JWT] = true;
+    jwt_key_free(k);
+    return CLI_EXIT_OK;
 }
 
 static int init_run(struct cli_ctx *ctx, int argc, char **argv)
@@ -743,7 +750,8 @@ static int init_run(struct cli_ctx *ctx, int argc, char **argv)
         goto out;
     }
     p->created[INIT_VAULT] = true;
-    if ((rc = init_store(p, url, pw, sizeof(pw))) != CLI_EXIT_OK) {
+    if ((rc = init_jwt_key(p)) != CLI_EXIT_OK ||
+        (rc = init_store(p, url, pw, sizeof(pw))) != CLI_EXIT_OK) {
         goto out;
     }
     printf("config=%s\n", p->file[INIT_CONF]);

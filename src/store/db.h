@@ -69,6 +69,10 @@ int db_commit(struct db *db);
 void db_retry_now(struct db *db);
 void db_rollback(struct db *db);
 
+/* *exists: whether a table of that name is in the database (on
+ * PostgreSQL, on the connection's search_path). */
+int db_has_table(struct db *db, const char *name, bool *exists);
+
 /* Runs statements separated by ';' without parameters or result rows
  * (schema migrations). */
 int db_exec(struct db *db, const char *what, const char *sql);

@@ -119,6 +119,52 @@ def test_init_refuses_a_database_with_a_store(pg, tmp_path):
     assert _left_behind(d) == [], _left_behind(d)
 
 
+def _tables(pg, dbname):
+    return sorted(pg.psql(dbname, "SELECT tablename FROM pg_tables WHERE "
+                          "schemaname = 'public'").split())
+
+
+def test_failed_init_leaves_the_database_as_it_was(pg, tmp_path):
+    """init fails half way through the schema (a table of someone else's
+    is in the way of a later step): the database is left as it was, with
+    no half-made store, and init runs through once the way is clear."""
+    url = pg.new_database()
+    dbname = url.split("///")[1].split("?")[0]
+    pg.psql(dbname, "CREATE TABLE nodes (x INTEGER)")
+    r, d = _init(tmp_path, url)
+    assert r.rc == 1, r
+    assert 'relation "nodes" already exists' in r.err, r
+    assert "cannot open the PostgreSQL store" in r.err, r
+    assert "nothing was left in the database" in r.err, r
+    assert _tables(pg, dbname) == ["nodes"]
+    assert _left_behind(d) == [], _left_behind(d)
+    pg.psql(dbname, "DROP TABLE nodes")
+    r, d = _init(tmp_path, url)
+    assert r.rc == 0, r
+    assert pg.psql(dbname, "SELECT name FROM users").split() == ["admin"]
+    assert "schema_version" in _tables(pg, dbname)
+
+
+def test_init_refuses_a_key_in_the_way_before_touching_the_database(
+        pg, tmp_path):
+    """An audit.key already in the data directory: refused before the
+    store is made (it used to fail after the admin was written, leaving a
+    store that a second init then refused as existing)."""
+    url = pg.new_database()
+    dbname = url.split("///")[1].split("?")[0]
+    d = tmp_path / "pc"
+    d.mkdir()
+    (d / "audit.key").write_bytes(b"x" * 32)
+    r, _ = _init(tmp_path, url)
+    assert r.rc == 1 and "audit.key already exists" in r.err, r
+    assert _tables(pg, dbname) == []
+    assert sorted(os.listdir(d)) == ["audit.key"]
+    (d / "audit.key").unlink()
+    r, _ = _init(tmp_path, url)
+    assert r.rc == 0, r
+    assert (d / "api_jwt.key").stat().st_mode & 0o777 == 0o600
+
+
 def test_migrate_sqlite_to_postgresql(pg, target, tmp_path):
     """An installation used on SQLite (users, an asset with a vaulted key,
     a grant and profile, a report row) is copied while it runs, then
