@@ -1625,6 +1625,19 @@ static void monitor_on_route(void *arg, const struct route_result *r)
 
     c->route_req = NULL;
     buf_reset(m->rep);
+    /* Through another node of the cluster: the row names it beside the
+     * session's own node (a failure too: that node refused or failed). */
+    if (r->node != NULL) {
+        struct store_session s;
+
+        memset(&s, 0, sizeof(s));
+        snprintf(s.id, sizeof(s.id), "%s", c->connect_row);
+        snprintf(s.agent_node, sizeof(s.agent_node), "%s", r->node);
+        if (store_session_update(m->store, &s) != ERR_OK) {
+            log_warn("session %s: cannot write the agent's node %s",
+                     c->connect_row, r->node);
+        }
+    }
     if (fd < 0) {
         monitor_connect_failed(m, c, r->why);
         return;

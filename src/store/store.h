@@ -175,6 +175,10 @@ struct store_session {
     /* the node (store/nodes.h) the session ran on; "" for none. Read
      * only: store_session_open writes the handle's own */
     char node[32 + 1];
+    /* the node that held the agent the session went through when that
+     * was another node (the node: route, route/route.h); "" otherwise.
+     * Written by store_session_update. */
+    char agent_node[32 + 1];
 };
 
 /* Every set criterion must hold; since and until are inclusive bounds on

@@ -500,6 +500,14 @@ static const char store_schema_v14[] =
     "ALTER TABLE schedules ADD COLUMN created_by_id TEXT NOT NULL"
     " DEFAULT '';";
 
+/*
+ * Version 15: a report row names the node that held the agent when the
+ * session reached it through another node of the cluster (the node:
+ * route); '' when the session's own node held it, or no agent was used.
+ */
+static const char store_schema_v15[] =
+    "ALTER TABLE sessions ADD COLUMN agent_node TEXT NOT NULL DEFAULT '';";
+
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},
     {2, store_schema_v2, STORE_HOOK_NONE},
@@ -515,6 +523,7 @@ const struct store_migration store_migrations[] = {
     {12, store_schema_v12, STORE_HOOK_NONE},
     {13, store_schema_v13, STORE_HOOK_NONE},
     {14, store_schema_v14, STORE_HOOK_NONE},
+    {15, store_schema_v15, STORE_HOOK_NONE},
 };
 
 const size_t store_migrations_count =

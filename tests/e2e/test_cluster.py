@@ -201,6 +201,7 @@ def test_killed_node_is_noticed_its_row_closed_and_agent_moves(
                 "error: interrupted (its node stopped answering)", row
             assert row["ended_at"], row
             assert row["node"] == id_a, row
+            assert row["agent_node"] is None, row  # a direct route
         finally:
             if p.poll() is None:
                 p.kill()
@@ -250,6 +251,12 @@ def test_user_on_b_reaches_the_agent_held_by_a(cluster, make_agent, pctarget,
         assert row["route"] == "agent:%s" % ag.id
         rows = nodes(b)
         assert row["node"] == rows["b"]["id"], row  # the user's node
+        # and the node that held the agent, read through either node
+        assert row["agent_node"] == rows["a"]["id"], row
+        assert a.session_of(user, "ok", kind="exec")["agent_node"] == \
+            rows["a"]["id"]
+        _, out, _ = a.cli("session", "show", row["id"])
+        assert "agent_node" in out and rows["a"]["id"] in out, out
         assert "through agent %s" % ag.id in a.log_text()
         # the agent never connected to b
         assert "online (server %s" % url(b, ns) not in ag.log_text()
