@@ -63,6 +63,11 @@ void db_retry_now(struct db *db)
     }
 }
 
+bool db_down(struct db *db)
+{
+    return db != NULL && DRV(db)->down != NULL && DRV(db)->down(db);
+}
+
 int db_commit(struct db *db)
 {
     return db != NULL ? DRV(db)->commit(db) : ERR_INVALID;

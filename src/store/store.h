@@ -209,6 +209,10 @@ int store_create_end(struct store *st, int r);
  * one (ERR_NOT_FOUND otherwise: nothing is created); `node join`. */
 int store_open_existing(const char *path, struct store **out);
 void store_close(struct store *st);
+/* true when the store's database server is known to be unreachable (a
+ * PostgreSQL outage): a failed call is then "try again later", not an
+ * internal error. Never true on SQLite. */
+bool store_unreachable(struct store *st);
 /* Current schema version, for `--version` style diagnostics and tests. */
 int store_schema_version(struct store *st, int *version);
 

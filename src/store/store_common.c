@@ -693,6 +693,11 @@ void store_close(struct store *st)
     free(st);
 }
 
+bool store_unreachable(struct store *st)
+{
+    return st != NULL && db_down(st->db);
+}
+
 int store_schema_version(struct store *st, int *version)
 {
     int64_t v = 0;

@@ -277,32 +277,53 @@ def test_migrate_refusals(pg, tmp_path):
     assert "cannot connect to PostgreSQL" in err, err
 
 
+def _call(port, method, path, token, body=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=body,
+                     headers={"Authorization": "Bearer " + token,
+                              "Content-Type": "application/json"})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"{}")
+    finally:
+        conn.close()
+
+
 def test_database_outage(target, tmp_path):
-    """PostgreSQL stopped for a few seconds: a session in progress keeps
-    relaying, a new login fails at once with a message that says why (not
-    as a wrong password), and logins work again by themselves once the
-    database is back."""
+    """PostgreSQL stopped for 10 s mid-session: a session in progress
+    keeps relaying, a new login fails at once with a message that says why
+    (not as a wrong password), API calls are answered 503
+    store_unavailable at once (not a hang, not a 500 with the store's
+    words), a session that ends during the outage gets its report row when
+    the database is back, and logins and the API work again by
+    themselves."""
     import subprocess
     import time
     import pglib
     own = pglib.PgServer()  # stopped by this test: not the shared one
     p = None
-    live = None
+    live = ending = None
     try:
         p = Portcullis(tmp_path / "pc", store_url=own.new_database())
         p.tune_for_tests()
         p.start()
+        p.wait_http()
         pw = "pw-" + uniq()
         user = p.user_add(password=pw)
         asset = p.target_asset(target)
         p.allow(user, asset)
+        token = pclib.parse_kv(p.cli("token", "add", "--user", "admin",
+                                     "--expires", "1d")[1])["token"]
         client = Client(p.ssh_port)
         login = "%s#%s" % (user, asset)
         live = client.popen_ssh(login, "cat", password=pw,
                                 stdin=subprocess.PIPE)
-        live.stdin.write(b"one\n")
-        live.stdin.flush()
-        assert live.stdout.readline() == b"one\n"
+        ending = client.popen_ssh(login, "cat; echo ending-done",
+                                  password=pw, stdin=subprocess.PIPE)
+        for proc in (live, ending):
+            proc.stdin.write(b"one\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == b"one\n"
 
         own.stop()
         t0 = time.monotonic()
@@ -314,6 +335,24 @@ def test_database_outage(target, tmp_path):
         assert r.rc == 255, r
         assert "cannot reach its database" in r.err, r
         assert took < 10, took
+        # the API: 503 with a JSON error, at once, for reads and writes
+        for method, path, body in (
+                ("GET", "/api/v1/users", None),
+                ("GET", "/api/v1/sessions", None),
+                ("POST", "/api/v1/users",
+                 json.dumps({"name": "u-" + uniq()}))):
+            t1 = time.monotonic()
+            st, got = _call(p.http_port, method, path, token, body)
+            assert st == 503, (method, path, st, got)
+            assert got["errors"][0]["code"] == "store_unavailable", got
+            assert "cannot reach its database" in \
+                got["errors"][0]["detail"], got
+            assert time.monotonic() - t1 < 5
+        # a session ends during the outage: the client sees it end well
+        ending.stdin.close()
+        assert ending.stdout.readline() == b"ending-done\n"
+        assert ending.wait(timeout=20) == 0
+        ending = None
         # the session in progress still relays, seconds into the outage
         time.sleep(3)
         live.stdin.write(b"two\n")
@@ -326,6 +365,7 @@ def test_database_outage(target, tmp_path):
         st, got = _post(p.http_port, "/api/v1/login", body)
         assert st == 503 and \
             got["errors"][0]["code"] == "store_unavailable", (st, got)
+        time.sleep(max(0.0, 10 - (time.monotonic() - t0)))
 
         own.start()
         deadline = time.monotonic() + 15
@@ -338,6 +378,21 @@ def test_database_outage(target, tmp_path):
         live.stdin.write(b"three\n")
         live.stdin.flush()
         assert live.stdout.readline() == b"three\n"
+        # the row of the session that ended during the outage, written now
+        # with its real result and bytes (not left open, not interrupted)
+        deadline = time.monotonic() + 15
+        while True:
+            rows = [x for x in p.sessions() if x.get("user") == user and
+                    x.get("kind") == "exec"]
+            done = [x for x in rows if x.get("result") == "ok"]
+            if len(done) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert len(done) == 2, rows  # the one that ended, and "echo back"
+        ended = [x for x in done if x["bytes_down"] > len(b"back\n")]
+        assert len(ended) == 1 and ended[0]["ended_at"], done
+        assert "report row" in p.log_text() and \
+            "written when it does" in p.log_text()
         live.stdin.close()
         assert live.wait(timeout=20) == 0
         live = None
@@ -345,10 +400,13 @@ def test_database_outage(target, tmp_path):
         assert p.session_of(user, "ok", kind="exec")["result"] == "ok"
         st, got = _post(p.http_port, "/api/v1/login", body)
         assert st == 200 and got["data"]["token"], (st, got)
+        st, got = _call(p.http_port, "GET", "/api/v1/users", token)
+        assert st == 200 and user in [u["name"] for u in got["data"]], got
     finally:
-        if live is not None:
-            live.kill()
-            live.wait()
+        for proc in (live, ending):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
         if p is not None:
             p.stop()
         own.close()
