@@ -410,3 +410,60 @@ def test_database_outage(target, tmp_path):
         if p is not None:
             p.stop()
         own.close()
+
+
+def test_loop_answers_while_the_nodes_table_is_locked(tmp_path):
+    """The node's heartbeat and dead-node sweep (every [node]
+    heartbeat_seconds) run their SQL off the main loop: while another
+    session holds the nodes table locked for 5 s (a slow or stuck
+    database), the server's loop keeps answering HTTP at once, and the
+    heartbeat goes through when the lock is released."""
+    import subprocess
+    import time
+    import pglib
+    own = pglib.PgServer()
+    p = None
+    holder = None
+    try:
+        url = own.new_database()
+        dbname = url.split("///")[1].split("?")[0]
+        p = Portcullis(tmp_path / "pc", store_url=url)
+        p.tune_for_tests()
+        p.set_config("node", "heartbeat_seconds", "1")
+        p.set_config("node", "dead_after_seconds", "30")
+        p.start()
+        p.wait_http()
+        holder = subprocess.Popen(
+            own.as_user + [os.path.join(own.bindir, "psql"), "-h", own.dir,
+                           "-p", str(own.port), "-U", "portcullis", "-d",
+                           dbname, "-X", "-q", "-c",
+                           "BEGIN; LOCK TABLE nodes IN ACCESS EXCLUSIVE MODE;"
+                           " SELECT pg_sleep(5); COMMIT;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(0.5)  # the lock is taken
+        worst = 0.0
+        t_end = time.monotonic() + 4
+        while time.monotonic() < t_end:
+            t0 = time.monotonic()
+            conn = http.client.HTTPConnection("127.0.0.1", p.http_port,
+                                              timeout=30)
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().status == 200
+            conn.close()
+            worst = max(worst, time.monotonic() - t0)
+            time.sleep(0.05)
+        assert holder.wait(timeout=30) == 0, holder.stderr.read()
+        holder = None
+        assert worst < 1.0, "the loop stalled %.2f s" % worst
+        # the heartbeat got through afterwards
+        before = int(own.psql(dbname, "SELECT max(heartbeat_at) FROM nodes"))
+        time.sleep(2.5)
+        after = int(own.psql(dbname, "SELECT max(heartbeat_at) FROM nodes"))
+        assert after > before, (before, after)
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+        if p is not None:
+            p.stop()
+        own.close()
