@@ -37,6 +37,7 @@
 #include <openssl/x509v3.h>
 #include <sodium.h>
 
+#include "auth/jwt.h"
 #include "auth/password.h"
 #include "cli/cli.h"
 #include "common/err.h"
@@ -44,6 +45,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "common/vault.h"
+#include "store/store.h"
 #include "daemon/daemon.h"
 #include "common/addr.h"
 #include "store/access.h"
@@ -83,6 +85,8 @@ enum init_file {
     INIT_DB_WAL,
     INIT_DB_SHM,
     INIT_DB_JOURNAL,
+    INIT_AUDIT,
+    INIT_JWT,
     INIT__COUNT
 };
 
@@ -101,6 +105,8 @@ static const char *const init_names[INIT__COUNT] = {
     [INIT_DB_WAL] = "portcullis.db-wal",
     [INIT_DB_SHM] = "portcullis.db-shm",
     [INIT_DB_JOURNAL] = "portcullis.db-journal",
+    [INIT_AUDIT] = "audit.key",
+    [INIT_JWT] = "api_jwt.key",
 };
 
 struct init_paths {
@@ -145,12 +151,12 @@ static int init_make_dir(const char *dir, struct init_paths *p)
  * ports and the listen address the command line may have changed. */
 static int init_write_config(struct init_paths *p, const struct config *def,
                              const char *listen, bool listen_given,
-                             const char *store_url)
+                             const char *store_url, const char *extra)
 {
     /* Tunnels listen where the other listeners do when --listen names an
      * address; otherwise on the built-in default (loopback). */
     const char *tunnel_listen = listen_given ? listen : def->tunnel_listen;
-    char text[4096], tls[512], store[1024];
+    char text[8192], tls[512], store[1024];
     int n, r;
 
     /* A PostgreSQL store is named by its URL (checked by the caller: no
@@ -230,14 +236,15 @@ static int init_write_config(struct init_paths *p, const struct config *def,
                  "[tunnel]\n"
                  "listen = %s\n"
                  "port_min = %d\n"
-                 "port_max = %d\n",
+                 "port_max = %d\n"
+                 "%s",
                  def->log_level, listen, def->ssh_port,
                  init_names[INIT_HOST_KEY], init_names[INIT_ECDSA_KEY],
                  init_names[INIT_RSA_KEY], listen, def->http_port, tls, store,
                  init_names[INIT_VAULT], def->max_failures,
                  def->failure_window_seconds, def->lockout_seconds,
                  def->failure_delay_ms, tunnel_listen, def->tunnel_port_min,
-                 def->tunnel_port_max);
+                 def->tunnel_port_max, extra != NULL ? extra : "");
     if (n < 0 || (size_t)n >= sizeof(text)) {
         return cli_error("configuration too long");
     }
@@ -564,25 +571,15 @@ out:
     return rc;
 }
 
-/* The audit log's key (store_audit.c): audit.key beside the database,
- * mode 0600; last, so a failed init leaves no key behind. */
-static int init_audit_key(struct store *st)
-{
-    char path[PATH_MAX] = "";
-    int r = audit_key_create(st);
-
-    if (r != ERR_OK) {
-        (void)audit_key_path(st, path, sizeof(path));
-        return cli_error("cannot create the audit key %s: %s", path,
-                         err_str(r));
-    }
-    return CLI_EXIT_OK;
-}
-
 /* Creates the database and the admin user; the password goes to pw. With
  * url, the store is that PostgreSQL database: it must exist (created with
- * the C collation, docs/store.md) and hold no Portcullis store yet; the
- * schema is made there by store_open() as it would be in a new file. */
+ * the C collation, docs/store.md) and hold no Portcullis store yet. The
+ * schema, /root and the admin are made in one transaction
+ * (store_create_begin()), so a run that fails half way leaves the
+ * database as it found it and can simply be repeated. The audit key
+ * (audit.key beside the SQLite file; for a store on a server, in the data
+ * directory: [store] audit_key's default) is written before the commit
+ * and removed with the other files if the run fails. */
 static int init_store(struct init_paths *p, const char *url, char *pw,
                       size_t pwlen)
 {
@@ -601,29 +598,24 @@ static int init_store(struct init_paths *p, const char *url, char *pw,
         p->created[INIT_DB] = p->created[INIT_DB_WAL] = true;
         p->created[INIT_DB_SHM] = p->created[INIT_DB_JOURNAL] = true;
     }
-    if ((r = store_open(path, &st)) != ERR_OK) {
+    if ((r = store_create_begin(path, &st)) != ERR_OK) {
         st = NULL;
-        /* The driver has logged libpq's reason (host, refusal, missing
-         * database); the URL holds no password (config_store_url_check). */
-        if (url != NULL) {
+        /* The driver has logged the database's reason (host, refusal,
+         * missing database, a table in the way); the URL holds no
+         * password (config_store_url_check). */
+        if (url != NULL && r == ERR_EXISTS) {
+            cli_error("the database %s already holds a Portcullis store; "
+                      "not overwriting",
+                      url);
+        } else if (url != NULL) {
             cli_error("cannot open the PostgreSQL store %s: %s (is the "
-                      "server running and the database created?)",
+                      "server running, the database created and empty?); "
+                      "nothing was left in the database",
                       url, err_str(r));
         } else {
             cli_error("cannot create store %s: %s", path, err_str(r));
         }
-        goto out;
-    }
-    if (url != NULL &&
-        (r = store_user_get(st, INIT_ADMIN_NAME, &admin)) != ERR_NOT_FOUND) {
-        if (r == ERR_OK) {
-            cli_error("the database %s already holds a Portcullis store "
-                      "(user %s exists); not overwriting",
-                      url, INIT_ADMIN_NAME);
-        } else {
-            cli_error("cannot read the store %s: %s", url, err_str(r));
-        }
-        goto out;
+        return CLI_EXIT_FAIL;
     }
     password_generate(pw, pwlen - 1);
     if ((r = password_hash(pw, hash, sizeof(hash))) != ERR_OK) {
@@ -647,27 +639,60 @@ static int init_store(struct init_paths *p, const char *url, char *pw,
         cli_error("cannot make admin an administrator: %s", err_str(r));
         goto out;
     }
-    /* The audit key lives beside a database file; for a store on a
-     * server, in the data directory ([store] audit_key's default). */
-    if (url != NULL) {
-        char key[PATH_MAX];
-
-        if (snprintf(key, sizeof(key), "%s/audit.key", p->dir) >=
-                (int)sizeof(key) ||
-            store_set_audit_key(st, key) != ERR_OK) {
-            cli_error("data directory path too long");
-            goto out;
-        }
-    }
-    if ((rc = init_audit_key(st)) != CLI_EXIT_OK) {
+    if (url != NULL && store_set_audit_key(st, p->file[INIT_AUDIT]) != ERR_OK) {
+        cli_error("data directory path too long");
         goto out;
     }
+    /* the audit log's key (store_audit.c), mode 0600 */
+    if ((r = audit_key_create(st)) != ERR_OK) {
+        cli_error("cannot create the audit key %s: %s", p->file[INIT_AUDIT],
+                  err_str(r));
+        goto out;
+    }
+    p->created[INIT_AUDIT] = true;
     rc = CLI_EXIT_OK;
 out:
+    r = store_create_end(st, rc == CLI_EXIT_OK ? ERR_OK : ERR_STORE);
+    if (rc == CLI_EXIT_OK && r != ERR_OK) {
+        rc = cli_error("cannot commit the new store %s: %s", path, err_str(r));
+    }
     sodium_memzero(hash, sizeof(hash));
     sodium_memzero(&admin, sizeof(admin));
-    store_close(st);
     return rc;
+}
+
+/* The secret of API tokens, web sessions and node credentials (`serve`
+ * would make it at its first start): made here, so that a data directory
+ * holds every key a second node copies (`node join --from`). */
+static int init_jwt_key(struct init_paths *p)
+{
+    struct jwt_key *k = NULL;
+    int r;
+
+    /* the written configuration keeps [http] jwt_secret's default */
+    if ((r = jwt_key_load(p->file[INIT_JWT], true, &k)) != ERR_OK) {
+        return cli_error("cannot create the API key %s: %s", p->file[INIT_JWT],
+                         err_str(r));
+    }
+    p->created[INIT_JWT] = true;
+    jwt_key_free(k);
+    return CLI_EXIT_OK;
+}
+
+/* A failed run removes what it made (p may be NULL). */
+static void init_undo(const struct init_paths *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < INIT__COUNT; i++) {
+        if (p->created[i]) {
+            (void)unlink(p->file[i]);
+        }
+    }
+    if (p->made_dir) {
+        (void)rmdir(p->dir);
+    }
 }
 
 static int init_run(struct cli_ctx *ctx, int argc, char **argv)
@@ -723,7 +748,7 @@ static int init_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((rc = init_make_dir(dir, p)) != CLI_EXIT_OK ||
         (rc = init_write_config(p, &def,
                                 listen != NULL ? listen : def.ssh_listen,
-                                listen != NULL, url)) != CLI_EXIT_OK) {
+                                listen != NULL, url, NULL)) != CLI_EXIT_OK) {
         goto out;
     }
     /* Read it back: a file `serve` would refuse fails the run here. */
@@ -743,7 +768,8 @@ static int init_run(struct cli_ctx *ctx, int argc, char **argv)
         goto out;
     }
     p->created[INIT_VAULT] = true;
-    if ((rc = init_store(p, url, pw, sizeof(pw))) != CLI_EXIT_OK) {
+    if ((rc = init_jwt_key(p)) != CLI_EXIT_OK ||
+        (rc = init_store(p, url, pw, sizeof(pw))) != CLI_EXIT_OK) {
         goto out;
     }
     printf("config=%s\n", p->file[INIT_CONF]);
@@ -758,21 +784,344 @@ static int init_run(struct cli_ctx *ctx, int argc, char **argv)
     printf("tls_fingerprint=%s\n", tls_fp);
 out:
     sodium_memzero(pw, sizeof(pw));
-    if (rc != CLI_EXIT_OK && p != NULL) {
-        for (i = 0; i < INIT__COUNT; i++) {
-            if (p->created[i]) {
-                (void)unlink(p->file[i]);
-            }
-        }
-        if (p->made_dir) {
-            (void)rmdir(p->dir);
-        }
+    if (rc != CLI_EXIT_OK) {
+        init_undo(p);
     }
     config_free(&def);
     config_free(&cfg);
     free(p);
     return rc;
 }
+
+/* --- node join ---------------------------------------------------------- */
+
+/*
+ * `portcullis node join`: a second (third, ...) node of a cluster. The
+ * store is the cluster's PostgreSQL database, which the first node's
+ * `init --store-url` made; the keys every node shares come from a
+ * directory the operator copied from an existing node (over ssh, say):
+ * the vault key (it opens the logins sealed in the database, so it never
+ * travels through the database), the API key (tokens, web sessions, node
+ * credentials), the audit key, the TLS certificate and key (node links
+ * pin it) and the SSH host keys (users' known_hosts and agents' pinned
+ * fingerprint fit whichever node answers). Everything is checked before
+ * a file is written: the store must be reachable and hold a Portcullis
+ * store, the keys must be owner-only files of the right shape, and the
+ * audit key must verify the store's audit log, so keys of another cluster
+ * are refused. A failed run removes what it made, as init does.
+ */
+
+/* Shared files copied from --from besides the host keys (init_host_key
+ * adopts those), with the mode each gets. */
+static const struct {
+    enum init_file file;
+    unsigned mode;
+    bool secret;
+} join_files[] = {
+    {INIT_VAULT, 0600, true},     {INIT_JWT, 0600, true},
+    {INIT_AUDIT, 0600, true},     {INIT_TLS_KEY, 0600, true},
+    {INIT_TLS_CERT, 0644, false},
+};
+
+#define JOIN_FILES (sizeof(join_files) / sizeof(join_files[0]))
+#define JOIN_FILE_MAX (64 * 1024)
+
+/* from/name must be a regular file, owner-only when secret. */
+static int join_check_file(const char *from, const char *name, bool secret,
+                           char *path, size_t pathlen)
+{
+    struct stat sb;
+
+    if (snprintf(path, pathlen, "%s/%s", from, name) >= (int)pathlen) {
+        return cli_error("--from: path too long");
+    }
+    if (lstat(path, &sb) != 0) {
+        return cli_error("--from %s holds no %s: copy it from a node of the "
+                         "cluster (docs/operations.md, \"Cluster\")",
+                         from, name);
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        return cli_error("%s is not a regular file", path);
+    }
+    if (secret && (sb.st_mode & 077) != 0) {
+        return cli_error("%s can be read by group or others: chmod 600 it "
+                         "(and check who read it)",
+                         path);
+    }
+    return CLI_EXIT_OK;
+}
+
+static int join_copy(const char *src, const char *dst, unsigned mode)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    int r;
+
+    if ((r = util_read_file(src, JOIN_FILE_MAX, &data, &len)) != ERR_OK) {
+        return cli_error("cannot read %s: %s", src, err_str(r));
+    }
+    r = util_write_file_excl(dst, data, len, mode);
+    sodium_memzero(data, len);
+    free(data);
+    if (r != ERR_OK) {
+        return cli_error("cannot write %s: %s", dst, err_str(r));
+    }
+    (void)chmod(dst, mode); /* the CLI's umask is 077 */
+    return CLI_EXIT_OK;
+}
+
+/* The certificate's fingerprint as init prints it. */
+static int join_tls_fingerprint(const char *path, char *fp, size_t fplen)
+{
+    BIO *b = BIO_new_file(path, "r");
+    X509 *x = b != NULL ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    int rc = CLI_EXIT_OK;
+
+    if (x == NULL || init_tls_fingerprint(x, fp, fplen) != ERR_OK) {
+        rc = cli_error("%s is not a PEM certificate", path);
+    }
+    X509_free(x);
+    BIO_free(b);
+    return rc;
+}
+
+/* The store: reachable, a Portcullis store, and its audit log verified by
+ * the copied audit key. */
+static int join_check_store(const char *url, const char *audit_key)
+{
+    struct audit_verify_result *res = NULL;
+    struct store *st = NULL;
+    int rc = CLI_EXIT_FAIL, r;
+
+    if ((r = store_open_existing(url, &st)) == ERR_NOT_FOUND) {
+        return cli_error("the database %s holds no Portcullis store: make the "
+                         "first node with `portcullis init --store-url`",
+                         url);
+    }
+    if (r != ERR_OK) {
+        return cli_error("cannot open the PostgreSQL store %s: %s (is the "
+                         "server running and reachable from here?)",
+                         url, err_str(r));
+    }
+    if ((res = calloc(1, sizeof(*res))) == NULL) {
+        rc = cli_error("%s", err_str(ERR_NOMEM));
+        goto out;
+    }
+    r = audit_verify_full(st, audit_key, res);
+    if (r == ERR_CRYPTO) {
+        rc = cli_error("%s does not verify the store's audit log (%s): it is "
+                       "not this cluster's audit key",
+                       audit_key, res->why);
+        goto out;
+    }
+    if (r != ERR_OK) {
+        rc = cli_error("cannot check the audit key %s against the store: %s",
+                       audit_key, res->why[0] != '\0' ? res->why : err_str(r));
+        goto out;
+    }
+    rc = CLI_EXIT_OK;
+out:
+    free(res);
+    store_close(st);
+    return rc;
+}
+
+static int node_join_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *dir = NULL, *listen = NULL, *url = NULL, *from = NULL;
+    const char *name = NULL;
+    const char *pos[CLI_MAX_POS];
+    int proxy_port = 3128;
+    struct config def, cfg;
+    const struct cli_opt opts[] = {
+        CLI_OPT_STR("--dir", &dir),
+        CLI_OPT_STR("--store-url", &url),
+        CLI_OPT_STR("--from", &from),
+        CLI_OPT_STR("--name", &name),
+        CLI_OPT_INT("--ssh-port", &def.ssh_port, 0, 65535),
+        CLI_OPT_INT("--http-port", &def.http_port, 0, 65535),
+        CLI_OPT_INT("--proxy-port", &proxy_port, 1, 65535),
+        CLI_OPT_STR("--listen", &listen),
+        CLI_OPT_END,
+    };
+    struct init_paths *p = NULL;
+    struct stat sb;
+    char why[512], src[PATH_MAX], extra[1024];
+    char fp[INIT_HOST_KEYS][HOSTKEY_FP_MAX + 1];
+    char tls_fp[INIT_TLS_FP_MAX + 1];
+    const char *addr;
+    size_t i;
+    int rc, r, n;
+
+    memset(&cfg, 0, sizeof(cfg));
+    if (config_defaults(&def, "/") != ERR_OK) {
+        return cli_error("%s", err_str(ERR_NOMEM));
+    }
+    if ((rc = cli_parse(ctx, argc, argv, opts, "", pos)) != CLI_PARSED) {
+        goto out;
+    }
+    if (dir == NULL || url == NULL || from == NULL) {
+        rc = cli_usage(ctx, "node join needs --dir DIR, --store-url "
+                            "postgresql://... and --from DIR");
+        goto out;
+    }
+    /* A SQLite file is one node's own: there is no cluster to join. */
+    if (strncmp(url, "postgresql://", 13) != 0 &&
+        strncmp(url, "postgres://", 11) != 0) {
+        rc = cli_usage(ctx, "node join needs the cluster's PostgreSQL store "
+                            "(--store-url postgresql://...); a SQLite store "
+                            "belongs to one node and cannot be shared");
+        goto out;
+    }
+    if (config_store_url_check(url, why, sizeof(why)) != ERR_OK) {
+        rc = cli_usage(ctx, "%s", why);
+        goto out;
+    }
+    if ((listen != NULL && !admin_host_valid(listen)) ||
+        (name != NULL && (!admin_host_valid(name) || strlen(name) > 64))) {
+        rc = cli_usage(ctx, "--listen needs an address or host name, --name "
+                            "letters, digits, '-' and '.'");
+        goto out;
+    }
+    if (stat(from, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        rc = cli_error("--from %s is not a directory", from);
+        goto out;
+    }
+    /* Every check before anything is written: the files, then the store. */
+    for (i = 0; i < JOIN_FILES; i++) {
+        if ((rc = join_check_file(from, init_names[join_files[i].file],
+                                  join_files[i].secret, src, sizeof(src))) !=
+            CLI_EXIT_OK) {
+            goto out;
+        }
+    }
+    if ((rc = join_check_file(from, init_names[INIT_HOST_KEY], true, src,
+                              sizeof(src))) != CLI_EXIT_OK ||
+        (rc = join_check_file(from, init_names[INIT_AUDIT], true, src,
+                              sizeof(src))) != CLI_EXIT_OK ||
+        (rc = join_check_store(url, src)) != CLI_EXIT_OK) {
+        goto out;
+    }
+    if ((p = calloc(1, sizeof(*p))) == NULL) {
+        rc = cli_error("%s", err_str(ERR_NOMEM));
+        goto out;
+    }
+    addr = listen != NULL ? listen : def.ssh_listen;
+    n = snprintf(extra, sizeof(extra),
+                 "\n"
+                 "# This node in the cluster (docs/operations.md, "
+                 "\"Cluster\").\n"
+                 "[node]\n"
+                 "%s%s%s"
+                 "\n"
+                 "# The link other nodes reach this node's agents through "
+                 "(TLS with the\n"
+                 "# shared certificate and a node credential); nothing else "
+                 "is proxied.\n"
+                 "[http_proxy]\n"
+                 "enabled = true\n"
+                 "listen = %s\n"
+                 "port = %d\n",
+                 name != NULL ? "name = " : "# name = (the host name)",
+                 name != NULL ? name : "", "\n", addr, proxy_port);
+    if (n < 0 || (size_t)n >= sizeof(extra)) {
+        rc = cli_error("configuration too long");
+        goto out;
+    }
+    if ((rc = init_make_dir(dir, p)) != CLI_EXIT_OK ||
+        (rc = init_write_config(p, &def, addr, listen != NULL, url, extra)) !=
+            CLI_EXIT_OK) {
+        goto out;
+    }
+    if ((r = config_load(p->file[INIT_CONF], &cfg, why, sizeof(why))) !=
+        ERR_OK) {
+        rc = cli_error("%s", why);
+        goto out;
+    }
+    for (i = 0; i < JOIN_FILES; i++) {
+        enum init_file f = join_files[i].file;
+
+        (void)snprintf(src, sizeof(src), "%s/%s", from, init_names[f]);
+        if ((rc = join_copy(src, p->file[f], join_files[i].mode)) !=
+            CLI_EXIT_OK) {
+            goto out;
+        }
+        p->created[f] = true;
+    }
+    /* loaded as serve will load them: a file of the wrong shape fails here */
+    {
+        struct vault *v = NULL;
+
+        if ((r = vault_load(p->file[INIT_VAULT], &v)) != ERR_OK) {
+            rc = cli_error("%s/%s is not a vault key: %s", from,
+                           init_names[INIT_VAULT], err_str(r));
+            goto out;
+        }
+        vault_free(v);
+    }
+    if ((rc = init_jwt_key(p)) != CLI_EXIT_OK ||
+        (rc = join_tls_fingerprint(p->file[INIT_TLS_CERT], tls_fp,
+                                   sizeof(tls_fp))) != CLI_EXIT_OK ||
+        (rc = init_host_key(p, from, fp)) != CLI_EXIT_OK) {
+        goto out;
+    }
+    printf("config=%s\n", p->file[INIT_CONF]);
+    printf("store=%s\n", url);
+    printf("fingerprint=%s\n", fp[0]);
+    for (i = 1; i < INIT_HOST_KEYS; i++) {
+        printf("fingerprint_%s=%s\n", hostkey_type_name(init_host_keys[i].type),
+               fp[i]);
+    }
+    printf("tls_fingerprint=%s\n", tls_fp);
+out:
+    if (rc != CLI_EXIT_OK) {
+        init_undo(p);
+    }
+    config_free(&def);
+    config_free(&cfg);
+    free(p);
+    return rc;
+}
+
+const struct cli_cmd cli_node_join = {
+    .name = "join",
+    .synopsis = "node join --dir DIR --store-url postgresql://... --from DIR\n"
+                "     [--name NAME] [--listen ADDR] [--ssh-port N] "
+                "[--http-port N]\n"
+                "     [--proxy-port N]",
+    .summary = "Make the data directory of one more node of a cluster.",
+    .details =
+        "Options:\n"
+        "  --dir DIR         the new node's data directory (created with "
+        "mode 0700)\n"
+        "  --store-url URL   the cluster's PostgreSQL store, as the first "
+        "node's\n"
+        "                    [store] url (no password in it)\n"
+        "  --from DIR        a copy of the shared keys of a node of the "
+        "cluster:\n"
+        "                    vault.key, api_jwt.key, audit.key, tls.crt, "
+        "tls.key and\n"
+        "                    ssh_host_*_key (the secret ones mode 0600); "
+        "copy them\n"
+        "                    over ssh and delete the copy after the join\n"
+        "  --name NAME       this node's name in `node list` (default: the "
+        "host name)\n"
+        "  --listen ADDR     address the SSH, HTTP, tunnel and node-link "
+        "listeners\n"
+        "                    bind (default 127.0.0.1)\n"
+        "  --ssh-port N, --http-port N  as init (2203, 8080)\n"
+        "  --proxy-port N    the node link other nodes reach this node's "
+        "agents\n"
+        "                    through ([http_proxy], default 3128)\n"
+        "\n"
+        "Refuses before writing anything: a store that is not PostgreSQL, "
+        "cannot be\nreached or holds no Portcullis store; a missing key, "
+        "one others can read,\nor an audit key that does not verify the "
+        "store's audit log (another\ncluster's). Prints config=, store=, "
+        "the host key fingerprints (the same\nas the other nodes') and "
+        "tls_fingerprint=.\n",
+    .run = node_join_run,
+};
 
 static int serve_run(struct cli_ctx *ctx, int argc, char **argv)
 {

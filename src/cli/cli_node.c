@@ -1,7 +1,9 @@
 /*
  * `portcullis node list`: the servers that share this store (issue 18,
  * store/nodes.h), with their state, agents and open sessions. Read-only:
- * each `serve` registers itself and keeps its heartbeat.
+ * each `serve` registers itself and keeps its heartbeat. `node join`
+ * (a new node's data directory) lives in cli_init.c beside init, whose
+ * files and checks it shares.
  */
 #include "cli/cli.h"
 #include "common/err.h"
@@ -41,10 +43,13 @@ static const struct cli_cmd node_list_cmd = {
                "agents offline.\n",
     .run = node_list_run,
 };
-static const struct cli_cmd *const node_cmds[] = {&node_list_cmd, NULL};
+extern const struct cli_cmd cli_node_join; /* cli_init.c */
+
+static const struct cli_cmd *const node_cmds[] = {&node_list_cmd,
+                                                  &cli_node_join, NULL};
 
 const struct cli_cmd cli_node = {
     .name = "node",
-    .summary = "Show the nodes of a cluster (servers on one store).",
+    .summary = "The nodes of a cluster (servers on one store): list, join.",
     .sub = node_cmds,
 };

@@ -61,6 +61,9 @@ static json_t *session_json(const struct store_session *s)
                  cli_json_time(s->recording_deleted_at));
     cli_json_set(&o, "node",
                  s->node[0] != '\0' ? json_string(s->node) : json_null());
+    cli_json_set(&o, "agent_node",
+                 s->agent_node[0] != '\0' ? json_string(s->agent_node)
+                                          : json_null());
     return o;
 }
 
@@ -196,6 +199,7 @@ static int session_show_run(struct cli_ctx *ctx, int argc, char **argv)
     cli_show("client", s.client_addr);
     cli_show("route", s.route);
     cli_show("node", s.node);
+    cli_show("agent_node", s.agent_node);
     cli_show("started_at", started);
     cli_show("ended_at", ended);
     cli_show("bytes_up", up);

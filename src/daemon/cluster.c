@@ -13,6 +13,14 @@
  * themselves come back by reconnecting to another node from their list of
  * server URLs.
  *
+ * On PostgreSQL the heartbeat and the sweep run on a worker thread
+ * (loop_work), on a store connection of their own: a database that is
+ * slow, or a lock another session holds on the nodes table, delays the
+ * heartbeat, not the server's loop (test_store_pg.py
+ * test_loop_answers_while_the_nodes_table_is_locked). One round is in
+ * flight at a time; the next is timed from its end. On SQLite (one node,
+ * a local file) they stay on the loop.
+ *
  * If this node finds it was itself declared dead (it was paused, or cut
  * off from the database for longer than the others wait), its report rows
  * were closed and its agents marked offline by another node: it logs that
@@ -29,6 +37,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <sodium.h>
 
 #include "common/err.h"
@@ -40,6 +50,8 @@
 #define CLUSTER_ID_FILE "node.id"
 #define CLUSTER_RESULT "error: interrupted (its node stopped answering)"
 
+struct cluster_beat;
+
 struct cluster {
     const struct config *cfg;
     struct loop *loop;
@@ -48,6 +60,24 @@ struct cluster {
     struct store_listener *listener;
     uint64_t timer;
     struct store_node self;
+    /* PostgreSQL: the heartbeat's own connection, used only by the round
+     * in flight (beat) on a worker thread; NULL on SQLite */
+    struct store *bg;
+    struct cluster_beat *beat;
+};
+
+/* One heartbeat round: the SQL (cluster_beat_work, on a worker thread or
+ * inline), then what the loop does with its outcome (cluster_beat_done). */
+struct cluster_beat {
+    struct cluster *c; /* NULL once cluster_stop() let it go */
+    struct store *st;  /* c->bg, or c->st inline */
+    struct store_node self;
+    int64_t now, dead_before;
+    int r;
+    bool was_dead;
+    bool reap_ok;
+    struct store_node_reaped reaped;
+    int done; /* set (atomically) when the SQL is over */
 };
 
 static int cluster_read_id(const char *path, char *id)
@@ -116,44 +146,85 @@ static void cluster_on_notice(void *arg, unsigned what, const char *from)
     hub_changed(c->hub, what);
 }
 
-static void cluster_tick(struct loop *loop, void *arg)
+static void cluster_beat_work(void *arg)
 {
-    struct cluster *c = arg;
-    struct store_node_reaped reaped;
-    int64_t now = util_now();
-    bool was_dead = false;
-    int r;
+    struct cluster_beat *b = arg;
+
+    b->r = store_node_heartbeat(b->st, b->self.id, b->now, &b->was_dead);
+    if (b->r == ERR_NOT_FOUND) {
+        b->r = store_node_register(b->st, &b->self, b->now);
+    }
+    b->reap_ok = b->r == ERR_OK &&
+                 store_node_reap(b->st, b->self.id, b->dead_before, b->now,
+                                 CLUSTER_RESULT, &b->reaped) == ERR_OK;
+    __atomic_store_n(&b->done, 1, __ATOMIC_RELEASE);
+}
+
+static void cluster_tick(struct loop *loop, void *arg);
+
+static void cluster_beat_done(struct loop *loop, void *arg)
+{
+    struct cluster_beat *b = arg;
+    struct cluster *c = b->c;
 
     (void)loop;
-    c->timer = 0;
-    r = store_node_heartbeat(c->st, c->self.id, now, &was_dead);
-    if (r == ERR_NOT_FOUND) {
-        r = store_node_register(c->st, &c->self, now);
+    if (c == NULL) { /* the node stopped meanwhile: only free */
+        store_close(b->st);
+        free(b);
+        return;
     }
-    if (r != ERR_OK) {
+    c->beat = NULL;
+    if (b->r != ERR_OK) {
         log_warn("node %s: cannot write the heartbeat; other nodes will "
                  "take this node for dead after %d s",
                  c->self.name, c->cfg->node_dead_after_seconds);
-    } else if (was_dead) {
+    } else if (b->was_dead) {
         log_warn("node %s: another node declared this node dead (no "
                  "heartbeat for %d s); its report rows were closed and its "
                  "agents marked offline",
                  c->self.name, c->cfg->node_dead_after_seconds);
         hub_reclaim_agents(c->hub);
     }
-    if (r == ERR_OK &&
-        store_node_reap(c->st, c->self.id,
-                        now - c->cfg->node_dead_after_seconds, now,
-                        CLUSTER_RESULT, &reaped) == ERR_OK &&
-        reaped.nodes > 0) {
+    if (b->reap_ok && b->reaped.nodes > 0) {
         log_warn("declared %d node(s) dead (no heartbeat for %d s): closed "
                  "%d report row(s) as interrupted, %d agent(s) offline",
-                 reaped.nodes, c->cfg->node_dead_after_seconds, reaped.sessions,
-                 reaped.agents);
+                 b->reaped.nodes, c->cfg->node_dead_after_seconds,
+                 b->reaped.sessions, b->reaped.agents);
     }
+    free(b);
     c->timer =
         loop_add_timer(c->loop, (int64_t)c->cfg->node_heartbeat_seconds * 1000,
                        cluster_tick, c);
+}
+
+static void cluster_tick(struct loop *loop, void *arg)
+{
+    struct cluster *c = arg;
+    struct cluster_beat *b;
+
+    c->timer = 0;
+    if ((b = calloc(1, sizeof(*b))) == NULL) {
+        c->timer =
+            loop_add_timer(loop, (int64_t)c->cfg->node_heartbeat_seconds * 1000,
+                           cluster_tick, c);
+        return;
+    }
+    b->c = c;
+    b->self = c->self;
+    b->now = util_now();
+    b->dead_before = b->now - c->cfg->node_dead_after_seconds;
+    b->st = c->bg != NULL ? c->bg : c->st;
+    if (c->bg != NULL &&
+        loop_work(loop, cluster_beat_work, cluster_beat_done, b) == ERR_OK) {
+        c->beat = b;
+        return;
+    }
+    /* SQLite, or no worker to be had: on the loop, as a local file is */
+    if (c->bg != NULL) {
+        b->st = c->st;
+    }
+    cluster_beat_work(b);
+    cluster_beat_done(loop, b);
 }
 
 int cluster_start(struct cluster **out, const struct config *cfg,
@@ -205,6 +276,17 @@ int cluster_start(struct cluster **out, const struct config *cfg,
         free(c);
         return r;
     }
+    /* The heartbeat's own connection (a server's store only: see the top
+     * comment); without one it runs on the loop. */
+    if (cfg->store_url != NULL && cfg->store_url[0] != '\0' &&
+        (store_open(cfg->store_path, &c->bg) != ERR_OK ||
+         store_set_node(c->bg, c->self.id) != ERR_OK)) {
+        log_warn("node %s: no second store connection; the heartbeat runs "
+                 "on the main loop",
+                 c->self.name);
+        store_close(c->bg);
+        c->bg = NULL;
+    }
     log_info("node %s (%s) registered", c->self.name, c->self.id);
     c->timer = loop_add_timer(loop, (int64_t)cfg->node_heartbeat_seconds * 1000,
                               cluster_tick, c);
@@ -220,6 +302,19 @@ void cluster_stop(struct cluster *c)
     if (c->timer != 0) {
         loop_del_timer(c->loop, c->timer);
     }
+    if (c->beat != NULL) {
+        /* Its SQL ends within the store's time limits; then it is let go
+         * (cluster_beat_done frees it and the connection when the loop
+         * runs its callback), and "stopped" below is the last word. */
+        const struct timespec tick = {0, 10 * 1000 * 1000};
+
+        while (!__atomic_load_n(&c->beat->done, __ATOMIC_ACQUIRE)) {
+            nanosleep(&tick, NULL);
+        }
+        c->beat->c = NULL;
+        c->bg = NULL;
+    }
+    store_close(c->bg);
     store_listener_stop(c->listener);
     if (store_node_stop(c->st, c->self.id, util_now()) != ERR_OK) {
         log_warn("cannot mark this node stopped in the store");

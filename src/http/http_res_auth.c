@@ -888,10 +888,15 @@ static json_t *http_session_json(const struct store_session *s)
         http_nz(s->recording_path), "recording_sha256",
         http_nz(s->recording_sha256));
 
-    /* the node it ran on (a cluster's, store/nodes.h); null for none */
+    /* the node it ran on (a cluster's, store/nodes.h), and the node that
+     * held its agent when that was another one; null for none */
     if (o != NULL) {
         json_object_set_new(
             o, "node", s->node[0] != '\0' ? json_string(s->node) : json_null());
+        json_object_set_new(o, "agent_node",
+                            s->agent_node[0] != '\0'
+                                ? json_string(s->agent_node)
+                                : json_null());
     }
     return o;
 }

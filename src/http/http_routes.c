@@ -1087,6 +1087,22 @@ static void http_audit(struct http_req *req)
     }
 }
 
+/* A request that failed while the store's database is unreachable (a
+ * PostgreSQL outage) is answered 503 store_unavailable, whatever the
+ * handler or the token check made of the store's error (a 500 with the
+ * store's words, or a 404 or 401 for a row it could not read): the
+ * caller should try again, and nothing internal is shown. A body refused
+ * as invalid (400) needs no store and stays. The store reconnects by
+ * itself (db_pg.c), so the next request after the outage works. */
+static void http_store_check(struct http_req *req)
+{
+    if (req->status > 400 && store_unreachable(req->h->store)) {
+        http_error(req, 503, "store_unavailable", "Database unavailable",
+                   "the access server cannot reach its database; try again "
+                   "in a moment");
+    }
+}
+
 void http_dispatch(struct http_req *req)
 {
     char why[256];
@@ -1099,6 +1115,7 @@ void http_dispatch(struct http_req *req)
     if (req->route->perm != PERM_PUBLIC) {
         http_authenticate(req);
         if (!req->auth.ok) {
+            http_store_check(req);
             return;
         }
     }
@@ -1123,6 +1140,7 @@ void http_dispatch(struct http_req *req)
     }
     if (req->route->perm != PERM_PUBLIC &&
         (http_authorize(req) != 0 || req->errors != NULL)) {
+        http_store_check(req);
         return;
     }
     req->status = 500;
@@ -1135,5 +1153,6 @@ void http_dispatch(struct http_req *req)
         http_error(req, 500, "internal", "Internal error",
                    "the handler gave no answer");
     }
+    http_store_check(req);
     http_audit(req);
 }

@@ -62,8 +62,10 @@ struct route_req {
     struct store_peer *peer;
     char dest_host[STORE_HOST_MAX + 1];
     int dest_port;
-    /* node: the agent the other node's proxy streams through */
+    /* node: the agent the other node's proxy streams through, and the
+     * ID of that node */
     char node_agent[STORE_ROUTE_MAX + 1];
+    char node_id[NODE_ID_MAX + 1];
     /* route_peer_check: OPTIONS * instead of CONNECT */
     bool check;
     /* while route_connect runs the connector: cleared when rq ends */
@@ -110,7 +112,13 @@ static void route_end(struct route_req *rq, const struct route_result *res)
 {
     route_done_fn fn = rq->fn;
     void *arg = rq->arg;
+    struct route_result out = *res;
+    char node[NODE_ID_MAX + 1];
 
+    /* rq is freed below: the node's ID goes on in a copy */
+    snprintf(node, sizeof(node), "%s", rq->node_id);
+    out.node = node[0] != '\0' ? node : NULL;
+    res = &out;
     if (rq->alive != NULL) {
         *rq->alive = false; /* route_connect returns NULL */
     }
@@ -747,6 +755,7 @@ static void route_node_connect(struct route_req *rq, const char *host, int port,
     snprintf(rq->dest_host, sizeof(rq->dest_host), "%s", host);
     rq->dest_port = port;
     snprintf(rq->node_agent, sizeof(rq->node_agent), "%s", rq->name);
+    snprintf(rq->node_id, sizeof(rq->node_id), "%s", n.id);
     if (route_parse("direct", &sub, why, sizeof(why)) != ERR_OK) {
         route_peer_clear(rq);
         route_finish(rq, -1, why);

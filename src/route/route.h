@@ -86,6 +86,9 @@ struct route_result {
     int status;
     const char *why;
     const char *server;
+    /* an agent: route that went through another node of the cluster: that
+     * node's ID (for the report row); NULL otherwise */
+    const char *node;
 };
 typedef void (*route_done_fn)(void *arg, const struct route_result *r);
 

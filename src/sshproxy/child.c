@@ -870,13 +870,60 @@ static bool child_step(struct session_child *sc)
     return moved;
 }
 
+/*
+ * SIGTERM: the spawner ends every session this way when the main process
+ * is gone (killed, crashed) or stops. Without a handler the child would
+ * die at once and the user would see only a dropped connection; with it,
+ * the loop below notices (poll is interrupted, or within its second),
+ * and the client gets an SSH disconnect that says what happened.
+ */
+static volatile sig_atomic_t child_stopping;
+
+#define CHILD_STOP_MESSAGE                                                     \
+    "portcullis: the access server stopped (restarted, or its node "           \
+    "failed); this session has ended. Connect again."
+#define CHILD_STOP_RESULT "error: interrupted (the access server stopped)"
+
+static void child_on_term(int sig)
+{
+    (void)sig;
+    child_stopping = 1;
+}
+
 static void child_loop(struct session_child *sc)
 {
+    struct sigaction sa;
     int rc, errors = 0;
 
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = child_on_term;
+    sa.sa_flags = SA_RESETHAND; /* a second SIGTERM ends it at once */
+    sigemptyset(&sa.sa_mask);
+    (void)sigaction(SIGTERM, &sa, NULL);
     sc->started_ms = util_mono_ms();
     for (;;) {
-        bool moved = child_step(sc);
+        bool moved;
+
+        if (child_stopping) {
+            log_info("the access server stopped: ending the session of %s",
+                     sc->client_addr);
+            /* On each channel's stderr first: a client whose last
+             * channel closes exits without reading the disconnect. */
+            ssh_session_set_disconnect_message(sc->down, CHILD_STOP_MESSAGE);
+            for (struct relay_chan *ch = sc->chans; ch != NULL; ch = ch->next) {
+                if (ch->down != NULL && ssh_channel_is_open(ch->down)) {
+                    (void)ssh_channel_write_stderr(
+                        ch->down, CHILD_STOP_MESSAGE "\r\n",
+                        (uint32_t)sizeof(CHILD_STOP_MESSAGE "\r\n") - 1);
+                }
+                if (ch->result == NULL) {
+                    ch->result = strdup(CHILD_STOP_RESULT);
+                }
+            }
+            (void)ssh_blocking_flush(sc->down, 1000);
+            break;
+        }
+        moved = child_step(sc);
 
         if (!ssh_is_connected(sc->down)) {
             break;

@@ -52,6 +52,119 @@
 
 static void monitor_on_sweep(struct loop *l, void *arg);
 #define MONITOR_SWEEP_MS 3000
+/* Report rows kept for a store that does not answer; beyond this many the
+ * oldest stay open (closed as interrupted at the next start). */
+#define MONITOR_PENDING_MAX 65536
+
+/*
+ * The end of a session whose report row the store could not take (its
+ * database was down): kept here and written by the next sweep that finds
+ * the store answering, so the row gets its real result, bytes and
+ * recording hash rather than staying open until a restart closes it as
+ * interrupted. Sessions relay without the store; only their rows wait.
+ */
+struct monitor_pending {
+    struct monitor_pending *next;
+    char id[STORE_ID_MAX + 1];
+    int64_t ended_at;
+    uint64_t up, down;
+    int exit_status;
+    char result[STORE_RESULT_MAX + 1];
+    char *rec_path; /* NULL: no recording hash to write */
+    uint64_t rec_size;
+    char sha[65];
+};
+
+/* Writes p's recording hash (if any) and closes its row: ERR_OK when done
+ * (or the row is gone or closed already), else the store's error. */
+static int monitor_pending_write(struct monitor *m,
+                                 const struct monitor_pending *p)
+{
+    int r;
+
+    if (p->rec_path != NULL &&
+        (r = store_session_set_recording(m->store, p->id, p->rec_path,
+                                         p->rec_size, p->sha)) != ERR_OK &&
+        r != ERR_NOT_FOUND) {
+        return r;
+    }
+    r = store_session_close(m->store, p->id, p->ended_at, p->up, p->down,
+                            p->exit_status, p->result);
+    return r == ERR_NOT_FOUND ? ERR_OK : r;
+}
+
+static void monitor_pending_free(struct monitor_pending *p)
+{
+    if (p != NULL) {
+        free(p->rec_path);
+        free(p);
+    }
+}
+
+/* Closes a report row now, or keeps it for the next sweep when the store
+ * does not take it. rec_path and sha may be NULL. */
+static void monitor_row_close(struct monitor *m, const char *id,
+                              int64_t ended_at, uint64_t up, uint64_t down,
+                              int exit_status, const char *result,
+                              const char *rec_path, uint64_t rec_size,
+                              const char *sha)
+{
+    struct monitor_pending *p = calloc(1, sizeof(*p)), **tail;
+    int r;
+
+    if (p == NULL) {
+        log_error("cannot close report row %s: out of memory", id);
+        return;
+    }
+    snprintf(p->id, sizeof(p->id), "%s", id);
+    p->ended_at = ended_at;
+    p->up = up;
+    p->down = down;
+    p->exit_status = exit_status;
+    snprintf(p->result, sizeof(p->result), "%s", result);
+    if (rec_path != NULL && sha != NULL && sha[0] != '\0') {
+        p->rec_path = strdup(rec_path);
+        p->rec_size = rec_size;
+        snprintf(p->sha, sizeof(p->sha), "%s", sha);
+    }
+    /* behind rows already waiting: the store is down, do not ask again */
+    if (m->pending == NULL && (r = monitor_pending_write(m, p)) == ERR_OK) {
+        monitor_pending_free(p);
+        return;
+    }
+    if (m->npending >= MONITOR_PENDING_MAX) {
+        log_error("cannot close report row %s: %zu rows wait for the store "
+                  "already; it stays open",
+                  id, m->npending);
+        monitor_pending_free(p);
+        return;
+    }
+    log_warn("report row %s: the store does not answer; it is written when "
+             "it does",
+             id);
+    for (tail = &m->pending; *tail != NULL; tail = &(*tail)->next) {
+    }
+    *tail = p;
+    m->npending++;
+}
+
+/* From the sweep: the rows that waited, in order, while the store takes
+ * them. */
+static void monitor_pending_flush(struct monitor *m)
+{
+    struct monitor_pending *p;
+    size_t done = 0;
+
+    while ((p = m->pending) != NULL && monitor_pending_write(m, p) == ERR_OK) {
+        m->pending = p->next;
+        m->npending--;
+        monitor_pending_free(p);
+        done++;
+    }
+    if (done > 0) {
+        log_info("store answers again: %zu report row(s) written", done);
+    }
+}
 
 int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
 {
@@ -140,6 +253,18 @@ void monitor_free(struct monitor *m)
     }
     if (m->loop != NULL && m->sweep_timer != 0) {
         loop_del_timer(m->loop, m->sweep_timer);
+    }
+    monitor_pending_flush(m);
+    if (m->npending > 0) {
+        log_warn("%zu report row(s) could not be written; the next start "
+                 "closes them as interrupted",
+                 m->npending);
+    }
+    while (m->pending != NULL) {
+        struct monitor_pending *p = m->pending;
+
+        m->pending = p->next;
+        monitor_pending_free(p);
     }
     password_pool_free(m->hashes);
     if (m->loop != NULL) {
@@ -1454,6 +1579,7 @@ static void monitor_on_sweep(struct loop *l, void *arg)
     bool *active = NULL;
     size_t n = 0, i = 0;
 
+    monitor_pending_flush(m);
     for (c = m->children; c != NULL; c = c->next) {
         n += c->state == MC_AUTHED && c->end_result[0] == '\0';
     }
@@ -1625,6 +1751,19 @@ static void monitor_on_route(void *arg, const struct route_result *r)
 
     c->route_req = NULL;
     buf_reset(m->rep);
+    /* Through another node of the cluster: the row names it beside the
+     * session's own node (a failure too: that node refused or failed). */
+    if (r->node != NULL) {
+        struct store_session s;
+
+        memset(&s, 0, sizeof(s));
+        snprintf(s.id, sizeof(s.id), "%s", c->connect_row);
+        snprintf(s.agent_node, sizeof(s.agent_node), "%s", r->node);
+        if (store_session_update(m->store, &s) != ERR_OK) {
+            log_warn("session %s: cannot write the agent's node %s",
+                     c->connect_row, r->node);
+        }
+    }
     if (fd < 0) {
         monitor_connect_failed(m, c, r->why);
         return;
@@ -1877,17 +2016,10 @@ static int monitor_session_end(struct monitor *m, struct mchild *c,
         /* Policy said record and nothing was: never report that as ok. */
         snprintf(result, sizeof(result), "error: session was not recorded");
     }
-    if (recorded && sha[0] != '\0' &&
-        store_session_set_recording(m->store, row, r->rec_path, rec_size,
-                                    sha) != ERR_OK) {
-        log_error("session %s: cannot store the recording's hash", row);
-    }
+    monitor_row_close(m, row, util_now(), up, down,
+                      exit1 == 0 ? -1 : (int)(exit1 - 1), result,
+                      recorded ? r->rec_path : NULL, rec_size, sha);
     (void)monitor_row_take(c, row);
-    if (store_session_close(m->store, row, util_now(), up, down,
-                            exit1 == 0 ? -1 : (int)(exit1 - 1),
-                            result) != ERR_OK) {
-        log_error("cannot close report row %s", row);
-    }
     monitor_audit(m, c, c->user_name, "session.end", row, result);
     log_info("session %s ended: %s, %llu bytes up, %llu down", row, result,
              (unsigned long long)up, (unsigned long long)down);
@@ -1993,7 +2125,7 @@ void monitor_child_exit(struct monitor *m, pid_t pid, int status)
     }
     while ((row = c->rows) != NULL) {
         c->rows = row->next;
-        (void)store_session_close(m->store, row->id, now, 0, 0, -1, result);
+        monitor_row_close(m, row->id, now, 0, 0, -1, result, NULL, 0, NULL);
         monitor_audit(m, c, c->user_name, "session.end", row->id, result);
         log_info("session %s: %s", row->id, result);
         free(row->rec_path);

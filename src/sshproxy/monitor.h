@@ -160,6 +160,10 @@ struct monitor {
     struct hostkeys hostkeys; /* the SSH host keys: only here */
     ssh_session ssh_ctx;      /* for libssh's signature checks */
     uint64_t sweep_timer;     /* monitor_on_sweep, 0 if none */
+    /* report rows whose closing the store refused (a database outage),
+     * written again by each sweep until it takes them (monitor.c) */
+    struct monitor_pending *pending;
+    size_t npending;
     /* called once per child that authenticates (server.c tells the
      * spawner, which owns the pre-authentication limits); may be NULL */
     void (*on_authed)(void *arg, pid_t pid);

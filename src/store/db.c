@@ -63,6 +63,11 @@ void db_retry_now(struct db *db)
     }
 }
 
+bool db_down(struct db *db)
+{
+    return db != NULL && DRV(db)->down != NULL && DRV(db)->down(db);
+}
+
 int db_commit(struct db *db)
 {
     return db != NULL ? DRV(db)->commit(db) : ERR_INVALID;
@@ -85,6 +90,32 @@ int db_prepare(struct db *db, const char *what, const char *sql,
 {
     *out = NULL;
     return db != NULL ? DRV(db)->prepare(db, what, sql, out) : ERR_INVALID;
+}
+
+int db_has_table(struct db *db, const char *name, bool *exists)
+{
+    struct db_stmt *s = NULL;
+    bool row = false;
+    int r;
+
+    *exists = false;
+    if (db == NULL) {
+        return ERR_INVALID;
+    }
+    /* The one query of the store that names a database's catalogue. */
+    r = db_prepare(db, "table lookup",
+                   DRV(db) == &db_pg_driver
+                       ? "SELECT CASE WHEN to_regclass($1) IS NULL THEN 0"
+                         " ELSE 1 END"
+                       : "SELECT COUNT(*) FROM sqlite_master WHERE type ="
+                         " 'table' AND name = $1",
+                   &s);
+    if (r == ERR_OK && (r = db_bind_text(s, 1, name)) == ERR_OK &&
+        (r = db_step(s, &row)) == ERR_OK) {
+        *exists = row && db_col_int64(s, 0) > 0;
+    }
+    db_finalize(s);
+    return r;
 }
 
 void db_finalize(struct db_stmt *s)

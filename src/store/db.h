@@ -67,7 +67,15 @@ int db_commit(struct db *db);
  * connection waiting out its reconnection back-off tries again at the next
  * call instead (PostgreSQL; nothing for SQLite). */
 void db_retry_now(struct db *db);
+/* true when the connection to the database server is known to be lost
+ * (the last call failed on it, or a reconnection is waiting out its
+ * back-off); false for SQLite, and while the server answers. */
+bool db_down(struct db *db);
 void db_rollback(struct db *db);
+
+/* *exists: whether a table of that name is in the database (on
+ * PostgreSQL, on the connection's search_path). */
+int db_has_table(struct db *db, const char *name, bool *exists);
 
 /* Runs statements separated by ';' without parameters or result rows
  * (schema migrations). */

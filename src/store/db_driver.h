@@ -19,6 +19,8 @@ struct db_driver {
     /* optional: the server was seen answering (a notice arrived): a
      * reconnection waiting out its back-off may try at the next call */
     void (*retry_now)(struct db *db);
+    /* optional: the connection to the server is known lost */
+    bool (*down)(struct db *db);
     void (*rollback)(struct db *db);
     int (*exec)(struct db *db, const char *what, const char *sql);
     int (*prepare)(struct db *db, const char *what, const char *sql,

@@ -246,6 +246,12 @@ static int pg_begin_sql(struct db *db, const char *sql)
     return pg_simple(db, "begin", sql, NULL, 0);
 }
 
+static bool pg_down(struct db *db)
+{
+    return db->pid == getpid() &&
+           (db->conn == NULL || PQstatus(db->conn) == CONNECTION_BAD);
+}
+
 static void pg_retry_now(struct db *db)
 {
     db->retry_at = 0;
@@ -811,6 +817,7 @@ const struct db_driver db_pg_driver = {
     .begin = pg_begin,
     .commit = pg_commit,
     .retry_now = pg_retry_now,
+    .down = pg_down,
     .rollback = pg_rollback,
     .exec = pg_exec,
     .prepare = pg_prepare,

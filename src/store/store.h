@@ -175,6 +175,10 @@ struct store_session {
     /* the node (store/nodes.h) the session ran on; "" for none. Read
      * only: store_session_open writes the handle's own */
     char node[32 + 1];
+    /* the node that held the agent the session went through when that
+     * was another node (the node: route, route/route.h); "" otherwise.
+     * Written by store_session_update. */
+    char agent_node[32 + 1];
 };
 
 /* Every set criterion must hold; since and until are inclusive bounds on
@@ -191,7 +195,24 @@ struct store_session_filter {
 /* --- lifecycle --- */
 /* Opens (creating if absent) and migrates the store at path. */
 int store_open(const char *path, struct store **out);
+/*
+ * `init`'s store: opens path, refuses a database that already holds a
+ * Portcullis store (ERR_EXISTS), and begins one write transaction in
+ * which the schema is made and every store call made through *out runs,
+ * until store_create_end() commits it all (r == ERR_OK) or rolls it all
+ * back (PostgreSQL's DDL is transactional, as SQLite's is): a failed init
+ * leaves no table behind. *out is closed by store_create_end().
+ */
+int store_create_begin(const char *path, struct store **out);
+int store_create_end(struct store *st, int r);
+/* Opens and migrates the store at path only if the database already holds
+ * one (ERR_NOT_FOUND otherwise: nothing is created); `node join`. */
+int store_open_existing(const char *path, struct store **out);
 void store_close(struct store *st);
+/* true when the store's database server is known to be unreachable (a
+ * PostgreSQL outage): a failed call is then "try again later", not an
+ * internal error. Never true on SQLite. */
+bool store_unreachable(struct store *st);
 /* Current schema version, for `--version` style diagnostics and tests. */
 int store_schema_version(struct store *st, int *version);
 

@@ -33,11 +33,20 @@ int store_tx_begin(struct store *st, bool write)
     if (st == NULL || st->db == NULL) {
         return ERR_INVALID;
     }
+    if (st->creating) {
+        return st->create_err; /* inside store_create_begin()'s */
+    }
     return db_begin(st->db, write);
 }
 
 int store_tx_end(struct store *st, int r)
 {
+    if (st->creating) {
+        if (r != ERR_OK && st->create_err == ERR_OK) {
+            st->create_err = r;
+        }
+        return r;
+    }
     if (r == ERR_OK) {
         return db_commit(st->db);
     }
@@ -595,6 +604,85 @@ out:
     return r;
 }
 
+int store_create_begin(const char *path, struct store **out)
+{
+    struct store *st = NULL;
+    bool exists = false;
+    int r;
+
+    *out = NULL;
+    if (path == NULL || path[0] == '\0') {
+        return ERR_INVALID;
+    }
+    if ((st = calloc(1, sizeof(*st))) == NULL) {
+        return ERR_NOMEM;
+    }
+    if ((r = db_open(path, &st->db)) != ERR_OK ||
+        (r = db_begin(st->db, true)) != ERR_OK) {
+        goto fail;
+    }
+    if ((r = db_has_table(st->db, "schema_version", &exists)) != ERR_OK ||
+        (exists && (r = ERR_EXISTS) != ERR_OK)) {
+        db_rollback(st->db);
+        goto fail;
+    }
+    st->creating = true;
+    if ((r = store_migrate(st)) != ERR_OK) {
+        db_rollback(st->db);
+        goto fail;
+    }
+    *out = st;
+    return ERR_OK;
+fail:
+    store_close(st);
+    return r;
+}
+
+int store_create_end(struct store *st, int r)
+{
+    if (st == NULL) {
+        return r != ERR_OK ? r : ERR_INVALID;
+    }
+    if (r == ERR_OK) {
+        r = st->create_err;
+    }
+    st->creating = false;
+    r = store_tx_end(st, r);
+    store_close(st);
+    return r;
+}
+
+int store_open_existing(const char *path, struct store **out)
+{
+    struct store *st = NULL;
+    bool exists = false;
+    int r;
+
+    *out = NULL;
+    if (path == NULL || path[0] == '\0') {
+        return ERR_INVALID;
+    }
+    if ((st = calloc(1, sizeof(*st))) == NULL) {
+        return ERR_NOMEM;
+    }
+    if ((r = db_open(path, &st->db)) != ERR_OK ||
+        (r = db_has_table(st->db, "schema_version", &exists)) != ERR_OK) {
+        goto out;
+    }
+    if (!exists) {
+        r = ERR_NOT_FOUND;
+        goto out;
+    }
+    if ((r = store_migrate(st)) != ERR_OK) {
+        goto out;
+    }
+    *out = st;
+    st = NULL;
+out:
+    store_close(st);
+    return r;
+}
+
 void store_close(struct store *st)
 {
     if (st == NULL) {
@@ -603,6 +691,11 @@ void store_close(struct store *st)
     db_close(st->db);
     free(st->audit_key);
     free(st);
+}
+
+bool store_unreachable(struct store *st)
+{
+    return st != NULL && db_down(st->db);
 }
 
 int store_schema_version(struct store *st, int *version)

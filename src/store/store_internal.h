@@ -60,6 +60,10 @@ struct store {
     struct db *db;
     char *audit_key; /* store_set_audit_key(); NULL: beside the file */
     char node[32 + 1];
+    /* store_create_begin(): one transaction holds every call until
+     * store_create_end(); create_err is the first failure inside it */
+    bool creating;
+    int create_err;
 };
 
 /* --- transactions: every public function is one ------------------------- */

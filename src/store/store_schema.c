@@ -512,6 +512,14 @@ static const char store_schema_v15[] =
 static const char store_schema_v16[] =
     "ALTER TABLE jobs ADD COLUMN sudo TEXT NOT NULL DEFAULT '';";
 
+/*
+ * Version 17: a report row names the node that held the agent when the
+ * session reached it through another node of the cluster (the node:
+ * route); '' when the session's own node held it, or no agent was used.
+ */
+static const char store_schema_v17[] =
+    "ALTER TABLE sessions ADD COLUMN agent_node TEXT NOT NULL DEFAULT '';";
+
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},
     {2, store_schema_v2, STORE_HOOK_NONE},
@@ -529,6 +537,7 @@ const struct store_migration store_migrations[] = {
     {14, store_schema_v14, STORE_HOOK_NONE},
     {15, store_schema_v15, STORE_HOOK_NONE},
     {16, store_schema_v16, STORE_HOOK_NONE},
+    {17, store_schema_v17, STORE_HOOK_NONE},
 };
 
 const size_t store_migrations_count =

@@ -19,7 +19,7 @@
     "id, user_id, user_name, asset_id, asset_name, site, kind, client_addr,"   \
     " route, started_at, COALESCE(ended_at, 0), bytes_up, bytes_down,"         \
     " exit_status, result, detail, recording_path, recording_sha256,"          \
-    " recording_size, COALESCE(recording_deleted_at, 0), node"
+    " recording_size, COALESCE(recording_deleted_at, 0), node, agent_node"
 
 static int row_session(struct db_stmt *s, void *item)
 {
@@ -46,6 +46,7 @@ static int row_session(struct db_stmt *s, void *item)
     x->recording_size = (uint64_t)db_col_int64(s, 18);
     x->recording_deleted_at = db_col_int64(s, 19);
     store_col_text(s, 20, x->node, sizeof(x->node));
+    store_col_text(s, 21, x->agent_node, sizeof(x->agent_node));
     return ERR_OK;
 }
 
@@ -65,7 +66,8 @@ static int session_check(const struct store_session *s)
         !store_field_ok(s->result, sizeof(s->result)) ||
         !store_field_ok(s->detail, sizeof(s->detail)) ||
         !store_field_ok(s->recording_path, sizeof(s->recording_path)) ||
-        !store_field_ok(s->recording_sha256, sizeof(s->recording_sha256))) {
+        !store_field_ok(s->recording_sha256, sizeof(s->recording_sha256)) ||
+        !store_field_ok(s->agent_node, sizeof(s->agent_node))) {
         return ERR_TOO_LONG;
     }
     return ERR_OK;
@@ -177,11 +179,12 @@ int store_session_update(struct store *st, const struct store_session *s)
         " route = COALESCE(NULLIF($8, ''), route),"
         " detail = COALESCE(NULLIF($9, ''), detail),"
         " recording_path = COALESCE(NULLIF($10, ''), recording_path),"
-        " recording_sha256 = COALESCE(NULLIF($11, ''), recording_sha256)"
-        " WHERE id = $12",
-        "tttttttttttt", s->user_id, s->user_name, s->asset_id, s->asset_name,
+        " recording_sha256 = COALESCE(NULLIF($11, ''), recording_sha256),"
+        " agent_node = COALESCE(NULLIF($12, ''), agent_node)"
+        " WHERE id = $13",
+        "ttttttttttttt", s->user_id, s->user_name, s->asset_id, s->asset_name,
         s->site, s->kind, s->client_addr, s->route, s->detail,
-        s->recording_path, s->recording_sha256, key);
+        s->recording_path, s->recording_sha256, s->agent_node, key);
 }
 
 int store_session_get(struct store *st, const char *id,

@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import ssl
+import subprocess
 import time
 
 import pytest
@@ -179,15 +180,29 @@ def test_killed_node_is_noticed_its_row_closed_and_agent_moves(
         pw = "pw-" + uniq()
         user = a.user_add(password=pw)
         a.allow(user, asset_id)
-        p = Client(a.ssh_port).popen_ssh("%s#%s" % (user, asset_id),
-                                         "echo started; sleep 120",
-                                         password=pw)
+        client = Client(a.ssh_port)
+        # OpenSSH prints a disconnect's reason at LogLevel INFO (its
+        # default; the suite's clients run at ERROR)
+        args = [x.replace("LogLevel=ERROR", "LogLevel=INFO") for x in
+                client.ssh_args("%s#%s" % (user, asset_id),
+                                "echo started; sleep 120")]
+        p = subprocess.Popen(args, env=client.env(password=pw),
+                             stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True)
         try:
             assert p.stdout.readline().strip() == b"started"
             wait_nodes(b, lambda r: r["a"]["sessions"] == 1, 10,
                        "a holding the session")
             os.kill(a.proc.pid, signal.SIGKILL)
             t0 = time.monotonic()
+            # the user is told, at once, why the session ended
+            _, err = p.communicate(timeout=10)
+            assert p.returncode == 255, (p.returncode, err)
+            assert b"portcullis: the access server stopped (restarted, or " \
+                b"its node failed); this session has ended. Connect again." \
+                in err, err
+            assert time.monotonic() - t0 < 5
             # b declares a dead within dead_after plus a heartbeat or two
             rows = wait_nodes(b, lambda r: r["a"]["state"] == "dead",
                               DEAD_AFTER_SECONDS + 4 * HEARTBEAT_SECONDS + 5,
@@ -201,6 +216,7 @@ def test_killed_node_is_noticed_its_row_closed_and_agent_moves(
                 "error: interrupted (its node stopped answering)", row
             assert row["ended_at"], row
             assert row["node"] == id_a, row
+            assert row["agent_node"] is None, row  # a direct route
         finally:
             if p.poll() is None:
                 p.kill()
@@ -250,6 +266,12 @@ def test_user_on_b_reaches_the_agent_held_by_a(cluster, make_agent, pctarget,
         assert row["route"] == "agent:%s" % ag.id
         rows = nodes(b)
         assert row["node"] == rows["b"]["id"], row  # the user's node
+        # and the node that held the agent, read through either node
+        assert row["agent_node"] == rows["a"]["id"], row
+        assert a.session_of(user, "ok", kind="exec")["agent_node"] == \
+            rows["a"]["id"]
+        _, out, _ = a.cli("session", "show", row["id"])
+        assert "agent_node" in out and rows["a"]["id"] in out, out
         assert "through agent %s" % ag.id in a.log_text()
         # the agent never connected to b
         assert "online (server %s" % url(b, ns) not in ag.log_text()

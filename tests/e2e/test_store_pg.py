@@ -119,6 +119,52 @@ def test_init_refuses_a_database_with_a_store(pg, tmp_path):
     assert _left_behind(d) == [], _left_behind(d)
 
 
+def _tables(pg, dbname):
+    return sorted(pg.psql(dbname, "SELECT tablename FROM pg_tables WHERE "
+                          "schemaname = 'public'").split())
+
+
+def test_failed_init_leaves_the_database_as_it_was(pg, tmp_path):
+    """init fails half way through the schema (a table of someone else's
+    is in the way of a later step): the database is left as it was, with
+    no half-made store, and init runs through once the way is clear."""
+    url = pg.new_database()
+    dbname = url.split("///")[1].split("?")[0]
+    pg.psql(dbname, "CREATE TABLE nodes (x INTEGER)")
+    r, d = _init(tmp_path, url)
+    assert r.rc == 1, r
+    assert 'relation "nodes" already exists' in r.err, r
+    assert "cannot open the PostgreSQL store" in r.err, r
+    assert "nothing was left in the database" in r.err, r
+    assert _tables(pg, dbname) == ["nodes"]
+    assert _left_behind(d) == [], _left_behind(d)
+    pg.psql(dbname, "DROP TABLE nodes")
+    r, d = _init(tmp_path, url)
+    assert r.rc == 0, r
+    assert pg.psql(dbname, "SELECT name FROM users").split() == ["admin"]
+    assert "schema_version" in _tables(pg, dbname)
+
+
+def test_init_refuses_a_key_in_the_way_before_touching_the_database(
+        pg, tmp_path):
+    """An audit.key already in the data directory: refused before the
+    store is made (it used to fail after the admin was written, leaving a
+    store that a second init then refused as existing)."""
+    url = pg.new_database()
+    dbname = url.split("///")[1].split("?")[0]
+    d = tmp_path / "pc"
+    d.mkdir()
+    (d / "audit.key").write_bytes(b"x" * 32)
+    r, _ = _init(tmp_path, url)
+    assert r.rc == 1 and "audit.key already exists" in r.err, r
+    assert _tables(pg, dbname) == []
+    assert sorted(os.listdir(d)) == ["audit.key"]
+    (d / "audit.key").unlink()
+    r, _ = _init(tmp_path, url)
+    assert r.rc == 0, r
+    assert (d / "api_jwt.key").stat().st_mode & 0o777 == 0o600
+
+
 def test_migrate_sqlite_to_postgresql(pg, target, tmp_path):
     """An installation used on SQLite (users, an asset with a vaulted key,
     a grant and profile, a report row) is copied while it runs, then
@@ -231,32 +277,53 @@ def test_migrate_refusals(pg, tmp_path):
     assert "cannot connect to PostgreSQL" in err, err
 
 
+def _call(port, method, path, token, body=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=body,
+                     headers={"Authorization": "Bearer " + token,
+                              "Content-Type": "application/json"})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"{}")
+    finally:
+        conn.close()
+
+
 def test_database_outage(target, tmp_path):
-    """PostgreSQL stopped for a few seconds: a session in progress keeps
-    relaying, a new login fails at once with a message that says why (not
-    as a wrong password), and logins work again by themselves once the
-    database is back."""
+    """PostgreSQL stopped for 10 s mid-session: a session in progress
+    keeps relaying, a new login fails at once with a message that says why
+    (not as a wrong password), API calls are answered 503
+    store_unavailable at once (not a hang, not a 500 with the store's
+    words), a session that ends during the outage gets its report row when
+    the database is back, and logins and the API work again by
+    themselves."""
     import subprocess
     import time
     import pglib
     own = pglib.PgServer()  # stopped by this test: not the shared one
     p = None
-    live = None
+    live = ending = None
     try:
         p = Portcullis(tmp_path / "pc", store_url=own.new_database())
         p.tune_for_tests()
         p.start()
+        p.wait_http()
         pw = "pw-" + uniq()
         user = p.user_add(password=pw)
         asset = p.target_asset(target)
         p.allow(user, asset)
+        token = pclib.parse_kv(p.cli("token", "add", "--user", "admin",
+                                     "--expires", "1d")[1])["token"]
         client = Client(p.ssh_port)
         login = "%s#%s" % (user, asset)
         live = client.popen_ssh(login, "cat", password=pw,
                                 stdin=subprocess.PIPE)
-        live.stdin.write(b"one\n")
-        live.stdin.flush()
-        assert live.stdout.readline() == b"one\n"
+        ending = client.popen_ssh(login, "cat; echo ending-done",
+                                  password=pw, stdin=subprocess.PIPE)
+        for proc in (live, ending):
+            proc.stdin.write(b"one\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == b"one\n"
 
         own.stop()
         t0 = time.monotonic()
@@ -268,6 +335,24 @@ def test_database_outage(target, tmp_path):
         assert r.rc == 255, r
         assert "cannot reach its database" in r.err, r
         assert took < 10, took
+        # the API: 503 with a JSON error, at once, for reads and writes
+        for method, path, body in (
+                ("GET", "/api/v1/users", None),
+                ("GET", "/api/v1/sessions", None),
+                ("POST", "/api/v1/users",
+                 json.dumps({"name": "u-" + uniq()}))):
+            t1 = time.monotonic()
+            st, got = _call(p.http_port, method, path, token, body)
+            assert st == 503, (method, path, st, got)
+            assert got["errors"][0]["code"] == "store_unavailable", got
+            assert "cannot reach its database" in \
+                got["errors"][0]["detail"], got
+            assert time.monotonic() - t1 < 5
+        # a session ends during the outage: the client sees it end well
+        ending.stdin.close()
+        assert ending.stdout.readline() == b"ending-done\n"
+        assert ending.wait(timeout=20) == 0
+        ending = None
         # the session in progress still relays, seconds into the outage
         time.sleep(3)
         live.stdin.write(b"two\n")
@@ -280,6 +365,7 @@ def test_database_outage(target, tmp_path):
         st, got = _post(p.http_port, "/api/v1/login", body)
         assert st == 503 and \
             got["errors"][0]["code"] == "store_unavailable", (st, got)
+        time.sleep(max(0.0, 10 - (time.monotonic() - t0)))
 
         own.start()
         deadline = time.monotonic() + 15
@@ -292,6 +378,21 @@ def test_database_outage(target, tmp_path):
         live.stdin.write(b"three\n")
         live.stdin.flush()
         assert live.stdout.readline() == b"three\n"
+        # the row of the session that ended during the outage, written now
+        # with its real result and bytes (not left open, not interrupted)
+        deadline = time.monotonic() + 15
+        while True:
+            rows = [x for x in p.sessions() if x.get("user") == user and
+                    x.get("kind") == "exec"]
+            done = [x for x in rows if x.get("result") == "ok"]
+            if len(done) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert len(done) == 2, rows  # the one that ended, and "echo back"
+        ended = [x for x in done if x["bytes_down"] > len(b"back\n")]
+        assert len(ended) == 1 and ended[0]["ended_at"], done
+        assert "report row" in p.log_text() and \
+            "written when it does" in p.log_text()
         live.stdin.close()
         assert live.wait(timeout=20) == 0
         live = None
@@ -299,10 +400,70 @@ def test_database_outage(target, tmp_path):
         assert p.session_of(user, "ok", kind="exec")["result"] == "ok"
         st, got = _post(p.http_port, "/api/v1/login", body)
         assert st == 200 and got["data"]["token"], (st, got)
+        st, got = _call(p.http_port, "GET", "/api/v1/users", token)
+        assert st == 200 and user in [u["name"] for u in got["data"]], got
     finally:
-        if live is not None:
-            live.kill()
-            live.wait()
+        for proc in (live, ending):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+        if p is not None:
+            p.stop()
+        own.close()
+
+
+def test_loop_answers_while_the_nodes_table_is_locked(tmp_path):
+    """The node's heartbeat and dead-node sweep (every [node]
+    heartbeat_seconds) run their SQL off the main loop: while another
+    session holds the nodes table locked for 5 s (a slow or stuck
+    database), the server's loop keeps answering HTTP at once, and the
+    heartbeat goes through when the lock is released."""
+    import subprocess
+    import time
+    import pglib
+    own = pglib.PgServer()
+    p = None
+    holder = None
+    try:
+        url = own.new_database()
+        dbname = url.split("///")[1].split("?")[0]
+        p = Portcullis(tmp_path / "pc", store_url=url)
+        p.tune_for_tests()
+        p.set_config("node", "heartbeat_seconds", "1")
+        p.set_config("node", "dead_after_seconds", "30")
+        p.start()
+        p.wait_http()
+        holder = subprocess.Popen(
+            own.as_user + [os.path.join(own.bindir, "psql"), "-h", own.dir,
+                           "-p", str(own.port), "-U", "portcullis", "-d",
+                           dbname, "-X", "-q", "-c",
+                           "BEGIN; LOCK TABLE nodes IN ACCESS EXCLUSIVE MODE;"
+                           " SELECT pg_sleep(5); COMMIT;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(0.5)  # the lock is taken
+        worst = 0.0
+        t_end = time.monotonic() + 4
+        while time.monotonic() < t_end:
+            t0 = time.monotonic()
+            conn = http.client.HTTPConnection("127.0.0.1", p.http_port,
+                                              timeout=30)
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().status == 200
+            conn.close()
+            worst = max(worst, time.monotonic() - t0)
+            time.sleep(0.05)
+        assert holder.wait(timeout=30) == 0, holder.stderr.read()
+        holder = None
+        assert worst < 1.0, "the loop stalled %.2f s" % worst
+        # the heartbeat got through afterwards
+        before = int(own.psql(dbname, "SELECT max(heartbeat_at) FROM nodes"))
+        time.sleep(2.5)
+        after = int(own.psql(dbname, "SELECT max(heartbeat_at) FROM nodes"))
+        assert after > before, (before, after)
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
         if p is not None:
             p.stop()
         own.close()
