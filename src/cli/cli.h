@@ -246,6 +246,13 @@ int cli_parse_fields(struct cli_ctx *ctx, int argc, char **argv,
  * the config, notices to the server of the data directory, the actor
  * "cli:<unix user>". */
 int cli_admin_ctx(struct cli_ctx *ctx, struct admin_ctx *c);
+/* A delete verb whose one positional argument (posspec, e.g. "NAME")
+ * names what del (admin's delete function) removes; del's refusal is
+ * printed as by cli_admin_error(). Returns the exit status. */
+int cli_admin_delete(struct cli_ctx *ctx, int argc, char **argv,
+                     const char *posspec,
+                     int (*del)(const struct admin_ctx *c, const char *ref,
+                                struct admin_err *e));
 /* Prints a notice's warning, if any (the change was made). */
 void cli_notice(const struct admin_notice *n);
 

@@ -1015,6 +1015,26 @@ int cli_admin_ctx(struct cli_ctx *ctx, struct admin_ctx *c)
     return CLI_EXIT_OK;
 }
 
+int cli_admin_delete(struct cli_ctx *ctx, int argc, char **argv,
+                     const char *posspec,
+                     int (*del)(const struct admin_ctx *c, const char *ref,
+                                struct admin_err *e))
+{
+    const char *pos[CLI_MAX_POS];
+    struct admin_ctx ac;
+    struct admin_err e;
+    int rc;
+
+    if ((rc = cli_parse(ctx, argc, argv, NULL, posspec, pos)) != CLI_PARSED ||
+        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if (del(&ac, pos[0], &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
+    }
+    return CLI_EXIT_OK;
+}
+
 void cli_notice(const struct admin_notice *n)
 {
     if (n->warn[0] != '\0') {
