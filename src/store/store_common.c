@@ -276,9 +276,9 @@ int store_get_one(struct store *st, const char *what, const char *sql,
     return store_tx_end(st, r);
 }
 
-int store_query_named(struct store *st, const char *what, const char *by_id,
-                      const char *by_name, const char *name_or_id,
-                      store_row_fn fill, void *out)
+int store_get_named(struct store *st, const char *what, const char *by_id,
+                    const char *by_name, const char *name_or_id,
+                    store_row_fn fill, void *out)
 {
     char id[STORE_ID_MAX + 1];
 
@@ -286,22 +286,9 @@ int store_query_named(struct store *st, const char *what, const char *by_id,
         return ERR_NOT_FOUND;
     }
     if (store_id_norm(name_or_id, id)) {
-        return store_query_one(st, what, by_id, id, fill, out);
+        return store_get_one(st, what, by_id, id, fill, out);
     }
-    return store_query_one(st, what, by_name, name_or_id, fill, out);
-}
-
-int store_get_named(struct store *st, const char *what, const char *by_id,
-                    const char *by_name, const char *name_or_id,
-                    store_row_fn fill, void *out)
-{
-    int r;
-
-    if ((r = store_tx_begin(st, false)) != ERR_OK) {
-        return r;
-    }
-    r = store_query_named(st, what, by_id, by_name, name_or_id, fill, out);
-    return store_tx_end(st, r);
+    return store_get_one(st, what, by_name, name_or_id, fill, out);
 }
 
 int store_update_one(struct store *st, const char *what, const char *sql,

@@ -136,16 +136,12 @@ int store_query_one(struct store *st, const char *what, const char *sql,
 /* As store_query_one() in a read transaction of its own. */
 int store_get_one(struct store *st, const char *what, const char *sql,
                   const char *key, store_row_fn fill, void *out);
-/* Reads the row named by an ID or a name, in the caller's transaction:
- * by_id and by_name are the two SELECTs ($1 each; an ID is matched in
- * the lower case the store keeps, a name as given) whose first row
+/* Reads the row named by an ID or a name in a read transaction of its
+ * own: by_id and by_name are the two SELECTs ($1 each; an ID is matched
+ * in the lower case the store keeps, a name as given) whose first row
  * fill() writes into out. ERR_NOT_FOUND without a row, and for NULL or
  * "". Names are never shaped like a UUID (store_check_name), so the two
  * cannot disagree. */
-int store_query_named(struct store *st, const char *what, const char *by_id,
-                      const char *by_name, const char *name_or_id,
-                      store_row_fn fill, void *out);
-/* As store_query_named() in a read transaction of its own. */
 int store_get_named(struct store *st, const char *what, const char *by_id,
                     const char *by_name, const char *name_or_id,
                     store_row_fn fill, void *out);
