@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/util.h"
 
 #define JOB_SCRIPT_FD 3 /* the script, as /dev/fd/3 */
 
@@ -273,29 +274,6 @@ const char *job_interp_path(const struct job_rules *r, const char *name)
     return NULL;
 }
 
-bool job_path_clean(const char *p)
-{
-    size_t n = strlen(p);
-
-    if (n < 2 || n > JOB_CWD_MAX || p[0] != '/' || p[n - 1] == '/') {
-        return false;
-    }
-    for (const char *c = p; *c != '\0'; c++) {
-        if ((unsigned char)*c < 0x20 || *c == 0x7f) {
-            return false;
-        }
-    }
-    for (const char *c = p; c != NULL; c = strchr(c + 1, '/')) {
-        const char *e = strchr(c + 1, '/');
-        size_t len = e != NULL ? (size_t)(e - c - 1) : strlen(c + 1);
-        if (len == 0 || (len == 1 && c[1] == '.') ||
-            (len == 2 && c[1] == '.' && c[2] == '.')) {
-            return false;
-        }
-    }
-    return true;
-}
-
 int job_push_dir_add(struct job_rules *r, const char *v, char *why,
                      size_t whylen)
 {
@@ -311,7 +289,7 @@ int job_push_dir_add(struct job_rules *r, const char *v, char *why,
     while (n > 1 && d[n - 1] == '/') {
         d[--n] = '\0';
     }
-    if (!job_path_clean(d)) {
+    if (!util_path_clean(d, n, JOB_CWD_MAX)) {
         job_why(why, whylen,
                 "file_push_dir: an absolute path without '.' or '..' parts "
                 "(not /)");
@@ -557,8 +535,7 @@ static int job_push_parse(const json_t *o, struct job_push *p, char *why,
         size_t n = json_string_length(v);
 
         if (strcmp(key, "path") == 0) {
-            if (sv == NULL || n > JOB_CWD_MAX || memchr(sv, '\0', n) ||
-                !job_path_clean(sv)) {
+            if (sv == NULL || !util_path_clean(sv, n, JOB_CWD_MAX)) {
                 job_why(why, whylen,
                         "push.path: an absolute path without '.', '..' or "
                         "empty parts");

@@ -126,9 +126,6 @@ int job_push_dir_add(struct job_rules *r, const char *v, char *why,
 /* Adds a sudo_user (an account name). ERR_CONFIG with why. */
 int job_sudo_user_add(struct job_rules *r, const char *v, char *why,
                       size_t whylen);
-/* True if path is absolute without ".", ".." or empty components and
- * does not end in '/'. */
-bool job_path_clean(const char *path);
 /* The interpreter's path, or NULL if it is not permitted. */
 const char *job_interp_path(const struct job_rules *r, const char *name);
 /* true if the request may run as user euid; else false and why names the

@@ -15,6 +15,7 @@
 
 #include "agent/job.h"
 #include "common/err.h"
+#include "common/util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -43,7 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (q.is_push) {
         /* a push runs nothing; its path is clean, its mode safe */
         FUZZ_CHECK(n == 0 && q.script[0] == '\0' && q.fetch[0] == '\0');
-        FUZZ_CHECK(job_path_clean(q.push.path));
+        FUZZ_CHECK(
+            util_path_clean(q.push.path, strlen(q.push.path), JOB_CWD_MAX));
         FUZZ_CHECK(q.push.mode >= 0 && q.push.mode <= 01777);
         FUZZ_CHECK(strlen(q.push.sha256) == 64);
         job_rules_init(&r);

@@ -19,9 +19,9 @@
  * Audit: every change a function here makes that takes a struct
  * admin_ctx (the door: who, from where, how to tell a running server)
  * writes its audit event here, once, whichever door it came through; the
- * doors write none for these (CLI verbs not .mutates, routes without an
- * action). Actions are "<noun>.<verb>". Site roles, logins and a user's
- * own password change are still audited by the doors.
+ * doors write none for these (the CLI has no audit hook of its own, and
+ * these routes have no audit action). Actions are "<noun>.<verb>". Site roles,
+ * logins and a user's own password change are still audited by the doors.
  *
  * Dependencies: admin includes store, auth, hub (tunnel rules, notices)
  * and common, never cli; http only for the JWT code (admin_token.c) until

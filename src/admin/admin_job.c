@@ -65,31 +65,6 @@ static void admin_job_progress(void *arg, const uint8_t *out, size_t out_len,
     (void)store_job_progress(run->st, run->j->id, out, out_len, err, err_len);
 }
 
-/* A path on the agent: absolute, without ".", ".." or empty components,
- * not ending in '/'. */
-static bool admin_job_path_ok(const char *p)
-{
-    size_t n = strlen(p);
-
-    if (n < 2 || n > JOB_CWDIR_MAX || p[0] != '/' || p[n - 1] == '/') {
-        return false;
-    }
-    for (const char *c = p; *c != '\0'; c++) {
-        if ((unsigned char)*c < 0x20 || *c == 0x7f) {
-            return false;
-        }
-    }
-    for (const char *c = p; c != NULL; c = strchr(c + 1, '/')) {
-        const char *e = strchr(c + 1, '/');
-        size_t len = e != NULL ? (size_t)(e - c - 1) : strlen(c + 1);
-        if (len == 0 || (len == 1 && c[1] == '.') ||
-            (len == 2 && c[1] == '.' && c[2] == '.')) {
-            return false;
-        }
-    }
-    return true;
-}
-
 static bool admin_job_account_ok(const char *s)
 {
     size_t n = s != NULL ? strlen(s) : 0;
@@ -108,7 +83,9 @@ static char *admin_job_push_fill(const struct admin_job_push *p,
     json_t *o;
     char *txt;
 
-    if (p->dest == NULL || !admin_job_path_ok(p->dest)) {
+    /* the agent checks it again with the same function (agent/job.c) */
+    if (p->dest == NULL ||
+        !util_path_clean(p->dest, strlen(p->dest), JOB_CWDIR_MAX)) {
         admin_fail(e, ERR_INVALID,
                    "dest: an absolute path without '.', '..' or empty parts");
         return NULL;

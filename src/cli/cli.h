@@ -49,13 +49,6 @@ struct cli_ctx {
     struct vault *vault;       /* loaded on first use */
     const struct cli_cmd *cur; /* the command being run, for --help */
     char cmd[128];             /* its words: "user key add" */
-    /* Filled by cli_parse() for the audit event of a changing command:
-     * parsed is true once the arguments were accepted (not for --help),
-     * audit_target is the first positional argument (NULL if none),
-     * audit_detail the other positionals and the options used. */
-    bool parsed;
-    const char *audit_target;
-    char audit_detail[1024];
 };
 
 struct cli_cmd {
@@ -67,12 +60,6 @@ struct cli_cmd {
      * run and sub runs run() when its first argument names no sub-verb. */
     int (*run)(struct cli_ctx *ctx, int argc, char **argv);
     const struct cli_cmd *const *sub; /* NULL-terminated, or NULL */
-    /* The command changes something: once run() succeeds, cli_dispatch()
-     * writes an audit event (actor "cli:<unix user>", action "noun.verb",
-     * target the first positional argument, detail the other arguments
-     * and the options used, with values of secret-looking options left
-     * out). */
-    bool mutates;
 };
 
 /* The top-level commands: one file per noun; init and serve in cli_init.c. */
@@ -246,6 +233,13 @@ int cli_parse_fields(struct cli_ctx *ctx, int argc, char **argv,
  * the config, notices to the server of the data directory, the actor
  * "cli:<unix user>". */
 int cli_admin_ctx(struct cli_ctx *ctx, struct admin_ctx *c);
+/* A delete verb whose one positional argument (posspec, e.g. "NAME")
+ * names what del (admin's delete function) removes; del's refusal is
+ * printed as by cli_admin_error(). Returns the exit status. */
+int cli_admin_delete(struct cli_ctx *ctx, int argc, char **argv,
+                     const char *posspec,
+                     int (*del)(const struct admin_ctx *c, const char *ref,
+                                struct admin_err *e));
 /* Prints a notice's warning, if any (the change was made). */
 void cli_notice(const struct admin_notice *n);
 

@@ -144,56 +144,6 @@ void cli_print_help(const struct cli_cmd *c, FILE *f)
     }
 }
 
-/* The audit event of a command that changed something (see struct
- * cli_cmd): written here, once, for every noun. */
-static int cli_audit_change(struct cli_ctx *ctx)
-{
-    char actor[AUDIT_FIELD_MAX + 1], action[AUDIT_FIELD_MAX + 1];
-    char target[AUDIT_FIELD_MAX + 1];
-    struct passwd *pw = getpwuid(getuid());
-    size_t i;
-    int rc, r;
-
-    if (pw != NULL && pw->pw_name != NULL) {
-        snprintf(actor, sizeof(actor), "cli:%s", pw->pw_name);
-    } else {
-        snprintf(actor, sizeof(actor), "cli:uid=%u", (unsigned)getuid());
-    }
-    util_strlcpy(action, ctx->cmd, sizeof(action));
-    for (i = 0; action[i] != '\0'; i++) {
-        if (action[i] == ' ') {
-            action[i] = '.';
-        }
-    }
-    util_strlcpy(target, ctx->audit_target != NULL ? ctx->audit_target : "",
-                 sizeof(target));
-    if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK) {
-        return rc;
-    }
-    r = audit_write(ctx->st, actor, "cli", action, target, ctx->audit_detail);
-    if (r != ERR_OK) {
-        return cli_error("the change was made, but the audit log could not "
-                         "record it: %s",
-                         err_str(r));
-    }
-    return CLI_EXIT_OK;
-}
-
-static int cli_run(struct cli_ctx *ctx, const struct cli_cmd *c, int argc,
-                   char **argv)
-{
-    int rc;
-
-    ctx->parsed = false;
-    ctx->audit_target = NULL;
-    ctx->audit_detail[0] = '\0';
-    rc = c->run(ctx, argc, argv);
-    if (rc == CLI_EXIT_OK && c->mutates && ctx->parsed) {
-        rc = cli_audit_change(ctx);
-    }
-    return rc;
-}
-
 int cli_dispatch(struct cli_ctx *ctx, const struct cli_cmd *c, int argc,
                  char **argv)
 {
@@ -203,7 +153,7 @@ int cli_dispatch(struct cli_ctx *ctx, const struct cli_cmd *c, int argc,
              c->name);
     ctx->cur = c;
     if (c->sub == NULL) {
-        return cli_run(ctx, c, argc, argv);
+        return c->run(ctx, argc, argv);
     }
     if (argc > 0 && cli_is_help(argv[0])) {
         cli_print_help(c, stdout);
@@ -215,7 +165,7 @@ int cli_dispatch(struct cli_ctx *ctx, const struct cli_cmd *c, int argc,
         }
     }
     if (c->run != NULL) {
-        return cli_run(ctx, c, argc, argv);
+        return c->run(ctx, argc, argv);
     }
     if (argc == 0) {
         return cli_usage(ctx, "'%s' needs a command", ctx->cmd);
@@ -241,38 +191,6 @@ static int cli_parse_int(const char *s, int lo, int hi, int *out)
     }
     *out = (int)v;
     return ERR_OK;
-}
-
-/* Values of options whose names look like this are left out of audit
- * events. Secrets never come through argv (they are read from stdin), so
- * this is a second line of defence. */
-static bool cli_opt_secret(const char *name)
-{
-    return strstr(name, "password") != NULL || strstr(name, "secret") != NULL ||
-           strstr(name, "token") != NULL;
-}
-
-/* Appends one word of the command line to the audit detail: a value
- * holding a space (or none) is quoted; whatever does not fit is cut. */
-static void cli_detail_add(struct cli_ctx *ctx, const char *name,
-                           const char *val)
-{
-    size_t n = strlen(ctx->audit_detail), size = sizeof(ctx->audit_detail);
-    const char *sep = n > 0 ? " " : "";
-    bool quote = val != NULL && (val[0] == '\0' || strchr(val, ' ') != NULL);
-
-    if (n + 1 >= size) {
-        return;
-    }
-    if (val == NULL) {
-        snprintf(ctx->audit_detail + n, size - n, "%s%s", sep, name);
-    } else if (name == NULL) {
-        snprintf(ctx->audit_detail + n, size - n, "%s%s%s%s", sep,
-                 quote ? "'" : "", val, quote ? "'" : "");
-    } else {
-        snprintf(ctx->audit_detail + n, size - n, "%s%s=%s%s%s", sep, name,
-                 quote ? "'" : "", val, quote ? "'" : "");
-    }
 }
 
 /* Splits "NAME [ASSET]" into words; counts the required ones. */
@@ -319,9 +237,6 @@ int cli_parse(struct cli_ctx *ctx, int argc, char **argv,
     for (i = 0; i < CLI_MAX_POS; i++) {
         pos[i] = NULL;
     }
-    ctx->parsed = false;
-    ctx->audit_target = NULL;
-    ctx->audit_detail[0] = '\0';
     if (cli_posspec(posspec, names, &nnames, &nreq) != ERR_OK) {
         return cli_error("internal error: bad argument spec");
     }
@@ -344,11 +259,6 @@ int cli_parse(struct cli_ctx *ctx, int argc, char **argv,
             }
             if (a[0] == '\0') {
                 return cli_usage(ctx, "%s must not be empty", names[npos]);
-            }
-            if (npos == 0) {
-                ctx->audit_target = a;
-            } else {
-                cli_detail_add(ctx, NULL, a);
             }
             pos[npos++] = a;
             continue;
@@ -379,7 +289,6 @@ int cli_parse(struct cli_ctx *ctx, int argc, char **argv,
                 return cli_usage(ctx, "option %s takes no value", opts[i].name);
             }
             *(bool *)opts[i].val = true;
-            cli_detail_add(ctx, opts[i].name, NULL);
             continue;
         }
         if (eq != NULL) {
@@ -393,8 +302,6 @@ int cli_parse(struct cli_ctx *ctx, int argc, char **argv,
             return cli_usage(ctx, "option %s needs a non-empty value",
                              opts[i].name);
         }
-        cli_detail_add(ctx, opts[i].name,
-                       cli_opt_secret(opts[i].name) ? "(hidden)" : val);
         if (opts[i].type == CLI_STR) {
             *(const char **)opts[i].val = val;
         } else if (cli_parse_int(val, opts[i].lo, opts[i].hi,
@@ -406,7 +313,6 @@ int cli_parse(struct cli_ctx *ctx, int argc, char **argv,
     if (npos < nreq) {
         return cli_usage(ctx, "missing %s", names[npos]);
     }
-    ctx->parsed = true;
     return CLI_PARSED;
 }
 
@@ -1012,6 +918,26 @@ int cli_admin_ctx(struct cli_ctx *ctx, struct admin_ctx *c)
     c->data_dir = ctx->cfg.data_dir;
     c->actor = actor;
     c->source = "cli";
+    return CLI_EXIT_OK;
+}
+
+int cli_admin_delete(struct cli_ctx *ctx, int argc, char **argv,
+                     const char *posspec,
+                     int (*del)(const struct admin_ctx *c, const char *ref,
+                                struct admin_err *e))
+{
+    const char *pos[CLI_MAX_POS];
+    struct admin_ctx ac;
+    struct admin_err e;
+    int rc;
+
+    if ((rc = cli_parse(ctx, argc, argv, NULL, posspec, pos)) != CLI_PARSED ||
+        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if (del(&ac, pos[0], &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
+    }
     return CLI_EXIT_OK;
 }
 

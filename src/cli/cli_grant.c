@@ -102,20 +102,7 @@ static int grant_list_run(struct cli_ctx *ctx, int argc, char **argv)
 
 static int grant_delete_run(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const char *pos[CLI_MAX_POS];
-    struct admin_ctx ac;
-    struct admin_err e;
-    int rc;
-
-    if ((rc = cli_parse(ctx, argc, argv, NULL, "GRANT_ID", pos)) !=
-            CLI_PARSED ||
-        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
-        return rc;
-    }
-    if (admin_grant_delete(&ac, pos[0], &e) != ERR_OK) {
-        return cli_admin_error(ctx, &e);
-    }
-    return CLI_EXIT_OK;
+    return cli_admin_delete(ctx, argc, argv, "GRANT_ID", admin_grant_delete);
 }
 
 static const struct cli_cmd grant_list_cmd = {

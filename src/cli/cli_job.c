@@ -356,20 +356,165 @@ static uint8_t *job_read_file(const char *path, size_t *len)
     return buf;
 }
 
+/*
+ * What `job run`, `job push` and `schedule add` are given besides their
+ * options: the agents (ID,ID,...), the tags (--tag T, repeatable, each
+ * T1,T2), the client groups (--groups G,...), and the program: a script
+ * (--script FILE) or the words after "--". The arrays point into the
+ * copies kept here; job_line_free() releases everything.
+ */
+struct job_line {
+    int dd;      /* argv's index of "--" (argc if there is none) */
+    char **args; /* argv before "--" without the --tag options */
+    int nargs;
+    const char *tags[JOB_CLI_TAGS_MAX];
+    char *tag_copy[JOB_CLI_TAGS_MAX];
+    size_t ntags, ntagc;
+    const char *groups[JOB_CLI_TAGS_MAX];
+    char *group_list;
+    size_t ngroups;
+    const char **agents;
+    char *agent_list;
+    size_t nagents;
+    char *cmd;    /* the words after "--", joined by spaces */
+    char *script; /* --script FILE's text */
+};
+
+static void job_line_free(struct job_line *l)
+{
+    for (size_t i = 0; i < l->ntagc; i++) {
+        free(l->tag_copy[i]);
+    }
+    free(l->args);
+    free(l->group_list);
+    free(l->agents);
+    free(l->agent_list);
+    free(l->cmd);
+    free(l->script);
+}
+
+/* Takes the --tag options out of argv before "--" (cli_parse() then
+ * parses l->args). Returns CLI_PARSED, or the exit status. */
+static int job_line_tags(struct cli_ctx *ctx, int argc, char **argv,
+                         struct job_line *l)
+{
+    for (l->dd = 0; l->dd < argc && strcmp(argv[l->dd], "--") != 0; l->dd++) {
+    }
+    if ((l->args = calloc((size_t)l->dd + 1, sizeof(*l->args))) == NULL) {
+        return cli_error("%s", err_str(ERR_NOMEM));
+    }
+    for (int i = 0; i < l->dd; i++) {
+        const char *v;
+        if (strcmp(argv[i], "--tag") == 0) {
+            if (i + 1 >= l->dd) {
+                return cli_usage(ctx, "--tag needs a value");
+            }
+            v = argv[++i];
+        } else if (strncmp(argv[i], "--tag=", 6) == 0) {
+            v = argv[i] + 6;
+        } else {
+            l->args[l->nargs++] = argv[i];
+            continue;
+        }
+        if (l->ntagc >= JOB_CLI_TAGS_MAX ||
+            (l->tag_copy[l->ntagc] = strdup(v)) == NULL ||
+            !job_split(l->tag_copy[l->ntagc++], l->tags, &l->ntags,
+                       JOB_CLI_TAGS_MAX)) {
+            return cli_usage(ctx, "at most %d tags", JOB_CLI_TAGS_MAX);
+        }
+    }
+    return CLI_PARSED;
+}
+
+/* Agent IDs "ID,ID,..." (list may be NULL: none) into *agents, pointing
+ * into *copy; the caller frees both. Returns CLI_PARSED, or the exit
+ * status. */
+static int job_agents(struct cli_ctx *ctx, const char *list,
+                      const char ***agents, char **copy, size_t *n)
+{
+    if (list == NULL) {
+        return CLI_PARSED;
+    }
+    if ((*copy = strdup(list)) == NULL ||
+        (*agents = calloc(ADMIN_JOB_TARGETS_MAX, sizeof(**agents))) == NULL) {
+        return cli_error("%s", err_str(ERR_NOMEM));
+    }
+    if (!job_split(*copy, *agents, n, ADMIN_JOB_TARGETS_MAX)) {
+        return cli_usage(ctx, "at most %d agents", ADMIN_JOB_TARGETS_MAX);
+    }
+    return CLI_PARSED;
+}
+
+/* The agents (list, may be NULL) and --groups (may be NULL). Returns
+ * CLI_PARSED, or the exit status. */
+static int job_line_targets(struct cli_ctx *ctx, const char *agents,
+                            const char *groups, struct job_line *l)
+{
+    if (groups != NULL &&
+        ((l->group_list = strdup(groups)) == NULL ||
+         !job_split(l->group_list, l->groups, &l->ngroups, JOB_CLI_TAGS_MAX))) {
+        return cli_usage(ctx, "--groups: at most %d", JOB_CLI_TAGS_MAX);
+    }
+    return job_agents(ctx, agents, &l->agents, &l->agent_list, &l->nagents);
+}
+
+/* The program: --script FILE (script_path; *interp defaults to sh) or
+ * the command after "--", not both; --interpreter only with --script.
+ * Returns CLI_PARSED, or the exit status. */
+static int job_line_program(struct cli_ctx *ctx, int argc, char **argv,
+                            const char *script_path, const char **interp,
+                            struct job_line *l)
+{
+    size_t len = 0;
+
+    if (script_path != NULL) {
+        if (l->dd < argc) {
+            return cli_usage(ctx, "a script or a command after '--', not both");
+        }
+        if ((l->script = job_read_script(script_path)) == NULL) {
+            return CLI_EXIT_FAIL;
+        }
+        if (*interp == NULL) {
+            *interp = "sh";
+        }
+        return CLI_PARSED;
+    }
+    if (l->dd + 1 >= argc) {
+        return cli_usage(ctx, "the command goes after '--'");
+    }
+    if (*interp != NULL) {
+        return cli_usage(ctx, "--interpreter goes with --script");
+    }
+    for (int i = l->dd + 1; i < argc; i++) {
+        len += strlen(argv[i]) + 1;
+    }
+    if (len > JOB_CMD_MAX + 1) {
+        return cli_usage(ctx, "the command is longer than %d bytes",
+                         JOB_CMD_MAX);
+    }
+    if ((l->cmd = calloc(1, len + 1)) == NULL) {
+        return cli_error("%s", err_str(ERR_NOMEM));
+    }
+    for (int i = l->dd + 1; i < argc; i++) {
+        if (i > l->dd + 1) {
+            strcat(l->cmd, " ");
+        }
+        strcat(l->cmd, argv[i]);
+    }
+    return CLI_PARSED;
+}
+
 static int job_start(struct cli_ctx *ctx, int argc, char **argv, bool push_mode)
 {
     const char *pos[CLI_MAX_POS], *cwd = NULL, *script_path = NULL,
                                   *sudo = NULL;
     const char *interp = NULL, *dest = NULL, *mode_s = NULL, *owner = NULL,
-               *group = NULL, *agents_arg;
-    int timeout = ADMIN_JOB_TIMEOUT_DEFAULT, concurrency = 0, dd, rc, r;
+               *group = NULL, *groups_opt = NULL;
+    int timeout = ADMIN_JOB_TIMEOUT_DEFAULT, concurrency = 0, rc, r;
     bool stop = false, follow = false, overwrite = false;
     uint8_t *file = NULL;
-    size_t file_len = 0;
+    size_t file_len = 0, njobs = 0;
     struct admin_job_push push;
-    const char *groups_opt = NULL, *groups[JOB_CLI_TAGS_MAX];
-    char *group_list = NULL;
-    size_t ngroups = 0;
     const struct cli_opt push_opts[] = {
         CLI_OPT_STR("--groups", &groups_opt),
         CLI_OPT_INT("--timeout", &timeout, 1, ADMIN_JOB_TIMEOUT_MAX),
@@ -394,62 +539,24 @@ static int job_start(struct cli_ctx *ctx, int argc, char **argv, bool push_mode)
         CLI_OPT_FLAG("--follow", &follow),
         CLI_OPT_END,
     };
-    const char *tags[JOB_CLI_TAGS_MAX];
-    const char **agents = NULL;
-    char **args = NULL, *cmd = NULL, *script = NULL, *agent_list = NULL;
-    char *tag_copy[JOB_CLI_TAGS_MAX];
-    size_t ntags = 0, ntagc = 0, nagents = 0, len = 0, njobs = 0;
+    struct job_line l = {0};
     struct admin_job_targets t;
     struct admin_job_req q;
     struct admin_ctx ac;
     struct admin_err e;
     char batch[STORE_ID_MAX + 1];
     bool delivered = false;
-    int nargs = 0;
 
-    for (dd = 0; dd < argc && strcmp(argv[dd], "--") != 0; dd++) {
-    }
-    /* --tag T (repeatable, or T1,T2) is taken out before cli_parse */
-    if ((args = calloc((size_t)dd + 1, sizeof(*args))) == NULL) {
-        return cli_error("%s", err_str(ERR_NOMEM));
-    }
-    rc = CLI_PARSED;
-    for (int i = 0; i < dd && rc == CLI_PARSED; i++) {
-        const char *v = NULL;
-        if (strcmp(argv[i], "--tag") == 0) {
-            if (i + 1 >= dd) {
-                rc = cli_usage(ctx, "--tag needs a value");
-                break;
-            }
-            v = argv[++i];
-        } else if (strncmp(argv[i], "--tag=", 6) == 0) {
-            v = argv[i] + 6;
-        } else {
-            args[nargs++] = argv[i];
-            continue;
-        }
-        if (ntagc >= JOB_CLI_TAGS_MAX ||
-            (tag_copy[ntagc] = strdup(v)) == NULL ||
-            !job_split(tag_copy[ntagc++], tags, &ntags, JOB_CLI_TAGS_MAX)) {
-            rc = cli_usage(ctx, "at most %d tags", JOB_CLI_TAGS_MAX);
-        }
-    }
-    if (rc == CLI_PARSED) {
-        rc = push_mode
-                 ? cli_parse(ctx, nargs, args, push_opts, "FILE [AGENTS]", pos)
-                 : cli_parse(ctx, nargs, args, opts, "[AGENTS]", pos);
-    }
-    if (rc != CLI_PARSED) {
+    if ((rc = job_line_tags(ctx, argc, argv, &l)) != CLI_PARSED ||
+        (rc = push_mode ? cli_parse(ctx, l.nargs, l.args, push_opts,
+                                    "FILE [AGENTS]", pos)
+                        : cli_parse(ctx, l.nargs, l.args, opts, "[AGENTS]",
+                                    pos)) != CLI_PARSED ||
+        (rc = job_line_targets(ctx, push_mode ? pos[1] : pos[0], groups_opt,
+                               &l)) != CLI_PARSED) {
         goto out;
     }
-    agents_arg = push_mode ? pos[1] : pos[0];
-    if (groups_opt != NULL &&
-        ((group_list = strdup(groups_opt)) == NULL ||
-         !job_split(group_list, groups, &ngroups, JOB_CLI_TAGS_MAX))) {
-        rc = cli_usage(ctx, "--groups: at most %d", JOB_CLI_TAGS_MAX);
-        goto out;
-    }
-    if (agents_arg == NULL && ntags == 0 && ngroups == 0) {
+    if (l.nagents == 0 && l.ntags == 0 && l.ngroups == 0) {
         rc = cli_usage(ctx, "name the agents (ID,ID,...), --tag or --groups");
         goto out;
     }
@@ -457,7 +564,7 @@ static int job_start(struct cli_ctx *ctx, int argc, char **argv, bool push_mode)
     if (push_mode) {
         char *end = NULL;
         long mode = mode_s != NULL ? strtol(mode_s, &end, 8) : 0644;
-        if (dd < argc) {
+        if (l.dd < argc) {
             rc = cli_usage(ctx, "a push takes no command");
             goto out;
         }
@@ -481,70 +588,23 @@ static int job_start(struct cli_ctx *ctx, int argc, char **argv, bool push_mode)
                                        .overwrite = overwrite,
                                        .data = file,
                                        .len = file_len};
-    } else if (script_path != NULL) {
-        if (dd < argc) {
-            rc = cli_usage(ctx, "a script or a command after '--', not both");
-            goto out;
-        }
-        if ((script = job_read_script(script_path)) == NULL) {
-            rc = CLI_EXIT_FAIL;
-            goto out;
-        }
-        if (interp == NULL) {
-            interp = "sh";
-        }
-    } else {
-        if (dd + 1 >= argc) {
-            rc = cli_usage(ctx, "the command goes after '--'");
-            goto out;
-        }
-        if (interp != NULL) {
-            rc = cli_usage(ctx, "--interpreter goes with --script");
-            goto out;
-        }
-        for (int i = dd + 1; i < argc; i++) {
-            len += strlen(argv[i]) + 1;
-        }
-        if (len > JOB_CMD_MAX + 1) {
-            rc = cli_usage(ctx, "the command is longer than %d bytes",
-                           JOB_CMD_MAX);
-            goto out;
-        }
-        if ((cmd = calloc(1, len + 1)) == NULL) {
-            rc = cli_error("%s", err_str(ERR_NOMEM));
-            goto out;
-        }
-        for (int i = dd + 1; i < argc; i++) {
-            if (i > dd + 1) {
-                strcat(cmd, " ");
-            }
-            strcat(cmd, argv[i]);
-        }
+    } else if ((rc = job_line_program(ctx, argc, argv, script_path, &interp,
+                                      &l)) != CLI_PARSED) {
+        goto out;
     }
     if (cwd != NULL && cwd[0] != '/') {
         rc = cli_usage(ctx, "--cwd must be an absolute path");
         goto out;
     }
-    if (agents_arg != NULL) {
-        if ((agent_list = strdup(agents_arg)) == NULL ||
-            (agents = calloc(ADMIN_JOB_TARGETS_MAX, sizeof(*agents))) == NULL) {
-            rc = cli_error("%s", err_str(ERR_NOMEM));
-            goto out;
-        }
-        if (!job_split(agent_list, agents, &nagents, ADMIN_JOB_TARGETS_MAX)) {
-            rc = cli_usage(ctx, "at most %d agents", ADMIN_JOB_TARGETS_MAX);
-            goto out;
-        }
-    }
     if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK ||
         (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
         goto out;
     }
-    t = (struct admin_job_targets){agents, nagents, tags,
-                                   ntags,  groups,  ngroups};
-    q = (struct admin_job_req){.command = cmd,
-                               .interpreter = script != NULL ? interp : NULL,
-                               .script = script,
+    t = (struct admin_job_targets){l.agents, l.nagents, l.tags,
+                                   l.ntags,  l.groups,  l.ngroups};
+    q = (struct admin_job_req){.command = l.cmd,
+                               .interpreter = l.script != NULL ? interp : NULL,
+                               .script = l.script,
                                .push = push_mode ? &push : NULL,
                                .cwd = cwd,
                                .sudo = sudo,
@@ -585,19 +645,12 @@ static int job_start(struct cli_ctx *ctx, int argc, char **argv, bool push_mode)
         rc = cli_usage(ctx, "--follow takes one agent (see job show --follow)");
         goto out;
     }
-    rc = job_wait(ctx, batch, njobs, nagents == 1 && ntags == 0 && ngroups == 0,
-                  timeout, concurrency);
+    rc = job_wait(ctx, batch, njobs,
+                  l.nagents == 1 && l.ntags == 0 && l.ngroups == 0, timeout,
+                  concurrency);
 out:
     free(file);
-    free(group_list);
-    for (size_t i = 0; i < ntagc; i++) {
-        free(tag_copy[i]);
-    }
-    free(args);
-    free(cmd);
-    free(script);
-    free(agent_list);
-    free(agents);
+    job_line_free(&l);
     return rc;
 }
 
@@ -771,10 +824,8 @@ static int sched_add_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS], *cron = NULL, *cwd = NULL;
     const char *script_path = NULL, *interp = NULL, *agents_opt = NULL;
-    const char *groups_opt = NULL, *groups[JOB_CLI_TAGS_MAX];
-    char *group_list = NULL;
-    size_t ngroups = 0;
-    int timeout = ADMIN_JOB_TIMEOUT_DEFAULT, concurrency = 0, dd, rc;
+    const char *groups_opt = NULL;
+    int timeout = ADMIN_JOB_TIMEOUT_DEFAULT, concurrency = 0, rc;
     const struct cli_opt opts[] = {
         CLI_OPT_STR("--cron", &cron),
         CLI_OPT_STR("--groups", &groups_opt),
@@ -786,89 +837,26 @@ static int sched_add_run(struct cli_ctx *ctx, int argc, char **argv)
         CLI_OPT_STR("--interpreter", &interp),
         CLI_OPT_END,
     };
-    const char *tags[JOB_CLI_TAGS_MAX], **agents = NULL;
-    char *tag_copy[JOB_CLI_TAGS_MAX], **args = NULL, *cmd = NULL;
-    char *script = NULL, *agent_list = NULL;
-    size_t ntags = 0, ntagc = 0, nagents = 0, len = 0;
+    struct job_line l = {0};
     struct admin_schedule_req q;
     struct store_schedule *s = NULL;
     struct admin_ctx ac;
     struct admin_err e;
-    int nargs = 0;
 
-    for (dd = 0; dd < argc && strcmp(argv[dd], "--") != 0; dd++) {
-    }
-    if ((args = calloc((size_t)dd + 1, sizeof(*args))) == NULL) {
-        return cli_error("%s", err_str(ERR_NOMEM));
-    }
-    rc = CLI_PARSED;
-    for (int i = 0; i < dd && rc == CLI_PARSED; i++) {
-        const char *v;
-        if (strcmp(argv[i], "--tag") == 0 && i + 1 < dd) {
-            v = argv[++i];
-        } else if (strncmp(argv[i], "--tag=", 6) == 0) {
-            v = argv[i] + 6;
-        } else {
-            args[nargs++] = argv[i];
-            continue;
-        }
-        if (ntagc >= JOB_CLI_TAGS_MAX ||
-            (tag_copy[ntagc] = strdup(v)) == NULL ||
-            !job_split(tag_copy[ntagc++], tags, &ntags, JOB_CLI_TAGS_MAX)) {
-            rc = cli_usage(ctx, "at most %d tags", JOB_CLI_TAGS_MAX);
-        }
-    }
-    if (rc == CLI_PARSED) {
-        rc = cli_parse(ctx, nargs, args, opts, "NAME", pos);
-        if (rc == CLI_PARSED && agents_opt != NULL) {
-            if ((agent_list = strdup(agents_opt)) == NULL ||
-                (agents = calloc(ADMIN_JOB_TARGETS_MAX, sizeof(*agents))) ==
-                    NULL ||
-                !job_split(agent_list, agents, &nagents,
-                           ADMIN_JOB_TARGETS_MAX)) {
-                rc = cli_usage(ctx, "--agents ID,ID,...");
-            }
-        }
-    }
-    if (rc != CLI_PARSED) {
+    if ((rc = job_line_tags(ctx, argc, argv, &l)) != CLI_PARSED ||
+        (rc = cli_parse(ctx, l.nargs, l.args, opts, "NAME", pos)) !=
+            CLI_PARSED) {
         goto out;
     }
     if (cron == NULL) {
         rc = cli_usage(ctx, "--cron 'MIN HOUR DOM MONTH DOW'");
         goto out;
     }
-    if (groups_opt != NULL &&
-        ((group_list = strdup(groups_opt)) == NULL ||
-         !job_split(group_list, groups, &ngroups, JOB_CLI_TAGS_MAX))) {
-        rc = cli_usage(ctx, "--groups: at most %d", JOB_CLI_TAGS_MAX);
+    if ((rc = job_line_targets(ctx, agents_opt, groups_opt, &l)) !=
+            CLI_PARSED ||
+        (rc = job_line_program(ctx, argc, argv, script_path, &interp, &l)) !=
+            CLI_PARSED) {
         goto out;
-    }
-    if (script_path != NULL) {
-        if ((script = job_read_script(script_path)) == NULL) {
-            rc = CLI_EXIT_FAIL;
-            goto out;
-        }
-        if (interp == NULL) {
-            interp = "sh";
-        }
-    } else {
-        if (dd + 1 >= argc) {
-            rc = cli_usage(ctx, "the command goes after '--'");
-            goto out;
-        }
-        for (int i = dd + 1; i < argc; i++) {
-            len += strlen(argv[i]) + 1;
-        }
-        if ((cmd = calloc(1, len + 1)) == NULL) {
-            rc = cli_error("%s", err_str(ERR_NOMEM));
-            goto out;
-        }
-        for (int i = dd + 1; i < argc; i++) {
-            if (i > dd + 1) {
-                strcat(cmd, " ");
-            }
-            strcat(cmd, argv[i]);
-        }
     }
     if ((rc = cli_open_store(ctx)) != CLI_EXIT_OK ||
         (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
@@ -881,10 +869,10 @@ static int sched_add_run(struct cli_ctx *ctx, int argc, char **argv)
     q = (struct admin_schedule_req){
         .name = pos[0],
         .cron = cron,
-        .targets = {agents, nagents, tags, ntags, groups, ngroups},
-        .job = {.command = cmd,
-                .interpreter = script != NULL ? interp : NULL,
-                .script = script,
+        .targets = {l.agents, l.nagents, l.tags, l.ntags, l.groups, l.ngroups},
+        .job = {.command = l.cmd,
+                .interpreter = l.script != NULL ? interp : NULL,
+                .script = l.script,
                 .cwd = cwd,
                 .timeout = timeout,
                 .concurrency = concurrency}};
@@ -895,16 +883,8 @@ static int sched_add_run(struct cli_ctx *ctx, int argc, char **argv)
     printf("%s\n", s->id);
     rc = CLI_EXIT_OK;
 out:
-    for (size_t i = 0; i < ntagc; i++) {
-        free(tag_copy[i]);
-    }
     free(s);
-    free(args);
-    free(cmd);
-    free(script);
-    free(agent_list);
-    free(agents);
-    free(group_list);
+    job_line_free(&l);
     return rc;
 }
 
@@ -977,21 +957,7 @@ static int sched_show_run(struct cli_ctx *ctx, int argc, char **argv)
 
 static int sched_delete_run(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const char *pos[CLI_MAX_POS];
-    const struct cli_opt opts[] = {CLI_OPT_END};
-    struct admin_ctx ac;
-    struct admin_err e;
-    int rc;
-
-    if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED ||
-        (rc = cli_open_store(ctx)) != CLI_EXIT_OK ||
-        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
-        return rc;
-    }
-    if (admin_schedule_delete(&ac, pos[0], &e) != ERR_OK) {
-        return cli_error("%s", e.msg);
-    }
-    return CLI_EXIT_OK;
+    return cli_admin_delete(ctx, argc, argv, "NAME", admin_schedule_delete);
 }
 
 static const struct cli_cmd sched_add_cmd = {
@@ -1097,11 +1063,8 @@ static int cg_add_run(struct cli_ctx *ctx, int argc, char **argv)
     if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED) {
         goto out;
     }
-    if (agents_opt != NULL &&
-        ((agent_list = strdup(agents_opt)) == NULL ||
-         (agents = calloc(ADMIN_JOB_TARGETS_MAX, sizeof(*agents))) == NULL ||
-         !job_split(agent_list, agents, &nagents, ADMIN_JOB_TARGETS_MAX))) {
-        rc = cli_usage(ctx, "--agents ID,ID,...");
+    if ((rc = job_agents(ctx, agents_opt, &agents, &agent_list, &nagents)) !=
+        CLI_PARSED) {
         goto out;
     }
     if (!cg_rule(rules, "id", m_id) || !cg_rule(rules, "name", m_name) ||
@@ -1201,21 +1164,7 @@ static int cg_show_run(struct cli_ctx *ctx, int argc, char **argv)
 
 static int cg_delete_run(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const char *pos[CLI_MAX_POS];
-    const struct cli_opt opts[] = {CLI_OPT_END};
-    struct admin_ctx ac;
-    struct admin_err e;
-    int rc;
-
-    if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED ||
-        (rc = cli_open_store(ctx)) != CLI_EXIT_OK ||
-        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
-        return rc;
-    }
-    if (admin_client_group_delete(&ac, pos[0], &e) != ERR_OK) {
-        return cli_error("%s", e.msg);
-    }
-    return CLI_EXIT_OK;
+    return cli_admin_delete(ctx, argc, argv, "NAME", admin_client_group_delete);
 }
 
 static const struct cli_cmd cg_add_cmd = {

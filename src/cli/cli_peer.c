@@ -155,19 +155,7 @@ static int peer_show_run(struct cli_ctx *ctx, int argc, char **argv)
 
 static int peer_delete_run(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const char *pos[CLI_MAX_POS];
-    struct admin_ctx ac;
-    struct admin_err e;
-    int rc;
-
-    if ((rc = cli_parse(ctx, argc, argv, NULL, "NAME", pos)) != CLI_PARSED ||
-        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
-        return rc;
-    }
-    if (admin_peer_delete(&ac, pos[0], &e) != ERR_OK) {
-        return cli_admin_error(ctx, &e);
-    }
-    return CLI_EXIT_OK;
+    return cli_admin_delete(ctx, argc, argv, "NAME", admin_peer_delete);
 }
 
 struct peer_check {

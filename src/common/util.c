@@ -48,6 +48,36 @@ bool util_is_uuid(const char *s)
     return s[UTIL_UUID_LEN] == '\0';
 }
 
+bool util_path_clean(const char *p, size_t len, size_t max)
+{
+    const char *end = p + len;
+
+    if (len < 2 || len > max || p[0] != '/' || p[len - 1] == '/') {
+        return false;
+    }
+    for (const char *c = p; c < end; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+            return false;
+        }
+    }
+    /* c is at a '/', e at the next one (or the end) */
+    for (const char *c = p; c < end;) {
+        const char *e = memchr(c + 1, '/', (size_t)(end - c - 1));
+        size_t n;
+
+        if (e == NULL) {
+            e = end;
+        }
+        n = (size_t)(e - c - 1);
+        if (n == 0 || (n == 1 && c[1] == '.') ||
+            (n == 2 && c[1] == '.' && c[2] == '.')) {
+            return false;
+        }
+        c = e;
+    }
+    return true;
+}
+
 size_t util_strlcpy(char *dst, const char *src, size_t size)
 {
     size_t n = strlen(src);

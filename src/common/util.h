@@ -45,6 +45,14 @@ int util_write_file_excl(const char *path, const void *data, size_t len,
 /* Reads one line (without the newline) from fd 0 into a heap string of at
  * most max bytes; used for --password-stdin. */
 int util_read_stdin_line(size_t max, char **out);
+/*
+ * true if the len bytes at p are a clean absolute path of at most max
+ * bytes: it starts with '/', has no empty, "." or ".." component (so no
+ * "//" and no trailing '/'), is not "/" itself, and holds no NUL, other
+ * control character or DEL. The agent checks a pushed file's destination
+ * with it, and the server the same destination before it sends the job.
+ */
+bool util_path_clean(const char *p, size_t len, size_t max);
 /* Formats a UTC ISO-8601 time ("2026-11-21T05:06:33Z") into out[32]. */
 void util_fmt_time(int64_t t, char *out, size_t outlen);
 

@@ -79,16 +79,4 @@ int tunnel_def_add(struct store *st, const struct config *cfg,
  * wrote any. */
 const char *tunnel_def_state(const struct store_tunnel *t);
 
-/*
- * The JSON forms of a credential (never its hash), an agent and a tunnel:
- * one definition for `portcullis ... --json` and the REST API, so both
- * print the same fields. Text that came from an agent is made valid UTF-8
- * ('?' for a bad byte) rather than failing the whole answer. New
- * references, or NULL when out of memory.
- */
-struct json_t;
-struct json_t *tunnel_def_credential_json(const struct store_credential *c);
-struct json_t *tunnel_def_agent_json(const struct store_agent *a);
-struct json_t *tunnel_def_tunnel_json(const struct store_tunnel *t);
-
 #endif

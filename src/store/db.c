@@ -7,11 +7,33 @@
 #include "store/db.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #include "common/err.h"
+#include "common/log.h"
 #include "store/db_driver.h"
 
 #define DRV(h) (((const struct db_head *)(const void *)(h))->drv)
+
+void db_conn_init(struct db_conn *c, const struct db_driver *drv)
+{
+    c->head.drv = drv;
+    c->pid = getpid();
+}
+
+bool db_conn_mine(const struct db_conn *c)
+{
+    return c->pid == getpid();
+}
+
+int db_conn_check(const struct db_conn *c)
+{
+    if (!db_conn_mine(c)) {
+        log_error("store: handle used in a forked child; open a new one");
+        return ERR_STORE;
+    }
+    return ERR_OK;
+}
 
 bool db_is_shared(struct db *db)
 {

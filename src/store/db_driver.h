@@ -7,6 +7,8 @@
 #ifndef PORTCULLIS_STORE_DB_DRIVER_H
 #define PORTCULLIS_STORE_DB_DRIVER_H
 
+#include <sys/types.h>
+
 #include "store/db.h"
 
 struct db_driver {
@@ -40,10 +42,29 @@ struct db_driver {
     const void *(*col_blob)(struct db_stmt *s, int i, size_t *len);
 };
 
-/* The first member of every driver's struct db and struct db_stmt. */
+/* The first member of every driver's struct db_stmt, and of its struct
+ * db (inside struct db_conn). */
 struct db_head {
     const struct db_driver *drv;
 };
+
+/*
+ * The first member of every driver's struct db: its table and the process
+ * that opened it. A connection belongs to that process (db.h,
+ * "Processes"): a forked child must not use it, nor close it (SQLite's
+ * locks and WAL, PostgreSQL's goodbye on a socket the parent still uses),
+ * so both drivers ask these three (db.c) rather than getpid() themselves.
+ */
+struct db_conn {
+    struct db_head head;
+    pid_t pid;
+};
+/* Fills c for a connection this process opens with driver drv. */
+void db_conn_init(struct db_conn *c, const struct db_driver *drv);
+/* true if this process opened c (and so may use and close it). */
+bool db_conn_mine(const struct db_conn *c);
+/* ERR_OK if this process opened c; else ERR_STORE, with a log line. */
+int db_conn_check(const struct db_conn *c);
 
 extern const struct db_driver db_sqlite_driver;
 extern const struct db_driver db_pg_driver;

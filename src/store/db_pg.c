@@ -67,10 +67,8 @@
 #define PG_BYTEAOID 17
 
 struct db {
-    const struct db_driver *drv; /* first (db_driver.h) */
+    struct db_conn c; /* first (db_driver.h): driver, owning process */
     PGconn *conn;
-    pid_t pid;        /* the process that opened it; a forked child must not use
-                         the connection or tell the server goodbye on it */
     int64_t retry_at; /* monotonic ms: no reconnection attempt before */
     int retry_ms;     /* the wait after the next failed attempt */
 };
@@ -174,11 +172,7 @@ static int pg_usable(struct db *db)
     if (db == NULL || db->conn == NULL) {
         return ERR_INVALID;
     }
-    if (db->pid != getpid()) {
-        log_error("store: handle used in a forked child; open a new one");
-        return ERR_STORE;
-    }
-    return ERR_OK;
+    return db_conn_check(&db->c);
 }
 
 /* Runs sql without parameters; ERR_OK when the server said so. */
@@ -745,8 +739,7 @@ static int pg_open(const char *location, struct db **out)
     if ((db = calloc(1, sizeof(*db))) == NULL) {
         return ERR_NOMEM;
     }
-    db->drv = &db_pg_driver;
-    db->pid = getpid();
+    db_conn_init(&db->c, &db_pg_driver);
     {
         /* Before the URL's own fields, which override them: a server that
          * does not answer is given up after PG_CONNECT_TIMEOUT seconds
@@ -798,7 +791,7 @@ static void pg_close(struct db *db)
     }
     /* PQfinish() says goodbye on the socket the parent still uses: in a
      * forked child, leave the connection to the child's exit. */
-    if (db->pid == getpid()) {
+    if (db_conn_mine(&db->c)) {
         PQfinish(db->conn);
     }
     free(db);

@@ -59,10 +59,8 @@ struct db_cached {
 };
 
 struct db {
-    const struct db_driver *drv; /* first (db_driver.h) */
+    struct db_conn c; /* first (db_driver.h): driver, owning process */
     sqlite3 *conn;
-    pid_t pid; /* the process that opened it; a forked child must not use
-                  or close an inherited SQLite connection */
     struct db_cached cache[DB_STMT_CACHE];
     uint64_t tick;
 };
@@ -105,11 +103,7 @@ static int db_usable(struct db *db)
     if (db == NULL || db->conn == NULL) {
         return ERR_INVALID;
     }
-    if (db->pid != getpid()) {
-        log_error("store: handle used in a forked child; open a new one");
-        return ERR_STORE;
-    }
-    return ERR_OK;
+    return db_conn_check(&db->c);
 }
 
 static void db_sleep_ms(long ms)
@@ -461,8 +455,7 @@ static int sq_open(const char *location, struct db **out)
     if ((db = calloc(1, sizeof(*db))) == NULL) {
         return ERR_NOMEM;
     }
-    db->drv = &db_sqlite_driver;
-    db->pid = getpid();
+    db_conn_init(&db->c, &db_sqlite_driver);
     rc = sqlite3_open_v2(location, &db->conn,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
     if (rc != SQLITE_OK) {
@@ -500,7 +493,7 @@ static void sq_close(struct db *db)
     }
     /* Closing an inherited connection in a forked child could disturb the
      * parent's locks and WAL; let the child's exit drop it instead. */
-    if (db->pid == getpid()) {
+    if (db_conn_mine(&db->c)) {
         db_cache_clear(db);
         sqlite3_close(db->conn);
     } else {

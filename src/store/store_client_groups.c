@@ -58,18 +58,9 @@ int store_client_group_add(struct store *st, struct store_client_group *g)
 int store_client_group_get(struct store *st, const char *ref,
                            struct store_client_group *out)
 {
-    char id[STORE_ID_MAX + 1];
-
     memset(out, 0, sizeof(*out));
-    if (ref == NULL || ref[0] == '\0') {
-        return ERR_NOT_FOUND;
-    }
-    if (store_id_norm(ref, id)) {
-        return store_get_one(st, "client group get", CG_SELECT " WHERE id = $1",
-                             id, cg_fill, out);
-    }
-    return store_get_one(st, "client group get", CG_SELECT " WHERE name = $1",
-                         ref, cg_fill, out);
+    return store_get_named(st, "client group get", CG_SELECT " WHERE id = $1",
+                           CG_SELECT " WHERE name = $1", ref, cg_fill, out);
 }
 
 int store_client_group_list(struct store *st, struct store_client_group **list,

@@ -285,6 +285,21 @@ int store_get_one(struct store *st, const char *what, const char *sql,
     return store_tx_end(st, r);
 }
 
+int store_get_named(struct store *st, const char *what, const char *by_id,
+                    const char *by_name, const char *name_or_id,
+                    store_row_fn fill, void *out)
+{
+    char id[STORE_ID_MAX + 1];
+
+    if (name_or_id == NULL || name_or_id[0] == '\0') {
+        return ERR_NOT_FOUND;
+    }
+    if (store_id_norm(name_or_id, id)) {
+        return store_get_one(st, what, by_id, id, fill, out);
+    }
+    return store_get_one(st, what, by_name, name_or_id, fill, out);
+}
+
 int store_update_one(struct store *st, const char *what, const char *sql,
                      const char *types, ...)
 {
@@ -297,6 +312,25 @@ int store_update_one(struct store *st, const char *what, const char *sql,
     va_start(ap, types);
     r = store_queryv(st, what, sql, NULL, NULL, NULL, &changes, types, ap);
     va_end(ap);
+    if (r == ERR_OK && changes == 0) {
+        r = ERR_NOT_FOUND;
+    }
+    return store_tx_end(st, r);
+}
+
+int store_delete_id(struct store *st, const char *what, const char *sql,
+                    const char *id)
+{
+    char nid[STORE_ID_MAX + 1];
+    int r, changes = 0;
+
+    if (id == NULL || !store_id_norm(id, nid)) {
+        return ERR_NOT_FOUND;
+    }
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+        return r;
+    }
+    r = store_run(st, what, sql, &changes, "t", nid);
     if (r == ERR_OK && changes == 0) {
         r = ERR_NOT_FOUND;
     }

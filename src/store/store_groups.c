@@ -28,31 +28,6 @@ static int row_group(struct db_stmt *s, void *item)
     return ERR_OK;
 }
 
-static int group_lookup(struct store *st, const char *name_or_id,
-                        struct store_group *out)
-{
-    char id[STORE_ID_MAX + 1];
-    size_t rows = 0;
-    int r;
-
-    if (name_or_id == NULL || name_or_id[0] == '\0') {
-        return ERR_NOT_FOUND;
-    }
-    if (store_id_norm(name_or_id, id)) {
-        r = store_query(st, "group",
-                        "SELECT id, name FROM groups WHERE id = $1", row_group,
-                        out, &rows, "t", id);
-    } else {
-        r = store_query(st, "group",
-                        "SELECT id, name FROM groups WHERE name = $1",
-                        row_group, out, &rows, "t", name_or_id);
-    }
-    if (r == ERR_OK && rows == 0) {
-        r = ERR_NOT_FOUND;
-    }
-    return r;
-}
-
 int store_group_add(struct store *st, const char *name, struct store_group *out)
 {
     struct store_group g;
@@ -80,17 +55,14 @@ int store_group_add(struct store *st, const char *name, struct store_group *out)
 int store_group_get(struct store *st, const char *name_or_id,
                     struct store_group *out)
 {
-    int r;
-
     if (out == NULL) {
         return ERR_INVALID;
     }
     memset(out, 0, sizeof(*out));
-    if ((r = store_tx_begin(st, false)) != ERR_OK) {
-        return r;
-    }
-    r = group_lookup(st, name_or_id, out);
-    return store_tx_end(st, r);
+    return store_get_named(st, "group",
+                           "SELECT id, name FROM groups WHERE id = $1",
+                           "SELECT id, name FROM groups WHERE name = $1",
+                           name_or_id, row_group, out);
 }
 
 int store_group_list(struct store *st, struct store_group **list, size_t *n)

@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/store.h" /* STORE_ID_MAX */
+
 /* ERR_OK if s (NULL counts as "") has at most max bytes, else
  * ERR_TOO_LONG. For free text such as report details. */
 int store_check_len(const char *s, size_t max);
@@ -138,14 +140,42 @@ int store_query_one(struct store *st, const char *what, const char *sql,
 /* As store_query_one() in a read transaction of its own. */
 int store_get_one(struct store *st, const char *what, const char *sql,
                   const char *key, store_row_fn fill, void *out);
+/* Reads the row named by an ID or a name in a read transaction of its
+ * own: by_id and by_name are the two SELECTs ($1 each; an ID is matched
+ * in the lower case the store keeps, a name as given) whose first row
+ * fill() writes into out. ERR_NOT_FOUND without a row, and for NULL or
+ * "". Names are never shaped like a UUID (store_check_name), so the two
+ * cannot disagree. */
+int store_get_named(struct store *st, const char *what, const char *by_id,
+                    const char *by_name, const char *name_or_id,
+                    store_row_fn fill, void *out);
 /* One write in its own transaction; ERR_NOT_FOUND if it changed no row. */
 int store_update_one(struct store *st, const char *what, const char *sql,
                      const char *types, ...);
+/* Deletes the row whose ID is id (sql: a DELETE with $1) in one
+ * transaction. ERR_NOT_FOUND if id is not an ID or no row matched. */
+int store_delete_id(struct store *st, const char *what, const char *sql,
+                    const char *id);
 /* Deletes the row named by an ID or a name in one transaction: by_id and
  * by_name are the two DELETE statements ($1 each). ERR_NOT_FOUND if no
  * row matched. */
 int store_delete_named(struct store *st, const char *what, const char *by_id,
                        const char *by_name, const char *name_or_id);
+
+/* Who a role is granted to (site roles, job roles): exactly one of a
+ * user and a group, by ID. store_grantee_norm() fills g from the two ID
+ * fields of a role (the one not set is ""): user_id and group_id point
+ * at the lower-cased ID or are NULL (SQL NULL when bound). false if not
+ * exactly one is set or it is not an ID. */
+struct store_grantee {
+    char user[STORE_ID_MAX + 1], group[STORE_ID_MAX + 1];
+    const char *user_id, *group_id;
+};
+bool store_grantee_norm(struct store_grantee *g, const char *user_id,
+                        const char *group_id);
+/* The index of s in names[lo..hi] (a role's or a mode's names), or -1
+ * (also for NULL). */
+int store_name_index(const char *const *names, int lo, int hi, const char *s);
 
 /* --- columns ------------------------------------------------------------- */
 

@@ -30,31 +30,20 @@ const char *job_role_str(int role)
 
 int job_role_parse(const char *s)
 {
-    for (int i = JOB_ROLE_RUNNER; s != NULL && i <= JOB_ROLE_SCHEDULER; i++) {
-        if (strcmp(s, job_role_names[i]) == 0) {
-            return i;
-        }
-    }
-    return -1;
+    return store_name_index(job_role_names, JOB_ROLE_RUNNER, JOB_ROLE_SCHEDULER,
+                            s);
 }
 
 int store_job_role_add(struct store *st, struct store_job_role *jr)
 {
-    char cg[STORE_ID_MAX + 1], user[STORE_ID_MAX + 1];
-    char group[STORE_ID_MAX + 1];
-    bool has_user, has_group;
+    char cg[STORE_ID_MAX + 1];
+    struct store_grantee g;
     int r;
 
     if (jr == NULL || jr->role < JOB_ROLE_RUNNER ||
         jr->role > JOB_ROLE_SCHEDULER ||
-        !store_id_norm(jr->client_group_id, cg)) {
-        return ERR_INVALID;
-    }
-    has_user = jr->user_id[0] != '\0';
-    has_group = jr->group_id[0] != '\0';
-    if (has_user == has_group ||
-        (has_user && !store_id_norm(jr->user_id, user)) ||
-        (has_group && !store_id_norm(jr->group_id, group))) {
+        !store_id_norm(jr->client_group_id, cg) ||
+        !store_grantee_norm(&g, jr->user_id, jr->group_id)) {
         return ERR_INVALID;
     }
     util_uuid4(jr->id);
@@ -65,29 +54,15 @@ int store_job_role_add(struct store *st, struct store_job_role *jr)
                   "INSERT INTO job_roles (id, client_group_id, user_id,"
                   " group_id, role, created_at)"
                   " VALUES ($1, $2, $3, $4, $5, $6)",
-                  NULL, "ttttii", jr->id, cg, has_user ? user : NULL,
-                  has_group ? group : NULL, (int64_t)jr->role,
-                  (int64_t)util_now());
+                  NULL, "ttttii", jr->id, cg, g.user_id, g.group_id,
+                  (int64_t)jr->role, (int64_t)util_now());
     return store_tx_end(st, r);
 }
 
 int store_job_role_delete(struct store *st, const char *id)
 {
-    char nid[STORE_ID_MAX + 1];
-    int r, changes = 0;
-
-    if (id == NULL || !store_id_norm(id, nid)) {
-        return ERR_NOT_FOUND;
-    }
-    if ((r = store_tx_begin(st, true)) != ERR_OK) {
-        return r;
-    }
-    r = store_run(st, "job role delete", "DELETE FROM job_roles WHERE id = $1",
-                  &changes, "t", nid);
-    if (r == ERR_OK && changes == 0) {
-        r = ERR_NOT_FOUND;
-    }
-    return store_tx_end(st, r);
+    return store_delete_id(st, "job role delete",
+                           "DELETE FROM job_roles WHERE id = $1", id);
 }
 
 static int job_role_row_fill(struct db_stmt *s, void *item)

@@ -16,6 +16,16 @@ static const char *const store_role_names[] = {"none", "viewer", "editor",
                                                "owner"};
 static const char *const store_native_names[] = {"deny", "allow", "record"};
 
+int store_name_index(const char *const *names, int lo, int hi, const char *s)
+{
+    for (int i = lo; s != NULL && i <= hi; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
 const char *store_role_str(int role)
 {
     if (role < ROLE_NONE || role > ROLE_OWNER) {
@@ -26,15 +36,7 @@ const char *store_role_str(int role)
 
 int store_role_parse(const char *s)
 {
-    if (s == NULL) {
-        return -1;
-    }
-    for (int i = ROLE_NONE; i <= ROLE_OWNER; i++) {
-        if (strcmp(s, store_role_names[i]) == 0) {
-            return i;
-        }
-    }
-    return -1;
+    return store_name_index(store_role_names, ROLE_NONE, ROLE_OWNER, s);
 }
 
 const char *store_native_str(int native)
@@ -47,15 +49,7 @@ const char *store_native_str(int native)
 
 int store_native_parse(const char *s)
 {
-    if (s == NULL) {
-        return -1;
-    }
-    for (int i = NATIVE_DENY; i <= NATIVE_RECORD; i++) {
-        if (strcmp(s, store_native_names[i]) == 0) {
-            return i;
-        }
-    }
-    return -1;
+    return store_name_index(store_native_names, NATIVE_DENY, NATIVE_RECORD, s);
 }
 
 static bool store_has_ctrl(const char *s, size_t len)
@@ -121,6 +115,23 @@ bool store_id_norm(const char *s, char *out)
 
         out[i] = (c >= 'A' && c <= 'F') ? (char)(c - 'A' + 'a') : c;
     }
+    return true;
+}
+
+bool store_grantee_norm(struct store_grantee *g, const char *user_id,
+                        const char *group_id)
+{
+    bool has_user = user_id != NULL && user_id[0] != '\0';
+    bool has_group = group_id != NULL && group_id[0] != '\0';
+
+    memset(g, 0, sizeof(*g));
+    if (has_user == has_group ||
+        (has_user && !store_id_norm(user_id, g->user)) ||
+        (has_group && !store_id_norm(group_id, g->group))) {
+        return false;
+    }
+    g->user_id = has_user ? g->user : NULL;
+    g->group_id = has_group ? g->group : NULL;
     return true;
 }
 

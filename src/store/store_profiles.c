@@ -52,33 +52,6 @@ static int profile_check(const struct store_profile *p)
     return store_check_name(p->name);
 }
 
-static int profile_lookup(struct store *st, const char *name_or_id,
-                          struct store_profile *out)
-{
-    char id[STORE_ID_MAX + 1];
-    size_t rows = 0;
-    int r;
-
-    if (name_or_id == NULL || name_or_id[0] == '\0') {
-        return ERR_NOT_FOUND;
-    }
-    if (store_id_norm(name_or_id, id)) {
-        r = store_query(st, "profile",
-                        "SELECT " PROFILE_COLS
-                        " FROM profiles p WHERE p.id = $1",
-                        row_profile, out, &rows, "t", id);
-    } else {
-        r = store_query(st, "profile",
-                        "SELECT " PROFILE_COLS
-                        " FROM profiles p WHERE p.name = $1",
-                        row_profile, out, &rows, "t", name_or_id);
-    }
-    if (r == ERR_OK && rows == 0) {
-        r = ERR_NOT_FOUND;
-    }
-    return r;
-}
-
 int store_profile_add(struct store *st, struct store_profile *p)
 {
     char id[STORE_ID_MAX + 1];
@@ -145,17 +118,15 @@ int store_profile_update(struct store *st, const struct store_profile *p)
 int store_profile_get(struct store *st, const char *name_or_id,
                       struct store_profile *out)
 {
-    int r;
-
     if (out == NULL) {
         return ERR_INVALID;
     }
     memset(out, 0, sizeof(*out));
-    if ((r = store_tx_begin(st, false)) != ERR_OK) {
-        return r;
-    }
-    r = profile_lookup(st, name_or_id, out);
-    return store_tx_end(st, r);
+    return store_get_named(
+        st, "profile",
+        "SELECT " PROFILE_COLS " FROM profiles p WHERE p.id = $1",
+        "SELECT " PROFILE_COLS " FROM profiles p WHERE p.name = $1", name_or_id,
+        row_profile, out);
 }
 
 int store_profile_list(struct store *st, struct store_profile **list, size_t *n)

@@ -97,18 +97,10 @@ int store_schedule_add(struct store *st, struct store_schedule *s)
 int store_schedule_get(struct store *st, const char *ref,
                        struct store_schedule *out)
 {
-    char id[STORE_ID_MAX + 1];
-
     memset(out, 0, sizeof(*out));
-    if (ref == NULL || ref[0] == '\0') {
-        return ERR_NOT_FOUND;
-    }
-    if (store_id_norm(ref, id)) {
-        return store_get_one(st, "schedule get", SCHED_SELECT " WHERE id = $1",
-                             id, sched_fill, out);
-    }
-    return store_get_one(st, "schedule get", SCHED_SELECT " WHERE name = $1",
-                         ref, sched_fill, out);
+    return store_get_named(st, "schedule get", SCHED_SELECT " WHERE id = $1",
+                           SCHED_SELECT " WHERE name = $1", ref, sched_fill,
+                           out);
 }
 
 int store_schedule_list(struct store *st, struct store_schedule **list,

@@ -37,14 +37,8 @@ const char *site_role_str(int role)
 
 int site_role_parse(const char *s)
 {
-    int i;
-
-    for (i = SITE_ROLE_USER; s != NULL && i <= SITE_ROLE_ADMIN; i++) {
-        if (strcmp(s, site_role_names[i]) == 0) {
-            return i;
-        }
-    }
-    return -1;
+    return store_name_index(site_role_names, SITE_ROLE_USER, SITE_ROLE_ADMIN,
+                            s);
 }
 
 /* --- site roles -------------------------------------------------------- */
@@ -83,19 +77,12 @@ static int site_role_get_tx(struct store *st, const char *id,
 int store_site_role_add(struct store *st, struct store_site_role *sr)
 {
     char id[STORE_ID_MAX + 1], site[STORE_ID_MAX + 1];
-    char user[STORE_ID_MAX + 1], group[STORE_ID_MAX + 1];
-    bool has_user, has_group;
+    struct store_grantee g;
     int r;
 
     if (sr == NULL || sr->role < SITE_ROLE_USER || sr->role > SITE_ROLE_ADMIN ||
-        !store_id_norm(sr->site_id, site)) {
-        return ERR_INVALID;
-    }
-    has_user = sr->user_id[0] != '\0';
-    has_group = sr->group_id[0] != '\0';
-    if (has_user == has_group ||
-        (has_user && !store_id_norm(sr->user_id, user)) ||
-        (has_group && !store_id_norm(sr->group_id, group))) {
+        !store_id_norm(sr->site_id, site) ||
+        !store_grantee_norm(&g, sr->user_id, sr->group_id)) {
         return ERR_INVALID;
     }
     util_uuid4(id);
@@ -105,9 +92,8 @@ int store_site_role_add(struct store *st, struct store_site_role *sr)
     r = store_run(st, "site role add",
                   "INSERT INTO site_roles (id, site_id, user_id, group_id,"
                   " role, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                  NULL, "ttttii", id, site, has_user ? user : NULL,
-                  has_group ? group : NULL, (int64_t)sr->role,
-                  (int64_t)util_now());
+                  NULL, "ttttii", id, site, g.user_id, g.group_id,
+                  (int64_t)sr->role, (int64_t)util_now());
     if (r == ERR_OK) {
         r = site_role_get_tx(st, id, sr);
     }
@@ -148,21 +134,8 @@ int store_site_role_get(struct store *st, const char *id,
 
 int store_site_role_delete(struct store *st, const char *id)
 {
-    char nid[STORE_ID_MAX + 1];
-    int r, changes = 0;
-
-    if (id == NULL || !store_id_norm(id, nid)) {
-        return ERR_NOT_FOUND;
-    }
-    if ((r = store_tx_begin(st, true)) != ERR_OK) {
-        return r;
-    }
-    r = store_run(st, "site role delete",
-                  "DELETE FROM site_roles WHERE id = $1", &changes, "t", nid);
-    if (r == ERR_OK && changes == 0) {
-        r = ERR_NOT_FOUND;
-    }
-    return store_tx_end(st, r);
+    return store_delete_id(st, "site role delete",
+                           "DELETE FROM site_roles WHERE id = $1", id);
 }
 
 static int site_role_mask_row(struct db_stmt *s, void *ctx)

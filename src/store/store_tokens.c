@@ -165,21 +165,8 @@ int store_api_token_update(struct store *st, const struct store_api_token *t)
 
 int store_api_token_delete(struct store *st, const char *id)
 {
-    char nid[STORE_ID_MAX + 1];
-    int r, changes = 0;
-
-    if (id == NULL || !store_id_norm(id, nid)) {
-        return ERR_NOT_FOUND;
-    }
-    if ((r = store_tx_begin(st, true)) != ERR_OK) {
-        return r;
-    }
-    r = store_run(st, "api token delete",
-                  "DELETE FROM api_tokens WHERE id = $1", &changes, "t", nid);
-    if (r == ERR_OK && changes == 0) {
-        r = ERR_NOT_FOUND;
-    }
-    return store_tx_end(st, r);
+    return store_delete_id(st, "api token delete",
+                           "DELETE FROM api_tokens WHERE id = $1", id);
 }
 
 /* --- revoked session tokens -------------------------------------------- */

@@ -172,30 +172,17 @@ int store_tunnel_set_state(struct store *st, const char *id, const char *state)
 int store_tunnel_touch(struct store *st, const char *id, int64_t when)
 {
     char nid[STORE_ID_MAX + 1];
-    int r, changes = 0;
 
     if (id == NULL || !store_id_norm(id, nid)) {
         return ERR_NOT_FOUND;
     }
-    if ((r = store_tx_begin(st, true)) != ERR_OK) {
-        return r;
-    }
-    r = store_run(st, "tunnel touch",
-                  "UPDATE tunnels SET last_used = $1 WHERE id = $2", &changes,
-                  "it", when, nid);
-    if (r == ERR_OK && changes == 0) {
-        r = ERR_NOT_FOUND;
-    }
-    return store_tx_end(st, r);
+    return store_update_one(st, "tunnel touch",
+                            "UPDATE tunnels SET last_used = $1 WHERE id = $2",
+                            "it", when, nid);
 }
 
 int store_tunnel_delete(struct store *st, const char *id)
 {
-    char nid[STORE_ID_MAX + 1];
-
-    if (id == NULL || !store_id_norm(id, nid)) {
-        return ERR_NOT_FOUND;
-    }
-    return store_update_one(st, "tunnel delete",
-                            "DELETE FROM tunnels WHERE id = $1", "t", nid);
+    return store_delete_id(st, "tunnel delete",
+                           "DELETE FROM tunnels WHERE id = $1", id);
 }

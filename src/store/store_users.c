@@ -69,39 +69,6 @@ int store_user_row(struct db_stmt *s, void *item)
 }
 
 /* Finds a user by ID or name into out (cleared on failure). */
-static int user_lookup(struct store *st, const char *name_or_id,
-                       struct store_user *out)
-{
-    struct store_user u;
-    char id[STORE_ID_MAX + 1];
-    size_t rows = 0;
-    int r;
-
-    memset(&u, 0, sizeof(u));
-    if (name_or_id == NULL || name_or_id[0] == '\0') {
-        return ERR_NOT_FOUND;
-    }
-    if (store_id_norm(name_or_id, id)) {
-        r = store_query(st, "user",
-                        "SELECT " STORE_USER_COLS " FROM users u"
-                        " WHERE u.id = $1",
-                        store_user_row, &u, &rows, "t", id);
-    } else {
-        r = store_query(st, "user",
-                        "SELECT " STORE_USER_COLS " FROM users u"
-                        " WHERE u.name = $1",
-                        store_user_row, &u, &rows, "t", name_or_id);
-    }
-    if (r == ERR_OK && rows == 0) {
-        r = ERR_NOT_FOUND;
-    }
-    if (r == ERR_OK) {
-        *out = u;
-    }
-    sodium_memzero(&u, sizeof(u));
-    return r;
-}
-
 int store_user_add(struct store *st, const char *name,
                    const char *password_hash, bool disabled,
                    struct store_user *out)
@@ -142,17 +109,27 @@ out:
 int store_user_get(struct store *st, const char *name_or_id,
                    struct store_user *out)
 {
+    struct store_user u;
     int r;
 
     if (out == NULL) {
         return ERR_INVALID;
     }
     memset(out, 0, sizeof(*out));
-    if ((r = store_tx_begin(st, false)) != ERR_OK) {
-        return r;
+    /* read into u, so out holds a whole user or none; u is wiped (it
+     * holds the password hash and the sealed TOTP secret) */
+    memset(&u, 0, sizeof(u));
+    r = store_get_named(st, "user",
+                        "SELECT " STORE_USER_COLS " FROM users u"
+                        " WHERE u.id = $1",
+                        "SELECT " STORE_USER_COLS " FROM users u"
+                        " WHERE u.name = $1",
+                        name_or_id, store_user_row, &u);
+    if (r == ERR_OK) {
+        *out = u;
     }
-    r = user_lookup(st, name_or_id, out);
-    return store_tx_end(st, r);
+    sodium_memzero(&u, sizeof(u));
+    return r;
 }
 
 int store_user_list(struct store *st, struct store_user **list, size_t *n)

@@ -252,6 +252,90 @@ def test_grant_and_profile(pc):
                                   "--role", "viewer", check=False))
 
 
+def test_schedule_verbs(pc, tmp_path):
+    """schedule add/list/show/delete from the CLI alone (no server): the
+    targets by ID, --tag (repeatable, T1,T2) and --groups land in the
+    schedule; contradictory or missing parts are one-line usage errors."""
+    def err_of(*args):
+        rc, out, err = pc.cli(*args, check=False)
+        assert_one_line_error(rc, out, err)
+        return rc, err
+
+    rc, out, _ = pc.cli("schedule", "add", "nightly", "--cron", "0 3 * * *",
+                        "--agents", "a1,a2", "--tag", "x", "--tag=y,z",
+                        "--groups", "g1,g2", "--timeout", "30", "--",
+                        "echo", "hi there")
+    assert UUID_RE.match(out.strip()), out
+    script = tmp_path / "s.sh"
+    script.write_text("echo hi\n")
+    pc.cli("schedule", "add", "scripted", "--cron", "0 4 * * *", "--tag",
+           "x", "--script", script, "--interpreter", "bash")
+    s = json.loads(pc.cli("schedule", "show", "nightly")[1])
+    assert (s["agents"], s["tags"], s["groups"]) == (
+        ["a1", "a2"], ["x", "y", "z"], ["g1", "g2"]), s
+    assert (s["command"], s["interpreter"], s["timeout"]) == (
+        "echo hi there", None, 30), s
+    s = json.loads(pc.cli("schedule", "show", "scripted")[1])
+    assert (s["command"], s["interpreter"], s["agents"]) == (
+        None, "bash", []), s
+    _, out, _ = pc.cli("schedule", "list")
+    rows = {l.split()[0]: l for l in out.splitlines()[1:]}
+    assert rows["nightly"].endswith("echo hi there"), out
+    assert rows["scripted"].endswith("(script)"), out
+    _, out, _ = pc.cli("schedule", "list", "--json")
+    assert sorted(s["name"] for s in json.loads(out)) == ["nightly",
+                                                          "scripted"]
+
+    rc, err = err_of("schedule", "add", "nightly", "--cron", "0 3 * * *",
+                     "--tag", "x", "--", "true")
+    assert rc == 1 and "exists" in err, err
+    assert err_of("schedule", "add", "n2", "--tag", "x", "--",
+                  "true")[0] == 2
+    rc, err = err_of("schedule", "add", "n2", "--cron", "0 3 * * *",
+                     "--tag", "x")
+    assert rc == 2 and "after '--'" in err, err
+    rc, err = err_of("schedule", "add", "n2", "--cron", "0 3 * * *",
+                     "--tag")
+    assert rc == 2 and "--tag" in err, err
+    # as job run: a script or a command, and --interpreter with --script
+    rc, err = err_of("schedule", "add", "n2", "--cron", "0 3 * * *",
+                     "--tag", "x", "--script", script, "--", "true")
+    assert rc == 2 and "not both" in err, err
+    rc, err = err_of("schedule", "add", "n2", "--cron", "0 3 * * *",
+                     "--tag", "x", "--interpreter", "bash", "--", "true")
+    assert rc == 2 and "--interpreter goes with --script" in err, err
+    for verb in ("show", "delete"):
+        rc, err = err_of("schedule", verb, "nope")
+        assert rc == 1 and "schedule 'nope' not found" in err, err
+    pc.cli("schedule", "delete", "nightly")
+    assert err_of("schedule", "show", "nightly")[0] == 1
+    _, out, _ = pc.cli("schedule", "list", "--json")
+    assert [s["name"] for s in json.loads(out)] == ["scripted"]
+
+
+def test_client_group_verbs(pc):
+    rc, out, _ = pc.cli("client-group", "add", "web", "--agents", "a1,a2",
+                        "--match-name", "w*", "--match-tag", "prod,dev",
+                        "--description", "the web tier")
+    assert UUID_RE.match(out.strip()), out
+    g = json.loads(pc.cli("client-group", "show", "web")[1])
+    assert (g["agents"], g["rules"], g["description"]) == (
+        ["a1", "a2"], {"name": ["w*"], "tags": ["prod", "dev"]},
+        "the web tier"), g
+    assert g.get("members", []) == [], g  # no agents yet
+    _, out, _ = pc.cli("client-group", "list")
+    assert out.splitlines()[1].split()[:2] == ["web", "0"], out
+    _, out, _ = pc.cli("client-group", "list", "--json")
+    assert [g["name"] for g in json.loads(out)] == ["web"]
+    for verb in ("show", "delete"):
+        rc, out, err = pc.cli("client-group", verb, "nope", check=False)
+        line = assert_one_line_error(rc, out, err)
+        assert rc == 1 and "client group 'nope' not found" in line, line
+    pc.cli("client-group", "delete", "web")
+    _, out, _ = pc.cli("client-group", "list", "--json")
+    assert json.loads(out) == []
+
+
 def test_session_list_is_empty_json_at_first(pc):
     _, out, _ = pc.cli("session", "list", "--json")
     assert json.loads(out) == []

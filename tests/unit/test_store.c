@@ -26,6 +26,7 @@
 
 #include "common/err.h"
 #include "common/util.h"
+#include "store/access.h"
 #include "store/store.h"
 #include "store/store_internal.h"
 
@@ -131,6 +132,98 @@ static void test_role_names(void **state)
     assert_string_equal(store_native_str(NATIVE_RECORD), "record");
     assert_int_equal(store_native_parse("allow"), NATIVE_ALLOW);
     assert_int_equal(store_native_parse("Allow"), -1);
+}
+
+static void test_name_index_and_grantee(void **state)
+{
+    static const char *const names[] = {"zero", "one", "two"};
+    static const char id[] = "0AF3D2C1-0000-4000-8000-00000000000A";
+    struct store_grantee g;
+
+    (void)state;
+    assert_int_equal(store_name_index(names, 0, 2, "two"), 2);
+    assert_int_equal(store_name_index(names, 1, 2, "zero"), -1); /* < lo */
+    assert_int_equal(store_name_index(names, 0, 1, "two"), -1);  /* > hi */
+    assert_int_equal(store_name_index(names, 0, 2, "Two"), -1);
+    assert_int_equal(store_name_index(names, 0, 2, ""), -1);
+    assert_int_equal(store_name_index(names, 0, 2, NULL), -1);
+    assert_string_equal(site_role_str(SITE_ROLE_CONFIG),
+                        "configuration-manager");
+    assert_string_equal(site_role_str(9), "none");
+    assert_int_equal(site_role_parse("administrator"), SITE_ROLE_ADMIN);
+    assert_int_equal(site_role_parse("none"), -1); /* not grantable */
+    assert_int_equal(site_role_parse(NULL), -1);
+
+    /* exactly one of a user and a group, as a lower-case ID */
+    assert_true(store_grantee_norm(&g, id, ""));
+    assert_string_equal(g.user_id, "0af3d2c1-0000-4000-8000-00000000000a");
+    assert_null(g.group_id);
+    assert_true(store_grantee_norm(&g, NULL, id));
+    assert_null(g.user_id);
+    assert_string_equal(g.group_id, "0af3d2c1-0000-4000-8000-00000000000a");
+    assert_false(store_grantee_norm(&g, id, id));
+    assert_false(store_grantee_norm(&g, "", ""));
+    assert_false(store_grantee_norm(&g, NULL, NULL));
+    assert_false(store_grantee_norm(&g, "alice", ""));
+    assert_false(store_grantee_norm(&g, "", "0af3d2c1-0000-4000-8000"));
+    assert_null(g.user_id);
+    assert_null(g.group_id);
+}
+
+/* Users, groups and profiles are found by name or by ID (either case),
+ * never by another noun's ID or a near name (store_get_named). */
+static void test_get_by_name_or_id(void **state)
+{
+    struct store *st = S(state);
+    struct store_user u, ugot;
+    struct store_group g, ggot;
+    struct store_profile p, pgot;
+    char id[STORE_ID_MAX + 1];
+    static const char *const none[] = {"", "nope", "Ops",
+                                       "00000000-0000-4000-8000-000000000000"};
+
+    add_user(st, "ops", &u); /* the same name in three nouns */
+    assert_int_equal(store_group_add(st, "ops", &g), ERR_OK);
+    memset(&p, 0, sizeof(p));
+    snprintf(p.name, sizeof(p.name), "ops");
+    p.native = NATIVE_ALLOW;
+    assert_int_equal(store_profile_add(st, &p), ERR_OK);
+
+    assert_int_equal(store_user_get(st, "ops", &ugot), ERR_OK);
+    assert_string_equal(ugot.id, u.id);
+    assert_int_equal(store_group_get(st, "ops", &ggot), ERR_OK);
+    assert_string_equal(ggot.id, g.id);
+    assert_int_equal(store_profile_get(st, "ops", &pgot), ERR_OK);
+    assert_string_equal(pgot.id, p.id);
+    snprintf(id, sizeof(id), "%s", u.id);
+    upper(id);
+    assert_int_equal(store_user_get(st, id, &ugot), ERR_OK);
+    assert_string_equal(ugot.name, "ops");
+    snprintf(id, sizeof(id), "%s", g.id);
+    upper(id);
+    assert_int_equal(store_group_get(st, id, &ggot), ERR_OK);
+    assert_string_equal(ggot.name, "ops");
+    snprintf(id, sizeof(id), "%s", p.id);
+    upper(id);
+    assert_int_equal(store_profile_get(st, id, &pgot), ERR_OK);
+    assert_string_equal(pgot.name, "ops");
+
+    /* another noun's ID; a miss leaves out empty */
+    assert_int_equal(store_user_get(st, g.id, &ugot), ERR_NOT_FOUND);
+    assert_string_equal(ugot.id, "");
+    assert_int_equal(store_group_get(st, p.id, &ggot), ERR_NOT_FOUND);
+    assert_string_equal(ggot.id, "");
+    assert_int_equal(store_profile_get(st, u.id, &pgot), ERR_NOT_FOUND);
+    assert_string_equal(pgot.id, "");
+    for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++) {
+        assert_int_equal(store_user_get(st, none[i], &ugot), ERR_NOT_FOUND);
+        assert_int_equal(store_group_get(st, none[i], &ggot), ERR_NOT_FOUND);
+        assert_int_equal(store_profile_get(st, none[i], &pgot), ERR_NOT_FOUND);
+    }
+    assert_int_equal(store_user_get(st, NULL, &ugot), ERR_NOT_FOUND);
+    assert_int_equal(store_group_get(st, NULL, &ggot), ERR_NOT_FOUND);
+    assert_int_equal(store_profile_get(st, NULL, &pgot), ERR_NOT_FOUND);
+    assert_int_equal(store_user_get(st, "ops", NULL), ERR_INVALID);
 }
 
 /* --- lifecycle ------------------------------------------------------------ */
@@ -1418,6 +1511,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_site_normalize),
         cmocka_unit_test(test_role_names),
+        cmocka_unit_test(test_name_index_and_grantee),
+        cmocka_unit_test_setup_teardown(test_get_by_name_or_id, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_open_migrate, setup, teardown),
         cmocka_unit_test(test_open_bad_path),
         cmocka_unit_test_setup_teardown(test_users, setup, teardown),

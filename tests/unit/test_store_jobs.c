@@ -1,7 +1,8 @@
 /*
  * Unit tests for jobs, their batches, payloads and recovery marks, for
  * schedules and for client groups in the store (store_jobs.c,
- * store_schedules.c, store_client_groups.c), through the interface
+ * store_schedules.c, store_client_groups.c) and job roles
+ * (store_job_roles.c), through the interface
  * (store_fx.h: PORTCULLIS_TEST_STORE picks the store, so the same SQL runs
  * on SQLite and PostgreSQL).
  */
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "store/access.h"
 #include "store/client_groups.h"
 #include "store/jobs.h"
 #include "store/schedules.h"
@@ -267,6 +269,149 @@ static void test_client_groups(void **state)
     assert_int_equal(store_client_group_get(st, "web", &got), ERR_NOT_FOUND);
 }
 
+/* Upper-cases the hex letters of an ID in place. */
+static void upper(char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (*s >= 'a' && *s <= 'f') {
+            *s = (char)(*s - 'a' + 'A');
+        }
+    }
+}
+
+/* store_schedule_get and store_client_group_get take a name or an ID (in
+ * either case); nothing else names a row (store_get_named). */
+static void test_get_by_name_or_id(void **state)
+{
+    struct store *st = S(state);
+    static struct store_schedule s, sgot;
+    static struct store_client_group g, ggot;
+    char id[STORE_ID_MAX + 1];
+    static const char *const none[] = {"", "nope",
+                                       "00000000-0000-4000-8000-000000000000",
+                                       "nightly ", "NIGHTLY"};
+
+    memset(&s, 0, sizeof(s));
+    snprintf(s.name, sizeof(s.name), "nightly");
+    snprintf(s.cron, sizeof(s.cron), "0 3 * * *");
+    snprintf(s.command, sizeof(s.command), "true");
+    s.timeout = 60;
+    assert_int_equal(store_schedule_add(st, &s), ERR_OK);
+    memset(&g, 0, sizeof(g));
+    snprintf(g.name, sizeof(g.name), "nightly"); /* another noun's name */
+    snprintf(g.agents, sizeof(g.agents), "[]");
+    snprintf(g.rules, sizeof(g.rules), "{}");
+    assert_int_equal(store_client_group_add(st, &g), ERR_OK);
+
+    assert_int_equal(store_schedule_get(st, "nightly", &sgot), ERR_OK);
+    assert_string_equal(sgot.id, s.id);
+    store_schedule_release(&sgot);
+    snprintf(id, sizeof(id), "%s", s.id);
+    upper(id);
+    assert_int_equal(store_schedule_get(st, id, &sgot), ERR_OK);
+    assert_string_equal(sgot.name, "nightly");
+    store_schedule_release(&sgot);
+    assert_int_equal(store_client_group_get(st, "nightly", &ggot), ERR_OK);
+    assert_string_equal(ggot.id, g.id);
+    snprintf(id, sizeof(id), "%s", g.id);
+    upper(id);
+    assert_int_equal(store_client_group_get(st, id, &ggot), ERR_OK);
+    assert_string_equal(ggot.name, "nightly");
+    /* one noun's ID is not another's */
+    assert_int_equal(store_client_group_get(st, s.id, &ggot), ERR_NOT_FOUND);
+    assert_string_equal(ggot.id, "");
+    assert_int_equal(store_schedule_get(st, g.id, &sgot), ERR_NOT_FOUND);
+    assert_string_equal(sgot.id, "");
+    for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++) {
+        assert_int_equal(store_schedule_get(st, none[i], &sgot), ERR_NOT_FOUND);
+        assert_int_equal(store_client_group_get(st, none[i], &ggot),
+                         ERR_NOT_FOUND);
+    }
+    assert_int_equal(store_schedule_get(st, NULL, &sgot), ERR_NOT_FOUND);
+    assert_int_equal(store_client_group_get(st, NULL, &ggot), ERR_NOT_FOUND);
+}
+
+static void test_job_roles(void **state)
+{
+    struct store *st = S(state);
+    static struct store_client_group g;
+    struct store_user alice;
+    struct store_group ops;
+    struct store_job_role jr, r2;
+    struct store_job_role_row *list = NULL;
+    char(*ids)[STORE_ID_MAX + 1] = NULL;
+    char id[STORE_ID_MAX + 1];
+    size_t n = 0;
+
+    assert_string_equal(job_role_str(JOB_ROLE_PUSHER), "job-pusher");
+    assert_string_equal(job_role_str(0), "none");
+    assert_string_equal(job_role_str(4), "none");
+    assert_int_equal(job_role_parse("job-scheduler"), JOB_ROLE_SCHEDULER);
+    assert_int_equal(job_role_parse("none"), -1);
+    assert_int_equal(job_role_parse("Job-runner"), -1);
+    assert_int_equal(job_role_parse(NULL), -1);
+
+    memset(&g, 0, sizeof(g));
+    snprintf(g.name, sizeof(g.name), "web");
+    snprintf(g.agents, sizeof(g.agents), "[]");
+    snprintf(g.rules, sizeof(g.rules), "{}");
+    assert_int_equal(store_client_group_add(st, &g), ERR_OK);
+    assert_int_equal(store_user_add(st, "alice", "", false, &alice), ERR_OK);
+    assert_int_equal(store_group_add(st, "ops", &ops), ERR_OK);
+    assert_int_equal(store_group_member_add(st, ops.id, alice.id), ERR_OK);
+
+    /* to a user (an ID in upper case is the same ID) and to a group */
+    memset(&jr, 0, sizeof(jr));
+    snprintf(jr.client_group_id, sizeof(jr.client_group_id), "%s", g.id);
+    snprintf(jr.user_id, sizeof(jr.user_id), "%s", alice.id);
+    upper(jr.user_id);
+    jr.role = JOB_ROLE_RUNNER;
+    assert_int_equal(store_job_role_add(st, &jr), ERR_OK);
+    memset(&r2, 0, sizeof(r2));
+    snprintf(r2.client_group_id, sizeof(r2.client_group_id), "%s", g.id);
+    snprintf(r2.group_id, sizeof(r2.group_id), "%s", ops.id);
+    r2.role = JOB_ROLE_PUSHER;
+    assert_int_equal(store_job_role_add(st, &r2), ERR_OK);
+    assert_int_equal(store_job_role_list(st, &list, &n), ERR_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].r.user_id, alice.id);
+    assert_string_equal(list[0].grantee, "alice");
+    assert_string_equal(list[1].grantee, "ops");
+    assert_string_equal(list[1].client_group, "web");
+    free(list);
+    /* alice pushes through ops */
+    assert_int_equal(
+        store_job_role_groups(st, alice.id, JOB_ROLE_PUSHER, &ids, &n), ERR_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(ids[0], g.id);
+    free(ids);
+
+    /* a grantee is exactly one user or one group, by ID */
+    r2.role = JOB_ROLE_RUNNER;
+    snprintf(r2.user_id, sizeof(r2.user_id), "%s", alice.id);
+    assert_int_equal(store_job_role_add(st, &r2), ERR_INVALID); /* both */
+    r2.user_id[0] = r2.group_id[0] = '\0';
+    assert_int_equal(store_job_role_add(st, &r2), ERR_INVALID); /* none */
+    snprintf(r2.user_id, sizeof(r2.user_id), "alice");
+    assert_int_equal(store_job_role_add(st, &r2), ERR_INVALID); /* a name */
+    snprintf(r2.user_id, sizeof(r2.user_id), "%s", alice.id);
+    r2.role = 0;
+    assert_int_equal(store_job_role_add(st, &r2), ERR_INVALID);
+    r2.role = JOB_ROLE_RUNNER;
+    assert_int_equal(store_job_role_add(st, &r2), ERR_EXISTS);
+
+    /* delete by ID (either case), once */
+    snprintf(id, sizeof(id), "%s", jr.id);
+    upper(id);
+    assert_int_equal(store_job_role_delete(st, id), ERR_OK);
+    assert_int_equal(store_job_role_delete(st, jr.id), ERR_NOT_FOUND);
+    assert_int_equal(store_job_role_delete(st, "web"), ERR_NOT_FOUND);
+    assert_int_equal(store_job_role_delete(st, NULL), ERR_NOT_FOUND);
+    assert_int_equal(store_job_role_list(st, &list, &n), ERR_OK);
+    assert_int_equal(n, 1);
+    free(list);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -274,6 +419,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schedules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_groups, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_by_name_or_id, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_job_roles, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

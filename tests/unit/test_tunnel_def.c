@@ -23,7 +23,6 @@
 #include <unistd.h>
 
 #include <arpa/inet.h>
-#include <jansson.h>
 #include <netinet/in.h>
 
 #include "common/config.h"
@@ -425,60 +424,6 @@ static void test_peer_tunnels(void **state)
     config_free(&cfg);
 }
 
-static void test_json(void **state)
-{
-    struct store_tunnel t;
-    struct store_credential c;
-    struct store_agent *a = calloc(1, sizeof(*a));
-    char *dump;
-    json_t *j;
-
-    (void)state;
-    assert_non_null(a);
-    memset(&t, 0, sizeof(t));
-    snprintf(t.id, sizeof(t.id), "00000000-0000-4000-8000-000000000000");
-    snprintf(t.agent_id, sizeof(t.agent_id), "ag");
-    snprintf(t.remote_host, sizeof(t.remote_host), "::1");
-    t.remote_port = 22;
-    t.local_port = 20000;
-    snprintf(t.acl, sizeof(t.acl), "10.0.0.0/8,::1/128");
-    j = tunnel_def_tunnel_json(&t);
-    assert_non_null(j);
-    assert_string_equal(json_string_value(json_object_get(j, "state")),
-                        "pending");
-    assert_string_equal(json_string_value(json_object_get(j, "protocol")),
-                        "tcp");
-    assert_int_equal(json_array_size(json_object_get(j, "acl")), 2);
-    assert_true(json_is_null(json_object_get(j, "last_used")));
-    json_decref(j);
-
-    /* a credential's JSON never holds its hash */
-    memset(&c, 0, sizeof(c));
-    snprintf(c.id, sizeof(c.id), "0123456789abcdef0123456789abcdef");
-    snprintf(c.secret_hash, sizeof(c.secret_hash), "$argon2id$secret-hash");
-    j = tunnel_def_credential_json(&c);
-    assert_non_null(j);
-    assert_null(json_object_get(j, "secret_hash"));
-    dump = json_dumps(j, 0);
-    assert_non_null(dump);
-    assert_null(strstr(dump, "argon2id"));
-    free(dump);
-    json_decref(j);
-
-    /* facts that are not UTF-8 do not fail the answer */
-    snprintf(a->id, sizeof(a->id), "ag");
-    snprintf(a->hostname, sizeof(a->hostname), "bad\xff\xfehost");
-    snprintf(a->tags, sizeof(a->tags), "[\"x\"]");
-    j = tunnel_def_agent_json(a);
-    assert_non_null(j);
-    assert_string_equal(json_string_value(json_object_get(j, "hostname")),
-                        "bad??host");
-    assert_int_equal(json_array_size(json_object_get(j, "tags")), 1);
-    assert_int_equal(json_array_size(json_object_get(j, "addresses")), 0);
-    json_decref(j);
-    free(a);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -488,7 +433,6 @@ int main(void)
         cmocka_unit_test(test_remote_parse),
         cmocka_unit_test_setup_teardown(test_ports_and_add, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_tunnels, setup, teardown),
-        cmocka_unit_test(test_json),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

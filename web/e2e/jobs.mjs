@@ -15,35 +15,15 @@
 // rule refuses shows "refused" and the rule. Prints one JSON line of
 // results; exits 1 with the failed step on stderr otherwise. No console
 // errors.
-import { mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { Run, esc, unlabelledControls } from './lib.mjs';
 
-const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
-const CHROMIUM = process.env.PORTCULLIS_CHROMIUM || '/usr/bin/chromium';
-const results = {};
-const consoleErrors = [];
-let step = 'start';
+const run = new Run();
+const { cfg, results } = run;
 
-const esc = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+await run.main(async (browser) => {
+  const page = await run.adminPage(browser);
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'], headless: true,
-});
-try {
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const page = await ctx.newPage();
-  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(`[${step}] ${m.text()}`); });
-  page.on('pageerror', (e) => consoleErrors.push(`[${step}] page error: ${e.message}`));
-
-  step = 'sign in';
-  await page.goto(`${cfg.url}/login`);
-  await page.getByLabel('User name').fill(cfg.admin_user);
-  await page.getByLabel('Password').fill(cfg.admin_password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('heading', { level: 1, name: 'Dashboard' }).waitFor({ timeout: 20000 });
-
-  step = "an agent's page links Jobs with it checked";
+  run.step = "an agent's page links Jobs with it checked";
   await page.goto(`${cfg.url}/agents/${encodeURIComponent(cfg.agents[1])}`);
   await page.getByRole('link', { name: 'Run a command' }).click();
   await page.getByRole('heading', { level: 1, name: 'Jobs' }).waitFor();
@@ -54,19 +34,14 @@ try {
     if (await form.getByLabel(new RegExp(`^${esc(id)} \\(`)).isChecked()) results.prechecked.push(id);
   }
 
-  step = 'open Jobs';
+  run.step = 'open Jobs';
   await page.getByRole('link', { name: 'Jobs', exact: true }).click();
   await page.waitForURL((u) => u.pathname === '/jobs' && u.search === '', { timeout: 20000 });
   // every control has a label or text (as run.mjs checks on every page)
-  const bare = await page.evaluate(() => [
-    ...[...document.querySelectorAll('input, select, textarea')]
-      .filter((e) => e.type !== 'hidden' && e.labels.length === 0 && !e.getAttribute('aria-label')),
-    ...[...document.querySelectorAll('button, a[href]')]
-      .filter((e) => !e.textContent.trim() && !e.getAttribute('aria-label')),
-  ].map((e) => e.outerHTML.slice(0, 120)));
+  const bare = await unlabelledControls(page);
   if (bare.length) throw new Error(`controls without a label: ${bare.join(' ')}`);
 
-  step = 'run echo on the two checked agents';
+  run.step = 'run echo on the two checked agents';
   for (const id of cfg.agents) {
     const box = form.getByLabel(new RegExp(`^${esc(id)} \\(online`));
     await box.waitFor({ timeout: 20000 });
@@ -86,7 +61,7 @@ try {
   }
   results.first_url = new URL(page.url()).search;
 
-  step = 'run by tag and watch the output arrive';
+  run.step = 'run by tag and watch the output arrive';
   await form.getByLabel('Or by tags').fill(cfg.tag);
   for (const id of cfg.agents) await form.getByLabel(new RegExp(`^${esc(id)} \\(`)).uncheck();
   await form.getByLabel('Command').fill(`echo first-${cfg.mark}; sleep 4; echo second-${cfg.mark}`);
@@ -113,12 +88,9 @@ try {
       stdout: await job.getByLabel(`stdout of ${id}`).innerText(),
     };
   }
-  if (cfg.screenshots) {
-    mkdirSync(cfg.screenshots, { recursive: true });
-    await page.screenshot({ path: join(cfg.screenshots, 'jobs.png'), fullPage: true });
-  }
+  await run.shot(page, 'jobs', { fullPage: true });
 
-  step = 'the history';
+  run.step = 'the history';
   const history = page.getByRole('table', { name: 'Job history' });
   const rows = history.getByRole('row').filter({ hasText: cfg.mark });
   await rows.nth(1).waitFor({ timeout: 20000 });
@@ -133,7 +105,7 @@ try {
     results.again[id] = await out.getByLabel(`stdout of ${id}`).innerText();
   }
 
-  step = 'a refused job says why';
+  run.step = 'a refused job says why';
   await form.getByLabel('Or by tags').fill('');
   await form.getByLabel(new RegExp(`^${esc(cfg.agents[0])} \\(`)).check();
   await form.getByLabel('Command').fill(cfg.denied);
@@ -147,11 +119,4 @@ try {
   };
   await history.getByRole('row').filter({ hasText: cfg.denied }).getByText('refused').waitFor({ timeout: 20000 });
 
-  if (consoleErrors.length) throw new Error(`console errors:\n${consoleErrors.join('\n')}`);
-  console.log(JSON.stringify(results));
-} catch (e) {
-  console.error(`${step}: ${e.message}`);
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+});

@@ -11,33 +11,15 @@
 // (the peer's proxy answers with its version), creates an asset whose
 // route is peer:NAME, and a tunnel through the peer to the same target. Prints one JSON line of results; exits 1 with the
 // failed step on stderr otherwise. No console errors.
-import { mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { Run } from './lib.mjs';
 
-const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
-const CHROMIUM = process.env.PORTCULLIS_CHROMIUM || '/usr/bin/chromium';
-const results = {};
-const consoleErrors = [];
-let step = 'start';
+const run = new Run();
+const { cfg, results } = run;
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'], headless: true,
-});
-try {
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const page = await ctx.newPage();
-  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(`[${step}] ${m.text()}`); });
-  page.on('pageerror', (e) => consoleErrors.push(`[${step}] page error: ${e.message}`));
+await run.main(async (browser) => {
+  const page = await run.adminPage(browser);
 
-  step = 'sign in';
-  await page.goto(`${cfg.url}/login`);
-  await page.getByLabel('User name').fill(cfg.admin_user);
-  await page.getByLabel('Password').fill(cfg.admin_password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('heading', { level: 1, name: 'Dashboard' }).waitFor({ timeout: 20000 });
-
-  step = 'add the peer';
+  run.step = 'add the peer';
   await page.getByRole('link', { name: 'Peer nodes' }).click();
   await page.getByRole('heading', { level: 1, name: 'Peer nodes' }).waitFor();
   const form = page.getByRole('form', { name: 'New peer node' });
@@ -52,16 +34,13 @@ try {
   await row.waitFor({ timeout: 20000 });
   results.row = (await row.innerText()).replace(/\s+/g, ' ').trim();
 
-  step = 'check the peer';
+  run.step = 'check the peer';
   await row.getByRole('button', { name: 'Check' }).click();
   await row.getByText(/^ok: |refused|cannot|not the pinned/).waitFor({ timeout: 30000 });
   results.check = (await row.locator('.check-result').innerText()).trim();
-  if (cfg.screenshots) {
-    mkdirSync(cfg.screenshots, { recursive: true });
-    await page.screenshot({ path: join(cfg.screenshots, 'peers.png') });
-  }
+  await run.shot(page, 'peers');
 
-  step = 'an asset through the peer';
+  run.step = 'an asset through the peer';
   await page.getByRole('link', { name: 'Assets' }).click();
   await page.getByRole('heading', { level: 1, name: 'Assets' }).waitFor();
   await page.getByRole('button', { name: /new asset/i }).click();
@@ -77,7 +56,7 @@ try {
   results.asset_route = (await page.locator('dl.facts').innerText()).includes(`peer:${cfg.peer.name}`);
   results.asset_url = page.url();
 
-  step = 'a tunnel through the peer';
+  run.step = 'a tunnel through the peer';
   await page.getByRole('link', { name: 'Peer nodes' }).click();
   await page.getByRole('heading', { level: 1, name: 'Peer nodes' }).waitFor();
   const tform = page.getByRole('form', { name: 'New tunnel through a peer' });
@@ -90,12 +69,5 @@ try {
   await trow.waitFor({ timeout: 20000 });
   results.tunnel_row = (await trow.innerText()).replace(/\s+/g, ' ').trim();
   results.tunnel_port = Number(/:(\d+)/.exec(results.tunnel_row)[1]);
-  if (cfg.screenshots) await page.screenshot({ path: join(cfg.screenshots, 'peer-tunnels.png') });
-  if (consoleErrors.length) throw new Error(`console errors:\n${consoleErrors.join('\n')}`);
-  console.log(JSON.stringify(results));
-} catch (e) {
-  console.error(`${step}: ${e.message}`);
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+  await run.shot(page, 'peer-tunnels');
+});

@@ -15,13 +15,12 @@
 // rebind_credential and names.credential) prints a JSON line at each hand-over and waits for
 // the line "continue" on stdin.
 import { createHmac } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { chromium } from 'playwright-core';
+import { launch, readConfig, unlabelledControls } from './lib.mjs';
 
-const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
-const CHROMIUM = process.env.PORTCULLIS_CHROMIUM || '/usr/bin/chromium';
+const cfg = readConfig();
 const results = {};
 let step = 'start';
 
@@ -90,12 +89,7 @@ async function visit(page, path, heading) {
   await page.getByRole('heading', { level: 1, name: heading }).waitFor();
   await page.waitForLoadState('networkidle');
   // keyboard and screen-reader basics: every control has a label or text
-  const bare = await page.evaluate(() => [
-    ...[...document.querySelectorAll('input, select, textarea')]
-      .filter((e) => e.type !== 'hidden' && e.labels.length === 0 && !e.getAttribute('aria-label')),
-    ...[...document.querySelectorAll('button, a[href]')]
-      .filter((e) => !e.textContent.trim() && !e.getAttribute('aria-label')),
-  ].map((e) => e.outerHTML.slice(0, 120)));
+  const bare = await unlabelledControls(page);
   expect(bare.length === 0, `${path}: controls without a label: ${bare.join(' ')}`);
 }
 
@@ -324,11 +318,7 @@ async function agentsFlow(browser) {
   console.log(JSON.stringify({ closed: true }));
 }
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  args: ['--no-sandbox', '--disable-dev-shm-usage'],
-  headless: true,
-});
+const browser = await launch();
 
 try {
   if (cfg.mode === 'agents') {
