@@ -242,7 +242,7 @@ static int pg_begin_sql(struct db *db, const char *sql)
 
 static bool pg_down(struct db *db)
 {
-    return db->pid == getpid() &&
+    return db_conn_mine(&db->c) &&
            (db->conn == NULL || PQstatus(db->conn) == CONNECTION_BAD);
 }
 
