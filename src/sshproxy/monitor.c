@@ -1807,7 +1807,8 @@ static int monitor_record_open(struct monitor *m, struct mchild *c,
 
     if (c->state != MC_AUTHED ||
         buf_get_cstring_into(req, row_id, sizeof(row_id)) != ERR_OK ||
-        buf_get_u8(req, &format) != ERR_OK || format > 1 ||
+        buf_get_u8(req, &format) != ERR_OK || format > 2 ||
+        (format == 2) != c->rdp ||
         buf_expect_end(req) != ERR_OK ||
         (row = monitor_row_find(c, row_id)) == NULL || !row->record ||
         row->rec_opened) {
@@ -1818,7 +1819,9 @@ static int monitor_record_open(struct monitor *m, struct mchild *c,
     snprintf(dir, sizeof(dir), "%s/%04d/%02d/%02d", m->cfg->record_dir,
              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
     snprintf(path, sizeof(path), "%s/%s.%s", dir, row_id,
-             format == 0 ? "cast" : "jsonl");
+             format == 0   ? "cast"
+             : format == 1 ? "jsonl"
+                           : "rdprec");
     if (monitor_mkdirs(dir) != ERR_OK) {
         snprintf(msg, sizeof(msg), "cannot create the recording folder %s: %s",
                  dir, strerror(errno));
@@ -1846,6 +1849,11 @@ static int monitor_record_open(struct monitor *m, struct mchild *c,
         log_error("session %s: cannot store the recording path", row_id);
     }
     (void)(buf_put_u8(m->rep, 1) || buf_put_cstring(m->rep, ""));
+    if (format == 2) {
+        /* an RDP recording's size limit ([record] rdp_max_mb) */
+        (void)buf_put_u64(m->rep,
+                          (uint64_t)m->cfg->record_rdp_max_mb * 1024 * 1024);
+    }
     monitor_reply(m, c, MP_RECORD_OPEN_REPLY, fd);
     close(fd);
     return ERR_OK;

