@@ -1808,8 +1808,7 @@ static int monitor_record_open(struct monitor *m, struct mchild *c,
     if (c->state != MC_AUTHED ||
         buf_get_cstring_into(req, row_id, sizeof(row_id)) != ERR_OK ||
         buf_get_u8(req, &format) != ERR_OK || format > 2 ||
-        (format == 2) != c->rdp ||
-        buf_expect_end(req) != ERR_OK ||
+        (format == 2) != c->rdp || buf_expect_end(req) != ERR_OK ||
         (row = monitor_row_find(c, row_id)) == NULL || !row->record ||
         row->rec_opened) {
         return ERR_PROTO;
