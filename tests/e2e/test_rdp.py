@@ -53,8 +53,11 @@ def nt_hash(password):
 class RdpTarget:
     """Xvfb + a solid background + xev + freerdp-shadow-cli with NLA."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, background=None):
         self.dir = Path(workdir)
+        # ImageMagick's canvas for the desktop: the solid COLOUR unless
+        # given (test_rdp_record.py shows noise, which does not compress)
+        self.background = background or ["xc:rgb(%d,%d,%d)" % COLOUR]
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.procs = []
@@ -76,8 +79,7 @@ class RdpTarget:
         self.display = ":" + num
         env = self.env()
         bg = self.dir / "bg.png"
-        run(["convert", "-size", "1024x768", "xc:rgb(%d,%d,%d)" % COLOUR,
-             str(bg)])
+        run(["convert", "-size", "1024x768"] + self.background + [str(bg)])
         # sets the root window's background; exits at once
         subprocess.run(["display", "-window", "root", str(bg)], env=env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -143,3 +143,75 @@ def test_keys_not_recorded_without_record_input(rdp_proxy, rdp_target,
     types = {t for t, _, _ in recs}
     assert FRAME in types and MOUSE in types, types
     assert KEY not in types and UNICODE not in types, types
+
+
+def record_proxy(tmp_path, **record):
+    """A proxy of its own with [record] settings."""
+    p = Portcullis(tmp_path / "pc")
+    p.tune_for_tests()
+    p.rdp_port = free_port()
+    p.set_config("rdp", "enabled", "true")
+    p.set_config("rdp", "port", str(p.rdp_port))
+    for k, v in record.items():
+        p.set_config("record", k, v)
+    p.start()
+    assert wait_listen(p.rdp_port, 15, p.proc), p.log_tail()
+    return p
+
+
+def test_unwritable_recording_dir_refuses_the_session(tmp_path, rdp_target):
+    """A session that must be recorded and cannot be does not run: the
+    client is refused at once and told, the row says why."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    p = record_proxy(tmp_path, dir=str(blocker / "recordings"))
+    try:
+        asset = rdp_asset(p, rdp_target)
+        user = p.user_add(password="User-Pass-77")
+        p.allow(user, asset, native="record")
+        before = len(rdp_target.keys())
+        r, took = refused(p, "%s#%s" % (user, asset), "User-Pass-77")
+        assert r.rc != 0 and took < FAST, (r, took)
+        assert "ERRINFO_SERVER_DENIED_CONNECTION" in r.out + r.err, r
+        row = p.session_of(user, kind="rdp", result="error")
+        assert "must be recorded" in row["result"] and \
+            "cannot be created" in row["result"], row
+        assert not row.get("recording_path"), row
+        # the target was never reached
+        assert len(rdp_target.keys()) == before
+    finally:
+        p.stop()
+
+
+@pytest.fixture
+def noisy_target(tmp_path):
+    """A target whose desktop is noise: it does not compress."""
+    t = RdpTarget(tmp_path / "noisy", background=["xc:", "+noise",
+                                                   "Random"]).start()
+    yield t
+    t.stop()
+
+
+def test_size_limit_ends_the_session(tmp_path, noisy_target):
+    """[record] rdp_max_mb = 1 with a screen of noise (2.3 MB a screen):
+    the recording stops at 1 MiB, whole records only, with an END record
+    saying why; the session ends (a recorded session never runs on
+    unrecorded), the client is told, the row says why."""
+    p = record_proxy(tmp_path, rdp_max_mb="1")
+    try:
+        asset = rdp_asset(p, noisy_target)
+        user = p.user_add(password="User-Pass-77")
+        p.allow(user, asset, native="record")
+        r, took = refused(p, "%s#%s" % (user, asset), "User-Pass-77")
+        assert r.rc != 0, r
+        assert "ERRINFO_SERVER_DENIED_CONNECTION" in r.out + r.err, r
+        row = p.session_of(user, kind="rdp", result="error")
+        assert "size limit" in row["result"], row
+        path = check_row_file(row)
+        assert os.path.getsize(path) <= 1024 * 1024
+        recs = read_rdprec(path)
+        assert sum(9 + len(pl) for _, _, pl in recs) + 8 == \
+            os.path.getsize(path), "a record was cut"
+        assert recs[-1][0] == END and b"size limit" in recs[-1][2], recs[-1]
+    finally:
+        p.stop()
