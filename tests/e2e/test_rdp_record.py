@@ -215,3 +215,35 @@ def test_size_limit_ends_the_session(tmp_path, noisy_target):
         assert recs[-1][0] == END and b"size limit" in recs[-1][2], recs[-1]
     finally:
         p.stop()
+
+
+def test_web_ui_plays_the_recording(rdp_proxy, rdp_target, web_ui, tmp_path):
+    """The session page's player (Chromium) draws the recorded screen on
+    its canvas: the target's colour as it plays and after seeking to the
+    end, black again after seeking back to the start, at the recorded
+    size, with the END record's words and the keys counted."""
+    asset = rdp_asset(rdp_proxy, rdp_target)
+    user = rdp_proxy.user_add(password="User-Pass-77")
+    rdp_proxy.allow(user, asset, native="record", flags=("--record-input",))
+    r, _ = run_client(rdp_proxy, tmp_path / "c", "%s#%s" % (user, asset),
+                      "User-Pass-77", text="web")
+    assert (tmp_path / "c" / "before.png").exists(), r
+    row = rdp_proxy.session_of(user, kind="rdp", result="ok")
+    rdp_proxy.wait_http()
+    cfg = {"url": "http://127.0.0.1:%d" % rdp_proxy.http_port,
+           "user": rdp_proxy.admin_user, "password": rdp_proxy.admin_password,
+           "session_id": row["id"], "x": 800, "y": 650,
+           "screenshots": os.environ.get("PORTCULLIS_SCREENSHOTS")}
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    r = run(["node", "e2e/rdprec.mjs", str(path)], cwd=WEB, timeout=120)
+    assert r.rc == 0, r
+    res = json.loads(r.out.strip().splitlines()[-1])
+    for at in ("playing", "last"):
+        assert (res[at]["width"], res[at]["height"]) == (1024, 768), res
+        assert near(tuple(res[at]["rgb"]), COLOUR), res
+    # back at the start: the screen before the target drew (black)
+    assert tuple(res["start"]["rgb"]) == (0, 0, 0), res
+    assert "ended: ok" in res["facts"], res
+    assert "key event" in res["facts"] and "0 key events" not in \
+        res["facts"], res
