@@ -100,7 +100,11 @@ struct rdpc {
     bool authed;                    /* the monitor accepted the login */
     bool back_up;                   /* the back leg is connected */
     bool hostkey_ok, creds_set;
-    bool told;     /* a Set Error Info PDU went to the client */
+    bool told; /* a Set Error Info PDU went to the client */
+    /* NLA succeeded but the monitor refused the login (TOTP missing or
+     * wrong, ...): the connection goes on to activation only to tell the
+     * client so, and never further */
+    bool tell_login;
     char why[600]; /* why the session ends, for the report */
     /* the recording (docs/recordings.md), when the profile says record:
      * the back leg also decodes into FreeRDP's gdi framebuffer, and the
@@ -590,9 +594,11 @@ static BOOL rdpc_logon(freerdp_peer *peer, SEC_WINNT_AUTH_IDENTITY *id,
         snprintf(s->why, sizeof(s->why),
                  "denied: TOTP required: put the code in the user name "
                  "(user?123456#asset)");
+        s->tell_login = true;
     } else {
         snprintf(s->why, sizeof(s->why), "denied: %s",
                  reason[0] ? reason : "authentication failed");
+        s->tell_login = true;
     }
 out:
     sodium_memzero(password, sizeof(password));
@@ -610,7 +616,10 @@ static BOOL rdpc_post_connect(freerdp_peer *peer)
         if (s->why[0] == '\0') {
             snprintf(s->why, sizeof(s->why), "denied: not authenticated");
         }
-        return FALSE;
+        /* A refused login after NLA goes on to activation, where the
+         * client is told (rdpc_activate); FreeRDP calls Logon, then this,
+         * whatever Logon answered. */
+        return s->tell_login && s->logon_seen ? TRUE : FALSE;
     }
     return TRUE;
 }
@@ -1048,9 +1057,17 @@ static void rdpc_tell_client(struct rdpc *s)
     bool denied = strncmp(s->why, "denied: ", 8) == 0 ||
                   strncmp(s->why, "access denied", 13) == 0 ||
                   strncmp(s->why, "unknown asset", 13) == 0;
+    UINT32 code = denied ? ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES
+                         : ERRINFO_SERVER_DENIED_CONNECTION;
 
-    freerdp_set_error_info(rdp, denied ? ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES
-                                       : ERRINFO_SERVER_DENIED_CONNECTION);
+    if (!s->authed && s->tell_login) {
+        /* the password was right (NLA) and the login was still refused
+         * (a TOTP code missing or wrong): mstsc asks for the
+         * credentials anew, where the user can put the code in the user
+         * name */
+        code = ERRINFO_SERVER_FRESH_CREDENTIALS_REQUIRED;
+    }
+    freerdp_set_error_info(rdp, code);
     s->told = freerdp_send_error_info(rdp) ? true : false;
 }
 
@@ -1064,7 +1081,13 @@ static BOOL rdpc_activate(freerdp_peer *peer)
     if (s->back_up) {
         return TRUE;
     }
-    if (!s->authed || !rdpc_back_connect(s)) {
+    if (!s->authed) {
+        if (s->tell_login) {
+            rdpc_tell_client(s);
+        }
+        return FALSE;
+    }
+    if (!rdpc_back_connect(s)) {
         rdpc_tell_client(s);
         return FALSE;
     }
@@ -1295,8 +1318,11 @@ int rdp_child_run(const struct rdp_child_args *a)
     }
     if (!s.authed) {
         /* Close first: a refused client learns at once, and does not
-         * wait for the failure delay below. */
-        shutdown(a->client_fd, SHUT_RDWR);
+         * wait for the failure delay below (unless it was told why: the
+         * linger below closes then). */
+        if (!s.told) {
+            shutdown(a->client_fd, SHUT_RDWR);
+        }
         if (s.ntlm_given && !s.logon_seen) {
             /* NLA failed after the monitor handed the key: a wrong
              * password. Counted like one. */

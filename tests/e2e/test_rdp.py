@@ -291,11 +291,15 @@ def test_wrong_totp_refused(rdp_proxy, rdp_target):
                                                asset), pw)
     assert r.rc != 0, r
     assert took < FAST, "refusal took %.1f s" % took
+    # the client is told to enter its credentials anew (mstsc asks for
+    # them; the code goes in the user name)
+    assert "ERRINFO_SERVER_FRESH_CREDENTIALS_REQUIRED" in r.out + r.err, r
     row = rdp_proxy.session_of(user, kind="rdp", result="denied")
     assert "TOTP" in row["result"] or "code" in row["result"], row
     # and no code at all: refused, saying the code goes in the user name
     r, took = refused(rdp_proxy, "%s#%s" % (user, asset), pw)
     assert r.rc != 0 and took < FAST, (r, took)
+    assert "ERRINFO_SERVER_FRESH_CREDENTIALS_REQUIRED" in r.out + r.err, r
 
 
 def test_no_role_on_the_asset(rdp_proxy, rdp_target):
