@@ -159,6 +159,14 @@ def record_proxy(tmp_path, **record):
     return p
 
 
+def stop_clean(p):
+    """Stops a proxy of record_proxy's; fails on a sanitizer report."""
+    p.stop()
+    found = p.sanitizer_findings()
+    if found:
+        pytest.fail("sanitizer report in %s:\n%s" % (p.log_path, found))
+
+
 def test_unwritable_recording_dir_refuses_the_session(tmp_path, rdp_target):
     """A session that must be recorded and cannot be does not run: the
     client is refused at once and told, the row says why."""
@@ -180,7 +188,7 @@ def test_unwritable_recording_dir_refuses_the_session(tmp_path, rdp_target):
         # the target was never reached
         assert len(rdp_target.keys()) == before
     finally:
-        p.stop()
+        stop_clean(p)
 
 
 @pytest.fixture
@@ -214,7 +222,7 @@ def test_size_limit_ends_the_session(tmp_path, noisy_target):
             os.path.getsize(path), "a record was cut"
         assert recs[-1][0] == END and b"size limit" in recs[-1][2], recs[-1]
     finally:
-        p.stop()
+        stop_clean(p)
 
 
 def test_web_ui_plays_the_recording(rdp_proxy, rdp_target, web_ui, tmp_path):
