@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from pclib import Portcullis, free_port, run, uniq, wait_listen
+from pclib import Portcullis, free_port, run, stop_process, wait_listen
 from test_rdp import (COLOUR, FAST, RdpTarget, near, pixel, pytestmark,  # noqa: F401
-                      rdp_asset, rdp_proxy, rdp_target, rdp_user, refused,
-                      run_client)
+                      rdp_asset, rdp_proxy, rdp_target, refused, run_client,
+                      xfreerdp_args)
 from test_web import WEB, web_ui  # noqa: F401 (the fixture: web/dist built)
 
 MAGIC = b"PCRDPv1\n"
@@ -255,3 +255,42 @@ def test_web_ui_plays_the_recording(rdp_proxy, rdp_target, web_ui, tmp_path):
     assert "ended: ok" in res["facts"], res
     assert "key event" in res["facts"] and "0 key events" not in \
         res["facts"], res
+
+
+def test_recording_grown_past_the_limit_ends_the_session(tmp_path,
+                                                         rdp_target):
+    """The monitor watches an RDP recording's size too (a child taken over
+    through a FreeRDP bug could write on past the limit it enforces
+    itself): bytes appended to the file of a live session, as such a
+    child would, end that session within a sweep or two."""
+    p = record_proxy(tmp_path, rdp_max_mb="1")
+    client = None
+    try:
+        asset = rdp_asset(p, rdp_target)
+        user = p.user_add(password="User-Pass-77")
+        p.allow(user, asset, native="record")
+        client = subprocess.Popen(
+            ["xvfb-run", "-a", "-s", "-screen 0 1024x768x24"] +
+            xfreerdp_args(p, "%s#%s" % (user, asset), "User-Pass-77"),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        deadline = time.monotonic() + 30
+        files = []
+        while not files:
+            assert time.monotonic() < deadline, "no recording started"
+            assert client.poll() is None, "the client ended early"
+            time.sleep(0.3)
+            files = [f for f in (p.dir / "recordings").rglob("*.rdprec")
+                     if f.stat().st_size > 0]
+        with open(files[0], "ab") as f:
+            f.write(b"\0" * (2 * 1024 * 1024))
+        t0 = time.monotonic()
+        row = p.session_of(user, kind="rdp", result="error", timeout=20)
+        assert "passed its size limit" in row["result"], row
+        assert time.monotonic() - t0 < 10
+        # the client's connection went with the session
+        client.wait(timeout=15)
+    finally:
+        if client is not None:
+            stop_process(client, 5)
+        stop_clean(p)
