@@ -100,6 +100,9 @@ function RdpPlayer({ buf }) {
   const [drawn, setDrawn] = useState(0);
   const [mouse, setMouse] = useState(null);
   const [keys, setKeys] = useState(0);
+  // bumped by every user action: a playback tick that fires before the
+  // effect's cleanup (effects run after paint) must not undo a seek
+  const gen = useRef(0);
 
   useEffect(() => {
     try {
@@ -129,8 +132,10 @@ function RdpPlayer({ buf }) {
     if (!rec || !playing) return undefined;
     const t0 = performance.now();
     const p0 = pos >= rec.duration ? 0 : pos;
+    const mine = gen.current;
     let id = 0;
     const tick = () => {
+      if (gen.current !== mine) return;
       const p = Math.min(rec.duration, p0 + (performance.now() - t0) * Number(speed));
       setPos(p);
       if (p >= rec.duration) setPlaying(false);
@@ -146,13 +151,13 @@ function RdpPlayer({ buf }) {
   return (
     <div class="rdp-player">
       <div class="controls">
-        <button type="button" class="primary" disabled={!rec} onClick={() => setPlaying(!playing)}>
+        <button type="button" class="primary" disabled={!rec} onClick={() => { gen.current += 1; setPlaying(!playing); }}>
           {playing ? 'Pause' : 'Play'}</button>
         <input type="range" aria-label="Position" min="0" max={rec ? rec.duration : 0} step="1"
           value={pos} disabled={!rec}
-          onInput={(ev) => { setPlaying(false); setPos(Number(ev.currentTarget.value)); }} />
+          onInput={(ev) => { gen.current += 1; setPlaying(false); setPos(Number(ev.currentTarget.value)); }} />
         <span class="muted" aria-label="Time">{secs(pos)} / {secs(rec ? rec.duration : 0)}</span>
-        <Select label="Speed" value={speed} onInput={setSpeed} options={SPEEDS} />
+        <Select label="Speed" value={speed} onInput={(v) => { gen.current += 1; setSpeed(v); }} options={SPEEDS} />
       </div>
       <div class="rdp-screen">
         <canvas ref={canvas} aria-label="RDP recording" data-drawn={drawn} />
