@@ -2,8 +2,9 @@
  * `portcullis session ...`: the session report. Every proxy connection
  * attempt leaves a row (who, which asset, what kind of channel, from
  * where, how it ended); these verbs read them, newest first, replay a
- * terminal recording (asciicast v2) with its timing, and copy a
- * recording out for an auditor.
+ * terminal recording (asciicast v2) with its timing, copy a recording
+ * out for an auditor, and write a screen of an RDP recording (.rdprec,
+ * record/rdprec.h) as a PNG.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,11 +21,14 @@
 #include "cli/cli.h"
 #include "common/err.h"
 #include "common/util.h"
+#include "record/rdprec.h"
 
 /* Longest asciicast line `play` reads; longer ones are skipped. */
 #define SESSION_PLAY_LINE_MAX (16 * 1024 * 1024)
 /* Pauses in a replay are cut to this many seconds (before --speed). */
 #define SESSION_PLAY_IDLE_MAX 2.0
+/* Largest RDP recording `frame` reads ([record] rdp_max_mb's maximum). */
+#define SESSION_RDPREC_MAX ((size_t)4096 * 1024 * 1024)
 
 static const char *const session_kinds[] = {"shell",   "exec", "sftp",   "scp",
                                             "forward", "rdp",  "tunnel", NULL};
@@ -533,6 +537,117 @@ out:
     return rc;
 }
 
+/* The screen of an RDP recording at --at SECONDS (default: its end), as
+ * a new PNG file. A recording cut short by a crash gives its last whole
+ * screen; a malformed one is an error naming where it broke. */
+static int session_frame_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS], *output = NULL, *at_s = NULL;
+    const struct cli_opt opts[] = {CLI_OPT_STR("--output", &output),
+                                   CLI_OPT_STR("--at", &at_s), CLI_OPT_END};
+    struct store_session s;
+    struct rdprec_canvas cv;
+    struct rdprec_event ev;
+    char path[4096], *end = NULL;
+    uint8_t *data = NULL, *png = NULL;
+    size_t len = 0, off = 0, pnglen = 0, put = 0;
+    double at = -1;
+    bool created = false;
+    int fd = -1, rc, r;
+    ssize_t n;
+
+    memset(&cv, 0, sizeof(cv));
+    if ((rc = cli_parse(ctx, argc, argv, opts, "ID", pos)) != CLI_PARSED) {
+        return rc;
+    }
+    if (output == NULL) {
+        return cli_usage(ctx, "missing --output FILE.png");
+    }
+    if (at_s != NULL) {
+        errno = 0;
+        at = strtod(at_s, &end);
+        if (errno != 0 || end == at_s || *end != '\0' || !isfinite(at) ||
+            at < 0 || at > 4294967.0) {
+            return cli_usage(ctx, "--at needs a number of seconds");
+        }
+    }
+    if ((rc = session_recording(ctx, pos[0], &s, path, sizeof(path))) !=
+        CLI_EXIT_OK) {
+        return rc;
+    }
+    if ((r = util_read_file(path, SESSION_RDPREC_MAX, &data, &len)) != ERR_OK) {
+        return cli_error("cannot read recording %s: %s", path, err_str(r));
+    }
+    while ((r = rdprec_next(data, len, &off, &ev)) == ERR_OK) {
+        if (at >= 0 && (double)ev.ms > at * 1000.0) {
+            break;
+        }
+        if ((r = rdprec_canvas_apply(&cv, &ev)) != ERR_OK) {
+            break;
+        }
+    }
+    if (r == ERR_INVALID && off == 0) {
+        rc = cli_error("session %s has no RDP recording (%s is not .rdprec)",
+                       s.id, path);
+        goto out;
+    }
+    if (r != ERR_OK && r != ERR_NOT_FOUND && r != ERR_IO) {
+        rc = cli_error("recording %s is malformed at byte %zu: %s", path, off,
+                       err_str(r));
+        goto out;
+    }
+    if (cv.rgb == NULL) {
+        rc = cli_error("recording %s has no screen %s", path,
+                       at >= 0 ? "by then" : "at all");
+        goto out;
+    }
+    if ((r = rdprec_canvas_png(&cv, &png, &pnglen)) != ERR_OK) {
+        rc = cli_error("cannot make the PNG: %s", err_str(r));
+        goto out;
+    }
+    fd = open(output, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+              0600);
+    if (fd < 0) {
+        rc = errno == EEXIST
+                 ? cli_error("%s already exists; not overwriting it", output)
+                 : cli_error("cannot create %s: %s", output, strerror(errno));
+        goto out;
+    }
+    created = true;
+    while (put < pnglen) {
+        n = write(fd, png + put, pnglen - put);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            rc = cli_error("cannot write %s: %s", output, strerror(errno));
+            goto out;
+        }
+        put += (size_t)n;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        rc = cli_error("cannot write %s: %s", output, strerror(errno));
+        goto out;
+    }
+    fd = -1;
+    created = false;
+    printf("%s: %ux%u at %u.%03u s\n", output, cv.w, cv.h, cv.ms / 1000,
+           cv.ms % 1000);
+    rc = CLI_EXIT_OK;
+out:
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (created) {
+        unlink(output);
+    }
+    free(png);
+    free(data);
+    rdprec_canvas_free(&cv);
+    return rc;
+}
+
 static const struct cli_cmd session_list_cmd = {
     .name = "list",
     .synopsis = "session list [--json] [--user U] [--asset ID] [--kind K]\n"
@@ -577,9 +692,17 @@ static const struct cli_cmd session_export_cmd = {
                "is kept for examination).\n",
     .run = session_export_run,
 };
+static const struct cli_cmd session_frame_cmd = {
+    .name = "frame",
+    .synopsis = "session frame ID --output FILE.png [--at SECONDS]",
+    .summary = "Write a screen of an RDP session's recording as a PNG.",
+    .details = "The screen as the user saw it SECONDS into the session "
+               "(default: at its end).\nFILE.png must not exist.\n",
+    .run = session_frame_run,
+};
 static const struct cli_cmd *const session_cmds[] = {
-    &session_list_cmd, &session_show_cmd, &session_play_cmd,
-    &session_export_cmd, NULL};
+    &session_list_cmd,   &session_show_cmd,  &session_play_cmd,
+    &session_export_cmd, &session_frame_cmd, NULL};
 
 const struct cli_cmd cli_session = {
     .name = "session",

@@ -968,8 +968,11 @@ int http_h_sessions_recording(struct http_req *req)
                           s.id, err_str(r));
     }
     req->raw = (char *)data;
+    req->raw_len = len; /* binary (.rdprec): not up to the first NUL */
     req->raw_type = strstr(s.recording_path, ".cast") != NULL
                         ? "application/x-asciicast"
+                    : strstr(s.recording_path, ".rdprec") != NULL
+                        ? "application/x-portcullis-rdprec"
                         : "application/octet-stream";
     req->status = 200;
     return 0;

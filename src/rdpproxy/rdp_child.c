@@ -43,8 +43,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <freerdp/codec/color.h>
 #include <freerdp/error.h>
 #include <freerdp/freerdp.h>
+#include <freerdp/gdi/gdi.h>
 #include <freerdp/input.h>
 #include <freerdp/peer.h>
 #include <freerdp/pointer.h>
@@ -64,6 +66,8 @@
 #include "login/login.h"
 #include "policy/policy.h"
 #include "rdpproxy/rdp_text.h"
+#include "record/rdprec.h"
+#include "record/record.h"
 #include "sshproxy/mproto.h"
 #include "sshproxy/sandbox.h"
 #include "store/store.h"
@@ -71,6 +75,14 @@
 #define RDPC_HANDLES 64
 #define RDPC_PASSWORD_MAX 1024
 #define RDPC_FP_MAX 64
+/* Recording: changed areas are written at most this often, a whole
+ * screen (a keyframe, where the player can start) this often while
+ * anything changes, and the file is written out at least every second. */
+#define RDPC_REC_RECT_MS 100
+#define RDPC_REC_KEY_MS 10000
+#define RDPC_REC_FLUSH_MS 1000
+/* kept below the size limit for the END record */
+#define RDPC_REC_RESERVE 2048
 
 struct rdpc {
     const struct rdp_child_args *a;
@@ -88,8 +100,30 @@ struct rdpc {
     bool authed;                    /* the monitor accepted the login */
     bool back_up;                   /* the back leg is connected */
     bool hostkey_ok, creds_set;
-    bool told;     /* a Set Error Info PDU went to the client */
+    bool told; /* a Set Error Info PDU went to the client */
+    /* NLA succeeded but the monitor refused the login (TOTP missing or
+     * wrong, ...): the connection goes on to activation only to tell the
+     * client so, and never further */
+    bool tell_login;
     char why[600]; /* why the session ends, for the report */
+    /* the recording (docs/recordings.md), when the profile says record:
+     * the back leg also decodes into FreeRDP's gdi framebuffer, and the
+     * changed areas of that are written as they come */
+    uint8_t rec_flags;          /* authorize reply: bit 0 record, 1 input */
+    struct record *rec;         /* the file the monitor created */
+    struct rdprec_writer *recw; /* NULL until started */
+    uint64_t rec_max;           /* the file's size limit */
+    bool rec_stop;              /* the recording failed: end the session */
+    pBitmapUpdate gdi_bitmap;   /* gdi's own handlers, called after ours */
+    pPalette gdi_palette;
+    pSurfaceBits gdi_surface_bits;
+    pSurfaceFrameMarker gdi_frame_marker;
+    bool dirty;                  /* [dx0, dx1) x [dy0, dy1) changed */
+    UINT32 dx0, dy0, dx1, dy1;   /* since the last RECT */
+    bool changed;                /* anything since the last FRAME */
+    int64_t last_rect, last_key; /* monotonic ms */
+    int64_t last_flush;
+    UINT16 mouse_x, mouse_y;
 };
 
 /* One session per process: FreeRDP's callbacks find it here. */
@@ -152,7 +186,8 @@ static void rdpc_bytes(const struct rdpc *s, uint64_t *up, uint64_t *down)
     }
 }
 
-static void rdpc_session_end(struct rdpc *s, const char *result)
+static void rdpc_session_end(struct rdpc *s, const char *result,
+                             uint64_t rec_size, const char *rec_sha)
 {
     uint64_t up = 0, down = 0;
     char res[STORE_RESULT_MAX + 1];
@@ -167,13 +202,277 @@ static void rdpc_session_end(struct rdpc *s, const char *result)
         buf_put_u64(s->msg, up) != ERR_OK ||
         buf_put_u64(s->msg, down) != ERR_OK || buf_put_u32(s->msg, 0) ||
         buf_put_cstring(s->msg, res) != ERR_OK ||
-        buf_put_u64(s->msg, 0) != ERR_OK ||
-        buf_put_cstring(s->msg, "") != ERR_OK ||
+        buf_put_u64(s->msg, rec_size) != ERR_OK ||
+        buf_put_cstring(s->msg, rec_sha) != ERR_OK ||
         rdpc_call(s, MP_SESSION_END, MP_ACK, NULL) != ERR_OK) {
         log_warn("rdp %s: cannot close report row %s", s->a->client_addr,
                  s->row);
     }
     s->row[0] = '\0';
+}
+
+/* --- the recording --- */
+
+/* A write failed or the size limit is reached: the session ends (it must
+ * never run unrecorded), s->why says why. */
+static void rdpc_rec_failed(struct rdpc *s, int e)
+{
+    if (s->rec_stop) {
+        return;
+    }
+    s->rec_stop = true;
+    if (e == ERR_TOO_LONG || record_limit_hit(s->rec)) {
+        snprintf(s->why, sizeof(s->why),
+                 "error: the recording reached its size limit (%llu MiB, "
+                 "[record] rdp_max_mb)",
+                 (unsigned long long)(s->rec_max / (1024 * 1024)));
+    } else {
+        snprintf(s->why, sizeof(s->why), "error: the recording failed (%s)",
+                 err_str(e));
+    }
+    log_warn("rdp %s: %s", s->a->client_addr, s->why);
+}
+
+static rdpGdi *rdpc_gdi(const struct rdpc *s)
+{
+    return s->recw != NULL && s->back != NULL ? s->back->context->gdi : NULL;
+}
+
+/* Marks [x, x + w) x [y, y + h) as changed, clipped to the screen. */
+static void rdpc_rec_dirty(struct rdpc *s, UINT32 x, UINT32 y, UINT32 w,
+                           UINT32 h)
+{
+    rdpGdi *g = rdpc_gdi(s);
+    UINT32 x1, y1;
+
+    if (g == NULL || w == 0 || h == 0 || x >= (UINT32)g->width ||
+        y >= (UINT32)g->height) {
+        return;
+    }
+    x1 = w > (UINT32)g->width - x ? (UINT32)g->width : x + w;
+    y1 = h > (UINT32)g->height - y ? (UINT32)g->height : y + h;
+    if (!s->dirty) {
+        s->dx0 = x;
+        s->dy0 = y;
+        s->dx1 = x1;
+        s->dy1 = y1;
+        s->dirty = true;
+    } else {
+        s->dx0 = x < s->dx0 ? x : s->dx0;
+        s->dy0 = y < s->dy0 ? y : s->dy0;
+        s->dx1 = x1 > s->dx1 ? x1 : s->dx1;
+        s->dy1 = y1 > s->dy1 ? y1 : s->dy1;
+    }
+    s->changed = true;
+}
+
+static void rdpc_rec_all_dirty(struct rdpc *s)
+{
+    rdpGdi *g = rdpc_gdi(s);
+
+    if (g != NULL) {
+        rdpc_rec_dirty(s, 0, 0, (UINT32)g->width, (UINT32)g->height);
+    }
+}
+
+/* The whole screen as a FRAME. */
+static void rdpc_rec_key(struct rdpc *s)
+{
+    rdpGdi *g = rdpc_gdi(s);
+    int e;
+
+    if (g == NULL || s->rec_stop) {
+        return;
+    }
+    e = rdprec_w_image(s->recw, true, 0, 0, (unsigned)g->width,
+                       (unsigned)g->height, g->primary_buffer, g->stride);
+    if (e != ERR_OK) {
+        rdpc_rec_failed(s, e);
+        return;
+    }
+    s->dirty = false;
+    s->changed = false;
+    s->last_key = s->last_rect = util_mono_ms();
+}
+
+/* Writes what changed when it is time to; called after every event and
+ * on a timer. */
+static void rdpc_rec_tick(struct rdpc *s)
+{
+    rdpGdi *g = rdpc_gdi(s);
+    int64_t now = util_mono_ms();
+    int e = ERR_OK;
+
+    if (g == NULL || s->rec_stop) {
+        return;
+    }
+    if (s->changed && now - s->last_key >= RDPC_REC_KEY_MS) {
+        rdpc_rec_key(s);
+    } else if (s->dirty && now - s->last_rect >= RDPC_REC_RECT_MS) {
+        e = rdprec_w_image(s->recw, false, s->dx0, s->dy0, s->dx1 - s->dx0,
+                           s->dy1 - s->dy0, g->primary_buffer, g->stride);
+        s->dirty = false;
+        s->last_rect = now;
+    }
+    if (e == ERR_OK && now - s->last_flush >= RDPC_REC_FLUSH_MS) {
+        e = record_flush(s->rec);
+        s->last_flush = now;
+    }
+    if (e != ERR_OK || record_failed(s->rec)) {
+        rdpc_rec_failed(s, e != ERR_OK ? e : ERR_IO);
+    }
+}
+
+/* Input, as metadata: the pointer always (where the user pointed), keys
+ * only when the profile records input (they may be passwords). */
+static void rdpc_rec_mouse(struct rdpc *s, UINT16 flags, UINT16 x, UINT16 y)
+{
+    int e;
+
+    if (s->recw == NULL || s->rec_stop ||
+        (flags == PTR_FLAGS_MOVE && x == s->mouse_x && y == s->mouse_y)) {
+        return;
+    }
+    s->mouse_x = x;
+    s->mouse_y = y;
+    if ((e = rdprec_w_mouse(s->recw, flags, x, y)) != ERR_OK) {
+        rdpc_rec_failed(s, e);
+    }
+}
+
+static void rdpc_rec_keyev(struct rdpc *s, bool unicode, UINT16 flags,
+                           UINT16 code)
+{
+    int e;
+
+    if (s->recw == NULL || s->rec_stop || !(s->rec_flags & 2)) {
+        return;
+    }
+    if ((e = rdprec_w_key(s->recw, unicode, flags, code)) != ERR_OK) {
+        rdpc_rec_failed(s, e);
+    }
+}
+
+/* The monitor creates the file (exclusively, below [record] dir); a
+ * session that must be recorded and cannot be does not start. */
+static bool rdpc_rec_open(struct rdpc *s)
+{
+    char msg[600] = "";
+    uint8_t ok = 0;
+    int fd = -1;
+
+    buf_reset(s->msg);
+    if (buf_put_cstring(s->msg, s->row) != ERR_OK ||
+        buf_put_u8(s->msg, 2) != ERR_OK ||
+        rdpc_call(s, MP_RECORD_OPEN, MP_RECORD_OPEN_REPLY, &fd) != ERR_OK ||
+        buf_get_u8(s->msg, &ok) != ERR_OK ||
+        buf_get_cstring_into(s->msg, msg, sizeof(msg)) != ERR_OK) {
+        snprintf(s->why, sizeof(s->why), "error: monitor");
+        goto fail;
+    }
+    if (!ok || fd < 0 || buf_get_u64(s->msg, &s->rec_max) != ERR_OK ||
+        buf_expect_end(s->msg) != ERR_OK || s->rec_max <= RDPC_REC_RESERVE) {
+        snprintf(s->why, sizeof(s->why),
+                 "error: this session must be recorded and the recording "
+                 "cannot be created (%s)",
+                 msg[0] ? msg : "no file");
+        log_warn("rdp %s: %s", s->a->client_addr, s->why);
+        goto fail;
+    }
+    if ((s->rec = record_new(fd)) == NULL) {
+        snprintf(s->why, sizeof(s->why), "error: out of memory");
+        goto fail;
+    }
+    fd = -1;
+    record_set_limit(s->rec, s->rec_max - RDPC_REC_RESERVE);
+    buf_reset(s->msg);
+    return true;
+fail:
+    if (fd >= 0) {
+        close(fd);
+    }
+    buf_reset(s->msg);
+    return false;
+}
+
+/* After the back leg connected: FreeRDP's gdi decodes what the target
+ * sends into a framebuffer (besides our forwarding), the recording
+ * starts with that screen. gdi_init installs its own update handlers:
+ * they are kept and ours put back, which call them after forwarding. */
+static bool rdpc_rec_start(struct rdpc *s, freerdp *inst)
+{
+    rdpUpdate *u = inst->update;
+    pBitmapUpdate fw_bitmap = u->BitmapUpdate;
+    pPalette fw_palette = u->Palette;
+    pSurfaceBits fw_surface_bits = u->SurfaceBits;
+    pSurfaceFrameMarker fw_frame_marker = u->SurfaceFrameMarker;
+    rdpGdi *g;
+    int e;
+
+    if (!gdi_init(inst, PIXEL_FORMAT_RGBX32)) {
+        snprintf(s->why, sizeof(s->why),
+                 "error: the recorder cannot decode the target's screen");
+        return false;
+    }
+    s->gdi_bitmap = u->BitmapUpdate;
+    s->gdi_palette = u->Palette;
+    s->gdi_surface_bits = u->SurfaceBits;
+    s->gdi_frame_marker = u->SurfaceFrameMarker;
+    /* one gdi_init does not set (BitmapUpdate in some FreeRDP 2
+     * versions) would otherwise call ourselves */
+    s->gdi_bitmap = s->gdi_bitmap == fw_bitmap ? NULL : s->gdi_bitmap;
+    s->gdi_palette = s->gdi_palette == fw_palette ? NULL : s->gdi_palette;
+    s->gdi_surface_bits =
+        s->gdi_surface_bits == fw_surface_bits ? NULL : s->gdi_surface_bits;
+    s->gdi_frame_marker =
+        s->gdi_frame_marker == fw_frame_marker ? NULL : s->gdi_frame_marker;
+    u->BitmapUpdate = fw_bitmap;
+    u->Palette = fw_palette;
+    u->SurfaceBits = fw_surface_bits;
+    u->SurfaceFrameMarker = fw_frame_marker;
+    g = inst->context->gdi;
+    if ((s->recw = rdprec_writer_new(s->rec)) == NULL) {
+        snprintf(s->why, sizeof(s->why), "error: out of memory");
+        return false;
+    }
+    e = rdprec_w_start(s->recw, (unsigned)g->width, (unsigned)g->height,
+                       (uint64_t)util_now() * 1000);
+    if (e != ERR_OK) {
+        rdpc_rec_failed(s, e);
+        return false;
+    }
+    rdpc_rec_key(s);
+    s->last_flush = util_mono_ms();
+    return !s->rec_stop;
+}
+
+/* The END record and the file closed: its size and SHA-256 for the
+ * report row. */
+static void rdpc_rec_close(struct rdpc *s, const char *why, uint64_t *size,
+                           char sha[65])
+{
+    *size = 0;
+    sha[0] = '\0';
+    if (s->rec == NULL) {
+        return;
+    }
+    if (s->recw != NULL) {
+        if (!s->rec_stop) {
+            rdpc_rec_tick(s);
+            if (s->dirty || s->changed) {
+                rdpc_rec_key(s);
+            }
+        }
+        record_set_limit(s->rec, s->rec_max);
+        (void)rdprec_w_end(s->recw, why);
+    }
+    if (record_close(s->rec, size, sha) != ERR_OK) {
+        log_warn("rdp %s: the recording could not be completed",
+                 s->a->client_addr);
+    }
+    s->rec = NULL;
+    rdprec_writer_free(s->recw);
+    s->recw = NULL;
 }
 
 /* --- identities from FreeRDP --- */
@@ -295,9 +594,11 @@ static BOOL rdpc_logon(freerdp_peer *peer, SEC_WINNT_AUTH_IDENTITY *id,
         snprintf(s->why, sizeof(s->why),
                  "denied: TOTP required: put the code in the user name "
                  "(user?123456#asset)");
+        s->tell_login = true;
     } else {
         snprintf(s->why, sizeof(s->why), "denied: %s",
                  reason[0] ? reason : "authentication failed");
+        s->tell_login = true;
     }
 out:
     sodium_memzero(password, sizeof(password));
@@ -315,7 +616,10 @@ static BOOL rdpc_post_connect(freerdp_peer *peer)
         if (s->why[0] == '\0') {
             snprintf(s->why, sizeof(s->why), "denied: not authenticated");
         }
-        return FALSE;
+        /* A refused login after NLA goes on to activation, where the
+         * client is told (rdpc_activate); FreeRDP calls Logon, then this,
+         * whatever Logon answered. */
+        return s->tell_login && s->logon_seen ? TRUE : FALSE;
     }
     return TRUE;
 }
@@ -441,39 +745,102 @@ static BOOL rdpc_fw_end_paint(rdpContext *c)
     return f->update->EndPaint(f);
 }
 
+/* When recording, each graphics update is also drawn by gdi (after it
+ * went to the client) and its area marked as changed. */
 static BOOL rdpc_fw_bitmap(rdpContext *c, const BITMAP_UPDATE *b)
 {
+    struct rdpc *s = rdpc_s;
     rdpContext *f = rdpc_front();
-    return f->update->BitmapUpdate(f, b);
+
+    if (!f->update->BitmapUpdate(f, b)) {
+        return FALSE;
+    }
+    if (rdpc_gdi(s) == NULL || s->gdi_bitmap == NULL) {
+        return TRUE;
+    }
+    for (UINT32 i = 0; i < b->number; i++) {
+        const BITMAP_DATA *r = &b->rectangles[i];
+        UINT32 w =
+            r->destRight >= r->destLeft ? r->destRight - r->destLeft + 1 : 0;
+        UINT32 h =
+            r->destBottom >= r->destTop ? r->destBottom - r->destTop + 1 : 0;
+
+        rdpc_rec_dirty(s, r->destLeft, r->destTop, w > r->width ? w : r->width,
+                       h > r->height ? h : r->height);
+    }
+    return s->gdi_bitmap(c, b);
 }
 
 static BOOL rdpc_fw_palette(rdpContext *c, const PALETTE_UPDATE *p)
 {
+    struct rdpc *s = rdpc_s;
     rdpContext *f = rdpc_front();
-    return f->update->Palette(f, p);
+
+    if (!f->update->Palette(f, p)) {
+        return FALSE;
+    }
+    if (rdpc_gdi(s) == NULL || s->gdi_palette == NULL) {
+        return TRUE;
+    }
+    rdpc_rec_all_dirty(s);
+    return s->gdi_palette(c, p);
 }
 
 static BOOL rdpc_fw_surface_bits(rdpContext *c, const SURFACE_BITS_COMMAND *sb)
 {
+    struct rdpc *s = rdpc_s;
     rdpContext *f = rdpc_front();
-    return f->update->SurfaceBits(f, sb);
+    UINT32 w, h;
+
+    if (!f->update->SurfaceBits(f, sb)) {
+        return FALSE;
+    }
+    if (rdpc_gdi(s) == NULL || s->gdi_surface_bits == NULL) {
+        return TRUE;
+    }
+    w = sb->destRight > sb->destLeft ? sb->destRight - sb->destLeft : 0;
+    h = sb->destBottom > sb->destTop ? sb->destBottom - sb->destTop : 0;
+    rdpc_rec_dirty(s, sb->destLeft, sb->destTop,
+                   w > sb->bmp.width ? w : sb->bmp.width,
+                   h > sb->bmp.height ? h : sb->bmp.height);
+    return s->gdi_surface_bits(c, sb);
 }
 
 static BOOL rdpc_fw_frame_marker(rdpContext *c, const SURFACE_FRAME_MARKER *m)
 {
+    struct rdpc *s = rdpc_s;
     rdpContext *f = rdpc_front();
-    return f->update->SurfaceFrameMarker(f, m);
+
+    if (!f->update->SurfaceFrameMarker(f, m)) {
+        return FALSE;
+    }
+    if (rdpc_gdi(s) == NULL || s->gdi_frame_marker == NULL) {
+        return TRUE;
+    }
+    return s->gdi_frame_marker(c, m);
 }
 
 /* The target changed its desktop size: the client follows. */
 static BOOL rdpc_fw_desktop_resize(rdpContext *c)
 {
+    struct rdpc *s = rdpc_s;
     rdpContext *f = rdpc_front();
     rdpSettings *fs = f->settings, *bs = c->settings;
+    rdpGdi *g = rdpc_gdi(s);
 
     fs->DesktopWidth = bs->DesktopWidth;
     fs->DesktopHeight = bs->DesktopHeight;
-    return f->update->DesktopResize(f);
+    if (!f->update->DesktopResize(f)) {
+        return FALSE;
+    }
+    if (g != NULL) {
+        /* the new size as a FRAME at once */
+        if (!gdi_resize(g, bs->DesktopWidth, bs->DesktopHeight)) {
+            return FALSE;
+        }
+        rdpc_rec_key(s);
+    }
+    return TRUE;
 }
 
 static BOOL rdpc_fw_ptr_position(rdpContext *c,
@@ -535,6 +902,11 @@ static BOOL rdpc_back_pre_connect(freerdp *inst)
 
 static BOOL rdpc_back_post_connect(freerdp *inst)
 {
+    struct rdpc *s = rdpc_s;
+
+    if (s->rec != NULL && !rdpc_rec_start(s, inst)) {
+        return FALSE;
+    }
     return TRUE;
 }
 
@@ -617,12 +989,8 @@ static bool rdpc_back_connect(struct rdpc *s)
         return false;
     }
     snprintf(s->row, sizeof(s->row), "%s", sid);
-    if (rec & 1) {
-        /* No RDP recording yet (docs/rdp.md): a session that must be
-         * recorded is refused rather than run unrecorded. */
-        snprintf(s->why, sizeof(s->why),
-                 "denied: this session must be recorded and RDP sessions "
-                 "cannot be recorded yet");
+    s->rec_flags = rec;
+    if ((rec & 1) && !rdpc_rec_open(s)) {
         return false;
     }
     buf_reset(s->msg);
@@ -689,9 +1057,17 @@ static void rdpc_tell_client(struct rdpc *s)
     bool denied = strncmp(s->why, "denied: ", 8) == 0 ||
                   strncmp(s->why, "access denied", 13) == 0 ||
                   strncmp(s->why, "unknown asset", 13) == 0;
+    UINT32 code = denied ? ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES
+                         : ERRINFO_SERVER_DENIED_CONNECTION;
 
-    freerdp_set_error_info(rdp, denied ? ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES
-                                       : ERRINFO_SERVER_DENIED_CONNECTION);
+    if (!s->authed && s->tell_login) {
+        /* the password was right (NLA) and the login was still refused
+         * (a TOTP code missing or wrong): mstsc asks for the
+         * credentials anew, where the user can put the code in the user
+         * name */
+        code = ERRINFO_SERVER_FRESH_CREDENTIALS_REQUIRED;
+    }
+    freerdp_set_error_info(rdp, code);
     s->told = freerdp_send_error_info(rdp) ? true : false;
 }
 
@@ -705,7 +1081,13 @@ static BOOL rdpc_activate(freerdp_peer *peer)
     if (s->back_up) {
         return TRUE;
     }
-    if (!s->authed || !rdpc_back_connect(s)) {
+    if (!s->authed) {
+        if (s->tell_login) {
+            rdpc_tell_client(s);
+        }
+        return FALSE;
+    }
+    if (!rdpc_back_connect(s)) {
         rdpc_tell_client(s);
         return FALSE;
     }
@@ -729,24 +1111,28 @@ static BOOL rdpc_in_sync(rdpInput *in, UINT32 flags)
 
 static BOOL rdpc_in_key(rdpInput *in, UINT16 flags, UINT16 code)
 {
+    rdpc_rec_keyev(rdpc_s, false, flags, code);
     return !rdpc_s->back_up ||
            freerdp_input_send_keyboard_event(rdpc_s->back->input, flags, code);
 }
 
 static BOOL rdpc_in_unicode(rdpInput *in, UINT16 flags, UINT16 code)
 {
+    rdpc_rec_keyev(rdpc_s, true, flags, code);
     return !rdpc_s->back_up || freerdp_input_send_unicode_keyboard_event(
                                    rdpc_s->back->input, flags, code);
 }
 
 static BOOL rdpc_in_mouse(rdpInput *in, UINT16 flags, UINT16 x, UINT16 y)
 {
+    rdpc_rec_mouse(rdpc_s, flags, x, y);
     return !rdpc_s->back_up ||
            freerdp_input_send_mouse_event(rdpc_s->back->input, flags, x, y);
 }
 
 static BOOL rdpc_in_xmouse(rdpInput *in, UINT16 flags, UINT16 x, UINT16 y)
 {
+    rdpc_rec_mouse(rdpc_s, PTR_FLAGS_MOVE, x, y);
     return !rdpc_s->back_up || freerdp_input_send_extended_mouse_event(
                                    rdpc_s->back->input, flags, x, y);
 }
@@ -819,7 +1205,7 @@ static bool rdpc_front_setup(struct rdpc *s)
 static void rdpc_loop(struct rdpc *s)
 {
     HANDLE h[RDPC_HANDLES];
-    DWORD n, m;
+    DWORD n, m, w;
 
     for (;;) {
         n = s->peer->GetEventHandles(s->peer, h, RDPC_HANDLES);
@@ -834,8 +1220,18 @@ static void rdpc_loop(struct rdpc *s)
             }
             n += m;
         }
-        if (WaitForMultipleObjects(n, h, FALSE, INFINITE) == WAIT_FAILED) {
+        /* a recording writes what changed on a clock of its own */
+        w = WaitForMultipleObjects(
+            n, h, FALSE, s->recw != NULL ? RDPC_REC_RECT_MS : INFINITE);
+        if (w == WAIT_FAILED) {
             break;
+        }
+        if (w == WAIT_TIMEOUT) {
+            rdpc_rec_tick(s);
+            if (s->rec_stop) {
+                break;
+            }
+            continue;
         }
         if (!s->peer->CheckFileDescriptor(s->peer)) {
             if (s->why[0] == '\0') {
@@ -850,6 +1246,10 @@ static void rdpc_loop(struct rdpc *s)
                          "ok: the target ended "
                          "the session");
             }
+            break;
+        }
+        rdpc_rec_tick(s);
+        if (s->rec_stop) {
             break;
         }
     }
@@ -884,7 +1284,8 @@ static void rdpc_linger(int fd)
 int rdp_child_run(const struct rdp_child_args *a)
 {
     struct rdpc s;
-    char reason[300];
+    char reason[300], rec_sha[65] = "";
+    uint64_t rec_size = 0;
     uint8_t verdict;
     int rc = 0;
 
@@ -911,10 +1312,17 @@ int rdp_child_run(const struct rdp_child_args *a)
         goto out;
     }
     rdpc_loop(&s);
+    if (s.rec_stop && s.back_up) {
+        /* the recording failed: the client is told the session ended */
+        rdpc_tell_client(&s);
+    }
     if (!s.authed) {
         /* Close first: a refused client learns at once, and does not
-         * wait for the failure delay below. */
-        shutdown(a->client_fd, SHUT_RDWR);
+         * wait for the failure delay below (unless it was told why: the
+         * linger below closes then). */
+        if (!s.told) {
+            shutdown(a->client_fd, SHUT_RDWR);
+        }
         if (s.ntlm_given && !s.logon_seen) {
             /* NLA failed after the monitor handed the key: a wrong
              * password. Counted like one. */
@@ -924,13 +1332,17 @@ int rdp_child_run(const struct rdp_child_args *a)
     if (s.told) {
         rdpc_linger(a->client_fd);
     }
+    rdpc_rec_close(&s, s.why[0] ? s.why : "ok", &rec_size, rec_sha);
     if (s.row[0] != '\0') {
-        rdpc_session_end(&s, s.why[0] ? s.why : "ok");
+        rdpc_session_end(&s, s.why[0] ? s.why : "ok", rec_size, rec_sha);
     }
 out:
     if (s.back != NULL) {
         if (s.back_up) {
             freerdp_disconnect(s.back);
+        }
+        if (s.back->context != NULL && s.back->context->gdi != NULL) {
+            gdi_free(s.back);
         }
         freerdp_context_free(s.back);
         freerdp_free(s.back);
@@ -940,6 +1352,10 @@ out:
         freerdp_peer_context_free(s.peer);
         freerdp_peer_free(s.peer);
     }
+    if (s.rec != NULL) { /* ended before its close above */
+        record_free(s.rec);
+    }
+    rdprec_writer_free(s.recw);
     buf_free(s.msg);
     return rc;
 }

@@ -25,6 +25,8 @@ struct record {
     uint64_t size;
     crypto_hash_sha256_state sha;
     bool failed;
+    uint64_t limit; /* 0: none */
+    bool limit_hit;
 };
 
 struct record *record_new(int fd)
@@ -60,6 +62,8 @@ static int record_reserve(struct record *r, size_t n)
     return ERR_OK;
 }
 
+static int record_maybe_flush(struct record *r);
+
 static int record_put(struct record *r, const char *p, size_t n)
 {
     int e;
@@ -70,6 +74,38 @@ static int record_put(struct record *r, const char *p, size_t n)
     memcpy(r->buf + r->len, p, n);
     r->len += n;
     return ERR_OK;
+}
+
+int record_bytes(struct record *r, const void *p, size_t n)
+{
+    int e;
+
+    if (r->failed) {
+        return ERR_IO;
+    }
+    if (r->limit != 0 && (n > r->limit || r->size + r->len > r->limit - n)) {
+        r->limit_hit = true;
+        return ERR_TOO_LONG;
+    }
+    if ((e = record_put(r, p, n)) != ERR_OK) {
+        return e;
+    }
+    return record_maybe_flush(r);
+}
+
+void record_set_limit(struct record *r, uint64_t max_bytes)
+{
+    r->limit = max_bytes;
+}
+
+bool record_limit_hit(const struct record *r)
+{
+    return r->limit_hit;
+}
+
+uint64_t record_size(const struct record *r)
+{
+    return r->size + r->len;
 }
 
 int record_flush(struct record *r)

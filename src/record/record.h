@@ -48,6 +48,18 @@ int record_cast_data(struct record *r, char type, const uint8_t *data,
 int record_cast_resize(struct record *r, int cols, int rows);
 /* One JSON-lines record (line must be one JSON object, no newline). */
 int record_line(struct record *r, const char *line);
+/* Raw bytes (binary formats such as rdprec.h's). */
+int record_bytes(struct record *r, const void *p, size_t n);
+/*
+ * A size limit for the whole file (0: none). A write that would take the
+ * file past it is refused with ERR_TOO_LONG, nothing of it written, and
+ * record_limit_hit() says so from then on; the recording stays usable
+ * for smaller writes that still fit (an end marker).
+ */
+void record_set_limit(struct record *r, uint64_t max_bytes);
+bool record_limit_hit(const struct record *r);
+/* Bytes written and buffered so far. */
+uint64_t record_size(const struct record *r);
 /* Writes out what is buffered. */
 int record_flush(struct record *r);
 /* true once a write failed. */

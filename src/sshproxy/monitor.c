@@ -51,6 +51,7 @@
 #define MONITOR_HASH_WAITING_PER_RUNNING 32
 
 static void monitor_on_sweep(struct loop *l, void *arg);
+static void monitor_row_free(struct mchild_row *row);
 #define MONITOR_SWEEP_MS 3000
 /* Report rows kept for a store that does not answer; beyond this many the
  * oldest stay open (closed as interrupted at the next start). */
@@ -234,8 +235,7 @@ static void monitor_child_free(struct monitor *m, struct mchild *c)
     c->route_req = NULL;
     while ((row = c->rows) != NULL) {
         c->rows = row->next;
-        free(row->rec_path);
-        free(row);
+        monitor_row_free(row);
     }
     if (c->pidfd >= 0) {
         close(c->pidfd);
@@ -441,6 +441,15 @@ static void monitor_audit(struct monitor *m, const struct mchild *c,
 
 /* --- report rows --- */
 
+static void monitor_row_free(struct mchild_row *row)
+{
+    if (row->rec_fd >= 0) {
+        close(row->rec_fd);
+    }
+    free(row->rec_path);
+    free(row);
+}
+
 static int monitor_row_add(struct mchild *c, const char *id, bool record)
 {
     struct mchild_row *row = calloc(1, sizeof(*row));
@@ -450,6 +459,7 @@ static int monitor_row_add(struct mchild *c, const char *id, bool record)
     }
     snprintf(row->id, sizeof(row->id), "%s", id);
     row->record = record;
+    row->rec_fd = -1;
     row->next = c->rows;
     c->rows = row;
     return ERR_OK;
@@ -462,8 +472,7 @@ static bool monitor_row_take(struct mchild *c, const char *id)
     for (pp = &c->rows; (row = *pp) != NULL; pp = &row->next) {
         if (strcmp(row->id, id) == 0) {
             *pp = row->next;
-            free(row->rec_path);
-            free(row);
+            monitor_row_free(row);
             return true;
         }
     }
@@ -1571,6 +1580,38 @@ static void monitor_end_child(struct monitor *m, struct mchild *c,
 /* Every few seconds: connections of users disabled or deleted since they
  * logged in (by the CLI, the API or anything else that writes the store)
  * are ended, with their sessions. */
+/*
+ * The RDP recordings' size limit, checked here too: the child that
+ * writes a recording enforces it a record at a time, but it parses what
+ * the client and the target send, and one taken over could write on. Its
+ * file's size is looked at on each sweep, through a descriptor of our
+ * own: a recording past its limit ends the session (so a child can pass
+ * the limit only by what it writes between two sweeps).
+ */
+static void monitor_check_recordings(struct monitor *m)
+{
+    struct stat st;
+
+    for (struct mchild *c = m->children; c != NULL; c = c->next) {
+        if (c->state != MC_AUTHED || c->end_result[0] != '\0') {
+            continue;
+        }
+        for (struct mchild_row *r = c->rows; r != NULL; r = r->next) {
+            if (r->rec_fd >= 0 && fstat(r->rec_fd, &st) == 0 &&
+                (uint64_t)st.st_size > r->rec_max) {
+                log_warn("session %s: the recording %s has %lld bytes, "
+                         "past its limit of %llu",
+                         r->id, r->rec_path ? r->rec_path : "?",
+                         (long long)st.st_size, (unsigned long long)r->rec_max);
+                monitor_end_child(m, c,
+                                  "error: the recording passed its size "
+                                  "limit ([record] rdp_max_mb)");
+                break;
+            }
+        }
+    }
+}
+
 static void monitor_on_sweep(struct loop *l, void *arg)
 {
     struct monitor *m = arg;
@@ -1580,6 +1621,7 @@ static void monitor_on_sweep(struct loop *l, void *arg)
     size_t n = 0, i = 0;
 
     monitor_pending_flush(m);
+    monitor_check_recordings(m);
     for (c = m->children; c != NULL; c = c->next) {
         n += c->state == MC_AUTHED && c->end_result[0] == '\0';
     }
@@ -1946,8 +1988,8 @@ static int monitor_record_open(struct monitor *m, struct mchild *c,
 
     if (c->state != MC_AUTHED ||
         buf_get_cstring_into(req, row_id, sizeof(row_id)) != ERR_OK ||
-        buf_get_u8(req, &format) != ERR_OK || format > 1 ||
-        buf_expect_end(req) != ERR_OK ||
+        buf_get_u8(req, &format) != ERR_OK || format > 2 ||
+        (format == 2) != c->rdp || buf_expect_end(req) != ERR_OK ||
         (row = monitor_row_find(c, row_id)) == NULL || !row->record ||
         row->rec_opened) {
         return ERR_PROTO;
@@ -1957,7 +1999,9 @@ static int monitor_record_open(struct monitor *m, struct mchild *c,
     snprintf(dir, sizeof(dir), "%s/%04d/%02d/%02d", m->cfg->record_dir,
              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
     snprintf(path, sizeof(path), "%s/%s.%s", dir, row_id,
-             format == 0 ? "cast" : "jsonl");
+             format == 0   ? "cast"
+             : format == 1 ? "jsonl"
+                           : "rdprec");
     if (monitor_mkdirs(dir) != ERR_OK) {
         snprintf(msg, sizeof(msg), "cannot create the recording folder %s: %s",
                  dir, strerror(errno));
@@ -1981,10 +2025,20 @@ static int monitor_record_open(struct monitor *m, struct mchild *c,
     }
     free(row->rec_path);
     row->rec_path = strdup(path);
+    if (format == 2) {
+        /* watched by monitor_check_recordings() */
+        row->rec_max = (uint64_t)m->cfg->record_rdp_max_mb * 1024 * 1024;
+        row->rec_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    }
     if (store_session_set_recording(m->store, row_id, path, 0, "") != ERR_OK) {
         log_error("session %s: cannot store the recording path", row_id);
     }
     (void)(buf_put_u8(m->rep, 1) || buf_put_cstring(m->rep, ""));
+    if (format == 2) {
+        /* an RDP recording's size limit ([record] rdp_max_mb) */
+        (void)buf_put_u64(m->rep,
+                          (uint64_t)m->cfg->record_rdp_max_mb * 1024 * 1024);
+    }
     monitor_reply(m, c, MP_RECORD_OPEN_REPLY, fd);
     close(fd);
     return ERR_OK;
@@ -2128,8 +2182,7 @@ void monitor_child_exit(struct monitor *m, pid_t pid, int status)
         monitor_row_close(m, row->id, now, 0, 0, -1, result, NULL, 0, NULL);
         monitor_audit(m, c, c->user_name, "session.end", row->id, result);
         log_info("session %s: %s", row->id, result);
-        free(row->rec_path);
-        free(row);
+        monitor_row_free(row);
     }
     if (monitor_state_preauth(c->state)) {
         if (c->tried) {

@@ -86,6 +86,10 @@ struct mchild_row {
     bool record;     /* policy: this session must be recorded */
     bool rec_opened; /* its recording file was handed out */
     char *rec_path;  /* heap: that file's path */
+    /* an RDP recording: a descriptor of the monitor's own on it (-1:
+     * none) and its size limit, checked on each sweep */
+    int rec_fd;
+    uint64_t rec_max;
 };
 
 struct monitor;

@@ -38,7 +38,8 @@ enum mproto_type {
     MP_HOSTKEY,           /* row ID, fingerprint the target presented */
     MP_SESSION_END,       /* session id, u64 up, u64 down, u32 exit+1,
                              result, u64 recording size, recording sha256 */
-    MP_RECORD_OPEN,       /* session id, u8 format (0 cast, 1 jsonl) */
+    MP_RECORD_OPEN,       /* session id, u8 format (0 cast, 1 jsonl;
+                             2 rdprec, an RDP child's only) */
     MP_KEX_SIGN,          /* host key type, u8 digest, exchange hash */
     MP_RDP_NTLM,          /* login, domain (UTF-8, as the RDP client sent
                              them in NTLM): the NTOWFv2 key NLA needs */
@@ -51,7 +52,8 @@ enum mproto_type {
     MP_CREDENTIALS_REPLY, /* u8 ok, user, password, private key */
     MP_HOSTKEY_REPLY,     /* u8 ok, message */
     MP_ACK,               /* (empty) */
-    MP_RECORD_OPEN_REPLY, /* u8 ok, message; fd attached when ok */
+    MP_RECORD_OPEN_REPLY, /* u8 ok, message; fd attached when ok;
+                             format 2: u64 size limit in bytes */
     MP_KEX_SIGN_REPLY,    /* signature blob */
     MP_RDP_NTLM_REPLY,    /* u8 ok, message, key (16 bytes when ok) */
     /* spawner -> main */

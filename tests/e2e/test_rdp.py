@@ -53,8 +53,11 @@ def nt_hash(password):
 class RdpTarget:
     """Xvfb + a solid background + xev + freerdp-shadow-cli with NLA."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, background=None):
         self.dir = Path(workdir)
+        # ImageMagick's canvas for the desktop: the solid COLOUR unless
+        # given (test_rdp_record.py shows noise, which does not compress)
+        self.background = background or ["xc:rgb(%d,%d,%d)" % COLOUR]
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.procs = []
@@ -76,8 +79,7 @@ class RdpTarget:
         self.display = ":" + num
         env = self.env()
         bg = self.dir / "bg.png"
-        run(["convert", "-size", "1024x768", "xc:rgb(%d,%d,%d)" % COLOUR,
-             str(bg)])
+        run(["convert", "-size", "1024x768"] + self.background + [str(bg)])
         # sets the root window's background; exits at once
         subprocess.run(["display", "-window", "root", str(bg)], env=env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -289,11 +291,15 @@ def test_wrong_totp_refused(rdp_proxy, rdp_target):
                                                asset), pw)
     assert r.rc != 0, r
     assert took < FAST, "refusal took %.1f s" % took
+    # the client is told to enter its credentials anew (mstsc asks for
+    # them; the code goes in the user name)
+    assert "ERRINFO_SERVER_FRESH_CREDENTIALS_REQUIRED" in r.out + r.err, r
     row = rdp_proxy.session_of(user, kind="rdp", result="denied")
     assert "TOTP" in row["result"] or "code" in row["result"], row
     # and no code at all: refused, saying the code goes in the user name
     r, took = refused(rdp_proxy, "%s#%s" % (user, asset), pw)
     assert r.rc != 0 and took < FAST, (r, took)
+    assert "ERRINFO_SERVER_FRESH_CREDENTIALS_REQUIRED" in r.out + r.err, r
 
 
 def test_no_role_on_the_asset(rdp_proxy, rdp_target):

@@ -46,6 +46,7 @@ async function request(method, path, body, { raw = false } = {}) {
   } catch (e) {
     throw new ApiError(0, 'network', 'The server cannot be reached', String(e.message || e));
   }
+  if (res.ok && raw === 'bytes') return res.arrayBuffer();
   if (res.ok && raw) return res.text();
   if (res.status === 204) return null;
   let doc = null;
@@ -71,6 +72,7 @@ export const api = {
   patch: (path, body) => request('PATCH', path, body),
   del: (path) => request('DELETE', path),
   text: (path) => request('GET', path, undefined, { raw: true }),
+  bytes: (path) => request('GET', path, undefined, { raw: 'bytes' }),
 };
 
 // GET of a list route with its query (page[limit], sort, filter[x]).

@@ -1,10 +1,13 @@
 // The session report with filters, and one session's page: its report
-// row, its recording played in the page (asciinema-player, fed by GET
-// /sessions/{id}/recording) or its file-transfer records (JSON lines).
+// row, its recording played in the page (asciinema-player for terminal
+// sessions, a canvas player of our own for RDP sessions' .rdprec, both
+// fed by GET /sessions/{id}/recording) or its file-transfer records
+// (JSON lines).
 import { useEffect, useRef, useState } from 'preact/hooks';
 import * as AsciinemaPlayer from 'asciinema-player';
 import 'asciinema-player/dist/bundle/asciinema-player.css';
 import { api, enc, list } from '../api.js';
+import { parse, Screen } from '../rdprec.js';
 import { navigate, useLocation } from '../router.js';
 import { ErrorText, Field, Loading, Page, Select, Table, fmt, fmtBytes, fmtTime, useAction, useLoad } from '../ui.jsx';
 
@@ -77,6 +80,101 @@ function Player({ cast }) {
   return <div class="player" ref={ref} aria-label="Recording player" />;
 }
 
+const SPEEDS = [['1', '1×'], ['2', '2×'], ['4', '4×'], ['8', '8×']];
+
+function secs(ms) {
+  return `${(ms / 1000).toFixed(1)} s`;
+}
+
+// An RDP recording on a canvas: play/pause, a slider to seek (to the
+// last whole screen before the time, then forward), speed; the pointer
+// as a dot; how many keys were recorded (the profile's record_input).
+function RdpPlayer({ buf }) {
+  const canvas = useRef(null);
+  const screen = useRef(null);
+  const [rec, setRec] = useState(null);
+  const [error, setError] = useState(null);
+  const [pos, setPos] = useState(0);
+  const [playing, setPlaying] = useState(false);
+  const [speed, setSpeed] = useState('1');
+  const [drawn, setDrawn] = useState(0);
+  const [mouse, setMouse] = useState(null);
+  const [keys, setKeys] = useState(0);
+  // bumped by every user action: a playback tick that fires before the
+  // effect's cleanup (effects run after paint) must not undo a seek
+  const gen = useRef(0);
+
+  useEffect(() => {
+    try {
+      const r = parse(buf);
+      screen.current = new Screen(canvas.current, r);
+      setRec(r);
+      setPos(0);
+      setPlaying(true);
+    } catch (e) {
+      setError(e);
+    }
+  }, [buf]);
+
+  const show = (ms) => screen.current.seek(ms).then(() => {
+    setDrawn(screen.current.next);
+    setMouse(screen.current.mouse);
+    setKeys(screen.current.keys);
+  }).catch((e) => { setError(e); setPlaying(false); });
+
+  useEffect(() => {
+    if (!rec) return undefined;
+    show(pos);
+    return undefined;
+  }, [rec, pos]);
+
+  useEffect(() => {
+    if (!rec || !playing) return undefined;
+    const t0 = performance.now();
+    const p0 = pos >= rec.duration ? 0 : pos;
+    const mine = gen.current;
+    let id = 0;
+    const tick = () => {
+      if (gen.current !== mine) return;
+      const p = Math.min(rec.duration, p0 + (performance.now() - t0) * Number(speed));
+      setPos(p);
+      if (p >= rec.duration) setPlaying(false);
+      else id = setTimeout(tick, 100);
+    };
+    id = setTimeout(tick, 0);
+    return () => clearTimeout(id);
+  }, [rec, playing, speed]);
+
+  if (error) return <ErrorText error={error} />;
+  const w = rec ? canvas.current.width : 1;
+  const h = rec ? canvas.current.height : 1;
+  return (
+    <div class="rdp-player">
+      <div class="controls">
+        <button type="button" class="primary" disabled={!rec} onClick={() => { gen.current += 1; setPlaying(!playing); }}>
+          {playing ? 'Pause' : 'Play'}</button>
+        <input type="range" aria-label="Position" min="0" max={rec ? rec.duration : 0} step="1"
+          value={pos} disabled={!rec}
+          onInput={(ev) => { gen.current += 1; setPlaying(false); setPos(Number(ev.currentTarget.value)); }} />
+        <span class="muted" aria-label="Time">{secs(pos)} / {secs(rec ? rec.duration : 0)}</span>
+        <Select label="Speed" value={speed} onInput={(v) => { gen.current += 1; setSpeed(v); }} options={SPEEDS} />
+      </div>
+      <div class="rdp-screen">
+        <canvas ref={canvas} aria-label="RDP recording" data-drawn={drawn} />
+        {mouse && <span class="rdp-pointer" style={{ left: `${(100 * mouse.x) / w}%`, top: `${(100 * mouse.y) / h}%` }} />}
+      </div>
+      {rec && (
+        <p class="muted">
+          {rec.width}×{rec.height}
+          {rec.startedAt ? ` · started ${fmtTime(rec.startedAt)}` : ''}
+          {` · ${keys} key event${keys === 1 ? '' : 's'} so far`}
+          {rec.end !== null ? ` · ended: ${rec.end}` : ' · cut short (no end record)'}
+        </p>
+      )}
+    </div>
+  );
+}
+
 function Transfers({ text }) {
   const rows = text.split('\n').filter(Boolean).map((line, i) => {
     try {
@@ -107,16 +205,27 @@ function Recording({ s }) {
   if (!s.recording_path) return <p>This session was not recorded.</p>;
   if (s.recording_deleted_at) return <p>The recording was deleted on {fmtTime(s.recording_deleted_at)} (retention).</p>;
   const isCast = s.recording_path.endsWith('.cast');
-  const load = () => run(async () => setContent(await api.text(`/sessions/${s.id}/recording`)));
+  const isRdp = s.recording_path.endsWith('.rdprec');
+  const url = `/sessions/${s.id}/recording`;
+  const load = () => run(async () => setContent(isRdp ? await api.bytes(url) : await api.text(url)));
+  let what = 'File-transfer record';
+  if (isCast) what = 'Terminal recording';
+  if (isRdp) what = 'RDP recording';
+  let shown = null;
+  if (content !== null) {
+    if (isRdp) shown = <RdpPlayer buf={content} />;
+    else if (isCast) shown = <Player cast={content} />;
+    else shown = <Transfers text={content} />;
+  }
   return (
     <>
-      <p class="muted">{isCast ? 'Terminal recording' : 'File-transfer record'}{s.recording_size ? ` · ${fmtBytes(s.recording_size)}` : ''} · SHA-256 <code>{s.recording_sha256 || '–'}</code></p>
+      <p class="muted">{what}{s.recording_size ? ` · ${fmtBytes(s.recording_size)}` : ''} · SHA-256 <code>{s.recording_sha256 || '–'}</code></p>
       {content === null && (
         <button type="button" class="primary" onClick={load} disabled={busy}>
-          {isCast ? 'Play recording' : 'Show file transfers'}</button>
+          {isCast || isRdp ? 'Play recording' : 'Show file transfers'}</button>
       )}
       <ErrorText error={error} />
-      {content !== null && (isCast ? <Player cast={content} /> : <Transfers text={content} />)}
+      {shown}
     </>
   );
 }
