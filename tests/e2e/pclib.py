@@ -74,6 +74,15 @@ def _worker():
     return 0, 1
 
 
+def xvfb_run():
+    """xvfb-run's argv start for a client under its own X server. `-a`
+    alone races: two workers (or a worker and an `Xvfb -displayfd`, which
+    takes the lowest free display) can both find :99 free and one X server
+    then fails; each worker searches from its own display number instead."""
+    index, _ = _worker()
+    return ["xvfb-run", "-a", "-n", str(200 + 100 * index)]
+
+
 def free_port():
     """A loopback TCP port nobody listens on right now (and that this test
     run has not handed out before). Without xdist the kernel picks one

@@ -4,7 +4,7 @@ The target is FreeRDP's shadow server (freerdp-shadow-cli) sharing an Xvfb
 of the test's own, with NLA against a SAM file (a real NTLM check: a
 wrong password fails there too). Its screen is a solid colour no client
 shows by itself, with an xev window on it that prints every key it gets.
-The client is xfreerdp under `xvfb-run -a`, driven by a small shell script
+The client is xfreerdp under `xvfb-run -a -n N`, driven by a small shell script
 inside that X server: it waits for the xfreerdp window, takes a
 screenshot (ImageMagick's import), types with xdotool, and quits.
 
@@ -26,7 +26,7 @@ import pytest
 
 from pclib import (Client, Portcullis, free_port, fresh_totp_code, run,
                    serving_process, stop_process, totp_wrong_code, uniq,
-                   wait_listen)
+                   wait_listen, xvfb_run)
 from test_web import WEB, web_ui  # noqa: F401 (the fixture: web/dist built)
 
 TOOLS = ["xfreerdp", "freerdp-shadow-cli", "Xvfb", "xvfb-run", "xdotool",
@@ -214,7 +214,7 @@ def run_client(pc, out, login, password, text="rdp ok", timeout=60):
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OUT=str(out), TEXT=text)
     t0 = time.monotonic()
-    r = run(["xvfb-run", "-a", "-s", "-screen 0 1024x768x24", "sh", "-c",
+    r = run(xvfb_run() + ["-s", "-screen 0 1024x768x24", "sh", "-c",
              DRIVER, "driver"] + xfreerdp_args(pc, login, password),
             env=env, timeout=timeout)
     return r, time.monotonic() - t0
@@ -234,7 +234,7 @@ def near(c, want, tol=12):
 def refused(pc, login, password, timeout=30):
     """xfreerdp that is to be refused: (exit status, seconds)."""
     t0 = time.monotonic()
-    r = run(["xvfb-run", "-a"] + xfreerdp_args(pc, login, password),
+    r = run(xvfb_run() + xfreerdp_args(pc, login, password),
             timeout=timeout)
     return r, time.monotonic() - t0
 
@@ -427,7 +427,7 @@ def test_web_ui_rdp_file_opens_in_xfreerdp(rdp_proxy, rdp_target, web_ui,
     out = tmp_path / "client"
     out.mkdir()
     env = dict(os.environ, OUT=str(out), TEXT="")
-    r = run(["xvfb-run", "-a", "-s", "-screen 0 1024x768x24", "sh", "-c",
+    r = run(xvfb_run() + ["-s", "-screen 0 1024x768x24", "sh", "-c",
              DRIVER, "driver", "xfreerdp", str(dl), "/p:%s" % pw,
              "/cert:ignore", "/size:1024x768", "-clipboard",
              "/log-level:ERROR"], env=env, timeout=60)

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from pclib import Portcullis, free_port, run, stop_process, wait_listen
+from pclib import (Portcullis, free_port, run, stop_process, wait_listen,
+                   xvfb_run)
 from test_rdp import (COLOUR, FAST, RdpTarget, near, pixel, pytestmark,  # noqa: F401
                       rdp_asset, rdp_proxy, rdp_target, refused, run_client,
                       xfreerdp_args)
@@ -32,6 +33,12 @@ from test_web import WEB, web_ui  # noqa: F401 (the fixture: web/dist built)
 
 MAGIC = b"PCRDPv1\n"
 START, FRAME, RECT, MOUSE, KEY, UNICODE, END = range(1, 8)
+
+
+def client_log(r, out):
+    """What the driver and xfreerdp said, for an assertion message."""
+    log = out / "client.log"
+    return "%s\n%s" % (r, log.read_text()[-2000:] if log.exists() else "")
 
 
 def read_rdprec(path):
@@ -137,7 +144,7 @@ def test_keys_not_recorded_without_record_input(rdp_proxy, rdp_target,
     rdp_proxy.allow(user, asset, native="record")
     r, _ = run_client(rdp_proxy, tmp_path, "%s#%s" % (user, asset),
                       "User-Pass-77", text="secret")
-    assert (tmp_path / "before.png").exists(), r
+    assert (tmp_path / "before.png").exists(), client_log(r, tmp_path)
     row = rdp_proxy.session_of(user, kind="rdp", result="ok")
     recs = read_rdprec(check_row_file(row))
     types = {t for t, _, _ in recs}
@@ -235,7 +242,8 @@ def test_web_ui_plays_the_recording(rdp_proxy, rdp_target, web_ui, tmp_path):
     rdp_proxy.allow(user, asset, native="record", flags=("--record-input",))
     r, _ = run_client(rdp_proxy, tmp_path / "c", "%s#%s" % (user, asset),
                       "User-Pass-77", text="web")
-    assert (tmp_path / "c" / "before.png").exists(), r
+    assert (tmp_path / "c" / "before.png").exists(), \
+        client_log(r, tmp_path / "c")
     row = rdp_proxy.session_of(user, kind="rdp", result="ok")
     rdp_proxy.wait_http()
     cfg = {"url": "http://127.0.0.1:%d" % rdp_proxy.http_port,
@@ -270,7 +278,7 @@ def test_recording_grown_past_the_limit_ends_the_session(tmp_path,
         user = p.user_add(password="User-Pass-77")
         p.allow(user, asset, native="record")
         client = subprocess.Popen(
-            ["xvfb-run", "-a", "-s", "-screen 0 1024x768x24"] +
+            xvfb_run() + ["-s", "-screen 0 1024x768x24"] +
             xfreerdp_args(p, "%s#%s" % (user, asset), "User-Pass-77"),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
