@@ -476,6 +476,62 @@ def test_unreachable_target_is_reported(server, agent):
     assert "refused" in row["result"].lower(), row
 
 
+def test_unreachable_target_with_early_bytes_gets_nothing_back(server, agent):
+    """The server sends a client's first bytes before the agent's "ok"
+    (optimistic open): when the target then refuses, the client's
+    connection is closed without a byte of anyone's, and the row says why
+    with nothing carried."""
+    tid, port, _ = tunnel_add(server, agent.id, "127.0.0.1:9")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.settimeout(10)
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n" * 100)
+        got = b""
+        try:
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                got += d
+        except ConnectionResetError:
+            pass
+    assert got == b""
+    row = wait_for(lambda: tunnel_rows(server, tid), what="the row")[0]
+    assert row["result"].startswith("error: connect"), row
+    assert "refused" in row["result"].lower(), row
+    assert (row["bytes_up"], row["bytes_down"]) == (0, 0), row
+
+
+def test_every_row_is_written_when_the_server_stops(server, agent, echo):
+    """Report rows are queued and written in batches (at most 100 ms
+    late): a server stopped right after many short connections, with one
+    still open, has written a row for each of them."""
+    tid, port, _ = tunnel_add(server, agent.id, "127.0.0.1:%d" % echo.port)
+    n = 30
+    for i in range(n):
+        data = b"short %d\n" % i
+        assert tcp_echo(port, data) == data
+    held = socket.create_connection(("127.0.0.1", port), timeout=10)
+    held.settimeout(10)
+    held.sendall(b"held\n")
+    assert held.recv(100) == b"held\n"
+    assert server.stop() == 0  # SIGTERM at once, the last rows still queued
+    held.close()
+    rows = tunnel_rows(server, tid)  # read from the store, server stopped
+    assert len(rows) == n + 1, rows
+    short = [r for r in rows if r["bytes_up"] != 5]
+    assert len(short) == n
+    for r in short:
+        assert r["result"] == "ok" and r["bytes_up"] == r["bytes_down"], r
+    assert sorted(r["bytes_up"] for r in short) == \
+        sorted(len(b"short %d\n" % i) for i in range(n))
+    last = [r for r in rows if r["bytes_up"] == 5]
+    assert len(last) == 1 and last[0]["bytes_down"] == 5, last
+    assert last[0]["result"], last  # closed by the stop, whatever the words
+    # no row of this tunnel was left open
+    assert not [s for s in server.sessions() if s["kind"] == "tunnel" and
+                tid in (s.get("detail") or "") and not s["result"]]
+
+
 @pytest.mark.timing
 @pytest.mark.timeout(180)
 def test_idle_tunnel_is_deleted(server, agent, echo):
