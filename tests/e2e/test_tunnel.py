@@ -532,6 +532,50 @@ def test_every_row_is_written_when_the_server_stops(server, agent, echo):
                 tid in (s.get("detail") or "") and not s["result"]]
 
 
+def cpu_seconds(pid):
+    """utime + stime of a process, from /proc/PID/stat."""
+    with open("/proc/%d/stat" % pid) as f:
+        st = f.read()
+    x = st[st.rindex(")") + 2:].split()
+    return (int(x[11]) + int(x[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_idle_agent_with_open_streams_sleeps(server, agent, echo):
+    """An agent whose tunnels hold open, idle connections sleeps in its
+    poll: no busy polling (libssh's zero-timeout polls happen only in a
+    pass that something woke). Measured from /proc over 3 s; the bound is
+    generous (a loop polling without sleep would use most of the 3 s)."""
+    with open("/proc/%d/comm" % agent.pid) as f:
+        assert f.read().strip().startswith("portcullis-agen")
+    tid, port, _ = tunnel_add(server, agent.id, "127.0.0.1:%d" % echo.port)
+    conns = []
+    try:
+        for i in range(20):
+            c = socket.create_connection(("127.0.0.1", port), timeout=10)
+            c.settimeout(10)
+            conns.append(c)
+            c.sendall(b"hello %d\n" % i)
+            got = b""
+            while not got.endswith(b"\n"):
+                d = c.recv(100)
+                assert d, "the echo closed"
+                got += d
+            assert got == b"hello %d\n" % i
+        time.sleep(1)  # the last replies' rows and window updates settle
+        a0, s0 = cpu_seconds(agent.pid), cpu_seconds(server.pid)
+        time.sleep(3)
+        agent_cpu = cpu_seconds(agent.pid) - a0
+        server_cpu = cpu_seconds(server.pid) - s0
+        assert agent_cpu <= 0.15, agent_cpu
+        assert server_cpu <= 0.15, server_cpu
+        # and the streams still work after the quiet
+        conns[0].sendall(b"again\n")
+        assert conns[0].recv(100) == b"again\n"
+    finally:
+        for c in conns:
+            c.close()
+
+
 @pytest.mark.timing
 @pytest.mark.timeout(180)
 def test_idle_tunnel_is_deleted(server, agent, echo):
