@@ -111,6 +111,14 @@ struct agent_conn {
     int ann_status;                 /* exit-status, -1 until it arrives */
     char ann_err[CONN_ERRLINE_MAX]; /* its stderr line, cleaned */
     bool activity;                  /* a callback saw something: pump again */
+    /* bytes went into the socketpair since libssh's last poll of its end
+     * found nothing to read: only then can a poll of it find input (we are
+     * its only writer), so conn_pump skips ssh_event_dopoll otherwise */
+    bool fed;
+    /* libssh may hold a queued message (channel open): set whenever it
+     * may have processed input, cleared when ssh_message_get found none
+     * with the socketpair known empty */
+    bool msgs_maybe;
     bool in_pump;
 
     struct agent_stream *streams; /* doubly linked */

@@ -385,6 +385,30 @@ out:
     return r;
 }
 
+int chanpump_run_up(struct chanpump *p, bool *moved)
+{
+    bool any = false;
+    int r = ERR_OK;
+
+    if (moved != NULL) {
+        *moved = false;
+    }
+    if (p->why != NULL) {
+        return ERR_IO; /* spent */
+    }
+    if (!p->eof_sent && !p->ch_closed) {
+        r = chanpump_up(p, &any);
+    }
+    if (p->up != NULL && p->up_off == p->up_len) {
+        chanpump_drop(p, &p->up, chanpump_up_cap(p));
+        p->up_off = p->up_len = 0;
+    }
+    if (moved != NULL) {
+        *moved = any;
+    }
+    return r;
+}
+
 bool chanpump_dn_blocked(const struct chanpump *p)
 {
     return p->dg_ready || (!p->dgram && p->dn_off < p->dn_len);

@@ -158,6 +158,13 @@ void chanpump_note_close(struct chanpump *p);
  * moved. Returns ERR_OK, or ERR_IO / ERR_PROTO / ERR_NOMEM with p->why
  * set: the pump is then spent and the owner ends the stream. */
 int chanpump_run(struct chanpump *p, bool *moved);
+/* Only local -> channel, and only the bytes: not the local end's EOF,
+ * nothing of the channel's data. For an owner whose channel is open but
+ * whose peer has not yet said the far end is ready (the hub's streams
+ * send a client's first bytes before the agent's "ok", which the agent
+ * keeps in its channel until its target is connected). A later
+ * chanpump_run passes on the EOF as usual. */
+int chanpump_run_up(struct chanpump *p, bool *moved);
 
 /* For the owner's watching of the local fd: */
 /* bytes (or a datagram) wait for the local end to take them */

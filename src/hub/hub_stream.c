@@ -4,7 +4,9 @@
  *
  * A stream goes OPENING (channel open sent) -> STATUS (confirmed; waiting
  * for the agent's status line on stderr) -> OPEN (bridging) and ends when
- * both directions are done, either side fails, or the agent goes.
+ * both directions are done, either side fails, or the agent goes. A TCP
+ * stream already sends the client's bytes in STATUS (not its EOF; nothing
+ * comes back before "ok"): docs/agent-protocol.md §3, "optimistic open".
  *
  * Bytes move with the shared pump (common/chanpump.h, whose contract is
  * relay.c's backpressure): libssh's data callbacks only note how much it
@@ -198,7 +200,8 @@ static void hub_stream_watch(struct hub_stream *st)
     struct loop *l = st->a->h->loop;
     int ev = 0;
 
-    if (st->dead || st->st != HS_OPEN || st->fd < 0) {
+    if (st->dead || st->fd < 0 ||
+        (st->st != HS_OPEN && (st->st != HS_STATUS || st->kind != HUB_TCP))) {
         return;
     }
     /* Read events only while none is pending (a read found the fd empty)
@@ -388,6 +391,19 @@ static void hub_stream_service(struct hub_stream *st)
     }
     if (st->st == HS_STATUS) {
         if (!hub_stream_status(st)) {
+            /* Optimistic open: the channel is confirmed, so a TCP client's
+             * first bytes go now, without waiting for the agent's "ok"
+             * (a round trip saved per connection). The agent keeps them
+             * in the channel, within its window, until its target is
+             * connected; if the target fails they are dropped with the
+             * stream, and the client gets no byte of the target's. */
+            if (!st->dead && st->kind == HUB_TCP) {
+                if (chanpump_run_up(&st->pump, NULL) != ERR_OK) {
+                    hub_stream_end(st, st->pump.why);
+                    return;
+                }
+                hub_stream_watch(st);
+            }
             return;
         }
         st->st = HS_OPEN;

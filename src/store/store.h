@@ -367,6 +367,21 @@ int store_session_open(struct store *st, const struct store_session *s);
 int store_session_close(struct store *st, const char *id, int64_t ended_at,
                         uint64_t bytes_up, uint64_t bytes_down, int exit_status,
                         const char *result);
+/* One write of store_session_batch: insert s as store_session_open does
+ * (open, or closed when s.ended_at is set), or close the open row s.id with
+ * s.ended_at, bytes, exit_status and result as store_session_close does.
+ * r gets that write's own outcome. */
+struct store_session_op {
+    struct store_session s;
+    bool insert;
+    int r;
+};
+/* Writes n report rows in one transaction (cheaper than one each: for
+ * callers that queue short connections' rows). An op that fails on its
+ * own (invalid, ERR_NOT_FOUND for a close) leaves the others written; a
+ * database error rolls back all of them and is returned. */
+int store_session_batch(struct store *st, struct store_session_op *ops,
+                        size_t n);
 /* Updates fields learned after the row was opened (asset, kind, route,
  * detail). Empty strings leave a field as it is. */
 int store_session_update(struct store *st, const struct store_session *s);

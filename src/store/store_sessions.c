@@ -73,15 +73,13 @@ static int session_check(const struct store_session *s)
     return ERR_OK;
 }
 
-int store_session_open(struct store *st, const struct store_session *s)
+/* The INSERT of store_session_open, inside the caller's transaction. */
+static int session_insert(struct store *st, const struct store_session *s)
 {
     char id[STORE_ID_MAX + 1];
     bool closed;
     int r;
 
-    if (s == NULL) {
-        return ERR_INVALID;
-    }
     if ((r = session_check(s)) != ERR_OK) {
         return r;
     }
@@ -94,12 +92,9 @@ int store_session_open(struct store *st, const struct store_session *s)
     if (closed && s->result[0] == '\0') {
         return ERR_INVALID;
     }
-    if ((r = store_tx_begin(st, true)) != ERR_OK) {
-        return r;
-    }
     /* seq orders rows of the same second; the immediate transaction makes
      * MAX() + 1 race-free here. */
-    r = store_run(
+    return store_run(
         st, "session open",
         "INSERT INTO sessions (id, seq, user_id, user_name, asset_id,"
         " asset_name, site, kind, client_addr, route, started_at,"
@@ -120,15 +115,15 @@ int store_session_open(struct store *st, const struct store_session *s)
         closed ? (int64_t)s->exit_status : (int64_t)-1, closed ? s->result : "",
         s->detail, s->recording_path, s->recording_sha256,
         store_clamp_u64(s->recording_size), st->node);
-    return store_tx_end(st, r);
 }
 
-int store_session_close(struct store *st, const char *id, int64_t ended_at,
-                        uint64_t bytes_up, uint64_t bytes_down, int exit_status,
-                        const char *result)
+/* The UPDATE of store_session_close, inside the caller's transaction. */
+static int session_close_row(struct store *st, const char *id, int64_t ended_at,
+                             uint64_t bytes_up, uint64_t bytes_down,
+                             int exit_status, const char *result)
 {
     char key[STORE_ID_MAX + 1];
-    int r;
+    int changes = 0, r;
 
     if ((r = store_check_len(result, STORE_RESULT_MAX)) != ERR_OK) {
         return r;
@@ -141,14 +136,74 @@ int store_session_close(struct store *st, const char *id, int64_t ended_at,
     }
     /* Only an open row is closed: a second close (a reaper racing the
      * session's own close) finds none and never rewrites the report. */
-    return store_update_one(st, "session close",
-                            "UPDATE sessions SET ended_at = $1, bytes_up = $2,"
-                            " bytes_down = $3, exit_status = $4, result = $5"
-                            " WHERE id = $6 AND ended_at IS NULL",
-                            "iiiitt", ended_at != 0 ? ended_at : util_now(),
-                            store_clamp_u64(bytes_up),
-                            store_clamp_u64(bytes_down), (int64_t)exit_status,
-                            result, key);
+    r = store_run(st, "session close",
+                  "UPDATE sessions SET ended_at = $1, bytes_up = $2,"
+                  " bytes_down = $3, exit_status = $4, result = $5"
+                  " WHERE id = $6 AND ended_at IS NULL",
+                  &changes, "iiiitt", ended_at != 0 ? ended_at : util_now(),
+                  store_clamp_u64(bytes_up), store_clamp_u64(bytes_down),
+                  (int64_t)exit_status, result, key);
+    return r == ERR_OK && changes == 0 ? ERR_NOT_FOUND : r;
+}
+
+int store_session_open(struct store *st, const struct store_session *s)
+{
+    int r;
+
+    if (s == NULL) {
+        return ERR_INVALID;
+    }
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+        return r;
+    }
+    return store_tx_end(st, session_insert(st, s));
+}
+
+int store_session_close(struct store *st, const char *id, int64_t ended_at,
+                        uint64_t bytes_up, uint64_t bytes_down, int exit_status,
+                        const char *result)
+{
+    int r;
+
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+        return r;
+    }
+    return store_tx_end(st, session_close_row(st, id, ended_at, bytes_up,
+                                              bytes_down, exit_status, result));
+}
+
+int store_session_batch(struct store *st, struct store_session_op *ops,
+                        size_t n)
+{
+    size_t i;
+    int r;
+
+    if (n == 0) {
+        return ERR_OK;
+    }
+    if (ops == NULL) {
+        return ERR_INVALID;
+    }
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+        return r;
+    }
+    /* One op's own failure (a bad field, a row already closed) is its
+     * own: kept in ->r, the others are still written. Only a failure of
+     * the database itself rolls the whole batch back. */
+    for (i = 0; i < n; i++) {
+        struct store_session_op *o = &ops[i];
+
+        o->r = o->insert ? session_insert(st, &o->s)
+                         : session_close_row(st, o->s.id, o->s.ended_at,
+                                             o->s.bytes_up, o->s.bytes_down,
+                                             o->s.exit_status, o->s.result);
+        if (o->r != ERR_OK && o->r != ERR_INVALID && o->r != ERR_TOO_LONG &&
+            o->r != ERR_NOT_FOUND) {
+            r = o->r;
+            break;
+        }
+    }
+    return store_tx_end(st, r);
 }
 
 int store_session_update(struct store *st, const struct store_session *s)

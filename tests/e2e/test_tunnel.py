@@ -476,6 +476,106 @@ def test_unreachable_target_is_reported(server, agent):
     assert "refused" in row["result"].lower(), row
 
 
+def test_unreachable_target_with_early_bytes_gets_nothing_back(server, agent):
+    """The server sends a client's first bytes before the agent's "ok"
+    (optimistic open): when the target then refuses, the client's
+    connection is closed without a byte of anyone's, and the row says why
+    with nothing carried."""
+    tid, port, _ = tunnel_add(server, agent.id, "127.0.0.1:9")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.settimeout(10)
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n" * 100)
+        got = b""
+        try:
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                got += d
+        except ConnectionResetError:
+            pass
+    assert got == b""
+    row = wait_for(lambda: tunnel_rows(server, tid), what="the row")[0]
+    assert row["result"].startswith("error: connect"), row
+    assert "refused" in row["result"].lower(), row
+    assert (row["bytes_up"], row["bytes_down"]) == (0, 0), row
+
+
+def test_every_row_is_written_when_the_server_stops(server, agent, echo):
+    """Report rows are queued and written in batches (at most 100 ms
+    late): a server stopped right after many short connections, with one
+    still open, has written a row for each of them."""
+    tid, port, _ = tunnel_add(server, agent.id, "127.0.0.1:%d" % echo.port)
+    n = 30
+    for i in range(n):
+        data = b"short %d\n" % i
+        assert tcp_echo(port, data) == data
+    held = socket.create_connection(("127.0.0.1", port), timeout=10)
+    held.settimeout(10)
+    held.sendall(b"held\n")
+    assert held.recv(100) == b"held\n"
+    assert server.stop() == 0  # SIGTERM at once, the last rows still queued
+    held.close()
+    rows = tunnel_rows(server, tid)  # read from the store, server stopped
+    assert len(rows) == n + 1, rows
+    short = [r for r in rows if r["bytes_up"] != 5]
+    assert len(short) == n
+    for r in short:
+        assert r["result"] == "ok" and r["bytes_up"] == r["bytes_down"], r
+    assert sorted(r["bytes_up"] for r in short) == \
+        sorted(len(b"short %d\n" % i) for i in range(n))
+    last = [r for r in rows if r["bytes_up"] == 5]
+    assert len(last) == 1 and last[0]["bytes_down"] == 5, last
+    assert last[0]["result"], last  # closed by the stop, whatever the words
+    # no row of this tunnel was left open
+    assert not [s for s in server.sessions() if s["kind"] == "tunnel" and
+                tid in (s.get("detail") or "") and not s["result"]]
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process, from /proc/PID/stat."""
+    with open("/proc/%d/stat" % pid) as f:
+        st = f.read()
+    x = st[st.rindex(")") + 2:].split()
+    return (int(x[11]) + int(x[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_idle_agent_with_open_streams_sleeps(server, agent, echo):
+    """An agent whose tunnels hold open, idle connections sleeps in its
+    poll: no busy polling (libssh's zero-timeout polls happen only in a
+    pass that something woke). Measured from /proc over 3 s; the bound is
+    generous (a loop polling without sleep would use most of the 3 s)."""
+    with open("/proc/%d/comm" % agent.pid) as f:
+        assert f.read().strip().startswith("portcullis-agen")
+    tid, port, _ = tunnel_add(server, agent.id, "127.0.0.1:%d" % echo.port)
+    conns = []
+    try:
+        for i in range(20):
+            c = socket.create_connection(("127.0.0.1", port), timeout=10)
+            c.settimeout(10)
+            conns.append(c)
+            c.sendall(b"hello %d\n" % i)
+            got = b""
+            while not got.endswith(b"\n"):
+                d = c.recv(100)
+                assert d, "the echo closed"
+                got += d
+            assert got == b"hello %d\n" % i
+        time.sleep(1)  # the last replies' rows and window updates settle
+        a0, s0 = cpu_seconds(agent.pid), cpu_seconds(server.pid)
+        time.sleep(3)
+        agent_cpu = cpu_seconds(agent.pid) - a0
+        server_cpu = cpu_seconds(server.pid) - s0
+        assert agent_cpu <= 0.15, agent_cpu
+        assert server_cpu <= 0.15, server_cpu
+        # and the streams still work after the quiet
+        conns[0].sendall(b"again\n")
+        assert conns[0].recv(100) == b"again\n"
+    finally:
+        for c in conns:
+            c.close()
+
+
 @pytest.mark.timing
 @pytest.mark.timeout(180)
 def test_idle_tunnel_is_deleted(server, agent, echo):

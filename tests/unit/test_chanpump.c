@@ -478,6 +478,41 @@ static void test_done_both_ways(void **state)
     fx_free(f);
 }
 
+/* chanpump_run_up (the hub's optimistic open): the local end's bytes go
+ * to the channel, but neither its EOF nor anything of the channel's; a
+ * later chanpump_run passes on both. */
+static void test_run_up_only(void **state)
+{
+    struct fx *f = fx_new(false, 64);
+    bool moved = false;
+
+    f->c.window = 100;
+    memcpy(f->l.src, "hello", 5);
+    f->l.src_len = 5;
+    f->l.src_eof = true;
+    peer_sends(&f->c, &f->p, "early", 5);
+    chanpump_note_eof(&f->p);
+    assert_int_equal(chanpump_run_up(&f->p, &moved), ERR_OK);
+    assert_true(moved);
+    assert_int_equal(f->c.out_len, 5);
+    assert_memory_equal(f->c.out, "hello", 5);
+    assert_int_equal(f->c.eofs, 0);    /* the EOF waits */
+    assert_int_equal(f->l.dst_len, 0); /* nothing comes back */
+    assert_int_equal(f->l.shuts, 0);
+    assert_int_equal(f->p.nup, 5);
+    assert_null(f->p.up); /* nothing held, no buffer */
+    /* again: nothing more moves */
+    assert_int_equal(chanpump_run_up(&f->p, &moved), ERR_OK);
+    assert_int_equal(f->c.eofs, 0);
+    (void)run(f);
+    assert_int_equal(f->c.eofs, 1);
+    assert_int_equal(f->l.dst_len, 5);
+    assert_memory_equal(f->l.dst, "early", 5);
+    assert_int_equal(f->l.shuts, 1);
+    assert_true(chanpump_done(&f->p));
+    fx_free(f);
+}
+
 /* --- datagrams --- */
 
 /* Frames split across slices arrive as whole datagrams, one write each;
@@ -580,6 +615,7 @@ int main(void)
         cmocka_unit_test(test_write_pending_blocks_reading),
         cmocka_unit_test(test_channel_write_failure),
         cmocka_unit_test(test_done_both_ways),
+        cmocka_unit_test(test_run_up_only),
         cmocka_unit_test(test_dgram_down),
         cmocka_unit_test(test_dgram_too_long),
         cmocka_unit_test(test_dgram_up),

@@ -1148,6 +1148,75 @@ static void open_session(struct store *st, const char *user, const char *asset,
     }
 }
 
+/* store_session_batch: several rows in one transaction; one op's own
+ * failure (a close of no open row, an invalid row) leaves the others. */
+static void test_session_batch(void **state)
+{
+    struct store *st = S(state);
+    struct store_session_op ops[4];
+    struct store_session got;
+    char open_id[STORE_ID_MAX + 1];
+
+    /* an open row written on its own first, closed in the batch */
+    memset(&ops, 0, sizeof(ops));
+    util_uuid4(ops[0].s.id);
+    snprintf(ops[0].s.kind, sizeof(ops[0].s.kind), "tunnel");
+    ops[0].s.started_at = 2000;
+    assert_int_equal(store_session_open(st, &ops[0].s), ERR_OK);
+    memcpy(open_id, ops[0].s.id, sizeof(open_id));
+
+    memset(&ops, 0, sizeof(ops));
+    /* 0: a row written closed */
+    ops[0].insert = true;
+    util_uuid4(ops[0].s.id);
+    snprintf(ops[0].s.kind, sizeof(ops[0].s.kind), "tunnel");
+    ops[0].s.started_at = 2001;
+    ops[0].s.ended_at = 2002;
+    ops[0].s.bytes_up = 5;
+    ops[0].s.bytes_down = 7;
+    ops[0].s.exit_status = -1;
+    snprintf(ops[0].s.result, sizeof(ops[0].s.result), "ok");
+    /* 1: a close of no row at all */
+    util_uuid4(ops[1].s.id);
+    ops[1].s.ended_at = 2003;
+    snprintf(ops[1].s.result, sizeof(ops[1].s.result), "ok");
+    /* 2: a closed insert without a result: invalid */
+    ops[2].insert = true;
+    util_uuid4(ops[2].s.id);
+    ops[2].s.ended_at = 2003;
+    /* 3: the close of the open row */
+    snprintf(ops[3].s.id, sizeof(ops[3].s.id), "%s", open_id);
+    ops[3].s.ended_at = 2004;
+    ops[3].s.bytes_up = 11;
+    ops[3].s.bytes_down = 13;
+    ops[3].s.exit_status = -1;
+    snprintf(ops[3].s.result, sizeof(ops[3].s.result), "error: gone");
+    assert_int_equal(store_session_batch(st, ops, 4), ERR_OK);
+    assert_int_equal(ops[0].r, ERR_OK);
+    assert_int_equal(ops[1].r, ERR_NOT_FOUND);
+    assert_int_equal(ops[2].r, ERR_INVALID);
+    assert_int_equal(ops[3].r, ERR_OK);
+
+    assert_int_equal(store_session_get(st, ops[0].s.id, &got), ERR_OK);
+    assert_int_equal(got.ended_at, 2002);
+    assert_int_equal(got.bytes_up, 5);
+    assert_int_equal(got.bytes_down, 7);
+    assert_string_equal(got.result, "ok");
+    assert_int_equal(store_session_get(st, ops[2].s.id, &got), ERR_NOT_FOUND);
+    assert_int_equal(store_session_get(st, open_id, &got), ERR_OK);
+    assert_int_equal(got.ended_at, 2004);
+    assert_int_equal(got.bytes_up, 11);
+    assert_string_equal(got.result, "error: gone");
+    /* a closed row is never rewritten, in a batch either */
+    ops[3].s.ended_at = 2005;
+    snprintf(ops[3].s.result, sizeof(ops[3].s.result), "ok");
+    assert_int_equal(store_session_batch(st, &ops[3], 1), ERR_OK);
+    assert_int_equal(ops[3].r, ERR_NOT_FOUND);
+    assert_int_equal(store_session_get(st, open_id, &got), ERR_OK);
+    assert_string_equal(got.result, "error: gone");
+    assert_int_equal(store_session_batch(st, NULL, 0), ERR_OK);
+}
+
 static void test_sessions(void **state)
 {
     struct store *st = S(state);
@@ -1529,6 +1598,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_user_delete_cascades, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fork_guard, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_first_open, setup,
