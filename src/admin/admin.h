@@ -20,8 +20,10 @@
  * admin_ctx (the door: who, from where, how to tell a running server)
  * writes its audit event here, once, whichever door it came through; the
  * doors write none for these (the CLI has no audit hook of its own, and
- * these routes have no audit action). Actions are "<noun>.<verb>". Site roles,
- * logins and a user's own password change are still audited by the doors.
+ * these routes have no audit action). Actions are "<noun>.<verb>"; site
+ * and job roles are audited here too ("role.grant", "role.revoke"). Only
+ * logins and a user's own password change ("user.passwd" on PATCH
+ * /api/v1/me) are audited by the doors.
  *
  * Dependencies: admin includes store, auth, hub (tunnel rules, notices)
  * and common, never cli; http only for the JWT code (admin_token.c) until

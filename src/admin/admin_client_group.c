@@ -204,7 +204,8 @@ bool admin_client_group_has(const struct store_client_group *g,
 }
 
 json_t *admin_client_group_json(const struct store_client_group *g,
-                                const struct store_agent *agents, size_t n)
+                                bool members, const struct store_agent *agents,
+                                size_t n)
 {
     json_t *o = json_object();
 
@@ -215,7 +216,7 @@ json_t *admin_client_group_json(const struct store_client_group *g,
     json_object_set_new(o, "rules", json_loads(g->rules, 0, NULL));
     json_object_set_new(o, "created_by", json_string(g->created_by));
     json_object_set_new(o, "created", admin_json_time(g->created_at));
-    if (agents != NULL) {
+    if (members) {
         json_t *m = json_array();
         for (size_t i = 0; i < n; i++) {
             if (admin_client_group_has(g, &agents[i])) {

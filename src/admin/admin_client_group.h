@@ -40,8 +40,10 @@ int admin_client_group_member(const struct admin_ctx *c, const char *ref,
 /* Whether agent a is a member of g. */
 bool admin_client_group_has(const struct store_client_group *g,
                             const struct store_agent *a);
-/* A group as JSON; with agents (n of them), its current members too. */
+/* A group as JSON; with members, its current members too (a list of IDs,
+ * [] when none of the n agents, or no agent at all, is one). */
 json_t *admin_client_group_json(const struct store_client_group *g,
-                                const struct store_agent *agents, size_t n);
+                                bool members, const struct store_agent *agents,
+                                size_t n);
 
 #endif

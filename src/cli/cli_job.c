@@ -1115,8 +1115,8 @@ static int cg_list_run(struct cli_ctx *ctx, int argc, char **argv)
     if (json) {
         json_t *arr = json_array();
         for (size_t i = 0; i < n; i++) {
-            cli_json_append(&arr,
-                            admin_client_group_json(&list[i], agents, na));
+            cli_json_append(
+                &arr, admin_client_group_json(&list[i], true, agents, na));
         }
         free(list);
         store_agent_list_free(agents, na);
@@ -1156,7 +1156,7 @@ static int cg_show_run(struct cli_ctx *ctx, int argc, char **argv)
         free(g);
         return cli_store_error(r, "client group", pos[0]);
     }
-    rc = cli_json_print(admin_client_group_json(g, agents, na));
+    rc = cli_json_print(admin_client_group_json(g, true, agents, na));
     store_agent_list_free(agents, na);
     free(g);
     return rc;

@@ -137,9 +137,6 @@ static void cluster_on_notice(void *arg, unsigned what, const char *from)
 {
     struct cluster *c = arg;
 
-    /* the database answers: the store's reads below need not wait out
-     * its reconnection back-off (PostgreSQL outages, test_cluster.py) */
-    store_notice_seen(c->st);
     if (strcmp(from, c->self.id) == 0) {
         return; /* our own, acted on when it was made */
     }
@@ -271,7 +268,7 @@ int cluster_start(struct cluster **out, const struct config *cfg,
         free(c);
         return r;
     }
-    if ((r = store_listener_start(&c->listener, loop, cfg->store_path,
+    if ((r = store_listener_start(&c->listener, loop, cfg->store_path, st,
                                   cluster_on_notice, c)) != ERR_OK) {
         free(c);
         return r;

@@ -390,8 +390,8 @@ int http_h_client_groups_list(struct http_req *req)
     }
     arr = json_array();
     for (size_t i = 0; i < n; i++) {
-        json_array_append_new(arr,
-                              admin_client_group_json(&list[i], agents, na));
+        json_array_append_new(
+            arr, admin_client_group_json(&list[i], true, agents, na));
     }
     free(list);
     store_agent_list_free(agents, na);
@@ -434,7 +434,7 @@ int http_h_client_groups_add(struct http_req *req)
         return http_admin_error(req, &e);
     }
     snprintf(req->audit_target, sizeof(req->audit_target), "%s", g->name);
-    http_ok(req, 201, admin_client_group_json(g, NULL, 0), NULL);
+    http_ok(req, 201, admin_client_group_json(g, false, NULL, 0), NULL);
     free(g);
     return 0;
 }
@@ -456,7 +456,7 @@ int http_h_client_groups_get(struct http_req *req)
         free(g);
         return http_store_error(req, r, "client group", req->params[0]);
     }
-    http_ok(req, 200, admin_client_group_json(g, agents, na), NULL);
+    http_ok(req, 200, admin_client_group_json(g, true, agents, na), NULL);
     store_agent_list_free(agents, na);
     free(g);
     return 0;
@@ -521,7 +521,7 @@ static int http_client_group_member(struct http_req *req, const char *agent,
         return http_admin_error(req, &e);
     }
     (void)store_agent_list(req->h->store, &agents, &na);
-    http_ok(req, 200, admin_client_group_json(g, agents, na), NULL);
+    http_ok(req, 200, admin_client_group_json(g, true, agents, na), NULL);
     store_agent_list_free(agents, na);
     free(g);
     return 0;

@@ -17,7 +17,12 @@
  * The listener runs on the caller's loop on a connection of its own,
  * non-blocking throughout (connection, LISTEN, reads), so a slow or
  * unreachable database never holds the main loop; it reconnects by
- * itself. All functions run in the loop's thread.
+ * itself. Whenever it sees the database answer (a notice, or LISTEN in
+ * effect again) it nudges the store handle it was given: that handle's
+ * connection, if it lost the server and waits out its reconnection
+ * back-off, tries at its next call, so the store reads a notice asks for
+ * do not fail for seconds after an outage. All functions run in the
+ * loop's thread.
  */
 #ifndef PORTCULLIS_STORE_NOTICES_H
 #define PORTCULLIS_STORE_NOTICES_H
@@ -32,21 +37,18 @@
  * (nothing to do). */
 int store_notice_publish(struct store *st, unsigned what);
 
-/* A listener's connection just saw the database answer (a notice, or
- * LISTEN in effect again): st's own connection, if it lost the server and
- * waits out its reconnection back-off, tries at its next call, so the
- * store reads a notice asks for do not fail for seconds after an outage. */
-void store_notice_seen(struct store *st);
-
 struct store_listener;
 /* fn(arg, what, from): from is the publishing node's ID, "" for the CLI
  * and for STORE_NOTICE_ALL. */
 typedef void (*store_notice_fn)(void *arg, unsigned what, const char *from);
 
 /* Starts listening on the database at location (what store_open() takes)
- * on loop. On SQLite *out is NULL and ERR_OK: nothing to listen to. */
+ * on loop; st (or NULL) is the handle to nudge when the database answers
+ * (see above), used in the loop's thread only. On SQLite *out is NULL and
+ * ERR_OK: nothing to listen to. */
 int store_listener_start(struct store_listener **out, struct loop *loop,
-                         const char *location, store_notice_fn fn, void *arg);
+                         const char *location, struct store *st,
+                         store_notice_fn fn, void *arg);
 /* true while LISTEN is in effect (tests, logs). */
 bool store_listener_ready(const struct store_listener *l);
 void store_listener_stop(struct store_listener *l);

@@ -15,6 +15,11 @@
  * socket libpq uses may change during a connection attempt (several
  * hosts in the URL), so it is asked for after every poll.
  *
+ * Whenever the database answers (a notice, LISTEN in effect again) the
+ * store handle the caller gave is told to stop waiting out its own
+ * reconnection back-off (db_retry_now): the reads a notice asks for
+ * follow at once (PostgreSQL outages, test_cluster.py).
+ *
  * Payload: "MASK NODE" (decimal mask, node ID or nothing), at most
  * NOTICE_PAYLOAD_MAX bytes; anything else is ignored.
  */
@@ -36,11 +41,6 @@
 #define NOTICE_PAYLOAD_MAX 64
 #define NOTICE_RETRY_MIN_MS 500
 #define NOTICE_RETRY_MAX_MS 5000
-
-void store_notice_seen(struct store *st)
-{
-    db_retry_now(store_db(st));
-}
 
 int store_notice_publish(struct store *st, unsigned what)
 {
@@ -64,6 +64,7 @@ enum sl_state { SL_WAIT, SL_CONNECTING, SL_SENT, SL_READY };
 struct store_listener {
     struct loop *loop;
     char *location;
+    struct store *st; /* nudged when the database answers, or NULL */
     store_notice_fn fn;
     void *arg;
     PGconn *conn;
@@ -76,6 +77,15 @@ struct store_listener {
 };
 
 static void sl_connect(struct store_listener *l);
+
+/* The database answered: l->st's connection need not wait out its
+ * reconnection back-off. */
+static void sl_seen(struct store_listener *l)
+{
+    if (l->st != NULL) {
+        db_retry_now(store_db(l->st));
+    }
+}
 
 /* Watches fd for events (replacing the old fd if it changed). */
 static int sl_watch(struct store_listener *l, int fd, int events)
@@ -153,6 +163,7 @@ static void sl_notice(struct store_listener *l, const PGnotify *n)
     if (*end == ' ' && strlen(end + 1) <= NODE_ID_MAX) {
         snprintf(from, sizeof(from), "%s", end + 1);
     }
+    sl_seen(l);
     l->fn(l->arg, (unsigned)what, from);
 }
 
@@ -176,6 +187,7 @@ static bool sl_read(struct store_listener *l)
                 log_info("store notices: listening again");
             }
             l->warned = false;
+            sl_seen(l);
             if (l->lost) {
                 /* notices sent while we were away are gone */
                 l->lost = false;
@@ -272,7 +284,8 @@ static void sl_connect(struct store_listener *l)
 }
 
 int store_listener_start(struct store_listener **out, struct loop *loop,
-                         const char *location, store_notice_fn fn, void *arg)
+                         const char *location, struct store *st,
+                         store_notice_fn fn, void *arg)
 {
     struct store_listener *l;
 
@@ -286,6 +299,7 @@ int store_listener_start(struct store_listener **out, struct loop *loop,
         return ERR_NOMEM;
     }
     l->loop = loop;
+    l->st = st;
     l->fn = fn;
     l->arg = arg;
     l->fd = -1;

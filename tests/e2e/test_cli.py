@@ -322,11 +322,12 @@ def test_client_group_verbs(pc):
     assert (g["agents"], g["rules"], g["description"]) == (
         ["a1", "a2"], {"name": ["w*"], "tags": ["prod", "dev"]},
         "the web tier"), g
-    assert g.get("members", []) == [], g  # no agents yet
+    assert g["members"] == [], g  # no agents yet: the key all the same
     _, out, _ = pc.cli("client-group", "list")
     assert out.splitlines()[1].split()[:2] == ["web", "0"], out
     _, out, _ = pc.cli("client-group", "list", "--json")
-    assert [g["name"] for g in json.loads(out)] == ["web"]
+    assert [(g["name"], g["members"]) for g in json.loads(out)] == [
+        ("web", [])], out
     for verb in ("show", "delete"):
         rc, out, err = pc.cli("client-group", verb, "nope", check=False)
         line = assert_one_line_error(rc, out, err)

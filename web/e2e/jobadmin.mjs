@@ -28,33 +28,15 @@
 // Prints one JSON line of results;
 // exits 1 with the failed step on stderr otherwise. No console errors but
 // the browser's lines for the refusals provoked on purpose.
-import { mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { Run, unlabelledControls } from './lib.mjs';
 
-const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
-const CHROMIUM = process.env.PORTCULLIS_CHROMIUM || '/usr/bin/chromium';
-const results = {};
-const consoleErrors = [];
-let step = 'start';
+const run = new Run();
+const { cfg, results } = run;
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'], headless: true,
-});
+// the refusals provoked on purpose: the page shows them in words
+const refusal = (m) => /Failed to load resource: the server responded with a status of (400|403|404|409)/.test(m.text());
 
-async function shot(page, name) {
-  if (!cfg.screenshots) return;
-  mkdirSync(cfg.screenshots, { recursive: true });
-  await page.screenshot({ path: join(cfg.screenshots, `${name}.png`), fullPage: true });
-}
-
-async function signIn(page, user, password) {
-  await page.goto(`${cfg.url}/login`);
-  await page.getByLabel('User name').fill(user);
-  await page.getByLabel('Password').fill(password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('heading', { level: 1, name: 'Dashboard' }).waitFor({ timeout: 20000 });
-}
+const shot = (page, name) => run.shot(page, name, { fullPage: true });
 
 async function open(page, label) {
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: label, exact: true }).click();
@@ -63,37 +45,20 @@ async function open(page, label) {
 
 // every control has a label or text (as run.mjs checks on every page)
 async function labelled(page) {
-  const bare = await page.evaluate(() => [
-    ...[...document.querySelectorAll('input, select, textarea')]
-      .filter((e) => e.type !== 'hidden' && e.labels.length === 0 && !e.getAttribute('aria-label')),
-    ...[...document.querySelectorAll('button, a[href]')]
-      .filter((e) => !e.textContent.trim() && !e.getAttribute('aria-label')),
-  ].map((e) => e.outerHTML.slice(0, 120)));
+  const bare = await unlabelledControls(page);
   if (bare.length) throw new Error(`controls without a label: ${bare.join(' ')}`);
 }
 
 const alertText = async (scope) => (await scope.getByRole('alert').innerText()).replace(/\s+/g, ' ').trim();
 
-function watch(page) {
-  page.on('console', (m) => {
-    if (m.type() !== 'error') return;
-    // the refusals provoked on purpose: the page shows them in words
-    if (/Failed to load resource: the server responded with a status of (400|403|404|409)/.test(m.text())) return;
-    consoleErrors.push(`[${step}] ${m.text()}`);
-  });
-  page.on('pageerror', (e) => consoleErrors.push(`[${step}] page error: ${e.message}`));
-}
-
-try {
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const page = await ctx.newPage();
-  watch(page);
+await run.main(async (browser) => {
+  const page = await run.newPage(browser, {}, refusal);
   const [A, B] = cfg.agents;
 
-  step = 'sign in';
-  await signIn(page, cfg.admin_user, cfg.admin_password);
+  run.step = 'sign in';
+  await run.signIn(page, cfg.admin_user, cfg.admin_password);
 
-  step = 'client groups: add one with agent A';
+  run.step = 'client groups: add one with agent A';
   await open(page, 'Client groups');
   await labelled(page);
   const newGroup = page.getByRole('form', { name: 'New client group' });
@@ -104,14 +69,14 @@ try {
   const row = groups.getByRole('row').filter({ hasText: cfg.group });
   await row.getByRole('list', { name: `Agents of ${cfg.group}` }).getByText(A).waitFor({ timeout: 20000 });
 
-  step = 'client groups: the same name again is refused';
+  run.step = 'client groups: the same name again is refused';
   await newGroup.getByLabel('Group name').fill(cfg.group);
   await newGroup.getByLabel(`${A} (online)`).check();
   await newGroup.getByRole('button', { name: 'Add client group' }).click();
   await newGroup.getByRole('alert').waitFor({ timeout: 20000 });
   results.group_refused = await alertText(newGroup);
 
-  step = 'client groups: add B, remove A';
+  run.step = 'client groups: add B, remove A';
   await row.getByLabel(`Add agent to ${cfg.group}`).selectOption(B);
   await row.getByRole('button', { name: 'Add', exact: true }).click();
   await row.getByRole('button', { name: `Remove ${B} from ${cfg.group}` }).waitFor({ timeout: 20000 });
@@ -122,7 +87,7 @@ try {
   results.group_members = (await row.locator('td[data-label="Members now"]').innerText()).trim();
   await shot(page, 'client-groups');
 
-  step = 'job roles: a user who does not exist is refused';
+  run.step = 'job roles: a user who does not exist is refused';
   await open(page, 'Job roles');
   await labelled(page);
   const grant = page.getByRole('form', { name: 'Grant a job role' });
@@ -133,7 +98,7 @@ try {
   await page.getByRole('alert').first().waitFor({ timeout: 20000 });
   results.grant_refused = await alertText(page.locator('section.page'));
 
-  step = 'job roles: grant job-pusher and job-runner, revoke job-runner';
+  run.step = 'job roles: grant job-pusher and job-runner, revoke job-runner';
   const roles = page.getByRole('table', { name: 'Job roles' });
   for (const role of ['job-pusher', 'job-runner']) {
     await grant.getByLabel('User name').fill(cfg.operator.user);
@@ -150,7 +115,7 @@ try {
     .map((t) => t.replace(/\s+/g, ' ').trim());
   await shot(page, 'job-roles');
 
-  step = 'file push: to the group, inside the push directory';
+  run.step = 'file push: to the group, inside the push directory';
   await open(page, 'File push');
   await labelled(page);
   const push = page.getByRole('form', { name: 'Push a file' });
@@ -177,10 +142,10 @@ try {
   results.push_ok = await pushTo(cfg.push.inside);
   await shot(page, 'push');
 
-  step = 'file push: outside the push directory is refused';
+  run.step = 'file push: outside the push directory is refused';
   results.push_refused = await pushTo(cfg.push.outside);
 
-  step = 'schedules: a bad cron expression shows its error';
+  run.step = 'schedules: a bad cron expression shows its error';
   await open(page, 'Schedules');
   await labelled(page);
   const sched = page.getByRole('form', { name: 'New schedule' });
@@ -192,7 +157,7 @@ try {
   await sched.getByRole('alert').waitFor({ timeout: 20000 });
   results.cron_refused = await alertText(sched);
 
-  step = 'schedules: add, see it fire, disable';
+  run.step = 'schedules: add, see it fire, disable';
   await sched.getByLabel('Cron').fill('* * * * *');
   await sched.getByRole('button', { name: 'Add schedule' }).click();
   const table = page.getByRole('table', { name: 'Schedules' });
@@ -219,7 +184,7 @@ try {
   };
   await shot(page, 'schedules');
 
-  step = 'schedules: add another and delete it';
+  run.step = 'schedules: add another and delete it';
   await sched.getByLabel('Name', { exact: true }).fill(`${cfg.schedule}-gone`);
   await sched.getByLabel('Cron').fill('0 3 * * 1');
   await sched.getByLabel('Command').fill('true');
@@ -231,10 +196,10 @@ try {
   await gone.getByRole('button', { name: 'Confirm: delete' }).click();
   await gone.waitFor({ state: 'detached', timeout: 20000 });
 
-  step = 'the operator: only File push, and only the group';
+  run.step = 'the operator: only File push, and only the group';
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByLabel('User name').waitFor({ timeout: 20000 });
-  await signIn(page, cfg.operator.user, cfg.operator.password);
+  await run.signIn(page, cfg.operator.user, cfg.operator.password);
   const nav = page.getByRole('navigation', { name: 'Main' });
   results.operator_nav = (await nav.getByRole('link').allInnerTexts()).map((t) => t.trim());
   await open(page, 'File push');
@@ -243,16 +208,16 @@ try {
   ));
   results.operator_push = await pushTo(cfg.push.inside2);
 
-  step = 'the operator: the Client groups page is refused by the server';
+  run.step = 'the operator: the Client groups page is refused by the server';
   await page.goto(`${cfg.url}/client-groups`);
   await page.getByRole('heading', { level: 1, name: 'Client groups' }).waitFor({ timeout: 20000 });
   await page.getByRole('alert').first().waitFor({ timeout: 20000 });
   results.operator_groups = (await page.getByRole('alert').first().innerText()).replace(/\s+/g, ' ').trim();
 
-  step = 'the runner: Jobs on their client group';
+  run.step = 'the runner: Jobs on their client group';
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByLabel('User name').waitFor({ timeout: 20000 });
-  await signIn(page, cfg.runner.user, cfg.runner.password);
+  await run.signIn(page, cfg.runner.user, cfg.runner.password);
   results.runner_nav = (await nav.getByRole('link').allInnerTexts()).map((t) => t.trim());
   await open(page, 'Jobs');
   await labelled(page);
@@ -273,7 +238,7 @@ try {
     stdout: (await job.getByLabel(`stdout of ${A}`).innerText()).trim(),
   };
 
-  step = 'the runner: an agent outside their group, by tag, is refused';
+  run.step = 'the runner: an agent outside their group, by tag, is refused';
   await box.uncheck();
   await form.getByLabel('Or by tags').fill(cfg.runner.tag_b);
   await form.getByLabel('Command').fill(`echo not-${cfg.runner.mark}`);
@@ -281,7 +246,7 @@ try {
   await form.getByRole('alert').waitFor({ timeout: 20000 });
   results.runner_refused = await alertText(form);
 
-  step = 'the runner (also job-scheduler): only their own schedules, on their group';
+  run.step = 'the runner (also job-scheduler): only their own schedules, on their group';
   await open(page, 'Schedules');
   const rsched = page.getByRole('form', { name: 'New schedule' });
   await rsched.getByLabel(`Client group ${cfg.runner.group}`).waitFor({ timeout: 20000 });
@@ -297,11 +262,4 @@ try {
   await rtable.getByRole('row').filter({ hasText: `${cfg.schedule}-runner` }).waitFor({ timeout: 20000 });
   results.runner_schedules = (await rtable.locator('td[data-label="Name"]').allInnerTexts()).map((t) => t.trim());
 
-  if (consoleErrors.length) throw new Error(`console errors:\n${consoleErrors.join('\n')}`);
-  console.log(JSON.stringify(results));
-} catch (e) {
-  console.error(`${step}: ${e.message}`);
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+});
