@@ -162,17 +162,22 @@ int store_job_list(struct store *st, int limit, struct store_job **list,
 
 int store_job_list_queued(struct store *st, struct store_job **list, size_t *n)
 {
+    /* Jobs for an agent another node holds are that node's to run: left
+     * out here, so that a long queue of them cannot hide this node's own
+     * jobs behind the page (the hub still checks each agent it is given,
+     * in case one moved since). */
     void *items = NULL;
     int r;
 
     *list = NULL;
     *n = 0;
-    r = store_list_query(st, "job queued",
-                         JOB_SELECT " WHERE status = 'queued'"
-                                    " ORDER BY started_at, batch_seq, id"
-                                    " LIMIT 256",
-                         sizeof(struct store_job), job_fill, NULL, &items, n,
-                         "");
+    r = store_list_query(
+        st, "job queued",
+        JOB_SELECT " WHERE status = 'queued' AND NOT EXISTS"
+                   " (SELECT 1 FROM agents a WHERE a.id = jobs.agent_id"
+                   " AND a.online <> 0 AND a.node NOT IN ('', $1))"
+                   " ORDER BY started_at, batch_seq, id LIMIT 256",
+        sizeof(struct store_job), job_fill, NULL, &items, n, "t", st->node);
     *list = items;
     return r;
 }
