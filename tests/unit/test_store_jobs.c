@@ -466,6 +466,49 @@ static void test_queued_skips_other_nodes_agents(void **state)
     free(list);
 }
 
+/* A batch with a concurrency limit fills the queued page with no more
+ * than its limit: a big batch on one-at-a-time does not hide the jobs
+ * queued after it. */
+static void test_queued_page_not_filled_by_a_limited_batch(void **state)
+{
+    struct store *st = S(state);
+    static struct store_job j, *list;
+    char mine[STORE_ID_MAX + 1];
+    size_t n = 0;
+
+    for (int i = 0; i < 300; i++) {
+        memset(&j, 0, sizeof(j));
+        snprintf(j.agent_id, sizeof(j.agent_id), "ag%d", i);
+        snprintf(j.command, sizeof(j.command), "true");
+        snprintf(j.status, sizeof(j.status), "queued");
+        snprintf(j.batch_id, sizeof(j.batch_id),
+                 "00000000-0000-4000-8000-000000000002");
+        j.batch_seq = i;
+        j.concurrency = 2;
+        j.timeout = 5;
+        assert_int_equal(store_job_add(st, &j), ERR_OK);
+    }
+    memset(&j, 0, sizeof(j));
+    snprintf(j.agent_id, sizeof(j.agent_id), "lone");
+    snprintf(j.command, sizeof(j.command), "true");
+    snprintf(j.status, sizeof(j.status), "queued");
+    j.timeout = 5;
+    assert_int_equal(store_job_add(st, &j), ERR_OK);
+    snprintf(mine, sizeof(mine), "%s", j.id);
+    assert_int_equal(store_job_list_queued(st, &list, &n), ERR_OK);
+    /* the batch's first two and the lone job (the same second: any order) */
+    assert_int_equal(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        assert_true(strcmp(list[i].agent_id, "ag0") == 0 ||
+                    strcmp(list[i].agent_id, "ag1") == 0 ||
+                    strcmp(list[i].id, mine) == 0);
+    }
+    assert_string_not_equal(list[0].agent_id, list[1].agent_id);
+    assert_string_not_equal(list[1].agent_id, list[2].agent_id);
+    assert_string_not_equal(list[0].agent_id, list[2].agent_id);
+    free(list);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -478,6 +521,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_job_roles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queued_skips_other_nodes_agents,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_queued_page_not_filled_by_a_limited_batch, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
