@@ -12,7 +12,8 @@
  * slice of the job's own buffers when it can write, so a client that
  * reads slowly (or never) makes the server hold nothing but two offsets.
  * A job that ended already, or runs on another node of a cluster, is
- * followed through the store instead (its output recorded every 250 ms),
+ * followed through the store instead (its output recorded every 250 ms,
+ * less often once large: hub_job.c),
  * read every HTTP_SSE_POLL_MS and only after the last read was written.
  *
  * A connection that cannot write for HTTP_SSE_STALL_MS (the client reads

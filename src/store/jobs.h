@@ -69,7 +69,9 @@ void store_job_free_output(struct store_job *j);
 /* The newest jobs first (at most limit), without output. */
 int store_job_list(struct store *st, int limit, struct store_job **list,
                    size_t *n);
-/* Queued jobs, oldest first (at most 256), without output. */
+/* Queued jobs, oldest first (at most 256), without output, leaving out
+ * those for an agent that another node holds (online there), and of a
+ * batch with a concurrency limit C all but its first C queued. */
 int store_job_list_queued(struct store *st, struct store_job **list, size_t *n);
 /* queued -> running; ERR_NOT_FOUND if it was not queued (taken). */
 int store_job_claim(struct store *st, const char *id);

@@ -12,10 +12,11 @@
 #include "store/db.h"
 #include "store/store_internal.h"
 
-#define JOB_SELECT                                                             \
-    "SELECT id, started_by, agent_id, command, cwd, timeout, status,"          \
+#define JOB_COLS                                                               \
+    "id, started_by, agent_id, command, cwd, timeout, status,"                 \
     " exit_code, signal, why, started_at, finished_at, batch_id,"              \
-    " concurrency, stop_on_failure, interpreter, batch_seq, sudo FROM jobs"
+    " concurrency, stop_on_failure, interpreter, batch_seq, sudo"
+#define JOB_SELECT "SELECT " JOB_COLS " FROM jobs"
 
 static int job_fill(struct db_stmt *s, void *item)
 {
@@ -162,17 +163,27 @@ int store_job_list(struct store *st, int limit, struct store_job **list,
 
 int store_job_list_queued(struct store *st, struct store_job **list, size_t *n)
 {
+    /* Jobs for an agent another node holds are that node's to run, and a
+     * batch with a concurrency limit can start at most that many at once:
+     * neither fills the page beyond that, so that a long queue of them
+     * cannot hide this node's other jobs behind it (the hub still checks
+     * each agent and each batch's running count, in case they changed). */
     void *items = NULL;
     int r;
 
     *list = NULL;
     *n = 0;
-    r = store_list_query(st, "job queued",
-                         JOB_SELECT " WHERE status = 'queued'"
-                                    " ORDER BY started_at, batch_seq, id"
-                                    " LIMIT 256",
-                         sizeof(struct store_job), job_fill, NULL, &items, n,
-                         "");
+    r = store_list_query(
+        st, "job queued",
+        "SELECT " JOB_COLS " FROM"
+        " (SELECT " JOB_COLS ", ROW_NUMBER() OVER (PARTITION BY batch_id"
+        " ORDER BY batch_seq, id) AS nth FROM jobs"
+        " WHERE status = 'queued' AND NOT EXISTS"
+        " (SELECT 1 FROM agents a WHERE a.id = jobs.agent_id"
+        " AND a.online <> 0 AND a.node NOT IN ('', $1))) q"
+        " WHERE batch_id = '' OR concurrency <= 0 OR nth <= concurrency"
+        " ORDER BY started_at, batch_seq, id LIMIT 256",
+        sizeof(struct store_job), job_fill, NULL, &items, n, "t", st->node);
     *list = items;
     return r;
 }

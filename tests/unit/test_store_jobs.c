@@ -8,6 +8,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,8 +20,10 @@
 
 #include "common/err.h"
 #include "store/access.h"
+#include "store/agents.h"
 #include "store/client_groups.h"
 #include "store/jobs.h"
+#include "store/nodes.h"
 #include "store/schedules.h"
 #include "store/store.h"
 
@@ -412,6 +415,100 @@ static void test_job_roles(void **state)
     free(list);
 }
 
+/* The queued page leaves out the jobs of an agent another node holds:
+ * more than a page of them must not hide this node's own jobs (review
+ * of issue 14: starvation). */
+#define N1 "11111111111111111111111111111111"
+#define N2 "22222222222222222222222222222222"
+
+static void test_queued_skips_other_nodes_agents(void **state)
+{
+    struct store *st = S(state);
+    static struct store_job j, *list;
+    static struct store_agent a;
+    char mine[STORE_ID_MAX + 1];
+    size_t n = 0;
+    bool far = false;
+
+    /* agent "far" is online on node N2 */
+    assert_int_equal(store_set_node(st, N2), ERR_OK);
+    snprintf(a.id, sizeof(a.id), "far");
+    assert_int_equal(store_agent_online(st, &a, 1000), ERR_OK);
+    for (int i = 0; i < 300; i++) {
+        memset(&j, 0, sizeof(j));
+        snprintf(j.agent_id, sizeof(j.agent_id), "far");
+        snprintf(j.command, sizeof(j.command), "true");
+        snprintf(j.status, sizeof(j.status), "queued");
+        j.timeout = 5;
+        assert_int_equal(store_job_add(st, &j), ERR_OK);
+    }
+    memset(&j, 0, sizeof(j));
+    snprintf(j.agent_id, sizeof(j.agent_id), "near");
+    snprintf(j.command, sizeof(j.command), "true");
+    snprintf(j.status, sizeof(j.status), "queued");
+    j.timeout = 5;
+    assert_int_equal(store_job_add(st, &j), ERR_OK);
+    snprintf(mine, sizeof(mine), "%s", j.id);
+    /* node N1 sees its own job, and none of N2's */
+    assert_int_equal(store_set_node(st, N1), ERR_OK);
+    assert_int_equal(store_job_list_queued(st, &list, &n), ERR_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].id, mine);
+    free(list);
+    /* node N2 sees a page of its agent's jobs first */
+    assert_int_equal(store_set_node(st, N2), ERR_OK);
+    assert_int_equal(store_job_list_queued(st, &list, &n), ERR_OK);
+    assert_int_equal(n, 256);
+    for (size_t i = 0; i < n; i++) {
+        far = far || strcmp(list[i].agent_id, "far") == 0;
+    }
+    assert_true(far);
+    free(list);
+}
+
+/* A batch with a concurrency limit fills the queued page with no more
+ * than its limit: a big batch on one-at-a-time does not hide the jobs
+ * queued after it. */
+static void test_queued_page_not_filled_by_a_limited_batch(void **state)
+{
+    struct store *st = S(state);
+    static struct store_job j, *list;
+    char mine[STORE_ID_MAX + 1];
+    size_t n = 0;
+
+    for (int i = 0; i < 300; i++) {
+        memset(&j, 0, sizeof(j));
+        snprintf(j.agent_id, sizeof(j.agent_id), "ag%d", i);
+        snprintf(j.command, sizeof(j.command), "true");
+        snprintf(j.status, sizeof(j.status), "queued");
+        snprintf(j.batch_id, sizeof(j.batch_id),
+                 "00000000-0000-4000-8000-000000000002");
+        j.batch_seq = i;
+        j.concurrency = 2;
+        j.timeout = 5;
+        assert_int_equal(store_job_add(st, &j), ERR_OK);
+    }
+    memset(&j, 0, sizeof(j));
+    snprintf(j.agent_id, sizeof(j.agent_id), "lone");
+    snprintf(j.command, sizeof(j.command), "true");
+    snprintf(j.status, sizeof(j.status), "queued");
+    j.timeout = 5;
+    assert_int_equal(store_job_add(st, &j), ERR_OK);
+    snprintf(mine, sizeof(mine), "%s", j.id);
+    assert_int_equal(store_job_list_queued(st, &list, &n), ERR_OK);
+    /* the batch's first two and the lone job (the same second: any order) */
+    assert_int_equal(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        assert_true(strcmp(list[i].agent_id, "ag0") == 0 ||
+                    strcmp(list[i].agent_id, "ag1") == 0 ||
+                    strcmp(list[i].id, mine) == 0);
+    }
+    assert_string_not_equal(list[0].agent_id, list[1].agent_id);
+    assert_string_not_equal(list[1].agent_id, list[2].agent_id);
+    assert_string_not_equal(list[0].agent_id, list[2].agent_id);
+    free(list);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -422,6 +519,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_get_by_name_or_id, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_job_roles, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queued_skips_other_nodes_agents,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_queued_page_not_filled_by_a_limited_batch, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
