@@ -245,6 +245,7 @@ int config_defaults(struct config *cfg, const char *data_dir)
     cfg->http_timeout_seconds = 30;
     cfg->max_failures = 5;
     cfg->record_rdp_max_mb = 256;
+    cfg->record_ssh_max_mb = 1024;
     cfg->failure_window_seconds = 300;
     cfg->lockout_seconds = 300;
     cfg->failure_delay_ms = 1000;
@@ -490,6 +491,7 @@ static const struct config_key config_keys[] = {
     CK("record", "dir", CK_PATH, record_dir, 0, 0),
     CK("record", "retention_days", CK_INT, record_retention_days, 0, 36500),
     CK("record", "rdp_max_mb", CK_INT, record_rdp_max_mb, 1, 4096),
+    CK("record", "ssh_max_mb", CK_INT, record_ssh_max_mb, 1, 65536),
     CK("agent", "keepalive_seconds", CK_INT, agent_keepalive_seconds, 1, 3600),
     CK("agent", "timeout_seconds", CK_INT, agent_timeout_seconds, 2, 7200),
     CK("agent", "max_agents", CK_INT, agent_max, 1, 1000000),

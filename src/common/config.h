@@ -25,7 +25,8 @@
  *   [auth]    max_failures, failure_window_seconds, lockout_seconds,
  *             failure_delay_ms, max_concurrent_hashes
  *   [record]  dir (recordings), retention_days (0 = keep forever),
- *             rdp_max_mb (an RDP recording's size limit, MiB)
+ *             rdp_max_mb, ssh_max_mb (an RDP / SSH recording's size
+ *             limit, MiB)
  *   [node]    name, heartbeat_seconds, dead_after_seconds (a node of a
  *             cluster on a shared store, store/nodes.h)
  *   [directory "NAME"]  any keys: kept as written (struct config_subkey)
@@ -152,6 +153,7 @@ struct config {
     char *record_dir;          /* absolute; session recordings */
     int record_retention_days; /* 0 = keep forever */
     int record_rdp_max_mb;     /* an RDP recording's size limit, MiB */
+    int record_ssh_max_mb;     /* an SSH recording's size limit, MiB */
 
     /* agents (the hub, src/hub/) */
     int agent_keepalive_seconds; /* WebSocket ping after this much silence */

@@ -275,6 +275,42 @@ static int record_put_json_bytes(struct record *r, const uint8_t *p, size_t n,
     return e;
 }
 
+/*
+ * Whole events or nothing: an event is built in the buffer (no flush
+ * happens inside one), then taken back if it passes the size limit.
+ */
+struct record_mark {
+    size_t len;
+    size_t ncarry;
+    uint8_t carry[4];
+};
+
+static void record_mark(const struct record *r, struct record_mark *m)
+{
+    m->len = r->len;
+    m->ncarry = r->ncarry;
+    memcpy(m->carry, r->carry, sizeof(m->carry));
+}
+
+/* e is the event's error so far; ERR_TOO_LONG and nothing kept when the
+ * event took the file past the limit. */
+static int record_event_done(struct record *r, const struct record_mark *m,
+                             int e)
+{
+    if (e == ERR_OK && r->limit != 0 &&
+        (r->size > r->limit || r->len > r->limit - r->size)) {
+        r->limit_hit = true;
+        e = ERR_TOO_LONG;
+    }
+    if (e != ERR_OK) {
+        r->len = m->len;
+        r->ncarry = m->ncarry;
+        memcpy(r->carry, m->carry, sizeof(m->carry));
+        return e;
+    }
+    return record_maybe_flush(r);
+}
+
 static int record_event_start(struct record *r, char type)
 {
     char head[64];
@@ -326,6 +362,7 @@ int record_cast_header(struct record *r, int cols, int rows, int64_t unix_ts,
 int record_cast_data(struct record *r, char type, const uint8_t *data, size_t n)
 {
     uint8_t joined[4 + 4];
+    struct record_mark m;
     size_t take = 0;
     int e;
 
@@ -335,8 +372,9 @@ int record_cast_data(struct record *r, char type, const uint8_t *data, size_t n)
     if (n == 0) {
         return ERR_OK;
     }
+    record_mark(r, &m);
     if ((e = record_event_start(r, type)) != ERR_OK) {
-        return e;
+        return record_event_done(r, &m, e);
     }
     /* Finish a sequence split at the end of the last chunk. */
     if (r->ncarry > 0) {
@@ -350,43 +388,45 @@ int record_cast_data(struct record *r, char type, const uint8_t *data, size_t n)
         e = record_put_json_bytes(r, joined, r->ncarry + take, false);
         r->ncarry = 0;
         if (e != ERR_OK) {
-            return e;
+            return record_event_done(r, &m, e);
         }
     }
-    if ((e = record_put_json_bytes(r, data + take, n - take, true)) != ERR_OK ||
-        (e = record_put(r, "\"]\n", 3)) != ERR_OK) {
-        return e;
+    if ((e = record_put_json_bytes(r, data + take, n - take, true)) == ERR_OK) {
+        e = record_put(r, "\"]\n", 3);
     }
-    return record_maybe_flush(r);
+    return record_event_done(r, &m, e);
 }
 
 int record_cast_resize(struct record *r, int cols, int rows)
 {
+    struct record_mark m;
     char body[48];
     int n, e;
 
-    if ((e = record_event_start(r, 'r')) != ERR_OK) {
-        return e;
+    if (r->failed) {
+        return ERR_IO;
     }
-    n = snprintf(body, sizeof(body), "%dx%d\"]\n", cols, rows);
-    if ((e = record_put(r, body, (size_t)n)) != ERR_OK) {
-        return e;
+    record_mark(r, &m);
+    if ((e = record_event_start(r, 'r')) == ERR_OK) {
+        n = snprintf(body, sizeof(body), "%dx%d\"]\n", cols, rows);
+        e = record_put(r, body, (size_t)n);
     }
-    return record_maybe_flush(r);
+    return record_event_done(r, &m, e);
 }
 
 int record_line(struct record *r, const char *line)
 {
+    struct record_mark m;
     int e;
 
     if (r->failed) {
         return ERR_IO;
     }
-    if ((e = record_put(r, line, strlen(line))) != ERR_OK ||
-        (e = record_put(r, "\n", 1)) != ERR_OK) {
-        return e;
+    record_mark(r, &m);
+    if ((e = record_put(r, line, strlen(line))) == ERR_OK) {
+        e = record_put(r, "\n", 1);
     }
-    return record_maybe_flush(r);
+    return record_event_done(r, &m, e);
 }
 
 bool record_failed(const struct record *r)

@@ -700,14 +700,25 @@ static void child_report_end(struct session_child *sc, struct relay_chan *ch,
     ch->session_id[0] = '\0';
 }
 
+/* Kept below the size limit for the end marker written when the limit
+ * is reached. */
+#define CHILD_REC_RESERVE 4096
+
+#define CHILD_REC_LIMIT_MSG                                                    \
+    "the session recording reached its size limit ([record] ssh_max_mb); "     \
+    "the session has ended"
+
 /*
  * Opens the session's recording through the monitor (the child cannot
- * create files) and writes its header. A session the policy says to
+ * create files). Nothing is written yet (child_record_start does that
+ * once the target is reached): a session that fails before leaves an
+ * empty file, which the monitor removes. A session the policy says to
  * record does not start unless this works.
  */
 static int child_record_open(struct session_child *sc, struct relay_chan *ch)
 {
-    char msg[600] = "", title[400], line[600];
+    char msg[600] = "", line[600];
+    uint64_t max = 0;
     uint8_t ok = 0;
     int fd = -1;
 
@@ -719,6 +730,11 @@ static int child_record_open(struct session_child *sc, struct relay_chan *ch)
             ERR_OK ||
         buf_get_u8(sc->rep, &ok) != ERR_OK ||
         buf_get_cstring_into(sc->rep, msg, sizeof(msg)) != ERR_OK) {
+        snprintf(msg, sizeof(msg), "internal error");
+        ok = 0;
+    }
+    if (ok && (buf_get_u64(sc->rep, &max) != ERR_OK ||
+               buf_expect_end(sc->rep) != ERR_OK || max <= CHILD_REC_RESERVE)) {
         snprintf(msg, sizeof(msg), "internal error");
         ok = 0;
     }
@@ -736,6 +752,17 @@ static int child_record_open(struct session_child *sc, struct relay_chan *ch)
                     "error: recording unavailable");
         return ERR_NOMEM;
     }
+    ch->rec_max = max;
+    record_set_limit(ch->rec, max - CHILD_REC_RESERVE);
+    return ERR_OK;
+}
+
+/* The target is reached: the recording's header (asciicast) or start
+ * record (JSON lines). */
+static int child_record_start(struct session_child *sc, struct relay_chan *ch)
+{
+    char title[400];
+
     if (ch->record_cast) {
         snprintf(title, sizeof(title), "%s on %s (%s)", ch->user_name,
                  sc->asset_name, ch->session_id);
@@ -752,6 +779,42 @@ static int child_record_open(struct session_child *sc, struct relay_chan *ch)
         return ERR_IO;
     }
     return ERR_OK;
+}
+
+/*
+ * The recording reached [record] ssh_max_mb: an end marker (the reserve
+ * kept below the limit is for it) and the session ends. In asciicast an
+ * output event, so players show it where the recording stops; in JSON
+ * lines a record with op "limit".
+ */
+static void child_record_limit(struct relay_chan *ch)
+{
+    char line[256], result[128];
+
+    record_set_limit(ch->rec, ch->rec_max);
+    if (ch->record_cast) {
+        static const char marker[] =
+            "\r\n[portcullis: " CHILD_REC_LIMIT_MSG "]\r\n";
+
+        (void)record_cast_data(ch->rec, 'o', (const uint8_t *)marker,
+                               sizeof(marker) - 1);
+    } else {
+        char when[32];
+
+        util_fmt_time(util_now(), when, sizeof(when));
+        snprintf(line, sizeof(line),
+                 "{\"time\": \"%s\", \"session\": \"%s\", \"op\": "
+                 "\"limit\", \"path\": \"\", \"bytes\": %llu}",
+                 when, ch->session_id,
+                 (unsigned long long)record_size(ch->rec));
+        (void)record_line(ch->rec, line);
+    }
+    snprintf(result, sizeof(result),
+             "error: the recording reached its size limit (%llu MiB, "
+             "[record] ssh_max_mb)",
+             (unsigned long long)(ch->rec_max / (1024 * 1024)));
+    log_warn("session %s: %s", ch->session_id, result);
+    relay_abort(ch, CHILD_REC_LIMIT_MSG, result);
 }
 
 static void child_start(struct session_child *sc, struct relay_chan *ch)
@@ -773,6 +836,9 @@ static void child_start(struct session_child *sc, struct relay_chan *ch)
         relay_abort(ch, "the asset refused to open the channel",
                     "error: the asset refused the channel");
         return;
+    }
+    if (ch->rec != NULL && child_record_start(sc, ch) != ERR_OK) {
+        return; /* failing, with the reason */
     }
     if (ch->cols > 0 && ch->pty) {
         ssh_channel_change_pty_size(ch->up, ch->cols, ch->rows);
@@ -852,6 +918,11 @@ static bool child_step(struct session_child *sc)
             moved = true;
         }
         moved |= relay_pump(ch);
+        if (ch->rec != NULL && record_limit_hit(ch->rec) &&
+            ch->state == CHAN_RELAYING) {
+            child_record_limit(ch);
+            moved = true;
+        }
         if (ch->rec != NULL && record_failed(ch->rec) &&
             ch->state == CHAN_RELAYING) {
             relay_abort(ch, "the session recording failed; session ended",

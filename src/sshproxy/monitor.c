@@ -1581,9 +1581,10 @@ static void monitor_end_child(struct monitor *m, struct mchild *c,
  * logged in (by the CLI, the API or anything else that writes the store)
  * are ended, with their sessions. */
 /*
- * The RDP recordings' size limit, checked here too: the child that
- * writes a recording enforces it a record at a time, but it parses what
- * the client and the target send, and one taken over could write on. Its
+ * The recordings' size limit ([record] rdp_max_mb, ssh_max_mb), checked
+ * here too: the child that writes a recording enforces it an event at a
+ * time, but it parses what the client and the target send, and one taken
+ * over could write on. Its
  * file's size is looked at on each sweep, through a descriptor of our
  * own: a recording past its limit ends the session (so a child can pass
  * the limit only by what it writes between two sweeps).
@@ -1604,8 +1605,10 @@ static void monitor_check_recordings(struct monitor *m)
                          r->id, r->rec_path ? r->rec_path : "?",
                          (long long)st.st_size, (unsigned long long)r->rec_max);
                 monitor_end_child(m, c,
-                                  "error: the recording passed its size "
-                                  "limit ([record] rdp_max_mb)");
+                                  c->rdp ? "error: the recording passed its "
+                                           "size limit ([record] rdp_max_mb)"
+                                         : "error: the recording passed its "
+                                           "size limit ([record] ssh_max_mb)");
                 break;
             }
         }
@@ -2025,20 +2028,21 @@ static int monitor_record_open(struct monitor *m, struct mchild *c,
     }
     free(row->rec_path);
     row->rec_path = strdup(path);
-    if (format == 2) {
-        /* watched by monitor_check_recordings() */
-        row->rec_max = (uint64_t)m->cfg->record_rdp_max_mb * 1024 * 1024;
-        row->rec_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    /* watched by monitor_check_recordings(); an empty one is removed at
+     * the session's end (monitor_session_end) */
+    row->rec_max = (uint64_t)(format == 2 ? m->cfg->record_rdp_max_mb
+                                          : m->cfg->record_ssh_max_mb) *
+                   1024 * 1024;
+    if (row->rec_fd >= 0) {
+        close(row->rec_fd);
     }
+    row->rec_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
     if (store_session_set_recording(m->store, row_id, path, 0, "") != ERR_OK) {
         log_error("session %s: cannot store the recording path", row_id);
     }
-    (void)(buf_put_u8(m->rep, 1) || buf_put_cstring(m->rep, ""));
-    if (format == 2) {
-        /* an RDP recording's size limit ([record] rdp_max_mb) */
-        (void)buf_put_u64(m->rep,
-                          (uint64_t)m->cfg->record_rdp_max_mb * 1024 * 1024);
-    }
+    /* the size limit ([record] rdp_max_mb or ssh_max_mb) */
+    (void)(buf_put_u8(m->rep, 1) || buf_put_cstring(m->rep, "") ||
+           buf_put_u64(m->rep, row->rec_max));
     monitor_reply(m, c, MP_RECORD_OPEN_REPLY, fd);
     close(fd);
     return ERR_OK;
@@ -2052,6 +2056,7 @@ static int monitor_session_end(struct monitor *m, struct mchild *c,
     struct mchild_row *r;
     uint64_t up = 0, down = 0, rec_size = 0;
     uint32_t exit1 = 0;
+    struct stat st;
     bool recorded;
 
     if (c->state != MC_AUTHED ||
@@ -2066,6 +2071,25 @@ static int monitor_session_end(struct monitor *m, struct mchild *c,
         return ERR_PROTO;
     }
     recorded = r->rec_opened && r->rec_path != NULL;
+    if (recorded && strncmp(result, "ok", 2) != 0 && r->rec_fd >= 0 &&
+        fstat(r->rec_fd, &st) == 0 && st.st_size == 0) {
+        /* The session failed before anything was recorded (the target
+         * refused, say): the children write nothing until the target is
+         * reached, so the file is empty. It is removed and the row links
+         * no recording, rather than pointing at an empty file. Seen
+         * through our own descriptor, so a child cannot have a file
+         * with anything in it removed. */
+        if (unlink(r->rec_path) != 0) {
+            log_warn("session %s: cannot remove the empty recording %s: %s",
+                     row, r->rec_path, strerror(errno));
+        } else if (store_session_set_recording(m->store, row, "", 0, "") !=
+                   ERR_OK) {
+            log_error("session %s: cannot clear the recording path", row);
+        }
+        recorded = false;
+        rec_size = 0;
+        sha[0] = '\0';
+    }
     if (!recorded && r->record && strncmp(result, "ok", 2) == 0) {
         /* Policy said record and nothing was: never report that as ok. */
         snprintf(result, sizeof(result), "error: session was not recorded");

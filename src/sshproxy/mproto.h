@@ -53,7 +53,7 @@ enum mproto_type {
     MP_HOSTKEY_REPLY,     /* u8 ok, message */
     MP_ACK,               /* (empty) */
     MP_RECORD_OPEN_REPLY, /* u8 ok, message; fd attached when ok;
-                             format 2: u64 size limit in bytes */
+                             u64 size limit in bytes */
     MP_KEX_SIGN_REPLY,    /* signature blob */
     MP_RDP_NTLM_REPLY,    /* u8 ok, message, key (16 bytes when ok) */
     /* spawner -> main */

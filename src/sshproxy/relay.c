@@ -182,24 +182,27 @@ static int relay_write(ssh_channel dst, int to_stderr, const uint8_t *p,
                      : ssh_channel_write(dst, p, len);
 }
 
-/* What the recording sees of the bytes just read from stream idx. */
-static void relay_observe(struct relay_chan *ch, int idx, const uint8_t *p,
+/* What the recording sees of the bytes just read from stream idx; false
+ * when the recording refused them (its size limit): they are not passed
+ * on, so nothing reaches the user unrecorded. */
+static bool relay_observe(struct relay_chan *ch, int idx, const uint8_t *p,
                           size_t n)
 {
     if (ch->rec == NULL) {
-        return;
+        return true;
     }
     if (ch->record_cast) {
         if (idx != 0) {
-            (void)record_cast_data(ch->rec, 'o', p, n);
+            return record_cast_data(ch->rec, 'o', p, n) != ERR_TOO_LONG;
         } else if (ch->record_input) {
-            (void)record_cast_data(ch->rec, 'i', p, n);
+            return record_cast_data(ch->rec, 'i', p, n) != ERR_TOO_LONG;
         }
     } else if (ch->scp != NULL && idx != 2) {
         scp_tracker_feed(ch->scp, idx == 0, p, n);
     } else if (ch->sftp != NULL && idx != 2) {
         sftp_tracker_feed(ch->sftp, idx == 0, p, n);
     }
+    return true;
 }
 
 /*
@@ -339,8 +342,10 @@ static bool relay_stream_pump(struct relay_chan *ch, int idx, ssh_channel src,
             } else {
                 st->avail =
                     (uint32_t)n >= st->avail ? 0 : st->avail - (uint32_t)n;
-                relay_observe(ch, idx, st->pend + st->pend_len, (size_t)n);
-                st->pend_len += (uint32_t)n;
+                if (relay_observe(ch, idx, st->pend + st->pend_len,
+                                  (size_t)n)) {
+                    st->pend_len += (uint32_t)n;
+                }
                 *count += (uint64_t)n;
                 moved = true;
             }

@@ -89,6 +89,7 @@ struct relay_chan {
     bool record_cast;  /* asciicast (shell, exec) or JSON lines */
     bool record_input; /* asciicast "i" events: what the user types */
     struct record *rec;
+    uint64_t rec_max;          /* its size limit ([record] ssh_max_mb), bytes */
     struct scp_tracker *scp;   /* legacy scp transfers, for the record */
     struct sftp_tracker *sftp; /* SFTP operations, for the record */
     char user_name[STORE_NAME_MAX + 1];

@@ -198,6 +198,27 @@ def test_unwritable_recording_dir_refuses_the_session(tmp_path, rdp_target):
         stop_clean(p)
 
 
+def test_refused_target_leaves_no_empty_recording(tmp_path, rdp_target):
+    """The target refuses the connection (nothing listens on its port)
+    after the recording file was created: the empty file is removed and
+    the row links no recording."""
+    p = record_proxy(tmp_path)
+    try:
+        asset = rdp_asset(p, rdp_target, port=str(free_port()))
+        user = p.user_add(password="User-Pass-77")
+        p.allow(user, asset, native="record")
+        r, _ = refused(p, "%s#%s" % (user, asset), "User-Pass-77")
+        assert r.rc != 0, r
+        row = p.session_of(user, kind="rdp", result="error")
+        assert not row.get("recording_path"), row
+        assert not row.get("recording_sha256"), row
+        left = [os.path.join(d, f) for d, _, fs in os.walk(p.dir)
+                for f in fs if f.endswith(".rdprec")]
+        assert left == [], left
+    finally:
+        stop_clean(p)
+
+
 @pytest.fixture
 def noisy_target(tmp_path):
     """A target whose desktop is noise: it does not compress."""

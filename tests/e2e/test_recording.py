@@ -380,3 +380,70 @@ def test_session_play_and_export(proxy, target, ssh_client, tmp_path):
     plain = proxy.session_of(plain_user, "ok", kind="exec")
     rc, _, err = proxy.cli("session", "play", plain["id"], check=False)
     assert rc != 0 and err.strip()
+
+
+def test_ssh_recording_size_limit_ends_the_session(pc, target):
+    """[record] ssh_max_mb: output past the limit ends the session with a
+    message; the file stays within the limit, ends with a marker and
+    still plays; a session under the limit is unaffected."""
+    pc.set_config("record", "ssh_max_mb", "1")
+    pc.start()
+    pw = "pw-" + uniq()
+    user = pc.user_add(password=pw)
+    asset_id = pc.target_asset(target)
+    pc.allow(user, asset_id, native="record")
+    client = Client(pc.ssh_port)
+    login = "%s#%s" % (user, asset_id)
+    r = client.ssh(login, "echo small-$((6*7))", password=pw)
+    assert r.rc == 0 and "small-42" in r.out, r
+    small = pc.session_of(user, "ok", kind="exec")
+    check_recording_row(small)
+    r = client.ssh(login, "head -c 4000000 /dev/urandom | base64",
+                   password=pw)
+    assert r.rc != 0, r
+    assert any("recording reached its size limit" in line
+               for line in r.portcullis_lines()), r.err
+    assert len(r.out) < 1024 * 1024 + 65536, len(r.out)
+    row = pc.session_of(user, "error: the recording reached its size limit",
+                        kind="exec")
+    assert "ssh_max_mb" in row["result"], row
+    path = check_recording_row(row)
+    assert os.path.getsize(path) <= 1024 * 1024, os.path.getsize(path)
+    header, events = cast_events(path)  # whole events only
+    assert header["version"] == 2
+    assert "size limit" in events[-1][2], events[-1]
+    assert sum(len(e[2]) for e in events) > 512 * 1024
+    rc, out, _ = pc.cli("session", "play", row["id"], "--speed", "1000")
+    assert rc == 0 and "size limit" in out
+    dest = pc.dir / ("limit-%s.cast" % uniq())
+    pc.cli("session", "export", row["id"], "--output", str(dest))
+    assert sha256_file(dest) == sha256_file(path)
+
+
+def test_refused_target_leaves_no_empty_recording(pc, target, free_port):
+    """The target refuses the connection after authorization: the
+    recording file (created before the target is reached) is removed
+    and the row links no recording."""
+    pc.start()
+    pw = "pw-" + uniq()
+    user = pc.user_add(password=pw)
+    asset_id = pc.asset_add(uniq("a"), "127.0.0.1", str(free_port()),
+                            "root", key=target.key)
+    pc.allow(user, asset_id, native="record")
+    def recordings():
+        found = set()
+        for root, _, files in os.walk(pc.dir):
+            found.update(os.path.join(root, f) for f in files
+                         if f.endswith(".cast"))
+        return found
+
+    before = recordings()
+    r = Client(pc.ssh_port).ssh("%s#%s" % (user, asset_id), "echo ran",
+                                password=pw)
+    assert r.rc != 0 and "ran" not in r.out
+    assert r.portcullis_lines(), r.err
+    row = pc.session_of(user, "error", kind="exec")
+    assert not row.get("recording_path"), row
+    assert not row.get("recording_sha256"), row
+    after = recordings()
+    assert after == before, after - before

@@ -171,6 +171,58 @@ static void test_write_failure_is_sticky(void **state)
     assert_int_not_equal(record_close(r, &size, sha), ERR_OK);
 }
 
+/* [record] ssh_max_mb: an event that would pass the limit is not written
+ * at all (no half line), the limit is sticky, and lifting it lets an end
+ * marker in; every line of the file still parses. */
+static void test_limit_whole_events(void **state)
+{
+    struct record *r = record_new(open_tmp());
+    uint8_t chunk[100];
+    uint64_t size, limit;
+    char sha[65], *text;
+    size_t n, lines = 0;
+    int e = ERR_OK, events = 0;
+
+    (void)state;
+    memset(chunk, 'x', sizeof(chunk));
+    chunk[sizeof(chunk) - 1] = 0xe2; /* a sequence split across events */
+    assert_int_equal(record_cast_header(r, 80, 24, 1, NULL, NULL), ERR_OK);
+    limit = record_size(r) + 1000;
+    record_set_limit(r, limit);
+    while (events < 100 &&
+           (e = record_cast_data(r, 'o', chunk, sizeof(chunk))) == ERR_OK) {
+        events++;
+    }
+    assert_int_equal(e, ERR_TOO_LONG);
+    assert_true(record_limit_hit(r));
+    assert_true(events >= 5 && events < 10);
+    assert_true(record_size(r) <= limit);
+    assert_false(record_failed(r));
+    /* still refused at the limit */
+    assert_int_equal(record_cast_data(r, 'o', chunk, sizeof(chunk)),
+                     ERR_TOO_LONG);
+    record_set_limit(r, limit + 200);
+    assert_int_equal(record_cast_data(r, 'o', (const uint8_t *)"[end]", 5),
+                     ERR_OK);
+    assert_int_equal(record_close(r, &size, sha), ERR_OK);
+    assert_true(size <= limit + 200);
+    text = slurp(&n);
+    assert_int_equal((uint64_t)n, size);
+    for (const char *p = text; *p != '\0'; p = strchr(p, '\n') + 1) {
+        json_t *j = line_json(p, 0);
+
+        assert_non_null(j);
+        if (lines++ > 0) {
+            assert_true(json_is_array(j) && json_array_size(j) == 3);
+        }
+        json_decref(j);
+    }
+    assert_int_equal(lines, (size_t)events + 2);
+    assert_non_null(strstr(text, "[end]\"]\n"));
+    free(text);
+    unlink(path);
+}
+
 static void test_json_string(void **state)
 {
     char out[64];
@@ -187,6 +239,7 @@ int main(void)
         cmocka_unit_test(test_cast_lines_and_hash),
         cmocka_unit_test(test_invalid_utf8_forms),
         cmocka_unit_test(test_write_failure_is_sticky),
+        cmocka_unit_test(test_limit_whole_events),
         cmocka_unit_test(test_json_string),
     };
 
