@@ -691,7 +691,7 @@ int admin_job_run(const struct admin_ctx *c, const char *agent_id,
     return ERR_OK;
 }
 
-static json_t *admin_job_bytes(const uint8_t *p, size_t len)
+json_t *admin_job_text(const uint8_t *p, size_t len)
 {
     json_t *s = json_stringn((const char *)p, len);
     char *c;
@@ -702,7 +702,7 @@ static json_t *admin_job_bytes(const uint8_t *p, size_t len)
     }
     /* not UTF-8: bytes >= 0x80 become U+FFFD */
     if ((c = malloc(len * 3 + 1)) == NULL) {
-        return json_null();
+        return json_string("");
     }
     for (size_t i = 0; i < len; i++) {
         if (p[i] < 0x80 && p[i] != 0) {
@@ -715,7 +715,7 @@ static json_t *admin_job_bytes(const uint8_t *p, size_t len)
     }
     s = json_stringn(c, o);
     free(c);
-    return s;
+    return s != NULL ? s : json_string("");
 }
 
 json_t *admin_job_json(const struct store_job *j, bool with_output)
@@ -752,8 +752,8 @@ json_t *admin_job_json(const struct store_job *j, bool with_output)
                         j->finished_at != 0 ? admin_json_time(j->finished_at)
                                             : json_null());
     if (with_output) {
-        json_object_set_new(o, "stdout", admin_job_bytes(j->out, j->out_len));
-        json_object_set_new(o, "stderr", admin_job_bytes(j->err, j->err_len));
+        json_object_set_new(o, "stdout", admin_job_text(j->out, j->out_len));
+        json_object_set_new(o, "stderr", admin_job_text(j->err, j->err_len));
     }
     return o;
 }

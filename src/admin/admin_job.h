@@ -101,5 +101,8 @@ size_t admin_job_filter(const struct admin_ctx *c, struct store_job *list,
                         size_t n);
 
 json_t *admin_job_json(const struct store_job *j, bool with_output);
+/* JSON text of a job's output, which may not be UTF-8: bytes that are
+ * not become U+FFFD (as in GET /jobs/{id} and its stream). Never NULL. */
+json_t *admin_job_text(const uint8_t *p, size_t len);
 
 #endif

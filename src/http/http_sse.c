@@ -103,34 +103,6 @@ static size_t http_sse_utf8_cut(const uint8_t *p, size_t n)
     return need > 1 && n - (i - 1) < need ? i - 1 : n;
 }
 
-/* JSON text of bytes that may not be UTF-8 (other bytes >= 0x80 become
- * U+FFFD, as in GET /jobs/{id}). */
-static json_t *http_sse_text(const uint8_t *p, size_t len)
-{
-    json_t *s = json_stringn((const char *)p, len);
-    char *c;
-    size_t o = 0;
-
-    if (s != NULL) {
-        return s;
-    }
-    if ((c = malloc(len * 3 + 1)) == NULL) {
-        return json_string("");
-    }
-    for (size_t i = 0; i < len; i++) {
-        if (p[i] < 0x80 && p[i] != 0) {
-            c[o++] = (char)p[i];
-        } else {
-            c[o++] = (char)0xef;
-            c[o++] = (char)0xbf;
-            c[o++] = (char)0xbd;
-        }
-    }
-    s = json_stringn(c, o);
-    free(c);
-    return s != NULL ? s : json_string("");
-}
-
 /* Makes "event: NAME\ndata: JSON\n\n" the event to write (steals d). */
 static bool http_sse_event(struct http_sse *s, const char *name, json_t *d)
 {
@@ -160,7 +132,7 @@ static bool http_sse_output(struct http_sse *s, int stream, size_t offset,
                           json_pack("{s:s, s:I, s:o}", "stream",
                                     stream == 1 ? "stdout" : "stderr", "offset",
                                     (json_int_t)offset, "text",
-                                    http_sse_text(p, n)));
+                                    admin_job_text(p, n)));
 }
 
 /* The job as the hub saw it end. */
