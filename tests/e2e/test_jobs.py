@@ -435,6 +435,10 @@ def test_scripts_in_bash_and_python3(agent_server, make_agent, tmp_path):
     j = run(pc, a.id, None, interpreter="python3", cwd="/tmp",
             script="import os, sys\nprint(os.getcwd(), sys.version_info[0])\n")
     assert j["status"] == "ok" and j["stdout"] == "/tmp 3\n", j
+    # output that is not UTF-8: each byte that is not becomes U+FFFD
+    j = run(pc, a.id, None, interpreter="python3",
+            script="import sys\nsys.stdout.buffer.write(b'a\\xffb\\xc3')\n")
+    assert j["status"] == "ok" and j["stdout"] == "a\ufffdb\ufffd", j
     # the CLI: a file, or standard input
     f = tmp_path / "s.py"
     f.write_text("print(sum(range(10)))\n")
