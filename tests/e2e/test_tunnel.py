@@ -521,7 +521,12 @@ def test_every_row_is_written_when_the_server_stops(server, agent, echo):
     short = [r for r in rows if r["bytes_up"] != 5]
     assert len(short) == n
     for r in short:
-        assert r["result"] == "ok" and r["bytes_up"] == r["bytes_down"], r
+        # Each client had its echo and closed; a stream whose close had not
+        # come back from the agent yet when the server stopped ends with
+        # the stop ("agent disconnected"), with all its bytes counted.
+        assert r["result"] in ("ok", "error: agent disconnected"), r
+        assert r["bytes_up"] == r["bytes_down"], r
+    assert sum(r["result"] == "ok" for r in short) >= n // 2, short
     assert sorted(r["bytes_up"] for r in short) == \
         sorted(len(b"short %d\n" % i) for i in range(n))
     last = [r for r in rows if r["bytes_up"] == 5]
