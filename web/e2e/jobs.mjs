@@ -10,7 +10,8 @@
 // An administrator opens Jobs, checks both agents, runs `echo MARK` and
 // sees each agent's output and "ok (exit 0)"; then runs, by tag, a
 // command that prints, sleeps and prints again, and sees the first line
-// while the jobs still run, then both lines and the exit code; then opens
+// while the jobs still run (pushed through each job's event stream, not
+// polled), then both lines and the exit code; then opens
 // the first batch again from the history; a command the agent's deny
 // rule refuses shows "refused" and the rule. Prints one JSON line of
 // results; exits 1 with the failed step on stderr otherwise. No console
@@ -65,6 +66,14 @@ await run.main(async (browser) => {
   await form.getByLabel('Or by tags').fill(cfg.tag);
   for (const id of cfg.agents) await form.getByLabel(new RegExp(`^${esc(id)} \\(`)).uncheck();
   await form.getByLabel('Command').fill(`echo first-${cfg.mark}; sleep 4; echo second-${cfg.mark}`);
+  // which of the jobs' own routes the page asks while they run: each
+  // job's stream once, GET /jobs/{id} only before and after it
+  const asked = [];
+  const onRequest = (r) => {
+    const m = new URL(r.url()).pathname.match(/^\/api\/v1\/jobs\/([^/]+)(\/stream)?$/);
+    if (m) asked.push(`${r.method()} ${m[1]}${m[2] || ''}`);
+  };
+  page.on('request', onRequest);
   await form.getByRole('button', { name: /^Run/ }).click();
   await page.waitForURL((u) => u.search !== results.first_url, { timeout: 20000 });
   // while they run: the first line is there, the second is not yet
@@ -80,6 +89,9 @@ await run.main(async (browser) => {
   results.while_running = running;
   results.progress = (await out.locator('p[aria-live]').innerText()).trim();
   await out.getByText('All 2 finished.').waitFor({ timeout: 30000 });
+  await page.waitForTimeout(1500); // a poll would have come by now
+  page.off('request', onRequest);
+  results.asked = asked;
   results.second = {};
   for (const id of cfg.agents) {
     const job = out.getByRole('region', { name: `Output of ${id}` });
