@@ -6,7 +6,8 @@ sees each agent's output with its exit code; runs by tag a command that
 prints, sleeps and prints again, and sees the first line while the jobs
 still run (pushed by each job's event stream, not polled); then finds both batches in the history and opens the first
 again; a command the agents' deny rule refuses shows "refused" and the
-rule. The test checks what the page showed against the API's record.
+rule; with the job's stream answering 503, its output is polled and still
+shows while it runs. The test checks what the page showed against the API's record.
 """
 
 import http.client
@@ -113,6 +114,20 @@ def test_browser_runs_echo_on_two_agents_and_shows_both(two_agents, web_ui,  # n
     assert res["refused"]["heading"] == "%s: refused" % ids[0], res
     assert "command_deny '^rm[[:space:]]' matches" in res["refused"]["why"], \
         res
+
+    # a stream that cannot be opened (503): the job is polled, and its
+    # first line still shows while it runs
+    fb = res["fallback_running"]
+    assert "fallback-first-" + mark in fb["stdout"], res
+    assert "fallback-second-" + mark not in fb["stdout"], res
+    assert fb["heading"] == "%s: running" % ids[0], res
+    fb = res["fallback"]
+    assert fb["stdout"].split() == \
+        ["fallback-first-" + mark, "fallback-second-" + mark], res
+    assert fb["heading"] == "%s: ok (exit 0)" % ids[0], res
+    tried = [a for a in fb["asked"] if a.endswith("/stream")]
+    assert len(tried) == 1, fb
+    assert len(fb["asked"]) - len(tried) >= 3, fb
 
     # what the page showed is what the server recorded
     status, out = call(pc, ns.host_ip, "GET", API + "/jobs")

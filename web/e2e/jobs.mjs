@@ -13,7 +13,8 @@
 // while the jobs still run (pushed through each job's event stream, not
 // polled), then both lines and the exit code; then opens
 // the first batch again from the history; a command the agent's deny
-// rule refuses shows "refused" and the rule. Prints one JSON line of
+// rule refuses shows "refused" and the rule; with the stream answering
+// 503, a job's output still arrives while it runs (polled). Prints one JSON line of
 // results; exits 1 with the failed step on stderr otherwise. No console
 // errors.
 import { Run, esc, unlabelledControls } from './lib.mjs';
@@ -91,7 +92,7 @@ await run.main(async (browser) => {
   await out.getByText('All 2 finished.').waitFor({ timeout: 30000 });
   await page.waitForTimeout(1500); // a poll would have come by now
   page.off('request', onRequest);
-  results.asked = asked;
+  results.asked = [...asked];
   results.second = {};
   for (const id of cfg.agents) {
     const job = out.getByRole('region', { name: `Output of ${id}` });
@@ -130,5 +131,36 @@ await run.main(async (browser) => {
     why: (await refused.locator('.why').innerText()).trim(),
   };
   await history.getByRole('row').filter({ hasText: cfg.denied }).getByText('refused').waitFor({ timeout: 20000 });
+
+  run.step = 'a job whose stream cannot be opened is polled';
+  const refusedUrl = new URL(page.url()).search;
+  const streamRoute = '**/api/v1/jobs/*/stream';
+  await page.route(streamRoute, (r) => r.fulfill({
+    status: 503, contentType: 'application/json',
+    body: JSON.stringify({ errors: [{ status: '503', code: 'server_busy', title: 'Too many streams' }] }),
+  }));
+  asked.length = 0;
+  page.on('request', onRequest);
+  await form.getByLabel('Command').fill(`echo fallback-first-${cfg.mark}; sleep 3; echo fallback-second-${cfg.mark}`);
+  await form.getByRole('button', { name: 'Run on 1 agent' }).click();
+  await page.waitForURL((u) => u.search !== refusedUrl, { timeout: 20000 });
+  const fb = out.getByRole('region', { name: `Output of ${cfg.agents[0]}` });
+  await fb.getByLabel(`stdout of ${cfg.agents[0]}`).getByText(`fallback-first-${cfg.mark}`).waitFor({ timeout: 20000 });
+  results.fallback_running = {
+    heading: (await fb.getByRole('heading').innerText()).trim(),
+    stdout: await fb.getByLabel(`stdout of ${cfg.agents[0]}`).innerText(),
+  };
+  await out.getByText('All 1 finished.').waitFor({ timeout: 30000 });
+  page.off('request', onRequest);
+  await page.unroute(streamRoute);
+  results.fallback = {
+    heading: (await fb.getByRole('heading').innerText()).trim(),
+    stdout: await fb.getByLabel(`stdout of ${cfg.agents[0]}`).innerText(),
+    asked: [...asked],
+  };
+  // the 503 this step made is the console's "Failed to load resource"
+  const provoked = (e) => e.startsWith(`[${run.step}] `) && e.includes('status of 503') && e.includes('/stream');
+  const others = run.consoleErrors.filter((e) => !provoked(e));
+  run.consoleErrors.splice(0, run.consoleErrors.length, ...others);
 
 });
