@@ -4,9 +4,10 @@ server listening on the host's end of the namespace's veth. In Chromium
 (web/e2e/jobs.mjs) an administrator checks both agents, runs `echo` and
 sees each agent's output with its exit code; runs by tag a command that
 prints, sleeps and prints again, and sees the first line while the jobs
-still run; then finds both batches in the history and opens the first
+still run (pushed by each job's event stream, not polled); then finds both batches in the history and opens the first
 again; a command the agents' deny rule refuses shows "refused" and the
-rule. The test checks what the page showed against the API's record.
+rule; with the job's stream answering 503, its output is polled and still
+shows while it runs. The test checks what the page showed against the API's record.
 """
 
 import http.client
@@ -89,6 +90,18 @@ def test_browser_runs_echo_on_two_agents_and_shows_both(two_agents, web_ui,  # n
         assert "second-" + mark not in row["stdout"], res
         assert row["heading"].endswith(": running"), res
     assert "of 2 finished; the output follows" in res["progress"], res
+    # ... pushed: each job's stream opened once, and GET /jobs/{id} asked
+    # only before the stream and for the final state (a 0.7 s poll
+    # through the 4 s sleep would ask it 6 times or more)
+    status, out = call(pc, ns.host_ip, "GET", API + "/jobs")
+    slept = [j["id"] for j in out["data"]
+             if j["command"].startswith("echo first-" + mark)]
+    assert len(slept) == 2, out
+    asked = res["asked"]
+    for jid in slept:
+        assert asked.count("GET %s/stream" % jid) == 1, asked
+        assert 1 <= asked.count("GET %s" % jid) <= 3, asked
+    assert all(a.split()[1].split("/")[0] in slept for a in asked), asked
     for i in ids:
         assert res["second"][i]["stdout"].split() == \
             ["first-" + mark, "second-" + mark], res
@@ -101,6 +114,20 @@ def test_browser_runs_echo_on_two_agents_and_shows_both(two_agents, web_ui,  # n
     assert res["refused"]["heading"] == "%s: refused" % ids[0], res
     assert "command_deny '^rm[[:space:]]' matches" in res["refused"]["why"], \
         res
+
+    # a stream that cannot be opened (503): the job is polled, and its
+    # first line still shows while it runs
+    fb = res["fallback_running"]
+    assert "fallback-first-" + mark in fb["stdout"], res
+    assert "fallback-second-" + mark not in fb["stdout"], res
+    assert fb["heading"] == "%s: running" % ids[0], res
+    fb = res["fallback"]
+    assert fb["stdout"].split() == \
+        ["fallback-first-" + mark, "fallback-second-" + mark], res
+    assert fb["heading"] == "%s: ok (exit 0)" % ids[0], res
+    tried = [a for a in fb["asked"] if a.endswith("/stream")]
+    assert len(tried) == 1, fb
+    assert len(fb["asked"]) - len(tried) >= 3, fb
 
     # what the page showed is what the server recorded
     status, out = call(pc, ns.host_ip, "GET", API + "/jobs")

@@ -10,9 +10,11 @@
 // An administrator opens Jobs, checks both agents, runs `echo MARK` and
 // sees each agent's output and "ok (exit 0)"; then runs, by tag, a
 // command that prints, sleeps and prints again, and sees the first line
-// while the jobs still run, then both lines and the exit code; then opens
+// while the jobs still run (pushed through each job's event stream, not
+// polled), then both lines and the exit code; then opens
 // the first batch again from the history; a command the agent's deny
-// rule refuses shows "refused" and the rule. Prints one JSON line of
+// rule refuses shows "refused" and the rule; with the stream answering
+// 503, a job's output still arrives while it runs (polled). Prints one JSON line of
 // results; exits 1 with the failed step on stderr otherwise. No console
 // errors.
 import { Run, esc, unlabelledControls } from './lib.mjs';
@@ -65,6 +67,14 @@ await run.main(async (browser) => {
   await form.getByLabel('Or by tags').fill(cfg.tag);
   for (const id of cfg.agents) await form.getByLabel(new RegExp(`^${esc(id)} \\(`)).uncheck();
   await form.getByLabel('Command').fill(`echo first-${cfg.mark}; sleep 4; echo second-${cfg.mark}`);
+  // which of the jobs' own routes the page asks while they run: each
+  // job's stream once, GET /jobs/{id} only before and after it
+  const asked = [];
+  const onRequest = (r) => {
+    const m = new URL(r.url()).pathname.match(/^\/api\/v1\/jobs\/([^/]+)(\/stream)?$/);
+    if (m) asked.push(`${r.method()} ${m[1]}${m[2] || ''}`);
+  };
+  page.on('request', onRequest);
   await form.getByRole('button', { name: /^Run/ }).click();
   await page.waitForURL((u) => u.search !== results.first_url, { timeout: 20000 });
   // while they run: the first line is there, the second is not yet
@@ -80,6 +90,9 @@ await run.main(async (browser) => {
   results.while_running = running;
   results.progress = (await out.locator('p[aria-live]').innerText()).trim();
   await out.getByText('All 2 finished.').waitFor({ timeout: 30000 });
+  await page.waitForTimeout(1500); // a poll would have come by now
+  page.off('request', onRequest);
+  results.asked = [...asked];
   results.second = {};
   for (const id of cfg.agents) {
     const job = out.getByRole('region', { name: `Output of ${id}` });
@@ -118,5 +131,36 @@ await run.main(async (browser) => {
     why: (await refused.locator('.why').innerText()).trim(),
   };
   await history.getByRole('row').filter({ hasText: cfg.denied }).getByText('refused').waitFor({ timeout: 20000 });
+
+  run.step = 'a job whose stream cannot be opened is polled';
+  const refusedUrl = new URL(page.url()).search;
+  const streamRoute = '**/api/v1/jobs/*/stream';
+  await page.route(streamRoute, (r) => r.fulfill({
+    status: 503, contentType: 'application/json',
+    body: JSON.stringify({ errors: [{ status: '503', code: 'server_busy', title: 'Too many streams' }] }),
+  }));
+  asked.length = 0;
+  page.on('request', onRequest);
+  await form.getByLabel('Command').fill(`echo fallback-first-${cfg.mark}; sleep 3; echo fallback-second-${cfg.mark}`);
+  await form.getByRole('button', { name: 'Run on 1 agent' }).click();
+  await page.waitForURL((u) => u.search !== refusedUrl, { timeout: 20000 });
+  const fb = out.getByRole('region', { name: `Output of ${cfg.agents[0]}` });
+  await fb.getByLabel(`stdout of ${cfg.agents[0]}`).getByText(`fallback-first-${cfg.mark}`).waitFor({ timeout: 20000 });
+  results.fallback_running = {
+    heading: (await fb.getByRole('heading').innerText()).trim(),
+    stdout: await fb.getByLabel(`stdout of ${cfg.agents[0]}`).innerText(),
+  };
+  await out.getByText('All 1 finished.').waitFor({ timeout: 30000 });
+  page.off('request', onRequest);
+  await page.unroute(streamRoute);
+  results.fallback = {
+    heading: (await fb.getByRole('heading').innerText()).trim(),
+    stdout: await fb.getByLabel(`stdout of ${cfg.agents[0]}`).innerText(),
+    asked: [...asked],
+  };
+  // the 503 this step made is the console's "Failed to load resource"
+  const provoked = (e) => e.startsWith(`[${run.step}] `) && e.includes('status of 503') && e.includes('/stream');
+  const others = run.consoleErrors.filter((e) => !provoked(e));
+  run.consoleErrors.splice(0, run.consoleErrors.length, ...others);
 
 });

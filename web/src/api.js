@@ -75,6 +75,73 @@ export const api = {
   bytes: (path) => request('GET', path, undefined, { raw: 'bytes' }),
 };
 
+// GET of a server-sent event stream (text/event-stream; docs/api.md,
+// "Watching a job"): onEvent(name, data) for each event, its data parsed
+// as JSON. fetch() and the body's reader, since EventSource cannot send
+// the token. Resolves when the server closes the stream; rejects with an
+// ApiError when it cannot be opened (e.opened false) or breaks (true).
+// `signal` (an AbortController's) closes it.
+export async function events(path, onEvent, signal) {
+  const headers = { Accept: 'text/event-stream' };
+  const t = token();
+  if (t) headers.Authorization = `Bearer ${t}`;
+  const broken = (opened, e) => Object.assign(
+    new ApiError(0, 'network', 'The server cannot be reached', String(e.message || e)), { opened });
+  let res;
+  try {
+    res = await fetch(BASE + path, { headers, credentials: 'omit', signal });
+  } catch (e) {
+    throw broken(false, e);
+  }
+  if (!res.ok || !res.body) {
+    let e = {};
+    try {
+      const doc = await res.json();
+      e = (doc && doc.errors && doc.errors[0]) || {};
+    } catch {
+      // not JSON: the status says enough
+    }
+    const err = Object.assign(new ApiError(res.status, e.code || 'error', e.title || `HTTP ${res.status}`,
+      e.detail || ''), { opened: false });
+    if (res.status === 401 && t) onUnauthorized(err);
+    throw err;
+  }
+  const reader = res.body.getReader();
+  const dec = new TextDecoder();
+  let buf = '';
+  let name = 'message';
+  let data = [];
+  for (;;) {
+    let got;
+    try {
+      got = await reader.read();
+    } catch (e) {
+      throw broken(true, e);
+    }
+    if (got.done) return;
+    buf += dec.decode(got.value, { stream: true });
+    let at = 0;
+    for (let nl = buf.indexOf('\n', at); nl >= 0; nl = buf.indexOf('\n', at)) {
+      let line = buf.slice(at, nl);
+      at = nl + 1;
+      if (line.endsWith('\r')) line = line.slice(0, -1);
+      if (line === '') { // the end of an event
+        if (data.length) onEvent(name, JSON.parse(data.join('\n')));
+        name = 'message';
+        data = [];
+      } else if (!line.startsWith(':')) { // ": keepalive" is a comment
+        const c = line.indexOf(':');
+        const field = c < 0 ? line : line.slice(0, c);
+        let v = c < 0 ? '' : line.slice(c + 1);
+        if (v.startsWith(' ')) v = v.slice(1);
+        if (field === 'event') name = v;
+        else if (field === 'data') data.push(v);
+      }
+    }
+    buf = buf.slice(at);
+  }
+}
+
 // GET of a list route with its query (page[limit], sort, filter[x]).
 export async function list(path, { limit = 1000, offset = 0, sort, filter = {} } = {}) {
   const q = new URLSearchParams();

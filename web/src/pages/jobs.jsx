@@ -2,13 +2,14 @@
 // every agent with a tag) and watch each agent's output arrive; the
 // history of jobs and batches with their results. Routes: POST
 // /api/v1/jobs (a batch), GET /api/v1/jobs (newest first, no output), GET
-// /api/v1/jobs/{id} (the output so far while it runs: polled).
+// /api/v1/jobs/{id}/stream (a running job's output pushed as it arrives)
+// and GET /api/v1/jobs/{id} (its state; polled when no stream opens).
 // /jobs?batch=ID and /jobs?job=ID show one batch or job; /jobs?agent=ID
 // (an agent's page links it) starts with that agent checked. A user who
 // is not an administrator but holds job-runner (powers.js) targets the
 // client groups they hold it on.
 import { useEffect, useState } from 'preact/hooks';
-import { api, enc, list } from '../api.js';
+import { api, enc, events, list } from '../api.js';
 import { navigate, useLocation } from '../router.js';
 import { jobGroups, powers } from '../powers.js';
 import { Check, ErrorText, Field, Loading, Page, Table, fmtTime, useAction, useLoad } from '../ui.jsx';
@@ -117,32 +118,101 @@ function RunForm({ agents, groups, agent, onStarted }) {
   );
 }
 
-// One batch's (or one job's) jobs with their output, polled while any
-// of them is queued or running; a finished job is not asked for again.
+// One batch's (or one job's) jobs with their output. A running job's
+// output is pushed (GET /api/v1/jobs/{id}/stream, at most STREAMS at
+// once: the rest are polled every POLL_MS and take a stream when one
+// frees); when its stream ends or breaks, one GET reads the final state,
+// and a job still running then (or whose stream cannot be opened) is
+// polled. A finished job is not asked for again.
+const STREAMS = 4;
+
 export function Output({ batch, job, names, onDone }) {
   const [jobs, setJobs] = useState(null);
   const [error, setError] = useState(null);
   useEffect(() => {
     let stopped = false;
     let timer = null;
+    let drawTimer = null;
+    let done = false;
     const known = {};
+    const streams = {}; // id: AbortController of its open stream
+    const noStream = {}; // ids whose stream ended, broke or never opened
     let ids = batch ? null : [job];
+    const show = () => {
+      if (stopped || !ids) return;
+      const got = ids.map((id) => known[id]).filter(Boolean);
+      got.sort((a, b) => a.agent.localeCompare(b.agent));
+      setJobs(got);
+      if (!done && got.length === ids.length && got.every(finished)) {
+        done = true;
+        clearTimeout(timer);
+        onDone();
+      }
+    };
+    const draw = () => { // many events, one render
+      if (!drawTimer) drawTimer = setTimeout(() => { drawTimer = null; show(); }, 30);
+    };
+    const fetchJob = async (id) => {
+      const d = await api.get(`/jobs/${enc(id)}`);
+      if (!stopped) known[id] = d.data;
+    };
+    const watch = (id) => {
+      const ctl = new AbortController();
+      streams[id] = ctl;
+      // the stream's pieces by byte offset; they start at byte 0, so
+      // together they are the whole output (GET's, until they catch up)
+      const parts = { stdout: new Map(), stderr: new Map() };
+      const base = { stdout: known[id].stdout || '', stderr: known[id].stderr || '' };
+      const text = (s) => {
+        const t = [...parts[s].entries()].sort((a, b) => a[0] - b[0]).map((e) => e[1]).join('');
+        return t.length >= base[s].length ? t : base[s];
+      };
+      const onEvent = (name, d) => {
+        if (stopped) return;
+        const j = known[id];
+        if (name === 'job' || name === 'end') {
+          known[id] = { ...j, ...d, stdout: j.stdout, stderr: j.stderr };
+        } else if (name === 'output' && parts[d.stream] && !parts[d.stream].has(d.offset)) {
+          parts[d.stream].set(d.offset, d.text);
+          // output means it runs, whatever the first event said
+          known[id] = { ...j, status: j.status === 'queued' ? 'running' : j.status, [d.stream]: text(d.stream) };
+        }
+        draw();
+      };
+      events(`/jobs/${enc(id)}/stream`, onEvent, ctl.signal).then(() => null, (e) => e).then(async (e) => {
+        delete streams[id];
+        if (stopped) return;
+        noStream[id] = true; // not again: if it still runs, it is polled
+        try { // the final state (or, after a break, where it is now)
+          await fetchJob(id);
+        } catch (e2) {
+          if (!stopped) setError(e2);
+        }
+        fill();
+        show();
+      });
+    };
+    // open streams for unfinished jobs while there are free ones
+    const fill = () => {
+      if (stopped) return;
+      for (const id of ids) {
+        if (Object.keys(streams).length >= STREAMS) break;
+        const j = known[id];
+        if (j && !finished(j) && !streams[id] && !noStream[id]) watch(id);
+      }
+    };
     const tick = async () => {
       try {
         // a batch's jobs are all made when it starts: list them once
         if (!ids) ids = (await list('/jobs', { filter: { batch } })).data.map((j) => j.id);
         if (!ids.length) throw new Error('no job of this batch is among the latest 1,000');
-        const got = await Promise.all(ids.map((id) => (known[id] && finished(known[id])
-          ? known[id] : api.get(`/jobs/${enc(id)}`).then((d) => d.data))));
+        await Promise.all(ids.filter((id) => !streams[id] && !(known[id] && finished(known[id])))
+          .map(fetchJob));
         if (stopped) return;
-        for (const j of got) known[j.id] = j;
-        got.sort((a, b) => a.agent.localeCompare(b.agent));
-        setJobs(got);
         setError(null);
-        if (got.length && got.every(finished)) {
-          onDone();
-          return;
-        }
+        fill();
+        show();
+        if (done) return;
       } catch (e) {
         if (stopped) return;
         setError(e);
@@ -154,6 +224,8 @@ export function Output({ batch, job, names, onDone }) {
     return () => {
       stopped = true;
       clearTimeout(timer);
+      clearTimeout(drawTimer);
+      for (const ctl of Object.values(streams)) ctl.abort();
     };
   }, [batch, job]);
   const running = jobs && !jobs.every(finished);
