@@ -429,6 +429,34 @@ static int db_pragma(struct db *db, const char *sql, const char *want)
     return r;
 }
 
+/*
+ * PRAGMA journal_mode=WAL on a file several processes open for the first
+ * time at once: the switch needs an exclusive lock, and SQLite answers
+ * SQLITE_BUSY at once, without its busy handler, when another connection
+ * is switching too (seen as "database is locked" in
+ * test_concurrent_first_open). Retried quietly for up to
+ * DB_BUSY_TIMEOUT_MS; any other failure, or still busy then, is an error.
+ */
+static int db_wal(struct db *db, bool mem)
+{
+    int64_t until = util_mono_ms() + DB_BUSY_TIMEOUT_MS;
+    struct timespec pause = {0, 10 * 1000 * 1000};
+    int rc;
+
+    for (;;) {
+        rc =
+            sqlite3_exec(db->conn, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+        if ((rc & 0xff) != SQLITE_BUSY || util_mono_ms() >= until) {
+            break;
+        }
+        nanosleep(&pause, NULL);
+    }
+    if (rc != SQLITE_OK) {
+        return db_fail(db, rc, "PRAGMA journal_mode=WAL");
+    }
+    return db_pragma(db, "PRAGMA journal_mode", mem ? "memory" : "wal");
+}
+
 static int sq_open(const char *location, struct db **out)
 {
     struct db *db = NULL;
@@ -472,8 +500,7 @@ static int sq_open(const char *location, struct db **out)
         r = db_fail(db, rc, "busy timeout");
         goto out;
     }
-    if ((r = db_pragma(db, "PRAGMA journal_mode=WAL",
-                       mem ? "memory" : "wal")) != ERR_OK ||
+    if ((r = db_wal(db, mem)) != ERR_OK ||
         (r = db_pragma(db, "PRAGMA foreign_keys=ON", NULL)) != ERR_OK ||
         (r = db_pragma(db, "PRAGMA synchronous=NORMAL", NULL)) != ERR_OK ||
         (r = db_pragma(db, "PRAGMA trusted_schema=OFF", NULL)) != ERR_OK) {
