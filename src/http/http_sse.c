@@ -18,11 +18,14 @@
  *
  * A connection that cannot write for HTTP_SSE_STALL_MS (the client reads
  * nothing) is closed; at most HTTP_SSE_MAX streams are open at once (503
- * beyond). A comment line every HTTP_SSE_KEEPALIVE_MS keeps proxies from
- * closing a quiet stream.
+ * beyond), and at most HTTP_SSE_PER_USER of them for one user, however
+ * many tokens that user holds (429 beyond): one token holder cannot take
+ * every stream of the node. A comment line every HTTP_SSE_KEEPALIVE_MS keeps
+ * proxies from closing a quiet stream.
  */
 #include "http/http_internal.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +39,7 @@
 #include "store/jobs.h"
 
 #define HTTP_SSE_MAX 256
+#define HTTP_SSE_PER_USER 32
 #define HTTP_SSE_SLICE 16384 /* output bytes per event */
 #define HTTP_SSE_POLL_MS 500
 #define HTTP_SSE_KEEPALIVE_MS 15000
@@ -43,6 +47,8 @@
 
 struct http_sse {
     struct http *h;
+    struct http_sse *next, *prev; /* every open stream */
+    char user[STORE_ID_MAX + 1];  /* whose */
     struct lws *wsi;
     struct store_job *meta; /* the job as it started (no output) */
     struct hub_watch *w;    /* NULL: no hub on this node */
@@ -61,6 +67,18 @@ struct http_sse {
 };
 
 static size_t http_nsse;
+static struct http_sse *http_sse_all;
+
+/* Streams open for user `id`. */
+static size_t http_sse_of_user(const char *id)
+{
+    size_t n = 0;
+
+    for (const struct http_sse *s = http_sse_all; s != NULL; s = s->next) {
+        n += strcmp(s->user, id) == 0;
+    }
+    return n;
+}
 
 static int64_t http_sse_now_ms(void)
 {
@@ -262,6 +280,19 @@ static void http_sse_read_store(struct http_sse *s)
     free(j);
 }
 
+/* The client went away (FIN or RST) while nothing was being written:
+ * libwebsockets does not watch a streaming response's socket for
+ * reading, so a watcher that closed between events would keep its place
+ * (and its user's share) until the next keepalive failed. */
+static bool http_sse_peer_gone(struct lws *wsi)
+{
+    struct pollfd p = {.fd = wsi != NULL ? lws_get_socket_fd(wsi) : -1,
+                       .events = POLLRDHUP};
+
+    return p.fd >= 0 && poll(&p, 1, 0) == 1 &&
+           (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 static void http_sse_tick(struct loop *l, void *arg)
 {
     struct http_sse *s = arg;
@@ -269,6 +300,12 @@ static void http_sse_tick(struct loop *l, void *arg)
 
     s->timer = loop_add_timer(l, HTTP_SSE_POLL_MS, http_sse_tick, s);
     if (s->closing) {
+        return;
+    }
+    if (http_sse_peer_gone(s->wsi)) {
+        s->closing = true;
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_HTTP_CONTENT,
+                        LWS_TO_KILL_ASYNC);
         return;
     }
     if (now - s->last_write_ms > HTTP_SSE_STALL_MS) {
@@ -375,6 +412,14 @@ void http_sse_free(struct http_sse *s)
     free(s->held[1]);
     json_decref(s->end);
     free(s->meta);
+    if (s->prev != NULL) {
+        s->prev->next = s->next;
+    } else {
+        http_sse_all = s->next;
+    }
+    if (s->next != NULL) {
+        s->next->prev = s->prev;
+    }
     http_nsse--;
     free(s);
 }
@@ -408,6 +453,13 @@ int http_h_jobs_stream(struct http_req *req)
         req->raw_type = "text/event-stream";
         return http_ok(req, 200, json_object(), NULL);
     }
+    if (http_sse_of_user(req->auth.user.id) >= HTTP_SSE_PER_USER) {
+        free(j);
+        return http_error(req, 429, "too_many_streams", "Too many streams",
+                          "you have %d job streams open already (at most "
+                          "%d per user); close one first",
+                          HTTP_SSE_PER_USER, HTTP_SSE_PER_USER);
+    }
     if (http_nsse >= HTTP_SSE_MAX || (s = calloc(1, sizeof(*s))) == NULL) {
         free(j);
         return http_error(req, 503, "server_busy", "Server busy",
@@ -417,6 +469,11 @@ int http_h_jobs_stream(struct http_req *req)
     }
     http_nsse++;
     s->h = req->h;
+    snprintf(s->user, sizeof(s->user), "%s", req->auth.user.id);
+    if ((s->next = http_sse_all) != NULL) {
+        s->next->prev = s;
+    }
+    http_sse_all = s;
     s->meta = j;
     s->last_write_ms = s->last_ka_ms = http_sse_now_ms();
     if (req->h->hub != NULL && !http_sse_ended_status(j->status) &&

@@ -338,3 +338,48 @@ def test_fast_output_and_idle_watchers_keep_memory_bounded(agent_server,
     for w in idle:
         w.close()
     reader.close()
+
+
+def test_one_user_cannot_take_every_stream(agent_server, make_agent):
+    """Each user has a share of the node's job streams (32 of 256),
+    however many tokens they hold: a token holder opening streams in a
+    loop gets 429 at 33 and leaves the others theirs."""
+    pc = agent_server
+    u = uniq("s")
+    a = online_agent(pc, make_agent, conf=SCRIPTS + ["name = sse-" + u])
+    jid = start(pc, a, "sleep 20; echo done", timeout=30)
+    # the greedy user: a job runner on the agent, with two tokens
+    greedy, pw = "greedy-" + u, "pw-" + uniq()
+    pc.user_add(greedy, password=pw)
+    assert pc.cli("client-group", "add", "g-" + u,
+                  "--match-name", "sse-%s" % u)[0] == 0
+    assert pc.cli("role", "grant", "--user", greedy, "--role", "job-runner",
+                  "--client-group", "g-" + u)[0] == 0
+    toks = [login(pc, greedy, pw), login(pc, greedy, pw)]
+    base = watchers(pc)
+    held = []
+    for i in range(32):
+        w = Watch(pc, jid, toks[i % 2])
+        assert w.head() == 200, (i, w.buf)
+        held.append(w)
+    wait_watchers(pc, base + 32)
+    for tok in toks:
+        w = Watch(pc, jid, tok)
+        assert w.head() == 429, w.buf
+        assert "at most 32 per user" in json.dumps(w.body())
+        w.close()
+    # someone else still watches
+    other = Watch(pc, jid, token(pc))
+    assert other.head() == 200
+    assert other.next_event()[1] == "job"
+    # one closed: the greedy user may open one again
+    held.pop().close()
+    wait_watchers(pc, base + 32)
+    w = Watch(pc, jid, toks[0])
+    assert w.head() == 200, w.buf
+    held.append(w)
+    # closed, read or not: each gives its place back within a second or
+    # two (a closed watcher is noticed though nothing is written to it)
+    for w in held + [other]:
+        w.close()
+    wait_watchers(pc, base, timeout=3)
