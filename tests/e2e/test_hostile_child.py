@@ -644,3 +644,67 @@ def test_rdp_child_authorizing_an_ssh_channel_is_killed(rdp_hostile,
     h.expect_killed_unanswered()
     user = login.split("#")[0]
     assert not any(r.get("user") == user for r in rdp_proxy.sessions())
+
+
+def _recorded_login(pc, asset_id, native="record"):
+    password = "pw-" + uniq()
+    user = pc.user_add(password=password)
+    pc.allow(user, asset_id, native=native)
+    return "%s#%s" % (user, asset_id), password
+
+
+@pytest.mark.parametrize("case", ["another childs row", "rdp format",
+                                  "second open", "unrecorded row"])
+def test_record_open_is_held_to_the_childs_own_recorded_row(hostile, proxy,
+                                                            target, case):
+    """A recording file is handed to the child whose recorded session it
+    is, once, in its own kind's format: a child cannot get a file for
+    another child's session (to write a forged recording in it), a second
+    descriptor for its own, an RDP recording, or a file for a session
+    that policy does not record."""
+    asset_id = proxy.target_asset(target)
+    login, password = _recorded_login(
+        proxy, asset_id, native="allow" if case == "unrecorded row"
+        else "record")
+    a = hostile()
+    a.kex_sign()
+    assert verdict(a.password(login, password)) == AUTH_OK
+    mtype, payload = a.call(AUTHORIZE, u8(KIND_EXEC) + s_str("id"))
+    assert mtype == AUTHORIZE_REPLY and payload[0] == 1, payload
+    row, _ = get_str(payload, 1)
+    if case == "another childs row":
+        b = hostile()
+        b.kex_sign()
+        assert verdict(b.password(login, password)) == AUTH_OK
+        b.send(RECORD_OPEN, s_str(row) + u8(0))
+        b.expect_killed()
+        assert a.alive()
+        # a's own request is still answered: b took nothing from it
+        mtype, payload = a.call(RECORD_OPEN, s_str(row) + u8(0))
+        assert mtype == RECORD_OPEN_REPLY and payload[0] == 1, payload
+        return
+    if case == "second open":
+        mtype, payload = a.call(RECORD_OPEN, s_str(row) + u8(0))
+        assert mtype == RECORD_OPEN_REPLY and payload[0] == 1, payload
+    a.send(RECORD_OPEN, s_str(row) + u8(2 if case == "rdp format" else 0))
+    a.expect_killed()
+
+
+def test_rdp_child_opening_an_ssh_recording_is_killed(rdp_hostile,
+                                                      rdp_proxy):
+    login, password = _recorded_login(rdp_proxy, rdp_asset(rdp_proxy))
+    h = rdp_hostile()
+    assert verdict(h.password(login, password)) == AUTH_OK
+    mtype, payload = h.call(AUTHORIZE, u8(KIND_RDP) + s_str(""))
+    assert mtype == AUTHORIZE_REPLY and payload[0] == 1, payload
+    row, _ = get_str(payload, 1)
+    for fmt in (0, 1):
+        # never answered: asciicast or JSON lines are an SSH child's
+        h2 = rdp_hostile() if fmt else h
+        if fmt:
+            assert verdict(h2.password(login, password)) == AUTH_OK
+            mtype, payload = h2.call(AUTHORIZE, u8(KIND_RDP) + s_str(""))
+            assert payload[0] == 1, payload
+            row, _ = get_str(payload, 1)
+        h2.send(RECORD_OPEN, s_str(row) + u8(fmt))
+        h2.expect_killed()
