@@ -235,6 +235,14 @@ static bool rdprec_dims_ok(unsigned w, unsigned h)
            (size_t)w * h <= RDPREC_PIXELS_MAX;
 }
 
+/* Reads a width and height at p into ev; false when out of range. */
+static bool rdprec_read_dims(struct rdprec_event *ev, const uint8_t *p)
+{
+    ev->w = rdprec_get16(p);
+    ev->h = rdprec_get16(p + 2);
+    return rdprec_dims_ok(ev->w, ev->h);
+}
+
 int rdprec_next(const uint8_t *data, size_t len, size_t *off,
                 struct rdprec_event *ev)
 {
@@ -280,10 +288,8 @@ int rdprec_next(const uint8_t *data, size_t len, size_t *off,
         if (n != 12) {
             return ERR_INVALID;
         }
-        ev->w = rdprec_get16(p);
-        ev->h = rdprec_get16(p + 2);
         ev->unix_ms = (uint64_t)rdprec_get32(p + 4) << 32 | rdprec_get32(p + 8);
-        if (!rdprec_dims_ok(ev->w, ev->h)) {
+        if (!rdprec_read_dims(ev, p)) {
             return ERR_INVALID;
         }
         break;
@@ -291,11 +297,9 @@ int rdprec_next(const uint8_t *data, size_t len, size_t *off,
         if (n < 5) {
             return ERR_INVALID;
         }
-        ev->w = rdprec_get16(p);
-        ev->h = rdprec_get16(p + 2);
         ev->data = p + 4;
         ev->len = n - 4;
-        if (!rdprec_dims_ok(ev->w, ev->h)) {
+        if (!rdprec_read_dims(ev, p)) {
             return ERR_INVALID;
         }
         break;
@@ -305,11 +309,9 @@ int rdprec_next(const uint8_t *data, size_t len, size_t *off,
         }
         ev->x = rdprec_get16(p);
         ev->y = rdprec_get16(p + 2);
-        ev->w = rdprec_get16(p + 4);
-        ev->h = rdprec_get16(p + 6);
         ev->data = p + 8;
         ev->len = n - 8;
-        if (!rdprec_dims_ok(ev->w, ev->h)) {
+        if (!rdprec_read_dims(ev, p + 4)) {
             return ERR_INVALID;
         }
         break;

@@ -613,35 +613,11 @@ static int store_migrate(struct store *st)
     return r;
 }
 
-int store_open(const char *path, struct store **out)
+/* The first step of every way in: a store on the database at `path`,
+ * nothing read or written yet. */
+static int store_connect(const char *path, struct store **out)
 {
-    struct store *st = NULL;
-    int r;
-
-    if (out != NULL) {
-        *out = NULL;
-    }
-    if (path == NULL || path[0] == '\0' || out == NULL) {
-        return ERR_INVALID;
-    }
-    if ((st = calloc(1, sizeof(*st))) == NULL) {
-        return ERR_NOMEM;
-    }
-    if ((r = db_open(path, &st->db)) != ERR_OK ||
-        (r = store_migrate(st)) != ERR_OK) {
-        goto out;
-    }
-    *out = st;
-    st = NULL;
-out:
-    store_close(st);
-    return r;
-}
-
-int store_create_begin(const char *path, struct store **out)
-{
-    struct store *st = NULL;
-    bool exists = false;
+    struct store *st;
     int r;
 
     *out = NULL;
@@ -651,8 +627,45 @@ int store_create_begin(const char *path, struct store **out)
     if ((st = calloc(1, sizeof(*st))) == NULL) {
         return ERR_NOMEM;
     }
-    if ((r = db_open(path, &st->db)) != ERR_OK ||
-        (r = db_begin(st->db, true)) != ERR_OK) {
+    if ((r = db_open(path, &st->db)) != ERR_OK) {
+        store_close(st);
+        return r;
+    }
+    *out = st;
+    return ERR_OK;
+}
+
+int store_open(const char *path, struct store **out)
+{
+    struct store *st = NULL;
+    int r;
+
+    if (out == NULL) {
+        return ERR_INVALID;
+    }
+    *out = NULL;
+    if ((r = store_connect(path, &st)) != ERR_OK) {
+        return r;
+    }
+    if ((r = store_migrate(st)) != ERR_OK) {
+        store_close(st);
+        return r;
+    }
+    *out = st;
+    return ERR_OK;
+}
+
+int store_create_begin(const char *path, struct store **out)
+{
+    struct store *st = NULL;
+    bool exists = false;
+    int r;
+
+    *out = NULL;
+    if ((r = store_connect(path, &st)) != ERR_OK) {
+        return r;
+    }
+    if ((r = db_begin(st->db, true)) != ERR_OK) {
         goto fail;
     }
     if ((r = db_has_table(st->db, "schema_version", &exists)) != ERR_OK ||
@@ -693,14 +706,10 @@ int store_open_existing(const char *path, struct store **out)
     int r;
 
     *out = NULL;
-    if (path == NULL || path[0] == '\0') {
-        return ERR_INVALID;
+    if ((r = store_connect(path, &st)) != ERR_OK) {
+        return r;
     }
-    if ((st = calloc(1, sizeof(*st))) == NULL) {
-        return ERR_NOMEM;
-    }
-    if ((r = db_open(path, &st->db)) != ERR_OK ||
-        (r = db_has_table(st->db, "schema_version", &exists)) != ERR_OK) {
+    if ((r = db_has_table(st->db, "schema_version", &exists)) != ERR_OK) {
         goto out;
     }
     if (!exists) {
