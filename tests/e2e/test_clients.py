@@ -72,13 +72,14 @@ class Acct:
     scratch directory on the target's filesystem; the proxy's host keys
     as a known_hosts file."""
 
-    def __init__(self, proxy, target, tmp, pin=True):
+    def __init__(self, proxy, target, tmp, pin=True, record=False):
         self.proxy, self.target, self.tmp = proxy, target, tmp
         self.password = "pw-" + uniq()
         self.user = proxy.user_add(password=self.password)
         # pin=False: trust the first host key (the target's is not Ed25519)
         self.asset = proxy.target_asset(target, pin=pin)
-        proxy.allow(self.user, self.asset)
+        proxy.allow(self.user, self.asset,
+                    native="record" if record else "allow")
         self.login = "%s#%s" % (self.user, self.asset)
         self.remote_dir = target.files / uniq("c")
         self.remote_dir.mkdir()
@@ -582,6 +583,42 @@ def server_with(pc, target, **ssh):
 
 def acct_on(pc, target, tmp_path):
     return Acct(pc, target, tmp_path)
+
+
+def test_other_clients_are_told_why_portcullis_ended_the_session(
+        pc, target, tmp_path):
+    """A session Portcullis ends (here: its recording reached [record]
+    ssh_max_mb) says why on the channel's stderr with a failing exit
+    status; PuTTY's plink and Dropbear's dbclient print it as OpenSSH
+    does, and exit non-zero instead of looking like a clean end."""
+    pc.set_config("record", "ssh_max_mb", "1")
+    pc.start()
+    acct = Acct(pc, target, tmp_path, record=True)
+    cmd = "head -c 4000000 /dev/urandom | base64"
+    why = "the session recording reached its size limit ([record] " \
+        "ssh_max_mb); the session has ended"
+    tried = 0
+    if shutil.which("plink"):
+        r = run(["plink", "-ssh", "-batch", "-P", str(acct.port), "-l",
+                 acct.login, "-pw", acct.password] + putty_hostkeys(acct) +
+                ["127.0.0.1", cmd])
+        assert r.rc != 0 and why in r.err, (r.rc, r.err)
+        assert 512 * KiB < len(r.out) < 1024 * KiB + 65536, len(r.out)
+        tried += 1
+    if shutil.which("dbclient"):
+        env = dict(os.environ, DROPBEAR_PASSWORD=acct.password)
+        env.pop("SSH_AUTH_SOCK", None)
+        r = run(["dbclient", "-y", "-y", "-p", str(acct.port), "-l",
+                 acct.login, "127.0.0.1", cmd], env=env)
+        assert r.rc != 0 and why in r.err, (r.rc, r.err)
+        assert 512 * KiB < len(r.out) < 1024 * KiB + 65536, len(r.out)
+        tried += 1
+    if not tried:
+        pytest.skip("neither plink (putty-tools) nor dbclient "
+                    "(dropbear-bin) installed")
+    rows = [x for x in pc.sessions() if x.get("user") == acct.user]
+    assert len(rows) == tried and all(
+        "recording reached its size limit" in x["result"] for x in rows), rows
 
 
 def test_banner_when_configured(pc, target, tmp_path):
