@@ -268,6 +268,7 @@ int config_defaults(struct config *cfg, const char *data_dir)
     cfg->http_proxy_timeout_seconds = 10;
     cfg->http_proxy_connect_timeout_seconds = 10;
     cfg->rdp_port = 3317;
+    cfg->rdp_compression = true;
     if ((r = config_set_str(&cfg->data_dir, data_dir)) ||
         (r = config_set_str(&cfg->log_level, "info")) ||
         (r = config_set_str(&cfg->ssh_listen, "127.0.0.1")) ||
@@ -477,6 +478,7 @@ static const struct config_key config_keys[] = {
     CK("rdp", "port", CK_INT, rdp_port, 0, 65535),
     CK("rdp", "tls_cert", CK_PATH, rdp_tls_cert, 0, 0),
     CK("rdp", "tls_key", CK_PATH, rdp_tls_key, 0, 0),
+    CK("rdp", "compression", CK_BOOL, rdp_compression, 0, 0),
     CK("store", "driver", CK_STR, store_driver, 0, 0),
     CK("store", "path", CK_PATH, store_path, 0, 0),
     CK("store", "url", CK_STR, store_url, 0, 0),

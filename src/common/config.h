@@ -133,6 +133,9 @@ struct config {
     int rdp_port;       /* default 3317 */
     char *rdp_tls_cert; /* default the node's tls.crt (init's) */
     char *rdp_tls_key;  /* and tls.key */
+    /* bulk compression (MPPC/XCRUSH) of what goes to the client, when
+     * the client asks for it; default true (docs/operations.md) */
+    bool rdp_compression;
 
     char *store_driver; /* "sqlite", or "postgresql" when url is set */
     /* absolute; with [store] url set, that URL (what store_open() takes) */

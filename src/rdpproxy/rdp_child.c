@@ -1081,6 +1081,13 @@ static BOOL rdpc_activate(freerdp_peer *peer)
     if (s->back_up) {
         return TRUE;
     }
+    /* Bulk compression of the updates to the client is most of the
+     * relay's CPU (bench/README.md, "Issue 17: RDP"): an operator may
+     * turn it off; the client reads uncompressed PDUs as well. */
+    if (!s->a->compression &&
+        !freerdp_settings_set_bool(fs, FreeRDP_CompressionEnabled, FALSE)) {
+        return FALSE;
+    }
     if (!s->authed) {
         if (s->tell_login) {
             rdpc_tell_client(s);

@@ -18,6 +18,7 @@ struct rdp_child_args {
     int login_grace_seconds;
     const char *config_path; /* FreeRDP's ConfigPath (rdp_server.c) */
     const char *client_addr; /* "addr:port", for logs */
+    bool compression;        /* [rdp] compression */
 };
 
 /* Serves one connection; returns the process exit code. */

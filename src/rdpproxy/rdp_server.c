@@ -125,6 +125,7 @@ static int rdp_run_child(void *arg, int client_fd, int monitor_fd,
     ca.login_grace_seconds = s->cfg->login_grace_seconds;
     ca.config_path = s->config_path;
     ca.client_addr = client_addr;
+    ca.compression = s->cfg->rdp_compression;
     return rdp_child_run(&ca);
 }
 

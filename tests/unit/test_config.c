@@ -114,6 +114,28 @@ static void test_defaults(void **state)
     config_free(NULL);
 }
 
+/* [rdp] compression: on unless turned off; only a boolean. */
+static void test_rdp_compression(void **state)
+{
+    struct config cfg;
+    char why[256] = "";
+
+    (void)state;
+    assert_int_equal(
+        config_parse_text("", 0, "/x/p.conf", &cfg, why, sizeof(why)), ERR_OK);
+    assert_true(cfg.rdp_compression);
+    config_free(&cfg);
+    assert_int_equal(config_parse_text("[rdp]\ncompression = false\n", 26,
+                                       "/x/p.conf", &cfg, why, sizeof(why)),
+                     ERR_OK);
+    assert_false(cfg.rdp_compression);
+    config_free(&cfg);
+    assert_int_equal(config_parse_text("[rdp]\ncompression = sometimes\n", 30,
+                                       "/x/p.conf", &cfg, why, sizeof(why)),
+                     ERR_CONFIG);
+    assert_non_null(strstr(why, "/x/p.conf:2:"));
+}
+
 static void test_empty_file_gives_defaults(void **state)
 {
     struct tmp *t = *state;
@@ -594,6 +616,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_text),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_rdp_compression),
         cmocka_unit_test_setup_teardown(test_empty_file_gives_defaults,
                                         setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_every_key, setup_tmp,
