@@ -68,6 +68,7 @@
 #include "login/login.h"
 #include "policy/policy.h"
 #include "rdpproxy/rdp_cliprdr.h"
+#include "rdpproxy/rdp_rdpdr.h"
 #include "rdpproxy/rdp_text.h"
 #include "record/rdprec.h"
 #include "record/record.h"
@@ -154,7 +155,8 @@ struct rdpc {
     struct rdpc_vc vc[RDPC_VC_MAX];
     size_t nvc;
     struct rdp_cliprdr clip;
-    uint8_t *clip_out; /* the filter's output */
+    struct rdp_rdpdr dr;
+    uint8_t *clip_out; /* the filters' output */
     size_t clip_cap;
     unsigned dropped_told; /* refused channels whose data was logged */
 };
@@ -1018,22 +1020,24 @@ static bool rdpc_back_settings(struct rdpc *s, rdpSettings *bs)
 /* --- static virtual channels --- */
 
 /*
- * The channels the proxy can relay and the profile switches each needs
- * (all of them). A channel the client joined and the profile refuses is
- * not offered to the target, and what the client sends on it is dropped;
- * one the client did not join is not offered either. rdpdr carries
- * drives and printers (and smart cards, ports) in one channel: it is
- * relayed only when both drive and printer redirection are allowed.
+ * The channels the proxy can relay and the profile switches that open
+ * each (any of them). A channel the client joined and the profile
+ * refuses is not offered to the target, and what the client sends on it
+ * is dropped; one the client did not join is not offered either. rdpdr
+ * carries drives, printers, ports and smart cards in one channel, and
+ * Windows plays audio only to a client that joined it: it is relayed
+ * when drives, printers or audio are allowed, and its device filter
+ * (rdp_rdpdr.h) lets only the allowed kinds of device cross.
  */
 static const struct {
     const char *name;
     const char *what;
-    unsigned need;
+    unsigned any;
 } rdpc_vc_table[RDPC_VC_MAX] = {
     {"cliprdr", "clipboard", POLICY_RDP_CLIPBOARD},
     {"rdpsnd", "audio", POLICY_RDP_AUDIO},
     {"rdpdr", "drive and printer redirection",
-     POLICY_RDP_DRIVE | POLICY_RDP_PRINTER},
+     POLICY_RDP_DRIVE | POLICY_RDP_PRINTER | POLICY_RDP_AUDIO},
 };
 
 /* The back leg's channel list: those of the client the profile allows.
@@ -1046,11 +1050,13 @@ static bool rdpc_vc_plan(struct rdpc *s, rdpSettings *bs)
     INT64 opt;
 
     rdp_cliprdr_init(&s->clip, (s->chans & POLICY_RDP_CLIP_FILES) != 0);
+    rdp_rdpdr_init(&s->dr, (s->chans & POLICY_RDP_DRIVE) != 0,
+                   (s->chans & POLICY_RDP_PRINTER) != 0);
     for (size_t i = 0; i < RDPC_VC_MAX; i++) {
         if ((id = WTSChannelGetId(s->peer, rdpc_vc_table[i].name)) == 0) {
             continue; /* the client did not ask for it */
         }
-        if ((s->chans & rdpc_vc_table[i].need) != rdpc_vc_table[i].need) {
+        if ((s->chans & rdpc_vc_table[i].any) == 0) {
             log_info("rdp %s: %s: %s refused by the access profile (channel "
                      "%s not offered to the target)",
                      s->a->client_addr, s->user, rdpc_vc_table[i].what,
@@ -1071,9 +1077,11 @@ static bool rdpc_vc_plan(struct rdpc *s, rdpSettings *bs)
         v->what = rdpc_vc_table[i].what;
         v->front_id = id;
         v->options = d->options;
-        log_info("rdp %s: %s: %s allowed (channel %s relayed%s)",
+        log_info("rdp %s: %s: %s allowed (channel %s relayed%s%s%s)",
                  s->a->client_addr, s->user, v->what, v->name,
-                 i == 0 && !s->clip.files ? ", files refused" : "");
+                 i == 0 && !s->clip.files ? ", files refused" : "",
+                 i == 2 && !s->dr.drive ? ", drives refused" : "",
+                 i == 2 && !s->dr.printer ? ", printers refused" : "");
     }
     return true;
 }
@@ -1119,18 +1127,42 @@ static BOOL rdpc_vc_deliver(struct rdpc *s, struct rdpc_vc *v, int dir,
 {
     const char *from = dir == RDP_CLIP_UP ? "client" : "target";
     struct rdp_clip_result res;
+    struct rdp_dr_result dres;
+    bool clip = strcmp(v->name, "cliprdr") == 0;
+    bool dr = strcmp(v->name, "rdpdr") == 0;
     size_t n = len;
     uint8_t *p;
     int e;
 
-    if (strcmp(v->name, "cliprdr") == 0) {
-        if (s->clip_cap < len) {
-            if ((p = realloc(s->clip_out, len)) == NULL) {
-                return FALSE;
-            }
-            s->clip_out = p;
-            s->clip_cap = len;
+    if ((clip || dr) && s->clip_cap < len) {
+        if ((p = realloc(s->clip_out, len)) == NULL) {
+            return FALSE;
         }
+        s->clip_out = p;
+        s->clip_cap = len;
+    }
+    if (dr) {
+        e = rdp_rdpdr_filter(&s->dr, dir, m, len, s->clip_out, &n, &dres);
+        if (e != ERR_OK) {
+            log_info("rdp %s: a malformed device redirection PDU from the %s "
+                     "dropped",
+                     s->a->client_addr, from);
+            return TRUE;
+        }
+        if (dres.refused != NULL) {
+            log_info("rdp %s: device redirection: %s from the %s refused",
+                     s->a->client_addr, dres.refused, from);
+            return TRUE;
+        }
+        if (dres.stripped > 0) {
+            log_info("rdp %s: device redirection: %u device%s of the client "
+                     "taken off (the access profile refuses them)",
+                     s->a->client_addr, dres.stripped,
+                     dres.stripped == 1 ? "" : "s");
+        }
+        m = s->clip_out;
+    }
+    if (clip) {
         e = rdp_cliprdr_filter(&s->clip, dir, m, len, s->clip_out, &n, &res);
         if (e != ERR_OK) {
             log_info("rdp %s: a malformed clipboard PDU from the %s dropped",
