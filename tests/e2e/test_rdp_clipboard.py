@@ -80,7 +80,7 @@ def clip_target(tmp_path):
 # until the target got the text (WANT) or for WAIT seconds, and quits.
 DRIVER = r"""
 set -u
-[ -n "$CLIP" ] && printf %s "$CLIP" | xclip -selection clipboard -i
+[ -n "$CLIP" ] && printf %s "$CLIP" | xclip -selection clipboard -t "$CTYPE" -i
 "$@" > "$OUT/client.log" 2>&1 &
 pid=$!
 for i in $(seq 1 300); do
@@ -91,9 +91,9 @@ for i in $(seq 1 300); do
 done
 echo up > "$OUT/up"
 sleep 1
-[ -n "$CLIP" ] && printf %s "$CLIP" | xclip -selection clipboard -i
+[ -n "$CLIP" ] && printf %s "$CLIP" | xclip -selection clipboard -t "$CTYPE" -i
 for i in $(seq 1 $((WAIT * 10))); do
-    grep -q "^text " "$TARGET_OUT" 2>/dev/null && [ "$WANT" = 1 ] && break
+    grep -q "^$WANT " "$TARGET_OUT" 2>/dev/null && break
     if [ -n "$PASTE" ]; then
         timeout 2 xclip -o -selection clipboard > "$OUT/paste.txt" 2>/dev/null
         grep -q "$PASTE" "$OUT/paste.txt" && break
@@ -106,11 +106,14 @@ echo "exit $?" > "$OUT/exit"
 """
 
 
-def clip_client(pc, out, login, password, target, clip, want=True, wait=8,
-                paste=""):
+def clip_client(pc, out, login, password, target, clip, want="text", wait=8,
+                paste="", ctype="UTF8_STRING"):
+    """want: the target's line ("text", "formats") to wait for, or None
+    to wait the whole wait seconds."""
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OUT=str(out), CLIP=clip, TARGET_OUT=str(target.out),
-               WANT="1" if want else "0", WAIT=str(wait), PASTE=paste)
+               WANT=want or "-none-", WAIT=str(wait), PASTE=paste,
+               CTYPE=ctype)
     args = ["xfreerdp", "/v:127.0.0.1:%d" % pc.rdp_port, "/u:%s" % login,
             "/p:%s" % password, "/cert:ignore", "/sec:nla", "/size:800x600",
             "+clipboard", "/log-level:ERROR"]
@@ -156,7 +159,7 @@ def test_clipboard_refused_by_profile(rdp_proxy, clip_target, tmp_path):
     text = "secret " + uniq("t")
     t0 = time.monotonic()
     clip_client(rdp_proxy, tmp_path / "c", "%s#%s" % (user, asset), pw,
-                clip_target, text, want=False, wait=4)
+                clip_target, text, want=None, wait=4)
     assert time.monotonic() - t0 < 30
     lines = clip_target.lines()
     # the target was never offered the clipboard channel: nothing crossed
@@ -177,12 +180,36 @@ def test_target_clipboard_reaches_the_client(rdp_proxy, tmp_path):
         user, pw = clip_user(rdp_proxy, asset)
         out = tmp_path / "c"
         clip_client(rdp_proxy, out, "%s#%s" % (user, asset), pw, target,
-                    "", want=False, wait=8, paste=text)
+                    "", want=None, wait=8, paste=text)
         assert (out / "paste.txt").read_text() == text, (
             target.lines(), proxy_log(rdp_proxy, "clipboard"))
         assert "pdu 4" in target.lines()  # the client asked for it
     finally:
         target.stop()
+
+
+def formats_seen(target):
+    return [ln for ln in target.lines() if ln.startswith("formats ")]
+
+
+@pytest.mark.parametrize("files", [False, True])
+def test_clipboard_files_by_profile(rdp_proxy, clip_target, tmp_path, files):
+    """A file copied on the client (a text/uri-list on its X clipboard,
+    which xfreerdp offers as FileGroupDescriptorW when the server says it
+    takes file streams) reaches the target's format list only with
+    rdp_clipboard_files."""
+    asset = rdp_asset(rdp_proxy, clip_target)
+    user, pw = clip_user(rdp_proxy, asset,
+                         flags=["--rdp-clipboard-files"] if files else [])
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not copy\n")
+    clip_client(rdp_proxy, tmp_path / "c", "%s#%s" % (user, asset), pw,
+                clip_target, "file://%s\n" % secret, want="formats",
+                ctype="text/uri-list")
+    seen = formats_seen(clip_target)
+    assert seen, clip_target.lines()
+    has_files = any("FileGroupDescriptorW" in ln for ln in seen)
+    assert has_files == files, seen
 
 
 def test_clipboard_text_recorded_with_input(rdp_proxy, clip_target, tmp_path):
