@@ -12,6 +12,7 @@ the target asks for the text, and the text either reaches the target or,
 with the profile's rdp_clipboard_text off, the channel is never offered
 to the target and the proxy says so in its log.
 """
+import json
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ import pytest
 from pclib import build_dir, free_port, run, stop_process, uniq, wait_listen, \
     xvfb_run
 from test_rdp import rdp_asset, rdp_proxy  # noqa: F401 (the fixture)
+from test_web import WEB, web_ui  # noqa: F401 (the fixture: web/dist built)
 
 TOOLS = ["xfreerdp", "Xvfb", "xvfb-run", "xdotool", "xclip", "openssl"]
 pytestmark = pytest.mark.skipif(
@@ -212,7 +214,8 @@ def test_clipboard_files_by_profile(rdp_proxy, clip_target, tmp_path, files):
     assert has_files == files, seen
 
 
-def test_clipboard_text_recorded_with_input(rdp_proxy, clip_target, tmp_path):
+def test_clipboard_text_recorded_with_input(rdp_proxy, clip_target, tmp_path,
+                                           web_ui):
     asset = rdp_asset(rdp_proxy, clip_target)
     user, pw = clip_user(rdp_proxy, asset,
                          flags=["--record-input"], native="record")
@@ -227,3 +230,26 @@ def test_clipboard_text_recorded_with_input(rdp_proxy, clip_target, tmp_path):
     i = data.find(payload)
     assert i >= 9 and data[i - 9] == 8, "no CLIP record in the recording"
     assert int.from_bytes(data[i - 4:i], "big") == len(payload)
+    # the web UI's player lists the copy (Chromium)
+    rdp_proxy.wait_http()
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({
+        "url": "http://127.0.0.1:%d" % rdp_proxy.http_port,
+        "user": rdp_proxy.admin_user, "password": rdp_proxy.admin_password,
+        "session_id": row["id"]}))
+    r = run(["node", "e2e/rdpclip.mjs", str(cfg)], cwd=WEB, timeout=120)
+    assert r.rc == 0, r
+    clips = json.loads(r.out.strip().splitlines()[-1])["clips"]
+    assert "client \u2192 target: " + text in clips, clips
+
+
+def test_clipboard_text_not_recorded_without_input(rdp_proxy, clip_target,
+                                                   tmp_path):
+    asset = rdp_asset(rdp_proxy, clip_target)
+    user, pw = clip_user(rdp_proxy, asset, native="record")
+    text = "unrecorded " + uniq("t")
+    clip_client(rdp_proxy, tmp_path / "c", "%s#%s" % (user, asset), pw,
+                clip_target, text)
+    assert "text " + text in clip_target.lines()
+    row = rdp_proxy.session_of(user, kind="rdp", result="ok")
+    assert text.encode() not in open(row["recording_path"], "rb").read()
