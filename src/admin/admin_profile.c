@@ -2,7 +2,8 @@
  * Access profiles: the model of a noun as one descriptor table plus its
  * rules. admin_profile_fields drives the JSON of `profile list --json`
  * and of /api/v1/access-profiles, and the API's create and PATCH; the
- * rules the table cannot say (record_input needs native record) are in
+ * rules the table cannot say (record_input needs native record, files on
+ * the RDP clipboard need the clipboard) are in
  * admin_profile_check, which every create and update passes.
  */
 #include "admin/admin.h"
@@ -81,6 +82,13 @@ const struct admin_field admin_profile_fields[] = {
     PF_MIN("idle_timeout_minutes", "--idle-timeout-minutes",
            idle_timeout_minutes),
     PF_BOOL("record_input", "--record-input", record_input),
+    PF_BOOL("rdp_clipboard_text", "--no-rdp-clipboard-text",
+            rdp_clipboard_text),
+    PF_BOOL("rdp_clipboard_files", "--rdp-clipboard-files",
+            rdp_clipboard_files),
+    PF_BOOL("rdp_audio", "--no-rdp-audio", rdp_audio),
+    PF_BOOL("rdp_drive", "--rdp-drive", rdp_drive),
+    PF_BOOL("rdp_printer", "--rdp-printer", rdp_printer),
     ADMIN_FIELD_FN("channels", profile_channels, .flags = AF_NOJSON,
                    .col = "CHANNELS"),
     ADMIN_FIELD_FN("max_min", profile_max, .flags = AF_NOJSON,
@@ -95,6 +103,7 @@ void admin_profile_defaults(struct store_profile *p)
     memset(p, 0, sizeof(*p));
     p->native = NATIVE_DENY;
     p->shell = p->exec = p->sftp = p->scp = true;
+    p->rdp_clipboard_text = p->rdp_audio = true;
 }
 
 int admin_profile_check(const struct store_profile *p, struct admin_err *e)
@@ -119,6 +128,10 @@ int admin_profile_check(const struct store_profile *p, struct admin_err *e)
     if (p->record_input && p->native != NATIVE_RECORD) {
         return admin_fail(e, ERR_INVALID,
                           "record input needs native sessions set to record");
+    }
+    if (p->rdp_clipboard_files && !p->rdp_clipboard_text) {
+        return admin_fail(e, ERR_INVALID,
+                          "clipboard files need the clipboard (text) on");
     }
     return ERR_OK;
 }

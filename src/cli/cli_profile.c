@@ -145,7 +145,10 @@ static const struct cli_cmd profile_add_cmd = {
     .synopsis = "profile add NAME --native deny|allow|record [--no-shell]\n"
                 "[--no-exec] [--no-sftp] [--no-scp] [--local-forward]\n"
                 "[--remote-forward] [--agent-forward] [--x11]\n"
-                "[--max-session-minutes N] [--idle-timeout-minutes N]",
+                "[--max-session-minutes N] [--idle-timeout-minutes N]\n"
+                "[--record-input] [--no-rdp-clipboard-text]\n"
+                "[--rdp-clipboard-files] [--no-rdp-audio] [--rdp-drive]\n"
+                "[--rdp-printer]",
     .summary = "Create an access profile.",
     .details =
         "Options:\n"
@@ -160,7 +163,12 @@ static const struct cli_cmd profile_add_cmd = {
         "  --max-session-minutes N     end sessions after N minutes (0: "
         "never)\n"
         "  --idle-timeout-minutes N    end idle sessions after N minutes (0: "
-        "never)\n",
+        "never)\n"
+        "  --record-input              with record: what the user types too\n"
+        "  --no-rdp-clipboard-text     RDP: no clipboard at all\n"
+        "  --rdp-clipboard-files       RDP: files on the clipboard too\n"
+        "  --no-rdp-audio              RDP: no audio from the target\n"
+        "  --rdp-drive, --rdp-printer  RDP: drive and printer redirection\n",
     .run = profile_add_run,
 };
 static const struct cli_cmd profile_assign_cmd = {

@@ -104,6 +104,7 @@ void policy_decide(int role, const struct store_profile *profiles,
 {
     bool any_allow = false, kind_on = false, record = false, input = false;
     int max_minutes = 0, idle_minutes = 0;
+    unsigned rdp = 0;
     size_t i;
 
     if (out == NULL) {
@@ -132,6 +133,11 @@ void policy_decide(int role, const struct store_profile *profiles,
         input = input || (p->native == NATIVE_RECORD && p->record_input);
         max_minutes = policy_min_limit(max_minutes, p->max_session_minutes);
         idle_minutes = policy_min_limit(idle_minutes, p->idle_timeout_minutes);
+        rdp |= (p->rdp_clipboard_text ? POLICY_RDP_CLIPBOARD : 0) |
+               (p->rdp_clipboard_files ? POLICY_RDP_CLIP_FILES : 0) |
+               (p->rdp_audio ? POLICY_RDP_AUDIO : 0) |
+               (p->rdp_drive ? POLICY_RDP_DRIVE : 0) |
+               (p->rdp_printer ? POLICY_RDP_PRINTER : 0);
     }
     if (!any_allow) {
         policy_refuse(out, "no access profile allows native sessions");
@@ -152,4 +158,9 @@ void policy_decide(int role, const struct store_profile *profiles,
     out->record_input = input;
     out->max_session_minutes = max_minutes;
     out->idle_timeout_minutes = idle_minutes;
+    /* files travel on the clipboard: never without it */
+    if (!(rdp & POLICY_RDP_CLIPBOARD)) {
+        rdp &= ~POLICY_RDP_CLIP_FILES;
+    }
+    out->rdp_channels = rdp;
 }

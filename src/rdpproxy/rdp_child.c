@@ -43,6 +43,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <freerdp/channels/channels.h>
+#include <freerdp/channels/wtsvc.h>
 #include <freerdp/codec/color.h>
 #include <freerdp/error.h>
 #include <freerdp/freerdp.h>
@@ -65,6 +67,8 @@
 #include "common/util.h"
 #include "login/login.h"
 #include "policy/policy.h"
+#include "rdpproxy/rdp_cliprdr.h"
+#include "rdpproxy/rdp_rdpdr.h"
 #include "rdpproxy/rdp_text.h"
 #include "record/rdprec.h"
 #include "record/record.h"
@@ -83,6 +87,27 @@
 #define RDPC_REC_FLUSH_MS 1000
 /* kept below the size limit for the END record */
 #define RDPC_REC_RESERVE 2048
+/* Static virtual channels relayed (cliprdr, rdpsnd, rdpdr), and the
+ * largest message on one, reassembled from its chunks; a longer one is
+ * dropped. */
+#define RDPC_VC_MAX 3
+#define RDPC_VC_MSG_MAX (32u * 1024 * 1024)
+/* clipboard text kept in a recording, bytes of UTF-8 */
+#define RDPC_REC_CLIP_MAX 4096
+
+/* A relayed static virtual channel: one the access profile allows, the
+ * client joined and the target was offered. */
+struct rdpc_vc {
+    const char *name; /* "cliprdr", "rdpsnd", "rdpdr" */
+    const char *what; /* for the log: "clipboard", ... */
+    UINT16 front_id;  /* on the client's leg */
+    UINT16 back_id;   /* on the target's; 0: the target did not join */
+    UINT32 options;   /* as the client asked for it */
+    /* a message being reassembled, per direction (RDP_CLIP_UP: from the
+     * client); total 0: none (or one being dropped) */
+    uint8_t *msg[2];
+    size_t cap[2], len[2], total[2];
+};
 
 struct rdpc {
     const struct rdp_child_args *a;
@@ -124,6 +149,16 @@ struct rdpc {
     int64_t last_rect, last_key; /* monotonic ms */
     int64_t last_flush;
     UINT16 mouse_x, mouse_y;
+    /* virtual channels: what the profile allows (authorize reply,
+     * POLICY_RDP_*), the channels relayed, the clipboard's filter */
+    uint8_t chans;
+    struct rdpc_vc vc[RDPC_VC_MAX];
+    size_t nvc;
+    struct rdp_cliprdr clip;
+    struct rdp_rdpdr dr;
+    uint8_t *clip_out; /* the filters' output */
+    size_t clip_cap;
+    unsigned dropped_told; /* refused channels whose data was logged */
 };
 
 /* One session per process: FreeRDP's callbacks find it here. */
@@ -349,6 +384,29 @@ static void rdpc_rec_keyev(struct rdpc *s, bool unicode, UINT16 flags,
         return;
     }
     if ((e = rdprec_w_key(s->recw, unicode, flags, code)) != ERR_OK) {
+        rdpc_rec_failed(s, e);
+    }
+}
+
+/* Clipboard text that crossed, when the profile records input (like
+ * keys: it may be a password), capped at RDPC_REC_CLIP_MAX bytes. */
+static void rdpc_rec_clip(struct rdpc *s, int dir,
+                          const struct rdp_clip_result *r)
+{
+    char text[RDPC_REC_CLIP_MAX + 1];
+    size_t n;
+    int e;
+
+    if (s->recw == NULL || s->rec_stop || !(s->rec_flags & 2)) {
+        return;
+    }
+    n = rdp_cliprdr_text(r->text, r->text_len, r->text_utf16, text,
+                         sizeof(text));
+    e = rdprec_w_clip(s->recw,
+                      dir == RDP_CLIP_UP ? RDPREC_CLIP_TO_TARGET
+                                         : RDPREC_CLIP_TO_CLIENT,
+                      text, n);
+    if (e != ERR_OK) {
         rdpc_rec_failed(s, e);
     }
 }
@@ -959,6 +1017,282 @@ static bool rdpc_back_settings(struct rdpc *s, rdpSettings *bs)
            freerdp_settings_set_bool(bs, FreeRDP_RdpSecurity, FALSE);
 }
 
+/* --- static virtual channels --- */
+
+/*
+ * The channels the proxy can relay and the profile switches that open
+ * each (any of them). A channel the client joined and the profile
+ * refuses is not offered to the target, and what the client sends on it
+ * is dropped; one the client did not join is not offered either. rdpdr
+ * carries drives, printers, ports and smart cards in one channel, and
+ * Windows plays audio only to a client that joined it: it is relayed
+ * when drives, printers or audio are allowed, and its device filter
+ * (rdp_rdpdr.h) lets only the allowed kinds of device cross.
+ */
+static const struct {
+    const char *name;
+    const char *what;
+    unsigned any;
+} rdpc_vc_table[RDPC_VC_MAX] = {
+    {"cliprdr", "clipboard", POLICY_RDP_CLIPBOARD},
+    {"rdpsnd", "audio", POLICY_RDP_AUDIO},
+    {"rdpdr", "drive and printer redirection",
+     POLICY_RDP_DRIVE | POLICY_RDP_PRINTER | POLICY_RDP_AUDIO},
+};
+
+/* The back leg's channel list: those of the client the profile allows.
+ * Called before the back leg connects. */
+static bool rdpc_vc_plan(struct rdpc *s, rdpSettings *bs)
+{
+    CHANNEL_DEF *d;
+    struct rdpc_vc *v;
+    UINT16 id;
+    INT64 opt;
+
+    rdp_cliprdr_init(&s->clip, (s->chans & POLICY_RDP_CLIP_FILES) != 0);
+    rdp_rdpdr_init(&s->dr, (s->chans & POLICY_RDP_DRIVE) != 0,
+                   (s->chans & POLICY_RDP_PRINTER) != 0);
+    for (size_t i = 0; i < RDPC_VC_MAX; i++) {
+        if ((id = WTSChannelGetId(s->peer, rdpc_vc_table[i].name)) == 0) {
+            continue; /* the client did not ask for it */
+        }
+        if ((s->chans & rdpc_vc_table[i].any) == 0) {
+            log_info("rdp %s: %s: %s refused by the access profile (channel "
+                     "%s not offered to the target)",
+                     s->a->client_addr, s->user, rdpc_vc_table[i].what,
+                     rdpc_vc_table[i].name);
+            continue;
+        }
+        if (bs->ChannelDefArray == NULL ||
+            bs->ChannelCount >= bs->ChannelDefArraySize) {
+            return false;
+        }
+        opt = WTSChannelGetOptions(s->peer, id);
+        d = &bs->ChannelDefArray[bs->ChannelCount++];
+        memset(d, 0, sizeof(*d));
+        util_strlcpy(d->name, rdpc_vc_table[i].name, sizeof(d->name));
+        d->options = opt >= 0 ? (UINT32)opt : CHANNEL_OPTION_INITIALIZED;
+        v = &s->vc[s->nvc++];
+        v->name = rdpc_vc_table[i].name;
+        v->what = rdpc_vc_table[i].what;
+        v->front_id = id;
+        v->options = d->options;
+        log_info("rdp %s: %s: %s allowed (channel %s relayed%s%s%s)",
+                 s->a->client_addr, s->user, v->what, v->name,
+                 i == 0 && !s->clip.files ? ", files refused" : "",
+                 i == 2 && !s->dr.drive ? ", drives refused" : "",
+                 i == 2 && !s->dr.printer ? ", printers refused" : "");
+    }
+    return true;
+}
+
+static struct rdpc_vc *rdpc_vc_by_front(struct rdpc *s, UINT16 id)
+{
+    for (size_t i = 0; i < s->nvc; i++) {
+        if (s->vc[i].front_id == id) {
+            return &s->vc[i];
+        }
+    }
+    return NULL;
+}
+
+/* The target's ID of a relayed channel, 0 if it did not join it. */
+static UINT16 rdpc_vc_back_id(struct rdpc *s, struct rdpc_vc *v)
+{
+    if (v->back_id == 0 && s->back != NULL && s->back->context != NULL) {
+        v->back_id = freerdp_channels_get_id_by_name(s->back, v->name);
+        if (v->back_id == (UINT16)-1) {
+            v->back_id = 0;
+        }
+    }
+    return v->back_id;
+}
+
+static void rdpc_vc_free(struct rdpc *s)
+{
+    for (size_t i = 0; i < s->nvc; i++) {
+        free(s->vc[i].msg[0]);
+        free(s->vc[i].msg[1]);
+        s->vc[i].msg[0] = s->vc[i].msg[1] = NULL;
+    }
+    free(s->clip_out);
+    s->clip_out = NULL;
+}
+
+/* One whole message on a relayed channel, to the other leg (through the
+ * clipboard's filter on cliprdr). FALSE ends the session (a leg's write
+ * failed). */
+static BOOL rdpc_vc_deliver(struct rdpc *s, struct rdpc_vc *v, int dir,
+                            const uint8_t *m, size_t len)
+{
+    const char *from = dir == RDP_CLIP_UP ? "client" : "target";
+    struct rdp_clip_result res;
+    struct rdp_dr_result dres;
+    bool clip = strcmp(v->name, "cliprdr") == 0;
+    bool dr = strcmp(v->name, "rdpdr") == 0;
+    size_t n = len;
+    uint8_t *p;
+    int e;
+
+    if ((clip || dr) && s->clip_cap < len) {
+        if ((p = realloc(s->clip_out, len)) == NULL) {
+            return FALSE;
+        }
+        s->clip_out = p;
+        s->clip_cap = len;
+    }
+    if (dr) {
+        e = rdp_rdpdr_filter(&s->dr, dir, m, len, s->clip_out, &n, &dres);
+        if (e != ERR_OK) {
+            log_info("rdp %s: a malformed device redirection PDU from the %s "
+                     "dropped",
+                     s->a->client_addr, from);
+            return TRUE;
+        }
+        if (dres.refused != NULL) {
+            log_info("rdp %s: device redirection: %s from the %s refused",
+                     s->a->client_addr, dres.refused, from);
+            return TRUE;
+        }
+        if (dres.stripped > 0) {
+            log_info("rdp %s: device redirection: %u device%s of the client "
+                     "taken off (the access profile refuses them)",
+                     s->a->client_addr, dres.stripped,
+                     dres.stripped == 1 ? "" : "s");
+        }
+        m = s->clip_out;
+    }
+    if (clip) {
+        e = rdp_cliprdr_filter(&s->clip, dir, m, len, s->clip_out, &n, &res);
+        if (e != ERR_OK) {
+            log_info("rdp %s: a malformed clipboard PDU from the %s dropped",
+                     s->a->client_addr, from);
+            return TRUE;
+        }
+        if (res.refused != NULL) {
+            log_info("rdp %s: clipboard: %s from the %s refused",
+                     s->a->client_addr, res.refused, from);
+            return TRUE;
+        }
+        if (res.stripped > 0) {
+            log_info("rdp %s: clipboard: %u file format%s from the %s taken "
+                     "off (the access profile refuses files)",
+                     s->a->client_addr, res.stripped,
+                     res.stripped == 1 ? "" : "s", from);
+        }
+        if (res.text != NULL) {
+            rdpc_rec_clip(s, dir, &res);
+        }
+        m = s->clip_out;
+    }
+    if (n == 0) {
+        return TRUE;
+    }
+    if (dir == RDP_CLIP_UP) {
+        return s->back->SendChannelData(s->back, rdpc_vc_back_id(s, v), m, n);
+    }
+    return s->peer->SendChannelData(s->peer, v->front_id, m, n);
+}
+
+/*
+ * A chunk of a channel message ([MS-RDPBCGR] 3.1.5.2.2): kept until the
+ * last one, so the other leg gets the message whole (it chunks it again
+ * for its own peer) and the filter sees whole PDUs. A message larger
+ * than RDPC_VC_MSG_MAX, or whose chunks do not add up, is dropped.
+ */
+static BOOL rdpc_vc_chunk(struct rdpc *s, struct rdpc_vc *v, int dir,
+                          const BYTE *data, size_t size, UINT32 flags,
+                          size_t total)
+{
+    BOOL ok;
+    uint8_t *p;
+
+    if (flags & CHANNEL_FLAG_FIRST) {
+        v->len[dir] = 0;
+        v->total[dir] = 0;
+        if (total == 0 || total > RDPC_VC_MSG_MAX) {
+            log_info("rdp %s: a %zu-byte message on %s dropped",
+                     s->a->client_addr, total, v->name);
+            return TRUE;
+        }
+        if (v->cap[dir] < total) {
+            if ((p = realloc(v->msg[dir], total)) == NULL) {
+                return FALSE;
+            }
+            v->msg[dir] = p;
+            v->cap[dir] = total;
+        }
+        v->total[dir] = total;
+    }
+    if (v->total[dir] == 0) {
+        return TRUE; /* the rest of a dropped message */
+    }
+    if (size > v->total[dir] - v->len[dir]) {
+        log_info("rdp %s: a message on %s whose chunks do not add up "
+                 "dropped",
+                 s->a->client_addr, v->name);
+        v->total[dir] = 0;
+        return TRUE;
+    }
+    memcpy(v->msg[dir] + v->len[dir], data, size);
+    v->len[dir] += size;
+    if (!(flags & CHANNEL_FLAG_LAST)) {
+        return TRUE;
+    }
+    if (v->len[dir] != v->total[dir]) {
+        v->total[dir] = 0;
+        return TRUE;
+    }
+    v->total[dir] = 0;
+    ok = rdpc_vc_deliver(s, v, dir, v->msg[dir], v->len[dir]);
+    v->len[dir] = 0;
+    return ok;
+}
+
+/* Channel data from the client. */
+static BOOL rdpc_front_channel(freerdp_peer *peer, UINT16 id, const BYTE *data,
+                               size_t size, UINT32 flags, size_t total)
+{
+    struct rdpc *s = rdpc_s;
+    struct rdpc_vc *v = rdpc_vc_by_front(s, id);
+    const char *name;
+    size_t i;
+
+    if (v != NULL && s->back_up && rdpc_vc_back_id(s, v) != 0) {
+        return rdpc_vc_chunk(s, v, RDP_CLIP_UP, data, size, flags, total);
+    }
+    /* refused (or not joined by the target): dropped, said once */
+    name = WTSChannelGetName(peer, id);
+    for (i = 0; i < RDPC_VC_MAX; i++) {
+        if (name != NULL && strcmp(name, rdpc_vc_table[i].name) == 0) {
+            break;
+        }
+    }
+    if (!(s->dropped_told & (1u << i))) {
+        s->dropped_told |= 1u << i;
+        log_info("rdp %s: data the client sent on channel %s dropped (%s)",
+                 s->a->client_addr, name != NULL ? name : "?",
+                 v != NULL ? "the target did not join it"
+                           : "refused by the access profile");
+    }
+    return TRUE;
+}
+
+/* Channel data from the target. */
+static BOOL rdpc_back_channel(freerdp *inst, UINT16 id, const BYTE *data,
+                              size_t size, UINT32 flags, size_t total)
+{
+    struct rdpc *s = rdpc_s;
+
+    for (size_t i = 0; i < s->nvc; i++) {
+        if (rdpc_vc_back_id(s, &s->vc[i]) == id) {
+            return rdpc_vc_chunk(s, &s->vc[i], RDP_CLIP_DOWN, data, size, flags,
+                                 total);
+        }
+    }
+    return TRUE; /* a channel the proxy did not ask for */
+}
+
 /* Authorize, connect, pin, log on to the target. false: s->why says. */
 static bool rdpc_back_connect(struct rdpc *s)
 {
@@ -978,7 +1312,8 @@ static bool rdpc_back_connect(struct rdpc *s)
         buf_get_u32(s->msg, &maxmin) != ERR_OK ||
         buf_get_u32(s->msg, &idlemin) != ERR_OK ||
         buf_get_u8(s->msg, &rec) != ERR_OK ||
-        buf_get_cstring_into(s->msg, s->user, sizeof(s->user)) != ERR_OK) {
+        buf_get_cstring_into(s->msg, s->user, sizeof(s->user)) != ERR_OK ||
+        buf_get_u8(s->msg, &s->chans) != ERR_OK) {
         snprintf(s->why, sizeof(s->why), "error: monitor");
         return false;
     }
@@ -1015,8 +1350,10 @@ static bool rdpc_back_connect(struct rdpc *s)
     s->back->PostConnect = rdpc_back_post_connect;
     s->back->VerifyX509Certificate = rdpc_back_verify;
     s->back->Authenticate = rdpc_back_authenticate;
+    s->back->ReceiveChannelData = rdpc_back_channel;
     if (!freerdp_context_new(s->back) ||
-        !rdpc_back_settings(s, s->back->settings)) {
+        !rdpc_back_settings(s, s->back->settings) ||
+        !rdpc_vc_plan(s, s->back->settings)) {
         goto nomem;
     }
     if (!freerdp_connect(s->back)) {
@@ -1198,6 +1535,7 @@ static bool rdpc_front_setup(struct rdpc *s)
     p->Logon = rdpc_logon;
     p->PostConnect = rdpc_post_connect;
     p->Activate = rdpc_activate;
+    p->ReceiveChannelData = rdpc_front_channel;
     p->input->SynchronizeEvent = rdpc_in_sync;
     p->input->KeyboardEvent = rdpc_in_key;
     p->input->UnicodeKeyboardEvent = rdpc_in_unicode;
@@ -1363,6 +1701,7 @@ out:
         record_free(s.rec);
     }
     rdprec_writer_free(s.recw);
+    rdpc_vc_free(&s);
     buf_free(s.msg);
     return rc;
 }

@@ -204,6 +204,21 @@ int rdprec_w_key(struct rdprec_writer *w, bool unicode, uint16_t flags,
     return rdprec_small(w, unicode ? RDPREC_UNICODE : RDPREC_KEY, p, sizeof(p));
 }
 
+int rdprec_w_clip(struct rdprec_writer *w, int dir, const char *text, size_t n)
+{
+    uint8_t p[1 + RDPREC_CLIP_MAX];
+
+    if (dir != RDPREC_CLIP_TO_TARGET && dir != RDPREC_CLIP_TO_CLIENT) {
+        return ERR_INVALID;
+    }
+    if (n > RDPREC_CLIP_MAX) {
+        n = RDPREC_CLIP_MAX;
+    }
+    p[0] = (uint8_t)dir;
+    memcpy(p + 1, text, n);
+    return rdprec_small(w, RDPREC_CLIP, p, n + 1);
+}
+
 int rdprec_w_end(struct rdprec_writer *w, const char *reason)
 {
     size_t n = strlen(reason);
@@ -330,6 +345,14 @@ int rdprec_next(const uint8_t *data, size_t len, size_t *off,
         }
         ev->flags = rdprec_get16(p);
         ev->code = rdprec_get16(p + 2);
+        break;
+    case RDPREC_CLIP:
+        if (n < 1 || n - 1 > RDPREC_CLIP_MAX || p[0] > RDPREC_CLIP_TO_CLIENT) {
+            return ERR_INVALID;
+        }
+        ev->flags = p[0];
+        ev->data = p + 1;
+        ev->len = n - 1;
         break;
     case RDPREC_END:
         if (n > RDPREC_END_MAX) {

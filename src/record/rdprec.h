@@ -13,6 +13,9 @@
  *   MOUSE   u16 flags, u16 x, u16 y        (RDP pointer flags)
  *   KEY     u16 flags, u16 scancode        (only when input is recorded)
  *   UNICODE u16 flags, u16 code unit       (only when input is recorded)
+ *   CLIP    u8 direction (0: client to target, 1: target to client),
+ *           UTF-8 text: clipboard text that crossed, at most
+ *           RDPREC_CLIP_MAX bytes   (only when input is recorded)
  *   END     UTF-8 text: why the recording ended
  *
  * Pixels are 3 bytes each (R, G, B), rows top to bottom, no padding,
@@ -49,7 +52,10 @@
 #define RDPREC_PIXELS_MAX (8192u * 4608u)
 /* a record's payload (a whole screen of noise, compressed, fits) */
 #define RDPREC_PAYLOAD_MAX (128u * 1024 * 1024)
-#define RDPREC_END_MAX 1024 /* the END record's text */
+#define RDPREC_END_MAX 1024  /* the END record's text */
+#define RDPREC_CLIP_MAX 4096 /* a CLIP record's text */
+#define RDPREC_CLIP_TO_TARGET 0
+#define RDPREC_CLIP_TO_CLIENT 1
 
 enum rdprec_type {
     RDPREC_START = 1,
@@ -59,6 +65,7 @@ enum rdprec_type {
     RDPREC_KEY = 5,
     RDPREC_UNICODE = 6,
     RDPREC_END = 7,
+    RDPREC_CLIP = 8,
 };
 
 /* One record as read; data points into the reader's input. */
@@ -66,9 +73,10 @@ struct rdprec_event {
     uint8_t type;
     uint32_t ms;
     uint16_t x, y, w, h;  /* FRAME: w, h; RECT: all four; MOUSE: x, y */
-    uint16_t flags, code; /* MOUSE: flags; KEY, UNICODE: flags, code */
+    uint16_t flags, code; /* MOUSE: flags; KEY, UNICODE: flags, code;
+                             CLIP: flags is the direction */
     uint64_t unix_ms;     /* START */
-    const uint8_t *data;  /* FRAME, RECT: the zlib stream; END: text */
+    const uint8_t *data;  /* FRAME, RECT: the zlib stream; END, CLIP: text */
     size_t len;
 };
 
@@ -91,6 +99,9 @@ int rdprec_w_mouse(struct rdprec_writer *w, uint16_t flags, uint16_t x,
                    uint16_t y);
 int rdprec_w_key(struct rdprec_writer *w, bool unicode, uint16_t flags,
                  uint16_t code);
+/* Clipboard text (n bytes of UTF-8, cut to RDPREC_CLIP_MAX) that went
+ * dir (RDPREC_CLIP_TO_*). */
+int rdprec_w_clip(struct rdprec_writer *w, int dir, const char *text, size_t n);
 int rdprec_w_end(struct rdprec_writer *w, const char *reason);
 
 /* --- reading --- */

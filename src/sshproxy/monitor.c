@@ -1450,7 +1450,8 @@ static void monitor_authorize_reply(struct monitor *m, struct mchild *c,
            buf_put_u32(m->rep, d ? (uint32_t)d->max_session_minutes : 0) ||
            buf_put_u32(m->rep, d ? (uint32_t)d->idle_timeout_minutes : 0) ||
            buf_put_u8(m->rep, d && d->record ? (d->record_input ? 3 : 1) : 0) ||
-           buf_put_cstring(m->rep, c->user_name));
+           buf_put_cstring(m->rep, c->user_name) ||
+           buf_put_u8(m->rep, d ? (uint8_t)d->rdp_channels : 0));
     monitor_reply(m, c, MP_AUTHORIZE_REPLY, -1);
 }
 

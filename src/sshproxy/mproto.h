@@ -47,7 +47,8 @@ enum mproto_type {
     MP_AUTH_REPLY = 64,   /* u8 verdict, u32 delay ms, reason */
     MP_AUTHORIZE_REPLY,   /* u8 ok, session id, message, asset name, u32
                              max minutes, u32 idle minutes, u8 record (bit
-                             0; bit 1: input too), user name */
+                             0; bit 1: input too), user name, u8 RDP
+                             virtual channels (POLICY_RDP_*) */
     MP_CONNECT_REPLY,     /* u8 ok, message; fd attached when ok */
     MP_CREDENTIALS_REPLY, /* u8 ok, user, password, private key */
     MP_HOSTKEY_REPLY,     /* u8 ok, message */

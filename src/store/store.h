@@ -145,6 +145,12 @@ struct store_profile {
     int max_session_minutes;  /* 0 = unlimited */
     int idle_timeout_minutes; /* 0 = none */
     bool record_input;        /* record: also what the user types */
+    /* RDP virtual channels (docs/security.md "RDP virtual channels"):
+     * the clipboard (text and every other format but files), files on
+     * the clipboard (needs clipboard text), audio out, drive and printer
+     * redirection */
+    bool rdp_clipboard_text, rdp_clipboard_files, rdp_audio;
+    bool rdp_drive, rdp_printer;
 };
 
 struct store_session {

@@ -16,7 +16,9 @@
 #define PROFILE_COLS                                                           \
     "p.id, p.name, p.native, p.shell, p.exec, p.sftp, p.scp,"                  \
     " p.local_forward, p.remote_forward, p.agent_forward, p.x11,"              \
-    " p.max_session_minutes, p.idle_timeout_minutes, p.record_input"
+    " p.max_session_minutes, p.idle_timeout_minutes, p.record_input,"          \
+    " p.rdp_clipboard_text, p.rdp_clipboard_files, p.rdp_audio, p.rdp_drive,"  \
+    " p.rdp_printer"
 
 static int row_profile(struct db_stmt *s, void *item)
 {
@@ -36,6 +38,11 @@ static int row_profile(struct db_stmt *s, void *item)
     p->max_session_minutes = db_col_int(s, 11);
     p->idle_timeout_minutes = db_col_int(s, 12);
     p->record_input = db_col_int(s, 13) != 0;
+    p->rdp_clipboard_text = db_col_int(s, 14) != 0;
+    p->rdp_clipboard_files = db_col_int(s, 15) != 0;
+    p->rdp_audio = db_col_int(s, 16) != 0;
+    p->rdp_drive = db_col_int(s, 17) != 0;
+    p->rdp_printer = db_col_int(s, 18) != 0;
     return ERR_OK;
 }
 
@@ -71,16 +78,19 @@ int store_profile_add(struct store *st, struct store_profile *p)
                   "INSERT INTO profiles (id, name, native, shell, exec, sftp,"
                   " scp, local_forward, remote_forward, agent_forward, x11,"
                   " max_session_minutes, idle_timeout_minutes, created_at,"
-                  " record_input)"
+                  " record_input, rdp_clipboard_text, rdp_clipboard_files,"
+                  " rdp_audio, rdp_drive, rdp_printer)"
                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
-                  "$13, $14, $15)",
-                  NULL, "ttiiiiiiiiiiiii", id, p->name, (int64_t)p->native,
+                  "$13, $14, $15, $16, $17, $18, $19, $20)",
+                  NULL, "ttiiiiiiiiiiiiiiiiii", id, p->name, (int64_t)p->native,
                   (int64_t)p->shell, (int64_t)p->exec, (int64_t)p->sftp,
                   (int64_t)p->scp, (int64_t)p->local_forward,
                   (int64_t)p->remote_forward, (int64_t)p->agent_forward,
                   (int64_t)p->x11, (int64_t)p->max_session_minutes,
                   (int64_t)p->idle_timeout_minutes, (int64_t)util_now(),
-                  (int64_t)p->record_input);
+                  (int64_t)p->record_input, (int64_t)p->rdp_clipboard_text,
+                  (int64_t)p->rdp_clipboard_files, (int64_t)p->rdp_audio,
+                  (int64_t)p->rdp_drive, (int64_t)p->rdp_printer);
     if ((r = store_tx_end(st, r)) == ERR_OK) {
         memcpy(p->id, id, sizeof(p->id));
     }
@@ -106,13 +116,17 @@ int store_profile_update(struct store *st, const struct store_profile *p)
         "UPDATE profiles SET name = $1, native = $2, shell = $3, exec = $4,"
         " sftp = $5, scp = $6, local_forward = $7, remote_forward = $8,"
         " agent_forward = $9, x11 = $10, max_session_minutes = $11,"
-        " idle_timeout_minutes = $12, record_input = $13 WHERE id = $14",
-        "tiiiiiiiiiiiit", p->name, (int64_t)p->native, (int64_t)p->shell,
+        " idle_timeout_minutes = $12, record_input = $13,"
+        " rdp_clipboard_text = $14, rdp_clipboard_files = $15, rdp_audio = $16,"
+        " rdp_drive = $17, rdp_printer = $18 WHERE id = $19",
+        "tiiiiiiiiiiiiiiiiit", p->name, (int64_t)p->native, (int64_t)p->shell,
         (int64_t)p->exec, (int64_t)p->sftp, (int64_t)p->scp,
         (int64_t)p->local_forward, (int64_t)p->remote_forward,
         (int64_t)p->agent_forward, (int64_t)p->x11,
         (int64_t)p->max_session_minutes, (int64_t)p->idle_timeout_minutes,
-        (int64_t)p->record_input, id);
+        (int64_t)p->record_input, (int64_t)p->rdp_clipboard_text,
+        (int64_t)p->rdp_clipboard_files, (int64_t)p->rdp_audio,
+        (int64_t)p->rdp_drive, (int64_t)p->rdp_printer, id);
 }
 
 int store_profile_get(struct store *st, const char *name_or_id,

@@ -520,6 +520,21 @@ static const char store_schema_v16[] =
 static const char store_schema_v17[] =
     "ALTER TABLE sessions ADD COLUMN agent_node TEXT NOT NULL DEFAULT '';";
 
+/*
+ * Version 18 (issue 17): an access profile's RDP virtual channels. The
+ * clipboard (without files) and audio out are on, files on the
+ * clipboard, drive and printer redirection off, for existing profiles
+ * as for new ones.
+ */
+static const char store_schema_v18[] =
+    "ALTER TABLE profiles ADD COLUMN rdp_clipboard_text INTEGER NOT NULL"
+    " DEFAULT 1;"
+    "ALTER TABLE profiles ADD COLUMN rdp_clipboard_files INTEGER NOT NULL"
+    " DEFAULT 0;"
+    "ALTER TABLE profiles ADD COLUMN rdp_audio INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE profiles ADD COLUMN rdp_drive INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE profiles ADD COLUMN rdp_printer INTEGER NOT NULL DEFAULT 0;";
+
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},
     {2, store_schema_v2, STORE_HOOK_NONE},
@@ -538,6 +553,7 @@ const struct store_migration store_migrations[] = {
     {15, store_schema_v15, STORE_HOOK_NONE},
     {16, store_schema_v16, STORE_HOOK_NONE},
     {17, store_schema_v17, STORE_HOOK_NONE},
+    {18, store_schema_v18, STORE_HOOK_NONE},
 };
 
 const size_t store_migrations_count =

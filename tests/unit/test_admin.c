@@ -47,6 +47,9 @@ static void test_profile_rules(void **state)
     admin_profile_defaults(&p);
     assert_true(p.shell && p.exec && p.sftp && p.scp);
     assert_false(p.local_forward || p.x11 || p.record_input);
+    /* RDP: the clipboard (no files) and audio on, devices off */
+    assert_true(p.rdp_clipboard_text && p.rdp_audio);
+    assert_false(p.rdp_clipboard_files || p.rdp_drive || p.rdp_printer);
     snprintf(p.name, sizeof(p.name), "ops");
     p.native = NATIVE_ALLOW;
     p.record_input = true;
@@ -67,6 +70,13 @@ static void test_profile_rules(void **state)
     assert_int_equal(admin_profile_update(&c, &got, &e), ERR_INVALID);
     assert_int_equal(admin_profile_add(&c, &p, &e), ERR_EXISTS);
     assert_string_equal(e.msg, "profile 'ops' already exists");
+    /* files on the RDP clipboard need the clipboard */
+    got = p;
+    snprintf(got.name, sizeof(got.name), "files");
+    got.rdp_clipboard_text = false;
+    got.rdp_clipboard_files = true;
+    assert_int_equal(admin_profile_add(&c, &got, &e), ERR_INVALID);
+    assert_string_equal(e.msg, "clipboard files need the clipboard (text) on");
     /* one audit event, by admin, for the one change made */
     assert_one_event(f->st, "profile.add", "ops", "tester");
 }
@@ -96,7 +106,10 @@ static void test_profile_descriptor(void **state)
         s, "{\"agent_forward\":false,\"exec\":true,\"id\":\"id1\","
            "\"idle_timeout_minutes\":30,\"local_forward\":false,"
            "\"max_session_minutes\":0,\"name\":\"n\",\"native_session\":"
-           "\"record\",\"record_input\":false,\"remote_forward\":false,"
+           "\"record\",\"rdp_audio\":true,\"rdp_clipboard_files\":false,"
+           "\"rdp_clipboard_text\":true,\"rdp_drive\":false,"
+           "\"rdp_printer\":false,\"record_input\":false,"
+           "\"remote_forward\":false,"
            "\"scp\":true,\"sftp\":true,\"shell\":true,\"x11\":true}");
     free(s);
     json_decref(j);

@@ -163,6 +163,41 @@ static void test_rdp_kind(void **state)
     assert_true(d.record);
 }
 
+/* RDP virtual channels: each on when one allowing profile switches it
+ * on (as channel kinds combine); a denying profile refuses the session;
+ * files never without the clipboard. */
+static void test_rdp_channels(void **state)
+{
+    struct store_profile p[2] = {prof(NATIVE_ALLOW), prof(NATIVE_ALLOW)};
+    struct policy_decision d;
+
+    (void)state;
+    policy_decide(ROLE_VIEWER, p, 2, KIND_RDP, &d);
+    assert_true(d.allowed);
+    assert_int_equal(d.rdp_channels, 0);
+    p[0].rdp_clipboard_text = true;
+    p[0].rdp_audio = true;
+    p[1].rdp_drive = true;
+    policy_decide(ROLE_VIEWER, p, 2, KIND_RDP, &d);
+    assert_int_equal(d.rdp_channels, POLICY_RDP_CLIPBOARD | POLICY_RDP_AUDIO |
+                                         POLICY_RDP_DRIVE);
+    p[1].rdp_clipboard_files = true; /* files (a corrupt row) alone */
+    p[0].rdp_clipboard_text = false;
+    policy_decide(ROLE_VIEWER, p, 2, KIND_RDP, &d);
+    assert_int_equal(d.rdp_channels, POLICY_RDP_AUDIO | POLICY_RDP_DRIVE);
+    p[1].rdp_clipboard_text = true;
+    p[1].rdp_printer = true;
+    policy_decide(ROLE_VIEWER, p, 2, KIND_RDP, &d);
+    assert_int_equal(d.rdp_channels, POLICY_RDP_CLIPBOARD |
+                                         POLICY_RDP_CLIP_FILES |
+                                         POLICY_RDP_AUDIO | POLICY_RDP_DRIVE |
+                                         POLICY_RDP_PRINTER);
+    p[0].native = NATIVE_DENY;
+    policy_decide(ROLE_VIEWER, p, 2, KIND_RDP, &d);
+    assert_false(d.allowed);
+    assert_int_equal(d.rdp_channels, 0);
+}
+
 static void test_kind_messages(void **state)
 {
     static const char *const words[KIND__COUNT] = {
@@ -320,6 +355,7 @@ int main(void)
         cmocka_unit_test(test_unknown_native_fails_closed),
         cmocka_unit_test(test_kind_messages),
         cmocka_unit_test(test_rdp_kind),
+        cmocka_unit_test(test_rdp_channels),
         cmocka_unit_test(test_kind_str),
         cmocka_unit_test(test_unknown_kind_refused),
         cmocka_unit_test(test_kinds_or_across_profiles),

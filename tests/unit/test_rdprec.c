@@ -121,12 +121,28 @@ static void test_roundtrip(void **state)
     assert_int_equal(rdprec_w_mouse(w, 0x0800, 12, 6), ERR_OK);
     assert_int_equal(rdprec_w_key(w, false, 0, 0x1e), ERR_OK);
     assert_int_equal(rdprec_w_key(w, true, 0x8000, 'a'), ERR_OK);
+    assert_int_equal(rdprec_w_clip(w, RDPREC_CLIP_TO_TARGET, "copied", 6),
+                     ERR_OK);
+    assert_int_equal(rdprec_w_clip(w, 2, "x", 1), ERR_INVALID);
     assert_int_equal(rdprec_w_end(w, "ok"), ERR_OK);
     assert_int_equal(record_close(r, &size, sha), ERR_OK);
     rdprec_writer_free(w);
     d = slurp(&n);
     assert_int_equal(size, n);
     assert_memory_equal(d, RDPREC_MAGIC, RDPREC_MAGIC_LEN);
+    {
+        /* the CLIP record reads back with its direction and text */
+        struct rdprec_event ev;
+        size_t off = 0;
+
+        while (rdprec_next(d, n, &off, &ev) == ERR_OK &&
+               ev.type != RDPREC_CLIP) {
+        }
+        assert_int_equal(ev.type, RDPREC_CLIP);
+        assert_int_equal(ev.flags, RDPREC_CLIP_TO_TARGET);
+        assert_int_equal(ev.len, 6);
+        assert_memory_equal(ev.data, "copied", 6);
+    }
     assert_int_equal(read_all(d, n, &c, types), ERR_NOT_FOUND);
     assert_int_equal(types[0], RDPREC_START);
     assert_int_equal(types[1], RDPREC_FRAME);
@@ -134,8 +150,9 @@ static void test_roundtrip(void **state)
     assert_int_equal(types[3], RDPREC_MOUSE);
     assert_int_equal(types[4], RDPREC_KEY);
     assert_int_equal(types[5], RDPREC_UNICODE);
-    assert_int_equal(types[6], RDPREC_END);
-    assert_int_equal(types[7], 0);
+    assert_int_equal(types[6], RDPREC_CLIP);
+    assert_int_equal(types[7], RDPREC_END);
+    assert_int_equal(types[8], 0);
     assert_int_equal(c.w, 64);
     assert_int_equal(c.h, 48);
     px_is(&c, 0, 0, 30, 144, 255);

@@ -7,7 +7,9 @@
 // to the last FRAME at or before the time and draws forward from there.
 
 const MAGIC = 'PCRDPv1\n';
-export const T = { START: 1, FRAME: 2, RECT: 3, MOUSE: 4, KEY: 5, UNICODE: 6, END: 7 };
+export const T = { START: 1, FRAME: 2, RECT: 3, MOUSE: 4, KEY: 5, UNICODE: 6, END: 7, CLIP: 8 };
+// a CLIP record's text at most (src/record/rdprec.h RDPREC_CLIP_MAX)
+const CLIP_MAX = 4096;
 const DIM_MAX = 8192;
 const PIXELS_MAX = 8192 * 4608;
 
@@ -76,6 +78,13 @@ export function parse(buf) {
         if (n !== 4) throw bad('KEY');
         r.flags = dv.getUint16(p);
         r.code = dv.getUint16(p + 2);
+        break;
+      case T.CLIP:
+        // clipboard text that crossed: direction (0 to the target, 1 to
+        // the client), UTF-8 text
+        if (n < 1 || n - 1 > CLIP_MAX || u8[p] > 1) throw bad('CLIP');
+        r.toClient = u8[p] === 1;
+        r.text = new TextDecoder().decode(u8.subarray(p + 1, p + n));
         break;
       case T.END:
         end = new TextDecoder().decode(u8.subarray(p, p + n));

@@ -9,15 +9,21 @@ const SWITCHES = [
   ['local_forward', 'Local forwarding (-L)'], ['remote_forward', 'Remote forwarding (-R)'],
   ['agent_forward', 'Agent forwarding'], ['x11', 'X11'], ['record_input', 'Record input'],
 ];
+// RDP virtual channels (docs/security.md "RDP virtual channels")
+const RDP_SWITCHES = [
+  ['rdp_clipboard_text', 'Clipboard (text, no files)'], ['rdp_clipboard_files', 'Files on the clipboard'],
+  ['rdp_audio', 'Audio out'], ['rdp_drive', 'Drive redirection'], ['rdp_printer', 'Printer redirection'],
+];
 const DEFAULTS = {
   name: '', native: 'allow', shell: true, exec: true, sftp: true, scp: true, local_forward: false,
   remote_forward: false, agent_forward: false, x11: false, record_input: false,
+  rdp_clipboard_text: true, rdp_clipboard_files: false, rdp_audio: true, rdp_drive: false, rdp_printer: false,
   max_session_minutes: '0', idle_timeout_minutes: '0',
 };
 
 function fromProfile(p) {
   const f = { ...DEFAULTS, name: p.name, native: p.native_session || p.native || 'allow' };
-  for (const [k] of SWITCHES) if (typeof p[k] === 'boolean') f[k] = p[k];
+  for (const [k] of [...SWITCHES, ...RDP_SWITCHES]) if (typeof p[k] === 'boolean') f[k] = p[k];
   f.max_session_minutes = String(p.max_session_minutes ?? 0);
   f.idle_timeout_minutes = String(p.idle_timeout_minutes ?? 0);
   return f;
@@ -41,6 +47,10 @@ function ProfileForm({ initial, onSave, submitLabel }) {
       <fieldset class="switches">
         <legend>Channels</legend>
         {SWITCHES.map(([k, l]) => <Check key={k} label={l} checked={f[k]} onInput={set(k)} />)}
+      </fieldset>
+      <fieldset class="switches">
+        <legend>RDP</legend>
+        {RDP_SWITCHES.map(([k, l]) => <Check key={k} label={l} checked={f[k]} onInput={set(k)} />)}
       </fieldset>
       <Field label="Max session minutes (0: no limit)" type="number" min="0" value={f.max_session_minutes} onInput={set('max_session_minutes')} />
       <Field label="Idle timeout minutes (0: none)" type="number" min="0" value={f.idle_timeout_minutes} onInput={set('idle_timeout_minutes')} />

@@ -7,7 +7,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import * as AsciinemaPlayer from 'asciinema-player';
 import 'asciinema-player/dist/bundle/asciinema-player.css';
 import { api, enc, list } from '../api.js';
-import { parse, Screen } from '../rdprec.js';
+import { parse, Screen, T } from '../rdprec.js';
 import { navigate, useLocation } from '../router.js';
 import { ErrorText, Field, Loading, Page, Select, Table, fmt, fmtBytes, fmtTime, useAction, useLoad } from '../ui.jsx';
 
@@ -163,6 +163,20 @@ function RdpPlayer({ buf }) {
         <canvas ref={canvas} aria-label="RDP recording" data-drawn={drawn} />
         {mouse && <span class="rdp-pointer" style={{ left: `${(100 * mouse.x) / w}%`, top: `${(100 * mouse.y) / h}%` }} />}
       </div>
+      {rec && rec.records.some((r) => r.type === T.CLIP) && (
+        <div class="rdp-clips">
+          <h4>Clipboard</h4>
+          <ul aria-label="Clipboard copies">
+            {rec.records.filter((r) => r.type === T.CLIP).map((r) => (
+              <li key={r.ms + r.text}>
+                <button type="button" onClick={() => { gen.current += 1; setPlaying(false); setPos(r.ms); }}>{secs(r.ms)}</button>
+                {r.toClient ? ' target → client: ' : ' client → target: '}
+                <code>{r.text}</code>
+              </li>
+            ))}
+          </ul>
+        </div>
+      )}
       {rec && (
         <p class="muted">
           {rec.width}×{rec.height}

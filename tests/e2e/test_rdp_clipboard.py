@@ -1,0 +1,255 @@
+"""The RDP proxy's clipboard (docs/rdp.md "Virtual channels"), end to end.
+
+xfreerdp with +clipboard through the proxy to a target with a clipboard:
+FreeRDP's shadow server (test_rdp.py's target) has none, so the target is
+tests/e2e/rdp_clip_target.c, a FreeRDP server that speaks the server side
+of the clipboard channel and writes what it got to a file ("joined", the
+Format Lists, "text ..." for the text it asked for).
+
+The client's X clipboard is set with xclip on the client's Xvfb before
+xfreerdp starts (and again once its window is up); xfreerdp announces it,
+the target asks for the text, and the text either reaches the target or,
+with the profile's rdp_clipboard_text off, the channel is never offered
+to the target and the proxy says so in its log.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from pclib import build_dir, free_port, run, stop_process, uniq, wait_listen, \
+    xvfb_run
+from test_rdp import rdp_asset, rdp_proxy  # noqa: F401 (the fixture)
+from test_web import WEB, web_ui  # noqa: F401 (the fixture: web/dist built)
+
+TOOLS = ["xfreerdp", "Xvfb", "xvfb-run", "xdotool", "xclip", "openssl"]
+pytestmark = pytest.mark.skipif(
+    any(shutil.which(t) is None for t in TOOLS),
+    reason="RDP clipboard test tools missing (scripts/install-deps)")
+
+
+class ClipTarget:
+    """rdp-clip-target on a free loopback port with a fresh certificate."""
+
+    def __init__(self, workdir, offer=None):
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.out = self.dir / "clip.txt"
+        self.offer = offer
+        self.proc = None
+
+    def start(self):
+        cert, key = self.dir / "cert.pem", self.dir / "key.pem"
+        r = run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                 "-subj", "/CN=cliptarget", "-days", "2", "-keyout", str(key),
+                 "-out", str(cert)])
+        assert r.rc == 0, r
+        self.out.write_text("")
+        exe = build_dir() / "tests" / "e2e" / "rdp-clip-target"
+        assert exe.exists(), "build the tests (meson -Dtests=true)"
+        args = [str(exe), str(self.port), str(cert), str(key), str(self.out)]
+        if self.offer:
+            args.append(self.offer)
+        self.log = open(self.dir / "target.log", "w")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log,
+                                     start_new_session=True)
+        assert wait_listen(self.port, 10, self.proc), "clip target not up"
+        return self
+
+    def lines(self):
+        return self.out.read_text(errors="replace").splitlines()
+
+    def stop(self):
+        if self.proc is not None:
+            stop_process(self.proc, 5)
+            self.proc = None
+
+
+@pytest.fixture
+def clip_target(tmp_path):
+    t = ClipTarget(tmp_path / "target").start()
+    yield t
+    t.stop()
+
+
+# The client: the clipboard set, xfreerdp, the clipboard set again once
+# its window is up (xfreerdp announces a change at once); then it waits
+# until the target got the text (WANT) or for WAIT seconds, and quits.
+DRIVER = r"""
+set -u
+[ -n "$CLIP" ] && printf %s "$CLIP" | xclip -selection clipboard -t "$CTYPE" -i
+"$@" > "$OUT/client.log" 2>&1 &
+pid=$!
+for i in $(seq 1 300); do
+    win=$(xdotool search --class xfreerdp 2>/dev/null | head -1)
+    [ -n "$win" ] && break
+    kill -0 $pid 2>/dev/null || { wait $pid; echo "exit $?" > "$OUT/exit"; exit 0; }
+    sleep 0.1
+done
+echo up > "$OUT/up"
+sleep 1
+[ -n "$CLIP" ] && printf %s "$CLIP" | xclip -selection clipboard -t "$CTYPE" -i
+for i in $(seq 1 $((WAIT * 10))); do
+    grep -q "^$WANT " "$TARGET_OUT" 2>/dev/null && break
+    if [ -n "$PASTE" ]; then
+        timeout 2 xclip -o -selection clipboard > "$OUT/paste.txt" 2>/dev/null
+        grep -q "$PASTE" "$OUT/paste.txt" && break
+    fi
+    sleep 0.1
+done
+kill -TERM $pid
+wait $pid
+echo "exit $?" > "$OUT/exit"
+"""
+
+
+def clip_client(pc, out, login, password, target, clip, want="text", wait=8,
+                paste="", ctype="UTF8_STRING"):
+    """want: the target's line ("text", "formats") to wait for, or None
+    to wait the whole wait seconds."""
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OUT=str(out), CLIP=clip, TARGET_OUT=str(target.out),
+               WANT=want or "-none-", WAIT=str(wait), PASTE=paste,
+               CTYPE=ctype)
+    args = ["xfreerdp", "/v:127.0.0.1:%d" % pc.rdp_port, "/u:%s" % login,
+            "/p:%s" % password, "/cert:ignore", "/sec:nla", "/size:800x600",
+            "+clipboard", "/log-level:ERROR"]
+    r = run(xvfb_run() + ["-s", "-screen 0 800x600x24", "sh", "-c", DRIVER,
+                          "driver"] + args, env=env, timeout=60)
+    assert (out / "up").exists(), "no xfreerdp window: %s\n%s" % (
+        r, (out / "client.log").read_text()[-2000:])
+    return r
+
+
+def clip_user(pc, asset, flags=(), native="allow"):
+    user = pc.user_add(password="User-Pass-77")
+    pc.allow(user, asset, flags=flags, native=native)
+    return user, "User-Pass-77"
+
+
+def proxy_log(pc, pattern):
+    """The proxy's log lines (the RDP child's) that match pattern."""
+    return [ln for ln in pc.log_text().splitlines() if re.search(pattern, ln)]
+
+
+def test_clipboard_text_reaches_the_target(rdp_proxy, clip_target, tmp_path):
+    asset = rdp_asset(rdp_proxy, clip_target)
+    user, pw = clip_user(rdp_proxy, asset)
+    text = "copied " + uniq("t")
+    clip_client(rdp_proxy, tmp_path / "c", "%s#%s" % (user, asset), pw,
+                clip_target, text)
+    lines = clip_target.lines()
+    assert "joined" in lines, lines
+    assert "text " + text in lines, lines
+    # the formats crossed with text among them; no file format was offered
+    assert any(ln.startswith("formats ") and "13:" in ln for ln in lines), \
+        lines
+    assert proxy_log(rdp_proxy, r"%s: clipboard allowed \(channel cliprdr "
+                     r"relayed, files refused\)" % re.escape(user))
+    row = rdp_proxy.session_of(user, kind="rdp", result="ok")
+    assert row["asset_id"] == asset, row
+
+
+def test_clipboard_refused_by_profile(rdp_proxy, clip_target, tmp_path):
+    asset = rdp_asset(rdp_proxy, clip_target)
+    user, pw = clip_user(rdp_proxy, asset, flags=["--no-rdp-clipboard-text"])
+    text = "secret " + uniq("t")
+    t0 = time.monotonic()
+    clip_client(rdp_proxy, tmp_path / "c", "%s#%s" % (user, asset), pw,
+                clip_target, text, want=None, wait=4)
+    assert time.monotonic() - t0 < 30
+    lines = clip_target.lines()
+    # the target was never offered the clipboard channel: nothing crossed
+    assert "no-cliprdr" in lines, lines
+    assert not any(ln.startswith("text ") or ln.startswith("formats ")
+                   for ln in lines), lines
+    assert proxy_log(rdp_proxy, r"%s: clipboard refused by the access profile "
+                     r"\(channel cliprdr not offered to the target\)"
+                     % re.escape(user))
+    rdp_proxy.session_of(user, kind="rdp", result="ok")
+
+
+def test_target_clipboard_reaches_the_client(rdp_proxy, tmp_path):
+    text = "from target " + uniq("t")
+    target = ClipTarget(tmp_path / "target", offer=text).start()
+    try:
+        asset = rdp_asset(rdp_proxy, target)
+        user, pw = clip_user(rdp_proxy, asset)
+        out = tmp_path / "c"
+        clip_client(rdp_proxy, out, "%s#%s" % (user, asset), pw, target,
+                    "", want=None, wait=8, paste=text)
+        assert (out / "paste.txt").read_text() == text, (
+            target.lines(), proxy_log(rdp_proxy, "clipboard"))
+        assert "pdu 4" in target.lines()  # the client asked for it
+    finally:
+        target.stop()
+
+
+def formats_seen(target):
+    return [ln for ln in target.lines() if ln.startswith("formats ")]
+
+
+@pytest.mark.parametrize("files", [False, True])
+def test_clipboard_files_by_profile(rdp_proxy, clip_target, tmp_path, files):
+    """A file copied on the client (a text/uri-list on its X clipboard,
+    which xfreerdp offers as FileGroupDescriptorW when the server says it
+    takes file streams) reaches the target's format list only with
+    rdp_clipboard_files."""
+    asset = rdp_asset(rdp_proxy, clip_target)
+    user, pw = clip_user(rdp_proxy, asset,
+                         flags=["--rdp-clipboard-files"] if files else [])
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not copy\n")
+    clip_client(rdp_proxy, tmp_path / "c", "%s#%s" % (user, asset), pw,
+                clip_target, "file://%s\n" % secret, want="formats",
+                ctype="text/uri-list")
+    seen = formats_seen(clip_target)
+    assert seen, clip_target.lines()
+    has_files = any("FileGroupDescriptorW" in ln for ln in seen)
+    assert has_files == files, seen
+
+
+def test_clipboard_text_recorded_with_input(rdp_proxy, clip_target, tmp_path,
+                                           web_ui):
+    asset = rdp_asset(rdp_proxy, clip_target)
+    user, pw = clip_user(rdp_proxy, asset,
+                         flags=["--record-input"], native="record")
+    text = "recorded " + uniq("t")
+    clip_client(rdp_proxy, tmp_path / "c", "%s#%s" % (user, asset), pw,
+                clip_target, text)
+    assert "text " + text in clip_target.lines()
+    row = rdp_proxy.session_of(user, kind="rdp", result="ok")
+    data = open(row["recording_path"], "rb").read()
+    # a CLIP record (type 8): direction 0 (to the target), then the text
+    payload = b"\x00" + text.encode()
+    i = data.find(payload)
+    assert i >= 9 and data[i - 9] == 8, "no CLIP record in the recording"
+    assert int.from_bytes(data[i - 4:i], "big") == len(payload)
+    # the web UI's player lists the copy (Chromium)
+    rdp_proxy.wait_http()
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({
+        "url": "http://127.0.0.1:%d" % rdp_proxy.http_port,
+        "user": rdp_proxy.admin_user, "password": rdp_proxy.admin_password,
+        "session_id": row["id"]}))
+    r = run(["node", "e2e/rdpclip.mjs", str(cfg)], cwd=WEB, timeout=120)
+    assert r.rc == 0, r
+    clips = json.loads(r.out.strip().splitlines()[-1])["clips"]
+    assert "client \u2192 target: " + text in clips, clips
+
+
+def test_clipboard_text_not_recorded_without_input(rdp_proxy, clip_target,
+                                                   tmp_path):
+    asset = rdp_asset(rdp_proxy, clip_target)
+    user, pw = clip_user(rdp_proxy, asset, native="record")
+    text = "unrecorded " + uniq("t")
+    clip_client(rdp_proxy, tmp_path / "c", "%s#%s" % (user, asset), pw,
+                clip_target, text)
+    assert "text " + text in clip_target.lines()
+    row = rdp_proxy.session_of(user, kind="rdp", result="ok")
+    assert text.encode() not in open(row["recording_path"], "rb").read()
