@@ -14,25 +14,8 @@
 #include <cmocka.h>
 
 #include "common/err.h"
+#include "le_pdu.h"
 #include "rdpproxy/rdp_cliprdr.h"
-
-/* A PDU under construction. */
-struct pdu {
-    uint8_t b[4096];
-    size_t n;
-};
-
-static void p16(struct pdu *p, uint16_t v)
-{
-    p->b[p->n++] = (uint8_t)v;
-    p->b[p->n++] = (uint8_t)(v >> 8);
-}
-
-static void p32(struct pdu *p, uint32_t v)
-{
-    p16(p, (uint16_t)v);
-    p16(p, (uint16_t)(v >> 16));
-}
 
 static void pstr16(struct pdu *p, const char *s)
 {
@@ -57,12 +40,6 @@ static void done(struct pdu *p)
            (uint8_t[]){(uint8_t)d, (uint8_t)(d >> 8), (uint8_t)(d >> 16),
                        (uint8_t)(d >> 24)},
            4);
-}
-
-static uint32_t g32(const uint8_t *b)
-{
-    return (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) |
-           ((uint32_t)b[3] << 24);
 }
 
 static void caps_pdu(struct pdu *p, uint32_t gflags)

@@ -14,30 +14,8 @@
 #include <cmocka.h>
 
 #include "common/err.h"
+#include "le_pdu.h"
 #include "rdpproxy/rdp_rdpdr.h"
-
-struct pdu {
-    uint8_t b[1024];
-    size_t n;
-};
-
-static void p16(struct pdu *p, uint16_t v)
-{
-    p->b[p->n++] = (uint8_t)v;
-    p->b[p->n++] = (uint8_t)(v >> 8);
-}
-
-static void p32(struct pdu *p, uint32_t v)
-{
-    p16(p, (uint16_t)v);
-    p16(p, (uint16_t)(v >> 16));
-}
-
-static uint32_t g32(const uint8_t *b)
-{
-    return (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) |
-           ((uint32_t)b[3] << 24);
-}
 
 static void device(struct pdu *p, uint32_t type, uint32_t id, const char *dos,
                    uint32_t dlen)
