@@ -938,6 +938,17 @@ static BOOL rdpc_fw_ptr_large(rdpContext *c, const POINTER_LARGE_UPDATE *p)
     return f->update->pointer->PointerLarge(f, p);
 }
 
+/* Pointer updates go to the client as they came. */
+static void rdpc_fw_pointer(rdpUpdate *u)
+{
+    u->pointer->PointerPosition = rdpc_fw_ptr_position;
+    u->pointer->PointerSystem = rdpc_fw_ptr_system;
+    u->pointer->PointerColor = rdpc_fw_ptr_color;
+    u->pointer->PointerNew = rdpc_fw_ptr_new;
+    u->pointer->PointerCached = rdpc_fw_ptr_cached;
+    u->pointer->PointerLarge = rdpc_fw_ptr_large;
+}
+
 static BOOL rdpc_back_pre_connect(freerdp *inst)
 {
     rdpUpdate *u = inst->update;
@@ -949,18 +960,19 @@ static BOOL rdpc_back_pre_connect(freerdp *inst)
     u->SurfaceBits = rdpc_fw_surface_bits;
     u->SurfaceFrameMarker = rdpc_fw_frame_marker;
     u->DesktopResize = rdpc_fw_desktop_resize;
-    u->pointer->PointerPosition = rdpc_fw_ptr_position;
-    u->pointer->PointerSystem = rdpc_fw_ptr_system;
-    u->pointer->PointerColor = rdpc_fw_ptr_color;
-    u->pointer->PointerNew = rdpc_fw_ptr_new;
-    u->pointer->PointerCached = rdpc_fw_ptr_cached;
-    u->pointer->PointerLarge = rdpc_fw_ptr_large;
+    rdpc_fw_pointer(u);
     return TRUE;
 }
 
 static BOOL rdpc_back_post_connect(freerdp *inst)
 {
     struct rdpc *s = rdpc_s;
+
+    /* freerdp_connect puts its pointer cache's handlers in just before
+     * PostConnect: they store the pointer in a cache this leg does not
+     * have (no gdi), so the first pointer shape a target sent crashed
+     * the child (xrdp's login screen, Windows at once). Ours again. */
+    rdpc_fw_pointer(inst->update);
 
     if (s->rec != NULL && !rdpc_rec_start(s, inst)) {
         return FALSE;

@@ -1,0 +1,99 @@
+"""The RDP proxy against xrdp (issue 17: "to xrdp with TLS"), a target
+that speaks TLS only (`security_layer=tls`): no NLA. The proxy's back
+leg offers NLA and TLS; against xrdp it must settle on TLS, send the
+vaulted login in the Client Info PDU (xrdp then tries its session
+manager with it), pin xrdp's certificate, and relay xrdp's screen.
+
+xrdp runs here with an ini of the test's own (loopback port, the test's
+certificate, its log in the test's directory, a login screen colour no
+client draws by itself) and no session manager: xrdp takes the vaulted
+login from the Client Info PDU, tries its session manager with it, fails
+and shows its connection log window, which is what the client sees
+through the proxy; xrdp's log shows the security protocol it chose.
+xrdp's first pointer shape crashed the session child before
+(`test_tls_only_target_through_the_proxy` is its regression test).
+"""
+import shutil
+import subprocess
+
+import pytest
+
+from pclib import free_port, run, stop_process, wait_listen
+from test_rdp import (near, pixel, pytestmark, rdp_proxy,  # noqa: F401
+                      rdp_user, run_client)
+
+# xrdp's window colour (xrdp.ini grey=), which no client draws by itself
+XRDP_GREY = (0x8b, 0x45, 0x13)
+VAULT_USER = "xrdp-vaulted"
+
+
+@pytest.fixture(scope="module")
+def xrdp(tmp_path_factory):
+    if shutil.which("xrdp") is None:
+        pytest.skip("xrdp not installed (Debian 12 package xrdp; "
+                    "scripts/install-deps installs it)")
+    d = tmp_path_factory.mktemp("xrdp")
+    port = free_port()
+    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+         "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem"),
+         "-days", "2", "-subj", "/CN=xrdp-test"])
+    ini = []
+    with open("/etc/xrdp/xrdp.ini") as f:
+        for line in f.read().splitlines():
+            key = line.split("=", 1)[0]
+            line = {
+                "port": "port=tcp://127.0.0.1:%d" % port,
+                "security_layer": "security_layer=tls",
+                "certificate": "certificate=%s" % (d / "cert.pem"),
+                "key_file": "key_file=%s" % (d / "key.pem"),
+                "LogFile": "LogFile=%s" % (d / "xrdp.log"),
+                "EnableSyslog": "EnableSyslog=false",
+                "grey": "grey=%02x%02x%02x" % XRDP_GREY,
+                "fork": "fork=false",
+            }.get(key, line) if not line.startswith((";", "[")) else line
+            ini.append(line)
+    # only the first "port=" is the listener's (the modules' come later)
+    seen = False
+    for i, line in enumerate(ini):
+        if line.startswith("port=tcp://"):
+            if seen:
+                ini[i] = "port=-1"
+            seen = True
+    (d / "xrdp.ini").write_text("\n".join(ini) + "\n")
+    log = open(d / "stdout.log", "w")
+    p = subprocess.Popen(["xrdp", "--nodaemon", "--config",
+                          str(d / "xrdp.ini")], stdout=log, stderr=log,
+                         start_new_session=True)
+    assert wait_listen(port, 15, p), (d / "stdout.log").read_text()
+    p.port, p.dir = port, d
+    yield p
+    stop_process(p, 5)
+    log.close()
+
+
+def test_tls_only_target_through_the_proxy(rdp_proxy, xrdp, tmp_path):
+    pc = rdp_proxy
+    _, out, _ = pc.cli("asset", "add", "xrdp-" + tmp_path.name[-8:],
+                       "--protocol", "rdp", "--host", "127.0.0.1", "--port",
+                       str(xrdp.port), "--login", VAULT_USER,
+                       "--password-stdin", input="Vaulted-Pass-9\n")
+    asset = out.strip()
+    user, pw = rdp_user(pc, asset)
+    r, _ = run_client(pc, tmp_path, "%s#%s" % (user, asset), pw, text="x")
+    assert (tmp_path / "before.png").exists(), \
+        "no xfreerdp window: %s\n%s" % (r, (tmp_path / "client.log")
+                                        .read_text()[-2000:])
+    # xrdp's connection log window, relayed
+    assert near(pixel(tmp_path / "before.png", 200, 200), XRDP_GREY), \
+        pixel(tmp_path / "before.png", 200, 200)
+    row = pc.session_of(user, kind="rdp", result="ok")
+    assert row["asset_id"] == asset and row["bytes_down"] > 0, row
+    log = (xrdp.dir / "xrdp.log").read_text()
+    # TLS, not NLA: xrdp was configured for TLS only and chose it
+    assert "selected [SSL]" in log, log[-3000:]
+    # a user name and password came in the Client Info PDU (xrdp goes to
+    # its session manager only with both)
+    assert "connecting to sesman" in log, log[-3000:]
+    # the certificate is pinned now (trust on first use, like SSH)
+    _, out, _ = pc.cli("asset", "show", asset)
+    assert "SHA256:" in out, out
