@@ -260,8 +260,11 @@ def test_the_outage_queues_hold_their_bounds(target, tmp_path,
         a = make_agent(p)
         wait_agent_online(p, a.id)
         tid, port = tunnel_to(p, a.id, echo)
-        got, _ = echo_through(port)
+        got, before = echo_through(port)
         assert got == b"ping\n"
+        # written before the outage, so it does not take a place
+        wait_for(lambda: tunnel_rows_of(p, {before}), 20,
+                 "the row of the connection before the outage")
         asset = p.target_asset(target)
         client = Client(p.ssh_port)
         seen_before = max(e["seq"] for e in audit(p))
