@@ -202,7 +202,8 @@ struct tunnels {
     size_t later_max;  /* [store] outage_rows */
     size_t later_lost; /* rows not kept in this outage */
     uint64_t later_timer;
-    int later_delay_ms; /* the retry's backoff */
+    int later_delay_ms;                 /* the retry's backoff */
+    struct store_session_op *later_ops; /* TUNNEL_ROWS_MAX, for a write */
 };
 
 /* One report write waiting for the store (see tunnel_later_keep). */
@@ -537,13 +538,18 @@ static void tunnel_rows_log(struct store_session_op *ops, size_t n, int r)
  * store's error with the rest still waiting. *written: how many. */
 static int tunnel_later_write(struct tunnels *ts, size_t max, size_t *written)
 {
-    struct store_session_op ops[TUNNEL_ROWS_MAX];
+    struct store_session_op *ops = ts->later_ops;
     struct tunnel_later *w;
     char detail[256];
     size_t n, i;
     int r;
 
     *written = 0;
+    /* a batch's copy (366 KiB: not on the stack), made on first use */
+    if (ts->later != NULL && ops == NULL &&
+        (ops = ts->later_ops = calloc(TUNNEL_ROWS_MAX, sizeof(*ops))) == NULL) {
+        return ERR_NOMEM;
+    }
     while (ts->later != NULL && *written < max) {
         for (n = 0, w = ts->later; w != NULL && n < TUNNEL_ROWS_MAX;
              w = w->next) {
@@ -1772,6 +1778,7 @@ void tunnels_stop(struct tunnels *ts)
     while (ts->later != NULL) {
         tunnel_later_pop(ts);
     }
+    free(ts->later_ops);
     free(ts->rows);
     free(ts->dgram);
     free(ts);
