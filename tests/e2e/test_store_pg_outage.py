@@ -121,6 +121,16 @@ def server_on_own_pg(tmp_path, own, **conf):
     return p
 
 
+def stop_clean(pc):
+    """Stops pc (exit 0) and fails on anything a sanitizer logged (the
+    ASan build of the suite)."""
+    assert pc.stop() == 0
+    found = pc.sanitizer_findings()
+    if found:
+        pytest.fail("sanitizer report in %s:\n%s" % (pc.log_path, found),
+                    pytrace=False)
+
+
 def tunnel_to(pc, agent_id, echo):
     _, out, _ = pc.cli("tunnel", "add", agent_id, "--remote",
                        "127.0.0.1:%d" % echo.port, "--acl", "127.0.0.1/32")
@@ -233,6 +243,7 @@ def test_tunnel_rows_and_audit_events_of_an_outage_are_written_when_it_ends(
         got, after = echo_through(port)
         assert got == b"ping\n"
         wait_for(lambda: tunnel_rows_of(p, {after}), 20, "a new row")
+        stop_clean(p)
     finally:
         if ending is not None:
             ending.kill()
@@ -321,6 +332,7 @@ def test_the_outage_queues_hold_their_bounds(target, tmp_path,
         got, after = echo_through(port)
         assert got == b"ping\n"
         wait_for(lambda: tunnel_rows_of(p, {after}), 20, "a new row")
+        stop_clean(p)
     finally:
         if p is not None:
             p.stop()
@@ -353,7 +365,7 @@ def test_a_clean_stop_during_the_outage_says_what_is_lost(target, tmp_path,
                        password="x")
         assert r.rc == 255, r
         time.sleep(0.5)
-        assert p.stop() == 0
+        stop_clean(p)
         log = p.log_text()
         assert "5 tunnel report row(s) could not be written (the store " \
             "does not answer) and are lost" in log, p.log_tail()
