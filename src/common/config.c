@@ -244,6 +244,8 @@ int config_defaults(struct config *cfg, const char *data_dir)
     cfg->http_max_preauth_ws_per_source = 32;
     cfg->http_timeout_seconds = 30;
     cfg->max_failures = 5;
+    cfg->store_outage_rows = 4096;
+    cfg->store_outage_audit_events = 4096;
     cfg->record_rdp_max_mb = 256;
     cfg->record_ssh_max_mb = 1024;
     cfg->failure_window_seconds = 300;
@@ -483,6 +485,9 @@ static const struct config_key config_keys[] = {
     CK("store", "path", CK_PATH, store_path, 0, 0),
     CK("store", "url", CK_STR, store_url, 0, 0),
     CK("store", "audit_key", CK_PATH, store_audit_key, 0, 0),
+    CK("store", "outage_rows", CK_INT, store_outage_rows, 16, 1000000),
+    CK("store", "outage_audit_events", CK_INT, store_outage_audit_events, 16,
+       1000000),
     CK("vault", "key_file", CK_PATH, vault_key, 0, 0),
     CK("auth", "max_failures", CK_INT, max_failures, 1, 100),
     CK("auth", "failure_window_seconds", CK_INT, failure_window_seconds, 1,

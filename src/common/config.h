@@ -144,6 +144,11 @@ struct config {
     /* absolute path of the audit log's key; "" (SQLite): audit.key beside
      * the database file; with url set it defaults to data_dir/audit.key */
     char *store_audit_key;
+    /* what is kept in memory while the store does not answer (a
+     * PostgreSQL outage), to be written when it does: tunnel report rows
+     * (hub/tunnel.c) and audit events (store/audit.h); beyond, counted */
+    int store_outage_rows;
+    int store_outage_audit_events;
 
     char *vault_key; /* absolute path of the 32-byte vault key */
 

@@ -73,6 +73,7 @@
 #include "common/util.h"
 #include "hub/tunnel_def.h"
 #include "store/agents.h"
+#include "store/audit.h"
 
 #define TUNNEL_SOCKS_MAX 4 /* addresses [tunnel] listen may name */
 #define TUNNEL_BACKLOG 128
@@ -91,9 +92,13 @@
 #define TUNNEL_TOUCH_SECONDS 60 /* store_tunnel_touch at most this often */
 #define TUNNEL_DENY_ROWS 10     /* "denied" rows per tunnel per minute */
 #define TUNNEL_DENY_WINDOW_MS 60000
-#define TUNNEL_DENIED_CACHE 8 /* UDP sources refused recently */
-#define TUNNEL_ROWS_MAX 128   /* report writes queued before a flush */
-#define TUNNEL_ROWS_MS 100    /* the longest a queued report write waits */
+#define TUNNEL_DENIED_CACHE 8     /* UDP sources refused recently */
+#define TUNNEL_ROWS_MAX 128       /* report writes queued before a flush */
+#define TUNNEL_ROWS_MS 100        /* the longest a queued report write waits */
+#define TUNNEL_LATER_BUCKETS 1024 /* power of two: rows waiting, by ID */
+#define TUNNEL_LATER_RETRY_MS 500 /* the first retry; doubling up to: */
+#define TUNNEL_LATER_RETRY_MAX_MS 5000
+#define TUNNEL_LATER_CALL 1024 /* rows written per timer call */
 
 struct tunnels;
 struct tunnel;
@@ -188,6 +193,24 @@ struct tunnels {
     struct store_session_op *rows;
     size_t nrows;
     uint64_t rows_timer;
+    /* report writes the store did not take (it did not answer), waiting
+     * in order (tunnel_later_keep); by row ID too, so a close finds the
+     * opening it completes */
+    struct tunnel_later *later, **later_tail;
+    struct tunnel_later *later_ids[TUNNEL_LATER_BUCKETS];
+    size_t nlater;
+    size_t later_max;  /* [store] outage_rows */
+    size_t later_lost; /* rows not kept in this outage */
+    uint64_t later_timer;
+    int later_delay_ms;                 /* the retry's backoff */
+    struct store_session_op *later_ops; /* TUNNEL_ROWS_MAX, for a write */
+};
+
+/* One report write waiting for the store (see tunnel_later_keep). */
+struct tunnel_later {
+    struct tunnel_later *next;  /* in order */
+    struct tunnel_later *hnext; /* later_ids chain */
+    struct store_session_op op;
 };
 
 static void tunnel_on_tcp(struct loop *l, int fd, int events, void *arg);
@@ -339,10 +362,251 @@ static size_t tunnel_key_hash(const struct tunnel_key *k)
  * part of a short connection, bench/README.md). The cost: a server killed
  * without a chance to stop (SIGKILL, a crash) loses the rows of the
  * connections of its last TUNNEL_ROWS_MS (docs/security.md).
+ *
+ * A store that does not answer (PostgreSQL down: store_unreachable())
+ * does not lose them either. A batch it could not take, and every batch
+ * after it while any row waits, goes to the "later" queue in order, and a
+ * timer writes it when the store answers (first after
+ * TUNNEL_LATER_RETRY_MS, doubling up to TUNNEL_LATER_RETRY_MAX_MS), never
+ * on the path of an accept or a close. A close finds its opening in the
+ * queue by ID and completes it there (a connection opened and closed
+ * during the outage is one waiting row, as in the batch). Memory is
+ * bounded by [store] outage_rows (each waiting row is one struct
+ * store_session_op, about 3 KiB):
+ *
+ *  - a new row is not kept once that many wait (its connection still
+ *    works; its row ID stays empty, so its close is not kept either);
+ *  - a close of a row written before the outage (a connection that was
+ *    open when the store went) gets a quarter more room, so the rows the
+ *    store has open are closed with their real bytes rather than as
+ *    interrupted at the next start;
+ *  - the earliest rows are kept and the newest dropped: someone who opens
+ *    thousands of connections during an outage can fill the queue and so
+ *    have their own and later connections go unrecorded, but cannot push
+ *    out what happened before, nor grow the server's memory. What was not
+ *    kept is counted, logged once when the bound is hit, and written as
+ *    an audit event (report.lost) when the store answers again.
  */
-static void tunnel_rows_flush(struct tunnels *ts)
+static void tunnel_later_due(struct loop *l, void *arg);
+
+static size_t tunnel_later_bucket(const char *id)
+{
+    uint32_t h = 2166136261u;
+
+    for (; *id != '\0'; id++) {
+        h = (h ^ (uint8_t)*id) * 16777619u;
+    }
+    return h & (TUNNEL_LATER_BUCKETS - 1);
+}
+
+/* The waiting opening of row id that is not yet closed, or NULL. */
+static struct tunnel_later *tunnel_later_find(struct tunnels *ts,
+                                              const char *id)
+{
+    struct tunnel_later *w = ts->later_ids[tunnel_later_bucket(id)];
+
+    for (; w != NULL; w = w->hnext) {
+        if (w->op.insert && w->op.s.ended_at == 0 &&
+            strcmp(w->op.s.id, id) == 0) {
+            return w;
+        }
+    }
+    return NULL;
+}
+
+static void tunnel_later_lose(struct tunnels *ts, const char *what)
+{
+    if (ts->later_lost++ == 0) {
+        log_warn("tunnel: %zu report rows wait for the store already "
+                 "([store] outage_rows); further ones (%s) are not kept "
+                 "until it answers, only counted",
+                 ts->nlater, what);
+    }
+}
+
+/* A row that is not kept: the connection or flow holding its ID forgets
+ * it, so its close is not queued for a row that does not exist. Runs only
+ * for rows dropped from a batch moved to the queue (at most
+ * TUNNEL_ROWS_MAX at a time); later ones are not made (tunnel_row). */
+static void tunnel_forget_row(struct tunnels *ts, const char *id)
+{
+    struct tunnel *t;
+    struct tunnel_conn *c;
+    struct tunnel_flow *f;
+
+    for (t = ts->list; t != NULL; t = t->next) {
+        for (c = t->conns; c != NULL; c = c->next) {
+            if (strcmp(c->row, id) == 0) {
+                c->row[0] = '\0';
+                return;
+            }
+        }
+        for (f = t->flows; f != NULL; f = f->next) {
+            if (strcmp(f->row, id) == 0) {
+                f->row[0] = '\0';
+                return;
+            }
+        }
+    }
+}
+
+/* Keeps o at the end of the waiting rows (or completes its opening
+ * there), within the bound. */
+static void tunnel_later_keep(struct tunnels *ts,
+                              const struct store_session_op *o)
+{
+    struct tunnel_later *w;
+    size_t b;
+
+    if (!o->insert && (w = tunnel_later_find(ts, o->s.id)) != NULL) {
+        w->op.s.ended_at = o->s.ended_at;
+        w->op.s.bytes_up = o->s.bytes_up;
+        w->op.s.bytes_down = o->s.bytes_down;
+        w->op.s.exit_status = o->s.exit_status;
+        memcpy(w->op.s.result, o->s.result, sizeof(w->op.s.result));
+        return;
+    }
+    if (ts->nlater >= ts->later_max + (o->insert ? 0 : ts->later_max / 4)) {
+        tunnel_later_lose(ts, o->insert ? "new connections" : "closes");
+        if (o->insert && o->s.ended_at == 0) {
+            tunnel_forget_row(ts, o->s.id);
+        }
+        return;
+    }
+    if ((w = malloc(sizeof(*w))) == NULL) {
+        tunnel_later_lose(ts, "out of memory");
+        return;
+    }
+    w->op = *o;
+    w->next = NULL;
+    b = tunnel_later_bucket(o->s.id);
+    w->hnext = ts->later_ids[b];
+    ts->later_ids[b] = w;
+    if (ts->nlater == 0) {
+        ts->later_tail = &ts->later;
+        log_warn("tunnel: the store does not answer; report rows wait in "
+                 "memory and are written when it does");
+    }
+    *ts->later_tail = w;
+    ts->later_tail = &w->next;
+    ts->nlater++;
+    if (ts->later_timer == 0) {
+        ts->later_delay_ms = TUNNEL_LATER_RETRY_MS;
+        ts->later_timer = loop_add_timer(ts->loop, TUNNEL_LATER_RETRY_MS,
+                                         tunnel_later_due, ts);
+    }
+}
+
+/* Takes the first waiting row off the queue and its bucket. */
+static void tunnel_later_pop(struct tunnels *ts)
+{
+    struct tunnel_later *w = ts->later, **pp;
+
+    ts->later = w->next;
+    for (pp = &ts->later_ids[tunnel_later_bucket(w->op.s.id)]; *pp != NULL;
+         pp = &(*pp)->hnext) {
+        if (*pp == w) {
+            *pp = w->hnext;
+            break;
+        }
+    }
+    ts->nlater--;
+    if (ts->later == NULL) {
+        ts->later_tail = &ts->later;
+    }
+    free(w);
+}
+
+static void tunnel_rows_log(struct store_session_op *ops, size_t n, int r)
 {
     struct store_session_op *o;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        o = &ops[i];
+        if (r != ERR_OK || o->r != ERR_OK) {
+            log_error("tunnel: cannot %s the report row %s for %s: %s",
+                      o->insert ? "write" : "close", o->s.id,
+                      o->s.client_addr[0] != '\0' ? o->s.client_addr : "?",
+                      err_str(r != ERR_OK ? r : o->r));
+        }
+    }
+}
+
+/* Writes waiting rows in order, TUNNEL_ROWS_MAX per transaction, at most
+ * max of them: ERR_OK when that many (or all) were written, else the
+ * store's error with the rest still waiting. *written: how many. */
+static int tunnel_later_write(struct tunnels *ts, size_t max, size_t *written)
+{
+    struct store_session_op *ops = ts->later_ops;
+    struct tunnel_later *w;
+    char detail[256];
+    size_t n, i;
+    int r;
+
+    *written = 0;
+    /* a batch's copy (366 KiB: not on the stack), made on first use */
+    if (ts->later != NULL && ops == NULL &&
+        (ops = ts->later_ops = calloc(TUNNEL_ROWS_MAX, sizeof(*ops))) == NULL) {
+        return ERR_NOMEM;
+    }
+    while (ts->later != NULL && *written < max) {
+        for (n = 0, w = ts->later; w != NULL && n < TUNNEL_ROWS_MAX;
+             w = w->next) {
+            ops[n++] = w->op;
+        }
+        if ((r = store_session_batch(ts->store, ops, n)) != ERR_OK) {
+            return r;
+        }
+        tunnel_rows_log(ops, n, ERR_OK);
+        for (i = 0; i < n; i++) {
+            tunnel_later_pop(ts);
+        }
+        *written += n;
+    }
+    if (ts->later == NULL && ts->later_lost > 0) {
+        snprintf(detail, sizeof(detail),
+                 "%zu tunnel report row(s) of a time the store did not "
+                 "answer were not kept: more than [store] outage_rows (%zu) "
+                 "waited",
+                 ts->later_lost, ts->later_max);
+        log_warn("tunnel: %s", detail);
+        if ((r = audit_write(ts->store, "system", "tunnel", "report.lost", "",
+                             detail)) != ERR_OK) {
+            log_error("tunnel: cannot write the audit event report.lost: %s",
+                      err_str(r));
+        }
+        ts->later_lost = 0;
+    }
+    return ERR_OK;
+}
+
+static void tunnel_later_due(struct loop *l, void *arg)
+{
+    struct tunnels *ts = arg;
+    size_t n = 0;
+    int r;
+
+    ts->later_timer = 0;
+    r = tunnel_later_write(ts, TUNNEL_LATER_CALL, &n);
+    if (n > 0) {
+        log_info("store answers again: %zu tunnel report row(s) written", n);
+    }
+    if (r == ERR_OK) {
+        if (ts->later != NULL) { /* a long backlog: the loop breathes */
+            ts->later_timer = loop_add_timer(l, 1, tunnel_later_due, ts);
+        }
+        return;
+    }
+    ts->later_delay_ms = ts->later_delay_ms >= TUNNEL_LATER_RETRY_MAX_MS / 2
+                             ? TUNNEL_LATER_RETRY_MAX_MS
+                             : ts->later_delay_ms * 2;
+    ts->later_timer =
+        loop_add_timer(l, (uint64_t)ts->later_delay_ms, tunnel_later_due, ts);
+}
+
+static void tunnel_rows_flush(struct tunnels *ts)
+{
     size_t i, n = ts->nrows;
     int r;
 
@@ -354,15 +618,16 @@ static void tunnel_rows_flush(struct tunnels *ts)
         return;
     }
     ts->nrows = 0;
-    r = store_session_batch(ts->store, ts->rows, n);
-    for (i = 0; i < n; i++) {
-        o = &ts->rows[i];
-        if (r != ERR_OK || o->r != ERR_OK) {
-            log_error("tunnel: cannot %s the report row %s for %s: %s",
-                      o->insert ? "write" : "close", o->s.id,
-                      o->s.client_addr[0] != '\0' ? o->s.client_addr : "?",
-                      err_str(r != ERR_OK ? r : o->r));
+    /* behind rows already waiting: the store is down, do not ask again */
+    if (ts->later == NULL) {
+        r = store_session_batch(ts->store, ts->rows, n);
+        if (r == ERR_OK || !store_unreachable(ts->store)) {
+            tunnel_rows_log(ts->rows, n, r);
+            return;
         }
+    }
+    for (i = 0; i < n; i++) {
+        tunnel_later_keep(ts, &ts->rows[i]);
     }
 }
 
@@ -396,8 +661,20 @@ static struct store_session_op *tunnel_rows_add(struct tunnels *ts)
 static void tunnel_row(struct tunnel *t, const char *client, const char *result,
                        char *id)
 {
-    struct store_session_op *o = tunnel_rows_add(t->ts);
-    struct store_session *s = &o->s;
+    struct tunnels *ts = t->ts;
+    struct store_session_op *o;
+    struct store_session *s;
+
+    /* The store does not answer and the rows waiting for it fill their
+     * bound: this one would not be kept (tunnel_later_keep), so it is not
+     * made; its ID stays empty and its close is not queued either. */
+    if (ts->later != NULL && ts->nlater >= ts->later_max) {
+        tunnel_later_lose(ts, "new connections");
+        id[0] = '\0';
+        return;
+    }
+    o = tunnel_rows_add(ts);
+    s = &o->s;
 
     o->insert = true;
     util_uuid4(s->id);
@@ -1449,6 +1726,8 @@ int tunnels_start(struct tunnels **out, const struct config *cfg,
     ts->loop = loop;
     ts->store = store;
     ts->hub = hub;
+    ts->later_tail = &ts->later;
+    ts->later_max = (size_t)cfg->store_outage_rows;
     if (dial != NULL) {
         ts->dial = *dial;
     }
@@ -1480,6 +1759,26 @@ void tunnels_stop(struct tunnels *ts)
     }
     /* every row queued, the ones just closed included, is written now */
     tunnel_rows_flush(ts);
+    if (ts->later_timer != 0) {
+        loop_del_timer(ts->loop, ts->later_timer);
+    }
+    if (ts->later != NULL || ts->later_lost > 0) {
+        size_t n = 0;
+
+        (void)tunnel_later_write(ts, SIZE_MAX, &n);
+    }
+    if (ts->later != NULL || ts->later_lost > 0) {
+        /* Kept in memory only (docs/operations.md says why no spool):
+         * the rows of connections opened before the outage stay open
+         * and the next start closes them as interrupted. */
+        log_error("tunnel: %zu tunnel report row(s) could not be written "
+                  "(the store does not answer) and are lost",
+                  ts->nlater + ts->later_lost);
+    }
+    while (ts->later != NULL) {
+        tunnel_later_pop(ts);
+    }
+    free(ts->later_ops);
     free(ts->rows);
     free(ts->dgram);
     free(ts);

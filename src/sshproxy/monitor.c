@@ -56,6 +56,10 @@ static void monitor_row_free(struct mchild_row *row);
 /* Report rows kept for a store that does not answer; beyond this many the
  * oldest stay open (closed as interrupted at the next start). */
 #define MONITOR_PENDING_MAX 65536
+/* Audit events kept while the store did not answer: the first attempt to
+ * write them, then doubling up to the longest wait between attempts. */
+#define MONITOR_AUDIT_RETRY_MS 500
+#define MONITOR_AUDIT_RETRY_MAX_MS 5000
 
 /*
  * The end of a session whose report row the store could not take (its
@@ -167,6 +171,42 @@ static void monitor_pending_flush(struct monitor *m)
     }
 }
 
+/*
+ * The audit events the store kept for a database that did not answer
+ * (audit_defer(); store_audit.c), written from this timer, never on the
+ * path of a login or a request: the sweep arms it when events wait, and a
+ * failed attempt waits MONITOR_AUDIT_RETRY_MS, doubling up to
+ * MONITOR_AUDIT_RETRY_MAX_MS (the driver has its own pause between
+ * connection attempts; this keeps a backlog from being tried on every
+ * tick). A long backlog is written a thousand events at a time with the
+ * loop free in between.
+ */
+static void monitor_on_audit(struct loop *l, void *arg)
+{
+    struct monitor *m = arg;
+    size_t n = 0;
+    int r;
+
+    m->audit_timer = 0;
+    r = audit_write_waiting(m->store, &n);
+    if (n > 0) {
+        log_info("store answers again: %zu audit event(s) written", n);
+    }
+    if (r == ERR_OK) {
+        m->audit_delay_ms = 0;
+        if (audit_waiting(m->store) > 0) {
+            m->audit_timer = loop_add_timer(l, 1, monitor_on_audit, m);
+        }
+        return;
+    }
+    m->audit_delay_ms = m->audit_delay_ms == 0 ? MONITOR_AUDIT_RETRY_MS
+                        : m->audit_delay_ms >= MONITOR_AUDIT_RETRY_MAX_MS / 2
+                            ? MONITOR_AUDIT_RETRY_MAX_MS
+                            : m->audit_delay_ms * 2;
+    m->audit_timer =
+        loop_add_timer(l, (uint64_t)m->audit_delay_ms, monitor_on_audit, m);
+}
+
 int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
 {
     struct directory_service *dirs;
@@ -210,6 +250,8 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
     }
     m->sweep_timer =
         loop_add_timer(loop, MONITOR_SWEEP_MS, monitor_on_sweep, m);
+    /* the server's audit events wait out an outage of the database */
+    audit_defer(m->store, (size_t)cfg->store_outage_audit_events);
     /* Password checks and directory binds never take the resolver's
      * threads. */
     loop_reserve_workers((unsigned)cfg->max_concurrent_hashes +
@@ -265,6 +307,17 @@ void monitor_free(struct monitor *m)
 
         m->pending = p->next;
         monitor_pending_free(p);
+    }
+    if (m->loop != NULL && m->audit_timer != 0) {
+        loop_del_timer(m->loop, m->audit_timer);
+    }
+    /* one last try; store_close() says how many events that leaves lost */
+    while (m->store != NULL && audit_waiting(m->store) > 0) {
+        size_t n = 0;
+
+        if (audit_write_waiting(m->store, &n) != ERR_OK || n == 0) {
+            break;
+        }
     }
     password_pool_free(m->hashes);
     if (m->loop != NULL) {
@@ -1625,6 +1678,10 @@ static void monitor_on_sweep(struct loop *l, void *arg)
     size_t n = 0, i = 0;
 
     monitor_pending_flush(m);
+    if (m->audit_timer == 0 && audit_waiting(m->store) > 0) {
+        m->audit_timer =
+            loop_add_timer(l, MONITOR_AUDIT_RETRY_MS, monitor_on_audit, m);
+    }
     monitor_check_recordings(m);
     for (c = m->children; c != NULL; c = c->next) {
         n += c->state == MC_AUTHED && c->end_result[0] == '\0';

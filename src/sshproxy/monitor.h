@@ -164,6 +164,10 @@ struct monitor {
     struct hostkeys hostkeys; /* the SSH host keys: only here */
     ssh_session ssh_ctx;      /* for libssh's signature checks */
     uint64_t sweep_timer;     /* monitor_on_sweep, 0 if none */
+    /* writes the audit events kept while the store did not answer
+     * (audit_defer()): 0 if not armed, and its backoff */
+    uint64_t audit_timer;
+    int audit_delay_ms;
     /* report rows whose closing the store refused (a database outage),
      * written again by each sweep until it takes them (monitor.c) */
     struct monitor_pending *pending;

@@ -45,9 +45,29 @@ struct audit_filter {
     size_t limit; /* 0 = all; newest first */
 };
 
-/* Appends one event (one transaction: reads the last hash, writes). */
+/* Appends one event (one transaction: reads the last hash, writes). On a
+ * handle with audit_defer() set, an event the database cannot take now
+ * because it does not answer (store_unreachable()), and every event after
+ * it while any waits, is kept in memory in order and ERR_OK returned;
+ * ERR_STORE when the bound left no room (counted; see store_audit.c). */
 int audit_write(struct store *st, const char *actor, const char *source,
                 const char *action, const char *target, const char *detail);
+/* Keeps up to max events for a database that does not answer (0: none,
+ * the default: a CLI process fails instead). The server's handle. */
+void audit_defer(struct store *st, size_t max);
+/* Events waiting (plus one for the note of events not kept): 0 when
+ * there is nothing for audit_write_waiting() to do. */
+size_t audit_waiting(const struct store *st);
+/* Writes the waiting events in order, in transactions of several, then
+ * one audit.lost event if some were not kept. Stops at the first failure
+ * (returned; the rest stay for the next call), and after about a thousand
+ * events (ERR_OK with audit_waiting() > 0: call again soon, so a long
+ * backlog does not hold the caller's loop); *written gets how many were
+ * written. */
+int audit_write_waiting(struct store *st, size_t *written);
+/* Frees whatever still waits, saying in the log how many events that
+ * loses (store_close() does this). */
+void audit_later_drop(struct store *st);
 int audit_list(struct store *st, const struct audit_filter *f,
                struct audit_entry **list, size_t *n);
 /* The result of audit_verify_full(). */

@@ -71,6 +71,9 @@ struct db {
     PGconn *conn;
     int64_t retry_at; /* monotonic ms: no reconnection attempt before */
     int retry_ms;     /* the wait after the next failed attempt */
+    /* the last failure was the connection's, not the statement's (see
+     * pg_fail): libpq may still say CONNECTION_OK until its next read */
+    bool lost;
 };
 
 struct pg_param {
@@ -153,6 +156,18 @@ static int pg_fail(struct db *db, const PGresult *res, const char *what)
                   what);
         return ERR_STORE;
     }
+    /* No SQLSTATE: libpq's own error (the server closed the connection,
+     * the socket failed); class 08 and 57P01-57P03: the server's words
+     * for the same (shut down, crashed, starting). The database does not
+     * answer: store_unreachable() must say so at once, on this first
+     * failure, so callers that keep writes for later (tunnel rows, audit
+     * events) do not take it for a failed statement. */
+    if (db != NULL &&
+        (state == NULL || strncmp(state, "08", 2) == 0 ||
+         strcmp(state, "57P01") == 0 || strcmp(state, "57P02") == 0 ||
+         strcmp(state, "57P03") == 0)) {
+        db->lost = true;
+    }
     if ((res == NULL || (msg == NULL && state == NULL)) && db != NULL &&
         db->conn != NULL) {
         msg = pg_one_line(PQerrorMessage(db->conn), line, sizeof(line));
@@ -211,11 +226,11 @@ static int pg_begin_sql(struct db *db, const char *sql)
 {
     int r = ERR_OK;
 
-    if (PQstatus(db->conn) == CONNECTION_OK &&
+    if (PQstatus(db->conn) == CONNECTION_OK && !db->lost &&
         (r = pg_simple(db, "begin", sql, NULL, 0)) == ERR_OK) {
         return ERR_OK;
     }
-    if (PQstatus(db->conn) != CONNECTION_BAD) {
+    if (PQstatus(db->conn) != CONNECTION_BAD && !db->lost) {
         return r;
     }
     if (util_mono_ms() < db->retry_at) {
@@ -236,14 +251,15 @@ static int pg_begin_sql(struct db *db, const char *sql)
         return r;
     }
     db->retry_ms = 0;
+    db->lost = false;
     log_info("store: connected to PostgreSQL again");
     return pg_simple(db, "begin", sql, NULL, 0);
 }
 
 static bool pg_down(struct db *db)
 {
-    return db_conn_mine(&db->c) &&
-           (db->conn == NULL || PQstatus(db->conn) == CONNECTION_BAD);
+    return db_conn_mine(&db->c) && (db->conn == NULL || db->lost ||
+                                    PQstatus(db->conn) == CONNECTION_BAD);
 }
 
 static void pg_retry_now(struct db *db)

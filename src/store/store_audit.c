@@ -329,7 +329,7 @@ static int audit_check(const char *s, size_t max)
  * prev and head_seq then name the new entry. */
 static int audit_append(struct store *st, const uint8_t *key,
                         uint8_t prev[AUDIT_HASH_BYTES], int64_t *head_seq,
-                        const char *const v[5])
+                        int64_t time, const char *const v[5])
 {
     uint8_t h[AUDIT_HASH_BYTES];
     char prev_hex[AUDIT_HEX_LEN + 1], hex[AUDIT_HEX_LEN + 1];
@@ -339,7 +339,7 @@ static int audit_append(struct store *st, const uint8_t *key,
     audit_hex(prev, prev_hex);
     memset(&e, 0, sizeof(e));
     e.seq = *head_seq + 1;
-    e.time = util_now();
+    e.time = time;
     for (i = 0; i < 5; i++) {
         e.f[i] = v[i];
         e.n[i] = strlen(v[i]);
@@ -452,29 +452,27 @@ static int audit_key_for_write(struct store *st, int64_t head_seq,
     return ERR_OK;
 }
 
-int audit_write(struct store *st, const char *actor, const char *source,
-                const char *action, const char *target, const char *detail)
+/* One event to append: its fields (audit_check()ed, none NULL) and the
+ * time it happened. */
+struct audit_ev {
+    int64_t time;
+    const char *v[5]; /* actor, source, action, target, detail */
+};
+
+/* Appends events ev[0..n) in order, in one write transaction. */
+static int audit_write_many(struct store *st, const struct audit_ev *ev,
+                            size_t n)
 {
     uint8_t prev[AUDIT_HASH_BYTES], key[AUDIT_KEY_BYTES];
     char prev_hex[AUDIT_HEX_LEN + 1], path[PATH_MAX], kid[17];
     char mdetail[AUDIT_DETAIL_MAX + 1];
-    const char *v[5] = {actor, source, action, target, detail};
     const char *marker[5] = {"system", "audit", AUDIT_KEYED_ACTION, "",
                              mdetail};
     int64_t head_seq = 0;
     bool found = false, have = false, created = false;
-    int r, i;
+    size_t i;
+    int r;
 
-    if (action == NULL || action[0] == '\0') {
-        return ERR_INVALID;
-    }
-    for (i = 0; i < 5; i++) {
-        if ((r = audit_check(v[i], i == 4 ? AUDIT_DETAIL_MAX
-                                          : AUDIT_FIELD_MAX)) != ERR_OK) {
-            return r;
-        }
-        v[i] = v[i] != NULL ? v[i] : "";
-    }
     /* Immediate: the head is read under the write lock, so two writers
      * (the server and a CLI process) always chain one after the other. */
     if ((r = store_tx_begin(st, true)) != ERR_OK) {
@@ -505,13 +503,16 @@ int audit_write(struct store *st, const char *actor, const char *source,
         audit_key_id(key, kid);
         snprintf(mdetail, sizeof(mdetail),
                  "keyed hashing (HMAC-SHA-256) starts here; key id %s", kid);
-        if ((r = audit_append(st, key, prev, &head_seq, marker)) != ERR_OK) {
+        if ((r = audit_append(st, key, prev, &head_seq, util_now(), marker)) !=
+            ERR_OK) {
             goto out;
         }
     }
-    if ((r = audit_append(st, have ? key : NULL, prev, &head_seq, v)) !=
-        ERR_OK) {
-        goto out;
+    for (i = 0; i < n; i++) {
+        if ((r = audit_append(st, have ? key : NULL, prev, &head_seq,
+                              ev[i].time, ev[i].v)) != ERR_OK) {
+            goto out;
+        }
     }
     audit_hex(prev, prev_hex);
     r = store_run(st, "audit head",
@@ -525,6 +526,186 @@ out:
         (void)unlink(path);
     }
     return r;
+}
+
+/*
+ * Events kept for a database that does not answer (audit_defer()).
+ *
+ * Why here rather than in each caller: every event of the server goes
+ * through its one store handle, so one queue keeps them all in the order
+ * they happened, and the chain gets them in that order (an event is never
+ * written while older ones wait). Each keeps the time it happened, so an
+ * entry written late says when it happened; its seq says when it was
+ * written. The bound is on events, and each holds only its own strings
+ * (at most about 2 KiB). Events an unauthenticated client causes (a
+ * failed or locked login) may take at most half of it: a flood of bad
+ * logins during an outage cannot crowd out what authenticated users and
+ * administrators did. What does not fit is counted and, once the store
+ * answers again, recorded as an event of its own (audit.lost), so the
+ * gap is in the log itself and not only in a log file.
+ */
+struct audit_later {
+    struct audit_later *next;
+    struct audit_ev ev;
+    bool preauth;
+    char text[]; /* the five strings, each NUL-terminated */
+};
+
+#define AUDIT_LATER_BATCH 64  /* events per transaction when written late */
+#define AUDIT_LATER_CALL 1024 /* events per audit_write_waiting() call */
+
+static bool audit_is_preauth(const char *action)
+{
+    return strcmp(action, "login.fail") == 0 ||
+           strcmp(action, "login.lock") == 0;
+}
+
+static int audit_keep(struct store *st, const struct audit_ev *ev)
+{
+    struct audit_later *l;
+    size_t len[5], total = 0;
+    bool preauth = audit_is_preauth(ev->v[2]);
+    char *p;
+    int i;
+
+    if (st->audit_nlater >= st->audit_later_max ||
+        (preauth && st->audit_nlater_preauth >= st->audit_later_max / 2)) {
+        if (st->audit_lost++ == 0) {
+            log_warn("store: %zu audit events wait for the database already "
+                     "(%s); further ones are not kept until it answers "
+                     "([store] outage_audit_events), only counted",
+                     st->audit_nlater,
+                     preauth ? "half of the room, for failed logins"
+                             : "the bound");
+        }
+        return ERR_STORE;
+    }
+    for (i = 0; i < 5; i++) {
+        len[i] = strlen(ev->v[i]) + 1;
+        total += len[i];
+    }
+    if ((l = calloc(1, sizeof(*l) + total)) == NULL) {
+        st->audit_lost++;
+        return ERR_NOMEM;
+    }
+    l->ev.time = ev->time;
+    l->preauth = preauth;
+    for (i = 0, p = l->text; i < 5; p += len[i], i++) {
+        memcpy(p, ev->v[i], len[i]);
+        l->ev.v[i] = p;
+    }
+    if (st->audit_nlater == 0) {
+        st->audit_later_tail = &st->audit_later;
+        log_warn("store: the database does not answer; audit events wait "
+                 "in memory and are written when it does");
+    }
+    *st->audit_later_tail = l;
+    st->audit_later_tail = &l->next;
+    st->audit_nlater++;
+    st->audit_nlater_preauth += preauth ? 1 : 0;
+    return ERR_OK;
+}
+
+int audit_write(struct store *st, const char *actor, const char *source,
+                const char *action, const char *target, const char *detail)
+{
+    struct audit_ev ev = {util_now(), {actor, source, action, target, detail}};
+    int r, i;
+
+    if (action == NULL || action[0] == '\0') {
+        return ERR_INVALID;
+    }
+    for (i = 0; i < 5; i++) {
+        if ((r = audit_check(ev.v[i], i == 4 ? AUDIT_DETAIL_MAX
+                                             : AUDIT_FIELD_MAX)) != ERR_OK) {
+            return r;
+        }
+        ev.v[i] = ev.v[i] != NULL ? ev.v[i] : "";
+    }
+    /* behind events already waiting: never out of order */
+    if (st->audit_nlater > 0) {
+        return audit_keep(st, &ev);
+    }
+    r = audit_write_many(st, &ev, 1);
+    if (r != ERR_OK && st->audit_later_max > 0 && store_unreachable(st)) {
+        return audit_keep(st, &ev);
+    }
+    return r;
+}
+
+void audit_defer(struct store *st, size_t max)
+{
+    st->audit_later_max = max;
+}
+
+size_t audit_waiting(const struct store *st)
+{
+    return st->audit_nlater + (st->audit_lost > 0 ? 1 : 0);
+}
+
+int audit_write_waiting(struct store *st, size_t *written)
+{
+    struct audit_ev ev[AUDIT_LATER_BATCH];
+    struct audit_later *l;
+    char detail[AUDIT_DETAIL_MAX + 1];
+    size_t n, i;
+    int r = ERR_OK;
+
+    *written = 0;
+    while (st->audit_nlater > 0) {
+        if (*written >= AUDIT_LATER_CALL) {
+            return ERR_OK; /* the rest at the caller's next call */
+        }
+        for (n = 0, l = st->audit_later; l != NULL && n < AUDIT_LATER_BATCH;
+             l = l->next) {
+            ev[n++] = l->ev;
+        }
+        if ((r = audit_write_many(st, ev, n)) != ERR_OK) {
+            return r;
+        }
+        for (i = 0; i < n; i++) {
+            l = st->audit_later;
+            st->audit_later = l->next;
+            st->audit_nlater--;
+            st->audit_nlater_preauth -= l->preauth ? 1 : 0;
+            free(l);
+        }
+        *written += n;
+    }
+    st->audit_later_tail = &st->audit_later;
+    if (st->audit_lost > 0) {
+        snprintf(detail, sizeof(detail),
+                 "%zu audit event(s) of a time the database did not answer "
+                 "were not kept: more than [store] outage_audit_events "
+                 "(%zu) waited",
+                 st->audit_lost, st->audit_later_max);
+        ev[0] = (struct audit_ev){
+            util_now(), {"system", "store", "audit.lost", "", detail}};
+        if ((r = audit_write_many(st, ev, 1)) != ERR_OK) {
+            return r;
+        }
+        log_warn("store: %s", detail);
+        st->audit_lost = 0;
+    }
+    return ERR_OK;
+}
+
+void audit_later_drop(struct store *st)
+{
+    struct audit_later *l;
+
+    if (st->audit_nlater > 0 || st->audit_lost > 0) {
+        log_error("store: %zu audit event(s) could not be written (the "
+                  "database does not answer) and are lost%s",
+                  st->audit_nlater + st->audit_lost,
+                  st->audit_lost > 0 ? ", some of them not kept at all" : "");
+    }
+    while ((l = st->audit_later) != NULL) {
+        st->audit_later = l->next;
+        free(l);
+    }
+    st->audit_nlater = st->audit_nlater_preauth = st->audit_lost = 0;
+    st->audit_later_tail = &st->audit_later;
 }
 
 /* --- listing ------------------------------------------------------------ */

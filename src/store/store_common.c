@@ -23,6 +23,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "store/audit.h"
 #include "store/db.h"
 #include "store/store_internal.h"
 
@@ -731,6 +732,7 @@ void store_close(struct store *st)
     if (st == NULL) {
         return;
     }
+    audit_later_drop(st);
     db_close(st->db);
     free(st->audit_key);
     free(st);

@@ -66,6 +66,12 @@ struct store {
      * store_create_end(); create_err is the first failure inside it */
     bool creating;
     int create_err;
+    /* audit events kept while the database does not answer
+     * (audit_defer(), store_audit.c): a FIFO, how many, how many of them
+     * come before any authentication, the bound, and what did not fit */
+    struct audit_later *audit_later, **audit_later_tail;
+    size_t audit_nlater, audit_nlater_preauth, audit_later_max;
+    size_t audit_lost;
 };
 
 /* --- transactions: every public function is one ------------------------- */

@@ -1,0 +1,379 @@
+"""What is written during a PostgreSQL outage (issue 18: "stop PostgreSQL
+for 10 s: ... nothing in the store is lost; everything recovers by itself
+when it returns").
+
+Tunnel connection report rows and audit events the store cannot take
+while its database is down wait in the server's memory, in order and
+within a bound ([store] outage_rows, outage_audit_events), and are written
+by the server itself when PostgreSQL is back: no restart. What does not
+fit the bound is counted, said once in the log, and recorded as an audit
+event when the store answers again.
+
+The agent runs on the host (the tunnel's target is an echo service on the
+host's loopback, which the agent's default allow-list permits); each test
+has a PostgreSQL of its own (pglib.PgServer), since it stops it.
+"""
+
+import json
+import re
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+import pclib
+import pglib
+from agentlib import make_agent  # noqa: F401 (fixture)
+from pclib import Client, Portcullis, run, uniq
+
+
+def wait_for(cond, timeout=20.0, what="condition", step=0.25):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    pytest.fail("timed out waiting for %s" % what)
+
+
+class TcpEcho:
+    """A TCP echo on the host's 127.0.0.1 (a free port)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,),
+                             daemon=True).start()
+
+    @staticmethod
+    def _serve(c):
+        with c:
+            while True:
+                try:
+                    d = c.recv(65536)
+                except OSError:
+                    return
+                if not d:
+                    return
+                c.sendall(d)
+
+    def close(self):
+        self.sock.close()
+
+
+def echo_through(port, data=b"ping\n"):
+    """Sends data through the tunnel's port and reads the echo; returns
+    (what came back, the client's source port)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.settimeout(10)
+        src = s.getsockname()[1]
+        s.sendall(data)
+        got = b""
+        while len(got) < len(data):
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+        return got, src
+
+
+def tunnel_rows_of(pc, srcs):
+    """Report rows of tunnel connections from the given source ports
+    (closed ones only)."""
+    out = {}
+    for s in pc.sessions():
+        if s.get("kind") != "tunnel" or not s.get("result"):
+            continue
+        m = re.search(r":(\d+)$", s.get("client") or "")
+        if m and int(m.group(1)) in srcs:
+            out[int(m.group(1))] = s
+    return out
+
+
+def audit(pc):
+    _, out, _ = pc.cli("audit", "list", "--json")
+    return json.loads(out)
+
+
+def server_on_own_pg(tmp_path, own, **conf):
+    p = Portcullis(tmp_path / "pc", store_url=own.new_database())
+    p.tune_for_tests()
+    base = pclib.port_block(10)
+    p.set_config("tunnel", "port_min", str(base))
+    p.set_config("tunnel", "port_max", str(base + 9))
+    for k, v in conf.items():
+        p.set_config("store", k, str(v))
+    p.start()
+    p.wait_http()
+    return p
+
+
+def stop_clean(pc):
+    """Stops pc (exit 0) and fails on anything a sanitizer logged (the
+    ASan build of the suite)."""
+    assert pc.stop() == 0
+    found = pc.sanitizer_findings()
+    if found:
+        pytest.fail("sanitizer report in %s:\n%s" % (pc.log_path, found),
+                    pytrace=False)
+
+
+def tunnel_to(pc, agent_id, echo):
+    _, out, _ = pc.cli("tunnel", "add", agent_id, "--remote",
+                       "127.0.0.1:%d" % echo.port, "--acl", "127.0.0.1/32")
+    kv = pclib.parse_kv(out)
+    assert kv["state"] == "listening", kv
+    return kv["id"], int(kv["port"])
+
+
+def wait_agent_online(pc, agent_id):
+    def online():
+        _, out, _ = pc.cli("agent", "list", "--json")
+        return any(a["id"] == agent_id and a.get("online") is True
+                   for a in json.loads(out))
+    wait_for(online, 30, "agent %s online" % agent_id)
+
+
+def test_tunnel_rows_and_audit_events_of_an_outage_are_written_when_it_ends(
+        target, tmp_path, make_agent):  # noqa: F811
+    """PostgreSQL down: tunnel connections still work and their rows, a
+    refused login's login.fail event and the session.end event of a
+    session that ended meanwhile all reach the store once PostgreSQL is
+    back, with no restart of Portcullis; nothing is reported lost."""
+    own = pglib.PgServer()
+    p = None
+    echo = TcpEcho()
+    ending = None
+    try:
+        p = server_on_own_pg(tmp_path, own)
+        a = make_agent(p)
+        wait_agent_online(p, a.id)
+        tid, port = tunnel_to(p, a.id, echo)
+        got, before = echo_through(port)
+        assert got == b"ping\n"
+        wait_for(lambda: tunnel_rows_of(p, {before}), 20,
+                 "the row of the connection before the outage")
+
+        pw = "pw-" + uniq()
+        user = p.user_add(password=pw)
+        asset = p.target_asset(target)
+        p.allow(user, asset)
+        client = Client(p.ssh_port)
+        login = "%s#%s" % (user, asset)
+        ending = client.popen_ssh(login, "cat; echo ending-done",
+                                  password=pw, stdin=subprocess.PIPE)
+        ending.stdin.write(b"one\n")
+        ending.stdin.flush()
+        assert ending.stdout.readline() == b"one\n"
+        row = wait_for(lambda: next(
+            (s for s in p.sessions() if s.get("user") == user and
+             not s.get("result")), None), 20, "the session's open row")
+        seen_before = max(e["seq"] for e in audit(p))
+
+        own.stop()
+        t0 = time.monotonic()
+        # tunnel connections during the outage: carried, and their rows
+        # kept for later
+        srcs = set()
+        for i in range(25):
+            data = b"outage-%d\n" % i
+            got, src = echo_through(port, data)
+            assert got == data, (i, got)
+            srcs.add(src)
+        # a login refused because the store does not answer (audited
+        # login.fail "store unavailable")
+        stranger = "nobody-" + uniq()
+        r = client.ssh("%s#%s" % (stranger, asset), "true", password="x")
+        assert r.rc == 255, r
+        # a session that ends during the outage (audited session.end)
+        ending.stdin.close()
+        assert ending.stdout.readline() == b"ending-done\n"
+        assert ending.wait(timeout=20) == 0
+        ending = None
+        time.sleep(max(0.0, 10 - (time.monotonic() - t0)))
+
+        own.start()
+        rows = wait_for(lambda: (lambda x: x if len(x) == len(srcs) else
+                                 None)(tunnel_rows_of(p, srcs)),
+                        30, "the outage's 25 tunnel rows")
+        for src, s in rows.items():
+            assert s["result"] == "ok", s
+            assert s["bytes_up"] == s["bytes_down"] > 0, s
+            assert tid in s.get("detail", ""), s
+            assert s.get("ended_at"), s
+
+        def events():
+            new = [e for e in audit(p) if e["seq"] > seen_before]
+            fail = [e for e in new if e["action"] == "login.fail" and
+                    e["actor"] == stranger]
+            end = [e for e in new if e["action"] == "session.end" and
+                   e["target"] == row["id"]]
+            return (fail, end, new) if fail and end else None
+        fail, end, new = wait_for(events, 30, "the outage's audit events")
+        assert fail[0]["detail"] == "store unavailable", fail
+        assert end[0]["actor"] == user, end
+        assert not [e for e in new if e["action"] in
+                    ("audit.lost", "report.lost")], new
+        # written in the order they happened: the login.fail before the
+        # session's end, with the times they happened (not when written)
+        assert fail[0]["seq"] < end[0]["seq"], new
+        assert fail[0]["time"] <= end[0]["time"], new
+        rc, out, _ = p.cli("audit", "verify")
+        assert rc == 0 and out.startswith("ok"), out
+        log = p.log_text()
+        assert "report rows wait in memory" in log
+        assert "audit events wait in memory" in log
+        assert "tunnel report row(s) written" in log
+        assert "audit event(s) written" in log
+        assert "not kept" not in log
+        # and the store is simply back: a new connection's row
+        got, after = echo_through(port)
+        assert got == b"ping\n"
+        wait_for(lambda: tunnel_rows_of(p, {after}), 20, "a new row")
+        stop_clean(p)
+    finally:
+        if ending is not None:
+            ending.kill()
+            ending.wait()
+        if p is not None:
+            p.stop()
+        echo.close()
+        own.close()
+
+
+def test_the_outage_queues_hold_their_bounds(target, tmp_path,
+                                             make_agent):  # noqa: F811
+    """[store] outage_rows = 16 and outage_audit_events = 16: 40 tunnel
+    connections during the outage all work, but only the first 16 rows
+    are kept; failed logins (which anyone can cause before authenticating)
+    take at most half of the audit room. Each bound is said once in the
+    log, and what was not kept is counted in an audit event when the
+    store is back."""
+    own = pglib.PgServer()
+    p = None
+    echo = TcpEcho()
+    try:
+        p = server_on_own_pg(tmp_path, own, outage_rows=16,
+                             outage_audit_events=16)
+        a = make_agent(p)
+        wait_agent_online(p, a.id)
+        tid, port = tunnel_to(p, a.id, echo)
+        got, before = echo_through(port)
+        assert got == b"ping\n"
+        # written before the outage, so it does not take a place
+        wait_for(lambda: tunnel_rows_of(p, {before}), 20,
+                 "the row of the connection before the outage")
+        asset = p.target_asset(target)
+        client = Client(p.ssh_port)
+        seen_before = max(e["seq"] for e in audit(p))
+
+        own.stop()
+        srcs = []
+        for i in range(40):
+            data = b"flood-%d\n" % i
+            got, src = echo_through(port, data)
+            assert got == data, (i, got)  # the connections themselves work
+            srcs.append(src)
+        strangers = ["nobody%d-%s" % (i, uniq()) for i in range(12)]
+        for s in strangers:
+            r = client.ssh("%s#%s" % (s, asset), "true", password="x")
+            assert r.rc == 255, r
+        time.sleep(1)
+        log = p.log_text()
+        assert log.count("report rows wait for the store already") == 1, \
+            p.log_tail()
+        assert log.count("audit events wait for the database already") \
+            == 1, p.log_tail()
+        refused = log.count("refused: the store is unavailable")
+        assert refused >= len(strangers)
+
+        own.start()
+        lost = wait_for(lambda: [e for e in audit(p) if e["seq"] >
+                                 seen_before and e["action"] in
+                                 ("audit.lost", "report.lost")]
+                        if len([e for e in audit(p) if e["action"] in
+                                ("audit.lost", "report.lost")]) == 2
+                        else None, 30, "the two notes of what was lost")
+        # the first 16 connections' rows, none of the later ones
+        rows = tunnel_rows_of(p, set(srcs))
+        assert set(rows) == set(srcs[:16]), sorted(
+            srcs.index(x) for x in rows)
+        assert all(s["result"] == "ok" for s in rows.values())
+        report = [e for e in lost if e["action"] == "report.lost"]
+        assert report[0]["detail"].startswith(
+            "24 tunnel report row(s)"), report
+        # failed logins kept: half the room (8); the rest counted
+        fails = [e for e in audit(p) if e["seq"] > seen_before and
+                 e["action"] == "login.fail"]
+        assert len(fails) == 8, fails
+        # the earliest ones (audit list is newest first)
+        actors = [e["actor"] for e in sorted(fails, key=lambda e: e["seq"])]
+        assert actors[0] == strangers[0], actors
+        assert set(actors) <= set(strangers[:8]), actors
+        note = [e for e in lost if e["action"] == "audit.lost"]
+        assert note[0]["detail"].startswith(
+            "%d audit event(s)" % (refused - 8)), (note, refused)
+        rc, out, _ = p.cli("audit", "verify")
+        assert rc == 0 and out.startswith("ok"), out
+        # the server itself is fine: a new connection, a new row
+        got, after = echo_through(port)
+        assert got == b"ping\n"
+        wait_for(lambda: tunnel_rows_of(p, {after}), 20, "a new row")
+        stop_clean(p)
+    finally:
+        if p is not None:
+            p.stop()
+        echo.close()
+        own.close()
+
+
+def test_a_clean_stop_during_the_outage_says_what_is_lost(target, tmp_path,
+                                                          make_agent):  # noqa: F811
+    """Stopped (SIGTERM) while PostgreSQL is still down: the server tries
+    the store once more and then says in its log how many tunnel rows and
+    audit events it could not write (kept in memory only: no spool), and
+    stops cleanly. The rows it had open before are closed as interrupted
+    by the next start."""
+    own = pglib.PgServer()
+    p = None
+    echo = TcpEcho()
+    try:
+        p = server_on_own_pg(tmp_path, own)
+        a = make_agent(p)
+        wait_agent_online(p, a.id)
+        tid, port = tunnel_to(p, a.id, echo)
+        asset = p.target_asset(target)
+        client = Client(p.ssh_port)
+        own.stop()
+        for i in range(5):
+            got, _ = echo_through(port, b"x%d\n" % i)
+            assert got == b"x%d\n" % i
+        r = client.ssh("nobody-%s#%s" % (uniq(), asset), "true",
+                       password="x")
+        assert r.rc == 255, r
+        time.sleep(0.5)
+        stop_clean(p)
+        log = p.log_text()
+        assert "5 tunnel report row(s) could not be written (the store " \
+            "does not answer) and are lost" in log, p.log_tail()
+        assert re.search(r"\d+ audit event\(s\) could not be written \(the "
+                         r"database does not answer\) and are lost", log), \
+            p.log_tail()
+    finally:
+        if p is not None:
+            p.stop()
+        echo.close()
+        own.close()
