@@ -146,6 +146,40 @@ def uniq(prefix="t"):
     return "%s%s%d" % (prefix, uuid.uuid4().hex[:5], next(_counter))
 
 
+def wait_for(cond, timeout=15.0, what="condition", step=0.1):
+    """cond()'s first true value, polled every step seconds; fails the
+    test naming what after timeout seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    pytest.fail("timed out waiting for %s" % what)
+
+
+def http_json(port, method, path, token=None, body=None, host="127.0.0.1"):
+    """One HTTP request to the API on port: (status, the JSON answer or
+    {}); body a str or bytes sent as JSON."""
+    import http.client
+
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    hdrs = {"Content-Type": "application/json"}
+    if token is not None:
+        hdrs["Authorization"] = "Bearer " + token
+    try:
+        conn.request(method, path, body=body, headers=hdrs)
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def left_behind(d):
+    """The names in directory d (none when it is not there)."""
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
 def wait_port(port, timeout=15.0, proc=None, host="127.0.0.1"):
     """Waits until host:port accepts a TCP connection. Fails early if proc
     (a Popen) exits first. Returns True, or False on timeout."""

@@ -15,6 +15,10 @@ import websocket
 import pclib
 from agentproto import ProtoAgent, WsBridge
 
+# this file's waits
+def wait_for(cond, timeout=10.0, what="condition"):
+    return pclib.wait_for(cond, timeout, what)
+
 
 def credential(pc):
     _, out, _ = pc.cli("credential", "add", "--name", "proto tests")
@@ -25,16 +29,6 @@ def credential(pc):
 def agents(pc):
     _, out, _ = pc.cli("agent", "list", "--json")
     return {a["id"]: a for a in json.loads(out)}
-
-
-def wait_for(cond, timeout=10.0, what="condition"):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    pytest.fail("timed out waiting for %s" % what)
 
 
 @pytest.fixture

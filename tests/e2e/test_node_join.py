@@ -8,7 +8,6 @@ tokens. Refusals come before anything is written: a SQLite store, an
 unreachable one, a database without a store, missing or loose keys, and
 keys of another cluster."""
 
-import http.client
 import json
 import os
 import shutil
@@ -17,7 +16,7 @@ import time
 import pytest
 
 import pclib
-from pclib import Client, Portcullis, run, uniq
+from pclib import Client, Portcullis, http_json, left_behind, run, uniq
 
 SHARED = ("vault.key", "api_jwt.key", "audit.key", "tls.crt", "tls.key",
           "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub",
@@ -71,19 +70,6 @@ def fast_heartbeat(p, name):
     p.set_config("node", "dead_after_seconds", "4")
 
 
-def get(port, path, token):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("GET", path,
-                     headers={"Authorization": "Bearer " + token})
-        r = conn.getresponse()
-        return r.status, json.loads(r.read() or b"{}")
-    finally:
-        conn.close()
-
-
-def left_behind(d):
-    return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
 
 def test_second_node_joins_and_serves_the_same_store(pg, target, tmp_path):
@@ -133,7 +119,7 @@ def test_second_node_joins_and_serves_the_same_store(pg, target, tmp_path):
         # an API token made through a is good on b
         tok = pclib.parse_kv(a.cli("token", "add", "--user", "admin",
                                           "--expires", "1d")[1])
-        st, body = get(b.http_port, "/api/v1/nodes", tok["token"])
+        st, body = http_json(b.http_port, "GET", "/api/v1/nodes", tok["token"])
         assert st == 200, (st, body)
         assert {n["name"] for n in body["data"]} == {"a", "b"}, body
     finally:

@@ -11,7 +11,7 @@ import os
 import pytest
 
 import pclib
-from pclib import Client, Portcullis, run, uniq
+from pclib import Client, Portcullis, http_json, left_behind, run, uniq
 
 
 @pytest.fixture(scope="module")
@@ -19,19 +19,6 @@ def pg():
     return pclib.shared_pg()
 
 
-def _post(port, path, body):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("POST", path, body=body,
-                     headers={"Content-Type": "application/json"})
-        r = conn.getresponse()
-        return r.status, json.loads(r.read() or b"{}")
-    finally:
-        conn.close()
-
-
-def _left_behind(d):
-    return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
 
 def test_init_on_postgresql_and_login(pg, target, tmp_path):
@@ -87,7 +74,7 @@ def test_init_refuses_a_password_in_the_url(tmp_path):
         assert r.rc != 0, r
         assert "must not hold a password" in r.err, r
         assert "S3cret-pw-991" not in r.out + r.err, r
-        assert _left_behind(d) == [], _left_behind(d)
+        assert left_behind(d) == [], left_behind(d)
 
 
 def test_init_refuses_a_bad_url(tmp_path):
@@ -96,7 +83,7 @@ def test_init_refuses_a_bad_url(tmp_path):
     r, d = _init(tmp_path, "postgresql:///pc?port=notaport")
     assert r.rc != 0, r
     assert "cannot open the PostgreSQL store" in r.err, r
-    assert _left_behind(d) == [], _left_behind(d)
+    assert left_behind(d) == [], left_behind(d)
 
 
 def test_init_on_a_server_that_is_not_there(tmp_path):
@@ -107,7 +94,7 @@ def test_init_on_a_server_that_is_not_there(tmp_path):
     assert r.rc != 0, r
     assert "cannot open the PostgreSQL store" in r.err, r
     assert "cannot connect to PostgreSQL" in r.err, r
-    assert _left_behind(d) == [], _left_behind(d)
+    assert left_behind(d) == [], left_behind(d)
 
 
 def test_init_refuses_a_database_with_a_store(pg, tmp_path):
@@ -116,7 +103,7 @@ def test_init_refuses_a_database_with_a_store(pg, tmp_path):
     r, d = _init(tmp_path, url)
     assert r.rc != 0, r
     assert "already holds a Portcullis store" in r.err, r
-    assert _left_behind(d) == [], _left_behind(d)
+    assert left_behind(d) == [], left_behind(d)
 
 
 def _tables(pg, dbname):
@@ -137,7 +124,7 @@ def test_failed_init_leaves_the_database_as_it_was(pg, tmp_path):
     assert "cannot open the PostgreSQL store" in r.err, r
     assert "nothing was left in the database" in r.err, r
     assert _tables(pg, dbname) == ["nodes"]
-    assert _left_behind(d) == [], _left_behind(d)
+    assert left_behind(d) == [], left_behind(d)
     pg.psql(dbname, "DROP TABLE nodes")
     r, d = _init(tmp_path, url)
     assert r.rc == 0, r
@@ -277,17 +264,6 @@ def test_migrate_refusals(pg, tmp_path):
     assert "cannot connect to PostgreSQL" in err, err
 
 
-def _call(port, method, path, token, body=None):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request(method, path, body=body,
-                     headers={"Authorization": "Bearer " + token,
-                              "Content-Type": "application/json"})
-        r = conn.getresponse()
-        return r.status, json.loads(r.read() or b"{}")
-    finally:
-        conn.close()
-
 
 def test_database_outage(target, tmp_path):
     """PostgreSQL stopped for 10 s mid-session: a session in progress
@@ -342,7 +318,7 @@ def test_database_outage(target, tmp_path):
                 ("POST", "/api/v1/users",
                  json.dumps({"name": "u-" + uniq()}))):
             t1 = time.monotonic()
-            st, got = _call(p.http_port, method, path, token, body)
+            st, got = http_json(p.http_port, method, path, token, body)
             assert st == 503, (method, path, st, got)
             assert got["errors"][0]["code"] == "store_unavailable", got
             assert "cannot reach its database" in \
@@ -362,7 +338,7 @@ def test_database_outage(target, tmp_path):
         assert r.rc == 255 and "cannot reach its database" in r.err, r
         # the API's login says the same
         body = json.dumps({"username": user, "password": pw})
-        st, got = _post(p.http_port, "/api/v1/login", body)
+        st, got = http_json(p.http_port, "POST", "/api/v1/login", body=body)
         assert st == 503 and \
             got["errors"][0]["code"] == "store_unavailable", (st, got)
         time.sleep(max(0.0, 10 - (time.monotonic() - t0)))
@@ -398,9 +374,9 @@ def test_database_outage(target, tmp_path):
         live = None
         # the report works again: the new login's row is there
         assert p.session_of(user, "ok", kind="exec")["result"] == "ok"
-        st, got = _post(p.http_port, "/api/v1/login", body)
+        st, got = http_json(p.http_port, "POST", "/api/v1/login", body=body)
         assert st == 200 and got["data"]["token"], (st, got)
-        st, got = _call(p.http_port, "GET", "/api/v1/users", token)
+        st, got = http_json(p.http_port, "GET", "/api/v1/users", token)
         assert st == 200 and user in [u["name"] for u in got["data"]], got
     finally:
         for proc in (live, ending):

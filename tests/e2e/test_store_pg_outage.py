@@ -28,15 +28,9 @@ import pglib
 from agentlib import make_agent  # noqa: F401 (fixture)
 from pclib import Client, Portcullis, run, uniq
 
-
+# this file's waits: store outages take longer than most
 def wait_for(cond, timeout=20.0, what="condition", step=0.25):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(step)
-    pytest.fail("timed out waiting for %s" % what)
+    return pclib.wait_for(cond, timeout, what, step)
 
 
 class TcpEcho:

@@ -22,7 +22,7 @@ import pytest
 
 import pclib
 from agentlib import NsTarget, make_agent, netns  # noqa: F401 (fixtures)
-from pclib import Portcullis
+from pclib import Portcullis, wait_for
 
 FLOW_SECONDS = 2  # [tunnel] udp_flow_seconds of the test servers
 ECHO_PORT = 7     # inside the namespace: nothing else listens there
@@ -60,18 +60,6 @@ print("ready", flush=True)
 tcp()
 '''
 
-
-def wait_for(cond, timeout=15.0, what="condition", step=0.1):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(step)
-    pytest.fail("timed out waiting for %s" % what)
-
-
-# ---------------------------------------------------------------- fixtures
 
 @pytest.fixture
 def server(tmp_path, netns):  # noqa: F811
