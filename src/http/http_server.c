@@ -776,8 +776,14 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
+/* tx_packet_size: without it libwebsockets sends at most its service
+ * buffer (4 KiB) per send() and keeps the rest of each slice for later
+ * turns of the loop, one 4 KiB piece per POLLOUT; a busy loop (1,000
+ * agents returning job results) then took seconds to write a 500 KB
+ * answer. */
 static const struct lws_protocols http_protocol = {
-    "http", http_callback, sizeof(struct http_conn), 0, 0, NULL, 0};
+    "http", http_callback, sizeof(struct http_conn), 0,
+    0,      NULL,          HTTP_WRITE_SLICE};
 
 /* The agents' WebSocket: the HTTP side's part is the path (GET /agent
  * only) and the per-source counts: an upgraded connection leaves the

@@ -1,0 +1,122 @@
+"""How many send() calls the server spends on a large answer (found by
+the job fan-out bench, bench/run --jobs-only).
+
+libwebsockets sends at most a protocol's `tx_packet_size` per send()
+(when 0: its 4 KiB service buffer) and keeps the rest of what it was
+given for later turns of the loop, one piece per POLLOUT. The server's
+HTTP protocol and the agents' WebSocket protocol left it at 0, so a
+400 KB API answer took ~100 turns of the loop and a 64 KiB frame to an
+agent 16: with 1,000 agents returning job results, the POST that
+started the job took seconds to answer. Real server, real agent; the
+sends are counted with strace on the server's main process, on the one
+descriptor of the connection in question.
+"""
+
+import http.client
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from agentlib import agent_server, make_agent, wait_agent  # noqa: F401
+from pclib import _tcp_table, client_port_of
+from test_jobs import API, call, push
+
+pytestmark = pytest.mark.skipif(shutil.which("strace") is None,
+                                reason="needs strace (scripts/install-deps)")
+
+SEND = re.compile(r"^(?:\d+\s+)?sendto\((\d+),.*\)\s+=\s+(\d+)$")
+
+
+def server_fd(pid, server_port, peer_port):
+    """The server's descriptor for the TCP connection from peer_port."""
+    inodes = {inode for lport, rport, _, inode in _tcp_table()
+              if lport == server_port and rport == peer_port}
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            return int(fd)
+    raise AssertionError("no descriptor of pid %d for the connection from "
+                         "port %d" % (pid, peer_port))
+
+
+class Sends:
+    """strace -e sendto on a running process, until stop()."""
+
+    def __init__(self, pid, out):
+        self.out = out
+        self.proc = subprocess.Popen(
+            ["strace", "-qq", "-e", "trace=sendto", "-e", "signal=none",
+             "-o", str(out), "-p", str(pid)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with open("/proc/%d/status" % pid) as f:
+                if re.search(r"^TracerPid:\s+[1-9]", f.read(), re.M):
+                    return
+            time.sleep(0.02)
+        self.proc.kill()
+        pytest.fail("strace did not attach to %d" % pid)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+    def on(self, fd):
+        """The byte counts of the sends on fd."""
+        sizes = []
+        for line in self.out.read_text().splitlines():
+            m = SEND.match(line.strip())
+            if m and int(m.group(1)) == fd:
+                sizes.append(int(m.group(2)))
+        return sizes
+
+
+def test_a_large_api_answer_and_a_file_push_go_out_in_few_sends(
+        agent_server, make_agent, tmp_path):
+    pc = agent_server
+    accept = tmp_path / "accept"
+    accept.mkdir()
+    a = make_agent(pc, conf=["commands_enabled = true", "allow_root = true",
+                             "file_push_dir = %s/" % accept])
+    wait_agent(pc, a.id)
+    # A job with ~390 KB of stdout makes a large answer to GET its job.
+    status, out = call(pc, "POST", "%s/agents/%s/commands" % (API, a.id),
+                       {"command": "seq 1 70000", "timeout": 30})
+    assert status == 200 and out["data"]["status"] == "ok", (status, out)
+    want = "".join("%d\n" % i for i in range(1, 70001))
+    conn = http.client.HTTPConnection("127.0.0.1", pc.http_port, timeout=30)
+    conn.connect()
+    fd = server_fd(pc.pid, pc.http_port, conn.sock.getsockname()[1])
+    sends = Sends(pc.pid, tmp_path / "http.strace")
+    conn.request("GET", "%s/jobs/%s" % (API, out["data"]["id"]),
+                 headers={"Authorization": "Bearer " + pc._job_token})
+    r = conn.getresponse()
+    raw = r.read()
+    conn.close()
+    sends.stop()
+    assert r.status == 200 and json.loads(raw)["data"]["stdout"] == want
+    sizes = sends.on(fd)
+    assert sum(sizes) >= len(raw), (sum(sizes), len(raw))
+    # 16 KiB slices (the headers go on their own); 4 KiB ones before
+    assert len(sizes) <= len(raw) // 8192 + 4, (len(raw), sizes)
+    # A 700 KB file push: the server frames it to the agent 64 KiB at a
+    # time (SSH-encrypted inside the WebSocket).
+    agent_fd = server_fd(pc.pid, pc.http_port,
+                         client_port_of(a.pid, pc.http_port))
+    data = os.urandom(700 * 1000)
+    sends = Sends(pc.pid, tmp_path / "push.strace")
+    _, jobs = push(pc, {"agents": [a.id]}, data, str(accept / "f.bin"))
+    sends.stop()
+    assert jobs[0]["status"] == "ok", jobs
+    assert (accept / "f.bin").read_bytes() == data
+    sizes = sends.on(agent_fd)
+    assert sum(sizes) >= len(data), (sum(sizes), len(data))
+    assert len(sizes) <= sum(sizes) // 8192 + 16, (sum(sizes), sizes)
