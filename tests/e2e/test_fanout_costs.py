@@ -1,5 +1,8 @@
-"""How many send() calls the server spends on a large answer (found by
-the job fan-out bench, bench/run --jobs-only).
+"""System calls that made a job on 1,000 agents slow (found by the job
+fan-out bench, bench/run --jobs-only; counted with strace on real
+processes).
+
+How many send() calls the server spends on a large answer.
 
 libwebsockets sends at most a protocol's `tx_packet_size` per send()
 (when 0: its 4 KiB service buffer) and keeps the rest of what it was
