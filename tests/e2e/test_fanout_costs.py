@@ -35,17 +35,21 @@ pytestmark = pytest.mark.skipif(shutil.which("strace") is None,
 SEND = re.compile(r"^(?:\d+\s+)?sendto\((\d+),.*\)\s+=\s+(\d+)$")
 
 
-def server_fd(pid, server_port, peer_port):
-    """The server's descriptor for the TCP connection from peer_port."""
-    inodes = {inode for lport, rport, _, inode in _tcp_table()
-              if lport == server_port and rport == peer_port}
-    for fd in os.listdir("/proc/%d/fd" % pid):
-        try:
-            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-        except OSError:
-            continue
-        if link.startswith("socket:[") and link[8:-1] in inodes:
-            return int(fd)
+def server_fd(pid, server_port, peer_port, timeout=10.0):
+    """The server's descriptor for the TCP connection from peer_port
+    (once the server has accepted it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        inodes = {inode for lport, rport, _, inode in _tcp_table()
+                  if lport == server_port and rport == peer_port}
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                return int(fd)
+        time.sleep(0.02)
     raise AssertionError("no descriptor of pid %d for the connection from "
                          "port %d" % (pid, peer_port))
 
@@ -108,8 +112,12 @@ def test_a_large_api_answer_and_a_file_push_go_out_in_few_sends(
     assert r.status == 200 and json.loads(raw)["data"]["stdout"] == want
     sizes = sends.on(fd)
     assert sum(sizes) >= len(raw), (sum(sizes), len(raw))
-    # 16 KiB slices (the headers go on their own); 4 KiB ones before
-    assert len(sizes) <= len(raw) // 8192 + 4, (len(raw), sizes)
+    # 16 KiB slices (the headers go on their own); 4 KiB ones before. A
+    # slow reader may split a slice (a short send), so: most of the bytes
+    # went in sends larger than libwebsockets' 4 KiB piece (4,116 with
+    # its headroom), and far fewer sends than 4 KiB pieces.
+    assert sum(n for n in sizes if n > 4116) >= len(raw) // 2, sizes
+    assert len(sizes) <= len(raw) // 6144 + 8, (len(raw), sizes)
     # A 700 KB file push: the server frames it to the agent 64 KiB at a
     # time (SSH-encrypted inside the WebSocket).
     agent_fd = server_fd(pc.pid, pc.http_port,
@@ -122,7 +130,8 @@ def test_a_large_api_answer_and_a_file_push_go_out_in_few_sends(
     assert (accept / "f.bin").read_bytes() == data
     sizes = sends.on(agent_fd)
     assert sum(sizes) >= len(data), (sum(sizes), len(data))
-    assert len(sizes) <= sum(sizes) // 8192 + 16, (sum(sizes), sizes)
+    assert sum(n for n in sizes if n > 4116) >= len(data) // 2, sizes
+    assert len(sizes) <= sum(sizes) // 6144 + 16, (sum(sizes), sizes)
 
 
 def test_a_job_runner_closes_the_agents_descriptors_in_few_calls(
