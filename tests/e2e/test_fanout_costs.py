@@ -167,3 +167,83 @@ def test_a_job_runner_closes_the_agents_descriptors_in_few_calls(
         if x and x[-1] in ("close", "close_range"):
             calls[x[-1]] = int(x[3])   # % time, seconds, usecs/call, calls
     assert sum(calls.values()) < 2000, calls
+
+
+def test_near_its_descriptor_limit_the_server_refuses_without_spinning(
+        tmp_path):
+    """Out of descriptors (1,000 agents on a server whose limit is too
+    low), accept() failed with EMFILE, the listener stayed readable, and
+    the loop spun on it while libwebsockets logged "accept: errno 24"
+    (over a million lines in 3 s here). Now a connection that arrives
+    within 64 descriptors of the limit is closed at once, with one log
+    line per 10 s, and the server serves again once descriptors are
+    free."""
+    import socket
+
+    from pclib import Portcullis
+    pc = Portcullis(tmp_path / "pc")
+    pc.tune_for_tests()
+    pc.set_config("http", "max_connections_per_source", "100000")
+    pc.start()
+    pc.wait_http()
+    held = []
+    try:
+        nfd = len(os.listdir("/proc/%d/fd" % pc.pid))
+        lim = nfd + 100
+        subprocess.run(["prlimit", "--pid", str(pc.pid),
+                        "--nofile=%d:%d" % (lim, lim)], check=True)
+        for _ in range(150):   # more than the limit leaves room for
+            held.append(socket.create_connection(("127.0.0.1",
+                                                  pc.http_port), 5))
+        deadline = time.monotonic() + 15
+        while not any(x in pc.log_text() for x in (
+                "accept: errno 24", "refusing connections: descriptor")):
+            assert time.monotonic() < deadline, pc.log_tail()
+            time.sleep(0.1)
+        hz = os.sysconf("SC_CLK_TCK")
+
+        def cpu():
+            with open("/proc/%d/stat" % pc.pid) as f:
+                x = f.read().rsplit(")", 1)[1].split()
+            return (int(x[11]) + int(x[12])) / hz
+
+        c0 = cpu()
+        time.sleep(3)
+        spent = cpu() - c0
+        text = pc.log_text()
+        assert text.count("accept: errno 24") <= 2, text.count(
+            "accept: errno 24")
+        assert spent < 1.0, spent   # a spinning loop takes all 3 s
+        assert text.count("refusing connections: descriptor") == 1, \
+            pc.log_tail()
+        # the connections past the reserve were closed by the server
+        closed = 0
+        for s in held:
+            s.settimeout(0.05)
+            try:
+                closed += s.recv(1) == b""
+            except (socket.timeout, OSError):
+                pass
+        assert closed >= 50, closed
+        assert pc.proc.poll() is None
+        for s in held:
+            s.close()
+        held = []
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", pc.http_port,
+                                               timeout=5)
+                c.request("GET", API + "/me")
+                st = c.getresponse().status
+                c.close()
+                if st == 401:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, pc.log_tail()
+            time.sleep(0.2)
+    finally:
+        for s in held:
+            s.close()
+        pc.stop()
