@@ -42,7 +42,9 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <libwebsockets.h>
 #include <uv.h>
@@ -715,6 +717,40 @@ static int http_on_writeable(struct http_conn *c, struct lws *wsi)
 
 static const struct lws_protocols http_protocol;
 
+/* Descriptors are allocated lowest first, so a new connection's number
+ * is at least how many are open. Within HTTP_FD_RESERVE of the limit a
+ * new connection is closed at once (a clean refusal the client sees as
+ * a close) and the rest stay for what open agents, SQLite and the log
+ * need. Without it the process ran out: accept() failed with EMFILE,
+ * the listener stayed readable, and the loop spun on it (and
+ * libwebsockets logged "accept: errno 24" ~400,000 times a second).
+ * The limit is read each time: an operator may change it (prlimit). */
+#define HTTP_FD_RESERVE 64
+
+static bool http_fd_low(int fd)
+{
+    static struct timespec said;
+    static unsigned refused;
+    struct timespec now;
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        (rlim_t)fd + HTTP_FD_RESERVE < rl.rlim_cur) {
+        return false;
+    }
+    refused++;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (said.tv_sec == 0 || now.tv_sec - said.tv_sec >= 10) {
+        log_warn("http: refusing connections: descriptor %d of at most %llu "
+                 "open (%u refused since the last such line; raise "
+                 "LimitNOFILE, or lower [agent] max_agents)",
+                 fd, (unsigned long long)rl.rlim_cur, refused);
+        refused = 0;
+        said = now;
+    }
+    return true;
+}
+
 static int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
                          void *user, void *in, size_t len)
 {
@@ -725,6 +761,9 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
 
     switch (reason) {
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        if (http_fd_low((int)(intptr_t)in)) {
+            return 1;
+        }
         if (http_fd_peer((int)(intptr_t)in, ip, sizeof(ip)) &&
             (src = srccount_find(h->srcs, ip)) != NULL &&
             src->n[HTTP_SRC_CONN] >=
@@ -776,8 +815,14 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
+/* tx_packet_size: without it libwebsockets sends at most its service
+ * buffer (4 KiB) per send() and keeps the rest of each slice for later
+ * turns of the loop, one 4 KiB piece per POLLOUT; a busy loop (1,000
+ * agents returning job results) then took seconds to write a 500 KB
+ * answer. */
 static const struct lws_protocols http_protocol = {
-    "http", http_callback, sizeof(struct http_conn), 0, 0, NULL, 0};
+    "http", http_callback, sizeof(struct http_conn), 0,
+    0,      NULL,          HTTP_WRITE_SLICE};
 
 /* The agents' WebSocket: the HTTP side's part is the path (GET /agent
  * only) and the per-source counts: an upgraded connection leaves the
@@ -844,8 +889,18 @@ static int http_term_route_callback(struct lws *wsi,
     return http_term_callback(wsi, reason, user, in, len);
 }
 
+/* An error libwebsockets repeats (out of descriptors, every turn of the
+ * loop retries the accept and says "accept: errno 24") is logged once,
+ * then once per HTTP_LWS_REPEAT_S with how often it came meanwhile,
+ * instead of a thousand lines a second. */
+#define HTTP_LWS_REPEAT_S 10
+
 static void http_lws_log(int level, const char *line)
 {
+    static char last[512];
+    static unsigned repeats;
+    static struct timespec since;
+    struct timespec now;
     char msg[512];
     size_t n;
 
@@ -854,11 +909,27 @@ static void http_lws_log(int level, const char *line)
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) {
         msg[--n] = '\0';
     }
-    if (level & LLL_ERR) {
-        log_error("lws: %s", msg);
-    } else {
+    if (!(level & LLL_ERR)) {
         log_debug("lws: %s", msg);
+        return;
     }
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (strcmp(msg, last) == 0) {
+        repeats++;
+        if (now.tv_sec - since.tv_sec < HTTP_LWS_REPEAT_S) {
+            return;
+        }
+        log_error("lws: %s (%u times in the last %d s)", msg, repeats,
+                  (int)(now.tv_sec - since.tv_sec));
+    } else {
+        if (repeats > 0) {
+            log_error("lws: %s (%u more times)", last, repeats);
+        }
+        log_error("lws: %s", msg);
+        snprintf(last, sizeof(last), "%s", msg);
+    }
+    repeats = 0;
+    since = now;
 }
 
 /* --- start and stop ---------------------------------------------------- */

@@ -1102,6 +1102,10 @@ int hub_start(struct hub **out, const struct config *cfg, struct loop *loop,
     h->proto.callback = hub_lws_callback;
     h->proto.per_session_data_size = sizeof(struct hub_pss);
     h->proto.rx_buffer_size = 0;
+    /* a whole frame per send(): with 0, libwebsockets sends 4 KiB at a
+     * time and the rest of the frame one 4 KiB piece per POLLOUT, a turn
+     * of the loop each (the agent sets the same on its side) */
+    h->proto.tx_packet_size = HUB_FRAME_MAX;
     h->proto.user = h;
     h->sweep_timer = loop_add_timer(loop, HUB_SWEEP_MS, hub_sweep, h);
     /* jobs the last run left behind can report nothing now */

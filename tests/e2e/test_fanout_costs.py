@@ -1,0 +1,249 @@
+"""System calls that made a job on 1,000 agents slow (found by the job
+fan-out bench, bench/run --jobs-only; counted with strace on real
+processes).
+
+How many send() calls the server spends on a large answer.
+
+libwebsockets sends at most a protocol's `tx_packet_size` per send()
+(when 0: its 4 KiB service buffer) and keeps the rest of what it was
+given for later turns of the loop, one piece per POLLOUT. The server's
+HTTP protocol and the agents' WebSocket protocol left it at 0, so a
+400 KB API answer took ~100 turns of the loop and a 64 KiB frame to an
+agent 16: with 1,000 agents returning job results, the POST that
+started the job took seconds to answer. Real server, real agent; the
+sends are counted with strace on the server's main process, on the one
+descriptor of the connection in question.
+"""
+
+import http.client
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from agentlib import agent_server, make_agent, wait_agent  # noqa: F401
+from pclib import _tcp_table, client_port_of
+from test_jobs import API, call, push
+
+pytestmark = pytest.mark.skipif(shutil.which("strace") is None,
+                                reason="needs strace (scripts/install-deps)")
+
+SEND = re.compile(r"^(?:\d+\s+)?sendto\((\d+),.*\)\s+=\s+(\d+)$")
+
+
+def server_fd(pid, server_port, peer_port, timeout=10.0):
+    """The server's descriptor for the TCP connection from peer_port
+    (once the server has accepted it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        inodes = {inode for lport, rport, _, inode in _tcp_table()
+                  if lport == server_port and rport == peer_port}
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                return int(fd)
+        time.sleep(0.02)
+    raise AssertionError("no descriptor of pid %d for the connection from "
+                         "port %d" % (pid, peer_port))
+
+
+class Sends:
+    """strace -e sendto on a running process, until stop()."""
+
+    def __init__(self, pid, out):
+        self.out = out
+        self.proc = subprocess.Popen(
+            ["strace", "-qq", "-e", "trace=sendto", "-e", "signal=none",
+             "-o", str(out), "-p", str(pid)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with open("/proc/%d/status" % pid) as f:
+                if re.search(r"^TracerPid:\s+[1-9]", f.read(), re.M):
+                    return
+            time.sleep(0.02)
+        self.proc.kill()
+        pytest.fail("strace did not attach to %d" % pid)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+    def on(self, fd):
+        """The byte counts of the sends on fd."""
+        sizes = []
+        for line in self.out.read_text().splitlines():
+            m = SEND.match(line.strip())
+            if m and int(m.group(1)) == fd:
+                sizes.append(int(m.group(2)))
+        return sizes
+
+
+def test_a_large_api_answer_and_a_file_push_go_out_in_few_sends(
+        agent_server, make_agent, tmp_path):
+    pc = agent_server
+    accept = tmp_path / "accept"
+    accept.mkdir()
+    a = make_agent(pc, conf=["commands_enabled = true", "allow_root = true",
+                             "file_push_dir = %s/" % accept])
+    wait_agent(pc, a.id)
+    # A job with ~390 KB of stdout makes a large answer to GET its job.
+    status, out = call(pc, "POST", "%s/agents/%s/commands" % (API, a.id),
+                       {"command": "seq 1 70000", "timeout": 30})
+    assert status == 200 and out["data"]["status"] == "ok", (status, out)
+    want = "".join("%d\n" % i for i in range(1, 70001))
+    conn = http.client.HTTPConnection("127.0.0.1", pc.http_port, timeout=30)
+    conn.connect()
+    fd = server_fd(pc.pid, pc.http_port, conn.sock.getsockname()[1])
+    sends = Sends(pc.pid, tmp_path / "http.strace")
+    conn.request("GET", "%s/jobs/%s" % (API, out["data"]["id"]),
+                 headers={"Authorization": "Bearer " + pc._job_token})
+    r = conn.getresponse()
+    raw = r.read()
+    conn.close()
+    sends.stop()
+    assert r.status == 200 and json.loads(raw)["data"]["stdout"] == want
+    sizes = sends.on(fd)
+    assert sum(sizes) >= len(raw), (sum(sizes), len(raw))
+    # 16 KiB slices (the headers go on their own); 4 KiB ones before. A
+    # slow reader may split a slice (a short send), so: most of the bytes
+    # went in sends larger than libwebsockets' 4 KiB piece (4,116 with
+    # its headroom), and far fewer sends than 4 KiB pieces.
+    assert sum(n for n in sizes if n > 4116) >= len(raw) // 2, sizes
+    assert len(sizes) <= len(raw) // 6144 + 8, (len(raw), sizes)
+    # A 700 KB file push: the server frames it to the agent 64 KiB at a
+    # time (SSH-encrypted inside the WebSocket).
+    agent_fd = server_fd(pc.pid, pc.http_port,
+                         client_port_of(a.pid, pc.http_port))
+    data = os.urandom(700 * 1000)
+    sends = Sends(pc.pid, tmp_path / "push.strace")
+    _, jobs = push(pc, {"agents": [a.id]}, data, str(accept / "f.bin"))
+    sends.stop()
+    assert jobs[0]["status"] == "ok", jobs
+    assert (accept / "f.bin").read_bytes() == data
+    sizes = sends.on(agent_fd)
+    assert sum(sizes) >= len(data), (sum(sizes), len(data))
+    assert sum(n for n in sizes if n > 4116) >= len(data) // 2, sizes
+    assert len(sizes) <= sum(sizes) // 6144 + 16, (sum(sizes), sizes)
+
+
+def test_a_job_runner_closes_the_agents_descriptors_in_few_calls(
+        agent_server, make_agent, tmp_path):
+    """The runner a job forks closed every descriptor number below 65,536
+    one close() at a time (and none above): ~65,000 system calls per job,
+    two thirds of the whole box's CPU when 1,000 agents ran `true`
+    (bench/run --jobs-only). Now close_range(2). The command still sees
+    only 0, 1 and 2 (and the directory ls reads)."""
+    pc = agent_server
+    a = make_agent(pc, conf=["commands_enabled = true", "allow_root = true"])
+    wait_agent(pc, a.id)
+    out = tmp_path / "agent.strace"
+    tr = subprocess.Popen(
+        ["strace", "-f", "-qq", "-c", "-e", "trace=close,close_range",
+         "-e", "signal=none", "-o", str(out), "-p", str(a.pid)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open("/proc/%d/status" % a.pid) as f:
+            if re.search(r"^TracerPid:\s+[1-9]", f.read(), re.M):
+                break
+        time.sleep(0.02)
+    status, got = call(pc, "POST", "%s/agents/%s/commands" % (API, a.id),
+                       {"command": "ls /proc/self/fd", "timeout": 30})
+    tr.terminate()
+    tr.wait(10)
+    assert status == 200 and got["data"]["status"] == "ok", (status, got)
+    assert got["data"]["stdout"].split() == ["0", "1", "2", "3"], got
+    calls = {}
+    for line in out.read_text().splitlines():
+        x = line.split()
+        if x and x[-1] in ("close", "close_range"):
+            calls[x[-1]] = int(x[3])   # % time, seconds, usecs/call, calls
+    assert sum(calls.values()) < 2000, calls
+
+
+def test_near_its_descriptor_limit_the_server_refuses_without_spinning(
+        tmp_path):
+    """Out of descriptors (1,000 agents on a server whose limit is too
+    low), accept() failed with EMFILE, the listener stayed readable, and
+    the loop spun on it while libwebsockets logged "accept: errno 24"
+    (over a million lines in 3 s here). Now a connection that arrives
+    within 64 descriptors of the limit is closed at once, with one log
+    line per 10 s, and the server serves again once descriptors are
+    free."""
+    import socket
+
+    from pclib import Portcullis
+    pc = Portcullis(tmp_path / "pc")
+    pc.tune_for_tests()
+    pc.set_config("http", "max_connections_per_source", "100000")
+    pc.start()
+    pc.wait_http()
+    held = []
+    try:
+        nfd = len(os.listdir("/proc/%d/fd" % pc.pid))
+        lim = nfd + 100
+        subprocess.run(["prlimit", "--pid", str(pc.pid),
+                        "--nofile=%d:%d" % (lim, lim)], check=True)
+        for _ in range(150):   # more than the limit leaves room for
+            held.append(socket.create_connection(("127.0.0.1",
+                                                  pc.http_port), 5))
+        deadline = time.monotonic() + 15
+        while not any(x in pc.log_text() for x in (
+                "accept: errno 24", "refusing connections: descriptor")):
+            assert time.monotonic() < deadline, pc.log_tail()
+            time.sleep(0.1)
+        hz = os.sysconf("SC_CLK_TCK")
+
+        def cpu():
+            with open("/proc/%d/stat" % pc.pid) as f:
+                x = f.read().rsplit(")", 1)[1].split()
+            return (int(x[11]) + int(x[12])) / hz
+
+        c0 = cpu()
+        time.sleep(3)
+        spent = cpu() - c0
+        text = pc.log_text()
+        assert text.count("accept: errno 24") <= 2, text.count(
+            "accept: errno 24")
+        assert spent < 1.0, spent   # a spinning loop takes all 3 s
+        assert text.count("refusing connections: descriptor") == 1, \
+            pc.log_tail()
+        # the connections past the reserve were closed by the server
+        closed = 0
+        for s in held:
+            s.settimeout(0.05)
+            try:
+                closed += s.recv(1) == b""
+            except (socket.timeout, OSError):
+                pass
+        assert closed >= 50, closed
+        assert pc.proc.poll() is None
+        for s in held:
+            s.close()
+        held = []
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", pc.http_port,
+                                               timeout=5)
+                c.request("GET", API + "/me")
+                st = c.getresponse().status
+                c.close()
+                if st == 401:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, pc.log_tail()
+            time.sleep(0.2)
+    finally:
+        for s in held:
+            s.close()
+        pc.stop()
