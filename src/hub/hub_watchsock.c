@@ -63,6 +63,10 @@ struct hub_wsocks {
     size_t n;
     uint64_t timer;
     struct hub_wsock *list;
+    /* out of descriptors: the listener is not watched until the next
+     * tick (it stays readable: watching it would spin the loop) */
+    bool paused;
+    int64_t paused_log;
 };
 
 static void hub_wsock_free(struct hub_wsock *c)
@@ -240,6 +244,17 @@ static void hub_wsock_accept(struct loop *l, int fd, int events, void *arg)
         struct hub_wsock *c;
         int s = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (s < 0) {
+            if ((errno == EMFILE || errno == ENFILE) &&
+                loop_mod_fd(l, fd, 0) == ERR_OK) {
+                int64_t now = util_mono_ms();
+
+                ws->paused = true;
+                if (ws->paused_log == 0 || now - ws->paused_log >= 10000) {
+                    log_warn("job watch socket: cannot accept: %s; waiting",
+                             strerror(errno));
+                    ws->paused_log = now;
+                }
+            }
             return;
         }
         if (ws->n >= HUB_WSOCK_MAX || (c = calloc(1, sizeof(*c))) == NULL) {
@@ -268,6 +283,9 @@ static void hub_wsock_tick(struct loop *l, void *arg)
     struct hub_wsock *c = ws->list, *next;
 
     ws->timer = loop_add_timer(l, HUB_WSOCK_POLL_MS, hub_wsock_tick, ws);
+    if (ws->paused && loop_mod_fd(l, ws->fd, LOOP_READ) == ERR_OK) {
+        ws->paused = false;
+    }
     for (; c != NULL; c = next) {
         next = c->next;
         /* waiting with nothing to send is not a stall */

@@ -54,6 +54,9 @@
  * client has read why and closed, at most this many and this long. */
 #define SPAWNER_LINGER_MAX 128
 #define SPAWNER_LINGER_MS 2000
+/* out of descriptors: accept() is tried again after this long */
+#define SPAWNER_EMFILE_PAUSE_MS 100
+#define SPAWNER_EMFILE_LOG_MS 10000
 
 struct spawner {
     const struct spawner_ops *ops;
@@ -91,6 +94,12 @@ struct spawner_proc {
     enum preauth_verdict refused_why;
     struct spawner_linger linger[SPAWNER_LINGER_MAX];
     int nlinger;
+    /* out of descriptors: the listener is not polled until then (it
+     * stays readable, and polling it would spin), and one log line per
+     * SPAWNER_EMFILE_LOG_MS says how often accept() failed */
+    int64_t accept_paused_until;
+    int64_t emfile_log;
+    uint64_t emfile;
 };
 
 static void spawner_addr_str(const struct sockaddr_storage *ss, char *out,
@@ -216,7 +225,20 @@ static bool spawner_accept(struct spawner_proc *p)
     fd = accept4(sp->listen_fd, (struct sockaddr *)&ss, &sslen, SOCK_CLOEXEC);
     if (fd < 0) {
         if (errno == EMFILE || errno == ENFILE) {
-            log_error("%saccept: %s", sp->ops->log_prefix, strerror(errno));
+            int64_t now = util_mono_ms();
+            int e = errno;
+
+            p->accept_paused_until = now + SPAWNER_EMFILE_PAUSE_MS;
+            p->emfile++;
+            if (p->emfile_log == 0 ||
+                now - p->emfile_log >= SPAWNER_EMFILE_LOG_MS) {
+                log_error("%saccept: %s (%llu time(s)); new connections "
+                          "wait in the listen queue",
+                          sp->ops->log_prefix, strerror(e),
+                          (unsigned long long)p->emfile);
+                p->emfile_log = now;
+                p->emfile = 0;
+            }
         }
         return errno == ECONNABORTED || errno == EINTR;
     }
@@ -345,8 +367,10 @@ static int spawner_run(struct spawner_proc *p)
     pid_t pid;
 
     for (;;) {
+        int64_t paused = p->accept_paused_until - util_mono_ms();
+
         pfd[0].fd = sp->listen_fd;
-        pfd[0].events = POLLIN;
+        pfd[0].events = paused > 0 ? 0 : POLLIN;
         pfd[1].fd = sp->link;
         pfd[1].events = POLLIN;
         pfd[2].fd = p->sig_fd;
@@ -357,6 +381,9 @@ static int spawner_run(struct spawner_proc *p)
             pfd[3 + i].events = POLLIN;
         }
         timeout = nl > 0 ? 200 : preauth_unauth(p->admit) > 0 ? 1000 : -1;
+        if (paused > 0 && (timeout < 0 || paused < timeout)) {
+            timeout = (int)paused;
+        }
         if (poll(pfd, (nfds_t)(3 + nl), timeout) < 0) {
             if (errno == EINTR) {
                 continue;

@@ -247,3 +247,121 @@ def test_near_its_descriptor_limit_the_server_refuses_without_spinning(
         for s in held:
             s.close()
         pc.stop()
+
+
+def test_ssh_spawner_out_of_descriptors_waits_without_spinning(tmp_path):
+    """The SSH spawner out of descriptors: accept() failed with EMFILE,
+    the listener stayed readable, and the spawner's poll loop spun on it
+    logging an error each turn. Now it stops polling the listener for
+    100 ms at a time (connections wait in the listen queue), logs once
+    per 10 s with a count, and takes them when descriptors are free."""
+    import socket
+
+    from pclib import Portcullis, _tcp_table, children_of, socket_inodes
+    pc = Portcullis(tmp_path / "pc")
+    pc.tune_for_tests()
+    pc.start()
+    listen = {ino for lp, _, st, ino in _tcp_table()
+              if lp == pc.ssh_port and st == "0A"}
+    spawner = [p for p in children_of(pc.pid)
+               if socket_inodes(p) & listen]
+    assert len(spawner) == 1, spawner
+    sp = spawner[0]
+    hz = os.sysconf("SC_CLK_TCK")
+
+    def cpu():
+        with open("/proc/%d/stat" % sp) as f:
+            x = f.read().rsplit(")", 1)[1].split()
+        return (int(x[11]) + int(x[12])) / hz
+
+    # a limit at the lowest free descriptor number: no new one at all
+    used = {int(x) for x in os.listdir("/proc/%d/fd" % sp)}
+    nfd = min(set(range(len(used) + 1)) - used)
+    subprocess.run(["prlimit", "--pid", str(sp), "--nofile=%d:" % nfd],
+                   check=True)
+    held = []
+    try:
+        for _ in range(3):
+            held.append(socket.create_connection(("127.0.0.1",
+                                                  pc.ssh_port), 5))
+        deadline = time.monotonic() + 10
+        while "accept: Too many open files" not in pc.log_text():
+            assert time.monotonic() < deadline, pc.log_tail()
+            time.sleep(0.1)
+        c0 = cpu()
+        time.sleep(3)
+        spent = cpu() - c0
+        assert spent < 0.5, spent   # a spinning loop takes all 3 s
+        assert pc.log_text().count("accept: Too many open files") == 1, \
+            pc.log_tail()
+        # descriptors free again: the waiting connections are served
+        subprocess.run(["prlimit", "--pid", str(sp),
+                        "--nofile=%d:" % (nfd + 4096)], check=True)
+        for s in held:
+            s.settimeout(10)
+            assert s.recv(64).startswith(b"SSH-2.0-"), "no SSH banner"
+    finally:
+        for s in held:
+            s.close()
+        pc.stop()
+
+
+def test_job_watch_socket_out_of_descriptors_does_not_spin(tmp_path):
+    """The main process out of descriptors with a CLI `--follow` waiting
+    on the job watch socket: accept() failed with EMFILE and the main
+    loop spun on the readable listener. Now the listener is left alone
+    until the next tick, and the connection is taken when descriptors
+    are free."""
+    import glob
+    import socket
+
+    from pclib import Portcullis
+    pc = Portcullis(tmp_path / "pc")
+    pc.tune_for_tests()
+    pc.start()
+    deadline = time.monotonic() + 10
+    while not glob.glob(str(pc.dir / "**" / "watch.sock"), recursive=True):
+        assert time.monotonic() < deadline, pc.log_tail()
+        time.sleep(0.1)
+    paths = glob.glob(str(pc.dir / "**" / "watch.sock"), recursive=True)
+    assert len(paths) == 1, paths
+    hz = os.sysconf("SC_CLK_TCK")
+
+    def cpu():
+        with open("/proc/%d/stat" % pc.pid) as f:
+            x = f.read().rsplit(")", 1)[1].split()
+        return (int(x[11]) + int(x[12])) / hz
+
+    used = {int(x) for x in os.listdir("/proc/%d/fd" % pc.pid)}
+    nfd = min(set(range(len(used) + 1)) - used)
+    hard = int(subprocess.run(["prlimit", "--pid", str(pc.pid), "--nofile",
+                               "--raw", "--noheadings", "-o", "SOFT"],
+                              capture_output=True, text=True,
+                              check=True).stdout.split()[0])
+    subprocess.run(["prlimit", "--pid", str(pc.pid), "--nofile=%d:" % nfd],
+                   check=True)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(paths[0])
+        time.sleep(0.5)
+        c0 = cpu()
+        time.sleep(3)
+        spent = cpu() - c0
+        assert spent < 0.5, spent   # a spinning loop takes all 3 s
+        assert pc.log_text().count("job watch socket: cannot accept") == 1
+        subprocess.run(["prlimit", "--pid", str(pc.pid),
+                        "--nofile=%d:" % hard], check=True)
+        # taken now: the server answers the watch request (an unknown
+        # job: the connection is closed)
+        deadline = time.monotonic() + 10
+        while True:
+            used = {int(x) for x in os.listdir("/proc/%d/fd" % pc.pid)}
+            if any(os.readlink("/proc/%d/fd/%d" % (pc.pid, f)).startswith(
+                    "socket:") for f in used if f >= nfd):
+                break
+            assert time.monotonic() < deadline, "never accepted"
+            time.sleep(0.1)
+        assert pc.proc.poll() is None
+    finally:
+        s.close()
+        pc.stop()
