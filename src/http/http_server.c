@@ -61,7 +61,8 @@
 #define HTTP_WRITE_SLICE 16384
 #define HTTP_AUTH_HEADER_MAX (JWT_MAX + 64)
 #define HTTP_LOGIN_SLOTS 4096
-#define HTTP_STOP_MS 500 /* for libwebsockets to close everything */
+#define HTTP_STOP_MS 500    /* for libwebsockets to close everything */
+#define HTTP_SERV_BUF 65536 /* libwebsockets' read size (pt_serv_buf_size) */
 
 /* A wsi's place in its source's counts (common/srccount.h), its opaque
  * user data from its adoption until it goes or authenticates: an HTTP
@@ -1023,6 +1024,10 @@ int http_start(struct http **out, const struct config *cfg, struct loop *loop,
     info.timeout_secs = (unsigned)cfg->http_timeout_seconds;
     info.keepalive_timeout = cfg->http_timeout_seconds;
     info.max_http_header_data = 8192;
+    /* The service buffer every read lands in (one per service thread):
+     * 4 KiB by default, which read an agent's 64 KiB frames (a download
+     * through a tunnel) 4 KiB and one turn of the loop at a time. */
+    info.pt_serv_buf_size = HTTP_SERV_BUF;
     info.server_string = "portcullis";
     info.alpn = "http/1.1";
     if (cfg->http_tls_cert != NULL && cfg->http_tls_cert[0] != '\0') {

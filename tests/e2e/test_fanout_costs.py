@@ -365,3 +365,83 @@ def test_job_watch_socket_out_of_descriptors_does_not_spin(tmp_path):
     finally:
         s.close()
         pc.stop()
+
+
+RECV = re.compile(r"^(?:\d+\s+)?(?:recvfrom|read)\((\d+),.*\)\s+=\s+(\d+)$")
+
+
+def test_a_tunnel_download_is_read_from_the_agent_in_large_pieces(
+        tmp_path, make_agent):  # noqa: F811
+    """Bytes from the agent (a download through an agent tunnel) were
+    read by the server 4 KiB at a time, one turn of its loop each
+    (libwebsockets' default service buffer). Count the server's reads on
+    the agent's connection while 8 MB come down a tunnel."""
+    import socket
+    import threading
+
+    import pclib
+    from pclib import Portcullis
+    size = 8 * 1000 * 1000
+    data = os.urandom(size)
+    src = socket.socket()
+    src.bind(("127.0.0.1", 0))
+    src.listen(4)
+
+    def serve():
+        c, _ = src.accept()
+        with c:
+            c.sendall(data)
+    threading.Thread(target=serve, daemon=True).start()
+    pc = Portcullis(tmp_path / "pc")
+    pc.tune_for_tests()
+    base = pclib.port_block(4)
+    pc.set_config("tunnel", "port_min", str(base))
+    pc.set_config("tunnel", "port_max", str(base + 3))
+    pc.start()
+    pc.wait_http()
+    try:
+        a = make_agent(pc)
+        wait_agent(pc, a.id)
+        _, out, _ = pc.cli("tunnel", "add", a.id, "--remote",
+                           "127.0.0.1:%d" % src.getsockname()[1],
+                           "--acl", "127.0.0.1/32")
+        kv = pclib.parse_kv(out)
+        assert kv["state"] == "listening", kv
+        agent_fd = server_fd(pc.pid, pc.http_port,
+                             client_port_of(a.pid, pc.http_port))
+        trace = tmp_path / "reads.strace"
+        tr = subprocess.Popen(
+            ["strace", "-qq", "-e", "trace=read,recvfrom", "-e",
+             "signal=none", "-o", str(trace), "-p", str(pc.pid)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with open("/proc/%d/status" % pc.pid) as f:
+                if re.search(r"^TracerPid:\s+[1-9]", f.read(), re.M):
+                    break
+            time.sleep(0.02)
+        got = bytearray()
+        with socket.create_connection(("127.0.0.1", int(kv["port"])),
+                                      timeout=30) as s:
+            while len(got) < size:
+                d = s.recv(1 << 20)
+                if not d:
+                    break
+                got += d
+        tr.terminate()
+        tr.wait(10)
+        assert bytes(got) == data
+        sizes = []
+        for line in trace.read_text().splitlines():
+            m = RECV.match(line.strip())
+            if m and int(m.group(1)) == agent_fd:
+                sizes.append(int(m.group(2)))
+        print("reads on the agent's connection: %d, %d bytes, largest %d"
+              % (len(sizes), sum(sizes), max(sizes or [0])))
+        assert sum(sizes) >= size, (sum(sizes), size)
+        assert sum(n for n in sizes if n > 4096) >= size // 2, sizes[:50]
+        assert len(sizes) <= sum(sizes) // 12288 + 16, (len(sizes),
+                                                        sum(sizes))
+    finally:
+        src.close()
+        pc.stop()
