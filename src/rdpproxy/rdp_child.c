@@ -17,10 +17,16 @@
  *          by the monitor (MP_HOSTKEY, trust on first use); only then do
  *          the vaulted login and password come (MP_CREDENTIALS).
  *
- * The back leg is connected when the front is activated, when the
- * client's capabilities (size, colour depth, codecs) are known: the back
- * leg asks the target for the same, so graphics pass through without
- * being decoded (bitmap updates, surface bits, pointer). Orders, bitmap
+ * The back leg starts as soon as the front's Logon accepted the user,
+ * on a thread of its own, so that its set-up (authorize, connect, TLS,
+ * NLA, licensing) runs beside the front's (MCS, licensing,
+ * capabilities) rather than after it: it takes the client's size,
+ * colour depth and channels once the front has them (its Client Core
+ * Data and channel joins), and waits before its own capability exchange
+ * for the client's codecs (the front's activation), where the main
+ * thread joins it. The back leg asks the target for what the client
+ * agreed to, so graphics pass through without being decoded (bitmap
+ * updates, surface bits, pointer). Orders, bitmap
  * caches, glyph caches, GFX and virtual channels are switched off on the
  * back leg, so the target sends nothing the front has not agreed to.
  * Input goes the other way unchanged.
