@@ -121,8 +121,8 @@ struct rdpc_vc {
  * it (struct rdpc.gate). */
 enum rdpc_gate {
     RDPC_GATE_NONE,
-    RDPC_GATE_MCS,    /* Client Core Data and channel joins: size, depth,
-                         the channels the client joined */
+    RDPC_GATE_MCS,    /* the client's MCS Connect Initial: size, depth
+                         (Client Core Data), the channels it asks for */
     RDPC_GATE_ACTIVE, /* the client is active: its codecs are known */
 };
 
@@ -195,10 +195,9 @@ struct rdpc {
     int bfd;        /* the target's socket while connecting, -1 */
     freerdp *binst; /* s->back once made, for abort */
     UINT32 f_width, f_height, f_depth; /* at RDPC_GATE_MCS */
-    UINT16 f_chan_id[RDPC_VC_MAX];     /* 0: not joined */
-    UINT32 f_chan_opt[RDPC_VC_MAX];
-    BOOL f_rfx, f_nsc, f_surface; /* at RDPC_GATE_ACTIVE */
-    bool codecs_set;              /* the back leg's codecs were set from f_* */
+    bool f_chan[RDPC_VC_MAX];          /* asked for (rdpc_vc_table's order) */
+    BOOL f_rfx, f_nsc, f_surface;      /* at RDPC_GATE_ACTIVE */
+    bool codecs_set; /* the back leg's codecs were set from f_* */
 };
 
 /* One session per process: FreeRDP's callbacks find it here. */
@@ -226,11 +225,11 @@ static bool rdpc_gate_wait(struct rdpc *s, enum rdpc_gate g)
 }
 
 /*
- * The main thread, after each step of the front: once the client's
- * channel joins are done (the front is past MCS: its Client Core Data
- * and joined channels are known), they are copied for the back leg's
- * MCS connect; at activation (active true), its codecs for the back
- * leg's Confirm Active.
+ * The main thread, after each step of the front: once the client's MCS
+ * Connect Initial is in (its Client Core Data and Client Network Data),
+ * its size, colour depth and channels are copied for the back leg's MCS
+ * connect; at activation (active true), its codecs for the back leg's
+ * Confirm Active.
  */
 static void rdpc_front_progress(struct rdpc *s, bool active)
 {
@@ -240,8 +239,8 @@ static void rdpc_front_progress(struct rdpc *s, bool active)
     if (!s->bthr_on) {
         return;
     }
-    if (g < RDPC_GATE_MCS && freerdp_get_state(s->peer->context) >=
-                                 CONNECTION_STATE_RDP_SECURITY_COMMENCEMENT) {
+    if (g < RDPC_GATE_MCS &&
+        freerdp_get_state(s->peer->context) >= CONNECTION_STATE_MCS_CONNECT) {
         g = RDPC_GATE_MCS;
     }
     if (active) {
@@ -252,22 +251,27 @@ static void rdpc_front_progress(struct rdpc *s, bool active)
     }
     pthread_mutex_lock(&s->mu);
     if (s->gate < RDPC_GATE_MCS) {
+        /* the channels its Client Network Data asked for (the joins come
+         * later, a round trip each: rdpc_activate relays only those the
+         * client then joined) */
         static const char *const names[RDPC_VC_MAX] = {"cliprdr", "rdpsnd",
                                                        "rdpdr"};
+        size_t n = 0;
+        char **asked = WTSGetAcceptedChannelNames(s->peer, &n);
 
         s->f_width = fs->DesktopWidth;
         s->f_height = fs->DesktopHeight;
         s->f_depth = fs->ColorDepth;
         for (size_t i = 0; i < RDPC_VC_MAX; i++) {
-            INT64 opt;
-
-            s->f_chan_id[i] = WTSChannelGetId(s->peer, names[i]);
-            opt = s->f_chan_id[i] != 0
-                      ? WTSChannelGetOptions(s->peer, s->f_chan_id[i])
-                      : -1;
-            s->f_chan_opt[i] =
-                opt >= 0 ? (UINT32)opt : CHANNEL_OPTION_INITIALIZED;
+            s->f_chan[i] = false;
+            for (size_t j = 0; asked != NULL && j < n; j++) {
+                if (asked[j] != NULL &&
+                    strncasecmp(asked[j], names[i], CHANNEL_NAME_LEN) == 0) {
+                    s->f_chan[i] = true;
+                }
+            }
         }
+        free(asked); /* the names are FreeRDP's */
     }
     if (g == RDPC_GATE_ACTIVE) {
         s->f_rfx = fs->RemoteFxCodec;
@@ -1200,7 +1204,8 @@ static void rdpc_back_state(void *ctx, ConnectionStateChangeEventArgs *e)
  * The channels the proxy can relay and the profile switches that open
  * each (any of them). A channel the client joined and the profile
  * refuses is not offered to the target, and what the client sends on it
- * is dropped; one the client did not join is not offered either. rdpdr
+ * is dropped; one the client did not ask for is not offered either (nor
+ * relayed if it asked and did not join). rdpdr
  * carries drives, printers, ports and smart cards in one channel, and
  * Windows plays audio only to a client that joined it: it is relayed
  * when drives, printers or audio are allowed, and its device filter
@@ -1217,21 +1222,24 @@ static const struct {
      POLICY_RDP_DRIVE | POLICY_RDP_PRINTER | POLICY_RDP_AUDIO},
 };
 
-/* The back leg's channel list: those the client joined (as the front
- * saw them at RDPC_GATE_MCS) and the profile allows. Called before the
- * back leg's MCS connect. */
+/* The back leg's channel list: those the client asked for (as the
+ * front saw them at RDPC_GATE_MCS) and the profile allows. Called before
+ * the back leg's MCS connect; the front's IDs are taken at activation,
+ * of the channels the client joined (rdpc_vc_joined). The options are
+ * those FreeRDP's and Windows' clients ask for (the client's own are
+ * known only once it joined): encrypted, compressible (the back leg
+ * asks for no compression), initialized. */
 static bool rdpc_vc_plan(struct rdpc *s, rdpSettings *bs)
 {
     CHANNEL_DEF *d;
     struct rdpc_vc *v;
-    UINT16 id;
 
     rdp_cliprdr_init(&s->clip, (s->chans & POLICY_RDP_CLIP_FILES) != 0);
     rdp_rdpdr_init(&s->dr, (s->chans & POLICY_RDP_DRIVE) != 0,
                    (s->chans & POLICY_RDP_PRINTER) != 0);
     for (size_t i = 0; i < RDPC_VC_MAX; i++) {
-        if ((id = s->f_chan_id[i]) == 0) {
-            continue; /* the client did not join it */
+        if (!s->f_chan[i]) {
+            continue; /* the client did not ask for it */
         }
         if ((s->chans & rdpc_vc_table[i].any) == 0) {
             log_info("rdp %s: %s: %s refused by the access profile (channel "
@@ -1247,11 +1255,12 @@ static bool rdpc_vc_plan(struct rdpc *s, rdpSettings *bs)
         d = &bs->ChannelDefArray[bs->ChannelCount++];
         memset(d, 0, sizeof(*d));
         util_strlcpy(d->name, rdpc_vc_table[i].name, sizeof(d->name));
-        d->options = s->f_chan_opt[i];
+        d->options = CHANNEL_OPTION_INITIALIZED | CHANNEL_OPTION_ENCRYPT_RDP |
+                     CHANNEL_OPTION_COMPRESS_RDP;
         v = &s->vc[s->nvc++];
         v->name = rdpc_vc_table[i].name;
         v->what = rdpc_vc_table[i].what;
-        v->front_id = id;
+        v->front_id = 0; /* rdpc_vc_joined */
         v->options = d->options;
         log_info("rdp %s: %s: %s allowed (channel %s relayed%s%s%s)",
                  s->a->client_addr, s->user, v->what, v->name,
@@ -1260,6 +1269,27 @@ static bool rdpc_vc_plan(struct rdpc *s, rdpSettings *bs)
                  i == 2 && !s->dr.printer ? ", printers refused" : "");
     }
     return true;
+}
+
+/* At activation (the back leg's thread joined): the front's ID of each
+ * relayed channel, which the client has joined by now; one it asked for
+ * and did not join is not relayed. */
+static void rdpc_vc_joined(struct rdpc *s)
+{
+    for (size_t i = 0; i < s->nvc; i++) {
+        struct rdpc_vc *v = &s->vc[i];
+
+        v->front_id = WTSChannelGetId(s->peer, v->name);
+        if (v->front_id == 0) {
+            log_info("rdp %s: channel %s not relayed: the client asked for "
+                     "it and did not join it",
+                     s->a->client_addr, v->name);
+        } else {
+            INT64 opt = WTSChannelGetOptions(s->peer, v->front_id);
+
+            v->options = opt >= 0 ? (UINT32)opt : v->options;
+        }
+    }
 }
 
 static struct rdpc_vc *rdpc_vc_by_front(struct rdpc *s, UINT16 id)
@@ -1361,7 +1391,7 @@ static BOOL rdpc_vc_deliver(struct rdpc *s, struct rdpc_vc *v, int dir,
         }
         m = s->clip_out;
     }
-    if (n == 0) {
+    if (n == 0 || (dir == RDP_CLIP_DOWN && v->front_id == 0)) {
         return TRUE;
     }
     if (dir == RDP_CLIP_UP) {
@@ -1706,6 +1736,7 @@ static BOOL rdpc_activate(freerdp_peer *peer)
         return FALSE;
     }
     s->back_up = true;
+    rdpc_vc_joined(s);
     bs = s->back->settings;
     if (bs->DesktopWidth != fs->DesktopWidth ||
         bs->DesktopHeight != fs->DesktopHeight) {
