@@ -53,6 +53,7 @@
 #include <freerdp/channels/channels.h>
 #include <freerdp/channels/wtsvc.h>
 #include <freerdp/codec/color.h>
+#include <freerdp/codecs.h>
 #include <freerdp/error.h>
 #include <freerdp/event.h>
 #include <freerdp/freerdp.h>
@@ -186,7 +187,9 @@ struct rdpc {
      * until it is joined.
      */
     pthread_t bthr;
-    bool bthr_on;       /* started and not joined */
+    bool bthr_on;   /* started and not joined */
+    pthread_t wthr; /* rdpc_warm_main, joined by the back leg's thread */
+    bool wthr_on;
     bool bok;           /* the thread's result: the back leg is connected */
     pthread_mutex_t mu; /* guards the fields below */
     pthread_cond_t cv;
@@ -1609,10 +1612,49 @@ fail:
     return false;
 }
 
+/*
+ * Measured (bench/README.md, "Issue 17"): FreeRDP 2's client spends
+ * about 0.3 s of CPU in freerdp_connect before it sends a byte, the
+ * first time in a process (its codecs and primitives set up their
+ * tables: rdp_client_reset_codecs prepares every codec). Done once on a
+ * thread of its own from the child's start, that time passes while the
+ * client does TLS and NLA and the monitor checks the password, instead
+ * of on the back leg's path; the back leg's thread waits for it (it is
+ * FreeRDP's global set-up: not run twice at once). In the sandbox, as
+ * the back leg's own set-up always was.
+ */
+static void *rdpc_warm_main(void *arg)
+{
+    freerdp *w = freerdp_new();
+    rdpCodecs *c;
+
+    (void)arg;
+    if (w != NULL && freerdp_context_new(w)) {
+        if ((c = codecs_new(w->context)) != NULL) {
+            (void)freerdp_client_codecs_prepare(c, FREERDP_CODEC_ALL, 64, 64);
+            codecs_free(c);
+        }
+        freerdp_context_free(w);
+    }
+    freerdp_free(w);
+    return NULL;
+}
+
+static void rdpc_warm_join(struct rdpc *s)
+{
+    if (s->wthr_on) {
+        pthread_join(s->wthr, NULL);
+        s->wthr_on = false;
+    }
+}
+
 static void *rdpc_back_main(void *arg)
 {
     struct rdpc *s = arg;
-    bool ok = rdpc_back_connect(s);
+    bool ok;
+
+    rdpc_warm_join(s);
+    ok = rdpc_back_connect(s);
 
     pthread_mutex_lock(&s->mu);
     s->bok = ok;
@@ -1982,8 +2024,11 @@ int rdp_child_run(const struct rdp_child_args *a)
         rc = 1;
         goto out;
     }
+    /* a thread failing to start costs only the time it would save */
+    s.wthr_on = pthread_create(&s.wthr, NULL, rdpc_warm_main, NULL) == 0;
     rdpc_loop(&s);
     rdpc_back_stop(&s);
+    rdpc_warm_join(&s); /* the back leg's thread did not (never started) */
     if (s.rec_stop && s.back_up) {
         /* the recording failed: the client is told the session ended */
         rdpc_tell_client(&s);
