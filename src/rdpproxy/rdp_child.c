@@ -209,6 +209,7 @@ static struct rdpc *rdpc_s;
 static bool rdpc_back_size(struct rdpc *s, rdpSettings *bs);
 static bool rdpc_vc_plan(struct rdpc *s, rdpSettings *bs);
 static void rdpc_back_start(struct rdpc *s);
+static void *rdpc_warm_main(void *arg);
 
 /* --- the front hands the back leg's thread what it learnt --- */
 
@@ -735,6 +736,13 @@ static SECURITY_STATUS rdpc_ntlm_hash(void *client,
     buf_reset(s->msg);
     s->why[0] = '\0';
     s->ntlm_given = true;
+    /* A real user (the monitor had an NT hash for the name, and counts
+     * this as a failed login until the password is checked): FreeRDP's
+     * client set-up for the back leg starts now, beside NTLM's end and
+     * the password check; not before, so that a connection with no
+     * valid user name costs no more CPU than the handshake. A thread
+     * failing to start costs only the time it would save. */
+    s->wthr_on = pthread_create(&s->wthr, NULL, rdpc_warm_main, NULL) == 0;
     return RDPC_NTLM_YES;
 }
 
@@ -1617,9 +1625,9 @@ fail:
  * about 0.3 s of CPU in freerdp_connect before it sends a byte, the
  * first time in a process (its codecs and primitives set up their
  * tables: rdp_client_reset_codecs prepares every codec). Done once on a
- * thread of its own from the child's start, that time passes while the
- * client does TLS and NLA and the monitor checks the password, instead
- * of on the back leg's path; the back leg's thread waits for it (it is
+ * thread of its own from the NTLM key (rdpc_ntlm_hash), that time passes
+ * while NLA ends and the monitor checks the password, instead of on the
+ * back leg's path; the back leg's thread waits for it (it is
  * FreeRDP's global set-up: not run twice at once). In the sandbox, as
  * the back leg's own set-up always was.
  */
@@ -2024,8 +2032,6 @@ int rdp_child_run(const struct rdp_child_args *a)
         rc = 1;
         goto out;
     }
-    /* a thread failing to start costs only the time it would save */
-    s.wthr_on = pthread_create(&s.wthr, NULL, rdpc_warm_main, NULL) == 0;
     rdpc_loop(&s);
     rdpc_back_stop(&s);
     rdpc_warm_join(&s); /* the back leg's thread did not (never started) */
