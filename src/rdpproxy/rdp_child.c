@@ -17,10 +17,16 @@
  *          by the monitor (MP_HOSTKEY, trust on first use); only then do
  *          the vaulted login and password come (MP_CREDENTIALS).
  *
- * The back leg is connected when the front is activated, when the
- * client's capabilities (size, colour depth, codecs) are known: the back
- * leg asks the target for the same, so graphics pass through without
- * being decoded (bitmap updates, surface bits, pointer). Orders, bitmap
+ * The back leg starts as soon as the front's Logon accepted the user,
+ * on a thread of its own, so that its set-up (authorize, connect, TLS,
+ * NLA, licensing) runs beside the front's (MCS, licensing,
+ * capabilities) rather than after it: it takes the client's size,
+ * colour depth and channels once the front has them (its Client Core
+ * Data and channel joins), and waits before its own capability exchange
+ * for the client's codecs (the front's activation), where the main
+ * thread joins it. The back leg asks the target for what the client
+ * agreed to, so graphics pass through without being decoded (bitmap
+ * updates, surface bits, pointer). Orders, bitmap
  * caches, glyph caches, GFX and virtual channels are switched off on the
  * back leg, so the target sends nothing the front has not agreed to.
  * Input goes the other way unchanged.
@@ -36,6 +42,7 @@
 #include <linux/tcp.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +53,9 @@
 #include <freerdp/channels/channels.h>
 #include <freerdp/channels/wtsvc.h>
 #include <freerdp/codec/color.h>
+#include <freerdp/codecs.h>
 #include <freerdp/error.h>
+#include <freerdp/event.h>
 #include <freerdp/freerdp.h>
 #include <freerdp/gdi/gdi.h>
 #include <freerdp/input.h>
@@ -109,6 +118,15 @@ struct rdpc_vc {
     size_t cap[2], len[2], total[2];
 };
 
+/* How far the front leg is, as the back leg's start-up thread waits for
+ * it (struct rdpc.gate). */
+enum rdpc_gate {
+    RDPC_GATE_NONE,
+    RDPC_GATE_MCS,    /* the client's MCS Connect Initial: size, depth
+                         (Client Core Data), the channels it asks for */
+    RDPC_GATE_ACTIVE, /* the client is active: its codecs are known */
+};
+
 struct rdpc {
     const struct rdp_child_args *a;
     int mon;         /* monitor socket */
@@ -159,10 +177,115 @@ struct rdpc {
     uint8_t *clip_out; /* the filters' output */
     size_t clip_cap;
     unsigned dropped_told; /* refused channels whose data was logged */
+    /*
+     * The back leg's start-up runs on a thread of its own from the
+     * front's Logon to the front's activation (rdpc_back_main), so that
+     * the two connection set-ups overlap. The main thread only hands it
+     * what the front learnt (f_*, under mu) and waits for it (joins) in
+     * rdpc_activate, or stops it when the front ends first; the thread
+     * alone touches s->back, s->msg, s->row, s->why and the recording
+     * until it is joined.
+     */
+    pthread_t bthr;
+    bool bthr_on;   /* started and not joined */
+    pthread_t wthr; /* rdpc_warm_main, joined by the back leg's thread */
+    bool wthr_on;
+    bool bok;           /* the thread's result: the back leg is connected */
+    pthread_mutex_t mu; /* guards the fields below */
+    pthread_cond_t cv;
+    enum rdpc_gate gate;
+    bool abort;     /* the front ended: the thread gives up */
+    int bfd;        /* the target's socket while connecting, -1 */
+    freerdp *binst; /* s->back once made, for abort */
+    UINT32 f_width, f_height, f_depth; /* at RDPC_GATE_MCS */
+    bool f_chan[RDPC_VC_MAX];          /* asked for (rdpc_vc_table's order) */
+    BOOL f_rfx, f_nsc, f_surface;      /* at RDPC_GATE_ACTIVE */
+    bool codecs_set; /* the back leg's codecs were set from f_* */
 };
 
 /* One session per process: FreeRDP's callbacks find it here. */
 static struct rdpc *rdpc_s;
+
+static bool rdpc_back_size(struct rdpc *s, rdpSettings *bs);
+static bool rdpc_vc_plan(struct rdpc *s, rdpSettings *bs);
+static void rdpc_back_start(struct rdpc *s);
+static void *rdpc_warm_main(void *arg);
+
+/* --- the front hands the back leg's thread what it learnt --- */
+
+/* The back leg's thread: waits until the front is at least at g. false:
+ * the front ended (the thread gives up). */
+static bool rdpc_gate_wait(struct rdpc *s, enum rdpc_gate g)
+{
+    bool ok;
+
+    pthread_mutex_lock(&s->mu);
+    while (s->gate < g && !s->abort) {
+        pthread_cond_wait(&s->cv, &s->mu);
+    }
+    ok = !s->abort;
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
+/*
+ * The main thread, after each step of the front: once the client's MCS
+ * Connect Initial is in (its Client Core Data and Client Network Data),
+ * its size, colour depth and channels are copied for the back leg's MCS
+ * connect; at activation (active true), its codecs for the back leg's
+ * Confirm Active.
+ */
+static void rdpc_front_progress(struct rdpc *s, bool active)
+{
+    const rdpSettings *fs = s->peer->settings;
+    enum rdpc_gate g = s->gate;
+
+    if (!s->bthr_on) {
+        return;
+    }
+    if (g < RDPC_GATE_MCS &&
+        freerdp_get_state(s->peer->context) >= CONNECTION_STATE_MCS_CONNECT) {
+        g = RDPC_GATE_MCS;
+    }
+    if (active) {
+        g = RDPC_GATE_ACTIVE;
+    }
+    if (g == s->gate) {
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (s->gate < RDPC_GATE_MCS) {
+        /* the channels its Client Network Data asked for (the joins come
+         * later, a round trip each: rdpc_activate relays only those the
+         * client then joined) */
+        static const char *const names[RDPC_VC_MAX] = {"cliprdr", "rdpsnd",
+                                                       "rdpdr"};
+        size_t n = 0;
+        char **asked = WTSGetAcceptedChannelNames(s->peer, &n);
+
+        s->f_width = fs->DesktopWidth;
+        s->f_height = fs->DesktopHeight;
+        s->f_depth = fs->ColorDepth;
+        for (size_t i = 0; i < RDPC_VC_MAX; i++) {
+            s->f_chan[i] = false;
+            for (size_t j = 0; asked != NULL && j < n; j++) {
+                if (asked[j] != NULL &&
+                    strncasecmp(asked[j], names[i], CHANNEL_NAME_LEN) == 0) {
+                    s->f_chan[i] = true;
+                }
+            }
+        }
+        free(asked); /* the names are FreeRDP's */
+    }
+    if (g == RDPC_GATE_ACTIVE) {
+        s->f_rfx = fs->RemoteFxCodec;
+        s->f_nsc = fs->NSCodec;
+        s->f_surface = fs->SurfaceCommandsEnabled;
+    }
+    s->gate = g;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
 
 /* --- the monitor --- */
 
@@ -613,6 +736,13 @@ static SECURITY_STATUS rdpc_ntlm_hash(void *client,
     buf_reset(s->msg);
     s->why[0] = '\0';
     s->ntlm_given = true;
+    /* A real user (the monitor had an NT hash for the name, and counts
+     * this as a failed login until the password is checked): FreeRDP's
+     * client set-up for the back leg starts now, beside NTLM's end and
+     * the password check; not before, so that a connection with no
+     * valid user name costs no more CPU than the handshake. A thread
+     * failing to start costs only the time it would save. */
+    s->wthr_on = pthread_create(&s->wthr, NULL, rdpc_warm_main, NULL) == 0;
     return RDPC_NTLM_YES;
 }
 
@@ -648,6 +778,7 @@ static BOOL rdpc_logon(freerdp_peer *peer, SEC_WINNT_AUTH_IDENTITY *id,
         s->authed = true;
         alarm(0); /* the login grace time is over */
         ok = TRUE;
+        rdpc_back_start(s);
     } else if (verdict == MP_AUTH_PARTIAL) {
         snprintf(s->why, sizeof(s->why),
                  "denied: TOTP required: put the code in the user name "
@@ -762,6 +893,18 @@ static int rdpc_back_verify(freerdp *inst, const BYTE *data, size_t length,
         goto out;
     }
     s->creds_set = true;
+    /* The Client Core Data and Client Network Data go to the target
+     * after NLA: they must be the client's (its size, colour depth and
+     * the channels it joined and the profile allows). The front has
+     * them long before this in practice (one round trip after its
+     * Logon, against the target's TLS handshake here); wait if not. */
+    if (!rdpc_gate_wait(s, RDPC_GATE_MCS)) {
+        goto out;
+    }
+    if (!rdpc_back_size(s, bs) || !rdpc_vc_plan(s, bs)) {
+        snprintf(s->why, sizeof(s->why), "error: out of memory");
+        goto out;
+    }
     result = 1;
 out:
     if (password != NULL) {
@@ -973,19 +1116,33 @@ static BOOL rdpc_back_post_connect(freerdp *inst)
      * have (no gdi), so the first pointer shape a target sent crashed
      * the child (xrdp's login screen, Windows at once). Ours again. */
     rdpc_fw_pointer(inst->update);
-
+    if (!s->codecs_set) {
+        /* the capability exchange went by without the client's codecs
+         * (rdpc_back_state): the target may send what the client cannot
+         * read */
+        snprintf(s->why, sizeof(s->why),
+                 "error: the target's capabilities were exchanged before "
+                 "the client's were known");
+        return FALSE;
+    }
     if (s->rec != NULL && !rdpc_rec_start(s, inst)) {
         return FALSE;
     }
     return TRUE;
 }
 
-/* The back leg asks the target for what the client agreed to, and for
- * nothing the relay would have to translate. */
+/*
+ * The back leg asks the target for what the client agreed to, and for
+ * nothing the relay would have to translate. Set in three steps, each
+ * as soon as the front knows it: this before the back leg connects;
+ * the client's size and colour depth (its Client Core Data) and
+ * channels before the back leg's MCS connect (rdpc_back_size,
+ * rdpc_vc_plan: from rdpc_back_verify); the client's codecs (its
+ * Confirm Active) before the back leg's capability exchange
+ * (rdpc_back_codecs: from rdpc_back_state).
+ */
 static bool rdpc_back_settings(struct rdpc *s, rdpSettings *bs)
 {
-    const rdpSettings *fs = s->peer->settings;
-
     memset(bs->OrderSupport, 0, 32);
     return freerdp_settings_set_string(bs, FreeRDP_ServerHostname, "|") &&
            freerdp_settings_set_string(bs, FreeRDP_ConfigPath,
@@ -994,18 +1151,11 @@ static bool rdpc_back_settings(struct rdpc *s, rdpSettings *bs)
                                        (UINT32)s->back_fd) &&
            freerdp_settings_set_bool(bs, FreeRDP_ExternalCertificateManagement,
                                      TRUE) &&
-           freerdp_settings_set_uint32(bs, FreeRDP_DesktopWidth,
-                                       fs->DesktopWidth) &&
-           freerdp_settings_set_uint32(bs, FreeRDP_DesktopHeight,
-                                       fs->DesktopHeight) &&
-           freerdp_settings_set_uint32(bs, FreeRDP_ColorDepth,
-                                       fs->ColorDepth) &&
-           freerdp_settings_set_bool(bs, FreeRDP_RemoteFxCodec,
-                                     fs->RemoteFxCodec) &&
-           freerdp_settings_set_bool(bs, FreeRDP_NSCodec, fs->NSCodec) &&
+           freerdp_settings_set_bool(bs, FreeRDP_RemoteFxCodec, FALSE) &&
+           freerdp_settings_set_bool(bs, FreeRDP_NSCodec, FALSE) &&
            freerdp_settings_set_bool(bs, FreeRDP_JpegCodec, FALSE) &&
            freerdp_settings_set_bool(bs, FreeRDP_SurfaceCommandsEnabled,
-                                     fs->SurfaceCommandsEnabled) &&
+                                     FALSE) &&
            freerdp_settings_set_bool(bs, FreeRDP_FrameMarkerCommandEnabled,
                                      FALSE) &&
            freerdp_settings_set_bool(bs, FreeRDP_SurfaceFrameMarkerEnabled,
@@ -1029,13 +1179,55 @@ static bool rdpc_back_settings(struct rdpc *s, rdpSettings *bs)
            freerdp_settings_set_bool(bs, FreeRDP_RdpSecurity, FALSE);
 }
 
+/* Copied from the front at RDPC_GATE_MCS (under s->mu, read here after
+ * the gate opened: the main thread writes them no more). */
+static bool rdpc_back_size(struct rdpc *s, rdpSettings *bs)
+{
+    return freerdp_settings_set_uint32(bs, FreeRDP_DesktopWidth, s->f_width) &&
+           freerdp_settings_set_uint32(bs, FreeRDP_DesktopHeight,
+                                       s->f_height) &&
+           freerdp_settings_set_uint32(bs, FreeRDP_ColorDepth, s->f_depth);
+}
+
+static bool rdpc_back_codecs(struct rdpc *s, rdpSettings *bs)
+{
+    return freerdp_settings_set_bool(bs, FreeRDP_RemoteFxCodec, s->f_rfx) &&
+           freerdp_settings_set_bool(bs, FreeRDP_NSCodec, s->f_nsc) &&
+           freerdp_settings_set_bool(bs, FreeRDP_SurfaceCommandsEnabled,
+                                     s->f_surface);
+}
+
+/*
+ * The back leg's connection state changes (FreeRDP's client raises
+ * ConnectionStateChange at each). CAPABILITIES_EXCHANGE comes after
+ * licensing, before the target's Demand Active is read and our Confirm
+ * Active written from the settings: the codecs must be the client's by
+ * then, so the thread waits here until the front is active.
+ */
+static void rdpc_back_state(void *ctx, ConnectionStateChangeEventArgs *e)
+{
+    struct rdpc *s = rdpc_s;
+    rdpContext *c = ctx;
+
+    if (e->state != CONNECTION_STATE_CAPABILITIES_EXCHANGE || s->codecs_set) {
+        return;
+    }
+    if (!rdpc_gate_wait(s, RDPC_GATE_ACTIVE) ||
+        !rdpc_back_codecs(s, c->settings)) {
+        freerdp_abort_connect(c->instance);
+        return;
+    }
+    s->codecs_set = true;
+}
+
 /* --- static virtual channels --- */
 
 /*
  * The channels the proxy can relay and the profile switches that open
  * each (any of them). A channel the client joined and the profile
  * refuses is not offered to the target, and what the client sends on it
- * is dropped; one the client did not join is not offered either. rdpdr
+ * is dropped; one the client did not ask for is not offered either (nor
+ * relayed if it asked and did not join). rdpdr
  * carries drives, printers, ports and smart cards in one channel, and
  * Windows plays audio only to a client that joined it: it is relayed
  * when drives, printers or audio are allowed, and its device filter
@@ -1052,20 +1244,23 @@ static const struct {
      POLICY_RDP_DRIVE | POLICY_RDP_PRINTER | POLICY_RDP_AUDIO},
 };
 
-/* The back leg's channel list: those of the client the profile allows.
- * Called before the back leg connects. */
+/* The back leg's channel list: those the client asked for (as the
+ * front saw them at RDPC_GATE_MCS) and the profile allows. Called before
+ * the back leg's MCS connect; the front's IDs are taken at activation,
+ * of the channels the client joined (rdpc_vc_joined). The options are
+ * those FreeRDP's and Windows' clients ask for (the client's own are
+ * known only once it joined): encrypted, compressible (the back leg
+ * asks for no compression), initialized. */
 static bool rdpc_vc_plan(struct rdpc *s, rdpSettings *bs)
 {
     CHANNEL_DEF *d;
     struct rdpc_vc *v;
-    UINT16 id;
-    INT64 opt;
 
     rdp_cliprdr_init(&s->clip, (s->chans & POLICY_RDP_CLIP_FILES) != 0);
     rdp_rdpdr_init(&s->dr, (s->chans & POLICY_RDP_DRIVE) != 0,
                    (s->chans & POLICY_RDP_PRINTER) != 0);
     for (size_t i = 0; i < RDPC_VC_MAX; i++) {
-        if ((id = WTSChannelGetId(s->peer, rdpc_vc_table[i].name)) == 0) {
+        if (!s->f_chan[i]) {
             continue; /* the client did not ask for it */
         }
         if ((s->chans & rdpc_vc_table[i].any) == 0) {
@@ -1079,15 +1274,15 @@ static bool rdpc_vc_plan(struct rdpc *s, rdpSettings *bs)
             bs->ChannelCount >= bs->ChannelDefArraySize) {
             return false;
         }
-        opt = WTSChannelGetOptions(s->peer, id);
         d = &bs->ChannelDefArray[bs->ChannelCount++];
         memset(d, 0, sizeof(*d));
         util_strlcpy(d->name, rdpc_vc_table[i].name, sizeof(d->name));
-        d->options = opt >= 0 ? (UINT32)opt : CHANNEL_OPTION_INITIALIZED;
+        d->options = CHANNEL_OPTION_INITIALIZED | CHANNEL_OPTION_ENCRYPT_RDP |
+                     CHANNEL_OPTION_COMPRESS_RDP;
         v = &s->vc[s->nvc++];
         v->name = rdpc_vc_table[i].name;
         v->what = rdpc_vc_table[i].what;
-        v->front_id = id;
+        v->front_id = 0; /* rdpc_vc_joined */
         v->options = d->options;
         log_info("rdp %s: %s: %s allowed (channel %s relayed%s%s%s)",
                  s->a->client_addr, s->user, v->what, v->name,
@@ -1096,6 +1291,27 @@ static bool rdpc_vc_plan(struct rdpc *s, rdpSettings *bs)
                  i == 2 && !s->dr.printer ? ", printers refused" : "");
     }
     return true;
+}
+
+/* At activation (the back leg's thread joined): the front's ID of each
+ * relayed channel, which the client has joined by now; one it asked for
+ * and did not join is not relayed. */
+static void rdpc_vc_joined(struct rdpc *s)
+{
+    for (size_t i = 0; i < s->nvc; i++) {
+        struct rdpc_vc *v = &s->vc[i];
+
+        v->front_id = WTSChannelGetId(s->peer, v->name);
+        if (v->front_id == 0) {
+            log_info("rdp %s: channel %s not relayed: the client asked for "
+                     "it and did not join it",
+                     s->a->client_addr, v->name);
+        } else {
+            INT64 opt = WTSChannelGetOptions(s->peer, v->front_id);
+
+            v->options = opt >= 0 ? (UINT32)opt : v->options;
+        }
+    }
 }
 
 static struct rdpc_vc *rdpc_vc_by_front(struct rdpc *s, UINT16 id)
@@ -1197,7 +1413,7 @@ static BOOL rdpc_vc_deliver(struct rdpc *s, struct rdpc_vc *v, int dir,
         }
         m = s->clip_out;
     }
-    if (n == 0) {
+    if (n == 0 || (dir == RDP_CLIP_DOWN && v->front_id == 0)) {
         return TRUE;
     }
     if (dir == RDP_CLIP_UP) {
@@ -1266,11 +1482,17 @@ static BOOL rdpc_front_channel(freerdp_peer *peer, UINT16 id, const BYTE *data,
                                size_t size, UINT32 flags, size_t total)
 {
     struct rdpc *s = rdpc_s;
-    struct rdpc_vc *v = rdpc_vc_by_front(s, id);
+    struct rdpc_vc *v;
     const char *name;
     size_t i;
 
-    if (v != NULL && s->back_up && rdpc_vc_back_id(s, v) != 0) {
+    if (!s->back_up) {
+        /* before activation, while the back leg's thread plans the
+         * channels: nothing to relay to yet */
+        return TRUE;
+    }
+    v = rdpc_vc_by_front(s, id);
+    if (v != NULL && rdpc_vc_back_id(s, v) != 0) {
         return rdpc_vc_chunk(s, v, RDP_CLIP_UP, data, size, flags, total);
     }
     /* refused (or not joined by the target): dropped, said once */
@@ -1305,7 +1527,11 @@ static BOOL rdpc_back_channel(freerdp *inst, UINT16 id, const BYTE *data,
     return TRUE; /* a channel the proxy did not ask for */
 }
 
-/* Authorize, connect, pin, log on to the target. false: s->why says. */
+static wEventType rdpc_state_event[] = {
+    DEFINE_EVENT_ENTRY(ConnectionStateChange)};
+
+/* Authorize, connect, pin, log on to the target (on the back leg's
+ * thread, from the front's Logon). false: s->why says. */
 static bool rdpc_back_connect(struct rdpc *s)
 {
     char sid[STORE_ID_MAX + 1] = "", msg[600] = "";
@@ -1355,7 +1581,11 @@ static bool rdpc_back_connect(struct rdpc *s)
     }
     s->back_fd = fd;
     fd = -1;
-    if ((s->back = freerdp_new()) == NULL) {
+    pthread_mutex_lock(&s->mu);
+    s->bfd = s->back_fd; /* rdpc_back_stop shuts it down to wake us */
+    ok = !s->abort;
+    pthread_mutex_unlock(&s->mu);
+    if (!ok || (s->back = freerdp_new()) == NULL) {
         goto nomem;
     }
     s->back->PreConnect = rdpc_back_pre_connect;
@@ -1364,10 +1594,20 @@ static bool rdpc_back_connect(struct rdpc *s)
     s->back->Authenticate = rdpc_back_authenticate;
     s->back->ReceiveChannelData = rdpc_back_channel;
     if (!freerdp_context_new(s->back) ||
-        !rdpc_back_settings(s, s->back->settings) ||
-        !rdpc_vc_plan(s, s->back->settings)) {
+        !rdpc_back_settings(s, s->back->settings)) {
         goto nomem;
     }
+    /* FreeRDP 2 raises ConnectionStateChange without registering its
+     * type (nothing hears it): registered here, the client's state
+     * changes reach rdpc_back_state */
+    PubSub_AddEventTypes(s->back->context->pubSub, rdpc_state_event, 1);
+    if (PubSub_SubscribeConnectionStateChange(s->back->context->pubSub,
+                                              rdpc_back_state) < 0) {
+        goto nomem;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->binst = s->back;
+    pthread_mutex_unlock(&s->mu);
     if (!freerdp_connect(s->back)) {
         if (s->why[0] == '\0') {
             snprintf(s->why, sizeof(s->why),
@@ -1379,7 +1619,6 @@ static bool rdpc_back_connect(struct rdpc *s)
         log_info("rdp %s: %s", s->a->client_addr, s->why);
         return false;
     }
-    s->back_up = true;
     log_info("rdp %s: %s connected to %s", s->a->client_addr, s->user,
              s->asset);
     return true;
@@ -1390,6 +1629,105 @@ fail:
         close(fd);
     }
     return false;
+}
+
+/*
+ * Measured (bench/README.md, "Issue 17"): FreeRDP 2's client spends
+ * about 0.3 s of CPU in freerdp_connect before it sends a byte, the
+ * first time in a process (its codecs and primitives set up their
+ * tables: rdp_client_reset_codecs prepares every codec). Done once on a
+ * thread of its own from the NTLM key (rdpc_ntlm_hash), that time passes
+ * while NLA ends and the monitor checks the password, instead of on the
+ * back leg's path; the back leg's thread waits for it (it is
+ * FreeRDP's global set-up: not run twice at once). In the sandbox, as
+ * the back leg's own set-up always was.
+ */
+static void *rdpc_warm_main(void *arg)
+{
+    freerdp *w = freerdp_new();
+    rdpCodecs *c;
+
+    (void)arg;
+    if (w != NULL && freerdp_context_new(w)) {
+        if ((c = codecs_new(w->context)) != NULL) {
+            (void)freerdp_client_codecs_prepare(c, FREERDP_CODEC_ALL, 64, 64);
+            codecs_free(c);
+        }
+        freerdp_context_free(w);
+    }
+    freerdp_free(w);
+    return NULL;
+}
+
+static void rdpc_warm_join(struct rdpc *s)
+{
+    if (s->wthr_on) {
+        pthread_join(s->wthr, NULL);
+        s->wthr_on = false;
+    }
+}
+
+static void *rdpc_back_main(void *arg)
+{
+    struct rdpc *s = arg;
+    bool ok;
+
+    rdpc_warm_join(s);
+    ok = rdpc_back_connect(s);
+
+    pthread_mutex_lock(&s->mu);
+    s->bok = ok;
+    s->bfd = -1;
+    if (!ok && s->abort) {
+        s->why[0] = '\0'; /* the front ended first: the main thread says */
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* From the front's Logon: the back leg's set-up starts now, beside the
+ * front's (MCS, licensing, capabilities); rdpc_activate joins it. */
+static void rdpc_back_start(struct rdpc *s)
+{
+    int e = pthread_create(&s->bthr, NULL, rdpc_back_main, s);
+
+    if (e != 0) {
+        snprintf(s->why, sizeof(s->why),
+                 "error: cannot start the connection to the target (%s)",
+                 strerror(e));
+        log_warn("rdp %s: %s", s->a->client_addr, s->why);
+        return;
+    }
+    s->bthr_on = true;
+}
+
+static void rdpc_back_join(struct rdpc *s)
+{
+    if (s->bthr_on) {
+        pthread_join(s->bthr, NULL);
+        s->bthr_on = false;
+    }
+}
+
+/* The front ended before activation: the thread is woken wherever it
+ * waits (a gate, the target's socket, FreeRDP's own waits) and joined;
+ * a monitor call it is in is answered first. */
+static void rdpc_back_stop(struct rdpc *s)
+{
+    if (!s->bthr_on) {
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->abort = true;
+    if (s->bfd >= 0) {
+        shutdown(s->bfd, SHUT_RDWR);
+    }
+    if (s->binst != NULL) {
+        freerdp_abort_connect(s->binst);
+    }
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    rdpc_back_join(s);
 }
 
 /*
@@ -1420,8 +1758,8 @@ static void rdpc_tell_client(struct rdpc *s)
     s->told = freerdp_send_error_info(rdp) ? true : false;
 }
 
-/* The client is active: now its capabilities are known. Called again
- * after each reactivation (a desktop resize). */
+/* The client is active: now its codecs are known. Called again after
+ * each reactivation (a desktop resize). */
 static BOOL rdpc_activate(freerdp_peer *peer)
 {
     struct rdpc *s = rdpc_s;
@@ -1443,10 +1781,23 @@ static BOOL rdpc_activate(freerdp_peer *peer)
         }
         return FALSE;
     }
-    if (!rdpc_back_connect(s)) {
+    /* The back leg has been connecting since Logon; it waits for the
+     * client's codecs before its own capability exchange, has them now,
+     * and is waited for here: nothing else is to be done for the client
+     * until the target's screen comes. A refusal it met (no role,
+     * profile, asset down, changed certificate) is told now, when the
+     * client can show it. */
+    rdpc_front_progress(s, true);
+    rdpc_back_join(s);
+    if (!s->bok) {
+        if (s->why[0] == '\0') {
+            snprintf(s->why, sizeof(s->why), "error: monitor");
+        }
         rdpc_tell_client(s);
         return FALSE;
     }
+    s->back_up = true;
+    rdpc_vc_joined(s);
     bs = s->back->settings;
     if (bs->DesktopWidth != fs->DesktopWidth ||
         bs->DesktopHeight != fs->DesktopHeight) {
@@ -1558,6 +1909,24 @@ static bool rdpc_front_setup(struct rdpc *s)
     return p->Initialize(p) ? true : false;
 }
 
+#define RDPC_CLIENT_ENDED "ok: the client ended the session"
+
+/*
+ * The back leg failed: was it the client that went? What the target
+ * sends is forwarded to the client as it is read, so a client that
+ * closed (xfreerdp quitting: MCS Disconnect Provider Ultimatum, then
+ * FIN) often shows first as a failed write to it while the back leg's
+ * updates are forwarded, which ends the back leg's processing; the
+ * client's socket then says it was the client (its end closed or reset).
+ */
+static bool rdpc_client_gone(const struct rdpc *s)
+{
+    struct pollfd p = {.fd = s->a->client_fd, .events = POLLRDHUP};
+
+    return poll(&p, 1, 0) == 1 &&
+           (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 /* Both legs until either ends. */
 static void rdpc_loop(struct rdpc *s)
 {
@@ -1591,17 +1960,20 @@ static void rdpc_loop(struct rdpc *s)
             continue;
         }
         if (!s->peer->CheckFileDescriptor(s->peer)) {
+            rdpc_back_stop(s);
             if (s->why[0] == '\0') {
-                snprintf(s->why, sizeof(s->why), "ok");
+                snprintf(s->why, sizeof(s->why), "%s", RDPC_CLIENT_ENDED);
             }
             break;
         }
+        rdpc_front_progress(s, false);
         if (s->back_up && (!freerdp_check_event_handles(s->back->context) ||
                            freerdp_shall_disconnect(s->back))) {
             if (s->why[0] == '\0') {
-                snprintf(s->why, sizeof(s->why),
-                         "ok: the target ended "
-                         "the session");
+                snprintf(s->why, sizeof(s->why), "%s",
+                         rdpc_client_gone(s) ? RDPC_CLIENT_ENDED
+                                             : "ok: the target ended "
+                                               "the session");
             }
             break;
         }
@@ -1650,6 +2022,9 @@ int rdp_child_run(const struct rdp_child_args *a)
     s.a = a;
     s.mon = a->monitor_fd;
     s.back_fd = -1;
+    s.bfd = -1;
+    pthread_mutex_init(&s.mu, NULL);
+    pthread_cond_init(&s.cv, NULL);
     rdpc_s = &s;
     if ((s.msg = buf_new(MPROTO_MAX)) == NULL) {
         return 1;
@@ -1669,6 +2044,8 @@ int rdp_child_run(const struct rdp_child_args *a)
         goto out;
     }
     rdpc_loop(&s);
+    rdpc_back_stop(&s);
+    rdpc_warm_join(&s); /* the back leg's thread did not (never started) */
     if (s.rec_stop && s.back_up) {
         /* the recording failed: the client is told the session ended */
         rdpc_tell_client(&s);
@@ -1694,6 +2071,7 @@ int rdp_child_run(const struct rdp_child_args *a)
         rdpc_session_end(&s, s.why[0] ? s.why : "ok", rec_size, rec_sha);
     }
 out:
+    rdpc_back_stop(&s);
     if (s.back != NULL) {
         if (s.back_up) {
             freerdp_disconnect(s.back);
