@@ -141,20 +141,34 @@ def rdp_target(tmp_path_factory):
     t.stop()
 
 
-@pytest.fixture(scope="module")
-def rdp_proxy(tmp_path_factory):
-    p = Portcullis(tmp_path_factory.mktemp("rdpproxy"))
+def start_rdp_proxy(d, **rdp):
+    """A started Portcullis in d with [rdp] on a free port (and the
+    other [rdp] settings given)."""
+    p = Portcullis(d)
     p.tune_for_tests()
     p.rdp_port = free_port()
     p.set_config("rdp", "enabled", "true")
     p.set_config("rdp", "port", str(p.rdp_port))
+    for k, v in rdp.items():
+        p.set_config("rdp", k, v)
     p.start()
     assert wait_listen(p.rdp_port, 15, p.proc), p.log_tail()
-    yield p
+    return p
+
+
+def stop_rdp_proxy(p):
+    """Stops p; fails on anything a sanitizer logged."""
     p.stop()
     found = p.sanitizer_findings()
     if found:
         pytest.fail("sanitizer report in %s:\n%s" % (p.log_path, found))
+
+
+@pytest.fixture(scope="module")
+def rdp_proxy(tmp_path_factory):
+    p = start_rdp_proxy(tmp_path_factory.mktemp("rdpproxy"))
+    yield p
+    stop_rdp_proxy(p)
 
 
 def rdp_asset(pc, target, name=None, port=None):

@@ -9,9 +9,8 @@ report rows' bytes show which way each session went."""
 
 import pytest
 
-from pclib import Portcullis, free_port, wait_listen
 from test_rdp import (RdpTarget, pytestmark, rdp_asset, rdp_user,  # noqa: F401
-                      run_client)
+                      run_client, start_rdp_proxy, stop_rdp_proxy)
 
 
 @pytest.fixture(scope="module")
@@ -23,16 +22,8 @@ def patterned(tmp_path_factory):
 
 
 def proxy(tmp_path, compression):
-    p = Portcullis(tmp_path / ("pc-" + compression))
-    p.tune_for_tests()
-    p.rdp_port = free_port()
-    p.set_config("rdp", "enabled", "true")
-    p.set_config("rdp", "port", str(p.rdp_port))
-    if compression != "default":
-        p.set_config("rdp", "compression", compression)
-    p.start()
-    assert wait_listen(p.rdp_port, 15, p.proc), p.log_tail()
-    return p
+    conf = {} if compression == "default" else {"compression": compression}
+    return start_rdp_proxy(tmp_path / ("pc-" + compression), **conf)
 
 
 def session_bytes(p, target, out):
@@ -53,8 +44,7 @@ def test_compression_off_sends_more_and_still_works(patterned, tmp_path):
         try:
             got[mode] = session_bytes(p, patterned, tmp_path / mode)
         finally:
-            p.stop()
-        assert not p.sanitizer_findings()
+            stop_rdp_proxy(p)
     print("bytes to the client:", got)
     assert got["false"] > 2 * got["default"], got
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from pclib import Portcullis, free_port, run, wait_listen
+from pclib import run
 from test_rdp import (TOOLS, RdpTarget, rdp_asset, rdp_user,  # noqa: F401
-                      run_client)
+                      run_client, start_rdp_proxy, stop_rdp_proxy)
 
 pytestmark = pytest.mark.skipif(
     any(shutil.which(t) is None for t in TOOLS),
@@ -71,18 +71,9 @@ def busy_target(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory):
-    p = Portcullis(tmp_path_factory.mktemp("rdpendproxy"))
-    p.tune_for_tests()
-    p.rdp_port = free_port()
-    p.set_config("rdp", "enabled", "true")
-    p.set_config("rdp", "port", str(p.rdp_port))
-    p.start()
-    assert wait_listen(p.rdp_port, 15, p.proc), p.log_tail()
+    p = start_rdp_proxy(tmp_path_factory.mktemp("rdpendproxy"))
     yield p
-    p.stop()
-    found = p.sanitizer_findings()
-    if found:
-        pytest.fail("sanitizer report in %s:\n%s" % (p.log_path, found))
+    stop_rdp_proxy(p)
 
 
 @pytest.fixture(scope="module")
