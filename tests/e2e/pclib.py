@@ -341,9 +341,16 @@ def serving_process(candidates, server_port, client_port, timeout=5.0):
     deadline = time.monotonic() + timeout
     holders = []
     while True:
-        inodes = {inode for lport, rport, _, inode in _tcp_table()
+        table = _tcp_table()
+        inodes = {inode for lport, rport, _, inode in table
                   if lport == server_port and rport == client_port}
-        holders = [p for p in candidates() if socket_inodes(p) & inodes]
+        # the spawner holds the connection too, from accept() until it
+        # has forked the child: never it (it holds the listener)
+        listeners = {inode for lport, _, state, inode in table
+                     if lport == server_port and state == "0A"}
+        holders = [p for p in candidates()
+                   if socket_inodes(p) & inodes and
+                   not socket_inodes(p) & listeners]
         if len(holders) == 1 or time.monotonic() > deadline:
             break
         time.sleep(0.05)
