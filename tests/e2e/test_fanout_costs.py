@@ -54,23 +54,28 @@ def server_fd(pid, server_port, peer_port, timeout=10.0):
                          "port %d" % (pid, peer_port))
 
 
+def strace(pid, out, *args):
+    """strace ARGS -o OUT on running process pid, once it is attached."""
+    proc = subprocess.Popen(
+        ["strace", "-qq", "-e", "signal=none", "-o", str(out)] +
+        list(args) + ["-p", str(pid)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open("/proc/%d/status" % pid) as f:
+            if re.search(r"^TracerPid:\s+[1-9]", f.read(), re.M):
+                return proc
+        time.sleep(0.02)
+    proc.kill()
+    pytest.fail("strace did not attach to %d" % pid)
+
+
 class Sends:
     """strace -e sendto on a running process, until stop()."""
 
     def __init__(self, pid, out):
         self.out = out
-        self.proc = subprocess.Popen(
-            ["strace", "-qq", "-e", "trace=sendto", "-e", "signal=none",
-             "-o", str(out), "-p", str(pid)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with open("/proc/%d/status" % pid) as f:
-                if re.search(r"^TracerPid:\s+[1-9]", f.read(), re.M):
-                    return
-            time.sleep(0.02)
-        self.proc.kill()
-        pytest.fail("strace did not attach to %d" % pid)
+        self.proc = strace(pid, out, "-e", "trace=sendto")
 
     def stop(self):
         self.proc.terminate()
@@ -145,16 +150,7 @@ def test_a_job_runner_closes_the_agents_descriptors_in_few_calls(
     a = make_agent(pc, conf=["commands_enabled = true", "allow_root = true"])
     wait_agent(pc, a.id)
     out = tmp_path / "agent.strace"
-    tr = subprocess.Popen(
-        ["strace", "-f", "-qq", "-c", "-e", "trace=close,close_range",
-         "-e", "signal=none", "-o", str(out), "-p", str(a.pid)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with open("/proc/%d/status" % a.pid) as f:
-            if re.search(r"^TracerPid:\s+[1-9]", f.read(), re.M):
-                break
-        time.sleep(0.02)
+    tr = strace(a.pid, out, "-f", "-c", "-e", "trace=close,close_range")
     status, got = call(pc, "POST", "%s/agents/%s/commands" % (API, a.id),
                        {"command": "ls /proc/self/fd", "timeout": 30})
     tr.terminate()
@@ -410,16 +406,7 @@ def test_a_tunnel_download_is_read_from_the_agent_in_large_pieces(
         agent_fd = server_fd(pc.pid, pc.http_port,
                              client_port_of(a.pid, pc.http_port))
         trace = tmp_path / "reads.strace"
-        tr = subprocess.Popen(
-            ["strace", "-qq", "-e", "trace=read,recvfrom", "-e",
-             "signal=none", "-o", str(trace), "-p", str(pc.pid)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with open("/proc/%d/status" % pc.pid) as f:
-                if re.search(r"^TracerPid:\s+[1-9]", f.read(), re.M):
-                    break
-            time.sleep(0.02)
+        tr = strace(pc.pid, trace, "-e", "trace=read,recvfrom")
         got = bytearray()
         with socket.create_connection(("127.0.0.1", int(kv["port"])),
                                       timeout=30) as s:
