@@ -481,6 +481,7 @@ static const struct config_key config_keys[] = {
     CK("rdp", "tls_cert", CK_PATH, rdp_tls_cert, 0, 0),
     CK("rdp", "tls_key", CK_PATH, rdp_tls_key, 0, 0),
     CK("rdp", "compression", CK_BOOL, rdp_compression, 0, 0),
+    CK("rdp", "tls_logins", CK_BOOL, rdp_tls_logins, 0, 0),
     CK("store", "driver", CK_STR, store_driver, 0, 0),
     CK("store", "path", CK_PATH, store_path, 0, 0),
     CK("store", "url", CK_STR, store_url, 0, 0),

@@ -136,6 +136,9 @@ struct config {
     /* bulk compression (MPPC/XCRUSH) of what goes to the client, when
      * the client asks for it; default true (docs/operations.md) */
     bool rdp_compression;
+    /* also accept clients that log in inside TLS without NLA (the
+     * password in the Client Info PDU); off by default */
+    bool rdp_tls_logins;
 
     char *store_driver; /* "sqlite", or "postgresql" when url is set */
     /* absolute; with [store] url set, that URL (what store_open() takes) */

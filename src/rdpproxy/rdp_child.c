@@ -139,9 +139,12 @@ struct rdpc {
     char asset[STORE_NAME_MAX + 1]; /* asset name, after authorize */
     char row[STORE_ID_MAX + 1];     /* report row, after authorize */
     bool ntlm_given;                /* the monitor handed an NTLM key */
-    bool logon_seen;                /* NLA completed: Logon was called */
-    bool authed;                    /* the monitor accepted the login */
-    bool back_up;                   /* the back leg is connected */
+    /* the client chose TLS without NLA ([rdp] tls_logins): its user name
+     * and password come in the Client Info PDU, checked at PostConnect */
+    bool tls_login;
+    bool logon_seen; /* NLA completed: Logon was called */
+    bool authed;     /* the monitor accepted the login */
+    bool back_up;    /* the back leg is connected */
     bool hostkey_ok, creds_set;
     bool told; /* a Set Error Info PDU went to the client */
     /* NLA succeeded but the monitor refused the login (TOTP missing or
@@ -746,16 +749,57 @@ static SECURITY_STATUS rdpc_ntlm_hash(void *client,
     return RDPC_NTLM_YES;
 }
 
+/*
+ * The password of s->login, checked by the monitor against the argon2id
+ * hash (or the user's directory) like an SSH password. Accepted: the
+ * back leg's set-up starts. Refused: the client is told at activation
+ * (tell_login), where it can show it.
+ */
+static bool rdpc_password_login(struct rdpc *s, const char *password)
+{
+    char reason[300] = "";
+    uint8_t verdict = MP_AUTH_FAIL;
+
+    if (rdpc_auth_password(s, password, &verdict, reason, sizeof(reason)) !=
+        ERR_OK) {
+        snprintf(s->why, sizeof(s->why), "error: monitor");
+        return false;
+    }
+    if (verdict == MP_AUTH_OK) {
+        s->authed = true;
+        alarm(0); /* the login grace time is over */
+        rdpc_back_start(s);
+        return true;
+    }
+    if (verdict == MP_AUTH_PARTIAL) {
+        snprintf(s->why, sizeof(s->why),
+                 "denied: TOTP required: put the code in the user name "
+                 "(user?123456#asset)");
+    } else {
+        snprintf(s->why, sizeof(s->why), "denied: %s",
+                 reason[0] ? reason : "authentication failed");
+    }
+    s->tell_login = true;
+    return false;
+}
+
 static BOOL rdpc_logon(freerdp_peer *peer, SEC_WINNT_AUTH_IDENTITY *id,
                        BOOL automatic)
 {
     struct rdpc *s = rdpc_s;
+    const rdpSettings *fs = peer->settings;
     char login[RDP_TEXT_MAX + 1], password[RDPC_PASSWORD_MAX + 1];
-    char reason[300] = "";
-    uint8_t verdict = MP_AUTH_FAIL;
     BOOL ok = FALSE;
 
     s->logon_seen = true;
+    if (!automatic && !s->ntlm_given && s->a->tls_logins && fs->TlsSecurity &&
+        !fs->NlaSecurity) {
+        /* TLS without NLA, allowed: FreeRDP calls this right after the
+         * negotiation, before the Client Info PDU brings the user name
+         * and password; they are checked at PostConnect */
+        s->tls_login = true;
+        return TRUE;
+    }
     if (id == NULL || !s->ntlm_given) {
         snprintf(s->why, sizeof(s->why),
                  "denied: NLA is required (the client did not use it)");
@@ -767,29 +811,9 @@ static BOOL rdpc_logon(freerdp_peer *peer, SEC_WINNT_AUTH_IDENTITY *id,
                    sizeof(password)) != ERR_OK ||
         strcmp(login, s->login) != 0) {
         snprintf(s->why, sizeof(s->why), "denied: malformed credentials");
-        goto out;
-    }
-    if (rdpc_auth_password(s, password, &verdict, reason, sizeof(reason)) !=
-        ERR_OK) {
-        snprintf(s->why, sizeof(s->why), "error: monitor");
-        goto out;
-    }
-    if (verdict == MP_AUTH_OK) {
-        s->authed = true;
-        alarm(0); /* the login grace time is over */
-        ok = TRUE;
-        rdpc_back_start(s);
-    } else if (verdict == MP_AUTH_PARTIAL) {
-        snprintf(s->why, sizeof(s->why),
-                 "denied: TOTP required: put the code in the user name "
-                 "(user?123456#asset)");
-        s->tell_login = true;
     } else {
-        snprintf(s->why, sizeof(s->why), "denied: %s",
-                 reason[0] ? reason : "authentication failed");
-        s->tell_login = true;
+        ok = rdpc_password_login(s, password) ? TRUE : FALSE;
     }
-out:
     sodium_memzero(password, sizeof(password));
     if (!ok) {
         log_info("rdp %s: login refused (%s)", s->a->client_addr, s->why);
@@ -797,10 +821,51 @@ out:
     return ok;
 }
 
+/*
+ * A TLS login ([rdp] tls_logins): the user name and password of the
+ * Client Info PDU, which FreeRDP put into the peer's settings. A client
+ * that sent no password (one that relies on the server's logon screen,
+ * which a proxy does not have) is told to save it or use NLA.
+ */
+static void rdpc_tls_logon(struct rdpc *s)
+{
+    rdpSettings *fs = s->peer->settings;
+    const char *user = freerdp_settings_get_string(fs, FreeRDP_Username);
+    char *pw = fs->Password;
+
+    if (user == NULL || user[0] == '\0' || strlen(user) >= sizeof(s->login)) {
+        snprintf(s->why, sizeof(s->why),
+                 "denied: the client sent no user name or an invalid one");
+        s->tell_login = true;
+    } else if (pw == NULL || pw[0] == '\0') {
+        snprintf(s->login, sizeof(s->login), "%s", user);
+        snprintf(s->why, sizeof(s->why),
+                 "denied: the client sent no password (TLS without NLA): "
+                 "save the password in the client, or use NLA");
+        s->tell_login = true;
+    } else {
+        snprintf(s->login, sizeof(s->login), "%s", user);
+        (void)rdpc_password_login(s, pw);
+    }
+    if (pw != NULL) {
+        sodium_memzero(pw, strlen(pw));
+    }
+    (void)freerdp_settings_set_string(fs, FreeRDP_Password, NULL);
+    if (s->authed) {
+        /* the back leg starts late: the front is past its MCS step */
+        rdpc_front_progress(s, false);
+    } else {
+        log_info("rdp %s: login refused (%s)", s->a->client_addr, s->why);
+    }
+}
+
 static BOOL rdpc_post_connect(freerdp_peer *peer)
 {
     struct rdpc *s = rdpc_s;
 
+    if (!s->authed && s->tls_login && !s->tell_login) {
+        rdpc_tls_logon(s);
+    }
     if (!s->authed) {
         if (s->why[0] == '\0') {
             snprintf(s->why, sizeof(s->why), "denied: not authenticated");
@@ -1886,7 +1951,8 @@ static bool rdpc_front_setup(struct rdpc *s)
         !freerdp_settings_set_string(fs, FreeRDP_PrivateKeyContent,
                                      s->a->key_pem) ||
         !freerdp_settings_set_bool(fs, FreeRDP_NlaSecurity, TRUE) ||
-        !freerdp_settings_set_bool(fs, FreeRDP_TlsSecurity, FALSE) ||
+        !freerdp_settings_set_bool(fs, FreeRDP_TlsSecurity,
+                                   s->a->tls_logins ? TRUE : FALSE) ||
         !freerdp_settings_set_bool(fs, FreeRDP_RdpSecurity, FALSE) ||
         !freerdp_settings_set_bool(fs, FreeRDP_SupportGraphicsPipeline,
                                    FALSE) ||

@@ -19,6 +19,7 @@ struct rdp_child_args {
     const char *config_path; /* FreeRDP's ConfigPath (rdp_server.c) */
     const char *client_addr; /* "addr:port", for logs */
     bool compression;        /* [rdp] compression */
+    bool tls_logins;         /* [rdp] tls_logins */
 };
 
 /* Serves one connection; returns the process exit code. */

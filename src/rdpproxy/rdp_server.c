@@ -126,6 +126,7 @@ static int rdp_run_child(void *arg, int client_fd, int monitor_fd,
     ca.config_path = s->config_path;
     ca.client_addr = client_addr;
     ca.compression = s->cfg->rdp_compression;
+    ca.tls_logins = s->cfg->rdp_tls_logins;
     return rdp_child_run(&ca);
 }
 

@@ -781,6 +781,12 @@ static void monitor_second_factor(struct monitor *m, struct mchild *c,
     snprintf(c->auth_uid, sizeof(c->auth_uid), "%s", u->id);
     if (u->totp_enabled) {
         if (c->login.totp[0] == '\0') {
+            if (c->rdp) {
+                /* RDP has no prompt for it: the report says where it goes */
+                snprintf(c->last_fail, sizeof(c->last_fail),
+                         "denied: TOTP required: put the code in the user "
+                         "name (user?123456#asset)");
+            }
             (void)monitor_child_state(m, c, MC_NEED_TOTP);
             monitor_auth_reply(m, c, MP_AUTH_PARTIAL, "TOTP required");
             return;
@@ -1231,9 +1237,11 @@ static int monitor_rdp_ntlm(struct monitor *m, struct mchild *c,
         why = "locked out: too many failures from your address";
     } else if (monitor_rdp_directory_user(c, domain)) {
         /* said before the store is asked: no NT hash can ever be there */
-        why = "directory (domain) users cannot log in over RDP yet: NLA "
-              "needs an NT hash of the password, which Portcullis never "
-              "holds for a directory password; use SSH or the web";
+        why = "directory (domain) users cannot log in over RDP with NLA: "
+              "it needs an NT hash of the password, which Portcullis never "
+              "holds for a directory password; connect with TLS security "
+              "where the server allows it ([rdp] tls_logins), or use SSH "
+              "or the web";
     } else if (!monitor_login_user(m, c, &u) || u.disabled) {
         why = "authentication failed";
     } else if (monitor_factor_locked(m, c, LOCKOUT_PASSWORD)) {

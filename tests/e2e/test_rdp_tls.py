@@ -1,0 +1,191 @@
+"""RDP logins inside TLS without NLA (`[rdp] tls_logins`, docs/rdp.md).
+
+Issue 17: NLA by default; the TLS-only security mode for clients that do
+not do NLA, where the password arrives in the Client Info PDU and is
+checked against the argon2id hash like an SSH password. The client is
+xfreerdp with `/sec:tls` (it sends the user name and password of `/u:`
+and `/p:` in its Client Info PDU, as mstsc does with saved credentials);
+the target is test_rdp.py's shadow server with NLA (the back leg is
+unchanged).
+"""
+import os
+import time
+
+import pytest
+
+from pclib import fresh_totp_code, run, xvfb_run
+from test_rdp import (COLOUR, DRIVER, FAST, near, pixel,  # noqa: F401
+                      pytestmark, rdp_asset, rdp_proxy, rdp_target, rdp_user,
+                      start_rdp_proxy, stop_rdp_proxy, xfreerdp_args)
+
+
+@pytest.fixture(scope="module")
+def tls_proxy(tmp_path_factory):
+    p = start_rdp_proxy(tmp_path_factory.mktemp("rdptls"), tls_logins="true")
+    yield p
+    stop_rdp_proxy(p)
+
+
+def tls_args(pc, login, password):
+    """xfreerdp_args with TLS instead of NLA."""
+    return [a if a != "/sec:nla" else "/sec:tls"
+            for a in xfreerdp_args(pc, login, password)]
+
+
+def tls_client(pc, out, login, password, text="tls ok", timeout=60):
+    """test_rdp.py's driver (window, screenshot, typing, quit) with
+    /sec:tls."""
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OUT=str(out), TEXT=text)
+    return run(xvfb_run() + ["-s", "-screen 0 1024x768x24", "sh", "-c",
+               DRIVER, "driver"] + tls_args(pc, login, password),
+               env=env, timeout=timeout)
+
+
+def tls_refused(pc, login, password, timeout=30):
+    t0 = time.monotonic()
+    r = run(xvfb_run() + tls_args(pc, login, password), timeout=timeout)
+    return r, time.monotonic() - t0
+
+
+def test_tls_login_reaches_the_desktop(tls_proxy, rdp_target, tmp_path):
+    asset = rdp_asset(tls_proxy, rdp_target)
+    user, pw = rdp_user(tls_proxy, asset)
+    before = len(rdp_target.keys())
+    r = tls_client(tls_proxy, tmp_path, "%s#%s" % (user, asset), pw)
+    assert (tmp_path / "before.png").exists(), \
+        "no xfreerdp window: %s\n%s" % (r, (tmp_path / "client.log")
+                                        .read_text()[-2000:])
+    assert near(pixel(tmp_path / "before.png"), COLOUR), \
+        pixel(tmp_path / "before.png")
+    keys = rdp_target.keys()[before:]
+    assert "".join(k if len(k) == 1 else " " if k == "space" else ""
+                   for k in keys).endswith("tls ok"), keys
+    row = tls_proxy.session_of(user, kind="rdp", result="ok")
+    assert row["asset_id"] == asset and row["bytes_down"] > 0, row
+    # the password was checked by the monitor, not by NLA: no NTLM key
+    # was asked for this login
+    log = tls_proxy.log_path.read_text()
+    assert "login refused" not in "\n".join(
+        ln for ln in log.splitlines() if user in ln), log[-2000:]
+
+
+def test_tls_wrong_password_told_and_counted(tls_proxy, rdp_target):
+    asset = rdp_asset(tls_proxy, rdp_target)
+    user, _ = rdp_user(tls_proxy, asset)
+    r, took = tls_refused(tls_proxy, "%s#%s" % (user, asset), "not-it")
+    assert r.rc != 0, r
+    assert took < FAST, "refusal took %.1f s" % took
+    # told: the client asks for its credentials anew
+    assert "ERRINFO_SERVER_FRESH_CREDENTIALS_REQUIRED" in r.out + r.err, r
+    row = tls_proxy.session_of(user, kind="rdp", result="denied")
+    assert "authentication failed" in row["result"], row
+    # counted like a wrong SSH password: an audit event for the user
+    _, out, _ = tls_proxy.cli("audit", "list", "--json")
+    assert any(e.get("action") == "login.fail" and user in
+               (e.get("actor") or "") for e in _json_lines(out)), out[-2000:]
+
+
+def _json_lines(out):
+    import json
+    s = out.strip()
+    if s.startswith("["):
+        return json.loads(s)
+    return [json.loads(ln) for ln in s.splitlines() if ln.strip()]
+
+
+def test_tls_totp_in_the_user_name(tls_proxy, rdp_target, tmp_path):
+    asset = rdp_asset(tls_proxy, rdp_target)
+    user, pw = rdp_user(tls_proxy, asset)
+    secret = tls_proxy.totp_enable(user)
+    # no code: refused at once, told to put it in the user name
+    r, took = tls_refused(tls_proxy, "%s#%s" % (user, asset), pw)
+    assert r.rc != 0 and took < FAST, (r, took)
+    assert "ERRINFO_SERVER_FRESH_CREDENTIALS_REQUIRED" in r.out + r.err, r
+    row = tls_proxy.session_of(user, kind="rdp", result="TOTP required")
+    assert "user?123456#asset" in row["result"], row
+    # with the code: in
+    r = tls_client(tls_proxy, tmp_path, "%s?%s#%s" % (
+        user, fresh_totp_code(secret), asset), pw)
+    assert (tmp_path / "before.png").exists(), r
+    assert near(pixel(tmp_path / "before.png"), COLOUR)
+
+
+def test_no_password_sent_is_told(tls_proxy, rdp_target):
+    asset = rdp_asset(tls_proxy, rdp_target)
+    user, _ = rdp_user(tls_proxy, asset)
+    r, took = tls_refused(tls_proxy, "%s#%s" % (user, asset), "")
+    assert r.rc != 0 and took < FAST, (r, took)
+    # told to enter credentials (mstsc then asks for them)
+    assert "ERRINFO_SERVER_FRESH_CREDENTIALS_REQUIRED" in r.out + r.err, r
+    # the log says why; nothing was tried, so nothing counts against the
+    # user and no report row is written (as for an SSH client that
+    # leaves before trying a password)
+    log = tls_proxy.log_path.read_text()
+    assert "sent no password" in log, log[-2000:]
+
+
+def test_tls_refused_unless_configured(rdp_proxy, rdp_target):
+    """The default ([rdp] tls_logins off): a client that will not do NLA
+    is refused at once, with nothing past the negotiation."""
+    asset = rdp_asset(rdp_proxy, rdp_target)
+    user, pw = rdp_user(rdp_proxy, asset)
+    r, took = tls_refused(rdp_proxy, "%s#%s" % (user, asset), pw)
+    assert r.rc != 0 and took < FAST, (r, took)
+    assert "Protocol Security Negotiation Failure" in r.out + r.err, r
+
+
+def test_directory_user_over_tls(tmp_path, rdp_target):
+    """A directory (LDAP) user cannot do NLA (no NT hash of a directory
+    password exists), but over TLS the password is checked by a bind, as
+    for SSH: alice@contoso.com reaches the desktop through a group the
+    directory maps."""
+    from test_directory import BASE, PW, Slapd
+    slapd = Slapd(tmp_path / "slapd")
+    slapd.start()
+    p = None
+    try:
+        p = start_rdp_proxy(tmp_path / "pc", tls_logins="true")
+        p.stop()
+        with open(p.conf, "a") as f:
+            f.write('\n[directory "contoso.com"]\n'
+                    'url = ldap://127.0.0.1:%d\n'
+                    'bind = uid={user},ou=people,%s\n'
+                    'base_dn = ou=people,%s\n'
+                    'group_base_dn = ou=groups,%s\n'
+                    'group_filter = (member={dn})\n'
+                    'map_group = "ops -> dir-ops"\n'
+                    % (slapd.port, BASE, BASE, BASE))
+        p.start()
+        p.cli("group", "add", "dir-ops")
+        asset = rdp_asset(p, rdp_target)
+        p.grant(asset, group="dir-ops")
+        p.profile_assign(p.profile_add(), group="dir-ops")
+        user = "alice@contoso.com"
+        # NLA: refused at once, saying what works
+        r, took = _nla_refused(p, "%s#%s" % (user, asset), PW["alice"])
+        assert r.rc != 0 and took < FAST, (r, took)
+        row = p.session_of(user, kind="rdp", result="with NLA")
+        assert "tls_logins" in row["result"], row
+        # TLS: in, through the bind and the mapped group
+        r = tls_client(p, tmp_path / "c", "%s#%s" % (user, asset),
+                       PW["alice"])
+        assert (tmp_path / "c" / "before.png").exists(), \
+            "no xfreerdp window: %s\n%s" % (
+                r, (tmp_path / "c" / "client.log").read_text()[-2000:])
+        assert near(pixel(tmp_path / "c" / "before.png"), COLOUR)
+        p.session_of(user, kind="rdp", result="ok")
+        # a wrong directory password: refused and told
+        r, took = tls_refused(p, "%s#%s" % (user, asset), "not-alice")
+        assert r.rc != 0 and took < FAST, (r, took)
+        assert "ERRINFO_SERVER_FRESH_CREDENTIALS_REQUIRED" in r.out + r.err, r
+    finally:
+        if p is not None:
+            stop_rdp_proxy(p)
+        slapd.stop()
+
+
+def _nla_refused(pc, login, password, timeout=30):
+    t0 = time.monotonic()
+    r = run(xvfb_run() + xfreerdp_args(pc, login, password), timeout=timeout)
+    return r, time.monotonic() - t0
