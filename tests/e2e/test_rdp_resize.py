@@ -1,0 +1,156 @@
+"""Display resize through the RDP proxy (issue 17, "display resize";
+docs/rdp.md, "Display resize").
+
+xfreerdp with /dynamic-resolution sends a Monitor Layout on the dynamic
+channel Microsoft::Windows::RDS::DisplayControl when its window is
+resized; the proxy relays drdynvc with a filter that lets only that
+channel through (src/rdpproxy/rdp_dvc.h), the target (xrdp, which
+supports DisplayControl) changes its desktop size with a reactivation,
+and the proxy resizes the client. The client's window is resized with
+xdotool; what is asserted is what the user sees: the target's
+background colour where the window grew (black if the desktop had not
+followed), xrdp's log of the new size, and the proxy's log line.
+
+xrdp runs as in test_rdp_xrdp.py (TLS only, no session manager: its
+login screen is what is relayed), with a background colour of its own.
+"""
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from pclib import free_port, run, stop_process, wait_listen, xvfb_run
+from test_rdp import (near, pixel, pytestmark, rdp_proxy,  # noqa: F401
+                      rdp_user)
+
+# xrdp's login screen background (xrdp.ini ls_top_window_bg_color),
+# which no client draws by itself
+XRDP_BG = (0x2e, 0x8b, 0x57)
+VAULT_USER = "xrdp-vaulted"
+
+# The client: xfreerdp with /dynamic-resolution in a 1600x1200 Xvfb; once
+# its first frame is there, a screenshot, the window resized with
+# xdotool, a screenshot once the target's screen had time to follow,
+# then quit.
+DRIVER = r"""
+set -u
+"$@" > "$OUT/client.log" 2>&1 &
+pid=$!
+for i in $(seq 1 300); do
+    win=$(xdotool search --class xfreerdp 2>/dev/null | head -1)
+    [ -n "$win" ] && break
+    kill -0 $pid 2>/dev/null || { wait $pid; echo "exit $?" > "$OUT/exit"; exit 0; }
+    sleep 0.1
+done
+sleep 0.5
+xdotool windowmove --sync "$win" 0 0 2>/dev/null
+for i in $(seq 1 40); do
+    sleep 0.5
+    import -window root "$OUT/before.png"
+    lit=$(convert "$OUT/before.png" -format '%[fx:mean>0.05?1:0]' info:)
+    [ "$lit" = 1 ] && break
+done
+sleep 2
+xdotool windowsize "$win" $W $H
+sleep 8
+xdotool getwindowgeometry "$win" > "$OUT/geometry"
+import -window root "$OUT/after.png"
+kill -0 $pid 2>/dev/null && echo alive > "$OUT/alive"
+kill -TERM $pid
+wait $pid
+echo "exit $?" > "$OUT/exit"
+"""
+
+
+@pytest.fixture(scope="module")
+def xrdp(tmp_path_factory):
+    if shutil.which("xrdp") is None:
+        pytest.skip("xrdp not installed (Debian 12 package xrdp; "
+                    "scripts/install-deps installs it)")
+    d = tmp_path_factory.mktemp("xrdpresize")
+    port = free_port()
+    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+         "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem"),
+         "-days", "2", "-subj", "/CN=xrdp-resize-test"])
+    ini, seen = [], False
+    with open("/etc/xrdp/xrdp.ini") as f:
+        for line in f.read().splitlines():
+            key = line.split("=", 1)[0]
+            if not line.startswith((";", "[", "#")):
+                line = {
+                    "port": "port=tcp://127.0.0.1:%d" % port,
+                    "security_layer": "security_layer=tls",
+                    "certificate": "certificate=%s" % (d / "cert.pem"),
+                    "key_file": "key_file=%s" % (d / "key.pem"),
+                    "LogFile": "LogFile=%s" % (d / "xrdp.log"),
+                    "LogLevel": "LogLevel=DEBUG",
+                    "EnableSyslog": "EnableSyslog=false",
+                    "ls_top_window_bg_color":
+                        "ls_top_window_bg_color=%02x%02x%02x" % XRDP_BG,
+                    "fork": "fork=false",
+                }.get(key, line)
+            # only the first "port=" is the listener's
+            if line.startswith("port=tcp://"):
+                line = "port=-1" if seen else line
+                seen = True
+            ini.append(line)
+    (d / "xrdp.ini").write_text("\n".join(ini) + "\n")
+    log = open(d / "stdout.log", "w")
+    p = subprocess.Popen(["xrdp", "--nodaemon", "--config",
+                          str(d / "xrdp.ini")], stdout=log, stderr=log,
+                         start_new_session=True)
+    assert wait_listen(port, 15, p), (d / "stdout.log").read_text()
+    p.port, p.dir = port, d
+    yield p
+    stop_process(p, 5)
+    log.close()
+
+
+def resize_client(pc, out, login, password, w, h, extra=()):
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OUT=str(out), W=str(w), H=str(h))
+    return run(xvfb_run() + ["-s", "-screen 0 1600x1200x24", "sh", "-c",
+                             DRIVER, "driver",
+                             "xfreerdp", "/v:127.0.0.1:%d" % pc.rdp_port,
+                             "/u:%s" % login, "/p:%s" % password,
+                             "/cert:ignore", "/size:1024x768",
+                             "/dynamic-resolution", "-clipboard",
+                             "/log-level:INFO"] + list(extra),
+               env=env, timeout=90)
+
+
+def xrdp_asset(pc, xrdp, tmp_path):
+    _, out, _ = pc.cli("asset", "add", "xrdpz-" + tmp_path.name[-8:],
+                       "--protocol", "rdp", "--host", "127.0.0.1", "--port",
+                       str(xrdp.port), "--login", VAULT_USER,
+                       "--password-stdin", input="Vaulted-Pass-9\n")
+    return out.strip()
+
+
+def test_resize_reaches_the_target_and_the_client(rdp_proxy, xrdp, tmp_path):
+    pc = rdp_proxy
+    asset = xrdp_asset(pc, xrdp, tmp_path)
+    user, pw = rdp_user(pc, asset)
+    r = resize_client(pc, tmp_path, "%s#%s" % (user, asset), pw, 1280, 960)
+    client = (tmp_path / "client.log").read_text()
+    assert (tmp_path / "after.png").exists(), "%s\n%s" % (r, client[-3000:])
+    # before: the window at 1024x768, nothing at 1250,930
+    assert near(pixel(tmp_path / "before.png", 1250, 930), (0, 0, 0)), \
+        pixel(tmp_path / "before.png", 1250, 930)
+    # the window grew, and the target's desktop with it: its background
+    # where there was no desktop before (black if it had not followed)
+    geo = (tmp_path / "geometry").read_text()
+    assert "1280x960" in geo, geo
+    assert near(pixel(tmp_path / "after.png", 1250, 930), XRDP_BG), \
+        (pixel(tmp_path / "after.png", 1250, 930), client[-3000:])
+    assert (tmp_path / "alive").exists(), client[-3000:]
+    # no updates reached the client while it was being reactivated (it
+    # read them as a broken capability exchange)
+    assert "tpdu length" not in client, client[-3000:]
+    # xrdp got the layout
+    assert "MonitorLayoutSize 40 NumMonitor 1" in \
+        (xrdp.dir / "xrdp.log").read_text()
+    log = pc.log_text()
+    assert "display resize: 1280x960" in log, log[-3000:]
+    assert "desktop is 1280x960 now: the client follows" in log, log[-3000:]
