@@ -102,6 +102,9 @@
  * dropped. */
 #define RDPC_VC_MAX 4
 #define RDPC_VC_MSG_MAX (32u * 1024 * 1024)
+/* refusals on drdynvc logged per session: a client or target that sends
+ * nothing else cannot fill the log */
+#define RDPC_DVC_TOLD 20
 /* clipboard text kept in a recording, bytes of UTF-8 */
 #define RDPC_REC_CLIP_MAX 4096
 
@@ -181,6 +184,7 @@ struct rdpc {
     struct rdp_cliprdr clip;
     struct rdp_rdpdr dr;
     struct rdp_dvc dvc; /* drdynvc: display resize only (rdp_dvc.h) */
+    unsigned dvc_told;  /* its refusals logged (RDPC_DVC_TOLD at most) */
     uint8_t *clip_out;  /* the filters' output */
     size_t clip_cap;
     unsigned dropped_told; /* refused channels whose data was logged */
@@ -1560,6 +1564,7 @@ static BOOL rdpc_dvc_deliver(struct rdpc *s, struct rdpc_vc *v, int dir,
 {
     const char *from = dir == RDP_DVC_UP ? "client" : "target";
     struct rdp_dvc_result r;
+    bool had = s->dvc.held_len > 0, tell;
     size_t n = 0;
     uint8_t *p;
     BOOL ok = TRUE;
@@ -1574,17 +1579,23 @@ static BOOL rdpc_dvc_deliver(struct rdpc *s, struct rdpc_vc *v, int dir,
     }
     e = rdp_dvc_filter(&s->dvc, dir, m, len, util_mono_ms(), s->clip_out, &n,
                        &r);
-    if (e != ERR_OK) {
+    tell = (e != ERR_OK || r.refused != NULL) && s->dvc_told++ < RDPC_DVC_TOLD;
+    if (tell && e != ERR_OK) {
         log_info("rdp %s: a malformed dynamic channel PDU from the %s "
                  "dropped",
                  s->a->client_addr, from);
-        return TRUE;
-    }
-    if (r.refused != NULL) {
+    } else if (tell) {
         log_info("rdp %s: dynamic channels: %s from the %s refused%s%s%s",
                  s->a->client_addr, r.refused, from,
                  r.name[0] != '\0' ? " (" : "", r.name,
                  r.name[0] != '\0' ? ")" : "");
+    }
+    if (tell && s->dvc_told == RDPC_DVC_TOLD) {
+        log_info("rdp %s: dynamic channels: further refusals not logged",
+                 s->a->client_addr);
+    }
+    if (e != ERR_OK) {
+        return TRUE;
     }
     if (r.reply_len > 0) {
         /* a refusal answered on the client's behalf */
@@ -1593,7 +1604,7 @@ static BOOL rdpc_dvc_deliver(struct rdpc *s, struct rdpc_vc *v, int dir,
                                             r.reply, r.reply_len)
                  : TRUE;
     }
-    if (r.monitors > 0) {
+    if (r.monitors > 0 && !(r.held && had)) {
         log_info("rdp %s: display resize: %ux%u (%u monitor%s) from the "
                  "client%s",
                  s->a->client_addr, r.width, r.height, r.monitors,

@@ -20,7 +20,8 @@ import subprocess
 
 import pytest
 
-from pclib import free_port, run, stop_process, wait_listen, xvfb_run
+from pclib import (build_dir, free_port, run, stop_process, wait_listen,
+                   xvfb_run)
 from test_rdp import (near, pixel, pytestmark, rdp_proxy,  # noqa: F401
                       rdp_user)
 
@@ -28,6 +29,7 @@ from test_rdp import (near, pixel, pytestmark, rdp_proxy,  # noqa: F401
 # which no client draws by itself
 XRDP_BG = (0x2e, 0x8b, 0x57)
 VAULT_USER = "xrdp-vaulted"
+DISP = "Microsoft::Windows::RDS::DisplayControl"
 
 # The client: xfreerdp with /dynamic-resolution in a 1600x1200 Xvfb; once
 # its first frame is there, a screenshot, the window resized with
@@ -154,3 +156,50 @@ def test_resize_reaches_the_target_and_the_client(rdp_proxy, xrdp, tmp_path):
     log = pc.log_text()
     assert "display resize: 1280x960" in log, log[-3000:]
     assert "desktop is 1280x960 now: the client follows" in log, log[-3000:]
+
+
+def test_hostile_layouts_refused_and_a_flood_coalesced(rdp_proxy, xrdp,
+                                                       tmp_path):
+    """A client that speaks drdynvc by hand: data on a channel never
+    opened, layouts out of bounds or malformed, a compressed PDU, one of
+    17 monitors, then 12 good layouts 20 ms apart. The session survives,
+    the target gets no bad layout and at most two of the flood (the
+    first, and the last when its turn came), and the client ends at the
+    last size."""
+    pc = rdp_proxy
+    asset = xrdp_asset(pc, xrdp, tmp_path)
+    user, pw = rdp_user(pc, asset)
+    exe = build_dir() / "tests" / "e2e" / "rdp-dvc-client"
+    assert exe.exists(), "build the tests (meson -Dtests=true)"
+    xlog = xrdp.dir / "xrdp.log"
+    seen = len(xlog.read_text()) if xlog.exists() else 0
+    r = run([str(exe), str(pc.rdp_port), "%s#%s" % (user, asset), pw,
+             "1200", "900"], timeout=60)
+    lines = r.out.splitlines()
+    # the target's capabilities came clamped to version 2, and only
+    # display control was offered
+    assert "caps 2" in lines, r
+    assert "create " + DISP in lines, r
+    assert [x for x in lines if x.startswith("create ")] == \
+        ["create " + DISP], r
+    assert "sent" in lines, r
+    # the last of the flood reached the target and came back as the
+    # client's new desktop size; the session lived on
+    assert "resized 1200x900" in lines, r
+    assert lines[-1] == "alive" and r.rc == 0, r
+    layouts = xlog.read_text()[seen:].count("dynamic_monitor_data:")
+    assert 1 <= layouts <= 2, xlog.read_text()[seen:][-3000:]
+    log = pc.log_text()
+    for why in ("data on a dynamic channel not open",
+                "a monitor layout out of bounds",
+                "a dynamic channel PDU of a version not agreed",
+                "a malformed dynamic channel PDU from the client",
+                "held (one a second reaches the target)",
+                "display resize: the held layout sent"):
+        assert why in log, (why, log[-4000:])
+    # the flood's held layouts are told once, not one line each
+    assert log.count("held (one a second reaches the target)") == 1, \
+        log[-4000:]
+    # the child did not crash: the session ended as the client left
+    row = pc.session_of(user, kind="rdp", result="ok")
+    assert row["asset_id"] == asset, row
