@@ -16,6 +16,7 @@ login screen is what is relayed), with a background colour of its own.
 """
 import os
 import shutil
+import struct
 import subprocess
 
 import pytest
@@ -24,6 +25,7 @@ from pclib import (build_dir, free_port, run, stop_process, wait_listen,
                    xvfb_run)
 from test_rdp import (near, pixel, pytestmark, rdp_proxy,  # noqa: F401
                       rdp_user)
+from test_rdp_record import FRAME, check_row_file, read_rdprec, screen_at
 
 # xrdp's login screen background (xrdp.ini ls_top_window_bg_color),
 # which no client draws by itself
@@ -165,10 +167,12 @@ def test_hostile_layouts_refused_and_a_flood_coalesced(rdp_proxy, xrdp,
     17 monitors, then 12 good layouts 20 ms apart. The session survives,
     the target gets no bad layout and at most two of the flood (the
     first, and the last when its turn came), and the client ends at the
-    last size."""
+    last size. The session is recorded: the recording follows the sizes
+    and plays back at the last one."""
     pc = rdp_proxy
     asset = xrdp_asset(pc, xrdp, tmp_path)
-    user, pw = rdp_user(pc, asset)
+    user, pw = pc.user_add(password="User-Pass-77"), "User-Pass-77"
+    pc.allow(user, asset, native="record")
     exe = build_dir() / "tests" / "e2e" / "rdp-dvc-client"
     assert exe.exists(), "build the tests (meson -Dtests=true)"
     xlog = xrdp.dir / "xrdp.log"
@@ -203,3 +207,14 @@ def test_hostile_layouts_refused_and_a_flood_coalesced(rdp_proxy, xrdp,
     # the child did not crash: the session ended as the client left
     row = pc.session_of(user, kind="rdp", result="ok")
     assert row["asset_id"] == asset, row
+    # the recording: a FRAME at each size, in order, and its last screen
+    # the target's at 1200x900 (its background in the corner that the
+    # first size did not have)
+    recs = read_rdprec(check_row_file(row))
+    sizes = [struct.unpack(">HH", p[:4]) for t, _, p in recs if t == FRAME]
+    assert sizes[0] == (1024, 768) and sizes[-1] == (1200, 900), sizes
+    assert (1100, 800) in sizes, sizes
+    screen = screen_at(recs)
+    assert screen[:2] == (1200, 900)
+    o = (880 * 1200 + 1180) * 3
+    assert near(tuple(screen[2][o:o + 3]), XRDP_BG), tuple(screen[2][o:o + 3])
