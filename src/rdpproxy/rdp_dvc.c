@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "record/rdprec.h"
 
 /* [MS-RDPEDISP] 2.2.2.2.1 */
 #define DISP_HEAD 8
@@ -168,6 +169,7 @@ static int dv_layout(struct rdp_dvc *d, const uint8_t *in, size_t len,
                      struct rdp_dvc_result *r)
 {
     uint32_t count, primaries = 0, w = 0, h = 0;
+    int64_t x0 = 0, y0 = 0, x1 = 0, y1 = 0;
     const uint8_t *m;
     uint8_t *o;
 
@@ -220,6 +222,18 @@ static int dv_layout(struct rdp_dvc *d, const uint8_t *in, size_t len,
             *outlen = 0;
             return ERR_OK;
         }
+        if (i == 0 || left < x0) {
+            x0 = left;
+        }
+        if (i == 0 || top < y0) {
+            y0 = top;
+        }
+        if (i == 0 || (int64_t)left + mw > x1) {
+            x1 = (int64_t)left + mw;
+        }
+        if (i == 0 || (int64_t)top + mh > y1) {
+            y1 = (int64_t)top + mh;
+        }
         if (flags & DISP_PRIMARY) {
             if (left != 0 || top != 0) {
                 r->refused = "a monitor layout whose primary monitor is "
@@ -264,6 +278,15 @@ static int dv_layout(struct rdp_dvc *d, const uint8_t *in, size_t len,
     }
     if (primaries != 1) {
         r->refused = "a monitor layout without exactly one primary monitor";
+        *outlen = 0;
+        return ERR_OK;
+    }
+    /* the desktop all monitors make: what the client and a recording get
+     * (rdprec.h: at most 8192 a side, RDPREC_PIXELS_MAX in all) */
+    if (x1 - x0 > DISP_MAX || y1 - y0 > DISP_MAX ||
+        (x1 - x0) * (y1 - y0) > (int64_t)RDPREC_PIXELS_MAX) {
+        r->refused = "a monitor layout whose desktop is larger than 8192 "
+                     "pixels a side or 8192x4608 in all";
         *outlen = 0;
         return ERR_OK;
     }

@@ -16,8 +16,9 @@
  *    monitor count clamped to RDP_DVC_MONITORS_MAX), the client only a
  *    Monitor Layout, whole in one Data PDU, checked against the limits
  *    of [MS-RDPEDISP] 2.2.2.2.1 (1 to the target's monitor count, each
- *    200 to 8192 pixels wide, even, and high, one primary at 0,0, no
- *    overlap checks beyond that) with the informative fields the target
+ *    200 to 8192 pixels wide, even, and high, one primary at 0,0, the
+ *    desktop they make at most 8192 a side and 8192x4608 in all, what a
+ *    recording takes; no overlap checks) with the informative fields the target
  *    is to ignore when out of range (physical size, orientation, scale
  *    factors) set to neutral values;
  *  - layouts are coalesced: at most one per RDP_DVC_LAYOUT_MS reaches

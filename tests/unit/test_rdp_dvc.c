@@ -282,6 +282,18 @@ static void test_layout_bounds(void **state)
     assert_int_equal(g32(out + 2 + 16 + 40 + 32), 100);
     assert_int_equal(g32(out + 2 + 16 + 40 + 36), 100);
     assert_int_equal(g32(out + 2 + 16 + 40 + 12), 1024);
+    /* two monitors side by side making a desktop wider than 8192, or
+     * larger than a recording takes */
+    layout(&p, 7, 2, 4200, 768);
+    assert_int_equal(filt(&d, RDP_DVC_UP, &p, 54000), ERR_OK);
+    assert_int_equal(n, 0);
+    assert_non_null(r.refused);
+    layout(&p, 7, 2, 4096, 8192);
+    assert_int_equal(filt(&d, RDP_DVC_UP, &p, 56000), ERR_OK);
+    assert_int_equal(n, 0);
+    layout(&p, 7, 2, 4096, 4608);
+    assert_int_equal(filt(&d, RDP_DVC_UP, &p, 58000), ERR_OK);
+    assert_int_equal(n, p.n);
     /* a layout in fragments; compressed data */
     layout(&p, 7, 1, 1024, 768);
     p.b[0] = RDP_DVC_DATA_FIRST << 4; /* Sp 0: a 1-byte length */
