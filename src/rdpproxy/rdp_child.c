@@ -1893,6 +1893,8 @@ static BOOL rdpc_activate(freerdp_peer *peer)
             rdpContext *b = s->back->context;
 
             s->resizing = false;
+            log_info("rdp %s: the client is active again at %ux%u",
+                     s->a->client_addr, fs->DesktopWidth, fs->DesktopHeight);
             return b->update->RefreshRect(b, 1, &all);
         }
         return TRUE;

@@ -158,6 +158,8 @@ def test_resize_reaches_the_target_and_the_client(rdp_proxy, xrdp, tmp_path):
     log = pc.log_text()
     assert "display resize: 1280x960" in log, log[-3000:]
     assert "desktop is 1280x960 now: the client follows" in log, log[-3000:]
+    # reactivated (updates held meanwhile), then the screen asked again
+    assert "the client is active again at 1280x960" in log, log[-3000:]
 
 
 def test_hostile_layouts_refused_and_a_flood_coalesced(rdp_proxy, xrdp,
