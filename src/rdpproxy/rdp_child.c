@@ -146,11 +146,6 @@ struct rdpc {
     bool logon_seen;                /* NLA completed: Logon was called */
     bool authed;                    /* the monitor accepted the login */
     bool back_up;                   /* the back leg is connected */
-    /* the client is being reactivated at a new size (a desktop resize):
-     * until it is active again, updates are not sent to it (it would
-     * read them as a broken capability exchange); then the whole screen
-     * is asked of the target again */
-    bool resizing;
     bool hostkey_ok, creds_set;
     bool told; /* a Set Error Info PDU went to the client */
     /* NLA succeeded but the monitor refused the login (TOTP missing or
@@ -185,7 +180,12 @@ struct rdpc {
     struct rdp_rdpdr dr;
     struct rdp_dvc dvc; /* drdynvc: display resize only (rdp_dvc.h) */
     unsigned dvc_told;  /* its refusals logged (RDPC_DVC_TOLD at most) */
-    uint8_t *clip_out;  /* the filters' output */
+    /* the client is being reactivated at a new size (a desktop resize):
+     * until it is active again, updates are not sent to it (it would
+     * read them as a broken capability exchange); then the whole screen
+     * is asked of the target again */
+    bool resizing;
+    uint8_t *clip_out; /* the filters' output */
     size_t clip_cap;
     unsigned dropped_told; /* refused channels whose data was logged */
     /*
