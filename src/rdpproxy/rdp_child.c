@@ -77,6 +77,7 @@
 #include "login/login.h"
 #include "policy/policy.h"
 #include "rdpproxy/rdp_cliprdr.h"
+#include "rdpproxy/rdp_dvc.h"
 #include "rdpproxy/rdp_rdpdr.h"
 #include "rdpproxy/rdp_text.h"
 #include "record/rdprec.h"
@@ -96,18 +97,21 @@
 #define RDPC_REC_FLUSH_MS 1000
 /* kept below the size limit for the END record */
 #define RDPC_REC_RESERVE 2048
-/* Static virtual channels relayed (cliprdr, rdpsnd, rdpdr), and the
+/* Static virtual channels relayed (cliprdr, rdpsnd, rdpdr, drdynvc), and the
  * largest message on one, reassembled from its chunks; a longer one is
  * dropped. */
-#define RDPC_VC_MAX 3
+#define RDPC_VC_MAX 4
 #define RDPC_VC_MSG_MAX (32u * 1024 * 1024)
+/* refusals on drdynvc logged per session: a client or target that sends
+ * nothing else cannot fill the log */
+#define RDPC_DVC_TOLD 20
 /* clipboard text kept in a recording, bytes of UTF-8 */
 #define RDPC_REC_CLIP_MAX 4096
 
 /* A relayed static virtual channel: one the access profile allows, the
  * client joined and the target was offered. */
 struct rdpc_vc {
-    const char *name; /* "cliprdr", "rdpsnd", "rdpdr" */
+    const char *name; /* "cliprdr", "rdpsnd", "rdpdr", "drdynvc" */
     const char *what; /* for the log: "clipboard", ... */
     UINT16 front_id;  /* on the client's leg */
     UINT16 back_id;   /* on the target's; 0: the target did not join */
@@ -177,6 +181,13 @@ struct rdpc {
     size_t nvc;
     struct rdp_cliprdr clip;
     struct rdp_rdpdr dr;
+    struct rdp_dvc dvc; /* drdynvc: display resize only (rdp_dvc.h) */
+    unsigned dvc_told;  /* its refusals logged (RDPC_DVC_TOLD at most) */
+    /* the client is being reactivated at a new size (a desktop resize):
+     * until it is active again, updates are not sent to it (it would
+     * read them as a broken capability exchange); then the whole screen
+     * is asked of the target again */
+    bool resizing;
     uint8_t *clip_out; /* the filters' output */
     size_t clip_cap;
     unsigned dropped_told; /* refused channels whose data was logged */
@@ -213,6 +224,8 @@ static bool rdpc_back_size(struct rdpc *s, rdpSettings *bs);
 static bool rdpc_vc_plan(struct rdpc *s, rdpSettings *bs);
 static void rdpc_back_start(struct rdpc *s);
 static void *rdpc_warm_main(void *arg);
+static BOOL rdpc_dvc_deliver(struct rdpc *s, struct rdpc_vc *v, int dir,
+                             const uint8_t *m, size_t len);
 
 /* --- the front hands the back leg's thread what it learnt --- */
 
@@ -262,7 +275,7 @@ static void rdpc_front_progress(struct rdpc *s, bool active)
          * later, a round trip each: rdpc_activate relays only those the
          * client then joined) */
         static const char *const names[RDPC_VC_MAX] = {"cliprdr", "rdpsnd",
-                                                       "rdpdr"};
+                                                       "rdpdr", "drdynvc"};
         size_t n = 0;
         char **asked = WTSGetAcceptedChannelNames(s->peer, &n);
 
@@ -999,16 +1012,23 @@ static rdpContext *rdpc_front(void)
     return rdpc_s->peer->context;
 }
 
+/* Updates are held from the client while it is reactivated at a new
+ * size (struct rdpc.resizing); the recording's gdi still gets them. */
+static bool rdpc_front_held(void)
+{
+    return rdpc_s->resizing;
+}
+
 static BOOL rdpc_fw_begin_paint(rdpContext *c)
 {
     rdpContext *f = rdpc_front();
-    return f->update->BeginPaint(f);
+    return rdpc_front_held() || f->update->BeginPaint(f);
 }
 
 static BOOL rdpc_fw_end_paint(rdpContext *c)
 {
     rdpContext *f = rdpc_front();
-    return f->update->EndPaint(f);
+    return rdpc_front_held() || f->update->EndPaint(f);
 }
 
 /* When recording, each graphics update is also drawn by gdi (after it
@@ -1018,7 +1038,7 @@ static BOOL rdpc_fw_bitmap(rdpContext *c, const BITMAP_UPDATE *b)
     struct rdpc *s = rdpc_s;
     rdpContext *f = rdpc_front();
 
-    if (!f->update->BitmapUpdate(f, b)) {
+    if (!rdpc_front_held() && !f->update->BitmapUpdate(f, b)) {
         return FALSE;
     }
     if (rdpc_gdi(s) == NULL || s->gdi_bitmap == NULL) {
@@ -1042,7 +1062,7 @@ static BOOL rdpc_fw_palette(rdpContext *c, const PALETTE_UPDATE *p)
     struct rdpc *s = rdpc_s;
     rdpContext *f = rdpc_front();
 
-    if (!f->update->Palette(f, p)) {
+    if (!rdpc_front_held() && !f->update->Palette(f, p)) {
         return FALSE;
     }
     if (rdpc_gdi(s) == NULL || s->gdi_palette == NULL) {
@@ -1058,7 +1078,7 @@ static BOOL rdpc_fw_surface_bits(rdpContext *c, const SURFACE_BITS_COMMAND *sb)
     rdpContext *f = rdpc_front();
     UINT32 w, h;
 
-    if (!f->update->SurfaceBits(f, sb)) {
+    if (!rdpc_front_held() && !f->update->SurfaceBits(f, sb)) {
         return FALSE;
     }
     if (rdpc_gdi(s) == NULL || s->gdi_surface_bits == NULL) {
@@ -1077,7 +1097,7 @@ static BOOL rdpc_fw_frame_marker(rdpContext *c, const SURFACE_FRAME_MARKER *m)
     struct rdpc *s = rdpc_s;
     rdpContext *f = rdpc_front();
 
-    if (!f->update->SurfaceFrameMarker(f, m)) {
+    if (!rdpc_front_held() && !f->update->SurfaceFrameMarker(f, m)) {
         return FALSE;
     }
     if (rdpc_gdi(s) == NULL || s->gdi_frame_marker == NULL) {
@@ -1096,6 +1116,9 @@ static BOOL rdpc_fw_desktop_resize(rdpContext *c)
 
     fs->DesktopWidth = bs->DesktopWidth;
     fs->DesktopHeight = bs->DesktopHeight;
+    log_info("rdp %s: the target's desktop is %ux%u now: the client follows",
+             s->a->client_addr, bs->DesktopWidth, bs->DesktopHeight);
+    s->resizing = true;
     if (!f->update->DesktopResize(f)) {
         return FALSE;
     }
@@ -1113,37 +1136,37 @@ static BOOL rdpc_fw_ptr_position(rdpContext *c,
                                  const POINTER_POSITION_UPDATE *p)
 {
     rdpContext *f = rdpc_front();
-    return f->update->pointer->PointerPosition(f, p);
+    return rdpc_front_held() || f->update->pointer->PointerPosition(f, p);
 }
 
 static BOOL rdpc_fw_ptr_system(rdpContext *c, const POINTER_SYSTEM_UPDATE *p)
 {
     rdpContext *f = rdpc_front();
-    return f->update->pointer->PointerSystem(f, p);
+    return rdpc_front_held() || f->update->pointer->PointerSystem(f, p);
 }
 
 static BOOL rdpc_fw_ptr_color(rdpContext *c, const POINTER_COLOR_UPDATE *p)
 {
     rdpContext *f = rdpc_front();
-    return f->update->pointer->PointerColor(f, p);
+    return rdpc_front_held() || f->update->pointer->PointerColor(f, p);
 }
 
 static BOOL rdpc_fw_ptr_new(rdpContext *c, const POINTER_NEW_UPDATE *p)
 {
     rdpContext *f = rdpc_front();
-    return f->update->pointer->PointerNew(f, p);
+    return rdpc_front_held() || f->update->pointer->PointerNew(f, p);
 }
 
 static BOOL rdpc_fw_ptr_cached(rdpContext *c, const POINTER_CACHED_UPDATE *p)
 {
     rdpContext *f = rdpc_front();
-    return f->update->pointer->PointerCached(f, p);
+    return rdpc_front_held() || f->update->pointer->PointerCached(f, p);
 }
 
 static BOOL rdpc_fw_ptr_large(rdpContext *c, const POINTER_LARGE_UPDATE *p)
 {
     rdpContext *f = rdpc_front();
-    return f->update->pointer->PointerLarge(f, p);
+    return rdpc_front_held() || f->update->pointer->PointerLarge(f, p);
 }
 
 /* Pointer updates go to the client as they came. */
@@ -1307,6 +1330,9 @@ static const struct {
     {"rdpsnd", "audio", POLICY_RDP_AUDIO},
     {"rdpdr", "drive and printer redirection",
      POLICY_RDP_DRIVE | POLICY_RDP_PRINTER | POLICY_RDP_AUDIO},
+    /* dynamic channels, of which only display control crosses
+     * (rdp_dvc.h): always, it carries no data */
+    {"drdynvc", "display resize", 0},
 };
 
 /* The back leg's channel list: those the client asked for (as the
@@ -1328,7 +1354,8 @@ static bool rdpc_vc_plan(struct rdpc *s, rdpSettings *bs)
         if (!s->f_chan[i]) {
             continue; /* the client did not ask for it */
         }
-        if ((s->chans & rdpc_vc_table[i].any) == 0) {
+        if (rdpc_vc_table[i].any != 0 &&
+            (s->chans & rdpc_vc_table[i].any) == 0) {
             log_info("rdp %s: %s: %s refused by the access profile (channel "
                      "%s not offered to the target)",
                      s->a->client_addr, s->user, rdpc_vc_table[i].what,
@@ -1427,6 +1454,9 @@ static BOOL rdpc_vc_deliver(struct rdpc *s, struct rdpc_vc *v, int dir,
     uint8_t *p;
     int e;
 
+    if (strcmp(v->name, "drdynvc") == 0) {
+        return rdpc_dvc_deliver(s, v, dir, m, len);
+    }
     if ((clip || dr) && s->clip_cap < len) {
         if ((p = realloc(s->clip_out, len)) == NULL) {
             return FALSE;
@@ -1590,6 +1620,96 @@ static BOOL rdpc_back_channel(freerdp *inst, UINT16 id, const BYTE *data,
         }
     }
     return TRUE; /* a channel the proxy did not ask for */
+}
+
+/* --- drdynvc: display resize (rdp_dvc.h) --- */
+
+static BOOL rdpc_dvc_deliver(struct rdpc *s, struct rdpc_vc *v, int dir,
+                             const uint8_t *m, size_t len)
+{
+    const char *from = dir == RDP_DVC_UP ? "client" : "target";
+    struct rdp_dvc_result r;
+    bool had = s->dvc.held_len > 0, tell;
+    size_t n = 0;
+    uint8_t *p;
+    BOOL ok = TRUE;
+    int e;
+
+    if (s->clip_cap < len) {
+        if ((p = realloc(s->clip_out, len)) == NULL) {
+            return FALSE;
+        }
+        s->clip_out = p;
+        s->clip_cap = len;
+    }
+    e = rdp_dvc_filter(&s->dvc, dir, m, len, util_mono_ms(), s->clip_out, &n,
+                       &r);
+    tell = (e != ERR_OK || r.refused != NULL) && s->dvc_told++ < RDPC_DVC_TOLD;
+    if (tell && e != ERR_OK) {
+        log_info("rdp %s: a malformed dynamic channel PDU from the %s "
+                 "dropped",
+                 s->a->client_addr, from);
+    } else if (tell) {
+        log_info("rdp %s: dynamic channels: %s from the %s refused%s%s%s",
+                 s->a->client_addr, r.refused, from,
+                 r.name[0] != '\0' ? " (" : "", r.name,
+                 r.name[0] != '\0' ? ")" : "");
+    }
+    if (tell && s->dvc_told == RDPC_DVC_TOLD) {
+        log_info("rdp %s: dynamic channels: further refusals not logged",
+                 s->a->client_addr);
+    }
+    if (e != ERR_OK) {
+        return TRUE;
+    }
+    if (r.reply_len > 0) {
+        /* a refusal answered on the client's behalf */
+        ok = dir == RDP_DVC_DOWN
+                 ? s->back->SendChannelData(s->back, rdpc_vc_back_id(s, v),
+                                            r.reply, r.reply_len)
+                 : TRUE;
+    }
+    if (r.monitors > 0 && !(r.held && had)) {
+        log_info("rdp %s: display resize: %ux%u (%u monitor%s) from the "
+                 "client%s",
+                 s->a->client_addr, r.width, r.height, r.monitors,
+                 r.monitors == 1 ? "" : "s",
+                 r.held ? " held (one a second reaches the target)" : "");
+    }
+    if (!ok || n == 0 || (dir == RDP_DVC_DOWN && v->front_id == 0)) {
+        return ok;
+    }
+    if (dir == RDP_DVC_UP) {
+        return s->back->SendChannelData(s->back, rdpc_vc_back_id(s, v),
+                                        s->clip_out, n);
+    }
+    return s->peer->SendChannelData(s->peer, v->front_id, s->clip_out, n);
+}
+
+/* A layout held back by the coalescing (rdp_dvc.h), when its time has
+ * come; the loop waits no longer than that. */
+static bool rdpc_dvc_flush(struct rdpc *s)
+{
+    uint8_t m[RDP_DVC_HELD_MAX];
+    size_t n;
+
+    if (!s->back_up) {
+        return true;
+    }
+    for (size_t i = 0; i < s->nvc; i++) {
+        struct rdpc_vc *v = &s->vc[i];
+
+        if (strcmp(v->name, "drdynvc") != 0 || rdpc_vc_back_id(s, v) == 0) {
+            continue;
+        }
+        n = rdp_dvc_due(&s->dvc, util_mono_ms(), m);
+        if (n > 0) {
+            log_info("rdp %s: display resize: the held layout sent",
+                     s->a->client_addr);
+            return s->back->SendChannelData(s->back, v->back_id, m, n);
+        }
+    }
+    return true;
 }
 
 static wEventType rdpc_state_event[] = {
@@ -1831,6 +1951,17 @@ static BOOL rdpc_activate(freerdp_peer *peer)
     rdpSettings *fs = peer->settings, *bs;
 
     if (s->back_up) {
+        if (s->resizing) {
+            /* active again at its new size: the screen it missed */
+            RECTANGLE_16 all = {0, 0, (UINT16)(fs->DesktopWidth - 1),
+                                (UINT16)(fs->DesktopHeight - 1)};
+            rdpContext *b = s->back->context;
+
+            s->resizing = false;
+            log_info("rdp %s: the client is active again at %ux%u",
+                     s->a->client_addr, fs->DesktopWidth, fs->DesktopHeight);
+            return b->update->RefreshRect(b, 1, &all);
+        }
         return TRUE;
     }
     /* Bulk compression of the updates to the client is most of the
@@ -1868,6 +1999,7 @@ static BOOL rdpc_activate(freerdp_peer *peer)
         bs->DesktopHeight != fs->DesktopHeight) {
         fs->DesktopWidth = bs->DesktopWidth;
         fs->DesktopHeight = bs->DesktopHeight;
+        s->resizing = true;
         return peer->update->DesktopResize(peer->context);
     }
     return TRUE;
@@ -1997,9 +2129,13 @@ static bool rdpc_client_gone(const struct rdpc *s)
 static void rdpc_loop(struct rdpc *s)
 {
     HANDLE h[RDPC_HANDLES];
-    DWORD n, m, w;
+    DWORD n, m, w, t;
+    int held;
 
     for (;;) {
+        if (!rdpc_dvc_flush(s)) {
+            break;
+        }
         n = s->peer->GetEventHandles(s->peer, h, RDPC_HANDLES);
         if (n == 0) {
             break;
@@ -2013,8 +2149,12 @@ static void rdpc_loop(struct rdpc *s)
             n += m;
         }
         /* a recording writes what changed on a clock of its own */
-        w = WaitForMultipleObjects(
-            n, h, FALSE, s->recw != NULL ? RDPC_REC_RECT_MS : INFINITE);
+        t = s->recw != NULL ? RDPC_REC_RECT_MS : INFINITE;
+        held = rdp_dvc_wait_ms(&s->dvc, util_mono_ms());
+        if (held >= 0 && (t == INFINITE || (DWORD)held < t)) {
+            t = (DWORD)held; /* a held layout's turn (rdpc_dvc_flush) */
+        }
+        w = WaitForMultipleObjects(n, h, FALSE, t);
         if (w == WAIT_FAILED) {
             break;
         }
@@ -2085,6 +2225,7 @@ int rdp_child_run(const struct rdp_child_args *a)
     int rc = 0;
 
     memset(&s, 0, sizeof(s));
+    rdp_dvc_init(&s.dvc);
     s.a = a;
     s.mon = a->monitor_fd;
     s.back_fd = -1;

@@ -1,0 +1,392 @@
+/*
+ * A hostile RDP client for tests/e2e/test_rdp_resize.py: it logs in
+ * through the proxy (NLA), joins drdynvc and speaks the client side of
+ * [MS-RDPEDYC] itself, accepts the display control channel, and once the
+ * target's display control capabilities came, sends what a well-behaved
+ * client never does, then a flood of good layouts ending with WIDTHxHEIGHT:
+ *
+ *   data on a channel that was never opened, a layout with an odd width,
+ *   one 9000 pixels wide, one 100x100, one whose monitor count the PDU
+ *   does not hold, a PDU of one byte, a compressed PDU, one with 17
+ *   monitors, then 12 layouts 20 ms apart (1100x800 ... WIDTHxHEIGHT).
+ *
+ * It prints one line for each thing it sees, to stdout:
+ *
+ *   caps N            the capabilities version the target asked for
+ *   create NAME       a Create Request (accepted only for display control)
+ *   disp-caps N       the target's monitor count
+ *   sent              the hostile PDUs and the flood went out
+ *   resized WxH       the desktop was resized (Deactivate-Reactivate)
+ *   alive             still connected 2 s after the last resize to WxH
+ *   timeout | ended   no resize to WIDTHxHEIGHT in 40 s | disconnected
+ *
+ * Usage: rdp-dvc-client PORT USER PASSWORD WIDTH HEIGHT
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <freerdp/channels/channels.h>
+#include <freerdp/freerdp.h>
+#include <freerdp/settings.h>
+#include <freerdp/update.h>
+#include <winpr/synch.h>
+
+#define DISP_NAME "Microsoft::Windows::RDS::DisplayControl"
+
+static UINT32 dc_w, dc_h, dc_disp = 0xffffffffu;
+static int dc_done; /* 1: resized to the final size */
+static struct timespec dc_at;
+
+static void dc_put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t dc_get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+
+static BOOL dc_send(freerdp *inst, const uint8_t *b, size_t n)
+{
+    UINT16 id = freerdp_channels_get_id_by_name(inst, "drdynvc");
+
+    return inst->SendChannelData(inst, id, b, n);
+}
+
+/* A Monitor Layout of count monitors w x h side by side on channel ch;
+ * declared says how many the PDU claims. */
+static size_t dc_layout(uint8_t *b, uint32_t ch, uint32_t count,
+                        uint32_t declared, uint32_t w, uint32_t h)
+{
+    size_t n = 0;
+
+    b[n++] = 0x30; /* Data, a 1-byte channel ID */
+    b[n++] = (uint8_t)ch;
+    dc_put32(b + n, 2);
+    dc_put32(b + n + 4, 16 + 40 * count);
+    dc_put32(b + n + 8, 40);
+    dc_put32(b + n + 12, declared);
+    n += 16;
+    for (uint32_t i = 0; i < count; i++) {
+        memset(b + n, 0, 40);
+        dc_put32(b + n, i == 0 ? 1 : 0);
+        dc_put32(b + n + 4, i * w);
+        dc_put32(b + n + 12, w);
+        dc_put32(b + n + 16, h);
+        dc_put32(b + n + 32, 100);
+        dc_put32(b + n + 36, 100);
+        n += 40;
+    }
+    return n;
+}
+
+static void dc_hostile(freerdp *inst)
+{
+    static uint8_t b[2048];
+    size_t n;
+    struct timespec ms20 = {0, 20 * 1000 * 1000};
+
+    /* data on channel 99, never opened */
+    n = dc_layout(b, 99, 1, 1, 1280, 960);
+    dc_send(inst, b, n);
+    n = dc_layout(b, dc_disp, 1, 1, 1281, 960);
+    dc_send(inst, b, n);
+    n = dc_layout(b, dc_disp, 1, 1, 9000, 960);
+    dc_send(inst, b, n);
+    n = dc_layout(b, dc_disp, 1, 1, 100, 100);
+    dc_send(inst, b, n);
+    n = dc_layout(b, dc_disp, 1, 1000, 1280, 960);
+    dc_send(inst, b, n);
+    b[0] = 0x30;
+    dc_send(inst, b, 1);
+    n = dc_layout(b, dc_disp, 1, 1, 1280, 960);
+    b[0] = 0x70; /* Data Compressed */
+    dc_send(inst, b, n);
+    n = dc_layout(b, dc_disp, 17, 17, 1024, 768);
+    dc_send(inst, b, n);
+    for (int i = 0; i < 12; i++) {
+        uint32_t w = i == 11 ? dc_w : 1100 + 10 * (uint32_t)i;
+        uint32_t h = i == 11 ? dc_h : 800;
+
+        n = dc_layout(b, dc_disp, 1, 1, w, h);
+        dc_send(inst, b, n);
+        nanosleep(&ms20, NULL);
+    }
+    printf("sent\n");
+    fflush(stdout);
+}
+
+static BOOL dc_channel(freerdp *inst, UINT16 id, const BYTE *data, size_t size,
+                       UINT32 flags, size_t total)
+{
+    uint8_t b[64];
+    unsigned cmd;
+    uint32_t ch;
+
+    (void)id;
+    /* every message here fits in one chunk */
+    if (!(flags & CHANNEL_FLAG_FIRST) || !(flags & CHANNEL_FLAG_LAST) ||
+        size != total || size < 2) {
+        return TRUE;
+    }
+    cmd = data[0] >> 4;
+    if (cmd == 5 && size >= 4) {
+        printf("caps %u\n", (unsigned)(data[2] | (data[3] << 8)));
+        fflush(stdout);
+        b[0] = 0x50;
+        b[1] = 0;
+        b[2] = 3; /* a client of version 3 */
+        b[3] = 0;
+        return dc_send(inst, b, 4);
+    }
+    if ((data[0] & 3) != 0) {
+        return TRUE; /* the proxy's target uses 1-byte IDs */
+    }
+    ch = data[1];
+    if (cmd == 1 && memchr(data + 2, 0, size - 2) != NULL) {
+        int disp = strcmp((const char *)data + 2, DISP_NAME) == 0;
+
+        printf("create %s\n", (const char *)data + 2);
+        fflush(stdout);
+        if (disp) {
+            dc_disp = ch;
+        }
+        b[0] = 0x10;
+        b[1] = (uint8_t)ch;
+        dc_put32(b + 2, disp ? 0 : 0x80004005u);
+        return dc_send(inst, b, 6);
+    }
+    if (cmd == 3 && ch == dc_disp && size >= 2 + 12 &&
+        dc_get32(data + 2) == 5) {
+        printf("disp-caps %u\n", dc_get32(data + 2 + 8));
+        fflush(stdout);
+        dc_hostile(inst);
+    }
+    return TRUE;
+}
+
+static BOOL dc_true(rdpContext *c)
+{
+    (void)c;
+    return TRUE;
+}
+
+static BOOL dc_bitmap(rdpContext *c, const BITMAP_UPDATE *b)
+{
+    (void)c;
+    (void)b;
+    return TRUE;
+}
+
+static BOOL dc_palette(rdpContext *c, const PALETTE_UPDATE *p)
+{
+    (void)c;
+    (void)p;
+    return TRUE;
+}
+
+static BOOL dc_surface(rdpContext *c, const SURFACE_BITS_COMMAND *s)
+{
+    (void)c;
+    (void)s;
+    return TRUE;
+}
+
+static BOOL dc_marker(rdpContext *c, const SURFACE_FRAME_MARKER *m)
+{
+    (void)c;
+    (void)m;
+    return TRUE;
+}
+
+static BOOL dc_ptr_pos(rdpContext *c, const POINTER_POSITION_UPDATE *p)
+{
+    (void)c;
+    (void)p;
+    return TRUE;
+}
+
+static BOOL dc_ptr_sys(rdpContext *c, const POINTER_SYSTEM_UPDATE *p)
+{
+    (void)c;
+    (void)p;
+    return TRUE;
+}
+
+static BOOL dc_ptr_color(rdpContext *c, const POINTER_COLOR_UPDATE *p)
+{
+    (void)c;
+    (void)p;
+    return TRUE;
+}
+
+static BOOL dc_ptr_new(rdpContext *c, const POINTER_NEW_UPDATE *p)
+{
+    (void)c;
+    (void)p;
+    return TRUE;
+}
+
+static BOOL dc_ptr_cached(rdpContext *c, const POINTER_CACHED_UPDATE *p)
+{
+    (void)c;
+    (void)p;
+    return TRUE;
+}
+
+static BOOL dc_ptr_large(rdpContext *c, const POINTER_LARGE_UPDATE *p)
+{
+    (void)c;
+    (void)p;
+    return TRUE;
+}
+
+static BOOL dc_resize(rdpContext *c)
+{
+    UINT32 w = c->settings->DesktopWidth, h = c->settings->DesktopHeight;
+
+    printf("resized %ux%u\n", w, h);
+    fflush(stdout);
+    if (w == dc_w && h == dc_h) {
+        dc_done = 1;
+        clock_gettime(CLOCK_MONOTONIC, &dc_at);
+    }
+    return TRUE;
+}
+
+static void dc_updates(rdpUpdate *u)
+{
+    u->BeginPaint = dc_true;
+    u->EndPaint = dc_true;
+    u->BitmapUpdate = dc_bitmap;
+    u->Palette = dc_palette;
+    u->SurfaceBits = dc_surface;
+    u->SurfaceFrameMarker = dc_marker;
+    u->DesktopResize = dc_resize;
+    u->pointer->PointerPosition = dc_ptr_pos;
+    u->pointer->PointerSystem = dc_ptr_sys;
+    u->pointer->PointerColor = dc_ptr_color;
+    u->pointer->PointerNew = dc_ptr_new;
+    u->pointer->PointerCached = dc_ptr_cached;
+    u->pointer->PointerLarge = dc_ptr_large;
+}
+
+static BOOL dc_pre(freerdp *inst)
+{
+    rdpSettings *s = inst->settings;
+    CHANNEL_DEF *d;
+
+    dc_updates(inst->update);
+    if (s->ChannelDefArray == NULL || s->ChannelDefArraySize < 1) {
+        return FALSE;
+    }
+    d = &s->ChannelDefArray[0];
+    memset(d, 0, sizeof(*d));
+    strcpy(d->name, "drdynvc");
+    d->options = CHANNEL_OPTION_INITIALIZED | CHANNEL_OPTION_ENCRYPT_RDP |
+                 CHANNEL_OPTION_COMPRESS_RDP;
+    s->ChannelCount = 1;
+    return TRUE;
+}
+
+static BOOL dc_post(freerdp *inst)
+{
+    dc_updates(inst->update); /* the pointer cache's handlers replaced */
+    return TRUE;
+}
+
+static double dc_since(const struct timespec *t)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t->tv_sec) +
+           (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+    freerdp *inst;
+    rdpSettings *s;
+    HANDLE h[64];
+    DWORD n;
+    struct timespec start;
+
+    if (argc != 6) {
+        fprintf(stderr, "usage: rdp-dvc-client PORT USER PASSWORD WIDTH "
+                        "HEIGHT\n");
+        return 2;
+    }
+    dc_w = (UINT32)atoi(argv[4]);
+    dc_h = (UINT32)atoi(argv[5]);
+    if ((inst = freerdp_new()) == NULL) {
+        return 1;
+    }
+    inst->PreConnect = dc_pre;
+    inst->PostConnect = dc_post;
+    inst->ReceiveChannelData = dc_channel;
+    if (!freerdp_context_new(inst)) {
+        return 1;
+    }
+    s = inst->settings;
+    memset(s->OrderSupport, 0, 32);
+    if (!freerdp_settings_set_string(s, FreeRDP_ServerHostname, "127.0.0.1") ||
+        !freerdp_settings_set_uint32(s, FreeRDP_ServerPort,
+                                     (UINT32)atoi(argv[1])) ||
+        !freerdp_settings_set_string(s, FreeRDP_Username, argv[2]) ||
+        !freerdp_settings_set_string(s, FreeRDP_Password, argv[3]) ||
+        !freerdp_settings_set_bool(s, FreeRDP_IgnoreCertificate, TRUE) ||
+        !freerdp_settings_set_bool(s, FreeRDP_NlaSecurity, TRUE) ||
+        !freerdp_settings_set_bool(s, FreeRDP_TlsSecurity, FALSE) ||
+        !freerdp_settings_set_bool(s, FreeRDP_RdpSecurity, FALSE) ||
+        !freerdp_settings_set_uint32(s, FreeRDP_DesktopWidth, 1024) ||
+        !freerdp_settings_set_uint32(s, FreeRDP_DesktopHeight, 768) ||
+        !freerdp_settings_set_uint32(s, FreeRDP_ColorDepth, 32) ||
+        !freerdp_settings_set_bool(s, FreeRDP_DesktopResize, TRUE) ||
+        !freerdp_settings_set_bool(s, FreeRDP_SupportDynamicChannels, FALSE) ||
+        !freerdp_settings_set_bool(s, FreeRDP_RemoteFxCodec, FALSE) ||
+        !freerdp_settings_set_bool(s, FreeRDP_NSCodec, FALSE) ||
+        !freerdp_settings_set_bool(s, FreeRDP_SurfaceCommandsEnabled, FALSE) ||
+        !freerdp_settings_set_bool(s, FreeRDP_SupportGraphicsPipeline, FALSE) ||
+        !freerdp_settings_set_bool(s, FreeRDP_BitmapCacheEnabled, FALSE) ||
+        !freerdp_settings_set_bool(s, FreeRDP_CompressionEnabled, FALSE) ||
+        !freerdp_settings_set_bool(s, FreeRDP_AutoReconnectionEnabled, FALSE)) {
+        return 1;
+    }
+    if (!freerdp_connect(inst)) {
+        printf("ended\n");
+        return 1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        n = freerdp_get_event_handles(inst->context, h, 64);
+        if (n == 0 || WaitForMultipleObjects(n, h, FALSE, 100) == WAIT_FAILED ||
+            !freerdp_check_event_handles(inst->context) ||
+            freerdp_shall_disconnect(inst)) {
+            printf("ended\n");
+            fflush(stdout);
+            return 1;
+        }
+        if (dc_done && dc_since(&dc_at) > 2.0) {
+            printf("alive\n");
+            fflush(stdout);
+            break;
+        }
+        if (dc_since(&start) > 40.0) {
+            printf("timeout\n");
+            fflush(stdout);
+            return 1;
+        }
+    }
+    freerdp_disconnect(inst);
+    freerdp_context_free(inst);
+    freerdp_free(inst);
+    return 0;
+}
