@@ -136,7 +136,8 @@ static int job_follow(struct cli_ctx *ctx, const char *id, int wait_s)
     job_follow_pushed(ctx, id, &out_done, &err_done, deadline);
     for (;;) {
         bool ended;
-        int r = store_job_get(ctx->st, id, j);
+        /* only the output beyond what is printed is read */
+        int r = store_job_get_from(ctx->st, id, out_done, err_done, j);
 
         if (r != ERR_OK) {
             free(j);
@@ -145,14 +146,14 @@ static int job_follow(struct cli_ctx *ctx, const char *id, int wait_s)
         ended = strcmp(j->status, "queued") != 0 &&
                 strcmp(j->status, "running") != 0;
         /* a result replaces the live output: it only grows */
-        if (j->out_len > out_done) {
-            fwrite(j->out + out_done, 1, j->out_len - out_done, stdout);
-            out_done = j->out_len;
+        if (j->out_len > 0) {
+            fwrite(j->out, 1, j->out_len, stdout);
+            out_done += j->out_len;
             fflush(stdout);
         }
-        if (j->err_len > err_done) {
-            fwrite(j->err + err_done, 1, j->err_len - err_done, stderr);
-            err_done = j->err_len;
+        if (j->err_len > 0) {
+            fwrite(j->err, 1, j->err_len, stderr);
+            err_done += j->err_len;
         }
         store_job_free_output(j);
         if (ended) {

@@ -256,7 +256,9 @@ static void http_sse_read_store(struct http_sse *s)
         s->ended || (j = calloc(1, sizeof(*j))) == NULL) {
         return;
     }
-    if (store_job_get(s->h->store, s->meta->id, j) != ERR_OK) {
+    /* only the chunks beyond what was sent are read */
+    if (store_job_get_from(s->h->store, s->meta->id, s->off[0], s->off[1], j) !=
+        ERR_OK) {
         free(j);
         return;
     }
@@ -266,11 +268,10 @@ static void http_sse_read_store(struct http_sse *s)
     len[1] = j->err_len;
     for (int i = 0; i < 2; i++) {
         /* output only grows; a shorter one (a result that replaced a
-         * fetch's) sends nothing more */
-        if (len[i] > s->off[i] &&
-            (s->held[i] = malloc(len[i] - s->off[i])) != NULL) {
-            memcpy(s->held[i], src[i] + s->off[i], len[i] - s->off[i]);
-            s->held_len[i] = len[i] - s->off[i];
+         * fetch's) gives nothing beyond s->off[i], so nothing more */
+        if (len[i] > 0 && (s->held[i] = malloc(len[i])) != NULL) {
+            memcpy(s->held[i], src[i], len[i]);
+            s->held_len[i] = len[i];
         }
     }
     if (http_sse_ended_status(j->status)) {

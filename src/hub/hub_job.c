@@ -26,15 +26,14 @@
 #include "store/jobs.h"
 
 #define HUB_JOB_DEST "job@portcullis"
-#define HUB_JOB_GRACE_MS 30000  /* past the timeout, for the result */
-#define HUB_JOB_PROGRESS_MS 250 /* live output: at most this often */
-/* Each progress write rewrites the whole output so far, so a large output
- * waits longer between writes: the store takes at most about this many
- * bytes a second for a job, whatever its size (linear in the job's time,
- * not quadratic in its output), and a poller still sees it at least every
- * HUB_JOB_PROGRESS_MAX_MS. */
-#define HUB_JOB_PROGRESS_RATE (512 * 1024)
-#define HUB_JOB_PROGRESS_MAX_MS 8000
+#define HUB_JOB_GRACE_MS 30000 /* past the timeout, for the result */
+/* live output to the store: at most this often. Each write appends only
+ * the bytes since the last one (store_job_progress), so its cost does not
+ * grow with the output already stored. */
+#define HUB_JOB_PROGRESS_MS 250
+
+_Static_assert(JOB_MSG_OUT_MAX == JOB_OUT_MAX,
+               "the store keeps what the agent may send of a stream");
 
 struct hub_job_buf {
     uint8_t *p;
@@ -77,7 +76,6 @@ struct hub_job {
     struct job_msg msg;
     struct hub_job_live *live; /* out and err */
     bool dirty;                /* output since the last progress call */
-    size_t stored;             /* bytes the last progress call wrote */
     /* what is still to send after the request line (a pushed file) */
     uint8_t *send;
     size_t send_len, send_off;
@@ -225,20 +223,9 @@ static void hub_job_progress(struct loop *l, void *arg)
     j->progress_timer = 0;
     if (j->dirty && j->progress != NULL) {
         j->dirty = false;
-        j->stored = j->live->out.len + j->live->err.len;
         j->progress(j->arg, j->live->out.p, j->live->out.len, j->live->err.p,
                     j->live->err.len);
     }
-}
-
-/* How long until the next progress write: HUB_JOB_PROGRESS_MS, plus the
- * time the last write's size takes at HUB_JOB_PROGRESS_RATE. */
-static int64_t hub_job_progress_delay(const struct hub_job *j)
-{
-    int64_t ms = HUB_JOB_PROGRESS_MS +
-                 (int64_t)(j->stored / (HUB_JOB_PROGRESS_RATE / 1000));
-
-    return ms < HUB_JOB_PROGRESS_MAX_MS ? ms : HUB_JOB_PROGRESS_MAX_MS;
 }
 
 /* At EOF from the agent. */
@@ -325,8 +312,8 @@ static void hub_job_read(struct loop *l, int fd, int events, void *arg)
                 return;
             }
             if (j->dirty && j->progress != NULL && j->progress_timer == 0) {
-                j->progress_timer = loop_add_timer(
-                    j->loop, hub_job_progress_delay(j), hub_job_progress, j);
+                j->progress_timer = loop_add_timer(j->loop, HUB_JOB_PROGRESS_MS,
+                                                   hub_job_progress, j);
             }
             continue;
         }
@@ -720,6 +707,9 @@ static void hub_job_fetched(void *arg, const struct hub_job_result *r)
         memcpy(&j->err, &r->err, sizeof(j->err));
         j->out_len = r->out_len;
         j->err_len = r->err_len;
+        /* the agent's kept result is the whole output: it replaces what
+         * the live output left in the store */
+        j->out_whole = true;
         if (store_job_finish(f->h->store, j) != ERR_OK) {
             log_error("job %s: cannot record its recovered result", j->id);
         } else {

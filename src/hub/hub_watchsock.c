@@ -176,7 +176,9 @@ static void hub_wsock_check(struct hub_wsock *c)
         return;
     }
     if ((j = calloc(1, sizeof(*j))) != NULL &&
-        store_job_get(c->ws->h->store, c->line, j) == ERR_OK) {
+        /* its status only: no output */
+        store_job_get_from(c->ws->h->store, c->line, JOB_OUT_MAX, JOB_OUT_MAX,
+                           j) == ERR_OK) {
         queued = strcmp(j->status, "queued") == 0;
         store_job_free_output(j);
     }

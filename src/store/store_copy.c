@@ -64,6 +64,7 @@ static const char *const copy_first[] = {
     "credentials",
     "agents",
     "tunnels",
+    "jobs",
     NULL,
 };
 

@@ -84,16 +84,150 @@ int store_job_add(struct store *st, struct store_job *j)
     return store_tx_end(st, r);
 }
 
+/* --- output: chunks appended to job_output (schema version 19) --- */
+
+static int job_len_row(struct db_stmt *s, void *ctx)
+{
+    *(int64_t *)ctx = db_col_int64(s, 0);
+    return ERR_OK;
+}
+
+/* Bytes of stream (1 stdout, 2 stderr) the store holds for job id: the
+ * end of its last chunk (the primary key's order, one row read). */
+static int job_out_stored(struct store *st, const char *id, int stream,
+                          int64_t *len)
+{
+    *len = 0;
+    return store_query(st, "job output length",
+                       "SELECT pos + length(data) FROM job_output"
+                       " WHERE job_id = $1 AND stream = $2"
+                       " ORDER BY pos DESC LIMIT 1",
+                       job_len_row, len, NULL, "ti", id, (int64_t)stream);
+}
+
+/* Appends what of p[0..n) lies beyond what the store holds of the stream
+ * (inside the caller's write transaction). With replace, or when the
+ * store holds more than n bytes (a result that is not the live output's
+ * continuation), the stream's chunks are replaced by p whole. */
+static int job_out_put(struct store *st, const char *id, int stream,
+                       const uint8_t *p, size_t n, bool replace)
+{
+    int64_t have = 0;
+    int r;
+
+    if (n > JOB_OUT_MAX) {
+        return ERR_INVALID;
+    }
+    if (!replace && (r = job_out_stored(st, id, stream, &have)) != ERR_OK) {
+        return r;
+    }
+    if (replace || have > (int64_t)n) {
+        if ((r = store_run(st, "job output replace",
+                           "DELETE FROM job_output WHERE job_id = $1"
+                           " AND stream = $2",
+                           NULL, "ti", id, (int64_t)stream)) != ERR_OK) {
+            return r;
+        }
+        have = 0;
+    }
+    if ((size_t)have == n) {
+        return ERR_OK;
+    }
+    return store_run(st, "job output append",
+                     "INSERT INTO job_output (job_id, stream, pos, data)"
+                     " VALUES ($1, $2, $3, $4)",
+                     NULL, "tiib", id, (int64_t)stream, have, p + have,
+                     n - (size_t)have);
+}
+
 int store_job_finish(struct store *st, const struct store_job *j)
 {
-    return store_update_one(
+    int r, n = 0;
+
+    if (j->out_len > JOB_OUT_MAX || j->err_len > JOB_OUT_MAX) {
+        return ERR_INVALID;
+    }
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+        return r;
+    }
+    r = store_run(
         st, "job finish",
         "UPDATE jobs SET status = $1, exit_code = $2, signal = $3, why = $4,"
-        " finished_at = $5, stdout = $6, stderr = $7, recoverable = $8"
-        " WHERE id = $9",
-        "tiitibbit", j->status, (int64_t)j->exit_code, (int64_t)j->signal,
-        j->why, util_now(), j->out, j->out_len, j->err, j->err_len,
-        (int64_t)(strcmp(j->status, "lost") == 0 ? 1 : 0), j->id);
+        " finished_at = $5, recoverable = $6 WHERE id = $7",
+        &n, "tiitiit", j->status, (int64_t)j->exit_code, (int64_t)j->signal,
+        j->why, util_now(), (int64_t)(strcmp(j->status, "lost") == 0 ? 1 : 0),
+        j->id);
+    if (r == ERR_OK && n == 0) {
+        r = ERR_NOT_FOUND;
+    }
+    if (r == ERR_OK) {
+        r = job_out_put(st, j->id, 1, j->out, j->out_len, j->out_whole);
+    }
+    if (r == ERR_OK) {
+        r = job_out_put(st, j->id, 2, j->err, j->err_len, j->out_whole);
+    }
+    return store_tx_end(st, r);
+}
+
+struct job_out_read {
+    struct store_job *j;
+    int64_t from[2];
+};
+
+/* Appends one chunk (rows come in stream, pos order) to j->out or
+ * j->err; a chunk that starts before what is read so far (it cannot,
+ * unless edited by hand) gives only its new part. */
+static int job_out_row(struct db_stmt *s, void *ctx)
+{
+    struct job_out_read *rd = ctx;
+    int stream = db_col_int(s, 0);
+    int64_t pos = db_col_int64(s, 1);
+    size_t n = 0, skip;
+    const uint8_t *p = db_col_blob(s, 2, &n);
+    uint8_t **buf;
+    size_t *len;
+    uint8_t *nb;
+    int64_t end;
+
+    if (stream != 1 && stream != 2) {
+        return ERR_OK;
+    }
+    buf = stream == 1 ? &rd->j->out : &rd->j->err;
+    len = stream == 1 ? &rd->j->out_len : &rd->j->err_len;
+    end = rd->from[stream - 1] + (int64_t)*len;
+    if (pos < 0 || pos + (int64_t)n <= end) {
+        return ERR_OK;
+    }
+    skip = pos < end ? (size_t)(end - pos) : 0;
+    if (*len + n - skip > JOB_OUT_MAX) {
+        return ERR_STORE;
+    }
+    if ((nb = realloc(*buf, *len + n - skip + 1)) == NULL) {
+        return ERR_NOMEM;
+    }
+    if (n > skip) {
+        memcpy(nb + *len, p + skip, n - skip);
+    }
+    *buf = nb;
+    *len += n - skip;
+    return ERR_OK;
+}
+
+/* j's output from byte from_out of stdout and from_err of stderr on
+ * (inside the caller's transaction): chunks that end after them. */
+static int job_out_read(struct store *st, struct store_job *j, int64_t from_out,
+                        int64_t from_err)
+{
+    struct job_out_read rd = {j, {from_out, from_err}};
+
+    return store_query(st, "job output",
+                       "SELECT stream, pos, data FROM job_output"
+                       " WHERE job_id = $1 AND ((stream = 1 AND"
+                       " pos + length(data) > $2) OR (stream = 2 AND"
+                       " pos + length(data) > $3))"
+                       " ORDER BY stream, pos",
+                       job_out_row, &rd, NULL, "tii", j->id, from_out,
+                       from_err);
 }
 
 static int job_fill_out(struct db_stmt *s, void *item)
@@ -116,22 +250,65 @@ static int job_fill_out(struct db_stmt *s, void *item)
     return ERR_OK;
 }
 
+/* Drops the first from_out and from_err bytes of j's output (read from
+ * the row's own columns). */
+static int job_out_skip(struct store_job *j, size_t from_out, size_t from_err)
+{
+    size_t from[2] = {from_out, from_err};
+    uint8_t **buf[2] = {&j->out, &j->err};
+    size_t *len[2] = {&j->out_len, &j->err_len};
+
+    for (int i = 0; i < 2; i++) {
+        size_t k = from[i] < *len[i] ? from[i] : *len[i];
+        if (k == 0) {
+            continue;
+        }
+        memmove(*buf[i], *buf[i] + k, *len[i] - k);
+        *len[i] -= k;
+    }
+    return ERR_OK;
+}
+
 int store_job_get(struct store *st, const char *id, struct store_job *out)
 {
+    return store_job_get_from(st, id, 0, 0, out);
+}
+
+int store_job_get_from(struct store *st, const char *id, size_t from_out,
+                       size_t from_err, struct store_job *out)
+{
     char key[STORE_ID_MAX + 1];
+    int r;
 
     memset(out, 0, sizeof(*out));
     if (id == NULL || !store_id_norm(id, key)) {
         return ERR_NOT_FOUND;
     }
-    return store_get_one(st, "job get",
-                         "SELECT id, started_by, agent_id, command, cwd,"
-                         " timeout, status, exit_code, signal, why,"
-                         " started_at, finished_at, batch_id, concurrency,"
-                         " stop_on_failure, interpreter, batch_seq, sudo,"
-                         " stdout, stderr, script, push FROM jobs WHERE id ="
-                         " $1",
-                         key, job_fill_out, out);
+    from_out = from_out < JOB_OUT_MAX ? from_out : JOB_OUT_MAX;
+    from_err = from_err < JOB_OUT_MAX ? from_err : JOB_OUT_MAX;
+    if ((r = store_tx_begin(st, false)) != ERR_OK) {
+        return r;
+    }
+    /* stdout and stderr of the row itself: NULL since version 19 moved
+     * them into job_output; read in case a row still has them */
+    r = store_query_one(st, "job get",
+                        "SELECT id, started_by, agent_id, command, cwd,"
+                        " timeout, status, exit_code, signal, why,"
+                        " started_at, finished_at, batch_id, concurrency,"
+                        " stop_on_failure, interpreter, batch_seq, sudo,"
+                        " stdout, stderr, script, push FROM jobs WHERE id ="
+                        " $1",
+                        key, job_fill_out, out);
+    if (r == ERR_OK && (out->out_len > 0 || out->err_len > 0)) {
+        r = job_out_skip(out, from_out, from_err);
+    }
+    if (r == ERR_OK) {
+        r = job_out_read(st, out, (int64_t)from_out, (int64_t)from_err);
+    }
+    if (r != ERR_OK) {
+        store_job_free_output(out);
+    }
+    return store_tx_end(st, r);
 }
 
 void store_job_free_output(struct store_job *j)
@@ -288,10 +465,29 @@ int store_job_payload_get(struct store *st, const char *batch, uint8_t **data,
 int store_job_progress(struct store *st, const char *id, const uint8_t *out,
                        size_t out_len, const uint8_t *err, size_t err_len)
 {
-    return store_update_one(st, "job progress",
-                            "UPDATE jobs SET stdout = $1, stderr = $2"
-                            " WHERE id = $3 AND status = 'running'",
-                            "bbt", out, out_len, err, err_len, id);
+    int64_t running = 0;
+    int r;
+
+    if (out_len > JOB_OUT_MAX || err_len > JOB_OUT_MAX) {
+        return ERR_INVALID;
+    }
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+        return r;
+    }
+    r = store_query(st, "job progress",
+                    "SELECT COUNT(*) FROM jobs WHERE id = $1"
+                    " AND status = 'running'",
+                    store_int_row, &running, NULL, "t", id);
+    if (r == ERR_OK && running == 0) {
+        r = ERR_NOT_FOUND;
+    }
+    if (r == ERR_OK) {
+        r = job_out_put(st, id, 1, out, out_len, false);
+    }
+    if (r == ERR_OK) {
+        r = job_out_put(st, id, 2, err, err_len, false);
+    }
+    return store_tx_end(st, r);
 }
 
 int store_job_list_recoverable(struct store *st, const char *agent,

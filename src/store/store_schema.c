@@ -535,6 +535,31 @@ static const char store_schema_v18[] =
     "ALTER TABLE profiles ADD COLUMN rdp_drive INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE profiles ADD COLUMN rdp_printer INTEGER NOT NULL DEFAULT 0;";
 
+/*
+ * Version 19 (issue 14): a job's output as appended chunks. Live output
+ * used to rewrite jobs.stdout and jobs.stderr whole on every progress
+ * write; now each write adds the new bytes only: one row per stream
+ * (1 stdout, 2 stderr) and write, pos its offset in the stream. A job's
+ * output is its chunks in pos order (store_jobs.c). The output of jobs
+ * that already exist moves into one chunk each; the old columns stay,
+ * NULL (SQL cannot drop a column portably).
+ */
+static const char store_schema_v19[] =
+    "CREATE TABLE job_output ("
+    " job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
+    " stream INTEGER NOT NULL CHECK (stream IN (1, 2)),"
+    " pos BIGINT NOT NULL CHECK (pos >= 0),"
+    " data BLOB NOT NULL,"
+    " PRIMARY KEY (job_id, stream, pos));"
+    "INSERT INTO job_output (job_id, stream, pos, data)"
+    " SELECT id, 1, 0, stdout FROM jobs"
+    " WHERE stdout IS NOT NULL AND length(stdout) > 0;"
+    "INSERT INTO job_output (job_id, stream, pos, data)"
+    " SELECT id, 2, 0, stderr FROM jobs"
+    " WHERE stderr IS NOT NULL AND length(stderr) > 0;"
+    "UPDATE jobs SET stdout = NULL, stderr = NULL"
+    " WHERE stdout IS NOT NULL OR stderr IS NOT NULL;";
+
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},
     {2, store_schema_v2, STORE_HOOK_NONE},
@@ -554,6 +579,7 @@ const struct store_migration store_migrations[] = {
     {16, store_schema_v16, STORE_HOOK_NONE},
     {17, store_schema_v17, STORE_HOOK_NONE},
     {18, store_schema_v18, STORE_HOOK_NONE},
+    {19, store_schema_v19, STORE_HOOK_NONE},
 };
 
 const size_t store_migrations_count =

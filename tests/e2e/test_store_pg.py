@@ -7,6 +7,7 @@ through the proxy with its report row read back."""
 import http.client
 import json
 import os
+import time
 
 import pytest
 
@@ -176,6 +177,17 @@ def test_migrate_sqlite_to_postgresql(pg, target, tmp_path):
     db.execute("CREATE TABLE extra_seq (id INTEGER PRIMARY KEY, v TEXT)")
     db.executemany("INSERT INTO extra_seq (id, v) VALUES (?, ?)",
                    [(1, "a"), (2, "b"), (7, "c")])
+    # a job whose output is in chunks (job_output points at jobs: copied
+    # after it), binary bytes included
+    job = "00000000-0000-4000-8000-00000000a0b1"
+    db.execute("INSERT INTO jobs (id, started_by, agent_id, command,"
+               " timeout, status, exit_code, started_at, finished_at)"
+               " VALUES (?, 'test', 'ag', 'printf', 10, 'ok', 0, ?, ?)",
+               (job, int(time.time()) - 2, int(time.time()) - 1))
+    db.executemany("INSERT INTO job_output (job_id, stream, pos, data)"
+                   " VALUES (?, ?, ?, ?)",
+                   [(job, 1, 0, b"first\n"), (job, 1, 6, b"\x00second\n"),
+                    (job, 2, 0, b"warn\n")])
     db.commit()
     db.close()
     url = pg.new_database()
@@ -194,6 +206,7 @@ def test_migrate_sqlite_to_postgresql(pg, target, tmp_path):
     assert moved["users"] == 2 and moved["assets"] == 1, out
     assert moved["sessions"] >= 1 and moved["extra_seq"] == 3, out
     assert moved["groups"] == 1 and moved["grants"] == 1, out
+    assert moved["jobs"] == 1 and moved["job_output"] == 3, out
     assert "checked=yes" in out and "sequences_set=1" in out, out
     assert pg.psql(dbname, "INSERT INTO extra_seq (v) VALUES ('d') "
                    "RETURNING id").split()[0] == "8"
@@ -220,6 +233,13 @@ def test_migrate_sqlite_to_postgresql(pg, target, tmp_path):
                 x.get("result") == "ok"]) == 2, rows
     assert pg.psql(dbname, "SELECT count(*) FROM sessions WHERE "
                    "user_name = '%s'" % user).strip() == "2"
+    # the job's output reads back whole and in order from PostgreSQL
+    rc, out, err = p.cli("job", "show", job, "--json", check=False)
+    assert rc == 0, (out, err)
+    shown = json.loads(out)
+    shown = shown.get("data", shown)
+    assert (shown["stdout"], shown["stderr"]) == \
+        ("first\n\u0000second\n", "warn\n"), shown
     # the copied chain goes on, keyed by the same audit.key
     p.user_add()
     rc, out, err = p.cli("audit", "verify", check=False)

@@ -26,6 +26,7 @@
 #include "store/nodes.h"
 #include "store/schedules.h"
 #include "store/store.h"
+#include "store/store_internal.h"
 
 #include "store_fx.h"
 
@@ -41,6 +42,67 @@ static struct store *S(void **state)
 
 static char push_json[] = "{\"path\":\"/srv/x\"}";
 static char script[] = "echo hi\n";
+
+/* Runs sql (text parameter $1 if arg) and gives the first column of its
+ * first row as an integer. */
+static int64_t sql_int(struct store *st, const char *sql, const char *arg)
+{
+    struct db_stmt *s = NULL;
+    bool row = false;
+    int64_t v = -1;
+
+    assert_int_equal(db_prepare(store_db(st), "test", sql, &s), ERR_OK);
+    if (arg != NULL) {
+        assert_int_equal(db_bind_text(s, 1, arg), ERR_OK);
+    }
+    assert_int_equal(db_step(s, &row), ERR_OK);
+    if (row) {
+        v = db_col_int64(s, 0);
+    }
+    db_finalize(s);
+    return v;
+}
+
+/* Chunks and bytes of job id's output in the store. */
+static int64_t chunks(struct store *st, const char *id)
+{
+    return sql_int(st, "SELECT COUNT(*) FROM job_output WHERE job_id = $1", id);
+}
+
+static int64_t stored_bytes(struct store *st, const char *id)
+{
+    return sql_int(st,
+                   "SELECT COALESCE(SUM(length(data)), 0) FROM job_output"
+                   " WHERE job_id = $1",
+                   id);
+}
+
+static void add_running(struct store *st, struct store_job *j)
+{
+    memset(j, 0, sizeof(*j));
+    snprintf(j->agent_id, sizeof(j->agent_id), "ag");
+    snprintf(j->command, sizeof(j->command), "yes");
+    snprintf(j->status, sizeof(j->status), "running");
+    j->timeout = 5;
+    assert_int_equal(store_job_add(st, j), ERR_OK);
+}
+
+static void expect_output(struct store *st, const char *id, const char *out,
+                          const char *err)
+{
+    static struct store_job got;
+
+    assert_int_equal(store_job_get(st, id, &got), ERR_OK);
+    assert_int_equal(got.out_len, strlen(out));
+    assert_int_equal(got.err_len, strlen(err));
+    if (strlen(out) > 0) {
+        assert_memory_equal(got.out, out, strlen(out));
+    }
+    if (strlen(err) > 0) {
+        assert_memory_equal(got.err, err, strlen(err));
+    }
+    store_job_free_output(&got);
+}
 
 static void test_batches(void **state)
 {
@@ -150,6 +212,7 @@ static void test_prune(void **state)
         j.out = bin;
         j.out_len = sizeof(bin);
         assert_int_equal(store_job_finish(st, &j), ERR_OK);
+        assert_int_equal(chunks(st, ids[i]), 1);
     }
     /* nothing ended that long ago */
     assert_int_equal(store_job_prune(st, 1000, &deleted), ERR_OK);
@@ -161,6 +224,8 @@ static void test_prune(void **state)
     assert_int_equal(deleted, 2);
     assert_int_equal(store_job_get(st, ids[0], &got), ERR_NOT_FOUND);
     assert_int_equal(store_job_get(st, ids[3], &got), ERR_NOT_FOUND);
+    /* their output with them */
+    assert_int_equal(chunks(st, ids[0]) + chunks(st, ids[3]), 0);
     for (int i = 1; i < 3; i++) {
         assert_int_equal(store_job_get(st, ids[i], &got), ERR_OK);
         store_job_free_output(&got);
@@ -179,6 +244,178 @@ static void test_prune(void **state)
     assert_int_equal(store_job_get(st, ids[2], &got), ERR_OK);
     assert_string_equal(got.status, "queued");
     store_job_free_output(&got);
+}
+
+/* Live output is appended, never rewritten: each progress write stores
+ * only the bytes beyond what the store holds, the job's end only the
+ * rest, and the output reads back whole and in order (issue 14). */
+static void test_output_appended(void **state)
+{
+    struct store *st = S(state);
+    static struct store_job j, got;
+    static uint8_t o[] = "line 1\nline 2\nline 3\n", e[] = "warn\n",
+                   o2[] = "LINE 1\nLINE 2\n";
+
+    add_running(st, &j);
+    assert_int_equal(chunks(st, j.id), 0);
+    expect_output(st, j.id, "", "");
+    assert_int_equal(store_job_progress(st, j.id, o, 7, NULL, 0), ERR_OK);
+    assert_int_equal(store_job_progress(st, j.id, o, 14, e, 5), ERR_OK);
+    /* nothing new: nothing written */
+    assert_int_equal(store_job_progress(st, j.id, o, 14, e, 5), ERR_OK);
+    assert_int_equal(chunks(st, j.id), 3);
+    assert_int_equal(stored_bytes(st, j.id), 19);
+    expect_output(st, j.id, "line 1\nline 2\n", "warn\n");
+    /* a watcher that has 7 bytes of stdout and all of stderr */
+    assert_int_equal(store_job_get_from(st, j.id, 7, 5, &got), ERR_OK);
+    assert_int_equal(got.out_len, 7);
+    assert_memory_equal(got.out, "line 2\n", 7);
+    assert_int_equal(got.err_len, 0);
+    assert_string_equal(got.status, "running");
+    store_job_free_output(&got);
+    /* beyond the end: nothing */
+    assert_int_equal(store_job_get_from(st, j.id, 99, 99, &got), ERR_OK);
+    assert_int_equal(got.out_len + got.err_len, 0);
+    store_job_free_output(&got);
+    /* the end adds the last line only */
+    snprintf(j.status, sizeof(j.status), "ok");
+    j.exit_code = 0;
+    j.out = o;
+    j.out_len = 21;
+    j.err = e;
+    j.err_len = 5;
+    assert_int_equal(store_job_finish(st, &j), ERR_OK);
+    assert_int_equal(chunks(st, j.id), 4);
+    assert_int_equal(stored_bytes(st, j.id), 26);
+    expect_output(st, j.id, "line 1\nline 2\nline 3\n", "warn\n");
+    assert_int_equal(store_job_get(st, j.id, &got), ERR_OK);
+    assert_string_equal(got.status, "ok");
+    assert_int_equal(got.exit_code, 0);
+    store_job_free_output(&got);
+    /* a job that no longer runs takes no live output */
+    assert_int_equal(store_job_progress(st, j.id, o, 21, e, 5), ERR_NOT_FOUND);
+    assert_int_equal(store_job_progress(st, "nope", o, 21, e, 5),
+                     ERR_NOT_FOUND);
+    /* a result shorter than what is stored replaces it */
+    j.out_len = 6;
+    j.err_len = 0;
+    assert_int_equal(store_job_finish(st, &j), ERR_OK);
+    expect_output(st, j.id, "line 1", "");
+    /* and a recovered one (out_whole) replaces it whatever its length */
+    j.out = o2;
+    j.out_len = 14;
+    j.out_whole = true;
+    assert_int_equal(store_job_finish(st, &j), ERR_OK);
+    expect_output(st, j.id, "LINE 1\nLINE 2\n", "");
+    assert_int_equal(chunks(st, j.id), 1);
+    j.out_whole = false;
+    snprintf(j.id, sizeof(j.id), "00000000-0000-4000-8000-0000000000ff");
+    assert_int_equal(store_job_finish(st, &j), ERR_NOT_FOUND);
+}
+
+/* Each stream holds at most JOB_OUT_MAX bytes (the agent's 4 MiB and its
+ * truncation marker): that much is stored and read back, a byte more is
+ * refused and changes nothing. */
+static void test_output_cap(void **state)
+{
+    struct store *st = S(state);
+    static struct store_job j, got;
+    uint8_t *big = malloc(JOB_OUT_MAX + 1);
+    static const char marker[] = "\n[output truncated at 4 MiB]\n";
+
+    assert_non_null(big);
+    for (size_t i = 0; i < JOB_OUT_MAX + 1; i++) {
+        big[i] = (uint8_t)('a' + i % 26);
+    }
+    memcpy(big + JOB_OUT_MAX - strlen(marker), marker, strlen(marker));
+    add_running(st, &j);
+    assert_int_equal(
+        store_job_progress(st, j.id, big, JOB_OUT_MAX / 3, big, 10), ERR_OK);
+    assert_int_equal(
+        store_job_progress(st, j.id, big, JOB_OUT_MAX + 1, NULL, 0),
+        ERR_INVALID);
+    assert_int_equal(stored_bytes(st, j.id), JOB_OUT_MAX / 3 + 10);
+    snprintf(j.status, sizeof(j.status), "ok");
+    j.out = big;
+    j.out_len = JOB_OUT_MAX + 1;
+    assert_int_equal(store_job_finish(st, &j), ERR_INVALID);
+    j.out_len = JOB_OUT_MAX;
+    j.err = big;
+    j.err_len = 10;
+    assert_int_equal(store_job_finish(st, &j), ERR_OK);
+    assert_int_equal(stored_bytes(st, j.id), JOB_OUT_MAX + 10);
+    assert_int_equal(store_job_get(st, j.id, &got), ERR_OK);
+    assert_int_equal(got.out_len, JOB_OUT_MAX);
+    assert_memory_equal(got.out, big, JOB_OUT_MAX);
+    assert_memory_equal(got.out + JOB_OUT_MAX - strlen(marker), marker,
+                        strlen(marker));
+    assert_int_equal(got.err_len, 10);
+    store_job_free_output(&got);
+    free(big);
+}
+
+/* Schema version 19 moves the output of existing jobs (jobs.stdout and
+ * jobs.stderr) into job_output: a store taken back to version 18 with
+ * output in the old columns reads the same after it migrates again. */
+static void test_output_migrated(void **state)
+{
+    struct fx *f = *state;
+    static struct store_job j;
+    struct db_stmt *s = NULL;
+    bool row = false;
+    int v = 0, v19 = 0;
+
+    FX_NEED_SHARED(f);
+    for (size_t i = 0; i < store_migrations_count; i++) {
+        if (strstr(store_migrations[i].sql, "CREATE TABLE job_output") !=
+            NULL) {
+            v19 = store_migrations[i].version;
+        }
+    }
+    assert_true(v19 > 0);
+    add_running(f->st, &j);
+    snprintf(j.status, sizeof(j.status), "failed");
+    assert_int_equal(store_job_finish(f->st, &j), ERR_OK);
+    /* as a store before version 19 held it */
+    assert_int_equal(db_exec(store_db(f->st), "test", "DROP TABLE job_output"),
+                     ERR_OK);
+    assert_int_equal(db_prepare(store_db(f->st), "test",
+                                "UPDATE jobs SET stdout = $1, stderr = $2"
+                                " WHERE id = $3",
+                                &s),
+                     ERR_OK);
+    assert_int_equal(db_bind_blob(s, 1, "old\0out", 7), ERR_OK);
+    assert_int_equal(db_bind_blob(s, 2, "old err", 7), ERR_OK);
+    assert_int_equal(db_bind_text(s, 3, j.id), ERR_OK);
+    assert_int_equal(db_step(s, &row), ERR_OK);
+    db_finalize(s);
+    assert_int_equal(
+        db_prepare(store_db(f->st), "test",
+                   "DELETE FROM schema_version WHERE version >= $1", &s),
+        ERR_OK);
+    assert_int_equal(db_bind_int64(s, 1, v19), ERR_OK);
+    assert_int_equal(db_step(s, &row), ERR_OK);
+    db_finalize(s);
+    store_close(f->st);
+    f->st = NULL;
+    assert_int_equal(store_open(f->path, &f->st), ERR_OK);
+    assert_int_equal(store_schema_version(f->st, &v), ERR_OK);
+    assert_int_equal(v, (int)store_migrations_count);
+    assert_int_equal(chunks(f->st, j.id), 2);
+    assert_int_equal(sql_int(f->st,
+                             "SELECT COUNT(*) FROM jobs WHERE id = $1"
+                             " AND stdout IS NULL AND stderr IS NULL",
+                             j.id),
+                     1);
+    {
+        static struct store_job got;
+        assert_int_equal(store_job_get(f->st, j.id, &got), ERR_OK);
+        assert_int_equal(got.out_len, 7);
+        assert_memory_equal(got.out, "old\0out", 7);
+        assert_int_equal(got.err_len, 7);
+        assert_memory_equal(got.err, "old err", 7);
+        store_job_free_output(&got);
+    }
 }
 
 static void test_schedules(void **state)
@@ -514,6 +751,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_output_appended, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_output_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_output_migrated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schedules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_groups, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_by_name_or_id, setup,
