@@ -248,6 +248,9 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
         directory_service_free(dirs);
         return ERR_OK; /* a check of the setup: no requests to answer */
     }
+    /* a database that stops answering never holds the loop for a
+     * reconnection attempt (store.h) */
+    store_reconnect_off_loop(m->store, loop);
     m->sweep_timer =
         loop_add_timer(loop, MONITOR_SWEEP_MS, monitor_on_sweep, m);
     /* the server's audit events wait out an outage of the database */
