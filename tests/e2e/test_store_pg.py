@@ -566,3 +566,76 @@ def test_loop_answers_while_the_database_hangs(target, tmp_path):
         if p is not None:
             p.stop()
         own.close()
+
+
+def test_loop_answers_while_the_users_table_is_locked(target, tmp_path):
+    """The disabled-user check (every 3 s, while connections are logged
+    in) runs its SQL off the main loop, on a connection of its own: while
+    another session holds the users table locked for 5 s, the loop keeps
+    answering HTTP at once and a session in progress keeps relaying; once
+    the lock is gone, disabling the user still ends the session."""
+    import subprocess
+    import time
+    import pglib
+    own = pglib.PgServer()
+    p = None
+    holder = live = None
+    try:
+        url = own.new_database()
+        dbname = url.split("///")[1].split("?")[0]
+        p = Portcullis(tmp_path / "pc", store_url=url)
+        p.tune_for_tests()
+        p.start()
+        p.wait_http()
+        pw = "pw-" + uniq()
+        user = p.user_add(password=pw)
+        asset = p.target_asset(target)
+        p.allow(user, asset)
+        client = Client(p.ssh_port)
+        live = client.popen_ssh("%s#%s" % (user, asset), "cat", password=pw,
+                                stdin=subprocess.PIPE)
+        live.stdin.write(b"one\n")
+        live.stdin.flush()
+        assert live.stdout.readline() == b"one\n"
+        holder = subprocess.Popen(
+            own.as_user + [os.path.join(own.bindir, "psql"), "-h", own.dir,
+                           "-p", str(own.port), "-U", "portcullis", "-d",
+                           dbname, "-X", "-q", "-c",
+                           "BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE;"
+                           " SELECT pg_sleep(5); COMMIT;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(0.5)  # the lock is taken
+        worst = 0.0
+        t_end = time.monotonic() + 4
+        while time.monotonic() < t_end:
+            t0 = time.monotonic()
+            conn = http.client.HTTPConnection("127.0.0.1", p.http_port,
+                                              timeout=30)
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().status == 200
+            conn.close()
+            worst = max(worst, time.monotonic() - t0)
+            time.sleep(0.05)
+        live.stdin.write(b"two\n")
+        live.stdin.flush()
+        assert live.stdout.readline() == b"two\n"
+        assert holder.wait(timeout=30) == 0, holder.stderr.read()
+        holder = None
+        print("slowest /healthz %.3f s" % worst)
+        assert worst < 1.0, "the loop stalled %.2f s" % worst
+        # the check still ends a disabled user's session
+        p.cli("user", "disable", user)
+        t0 = time.monotonic()
+        live.wait(timeout=15)
+        assert time.monotonic() - t0 < 10
+        live = None
+        row = p.session_of(user)
+        assert row["result"] == "error: user disabled", row
+    finally:
+        for proc in (holder, live):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+        if p is not None:
+            p.stop()
+        own.close()
