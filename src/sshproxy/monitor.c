@@ -265,9 +265,12 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
     /* the server's audit events wait out an outage of the database */
     audit_defer(m->store, (size_t)cfg->store_outage_audit_events);
     /* Password checks and directory binds never take the resolver's
-     * threads. */
+     * threads, nor do the store's jobs on a database server (the
+     * heartbeat, the disabled-user check, a reconnection: each of them
+     * may wait for connect_timeout when the database does not answer). */
     loop_reserve_workers((unsigned)cfg->max_concurrent_hashes +
-                         directory_service_workers(dirs));
+                         directory_service_workers(dirs) +
+                         (m->sweep_store != NULL ? 3u : 0u));
     directory_service_set_shared(dirs);
     m->hashes = password_pool_new(loop, (unsigned)cfg->max_concurrent_hashes,
                                   (unsigned)cfg->max_concurrent_hashes *
