@@ -51,6 +51,7 @@
 #define MONITOR_HASH_WAITING_PER_RUNNING 32
 
 static void monitor_on_sweep(struct loop *l, void *arg);
+static void monitor_users_forget(struct monitor *m);
 static void monitor_row_free(struct mchild_row *row);
 #define MONITOR_SWEEP_MS 3000
 /* Report rows kept for a store that does not answer; beyond this many the
@@ -248,14 +249,28 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
         directory_service_free(dirs);
         return ERR_OK; /* a check of the setup: no requests to answer */
     }
+    /* a database that stops answering never holds the loop for a
+     * reconnection attempt (store.h) */
+    store_reconnect_off_loop(m->store, loop);
+    /* the disabled-user check's own connection, for a worker (a server's
+     * store only: see monitor_on_sweep); without one it runs on the loop */
+    if (cfg->store_url != NULL && cfg->store_url[0] != '\0' &&
+        store_open(cfg->store_path, &m->sweep_store) != ERR_OK) {
+        log_warn("no second store connection; the disabled-user check runs "
+                 "on the main loop");
+        m->sweep_store = NULL;
+    }
     m->sweep_timer =
         loop_add_timer(loop, MONITOR_SWEEP_MS, monitor_on_sweep, m);
     /* the server's audit events wait out an outage of the database */
     audit_defer(m->store, (size_t)cfg->store_outage_audit_events);
     /* Password checks and directory binds never take the resolver's
-     * threads. */
+     * threads, nor do the store's jobs on a database server (the
+     * heartbeat, the disabled-user check, a reconnection: each of them
+     * may wait for connect_timeout when the database does not answer). */
     loop_reserve_workers((unsigned)cfg->max_concurrent_hashes +
-                         directory_service_workers(dirs));
+                         directory_service_workers(dirs) +
+                         (m->sweep_store != NULL ? 3u : 0u));
     directory_service_set_shared(dirs);
     m->hashes = password_pool_new(loop, (unsigned)cfg->max_concurrent_hashes,
                                   (unsigned)cfg->max_concurrent_hashes *
@@ -296,6 +311,7 @@ void monitor_free(struct monitor *m)
     if (m->loop != NULL && m->sweep_timer != 0) {
         loop_del_timer(m->loop, m->sweep_timer);
     }
+    monitor_users_forget(m);
     monitor_pending_flush(m);
     if (m->npending > 0) {
         log_warn("%zu report row(s) could not be written; the next start "
@@ -1677,13 +1693,158 @@ static void monitor_check_recordings(struct monitor *m)
     }
 }
 
+/*
+ * One round of the disabled-user check: the logged-in connections' users
+ * (by the child's serial, never a pointer: a child may go meanwhile), one
+ * store_users_active() call (a read transaction, a query per 16 users),
+ * and the verdicts applied on the loop (monitor_users_done). On
+ * PostgreSQL the call runs on a worker thread on the check's own
+ * connection (m->sweep_store), so a slow database, a lock on the users
+ * table or a statement that hangs delays the check, not the loop
+ * (test_store_pg.py test_loop_answers_while_the_users_table_is_locked);
+ * one round is in flight at a time, and a sweep that finds one still
+ * running skips the check. On SQLite it runs on the loop.
+ */
+struct monitor_users {
+    struct monitor *m; /* NULL once monitor_free() let it go */
+    struct store *st;  /* m->sweep_store, or m->store inline */
+    size_t n;
+    char (*ids)[STORE_ID_MAX + 1];
+    const char **idp;
+    uint64_t *serials;
+    bool *active;
+    int r;
+    int done; /* set (atomically) when the SQL is over */
+};
+
+static void monitor_users_free(struct monitor_users *u)
+{
+    if (u != NULL) {
+        free(u->ids);
+        free(u->idp);
+        free(u->serials);
+        free(u->active);
+        free(u);
+    }
+}
+
+static void monitor_users_work(void *arg)
+{
+    struct monitor_users *u = arg;
+
+    u->r = store_users_active(u->st, u->idp, u->n, u->active);
+    __atomic_store_n(&u->done, 1, __ATOMIC_RELEASE);
+}
+
+static void monitor_users_done(struct loop *l, void *arg)
+{
+    struct monitor_users *u = arg;
+    struct monitor *m = u->m;
+    size_t i = 0;
+
+    (void)l;
+    if (m == NULL) { /* the monitor went meanwhile: only free */
+        store_close(u->st);
+        monitor_users_free(u);
+        return;
+    }
+    if (m->users_job == u) {
+        m->users_job = NULL;
+    }
+    /* A store that does not answer (PostgreSQL down) says nothing about
+     * the users: sessions in progress go on, and the next round decides
+     * again (docs/security.md). The children are in the order they were
+     * taken in, less those that went meanwhile. */
+    for (struct mchild *c = m->children;
+         c != NULL && i < u->n && u->r == ERR_OK; c = c->next) {
+        size_t k = i;
+
+        while (k < u->n && u->serials[k] != c->serial) {
+            k++;
+        }
+        if (k == u->n) {
+            continue; /* logged in after the round began */
+        }
+        i = k + 1;
+        if (c->state == MC_AUTHED && c->end_result[0] == '\0' &&
+            strcmp(c->user_id, u->ids[k]) == 0 && !u->active[k]) {
+            monitor_end_child(m, c, "error: user disabled");
+        }
+    }
+    monitor_users_free(u);
+}
+
+/* Starts a round of the check (on a worker when the store has a
+ * connection for it, else here and now). */
+static void monitor_users_check(struct monitor *m)
+{
+    struct monitor_users *u = NULL;
+    struct mchild *c;
+    size_t n = 0, i = 0;
+
+    if (m->users_job != NULL) {
+        return; /* the last round is still on its worker */
+    }
+    for (c = m->children; c != NULL; c = c->next) {
+        n += c->state == MC_AUTHED && c->end_result[0] == '\0';
+    }
+    if (n == 0) {
+        return;
+    }
+    if ((u = calloc(1, sizeof(*u))) == NULL ||
+        (u->ids = calloc(n, sizeof(*u->ids))) == NULL ||
+        (u->idp = calloc(n, sizeof(*u->idp))) == NULL ||
+        (u->serials = calloc(n, sizeof(*u->serials))) == NULL ||
+        (u->active = calloc(n, sizeof(*u->active))) == NULL) {
+        monitor_users_free(u);
+        return; /* the next round tries again */
+    }
+    for (c = m->children; c != NULL && i < n; c = c->next) {
+        if (c->state == MC_AUTHED && c->end_result[0] == '\0') {
+            snprintf(u->ids[i], sizeof(u->ids[i]), "%s", c->user_id);
+            u->idp[i] = u->ids[i];
+            u->serials[i] = c->serial;
+            i++;
+        }
+    }
+    u->n = i;
+    u->m = m;
+    if (m->sweep_store != NULL && m->loop != NULL) {
+        u->st = m->sweep_store;
+        if (loop_work(m->loop, monitor_users_work, monitor_users_done, u) ==
+            ERR_OK) {
+            m->users_job = u;
+            return;
+        }
+    }
+    /* SQLite, or no worker to be had: on the loop, as a local file is */
+    u->st = m->store;
+    monitor_users_work(u);
+    monitor_users_done(m->loop, u);
+}
+
+/* monitor_free(): a round still on its worker ends within the store's
+ * time limits; then it is let go with the connection (monitor_users_done
+ * frees both when the loop runs its callback). */
+static void monitor_users_forget(struct monitor *m)
+{
+    if (m->users_job != NULL) {
+        const struct timespec tick = {0, 10 * 1000 * 1000};
+
+        while (!__atomic_load_n(&m->users_job->done, __ATOMIC_ACQUIRE)) {
+            nanosleep(&tick, NULL);
+        }
+        m->users_job->m = NULL;
+        m->users_job = NULL;
+        m->sweep_store = NULL;
+    }
+    store_close(m->sweep_store);
+    m->sweep_store = NULL;
+}
+
 static void monitor_on_sweep(struct loop *l, void *arg)
 {
     struct monitor *m = arg;
-    struct mchild *c;
-    const char **ids = NULL;
-    bool *active = NULL;
-    size_t n = 0, i = 0;
 
     monitor_pending_flush(m);
     if (m->audit_timer == 0 && audit_waiting(m->store) > 0) {
@@ -1691,34 +1852,7 @@ static void monitor_on_sweep(struct loop *l, void *arg)
             loop_add_timer(l, MONITOR_AUDIT_RETRY_MS, monitor_on_audit, m);
     }
     monitor_check_recordings(m);
-    for (c = m->children; c != NULL; c = c->next) {
-        n += c->state == MC_AUTHED && c->end_result[0] == '\0';
-    }
-    if (n > 0 && ((ids = calloc(n, sizeof(*ids))) == NULL ||
-                  (active = calloc(n, sizeof(*active))) == NULL)) {
-        goto out; /* the next round tries again */
-    }
-    for (c = m->children; c != NULL && i < n; c = c->next) {
-        if (c->state == MC_AUTHED && c->end_result[0] == '\0') {
-            ids[i++] = c->user_id;
-        }
-    }
-    /* One read transaction for all (a query per 16 users). A store that
-     * does not answer (PostgreSQL down) says nothing about the users:
-     * sessions in progress go on, and the next round decides again
-     * (docs/security.md). */
-    if (n == 0 || store_users_active(m->store, ids, n, active) != ERR_OK) {
-        goto out;
-    }
-    i = 0;
-    for (c = m->children; c != NULL && i < n; c = c->next) {
-        if (c->state == MC_AUTHED && c->end_result[0] == '\0' && !active[i++]) {
-            monitor_end_child(m, c, "error: user disabled");
-        }
-    }
-out:
-    free(ids);
-    free(active);
+    monitor_users_check(m);
     m->sweep_timer = loop_add_timer(l, MONITOR_SWEEP_MS, monitor_on_sweep, m);
 }
 

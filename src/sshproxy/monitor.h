@@ -149,6 +149,8 @@ struct mchild {
     char auth_uid[STORE_ID_MAX + 1]; /* user the login names; "" unknown */
 };
 
+struct monitor_users;
+
 struct monitor {
     const struct config *cfg;
     struct loop *loop; /* the main process's event loop */
@@ -164,6 +166,11 @@ struct monitor {
     struct hostkeys hostkeys; /* the SSH host keys: only here */
     ssh_session ssh_ctx;      /* for libssh's signature checks */
     uint64_t sweep_timer;     /* monitor_on_sweep, 0 if none */
+    /* PostgreSQL: the disabled-user check's own store connection, used
+     * only by the round in flight (users_job) on a worker thread; NULL on
+     * SQLite, where the check runs on the loop (monitor.c) */
+    struct store *sweep_store;
+    struct monitor_users *users_job;
     /* writes the audit events kept while the store did not answer
      * (audit_defer()): 0 if not armed, and its backoff */
     uint64_t audit_timer;

@@ -90,6 +90,13 @@ bool db_down(struct db *db)
     return db != NULL && DRV(db)->down != NULL && DRV(db)->down(db);
 }
 
+void db_set_loop(struct db *db, struct loop *loop)
+{
+    if (db != NULL && DRV(db)->set_loop != NULL) {
+        DRV(db)->set_loop(db, loop);
+    }
+}
+
 int db_commit(struct db *db)
 {
     return db != NULL ? DRV(db)->commit(db) : ERR_INVALID;

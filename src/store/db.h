@@ -71,6 +71,13 @@ void db_retry_now(struct db *db);
  * (the last call failed on it, or a reconnection is waiting out its
  * back-off); false for SQLite, and while the server answers. */
 bool db_down(struct db *db);
+/* From now on a lost connection is opened again on loop's workers
+ * (loop_work), never in the caller's thread beyond a short wait; until it
+ * is, db_begin() fails at once with ERR_STORE and db_down() is true
+ * (PostgreSQL; nothing for SQLite). Without it, db_begin() reconnects
+ * inline. Call in the loop's thread, which then makes every call. */
+struct loop;
+void db_set_loop(struct db *db, struct loop *loop);
 void db_rollback(struct db *db);
 
 /* *exists: whether a table of that name is in the database (on

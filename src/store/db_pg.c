@@ -6,8 +6,27 @@
  *
  * Synchronous: every call waits for the server's answer, as the SQLite
  * driver waits for its file. That is what the store's callers expect
- * today; not blocking the server's main loop (libpq's asynchronous API on
- * the loop, or a worker pool) is still to come (issue 18, docs/store.md).
+ * today; not blocking the server's main loop for statements (libpq's
+ * asynchronous API on the loop, or a worker pool) is still to come (issue
+ * 18, docs/store.md).
+ *
+ * Reconnection: a connection found lost (the server restarted, the
+ * backend was terminated, the socket failed) is opened again by the next
+ * transaction that begins ("a redial": close the old, connect, session
+ * settings). Inline by default (the CLI, a worker's own connection). Once
+ * db_set_loop() gave the server's loop, a redial runs on one of its
+ * workers (loop_work): the loop waits at most PG_REDIAL_WAIT_MS for it (a
+ * server that restarted answers in a few milliseconds, and the call that
+ * found the loss goes on as if nothing happened); past that, that call
+ * and every one while the redial is in flight fail at once with ERR_STORE
+ * (db_down() true, so the outage queues keep their rows), and the new
+ * connection is swapped in on the loop when the worker is done. A server
+ * that accepts connections and never answers (stopped, or a black-holed
+ * address) thus costs the loop PG_REDIAL_WAIT_MS per attempt, not
+ * connect_timeout (test_store_pg.py
+ * test_loop_answers_while_the_database_hangs). The worker touches only
+ * its struct pg_redial: the location copied, the old connection handed
+ * over, the new one handed back.
  *
  * Statements: db_prepare() checks the $N spelling (as the SQLite driver
  * does, with its own scanner, since PostgreSQL would accept "$2 ... $1"
@@ -34,12 +53,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/loop.h"
 #include "common/util.h"
 #include "store/db_driver.h"
 
@@ -63,17 +84,36 @@
  * immediate error, not a connection attempt each. */
 #define PG_RETRY_MIN_MS 500
 #define PG_RETRY_MAX_MS 4000
+/* How long the loop waits for a redial on a worker before the call that
+ * started it fails (see the top comment). */
+#define PG_REDIAL_WAIT_MS 100
 #define PG_TEXTOID 25
 #define PG_BYTEAOID 17
 
+struct pg_redial;
+
 struct db {
     struct db_conn c; /* first (db_driver.h): driver, owning process */
-    PGconn *conn;
+    PGconn *conn;     /* NULL while a redial runs, or after one failed */
+    char *location;   /* as opened: for reconnecting */
     int64_t retry_at; /* monotonic ms: no reconnection attempt before */
     int retry_ms;     /* the wait after the next failed attempt */
     /* the last failure was the connection's, not the statement's (see
      * pg_fail): libpq may still say CONNECTION_OK until its next read */
     bool lost;
+    struct loop *loop;        /* set: redials run on its workers */
+    struct pg_redial *redial; /* the redial in flight on a worker */
+};
+
+/* One reconnection (pg_redial_work): inline, or on a worker thread. */
+struct pg_redial {
+    struct db *db;   /* NULL once the result was taken or db closed */
+    char *location;  /* a copy: db may go meanwhile */
+    PGconn *old;     /* the lost connection, finished by the work */
+    PGconn *conn;    /* the new one; NULL when it failed */
+    char why[512];   /* why it failed, one line */
+    bool background; /* on a worker: pg_redial_after frees it */
+    int done;        /* set (atomically) when the work is over */
 };
 
 struct pg_param {
@@ -184,10 +224,15 @@ static int pg_fail(struct db *db, const PGresult *res, const char *what)
 
 static int pg_usable(struct db *db)
 {
-    if (db == NULL || db->conn == NULL) {
+    int r;
+
+    if (db == NULL) {
         return ERR_INVALID;
     }
-    return db_conn_check(&db->c);
+    if ((r = db_conn_check(&db->c)) != ERR_OK) {
+        return r;
+    }
+    return db->conn != NULL ? ERR_OK : ERR_STORE; /* reconnecting */
 }
 
 /* Runs sql without parameters; ERR_OK when the server said so. */
@@ -208,51 +253,197 @@ static int pg_simple(struct db *db, const char *what, const char *sql,
 }
 
 /* The connection's settings: time limits where the server sets none. */
-static int pg_session(struct db *db)
+static const char pg_session_sql[] =
+    "SELECT set_config('lock_timeout', '" PG_LOCK_TIMEOUT "', false) WHERE "
+    "current_setting('lock_timeout') = '0';"
+    "SELECT set_config('statement_timeout', '" PG_STATEMENT_TIMEOUT "', "
+    "false) WHERE current_setting('statement_timeout') = '0'";
+
+/* Notices ("relation already exists, skipping") are not errors. */
+static void pg_notice(void *arg, const char *message)
 {
-    return pg_simple(db, "session settings",
-                     "SELECT set_config('lock_timeout', '" PG_LOCK_TIMEOUT
-                     "', false) WHERE current_setting('lock_timeout') = '0';"
-                     "SELECT set_config('statement_timeout', "
-                     "'" PG_STATEMENT_TIMEOUT "', false) WHERE "
-                     "current_setting('statement_timeout') = '0'",
-                     NULL, 0);
+    (void)arg;
+    (void)message;
 }
 
-/* Starts a transaction; a connection found broken (the server restarted,
- * the backend was terminated) is opened again first, once: nothing of a
- * transaction is lost, since none had begun. */
-static int pg_begin_sql(struct db *db, const char *sql)
+/* Connects to location and applies the session settings: *out a ready
+ * connection, or NULL with why (one line, never a password: libpq's
+ * messages name the host and the reason). Touches nothing shared, so it
+ * may run on a worker thread. */
+static int pg_dial(const char *location, PGconn **out, char *why, size_t whylen)
 {
-    int r = ERR_OK;
+    /* Before the URL's own fields, which override them: a server that
+     * does not answer is given up after PG_CONNECT_TIMEOUT seconds
+     * (libpq's default is to wait for ever). */
+    const char *const keys[] = {"connect_timeout", "tcp_user_timeout",
+                                "keepalives_idle", "fallback_application_name",
+                                "dbname",          NULL};
+    const char *const vals[] = {PG_CONNECT_TIMEOUT,
+                                PG_TCP_USER_TIMEOUT,
+                                "10",
+                                "portcullis",
+                                location,
+                                NULL};
+    PGconn *conn = PQconnectdbParams(keys, vals, 1);
+    PGresult *res = NULL;
+    char line[480];
+    int r = ERR_STORE;
 
-    if (PQstatus(db->conn) == CONNECTION_OK && !db->lost &&
-        (r = pg_simple(db, "begin", sql, NULL, 0)) == ERR_OK) {
-        return ERR_OK;
+    *out = NULL;
+    why[0] = '\0';
+    if (conn == NULL) {
+        snprintf(why, whylen, "out of memory");
+        return ERR_NOMEM;
     }
-    if (PQstatus(db->conn) != CONNECTION_BAD && !db->lost) {
-        return r;
+    if (PQstatus(conn) != CONNECTION_OK) {
+        snprintf(why, whylen, "%s",
+                 pg_one_line(PQerrorMessage(conn), line, sizeof(line)));
+        goto out;
     }
-    if (util_mono_ms() < db->retry_at) {
-        return ERR_STORE; /* logged when the last attempt failed */
+    PQsetNoticeProcessor(conn, pg_notice, NULL);
+    if (PQsetClientEncoding(conn, "UTF8") != 0) {
+        snprintf(why, whylen, "client encoding: %s",
+                 pg_one_line(PQerrorMessage(conn), line, sizeof(line)));
+        goto out;
     }
-    log_warn("store: connection to PostgreSQL lost; connecting again");
-    PQreset(db->conn);
-    if (PQstatus(db->conn) != CONNECTION_OK ||
-        PQsetClientEncoding(db->conn, "UTF8") != 0 ||
-        pg_session(db) != ERR_OK) {
+    res = PQexec(conn, pg_session_sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK &&
+        PQresultStatus(res) != PGRES_COMMAND_OK) {
+        snprintf(why, whylen, "session settings: %s",
+                 pg_one_line(PQerrorMessage(conn), line, sizeof(line)));
+        goto out;
+    }
+    *out = conn;
+    conn = NULL;
+    r = ERR_OK;
+out:
+    PQclear(res);
+    PQfinish(conn);
+    return r;
+}
+
+static void pg_redial_work(void *arg)
+{
+    struct pg_redial *rd = arg;
+
+    PQfinish(rd->old);
+    rd->old = NULL;
+    (void)pg_dial(rd->location, &rd->conn, rd->why, sizeof(rd->why));
+    __atomic_store_n(&rd->done, 1, __ATOMIC_RELEASE);
+}
+
+static void pg_redial_free(struct pg_redial *rd)
+{
+    if (rd != NULL) {
+        PQfinish(rd->conn);
+        free(rd->location);
+        free(rd);
+    }
+}
+
+/* In the loop's (or the caller's) thread: waits up to wait_ms for the
+ * redial in flight; if it is over, takes its connection (or, when it
+ * failed, sets the back-off) and returns true. */
+static bool pg_redial_take(struct db *db, int wait_ms)
+{
+    struct pg_redial *rd = db->redial;
+    const struct timespec tick = {0, 1000 * 1000};
+    int64_t until = util_mono_ms() + wait_ms;
+
+    while (!__atomic_load_n(&rd->done, __ATOMIC_ACQUIRE)) {
+        if (util_mono_ms() >= until) {
+            return false;
+        }
+        nanosleep(&tick, NULL);
+    }
+    db->redial = NULL;
+    rd->db = NULL;
+    db->conn = rd->conn;
+    rd->conn = NULL;
+    if (db->conn != NULL) {
+        db->retry_ms = 0;
+        db->lost = false;
+        log_info("store: connected to PostgreSQL again");
+    } else {
         db->retry_ms = db->retry_ms < PG_RETRY_MIN_MS    ? PG_RETRY_MIN_MS
                        : db->retry_ms >= PG_RETRY_MAX_MS ? PG_RETRY_MAX_MS
                                                          : db->retry_ms * 2;
         db->retry_at = util_mono_ms() + db->retry_ms;
-        r = pg_fail(db, NULL, "reconnect");
+        log_error("store: reconnect: %s", rd->why);
         log_warn("store: PostgreSQL unavailable; next attempt in %d ms",
                  db->retry_ms);
+    }
+    if (!rd->background) {
+        pg_redial_free(rd);
+    }
+    return true;
+}
+
+/* In the loop's thread when the worker is done: the new connection goes
+ * in at once (unless a call took it already, or db was closed). */
+static void pg_redial_after(struct loop *loop, void *arg)
+{
+    struct pg_redial *rd = arg;
+
+    (void)loop;
+    if (rd->db != NULL) {
+        (void)pg_redial_take(rd->db, 0);
+    }
+    pg_redial_free(rd);
+}
+
+/* Starts a redial: on a worker when db has a loop, else here and now. */
+static int pg_redial_start(struct db *db)
+{
+    struct pg_redial *rd = calloc(1, sizeof(*rd));
+
+    if (rd == NULL || (rd->location = strdup(db->location)) == NULL) {
+        free(rd);
+        return ERR_NOMEM;
+    }
+    log_warn("store: connection to PostgreSQL lost; connecting again%s",
+             db->loop != NULL ? " (in the background)" : "");
+    rd->db = db;
+    rd->old = db->conn;
+    db->conn = NULL;
+    db->redial = rd;
+    rd->background = db->loop != NULL;
+    if (rd->background &&
+        loop_work(db->loop, pg_redial_work, pg_redial_after, rd) == ERR_OK) {
+        return ERR_OK;
+    }
+    rd->background = false; /* no worker to be had: here, as before */
+    pg_redial_work(rd);
+    return ERR_OK;
+}
+
+/* Starts a transaction; a connection found broken (the server restarted,
+ * the backend was terminated) is opened again first, once: nothing of a
+ * transaction is lost, since none had begun. With a loop the reconnection
+ * runs on a worker (see the top comment): until it is done, ERR_STORE. */
+static int pg_begin_sql(struct db *db, const char *sql)
+{
+    int r = ERR_OK, wait = 0;
+
+    if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK && !db->lost &&
+        (r = pg_simple(db, "begin", sql, NULL, 0)) == ERR_OK) {
+        return ERR_OK;
+    }
+    if (db->conn != NULL && PQstatus(db->conn) != CONNECTION_BAD && !db->lost) {
         return r;
     }
-    db->retry_ms = 0;
-    db->lost = false;
-    log_info("store: connected to PostgreSQL again");
+    if (db->redial == NULL) {
+        if (util_mono_ms() < db->retry_at) {
+            return ERR_STORE; /* logged when the last attempt failed */
+        }
+        if ((r = pg_redial_start(db)) != ERR_OK) {
+            return r;
+        }
+        wait = PG_REDIAL_WAIT_MS; /* only the call that started it */
+    }
+    if (!pg_redial_take(db, wait) || db->conn == NULL) {
+        return ERR_STORE; /* connecting on a worker, or it failed */
+    }
     return pg_simple(db, "begin", sql, NULL, 0);
 }
 
@@ -271,7 +462,10 @@ static int pg_begin(struct db *db, bool write)
 {
     int r;
 
-    if ((r = pg_usable(db)) != ERR_OK) {
+    if (db == NULL) {
+        return ERR_INVALID;
+    }
+    if ((r = db_conn_check(&db->c)) != ERR_OK) {
         return r;
     }
     if (!write) {
@@ -739,58 +933,21 @@ static const void *pg_col_blob(struct db_stmt *s, int i, size_t *len)
     return *len > 0 ? s->blobs[i] : NULL;
 }
 
-/* Notices ("relation already exists, skipping") are not errors. */
-static void pg_notice(void *arg, const char *message)
-{
-    (void)arg;
-    (void)message;
-}
-
 static int pg_open(const char *location, struct db **out)
 {
     struct db *db = NULL;
+    char why[512];
     int r = ERR_OK;
 
     *out = NULL;
-    if ((db = calloc(1, sizeof(*db))) == NULL) {
+    if ((db = calloc(1, sizeof(*db))) == NULL ||
+        (db->location = strdup(location)) == NULL) {
+        free(db);
         return ERR_NOMEM;
     }
     db_conn_init(&db->c, &db_pg_driver);
-    {
-        /* Before the URL's own fields, which override them: a server that
-         * does not answer is given up after PG_CONNECT_TIMEOUT seconds
-         * (libpq's default is to wait for ever). */
-        const char *const keys[] = {
-            "connect_timeout",           "tcp_user_timeout", "keepalives_idle",
-            "fallback_application_name", "dbname",           NULL};
-        const char *const vals[] = {PG_CONNECT_TIMEOUT,
-                                    PG_TCP_USER_TIMEOUT,
-                                    "10",
-                                    "portcullis",
-                                    location,
-                                    NULL};
-
-        db->conn = PQconnectdbParams(keys, vals, 1);
-    }
-    if (db->conn == NULL) {
-        r = ERR_NOMEM;
-        goto out;
-    }
-    if (PQstatus(db->conn) != CONNECTION_OK) {
-        /* libpq's message names the host and the reason, not the password. */
-        char line[512];
-
-        log_error("store: cannot connect to PostgreSQL: %s",
-                  pg_one_line(PQerrorMessage(db->conn), line, sizeof(line)));
-        r = ERR_STORE;
-        goto out;
-    }
-    PQsetNoticeProcessor(db->conn, pg_notice, NULL);
-    if (PQsetClientEncoding(db->conn, "UTF8") != 0) {
-        r = pg_fail(db, NULL, "client encoding");
-        goto out;
-    }
-    if ((r = pg_session(db)) != ERR_OK) {
+    if ((r = pg_dial(location, &db->conn, why, sizeof(why))) != ERR_OK) {
+        log_error("store: cannot connect to PostgreSQL: %s", why);
         goto out;
     }
     *out = db;
@@ -809,13 +966,22 @@ static void pg_close(struct db *db)
      * forked child, leave the connection to the child's exit. */
     if (db_conn_mine(&db->c)) {
         PQfinish(db->conn);
+        if (db->redial != NULL) {
+            db->redial->db = NULL; /* pg_redial_after frees it */
+        }
     }
+    free(db->location);
     free(db);
+}
+
+static void pg_set_loop(struct db *db, struct loop *loop)
+{
+    db->loop = loop;
 }
 
 static const char *pg_location(struct db *db)
 {
-    return pg_usable(db) == ERR_OK ? "" : NULL;
+    return db != NULL && db_conn_mine(&db->c) ? "" : NULL;
 }
 
 const struct db_driver db_pg_driver = {
@@ -826,6 +992,7 @@ const struct db_driver db_pg_driver = {
     .begin = pg_begin,
     .commit = pg_commit,
     .retry_now = pg_retry_now,
+    .set_loop = pg_set_loop,
     .down = pg_down,
     .rollback = pg_rollback,
     .exec = pg_exec,

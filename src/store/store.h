@@ -219,6 +219,13 @@ void store_close(struct store *st);
  * PostgreSQL outage): a failed call is then "try again later", not an
  * internal error. Never true on SQLite. */
 bool store_unreachable(struct store *st);
+/* The server's main store: a lost connection to the database server is
+ * opened again on one of loop's worker threads, and until it is, calls
+ * fail at once (ERR_STORE, store_unreachable() true) instead of waiting
+ * for the server in the loop's thread (db.h, db_set_loop). Nothing on
+ * SQLite. Call once, before serving; loop must outlive the store's calls. */
+struct loop;
+void store_reconnect_off_loop(struct store *st, struct loop *loop);
 /* Current schema version, for `--version` style diagnostics and tests. */
 int store_schema_version(struct store *st, int *version);
 

@@ -738,6 +738,13 @@ void store_close(struct store *st)
     free(st);
 }
 
+void store_reconnect_off_loop(struct store *st, struct loop *loop)
+{
+    if (st != NULL) {
+        db_set_loop(st->db, loop);
+    }
+}
+
 bool store_unreachable(struct store *st)
 {
     return st != NULL && db_down(st->db);

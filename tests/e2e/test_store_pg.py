@@ -463,3 +463,199 @@ def test_loop_answers_while_the_nodes_table_is_locked(tmp_path):
         if p is not None:
             p.stop()
         own.close()
+
+
+def test_loop_answers_while_the_database_hangs(target, tmp_path):
+    """A database that stops answering (its server process stopped, so a
+    connection attempt hangs until connect_timeout, 10 s) after the
+    server's connection to it was cut: reconnection attempts run on a
+    worker, never on the main loop. For 12 s the loop keeps answering
+    HTTP at once, API calls get 503 store_unavailable at once, a session
+    in progress keeps relaying and one that ends meanwhile ends well; when
+    the database answers again the server reconnects by itself: a new
+    login works and the ended session's report row is written."""
+    import signal
+    import subprocess
+    import time
+    import pglib
+    own = pglib.PgServer()
+    p = None
+    live = ending = None
+    postmaster = None
+    try:
+        url = own.new_database()
+        dbname = url.split("///")[1].split("?")[0]
+        p = Portcullis(tmp_path / "pc", store_url=url)
+        p.tune_for_tests()
+        p.start()
+        p.wait_http()
+        pw = "pw-" + uniq()
+        user = p.user_add(password=pw)
+        asset = p.target_asset(target)
+        p.allow(user, asset)
+        token = pclib.parse_kv(p.cli("token", "add", "--user", "admin",
+                                     "--expires", "1d")[1])["token"]
+        client = Client(p.ssh_port)
+        login = "%s#%s" % (user, asset)
+        live = client.popen_ssh(login, "cat", password=pw,
+                                stdin=subprocess.PIPE)
+        ending = client.popen_ssh(login, "cat; echo ending-done",
+                                  password=pw, stdin=subprocess.PIPE)
+        for proc in (live, ending):
+            proc.stdin.write(b"one\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == b"one\n"
+
+        # cut the server's connections, then stop the postmaster: a new
+        # connection is accepted by the kernel and never answered
+        with open(os.path.join(own.data, "postmaster.pid")) as f:
+            postmaster = int(f.readline())
+        own.psql(dbname, "SELECT pg_terminate_backend(pid) FROM "
+                 "pg_stat_activity WHERE datname = current_database() "
+                 "AND pid <> pg_backend_pid()")
+        os.kill(postmaster, signal.SIGSTOP)
+        t0 = time.monotonic()
+        worst = worst_api = 0.0
+        next_api = t0
+        step = 0
+        while time.monotonic() - t0 < 12:
+            t1 = time.monotonic()
+            conn = http.client.HTTPConnection("127.0.0.1", p.http_port,
+                                              timeout=60)
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().status in (200, 503)
+            conn.close()
+            worst = max(worst, time.monotonic() - t1)
+            if time.monotonic() >= next_api:
+                next_api += 1.0
+                t1 = time.monotonic()
+                st, got = http_json(p.http_port, "GET", "/api/v1/users",
+                                    token)
+                worst_api = max(worst_api, time.monotonic() - t1)
+                assert st == 503, (st, got)
+                assert got["errors"][0]["code"] == "store_unavailable", got
+                step += 1
+                if step == 3:  # a session ends during the outage
+                    ending.stdin.close()
+                    assert ending.stdout.readline() == b"ending-done\n"
+                    assert ending.wait(timeout=20) == 0
+                    ending = None
+                if step == 6:  # one in progress still relays
+                    live.stdin.write(b"two\n")
+                    live.stdin.flush()
+                    assert live.stdout.readline() == b"two\n"
+            time.sleep(0.05)
+        os.kill(postmaster, signal.SIGCONT)
+        postmaster = None
+        print("slowest /healthz %.3f s, API %.3f s" % (worst, worst_api))
+        assert worst < 0.5 and worst_api < 0.5, \
+            "the loop stalled %.2f s (API %.2f s)" % (worst, worst_api)
+
+        deadline = time.monotonic() + 30
+        while True:
+            r = client.ssh(login, "echo back", password=pw)
+            if r.rc == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert r.rc == 0 and r.out.strip() == "back", r
+        live.stdin.write(b"three\n")
+        live.stdin.flush()
+        assert live.stdout.readline() == b"three\n"
+        # the row of the session that ended during the outage is written
+        deadline = time.monotonic() + 20
+        while True:
+            rows = [x for x in p.sessions() if x.get("user") == user and
+                    x.get("kind") == "exec"]
+            done = [x for x in rows if x.get("result") == "ok"]
+            if len(done) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert len(done) == 2, rows  # the one that ended, and "echo back"
+        st, got = http_json(p.http_port, "GET", "/api/v1/users", token)
+        assert st == 200 and user in [u["name"] for u in got["data"]], got
+        live.stdin.close()
+        assert live.wait(timeout=20) == 0
+        live = None
+    finally:
+        if postmaster is not None:
+            os.kill(postmaster, signal.SIGCONT)
+        for proc in (live, ending):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+        if p is not None:
+            p.stop()
+        own.close()
+
+
+def test_loop_answers_while_the_users_table_is_locked(target, tmp_path):
+    """The disabled-user check (every 3 s, while connections are logged
+    in) runs its SQL off the main loop, on a connection of its own: while
+    another session holds the users table locked for 5 s, the loop keeps
+    answering HTTP at once and a session in progress keeps relaying; once
+    the lock is gone, disabling the user still ends the session."""
+    import subprocess
+    import time
+    import pglib
+    own = pglib.PgServer()
+    p = None
+    holder = live = None
+    try:
+        url = own.new_database()
+        dbname = url.split("///")[1].split("?")[0]
+        p = Portcullis(tmp_path / "pc", store_url=url)
+        p.tune_for_tests()
+        p.start()
+        p.wait_http()
+        pw = "pw-" + uniq()
+        user = p.user_add(password=pw)
+        asset = p.target_asset(target)
+        p.allow(user, asset)
+        client = Client(p.ssh_port)
+        live = client.popen_ssh("%s#%s" % (user, asset), "cat", password=pw,
+                                stdin=subprocess.PIPE)
+        live.stdin.write(b"one\n")
+        live.stdin.flush()
+        assert live.stdout.readline() == b"one\n"
+        holder = subprocess.Popen(
+            own.as_user + [os.path.join(own.bindir, "psql"), "-h", own.dir,
+                           "-p", str(own.port), "-U", "portcullis", "-d",
+                           dbname, "-X", "-q", "-c",
+                           "BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE;"
+                           " SELECT pg_sleep(5); COMMIT;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(0.5)  # the lock is taken
+        worst = 0.0
+        t_end = time.monotonic() + 4
+        while time.monotonic() < t_end:
+            t0 = time.monotonic()
+            conn = http.client.HTTPConnection("127.0.0.1", p.http_port,
+                                              timeout=30)
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().status == 200
+            conn.close()
+            worst = max(worst, time.monotonic() - t0)
+            time.sleep(0.05)
+        live.stdin.write(b"two\n")
+        live.stdin.flush()
+        assert live.stdout.readline() == b"two\n"
+        assert holder.wait(timeout=30) == 0, holder.stderr.read()
+        holder = None
+        print("slowest /healthz %.3f s" % worst)
+        assert worst < 1.0, "the loop stalled %.2f s" % worst
+        # the check still ends a disabled user's session
+        p.cli("user", "disable", user)
+        t0 = time.monotonic()
+        live.wait(timeout=15)
+        assert time.monotonic() - t0 < 10
+        live = None
+        row = p.session_of(user)
+        assert row["result"] == "error: user disabled", row
+    finally:
+        for proc in (holder, live):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+        if p is not None:
+            p.stop()
+        own.close()

@@ -21,10 +21,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/loop.h"
 #include "common/util.h"
 #include "store/db.h"
 
@@ -515,6 +517,123 @@ static void test_pg_reconnect(void **state)
     assert_int_equal(count_rows(f->db), 1);
 }
 
+/* Ends the loop once the connection is back, or after 15 s. */
+struct pg_back {
+    struct db *db;
+    int64_t until;
+};
+
+static void pg_back_tick(struct loop *l, void *arg)
+{
+    struct pg_back *b = arg;
+
+    if (!db_down(b->db) || util_mono_ms() > b->until) {
+        loop_stop(l);
+        return;
+    }
+    assert_true(loop_add_timer(l, 5, pg_back_tick, b) != 0);
+}
+
+/* A job that holds a worker thread until *release is set. */
+static void pg_hold_work(void *arg)
+{
+    const int *release = arg;
+    const struct timespec tick = {0, 1000 * 1000};
+
+    while (!__atomic_load_n(release, __ATOMIC_ACQUIRE)) {
+        nanosleep(&tick, NULL);
+    }
+}
+
+static void pg_hold_after(struct loop *l, void *arg)
+{
+    (void)l;
+    (void)arg;
+}
+
+/* The same with the server's loop (db_set_loop): the connection is opened
+ * again on a worker. Round 0: the server answers within the short wait,
+ * and the call that found the loss goes on. Round 1: every worker is
+ * busy (so the reconnection cannot be done yet): that call fails with
+ * ERR_STORE within the short wait, db_down() is true, further calls fail
+ * at once; once a worker is free, the new connection is swapped in by
+ * the loop without any further call, and the next transaction works. */
+static void test_pg_reconnect_on_a_worker(void **state)
+{
+    struct dfx *f = *state;
+    struct loop *l = NULL;
+    struct db *other = NULL;
+    struct db_stmt *s = NULL;
+    struct pg_back back;
+    bool row = false;
+    int64_t pid, t0;
+    int r, release = 0;
+
+    if (strncmp(f->path, "postgres", 8) != 0) {
+        skip();
+    }
+    assert_non_null(l = loop_new());
+    db_set_loop(f->db, l);
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(
+            db_prepare(f->db, "test", "SELECT pg_backend_pid()", &s), ERR_OK);
+        assert_int_equal(db_step(s, &row), ERR_OK);
+        assert_true(row);
+        pid = db_col_int64(s, 0);
+        db_finalize(s);
+        assert_int_equal(db_open(f->path, &other), ERR_OK);
+        assert_int_equal(
+            db_prepare(other, "test", "SELECT pg_terminate_backend($1)", &s),
+            ERR_OK);
+        assert_int_equal(db_bind_int64(s, 1, pid), ERR_OK);
+        assert_int_equal(db_step(s, &row), ERR_OK);
+        assert_int_equal(db_col_int(s, 0), 1);
+        db_finalize(s);
+        db_close(other);
+
+        if (round == 1) { /* libuv's pool: 4 threads unless told */
+            const char *env = getenv("UV_THREADPOOL_SIZE");
+            int n = env != NULL && atoi(env) > 0 ? atoi(env) : 4;
+
+            for (int i = 0; i < n; i++) {
+                assert_int_equal(
+                    loop_work(l, pg_hold_work, pg_hold_after, &release),
+                    ERR_OK);
+            }
+        }
+        t0 = util_mono_ms();
+        r = db_begin(f->db, true);
+        assert_true(util_mono_ms() - t0 < 2000);
+        if (round == 1) {
+            assert_int_equal(r, ERR_STORE);
+        }
+        if (r == ERR_STORE) {
+            assert_true(db_down(f->db));
+            /* in flight: the next calls fail at once, they do not wait */
+            t0 = util_mono_ms();
+            assert_true(db_begin(f->db, false) == ERR_STORE || !db_down(f->db));
+            assert_true(util_mono_ms() - t0 < 50);
+            __atomic_store_n(&release, 1, __ATOMIC_RELEASE);
+            back.db = f->db;
+            back.until = util_mono_ms() + 15000;
+            assert_true(loop_add_timer(l, 1, pg_back_tick, &back) != 0);
+            assert_int_equal(loop_run(l), ERR_OK);
+            assert_false(db_down(f->db));
+            db_rollback(f->db);
+            assert_int_equal(db_begin(f->db, true), ERR_OK);
+        } else {
+            assert_int_equal(r, ERR_OK);
+        }
+        assert_int_equal(run_text(f->db, "INSERT INTO drv_t (a) VALUES ($1)", 1,
+                                  round == 0 ? "back" : "back again", NULL),
+                         ERR_OK);
+        assert_int_equal(db_commit(f->db), ERR_OK);
+        assert_int_equal(count_rows(f->db), round + 1);
+    }
+    db_set_loop(f->db, NULL); /* inline again: the loop goes */
+    loop_free(l);
+}
+
 static void pg_setting(struct db *db, const char *name, char *out, size_t len)
 {
     struct db_stmt *s = NULL;
@@ -577,6 +696,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_statement_reuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_mapping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_reconnect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_reconnect_on_a_worker, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_pg_lock_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_location, setup, teardown),
