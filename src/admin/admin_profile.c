@@ -34,6 +34,7 @@ static json_t *profile_channels(const void *obj)
         {p->remote_forward, "remote-forward"},
         {p->agent_forward, "agent-forward"},
         {p->x11, "x11"},
+        {p->rdp, "rdp"},
     };
     json_t *a = json_array();
     size_t i;
@@ -89,6 +90,7 @@ const struct admin_field admin_profile_fields[] = {
     PF_BOOL("rdp_audio", "--no-rdp-audio", rdp_audio),
     PF_BOOL("rdp_drive", "--rdp-drive", rdp_drive),
     PF_BOOL("rdp_printer", "--rdp-printer", rdp_printer),
+    PF_BOOL("rdp", "--no-rdp", rdp),
     ADMIN_FIELD_FN("channels", profile_channels, .flags = AF_NOJSON,
                    .col = "CHANNELS"),
     ADMIN_FIELD_FN("max_min", profile_max, .flags = AF_NOJSON,
@@ -104,6 +106,7 @@ void admin_profile_defaults(struct store_profile *p)
     p->native = NATIVE_DENY;
     p->shell = p->exec = p->sftp = p->scp = true;
     p->rdp_clipboard_text = p->rdp_audio = true;
+    p->rdp = true;
 }
 
 int admin_profile_check(const struct store_profile *p, struct admin_err *e)

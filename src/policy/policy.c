@@ -75,8 +75,7 @@ static bool policy_kind_on(const struct store_profile *p, int kind)
     case KIND_X11:
         return p->x11;
     case KIND_RDP:
-        /* no switch of its own yet: native allow/record is enough */
-        return true;
+        return p->rdp;
     default:
         return false;
     }
@@ -133,11 +132,14 @@ void policy_decide(int role, const struct store_profile *profiles,
         input = input || (p->native == NATIVE_RECORD && p->record_input);
         max_minutes = policy_min_limit(max_minutes, p->max_session_minutes);
         idle_minutes = policy_min_limit(idle_minutes, p->idle_timeout_minutes);
-        rdp |= (p->rdp_clipboard_text ? POLICY_RDP_CLIPBOARD : 0) |
-               (p->rdp_clipboard_files ? POLICY_RDP_CLIP_FILES : 0) |
-               (p->rdp_audio ? POLICY_RDP_AUDIO : 0) |
-               (p->rdp_drive ? POLICY_RDP_DRIVE : 0) |
-               (p->rdp_printer ? POLICY_RDP_PRINTER : 0);
+        if (p->rdp) {
+            /* only a profile that allows RDP widens its channels */
+            rdp |= (p->rdp_clipboard_text ? POLICY_RDP_CLIPBOARD : 0) |
+                   (p->rdp_clipboard_files ? POLICY_RDP_CLIP_FILES : 0) |
+                   (p->rdp_audio ? POLICY_RDP_AUDIO : 0) |
+                   (p->rdp_drive ? POLICY_RDP_DRIVE : 0) |
+                   (p->rdp_printer ? POLICY_RDP_PRINTER : 0);
+        }
     }
     if (!any_allow) {
         policy_refuse(out, "no access profile allows native sessions");

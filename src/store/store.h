@@ -151,6 +151,7 @@ struct store_profile {
      * redirection */
     bool rdp_clipboard_text, rdp_clipboard_files, rdp_audio;
     bool rdp_drive, rdp_printer;
+    bool rdp; /* RDP sessions at all (as shell, exec... for SSH) */
 };
 
 struct store_session {

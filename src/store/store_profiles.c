@@ -18,7 +18,7 @@
     " p.local_forward, p.remote_forward, p.agent_forward, p.x11,"              \
     " p.max_session_minutes, p.idle_timeout_minutes, p.record_input,"          \
     " p.rdp_clipboard_text, p.rdp_clipboard_files, p.rdp_audio, p.rdp_drive,"  \
-    " p.rdp_printer"
+    " p.rdp_printer, p.rdp"
 
 static int row_profile(struct db_stmt *s, void *item)
 {
@@ -43,6 +43,7 @@ static int row_profile(struct db_stmt *s, void *item)
     p->rdp_audio = db_col_int(s, 16) != 0;
     p->rdp_drive = db_col_int(s, 17) != 0;
     p->rdp_printer = db_col_int(s, 18) != 0;
+    p->rdp = db_col_int(s, 19) != 0;
     return ERR_OK;
 }
 
@@ -79,18 +80,19 @@ int store_profile_add(struct store *st, struct store_profile *p)
                   " scp, local_forward, remote_forward, agent_forward, x11,"
                   " max_session_minutes, idle_timeout_minutes, created_at,"
                   " record_input, rdp_clipboard_text, rdp_clipboard_files,"
-                  " rdp_audio, rdp_drive, rdp_printer)"
+                  " rdp_audio, rdp_drive, rdp_printer, rdp)"
                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
-                  "$13, $14, $15, $16, $17, $18, $19, $20)",
-                  NULL, "ttiiiiiiiiiiiiiiiiii", id, p->name, (int64_t)p->native,
-                  (int64_t)p->shell, (int64_t)p->exec, (int64_t)p->sftp,
-                  (int64_t)p->scp, (int64_t)p->local_forward,
+                  "$13, $14, $15, $16, $17, $18, $19, $20, $21)",
+                  NULL, "ttiiiiiiiiiiiiiiiiiii", id, p->name,
+                  (int64_t)p->native, (int64_t)p->shell, (int64_t)p->exec,
+                  (int64_t)p->sftp, (int64_t)p->scp, (int64_t)p->local_forward,
                   (int64_t)p->remote_forward, (int64_t)p->agent_forward,
                   (int64_t)p->x11, (int64_t)p->max_session_minutes,
                   (int64_t)p->idle_timeout_minutes, (int64_t)util_now(),
                   (int64_t)p->record_input, (int64_t)p->rdp_clipboard_text,
                   (int64_t)p->rdp_clipboard_files, (int64_t)p->rdp_audio,
-                  (int64_t)p->rdp_drive, (int64_t)p->rdp_printer);
+                  (int64_t)p->rdp_drive, (int64_t)p->rdp_printer,
+                  (int64_t)p->rdp);
     if ((r = store_tx_end(st, r)) == ERR_OK) {
         memcpy(p->id, id, sizeof(p->id));
     }
@@ -118,15 +120,15 @@ int store_profile_update(struct store *st, const struct store_profile *p)
         " agent_forward = $9, x11 = $10, max_session_minutes = $11,"
         " idle_timeout_minutes = $12, record_input = $13,"
         " rdp_clipboard_text = $14, rdp_clipboard_files = $15, rdp_audio = $16,"
-        " rdp_drive = $17, rdp_printer = $18 WHERE id = $19",
-        "tiiiiiiiiiiiiiiiiit", p->name, (int64_t)p->native, (int64_t)p->shell,
+        " rdp_drive = $17, rdp_printer = $18, rdp = $19 WHERE id = $20",
+        "tiiiiiiiiiiiiiiiiiit", p->name, (int64_t)p->native, (int64_t)p->shell,
         (int64_t)p->exec, (int64_t)p->sftp, (int64_t)p->scp,
         (int64_t)p->local_forward, (int64_t)p->remote_forward,
         (int64_t)p->agent_forward, (int64_t)p->x11,
         (int64_t)p->max_session_minutes, (int64_t)p->idle_timeout_minutes,
         (int64_t)p->record_input, (int64_t)p->rdp_clipboard_text,
         (int64_t)p->rdp_clipboard_files, (int64_t)p->rdp_audio,
-        (int64_t)p->rdp_drive, (int64_t)p->rdp_printer, id);
+        (int64_t)p->rdp_drive, (int64_t)p->rdp_printer, (int64_t)p->rdp, id);
 }
 
 int store_profile_get(struct store *st, const char *name_or_id,

@@ -560,6 +560,14 @@ static const char store_schema_v19[] =
     "UPDATE jobs SET stdout = NULL, stderr = NULL"
     " WHERE stdout IS NOT NULL OR stderr IS NOT NULL;";
 
+/*
+ * Version 20 (issue 17): an access profile's switch for RDP sessions at
+ * all, as shell, exec, sftp and scp are for SSH. On, for existing
+ * profiles as for new ones: native allow/record was all RDP needed.
+ */
+static const char store_schema_v20[] =
+    "ALTER TABLE profiles ADD COLUMN rdp INTEGER NOT NULL DEFAULT 1;";
+
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},
     {2, store_schema_v2, STORE_HOOK_NONE},
@@ -580,6 +588,7 @@ const struct store_migration store_migrations[] = {
     {17, store_schema_v17, STORE_HOOK_NONE},
     {18, store_schema_v18, STORE_HOOK_NONE},
     {19, store_schema_v19, STORE_HOOK_NONE},
+    {20, store_schema_v20, STORE_HOOK_NONE},
 };
 
 const size_t store_migrations_count =

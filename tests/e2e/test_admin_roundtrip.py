@@ -135,7 +135,7 @@ PROFILE = {"id", "name", "native_session", "shell", "exec", "sftp", "scp",
            "local_forward", "remote_forward", "agent_forward", "x11",
            "max_session_minutes", "idle_timeout_minutes", "record_input",
            "rdp_clipboard_text", "rdp_clipboard_files", "rdp_audio",
-           "rdp_drive", "rdp_printer"}
+           "rdp_drive", "rdp_printer", "rdp"}
 TOKEN = {"id", "user", "user_id", "description", "enabled", "expired",
          "expires_at", "created_at", "filter"}
 CREDENTIAL = {"id", "name", "agents", "created_by", "created_at"}
@@ -328,15 +328,17 @@ def test_profile(door):
     # the RDP channel switches: clipboard and audio on, the rest off by
     # default; set alike by both
     assert made["rdp_clipboard_text"] is True and made["rdp_audio"] is True
+    assert made["rdp"] is True
     assert not (made["rdp_clipboard_files"] or made["rdp_drive"] or
                 made["rdp_printer"])
     name3 = uniq("rtp")
     door.cli("profile", "add", name3, "--native", "allow",
-             "--rdp-clipboard-files", "--no-rdp-audio", "--rdp-drive")
+             "--rdp-clipboard-files", "--no-rdp-audio", "--rdp-drive",
+             "--no-rdp")
     api = by(door.api("GET", "/access-profiles"), "name", name3)
     same(by(door.cli_json("profile", "list"), "name", name3), api, PROFILE)
     assert api["rdp_clipboard_files"] and api["rdp_drive"]
-    assert not (api["rdp_audio"] or api["rdp_printer"])
+    assert not (api["rdp_audio"] or api["rdp_printer"] or api["rdp"])
     # files without the clipboard: refused by both, same words
     same_refusal(door.cli_refusal("profile", "add", uniq("rtp"), "--native",
                                   "allow", "--no-rdp-clipboard-text",

@@ -50,6 +50,7 @@ static void test_profile_rules(void **state)
     /* RDP: the clipboard (no files) and audio on, devices off */
     assert_true(p.rdp_clipboard_text && p.rdp_audio);
     assert_false(p.rdp_clipboard_files || p.rdp_drive || p.rdp_printer);
+    assert_true(p.rdp);
     snprintf(p.name, sizeof(p.name), "ops");
     p.native = NATIVE_ALLOW;
     p.record_input = true;
@@ -106,7 +107,8 @@ static void test_profile_descriptor(void **state)
         s, "{\"agent_forward\":false,\"exec\":true,\"id\":\"id1\","
            "\"idle_timeout_minutes\":30,\"local_forward\":false,"
            "\"max_session_minutes\":0,\"name\":\"n\",\"native_session\":"
-           "\"record\",\"rdp_audio\":true,\"rdp_clipboard_files\":false,"
+           "\"record\",\"rdp\":true,\"rdp_audio\":true,"
+           "\"rdp_clipboard_files\":false,"
            "\"rdp_clipboard_text\":true,\"rdp_drive\":false,"
            "\"rdp_printer\":false,\"record_input\":false,"
            "\"remote_forward\":false,"

@@ -22,6 +22,7 @@ static struct store_profile prof(int native)
 
     memset(&p, 0, sizeof(p));
     p.native = native;
+    p.rdp = true;
     return p;
 }
 
@@ -192,6 +193,17 @@ static void test_rdp_channels(void **state)
                                          POLICY_RDP_CLIP_FILES |
                                          POLICY_RDP_AUDIO | POLICY_RDP_DRIVE |
                                          POLICY_RDP_PRINTER);
+    /* a profile without RDP neither allows it nor widens its channels */
+    p[1].rdp = false;
+    policy_decide(ROLE_VIEWER, p, 2, KIND_RDP, &d);
+    assert_true(d.allowed);
+    assert_int_equal(d.rdp_channels, POLICY_RDP_AUDIO);
+    p[0].rdp = false;
+    policy_decide(ROLE_VIEWER, p, 2, KIND_RDP, &d);
+    assert_false(d.allowed);
+    assert_string_equal(d.reason,
+                        "your access profile does not allow RDP sessions");
+    p[0].rdp = p[1].rdp = true;
     p[0].native = NATIVE_DENY;
     policy_decide(ROLE_VIEWER, p, 2, KIND_RDP, &d);
     assert_false(d.allowed);

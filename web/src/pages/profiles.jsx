@@ -11,13 +11,13 @@ const SWITCHES = [
 ];
 // RDP virtual channels (docs/security.md "RDP virtual channels")
 const RDP_SWITCHES = [
-  ['rdp_clipboard_text', 'Clipboard (text, no files)'], ['rdp_clipboard_files', 'Files on the clipboard'],
+  ['rdp', 'RDP sessions'], ['rdp_clipboard_text', 'Clipboard (text, no files)'], ['rdp_clipboard_files', 'Files on the clipboard'],
   ['rdp_audio', 'Audio out'], ['rdp_drive', 'Drive redirection'], ['rdp_printer', 'Printer redirection'],
 ];
 const DEFAULTS = {
   name: '', native: 'allow', shell: true, exec: true, sftp: true, scp: true, local_forward: false,
   remote_forward: false, agent_forward: false, x11: false, record_input: false,
-  rdp_clipboard_text: true, rdp_clipboard_files: false, rdp_audio: true, rdp_drive: false, rdp_printer: false,
+  rdp: true, rdp_clipboard_text: true, rdp_clipboard_files: false, rdp_audio: true, rdp_drive: false, rdp_printer: false,
   max_session_minutes: '0', idle_timeout_minutes: '0',
 };
 
