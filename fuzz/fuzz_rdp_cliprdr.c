@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct rdp_cliprdr c, before, again;
-    struct rdp_clip_result r, r2;
+    struct rdp_filter_result r, r2;
     uint8_t *msg, *out, *out2;
     char text[64];
     size_t off = 1, len, n, n2, t;

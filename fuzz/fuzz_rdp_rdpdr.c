@@ -39,7 +39,7 @@ static uint32_t get32(const uint8_t *p)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct rdp_rdpdr d, before;
-    struct rdp_dr_result r;
+    struct rdp_filter_result r;
     uint8_t *msg, *out;
     size_t off = 1, len, n, o;
     uint32_t count, type;

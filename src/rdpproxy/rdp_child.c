@@ -104,6 +104,28 @@
 /* clipboard text kept in a recording, bytes of UTF-8 */
 #define RDPC_REC_CLIP_MAX 4096
 
+/*
+ * The channel relay's log lines that the client (or a target the user
+ * controls) can cause at will, one per PDU: each kind is said at once,
+ * then at most once per RDPC_VLOG_MS with how many came meanwhile
+ * (log.h, struct log_limit), and what is held back is said at the end.
+ * Per filter (rdpc_filters): a malformed PDU, a refused one, items
+ * stripped; then the reassembly's drops.
+ */
+#define RDPC_VLOG_MS 10000
+enum rdpc_vlog_kind {
+    RDPC_VLOG_MALFORMED,
+    RDPC_VLOG_REFUSED,
+    RDPC_VLOG_STRIPPED,
+    RDPC_VLOG_PER_FILTER
+};
+#define RDPC_FILTERS 2
+enum {
+    RDPC_VLOG_TOO_BIG = RDPC_FILTERS * RDPC_VLOG_PER_FILTER,
+    RDPC_VLOG_MISFIT,
+    RDPC_VLOG_N
+};
+
 /* A relayed static virtual channel: one the access profile allows, the
  * client joined and the target was offered. */
 struct rdpc_vc {
@@ -177,6 +199,9 @@ struct rdpc {
     uint8_t *clip_out; /* the filters' output */
     size_t clip_cap;
     unsigned dropped_told; /* refused channels whose data was logged */
+    /* what the relay drops, refuses and strips, logged at most once per
+     * RDPC_VLOG_MS per kind (rdpc_vlog) */
+    struct log_limit vlog[RDPC_VLOG_N];
     /*
      * The back leg's start-up runs on a thread of its own from the
      * front's Logon to the front's activation (rdpc_back_main), so that
@@ -514,7 +539,7 @@ static void rdpc_rec_keyev(struct rdpc *s, bool unicode, UINT16 flags,
 /* Clipboard text that crossed, when the profile records input (like
  * keys: it may be a password), capped at RDPC_REC_CLIP_MAX bytes. */
 static void rdpc_rec_clip(struct rdpc *s, int dir,
-                          const struct rdp_clip_result *r)
+                          const struct rdp_filter_result *r)
 {
     char text[RDPC_REC_CLIP_MAX + 1];
     size_t n;
@@ -1347,66 +1372,136 @@ static void rdpc_vc_free(struct rdpc *s)
     s->clip_out = NULL;
 }
 
+/* The filters of the relayed channels, and the words the relay logs
+ * their verdicts with. */
+struct rdpc_filter {
+    const char *chan; /* the channel it filters */
+    const char *what; /* for the log */
+    const char *item; /* what it strips, singular */
+    const char *why;  /* why it strips */
+    int (*run)(struct rdpc *s, int dir, const uint8_t *in, size_t len,
+               uint8_t *out, size_t *outlen, struct rdp_filter_result *r);
+};
+
+static int rdpc_filter_clip(struct rdpc *s, int dir, const uint8_t *in,
+                            size_t len, uint8_t *out, size_t *outlen,
+                            struct rdp_filter_result *r)
+{
+    return rdp_cliprdr_filter(&s->clip, dir, in, len, out, outlen, r);
+}
+
+static int rdpc_filter_dr(struct rdpc *s, int dir, const uint8_t *in,
+                          size_t len, uint8_t *out, size_t *outlen,
+                          struct rdp_filter_result *r)
+{
+    return rdp_rdpdr_filter(&s->dr, dir, in, len, out, outlen, r);
+}
+
+static const struct rdpc_filter rdpc_filters[RDPC_FILTERS] = {
+    {"cliprdr", "clipboard", "file format", "the access profile refuses files",
+     rdpc_filter_clip},
+    {"rdpdr", "device redirection", "device", "the access profile refuses them",
+     rdpc_filter_dr},
+};
+
+/* A verdict of filter f (or the reassembly's, f NULL) on a message from
+ * the client or the target. Said at once, then at most once per
+ * RDPC_VLOG_MS per kind with how many came since the last line; count
+ * is what this one stripped. */
+static void rdpc_vlog(struct rdpc *s, const struct rdpc_filter *f, int kind,
+                      const char *from, const char *detail, unsigned count)
+{
+    int k = f != NULL ? (int)(f - rdpc_filters) * RDPC_VLOG_PER_FILTER + kind
+                      : kind;
+    uint64_t n = log_limit_take(&s->vlog[k], util_mono_ms(), RDPC_VLOG_MS);
+    char more[64] = "";
+
+    if (n == 0) {
+        return;
+    }
+    if (n > 1) {
+        snprintf(more, sizeof(more), " (%llu times since the last such line)",
+                 (unsigned long long)n);
+    }
+    if (f == NULL) {
+        log_info("rdp %s: %s%s", s->a->client_addr, detail, more);
+    } else if (kind == RDPC_VLOG_MALFORMED) {
+        log_info("rdp %s: a malformed %s PDU from the %s dropped%s",
+                 s->a->client_addr, f->what, from, more);
+    } else if (kind == RDPC_VLOG_REFUSED) {
+        log_info("rdp %s: %s: %s from the %s refused%s", s->a->client_addr,
+                 f->what, detail, from, more);
+    } else {
+        log_info("rdp %s: %s: %u %s%s from the %s taken off (%s)%s",
+                 s->a->client_addr, f->what, count, f->item,
+                 count == 1 ? "" : "s", from, f->why, more);
+    }
+}
+
+/* At the end of the session: the counts held back and not said yet. */
+static void rdpc_vlog_flush(struct rdpc *s)
+{
+    static const char *const kinds[RDPC_VLOG_PER_FILTER] = {
+        "malformed PDU(s) dropped", "PDU(s) refused",
+        "PDU(s) with items taken off"};
+    static const char *const own[] = {"oversized channel message(s) dropped",
+                                      "channel message(s) whose chunks did "
+                                      "not add up dropped"};
+    uint64_t n;
+
+    for (int k = 0; k < RDPC_VLOG_N; k++) {
+        if ((n = log_limit_flush(&s->vlog[k])) == 0) {
+            continue;
+        }
+        if (k < RDPC_VLOG_TOO_BIG) {
+            log_info("rdp %s: %s: %llu more %s since the last line",
+                     s->a->client_addr,
+                     rdpc_filters[k / RDPC_VLOG_PER_FILTER].what,
+                     (unsigned long long)n, kinds[k % RDPC_VLOG_PER_FILTER]);
+        } else {
+            log_info("rdp %s: %llu more %s since the last line",
+                     s->a->client_addr, (unsigned long long)n,
+                     own[k - RDPC_VLOG_TOO_BIG]);
+        }
+    }
+}
+
 /* One whole message on a relayed channel, to the other leg (through the
- * clipboard's filter on cliprdr). FALSE ends the session (a leg's write
- * failed). */
+ * channel's filter, if it has one). FALSE ends the session (a leg's
+ * write failed). */
 static BOOL rdpc_vc_deliver(struct rdpc *s, struct rdpc_vc *v, int dir,
                             const uint8_t *m, size_t len)
 {
     const char *from = dir == RDP_CLIP_UP ? "client" : "target";
-    struct rdp_clip_result res;
-    struct rdp_dr_result dres;
-    bool clip = strcmp(v->name, "cliprdr") == 0;
-    bool dr = strcmp(v->name, "rdpdr") == 0;
+    const struct rdpc_filter *f = NULL;
+    struct rdp_filter_result res;
     size_t n = len;
     uint8_t *p;
-    int e;
 
-    if ((clip || dr) && s->clip_cap < len) {
-        if ((p = realloc(s->clip_out, len)) == NULL) {
-            return FALSE;
+    for (size_t i = 0; i < RDPC_FILTERS; i++) {
+        if (strcmp(v->name, rdpc_filters[i].chan) == 0) {
+            f = &rdpc_filters[i];
         }
-        s->clip_out = p;
-        s->clip_cap = len;
     }
-    if (dr) {
-        e = rdp_rdpdr_filter(&s->dr, dir, m, len, s->clip_out, &n, &dres);
-        if (e != ERR_OK) {
-            log_info("rdp %s: a malformed device redirection PDU from the %s "
-                     "dropped",
-                     s->a->client_addr, from);
-            return TRUE;
+    if (f != NULL) {
+        if (s->clip_cap < len) {
+            if ((p = realloc(s->clip_out, len)) == NULL) {
+                return FALSE;
+            }
+            s->clip_out = p;
+            s->clip_cap = len;
         }
-        if (dres.refused != NULL) {
-            log_info("rdp %s: device redirection: %s from the %s refused",
-                     s->a->client_addr, dres.refused, from);
-            return TRUE;
-        }
-        if (dres.stripped > 0) {
-            log_info("rdp %s: device redirection: %u device%s of the client "
-                     "taken off (the access profile refuses them)",
-                     s->a->client_addr, dres.stripped,
-                     dres.stripped == 1 ? "" : "s");
-        }
-        m = s->clip_out;
-    }
-    if (clip) {
-        e = rdp_cliprdr_filter(&s->clip, dir, m, len, s->clip_out, &n, &res);
-        if (e != ERR_OK) {
-            log_info("rdp %s: a malformed clipboard PDU from the %s dropped",
-                     s->a->client_addr, from);
+        memset(&res, 0, sizeof(res));
+        if (f->run(s, dir, m, len, s->clip_out, &n, &res) != ERR_OK) {
+            rdpc_vlog(s, f, RDPC_VLOG_MALFORMED, from, NULL, 0);
             return TRUE;
         }
         if (res.refused != NULL) {
-            log_info("rdp %s: clipboard: %s from the %s refused",
-                     s->a->client_addr, res.refused, from);
+            rdpc_vlog(s, f, RDPC_VLOG_REFUSED, from, res.refused, 0);
             return TRUE;
         }
         if (res.stripped > 0) {
-            log_info("rdp %s: clipboard: %u file format%s from the %s taken "
-                     "off (the access profile refuses files)",
-                     s->a->client_addr, res.stripped,
-                     res.stripped == 1 ? "" : "s", from);
+            rdpc_vlog(s, f, RDPC_VLOG_STRIPPED, from, NULL, res.stripped);
         }
         if (res.text != NULL) {
             rdpc_rec_clip(s, dir, &res);
@@ -1432,6 +1527,7 @@ static BOOL rdpc_vc_chunk(struct rdpc *s, struct rdpc_vc *v, int dir,
                           const BYTE *data, size_t size, UINT32 flags,
                           size_t total)
 {
+    char line[128];
     BOOL ok;
     uint8_t *p;
 
@@ -1439,8 +1535,9 @@ static BOOL rdpc_vc_chunk(struct rdpc *s, struct rdpc_vc *v, int dir,
         v->len[dir] = 0;
         v->total[dir] = 0;
         if (total == 0 || total > RDPC_VC_MSG_MAX) {
-            log_info("rdp %s: a %zu-byte message on %s dropped",
-                     s->a->client_addr, total, v->name);
+            snprintf(line, sizeof(line), "a %zu-byte message on %s dropped",
+                     total, v->name);
+            rdpc_vlog(s, NULL, RDPC_VLOG_TOO_BIG, NULL, line, 0);
             return TRUE;
         }
         if (v->cap[dir] < total) {
@@ -1456,9 +1553,9 @@ static BOOL rdpc_vc_chunk(struct rdpc *s, struct rdpc_vc *v, int dir,
         return TRUE; /* the rest of a dropped message */
     }
     if (size > v->total[dir] - v->len[dir]) {
-        log_info("rdp %s: a message on %s whose chunks do not add up "
-                 "dropped",
-                 s->a->client_addr, v->name);
+        snprintf(line, sizeof(line),
+                 "a message on %s whose chunks do not add up dropped", v->name);
+        rdpc_vlog(s, NULL, RDPC_VLOG_MISFIT, NULL, line, 0);
         v->total[dir] = 0;
         return TRUE;
     }
@@ -2091,6 +2188,7 @@ out:
         record_free(s.rec);
     }
     rdprec_writer_free(s.recw);
+    rdpc_vlog_flush(&s);
     rdpc_vc_free(&s);
     buf_free(s.msg);
     return rc;
