@@ -35,8 +35,9 @@ pytestmark = pytest.mark.skipif(
 class ClipTarget:
     """rdp-clip-target on a free loopback port with a fresh certificate."""
 
-    def __init__(self, workdir, offer=None):
+    def __init__(self, workdir, offer=None, flood=0):
         self.dir = workdir
+        self.flood = flood
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.out = self.dir / "clip.txt"
@@ -56,8 +57,9 @@ class ClipTarget:
         if self.offer:
             args.append(self.offer)
         self.log = open(self.dir / "target.log", "w")
+        env = dict(os.environ, CT_FLOOD=str(self.flood))
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log,
-                                     start_new_session=True)
+                                     start_new_session=True, env=env)
         assert wait_listen(self.port, 10, self.proc), "clip target not up"
         return self
 
@@ -253,3 +255,58 @@ def test_clipboard_text_not_recorded_without_input(rdp_proxy, clip_target,
     assert "text " + text in clip_target.lines()
     row = rdp_proxy.session_of(user, kind="rdp", result="ok")
     assert text.encode() not in open(row["recording_path"], "rb").read()
+
+
+def flood_counts(lines, first, more):
+    """How many PDUs the lines speak for: a line matching first counts 1,
+    or N with "(N times since the last such line)"; one matching more
+    ("N more ... since the last line", said at the session's end) N."""
+    total = 0
+    for ln in lines:
+        m = re.search(more, ln)
+        if m:
+            total += int(m.group(1))
+        elif re.search(first, ln):
+            m = re.search(r"\((\d+) times since the last such line\)", ln)
+            total += int(m.group(1)) if m else 1
+    return total
+
+
+def test_clipboard_flood_logs_a_handful_of_lines(rdp_proxy, tmp_path):
+    """A target the user controls that sends 2,000 clipboard PDUs the
+    proxy drops (malformed and refused in turn) in a moment does not fill
+    the proxy's log: a few lines, with how many came; the clipboard still
+    works after it and the session's report row is there."""
+    flood = 2000
+    target = ClipTarget(tmp_path / "target", flood=flood).start()
+    try:
+        asset = rdp_asset(rdp_proxy, target)
+        user, pw = clip_user(rdp_proxy, asset)
+        before = len(rdp_proxy.log_text().splitlines())
+        text = "after the flood " + uniq("t")
+        clip_client(rdp_proxy, tmp_path / "c", "%s#%s" % (user, asset), pw,
+                    target, text)
+        lines = target.lines()
+        assert "flooded %d" % flood in lines, lines
+        assert "text " + text in lines, lines
+        rdp_proxy.session_of(user, kind="rdp", result="ok")
+        malformed = r"a malformed clipboard PDU from the target dropped"
+        refused = r"clipboard: an unknown clipboard PDU from the target refused"
+        m_more = r"clipboard: (\d+) more malformed PDU\(s\) dropped"
+        r_more = r"clipboard: (\d+) more PDU\(s\) refused"
+        deadline = time.monotonic() + 15
+        while True:
+            new = rdp_proxy.log_text().splitlines()[before:]
+            said = [ln for ln in new if re.search("|".join(
+                (malformed, refused, m_more, r_more)), ln)]
+            counts = (flood_counts(said, malformed, m_more),
+                      flood_counts(said, refused, r_more))
+            if counts == (flood // 2, flood // 2) or \
+                    time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert len(said) <= 6, "%d lines:\n%s" % (len(said),
+                                                  "\n".join(said[:20]))
+        assert counts == (flood // 2, flood // 2), said
+    finally:
+        target.stop()

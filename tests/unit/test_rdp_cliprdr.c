@@ -55,7 +55,7 @@ static void caps_pdu(struct pdu *p, uint32_t gflags)
 }
 
 static int run(struct rdp_cliprdr *c, int dir, const struct pdu *p,
-               uint8_t *out, size_t *outlen, struct rdp_clip_result *r)
+               uint8_t *out, size_t *outlen, struct rdp_filter_result *r)
 {
     return rdp_cliprdr_filter(c, dir, p->b, p->n, out, outlen, r);
 }
@@ -66,7 +66,7 @@ static void handshake(struct rdp_cliprdr *c, bool files)
     struct pdu p;
     uint8_t out[4096];
     size_t n = 0;
-    struct rdp_clip_result r;
+    struct rdp_filter_result r;
 
     rdp_cliprdr_init(c, files);
     caps_pdu(&p, RDP_CB_USE_LONG_FORMAT_NAMES | RDP_CB_STREAM_FILECLIP_ENABLED |
@@ -82,7 +82,7 @@ static void test_caps_lose_file_flags(void **state)
     struct pdu p;
     uint8_t out[4096];
     size_t n = 0;
-    struct rdp_clip_result r;
+    struct rdp_filter_result r;
 
     (void)state;
     rdp_cliprdr_init(&c, false);
@@ -122,7 +122,7 @@ static void test_file_formats_stripped(void **state)
     struct pdu p, want, req;
     uint8_t out[4096];
     size_t n = 0;
-    struct rdp_clip_result r;
+    struct rdp_filter_result r;
 
     (void)state;
     handshake(&c, false);
@@ -178,7 +178,7 @@ static void test_files_allowed_pass(void **state)
     struct pdu p;
     uint8_t out[4096];
     size_t n = 0;
-    struct rdp_clip_result r;
+    struct rdp_filter_result r;
 
     (void)state;
     handshake(&c, true);
@@ -208,7 +208,7 @@ static void test_file_pdus_refused(void **state)
     struct pdu p;
     uint8_t out[4096];
     size_t n = 1;
-    struct rdp_clip_result r;
+    struct rdp_filter_result r;
 
     (void)state;
     handshake(&c, false);
@@ -239,7 +239,7 @@ static void test_short_names(void **state)
     struct pdu p;
     uint8_t out[4096];
     size_t n = 0;
-    struct rdp_clip_result r;
+    struct rdp_filter_result r;
     const char *fgd = "FileGroupDescriptorW";
 
     (void)state;
@@ -271,7 +271,7 @@ static void test_hostile(void **state)
     struct pdu p;
     uint8_t out[4096];
     size_t n = 0, len;
-    struct rdp_clip_result r;
+    struct rdp_filter_result r;
     uint8_t *copy;
 
     (void)state;

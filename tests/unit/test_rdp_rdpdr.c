@@ -61,7 +61,7 @@ static void test_drive_only(void **state)
     struct pdu p;
     uint8_t out[1024];
     size_t n = 0;
-    struct rdp_dr_result r;
+    struct rdp_filter_result r;
 
     (void)state;
     rdp_rdpdr_init(&d, true, false);
@@ -115,7 +115,7 @@ static void test_printer_only_and_none(void **state)
     struct pdu p;
     uint8_t out[1024];
     size_t n = 0;
-    struct rdp_dr_result r;
+    struct rdp_filter_result r;
 
     (void)state;
     rdp_rdpdr_init(&d, false, true);
@@ -148,7 +148,7 @@ static void test_hostile(void **state)
     struct pdu p;
     uint8_t out[1024], *copy;
     size_t n = 0, len;
-    struct rdp_dr_result r;
+    struct rdp_filter_result r;
 
     (void)state;
     rdp_rdpdr_init(&d, true, true);
