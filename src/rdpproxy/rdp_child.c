@@ -79,6 +79,7 @@
 #include "rdpproxy/rdp_cliprdr.h"
 #include "rdpproxy/rdp_rdpdr.h"
 #include "rdpproxy/rdp_text.h"
+#include "rdpproxy/rdp_vc.h"
 #include "record/rdprec.h"
 #include "record/record.h"
 #include "sshproxy/mproto.h"
@@ -96,11 +97,12 @@
 #define RDPC_REC_FLUSH_MS 1000
 /* kept below the size limit for the END record */
 #define RDPC_REC_RESERVE 2048
-/* Static virtual channels relayed (cliprdr, rdpsnd, rdpdr), and the
- * largest message on one, reassembled from its chunks; a longer one is
- * dropped. */
+/* Static virtual channels relayed (cliprdr, rdpsnd, rdpdr); their
+ * messages are reassembled under rdp_vc.h's limits. */
 #define RDPC_VC_MAX 3
-#define RDPC_VC_MSG_MAX (32u * 1024 * 1024)
+_Static_assert(RDP_VC_FIRST == CHANNEL_FLAG_FIRST &&
+                   RDP_VC_LAST == CHANNEL_FLAG_LAST,
+               "rdp_vc.h's chunk flags are FreeRDP's");
 /* clipboard text kept in a recording, bytes of UTF-8 */
 #define RDPC_REC_CLIP_MAX 4096
 
@@ -123,6 +125,7 @@ enum rdpc_vlog_kind {
 enum {
     RDPC_VLOG_TOO_BIG = RDPC_FILTERS * RDPC_VLOG_PER_FILTER,
     RDPC_VLOG_MISFIT,
+    RDPC_VLOG_OVER_BUDGET,
     RDPC_VLOG_N
 };
 
@@ -135,9 +138,8 @@ struct rdpc_vc {
     UINT16 back_id;   /* on the target's; 0: the target did not join */
     UINT32 options;   /* as the client asked for it */
     /* a message being reassembled, per direction (RDP_CLIP_UP: from the
-     * client); total 0: none (or one being dropped) */
-    uint8_t *msg[2];
-    size_t cap[2], len[2], total[2];
+     * client), charged to struct rdpc.vc_budget */
+    struct rdp_vc_buf buf[2];
 };
 
 /* How far the front leg is, as the back leg's start-up thread waits for
@@ -196,8 +198,9 @@ struct rdpc {
     size_t nvc;
     struct rdp_cliprdr clip;
     struct rdp_rdpdr dr;
-    uint8_t *clip_out; /* the filters' output */
-    size_t clip_cap;
+    struct rdp_vc_buf fout; /* the filters' output */
+    /* what the channels' buffers hold, at most RDP_VC_BUDGET (rdp_vc.h) */
+    struct rdp_vc_budget vc_budget;
     unsigned dropped_told; /* refused channels whose data was logged */
     /* what the relay drops, refuses and strips, logged at most once per
      * RDPC_VLOG_MS per kind (rdpc_vlog) */
@@ -1364,12 +1367,10 @@ static UINT16 rdpc_vc_back_id(struct rdpc *s, struct rdpc_vc *v)
 static void rdpc_vc_free(struct rdpc *s)
 {
     for (size_t i = 0; i < s->nvc; i++) {
-        free(s->vc[i].msg[0]);
-        free(s->vc[i].msg[1]);
-        s->vc[i].msg[0] = s->vc[i].msg[1] = NULL;
+        rdp_vc_free(&s->vc[i].buf[0], &s->vc_budget);
+        rdp_vc_free(&s->vc[i].buf[1], &s->vc_budget);
     }
-    free(s->clip_out);
-    s->clip_out = NULL;
+    rdp_vc_free(&s->fout, &s->vc_budget);
 }
 
 /* The filters of the relayed channels, and the words the relay logs
@@ -1444,9 +1445,10 @@ static void rdpc_vlog_flush(struct rdpc *s)
     static const char *const kinds[RDPC_VLOG_PER_FILTER] = {
         "malformed PDU(s) dropped", "PDU(s) refused",
         "PDU(s) with items taken off"};
-    static const char *const own[] = {"oversized channel message(s) dropped",
-                                      "channel message(s) whose chunks did "
-                                      "not add up dropped"};
+    static const char *const own[] = {
+        "oversized channel message(s) dropped",
+        "channel message(s) whose chunks did not add up dropped",
+        "channel message(s) over the session's buffer budget dropped"};
     uint64_t n;
 
     for (int k = 0; k < RDPC_VLOG_N; k++) {
@@ -1476,7 +1478,8 @@ static BOOL rdpc_vc_deliver(struct rdpc *s, struct rdpc_vc *v, int dir,
     const struct rdpc_filter *f = NULL;
     struct rdp_filter_result res;
     size_t n = len;
-    uint8_t *p;
+    char line[128];
+    int e;
 
     for (size_t i = 0; i < RDPC_FILTERS; i++) {
         if (strcmp(v->name, rdpc_filters[i].chan) == 0) {
@@ -1484,15 +1487,19 @@ static BOOL rdpc_vc_deliver(struct rdpc *s, struct rdpc_vc *v, int dir,
         }
     }
     if (f != NULL) {
-        if (s->clip_cap < len) {
-            if ((p = realloc(s->clip_out, len)) == NULL) {
+        if ((e = rdp_vc_reserve(&s->fout, &s->vc_budget, len)) != ERR_OK) {
+            if (e != ERR_TOO_LONG) {
                 return FALSE;
             }
-            s->clip_out = p;
-            s->clip_cap = len;
+            snprintf(line, sizeof(line),
+                     "a %zu-byte message on %s dropped (over the session's "
+                     "buffer budget)",
+                     len, v->name);
+            rdpc_vlog(s, NULL, RDPC_VLOG_OVER_BUDGET, NULL, line, 0);
+            return TRUE;
         }
         memset(&res, 0, sizeof(res));
-        if (f->run(s, dir, m, len, s->clip_out, &n, &res) != ERR_OK) {
+        if (f->run(s, dir, m, len, s->fout.msg, &n, &res) != ERR_OK) {
             rdpc_vlog(s, f, RDPC_VLOG_MALFORMED, from, NULL, 0);
             return TRUE;
         }
@@ -1506,7 +1513,7 @@ static BOOL rdpc_vc_deliver(struct rdpc *s, struct rdpc_vc *v, int dir,
         if (res.text != NULL) {
             rdpc_rec_clip(s, dir, &res);
         }
-        m = s->clip_out;
+        m = s->fout.msg;
     }
     if (n == 0 || (dir == RDP_CLIP_DOWN && v->front_id == 0)) {
         return TRUE;
@@ -1519,58 +1526,51 @@ static BOOL rdpc_vc_deliver(struct rdpc *s, struct rdpc_vc *v, int dir,
 
 /*
  * A chunk of a channel message ([MS-RDPBCGR] 3.1.5.2.2): kept until the
- * last one, so the other leg gets the message whole (it chunks it again
- * for its own peer) and the filter sees whole PDUs. A message larger
- * than RDPC_VC_MSG_MAX, or whose chunks do not add up, is dropped.
+ * last one (rdp_vc.h), so the other leg gets the message whole (it
+ * chunks it again for its own peer) and the filter sees whole PDUs. A
+ * message too large, over the session's budget, or whose chunks do not
+ * add up, is dropped.
  */
 static BOOL rdpc_vc_chunk(struct rdpc *s, struct rdpc_vc *v, int dir,
                           const BYTE *data, size_t size, UINT32 flags,
                           size_t total)
 {
+    struct rdp_vc_buf *a = &v->buf[dir];
+    enum rdp_vc_verdict verdict;
     char line[128];
     BOOL ok;
-    uint8_t *p;
 
-    if (flags & CHANNEL_FLAG_FIRST) {
-        v->len[dir] = 0;
-        v->total[dir] = 0;
-        if (total == 0 || total > RDPC_VC_MSG_MAX) {
-            snprintf(line, sizeof(line), "a %zu-byte message on %s dropped",
-                     total, v->name);
-            rdpc_vlog(s, NULL, RDPC_VLOG_TOO_BIG, NULL, line, 0);
-            return TRUE;
-        }
-        if (v->cap[dir] < total) {
-            if ((p = realloc(v->msg[dir], total)) == NULL) {
-                return FALSE;
-            }
-            v->msg[dir] = p;
-            v->cap[dir] = total;
-        }
-        v->total[dir] = total;
+    if (rdp_vc_chunk(a, &s->vc_budget, data, size,
+                     flags & (RDP_VC_FIRST | RDP_VC_LAST), total,
+                     &verdict) != ERR_OK) {
+        return FALSE;
     }
-    if (v->total[dir] == 0) {
-        return TRUE; /* the rest of a dropped message */
-    }
-    if (size > v->total[dir] - v->len[dir]) {
+    switch (verdict) {
+    case RDP_VC_MORE:
+        return TRUE;
+    case RDP_VC_TOO_BIG:
+        snprintf(line, sizeof(line), "a %zu-byte message on %s dropped", total,
+                 v->name);
+        rdpc_vlog(s, NULL, RDPC_VLOG_TOO_BIG, NULL, line, 0);
+        return TRUE;
+    case RDP_VC_OVER_BUDGET:
+        snprintf(line, sizeof(line),
+                 "a %zu-byte message on %s dropped (over the session's "
+                 "buffer budget)",
+                 total, v->name);
+        rdpc_vlog(s, NULL, RDPC_VLOG_OVER_BUDGET, NULL, line, 0);
+        return TRUE;
+    case RDP_VC_MISFIT:
         snprintf(line, sizeof(line),
                  "a message on %s whose chunks do not add up dropped", v->name);
         rdpc_vlog(s, NULL, RDPC_VLOG_MISFIT, NULL, line, 0);
-        v->total[dir] = 0;
         return TRUE;
+    case RDP_VC_WHOLE:
+        break;
     }
-    memcpy(v->msg[dir] + v->len[dir], data, size);
-    v->len[dir] += size;
-    if (!(flags & CHANNEL_FLAG_LAST)) {
-        return TRUE;
-    }
-    if (v->len[dir] != v->total[dir]) {
-        v->total[dir] = 0;
-        return TRUE;
-    }
-    v->total[dir] = 0;
-    ok = rdpc_vc_deliver(s, v, dir, v->msg[dir], v->len[dir]);
-    v->len[dir] = 0;
+    ok = rdpc_vc_deliver(s, v, dir, a->msg, a->len);
+    rdp_vc_done(a, &s->vc_budget);
+    rdp_vc_done(&s->fout, &s->vc_budget);
     return ok;
 }
 
@@ -2117,6 +2117,7 @@ int rdp_child_run(const struct rdp_child_args *a)
 
     memset(&s, 0, sizeof(s));
     s.a = a;
+    s.vc_budget.max = RDP_VC_BUDGET;
     s.mon = a->monitor_fd;
     s.back_fd = -1;
     s.bfd = -1;
