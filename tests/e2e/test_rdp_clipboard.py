@@ -23,7 +23,7 @@ import pytest
 
 from pclib import build_dir, free_port, run, stop_process, uniq, wait_listen, \
     xvfb_run
-from test_rdp import rdp_asset, rdp_proxy  # noqa: F401 (the fixture)
+from test_rdp import rdp_asset, rdp_driver, rdp_proxy  # noqa: F401
 from test_web import WEB, web_ui  # noqa: F401 (the fixture: web/dist built)
 
 TOOLS = ["xfreerdp", "Xvfb", "xvfb-run", "xdotool", "xclip", "openssl"]
@@ -79,23 +79,14 @@ def clip_target(tmp_path):
     t.stop()
 
 
-# The client: the clipboard set, xfreerdp, the clipboard set again once
-# its window is up (xfreerdp announces a change at once); then it waits
-# until the target got the text (WANT) or for WAIT seconds, and quits.
-DRIVER = r"""
-set -u
+# The client (test_rdp.py's driver with its hooks): the clipboard set,
+# xfreerdp, the clipboard set again once its window is up (xfreerdp
+# announces a change at once); then it waits until the target got the
+# text (WANT) or for WAIT seconds, and quits.
+SET_CLIP = r"""
 [ -n "$CLIP" ] && printf %s "$CLIP" | xclip -selection clipboard -t "$CTYPE" -i
-"$@" > "$OUT/client.log" 2>&1 &
-pid=$!
-for i in $(seq 1 300); do
-    win=$(xdotool search --class xfreerdp 2>/dev/null | head -1)
-    [ -n "$win" ] && break
-    kill -0 $pid 2>/dev/null || { wait $pid; echo "exit $?" > "$OUT/exit"; exit 0; }
-    sleep 0.1
-done
-echo up > "$OUT/up"
-sleep 1
-[ -n "$CLIP" ] && printf %s "$CLIP" | xclip -selection clipboard -t "$CTYPE" -i
+"""
+DRIVER = rdp_driver(before=SET_CLIP, on_window="sleep 1\n" + SET_CLIP + r"""
 for i in $(seq 1 $((WAIT * 10))); do
     grep -q "^$WANT " "$TARGET_OUT" 2>/dev/null && break
     if [ -n "$PASTE" ]; then
@@ -104,10 +95,7 @@ for i in $(seq 1 $((WAIT * 10))); do
     fi
     sleep 0.1
 done
-kill -TERM $pid
-wait $pid
-echo "exit $?" > "$OUT/exit"
-"""
+""")
 
 
 def clip_client(pc, out, login, password, target, clip, want="text", wait=8,
