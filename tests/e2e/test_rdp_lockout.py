@@ -114,16 +114,16 @@ def test_lockout_stops_the_ntlm_key_and_the_codec_warmup(locking_proxy):
         time.sleep(0.2)
     locked_rows = rows_of(pc, user)[:MAX_FAILURES]  # newest first
     assert all("locked out" in r["result"] for r in locked_rows), locked_rows
-    # the warm-up (0.2-0.3 s a key) ran only while keys were handed: the
-    # measure sees it before the lockout, and a locked client costs a
-    # TLS handshake and NLA's start (~0.01 s a connection; with a key
-    # handed while locked it was 0.7 s for these three clients)
-    print("children's CPU: %.2f s keyed, %.2f s locked (%d clients each)"
-          % (cpu_keyed, cpu_locked, MAX_FAILURES))
-    assert cpu_keyed >= 0.15 * MAX_FAILURES, (cpu_keyed, cpu_locked)
-    assert cpu_locked < 0.1 * MAX_FAILURES, (cpu_keyed, cpu_locked)
     refusals = [ln for ln in pc.log_text().splitlines()
                 if "RDP login %s from" % user in ln and
                 "refused: locked out" in ln]
     # (xfreerdp tries more than once when refused inside NLA)
     assert len(refusals) >= MAX_FAILURES, pc.log_tail()
+    # The warm-up (0.2-0.3 s a key) ran only while keys were handed: the
+    # measure sees it before the lockout, and a locked connection costs a
+    # TLS handshake and NLA's start (~0.01 s, 0.02 s under ASan; with a
+    # key handed while locked it was 0.23 s).
+    print("children's CPU: %.2f s keyed, %.2f s locked (%d connections)"
+          % (cpu_keyed, cpu_locked, len(refusals)))
+    assert cpu_keyed >= 0.1 * MAX_FAILURES, (cpu_keyed, cpu_locked)
+    assert cpu_locked / len(refusals) < 0.08, (cpu_locked, len(refusals))
