@@ -279,7 +279,8 @@ def test_clipboard_flood_logs_a_handful_of_lines(rdp_proxy, tmp_path):
         assert "text " + text in lines, lines
         rdp_proxy.session_of(user, kind="rdp", result="ok")
         malformed = r"a malformed clipboard PDU from the target dropped"
-        refused = r"clipboard: an unknown clipboard PDU from the target refused"
+        refused = (r"clipboard: an unknown clipboard PDU from the target "
+                   r"refused")
         m_more = r"clipboard: (\d+) more malformed PDU\(s\) dropped"
         r_more = r"clipboard: (\d+) more PDU\(s\) refused"
         deadline = time.monotonic() + 15
