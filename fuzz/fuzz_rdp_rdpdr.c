@@ -1,14 +1,10 @@
 /*
  * libFuzzer target for the RDP proxy's device-redirection filter
  * (src/rdpproxy/rdp_rdpdr.c): the bytes come from the client and the
- * target. The input is a session: byte 0 says whether drives (bit 0)
- * and printers (bit 1) may cross, then messages of u8 direction, u16
- * length (little-endian), bytes. Besides "no crash, no read past the
- * input" it checks what the filter promises: what it forwards is never
- * longer than what came; a refusal or a parse error forwards nothing
- * and a parse error changes nothing; the devices remembered stay within
- * their maximum; an announce forwarded names only allowed kinds of
- * device.
+ * target. The input is a session (fuzz_rdp_filter.h; byte 0: drives
+ * (bit 0) and printers (bit 1) may cross). Besides the checks every
+ * filter gets there: the devices remembered stay within their maximum;
+ * an announce forwarded names only allowed kinds of device.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -16,19 +12,12 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "fuzz_rdp_filter.h"
 #include "rdpproxy/rdp_rdpdr.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FUZZ_CHECK(cond)                                                       \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr,                                                    \
-                    "fuzz_rdp_rdpdr: invariant failed: %s (line %d)\n", #cond, \
-                    __LINE__);                                                 \
-            abort();                                                           \
-        }                                                                      \
-    } while (0)
+static struct rdp_rdpdr fuzz_dr;
 
 static uint32_t get32(const uint8_t *p)
 {
@@ -36,58 +25,55 @@ static uint32_t get32(const uint8_t *p)
            ((uint32_t)p[3] << 24);
 }
 
+static void fuzz_dr_init(void *state, uint8_t switches)
+{
+    rdp_rdpdr_init(state, (switches & 1) != 0, (switches & 2) != 0);
+}
+
+static int fuzz_dr_run(void *state, int dir, const uint8_t *in, size_t len,
+                       uint8_t *out, size_t *outlen,
+                       struct rdp_filter_result *r)
+{
+    return rdp_rdpdr_filter(state, dir, in, len, out, outlen, r);
+}
+
+static void fuzz_dr_check(const struct fuzz_rdp_filter *f, const void *before,
+                          int dir, const uint8_t *msg, size_t len, int e,
+                          const uint8_t *out, size_t n,
+                          const struct rdp_filter_result *r)
+{
+    const struct rdp_rdpdr *d = f->state;
+    uint32_t count, type;
+    size_t o;
+
+    (void)before;
+    (void)msg;
+    (void)len;
+    (void)r;
+    FUZZ_CHECK(d->ndev <= RDP_DR_DEVICES_MAX);
+    if (e == ERR_OK && n >= 8 && dir == RDP_DR_UP &&
+        get32(out) ==
+            (RDP_DR_CTYP_CORE | ((uint32_t)RDP_DR_DEVICELIST_ANNOUNCE << 16))) {
+        count = get32(out + 4);
+        o = 8;
+        for (uint32_t i = 0; i < count; i++) {
+            FUZZ_CHECK(n - o >= 20);
+            type = get32(out + o);
+            FUZZ_CHECK((type == RDP_DR_DTYP_FILESYSTEM && d->drive) ||
+                       (type == RDP_DR_DTYP_PRINT && d->printer));
+            o += 20 + get32(out + o + 16);
+            FUZZ_CHECK(o <= n);
+        }
+        FUZZ_CHECK(o == n);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static struct rdp_rdpdr d, before;
-    struct rdp_dr_result r;
-    uint8_t *msg, *out;
-    size_t off = 1, len, n, o;
-    uint32_t count, type;
-    int dir, e;
+    static const struct fuzz_rdp_filter f = {
+        &fuzz_dr, sizeof(fuzz_dr), fuzz_dr_init, fuzz_dr_run, fuzz_dr_check,
+    };
 
-    if (size < 1) {
-        return 0;
-    }
-    rdp_rdpdr_init(&d, (data[0] & 1) != 0, (data[0] & 2) != 0);
-    while (size - off >= 3) {
-        dir = data[off] & 1;
-        len = (size_t)data[off + 1] | ((size_t)data[off + 2] << 8);
-        off += 3;
-        if (len > size - off) {
-            len = size - off;
-        }
-        msg = malloc(len ? len : 1);
-        out = malloc(len ? len : 1);
-        FUZZ_CHECK(msg != NULL && out != NULL);
-        memcpy(msg, data + off, len);
-        off += len;
-        before = d;
-        e = rdp_rdpdr_filter(&d, dir, msg, len, out, &n, &r);
-        FUZZ_CHECK(e == ERR_OK || e == ERR_PROTO);
-        FUZZ_CHECK(n <= len && d.ndev <= RDP_DR_DEVICES_MAX);
-        if (e != ERR_OK) {
-            FUZZ_CHECK(n == 0 && memcmp(&d, &before, sizeof(d)) == 0);
-        }
-        if (r.refused != NULL) {
-            FUZZ_CHECK(n == 0);
-        }
-        if (e == ERR_OK && n >= 8 && dir == RDP_DR_UP &&
-            get32(out) == (RDP_DR_CTYP_CORE |
-                           ((uint32_t)RDP_DR_DEVICELIST_ANNOUNCE << 16))) {
-            count = get32(out + 4);
-            o = 8;
-            for (uint32_t i = 0; i < count; i++) {
-                FUZZ_CHECK(n - o >= 20);
-                type = get32(out + o);
-                FUZZ_CHECK((type == RDP_DR_DTYP_FILESYSTEM && d.drive) ||
-                           (type == RDP_DR_DTYP_PRINT && d.printer));
-                o += 20 + get32(out + o + 16);
-                FUZZ_CHECK(o <= n);
-            }
-            FUZZ_CHECK(o == n);
-        }
-        free(msg);
-        free(out);
-    }
+    fuzz_rdp_filter_session(&f, data, size);
     return 0;
 }

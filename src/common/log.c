@@ -97,3 +97,26 @@ void log_msg(enum log_level level, const char *fmt, ...)
     line[n++] = '\n';
     (void)!write(log_fd, line, (size_t)n);
 }
+
+uint64_t log_limit_take(struct log_limit *l, int64_t now_ms, int64_t every_ms)
+{
+    uint64_t n;
+
+    l->held++;
+    if (l->said && now_ms - l->last_ms < every_ms) {
+        return 0;
+    }
+    n = l->held;
+    l->held = 0;
+    l->last_ms = now_ms;
+    l->said = 1;
+    return n;
+}
+
+uint64_t log_limit_flush(struct log_limit *l)
+{
+    uint64_t n = l->held;
+
+    l->held = 0;
+    return n;
+}

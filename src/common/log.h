@@ -8,6 +8,8 @@
 #ifndef PORTCULLIS_LOG_H
 #define PORTCULLIS_LOG_H
 
+#include <stdint.h>
+
 enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 void log_init(const char *prog, enum log_level level);
@@ -28,5 +30,27 @@ void log_msg(enum log_level level, const char *fmt, ...)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+
+/*
+ * A line that someone outside can cause again and again (a flood of
+ * refused PDUs from a logged-in user, accept() failing for want of
+ * descriptors) is said at once, then at most once per every_ms with how
+ * many times it came meanwhile, so that nobody can fill the log. One
+ * struct log_limit per kind of line (and per session, where it belongs
+ * to one); zeroed to start.
+ */
+struct log_limit {
+    int64_t last_ms; /* when the last line was said */
+    uint64_t held;   /* occurrences since, not said */
+    int said;        /* a line was said (last_ms is valid) */
+};
+
+/* Counts one occurrence at now_ms (util_mono_ms()). 0: hold the line
+ * back; else say it now, for this many occurrences (this one and those
+ * held back since the last line). */
+uint64_t log_limit_take(struct log_limit *l, int64_t now_ms, int64_t every_ms);
+/* The occurrences held back and not said yet (to say at the end of a
+ * session, so no count is lost); clears them. */
+uint64_t log_limit_flush(struct log_limit *l);
 
 #endif

@@ -80,6 +80,7 @@
 #include "rdpproxy/rdp_dvc.h"
 #include "rdpproxy/rdp_rdpdr.h"
 #include "rdpproxy/rdp_text.h"
+#include "rdpproxy/rdp_vc.h"
 #include "record/rdprec.h"
 #include "record/record.h"
 #include "sshproxy/mproto.h"
@@ -97,16 +98,40 @@
 #define RDPC_REC_FLUSH_MS 1000
 /* kept below the size limit for the END record */
 #define RDPC_REC_RESERVE 2048
-/* Static virtual channels relayed (cliprdr, rdpsnd, rdpdr, drdynvc), and the
- * largest message on one, reassembled from its chunks; a longer one is
- * dropped. */
+/* Static virtual channels relayed (cliprdr, rdpsnd, rdpdr, drdynvc); their
+ * messages are reassembled under rdp_vc.h's limits. */
 #define RDPC_VC_MAX 4
-#define RDPC_VC_MSG_MAX (32u * 1024 * 1024)
+_Static_assert(RDP_VC_FIRST == CHANNEL_FLAG_FIRST &&
+                   RDP_VC_LAST == CHANNEL_FLAG_LAST,
+               "rdp_vc.h's chunk flags are FreeRDP's");
 /* refusals on drdynvc logged per session: a client or target that sends
  * nothing else cannot fill the log */
 #define RDPC_DVC_TOLD 20
 /* clipboard text kept in a recording, bytes of UTF-8 */
 #define RDPC_REC_CLIP_MAX 4096
+
+/*
+ * The channel relay's log lines that the client (or a target the user
+ * controls) can cause at will, one per PDU: each kind is said at once,
+ * then at most once per RDPC_VLOG_MS with how many came meanwhile
+ * (log.h, struct log_limit), and what is held back is said at the end.
+ * Per filter (rdpc_filters): a malformed PDU, a refused one, items
+ * stripped; then the reassembly's drops.
+ */
+#define RDPC_VLOG_MS 10000
+enum rdpc_vlog_kind {
+    RDPC_VLOG_MALFORMED,
+    RDPC_VLOG_REFUSED,
+    RDPC_VLOG_STRIPPED,
+    RDPC_VLOG_PER_FILTER
+};
+#define RDPC_FILTERS 2
+enum {
+    RDPC_VLOG_TOO_BIG = RDPC_FILTERS * RDPC_VLOG_PER_FILTER,
+    RDPC_VLOG_MISFIT,
+    RDPC_VLOG_OVER_BUDGET,
+    RDPC_VLOG_N
+};
 
 /* A relayed static virtual channel: one the access profile allows, the
  * client joined and the target was offered. */
@@ -117,9 +142,8 @@ struct rdpc_vc {
     UINT16 back_id;   /* on the target's; 0: the target did not join */
     UINT32 options;   /* as the client asked for it */
     /* a message being reassembled, per direction (RDP_CLIP_UP: from the
-     * client); total 0: none (or one being dropped) */
-    uint8_t *msg[2];
-    size_t cap[2], len[2], total[2];
+     * client), charged to struct rdpc.vc_budget */
+    struct rdp_vc_buf buf[2];
 };
 
 /* How far the front leg is, as the back leg's start-up thread waits for
@@ -188,9 +212,13 @@ struct rdpc {
      * read them as a broken capability exchange); then the whole screen
      * is asked of the target again */
     bool resizing;
-    uint8_t *clip_out; /* the filters' output */
-    size_t clip_cap;
+    struct rdp_vc_buf fout; /* the filters' output */
+    /* what the channels' buffers hold, at most RDP_VC_BUDGET (rdp_vc.h) */
+    struct rdp_vc_budget vc_budget;
     unsigned dropped_told; /* refused channels whose data was logged */
+    /* what the relay drops, refuses and strips, logged at most once per
+     * RDPC_VLOG_MS per kind (rdpc_vlog) */
+    struct log_limit vlog[RDPC_VLOG_N];
     /*
      * The back leg's start-up runs on a thread of its own from the
      * front's Logon to the front's activation (rdpc_back_main), so that
@@ -530,7 +558,7 @@ static void rdpc_rec_keyev(struct rdpc *s, bool unicode, UINT16 flags,
 /* Clipboard text that crossed, when the profile records input (like
  * keys: it may be a password), capped at RDPC_REC_CLIP_MAX bytes. */
 static void rdpc_rec_clip(struct rdpc *s, int dir,
-                          const struct rdp_clip_result *r)
+                          const struct rdp_filter_result *r)
 {
     char text[RDPC_REC_CLIP_MAX + 1];
     size_t n;
@@ -1431,82 +1459,156 @@ static UINT16 rdpc_vc_back_id(struct rdpc *s, struct rdpc_vc *v)
 static void rdpc_vc_free(struct rdpc *s)
 {
     for (size_t i = 0; i < s->nvc; i++) {
-        free(s->vc[i].msg[0]);
-        free(s->vc[i].msg[1]);
-        s->vc[i].msg[0] = s->vc[i].msg[1] = NULL;
+        rdp_vc_free(&s->vc[i].buf[0], &s->vc_budget);
+        rdp_vc_free(&s->vc[i].buf[1], &s->vc_budget);
     }
-    free(s->clip_out);
-    s->clip_out = NULL;
+    rdp_vc_free(&s->fout, &s->vc_budget);
+}
+
+/* The filters of the relayed channels, and the words the relay logs
+ * their verdicts with. */
+struct rdpc_filter {
+    const char *chan; /* the channel it filters */
+    const char *what; /* for the log */
+    const char *item; /* what it strips, singular */
+    const char *why;  /* why it strips */
+    int (*run)(struct rdpc *s, int dir, const uint8_t *in, size_t len,
+               uint8_t *out, size_t *outlen, struct rdp_filter_result *r);
+};
+
+static int rdpc_filter_clip(struct rdpc *s, int dir, const uint8_t *in,
+                            size_t len, uint8_t *out, size_t *outlen,
+                            struct rdp_filter_result *r)
+{
+    return rdp_cliprdr_filter(&s->clip, dir, in, len, out, outlen, r);
+}
+
+static int rdpc_filter_dr(struct rdpc *s, int dir, const uint8_t *in,
+                          size_t len, uint8_t *out, size_t *outlen,
+                          struct rdp_filter_result *r)
+{
+    return rdp_rdpdr_filter(&s->dr, dir, in, len, out, outlen, r);
+}
+
+static const struct rdpc_filter rdpc_filters[RDPC_FILTERS] = {
+    {"cliprdr", "clipboard", "file format", "the access profile refuses files",
+     rdpc_filter_clip},
+    {"rdpdr", "device redirection", "device", "the access profile refuses them",
+     rdpc_filter_dr},
+};
+
+/* A verdict of filter f (or the reassembly's, f NULL) on a message from
+ * the client or the target. Said at once, then at most once per
+ * RDPC_VLOG_MS per kind with how many came since the last line; count
+ * is what this one stripped. */
+static void rdpc_vlog(struct rdpc *s, const struct rdpc_filter *f, int kind,
+                      const char *from, const char *detail, unsigned count)
+{
+    int k = f != NULL ? (int)(f - rdpc_filters) * RDPC_VLOG_PER_FILTER + kind
+                      : kind;
+    uint64_t n = log_limit_take(&s->vlog[k], util_mono_ms(), RDPC_VLOG_MS);
+    char more[64] = "";
+
+    if (n == 0) {
+        return;
+    }
+    if (n > 1) {
+        snprintf(more, sizeof(more), " (%llu times since the last such line)",
+                 (unsigned long long)n);
+    }
+    if (f == NULL) {
+        log_info("rdp %s: %s%s", s->a->client_addr, detail, more);
+    } else if (kind == RDPC_VLOG_MALFORMED) {
+        log_info("rdp %s: a malformed %s PDU from the %s dropped%s",
+                 s->a->client_addr, f->what, from, more);
+    } else if (kind == RDPC_VLOG_REFUSED) {
+        log_info("rdp %s: %s: %s from the %s refused%s", s->a->client_addr,
+                 f->what, detail, from, more);
+    } else {
+        log_info("rdp %s: %s: %u %s%s from the %s taken off (%s)%s",
+                 s->a->client_addr, f->what, count, f->item,
+                 count == 1 ? "" : "s", from, f->why, more);
+    }
+}
+
+/* At the end of the session: the counts held back and not said yet. */
+static void rdpc_vlog_flush(struct rdpc *s)
+{
+    static const char *const kinds[RDPC_VLOG_PER_FILTER] = {
+        "malformed PDU(s) dropped", "PDU(s) refused",
+        "PDU(s) with items taken off"};
+    static const char *const own[] = {
+        "oversized channel message(s) dropped",
+        "channel message(s) whose chunks did not add up dropped",
+        "channel message(s) over the session's buffer budget dropped"};
+    uint64_t n;
+
+    for (int k = 0; k < RDPC_VLOG_N; k++) {
+        if ((n = log_limit_flush(&s->vlog[k])) == 0) {
+            continue;
+        }
+        if (k < RDPC_VLOG_TOO_BIG) {
+            log_info("rdp %s: %s: %llu more %s since the last line",
+                     s->a->client_addr,
+                     rdpc_filters[k / RDPC_VLOG_PER_FILTER].what,
+                     (unsigned long long)n, kinds[k % RDPC_VLOG_PER_FILTER]);
+        } else {
+            log_info("rdp %s: %llu more %s since the last line",
+                     s->a->client_addr, (unsigned long long)n,
+                     own[k - RDPC_VLOG_TOO_BIG]);
+        }
+    }
 }
 
 /* One whole message on a relayed channel, to the other leg (through the
- * clipboard's filter on cliprdr). FALSE ends the session (a leg's write
- * failed). */
+ * channel's filter, if it has one). FALSE ends the session (a leg's
+ * write failed). */
 static BOOL rdpc_vc_deliver(struct rdpc *s, struct rdpc_vc *v, int dir,
                             const uint8_t *m, size_t len)
 {
     const char *from = dir == RDP_CLIP_UP ? "client" : "target";
-    struct rdp_clip_result res;
-    struct rdp_dr_result dres;
-    bool clip = strcmp(v->name, "cliprdr") == 0;
-    bool dr = strcmp(v->name, "rdpdr") == 0;
+    const struct rdpc_filter *f = NULL;
+    struct rdp_filter_result res;
     size_t n = len;
-    uint8_t *p;
+    char line[128];
     int e;
 
     if (strcmp(v->name, "drdynvc") == 0) {
         return rdpc_dvc_deliver(s, v, dir, m, len);
     }
-    if ((clip || dr) && s->clip_cap < len) {
-        if ((p = realloc(s->clip_out, len)) == NULL) {
-            return FALSE;
+    for (size_t i = 0; i < RDPC_FILTERS; i++) {
+        if (strcmp(v->name, rdpc_filters[i].chan) == 0) {
+            f = &rdpc_filters[i];
         }
-        s->clip_out = p;
-        s->clip_cap = len;
     }
-    if (dr) {
-        e = rdp_rdpdr_filter(&s->dr, dir, m, len, s->clip_out, &n, &dres);
-        if (e != ERR_OK) {
-            log_info("rdp %s: a malformed device redirection PDU from the %s "
-                     "dropped",
-                     s->a->client_addr, from);
+    if (f != NULL) {
+        if ((e = rdp_vc_reserve(&s->fout, &s->vc_budget, len)) != ERR_OK) {
+            if (e != ERR_TOO_LONG) {
+                return FALSE;
+            }
+            snprintf(line, sizeof(line),
+                     "a %zu-byte message on %s dropped (over the session's "
+                     "buffer budget)",
+                     len, v->name);
+            rdpc_vlog(s, NULL, RDPC_VLOG_OVER_BUDGET, NULL, line, 0);
             return TRUE;
         }
-        if (dres.refused != NULL) {
-            log_info("rdp %s: device redirection: %s from the %s refused",
-                     s->a->client_addr, dres.refused, from);
-            return TRUE;
-        }
-        if (dres.stripped > 0) {
-            log_info("rdp %s: device redirection: %u device%s of the client "
-                     "taken off (the access profile refuses them)",
-                     s->a->client_addr, dres.stripped,
-                     dres.stripped == 1 ? "" : "s");
-        }
-        m = s->clip_out;
-    }
-    if (clip) {
-        e = rdp_cliprdr_filter(&s->clip, dir, m, len, s->clip_out, &n, &res);
-        if (e != ERR_OK) {
-            log_info("rdp %s: a malformed clipboard PDU from the %s dropped",
-                     s->a->client_addr, from);
+        memset(&res, 0, sizeof(res));
+        if (f->run(s, dir, m, len, s->fout.msg, &n, &res) != ERR_OK) {
+            rdpc_vlog(s, f, RDPC_VLOG_MALFORMED, from, NULL, 0);
             return TRUE;
         }
         if (res.refused != NULL) {
-            log_info("rdp %s: clipboard: %s from the %s refused",
-                     s->a->client_addr, res.refused, from);
+            rdpc_vlog(s, f, RDPC_VLOG_REFUSED, from, res.refused, 0);
             return TRUE;
         }
         if (res.stripped > 0) {
-            log_info("rdp %s: clipboard: %u file format%s from the %s taken "
-                     "off (the access profile refuses files)",
-                     s->a->client_addr, res.stripped,
-                     res.stripped == 1 ? "" : "s", from);
+            rdpc_vlog(s, f, RDPC_VLOG_STRIPPED, from, NULL, res.stripped);
         }
         if (res.text != NULL) {
             rdpc_rec_clip(s, dir, &res);
         }
-        m = s->clip_out;
+        m = s->fout.msg;
     }
     if (n == 0 || (dir == RDP_CLIP_DOWN && v->front_id == 0)) {
         return TRUE;
@@ -1519,56 +1621,51 @@ static BOOL rdpc_vc_deliver(struct rdpc *s, struct rdpc_vc *v, int dir,
 
 /*
  * A chunk of a channel message ([MS-RDPBCGR] 3.1.5.2.2): kept until the
- * last one, so the other leg gets the message whole (it chunks it again
- * for its own peer) and the filter sees whole PDUs. A message larger
- * than RDPC_VC_MSG_MAX, or whose chunks do not add up, is dropped.
+ * last one (rdp_vc.h), so the other leg gets the message whole (it
+ * chunks it again for its own peer) and the filter sees whole PDUs. A
+ * message too large, over the session's budget, or whose chunks do not
+ * add up, is dropped.
  */
 static BOOL rdpc_vc_chunk(struct rdpc *s, struct rdpc_vc *v, int dir,
                           const BYTE *data, size_t size, UINT32 flags,
                           size_t total)
 {
+    struct rdp_vc_buf *a = &v->buf[dir];
+    enum rdp_vc_verdict verdict;
+    char line[128];
     BOOL ok;
-    uint8_t *p;
 
-    if (flags & CHANNEL_FLAG_FIRST) {
-        v->len[dir] = 0;
-        v->total[dir] = 0;
-        if (total == 0 || total > RDPC_VC_MSG_MAX) {
-            log_info("rdp %s: a %zu-byte message on %s dropped",
-                     s->a->client_addr, total, v->name);
-            return TRUE;
-        }
-        if (v->cap[dir] < total) {
-            if ((p = realloc(v->msg[dir], total)) == NULL) {
-                return FALSE;
-            }
-            v->msg[dir] = p;
-            v->cap[dir] = total;
-        }
-        v->total[dir] = total;
+    if (rdp_vc_chunk(a, &s->vc_budget, data, size,
+                     flags & (RDP_VC_FIRST | RDP_VC_LAST), total,
+                     &verdict) != ERR_OK) {
+        return FALSE;
     }
-    if (v->total[dir] == 0) {
-        return TRUE; /* the rest of a dropped message */
-    }
-    if (size > v->total[dir] - v->len[dir]) {
-        log_info("rdp %s: a message on %s whose chunks do not add up "
-                 "dropped",
-                 s->a->client_addr, v->name);
-        v->total[dir] = 0;
+    switch (verdict) {
+    case RDP_VC_MORE:
         return TRUE;
-    }
-    memcpy(v->msg[dir] + v->len[dir], data, size);
-    v->len[dir] += size;
-    if (!(flags & CHANNEL_FLAG_LAST)) {
+    case RDP_VC_TOO_BIG:
+        snprintf(line, sizeof(line), "a %zu-byte message on %s dropped", total,
+                 v->name);
+        rdpc_vlog(s, NULL, RDPC_VLOG_TOO_BIG, NULL, line, 0);
         return TRUE;
-    }
-    if (v->len[dir] != v->total[dir]) {
-        v->total[dir] = 0;
+    case RDP_VC_OVER_BUDGET:
+        snprintf(line, sizeof(line),
+                 "a %zu-byte message on %s dropped (over the session's "
+                 "buffer budget)",
+                 total, v->name);
+        rdpc_vlog(s, NULL, RDPC_VLOG_OVER_BUDGET, NULL, line, 0);
         return TRUE;
+    case RDP_VC_MISFIT:
+        snprintf(line, sizeof(line),
+                 "a message on %s whose chunks do not add up dropped", v->name);
+        rdpc_vlog(s, NULL, RDPC_VLOG_MISFIT, NULL, line, 0);
+        return TRUE;
+    case RDP_VC_WHOLE:
+        break;
     }
-    v->total[dir] = 0;
-    ok = rdpc_vc_deliver(s, v, dir, v->msg[dir], v->len[dir]);
-    v->len[dir] = 0;
+    ok = rdpc_vc_deliver(s, v, dir, a->msg, a->len);
+    rdp_vc_done(a, &s->vc_budget);
+    rdp_vc_done(&s->fout, &s->vc_budget);
     return ok;
 }
 
@@ -1624,25 +1721,19 @@ static BOOL rdpc_back_channel(freerdp *inst, UINT16 id, const BYTE *data,
 
 /* --- drdynvc: display resize (rdp_dvc.h) --- */
 
-static BOOL rdpc_dvc_deliver(struct rdpc *s, struct rdpc_vc *v, int dir,
-                             const uint8_t *m, size_t len)
+/* One whole drdynvc message through the filter, its output in s->fout
+ * (reserved by the caller). */
+static BOOL rdpc_dvc_relay(struct rdpc *s, struct rdpc_vc *v, int dir,
+                           const uint8_t *m, size_t len)
 {
     const char *from = dir == RDP_DVC_UP ? "client" : "target";
     struct rdp_dvc_result r;
     bool had = s->dvc.held_len > 0, tell;
     size_t n = 0;
-    uint8_t *p;
     BOOL ok = TRUE;
     int e;
 
-    if (s->clip_cap < len) {
-        if ((p = realloc(s->clip_out, len)) == NULL) {
-            return FALSE;
-        }
-        s->clip_out = p;
-        s->clip_cap = len;
-    }
-    e = rdp_dvc_filter(&s->dvc, dir, m, len, util_mono_ms(), s->clip_out, &n,
+    e = rdp_dvc_filter(&s->dvc, dir, m, len, util_mono_ms(), s->fout.msg, &n,
                        &r);
     tell = (e != ERR_OK || r.refused != NULL) && s->dvc_told++ < RDPC_DVC_TOLD;
     if (tell && e != ERR_OK) {
@@ -1681,9 +1772,25 @@ static BOOL rdpc_dvc_deliver(struct rdpc *s, struct rdpc_vc *v, int dir,
     }
     if (dir == RDP_DVC_UP) {
         return s->back->SendChannelData(s->back, rdpc_vc_back_id(s, v),
-                                        s->clip_out, n);
+                                        s->fout.msg, n);
     }
-    return s->peer->SendChannelData(s->peer, v->front_id, s->clip_out, n);
+    return s->peer->SendChannelData(s->peer, v->front_id, s->fout.msg, n);
+}
+
+/* The filter's output is charged to the session's channel budget like
+ * the other filters' (rdp_vc.h); a message over it is dropped. */
+static BOOL rdpc_dvc_deliver(struct rdpc *s, struct rdpc_vc *v, int dir,
+                             const uint8_t *m, size_t len)
+{
+    BOOL ok;
+    int e;
+
+    if ((e = rdp_vc_reserve(&s->fout, &s->vc_budget, len)) != ERR_OK) {
+        return e == ERR_TOO_LONG ? TRUE : FALSE;
+    }
+    ok = rdpc_dvc_relay(s, v, dir, m, len);
+    rdp_vc_done(&s->fout, &s->vc_budget);
+    return ok;
 }
 
 /* A layout held back by the coalescing (rdp_dvc.h), when its time has
@@ -2227,6 +2334,7 @@ int rdp_child_run(const struct rdp_child_args *a)
     memset(&s, 0, sizeof(s));
     rdp_dvc_init(&s.dvc);
     s.a = a;
+    s.vc_budget.max = RDP_VC_BUDGET;
     s.mon = a->monitor_fd;
     s.back_fd = -1;
     s.bfd = -1;
@@ -2298,6 +2406,7 @@ out:
         record_free(s.rec);
     }
     rdprec_writer_free(s.recw);
+    rdpc_vlog_flush(&s);
     rdpc_vc_free(&s);
     buf_free(s.msg);
     return rc;

@@ -258,7 +258,7 @@ static bool announced(const struct rdp_cliprdr *c, int side, uint32_t id)
 
 int rdp_cliprdr_filter(struct rdp_cliprdr *c, int dir, const uint8_t *in,
                        size_t len, uint8_t *out, size_t *outlen,
-                       struct rdp_clip_result *res)
+                       struct rdp_filter_result *res)
 {
     struct rdp_rd r = {in, len, 0};
     uint16_t type = 0, flags = 0;

@@ -27,6 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rdpproxy/rdp_filter.h"
+
 /* Formats remembered per side; a longer Format List is refused. */
 #define RDP_CLIP_FORMATS_MAX 256
 
@@ -78,18 +80,6 @@ struct rdp_cliprdr {
     uint32_t asked[2];
 };
 
-/* What a call found, besides what to forward. */
-struct rdp_clip_result {
-    /* non-NULL: the PDU was refused by the policy (static text) */
-    const char *refused;
-    unsigned stripped; /* file formats taken out of a Format List */
-    /* a Format Data Response carrying text: its bytes, inside the
-     * input (UTF-16LE for CF_UNICODETEXT, 8-bit otherwise) */
-    const uint8_t *text;
-    size_t text_len;
-    bool text_utf16;
-};
-
 void rdp_cliprdr_init(struct rdp_cliprdr *c, bool files);
 
 /*
@@ -101,7 +91,7 @@ void rdp_cliprdr_init(struct rdp_cliprdr *c, bool files);
  */
 int rdp_cliprdr_filter(struct rdp_cliprdr *c, int dir, const uint8_t *in,
                        size_t len, uint8_t *out, size_t *outlen,
-                       struct rdp_clip_result *r);
+                       struct rdp_filter_result *r);
 
 /*
  * Clipboard text for a recording: at most cap - 1 bytes of UTF-8 in out

@@ -130,7 +130,7 @@ static int dr_remove(struct rdp_rdpdr *d, const uint8_t *p, size_t len)
 
 int rdp_rdpdr_filter(struct rdp_rdpdr *d, int dir, const uint8_t *in,
                      size_t len, uint8_t *out, size_t *outlen,
-                     struct rdp_dr_result *r)
+                     struct rdp_filter_result *r)
 {
     uint16_t comp, pkt;
     size_t n = 0;

@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rdpproxy/rdp_filter.h"
+
 /* Devices remembered; more in one session are stripped. */
 #define RDP_DR_DEVICES_MAX 64
 
@@ -50,11 +52,6 @@ struct rdp_rdpdr {
     size_t ndev;
 };
 
-struct rdp_dr_result {
-    const char *refused; /* non-NULL: dropped by the policy, why */
-    unsigned stripped;   /* devices taken out of an announce */
-};
-
 void rdp_rdpdr_init(struct rdp_rdpdr *d, bool drive, bool printer);
 
 /*
@@ -65,6 +62,6 @@ void rdp_rdpdr_init(struct rdp_rdpdr *d, bool drive, bool printer);
  */
 int rdp_rdpdr_filter(struct rdp_rdpdr *d, int dir, const uint8_t *in,
                      size_t len, uint8_t *out, size_t *outlen,
-                     struct rdp_dr_result *r);
+                     struct rdp_filter_result *r);
 
 #endif

@@ -87,10 +87,9 @@ struct spawner_linger {
  * object (listen_fd and link are its descriptors there). */
 struct spawner_proc {
     struct spawner *sp;
-    int sig_fd;            /* SIGCHLD, SIGTERM, SIGINT */
-    struct preauth *admit; /* every child not yet reaped (preauth.h) */
-    uint64_t refused;      /* connections refused since the last log line */
-    int64_t refused_log;   /* util_mono_ms() of that line */
+    int sig_fd;               /* SIGCHLD, SIGTERM, SIGINT */
+    struct preauth *admit;    /* every child not yet reaped (preauth.h) */
+    struct log_limit refused; /* connections refused (log.h) */
     enum preauth_verdict refused_why;
     struct spawner_linger linger[SPAWNER_LINGER_MAX];
     int nlinger;
@@ -98,8 +97,7 @@ struct spawner_proc {
      * stays readable, and polling it would spin), and one log line per
      * SPAWNER_EMFILE_LOG_MS says how often accept() failed */
     int64_t accept_paused_until;
-    int64_t emfile_log;
-    uint64_t emfile;
+    struct log_limit emfile;
 };
 
 static void spawner_addr_str(const struct sockaddr_storage *ss, char *out,
@@ -156,6 +154,7 @@ static void spawner_refuse(struct spawner_proc *p, int fd, const char *addr,
     const struct spawner_ops *ops = p->sp->ops;
     int64_t now = util_mono_ms();
     uint8_t msg[256];
+    uint64_t said;
     size_t n;
 
     if (ops->refusal == NULL) {
@@ -172,16 +171,13 @@ static void spawner_refuse(struct spawner_proc *p, int fd, const char *addr,
             close(fd);
         }
     }
-    p->refused++;
     p->refused_why = v;
-    if (now - p->refused_log >= SPAWNER_REFUSE_LOG_MS) {
+    if ((said = log_limit_take(&p->refused, now, SPAWNER_REFUSE_LOG_MS)) > 0) {
         log_warn("%srefused %llu connection(s) before forking (last: %s: %s; "
                  "%d unauthenticated, %d in all)",
-                 ops->log_prefix, (unsigned long long)p->refused, addr,
+                 ops->log_prefix, (unsigned long long)said, addr,
                  preauth_verdict_str(p->refused_why), preauth_unauth(p->admit),
                  preauth_live(p->admit));
-        p->refused = 0;
-        p->refused_log = now;
     }
 }
 
@@ -227,18 +223,17 @@ static bool spawner_accept(struct spawner_proc *p)
         if (errno == EMFILE || errno == ENFILE) {
             int64_t now = util_mono_ms();
             int e = errno;
+            uint64_t n;
 
             p->accept_paused_until = now + SPAWNER_EMFILE_PAUSE_MS;
-            p->emfile++;
-            if (p->emfile_log == 0 ||
-                now - p->emfile_log >= SPAWNER_EMFILE_LOG_MS) {
+            n = log_limit_take(&p->emfile, now, SPAWNER_EMFILE_LOG_MS);
+            if (n > 0) {
                 log_error("%saccept: %s (%llu time(s)); new connections "
                           "wait in the listen queue",
                           sp->ops->log_prefix, strerror(e),
-                          (unsigned long long)p->emfile);
-                p->emfile_log = now;
-                p->emfile = 0;
+                          (unsigned long long)n);
             }
+            errno = e;
         }
         return errno == ECONNABORTED || errno == EINTR;
     }
@@ -447,7 +442,6 @@ static void spawner_main(struct spawner *sp, int sig_fd)
     p.sig_fd = sig_fd;
     randombytes_buf(&seed, sizeof(seed));
     p.admit = preauth_new(&lim, seed);
-    p.refused_log = util_mono_ms() - SPAWNER_REFUSE_LOG_MS;
     if (p.admit == NULL || util_set_nonblock(sp->listen_fd) != ERR_OK) {
         log_error("the %s cannot start", sp->ops->spawner_noun);
         _exit(1);

@@ -18,6 +18,11 @@
  * (a Format List with CF_UNICODETEXT after the client's capabilities),
  * and answers the client's request for it.
  *
+ * With CT_FLOOD=N in its environment it is a hostile target: after the
+ * client's capabilities it sends N clipboard PDUs the proxy must not
+ * forward, one malformed (a Monitor Ready with data) and one refused (an
+ * unknown type) in turn, and writes "flooded N".
+ *
  * Usage: rdp-clip-target PORT CERT KEY OUTFILE [TEXT]
  * Serves one connection after another on 127.0.0.1:PORT until killed.
  */
@@ -40,6 +45,7 @@
 
 static FILE *ct_out;
 static const char *ct_text;
+static long ct_flood;
 static UINT16 ct_clip;
 static uint8_t ct_msg[CT_MSG_MAX];
 static size_t ct_len, ct_total;
@@ -112,6 +118,14 @@ static void ct_pdu(freerdp_peer *peer, const uint8_t *m, size_t len)
     switch (type) {
     case 7: /* the client's capabilities: our own list, if any */
         fprintf(ct_out, "pdu 7\n");
+        n = 0;
+        memset(b, 0, 4);
+        while ((long)n < ct_flood && ct_send(peer, n % 2 ? 0x63 : 1, 0, b, 4)) {
+            n++;
+        }
+        if (ct_flood > 0) {
+            fprintf(ct_out, "flooded %zu\n", n);
+        }
         if (ct_text != NULL) {
             ct_put32(b, 13);
             ct_put16(b + 4, 0);
@@ -282,6 +296,7 @@ int main(int argc, char **argv)
         return 1;
     }
     ct_text = argc > 5 ? argv[5] : NULL;
+    ct_flood = getenv("CT_FLOOD") != NULL ? atol(getenv("CT_FLOOD")) : 0;
     winpr_InitializeSSL(WINPR_SSL_INIT_DEFAULT);
     memset(&a, 0, sizeof(a));
     a.sin_family = AF_INET;

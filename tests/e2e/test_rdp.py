@@ -193,11 +193,23 @@ def xfreerdp_args(pc, login, password, extra=()):
             "-clipboard", "/log-level:ERROR"] + list(extra)
 
 
-# The client's side: xfreerdp in the background; when its window is
-# there (30 s at most: NLA, argon2id and TLS on a loaded machine), a
-# screenshot, typing, a second screenshot, then quit.
-DRIVER = r"""
+# The client's side, one driver script for every RDP test with its
+# hooks: before_client runs before xfreerdp starts (test_rdp_clipboard.py
+# sets the X clipboard there); xfreerdp in the background; when its
+# window is there (30 s at most: NLA, argon2id and TLS on a loaded
+# machine; "$win" is its id), "$OUT/up" is written and on_window runs;
+# then quit, and "$OUT/exit" says how xfreerdp ended.
+DRIVER_TEMPLATE = r"""
 set -u
+before_client() {
+:
+@BEFORE@
+}
+on_window() {
+:
+@ON_WINDOW@
+}
+before_client
 "$@" > "$OUT/client.log" 2>&1 &
 pid=$!
 for i in $(seq 1 300); do
@@ -206,6 +218,16 @@ for i in $(seq 1 300); do
     kill -0 $pid 2>/dev/null || { wait $pid; echo "exit $?" > "$OUT/exit"; exit 0; }
     sleep 0.1
 done
+echo up > "$OUT/up"
+on_window
+kill -TERM $pid
+wait $pid
+echo "exit $?" > "$OUT/exit"
+"""
+
+# The desktop tests' hook: a screenshot once the first frame is there,
+# typing, a second screenshot.
+DESKTOP = r"""
 # the first frame: until the screen is no longer black (20 s at most)
 for i in $(seq 1 40); do
     sleep 0.5
@@ -218,10 +240,18 @@ xdotool windowfocus --sync "$win" 2>/dev/null
 xdotool type --delay 60 "$TEXT"
 sleep 1.5
 import -window root "$OUT/after.png"
-kill -TERM $pid
-wait $pid
-echo "exit $?" > "$OUT/exit"
 """
+
+
+def rdp_driver(before="", on_window=DESKTOP):
+    """The driver script (sh -c DRIVER driver xfreerdp ARGS...) with its
+    hooks, shell code run before xfreerdp starts and once its window is
+    up."""
+    return DRIVER_TEMPLATE.replace("@BEFORE@", before).replace(
+        "@ON_WINDOW@", on_window)
+
+
+DRIVER = rdp_driver()
 
 
 def run_client(pc, out, login, password, text="rdp ok", timeout=60):

@@ -23,7 +23,7 @@ import pytest
 
 from pclib import build_dir, free_port, run, stop_process, uniq, wait_listen, \
     xvfb_run
-from test_rdp import rdp_asset, rdp_proxy  # noqa: F401 (the fixture)
+from test_rdp import rdp_asset, rdp_driver, rdp_proxy  # noqa: F401
 from test_web import WEB, web_ui  # noqa: F401 (the fixture: web/dist built)
 
 TOOLS = ["xfreerdp", "Xvfb", "xvfb-run", "xdotool", "xclip", "openssl"]
@@ -35,8 +35,9 @@ pytestmark = pytest.mark.skipif(
 class ClipTarget:
     """rdp-clip-target on a free loopback port with a fresh certificate."""
 
-    def __init__(self, workdir, offer=None):
+    def __init__(self, workdir, offer=None, flood=0):
         self.dir = workdir
+        self.flood = flood
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.out = self.dir / "clip.txt"
@@ -56,8 +57,9 @@ class ClipTarget:
         if self.offer:
             args.append(self.offer)
         self.log = open(self.dir / "target.log", "w")
+        env = dict(os.environ, CT_FLOOD=str(self.flood))
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log,
-                                     start_new_session=True)
+                                     start_new_session=True, env=env)
         assert wait_listen(self.port, 10, self.proc), "clip target not up"
         return self
 
@@ -77,23 +79,14 @@ def clip_target(tmp_path):
     t.stop()
 
 
-# The client: the clipboard set, xfreerdp, the clipboard set again once
-# its window is up (xfreerdp announces a change at once); then it waits
-# until the target got the text (WANT) or for WAIT seconds, and quits.
-DRIVER = r"""
-set -u
+# The client (test_rdp.py's driver with its hooks): the clipboard set,
+# xfreerdp, the clipboard set again once its window is up (xfreerdp
+# announces a change at once); then it waits until the target got the
+# text (WANT) or for WAIT seconds, and quits.
+SET_CLIP = r"""
 [ -n "$CLIP" ] && printf %s "$CLIP" | xclip -selection clipboard -t "$CTYPE" -i
-"$@" > "$OUT/client.log" 2>&1 &
-pid=$!
-for i in $(seq 1 300); do
-    win=$(xdotool search --class xfreerdp 2>/dev/null | head -1)
-    [ -n "$win" ] && break
-    kill -0 $pid 2>/dev/null || { wait $pid; echo "exit $?" > "$OUT/exit"; exit 0; }
-    sleep 0.1
-done
-echo up > "$OUT/up"
-sleep 1
-[ -n "$CLIP" ] && printf %s "$CLIP" | xclip -selection clipboard -t "$CTYPE" -i
+"""
+DRIVER = rdp_driver(before=SET_CLIP, on_window="sleep 1\n" + SET_CLIP + r"""
 for i in $(seq 1 $((WAIT * 10))); do
     grep -q "^$WANT " "$TARGET_OUT" 2>/dev/null && break
     if [ -n "$PASTE" ]; then
@@ -102,10 +95,7 @@ for i in $(seq 1 $((WAIT * 10))); do
     fi
     sleep 0.1
 done
-kill -TERM $pid
-wait $pid
-echo "exit $?" > "$OUT/exit"
-"""
+""")
 
 
 def clip_client(pc, out, login, password, target, clip, want="text", wait=8,
@@ -253,3 +243,59 @@ def test_clipboard_text_not_recorded_without_input(rdp_proxy, clip_target,
     assert "text " + text in clip_target.lines()
     row = rdp_proxy.session_of(user, kind="rdp", result="ok")
     assert text.encode() not in open(row["recording_path"], "rb").read()
+
+
+def flood_counts(lines, first, more):
+    """How many PDUs the lines speak for: a line matching first counts 1,
+    or N with "(N times since the last such line)"; one matching more
+    ("N more ... since the last line", said at the session's end) N."""
+    total = 0
+    for ln in lines:
+        m = re.search(more, ln)
+        if m:
+            total += int(m.group(1))
+        elif re.search(first, ln):
+            m = re.search(r"\((\d+) times since the last such line\)", ln)
+            total += int(m.group(1)) if m else 1
+    return total
+
+
+def test_clipboard_flood_logs_a_handful_of_lines(rdp_proxy, tmp_path):
+    """A target the user controls that sends 2,000 clipboard PDUs the
+    proxy drops (malformed and refused in turn) in a moment does not fill
+    the proxy's log: a few lines, with how many came; the clipboard still
+    works after it and the session's report row is there."""
+    flood = 2000
+    target = ClipTarget(tmp_path / "target", flood=flood).start()
+    try:
+        asset = rdp_asset(rdp_proxy, target)
+        user, pw = clip_user(rdp_proxy, asset)
+        before = len(rdp_proxy.log_text().splitlines())
+        text = "after the flood " + uniq("t")
+        clip_client(rdp_proxy, tmp_path / "c", "%s#%s" % (user, asset), pw,
+                    target, text)
+        lines = target.lines()
+        assert "flooded %d" % flood in lines, lines
+        assert "text " + text in lines, lines
+        rdp_proxy.session_of(user, kind="rdp", result="ok")
+        malformed = r"a malformed clipboard PDU from the target dropped"
+        refused = (r"clipboard: an unknown clipboard PDU from the target "
+                   r"refused")
+        m_more = r"clipboard: (\d+) more malformed PDU\(s\) dropped"
+        r_more = r"clipboard: (\d+) more PDU\(s\) refused"
+        deadline = time.monotonic() + 15
+        while True:
+            new = rdp_proxy.log_text().splitlines()[before:]
+            said = [ln for ln in new if re.search("|".join(
+                (malformed, refused, m_more, r_more)), ln)]
+            counts = (flood_counts(said, malformed, m_more),
+                      flood_counts(said, refused, r_more))
+            if counts == (flood // 2, flood // 2) or \
+                    time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert len(said) <= 6, "%d lines:\n%s" % (len(said),
+                                                  "\n".join(said[:20]))
+        assert counts == (flood // 2, flood // 2), said
+    finally:
+        target.stop()

@@ -2,7 +2,8 @@
  * The cliprdr filter (src/rdpproxy/rdp_cliprdr.c): file formats taken
  * out of Format Lists while text crosses, file PDUs refused, requests
  * only for announced formats, and truncated or hostile PDUs refused
- * without a read past the input.
+ * without a read past the input. Each session is a table of steps
+ * (rdp_steps.h).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,7 +16,28 @@
 
 #include "common/err.h"
 #include "le_pdu.h"
+#include "rdp_steps.h"
 #include "rdpproxy/rdp_cliprdr.h"
+
+#define UP RDP_CLIP_UP
+#define DOWN RDP_CLIP_DOWN
+#define SAME RDP_STEP_SAME
+/* the capabilities both sides announce in the handshake */
+#define CAPS_ALL                                                               \
+    (RDP_CB_USE_LONG_FORMAT_NAMES | RDP_CB_STREAM_FILECLIP_ENABLED |           \
+     RDP_CB_CAN_LOCK_CLIPDATA)
+
+static struct rdp_cliprdr clip;
+
+static int clip_run(void *state, int dir, const uint8_t *in, size_t len,
+                    uint8_t *out, size_t *outlen, struct rdp_filter_result *r)
+{
+    return rdp_cliprdr_filter(state, dir, in, len, out, outlen, r);
+}
+
+static const struct rdp_steps_filter filter = {clip_run, &clip};
+
+/* --- the PDUs --- */
 
 static void pstr16(struct pdu *p, const char *s)
 {
@@ -42,66 +64,26 @@ static void done(struct pdu *p)
            4);
 }
 
-static void caps_pdu(struct pdu *p, uint32_t gflags)
+/* Capabilities with generalFlags a. */
+static void caps(struct pdu *p, uint32_t a, uint32_t b)
 {
+    (void)b;
     head(p, RDP_CB_CLIP_CAPS, 0);
     p16(p, 1); /* one set */
     p16(p, 0);
     p16(p, 1); /* general */
     p16(p, 12);
     p32(p, 2); /* version */
-    p32(p, gflags);
+    p32(p, a);
     done(p);
-}
-
-static int run(struct rdp_cliprdr *c, int dir, const struct pdu *p,
-               uint8_t *out, size_t *outlen, struct rdp_clip_result *r)
-{
-    return rdp_cliprdr_filter(c, dir, p->b, p->n, out, outlen, r);
-}
-
-/* Both sides exchange capabilities with long names and file streams. */
-static void handshake(struct rdp_cliprdr *c, bool files)
-{
-    struct pdu p;
-    uint8_t out[4096];
-    size_t n = 0;
-    struct rdp_clip_result r;
-
-    rdp_cliprdr_init(c, files);
-    caps_pdu(&p, RDP_CB_USE_LONG_FORMAT_NAMES | RDP_CB_STREAM_FILECLIP_ENABLED |
-                     RDP_CB_CAN_LOCK_CLIPDATA);
-    assert_int_equal(run(c, RDP_CLIP_DOWN, &p, out, &n, &r), ERR_OK);
-    assert_int_equal(n, p.n);
-    assert_int_equal(run(c, RDP_CLIP_UP, &p, out, &n, &r), ERR_OK);
-}
-
-static void test_caps_lose_file_flags(void **state)
-{
-    struct rdp_cliprdr c;
-    struct pdu p;
-    uint8_t out[4096];
-    size_t n = 0;
-    struct rdp_clip_result r;
-
-    (void)state;
-    rdp_cliprdr_init(&c, false);
-    caps_pdu(&p, RDP_CB_USE_LONG_FORMAT_NAMES | RDP_CB_STREAM_FILECLIP_ENABLED |
-                     RDP_CB_CAN_LOCK_CLIPDATA |
-                     RDP_CB_HUGE_FILE_SUPPORT_ENABLED);
-    assert_int_equal(run(&c, RDP_CLIP_DOWN, &p, out, &n, &r), ERR_OK);
-    assert_int_equal(n, p.n);
-    assert_int_equal(g32(out + 20), RDP_CB_USE_LONG_FORMAT_NAMES);
-    /* with files allowed, as it came */
-    rdp_cliprdr_init(&c, true);
-    assert_int_equal(run(&c, RDP_CLIP_DOWN, &p, out, &n, &r), ERR_OK);
-    assert_memory_equal(out, p.b, p.n);
 }
 
 /* A long-name Format List: text, FileGroupDescriptorW, FileContents,
  * CF_HDROP, HTML. */
-static void file_list(struct pdu *p)
+static void file_list(struct pdu *p, uint32_t a, uint32_t b)
 {
+    (void)a;
+    (void)b;
     head(p, RDP_CB_FORMAT_LIST, 0);
     p32(p, RDP_CF_UNICODETEXT);
     pstr16(p, "");
@@ -116,258 +98,383 @@ static void file_list(struct pdu *p)
     done(p);
 }
 
-static void test_file_formats_stripped(void **state)
+/* That list with its file formats taken off. */
+static void text_list(struct pdu *p)
 {
-    struct rdp_cliprdr c;
-    struct pdu p, want, req;
-    uint8_t out[4096];
-    size_t n = 0;
-    struct rdp_clip_result r;
+    head(p, RDP_CB_FORMAT_LIST, 0);
+    p32(p, RDP_CF_UNICODETEXT);
+    pstr16(p, "");
+    p32(p, 0xc0b0);
+    pstr16(p, "HTML Format");
+    done(p);
+}
 
-    (void)state;
-    handshake(&c, false);
-    file_list(&p);
-    assert_int_equal(run(&c, RDP_CLIP_UP, &p, out, &n, &r), ERR_OK);
-    assert_int_equal(r.stripped, 3);
-    assert_null(r.refused);
-    head(&want, RDP_CB_FORMAT_LIST, 0);
-    p32(&want, RDP_CF_UNICODETEXT);
-    pstr16(&want, "");
-    p32(&want, 0xc0b0);
-    pstr16(&want, "HTML Format");
-    done(&want);
+/* A Format Data Request for format a. */
+static void request(struct pdu *p, uint32_t a, uint32_t b)
+{
+    (void)b;
+    head(p, RDP_CB_FORMAT_DATA_REQUEST, 0);
+    p32(p, a);
+    done(p);
+}
+
+static void hello_response(struct pdu *p, uint32_t a, uint32_t b)
+{
+    (void)a;
+    (void)b;
+    head(p, RDP_CB_FORMAT_DATA_RESPONSE, RDP_CB_RESPONSE_OK);
+    pstr16(p, "hello");
+    done(p);
+}
+
+/* A File Contents Request (stream 1, index 2, 100 bytes). */
+static void contents_request(struct pdu *p, uint32_t a, uint32_t b)
+{
+    (void)a;
+    (void)b;
+    head(p, RDP_CB_FILECONTENTS_REQUEST, 0);
+    p32(p, 1);
+    p32(p, 0);
+    p32(p, 2);
+    p32(p, 0);
+    p32(p, 0);
+    p32(p, 100);
+    done(p);
+}
+
+/* A PDU of type a with 8 bytes of data. */
+static void typed(struct pdu *p, uint32_t a, uint32_t b)
+{
+    (void)b;
+    head(p, (uint16_t)a, RDP_CB_RESPONSE_OK);
+    p32(p, 7);
+    p32(p, 0);
+    done(p);
+}
+
+/* A PDU of type a without data. */
+static void bare(struct pdu *p, uint32_t a, uint32_t b)
+{
+    (void)b;
+    head(p, (uint16_t)a, 0);
+    done(p);
+}
+
+/* A short-name (36-byte entries, ASCII) list: CF_TEXT and
+ * FileGroupDescriptorW; b bytes cut off its end. */
+static void short_list(struct pdu *p, uint32_t a, uint32_t b)
+{
+    const char *fgd = "FileGroupDescriptorW";
+
+    (void)a;
+    head(p, RDP_CB_FORMAT_LIST, RDP_CB_ASCII_NAMES);
+    p32(p, RDP_CF_TEXT);
+    memset(p->b + p->n, 0, 32);
+    p->n += 32;
+    p32(p, 0xc001);
+    memset(p->b + p->n, 0, 32);
+    memcpy(p->b + p->n, fgd, strlen(fgd));
+    p->n += 32;
+    p->n -= b;
+    done(p);
+}
+
+static void data_len_beyond(struct pdu *p, uint32_t a, uint32_t b)
+{
+    (void)a;
+    (void)b;
+    head(p, RDP_CB_FORMAT_LIST, 0);
+    done(p);
+    p->b[4] = 0xff;
+}
+
+static void name_unterminated(struct pdu *p, uint32_t a, uint32_t b)
+{
+    (void)a;
+    (void)b;
+    head(p, RDP_CB_FORMAT_LIST, 0);
+    p32(p, 0xc0a4);
+    p16(p, 'F');
+    p16(p, 'i');
+    done(p);
+}
+
+/* A Monitor Ready with a 32-bit word a after it (padding if zero). */
+static void ready_then(struct pdu *p, uint32_t a, uint32_t b)
+{
+    (void)b;
+    head(p, RDP_CB_MONITOR_READY, 0);
+    done(p);
+    p32(p, a);
+}
+
+static void caps_overrun(struct pdu *p, uint32_t a, uint32_t b)
+{
+    (void)a;
+    (void)b;
+    head(p, RDP_CB_CLIP_CAPS, 0);
+    p16(p, 2);
+    p16(p, 0);
+    p16(p, 1);
+    p16(p, 12);
+    p32(p, 2);
+    p32(p, 0);
+    p16(p, 5);
+    p16(p, 200);
+    done(p);
+}
+
+static void caps_short_general(struct pdu *p, uint32_t a, uint32_t b)
+{
+    (void)a;
+    (void)b;
+    head(p, RDP_CB_CLIP_CAPS, 0);
+    p16(p, 1);
+    p16(p, 0);
+    p16(p, 1);
+    p16(p, 8);
+    p32(p, 2);
+    done(p);
+}
+
+static void request_short(struct pdu *p, uint32_t a, uint32_t b)
+{
+    (void)a;
+    (void)b;
+    head(p, RDP_CB_FORMAT_DATA_REQUEST, 0);
+    p16(p, 13);
+    done(p);
+}
+
+/* --- checks of what was forwarded --- */
+
+static void long_names_only(const uint8_t *out, size_t n,
+                            const struct rdp_filter_result *r)
+{
+    (void)n;
+    (void)r;
+    assert_int_equal(g32(out + 20), RDP_CB_USE_LONG_FORMAT_NAMES);
+}
+
+static void is_text_list(const uint8_t *out, size_t n,
+                         const struct rdp_filter_result *r)
+{
+    struct pdu want;
+
+    (void)r;
+    text_list(&want);
     assert_int_equal(n, want.n);
     assert_memory_equal(out, want.b, want.n);
+}
 
-    /* the target cannot ask for a stripped format by its number */
-    head(&req, RDP_CB_FORMAT_DATA_REQUEST, 0);
-    p32(&req, 0xc0a4);
-    done(&req);
-    assert_int_equal(run(&c, RDP_CLIP_DOWN, &req, out, &n, &r), ERR_OK);
-    assert_int_equal(n, 0);
-    assert_non_null(r.refused);
-    /* and text is asked for and answered */
-    head(&req, RDP_CB_FORMAT_DATA_REQUEST, 0);
-    p32(&req, RDP_CF_UNICODETEXT);
-    done(&req);
-    assert_int_equal(run(&c, RDP_CLIP_DOWN, &req, out, &n, &r), ERR_OK);
-    assert_int_equal(n, req.n);
-    head(&p, RDP_CB_FORMAT_DATA_RESPONSE, RDP_CB_RESPONSE_OK);
-    pstr16(&p, "hello");
-    done(&p);
-    assert_int_equal(run(&c, RDP_CLIP_UP, &p, out, &n, &r), ERR_OK);
-    assert_int_equal(n, p.n);
-    assert_true(r.text_utf16);
-    assert_int_equal(r.text_len, 12);
-    {
-        char t[64];
+static void hello_text(const uint8_t *out, size_t n,
+                       const struct rdp_filter_result *r)
+{
+    char t[64];
 
-        assert_int_equal(
-            rdp_cliprdr_text(r.text, r.text_len, true, t, sizeof(t)), 5);
-        assert_string_equal(t, "hello");
+    (void)out;
+    (void)n;
+    assert_true(r->text_utf16);
+    assert_int_equal(r->text_len, 12);
+    assert_int_equal(rdp_cliprdr_text(r->text, r->text_len, true, t, sizeof(t)),
+                     5);
+    assert_string_equal(t, "hello");
+}
+
+static void text_only_short(const uint8_t *out, size_t n,
+                            const struct rdp_filter_result *r)
+{
+    (void)n;
+    (void)r;
+    assert_int_equal(g32(out + 4), 36);
+    assert_int_equal(g32(out + 8), RDP_CF_TEXT);
+}
+
+/* Both sides exchange capabilities with long names and file streams
+ * (with files refused, the file flags are cleared: same length). */
+#define HANDSHAKE                                                              \
+    {"caps from the target", DOWN, caps, CAPS_ALL, 0, ERR_OK, 24, 0, 0, NULL}, \
+    {                                                                          \
+        "caps from the client", UP, caps, CAPS_ALL, 0, ERR_OK, 24, 0, 0, NULL  \
     }
-    /* a second answer nobody asked for is dropped */
-    assert_int_equal(run(&c, RDP_CLIP_UP, &p, out, &n, &r), ERR_OK);
-    assert_int_equal(n, 0);
-    assert_non_null(r.refused);
+
+/* --- the sessions --- */
+
+static void test_caps_lose_file_flags(void **state)
+{
+    static const struct rdp_step refused[] = {
+        {"file flags cleared", DOWN, caps,
+         CAPS_ALL | RDP_CB_HUGE_FILE_SUPPORT_ENABLED, 0, ERR_OK, 24, false, 0,
+         long_names_only},
+    };
+    static const struct rdp_step allowed[] = {
+        {"as it came", DOWN, caps, CAPS_ALL | RDP_CB_HUGE_FILE_SUPPORT_ENABLED,
+         0, ERR_OK, SAME, false, 0, NULL},
+    };
+
+    (void)state;
+    rdp_cliprdr_init(&clip, false);
+    RDP_STEPS(&filter, refused);
+    rdp_cliprdr_init(&clip, true);
+    RDP_STEPS(&filter, allowed);
+}
+
+static void test_file_formats_stripped(void **state)
+{
+    static const struct rdp_step steps[] = {
+        HANDSHAKE,
+        {"file formats taken off", UP, file_list, 0, 0, ERR_OK, 42, false, 3,
+         is_text_list},
+        /* the target cannot ask for a stripped format by its number */
+        {"a stripped format asked for", DOWN, request, 0xc0a4, 0, ERR_OK, 0,
+         true, 0, NULL},
+        /* and text is asked for and answered */
+        {"text asked for", DOWN, request, RDP_CF_UNICODETEXT, 0, ERR_OK, SAME,
+         false, 0, NULL},
+        {"text answered", UP, hello_response, 0, 0, ERR_OK, SAME, false, 0,
+         hello_text},
+        {"a second answer nobody asked for", UP, hello_response, 0, 0, ERR_OK,
+         0, true, 0, NULL},
+    };
+
+    (void)state;
+    rdp_cliprdr_init(&clip, false);
+    RDP_STEPS(&filter, steps);
 }
 
 static void test_files_allowed_pass(void **state)
 {
-    struct rdp_cliprdr c;
-    struct pdu p;
-    uint8_t out[4096];
-    size_t n = 0;
-    struct rdp_clip_result r;
+    static const struct rdp_step steps[] = {
+        HANDSHAKE,
+        {"file formats kept", UP, file_list, 0, 0, ERR_OK, SAME, false, 0,
+         NULL},
+        {"file contents asked for", DOWN, contents_request, 0, 0, ERR_OK, SAME,
+         false, 0, NULL},
+    };
 
     (void)state;
-    handshake(&c, true);
-    file_list(&p);
-    assert_int_equal(run(&c, RDP_CLIP_UP, &p, out, &n, &r), ERR_OK);
-    assert_int_equal(r.stripped, 0);
-    assert_int_equal(n, p.n);
-    assert_memory_equal(out, p.b, p.n);
-    head(&p, RDP_CB_FILECONTENTS_REQUEST, 0);
-    p32(&p, 1);
-    p32(&p, 0);
-    p32(&p, 2);
-    p32(&p, 0);
-    p32(&p, 0);
-    p32(&p, 100);
-    done(&p);
-    assert_int_equal(run(&c, RDP_CLIP_DOWN, &p, out, &n, &r), ERR_OK);
-    assert_int_equal(n, p.n);
+    rdp_cliprdr_init(&clip, true);
+    RDP_STEPS(&filter, steps);
 }
 
 static void test_file_pdus_refused(void **state)
 {
-    static const uint16_t types[] = {
-        RDP_CB_FILECONTENTS_REQUEST, RDP_CB_FILECONTENTS_RESPONSE,
-        RDP_CB_LOCK_CLIPDATA, RDP_CB_UNLOCK_CLIPDATA, RDP_CB_TEMP_DIRECTORY};
-    struct rdp_cliprdr c;
-    struct pdu p;
-    uint8_t out[4096];
-    size_t n = 1;
-    struct rdp_clip_result r;
+#define REFUSED_BOTH_WAYS(type)                                                \
+    {#type " up", UP, typed, type, 0, ERR_OK, 0, true, 0, NULL},               \
+    {                                                                          \
+#type " down", DOWN, typed, type, 0, ERR_OK, 0, true, 0, NULL          \
+    }
+    static const struct rdp_step steps[] = {
+        HANDSHAKE,
+        REFUSED_BOTH_WAYS(RDP_CB_FILECONTENTS_REQUEST),
+        REFUSED_BOTH_WAYS(RDP_CB_FILECONTENTS_RESPONSE),
+        REFUSED_BOTH_WAYS(RDP_CB_LOCK_CLIPDATA),
+        REFUSED_BOTH_WAYS(RDP_CB_UNLOCK_CLIPDATA),
+        REFUSED_BOTH_WAYS(RDP_CB_TEMP_DIRECTORY),
+        {"an unknown type", UP, bare, 0x77, 0, ERR_OK, 0, true, 0, NULL},
+    };
+#undef REFUSED_BOTH_WAYS
 
     (void)state;
-    handshake(&c, false);
-    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
-        head(&p, types[i], RDP_CB_RESPONSE_OK);
-        p32(&p, 7);
-        p32(&p, 0);
-        done(&p);
-        for (int dir = 0; dir < 2; dir++) {
-            assert_int_equal(run(&c, dir, &p, out, &n, &r), ERR_OK);
-            assert_int_equal(n, 0);
-            assert_non_null(r.refused);
-        }
-    }
-    /* an unknown type too */
-    head(&p, 0x77, 0);
-    done(&p);
-    assert_int_equal(run(&c, RDP_CLIP_UP, &p, out, &n, &r), ERR_OK);
-    assert_int_equal(n, 0);
-    assert_non_null(r.refused);
+    rdp_cliprdr_init(&clip, false);
+    RDP_STEPS(&filter, steps);
 }
 
 /* Short names (no long-name capability): 36-byte entries, UTF-16 or
  * ASCII by the msgFlags. */
 static void test_short_names(void **state)
 {
-    struct rdp_cliprdr c;
-    struct pdu p;
-    uint8_t out[4096];
-    size_t n = 0;
-    struct rdp_clip_result r;
-    const char *fgd = "FileGroupDescriptorW";
+    static const struct rdp_step steps[] = {
+        {"file format taken off", DOWN, short_list, 0, 0, ERR_OK, 8 + 36, false,
+         1, text_only_short},
+        {"not a multiple of 36", DOWN, short_list, 0, 1, ERR_PROTO, 0, false, 0,
+         NULL},
+    };
 
     (void)state;
-    rdp_cliprdr_init(&c, false);
-    head(&p, RDP_CB_FORMAT_LIST, RDP_CB_ASCII_NAMES);
-    p32(&p, RDP_CF_TEXT);
-    memset(p.b + p.n, 0, 32);
-    p.n += 32;
-    p32(&p, 0xc001);
-    memset(p.b + p.n, 0, 32);
-    memcpy(p.b + p.n, fgd, strlen(fgd));
-    p.n += 32;
-    done(&p);
-    assert_int_equal(run(&c, RDP_CLIP_DOWN, &p, out, &n, &r), ERR_OK);
-    assert_int_equal(r.stripped, 1);
-    assert_int_equal(n, 8 + 36);
-    assert_int_equal(g32(out + 4), 36);
-    assert_int_equal(g32(out + 8), RDP_CF_TEXT);
-    /* not a multiple of 36: refused */
-    p.n -= 1;
-    done(&p);
-    assert_int_equal(run(&c, RDP_CLIP_DOWN, &p, out, &n, &r), ERR_PROTO);
-    assert_int_equal(n, 0);
+    rdp_cliprdr_init(&clip, false);
+    RDP_STEPS(&filter, steps);
 }
 
 static void test_hostile(void **state)
 {
-    struct rdp_cliprdr c;
+    static const struct rdp_step steps[] = {
+        HANDSHAKE,
+        {"dataLen beyond the message", UP, data_len_beyond, 0, 0, ERR_PROTO, 0,
+         false, 0, NULL},
+        {"a name without its terminator", UP, name_unterminated, 0, 0,
+         ERR_PROTO, 0, false, 0, NULL},
+        {"trailing garbage", DOWN, ready_then, 0x41414141, 0, ERR_PROTO, 0,
+         false, 0, NULL},
+        {"zero padding tolerated and kept", DOWN, ready_then, 0, 0, ERR_OK, 12,
+         false, 0, NULL},
+        {"a capability set running past the end", DOWN, caps_overrun, 0, 0,
+         ERR_PROTO, 0, false, 0, NULL},
+        {"a general set too short for its flags", DOWN, caps_short_general, 0,
+         0, ERR_PROTO, 0, false, 0, NULL},
+        {"a request of the wrong size", DOWN, request_short, 0, 0, ERR_PROTO, 0,
+         false, 0, NULL},
+        {"no such direction", 2, request_short, 0, 0, ERR_INVALID, 0, false, 0,
+         NULL},
+    };
     struct pdu p;
-    uint8_t out[4096];
+    uint8_t out[4096], *copy;
     size_t n = 0, len;
-    struct rdp_clip_result r;
-    uint8_t *copy;
+    struct rdp_filter_result r;
 
     (void)state;
-    handshake(&c, false);
+    rdp_cliprdr_init(&clip, false);
+    RDP_STEPS(&filter, steps);
     /* every truncation of a Format List is refused or forwarded whole,
      * never read past (ASan would say): here each is a heap copy of
      * exactly its length */
-    file_list(&p);
+    file_list(&p, 0, 0);
     for (len = 0; len < p.n; len++) {
         copy = malloc(len ? len : 1);
         assert_non_null(copy);
         memcpy(copy, p.b, len);
         assert_int_equal(
-            rdp_cliprdr_filter(&c, RDP_CLIP_UP, copy, len, out, &n, &r),
+            rdp_cliprdr_filter(&clip, RDP_CLIP_UP, copy, len, out, &n, &r),
             ERR_PROTO);
         assert_int_equal(n, 0);
         free(copy);
     }
-    /* dataLen beyond the message */
-    head(&p, RDP_CB_FORMAT_LIST, 0);
-    done(&p);
-    p.b[4] = 0xff;
-    assert_int_equal(run(&c, RDP_CLIP_UP, &p, out, &n, &r), ERR_PROTO);
-    /* a name without its terminator */
-    head(&p, RDP_CB_FORMAT_LIST, 0);
-    p32(&p, 0xc0a4);
-    p16(&p, 'F');
-    p16(&p, 'i');
-    done(&p);
-    assert_int_equal(run(&c, RDP_CLIP_UP, &p, out, &n, &r), ERR_PROTO);
-    /* trailing garbage after the PDU */
-    head(&p, RDP_CB_MONITOR_READY, 0);
-    done(&p);
-    p32(&p, 0x41414141);
-    assert_int_equal(run(&c, RDP_CLIP_DOWN, &p, out, &n, &r), ERR_PROTO);
-    /* zero padding is tolerated and kept */
-    head(&p, RDP_CB_MONITOR_READY, 0);
-    done(&p);
-    p32(&p, 0);
-    assert_int_equal(run(&c, RDP_CLIP_DOWN, &p, out, &n, &r), ERR_OK);
-    assert_int_equal(n, 12);
-    /* capability sets with a length that runs past the end */
-    head(&p, RDP_CB_CLIP_CAPS, 0);
-    p16(&p, 2);
-    p16(&p, 0);
-    p16(&p, 1);
-    p16(&p, 12);
-    p32(&p, 2);
-    p32(&p, 0);
-    p16(&p, 5);
-    p16(&p, 200);
-    done(&p);
-    assert_int_equal(run(&c, RDP_CLIP_DOWN, &p, out, &n, &r), ERR_PROTO);
-    /* a general set too short to hold its flags */
-    head(&p, RDP_CB_CLIP_CAPS, 0);
-    p16(&p, 1);
-    p16(&p, 0);
-    p16(&p, 1);
-    p16(&p, 8);
-    p32(&p, 2);
-    done(&p);
-    assert_int_equal(run(&c, RDP_CLIP_DOWN, &p, out, &n, &r), ERR_PROTO);
-    /* a request of the wrong size */
-    head(&p, RDP_CB_FORMAT_DATA_REQUEST, 0);
-    p16(&p, 13);
-    done(&p);
-    assert_int_equal(run(&c, RDP_CLIP_DOWN, &p, out, &n, &r), ERR_PROTO);
-    /* bad arguments */
-    assert_int_equal(rdp_cliprdr_filter(&c, 2, p.b, p.n, out, &n, &r),
-                     ERR_INVALID);
     assert_int_equal(rdp_cliprdr_filter(NULL, 0, p.b, p.n, out, &n, &r),
                      ERR_INVALID);
 }
 
 static void test_text_conversion(void **state)
 {
-    const uint8_t u16[] = {'a',  0,    0xe9, 0, 0x3d, 0xd8, 0x00, 0xde, /* 😀 */
-                           0x00, 0xdc, /* lone low surrogate */
-                           'z',  0,    0,    0, 'x',  0};
-    const uint8_t ansi[] = {'o', 'k', 0xff, 0, 'n'};
+    static const struct {
+        const char *what;
+        const uint8_t *in;
+        size_t n;
+        bool utf16;
+        size_t cap;
+        const char *want;
+    } cases[] = {
+        {"UTF-16: BMP, a surrogate pair, a lone low surrogate, a stop at NUL",
+         (const uint8_t *)"a\0\xe9\0\x3d\xd8\x00\xde\x00\xdcz\0\0\0x\0", 16,
+         true, 64, "a\xc3\xa9\xf0\x9f\x98\x80?z"},
+        {"cut on a character boundary",
+         (const uint8_t *)"a\0\xe9\0\x3d\xd8\x00\xde\x00\xdcz\0\0\0x\0", 16,
+         true, 5, "a\xc3\xa9"},
+        {"8-bit: above 0x7f is '?', a stop at NUL",
+         (const uint8_t *)"ok\xff\0n", 5, false, 64, "ok?"},
+        {"an odd byte at the end ignored", (const uint8_t *)"a\0b", 3, true, 64,
+         "a"},
+    };
     char out[64];
 
     (void)state;
-    assert_int_equal(rdp_cliprdr_text(u16, sizeof(u16), true, out, sizeof(out)),
-                     1 + 2 + 4 + 1 + 1);
-    assert_string_equal(out, "a\xc3\xa9\xf0\x9f\x98\x80?z");
-    /* cut on a character boundary */
-    assert_int_equal(rdp_cliprdr_text(u16, sizeof(u16), true, out, 5), 3);
-    assert_string_equal(out, "a\xc3\xa9");
-    assert_int_equal(
-        rdp_cliprdr_text(ansi, sizeof(ansi), false, out, sizeof(out)), 3);
-    assert_string_equal(out, "ok?");
-    /* an odd byte at the end is ignored */
-    assert_int_equal(
-        rdp_cliprdr_text((const uint8_t *)"a\0b", 3, true, out, sizeof(out)),
-        1);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t got = rdp_cliprdr_text(cases[i].in, cases[i].n, cases[i].utf16,
+                                      out, cases[i].cap);
+
+        if (got != strlen(cases[i].want) || strcmp(out, cases[i].want) != 0) {
+            fail_msg("%s: \"%s\" (%zu bytes)", cases[i].what, out, got);
+        }
+    }
 }
 
 int main(void)

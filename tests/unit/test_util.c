@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "common/log.h"
 #include "common/util.h"
 
 #define MAX 4096
@@ -108,6 +109,31 @@ static void test_path_clean_length(void **state)
     free(p);
 }
 
+/* A flood: the first line at once, then one per period with the count
+ * held back since; what is held at the end is handed to the flush. */
+static void test_log_limit(void **state)
+{
+    static const struct {
+        int64_t at;
+        uint64_t said; /* 0: held back */
+    } steps[] = {
+        {1000, 1},  {1001, 0},  {5000, 0},  {10999, 0}, {11000, 4},
+        {11001, 0}, {30000, 2}, {30500, 0}, {30600, 0},
+    };
+    struct log_limit l = {0};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        assert_int_equal(log_limit_take(&l, steps[i].at, 10000), steps[i].said);
+    }
+    assert_int_equal(log_limit_flush(&l), 2);
+    assert_int_equal(log_limit_flush(&l), 0);
+    /* a clock at 0 (the first call) still says the first line */
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(log_limit_take(&l, 0, 10000), 1);
+    assert_int_equal(log_limit_take(&l, 0, 10000), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -115,6 +141,7 @@ int main(void)
         cmocka_unit_test(test_path_clean_hostile),
         cmocka_unit_test(test_path_clean_nul),
         cmocka_unit_test(test_path_clean_length),
+        cmocka_unit_test(test_log_limit),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
