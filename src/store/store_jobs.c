@@ -84,7 +84,7 @@ int store_job_add(struct store *st, struct store_job *j)
     return store_tx_end(st, r);
 }
 
-/* --- output: chunks appended to job_output (schema version 19) --- */
+/* --- output: chunks appended to job_output (schema version 20) --- */
 
 static int job_len_row(struct db_stmt *s, void *ctx)
 {
@@ -289,7 +289,7 @@ int store_job_get_from(struct store *st, const char *id, size_t from_out,
     if ((r = store_tx_begin(st, false)) != ERR_OK) {
         return r;
     }
-    /* stdout and stderr of the row itself: NULL since version 19 moved
+    /* stdout and stderr of the row itself: NULL since version 20 moved
      * them into job_output; read in case a row still has them */
     r = store_query_one(st, "job get",
                         "SELECT id, started_by, agent_id, command, cwd,"

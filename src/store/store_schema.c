@@ -536,7 +536,15 @@ static const char store_schema_v18[] =
     "ALTER TABLE profiles ADD COLUMN rdp_printer INTEGER NOT NULL DEFAULT 0;";
 
 /*
- * Version 19 (issue 14): a job's output as appended chunks. Live output
+ * Version 19 (issue 17): an access profile's switch for RDP sessions at
+ * all, as shell, exec, sftp and scp are for SSH. On, for existing
+ * profiles as for new ones: native allow/record was all RDP needed.
+ */
+static const char store_schema_v19[] =
+    "ALTER TABLE profiles ADD COLUMN rdp INTEGER NOT NULL DEFAULT 1;";
+
+/*
+ * Version 20 (issue 14): a job's output as appended chunks. Live output
  * used to rewrite jobs.stdout and jobs.stderr whole on every progress
  * write; now each write adds the new bytes only: one row per stream
  * (1 stdout, 2 stderr) and write, pos its offset in the stream. A job's
@@ -544,7 +552,7 @@ static const char store_schema_v18[] =
  * that already exist moves into one chunk each; the old columns stay,
  * NULL (SQL cannot drop a column portably).
  */
-static const char store_schema_v19[] =
+static const char store_schema_v20[] =
     "CREATE TABLE job_output ("
     " job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
     " stream INTEGER NOT NULL CHECK (stream IN (1, 2)),"
@@ -559,14 +567,6 @@ static const char store_schema_v19[] =
     " WHERE stderr IS NOT NULL AND length(stderr) > 0;"
     "UPDATE jobs SET stdout = NULL, stderr = NULL"
     " WHERE stdout IS NOT NULL OR stderr IS NOT NULL;";
-
-/*
- * Version 20 (issue 17): an access profile's switch for RDP sessions at
- * all, as shell, exec, sftp and scp are for SSH. On, for existing
- * profiles as for new ones: native allow/record was all RDP needed.
- */
-static const char store_schema_v20[] =
-    "ALTER TABLE profiles ADD COLUMN rdp INTEGER NOT NULL DEFAULT 1;";
 
 const struct store_migration store_migrations[] = {
     {1, store_schema_v1, STORE_HOOK_ROOT_SITE},

@@ -354,29 +354,30 @@ static void test_output_cap(void **state)
     free(big);
 }
 
-/* Schema version 19 moves the output of existing jobs (jobs.stdout and
- * jobs.stderr) into job_output: a store taken back to version 18 with
- * output in the old columns reads the same after it migrates again. */
+/* The job_output step (schema version 20) moves the output of existing jobs
+ * (jobs.stdout and jobs.stderr) into job_output: a store taken back to version
+ * 18 with output in the old columns reads the same after it migrates again. */
 static void test_output_migrated(void **state)
 {
     struct fx *f = *state;
     static struct store_job j;
     struct db_stmt *s = NULL;
     bool row = false;
-    int v = 0, v19 = 0;
+    int v = 0, vjo = 0;
 
     FX_NEED_SHARED(f);
     for (size_t i = 0; i < store_migrations_count; i++) {
         if (strstr(store_migrations[i].sql, "CREATE TABLE job_output") !=
             NULL) {
-            v19 = store_migrations[i].version;
+            vjo = store_migrations[i].version;
         }
     }
-    assert_true(v19 > 0);
+    assert_true(vjo > 0);
     add_running(f->st, &j);
     snprintf(j.status, sizeof(j.status), "failed");
     assert_int_equal(store_job_finish(f->st, &j), ERR_OK);
-    /* as a store before version 19 held it */
+    /* as a store before that step held it (it is the last step: were a
+     * later one added, rolling back to it would run that one twice) */
     assert_int_equal(db_exec(store_db(f->st), "test", "DROP TABLE job_output"),
                      ERR_OK);
     assert_int_equal(db_prepare(store_db(f->st), "test",
@@ -393,7 +394,7 @@ static void test_output_migrated(void **state)
         db_prepare(store_db(f->st), "test",
                    "DELETE FROM schema_version WHERE version >= $1", &s),
         ERR_OK);
-    assert_int_equal(db_bind_int64(s, 1, v19), ERR_OK);
+    assert_int_equal(db_bind_int64(s, 1, vjo), ERR_OK);
     assert_int_equal(db_step(s, &row), ERR_OK);
     db_finalize(s);
     store_close(f->st);
