@@ -828,10 +828,33 @@ static BOOL rdpc_logon(freerdp_peer *peer, SEC_WINNT_AUTH_IDENTITY *id,
         ok = rdpc_password_login(s, password) ? TRUE : FALSE;
     }
     sodium_memzero(password, sizeof(password));
+    /* FreeRDP's copy of the CredSSP password (the peer's identity) lives
+     * as long as the peer: wiped now that it is checked */
+    if (id->Password != NULL) {
+        sodium_memzero(
+            id->Password,
+            (size_t)id->PasswordLength *
+                (id->Flags & SEC_WINNT_AUTH_IDENTITY_ANSI ? 1 : sizeof(WCHAR)));
+    }
     if (!ok) {
         log_info("rdp %s: login refused (%s)", s->a->client_addr, s->why);
     }
     return ok;
+}
+
+/*
+ * The Client Info PDU's password, which FreeRDP keeps in the peer's
+ * settings for the session's life: wiped once the login is settled,
+ * after NLA too (clients send it there as well, unused).
+ */
+static void rdpc_wipe_password(rdpSettings *fs)
+{
+    char *pw = fs->Password;
+
+    if (pw != NULL) {
+        sodium_memzero(pw, strlen(pw));
+    }
+    (void)freerdp_settings_set_string(fs, FreeRDP_Password, NULL);
 }
 
 /*
@@ -860,10 +883,7 @@ static void rdpc_tls_logon(struct rdpc *s)
         snprintf(s->login, sizeof(s->login), "%s", user);
         (void)rdpc_password_login(s, pw);
     }
-    if (pw != NULL) {
-        sodium_memzero(pw, strlen(pw));
-    }
-    (void)freerdp_settings_set_string(fs, FreeRDP_Password, NULL);
+    rdpc_wipe_password(fs);
     if (s->authed) {
         /* the back leg starts late: the front is past its MCS step */
         rdpc_front_progress(s, false);
@@ -879,6 +899,7 @@ static BOOL rdpc_post_connect(freerdp_peer *peer)
     if (!s->authed && s->tls_login && !s->tell_login) {
         rdpc_tls_logon(s);
     }
+    rdpc_wipe_password(peer->settings);
     if (!s->authed) {
         if (s->why[0] == '\0') {
             snprintf(s->why, sizeof(s->why), "denied: not authenticated");

@@ -189,3 +189,90 @@ def _nla_refused(pc, login, password, timeout=30):
     t0 = time.monotonic()
     r = run(xvfb_run() + xfreerdp_args(pc, login, password), timeout=timeout)
     return r, time.monotonic() - t0
+
+
+def _memory_holds(pid, needles):
+    """Which of needles (bytes) are in process pid's readable memory
+    (root reads a non-dumpable child's /proc/PID/mem)."""
+    found = set()
+    with open("/proc/%d/maps" % pid) as maps, \
+            open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        for line in maps:
+            f = line.split()
+            lo, hi = (int(x, 16) for x in f[0].split("-"))
+            if "r" not in f[1] or (len(f) > 5 and f[5] in ("[vvar]",
+                                                           "[vsyscall]")):
+                continue
+            try:
+                mem.seek(lo)
+                chunk = mem.read(hi - lo)
+            except (OSError, ValueError, OverflowError):
+                continue
+            found |= {n for n in needles if n in chunk}
+            for n in needles:
+                i = chunk.find(n)
+                while i >= 0 and os.environ.get("DEBUGMEM"):
+                    print("HIT", line.strip(), hex(lo + i),
+                          chunk[max(0, i - 96):i + 64])
+                    import struct
+                    with open("/proc/%d/maps" % pid) as m2:
+                        ml = m2.readlines()
+                    for k in range(-400, 400, 8):
+                        v = struct.unpack("<Q", chunk[i + k - 80:i + k - 72])[0] if i + k - 72 <= len(chunk) else 0
+                        for l2 in ml:
+                            a, b = (int(x, 16) for x in l2.split()[0].split("-"))
+                            if a <= v < b:
+                                print("  RET", hex(v), hex(v - a + int(l2.split()[2], 16)), l2.split()[-1])
+                    i = chunk.find(n, i + 1)
+    return found
+
+
+def _password_left_in_child(pc, rdp_target, args_of):
+    """Starts a session whose password is unique, waits until the child
+    is connected to the target, and says which encodings of the password
+    the session child still holds."""
+    import re
+    import subprocess
+    asset = rdp_asset(pc, rdp_target)
+    pw = "Wipe-Me-%d-Qx" % os.getpid()
+    user, _ = rdp_user(pc, asset, password=pw)
+    needles = [pw.encode(), pw.encode("utf-16-le")]
+    before = len(pc.log_path.read_text())
+    proc = subprocess.Popen(
+        xvfb_run() + ["-s", "-screen 0 1024x768x24"] +
+        args_of(pc, "%s#%s" % (user, asset), pw),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        port = None
+        while port is None and time.monotonic() < deadline:
+            m = re.search(r"rdp 127\.0\.0\.1:(\d+): %s connected to" %
+                          re.escape(user), pc.log_path.read_text()[before:])
+            port = int(m.group(1)) if m else None
+            time.sleep(0.2)
+        assert port is not None, pc.log_tail()
+        time.sleep(2)  # activation and the first frames
+        from pclib import serving_process
+        child = serving_process(pc.descendants, pc.rdp_port, port)
+        return _memory_holds(child, needles), needles
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reads a child's memory")
+def test_password_not_kept_after_tls_login(tls_proxy, rdp_target):
+    """The Client Info password is wiped once checked: the session child
+    holds it in no encoding while the session runs."""
+    left, _ = _password_left_in_child(tls_proxy, rdp_target, tls_args)
+    assert not left, left
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reads a child's memory")
+def test_password_not_kept_after_nla_login(tls_proxy, rdp_target):
+    """After NLA the password FreeRDP decrypted from the client's
+    TSCredentials (the peer's identity) is wiped once checked."""
+    left, needles = _password_left_in_child(tls_proxy, rdp_target,
+                                            xfreerdp_args)
+    assert needles[0] not in left, left
