@@ -146,9 +146,10 @@ struct rdpc {
     /* the client chose TLS without NLA ([rdp] tls_logins): its user name
      * and password come in the Client Info PDU, checked at PostConnect */
     bool tls_login;
-    bool logon_seen; /* NLA completed: Logon was called */
-    bool authed;     /* the monitor accepted the login */
-    bool back_up;    /* the back leg is connected */
+    bool stack_wiped; /* rdpc_stack_wipe ran, after the login */
+    bool logon_seen;  /* NLA completed: Logon was called */
+    bool authed;      /* the monitor accepted the login */
+    bool back_up;     /* the back leg is connected */
     bool hostkey_ok, creds_set;
     bool told; /* a Set Error Info PDU went to the client */
     /* NLA succeeded but the monitor refused the login (TOTP missing or
@@ -2146,6 +2147,23 @@ static bool rdpc_client_gone(const struct rdpc *s)
            (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
+/*
+ * The stack below the loop, where FreeRDP and OpenSSL ran the whole
+ * connection sequence: a dead frame there still held a copy of the
+ * Client Info password (found by test_rdp_tls.py reading the child's
+ * memory). Wiped once, when the login is settled; 256 KiB reaches below
+ * the deepest frames of the handshake.
+ */
+#define RDPC_STACK_WIPE (256 * 1024)
+
+static __attribute__((noinline)) void rdpc_stack_wipe(void)
+{
+    unsigned char dead[RDPC_STACK_WIPE];
+
+    sodium_memzero(dead, sizeof(dead));
+    __asm__ volatile("" : : "r"(dead) : "memory");
+}
+
 /* Both legs until either ends. */
 static void rdpc_loop(struct rdpc *s)
 {
@@ -2154,6 +2172,10 @@ static void rdpc_loop(struct rdpc *s)
     int held;
 
     for (;;) {
+        if (s->back_up && !s->stack_wiped) {
+            rdpc_stack_wipe();
+            s->stack_wiped = true;
+        }
         if (!rdpc_dvc_flush(s)) {
             break;
         }
