@@ -267,3 +267,18 @@ def test_password_not_kept_after_nla_login(tls_proxy, rdp_target):
     left, needles = _password_left_in_child(tls_proxy, rdp_target,
                                             xfreerdp_args)
     assert needles[0] not in left, left
+
+
+def test_long_user_name_and_password_refused(tls_proxy, rdp_target):
+    """A 1000-character user name or password in the Client Info PDU (the
+    PDU allows 255 characters; the login grammar fewer): refused at once,
+    no crash, and the proxy serves the next client."""
+    asset = rdp_asset(tls_proxy, rdp_target)
+    user, pw = rdp_user(tls_proxy, asset)
+    for login, password in (("u" * 1000 + "#" + asset, pw),
+                            ("%s#%s" % (user, asset), "p" * 1000)):
+        r, took = tls_refused(tls_proxy, login, password)
+        assert r.rc != 0 and took < FAST, (r, took)
+    assert tls_proxy.proc.poll() is None, tls_proxy.log_tail()
+    r, took = tls_refused(tls_proxy, "%s#%s" % (user, asset), "not-it")
+    assert "ERRINFO_SERVER_FRESH_CREDENTIALS_REQUIRED" in r.out + r.err, r
