@@ -282,3 +282,34 @@ def test_long_user_name_and_password_refused(tls_proxy, rdp_target):
     assert tls_proxy.proc.poll() is None, tls_proxy.log_tail()
     r, took = tls_refused(tls_proxy, "%s#%s" % (user, asset), "not-it")
     assert "ERRINFO_SERVER_FRESH_CREDENTIALS_REQUIRED" in r.out + r.err, r
+
+
+def test_each_tls_failure_counts_once(tmp_path, rdp_target):
+    """With max_failures = 3, two wrong passwords over TLS lock nothing
+    (each is counted once, by the monitor's password check) and the
+    third locks the password."""
+    p = start_rdp_proxy(tmp_path / "pc", tls_logins="true")
+    try:
+        p.stop()
+        p.set_config("auth", "max_failures", "3")
+        p.set_config("auth", "failure_window_seconds", "600")
+        p.set_config("auth", "lockout_seconds", "60")
+        p.start()
+        asset = rdp_asset(p, rdp_target)
+        user, _ = rdp_user(p, asset)
+
+        def events(action):
+            _, out, _ = p.cli("audit", "list", "--json")
+            return [e for e in _json_lines(out) if e.get("action") == action]
+
+        for i in range(2):
+            r, _ = tls_refused(p, "%s#%s" % (user, asset), "wrong-%d" % i)
+            assert r.rc != 0, r
+        assert len([e for e in events("login.fail")
+                    if user in (e.get("actor") or "")]) == 2
+        assert events("login.lock") == [], events("login.lock")
+        r, _ = tls_refused(p, "%s#%s" % (user, asset), "wrong-2")
+        assert r.rc != 0, r
+        assert events("login.lock"), p.log_tail()
+    finally:
+        stop_rdp_proxy(p)
