@@ -170,9 +170,10 @@ struct rdpc {
     /* the client chose TLS without NLA ([rdp] tls_logins): its user name
      * and password come in the Client Info PDU, checked at PostConnect */
     bool tls_login;
-    bool logon_seen; /* NLA completed: Logon was called */
-    bool authed;     /* the monitor accepted the login */
-    bool back_up;    /* the back leg is connected */
+    bool stack_wiped; /* rdpc_stack_wipe ran, after the login */
+    bool logon_seen;  /* NLA completed: Logon was called */
+    bool authed;      /* the monitor accepted the login */
+    bool back_up;     /* the back leg is connected */
     bool hostkey_ok, creds_set;
     bool told; /* a Set Error Info PDU went to the client */
     /* NLA succeeded but the monitor refused the login (TOTP missing or
@@ -856,10 +857,33 @@ static BOOL rdpc_logon(freerdp_peer *peer, SEC_WINNT_AUTH_IDENTITY *id,
         ok = rdpc_password_login(s, password) ? TRUE : FALSE;
     }
     sodium_memzero(password, sizeof(password));
+    /* FreeRDP's copy of the CredSSP password (the peer's identity) lives
+     * as long as the peer: wiped now that it is checked */
+    if (id->Password != NULL) {
+        sodium_memzero(
+            id->Password,
+            (size_t)id->PasswordLength *
+                (id->Flags & SEC_WINNT_AUTH_IDENTITY_ANSI ? 1 : sizeof(WCHAR)));
+    }
     if (!ok) {
         log_info("rdp %s: login refused (%s)", s->a->client_addr, s->why);
     }
     return ok;
+}
+
+/*
+ * The Client Info PDU's password, which FreeRDP keeps in the peer's
+ * settings for the session's life: wiped once the login is settled,
+ * after NLA too (clients send it there as well, unused).
+ */
+static void rdpc_wipe_password(rdpSettings *fs)
+{
+    char *pw = fs->Password;
+
+    if (pw != NULL) {
+        sodium_memzero(pw, strlen(pw));
+    }
+    (void)freerdp_settings_set_string(fs, FreeRDP_Password, NULL);
 }
 
 /*
@@ -888,10 +912,7 @@ static void rdpc_tls_logon(struct rdpc *s)
         snprintf(s->login, sizeof(s->login), "%s", user);
         (void)rdpc_password_login(s, pw);
     }
-    if (pw != NULL) {
-        sodium_memzero(pw, strlen(pw));
-    }
-    (void)freerdp_settings_set_string(fs, FreeRDP_Password, NULL);
+    rdpc_wipe_password(fs);
     if (s->authed) {
         /* the back leg starts late: the front is past its MCS step */
         rdpc_front_progress(s, false);
@@ -907,6 +928,7 @@ static BOOL rdpc_post_connect(freerdp_peer *peer)
     if (!s->authed && s->tls_login && !s->tell_login) {
         rdpc_tls_logon(s);
     }
+    rdpc_wipe_password(peer->settings);
     if (!s->authed) {
         if (s->why[0] == '\0') {
             snprintf(s->why, sizeof(s->why), "denied: not authenticated");
@@ -2232,6 +2254,23 @@ static bool rdpc_client_gone(const struct rdpc *s)
            (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
+/*
+ * The stack below the loop, where FreeRDP and OpenSSL ran the whole
+ * connection sequence: a dead frame there still held a copy of the
+ * Client Info password (found by test_rdp_tls.py reading the child's
+ * memory). Wiped once, when the login is settled; 256 KiB reaches below
+ * the deepest frames of the handshake.
+ */
+#define RDPC_STACK_WIPE (256 * 1024)
+
+static __attribute__((noinline)) void rdpc_stack_wipe(void)
+{
+    unsigned char dead[RDPC_STACK_WIPE];
+
+    sodium_memzero(dead, sizeof(dead));
+    __asm__ volatile("" : : "r"(dead) : "memory");
+}
+
 /* Both legs until either ends. */
 static void rdpc_loop(struct rdpc *s)
 {
@@ -2240,6 +2279,10 @@ static void rdpc_loop(struct rdpc *s)
     int held;
 
     for (;;) {
+        if (s->back_up && !s->stack_wiped) {
+            rdpc_stack_wipe();
+            s->stack_wiped = true;
+        }
         if (!rdpc_dvc_flush(s)) {
             break;
         }

@@ -353,10 +353,16 @@ int rdp_dvc_filter(struct rdp_dvc *d, int dir, const uint8_t *in, size_t len,
         }
         d->disp =
             (int32_t)dv_get32(in + off) >= 0 ? RDP_DVC_OPEN : RDP_DVC_NONE;
+        d->closing = false; /* an answer to a close came before this */
         break;
     case RDP_DVC_CLOSE:
         if (len != off) {
             return ERR_PROTO;
+        }
+        if (dir == RDP_DVC_UP && d->closing && id == d->closing_id) {
+            /* the client's answer to the target's close */
+            d->closing = false;
+            break;
         }
         if (!disp) {
             /* a refused channel's close: the other side never knew it */
@@ -365,6 +371,8 @@ int rdp_dvc_filter(struct rdp_dvc *d, int dir, const uint8_t *in, size_t len,
         }
         d->disp = RDP_DVC_NONE;
         d->held_len = 0;
+        d->closing = dir == RDP_DVC_DOWN;
+        d->closing_id = id;
         break;
     case RDP_DVC_DATA:
     case RDP_DVC_DATA_FIRST:

@@ -11,7 +11,9 @@
  *  - the capabilities are clamped to version 2 both ways: no compressed
  *    data (version 3), no soft-sync; compressed and soft-sync PDUs, data
  *    on a channel not open, a Create Response or Close for a channel the
- *    client was not offered are dropped;
+ *    client was not offered are dropped (but the client's Close that
+ *    answers the target's Close of display control passes, and leaves a
+ *    display control reopened under the same ID alone);
  *  - on DisplayControl, the target may send only its capabilities (the
  *    monitor count clamped to RDP_DVC_MONITORS_MAX), the client only a
  *    Monitor Layout, whole in one Data PDU, checked against the limits
@@ -59,6 +61,11 @@ enum rdp_dvc_disp { RDP_DVC_NONE, RDP_DVC_PENDING, RDP_DVC_OPEN };
 struct rdp_dvc {
     enum rdp_dvc_disp disp; /* DisplayControl's state */
     uint32_t disp_id;
+    /* the target closed display control (closing_id): the client's
+     * close that answers it is the old channel's, whatever opened since
+     * under that ID ([MS-RDPEDYC] 3.3.5.2) */
+    bool closing;
+    uint32_t closing_id;
     uint32_t max_monitors; /* the target's, clamped; 0: no caps yet */
     int64_t last_ms;       /* a layout last forwarded; -1: never */
     uint8_t held[RDP_DVC_HELD_MAX];

@@ -189,3 +189,127 @@ def _nla_refused(pc, login, password, timeout=30):
     t0 = time.monotonic()
     r = run(xvfb_run() + xfreerdp_args(pc, login, password), timeout=timeout)
     return r, time.monotonic() - t0
+
+
+def _memory_holds(pid, needles):
+    """Which of needles (bytes) are in process pid's readable memory
+    (root reads a non-dumpable child's /proc/PID/mem)."""
+    found = set()
+    with open("/proc/%d/maps" % pid) as maps, \
+            open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        for line in maps:
+            f = line.split()
+            lo, hi = (int(x, 16) for x in f[0].split("-"))
+            if "r" not in f[1] or (len(f) > 5 and f[5] in ("[vvar]",
+                                                           "[vsyscall]")):
+                continue
+            try:
+                mem.seek(lo)
+                chunk = mem.read(hi - lo)
+            except (OSError, ValueError, OverflowError):
+                continue
+            found |= {n for n in needles if n in chunk}
+    return found
+
+
+def _password_left_in_child(pc, rdp_target, args_of):
+    """Starts a session whose password is unique, waits until the child
+    is connected to the target, and says which encodings of the password
+    (UTF-8 as checked, UTF-16 as sent) the session child still holds.
+    FreeRDP's own receive buffers keep the Client Info PDU (and, after
+    NLA, CredSSP's decrypted credentials) as the client sent them, UTF-16,
+    out of the child's reach (docs/rdp.md): the tests ask for no UTF-8
+    copy, the form every copy the child or FreeRDP's settings made has."""
+    import re
+    import subprocess
+    asset = rdp_asset(pc, rdp_target)
+    pw = "Wipe-Me-%d-Qx" % os.getpid()
+    user, _ = rdp_user(pc, asset, password=pw)
+    needles = [pw.encode(), pw.encode("utf-16-le")]
+    before = len(pc.log_path.read_text())
+    proc = subprocess.Popen(
+        xvfb_run() + ["-s", "-screen 0 1024x768x24"] +
+        args_of(pc, "%s#%s" % (user, asset), pw),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        port = None
+        while port is None and time.monotonic() < deadline:
+            m = re.search(r"rdp 127\.0\.0\.1:(\d+): %s connected to" %
+                          re.escape(user), pc.log_path.read_text()[before:])
+            port = int(m.group(1)) if m else None
+            time.sleep(0.2)
+        assert port is not None, pc.log_tail()
+        time.sleep(2)  # activation and the first frames
+        from pclib import serving_process
+        child = serving_process(pc.descendants, pc.rdp_port, port)
+        return _memory_holds(child, needles), needles
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reads a child's memory")
+def test_password_not_kept_after_tls_login(tls_proxy, rdp_target):
+    """The Client Info password is wiped once checked: while the session
+    runs, the session child holds no UTF-8 copy (FreeRDP's settings, a
+    dead stack frame of the handshake)."""
+    left, needles = _password_left_in_child(tls_proxy, rdp_target,
+                                            tls_args)
+    assert needles[0] not in left, left
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reads a child's memory")
+def test_password_not_kept_after_nla_login(tls_proxy, rdp_target):
+    """After NLA too: the Client Info PDU's password (clients send it
+    there as well) is wiped from FreeRDP's settings."""
+    left, needles = _password_left_in_child(tls_proxy, rdp_target,
+                                            xfreerdp_args)
+    assert needles[0] not in left, left
+
+
+def test_long_user_name_and_password_refused(tls_proxy, rdp_target):
+    """A 1000-character user name or password in the Client Info PDU (the
+    PDU allows 255 characters; the login grammar fewer): refused at once,
+    no crash, and the proxy serves the next client."""
+    asset = rdp_asset(tls_proxy, rdp_target)
+    user, pw = rdp_user(tls_proxy, asset)
+    for login, password in (("u" * 1000 + "#" + asset, pw),
+                            ("%s#%s" % (user, asset), "p" * 1000)):
+        r, took = tls_refused(tls_proxy, login, password)
+        assert r.rc != 0 and took < FAST, (r, took)
+    assert tls_proxy.proc.poll() is None, tls_proxy.log_tail()
+    r, took = tls_refused(tls_proxy, "%s#%s" % (user, asset), "not-it")
+    assert "ERRINFO_SERVER_FRESH_CREDENTIALS_REQUIRED" in r.out + r.err, r
+
+
+def test_each_tls_failure_counts_once(tmp_path, rdp_target):
+    """With max_failures = 3, two wrong passwords over TLS lock nothing
+    (each is counted once, by the monitor's password check) and the
+    third locks the password."""
+    p = start_rdp_proxy(tmp_path / "pc", tls_logins="true")
+    try:
+        p.stop()
+        p.set_config("auth", "max_failures", "3")
+        p.set_config("auth", "failure_window_seconds", "600")
+        p.set_config("auth", "lockout_seconds", "60")
+        p.start()
+        asset = rdp_asset(p, rdp_target)
+        user, _ = rdp_user(p, asset)
+
+        def events(action):
+            _, out, _ = p.cli("audit", "list", "--json")
+            return [e for e in _json_lines(out) if e.get("action") == action]
+
+        for i in range(2):
+            r, _ = tls_refused(p, "%s#%s" % (user, asset), "wrong-%d" % i)
+            assert r.rc != 0, r
+        assert len([e for e in events("login.fail")
+                    if user in (e.get("actor") or "")]) == 2
+        assert events("login.lock") == [], events("login.lock")
+        r, _ = tls_refused(p, "%s#%s" % (user, asset), "wrong-2")
+        assert r.rc != 0, r
+        assert events("login.lock"), p.log_tail()
+    finally:
+        stop_rdp_proxy(p)

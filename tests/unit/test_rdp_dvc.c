@@ -222,6 +222,50 @@ static void test_display_control_opens_once(void **state)
     assert_int_equal(d.disp, RDP_DVC_NONE);
 }
 
+/*
+ * The target closes display control and opens it again with the same ID
+ * ([MS-RDPEDYC] 3.3.5.2: it may reuse the ID once closed). The client
+ * answers the close with a close, then the create: that close is the
+ * old channel's, passed to the target and not taken for a close of the
+ * new one, whose Create Response then opens it.
+ */
+static void test_close_answered_then_reopened(void **state)
+{
+    struct rdp_dvc d;
+    struct pdu p, close;
+
+    (void)state;
+    open_disp(&d, 1);
+    close.n = 0;
+    close.b[close.n++] = RDP_DVC_CLOSE << 4;
+    close.b[close.n++] = 7;
+    assert_int_equal(filt(&d, RDP_DVC_DOWN, &close, 0), ERR_OK);
+    assert_int_equal(n, 2);
+    create_req(&p, 7, RDP_DVC_DISP_NAME);
+    assert_int_equal(filt(&d, RDP_DVC_DOWN, &p, 0), ERR_OK);
+    assert_int_equal(n, p.n);
+    /* the client's answer to the close: to the target, the new channel
+     * still pending */
+    assert_int_equal(filt(&d, RDP_DVC_UP, &close, 0), ERR_OK);
+    assert_int_equal(n, 2);
+    assert_null(r.refused);
+    assert_int_equal(d.disp, RDP_DVC_PENDING);
+    create_rsp(&p, 7, 0);
+    assert_int_equal(filt(&d, RDP_DVC_UP, &p, 0), ERR_OK);
+    assert_int_equal(n, p.n);
+    assert_int_equal(d.disp, RDP_DVC_OPEN);
+    disp_caps(&p, 7, 1);
+    assert_int_equal(filt(&d, RDP_DVC_DOWN, &p, 0), ERR_OK);
+    layout(&p, 7, 1, 1280, 960);
+    assert_int_equal(filt(&d, RDP_DVC_UP, &p, 0), ERR_OK);
+    assert_int_equal(n, p.n);
+    assert_int_equal(r.width, 1280);
+    /* a close from the client now is its own: the channel closes */
+    assert_int_equal(filt(&d, RDP_DVC_UP, &close, 0), ERR_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(d.disp, RDP_DVC_NONE);
+}
+
 static void test_layout_bounds(void **state)
 {
     struct rdp_dvc d;
@@ -392,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_caps_clamped_to_version_2),
         cmocka_unit_test(test_other_channels_refused_with_a_reply),
         cmocka_unit_test(test_display_control_opens_once),
+        cmocka_unit_test(test_close_answered_then_reopened),
         cmocka_unit_test(test_layout_bounds),
         cmocka_unit_test(test_layouts_coalesced),
         cmocka_unit_test(test_truncated),
