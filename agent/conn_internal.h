@@ -98,6 +98,13 @@ struct agent_conn {
     int bridge_events;
     uv_poll_t *ssh_poll;
     int ssh_events;
+    /* What libssh wrote into the pair leaves as one frame per loop turn:
+     * read by flush_check (after every callback of the turn ran) when
+     * libssh's byte counter moved since the last read, not by the pair's
+     * read event in the next turn (conn.c, conn_flush_cb). */
+    uv_check_t *flush_check;
+    struct ssh_counter_struct sock_cnt; /* libssh's socket counter */
+    uint64_t out_seen;                  /* its out_bytes at the last read */
     bool ssh_owns_fd;  /* ssh_connect() took ssh_fd: ssh_free closes it */
     bool ssh_nonblock; /* ssh_fd made non-blocking again after connect */
 

@@ -32,6 +32,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,7 @@ struct agent_stream {
 };
 
 static void stream_poll_cb(uv_poll_t *p, int status, int events);
+static void stream_connect_done(struct agent_stream *st);
 
 static void stream_free_handle(uv_handle_t *h)
 {
@@ -362,6 +364,14 @@ static void stream_try_connect(struct agent_stream *st)
                 return;
             }
             st->state = ST_CONNECT;
+            /* A target on this host or next to it has often answered
+             * already: then "ok" is written in this turn and leaves in
+             * one frame with the channel's confirmation (conn.c,
+             * conn_flush_cb) instead of a turn later on its own. */
+            if (poll(&(struct pollfd){.fd = st->fd, .events = POLLOUT}, 1, 0) ==
+                1) {
+                stream_connect_done(st);
+            }
             return;
         }
         st->last_err = errno;
