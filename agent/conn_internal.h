@@ -24,6 +24,9 @@
 #define CONN_WS_CHUNK 65536 /* bytes per WebSocket message we send */
 #define CONN_RX_PENDING_MAX (1024 * 1024) /* WS bytes not yet in the pair */
 #define STREAM_BUF 65536                  /* per direction, per stream */
+/* more than the 32,000 bytes libssh grants on accepting a channel: asked
+ * for once, it grows the window at once (stream.c, stream_grow_window) */
+#define CONN_WINDOW_ASK 32768
 #define CONN_ERRLINE_MAX 256       /* the server's refusal line we keep */
 #define CONN_RAW_READ (256 * 1024) /* our reads of the WebSocket's socket */
 #define CONN_RAW_CONNS 16          /* our own reads only with this many conns */

@@ -38,7 +38,6 @@ struct hub_pss {
     struct hub_agent *a;
 };
 
-static void hub_agent_service(struct hub_agent *a);
 static void hub_agent_free(struct hub_agent *a);
 
 /* --- the registry of online agents --- */
@@ -782,7 +781,7 @@ static void hub_announce_finish(struct hub_agent *a)
 
 /* --- driving libssh --- */
 
-static void hub_agent_service(struct hub_agent *a)
+void hub_agent_service(struct hub_agent *a)
 {
     int rc;
 
@@ -832,17 +831,27 @@ static void hub_agent_service(struct hub_agent *a)
         a->ann_ch = NULL;
     }
     if (!a->dead && a->state == HA_ONLINE) {
-        a->held = false;
-        hub_streams_service(a);
-        /* A stream held back only because libssh waits to hear POLLOUT
-         * (hub_stream_note_held): one zero-timeout poll of the socketpair
-         * lets it send, now rather than a turn later. Bounded; stops when
-         * the socketpair is really full. */
-        for (int pass = 0; pass < HUB_HELD_PASSES && a->held && !a->dead &&
-                           a->kill_why == NULL &&
-                           (ssh_get_poll_flags(a->s) & SSH_WRITE_PENDING);
-             pass++) {
+        /*
+         * libssh waits to hear POLLOUT after every packet it sends before
+         * it sends the next (SSH_WRITE_PENDING, even with nothing queued).
+         * Left to the loop, that is two epoll_ctl calls for the
+         * socketpair's POLLOUT and a turn per packet, and a stream's next
+         * bytes wait for that turn (hub_stream_note_held). A zero-timeout
+         * poll of the socketpair here tells libssh at once; another pass
+         * over the streams follows when a stream was held back or the
+         * poll brought input. Bounded; a socketpair that is really full
+         * is left to its POLLOUT.
+         */
+        for (int pass = 0;; pass++) {
+            uint64_t in0;
+
             a->held = false;
+            hub_streams_service(a);
+            if (pass == HUB_PASSES || a->dead || a->kill_why != NULL ||
+                !(ssh_get_poll_flags(a->s) & SSH_WRITE_PENDING)) {
+                break;
+            }
+            in0 = a->cnt.in_bytes;
             rc = ssh_event_dopoll(a->ev, 0);
             if (rc == SSH_ERROR ||
                 (ssh_get_status(a->s) & (SSH_CLOSED | SSH_CLOSED_ERROR))) {
@@ -850,10 +859,10 @@ static void hub_agent_service(struct hub_agent *a)
                 hub_agent_close(a, "the SSH session ended", 0);
                 return;
             }
-            if (ssh_get_poll_flags(a->s) & SSH_WRITE_PENDING) {
-                break; /* the socketpair is full: its POLLOUT says when */
+            if ((ssh_get_poll_flags(a->s) & SSH_WRITE_PENDING) ||
+                (!a->held && a->cnt.in_bytes == in0)) {
+                break;
             }
-            hub_streams_service(a);
         }
     }
     a->in_service = false;

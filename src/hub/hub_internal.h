@@ -47,7 +47,7 @@
  * gets near this. One that sends past it is dropped. */
 #define HUB_HOLD_MAX (2 * 1280000 + HUB_CHUNK)
 #define HUB_BUCKETS 16384 /* online agents by ID */
-#define HUB_HELD_PASSES 4 /* extra passes over the streams per service */
+#define HUB_PASSES 4      /* extra passes over the streams per service */
 
 enum hub_agent_state {
     HA_KEX,      /* key exchange */
@@ -162,6 +162,9 @@ struct hub_agent *hub_find_online(const struct hub *h, const char *id);
 void hub_agent_close(struct hub_agent *a, const char *why, int64_t ms);
 /* Recomputes which loop events fd_ssh needs (after libssh was used). */
 void hub_agent_watch(struct hub_agent *a);
+/* Runs libssh (a zero-timeout poll) and every stream, then watches. May
+ * end the agent (it is then only marked dead). */
+void hub_agent_service(struct hub_agent *a);
 
 /* hub_stream.c */
 void hub_streams_service(struct hub_agent *a);

@@ -465,6 +465,13 @@ static void hub_stream_on_fd(struct loop *l, int fd, int events, void *arg)
             hub_agent_close(a, a->kill_why, 0);
             return;
         }
+        /* libssh sent a packet and waits to hear POLLOUT before the next:
+         * tell it now (hub_agent_service polls it) rather than through
+         * the loop, a turn later */
+        if (ssh_get_poll_flags(a->s) & SSH_WRITE_PENDING) {
+            hub_agent_service(a);
+            return;
+        }
         hub_agent_watch(a);
     }
 }
