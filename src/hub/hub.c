@@ -837,21 +837,21 @@ void hub_agent_service(struct hub_agent *a)
          * Left to the loop, that is two epoll_ctl calls for the
          * socketpair's POLLOUT and a turn per packet, and a stream's next
          * bytes wait for that turn (hub_stream_note_held). A zero-timeout
-         * poll of the socketpair here tells libssh at once; another pass
-         * over the streams follows when a stream was held back or the
-         * poll brought input. Bounded; a socketpair that is really full
-         * is left to its POLLOUT.
+         * poll of the socketpair here tells libssh at once, and another
+         * pass over the streams follows. Only for a stream held back that
+         * way (a poll whenever libssh waits cost more polls than it saved
+         * turns with many streams, and stalled a bulk echo); bounded; a
+         * socketpair that is really full is left to its POLLOUT.
          */
-        for (int pass = 0;; pass++) {
-            uint64_t in0;
+        a->held = false;
+        hub_streams_service(a);
+        for (int pass = 0;
+             pass < HUB_PASSES && a->held && !a->dead && a->kill_why == NULL &&
+             (ssh_get_poll_flags(a->s) & SSH_WRITE_PENDING);
+             pass++) {
+            uint64_t in0 = a->cnt.in_bytes;
 
             a->held = false;
-            hub_streams_service(a);
-            if (pass == HUB_PASSES || a->dead || a->kill_why != NULL ||
-                !(ssh_get_poll_flags(a->s) & SSH_WRITE_PENDING)) {
-                break;
-            }
-            in0 = a->cnt.in_bytes;
             rc = ssh_event_dopoll(a->ev, 0);
             if (rc == SSH_ERROR ||
                 (ssh_get_status(a->s) & (SSH_CLOSED | SSH_CLOSED_ERROR))) {
@@ -859,10 +859,11 @@ void hub_agent_service(struct hub_agent *a)
                 hub_agent_close(a, "the SSH session ended", 0);
                 return;
             }
-            if ((ssh_get_poll_flags(a->s) & SSH_WRITE_PENDING) ||
-                (!a->held && a->cnt.in_bytes == in0)) {
-                break;
+            if (a->cnt.in_bytes == in0 &&
+                (ssh_get_poll_flags(a->s) & SSH_WRITE_PENDING)) {
+                break; /* the socketpair is full: its POLLOUT says when */
             }
+            hub_streams_service(a); /* (input read here is only noted) */
         }
     }
     a->in_service = false;
