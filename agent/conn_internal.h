@@ -24,6 +24,9 @@
 #define CONN_WS_CHUNK 65536 /* bytes per WebSocket message we send */
 #define CONN_RX_PENDING_MAX (1024 * 1024) /* WS bytes not yet in the pair */
 #define STREAM_BUF 65536                  /* per direction, per stream */
+/* more than the 32,000 bytes libssh grants on accepting a channel: asked
+ * for once, it grows the window at once (stream.c, stream_grow_window) */
+#define CONN_WINDOW_ASK 32768
 #define CONN_ERRLINE_MAX 256       /* the server's refusal line we keep */
 #define CONN_RAW_READ (256 * 1024) /* our reads of the WebSocket's socket */
 #define CONN_RAW_CONNS 16          /* our own reads only with this many conns */
@@ -98,6 +101,13 @@ struct agent_conn {
     int bridge_events;
     uv_poll_t *ssh_poll;
     int ssh_events;
+    /* What libssh wrote into the pair leaves as one frame per loop turn:
+     * read by flush_check (after every callback of the turn ran) when
+     * libssh's byte counter moved since the last read, not by the pair's
+     * read event in the next turn (conn.c, conn_flush_cb). */
+    uv_check_t *flush_check;
+    struct ssh_counter_struct sock_cnt; /* libssh's socket counter */
+    uint64_t out_seen;                  /* its out_bytes at the last read */
     bool ssh_owns_fd;  /* ssh_connect() took ssh_fd: ssh_free closes it */
     bool ssh_nonblock; /* ssh_fd made non-blocking again after connect */
 

@@ -32,6 +32,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,7 @@ struct agent_stream {
 };
 
 static void stream_poll_cb(uv_poll_t *p, int status, int events);
+static void stream_connect_done(struct agent_stream *st);
 
 static void stream_free_handle(uv_handle_t *h)
 {
@@ -270,6 +272,25 @@ static void stream_refuse(struct agent_stream *st, const char *why)
     st->state = ST_DONE;
 }
 
+/*
+ * libssh grants the server 32,000 bytes when it accepts a channel and
+ * grows that to 1,280,000 with a window adjustment as soon as the first
+ * data arrives: a packet that then leaves on its own, a WebSocket frame
+ * and a turn of the server's loop per stream. A read that asks for more
+ * than the window holds grows it at once instead (libssh 0.10's
+ * ssh_channel_read_timeout), so the adjustment leaves in the turn of the
+ * confirmation and in its frame (conn.c, conn_flush_cb). Nothing can be
+ * read yet: the server sends no data before the confirmation, which has
+ * not even left. The same packet as before, only sooner; any server
+ * takes a window adjustment at any time.
+ */
+static void stream_grow_window(struct agent_stream *st)
+{
+    static uint8_t none[CONN_WINDOW_ASK];
+
+    (void)ssh_channel_read_timeout(st->ch, none, sizeof(none), 0, 0);
+}
+
 static int stream_accept(struct agent_stream *st)
 {
     st->ch = ssh_message_channel_request_open_reply_accept(st->msg);
@@ -293,6 +314,7 @@ static int stream_accept(struct agent_stream *st)
     st->cb.channel_close_function = stream_close_cb;
     ssh_callbacks_init(&st->cb);
     ssh_set_channel_callbacks(st->ch, &st->cb);
+    stream_grow_window(st);
     st->state = ST_RESOLVE;
     return ERR_OK;
 }
@@ -362,6 +384,14 @@ static void stream_try_connect(struct agent_stream *st)
                 return;
             }
             st->state = ST_CONNECT;
+            /* A target on this host or next to it has often answered
+             * already: then "ok" is written in this turn and leaves in
+             * one frame with the channel's confirmation (conn.c,
+             * conn_flush_cb) instead of a turn later on its own. */
+            if (poll(&(struct pollfd){.fd = st->fd, .events = POLLOUT}, 1, 0) ==
+                1) {
+                stream_connect_done(st);
+            }
             return;
         }
         st->last_err = errno;

@@ -47,6 +47,11 @@ struct loop {
     int nfds;
     struct loop_timer *timers;
     uint64_t next_timer_id;
+    uv_check_t *check; /* the turn-end hooks' handle, once one is added */
+    struct {
+        loop_turn_fn fn;
+        void *arg;
+    } turn[LOOP_TURN_MAX];
 };
 
 struct loop *loop_new(void)
@@ -70,6 +75,11 @@ static void loop_free_handle(uv_handle_t *h)
     free(h->data);
 }
 
+static void loop_free_check(uv_handle_t *h)
+{
+    free(h);
+}
+
 static void loop_close_walk(uv_handle_t *h, void *arg)
 {
     if (!uv_is_closing(h)) {
@@ -88,6 +98,11 @@ void loop_free(struct loop *l)
     while (l->timers != NULL) {
         loop_del_timer(l, l->timers->id);
     }
+    if (l->check != NULL) {
+        uv_check_stop(l->check);
+        uv_close((uv_handle_t *)l->check, loop_free_check);
+        l->check = NULL;
+    }
     /* Let the close callbacks run, then close whatever else (e.g. handles
      * libwebsockets left) so uv_loop_close succeeds. With every handle
      * closed, the last run returns once the worker threads' requests still
@@ -99,6 +114,57 @@ void loop_free(struct loop *l)
     (void)uv_loop_close(&l->uv);
     free(l->fds);
     free(l);
+}
+
+/* --- the end of a turn --- */
+
+static void loop_on_check(uv_check_t *h)
+{
+    struct loop *l = h->data;
+
+    for (int i = 0; i < LOOP_TURN_MAX; i++) {
+        if (l->turn[i].fn != NULL) {
+            l->turn[i].fn(l, l->turn[i].arg);
+        }
+    }
+}
+
+int loop_add_turn_end(struct loop *l, loop_turn_fn fn, void *arg)
+{
+    int i;
+
+    for (i = 0; i < LOOP_TURN_MAX && l->turn[i].fn != NULL; i++) {
+    }
+    if (i == LOOP_TURN_MAX) {
+        return ERR_IO;
+    }
+    if (l->check == NULL) {
+        if ((l->check = malloc(sizeof(*l->check))) == NULL) {
+            return ERR_IO;
+        }
+        if (uv_check_init(&l->uv, l->check) != 0) {
+            free(l->check);
+            l->check = NULL;
+            return ERR_IO;
+        }
+        l->check->data = l;
+        (void)uv_check_start(l->check, loop_on_check);
+        /* a hook alone does not keep the loop running */
+        uv_unref((uv_handle_t *)l->check);
+    }
+    l->turn[i].fn = fn;
+    l->turn[i].arg = arg;
+    return ERR_OK;
+}
+
+void loop_del_turn_end(struct loop *l, loop_turn_fn fn, void *arg)
+{
+    for (int i = 0; i < LOOP_TURN_MAX; i++) {
+        if (l->turn[i].fn == fn && l->turn[i].arg == arg) {
+            l->turn[i].fn = NULL;
+            l->turn[i].arg = NULL;
+        }
+    }
 }
 
 void loop_reserve_workers(unsigned n)

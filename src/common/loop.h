@@ -47,6 +47,19 @@ int loop_fd_events(const struct loop *l, int fd);
  * is closed. */
 int loop_set_fd(struct loop *l, int fd, int events, loop_fd_fn fn, void *arg);
 
+/*
+ * Calls fn(l, arg) at the end of every turn of the loop, once the turn's
+ * fd handlers have run (libuv's check phase), until loop_del_turn_end:
+ * for work best done once per turn rather than once per handler, such as
+ * sending in one piece what several handlers wrote (src/hub/hub.c). fn
+ * must be cheap when it has nothing to do; it does not keep the loop
+ * awake. At most LOOP_TURN_MAX hooks. Returns ERR_OK or ERR_IO.
+ */
+#define LOOP_TURN_MAX 4
+typedef void (*loop_turn_fn)(struct loop *l, void *arg);
+int loop_add_turn_end(struct loop *l, loop_turn_fn fn, void *arg);
+void loop_del_turn_end(struct loop *l, loop_turn_fn fn, void *arg);
+
 /* Calls fn(arg) once, after ms milliseconds. Returns a timer id (> 0), or
  * 0 when out of memory. */
 uint64_t loop_add_timer(struct loop *l, int64_t ms, loop_timer_fn fn,

@@ -38,7 +38,6 @@ struct hub_pss {
     struct hub_agent *a;
 };
 
-static void hub_agent_service(struct hub_agent *a);
 static void hub_agent_free(struct hub_agent *a);
 
 /* --- the registry of online agents --- */
@@ -155,6 +154,17 @@ static void hub_agent_free(struct hub_agent *a)
         log_info("agent %s (%s) is offline", a->id, a->remote);
     }
     hub_streams_drop(a, "agent disconnected");
+    if (a->fqueued) {
+        struct hub_agent **pp = &h->flush;
+
+        while (*pp != NULL && *pp != a) {
+            pp = &(*pp)->fnext;
+        }
+        if (*pp == a) {
+            *pp = a->fnext;
+        }
+        a->fqueued = false;
+    }
     if (was_online && h->presence != NULL) {
         h->presence(h->presence_arg, a->id, false);
     }
@@ -343,6 +353,7 @@ static void hub_on_ws_fd(struct loop *l, int fd, int events, void *arg)
         }
     }
     if ((events & LOOP_READ) && a->out_len == 0) {
+        a->out_seen = a->cnt.out_bytes; /* read now: not again at turn end */
         if (a->out == NULL &&
             (a->out = malloc(LWS_PRE + HUB_FRAME_MAX)) == NULL) {
             hub_agent_close(a, "out of memory", 0);
@@ -415,6 +426,36 @@ static int hub_ws_writeable(struct hub_agent *a)
     return a->dead ? -1 : 0;
 }
 
+/*
+ * The end of a loop turn: what libssh wrote into the socketpair during the
+ * turn leaves now, one frame per agent. Read from fd_ws's read event
+ * instead, packets written by two handlers of one turn (the window
+ * adjustment libssh sends when a stream's status arrives, and the
+ * client's first bytes) went out as two frames, each a send() and a turn
+ * of the agent's loop, and fd_ws woke the loop once more after each
+ * handler that wrote (bench/README.md, sixth round). libssh's byte
+ * counter says which agents' libssh wrote, so the others cost nothing;
+ * fd_ws's read event stays as the fallback for what a full frame or a
+ * busy WebSocket left behind.
+ */
+static void hub_turn_end(struct loop *l, void *arg)
+{
+    struct hub *h = arg;
+    struct hub_agent *a;
+
+    while ((a = h->flush) != NULL) {
+        h->flush = a->fnext;
+        a->fnext = NULL;
+        a->fqueued = false;
+        if (a->dead || a->fd_ws < 0 || a->out_len > 0 ||
+            a->cnt.out_bytes == a->out_seen) {
+            continue;
+        }
+        a->out_seen = a->cnt.out_bytes;
+        hub_on_ws_fd(l, a->fd_ws, LOOP_READ, a);
+    }
+}
+
 /* --- fd_ssh: libssh's side --- */
 
 static void hub_on_ssh_fd(struct loop *l, int fd, int events, void *arg)
@@ -428,6 +469,11 @@ void hub_agent_watch(struct hub_agent *a)
 
     if (a->dead || a->fd_ssh < 0 || a->s == NULL) {
         return;
+    }
+    if (!a->fqueued && a->cnt.out_bytes != a->out_seen) {
+        a->fqueued = true;
+        a->fnext = a->h->flush;
+        a->h->flush = a;
     }
     if (ssh_get_poll_flags(a->s) & SSH_WRITE_PENDING) {
         ev |= LOOP_WRITE;
@@ -735,7 +781,7 @@ static void hub_announce_finish(struct hub_agent *a)
 
 /* --- driving libssh --- */
 
-static void hub_agent_service(struct hub_agent *a)
+void hub_agent_service(struct hub_agent *a)
 {
     int rc;
 
@@ -785,7 +831,40 @@ static void hub_agent_service(struct hub_agent *a)
         a->ann_ch = NULL;
     }
     if (!a->dead && a->state == HA_ONLINE) {
+        /*
+         * libssh waits to hear POLLOUT after every packet it sends before
+         * it sends the next (SSH_WRITE_PENDING, even with nothing queued).
+         * Left to the loop, that is two epoll_ctl calls for the
+         * socketpair's POLLOUT and a turn per packet, and a stream's next
+         * bytes wait for that turn (hub_stream_note_held). A zero-timeout
+         * poll of the socketpair here tells libssh at once, and another
+         * pass over the streams follows. Only for a stream held back that
+         * way (a poll whenever libssh waits cost more polls than it saved
+         * turns with many streams, and stalled a bulk echo); bounded; a
+         * socketpair that is really full is left to its POLLOUT.
+         */
+        a->held = false;
         hub_streams_service(a);
+        for (int pass = 0;
+             pass < HUB_PASSES && a->held && !a->dead && a->kill_why == NULL &&
+             (ssh_get_poll_flags(a->s) & SSH_WRITE_PENDING);
+             pass++) {
+            uint64_t in0 = a->cnt.in_bytes;
+
+            a->held = false;
+            rc = ssh_event_dopoll(a->ev, 0);
+            if (rc == SSH_ERROR ||
+                (ssh_get_status(a->s) & (SSH_CLOSED | SSH_CLOSED_ERROR))) {
+                a->in_service = false;
+                hub_agent_close(a, "the SSH session ended", 0);
+                return;
+            }
+            if (a->cnt.in_bytes == in0 &&
+                (ssh_get_poll_flags(a->s) & SSH_WRITE_PENDING)) {
+                break; /* the socketpair is full: its POLLOUT says when */
+            }
+            hub_streams_service(a); /* (input read here is only noted) */
+        }
     }
     a->in_service = false;
     if (!a->dead && a->kill_why != NULL) {
@@ -837,6 +916,7 @@ static struct hub_agent *hub_agent_new(struct hub *h, struct lws *wsi)
         goto fail;
     }
     (void)ssh_options_set(a->s, SSH_OPTIONS_PROCESS_CONFIG, &no);
+    ssh_set_counters(a->s, &a->cnt, NULL);
     if (ssh_bind_accept_fd(h->bind, a->s, a->fd_ssh) != SSH_OK) {
         log_warn("agent connection %s: %s", a->remote, ssh_get_error(h->bind));
         goto fail;
@@ -1108,6 +1188,9 @@ int hub_start(struct hub **out, const struct config *cfg, struct loop *loop,
     h->proto.tx_packet_size = HUB_FRAME_MAX;
     h->proto.user = h;
     h->sweep_timer = loop_add_timer(loop, HUB_SWEEP_MS, hub_sweep, h);
+    if (loop_add_turn_end(loop, hub_turn_end, h) != ERR_OK) {
+        log_warn("hub: no turn-end hook; frames go out per handler");
+    }
     /* jobs the last run left behind can report nothing now */
     if (store_job_mark_lost(store) != ERR_OK) {
         log_warn("hub: cannot mark the last run's jobs lost");
@@ -1128,6 +1211,7 @@ void hub_stop(struct hub *h)
     }
     hub_watch_unlisten(h);
     loop_del_timer(h->loop, h->sweep_timer);
+    loop_del_turn_end(h->loop, hub_turn_end, h);
     while (h->agents != NULL) {
         h->agents->wsi = NULL;
         h->agents->dead = true;

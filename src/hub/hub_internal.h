@@ -47,6 +47,7 @@
  * gets near this. One that sends past it is dropped. */
 #define HUB_HOLD_MAX (2 * 1280000 + HUB_CHUNK)
 #define HUB_BUCKETS 16384 /* online agents by ID */
+#define HUB_PASSES 4      /* extra passes over the streams per service */
 
 enum hub_agent_state {
     HA_KEX,      /* key exchange */
@@ -108,6 +109,18 @@ struct hub_agent {
     size_t ann_len;
 
     struct hub_stream *streams;
+
+    /* What libssh wrote into the socketpair leaves at the end of the loop
+     * turn, as one frame (hub.c, hub_turn_end): libssh's byte counter,
+     * its value when fd_ws was last read, and the hub's list of agents
+     * to look at then. */
+    struct ssh_counter_struct cnt;
+    uint64_t out_seen;
+    struct hub_agent *fnext;
+    bool fqueued;
+    /* a stream had bytes to send but libssh still waited to hear that its
+     * socket takes more (hub_agent_service polls it once more) */
+    bool held;
 };
 
 struct hub {
@@ -133,6 +146,7 @@ struct hub {
     struct hub_watch *watch_waiting;
     size_t nwatch;
     struct hub_wsocks *wsocks; /* the CLI's watch.sock (hub_watchsock.c) */
+    struct hub_agent *flush;   /* agents whose fd_ws to read at turn end */
 };
 
 /* hub_announce.c: parses an announcement (docs/agent-protocol.md §2).
@@ -148,6 +162,9 @@ struct hub_agent *hub_find_online(const struct hub *h, const char *id);
 void hub_agent_close(struct hub_agent *a, const char *why, int64_t ms);
 /* Recomputes which loop events fd_ssh needs (after libssh was used). */
 void hub_agent_watch(struct hub_agent *a);
+/* Runs libssh (a zero-timeout poll) and every stream, then watches. May
+ * end the agent (it is then only marked dead). */
+void hub_agent_service(struct hub_agent *a);
 
 /* hub_stream.c */
 void hub_streams_service(struct hub_agent *a);

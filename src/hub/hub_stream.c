@@ -322,6 +322,20 @@ static const struct chanpump_local_ops hub_udp_ops = {
 
 /* --- the states --- */
 
+/* Notes on the agent that this stream's fd may have bytes the pump did
+ * not take only because libssh has not yet heard that its socket takes
+ * more (after every packet it sends, libssh waits for POLLOUT before the
+ * next): hub_agent_service then polls libssh at once and passes over the
+ * streams again, instead of a turn of the loop later, so that e.g. the
+ * window adjustment libssh sends when the status arrives and the client's
+ * first bytes leave in one frame. */
+static void hub_stream_note_held(struct hub_stream *st)
+{
+    if (st->readable && !st->dead && chanpump_up_open(&st->pump)) {
+        st->a->held = true;
+    }
+}
+
 /* Reads the status line from stderr; true once it is complete. */
 static bool hub_stream_status(struct hub_stream *st)
 {
@@ -402,6 +416,7 @@ static void hub_stream_service(struct hub_stream *st)
                     hub_stream_end(st, st->pump.why);
                     return;
                 }
+                hub_stream_note_held(st);
                 hub_stream_watch(st);
             }
             return;
@@ -422,6 +437,7 @@ static void hub_stream_service(struct hub_stream *st)
         hub_stream_end(st, st->pump.why);
         return;
     }
+    hub_stream_note_held(st);
     /* done when both directions are, or the agent closed the channel and
      * everything it sent is delivered */
     if (chanpump_done(&st->pump)) {
@@ -447,6 +463,13 @@ static void hub_stream_on_fd(struct loop *l, int fd, int events, void *arg)
         hub_streams_reap(a);
         if (a->kill_why != NULL) {
             hub_agent_close(a, a->kill_why, 0);
+            return;
+        }
+        /* libssh sent a packet and waits to hear POLLOUT before the next:
+         * tell it now (hub_agent_service polls it) rather than through
+         * the loop, a turn later */
+        if (ssh_get_poll_flags(a->s) & SSH_WRITE_PENDING) {
+            hub_agent_service(a);
             return;
         }
         hub_agent_watch(a);
