@@ -187,10 +187,11 @@ def rdp_user(pc, asset_id, password="User-Pass-77"):
     return user, password
 
 
-def xfreerdp_args(pc, login, password, extra=()):
+def xfreerdp_args(pc, login, password, extra=(), sec="nla"):
+    """sec: the security xfreerdp insists on (nla; tls, test_rdp_tls.py)"""
     return ["xfreerdp", "/v:127.0.0.1:%d" % pc.rdp_port, "/u:%s" % login,
-            "/p:%s" % password, "/cert:ignore", "/sec:nla", "/size:1024x768",
-            "-clipboard", "/log-level:ERROR"] + list(extra)
+            "/p:%s" % password, "/cert:ignore", "/sec:%s" % sec,
+            "/size:1024x768", "-clipboard", "/log-level:ERROR"] + list(extra)
 
 
 # The client's side, one driver script for every RDP test with its
@@ -254,14 +255,28 @@ def rdp_driver(before="", on_window=DESKTOP):
 DRIVER = rdp_driver()
 
 
-def run_client(pc, out, login, password, text="rdp ok", timeout=60):
+def run_client(pc, out, login, password, text="rdp ok", timeout=60,
+               sec="nla"):
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OUT=str(out), TEXT=text)
     t0 = time.monotonic()
     r = run(xvfb_run() + ["-s", "-screen 0 1024x768x24", "sh", "-c",
-             DRIVER, "driver"] + xfreerdp_args(pc, login, password),
+             DRIVER, "driver"] + xfreerdp_args(pc, login, password,
+                                               sec=sec),
             env=env, timeout=timeout)
     return r, time.monotonic() - t0
+
+
+def assert_desktop_and_typing(target, out, r, keys_before, text):
+    """run_client's result: the target's desktop in the client's window,
+    and what xdotool typed on the client on the target's keyboard."""
+    assert (out / "before.png").exists(), \
+        "no xfreerdp window: %s\n%s" % (r, (out / "client.log")
+                                        .read_text()[-2000:])
+    assert near(pixel(out / "before.png"), COLOUR), pixel(out / "before.png")
+    keys = target.keys()[keys_before:]
+    assert "".join(k if len(k) == 1 else " " if k == "space" else ""
+                   for k in keys).endswith(text), keys
 
 
 def pixel(png, x=800, y=650):
@@ -275,10 +290,10 @@ def near(c, want, tol=12):
     return all(abs(a - b) <= tol for a, b in zip(c, want))
 
 
-def refused(pc, login, password, timeout=30):
+def refused(pc, login, password, timeout=30, sec="nla"):
     """xfreerdp that is to be refused: (exit status, seconds)."""
     t0 = time.monotonic()
-    r = run(xvfb_run() + xfreerdp_args(pc, login, password),
+    r = run(xvfb_run() + xfreerdp_args(pc, login, password, sec=sec),
             timeout=timeout)
     return r, time.monotonic() - t0
 
@@ -290,16 +305,7 @@ def test_desktop_and_typing_through_the_proxy(rdp_proxy, rdp_target,
     before = len(rdp_target.keys())
     r, _ = run_client(rdp_proxy, tmp_path, "%s#%s" % (user, asset), pw,
                       text="rdp ok")
-    assert (tmp_path / "before.png").exists(), \
-        "no xfreerdp window: %s\n%s" % (r, (tmp_path / "client.log")
-                                        .read_text()[-2000:])
-    # the target's desktop in the client's window
-    assert near(pixel(tmp_path / "before.png"), COLOUR), \
-        pixel(tmp_path / "before.png")
-    # what xdotool typed on the client reached the target's keyboard
-    keys = rdp_target.keys()[before:]
-    assert "".join(k if len(k) == 1 else " " if k == "space" else ""
-                   for k in keys).endswith("rdp ok"), keys
+    assert_desktop_and_typing(rdp_target, tmp_path, r, before, "rdp ok")
     row = rdp_proxy.session_of(user, kind="rdp", result="ok")
     assert row["asset_id"] == asset and row["route"] == "direct", row
     assert row["bytes_up"] > 0 and row["bytes_down"] > 0, row

@@ -15,16 +15,14 @@ xrdp runs as in test_rdp_xrdp.py (TLS only, no session manager: its
 login screen is what is relayed), with a background colour of its own.
 """
 import os
-import shutil
 import struct
-import subprocess
 
 import pytest
 
-from pclib import (build_dir, free_port, run, stop_process, wait_listen,
-                   xvfb_run)
-from test_rdp import (near, pixel, pytestmark, rdp_proxy,  # noqa: F401
-                      rdp_user)
+from pclib import build_dir, run, stop_process, xvfb_run
+from test_rdp import (near, pixel, pytestmark, rdp_driver,  # noqa: F401
+                      rdp_proxy, rdp_user)
+from test_rdp_xrdp import start_xrdp
 from test_rdp_record import FRAME, check_row_file, read_rdprec, screen_at
 
 # xrdp's login screen background (xrdp.ini ls_top_window_bg_color),
@@ -36,17 +34,8 @@ DISP = "Microsoft::Windows::RDS::DisplayControl"
 # The client: xfreerdp with /dynamic-resolution in a 1600x1200 Xvfb; once
 # its first frame is there, a screenshot, the window resized with
 # xdotool, a screenshot once the target's screen had time to follow,
-# then quit.
-DRIVER = r"""
-set -u
-"$@" > "$OUT/client.log" 2>&1 &
-pid=$!
-for i in $(seq 1 300); do
-    win=$(xdotool search --class xfreerdp 2>/dev/null | head -1)
-    [ -n "$win" ] && break
-    kill -0 $pid 2>/dev/null || { wait $pid; echo "exit $?" > "$OUT/exit"; exit 0; }
-    sleep 0.1
-done
+# then quit (test_rdp.py's driver with this window hook).
+DRIVER = rdp_driver(on_window=r"""
 sleep 0.5
 xdotool windowmove --sync "$win" 0 0 2>/dev/null
 for i in $(seq 1 40); do
@@ -61,54 +50,16 @@ sleep 8
 xdotool getwindowgeometry "$win" > "$OUT/geometry"
 import -window root "$OUT/after.png"
 kill -0 $pid 2>/dev/null && echo alive > "$OUT/alive"
-kill -TERM $pid
-wait $pid
-echo "exit $?" > "$OUT/exit"
-"""
+""")
 
 
 @pytest.fixture(scope="module")
 def xrdp(tmp_path_factory):
-    if shutil.which("xrdp") is None:
-        pytest.skip("xrdp not installed (Debian 12 package xrdp; "
-                    "scripts/install-deps installs it)")
-    d = tmp_path_factory.mktemp("xrdpresize")
-    port = free_port()
-    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-         "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem"),
-         "-days", "2", "-subj", "/CN=xrdp-resize-test"])
-    ini, seen = [], False
-    with open("/etc/xrdp/xrdp.ini") as f:
-        for line in f.read().splitlines():
-            key = line.split("=", 1)[0]
-            if not line.startswith((";", "[", "#")):
-                line = {
-                    "port": "port=tcp://127.0.0.1:%d" % port,
-                    "security_layer": "security_layer=tls",
-                    "certificate": "certificate=%s" % (d / "cert.pem"),
-                    "key_file": "key_file=%s" % (d / "key.pem"),
-                    "LogFile": "LogFile=%s" % (d / "xrdp.log"),
-                    "LogLevel": "LogLevel=DEBUG",
-                    "EnableSyslog": "EnableSyslog=false",
-                    "ls_top_window_bg_color":
-                        "ls_top_window_bg_color=%02x%02x%02x" % XRDP_BG,
-                    "fork": "fork=false",
-                }.get(key, line)
-            # only the first "port=" is the listener's
-            if line.startswith("port=tcp://"):
-                line = "port=-1" if seen else line
-                seen = True
-            ini.append(line)
-    (d / "xrdp.ini").write_text("\n".join(ini) + "\n")
-    log = open(d / "stdout.log", "w")
-    p = subprocess.Popen(["xrdp", "--nodaemon", "--config",
-                          str(d / "xrdp.ini")], stdout=log, stderr=log,
-                         start_new_session=True)
-    assert wait_listen(port, 15, p), (d / "stdout.log").read_text()
-    p.port, p.dir = port, d
+    p = start_xrdp(tmp_path_factory.mktemp("xrdpresize"), {
+        "LogLevel": "DEBUG",
+        "ls_top_window_bg_color": "%02x%02x%02x" % XRDP_BG})
     yield p
     stop_process(p, 5)
-    log.close()
 
 
 def resize_client(pc, out, login, password, w, h, extra=()):

@@ -14,8 +14,9 @@ import time
 import pytest
 
 from pclib import fresh_totp_code, run, xvfb_run
-from test_rdp import (COLOUR, DRIVER, FAST, near, pixel,  # noqa: F401
-                      pytestmark, rdp_asset, rdp_proxy, rdp_target, rdp_user,
+from test_rdp import (COLOUR, FAST, assert_desktop_and_typing,  # noqa: F401
+                      near, pixel, pytestmark, rdp_asset, rdp_proxy,
+                      rdp_target, rdp_user, refused, run_client,
                       start_rdp_proxy, stop_rdp_proxy, xfreerdp_args)
 
 
@@ -26,26 +27,13 @@ def tls_proxy(tmp_path_factory):
     stop_rdp_proxy(p)
 
 
-def tls_args(pc, login, password):
-    """xfreerdp_args with TLS instead of NLA."""
-    return [a if a != "/sec:nla" else "/sec:tls"
-            for a in xfreerdp_args(pc, login, password)]
+def tls_client(pc, out, login, password, text="tls ok"):
+    """test_rdp.py's desktop driver with /sec:tls."""
+    return run_client(pc, out, login, password, text=text, sec="tls")[0]
 
 
-def tls_client(pc, out, login, password, text="tls ok", timeout=60):
-    """test_rdp.py's driver (window, screenshot, typing, quit) with
-    /sec:tls."""
-    out.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, OUT=str(out), TEXT=text)
-    return run(xvfb_run() + ["-s", "-screen 0 1024x768x24", "sh", "-c",
-               DRIVER, "driver"] + tls_args(pc, login, password),
-               env=env, timeout=timeout)
-
-
-def tls_refused(pc, login, password, timeout=30):
-    t0 = time.monotonic()
-    r = run(xvfb_run() + tls_args(pc, login, password), timeout=timeout)
-    return r, time.monotonic() - t0
+def tls_refused(pc, login, password):
+    return refused(pc, login, password, sec="tls")
 
 
 def test_tls_login_reaches_the_desktop(tls_proxy, rdp_target, tmp_path):
@@ -53,14 +41,7 @@ def test_tls_login_reaches_the_desktop(tls_proxy, rdp_target, tmp_path):
     user, pw = rdp_user(tls_proxy, asset)
     before = len(rdp_target.keys())
     r = tls_client(tls_proxy, tmp_path, "%s#%s" % (user, asset), pw)
-    assert (tmp_path / "before.png").exists(), \
-        "no xfreerdp window: %s\n%s" % (r, (tmp_path / "client.log")
-                                        .read_text()[-2000:])
-    assert near(pixel(tmp_path / "before.png"), COLOUR), \
-        pixel(tmp_path / "before.png")
-    keys = rdp_target.keys()[before:]
-    assert "".join(k if len(k) == 1 else " " if k == "space" else ""
-                   for k in keys).endswith("tls ok"), keys
+    assert_desktop_and_typing(rdp_target, tmp_path, r, before, "tls ok")
     row = tls_proxy.session_of(user, kind="rdp", result="ok")
     assert row["asset_id"] == asset and row["bytes_down"] > 0, row
     # the password was checked by the monitor, not by NLA: no NTLM key
@@ -163,7 +144,7 @@ def test_directory_user_over_tls(tmp_path, rdp_target):
         p.profile_assign(p.profile_add(), group="dir-ops")
         user = "alice@contoso.com"
         # NLA: refused at once, saying what works
-        r, took = _nla_refused(p, "%s#%s" % (user, asset), PW["alice"])
+        r, took = refused(p, "%s#%s" % (user, asset), PW["alice"])
         assert r.rc != 0 and took < FAST, (r, took)
         row = p.session_of(user, kind="rdp", result="with NLA")
         assert "tls_logins" in row["result"], row
@@ -184,11 +165,6 @@ def test_directory_user_over_tls(tmp_path, rdp_target):
             stop_rdp_proxy(p)
         slapd.stop()
 
-
-def _nla_refused(pc, login, password, timeout=30):
-    t0 = time.monotonic()
-    r = run(xvfb_run() + xfreerdp_args(pc, login, password), timeout=timeout)
-    return r, time.monotonic() - t0
 
 
 def _memory_holds(pid, needles):
@@ -255,8 +231,9 @@ def test_password_not_kept_after_tls_login(tls_proxy, rdp_target):
     """The Client Info password is wiped once checked: while the session
     runs, the session child holds no UTF-8 copy (FreeRDP's settings, a
     dead stack frame of the handshake)."""
-    left, needles = _password_left_in_child(tls_proxy, rdp_target,
-                                            tls_args)
+    left, needles = _password_left_in_child(
+        tls_proxy, rdp_target,
+        lambda pc, login, pw: xfreerdp_args(pc, login, pw, sec="tls"))
     assert needles[0] not in left, left
 
 

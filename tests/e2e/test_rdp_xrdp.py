@@ -27,48 +27,57 @@ XRDP_GREY = (0x8b, 0x45, 0x13)
 VAULT_USER = "xrdp-vaulted"
 
 
-@pytest.fixture(scope="module")
-def xrdp(tmp_path_factory):
+def start_xrdp(d, ini_values):
+    """xrdp --nodaemon on a free loopback port, TLS only, with a
+    certificate of its own and its log in d; ini_values: more xrdp.ini
+    keys (a key already there takes the new value). Its port and
+    directory are p.port and p.dir."""
     if shutil.which("xrdp") is None:
         pytest.skip("xrdp not installed (Debian 12 package xrdp; "
                     "scripts/install-deps installs it)")
-    d = tmp_path_factory.mktemp("xrdp")
     port = free_port()
     run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
          "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem"),
          "-days", "2", "-subj", "/CN=xrdp-test"])
-    ini = []
+    values = {
+        "port": "tcp://127.0.0.1:%d" % port,
+        "security_layer": "tls",
+        "certificate": str(d / "cert.pem"),
+        "key_file": str(d / "key.pem"),
+        "LogFile": str(d / "xrdp.log"),
+        "EnableSyslog": "false",
+        "fork": "false",
+    }
+    values.update(ini_values)
+    ini, seen = [], False
     with open("/etc/xrdp/xrdp.ini") as f:
         for line in f.read().splitlines():
             key = line.split("=", 1)[0]
-            line = {
-                "port": "port=tcp://127.0.0.1:%d" % port,
-                "security_layer": "security_layer=tls",
-                "certificate": "certificate=%s" % (d / "cert.pem"),
-                "key_file": "key_file=%s" % (d / "key.pem"),
-                "LogFile": "LogFile=%s" % (d / "xrdp.log"),
-                "EnableSyslog": "EnableSyslog=false",
-                "grey": "grey=%02x%02x%02x" % XRDP_GREY,
-                "fork": "fork=false",
-            }.get(key, line) if not line.startswith((";", "[")) else line
+            if not line.startswith((";", "[", "#")) and key in values:
+                line = "%s=%s" % (key, values[key])
+            # only the first "port=" is the listener's (the modules'
+            # come later)
+            if line.startswith("port=tcp://"):
+                line = "port=-1" if seen else line
+                seen = True
             ini.append(line)
-    # only the first "port=" is the listener's (the modules' come later)
-    seen = False
-    for i, line in enumerate(ini):
-        if line.startswith("port=tcp://"):
-            if seen:
-                ini[i] = "port=-1"
-            seen = True
     (d / "xrdp.ini").write_text("\n".join(ini) + "\n")
     log = open(d / "stdout.log", "w")
     p = subprocess.Popen(["xrdp", "--nodaemon", "--config",
                           str(d / "xrdp.ini")], stdout=log, stderr=log,
                          start_new_session=True)
+    log.close()
     assert wait_listen(port, 15, p), (d / "stdout.log").read_text()
     p.port, p.dir = port, d
+    return p
+
+
+@pytest.fixture(scope="module")
+def xrdp(tmp_path_factory):
+    p = start_xrdp(tmp_path_factory.mktemp("xrdp"),
+                   {"grey": "%02x%02x%02x" % XRDP_GREY})
     yield p
     stop_process(p, 5)
-    log.close()
 
 
 def test_tls_only_target_through_the_proxy(rdp_proxy, xrdp, tmp_path):
