@@ -16,7 +16,9 @@
  *   smartcard ID NAME  a smart card, likewise
  *   open ID STATUS     the answer to opening FILE on a drive
  *   read STATUS LEN SHA256 TEXT   the file read back (its first 200
- *                      bytes as ASCII, others as '?')
+ *                      bytes as ASCII, others as '?'); then it tries the
+ *                      same open on device IDs 1 to 6 (an "open" line for
+ *                      each answer)
  *   audio formats N    the client's audio formats (N of them)
  *   audio confirm      the client confirmed a block of samples
  *
@@ -31,6 +33,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,10 +56,12 @@
 #define DT_READ_MAX 65536
 #define DT_GENERIC_READ 0x80000000u
 #define DT_FILE_OPEN 1u
+#define DT_PROBE_MAX 6u
 
 static FILE *dt_out;
 static const char *dt_file;
 static HANDLE dt_vcm;
+static bool dt_probed;
 static RdpdrServerContext *dt_dr;
 static RdpsndServerContext *dt_snd;
 static CRITICAL_SECTION dt_lock;
@@ -93,7 +98,8 @@ static void dt_opened(RdpdrServerContext *c, void *cb, UINT32 status, UINT32 id,
                       UINT32 file)
 {
     dt_say("open %u %u", id, status);
-    if (status == 0) {
+    if (status == 0 && !dt_probed) {
+        dt_probed = true;
         (void)c->DriveReadFile(c, cb, id, file, DT_READ_MAX, 0);
     }
 }
@@ -105,8 +111,6 @@ static void dt_read(RdpdrServerContext *c, void *cb, UINT32 status,
     char hex[65], text[201];
     size_t i;
 
-    (void)c;
-    (void)cb;
     if (!winpr_Digest(WINPR_MD_SHA256, (const BYTE *)buf, len, md,
                       sizeof(md))) {
         memset(md, 0, sizeof(md));
@@ -121,6 +125,15 @@ static void dt_read(RdpdrServerContext *c, void *cb, UINT32 status,
     }
     text[i] = '\0';
     dt_say("read %u %u %s %s", status, len, hex, text);
+    /* then, as a hostile server would, the same open on the IDs a client
+     * gives its other devices (xfreerdp counts from 1): an ID the target
+     * was never told of gets an answer only if the proxy lets it by */
+    for (UINT32 id = 1; id <= DT_PROBE_MAX; id++) {
+        if (id != (UINT32)(uintptr_t)cb) {
+            (void)c->DriveOpenFile(c, (void *)(uintptr_t)id, id, dt_file,
+                                   DT_GENERIC_READ, DT_FILE_OPEN);
+        }
+    }
 }
 
 static void dt_printer(RdpdrServerContext *c, UINT32 id, const char *name)
@@ -234,6 +247,7 @@ static void dt_serve(int fd, const char *cert, const char *key)
         close(fd);
         return;
     }
+    dt_probed = false;
     if (!freerdp_settings_set_string(peer->settings, FreeRDP_CertificateFile,
                                      cert) ||
         !freerdp_settings_set_string(peer->settings, FreeRDP_PrivateKeyFile,
