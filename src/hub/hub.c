@@ -781,6 +781,21 @@ static void hub_announce_finish(struct hub_agent *a)
 
 /* --- driving libssh --- */
 
+/* One zero-timeout pass of libssh over a's session; false when the
+ * session ended (a is closed then). */
+static bool hub_agent_dopoll(struct hub_agent *a)
+{
+    int rc = ssh_event_dopoll(a->ev, 0);
+
+    if (rc == SSH_ERROR ||
+        (ssh_get_status(a->s) & (SSH_CLOSED | SSH_CLOSED_ERROR))) {
+        a->in_service = false;
+        hub_agent_close(a, "the SSH session ended", 0);
+        return false;
+    }
+    return true;
+}
+
 void hub_agent_service(struct hub_agent *a)
 {
     int rc;
@@ -811,14 +826,8 @@ void hub_agent_service(struct hub_agent *a)
             return;
         }
     }
-    if (a->state != HA_KEX) {
-        rc = ssh_event_dopoll(a->ev, 0);
-        if (rc == SSH_ERROR ||
-            (ssh_get_status(a->s) & (SSH_CLOSED | SSH_CLOSED_ERROR))) {
-            a->in_service = false;
-            hub_agent_close(a, "the SSH session ended", 0);
-            return;
-        }
+    if (a->state != HA_KEX && !hub_agent_dopoll(a)) {
+        return;
     }
     if (!a->dead && a->state == HA_ANNOUNCE && a->ann_ch != NULL &&
         (a->ann_eof || a->ann_bad)) {
@@ -852,11 +861,7 @@ void hub_agent_service(struct hub_agent *a)
             uint64_t in0 = a->cnt.in_bytes;
 
             a->held = false;
-            rc = ssh_event_dopoll(a->ev, 0);
-            if (rc == SSH_ERROR ||
-                (ssh_get_status(a->s) & (SSH_CLOSED | SSH_CLOSED_ERROR))) {
-                a->in_service = false;
-                hub_agent_close(a, "the SSH session ended", 0);
+            if (!hub_agent_dopoll(a)) {
                 return;
             }
             if (a->cnt.in_bytes == in0 &&
