@@ -17,18 +17,10 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "fuzz_rdp_filter.h"
 #include "rdpproxy/rdp_dvc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define FUZZ_CHECK(cond)                                                       \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "fuzz_rdp_dvc: invariant failed: %s (line %d)\n",  \
-                    #cond, __LINE__);                                          \
-            abort();                                                           \
-        }                                                                      \
-    } while (0)
 
 static uint32_t get32(const uint8_t *p)
 {
@@ -71,22 +63,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t *msg, *out;
     size_t off = 0, len, n;
     int64_t now = 100000;
+    uint8_t head;
     int dir, e;
 
     rdp_dvc_init(&d);
-    while (size - off >= 3) {
-        dir = data[off] & 1;
-        now += (int64_t)(data[off] >> 1) * 16;
-        len = (size_t)data[off + 1] | ((size_t)data[off + 2] << 8);
-        off += 3;
-        if (len > size - off) {
-            len = size - off;
-        }
-        msg = malloc(len ? len : 1);
-        out = malloc(len ? len : 1);
-        FUZZ_CHECK(msg != NULL && out != NULL);
-        memcpy(msg, data + off, len);
-        off += len;
+    while ((msg = fuzz_rdp_next(data, size, &off, &head, &len, &out)) !=
+           NULL) {
+        dir = head & 1;
+        now += (int64_t)(head >> 1) * 16;
         before = d;
         e = rdp_dvc_filter(&d, dir, msg, len, now, out, &n, &r);
         FUZZ_CHECK(e == ERR_OK || e == ERR_PROTO);

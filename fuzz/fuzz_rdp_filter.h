@@ -30,6 +30,37 @@
         }                                                                      \
     } while (0)
 
+/*
+ * The next message of a session input from *off: u8 head (the caller's:
+ * bit 0 the direction, the rest its own), u16 length (little-endian,
+ * cut to what is left), bytes. Returns a heap copy of exactly those
+ * bytes (so ASan sees any read past them) and, in *out, a buffer of the
+ * same size for what a filter forwards; both for the caller to free.
+ * NULL at the end of the input.
+ */
+static inline uint8_t *fuzz_rdp_next(const uint8_t *data, size_t size,
+                                     size_t *off, uint8_t *head, size_t *len,
+                                     uint8_t **out)
+{
+    uint8_t *msg;
+
+    if (size - *off < 3) {
+        return NULL;
+    }
+    *head = data[*off];
+    *len = (size_t)data[*off + 1] | ((size_t)data[*off + 2] << 8);
+    *off += 3;
+    if (*len > size - *off) {
+        *len = size - *off;
+    }
+    msg = malloc(*len ? *len : 1);
+    *out = malloc(*len ? *len : 1);
+    FUZZ_CHECK(msg != NULL && *out != NULL);
+    memcpy(msg, data + *off, *len);
+    *off += *len;
+    return msg;
+}
+
 /* One filter under test: its state (size bytes, set up by init from the
  * switches byte), how to run it, and its own checks of one message. */
 struct fuzz_rdp_filter {
@@ -52,6 +83,7 @@ static inline void fuzz_rdp_filter_session(const struct fuzz_rdp_filter *f,
     uint8_t *msg, *out;
     void *before;
     struct rdp_filter_result r;
+    uint8_t head;
     int dir, e;
 
     if (size < 1) {
@@ -60,18 +92,9 @@ static inline void fuzz_rdp_filter_session(const struct fuzz_rdp_filter *f,
     before = malloc(f->size);
     FUZZ_CHECK(before != NULL);
     f->init(f->state, data[0]);
-    while (size - off >= 3) {
-        dir = data[off] & 1;
-        len = (size_t)data[off + 1] | ((size_t)data[off + 2] << 8);
-        off += 3;
-        if (len > size - off) {
-            len = size - off;
-        }
-        msg = malloc(len ? len : 1);
-        out = malloc(len ? len : 1);
-        FUZZ_CHECK(msg != NULL && out != NULL);
-        memcpy(msg, data + off, len);
-        off += len;
+    while ((msg = fuzz_rdp_next(data, size, &off, &head, &len, &out)) !=
+           NULL) {
+        dir = head & 1;
         memcpy(before, f->state, f->size);
         n = 12345;
         e = f->run(f->state, dir, msg, len, out, &n, &r);
