@@ -245,6 +245,7 @@ int config_defaults(struct config *cfg, const char *data_dir)
     cfg->http_timeout_seconds = 30;
     cfg->max_failures = 5;
     cfg->store_outage_rows = 4096;
+    cfg->store_statement_deadline_ms = 3000;
     cfg->store_outage_audit_events = 4096;
     cfg->record_rdp_max_mb = 256;
     cfg->record_ssh_max_mb = 1024;
@@ -487,6 +488,8 @@ static const struct config_key config_keys[] = {
     CK("store", "url", CK_STR, store_url, 0, 0),
     CK("store", "audit_key", CK_PATH, store_audit_key, 0, 0),
     CK("store", "outage_rows", CK_INT, store_outage_rows, 16, 1000000),
+    CK("store", "statement_deadline_ms", CK_INT, store_statement_deadline_ms,
+       100, 600000),
     CK("store", "outage_audit_events", CK_INT, store_outage_audit_events, 16,
        1000000),
     CK("vault", "key_file", CK_PATH, vault_key, 0, 0),

@@ -151,6 +151,9 @@ struct config {
      * PostgreSQL outage), to be written when it does: tunnel report rows
      * (hub/tunnel.c) and audit events (store/audit.h); beyond, counted */
     int store_outage_rows;
+    /* the longest the server's loop waits for one statement's answer
+     * (PostgreSQL; store.h, store_reconnect_off_loop) */
+    int store_statement_deadline_ms;
     int store_outage_audit_events;
 
     char *vault_key; /* absolute path of the 32-byte vault key */

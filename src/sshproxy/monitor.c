@@ -250,8 +250,9 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
         return ERR_OK; /* a check of the setup: no requests to answer */
     }
     /* a database that stops answering never holds the loop for a
-     * reconnection attempt (store.h) */
-    store_reconnect_off_loop(m->store, loop);
+     * reconnection attempt, nor for a statement longer than
+     * [store] statement_deadline_ms (store.h) */
+    store_reconnect_off_loop(m->store, loop, cfg->store_statement_deadline_ms);
     /* the disabled-user check's own connection, for a worker (a server's
      * store only: see monitor_on_sweep); without one it runs on the loop */
     if (cfg->store_url != NULL && cfg->store_url[0] != '\0' &&
@@ -266,11 +267,12 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
     audit_defer(m->store, (size_t)cfg->store_outage_audit_events);
     /* Password checks and directory binds never take the resolver's
      * threads, nor do the store's jobs on a database server (the
-     * heartbeat, the disabled-user check, a reconnection: each of them
-     * may wait for connect_timeout when the database does not answer). */
+     * heartbeat, the disabled-user check, a reconnection, a cancel
+     * request: each of them may wait for connect_timeout, or longer, when
+     * the database does not answer). */
     loop_reserve_workers((unsigned)cfg->max_concurrent_hashes +
                          directory_service_workers(dirs) +
-                         (m->sweep_store != NULL ? 3u : 0u));
+                         (m->sweep_store != NULL ? 4u : 0u));
     directory_service_set_shared(dirs);
     m->hashes = password_pool_new(loop, (unsigned)cfg->max_concurrent_hashes,
                                   (unsigned)cfg->max_concurrent_hashes *

@@ -90,10 +90,10 @@ bool db_down(struct db *db)
     return db != NULL && DRV(db)->down != NULL && DRV(db)->down(db);
 }
 
-void db_set_loop(struct db *db, struct loop *loop)
+void db_set_loop(struct db *db, struct loop *loop, int deadline_ms)
 {
     if (db != NULL && DRV(db)->set_loop != NULL) {
-        DRV(db)->set_loop(db, loop);
+        DRV(db)->set_loop(db, loop, deadline_ms);
     }
 }
 

@@ -73,11 +73,15 @@ void db_retry_now(struct db *db);
 bool db_down(struct db *db);
 /* From now on a lost connection is opened again on loop's workers
  * (loop_work), never in the caller's thread beyond a short wait; until it
- * is, db_begin() fails at once with ERR_STORE and db_down() is true
- * (PostgreSQL; nothing for SQLite). Without it, db_begin() reconnects
- * inline. Call in the loop's thread, which then makes every call. */
+ * is, db_begin() fails at once with ERR_STORE and db_down() is true. And
+ * a statement that has no answer within deadline_ms (<= 0: 3000) fails
+ * with ERR_STORE: it is cancelled, or, when the server does not answer
+ * that either, the connection is dropped (db_down() true) and opened
+ * again as above (PostgreSQL; nothing for SQLite). Without it, db_begin()
+ * reconnects inline and statements wait for the server. Call in the
+ * loop's thread, which then makes every call; loop NULL: back to that. */
 struct loop;
-void db_set_loop(struct db *db, struct loop *loop);
+void db_set_loop(struct db *db, struct loop *loop, int deadline_ms);
 void db_rollback(struct db *db);
 
 /* *exists: whether a table of that name is in the database (on

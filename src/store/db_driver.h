@@ -21,8 +21,9 @@ struct db_driver {
     /* optional: the server was seen answering (a notice arrived): a
      * reconnection waiting out its back-off may try at the next call */
     void (*retry_now)(struct db *db);
-    /* optional: reconnect on loop's workers (db_set_loop) */
-    void (*set_loop)(struct db *db, struct loop *loop);
+    /* optional: reconnect on loop's workers, statements with a deadline
+     * (db_set_loop) */
+    void (*set_loop)(struct db *db, struct loop *loop, int deadline_ms);
     /* optional: the connection to the server is known lost */
     bool (*down)(struct db *db);
     void (*rollback)(struct db *db);

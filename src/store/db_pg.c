@@ -4,11 +4,35 @@
  * PQ*. Selected by db_open() for a "postgresql://" or "postgres://"
  * URL (db.c).
  *
- * Synchronous: every call waits for the server's answer, as the SQLite
- * driver waits for its file. That is what the store's callers expect
- * today; not blocking the server's main loop for statements (libpq's
- * asynchronous API on the loop, or a worker pool) is still to come (issue
- * 18, docs/store.md).
+ * Synchronous for its callers: every call returns with the server's
+ * answer, as the SQLite driver's returns with its file's. That is what the
+ * store's callers expect today; running the statements themselves off the
+ * server's main loop (a worker pool, answers by callback) is still to come
+ * (issue 18, docs/store.md).
+ *
+ * A deadline on the loop: once db_set_loop() gave the server's loop, a
+ * statement is sent with libpq's asynchronous calls (PQsendQuery..., the
+ * connection in nonblocking mode) and its answer awaited with poll() on
+ * the connection's socket for at most the deadline ([store]
+ * statement_deadline_ms, PG_DEADLINE_MS by default): pg_await. A server
+ * that went silent mid-statement (stopped, a network black hole) would
+ * otherwise hold the loop until tcp_user_timeout on TCP, and for ever on
+ * a Unix socket. At the deadline a cancel request goes out on a worker
+ * (PQcancel opens a connection of its own and waits for the server to
+ * close it, so never in the loop's thread; one at a time), and the loop
+ * waits PG_CANCEL_GRACE_MS more: a server that is alive but slow (a lock
+ * held for long by another node, a heavy query) answers the cancel at
+ * once, the statement fails with ERR_STORE and the connection stays. No
+ * answer by then: the connection is dropped (PQfinish, which in
+ * nonblocking mode never waits), db_down() is true at once, and the next
+ * transaction redials in the background as below, so the outage queues
+ * take over. Either way the call returns ERR_STORE with one line saying
+ * which limit fired, and a transaction in progress fails: the caller rolls
+ * back (or, dropped, the server does, when its backend finds the
+ * connection closed). A COMMIT that met the deadline may still have been
+ * applied, as with any connection lost during a COMMIT. The CLI and the
+ * workers' own connections (no loop) keep waiting as before, bounded by
+ * statement_timeout, lock_timeout and tcp_user_timeout.
  *
  * Reconnection: a connection found lost (the server restarted, the
  * backend was terminated, the socket failed) is opened again by the next
@@ -50,6 +74,7 @@
 #include "store/db.h"
 
 #include <ctype.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,10 +112,18 @@
 /* How long the loop waits for a redial on a worker before the call that
  * started it fails (see the top comment). */
 #define PG_REDIAL_WAIT_MS 100
+/* The longest the loop waits for one statement's answer by default
+ * (db_set_loop's deadline_ms; docs/store.md says why 3 s), and then for
+ * the answer to the cancel request, before it drops the connection: a
+ * cancel costs a server that is alive a connection and a signal, a few
+ * milliseconds even across a network. */
+#define PG_DEADLINE_MS 3000
+#define PG_CANCEL_GRACE_MS 250
 #define PG_TEXTOID 25
 #define PG_BYTEAOID 17
 
 struct pg_redial;
+struct pg_cancel;
 
 struct db {
     struct db_conn c; /* first (db_driver.h): driver, owning process */
@@ -101,8 +134,20 @@ struct db {
     /* the last failure was the connection's, not the statement's (see
      * pg_fail): libpq may still say CONNECTION_OK until its next read */
     bool lost;
-    struct loop *loop;        /* set: redials run on its workers */
+    struct loop *loop;        /* set: redials run on its workers, and
+                                 statements have a deadline (pg_await) */
+    int deadline_ms;          /* with loop: the deadline of a statement */
     struct pg_redial *redial; /* the redial in flight on a worker */
+    struct pg_cancel *cancel; /* the cancel request in flight on a worker */
+};
+
+/* One cancel request (pg_cancel_work) on a worker thread. */
+struct pg_cancel {
+    struct db *db; /* NULL once db was closed */
+    PGcancel *req; /* the backend's key, copied from the connection */
+    char what[64]; /* the statement cancelled, for the log */
+    char why[256]; /* why the request failed, when it did */
+    bool ok;       /* the server took the request */
 };
 
 /* One reconnection (pg_redial_work): inline, or on a worker thread. */
@@ -235,14 +280,158 @@ static int pg_usable(struct db *db)
     return db->conn != NULL ? ERR_OK : ERR_STORE; /* reconnecting */
 }
 
+static void pg_cancel_work(void *arg)
+{
+    struct pg_cancel *c = arg;
+
+    c->ok = PQcancel(c->req, c->why, sizeof(c->why)) == 1;
+}
+
+static void pg_cancel_after(struct loop *loop, void *arg)
+{
+    struct pg_cancel *c = arg;
+    char line[256];
+
+    (void)loop;
+    if (c->db != NULL) {
+        c->db->cancel = NULL;
+    }
+    if (!c->ok) {
+        log_warn("store: %s: the cancel request failed: %s", c->what,
+                 pg_one_line(c->why, line, sizeof(line)));
+    }
+    PQfreeCancel(c->req);
+    free(c);
+}
+
+/* Asks the server, from a worker, to cancel what db's connection runs;
+ * false when no request went out. One at a time: while the last one has
+ * not come back, the server is not answering those either, and the
+ * statement left running ends by statement_timeout, or when its backend
+ * next reads the connection and finds it dropped. */
+static bool pg_cancel_start(struct db *db, const char *what)
+{
+    struct pg_cancel *c = NULL;
+
+    if (db->cancel != NULL || (c = calloc(1, sizeof(*c))) == NULL ||
+        (c->req = PQgetCancel(db->conn)) == NULL) {
+        free(c);
+        return false;
+    }
+    snprintf(c->what, sizeof(c->what), "%s", what);
+    c->db = db;
+    if (loop_work(db->loop, pg_cancel_work, pg_cancel_after, c) != ERR_OK) {
+        PQfreeCancel(c->req);
+        free(c);
+        return false;
+    }
+    db->cancel = c;
+    return true;
+}
+
+/*
+ * With a loop (see the top comment): waits for the answer to the
+ * statement just sent on db->conn (sent: what PQsend...() returned), in
+ * the loop's thread, for at most db->deadline_ms, then PG_CANCEL_GRACE_MS
+ * more after a cancel request. ERR_OK with *out the last result, as
+ * PQexec() would give it (NULL when libpq failed: the caller's pg_fail()
+ * reads why from the connection, which is then marked lost). ERR_STORE,
+ * logged here, with *out NULL, when the deadline fired: the statement was
+ * cancelled (the connection stays), or the connection was dropped.
+ *
+ * A cancel request that reaches the backend only after the statement
+ * ended is ignored if the backend is idle by then; one that lands on the
+ * next statement fails that one (57014): one failed call, never a wrong
+ * answer.
+ */
+static int pg_await(struct db *db, const char *what, int sent, PGresult **out)
+{
+    PGconn *conn = db->conn;
+    int64_t now = util_mono_ms(), until = now + db->deadline_ms;
+    bool late = false, cancelling = false;
+    PGresult *res;
+    const char *state;
+    int fl;
+
+    *out = NULL;
+    if (!sent) {
+        return ERR_OK;
+    }
+    for (;;) {
+        struct pollfd pfd;
+
+        if ((fl = PQflush(conn)) < 0 || PQconsumeInput(conn) == 0) {
+            break; /* the connection failed */
+        }
+        while (!PQisBusy(conn)) {
+            if ((res = PQgetResult(conn)) == NULL) {
+                goto answered;
+            }
+            PQclear(*out);
+            *out = res;
+        }
+        now = util_mono_ms();
+        if (now >= until && late) {
+            log_error("store: %s: no answer from PostgreSQL within %d ms "
+                      "([store] statement_deadline_ms)%s; connection "
+                      "dropped, connecting again in the background",
+                      what, db->deadline_ms,
+                      cancelling ? " nor to a cancel request" : "");
+            PQclear(*out);
+            *out = NULL;
+            /* nonblocking: the goodbye is not waited for */
+            PQfinish(db->conn);
+            db->conn = NULL;
+            db->lost = true;
+            return ERR_STORE;
+        }
+        if (now >= until) {
+            late = true;
+            cancelling = pg_cancel_start(db, what);
+            until = now + PG_CANCEL_GRACE_MS;
+            continue;
+        }
+        pfd.fd = PQsocket(conn);
+        pfd.events = (short)(POLLIN | (fl > 0 ? POLLOUT : 0));
+        pfd.revents = 0;
+        (void)poll(&pfd, 1, (int)(until - now)); /* EINTR: look again */
+    }
+    /* Failed: once the connection is bad, PQgetResult() hands over
+     * libpq's error without waiting (its socket is closed). */
+    while (PQstatus(conn) == CONNECTION_BAD &&
+           (res = PQgetResult(conn)) != NULL) {
+        PQclear(*out);
+        *out = res;
+    }
+    return ERR_OK;
+answered:
+    state = *out != NULL ? PQresultErrorField(*out, PG_DIAG_SQLSTATE) : NULL;
+    if (late && state != NULL && strcmp(state, "57014") == 0) {
+        log_error("store: %s: cancelled: no answer from PostgreSQL within "
+                  "%d ms ([store] statement_deadline_ms)",
+                  what, db->deadline_ms);
+        PQclear(*out);
+        *out = NULL;
+        return ERR_STORE;
+    }
+    return ERR_OK; /* in time, or it ended by itself during the grace */
+}
+
 /* Runs sql without parameters; ERR_OK when the server said so. */
 static int pg_simple(struct db *db, const char *what, const char *sql,
                      char *status, size_t statuslen)
 {
-    PGresult *res = PQexec(db->conn, sql);
-    ExecStatusType st = PQresultStatus(res);
+    PGresult *res = NULL;
+    ExecStatusType st;
     int r = ERR_OK;
 
+    if (db->loop == NULL) {
+        res = PQexec(db->conn, sql);
+    } else if ((r = pg_await(db, what, PQsendQuery(db->conn, sql), &res)) !=
+               ERR_OK) {
+        return r;
+    }
+    st = PQresultStatus(res);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         r = res == NULL ? pg_fail(db, NULL, what) : pg_fail(db, res, what);
     } else if (status != NULL) {
@@ -360,6 +549,9 @@ static bool pg_redial_take(struct db *db, int wait_ms)
     rd->db = NULL;
     db->conn = rd->conn;
     rd->conn = NULL;
+    if (db->conn != NULL && db->loop != NULL) {
+        (void)PQsetnonblocking(db->conn, 1); /* pg_await */
+    }
     if (db->conn != NULL) {
         db->retry_ms = 0;
         db->lost = false;
@@ -426,8 +618,9 @@ static int pg_begin_sql(struct db *db, const char *sql)
     int r = ERR_OK, wait = 0;
 
     if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK && !db->lost &&
-        (r = pg_simple(db, "begin", sql, NULL, 0)) == ERR_OK) {
-        return ERR_OK;
+        ((r = pg_simple(db, "begin", sql, NULL, 0)) == ERR_OK ||
+         db->conn == NULL)) {
+        return r; /* NULL: dropped at the deadline, the next call redials */
     }
     if (db->conn != NULL && PQstatus(db->conn) != CONNECTION_BAD && !db->lost) {
         return r;
@@ -503,13 +696,13 @@ static int pg_commit(struct db *db)
     return r;
 }
 
+/* On a connection found lost, nothing: the server rolls back when it
+ * finds the connection closed, and the redial closes it. */
 static void pg_rollback(struct db *db)
 {
-    if (pg_usable(db) == ERR_OK &&
+    if (pg_usable(db) == ERR_OK && !db->lost &&
         PQtransactionStatus(db->conn) != PQTRANS_IDLE) {
-        PGresult *res = PQexec(db->conn, "ROLLBACK");
-
-        PQclear(res);
+        (void)pg_simple(db, "rollback", "ROLLBACK", NULL, 0);
     }
 }
 
@@ -672,7 +865,13 @@ static int pg_prepare(struct db *db, const char *what, const char *sql,
      * first step, which sends the types. Inside a transaction the parse
      * waits for that step: a failed parse would abort the transaction. */
     if (PQtransactionStatus(db->conn) == PQTRANS_IDLE) {
-        res = PQprepare(db->conn, "", sql, 0, NULL);
+        if (db->loop == NULL) {
+            res = PQprepare(db->conn, "", sql, 0, NULL);
+        } else if ((r = pg_await(db, what,
+                                 PQsendPrepare(db->conn, "", sql, 0, NULL),
+                                 &res)) != ERR_OK) {
+            goto fail;
+        }
         if (PQresultStatus(res) != PGRES_COMMAND_OK) {
             const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
@@ -799,6 +998,7 @@ static int pg_run(struct db_stmt *s)
     int *lens = calloc(n, sizeof(*lens)),
         *formats = calloc(n, sizeof(*formats));
     ExecStatusType st;
+    int r = ERR_OK;
 
     for (int i = 0; types != NULL && values != NULL && lens != NULL &&
                     formats != NULL && i < s->nparams;
@@ -811,13 +1011,23 @@ static int pg_run(struct db_stmt *s)
     s->ran = true;
     s->row = -1;
     if (types != NULL && values != NULL && lens != NULL && formats != NULL) {
-        s->res = PQexecParams(s->db->conn, s->sql, s->nparams, types, values,
-                              lens, formats, 0);
+        if (s->db->loop == NULL) {
+            s->res = PQexecParams(s->db->conn, s->sql, s->nparams, types,
+                                  values, lens, formats, 0);
+        } else {
+            r = pg_await(s->db, s->what,
+                         PQsendQueryParams(s->db->conn, s->sql, s->nparams,
+                                           types, values, lens, formats, 0),
+                         &s->res);
+        }
     }
     free(types);
     free(values);
     free(lens);
     free(formats);
+    if (r != ERR_OK) {
+        return r;
+    }
     st = PQresultStatus(s->res);
     if (st == PGRES_COMMAND_OK) {
         s->changes = strtoll(PQcmdTuples(s->res), NULL, 10);
@@ -969,14 +1179,21 @@ static void pg_close(struct db *db)
         if (db->redial != NULL) {
             db->redial->db = NULL; /* pg_redial_after frees it */
         }
+        if (db->cancel != NULL) {
+            db->cancel->db = NULL; /* pg_cancel_after frees it */
+        }
     }
     free(db->location);
     free(db);
 }
 
-static void pg_set_loop(struct db *db, struct loop *loop)
+static void pg_set_loop(struct db *db, struct loop *loop, int deadline_ms)
 {
     db->loop = loop;
+    db->deadline_ms = deadline_ms > 0 ? deadline_ms : PG_DEADLINE_MS;
+    if (db->conn != NULL) {
+        (void)PQsetnonblocking(db->conn, loop != NULL); /* pg_await */
+    }
 }
 
 static const char *pg_location(struct db *db)

@@ -223,10 +223,15 @@ bool store_unreachable(struct store *st);
 /* The server's main store: a lost connection to the database server is
  * opened again on one of loop's worker threads, and until it is, calls
  * fail at once (ERR_STORE, store_unreachable() true) instead of waiting
- * for the server in the loop's thread (db.h, db_set_loop). Nothing on
- * SQLite. Call once, before serving; loop must outlive the store's calls. */
+ * for the server in the loop's thread; a statement the server does not
+ * answer within deadline_ms ([store] statement_deadline_ms; <= 0: the
+ * default) fails with ERR_STORE, and if the server does not answer its
+ * cancel request either, the connection counts as lost (db.h,
+ * db_set_loop). Nothing on SQLite. Call once, before serving; loop must
+ * outlive the store's calls. */
 struct loop;
-void store_reconnect_off_loop(struct store *st, struct loop *loop);
+void store_reconnect_off_loop(struct store *st, struct loop *loop,
+                              int deadline_ms);
 /* Current schema version, for `--version` style diagnostics and tests. */
 int store_schema_version(struct store *st, int *version);
 

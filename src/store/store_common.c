@@ -738,10 +738,11 @@ void store_close(struct store *st)
     free(st);
 }
 
-void store_reconnect_off_loop(struct store *st, struct loop *loop)
+void store_reconnect_off_loop(struct store *st, struct loop *loop,
+                              int deadline_ms)
 {
     if (st != NULL) {
-        db_set_loop(st->db, loop);
+        db_set_loop(st->db, loop, deadline_ms);
     }
 }
 

@@ -588,6 +588,170 @@ def test_loop_answers_while_the_database_hangs(target, tmp_path):
         own.close()
 
 
+def test_loop_answers_while_a_statement_hangs(target, tmp_path):
+    """A database that goes silent with the server's connections open
+    (their backends and the postmaster stopped with SIGSTOP, none
+    terminated first): a statement the loop sends is never answered. The
+    server's statement deadline ([store] statement_deadline_ms, 3 s by
+    default) ends it: a cancel request, no answer to that either within
+    0.25 s, the connection dropped and the store unreachable. For 12 s
+    the loop answers HTTP within the deadline and a half (before the
+    deadline: not until SIGCONT), API calls get 503 store_unavailable, a
+    session in progress keeps relaying and one that ends meanwhile ends
+    well; after SIGCONT a new login works and the ended session's report
+    row is written."""
+    import signal
+    import subprocess
+    import threading
+    import time
+    import pglib
+    deadline_s = 3.0 + 0.25  # the default deadline and the cancel's grace
+    own = pglib.PgServer()
+    p = None
+    live = ending = None
+    stopped = []
+    resumed = threading.Event()
+
+    def resume():
+        if not resumed.is_set():
+            resumed.set()
+            for pid in stopped:
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+
+    timer = threading.Timer(12, resume)
+    try:
+        url = own.new_database()
+        dbname = url.split("///")[1].split("?")[0]
+        p = Portcullis(tmp_path / "pc", store_url=url)
+        p.tune_for_tests()
+        p.start()
+        p.wait_http()
+        pw = "pw-" + uniq()
+        user = p.user_add(password=pw)
+        asset = p.target_asset(target)
+        p.allow(user, asset)
+        token = pclib.parse_kv(p.cli("token", "add", "--user", "admin",
+                                     "--expires", "1d")[1])["token"]
+        client = Client(p.ssh_port)
+        login = "%s#%s" % (user, asset)
+        live = client.popen_ssh(login, "cat", password=pw,
+                                stdin=subprocess.PIPE)
+        ending = client.popen_ssh(login, "cat; echo ending-done",
+                                  password=pw, stdin=subprocess.PIPE)
+        for proc in (live, ending):
+            proc.stdin.write(b"one\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == b"one\n"
+        st, got = http_json(p.http_port, "GET", "/api/v1/users", token)
+        assert st == 200, got
+
+        # stop the server's backends as they are (connections open, idle),
+        # then the postmaster: statements and cancel requests hang
+        with open(os.path.join(own.data, "postmaster.pid")) as f:
+            postmaster = int(f.readline())
+        backends = [int(x) for x in own.psql(
+            dbname, "SELECT pid FROM pg_stat_activity WHERE datname = "
+            "current_database() AND backend_type = 'client backend' "
+            "AND pid <> pg_backend_pid()").split()]
+        assert backends
+        for pid in backends + [postmaster]:
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+        t0 = time.monotonic()
+        timer.start()  # SIGCONT after 12 s, whatever the loop does
+        worst = [0.0]
+        failed = []
+
+        def poll_healthz():
+            while not resumed.is_set():
+                t1 = time.monotonic()
+                conn = http.client.HTTPConnection("127.0.0.1", p.http_port,
+                                                  timeout=60)
+                try:
+                    conn.request("GET", "/healthz")
+                    conn.getresponse().read()
+                except OSError as e:
+                    failed.append(repr(e))
+                finally:
+                    conn.close()
+                    worst[0] = max(worst[0], time.monotonic() - t1)
+                time.sleep(0.05)
+
+        poller = threading.Thread(target=poll_healthz, daemon=True)
+        poller.start()
+        worst_api = 0.0
+        statuses = []
+        step = 0
+        while time.monotonic() - t0 < 11 and not resumed.is_set():
+            t1 = time.monotonic()
+            st, got = http_json(p.http_port, "GET", "/api/v1/users", token)
+            worst_api = max(worst_api, time.monotonic() - t1)
+            statuses.append((st, (got.get("errors") or [{}])[0].get("code")))
+            step += 1
+            if step == 3:  # a session ends during the outage
+                ending.stdin.close()
+                assert ending.stdout.readline() == b"ending-done\n"
+                assert ending.wait(timeout=20) == 0
+                ending = None
+            if step == 5:  # one in progress still relays
+                live.stdin.write(b"two\n")
+                live.stdin.flush()
+                assert live.stdout.readline() == b"two\n"
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - t1)))
+        hung_for = time.monotonic() - t0
+        timer.join()
+        poller.join()
+        print("slowest /healthz %.3f s, API %.3f s; API answers %s" %
+              (worst[0], worst_api, statuses))
+        assert hung_for > 10, "the outage lasted %.1f s only" % hung_for
+        assert not failed, failed
+        assert worst[0] < deadline_s + 0.5 and worst_api < deadline_s + 0.5, \
+            "the loop stalled %.2f s (API %.2f s)" % (worst[0], worst_api)
+        assert step >= 6 and ending is None, (step, statuses)
+        assert all(x == (503, "store_unavailable") for x in statuses), \
+            statuses
+
+        deadline = time.monotonic() + 30
+        while True:
+            r = client.ssh(login, "echo back", password=pw)
+            if r.rc == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert r.rc == 0 and r.out.strip() == "back", r
+        live.stdin.write(b"three\n")
+        live.stdin.flush()
+        assert live.stdout.readline() == b"three\n"
+        # the row of the session that ended during the outage is written
+        deadline = time.monotonic() + 20
+        while True:
+            rows = [x for x in p.sessions() if x.get("user") == user and
+                    x.get("kind") == "exec"]
+            done = [x for x in rows if x.get("result") == "ok"]
+            if len(done) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert len(done) == 2, rows  # the one that ended, and "echo back"
+        st, got = http_json(p.http_port, "GET", "/api/v1/users", token)
+        assert st == 200 and user in [u["name"] for u in got["data"]], got
+        assert "statement_deadline_ms" in p.log_text(), "no line says why"
+        live.stdin.close()
+        assert live.wait(timeout=20) == 0
+        live = None
+    finally:
+        timer.cancel()
+        resume()
+        for proc in (live, ending):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+        if p is not None:
+            p.stop()
+        own.close()
+
+
 def test_loop_answers_while_the_users_table_is_locked(target, tmp_path):
     """The disabled-user check (every 3 s, while connections are logged
     in) runs its SQL off the main loop, on a connection of its own: while

@@ -11,6 +11,7 @@
  * PORTCULLIS_TEST_STORE names (as in store_fx.h).
  */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -573,7 +574,7 @@ static void test_pg_reconnect_on_a_worker(void **state)
         skip();
     }
     assert_non_null(l = loop_new());
-    db_set_loop(f->db, l);
+    db_set_loop(f->db, l, 0);
     for (int round = 0; round < 2; round++) {
         assert_int_equal(
             db_prepare(f->db, "test", "SELECT pg_backend_pid()", &s), ERR_OK);
@@ -630,7 +631,131 @@ static void test_pg_reconnect_on_a_worker(void **state)
         assert_int_equal(db_commit(f->db), ERR_OK);
         assert_int_equal(count_rows(f->db), round + 1);
     }
-    db_set_loop(f->db, NULL); /* inline again: the loop goes */
+    db_set_loop(f->db, NULL, 0); /* inline again: the loop goes */
+    loop_free(l);
+}
+
+/* Runs the loop for about ms (a timer re-armed from the loop, whose
+ * clock may be stale before it runs), so workers' results come in. */
+static void pg_until_tick(struct loop *l, void *arg)
+{
+    const int64_t *until = arg;
+
+    if (util_mono_ms() >= *until) {
+        loop_stop(l);
+        return;
+    }
+    assert_true(loop_add_timer(l, 5, pg_until_tick, arg) != 0);
+}
+
+static void pg_run_for(struct loop *l, int64_t ms)
+{
+    int64_t until = util_mono_ms() + ms;
+
+    assert_true(loop_add_timer(l, 1, pg_until_tick, &until) != 0);
+    assert_int_equal(loop_run(l), ERR_OK);
+}
+
+static int64_t pg_pid(struct db *db)
+{
+    struct db_stmt *s = NULL;
+    bool row = false;
+    int64_t pid;
+
+    assert_int_equal(db_prepare(db, "test", "SELECT pg_backend_pid()", &s),
+                     ERR_OK);
+    assert_int_equal(db_step(s, &row), ERR_OK);
+    assert_true(row);
+    pid = db_col_int64(s, 0);
+    db_finalize(s);
+    return pid;
+}
+
+/* With the server's loop (db_set_loop), a statement has a deadline (here
+ * 400 ms). A server that is alive but slow (pg_sleep) has the statement
+ * cancelled: ERR_STORE within the deadline and the cancel's grace, the
+ * connection kept, a write transaction in progress fails with nothing of
+ * it committed. A server that does not answer at all (the connection's
+ * backend stopped with SIGSTOP, so it takes neither the statement nor the
+ * cancel): ERR_STORE as fast, db_down() true at once, and the next
+ * transaction works on a new connection. Before the deadline, both
+ * waited: 3 s for the sleep, for ever for the stopped backend. */
+static void test_pg_statement_deadline(void **state)
+{
+    struct dfx *f = *state;
+    struct loop *l = NULL;
+    struct db_stmt *s = NULL;
+    struct pg_back back;
+    bool row = false;
+    int64_t pid, t0, took;
+    int r, stopped;
+
+    if (strncmp(f->path, "postgres", 8) != 0) {
+        skip();
+    }
+    assert_non_null(l = loop_new());
+    db_set_loop(f->db, l, 400);
+    pid = pg_pid(f->db);
+
+    /* alive but slow: cancelled, the connection stays */
+    assert_int_equal(db_begin(f->db, false), ERR_OK);
+    assert_int_equal(db_prepare(f->db, "test", "SELECT pg_sleep(3)", &s),
+                     ERR_OK);
+    t0 = util_mono_ms();
+    r = db_step(s, &row);
+    took = util_mono_ms() - t0;
+    db_finalize(s);
+    assert_int_equal(r, ERR_STORE);
+    assert_true(took >= 380);
+    assert_true(took < 400 + 250 + 500);
+    assert_false(db_down(f->db));
+    db_rollback(f->db);
+    pg_run_for(l, 200); /* the cancel's worker comes back */
+    assert_true(pg_pid(f->db) == pid);
+
+    /* in a write transaction: it fails, nothing of it is committed */
+    assert_int_equal(db_begin(f->db, true), ERR_OK);
+    assert_int_equal(
+        run_text(f->db, "INSERT INTO drv_t (a) VALUES ($1)", 1, "lost", NULL),
+        ERR_OK);
+    assert_int_equal(run_text(f->db, "SELECT pg_sleep(3)", 0, NULL, NULL),
+                     ERR_STORE);
+    assert_int_equal(db_commit(f->db), ERR_STORE);
+    pg_run_for(l, 200);
+    assert_int_equal(count_rows(f->db), 0);
+
+    /* silent: the backend stopped, so nothing answers */
+    if (kill((pid_t)pid, SIGSTOP) != 0) {
+        db_set_loop(f->db, NULL, 0);
+        loop_free(l);
+        skip(); /* not ours to stop (another user's server) */
+    }
+    t0 = util_mono_ms();
+    r = db_begin(f->db, false);
+    took = util_mono_ms() - t0;
+    stopped = kill((pid_t)pid, SIGCONT);
+    assert_int_equal(stopped, 0);
+    assert_int_equal(r, ERR_STORE);
+    assert_true(took >= 380);
+    assert_true(took < 400 + 250 + 500);
+    assert_true(db_down(f->db));
+    /* the next transaction connects again (on a worker) */
+    r = db_begin(f->db, true);
+    if (r != ERR_OK) {
+        back.db = f->db;
+        back.until = util_mono_ms() + 15000;
+        assert_true(loop_add_timer(l, 1, pg_back_tick, &back) != 0);
+        assert_int_equal(loop_run(l), ERR_OK);
+        assert_false(db_down(f->db));
+        assert_int_equal(db_begin(f->db, true), ERR_OK);
+    }
+    assert_int_equal(
+        run_text(f->db, "INSERT INTO drv_t (a) VALUES ($1)", 1, "back", NULL),
+        ERR_OK);
+    assert_int_equal(db_commit(f->db), ERR_OK);
+    assert_int_equal(count_rows(f->db), 1);
+    assert_true(pg_pid(f->db) != pid);
+    db_set_loop(f->db, NULL, 0);
     loop_free(l);
 }
 
@@ -697,6 +822,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_error_mapping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_reconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_reconnect_on_a_worker, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pg_statement_deadline, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pg_lock_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
