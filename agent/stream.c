@@ -760,8 +760,18 @@ bool stream_pump_all(struct agent_conn *c)
         next = st->next;
         if (st->state == ST_OPEN) {
             if (ssh_channel_is_closed(st->ch)) {
-                stream_end(st, NULL, 0);
-                moved = true;
+                /* the server's close can come right behind its last
+                 * data: what the pump took from the channel is written
+                 * to the target first (a slow one: over later passes) */
+                if (chanpump_flush_dn(&st->pump, &m) != ERR_OK) {
+                    stream_end(st, st->pump.why, st->pump.err);
+                    moved = true;
+                } else if (!chanpump_dn_blocked(&st->pump)) {
+                    stream_end(st, NULL, 0);
+                    moved = true;
+                } else {
+                    moved |= m;
+                }
             } else if (chanpump_run(&st->pump, &m) != ERR_OK) {
                 stream_end(st, st->pump.why, st->pump.err);
                 moved = true;

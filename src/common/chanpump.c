@@ -97,7 +97,7 @@ void chanpump_free(struct chanpump *p)
     if (p == NULL) {
         return;
     }
-    chanpump_drop(p, &p->dn, p->chunk);
+    chanpump_drop(p, &p->dn, p->dn_cap);
     chanpump_drop(p, &p->up, chanpump_up_cap(p));
     if (p->dec != NULL && p->wipe) {
         sodium_memzero(p->dec, sizeof(*p->dec));
@@ -133,18 +133,39 @@ static int chanpump_fail(struct chanpump *p, int err, int e, const char *why)
 
 /* --- channel -> local --- */
 
-/* Reads the next slice from the channel into p->dn (empty); 0 if none. */
-static int chanpump_dn_take(struct chanpump *p, size_t max, size_t *got)
+/*
+ * Reads what the channel holds into p->dn (empty); 0 if none.
+ *
+ * All of it, not a chunk: libssh 0.10 grants the peer a whole new window
+ * (WINDOW_DEFAULT, 1,280,000 bytes) on every read that finds the window
+ * below half of that, whatever it still holds unread. Read a chunk at a
+ * time towards a slow local end, every chunk let the peer send another
+ * window's worth, and what libssh held grew without end (the hub then
+ * dropped the agent, and every stream on it, for sending "past the
+ * window"). Taking everything it holds makes each grant follow an
+ * emptied buffer: libssh holds at most one window, and p->dn at most
+ * what the window let in before it (CHANPUMP_TAKE_MAX, a peer that
+ * ignores the window being its owner's to end). The buffer is back to
+ * chunk size, or freed, once written.
+ */
+static int chanpump_dn_take(struct chanpump *p, size_t *got)
 {
-    size_t want = p->avail < max ? p->avail : max;
+    size_t want = p->avail < CHANPUMP_TAKE_MAX ? p->avail : CHANPUMP_TAKE_MAX;
+    size_t cap = want > p->chunk ? want : p->chunk;
     int n;
 
     *got = 0;
     if (want == 0) {
         return ERR_OK;
     }
-    if (p->dn == NULL && (p->dn = malloc(p->chunk)) == NULL) {
-        return chanpump_fail(p, ERR_NOMEM, 0, "out of memory");
+    if (p->dn != NULL && p->dn_cap < cap) {
+        chanpump_drop(p, &p->dn, p->dn_cap);
+    }
+    if (p->dn == NULL) {
+        if ((p->dn = malloc(cap)) == NULL) {
+            return chanpump_fail(p, ERR_NOMEM, 0, "out of memory");
+        }
+        p->dn_cap = cap;
     }
     n = p->cops->read(p->c, p->dn, (uint32_t)want);
     if (n <= 0) {
@@ -181,7 +202,7 @@ static int chanpump_dn_stream(struct chanpump *p, bool *moved)
             *moved = true;
         }
         p->dn_off = p->dn_len = 0;
-        if ((r = chanpump_dn_take(p, p->chunk, &got)) != ERR_OK) {
+        if ((r = chanpump_dn_take(p, &got)) != ERR_OK) {
             return r;
         }
         if (got == 0) {
@@ -241,7 +262,7 @@ static int chanpump_dn_dgram(struct chanpump *p, bool *moved)
             continue;
         }
         p->dn_off = p->dn_len = 0;
-        if ((r = chanpump_dn_take(p, p->chunk, &got)) != ERR_OK) {
+        if ((r = chanpump_dn_take(p, &got)) != ERR_OK) {
             return r;
         }
         if (got == 0) {
@@ -365,7 +386,7 @@ int chanpump_run(struct chanpump *p, bool *moved)
 out:
     /* buffers only while bytes are in flight */
     if (p->dn != NULL && p->dn_off == p->dn_len) {
-        chanpump_drop(p, &p->dn, p->chunk);
+        chanpump_drop(p, &p->dn, p->dn_cap);
         p->dn_off = p->dn_len = 0;
     }
     if (p->dec != NULL && !p->dg_ready && frame_dec_idle(p->dec)) {
@@ -407,6 +428,34 @@ int chanpump_run_up(struct chanpump *p, bool *moved)
         *moved = any;
     }
     return r;
+}
+
+int chanpump_flush_dn(struct chanpump *p, bool *moved)
+{
+    ssize_t n;
+
+    *moved = false;
+    if (p->dgram) {
+        p->dg_ready = false;
+        p->dn_off = p->dn_len;
+        return ERR_OK;
+    }
+    while (p->dn_off < p->dn_len) {
+        n = p->lops->write(p->l, p->dn + p->dn_off, p->dn_len - p->dn_off);
+        if (n == CHANPUMP_AGAIN || n == 0) {
+            return ERR_OK;
+        }
+        if (n < 0) {
+            return chanpump_fail(p, ERR_IO, errno,
+                                 "write to the local side failed");
+        }
+        p->dn_off += (size_t)n;
+        p->ndown += (uint64_t)n;
+        *moved = true;
+    }
+    chanpump_drop(p, &p->dn, p->dn_cap);
+    p->dn_off = p->dn_len = 0;
+    return ERR_OK;
 }
 
 bool chanpump_dn_blocked(const struct chanpump *p)

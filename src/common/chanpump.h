@@ -19,9 +19,15 @@
  *    and returns 0: libssh keeps the bytes and grows the window only as
  *    they are read, so a fast peer is held back by the SSH window.
  * 2. Channel -> local: the pump reads from the channel only what was
- *    noted, at most `chunk` bytes, and only once what it read before has
- *    been written to the local end. It holds at most `chunk` bytes (and,
- *    for datagrams, one decoded datagram).
+ *    noted, all of it in one read (at most CHANPUMP_TAKE_MAX), and only
+ *    once what it read before has been written to the local end. All of
+ *    it because libssh 0.10 grants a whole new window on a read that
+ *    finds the window below half, whatever it still holds: reading a
+ *    part at a time towards a slow local end let a fast peer send a
+ *    window per part, without end (test_tunnel_drain.py,
+ *    test_relay_slow_reader.py). So libssh holds at most a window and
+ *    the pump what came before it: `chunk` bytes while the local end
+ *    keeps up, up to a window (1,280,000 bytes) when it does not.
  * 3. Local -> channel: the pump reads the local end only into an empty
  *    buffer, only while the channel's remote window is open (no more
  *    than the window, for a byte stream), and nothing while the session
@@ -60,6 +66,11 @@
 #include <sys/types.h>
 
 #include <libssh/libssh.h>
+
+/* The most one read from the channel takes (chanpump.c,
+ * chanpump_dn_take): above libssh's window of 1,280,000 bytes and one
+ * packet. */
+#define CHANPUMP_TAKE_MAX ((size_t)2 << 20)
 
 /* Returns of the local end's operations besides byte counts. */
 #define CHANPUMP_FAIL (-1)  /* the end failed (errno may say why) */
@@ -120,6 +131,7 @@ struct chanpump {
 
     /* channel -> local */
     uint8_t *dn;
+    size_t dn_cap; /* dn's size: chunk, or all libssh held (below) */
     size_t dn_len, dn_off;
     struct frame_dec *dec; /* datagrams: the frame being decoded */
     const uint8_t *dg;     /* a decoded datagram waiting to be written */
@@ -165,6 +177,13 @@ int chanpump_run(struct chanpump *p, bool *moved);
  * keeps in its channel until its target is connected). A later
  * chanpump_run passes on the EOF as usual. */
 int chanpump_run_up(struct chanpump *p, bool *moved);
+
+/* The channel is gone (closed): writes what is still held for the local
+ * end, and nothing else (the channel can take nothing more). ERR_OK with
+ * *moved set if bytes went; a failed local end as chanpump_run. Done
+ * when chanpump_dn_blocked() is false. Datagram mode: what is held is
+ * dropped (a datagram's loss is UDP's). */
+int chanpump_flush_dn(struct chanpump *p, bool *moved);
 
 /* For the owner's watching of the local fd: */
 /* bytes (or a datagram) wait for the local end to take them */

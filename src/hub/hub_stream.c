@@ -10,12 +10,15 @@
  *
  * Bytes move with the shared pump (common/chanpump.h, whose contract is
  * relay.c's backpressure): libssh's data callbacks only note how much it
- * holds; the pump reads from the channel only as much as it can hand to
- * the fd (at most HUB_CHUNK held by us), and reads the fd only while the
- * channel's remote window is open and libssh's output to the agent has
- * drained. Memory per stream is therefore bounded by libssh's window plus
- * two chunks (HUB_HOLD_MAX: an agent that sends past the window is
- * dropped), and buffers exist only while bytes are in flight.
+ * holds; the pump reads from the channel everything libssh holds, once
+ * what it read before went to the fd (chanpump.h, rule 2), and reads the
+ * fd only while the channel's remote window is open and libssh's output
+ * to the agent has drained. Memory per stream is therefore bounded by
+ * twice libssh's window (HUB_HOLD_MAX: an agent that sends past the
+ * window is dropped), and buffers exist only while bytes are in flight.
+ * A stream broken while carrying (the agent gone, a failed end) resets
+ * the client's TCP connection rather than ending it cleanly, so that a
+ * part is never taken for the whole.
  *
  * UDP streams carry datagrams framed as a 2-byte big-endian length and
  * the payload, by the pump's datagram mode (the codec common/frame.h,
@@ -151,6 +154,14 @@ static void hub_stream_end(struct hub_stream *st, const char *why)
 
     if (st->dead) {
         return;
+    }
+    if (why != NULL && fn == NULL && st->kind == HUB_TCP && st->fd >= 0) {
+        /* broken while carrying (the agent gone, a failed end): the
+         * client's connection is reset, so that it cannot take the
+         * bytes it got for the whole stream (a clean FIN would say so) */
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+        (void)setsockopt(st->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     }
     st->fn = NULL;
     st->end = NULL;

@@ -9,9 +9,13 @@
  * the stream (the callback sees the whole buffered length) and return 0;
  * libssh keeps the bytes and does not grow the window past what it holds,
  * so a fast side is held back by the SSH window (backpressure), and
- * memory per channel stays bounded. relay_pump() then reads only as much
- * as the destination's window accepts, keeping at most RELAY_CHUNK bytes
- * of its own per stream. The same contract, for a channel bridged to a
+ * memory per channel stays bounded. relay_pump() then reads what libssh
+ * holds, all of it and only once what it read before went on
+ * (relay_can_take: libssh 0.10 grants a new window on every read, so
+ * reading a part at a time let a fast side send without end to a slow
+ * one), writing only what the destination's window accepts: RELAY_CHUNK
+ * bytes of its own per stream while the destination keeps up, up to a
+ * window when it does not. The same contract, for a channel bridged to a
  * file descriptor rather than to another channel, is written out in
  * common/chanpump.h with the libssh behaviour it relies on; this file
  * keeps its own channel-to-channel loop (three streams, packet-sized
@@ -298,8 +302,73 @@ int relay_transfer_start(struct relay_chan *ch)
 }
 
 /*
- * One direction: read what the source holds (up to RELAY_CHUNK), write no
- * more than the destination's window takes. While more data is coming,
+ * May the source be read now? Only for everything libssh holds: libssh
+ * 0.10 grants the peer a whole new window (1,280,000 bytes) on every
+ * read that finds the window below half of that, however much it still
+ * holds, so a read of a part let a fast source send another window for
+ * every part a slow destination took, and what libssh held (the session
+ * child's memory) grew with the output (test_relay_slow_reader.py). Read
+ * whole, each grant follows an emptied buffer: libssh holds at most a
+ * window, and pend at most what came before it. Into RELAY_CHUNK while
+ * that is enough; a larger buffer only when pend is empty.
+ */
+static bool relay_can_take(const struct relay_stream *st)
+{
+    uint32_t cap = st->pend_cap > RELAY_CHUNK ? st->pend_cap : RELAY_CHUNK;
+
+    return st->avail > 0 && (st->pend_len == st->pend_off ||
+                             st->pend_len - st->pend_off + st->avail <= cap);
+}
+
+/* Room in st->pend for want more bytes after what it holds (compacted);
+ * false when out of memory. */
+static bool relay_room(struct relay_stream *st, uint32_t want)
+{
+    uint32_t held = st->pend_len - st->pend_off;
+    uint32_t cap = held + want > RELAY_CHUNK ? held + want : RELAY_CHUNK;
+    uint8_t *p;
+
+    if (held == 0) {
+        st->pend_off = st->pend_len = 0;
+    }
+    if (st->pend != NULL && st->pend_cap < cap) {
+        if (held > 0) {
+            if ((p = malloc(cap)) == NULL) {
+                return false;
+            }
+            memcpy(p, st->pend + st->pend_off, held);
+            free(st->pend);
+            st->pend = p;
+            st->pend_off = 0;
+            st->pend_len = held;
+            st->pend_cap = cap;
+            return true;
+        }
+        free(st->pend);
+        st->pend = NULL;
+    } else if (st->pend != NULL && held == 0 && st->pend_cap > RELAY_CHUNK &&
+               cap == RELAY_CHUNK) {
+        /* back to the small buffer once the burst is written */
+        free(st->pend);
+        st->pend = NULL;
+    }
+    if (st->pend == NULL) {
+        if ((st->pend = malloc(cap)) == NULL) {
+            return false;
+        }
+        st->pend_cap = cap;
+    }
+    if (st->pend_off > 0) {
+        memmove(st->pend, st->pend + st->pend_off, held);
+        st->pend_len = held;
+        st->pend_off = 0;
+    }
+    return true;
+}
+
+/*
+ * One direction: read what the source holds (all of it: relay_can_take),
+ * write no more than the destination's window takes. While more data is coming,
  * writes are whole multiples of RELAY_PACKET, because libssh splits a
  * write into packets of the peer's maximum less 10 bytes: writing the
  * 32 KiB a client packet carries would cost a second, 10-byte packet
@@ -318,20 +387,11 @@ static bool relay_stream_pump(struct relay_chan *ch, int idx, ssh_channel src,
     int n;
 
     for (;;) {
-        if (st->avail > 0 && st->pend_len < RELAY_CHUNK) {
-            if (st->pend == NULL && (st->pend = malloc(RELAY_CHUNK)) == NULL) {
+        if (relay_can_take(st)) {
+            want = st->avail < RELAY_TAKE_MAX ? st->avail : RELAY_TAKE_MAX;
+            if (!relay_room(st, want)) {
                 *err = true;
                 break;
-            }
-            if (st->pend_off > 0) {
-                memmove(st->pend, st->pend + st->pend_off,
-                        st->pend_len - st->pend_off);
-                st->pend_len -= st->pend_off;
-                st->pend_off = 0;
-            }
-            want = RELAY_CHUNK - st->pend_len;
-            if (want > st->avail) {
-                want = st->avail;
             }
             n = ssh_channel_read_timeout(src, st->pend + st->pend_len, want,
                                          from_stderr, 0);
@@ -358,7 +418,7 @@ static bool relay_stream_pump(struct relay_chan *ch, int idx, ssh_channel src,
         want = have < win ? have : win;
         if (want >= RELAY_PACKET) {
             want -= want % RELAY_PACKET;
-        } else if (st->avail > 0 && st->pend_len < RELAY_CHUNK) {
+        } else if (relay_can_take(st)) {
             continue; /* read more before sending a short packet */
         }
         if (want == 0) {

@@ -24,7 +24,11 @@
 #include "login/login.h"
 #include "store/store.h"
 
-#define RELAY_CHUNK 65536 /* bytes held per stream */
+#define RELAY_CHUNK 65536 /* bytes held per stream, while the source is fast   \
+                           */
+/* the most one read takes: everything libssh holds (relay.c), a little
+ * more than its window of 1,280,000 bytes and a packet */
+#define RELAY_TAKE_MAX (2u << 20)
 /* OpenSSH's 32768-byte maximum packet less libssh's 10-byte margin: the
  * unit in which the relay writes while more data is coming. */
 #define RELAY_PACKET 32758
@@ -34,8 +38,8 @@
  * and bytes read but not yet accepted by the destination. */
 struct relay_stream {
     uint32_t avail; /* bytes libssh holds for us (from callbacks) */
-    uint8_t *pend;  /* RELAY_CHUNK bytes, lazily allocated */
-    uint32_t pend_off, pend_len;
+    uint8_t *pend;  /* pend_cap bytes, lazily allocated */
+    uint32_t pend_off, pend_len, pend_cap;
 };
 
 enum chan_state {

@@ -138,12 +138,6 @@ def test_slow_target_gets_every_byte_after_the_client_closes(
         "the target got %s of %d bytes" % (res[0][0], len(blob))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known loss, not fixed yet: libssh 0.10.6 grows the hub's window back "
-    "to 1,280,000 after every read below 640,000, whatever it still holds, "
-    "so a fast target and a slow client make libssh hold more than "
-    "HUB_HOLD_MAX and the hub drops the agent ('it sent past the channel "
-    "window'); the client sees a clean EOF after a part of the bytes"))
 def test_slow_client_gets_every_byte_after_the_target_closes(
         server, agent, service):  # noqa: F811
     """The client half-closes at once, the target sends BLOB_SIZE bytes
@@ -171,3 +165,38 @@ def test_slow_client_gets_every_byte_after_the_target_closes(
         (BLOB_SIZE, hashlib.sha256(expected_blob()).hexdigest()), \
         "the client got %d of %d bytes; server log:\n%s" % (
             n, BLOB_SIZE, server.log_tail())
+
+
+def test_client_reset_when_the_agent_goes_mid_stream(
+        server, agent, service):  # noqa: F811
+    """The agent dies while the target's bytes are on their way: the
+    client's connection is reset, so it cannot mistake the part it got
+    for the whole (a clean end of stream would say "that was all")."""
+    import signal
+    _, port, _ = tunnel_add(server, agent.id, "127.0.0.1:%d" % SOURCE_PORT)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    n, error = 0, None
+    try:
+        s.settimeout(30)
+        s.connect(("127.0.0.1", port))
+        s.shutdown(socket.SHUT_WR)
+        while n < 256 * 1024:
+            d = s.recv(SLOW_READ)
+            assert d, "the stream ended after %d bytes" % n
+            n += len(d)
+        os.kill(agent.proc.pid, signal.SIGKILL)
+        agent.proc.wait(timeout=10)
+        while True:
+            time.sleep(SLOW_PAUSE)
+            d = s.recv(SLOW_READ)
+            if not d:
+                break
+            n += len(d)
+    except ConnectionResetError as e:
+        error = e
+    finally:
+        s.close()
+    assert n < BLOB_SIZE, "the whole blob came before the agent died"
+    assert error is not None, \
+        "a clean end of stream after %d of %d bytes" % (n, BLOB_SIZE)
