@@ -67,8 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int dir, e;
 
     rdp_dvc_init(&d);
-    while ((msg = fuzz_rdp_next(data, size, &off, &head, &len, &out)) !=
-           NULL) {
+    while ((msg = fuzz_rdp_next(data, size, &off, &head, &len, &out)) != NULL) {
         dir = head & 1;
         now += (int64_t)(head >> 1) * 16;
         before = d;

@@ -92,8 +92,7 @@ static inline void fuzz_rdp_filter_session(const struct fuzz_rdp_filter *f,
     before = malloc(f->size);
     FUZZ_CHECK(before != NULL);
     f->init(f->state, data[0]);
-    while ((msg = fuzz_rdp_next(data, size, &off, &head, &len, &out)) !=
-           NULL) {
+    while ((msg = fuzz_rdp_next(data, size, &off, &head, &len, &out)) != NULL) {
         dir = head & 1;
         memcpy(before, f->state, f->size);
         n = 12345;

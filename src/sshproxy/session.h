@@ -24,8 +24,9 @@
 #include "login/login.h"
 #include "store/store.h"
 
-#define RELAY_CHUNK 65536 /* bytes held per stream, while the source is fast   \
-                           */
+#define RELAY_CHUNK                                                            \
+    65536 /* bytes held per stream, while the source is fast                   \
+           */
 /* the most one read takes: everything libssh holds (relay.c), a little
  * more than its window of 1,280,000 bytes and a packet */
 #define RELAY_TAKE_MAX (2u << 20)
