@@ -465,6 +465,101 @@ def test_loop_answers_while_the_nodes_table_is_locked(tmp_path):
         own.close()
 
 
+class _Outage:
+    """A server on a PostgreSQL of its own with a user allowed on target,
+    an API token, and two `cat` sessions running ("live", "ending"), for
+    the tests where the database stops answering."""
+
+    def __init__(self, target, tmp_path):
+        import pglib
+        self.own = pglib.PgServer()
+        self.p = None
+        self.live = self.ending = None
+        try:
+            self._start(target, tmp_path)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, target, tmp_path):
+        import subprocess
+        url = self.own.new_database()
+        self.dbname = url.split("///")[1].split("?")[0]
+        self.p = p = Portcullis(tmp_path / "pc", store_url=url)
+        p.tune_for_tests()
+        p.start()
+        p.wait_http()
+        self.pw = "pw-" + uniq()
+        self.user = p.user_add(password=self.pw)
+        asset = p.target_asset(target)
+        p.allow(self.user, asset)
+        self.token = pclib.parse_kv(p.cli("token", "add", "--user", "admin",
+                                          "--expires", "1d")[1])["token"]
+        self.client = Client(p.ssh_port)
+        self.login = "%s#%s" % (self.user, asset)
+        self.live = self.client.popen_ssh(self.login, "cat", password=self.pw,
+                                          stdin=subprocess.PIPE)
+        self.ending = self.client.popen_ssh(
+            self.login, "cat; echo ending-done", password=self.pw,
+            stdin=subprocess.PIPE)
+        for proc in (self.live, self.ending):
+            self.echo(proc, b"one\n")
+        with open(os.path.join(self.own.data, "postmaster.pid")) as f:
+            self.postmaster = int(f.readline())
+
+    @staticmethod
+    def echo(proc, line):
+        proc.stdin.write(line)
+        proc.stdin.flush()
+        assert proc.stdout.readline() == line
+
+    def end_one(self):
+        """The "ending" session ends (during the outage)."""
+        self.ending.stdin.close()
+        assert self.ending.stdout.readline() == b"ending-done\n"
+        assert self.ending.wait(timeout=20) == 0
+        self.ending = None
+
+    def recovered(self):
+        """After the database is back: a new login works, the live
+        session still relays, the row of the one that ended is written,
+        the API answers again."""
+        import time
+        p, client = self.p, self.client
+        deadline = time.monotonic() + 30
+        while True:
+            r = client.ssh(self.login, "echo back", password=self.pw)
+            if r.rc == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert r.rc == 0 and r.out.strip() == "back", r
+        self.echo(self.live, b"three\n")
+        deadline = time.monotonic() + 20
+        while True:
+            rows = [x for x in p.sessions() if x.get("user") == self.user and
+                    x.get("kind") == "exec"]
+            done = [x for x in rows if x.get("result") == "ok"]
+            if len(done) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert len(done) == 2, rows  # the one that ended, and "echo back"
+        st, got = http_json(p.http_port, "GET", "/api/v1/users", self.token)
+        assert st == 200 and self.user in [u["name"] for u in got["data"]], \
+            got
+        self.live.stdin.close()
+        assert self.live.wait(timeout=20) == 0
+        self.live = None
+
+    def close(self):
+        for proc in (self.live, self.ending):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+        if self.p is not None:
+            self.p.stop()
+        self.own.close()
+
+
 def test_loop_answers_while_the_database_hangs(target, tmp_path):
     """A database that stops answering (its server process stopped, so a
     connection attempt hangs until connect_timeout, 10 s) after the
@@ -475,45 +570,17 @@ def test_loop_answers_while_the_database_hangs(target, tmp_path):
     the database answers again the server reconnects by itself: a new
     login works and the ended session's report row is written."""
     import signal
-    import subprocess
     import time
-    import pglib
-    own = pglib.PgServer()
-    p = None
-    live = ending = None
-    postmaster = None
+    o = _Outage(target, tmp_path)
+    p, stopped = o.p, False
     try:
-        url = own.new_database()
-        dbname = url.split("///")[1].split("?")[0]
-        p = Portcullis(tmp_path / "pc", store_url=url)
-        p.tune_for_tests()
-        p.start()
-        p.wait_http()
-        pw = "pw-" + uniq()
-        user = p.user_add(password=pw)
-        asset = p.target_asset(target)
-        p.allow(user, asset)
-        token = pclib.parse_kv(p.cli("token", "add", "--user", "admin",
-                                     "--expires", "1d")[1])["token"]
-        client = Client(p.ssh_port)
-        login = "%s#%s" % (user, asset)
-        live = client.popen_ssh(login, "cat", password=pw,
-                                stdin=subprocess.PIPE)
-        ending = client.popen_ssh(login, "cat; echo ending-done",
-                                  password=pw, stdin=subprocess.PIPE)
-        for proc in (live, ending):
-            proc.stdin.write(b"one\n")
-            proc.stdin.flush()
-            assert proc.stdout.readline() == b"one\n"
-
         # cut the server's connections, then stop the postmaster: a new
         # connection is accepted by the kernel and never answered
-        with open(os.path.join(own.data, "postmaster.pid")) as f:
-            postmaster = int(f.readline())
-        own.psql(dbname, "SELECT pg_terminate_backend(pid) FROM "
-                 "pg_stat_activity WHERE datname = current_database() "
-                 "AND pid <> pg_backend_pid()")
-        os.kill(postmaster, signal.SIGSTOP)
+        o.own.psql(o.dbname, "SELECT pg_terminate_backend(pid) FROM "
+                   "pg_stat_activity WHERE datname = current_database() "
+                   "AND pid <> pg_backend_pid()")
+        os.kill(o.postmaster, signal.SIGSTOP)
+        stopped = True
         t0 = time.monotonic()
         worst = worst_api = 0.0
         next_api = t0
@@ -530,62 +597,26 @@ def test_loop_answers_while_the_database_hangs(target, tmp_path):
                 next_api += 1.0
                 t1 = time.monotonic()
                 st, got = http_json(p.http_port, "GET", "/api/v1/users",
-                                    token)
+                                    o.token)
                 worst_api = max(worst_api, time.monotonic() - t1)
                 assert st == 503, (st, got)
                 assert got["errors"][0]["code"] == "store_unavailable", got
                 step += 1
                 if step == 3:  # a session ends during the outage
-                    ending.stdin.close()
-                    assert ending.stdout.readline() == b"ending-done\n"
-                    assert ending.wait(timeout=20) == 0
-                    ending = None
+                    o.end_one()
                 if step == 6:  # one in progress still relays
-                    live.stdin.write(b"two\n")
-                    live.stdin.flush()
-                    assert live.stdout.readline() == b"two\n"
+                    o.echo(o.live, b"two\n")
             time.sleep(0.05)
-        os.kill(postmaster, signal.SIGCONT)
-        postmaster = None
+        os.kill(o.postmaster, signal.SIGCONT)
+        stopped = False
         print("slowest /healthz %.3f s, API %.3f s" % (worst, worst_api))
         assert worst < 0.5 and worst_api < 0.5, \
             "the loop stalled %.2f s (API %.2f s)" % (worst, worst_api)
-
-        deadline = time.monotonic() + 30
-        while True:
-            r = client.ssh(login, "echo back", password=pw)
-            if r.rc == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        assert r.rc == 0 and r.out.strip() == "back", r
-        live.stdin.write(b"three\n")
-        live.stdin.flush()
-        assert live.stdout.readline() == b"three\n"
-        # the row of the session that ended during the outage is written
-        deadline = time.monotonic() + 20
-        while True:
-            rows = [x for x in p.sessions() if x.get("user") == user and
-                    x.get("kind") == "exec"]
-            done = [x for x in rows if x.get("result") == "ok"]
-            if len(done) >= 2 or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        assert len(done) == 2, rows  # the one that ended, and "echo back"
-        st, got = http_json(p.http_port, "GET", "/api/v1/users", token)
-        assert st == 200 and user in [u["name"] for u in got["data"]], got
-        live.stdin.close()
-        assert live.wait(timeout=20) == 0
-        live = None
+        o.recovered()
     finally:
-        if postmaster is not None:
-            os.kill(postmaster, signal.SIGCONT)
-        for proc in (live, ending):
-            if proc is not None:
-                proc.kill()
-                proc.wait()
-        if p is not None:
-            p.stop()
-        own.close()
+        if stopped:
+            os.kill(o.postmaster, signal.SIGCONT)
+        o.close()
 
 
 def test_loop_answers_while_a_statement_hangs(target, tmp_path):
@@ -601,14 +632,11 @@ def test_loop_answers_while_a_statement_hangs(target, tmp_path):
     well; after SIGCONT a new login works and the ended session's report
     row is written."""
     import signal
-    import subprocess
     import threading
     import time
-    import pglib
     deadline_s = 3.0 + 0.25  # the default deadline and the cancel's grace
-    own = pglib.PgServer()
-    p = None
-    live = ending = None
+    o = _Outage(target, tmp_path)
+    p = o.p
     stopped = []
     resumed = threading.Event()
 
@@ -623,41 +651,17 @@ def test_loop_answers_while_a_statement_hangs(target, tmp_path):
 
     timer = threading.Timer(12, resume)
     try:
-        url = own.new_database()
-        dbname = url.split("///")[1].split("?")[0]
-        p = Portcullis(tmp_path / "pc", store_url=url)
-        p.tune_for_tests()
-        p.start()
-        p.wait_http()
-        pw = "pw-" + uniq()
-        user = p.user_add(password=pw)
-        asset = p.target_asset(target)
-        p.allow(user, asset)
-        token = pclib.parse_kv(p.cli("token", "add", "--user", "admin",
-                                     "--expires", "1d")[1])["token"]
-        client = Client(p.ssh_port)
-        login = "%s#%s" % (user, asset)
-        live = client.popen_ssh(login, "cat", password=pw,
-                                stdin=subprocess.PIPE)
-        ending = client.popen_ssh(login, "cat; echo ending-done",
-                                  password=pw, stdin=subprocess.PIPE)
-        for proc in (live, ending):
-            proc.stdin.write(b"one\n")
-            proc.stdin.flush()
-            assert proc.stdout.readline() == b"one\n"
-        st, got = http_json(p.http_port, "GET", "/api/v1/users", token)
+        st, got = http_json(p.http_port, "GET", "/api/v1/users", o.token)
         assert st == 200, got
 
         # stop the server's backends as they are (connections open, idle),
         # then the postmaster: statements and cancel requests hang
-        with open(os.path.join(own.data, "postmaster.pid")) as f:
-            postmaster = int(f.readline())
-        backends = [int(x) for x in own.psql(
-            dbname, "SELECT pid FROM pg_stat_activity WHERE datname = "
+        backends = [int(x) for x in o.own.psql(
+            o.dbname, "SELECT pid FROM pg_stat_activity WHERE datname = "
             "current_database() AND backend_type = 'client backend' "
             "AND pid <> pg_backend_pid()").split()]
         assert backends
-        for pid in backends + [postmaster]:
+        for pid in backends + [o.postmaster]:
             os.kill(pid, signal.SIGSTOP)
             stopped.append(pid)
         t0 = time.monotonic()
@@ -687,19 +691,14 @@ def test_loop_answers_while_a_statement_hangs(target, tmp_path):
         step = 0
         while time.monotonic() - t0 < 11 and not resumed.is_set():
             t1 = time.monotonic()
-            st, got = http_json(p.http_port, "GET", "/api/v1/users", token)
+            st, got = http_json(p.http_port, "GET", "/api/v1/users", o.token)
             worst_api = max(worst_api, time.monotonic() - t1)
             statuses.append((st, (got.get("errors") or [{}])[0].get("code")))
             step += 1
             if step == 3:  # a session ends during the outage
-                ending.stdin.close()
-                assert ending.stdout.readline() == b"ending-done\n"
-                assert ending.wait(timeout=20) == 0
-                ending = None
+                o.end_one()
             if step == 5:  # one in progress still relays
-                live.stdin.write(b"two\n")
-                live.stdin.flush()
-                assert live.stdout.readline() == b"two\n"
+                o.echo(o.live, b"two\n")
             time.sleep(max(0.0, 1.0 - (time.monotonic() - t1)))
         hung_for = time.monotonic() - t0
         timer.join()
@@ -710,46 +709,15 @@ def test_loop_answers_while_a_statement_hangs(target, tmp_path):
         assert not failed, failed
         assert worst[0] < deadline_s + 0.5 and worst_api < deadline_s + 0.5, \
             "the loop stalled %.2f s (API %.2f s)" % (worst[0], worst_api)
-        assert step >= 6 and ending is None, (step, statuses)
+        assert step >= 6 and o.ending is None, (step, statuses)
         assert all(x == (503, "store_unavailable") for x in statuses), \
             statuses
-
-        deadline = time.monotonic() + 30
-        while True:
-            r = client.ssh(login, "echo back", password=pw)
-            if r.rc == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        assert r.rc == 0 and r.out.strip() == "back", r
-        live.stdin.write(b"three\n")
-        live.stdin.flush()
-        assert live.stdout.readline() == b"three\n"
-        # the row of the session that ended during the outage is written
-        deadline = time.monotonic() + 20
-        while True:
-            rows = [x for x in p.sessions() if x.get("user") == user and
-                    x.get("kind") == "exec"]
-            done = [x for x in rows if x.get("result") == "ok"]
-            if len(done) >= 2 or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        assert len(done) == 2, rows  # the one that ended, and "echo back"
-        st, got = http_json(p.http_port, "GET", "/api/v1/users", token)
-        assert st == 200 and user in [u["name"] for u in got["data"]], got
+        o.recovered()
         assert "statement_deadline_ms" in p.log_text(), "no line says why"
-        live.stdin.close()
-        assert live.wait(timeout=20) == 0
-        live = None
     finally:
         timer.cancel()
         resume()
-        for proc in (live, ending):
-            if proc is not None:
-                proc.kill()
-                proc.wait()
-        if p is not None:
-            p.stop()
-        own.close()
+        o.close()
 
 
 def test_loop_answers_while_the_users_table_is_locked(target, tmp_path):
