@@ -914,8 +914,7 @@ static bool child_step(struct session_child *sc)
             }
         }
         if (ch->state == CHAN_FAILING) {
-            relay_fail(ch);
-            moved = true;
+            moved |= relay_fail(ch);
         }
         moved |= relay_pump(ch);
         if (ch->rec != NULL && record_limit_hit(ch->rec) &&

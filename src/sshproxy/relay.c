@@ -186,27 +186,40 @@ static int relay_write(ssh_channel dst, int to_stderr, const uint8_t *p,
                      : ssh_channel_write(dst, p, len);
 }
 
-/* What the recording sees of the bytes just read from stream idx; false
- * when the recording refused them (its size limit): they are not passed
- * on, so nothing reaches the user unrecorded. */
-static bool relay_observe(struct relay_chan *ch, int idx, const uint8_t *p,
-                          size_t n)
+/* What the recording sees of the bytes just read from stream idx: how
+ * many of them it took. The rest was refused (the recording's size
+ * limit) and is not passed on, so nothing reaches the user unrecorded.
+ * A read takes all libssh holds (up to a window, relay_can_take), so it
+ * is recorded in RELAY_CHUNK pieces: what fits before the limit still
+ * goes to the user, as it did when reads were a chunk each. */
+static size_t relay_observe(struct relay_chan *ch, int idx, const uint8_t *p,
+                            size_t n)
 {
+    size_t done = 0, k;
+    char kind;
+
     if (ch->rec == NULL) {
-        return true;
+        return n;
     }
     if (ch->record_cast) {
-        if (idx != 0) {
-            return record_cast_data(ch->rec, 'o', p, n) != ERR_TOO_LONG;
-        } else if (ch->record_input) {
-            return record_cast_data(ch->rec, 'i', p, n) != ERR_TOO_LONG;
+        if (idx == 0 && !ch->record_input) {
+            return n;
         }
+        kind = idx != 0 ? 'o' : 'i';
+        while (done < n) {
+            k = n - done < RELAY_CHUNK ? n - done : RELAY_CHUNK;
+            if (record_cast_data(ch->rec, kind, p + done, k) == ERR_TOO_LONG) {
+                break;
+            }
+            done += k;
+        }
+        return done;
     } else if (ch->scp != NULL && idx != 2) {
         scp_tracker_feed(ch->scp, idx == 0, p, n);
     } else if (ch->sftp != NULL && idx != 2) {
         sftp_tracker_feed(ch->sftp, idx == 0, p, n);
     }
-    return true;
+    return n;
 }
 
 /*
@@ -402,10 +415,8 @@ static bool relay_stream_pump(struct relay_chan *ch, int idx, ssh_channel src,
             } else {
                 st->avail =
                     (uint32_t)n >= st->avail ? 0 : st->avail - (uint32_t)n;
-                if (relay_observe(ch, idx, st->pend + st->pend_len,
-                                  (size_t)n)) {
-                    st->pend_len += (uint32_t)n;
-                }
+                st->pend_len += (uint32_t)relay_observe(
+                    ch, idx, st->pend + st->pend_len, (size_t)n);
                 *count += (uint64_t)n;
                 moved = true;
             }
@@ -448,21 +459,53 @@ static bool relay_stream_empty(const struct relay_stream *st)
     return st->avail == 0 && st->pend_len == st->pend_off;
 }
 
-void relay_fail(struct relay_chan *ch)
+bool relay_fail(struct relay_chan *ch)
 {
     char line[600];
-    int n;
+    uint32_t n;
+
+    bool moved = false, held = false;
 
     if (ch->sent_down_close || ch->down_closed) {
         ch->state = CHAN_CLOSING;
-        return;
+        return true;
+    }
+    if (ch->fail_ms == 0) {
+        ch->fail_ms = util_mono_ms();
+    }
+    /* What was read (and recorded) before the failure goes to the client
+     * first, as its window allows, then the message: a read takes all
+     * libssh holds, up to a window, so that can be much. */
+    for (int idx = 1; idx <= 2 && !ch->sent_down_eof; idx++) {
+        struct relay_stream *st = &ch->s[idx];
+        uint32_t win, want;
+        int w;
+
+        while (st->pend_off < st->pend_len &&
+               (win = ssh_channel_window_size(ch->down)) > 0) {
+            want = st->pend_len - st->pend_off;
+            want = want < win ? want : win;
+            if ((w = relay_write(ch->down, idx == 2, st->pend + st->pend_off,
+                                 want)) <= 0) {
+                break;
+            }
+            st->pend_off += (uint32_t)w;
+            moved = true;
+        }
+        held = held || st->pend_off < st->pend_len;
+    }
+    if (held && util_mono_ms() - ch->fail_ms < RELAY_FAIL_WAIT_MS) {
+        return moved;
     }
     if (ch->kind != KIND_LOCAL_FORWARD && ch->fail_msg != NULL) {
-        n = snprintf(line, sizeof(line), "portcullis: %s\r\n", ch->fail_msg);
-        if (n > 0) {
-            ssh_channel_write_stderr(ch->down, line,
-                                     (uint32_t)strnlen(line, sizeof(line)));
+        (void)snprintf(line, sizeof(line), "portcullis: %s\r\n", ch->fail_msg);
+        n = (uint32_t)strnlen(line, sizeof(line));
+        /* the message waits for the client to make room too, a while */
+        if (ssh_channel_window_size(ch->down) < n &&
+            util_mono_ms() - ch->fail_ms < RELAY_FAIL_WAIT_MS) {
+            return moved;
         }
+        ssh_channel_write_stderr(ch->down, line, n);
         ssh_channel_request_send_exit_status(ch->down, 1);
     }
     if (!ch->sent_down_eof) {
@@ -472,6 +515,7 @@ void relay_fail(struct relay_chan *ch)
     ssh_channel_close(ch->down);
     ch->sent_down_close = true;
     ch->state = CHAN_CLOSING;
+    return true;
 }
 
 bool relay_pump(struct relay_chan *ch)

@@ -30,6 +30,8 @@
 /* the most one read takes: everything libssh holds (relay.c), a little
  * more than its window of 1,280,000 bytes and a packet */
 #define RELAY_TAKE_MAX (2u << 20)
+/* how long a failure message waits for the client's window (relay_fail) */
+#define RELAY_FAIL_WAIT_MS 10000
 /* OpenSSH's 32768-byte maximum packet less libssh's 10-byte margin: the
  * unit in which the relay writes while more data is coming. */
 #define RELAY_PACKET 32758
@@ -61,9 +63,10 @@ struct relay_chan {
     ssh_channel down; /* client side */
     ssh_channel up;   /* target side, NULL until set up */
     char session_id[STORE_ID_MAX + 1];
-    char *detail;   /* exec command, "host:port" for forwards */
-    char *fail_msg; /* one line for the client's stderr */
-    char *result;   /* report result, "ok" by default */
+    char *detail;    /* exec command, "host:port" for forwards */
+    char *fail_msg;  /* one line for the client's stderr */
+    int64_t fail_ms; /* when relay_fail first waited for the window */
+    char *result;    /* report result, "ok" by default */
     /* pty request, replayed upstream */
     bool pty;
     char term[64];
@@ -146,8 +149,10 @@ void relay_chan_free(struct relay_chan *ch);
 void relay_set_up_callbacks(struct relay_chan *ch);
 /* Moves what can be moved without blocking; true if anything moved. */
 bool relay_pump(struct relay_chan *ch);
-/* Sends the failure message, exit status 1, EOF and close to the client. */
-void relay_fail(struct relay_chan *ch);
+/* Sends the failure message, exit status 1, EOF and close to the client;
+ * waits (false: nothing done yet, called again) while the client's window
+ * cannot take the message, RELAY_FAIL_WAIT_MS at most. */
+bool relay_fail(struct relay_chan *ch);
 /* true when both sides are done and the channel can be freed. */
 bool relay_finished(const struct relay_chan *ch);
 /* Starts the transfer records of an scp or sftp channel (JSON lines). */
