@@ -189,9 +189,23 @@ static int chanpump_dn_stream(struct chanpump *p, bool *moved)
 
     for (;;) {
         while (p->dn_off < p->dn_len) {
+            if (p->dn_gone) {
+                p->dn_off = p->dn_len; /* no one reads it */
+                *moved = true;
+                break;
+            }
             n = p->lops->write(p->l, p->dn + p->dn_off, p->dn_len - p->dn_off);
             if (n == CHANPUMP_AGAIN || n == 0) {
                 return ERR_OK;
+            }
+            if (n < 0 && errno == EPIPE) {
+                /* The local end stopped reading (a job that refused its
+                 * input and answers, a target that shut its reading
+                 * half): what it would have read is dropped, and what it
+                 * still writes goes on to the channel, its result
+                 * included. */
+                p->dn_gone = true;
+                continue;
             }
             if (n < 0) {
                 return chanpump_fail(p, ERR_IO, errno,

@@ -138,6 +138,8 @@ struct chanpump {
     size_t dg_len;
     bool dg_ready;
     bool shut_wr; /* the channel's end passed on to the local end */
+    bool dn_gone; /* the local end reads no more (EPIPE): what the channel
+                     sends is read and dropped, the other way goes on */
 
     /* local -> channel */
     uint8_t *up;

@@ -11,6 +11,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,6 +137,7 @@ struct tlocal {
     size_t take; /* the most one write takes; 0: AGAIN */
     int budget;  /* writes before AGAIN (-1: any number) */
     bool write_fails;
+    int fail_errno; /* errno of a failing write (0: EIO) */
     int reads, shuts;
 };
 
@@ -173,6 +175,7 @@ static ssize_t tl_write(void *v, const uint8_t *p, size_t len)
     size_t n = len;
 
     if (l->write_fails) {
+        errno = l->fail_errno != 0 ? l->fail_errno : EIO;
         return CHANPUMP_FAIL;
     }
     assert_int_equal(l->shuts, 0); /* nothing after the half-close */
@@ -373,6 +376,36 @@ static void test_local_write_failure(void **state)
     f->l.write_fails = false;
     assert_int_not_equal(chanpump_run(&f->p, NULL), ERR_OK);
     assert_int_equal(f->l.dst_len, 0);
+    fx_free(f);
+}
+
+/* A local end that stops reading (EPIPE: a job that refused its input,
+ * a target that shut its reading half) but still writes: what the
+ * channel sends is dropped, and what the local end writes still goes to
+ * the channel, then its EOF. A failure here lost a refused file push's
+ * result (test_jobs.py, "lost"). */
+static void test_local_stops_reading(void **state)
+{
+    struct fx *f = fx_new(false, 64);
+
+    f->c.window = 1000;
+    peer_sends(&f->c, &f->p, "input", 5);
+    f->l.write_fails = true;
+    f->l.fail_errno = EPIPE;
+    memcpy(f->l.src, "result", 6);
+    f->l.src_len = 6;
+    f->l.src_eof = true;
+    assert_int_equal(chanpump_run(&f->p, NULL), ERR_OK);
+    peer_sends(&f->c, &f->p, "more", 4);
+    chanpump_note_eof(&f->p);
+    while (run(f)) {
+    }
+    assert_null(f->p.why);
+    assert_int_equal(f->l.dst_len, 0);
+    assert_int_equal(f->c.out_len, 6);
+    assert_memory_equal(f->c.out, "result", 6);
+    assert_int_equal(f->c.eofs, 1);
+    assert_true(chanpump_done(&f->p));
     fx_free(f);
 }
 
@@ -628,6 +661,7 @@ int main(void)
         cmocka_unit_test(test_local_full_holds_channel),
         cmocka_unit_test(test_close_delivers_first),
         cmocka_unit_test(test_local_write_failure),
+        cmocka_unit_test(test_local_stops_reading),
         cmocka_unit_test(test_window_exhaustion_and_eof_order),
         cmocka_unit_test(test_read_bounded_by_window),
         cmocka_unit_test(test_write_pending_blocks_reading),
