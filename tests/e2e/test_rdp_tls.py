@@ -179,12 +179,17 @@ def _memory_holds(pid, needles):
             if "r" not in f[1] or (len(f) > 5 and f[5] in ("[vvar]",
                                                            "[vsyscall]")):
                 continue
-            try:
-                mem.seek(lo)
-                chunk = mem.read(hi - lo)
-            except (OSError, ValueError, OverflowError):
-                continue
-            found |= {n for n in needles if n in chunk}
+            # in pieces (overlapping by a needle's length), so a large
+            # mapping costs no more memory here than a piece
+            piece, keep = 16 << 20, max(len(n) for n in needles)
+            for start in range(lo, hi, piece):
+                try:
+                    mem.seek(max(lo, start - keep))
+                    chunk = mem.read(min(hi, start + piece) -
+                                     max(lo, start - keep))
+                except (OSError, ValueError, OverflowError):
+                    break
+                found |= {n for n in needles if n in chunk}
     return found
 
 
@@ -220,6 +225,11 @@ def _password_left_in_child(pc, rdp_target, args_of):
         time.sleep(2)  # activation and the first frames
         from pclib import serving_process
         child = serving_process(pc.descendants, pc.rdp_port, port)
+        with open("/proc/%d/maps" % child) as f:
+            if "libasan" in f.read():
+                # AddressSanitizer's heap and shadow are terabytes of
+                # mappings; the plain build's run of this test checks it
+                pytest.skip("reads a child's memory: not under ASan")
         return _memory_holds(child, needles), needles
     finally:
         os.killpg(proc.pid, 15)

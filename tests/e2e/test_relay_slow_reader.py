@@ -62,6 +62,11 @@ def test_slow_reader_does_not_grow_the_session_child(proxy, target,
             read += len(p.stdout.read1(16384))
             time.sleep(0.005)
         grown = rss_kib(child) - base
+        with open("/proc/%d/maps" % child) as f:
+            if "libasan" in f.read():
+                # AddressSanitizer keeps freed memory in quarantine: the
+                # figure means nothing there (the flow still ran under it)
+                return
         # libssh holds at most a window (1.25 MiB) and the relay what it
         # read before that window (as much again), per stream; allow
         # slack for the allocator
