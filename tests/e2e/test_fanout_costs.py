@@ -77,7 +77,16 @@ class Sends:
         self.out = out
         self.proc = strace(pid, out, "-e", "trace=sendto")
 
-    def stop(self):
+    def stop(self, fd=None, total=0, timeout=5.0):
+        """Stop tracing, once the sends on fd add up to total: the peer
+        can have read a send's bytes before strace has written its line
+        (strace writes a call when it returns), so a trace stopped at
+        once can miss the last one."""
+        deadline = time.monotonic() + timeout
+        while fd is not None and time.monotonic() < deadline:
+            if sum(self.on(fd)) >= total:
+                break
+            time.sleep(0.05)
         self.proc.terminate()
         self.proc.wait(10)
 
@@ -113,7 +122,7 @@ def test_a_large_api_answer_and_a_file_push_go_out_in_few_sends(
     r = conn.getresponse()
     raw = r.read()
     conn.close()
-    sends.stop()
+    sends.stop(fd, len(raw))
     assert r.status == 200 and json.loads(raw)["data"]["stdout"] == want
     sizes = sends.on(fd)
     assert sum(sizes) >= len(raw), (sum(sizes), len(raw))
@@ -130,7 +139,7 @@ def test_a_large_api_answer_and_a_file_push_go_out_in_few_sends(
     data = os.urandom(700 * 1000)
     sends = Sends(pc.pid, tmp_path / "push.strace")
     _, jobs = push(pc, {"agents": [a.id]}, data, str(accept / "f.bin"))
-    sends.stop()
+    sends.stop(agent_fd, len(data))
     assert jobs[0]["status"] == "ok", jobs
     assert (accept / "f.bin").read_bytes() == data
     sizes = sends.on(agent_fd)
