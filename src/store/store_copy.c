@@ -46,26 +46,13 @@
 
 /* Tables others refer to, before those that refer to them (schema order). */
 static const char *const copy_first[] = {
-    "users",
-    "user_keys",
-    "groups",
-    "group_members",
-    "sites",
-    "assets",
-    "grants",
-    "profiles",
-    "profile_assignments",
-    "sessions",
-    "site_roles",
-    "api_tokens",
-    "revoked_jwts",
-    "audit",
-    "audit_head",
-    "credentials",
-    "agents",
-    "tunnels",
-    "jobs",
-    NULL,
+    "users",         "user_keys",  "groups",
+    "group_members", "sites",      "assets",
+    "grants",        "profiles",   "profile_assignments",
+    "sessions",      "site_roles", "api_tokens",
+    "revoked_jwts",  "audit",      "audit_head",
+    "credentials",   "agents",     "tunnels",
+    "jobs",          NULL,
 };
 
 enum copy_type { COPY_TEXT, COPY_INT, COPY_BLOB };
