@@ -269,6 +269,20 @@ def children_of(pid):
     return sorted(int(x) for x in r.stdout.split())
 
 
+def proc_stat(pid):
+    """/proc/PID/stat after the command name (which may hold spaces and
+    ')'): state, ppid, pgrp, session, tty_nr, ...; OSError if gone."""
+    with open("/proc/%d/stat" % pid) as f:
+        st = f.read()
+    return st[st.rindex(")") + 2:].split()
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process, from /proc/PID/stat."""
+    x = proc_stat(pid)
+    return (int(x[11]) + int(x[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def descendants(pid):
     """PIDs of every process below pid (children, grandchildren, ...)."""
     parent = {}
@@ -276,13 +290,9 @@ def descendants(pid):
         if not d.isdigit():
             continue
         try:
-            with open("/proc/%s/stat" % d) as f:
-                stat = f.read()
+            parent[int(d)] = int(proc_stat(int(d))[1])
         except OSError:
             continue
-        # "pid (comm) state ppid ...": comm may hold spaces and ')'.
-        fields = stat[stat.rindex(")") + 2:].split()
-        parent[int(d)] = int(fields[1])
     out, todo = [], [pid]
     while todo:
         p = todo.pop()

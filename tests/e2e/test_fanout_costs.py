@@ -26,13 +26,27 @@ import time
 import pytest
 
 from agentlib import agent_server, make_agent, wait_agent  # noqa: F401
-from pclib import _tcp_table, client_port_of
+import pclib
+from pclib import Portcullis, _tcp_table, client_port_of, cpu_seconds
 from test_jobs import API, call, push
 
 pytestmark = pytest.mark.skipif(shutil.which("strace") is None,
                                 reason="needs strace (scripts/install-deps)")
 
-SEND = re.compile(r"^(?:\d+\s+)?sendto\((\d+),.*\)\s+=\s+(\d+)$")
+def socket_fds(pid, local_port, remote_port):
+    """Process pid's descriptors for the TCP connection local_port ->
+    remote_port."""
+    inodes = {inode for lport, rport, _, inode in _tcp_table()
+              if lport == local_port and rport == remote_port}
+    fds = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            fds.add(int(fd))
+    return fds
 
 
 def server_fd(pid, server_port, peer_port, timeout=10.0):
@@ -40,18 +54,26 @@ def server_fd(pid, server_port, peer_port, timeout=10.0):
     (once the server has accepted it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        inodes = {inode for lport, rport, _, inode in _tcp_table()
-                  if lport == server_port and rport == peer_port}
-        for fd in os.listdir("/proc/%d/fd" % pid):
-            try:
-                link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-            except OSError:
-                continue
-            if link.startswith("socket:[") and link[8:-1] in inodes:
-                return int(fd)
+        fds = socket_fds(pid, server_port, peer_port)
+        if fds:
+            return min(fds)
         time.sleep(0.02)
     raise AssertionError("no descriptor of pid %d for the connection from "
                          "port %d" % (pid, peer_port))
+
+
+def traced(path, calls, fds=None):
+    """The results of the calls (a regular expression of names, e.g.
+    "read|recvfrom") on descriptors fds (None: any) that strace -o wrote
+    to path, in order."""
+    pat = re.compile(r"^(?:\d+\s+)?(?:%s)\((\d+),.*\)\s+=\s+(-?\d+)"
+                     % calls)
+    got = []
+    for line in path.read_text().splitlines():
+        m = pat.match(line.strip())
+        if m and (fds is None or int(m.group(1)) in fds):
+            got.append(int(m.group(2)))
+    return got
 
 
 def strace(pid, out, *args):
@@ -92,12 +114,7 @@ class Sends:
 
     def on(self, fd):
         """The byte counts of the sends on fd."""
-        sizes = []
-        for line in self.out.read_text().splitlines():
-            m = SEND.match(line.strip())
-            if m and int(m.group(1)) == fd:
-                sizes.append(int(m.group(2)))
-        return sizes
+        return [n for n in traced(self.out, "sendto", {fd}) if n >= 0]
 
 
 def test_a_large_api_answer_and_a_file_push_go_out_in_few_sends(
@@ -185,7 +202,6 @@ def test_near_its_descriptor_limit_the_server_refuses_without_spinning(
     free."""
     import socket
 
-    from pclib import Portcullis
     pc = Portcullis(tmp_path / "pc")
     pc.tune_for_tests()
     pc.set_config("http", "max_connections_per_source", "100000")
@@ -205,16 +221,9 @@ def test_near_its_descriptor_limit_the_server_refuses_without_spinning(
                 "accept: errno 24", "refusing connections: descriptor")):
             assert time.monotonic() < deadline, pc.log_tail()
             time.sleep(0.1)
-        hz = os.sysconf("SC_CLK_TCK")
-
-        def cpu():
-            with open("/proc/%d/stat" % pc.pid) as f:
-                x = f.read().rsplit(")", 1)[1].split()
-            return (int(x[11]) + int(x[12])) / hz
-
-        c0 = cpu()
+        c0 = cpu_seconds(pc.pid)
         time.sleep(3)
-        spent = cpu() - c0
+        spent = cpu_seconds(pc.pid) - c0
         text = pc.log_text()
         assert text.count("accept: errno 24") <= 2, text.count(
             "accept: errno 24")
@@ -262,7 +271,7 @@ def test_ssh_spawner_out_of_descriptors_waits_without_spinning(tmp_path):
     per 10 s with a count, and takes them when descriptors are free."""
     import socket
 
-    from pclib import Portcullis, _tcp_table, children_of, socket_inodes
+    from pclib import children_of, socket_inodes
     pc = Portcullis(tmp_path / "pc")
     pc.tune_for_tests()
     pc.start()
@@ -272,13 +281,6 @@ def test_ssh_spawner_out_of_descriptors_waits_without_spinning(tmp_path):
                if socket_inodes(p) & listen]
     assert len(spawner) == 1, spawner
     sp = spawner[0]
-    hz = os.sysconf("SC_CLK_TCK")
-
-    def cpu():
-        with open("/proc/%d/stat" % sp) as f:
-            x = f.read().rsplit(")", 1)[1].split()
-        return (int(x[11]) + int(x[12])) / hz
-
     # a limit at the lowest free descriptor number: no new one at all
     used = {int(x) for x in os.listdir("/proc/%d/fd" % sp)}
     nfd = min(set(range(len(used) + 1)) - used)
@@ -293,9 +295,9 @@ def test_ssh_spawner_out_of_descriptors_waits_without_spinning(tmp_path):
         while "accept: Too many open files" not in pc.log_text():
             assert time.monotonic() < deadline, pc.log_tail()
             time.sleep(0.1)
-        c0 = cpu()
+        c0 = cpu_seconds(sp)
         time.sleep(3)
-        spent = cpu() - c0
+        spent = cpu_seconds(sp) - c0
         assert spent < 0.5, spent   # a spinning loop takes all 3 s
         assert pc.log_text().count("accept: Too many open files") == 1, \
             pc.log_tail()
@@ -320,7 +322,6 @@ def test_job_watch_socket_out_of_descriptors_does_not_spin(tmp_path):
     import glob
     import socket
 
-    from pclib import Portcullis
     pc = Portcullis(tmp_path / "pc")
     pc.tune_for_tests()
     pc.start()
@@ -330,13 +331,6 @@ def test_job_watch_socket_out_of_descriptors_does_not_spin(tmp_path):
         time.sleep(0.1)
     paths = glob.glob(str(pc.dir / "**" / "watch.sock"), recursive=True)
     assert len(paths) == 1, paths
-    hz = os.sysconf("SC_CLK_TCK")
-
-    def cpu():
-        with open("/proc/%d/stat" % pc.pid) as f:
-            x = f.read().rsplit(")", 1)[1].split()
-        return (int(x[11]) + int(x[12])) / hz
-
     used = {int(x) for x in os.listdir("/proc/%d/fd" % pc.pid)}
     nfd = min(set(range(len(used) + 1)) - used)
     hard = int(subprocess.run(["prlimit", "--pid", str(pc.pid), "--nofile",
@@ -349,9 +343,9 @@ def test_job_watch_socket_out_of_descriptors_does_not_spin(tmp_path):
     try:
         s.connect(paths[0])
         time.sleep(0.5)
-        c0 = cpu()
+        c0 = cpu_seconds(pc.pid)
         time.sleep(3)
-        spent = cpu() - c0
+        spent = cpu_seconds(pc.pid) - c0
         assert spent < 0.5, spent   # a spinning loop takes all 3 s
         assert pc.log_text().count("job watch socket: cannot accept") == 1
         subprocess.run(["prlimit", "--pid", str(pc.pid),
@@ -372,31 +366,9 @@ def test_job_watch_socket_out_of_descriptors_does_not_spin(tmp_path):
         pc.stop()
 
 
-RECV = re.compile(r"^(?:\d+\s+)?(?:recvfrom|read)\((\d+),.*\)\s+=\s+(\d+)$")
-
-
-def test_a_tunnel_download_is_read_from_the_agent_in_large_pieces(
-        tmp_path, make_agent):  # noqa: F811
-    """Bytes from the agent (a download through an agent tunnel) were
-    read by the server 4 KiB at a time, one turn of its loop each
-    (libwebsockets' default service buffer). Count the server's reads on
-    the agent's connection while 8 MB come down a tunnel."""
-    import socket
-    import threading
-
-    import pclib
-    from pclib import Portcullis
-    size = 8 * 1000 * 1000
-    data = os.urandom(size)
-    src = socket.socket()
-    src.bind(("127.0.0.1", 0))
-    src.listen(4)
-
-    def serve():
-        c, _ = src.accept()
-        with c:
-            c.sendall(data)
-    threading.Thread(target=serve, daemon=True).start()
+def tunnel_to(tmp_path, make_agent, remote_port):
+    """A server, an agent and a tunnel through it to 127.0.0.1:remote_port:
+    (server, agent, the tunnel's port). The caller stops the server."""
     pc = Portcullis(tmp_path / "pc")
     pc.tune_for_tests()
     base = pclib.port_block(4)
@@ -408,16 +380,44 @@ def test_a_tunnel_download_is_read_from_the_agent_in_large_pieces(
         a = make_agent(pc)
         wait_agent(pc, a.id)
         _, out, _ = pc.cli("tunnel", "add", a.id, "--remote",
-                           "127.0.0.1:%d" % src.getsockname()[1],
+                           "127.0.0.1:%d" % remote_port,
                            "--acl", "127.0.0.1/32")
         kv = pclib.parse_kv(out)
         assert kv["state"] == "listening", kv
+    except BaseException:
+        pc.stop()
+        raise
+    return pc, a, int(kv["port"])
+
+
+def test_a_tunnel_download_is_read_from_the_agent_in_large_pieces(
+        tmp_path, make_agent):  # noqa: F811
+    """Bytes from the agent (a download through an agent tunnel) were
+    read by the server 4 KiB at a time, one turn of its loop each
+    (libwebsockets' default service buffer). Count the server's reads on
+    the agent's connection while 8 MB come down a tunnel."""
+    import socket
+    import threading
+
+    size = 8 * 1000 * 1000
+    data = os.urandom(size)
+    src = socket.socket()
+    src.bind(("127.0.0.1", 0))
+    src.listen(4)
+
+    def serve():
+        c, _ = src.accept()
+        with c:
+            c.sendall(data)
+    threading.Thread(target=serve, daemon=True).start()
+    pc, a, port = tunnel_to(tmp_path, make_agent, src.getsockname()[1])
+    try:
         agent_fd = server_fd(pc.pid, pc.http_port,
                              client_port_of(a.pid, pc.http_port))
         trace = tmp_path / "reads.strace"
         tr = strace(pc.pid, trace, "-e", "trace=read,recvfrom")
         got = bytearray()
-        with socket.create_connection(("127.0.0.1", int(kv["port"])),
+        with socket.create_connection(("127.0.0.1", port),
                                       timeout=30) as s:
             while len(got) < size:
                 d = s.recv(1 << 20)
@@ -427,11 +427,8 @@ def test_a_tunnel_download_is_read_from_the_agent_in_large_pieces(
         tr.terminate()
         tr.wait(10)
         assert bytes(got) == data
-        sizes = []
-        for line in trace.read_text().splitlines():
-            m = RECV.match(line.strip())
-            if m and int(m.group(1)) == agent_fd:
-                sizes.append(int(m.group(2)))
+        sizes = [n for n in traced(trace, "read|recvfrom", {agent_fd})
+                 if n >= 0]
         print("reads on the agent's connection: %d, %d bytes, largest %d"
               % (len(sizes), sum(sizes), max(sizes or [0])))
         assert sum(sizes) >= size, (sum(sizes), size)
@@ -460,8 +457,6 @@ def test_a_tunnel_connection_goes_in_few_frames_and_loop_turns(
     import socket
     import threading
 
-    import pclib
-    from pclib import Portcullis
     n = 30
     body = b"x" * 1024
     answer = (b"HTTP/1.1 200 OK\r\nContent-Length: 1024\r\nConnection: "
@@ -485,22 +480,8 @@ def test_a_tunnel_connection_goes_in_few_frames_and_loop_turns(
                     got += d
                 c.sendall(answer)
     threading.Thread(target=serve, daemon=True).start()
-    pc = Portcullis(tmp_path / "pc")
-    pc.tune_for_tests()
-    base = pclib.port_block(4)
-    pc.set_config("tunnel", "port_min", str(base))
-    pc.set_config("tunnel", "port_max", str(base + 3))
-    pc.start()
-    pc.wait_http()
+    pc, a, port = tunnel_to(tmp_path, make_agent, src.getsockname()[1])
     try:
-        a = make_agent(pc)
-        wait_agent(pc, a.id)
-        _, out, _ = pc.cli("tunnel", "add", a.id, "--remote",
-                           "127.0.0.1:%d" % src.getsockname()[1],
-                           "--acl", "127.0.0.1/32")
-        kv = pclib.parse_kv(out)
-        assert kv["state"] == "listening", kv
-        port = int(kv["port"])
         req = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
 
         def one():
@@ -518,17 +499,8 @@ def test_a_tunnel_connection_goes_in_few_frames_and_loop_turns(
             one()
         server_ws = server_fd(pc.pid, pc.http_port,
                               client_port_of(a.pid, pc.http_port))
-        agent_ws = set()
-        inodes = {inode for lport, rport, _, inode in _tcp_table()
-                  if rport == pc.http_port and
-                  lport == client_port_of(a.pid, pc.http_port)}
-        for fd in os.listdir("/proc/%d/fd" % a.pid):
-            try:
-                link = os.readlink("/proc/%d/fd/%s" % (a.pid, fd))
-            except OSError:
-                continue
-            if link.startswith("socket:[") and link[8:-1] in inodes:
-                agent_ws.add(int(fd))
+        agent_ws = socket_fds(a.pid, client_port_of(a.pid, pc.http_port),
+                              pc.http_port)
         assert agent_ws
         st, at = tmp_path / "server.strace", tmp_path / "agent.strace"
         trs = [strace(pc.pid, st, "-e", "trace=sendto,epoll_ctl"),
@@ -542,17 +514,9 @@ def test_a_tunnel_connection_goes_in_few_frames_and_loop_turns(
         for tr in trs:
             tr.terminate()
             tr.wait(10)
-
-        def count(path, fds, call):
-            k = 0
-            for line in path.read_text().splitlines():
-                m = re.match(r"^(?:\d+\s+)?%s\((\d+)," % call, line.strip())
-                if m and (fds is None or int(m.group(1)) in fds):
-                    k += 1
-            return k
-        frames_down = count(st, {server_ws}, "sendto")
-        frames_up = count(at, agent_ws, "sendto")
-        ctl = count(st, None, "epoll_ctl")
+        frames_down = len(traced(st, "sendto", {server_ws}))
+        frames_up = len(traced(at, "sendto", agent_ws))
+        ctl = len(traced(st, "epoll_ctl"))
         print("per connection: frames server->agent %.2f, agent->server "
               "%.2f; server epoll_ctl %.2f"
               % (frames_down / n, frames_up / n, ctl / n))

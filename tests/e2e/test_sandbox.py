@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from pclib import serving_process, wait_listen
+from pclib import proc_stat, serving_process, wait_listen
 
 
 def open_preauth(proxy, timeout=10.0):
@@ -174,13 +174,6 @@ def start_on_a_terminal(pc):
     return tty_path
 
 
-def stat_fields(pid):
-    """/proc/PID/stat after the command name: state, ppid, pgrp, session,
-    tty_nr, ..."""
-    with open("/proc/%d/stat" % pid) as f:
-        return f.read().rpartition(")")[2].split()
-
-
 def test_preauth_child_holds_no_terminal(pc):
     """Issue 11, defect 9: a session child kept the server's stdin,
     stdout and stderr (here: the administrator's terminal) and that
@@ -189,11 +182,11 @@ def test_preauth_child_holds_no_terminal(pc):
     write-only (for its log lines), so it can neither read what is typed
     there nor type into it."""
     tty_path = start_on_a_terminal(pc)
-    assert int(stat_fields(pc.proc.pid)[4]) != 0, "server has no terminal"
+    assert int(proc_stat(pc.proc.pid)[4]) != 0, "server has no terminal"
     s, _, pid = open_preauth(pc)
     with s:
         status_when(pid, "Seccomp", "2")
-        assert int(stat_fields(pid)[4]) == 0, stat_fields(pid)
+        assert int(proc_stat(pid)[4]) == 0, proc_stat(pid)
         for fd in (0, 1, 2):
             assert os.readlink("/proc/%d/fd/%d" % (pid, fd)) == "/dev/null"
         for fd in os.listdir("/proc/%d/fd" % pid):

@@ -22,7 +22,7 @@ import pytest
 
 import pclib
 from agentlib import NsTarget, make_agent, netns  # noqa: F401 (fixtures)
-from pclib import Portcullis, wait_for
+from pclib import Portcullis, cpu_seconds, wait_for
 
 FLOW_SECONDS = 2  # [tunnel] udp_flow_seconds of the test servers
 ECHO_PORT = 7     # inside the namespace: nothing else listens there
@@ -523,14 +523,6 @@ def test_every_row_is_written_when_the_server_stops(server, agent, echo):
     # no row of this tunnel was left open
     assert not [s for s in server.sessions() if s["kind"] == "tunnel" and
                 tid in (s.get("detail") or "") and not s["result"]]
-
-
-def cpu_seconds(pid):
-    """utime + stime of a process, from /proc/PID/stat."""
-    with open("/proc/%d/stat" % pid) as f:
-        st = f.read()
-    x = st[st.rindex(")") + 2:].split()
-    return (int(x[11]) + int(x[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def test_idle_agent_with_open_streams_sleeps(server, agent, echo):
