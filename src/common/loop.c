@@ -22,6 +22,11 @@
 #include <uv.h>
 
 #include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+
+/* How long loop_free waits for the jobs still on worker threads. */
+#define LOOP_FREE_WAIT_MS 3000
 
 struct loop_fd {
     uv_poll_t *poll; /* NULL: slot free */
@@ -48,6 +53,7 @@ struct loop {
     struct loop_timer *timers;
     uint64_t next_timer_id;
     uv_check_t *check; /* the turn-end hooks' handle, once one is added */
+    unsigned jobs;     /* loop_work and loop_resolve requests in flight */
     struct {
         loop_turn_fn fn;
         void *arg;
@@ -87,10 +93,38 @@ static void loop_close_walk(uv_handle_t *h, void *arg)
     }
 }
 
-void loop_free(struct loop *l)
+static void loop_wake(uv_timer_t *t)
+{
+    (void)t;
+}
+
+/* Runs the loop until no job is on a worker or until ms have passed;
+ * true when none is left. */
+static bool loop_wait_jobs(struct loop *l, int ms)
+{
+    int64_t until = util_mono_ms() + ms, now;
+    uv_timer_t *t;
+
+    if (l->jobs == 0) {
+        return true;
+    }
+    if ((t = malloc(sizeof(*t))) == NULL || uv_timer_init(&l->uv, t) != 0) {
+        free(t);
+        return false;
+    }
+    while (l->jobs > 0 && (now = util_mono_ms()) < until) {
+        (void)uv_timer_start(t, loop_wake, (uint64_t)(until - now), 0);
+        (void)uv_run(&l->uv, UV_RUN_ONCE);
+    }
+    uv_close((uv_handle_t *)t, loop_free_check);
+    (void)uv_run(&l->uv, UV_RUN_NOWAIT);
+    return l->jobs == 0;
+}
+
+unsigned loop_free(struct loop *l)
 {
     if (l == NULL) {
-        return;
+        return 0;
     }
     for (int fd = 0; fd < l->nfds; fd++) {
         loop_del_fd(l, fd);
@@ -105,15 +139,26 @@ void loop_free(struct loop *l)
     }
     /* Let the close callbacks run, then close whatever else (e.g. handles
      * libwebsockets left) so uv_loop_close succeeds. With every handle
-     * closed, the last run returns once the worker threads' requests still
+     * closed, the runs return once the worker threads' requests still
      * running (loop_work, loop_resolve) are done and their callbacks ran:
-     * at most one argon2id or one resolver timeout. */
+     * at most one argon2id or one resolver timeout, usually. A job that
+     * waits on something that never answers (a database whose server is
+     * stopped holds a statement for ever) is not waited for past
+     * LOOP_FREE_WAIT_MS: the loop is then left allocated (its threads
+     * still refer to it) and the process's exit ends them. */
     uv_run(&l->uv, UV_RUN_NOWAIT);
     uv_walk(&l->uv, loop_close_walk, NULL);
+    if (!loop_wait_jobs(l, LOOP_FREE_WAIT_MS)) {
+        log_warn("%u job%s still on worker threads at shutdown (a database "
+                 "or name server that does not answer); not waited for",
+                 l->jobs, l->jobs == 1 ? "" : "s");
+        return l->jobs;
+    }
     uv_run(&l->uv, UV_RUN_DEFAULT);
     (void)uv_loop_close(&l->uv);
     free(l->fds);
     free(l);
+    return 0;
 }
 
 /* --- the end of a turn --- */
@@ -198,6 +243,7 @@ static void loop_on_work_done(uv_work_t *w, int status)
     struct loop_work *lw = w->data;
 
     (void)status; /* UV_ECANCELED never: we do not cancel */
+    lw->l->jobs--;
     lw->after(lw->l, lw->arg);
     free(lw);
 }
@@ -221,6 +267,7 @@ int loop_work(struct loop *l, loop_work_fn work, loop_after_fn after, void *arg)
         free(lw);
         return ERR_IO;
     }
+    l->jobs++;
     return ERR_OK;
 }
 
@@ -236,6 +283,7 @@ static void loop_on_resolved(uv_getaddrinfo_t *req, int status,
 {
     struct loop_gai *g = req->data;
 
+    g->l->jobs--;
     if (status != 0) {
         g->fn(g->l, NULL,
               status == UV_EAI_CANCELED ? "cancelled" : uv_strerror(status),
@@ -267,6 +315,7 @@ int loop_resolve(struct loop *l, const char *host, const char *service,
         free(g);
         return ERR_IO;
     }
+    l->jobs++;
     return ERR_OK;
 }
 

@@ -31,7 +31,13 @@ typedef void (*loop_fd_fn)(struct loop *l, int fd, int events, void *arg);
 typedef void (*loop_timer_fn)(struct loop *l, void *arg);
 
 struct loop *loop_new(void);
-void loop_free(struct loop *l);
+/* Closes every handle and waits (at most 3 s) for the jobs still on
+ * worker threads (loop_work, loop_resolve) and runs their callbacks.
+ * Returns how many jobs were left running (then the loop stays
+ * allocated, since those threads refer to it, and the caller must end
+ * the process with _exit(): libuv's exit handler would wait for those
+ * threads for ever); 0 normally. */
+unsigned loop_free(struct loop *l);
 
 int loop_add_fd(struct loop *l, int fd, int events, loop_fd_fn fn, void *arg);
 int loop_mod_fd(struct loop *l, int fd, int events);

@@ -103,6 +103,20 @@ int64_t util_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+bool util_wait_flag(const int *flag, int ms)
+{
+    const struct timespec tick = {0, 10 * 1000 * 1000};
+    int64_t until = util_mono_ms() + ms;
+
+    while (!__atomic_load_n(flag, __ATOMIC_ACQUIRE)) {
+        if (util_mono_ms() >= until) {
+            return false;
+        }
+        nanosleep(&tick, NULL);
+    }
+    return true;
+}
+
 int util_read_file(const char *path, size_t max, uint8_t **data, size_t *len)
 {
     struct stat st;

@@ -21,6 +21,10 @@ size_t util_strlcpy(char *dst, const char *src, size_t size);
 int64_t util_now(void);
 /* Milliseconds from a monotonic clock. */
 int64_t util_mono_ms(void);
+/* Waits (10 ms naps) until *flag, set by another thread with
+ * __atomic_store_n(..., __ATOMIC_RELEASE), is non-zero, for at most ms;
+ * true when it is. For a job on a worker that its owner must let go. */
+bool util_wait_flag(const int *flag, int ms);
 /* Adds O_NONBLOCK to fd. ERR_OK or ERR_IO. */
 int util_set_nonblock(int fd);
 /* Reads a whole file of at most max bytes into a NUL-terminated heap

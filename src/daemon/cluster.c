@@ -49,6 +49,8 @@
 
 #define CLUSTER_ID_FILE "node.id"
 #define CLUSTER_RESULT "error: interrupted (its node stopped answering)"
+/* How long cluster_stop waits for a heartbeat round on its worker. */
+#define CLUSTER_STOP_WAIT_MS 2000
 
 struct cluster_beat;
 
@@ -300,13 +302,18 @@ void cluster_stop(struct cluster *c)
         loop_del_timer(c->loop, c->timer);
     }
     if (c->beat != NULL) {
-        /* Its SQL ends within the store's time limits; then it is let go
-         * (cluster_beat_done frees it and the connection when the loop
-         * runs its callback), and "stopped" below is the last word. */
-        const struct timespec tick = {0, 10 * 1000 * 1000};
-
-        while (!__atomic_load_n(&c->beat->done, __ATOMIC_ACQUIRE)) {
-            nanosleep(&tick, NULL);
+        /* Its SQL usually ends within the store's time limits; then it is
+         * let go (cluster_beat_done frees it and the connection when the
+         * loop runs its callback), and "stopped" below is the last word.
+         * A database server that is stopped (SIGSTOP, a frozen VM) never
+         * answers and its statement_timeout never fires: after
+         * CLUSTER_STOP_WAIT_MS the round is left to the worker (loop_free
+         * leaves such jobs to the process's exit), so a node can always
+         * be stopped. */
+        if (!util_wait_flag(&c->beat->done, CLUSTER_STOP_WAIT_MS)) {
+            log_warn("node %s: the heartbeat's statement has not returned "
+                     "in %d s; not waited for",
+                     c->self.name, CLUSTER_STOP_WAIT_MS / 1000);
         }
         c->beat->c = NULL;
         c->bg = NULL;

@@ -23,16 +23,20 @@
  *     CLI, the retention timer, then the loop runs until SIGTERM/SIGINT
  *     or the spawner's end.
  *
- * Shutdown runs backwards: the spawner first (ending every session),
- * then HTTP (closing the agents' WebSockets frees them in the hub), the
- * tunnels, the hub and the monitor.
+ * Shutdown runs backwards: the spawners first, drained while the loop
+ * still runs (daemon_on_signal: they end every session, and the monitor
+ * answers the sessions' last requests, which close their report rows,
+ * for at most DAEMON_DRAIN_MS), then HTTP (closing the agents' WebSockets frees
+ * them in the hub), the tunnels, the hub and the monitor.
  */
 #include "daemon/daemon.h"
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -78,7 +82,14 @@ struct daemon {
     struct jwt_key *node_key; /* node credentials (NULL until needed) */
     struct notify *ask;       /* `portcullis agent pair` asks here */
     int sig_fd;
+    int64_t drain_until; /* monotonic ms: shutting down, sessions ending */
 };
+
+/* How long a shutdown waits for the sessions to end (each writes its
+ * message to the client, flushes its recording and closes its report
+ * rows through the monitor: well under a second each, all at once). */
+#define DAEMON_DRAIN_MS 10000
+#define DAEMON_DRAIN_TICK_MS 50
 
 /* Deletes recordings older than [record] retention_days (each deletion
  * is an audit event) and jobs that ended more than [jobs] retention_days
@@ -137,15 +148,65 @@ static void daemon_on_schedule(struct loop *l, void *arg)
     (void)loop_add_timer(l, ms < 250 ? 250 : ms, daemon_on_schedule, d);
 }
 
+/* Session children whose monitor socket is still open. */
+static int daemon_sessions_left(const struct daemon *d)
+{
+    int n = 0;
+
+    for (const struct mchild *c = d->mon.children; c != NULL; c = c->next) {
+        n += c->fd >= 0;
+    }
+    return n;
+}
+
+/* Shutting down: the loop runs until every session has ended (its
+ * monitor socket closed) or DAEMON_DRAIN_MS have passed; the sessions
+ * still there then are ended with SIGKILL (their rows are closed by
+ * monitor_free as "error: server shut down"). */
+static void daemon_on_drain(struct loop *l, void *arg)
+{
+    struct daemon *d = arg;
+    int left = daemon_sessions_left(d);
+
+    if (left > 0 && util_mono_ms() < d->drain_until) {
+        (void)loop_add_timer(l, DAEMON_DRAIN_TICK_MS, daemon_on_drain, d);
+        return;
+    }
+    if (left > 0) {
+        log_warn("%d session%s did not end within %d s of the shutdown; "
+                 "killed",
+                 left, left == 1 ? "" : "s", DAEMON_DRAIN_MS / 1000);
+        for (struct mchild *c = d->mon.children; c != NULL; c = c->next) {
+            if (c->fd >= 0 && c->pidfd >= 0) {
+                (void)pidfd_send_signal(c->pidfd, SIGKILL, NULL, 0);
+            }
+        }
+    }
+    loop_stop(l);
+}
+
+/* SIGTERM or SIGINT: the spawners go first (no new connection; they end
+ * every session), the loop goes on until the sessions have said their
+ * last (daemon_on_drain). A second signal stops at once. */
 static void daemon_on_signal(struct loop *l, int fd, int events, void *arg)
 {
+    struct daemon *d = arg;
     struct signalfd_siginfo si;
 
-    if (read(fd, &si, sizeof(si)) == sizeof(si) &&
-        (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)) {
-        log_info("shutting down");
-        loop_stop(l);
+    if (read(fd, &si, sizeof(si)) != sizeof(si) ||
+        (si.ssi_signo != SIGTERM && si.ssi_signo != SIGINT)) {
+        return;
     }
+    if (d->drain_until != 0) {
+        log_info("shutting down at once");
+        loop_stop(l);
+        return;
+    }
+    log_info("shutting down");
+    d->drain_until = util_mono_ms() + DAEMON_DRAIN_MS;
+    rdp_server_drain(d->rdp);
+    server_drain(d->ssh);
+    daemon_on_drain(l, d);
 }
 
 /* The CLI changed the store (common/notify.h). */
@@ -345,6 +406,7 @@ int daemon_run(const struct config *cfg)
 {
     struct daemon d;
     int r, count = 0;
+    unsigned left;
 
     memset(&d, 0, sizeof(d));
     d.cfg = cfg;
@@ -431,10 +493,18 @@ out:
     rdp_server_free(d.rdp);
     jwt_key_free(d.node_key);
     server_free(d.ssh);
-    loop_free(d.loop);
+    left = loop_free(d.loop);
     if (d.sig_fd >= 0) {
         close(d.sig_fd);
     }
     ssh_finalize();
+    if (left > 0) {
+        /* Jobs stuck on worker threads (a database that does not
+         * answer): libuv's exit handler would join those threads for
+         * ever, so the process ends here (loop_free said so). */
+        log_info("stopped");
+        (void)fflush(NULL);
+        _exit(r == ERR_OK ? 0 : 1);
+    }
     return r;
 }

@@ -206,6 +206,13 @@ int rdp_server_result(const struct rdp_server *s)
     return s != NULL ? spawner_result(s->sp) : ERR_OK;
 }
 
+void rdp_server_drain(struct rdp_server *s)
+{
+    if (s != NULL) {
+        spawner_drain(s->sp);
+    }
+}
+
 void rdp_server_stop(struct rdp_server *s)
 {
     if (s != NULL) {

@@ -13,6 +13,7 @@
  *   rdp_server_listen  the listening socket
  *   rdp_server_spawn   forks the spawner
  *   rdp_server_attach  in the main process, once the monitor is up
+ *   rdp_server_drain   ends the spawner without waiting for it
  *   rdp_server_stop    ends the spawner (which ends every RDP session)
  *   rdp_server_free
  */
@@ -41,6 +42,9 @@ int rdp_server_result(const struct rdp_server *s);
 /* The main process's end of the link (-1 if none): a later spawner must
  * close it. */
 int rdp_server_link_fd(const struct rdp_server *s);
+/* Ends the spawner without waiting (spawner_drain): it ends every RDP
+ * session while the loop still answers their last requests. */
+void rdp_server_drain(struct rdp_server *s);
 void rdp_server_stop(struct rdp_server *s);
 void rdp_server_free(struct rdp_server *s);
 

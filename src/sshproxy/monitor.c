@@ -1825,16 +1825,17 @@ static void monitor_users_check(struct monitor *m)
     monitor_users_done(m->loop, u);
 }
 
-/* monitor_free(): a round still on its worker ends within the store's
- * time limits; then it is let go with the connection (monitor_users_done
- * frees both when the loop runs its callback). */
+/* monitor_free(): a round still on its worker usually ends within the
+ * store's time limits; then it is let go with the connection
+ * (monitor_users_done frees both when the loop runs its callback). A
+ * database server that is stopped never answers: after 2 s the round is
+ * left to its worker (loop_free leaves it to the process's exit). */
 static void monitor_users_forget(struct monitor *m)
 {
     if (m->users_job != NULL) {
-        const struct timespec tick = {0, 10 * 1000 * 1000};
-
-        while (!__atomic_load_n(&m->users_job->done, __ATOMIC_ACQUIRE)) {
-            nanosleep(&tick, NULL);
+        if (!util_wait_flag(&m->users_job->done, 2000)) {
+            log_warn("the disabled-user check's statement has not "
+                     "returned in 2 s; not waited for");
         }
         m->users_job->m = NULL;
         m->users_job = NULL;

@@ -479,6 +479,13 @@ int server_result(const struct server *s)
     return spawner_result(s->sp);
 }
 
+void server_drain(struct server *s)
+{
+    if (s != NULL) {
+        spawner_drain(s->sp);
+    }
+}
+
 void server_stop(struct server *s, bool terminate)
 {
     spawner_stop(s->sp, terminate);

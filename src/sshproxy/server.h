@@ -53,6 +53,9 @@ int server_link_fd(const struct server *s);
 /* ERR_OK, or ERR_INTERNAL once the spawner has gone (the loop was
  * stopped then). */
 int server_result(const struct server *s);
+/* Ends the spawner without waiting (spawner_drain): it ends every
+ * session while the loop still answers their last requests. */
+void server_drain(struct server *s);
 /* Ends the spawner and waits for it: closes the link (the spawner then
  * ends every session and exits); with terminate also SIGTERM, for a
  * spawner that may still wait for its host keys. No-op before

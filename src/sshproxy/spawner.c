@@ -694,7 +694,7 @@ int spawner_result(const struct spawner *sp)
     return sp != NULL ? sp->result : ERR_OK;
 }
 
-void spawner_stop(struct spawner *sp, bool terminate)
+void spawner_drain(struct spawner *sp)
 {
     struct monitor *mon;
 
@@ -718,6 +718,14 @@ void spawner_stop(struct spawner *sp, bool terminate)
         close(sp->link);
         sp->link = -1;
     }
+}
+
+void spawner_stop(struct spawner *sp, bool terminate)
+{
+    if (sp == NULL) {
+        return;
+    }
+    spawner_drain(sp);
     if (sp->pid > 0) {
         if (terminate) {
             kill(sp->pid, SIGTERM);

@@ -106,10 +106,14 @@ int spawner_link_fd(const struct spawner *sp);
 /* ERR_OK, or ERR_INTERNAL once the spawner has gone (the loop was stopped
  * then). */
 int spawner_result(const struct spawner *sp);
-/* Ends the spawner and waits for it: unhooks the monitor, closes the link
- * (the spawner then ends every session and exits); with terminate also
- * SIGTERM, for a spawner that may still be in its setup. No-op before
- * spawner_fork or when stopped already. */
+/* Ends the spawner without waiting for it: unhooks the monitor and
+ * closes the link; the spawner then ends every session (SIGTERM) and
+ * exits, while the main process's loop goes on answering the sessions'
+ * last requests (their report rows). No-op when drained already. */
+void spawner_drain(struct spawner *sp);
+/* Ends the spawner and waits for it: spawner_drain, then with terminate
+ * also SIGTERM, for a spawner that may still be in its setup. No-op
+ * before spawner_fork or when stopped already. */
 void spawner_stop(struct spawner *sp, bool terminate);
 /* Stops the spawner if spawner_stop was not called; NULL is a no-op. */
 void spawner_free(struct spawner *sp);

@@ -1,0 +1,113 @@
+"""Stopping a server (SIGTERM, what `systemctl stop` sends) while users
+are connected, and while its database does not answer.
+
+Found: with any SSH session open, SIGTERM never finished. The main
+process left its loop and waited for the spawner; the spawner ended the
+sessions and waited for them; each session, told to stop, asked the
+monitor (in the main process, no longer answering) to close its report
+row, and waited for ever. systemd would SIGKILL it after 90 s, and the
+rows stayed open until the next start. Now the main process keeps its
+loop running while the sessions end (at most 10 s), so each row is
+closed with why. And with the database's server stopped (SIGSTOP, a
+frozen VM), jobs on worker threads that wait on it (the heartbeat, the
+disabled-user check, a cancel request) are no longer waited for past a
+few seconds.
+"""
+
+import os
+import signal
+import subprocess
+import time
+
+from pclib import Client, Portcullis, http_json, uniq
+from test_store_pg import _Outage
+
+STOP_MESSAGE = (b"portcullis: the access server stopped (restarted, or its "
+                b"node failed); this session has ended. Connect again.")
+
+
+def open_cats(pc, user, pw, asset, n):
+    """n `cat` sessions through pc, each shown to relay a line."""
+    client = Client(pc.ssh_port)
+    procs = []
+    for _ in range(n):
+        proc = client.popen_ssh("%s#%s" % (user, asset), "cat", password=pw,
+                                stdin=subprocess.PIPE)
+        procs.append(proc)
+        proc.stdin.write(b"one\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"one\n"
+    return procs
+
+
+def test_sigterm_ends_open_sessions_closes_their_rows_and_exits(target,
+                                                               tmp_path):
+    pc = Portcullis(tmp_path / "pc")
+    pc.tune_for_tests()
+    pc.start()
+    pw = "pw-" + uniq()
+    user = pc.user_add(password=pw)
+    asset = pc.target_asset(target)
+    pc.allow(user, asset)
+    procs = open_cats(pc, user, pw, asset, 2)
+    t0 = time.monotonic()
+    rc = pc.stop(timeout=20)
+    took = time.monotonic() - t0
+    assert rc == 0, (rc, took, pc.log_tail())   # before: SIGKILLed at 20 s
+    assert took < 8, (took, pc.log_tail())
+    for proc in procs:
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode != 0
+        assert STOP_MESSAGE in err, err
+    rows = [s for s in pc.sessions() if s.get("user") == user]
+    assert len(rows) == 2, rows
+    for row in rows:
+        assert row["result"] == \
+            "error: interrupted (the access server stopped)", row
+        assert row["bytes_up"] == 4 and row["bytes_down"] == 4, row
+    assert "did not end within" not in pc.log_text()
+
+
+def test_a_node_whose_database_is_frozen_still_stops(target, tmp_path):
+    """PostgreSQL's backends and postmaster stopped with SIGSTOP: the
+    heartbeat and the disabled-user check on their own connections, and a
+    cancel request, wait on it for ever (statement_timeout is the
+    server's, and it is stopped). Before: SIGTERM never finished. Now the
+    server ends its sessions, gives those jobs a few seconds and exits 0,
+    saying what it could not write."""
+    o = _Outage(target, tmp_path)
+    p = o.p
+    stopped = []
+    try:
+        backends = [int(x) for x in o.own.psql(
+            o.dbname, "SELECT pid FROM pg_stat_activity WHERE datname = "
+            "current_database() AND backend_type = 'client backend' "
+            "AND pid <> pg_backend_pid()").split()]
+        assert backends
+        for pid in backends + [o.postmaster]:
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+        # a statement on the loop meets its deadline (a cancel request
+        # goes out on a worker and hangs), and the checks on their own
+        # connections come round and hang too
+        st, _ = http_json(p.http_port, "GET", "/api/v1/users", o.token)
+        assert st == 503
+        time.sleep(4)
+        t0 = time.monotonic()
+        rc = p.stop(timeout=30)
+        took = time.monotonic() - t0
+        assert rc == 0, (rc, took, p.log_tail())   # before: SIGKILLed
+        assert took < 15, (took, p.log_tail())
+        text = p.log_text()
+        assert "not waited for" in text, p.log_tail()
+        for proc in (o.live, o.ending):
+            _, err = proc.communicate(timeout=10)
+            assert STOP_MESSAGE in err, err
+        o.live = o.ending = None
+    finally:
+        for pid in stopped:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        o.close()
