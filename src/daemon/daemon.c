@@ -32,6 +32,7 @@
 #include "daemon/daemon.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,7 @@
 #include "common/loop.h"
 #include "common/notify.h"
 #include "common/util.h"
+#include "store/audit.h"
 #include "store/jobs.h"
 #include "daemon/cluster.h"
 #include "http/http.h"
@@ -90,6 +92,9 @@ struct daemon {
  * rows through the monitor: well under a second each, all at once). */
 #define DAEMON_DRAIN_MS 10000
 #define DAEMON_DRAIN_TICK_MS 50
+/* In the data directory: audit events not written when the server
+ * stopped (store/audit.h audit_spool). */
+#define DAEMON_AUDIT_SPOOL "audit-pending"
 
 /* Deletes recordings older than [record] retention_days (each deletion
  * is an audit event) and jobs that ended more than [jobs] retention_days
@@ -407,6 +412,7 @@ int daemon_run(const struct config *cfg)
     struct daemon d;
     int r, count = 0;
     unsigned left;
+    char spool[PATH_MAX];
 
     memset(&d, 0, sizeof(d));
     d.cfg = cfg;
@@ -436,6 +442,11 @@ int daemon_run(const struct config *cfg)
         server_stop(d.ssh, true);
         monitor_free(&d.mon);
         goto out;
+    }
+    /* audit events a run stopped during a database outage kept */
+    if (snprintf(spool, sizeof(spool), "%s/%s", cfg->data_dir,
+                 DAEMON_AUDIT_SPOOL) < (int)sizeof(spool)) {
+        (void)audit_spool(d.mon.store, spool);
     }
     if (store_session_close_dangling(d.mon.store, util_now(),
                                      "error: interrupted", &count) == ERR_OK &&

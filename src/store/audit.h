@@ -65,9 +65,21 @@ size_t audit_waiting(const struct store *st);
  * backlog does not hold the caller's loop); *written gets how many were
  * written. */
 int audit_write_waiting(struct store *st, size_t *written);
-/* Frees whatever still waits, saying in the log how many events that
- * loses (store_close() does this). */
+/* Frees whatever still waits (store_close() does this). With a spool
+ * (audit_spool()), the events are first written to that file, for the
+ * next start; otherwise the log says how many events that loses. */
 void audit_later_drop(struct store *st);
+/*
+ * The server's handle: path (in the data directory) keeps the events
+ * still waiting when the store is closed (the server stopped while the
+ * database did not answer), one JSON object per line, mode 0600. Events a
+ * previous run left there are taken first: queued in order before any new
+ * one, to be written by audit_write_waiting() (each with the time it
+ * happened), and the file is removed once they are all written. A line
+ * that is not an event is skipped with a warning; ERR_OK unless path
+ * cannot be kept.
+ */
+int audit_spool(struct store *st, const char *path);
 int audit_list(struct store *st, const struct audit_filter *f,
                struct audit_entry **list, size_t *n);
 /* The result of audit_verify_full(). */

@@ -560,7 +560,8 @@ static bool audit_is_preauth(const char *action)
            strcmp(action, "login.lock") == 0;
 }
 
-static int audit_keep(struct store *st, const struct audit_ev *ev)
+/* Appends a copy of ev to the queue. */
+static int audit_enqueue(struct store *st, const struct audit_ev *ev)
 {
     struct audit_later *l;
     size_t len[5], total = 0;
@@ -568,18 +569,6 @@ static int audit_keep(struct store *st, const struct audit_ev *ev)
     char *p;
     int i;
 
-    if (st->audit_nlater >= st->audit_later_max ||
-        (preauth && st->audit_nlater_preauth >= st->audit_later_max / 2)) {
-        if (st->audit_lost++ == 0) {
-            log_warn("store: %zu audit events wait for the database already "
-                     "(%s); further ones are not kept until it answers "
-                     "([store] outage_audit_events), only counted",
-                     st->audit_nlater,
-                     preauth ? "half of the room, for failed logins"
-                             : "the bound");
-        }
-        return ERR_STORE;
-    }
     for (i = 0; i < 5; i++) {
         len[i] = strlen(ev->v[i]) + 1;
         total += len[i];
@@ -596,14 +585,35 @@ static int audit_keep(struct store *st, const struct audit_ev *ev)
     }
     if (st->audit_nlater == 0) {
         st->audit_later_tail = &st->audit_later;
-        log_warn("store: the database does not answer; audit events wait "
-                 "in memory and are written when it does");
     }
     *st->audit_later_tail = l;
     st->audit_later_tail = &l->next;
     st->audit_nlater++;
     st->audit_nlater_preauth += preauth ? 1 : 0;
     return ERR_OK;
+}
+
+static int audit_keep(struct store *st, const struct audit_ev *ev)
+{
+    bool preauth = audit_is_preauth(ev->v[2]);
+
+    if (st->audit_nlater >= st->audit_later_max ||
+        (preauth && st->audit_nlater_preauth >= st->audit_later_max / 2)) {
+        if (st->audit_lost++ == 0) {
+            log_warn("store: %zu audit events wait for the database already "
+                     "(%s); further ones are not kept until it answers "
+                     "([store] outage_audit_events), only counted",
+                     st->audit_nlater,
+                     preauth ? "half of the room, for failed logins"
+                             : "the bound");
+        }
+        return ERR_STORE;
+    }
+    if (st->audit_nlater == 0) {
+        log_warn("store: the database does not answer; audit events wait "
+                 "in memory and are written when it does");
+    }
+    return audit_enqueue(st, ev);
 }
 
 int audit_write(struct store *st, const char *actor, const char *source,
@@ -673,6 +683,11 @@ int audit_write_waiting(struct store *st, size_t *written)
         *written += n;
     }
     st->audit_later_tail = &st->audit_later;
+    if (st->audit_spool != NULL && unlink(st->audit_spool) == 0) {
+        log_info("store: the audit events the last run could not write "
+                 "are written; %s removed",
+                 st->audit_spool);
+    }
     if (st->audit_lost > 0) {
         snprintf(detail, sizeof(detail),
                  "%zu audit event(s) of a time the database did not answer "
@@ -690,10 +705,305 @@ int audit_write_waiting(struct store *st, size_t *written)
     return ERR_OK;
 }
 
+/*
+ * The spool (audit_spool()): one event per line, its time and its five
+ * fields each in base64 (fields are bytes, not necessarily UTF-8, "-"
+ * for an empty one), then a last line "end EVENTS LOST"; every line ends
+ * with a seal, the hex HMAC-SHA-256 under the audit log's key of a domain
+ * tag, the seal of the line before (zeros for the first) and the line's
+ * text before it. So whoever cannot forge an entry of the chain cannot
+ * edit, reorder, drop or add an event either, nor cut the file short
+ * (the end line counts them); deleting the whole file loses them, as not
+ * keeping them would. Without a key (an in-memory store) there is no
+ * spool. Written whole to PATH.tmp, synced, then renamed over PATH, so a
+ * crash leaves the old file or the new one.
+ */
+#define AUDIT_SPOOL_MAX ((size_t)256 << 20) /* bytes read at the most */
+#define AUDIT_SPOOL_B64 sodium_base64_VARIANT_ORIGINAL
+#define AUDIT_SPOOL_TAG "portcullis audit spool v1"
+#define AUDIT_SEAL_BYTES crypto_auth_hmacsha256_BYTES
+
+struct audit_seal {
+    uint8_t key[AUDIT_KEY_BYTES];
+    uint8_t prev[AUDIT_SEAL_BYTES];
+};
+
+/* The audit key for the spool; false (logged) if there is none. */
+static bool audit_seal_init(struct store *st, struct audit_seal *sl)
+{
+    char path[PATH_MAX];
+
+    memset(sl, 0, sizeof(*sl));
+    if (audit_key_path(st, path, sizeof(path)) != ERR_OK ||
+        audit_key_read(path, sl->key) != ERR_OK) {
+        log_error("store: no audit key to seal the audit events' spool with");
+        return false;
+    }
+    return true;
+}
+
+/* The seal of text (len bytes) after sl->prev, as hex into out[65];
+ * becomes sl->prev. */
+static void audit_seal_line(struct audit_seal *sl, const char *text, size_t len,
+                            char out[2 * AUDIT_SEAL_BYTES + 1])
+{
+    crypto_auth_hmacsha256_state h;
+
+    crypto_auth_hmacsha256_init(&h, sl->key, sizeof(sl->key));
+    crypto_auth_hmacsha256_update(&h, (const unsigned char *)AUDIT_SPOOL_TAG,
+                                  sizeof(AUDIT_SPOOL_TAG));
+    crypto_auth_hmacsha256_update(&h, sl->prev, sizeof(sl->prev));
+    crypto_auth_hmacsha256_update(&h, (const unsigned char *)text, len);
+    crypto_auth_hmacsha256_final(&h, sl->prev);
+    sodium_memzero(&h, sizeof(h));
+    sodium_bin2hex(out, 2 * AUDIT_SEAL_BYTES + 1, sl->prev, sizeof(sl->prev));
+}
+
+/* Writes text and its seal as one line; false on a write error. */
+static bool audit_spool_put(FILE *f, struct audit_seal *sl, const char *text)
+{
+    char seal[2 * AUDIT_SEAL_BYTES + 1];
+
+    audit_seal_line(sl, text, strlen(text), seal);
+    return fprintf(f, "%s %s\n", text, seal) >= 0;
+}
+
+static int audit_spool_write(struct store *st)
+{
+    char tmp[PATH_MAX];
+    char line[32 + 5 * (sodium_base64_ENCODED_LEN(AUDIT_DETAIL_MAX,
+                                                  AUDIT_SPOOL_B64) +
+                        1)];
+    struct audit_seal sl;
+    struct audit_later *l;
+    FILE *f = NULL;
+    size_t at;
+    int fd, i;
+    bool ok = true;
+
+    if (!audit_seal_init(st, &sl)) {
+        return ERR_CRYPTO;
+    }
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", st->audit_spool) >=
+            (int)sizeof(tmp) ||
+        (fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+                   0600)) < 0) {
+        sodium_memzero(&sl, sizeof(sl));
+        return ERR_IO;
+    }
+    if ((f = fdopen(fd, "w")) == NULL) {
+        close(fd);
+        (void)unlink(tmp);
+        sodium_memzero(&sl, sizeof(sl));
+        return ERR_IO;
+    }
+    for (l = st->audit_later; l != NULL && ok; l = l->next) {
+        at =
+            (size_t)snprintf(line, sizeof(line), "%lld", (long long)l->ev.time);
+        for (i = 0; i < 5; i++) {
+            size_t n = strlen(l->ev.v[i]);
+
+            line[at++] = ' ';
+            if (n == 0) {
+                line[at++] = '-';
+                line[at] = '\0';
+            } else {
+                /* never longer than AUDIT_DETAIL_MAX: audit_write checked */
+                sodium_bin2base64(line + at, sizeof(line) - at,
+                                  (const unsigned char *)l->ev.v[i], n,
+                                  AUDIT_SPOOL_B64);
+                at += strlen(line + at);
+            }
+        }
+        ok = audit_spool_put(f, &sl, line);
+    }
+    snprintf(line, sizeof(line), "end %zu %zu", st->audit_nlater,
+             st->audit_lost);
+    ok = ok && audit_spool_put(f, &sl, line);
+    sodium_memzero(&sl, sizeof(sl));
+    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, st->audit_spool) != 0) {
+        (void)unlink(tmp);
+        return ERR_IO;
+    }
+    return ERR_OK;
+}
+
+/* One event line's text (its seal cut off) into ev, its strings in
+ * text[]; false if it is not one. */
+static bool audit_spool_event(char *line, struct audit_ev *ev,
+                              char text[5][AUDIT_DETAIL_MAX + 1])
+{
+    char *field[6], *save = NULL, *end;
+    size_t n;
+    int i;
+
+    for (i = 0; i < 6; i++) {
+        if ((field[i] = strtok_r(i == 0 ? line : NULL, " ", &save)) == NULL) {
+            return false;
+        }
+    }
+    if (strtok_r(NULL, " ", &save) != NULL) {
+        return false;
+    }
+    errno = 0;
+    ev->time = strtoll(field[0], &end, 10);
+    if (errno != 0 || *end != '\0' || end == field[0]) {
+        return false;
+    }
+    for (i = 0; i < 5; i++) {
+        n = 0;
+        if (strcmp(field[i + 1], "-") != 0 &&
+            (sodium_base642bin((unsigned char *)text[i], AUDIT_DETAIL_MAX,
+                               field[i + 1], strlen(field[i + 1]), NULL, &n,
+                               NULL, AUDIT_SPOOL_B64) != 0 ||
+             n == 0 || memchr(text[i], '\0', n) != NULL ||
+             n > (i == 4 ? AUDIT_DETAIL_MAX : AUDIT_FIELD_MAX))) {
+            return false;
+        }
+        text[i][n] = '\0';
+        ev->v[i] = text[i];
+    }
+    return ev->v[2][0] != '\0';
+}
+
+/*
+ * Checks the whole spool (data, NUL-terminated) and queues its events:
+ * all or none. NULL when it was good, else why not (the 1-based line in
+ * *bad, 0 for the file as a whole).
+ */
+static const char *audit_spool_take(struct store *st, char *data, size_t *bad)
+{
+    char text[5][AUDIT_DETAIL_MAX + 1], seal[2 * AUDIT_SEAL_BYTES + 1];
+    struct audit_seal sl;
+    struct audit_ev ev;
+    char *line, *next, *sp;
+    size_t nline = 0, nev = 0, lost = 0, want_ev = 0, want_lost = 0;
+    bool end = false;
+    const char *why = NULL;
+
+    *bad = 0;
+    if (!audit_seal_init(st, &sl)) {
+        return "no audit key to check its seals with";
+    }
+    /* first pass: every seal, in order, and the end line's counts */
+    for (line = data; *line != '\0' && why == NULL; line = next) {
+        char *eol = strchr(line, '\n');
+
+        next = eol != NULL ? eol + 1 : line + strlen(line);
+        eol = eol != NULL ? eol : next;
+        nline++;
+        sp = memrchr(line, ' ', (size_t)(eol - line));
+        if (end) {
+            why = "lines after its end";
+        } else if (sp == NULL || eol - sp - 1 != 2 * AUDIT_SEAL_BYTES) {
+            why = "a line without a seal";
+        } else {
+            audit_seal_line(&sl, line, (size_t)(sp - line), seal);
+            if (sodium_memcmp(seal, sp + 1, 2 * AUDIT_SEAL_BYTES) != 0) {
+                why = "a seal that does not match (edited, reordered, or "
+                      "another key)";
+            } else if (strncmp(line, "end ", 4) == 0) {
+                end = true;
+                if (sscanf(line, "end %zu %zu", &want_ev, &want_lost) != 2) {
+                    why = "an unreadable end line";
+                }
+                lost = want_lost;
+            } else {
+                nev++;
+            }
+        }
+    }
+    sodium_memzero(&sl, sizeof(sl));
+    if (why != NULL) {
+        *bad = nline;
+        return why;
+    }
+    if (!end || want_ev != nev) {
+        return "cut short (its end line is missing or counts otherwise)";
+    }
+    /* second pass: the events, now known to be ours */
+    for (line = data; *line != '\0'; line = next) {
+        next = strchr(line, '\n');
+        if (next != NULL) {
+            *next++ = '\0';
+        } else {
+            next = line + strlen(line);
+        }
+        *strrchr(line, ' ') = '\0';
+        if (strncmp(line, "end ", 4) == 0) {
+            break;
+        }
+        if (!audit_spool_event(line, &ev, text) ||
+            audit_enqueue(st, &ev) != ERR_OK) {
+            st->audit_lost++;
+        }
+    }
+    st->audit_lost += lost;
+    return NULL;
+}
+
+int audit_spool(struct store *st, const char *path)
+{
+    uint8_t *data = NULL;
+    size_t len = 0, bad = 0, before = st->audit_nlater;
+    char aside[PATH_MAX], detail[AUDIT_DETAIL_MAX + 1];
+    const char *why;
+    int r;
+
+    free(st->audit_spool);
+    if ((st->audit_spool = strdup(path)) == NULL) {
+        return ERR_NOMEM;
+    }
+    r = util_read_file(path, AUDIT_SPOOL_MAX, &data, &len);
+    if (r == ERR_NOT_FOUND) {
+        return ERR_OK;
+    }
+    why = r != ERR_OK ? err_str(r) : audit_spool_take(st, (char *)data, &bad);
+    free(data);
+    if (why == NULL) {
+        log_info("store: %zu audit event(s) that a previous run could not "
+                 "write (the database did not answer), from %s, are "
+                 "written first",
+                 st->audit_nlater - before, path);
+        if (st->audit_nlater == 0 && st->audit_lost == 0) {
+            (void)unlink(path);
+        }
+        return ERR_OK;
+    }
+    /* Not ours, or not whole: set aside, and said in the chain itself. */
+    snprintf(aside, sizeof(aside), "%s.rejected", path);
+    (void)rename(path, aside);
+    snprintf(detail, sizeof(detail),
+             "the audit events a previous run kept in %.300s were not "
+             "written: %s%s; moved to %.300s",
+             path, why, bad > 0 ? " (at a line of it)" : "", aside);
+    log_error("store: %s (line %zu)", detail, bad);
+    (void)audit_write(st, "system", "store", "audit.spool_rejected", path,
+                      detail);
+    return ERR_OK;
+}
+
 void audit_later_drop(struct store *st)
 {
     struct audit_later *l;
 
+    if ((st->audit_nlater > 0 || st->audit_lost > 0) &&
+        st->audit_spool != NULL) {
+        if (audit_spool_write(st) == ERR_OK) {
+            log_warn("store: %zu audit event(s) could not be written (the "
+                     "database does not answer); kept in %s for the next "
+                     "start",
+                     st->audit_nlater, st->audit_spool);
+            st->audit_lost = 0;
+            st->audit_nlater = 0;
+        } else {
+            log_error("store: cannot keep the waiting audit events in %s: "
+                      "%s",
+                      st->audit_spool, strerror(errno));
+        }
+    }
     if (st->audit_nlater > 0 || st->audit_lost > 0) {
         log_error("store: %zu audit event(s) could not be written (the "
                   "database does not answer) and are lost%s",

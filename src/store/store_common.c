@@ -735,6 +735,7 @@ void store_close(struct store *st)
     audit_later_drop(st);
     db_close(st->db);
     free(st->audit_key);
+    free(st->audit_spool);
     free(st);
 }
 

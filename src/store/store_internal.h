@@ -72,6 +72,7 @@ struct store {
     struct audit_later *audit_later, **audit_later_tail;
     size_t audit_nlater, audit_nlater_preauth, audit_later_max;
     size_t audit_lost;
+    char *audit_spool; /* audit_spool(): where drop keeps what waits */
 };
 
 /* --- transactions: every public function is one ------------------------- */

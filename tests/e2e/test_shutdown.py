@@ -11,9 +11,12 @@ loop running while the sessions end (at most 10 s), so each row is
 closed with why. And with the database's server stopped (SIGSTOP, a
 frozen VM), jobs on worker threads that wait on it (the heartbeat, the
 disabled-user check, a cancel request) are no longer waited for past a
-few seconds.
+few seconds, and the audit events it could not write are kept in the
+data directory for the next start instead of lost.
 """
 
+import datetime
+import json
 import os
 import signal
 import subprocess
@@ -94,6 +97,7 @@ def test_a_node_whose_database_is_frozen_still_stops(target, tmp_path):
         assert st == 503
         time.sleep(4)
         t0 = time.monotonic()
+        t0_wall = time.time()
         rc = p.stop(timeout=30)
         took = time.monotonic() - t0
         assert rc == 0, (rc, took, p.log_tail())   # before: SIGKILLed
@@ -104,6 +108,35 @@ def test_a_node_whose_database_is_frozen_still_stops(target, tmp_path):
             _, err = proc.communicate(timeout=10)
             assert STOP_MESSAGE in err, err
         o.live = o.ending = None
+        # the sessions' end events could not be written: kept in the data
+        # directory (before: "... are lost"), written at the next start
+        assert "kept in" in text and "are lost" not in text, p.log_tail()
+        spool = p.dir / "audit-pending"
+        assert spool.exists() and spool.stat().st_mode & 0o077 == 0
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+        stopped = []
+        p.start()
+        p.wait_http()
+
+        def ends():
+            _, out, _ = p.cli("audit", "list", "--json")
+            return [e for e in json.loads(out)
+                    if e.get("action") == "session.end" and
+                    e.get("actor") == o.user]
+        deadline = time.monotonic() + 20
+        while len(ends()) < 2:
+            assert time.monotonic() < deadline, (ends(), p.log_tail())
+            time.sleep(0.2)
+        for e in ends():
+            assert "the access server stopped" in e["detail"], e
+            # when it happened, not when it was written
+            when = datetime.datetime.fromisoformat(
+                e["time"].replace("Z", "+00:00")).timestamp()
+            assert when < t0_wall + 5, (e, t0_wall)
+        assert not spool.exists()
+        rc, out, err = p.cli("audit", "verify", check=False)
+        assert rc == 0, (out, err)
     finally:
         for pid in stopped:
             try:

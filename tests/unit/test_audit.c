@@ -587,6 +587,176 @@ static void test_two_writers(void **state)
     store_list_free(list);
 }
 
+/* Writes a spool as the server does (store_audit.c's format, sealed here
+ * independently): lines[] are the texts before their seals. */
+static void write_spool(const struct fx *f, const char *path,
+                        const char *const *lines, size_t n)
+{
+    static const char tag[] = "portcullis audit spool v1";
+    unsigned char key[32], prev[32] = {0};
+    char keypath[sizeof(f->dir) + 16], hex[65];
+    crypto_auth_hmacsha256_state h;
+    FILE *fp, *kf;
+    size_t i;
+
+    snprintf(keypath, sizeof(keypath), "%s/audit.key", f->dir);
+    assert_non_null(kf = fopen(keypath, "r"));
+    assert_int_equal(fread(key, 1, sizeof(key), kf), sizeof(key));
+    fclose(kf);
+    assert_non_null(fp = fopen(path, "w"));
+    for (i = 0; i < n; i++) {
+        crypto_auth_hmacsha256_init(&h, key, sizeof(key));
+        crypto_auth_hmacsha256_update(&h, (const unsigned char *)tag,
+                                      sizeof(tag));
+        crypto_auth_hmacsha256_update(&h, prev, sizeof(prev));
+        crypto_auth_hmacsha256_update(&h, (const unsigned char *)lines[i],
+                                      strlen(lines[i]));
+        crypto_auth_hmacsha256_final(&h, prev);
+        sodium_bin2hex(hex, sizeof(hex), prev, sizeof(prev));
+        fprintf(fp, "%s %s\n", lines[i], hex);
+    }
+    fclose(fp);
+}
+
+static void b64(char *out, size_t outlen, const char *s)
+{
+    sodium_bin2base64(out, outlen, (const unsigned char *)s, strlen(s),
+                      sodium_base64_VARIANT_ORIGINAL);
+}
+
+/* The spool of a server stopped during a database outage (audit_spool):
+ * its events are queued first, kept again when the store closes before
+ * they are written, and written with the time they happened; the file
+ * goes once they are. */
+static void test_spool(void **state)
+{
+    struct fx *f = *state;
+    struct audit_entry *list = NULL;
+    struct audit_filter flt;
+    char path[sizeof(f->dir) + 32], ev1[512], ev2[512], a[64], s1[64], s2[64],
+        d1[128], d2[64];
+    const char *lines[3];
+    size_t n = 0, written = 0;
+
+    /* the first write makes the key */
+    assert_int_equal(audit_write(f->st, "cli:root", "cli", "init", "", ""),
+                     ERR_OK);
+    snprintf(path, sizeof(path), "%s/audit-pending", f->dir);
+    b64(a, sizeof(a), "alice");
+    b64(s1, sizeof(s1), "10.0.0.1:50000");
+    b64(s2, sizeof(s2), "session.end");
+    b64(d1, sizeof(d1), "error: interrupted \xff");
+    b64(d2, sizeof(d2), "tunnel");
+    snprintf(ev1, sizeof(ev1), "1000 %s %s %s - %s", a, s1, s2, d1);
+    snprintf(ev2, sizeof(ev2), "1001 %s %s %s %s -", a, s1, s2, d2);
+    lines[0] = ev1;
+    lines[1] = ev2;
+    lines[2] = "end 2 3";
+    write_spool(f, path, lines, 3);
+    audit_defer(f->st, 100); /* as the server's handle */
+    assert_int_equal(audit_spool(f->st, path), ERR_OK);
+    assert_int_equal(audit_waiting(f->st), 3); /* two events, one note */
+
+    /* closed before they are written: kept again, and read again */
+    store_close(f->st);
+    f->st = NULL;
+    assert_int_equal(store_open(f->path, &f->st), ERR_OK);
+    audit_defer(f->st, 100);
+    assert_int_equal(audit_spool(f->st, path), ERR_OK);
+    assert_int_equal(audit_waiting(f->st), 3);
+    assert_int_equal(access(path, F_OK), 0);
+
+    assert_int_equal(audit_write(f->st, "bob", "cli", "user.add", "x", ""),
+                     ERR_OK);
+    assert_int_equal(audit_write_waiting(f->st, &written), ERR_OK);
+    assert_int_equal(written, 3); /* the new one behind the spool's */
+    assert_int_equal(audit_waiting(f->st), 0);
+    assert_int_equal(access(path, F_OK), -1);
+
+    memset(&flt, 0, sizeof(flt));
+    assert_int_equal(audit_list(f->st, &flt, &list, &n), ERR_OK);
+    assert_int_equal(n, 5); /* newest first */
+    assert_string_equal(list[0].action, "audit.lost");
+    assert_string_equal(list[1].action, "user.add");
+    assert_string_equal(list[2].action, "session.end");
+    assert_int_equal(list[2].time, 1001);
+    assert_string_equal(list[2].detail, "");
+    assert_string_equal(list[2].target, "tunnel");
+    assert_int_equal(list[3].time, 1000);
+    assert_string_equal(list[3].actor, "alice");
+    assert_string_equal(list[3].target, "");
+    assert_string_equal(list[3].detail, "error: interrupted \xff");
+    store_list_free(list);
+    expect_ok(f, 5);
+}
+
+/* A spool someone edited, cut short, or sealed with another key is not
+ * written: set aside, and said in the chain. */
+static void test_spool_tampered(void **state)
+{
+    struct fx *f = *state;
+    struct audit_entry *list = NULL;
+    struct audit_filter flt;
+    char path[sizeof(f->dir) + 32], aside[sizeof(path) + 16], ev1[256],
+        ev2[256], a[64], b[64], c[64];
+    const char *lines[3];
+    size_t n = 0, written = 0, k;
+    FILE *fp;
+    const char *const why[] = {"does not match", "cut short", "does not match"};
+
+    assert_int_equal(audit_write(f->st, "cli:root", "cli", "init", "", ""),
+                     ERR_OK);
+    audit_defer(f->st, 100);
+    snprintf(path, sizeof(path), "%s/audit-pending", f->dir);
+    snprintf(aside, sizeof(aside), "%s.rejected", path);
+    b64(a, sizeof(a), "alice");
+    b64(b, sizeof(b), "mallory");
+    b64(c, sizeof(c), "login.ok");
+    snprintf(ev1, sizeof(ev1), "1000 %s %s %s - -", a, a, c);
+    snprintf(ev2, sizeof(ev2), "1000 %s %s %s - -", b, a, c);
+    for (k = 0; k < 3; k++) {
+        lines[0] = ev1;
+        lines[1] = "end 1 0";
+        write_spool(f, path, lines, k == 1 ? 1 : 2);
+        if (k == 0) { /* alice's event made mallory's after sealing */
+            char *text = NULL;
+            size_t len = 0;
+
+            assert_int_equal(
+                util_read_file(path, 4096, (uint8_t **)&text, &len), ERR_OK);
+            memcpy(strstr(text, a), b, strlen(a));
+            assert_non_null(fp = fopen(path, "w"));
+            fputs(text, fp);
+            fclose(fp);
+            free(text);
+        }
+        if (k == 2) { /* another event appended after the end */
+            assert_non_null(fp = fopen(path, "a"));
+            fprintf(fp, "%s %064d\n", ev2, 0);
+            fclose(fp);
+        }
+        assert_int_equal(audit_spool(f->st, path), ERR_OK);
+        assert_int_equal(access(path, F_OK), -1);
+        assert_int_equal(access(aside, F_OK), 0);
+        assert_int_equal(audit_waiting(f->st), 0);
+        memset(&flt, 0, sizeof(flt));
+        flt.action = "audit.spool_rejected";
+        assert_int_equal(audit_list(f->st, &flt, &list, &n), ERR_OK);
+        assert_int_equal(n, k + 1);
+        if (k < 2 && strstr(list[0].detail, why[k]) == NULL) {
+            fail_msg("%s", list[0].detail);
+        }
+        store_list_free(list);
+        unlink(aside);
+    }
+    assert_int_equal(audit_write_waiting(f->st, &written), ERR_OK);
+    memset(&flt, 0, sizeof(flt));
+    flt.action = "login.ok";
+    assert_int_equal(audit_list(f->st, &flt, &list, &n), ERR_OK);
+    assert_int_equal(n, 0);
+    store_list_free(list);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -609,6 +779,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_head_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_writers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spool, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spool_tampered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keyed_from_the_start, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_rewritten_whole_without_the_key,
