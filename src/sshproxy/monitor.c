@@ -43,15 +43,22 @@
 #include "sshproxy/scpcmd.h"
 #include "sshproxy/userauth_sig.h"
 #include "store/audit.h"
+#include "store/nodes.h"
 
 #define MONITOR_FP_MAX 128
 #define MONITOR_DETAIL_MAX 65536
 #define MONITOR_LOCKOUT_SLOTS 4096
 /* password checks waiting for a worker, per one allowed to run at once */
 #define MONITOR_HASH_WAITING_PER_RUNNING 32
+/* PostgreSQL connections for the login path's store work (at most this
+ * many jobs run at once; the rest wait in a FIFO, at most one per child) */
+#define MONITOR_JOB_CONNS 4
 
 static void monitor_on_sweep(struct loop *l, void *arg);
 static void monitor_users_forget(struct monitor *m);
+static struct monitor_jobs *monitor_jobs_new(struct monitor *m,
+                                             const char *location);
+static void monitor_jobs_forget(struct monitor *m);
 static void monitor_row_free(struct mchild_row *row);
 #define MONITOR_SWEEP_MS 3000
 /* Report rows kept for a store that does not answer; beyond this many the
@@ -261,6 +268,12 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
                  "on the main loop");
         m->sweep_store = NULL;
     }
+    /* the login path's store work, on workers with connections of their
+     * own (monitor_job_start); on SQLite it stays on the loop */
+    if (cfg->store_url != NULL && cfg->store_url[0] != '\0' &&
+        (m->jobs = monitor_jobs_new(m, cfg->store_path)) == NULL) {
+        return ERR_NOMEM;
+    }
     m->sweep_timer =
         loop_add_timer(loop, MONITOR_SWEEP_MS, monitor_on_sweep, m);
     /* the server's audit events wait out an outage of the database */
@@ -272,7 +285,8 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
      * the database does not answer). */
     loop_reserve_workers((unsigned)cfg->max_concurrent_hashes +
                          directory_service_workers(dirs) +
-                         (m->sweep_store != NULL ? 4u : 0u));
+                         (m->sweep_store != NULL ? 4u : 0u) +
+                         (m->jobs != NULL ? MONITOR_JOB_CONNS : 0u));
     directory_service_set_shared(dirs);
     m->hashes = password_pool_new(loop, (unsigned)cfg->max_concurrent_hashes,
                                   (unsigned)cfg->max_concurrent_hashes *
@@ -314,6 +328,7 @@ void monitor_free(struct monitor *m)
         loop_del_timer(m->loop, m->sweep_timer);
     }
     monitor_users_forget(m);
+    monitor_jobs_forget(m);
     monitor_pending_flush(m);
     if (m->npending > 0) {
         log_warn("%zu report row(s) could not be written; the next start "
@@ -945,6 +960,240 @@ static struct mchild *monitor_child_by_serial(struct monitor *m,
     return NULL;
 }
 
+/*
+ * Store work off the loop. On PostgreSQL the store calls a child's request
+ * needs on the login path (the user, the key, the NT hash, the asset, its
+ * grants and profiles, the report row) run as a job on a libuv worker, on
+ * one of MONITOR_JOB_CONNS connections of the monitor's own (opened by
+ * the first job that needs each, reopened by the driver when lost), so a
+ * slow database or a locked table stalls that login, not every session,
+ * tunnel and API request the loop serves (test_store_pg.py
+ * test_loop_answers_while_a_login_waits_for_a_lock). A job is three
+ * parts: what it needs copied from the child when it starts (never a
+ * pointer into the monitor), its work on the worker (store calls on the
+ * connection it is given, nothing else), and its done on the loop, which
+ * finds the child again by its serial number and answers it, or cleans up
+ * when the child went meanwhile (c NULL).
+ *
+ * One job per child at a time: while it runs the child's socket is not
+ * read, so a second request waits in the socket and is handled, in order,
+ * once the first is answered (a well-behaved child sends nothing before
+ * its answer anyway). Jobs beyond the connections wait in a FIFO, at most
+ * one per child; one whose child went before it started is dropped
+ * unrun. At shutdown monitor_free waits for the jobs on workers (each
+ * ends within the store's statement and lock timeouts) and lets them go;
+ * loop_free runs their callbacks, which then only free them.
+ *
+ * Where the store is not on a server (SQLite: a local file), without a
+ * loop, or while the server's own connection knows the database is
+ * unreachable, the work runs at once on the loop on m->store, as it did
+ * before: an outage still refuses logins at once (MP_REASON_STORE_DOWN),
+ * and the first login after it finds the database back.
+ */
+struct monitor_job;
+/* on a worker (or inline): the job's store calls on st, nothing else */
+typedef void (*monitor_job_work_fn)(struct monitor_job *j, struct store *st);
+/* on the loop: c is the job's child, or NULL if it went meanwhile */
+typedef void (*monitor_job_done_fn)(struct monitor *m, struct mchild *c,
+                                    struct monitor_job *j);
+
+struct monitor_job {
+    struct monitor_job *next;   /* in the pool's waiting or running list */
+    struct monitor_jobs *pool;  /* NULL: monitor_free let it go */
+    uint64_t serial;            /* the child's */
+    int slot;                   /* its connection in the pool; -1 none */
+    bool ran;                   /* work ran (false: no connection) */
+    char node[NODE_ID_MAX + 1]; /* store_set_node of the server's store */
+    monitor_job_work_fn work;
+    monitor_job_done_fn done;
+    void (*release)(struct monitor_job *j); /* frees the job */
+    int finished; /* set (atomically) when the worker is done */
+};
+
+struct monitor_jobs {
+    struct monitor *m;
+    char *location;                        /* the store's URL */
+    struct store *conn[MONITOR_JOB_CONNS]; /* NULL until a job opens it */
+    bool busy[MONITOR_JOB_CONNS];
+    struct monitor_job *waiting, **tail; /* FIFO */
+    struct monitor_job *running;
+};
+
+static struct monitor_jobs *monitor_jobs_new(struct monitor *m,
+                                             const char *location)
+{
+    struct monitor_jobs *p = calloc(1, sizeof(*p));
+
+    if (p == NULL || (p->location = strdup(location)) == NULL) {
+        free(p);
+        return NULL;
+    }
+    p->m = m;
+    p->tail = &p->waiting;
+    return p;
+}
+
+static void monitor_job_worker(void *arg)
+{
+    struct monitor_job *j = arg;
+    struct monitor_jobs *p = j->pool;
+    struct store **st = &p->conn[j->slot];
+
+    /* the slot's connection is this job's alone while it runs */
+    if (*st == NULL && store_open(p->location, st) != ERR_OK) {
+        *st = NULL;
+    }
+    if (*st != NULL && store_set_node(*st, j->node) == ERR_OK) {
+        j->work(j, *st);
+        j->ran = true;
+    }
+    __atomic_store_n(&j->finished, 1, __ATOMIC_RELEASE);
+}
+
+static void monitor_on_child(struct loop *l, int fd, int events, void *arg);
+static void monitor_jobs_next(struct monitor_jobs *p);
+
+/* The end of a job on the loop: the child's socket is read again, then
+ * the job's done answers it (and may start its next job). */
+static void monitor_job_finish(struct monitor *m, struct monitor_job *j)
+{
+    struct mchild *c = monitor_child_by_serial(m, j->serial);
+
+    if (c != NULL) {
+        c->store_pending = false;
+        if (c->fd >= 0 && m->loop != NULL &&
+            loop_set_fd(m->loop, c->fd, LOOP_READ, monitor_on_child, c) !=
+                ERR_OK) {
+            (void)monitor_child_state(m, c, MC_DEAD);
+        }
+    }
+    buf_reset(m->rep);
+    j->done(m, c, j);
+    j->release(j);
+}
+
+static void monitor_job_after(struct loop *l, void *arg)
+{
+    struct monitor_job *j = arg, **pp;
+    struct monitor_jobs *p = j->pool;
+
+    (void)l;
+    if (p == NULL) { /* the monitor went meanwhile */
+        j->release(j);
+        return;
+    }
+    for (pp = &p->running; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == j) {
+            *pp = j->next;
+            break;
+        }
+    }
+    p->busy[j->slot] = false;
+    monitor_job_finish(p->m, j);
+    monitor_jobs_next(p);
+}
+
+/* Starts waiting jobs while connections are free. */
+static void monitor_jobs_next(struct monitor_jobs *p)
+{
+    struct monitor *m = p->m;
+    struct monitor_job *j;
+    int k;
+
+    while ((j = p->waiting) != NULL) {
+        for (k = 0; k < MONITOR_JOB_CONNS && p->busy[k]; k++) {
+        }
+        if (k == MONITOR_JOB_CONNS) {
+            return;
+        }
+        if ((p->waiting = j->next) == NULL) {
+            p->tail = &p->waiting;
+        }
+        j->next = NULL;
+        if (monitor_child_by_serial(m, j->serial) == NULL) {
+            j->release(j); /* its child went: nothing to do */
+            continue;
+        }
+        j->slot = k;
+        p->busy[k] = true;
+        if (loop_work(m->loop, monitor_job_worker, monitor_job_after, j) ==
+            ERR_OK) {
+            j->next = p->running;
+            p->running = j;
+            continue;
+        }
+        /* no worker to be had: here, as on SQLite */
+        p->busy[k] = false;
+        j->slot = -1;
+        j->work(j, m->store);
+        j->ran = true;
+        monitor_job_finish(m, j);
+    }
+}
+
+/*
+ * Runs j for c: on a worker (PostgreSQL), or at once on the loop (see
+ * above). Either way j->done answers c and j->release frees j; the caller
+ * must not touch j afterwards, and must answer c nothing itself.
+ */
+static void monitor_job_start(struct monitor *m, struct mchild *c,
+                              struct monitor_job *j)
+{
+    struct monitor_jobs *p = m->jobs;
+
+    j->serial = c->serial;
+    j->slot = -1;
+    snprintf(j->node, sizeof(j->node), "%s", store_node_self(m->store));
+    if (p == NULL || m->loop == NULL || store_unreachable(m->store)) {
+        j->work(j, m->store);
+        j->ran = true;
+        buf_reset(m->rep);
+        j->done(m, c, j);
+        j->release(j);
+        return;
+    }
+    c->store_pending = true;
+    if (c->fd >= 0) {
+        (void)loop_set_fd(m->loop, c->fd, 0, monitor_on_child, c);
+    }
+    j->pool = p;
+    j->next = NULL;
+    *p->tail = j;
+    p->tail = &j->next;
+    monitor_jobs_next(p);
+}
+
+/* monitor_free(): waiting jobs are dropped; those on workers end within
+ * the store's time limits and are let go (monitor_job_after frees them
+ * when loop_free runs its callbacks); then the connections close. */
+static void monitor_jobs_forget(struct monitor *m)
+{
+    struct monitor_jobs *p = m->jobs;
+    struct monitor_job *j;
+    const struct timespec tick = {0, 10 * 1000 * 1000};
+
+    if (p == NULL) {
+        return;
+    }
+    while ((j = p->waiting) != NULL) {
+        p->waiting = j->next;
+        j->release(j);
+    }
+    while ((j = p->running) != NULL) {
+        while (!__atomic_load_n(&j->finished, __ATOMIC_ACQUIRE)) {
+            nanosleep(&tick, NULL);
+        }
+        p->running = j->next;
+        j->pool = NULL;
+    }
+    for (int k = 0; k < MONITOR_JOB_CONNS; k++) {
+        store_close(p->conn[k]);
+    }
+    free(p->location);
+    free(p);
+    m->jobs = NULL;
+}
+
 /* password_done_fn: a worker finished the check of child `serial`, which
  * may have died, been killed or been reaped meanwhile. */
 static void monitor_on_password(void *ctx, uint64_t serial, int result)
@@ -1535,13 +1784,49 @@ static void monitor_authorize_reply(struct monitor *m, struct mchild *c,
 }
 
 /*
+ * MP_AUTHORIZE's store work (a job: see "Store work off the loop"): the
+ * user still enabled, the login's asset among those the user holds a
+ * role on, the role, the access profiles, the policy's decision and, if
+ * allowed, the report row opened. What it needs of the child is copied
+ * in; what it finds is copied back to the child by monitor_authz_done.
+ */
+struct monitor_authz {
+    struct monitor_job job;
+    /* in */
+    char user_id[STORE_ID_MAX + 1];
+    char user_name[STORE_NAME_MAX + 1];
+    char client_addr[64];
+    char site[LOGIN_SITE_MAX + 1];
+    char asset[LOGIN_ASSET_MAX + 1];
+    bool rdp;
+    bool resolved; /* c->asset_resolved when it started */
+    uint8_t kind;
+    char *detail; /* heap */
+    /* in and out: the child's asset (as it was, or as resolved here) */
+    char asset_id[STORE_ID_MAX + 1];
+    char asset_name[STORE_NAME_MAX + 1];
+    char asset_site[STORE_PATH_MAX + 1];
+    char asset_host[STORE_HOST_MAX + 1];
+    int asset_port;
+    struct route route;
+    /* out */
+    bool active;   /* the user exists and is enabled */
+    int resolve_r; /* monitor_resolve_asset's, ERR_OK if not asked */
+    int role;
+    char msg[600], result[STORE_RESULT_MAX + 1];
+    struct policy_decision d;
+    int open_r; /* store_session_open's; ERR_STORE if not asked */
+    struct store_session s;
+};
+
+/*
  * Resolves the login's asset among those the user holds a role on.
- * Returns ERR_OK with c->asset_* set, or ERR_NOT_FOUND / ERR_AMBIGUOUS /
+ * Returns ERR_OK with a->asset_* set, or ERR_NOT_FOUND / ERR_AMBIGUOUS /
  * ERR_DENIED with msg and result filled.
  */
-static int monitor_resolve_asset(struct monitor *m, struct mchild *c, int *role,
-                                 char *msg, size_t msglen, char *result,
-                                 size_t reslen)
+static int monitor_resolve_asset(struct store *st, struct monitor_authz *a,
+                                 int *role, char *msg, size_t msglen,
+                                 char *result, size_t reslen)
 {
     struct store_asset *list = NULL;
     size_t n = 0, visible = 0, pick = 0, off;
@@ -1549,8 +1834,7 @@ static int monitor_resolve_asset(struct monitor *m, struct mchild *c, int *role,
     char why[200];
 
     *role = ROLE_NONE;
-    r = store_asset_find(m->store, c->login.site[0] ? c->login.site : NULL,
-                         c->login.asset, &list, &n);
+    r = store_asset_find(st, a->site[0] ? a->site : NULL, a->asset, &list, &n);
     if (r != ERR_OK && r != ERR_NOT_FOUND) {
         snprintf(msg, msglen, "internal error looking up the asset");
         snprintf(result, reslen, "error: store failed");
@@ -1558,8 +1842,7 @@ static int monitor_resolve_asset(struct monitor *m, struct mchild *c, int *role,
     }
     for (size_t i = 0; i < n; i++) {
         rl = ROLE_NONE;
-        if (store_user_asset_role(m->store, c->user_id, list[i].id, &rl) ==
-                ERR_OK &&
+        if (store_user_asset_role(st, a->user_id, list[i].id, &rl) == ERR_OK &&
             rl >= ROLE_VIEWER) {
             visible++;
             pick = i;
@@ -1567,7 +1850,7 @@ static int monitor_resolve_asset(struct monitor *m, struct mchild *c, int *role,
         }
     }
     if (n == 0) {
-        snprintf(msg, msglen, "unknown asset '%s'", c->login.asset);
+        snprintf(msg, msglen, "unknown asset '%s'", a->asset);
         snprintf(result, reslen, "denied: unknown asset");
         r = ERR_NOT_FOUND;
         goto out;
@@ -1576,19 +1859,18 @@ static int monitor_resolve_asset(struct monitor *m, struct mchild *c, int *role,
         snprintf(msg, msglen, "access denied: you have no role on this asset");
         snprintf(result, reslen, "denied: you have no role on this asset");
         if (n == 1) {
-            snprintf(c->asset_id, sizeof(c->asset_id), "%s", list[0].id);
-            snprintf(c->asset_name, sizeof(c->asset_name), "%s", list[0].name);
+            snprintf(a->asset_id, sizeof(a->asset_id), "%s", list[0].id);
+            snprintf(a->asset_name, sizeof(a->asset_name), "%s", list[0].name);
         }
         r = ERR_DENIED;
         goto out;
     }
     if (visible > 1) {
-        off = (size_t)snprintf(msg, msglen,
-                               "asset name '%s' is ambiguous: matches ",
-                               c->login.asset);
+        off = (size_t)snprintf(
+            msg, msglen, "asset name '%s' is ambiguous: matches ", a->asset);
         for (size_t i = 0, k = 0; i < n && off < msglen; i++) {
             rl = ROLE_NONE;
-            if (store_user_asset_role(m->store, c->user_id, list[i].id, &rl) !=
+            if (store_user_asset_role(st, a->user_id, list[i].id, &rl) !=
                     ERR_OK ||
                 rl < ROLE_VIEWER) {
                 continue;
@@ -1603,45 +1885,32 @@ static int monitor_resolve_asset(struct monitor *m, struct mchild *c, int *role,
         r = ERR_AMBIGUOUS;
         goto out;
     }
-    snprintf(c->asset_id, sizeof(c->asset_id), "%s", list[pick].id);
-    snprintf(c->asset_name, sizeof(c->asset_name), "%s", list[pick].name);
-    snprintf(c->asset_site, sizeof(c->asset_site), "%s", list[pick].site_path);
-    snprintf(c->asset_host, sizeof(c->asset_host), "%s", list[pick].host);
-    c->asset_port = list[pick].port;
-    route_ok = route_parse(list[pick].route, &c->route, why, sizeof(why));
-    if (strcmp(list[pick].protocol, c->rdp ? "rdp" : "ssh") != 0) {
+    snprintf(a->asset_id, sizeof(a->asset_id), "%s", list[pick].id);
+    snprintf(a->asset_name, sizeof(a->asset_name), "%s", list[pick].name);
+    snprintf(a->asset_site, sizeof(a->asset_site), "%s", list[pick].site_path);
+    snprintf(a->asset_host, sizeof(a->asset_host), "%s", list[pick].host);
+    a->asset_port = list[pick].port;
+    route_ok = route_parse(list[pick].route, &a->route, why, sizeof(why));
+    if (strcmp(list[pick].protocol, a->rdp ? "rdp" : "ssh") != 0) {
         snprintf(msg, msglen, "asset '%s' is not an %s asset", list[pick].name,
-                 c->rdp ? "RDP" : "SSH");
+                 a->rdp ? "RDP" : "SSH");
         snprintf(result, reslen, "denied: not an %s asset",
-                 c->rdp ? "RDP" : "SSH");
+                 a->rdp ? "RDP" : "SSH");
         r = ERR_DENIED;
         goto out;
     }
     if (route_ok != ERR_OK) {
         snprintf(msg, msglen, "asset '%s' uses route '%s', %s", list[pick].name,
-                 c->route.text, why);
+                 a->route.text, why);
         snprintf(result, reslen, "error: unsupported route");
         r = ERR_DENIED;
         goto out;
     }
     *role = best;
-    c->asset_resolved = true;
     r = ERR_OK;
 out:
     store_asset_list_free(list, n);
     return r;
-}
-
-/* The user this child logged in as still exists and is enabled. */
-static bool monitor_user_active(struct monitor *m, const struct mchild *c)
-{
-    struct store_user u;
-    bool ok;
-
-    memset(&u, 0, sizeof(u));
-    ok = store_user_get(m->store, c->user_id, &u) == ERR_OK && !u.disabled;
-    sodium_memzero(&u, sizeof(u));
-    return ok;
 }
 
 /* Ends a child now; its open report rows close with result. */
@@ -1858,18 +2127,147 @@ static void monitor_on_sweep(struct loop *l, void *arg)
     m->sweep_timer = loop_add_timer(l, MONITOR_SWEEP_MS, monitor_on_sweep, m);
 }
 
+static void monitor_authz_work(struct monitor_job *j, struct store *st)
+{
+    struct monitor_authz *a = (struct monitor_authz *)j;
+    struct store_profile *profiles = NULL;
+    struct store_user u;
+    size_t np = 0;
+
+    memset(&u, 0, sizeof(u));
+    a->active = store_user_get(st, a->user_id, &u) == ERR_OK && !u.disabled;
+    sodium_memzero(&u, sizeof(u));
+    if (!a->active) {
+        return;
+    }
+    if (!a->resolved && (a->resolve_r = monitor_resolve_asset(
+                             st, a, &a->role, a->msg, sizeof(a->msg), a->result,
+                             sizeof(a->result))) != ERR_OK) {
+        return;
+    }
+    if (a->role == ROLE_NONE &&
+        store_user_asset_role(st, a->user_id, a->asset_id, &a->role) !=
+            ERR_OK) {
+        a->role = ROLE_NONE;
+    }
+    if (store_user_profiles(st, a->user_id, &profiles, &np) != ERR_OK) {
+        np = 0;
+    }
+    policy_decide(a->role, profiles, np, a->kind, &a->d);
+    free(profiles);
+    if (!a->d.allowed) {
+        return;
+    }
+    util_uuid4(a->s.id);
+    snprintf(a->s.user_id, sizeof(a->s.user_id), "%s", a->user_id);
+    snprintf(a->s.user_name, sizeof(a->s.user_name), "%s", a->user_name);
+    snprintf(a->s.asset_id, sizeof(a->s.asset_id), "%s", a->asset_id);
+    snprintf(a->s.asset_name, sizeof(a->s.asset_name), "%s", a->asset_name);
+    snprintf(a->s.site, sizeof(a->s.site), "%s", a->asset_site);
+    snprintf(a->s.kind, sizeof(a->s.kind), "%s", policy_kind_str(a->kind));
+    snprintf(a->s.client_addr, sizeof(a->s.client_addr), "%s", a->client_addr);
+    snprintf(a->s.route, sizeof(a->s.route), "%s", a->route.text);
+    snprintf(a->s.detail, sizeof(a->s.detail), "%s", a->detail);
+    a->s.started_at = util_now();
+    a->s.exit_status = -1;
+    a->open_r = store_session_open(st, &a->s);
+}
+
+static void monitor_authz_release(struct monitor_job *j)
+{
+    struct monitor_authz *a = (struct monitor_authz *)j;
+
+    free(a->detail);
+    free(a);
+}
+
+/* The decision came back: the child is told, the report and the audit log
+ * say it. A row opened for a child that went meanwhile is closed. */
+static void monitor_authz_done(struct monitor *m, struct mchild *c,
+                               struct monitor_job *j)
+{
+    struct monitor_authz *a = (struct monitor_authz *)j;
+    const char *kind = policy_kind_str(a->kind);
+    char what[200];
+
+    if (c == NULL) {
+        if (j->ran && a->d.allowed && a->open_r == ERR_OK) {
+            monitor_row_close(m, a->s.id, util_now(), 0, 0, -1,
+                              "error: session process ended without "
+                              "closing the session",
+                              NULL, 0, NULL);
+        }
+        return;
+    }
+    if (!j->ran) { /* no connection to the database */
+        log_warn("session of %s from %s refused: the store is unavailable",
+                 c->user_name, c->addr);
+        monitor_authorize_reply(m, c, false, NULL,
+                                "internal error: the store is unavailable",
+                                NULL);
+        return;
+    }
+    if (!a->resolved) {
+        snprintf(c->asset_id, sizeof(c->asset_id), "%s", a->asset_id);
+        snprintf(c->asset_name, sizeof(c->asset_name), "%s", a->asset_name);
+        snprintf(c->asset_site, sizeof(c->asset_site), "%s", a->asset_site);
+        snprintf(c->asset_host, sizeof(c->asset_host), "%s", a->asset_host);
+        c->asset_port = a->asset_port;
+        c->route = a->route;
+        c->asset_resolved = a->active && a->resolve_r == ERR_OK;
+    }
+    if (!a->active) {
+        /* Disabled or deleted since this connection logged in: no new
+         * channels, and the sweep ends the connection. */
+        monitor_row_refused(m, c, kind,
+                            c->asset_name[0] ? c->asset_name : c->login.asset,
+                            a->detail, "denied: user disabled");
+        monitor_authorize_reply(m, c, false, NULL,
+                                "access denied: user disabled", NULL);
+        monitor_end_child(m, c, "error: user disabled");
+        return;
+    }
+    if (a->resolve_r != ERR_OK) {
+        monitor_row_refused(m, c, kind,
+                            c->asset_name[0] ? c->asset_name : c->login.asset,
+                            a->detail, a->result);
+        monitor_audit(m, c, c->user_name, "session.denied",
+                      c->asset_name[0] ? c->asset_name : c->login.asset,
+                      a->result);
+        monitor_authorize_reply(m, c, false, NULL, a->msg, NULL);
+        return;
+    }
+    if (!a->d.allowed) {
+        snprintf(a->msg, sizeof(a->msg), "access denied: %s", a->d.reason);
+        snprintf(a->result, sizeof(a->result), "denied: %s", a->d.reason);
+        monitor_row_refused(m, c, kind, NULL, a->detail, a->result);
+        monitor_audit(m, c, c->user_name, "session.denied", c->asset_name,
+                      a->result);
+        monitor_authorize_reply(m, c, false, NULL, a->msg, NULL);
+        return;
+    }
+    if (a->open_r != ERR_OK ||
+        monitor_row_add(c, a->s.id, a->d.record) != ERR_OK) {
+        monitor_authorize_reply(
+            m, c, false, NULL, "internal error: cannot write the report", NULL);
+        return;
+    }
+    log_info("session %s: %s %s on %s (%s) from %s", a->s.id, c->user_name,
+             kind, c->asset_name, c->asset_id, c->addr);
+    snprintf(what, sizeof(what), "%s on %s (%s)", kind, c->asset_name,
+             c->asset_id);
+    monitor_audit(m, c, c->user_name, "session.start", a->s.id, what);
+    monitor_authorize_reply(m, c, true, a->s.id, "", &a->d);
+}
+
 static int monitor_authorize(struct monitor *m, struct mchild *c,
                              struct buf *req)
 {
-    struct store_profile *profiles = NULL;
-    struct policy_decision d;
-    struct store_session s;
-    char *detail = NULL, msg[600] = "", result[STORE_RESULT_MAX + 1] = "";
+    struct monitor_authz *a = NULL;
+    char *detail = NULL;
     uint8_t kind = 0;
-    size_t np = 0;
-    int role = ROLE_NONE, r = ERR_PROTO;
+    int r = ERR_PROTO;
 
-    memset(&d, 0, sizeof(d));
     if (c->state != MC_AUTHED || buf_get_u8(req, &kind) != ERR_OK ||
         kind >= KIND__COUNT || (kind == KIND_RDP) != c->rdp ||
         buf_get_cstring(req, MONITOR_DETAIL_MAX, &detail) != ERR_OK ||
@@ -1890,78 +2288,34 @@ static int monitor_authorize(struct monitor *m, struct mchild *c,
         }
     }
     r = ERR_OK;
-    if (!monitor_user_active(m, c)) {
-        /* Disabled or deleted since this connection logged in: no new
-         * channels, and the sweep ends the connection. */
-        monitor_row_refused(m, c, policy_kind_str(kind),
-                            c->asset_name[0] ? c->asset_name : c->login.asset,
-                            detail, "denied: user disabled");
-        monitor_authorize_reply(m, c, false, NULL,
-                                "access denied: user disabled", NULL);
-        monitor_end_child(m, c, "error: user disabled");
+    if ((a = calloc(1, sizeof(*a))) == NULL) {
+        monitor_authorize_reply(m, c, false, NULL, "internal error", NULL);
         goto out;
     }
-    if (!c->asset_resolved &&
-        monitor_resolve_asset(m, c, &role, msg, sizeof(msg), result,
-                              sizeof(result)) != ERR_OK) {
-        monitor_row_refused(m, c, policy_kind_str(kind),
-                            c->asset_name[0] ? c->asset_name : c->login.asset,
-                            detail, result);
-        monitor_audit(m, c, c->user_name, "session.denied",
-                      c->asset_name[0] ? c->asset_name : c->login.asset,
-                      result);
-        monitor_authorize_reply(m, c, false, NULL, msg, NULL);
-        goto out;
-    }
-    if (role == ROLE_NONE &&
-        store_user_asset_role(m->store, c->user_id, c->asset_id, &role) !=
-            ERR_OK) {
-        role = ROLE_NONE;
-    }
-    if (store_user_profiles(m->store, c->user_id, &profiles, &np) != ERR_OK) {
-        np = 0;
-    }
-    policy_decide(role, profiles, np, kind, &d);
-    if (!d.allowed) {
-        snprintf(msg, sizeof(msg), "access denied: %s", d.reason);
-        snprintf(result, sizeof(result), "denied: %s", d.reason);
-        monitor_row_refused(m, c, policy_kind_str(kind), NULL, detail, result);
-        monitor_audit(m, c, c->user_name, "session.denied", c->asset_name,
-                      result);
-        monitor_authorize_reply(m, c, false, NULL, msg, NULL);
-        goto out;
-    }
-    memset(&s, 0, sizeof(s));
-    util_uuid4(s.id);
-    snprintf(s.user_id, sizeof(s.user_id), "%s", c->user_id);
-    snprintf(s.user_name, sizeof(s.user_name), "%s", c->user_name);
-    snprintf(s.asset_id, sizeof(s.asset_id), "%s", c->asset_id);
-    snprintf(s.asset_name, sizeof(s.asset_name), "%s", c->asset_name);
-    snprintf(s.site, sizeof(s.site), "%s", c->asset_site);
-    snprintf(s.kind, sizeof(s.kind), "%s", policy_kind_str(kind));
-    snprintf(s.client_addr, sizeof(s.client_addr), "%s", c->addr);
-    snprintf(s.route, sizeof(s.route), "%s", c->route.text);
-    snprintf(s.detail, sizeof(s.detail), "%s", detail);
-    s.started_at = util_now();
-    s.exit_status = -1;
-    if (store_session_open(m->store, &s) != ERR_OK ||
-        monitor_row_add(c, s.id, d.record) != ERR_OK) {
-        monitor_authorize_reply(
-            m, c, false, NULL, "internal error: cannot write the report", NULL);
-        goto out;
-    }
-    log_info("session %s: %s %s on %s (%s) from %s", s.id, c->user_name, s.kind,
-             c->asset_name, c->asset_id, c->addr);
-    {
-        char what[200];
-
-        snprintf(what, sizeof(what), "%s on %s (%s)", s.kind, c->asset_name,
-                 c->asset_id);
-        monitor_audit(m, c, c->user_name, "session.start", s.id, what);
-    }
-    monitor_authorize_reply(m, c, true, s.id, "", &d);
+    a->job.work = monitor_authz_work;
+    a->job.done = monitor_authz_done;
+    a->job.release = monitor_authz_release;
+    snprintf(a->user_id, sizeof(a->user_id), "%s", c->user_id);
+    snprintf(a->user_name, sizeof(a->user_name), "%s", c->user_name);
+    snprintf(a->client_addr, sizeof(a->client_addr), "%s", c->addr);
+    snprintf(a->site, sizeof(a->site), "%s", c->login.site);
+    snprintf(a->asset, sizeof(a->asset), "%s", c->login.asset);
+    a->rdp = c->rdp;
+    a->resolved = c->asset_resolved;
+    a->kind = kind;
+    a->detail = detail;
+    detail = NULL;
+    snprintf(a->asset_id, sizeof(a->asset_id), "%s", c->asset_id);
+    snprintf(a->asset_name, sizeof(a->asset_name), "%s", c->asset_name);
+    snprintf(a->asset_site, sizeof(a->asset_site), "%s", c->asset_site);
+    snprintf(a->asset_host, sizeof(a->asset_host), "%s", c->asset_host);
+    a->asset_port = c->asset_port;
+    a->route = c->route;
+    a->role = ROLE_NONE;
+    a->resolve_r = ERR_OK;
+    a->open_r = ERR_STORE;
+    monitor_job_start(m, c, &a->job);
 out:
-    free(profiles);
     free(detail);
     return r;
 }
