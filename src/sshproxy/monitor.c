@@ -858,97 +858,6 @@ static bool monitor_take_login(struct monitor *m, struct mchild *c,
     return true;
 }
 
-/* The user the parsed login names, into *u and c->auth_uid (for the
- * lockout keys); false if it names none. */
-static bool monitor_login_user(struct monitor *m, struct mchild *c,
-                               struct store_user *u)
-{
-    int r = store_user_get(m->store, c->login.principal, u);
-
-    if (r != ERR_OK) {
-        c->store_down = r == ERR_STORE;
-        memset(u, 0, sizeof(*u));
-        return false;
-    }
-    snprintf(c->auth_uid, sizeof(c->auth_uid), "%s", u->id);
-    return true;
-}
-
-/* The store did not answer (PostgreSQL down or unreachable): the login is
- * refused as such, not counted as a failure, and the child tells the user
- * (MP_REASON_STORE_DOWN); a later attempt finds the store back by itself
- * (db_pg.c connects again). */
-static bool monitor_store_down(struct monitor *m, struct mchild *c)
-{
-    if (!c->store_down) {
-        return false;
-    }
-    c->store_down = false;
-    log_warn("login %s from %s refused: the store is unavailable",
-             c->login.principal[0] ? c->login.principal : "(invalid)", c->addr);
-    monitor_auth_reply(m, c, MP_AUTH_FAIL, MP_REASON_STORE_DOWN);
-    return true;
-}
-
-/*
- * A password just proved right: if its user has no NT hash yet (made
- * before version 11 of the store, or by a path that had no vault), the
- * NT hash of this password is sealed and stored, so the RDP proxy's NLA
- * works from now on (docs/rdp.md).
- */
-static void monitor_keep_nt(struct monitor *m, struct mchild *c)
-{
-    uint8_t have[STORE_SEALED_SMALL_MAX], *sealed = NULL;
-    size_t havelen = 0, sealed_len = 0;
-    char ad[VAULT_AD_MAX];
-
-    if (!c->pending_nt_set || c->auth_uid[0] == '\0' ||
-        store_user_nt_get(m->store, c->auth_uid, have, sizeof(have),
-                          &havelen) != ERR_OK ||
-        havelen > 0) {
-        goto out;
-    }
-    vault_ad(ad, VAULT_AD_USER_NTHASH, c->auth_uid);
-    if (vault_seal(m->vault, ad, c->pending_nt, sizeof(c->pending_nt), &sealed,
-                   &sealed_len) == ERR_OK &&
-        store_user_nt_set(m->store, c->auth_uid, sealed, sealed_len) ==
-            ERR_OK) {
-        log_info("stored the NT hash of user %s (for RDP logins)", c->auth_uid);
-    }
-    free(sealed);
-out:
-    sodium_memzero(c->pending_nt, sizeof(c->pending_nt));
-    c->pending_nt_set = false;
-}
-
-/* The password check of c came back (in line, or from the worker pool). */
-static void monitor_password_checked(struct monitor *m, struct mchild *c,
-                                     bool ok)
-{
-    struct store_user u;
-
-    memset(&u, 0, sizeof(u));
-    if (!ok) {
-        if (!monitor_ntlm_settle(m, c, false)) {
-            monitor_count_failure(m, c, LOCKOUT_PASSWORD);
-        }
-        monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
-        return;
-    }
-    (void)monitor_ntlm_settle(m, c, true);
-    monitor_factor_ok(m, c, LOCKOUT_PASSWORD);
-    monitor_keep_nt(m, c);
-    /* Read again: the user may have been changed while the hash ran. */
-    if (store_user_get(m->store, c->auth_uid, &u) != ERR_OK) {
-        monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
-    } else if (u.disabled) {
-        monitor_auth_reply(m, c, MP_AUTH_FAIL, "user disabled");
-    } else {
-        monitor_second_factor(m, c, &u);
-    }
-    sodium_memzero(&u, sizeof(u));
-}
-
 static struct mchild *monitor_child_by_serial(struct monitor *m,
                                               uint64_t serial)
 {
@@ -1194,6 +1103,188 @@ static void monitor_jobs_forget(struct monitor *m)
     m->jobs = NULL;
 }
 
+/*
+ * A login's user (by name or ID) and, for a key login, whether the key is
+ * theirs; after a password proved right, the NT hash stored first if the
+ * user has none (monitor_password_checked). A job (see "Store work off
+ * the loop"): its done continues the request that asked.
+ */
+struct monitor_userq {
+    struct monitor_job job;
+    /* in */
+    char name[LOGIN_USER_MAX + 1 + LOGIN_DOMAIN_MAX + 1]; /* or an ID */
+    char fp[MONITOR_FP_MAX + 1]; /* a key to match, "" none */
+    char *login;                 /* heap: a key probe's login text */
+    char *password;              /* heap, wiped: MP_AUTH_PASSWORD's */
+    uint8_t *nt_sealed;          /* the NT hash to keep, sealed, or NULL */
+    size_t nt_sealed_len;
+    /* out */
+    bool nt_stored;
+    int get_r; /* store_user_get's; ERR_STORE if it never ran */
+    struct store_user u;
+    int match_r; /* store_user_key_match's; ERR_STORE if not asked */
+};
+
+static void monitor_userq_work(struct monitor_job *j, struct store *st)
+{
+    struct monitor_userq *q = (struct monitor_userq *)j;
+    uint8_t have[STORE_SEALED_SMALL_MAX];
+    size_t havelen = 0;
+
+    if (q->nt_sealed != NULL &&
+        store_user_nt_get(st, q->name, have, sizeof(have), &havelen) ==
+            ERR_OK &&
+        havelen == 0 &&
+        store_user_nt_set(st, q->name, q->nt_sealed, q->nt_sealed_len) ==
+            ERR_OK) {
+        q->nt_stored = true;
+    }
+    if ((q->get_r = store_user_get(st, q->name, &q->u)) != ERR_OK) {
+        memset(&q->u, 0, sizeof(q->u));
+    } else if (q->fp[0] != '\0') {
+        q->match_r = store_user_key_match(st, q->u.id, q->fp);
+    }
+}
+
+static void monitor_userq_release(struct monitor_job *j)
+{
+    struct monitor_userq *q = (struct monitor_userq *)j;
+
+    if (q->password != NULL) {
+        sodium_memzero(q->password, strlen(q->password));
+        free(q->password);
+    }
+    free(q->login);
+    free(q->nt_sealed);
+    sodium_memzero(q, sizeof(*q));
+    free(q);
+}
+
+static struct monitor_userq *monitor_userq_new(const char *name,
+                                               monitor_job_done_fn done)
+{
+    struct monitor_userq *q = calloc(1, sizeof(*q));
+
+    if (q == NULL) {
+        return NULL;
+    }
+    q->job.work = monitor_userq_work;
+    q->job.done = done;
+    q->job.release = monitor_userq_release;
+    snprintf(q->name, sizeof(q->name), "%s", name);
+    q->get_r = ERR_STORE;
+    q->match_r = ERR_STORE;
+    return q;
+}
+
+/* The user the parsed login names, from q, into c->auth_uid (for the
+ * lockout keys); false if it names none (c->store_down: the store did not
+ * answer). */
+static bool monitor_userq_found(struct mchild *c, const struct monitor_userq *q)
+{
+    if (q->get_r != ERR_OK) {
+        c->store_down = q->get_r == ERR_STORE;
+        return false;
+    }
+    snprintf(c->auth_uid, sizeof(c->auth_uid), "%s", q->u.id);
+    return true;
+}
+
+/* The user the parsed login names, into *u and c->auth_uid (for the
+ * lockout keys); false if it names none. */
+static bool monitor_login_user(struct monitor *m, struct mchild *c,
+                               struct store_user *u)
+{
+    int r = store_user_get(m->store, c->login.principal, u);
+
+    if (r != ERR_OK) {
+        c->store_down = r == ERR_STORE;
+        memset(u, 0, sizeof(*u));
+        return false;
+    }
+    snprintf(c->auth_uid, sizeof(c->auth_uid), "%s", u->id);
+    return true;
+}
+
+/* The store did not answer (PostgreSQL down or unreachable): the login is
+ * refused as such, not counted as a failure, and the child tells the user
+ * (MP_REASON_STORE_DOWN); a later attempt finds the store back by itself
+ * (db_pg.c connects again). */
+static bool monitor_store_down(struct monitor *m, struct mchild *c)
+{
+    if (!c->store_down) {
+        return false;
+    }
+    c->store_down = false;
+    log_warn("login %s from %s refused: the store is unavailable",
+             c->login.principal[0] ? c->login.principal : "(invalid)", c->addr);
+    monitor_auth_reply(m, c, MP_AUTH_FAIL, MP_REASON_STORE_DOWN);
+    return true;
+}
+
+/* After a password proved right (monitor_password_checked): the NT hash
+ * kept if it was missing, and the user read again, since it may have
+ * been changed while the hash ran. */
+static void monitor_password_user_again(struct monitor *m, struct mchild *c,
+                                        struct monitor_job *j)
+{
+    struct monitor_userq *q = (struct monitor_userq *)j;
+
+    if (q->nt_stored) {
+        log_info("stored the NT hash of user %s (for RDP logins)", q->name);
+    }
+    if (c == NULL || c->state == MC_DEAD) {
+        return;
+    }
+    if (q->get_r != ERR_OK) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
+    } else if (q->u.disabled) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "user disabled");
+    } else {
+        monitor_second_factor(m, c, &q->u);
+    }
+}
+
+/*
+ * The password check of c came back (in line, or from the worker pool).
+ * A password just proved right: if its user has no NT hash yet (made
+ * before version 11 of the store, or by a path that had no vault), the
+ * NT hash of this password is sealed here and stored by the job that
+ * reads the user again, so the RDP proxy's NLA works from now on
+ * (docs/rdp.md).
+ */
+static void monitor_password_checked(struct monitor *m, struct mchild *c,
+                                     bool ok)
+{
+    struct monitor_userq *q;
+    char ad[VAULT_AD_MAX];
+
+    if (!ok) {
+        if (!monitor_ntlm_settle(m, c, false)) {
+            monitor_count_failure(m, c, LOCKOUT_PASSWORD);
+        }
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
+        return;
+    }
+    (void)monitor_ntlm_settle(m, c, true);
+    monitor_factor_ok(m, c, LOCKOUT_PASSWORD);
+    q = monitor_userq_new(c->auth_uid, monitor_password_user_again);
+    if (q != NULL && c->pending_nt_set && c->auth_uid[0] != '\0') {
+        vault_ad(ad, VAULT_AD_USER_NTHASH, c->auth_uid);
+        if (vault_seal(m->vault, ad, c->pending_nt, sizeof(c->pending_nt),
+                       &q->nt_sealed, &q->nt_sealed_len) != ERR_OK) {
+            q->nt_sealed = NULL;
+        }
+    }
+    sodium_memzero(c->pending_nt, sizeof(c->pending_nt));
+    c->pending_nt_set = false;
+    if (q == NULL) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "internal error");
+        return;
+    }
+    monitor_job_start(m, c, &q->job);
+}
+
 /* password_done_fn: a worker finished the check of child `serial`, which
  * may have died, been killed or been reaped meanwhile. */
 static void monitor_on_password(void *ctx, uint64_t serial, int result)
@@ -1357,6 +1448,34 @@ static bool monitor_directory_start(struct monitor *m, struct mchild *c,
     return true;
 }
 
+/* MP_AUTH_PASSWORD's user came back: a locked name is answered alike,
+ * known or not, without a check; then the directory or the password. */
+static void monitor_password_user(struct monitor *m, struct mchild *c,
+                                  struct monitor_job *j)
+{
+    struct monitor_userq *q = (struct monitor_userq *)j;
+    bool found;
+
+    if (c == NULL || c->state == MC_DEAD) {
+        return;
+    }
+    found = monitor_userq_found(c, q);
+    if (monitor_store_down(m, c)) {
+        return;
+    }
+    if (monitor_factor_locked(m, c, LOCKOUT_PASSWORD)) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL,
+                           monitor_locked_why(LOCKOUT_PASSWORD));
+        return;
+    }
+    if (monitor_directory_start(m, c, found, q->password)) {
+        return;
+    }
+    c->pending_nt_set =
+        found && nthash_v1(q->password, c->pending_nt) == ERR_OK;
+    monitor_password_start(m, c, &q->u, found, q->password);
+}
+
 /*
  * A password, or a browser terminal's one-time ticket (webticket.h): the
  * HTTP side logs in to our own proxy as "<user>#<asset ID>" with a ticket
@@ -1376,9 +1495,9 @@ static int monitor_auth_password(struct monitor *m, struct mchild *c,
     struct store_user u;
     struct webticket_grant g;
     const char *colon;
+    struct monitor_userq *q = NULL;
     unsigned long port = 0;
     int r = ERR_PROTO, ok;
-    bool found;
 
     memset(&u, 0, sizeof(u));
     memset(&g, 0, sizeof(g));
@@ -1424,21 +1543,17 @@ static int monitor_auth_password(struct monitor *m, struct mchild *c,
     if (!monitor_take_login(m, c, login)) {
         goto out;
     }
-    found = monitor_login_user(m, c, &u);
-    if (monitor_store_down(m, c)) {
+    /* the user is looked up by a job, continued in monitor_password_user */
+    if ((q = monitor_userq_new(c->login.principal, monitor_password_user)) ==
+            NULL ||
+        (q->password = strdup(password)) == NULL) {
+        if (q != NULL) {
+            monitor_userq_release(&q->job);
+        }
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "internal error");
         goto out;
     }
-    /* Known or not, a locked name is answered alike, without a check. */
-    if (monitor_factor_locked(m, c, LOCKOUT_PASSWORD)) {
-        monitor_auth_reply(m, c, MP_AUTH_FAIL,
-                           monitor_locked_why(LOCKOUT_PASSWORD));
-        goto out;
-    }
-    if (monitor_directory_start(m, c, found, password)) {
-        goto out;
-    }
-    c->pending_nt_set = found && nthash_v1(password, c->pending_nt) == ERR_OK;
-    monitor_password_start(m, c, &u, found, password);
+    monitor_job_start(m, c, &q->job);
 out:
     if (password != NULL) {
         sodium_memzero(password, strlen(password));
@@ -1580,6 +1695,75 @@ static void monitor_key_fp(ssh_key key, char *out, size_t outlen)
     ssh_clean_pubkey_hash(&hash);
 }
 
+/* The answer to a key probe. A refused probe still counts as an attempt
+ * for the report: a client with only unknown keys never gets further.
+ * sr: the user lookup's result (ERR_STORE: the store did not answer). */
+static void monitor_probe_answer(struct monitor *m, struct mchild *c,
+                                 const char *login, bool ok, int sr)
+{
+    struct login l;
+
+    if (!ok && c->state == MC_PREAUTH) {
+        c->tried = true;
+        if (login_parse(login, strlen(login), &l, NULL) == ERR_OK) {
+            c->login = l;
+        }
+        if (c->last_fail[0] == '\0') {
+            snprintf(c->last_fail, sizeof(c->last_fail),
+                     "denied: authentication failed");
+        }
+        sodium_memzero(&l, sizeof(l));
+    }
+    (void)(buf_put_u8(m->rep, ok ? MP_AUTH_OK : MP_AUTH_FAIL) ||
+           buf_put_u32(m->rep, 0) ||
+           buf_put_cstring(m->rep,
+                           sr == ERR_STORE ? MP_REASON_STORE_DOWN : ""));
+    monitor_reply(m, c, MP_AUTH_REPLY, -1);
+}
+
+/* A key probe's user and key came back. */
+static void monitor_probe_user(struct monitor *m, struct mchild *c,
+                               struct monitor_job *j)
+{
+    struct monitor_userq *q = (struct monitor_userq *)j;
+
+    if (c == NULL || c->state == MC_DEAD) {
+        return;
+    }
+    monitor_probe_answer(
+        m, c, q->login,
+        q->get_r == ERR_OK && !q->u.disabled && q->match_r == ERR_OK, q->get_r);
+}
+
+/* A signed key login's user and key came back. */
+static void monitor_pubkey_user(struct monitor *m, struct mchild *c,
+                                struct monitor_job *j)
+{
+    struct monitor_userq *q = (struct monitor_userq *)j;
+    bool match;
+
+    if (c == NULL || c->state == MC_DEAD) {
+        return;
+    }
+    match = monitor_userq_found(c, q) && q->match_r == ERR_OK;
+    if (monitor_store_down(m, c)) {
+        return;
+    }
+    if (!match) {
+        monitor_count_failure(m, c, -1);
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
+        return;
+    }
+    if (q->u.disabled) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "user disabled");
+        return;
+    }
+    if (monitor_directory_key(m, c)) {
+        return;
+    }
+    monitor_second_factor(m, c, &q->u);
+}
+
 /*
  * A public-key login. A probe ("would this key do?") carries the key blob
  * and is answered without counting or changing state. A signed request
@@ -1594,14 +1778,12 @@ static int monitor_auth_pubkey(struct monitor *m, struct mchild *c,
     char *login = NULL, fp[MONITOR_FP_MAX + 1];
     const uint8_t *blob = NULL, *data = NULL, *sig = NULL;
     size_t blen = 0, dlen = 0, slen = 0;
-    struct store_user u;
+    struct monitor_userq *q = NULL;
     ssh_string kstr = NULL;
     ssh_key key = NULL;
     uint8_t is_signed = 0;
     int r = ERR_PROTO;
-    bool match;
 
-    memset(&u, 0, sizeof(u));
     if (c->state != MC_PREAUTH || c->auth_pending || c->session_id_len == 0 ||
         buf_get_cstring(req, LOGIN_MAX, &login) != ERR_OK ||
         buf_get_u8(req, &is_signed) != ERR_OK || is_signed > 1) {
@@ -1609,8 +1791,6 @@ static int monitor_auth_pubkey(struct monitor *m, struct mchild *c,
     }
     if (!is_signed) {
         struct login l;
-        int sr = ERR_OK;
-        bool ok;
 
         if (buf_get_string_ptr(req, HOSTKEYS_BLOB_MAX, &blob, &blen) !=
                 ERR_OK ||
@@ -1624,29 +1804,20 @@ static int monitor_auth_pubkey(struct monitor *m, struct mchild *c,
             key = NULL;
         }
         monitor_key_fp(key, fp, sizeof(fp));
-        /* A probe: answer without counting it or changing state. */
-        ok = fp[0] != '\0' &&
-             login_parse(login, strlen(login), &l, NULL) == ERR_OK &&
-             (sr = store_user_get(m->store, l.principal, &u)) == ERR_OK &&
-             !u.disabled && store_user_key_match(m->store, u.id, fp) == ERR_OK;
-        /* A refused probe still counts as an attempt for the report:
-         * a client with only unknown keys never gets further. */
-        if (!ok && c->state == MC_PREAUTH) {
-            c->tried = true;
-            if (login_parse(login, strlen(login), &l, NULL) == ERR_OK) {
-                c->login = l;
-            }
-            if (c->last_fail[0] == '\0') {
-                snprintf(c->last_fail, sizeof(c->last_fail),
-                         "denied: authentication failed");
-            }
+        /* A probe: answered without counting it or changing state, by a
+         * job when there is a user to ask about (monitor_probe_user). */
+        if (fp[0] != '\0' &&
+            login_parse(login, strlen(login), &l, NULL) == ERR_OK &&
+            (q = monitor_userq_new(l.principal, monitor_probe_user)) != NULL) {
+            snprintf(q->fp, sizeof(q->fp), "%s", fp);
+            q->login = login;
+            login = NULL;
+            sodium_memzero(&l, sizeof(l));
+            monitor_job_start(m, c, &q->job);
+            goto out;
         }
         sodium_memzero(&l, sizeof(l));
-        (void)(buf_put_u8(m->rep, ok ? MP_AUTH_OK : MP_AUTH_FAIL) ||
-               buf_put_u32(m->rep, 0) ||
-               buf_put_cstring(m->rep,
-                               sr == ERR_STORE ? MP_REASON_STORE_DOWN : ""));
-        monitor_reply(m, c, MP_AUTH_REPLY, -1);
+        monitor_probe_answer(m, c, login, false, ERR_OK);
         goto out;
     }
     if (buf_get_string_ptr(req, USERAUTH_DATA_MAX, &data, &dlen) != ERR_OK ||
@@ -1672,29 +1843,18 @@ static int monitor_auth_pubkey(struct monitor *m, struct mchild *c,
         goto out;
     }
     monitor_key_fp(key, fp, sizeof(fp));
-    match = monitor_login_user(m, c, &u) &&
-            store_user_key_match(m->store, u.id, fp) == ERR_OK;
-    if (monitor_store_down(m, c)) {
+    /* the user and the key by a job, continued in monitor_pubkey_user */
+    if ((q = monitor_userq_new(c->login.principal, monitor_pubkey_user)) ==
+        NULL) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "internal error");
         goto out;
     }
-    if (!match) {
-        monitor_count_failure(m, c, -1);
-        monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
-        goto out;
-    }
-    if (u.disabled) {
-        monitor_auth_reply(m, c, MP_AUTH_FAIL, "user disabled");
-        goto out;
-    }
-    if (monitor_directory_key(m, c)) {
-        goto out;
-    }
-    monitor_second_factor(m, c, &u);
+    snprintf(q->fp, sizeof(q->fp), "%s", fp);
+    monitor_job_start(m, c, &q->job);
 out:
     ssh_key_free(key);
     ssh_string_free(kstr);
     free(login);
-    sodium_memzero(&u, sizeof(u));
     return r;
 }
 
