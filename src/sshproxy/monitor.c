@@ -751,113 +751,6 @@ static bool monitor_ntlm_settle(struct monitor *m, struct mchild *c, bool ok)
     return same && !ok;
 }
 
-/* Checks a TOTP code for the user; NULL on success, else the reason. */
-static const char *monitor_check_totp(struct monitor *m,
-                                      const struct store_user *u,
-                                      const char *code)
-{
-    char ad[64];
-    uint8_t *seed = NULL;
-    size_t seed_len = 0;
-    int64_t step = 0;
-    const char *why = NULL;
-    int r;
-
-    snprintf(ad, sizeof(ad), "totp:%s", u->id);
-    if (vault_open(m->vault, ad, u->totp_sealed, u->totp_sealed_len, &seed,
-                   &seed_len) != ERR_OK) {
-        log_error("cannot open the TOTP seed of %s", u->name);
-        return "TOTP unavailable";
-    }
-    r = totp_check(seed, seed_len, code, util_now(), &step);
-    vault_secret_free(seed, seed_len);
-    if (r != ERR_OK) {
-        why = "wrong TOTP code";
-    } else if ((r = store_user_totp_use(m->store, u->id, step)) == ERR_REPLAY) {
-        why = "TOTP code already used";
-    } else if (r != ERR_OK) {
-        why = "TOTP unavailable";
-    }
-    return why;
-}
-
-/* A TOTP code for c's user: checked unless the factor is locked; counts
- * the failure. Replies and returns false on failure. */
-static bool monitor_totp_step(struct monitor *m, struct mchild *c,
-                              const struct store_user *u, const char *code)
-{
-    const char *why;
-
-    if (monitor_factor_locked(m, c, LOCKOUT_TOTP)) {
-        monitor_auth_reply(m, c, MP_AUTH_FAIL,
-                           monitor_locked_why(LOCKOUT_TOTP));
-        return false;
-    }
-    if ((why = monitor_check_totp(m, u, code)) != NULL) {
-        monitor_count_failure(m, c, LOCKOUT_TOTP);
-        monitor_auth_reply(m, c, MP_AUTH_FAIL, why);
-        return false;
-    }
-    monitor_factor_ok(m, c, LOCKOUT_TOTP);
-    return true;
-}
-
-/*
- * After a first factor: TOTP from the login string, or ask for it
- * (partial success), or done.
- */
-static void monitor_second_factor(struct monitor *m, struct mchild *c,
-                                  const struct store_user *u)
-{
-    snprintf(c->user_id, sizeof(c->user_id), "%s", u->id);
-    snprintf(c->user_name, sizeof(c->user_name), "%s", u->name);
-    snprintf(c->auth_uid, sizeof(c->auth_uid), "%s", u->id);
-    if (u->totp_enabled) {
-        if (c->login.totp[0] == '\0') {
-            if (c->rdp) {
-                /* RDP has no prompt for it: the report says where it goes */
-                snprintf(c->last_fail, sizeof(c->last_fail),
-                         "denied: TOTP required: put the code in the user "
-                         "name (user?123456#asset)");
-            }
-            (void)monitor_child_state(m, c, MC_NEED_TOTP);
-            monitor_auth_reply(m, c, MP_AUTH_PARTIAL, "TOTP required");
-            return;
-        }
-        if (!monitor_totp_step(m, c, u, c->login.totp)) {
-            return;
-        }
-    }
-    monitor_auth_reply(m, c, MP_AUTH_OK, "");
-}
-
-/* Parses and binds the login; replies and returns false if invalid or
- * if the source address is locked. */
-static bool monitor_take_login(struct monitor *m, struct mchild *c,
-                               const char *login)
-{
-    const char *why = NULL;
-    char reason[200];
-
-    c->tried = true;
-    if (login_parse(login, strlen(login), &c->login, &why) != ERR_OK) {
-        snprintf(reason, sizeof(reason), "invalid login: %s",
-                 why ? why : "malformed");
-        monitor_auth_reply(m, c, MP_AUTH_FAIL, reason);
-        return false;
-    }
-    c->user_id[0] = '\0';
-    c->user_name[0] = '\0';
-    c->auth_uid[0] = '\0';
-    if (monitor_addr_locked(m, c)) {
-        snprintf(reason, sizeof(reason),
-                 "locked out: too many failures from %s", c->ip);
-        monitor_auth_reply(m, c, MP_AUTH_FAIL, reason);
-        return false;
-    }
-    return true;
-}
-
 static struct mchild *monitor_child_by_serial(struct monitor *m,
                                               uint64_t serial)
 {
@@ -1103,6 +996,158 @@ static void monitor_jobs_forget(struct monitor *m)
     m->jobs = NULL;
 }
 
+/* The TOTP time step a code was accepted for, marked used (the replay
+ * guard): a job (see "Store work off the loop"). */
+struct monitor_totpq {
+    struct monitor_job job;
+    char user_id[STORE_ID_MAX + 1];
+    int64_t step;
+    int use_r; /* store_user_totp_use's; ERR_STORE if it never ran */
+};
+
+static void monitor_totpq_work(struct monitor_job *j, struct store *st)
+{
+    struct monitor_totpq *q = (struct monitor_totpq *)j;
+
+    q->use_r = store_user_totp_use(st, q->user_id, q->step);
+}
+
+static void monitor_totpq_release(struct monitor_job *j)
+{
+    free(j);
+}
+
+/* The step was marked used, or not: the TOTP factor's verdict. */
+static void monitor_totpq_done(struct monitor *m, struct mchild *c,
+                               struct monitor_job *j)
+{
+    struct monitor_totpq *q = (struct monitor_totpq *)j;
+    const char *why = q->use_r == ERR_OK       ? NULL
+                      : q->use_r == ERR_REPLAY ? "TOTP code already used"
+                                               : "TOTP unavailable";
+
+    if (c == NULL || c->state == MC_DEAD) {
+        return;
+    }
+    if (why != NULL) {
+        monitor_count_failure(m, c, LOCKOUT_TOTP);
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, why);
+        return;
+    }
+    monitor_factor_ok(m, c, LOCKOUT_TOTP);
+    monitor_auth_reply(m, c, MP_AUTH_OK, "");
+}
+
+/* Checks a TOTP code against the user's seed: NULL and the code's time
+ * step on success, else the reason. */
+static const char *monitor_check_totp(struct monitor *m,
+                                      const struct store_user *u,
+                                      const char *code, int64_t *step)
+{
+    char ad[64];
+    uint8_t *seed = NULL;
+    size_t seed_len = 0;
+    int r;
+
+    snprintf(ad, sizeof(ad), "totp:%s", u->id);
+    if (vault_open(m->vault, ad, u->totp_sealed, u->totp_sealed_len, &seed,
+                   &seed_len) != ERR_OK) {
+        log_error("cannot open the TOTP seed of %s", u->name);
+        return "TOTP unavailable";
+    }
+    r = totp_check(seed, seed_len, code, util_now(), step);
+    vault_secret_free(seed, seed_len);
+    return r != ERR_OK ? "wrong TOTP code" : NULL;
+}
+
+/* A TOTP code for c's user: checked unless the factor is locked, its step
+ * then marked used by a job (monitor_totpq_done); counts the failure.
+ * Answers the child either way. */
+static void monitor_totp_step(struct monitor *m, struct mchild *c,
+                              const struct store_user *u, const char *code)
+{
+    struct monitor_totpq *q;
+    const char *why;
+    int64_t step = 0;
+
+    if (monitor_factor_locked(m, c, LOCKOUT_TOTP)) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL,
+                           monitor_locked_why(LOCKOUT_TOTP));
+        return;
+    }
+    if ((why = monitor_check_totp(m, u, code, &step)) != NULL) {
+        monitor_count_failure(m, c, LOCKOUT_TOTP);
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, why);
+        return;
+    }
+    if ((q = calloc(1, sizeof(*q))) == NULL) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "internal error");
+        return;
+    }
+    q->job.work = monitor_totpq_work;
+    q->job.done = monitor_totpq_done;
+    q->job.release = monitor_totpq_release;
+    snprintf(q->user_id, sizeof(q->user_id), "%s", u->id);
+    q->step = step;
+    q->use_r = ERR_STORE;
+    monitor_job_start(m, c, &q->job);
+}
+
+/*
+ * After a first factor: TOTP from the login string, or ask for it
+ * (partial success), or done.
+ */
+static void monitor_second_factor(struct monitor *m, struct mchild *c,
+                                  const struct store_user *u)
+{
+    snprintf(c->user_id, sizeof(c->user_id), "%s", u->id);
+    snprintf(c->user_name, sizeof(c->user_name), "%s", u->name);
+    snprintf(c->auth_uid, sizeof(c->auth_uid), "%s", u->id);
+    if (u->totp_enabled) {
+        if (c->login.totp[0] == '\0') {
+            if (c->rdp) {
+                /* RDP has no prompt for it: the report says where it goes */
+                snprintf(c->last_fail, sizeof(c->last_fail),
+                         "denied: TOTP required: put the code in the user "
+                         "name (user?123456#asset)");
+            }
+            (void)monitor_child_state(m, c, MC_NEED_TOTP);
+            monitor_auth_reply(m, c, MP_AUTH_PARTIAL, "TOTP required");
+            return;
+        }
+        monitor_totp_step(m, c, u, c->login.totp);
+        return;
+    }
+    monitor_auth_reply(m, c, MP_AUTH_OK, "");
+}
+
+/* Parses and binds the login; replies and returns false if invalid or
+ * if the source address is locked. */
+static bool monitor_take_login(struct monitor *m, struct mchild *c,
+                               const char *login)
+{
+    const char *why = NULL;
+    char reason[200];
+
+    c->tried = true;
+    if (login_parse(login, strlen(login), &c->login, &why) != ERR_OK) {
+        snprintf(reason, sizeof(reason), "invalid login: %s",
+                 why ? why : "malformed");
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, reason);
+        return false;
+    }
+    c->user_id[0] = '\0';
+    c->user_name[0] = '\0';
+    c->auth_uid[0] = '\0';
+    if (monitor_addr_locked(m, c)) {
+        snprintf(reason, sizeof(reason),
+                 "locked out: too many failures from %s", c->ip);
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, reason);
+        return false;
+    }
+    return true;
+}
+
 /*
  * A login's user (by name or ID) and, for a key login, whether the key is
  * theirs; after a password proved right, the NT hash stored first if the
@@ -1114,8 +1159,11 @@ struct monitor_userq {
     /* in */
     char name[LOGIN_USER_MAX + 1 + LOGIN_DOMAIN_MAX + 1]; /* or an ID */
     char fp[MONITOR_FP_MAX + 1]; /* a key to match, "" none */
-    char *login;                 /* heap: a key probe's login text */
+    char *login;                 /* heap: a key probe's or NTLM's login */
+    char *domain;                /* heap: MP_RDP_NTLM's domain */
+    bool want_nt;                /* MP_RDP_NTLM: the sealed NT hash too */
     char *password;              /* heap, wiped: MP_AUTH_PASSWORD's */
+    char totp[16];               /* wiped: MP_AUTH_TOTP's code */
     uint8_t *nt_sealed;          /* the NT hash to keep, sealed, or NULL */
     size_t nt_sealed_len;
     /* out */
@@ -1123,6 +1171,8 @@ struct monitor_userq {
     int get_r; /* store_user_get's; ERR_STORE if it never ran */
     struct store_user u;
     int match_r; /* store_user_key_match's; ERR_STORE if not asked */
+    uint8_t nt_have[STORE_SEALED_SMALL_MAX]; /* want_nt: the sealed hash */
+    size_t nt_have_len;                      /* 0: none */
 };
 
 static void monitor_userq_work(struct monitor_job *j, struct store *st)
@@ -1143,6 +1193,10 @@ static void monitor_userq_work(struct monitor_job *j, struct store *st)
         memset(&q->u, 0, sizeof(q->u));
     } else if (q->fp[0] != '\0') {
         q->match_r = store_user_key_match(st, q->u.id, q->fp);
+    } else if (q->want_nt && !q->u.disabled &&
+               store_user_nt_get(st, q->u.id, q->nt_have, sizeof(q->nt_have),
+                                 &q->nt_have_len) != ERR_OK) {
+        q->nt_have_len = 0;
     }
 }
 
@@ -1155,6 +1209,7 @@ static void monitor_userq_release(struct monitor_job *j)
         free(q->password);
     }
     free(q->login);
+    free(q->domain);
     free(q->nt_sealed);
     sodium_memzero(q, sizeof(*q));
     free(q);
@@ -1591,55 +1646,31 @@ static bool monitor_rdp_directory_user(const struct mchild *c,
             directory_service_find(dirs, ntlm_domain) != NULL);
 }
 
-static int monitor_rdp_ntlm(struct monitor *m, struct mchild *c,
-                            struct buf *req)
+/* MP_RDP_NTLM's answer: the key, or why not (why NULL: the user is
+ * known, enabled and has a sealed NT hash in q). */
+static void monitor_rdp_ntlm_answer(struct monitor *m, struct mchild *c,
+                                    const char *login, const char *domain,
+                                    const char *why,
+                                    const struct monitor_userq *q)
 {
-    char *login = NULL, *domain = NULL, ad[VAULT_AD_MAX], bad[120];
-    uint8_t sealed[STORE_SEALED_SMALL_MAX], *nt = NULL, key[NTHASH_LEN];
-    size_t sealed_len = 0, ntlen = 0;
-    struct store_user u;
-    const char *why = NULL;
-    int r = ERR_PROTO;
+    uint8_t *nt = NULL, key[NTHASH_LEN];
+    size_t ntlen = 0;
+    char ad[VAULT_AD_MAX];
 
-    memset(&u, 0, sizeof(u));
-    if (c->ntlm_asked || c->state != MC_PREAUTH || c->auth_pending ||
-        buf_get_cstring(req, LOGIN_MAX, &login) != ERR_OK ||
-        buf_get_cstring(req, LOGIN_DOMAIN_MAX + 1, &domain) != ERR_OK ||
-        buf_expect_end(req) != ERR_OK) {
-        goto out;
-    }
-    r = ERR_OK;
-    c->ntlm_asked = true;
-    c->tried = true;
-    if (login_parse(login, strlen(login), &c->login, &why) != ERR_OK) {
-        snprintf(bad, sizeof(bad), "invalid login: %s",
-                 why ? why : "malformed");
-        why = bad;
-    } else if (monitor_addr_locked(m, c)) {
-        why = "locked out: too many failures from your address";
-    } else if (monitor_rdp_directory_user(c, domain)) {
-        /* said before the store is asked: no NT hash can ever be there */
-        why = "directory (domain) users cannot log in over RDP with NLA: "
-              "it needs an NT hash of the password, which Portcullis never "
-              "holds for a directory password; connect with TLS security "
-              "where the server allows it ([rdp] tls_logins), or use SSH "
-              "or the web";
-    } else if (!monitor_login_user(m, c, &u) || u.disabled) {
-        why = "authentication failed";
-    } else if (monitor_factor_locked(m, c, LOCKOUT_PASSWORD)) {
-        why = monitor_locked_why(LOCKOUT_PASSWORD);
-    } else if (store_user_nt_get(m->store, u.id, sealed, sizeof(sealed),
-                                 &sealed_len) != ERR_OK ||
-               sealed_len == 0) {
-        why = "no RDP password hash stored yet: log in once over SSH or "
-              "the web, or have the password set again";
-    } else {
-        vault_ad(ad, VAULT_AD_USER_NTHASH, u.id);
-        if (vault_open(m->vault, ad, sealed, sealed_len, &nt, &ntlen) !=
-                ERR_OK ||
-            ntlen != NTHASH_LEN ||
-            nthash_v2(nt, login, domain, key) != ERR_OK) {
-            why = "internal error";
+    if (why == NULL) {
+        if (monitor_factor_locked(m, c, LOCKOUT_PASSWORD)) {
+            why = monitor_locked_why(LOCKOUT_PASSWORD);
+        } else if (q->nt_have_len == 0) {
+            why = "no RDP password hash stored yet: log in once over SSH or "
+                  "the web, or have the password set again";
+        } else {
+            vault_ad(ad, VAULT_AD_USER_NTHASH, q->u.id);
+            if (vault_open(m->vault, ad, q->nt_have, q->nt_have_len, &nt,
+                           &ntlen) != ERR_OK ||
+                ntlen != NTHASH_LEN ||
+                nthash_v2(nt, login, domain, key) != ERR_OK) {
+                why = "internal error";
+            }
         }
     }
     if (why != NULL) {
@@ -1667,10 +1698,70 @@ static int monitor_rdp_ntlm(struct monitor *m, struct mchild *c,
                buf_put_string(m->rep, key, sizeof(key)));
     }
     monitor_reply(m, c, MP_RDP_NTLM_REPLY, -1);
-out:
     vault_secret_free(nt, ntlen);
     sodium_memzero(key, sizeof(key));
-    sodium_memzero(&u, sizeof(u));
+}
+
+/* MP_RDP_NTLM's user and sealed NT hash came back. */
+static void monitor_rdp_ntlm_user(struct monitor *m, struct mchild *c,
+                                  struct monitor_job *j)
+{
+    struct monitor_userq *q = (struct monitor_userq *)j;
+
+    if (c == NULL || c->state == MC_DEAD) {
+        return;
+    }
+    monitor_rdp_ntlm_answer(m, c, q->login, q->domain,
+                            !monitor_userq_found(c, q) || q->u.disabled
+                                ? "authentication failed"
+                                : NULL,
+                            q);
+}
+
+static int monitor_rdp_ntlm(struct monitor *m, struct mchild *c,
+                            struct buf *req)
+{
+    char *login = NULL, *domain = NULL, bad[120];
+    struct monitor_userq *q = NULL;
+    const char *why = NULL;
+    int r = ERR_PROTO;
+
+    if (c->ntlm_asked || c->state != MC_PREAUTH || c->auth_pending ||
+        buf_get_cstring(req, LOGIN_MAX, &login) != ERR_OK ||
+        buf_get_cstring(req, LOGIN_DOMAIN_MAX + 1, &domain) != ERR_OK ||
+        buf_expect_end(req) != ERR_OK) {
+        goto out;
+    }
+    r = ERR_OK;
+    c->ntlm_asked = true;
+    c->tried = true;
+    if (login_parse(login, strlen(login), &c->login, &why) != ERR_OK) {
+        snprintf(bad, sizeof(bad), "invalid login: %s",
+                 why ? why : "malformed");
+        why = bad;
+    } else if (monitor_addr_locked(m, c)) {
+        why = "locked out: too many failures from your address";
+    } else if (monitor_rdp_directory_user(c, domain)) {
+        /* said before the store is asked: no NT hash can ever be there */
+        why = "directory (domain) users cannot log in over RDP with NLA: "
+              "it needs an NT hash of the password, which Portcullis never "
+              "holds for a directory password; connect with TLS security "
+              "where the server allows it ([rdp] tls_logins), or use SSH "
+              "or the web";
+    } else if ((q = monitor_userq_new(c->login.principal,
+                                      monitor_rdp_ntlm_user)) == NULL) {
+        why = "internal error";
+    } else {
+        /* the user and its NT hash by a job (monitor_rdp_ntlm_user) */
+        q->want_nt = true;
+        q->login = login;
+        q->domain = domain;
+        login = domain = NULL;
+        monitor_job_start(m, c, &q->job);
+        goto out;
+    }
+    monitor_rdp_ntlm_answer(m, c, login, domain, why, NULL);
+out:
     free(login);
     free(domain);
     return r;
@@ -1897,13 +1988,29 @@ static int monitor_kex_sign(struct monitor *m, struct mchild *c,
     return ERR_OK;
 }
 
+/* MP_AUTH_TOTP's user came back (read again: it may have been disabled
+ * since the first factor). */
+static void monitor_totp_user(struct monitor *m, struct mchild *c,
+                              struct monitor_job *j)
+{
+    struct monitor_userq *q = (struct monitor_userq *)j;
+
+    if (c == NULL || c->state == MC_DEAD) {
+        return;
+    }
+    if (q->get_r != ERR_OK || q->u.disabled) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
+        return;
+    }
+    monitor_totp_step(m, c, &q->u, q->totp);
+}
+
 static int monitor_auth_totp(struct monitor *m, struct mchild *c,
                              struct buf *req)
 {
     char code[16] = "", reason[200];
-    struct store_user u;
+    struct monitor_userq *q;
 
-    memset(&u, 0, sizeof(u));
     if (c->state != MC_NEED_TOTP || c->auth_pending ||
         buf_get_cstring_into(req, code, sizeof(code)) != ERR_OK ||
         buf_expect_end(req) != ERR_OK) {
@@ -1914,14 +2021,13 @@ static int monitor_auth_totp(struct monitor *m, struct mchild *c,
         snprintf(reason, sizeof(reason),
                  "locked out: too many failures from %s", c->ip);
         monitor_auth_reply(m, c, MP_AUTH_FAIL, reason);
-    } else if (store_user_get(m->store, c->user_id, &u) != ERR_OK ||
-               u.disabled) {
-        monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
-    } else if (monitor_totp_step(m, c, &u, code)) {
-        monitor_auth_reply(m, c, MP_AUTH_OK, "");
+    } else if ((q = monitor_userq_new(c->user_id, monitor_totp_user)) == NULL) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "internal error");
+    } else {
+        snprintf(q->totp, sizeof(q->totp), "%s", code);
+        monitor_job_start(m, c, &q->job);
     }
     sodium_memzero(code, sizeof(code));
-    sodium_memzero(&u, sizeof(u));
     return ERR_OK;
 }
 
@@ -2563,11 +2669,96 @@ static int monitor_connect(struct monitor *m, struct mchild *c, struct buf *req)
 
 /* --- host key and credentials --- */
 
+/*
+ * MP_HOSTKEY and MP_CREDENTIALS's store work (jobs: see "Store work off
+ * the loop"): the host key pinned or compared, the asset read for its
+ * pinned key or its vaulted login. The vault is opened on the loop.
+ */
+struct monitor_assetq {
+    struct monitor_job job;
+    char asset_id[STORE_ID_MAX + 1];
+    char fp[MONITOR_FP_MAX + 1]; /* MP_HOSTKEY: the key presented */
+    int pin_r;                   /* ERR_STORE if it never ran */
+    int get_r;
+    struct store_asset a; /* its sealed blobs are freed by release */
+};
+
+static void monitor_hostkey_work(struct monitor_job *j, struct store *st)
+{
+    struct monitor_assetq *q = (struct monitor_assetq *)j;
+
+    if ((q->pin_r = store_asset_pin_host_key(st, q->asset_id, q->fp)) !=
+        ERR_OK) {
+        q->get_r = store_asset_get(st, q->asset_id, &q->a);
+    }
+}
+
+static void monitor_credentials_work(struct monitor_job *j, struct store *st)
+{
+    struct monitor_assetq *q = (struct monitor_assetq *)j;
+
+    q->get_r = store_asset_get(st, q->asset_id, &q->a);
+}
+
+static void monitor_assetq_release(struct monitor_job *j)
+{
+    struct monitor_assetq *q = (struct monitor_assetq *)j;
+
+    store_asset_clear(&q->a);
+    free(q);
+}
+
+static struct monitor_assetq *monitor_assetq_new(const struct mchild *c,
+                                                 monitor_job_work_fn work,
+                                                 monitor_job_done_fn done)
+{
+    struct monitor_assetq *q = calloc(1, sizeof(*q));
+
+    if (q == NULL) {
+        return NULL;
+    }
+    q->job.work = work;
+    q->job.done = done;
+    q->job.release = monitor_assetq_release;
+    snprintf(q->asset_id, sizeof(q->asset_id), "%s", c->asset_id);
+    q->pin_r = ERR_STORE;
+    q->get_r = ERR_STORE;
+    return q;
+}
+
+static void monitor_hostkey_done(struct monitor *m, struct mchild *c,
+                                 struct monitor_job *j)
+{
+    struct monitor_assetq *q = (struct monitor_assetq *)j;
+    char msg[600];
+
+    if (c == NULL) {
+        return;
+    }
+    if (q->pin_r == ERR_OK) {
+        c->hostkey_ok = true;
+        (void)(buf_put_u8(m->rep, 1) || buf_put_cstring(m->rep, ""));
+    } else {
+        if (q->pin_r == ERR_HOSTKEY) {
+            snprintf(msg, sizeof(msg),
+                     "host key of asset '%s' has changed (pinned %s, "
+                     "presented %s); an administrator must run "
+                     "'portcullis asset retrust %s'",
+                     c->asset_name, q->a.host_key_fp, q->fp, c->asset_id);
+            log_warn("%s", msg);
+        } else {
+            snprintf(msg, sizeof(msg), "cannot check the host key: %s",
+                     err_str(q->pin_r));
+        }
+        (void)(buf_put_u8(m->rep, 0) || buf_put_cstring(m->rep, msg));
+    }
+    monitor_reply(m, c, MP_HOSTKEY_REPLY, -1);
+}
+
 static int monitor_hostkey(struct monitor *m, struct mchild *c, struct buf *req)
 {
-    char row[STORE_ID_MAX + 1] = "", fp[MONITOR_FP_MAX + 1] = "", msg[600];
-    struct store_asset a;
-    int r;
+    char row[STORE_ID_MAX + 1] = "", fp[MONITOR_FP_MAX + 1] = "";
+    struct monitor_assetq *q;
 
     if (c->state != MC_AUTHED || !c->connected || c->hostkey_asked ||
         buf_get_cstring_into(req, row, sizeof(row)) != ERR_OK ||
@@ -2576,56 +2767,40 @@ static int monitor_hostkey(struct monitor *m, struct mchild *c, struct buf *req)
         return ERR_PROTO;
     }
     c->hostkey_asked = true;
-    r = store_asset_pin_host_key(m->store, c->asset_id, fp);
-    if (r == ERR_OK) {
-        c->hostkey_ok = true;
-        (void)(buf_put_u8(m->rep, 1) || buf_put_cstring(m->rep, ""));
-    } else {
-        memset(&a, 0, sizeof(a));
-        (void)store_asset_get(m->store, c->asset_id, &a);
-        if (r == ERR_HOSTKEY) {
-            snprintf(msg, sizeof(msg),
-                     "host key of asset '%s' has changed (pinned %s, "
-                     "presented %s); an administrator must run "
-                     "'portcullis asset retrust %s'",
-                     c->asset_name, a.host_key_fp, fp, c->asset_id);
-            log_warn("%s", msg);
-        } else {
-            snprintf(msg, sizeof(msg), "cannot check the host key: %s",
-                     err_str(r));
-        }
-        store_asset_clear(&a);
-        (void)(buf_put_u8(m->rep, 0) || buf_put_cstring(m->rep, msg));
+    if ((q = monitor_assetq_new(c, monitor_hostkey_work,
+                                monitor_hostkey_done)) == NULL) {
+        (void)(buf_put_u8(m->rep, 0) ||
+               buf_put_cstring(m->rep, "cannot check the host key: out of "
+                                       "memory"));
+        monitor_reply(m, c, MP_HOSTKEY_REPLY, -1);
+        return ERR_OK;
     }
-    monitor_reply(m, c, MP_HOSTKEY_REPLY, -1);
+    snprintf(q->fp, sizeof(q->fp), "%s", fp);
+    monitor_job_start(m, c, &q->job);
     return ERR_OK;
 }
 
-static int monitor_credentials(struct monitor *m, struct mchild *c,
-                               struct buf *req)
+static void monitor_credentials_done(struct monitor *m, struct mchild *c,
+                                     struct monitor_job *j)
 {
-    char row[STORE_ID_MAX + 1] = "", ad[80];
-    struct store_asset a;
+    struct monitor_assetq *q = (struct monitor_assetq *)j;
+    const struct store_asset *a = &q->a;
     uint8_t *pw = NULL, *key = NULL;
     size_t pwlen = 0, keylen = 0;
-    bool ok;
+    char ad[80];
+    bool ok = q->get_r == ERR_OK;
 
-    if (c->state != MC_AUTHED || !c->hostkey_ok || c->creds_given ||
-        buf_get_cstring_into(req, row, sizeof(row)) != ERR_OK ||
-        buf_expect_end(req) != ERR_OK || monitor_row_find(c, row) == NULL) {
-        return ERR_PROTO;
+    if (c == NULL) {
+        return;
     }
-    c->creds_given = true;
-    memset(&a, 0, sizeof(a));
-    ok = store_asset_get(m->store, c->asset_id, &a) == ERR_OK;
-    if (ok && a.password_sealed != NULL) {
-        snprintf(ad, sizeof(ad), "asset-password:%s", a.id);
-        ok = vault_open(m->vault, ad, a.password_sealed, a.password_sealed_len,
-                        &pw, &pwlen) == ERR_OK;
+    if (ok && a->password_sealed != NULL) {
+        snprintf(ad, sizeof(ad), "asset-password:%s", a->id);
+        ok = vault_open(m->vault, ad, a->password_sealed,
+                        a->password_sealed_len, &pw, &pwlen) == ERR_OK;
     }
-    if (ok && a.key_sealed != NULL) {
-        snprintf(ad, sizeof(ad), "asset-key:%s", a.id);
-        ok = vault_open(m->vault, ad, a.key_sealed, a.key_sealed_len, &key,
+    if (ok && a->key_sealed != NULL) {
+        snprintf(ad, sizeof(ad), "asset-key:%s", a->id);
+        ok = vault_open(m->vault, ad, a->key_sealed, a->key_sealed_len, &key,
                         &keylen) == ERR_OK;
     }
     if (!ok) {
@@ -2633,13 +2808,35 @@ static int monitor_credentials(struct monitor *m, struct mchild *c,
     }
     (void)(buf_put_u8(m->rep, ok ? 1 : 0) ||
            buf_put_cstring(m->rep,
-                           a.login_user[0] ? a.login_user : c->user_name) ||
+                           a->login_user[0] ? a->login_user : c->user_name) ||
            buf_put_cstring(m->rep, pw ? (const char *)pw : "") ||
            buf_put_cstring(m->rep, key ? (const char *)key : ""));
     monitor_reply(m, c, MP_CREDENTIALS_REPLY, -1);
     vault_secret_free(pw, pwlen);
     vault_secret_free(key, keylen);
-    store_asset_clear(&a);
+}
+
+static int monitor_credentials(struct monitor *m, struct mchild *c,
+                               struct buf *req)
+{
+    char row[STORE_ID_MAX + 1] = "";
+    struct monitor_assetq *q;
+
+    if (c->state != MC_AUTHED || !c->hostkey_ok || c->creds_given ||
+        buf_get_cstring_into(req, row, sizeof(row)) != ERR_OK ||
+        buf_expect_end(req) != ERR_OK || monitor_row_find(c, row) == NULL) {
+        return ERR_PROTO;
+    }
+    c->creds_given = true;
+    if ((q = monitor_assetq_new(c, monitor_credentials_work,
+                                monitor_credentials_done)) == NULL) {
+        log_error("cannot open the vaulted login of asset %s", c->asset_id);
+        (void)(buf_put_u8(m->rep, 0) || buf_put_cstring(m->rep, c->user_name) ||
+               buf_put_cstring(m->rep, "") || buf_put_cstring(m->rep, ""));
+        monitor_reply(m, c, MP_CREDENTIALS_REPLY, -1);
+        return ERR_OK;
+    }
+    monitor_job_start(m, c, &q->job);
     return ERR_OK;
 }
 
