@@ -898,15 +898,20 @@ def _login_under_lock(target, tmp_path, tables):
         own.close()
 
 
-def test_loop_answers_while_a_login_waits_for_a_lock(target, tmp_path):
-    """The login path's store work (the asset, its grants and profiles,
-    the report row) runs on a worker with a connection of its own: while
-    another session holds the assets table locked for 5 s, a login in
-    flight waits for the lock, the loop keeps answering HTTP at once, an
-    open session keeps relaying, and the login then completes (the lock
-    is released before its worker's lock_timeout, 20 s)."""
-    worst, worst_echo, r, took = _login_under_lock(target, tmp_path,
-                                                   "assets")
+@pytest.mark.parametrize("tables", ["assets", "users, assets"])
+def test_loop_answers_while_a_login_waits_for_a_lock(target, tmp_path,
+                                                     tables):
+    """The login path's store work (the user, the NT hash, the asset, its
+    grants and profiles, the report row, the host key, the vaulted login)
+    runs on workers with connections of their own: while another session
+    holds the assets table (or the users table too) locked for 5 s, a
+    password login in flight waits for the lock, the loop keeps answering
+    HTTP at once, an open session keeps relaying, and the login then
+    completes (the lock is released before the workers' lock_timeout,
+    20 s). Before, the lookup on the loop held it for the statement
+    deadline (3 s) and the login failed "internal error looking up the
+    asset"."""
+    worst, worst_echo, r, took = _login_under_lock(target, tmp_path, tables)
     assert worst < 0.5 and worst_echo < 0.5, \
         "the loop stalled %.2f s (echo %.2f s)" % (worst, worst_echo)
     assert r.rc == 0 and r.out.strip() == "logged-in", r
