@@ -3064,7 +3064,10 @@ int monitor_request(struct monitor *m, struct mchild *c, uint8_t type,
     }
     buf_reset(m->rep);
     r = ERR_PROTO;
-    for (size_t k = 0; k < sizeof(monitor_table) / sizeof(monitor_table[0]);
+    /* a request while a store job of this child runs cannot come from
+     * its socket (not read meanwhile; monitor_job_start): refused */
+    for (size_t k = 0; !c->store_pending &&
+                       k < sizeof(monitor_table) / sizeof(monitor_table[0]);
          k++) {
         if (monitor_table[k].type == type) {
             if (monitor_table[k].who & (c->rdp ? MONITOR_RDP : MONITOR_SSH)) {
