@@ -916,3 +916,35 @@ def test_loop_answers_while_a_login_waits_for_a_lock(target, tmp_path,
         "the loop stalled %.2f s (echo %.2f s)" % (worst, worst_echo)
     assert r.rc == 0 and r.out.strip() == "logged-in", r
     assert took > 3.0, "the login did not wait for the lock (%.2f s)" % took
+
+
+def test_nt_hash_kept_by_a_login_on_postgresql(target, tmp_path):
+    """A user without an NT hash (made before RDP) gets one sealed and
+    stored by an SSH password login, now that the login's store work
+    (the NT hash, the user read again) runs on a worker's connection."""
+    import pglib
+    own = pglib.PgServer()
+    p = None
+    try:
+        url = own.new_database()
+        dbname = url.split("///")[1].split("?")[0]
+        p = Portcullis(tmp_path / "pc", store_url=url)
+        p.tune_for_tests()
+        p.start()
+        p.wait_http()
+        pw = "pw-" + uniq()
+        user = p.user_add(password=pw)
+        asset = p.target_asset(target)
+        p.allow(user, asset)
+        own.psql(dbname, "UPDATE users SET nt_sealed = NULL WHERE name = "
+                 "'%s'" % user)
+        r = Client(p.ssh_port).ssh("%s#%s" % (user, asset), "echo in",
+                                   password=pw)
+        assert r.rc == 0 and r.out.strip() == "in", r
+        n = own.psql(dbname, "SELECT coalesce(length(nt_sealed), 0) FROM "
+                     "users WHERE name = '%s'" % user).strip()
+        assert int(n) > 16, "no sealed NT hash after the login: %r" % n
+    finally:
+        if p is not None:
+            p.stop()
+        own.close()
