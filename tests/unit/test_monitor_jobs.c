@@ -4,7 +4,8 @@
  * store calls run on a worker with a connection of the monitor's own, so
  * a locked table holds that request, not the loop; a child that goes
  * while its job runs leaves no open report row; two requests of one
- * child are answered one after the other, in order.
+ * child are answered one after the other, in order; a job still waiting
+ * for a connection when its child goes never runs.
  *
  * A real monitor on a real loop (libuv workers) and a real PostgreSQL
  * (scripts/with-postgres; the tests skip elsewhere: on SQLite the work
@@ -296,6 +297,52 @@ static void test_two_requests_in_order(void **state)
     close(peer);
 }
 
+/* More children than connections: the fifth job waits in the FIFO; its
+ * child goes before it starts, so it never runs (no report row), and the
+ * other four are answered once the lock goes. */
+static void test_waiting_job_of_a_gone_child_never_runs(void **state)
+{
+    struct t *t = *state;
+    struct store_session *list = NULL;
+    struct store_session_filter f;
+    struct mchild *c[5];
+    char sid[STORE_ID_MAX + 1], what[32];
+    int peer[5];
+    size_t n = 0, fifth = 0, rows = 0;
+
+    if (t == NULL) {
+        skip();
+    }
+    lock_assets(t);
+    for (int k = 0; k < 5; k++) {
+        c[k] = child(t, &peer[k]);
+        snprintf(what, sizeof(what), "child-%d", k);
+        send_authorize(peer[k], what);
+        /* read and started (or queued) in this order */
+        assert_false(run_until_reply(t, peer[k], 200));
+    }
+    monitor_child_exit(&t->m, c[4]->pid, 0);
+    unlock_assets(t);
+    for (int k = 0; k < 4; k++) {
+        assert_true(run_until_reply(t, peer[k], 10000));
+        assert_true(read_authorize(peer[k], sid, sizeof(sid)));
+    }
+    /* let anything left come back (peer[4]'s other end is closed) */
+    assert_false(run_until_reply(t, peer[0], 500));
+    memset(&f, 0, sizeof(f));
+    assert_int_equal(store_session_list(t->m.store, &f, &list, &n), ERR_OK);
+    for (size_t i = 0; i < n; i++) {
+        rows += strncmp(list[i].detail, "child-", 6) == 0;
+        fifth += strcmp(list[i].detail, "child-4") == 0;
+    }
+    free(list);
+    assert_int_equal(rows, 4);
+    assert_int_equal(fifth, 0);
+    for (int k = 0; k < 5; k++) {
+        close(peer[k]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -305,6 +352,8 @@ int main(void)
                                         teardown_t),
         cmocka_unit_test_setup_teardown(test_two_requests_in_order, setup,
                                         teardown_t),
+        cmocka_unit_test_setup_teardown(
+            test_waiting_job_of_a_gone_child_never_runs, setup, teardown_t),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
