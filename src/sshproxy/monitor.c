@@ -43,15 +43,22 @@
 #include "sshproxy/scpcmd.h"
 #include "sshproxy/userauth_sig.h"
 #include "store/audit.h"
+#include "store/nodes.h"
 
 #define MONITOR_FP_MAX 128
 #define MONITOR_DETAIL_MAX 65536
 #define MONITOR_LOCKOUT_SLOTS 4096
 /* password checks waiting for a worker, per one allowed to run at once */
 #define MONITOR_HASH_WAITING_PER_RUNNING 32
+/* PostgreSQL connections for the login path's store work (at most this
+ * many jobs run at once; the rest wait in a FIFO, at most one per child) */
+#define MONITOR_JOB_CONNS 4
 
 static void monitor_on_sweep(struct loop *l, void *arg);
 static void monitor_users_forget(struct monitor *m);
+static struct monitor_jobs *monitor_jobs_new(struct monitor *m,
+                                             const char *location);
+static void monitor_jobs_forget(struct monitor *m);
 static void monitor_row_free(struct mchild_row *row);
 #define MONITOR_SWEEP_MS 3000
 /* Report rows kept for a store that does not answer; beyond this many the
@@ -261,6 +268,12 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
                  "on the main loop");
         m->sweep_store = NULL;
     }
+    /* the login path's store work, on workers with connections of their
+     * own (monitor_job_start); on SQLite it stays on the loop */
+    if (cfg->store_url != NULL && cfg->store_url[0] != '\0' &&
+        (m->jobs = monitor_jobs_new(m, cfg->store_path)) == NULL) {
+        return ERR_NOMEM;
+    }
     m->sweep_timer =
         loop_add_timer(loop, MONITOR_SWEEP_MS, monitor_on_sweep, m);
     /* the server's audit events wait out an outage of the database */
@@ -272,7 +285,8 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
      * the database does not answer). */
     loop_reserve_workers((unsigned)cfg->max_concurrent_hashes +
                          directory_service_workers(dirs) +
-                         (m->sweep_store != NULL ? 4u : 0u));
+                         (m->sweep_store != NULL ? 4u : 0u) +
+                         (m->jobs != NULL ? MONITOR_JOB_CONNS : 0u));
     directory_service_set_shared(dirs);
     m->hashes = password_pool_new(loop, (unsigned)cfg->max_concurrent_hashes,
                                   (unsigned)cfg->max_concurrent_hashes *
@@ -314,6 +328,7 @@ void monitor_free(struct monitor *m)
         loop_del_timer(m->loop, m->sweep_timer);
     }
     monitor_users_forget(m);
+    monitor_jobs_forget(m);
     monitor_pending_flush(m);
     if (m->npending > 0) {
         log_warn("%zu report row(s) could not be written; the next start "
@@ -736,16 +751,302 @@ static bool monitor_ntlm_settle(struct monitor *m, struct mchild *c, bool ok)
     return same && !ok;
 }
 
-/* Checks a TOTP code for the user; NULL on success, else the reason. */
+static struct mchild *monitor_child_by_serial(struct monitor *m,
+                                              uint64_t serial)
+{
+    for (struct mchild *c = m->children; c != NULL; c = c->next) {
+        if (c->serial == serial) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * Store work off the loop. On PostgreSQL the store calls a child's request
+ * needs on the login path (the user, the key, the NT hash, the asset, its
+ * grants and profiles, the report row) run as a job on a libuv worker, on
+ * one of MONITOR_JOB_CONNS connections of the monitor's own (opened by
+ * the first job that needs each, reopened by the driver when lost), so a
+ * slow database or a locked table stalls that login, not every session,
+ * tunnel and API request the loop serves (test_store_pg.py
+ * test_loop_answers_while_a_login_waits_for_a_lock). A job is three
+ * parts: what it needs copied from the child when it starts (never a
+ * pointer into the monitor), its work on the worker (store calls on the
+ * connection it is given, nothing else), and its done on the loop, which
+ * finds the child again by its serial number and answers it, or cleans up
+ * when the child went meanwhile (c NULL).
+ *
+ * One job per child at a time: while it runs the child's socket is not
+ * read, so a second request waits in the socket and is handled, in order,
+ * once the first is answered (a well-behaved child sends nothing before
+ * its answer anyway). Jobs beyond the connections wait in a FIFO, at most
+ * one per child; one whose child went before it started is dropped
+ * unrun. At shutdown monitor_free waits for the jobs on workers (each
+ * ends within the store's statement and lock timeouts) and lets them go;
+ * loop_free runs their callbacks, which then only free them.
+ *
+ * Where the store is not on a server (SQLite: a local file), without a
+ * loop, or while the server's own connection knows the database is
+ * unreachable, the work runs at once on the loop on m->store, as it did
+ * before: an outage still refuses logins at once (MP_REASON_STORE_DOWN),
+ * and the first login after it finds the database back.
+ */
+struct monitor_job;
+/* on a worker (or inline): the job's store calls on st, nothing else */
+typedef void (*monitor_job_work_fn)(struct monitor_job *j, struct store *st);
+/* on the loop: c is the job's child, or NULL if it went meanwhile */
+typedef void (*monitor_job_done_fn)(struct monitor *m, struct mchild *c,
+                                    struct monitor_job *j);
+
+struct monitor_job {
+    struct monitor_job *next;   /* in the pool's waiting or running list */
+    struct monitor_jobs *pool;  /* NULL: monitor_free let it go */
+    uint64_t serial;            /* the child's */
+    int slot;                   /* its connection in the pool; -1 none */
+    bool ran;                   /* work ran (false: no connection) */
+    char node[NODE_ID_MAX + 1]; /* store_set_node of the server's store */
+    monitor_job_work_fn work;
+    monitor_job_done_fn done;
+    void (*release)(struct monitor_job *j); /* frees the job */
+    int finished; /* set (atomically) when the worker is done */
+};
+
+struct monitor_jobs {
+    struct monitor *m;
+    char *location;                        /* the store's URL */
+    struct store *conn[MONITOR_JOB_CONNS]; /* NULL until a job opens it */
+    bool busy[MONITOR_JOB_CONNS];
+    struct monitor_job *waiting, **tail; /* FIFO */
+    struct monitor_job *running;
+};
+
+static struct monitor_jobs *monitor_jobs_new(struct monitor *m,
+                                             const char *location)
+{
+    struct monitor_jobs *p = calloc(1, sizeof(*p));
+
+    if (p == NULL || (p->location = strdup(location)) == NULL) {
+        free(p);
+        return NULL;
+    }
+    p->m = m;
+    p->tail = &p->waiting;
+    return p;
+}
+
+static void monitor_job_worker(void *arg)
+{
+    struct monitor_job *j = arg;
+    struct monitor_jobs *p = j->pool;
+    struct store **st = &p->conn[j->slot];
+
+    /* the slot's connection is this job's alone while it runs */
+    if (*st == NULL && store_open(p->location, st) != ERR_OK) {
+        *st = NULL;
+    }
+    if (*st != NULL && store_set_node(*st, j->node) == ERR_OK) {
+        j->work(j, *st);
+        j->ran = true;
+    }
+    __atomic_store_n(&j->finished, 1, __ATOMIC_RELEASE);
+}
+
+static void monitor_on_child(struct loop *l, int fd, int events, void *arg);
+static void monitor_jobs_next(struct monitor_jobs *p);
+
+/* The end of a job on the loop: the child's socket is read again, then
+ * the job's done answers it (and may start its next job). */
+static void monitor_job_finish(struct monitor *m, struct monitor_job *j)
+{
+    struct mchild *c = monitor_child_by_serial(m, j->serial);
+
+    if (c != NULL) {
+        c->store_pending = false;
+        if (c->fd >= 0 && m->loop != NULL &&
+            loop_set_fd(m->loop, c->fd, LOOP_READ, monitor_on_child, c) !=
+                ERR_OK) {
+            (void)monitor_child_state(m, c, MC_DEAD);
+        }
+    }
+    buf_reset(m->rep);
+    j->done(m, c, j);
+    j->release(j);
+}
+
+static void monitor_job_after(struct loop *l, void *arg)
+{
+    struct monitor_job *j = arg, **pp;
+    struct monitor_jobs *p = j->pool;
+
+    (void)l;
+    if (p == NULL) { /* the monitor went meanwhile */
+        j->release(j);
+        return;
+    }
+    for (pp = &p->running; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == j) {
+            *pp = j->next;
+            break;
+        }
+    }
+    p->busy[j->slot] = false;
+    monitor_job_finish(p->m, j);
+    monitor_jobs_next(p);
+}
+
+/* Starts waiting jobs while connections are free. */
+static void monitor_jobs_next(struct monitor_jobs *p)
+{
+    struct monitor *m = p->m;
+    struct monitor_job *j;
+    int k;
+
+    while ((j = p->waiting) != NULL) {
+        for (k = 0; k < MONITOR_JOB_CONNS && p->busy[k]; k++) {
+        }
+        if (k == MONITOR_JOB_CONNS) {
+            return;
+        }
+        if ((p->waiting = j->next) == NULL) {
+            p->tail = &p->waiting;
+        }
+        j->next = NULL;
+        if (monitor_child_by_serial(m, j->serial) == NULL) {
+            j->release(j); /* its child went: nothing to do */
+            continue;
+        }
+        j->slot = k;
+        p->busy[k] = true;
+        if (loop_work(m->loop, monitor_job_worker, monitor_job_after, j) ==
+            ERR_OK) {
+            j->next = p->running;
+            p->running = j;
+            continue;
+        }
+        /* no worker to be had: here, as on SQLite */
+        p->busy[k] = false;
+        j->slot = -1;
+        j->work(j, m->store);
+        j->ran = true;
+        monitor_job_finish(m, j);
+    }
+}
+
+/*
+ * Runs j for c: on a worker (PostgreSQL), or at once on the loop (see
+ * above). Either way j->done answers c and j->release frees j; the caller
+ * must not touch j afterwards, and must answer c nothing itself.
+ */
+static void monitor_job_start(struct monitor *m, struct mchild *c,
+                              struct monitor_job *j)
+{
+    struct monitor_jobs *p = m->jobs;
+
+    j->serial = c->serial;
+    j->slot = -1;
+    snprintf(j->node, sizeof(j->node), "%s", store_node_self(m->store));
+    if (p == NULL || m->loop == NULL || store_unreachable(m->store)) {
+        j->work(j, m->store);
+        j->ran = true;
+        buf_reset(m->rep);
+        j->done(m, c, j);
+        j->release(j);
+        return;
+    }
+    c->store_pending = true;
+    if (c->fd >= 0) {
+        (void)loop_set_fd(m->loop, c->fd, 0, monitor_on_child, c);
+    }
+    j->pool = p;
+    j->next = NULL;
+    *p->tail = j;
+    p->tail = &j->next;
+    monitor_jobs_next(p);
+}
+
+/* monitor_free(): waiting jobs are dropped; those on workers end within
+ * the store's time limits and are let go (monitor_job_after frees them
+ * when loop_free runs its callbacks); then the connections close. */
+static void monitor_jobs_forget(struct monitor *m)
+{
+    struct monitor_jobs *p = m->jobs;
+    struct monitor_job *j;
+    const struct timespec tick = {0, 10 * 1000 * 1000};
+
+    if (p == NULL) {
+        return;
+    }
+    while ((j = p->waiting) != NULL) {
+        p->waiting = j->next;
+        j->release(j);
+    }
+    while ((j = p->running) != NULL) {
+        while (!__atomic_load_n(&j->finished, __ATOMIC_ACQUIRE)) {
+            nanosleep(&tick, NULL);
+        }
+        p->running = j->next;
+        j->pool = NULL;
+    }
+    for (int k = 0; k < MONITOR_JOB_CONNS; k++) {
+        store_close(p->conn[k]);
+    }
+    free(p->location);
+    free(p);
+    m->jobs = NULL;
+}
+
+/* The TOTP time step a code was accepted for, marked used (the replay
+ * guard): a job (see "Store work off the loop"). */
+struct monitor_totpq {
+    struct monitor_job job;
+    char user_id[STORE_ID_MAX + 1];
+    int64_t step;
+    int use_r; /* store_user_totp_use's; ERR_STORE if it never ran */
+};
+
+static void monitor_totpq_work(struct monitor_job *j, struct store *st)
+{
+    struct monitor_totpq *q = (struct monitor_totpq *)j;
+
+    q->use_r = store_user_totp_use(st, q->user_id, q->step);
+}
+
+static void monitor_totpq_release(struct monitor_job *j)
+{
+    free(j);
+}
+
+/* The step was marked used, or not: the TOTP factor's verdict. */
+static void monitor_totpq_done(struct monitor *m, struct mchild *c,
+                               struct monitor_job *j)
+{
+    struct monitor_totpq *q = (struct monitor_totpq *)j;
+    const char *why = q->use_r == ERR_OK       ? NULL
+                      : q->use_r == ERR_REPLAY ? "TOTP code already used"
+                                               : "TOTP unavailable";
+
+    if (c == NULL || c->state == MC_DEAD) {
+        return;
+    }
+    if (why != NULL) {
+        monitor_count_failure(m, c, LOCKOUT_TOTP);
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, why);
+        return;
+    }
+    monitor_factor_ok(m, c, LOCKOUT_TOTP);
+    monitor_auth_reply(m, c, MP_AUTH_OK, "");
+}
+
+/* Checks a TOTP code against the user's seed: NULL and the code's time
+ * step on success, else the reason. */
 static const char *monitor_check_totp(struct monitor *m,
                                       const struct store_user *u,
-                                      const char *code)
+                                      const char *code, int64_t *step)
 {
     char ad[64];
     uint8_t *seed = NULL;
     size_t seed_len = 0;
-    int64_t step = 0;
-    const char *why = NULL;
     int r;
 
     snprintf(ad, sizeof(ad), "totp:%s", u->id);
@@ -754,37 +1055,42 @@ static const char *monitor_check_totp(struct monitor *m,
         log_error("cannot open the TOTP seed of %s", u->name);
         return "TOTP unavailable";
     }
-    r = totp_check(seed, seed_len, code, util_now(), &step);
+    r = totp_check(seed, seed_len, code, util_now(), step);
     vault_secret_free(seed, seed_len);
-    if (r != ERR_OK) {
-        why = "wrong TOTP code";
-    } else if ((r = store_user_totp_use(m->store, u->id, step)) == ERR_REPLAY) {
-        why = "TOTP code already used";
-    } else if (r != ERR_OK) {
-        why = "TOTP unavailable";
-    }
-    return why;
+    return r != ERR_OK ? "wrong TOTP code" : NULL;
 }
 
-/* A TOTP code for c's user: checked unless the factor is locked; counts
- * the failure. Replies and returns false on failure. */
-static bool monitor_totp_step(struct monitor *m, struct mchild *c,
+/* A TOTP code for c's user: checked unless the factor is locked, its step
+ * then marked used by a job (monitor_totpq_done); counts the failure.
+ * Answers the child either way. */
+static void monitor_totp_step(struct monitor *m, struct mchild *c,
                               const struct store_user *u, const char *code)
 {
+    struct monitor_totpq *q;
     const char *why;
+    int64_t step = 0;
 
     if (monitor_factor_locked(m, c, LOCKOUT_TOTP)) {
         monitor_auth_reply(m, c, MP_AUTH_FAIL,
                            monitor_locked_why(LOCKOUT_TOTP));
-        return false;
+        return;
     }
-    if ((why = monitor_check_totp(m, u, code)) != NULL) {
+    if ((why = monitor_check_totp(m, u, code, &step)) != NULL) {
         monitor_count_failure(m, c, LOCKOUT_TOTP);
         monitor_auth_reply(m, c, MP_AUTH_FAIL, why);
-        return false;
+        return;
     }
-    monitor_factor_ok(m, c, LOCKOUT_TOTP);
-    return true;
+    if ((q = calloc(1, sizeof(*q))) == NULL) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "internal error");
+        return;
+    }
+    q->job.work = monitor_totpq_work;
+    q->job.done = monitor_totpq_done;
+    q->job.release = monitor_totpq_release;
+    snprintf(q->user_id, sizeof(q->user_id), "%s", u->id);
+    q->step = step;
+    q->use_r = ERR_STORE;
+    monitor_job_start(m, c, &q->job);
 }
 
 /*
@@ -809,9 +1115,8 @@ static void monitor_second_factor(struct monitor *m, struct mchild *c,
             monitor_auth_reply(m, c, MP_AUTH_PARTIAL, "TOTP required");
             return;
         }
-        if (!monitor_totp_step(m, c, u, c->login.totp)) {
-            return;
-        }
+        monitor_totp_step(m, c, u, c->login.totp);
+        return;
     }
     monitor_auth_reply(m, c, MP_AUTH_OK, "");
 }
@@ -840,6 +1145,103 @@ static bool monitor_take_login(struct monitor *m, struct mchild *c,
         monitor_auth_reply(m, c, MP_AUTH_FAIL, reason);
         return false;
     }
+    return true;
+}
+
+/*
+ * A login's user (by name or ID) and, for a key login, whether the key is
+ * theirs; after a password proved right, the NT hash stored first if the
+ * user has none (monitor_password_checked). A job (see "Store work off
+ * the loop"): its done continues the request that asked.
+ */
+struct monitor_userq {
+    struct monitor_job job;
+    /* in */
+    char name[LOGIN_USER_MAX + 1 + LOGIN_DOMAIN_MAX + 1]; /* or an ID */
+    char fp[MONITOR_FP_MAX + 1]; /* a key to match, "" none */
+    char *login;                 /* heap: a key probe's or NTLM's login */
+    char *domain;                /* heap: MP_RDP_NTLM's domain */
+    bool want_nt;                /* MP_RDP_NTLM: the sealed NT hash too */
+    char *password;              /* heap, wiped: MP_AUTH_PASSWORD's */
+    char totp[16];               /* wiped: MP_AUTH_TOTP's code */
+    uint8_t *nt_sealed;          /* the NT hash to keep, sealed, or NULL */
+    size_t nt_sealed_len;
+    /* out */
+    bool nt_stored;
+    int get_r; /* store_user_get's; ERR_STORE if it never ran */
+    struct store_user u;
+    int match_r; /* store_user_key_match's; ERR_STORE if not asked */
+    uint8_t nt_have[STORE_SEALED_SMALL_MAX]; /* want_nt: the sealed hash */
+    size_t nt_have_len;                      /* 0: none */
+};
+
+static void monitor_userq_work(struct monitor_job *j, struct store *st)
+{
+    struct monitor_userq *q = (struct monitor_userq *)j;
+    uint8_t have[STORE_SEALED_SMALL_MAX];
+    size_t havelen = 0;
+
+    if (q->nt_sealed != NULL &&
+        store_user_nt_get(st, q->name, have, sizeof(have), &havelen) ==
+            ERR_OK &&
+        havelen == 0 &&
+        store_user_nt_set(st, q->name, q->nt_sealed, q->nt_sealed_len) ==
+            ERR_OK) {
+        q->nt_stored = true;
+    }
+    if ((q->get_r = store_user_get(st, q->name, &q->u)) != ERR_OK) {
+        memset(&q->u, 0, sizeof(q->u));
+    } else if (q->fp[0] != '\0') {
+        q->match_r = store_user_key_match(st, q->u.id, q->fp);
+    } else if (q->want_nt && !q->u.disabled &&
+               store_user_nt_get(st, q->u.id, q->nt_have, sizeof(q->nt_have),
+                                 &q->nt_have_len) != ERR_OK) {
+        q->nt_have_len = 0;
+    }
+}
+
+static void monitor_userq_release(struct monitor_job *j)
+{
+    struct monitor_userq *q = (struct monitor_userq *)j;
+
+    if (q->password != NULL) {
+        sodium_memzero(q->password, strlen(q->password));
+        free(q->password);
+    }
+    free(q->login);
+    free(q->domain);
+    free(q->nt_sealed);
+    sodium_memzero(q, sizeof(*q));
+    free(q);
+}
+
+static struct monitor_userq *monitor_userq_new(const char *name,
+                                               monitor_job_done_fn done)
+{
+    struct monitor_userq *q = calloc(1, sizeof(*q));
+
+    if (q == NULL) {
+        return NULL;
+    }
+    q->job.work = monitor_userq_work;
+    q->job.done = done;
+    q->job.release = monitor_userq_release;
+    snprintf(q->name, sizeof(q->name), "%s", name);
+    q->get_r = ERR_STORE;
+    q->match_r = ERR_STORE;
+    return q;
+}
+
+/* The user the parsed login names, from q, into c->auth_uid (for the
+ * lockout keys); false if it names none (c->store_down: the store did not
+ * answer). */
+static bool monitor_userq_found(struct mchild *c, const struct monitor_userq *q)
+{
+    if (q->get_r != ERR_OK) {
+        c->store_down = q->get_r == ERR_STORE;
+        return false;
+    }
+    snprintf(c->auth_uid, sizeof(c->auth_uid), "%s", q->u.id);
     return true;
 }
 
@@ -875,44 +1277,43 @@ static bool monitor_store_down(struct monitor *m, struct mchild *c)
     return true;
 }
 
-/*
- * A password just proved right: if its user has no NT hash yet (made
- * before version 11 of the store, or by a path that had no vault), the
- * NT hash of this password is sealed and stored, so the RDP proxy's NLA
- * works from now on (docs/rdp.md).
- */
-static void monitor_keep_nt(struct monitor *m, struct mchild *c)
+/* After a password proved right (monitor_password_checked): the NT hash
+ * kept if it was missing, and the user read again, since it may have
+ * been changed while the hash ran. */
+static void monitor_password_user_again(struct monitor *m, struct mchild *c,
+                                        struct monitor_job *j)
 {
-    uint8_t have[STORE_SEALED_SMALL_MAX], *sealed = NULL;
-    size_t havelen = 0, sealed_len = 0;
-    char ad[VAULT_AD_MAX];
+    struct monitor_userq *q = (struct monitor_userq *)j;
 
-    if (!c->pending_nt_set || c->auth_uid[0] == '\0' ||
-        store_user_nt_get(m->store, c->auth_uid, have, sizeof(have),
-                          &havelen) != ERR_OK ||
-        havelen > 0) {
-        goto out;
+    if (q->nt_stored) {
+        log_info("stored the NT hash of user %s (for RDP logins)", q->name);
     }
-    vault_ad(ad, VAULT_AD_USER_NTHASH, c->auth_uid);
-    if (vault_seal(m->vault, ad, c->pending_nt, sizeof(c->pending_nt), &sealed,
-                   &sealed_len) == ERR_OK &&
-        store_user_nt_set(m->store, c->auth_uid, sealed, sealed_len) ==
-            ERR_OK) {
-        log_info("stored the NT hash of user %s (for RDP logins)", c->auth_uid);
+    if (c == NULL || c->state == MC_DEAD) {
+        return;
     }
-    free(sealed);
-out:
-    sodium_memzero(c->pending_nt, sizeof(c->pending_nt));
-    c->pending_nt_set = false;
+    if (q->get_r != ERR_OK) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
+    } else if (q->u.disabled) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "user disabled");
+    } else {
+        monitor_second_factor(m, c, &q->u);
+    }
 }
 
-/* The password check of c came back (in line, or from the worker pool). */
+/*
+ * The password check of c came back (in line, or from the worker pool).
+ * A password just proved right: if its user has no NT hash yet (made
+ * before version 11 of the store, or by a path that had no vault), the
+ * NT hash of this password is sealed here and stored by the job that
+ * reads the user again, so the RDP proxy's NLA works from now on
+ * (docs/rdp.md).
+ */
 static void monitor_password_checked(struct monitor *m, struct mchild *c,
                                      bool ok)
 {
-    struct store_user u;
+    struct monitor_userq *q;
+    char ad[VAULT_AD_MAX];
 
-    memset(&u, 0, sizeof(u));
     if (!ok) {
         if (!monitor_ntlm_settle(m, c, false)) {
             monitor_count_failure(m, c, LOCKOUT_PASSWORD);
@@ -922,27 +1323,21 @@ static void monitor_password_checked(struct monitor *m, struct mchild *c,
     }
     (void)monitor_ntlm_settle(m, c, true);
     monitor_factor_ok(m, c, LOCKOUT_PASSWORD);
-    monitor_keep_nt(m, c);
-    /* Read again: the user may have been changed while the hash ran. */
-    if (store_user_get(m->store, c->auth_uid, &u) != ERR_OK) {
-        monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
-    } else if (u.disabled) {
-        monitor_auth_reply(m, c, MP_AUTH_FAIL, "user disabled");
-    } else {
-        monitor_second_factor(m, c, &u);
-    }
-    sodium_memzero(&u, sizeof(u));
-}
-
-static struct mchild *monitor_child_by_serial(struct monitor *m,
-                                              uint64_t serial)
-{
-    for (struct mchild *c = m->children; c != NULL; c = c->next) {
-        if (c->serial == serial) {
-            return c;
+    q = monitor_userq_new(c->auth_uid, monitor_password_user_again);
+    if (q != NULL && c->pending_nt_set && c->auth_uid[0] != '\0') {
+        vault_ad(ad, VAULT_AD_USER_NTHASH, c->auth_uid);
+        if (vault_seal(m->vault, ad, c->pending_nt, sizeof(c->pending_nt),
+                       &q->nt_sealed, &q->nt_sealed_len) != ERR_OK) {
+            q->nt_sealed = NULL;
         }
     }
-    return NULL;
+    sodium_memzero(c->pending_nt, sizeof(c->pending_nt));
+    c->pending_nt_set = false;
+    if (q == NULL) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "internal error");
+        return;
+    }
+    monitor_job_start(m, c, &q->job);
 }
 
 /* password_done_fn: a worker finished the check of child `serial`, which
@@ -1108,6 +1503,34 @@ static bool monitor_directory_start(struct monitor *m, struct mchild *c,
     return true;
 }
 
+/* MP_AUTH_PASSWORD's user came back: a locked name is answered alike,
+ * known or not, without a check; then the directory or the password. */
+static void monitor_password_user(struct monitor *m, struct mchild *c,
+                                  struct monitor_job *j)
+{
+    struct monitor_userq *q = (struct monitor_userq *)j;
+    bool found;
+
+    if (c == NULL || c->state == MC_DEAD) {
+        return;
+    }
+    found = monitor_userq_found(c, q);
+    if (monitor_store_down(m, c)) {
+        return;
+    }
+    if (monitor_factor_locked(m, c, LOCKOUT_PASSWORD)) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL,
+                           monitor_locked_why(LOCKOUT_PASSWORD));
+        return;
+    }
+    if (monitor_directory_start(m, c, found, q->password)) {
+        return;
+    }
+    c->pending_nt_set =
+        found && nthash_v1(q->password, c->pending_nt) == ERR_OK;
+    monitor_password_start(m, c, &q->u, found, q->password);
+}
+
 /*
  * A password, or a browser terminal's one-time ticket (webticket.h): the
  * HTTP side logs in to our own proxy as "<user>#<asset ID>" with a ticket
@@ -1127,9 +1550,9 @@ static int monitor_auth_password(struct monitor *m, struct mchild *c,
     struct store_user u;
     struct webticket_grant g;
     const char *colon;
+    struct monitor_userq *q = NULL;
     unsigned long port = 0;
     int r = ERR_PROTO, ok;
-    bool found;
 
     memset(&u, 0, sizeof(u));
     memset(&g, 0, sizeof(g));
@@ -1175,21 +1598,17 @@ static int monitor_auth_password(struct monitor *m, struct mchild *c,
     if (!monitor_take_login(m, c, login)) {
         goto out;
     }
-    found = monitor_login_user(m, c, &u);
-    if (monitor_store_down(m, c)) {
+    /* the user is looked up by a job, continued in monitor_password_user */
+    if ((q = monitor_userq_new(c->login.principal, monitor_password_user)) ==
+            NULL ||
+        (q->password = strdup(password)) == NULL) {
+        if (q != NULL) {
+            monitor_userq_release(&q->job);
+        }
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "internal error");
         goto out;
     }
-    /* Known or not, a locked name is answered alike, without a check. */
-    if (monitor_factor_locked(m, c, LOCKOUT_PASSWORD)) {
-        monitor_auth_reply(m, c, MP_AUTH_FAIL,
-                           monitor_locked_why(LOCKOUT_PASSWORD));
-        goto out;
-    }
-    if (monitor_directory_start(m, c, found, password)) {
-        goto out;
-    }
-    c->pending_nt_set = found && nthash_v1(password, c->pending_nt) == ERR_OK;
-    monitor_password_start(m, c, &u, found, password);
+    monitor_job_start(m, c, &q->job);
 out:
     if (password != NULL) {
         sodium_memzero(password, strlen(password));
@@ -1227,55 +1646,31 @@ static bool monitor_rdp_directory_user(const struct mchild *c,
             directory_service_find(dirs, ntlm_domain) != NULL);
 }
 
-static int monitor_rdp_ntlm(struct monitor *m, struct mchild *c,
-                            struct buf *req)
+/* MP_RDP_NTLM's answer: the key, or why not (why NULL: the user is
+ * known, enabled and has a sealed NT hash in q). */
+static void monitor_rdp_ntlm_answer(struct monitor *m, struct mchild *c,
+                                    const char *login, const char *domain,
+                                    const char *why,
+                                    const struct monitor_userq *q)
 {
-    char *login = NULL, *domain = NULL, ad[VAULT_AD_MAX], bad[120];
-    uint8_t sealed[STORE_SEALED_SMALL_MAX], *nt = NULL, key[NTHASH_LEN];
-    size_t sealed_len = 0, ntlen = 0;
-    struct store_user u;
-    const char *why = NULL;
-    int r = ERR_PROTO;
+    uint8_t *nt = NULL, key[NTHASH_LEN];
+    size_t ntlen = 0;
+    char ad[VAULT_AD_MAX];
 
-    memset(&u, 0, sizeof(u));
-    if (c->ntlm_asked || c->state != MC_PREAUTH || c->auth_pending ||
-        buf_get_cstring(req, LOGIN_MAX, &login) != ERR_OK ||
-        buf_get_cstring(req, LOGIN_DOMAIN_MAX + 1, &domain) != ERR_OK ||
-        buf_expect_end(req) != ERR_OK) {
-        goto out;
-    }
-    r = ERR_OK;
-    c->ntlm_asked = true;
-    c->tried = true;
-    if (login_parse(login, strlen(login), &c->login, &why) != ERR_OK) {
-        snprintf(bad, sizeof(bad), "invalid login: %s",
-                 why ? why : "malformed");
-        why = bad;
-    } else if (monitor_addr_locked(m, c)) {
-        why = "locked out: too many failures from your address";
-    } else if (monitor_rdp_directory_user(c, domain)) {
-        /* said before the store is asked: no NT hash can ever be there */
-        why = "directory (domain) users cannot log in over RDP with NLA: "
-              "it needs an NT hash of the password, which Portcullis never "
-              "holds for a directory password; connect with TLS security "
-              "where the server allows it ([rdp] tls_logins), or use SSH "
-              "or the web";
-    } else if (!monitor_login_user(m, c, &u) || u.disabled) {
-        why = "authentication failed";
-    } else if (monitor_factor_locked(m, c, LOCKOUT_PASSWORD)) {
-        why = monitor_locked_why(LOCKOUT_PASSWORD);
-    } else if (store_user_nt_get(m->store, u.id, sealed, sizeof(sealed),
-                                 &sealed_len) != ERR_OK ||
-               sealed_len == 0) {
-        why = "no RDP password hash stored yet: log in once over SSH or "
-              "the web, or have the password set again";
-    } else {
-        vault_ad(ad, VAULT_AD_USER_NTHASH, u.id);
-        if (vault_open(m->vault, ad, sealed, sealed_len, &nt, &ntlen) !=
-                ERR_OK ||
-            ntlen != NTHASH_LEN ||
-            nthash_v2(nt, login, domain, key) != ERR_OK) {
-            why = "internal error";
+    if (why == NULL) {
+        if (monitor_factor_locked(m, c, LOCKOUT_PASSWORD)) {
+            why = monitor_locked_why(LOCKOUT_PASSWORD);
+        } else if (q->nt_have_len == 0) {
+            why = "no RDP password hash stored yet: log in once over SSH or "
+                  "the web, or have the password set again";
+        } else {
+            vault_ad(ad, VAULT_AD_USER_NTHASH, q->u.id);
+            if (vault_open(m->vault, ad, q->nt_have, q->nt_have_len, &nt,
+                           &ntlen) != ERR_OK ||
+                ntlen != NTHASH_LEN ||
+                nthash_v2(nt, login, domain, key) != ERR_OK) {
+                why = "internal error";
+            }
         }
     }
     if (why != NULL) {
@@ -1303,10 +1698,70 @@ static int monitor_rdp_ntlm(struct monitor *m, struct mchild *c,
                buf_put_string(m->rep, key, sizeof(key)));
     }
     monitor_reply(m, c, MP_RDP_NTLM_REPLY, -1);
-out:
     vault_secret_free(nt, ntlen);
     sodium_memzero(key, sizeof(key));
-    sodium_memzero(&u, sizeof(u));
+}
+
+/* MP_RDP_NTLM's user and sealed NT hash came back. */
+static void monitor_rdp_ntlm_user(struct monitor *m, struct mchild *c,
+                                  struct monitor_job *j)
+{
+    struct monitor_userq *q = (struct monitor_userq *)j;
+
+    if (c == NULL || c->state == MC_DEAD) {
+        return;
+    }
+    monitor_rdp_ntlm_answer(m, c, q->login, q->domain,
+                            !monitor_userq_found(c, q) || q->u.disabled
+                                ? "authentication failed"
+                                : NULL,
+                            q);
+}
+
+static int monitor_rdp_ntlm(struct monitor *m, struct mchild *c,
+                            struct buf *req)
+{
+    char *login = NULL, *domain = NULL, bad[120];
+    struct monitor_userq *q = NULL;
+    const char *why = NULL;
+    int r = ERR_PROTO;
+
+    if (c->ntlm_asked || c->state != MC_PREAUTH || c->auth_pending ||
+        buf_get_cstring(req, LOGIN_MAX, &login) != ERR_OK ||
+        buf_get_cstring(req, LOGIN_DOMAIN_MAX + 1, &domain) != ERR_OK ||
+        buf_expect_end(req) != ERR_OK) {
+        goto out;
+    }
+    r = ERR_OK;
+    c->ntlm_asked = true;
+    c->tried = true;
+    if (login_parse(login, strlen(login), &c->login, &why) != ERR_OK) {
+        snprintf(bad, sizeof(bad), "invalid login: %s",
+                 why ? why : "malformed");
+        why = bad;
+    } else if (monitor_addr_locked(m, c)) {
+        why = "locked out: too many failures from your address";
+    } else if (monitor_rdp_directory_user(c, domain)) {
+        /* said before the store is asked: no NT hash can ever be there */
+        why = "directory (domain) users cannot log in over RDP with NLA: "
+              "it needs an NT hash of the password, which Portcullis never "
+              "holds for a directory password; connect with TLS security "
+              "where the server allows it ([rdp] tls_logins), or use SSH "
+              "or the web";
+    } else if ((q = monitor_userq_new(c->login.principal,
+                                      monitor_rdp_ntlm_user)) == NULL) {
+        why = "internal error";
+    } else {
+        /* the user and its NT hash by a job (monitor_rdp_ntlm_user) */
+        q->want_nt = true;
+        q->login = login;
+        q->domain = domain;
+        login = domain = NULL;
+        monitor_job_start(m, c, &q->job);
+        goto out;
+    }
+    monitor_rdp_ntlm_answer(m, c, login, domain, why, NULL);
+out:
     free(login);
     free(domain);
     return r;
@@ -1331,6 +1786,75 @@ static void monitor_key_fp(ssh_key key, char *out, size_t outlen)
     ssh_clean_pubkey_hash(&hash);
 }
 
+/* The answer to a key probe. A refused probe still counts as an attempt
+ * for the report: a client with only unknown keys never gets further.
+ * sr: the user lookup's result (ERR_STORE: the store did not answer). */
+static void monitor_probe_answer(struct monitor *m, struct mchild *c,
+                                 const char *login, bool ok, int sr)
+{
+    struct login l;
+
+    if (!ok && c->state == MC_PREAUTH) {
+        c->tried = true;
+        if (login_parse(login, strlen(login), &l, NULL) == ERR_OK) {
+            c->login = l;
+        }
+        if (c->last_fail[0] == '\0') {
+            snprintf(c->last_fail, sizeof(c->last_fail),
+                     "denied: authentication failed");
+        }
+        sodium_memzero(&l, sizeof(l));
+    }
+    (void)(buf_put_u8(m->rep, ok ? MP_AUTH_OK : MP_AUTH_FAIL) ||
+           buf_put_u32(m->rep, 0) ||
+           buf_put_cstring(m->rep,
+                           sr == ERR_STORE ? MP_REASON_STORE_DOWN : ""));
+    monitor_reply(m, c, MP_AUTH_REPLY, -1);
+}
+
+/* A key probe's user and key came back. */
+static void monitor_probe_user(struct monitor *m, struct mchild *c,
+                               struct monitor_job *j)
+{
+    struct monitor_userq *q = (struct monitor_userq *)j;
+
+    if (c == NULL || c->state == MC_DEAD) {
+        return;
+    }
+    monitor_probe_answer(
+        m, c, q->login,
+        q->get_r == ERR_OK && !q->u.disabled && q->match_r == ERR_OK, q->get_r);
+}
+
+/* A signed key login's user and key came back. */
+static void monitor_pubkey_user(struct monitor *m, struct mchild *c,
+                                struct monitor_job *j)
+{
+    struct monitor_userq *q = (struct monitor_userq *)j;
+    bool match;
+
+    if (c == NULL || c->state == MC_DEAD) {
+        return;
+    }
+    match = monitor_userq_found(c, q) && q->match_r == ERR_OK;
+    if (monitor_store_down(m, c)) {
+        return;
+    }
+    if (!match) {
+        monitor_count_failure(m, c, -1);
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
+        return;
+    }
+    if (q->u.disabled) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "user disabled");
+        return;
+    }
+    if (monitor_directory_key(m, c)) {
+        return;
+    }
+    monitor_second_factor(m, c, &q->u);
+}
+
 /*
  * A public-key login. A probe ("would this key do?") carries the key blob
  * and is answered without counting or changing state. A signed request
@@ -1345,14 +1869,12 @@ static int monitor_auth_pubkey(struct monitor *m, struct mchild *c,
     char *login = NULL, fp[MONITOR_FP_MAX + 1];
     const uint8_t *blob = NULL, *data = NULL, *sig = NULL;
     size_t blen = 0, dlen = 0, slen = 0;
-    struct store_user u;
+    struct monitor_userq *q = NULL;
     ssh_string kstr = NULL;
     ssh_key key = NULL;
     uint8_t is_signed = 0;
     int r = ERR_PROTO;
-    bool match;
 
-    memset(&u, 0, sizeof(u));
     if (c->state != MC_PREAUTH || c->auth_pending || c->session_id_len == 0 ||
         buf_get_cstring(req, LOGIN_MAX, &login) != ERR_OK ||
         buf_get_u8(req, &is_signed) != ERR_OK || is_signed > 1) {
@@ -1360,8 +1882,6 @@ static int monitor_auth_pubkey(struct monitor *m, struct mchild *c,
     }
     if (!is_signed) {
         struct login l;
-        int sr = ERR_OK;
-        bool ok;
 
         if (buf_get_string_ptr(req, HOSTKEYS_BLOB_MAX, &blob, &blen) !=
                 ERR_OK ||
@@ -1375,29 +1895,20 @@ static int monitor_auth_pubkey(struct monitor *m, struct mchild *c,
             key = NULL;
         }
         monitor_key_fp(key, fp, sizeof(fp));
-        /* A probe: answer without counting it or changing state. */
-        ok = fp[0] != '\0' &&
-             login_parse(login, strlen(login), &l, NULL) == ERR_OK &&
-             (sr = store_user_get(m->store, l.principal, &u)) == ERR_OK &&
-             !u.disabled && store_user_key_match(m->store, u.id, fp) == ERR_OK;
-        /* A refused probe still counts as an attempt for the report:
-         * a client with only unknown keys never gets further. */
-        if (!ok && c->state == MC_PREAUTH) {
-            c->tried = true;
-            if (login_parse(login, strlen(login), &l, NULL) == ERR_OK) {
-                c->login = l;
-            }
-            if (c->last_fail[0] == '\0') {
-                snprintf(c->last_fail, sizeof(c->last_fail),
-                         "denied: authentication failed");
-            }
+        /* A probe: answered without counting it or changing state, by a
+         * job when there is a user to ask about (monitor_probe_user). */
+        if (fp[0] != '\0' &&
+            login_parse(login, strlen(login), &l, NULL) == ERR_OK &&
+            (q = monitor_userq_new(l.principal, monitor_probe_user)) != NULL) {
+            snprintf(q->fp, sizeof(q->fp), "%s", fp);
+            q->login = login;
+            login = NULL;
+            sodium_memzero(&l, sizeof(l));
+            monitor_job_start(m, c, &q->job);
+            goto out;
         }
         sodium_memzero(&l, sizeof(l));
-        (void)(buf_put_u8(m->rep, ok ? MP_AUTH_OK : MP_AUTH_FAIL) ||
-               buf_put_u32(m->rep, 0) ||
-               buf_put_cstring(m->rep,
-                               sr == ERR_STORE ? MP_REASON_STORE_DOWN : ""));
-        monitor_reply(m, c, MP_AUTH_REPLY, -1);
+        monitor_probe_answer(m, c, login, false, ERR_OK);
         goto out;
     }
     if (buf_get_string_ptr(req, USERAUTH_DATA_MAX, &data, &dlen) != ERR_OK ||
@@ -1423,29 +1934,18 @@ static int monitor_auth_pubkey(struct monitor *m, struct mchild *c,
         goto out;
     }
     monitor_key_fp(key, fp, sizeof(fp));
-    match = monitor_login_user(m, c, &u) &&
-            store_user_key_match(m->store, u.id, fp) == ERR_OK;
-    if (monitor_store_down(m, c)) {
+    /* the user and the key by a job, continued in monitor_pubkey_user */
+    if ((q = monitor_userq_new(c->login.principal, monitor_pubkey_user)) ==
+        NULL) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "internal error");
         goto out;
     }
-    if (!match) {
-        monitor_count_failure(m, c, -1);
-        monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
-        goto out;
-    }
-    if (u.disabled) {
-        monitor_auth_reply(m, c, MP_AUTH_FAIL, "user disabled");
-        goto out;
-    }
-    if (monitor_directory_key(m, c)) {
-        goto out;
-    }
-    monitor_second_factor(m, c, &u);
+    snprintf(q->fp, sizeof(q->fp), "%s", fp);
+    monitor_job_start(m, c, &q->job);
 out:
     ssh_key_free(key);
     ssh_string_free(kstr);
     free(login);
-    sodium_memzero(&u, sizeof(u));
     return r;
 }
 
@@ -1488,13 +1988,29 @@ static int monitor_kex_sign(struct monitor *m, struct mchild *c,
     return ERR_OK;
 }
 
+/* MP_AUTH_TOTP's user came back (read again: it may have been disabled
+ * since the first factor). */
+static void monitor_totp_user(struct monitor *m, struct mchild *c,
+                              struct monitor_job *j)
+{
+    struct monitor_userq *q = (struct monitor_userq *)j;
+
+    if (c == NULL || c->state == MC_DEAD) {
+        return;
+    }
+    if (q->get_r != ERR_OK || q->u.disabled) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
+        return;
+    }
+    monitor_totp_step(m, c, &q->u, q->totp);
+}
+
 static int monitor_auth_totp(struct monitor *m, struct mchild *c,
                              struct buf *req)
 {
     char code[16] = "", reason[200];
-    struct store_user u;
+    struct monitor_userq *q;
 
-    memset(&u, 0, sizeof(u));
     if (c->state != MC_NEED_TOTP || c->auth_pending ||
         buf_get_cstring_into(req, code, sizeof(code)) != ERR_OK ||
         buf_expect_end(req) != ERR_OK) {
@@ -1505,14 +2021,13 @@ static int monitor_auth_totp(struct monitor *m, struct mchild *c,
         snprintf(reason, sizeof(reason),
                  "locked out: too many failures from %s", c->ip);
         monitor_auth_reply(m, c, MP_AUTH_FAIL, reason);
-    } else if (store_user_get(m->store, c->user_id, &u) != ERR_OK ||
-               u.disabled) {
-        monitor_auth_reply(m, c, MP_AUTH_FAIL, "authentication failed");
-    } else if (monitor_totp_step(m, c, &u, code)) {
-        monitor_auth_reply(m, c, MP_AUTH_OK, "");
+    } else if ((q = monitor_userq_new(c->user_id, monitor_totp_user)) == NULL) {
+        monitor_auth_reply(m, c, MP_AUTH_FAIL, "internal error");
+    } else {
+        snprintf(q->totp, sizeof(q->totp), "%s", code);
+        monitor_job_start(m, c, &q->job);
     }
     sodium_memzero(code, sizeof(code));
-    sodium_memzero(&u, sizeof(u));
     return ERR_OK;
 }
 
@@ -1535,13 +2050,49 @@ static void monitor_authorize_reply(struct monitor *m, struct mchild *c,
 }
 
 /*
+ * MP_AUTHORIZE's store work (a job: see "Store work off the loop"): the
+ * user still enabled, the login's asset among those the user holds a
+ * role on, the role, the access profiles, the policy's decision and, if
+ * allowed, the report row opened. What it needs of the child is copied
+ * in; what it finds is copied back to the child by monitor_authz_done.
+ */
+struct monitor_authz {
+    struct monitor_job job;
+    /* in */
+    char user_id[STORE_ID_MAX + 1];
+    char user_name[STORE_NAME_MAX + 1];
+    char client_addr[64];
+    char site[LOGIN_SITE_MAX + 1];
+    char asset[LOGIN_ASSET_MAX + 1];
+    bool rdp;
+    bool resolved; /* c->asset_resolved when it started */
+    uint8_t kind;
+    char *detail; /* heap */
+    /* in and out: the child's asset (as it was, or as resolved here) */
+    char asset_id[STORE_ID_MAX + 1];
+    char asset_name[STORE_NAME_MAX + 1];
+    char asset_site[STORE_PATH_MAX + 1];
+    char asset_host[STORE_HOST_MAX + 1];
+    int asset_port;
+    struct route route;
+    /* out */
+    bool active;   /* the user exists and is enabled */
+    int resolve_r; /* monitor_resolve_asset's, ERR_OK if not asked */
+    int role;
+    char msg[600], result[STORE_RESULT_MAX + 1];
+    struct policy_decision d;
+    int open_r; /* store_session_open's; ERR_STORE if not asked */
+    struct store_session s;
+};
+
+/*
  * Resolves the login's asset among those the user holds a role on.
- * Returns ERR_OK with c->asset_* set, or ERR_NOT_FOUND / ERR_AMBIGUOUS /
+ * Returns ERR_OK with a->asset_* set, or ERR_NOT_FOUND / ERR_AMBIGUOUS /
  * ERR_DENIED with msg and result filled.
  */
-static int monitor_resolve_asset(struct monitor *m, struct mchild *c, int *role,
-                                 char *msg, size_t msglen, char *result,
-                                 size_t reslen)
+static int monitor_resolve_asset(struct store *st, struct monitor_authz *a,
+                                 int *role, char *msg, size_t msglen,
+                                 char *result, size_t reslen)
 {
     struct store_asset *list = NULL;
     size_t n = 0, visible = 0, pick = 0, off;
@@ -1549,8 +2100,7 @@ static int monitor_resolve_asset(struct monitor *m, struct mchild *c, int *role,
     char why[200];
 
     *role = ROLE_NONE;
-    r = store_asset_find(m->store, c->login.site[0] ? c->login.site : NULL,
-                         c->login.asset, &list, &n);
+    r = store_asset_find(st, a->site[0] ? a->site : NULL, a->asset, &list, &n);
     if (r != ERR_OK && r != ERR_NOT_FOUND) {
         snprintf(msg, msglen, "internal error looking up the asset");
         snprintf(result, reslen, "error: store failed");
@@ -1558,8 +2108,7 @@ static int monitor_resolve_asset(struct monitor *m, struct mchild *c, int *role,
     }
     for (size_t i = 0; i < n; i++) {
         rl = ROLE_NONE;
-        if (store_user_asset_role(m->store, c->user_id, list[i].id, &rl) ==
-                ERR_OK &&
+        if (store_user_asset_role(st, a->user_id, list[i].id, &rl) == ERR_OK &&
             rl >= ROLE_VIEWER) {
             visible++;
             pick = i;
@@ -1567,7 +2116,7 @@ static int monitor_resolve_asset(struct monitor *m, struct mchild *c, int *role,
         }
     }
     if (n == 0) {
-        snprintf(msg, msglen, "unknown asset '%s'", c->login.asset);
+        snprintf(msg, msglen, "unknown asset '%s'", a->asset);
         snprintf(result, reslen, "denied: unknown asset");
         r = ERR_NOT_FOUND;
         goto out;
@@ -1576,19 +2125,18 @@ static int monitor_resolve_asset(struct monitor *m, struct mchild *c, int *role,
         snprintf(msg, msglen, "access denied: you have no role on this asset");
         snprintf(result, reslen, "denied: you have no role on this asset");
         if (n == 1) {
-            snprintf(c->asset_id, sizeof(c->asset_id), "%s", list[0].id);
-            snprintf(c->asset_name, sizeof(c->asset_name), "%s", list[0].name);
+            snprintf(a->asset_id, sizeof(a->asset_id), "%s", list[0].id);
+            snprintf(a->asset_name, sizeof(a->asset_name), "%s", list[0].name);
         }
         r = ERR_DENIED;
         goto out;
     }
     if (visible > 1) {
-        off = (size_t)snprintf(msg, msglen,
-                               "asset name '%s' is ambiguous: matches ",
-                               c->login.asset);
+        off = (size_t)snprintf(
+            msg, msglen, "asset name '%s' is ambiguous: matches ", a->asset);
         for (size_t i = 0, k = 0; i < n && off < msglen; i++) {
             rl = ROLE_NONE;
-            if (store_user_asset_role(m->store, c->user_id, list[i].id, &rl) !=
+            if (store_user_asset_role(st, a->user_id, list[i].id, &rl) !=
                     ERR_OK ||
                 rl < ROLE_VIEWER) {
                 continue;
@@ -1603,45 +2151,32 @@ static int monitor_resolve_asset(struct monitor *m, struct mchild *c, int *role,
         r = ERR_AMBIGUOUS;
         goto out;
     }
-    snprintf(c->asset_id, sizeof(c->asset_id), "%s", list[pick].id);
-    snprintf(c->asset_name, sizeof(c->asset_name), "%s", list[pick].name);
-    snprintf(c->asset_site, sizeof(c->asset_site), "%s", list[pick].site_path);
-    snprintf(c->asset_host, sizeof(c->asset_host), "%s", list[pick].host);
-    c->asset_port = list[pick].port;
-    route_ok = route_parse(list[pick].route, &c->route, why, sizeof(why));
-    if (strcmp(list[pick].protocol, c->rdp ? "rdp" : "ssh") != 0) {
+    snprintf(a->asset_id, sizeof(a->asset_id), "%s", list[pick].id);
+    snprintf(a->asset_name, sizeof(a->asset_name), "%s", list[pick].name);
+    snprintf(a->asset_site, sizeof(a->asset_site), "%s", list[pick].site_path);
+    snprintf(a->asset_host, sizeof(a->asset_host), "%s", list[pick].host);
+    a->asset_port = list[pick].port;
+    route_ok = route_parse(list[pick].route, &a->route, why, sizeof(why));
+    if (strcmp(list[pick].protocol, a->rdp ? "rdp" : "ssh") != 0) {
         snprintf(msg, msglen, "asset '%s' is not an %s asset", list[pick].name,
-                 c->rdp ? "RDP" : "SSH");
+                 a->rdp ? "RDP" : "SSH");
         snprintf(result, reslen, "denied: not an %s asset",
-                 c->rdp ? "RDP" : "SSH");
+                 a->rdp ? "RDP" : "SSH");
         r = ERR_DENIED;
         goto out;
     }
     if (route_ok != ERR_OK) {
         snprintf(msg, msglen, "asset '%s' uses route '%s', %s", list[pick].name,
-                 c->route.text, why);
+                 a->route.text, why);
         snprintf(result, reslen, "error: unsupported route");
         r = ERR_DENIED;
         goto out;
     }
     *role = best;
-    c->asset_resolved = true;
     r = ERR_OK;
 out:
     store_asset_list_free(list, n);
     return r;
-}
-
-/* The user this child logged in as still exists and is enabled. */
-static bool monitor_user_active(struct monitor *m, const struct mchild *c)
-{
-    struct store_user u;
-    bool ok;
-
-    memset(&u, 0, sizeof(u));
-    ok = store_user_get(m->store, c->user_id, &u) == ERR_OK && !u.disabled;
-    sodium_memzero(&u, sizeof(u));
-    return ok;
 }
 
 /* Ends a child now; its open report rows close with result. */
@@ -1859,18 +2394,147 @@ static void monitor_on_sweep(struct loop *l, void *arg)
     m->sweep_timer = loop_add_timer(l, MONITOR_SWEEP_MS, monitor_on_sweep, m);
 }
 
+static void monitor_authz_work(struct monitor_job *j, struct store *st)
+{
+    struct monitor_authz *a = (struct monitor_authz *)j;
+    struct store_profile *profiles = NULL;
+    struct store_user u;
+    size_t np = 0;
+
+    memset(&u, 0, sizeof(u));
+    a->active = store_user_get(st, a->user_id, &u) == ERR_OK && !u.disabled;
+    sodium_memzero(&u, sizeof(u));
+    if (!a->active) {
+        return;
+    }
+    if (!a->resolved && (a->resolve_r = monitor_resolve_asset(
+                             st, a, &a->role, a->msg, sizeof(a->msg), a->result,
+                             sizeof(a->result))) != ERR_OK) {
+        return;
+    }
+    if (a->role == ROLE_NONE &&
+        store_user_asset_role(st, a->user_id, a->asset_id, &a->role) !=
+            ERR_OK) {
+        a->role = ROLE_NONE;
+    }
+    if (store_user_profiles(st, a->user_id, &profiles, &np) != ERR_OK) {
+        np = 0;
+    }
+    policy_decide(a->role, profiles, np, a->kind, &a->d);
+    free(profiles);
+    if (!a->d.allowed) {
+        return;
+    }
+    util_uuid4(a->s.id);
+    snprintf(a->s.user_id, sizeof(a->s.user_id), "%s", a->user_id);
+    snprintf(a->s.user_name, sizeof(a->s.user_name), "%s", a->user_name);
+    snprintf(a->s.asset_id, sizeof(a->s.asset_id), "%s", a->asset_id);
+    snprintf(a->s.asset_name, sizeof(a->s.asset_name), "%s", a->asset_name);
+    snprintf(a->s.site, sizeof(a->s.site), "%s", a->asset_site);
+    snprintf(a->s.kind, sizeof(a->s.kind), "%s", policy_kind_str(a->kind));
+    snprintf(a->s.client_addr, sizeof(a->s.client_addr), "%s", a->client_addr);
+    snprintf(a->s.route, sizeof(a->s.route), "%s", a->route.text);
+    snprintf(a->s.detail, sizeof(a->s.detail), "%s", a->detail);
+    a->s.started_at = util_now();
+    a->s.exit_status = -1;
+    a->open_r = store_session_open(st, &a->s);
+}
+
+static void monitor_authz_release(struct monitor_job *j)
+{
+    struct monitor_authz *a = (struct monitor_authz *)j;
+
+    free(a->detail);
+    free(a);
+}
+
+/* The decision came back: the child is told, the report and the audit log
+ * say it. A row opened for a child that went meanwhile is closed. */
+static void monitor_authz_done(struct monitor *m, struct mchild *c,
+                               struct monitor_job *j)
+{
+    struct monitor_authz *a = (struct monitor_authz *)j;
+    const char *kind = policy_kind_str(a->kind);
+    char what[200];
+
+    if (c == NULL) {
+        if (j->ran && a->d.allowed && a->open_r == ERR_OK) {
+            monitor_row_close(m, a->s.id, util_now(), 0, 0, -1,
+                              "error: session process ended without "
+                              "closing the session",
+                              NULL, 0, NULL);
+        }
+        return;
+    }
+    if (!j->ran) { /* no connection to the database */
+        log_warn("session of %s from %s refused: the store is unavailable",
+                 c->user_name, c->addr);
+        monitor_authorize_reply(m, c, false, NULL,
+                                "internal error: the store is unavailable",
+                                NULL);
+        return;
+    }
+    if (!a->resolved) {
+        snprintf(c->asset_id, sizeof(c->asset_id), "%s", a->asset_id);
+        snprintf(c->asset_name, sizeof(c->asset_name), "%s", a->asset_name);
+        snprintf(c->asset_site, sizeof(c->asset_site), "%s", a->asset_site);
+        snprintf(c->asset_host, sizeof(c->asset_host), "%s", a->asset_host);
+        c->asset_port = a->asset_port;
+        c->route = a->route;
+        c->asset_resolved = a->active && a->resolve_r == ERR_OK;
+    }
+    if (!a->active) {
+        /* Disabled or deleted since this connection logged in: no new
+         * channels, and the sweep ends the connection. */
+        monitor_row_refused(m, c, kind,
+                            c->asset_name[0] ? c->asset_name : c->login.asset,
+                            a->detail, "denied: user disabled");
+        monitor_authorize_reply(m, c, false, NULL,
+                                "access denied: user disabled", NULL);
+        monitor_end_child(m, c, "error: user disabled");
+        return;
+    }
+    if (a->resolve_r != ERR_OK) {
+        monitor_row_refused(m, c, kind,
+                            c->asset_name[0] ? c->asset_name : c->login.asset,
+                            a->detail, a->result);
+        monitor_audit(m, c, c->user_name, "session.denied",
+                      c->asset_name[0] ? c->asset_name : c->login.asset,
+                      a->result);
+        monitor_authorize_reply(m, c, false, NULL, a->msg, NULL);
+        return;
+    }
+    if (!a->d.allowed) {
+        snprintf(a->msg, sizeof(a->msg), "access denied: %s", a->d.reason);
+        snprintf(a->result, sizeof(a->result), "denied: %s", a->d.reason);
+        monitor_row_refused(m, c, kind, NULL, a->detail, a->result);
+        monitor_audit(m, c, c->user_name, "session.denied", c->asset_name,
+                      a->result);
+        monitor_authorize_reply(m, c, false, NULL, a->msg, NULL);
+        return;
+    }
+    if (a->open_r != ERR_OK ||
+        monitor_row_add(c, a->s.id, a->d.record) != ERR_OK) {
+        monitor_authorize_reply(
+            m, c, false, NULL, "internal error: cannot write the report", NULL);
+        return;
+    }
+    log_info("session %s: %s %s on %s (%s) from %s", a->s.id, c->user_name,
+             kind, c->asset_name, c->asset_id, c->addr);
+    snprintf(what, sizeof(what), "%s on %s (%s)", kind, c->asset_name,
+             c->asset_id);
+    monitor_audit(m, c, c->user_name, "session.start", a->s.id, what);
+    monitor_authorize_reply(m, c, true, a->s.id, "", &a->d);
+}
+
 static int monitor_authorize(struct monitor *m, struct mchild *c,
                              struct buf *req)
 {
-    struct store_profile *profiles = NULL;
-    struct policy_decision d;
-    struct store_session s;
-    char *detail = NULL, msg[600] = "", result[STORE_RESULT_MAX + 1] = "";
+    struct monitor_authz *a = NULL;
+    char *detail = NULL;
     uint8_t kind = 0;
-    size_t np = 0;
-    int role = ROLE_NONE, r = ERR_PROTO;
+    int r = ERR_PROTO;
 
-    memset(&d, 0, sizeof(d));
     if (c->state != MC_AUTHED || buf_get_u8(req, &kind) != ERR_OK ||
         kind >= KIND__COUNT || (kind == KIND_RDP) != c->rdp ||
         buf_get_cstring(req, MONITOR_DETAIL_MAX, &detail) != ERR_OK ||
@@ -1891,78 +2555,34 @@ static int monitor_authorize(struct monitor *m, struct mchild *c,
         }
     }
     r = ERR_OK;
-    if (!monitor_user_active(m, c)) {
-        /* Disabled or deleted since this connection logged in: no new
-         * channels, and the sweep ends the connection. */
-        monitor_row_refused(m, c, policy_kind_str(kind),
-                            c->asset_name[0] ? c->asset_name : c->login.asset,
-                            detail, "denied: user disabled");
-        monitor_authorize_reply(m, c, false, NULL,
-                                "access denied: user disabled", NULL);
-        monitor_end_child(m, c, "error: user disabled");
+    if ((a = calloc(1, sizeof(*a))) == NULL) {
+        monitor_authorize_reply(m, c, false, NULL, "internal error", NULL);
         goto out;
     }
-    if (!c->asset_resolved &&
-        monitor_resolve_asset(m, c, &role, msg, sizeof(msg), result,
-                              sizeof(result)) != ERR_OK) {
-        monitor_row_refused(m, c, policy_kind_str(kind),
-                            c->asset_name[0] ? c->asset_name : c->login.asset,
-                            detail, result);
-        monitor_audit(m, c, c->user_name, "session.denied",
-                      c->asset_name[0] ? c->asset_name : c->login.asset,
-                      result);
-        monitor_authorize_reply(m, c, false, NULL, msg, NULL);
-        goto out;
-    }
-    if (role == ROLE_NONE &&
-        store_user_asset_role(m->store, c->user_id, c->asset_id, &role) !=
-            ERR_OK) {
-        role = ROLE_NONE;
-    }
-    if (store_user_profiles(m->store, c->user_id, &profiles, &np) != ERR_OK) {
-        np = 0;
-    }
-    policy_decide(role, profiles, np, kind, &d);
-    if (!d.allowed) {
-        snprintf(msg, sizeof(msg), "access denied: %s", d.reason);
-        snprintf(result, sizeof(result), "denied: %s", d.reason);
-        monitor_row_refused(m, c, policy_kind_str(kind), NULL, detail, result);
-        monitor_audit(m, c, c->user_name, "session.denied", c->asset_name,
-                      result);
-        monitor_authorize_reply(m, c, false, NULL, msg, NULL);
-        goto out;
-    }
-    memset(&s, 0, sizeof(s));
-    util_uuid4(s.id);
-    snprintf(s.user_id, sizeof(s.user_id), "%s", c->user_id);
-    snprintf(s.user_name, sizeof(s.user_name), "%s", c->user_name);
-    snprintf(s.asset_id, sizeof(s.asset_id), "%s", c->asset_id);
-    snprintf(s.asset_name, sizeof(s.asset_name), "%s", c->asset_name);
-    snprintf(s.site, sizeof(s.site), "%s", c->asset_site);
-    snprintf(s.kind, sizeof(s.kind), "%s", policy_kind_str(kind));
-    snprintf(s.client_addr, sizeof(s.client_addr), "%s", c->addr);
-    snprintf(s.route, sizeof(s.route), "%s", c->route.text);
-    snprintf(s.detail, sizeof(s.detail), "%s", detail);
-    s.started_at = util_now();
-    s.exit_status = -1;
-    if (store_session_open(m->store, &s) != ERR_OK ||
-        monitor_row_add(c, s.id, d.record) != ERR_OK) {
-        monitor_authorize_reply(
-            m, c, false, NULL, "internal error: cannot write the report", NULL);
-        goto out;
-    }
-    log_info("session %s: %s %s on %s (%s) from %s", s.id, c->user_name, s.kind,
-             c->asset_name, c->asset_id, c->addr);
-    {
-        char what[200];
-
-        snprintf(what, sizeof(what), "%s on %s (%s)", s.kind, c->asset_name,
-                 c->asset_id);
-        monitor_audit(m, c, c->user_name, "session.start", s.id, what);
-    }
-    monitor_authorize_reply(m, c, true, s.id, "", &d);
+    a->job.work = monitor_authz_work;
+    a->job.done = monitor_authz_done;
+    a->job.release = monitor_authz_release;
+    snprintf(a->user_id, sizeof(a->user_id), "%s", c->user_id);
+    snprintf(a->user_name, sizeof(a->user_name), "%s", c->user_name);
+    snprintf(a->client_addr, sizeof(a->client_addr), "%s", c->addr);
+    snprintf(a->site, sizeof(a->site), "%s", c->login.site);
+    snprintf(a->asset, sizeof(a->asset), "%s", c->login.asset);
+    a->rdp = c->rdp;
+    a->resolved = c->asset_resolved;
+    a->kind = kind;
+    a->detail = detail;
+    detail = NULL;
+    snprintf(a->asset_id, sizeof(a->asset_id), "%s", c->asset_id);
+    snprintf(a->asset_name, sizeof(a->asset_name), "%s", c->asset_name);
+    snprintf(a->asset_site, sizeof(a->asset_site), "%s", c->asset_site);
+    snprintf(a->asset_host, sizeof(a->asset_host), "%s", c->asset_host);
+    a->asset_port = c->asset_port;
+    a->route = c->route;
+    a->role = ROLE_NONE;
+    a->resolve_r = ERR_OK;
+    a->open_r = ERR_STORE;
+    monitor_job_start(m, c, &a->job);
 out:
-    free(profiles);
     free(detail);
     return r;
 }
@@ -2050,11 +2670,96 @@ static int monitor_connect(struct monitor *m, struct mchild *c, struct buf *req)
 
 /* --- host key and credentials --- */
 
+/*
+ * MP_HOSTKEY and MP_CREDENTIALS's store work (jobs: see "Store work off
+ * the loop"): the host key pinned or compared, the asset read for its
+ * pinned key or its vaulted login. The vault is opened on the loop.
+ */
+struct monitor_assetq {
+    struct monitor_job job;
+    char asset_id[STORE_ID_MAX + 1];
+    char fp[MONITOR_FP_MAX + 1]; /* MP_HOSTKEY: the key presented */
+    int pin_r;                   /* ERR_STORE if it never ran */
+    int get_r;
+    struct store_asset a; /* its sealed blobs are freed by release */
+};
+
+static void monitor_hostkey_work(struct monitor_job *j, struct store *st)
+{
+    struct monitor_assetq *q = (struct monitor_assetq *)j;
+
+    if ((q->pin_r = store_asset_pin_host_key(st, q->asset_id, q->fp)) !=
+        ERR_OK) {
+        q->get_r = store_asset_get(st, q->asset_id, &q->a);
+    }
+}
+
+static void monitor_credentials_work(struct monitor_job *j, struct store *st)
+{
+    struct monitor_assetq *q = (struct monitor_assetq *)j;
+
+    q->get_r = store_asset_get(st, q->asset_id, &q->a);
+}
+
+static void monitor_assetq_release(struct monitor_job *j)
+{
+    struct monitor_assetq *q = (struct monitor_assetq *)j;
+
+    store_asset_clear(&q->a);
+    free(q);
+}
+
+static struct monitor_assetq *monitor_assetq_new(const struct mchild *c,
+                                                 monitor_job_work_fn work,
+                                                 monitor_job_done_fn done)
+{
+    struct monitor_assetq *q = calloc(1, sizeof(*q));
+
+    if (q == NULL) {
+        return NULL;
+    }
+    q->job.work = work;
+    q->job.done = done;
+    q->job.release = monitor_assetq_release;
+    snprintf(q->asset_id, sizeof(q->asset_id), "%s", c->asset_id);
+    q->pin_r = ERR_STORE;
+    q->get_r = ERR_STORE;
+    return q;
+}
+
+static void monitor_hostkey_done(struct monitor *m, struct mchild *c,
+                                 struct monitor_job *j)
+{
+    struct monitor_assetq *q = (struct monitor_assetq *)j;
+    char msg[600];
+
+    if (c == NULL) {
+        return;
+    }
+    if (q->pin_r == ERR_OK) {
+        c->hostkey_ok = true;
+        (void)(buf_put_u8(m->rep, 1) || buf_put_cstring(m->rep, ""));
+    } else {
+        if (q->pin_r == ERR_HOSTKEY) {
+            snprintf(msg, sizeof(msg),
+                     "host key of asset '%s' has changed (pinned %s, "
+                     "presented %s); an administrator must run "
+                     "'portcullis asset retrust %s'",
+                     c->asset_name, q->a.host_key_fp, q->fp, c->asset_id);
+            log_warn("%s", msg);
+        } else {
+            snprintf(msg, sizeof(msg), "cannot check the host key: %s",
+                     err_str(q->pin_r));
+        }
+        (void)(buf_put_u8(m->rep, 0) || buf_put_cstring(m->rep, msg));
+    }
+    monitor_reply(m, c, MP_HOSTKEY_REPLY, -1);
+}
+
 static int monitor_hostkey(struct monitor *m, struct mchild *c, struct buf *req)
 {
-    char row[STORE_ID_MAX + 1] = "", fp[MONITOR_FP_MAX + 1] = "", msg[600];
-    struct store_asset a;
-    int r;
+    char row[STORE_ID_MAX + 1] = "", fp[MONITOR_FP_MAX + 1] = "";
+    struct monitor_assetq *q;
 
     if (c->state != MC_AUTHED || !c->connected || c->hostkey_asked ||
         buf_get_cstring_into(req, row, sizeof(row)) != ERR_OK ||
@@ -2063,56 +2768,40 @@ static int monitor_hostkey(struct monitor *m, struct mchild *c, struct buf *req)
         return ERR_PROTO;
     }
     c->hostkey_asked = true;
-    r = store_asset_pin_host_key(m->store, c->asset_id, fp);
-    if (r == ERR_OK) {
-        c->hostkey_ok = true;
-        (void)(buf_put_u8(m->rep, 1) || buf_put_cstring(m->rep, ""));
-    } else {
-        memset(&a, 0, sizeof(a));
-        (void)store_asset_get(m->store, c->asset_id, &a);
-        if (r == ERR_HOSTKEY) {
-            snprintf(msg, sizeof(msg),
-                     "host key of asset '%s' has changed (pinned %s, "
-                     "presented %s); an administrator must run "
-                     "'portcullis asset retrust %s'",
-                     c->asset_name, a.host_key_fp, fp, c->asset_id);
-            log_warn("%s", msg);
-        } else {
-            snprintf(msg, sizeof(msg), "cannot check the host key: %s",
-                     err_str(r));
-        }
-        store_asset_clear(&a);
-        (void)(buf_put_u8(m->rep, 0) || buf_put_cstring(m->rep, msg));
+    if ((q = monitor_assetq_new(c, monitor_hostkey_work,
+                                monitor_hostkey_done)) == NULL) {
+        (void)(buf_put_u8(m->rep, 0) ||
+               buf_put_cstring(m->rep, "cannot check the host key: out of "
+                                       "memory"));
+        monitor_reply(m, c, MP_HOSTKEY_REPLY, -1);
+        return ERR_OK;
     }
-    monitor_reply(m, c, MP_HOSTKEY_REPLY, -1);
+    snprintf(q->fp, sizeof(q->fp), "%s", fp);
+    monitor_job_start(m, c, &q->job);
     return ERR_OK;
 }
 
-static int monitor_credentials(struct monitor *m, struct mchild *c,
-                               struct buf *req)
+static void monitor_credentials_done(struct monitor *m, struct mchild *c,
+                                     struct monitor_job *j)
 {
-    char row[STORE_ID_MAX + 1] = "", ad[80];
-    struct store_asset a;
+    struct monitor_assetq *q = (struct monitor_assetq *)j;
+    const struct store_asset *a = &q->a;
     uint8_t *pw = NULL, *key = NULL;
     size_t pwlen = 0, keylen = 0;
-    bool ok;
+    char ad[80];
+    bool ok = q->get_r == ERR_OK;
 
-    if (c->state != MC_AUTHED || !c->hostkey_ok || c->creds_given ||
-        buf_get_cstring_into(req, row, sizeof(row)) != ERR_OK ||
-        buf_expect_end(req) != ERR_OK || monitor_row_find(c, row) == NULL) {
-        return ERR_PROTO;
+    if (c == NULL) {
+        return;
     }
-    c->creds_given = true;
-    memset(&a, 0, sizeof(a));
-    ok = store_asset_get(m->store, c->asset_id, &a) == ERR_OK;
-    if (ok && a.password_sealed != NULL) {
-        snprintf(ad, sizeof(ad), "asset-password:%s", a.id);
-        ok = vault_open(m->vault, ad, a.password_sealed, a.password_sealed_len,
-                        &pw, &pwlen) == ERR_OK;
+    if (ok && a->password_sealed != NULL) {
+        snprintf(ad, sizeof(ad), "asset-password:%s", a->id);
+        ok = vault_open(m->vault, ad, a->password_sealed,
+                        a->password_sealed_len, &pw, &pwlen) == ERR_OK;
     }
-    if (ok && a.key_sealed != NULL) {
-        snprintf(ad, sizeof(ad), "asset-key:%s", a.id);
-        ok = vault_open(m->vault, ad, a.key_sealed, a.key_sealed_len, &key,
+    if (ok && a->key_sealed != NULL) {
+        snprintf(ad, sizeof(ad), "asset-key:%s", a->id);
+        ok = vault_open(m->vault, ad, a->key_sealed, a->key_sealed_len, &key,
                         &keylen) == ERR_OK;
     }
     if (!ok) {
@@ -2120,13 +2809,35 @@ static int monitor_credentials(struct monitor *m, struct mchild *c,
     }
     (void)(buf_put_u8(m->rep, ok ? 1 : 0) ||
            buf_put_cstring(m->rep,
-                           a.login_user[0] ? a.login_user : c->user_name) ||
+                           a->login_user[0] ? a->login_user : c->user_name) ||
            buf_put_cstring(m->rep, pw ? (const char *)pw : "") ||
            buf_put_cstring(m->rep, key ? (const char *)key : ""));
     monitor_reply(m, c, MP_CREDENTIALS_REPLY, -1);
     vault_secret_free(pw, pwlen);
     vault_secret_free(key, keylen);
-    store_asset_clear(&a);
+}
+
+static int monitor_credentials(struct monitor *m, struct mchild *c,
+                               struct buf *req)
+{
+    char row[STORE_ID_MAX + 1] = "";
+    struct monitor_assetq *q;
+
+    if (c->state != MC_AUTHED || !c->hostkey_ok || c->creds_given ||
+        buf_get_cstring_into(req, row, sizeof(row)) != ERR_OK ||
+        buf_expect_end(req) != ERR_OK || monitor_row_find(c, row) == NULL) {
+        return ERR_PROTO;
+    }
+    c->creds_given = true;
+    if ((q = monitor_assetq_new(c, monitor_credentials_work,
+                                monitor_credentials_done)) == NULL) {
+        log_error("cannot open the vaulted login of asset %s", c->asset_id);
+        (void)(buf_put_u8(m->rep, 0) || buf_put_cstring(m->rep, c->user_name) ||
+               buf_put_cstring(m->rep, "") || buf_put_cstring(m->rep, ""));
+        monitor_reply(m, c, MP_CREDENTIALS_REPLY, -1);
+        return ERR_OK;
+    }
+    monitor_job_start(m, c, &q->job);
     return ERR_OK;
 }
 
@@ -2354,7 +3065,10 @@ int monitor_request(struct monitor *m, struct mchild *c, uint8_t type,
     }
     buf_reset(m->rep);
     r = ERR_PROTO;
-    for (size_t k = 0; k < sizeof(monitor_table) / sizeof(monitor_table[0]);
+    /* a request while a store job of this child runs cannot come from
+     * its socket (not read meanwhile; monitor_job_start): refused */
+    for (size_t k = 0; !c->store_pending &&
+                       k < sizeof(monitor_table) / sizeof(monitor_table[0]);
          k++) {
         if (monitor_table[k].type == type) {
             if (monitor_table[k].who & (c->rdp ? MONITOR_RDP : MONITOR_SSH)) {

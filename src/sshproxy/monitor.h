@@ -132,7 +132,10 @@ struct mchild {
      * the child goes) */
     uint64_t serial;   /* unique for the monitor's lifetime */
     bool auth_pending; /* a password check is running */
-    bool store_down;   /* the last user lookup failed: store unavailable */
+    /* a request's store work is on a worker (monitor.c, "Store work off
+     * the loop"): the child's socket is not read until it is answered */
+    bool store_pending;
+    bool store_down; /* the last user lookup failed: store unavailable */
     /* the RDP proxy's children (rdpproxy/rdp_server.c): report rows of
      * kind "rdp", audit events say "rdp" */
     bool rdp;
@@ -150,6 +153,7 @@ struct mchild {
 };
 
 struct monitor_users;
+struct monitor_jobs;
 
 struct monitor {
     const struct config *cfg;
@@ -171,6 +175,10 @@ struct monitor {
      * SQLite, where the check runs on the loop (monitor.c) */
     struct store *sweep_store;
     struct monitor_users *users_job;
+    /* PostgreSQL: the connections that run the login path's store work
+     * on workers (monitor.c, "Store work off the loop"); NULL on SQLite
+     * or without a loop, where that work runs on the loop */
+    struct monitor_jobs *jobs;
     /* writes the audit events kept while the store did not answer
      * (audit_defer()): 0 if not armed, and its backoff */
     uint64_t audit_timer;

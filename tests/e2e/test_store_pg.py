@@ -791,3 +791,160 @@ def test_loop_answers_while_the_users_table_is_locked(target, tmp_path):
         if p is not None:
             p.stop()
         own.close()
+
+
+def _login_under_lock(target, tmp_path, tables):
+    """A server on a PostgreSQL of its own with one `cat` session open;
+    another session holds `tables` locked (ACCESS EXCLUSIVE) for 5 s
+    while an OpenSSH password login runs `echo`. Returns the slowest
+    /healthz answer, the slowest echo through the open session, the
+    login's Result and how long it took."""
+    import subprocess
+    import threading
+    import time
+    import pglib
+    own = pglib.PgServer()
+    p = None
+    holder = live = None
+    try:
+        url = own.new_database()
+        dbname = url.split("///")[1].split("?")[0]
+        p = Portcullis(tmp_path / "pc", store_url=url)
+        p.tune_for_tests()
+        p.start()
+        p.wait_http()
+        pw = "pw-" + uniq()
+        user = p.user_add(password=pw)
+        asset = p.target_asset(target)
+        p.allow(user, asset)
+        client = Client(p.ssh_port)
+        login = "%s#%s" % (user, asset)
+        live = client.popen_ssh(login, "cat", password=pw,
+                                stdin=subprocess.PIPE)
+        live.stdin.write(b"one\n")
+        live.stdin.flush()
+        assert live.stdout.readline() == b"one\n"
+        holder = subprocess.Popen(
+            own.as_user + [os.path.join(own.bindir, "psql"), "-h", own.dir,
+                           "-p", str(own.port), "-U", "portcullis", "-d",
+                           dbname, "-X", "-q", "-c",
+                           "BEGIN; LOCK TABLE %s IN ACCESS EXCLUSIVE MODE;"
+                           " SELECT pg_sleep(5); COMMIT;" % tables],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(0.5)  # the lock is taken
+        got = {}
+
+        def log_in():
+            t0 = time.monotonic()
+            got["r"] = client.ssh(login, "echo logged-in", password=pw,
+                                  timeout=60)
+            got["took"] = time.monotonic() - t0
+
+        echoes = {"worst": 0.0, "bad": None}
+        stop = threading.Event()
+
+        def echo():
+            n = 0
+            while not stop.is_set():
+                n += 1
+                t0 = time.monotonic()
+                line = b"echo-%d\n" % n
+                live.stdin.write(line)
+                live.stdin.flush()
+                back = live.stdout.readline()
+                if back != line:
+                    echoes["bad"] = back
+                    return
+                echoes["worst"] = max(echoes["worst"],
+                                      time.monotonic() - t0)
+                time.sleep(0.1)
+
+        t = threading.Thread(target=log_in, daemon=True)
+        t.start()
+        e = threading.Thread(target=echo, daemon=True)
+        e.start()
+        worst = 0.0
+        t_end = time.monotonic() + 4
+        while time.monotonic() < t_end:
+            t0 = time.monotonic()
+            conn = http.client.HTTPConnection("127.0.0.1", p.http_port,
+                                              timeout=30)
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().status == 200
+            conn.close()
+            worst = max(worst, time.monotonic() - t0)
+            time.sleep(0.05)
+        stop.set()
+        e.join(timeout=30)
+        assert not e.is_alive() and echoes["bad"] is None, echoes
+        worst_echo = echoes["worst"]
+        assert holder.wait(timeout=30) == 0, holder.stderr.read()
+        holder = None
+        t.join(timeout=60)
+        assert not t.is_alive(), "the login never ended"
+        live.stdin.close()
+        assert live.wait(timeout=20) == 0
+        live = None
+        print("slowest /healthz %.3f s, echo %.3f s; login took %.2f s: %r" %
+              (worst, worst_echo, got["took"], got["r"]))
+        return worst, worst_echo, got["r"], got["took"]
+    finally:
+        for proc in (holder, live):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+        if p is not None:
+            p.stop()
+        own.close()
+
+
+@pytest.mark.parametrize("tables", ["assets", "users, assets"])
+def test_loop_answers_while_a_login_waits_for_a_lock(target, tmp_path,
+                                                     tables):
+    """The login path's store work (the user, the NT hash, the asset, its
+    grants and profiles, the report row, the host key, the vaulted login)
+    runs on workers with connections of their own: while another session
+    holds the assets table (or the users table too) locked for 5 s, a
+    password login in flight waits for the lock, the loop keeps answering
+    HTTP at once, an open session keeps relaying, and the login then
+    completes (the lock is released before the workers' lock_timeout,
+    20 s). Before, the lookup on the loop held it for the statement
+    deadline (3 s) and the login failed "internal error looking up the
+    asset"."""
+    worst, worst_echo, r, took = _login_under_lock(target, tmp_path, tables)
+    assert worst < 0.5 and worst_echo < 0.5, \
+        "the loop stalled %.2f s (echo %.2f s)" % (worst, worst_echo)
+    assert r.rc == 0 and r.out.strip() == "logged-in", r
+    assert took > 3.0, "the login did not wait for the lock (%.2f s)" % took
+
+
+def test_nt_hash_kept_by_a_login_on_postgresql(target, tmp_path):
+    """A user without an NT hash (made before RDP) gets one sealed and
+    stored by an SSH password login, now that the login's store work
+    (the NT hash, the user read again) runs on a worker's connection."""
+    import pglib
+    own = pglib.PgServer()
+    p = None
+    try:
+        url = own.new_database()
+        dbname = url.split("///")[1].split("?")[0]
+        p = Portcullis(tmp_path / "pc", store_url=url)
+        p.tune_for_tests()
+        p.start()
+        p.wait_http()
+        pw = "pw-" + uniq()
+        user = p.user_add(password=pw)
+        asset = p.target_asset(target)
+        p.allow(user, asset)
+        own.psql(dbname, "UPDATE users SET nt_sealed = NULL WHERE name = "
+                 "'%s'" % user)
+        r = Client(p.ssh_port).ssh("%s#%s" % (user, asset), "echo in",
+                                   password=pw)
+        assert r.rc == 0 and r.out.strip() == "in", r
+        n = own.psql(dbname, "SELECT coalesce(length(nt_sealed), 0) FROM "
+                     "users WHERE name = '%s'" % user).strip()
+        assert int(n) > 16, "no sealed NT hash after the login: %r" % n
+    finally:
+        if p is not None:
+            p.stop()
+        own.close()
