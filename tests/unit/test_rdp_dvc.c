@@ -101,7 +101,7 @@ static void open_disp(struct rdp_dvc *d, uint32_t max)
     create_rsp(&p, 7, 0);
     assert_int_equal(filt(d, RDP_DVC_UP, &p, 0), ERR_OK);
     assert_int_equal(n, p.n);
-    assert_int_equal(d->disp, RDP_DVC_OPEN);
+    assert_int_equal(d->ch[RDP_DVC_DISP].state, RDP_DVC_OPEN);
     disp_caps(&p, 7, max);
     assert_int_equal(filt(d, RDP_DVC_DOWN, &p, 0), ERR_OK);
     assert_int_equal(n, p.n);
@@ -153,7 +153,7 @@ static void test_other_channels_refused_with_a_reply(void **state)
     assert_int_equal(r.reply[0], RDP_DVC_CREATE << 4);
     assert_int_equal(r.reply[1], 3);
     assert_true((int32_t)g32(r.reply + 2) < 0);
-    assert_int_equal(d.disp, RDP_DVC_NONE);
+    assert_int_equal(d.ch[RDP_DVC_DISP].state, RDP_DVC_NONE);
     /* a 4-byte ID is answered with a 4-byte ID */
     p.n = 0;
     p.b[p.n++] = (RDP_DVC_CREATE << 4) | 2;
@@ -197,7 +197,7 @@ static void test_display_control_opens_once(void **state)
     assert_int_equal(filt(&d, RDP_DVC_DOWN, &p, 0), ERR_OK);
     assert_int_equal(n, 0);
     assert_int_equal(r.reply_len, 6);
-    assert_int_equal(d.disp_id, 7);
+    assert_int_equal(d.ch[RDP_DVC_DISP].id, 7);
     /* the target sends only its caps on it */
     layout(&p, 7, 1, 1280, 960);
     assert_int_equal(filt(&d, RDP_DVC_DOWN, &p, 0), ERR_OK);
@@ -209,7 +209,7 @@ static void test_display_control_opens_once(void **state)
     p.b[p.n++] = 7;
     assert_int_equal(filt(&d, RDP_DVC_DOWN, &p, 0), ERR_OK);
     assert_int_equal(n, 2);
-    assert_int_equal(d.disp, RDP_DVC_NONE);
+    assert_int_equal(d.ch[RDP_DVC_DISP].state, RDP_DVC_NONE);
     layout(&p, 7, 1, 1280, 960);
     assert_int_equal(filt(&d, RDP_DVC_UP, &p, 5000), ERR_OK);
     assert_int_equal(n, 0);
@@ -219,7 +219,7 @@ static void test_display_control_opens_once(void **state)
     /* a failed creation leaves it closed */
     create_rsp(&p, 9, 0x80004005u);
     assert_int_equal(filt(&d, RDP_DVC_UP, &p, 0), ERR_OK);
-    assert_int_equal(d.disp, RDP_DVC_NONE);
+    assert_int_equal(d.ch[RDP_DVC_DISP].state, RDP_DVC_NONE);
 }
 
 /*
@@ -249,11 +249,11 @@ static void test_close_answered_then_reopened(void **state)
     assert_int_equal(filt(&d, RDP_DVC_UP, &close, 0), ERR_OK);
     assert_int_equal(n, 2);
     assert_null(r.refused);
-    assert_int_equal(d.disp, RDP_DVC_PENDING);
+    assert_int_equal(d.ch[RDP_DVC_DISP].state, RDP_DVC_PENDING);
     create_rsp(&p, 7, 0);
     assert_int_equal(filt(&d, RDP_DVC_UP, &p, 0), ERR_OK);
     assert_int_equal(n, p.n);
-    assert_int_equal(d.disp, RDP_DVC_OPEN);
+    assert_int_equal(d.ch[RDP_DVC_DISP].state, RDP_DVC_OPEN);
     disp_caps(&p, 7, 1);
     assert_int_equal(filt(&d, RDP_DVC_DOWN, &p, 0), ERR_OK);
     layout(&p, 7, 1, 1280, 960);
@@ -263,7 +263,7 @@ static void test_close_answered_then_reopened(void **state)
     /* a close from the client now is its own: the channel closes */
     assert_int_equal(filt(&d, RDP_DVC_UP, &close, 0), ERR_OK);
     assert_int_equal(n, 2);
-    assert_int_equal(d.disp, RDP_DVC_NONE);
+    assert_int_equal(d.ch[RDP_DVC_DISP].state, RDP_DVC_NONE);
 }
 
 static void test_layout_bounds(void **state)
