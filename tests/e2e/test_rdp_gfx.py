@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from pclib import run, xvfb_run
+from pclib import build_dir, run, xvfb_run
 from test_rdp import (COLOUR, DESKTOP, DRIVER, assert_desktop_and_typing,  # noqa: F401
                       near, pixel, pytestmark, rdp_asset, rdp_driver,
                       rdp_proxy, rdp_target, rdp_user, xfreerdp_args)
@@ -35,6 +35,7 @@ from test_rdp_record import (FRAME, START, check_row_file, read_rdprec,
 
 GFX = ["/gfx:avc420"]
 OPENED = "graphics pipeline: the client opened its channel"
+GFX_NAME = "Microsoft::Windows::RDS::Graphics"
 # the target's desktop once GFX runs: a colour it has not shown before
 RED = (220, 20, 60)
 
@@ -188,3 +189,42 @@ def test_recorded_session_keeps_gfx_off(rdp_proxy, rdp_target, tmp_path):
     assert types[0] == START and FRAME in types, types[:10]
     screen = screen_at(recs)
     assert near(rgb_at(screen, 800, 650), COLOUR), rgb_at(screen, 800, 650)
+
+
+def test_hostile_gfx_client(rdp_proxy, rdp_target):
+    """rdp_dvc_client --gfx opens the target's graphics channel through
+    the proxy and sends what a client never does on it, between the two
+    fragments of a valid caps advertise. Each bad PDU is dropped and
+    logged, the caps advertise reaches the target whole (it answers with
+    a caps confirm, which comes back through the proxy), the session
+    lives on, and the next client is served."""
+    asset = rdp_asset(rdp_proxy, rdp_target)
+    user, pw = rdp_user(rdp_proxy, asset)
+    exe = build_dir() / "tests" / "e2e" / "rdp-dvc-client"
+    assert exe.exists(), "build the tests (meson -Dtests=true)"
+    since = len(rdp_proxy.log_text())
+    r = run([str(exe), "--gfx", str(rdp_proxy.rdp_port),
+             "%s#%s" % (user, asset), pw, "1024", "768"], timeout=60)
+    lines = r.out.splitlines()
+    assert "create " + GFX_NAME in lines and "gfx-open" in lines, r
+    assert "sent" in lines, r
+    # the target got the caps advertise whole and confirmed version 8
+    assert "caps-confirm 0x00080004" in lines, r
+    assert lines[-1] == "alive" and r.rc == 0, r
+    log = wait_log(rdp_proxy, since, "frames acknowledged")
+    for why in ("a graphics PDU of a kind clients do not send from the "
+                "client refused",
+                "a malformed dynamic channel PDU from the client dropped",
+                "data on a dynamic channel not open from the client",
+                "a graphics message larger than 64 MiB from the client",
+                "a graphics message begun before the last one ended from "
+                "the client",
+                "the target confirmed version 0x00080004"):
+        assert why in log, (why, log[-4000:])
+    # of what the client sent on the channel only its Create Response
+    # (6 bytes) and the caps advertise crossed: a Data First (header,
+    # ID, length, 10 bytes) and a Data (header, ID, 12 bytes)
+    down, up, _ = gfx_summary(log)
+    assert up == 6 + (1 + 1 + 4 + 10) + (1 + 1 + 12), (down, up)
+    row = rdp_proxy.session_of(user, kind="rdp", result="ok")
+    assert row["bytes_up"] > 0, row
