@@ -792,6 +792,53 @@ static void test_gfx_target_wrapper(void **state)
     assert_int_equal(n, 0);
 }
 
+/* Every prefix of the graphics PDUs, each way: no read past it, and a
+ * malformed one changes nothing. */
+static void test_gfx_truncated(void **state)
+{
+    struct rdp_dvc d, before;
+    struct pdu p[4], b = {.n = 0};
+    uint8_t body[64];
+    size_t k;
+
+    (void)state;
+    k = frame_ack(body, 1);
+    k += frame_ack(body + k, 2);
+    data(&p[0], 9, body, k);
+    k = gfx_head(body, RDP_GFX_CACHE_IMPORT_OFFER, 100);
+    data_first(&p[1], 9, 100, body, 40);
+    b.b[b.n++] = 0xe1;
+    p16(&b, 2);
+    p32(&b, 100);
+    p32(&b, 3);
+    b.b[b.n++] = 0x04;
+    b.b[b.n++] = 1;
+    b.b[b.n++] = 2;
+    p32(&b, 1);
+    b.b[b.n++] = 0x24;
+    data(&p[2], 9, b.b, b.n);
+    data_first(&p[3], 9, 5000, b.b, b.n);
+    for (size_t j = 0; j < 4; j++) {
+        for (size_t len = 0; len < p[j].n; len++) {
+            uint8_t *m = malloc(len ? len : 1);
+            int e;
+
+            assert_non_null(m);
+            open_gfx(&d, true);
+            memcpy(m, p[j].b, len);
+            before = d;
+            e = rdp_dvc_filter(&d, j < 2 ? RDP_DVC_UP : RDP_DVC_DOWN, m, len,
+                               10000, out, &n, &r);
+            if (e != ERR_OK) {
+                assert_int_equal(e, ERR_PROTO);
+                assert_int_equal(n, 0);
+                assert_memory_equal(&d, &before, sizeof(d));
+            }
+            free(m);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -807,6 +854,7 @@ int main(void)
         cmocka_unit_test(test_gfx_client_pdus),
         cmocka_unit_test(test_gfx_fragments),
         cmocka_unit_test(test_gfx_target_wrapper),
+        cmocka_unit_test(test_gfx_truncated),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
