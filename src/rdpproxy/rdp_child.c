@@ -211,9 +211,9 @@ struct rdpc {
     struct rdp_rdpdr dr;
     struct rdp_dvc dvc; /* drdynvc: display resize, GFX (rdp_dvc.h) */
     unsigned dvc_told;  /* its refusals logged (RDPC_DVC_TOLD at most) */
-    /* the graphics pipeline ([MS-RDPEGFX]): offered to the target (set
-     * by the back leg's thread before its MCS connect, read after the
-     * join), and what crossed on its channel, for the log */
+    /* the graphics pipeline ([MS-RDPEGFX]): offered to the target (set,
+     * with dvc.gfx_allowed, by the back leg's thread before its MCS
+     * connect), and what crossed on its channel, for the log */
     bool gfx;
     bool gfx_open;
     uint32_t gfx_version; /* the target's caps confirm, when readable */
@@ -1343,6 +1343,9 @@ static bool rdpc_back_settings(struct rdpc *s, rdpSettings *bs)
 static bool rdpc_back_size(struct rdpc *s, rdpSettings *bs)
 {
     s->gfx = s->f_gfx && s->f_chan[RDPC_VC_DRDYNVC] && (s->rec_flags & 1) == 0;
+    /* before the target can open the channel (the filter runs on this
+     * thread until the join) */
+    s->dvc.gfx_allowed = s->gfx;
     if (s->f_gfx) {
         log_info("rdp %s: graphics pipeline: %s", s->a->client_addr,
                  s->gfx ? "the client offers it: offered to the target"
@@ -2201,7 +2204,6 @@ static BOOL rdpc_activate(freerdp_peer *peer)
         return FALSE;
     }
     s->back_up = true;
-    s->dvc.gfx_allowed = s->gfx;
     rdpc_vc_joined(s);
     bs = s->back->settings;
     if (bs->DesktopWidth != fs->DesktopWidth ||
