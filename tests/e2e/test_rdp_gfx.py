@@ -18,15 +18,21 @@ A hostile client is rdp_dvc_client (`--gfx`): it offers GFX, opens the
 target's graphics channel and sends PDUs a client never sends, broken
 framing and oversized announcements before a valid caps advertise,
 which the target answers through the proxy (test_hostile_gfx_client).
+A hostile target is rdp_gfx_target: it opens the graphics channel by
+hand and sends xfreerdp broken framing, data that is not segmented
+data and 4 GiB announcements around a good caps confirm and one good
+frame, which xfreerdp draws and acknowledges (test_hostile_gfx_target).
 """
 import os
 import re
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from pclib import build_dir, run, xvfb_run
+from pclib import (build_dir, free_port, run, stop_process, wait_listen,
+                   xvfb_run)
 from test_rdp import (COLOUR, DESKTOP, DRIVER, assert_desktop_and_typing,  # noqa: F401
                       near, pixel, pytestmark, rdp_asset, rdp_driver,
                       rdp_proxy, rdp_target, rdp_user, xfreerdp_args)
@@ -228,3 +234,92 @@ def test_hostile_gfx_client(rdp_proxy, rdp_target):
     assert up == 6 + (1 + 1 + 4 + 10) + (1 + 1 + 12), (down, up)
     row = rdp_proxy.session_of(user, kind="rdp", result="ok")
     assert row["bytes_up"] > 0, row
+
+
+class GfxTarget:
+    """rdp-gfx-target on a free loopback port with a fresh certificate."""
+
+    def __init__(self, workdir):
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.out = self.dir / "gfx.txt"
+        self.proc = None
+
+    def start(self):
+        cert, key = self.dir / "cert.pem", self.dir / "key.pem"
+        r = run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                 "-subj", "/CN=gfxtarget", "-days", "2", "-keyout", str(key),
+                 "-out", str(cert)])
+        assert r.rc == 0, r
+        self.out.write_text("")
+        exe = build_dir() / "tests" / "e2e" / "rdp-gfx-target"
+        assert exe.exists(), "build the tests (meson -Dtests=true)"
+        self.log = open(self.dir / "target.log", "w")
+        self.proc = subprocess.Popen(
+            [str(exe), str(self.port), str(cert), str(key), str(self.out)],
+            stdout=self.log, stderr=self.log, start_new_session=True)
+        assert wait_listen(self.port, 10, self.proc), "gfx target not up"
+        return self
+
+    def lines(self):
+        return self.out.read_text(errors="replace").splitlines()
+
+    def stop(self):
+        if self.proc is not None:
+            stop_process(self.proc, 5)
+            self.proc = None
+
+
+@pytest.fixture
+def gfx_target(tmp_path):
+    t = GfxTarget(tmp_path / "target").start()
+    yield t
+    t.stop()
+
+
+# The hostile target's frame: a crimson fill of the whole surface
+CRIMSON = (220, 20, 60)
+
+
+def test_hostile_gfx_target(rdp_proxy, gfx_target, tmp_path):
+    """rdp_gfx_target opens the graphics channel and sends xfreerdp, through
+    the proxy, a second graphics channel under the same ID, data that is
+    not segmented data, a multipart message and a Data First each
+    announcing 4 GiB, and a caps confirm split in two with a second
+    message begun and a fragment past its end between the halves, then
+    one good frame. Each bad PDU is dropped and logged; xfreerdp gets the
+    caps confirm whole, draws the frame (the crimson in its screenshot)
+    and acknowledges it to the target; the session ends as the client
+    leaves, not before."""
+    asset = rdp_asset(rdp_proxy, gfx_target)
+    user, pw = rdp_user(rdp_proxy, asset)
+    since = len(rdp_proxy.log_text())
+    r = run_gfx_client(rdp_proxy, tmp_path, "%s#%s" % (user, asset), pw,
+                       text="x")
+    lines = gfx_target.lines()
+    assert "gfx-offered 1" in lines and "gfx-open" in lines, (lines, r)
+    assert "caps-advertise" in lines and "sent" in lines, lines
+    # xfreerdp drew the frame that came after the garbage ...
+    assert (tmp_path / "before.png").exists(), \
+        "no xfreerdp window: %s\n%s" % (r, (tmp_path / "client.log")
+                                        .read_text()[-2000:])
+    assert near(pixel(tmp_path / "before.png"), CRIMSON), \
+        pixel(tmp_path / "before.png")
+    # ... and acknowledged it, through the proxy
+    assert "frame-ack 7" in lines, lines
+    log = wait_log(rdp_proxy, since, "frames acknowledged")
+    for why in ("a create request under the ID of a channel open from the "
+                "target refused",
+                "a malformed dynamic channel PDU from the target dropped",
+                "graphics data larger than 64 MiB uncompressed from the "
+                "target refused",
+                "a graphics message larger than 64 MiB from the target "
+                "refused",
+                "a graphics message begun before the last one ended from "
+                "the target refused"):
+        assert why in log, (why, log[-4000:])
+    _, _, acks = gfx_summary(log)
+    assert acks >= 1, log[-3000:]
+    row = rdp_proxy.session_of(user, kind="rdp", result="ok")
+    assert "client ended" in row["result"], row
