@@ -9,7 +9,10 @@
  * nothing; a refusal forwards nothing; a reply goes only to the target
  * and is a failed Create Response; a layout forwarded to the target has
  * one primary at 0,0 and every monitor within bounds; a held layout
- * stays within its buffer.
+ * stays within its buffer; two relayed channels never share an ID; a
+ * graphics message still to come is never over RDP_DVC_GFX_MAX; what
+ * crosses on the graphics channel crosses unchanged. The graphics
+ * channel may open in inputs of even length (gfx_allowed).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -67,6 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int dir, e;
 
     rdp_dvc_init(&d);
+    d.gfx_allowed = size % 2 == 0;
     while ((msg = fuzz_rdp_next(data, size, &off, &head, &len, &out)) != NULL) {
         dir = head & 1;
         now += (int64_t)(head >> 1) * 16;
@@ -86,11 +90,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(dir == RDP_DVC_DOWN && r.reply[0] >> 4 == 1);
             FUZZ_CHECK((int32_t)get32(r.reply + r.reply_len - 4) < 0);
         }
-        if (e == ERR_OK && n > 0 && dir == RDP_DVC_UP && out[0] >> 4 == 3) {
+        if (e == ERR_OK && n > 0 && dir == RDP_DVC_UP && out[0] >> 4 == 3 &&
+            r.chan == RDP_DVC_DISP) {
             check_layout(out, n);
         }
         if (e == ERR_OK && n > 0 && out[0] >> 4 == 5) {
             FUZZ_CHECK(out[2] <= 2 && out[3] == 0);
+        }
+        if (d.ch[0].state != RDP_DVC_NONE && d.ch[1].state != RDP_DVC_NONE) {
+            FUZZ_CHECK(d.ch[0].id != d.ch[1].id);
+        }
+        FUZZ_CHECK(d.ch[RDP_DVC_GFX].left[0] <= RDP_DVC_GFX_MAX &&
+                   d.ch[RDP_DVC_GFX].left[1] <= RDP_DVC_GFX_MAX);
+        FUZZ_CHECK(d.gfx_allowed || d.ch[RDP_DVC_GFX].state == RDP_DVC_NONE);
+        if (e == ERR_OK && n > 0 && r.chan == RDP_DVC_GFX) {
+            FUZZ_CHECK(n == len && memcmp(out, msg, n) == 0);
         }
         n = rdp_dvc_due(&d, now, held);
         FUZZ_CHECK(n <= RDP_DVC_HELD_MAX);

@@ -26,10 +26,12 @@
  * for the client's codecs (the front's activation), where the main
  * thread joins it. The back leg asks the target for what the client
  * agreed to, so graphics pass through without being decoded (bitmap
- * updates, surface bits, pointer). Orders, bitmap
- * caches, glyph caches, GFX and virtual channels are switched off on the
- * back leg, so the target sends nothing the front has not agreed to.
- * Input goes the other way unchanged.
+ * updates, surface bits, pointer, and the graphics pipeline's channel
+ * when the client asked for it and the session is not recorded).
+ * Orders, bitmap caches, glyph caches and the virtual channels the
+ * profile refuses are switched off on the back leg, so the target sends
+ * nothing the front has not agreed to. Input goes the other way
+ * unchanged.
  *
  * A refused login ends the connection at once: the client is closed
  * first, and only then is the failure reported (it counts in the lockout
@@ -101,6 +103,7 @@
 /* Static virtual channels relayed (cliprdr, rdpsnd, rdpdr, drdynvc); their
  * messages are reassembled under rdp_vc.h's limits. */
 #define RDPC_VC_MAX 4
+#define RDPC_VC_DRDYNVC 3 /* its index in rdpc_vc_table */
 _Static_assert(RDP_VC_FIRST == CHANNEL_FLAG_FIRST &&
                    RDP_VC_LAST == CHANNEL_FLAG_LAST,
                "rdp_vc.h's chunk flags are FreeRDP's");
@@ -206,8 +209,16 @@ struct rdpc {
     size_t nvc;
     struct rdp_cliprdr clip;
     struct rdp_rdpdr dr;
-    struct rdp_dvc dvc; /* drdynvc: display resize only (rdp_dvc.h) */
+    struct rdp_dvc dvc; /* drdynvc: display resize, GFX (rdp_dvc.h) */
     unsigned dvc_told;  /* its refusals logged (RDPC_DVC_TOLD at most) */
+    /* the graphics pipeline ([MS-RDPEGFX]): offered to the target (set,
+     * with dvc.gfx_allowed, by the back leg's thread before its MCS
+     * connect), and what crossed on its channel, for the log */
+    bool gfx;
+    bool gfx_open;
+    uint32_t gfx_version; /* the target's caps confirm, when readable */
+    uint64_t gfx_acks;    /* frame acknowledgements from the client */
+    uint64_t gfx_bytes[2];
     /* the client is being reactivated at a new size (a desktop resize):
      * until it is active again, updates are not sent to it (it would
      * read them as a broken capability exchange); then the whole screen
@@ -241,9 +252,11 @@ struct rdpc {
     int bfd;        /* the target's socket while connecting, -1 */
     freerdp *binst; /* s->back once made, for abort */
     UINT32 f_width, f_height, f_depth; /* at RDPC_GATE_MCS */
-    bool f_chan[RDPC_VC_MAX];          /* asked for (rdpc_vc_table's order) */
-    BOOL f_rfx, f_nsc, f_surface;      /* at RDPC_GATE_ACTIVE */
-    bool codecs_set; /* the back leg's codecs were set from f_* */
+    BOOL f_gfx; /* the client can do the graphics pipeline (its early
+                   capability flags) */
+    bool f_chan[RDPC_VC_MAX];     /* asked for (rdpc_vc_table's order) */
+    BOOL f_rfx, f_nsc, f_surface; /* at RDPC_GATE_ACTIVE */
+    bool codecs_set;              /* the back leg's codecs were set from f_* */
 };
 
 /* One session per process: FreeRDP's callbacks find it here. */
@@ -311,6 +324,7 @@ static void rdpc_front_progress(struct rdpc *s, bool active)
         s->f_width = fs->DesktopWidth;
         s->f_height = fs->DesktopHeight;
         s->f_depth = fs->ColorDepth;
+        s->f_gfx = fs->SupportGraphicsPipeline;
         for (size_t i = 0; i < RDPC_VC_MAX; i++) {
             s->f_chan[i] = false;
             for (size_t j = 0; asked != NULL && j < n; j++) {
@@ -1317,14 +1331,36 @@ static bool rdpc_back_settings(struct rdpc *s, rdpSettings *bs)
            freerdp_settings_set_bool(bs, FreeRDP_RdpSecurity, FALSE);
 }
 
-/* Copied from the front at RDPC_GATE_MCS (under s->mu, read here after
- * the gate opened: the main thread writes them no more). */
+/*
+ * Copied from the front at RDPC_GATE_MCS (under s->mu, read here after
+ * the gate opened: the main thread writes them no more). The graphics
+ * pipeline is offered to the target when the client offered it (its
+ * early capability flags), joins drdynvc (the pipeline's channel is a
+ * dynamic one) and the session is not recorded: the recorder decodes
+ * the classic updates with FreeRDP's gdi, not the pipeline (docs/rdp.md,
+ * "Graphics pipeline"); a client told nothing of it draws those.
+ */
 static bool rdpc_back_size(struct rdpc *s, rdpSettings *bs)
 {
+    s->gfx = s->f_gfx && s->f_chan[RDPC_VC_DRDYNVC] && (s->rec_flags & 1) == 0;
+    /* before the target can open the channel (the filter runs on this
+     * thread until the join) */
+    s->dvc.gfx_allowed = s->gfx;
+    if (s->f_gfx) {
+        log_info("rdp %s: graphics pipeline: %s", s->a->client_addr,
+                 s->gfx ? "the client offers it: offered to the target"
+                 : (s->rec_flags & 1) != 0
+                     ? "not offered to the target: the session is recorded "
+                       "(the client gets classic updates)"
+                     : "not offered to the target: the client did not ask "
+                       "for drdynvc");
+    }
     return freerdp_settings_set_uint32(bs, FreeRDP_DesktopWidth, s->f_width) &&
            freerdp_settings_set_uint32(bs, FreeRDP_DesktopHeight,
                                        s->f_height) &&
-           freerdp_settings_set_uint32(bs, FreeRDP_ColorDepth, s->f_depth);
+           freerdp_settings_set_uint32(bs, FreeRDP_ColorDepth, s->f_depth) &&
+           freerdp_settings_set_bool(bs, FreeRDP_SupportGraphicsPipeline,
+                                     s->gfx ? TRUE : FALSE);
 }
 
 static bool rdpc_back_codecs(struct rdpc *s, rdpSettings *bs)
@@ -1380,9 +1416,9 @@ static const struct {
     {"rdpsnd", "audio", POLICY_RDP_AUDIO},
     {"rdpdr", "drive and printer redirection",
      POLICY_RDP_DRIVE | POLICY_RDP_PRINTER | POLICY_RDP_AUDIO},
-    /* dynamic channels, of which only display control crosses
-     * (rdp_dvc.h): always, it carries no data */
-    {"drdynvc", "display resize", 0},
+    /* dynamic channels, of which only display control and graphics
+     * cross (rdp_dvc.h): always, they carry no data of the user's */
+    {"drdynvc", "display resize and graphics", 0},
 };
 
 /* The back leg's channel list: those the client asked for (as the
@@ -1741,7 +1777,50 @@ static BOOL rdpc_back_channel(freerdp *inst, UINT16 id, const BYTE *data,
     return TRUE; /* a channel the proxy did not ask for */
 }
 
-/* --- drdynvc: display resize (rdp_dvc.h) --- */
+/* --- drdynvc: display resize and graphics (rdp_dvc.h) --- */
+
+/* [MS-RDPEGFX] 2.2.3.2: version 8.1's caps flag for H.264 (AVC420) */
+#define RDPC_GFX_AVC420 0x10
+
+/* What crossed on the graphics channel, for the log. */
+static void rdpc_gfx_note(struct rdpc *s, int dir,
+                          const struct rdp_dvc_result *r, size_t n)
+{
+    if (r->chan != RDP_DVC_GFX) {
+        return;
+    }
+    if (r->opened && !s->gfx_open) {
+        s->gfx_open = true;
+        log_info("rdp %s: graphics pipeline: the client opened its channel "
+                 "(relayed, not decoded)",
+                 s->a->client_addr);
+    }
+    if (r->gfx_version != 0 && s->gfx_version == 0) {
+        log_info("rdp %s: graphics pipeline: the target confirmed version "
+                 "0x%08x, flags 0x%08x%s",
+                 s->a->client_addr, r->gfx_version, r->gfx_flags,
+                 (r->gfx_flags & RDPC_GFX_AVC420) != 0 ? " (AVC420: H.264)"
+                                                       : "");
+    }
+    if (r->gfx_version != 0) {
+        s->gfx_version = r->gfx_version;
+    }
+    s->gfx_acks += r->gfx_acks;
+    s->gfx_bytes[dir] += n;
+}
+
+/* At the end of a session that opened the graphics channel. */
+static void rdpc_gfx_summary(struct rdpc *s)
+{
+    if (!s->gfx_open) {
+        return;
+    }
+    log_info("rdp %s: graphics pipeline: %llu bytes to the client, %llu "
+             "from it, %llu frames acknowledged by the client",
+             s->a->client_addr, (unsigned long long)s->gfx_bytes[RDP_DVC_DOWN],
+             (unsigned long long)s->gfx_bytes[RDP_DVC_UP],
+             (unsigned long long)s->gfx_acks);
+}
 
 /* One whole drdynvc message through the filter, its output in s->fout
  * (reserved by the caller). */
@@ -1774,6 +1853,9 @@ static BOOL rdpc_dvc_relay(struct rdpc *s, struct rdpc_vc *v, int dir,
     }
     if (e != ERR_OK) {
         return TRUE;
+    }
+    if (r.refused == NULL) {
+        rdpc_gfx_note(s, dir, &r, n);
     }
     if (r.reply_len > 0) {
         /* a refusal answered on the client's behalf */
@@ -2215,8 +2297,7 @@ static bool rdpc_front_setup(struct rdpc *s)
         !freerdp_settings_set_bool(fs, FreeRDP_TlsSecurity,
                                    s->a->tls_logins ? TRUE : FALSE) ||
         !freerdp_settings_set_bool(fs, FreeRDP_RdpSecurity, FALSE) ||
-        !freerdp_settings_set_bool(fs, FreeRDP_SupportGraphicsPipeline,
-                                   FALSE) ||
+        !freerdp_settings_set_bool(fs, FreeRDP_SupportGraphicsPipeline, TRUE) ||
         !freerdp_settings_set_bool(fs, FreeRDP_RefreshRect, TRUE) ||
         !freerdp_settings_set_bool(fs, FreeRDP_SuppressOutput, TRUE)) {
         return false;
@@ -2450,6 +2531,7 @@ out:
     }
     rdprec_writer_free(s.recw);
     rdpc_vlog_flush(&s);
+    rdpc_gfx_summary(&s);
     rdpc_vc_free(&s);
     buf_free(s.msg);
     return rc;

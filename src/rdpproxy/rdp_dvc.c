@@ -19,6 +19,20 @@
 #define DISP_PRIMARY 0x1
 /* a failed Create Response's status (an HRESULT, negative: failure) */
 #define DVC_CREATE_FAILED 0x80004005u /* E_FAIL */
+/* [MS-RDPEGFX] 2.2.1.5 and 2.2.5: an RDPGFX PDU's header, the segmented
+ * data wrapper of what the target sends, the bulk header of a segment */
+#define GFX_HEAD 8
+#define GFX_SINGLE 0xe0
+#define GFX_MULTIPART 0xe1
+#define GFX_BULK_TYPE 0x0f
+#define GFX_BULK_RDP8 0x04
+#define GFX_BULK_COMPRESSED 0x20
+#define GFX_ACK_LEN (GFX_HEAD + 12) /* frame and QoE acknowledgements */
+
+static uint16_t dv_get16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
 
 static uint32_t dv_get32(const uint8_t *p)
 {
@@ -101,33 +115,69 @@ static void dv_name(char *dst, size_t cap, const uint8_t *p, size_t n)
     dst[j] = '\0';
 }
 
-/* The target's Create Request: DisplayControl passes, the rest is
- * refused with a failed Create Response. */
+/* The relayed channel (RDP_DVC_DISP, RDP_DVC_GFX) that holds id, -1:
+ * none. IDs of relayed channels are distinct (dv_create_req). */
+static int dv_find(const struct rdp_dvc *d, uint32_t id)
+{
+    for (int k = 0; k < RDP_DVC_CHANS; k++) {
+        if (d->ch[k].state != RDP_DVC_NONE && d->ch[k].id == id) {
+            return k;
+        }
+    }
+    return -1;
+}
+
+static bool dv_is(const uint8_t *p, size_t n, const char *name)
+{
+    return n == strlen(name) && memcmp(p, name, n) == 0;
+}
+
+/* The target's Create Request: DisplayControl passes, Graphics when the
+ * session agreed on it; the rest is refused with a failed Create
+ * Response. */
 static int dv_create_req(struct rdp_dvc *d, const uint8_t *in, size_t len,
                          size_t off, uint32_t id, uint8_t *out, size_t *outlen,
                          struct rdp_dvc_result *r)
 {
     const uint8_t *nul = memchr(in + off, '\0', len - off);
     size_t n, idlen = off - 1;
+    bool disp, gfx;
+    int k = -1;
 
     if (nul == NULL) {
         return ERR_PROTO;
     }
     n = (size_t)(nul - (in + off));
-    if (d->disp == RDP_DVC_NONE && n == strlen(RDP_DVC_DISP_NAME) &&
-        memcmp(in + off, RDP_DVC_DISP_NAME, n) == 0) {
-        d->disp = RDP_DVC_PENDING;
-        d->disp_id = id;
-        d->max_monitors = 0;
+    disp = dv_is(in + off, n, RDP_DVC_DISP_NAME);
+    gfx = dv_is(in + off, n, RDP_DVC_GFX_NAME);
+    dv_name(r->name, sizeof(r->name), in + off, n);
+    if (dv_find(d, id) >= 0) {
+        /* two relayed channels under one ID: what the client sends on it
+         * could not be told apart. Not answered: a failed response under
+         * that ID would be taken for the open channel's. */
+        r->refused = "a create request under the ID of a channel open";
+        return ERR_OK;
+    }
+    k = disp ? RDP_DVC_DISP : gfx && d->gfx_allowed ? RDP_DVC_GFX : -1;
+    if (k >= 0 && d->ch[k].state == RDP_DVC_NONE) {
+        struct rdp_dvc_chan *c = &d->ch[k];
+
+        c->state = RDP_DVC_PENDING;
+        c->id = id;
+        c->left[0] = c->left[1] = 0;
+        if (k == RDP_DVC_DISP) {
+            d->max_monitors = 0;
+        }
+        r->chan = k;
         memcpy(out, in, len);
         *outlen = len;
         return ERR_OK;
     }
-    dv_name(r->name, sizeof(r->name), in + off, n);
-    r->refused = d->disp != RDP_DVC_NONE && n == strlen(RDP_DVC_DISP_NAME) &&
-                         memcmp(in + off, RDP_DVC_DISP_NAME, n) == 0
-                     ? "a second display control channel"
-                     : "a dynamic channel other than display control";
+    r->refused = k == RDP_DVC_DISP  ? "a second display control channel"
+                 : k == RDP_DVC_GFX ? "a second graphics channel"
+                 : gfx ? "the graphics channel (not agreed for this session)"
+                       : "a dynamic channel other than display control and "
+                         "graphics";
     /* the same ID, in as many bytes, and a failure */
     r->reply[0] = (uint8_t)((RDP_DVC_CREATE << 4) | (in[0] & 0x03));
     memcpy(r->reply + 1, in + 1, idlen);
@@ -307,21 +357,196 @@ static int dv_layout(struct rdp_dvc *d, const uint8_t *in, size_t len,
     return ERR_OK;
 }
 
+/*
+ * RDPGFX PDUs from the client, p the start of a message of total bytes
+ * (n of them here: n == total when it came whole): each of a kind a
+ * client sends, back to back and filling the message; a message in
+ * fragments must be one PDU (only its header is here to check).
+ */
+static int dv_gfx_up(const uint8_t *p, size_t n, uint32_t total,
+                     struct rdp_dvc_result *r)
+{
+    size_t at = 0;
+
+    if (n < GFX_HEAD) {
+        return ERR_PROTO;
+    }
+    while (at < n) {
+        uint16_t cmd;
+        uint32_t plen;
+
+        if (n - at < GFX_HEAD) {
+            return ERR_PROTO;
+        }
+        cmd = dv_get16(p + at);
+        plen = dv_get32(p + at + 4);
+        if (plen < GFX_HEAD || (n < total && plen != total) ||
+            (n == total && plen > n - at)) {
+            return ERR_PROTO;
+        }
+        switch (cmd) {
+        case RDP_GFX_FRAME_ACK:
+        case RDP_GFX_QOE_FRAME_ACK:
+            if (plen != GFX_ACK_LEN) {
+                return ERR_PROTO;
+            }
+            r->gfx_acks += cmd == RDP_GFX_FRAME_ACK;
+            break;
+        case RDP_GFX_CAPS_ADVERTISE:
+        case RDP_GFX_CACHE_IMPORT_OFFER:
+            break;
+        default:
+            r->refused = "a graphics PDU of a kind clients do not send";
+            return ERR_OK;
+        }
+        if (at == 0) {
+            r->gfx_cmd = cmd;
+        }
+        if (n < total) {
+            break;
+        }
+        at += plen;
+    }
+    return ERR_OK;
+}
+
+/*
+ * The segmented data wrapper of what the target sends ([MS-RDPEGFX]
+ * 2.2.5.1, 2.2.5.2), p the start of a message of total bytes (n here):
+ * one segment, or a count of them whose sizes add up to the message
+ * (checked when it came whole), each an RDP8 bulk-encoded block. The
+ * uncompressed size a multipart message announces is what the client
+ * allocates: at most RDP_DVC_GFX_MAX. An uncompressed single segment's
+ * first PDU is noted (a caps confirm's version).
+ */
+static int dv_gfx_down(const uint8_t *p, size_t n, uint32_t total,
+                       struct rdp_dvc_result *r)
+{
+    size_t at;
+    uint32_t count;
+
+    if (n < 2) {
+        return ERR_PROTO;
+    }
+    if (p[0] == GFX_SINGLE) {
+        if ((p[1] & GFX_BULK_TYPE) != GFX_BULK_RDP8) {
+            return ERR_PROTO;
+        }
+        if ((p[1] & GFX_BULK_COMPRESSED) == 0 && n >= 2 + GFX_HEAD) {
+            r->gfx_cmd = dv_get16(p + 2);
+            if (r->gfx_cmd == RDP_GFX_CAPS_CONFIRM && n >= 2 + GFX_HEAD + 12) {
+                /* capsSet: version, capsDataLength, its flags first */
+                r->gfx_version = dv_get32(p + 2 + GFX_HEAD);
+                r->gfx_flags = dv_get32(p + 2 + GFX_HEAD + 8);
+            }
+        }
+        return ERR_OK;
+    }
+    if (p[0] != GFX_MULTIPART || n < 7) {
+        return ERR_PROTO;
+    }
+    count = dv_get16(p + 1);
+    if (count == 0) {
+        return ERR_PROTO;
+    }
+    if (dv_get32(p + 3) > RDP_DVC_GFX_MAX) {
+        r->refused = "graphics data larger than 64 MiB uncompressed";
+        return ERR_OK;
+    }
+    if (n < total) {
+        return ERR_OK; /* the segments are in the fragments to come */
+    }
+    at = 7;
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t sz;
+
+        if (n - at < 4) {
+            return ERR_PROTO;
+        }
+        sz = dv_get32(p + at);
+        at += 4;
+        if (sz < 1 || sz > n - at || (p[at] & GFX_BULK_TYPE) != GFX_BULK_RDP8) {
+            return ERR_PROTO;
+        }
+        at += sz;
+    }
+    return at == n ? ERR_OK : ERR_PROTO;
+}
+
+/*
+ * Data on the Graphics channel (off: past the ID and, for a Data First,
+ * the length, first). Passed on as it came, if it fits the framing: the
+ * fragments of a message add up to its announced length, no message
+ * begins before the last one ended, and the start of each is checked
+ * (dv_gfx_up, dv_gfx_down).
+ */
+static int dv_gfx(struct rdp_dvc *d, int dir, unsigned cmd, const uint8_t *in,
+                  size_t len, size_t off, uint32_t first, uint8_t *out,
+                  size_t *outlen, struct rdp_dvc_result *r)
+{
+    struct rdp_dvc_chan *c = &d->ch[RDP_DVC_GFX];
+    size_t frag = len - off;
+    uint32_t total = (uint32_t)frag;
+    int e;
+
+    if (frag > RDP_DVC_GFX_MAX) {
+        return ERR_PROTO; /* cannot come in one static channel message */
+    }
+    if (cmd == RDP_DVC_DATA && c->left[dir] > 0) {
+        /* the next fragment of a message */
+        if (frag > c->left[dir]) {
+            return ERR_PROTO;
+        }
+        c->left[dir] -= (uint32_t)frag;
+        memcpy(out, in, len);
+        *outlen = len;
+        return ERR_OK;
+    }
+    if (cmd == RDP_DVC_DATA_FIRST) {
+        if (c->left[dir] > 0) {
+            r->refused = "a graphics message begun before the last one ended";
+            return ERR_OK;
+        }
+        if (first == 0 || frag > first) {
+            return ERR_PROTO;
+        }
+        if (first > RDP_DVC_GFX_MAX) {
+            r->refused = "a graphics message larger than 64 MiB";
+            return ERR_OK;
+        }
+        total = first;
+    }
+    e = dir == RDP_DVC_UP ? dv_gfx_up(in + off, frag, total, r)
+                          : dv_gfx_down(in + off, frag, total, r);
+    if (e != ERR_OK || r->refused != NULL) {
+        r->gfx_cmd = 0;
+        r->gfx_version = 0;
+        r->gfx_flags = 0;
+        r->gfx_acks = 0;
+        return e;
+    }
+    c->left[dir] = total - (uint32_t)frag;
+    memcpy(out, in, len);
+    *outlen = len;
+    return ERR_OK;
+}
+
 int rdp_dvc_filter(struct rdp_dvc *d, int dir, const uint8_t *in, size_t len,
                    int64_t now_ms, uint8_t *out, size_t *outlen,
                    struct rdp_dvc_result *r)
 {
+    struct rdp_dvc_chan *c;
     unsigned cmd;
-    uint32_t id, n;
+    uint32_t id, n = 0;
     size_t off = 1;
-    bool disp;
-    int e;
+    int e, k;
 
     if (outlen != NULL) {
         *outlen = 0;
     }
     if (r != NULL) {
         memset(r, 0, sizeof(*r));
+        r->chan = -1;
     }
     if (d == NULL || (in == NULL && len > 0) || out == NULL || outlen == NULL ||
         r == NULL || (dir != RDP_DVC_UP && dir != RDP_DVC_DOWN)) {
@@ -337,7 +562,8 @@ int rdp_dvc_filter(struct rdp_dvc *d, int dir, const uint8_t *in, size_t len,
     if ((e = dv_var(in, len, &off, in[0] & 0x03, &id)) != ERR_OK) {
         return e;
     }
-    disp = d->disp != RDP_DVC_NONE && id == d->disp_id;
+    k = dv_find(d, id);
+    c = k >= 0 ? &d->ch[k] : NULL;
     switch (cmd) {
     case RDP_DVC_CREATE:
         if (dir == RDP_DVC_DOWN) {
@@ -346,33 +572,46 @@ int rdp_dvc_filter(struct rdp_dvc *d, int dir, const uint8_t *in, size_t len,
         if (len - off != 4) {
             return ERR_PROTO;
         }
-        if (!disp || d->disp != RDP_DVC_PENDING) {
+        if (c == NULL || c->state != RDP_DVC_PENDING) {
             r->refused = "a create response for a channel the client was "
                          "not offered";
             return ERR_OK;
         }
-        d->disp =
+        c->state =
             (int32_t)dv_get32(in + off) >= 0 ? RDP_DVC_OPEN : RDP_DVC_NONE;
-        d->closing = false; /* an answer to a close came before this */
+        c->closing = false; /* an answer to a close came before this */
+        r->chan = k;
+        r->opened = c->state == RDP_DVC_OPEN;
         break;
     case RDP_DVC_CLOSE:
         if (len != off) {
             return ERR_PROTO;
         }
-        if (dir == RDP_DVC_UP && d->closing && id == d->closing_id) {
+        if (dir == RDP_DVC_UP) {
             /* the client's answer to the target's close */
-            d->closing = false;
-            break;
+            for (int j = 0; j < RDP_DVC_CHANS; j++) {
+                if (d->ch[j].closing && d->ch[j].closing_id == id) {
+                    d->ch[j].closing = false;
+                    r->chan = j;
+                    memcpy(out, in, len);
+                    *outlen = len;
+                    return ERR_OK;
+                }
+            }
         }
-        if (!disp) {
+        if (c == NULL) {
             /* a refused channel's close: the other side never knew it */
             r->refused = "a close of a channel not relayed";
             return ERR_OK;
         }
-        d->disp = RDP_DVC_NONE;
-        d->held_len = 0;
-        d->closing = dir == RDP_DVC_DOWN;
-        d->closing_id = id;
+        c->state = RDP_DVC_NONE;
+        c->left[0] = c->left[1] = 0;
+        if (k == RDP_DVC_DISP) {
+            d->held_len = 0;
+        }
+        c->closing = dir == RDP_DVC_DOWN;
+        c->closing_id = id;
+        r->chan = k;
         break;
     case RDP_DVC_DATA:
     case RDP_DVC_DATA_FIRST:
@@ -380,9 +619,13 @@ int rdp_dvc_filter(struct rdp_dvc *d, int dir, const uint8_t *in, size_t len,
             (e = dv_var(in, len, &off, (in[0] >> 2) & 0x03, &n)) != ERR_OK) {
             return e;
         }
-        if (!disp || d->disp != RDP_DVC_OPEN) {
+        if (c == NULL || c->state != RDP_DVC_OPEN) {
             r->refused = "data on a dynamic channel not open";
             return ERR_OK;
+        }
+        r->chan = k;
+        if (k == RDP_DVC_GFX) {
+            return dv_gfx(d, dir, cmd, in, len, off, n, out, outlen, r);
         }
         if (cmd == RDP_DVC_DATA_FIRST) {
             r->refused = "a display control PDU in fragments";

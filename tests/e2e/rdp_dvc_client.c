@@ -21,6 +21,24 @@
  *   timeout | ended   no resize to WIDTHxHEIGHT in 40 s | disconnected
  *
  * Usage: rdp-dvc-client PORT USER PASSWORD WIDTH HEIGHT
+ *
+ * With --gfx first (test_rdp_gfx.py), it offers the graphics pipeline
+ * instead and accepts the target's graphics channel; once that is open
+ * it sends what a client never does on it, mixed with the fragments of
+ * a valid caps advertise (version 8):
+ *
+ *   a solid fill (a server's PDU), a frame acknowledgement 4 bytes
+ *   short, data on channel 99 (never opened), a Data First announcing
+ *   4 GiB, the caps advertise's first 10 bytes as a Data First of 22, a
+ *   second Data First before that message ended, a fragment past its
+ *   end, then the caps advertise's last 12 bytes.
+ *
+ * and prints, besides create and caps:
+ *
+ *   gfx-open          it accepted the graphics channel
+ *   sent              the PDUs above went out
+ *   caps-confirm V    the target's caps confirm (version V, hex) came
+ *   alive             still connected 2 s after it
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +52,10 @@
 #include <winpr/synch.h>
 
 #define DISP_NAME "Microsoft::Windows::RDS::DisplayControl"
+#define GFX_NAME "Microsoft::Windows::RDS::Graphics"
+
+static int dc_gfx_mode;               /* --gfx */
+static uint32_t dc_gfx = 0xffffffffu; /* the graphics channel's ID */
 
 static UINT32 dc_w, dc_h, dc_disp = 0xffffffffu;
 static int dc_done; /* 1: resized to the final size */
@@ -123,6 +145,73 @@ static void dc_hostile(freerdp *inst)
     fflush(stdout);
 }
 
+/* An RDPGFX header: cmdId, flags 0, pduLength. */
+static size_t dc_gfx_head(uint8_t *b, uint16_t cmd, uint32_t len)
+{
+    b[0] = (uint8_t)cmd;
+    b[1] = (uint8_t)(cmd >> 8);
+    b[2] = b[3] = 0;
+    dc_put32(b + 4, len);
+    return 8;
+}
+
+/* A Data (first 0) or Data First (a 4-byte length) PDU on the graphics
+ * channel with body. */
+static void dc_gfx_send(freerdp *inst, int first, uint32_t total,
+                        const uint8_t *body, size_t len)
+{
+    uint8_t b[256];
+    size_t n = 0;
+
+    b[n++] = first ? (uint8_t)(0x20 | (2 << 2)) : 0x30;
+    b[n++] = (uint8_t)dc_gfx;
+    if (first) {
+        dc_put32(b + n, total);
+        n += 4;
+    }
+    memcpy(b + n, body, len);
+    dc_send(inst, b, n + len);
+}
+
+static void dc_gfx_hostile(freerdp *inst)
+{
+    uint8_t b[128], caps[22];
+    size_t n;
+
+    /* a solid fill: a PDU only a server sends */
+    n = dc_gfx_head(b, 0x0004, 8 + 10);
+    memset(b + n, 0, 10);
+    dc_gfx_send(inst, 0, 0, b, n + 10);
+    /* a frame acknowledgement 4 bytes short */
+    n = dc_gfx_head(b, 0x000d, 16);
+    memset(b + n, 0, 8);
+    dc_gfx_send(inst, 0, 0, b, n + 8);
+    /* a frame acknowledgement on a channel never opened */
+    b[0] = 0x30;
+    b[1] = 99;
+    n = 2 + dc_gfx_head(b + 2, 0x000d, 20);
+    memset(b + n, 0, 12);
+    dc_send(inst, b, n + 12);
+    /* a message announced at 4 GiB */
+    n = dc_gfx_head(b, 0x0010, 0xffffffffu);
+    dc_gfx_send(inst, 1, 0xffffffffu, b, n);
+    /* the caps advertise (one set: version 8, flags 0) in two fragments,
+     * with a second message begun and a fragment too long between them */
+    n = dc_gfx_head(caps, 0x0012, sizeof(caps));
+    caps[n] = 1; /* capsSetCount */
+    caps[n + 1] = 0;
+    dc_put32(caps + n + 2, 0x00080004);
+    dc_put32(caps + n + 6, 4);
+    dc_put32(caps + n + 10, 0);
+    dc_gfx_send(inst, 1, sizeof(caps), caps, 10);
+    dc_gfx_send(inst, 1, sizeof(caps), caps, 10);
+    memset(b, 0, 30);
+    dc_gfx_send(inst, 0, 0, b, 30);
+    dc_gfx_send(inst, 0, 0, caps + 10, sizeof(caps) - 10);
+    printf("sent\n");
+    fflush(stdout);
+}
+
 static BOOL dc_channel(freerdp *inst, UINT16 id, const BYTE *data, size_t size,
                        UINT32 flags, size_t total)
 {
@@ -152,6 +241,8 @@ static BOOL dc_channel(freerdp *inst, UINT16 id, const BYTE *data, size_t size,
     ch = data[1];
     if (cmd == 1 && memchr(data + 2, 0, size - 2) != NULL) {
         int disp = strcmp((const char *)data + 2, DISP_NAME) == 0;
+        int gfx = dc_gfx_mode && strcmp((const char *)data + 2, GFX_NAME) == 0;
+        BOOL ok;
 
         printf("create %s\n", (const char *)data + 2);
         fflush(stdout);
@@ -160,8 +251,24 @@ static BOOL dc_channel(freerdp *inst, UINT16 id, const BYTE *data, size_t size,
         }
         b[0] = 0x10;
         b[1] = (uint8_t)ch;
-        dc_put32(b + 2, disp ? 0 : 0x80004005u);
-        return dc_send(inst, b, 6);
+        dc_put32(b + 2, disp || gfx ? 0 : 0x80004005u);
+        ok = dc_send(inst, b, 6);
+        if (gfx) {
+            dc_gfx = ch;
+            printf("gfx-open\n");
+            fflush(stdout);
+            dc_gfx_hostile(inst);
+        }
+        return ok;
+    }
+    /* the target's caps confirm: one uncompressed segment (FreeRDP's
+     * servers do not compress) */
+    if (cmd == 3 && ch == dc_gfx && size >= 2 + 2 + 8 + 4 && data[2] == 0xe0 &&
+        (data[3] & 0x20) == 0 && data[4] == 0x13 && data[5] == 0 && !dc_done) {
+        printf("caps-confirm 0x%08x\n", dc_get32(data + 2 + 2 + 8));
+        fflush(stdout);
+        dc_done = 1;
+        clock_gettime(CLOCK_MONOTONIC, &dc_at);
     }
     if (cmd == 3 && ch == dc_disp && size >= 2 + 12 &&
         dc_get32(data + 2) == 5) {
@@ -319,9 +426,14 @@ int main(int argc, char **argv)
     DWORD n;
     struct timespec start;
 
+    if (argc == 7 && strcmp(argv[1], "--gfx") == 0) {
+        dc_gfx_mode = 1;
+        argv++;
+        argc--;
+    }
     if (argc != 6) {
-        fprintf(stderr, "usage: rdp-dvc-client PORT USER PASSWORD WIDTH "
-                        "HEIGHT\n");
+        fprintf(stderr, "usage: rdp-dvc-client [--gfx] PORT USER PASSWORD "
+                        "WIDTH HEIGHT\n");
         return 2;
     }
     dc_w = (UINT32)atoi(argv[4]);
@@ -354,7 +466,8 @@ int main(int argc, char **argv)
         !freerdp_settings_set_bool(s, FreeRDP_RemoteFxCodec, FALSE) ||
         !freerdp_settings_set_bool(s, FreeRDP_NSCodec, FALSE) ||
         !freerdp_settings_set_bool(s, FreeRDP_SurfaceCommandsEnabled, FALSE) ||
-        !freerdp_settings_set_bool(s, FreeRDP_SupportGraphicsPipeline, FALSE) ||
+        !freerdp_settings_set_bool(s, FreeRDP_SupportGraphicsPipeline,
+                                   dc_gfx_mode ? TRUE : FALSE) ||
         !freerdp_settings_set_bool(s, FreeRDP_BitmapCacheEnabled, FALSE) ||
         !freerdp_settings_set_bool(s, FreeRDP_CompressionEnabled, FALSE) ||
         !freerdp_settings_set_bool(s, FreeRDP_AutoReconnectionEnabled, FALSE)) {

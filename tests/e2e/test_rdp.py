@@ -256,13 +256,15 @@ DRIVER = rdp_driver()
 
 
 def run_client(pc, out, login, password, text="rdp ok", timeout=60,
-               sec="nla"):
+               sec="nla", extra=()):
+    """extra: more xfreerdp arguments (xfreerdp 2.11 asks for the
+    graphics pipeline unless given /network, /gfx, /rfx or /bpp)"""
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OUT=str(out), TEXT=text)
     t0 = time.monotonic()
     r = run(xvfb_run() + ["-s", "-screen 0 1024x768x24", "sh", "-c",
              DRIVER, "driver"] + xfreerdp_args(pc, login, password,
-                                               sec=sec),
+                                               extra=extra, sec=sec),
             env=env, timeout=timeout)
     return r, time.monotonic() - t0
 

@@ -1,0 +1,368 @@
+/*
+ * A hostile RDP target that speaks the graphics pipeline, for
+ * tests/e2e/test_rdp_gfx.py: a real RDP server (libfreerdp-server2, TLS
+ * security, any login accepted) that speaks drdynvc ([MS-RDPEDYC]) on
+ * the static channel by hand, opens "Microsoft::Windows::RDS::Graphics"
+ * and, once the client's caps advertise came, sends what a target never
+ * should around a good caps confirm and one good frame:
+ *
+ *   a second graphics channel under the same ID, data that is not
+ *   segmented data, a multipart message announcing 4 GiB uncompressed,
+ *   a Data First announcing 4 GiB, the caps confirm (8.1) split in two
+ *   with a second Data First and a fragment past its end between the
+ *   halves; then a frame: reset graphics, a 1024x768 surface mapped to
+ *   the output, filled with crimson between start and end of frame 7.
+ *
+ * It writes what it sees, one line each, to OUTFILE:
+ *
+ *   gfx-offered 0|1   whether the client offered the graphics pipeline
+ *   no-drdynvc        a connection without drdynvc
+ *   caps N            the client's drdynvc version
+ *   gfx-open          the client accepted the graphics channel
+ *   gfx-refused       the client refused it
+ *   caps-advertise    the client's caps advertise came
+ *   sent              the PDUs above went out
+ *   frame-ack N       the client acknowledged frame N
+ *
+ * Usage: rdp-gfx-target PORT CERT KEY OUTFILE
+ * Serves one connection after another on 127.0.0.1:PORT until killed.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <freerdp/channels/wtsvc.h>
+#include <freerdp/freerdp.h>
+#include <freerdp/peer.h>
+#include <freerdp/settings.h>
+#include <winpr/ssl.h>
+#include <winpr/synch.h>
+
+#define GT_GFX_NAME "Microsoft::Windows::RDS::Graphics"
+#define GT_GFX_ID 3
+#define GT_MSG_MAX (1024 * 1024)
+
+static FILE *gt_out;
+static UINT16 gt_dvc;
+static int gt_sent;
+static uint8_t gt_msg[GT_MSG_MAX];
+static size_t gt_len, gt_total;
+
+static void gt_put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void gt_put32(uint8_t *p, uint32_t v)
+{
+    gt_put16(p, (uint16_t)v);
+    gt_put16(p + 2, (uint16_t)(v >> 16));
+}
+
+static uint32_t gt_get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+
+/* A line of OUTFILE: word, and v unless negative. */
+static void gt_say(const char *word, long v)
+{
+    if (v >= 0) {
+        fprintf(gt_out, "%s %ld\n", word, v);
+    } else {
+        fprintf(gt_out, "%s\n", word);
+    }
+    fflush(gt_out);
+}
+
+static BOOL gt_send(freerdp_peer *peer, const uint8_t *b, size_t n)
+{
+    return peer->SendChannelData(peer, gt_dvc, b, n);
+}
+
+/* A DVC Data PDU (first: a Data First with a 4-byte total) on the
+ * graphics channel. */
+static BOOL gt_data(freerdp_peer *peer, int first, uint32_t total,
+                    const uint8_t *body, size_t len)
+{
+    static uint8_t b[4096];
+    size_t n = 0;
+
+    b[n++] = first ? (uint8_t)(0x20 | (2 << 2)) : 0x30;
+    b[n++] = GT_GFX_ID;
+    if (first) {
+        gt_put32(b + n, total);
+        n += 4;
+    }
+    memcpy(b + n, body, len);
+    return gt_send(peer, b, n + len);
+}
+
+/* An RDPGFX header at b: cmdId, flags 0, pduLength. */
+static size_t gt_head(uint8_t *b, uint16_t cmd, uint32_t len)
+{
+    gt_put16(b, cmd);
+    gt_put16(b + 2, 0);
+    gt_put32(b + 4, len);
+    return 8;
+}
+
+/* One good frame as one uncompressed segment: reset graphics, a surface
+ * mapped to the output, a crimson fill in frame 7. */
+static size_t gt_frame(uint8_t *b)
+{
+    size_t n = 0, k;
+
+    b[n++] = 0xe0; /* single segment */
+    b[n++] = 0x04; /* RDP8 bulk data, not compressed */
+    k = n;
+    n += gt_head(b + n, 0x000e, 340); /* reset graphics */
+    memset(b + n, 0, 340 - 8);
+    gt_put32(b + n, 1024);
+    gt_put32(b + n + 4, 768);
+    gt_put32(b + n + 8, 1); /* one monitor */
+    gt_put32(b + n + 12 + 8, 1023);
+    gt_put32(b + n + 12 + 12, 767);
+    gt_put32(b + n + 12 + 16, 1); /* primary */
+    n = k + 340;
+    n += gt_head(b + n, 0x0009, 15); /* create surface 1 */
+    gt_put16(b + n, 1);
+    gt_put16(b + n + 2, 1024);
+    gt_put16(b + n + 4, 768);
+    b[n + 6] = 0x20; /* XRGB */
+    n += 7;
+    n += gt_head(b + n, 0x000f, 20); /* map surface to output */
+    memset(b + n, 0, 12);
+    gt_put16(b + n, 1);
+    n += 12;
+    n += gt_head(b + n, 0x000b, 16); /* start frame 7 */
+    gt_put32(b + n, 0);
+    gt_put32(b + n + 4, 7);
+    n += 8;
+    n += gt_head(b + n, 0x0004, 24); /* solid fill */
+    gt_put16(b + n, 1);
+    b[n + 2] = 60; /* B, G, R, XA: crimson */
+    b[n + 3] = 20;
+    b[n + 4] = 220;
+    b[n + 5] = 0;
+    gt_put16(b + n + 6, 1);
+    gt_put16(b + n + 8, 0);
+    gt_put16(b + n + 10, 0);
+    gt_put16(b + n + 12, 1024);
+    gt_put16(b + n + 14, 768);
+    n += 16;
+    n += gt_head(b + n, 0x000c, 12); /* end frame 7 */
+    gt_put32(b + n, 7);
+    return n + 4;
+}
+
+static void gt_hostile(freerdp_peer *peer)
+{
+    uint8_t b[1024], confirm[22];
+    size_t n;
+
+    /* a second graphics channel under the open one's ID */
+    n = 0;
+    b[n++] = 0x10;
+    b[n++] = GT_GFX_ID;
+    memcpy(b + n, GT_GFX_NAME, sizeof(GT_GFX_NAME));
+    gt_send(peer, b, n + sizeof(GT_GFX_NAME));
+    /* not segmented data */
+    n = gt_head(b, 0x0013, 20);
+    memset(b + n, 0, 12);
+    gt_data(peer, 0, 0, b, n + 12);
+    /* a multipart message announcing 4 GiB uncompressed */
+    b[0] = 0xe1;
+    gt_put16(b + 1, 1);
+    gt_put32(b + 3, 0xffffffffu);
+    gt_put32(b + 7, 1);
+    b[11] = 0x04;
+    gt_data(peer, 0, 0, b, 12);
+    /* a Data First announcing 4 GiB */
+    b[0] = 0xe0;
+    b[1] = 0x04;
+    gt_data(peer, 1, 0xffffffffu, b, 2);
+    /* the caps confirm (8.1, flags 0) in two halves, a second message
+     * begun and a fragment past the end between them */
+    confirm[0] = 0xe0;
+    confirm[1] = 0x04;
+    n = 2 + gt_head(confirm + 2, 0x0013, 20);
+    gt_put32(confirm + n, 0x00080105);
+    gt_put32(confirm + n + 4, 4);
+    gt_put32(confirm + n + 8, 0);
+    gt_data(peer, 1, sizeof(confirm), confirm, 10);
+    gt_data(peer, 1, sizeof(confirm), confirm, 10);
+    memset(b, 0, 40);
+    gt_data(peer, 0, 0, b, 40);
+    gt_data(peer, 0, 0, confirm + 10, sizeof(confirm) - 10);
+    /* a frame */
+    n = gt_frame(b);
+    gt_data(peer, 0, 0, b, n);
+    gt_say("sent", -1);
+}
+
+/* One whole drdynvc message from the client. */
+static void gt_dvc_msg(freerdp_peer *peer, const uint8_t *m, size_t len)
+{
+    unsigned cmd = m[0] >> 4;
+    uint8_t b[64];
+    size_t n = 0;
+
+    if (cmd == 5 && len >= 4) {
+        gt_say("caps", m[2] | (m[3] << 8));
+        b[n++] = 0x10;
+        b[n++] = GT_GFX_ID;
+        memcpy(b + n, GT_GFX_NAME, sizeof(GT_GFX_NAME));
+        gt_send(peer, b, n + sizeof(GT_GFX_NAME));
+        return;
+    }
+    if ((m[0] & 3) != 0 || len < 2 || m[1] != GT_GFX_ID) {
+        return;
+    }
+    if (cmd == 1 && len == 6) {
+        gt_say((int32_t)gt_get32(m + 2) >= 0 ? "gfx-open" : "gfx-refused", -1);
+        return;
+    }
+    /* the client's PDUs, one per message */
+    if (cmd == 3 && len >= 2 + 8) {
+        unsigned id = (unsigned)(m[2] | (m[3] << 8));
+
+        if (id == 0x0012 && !gt_sent) {
+            gt_say("caps-advertise", -1);
+            gt_sent = 1;
+            gt_hostile(peer);
+        } else if (id == 0x000d && len >= 2 + 20) {
+            gt_say("frame-ack", (long)gt_get32(m + 2 + 8 + 4));
+        }
+    }
+}
+
+static BOOL gt_channel(freerdp_peer *peer, UINT16 id, const BYTE *data,
+                       size_t size, UINT32 flags, size_t total)
+{
+    if (id != gt_dvc || gt_dvc == 0) {
+        return TRUE;
+    }
+    if (flags & CHANNEL_FLAG_FIRST) {
+        gt_len = 0;
+        gt_total = total <= GT_MSG_MAX ? total : 0;
+    }
+    if (gt_total == 0 || size > gt_total - gt_len) {
+        gt_total = 0;
+        return TRUE;
+    }
+    memcpy(gt_msg + gt_len, data, size);
+    gt_len += size;
+    if ((flags & CHANNEL_FLAG_LAST) && gt_len == gt_total) {
+        if (gt_len > 0) {
+            gt_dvc_msg(peer, gt_msg, gt_len);
+        }
+        gt_total = 0;
+    }
+    return TRUE;
+}
+
+static BOOL gt_post_connect(freerdp_peer *peer)
+{
+    return TRUE;
+}
+
+/* Active: the drdynvc capabilities (version 2, no priority charges). */
+static BOOL gt_activate(freerdp_peer *peer)
+{
+    uint8_t caps[12] = {0x50, 0, 2, 0};
+
+    gt_say("gfx-offered", peer->settings->SupportGraphicsPipeline ? 1 : 0);
+    gt_dvc = WTSChannelGetId(peer, "drdynvc");
+    if (gt_dvc == 0) {
+        gt_say("no-drdynvc", -1);
+        return TRUE;
+    }
+    return gt_send(peer, caps, sizeof(caps));
+}
+
+static void gt_serve(int fd, const char *cert, const char *key)
+{
+    freerdp_peer *peer = freerdp_peer_new(fd);
+    HANDLE h[32];
+    DWORD n;
+
+    if (peer == NULL || !freerdp_peer_context_new(peer)) {
+        close(fd);
+        return;
+    }
+    gt_dvc = 0;
+    gt_total = 0;
+    gt_sent = 0;
+    if (!freerdp_settings_set_string(peer->settings, FreeRDP_CertificateFile,
+                                     cert) ||
+        !freerdp_settings_set_string(peer->settings, FreeRDP_PrivateKeyFile,
+                                     key) ||
+        !freerdp_settings_set_bool(peer->settings, FreeRDP_NlaSecurity,
+                                   FALSE) ||
+        !freerdp_settings_set_bool(peer->settings, FreeRDP_TlsSecurity, TRUE) ||
+        !freerdp_settings_set_bool(peer->settings, FreeRDP_RdpSecurity,
+                                   FALSE) ||
+        !freerdp_settings_set_bool(peer->settings,
+                                   FreeRDP_SupportGraphicsPipeline, TRUE)) {
+        goto out;
+    }
+    peer->PostConnect = gt_post_connect;
+    peer->Activate = gt_activate;
+    peer->ReceiveChannelData = gt_channel;
+    if (!peer->Initialize(peer)) {
+        goto out;
+    }
+    for (;;) {
+        n = peer->GetEventHandles(peer, h, 32);
+        if (n == 0 ||
+            WaitForMultipleObjects(n, h, FALSE, INFINITE) == WAIT_FAILED) {
+            break;
+        }
+        if (!peer->CheckFileDescriptor(peer)) {
+            break;
+        }
+    }
+    peer->Disconnect(peer);
+out:
+    freerdp_peer_context_free(peer);
+    freerdp_peer_free(peer);
+}
+
+int main(int argc, char **argv)
+{
+    struct sockaddr_in a;
+    int ls, fd, one = 1;
+
+    if (argc != 5) {
+        fprintf(stderr, "usage: rdp-gfx-target PORT CERT KEY OUTFILE\n");
+        return 2;
+    }
+    if ((gt_out = fopen(argv[4], "a")) == NULL) {
+        perror(argv[4]);
+        return 1;
+    }
+    winpr_InitializeSSL(WINPR_SSL_INIT_DEFAULT);
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)atoi(argv[1]));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if ((ls = socket(AF_INET, SOCK_STREAM, 0)) < 0 ||
+        setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(ls, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(ls, 8) != 0) {
+        perror("listen");
+        return 1;
+    }
+    for (;;) {
+        if ((fd = accept(ls, NULL, NULL)) < 0) {
+            continue;
+        }
+        gt_serve(fd, argv[2], argv[3]);
+    }
+}
