@@ -965,14 +965,18 @@ static void monitor_job_start(struct monitor *m, struct mchild *c,
     monitor_jobs_next(p);
 }
 
-/* monitor_free(): waiting jobs are dropped; those on workers end within
- * the store's time limits and are let go (monitor_job_after frees them
- * when loop_free runs its callbacks); then the connections close. */
+/* monitor_free(): waiting jobs are dropped; those on workers usually end
+ * within the store's time limits and are let go (monitor_job_after frees
+ * them when loop_free runs its callbacks); then the connections close. A
+ * database server that is stopped never answers: after 2 s in all the
+ * jobs still running are left to their workers with the pool and its
+ * connections (loop_free leaves them to the process's exit). */
 static void monitor_jobs_forget(struct monitor *m)
 {
     struct monitor_jobs *p = m->jobs;
     struct monitor_job *j;
-    const struct timespec tick = {0, 10 * 1000 * 1000};
+    int64_t until = util_mono_ms() + 2000;
+    bool stuck = false;
 
     if (p == NULL) {
         return;
@@ -982,18 +986,25 @@ static void monitor_jobs_forget(struct monitor *m)
         j->release(j);
     }
     while ((j = p->running) != NULL) {
-        while (!__atomic_load_n(&j->finished, __ATOMIC_ACQUIRE)) {
-            nanosleep(&tick, NULL);
+        int64_t left = until - util_mono_ms();
+
+        if (!util_wait_flag(&j->finished, left > 0 ? (int)left : 0)) {
+            stuck = true;
         }
         p->running = j->next;
         j->pool = NULL;
+    }
+    m->jobs = NULL;
+    if (stuck) {
+        log_warn("the store work of a login has not returned in 2 s; not "
+                 "waited for");
+        return;
     }
     for (int k = 0; k < MONITOR_JOB_CONNS; k++) {
         store_close(p->conn[k]);
     }
     free(p->location);
     free(p);
-    m->jobs = NULL;
 }
 
 /* The TOTP time step a code was accepted for, marked used (the replay
