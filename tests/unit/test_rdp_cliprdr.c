@@ -127,18 +127,55 @@ static void hello_response(struct pdu *p, uint32_t a, uint32_t b)
     done(p);
 }
 
-/* A File Contents Request (stream 1, index 2, 100 bytes). */
+/* A File Contents Request for stream a: b's low byte the file's index,
+ * its next byte the flags (0: a range of 100 bytes), its high half a
+ * clipDataId to send (0: none). */
 static void contents_request(struct pdu *p, uint32_t a, uint32_t b)
 {
-    (void)a;
-    (void)b;
+    uint32_t flags = (b >> 8) & 0xff;
+
     head(p, RDP_CB_FILECONTENTS_REQUEST, 0);
-    p32(p, 1);
+    p32(p, a);
+    p32(p, b & 0xff);
+    p32(p, flags ? flags : RDP_CB_FILECONTENTS_RANGE);
     p32(p, 0);
-    p32(p, 2);
     p32(p, 0);
-    p32(p, 0);
-    p32(p, 100);
+    p32(p, flags == RDP_CB_FILECONTENTS_SIZE ? 8 : 100);
+    if (b >> 16) {
+        p32(p, b >> 16);
+    }
+    done(p);
+}
+
+#define SIZE_OF(index) ((uint32_t)(index) | (RDP_CB_FILECONTENTS_SIZE << 8))
+#define LOCKED(index, id) ((uint32_t)(index) | ((uint32_t)(id) << 16))
+
+/* A File Contents Response for stream a with b bytes. */
+static void contents_response(struct pdu *p, uint32_t a, uint32_t b)
+{
+    head(p, RDP_CB_FILECONTENTS_RESPONSE, RDP_CB_RESPONSE_OK);
+    p32(p, a);
+    memset(p->b + p->n, 0x5a, b);
+    p->n += b;
+    done(p);
+}
+
+/* The answer to a request for FileGroupDescriptorW: a count of a files,
+ * b descriptors. */
+static void descriptor(struct pdu *p, uint32_t a, uint32_t b)
+{
+    head(p, RDP_CB_FORMAT_DATA_RESPONSE, RDP_CB_RESPONSE_OK);
+    p32(p, a);
+    memset(p->b + p->n, 0, (size_t)b * RDP_CLIP_FILEDESCRIPTORW);
+    p->n += (size_t)b * RDP_CLIP_FILEDESCRIPTORW;
+    done(p);
+}
+
+/* A Lock (a RDP_CB_LOCK_CLIPDATA) or Unlock PDU of clipDataId b. */
+static void lock_pdu(struct pdu *p, uint32_t a, uint32_t b)
+{
+    head(p, (uint16_t)a, 0);
+    p32(p, b);
     done(p);
 }
 
@@ -342,19 +379,109 @@ static void test_file_formats_stripped(void **state)
     RDP_STEPS(&filter, steps);
 }
 
+/* Files on: a file copied on the client, read by the target (the list,
+ * its size, a range), and what a hostile end cannot ask or answer. */
 static void test_files_allowed_pass(void **state)
 {
     static const struct rdp_step steps[] = {
         HANDSHAKE,
         {"file formats kept", UP, file_list, 0, 0, ERR_OK, SAME, false, 0,
          NULL},
-        {"file contents asked for", DOWN, contents_request, 0, 0, ERR_OK, SAME,
+        {"contents before the file list was sent", DOWN, contents_request, 1,
+         SIZE_OF(0), ERR_OK, 0, true, 0, NULL},
+        {"the file list asked for", DOWN, request, 0xc0a4, 0, ERR_OK, SAME,
          false, 0, NULL},
+        {"a list claiming more files than it holds", UP, descriptor, 3, 2,
+         ERR_PROTO, 0, false, 0, NULL},
+        {"the file list, two files", UP, descriptor, 2, 2, ERR_OK, SAME, false,
+         0, NULL},
+        {"the first file's size", DOWN, contents_request, 1, SIZE_OF(0), ERR_OK,
+         SAME, false, 0, NULL},
+        {"a size of 9 bytes", UP, contents_response, 1, 9, ERR_OK, 0, true, 0,
+         NULL},
+        {"its size", UP, contents_response, 1, 8, ERR_OK, SAME, false, 0, NULL},
+        {"the same answer again", UP, contents_response, 1, 8, ERR_OK, 0, true,
+         0, NULL},
+        {"a third file, past the list", DOWN, contents_request, 2, 2, ERR_OK, 0,
+         true, 0, NULL},
+        {"a range of the second file", DOWN, contents_request, 3, 1, ERR_OK,
+         SAME, false, 0, NULL},
+        {"an answer to a stream never asked for", UP, contents_response, 4, 10,
+         ERR_OK, 0, true, 0, NULL},
+        {"more than the range asked", UP, contents_response, 3, 101, ERR_OK, 0,
+         true, 0, NULL},
+        {"the range", UP, contents_response, 3, 100, ERR_OK, SAME, false, 0,
+         NULL},
+        {"the client asks the target, which offered nothing", UP,
+         contents_request, 5, 0, ERR_OK, 0, true, 0, NULL},
+        {"a request of the wrong size", DOWN, typed,
+         RDP_CB_FILECONTENTS_REQUEST, 0, ERR_PROTO, 0, false, 0, NULL},
+        /* a new list voids the old files */
+        {"a new list", UP, file_list, 0, 0, ERR_OK, SAME, false, 0, NULL},
+        {"the old list's first file", DOWN, contents_request, 6, 0, ERR_OK, 0,
+         true, 0, NULL},
     };
 
     (void)state;
     rdp_cliprdr_init(&clip, true);
     RDP_STEPS(&filter, steps);
+}
+
+/* A list kept by a Lock PDU stays readable under its clipDataId after a
+ * new list, until unlocked; the other way round too (the target offers,
+ * the client reads). */
+static void test_files_locked(void **state)
+{
+    static const struct rdp_step steps[] = {
+        HANDSHAKE,
+        {"the target's list", DOWN, file_list, 0, 0, ERR_OK, SAME, false, 0,
+         NULL},
+        {"its file list asked for", UP, request, 0xc0a4, 0, ERR_OK, SAME, false,
+         0, NULL},
+        {"one file", DOWN, descriptor, 1, 1, ERR_OK, SAME, false, 0, NULL},
+        {"locked as 7", UP, lock_pdu, RDP_CB_LOCK_CLIPDATA, 7, ERR_OK, SAME,
+         false, 0, NULL},
+        {"a new list", DOWN, file_list, 0, 0, ERR_OK, SAME, false, 0, NULL},
+        {"the file under lock 7", UP, contents_request, 1, LOCKED(0, 7), ERR_OK,
+         SAME, false, 0, NULL},
+        {"answered", DOWN, contents_response, 1, 100, ERR_OK, SAME, false, 0,
+         NULL},
+        {"under lock 8, never taken", UP, contents_request, 2, LOCKED(0, 8),
+         ERR_OK, 0, true, 0, NULL},
+        {"without a lock: the new list, not sent", UP, contents_request, 2, 0,
+         ERR_OK, 0, true, 0, NULL},
+        {"unlocked", UP, lock_pdu, RDP_CB_UNLOCK_CLIPDATA, 7, ERR_OK, SAME,
+         false, 0, NULL},
+        {"lock 7 again, now gone", UP, contents_request, 3, LOCKED(0, 7),
+         ERR_OK, 0, true, 0, NULL},
+        {"the new list asked for", UP, request, 0xc0a4, 0, ERR_OK, SAME, false,
+         0, NULL},
+        {"one file again", DOWN, descriptor, 1, 1, ERR_OK, SAME, false, 0,
+         NULL},
+    };
+    struct pdu p;
+    uint8_t out[4096];
+    size_t n = 0, i;
+    struct rdp_filter_result r;
+
+    (void)state;
+    rdp_cliprdr_init(&clip, true);
+    RDP_STEPS(&filter, steps);
+    /* locks and requests awaiting an answer are bounded */
+    for (i = 0; i <= RDP_CLIP_LOCKS_MAX; i++) {
+        lock_pdu(&p, RDP_CB_LOCK_CLIPDATA, 100 + (uint32_t)i);
+        assert_int_equal(
+            rdp_cliprdr_filter(&clip, RDP_CLIP_UP, p.b, p.n, out, &n, &r),
+            ERR_OK);
+        assert_int_equal(r.refused != NULL, i == RDP_CLIP_LOCKS_MAX);
+    }
+    for (i = 0; i <= RDP_CLIP_PENDING_MAX; i++) {
+        contents_request(&p, 10 + (uint32_t)i, LOCKED(0, 100));
+        assert_int_equal(
+            rdp_cliprdr_filter(&clip, RDP_CLIP_UP, p.b, p.n, out, &n, &r),
+            ERR_OK);
+        assert_int_equal(r.refused != NULL, i == RDP_CLIP_PENDING_MAX);
+    }
 }
 
 static void test_file_pdus_refused(void **state)
@@ -483,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_caps_lose_file_flags),
         cmocka_unit_test(test_file_formats_stripped),
         cmocka_unit_test(test_files_allowed_pass),
+        cmocka_unit_test(test_files_locked),
         cmocka_unit_test(test_file_pdus_refused),
         cmocka_unit_test(test_short_names),
         cmocka_unit_test(test_hostile),
