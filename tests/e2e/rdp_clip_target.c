@@ -41,13 +41,10 @@
  * Usage: rdp-clip-target PORT CERT KEY OUTFILE [TEXT]
  * Serves one connection after another on 127.0.0.1:PORT until killed.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <freerdp/channels/wtsvc.h>
@@ -57,6 +54,8 @@
 #include <winpr/crypto.h>
 #include <winpr/ssl.h>
 #include <winpr/synch.h>
+
+#include "rdp_test_server.h"
 
 #define CT_MSG_MAX (1024 * 1024)
 #define CT_FILE_MAX (8 * 1024 * 1024)
@@ -384,11 +383,6 @@ static BOOL ct_channel(freerdp_peer *peer, UINT16 id, const BYTE *data,
     return TRUE;
 }
 
-static BOOL ct_post_connect(freerdp_peer *peer)
-{
-    return TRUE;
-}
-
 /* Active: capabilities (long names, file streams) and Monitor Ready. */
 static BOOL ct_activate(freerdp_peer *peer)
 {
@@ -414,12 +408,9 @@ static BOOL ct_activate(freerdp_peer *peer)
 
 static void ct_serve(int fd, const char *cert, const char *key)
 {
-    freerdp_peer *peer = freerdp_peer_new(fd);
-    HANDLE h[32];
-    DWORD n;
+    freerdp_peer *peer = rts_peer(fd, cert, key);
 
-    if (peer == NULL || !freerdp_peer_context_new(peer)) {
-        close(fd);
+    if (peer == NULL) {
         return;
     }
     ct_clip = 0;
@@ -427,43 +418,15 @@ static void ct_serve(int fd, const char *cert, const char *key)
     ct_asked_fgd = false;
     free(ct_file);
     ct_file = NULL;
-    if (!freerdp_settings_set_string(peer->settings, FreeRDP_CertificateFile,
-                                     cert) ||
-        !freerdp_settings_set_string(peer->settings, FreeRDP_PrivateKeyFile,
-                                     key) ||
-        !freerdp_settings_set_bool(peer->settings, FreeRDP_NlaSecurity,
-                                   FALSE) ||
-        !freerdp_settings_set_bool(peer->settings, FreeRDP_TlsSecurity, TRUE) ||
-        !freerdp_settings_set_bool(peer->settings, FreeRDP_RdpSecurity,
-                                   FALSE)) {
-        goto out;
-    }
-    peer->PostConnect = ct_post_connect;
     peer->Activate = ct_activate;
     peer->ReceiveChannelData = ct_channel;
-    if (!peer->Initialize(peer)) {
-        goto out;
-    }
-    for (;;) {
-        n = peer->GetEventHandles(peer, h, 32);
-        if (n == 0 ||
-            WaitForMultipleObjects(n, h, FALSE, INFINITE) == WAIT_FAILED) {
-            break;
-        }
-        if (!peer->CheckFileDescriptor(peer)) {
-            break;
-        }
-    }
-    peer->Disconnect(peer);
-out:
-    freerdp_peer_context_free(peer);
-    freerdp_peer_free(peer);
+    rts_run(peer, NULL);
+    rts_peer_free(peer);
 }
 
 int main(int argc, char **argv)
 {
-    struct sockaddr_in a;
-    int ls, fd, one = 1;
+    int ls;
 
     if (argc < 5) {
         fprintf(stderr,
@@ -477,21 +440,10 @@ int main(int argc, char **argv)
     ct_text = argc > 5 ? argv[5] : NULL;
     ct_hostile = getenv("CT_HOSTILE") != NULL && *getenv("CT_HOSTILE") == '1';
     ct_flood = getenv("CT_FLOOD") != NULL ? atol(getenv("CT_FLOOD")) : 0;
-    winpr_InitializeSSL(WINPR_SSL_INIT_DEFAULT);
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)atoi(argv[1]));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if ((ls = socket(AF_INET, SOCK_STREAM, 0)) < 0 ||
-        setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        bind(ls, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(ls, 8) != 0) {
-        perror("listen");
+    if ((ls = rts_listen(argv[1])) < 0) {
         return 1;
     }
     for (;;) {
-        if ((fd = accept(ls, NULL, NULL)) < 0) {
-            continue;
-        }
-        ct_serve(fd, argv[2], argv[3]);
+        ct_serve(rts_accept(ls), argv[2], argv[3]);
     }
 }

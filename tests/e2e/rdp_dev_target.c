@@ -43,15 +43,12 @@
  *        rdp-dev-target PORT CERT KEY OUTFILE FILE
  * Serves one connection after another on 127.0.0.1:PORT until killed.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <freerdp/channels/channels.h>
@@ -65,6 +62,8 @@
 #include <winpr/crypto.h>
 #include <winpr/ssl.h>
 #include <winpr/synch.h>
+
+#include "rdp_test_server.h"
 
 #define DT_READ_MAX 65536
 #define DT_SRC_MAX (4 * 1024 * 1024)
@@ -396,12 +395,6 @@ static UINT dt_confirm(RdpsndServerContext *c, BYTE block, UINT16 ts)
     return CHANNEL_RC_OK;
 }
 
-static BOOL dt_post_connect(freerdp_peer *peer)
-{
-    (void)peer;
-    return TRUE;
-}
-
 static BOOL dt_activate(freerdp_peer *peer)
 {
     if (dt_dr == NULL) {
@@ -454,26 +447,12 @@ static BOOL dt_activate(freerdp_peer *peer)
 
 static void dt_serve(int fd, const char *cert, const char *key)
 {
-    freerdp_peer *peer = freerdp_peer_new(fd);
-    HANDLE h[32];
-    DWORD n;
+    freerdp_peer *peer = rts_peer(fd, cert, key);
 
-    if (peer == NULL || !freerdp_peer_context_new(peer)) {
-        close(fd);
+    if (peer == NULL) {
         return;
     }
     dt_probed = false;
-    if (!freerdp_settings_set_string(peer->settings, FreeRDP_CertificateFile,
-                                     cert) ||
-        !freerdp_settings_set_string(peer->settings, FreeRDP_PrivateKeyFile,
-                                     key) ||
-        !freerdp_settings_set_bool(peer->settings, FreeRDP_NlaSecurity,
-                                   FALSE) ||
-        !freerdp_settings_set_bool(peer->settings, FreeRDP_TlsSecurity, TRUE) ||
-        !freerdp_settings_set_bool(peer->settings, FreeRDP_RdpSecurity,
-                                   FALSE)) {
-        goto out;
-    }
     if ((dt_vcm = WTSOpenServerA((LPSTR)peer->context)) == NULL ||
         dt_vcm == INVALID_HANDLE_VALUE) {
         goto out;
@@ -483,26 +462,8 @@ static void dt_serve(int fd, const char *cert, const char *key)
     peer->SendChannelData = dt_send;
     peer->ReceiveChannelData = dt_receive;
     dt_nsent = 0;
-    peer->PostConnect = dt_post_connect;
     peer->Activate = dt_activate;
-    if (!peer->Initialize(peer)) {
-        goto out;
-    }
-    for (;;) {
-        n = peer->GetEventHandles(peer, h, 31);
-        if (n == 0) {
-            break;
-        }
-        h[n++] = WTSVirtualChannelManagerGetEventHandle(dt_vcm);
-        if (WaitForMultipleObjects(n, h, FALSE, INFINITE) == WAIT_FAILED) {
-            break;
-        }
-        if (!peer->CheckFileDescriptor(peer) ||
-            !WTSVirtualChannelManagerCheckFileDescriptor(dt_vcm)) {
-            break;
-        }
-    }
-    peer->Disconnect(peer);
+    rts_run(peer, dt_vcm);
 out:
     if (dt_dr != NULL) {
         dt_dr->Stop(dt_dr);
@@ -518,8 +479,7 @@ out:
         WTSCloseServer(dt_vcm);
     }
     dt_vcm = NULL;
-    freerdp_peer_context_free(peer);
-    freerdp_peer_free(peer);
+    rts_peer_free(peer);
 }
 
 /* The whole of file path (DT_SRC_MAX at most), or NULL. */
@@ -541,8 +501,7 @@ static char *dt_slurp(const char *path, size_t *n)
 
 int main(int argc, char **argv)
 {
-    struct sockaddr_in a;
-    int ls, fd, one = 1;
+    int ls;
 
     if (argc < 6) {
         fprintf(stderr, "usage: rdp-dev-target PORT CERT KEY OUTFILE FILE\n");
@@ -561,22 +520,11 @@ int main(int argc, char **argv)
     }
     dt_pbuf = dt_slurp(getenv("DT_PRINT_SRC"), &dt_plen);
     InitializeCriticalSection(&dt_lock);
-    winpr_InitializeSSL(WINPR_SSL_INIT_DEFAULT);
     WTSRegisterWtsApiFunctionTable(FreeRDP_InitWtsApi());
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)atoi(argv[1]));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if ((ls = socket(AF_INET, SOCK_STREAM, 0)) < 0 ||
-        setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        bind(ls, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(ls, 8) != 0) {
-        perror("listen");
+    if ((ls = rts_listen(argv[1])) < 0) {
         return 1;
     }
     for (;;) {
-        if ((fd = accept(ls, NULL, NULL)) < 0) {
-            continue;
-        }
-        dt_serve(fd, argv[2], argv[3]);
+        dt_serve(rts_accept(ls), argv[2], argv[3]);
     }
 }
