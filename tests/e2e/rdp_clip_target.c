@@ -32,6 +32,12 @@
  *                         and size
  *   file NAME SIZE SHA256 RANGES   the first file, read whole
  *
+ * With CT_OFFER_FILE=PATH (and no TEXT) it offers that file on its own
+ * clipboard instead (FileGroupDescriptorW and FileContents), answers the
+ * request for the file list (one file: its name and size), and File
+ * Contents Requests for it (size and ranges; any other index fails),
+ * writing "asked STREAM INDEX FLAGS" for each request.
+ *
  * With CT_HOSTILE=1 it also asks for file contents it was never offered:
  * stream 85, the first file, as soon as the client's capabilities came
  * (no file list yet), and stream 102, the file past the end of the
@@ -65,6 +71,7 @@
 #define CT_STREAM_RANGE 2
 #define CT_STREAM_UNOFFERED 85
 #define CT_STREAM_PAST_END 102
+#define CT_OFFER_FGD 0xc0a0 /* our FileGroupDescriptorW (FileContents next) */
 
 static FILE *ct_out;
 static const char *ct_text;
@@ -73,6 +80,9 @@ static UINT16 ct_clip;
 static uint8_t ct_msg[CT_MSG_MAX];
 static size_t ct_len, ct_total;
 static bool ct_hostile;
+/* CT_OFFER_FILE: a file offered on the target's clipboard, its size */
+static const char *ct_offer;
+static uint64_t ct_offer_size;
 /* the file transfer: the descriptor's format ID asked for, the first
  * file's name and size, and what was read of it */
 static uint32_t ct_fgd;
@@ -104,9 +114,9 @@ static uint32_t ct_get32(const uint8_t *p)
 static BOOL ct_send(freerdp_peer *peer, uint16_t type, uint16_t flags,
                     const uint8_t *data, size_t n)
 {
-    uint8_t b[8 + 4096];
+    static uint8_t b[8 + 4 + CT_RANGE]; /* a range and its stream ID */
 
-    if (n > 4096) {
+    if (n > 4 + CT_RANGE) {
         return FALSE;
     }
     ct_put16(b, type);
@@ -128,6 +138,74 @@ static void ct_print16(const uint8_t *p, size_t n)
             break;
         }
         fputc(u >= 0x20 && u < 0x7f ? (int)u : '?', ct_out);
+    }
+}
+
+/* s as a NUL-terminated UTF-16LE string at p; its length in bytes. */
+static size_t ct_put_str16(uint8_t *p, const char *s)
+{
+    size_t n = 0;
+
+    do {
+        ct_put16(p + n, (uint16_t)(unsigned char)*s);
+        n += 2;
+    } while (*s++ != '\0');
+    return n;
+}
+
+/* CT_OFFER_FILE: the file list (one FILEDESCRIPTORW) asked for. */
+static void ct_offer_list(freerdp_peer *peer)
+{
+    static uint8_t b[4 + CT_FD_SIZE];
+    const char *name =
+        strrchr(ct_offer, '/') ? strrchr(ct_offer, '/') + 1 : ct_offer;
+    size_t i;
+
+    memset(b, 0, sizeof(b));
+    ct_put32(b, 1);
+    ct_put32(b + 4, 0x44);      /* FD_ATTRIBUTES | FD_FILESIZE */
+    ct_put32(b + 4 + 36, 0x80); /* FILE_ATTRIBUTE_NORMAL */
+    ct_put32(b + 4 + 64, (uint32_t)(ct_offer_size >> 32));
+    ct_put32(b + 4 + 68, (uint32_t)ct_offer_size);
+    for (i = 0; name[i] != '\0' && i < 259; i++) {
+        ct_put16(b + 4 + 72 + 2 * i, (uint16_t)(unsigned char)name[i]);
+    }
+    (void)ct_send(peer, 5, 1, b, sizeof(b));
+}
+
+/* CT_OFFER_FILE: a File Contents Request for it (the first file). */
+static void ct_offer_contents(freerdp_peer *peer, const uint8_t *m, size_t n)
+{
+    static uint8_t b[4 + CT_RANGE];
+    uint32_t stream, index, flags, want;
+    uint64_t pos;
+    FILE *f;
+    size_t got = 0;
+
+    if (ct_offer == NULL || n < 24) {
+        return;
+    }
+    stream = ct_get32(m);
+    index = ct_get32(m + 4);
+    flags = ct_get32(m + 8);
+    pos = ((uint64_t)ct_get32(m + 16) << 32) | ct_get32(m + 12);
+    want = ct_get32(m + 20);
+    fprintf(ct_out, "asked %u %u %u\n", stream, index, flags);
+    ct_put32(b, stream);
+    if (index != 0) {
+        (void)ct_send(peer, 9, 2, b, 4);
+    } else if (flags & 1) {
+        ct_put32(b + 4, (uint32_t)ct_offer_size);
+        ct_put32(b + 8, (uint32_t)(ct_offer_size >> 32));
+        (void)ct_send(peer, 9, 1, b, 12);
+    } else if ((f = fopen(ct_offer, "rb")) != NULL) {
+        if (fseeko(f, (off_t)pos, SEEK_SET) == 0) {
+            got = fread(b + 4, 1, want < CT_RANGE ? want : CT_RANGE, f);
+        }
+        fclose(f);
+        (void)ct_send(peer, 9, 1, b, 4 + got);
+    } else {
+        (void)ct_send(peer, 9, 2, b, 4);
     }
 }
 
@@ -287,6 +365,14 @@ static void ct_pdu(freerdp_peer *peer, const uint8_t *m, size_t len)
             ct_put32(b, 13);
             ct_put16(b + 4, 0);
             (void)ct_send(peer, 2, 0, b, 6);
+        } else if (ct_offer != NULL) {
+            n = 0;
+            ct_put32(b, CT_OFFER_FGD);
+            n = 4 + ct_put_str16(b + 4, "FileGroupDescriptorW");
+            ct_put32(b + n, CT_OFFER_FGD + 1);
+            n += 4;
+            n += ct_put_str16(b + n, "FileContents");
+            (void)ct_send(peer, 2, 0, b, n);
         }
         break;
     case 2: /* Format List: said, answered, files or text asked for */
@@ -340,8 +426,12 @@ static void ct_pdu(freerdp_peer *peer, const uint8_t *m, size_t len)
             fprintf(ct_out, "pdu 5 fail\n");
         }
         break;
-    case 4: /* the client asks for our text */
+    case 4: /* the client asks for our text, or our file list */
         fprintf(ct_out, "pdu 4\n");
+        if (ct_offer != NULL && dlen == 4 && ct_get32(m) == CT_OFFER_FGD) {
+            ct_offer_list(peer);
+            break;
+        }
         n = 0;
         for (const char *t = ct_text ? ct_text : ""; *t && n + 4 < sizeof(b);
              t++) {
@@ -350,6 +440,10 @@ static void ct_pdu(freerdp_peer *peer, const uint8_t *m, size_t len)
         }
         ct_put16(b + n, 0);
         (void)ct_send(peer, 5, ct_text ? 1 : 2, b, ct_text ? n + 2 : 0);
+        break;
+    case 8: /* File Contents Request: our file's size or bytes */
+        fprintf(ct_out, "pdu 8\n");
+        ct_offer_contents(peer, m, dlen);
         break;
     case 9: /* File Contents Response */
         ct_contents_response(peer, flags, m, dlen);
@@ -438,6 +532,18 @@ int main(int argc, char **argv)
         return 1;
     }
     ct_text = argc > 5 ? argv[5] : NULL;
+    if ((ct_offer = getenv("CT_OFFER_FILE")) != NULL && *ct_offer != '\0') {
+        FILE *f = fopen(ct_offer, "rb");
+
+        if (f == NULL || fseeko(f, 0, SEEK_END) != 0) {
+            perror(ct_offer);
+            return 1;
+        }
+        ct_offer_size = (uint64_t)ftello(f);
+        fclose(f);
+    } else {
+        ct_offer = NULL;
+    }
     ct_hostile = getenv("CT_HOSTILE") != NULL && *getenv("CT_HOSTILE") == '1';
     ct_flood = getenv("CT_FLOOD") != NULL ? atol(getenv("CT_FLOOD")) : 0;
     if ((ls = rts_listen(argv[1])) < 0) {

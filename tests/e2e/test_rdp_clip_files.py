@@ -12,19 +12,22 @@ The target is tests/e2e/rdp_clip_target.c: it asks for the file list,
 then for the first file's size (FILECONTENTS_SIZE) and its bytes, 64 KiB
 a request (FILECONTENTS_RANGE), and writes the SHA-256 of what it got.
 
-Only this direction is tested with a real client: the other one (a file
-copied on the target, pasted on the client) needs the client to read
-the file's contents, which xfreerdp 2.11's X11 client does only through
-a FUSE file system Debian's build leaves out (the xfreerdp here is not
-linked with libfuse: the paste gives names, never contents); the
-filter's rules are the same both ways and test_rdp_cliprdr.c runs them
-in both.
+The other direction (a file copied on the target, read by the client)
+needs a client that reads a server's file contents, which xfreerdp
+2.11's X11 client does only through a FUSE file system Debian's build
+leaves out (the xfreerdp here is not linked with libfuse: a paste gives
+names, never contents). There the client is tests/e2e/rdp_clip_client.c,
+which speaks the client side of the clipboard channel by hand (and
+asks, as a hostile client, for files never offered), and the target
+offers a file (rdp_clip_target.c with CT_OFFER_FILE).
 """
 import hashlib
 import os
 import re
 
-from pclib import uniq
+import pytest
+
+from pclib import build_dir, run, uniq
 from test_rdp import rdp_asset, rdp_proxy  # noqa: F401 (the fixture)
 from test_rdp_clipboard import TOOLS, ClipTarget, clip_client, clip_user, \
     formats_seen, pytestmark, proxy_log  # noqa: F401
@@ -100,6 +103,56 @@ def test_file_not_copied_with_files_off(rdp_proxy, tmp_path):
                          r"refused")
         assert proxy_log(rdp_proxy, r"%s: clipboard allowed \(channel cliprdr "
                          r"relayed, files refused\)" % re.escape(user))
+        rdp_proxy.session_of(user, kind="rdp", result="ok")
+    finally:
+        target.stop()
+
+
+@pytest.mark.parametrize("files", [True, False])
+def test_file_copied_on_the_target_read_by_the_client(rdp_proxy, tmp_path,
+                                                      files):
+    """The target offers a file of 300 KiB on its clipboard; the client
+    (rdp-clip-client, by hand) asks for the list, the size and the bytes.
+    With rdp_clipboard_files it gets the file whole (the same SHA-256);
+    without, the target's list reaches it without the file formats and
+    it asks for nothing. Either way its requests for stream 85 (before
+    any list) and 102 (past the end of the list) never reach the target
+    (it writes "asked" for each request it gets)."""
+    src = tmp_path / "target-files"
+    src.mkdir()
+    path = src / ("offered-%s.bin" % uniq("f"))
+    data = os.urandom(SIZE)
+    path.write_bytes(data)
+    target = ClipTarget(tmp_path / "target", offer_file=path).start()
+    try:
+        asset = rdp_asset(rdp_proxy, target)
+        user, pw = clip_user(rdp_proxy, asset,
+                             flags=["--rdp-clipboard-files"] if files else [])
+        exe = build_dir() / "tests" / "e2e" / "rdp-clip-client"
+        assert exe.exists(), "build the tests (meson -Dtests=true)"
+        r = run([str(exe), str(rdp_proxy.rdp_port), "%s#%s" % (user, asset),
+                 pw], timeout=60)
+        lines = r.out.splitlines()
+        assert lines and lines[-1] == "done", r
+        formats = [ln for ln in lines if ln.startswith("formats ")]
+        asked = [ln for ln in target.lines() if ln.startswith("asked ")]
+        if files:
+            assert formats == ["formats %d:FileGroupDescriptorW,%d:FileContents"
+                               % (0xc0a0, 0xc0a1)], r
+            assert "files 1 %s %d" % (path.name, SIZE) in lines, r
+            digest = hashlib.sha256(data).hexdigest()
+            assert "file %s %d %s 5" % (path.name, SIZE, digest) in lines, r
+            assert {a.split()[1] for a in asked} == {"1", "2"}, asked
+            why = r"file contents of a file the other side did not offer"
+        else:
+            assert formats == ["formats "], r
+            assert not [ln for ln in lines if ln.startswith("file")], r
+            assert asked == [], asked
+            why = r"files on the clipboard \(the access profile refuses them\)"
+        # the client's requests for streams never offered: no answer
+        assert not [ln for ln in lines if ln.startswith("contents ")], r
+        assert proxy_log(rdp_proxy, r"clipboard: %s from the client refused"
+                         % why)
         rdp_proxy.session_of(user, kind="rdp", result="ok")
     finally:
         target.stop()
