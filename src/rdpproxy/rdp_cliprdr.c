@@ -86,8 +86,10 @@ static void name_add(char *name, size_t *len, uint32_t unit)
     name[*len] = '\0';
 }
 
-/* Formats that carry files, or file names and paths, across. */
-static bool is_file_format(uint32_t id, const char *name)
+/* Formats that carry files, or file names and paths, across. A short
+ * name that filled its 32 bytes (cut) may be one of these cut short
+ * ("FileGroupDescrip" in UTF-16): it counts when it begins one. */
+static bool is_file_format(uint32_t id, const char *name, bool cut)
 {
     static const char *const exact[] = {
         "filegroupdescriptorw",
@@ -109,12 +111,14 @@ static bool is_file_format(uint32_t id, const char *name)
         return true;
     }
     for (i = 0; i < sizeof(exact) / sizeof(exact[0]); i++) {
-        if (strcmp(name, exact[i]) == 0) {
+        if (strcmp(name, exact[i]) == 0 ||
+            (cut && strncmp(exact[i], name, strlen(name)) == 0)) {
             return true;
         }
     }
     for (i = 0; i < sizeof(prefix) / sizeof(prefix[0]); i++) {
-        if (strncmp(name, prefix[i], strlen(prefix[i])) == 0) {
+        if (strncmp(name, prefix[i], strlen(prefix[i])) == 0 ||
+            (cut && strncmp(prefix[i], name, strlen(name)) == 0)) {
             return true;
         }
     }
@@ -145,6 +149,7 @@ static int format_list(const struct rdp_cliprdr *c, uint16_t flags,
     size_t nlen, start;
     uint32_t id;
     uint16_t unit;
+    bool cut;
 
     *kept = 0;
     *nids = 0;
@@ -156,6 +161,7 @@ static int format_list(const struct rdp_cliprdr *c, uint16_t flags,
     while (r.off < r.n) {
         start = r.off;
         nlen = 0;
+        cut = false;
         name[0] = '\0';
         if (!rd_u32(&r, &id)) {
             return ERR_PROTO;
@@ -172,22 +178,28 @@ static int format_list(const struct rdp_cliprdr *c, uint16_t flags,
                 name_add(name, &nlen, unit);
             }
         } else if (flags & RDP_CB_ASCII_NAMES) {
-            for (size_t i = 0; i < RDP_CLIP_SHORT_NAME && data[r.off + i] != 0;
-                 i++) {
+            cut = true;
+            for (size_t i = 0; i < RDP_CLIP_SHORT_NAME; i++) {
+                if (data[r.off + i] == 0) {
+                    cut = false;
+                    break;
+                }
                 name_add(name, &nlen, data[r.off + i]);
             }
             r.off += RDP_CLIP_SHORT_NAME;
         } else {
+            cut = true;
             for (size_t i = 0; i < RDP_CLIP_SHORT_NAME; i += 2) {
                 unit = (uint16_t)(data[r.off + i] | (data[r.off + i + 1] << 8));
                 if (unit == 0) {
+                    cut = false;
                     break;
                 }
                 name_add(name, &nlen, unit);
             }
             r.off += RDP_CLIP_SHORT_NAME;
         }
-        if (!c->files && is_file_format(id, name)) {
+        if (!c->files && is_file_format(id, name, cut)) {
             (*stripped)++;
             continue;
         }

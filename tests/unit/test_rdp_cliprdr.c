@@ -216,6 +216,46 @@ static void short_list(struct pdu *p, uint32_t a, uint32_t b)
     done(p);
 }
 
+/* A short-name UTF-16 list (no ASCII flag): CF_UNICODETEXT, then each
+ * file format's name as FreeRDP and Windows write a longer one, cut to
+ * 16 units without a terminator ("FileGroupDescrip"), and an HTML format
+ * whose name fits. */
+static void short_list16(struct pdu *p, uint32_t a, uint32_t b)
+{
+    static const char *const names[] = {"FileGroupDescriptorW",
+                                        "Preferred DropEffect",
+                                        "Shell IDList Array",
+                                        "UniformResourceLocatorW",
+                                        "application/x-kde-cutselection",
+                                        "HTML Format"};
+    uint32_t id = 0xc100;
+
+    (void)a;
+    (void)b;
+    head(p, RDP_CB_FORMAT_LIST, 0);
+    p32(p, RDP_CF_UNICODETEXT);
+    memset(p->b + p->n, 0, 32);
+    p->n += 32;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        p32(p, id++);
+        memset(p->b + p->n, 0, 32);
+        for (size_t k = 0; k < 16 && names[i][k] != '\0'; k++) {
+            p->b[p->n + 2 * k] = (uint8_t)names[i][k];
+        }
+        p->n += 32;
+    }
+    done(p);
+}
+
+static void text_and_html_short16(const uint8_t *out, size_t n,
+                                  const struct rdp_filter_result *r)
+{
+    (void)r;
+    assert_int_equal(n, 8 + 2 * 36);
+    assert_int_equal(g32(out + 8), RDP_CF_UNICODETEXT);
+    assert_int_equal(g32(out + 8 + 36), 0xc105);
+}
+
 static void data_len_beyond(struct pdu *p, uint32_t a, uint32_t b)
 {
     (void)a;
@@ -516,6 +556,9 @@ static void test_short_names(void **state)
          1, text_only_short},
         {"not a multiple of 36", DOWN, short_list, 0, 1, ERR_PROTO, 0, false, 0,
          NULL},
+        /* UTF-16 names cut to 16 units: still file formats */
+        {"cut file formats taken off", UP, short_list16, 0, 0, ERR_OK,
+         8 + 2 * 36, false, 5, text_and_html_short16},
     };
 
     (void)state;
