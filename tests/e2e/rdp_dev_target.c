@@ -267,7 +267,7 @@ static void dt_printer(RdpdrServerContext *c, UINT32 id, const char *name)
  * drive's (a FileId and an Information byte; a printer sends the FileId
  * only), and ends its channel thread when they are short. The target
  * notes each I/O request it sends (the completion ID and the major
- * the client's answers to those two before the
+ * function) and pads the client's answers to those two before the
  * server reads them: a create's with the missing byte, a write's with as
  * many bytes as were written, rounded up to 4, each 4 an empty Device
  * Reply PDU that the server reads after it and ignores (it reads on
