@@ -340,6 +340,7 @@ static int file_pdu(struct rdp_cliprdr *c, int dir, uint16_t type,
             c->nlock[other]++;
         }
         c->lock[other][i].id = id;
+        c->lock[other][i].gen = c->gen[other];
         c->lock[other][i].nfiles = c->nfiles[other];
         return ERR_OK;
     case RDP_CB_FILECONTENTS_REQUEST:
@@ -458,6 +459,7 @@ int rdp_cliprdr_filter(struct rdp_cliprdr *c, int dir, const uint8_t *in,
         c->asking[other] = false;
         c->fgd[dir] = c->files ? fgd : 0;
         c->nfiles[dir] = 0;
+        c->gen[dir]++;
         *outlen = RDP_CLIP_HEAD + kept + pad;
         return ERR_OK;
     case RDP_CB_FORMAT_DATA_REQUEST:
@@ -485,6 +487,12 @@ int rdp_cliprdr_filter(struct rdp_cliprdr *c, int dir, const uint8_t *in,
                 return e;
             }
             c->nfiles[dir] = nfiles;
+            /* and of the locks on this list (taken before it was sent) */
+            for (i = 0; i < c->nlock[dir]; i++) {
+                if (c->lock[dir][i].gen == c->gen[dir]) {
+                    c->lock[dir][i].nfiles = nfiles;
+                }
+            }
         }
         c->asking[other] = false;
         if ((flags & RDP_CB_RESPONSE_OK) &&

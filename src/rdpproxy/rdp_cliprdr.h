@@ -13,7 +13,8 @@
  *  - files on: a File Contents Request must name a file of a list the
  *    other side sent (the index below the count of the last
  *    FileGroupDescriptorW it answered with since its last Format List,
- *    or of the list a Lock PDU kept under the request's clipDataId), and
+ *    or of the list a Lock PDU kept under the request's clipDataId,
+ *    locked before or after its files were sent), and
  *    a File Contents Response must answer such a request (its stream ID
  *    pending) with no more bytes than were asked for;
  *  - always: a Format Data Request must name a format the other side
@@ -95,12 +96,16 @@ struct rdp_cliprdr {
     bool asking[2];
     uint32_t asked[2];
     /* files on: the ID of FileGroupDescriptorW in each side's last list
-     * (0: none), the files in the last one it sent since that list */
+     * (0: none), the files in the last one it sent since that list, and
+     * which list that is (a count of the side's Format Lists) */
     uint32_t fgd[2];
     uint32_t nfiles[2];
-    /* a side's file lists kept by the other side's Lock PDUs */
+    uint32_t gen[2];
+    /* a side's file lists kept by the other side's Lock PDUs: the lock's
+     * clipDataId, the list it keeps, its files (as they come: a lock
+     * may come before the file list is asked for) */
     struct {
-        uint32_t id, nfiles;
+        uint32_t id, gen, nfiles;
     } lock[2][RDP_CLIP_LOCKS_MAX];
     size_t nlock[2];
     /* the File Contents Requests each side sent, awaiting the answer:

@@ -494,10 +494,29 @@ static void test_files_locked(void **state)
          false, 0, NULL},
         {"lock 7 again, now gone", UP, contents_request, 3, LOCKED(0, 7),
          ERR_OK, 0, true, 0, NULL},
+        /* a lock taken before the file list is asked for (as Windows
+         * does when it pastes) keeps the list the answer brings */
+        {"locked as 9 first", UP, lock_pdu, RDP_CB_LOCK_CLIPDATA, 9, ERR_OK,
+         SAME, false, 0, NULL},
+        {"under lock 9, nothing sent yet", UP, contents_request, 4,
+         LOCKED(0, 9), ERR_OK, 0, true, 0, NULL},
         {"the new list asked for", UP, request, 0xc0a4, 0, ERR_OK, SAME, false,
          0, NULL},
         {"one file again", DOWN, descriptor, 1, 1, ERR_OK, SAME, false, 0,
          NULL},
+        {"another new list", DOWN, file_list, 0, 0, ERR_OK, SAME, false, 0,
+         NULL},
+        {"under lock 9, the file its list brought", UP, contents_request, 5,
+         LOCKED(0, 9), ERR_OK, SAME, false, 0, NULL},
+        {"answered", DOWN, contents_response, 5, 100, ERR_OK, SAME, false, 0,
+         NULL},
+        {"under lock 9, past it", UP, contents_request, 6, LOCKED(1, 9), ERR_OK,
+         0, true, 0, NULL},
+        {"unlocked 9", UP, lock_pdu, RDP_CB_UNLOCK_CLIPDATA, 9, ERR_OK, SAME,
+         false, 0, NULL},
+        {"the last list asked for", UP, request, 0xc0a4, 0, ERR_OK, SAME, false,
+         0, NULL},
+        {"its one file", DOWN, descriptor, 1, 1, ERR_OK, SAME, false, 0, NULL},
     };
     struct pdu p;
     uint8_t out[4096];
