@@ -41,7 +41,7 @@
 /* Clipboard locks held, and File Contents Requests awaiting an answer,
  * per side; one more is refused. */
 #define RDP_CLIP_LOCKS_MAX 16
-#define RDP_CLIP_PENDING_MAX 16
+#define RDP_CLIP_PENDING_MAX 64
 /* A FILEDESCRIPTORW, one file in a FileGroupDescriptorW */
 #define RDP_CLIP_FILEDESCRIPTORW 592
 
