@@ -86,8 +86,10 @@ static void name_add(char *name, size_t *len, uint32_t unit)
     name[*len] = '\0';
 }
 
-/* Formats that carry files, or file names and paths, across. */
-static bool is_file_format(uint32_t id, const char *name)
+/* Formats that carry files, or file names and paths, across. A short
+ * name that filled its 32 bytes (cut) may be one of these cut short
+ * ("FileGroupDescrip" in UTF-16): it counts when it begins one. */
+static bool is_file_format(uint32_t id, const char *name, bool cut)
 {
     static const char *const exact[] = {
         "filegroupdescriptorw",
@@ -109,12 +111,14 @@ static bool is_file_format(uint32_t id, const char *name)
         return true;
     }
     for (i = 0; i < sizeof(exact) / sizeof(exact[0]); i++) {
-        if (strcmp(name, exact[i]) == 0) {
+        if (strcmp(name, exact[i]) == 0 ||
+            (cut && strncmp(exact[i], name, strlen(name)) == 0)) {
             return true;
         }
     }
     for (i = 0; i < sizeof(prefix) / sizeof(prefix[0]); i++) {
-        if (strncmp(name, prefix[i], strlen(prefix[i])) == 0) {
+        if (strncmp(name, prefix[i], strlen(prefix[i])) == 0 ||
+            (cut && strncmp(prefix[i], name, strlen(name)) == 0)) {
             return true;
         }
     }
@@ -137,7 +141,7 @@ static bool long_names(const struct rdp_cliprdr *c)
 static int format_list(const struct rdp_cliprdr *c, uint16_t flags,
                        const uint8_t *data, size_t len, uint8_t *out,
                        size_t *kept, uint32_t *ids, size_t *nids,
-                       unsigned *stripped)
+                       unsigned *stripped, uint32_t *fgd)
 {
     struct rdp_rd r = {data, len, 0};
     bool lng = long_names(c);
@@ -145,16 +149,19 @@ static int format_list(const struct rdp_cliprdr *c, uint16_t flags,
     size_t nlen, start;
     uint32_t id;
     uint16_t unit;
+    bool cut;
 
     *kept = 0;
     *nids = 0;
     *stripped = 0;
+    *fgd = 0;
     if (!lng && len % (4 + RDP_CLIP_SHORT_NAME) != 0) {
         return ERR_PROTO;
     }
     while (r.off < r.n) {
         start = r.off;
         nlen = 0;
+        cut = false;
         name[0] = '\0';
         if (!rd_u32(&r, &id)) {
             return ERR_PROTO;
@@ -171,27 +178,36 @@ static int format_list(const struct rdp_cliprdr *c, uint16_t flags,
                 name_add(name, &nlen, unit);
             }
         } else if (flags & RDP_CB_ASCII_NAMES) {
-            for (size_t i = 0; i < RDP_CLIP_SHORT_NAME && data[r.off + i] != 0;
-                 i++) {
+            cut = true;
+            for (size_t i = 0; i < RDP_CLIP_SHORT_NAME; i++) {
+                if (data[r.off + i] == 0) {
+                    cut = false;
+                    break;
+                }
                 name_add(name, &nlen, data[r.off + i]);
             }
             r.off += RDP_CLIP_SHORT_NAME;
         } else {
+            cut = true;
             for (size_t i = 0; i < RDP_CLIP_SHORT_NAME; i += 2) {
                 unit = (uint16_t)(data[r.off + i] | (data[r.off + i + 1] << 8));
                 if (unit == 0) {
+                    cut = false;
                     break;
                 }
                 name_add(name, &nlen, unit);
             }
             r.off += RDP_CLIP_SHORT_NAME;
         }
-        if (!c->files && is_file_format(id, name)) {
+        if (!c->files && is_file_format(id, name, cut)) {
             (*stripped)++;
             continue;
         }
         if (*nids >= RDP_CLIP_FORMATS_MAX) {
             return ERR_PROTO;
+        }
+        if (*fgd == 0 && id != 0 && strcmp(name, "filegroupdescriptorw") == 0) {
+            *fgd = id;
         }
         ids[(*nids)++] = id;
         memcpy(out + *kept, data + start, r.off - start);
@@ -256,13 +272,132 @@ static bool announced(const struct rdp_cliprdr *c, int side, uint32_t id)
     return false;
 }
 
+/* A Format Data Response answering a request for FileGroupDescriptorW:
+ * *count gets its number of files. */
+static int file_list(const uint8_t *data, size_t len, uint32_t *count)
+{
+    struct rdp_rd r = {data, len, 0};
+
+    if (!rd_u32(&r, count) || (len - 4) / RDP_CLIP_FILEDESCRIPTORW < *count) {
+        return ERR_PROTO;
+    }
+    return ERR_OK;
+}
+
+/* The files of side `side` a request may name: those of the list locked
+ * under clipDataId (when the request carries one that is locked), else
+ * of its last list. */
+static uint32_t files_offered(const struct rdp_cliprdr *c, int side,
+                              bool has_lock, uint32_t lock_id)
+{
+    if (has_lock) {
+        for (size_t i = 0; i < c->nlock[side]; i++) {
+            if (c->lock[side][i].id == lock_id) {
+                return c->lock[side][i].nfiles;
+            }
+        }
+    }
+    return c->nfiles[side];
+}
+
+/*
+ * The file PDUs, files on: what is refused sets *why; ERR_PROTO for a
+ * malformed one. dir is where it came from, other the side it goes to.
+ */
+static int file_pdu(struct rdp_cliprdr *c, int dir, uint16_t type,
+                    uint16_t flags, const uint8_t *data, size_t len,
+                    const char **why)
+{
+    struct rdp_rd r = {data, len, 0};
+    uint32_t stream = 0, index = 0, fl = 0, lo = 0, hi = 0, want = 0, id = 0;
+    int other = !dir;
+    size_t i;
+
+    *why = NULL;
+    switch (type) {
+    case RDP_CB_LOCK_CLIPDATA:
+    case RDP_CB_UNLOCK_CLIPDATA:
+        /* dir locks (unlocks) the list other sent last */
+        if (len != 4 || !rd_u32(&r, &id)) {
+            return ERR_PROTO;
+        }
+        for (i = 0; i < c->nlock[other]; i++) {
+            if (c->lock[other][i].id == id) {
+                break;
+            }
+        }
+        if (type == RDP_CB_UNLOCK_CLIPDATA) {
+            if (i < c->nlock[other]) {
+                c->lock[other][i] = c->lock[other][--c->nlock[other]];
+            }
+            return ERR_OK;
+        }
+        if (i == c->nlock[other] && i >= RDP_CLIP_LOCKS_MAX) {
+            *why = "a clipboard lock past the proxy's limit";
+            return ERR_OK;
+        }
+        if (i == c->nlock[other]) {
+            c->nlock[other]++;
+        }
+        c->lock[other][i].id = id;
+        c->lock[other][i].gen = c->gen[other];
+        c->lock[other][i].nfiles = c->nfiles[other];
+        return ERR_OK;
+    case RDP_CB_FILECONTENTS_REQUEST:
+        if ((len != 24 && len != 28) || !rd_u32(&r, &stream) ||
+            !rd_u32(&r, &index) || !rd_u32(&r, &fl) || !rd_u32(&r, &lo) ||
+            !rd_u32(&r, &hi) || !rd_u32(&r, &want)) {
+            return ERR_PROTO;
+        }
+        if (len == 28) {
+            (void)rd_u32(&r, &id);
+        }
+        if (index >= files_offered(c, other, len == 28, id)) {
+            *why = "file contents of a file the other side did not offer";
+            return ERR_OK;
+        }
+        if ((fl & RDP_CB_FILECONTENTS_SIZE) != 0) {
+            want = 8;
+        }
+        if (c->npend[dir] >= RDP_CLIP_PENDING_MAX) {
+            *why = "a file contents request past the proxy's limit of "
+                   "requests awaiting an answer";
+            return ERR_OK;
+        }
+        c->pend[dir][c->npend[dir]].stream = stream;
+        c->pend[dir][c->npend[dir]++].want = want;
+        return ERR_OK;
+    case RDP_CB_FILECONTENTS_RESPONSE:
+        if (!rd_u32(&r, &stream)) {
+            return ERR_PROTO;
+        }
+        for (i = 0; i < c->npend[other]; i++) {
+            if (c->pend[other][i].stream == stream) {
+                break;
+            }
+        }
+        if (i == c->npend[other]) {
+            *why = "file contents nobody asked for";
+            return ERR_OK;
+        }
+        if ((flags & RDP_CB_RESPONSE_OK) && len - 4 > c->pend[other][i].want) {
+            *why = "more file contents than were asked for";
+            return ERR_OK;
+        }
+        c->pend[other][i] = c->pend[other][--c->npend[other]];
+        return ERR_OK;
+    default: /* RDP_CB_TEMP_DIRECTORY */
+        return ERR_OK;
+    }
+}
+
 int rdp_cliprdr_filter(struct rdp_cliprdr *c, int dir, const uint8_t *in,
                        size_t len, uint8_t *out, size_t *outlen,
                        struct rdp_filter_result *res)
 {
     struct rdp_rd r = {in, len, 0};
     uint16_t type = 0, flags = 0;
-    uint32_t dlen = 0, id = 0, gflags = 0;
+    uint32_t dlen = 0, id = 0, gflags = 0, fgd = 0, nfiles = 0;
     uint32_t ids[RDP_CLIP_FORMATS_MAX];
     size_t nids = 0, kept = 0, pad, i;
     const uint8_t *data;
@@ -310,7 +445,7 @@ int rdp_cliprdr_filter(struct rdp_cliprdr *c, int dir, const uint8_t *in,
         return ERR_OK;
     case RDP_CB_FORMAT_LIST:
         if ((e = format_list(c, flags, data, dlen, out + RDP_CLIP_HEAD, &kept,
-                             ids, &nids, &res->stripped)) != ERR_OK) {
+                             ids, &nids, &res->stripped, &fgd)) != ERR_OK) {
             res->stripped = 0;
             return e;
         }
@@ -319,8 +454,12 @@ int rdp_cliprdr_filter(struct rdp_cliprdr *c, int dir, const uint8_t *in,
         memcpy(out + RDP_CLIP_HEAD + kept, data + dlen, pad);
         memcpy(c->fmt[dir], ids, nids * sizeof(ids[0]));
         c->nfmt[dir] = nids;
-        /* a new list: what was asked of this side is void */
+        /* a new list: what was asked of this side is void, and so are its
+         * files (but for those locked) */
         c->asking[other] = false;
+        c->fgd[dir] = c->files ? fgd : 0;
+        c->nfiles[dir] = 0;
+        c->gen[dir]++;
         *outlen = RDP_CLIP_HEAD + kept + pad;
         return ERR_OK;
     case RDP_CB_FORMAT_DATA_REQUEST:
@@ -341,8 +480,21 @@ int rdp_cliprdr_filter(struct rdp_cliprdr *c, int dir, const uint8_t *in,
             res->refused = "clipboard data nobody asked for";
             return ERR_OK;
         }
-        c->asking[other] = false;
         id = c->asked[other];
+        if ((flags & RDP_CB_RESPONSE_OK) && c->fgd[dir] != 0 &&
+            id == c->fgd[dir]) {
+            if ((e = file_list(data, dlen, &nfiles)) != ERR_OK) {
+                return e;
+            }
+            c->nfiles[dir] = nfiles;
+            /* and of the locks on this list (taken before it was sent) */
+            for (i = 0; i < c->nlock[dir]; i++) {
+                if (c->lock[dir][i].gen == c->gen[dir]) {
+                    c->lock[dir][i].nfiles = nfiles;
+                }
+            }
+        }
+        c->asking[other] = false;
         if ((flags & RDP_CB_RESPONSE_OK) &&
             (id == RDP_CF_UNICODETEXT || id == RDP_CF_TEXT ||
              id == RDP_CF_OEMTEXT)) {
@@ -360,6 +512,11 @@ int rdp_cliprdr_filter(struct rdp_cliprdr *c, int dir, const uint8_t *in,
             res->refused = "files on the clipboard (the access profile "
                            "refuses them)";
             return ERR_OK;
+        }
+        if ((e = file_pdu(c, dir, type, flags, data, dlen, &res->refused)) !=
+                ERR_OK ||
+            res->refused != NULL) {
+            return e;
         }
         break;
     default:

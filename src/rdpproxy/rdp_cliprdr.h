@@ -10,6 +10,13 @@
  *    capability flags that announce file streams and clipboard locks
  *    are cleared; File Contents, Lock/Unlock and Temporary Directory
  *    PDUs are refused;
+ *  - files on: a File Contents Request must name a file of a list the
+ *    other side sent (the index below the count of the last
+ *    FileGroupDescriptorW it answered with since its last Format List,
+ *    or of the list a Lock PDU kept under the request's clipDataId,
+ *    locked before or after its files were sent), and
+ *    a File Contents Response must answer such a request (its stream ID
+ *    pending) with no more bytes than were asked for;
  *  - always: a Format Data Request must name a format the other side
  *    announced in its last Format List, as forwarded (so a stripped
  *    file format cannot be asked for by number), and a Format Data
@@ -31,6 +38,12 @@
 
 /* Formats remembered per side; a longer Format List is refused. */
 #define RDP_CLIP_FORMATS_MAX 256
+/* Clipboard locks held, and File Contents Requests awaiting an answer,
+ * per side; one more is refused. */
+#define RDP_CLIP_LOCKS_MAX 16
+#define RDP_CLIP_PENDING_MAX 64
+/* A FILEDESCRIPTORW, one file in a FileGroupDescriptorW */
+#define RDP_CLIP_FILEDESCRIPTORW 592
 
 /* Directions: from the client to the target, and back. */
 #define RDP_CLIP_UP 0
@@ -53,6 +66,10 @@
 #define RDP_CB_RESPONSE_OK 0x0001
 #define RDP_CB_RESPONSE_FAIL 0x0002
 #define RDP_CB_ASCII_NAMES 0x0004
+
+/* dwFlags of a File Contents Request */
+#define RDP_CB_FILECONTENTS_SIZE 0x1
+#define RDP_CB_FILECONTENTS_RANGE 0x2
 
 /* generalFlags of the General Capability Set */
 #define RDP_CB_USE_LONG_FORMAT_NAMES 0x02
@@ -78,6 +95,25 @@ struct rdp_cliprdr {
     /* the format each side asked the other for, awaiting the answer */
     bool asking[2];
     uint32_t asked[2];
+    /* files on: the ID of FileGroupDescriptorW in each side's last list
+     * (0: none), the files in the last one it sent since that list, and
+     * which list that is (a count of the side's Format Lists) */
+    uint32_t fgd[2];
+    uint32_t nfiles[2];
+    uint32_t gen[2];
+    /* a side's file lists kept by the other side's Lock PDUs: the lock's
+     * clipDataId, the list it keeps, its files (as they come: a lock
+     * may come before the file list is asked for) */
+    struct {
+        uint32_t id, gen, nfiles;
+    } lock[2][RDP_CLIP_LOCKS_MAX];
+    size_t nlock[2];
+    /* the File Contents Requests each side sent, awaiting the answer:
+     * the stream ID and the bytes asked for */
+    struct {
+        uint32_t stream, want;
+    } pend[2][RDP_CLIP_PENDING_MAX];
+    size_t npend[2];
 };
 
 void rdp_cliprdr_init(struct rdp_cliprdr *c, bool files);

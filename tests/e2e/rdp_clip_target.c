@@ -23,25 +23,55 @@
  * forward, one malformed (a Monitor Ready with data) and one refused (an
  * unknown type) in turn, and writes "flooded N".
  *
+ * Files: when the client's Format List has FileGroupDescriptorW, it asks
+ * for that (not the text), and for the first file in it its size (a File
+ * Contents Request, FILECONTENTS_SIZE) then its bytes, 64 KiB a request
+ * (FILECONTENTS_RANGE), and writes
+ *
+ *   files N NAME SIZE     the descriptor: N files, the first one's name
+ *                         and size
+ *   file NAME SIZE SHA256 RANGES   the first file, read whole
+ *
+ * With CT_OFFER_FILE=PATH (and no TEXT) it offers that file on its own
+ * clipboard instead (FileGroupDescriptorW and FileContents), answers the
+ * request for the file list (one file: its name and size), and File
+ * Contents Requests for it (size and ranges; any other index fails),
+ * writing "asked STREAM INDEX FLAGS" for each request.
+ *
+ * With CT_HOSTILE=1 it also asks for file contents it was never offered:
+ * stream 85, the first file, as soon as the client's capabilities came
+ * (no file list yet), and stream 102, the file past the end of the
+ * list, once the descriptor came. Every File Contents Response to any
+ * stream but its own is written as "contents STREAM ok|fail LEN".
+ *
  * Usage: rdp-clip-target PORT CERT KEY OUTFILE [TEXT]
  * Serves one connection after another on 127.0.0.1:PORT until killed.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <freerdp/channels/wtsvc.h>
 #include <freerdp/freerdp.h>
 #include <freerdp/peer.h>
 #include <freerdp/settings.h>
+#include <winpr/crypto.h>
 #include <winpr/ssl.h>
 #include <winpr/synch.h>
 
+#include "rdp_test_server.h"
+
 #define CT_MSG_MAX (1024 * 1024)
+#define CT_FILE_MAX (8 * 1024 * 1024)
+#define CT_RANGE 65536
+#define CT_FD_SIZE 592 /* a FILEDESCRIPTORW */
+#define CT_STREAM_SIZE 1
+#define CT_STREAM_RANGE 2
+#define CT_STREAM_UNOFFERED 85
+#define CT_STREAM_PAST_END 102
+#define CT_OFFER_FGD 0xc0a0 /* our FileGroupDescriptorW (FileContents next) */
 
 static FILE *ct_out;
 static const char *ct_text;
@@ -49,6 +79,19 @@ static long ct_flood;
 static UINT16 ct_clip;
 static uint8_t ct_msg[CT_MSG_MAX];
 static size_t ct_len, ct_total;
+static bool ct_hostile;
+/* CT_OFFER_FILE: a file offered on the target's clipboard, its size */
+static const char *ct_offer;
+static uint64_t ct_offer_size;
+/* the file transfer: the descriptor's format ID asked for, the first
+ * file's name and size, and what was read of it */
+static uint32_t ct_fgd;
+static bool ct_asked_fgd;
+static char ct_fname[261];
+static uint64_t ct_fsize;
+static uint8_t *ct_file;
+static size_t ct_got;
+static unsigned ct_ranges;
 
 static void ct_put16(uint8_t *p, uint16_t v)
 {
@@ -71,9 +114,9 @@ static uint32_t ct_get32(const uint8_t *p)
 static BOOL ct_send(freerdp_peer *peer, uint16_t type, uint16_t flags,
                     const uint8_t *data, size_t n)
 {
-    uint8_t b[8 + 4096];
+    static uint8_t b[8 + 4 + CT_RANGE]; /* a range and its stream ID */
 
-    if (n > 4096) {
+    if (n > 4 + CT_RANGE) {
         return FALSE;
     }
     ct_put16(b, type);
@@ -95,6 +138,195 @@ static void ct_print16(const uint8_t *p, size_t n)
             break;
         }
         fputc(u >= 0x20 && u < 0x7f ? (int)u : '?', ct_out);
+    }
+}
+
+/* s as a NUL-terminated UTF-16LE string at p; its length in bytes. */
+static size_t ct_put_str16(uint8_t *p, const char *s)
+{
+    size_t n = 0;
+
+    do {
+        ct_put16(p + n, (uint16_t)(unsigned char)*s);
+        n += 2;
+    } while (*s++ != '\0');
+    return n;
+}
+
+/* CT_OFFER_FILE: the file list (one FILEDESCRIPTORW) asked for. */
+static void ct_offer_list(freerdp_peer *peer)
+{
+    static uint8_t b[4 + CT_FD_SIZE];
+    const char *name =
+        strrchr(ct_offer, '/') ? strrchr(ct_offer, '/') + 1 : ct_offer;
+    size_t i;
+
+    memset(b, 0, sizeof(b));
+    ct_put32(b, 1);
+    ct_put32(b + 4, 0x44);      /* FD_ATTRIBUTES | FD_FILESIZE */
+    ct_put32(b + 4 + 36, 0x80); /* FILE_ATTRIBUTE_NORMAL */
+    ct_put32(b + 4 + 64, (uint32_t)(ct_offer_size >> 32));
+    ct_put32(b + 4 + 68, (uint32_t)ct_offer_size);
+    for (i = 0; name[i] != '\0' && i < 259; i++) {
+        ct_put16(b + 4 + 72 + 2 * i, (uint16_t)(unsigned char)name[i]);
+    }
+    (void)ct_send(peer, 5, 1, b, sizeof(b));
+}
+
+/* CT_OFFER_FILE: a File Contents Request for it (the first file). */
+static void ct_offer_contents(freerdp_peer *peer, const uint8_t *m, size_t n)
+{
+    static uint8_t b[4 + CT_RANGE];
+    uint32_t stream, index, flags, want;
+    uint64_t pos;
+    FILE *f;
+    size_t got = 0;
+
+    if (ct_offer == NULL || n < 24) {
+        return;
+    }
+    stream = ct_get32(m);
+    index = ct_get32(m + 4);
+    flags = ct_get32(m + 8);
+    pos = ((uint64_t)ct_get32(m + 16) << 32) | ct_get32(m + 12);
+    want = ct_get32(m + 20);
+    fprintf(ct_out, "asked %u %u %u\n", stream, index, flags);
+    ct_put32(b, stream);
+    if (index != 0) {
+        (void)ct_send(peer, 9, 2, b, 4);
+    } else if (flags & 1) {
+        ct_put32(b + 4, (uint32_t)ct_offer_size);
+        ct_put32(b + 8, (uint32_t)(ct_offer_size >> 32));
+        (void)ct_send(peer, 9, 1, b, 12);
+    } else if ((f = fopen(ct_offer, "rb")) != NULL) {
+        if (fseeko(f, (off_t)pos, SEEK_SET) == 0) {
+            got = fread(b + 4, 1, want < CT_RANGE ? want : CT_RANGE, f);
+        }
+        fclose(f);
+        (void)ct_send(peer, 9, 1, b, 4 + got);
+    } else {
+        (void)ct_send(peer, 9, 2, b, 4);
+    }
+}
+
+/* Whether the UTF-16LE string p (n bytes) is the ASCII string s. */
+static bool ct_is16(const uint8_t *p, size_t n, const char *s)
+{
+    size_t k = strlen(s);
+
+    if (n != 2 * k) {
+        return false;
+    }
+    for (size_t i = 0; i < k; i++) {
+        if (p[2 * i] != (uint8_t)s[i] || p[2 * i + 1] != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A File Contents Request: flags 1 (size) or 2 (range). */
+static BOOL ct_contents(freerdp_peer *peer, uint32_t stream, uint32_t index,
+                        uint32_t flags, uint64_t pos, uint32_t want)
+{
+    uint8_t b[24];
+
+    ct_put32(b, stream);
+    ct_put32(b + 4, index);
+    ct_put32(b + 8, flags);
+    ct_put32(b + 12, (uint32_t)pos);
+    ct_put32(b + 16, (uint32_t)(pos >> 32));
+    ct_put32(b + 20, want);
+    return ct_send(peer, 8, 0, b, sizeof(b));
+}
+
+/* The next range of the file, or its line once whole. */
+static void ct_next_range(freerdp_peer *peer)
+{
+    BYTE md[32];
+    uint64_t left = ct_fsize - ct_got;
+
+    if (left > 0) {
+        (void)ct_contents(peer, CT_STREAM_RANGE, 0, 2, ct_got,
+                          left < CT_RANGE ? (uint32_t)left : CT_RANGE);
+        return;
+    }
+    if (!winpr_Digest(WINPR_MD_SHA256, ct_file, ct_got, md, sizeof(md))) {
+        memset(md, 0, sizeof(md));
+    }
+    fprintf(ct_out, "file %s %zu ", ct_fname, ct_got);
+    for (size_t i = 0; i < sizeof(md); i++) {
+        fprintf(ct_out, "%02x", md[i]);
+    }
+    fprintf(ct_out, " %u\n", ct_ranges);
+}
+
+/* The client's file list (a FILEDESCRIPTORW array): the first file's
+ * size asked for. */
+static void ct_descriptor(freerdp_peer *peer, const uint8_t *m, size_t n)
+{
+    uint32_t count;
+    size_t i;
+
+    if (n < 4 || (count = ct_get32(m)) == 0 || (n - 4) / CT_FD_SIZE < count) {
+        fprintf(ct_out, "files bad\n");
+        return;
+    }
+    m += 4;
+    for (i = 0; i + 1 < sizeof(ct_fname) && i < 260; i++) {
+        uint16_t u = (uint16_t)(m[72 + 2 * i] | (m[73 + 2 * i] << 8));
+
+        if (u == 0) {
+            break;
+        }
+        ct_fname[i] = u >= 0x20 && u < 0x7f ? (char)u : '?';
+    }
+    ct_fname[i] = '\0';
+    ct_fsize = ((uint64_t)ct_get32(m + 64) << 32) | ct_get32(m + 68);
+    fprintf(ct_out, "files %u %s %llu\n", count, ct_fname,
+            (unsigned long long)ct_fsize);
+    if (ct_hostile) {
+        (void)ct_contents(peer, CT_STREAM_PAST_END, count, 1, 0, 8);
+    }
+    (void)ct_contents(peer, CT_STREAM_SIZE, 0, 1, 0, 8);
+}
+
+/* A File Contents Response. */
+static void ct_contents_response(freerdp_peer *peer, uint16_t flags,
+                                 const uint8_t *m, size_t n)
+{
+    uint32_t stream;
+    uint64_t size;
+
+    if (n < 4) {
+        fprintf(ct_out, "contents bad\n");
+        return;
+    }
+    stream = ct_get32(m);
+    m += 4;
+    n -= 4;
+    if (stream == CT_STREAM_SIZE && (flags & 1) && n == 8) {
+        size = ((uint64_t)ct_get32(m + 4) << 32) | ct_get32(m);
+        fprintf(ct_out, "size %llu\n", (unsigned long long)size);
+        if (size != ct_fsize || size > CT_FILE_MAX) {
+            return;
+        }
+        free(ct_file);
+        ct_file = malloc(size > 0 ? size : 1);
+        ct_got = 0;
+        ct_ranges = 0;
+        if (ct_file != NULL) {
+            ct_next_range(peer);
+        }
+    } else if (stream == CT_STREAM_RANGE && (flags & 1) && ct_file != NULL &&
+               n > 0 && n <= ct_fsize - ct_got) {
+        memcpy(ct_file + ct_got, m, n);
+        ct_got += n;
+        ct_ranges++;
+        ct_next_range(peer);
+    } else {
+        fprintf(ct_out, "contents %u %s %zu\n", stream,
+                (flags & 1) ? "ok" : "fail", n);
     }
 }
 
@@ -126,16 +358,28 @@ static void ct_pdu(freerdp_peer *peer, const uint8_t *m, size_t len)
         if (ct_flood > 0) {
             fprintf(ct_out, "flooded %zu\n", n);
         }
+        if (ct_hostile) {
+            (void)ct_contents(peer, CT_STREAM_UNOFFERED, 0, 1, 0, 8);
+        }
         if (ct_text != NULL) {
             ct_put32(b, 13);
             ct_put16(b + 4, 0);
             (void)ct_send(peer, 2, 0, b, 6);
+        } else if (ct_offer != NULL) {
+            n = 0;
+            ct_put32(b, CT_OFFER_FGD);
+            n = 4 + ct_put_str16(b + 4, "FileGroupDescriptorW");
+            ct_put32(b + n, CT_OFFER_FGD + 1);
+            n += 4;
+            n += ct_put_str16(b + n, "FileContents");
+            (void)ct_send(peer, 2, 0, b, n);
         }
         break;
-    case 2: /* Format List: said, answered, text asked for */
+    case 2: /* Format List: said, answered, files or text asked for */
         fprintf(ct_out, "formats ");
         off = 0;
         id = 0;
+        ct_fgd = 0;
         while (off + 4 <= dlen) {
             uint32_t f = ct_get32(m + off);
             size_t start;
@@ -147,6 +391,9 @@ static void ct_pdu(freerdp_peer *peer, const uint8_t *m, size_t len)
             }
             fprintf(ct_out, "%s%u:", id++ ? "," : "", f);
             ct_print16(m + start, off - start);
+            if (ct_is16(m + start, off - start, "FileGroupDescriptorW")) {
+                ct_fgd = f;
+            }
             off += 2;
             if (f == 13) {
                 id |= 0x80000000u;
@@ -154,13 +401,24 @@ static void ct_pdu(freerdp_peer *peer, const uint8_t *m, size_t len)
         }
         fprintf(ct_out, "\n");
         (void)ct_send(peer, 3, 1, NULL, 0);
-        if (id & 0x80000000u) {
+        ct_asked_fgd = ct_fgd != 0;
+        if (ct_asked_fgd) {
+            ct_put32(b, ct_fgd);
+            (void)ct_send(peer, 4, 0, b, 4);
+        } else if (id & 0x80000000u) {
             ct_put32(b, 13);
             (void)ct_send(peer, 4, 0, b, 4);
         }
         break;
     case 5: /* Format Data Response */
-        if (flags & 1) {
+        if (ct_asked_fgd) {
+            ct_asked_fgd = false;
+            if (flags & 1) {
+                ct_descriptor(peer, m, dlen);
+            } else {
+                fprintf(ct_out, "files fail\n");
+            }
+        } else if (flags & 1) {
             fprintf(ct_out, "text ");
             ct_print16(m, dlen);
             fprintf(ct_out, "\n");
@@ -168,8 +426,12 @@ static void ct_pdu(freerdp_peer *peer, const uint8_t *m, size_t len)
             fprintf(ct_out, "pdu 5 fail\n");
         }
         break;
-    case 4: /* the client asks for our text */
+    case 4: /* the client asks for our text, or our file list */
         fprintf(ct_out, "pdu 4\n");
+        if (ct_offer != NULL && dlen == 4 && ct_get32(m) == CT_OFFER_FGD) {
+            ct_offer_list(peer);
+            break;
+        }
         n = 0;
         for (const char *t = ct_text ? ct_text : ""; *t && n + 4 < sizeof(b);
              t++) {
@@ -178,6 +440,13 @@ static void ct_pdu(freerdp_peer *peer, const uint8_t *m, size_t len)
         }
         ct_put16(b + n, 0);
         (void)ct_send(peer, 5, ct_text ? 1 : 2, b, ct_text ? n + 2 : 0);
+        break;
+    case 8: /* File Contents Request: our file's size or bytes */
+        fprintf(ct_out, "pdu 8\n");
+        ct_offer_contents(peer, m, dlen);
+        break;
+    case 9: /* File Contents Response */
+        ct_contents_response(peer, flags, m, dlen);
         break;
     default:
         fprintf(ct_out, "pdu %u\n", type);
@@ -208,11 +477,6 @@ static BOOL ct_channel(freerdp_peer *peer, UINT16 id, const BYTE *data,
     return TRUE;
 }
 
-static BOOL ct_post_connect(freerdp_peer *peer)
-{
-    return TRUE;
-}
-
 /* Active: capabilities (long names, file streams) and Monitor Ready. */
 static BOOL ct_activate(freerdp_peer *peer)
 {
@@ -238,53 +502,25 @@ static BOOL ct_activate(freerdp_peer *peer)
 
 static void ct_serve(int fd, const char *cert, const char *key)
 {
-    freerdp_peer *peer = freerdp_peer_new(fd);
-    HANDLE h[32];
-    DWORD n;
+    freerdp_peer *peer = rts_peer(fd, cert, key);
 
-    if (peer == NULL || !freerdp_peer_context_new(peer)) {
-        close(fd);
+    if (peer == NULL) {
         return;
     }
     ct_clip = 0;
     ct_total = 0;
-    if (!freerdp_settings_set_string(peer->settings, FreeRDP_CertificateFile,
-                                     cert) ||
-        !freerdp_settings_set_string(peer->settings, FreeRDP_PrivateKeyFile,
-                                     key) ||
-        !freerdp_settings_set_bool(peer->settings, FreeRDP_NlaSecurity,
-                                   FALSE) ||
-        !freerdp_settings_set_bool(peer->settings, FreeRDP_TlsSecurity, TRUE) ||
-        !freerdp_settings_set_bool(peer->settings, FreeRDP_RdpSecurity,
-                                   FALSE)) {
-        goto out;
-    }
-    peer->PostConnect = ct_post_connect;
+    ct_asked_fgd = false;
+    free(ct_file);
+    ct_file = NULL;
     peer->Activate = ct_activate;
     peer->ReceiveChannelData = ct_channel;
-    if (!peer->Initialize(peer)) {
-        goto out;
-    }
-    for (;;) {
-        n = peer->GetEventHandles(peer, h, 32);
-        if (n == 0 ||
-            WaitForMultipleObjects(n, h, FALSE, INFINITE) == WAIT_FAILED) {
-            break;
-        }
-        if (!peer->CheckFileDescriptor(peer)) {
-            break;
-        }
-    }
-    peer->Disconnect(peer);
-out:
-    freerdp_peer_context_free(peer);
-    freerdp_peer_free(peer);
+    rts_run(peer, NULL);
+    rts_peer_free(peer);
 }
 
 int main(int argc, char **argv)
 {
-    struct sockaddr_in a;
-    int ls, fd, one = 1;
+    int ls;
 
     if (argc < 5) {
         fprintf(stderr,
@@ -296,22 +532,24 @@ int main(int argc, char **argv)
         return 1;
     }
     ct_text = argc > 5 ? argv[5] : NULL;
+    if ((ct_offer = getenv("CT_OFFER_FILE")) != NULL && *ct_offer != '\0') {
+        FILE *f = fopen(ct_offer, "rb");
+
+        if (f == NULL || fseeko(f, 0, SEEK_END) != 0) {
+            perror(ct_offer);
+            return 1;
+        }
+        ct_offer_size = (uint64_t)ftello(f);
+        fclose(f);
+    } else {
+        ct_offer = NULL;
+    }
+    ct_hostile = getenv("CT_HOSTILE") != NULL && *getenv("CT_HOSTILE") == '1';
     ct_flood = getenv("CT_FLOOD") != NULL ? atol(getenv("CT_FLOOD")) : 0;
-    winpr_InitializeSSL(WINPR_SSL_INIT_DEFAULT);
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)atoi(argv[1]));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if ((ls = socket(AF_INET, SOCK_STREAM, 0)) < 0 ||
-        setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        bind(ls, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(ls, 8) != 0) {
-        perror("listen");
+    if ((ls = rts_listen(argv[1])) < 0) {
         return 1;
     }
     for (;;) {
-        if ((fd = accept(ls, NULL, NULL)) < 0) {
-            continue;
-        }
-        ct_serve(fd, argv[2], argv[3]);
+        ct_serve(rts_accept(ls), argv[2], argv[3]);
     }
 }

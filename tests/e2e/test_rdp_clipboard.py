@@ -35,9 +35,12 @@ pytestmark = pytest.mark.skipif(
 class ClipTarget:
     """rdp-clip-target on a free loopback port with a fresh certificate."""
 
-    def __init__(self, workdir, offer=None, flood=0):
+    def __init__(self, workdir, offer=None, flood=0, hostile=False,
+                 offer_file=None):
         self.dir = workdir
         self.flood = flood
+        self.hostile = hostile
+        self.offer_file = offer_file
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.out = self.dir / "clip.txt"
@@ -57,7 +60,9 @@ class ClipTarget:
         if self.offer:
             args.append(self.offer)
         self.log = open(self.dir / "target.log", "w")
-        env = dict(os.environ, CT_FLOOD=str(self.flood))
+        env = dict(os.environ, CT_FLOOD=str(self.flood),
+                   CT_HOSTILE="1" if self.hostile else "0",
+                   CT_OFFER_FILE=str(self.offer_file or ""))
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log,
                                      start_new_session=True, env=env)
         assert wait_listen(self.port, 10, self.proc), "clip target not up"

@@ -127,18 +127,55 @@ static void hello_response(struct pdu *p, uint32_t a, uint32_t b)
     done(p);
 }
 
-/* A File Contents Request (stream 1, index 2, 100 bytes). */
+/* A File Contents Request for stream a: b's low byte the file's index,
+ * its next byte the flags (0: a range of 100 bytes), its high half a
+ * clipDataId to send (0: none). */
 static void contents_request(struct pdu *p, uint32_t a, uint32_t b)
 {
-    (void)a;
-    (void)b;
+    uint32_t flags = (b >> 8) & 0xff;
+
     head(p, RDP_CB_FILECONTENTS_REQUEST, 0);
-    p32(p, 1);
+    p32(p, a);
+    p32(p, b & 0xff);
+    p32(p, flags ? flags : RDP_CB_FILECONTENTS_RANGE);
     p32(p, 0);
-    p32(p, 2);
     p32(p, 0);
-    p32(p, 0);
-    p32(p, 100);
+    p32(p, flags == RDP_CB_FILECONTENTS_SIZE ? 8 : 100);
+    if (b >> 16) {
+        p32(p, b >> 16);
+    }
+    done(p);
+}
+
+#define SIZE_OF(index) ((uint32_t)(index) | (RDP_CB_FILECONTENTS_SIZE << 8))
+#define LOCKED(index, id) ((uint32_t)(index) | ((uint32_t)(id) << 16))
+
+/* A File Contents Response for stream a with b bytes. */
+static void contents_response(struct pdu *p, uint32_t a, uint32_t b)
+{
+    head(p, RDP_CB_FILECONTENTS_RESPONSE, RDP_CB_RESPONSE_OK);
+    p32(p, a);
+    memset(p->b + p->n, 0x5a, b);
+    p->n += b;
+    done(p);
+}
+
+/* The answer to a request for FileGroupDescriptorW: a count of a files,
+ * b descriptors. */
+static void descriptor(struct pdu *p, uint32_t a, uint32_t b)
+{
+    head(p, RDP_CB_FORMAT_DATA_RESPONSE, RDP_CB_RESPONSE_OK);
+    p32(p, a);
+    memset(p->b + p->n, 0, (size_t)b * RDP_CLIP_FILEDESCRIPTORW);
+    p->n += (size_t)b * RDP_CLIP_FILEDESCRIPTORW;
+    done(p);
+}
+
+/* A Lock (a RDP_CB_LOCK_CLIPDATA) or Unlock PDU of clipDataId b. */
+static void lock_pdu(struct pdu *p, uint32_t a, uint32_t b)
+{
+    head(p, (uint16_t)a, 0);
+    p32(p, b);
     done(p);
 }
 
@@ -177,6 +214,46 @@ static void short_list(struct pdu *p, uint32_t a, uint32_t b)
     p->n += 32;
     p->n -= b;
     done(p);
+}
+
+/* A short-name UTF-16 list (no ASCII flag): CF_UNICODETEXT, then each
+ * file format's name as FreeRDP and Windows write a longer one, cut to
+ * 16 units without a terminator ("FileGroupDescrip"), and an HTML format
+ * whose name fits. */
+static void short_list16(struct pdu *p, uint32_t a, uint32_t b)
+{
+    static const char *const names[] = {"FileGroupDescriptorW",
+                                        "Preferred DropEffect",
+                                        "Shell IDList Array",
+                                        "UniformResourceLocatorW",
+                                        "application/x-kde-cutselection",
+                                        "HTML Format"};
+    uint32_t id = 0xc100;
+
+    (void)a;
+    (void)b;
+    head(p, RDP_CB_FORMAT_LIST, 0);
+    p32(p, RDP_CF_UNICODETEXT);
+    memset(p->b + p->n, 0, 32);
+    p->n += 32;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        p32(p, id++);
+        memset(p->b + p->n, 0, 32);
+        for (size_t k = 0; k < 16 && names[i][k] != '\0'; k++) {
+            p->b[p->n + 2 * k] = (uint8_t)names[i][k];
+        }
+        p->n += 32;
+    }
+    done(p);
+}
+
+static void text_and_html_short16(const uint8_t *out, size_t n,
+                                  const struct rdp_filter_result *r)
+{
+    (void)r;
+    assert_int_equal(n, 8 + 2 * 36);
+    assert_int_equal(g32(out + 8), RDP_CF_UNICODETEXT);
+    assert_int_equal(g32(out + 8 + 36), 0xc105);
 }
 
 static void data_len_beyond(struct pdu *p, uint32_t a, uint32_t b)
@@ -342,19 +419,128 @@ static void test_file_formats_stripped(void **state)
     RDP_STEPS(&filter, steps);
 }
 
+/* Files on: a file copied on the client, read by the target (the list,
+ * its size, a range), and what a hostile end cannot ask or answer. */
 static void test_files_allowed_pass(void **state)
 {
     static const struct rdp_step steps[] = {
         HANDSHAKE,
         {"file formats kept", UP, file_list, 0, 0, ERR_OK, SAME, false, 0,
          NULL},
-        {"file contents asked for", DOWN, contents_request, 0, 0, ERR_OK, SAME,
+        {"contents before the file list was sent", DOWN, contents_request, 1,
+         SIZE_OF(0), ERR_OK, 0, true, 0, NULL},
+        {"the file list asked for", DOWN, request, 0xc0a4, 0, ERR_OK, SAME,
          false, 0, NULL},
+        {"a list claiming more files than it holds", UP, descriptor, 3, 2,
+         ERR_PROTO, 0, false, 0, NULL},
+        {"the file list, two files", UP, descriptor, 2, 2, ERR_OK, SAME, false,
+         0, NULL},
+        {"the first file's size", DOWN, contents_request, 1, SIZE_OF(0), ERR_OK,
+         SAME, false, 0, NULL},
+        {"a size of 9 bytes", UP, contents_response, 1, 9, ERR_OK, 0, true, 0,
+         NULL},
+        {"its size", UP, contents_response, 1, 8, ERR_OK, SAME, false, 0, NULL},
+        {"the same answer again", UP, contents_response, 1, 8, ERR_OK, 0, true,
+         0, NULL},
+        {"a third file, past the list", DOWN, contents_request, 2, 2, ERR_OK, 0,
+         true, 0, NULL},
+        {"a range of the second file", DOWN, contents_request, 3, 1, ERR_OK,
+         SAME, false, 0, NULL},
+        {"an answer to a stream never asked for", UP, contents_response, 4, 10,
+         ERR_OK, 0, true, 0, NULL},
+        {"more than the range asked", UP, contents_response, 3, 101, ERR_OK, 0,
+         true, 0, NULL},
+        {"the range", UP, contents_response, 3, 100, ERR_OK, SAME, false, 0,
+         NULL},
+        {"the client asks the target, which offered nothing", UP,
+         contents_request, 5, 0, ERR_OK, 0, true, 0, NULL},
+        {"a request of the wrong size", DOWN, typed,
+         RDP_CB_FILECONTENTS_REQUEST, 0, ERR_PROTO, 0, false, 0, NULL},
+        /* a new list voids the old files */
+        {"a new list", UP, file_list, 0, 0, ERR_OK, SAME, false, 0, NULL},
+        {"the old list's first file", DOWN, contents_request, 6, 0, ERR_OK, 0,
+         true, 0, NULL},
     };
 
     (void)state;
     rdp_cliprdr_init(&clip, true);
     RDP_STEPS(&filter, steps);
+}
+
+/* A list kept by a Lock PDU stays readable under its clipDataId after a
+ * new list, until unlocked; the other way round too (the target offers,
+ * the client reads). */
+static void test_files_locked(void **state)
+{
+    static const struct rdp_step steps[] = {
+        HANDSHAKE,
+        {"the target's list", DOWN, file_list, 0, 0, ERR_OK, SAME, false, 0,
+         NULL},
+        {"its file list asked for", UP, request, 0xc0a4, 0, ERR_OK, SAME, false,
+         0, NULL},
+        {"one file", DOWN, descriptor, 1, 1, ERR_OK, SAME, false, 0, NULL},
+        {"locked as 7", UP, lock_pdu, RDP_CB_LOCK_CLIPDATA, 7, ERR_OK, SAME,
+         false, 0, NULL},
+        {"a new list", DOWN, file_list, 0, 0, ERR_OK, SAME, false, 0, NULL},
+        {"the file under lock 7", UP, contents_request, 1, LOCKED(0, 7), ERR_OK,
+         SAME, false, 0, NULL},
+        {"answered", DOWN, contents_response, 1, 100, ERR_OK, SAME, false, 0,
+         NULL},
+        {"under lock 8, never taken", UP, contents_request, 2, LOCKED(0, 8),
+         ERR_OK, 0, true, 0, NULL},
+        {"without a lock: the new list, not sent", UP, contents_request, 2, 0,
+         ERR_OK, 0, true, 0, NULL},
+        {"unlocked", UP, lock_pdu, RDP_CB_UNLOCK_CLIPDATA, 7, ERR_OK, SAME,
+         false, 0, NULL},
+        {"lock 7 again, now gone", UP, contents_request, 3, LOCKED(0, 7),
+         ERR_OK, 0, true, 0, NULL},
+        /* a lock taken before the file list is asked for (as Windows
+         * does when it pastes) keeps the list the answer brings */
+        {"locked as 9 first", UP, lock_pdu, RDP_CB_LOCK_CLIPDATA, 9, ERR_OK,
+         SAME, false, 0, NULL},
+        {"under lock 9, nothing sent yet", UP, contents_request, 4,
+         LOCKED(0, 9), ERR_OK, 0, true, 0, NULL},
+        {"the new list asked for", UP, request, 0xc0a4, 0, ERR_OK, SAME, false,
+         0, NULL},
+        {"one file again", DOWN, descriptor, 1, 1, ERR_OK, SAME, false, 0,
+         NULL},
+        {"another new list", DOWN, file_list, 0, 0, ERR_OK, SAME, false, 0,
+         NULL},
+        {"under lock 9, the file its list brought", UP, contents_request, 5,
+         LOCKED(0, 9), ERR_OK, SAME, false, 0, NULL},
+        {"answered", DOWN, contents_response, 5, 100, ERR_OK, SAME, false, 0,
+         NULL},
+        {"under lock 9, past it", UP, contents_request, 6, LOCKED(1, 9), ERR_OK,
+         0, true, 0, NULL},
+        {"unlocked 9", UP, lock_pdu, RDP_CB_UNLOCK_CLIPDATA, 9, ERR_OK, SAME,
+         false, 0, NULL},
+        {"the last list asked for", UP, request, 0xc0a4, 0, ERR_OK, SAME, false,
+         0, NULL},
+        {"its one file", DOWN, descriptor, 1, 1, ERR_OK, SAME, false, 0, NULL},
+    };
+    struct pdu p;
+    uint8_t out[4096];
+    size_t n = 0, i;
+    struct rdp_filter_result r;
+
+    (void)state;
+    rdp_cliprdr_init(&clip, true);
+    RDP_STEPS(&filter, steps);
+    /* locks and requests awaiting an answer are bounded */
+    for (i = 0; i <= RDP_CLIP_LOCKS_MAX; i++) {
+        lock_pdu(&p, RDP_CB_LOCK_CLIPDATA, 100 + (uint32_t)i);
+        assert_int_equal(
+            rdp_cliprdr_filter(&clip, RDP_CLIP_UP, p.b, p.n, out, &n, &r),
+            ERR_OK);
+        assert_int_equal(r.refused != NULL, i == RDP_CLIP_LOCKS_MAX);
+    }
+    for (i = 0; i <= RDP_CLIP_PENDING_MAX; i++) {
+        contents_request(&p, 10 + (uint32_t)i, LOCKED(0, 100));
+        assert_int_equal(
+            rdp_cliprdr_filter(&clip, RDP_CLIP_UP, p.b, p.n, out, &n, &r),
+            ERR_OK);
+        assert_int_equal(r.refused != NULL, i == RDP_CLIP_PENDING_MAX);
+    }
 }
 
 static void test_file_pdus_refused(void **state)
@@ -389,6 +575,9 @@ static void test_short_names(void **state)
          1, text_only_short},
         {"not a multiple of 36", DOWN, short_list, 0, 1, ERR_PROTO, 0, false, 0,
          NULL},
+        /* UTF-16 names cut to 16 units: still file formats */
+        {"cut file formats taken off", UP, short_list16, 0, 0, ERR_OK,
+         8 + 2 * 36, false, 5, text_and_html_short16},
     };
 
     (void)state;
@@ -483,6 +672,7 @@ int main(void)
         cmocka_unit_test(test_caps_lose_file_flags),
         cmocka_unit_test(test_file_formats_stripped),
         cmocka_unit_test(test_files_allowed_pass),
+        cmocka_unit_test(test_files_locked),
         cmocka_unit_test(test_file_pdus_refused),
         cmocka_unit_test(test_short_names),
         cmocka_unit_test(test_hostile),
