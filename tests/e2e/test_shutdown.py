@@ -17,8 +17,6 @@ data directory for the next start instead of lost.
 
 import datetime
 import json
-import os
-import signal
 import subprocess
 import time
 
@@ -80,16 +78,8 @@ def test_a_node_whose_database_is_frozen_still_stops(target, tmp_path):
     saying what it could not write."""
     o = _Outage(target, tmp_path)
     p = o.p
-    stopped = []
     try:
-        backends = [int(x) for x in o.own.psql(
-            o.dbname, "SELECT pid FROM pg_stat_activity WHERE datname = "
-            "current_database() AND backend_type = 'client backend' "
-            "AND pid <> pg_backend_pid()").split()]
-        assert backends
-        for pid in backends + [o.postmaster]:
-            os.kill(pid, signal.SIGSTOP)
-            stopped.append(pid)
+        o.freeze()
         # a statement on the loop meets its deadline (a cancel request
         # goes out on a worker and hangs), and the checks on their own
         # connections come round and hang too
@@ -113,9 +103,7 @@ def test_a_node_whose_database_is_frozen_still_stops(target, tmp_path):
         assert "kept in" in text and "are lost" not in text, p.log_tail()
         spool = p.dir / "audit-pending"
         assert spool.exists() and spool.stat().st_mode & 0o077 == 0
-        for pid in stopped:
-            os.kill(pid, signal.SIGCONT)
-        stopped = []
+        o.thaw()
         p.start()
         p.wait_http()
 
@@ -138,9 +126,4 @@ def test_a_node_whose_database_is_frozen_still_stops(target, tmp_path):
         rc, out, err = p.cli("audit", "verify", check=False)
         assert rc == 0, (out, err)
     finally:
-        for pid in stopped:
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
         o.close()

@@ -408,14 +408,43 @@ def test_database_outage(target, tmp_path):
         own.close()
 
 
+def lock_tables(own, dbname, tables, seconds=5):
+    """Another session of own's database holds tables locked (ACCESS
+    EXCLUSIVE) for seconds, from when this returns: the psql process
+    (the caller waits for it, or kills it)."""
+    import subprocess
+    holder = subprocess.Popen(
+        own.as_user + [os.path.join(own.bindir, "psql"), "-h", own.dir,
+                       "-p", str(own.port), "-U", "portcullis", "-d",
+                       dbname, "-X", "-q", "-c",
+                       "BEGIN; LOCK TABLE %s IN ACCESS EXCLUSIVE MODE;"
+                       " SELECT pg_sleep(%d); COMMIT;" % (tables, seconds)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.5)  # the lock is taken
+    return holder
+
+
+def slowest_healthz(port, seconds=4.0):
+    """GET /healthz every 50 ms for seconds; the slowest answer's time."""
+    worst = 0.0
+    t_end = time.monotonic() + seconds
+    while time.monotonic() < t_end:
+        t0 = time.monotonic()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().status == 200
+        conn.close()
+        worst = max(worst, time.monotonic() - t0)
+        time.sleep(0.05)
+    return worst
+
+
 def test_loop_answers_while_the_nodes_table_is_locked(tmp_path):
     """The node's heartbeat and dead-node sweep (every [node]
     heartbeat_seconds) run their SQL off the main loop: while another
     session holds the nodes table locked for 5 s (a slow or stuck
     database), the server's loop keeps answering HTTP at once, and the
     heartbeat goes through when the lock is released."""
-    import subprocess
-    import time
     import pglib
     own = pglib.PgServer()
     p = None
@@ -429,25 +458,8 @@ def test_loop_answers_while_the_nodes_table_is_locked(tmp_path):
         p.set_config("node", "dead_after_seconds", "30")
         p.start()
         p.wait_http()
-        holder = subprocess.Popen(
-            own.as_user + [os.path.join(own.bindir, "psql"), "-h", own.dir,
-                           "-p", str(own.port), "-U", "portcullis", "-d",
-                           dbname, "-X", "-q", "-c",
-                           "BEGIN; LOCK TABLE nodes IN ACCESS EXCLUSIVE MODE;"
-                           " SELECT pg_sleep(5); COMMIT;"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(0.5)  # the lock is taken
-        worst = 0.0
-        t_end = time.monotonic() + 4
-        while time.monotonic() < t_end:
-            t0 = time.monotonic()
-            conn = http.client.HTTPConnection("127.0.0.1", p.http_port,
-                                              timeout=30)
-            conn.request("GET", "/healthz")
-            assert conn.getresponse().status == 200
-            conn.close()
-            worst = max(worst, time.monotonic() - t0)
-            time.sleep(0.05)
+        holder = lock_tables(own, dbname, "nodes")
+        worst = slowest_healthz(p.http_port)
         assert holder.wait(timeout=30) == 0, holder.stderr.read()
         holder = None
         assert worst < 1.0, "the loop stalled %.2f s" % worst
@@ -475,6 +487,7 @@ class _Outage:
         self.own = pglib.PgServer()
         self.p = None
         self.live = self.ending = None
+        self.frozen = []
         try:
             self._start(target, tmp_path)
         except BaseException:
@@ -506,6 +519,33 @@ class _Outage:
             self.echo(proc, b"one\n")
         with open(os.path.join(self.own.data, "postmaster.pid")) as f:
             self.postmaster = int(f.readline())
+
+    def freeze(self):
+        """Stops the server's backends as they are (connections open,
+        idle), then the postmaster, with SIGSTOP: statements and cancel
+        requests hang, new connections are accepted by the kernel and
+        never answered. thaw() (and close()) resumes them."""
+        import signal
+        backends = [int(x) for x in self.own.psql(
+            self.dbname, "SELECT pid FROM pg_stat_activity WHERE datname = "
+            "current_database() AND backend_type = 'client backend' "
+            "AND pid <> pg_backend_pid()").split()]
+        assert backends
+        for pid in backends + [self.postmaster]:
+            os.kill(pid, signal.SIGSTOP)
+            self.frozen.append(pid)
+
+    def thaw(self):
+        import signal
+        while self.frozen:
+            try:
+                os.kill(self.frozen.pop(), signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+    def lock(self, tables, seconds=5):
+        """lock_tables() on this server's database."""
+        return lock_tables(self.own, self.dbname, tables, seconds)
 
     @staticmethod
     def echo(proc, line):
@@ -551,6 +591,7 @@ class _Outage:
         self.live = None
 
     def close(self):
+        self.thaw()
         for proc in (self.live, self.ending):
             if proc is not None:
                 proc.kill()
@@ -631,39 +672,24 @@ def test_loop_answers_while_a_statement_hangs(target, tmp_path):
     session in progress keeps relaying and one that ends meanwhile ends
     well; after SIGCONT a new login works and the ended session's report
     row is written."""
-    import signal
     import threading
     import time
     deadline_s = 3.0 + 0.25  # the default deadline and the cancel's grace
     o = _Outage(target, tmp_path)
     p = o.p
-    stopped = []
     resumed = threading.Event()
 
     def resume():
         if not resumed.is_set():
             resumed.set()
-            for pid in stopped:
-                try:
-                    os.kill(pid, signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
+            o.thaw()
 
     timer = threading.Timer(12, resume)
     try:
         st, got = http_json(p.http_port, "GET", "/api/v1/users", o.token)
         assert st == 200, got
 
-        # stop the server's backends as they are (connections open, idle),
-        # then the postmaster: statements and cancel requests hang
-        backends = [int(x) for x in o.own.psql(
-            o.dbname, "SELECT pid FROM pg_stat_activity WHERE datname = "
-            "current_database() AND backend_type = 'client backend' "
-            "AND pid <> pg_backend_pid()").split()]
-        assert backends
-        for pid in backends + [o.postmaster]:
-            os.kill(pid, signal.SIGSTOP)
-            stopped.append(pid)
+        o.freeze()  # statements and cancel requests hang
         t0 = time.monotonic()
         timer.start()  # SIGCONT after 12 s, whatever the loop does
         worst = [0.0]
@@ -726,118 +752,48 @@ def test_loop_answers_while_the_users_table_is_locked(target, tmp_path):
     another session holds the users table locked for 5 s, the loop keeps
     answering HTTP at once and a session in progress keeps relaying; once
     the lock is gone, disabling the user still ends the session."""
-    import subprocess
-    import time
-    import pglib
-    own = pglib.PgServer()
-    p = None
-    holder = live = None
+    o = _Outage(target, tmp_path)
+    holder = None
     try:
-        url = own.new_database()
-        dbname = url.split("///")[1].split("?")[0]
-        p = Portcullis(tmp_path / "pc", store_url=url)
-        p.tune_for_tests()
-        p.start()
-        p.wait_http()
-        pw = "pw-" + uniq()
-        user = p.user_add(password=pw)
-        asset = p.target_asset(target)
-        p.allow(user, asset)
-        client = Client(p.ssh_port)
-        live = client.popen_ssh("%s#%s" % (user, asset), "cat", password=pw,
-                                stdin=subprocess.PIPE)
-        live.stdin.write(b"one\n")
-        live.stdin.flush()
-        assert live.stdout.readline() == b"one\n"
-        holder = subprocess.Popen(
-            own.as_user + [os.path.join(own.bindir, "psql"), "-h", own.dir,
-                           "-p", str(own.port), "-U", "portcullis", "-d",
-                           dbname, "-X", "-q", "-c",
-                           "BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE;"
-                           " SELECT pg_sleep(5); COMMIT;"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(0.5)  # the lock is taken
-        worst = 0.0
-        t_end = time.monotonic() + 4
-        while time.monotonic() < t_end:
-            t0 = time.monotonic()
-            conn = http.client.HTTPConnection("127.0.0.1", p.http_port,
-                                              timeout=30)
-            conn.request("GET", "/healthz")
-            assert conn.getresponse().status == 200
-            conn.close()
-            worst = max(worst, time.monotonic() - t0)
-            time.sleep(0.05)
-        live.stdin.write(b"two\n")
-        live.stdin.flush()
-        assert live.stdout.readline() == b"two\n"
+        holder = o.lock("users")
+        worst = slowest_healthz(o.p.http_port)
+        o.echo(o.live, b"two\n")
         assert holder.wait(timeout=30) == 0, holder.stderr.read()
         holder = None
         print("slowest /healthz %.3f s" % worst)
         assert worst < 1.0, "the loop stalled %.2f s" % worst
         # the check still ends a disabled user's session
-        p.cli("user", "disable", user)
+        o.p.cli("user", "disable", o.user)
         t0 = time.monotonic()
-        live.wait(timeout=15)
+        o.live.wait(timeout=15)
         assert time.monotonic() - t0 < 10
-        live = None
-        row = p.session_of(user)
+        o.live = None
+        row = o.p.session_of(o.user)
         assert row["result"] == "error: user disabled", row
     finally:
-        for proc in (holder, live):
-            if proc is not None:
-                proc.kill()
-                proc.wait()
-        if p is not None:
-            p.stop()
-        own.close()
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+        o.close()
 
 
 def _login_under_lock(target, tmp_path, tables):
-    """A server on a PostgreSQL of its own with one `cat` session open;
-    another session holds `tables` locked (ACCESS EXCLUSIVE) for 5 s
-    while an OpenSSH password login runs `echo`. Returns the slowest
-    /healthz answer, the slowest echo through the open session, the
-    login's Result and how long it took."""
-    import subprocess
+    """_Outage's server with its `cat` sessions open; another session
+    holds `tables` locked (ACCESS EXCLUSIVE) for 5 s while an OpenSSH
+    password login runs `echo`. Returns the slowest /healthz answer, the
+    slowest echo through the open session, the login's Result and how
+    long it took."""
     import threading
-    import time
-    import pglib
-    own = pglib.PgServer()
-    p = None
-    holder = live = None
+    o = _Outage(target, tmp_path)
+    holder = None
     try:
-        url = own.new_database()
-        dbname = url.split("///")[1].split("?")[0]
-        p = Portcullis(tmp_path / "pc", store_url=url)
-        p.tune_for_tests()
-        p.start()
-        p.wait_http()
-        pw = "pw-" + uniq()
-        user = p.user_add(password=pw)
-        asset = p.target_asset(target)
-        p.allow(user, asset)
-        client = Client(p.ssh_port)
-        login = "%s#%s" % (user, asset)
-        live = client.popen_ssh(login, "cat", password=pw,
-                                stdin=subprocess.PIPE)
-        live.stdin.write(b"one\n")
-        live.stdin.flush()
-        assert live.stdout.readline() == b"one\n"
-        holder = subprocess.Popen(
-            own.as_user + [os.path.join(own.bindir, "psql"), "-h", own.dir,
-                           "-p", str(own.port), "-U", "portcullis", "-d",
-                           dbname, "-X", "-q", "-c",
-                           "BEGIN; LOCK TABLE %s IN ACCESS EXCLUSIVE MODE;"
-                           " SELECT pg_sleep(5); COMMIT;" % tables],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(0.5)  # the lock is taken
+        holder = o.lock(tables)
         got = {}
 
         def log_in():
             t0 = time.monotonic()
-            got["r"] = client.ssh(login, "echo logged-in", password=pw,
-                                  timeout=60)
+            got["r"] = o.client.ssh(o.login, "echo logged-in",
+                                    password=o.pw, timeout=60)
             got["took"] = time.monotonic() - t0
 
         echoes = {"worst": 0.0, "bad": None}
@@ -849,9 +805,9 @@ def _login_under_lock(target, tmp_path, tables):
                 n += 1
                 t0 = time.monotonic()
                 line = b"echo-%d\n" % n
-                live.stdin.write(line)
-                live.stdin.flush()
-                back = live.stdout.readline()
+                o.live.stdin.write(line)
+                o.live.stdin.flush()
+                back = o.live.stdout.readline()
                 if back != line:
                     echoes["bad"] = back
                     return
@@ -863,17 +819,7 @@ def _login_under_lock(target, tmp_path, tables):
         t.start()
         e = threading.Thread(target=echo, daemon=True)
         e.start()
-        worst = 0.0
-        t_end = time.monotonic() + 4
-        while time.monotonic() < t_end:
-            t0 = time.monotonic()
-            conn = http.client.HTTPConnection("127.0.0.1", p.http_port,
-                                              timeout=30)
-            conn.request("GET", "/healthz")
-            assert conn.getresponse().status == 200
-            conn.close()
-            worst = max(worst, time.monotonic() - t0)
-            time.sleep(0.05)
+        worst = slowest_healthz(o.p.http_port)
         stop.set()
         e.join(timeout=30)
         assert not e.is_alive() and echoes["bad"] is None, echoes
@@ -882,20 +828,17 @@ def _login_under_lock(target, tmp_path, tables):
         holder = None
         t.join(timeout=60)
         assert not t.is_alive(), "the login never ended"
-        live.stdin.close()
-        assert live.wait(timeout=20) == 0
-        live = None
+        o.live.stdin.close()
+        assert o.live.wait(timeout=20) == 0
+        o.live = None
         print("slowest /healthz %.3f s, echo %.3f s; login took %.2f s: %r" %
               (worst, worst_echo, got["took"], got["r"]))
         return worst, worst_echo, got["r"], got["took"]
     finally:
-        for proc in (holder, live):
-            if proc is not None:
-                proc.kill()
-                proc.wait()
-        if p is not None:
-            p.stop()
-        own.close()
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+        o.close()
 
 
 @pytest.mark.parametrize("tables", ["assets", "users, assets"])
