@@ -2320,6 +2320,27 @@ static bool rdpc_front_setup(struct rdpc *s)
 #define RDPC_CLIENT_ENDED "ok: the client ended the session"
 
 /*
+ * SIGTERM: the spawner ends every session this way when the server stops
+ * (or its main process is gone). Without a handler the child died at
+ * once: the client saw a dropped connection and the row was closed by
+ * the monitor without its bytes. Now the loop notices within
+ * RDPC_STOP_CHECK_MS, the client is told (a Set Error Info PDU: "an
+ * administrative tool disconnected the session") and the row is closed
+ * with RDPC_STOP_RESULT and its bytes, as the SSH child does. A second
+ * SIGTERM ends it at once.
+ */
+static volatile sig_atomic_t rdpc_stopping;
+
+#define RDPC_STOP_RESULT "error: interrupted (the access server stopped)"
+#define RDPC_STOP_CHECK_MS 1000
+
+static void rdpc_on_term(int sig)
+{
+    (void)sig;
+    rdpc_stopping = 1;
+}
+
+/*
  * The back leg failed: was it the client that went? What the target
  * sends is forwarded to the client as it is read, so a client that
  * closed (xfreerdp quitting: MCS Disconnect Provider Ultimatum, then
@@ -2360,6 +2381,12 @@ static void rdpc_loop(struct rdpc *s)
     int held;
 
     for (;;) {
+        if (rdpc_stopping) {
+            log_info("rdp %s: the access server stopped: ending the session",
+                     s->a->client_addr);
+            snprintf(s->why, sizeof(s->why), "%s", RDPC_STOP_RESULT);
+            break;
+        }
         if (s->back_up && !s->stack_wiped) {
             rdpc_stack_wipe();
             s->stack_wiped = true;
@@ -2384,6 +2411,9 @@ static void rdpc_loop(struct rdpc *s)
         held = rdp_dvc_wait_ms(&s->dvc, util_mono_ms());
         if (held >= 0 && (t == INFINITE || (DWORD)held < t)) {
             t = (DWORD)held; /* a held layout's turn (rdpc_dvc_flush) */
+        }
+        if (t == INFINITE || t > RDPC_STOP_CHECK_MS) {
+            t = RDPC_STOP_CHECK_MS; /* rdpc_stopping */
         }
         w = WaitForMultipleObjects(n, h, FALSE, t);
         if (w == WAIT_FAILED) {
@@ -2450,6 +2480,7 @@ static void rdpc_linger(int fd)
 int rdp_child_run(const struct rdp_child_args *a)
 {
     struct rdpc s;
+    struct sigaction term;
     char reason[300], rec_sha[65] = "";
     uint64_t rec_size = 0;
     uint8_t verdict;
@@ -2478,6 +2509,11 @@ int rdp_child_run(const struct rdp_child_args *a)
     if (a->login_grace_seconds > 0) {
         alarm((unsigned)a->login_grace_seconds);
     }
+    memset(&term, 0, sizeof(term));
+    term.sa_handler = rdpc_on_term;
+    term.sa_flags = SA_RESETHAND; /* a second SIGTERM ends it at once */
+    sigemptyset(&term.sa_mask);
+    (void)sigaction(SIGTERM, &term, NULL);
     if (sandbox_enter_rdp(a->sb) != ERR_OK) {
         rc = 1;
         goto out;
@@ -2488,6 +2524,11 @@ int rdp_child_run(const struct rdp_child_args *a)
     if (s.rec_stop && s.back_up) {
         /* the recording failed: the client is told the session ended */
         rdpc_tell_client(&s);
+    } else if (rdpc_stopping && s.authed) {
+        rdpRdp *rdp = s.peer->context->rdp;
+
+        freerdp_set_error_info(rdp, ERRINFO_RPC_INITIATED_DISCONNECT);
+        s.told = freerdp_send_error_info(rdp) ? true : false;
     }
     if (!s.authed) {
         /* Close first: a refused client learns at once, and does not

@@ -17,10 +17,12 @@ data directory for the next start instead of lost.
 
 import datetime
 import json
+import os
 import subprocess
 import time
 
 from pclib import Client, Portcullis, http_json, uniq
+from test_rdp import rdp_target  # noqa: F401 (a fixture)
 from test_store_pg import _Outage
 
 STOP_MESSAGE = (b"portcullis: the access server stopped (restarted, or its "
@@ -127,3 +129,60 @@ def test_a_node_whose_database_is_frozen_still_stops(target, tmp_path):
         assert rc == 0, (out, err)
     finally:
         o.close()
+
+
+def test_sigterm_tells_an_rdp_client_and_closes_its_row(rdp_target,
+                                                        tmp_path):
+    """An RDP session at a stop: the session child died at SIGTERM (the
+    client saw a dropped connection, the row was closed by the monitor
+    without its bytes). Now the client is told (a Set Error Info PDU: an
+    administrative tool disconnected it) and the row is closed with why
+    and its bytes."""
+    import pytest
+    from test_rdp import (TOOLS, rdp_asset, rdp_driver, rdp_user,
+                          start_rdp_proxy, xfreerdp_args)
+    from pclib import xvfb_run
+    import shutil
+    if any(shutil.which(t) is None for t in TOOLS):
+        pytest.skip("RDP test tools missing (scripts/install-deps)")
+    pc = start_rdp_proxy(tmp_path / "pc")
+    driver = None
+    try:
+        asset = rdp_asset(pc, rdp_target)
+        user, pw = rdp_user(pc, asset)
+        out = tmp_path / "client"
+        out.mkdir()
+        # the window is up: wait (60 s at most) for xfreerdp to end
+        hold = rdp_driver(on_window=r"""
+for i in $(seq 1 600); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+""")
+        env = dict(os.environ, OUT=str(out), TEXT="")
+        driver = subprocess.Popen(
+            xvfb_run() + ["-s", "-screen 0 1024x768x24", "sh", "-c", hold,
+                          "driver"] +
+            xfreerdp_args(pc, "%s#%s" % (user, asset), pw),
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not (out / "up").exists():
+            assert driver.poll() is None, (out / "client.log").read_text()
+            assert time.monotonic() < deadline, "no xfreerdp window"
+            time.sleep(0.2)
+        time.sleep(3)  # the first frames went down
+        t0 = time.monotonic()
+        rc = pc.stop(timeout=20)
+        took = time.monotonic() - t0
+        assert rc == 0 and took < 8, (rc, took, pc.log_tail())
+        assert driver.wait(timeout=30) == 0
+        driver = None
+        log = (out / "client.log").read_text()
+        assert "ERRINFO_RPC_INITIATED_DISCONNECT" in log, log[-3000:]
+        rows = [s for s in pc.sessions() if s.get("user") == user]
+        assert len(rows) == 1, rows
+        assert rows[0]["result"] == \
+            "error: interrupted (the access server stopped)", rows
+        assert rows[0]["bytes_down"] > 0, rows
+    finally:
+        if driver is not None:
+            driver.kill()
+            driver.wait()
+        pc.stop()
