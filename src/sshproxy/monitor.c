@@ -2088,6 +2088,7 @@ struct monitor_authz {
     struct route route;
     /* out */
     bool active;   /* the user exists and is enabled */
+    int user_r;    /* store_user_get's: a store failure is not "disabled" */
     int resolve_r; /* monitor_resolve_asset's, ERR_OK if not asked */
     int role;
     char msg[600], result[STORE_RESULT_MAX + 1];
@@ -2413,7 +2414,8 @@ static void monitor_authz_work(struct monitor_job *j, struct store *st)
     size_t np = 0;
 
     memset(&u, 0, sizeof(u));
-    a->active = store_user_get(st, a->user_id, &u) == ERR_OK && !u.disabled;
+    a->user_r = store_user_get(st, a->user_id, &u);
+    a->active = a->user_r == ERR_OK && !u.disabled;
     sodium_memzero(&u, sizeof(u));
     if (!a->active) {
         return;
@@ -2493,6 +2495,22 @@ static void monitor_authz_done(struct monitor *m, struct mchild *c,
         c->asset_port = a->asset_port;
         c->route = a->route;
         c->asset_resolved = a->active && a->resolve_r == ERR_OK;
+    }
+    if (!a->active && a->user_r != ERR_OK && a->user_r != ERR_NOT_FOUND) {
+        /* The store failed (a lock held past lock_timeout, the database
+         * gone mid-job): this channel is refused, the connection stays
+         * (a store hiccup is not a disabled user). */
+        log_warn("session of %s from %s refused: cannot read the user: %s",
+                 c->user_name, c->addr, err_str(a->user_r));
+        monitor_row_refused(m, c, kind,
+                            c->asset_name[0] ? c->asset_name : c->login.asset,
+                            a->detail,
+                            "error: the store is unavailable (reading the "
+                            "user)");
+        monitor_authorize_reply(m, c, false, NULL,
+                                "internal error: the store is unavailable",
+                                NULL);
+        return;
     }
     if (!a->active) {
         /* Disabled or deleted since this connection logged in: no new

@@ -343,6 +343,49 @@ static void test_waiting_job_of_a_gone_child_never_runs(void **state)
     }
 }
 
+/* The store failing while MP_AUTHORIZE reads the user (here a lock held
+ * past the pool's lock_timeout, 300 ms by the URL's options) refuses the
+ * channel as "the store is unavailable" and keeps the connection: it was
+ * taken for a disabled user and the connection ended. */
+static void test_store_failure_is_not_a_disabled_user(void **state)
+{
+    struct t *t = *state;
+    struct mchild *c;
+    char sid[STORE_ID_MAX + 1], *url = NULL;
+    int peer;
+
+    if (t == NULL) {
+        skip();
+    }
+    /* the pool's connections with a short lock_timeout (appended to the
+     * URL's options, which the fixture ends with) */
+    monitor_free(&t->m);
+    assert_true(
+        asprintf(&url, "%s%%20-clock_timeout%%3D300", t->cfg.store_url) > 0);
+    free(t->cfg.store_url);
+    free(t->cfg.store_path);
+    t->cfg.store_url = url;
+    assert_non_null(t->cfg.store_path = strdup(url));
+    assert_int_equal(monitor_init(&t->m, &t->cfg, t->loop), ERR_OK);
+    c = child(t, &peer);
+    assert_int_equal(db_exec(t->locker, "test", "BEGIN"), ERR_OK);
+    assert_int_equal(
+        db_exec(t->locker, "test", "LOCK TABLE users IN ACCESS EXCLUSIVE MODE"),
+        ERR_OK);
+    send_authorize(peer, "under-a-lock");
+    assert_true(run_until_reply(t, peer, 10000));
+    assert_false(read_authorize(peer, sid, sizeof(sid)));
+    assert_int_equal(db_exec(t->locker, "test", "COMMIT"), ERR_OK);
+    /* not ended (before: "error: user disabled" and a SIGKILL) */
+    assert_string_equal(c->end_result, "");
+    assert_int_equal(c->state, MC_AUTHED);
+    /* and the next request of the same connection is served */
+    send_authorize(peer, "after-the-lock");
+    assert_true(run_until_reply(t, peer, 10000));
+    assert_true(read_authorize(peer, sid, sizeof(sid)));
+    close(peer);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -354,6 +397,8 @@ int main(void)
                                         teardown_t),
         cmocka_unit_test_setup_teardown(
             test_waiting_job_of_a_gone_child_never_runs, setup, teardown_t),
+        cmocka_unit_test_setup_teardown(
+            test_store_failure_is_not_a_disabled_user, setup, teardown_t),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
