@@ -741,6 +741,31 @@ class Portcullis:
 
     # --- the session report
 
+    def store_sql(self, sql, *params):
+        """Runs sql on this server's store behind its back, SQLite or
+        PostgreSQL alike: "?" placeholders take params (text or None).
+        Returns the rows, each a list of text (None for NULL on SQLite,
+        "" on PostgreSQL)."""
+        if self.store_url is None:
+            import sqlite3
+            db = sqlite3.connect(str(self.dir / "portcullis.db"))
+            try:
+                rows = db.execute(sql, params).fetchall()
+                db.commit()
+            finally:
+                db.close()
+            return [[None if v is None else str(v) for v in row]
+                    for row in rows]
+        parts = sql.split("?")
+        assert len(parts) == len(params) + 1, (sql, params)
+        text = parts[0]
+        for v, rest in zip(params, parts[1:]):
+            text += ("NULL" if v is None else
+                     "'%s'" % str(v).replace("'", "''")) + rest
+        dbname = self.store_url.split("///")[1].split("?")[0]
+        out = shared_pg().psql(dbname, text)
+        return [ln.split("|") for ln in out.splitlines() if ln.strip()]
+
     def sessions(self):
         _, out, _ = self.cli("session", "list", "--json")
         rows = json.loads(out)

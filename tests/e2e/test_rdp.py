@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import socket
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -403,11 +402,8 @@ def test_changed_target_certificate_refused(rdp_proxy, rdp_target):
     asset = rdp_asset(rdp_proxy, rdp_target)
     user, pw = rdp_user(rdp_proxy, asset)
     # pinned to another certificate than the target presents
-    db = sqlite3.connect(str(rdp_proxy.dir / "portcullis.db"))
-    db.execute("UPDATE assets SET host_key_fp = ? WHERE id = ?",
-               ("SHA256:" + "A" * 43, asset))
-    db.commit()
-    db.close()
+    rdp_proxy.store_sql("UPDATE assets SET host_key_fp = ? WHERE id = ?",
+                        "SHA256:" + "A" * 43, asset)
     r, took = refused(rdp_proxy, "%s#%s" % (user, asset), pw)
     assert r.rc != 0 and took < FAST, (r, took)
     assert "ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES" in r.out + r.err, r
@@ -420,10 +416,8 @@ def test_no_nt_hash_until_a_password_login(rdp_proxy, rdp_target, tmp_path):
     one SSH password login later, RDP works."""
     asset = rdp_asset(rdp_proxy, rdp_target)
     user, pw = rdp_user(rdp_proxy, asset)
-    db = sqlite3.connect(str(rdp_proxy.dir / "portcullis.db"))
-    db.execute("UPDATE users SET nt_sealed = NULL WHERE name = ?", (user,))
-    db.commit()
-    db.close()
+    rdp_proxy.store_sql("UPDATE users SET nt_sealed = NULL WHERE name = ?",
+                        user)
     r, took = refused(rdp_proxy, "%s#%s" % (user, asset), pw)
     assert r.rc != 0 and took < FAST, (r, took)
     row = rdp_proxy.session_of(user, kind="rdp", result="denied")
@@ -431,11 +425,9 @@ def test_no_nt_hash_until_a_password_login(rdp_proxy, rdp_target, tmp_path):
     # one password login over SSH (to any asset: the login is enough)
     Client(rdp_proxy.ssh_port).ssh("%s#%s" % (user, asset), "true",
                                    password=pw)
-    db = sqlite3.connect(str(rdp_proxy.dir / "portcullis.db"))
-    (n,) = db.execute("SELECT length(nt_sealed) FROM users WHERE name = ?",
-                      (user,)).fetchone()
-    db.close()
-    assert n and n > 16, "no sealed NT hash after the SSH login"
+    ((n,),) = rdp_proxy.store_sql(
+        "SELECT length(nt_sealed) FROM users WHERE name = ?", user)
+    assert n and int(n) > 16, "no sealed NT hash after the SSH login"
     r, _ = run_client(rdp_proxy, tmp_path, "%s#%s" % (user, asset), pw)
     assert (tmp_path / "before.png").exists(), r
     assert near(pixel(tmp_path / "before.png"), COLOUR)
