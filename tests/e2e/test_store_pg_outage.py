@@ -14,7 +14,9 @@ host's loopback, which the agent's default allow-list permits); each test
 has a PostgreSQL of its own (pglib.PgServer), since it stops it.
 """
 
+import http.client
 import json
+import os
 import re
 import socket
 import subprocess
@@ -367,6 +369,114 @@ def test_a_clean_stop_during_the_outage_says_what_is_lost(target, tmp_path,
                          r"database does not answer\) and are lost", log), \
             p.log_tail()
     finally:
+        if p is not None:
+            p.stop()
+        echo.close()
+        own.close()
+
+
+def test_loop_answers_while_tunnel_rows_wait_for_a_lock(tmp_path,
+                                                        make_agent):  # noqa: F811
+    """Tunnel report rows are written on a worker with a connection of
+    their own: while another session holds the sessions table locked
+    (ACCESS EXCLUSIVE) for 5 s and short connections keep going through
+    an agent tunnel (more than a batch of rows: several fill up while one
+    waits), the loop keeps answering HTTP at once, every connection is
+    carried, and once the lock is released every connection's row is in
+    the store, closed "ok" with its bytes; none reported lost. Before,
+    each batch held the loop for the statement deadline (3 s), was
+    cancelled, and its rows were lost."""
+    own = pglib.PgServer()
+    p = None
+    holder = None
+    echo = TcpEcho()
+    try:
+        p = server_on_own_pg(tmp_path, own)
+        dbname = p.store_url.split("///")[1].split("?")[0]
+        a = make_agent(p)
+        wait_agent_online(p, a.id)
+        tid, port = tunnel_to(p, a.id, echo)
+        got, first = echo_through(port)
+        assert got == b"ping\n"
+        wait_for(lambda: tunnel_rows_of(p, {first}), 20, "the first row")
+
+        holder = subprocess.Popen(
+            own.as_user + [os.path.join(own.bindir, "psql"), "-h", own.dir,
+                           "-p", str(own.port), "-U", "portcullis", "-d",
+                           dbname, "-X", "-q", "-c",
+                           "BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE "
+                           "MODE; SELECT pg_sleep(5); COMMIT;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(0.5)  # the lock is taken
+        stop = threading.Event()
+        sent = {}  # source port -> bytes sent
+        bad = []
+        lock = threading.Lock()
+
+        def connections(k):
+            i = 0
+            while not stop.is_set():
+                i += 1
+                data = b"lock-%d-%d-%s\n" % (k, i, b"x" * (i % 50))
+                try:
+                    back, src = echo_through(port, data)
+                except OSError as e:
+                    bad.append(repr(e))
+                    return
+                if back != data:
+                    bad.append((data, back))
+                    return
+                with lock:
+                    sent[src] = len(data)
+                time.sleep(0.01)  # several batches, within outage_rows
+
+        workers = [threading.Thread(target=connections, args=(k,),
+                                    daemon=True) for k in range(2)]
+        for w in workers:
+            w.start()
+        worst = 0.0
+        t_end = time.monotonic() + 4
+        while time.monotonic() < t_end:
+            t0 = time.monotonic()
+            conn = http.client.HTTPConnection("127.0.0.1", p.http_port,
+                                              timeout=30)
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().status == 200
+            conn.close()
+            worst = max(worst, time.monotonic() - t0)
+            time.sleep(0.05)
+        stop.set()
+        for w in workers:
+            w.join(20)
+        assert holder.wait(timeout=30) == 0, holder.stderr.read()
+        holder = None
+        print("slowest /healthz %.3f s, %d connections" % (worst, len(sent)))
+        assert worst < 0.5, "the loop stalled %.2f s" % worst
+        assert not bad, bad[:3]
+        assert len(sent) > 256, "only %d connections" % len(sent)
+
+        def rows():
+            out = own.psql(dbname, "SELECT client_addr, result, bytes_up, "
+                           "bytes_down FROM sessions WHERE kind = 'tunnel' "
+                           "AND ended_at IS NOT NULL")
+            got = {}
+            for line in out.splitlines():
+                addr, result, up, down = line.split("|")
+                got[int(addr.rsplit(":", 1)[1])] = (result, int(up),
+                                                    int(down))
+            return got if all(s in got for s in sent) else None
+        got = wait_for(rows, 30, "every connection's row")
+        for src, n in sent.items():
+            assert got[src] == ("ok", n, n), (src, n, got[src])
+        log = p.log_text()
+        assert "not kept" not in log
+        assert "the report row" not in log
+        assert not [e for e in audit(p) if e["action"] == "report.lost"]
+        stop_clean(p)
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
         if p is not None:
             p.stop()
         echo.close()
