@@ -214,7 +214,7 @@ struct tunnels {
     struct tunnel_batch *batch;
 };
 
-/* One batch of report writes on a worker (see tunnel_batch_start). */
+/* One batch of report writes on a worker (see tunnel_batch_run). */
 struct tunnel_batch {
     struct tunnels *ts; /* NULL once tunnels_stop let it go */
     struct store *st;   /* ts->wstore, the batch's while it runs */

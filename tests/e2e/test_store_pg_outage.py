@@ -481,3 +481,67 @@ def test_loop_answers_while_tunnel_rows_wait_for_a_lock(tmp_path,
             p.stop()
         echo.close()
         own.close()
+
+
+def test_a_flood_of_connections_during_a_lock_stays_bounded(tmp_path,
+                                                            make_agent):  # noqa: F811
+    """While a lock holds the batch on its worker, connections keep
+    coming faster than a batch (128): the queue that fills meanwhile joins
+    the waiting rows under [store] outage_rows (here 64), so memory stays
+    bounded. The earliest connections' rows are kept and written once the
+    lock goes, every connection still works, and what was not kept is
+    recorded as one report.lost event with its count."""
+    own = pglib.PgServer()
+    p = None
+    holder = None
+    echo = TcpEcho()
+    try:
+        p = server_on_own_pg(tmp_path, own, outage_rows=64)
+        dbname = p.store_url.split("///")[1].split("?")[0]
+        a = make_agent(p)
+        wait_agent_online(p, a.id)
+        tid, port = tunnel_to(p, a.id, echo)
+        got, first = echo_through(port)
+        assert got == b"ping\n"
+        wait_for(lambda: tunnel_rows_of(p, {first}), 20, "the first row")
+        holder = subprocess.Popen(
+            own.as_user + [os.path.join(own.bindir, "psql"), "-h", own.dir,
+                           "-p", str(own.port), "-U", "portcullis", "-d",
+                           dbname, "-X", "-q", "-c",
+                           "BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE "
+                           "MODE; SELECT pg_sleep(4); COMMIT;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(0.5)  # the lock is taken
+        order = []
+        for i in range(600):
+            data = b"flood-%d\n" % i
+            back, src = echo_through(port, data)
+            assert back == data, (i, back)
+            order.append(src)
+        assert holder.wait(timeout=30) == 0, holder.stderr.read()
+        holder = None
+
+        def lost():
+            ev = [e for e in audit(p) if e["action"] == "report.lost"]
+            return ev or None
+        ev = wait_for(lost, 30, "the report.lost event")
+        n = int(re.match(r"(\d+) tunnel report row", ev[0]["detail"]).group(1))
+        # at most 64 waiting + the batch in flight + the queue kept
+        assert 0 < n <= 600, ev
+        rows = own.psql(dbname, "SELECT client_addr FROM sessions WHERE "
+                        "kind = 'tunnel' AND ended_at IS NOT NULL")
+        written = {int(x.rsplit(":", 1)[1]) for x in rows.split()}
+        kept = [s for s in order if s in written]
+        assert 64 <= len(kept) <= 64 + 2 * 128 + 16, len(kept)
+        # the earliest are kept, the newest dropped
+        assert set(order[:len(kept) - 16]) <= written
+        assert "not kept" in p.log_text()
+        stop_clean(p)
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+        if p is not None:
+            p.stop()
+        echo.close()
+        own.close()
