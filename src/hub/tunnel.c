@@ -2023,7 +2023,8 @@ int tunnels_start(struct tunnels **out, const struct config *cfg,
 void tunnels_stop(struct tunnels *ts)
 {
     struct tunnel_batch *b;
-    size_t stuck = 0;
+    size_t flying = 0;
+    bool stuck = false;
 
     if (ts == NULL) {
         return;
@@ -2056,7 +2057,9 @@ void tunnels_stop(struct tunnels *ts)
             log_warn("tunnel: a batch of report rows has not been written "
                      "in %d ms; not waited for",
                      TUNNEL_STOP_WAIT_MS);
-            stuck = b->n;
+            stuck = true;
+            /* a batch of waiting rows is counted among them */
+            flying = b->from_later ? 0 : b->n;
         }
         b->ts = NULL;
     }
@@ -2072,7 +2075,7 @@ void tunnels_stop(struct tunnels *ts)
     }
     /* every row queued, the ones just closed included, is written now,
      * on the loop */
-    if (stuck == 0) {
+    if (!stuck) {
         tunnel_rows_flush(ts);
         if (ts->later != NULL || ts->later_lost > 0) {
             size_t n = 0;
@@ -2080,13 +2083,13 @@ void tunnels_stop(struct tunnels *ts)
             (void)tunnel_later_write(ts, SIZE_MAX, &n);
         }
     }
-    if (stuck > 0 || ts->later != NULL || ts->later_lost > 0) {
+    if (stuck || ts->later != NULL || ts->later_lost > 0) {
         /* Kept in memory only (docs/operations.md says why no spool):
          * the rows of connections opened before the outage stay open
          * and the next start closes them as interrupted. */
         log_error("tunnel: %zu tunnel report row(s) could not be written "
                   "(the store does not answer) and are lost",
-                  stuck + ts->nrows + ts->nlater + ts->later_lost);
+                  flying + ts->nrows + ts->nlater + ts->later_lost);
     }
     while (ts->later != NULL) {
         tunnel_later_pop(ts);

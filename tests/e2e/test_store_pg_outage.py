@@ -545,3 +545,53 @@ def test_a_flood_of_connections_during_a_lock_stays_bounded(tmp_path,
             p.stop()
         echo.close()
         own.close()
+
+
+def test_a_stop_does_not_wait_for_a_batch_held_by_a_lock(tmp_path,
+                                                         make_agent):  # noqa: F811
+    """Stopped (SIGTERM) while a lock on the sessions table holds the
+    batch of tunnel rows on its worker for longer than any stop should
+    take: the server waits for it 2 s, says so, counts its rows as lost
+    (writing the rest would overtake it) and stops, long before the lock
+    goes."""
+    own = pglib.PgServer()
+    p = None
+    holder = None
+    echo = TcpEcho()
+    try:
+        p = server_on_own_pg(tmp_path, own)
+        dbname = p.store_url.split("///")[1].split("?")[0]
+        a = make_agent(p)
+        wait_agent_online(p, a.id)
+        tid, port = tunnel_to(p, a.id, echo)
+        holder = subprocess.Popen(
+            own.as_user + [os.path.join(own.bindir, "psql"), "-h", own.dir,
+                           "-p", str(own.port), "-U", "portcullis", "-d",
+                           dbname, "-X", "-q", "-c",
+                           "BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE "
+                           "MODE; SELECT pg_sleep(40); COMMIT;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(0.5)  # the lock is taken
+        for i in range(5):
+            got, _ = echo_through(port, b"x%d\n" % i)
+            assert got == b"x%d\n" % i
+        time.sleep(0.5)  # the batch is on its worker, behind the lock
+        t0 = time.monotonic()
+        p.stop(timeout=30)
+        took = time.monotonic() - t0
+        log = p.log_text()
+        assert took < 20, "the stop took %.1f s" % took
+        assert "a batch of report rows has not been written in 2000 ms; " \
+            "not waited for" in log, p.log_tail()
+        assert re.search(r"tunnel: \d+ tunnel report row\(s\) could not be "
+                         r"written \(the store does not answer\) and are "
+                         r"lost", log), p.log_tail()
+        print("stop took %.2f s" % took)
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+        if p is not None:
+            p.stop()
+        echo.close()
+        own.close()
