@@ -49,7 +49,8 @@
  * gone) ends them.
  *
  * All of it runs in the main loop's thread; nothing here blocks except the
- * store's transactions and resolving a [tunnel] listen given as a name.
+ * store's transactions (on PostgreSQL the report rows' are on a worker:
+ * "report rows" below) and resolving a [tunnel] listen given as a name.
  */
 #include "hub/tunnel.h"
 
@@ -74,6 +75,7 @@
 #include "hub/tunnel_def.h"
 #include "store/agents.h"
 #include "store/audit.h"
+#include "store/nodes.h"
 
 #define TUNNEL_SOCKS_MAX 4 /* addresses [tunnel] listen may name */
 #define TUNNEL_BACKLOG 128
@@ -98,7 +100,8 @@
 #define TUNNEL_LATER_BUCKETS 1024 /* power of two: rows waiting, by ID */
 #define TUNNEL_LATER_RETRY_MS 500 /* the first retry; doubling up to: */
 #define TUNNEL_LATER_RETRY_MAX_MS 5000
-#define TUNNEL_LATER_CALL 1024 /* rows written per timer call */
+#define TUNNEL_LATER_CALL 1024   /* rows written per timer call */
+#define TUNNEL_STOP_WAIT_MS 2000 /* for the batch on a worker, at stop */
 
 struct tunnels;
 struct tunnel;
@@ -203,13 +206,32 @@ struct tunnels {
     size_t later_lost; /* rows not kept in this outage */
     uint64_t later_timer;
     int later_delay_ms;                 /* the retry's backoff */
+    size_t later_written;               /* since the store answered again */
     struct store_session_op *later_ops; /* TUNNEL_ROWS_MAX, for a write */
+    /* PostgreSQL: the batches' own connection (NULL: they are written on
+     * the loop, on SQLite) and the one batch on a worker (tunnel_batch) */
+    struct store *wstore;
+    struct tunnel_batch *batch;
+};
+
+/* One batch of report writes on a worker (see tunnel_batch_run). */
+struct tunnel_batch {
+    struct tunnels *ts; /* NULL once tunnels_stop let it go */
+    struct store *st;   /* ts->wstore, the batch's while it runs */
+    char node[NODE_ID_MAX + 1];
+    struct store_session_op *ops; /* TUNNEL_ROWS_MAX */
+    size_t n;
+    bool from_later; /* the first n waiting rows: taken off when written */
+    int r;
+    bool unreachable; /* r is the database not answering */
+    int done;         /* set (atomically) when the worker is done */
 };
 
 /* One report write waiting for the store (see tunnel_later_keep). */
 struct tunnel_later {
     struct tunnel_later *next;  /* in order */
     struct tunnel_later *hnext; /* later_ids chain */
+    int flight;                 /* 1: in the batch on a worker */
     struct store_session_op op;
 };
 
@@ -386,8 +408,32 @@ static size_t tunnel_key_hash(const struct tunnel_key *k)
  *    out what happened before, nor grow the server's memory. What was not
  *    kept is counted, logged once when the bound is hit, and written as
  *    an audit event (report.lost) when the store answers again.
+ *
+ * On PostgreSQL a batch is written on a libuv worker, on a store
+ * connection of the tunnels' own (ts->wstore), so a slow database or a
+ * lock on the sessions table delays the rows, not the loop
+ * (test_store_pg_outage.py
+ * test_loop_answers_while_tunnel_rows_wait_for_a_lock). One batch is in flight
+ * at a time, so none overtakes an earlier one: while it runs, new rows and
+ * closes gather in the queue as usual (a close of a row in flight is queued as
+ * a close of its own, written after it); when the batch comes back the queue
+ * goes next. A queue that fills up (TUNNEL_ROWS_MAX) while a batch is in flight
+ * joins the waiting rows above, under the same bound, so a client opening
+ * thousands of connections while the database is slow costs at most [store]
+ * outage_rows waiting rows plus two batches. The waiting rows are then
+ * written on the worker too, in order, TUNNEL_ROWS_MAX at a time (a
+ * close does not complete an opening while it is in flight: it waits
+ * behind it). A batch the store did not take because it does not answer
+ * (store_unreachable() on the worker's connection) goes back to the
+ * front of the waiting rows; failing otherwise (a lock held past
+ * lock_timeout, 20 s) its rows are logged and lost, as on the loop. At
+ * stop the batch in flight is waited for TUNNEL_STOP_WAIT_MS at most,
+ * then the rest is written on the loop (or, if it has not come back,
+ * counted as lost: nothing may overtake it). On SQLite (no second
+ * connection) every batch is written on the loop, as before.
  */
 static void tunnel_later_due(struct loop *l, void *arg);
+static void tunnel_rows_flush(struct tunnels *ts);
 
 static size_t tunnel_later_bucket(const char *id)
 {
@@ -406,7 +452,7 @@ static struct tunnel_later *tunnel_later_find(struct tunnels *ts,
     struct tunnel_later *w = ts->later_ids[tunnel_later_bucket(id)];
 
     for (; w != NULL; w = w->hnext) {
-        if (w->op.insert && w->op.s.ended_at == 0 &&
+        if (w->op.insert && w->op.s.ended_at == 0 && w->flight == 0 &&
             strcmp(w->op.s.id, id) == 0) {
             return w;
         }
@@ -478,14 +524,15 @@ static void tunnel_later_keep(struct tunnels *ts,
         return;
     }
     w->op = *o;
+    w->flight = 0;
     w->next = NULL;
     b = tunnel_later_bucket(o->s.id);
     w->hnext = ts->later_ids[b];
     ts->later_ids[b] = w;
     if (ts->nlater == 0) {
         ts->later_tail = &ts->later;
-        log_warn("tunnel: the store does not answer; report rows wait in "
-                 "memory and are written when it does");
+        log_warn("tunnel: the store does not answer (or not fast enough); "
+                 "report rows wait in memory and are written when it does");
     }
     *ts->later_tail = w;
     ts->later_tail = &w->next;
@@ -533,14 +580,38 @@ static void tunnel_rows_log(struct store_session_op *ops, size_t n, int r)
     }
 }
 
+/* The waiting rows are all written: what was not kept is said, once
+ * (report.lost). */
+static void tunnel_later_empty(struct tunnels *ts)
+{
+    char detail[256];
+    int r;
+
+    if (ts->later != NULL || ts->later_lost == 0) {
+        return;
+    }
+    snprintf(detail, sizeof(detail),
+             "%zu tunnel report row(s) of a time the store did not "
+             "answer were not kept: more than [store] outage_rows (%zu) "
+             "waited",
+             ts->later_lost, ts->later_max);
+    log_warn("tunnel: %s", detail);
+    if ((r = audit_write(ts->store, "system", "tunnel", "report.lost", "",
+                         detail)) != ERR_OK) {
+        log_error("tunnel: cannot write the audit event report.lost: %s",
+                  err_str(r));
+    }
+    ts->later_lost = 0;
+}
+
 /* Writes waiting rows in order, TUNNEL_ROWS_MAX per transaction, at most
- * max of them: ERR_OK when that many (or all) were written, else the
- * store's error with the rest still waiting. *written: how many. */
+ * max of them, on the loop: ERR_OK when that many (or all) were written,
+ * else the store's error with the rest still waiting. *written: how
+ * many. */
 static int tunnel_later_write(struct tunnels *ts, size_t max, size_t *written)
 {
     struct store_session_op *ops = ts->later_ops;
     struct tunnel_later *w;
-    char detail[256];
     size_t n, i;
     int r;
 
@@ -564,21 +635,203 @@ static int tunnel_later_write(struct tunnels *ts, size_t max, size_t *written)
         }
         *written += n;
     }
-    if (ts->later == NULL && ts->later_lost > 0) {
-        snprintf(detail, sizeof(detail),
-                 "%zu tunnel report row(s) of a time the store did not "
-                 "answer were not kept: more than [store] outage_rows (%zu) "
-                 "waited",
-                 ts->later_lost, ts->later_max);
-        log_warn("tunnel: %s", detail);
-        if ((r = audit_write(ts->store, "system", "tunnel", "report.lost", "",
-                             detail)) != ERR_OK) {
-            log_error("tunnel: cannot write the audit event report.lost: %s",
-                      err_str(r));
-        }
-        ts->later_lost = 0;
-    }
+    tunnel_later_empty(ts);
     return ERR_OK;
+}
+
+/* The next try at the waiting rows, after a longer pause each time. */
+static void tunnel_later_retry(struct tunnels *ts)
+{
+    ts->later_delay_ms = ts->later_delay_ms >= TUNNEL_LATER_RETRY_MAX_MS / 2
+                             ? TUNNEL_LATER_RETRY_MAX_MS
+                             : ts->later_delay_ms * 2;
+    if (ts->later_timer != 0) {
+        loop_del_timer(ts->loop, ts->later_timer);
+    }
+    ts->later_timer = loop_add_timer(ts->loop, (uint64_t)ts->later_delay_ms,
+                                     tunnel_later_due, ts);
+}
+
+/* --- batches on a worker (PostgreSQL) --- */
+
+static void tunnel_batch_free(struct tunnel_batch *b)
+{
+    if (b != NULL) {
+        free(b->ops);
+        free(b);
+    }
+}
+
+static void tunnel_batch_work(void *arg)
+{
+    struct tunnel_batch *b = arg;
+
+    /* the connection is this batch's alone while it runs */
+    b->r = store_set_node(b->st, b->node);
+    if (b->r == ERR_OK) {
+        b->r = store_session_batch(b->st, b->ops, b->n);
+    }
+    b->unreachable = b->r != ERR_OK && store_unreachable(b->st);
+    __atomic_store_n(&b->done, 1, __ATOMIC_RELEASE);
+}
+
+static void tunnel_batch_done(struct loop *l, void *arg);
+
+/* Sends b (its n ops filled in) to a worker on the batches' connection:
+ * false (b not taken) when there is no worker to be had. */
+static bool tunnel_batch_run(struct tunnels *ts, struct tunnel_batch *b)
+{
+    b->ts = ts;
+    b->st = ts->wstore;
+    snprintf(b->node, sizeof(b->node), "%s", store_node_self(ts->store));
+    if (loop_work(ts->loop, tunnel_batch_work, tunnel_batch_done, b) !=
+        ERR_OK) {
+        return false;
+    }
+    ts->wstore = NULL;
+    ts->batch = b;
+    return true;
+}
+
+static struct tunnel_batch *tunnel_batch_new(void)
+{
+    struct tunnel_batch *b = calloc(1, sizeof(*b));
+
+    if (b != NULL &&
+        (b->ops = calloc(TUNNEL_ROWS_MAX, sizeof(*b->ops))) == NULL) {
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+/* The first TUNNEL_ROWS_MAX waiting rows, on a worker. While they are in
+ * flight a close does not complete them in the queue (tunnel_later_find
+ * skips them): it is queued behind them. */
+static void tunnel_later_start(struct tunnels *ts)
+{
+    struct tunnel_batch *b;
+    struct tunnel_later *w;
+    size_t i;
+
+    if ((b = tunnel_batch_new()) == NULL) {
+        tunnel_later_retry(ts);
+        return;
+    }
+    for (w = ts->later; w != NULL && b->n < TUNNEL_ROWS_MAX; w = w->next) {
+        b->ops[b->n++] = w->op;
+    }
+    b->from_later = true;
+    if (!tunnel_batch_run(ts, b)) {
+        tunnel_batch_free(b);
+        tunnel_later_retry(ts);
+        return;
+    }
+    for (w = ts->later, i = 0; w != NULL && i < b->n; w = w->next, i++) {
+        w->flight = 1;
+    }
+}
+
+/* Keeps a batch the store did not take ahead of the rows that waited
+ * meanwhile (they came after it). */
+static void tunnel_later_keep_first(struct tunnels *ts,
+                                    const struct store_session_op *ops,
+                                    size_t n)
+{
+    struct tunnel_later *rest = ts->later, **rest_tail = ts->later_tail;
+    size_t had = ts->nlater, i;
+
+    /* the bound counts the batch alone: it is older than what waits, so
+     * it may take the room of one batch beyond [store] outage_rows */
+    ts->later = NULL;
+    ts->later_tail = &ts->later;
+    ts->nlater = 0;
+    for (i = 0; i < n; i++) {
+        tunnel_later_keep(ts, &ops[i]);
+    }
+    if (rest != NULL) {
+        *ts->later_tail = rest;
+        ts->later_tail = rest_tail;
+    }
+    ts->nlater += had;
+}
+
+/* What a batch came back with, applied on the loop. */
+static void tunnel_batch_settle(struct tunnels *ts, struct tunnel_batch *b)
+{
+    struct tunnel_later *w;
+    size_t i;
+
+    if (b->from_later) {
+        if (b->r != ERR_OK) {
+            for (w = ts->later, i = 0; w != NULL && i < b->n;
+                 w = w->next, i++) {
+                w->flight = 0;
+            }
+            tunnel_later_retry(ts);
+            return;
+        }
+        tunnel_rows_log(b->ops, b->n, ERR_OK);
+        for (i = 0; i < b->n && ts->later != NULL; i++) {
+            tunnel_later_pop(ts);
+        }
+        ts->later_written += b->n;
+        if (ts->later == NULL) {
+            log_info("store answers again: %zu tunnel report row(s) written",
+                     ts->later_written);
+            ts->later_written = 0;
+            tunnel_later_empty(ts);
+        }
+        return;
+    }
+    if (b->r == ERR_OK || !b->unreachable) {
+        tunnel_rows_log(b->ops, b->n, b->r);
+        return;
+    }
+    tunnel_later_keep_first(ts, b->ops, b->n);
+}
+
+/* After a batch (or a retry's timer): the next write that is due, one at
+ * a time. Queued rows whose time came while a batch was in flight go
+ * first (to the waiting rows, if any wait); then the waiting rows, unless
+ * their retry's timer runs (answered: the store just took a batch, so
+ * they go now). */
+static void tunnel_rows_next(struct tunnels *ts, bool answered)
+{
+    if (ts->batch != NULL) {
+        return;
+    }
+    if (answered && ts->later_timer != 0) {
+        loop_del_timer(ts->loop, ts->later_timer);
+        ts->later_timer = 0;
+        ts->later_delay_ms = TUNNEL_LATER_RETRY_MS;
+    }
+    if (ts->nrows > 0 &&
+        (ts->nrows >= TUNNEL_ROWS_MAX || ts->rows_timer == 0)) {
+        tunnel_rows_flush(ts);
+    }
+    if (ts->batch == NULL && ts->later != NULL && ts->later_timer == 0) {
+        tunnel_later_start(ts);
+    }
+}
+
+static void tunnel_batch_done(struct loop *l, void *arg)
+{
+    struct tunnel_batch *b = arg;
+    struct tunnels *ts = b->ts;
+    bool answered = b->r == ERR_OK;
+
+    (void)l;
+    if (ts == NULL) { /* tunnels_stop went meanwhile */
+        store_close(b->st);
+        tunnel_batch_free(b);
+        return;
+    }
+    ts->batch = NULL;
+    ts->wstore = b->st;
+    tunnel_batch_settle(ts, b);
+    tunnel_batch_free(b);
+    tunnel_rows_next(ts, answered);
 }
 
 static void tunnel_later_due(struct loop *l, void *arg)
@@ -588,6 +841,13 @@ static void tunnel_later_due(struct loop *l, void *arg)
     int r;
 
     ts->later_timer = 0;
+    if (ts->batch != NULL) {
+        return; /* its end starts the next write */
+    }
+    if (ts->wstore != NULL) {
+        tunnel_rows_next(ts, false);
+        return;
+    }
     r = tunnel_later_write(ts, TUNNEL_LATER_CALL, &n);
     if (n > 0) {
         log_info("store answers again: %zu tunnel report row(s) written", n);
@@ -598,15 +858,17 @@ static void tunnel_later_due(struct loop *l, void *arg)
         }
         return;
     }
-    ts->later_delay_ms = ts->later_delay_ms >= TUNNEL_LATER_RETRY_MAX_MS / 2
-                             ? TUNNEL_LATER_RETRY_MAX_MS
-                             : ts->later_delay_ms * 2;
-    ts->later_timer =
-        loop_add_timer(l, (uint64_t)ts->later_delay_ms, tunnel_later_due, ts);
+    tunnel_later_retry(ts);
 }
 
+/* The queued rows, as one batch: on a worker when the batches have a
+ * connection of their own (PostgreSQL) and none is in flight, on the loop
+ * otherwise (SQLite; at stop). While a batch is in flight the next
+ * waits in the queue, and a queue that fills meanwhile joins the waiting
+ * rows, within their bound. */
 static void tunnel_rows_flush(struct tunnels *ts)
 {
+    struct tunnel_batch *b;
     size_t i, n = ts->nrows;
     int r;
 
@@ -617,9 +879,20 @@ static void tunnel_rows_flush(struct tunnels *ts)
     if (n == 0) {
         return;
     }
+    if (ts->later == NULL && ts->batch != NULL && n < TUNNEL_ROWS_MAX) {
+        return; /* tunnel_rows_next sends them when the batch is back */
+    }
     ts->nrows = 0;
     /* behind rows already waiting: the store is down, do not ask again */
-    if (ts->later == NULL) {
+    if (ts->later == NULL && ts->batch == NULL) {
+        if (ts->wstore != NULL && (b = tunnel_batch_new()) != NULL) {
+            memcpy(b->ops, ts->rows, n * sizeof(*b->ops));
+            b->n = n;
+            if (tunnel_batch_run(ts, b)) {
+                return;
+            }
+            tunnel_batch_free(b);
+        }
         r = store_session_batch(ts->store, ts->rows, n);
         if (r == ERR_OK || !store_unreachable(ts->store)) {
             tunnel_rows_log(ts->rows, n, r);
@@ -1731,6 +2004,14 @@ int tunnels_start(struct tunnels **out, const struct config *cfg,
     if (dial != NULL) {
         ts->dial = *dial;
     }
+    /* the report rows' own connection, for a worker (a server's store
+     * only); without one they are written on the loop */
+    if (cfg->store_url != NULL && cfg->store_url[0] != '\0' &&
+        store_open(cfg->store_path, &ts->wstore) != ERR_OK) {
+        log_warn("no second store connection; tunnel report rows are "
+                 "written on the main loop");
+        ts->wstore = NULL;
+    }
     hub_set_presence_fn(hub, tunnels_on_presence, ts);
     hub_set_change_fn(hub, tunnels_on_change, ts);
     tunnels_reload(ts);
@@ -1741,6 +2022,10 @@ int tunnels_start(struct tunnels **out, const struct config *cfg,
 
 void tunnels_stop(struct tunnels *ts)
 {
+    struct tunnel_batch *b;
+    size_t flying = 0;
+    bool stuck = false;
+
     if (ts == NULL) {
         return;
     }
@@ -1757,23 +2042,54 @@ void tunnels_stop(struct tunnels *ts)
         }
         tunnel_free(ts->list, "error: the server stopped");
     }
-    /* every row queued, the ones just closed included, is written now */
-    tunnel_rows_flush(ts);
+    /* The batch on a worker usually ends within the store's time limits;
+     * its outcome is applied here, and it is let go with its connection
+     * (tunnel_batch_done frees both when the loop runs its callback). A
+     * database server that is stopped never answers: after
+     * TUNNEL_STOP_WAIT_MS the batch is left to its worker (loop_free
+     * leaves it to the process's exit), and nothing after it is written,
+     * which would overtake it. */
+    if ((b = ts->batch) != NULL) {
+        ts->batch = NULL;
+        if (util_wait_flag(&b->done, TUNNEL_STOP_WAIT_MS)) {
+            tunnel_batch_settle(ts, b);
+        } else {
+            log_warn("tunnel: a batch of report rows has not been written "
+                     "in %d ms; not waited for",
+                     TUNNEL_STOP_WAIT_MS);
+            stuck = true;
+            /* a batch of waiting rows is counted among them */
+            flying = b->from_later ? 0 : b->n;
+        }
+        b->ts = NULL;
+    }
+    store_close(ts->wstore);
+    ts->wstore = NULL;
+    if (ts->rows_timer != 0) {
+        loop_del_timer(ts->loop, ts->rows_timer);
+        ts->rows_timer = 0;
+    }
     if (ts->later_timer != 0) {
         loop_del_timer(ts->loop, ts->later_timer);
+        ts->later_timer = 0;
     }
-    if (ts->later != NULL || ts->later_lost > 0) {
-        size_t n = 0;
+    /* every row queued, the ones just closed included, is written now,
+     * on the loop */
+    if (!stuck) {
+        tunnel_rows_flush(ts);
+        if (ts->later != NULL || ts->later_lost > 0) {
+            size_t n = 0;
 
-        (void)tunnel_later_write(ts, SIZE_MAX, &n);
+            (void)tunnel_later_write(ts, SIZE_MAX, &n);
+        }
     }
-    if (ts->later != NULL || ts->later_lost > 0) {
+    if (stuck || ts->later != NULL || ts->later_lost > 0) {
         /* Kept in memory only (docs/operations.md says why no spool):
          * the rows of connections opened before the outage stay open
          * and the next start closes them as interrupted. */
         log_error("tunnel: %zu tunnel report row(s) could not be written "
                   "(the store does not answer) and are lost",
-                  ts->nlater + ts->later_lost);
+                  flying + ts->nrows + ts->nlater + ts->later_lost);
     }
     while (ts->later != NULL) {
         tunnel_later_pop(ts);

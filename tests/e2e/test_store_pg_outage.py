@@ -14,7 +14,9 @@ host's loopback, which the agent's default allow-list permits); each test
 has a PostgreSQL of its own (pglib.PgServer), since it stops it.
 """
 
+import http.client
 import json
+import os
 import re
 import socket
 import subprocess
@@ -367,6 +369,228 @@ def test_a_clean_stop_during_the_outage_says_what_is_lost(target, tmp_path,
                          r"database does not answer\) and are lost", log), \
             p.log_tail()
     finally:
+        if p is not None:
+            p.stop()
+        echo.close()
+        own.close()
+
+
+def test_loop_answers_while_tunnel_rows_wait_for_a_lock(tmp_path,
+                                                        make_agent):  # noqa: F811
+    """Tunnel report rows are written on a worker with a connection of
+    their own: while another session holds the sessions table locked
+    (ACCESS EXCLUSIVE) for 5 s and short connections keep going through
+    an agent tunnel (more than a batch of rows: several fill up while one
+    waits), the loop keeps answering HTTP at once, every connection is
+    carried, and once the lock is released every connection's row is in
+    the store, closed "ok" with its bytes; none reported lost. Before,
+    each batch held the loop for the statement deadline (3 s), was
+    cancelled, and its rows were lost."""
+    own = pglib.PgServer()
+    p = None
+    holder = None
+    echo = TcpEcho()
+    try:
+        p = server_on_own_pg(tmp_path, own)
+        dbname = p.store_url.split("///")[1].split("?")[0]
+        a = make_agent(p)
+        wait_agent_online(p, a.id)
+        tid, port = tunnel_to(p, a.id, echo)
+        got, first = echo_through(port)
+        assert got == b"ping\n"
+        wait_for(lambda: tunnel_rows_of(p, {first}), 20, "the first row")
+
+        holder = subprocess.Popen(
+            own.as_user + [os.path.join(own.bindir, "psql"), "-h", own.dir,
+                           "-p", str(own.port), "-U", "portcullis", "-d",
+                           dbname, "-X", "-q", "-c",
+                           "BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE "
+                           "MODE; SELECT pg_sleep(5); COMMIT;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(0.5)  # the lock is taken
+        stop = threading.Event()
+        sent = {}  # source port -> bytes sent
+        bad = []
+        lock = threading.Lock()
+
+        def connections(k):
+            i = 0
+            while not stop.is_set():
+                i += 1
+                data = b"lock-%d-%d-%s\n" % (k, i, b"x" * (i % 50))
+                try:
+                    back, src = echo_through(port, data)
+                except OSError as e:
+                    bad.append(repr(e))
+                    return
+                if back != data:
+                    bad.append((data, back))
+                    return
+                with lock:
+                    sent[src] = len(data)
+                time.sleep(0.01)  # several batches, within outage_rows
+
+        workers = [threading.Thread(target=connections, args=(k,),
+                                    daemon=True) for k in range(2)]
+        for w in workers:
+            w.start()
+        worst = 0.0
+        t_end = time.monotonic() + 4
+        while time.monotonic() < t_end:
+            t0 = time.monotonic()
+            conn = http.client.HTTPConnection("127.0.0.1", p.http_port,
+                                              timeout=30)
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().status == 200
+            conn.close()
+            worst = max(worst, time.monotonic() - t0)
+            time.sleep(0.05)
+        stop.set()
+        for w in workers:
+            w.join(20)
+        assert holder.wait(timeout=30) == 0, holder.stderr.read()
+        holder = None
+        print("slowest /healthz %.3f s, %d connections" % (worst, len(sent)))
+        assert worst < 0.5, "the loop stalled %.2f s" % worst
+        assert not bad, bad[:3]
+        assert len(sent) > 256, "only %d connections" % len(sent)
+
+        def rows():
+            out = own.psql(dbname, "SELECT client_addr, result, bytes_up, "
+                           "bytes_down FROM sessions WHERE kind = 'tunnel' "
+                           "AND ended_at IS NOT NULL")
+            got = {}
+            for line in out.splitlines():
+                addr, result, up, down = line.split("|")
+                got[int(addr.rsplit(":", 1)[1])] = (result, int(up),
+                                                    int(down))
+            return got if all(s in got for s in sent) else None
+        got = wait_for(rows, 30, "every connection's row")
+        for src, n in sent.items():
+            assert got[src] == ("ok", n, n), (src, n, got[src])
+        log = p.log_text()
+        assert "not kept" not in log
+        assert "the report row" not in log
+        assert not [e for e in audit(p) if e["action"] == "report.lost"]
+        stop_clean(p)
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+        if p is not None:
+            p.stop()
+        echo.close()
+        own.close()
+
+
+def test_a_flood_of_connections_during_a_lock_stays_bounded(tmp_path,
+                                                            make_agent):  # noqa: F811
+    """While a lock holds the batch on its worker, connections keep
+    coming faster than a batch (128): the queue that fills meanwhile joins
+    the waiting rows under [store] outage_rows (here 64), so memory stays
+    bounded. The earliest connections' rows are kept and written once the
+    lock goes, every connection still works, and what was not kept is
+    recorded as one report.lost event with its count."""
+    own = pglib.PgServer()
+    p = None
+    holder = None
+    echo = TcpEcho()
+    try:
+        p = server_on_own_pg(tmp_path, own, outage_rows=64)
+        dbname = p.store_url.split("///")[1].split("?")[0]
+        a = make_agent(p)
+        wait_agent_online(p, a.id)
+        tid, port = tunnel_to(p, a.id, echo)
+        got, first = echo_through(port)
+        assert got == b"ping\n"
+        wait_for(lambda: tunnel_rows_of(p, {first}), 20, "the first row")
+        holder = subprocess.Popen(
+            own.as_user + [os.path.join(own.bindir, "psql"), "-h", own.dir,
+                           "-p", str(own.port), "-U", "portcullis", "-d",
+                           dbname, "-X", "-q", "-c",
+                           "BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE "
+                           "MODE; SELECT pg_sleep(4); COMMIT;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(0.5)  # the lock is taken
+        order = []
+        for i in range(600):
+            data = b"flood-%d\n" % i
+            back, src = echo_through(port, data)
+            assert back == data, (i, back)
+            order.append(src)
+        assert holder.wait(timeout=30) == 0, holder.stderr.read()
+        holder = None
+
+        def lost():
+            ev = [e for e in audit(p) if e["action"] == "report.lost"]
+            return ev or None
+        ev = wait_for(lost, 30, "the report.lost event")
+        n = int(re.match(r"(\d+) tunnel report row", ev[0]["detail"]).group(1))
+        # at most 64 waiting + the batch in flight + the queue kept
+        assert 0 < n <= 600, ev
+        rows = own.psql(dbname, "SELECT client_addr FROM sessions WHERE "
+                        "kind = 'tunnel' AND ended_at IS NOT NULL")
+        written = {int(x.rsplit(":", 1)[1]) for x in rows.split()}
+        kept = [s for s in order if s in written]
+        assert 64 <= len(kept) <= 64 + 2 * 128 + 16, len(kept)
+        # the earliest are kept, the newest dropped
+        assert set(order[:len(kept) - 16]) <= written
+        assert "not kept" in p.log_text()
+        stop_clean(p)
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+        if p is not None:
+            p.stop()
+        echo.close()
+        own.close()
+
+
+def test_a_stop_does_not_wait_for_a_batch_held_by_a_lock(tmp_path,
+                                                         make_agent):  # noqa: F811
+    """Stopped (SIGTERM) while a lock on the sessions table holds the
+    batch of tunnel rows on its worker for longer than any stop should
+    take: the server waits for it 2 s, says so, counts its rows as lost
+    (writing the rest would overtake it) and stops, long before the lock
+    goes."""
+    own = pglib.PgServer()
+    p = None
+    holder = None
+    echo = TcpEcho()
+    try:
+        p = server_on_own_pg(tmp_path, own)
+        dbname = p.store_url.split("///")[1].split("?")[0]
+        a = make_agent(p)
+        wait_agent_online(p, a.id)
+        tid, port = tunnel_to(p, a.id, echo)
+        holder = subprocess.Popen(
+            own.as_user + [os.path.join(own.bindir, "psql"), "-h", own.dir,
+                           "-p", str(own.port), "-U", "portcullis", "-d",
+                           dbname, "-X", "-q", "-c",
+                           "BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE "
+                           "MODE; SELECT pg_sleep(40); COMMIT;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(0.5)  # the lock is taken
+        for i in range(5):
+            got, _ = echo_through(port, b"x%d\n" % i)
+            assert got == b"x%d\n" % i
+        time.sleep(0.5)  # the batch is on its worker, behind the lock
+        t0 = time.monotonic()
+        p.stop(timeout=30)
+        took = time.monotonic() - t0
+        log = p.log_text()
+        assert took < 20, "the stop took %.1f s" % took
+        assert "a batch of report rows has not been written in 2000 ms; " \
+            "not waited for" in log, p.log_tail()
+        assert re.search(r"tunnel: \d+ tunnel report row\(s\) could not be "
+                         r"written \(the store does not answer\) and are "
+                         r"lost", log), p.log_tail()
+        print("stop took %.2f s" % took)
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
         if p is not None:
             p.stop()
         echo.close()
