@@ -281,11 +281,11 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
     /* Password checks and directory binds never take the resolver's
      * threads, nor do the store's jobs on a database server (the
      * heartbeat, the disabled-user check, a reconnection, a cancel
-     * request: each of them may wait for connect_timeout, or longer, when
-     * the database does not answer). */
+     * request, the tunnels' report rows: each of them may wait for
+     * connect_timeout, or longer, when the database does not answer). */
     loop_reserve_workers((unsigned)cfg->max_concurrent_hashes +
                          directory_service_workers(dirs) +
-                         (m->sweep_store != NULL ? 4u : 0u) +
+                         (m->sweep_store != NULL ? 5u : 0u) +
                          (m->jobs != NULL ? MONITOR_JOB_CONNS : 0u));
     directory_service_set_shared(dirs);
     m->hashes = password_pool_new(loop, (unsigned)cfg->max_concurrent_hashes,

@@ -339,10 +339,12 @@ def test_the_outage_queues_hold_their_bounds(target, tmp_path,
 def test_a_clean_stop_during_the_outage_says_what_is_lost(target, tmp_path,
                                                           make_agent):  # noqa: F811
     """Stopped (SIGTERM) while PostgreSQL is still down: the server tries
-    the store once more and then says in its log how many tunnel rows and
-    audit events it could not write (kept in memory only: no spool), and
-    stops cleanly. The rows it had open before are closed as interrupted
-    by the next start."""
+    the store once more and then says in its log how many tunnel rows it
+    could not write (kept in memory only) and that the audit events it
+    could not write are kept in the data directory's sealed spool for the
+    next start (test_shutdown.py restarts and finds them), and stops
+    cleanly. The rows it had open before are closed as interrupted by the
+    next start."""
     own = pglib.PgServer()
     p = None
     echo = TcpEcho()
@@ -366,8 +368,11 @@ def test_a_clean_stop_during_the_outage_says_what_is_lost(target, tmp_path,
         assert "5 tunnel report row(s) could not be written (the store " \
             "does not answer) and are lost" in log, p.log_tail()
         assert re.search(r"\d+ audit event\(s\) could not be written \(the "
-                         r"database does not answer\) and are lost", log), \
+                         r"database does not answer\); kept in .*"
+                         r"audit-pending for the next start", log), \
             p.log_tail()
+        spool = p.dir / "audit-pending"
+        assert spool.exists() and spool.stat().st_mode & 0o077 == 0
     finally:
         if p is not None:
             p.stop()
