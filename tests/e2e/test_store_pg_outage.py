@@ -14,9 +14,7 @@ host's loopback, which the agent's default allow-list permits); each test
 has a PostgreSQL of its own (pglib.PgServer), since it stops it.
 """
 
-import http.client
 import json
-import os
 import re
 import socket
 import subprocess
@@ -28,7 +26,8 @@ import pytest
 import pclib
 import pglib
 from agentlib import make_agent  # noqa: F401 (fixture)
-from pclib import Client, Portcullis, run, uniq
+from pclib import Client, Portcullis, uniq
+from test_store_pg import lock_tables, slowest_healthz
 
 # this file's waits: store outages take longer than most
 def wait_for(cond, timeout=20.0, what="condition", step=0.25):
@@ -405,14 +404,7 @@ def test_loop_answers_while_tunnel_rows_wait_for_a_lock(tmp_path,
         assert got == b"ping\n"
         wait_for(lambda: tunnel_rows_of(p, {first}), 20, "the first row")
 
-        holder = subprocess.Popen(
-            own.as_user + [os.path.join(own.bindir, "psql"), "-h", own.dir,
-                           "-p", str(own.port), "-U", "portcullis", "-d",
-                           dbname, "-X", "-q", "-c",
-                           "BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE "
-                           "MODE; SELECT pg_sleep(5); COMMIT;"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(0.5)  # the lock is taken
+        holder = lock_tables(own, dbname, "sessions", 5)
         stop = threading.Event()
         sent = {}  # source port -> bytes sent
         bad = []
@@ -439,17 +431,7 @@ def test_loop_answers_while_tunnel_rows_wait_for_a_lock(tmp_path,
                                     daemon=True) for k in range(2)]
         for w in workers:
             w.start()
-        worst = 0.0
-        t_end = time.monotonic() + 4
-        while time.monotonic() < t_end:
-            t0 = time.monotonic()
-            conn = http.client.HTTPConnection("127.0.0.1", p.http_port,
-                                              timeout=30)
-            conn.request("GET", "/healthz")
-            assert conn.getresponse().status == 200
-            conn.close()
-            worst = max(worst, time.monotonic() - t0)
-            time.sleep(0.05)
+        worst = slowest_healthz(p.http_port)
         stop.set()
         for w in workers:
             w.join(20)
@@ -509,14 +491,7 @@ def test_a_flood_of_connections_during_a_lock_stays_bounded(tmp_path,
         got, first = echo_through(port)
         assert got == b"ping\n"
         wait_for(lambda: tunnel_rows_of(p, {first}), 20, "the first row")
-        holder = subprocess.Popen(
-            own.as_user + [os.path.join(own.bindir, "psql"), "-h", own.dir,
-                           "-p", str(own.port), "-U", "portcullis", "-d",
-                           dbname, "-X", "-q", "-c",
-                           "BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE "
-                           "MODE; SELECT pg_sleep(4); COMMIT;"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(0.5)  # the lock is taken
+        holder = lock_tables(own, dbname, "sessions", 4)
         order = []
         for i in range(600):
             data = b"flood-%d\n" % i
@@ -569,14 +544,7 @@ def test_a_stop_does_not_wait_for_a_batch_held_by_a_lock(tmp_path,
         a = make_agent(p)
         wait_agent_online(p, a.id)
         tid, port = tunnel_to(p, a.id, echo)
-        holder = subprocess.Popen(
-            own.as_user + [os.path.join(own.bindir, "psql"), "-h", own.dir,
-                           "-p", str(own.port), "-U", "portcullis", "-d",
-                           dbname, "-X", "-q", "-c",
-                           "BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE "
-                           "MODE; SELECT pg_sleep(40); COMMIT;"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(0.5)  # the lock is taken
+        holder = lock_tables(own, dbname, "sessions", 40)
         for i in range(5):
             got, _ = echo_through(port, b"x%d\n" % i)
             assert got == b"x%d\n" % i
