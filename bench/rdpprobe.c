@@ -35,8 +35,11 @@
  * MODE classic (the default): no graphics pipeline, the classic updates
  * (bitmap updates, surface bits) as before. gfx: the graphics pipeline
  * ([MS-RDPEGFX]) with AVC420 (H.264) offered, as xfreerdp /gfx:avc420;
- * gfx-noavc: the pipeline without H.264 (the target picks among planar,
- * RemoteFX and the rest). With GFX, FreeRDP's own client channel add-in
+ * gfx-noavc: the pipeline without H.264 (the target picks another codec;
+ * Debian 12's freerdp-shadow-cli opens the channel and confirms the caps
+ * but then sends classic updates only, so this mode waits for a GFX frame
+ * in vain there and fails after 30 s: measured 2026-12-04, which is why
+ * bench/rdp uses gfx). With GFX, FreeRDP's own client channel add-in
  * (rdpgfx over drdynvc) decodes into the software GDI, wired as xfreerdp
  * does (gdi_graphics_pipeline_init); a paint is an output update of the
  * GDI (EndPaint), as in the classic mode.
@@ -377,9 +380,16 @@ int main(int argc, char **argv)
         if (until != 0 && t >= until) {
             break;
         }
-        if (t - p->t0 > 60e3 && until == 0) {
-            fprintf(stderr, "rdpprobe: no %sframe within 60 s\n",
-                    gfx ? "GFX " : "");
+        if (t - p->t0 > 30e3 && until == 0) {
+            fprintf(stderr,
+                    "rdpprobe: no %sframe within 30 s (pipeline %s, %lu "
+                    "paints, %lu GFX frames ended)\n",
+                    gfx ? "GFX " : "",
+                    __atomic_load_n(&p->gfx, __ATOMIC_ACQUIRE) != NULL
+                        ? "connected"
+                        : "not connected",
+                    __atomic_load_n(&p->frames, __ATOMIC_ACQUIRE),
+                    __atomic_load_n(&p->gfx_frames, __ATOMIC_ACQUIRE));
             break;
         }
         if (n == 0 ||
