@@ -127,6 +127,7 @@ struct session_child {
     bool activity; /* a callback saw something happen */
     struct relay_chan *chans;
     struct ssh_server_callbacks_struct server_cb;
+    struct ssh_callbacks_struct session_cb; /* child_on_status */
     int connect_timeout;
     const char *upstream_ciphers; /* see child_args */
     const char *upstream_macs;

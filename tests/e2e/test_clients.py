@@ -17,6 +17,8 @@ missing one is skipped with the package to install.
 import hashlib
 import os
 import shutil
+import socket
+import struct
 import subprocess
 import textwrap
 
@@ -650,6 +652,48 @@ def test_weak_cipher_only_when_configured(proxy, pc, target, tmp_path):
     assert "diffie-hellman-group14-sha1 ([ssh] upstream_kex)" in log, log
     acct = acct_on(pc, target, tmp_path)
     openssh_round(acct, ["-c", "aes128-cbc"])
+
+
+def kexinit_offering(cipher):
+    """An unencrypted SSH_MSG_KEXINIT packet (RFC 4253 section 7.1)
+    offering only `cipher` both ways."""
+    def string(b):
+        return struct.pack(">I", len(b)) + b
+    lists = [b"curve25519-sha256", b"ssh-ed25519", cipher, cipher,
+             b"hmac-sha2-256", b"hmac-sha2-256", b"none", b"none", b"", b""]
+    payload = (bytes([20]) + os.urandom(16) +
+               b"".join(string(x) for x in lists) + b"\0" + b"\0" * 4)
+    pad = 8 - (5 + len(payload)) % 8
+    pad += 8 if pad < 4 else 0
+    return (struct.pack(">IB", 1 + len(payload) + pad, pad) + payload +
+            b"\0" * pad)
+
+
+def test_kex_failure_still_sends_our_kexinit(proxy):
+    """A client whose KEXINIT arrives in the same read as its
+    identification string (one that sends both at once, or OpenSSH when
+    the session child was scheduled late: CI, under load) offers nothing
+    we take. libssh judged it before our identification and KEXINIT had
+    left (it writes only after POLLOUT and handles POLLIN first) and
+    closed the socket with them queued: OpenSSH users saw "Connection
+    closed by ..." instead of "no matching cipher found". Every such
+    client must read our identification and KEXINIT before the close."""
+    bad = []
+    for i in range(20):
+        with socket.create_connection(("127.0.0.1", proxy.ssh_port),
+                                      timeout=10) as c:
+            c.sendall(b"SSH-2.0-kextest\r\n" + kexinit_offering(b"aes128-cbc"))
+            got = b""
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                got += d
+        ident, _, rest = got.partition(b"\r\n")
+        if not ident.startswith(b"SSH-2.0-") or len(rest) < 6 or rest[5] != 20:
+            bad.append(got[:64])
+    assert not bad, "%d of 20 closed without our KEXINIT: %r" % (len(bad),
+                                                                bad[:3])
 
 
 def test_unknown_algorithm_refused(pc):
