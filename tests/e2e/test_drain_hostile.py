@@ -161,6 +161,7 @@ def prepare(pc, target, n):
     return user, pw, asset, open_cats(pc, user, pw, asset, n)
 
 
+@pytest.mark.timing  # the drain's 10 s
 def test_a_stopped_session_child_is_killed_at_the_drain_deadline(target,
                                                                  tmp_path):
     """One of two sessions' child stopped (SIGSTOP: it cannot end, nor
@@ -200,6 +201,7 @@ def test_a_stopped_session_child_is_killed_at_the_drain_deadline(target,
         kill_left(spawners, kids)
 
 
+@pytest.mark.timing  # the drain's 10 s
 def test_a_child_that_shut_its_monitor_socket_and_lives_on(target,
                                                            tmp_path):
     """A session child whose monitor socket was shut down but which does
