@@ -33,7 +33,9 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,21 +155,56 @@ static void daemon_on_schedule(struct loop *l, void *arg)
     (void)loop_add_timer(l, ms < 250 ? 250 : ms, daemon_on_schedule, d);
 }
 
-/* Session children whose monitor socket is still open. */
+/*
+ * Whether a session child is still there. Its monitor socket closing is
+ * not enough: a compromised child can close it and ignore SIGTERM, and
+ * its spawner, which waits for every child before it exits, would then
+ * hold the main process's spawner_stop for ever. Its pidfd turns
+ * readable only once the process has exited (it names this child, never
+ * a later process with its pid). Without a pidfd: while its socket is
+ * open.
+ */
+static bool daemon_child_alive(const struct mchild *c)
+{
+    struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
+
+    if (c->fd >= 0) {
+        return true;
+    }
+    return c->pidfd >= 0 && poll(&p, 1, 0) == 0;
+}
+
+/* Session children still there. */
 static int daemon_sessions_left(const struct daemon *d)
 {
     int n = 0;
 
     for (const struct mchild *c = d->mon.children; c != NULL; c = c->next) {
-        n += c->fd >= 0;
+        n += daemon_child_alive(c);
+    }
+    return n;
+}
+
+/* SIGKILL to every session child still there (a stopped one included);
+ * their rows are closed by monitor_free as "error: server shut down". */
+static int daemon_kill_sessions(struct daemon *d)
+{
+    int n = 0;
+
+    for (struct mchild *c = d->mon.children; c != NULL; c = c->next) {
+        if (c->pidfd >= 0 && daemon_child_alive(c) &&
+            pidfd_send_signal(c->pidfd, SIGKILL, NULL, 0) == 0) {
+            n++;
+        }
     }
     return n;
 }
 
 /* Shutting down: the loop runs until every session has ended (its
- * monitor socket closed) or DAEMON_DRAIN_MS have passed; the sessions
- * still there then are ended with SIGKILL (their rows are closed by
- * monitor_free as "error: server shut down"). */
+ * process exited) or DAEMON_DRAIN_MS have passed; the sessions still
+ * there then are ended with SIGKILL (their rows are closed by
+ * monitor_free as "error: server shut down"), so that the spawners,
+ * which wait for their children, can exit. */
 static void daemon_on_drain(struct loop *l, void *arg)
 {
     struct daemon *d = arg;
@@ -181,18 +218,16 @@ static void daemon_on_drain(struct loop *l, void *arg)
         log_warn("%d session%s did not end within %d s of the shutdown; "
                  "killed",
                  left, left == 1 ? "" : "s", DAEMON_DRAIN_MS / 1000);
-        for (struct mchild *c = d->mon.children; c != NULL; c = c->next) {
-            if (c->fd >= 0 && c->pidfd >= 0) {
-                (void)pidfd_send_signal(c->pidfd, SIGKILL, NULL, 0);
-            }
-        }
+        (void)daemon_kill_sessions(d);
     }
     loop_stop(l);
 }
 
 /* SIGTERM or SIGINT: the spawners go first (no new connection; they end
  * every session), the loop goes on until the sessions have said their
- * last (daemon_on_drain). A second signal stops at once. */
+ * last (daemon_on_drain). A second signal stops at once: the sessions
+ * still there are killed, or a spawner waiting for one that does not end
+ * (stopped, or ignoring SIGTERM) would hold the stop for ever. */
 static void daemon_on_signal(struct loop *l, int fd, int events, void *arg)
 {
     struct daemon *d = arg;
@@ -203,7 +238,14 @@ static void daemon_on_signal(struct loop *l, int fd, int events, void *arg)
         return;
     }
     if (d->drain_until != 0) {
-        log_info("shutting down at once");
+        int killed = daemon_kill_sessions(d);
+
+        if (killed > 0) {
+            log_info("shutting down at once; %d session%s killed", killed,
+                     killed == 1 ? "" : "s");
+        } else {
+            log_info("shutting down at once");
+        }
         loop_stop(l);
         return;
     }

@@ -24,7 +24,6 @@
  *
  * Usage: rdp-clip-client PORT USER PASSWORD
  */
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,59 +32,20 @@
 
 #include <freerdp/channels/channels.h>
 #include <freerdp/freerdp.h>
-#include <freerdp/settings.h>
-#include <freerdp/update.h>
-#include <winpr/crypto.h>
-#include <winpr/synch.h>
+
+#include "rdp_test.h"
+#include "rdp_test_client.h"
 
 #define CC_MSG_MAX (1024 * 1024)
-#define CC_FILE_MAX (8 * 1024 * 1024)
-#define CC_RANGE 65536
-#define CC_FD_SIZE 592 /* a FILEDESCRIPTORW */
-#define CC_STREAM_SIZE 1
-#define CC_STREAM_RANGE 2
 #define CC_STREAM_UNOFFERED 85
 #define CC_STREAM_PAST_END 102
 
-static uint8_t cc_msg[CC_MSG_MAX];
-static size_t cc_len, cc_total;
+static uint8_t cc_buf[CC_MSG_MAX];
+static struct rt_msg cc_msg = {cc_buf, CC_MSG_MAX, 0, 0};
 static uint32_t cc_fgd;
 static bool cc_asked_fgd, cc_over;
-static char cc_fname[261];
-static uint64_t cc_fsize;
-static uint8_t *cc_file;
-static size_t cc_got;
-static unsigned cc_ranges;
+static struct rt_clip_read cc_read;
 static struct timespec cc_at; /* when it was over */
-
-static void cc_put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void cc_put32(uint8_t *p, uint32_t v)
-{
-    cc_put16(p, (uint16_t)v);
-    cc_put16(p + 2, (uint16_t)(v >> 16));
-}
-
-static uint32_t cc_get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
-}
-
-static void cc_say(const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    putchar('\n');
-    fflush(stdout);
-}
 
 static void cc_end(void)
 {
@@ -101,9 +61,9 @@ static BOOL cc_send(freerdp *inst, uint16_t type, uint16_t flags,
     if (n > 64) {
         return FALSE;
     }
-    cc_put16(b, type);
-    cc_put16(b + 2, flags);
-    cc_put32(b + 4, (uint32_t)n);
+    rt_put16(b, type);
+    rt_put16(b + 2, flags);
+    rt_put32(b + 4, (uint32_t)n);
     if (n > 0) {
         memcpy(b + 8, data, n);
     }
@@ -116,50 +76,21 @@ static BOOL cc_contents(freerdp *inst, uint32_t stream, uint32_t index,
 {
     uint8_t b[24];
 
-    cc_put32(b, stream);
-    cc_put32(b + 4, index);
-    cc_put32(b + 8, flags);
-    cc_put32(b + 12, (uint32_t)pos);
-    cc_put32(b + 16, (uint32_t)(pos >> 32));
-    cc_put32(b + 20, want);
+    rt_clip_contents_req(b, stream, index, flags, pos, want);
     return cc_send(inst, 8, 0, b, sizeof(b));
 }
 
 static void cc_next_range(freerdp *inst)
 {
-    BYTE md[32];
-    char hex[65];
-    uint64_t left = cc_fsize - cc_got;
+    uint8_t req[24];
+    char line[512];
 
-    if (left > 0) {
-        (void)cc_contents(inst, CC_STREAM_RANGE, 0, 2, cc_got,
-                          left < CC_RANGE ? (uint32_t)left : CC_RANGE);
+    if (rt_clip_read_next(&cc_read, req, line, sizeof(line))) {
+        (void)cc_send(inst, 8, 0, req, sizeof(req));
         return;
     }
-    if (!winpr_Digest(WINPR_MD_SHA256, cc_file, cc_got, md, sizeof(md))) {
-        memset(md, 0, sizeof(md));
-    }
-    for (size_t i = 0; i < sizeof(md); i++) {
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    }
-    cc_say("file %s %zu %s %u", cc_fname, cc_got, hex, cc_ranges);
+    rtc_say("%s", line);
     cc_end();
-}
-
-/* Whether the UTF-16LE string p (n bytes) is the ASCII string s. */
-static bool cc_is16(const uint8_t *p, size_t n, const char *s)
-{
-    size_t k = strlen(s);
-
-    if (n != 2 * k) {
-        return false;
-    }
-    for (size_t i = 0; i < k; i++) {
-        if (p[2 * i] != (uint8_t)s[i] || p[2 * i + 1] != 0) {
-            return false;
-        }
-    }
-    return true;
 }
 
 static void cc_formats(freerdp *inst, const uint8_t *m, size_t n)
@@ -171,7 +102,7 @@ static void cc_formats(freerdp *inst, const uint8_t *m, size_t n)
     cc_fgd = 0;
     o += (size_t)snprintf(line, sizeof(line), "formats ");
     while (off + 4 <= n && o < sizeof(line) - 64) {
-        uint32_t f = cc_get32(m + off);
+        uint32_t f = rt_get32(m + off);
 
         off += 4;
         start = off;
@@ -185,46 +116,35 @@ static void cc_formats(freerdp *inst, const uint8_t *m, size_t n)
                 m[i] >= 0x20 && m[i] < 0x7f && !m[i + 1] ? (char)m[i] : '?';
         }
         line[o] = '\0';
-        if (cc_is16(m + start, off - start, "FileGroupDescriptorW")) {
+        if (rt_is16(m + start, off - start, "FileGroupDescriptorW")) {
             cc_fgd = f;
         }
         off += 2;
     }
-    cc_say("%s", line);
+    rtc_say("%s", line);
     (void)cc_send(inst, 3, 1, NULL, 0);
     if (cc_fgd == 0) {
         cc_end();
         return;
     }
     cc_asked_fgd = true;
-    cc_put32(b, cc_fgd);
+    rt_put32(b, cc_fgd);
     (void)cc_send(inst, 4, 0, b, 4);
 }
 
 static void cc_descriptor(freerdp *inst, const uint8_t *m, size_t n)
 {
     uint32_t count;
-    size_t i;
 
-    if (n < 4 || (count = cc_get32(m)) == 0 || (n - 4) / CC_FD_SIZE < count) {
-        cc_say("files bad");
+    if (!rt_clip_file_list(m, n, &count, cc_read.name, &cc_read.size)) {
+        rtc_say("files bad");
         cc_end();
         return;
     }
-    m += 4;
-    for (i = 0; i < 260; i++) {
-        uint16_t u = (uint16_t)(m[72 + 2 * i] | (m[73 + 2 * i] << 8));
-
-        if (u == 0) {
-            break;
-        }
-        cc_fname[i] = u >= 0x20 && u < 0x7f ? (char)u : '?';
-    }
-    cc_fname[i] = '\0';
-    cc_fsize = ((uint64_t)cc_get32(m + 64) << 32) | cc_get32(m + 68);
-    cc_say("files %u %s %llu", count, cc_fname, (unsigned long long)cc_fsize);
+    rtc_say("files %u %s %llu", count, cc_read.name,
+            (unsigned long long)cc_read.size);
     (void)cc_contents(inst, CC_STREAM_PAST_END, count, 1, 0, 8);
-    (void)cc_contents(inst, CC_STREAM_SIZE, 0, 1, 0, 8);
+    (void)cc_contents(inst, RT_CLIP_STREAM_SIZE, 0, 1, 0, 8);
 }
 
 static void cc_contents_response(freerdp *inst, uint16_t flags,
@@ -236,26 +156,22 @@ static void cc_contents_response(freerdp *inst, uint16_t flags,
     if (n < 4) {
         return;
     }
-    stream = cc_get32(m);
+    stream = rt_get32(m);
     m += 4;
     n -= 4;
-    if (stream == CC_STREAM_SIZE && (flags & 1) && n == 8) {
-        size = ((uint64_t)cc_get32(m + 4) << 32) | cc_get32(m);
-        if (size != cc_fsize || size > CC_FILE_MAX ||
-            (cc_file = malloc(size > 0 ? size : 1)) == NULL) {
-            cc_say("size %llu", (unsigned long long)size);
+    if (stream == RT_CLIP_STREAM_SIZE && (flags & 1) && n == 8) {
+        size = ((uint64_t)rt_get32(m + 4) << 32) | rt_get32(m);
+        if (!rt_clip_read_start(&cc_read, size)) {
+            rtc_say("size %llu", (unsigned long long)size);
             cc_end();
             return;
         }
         cc_next_range(inst);
-    } else if (stream == CC_STREAM_RANGE && (flags & 1) && cc_file != NULL &&
-               n > 0 && n <= cc_fsize - cc_got) {
-        memcpy(cc_file + cc_got, m, n);
-        cc_got += n;
-        cc_ranges++;
+    } else if (stream == RT_CLIP_STREAM_RANGE && (flags & 1) &&
+               rt_clip_read_range(&cc_read, m, n)) {
         cc_next_range(inst);
     } else {
-        cc_say("contents %u %s %zu", stream, (flags & 1) ? "ok" : "fail", n);
+        rtc_say("contents %u %s %zu", stream, (flags & 1) ? "ok" : "fail", n);
     }
 }
 
@@ -265,20 +181,20 @@ static void cc_pdu(freerdp *inst, const uint8_t *m, size_t len)
     uint32_t dlen;
     uint8_t caps[16];
 
-    if (len < 8 || (dlen = cc_get32(m + 4)) > len - 8) {
+    if (len < 8 || (dlen = rt_get32(m + 4)) > len - 8) {
         return;
     }
-    type = (uint16_t)(m[0] | (m[1] << 8));
-    flags = (uint16_t)(m[2] | (m[3] << 8));
+    type = rt_get16(m);
+    flags = rt_get16(m + 2);
     m += 8;
     switch (type) {
     case 1: /* Monitor Ready: our capabilities, an empty list, the probe */
-        cc_put16(caps, 1);
-        cc_put16(caps + 2, 0);
-        cc_put16(caps + 4, 1);
-        cc_put16(caps + 6, 12);
-        cc_put32(caps + 8, 2);
-        cc_put32(caps + 12, 0x02 | 0x04); /* long names, file streams */
+        rt_put16(caps, 1);
+        rt_put16(caps + 2, 0);
+        rt_put16(caps + 4, 1);
+        rt_put16(caps + 6, 12);
+        rt_put32(caps + 8, 2);
+        rt_put32(caps + 12, 0x02 | 0x04); /* long names, file streams */
         (void)cc_send(inst, 7, 0, caps, sizeof(caps));
         (void)cc_send(inst, 2, 0, NULL, 0);
         (void)cc_contents(inst, CC_STREAM_UNOFFERED, 0, 1, 0, 8);
@@ -292,7 +208,7 @@ static void cc_pdu(freerdp *inst, const uint8_t *m, size_t len)
             if (flags & 1) {
                 cc_descriptor(inst, m, dlen);
             } else {
-                cc_say("files fail");
+                rtc_say("files fail");
                 cc_end();
             }
         }
@@ -308,111 +224,45 @@ static void cc_pdu(freerdp *inst, const uint8_t *m, size_t len)
 static BOOL cc_channel(freerdp *inst, UINT16 id, const BYTE *data, size_t size,
                        UINT32 flags, size_t total)
 {
-    if (id != freerdp_channels_get_id_by_name(inst, "cliprdr")) {
-        return TRUE;
-    }
-    if (flags & CHANNEL_FLAG_FIRST) {
-        cc_len = 0;
-        cc_total = total <= CC_MSG_MAX ? total : 0;
-    }
-    if (cc_total == 0 || size > cc_total - cc_len) {
-        cc_total = 0;
-        return TRUE;
-    }
-    memcpy(cc_msg + cc_len, data, size);
-    cc_len += size;
-    if ((flags & CHANNEL_FLAG_LAST) && cc_len == cc_total) {
-        cc_pdu(inst, cc_msg, cc_len);
-        cc_total = 0;
+    if (id == freerdp_channels_get_id_by_name(inst, "cliprdr") &&
+        rt_msg_add(&cc_msg, data, size, flags, total)) {
+        cc_pdu(inst, cc_msg.b, cc_msg.len);
     }
     return TRUE;
 }
 
 static BOOL cc_pre(freerdp *inst)
 {
-    rdpSettings *s = inst->settings;
-    CHANNEL_DEF *d;
-
-    if (s->ChannelDefArray == NULL || s->ChannelDefArraySize < 1) {
-        return FALSE;
-    }
-    d = &s->ChannelDefArray[0];
-    memset(d, 0, sizeof(*d));
-    strcpy(d->name, "cliprdr");
-    d->options = CHANNEL_OPTION_INITIALIZED | CHANNEL_OPTION_ENCRYPT_RDP |
-                 CHANNEL_OPTION_COMPRESS_RDP | CHANNEL_OPTION_SHOW_PROTOCOL;
-    s->ChannelCount = 1;
-    return TRUE;
+    return rtc_channel(inst, "cliprdr",
+                       CHANNEL_OPTION_ENCRYPT_RDP |
+                           CHANNEL_OPTION_COMPRESS_RDP |
+                           CHANNEL_OPTION_SHOW_PROTOCOL);
 }
 
-static double cc_since(const struct timespec *t)
+/* 3 s after it was over, or 40 s after the start. */
+static int cc_tick(const struct timespec *start)
 {
-    struct timespec now;
-
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - t->tv_sec) +
-           (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+    return (cc_over && rt_since(&cc_at) > 3.0) || rt_since(start) > 40.0;
 }
 
 int main(int argc, char **argv)
 {
     freerdp *inst;
-    rdpSettings *s;
-    HANDLE h[64];
-    DWORD n;
-    struct timespec start;
 
     if (argc != 4) {
         fprintf(stderr, "usage: rdp-clip-client PORT USER PASSWORD\n");
         return 2;
     }
-    if ((inst = freerdp_new()) == NULL) {
+    inst =
+        rtc_new(argv[1], argv[2], argv[3], 800, 600, cc_pre, NULL, cc_channel);
+    if (inst == NULL) {
         return 1;
     }
-    inst->PreConnect = cc_pre;
-    inst->ReceiveChannelData = cc_channel;
-    if (!freerdp_context_new(inst)) {
+    if (rtc_run(inst, cc_tick) < 0) {
         return 1;
     }
-    s = inst->settings;
-    if (!freerdp_settings_set_string(s, FreeRDP_ServerHostname, "127.0.0.1") ||
-        !freerdp_settings_set_uint32(s, FreeRDP_ServerPort,
-                                     (UINT32)atoi(argv[1])) ||
-        !freerdp_settings_set_string(s, FreeRDP_Username, argv[2]) ||
-        !freerdp_settings_set_string(s, FreeRDP_Password, argv[3]) ||
-        !freerdp_settings_set_bool(s, FreeRDP_IgnoreCertificate, TRUE) ||
-        !freerdp_settings_set_bool(s, FreeRDP_NlaSecurity, TRUE) ||
-        !freerdp_settings_set_bool(s, FreeRDP_TlsSecurity, FALSE) ||
-        !freerdp_settings_set_bool(s, FreeRDP_RdpSecurity, FALSE) ||
-        !freerdp_settings_set_uint32(s, FreeRDP_DesktopWidth, 800) ||
-        !freerdp_settings_set_uint32(s, FreeRDP_DesktopHeight, 600) ||
-        !freerdp_settings_set_uint32(s, FreeRDP_ColorDepth, 32) ||
-        !freerdp_settings_set_bool(s, FreeRDP_SupportDynamicChannels, FALSE) ||
-        !freerdp_settings_set_bool(s, FreeRDP_CompressionEnabled, FALSE) ||
-        !freerdp_settings_set_bool(s, FreeRDP_AutoReconnectionEnabled, FALSE)) {
-        return 1;
-    }
-    if (!freerdp_connect(inst)) {
-        cc_say("ended");
-        return 1;
-    }
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    for (;;) {
-        n = freerdp_get_event_handles(inst->context, h, 64);
-        if (n == 0 || WaitForMultipleObjects(n, h, FALSE, 100) == WAIT_FAILED ||
-            !freerdp_check_event_handles(inst->context) ||
-            freerdp_shall_disconnect(inst)) {
-            cc_say("ended");
-            return 1;
-        }
-        if ((cc_over && cc_since(&cc_at) > 3.0) || cc_since(&start) > 40.0) {
-            break;
-        }
-    }
-    cc_say(cc_over ? "done" : "timeout");
-    freerdp_disconnect(inst);
-    freerdp_context_free(inst);
-    freerdp_free(inst);
-    free(cc_file);
+    rtc_say(cc_over ? "done" : "timeout");
+    rtc_free(inst);
+    free(cc_read.file);
     return 0;
 }

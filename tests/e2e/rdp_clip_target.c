@@ -51,34 +51,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <freerdp/channels/wtsvc.h>
 #include <freerdp/freerdp.h>
 #include <freerdp/peer.h>
-#include <freerdp/settings.h>
-#include <winpr/crypto.h>
-#include <winpr/ssl.h>
-#include <winpr/synch.h>
 
+#include "rdp_test.h"
 #include "rdp_test_server.h"
 
 #define CT_MSG_MAX (1024 * 1024)
-#define CT_FILE_MAX (8 * 1024 * 1024)
-#define CT_RANGE 65536
-#define CT_FD_SIZE 592 /* a FILEDESCRIPTORW */
-#define CT_STREAM_SIZE 1
-#define CT_STREAM_RANGE 2
 #define CT_STREAM_UNOFFERED 85
 #define CT_STREAM_PAST_END 102
 #define CT_OFFER_FGD 0xc0a0 /* our FileGroupDescriptorW (FileContents next) */
 
-static FILE *ct_out;
 static const char *ct_text;
 static long ct_flood;
 static UINT16 ct_clip;
-static uint8_t ct_msg[CT_MSG_MAX];
-static size_t ct_len, ct_total;
+static uint8_t ct_buf[CT_MSG_MAX];
+static struct rt_msg ct_msg = {ct_buf, CT_MSG_MAX, 0, 0};
 static bool ct_hostile;
 /* CT_OFFER_FILE: a file offered on the target's clipboard, its size */
 static const char *ct_offer;
@@ -87,41 +77,19 @@ static uint64_t ct_offer_size;
  * file's name and size, and what was read of it */
 static uint32_t ct_fgd;
 static bool ct_asked_fgd;
-static char ct_fname[261];
-static uint64_t ct_fsize;
-static uint8_t *ct_file;
-static size_t ct_got;
-static unsigned ct_ranges;
-
-static void ct_put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void ct_put32(uint8_t *p, uint32_t v)
-{
-    ct_put16(p, (uint16_t)v);
-    ct_put16(p + 2, (uint16_t)(v >> 16));
-}
-
-static uint32_t ct_get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
-}
+static struct rt_clip_read ct_read;
 
 static BOOL ct_send(freerdp_peer *peer, uint16_t type, uint16_t flags,
                     const uint8_t *data, size_t n)
 {
-    static uint8_t b[8 + 4 + CT_RANGE]; /* a range and its stream ID */
+    static uint8_t b[8 + 4 + RT_CLIP_RANGE]; /* a range and its stream ID */
 
-    if (n > 4 + CT_RANGE) {
+    if (n > 4 + RT_CLIP_RANGE) {
         return FALSE;
     }
-    ct_put16(b, type);
-    ct_put16(b + 2, flags);
-    ct_put32(b + 4, (uint32_t)n);
+    rt_put16(b, type);
+    rt_put16(b + 2, flags);
+    rt_put32(b + 4, (uint32_t)n);
     if (n > 0) {
         memcpy(b + 8, data, n);
     }
@@ -137,7 +105,7 @@ static void ct_print16(const uint8_t *p, size_t n)
         if (u == 0) {
             break;
         }
-        fputc(u >= 0x20 && u < 0x7f ? (int)u : '?', ct_out);
+        fputc(u >= 0x20 && u < 0x7f ? (int)u : '?', rts_out);
     }
 }
 
@@ -147,7 +115,7 @@ static size_t ct_put_str16(uint8_t *p, const char *s)
     size_t n = 0;
 
     do {
-        ct_put16(p + n, (uint16_t)(unsigned char)*s);
+        rt_put16(p + n, (uint16_t)(unsigned char)*s);
         n += 2;
     } while (*s++ != '\0');
     return n;
@@ -156,19 +124,19 @@ static size_t ct_put_str16(uint8_t *p, const char *s)
 /* CT_OFFER_FILE: the file list (one FILEDESCRIPTORW) asked for. */
 static void ct_offer_list(freerdp_peer *peer)
 {
-    static uint8_t b[4 + CT_FD_SIZE];
+    static uint8_t b[4 + RT_CLIP_FD_SIZE];
     const char *name =
         strrchr(ct_offer, '/') ? strrchr(ct_offer, '/') + 1 : ct_offer;
     size_t i;
 
     memset(b, 0, sizeof(b));
-    ct_put32(b, 1);
-    ct_put32(b + 4, 0x44);      /* FD_ATTRIBUTES | FD_FILESIZE */
-    ct_put32(b + 4 + 36, 0x80); /* FILE_ATTRIBUTE_NORMAL */
-    ct_put32(b + 4 + 64, (uint32_t)(ct_offer_size >> 32));
-    ct_put32(b + 4 + 68, (uint32_t)ct_offer_size);
+    rt_put32(b, 1);
+    rt_put32(b + 4, 0x44);      /* FD_ATTRIBUTES | FD_FILESIZE */
+    rt_put32(b + 4 + 36, 0x80); /* FILE_ATTRIBUTE_NORMAL */
+    rt_put32(b + 4 + 64, (uint32_t)(ct_offer_size >> 32));
+    rt_put32(b + 4 + 68, (uint32_t)ct_offer_size);
     for (i = 0; name[i] != '\0' && i < 259; i++) {
-        ct_put16(b + 4 + 72 + 2 * i, (uint16_t)(unsigned char)name[i]);
+        rt_put16(b + 4 + 72 + 2 * i, (uint16_t)(unsigned char)name[i]);
     }
     (void)ct_send(peer, 5, 1, b, sizeof(b));
 }
@@ -176,7 +144,7 @@ static void ct_offer_list(freerdp_peer *peer)
 /* CT_OFFER_FILE: a File Contents Request for it (the first file). */
 static void ct_offer_contents(freerdp_peer *peer, const uint8_t *m, size_t n)
 {
-    static uint8_t b[4 + CT_RANGE];
+    static uint8_t b[4 + RT_CLIP_RANGE];
     uint32_t stream, index, flags, want;
     uint64_t pos;
     FILE *f;
@@ -185,22 +153,23 @@ static void ct_offer_contents(freerdp_peer *peer, const uint8_t *m, size_t n)
     if (ct_offer == NULL || n < 24) {
         return;
     }
-    stream = ct_get32(m);
-    index = ct_get32(m + 4);
-    flags = ct_get32(m + 8);
-    pos = ((uint64_t)ct_get32(m + 16) << 32) | ct_get32(m + 12);
-    want = ct_get32(m + 20);
-    fprintf(ct_out, "asked %u %u %u\n", stream, index, flags);
-    ct_put32(b, stream);
+    stream = rt_get32(m);
+    index = rt_get32(m + 4);
+    flags = rt_get32(m + 8);
+    pos = ((uint64_t)rt_get32(m + 16) << 32) | rt_get32(m + 12);
+    want = rt_get32(m + 20);
+    rts_say("asked %u %u %u", stream, index, flags);
+    rt_put32(b, stream);
     if (index != 0) {
         (void)ct_send(peer, 9, 2, b, 4);
     } else if (flags & 1) {
-        ct_put32(b + 4, (uint32_t)ct_offer_size);
-        ct_put32(b + 8, (uint32_t)(ct_offer_size >> 32));
+        rt_put32(b + 4, (uint32_t)ct_offer_size);
+        rt_put32(b + 8, (uint32_t)(ct_offer_size >> 32));
         (void)ct_send(peer, 9, 1, b, 12);
     } else if ((f = fopen(ct_offer, "rb")) != NULL) {
         if (fseeko(f, (off_t)pos, SEEK_SET) == 0) {
-            got = fread(b + 4, 1, want < CT_RANGE ? want : CT_RANGE, f);
+            got =
+                fread(b + 4, 1, want < RT_CLIP_RANGE ? want : RT_CLIP_RANGE, f);
         }
         fclose(f);
         (void)ct_send(peer, 9, 1, b, 4 + got);
@@ -209,56 +178,27 @@ static void ct_offer_contents(freerdp_peer *peer, const uint8_t *m, size_t n)
     }
 }
 
-/* Whether the UTF-16LE string p (n bytes) is the ASCII string s. */
-static bool ct_is16(const uint8_t *p, size_t n, const char *s)
-{
-    size_t k = strlen(s);
-
-    if (n != 2 * k) {
-        return false;
-    }
-    for (size_t i = 0; i < k; i++) {
-        if (p[2 * i] != (uint8_t)s[i] || p[2 * i + 1] != 0) {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* A File Contents Request: flags 1 (size) or 2 (range). */
 static BOOL ct_contents(freerdp_peer *peer, uint32_t stream, uint32_t index,
                         uint32_t flags, uint64_t pos, uint32_t want)
 {
     uint8_t b[24];
 
-    ct_put32(b, stream);
-    ct_put32(b + 4, index);
-    ct_put32(b + 8, flags);
-    ct_put32(b + 12, (uint32_t)pos);
-    ct_put32(b + 16, (uint32_t)(pos >> 32));
-    ct_put32(b + 20, want);
+    rt_clip_contents_req(b, stream, index, flags, pos, want);
     return ct_send(peer, 8, 0, b, sizeof(b));
 }
 
 /* The next range of the file, or its line once whole. */
 static void ct_next_range(freerdp_peer *peer)
 {
-    BYTE md[32];
-    uint64_t left = ct_fsize - ct_got;
+    uint8_t req[24];
+    char line[512];
 
-    if (left > 0) {
-        (void)ct_contents(peer, CT_STREAM_RANGE, 0, 2, ct_got,
-                          left < CT_RANGE ? (uint32_t)left : CT_RANGE);
+    if (rt_clip_read_next(&ct_read, req, line, sizeof(line))) {
+        (void)ct_send(peer, 8, 0, req, sizeof(req));
         return;
     }
-    if (!winpr_Digest(WINPR_MD_SHA256, ct_file, ct_got, md, sizeof(md))) {
-        memset(md, 0, sizeof(md));
-    }
-    fprintf(ct_out, "file %s %zu ", ct_fname, ct_got);
-    for (size_t i = 0; i < sizeof(md); i++) {
-        fprintf(ct_out, "%02x", md[i]);
-    }
-    fprintf(ct_out, " %u\n", ct_ranges);
+    rts_say("%s", line);
 }
 
 /* The client's file list (a FILEDESCRIPTORW array): the first file's
@@ -266,29 +206,17 @@ static void ct_next_range(freerdp_peer *peer)
 static void ct_descriptor(freerdp_peer *peer, const uint8_t *m, size_t n)
 {
     uint32_t count;
-    size_t i;
 
-    if (n < 4 || (count = ct_get32(m)) == 0 || (n - 4) / CT_FD_SIZE < count) {
-        fprintf(ct_out, "files bad\n");
+    if (!rt_clip_file_list(m, n, &count, ct_read.name, &ct_read.size)) {
+        rts_say("files bad");
         return;
     }
-    m += 4;
-    for (i = 0; i + 1 < sizeof(ct_fname) && i < 260; i++) {
-        uint16_t u = (uint16_t)(m[72 + 2 * i] | (m[73 + 2 * i] << 8));
-
-        if (u == 0) {
-            break;
-        }
-        ct_fname[i] = u >= 0x20 && u < 0x7f ? (char)u : '?';
-    }
-    ct_fname[i] = '\0';
-    ct_fsize = ((uint64_t)ct_get32(m + 64) << 32) | ct_get32(m + 68);
-    fprintf(ct_out, "files %u %s %llu\n", count, ct_fname,
-            (unsigned long long)ct_fsize);
+    rts_say("files %u %s %llu", count, ct_read.name,
+            (unsigned long long)ct_read.size);
     if (ct_hostile) {
         (void)ct_contents(peer, CT_STREAM_PAST_END, count, 1, 0, 8);
     }
-    (void)ct_contents(peer, CT_STREAM_SIZE, 0, 1, 0, 8);
+    (void)ct_contents(peer, RT_CLIP_STREAM_SIZE, 0, 1, 0, 8);
 }
 
 /* A File Contents Response. */
@@ -299,34 +227,23 @@ static void ct_contents_response(freerdp_peer *peer, uint16_t flags,
     uint64_t size;
 
     if (n < 4) {
-        fprintf(ct_out, "contents bad\n");
+        rts_say("contents bad");
         return;
     }
-    stream = ct_get32(m);
+    stream = rt_get32(m);
     m += 4;
     n -= 4;
-    if (stream == CT_STREAM_SIZE && (flags & 1) && n == 8) {
-        size = ((uint64_t)ct_get32(m + 4) << 32) | ct_get32(m);
-        fprintf(ct_out, "size %llu\n", (unsigned long long)size);
-        if (size != ct_fsize || size > CT_FILE_MAX) {
-            return;
-        }
-        free(ct_file);
-        ct_file = malloc(size > 0 ? size : 1);
-        ct_got = 0;
-        ct_ranges = 0;
-        if (ct_file != NULL) {
+    if (stream == RT_CLIP_STREAM_SIZE && (flags & 1) && n == 8) {
+        size = ((uint64_t)rt_get32(m + 4) << 32) | rt_get32(m);
+        rts_say("size %llu", (unsigned long long)size);
+        if (rt_clip_read_start(&ct_read, size)) {
             ct_next_range(peer);
         }
-    } else if (stream == CT_STREAM_RANGE && (flags & 1) && ct_file != NULL &&
-               n > 0 && n <= ct_fsize - ct_got) {
-        memcpy(ct_file + ct_got, m, n);
-        ct_got += n;
-        ct_ranges++;
+    } else if (stream == RT_CLIP_STREAM_RANGE && (flags & 1) &&
+               rt_clip_read_range(&ct_read, m, n)) {
         ct_next_range(peer);
     } else {
-        fprintf(ct_out, "contents %u %s %zu\n", stream,
-                (flags & 1) ? "ok" : "fail", n);
+        rts_say("contents %u %s %zu", stream, (flags & 1) ? "ok" : "fail", n);
     }
 }
 
@@ -342,46 +259,46 @@ static void ct_pdu(freerdp_peer *peer, const uint8_t *m, size_t len)
     }
     type = (uint16_t)(m[0] | (m[1] << 8));
     flags = (uint16_t)(m[2] | (m[3] << 8));
-    dlen = ct_get32(m + 4);
+    dlen = rt_get32(m + 4);
     if (dlen > len - 8) {
         return;
     }
     m += 8;
     switch (type) {
     case 7: /* the client's capabilities: our own list, if any */
-        fprintf(ct_out, "pdu 7\n");
+        rts_say("pdu 7");
         n = 0;
         memset(b, 0, 4);
         while ((long)n < ct_flood && ct_send(peer, n % 2 ? 0x63 : 1, 0, b, 4)) {
             n++;
         }
         if (ct_flood > 0) {
-            fprintf(ct_out, "flooded %zu\n", n);
+            rts_say("flooded %zu", n);
         }
         if (ct_hostile) {
             (void)ct_contents(peer, CT_STREAM_UNOFFERED, 0, 1, 0, 8);
         }
         if (ct_text != NULL) {
-            ct_put32(b, 13);
-            ct_put16(b + 4, 0);
+            rt_put32(b, 13);
+            rt_put16(b + 4, 0);
             (void)ct_send(peer, 2, 0, b, 6);
         } else if (ct_offer != NULL) {
             n = 0;
-            ct_put32(b, CT_OFFER_FGD);
+            rt_put32(b, CT_OFFER_FGD);
             n = 4 + ct_put_str16(b + 4, "FileGroupDescriptorW");
-            ct_put32(b + n, CT_OFFER_FGD + 1);
+            rt_put32(b + n, CT_OFFER_FGD + 1);
             n += 4;
             n += ct_put_str16(b + n, "FileContents");
             (void)ct_send(peer, 2, 0, b, n);
         }
         break;
     case 2: /* Format List: said, answered, files or text asked for */
-        fprintf(ct_out, "formats ");
+        fprintf(rts_out, "formats ");
         off = 0;
         id = 0;
         ct_fgd = 0;
         while (off + 4 <= dlen) {
-            uint32_t f = ct_get32(m + off);
+            uint32_t f = rt_get32(m + off);
             size_t start;
 
             off += 4;
@@ -389,9 +306,9 @@ static void ct_pdu(freerdp_peer *peer, const uint8_t *m, size_t len)
             while (off + 1 < dlen && (m[off] | m[off + 1]) != 0) {
                 off += 2;
             }
-            fprintf(ct_out, "%s%u:", id++ ? "," : "", f);
+            fprintf(rts_out, "%s%u:", id++ ? "," : "", f);
             ct_print16(m + start, off - start);
-            if (ct_is16(m + start, off - start, "FileGroupDescriptorW")) {
+            if (rt_is16(m + start, off - start, "FileGroupDescriptorW")) {
                 ct_fgd = f;
             }
             off += 2;
@@ -399,14 +316,14 @@ static void ct_pdu(freerdp_peer *peer, const uint8_t *m, size_t len)
                 id |= 0x80000000u;
             }
         }
-        fprintf(ct_out, "\n");
+        fputc('\n', rts_out);
         (void)ct_send(peer, 3, 1, NULL, 0);
         ct_asked_fgd = ct_fgd != 0;
         if (ct_asked_fgd) {
-            ct_put32(b, ct_fgd);
+            rt_put32(b, ct_fgd);
             (void)ct_send(peer, 4, 0, b, 4);
         } else if (id & 0x80000000u) {
-            ct_put32(b, 13);
+            rt_put32(b, 13);
             (void)ct_send(peer, 4, 0, b, 4);
         }
         break;
@@ -416,63 +333,50 @@ static void ct_pdu(freerdp_peer *peer, const uint8_t *m, size_t len)
             if (flags & 1) {
                 ct_descriptor(peer, m, dlen);
             } else {
-                fprintf(ct_out, "files fail\n");
+                rts_say("files fail");
             }
         } else if (flags & 1) {
-            fprintf(ct_out, "text ");
+            fprintf(rts_out, "text ");
             ct_print16(m, dlen);
-            fprintf(ct_out, "\n");
+            fputc('\n', rts_out);
         } else {
-            fprintf(ct_out, "pdu 5 fail\n");
+            rts_say("pdu 5 fail");
         }
         break;
     case 4: /* the client asks for our text, or our file list */
-        fprintf(ct_out, "pdu 4\n");
-        if (ct_offer != NULL && dlen == 4 && ct_get32(m) == CT_OFFER_FGD) {
+        rts_say("pdu 4");
+        if (ct_offer != NULL && dlen == 4 && rt_get32(m) == CT_OFFER_FGD) {
             ct_offer_list(peer);
             break;
         }
         n = 0;
         for (const char *t = ct_text ? ct_text : ""; *t && n + 4 < sizeof(b);
              t++) {
-            ct_put16(b + n, (uint16_t)(unsigned char)*t);
+            rt_put16(b + n, (uint16_t)(unsigned char)*t);
             n += 2;
         }
-        ct_put16(b + n, 0);
+        rt_put16(b + n, 0);
         (void)ct_send(peer, 5, ct_text ? 1 : 2, b, ct_text ? n + 2 : 0);
         break;
     case 8: /* File Contents Request: our file's size or bytes */
-        fprintf(ct_out, "pdu 8\n");
+        rts_say("pdu 8");
         ct_offer_contents(peer, m, dlen);
         break;
     case 9: /* File Contents Response */
         ct_contents_response(peer, flags, m, dlen);
         break;
     default:
-        fprintf(ct_out, "pdu %u\n", type);
+        rts_say("pdu %u", type);
     }
-    fflush(ct_out);
+    fflush(rts_out);
 }
 
 static BOOL ct_channel(freerdp_peer *peer, UINT16 id, const BYTE *data,
                        size_t size, UINT32 flags, size_t total)
 {
-    if (id != ct_clip || ct_clip == 0) {
-        return TRUE;
-    }
-    if (flags & CHANNEL_FLAG_FIRST) {
-        ct_len = 0;
-        ct_total = total <= CT_MSG_MAX ? total : 0;
-    }
-    if (ct_total == 0 || size > ct_total - ct_len) {
-        ct_total = 0;
-        return TRUE;
-    }
-    memcpy(ct_msg + ct_len, data, size);
-    ct_len += size;
-    if ((flags & CHANNEL_FLAG_LAST) && ct_len == ct_total) {
-        ct_pdu(peer, ct_msg, ct_len);
-        ct_total = 0;
+    if (id == ct_clip && ct_clip != 0 &&
+        rt_msg_add(&ct_msg, data, size, flags, total)) {
+        ct_pdu(peer, ct_msg.b, ct_msg.len);
     }
     return TRUE;
 }
@@ -484,51 +388,40 @@ static BOOL ct_activate(freerdp_peer *peer)
 
     ct_clip = WTSChannelGetId(peer, "cliprdr");
     if (ct_clip == 0) {
-        fprintf(ct_out, "no-cliprdr\n");
-        fflush(ct_out);
+        rts_say("no-cliprdr");
         return TRUE;
     }
-    fprintf(ct_out, "joined\n");
-    fflush(ct_out);
-    ct_put16(caps, 1);      /* one set */
-    ct_put16(caps + 2, 0);  /* pad */
-    ct_put16(caps + 4, 1);  /* general */
-    ct_put16(caps + 6, 12); /* its length */
-    ct_put32(caps + 8, 2);  /* version */
-    ct_put32(caps + 12, 0x02 | 0x04);
+    rts_say("joined");
+    rt_put16(caps, 1);      /* one set */
+    rt_put16(caps + 2, 0);  /* pad */
+    rt_put16(caps + 4, 1);  /* general */
+    rt_put16(caps + 6, 12); /* its length */
+    rt_put32(caps + 8, 2);  /* version */
+    rt_put32(caps + 12, 0x02 | 0x04);
     return ct_send(peer, 7, 0, caps, sizeof(caps)) &&
            ct_send(peer, 1, 0, NULL, 0);
 }
 
-static void ct_serve(int fd, const char *cert, const char *key)
+static void ct_serve(freerdp_peer *peer)
 {
-    freerdp_peer *peer = rts_peer(fd, cert, key);
-
-    if (peer == NULL) {
-        return;
-    }
     ct_clip = 0;
-    ct_total = 0;
+    ct_msg.total = 0;
     ct_asked_fgd = false;
-    free(ct_file);
-    ct_file = NULL;
+    free(ct_read.file);
+    ct_read.file = NULL;
     peer->Activate = ct_activate;
     peer->ReceiveChannelData = ct_channel;
     rts_run(peer, NULL);
-    rts_peer_free(peer);
 }
 
 int main(int argc, char **argv)
 {
-    int ls;
-
     if (argc < 5) {
         fprintf(stderr,
                 "usage: rdp-clip-target PORT CERT KEY OUTFILE [TEXT]\n");
         return 2;
     }
-    if ((ct_out = fopen(argv[4], "a")) == NULL) {
-        perror(argv[4]);
+    if (!rts_open_out(argv[4])) {
         return 1;
     }
     ct_text = argc > 5 ? argv[5] : NULL;
@@ -546,10 +439,5 @@ int main(int argc, char **argv)
     }
     ct_hostile = getenv("CT_HOSTILE") != NULL && *getenv("CT_HOSTILE") == '1';
     ct_flood = getenv("CT_FLOOD") != NULL ? atol(getenv("CT_FLOOD")) : 0;
-    if ((ls = rts_listen(argv[1])) < 0) {
-        return 1;
-    }
-    for (;;) {
-        ct_serve(rts_accept(ls), argv[2], argv[3]);
-    }
+    return rts_serve_forever(argv[1], argv[2], argv[3], ct_serve);
 }

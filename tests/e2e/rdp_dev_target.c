@@ -43,13 +43,11 @@
  *        rdp-dev-target PORT CERT KEY OUTFILE FILE
  * Serves one connection after another on 127.0.0.1:PORT until killed.
  */
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <freerdp/channels/channels.h>
 #include <freerdp/channels/wtsvc.h>
@@ -58,11 +56,9 @@
 #include <freerdp/peer.h>
 #include <freerdp/server/rdpdr.h>
 #include <freerdp/server/rdpsnd.h>
-#include <freerdp/settings.h>
-#include <winpr/crypto.h>
-#include <winpr/ssl.h>
 #include <winpr/synch.h>
 
+#include "rdp_test.h"
 #include "rdp_test_server.h"
 
 #define DT_READ_MAX 65536
@@ -84,7 +80,6 @@ enum { DT_READ, DT_WRITE, DT_PRINT, DT_PROBE };
 #define DT_CB_ID(cb) ((UINT32)((uintptr_t)(cb)&0xffffu))
 #define DT_CB_KIND(cb) ((int)((uintptr_t)(cb) >> DT_KIND_SHIFT))
 
-static FILE *dt_out;
 /* the file written (DT_WRITE) and the print job (DT_PRINT): its ID on
  * the client and what was written of it */
 static UINT32 dt_fid[DT_PROBE + 1];
@@ -104,28 +99,15 @@ static CRITICAL_SECTION dt_lock;
 static const AUDIO_FORMAT dt_pcm = {
     WAVE_FORMAT_PCM, 2, 44100, 176400, 4, 16, 0, NULL};
 
-static void dt_say(const char *fmt, ...)
-{
-    va_list ap;
-
-    EnterCriticalSection(&dt_lock);
-    va_start(ap, fmt);
-    vfprintf(dt_out, fmt, ap);
-    va_end(ap);
-    fputc('\n', dt_out);
-    fflush(dt_out);
-    LeaveCriticalSection(&dt_lock);
-}
-
 static void dt_drive(RdpdrServerContext *c, UINT32 id, const char *name)
 {
     UINT e;
 
-    dt_say("drive %u %s", id, name);
+    rts_say("drive %u %s", id, name);
     e = c->DriveOpenFile(c, DT_CB(id, DT_READ), id, dt_file, DT_GENERIC_READ,
                          DT_FILE_OPEN);
     if (e != CHANNEL_RC_OK) {
-        dt_say("open %u send-failed %u", id, e);
+        rts_say("open %u send-failed %u", id, e);
     }
 }
 
@@ -158,8 +140,8 @@ static void dt_write_next(RdpdrServerContext *c, void *cb)
                                 buf + dt_off[kind], (UINT32)n,
                                 (UINT32)dt_off[kind]);
     } else {
-        dt_say("%cwrite %u 0 %zu", kind == DT_WRITE ? 'w' : 'p', DT_CB_ID(cb),
-               dt_off[kind]);
+        rts_say("%cwrite %u 0 %zu", kind == DT_WRITE ? 'w' : 'p', DT_CB_ID(cb),
+                dt_off[kind]);
         (void)c->DriveCloseFile(c, cb, DT_CB_ID(cb), dt_fid[kind]);
     }
 }
@@ -170,7 +152,7 @@ static void dt_opened(RdpdrServerContext *c, void *cb, UINT32 status, UINT32 id,
     int kind = DT_CB_KIND(cb);
 
     if (kind == DT_WRITE || kind == DT_PRINT) {
-        dt_say("%s %u %u", kind == DT_WRITE ? "wopen" : "popen", id, status);
+        rts_say("%s %u %u", kind == DT_WRITE ? "wopen" : "popen", id, status);
         if (status == 0) {
             dt_fid[kind] = file;
             dt_off[kind] = 0;
@@ -178,7 +160,7 @@ static void dt_opened(RdpdrServerContext *c, void *cb, UINT32 status, UINT32 id,
         }
         return;
     }
-    dt_say("open %u %u", id, status);
+    rts_say("open %u %u", id, status);
     if (kind == DT_READ && status == 0 && !dt_probed) {
         dt_probed = true;
         (void)c->DriveReadFile(c, cb, id, file, DT_READ_MAX, 0);
@@ -188,24 +170,17 @@ static void dt_opened(RdpdrServerContext *c, void *cb, UINT32 status, UINT32 id,
 static void dt_read(RdpdrServerContext *c, void *cb, UINT32 status,
                     const char *buf, UINT32 len)
 {
-    BYTE md[32];
     char hex[65], text[201];
     size_t i;
 
-    if (!winpr_Digest(WINPR_MD_SHA256, (const BYTE *)buf, len, md,
-                      sizeof(md))) {
-        memset(md, 0, sizeof(md));
-    }
-    for (i = 0; i < sizeof(md); i++) {
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    }
+    rt_sha256_hex(buf, len, hex);
     for (i = 0; i < len && i < 200; i++) {
         unsigned char ch = (unsigned char)buf[i];
 
         text[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
     }
     text[i] = '\0';
-    dt_say("read %u %u %s %s", status, len, hex, text);
+    rts_say("read %u %u %s %s", status, len, hex, text);
     if (dt_write != NULL) {
         (void)c->DriveOpenFile(c, DT_CB(DT_CB_ID(cb), DT_WRITE), DT_CB_ID(cb),
                                dt_write, DT_GENERIC_WRITE,
@@ -236,7 +211,7 @@ static void dt_written(RdpdrServerContext *c, void *cb, UINT32 status, UINT32 n)
         dt_write_next(c, cb);
         return;
     }
-    dt_say("%swrite %u %u %u", dt_prefix(cb), DT_CB_ID(cb), status, n);
+    rts_say("%swrite %u %u %u", dt_prefix(cb), DT_CB_ID(cb), status, n);
     if (kind == DT_WRITE || kind == DT_PRINT) {
         (void)c->DriveCloseFile(c, cb, DT_CB_ID(cb), dt_fid[kind]);
     }
@@ -245,7 +220,7 @@ static void dt_written(RdpdrServerContext *c, void *cb, UINT32 status, UINT32 n)
 /* The file written and closed: then the probes. */
 static void dt_closed(RdpdrServerContext *c, void *cb, UINT32 status)
 {
-    dt_say("%sclose %u %u", dt_prefix(cb), DT_CB_ID(cb), status);
+    rts_say("%sclose %u %u", dt_prefix(cb), DT_CB_ID(cb), status);
     if (DT_CB_KIND(cb) == DT_WRITE || DT_CB_KIND(cb) == DT_PRINT) {
         dt_probe(c, DT_CB_ID(cb));
     }
@@ -253,7 +228,7 @@ static void dt_closed(RdpdrServerContext *c, void *cb, UINT32 status)
 
 static void dt_printer(RdpdrServerContext *c, UINT32 id, const char *name)
 {
-    dt_say("printer %u %s", id, name);
+    rts_say("printer %u %s", id, name);
     if (dt_pbuf != NULL) {
         (void)c->DriveOpenFile(c, DT_CB(id, DT_PRINT), id, "\\job",
                                DT_GENERIC_WRITE, DT_FILE_OVERWRITE_IF);
@@ -288,12 +263,6 @@ static psPeerSendChannelData dt_send_orig;
 static psPeerReceiveChannelData dt_receive_orig;
 static UINT16 dt_rdpdr_id;
 
-static uint32_t dt_get32(const BYTE *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
-}
-
 /* An rdpdr PDU of the core component with packet ID pkt. */
 static bool dt_is_core(const BYTE *d, size_t n, size_t min, uint16_t pkt)
 {
@@ -306,8 +275,8 @@ static BOOL dt_send(freerdp_peer *peer, UINT16 channel, const BYTE *d, size_t n)
     /* a Device I/O Request: DeviceId, FileId, CompletionId, Major */
     if (channel == dt_rdpdr_id && dt_is_core(d, n, 24, 0x4952)) {
         EnterCriticalSection(&dt_lock);
-        dt_sent[dt_nsent % DT_SENT_MAX].completion = dt_get32(d + 12);
-        dt_sent[dt_nsent % DT_SENT_MAX].major = dt_get32(d + 16);
+        dt_sent[dt_nsent % DT_SENT_MAX].completion = rt_get32(d + 12);
+        dt_sent[dt_nsent % DT_SENT_MAX].major = rt_get32(d + 16);
         dt_nsent++;
         LeaveCriticalSection(&dt_lock);
     }
@@ -329,7 +298,7 @@ static BOOL dt_receive(freerdp_peer *peer, UINT16 channel, const BYTE *d,
         !dt_is_core(d, n, 16, 0x4943)) {
         return dt_receive_orig(peer, channel, d, n, flags, total);
     }
-    completion = dt_get32(d + 8);
+    completion = rt_get32(d + 8);
     EnterCriticalSection(&dt_lock);
     for (size_t i = 0; i < DT_SENT_MAX && i < dt_nsent; i++) {
         if (dt_sent[i].completion == completion) {
@@ -337,8 +306,8 @@ static BOOL dt_receive(freerdp_peer *peer, UINT16 channel, const BYTE *d,
         }
     }
     LeaveCriticalSection(&dt_lock);
-    if (major == DT_IRP_MJ_WRITE && n == 21 && dt_get32(d + 16) <= DT_CHUNK) {
-        pad = (dt_get32(d + 16) + 3) / 4 * 4;
+    if (major == DT_IRP_MJ_WRITE && n == 21 && rt_get32(d + 16) <= DT_CHUNK) {
+        pad = (rt_get32(d + 16) + 3) / 4 * 4;
     } else if (major == DT_IRP_MJ_CREATE && n == 20) {
         pad = 1;
     }
@@ -357,13 +326,13 @@ static BOOL dt_receive(freerdp_peer *peer, UINT16 channel, const BYTE *d,
 static void dt_port(RdpdrServerContext *c, UINT32 id, const char *name)
 {
     (void)c;
-    dt_say("port %u %s", id, name);
+    rts_say("port %u %s", id, name);
 }
 
 static void dt_smartcard(RdpdrServerContext *c, UINT32 id, const char *name)
 {
     (void)c;
-    dt_say("smartcard %u %s", id, name);
+    rts_say("smartcard %u %s", id, name);
 }
 
 static void dt_audio(RdpsndServerContext *c)
@@ -371,7 +340,7 @@ static void dt_audio(RdpsndServerContext *c)
     static BYTE silence[4 * 4410];
     UINT16 i;
 
-    dt_say("audio formats %u", c->num_client_formats);
+    rts_say("audio formats %u", c->num_client_formats);
     for (i = 0; i < c->num_client_formats; i++) {
         if (c->client_formats[i].wFormatTag == WAVE_FORMAT_PCM) {
             break;
@@ -382,7 +351,7 @@ static void dt_audio(RdpsndServerContext *c)
     }
     if (c->SelectFormat(c, i) != CHANNEL_RC_OK ||
         c->SendSamples(c, silence, 4410, 0) != CHANNEL_RC_OK) {
-        dt_say("audio send-failed");
+        rts_say("audio send-failed");
     }
 }
 
@@ -391,7 +360,7 @@ static UINT dt_confirm(RdpsndServerContext *c, BYTE block, UINT16 ts)
     (void)c;
     (void)block;
     (void)ts;
-    dt_say("audio confirm");
+    rts_say("audio confirm");
     return CHANNEL_RC_OK;
 }
 
@@ -399,9 +368,9 @@ static BOOL dt_activate(freerdp_peer *peer)
 {
     if (dt_dr == NULL) {
         if (!WTSVirtualChannelManagerIsChannelJoined(dt_vcm, "rdpdr")) {
-            dt_say("no-rdpdr");
+            rts_say("no-rdpdr");
         } else if ((dt_dr = rdpdr_server_context_new(dt_vcm)) != NULL) {
-            dt_say("joined rdpdr");
+            rts_say("joined rdpdr");
             dt_rdpdr_id = WTSChannelGetId(peer, "rdpdr");
             dt_dr->supportsDrives = TRUE;
             dt_dr->supportsPorts = TRUE;
@@ -416,15 +385,15 @@ static BOOL dt_activate(freerdp_peer *peer)
             dt_dr->OnPortCreate = dt_port;
             dt_dr->OnSmartcardCreate = dt_smartcard;
             if (dt_dr->Start(dt_dr) != CHANNEL_RC_OK) {
-                dt_say("rdpdr start failed");
+                rts_say("rdpdr start failed");
             }
         }
     }
     if (dt_snd == NULL) {
         if (!WTSVirtualChannelManagerIsChannelJoined(dt_vcm, "rdpsnd")) {
-            dt_say("no-rdpsnd");
+            rts_say("no-rdpsnd");
         } else if ((dt_snd = rdpsnd_server_context_new(dt_vcm)) != NULL) {
-            dt_say("joined rdpsnd");
+            rts_say("joined rdpsnd");
             /* the context's to free */
             dt_snd->server_formats = audio_formats_new(1);
             dt_snd->src_format = audio_format_new();
@@ -438,20 +407,15 @@ static BOOL dt_activate(freerdp_peer *peer)
             dt_snd->Activated = dt_audio;
             dt_snd->ConfirmBlock = dt_confirm;
             if (dt_snd->Initialize(dt_snd, TRUE) != CHANNEL_RC_OK) {
-                dt_say("rdpsnd start failed");
+                rts_say("rdpsnd start failed");
             }
         }
     }
     return TRUE;
 }
 
-static void dt_serve(int fd, const char *cert, const char *key)
+static void dt_serve(freerdp_peer *peer)
 {
-    freerdp_peer *peer = rts_peer(fd, cert, key);
-
-    if (peer == NULL) {
-        return;
-    }
     dt_probed = false;
     if ((dt_vcm = WTSOpenServerA((LPSTR)peer->context)) == NULL ||
         dt_vcm == INVALID_HANDLE_VALUE) {
@@ -479,7 +443,6 @@ out:
         WTSCloseServer(dt_vcm);
     }
     dt_vcm = NULL;
-    rts_peer_free(peer);
 }
 
 /* The whole of file path (DT_SRC_MAX at most), or NULL. */
@@ -501,14 +464,11 @@ static char *dt_slurp(const char *path, size_t *n)
 
 int main(int argc, char **argv)
 {
-    int ls;
-
     if (argc < 6) {
         fprintf(stderr, "usage: rdp-dev-target PORT CERT KEY OUTFILE FILE\n");
         return 2;
     }
-    if ((dt_out = fopen(argv[4], "a")) == NULL) {
-        perror(argv[4]);
+    if (!rts_open_out(argv[4])) {
         return 1;
     }
     dt_file = argv[5];
@@ -521,10 +481,5 @@ int main(int argc, char **argv)
     dt_pbuf = dt_slurp(getenv("DT_PRINT_SRC"), &dt_plen);
     InitializeCriticalSection(&dt_lock);
     WTSRegisterWtsApiFunctionTable(FreeRDP_InitWtsApi());
-    if ((ls = rts_listen(argv[1])) < 0) {
-        return 1;
-    }
-    for (;;) {
-        dt_serve(rts_accept(ls), argv[2], argv[3]);
-    }
+    return rts_serve_forever(argv[1], argv[2], argv[3], dt_serve);
 }

@@ -48,8 +48,9 @@
 #include <freerdp/channels/channels.h>
 #include <freerdp/freerdp.h>
 #include <freerdp/settings.h>
-#include <freerdp/update.h>
-#include <winpr/synch.h>
+
+#include "rdp_test.h"
+#include "rdp_test_client.h"
 
 #define DISP_NAME "Microsoft::Windows::RDS::DisplayControl"
 #define GFX_NAME "Microsoft::Windows::RDS::Graphics"
@@ -60,20 +61,6 @@ static uint32_t dc_gfx = 0xffffffffu; /* the graphics channel's ID */
 static UINT32 dc_w, dc_h, dc_disp = 0xffffffffu;
 static int dc_done; /* 1: resized to the final size */
 static struct timespec dc_at;
-
-static void dc_put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t dc_get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
-}
 
 static BOOL dc_send(freerdp *inst, const uint8_t *b, size_t n)
 {
@@ -91,19 +78,19 @@ static size_t dc_layout(uint8_t *b, uint32_t ch, uint32_t count,
 
     b[n++] = 0x30; /* Data, a 1-byte channel ID */
     b[n++] = (uint8_t)ch;
-    dc_put32(b + n, 2);
-    dc_put32(b + n + 4, 16 + 40 * count);
-    dc_put32(b + n + 8, 40);
-    dc_put32(b + n + 12, declared);
+    rt_put32(b + n, 2);
+    rt_put32(b + n + 4, 16 + 40 * count);
+    rt_put32(b + n + 8, 40);
+    rt_put32(b + n + 12, declared);
     n += 16;
     for (uint32_t i = 0; i < count; i++) {
         memset(b + n, 0, 40);
-        dc_put32(b + n, i == 0 ? 1 : 0);
-        dc_put32(b + n + 4, i * w);
-        dc_put32(b + n + 12, w);
-        dc_put32(b + n + 16, h);
-        dc_put32(b + n + 32, 100);
-        dc_put32(b + n + 36, 100);
+        rt_put32(b + n, i == 0 ? 1 : 0);
+        rt_put32(b + n + 4, i * w);
+        rt_put32(b + n + 12, w);
+        rt_put32(b + n + 16, h);
+        rt_put32(b + n + 32, 100);
+        rt_put32(b + n + 36, 100);
         n += 40;
     }
     return n;
@@ -141,36 +128,17 @@ static void dc_hostile(freerdp *inst)
         dc_send(inst, b, n);
         nanosleep(&ms20, NULL);
     }
-    printf("sent\n");
-    fflush(stdout);
+    rtc_say("sent");
 }
 
-/* An RDPGFX header: cmdId, flags 0, pduLength. */
-static size_t dc_gfx_head(uint8_t *b, uint16_t cmd, uint32_t len)
-{
-    b[0] = (uint8_t)cmd;
-    b[1] = (uint8_t)(cmd >> 8);
-    b[2] = b[3] = 0;
-    dc_put32(b + 4, len);
-    return 8;
-}
-
-/* A Data (first 0) or Data First (a 4-byte length) PDU on the graphics
+/* A Data (first 0) or Data First (with the total) PDU on the graphics
  * channel with body. */
 static void dc_gfx_send(freerdp *inst, int first, uint32_t total,
                         const uint8_t *body, size_t len)
 {
     uint8_t b[256];
-    size_t n = 0;
 
-    b[n++] = first ? (uint8_t)(0x20 | (2 << 2)) : 0x30;
-    b[n++] = (uint8_t)dc_gfx;
-    if (first) {
-        dc_put32(b + n, total);
-        n += 4;
-    }
-    memcpy(b + n, body, len);
-    dc_send(inst, b, n + len);
+    dc_send(inst, b, rt_dvc_data(b, first, (uint8_t)dc_gfx, total, body, len));
 }
 
 static void dc_gfx_hostile(freerdp *inst)
@@ -179,37 +147,36 @@ static void dc_gfx_hostile(freerdp *inst)
     size_t n;
 
     /* a solid fill: a PDU only a server sends */
-    n = dc_gfx_head(b, 0x0004, 8 + 10);
+    n = rt_gfx_head(b, 0x0004, 8 + 10);
     memset(b + n, 0, 10);
     dc_gfx_send(inst, 0, 0, b, n + 10);
     /* a frame acknowledgement 4 bytes short */
-    n = dc_gfx_head(b, 0x000d, 16);
+    n = rt_gfx_head(b, 0x000d, 16);
     memset(b + n, 0, 8);
     dc_gfx_send(inst, 0, 0, b, n + 8);
     /* a frame acknowledgement on a channel never opened */
     b[0] = 0x30;
     b[1] = 99;
-    n = 2 + dc_gfx_head(b + 2, 0x000d, 20);
+    n = 2 + rt_gfx_head(b + 2, 0x000d, 20);
     memset(b + n, 0, 12);
     dc_send(inst, b, n + 12);
     /* a message announced at 4 GiB */
-    n = dc_gfx_head(b, 0x0010, 0xffffffffu);
+    n = rt_gfx_head(b, 0x0010, 0xffffffffu);
     dc_gfx_send(inst, 1, 0xffffffffu, b, n);
     /* the caps advertise (one set: version 8, flags 0) in two fragments,
      * with a second message begun and a fragment too long between them */
-    n = dc_gfx_head(caps, 0x0012, sizeof(caps));
+    n = rt_gfx_head(caps, 0x0012, sizeof(caps));
     caps[n] = 1; /* capsSetCount */
     caps[n + 1] = 0;
-    dc_put32(caps + n + 2, 0x00080004);
-    dc_put32(caps + n + 6, 4);
-    dc_put32(caps + n + 10, 0);
+    rt_put32(caps + n + 2, 0x00080004);
+    rt_put32(caps + n + 6, 4);
+    rt_put32(caps + n + 10, 0);
     dc_gfx_send(inst, 1, sizeof(caps), caps, 10);
     dc_gfx_send(inst, 1, sizeof(caps), caps, 10);
     memset(b, 0, 30);
     dc_gfx_send(inst, 0, 0, b, 30);
     dc_gfx_send(inst, 0, 0, caps + 10, sizeof(caps) - 10);
-    printf("sent\n");
-    fflush(stdout);
+    rtc_say("sent");
 }
 
 static BOOL dc_channel(freerdp *inst, UINT16 id, const BYTE *data, size_t size,
@@ -227,8 +194,7 @@ static BOOL dc_channel(freerdp *inst, UINT16 id, const BYTE *data, size_t size,
     }
     cmd = data[0] >> 4;
     if (cmd == 5 && size >= 4) {
-        printf("caps %u\n", (unsigned)(data[2] | (data[3] << 8)));
-        fflush(stdout);
+        rtc_say("caps %u", rt_get16(data + 2));
         b[0] = 0x50;
         b[1] = 0;
         b[2] = 3; /* a client of version 3 */
@@ -244,19 +210,17 @@ static BOOL dc_channel(freerdp *inst, UINT16 id, const BYTE *data, size_t size,
         int gfx = dc_gfx_mode && strcmp((const char *)data + 2, GFX_NAME) == 0;
         BOOL ok;
 
-        printf("create %s\n", (const char *)data + 2);
-        fflush(stdout);
+        rtc_say("create %s", (const char *)data + 2);
         if (disp) {
             dc_disp = ch;
         }
         b[0] = 0x10;
         b[1] = (uint8_t)ch;
-        dc_put32(b + 2, disp || gfx ? 0 : 0x80004005u);
+        rt_put32(b + 2, disp || gfx ? 0 : 0x80004005u);
         ok = dc_send(inst, b, 6);
         if (gfx) {
             dc_gfx = ch;
-            printf("gfx-open\n");
-            fflush(stdout);
+            rtc_say("gfx-open");
             dc_gfx_hostile(inst);
         }
         return ok;
@@ -265,93 +229,15 @@ static BOOL dc_channel(freerdp *inst, UINT16 id, const BYTE *data, size_t size,
      * servers do not compress) */
     if (cmd == 3 && ch == dc_gfx && size >= 2 + 2 + 8 + 4 && data[2] == 0xe0 &&
         (data[3] & 0x20) == 0 && data[4] == 0x13 && data[5] == 0 && !dc_done) {
-        printf("caps-confirm 0x%08x\n", dc_get32(data + 2 + 2 + 8));
-        fflush(stdout);
+        rtc_say("caps-confirm 0x%08x", rt_get32(data + 2 + 2 + 8));
         dc_done = 1;
         clock_gettime(CLOCK_MONOTONIC, &dc_at);
     }
     if (cmd == 3 && ch == dc_disp && size >= 2 + 12 &&
-        dc_get32(data + 2) == 5) {
-        printf("disp-caps %u\n", dc_get32(data + 2 + 8));
-        fflush(stdout);
+        rt_get32(data + 2) == 5) {
+        rtc_say("disp-caps %u", rt_get32(data + 2 + 8));
         dc_hostile(inst);
     }
-    return TRUE;
-}
-
-static BOOL dc_true(rdpContext *c)
-{
-    (void)c;
-    return TRUE;
-}
-
-static BOOL dc_bitmap(rdpContext *c, const BITMAP_UPDATE *b)
-{
-    (void)c;
-    (void)b;
-    return TRUE;
-}
-
-static BOOL dc_palette(rdpContext *c, const PALETTE_UPDATE *p)
-{
-    (void)c;
-    (void)p;
-    return TRUE;
-}
-
-static BOOL dc_surface(rdpContext *c, const SURFACE_BITS_COMMAND *s)
-{
-    (void)c;
-    (void)s;
-    return TRUE;
-}
-
-static BOOL dc_marker(rdpContext *c, const SURFACE_FRAME_MARKER *m)
-{
-    (void)c;
-    (void)m;
-    return TRUE;
-}
-
-static BOOL dc_ptr_pos(rdpContext *c, const POINTER_POSITION_UPDATE *p)
-{
-    (void)c;
-    (void)p;
-    return TRUE;
-}
-
-static BOOL dc_ptr_sys(rdpContext *c, const POINTER_SYSTEM_UPDATE *p)
-{
-    (void)c;
-    (void)p;
-    return TRUE;
-}
-
-static BOOL dc_ptr_color(rdpContext *c, const POINTER_COLOR_UPDATE *p)
-{
-    (void)c;
-    (void)p;
-    return TRUE;
-}
-
-static BOOL dc_ptr_new(rdpContext *c, const POINTER_NEW_UPDATE *p)
-{
-    (void)c;
-    (void)p;
-    return TRUE;
-}
-
-static BOOL dc_ptr_cached(rdpContext *c, const POINTER_CACHED_UPDATE *p)
-{
-    (void)c;
-    (void)p;
-    return TRUE;
-}
-
-static BOOL dc_ptr_large(rdpContext *c, const POINTER_LARGE_UPDATE *p)
-{
-    (void)c;
-    (void)p;
     return TRUE;
 }
 
@@ -359,8 +245,7 @@ static BOOL dc_resize(rdpContext *c)
 {
     UINT32 w = c->settings->DesktopWidth, h = c->settings->DesktopHeight;
 
-    printf("resized %ux%u\n", w, h);
-    fflush(stdout);
+    rtc_say("resized %ux%u", w, h);
     if (w == dc_w && h == dc_h) {
         dc_done = 1;
         clock_gettime(CLOCK_MONOTONIC, &dc_at);
@@ -368,63 +253,40 @@ static BOOL dc_resize(rdpContext *c)
     return TRUE;
 }
 
-static void dc_updates(rdpUpdate *u)
-{
-    u->BeginPaint = dc_true;
-    u->EndPaint = dc_true;
-    u->BitmapUpdate = dc_bitmap;
-    u->Palette = dc_palette;
-    u->SurfaceBits = dc_surface;
-    u->SurfaceFrameMarker = dc_marker;
-    u->DesktopResize = dc_resize;
-    u->pointer->PointerPosition = dc_ptr_pos;
-    u->pointer->PointerSystem = dc_ptr_sys;
-    u->pointer->PointerColor = dc_ptr_color;
-    u->pointer->PointerNew = dc_ptr_new;
-    u->pointer->PointerCached = dc_ptr_cached;
-    u->pointer->PointerLarge = dc_ptr_large;
-}
-
 static BOOL dc_pre(freerdp *inst)
 {
-    rdpSettings *s = inst->settings;
-    CHANNEL_DEF *d;
-
-    dc_updates(inst->update);
-    if (s->ChannelDefArray == NULL || s->ChannelDefArraySize < 1) {
-        return FALSE;
-    }
-    d = &s->ChannelDefArray[0];
-    memset(d, 0, sizeof(*d));
-    strcpy(d->name, "drdynvc");
-    d->options = CHANNEL_OPTION_INITIALIZED | CHANNEL_OPTION_ENCRYPT_RDP |
-                 CHANNEL_OPTION_COMPRESS_RDP;
-    s->ChannelCount = 1;
-    return TRUE;
+    rtc_ignore_updates(inst->update, dc_resize);
+    return rtc_channel(inst, "drdynvc",
+                       CHANNEL_OPTION_ENCRYPT_RDP |
+                           CHANNEL_OPTION_COMPRESS_RDP);
 }
 
 static BOOL dc_post(freerdp *inst)
 {
-    dc_updates(inst->update); /* the pointer cache's handlers replaced */
+    /* the pointer cache's handlers replaced */
+    rtc_ignore_updates(inst->update, dc_resize);
     return TRUE;
 }
 
-static double dc_since(const struct timespec *t)
+/* "alive" 2 s after it was done, or "timeout" after 40 s. */
+static int dc_tick(const struct timespec *start)
 {
-    struct timespec now;
-
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - t->tv_sec) +
-           (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+    if (dc_done && rt_since(&dc_at) > 2.0) {
+        rtc_say("alive");
+        return 1;
+    }
+    if (rt_since(start) > 40.0) {
+        rtc_say("timeout");
+        return 2;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
     freerdp *inst;
     rdpSettings *s;
-    HANDLE h[64];
-    DWORD n;
-    struct timespec start;
+    int r;
 
     if (argc == 7 && strcmp(argv[1], "--gfx") == 0) {
         dc_gfx_mode = 1;
@@ -438,68 +300,25 @@ int main(int argc, char **argv)
     }
     dc_w = (UINT32)atoi(argv[4]);
     dc_h = (UINT32)atoi(argv[5]);
-    if ((inst = freerdp_new()) == NULL) {
-        return 1;
-    }
-    inst->PreConnect = dc_pre;
-    inst->PostConnect = dc_post;
-    inst->ReceiveChannelData = dc_channel;
-    if (!freerdp_context_new(inst)) {
+    inst = rtc_new(argv[1], argv[2], argv[3], 1024, 768, dc_pre, dc_post,
+                   dc_channel);
+    if (inst == NULL) {
         return 1;
     }
     s = inst->settings;
     memset(s->OrderSupport, 0, 32);
-    if (!freerdp_settings_set_string(s, FreeRDP_ServerHostname, "127.0.0.1") ||
-        !freerdp_settings_set_uint32(s, FreeRDP_ServerPort,
-                                     (UINT32)atoi(argv[1])) ||
-        !freerdp_settings_set_string(s, FreeRDP_Username, argv[2]) ||
-        !freerdp_settings_set_string(s, FreeRDP_Password, argv[3]) ||
-        !freerdp_settings_set_bool(s, FreeRDP_IgnoreCertificate, TRUE) ||
-        !freerdp_settings_set_bool(s, FreeRDP_NlaSecurity, TRUE) ||
-        !freerdp_settings_set_bool(s, FreeRDP_TlsSecurity, FALSE) ||
-        !freerdp_settings_set_bool(s, FreeRDP_RdpSecurity, FALSE) ||
-        !freerdp_settings_set_uint32(s, FreeRDP_DesktopWidth, 1024) ||
-        !freerdp_settings_set_uint32(s, FreeRDP_DesktopHeight, 768) ||
-        !freerdp_settings_set_uint32(s, FreeRDP_ColorDepth, 32) ||
-        !freerdp_settings_set_bool(s, FreeRDP_DesktopResize, TRUE) ||
-        !freerdp_settings_set_bool(s, FreeRDP_SupportDynamicChannels, FALSE) ||
+    if (!freerdp_settings_set_bool(s, FreeRDP_DesktopResize, TRUE) ||
         !freerdp_settings_set_bool(s, FreeRDP_RemoteFxCodec, FALSE) ||
         !freerdp_settings_set_bool(s, FreeRDP_NSCodec, FALSE) ||
         !freerdp_settings_set_bool(s, FreeRDP_SurfaceCommandsEnabled, FALSE) ||
         !freerdp_settings_set_bool(s, FreeRDP_SupportGraphicsPipeline,
                                    dc_gfx_mode ? TRUE : FALSE) ||
-        !freerdp_settings_set_bool(s, FreeRDP_BitmapCacheEnabled, FALSE) ||
-        !freerdp_settings_set_bool(s, FreeRDP_CompressionEnabled, FALSE) ||
-        !freerdp_settings_set_bool(s, FreeRDP_AutoReconnectionEnabled, FALSE)) {
+        !freerdp_settings_set_bool(s, FreeRDP_BitmapCacheEnabled, FALSE)) {
         return 1;
     }
-    if (!freerdp_connect(inst)) {
-        printf("ended\n");
-        return 1;
+    if ((r = rtc_run(inst, dc_tick)) != 1) {
+        return 1; /* ended, or a timeout (not disconnected) */
     }
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    for (;;) {
-        n = freerdp_get_event_handles(inst->context, h, 64);
-        if (n == 0 || WaitForMultipleObjects(n, h, FALSE, 100) == WAIT_FAILED ||
-            !freerdp_check_event_handles(inst->context) ||
-            freerdp_shall_disconnect(inst)) {
-            printf("ended\n");
-            fflush(stdout);
-            return 1;
-        }
-        if (dc_done && dc_since(&dc_at) > 2.0) {
-            printf("alive\n");
-            fflush(stdout);
-            break;
-        }
-        if (dc_since(&start) > 40.0) {
-            printf("timeout\n");
-            fflush(stdout);
-            return 1;
-        }
-    }
-    freerdp_disconnect(inst);
-    freerdp_context_free(inst);
-    freerdp_free(inst);
+    rtc_free(inst);
     return 0;
 }

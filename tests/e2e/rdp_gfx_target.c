@@ -27,90 +27,40 @@
  * Usage: rdp-gfx-target PORT CERT KEY OUTFILE
  * Serves one connection after another on 127.0.0.1:PORT until killed.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <freerdp/channels/wtsvc.h>
 #include <freerdp/freerdp.h>
 #include <freerdp/peer.h>
 #include <freerdp/settings.h>
-#include <winpr/ssl.h>
-#include <winpr/synch.h>
+
+#include "rdp_test.h"
+#include "rdp_test_server.h"
 
 #define GT_GFX_NAME "Microsoft::Windows::RDS::Graphics"
 #define GT_GFX_ID 3
 #define GT_MSG_MAX (1024 * 1024)
 
-static FILE *gt_out;
 static UINT16 gt_dvc;
 static int gt_sent;
-static uint8_t gt_msg[GT_MSG_MAX];
-static size_t gt_len, gt_total;
-
-static void gt_put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void gt_put32(uint8_t *p, uint32_t v)
-{
-    gt_put16(p, (uint16_t)v);
-    gt_put16(p + 2, (uint16_t)(v >> 16));
-}
-
-static uint32_t gt_get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
-}
-
-/* A line of OUTFILE: word, and v unless negative. */
-static void gt_say(const char *word, long v)
-{
-    if (v >= 0) {
-        fprintf(gt_out, "%s %ld\n", word, v);
-    } else {
-        fprintf(gt_out, "%s\n", word);
-    }
-    fflush(gt_out);
-}
+static uint8_t gt_buf[GT_MSG_MAX];
+static struct rt_msg gt_msg = {gt_buf, GT_MSG_MAX, 0, 0};
 
 static BOOL gt_send(freerdp_peer *peer, const uint8_t *b, size_t n)
 {
     return peer->SendChannelData(peer, gt_dvc, b, n);
 }
 
-/* A DVC Data PDU (first: a Data First with a 4-byte total) on the
- * graphics channel. */
+/* A DVC Data PDU (first: a Data First with the total) on the graphics
+ * channel. */
 static BOOL gt_data(freerdp_peer *peer, int first, uint32_t total,
                     const uint8_t *body, size_t len)
 {
     static uint8_t b[4096];
-    size_t n = 0;
 
-    b[n++] = first ? (uint8_t)(0x20 | (2 << 2)) : 0x30;
-    b[n++] = GT_GFX_ID;
-    if (first) {
-        gt_put32(b + n, total);
-        n += 4;
-    }
-    memcpy(b + n, body, len);
-    return gt_send(peer, b, n + len);
-}
-
-/* An RDPGFX header at b: cmdId, flags 0, pduLength. */
-static size_t gt_head(uint8_t *b, uint16_t cmd, uint32_t len)
-{
-    gt_put16(b, cmd);
-    gt_put16(b + 2, 0);
-    gt_put32(b + 4, len);
-    return 8;
+    return gt_send(peer, b, rt_dvc_data(b, first, GT_GFX_ID, total, body, len));
 }
 
 /* One good frame as one uncompressed segment: reset graphics, a surface
@@ -122,43 +72,43 @@ static size_t gt_frame(uint8_t *b)
     b[n++] = 0xe0; /* single segment */
     b[n++] = 0x04; /* RDP8 bulk data, not compressed */
     k = n;
-    n += gt_head(b + n, 0x000e, 340); /* reset graphics */
+    n += rt_gfx_head(b + n, 0x000e, 340); /* reset graphics */
     memset(b + n, 0, 340 - 8);
-    gt_put32(b + n, 1024);
-    gt_put32(b + n + 4, 768);
-    gt_put32(b + n + 8, 1); /* one monitor */
-    gt_put32(b + n + 12 + 8, 1023);
-    gt_put32(b + n + 12 + 12, 767);
-    gt_put32(b + n + 12 + 16, 1); /* primary */
+    rt_put32(b + n, 1024);
+    rt_put32(b + n + 4, 768);
+    rt_put32(b + n + 8, 1); /* one monitor */
+    rt_put32(b + n + 12 + 8, 1023);
+    rt_put32(b + n + 12 + 12, 767);
+    rt_put32(b + n + 12 + 16, 1); /* primary */
     n = k + 340;
-    n += gt_head(b + n, 0x0009, 15); /* create surface 1 */
-    gt_put16(b + n, 1);
-    gt_put16(b + n + 2, 1024);
-    gt_put16(b + n + 4, 768);
+    n += rt_gfx_head(b + n, 0x0009, 15); /* create surface 1 */
+    rt_put16(b + n, 1);
+    rt_put16(b + n + 2, 1024);
+    rt_put16(b + n + 4, 768);
     b[n + 6] = 0x20; /* XRGB */
     n += 7;
-    n += gt_head(b + n, 0x000f, 20); /* map surface to output */
+    n += rt_gfx_head(b + n, 0x000f, 20); /* map surface to output */
     memset(b + n, 0, 12);
-    gt_put16(b + n, 1);
+    rt_put16(b + n, 1);
     n += 12;
-    n += gt_head(b + n, 0x000b, 16); /* start frame 7 */
-    gt_put32(b + n, 0);
-    gt_put32(b + n + 4, 7);
+    n += rt_gfx_head(b + n, 0x000b, 16); /* start frame 7 */
+    rt_put32(b + n, 0);
+    rt_put32(b + n + 4, 7);
     n += 8;
-    n += gt_head(b + n, 0x0004, 24); /* solid fill */
-    gt_put16(b + n, 1);
+    n += rt_gfx_head(b + n, 0x0004, 24); /* solid fill */
+    rt_put16(b + n, 1);
     b[n + 2] = 60; /* B, G, R, XA: crimson */
     b[n + 3] = 20;
     b[n + 4] = 220;
     b[n + 5] = 0;
-    gt_put16(b + n + 6, 1);
-    gt_put16(b + n + 8, 0);
-    gt_put16(b + n + 10, 0);
-    gt_put16(b + n + 12, 1024);
-    gt_put16(b + n + 14, 768);
+    rt_put16(b + n + 6, 1);
+    rt_put16(b + n + 8, 0);
+    rt_put16(b + n + 10, 0);
+    rt_put16(b + n + 12, 1024);
+    rt_put16(b + n + 14, 768);
     n += 16;
-    n += gt_head(b + n, 0x000c, 12); /* end frame 7 */
-    gt_put32(b + n, 7);
+    n += rt_gfx_head(b + n, 0x000c, 12); /* end frame 7 */
+    rt_put32(b + n, 7);
     return n + 4;
 }
 
@@ -174,14 +124,14 @@ static void gt_hostile(freerdp_peer *peer)
     memcpy(b + n, GT_GFX_NAME, sizeof(GT_GFX_NAME));
     gt_send(peer, b, n + sizeof(GT_GFX_NAME));
     /* not segmented data */
-    n = gt_head(b, 0x0013, 20);
+    n = rt_gfx_head(b, 0x0013, 20);
     memset(b + n, 0, 12);
     gt_data(peer, 0, 0, b, n + 12);
     /* a multipart message announcing 4 GiB uncompressed */
     b[0] = 0xe1;
-    gt_put16(b + 1, 1);
-    gt_put32(b + 3, 0xffffffffu);
-    gt_put32(b + 7, 1);
+    rt_put16(b + 1, 1);
+    rt_put32(b + 3, 0xffffffffu);
+    rt_put32(b + 7, 1);
     b[11] = 0x04;
     gt_data(peer, 0, 0, b, 12);
     /* a Data First announcing 4 GiB */
@@ -192,10 +142,10 @@ static void gt_hostile(freerdp_peer *peer)
      * begun and a fragment past the end between them */
     confirm[0] = 0xe0;
     confirm[1] = 0x04;
-    n = 2 + gt_head(confirm + 2, 0x0013, 20);
-    gt_put32(confirm + n, 0x00080105);
-    gt_put32(confirm + n + 4, 4);
-    gt_put32(confirm + n + 8, 0);
+    n = 2 + rt_gfx_head(confirm + 2, 0x0013, 20);
+    rt_put32(confirm + n, 0x00080105);
+    rt_put32(confirm + n + 4, 4);
+    rt_put32(confirm + n + 8, 0);
     gt_data(peer, 1, sizeof(confirm), confirm, 10);
     gt_data(peer, 1, sizeof(confirm), confirm, 10);
     memset(b, 0, 40);
@@ -204,7 +154,7 @@ static void gt_hostile(freerdp_peer *peer)
     /* a frame */
     n = gt_frame(b);
     gt_data(peer, 0, 0, b, n);
-    gt_say("sent", -1);
+    rts_say("sent");
 }
 
 /* One whole drdynvc message from the client. */
@@ -215,7 +165,7 @@ static void gt_dvc_msg(freerdp_peer *peer, const uint8_t *m, size_t len)
     size_t n = 0;
 
     if (cmd == 5 && len >= 4) {
-        gt_say("caps", m[2] | (m[3] << 8));
+        rts_say("caps %u", rt_get16(m + 2));
         b[n++] = 0x10;
         b[n++] = GT_GFX_ID;
         memcpy(b + n, GT_GFX_NAME, sizeof(GT_GFX_NAME));
@@ -226,7 +176,7 @@ static void gt_dvc_msg(freerdp_peer *peer, const uint8_t *m, size_t len)
         return;
     }
     if (cmd == 1 && len == 6) {
-        gt_say((int32_t)gt_get32(m + 2) >= 0 ? "gfx-open" : "gfx-refused", -1);
+        rts_say((int32_t)rt_get32(m + 2) >= 0 ? "gfx-open" : "gfx-refused");
         return;
     }
     /* the client's PDUs, one per message */
@@ -234,11 +184,11 @@ static void gt_dvc_msg(freerdp_peer *peer, const uint8_t *m, size_t len)
         unsigned id = (unsigned)(m[2] | (m[3] << 8));
 
         if (id == 0x0012 && !gt_sent) {
-            gt_say("caps-advertise", -1);
+            rts_say("caps-advertise");
             gt_sent = 1;
             gt_hostile(peer);
         } else if (id == 0x000d && len >= 2 + 20) {
-            gt_say("frame-ack", (long)gt_get32(m + 2 + 8 + 4));
+            rts_say("frame-ack %u", rt_get32(m + 2 + 8 + 4));
         }
     }
 }
@@ -246,30 +196,10 @@ static void gt_dvc_msg(freerdp_peer *peer, const uint8_t *m, size_t len)
 static BOOL gt_channel(freerdp_peer *peer, UINT16 id, const BYTE *data,
                        size_t size, UINT32 flags, size_t total)
 {
-    if (id != gt_dvc || gt_dvc == 0) {
-        return TRUE;
+    if (id == gt_dvc && gt_dvc != 0 &&
+        rt_msg_add(&gt_msg, data, size, flags, total)) {
+        gt_dvc_msg(peer, gt_msg.b, gt_msg.len);
     }
-    if (flags & CHANNEL_FLAG_FIRST) {
-        gt_len = 0;
-        gt_total = total <= GT_MSG_MAX ? total : 0;
-    }
-    if (gt_total == 0 || size > gt_total - gt_len) {
-        gt_total = 0;
-        return TRUE;
-    }
-    memcpy(gt_msg + gt_len, data, size);
-    gt_len += size;
-    if ((flags & CHANNEL_FLAG_LAST) && gt_len == gt_total) {
-        if (gt_len > 0) {
-            gt_dvc_msg(peer, gt_msg, gt_len);
-        }
-        gt_total = 0;
-    }
-    return TRUE;
-}
-
-static BOOL gt_post_connect(freerdp_peer *peer)
-{
     return TRUE;
 }
 
@@ -278,91 +208,37 @@ static BOOL gt_activate(freerdp_peer *peer)
 {
     uint8_t caps[12] = {0x50, 0, 2, 0};
 
-    gt_say("gfx-offered", peer->settings->SupportGraphicsPipeline ? 1 : 0);
+    rts_say("gfx-offered %d", peer->settings->SupportGraphicsPipeline ? 1 : 0);
     gt_dvc = WTSChannelGetId(peer, "drdynvc");
     if (gt_dvc == 0) {
-        gt_say("no-drdynvc", -1);
+        rts_say("no-drdynvc");
         return TRUE;
     }
     return gt_send(peer, caps, sizeof(caps));
 }
 
-static void gt_serve(int fd, const char *cert, const char *key)
+static void gt_serve(freerdp_peer *peer)
 {
-    freerdp_peer *peer = freerdp_peer_new(fd);
-    HANDLE h[32];
-    DWORD n;
-
-    if (peer == NULL || !freerdp_peer_context_new(peer)) {
-        close(fd);
+    gt_dvc = 0;
+    gt_msg.total = 0;
+    gt_sent = 0;
+    if (!freerdp_settings_set_bool(peer->settings,
+                                   FreeRDP_SupportGraphicsPipeline, TRUE)) {
         return;
     }
-    gt_dvc = 0;
-    gt_total = 0;
-    gt_sent = 0;
-    if (!freerdp_settings_set_string(peer->settings, FreeRDP_CertificateFile,
-                                     cert) ||
-        !freerdp_settings_set_string(peer->settings, FreeRDP_PrivateKeyFile,
-                                     key) ||
-        !freerdp_settings_set_bool(peer->settings, FreeRDP_NlaSecurity,
-                                   FALSE) ||
-        !freerdp_settings_set_bool(peer->settings, FreeRDP_TlsSecurity, TRUE) ||
-        !freerdp_settings_set_bool(peer->settings, FreeRDP_RdpSecurity,
-                                   FALSE) ||
-        !freerdp_settings_set_bool(peer->settings,
-                                   FreeRDP_SupportGraphicsPipeline, TRUE)) {
-        goto out;
-    }
-    peer->PostConnect = gt_post_connect;
     peer->Activate = gt_activate;
     peer->ReceiveChannelData = gt_channel;
-    if (!peer->Initialize(peer)) {
-        goto out;
-    }
-    for (;;) {
-        n = peer->GetEventHandles(peer, h, 32);
-        if (n == 0 ||
-            WaitForMultipleObjects(n, h, FALSE, INFINITE) == WAIT_FAILED) {
-            break;
-        }
-        if (!peer->CheckFileDescriptor(peer)) {
-            break;
-        }
-    }
-    peer->Disconnect(peer);
-out:
-    freerdp_peer_context_free(peer);
-    freerdp_peer_free(peer);
+    rts_run(peer, NULL);
 }
 
 int main(int argc, char **argv)
 {
-    struct sockaddr_in a;
-    int ls, fd, one = 1;
-
     if (argc != 5) {
         fprintf(stderr, "usage: rdp-gfx-target PORT CERT KEY OUTFILE\n");
         return 2;
     }
-    if ((gt_out = fopen(argv[4], "a")) == NULL) {
-        perror(argv[4]);
+    if (!rts_open_out(argv[4])) {
         return 1;
     }
-    winpr_InitializeSSL(WINPR_SSL_INIT_DEFAULT);
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)atoi(argv[1]));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if ((ls = socket(AF_INET, SOCK_STREAM, 0)) < 0 ||
-        setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        bind(ls, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(ls, 8) != 0) {
-        perror("listen");
-        return 1;
-    }
-    for (;;) {
-        if ((fd = accept(ls, NULL, NULL)) < 0) {
-            continue;
-        }
-        gt_serve(fd, argv[2], argv[3]);
-    }
+    return rts_serve_forever(argv[1], argv[2], argv[3], gt_serve);
 }

@@ -2,6 +2,7 @@
 #include "rdp_test_server.h"
 
 #include <arpa/inet.h>
+#include <stdarg.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,6 +15,32 @@
 #include <freerdp/settings.h>
 #include <winpr/ssl.h>
 #include <winpr/synch.h>
+
+FILE *rts_out;
+static CRITICAL_SECTION rts_lock;
+
+bool rts_open_out(const char *path)
+{
+    if ((rts_out = fopen(path, "a")) == NULL) {
+        perror(path);
+        return false;
+    }
+    InitializeCriticalSection(&rts_lock);
+    return true;
+}
+
+void rts_say(const char *fmt, ...)
+{
+    va_list ap;
+
+    EnterCriticalSection(&rts_lock);
+    va_start(ap, fmt);
+    vfprintf(rts_out, fmt, ap);
+    va_end(ap);
+    fputc('\n', rts_out);
+    fflush(rts_out);
+    LeaveCriticalSection(&rts_lock);
+}
 
 int rts_listen(const char *port)
 {
@@ -107,4 +134,21 @@ void rts_peer_free(freerdp_peer *peer)
         freerdp_peer_context_free(peer);
     }
     freerdp_peer_free(peer);
+}
+
+int rts_serve_forever(const char *port, const char *cert, const char *key,
+                      void (*serve)(freerdp_peer *peer))
+{
+    freerdp_peer *peer;
+    int ls;
+
+    if ((ls = rts_listen(port)) < 0) {
+        return 1;
+    }
+    for (;;) {
+        if ((peer = rts_peer(rts_accept(ls), cert, key)) != NULL) {
+            serve(peer);
+            rts_peer_free(peer);
+        }
+    }
 }

@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,6 +37,7 @@
 #include "sshproxy/mproto.h"
 #include "store/db.h"
 #include "store/store.h"
+#include "monitor_fx.h"
 #include "store_fx.h"
 
 struct t {
@@ -67,13 +67,11 @@ static int setup(void **state)
     assert_non_null(t = calloc(1, sizeof(*t)));
     assert_int_equal(fx_setup(&f, "/tmp/test_monitor_jobs.XXXXXX"), 0);
     t->fx = f;
-    assert_int_equal(config_defaults(&t->cfg, t->fx->dir), ERR_OK);
+    mfx_config(&t->cfg, t->fx->dir);
     free(t->cfg.store_path);
     free(t->cfg.store_url);
     assert_non_null(t->cfg.store_path = strdup(t->fx->path));
     assert_non_null(t->cfg.store_url = strdup(t->fx->path));
-    t->cfg.failure_delay_ms = 0;
-    assert_int_equal(vault_create_key(t->cfg.vault_key), ERR_OK);
     assert_non_null(t->loop = loop_new());
     assert_int_equal(monitor_init(&t->m, &t->cfg, t->loop), ERR_OK);
     assert_non_null(t->m.jobs);
@@ -126,17 +124,12 @@ static int teardown_t(void **state)
  * child's end of its monitor socket. */
 static struct mchild *child(struct t *t, int *peer)
 {
-    int sv[2];
-    struct mchild *c;
+    struct mchild *c = mfx_child(&t->m, &t->next_pid, peer);
 
-    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
-    c = monitor_child_new(&t->m, t->next_pid++, -1, sv[0], "192.0.2.7:40000");
-    assert_non_null(c);
     assert_int_equal(login_parse("alice#srv", 9, &c->login, NULL), ERR_OK);
     snprintf(c->user_id, sizeof(c->user_id), "%s", t->user_id);
     snprintf(c->user_name, sizeof(c->user_name), "alice");
     assert_int_equal(monitor_child_state(&t->m, c, MC_AUTHED), ERR_OK);
-    *peer = sv[1];
     return c;
 }
 
@@ -182,15 +175,22 @@ static bool read_authorize(int peer, char *sid, size_t sidlen)
     return ok == 1;
 }
 
-static void lock_assets(struct t *t)
+/* The test's own connection holds table locked until unlock. */
+static void lock_table(struct t *t, const char *table)
 {
+    char sql[128];
+
+    snprintf(sql, sizeof(sql), "LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", table);
     assert_int_equal(db_exec(t->locker, "test", "BEGIN"), ERR_OK);
-    assert_int_equal(db_exec(t->locker, "test",
-                             "LOCK TABLE assets IN ACCESS EXCLUSIVE MODE"),
-                     ERR_OK);
+    assert_int_equal(db_exec(t->locker, "test", sql), ERR_OK);
 }
 
-static void unlock_assets(struct t *t)
+static void lock_assets(struct t *t)
+{
+    lock_table(t, "assets");
+}
+
+static void unlock(struct t *t)
 {
     assert_int_equal(db_exec(t->locker, "test", "COMMIT"), ERR_OK);
 }
@@ -216,7 +216,7 @@ static void test_authorize_waits_off_the_loop(void **state)
     /* the loop turns (and reads the request) without waiting */
     assert_false(run_until_reply(t, peer, 1000));
     assert_true(util_mono_ms() - t0 < 1500);
-    unlock_assets(t);
+    unlock(t);
     assert_true(run_until_reply(t, peer, 10000));
     assert_true(read_authorize(peer, sid, sizeof(sid)));
     memset(&s, 0, sizeof(s));
@@ -246,7 +246,7 @@ static void test_child_gone_mid_job(void **state)
     send_authorize(peer, "gone-mid-job");
     assert_false(run_until_reply(t, peer, 300));
     monitor_child_exit(&t->m, c->pid, 0);
-    unlock_assets(t);
+    unlock(t);
     memset(&f, 0, sizeof(f));
     for (int64_t until = util_mono_ms() + 10000;
          !closed && util_mono_ms() < until;) {
@@ -286,7 +286,7 @@ static void test_two_requests_in_order(void **state)
     send_authorize(peer, "first");
     send_authorize(peer, "second");
     assert_false(run_until_reply(t, peer, 300));
-    unlock_assets(t);
+    unlock(t);
     for (int k = 0; k < 2; k++) {
         assert_true(run_until_reply(t, peer, 10000));
         assert_true(read_authorize(peer, sid, sizeof(sid)));
@@ -322,7 +322,7 @@ static void test_waiting_job_of_a_gone_child_never_runs(void **state)
         assert_false(run_until_reply(t, peer[k], 200));
     }
     monitor_child_exit(&t->m, c[4]->pid, 0);
-    unlock_assets(t);
+    unlock(t);
     for (int k = 0; k < 4; k++) {
         assert_true(run_until_reply(t, peer[k], 10000));
         assert_true(read_authorize(peer[k], sid, sizeof(sid)));
@@ -368,14 +368,11 @@ static void test_store_failure_is_not_a_disabled_user(void **state)
     assert_non_null(t->cfg.store_path = strdup(url));
     assert_int_equal(monitor_init(&t->m, &t->cfg, t->loop), ERR_OK);
     c = child(t, &peer);
-    assert_int_equal(db_exec(t->locker, "test", "BEGIN"), ERR_OK);
-    assert_int_equal(
-        db_exec(t->locker, "test", "LOCK TABLE users IN ACCESS EXCLUSIVE MODE"),
-        ERR_OK);
+    lock_table(t, "users");
     send_authorize(peer, "under-a-lock");
     assert_true(run_until_reply(t, peer, 10000));
     assert_false(read_authorize(peer, sid, sizeof(sid)));
-    assert_int_equal(db_exec(t->locker, "test", "COMMIT"), ERR_OK);
+    unlock(t);
     /* not ended (before: "error: user disabled" and a SIGKILL) */
     assert_string_equal(c->end_result, "");
     assert_int_equal(c->state, MC_AUTHED);

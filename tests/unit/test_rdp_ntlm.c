@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -30,6 +29,8 @@
 #include "sshproxy/monitor.h"
 #include "sshproxy/mproto.h"
 #include "store/store.h"
+
+#include "monitor_fx.h"
 
 #define PASSWORD "Alice-Pass-42"
 
@@ -51,12 +52,10 @@ static int setup_n(void **state, int max_failures)
     assert_non_null(t);
     snprintf(t->dir, sizeof(t->dir), "/tmp/pc-rdpntlm-XXXXXX");
     assert_non_null(mkdtemp(t->dir));
-    assert_int_equal(config_defaults(&t->cfg, t->dir), ERR_OK);
+    mfx_config(&t->cfg, t->dir);
     t->cfg.max_failures = max_failures;
     t->cfg.failure_window_seconds = 300;
     t->cfg.lockout_seconds = 300;
-    t->cfg.failure_delay_ms = 0;
-    assert_int_equal(vault_create_key(t->cfg.vault_key), ERR_OK);
     assert_int_equal(monitor_init(&t->m, &t->cfg, NULL), ERR_OK);
     assert_int_equal(password_hash(PASSWORD, hash, sizeof(hash)), ERR_OK);
     assert_int_equal(store_user_add(t->m.store, "alice", hash, false, &u),
@@ -100,15 +99,34 @@ static int teardown(void **state)
 /* A new RDP child from 192.0.2.7; *peer is the child's end. */
 static struct mchild *child(struct t *t, int *peer)
 {
-    int sv[2];
-    struct mchild *c;
+    struct mchild *c = mfx_child(&t->m, &t->next_pid, peer);
 
-    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
-    c = monitor_child_new(&t->m, t->next_pid++, -1, sv[0], "192.0.2.7:40000");
-    assert_non_null(c);
     c->rdp = true;
-    *peer = sv[1];
     return c;
+}
+
+/* A request of alice for asset srv with password pw, into b. */
+static void alice_req(struct buf *b, const char *pw)
+{
+    assert_int_equal(buf_put_cstring(b, "alice#srv"), ERR_OK);
+    assert_int_equal(buf_put_cstring(b, pw), ERR_OK);
+}
+
+/* Asks type (alice_req with pw) and reads the reply, of type want: its
+ * first byte; the rest stays in b, reset before the request. */
+static uint8_t ask(struct t *t, struct mchild *c, int peer, struct buf *b,
+                   uint8_t type, const char *pw, uint8_t want)
+{
+    uint8_t got = 0, first = 0;
+
+    buf_reset(b);
+    alice_req(b, pw);
+    assert_int_equal(monitor_request(&t->m, c, type, b), ERR_OK);
+    buf_reset(b);
+    assert_int_equal(mproto_recv(peer, &got, b, NULL), ERR_OK);
+    assert_int_equal(got, want);
+    assert_int_equal(buf_get_u8(b, &first), ERR_OK);
+    return first;
 }
 
 /* MP_RDP_NTLM for alice: true if a key came back. */
@@ -116,16 +134,10 @@ static bool ntlm(struct t *t, struct mchild *c, int peer, char *why,
                  size_t whylen)
 {
     struct buf *b = buf_new(MPROTO_MAX);
-    uint8_t type = 0, ok = 0;
+    uint8_t ok;
 
     assert_non_null(b);
-    assert_int_equal(buf_put_cstring(b, "alice#srv"), ERR_OK);
-    assert_int_equal(buf_put_cstring(b, ""), ERR_OK);
-    assert_int_equal(monitor_request(&t->m, c, MP_RDP_NTLM, b), ERR_OK);
-    buf_reset(b);
-    assert_int_equal(mproto_recv(peer, &type, b, NULL), ERR_OK);
-    assert_int_equal(type, MP_RDP_NTLM_REPLY);
-    assert_int_equal(buf_get_u8(b, &ok), ERR_OK);
+    ok = ask(t, c, peer, b, MP_RDP_NTLM, "", MP_RDP_NTLM_REPLY);
     assert_int_equal(buf_get_cstring_into(b, why, whylen), ERR_OK);
     buf_free(b);
     return ok == 1;
@@ -135,16 +147,10 @@ static bool ntlm(struct t *t, struct mchild *c, int peer, char *why,
 static int login(struct t *t, struct mchild *c, int peer, const char *pw)
 {
     struct buf *b = buf_new(MPROTO_MAX);
-    uint8_t type = 0, verdict = 9;
+    uint8_t verdict;
 
     assert_non_null(b);
-    assert_int_equal(buf_put_cstring(b, "alice#srv"), ERR_OK);
-    assert_int_equal(buf_put_cstring(b, pw), ERR_OK);
-    assert_int_equal(monitor_request(&t->m, c, MP_AUTH_PASSWORD, b), ERR_OK);
-    buf_reset(b);
-    assert_int_equal(mproto_recv(peer, &type, b, NULL), ERR_OK);
-    assert_int_equal(type, MP_AUTH_REPLY);
-    assert_int_equal(buf_get_u8(b, &verdict), ERR_OK);
+    verdict = ask(t, c, peer, b, MP_AUTH_PASSWORD, pw, MP_AUTH_REPLY);
     buf_free(b);
     return verdict;
 }
@@ -222,8 +228,7 @@ static void test_ssh_child_gets_no_ntlm_key(void **state)
     assert_non_null(b);
     c = child(t, &peer);
     c->rdp = false;
-    assert_int_equal(buf_put_cstring(b, "alice#srv"), ERR_OK);
-    assert_int_equal(buf_put_cstring(b, ""), ERR_OK);
+    alice_req(b, "");
     assert_int_equal(monitor_request(&t->m, c, MP_RDP_NTLM, b), ERR_PROTO);
     assert_int_equal(c->state, MC_DEAD);
     assert_int_equal(fcntl(peer, F_SETFL, O_NONBLOCK), 0);
