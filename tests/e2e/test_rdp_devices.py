@@ -201,7 +201,8 @@ def test_drive_read_and_written_by_the_target(rdp_proxy, dev_target,
     for want in ("wopen %s 0" % drive_id,
                  "wwrite %s 0 %d" % (drive_id, len(WRITE_DATA)),
                  "wclose %s 0" % drive_id):
-        assert want in lines, lines
+        assert want in lines, [ln for ln in lines if not ln.startswith(
+            "audio ")]
     written = share / WRITTEN
     assert written.exists(), sorted(os.listdir(share))
     assert hashlib.sha256(written.read_bytes()).hexdigest() == \
