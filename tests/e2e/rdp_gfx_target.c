@@ -24,7 +24,19 @@
  *   sent              the PDUs above went out
  *   frame-ack N       the client acknowledged frame N
  *
- * Usage: rdp-gfx-target PORT CERT KEY OUTFILE
+ * With "still" after OUTFILE it is no hostile target but a still screen
+ * that draws only when asked, as FreeRDP's shadow server does when it
+ * lost its first graphics frame (docs/rdp.md, "A still screen"): a good
+ * caps confirm (8.1) answers the caps advertise, and the frame above
+ * goes out only for a Refresh Rect PDU, or a Suppress Output PDU that
+ * allows output, which came after it; once for each. Its lines then:
+ *
+ *   confirmed         the caps confirm went out
+ *   refresh           a Refresh Rect PDU came
+ *   suppress 0|1      a Suppress Output PDU came (1: output allowed)
+ *   drawn             the frame went out
+ *
+ * Usage: rdp-gfx-target PORT CERT KEY OUTFILE [still]
  * Serves one connection after another on 127.0.0.1:PORT until killed.
  */
 #include <arpa/inet.h>
@@ -49,6 +61,8 @@
 static FILE *gt_out;
 static UINT16 gt_dvc;
 static int gt_sent;
+static int gt_still;     /* the still-screen mode */
+static int gt_confirmed; /* still: the caps confirm went out */
 static uint8_t gt_msg[GT_MSG_MAX];
 static size_t gt_len, gt_total;
 
@@ -207,6 +221,55 @@ static void gt_hostile(freerdp_peer *peer)
     gt_say("sent", -1);
 }
 
+/* still: a plain caps confirm, 8.1 with no flags, one uncompressed
+ * segment. */
+static void gt_confirm(freerdp_peer *peer)
+{
+    uint8_t b[22];
+    size_t n;
+
+    b[0] = 0xe0;
+    b[1] = 0x04;
+    n = 2 + gt_head(b + 2, 0x0013, 20);
+    gt_put32(b + n, 0x00080105);
+    gt_put32(b + n + 4, 4);
+    gt_put32(b + n + 8, 0);
+    gt_data(peer, 0, 0, b, sizeof(b));
+    gt_confirmed = 1;
+    gt_say("confirmed", -1);
+}
+
+/* still: the frame, when the client asked for the screen after the
+ * caps confirm */
+static void gt_draw(freerdp_peer *peer)
+{
+    uint8_t b[1024];
+
+    if (!gt_confirmed) {
+        return;
+    }
+    gt_data(peer, 0, 0, b, gt_frame(b));
+    gt_say("drawn", -1);
+}
+
+static BOOL gt_refresh(rdpContext *ctx, BYTE count, const RECTANGLE_16 *r)
+{
+    (void)count, (void)r;
+    gt_say("refresh", -1);
+    gt_draw(ctx->peer);
+    return TRUE;
+}
+
+static BOOL gt_suppress(rdpContext *ctx, BYTE allow, const RECTANGLE_16 *r)
+{
+    (void)r;
+    gt_say("suppress", allow);
+    if (allow) {
+        gt_draw(ctx->peer);
+    }
+    return TRUE;
+}
+
 /* One whole drdynvc message from the client. */
 static void gt_dvc_msg(freerdp_peer *peer, const uint8_t *m, size_t len)
 {
@@ -236,7 +299,11 @@ static void gt_dvc_msg(freerdp_peer *peer, const uint8_t *m, size_t len)
         if (id == 0x0012 && !gt_sent) {
             gt_say("caps-advertise", -1);
             gt_sent = 1;
-            gt_hostile(peer);
+            if (gt_still) {
+                gt_confirm(peer);
+            } else {
+                gt_hostile(peer);
+            }
         } else if (id == 0x000d && len >= 2 + 20) {
             gt_say("frame-ack", (long)gt_get32(m + 2 + 8 + 4));
         }
@@ -300,6 +367,7 @@ static void gt_serve(int fd, const char *cert, const char *key)
     gt_dvc = 0;
     gt_total = 0;
     gt_sent = 0;
+    gt_confirmed = 0;
     if (!freerdp_settings_set_string(peer->settings, FreeRDP_CertificateFile,
                                      cert) ||
         !freerdp_settings_set_string(peer->settings, FreeRDP_PrivateKeyFile,
@@ -310,7 +378,10 @@ static void gt_serve(int fd, const char *cert, const char *key)
         !freerdp_settings_set_bool(peer->settings, FreeRDP_RdpSecurity,
                                    FALSE) ||
         !freerdp_settings_set_bool(peer->settings,
-                                   FreeRDP_SupportGraphicsPipeline, TRUE)) {
+                                   FreeRDP_SupportGraphicsPipeline, TRUE) ||
+        !freerdp_settings_set_bool(peer->settings, FreeRDP_RefreshRect, TRUE) ||
+        !freerdp_settings_set_bool(peer->settings, FreeRDP_SuppressOutput,
+                                   TRUE)) {
         goto out;
     }
     peer->PostConnect = gt_post_connect;
@@ -319,6 +390,8 @@ static void gt_serve(int fd, const char *cert, const char *key)
     if (!peer->Initialize(peer)) {
         goto out;
     }
+    peer->update->RefreshRect = gt_refresh;
+    peer->update->SuppressOutput = gt_suppress;
     for (;;) {
         n = peer->GetEventHandles(peer, h, 32);
         if (n == 0 ||
@@ -340,10 +413,12 @@ int main(int argc, char **argv)
     struct sockaddr_in a;
     int ls, fd, one = 1;
 
-    if (argc != 5) {
-        fprintf(stderr, "usage: rdp-gfx-target PORT CERT KEY OUTFILE\n");
+    if (argc < 5 || argc > 6 || (argc == 6 && strcmp(argv[5], "still"))) {
+        fprintf(stderr,
+                "usage: rdp-gfx-target PORT CERT KEY OUTFILE [still]\n");
         return 2;
     }
+    gt_still = argc == 6;
     if ((gt_out = fopen(argv[4], "a")) == NULL) {
         perror(argv[4]);
         return 1;
