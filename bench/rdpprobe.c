@@ -37,6 +37,8 @@
  * MODE classic (the default): no graphics pipeline, the classic updates
  * (bitmap updates, surface bits) as before. gfx: the graphics pipeline
  * ([MS-RDPEGFX]) with AVC420 (H.264) offered, as xfreerdp /gfx:avc420;
+ * gfx-refresh: gfx, and a Refresh Rect PDU for the whole screen once the
+ * caps are confirmed (what the proxy does, docs/rdp.md "A still screen");
  * gfx-noavc: the pipeline without H.264 (the target picks another codec;
  * Debian 12's freerdp-shadow-cli opens the channel and confirms the caps
  * but then sends classic updates only, so this mode waits for a GFX frame
@@ -107,7 +109,9 @@ struct probe {
     pEndPaint gdi_end;
     pcRdpgfxEndFrame gfx_end;
     pcRdpgfxSurfaceCommand gfx_cmd;
+    pcRdpgfxCapsConfirm gfx_confirm;
     RdpgfxClientContext *gfx;
+    BOOL refresh; /* gfx-refresh: a Refresh Rect after the caps confirm */
     double t0;
     /* written on the channel thread with GFX (the gdi paints there),
      * read by the main loop */
@@ -173,6 +177,26 @@ static UINT probe_gfx_surface_command(RdpgfxClientContext *gfx,
     return p->gfx_cmd(gfx, cmd);
 }
 
+/* gfx-refresh: the client asks for the whole screen once the caps are
+ * confirmed, as the proxy does for its clients (docs/rdp.md, "A still
+ * screen"); for bench/rdp --still --client-refresh, which thus checks on
+ * direct connections that this makes freerdp-shadow send its first GFX
+ * frame. */
+static UINT probe_gfx_caps_confirm(RdpgfxClientContext *gfx,
+                                   const RDPGFX_CAPS_CONFIRM_PDU *pdu)
+{
+    struct probe *p = (struct probe *)((rdpGdi *)gfx->custom)->context;
+    rdpSettings *s = p->ctx.settings;
+    RECTANGLE_16 all = {0, 0, (UINT16)(s->DesktopWidth - 1),
+                        (UINT16)(s->DesktopHeight - 1)};
+    UINT rc = p->gfx_confirm != NULL ? p->gfx_confirm(gfx, pdu) : CHANNEL_RC_OK;
+
+    if (rc == CHANNEL_RC_OK && !p->ctx.update->RefreshRect(&p->ctx, 1, &all)) {
+        return ERROR_INTERNAL_ERROR;
+    }
+    return rc;
+}
+
 /* as xfreerdp's channel handler with the software GDI: the pipeline's
  * decoder is the gdi's */
 static void probe_channel_connected(void *ctx, ChannelConnectedEventArgs *e)
@@ -194,6 +218,10 @@ static void probe_channel_connected(void *ctx, ChannelConnectedEventArgs *e)
     gfx->EndFrame = probe_gfx_end_frame;
     p->gfx_cmd = gfx->SurfaceCommand;
     gfx->SurfaceCommand = probe_gfx_surface_command;
+    if (p->refresh) {
+        p->gfx_confirm = gfx->CapsConfirm;
+        gfx->CapsConfirm = probe_gfx_caps_confirm;
+    }
     __atomic_store_n(&p->gfx, gfx, __ATOMIC_RELEASE);
 }
 
@@ -307,7 +335,8 @@ int main(int argc, char **argv)
         double cpu;
     } held = {0};
     const char *mode = argc > 6 ? argv[6] : "classic";
-    BOOL gfx = strcmp(mode, "gfx") == 0, avc = gfx;
+    BOOL refresh = strcmp(mode, "gfx-refresh") == 0;
+    BOOL gfx = strcmp(mode, "gfx") == 0 || refresh, avc = gfx;
     double wait_ms = argc > 7 ? atof(argv[7]) * 1e3 : 30e3;
     int rc = 1;
 
@@ -315,7 +344,7 @@ int main(int argc, char **argv)
         !(strcmp(mode, "classic") == 0 || gfx ||
           strcmp(mode, "gfx-noavc") == 0)) {
         fprintf(stderr, "usage: rdpprobe HOST PORT USER PASSWORD SECONDS "
-                        "[classic|gfx|gfx-noavc [WAIT]]\n");
+                        "[classic|gfx|gfx-refresh|gfx-noavc [WAIT]]\n");
         return 2;
     }
     gfx = strcmp(mode, "classic") != 0;
@@ -337,6 +366,7 @@ int main(int argc, char **argv)
         return 1;
     }
     p = (struct probe *)instance->context;
+    p->refresh = refresh;
     s = instance->settings;
     if (!freerdp_settings_set_string(s, FreeRDP_ServerHostname, argv[1]) ||
         !freerdp_settings_set_uint32(s, FreeRDP_ServerPort,
