@@ -14,6 +14,8 @@
  *   recv_bytes      what the client's TCP socket received (TCP_INFO
  *                   tcpi_bytes_received), all of the session
  *   gfx             1 when the graphics pipeline channel was connected
+ *   classic_after_open  (gfx modes) classic paints between the pipeline's
+ *                   channel connecting and the first GFX paint
  *   gfx_cmds_CODEC  GFX surface commands per codec (avc420, planar, ...)
  *
  * and of the held window, which starts at the mode's first frame (the
@@ -30,11 +32,13 @@
  *   held_cpu_s      the probe's CPU time in it
  *   held_recv_bytes what the TCP socket received in it
  *
- * Usage: rdpprobe HOST PORT USER PASSWORD SECONDS [MODE]
+ * Usage: rdpprobe HOST PORT USER PASSWORD SECONDS [MODE [WAIT]]
  *
  * MODE classic (the default): no graphics pipeline, the classic updates
  * (bitmap updates, surface bits) as before. gfx: the graphics pipeline
  * ([MS-RDPEGFX]) with AVC420 (H.264) offered, as xfreerdp /gfx:avc420;
+ * gfx-refresh: gfx, and a Refresh Rect PDU for the whole screen once the
+ * caps are confirmed (what the proxy does, docs/rdp.md "A still screen");
  * gfx-noavc: the pipeline without H.264 (the target picks another codec;
  * Debian 12's freerdp-shadow-cli opens the channel and confirms the caps
  * but then sends classic updates only, so this mode waits for a GFX frame
@@ -43,6 +47,13 @@
  * (rdpgfx over drdynvc) decodes into the software GDI, wired as xfreerdp
  * does (gdi_graphics_pipeline_init); a paint is an output update of the
  * GDI (EndPaint), as in the classic mode.
+ *
+ * WAIT: how many seconds the mode's first frame is waited for (default
+ * 30); without it the probe says so on stderr, with the paints and GFX
+ * frames it had and how many classic paints came after the pipeline's
+ * channel connected (bench/rdp --still: a target that sends its first
+ * full screen as a classic update after the client's caps advertise
+ * sends no GFX frame to a still screen, docs/rdp.md).
  *
  * SECONDS 0: disconnect at the (mode's) first frame. The certificate is
  * accepted without a check (the bench's own loopback servers). Exit status 0
@@ -98,7 +109,9 @@ struct probe {
     pEndPaint gdi_end;
     pcRdpgfxEndFrame gfx_end;
     pcRdpgfxSurfaceCommand gfx_cmd;
+    pcRdpgfxCapsConfirm gfx_confirm;
     RdpgfxClientContext *gfx;
+    BOOL refresh; /* gfx-refresh: a Refresh Rect after the caps confirm */
     double t0;
     /* written on the channel thread with GFX (the gdi paints there),
      * read by the main loop */
@@ -109,6 +122,8 @@ struct probe {
     pthread_t main;
     unsigned long main_paints, gfx_paints;
     double first_gfx;
+    /* main_paints when the pipeline's channel connected */
+    unsigned long paints_at_open;
 };
 
 static double now_ms(void)
@@ -162,6 +177,26 @@ static UINT probe_gfx_surface_command(RdpgfxClientContext *gfx,
     return p->gfx_cmd(gfx, cmd);
 }
 
+/* gfx-refresh: the client asks for the whole screen once the caps are
+ * confirmed, as the proxy does for its clients (docs/rdp.md, "A still
+ * screen"); for bench/rdp --still --client-refresh, which thus checks on
+ * direct connections that this makes freerdp-shadow send its first GFX
+ * frame. */
+static UINT probe_gfx_caps_confirm(RdpgfxClientContext *gfx,
+                                   const RDPGFX_CAPS_CONFIRM_PDU *pdu)
+{
+    struct probe *p = (struct probe *)((rdpGdi *)gfx->custom)->context;
+    rdpSettings *s = p->ctx.settings;
+    RECTANGLE_16 all = {0, 0, (UINT16)(s->DesktopWidth - 1),
+                        (UINT16)(s->DesktopHeight - 1)};
+    UINT rc = p->gfx_confirm != NULL ? p->gfx_confirm(gfx, pdu) : CHANNEL_RC_OK;
+
+    if (rc == CHANNEL_RC_OK && !p->ctx.update->RefreshRect(&p->ctx, 1, &all)) {
+        return ERROR_INTERNAL_ERROR;
+    }
+    return rc;
+}
+
 /* as xfreerdp's channel handler with the software GDI: the pipeline's
  * decoder is the gdi's */
 static void probe_channel_connected(void *ctx, ChannelConnectedEventArgs *e)
@@ -176,10 +211,17 @@ static void probe_channel_connected(void *ctx, ChannelConnectedEventArgs *e)
         fprintf(stderr, "rdpprobe: gdi_graphics_pipeline_init failed\n");
         return;
     }
+    __atomic_store_n(&p->paints_at_open,
+                     __atomic_load_n(&p->main_paints, __ATOMIC_ACQUIRE),
+                     __ATOMIC_RELEASE);
     p->gfx_end = gfx->EndFrame;
     gfx->EndFrame = probe_gfx_end_frame;
     p->gfx_cmd = gfx->SurfaceCommand;
     gfx->SurfaceCommand = probe_gfx_surface_command;
+    if (p->refresh) {
+        p->gfx_confirm = gfx->CapsConfirm;
+        gfx->CapsConfirm = probe_gfx_caps_confirm;
+    }
     __atomic_store_n(&p->gfx, gfx, __ATOMIC_RELEASE);
 }
 
@@ -293,14 +335,16 @@ int main(int argc, char **argv)
         double cpu;
     } held = {0};
     const char *mode = argc > 6 ? argv[6] : "classic";
-    BOOL gfx = strcmp(mode, "gfx") == 0, avc = gfx;
+    BOOL refresh = strcmp(mode, "gfx-refresh") == 0;
+    BOOL gfx = strcmp(mode, "gfx") == 0 || refresh, avc = gfx;
+    double wait_ms = argc > 7 ? atof(argv[7]) * 1e3 : 30e3;
     int rc = 1;
 
-    if (argc < 6 || argc > 7 ||
+    if (argc < 6 || argc > 8 || wait_ms <= 0 ||
         !(strcmp(mode, "classic") == 0 || gfx ||
           strcmp(mode, "gfx-noavc") == 0)) {
         fprintf(stderr, "usage: rdpprobe HOST PORT USER PASSWORD SECONDS "
-                        "[classic|gfx|gfx-noavc]\n");
+                        "[classic|gfx|gfx-refresh|gfx-noavc [WAIT]]\n");
         return 2;
     }
     gfx = strcmp(mode, "classic") != 0;
@@ -322,6 +366,7 @@ int main(int argc, char **argv)
         return 1;
     }
     p = (struct probe *)instance->context;
+    p->refresh = refresh;
     s = instance->settings;
     if (!freerdp_settings_set_string(s, FreeRDP_ServerHostname, argv[1]) ||
         !freerdp_settings_set_uint32(s, FreeRDP_ServerPort,
@@ -380,16 +425,21 @@ int main(int argc, char **argv)
         if (until != 0 && t >= until) {
             break;
         }
-        if (t - p->t0 > 30e3 && until == 0) {
-            fprintf(stderr,
-                    "rdpprobe: no %sframe within 30 s (pipeline %s, %lu "
-                    "paints, %lu GFX frames ended)\n",
-                    gfx ? "GFX " : "",
-                    __atomic_load_n(&p->gfx, __ATOMIC_ACQUIRE) != NULL
-                        ? "connected"
-                        : "not connected",
-                    __atomic_load_n(&p->frames, __ATOMIC_ACQUIRE),
-                    __atomic_load_n(&p->gfx_frames, __ATOMIC_ACQUIRE));
+        if (t - p->t0 > wait_ms && until == 0) {
+            BOOL open = __atomic_load_n(&p->gfx, __ATOMIC_ACQUIRE) != NULL;
+
+            fprintf(
+                stderr,
+                "rdpprobe: no %sframe within %.0f s (pipeline %s, %lu "
+                "paints, %lu classic after the pipeline connected, %lu "
+                "GFX frames ended)\n",
+                gfx ? "GFX " : "", wait_ms / 1e3,
+                open ? "connected" : "not connected",
+                __atomic_load_n(&p->frames, __ATOMIC_ACQUIRE),
+                open ? __atomic_load_n(&p->main_paints, __ATOMIC_ACQUIRE) -
+                           __atomic_load_n(&p->paints_at_open, __ATOMIC_ACQUIRE)
+                     : 0,
+                __atomic_load_n(&p->gfx_frames, __ATOMIC_ACQUIRE));
             break;
         }
         if (n == 0 ||
@@ -415,7 +465,10 @@ int main(int argc, char **argv)
         printf("connect_ms=%.1f\nfirst_frame_ms=%.1f\n", connected - p->t0,
                p->first - p->t0);
         if (gfx) {
-            printf("first_gfx_ms=%.1f\n", p->first_gfx - p->t0);
+            printf("first_gfx_ms=%.1f\nclassic_after_open=%lu\n",
+                   p->first_gfx - p->t0,
+                   held.classic -
+                       __atomic_load_n(&p->paints_at_open, __ATOMIC_ACQUIRE));
         }
         printf(
             "frames=%lu\nclassic_paints=%lu\ngfx_frames=%lu\n"

@@ -1809,6 +1809,46 @@ static void rdpc_gfx_note(struct rdpc *s, int dir,
     s->gfx_bytes[dir] += n;
 }
 
+/*
+ * The target confirmed the client's graphics caps (relayed to the client
+ * just before): the proxy asks it for its whole screen at once, with a
+ * Refresh Rect PDU on the back leg, as a client does when it needs a
+ * repaint.
+ *
+ * Why: FreeRDP's shadow server (2.11, server/shadow/shadow_client.c)
+ * handles the caps advertise on the graphics channel's own thread,
+ * where it first asks its capture thread for a full frame and only then
+ * records that the client takes H.264 and sends the caps confirm. The
+ * session's thread sends that frame as soon as the capture thread
+ * signals it; when it gets there before the H.264 switch is recorded,
+ * the full screen goes out as classic bitmap updates, the screen counts
+ * as sent, and no graphics frame follows until the screen changes: the
+ * client, drawing the pipeline's surface, stays black on a still
+ * screen. (Read in its source; what bench/rdp --still sees agrees: each
+ * connection that never got a graphics frame had a whole screen of
+ * classic updates after the pipeline opened. A few in a hundred, direct
+ * ones too: docs/rdp.md.) The caps confirm is sent after the switch, so
+ * a refresh asked once it is seen comes back as graphics frames. On any
+ * other target it costs one repaint of the screen per caps exchange; a
+ * target that did not advertise Refresh Rect support is not asked
+ * (FreeRDP sends nothing then).
+ */
+static BOOL rdpc_gfx_refresh(struct rdpc *s)
+{
+    rdpContext *b = s->back->context;
+    rdpSettings *bs = s->back->settings;
+    RECTANGLE_16 all = {0, 0, (UINT16)(bs->DesktopWidth - 1),
+                        (UINT16)(bs->DesktopHeight - 1)};
+
+    if (!bs->RefreshRect) {
+        return TRUE;
+    }
+    log_info("rdp %s: graphics pipeline: a full screen asked of the target "
+             "after its caps confirm",
+             s->a->client_addr);
+    return b->update->RefreshRect(b, 1, &all);
+}
+
 /* At the end of a session that opened the graphics channel. */
 static void rdpc_gfx_summary(struct rdpc *s)
 {
@@ -1878,7 +1918,12 @@ static BOOL rdpc_dvc_relay(struct rdpc *s, struct rdpc_vc *v, int dir,
         return s->back->SendChannelData(s->back, rdpc_vc_back_id(s, v),
                                         s->fout.msg, n);
     }
-    return s->peer->SendChannelData(s->peer, v->front_id, s->fout.msg, n);
+    ok = s->peer->SendChannelData(s->peer, v->front_id, s->fout.msg, n);
+    if (ok && r.refused == NULL && r.chan == RDP_DVC_GFX &&
+        r.gfx_cmd == RDP_GFX_CAPS_CONFIRM && r.gfx_version != 0) {
+        ok = rdpc_gfx_refresh(s);
+    }
+    return ok;
 }
 
 /* The filter's output is charged to the session's channel budget like

@@ -24,7 +24,19 @@
  *   sent              the PDUs above went out
  *   frame-ack N       the client acknowledged frame N
  *
- * Usage: rdp-gfx-target PORT CERT KEY OUTFILE
+ * With "still" after OUTFILE it is no hostile target but a still screen
+ * that draws only when asked, as FreeRDP's shadow server does when it
+ * lost its first graphics frame (docs/rdp.md, "A still screen"): a good
+ * caps confirm (8.1) answers the caps advertise, and the frame above
+ * goes out only for a Refresh Rect PDU, or a Suppress Output PDU that
+ * allows output, which came after it; once for each. Its lines then:
+ *
+ *   confirmed         the caps confirm went out
+ *   refresh           a Refresh Rect PDU came
+ *   suppress 0|1      a Suppress Output PDU came (1: output allowed)
+ *   drawn             the frame went out
+ *
+ * Usage: rdp-gfx-target PORT CERT KEY OUTFILE [still]
  * Serves one connection after another on 127.0.0.1:PORT until killed.
  */
 #include <stdint.h>
@@ -45,6 +57,8 @@
 
 static UINT16 gt_dvc;
 static int gt_sent;
+static int gt_still;     /* the still-screen mode */
+static int gt_confirmed; /* still: the caps confirm went out */
 static uint8_t gt_buf[GT_MSG_MAX];
 static struct rt_msg gt_msg = {gt_buf, GT_MSG_MAX, 0, 0};
 
@@ -157,6 +171,55 @@ static void gt_hostile(freerdp_peer *peer)
     rts_say("sent");
 }
 
+/* still: a plain caps confirm, 8.1 with no flags, one uncompressed
+ * segment. */
+static void gt_confirm(freerdp_peer *peer)
+{
+    uint8_t b[22];
+    size_t n;
+
+    b[0] = 0xe0;
+    b[1] = 0x04;
+    n = 2 + rt_gfx_head(b + 2, 0x0013, 20);
+    rt_put32(b + n, 0x00080105);
+    rt_put32(b + n + 4, 4);
+    rt_put32(b + n + 8, 0);
+    gt_data(peer, 0, 0, b, sizeof(b));
+    gt_confirmed = 1;
+    rts_say("confirmed");
+}
+
+/* still: the frame, when the client asked for the screen after the
+ * caps confirm */
+static void gt_draw(freerdp_peer *peer)
+{
+    uint8_t b[1024];
+
+    if (!gt_confirmed) {
+        return;
+    }
+    gt_data(peer, 0, 0, b, gt_frame(b));
+    rts_say("drawn");
+}
+
+static BOOL gt_refresh(rdpContext *ctx, BYTE count, const RECTANGLE_16 *r)
+{
+    (void)count, (void)r;
+    rts_say("refresh");
+    gt_draw(ctx->peer);
+    return TRUE;
+}
+
+static BOOL gt_suppress(rdpContext *ctx, BYTE allow, const RECTANGLE_16 *r)
+{
+    (void)r;
+    rts_say("suppress %d", allow ? 1 : 0);
+    if (allow) {
+        gt_draw(ctx->peer);
+    }
+    return TRUE;
+}
+
 /* One whole drdynvc message from the client. */
 static void gt_dvc_msg(freerdp_peer *peer, const uint8_t *m, size_t len)
 {
@@ -186,7 +249,11 @@ static void gt_dvc_msg(freerdp_peer *peer, const uint8_t *m, size_t len)
         if (id == 0x0012 && !gt_sent) {
             rts_say("caps-advertise");
             gt_sent = 1;
-            gt_hostile(peer);
+            if (gt_still) {
+                gt_confirm(peer);
+            } else {
+                gt_hostile(peer);
+            }
         } else if (id == 0x000d && len >= 2 + 20) {
             rts_say("frame-ack %u", rt_get32(m + 2 + 8 + 4));
         }
@@ -222,10 +289,16 @@ static void gt_serve(freerdp_peer *peer)
     gt_dvc = 0;
     gt_msg.total = 0;
     gt_sent = 0;
+    gt_confirmed = 0;
     if (!freerdp_settings_set_bool(peer->settings,
-                                   FreeRDP_SupportGraphicsPipeline, TRUE)) {
+                                   FreeRDP_SupportGraphicsPipeline, TRUE) ||
+        !freerdp_settings_set_bool(peer->settings, FreeRDP_RefreshRect, TRUE) ||
+        !freerdp_settings_set_bool(peer->settings, FreeRDP_SuppressOutput,
+                                   TRUE)) {
         return;
     }
+    peer->update->RefreshRect = gt_refresh;
+    peer->update->SuppressOutput = gt_suppress;
     peer->Activate = gt_activate;
     peer->ReceiveChannelData = gt_channel;
     rts_run(peer, NULL);
@@ -233,10 +306,12 @@ static void gt_serve(freerdp_peer *peer)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: rdp-gfx-target PORT CERT KEY OUTFILE\n");
+    if (argc < 5 || argc > 6 || (argc == 6 && strcmp(argv[5], "still"))) {
+        fprintf(stderr,
+                "usage: rdp-gfx-target PORT CERT KEY OUTFILE [still]\n");
         return 2;
     }
+    gt_still = argc == 6;
     if (!rts_open_out(argv[4])) {
         return 1;
     }

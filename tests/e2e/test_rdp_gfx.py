@@ -22,11 +22,23 @@ A hostile target is rdp_gfx_target: it opens the graphics channel by
 hand and sends xfreerdp broken framing, data that is not segmented
 data and 4 GiB announcements around a good caps confirm and one good
 frame, which xfreerdp draws and acknowledges (test_hostile_gfx_target).
+
+A still screen's first frame (docs/rdp.md, "The first frame of a still
+screen"): freerdp-shadow sometimes sends it as classic updates before it
+records the client's H.264 caps, and then no GFX frame until its screen
+changes, so the proxy asks the target for its screen once it confirmed
+the caps. rdp_gfx_target's still mode draws only when asked
+(test_still_target_gets_asked_for_its_screen: black before the fix);
+test_still_shadow_screen_first_frames makes 16 connections to
+freerdp-shadow's still screen, none of which may stay black without
+the mouse moved.
 """
 import os
 import re
 import subprocess
 import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -81,6 +93,17 @@ def run_gfx_client(pc, out, login, password, extra=GFX, text="gfx ok",
                env=env, timeout=120)
 
 
+def warn_if_nudged(out):
+    """DESKTOP's hook (test_rdp.py) moves the mouse after 8 s of a black
+    screen, as a user would; since the proxy asks the target for its
+    screen once it confirms the graphics caps, the first frame should
+    never need it (test_still_shadow_screen_first_frames): said, as a
+    pytest warning, when it was used."""
+    if (out / "nudged").exists():
+        warnings.warn("%s: the first frame came only after the mouse "
+                      "moved" % out)
+
+
 def paint_target(target, colour):
     png = target.dir / "paint.png"
     run(["convert", "-size", "1024x768", "xc:rgb(%d,%d,%d)" % colour,
@@ -130,6 +153,7 @@ def test_gfx_h264_through_the_proxy(rdp_proxy, rdp_target, tmp_path):
     finally:
         paint_target(rdp_target, COLOUR)
     # the desktop, and typing
+    warn_if_nudged(tmp_path)
     assert_desktop_and_typing(rdp_target, tmp_path, r, keys, "gfx ok")
     # the target's repaint, which came as H.264 in the GFX channel
     assert near(pixel(tmp_path / "red.png"), RED), \
@@ -237,14 +261,16 @@ def test_hostile_gfx_client(rdp_proxy, rdp_target):
 
 
 class GfxTarget:
-    """rdp-gfx-target on a free loopback port with a fresh certificate."""
+    """rdp-gfx-target on a free loopback port with a fresh certificate;
+    still: its still-screen mode (it draws only when asked)."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, still=False):
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.out = self.dir / "gfx.txt"
         self.proc = None
+        self.still = still
 
     def start(self):
         cert, key = self.dir / "cert.pem", self.dir / "key.pem"
@@ -257,7 +283,8 @@ class GfxTarget:
         assert exe.exists(), "build the tests (meson -Dtests=true)"
         self.log = open(self.dir / "target.log", "w")
         self.proc = subprocess.Popen(
-            [str(exe), str(self.port), str(cert), str(key), str(self.out)],
+            [str(exe), str(self.port), str(cert), str(key), str(self.out)]
+            + (["still"] if self.still else []),
             stdout=self.log, stderr=self.log, start_new_session=True)
         assert wait_listen(self.port, 10, self.proc), "gfx target not up"
         return self
@@ -323,3 +350,123 @@ def test_hostile_gfx_target(rdp_proxy, gfx_target, tmp_path):
     assert acks >= 1, log[-3000:]
     row = rdp_proxy.session_of(user, kind="rdp", result="ok")
     assert "client ended" in row["result"], row
+
+
+# A still screen's first frame, nothing touched on the client (no mouse
+# move, no key): until the client's screen is no longer black (10 s at
+# most; the first frame comes within 1-3 s of the window); "$OUT/lit"
+# says after how many looks.
+STILL = r"""
+for i in $(seq 1 50); do
+    sleep 0.2
+    import -window root "$OUT/first.png"
+    lit=$(convert "$OUT/first.png" -format '%[fx:mean>0.05?1:0]' info:)
+    [ "$lit" = 1 ] && { echo "$i" > "$OUT/lit"; break; }
+done
+"""
+
+
+def still_client(pc, out, login, password, extra=(), display=None):
+    """xfreerdp through pc with the STILL hook, under its own xvfb-run or
+    on the X display given."""
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OUT=str(out))
+    argv = ["sh", "-c", rdp_driver(on_window=STILL), "driver"] + \
+        xfreerdp_args(pc, login, password, extra=extra)
+    if display is None:
+        argv = xvfb_run() + ["-s", "-screen 0 1024x768x24"] + argv
+    else:
+        env["DISPLAY"] = display
+        env.pop("XAUTHORITY", None)
+    return run(argv, env=env, timeout=90)
+
+
+def start_xvfb():
+    """An Xvfb on a display it picks: (process, ":N")."""
+    rfd, wfd = os.pipe()
+    xvfb = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(wfd), "-screen", "0", "1024x768x24",
+         "-nolisten", "tcp"], pass_fds=(wfd,),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    os.close(wfd)
+    with os.fdopen(rfd) as f:
+        num = f.readline().strip()
+    if not num.isdigit():
+        stop_process(xvfb, 5)
+        raise AssertionError("Xvfb gave no display")
+    return xvfb, ":" + num
+
+
+@pytest.fixture
+def still_target(tmp_path):
+    t = GfxTarget(tmp_path / "target", still=True).start()
+    yield t
+    t.stop()
+
+
+def test_still_target_gets_asked_for_its_screen(rdp_proxy, still_target,
+                                                tmp_path):
+    """A target that confirms the client's graphics caps and then draws
+    only when asked (rdp_gfx_target's still mode: freerdp-shadow once its
+    first graphics frame went out as classic updates, docs/rdp.md "A
+    still screen"): the proxy asks it for the whole screen once the caps
+    confirm passed, and xfreerdp shows the frame with nothing touched."""
+    asset = rdp_asset(rdp_proxy, still_target)
+    user, pw = rdp_user(rdp_proxy, asset)
+    since = len(rdp_proxy.log_text())
+    r = still_client(rdp_proxy, tmp_path, "%s#%s" % (user, asset), pw,
+                     extra=GFX)
+    lines = still_target.lines()
+    assert "caps-advertise" in lines and "confirmed" in lines, (lines, r)
+    assert (tmp_path / "first.png").exists(), \
+        "no xfreerdp window: %s\n%s" % (r, (tmp_path / "client.log")
+                                        .read_text()[-2000:])
+    assert near(pixel(tmp_path / "first.png"), CRIMSON), \
+        (pixel(tmp_path / "first.png"), lines)
+    # asked for with a Refresh Rect, after the caps confirm
+    assert lines.index("refresh") > lines.index("confirmed"), lines
+    assert "drawn" in lines and "frame-ack 7" in lines, lines
+    log = wait_log(rdp_proxy, since, "frames acknowledged")
+    assert "graphics pipeline: a full screen asked of the target after " \
+        "its caps confirm" in log, log[-3000:]
+
+
+STILL_CONNECTIONS = 16
+
+
+def test_still_shadow_screen_first_frames(rdp_proxy, rdp_target, tmp_path):
+    """freerdp-shadow's still screen through the proxy, STILL_CONNECTIONS
+    xfreerdp connections with the graphics pipeline (xfreerdp's default,
+    H.264 here), two at a time: each shows the target's desktop within
+    10 s with nothing touched. Before the proxy asked for the screen
+    after the caps confirm, about one such connection in 40 to 80 stayed
+    black until the target's screen changed (bench/rdp --still,
+    docs/rdp.md), so this test failed only now and then; the test above
+    shows the cause every time."""
+    asset = rdp_asset(rdp_proxy, rdp_target)
+    user, pw = rdp_user(rdp_proxy, asset)
+    x264 = x264_runs(rdp_target)
+    # one X server per client at a time, kept for its connections
+    xs = [start_xvfb(), start_xvfb()]
+
+    def one(i):
+        out = tmp_path / ("c%02d" % i)
+        r = still_client(rdp_proxy, out, "%s#%s" % (user, asset), pw,
+                         display=xs[i % 2][1])
+        first = out / "first.png"
+        return i, r, pixel(first) if first.exists() else None
+
+    try:
+        with ThreadPoolExecutor(max_workers=2) as ex:
+            got = []
+            for k in range(0, STILL_CONNECTIONS, 2):
+                got += list(ex.map(one, (k, k + 1)))
+    finally:
+        for x, _ in xs:
+            stop_process(x, 5)
+    black = [(i, c, str(r)[-300:]) for i, r, c in got
+             if c is None or not near(c, COLOUR)]
+    assert not black, black
+    # the screens came as H.264 in the graphics pipeline
+    assert x264_runs(rdp_target) > x264
