@@ -256,12 +256,8 @@ int cluster_start(struct cluster **out, const struct config *cfg,
         return r;
     }
     snprintf(what, sizeof(what), "node %s: the heartbeat", c->self.name);
-    if ((c->bg = store_worker_new(loop, st,
-                                  cfg->store_url != NULL &&
-                                          cfg->store_url[0] != '\0'
-                                      ? cfg->store_path
-                                      : NULL,
-                                  1, what, c)) == NULL) {
+    if ((c->bg = store_worker_new(loop, st, cfg->store_path, 1, what, c)) ==
+        NULL) {
         free(c);
         return ERR_NOMEM;
     }

@@ -1988,12 +1988,8 @@ int tunnels_start(struct tunnels **out, const struct config *cfg,
     }
     /* the report rows' own connection, for a worker (a server's store
      * only); without one they are written on the loop */
-    if ((ts->writer = store_worker_new(loop, store,
-                                       cfg->store_url != NULL &&
-                                               cfg->store_url[0] != '\0'
-                                           ? cfg->store_path
-                                           : NULL,
-                                       1, "tunnel: report rows", ts)) == NULL) {
+    if ((ts->writer = store_worker_new(loop, store, cfg->store_path, 1,
+                                       "tunnel: report rows", ts)) == NULL) {
         free(ts->rows);
         free(ts->dgram);
         free(ts);

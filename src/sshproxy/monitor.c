@@ -215,7 +215,6 @@ static void monitor_on_audit(struct loop *l, void *arg)
 int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
 {
     struct directory_service *dirs;
-    const char *url;
     char why[512];
     int r;
 
@@ -230,11 +229,10 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
      * store work (monitor_job_start), on workers with connections of
      * their own on a server's store; on SQLite, or without a loop, they
      * stay on the loop */
-    url = cfg->store_url != NULL && cfg->store_url[0] != '\0' ? cfg->store_path
-                                                              : NULL;
-    if ((m->users = store_worker_new(loop, m->store, url, 1,
+    if ((m->users = store_worker_new(loop, m->store, cfg->store_path, 1,
                                      "the disabled-user check", m)) == NULL ||
-        (m->jobs = store_worker_new(loop, m->store, url, MONITOR_JOB_CONNS,
+        (m->jobs = store_worker_new(loop, m->store, cfg->store_path,
+                                    MONITOR_JOB_CONNS,
                                     "the store work of a login", m)) == NULL) {
         return ERR_NOMEM;
     }
@@ -279,9 +277,9 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
      * heartbeat, the disabled-user check, a reconnection, a cancel
      * request, the tunnels' report rows: each of them may wait for
      * connect_timeout, or longer, when the database does not answer). */
-    loop_reserve_workers((unsigned)cfg->max_concurrent_hashes +
-                         directory_service_workers(dirs) +
-                         (url != NULL ? 5u + MONITOR_JOB_CONNS : 0u));
+    loop_reserve_workers(
+        (unsigned)cfg->max_concurrent_hashes + directory_service_workers(dirs) +
+        (store_worker_async(m->jobs) ? 5u + MONITOR_JOB_CONNS : 0u));
     directory_service_set_shared(dirs);
     m->hashes = password_pool_new(loop, (unsigned)cfg->max_concurrent_hashes,
                                   (unsigned)cfg->max_concurrent_hashes *
@@ -765,10 +763,10 @@ static struct mchild *monitor_child_by_serial(struct monitor *m,
  * needs on the login path (the user, the key, the NT hash, the asset, its
  * grants and profiles, the report row) run as a job on a libuv worker, on
  * one of MONITOR_JOB_CONNS connections of the monitor's own (m->jobs, a
- * store_worker: store/store_worker.h), so a
- * slow database or a locked table stalls that login, not every session,
- * tunnel and API request the loop serves (test_store_pg.py
- * test_loop_answers_while_a_login_waits_for_a_lock). A job is three
+ * store_worker), so a slow database or a locked table stalls that login,
+ * not every session, tunnel and API request the loop serves
+ * (test_store_pg.py test_loop_answers_while_a_login_waits_for_a_lock).
+ * A job is three
  * parts: what it needs copied from the child when it starts (never a
  * pointer into the monitor), its work on the worker (store calls on the
  * connection it is given, nothing else), and its done on the loop, which
@@ -780,9 +778,7 @@ static struct mchild *monitor_child_by_serial(struct monitor *m,
  * once the first is answered (a well-behaved child sends nothing before
  * its answer anyway). Jobs beyond the connections wait in a FIFO, at most
  * one per child; one whose child went before it started is dropped
- * unrun. At shutdown monitor_free waits 2 s at most for the jobs on
- * workers (each ends within the store's statement and lock timeouts) and
- * lets them go; their callbacks (loop_free's) then only free them.
+ * unrun. At shutdown they are waited for 2 s at most (store_worker_stop).
  *
  * Where the store is not on a server (SQLite: a local file), without a
  * loop, or while the server's own connection knows the database is
@@ -791,26 +787,18 @@ static struct mchild *monitor_child_by_serial(struct monitor *m,
  * and the first login after it finds the database back.
  */
 struct monitor_job;
-/* on a worker (or inline): the job's store calls on st, nothing else */
-typedef void (*monitor_job_work_fn)(struct monitor_job *j, struct store *st);
 /* on the loop: c is the job's child, or NULL if it went meanwhile */
 typedef void (*monitor_job_done_fn)(struct monitor *m, struct mchild *c,
                                     struct monitor_job *j);
 
 struct monitor_job {
-    struct store_job sj; /* first: m->jobs's part (sj.ran: work ran) */
-    uint64_t serial;     /* the child's */
-    monitor_job_work_fn work;
+    /* first: m->jobs's part; sj.work: on a worker (or inline), the job's
+     * store calls on the connection it is given, nothing else; sj.ran */
+    struct store_job sj;
+    uint64_t serial; /* the child's */
     monitor_job_done_fn done;
     void (*release)(struct monitor_job *j); /* frees the job */
 };
-
-static void monitor_job_work(struct store_job *sj, struct store *st)
-{
-    struct monitor_job *j = (struct monitor_job *)sj;
-
-    j->work(j, st);
-}
 
 /* A waiting job whose child went before it started is dropped unrun. */
 static bool monitor_job_wanted(void *owner, const struct store_job *sj)
@@ -858,7 +846,7 @@ static void monitor_job_start(struct monitor *m, struct mchild *c,
 {
     j->serial = c->serial;
     if (!store_worker_async(m->jobs) || store_unreachable(m->store)) {
-        j->work(j, m->store);
+        j->sj.work(&j->sj, m->store);
         j->sj.ran = true;
         buf_reset(m->rep);
         j->done(m, c, j);
@@ -869,7 +857,6 @@ static void monitor_job_start(struct monitor *m, struct mchild *c,
     if (c->fd >= 0) {
         (void)loop_set_fd(m->loop, c->fd, 0, monitor_on_child, c);
     }
-    j->sj.work = monitor_job_work;
     j->sj.done = monitor_job_done;
     j->sj.wanted = monitor_job_wanted;
     store_worker_run(m->jobs, &j->sj);
@@ -884,7 +871,7 @@ struct monitor_totpq {
     int use_r; /* store_user_totp_use's; ERR_STORE if it never ran */
 };
 
-static void monitor_totpq_work(struct monitor_job *j, struct store *st)
+static void monitor_totpq_work(struct store_job *j, struct store *st)
 {
     struct monitor_totpq *q = (struct monitor_totpq *)j;
 
@@ -963,7 +950,7 @@ static void monitor_totp_step(struct monitor *m, struct mchild *c,
         monitor_auth_reply(m, c, MP_AUTH_FAIL, "internal error");
         return;
     }
-    q->job.work = monitor_totpq_work;
+    q->job.sj.work = monitor_totpq_work;
     q->job.done = monitor_totpq_done;
     q->job.release = monitor_totpq_release;
     snprintf(q->user_id, sizeof(q->user_id), "%s", u->id);
@@ -1054,7 +1041,7 @@ struct monitor_userq {
     size_t nt_have_len;                      /* 0: none */
 };
 
-static void monitor_userq_work(struct monitor_job *j, struct store *st)
+static void monitor_userq_work(struct store_job *j, struct store *st)
 {
     struct monitor_userq *q = (struct monitor_userq *)j;
     uint8_t have[STORE_SEALED_SMALL_MAX];
@@ -1102,7 +1089,7 @@ static struct monitor_userq *monitor_userq_new(const char *name,
     if (q == NULL) {
         return NULL;
     }
-    q->job.work = monitor_userq_work;
+    q->job.sj.work = monitor_userq_work;
     q->job.done = done;
     q->job.release = monitor_userq_release;
     snprintf(q->name, sizeof(q->name), "%s", name);
@@ -2188,7 +2175,7 @@ static void monitor_users_check(struct monitor *m)
     struct mchild *c;
     size_t n = 0, i = 0;
 
-    if (store_worker_pending(m->users) > 0) {
+    if (store_worker_busy(m->users)) {
         return; /* the last round is still on its worker */
     }
     for (c = m->children; c != NULL; c = c->next) {
@@ -2234,7 +2221,7 @@ static void monitor_on_sweep(struct loop *l, void *arg)
     m->sweep_timer = loop_add_timer(l, MONITOR_SWEEP_MS, monitor_on_sweep, m);
 }
 
-static void monitor_authz_work(struct monitor_job *j, struct store *st)
+static void monitor_authz_work(struct store_job *j, struct store *st)
 {
     struct monitor_authz *a = (struct monitor_authz *)j;
     struct store_profile *profiles = NULL;
@@ -2416,7 +2403,7 @@ static int monitor_authorize(struct monitor *m, struct mchild *c,
         monitor_authorize_reply(m, c, false, NULL, "internal error", NULL);
         goto out;
     }
-    a->job.work = monitor_authz_work;
+    a->job.sj.work = monitor_authz_work;
     a->job.done = monitor_authz_done;
     a->job.release = monitor_authz_release;
     snprintf(a->user_id, sizeof(a->user_id), "%s", c->user_id);
@@ -2541,7 +2528,7 @@ struct monitor_assetq {
     struct store_asset a; /* its sealed blobs are freed by release */
 };
 
-static void monitor_hostkey_work(struct monitor_job *j, struct store *st)
+static void monitor_hostkey_work(struct store_job *j, struct store *st)
 {
     struct monitor_assetq *q = (struct monitor_assetq *)j;
 
@@ -2551,7 +2538,7 @@ static void monitor_hostkey_work(struct monitor_job *j, struct store *st)
     }
 }
 
-static void monitor_credentials_work(struct monitor_job *j, struct store *st)
+static void monitor_credentials_work(struct store_job *j, struct store *st)
 {
     struct monitor_assetq *q = (struct monitor_assetq *)j;
 
@@ -2567,7 +2554,7 @@ static void monitor_assetq_release(struct monitor_job *j)
 }
 
 static struct monitor_assetq *monitor_assetq_new(const struct mchild *c,
-                                                 monitor_job_work_fn work,
+                                                 store_job_work_fn work,
                                                  monitor_job_done_fn done)
 {
     struct monitor_assetq *q = calloc(1, sizeof(*q));
@@ -2575,7 +2562,7 @@ static struct monitor_assetq *monitor_assetq_new(const struct mchild *c,
     if (q == NULL) {
         return NULL;
     }
-    q->job.work = work;
+    q->job.sj.work = work;
     q->job.done = done;
     q->job.release = monitor_assetq_release;
     snprintf(q->asset_id, sizeof(q->asset_id), "%s", c->asset_id);

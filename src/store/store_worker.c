@@ -2,12 +2,10 @@
  * Store work off the main loop (store_worker.h): a FIFO of jobs, a fixed
  * set of connections, libuv's worker threads (loop_work) to run them on.
  *
- * Threads: the loop's thread owns every field here; a job on a worker
+ * Threads: the loop's thread owns every field here. A job on a worker
  * thread touches only itself and its slot's connection, which is its
- * alone while it runs (busy[slot]), and says it is over through its
- * finished flag, the only thing the loop's thread reads while it runs
- * (store_worker_wait). Its done then runs on the loop (loop_work's
- * after), where the slot is given back.
+ * alone while it runs (busy[slot]), and says it is over with its finished
+ * flag, the only thing the loop's thread reads meanwhile (at stop).
  */
 #include "store/store_worker.h"
 
@@ -19,20 +17,21 @@
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/util.h"
+#include "store/db.h"
 #include "store/store.h"
+#include "store/store_internal.h"
 
 struct store_worker {
     struct loop *loop;
     struct store *main; /* the caller's: inline jobs, the node */
     void *owner;        /* NULL once stopped */
-    char *location;     /* NULL: every job inline */
+    char *location;
     char what[128];
-    unsigned nconns;
+    unsigned nconns;     /* 0: every job inline */
     struct store **conn; /* nconns; NULL until a job opens it */
     bool *busy;
     struct store_job *waiting, **tail; /* FIFO */
     struct store_job *running;         /* on worker threads */
-    unsigned nrunning, nwaiting;
 };
 
 static void store_worker_free(struct store_worker *w)
@@ -60,7 +59,7 @@ struct store_worker *store_worker_new(struct loop *l, struct store *main,
     w->owner = owner;
     w->tail = &w->waiting;
     snprintf(w->what, sizeof(w->what), "%s", what);
-    if (l == NULL || location == NULL || location[0] == '\0') {
+    if (l == NULL || location == NULL || !db_is_shared(main->db)) {
         return w; /* inline */
     }
     w->nconns = conns > 0 ? conns : 1;
@@ -78,16 +77,13 @@ bool store_worker_async(const struct store_worker *w)
     return w != NULL && w->nconns > 0;
 }
 
-unsigned store_worker_pending(const struct store_worker *w)
+bool store_worker_busy(const struct store_worker *w)
 {
-    return w != NULL ? w->nrunning + w->nwaiting : 0;
+    return w->running != NULL || w->waiting != NULL;
 }
 
-/* Runs j at once on the main store, work then done. */
-static void store_worker_run_here(struct store_worker *w, struct store_job *j)
+static void store_worker_here(struct store_worker *w, struct store_job *j)
 {
-    j->w = w;
-    j->slot = -1;
     j->work(j, w->main);
     j->ran = true;
     j->done(w->owner, j);
@@ -116,22 +112,16 @@ static void store_worker_after(struct loop *l, void *arg)
     struct store_worker *w = j->w;
 
     (void)l;
-    for (pp = &w->running; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == j) {
-            *pp = j->next;
-            break;
-        }
+    for (pp = &w->running; *pp != j; pp = &(*pp)->next) {
     }
+    *pp = j->next;
     w->busy[j->slot] = false;
-    w->nrunning--;
     j->done(w->owner, j);
-    if (w->owner == NULL) { /* stopped: the last job frees the worker */
-        if (w->nrunning == 0) {
-            store_worker_free(w);
-        }
-        return;
+    if (w->owner != NULL) {
+        store_worker_next(w);
+    } else if (w->running == NULL) { /* stopped: the last job frees it */
+        store_worker_free(w);
     }
-    store_worker_next(w);
 }
 
 /* Starts waiting jobs while connections are free. */
@@ -149,7 +139,6 @@ static void store_worker_next(struct store_worker *w)
         if ((w->waiting = j->next) == NULL) {
             w->tail = &w->waiting;
         }
-        w->nwaiting--;
         j->next = NULL;
         if (j->wanted != NULL && !j->wanted(w->owner, j)) {
             j->done(NULL, j);
@@ -161,49 +150,32 @@ static void store_worker_next(struct store_worker *w)
             ERR_OK) {
             j->next = w->running;
             w->running = j;
-            w->nrunning++;
             continue;
         }
-        /* no worker thread to be had: here, as on SQLite */
-        w->busy[k] = false;
-        store_worker_run_here(w, j);
+        w->busy[k] = false; /* no worker thread to be had: here */
+        store_worker_here(w, j);
     }
 }
 
 void store_worker_run(struct store_worker *w, struct store_job *j)
 {
+    j->w = w;
     j->ran = false;
     j->finished = 0;
-    snprintf(j->node, sizeof(j->node), "%s", store_node_self(w->main));
     if (w->nconns == 0) {
-        store_worker_run_here(w, j);
+        store_worker_here(w, j);
         return;
     }
-    j->w = w;
-    j->slot = -1;
+    snprintf(j->node, sizeof(j->node), "%s", store_node_self(w->main));
     j->next = NULL;
     *w->tail = j;
     w->tail = &j->next;
-    w->nwaiting++;
     store_worker_next(w);
-}
-
-bool store_worker_wait(struct store_worker *w, int ms)
-{
-    int64_t until = util_mono_ms() + ms;
-
-    for (struct store_job *j = w->running; j != NULL; j = j->next) {
-        int64_t left = until - util_mono_ms();
-
-        if (!util_wait_flag(&j->finished, left > 0 ? (int)left : 0)) {
-            return false;
-        }
-    }
-    return true;
 }
 
 unsigned store_worker_stop(struct store_worker *w, int ms)
 {
+    int64_t until = util_mono_ms() + ms;
     struct store_job *j;
     unsigned stuck = 0;
 
@@ -214,19 +186,19 @@ unsigned store_worker_stop(struct store_worker *w, int ms)
         w->waiting = j->next;
         j->done(NULL, j);
     }
-    w->tail = &w->waiting;
-    w->nwaiting = 0;
-    if (!store_worker_wait(w, ms)) {
-        for (j = w->running; j != NULL; j = j->next) {
-            stuck += !__atomic_load_n(&j->finished, __ATOMIC_ACQUIRE);
-        }
+    for (j = w->running; j != NULL; j = j->next) {
+        int64_t left = until - util_mono_ms();
+
+        stuck += !util_wait_flag(&j->finished, left > 0 ? (int)left : 0);
+    }
+    if (stuck > 0) {
         log_warn("%s: %u statement%s not returned in %d ms; not waited for",
                  w->what, stuck, stuck == 1 ? " has" : "s have", ms);
     }
-    /* the jobs' done runs when the loop runs their callbacks (loop_free
+    /* the jobs' done runs when the loop runs their callbacks (loop_free's
      * at the latest), with no owner; the last frees w */
     w->owner = NULL;
-    if (w->nrunning == 0) {
+    if (w->running == NULL) {
         store_worker_free(w);
     }
     return stuck;
