@@ -133,20 +133,55 @@ static void run_until(struct loop *l, const int *count, int want, int ms)
     assert_int_equal(loop_run(l), ERR_OK);
 }
 
+/* The test's store (fx), loop and owner; a test that frees the loop or
+ * the owner itself sets it NULL. */
+struct t {
+    struct fx *fx;
+    struct loop *l;
+    struct owner *o;
+};
+
 static int setup(void **state)
 {
+    struct t *t = calloc(1, sizeof(*t));
     void *f = NULL;
 
     orphans = 0;
+    assert_non_null(t);
     assert_int_equal(fx_setup(&f, "/tmp/test_store_worker.XXXXXX"), 0);
-    *state = f;
-    on_server = strncmp(((struct fx *)f)->path, "postgres", 8) == 0;
+    t->fx = f;
+    on_server = strncmp(t->fx->path, "postgres", 8) == 0;
+    assert_non_null(t->l = loop_new());
+    assert_non_null(t->o = calloc(1, sizeof(*t->o)));
+    *state = t;
     return 0;
 }
 
-static bool on_pg(const struct fx *f)
+static int teardown_t(void **state)
 {
-    return strncmp(f->path, "postgres", 8) == 0;
+    struct t *t = *state;
+    void *f = t->fx;
+
+    if (t->l != NULL) {
+        assert_int_equal(loop_free(t->l), 0);
+    }
+    free(t->o);
+    free(t);
+    return teardown(&f);
+}
+
+/* A worker on the test's PostgreSQL (the test skips elsewhere). */
+static struct store_worker *server_worker(struct t *t, unsigned conns)
+{
+    struct store_worker *w;
+
+    if (!on_server) {
+        skip(); /* only a database server has workers */
+    }
+    assert_non_null(w = store_worker_new(t->l, t->fx->st, t->fx->path, conns,
+                                         "test", t->o));
+    assert_true(store_worker_async(w));
+    return w;
 }
 
 /* No server's store (location NULL, as on SQLite): each job runs at once
@@ -154,14 +189,11 @@ static bool on_pg(const struct fx *f)
  * worker has nothing to wait for at stop. */
 static void test_inline_without_a_server(void **state)
 {
-    struct fx *f = *state;
-    struct loop *l = loop_new();
-    struct owner *o = calloc(1, sizeof(*o));
+    struct t *t = *state;
+    struct owner *o = t->o;
     struct store_worker *w;
 
-    assert_non_null(l);
-    assert_non_null(o);
-    assert_non_null(w = store_worker_new(l, f->st, NULL, 1, "test", o));
+    assert_non_null(w = store_worker_new(t->l, t->fx->st, NULL, 1, "test", o));
     assert_false(store_worker_async(w));
     store_worker_run(w, &tjob_new(1)->job);
     store_worker_run(w, &tjob_new(2)->job);
@@ -171,8 +203,6 @@ static void test_inline_without_a_server(void **state)
     assert_true(o->ran[0] && o->ran[1]);
     assert_false(store_worker_busy(w));
     assert_int_equal(store_worker_stop(w, 1000), 0);
-    free(o);
-    assert_int_equal(loop_free(l), 0);
     assert_int_equal(orphans, 0);
 }
 
@@ -188,28 +218,20 @@ static bool refuse(void *owner, const struct store_job *j)
 
 static void test_jobs_in_order_on_a_worker(void **state)
 {
-    struct fx *f = *state;
-    struct loop *l = loop_new();
-    struct owner *o = calloc(1, sizeof(*o));
-    struct store_worker *w;
-    struct tjob *t;
+    struct t *t = *state;
+    struct owner *o = t->o;
+    struct store_worker *w = server_worker(t, 1);
+    struct tjob *j;
     int64_t first_pid;
 
-    if (!on_pg(f)) {
-        free(o);
-        loop_free(l);
-        skip();
-    }
-    assert_non_null(w = store_worker_new(l, f->st, f->path, 1, "test", o));
-    assert_true(store_worker_async(w));
     for (int i = 1; i <= 4; i++) {
-        t = tjob_new(i);
-        t->job.wanted = refuse;
-        store_worker_run(w, &t->job);
+        j = tjob_new(i);
+        j->job.wanted = refuse;
+        store_worker_run(w, &j->job);
     }
     assert_int_equal(o->n, 0); /* none done in store_worker_run */
     assert_true(store_worker_busy(w));
-    run_until(l, &o->n, 3, 15000);
+    run_until(t->l, &o->n, 3, 15000);
     assert_int_equal(o->n, 3);
     assert_int_equal(orphans, 1); /* job 3, dropped unrun */
     assert_int_equal(o->order[0], 1);
@@ -219,55 +241,43 @@ static void test_jobs_in_order_on_a_worker(void **state)
     assert_false(store_worker_busy(w));
     first_pid = o->pid;
     assert_true(first_pid > 0);
-    assert_true(first_pid != backend_pid(f->st)); /* its own connection */
+    assert_true(first_pid != backend_pid(t->fx->st)); /* its own */
     store_worker_run(w, &tjob_new(5)->job);
-    run_until(l, &o->n, 4, 15000);
+    run_until(t->l, &o->n, 4, 15000);
     assert_int_equal(o->pid, first_pid); /* the same connection again */
     assert_int_equal(store_worker_stop(w, 1000), 0);
-    free(o);
-    assert_int_equal(loop_free(l), 0);
 }
 
 /* The hostile case: the worker connection's backend is stopped, so the
  * job's statement never returns. store_worker_stop gives up after its
- * bound (before: each owner waited by hand), the waiting job is dropped,
- * the owner is freed at once; once the backend goes on, the job comes
- * back and its done runs with no owner, touching nothing freed. */
+ * bound, the waiting job is dropped, the owner is freed at once; once
+ * the backend goes on, the job comes back and its done runs with no
+ * owner, touching nothing freed (ASan would see it). */
 static void test_stop_is_bounded_when_the_server_is_stopped(void **state)
 {
-    struct fx *f = *state;
-    struct loop *l = loop_new();
-    struct owner *o = calloc(1, sizeof(*o));
-    struct store_worker *w;
+    struct t *t = *state;
+    struct store_worker *w = server_worker(t, 1);
     int64_t pid, t0, took;
     unsigned stuck;
 
-    if (!on_pg(f)) {
-        free(o);
-        loop_free(l);
-        skip();
-    }
-    assert_non_null(w = store_worker_new(l, f->st, f->path, 1, "test", o));
     store_worker_run(w, &tjob_new(1)->job);
-    run_until(l, &o->n, 1, 15000);
-    assert_int_equal(o->n, 1);
-    pid = o->pid;
+    run_until(t->l, &t->o->n, 1, 15000);
+    assert_int_equal(t->o->n, 1);
+    pid = t->o->pid;
     assert_true(pid > 0);
     if (kill((pid_t)pid, SIGSTOP) != 0) {
         store_worker_stop(w, 1000);
-        free(o);
-        loop_free(l);
         skip(); /* not ours to stop (another user's server) */
     }
     store_worker_run(w, &tjob_new(2)->job); /* hangs on the backend */
     store_worker_run(w, &tjob_new(3)->job); /* waits behind it */
-    run_until(l, &o->n, 2, 300);            /* nothing comes back */
-    assert_int_equal(o->n, 1);
+    run_until(t->l, &t->o->n, 2, 300);      /* nothing comes back */
+    assert_int_equal(t->o->n, 1);
     t0 = util_mono_ms();
     stuck = store_worker_stop(w, 400);
     took = util_mono_ms() - t0;
-    free(o); /* the owner goes at once */
-    o = NULL;
+    free(t->o); /* the owner goes at once */
+    t->o = NULL;
     /* on again before any assert, so a failure leaves no server stopped */
     assert_int_equal(kill((pid_t)pid, SIGCONT), 0);
     assert_int_equal(stuck, 1);
@@ -275,9 +285,8 @@ static void test_stop_is_bounded_when_the_server_is_stopped(void **state)
     assert_true(took < 400 + 300);
     assert_int_equal(orphans, 1); /* job 3, dropped unrun */
     /* job 2 comes back now: its done runs with no owner */
-    run_until(l, &orphans, 2, 15000);
+    run_until(t->l, &orphans, 2, 15000);
     assert_int_equal(orphans, 2);
-    assert_int_equal(loop_free(l), 0);
 }
 
 /* A job whose work finished but whose done has not run yet when the
@@ -285,33 +294,24 @@ static void test_stop_is_bounded_when_the_server_is_stopped(void **state)
  * (loop_free's) runs with no owner. */
 static void test_done_after_stop_touches_no_owner(void **state)
 {
-    struct fx *f = *state;
-    struct loop *l = loop_new();
-    struct owner *o = calloc(1, sizeof(*o));
-    struct store_worker *w;
-    struct tjob *a, *b;
+    struct t *t = *state;
+    struct store_worker *w = server_worker(t, 2);
+    struct tjob *a = tjob_new(1), *b = tjob_new(2);
     int64_t t0;
 
-    if (!on_pg(f)) {
-        free(o);
-        loop_free(l);
-        skip();
-    }
-    a = tjob_new(1);
-    b = tjob_new(2);
-
-    assert_non_null(w = store_worker_new(l, f->st, f->path, 2, "test", o));
     store_worker_run(w, &a->job);
     store_worker_run(w, &b->job);
     /* the work is over, their done not yet (the loop has not run) */
     assert_true(util_wait_flag(&a->job.finished, 15000));
     assert_true(util_wait_flag(&b->job.finished, 15000));
-    assert_int_equal(o->n, 0);
+    assert_int_equal(t->o->n, 0);
     t0 = util_mono_ms();
     assert_int_equal(store_worker_stop(w, 5000), 0);
     assert_true(util_mono_ms() - t0 < 100);
-    free(o);
-    assert_int_equal(loop_free(l), 0); /* runs the two callbacks */
+    free(t->o);
+    t->o = NULL;
+    assert_int_equal(loop_free(t->l), 0); /* runs the two callbacks */
+    t->l = NULL;
     assert_int_equal(orphans, 2);
 }
 
@@ -319,43 +319,34 @@ static void test_done_after_stop_touches_no_owner(void **state)
  * false), its done still runs once, on the loop. */
 static void test_no_connection_still_answers(void **state)
 {
-    struct fx *f = *state;
-    struct loop *l = loop_new();
-    struct owner *o = calloc(1, sizeof(*o));
+    struct t *t = *state;
     struct store_worker *w;
 
-    if (!on_pg(f)) {
-        free(o);
-        loop_free(l);
+    if (!on_server) {
         skip();
     }
     assert_non_null(
-        w = store_worker_new(l, f->st,
+        w = store_worker_new(t->l, t->fx->st,
                              "postgresql:///nowhere?host=/nonexistent&"
                              "connect_timeout=2",
-                             1, "test", o));
+                             1, "test", t->o));
     store_worker_run(w, &tjob_new(1)->job);
-    run_until(l, &o->n, 1, 15000);
-    assert_int_equal(o->n, 1);
-    assert_false(o->ran[0]);
+    run_until(t->l, &t->o->n, 1, 15000);
+    assert_int_equal(t->o->n, 1);
+    assert_false(t->o->ran[0]);
     assert_int_equal(store_worker_stop(w, 1000), 0);
-    free(o);
-    assert_int_equal(loop_free(l), 0);
 }
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown_t)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_inline_without_a_server, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_jobs_in_order_on_a_worker, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(
-            test_stop_is_bounded_when_the_server_is_stopped, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_done_after_stop_touches_no_owner,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_no_connection_still_answers, setup,
-                                        teardown),
+        T(test_inline_without_a_server),
+        T(test_jobs_in_order_on_a_worker),
+        T(test_stop_is_bounded_when_the_server_is_stopped),
+        T(test_done_after_stop_touches_no_owner),
+        T(test_no_connection_still_answers),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
