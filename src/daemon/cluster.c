@@ -13,10 +13,10 @@
  * themselves come back by reconnecting to another node from their list of
  * server URLs.
  *
- * On PostgreSQL the heartbeat and the sweep run on a worker thread
- * (loop_work), on a store connection of their own: a database that is
- * slow, or a lock another session holds on the nodes table, delays the
- * heartbeat, not the server's loop (test_store_pg.py
+ * On PostgreSQL the heartbeat and the sweep run on a worker thread, on a
+ * store connection of their own (a store_worker, store/store_worker.h): a
+ * database that is slow, or a lock another session holds on the nodes
+ * table, delays the heartbeat, not the server's loop (test_store_pg.py
  * test_loop_answers_while_the_nodes_table_is_locked). One round is in
  * flight at a time; the next is timed from its end. On SQLite (one node,
  * a local file) they stay on the loop.
@@ -46,6 +46,7 @@
 #include "common/util.h"
 #include "store/nodes.h"
 #include "store/notices.h"
+#include "store/store_worker.h"
 
 #define CLUSTER_ID_FILE "node.id"
 #define CLUSTER_RESULT "error: interrupted (its node stopped answering)"
@@ -62,24 +63,21 @@ struct cluster {
     struct store_listener *listener;
     uint64_t timer;
     struct store_node self;
-    /* PostgreSQL: the heartbeat's own connection, used only by the round
-     * in flight (beat) on a worker thread; NULL on SQLite */
-    struct store *bg;
-    struct cluster_beat *beat;
+    /* the heartbeat's rounds: on a worker thread with a connection of its
+     * own on PostgreSQL, on the loop on SQLite */
+    struct store_worker *bg;
 };
 
 /* One heartbeat round: the SQL (cluster_beat_work, on a worker thread or
  * inline), then what the loop does with its outcome (cluster_beat_done). */
 struct cluster_beat {
-    struct cluster *c; /* NULL once cluster_stop() let it go */
-    struct store *st;  /* c->bg, or c->st inline */
+    struct store_job job;
     struct store_node self;
     int64_t now, dead_before;
     int r;
     bool was_dead;
     bool reap_ok;
     struct store_node_reaped reaped;
-    int done; /* set (atomically) when the SQL is over */
 };
 
 static int cluster_read_id(const char *path, char *id)
@@ -145,34 +143,30 @@ static void cluster_on_notice(void *arg, unsigned what, const char *from)
     hub_changed(c->hub, what);
 }
 
-static void cluster_beat_work(void *arg)
+static void cluster_beat_work(struct store_job *j, struct store *st)
 {
-    struct cluster_beat *b = arg;
+    struct cluster_beat *b = (struct cluster_beat *)j;
 
-    b->r = store_node_heartbeat(b->st, b->self.id, b->now, &b->was_dead);
+    b->r = store_node_heartbeat(st, b->self.id, b->now, &b->was_dead);
     if (b->r == ERR_NOT_FOUND) {
-        b->r = store_node_register(b->st, &b->self, b->now);
+        b->r = store_node_register(st, &b->self, b->now);
     }
     b->reap_ok = b->r == ERR_OK &&
-                 store_node_reap(b->st, b->self.id, b->dead_before, b->now,
+                 store_node_reap(st, b->self.id, b->dead_before, b->now,
                                  CLUSTER_RESULT, &b->reaped) == ERR_OK;
-    __atomic_store_n(&b->done, 1, __ATOMIC_RELEASE);
 }
 
 static void cluster_tick(struct loop *loop, void *arg);
 
-static void cluster_beat_done(struct loop *loop, void *arg)
+static void cluster_beat_done(void *owner, struct store_job *j)
 {
-    struct cluster_beat *b = arg;
-    struct cluster *c = b->c;
+    struct cluster_beat *b = (struct cluster_beat *)j;
+    struct cluster *c = owner;
 
-    (void)loop;
     if (c == NULL) { /* the node stopped meanwhile: only free */
-        store_close(b->st);
         free(b);
         return;
     }
-    c->beat = NULL;
     if (b->r != ERR_OK) {
         log_warn("node %s: cannot write the heartbeat; other nodes will "
                  "take this node for dead after %d s",
@@ -208,29 +202,20 @@ static void cluster_tick(struct loop *loop, void *arg)
                            cluster_tick, c);
         return;
     }
-    b->c = c;
+    b->job.work = cluster_beat_work;
+    b->job.done = cluster_beat_done;
+    b->r = ERR_STORE; /* if it finds no connection */
     b->self = c->self;
     b->now = util_now();
     b->dead_before = b->now - c->cfg->node_dead_after_seconds;
-    b->st = c->bg != NULL ? c->bg : c->st;
-    if (c->bg != NULL &&
-        loop_work(loop, cluster_beat_work, cluster_beat_done, b) == ERR_OK) {
-        c->beat = b;
-        return;
-    }
-    /* SQLite, or no worker to be had: on the loop, as a local file is */
-    if (c->bg != NULL) {
-        b->st = c->st;
-    }
-    cluster_beat_work(b);
-    cluster_beat_done(loop, b);
+    store_worker_run(c->bg, &b->job);
 }
 
 int cluster_start(struct cluster **out, const struct config *cfg,
                   struct loop *loop, struct store *st, struct hub *hub)
 {
     struct cluster *c;
-    char host[256] = "";
+    char host[256] = "", what[320];
     int r;
 
     *out = NULL;
@@ -270,21 +255,17 @@ int cluster_start(struct cluster **out, const struct config *cfg,
         free(c);
         return r;
     }
+    snprintf(what, sizeof(what), "node %s: the heartbeat", c->self.name);
+    if ((c->bg = store_worker_new(loop, st, cfg->store_path, 1, what, c)) ==
+        NULL) {
+        free(c);
+        return ERR_NOMEM;
+    }
     if ((r = store_listener_start(&c->listener, loop, cfg->store_path, st,
                                   cluster_on_notice, c)) != ERR_OK) {
+        store_worker_stop(c->bg, 0);
         free(c);
         return r;
-    }
-    /* The heartbeat's own connection (a server's store only: see the top
-     * comment); without one it runs on the loop. */
-    if (cfg->store_url != NULL && cfg->store_url[0] != '\0' &&
-        (store_open(cfg->store_path, &c->bg) != ERR_OK ||
-         store_set_node(c->bg, c->self.id) != ERR_OK)) {
-        log_warn("node %s: no second store connection; the heartbeat runs "
-                 "on the main loop",
-                 c->self.name);
-        store_close(c->bg);
-        c->bg = NULL;
     }
     log_info("node %s (%s) registered", c->self.name, c->self.id);
     c->timer = loop_add_timer(loop, (int64_t)cfg->node_heartbeat_seconds * 1000,
@@ -301,24 +282,12 @@ void cluster_stop(struct cluster *c)
     if (c->timer != 0) {
         loop_del_timer(c->loop, c->timer);
     }
-    if (c->beat != NULL) {
-        /* Its SQL usually ends within the store's time limits; then it is
-         * let go (cluster_beat_done frees it and the connection when the
-         * loop runs its callback), and "stopped" below is the last word.
-         * A database server that is stopped (SIGSTOP, a frozen VM) never
-         * answers and its statement_timeout never fires: after
-         * CLUSTER_STOP_WAIT_MS the round is left to the worker (loop_free
-         * leaves such jobs to the process's exit), so a node can always
-         * be stopped. */
-        if (!util_wait_flag(&c->beat->done, CLUSTER_STOP_WAIT_MS)) {
-            log_warn("node %s: the heartbeat's statement has not returned "
-                     "in %d s; not waited for",
-                     c->self.name, CLUSTER_STOP_WAIT_MS / 1000);
-        }
-        c->beat->c = NULL;
-        c->bg = NULL;
-    }
-    store_close(c->bg);
+    /* A round in flight usually ends within the store's time limits, and
+     * "stopped" below is the last word; a database server that is stopped
+     * (SIGSTOP, a frozen VM) never answers, so after CLUSTER_STOP_WAIT_MS
+     * the round is left to its worker thread and a node can always be
+     * stopped. */
+    (void)store_worker_stop(c->bg, CLUSTER_STOP_WAIT_MS);
     store_listener_stop(c->listener);
     if (store_node_stop(c->st, c->self.id, util_now()) != ERR_OK) {
         log_warn("cannot mark this node stopped in the store");

@@ -76,6 +76,7 @@
 #include "store/agents.h"
 #include "store/audit.h"
 #include "store/nodes.h"
+#include "store/store_worker.h"
 
 #define TUNNEL_SOCKS_MAX 4 /* addresses [tunnel] listen may name */
 #define TUNNEL_BACKLOG 128
@@ -208,23 +209,21 @@ struct tunnels {
     int later_delay_ms;                 /* the retry's backoff */
     size_t later_written;               /* since the store answered again */
     struct store_session_op *later_ops; /* TUNNEL_ROWS_MAX, for a write */
-    /* PostgreSQL: the batches' own connection (NULL: they are written on
-     * the loop, on SQLite) and the one batch on a worker (tunnel_batch) */
-    struct store *wstore;
+    /* the batches' worker, with a connection of its own on PostgreSQL
+     * (store_worker_async; else they are written on the loop, on SQLite),
+     * and the one batch on it (tunnel_batch) */
+    struct store_worker *writer;
     struct tunnel_batch *batch;
 };
 
 /* One batch of report writes on a worker (see tunnel_batch_run). */
 struct tunnel_batch {
-    struct tunnels *ts; /* NULL once tunnels_stop let it go */
-    struct store *st;   /* ts->wstore, the batch's while it runs */
-    char node[NODE_ID_MAX + 1];
+    struct store_job job;
     struct store_session_op *ops; /* TUNNEL_ROWS_MAX */
     size_t n;
     bool from_later; /* the first n waiting rows: taken off when written */
     int r;
     bool unreachable; /* r is the database not answering */
-    int done;         /* set (atomically) when the worker is done */
 };
 
 /* One report write waiting for the store (see tunnel_later_keep). */
@@ -410,8 +409,8 @@ static size_t tunnel_key_hash(const struct tunnel_key *k)
  *    an audit event (report.lost) when the store answers again.
  *
  * On PostgreSQL a batch is written on a libuv worker, on a store
- * connection of the tunnels' own (ts->wstore), so a slow database or a
- * lock on the sessions table delays the rows, not the loop
+ * connection of the tunnels' own (ts->writer, a store_worker), so a slow
+ * database or a lock on the sessions table delays the rows, not the loop
  * (test_store_pg_outage.py
  * test_loop_answers_while_tunnel_rows_wait_for_a_lock). One batch is in flight
  * at a time, so none overtakes an earlier one: while it runs, new rows and
@@ -662,35 +661,26 @@ static void tunnel_batch_free(struct tunnel_batch *b)
     }
 }
 
-static void tunnel_batch_work(void *arg)
+static void tunnel_batch_work(struct store_job *j, struct store *st)
 {
-    struct tunnel_batch *b = arg;
+    struct tunnel_batch *b = (struct tunnel_batch *)j;
 
-    /* the connection is this batch's alone while it runs */
-    b->r = store_set_node(b->st, b->node);
-    if (b->r == ERR_OK) {
-        b->r = store_session_batch(b->st, b->ops, b->n);
-    }
-    b->unreachable = b->r != ERR_OK && store_unreachable(b->st);
-    __atomic_store_n(&b->done, 1, __ATOMIC_RELEASE);
+    b->r = store_session_batch(st, b->ops, b->n);
+    b->unreachable = b->r != ERR_OK && store_unreachable(st);
 }
 
-static void tunnel_batch_done(struct loop *l, void *arg);
+static void tunnel_batch_done(void *owner, struct store_job *j);
 
-/* Sends b (its n ops filled in) to a worker on the batches' connection:
- * false (b not taken) when there is no worker to be had. */
-static bool tunnel_batch_run(struct tunnels *ts, struct tunnel_batch *b)
+/* Sends b (its n ops filled in) to the batches' worker; tunnel_batch_done
+ * takes it back (at once, if no worker thread can be had). */
+static void tunnel_batch_run(struct tunnels *ts, struct tunnel_batch *b)
 {
-    b->ts = ts;
-    b->st = ts->wstore;
-    snprintf(b->node, sizeof(b->node), "%s", store_node_self(ts->store));
-    if (loop_work(ts->loop, tunnel_batch_work, tunnel_batch_done, b) !=
-        ERR_OK) {
-        return false;
-    }
-    ts->wstore = NULL;
+    b->job.work = tunnel_batch_work;
+    b->job.done = tunnel_batch_done;
+    b->r = ERR_STORE; /* no connection: the database does not answer */
+    b->unreachable = true;
     ts->batch = b;
-    return true;
+    store_worker_run(ts->writer, &b->job);
 }
 
 static struct tunnel_batch *tunnel_batch_new(void)
@@ -722,14 +712,10 @@ static void tunnel_later_start(struct tunnels *ts)
         b->ops[b->n++] = w->op;
     }
     b->from_later = true;
-    if (!tunnel_batch_run(ts, b)) {
-        tunnel_batch_free(b);
-        tunnel_later_retry(ts);
-        return;
-    }
     for (w = ts->later, i = 0; w != NULL && i < b->n; w = w->next, i++) {
         w->flight = 1;
     }
+    tunnel_batch_run(ts, b);
 }
 
 /* Keeps a batch the store did not take ahead of the rows that waited
@@ -815,20 +801,17 @@ static void tunnel_rows_next(struct tunnels *ts, bool answered)
     }
 }
 
-static void tunnel_batch_done(struct loop *l, void *arg)
+static void tunnel_batch_done(void *owner, struct store_job *j)
 {
-    struct tunnel_batch *b = arg;
-    struct tunnels *ts = b->ts;
+    struct tunnel_batch *b = (struct tunnel_batch *)j;
+    struct tunnels *ts = owner;
     bool answered = b->r == ERR_OK;
 
-    (void)l;
     if (ts == NULL) { /* tunnels_stop went meanwhile */
-        store_close(b->st);
         tunnel_batch_free(b);
         return;
     }
     ts->batch = NULL;
-    ts->wstore = b->st;
     tunnel_batch_settle(ts, b);
     tunnel_batch_free(b);
     tunnel_rows_next(ts, answered);
@@ -844,7 +827,7 @@ static void tunnel_later_due(struct loop *l, void *arg)
     if (ts->batch != NULL) {
         return; /* its end starts the next write */
     }
-    if (ts->wstore != NULL) {
+    if (store_worker_async(ts->writer)) {
         tunnel_rows_next(ts, false);
         return;
     }
@@ -885,13 +868,12 @@ static void tunnel_rows_flush(struct tunnels *ts)
     ts->nrows = 0;
     /* behind rows already waiting: the store is down, do not ask again */
     if (ts->later == NULL && ts->batch == NULL) {
-        if (ts->wstore != NULL && (b = tunnel_batch_new()) != NULL) {
+        if (store_worker_async(ts->writer) &&
+            (b = tunnel_batch_new()) != NULL) {
             memcpy(b->ops, ts->rows, n * sizeof(*b->ops));
             b->n = n;
-            if (tunnel_batch_run(ts, b)) {
-                return;
-            }
-            tunnel_batch_free(b);
+            tunnel_batch_run(ts, b);
+            return;
         }
         r = store_session_batch(ts->store, ts->rows, n);
         if (r == ERR_OK || !store_unreachable(ts->store)) {
@@ -2006,11 +1988,12 @@ int tunnels_start(struct tunnels **out, const struct config *cfg,
     }
     /* the report rows' own connection, for a worker (a server's store
      * only); without one they are written on the loop */
-    if (cfg->store_url != NULL && cfg->store_url[0] != '\0' &&
-        store_open(cfg->store_path, &ts->wstore) != ERR_OK) {
-        log_warn("no second store connection; tunnel report rows are "
-                 "written on the main loop");
-        ts->wstore = NULL;
+    if ((ts->writer = store_worker_new(loop, store, cfg->store_path, 1,
+                                       "tunnel: report rows", ts)) == NULL) {
+        free(ts->rows);
+        free(ts->dgram);
+        free(ts);
+        return ERR_NOMEM;
     }
     hub_set_presence_fn(hub, tunnels_on_presence, ts);
     hub_set_change_fn(hub, tunnels_on_change, ts);
@@ -2043,28 +2026,21 @@ void tunnels_stop(struct tunnels *ts)
         tunnel_free(ts->list, "error: the server stopped");
     }
     /* The batch on a worker usually ends within the store's time limits;
-     * its outcome is applied here, and it is let go with its connection
-     * (tunnel_batch_done frees both when the loop runs its callback). A
-     * database server that is stopped never answers: after
-     * TUNNEL_STOP_WAIT_MS the batch is left to its worker (loop_free
-     * leaves it to the process's exit), and nothing after it is written,
+     * its outcome is applied here (it stays allocated until the loop runs
+     * its callback, which then only frees it). A database server that is
+     * stopped never answers: after TUNNEL_STOP_WAIT_MS the batch is left
+     * to its worker (store_worker.h), and nothing after it is written,
      * which would overtake it. */
-    if ((b = ts->batch) != NULL) {
-        ts->batch = NULL;
-        if (util_wait_flag(&b->done, TUNNEL_STOP_WAIT_MS)) {
-            tunnel_batch_settle(ts, b);
-        } else {
-            log_warn("tunnel: a batch of report rows has not been written "
-                     "in %d ms; not waited for",
-                     TUNNEL_STOP_WAIT_MS);
-            stuck = true;
-            /* a batch of waiting rows is counted among them */
-            flying = b->from_later ? 0 : b->n;
-        }
-        b->ts = NULL;
+    b = ts->batch;
+    ts->batch = NULL;
+    stuck = store_worker_stop(ts->writer, TUNNEL_STOP_WAIT_MS) > 0;
+    ts->writer = NULL;
+    if (b != NULL && !stuck) {
+        tunnel_batch_settle(ts, b);
+    } else if (b != NULL) {
+        /* a batch of waiting rows is counted among them */
+        flying = b->from_later ? 0 : b->n;
     }
-    store_close(ts->wstore);
-    ts->wstore = NULL;
     if (ts->rows_timer != 0) {
         loop_del_timer(ts->loop, ts->rows_timer);
         ts->rows_timer = 0;

@@ -44,6 +44,7 @@
 #include "sshproxy/userauth_sig.h"
 #include "store/audit.h"
 #include "store/nodes.h"
+#include "store/store_worker.h"
 
 #define MONITOR_FP_MAX 128
 #define MONITOR_DETAIL_MAX 65536
@@ -55,10 +56,6 @@
 #define MONITOR_JOB_CONNS 4
 
 static void monitor_on_sweep(struct loop *l, void *arg);
-static void monitor_users_forget(struct monitor *m);
-static struct monitor_jobs *monitor_jobs_new(struct monitor *m,
-                                             const char *location);
-static void monitor_jobs_forget(struct monitor *m);
 static void monitor_row_free(struct mchild_row *row);
 #define MONITOR_SWEEP_MS 3000
 /* Report rows kept for a store that does not answer; beyond this many the
@@ -228,6 +225,17 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
         log_error("cannot open the store %s: %s", cfg->store_path, err_str(r));
         return r;
     }
+    /* the disabled-user check (monitor_on_sweep) and the login path's
+     * store work (monitor_job_start), on workers with connections of
+     * their own on a server's store; on SQLite, or without a loop, they
+     * stay on the loop */
+    if ((m->users = store_worker_new(loop, m->store, cfg->store_path, 1,
+                                     "the disabled-user check", m)) == NULL ||
+        (m->jobs = store_worker_new(loop, m->store, cfg->store_path,
+                                    MONITOR_JOB_CONNS,
+                                    "the store work of a login", m)) == NULL) {
+        return ERR_NOMEM;
+    }
     if ((r = store_set_audit_key(m->store, cfg->store_audit_key)) != ERR_OK) {
         return r;
     }
@@ -260,20 +268,6 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
      * reconnection attempt, nor for a statement longer than
      * [store] statement_deadline_ms (store.h) */
     store_reconnect_off_loop(m->store, loop, cfg->store_statement_deadline_ms);
-    /* the disabled-user check's own connection, for a worker (a server's
-     * store only: see monitor_on_sweep); without one it runs on the loop */
-    if (cfg->store_url != NULL && cfg->store_url[0] != '\0' &&
-        store_open(cfg->store_path, &m->sweep_store) != ERR_OK) {
-        log_warn("no second store connection; the disabled-user check runs "
-                 "on the main loop");
-        m->sweep_store = NULL;
-    }
-    /* the login path's store work, on workers with connections of their
-     * own (monitor_job_start); on SQLite it stays on the loop */
-    if (cfg->store_url != NULL && cfg->store_url[0] != '\0' &&
-        (m->jobs = monitor_jobs_new(m, cfg->store_path)) == NULL) {
-        return ERR_NOMEM;
-    }
     m->sweep_timer =
         loop_add_timer(loop, MONITOR_SWEEP_MS, monitor_on_sweep, m);
     /* the server's audit events wait out an outage of the database */
@@ -283,10 +277,9 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
      * heartbeat, the disabled-user check, a reconnection, a cancel
      * request, the tunnels' report rows: each of them may wait for
      * connect_timeout, or longer, when the database does not answer). */
-    loop_reserve_workers((unsigned)cfg->max_concurrent_hashes +
-                         directory_service_workers(dirs) +
-                         (m->sweep_store != NULL ? 5u : 0u) +
-                         (m->jobs != NULL ? MONITOR_JOB_CONNS : 0u));
+    loop_reserve_workers(
+        (unsigned)cfg->max_concurrent_hashes + directory_service_workers(dirs) +
+        (store_worker_async(m->jobs) ? 5u + MONITOR_JOB_CONNS : 0u));
     directory_service_set_shared(dirs);
     m->hashes = password_pool_new(loop, (unsigned)cfg->max_concurrent_hashes,
                                   (unsigned)cfg->max_concurrent_hashes *
@@ -327,8 +320,11 @@ void monitor_free(struct monitor *m)
     if (m->loop != NULL && m->sweep_timer != 0) {
         loop_del_timer(m->loop, m->sweep_timer);
     }
-    monitor_users_forget(m);
-    monitor_jobs_forget(m);
+    /* each round or job still on a worker thread usually ends within the
+     * store's time limits; a database server that is stopped never
+     * answers, so after 2 s each is left to its thread (store_worker.h) */
+    (void)store_worker_stop(m->users, 2000);
+    (void)store_worker_stop(m->jobs, 2000);
     monitor_pending_flush(m);
     if (m->npending > 0) {
         log_warn("%zu report row(s) could not be written; the next start "
@@ -766,11 +762,11 @@ static struct mchild *monitor_child_by_serial(struct monitor *m,
  * Store work off the loop. On PostgreSQL the store calls a child's request
  * needs on the login path (the user, the key, the NT hash, the asset, its
  * grants and profiles, the report row) run as a job on a libuv worker, on
- * one of MONITOR_JOB_CONNS connections of the monitor's own (opened by
- * the first job that needs each, reopened by the driver when lost), so a
- * slow database or a locked table stalls that login, not every session,
- * tunnel and API request the loop serves (test_store_pg.py
- * test_loop_answers_while_a_login_waits_for_a_lock). A job is three
+ * one of MONITOR_JOB_CONNS connections of the monitor's own (m->jobs, a
+ * store_worker), so a slow database or a locked table stalls that login,
+ * not every session, tunnel and API request the loop serves
+ * (test_store_pg.py test_loop_answers_while_a_login_waits_for_a_lock).
+ * A job is three
  * parts: what it needs copied from the child when it starts (never a
  * pointer into the monitor), its work on the worker (store calls on the
  * connection it is given, nothing else), and its done on the loop, which
@@ -782,9 +778,7 @@ static struct mchild *monitor_child_by_serial(struct monitor *m,
  * once the first is answered (a well-behaved child sends nothing before
  * its answer anyway). Jobs beyond the connections wait in a FIFO, at most
  * one per child; one whose child went before it started is dropped
- * unrun. At shutdown monitor_free waits for the jobs on workers (each
- * ends within the store's statement and lock timeouts) and lets them go;
- * loop_free runs their callbacks, which then only free them.
+ * unrun. At shutdown they are waited for 2 s at most (store_worker_stop).
  *
  * Where the store is not on a server (SQLite: a local file), without a
  * loop, or while the server's own connection knows the database is
@@ -793,75 +787,43 @@ static struct mchild *monitor_child_by_serial(struct monitor *m,
  * and the first login after it finds the database back.
  */
 struct monitor_job;
-/* on a worker (or inline): the job's store calls on st, nothing else */
-typedef void (*monitor_job_work_fn)(struct monitor_job *j, struct store *st);
 /* on the loop: c is the job's child, or NULL if it went meanwhile */
 typedef void (*monitor_job_done_fn)(struct monitor *m, struct mchild *c,
                                     struct monitor_job *j);
 
 struct monitor_job {
-    struct monitor_job *next;   /* in the pool's waiting or running list */
-    struct monitor_jobs *pool;  /* NULL: monitor_free let it go */
-    uint64_t serial;            /* the child's */
-    int slot;                   /* its connection in the pool; -1 none */
-    bool ran;                   /* work ran (false: no connection) */
-    char node[NODE_ID_MAX + 1]; /* store_set_node of the server's store */
-    monitor_job_work_fn work;
+    /* first: m->jobs's part; sj.work: on a worker (or inline), the job's
+     * store calls on the connection it is given, nothing else; sj.ran */
+    struct store_job sj;
+    uint64_t serial; /* the child's */
     monitor_job_done_fn done;
     void (*release)(struct monitor_job *j); /* frees the job */
-    int finished; /* set (atomically) when the worker is done */
 };
 
-struct monitor_jobs {
-    struct monitor *m;
-    char *location;                        /* the store's URL */
-    struct store *conn[MONITOR_JOB_CONNS]; /* NULL until a job opens it */
-    bool busy[MONITOR_JOB_CONNS];
-    struct monitor_job *waiting, **tail; /* FIFO */
-    struct monitor_job *running;
-};
-
-static struct monitor_jobs *monitor_jobs_new(struct monitor *m,
-                                             const char *location)
+/* A waiting job whose child went before it started is dropped unrun. */
+static bool monitor_job_wanted(void *owner, const struct store_job *sj)
 {
-    struct monitor_jobs *p = calloc(1, sizeof(*p));
+    const struct monitor_job *j = (const struct monitor_job *)sj;
 
-    if (p == NULL || (p->location = strdup(location)) == NULL) {
-        free(p);
-        return NULL;
-    }
-    p->m = m;
-    p->tail = &p->waiting;
-    return p;
-}
-
-static void monitor_job_worker(void *arg)
-{
-    struct monitor_job *j = arg;
-    struct monitor_jobs *p = j->pool;
-    struct store **st = &p->conn[j->slot];
-
-    /* the slot's connection is this job's alone while it runs */
-    if (*st == NULL && store_open(p->location, st) != ERR_OK) {
-        *st = NULL;
-    }
-    if (*st != NULL && store_set_node(*st, j->node) == ERR_OK) {
-        j->work(j, *st);
-        j->ran = true;
-    }
-    __atomic_store_n(&j->finished, 1, __ATOMIC_RELEASE);
+    return monitor_child_by_serial(owner, j->serial) != NULL;
 }
 
 static void monitor_on_child(struct loop *l, int fd, int events, void *arg);
-static void monitor_jobs_next(struct monitor_jobs *p);
 
 /* The end of a job on the loop: the child's socket is read again, then
- * the job's done answers it (and may start its next job). */
-static void monitor_job_finish(struct monitor *m, struct monitor_job *j)
+ * the job's done answers it (and may start its next job). No monitor
+ * (it went meanwhile): only free. */
+static void monitor_job_done(void *owner, struct store_job *sj)
 {
-    struct mchild *c = monitor_child_by_serial(m, j->serial);
+    struct monitor_job *j = (struct monitor_job *)sj;
+    struct monitor *m = owner;
+    struct mchild *c;
 
-    if (c != NULL) {
+    if (m == NULL) {
+        j->release(j);
+        return;
+    }
+    if ((c = monitor_child_by_serial(m, j->serial)) != NULL) {
         c->store_pending = false;
         if (c->fd >= 0 && m->loop != NULL &&
             loop_set_fd(m->loop, c->fd, LOOP_READ, monitor_on_child, c) !=
@@ -874,65 +836,6 @@ static void monitor_job_finish(struct monitor *m, struct monitor_job *j)
     j->release(j);
 }
 
-static void monitor_job_after(struct loop *l, void *arg)
-{
-    struct monitor_job *j = arg, **pp;
-    struct monitor_jobs *p = j->pool;
-
-    (void)l;
-    if (p == NULL) { /* the monitor went meanwhile */
-        j->release(j);
-        return;
-    }
-    for (pp = &p->running; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == j) {
-            *pp = j->next;
-            break;
-        }
-    }
-    p->busy[j->slot] = false;
-    monitor_job_finish(p->m, j);
-    monitor_jobs_next(p);
-}
-
-/* Starts waiting jobs while connections are free. */
-static void monitor_jobs_next(struct monitor_jobs *p)
-{
-    struct monitor *m = p->m;
-    struct monitor_job *j;
-    int k;
-
-    while ((j = p->waiting) != NULL) {
-        for (k = 0; k < MONITOR_JOB_CONNS && p->busy[k]; k++) {
-        }
-        if (k == MONITOR_JOB_CONNS) {
-            return;
-        }
-        if ((p->waiting = j->next) == NULL) {
-            p->tail = &p->waiting;
-        }
-        j->next = NULL;
-        if (monitor_child_by_serial(m, j->serial) == NULL) {
-            j->release(j); /* its child went: nothing to do */
-            continue;
-        }
-        j->slot = k;
-        p->busy[k] = true;
-        if (loop_work(m->loop, monitor_job_worker, monitor_job_after, j) ==
-            ERR_OK) {
-            j->next = p->running;
-            p->running = j;
-            continue;
-        }
-        /* no worker to be had: here, as on SQLite */
-        p->busy[k] = false;
-        j->slot = -1;
-        j->work(j, m->store);
-        j->ran = true;
-        monitor_job_finish(m, j);
-    }
-}
-
 /*
  * Runs j for c: on a worker (PostgreSQL), or at once on the loop (see
  * above). Either way j->done answers c and j->release frees j; the caller
@@ -941,14 +844,10 @@ static void monitor_jobs_next(struct monitor_jobs *p)
 static void monitor_job_start(struct monitor *m, struct mchild *c,
                               struct monitor_job *j)
 {
-    struct monitor_jobs *p = m->jobs;
-
     j->serial = c->serial;
-    j->slot = -1;
-    snprintf(j->node, sizeof(j->node), "%s", store_node_self(m->store));
-    if (p == NULL || m->loop == NULL || store_unreachable(m->store)) {
-        j->work(j, m->store);
-        j->ran = true;
+    if (!store_worker_async(m->jobs) || store_unreachable(m->store)) {
+        j->sj.work(&j->sj, m->store);
+        j->sj.ran = true;
         buf_reset(m->rep);
         j->done(m, c, j);
         j->release(j);
@@ -958,53 +857,9 @@ static void monitor_job_start(struct monitor *m, struct mchild *c,
     if (c->fd >= 0) {
         (void)loop_set_fd(m->loop, c->fd, 0, monitor_on_child, c);
     }
-    j->pool = p;
-    j->next = NULL;
-    *p->tail = j;
-    p->tail = &j->next;
-    monitor_jobs_next(p);
-}
-
-/* monitor_free(): waiting jobs are dropped; those on workers usually end
- * within the store's time limits and are let go (monitor_job_after frees
- * them when loop_free runs its callbacks); then the connections close. A
- * database server that is stopped never answers: after 2 s in all the
- * jobs still running are left to their workers with the pool and its
- * connections (loop_free leaves them to the process's exit). */
-static void monitor_jobs_forget(struct monitor *m)
-{
-    struct monitor_jobs *p = m->jobs;
-    struct monitor_job *j;
-    int64_t until = util_mono_ms() + 2000;
-    bool stuck = false;
-
-    if (p == NULL) {
-        return;
-    }
-    while ((j = p->waiting) != NULL) {
-        p->waiting = j->next;
-        j->release(j);
-    }
-    while ((j = p->running) != NULL) {
-        int64_t left = until - util_mono_ms();
-
-        if (!util_wait_flag(&j->finished, left > 0 ? (int)left : 0)) {
-            stuck = true;
-        }
-        p->running = j->next;
-        j->pool = NULL;
-    }
-    m->jobs = NULL;
-    if (stuck) {
-        log_warn("the store work of a login has not returned in 2 s; not "
-                 "waited for");
-        return;
-    }
-    for (int k = 0; k < MONITOR_JOB_CONNS; k++) {
-        store_close(p->conn[k]);
-    }
-    free(p->location);
-    free(p);
+    j->sj.done = monitor_job_done;
+    j->sj.wanted = monitor_job_wanted;
+    store_worker_run(m->jobs, &j->sj);
 }
 
 /* The TOTP time step a code was accepted for, marked used (the replay
@@ -1016,7 +871,7 @@ struct monitor_totpq {
     int use_r; /* store_user_totp_use's; ERR_STORE if it never ran */
 };
 
-static void monitor_totpq_work(struct monitor_job *j, struct store *st)
+static void monitor_totpq_work(struct store_job *j, struct store *st)
 {
     struct monitor_totpq *q = (struct monitor_totpq *)j;
 
@@ -1095,7 +950,7 @@ static void monitor_totp_step(struct monitor *m, struct mchild *c,
         monitor_auth_reply(m, c, MP_AUTH_FAIL, "internal error");
         return;
     }
-    q->job.work = monitor_totpq_work;
+    q->job.sj.work = monitor_totpq_work;
     q->job.done = monitor_totpq_done;
     q->job.release = monitor_totpq_release;
     snprintf(q->user_id, sizeof(q->user_id), "%s", u->id);
@@ -1186,7 +1041,7 @@ struct monitor_userq {
     size_t nt_have_len;                      /* 0: none */
 };
 
-static void monitor_userq_work(struct monitor_job *j, struct store *st)
+static void monitor_userq_work(struct store_job *j, struct store *st)
 {
     struct monitor_userq *q = (struct monitor_userq *)j;
     uint8_t have[STORE_SEALED_SMALL_MAX];
@@ -1234,7 +1089,7 @@ static struct monitor_userq *monitor_userq_new(const char *name,
     if (q == NULL) {
         return NULL;
     }
-    q->job.work = monitor_userq_work;
+    q->job.sj.work = monitor_userq_work;
     q->job.done = done;
     q->job.release = monitor_userq_release;
     snprintf(q->name, sizeof(q->name), "%s", name);
@@ -2248,22 +2103,20 @@ static void monitor_check_recordings(struct monitor *m)
  * store_users_active() call (a read transaction, a query per 16 users),
  * and the verdicts applied on the loop (monitor_users_done). On
  * PostgreSQL the call runs on a worker thread on the check's own
- * connection (m->sweep_store), so a slow database, a lock on the users
- * table or a statement that hangs delays the check, not the loop
- * (test_store_pg.py test_loop_answers_while_the_users_table_is_locked);
+ * connection (m->users, a store_worker), so a slow database, a lock on
+ * the users table or a statement that hangs delays the check, not the
+ * loop (test_store_pg.py test_loop_answers_while_the_users_table_is_locked);
  * one round is in flight at a time, and a sweep that finds one still
  * running skips the check. On SQLite it runs on the loop.
  */
 struct monitor_users {
-    struct monitor *m; /* NULL once monitor_free() let it go */
-    struct store *st;  /* m->sweep_store, or m->store inline */
+    struct store_job job;
     size_t n;
     char (*ids)[STORE_ID_MAX + 1];
     const char **idp;
     uint64_t *serials;
     bool *active;
     int r;
-    int done; /* set (atomically) when the SQL is over */
 };
 
 static void monitor_users_free(struct monitor_users *u)
@@ -2277,34 +2130,25 @@ static void monitor_users_free(struct monitor_users *u)
     }
 }
 
-static void monitor_users_work(void *arg)
+static void monitor_users_work(struct store_job *j, struct store *st)
 {
-    struct monitor_users *u = arg;
+    struct monitor_users *u = (struct monitor_users *)j;
 
-    u->r = store_users_active(u->st, u->idp, u->n, u->active);
-    __atomic_store_n(&u->done, 1, __ATOMIC_RELEASE);
+    u->r = store_users_active(st, u->idp, u->n, u->active);
 }
 
-static void monitor_users_done(struct loop *l, void *arg)
+static void monitor_users_done(void *owner, struct store_job *j)
 {
-    struct monitor_users *u = arg;
-    struct monitor *m = u->m;
+    struct monitor_users *u = (struct monitor_users *)j;
+    struct monitor *m = owner;
     size_t i = 0;
 
-    (void)l;
-    if (m == NULL) { /* the monitor went meanwhile: only free */
-        store_close(u->st);
-        monitor_users_free(u);
-        return;
-    }
-    if (m->users_job == u) {
-        m->users_job = NULL;
-    }
     /* A store that does not answer (PostgreSQL down) says nothing about
      * the users: sessions in progress go on, and the next round decides
      * again (docs/security.md). The children are in the order they were
-     * taken in, less those that went meanwhile. */
-    for (struct mchild *c = m->children;
+     * taken in, less those that went meanwhile; no monitor (it went
+     * meanwhile, m NULL): only free. */
+    for (struct mchild *c = m != NULL ? m->children : NULL;
          c != NULL && i < u->n && u->r == ERR_OK; c = c->next) {
         size_t k = i;
 
@@ -2331,7 +2175,7 @@ static void monitor_users_check(struct monitor *m)
     struct mchild *c;
     size_t n = 0, i = 0;
 
-    if (m->users_job != NULL) {
+    if (store_worker_busy(m->users)) {
         return; /* the last round is still on its worker */
     }
     for (c = m->children; c != NULL; c = c->next) {
@@ -2357,39 +2201,10 @@ static void monitor_users_check(struct monitor *m)
         }
     }
     u->n = i;
-    u->m = m;
-    if (m->sweep_store != NULL && m->loop != NULL) {
-        u->st = m->sweep_store;
-        if (loop_work(m->loop, monitor_users_work, monitor_users_done, u) ==
-            ERR_OK) {
-            m->users_job = u;
-            return;
-        }
-    }
-    /* SQLite, or no worker to be had: on the loop, as a local file is */
-    u->st = m->store;
-    monitor_users_work(u);
-    monitor_users_done(m->loop, u);
-}
-
-/* monitor_free(): a round still on its worker usually ends within the
- * store's time limits; then it is let go with the connection
- * (monitor_users_done frees both when the loop runs its callback). A
- * database server that is stopped never answers: after 2 s the round is
- * left to its worker (loop_free leaves it to the process's exit). */
-static void monitor_users_forget(struct monitor *m)
-{
-    if (m->users_job != NULL) {
-        if (!util_wait_flag(&m->users_job->done, 2000)) {
-            log_warn("the disabled-user check's statement has not "
-                     "returned in 2 s; not waited for");
-        }
-        m->users_job->m = NULL;
-        m->users_job = NULL;
-        m->sweep_store = NULL;
-    }
-    store_close(m->sweep_store);
-    m->sweep_store = NULL;
+    u->r = ERR_STORE; /* if it finds no connection */
+    u->job.work = monitor_users_work;
+    u->job.done = monitor_users_done;
+    store_worker_run(m->users, &u->job);
 }
 
 static void monitor_on_sweep(struct loop *l, void *arg)
@@ -2406,7 +2221,7 @@ static void monitor_on_sweep(struct loop *l, void *arg)
     m->sweep_timer = loop_add_timer(l, MONITOR_SWEEP_MS, monitor_on_sweep, m);
 }
 
-static void monitor_authz_work(struct monitor_job *j, struct store *st)
+static void monitor_authz_work(struct store_job *j, struct store *st)
 {
     struct monitor_authz *a = (struct monitor_authz *)j;
     struct store_profile *profiles = NULL;
@@ -2471,7 +2286,7 @@ static void monitor_authz_done(struct monitor *m, struct mchild *c,
     char what[200];
 
     if (c == NULL) {
-        if (j->ran && a->d.allowed && a->open_r == ERR_OK) {
+        if (j->sj.ran && a->d.allowed && a->open_r == ERR_OK) {
             monitor_row_close(m, a->s.id, util_now(), 0, 0, -1,
                               "error: session process ended without "
                               "closing the session",
@@ -2479,7 +2294,7 @@ static void monitor_authz_done(struct monitor *m, struct mchild *c,
         }
         return;
     }
-    if (!j->ran) { /* no connection to the database */
+    if (!j->sj.ran) { /* no connection to the database */
         log_warn("session of %s from %s refused: the store is unavailable",
                  c->user_name, c->addr);
         monitor_authorize_reply(m, c, false, NULL,
@@ -2588,7 +2403,7 @@ static int monitor_authorize(struct monitor *m, struct mchild *c,
         monitor_authorize_reply(m, c, false, NULL, "internal error", NULL);
         goto out;
     }
-    a->job.work = monitor_authz_work;
+    a->job.sj.work = monitor_authz_work;
     a->job.done = monitor_authz_done;
     a->job.release = monitor_authz_release;
     snprintf(a->user_id, sizeof(a->user_id), "%s", c->user_id);
@@ -2713,7 +2528,7 @@ struct monitor_assetq {
     struct store_asset a; /* its sealed blobs are freed by release */
 };
 
-static void monitor_hostkey_work(struct monitor_job *j, struct store *st)
+static void monitor_hostkey_work(struct store_job *j, struct store *st)
 {
     struct monitor_assetq *q = (struct monitor_assetq *)j;
 
@@ -2723,7 +2538,7 @@ static void monitor_hostkey_work(struct monitor_job *j, struct store *st)
     }
 }
 
-static void monitor_credentials_work(struct monitor_job *j, struct store *st)
+static void monitor_credentials_work(struct store_job *j, struct store *st)
 {
     struct monitor_assetq *q = (struct monitor_assetq *)j;
 
@@ -2739,7 +2554,7 @@ static void monitor_assetq_release(struct monitor_job *j)
 }
 
 static struct monitor_assetq *monitor_assetq_new(const struct mchild *c,
-                                                 monitor_job_work_fn work,
+                                                 store_job_work_fn work,
                                                  monitor_job_done_fn done)
 {
     struct monitor_assetq *q = calloc(1, sizeof(*q));
@@ -2747,7 +2562,7 @@ static struct monitor_assetq *monitor_assetq_new(const struct mchild *c,
     if (q == NULL) {
         return NULL;
     }
-    q->job.work = work;
+    q->job.sj.work = work;
     q->job.done = done;
     q->job.release = monitor_assetq_release;
     snprintf(q->asset_id, sizeof(q->asset_id), "%s", c->asset_id);

@@ -152,8 +152,7 @@ struct mchild {
     char auth_uid[STORE_ID_MAX + 1]; /* user the login names; "" unknown */
 };
 
-struct monitor_users;
-struct monitor_jobs;
+struct store_worker;
 
 struct monitor {
     const struct config *cfg;
@@ -170,15 +169,12 @@ struct monitor {
     struct hostkeys hostkeys; /* the SSH host keys: only here */
     ssh_session ssh_ctx;      /* for libssh's signature checks */
     uint64_t sweep_timer;     /* monitor_on_sweep, 0 if none */
-    /* PostgreSQL: the disabled-user check's own store connection, used
-     * only by the round in flight (users_job) on a worker thread; NULL on
-     * SQLite, where the check runs on the loop (monitor.c) */
-    struct store *sweep_store;
-    struct monitor_users *users_job;
-    /* PostgreSQL: the connections that run the login path's store work
-     * on workers (monitor.c, "Store work off the loop"); NULL on SQLite
-     * or without a loop, where that work runs on the loop */
-    struct monitor_jobs *jobs;
+    /* the disabled-user check's rounds (one connection) and the login
+     * path's store work (monitor.c, "Store work off the loop"): on worker
+     * threads with connections of their own on PostgreSQL, on the loop on
+     * SQLite or without a loop (store/store_worker.h) */
+    struct store_worker *users;
+    struct store_worker *jobs;
     /* writes the audit events kept while the store did not answer
      * (audit_defer()): 0 if not armed, and its backoff */
     uint64_t audit_timer;

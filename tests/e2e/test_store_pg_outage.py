@@ -554,8 +554,8 @@ def test_a_stop_does_not_wait_for_a_batch_held_by_a_lock(tmp_path,
         took = time.monotonic() - t0
         log = p.log_text()
         assert took < 20, "the stop took %.1f s" % took
-        assert "a batch of report rows has not been written in 2000 ms; " \
-            "not waited for" in log, p.log_tail()
+        assert "tunnel: report rows: 1 statement has not returned in " \
+            "2000 ms; not waited for" in log, p.log_tail()
         assert re.search(r"tunnel: \d+ tunnel report row\(s\) could not be "
                          r"written \(the store does not answer\) and are "
                          r"lost", log), p.log_tail()
