@@ -37,7 +37,6 @@ import os
 import re
 import subprocess
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -93,17 +92,6 @@ def run_gfx_client(pc, out, login, password, extra=GFX, text="gfx ok",
                env=env, timeout=120)
 
 
-def warn_if_nudged(out):
-    """DESKTOP's hook (test_rdp.py) moves the mouse after 8 s of a black
-    screen, as a user would; since the proxy asks the target for its
-    screen once it confirms the graphics caps, the first frame should
-    never need it (test_still_shadow_screen_first_frames): said, as a
-    pytest warning, when it was used."""
-    if (out / "nudged").exists():
-        warnings.warn("%s: the first frame came only after the mouse "
-                      "moved" % out)
-
-
 def paint_target(target, colour):
     png = target.dir / "paint.png"
     run(["convert", "-size", "1024x768", "xc:rgb(%d,%d,%d)" % colour,
@@ -152,8 +140,7 @@ def test_gfx_h264_through_the_proxy(rdp_proxy, rdp_target, tmp_path):
                            target=rdp_target)
     finally:
         paint_target(rdp_target, COLOUR)
-    # the desktop, and typing
-    warn_if_nudged(tmp_path)
+    # the desktop, and typing (a warning if it took the mouse nudge)
     assert_desktop_and_typing(rdp_target, tmp_path, r, keys, "gfx ok")
     # the target's repaint, which came as H.264 in the GFX channel
     assert near(pixel(tmp_path / "red.png"), RED), \
