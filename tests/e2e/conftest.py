@@ -47,6 +47,26 @@ def pytest_configure(config):
         "another pytest-xdist worker")
 
 
+# Seconds per test file (setup, call and teardown of its tests), summed
+# where the reports arrive (the pytest-xdist controller): the files that
+# make the e2e stage long, shown at its end.
+_FILE_SECONDS = {}
+
+
+def pytest_runtest_logreport(report):
+    path = report.nodeid.split("::", 1)[0]
+    _FILE_SECONDS[path] = _FILE_SECONDS.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _FILE_SECONDS:
+        return
+    slow = sorted(_FILE_SECONDS.items(), key=lambda kv: -kv[1])[:15]
+    terminalreporter.write_sep("=", "slowest files (s, all their tests)")
+    for path, secs in slow:
+        terminalreporter.write_line("%8.1f  %s" % (secs, path))
+
+
 def _check_sanitizers(server, new_only):
     found = server.sanitizer_findings(new_only=new_only)
     if found:
