@@ -521,6 +521,7 @@ def test_unknown_domain(dproxy, ssh_client, ops_asset):
     assert status == 200, data
 
 
+@pytest.mark.solo  # a local login's time against its usual one
 def test_directory_down_refuses_in_time_and_delays_no_local_user(
         dproxy, slapd, ssh_client, ops_asset, target):
     local = dproxy.user_add(password="local-pw-2")
