@@ -31,6 +31,7 @@ import time
 import pytest
 
 from pclib import Client, Portcullis, proc_stat, uniq
+from test_shutdown import open_cats
 
 DRAIN_S = 10     # DAEMON_DRAIN_MS
 MARGIN_S = 5     # a loaded CI machine
@@ -44,20 +45,6 @@ def start_server(tmp_path):
     pc.tune_for_tests()
     pc.start()
     return pc
-
-
-def open_cats(pc, user, pw, asset, n):
-    """n `cat` sessions through pc, each shown to relay a line."""
-    client = Client(pc.ssh_port)
-    procs = []
-    for _ in range(n):
-        proc = client.popen_ssh("%s#%s" % (user, asset), "cat", password=pw,
-                                stdin=subprocess.PIPE)
-        procs.append(proc)
-        proc.stdin.write(b"one\n")
-        proc.stdin.flush()
-        assert proc.stdout.readline() == b"one\n"
-    return procs
 
 
 def tree(pc):
@@ -131,6 +118,22 @@ def shut_monitor_socket(pid):
         s.close()
 
 
+def stop_within(pc, limit):
+    """pc stopped (SIGTERM, as `systemctl stop`): it must exit 0 within
+    limit seconds."""
+    t0 = time.monotonic()
+    rc = pc.stop(timeout=DRAIN_S + 20)
+    took = time.monotonic() - t0
+    assert rc == 0, (rc, took, pc.log_tail())
+    assert took < limit, (took, pc.log_tail())
+
+
+def assert_nothing_left(pc, spawners, kids):
+    left = [p for g in (spawners, kids) for p, pg in g.items()
+            if alive(p, pg)]
+    assert left == [], (left, pc.log_tail())
+
+
 def check_no_crash(pc):
     text = pc.log_text()
     assert pc.sanitizer_findings() is None, pc.log_tail()
@@ -177,16 +180,10 @@ def test_a_stopped_session_child_is_killed_at_the_drain_deadline(target,
         assert len(kids) == 2, (spawners, kids)
         stopped = sorted(kids)[0]
         os.kill(stopped, signal.SIGSTOP)
-        t0 = time.monotonic()
-        rc = pc.stop(timeout=DRAIN_S + 20)
-        took = time.monotonic() - t0
-        assert rc == 0, (rc, took, pc.log_tail())
-        assert took < DRAIN_S + MARGIN_S, (took, pc.log_tail())
+        stop_within(pc, DRAIN_S + MARGIN_S)
         assert "1 session did not end within 10 s" in pc.log_text(), \
             pc.log_tail()
-        left = [p for g in (spawners, kids) for p, pg in g.items()
-                if alive(p, pg)]
-        assert left == [], (left, pc.log_tail())
+        assert_nothing_left(pc, spawners, kids)
         for proc in procs:
             proc.communicate(timeout=10)
         check_no_crash(pc)
@@ -220,14 +217,8 @@ def test_a_child_that_shut_its_monitor_socket_and_lives_on(target,
         os.kill(child, signal.SIGSTOP)
         shut_monitor_socket(child)
         time.sleep(0.5)  # the main process reads the end of the socket
-        t0 = time.monotonic()
-        rc = pc.stop(timeout=DRAIN_S + 20)
-        took = time.monotonic() - t0
-        assert took < DRAIN_S + MARGIN_S, (took, pc.log_tail())
-        assert rc == 0, (rc, took, pc.log_tail())
-        left = [p for g in (spawners, kids) for p, pg in g.items()
-                if alive(p, pg)]
-        assert left == [], (left, pc.log_tail())
+        stop_within(pc, DRAIN_S + MARGIN_S)
+        assert_nothing_left(pc, spawners, kids)
         procs[0].communicate(timeout=10)
         check_no_crash(pc)
         pc.start()
@@ -263,9 +254,7 @@ def test_a_second_sigterm_during_the_drain_stops_at_once(target, tmp_path):
         took = time.monotonic() - t0
         assert rc == 0 and took < MARGIN_S, (rc, took, pc.log_tail())
         assert "shutting down at once" in pc.log_text(), pc.log_tail()
-        left = [p for g in (spawners, kids) for p, pg in g.items()
-                if alive(p, pg)]
-        assert left == [], (left, pc.log_tail())
+        assert_nothing_left(pc, spawners, kids)
         for p in procs:
             p.communicate(timeout=10)
         check_no_crash(pc)
@@ -298,14 +287,8 @@ def test_a_flood_to_a_client_that_reads_nothing(target, tmp_path):
         time.sleep(2)  # every buffer on the way fills
         spawners, kids = tree(pc)
         assert len(kids) == 2 and quiet < set(kids), (kids, quiet)
-        t0 = time.monotonic()
-        rc = pc.stop(timeout=DRAIN_S + 20)
-        took = time.monotonic() - t0
-        assert rc == 0, (rc, took, pc.log_tail())
-        assert took < DRAIN_S + MARGIN_S, (took, pc.log_tail())
-        left = [p for g in (spawners, kids) for p, pg in g.items()
-                if alive(p, pg)]
-        assert left == [], (left, pc.log_tail())
+        stop_within(pc, DRAIN_S + MARGIN_S)
+        assert_nothing_left(pc, spawners, kids)
         os.kill(flood.pid, signal.SIGCONT)
         flood.kill()
         flood.wait(timeout=10)
