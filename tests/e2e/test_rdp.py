@@ -50,6 +50,24 @@ def nt_hash(password):
     return r.out.strip().splitlines()[-1].strip()
 
 
+def start_xvfb():
+    """An Xvfb on a display it picks (-displayfd: the lowest free one, and
+    it tells which): (process, ":N")."""
+    rfd, wfd = os.pipe()
+    xvfb = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(wfd), "-screen", "0", "1024x768x24",
+         "-nolisten", "tcp"], pass_fds=(wfd,),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    os.close(wfd)
+    with os.fdopen(rfd) as f:
+        num = f.readline().strip()
+    if not num.isdigit():
+        stop_process(xvfb, 5)
+        raise AssertionError("Xvfb gave no display")
+    return xvfb, ":" + num
+
+
 class RdpTarget:
     """Xvfb + a solid background + xev + freerdp-shadow-cli with NLA."""
 
@@ -64,19 +82,8 @@ class RdpTarget:
         self.display = None
 
     def start(self):
-        # -displayfd: Xvfb picks a free display and tells us which
-        rfd, wfd = os.pipe()
-        xvfb = subprocess.Popen(
-            ["Xvfb", "-displayfd", str(wfd), "-screen", "0", "1024x768x24",
-             "-nolisten", "tcp"], pass_fds=(wfd,),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
-        os.close(wfd)
+        xvfb, self.display = start_xvfb()
         self.procs.append(xvfb)
-        with os.fdopen(rfd) as f:
-            num = f.readline().strip()
-        assert num.isdigit(), "Xvfb gave no display"
-        self.display = ":" + num
         env = self.env()
         bg = self.dir / "bg.png"
         run(["convert", "-size", "1024x768"] + self.background + [str(bg)])
