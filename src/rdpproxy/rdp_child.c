@@ -44,6 +44,7 @@
 #include <linux/tcp.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -2368,21 +2369,30 @@ static bool rdpc_front_setup(struct rdpc *s)
  * SIGTERM: the spawner ends every session this way when the server stops
  * (or its main process is gone). Without a handler the child died at
  * once: the client saw a dropped connection and the row was closed by
- * the monitor without its bytes. Now the loop notices within
- * RDPC_STOP_CHECK_MS, the client is told (a Set Error Info PDU: "an
- * administrative tool disconnected the session") and the row is closed
- * with RDPC_STOP_RESULT and its bytes, as the SSH child does. A second
- * SIGTERM ends it at once.
+ * the monitor without its bytes. Now the handler sets a flag and makes
+ * an eventfd readable (write(2) is safe in a handler; WinPR's SetEvent is
+ * not), which the loop waits on beside the connections' handles, so it
+ * wakes at once and only then: the client is told (a Set Error Info PDU:
+ * "an administrative tool disconnected the session") and the row is
+ * closed with RDPC_STOP_RESULT and its bytes, as the SSH child does. A
+ * second SIGTERM ends it at once.
  */
 static volatile sig_atomic_t rdpc_stopping;
+static int rdpc_stop_fd = -1; /* readable once SIGTERM came */
 
 #define RDPC_STOP_RESULT "error: interrupted (the access server stopped)"
-#define RDPC_STOP_CHECK_MS 1000
 
 static void rdpc_on_term(int sig)
 {
+    uint64_t one = 1;
+    int saved = errno;
+
     (void)sig;
     rdpc_stopping = 1;
+    if (rdpc_stop_fd >= 0) {
+        (void)!write(rdpc_stop_fd, &one, sizeof(one));
+    }
+    errno = saved;
 }
 
 /*
@@ -2422,9 +2432,14 @@ static __attribute__((noinline)) void rdpc_stack_wipe(void)
 static void rdpc_loop(struct rdpc *s)
 {
     HANDLE h[RDPC_HANDLES];
+    HANDLE stop = NULL;
     DWORD n, m, w, t;
     int held;
 
+    if (rdpc_stop_fd >= 0) {
+        stop = CreateFileDescriptorEvent(NULL, FALSE, FALSE, rdpc_stop_fd,
+                                         WINPR_FD_READ);
+    }
     for (;;) {
         if (rdpc_stopping) {
             log_info("rdp %s: the access server stopped: ending the session",
@@ -2439,13 +2454,13 @@ static void rdpc_loop(struct rdpc *s)
         if (!rdpc_dvc_flush(s)) {
             break;
         }
-        n = s->peer->GetEventHandles(s->peer, h, RDPC_HANDLES);
+        n = s->peer->GetEventHandles(s->peer, h, RDPC_HANDLES - 1);
         if (n == 0) {
             break;
         }
         if (s->back_up) {
             m = freerdp_get_event_handles(s->back->context, h + n,
-                                          RDPC_HANDLES - n);
+                                          RDPC_HANDLES - 1 - n);
             if (m == 0) {
                 break;
             }
@@ -2457,8 +2472,10 @@ static void rdpc_loop(struct rdpc *s)
         if (held >= 0 && (t == INFINITE || (DWORD)held < t)) {
             t = (DWORD)held; /* a held layout's turn (rdpc_dvc_flush) */
         }
-        if (t == INFINITE || t > RDPC_STOP_CHECK_MS) {
-            t = RDPC_STOP_CHECK_MS; /* rdpc_stopping */
+        if (stop != NULL) {
+            h[n++] = stop; /* rdpc_stopping */
+        } else if (t == INFINITE || t > 1000) {
+            t = 1000; /* no eventfd: look at rdpc_stopping each second */
         }
         w = WaitForMultipleObjects(n, h, FALSE, t);
         if (w == WAIT_FAILED) {
@@ -2493,6 +2510,9 @@ static void rdpc_loop(struct rdpc *s)
         if (s->rec_stop) {
             break;
         }
+    }
+    if (stop != NULL) {
+        (void)CloseHandle(stop); /* attached: rdpc_stop_fd stays open */
     }
 }
 
@@ -2554,6 +2574,7 @@ int rdp_child_run(const struct rdp_child_args *a)
     if (a->login_grace_seconds > 0) {
         alarm((unsigned)a->login_grace_seconds);
     }
+    rdpc_stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     memset(&term, 0, sizeof(term));
     term.sa_handler = rdpc_on_term;
     term.sa_flags = SA_RESETHAND; /* a second SIGTERM ends it at once */

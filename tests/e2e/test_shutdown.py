@@ -131,6 +131,16 @@ def test_a_node_whose_database_is_frozen_still_stops(target, tmp_path):
         o.close()
 
 
+def wakeups(pid):
+    """How often pid's main thread has slept and woken (its voluntary
+    context switches)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches for %d" % pid)
+
+
 def test_sigterm_tells_an_rdp_client_and_closes_its_row(rdp_target,
                                                         tmp_path):
     """An RDP session at a stop: the session child died at SIGTERM (the
@@ -168,6 +178,15 @@ for i in $(seq 1 600); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
             assert time.monotonic() < deadline, "no xfreerdp window"
             time.sleep(0.2)
         time.sleep(3)  # the first frames went down
+        # idle, the session child's loop sleeps: it no longer wakes each
+        # second to look for a SIGTERM (an eventfd wakes it; 5 times in
+        # 5 s before, 0 after)
+        spawners = pc.children()
+        (child,) = [p for p in pc.descendants() if p not in spawners]
+        w0 = wakeups(child)
+        time.sleep(5)
+        woke = wakeups(child) - w0
+        assert woke <= 2, "the idle session child woke %d times in 5 s" % woke
         t0 = time.monotonic()
         rc = pc.stop(timeout=20)
         took = time.monotonic() - t0
