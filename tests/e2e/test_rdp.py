@@ -52,11 +52,14 @@ def nt_hash(password):
 
 def start_xvfb():
     """An Xvfb on a display it picks (-displayfd: the lowest free one, and
-    it tells which): (process, ":N")."""
+    it tells which): (process, ":N"). -noreset: an X server resets when
+    its last client leaves, and a client connecting meanwhile fails
+    ("failed to open display"), which one xfreerdp after another on the
+    same display met under load."""
     rfd, wfd = os.pipe()
     xvfb = subprocess.Popen(
         ["Xvfb", "-displayfd", str(wfd), "-screen", "0", "1024x768x24",
-         "-nolisten", "tcp"], pass_fds=(wfd,),
+         "-nolisten", "tcp", "-noreset"], pass_fds=(wfd,),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
     os.close(wfd)
