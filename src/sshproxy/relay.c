@@ -506,7 +506,13 @@ bool relay_fail(struct relay_chan *ch)
             return moved;
         }
         ssh_channel_write_stderr(ch->down, line, n);
-        ssh_channel_request_send_exit_status(ch->down, 1);
+        /* 255, as ssh itself exits when it cannot reach a host or loses
+         * the connection (and as it does when a jump host refuses): what
+         * ran is not the command's own failure. Ansible reports 255 as
+         * "UNREACHABLE: Failed to connect to the host via ssh: <stderr>",
+         * so the user reads our line instead of a guess about a remote
+         * temporary directory; scripts tell it from the command's 1. */
+        ssh_channel_request_send_exit_status(ch->down, RELAY_FAIL_STATUS);
     }
     if (!ch->sent_down_eof) {
         ssh_channel_send_eof(ch->down);

@@ -32,6 +32,8 @@
 #define RELAY_TAKE_MAX (2u << 20)
 /* how long a failure message waits for the client's window (relay_fail) */
 #define RELAY_FAIL_WAIT_MS 10000
+/* the exit status of a channel the access server refused or ended */
+#define RELAY_FAIL_STATUS 255
 /* OpenSSH's 32768-byte maximum packet less libssh's 10-byte margin: the
  * unit in which the relay writes while more data is coming. */
 #define RELAY_PACKET 32758
