@@ -1,8 +1,8 @@
 """Every SSH client stack in common use connects with the defaults (SPEC
 section 11, issue 12): OpenSSH forced to each cipher, MAC, key exchange and
 host key type in turn; paramiko; Dropbear's dbclient; PuTTY's plink, pscp
-and psftp; asyncssh; Go's x/crypto/ssh (rclone's sftp backend); rsync and
-git over ssh; libssh2 (curl's scp:// and sftp://, which only move files).
+and psftp; asyncssh; Go's x/crypto/ssh (rclone's sftp backend); sshfs (a FUSE
+mount over sftp); lftp's own sftp client; rsync and git over ssh; libssh2 (curl's scp:// and sftp://, which only move files).
 Each runs a command (output and exit status checked) and moves a file
 both ways (content checked) through the proxy to a real sshd. The login always carries the '#' of `user#asset`; each client has
 its own way of taking such a user name.
@@ -421,6 +421,81 @@ def test_go_rclone_sftp(acct):
     assert r.rc == 0, r
     want = hashlib.md5(up.read_bytes()).hexdigest()
     assert "%s  rc.bin" % want in r.out, r
+    no_banner(r.err)
+
+
+# ---------------------------------------------- sshfs (FUSE over SFTP)
+
+def test_sshfs_mount(acct):
+    """sshfs mounts the asset's directory through the proxy (OpenSSH's ssh
+    under it, the sftp subsystem with many requests in flight): a file
+    written through the mount reaches the target, one made on the target
+    is read through it, a rename and a listing, and the unmount ends the
+    session cleanly."""
+    need("sshfs", "sshfs")
+    fusermount = shutil.which("fusermount3") or shutil.which("fusermount")
+    if not os.path.exists("/dev/fuse") or fusermount is None:
+        pytest.skip("no FUSE here (/dev/fuse and fusermount3, Debian 12 "
+                    "package fuse3)")
+    key = keygen(acct.tmp / "id_sshfs", "sshfs")
+    acct.proxy.key_add(acct.user, str(key) + ".pub")
+    mnt = acct.tmp / "mnt"
+    mnt.mkdir()
+    opts = ["-p", str(acct.port), "-o", "IdentityFile=%s" % key,
+            "-o", "IdentitiesOnly=yes", "-o", "PasswordAuthentication=no",
+            "-o", "UserKnownHostsFile=%s" % acct.known_hosts,
+            "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10",
+            "-F", "/dev/null"]
+    r = run(["sshfs"] + opts + ["%s@127.0.0.1:%s" % (acct.login,
+                                                      acct.remote_dir),
+                                str(mnt)])
+    assert r.rc == 0, r
+    try:
+        up, up_sum = acct.local_file()
+        shutil.copyfile(up, mnt / "up.bin")
+        assert sha256_file(acct.remote_dir / "up.bin") == up_sum
+        src, src_sum = acct.remote_file()
+        assert sha256_file(mnt / src.name) == src_sum
+        os.rename(mnt / "up.bin", mnt / "moved.bin")
+        assert sorted(os.listdir(mnt)) == ["down.bin", "moved.bin"]
+        assert (acct.remote_dir / "moved.bin").exists()
+    finally:
+        u = run([fusermount, "-u", str(mnt)])
+    assert u.rc == 0, u
+    no_banner(r.err)
+    row = acct.proxy.wait_session(
+        lambda x: x.get("user") == acct.user and x.get("kind") == "sftp",
+        what="the sshfs session's row")
+    assert row["result"].startswith("ok"), row
+    assert row["bytes_up"] >= SIZE and row["bytes_down"] >= SIZE, row
+
+
+# ------------------------------------------------ lftp (its own sftp)
+
+def test_lftp_sftp(acct):
+    """lftp's sftp:// (OpenSSH's ssh as transport, lftp's own SFTP
+    client): a file each way and a listing."""
+    need("lftp", "lftp")
+    up, up_sum = acct.local_file()
+    src, src_sum = acct.remote_file()
+    down = acct.tmp / "lftp-down.bin"
+    connect = "ssh -a -x " + " ".join(
+        openssh_opts(acct)[:-2] + ["-p", str(acct.port)])
+    script = "\n".join([
+        "set sftp:connect-program \"%s\"" % connect,
+        "set net:max-retries 1",
+        "open -u '%s,%s' sftp://127.0.0.1" % (acct.login, acct.password),
+        "put %s -o %s/lftp.bin" % (up, acct.remote_dir),
+        "get %s -o %s" % (src, down),
+        "cls -1 %s/" % acct.remote_dir,
+        "bye", ""])
+    r = run(["lftp", "-f", "/dev/stdin"], input=script,
+            env=openssh_env(acct))
+    assert r.rc == 0, r
+    assert sha256_file(acct.remote_dir / "lftp.bin") == up_sum
+    assert sha256_file(down) == src_sum
+    assert "lftp.bin" in r.out and "down.bin" in r.out, r
     no_banner(r.err)
 
 
