@@ -74,13 +74,25 @@ def _worker():
     return 0, 1
 
 
+_xvfb_runs = 0
+
+
 def xvfb_run():
     """xvfb-run's argv start for a client under its own X server. `-a`
     alone races: two workers (or a worker and an `Xvfb -displayfd`, which
     takes the lowest free display) can both find :99 free and one X server
-    then fails; each worker searches from its own display number instead."""
+    then fails; each worker searches from its own display numbers instead.
+    And each call starts from the next number of its worker's 50: xvfb-run
+    kills its Xvfb without waiting, so a run right after another on the
+    same display number can start while the old X server is still
+    exiting, whose exit may unlink the new one's socket: the likely cause
+    of xfreerdp's "failed to open display: :400" once in CI, on the
+    second of two runs in a row (not reproduced in 40 tries here)."""
+    global _xvfb_runs
     index, _ = _worker()
-    return ["xvfb-run", "-a", "-n", str(200 + 100 * index)]
+    _xvfb_runs += 1
+    return ["xvfb-run", "-a", "-n",
+            str(200 + 100 * index + 2 * (_xvfb_runs % 25))]
 
 
 def free_port():
