@@ -244,11 +244,15 @@ def test_ansible_ssh_connection_with_a_key(site):
 def test_ansible_ad_hoc_and_transfer_methods(site):
     """`ansible -m` ad hoc, with each file transfer method Ansible can be
     set to (sftp, scp, piped: `dd` through a shell), so a profile that
-    works for one of them is seen to work for all."""
+    works for one of them is seen to work for all; and with pipelining
+    (modules fed to python3's stdin, the usual speed-up)."""
     inv = site.inventory()
-    for method in ("sftp", "scp", "piped"):
+    for method in ("sftp", "scp", "piped", "pipelining"):
         env = site.env()
-        env["ANSIBLE_SSH_TRANSFER_METHOD"] = method
+        if method == "pipelining":
+            env["ANSIBLE_PIPELINING"] = "True"
+        else:
+            env["ANSIBLE_SSH_TRANSFER_METHOD"] = method
         src = site.tmp / ("m-%s.bin" % method)
         want = make_file(src, SIZE + len(method))
         r = run(["ansible", "-i", str(inv), "proddb", "-m", "copy", "-a",
