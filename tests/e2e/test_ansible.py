@@ -47,14 +47,14 @@ class Site:
     of the target that logs in as pctarget (its vaulted password), an
     ssh_config naming the proxy, and a scratch directory on each side."""
 
-    def __init__(self, proxy, target, tmp):
+    def __init__(self, proxy, target, tmp, native="allow"):
         self.proxy, self.target, self.tmp = proxy, target, tmp
         self.password = "pw-" + uniq()
         self.user = proxy.user_add(password=self.password)
         self.key = keygen(tmp / "id_ed25519", "ansible")
         proxy.key_add(self.user, str(self.key) + ".pub")
         self.asset = proxy.target_asset(target, as_root=False)
-        proxy.allow(self.user, self.asset)
+        proxy.allow(self.user, self.asset, native=native)
         self.login = "%s#%s" % (self.user, self.asset)
         self.name = uniq("ans")
         self.remote = Path(HOME) / self.name  # owned by the asset login
@@ -264,6 +264,28 @@ def test_ansible_ad_hoc_and_transfer_methods(site):
                  "cat /proc/sys/kernel/hostname"], env=env, timeout=120)
         assert r.rc == 0 and "rc=0" in r.out, (method, r)
         site.close_masters()
+
+
+def test_ansible_recorded(proxy, target, tmp_path):
+    """With `native record`, the play runs the same and each of its
+    channels (commands, sftp transfers) has its recording, its digest in
+    the row."""
+    need_ansible()
+    site = Site(proxy, target, tmp_path, native="record")
+    try:
+        playbook_round(site, site.inventory())
+    finally:
+        site.close_masters()
+        shutil.rmtree(site.remote, ignore_errors=True)
+    rows = [r for r in proxy.sessions() if r.get("user") == site.user]
+    assert len(rows) > 10, rows
+    for row in rows:
+        assert (row.get("result") or "").startswith("ok"), row
+        path = row.get("recording_path")
+        assert path and os.path.exists(path), row
+        assert sha256_file(path) == row["recording_sha256"], row
+    kinds = {r.get("kind") for r in rows}
+    assert "sftp" in kinds, kinds  # the modules went up by sftp
 
 
 def test_ansible_paramiko_with_a_password(site):
