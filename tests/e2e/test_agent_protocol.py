@@ -546,3 +546,35 @@ def test_handshake_must_finish_in_time(hub):
         assert 8 <= time.time() - t0 <= 13
     finally:
         b.close()
+
+
+def test_kex_failure_still_sends_the_hubs_kexinit(hub):
+    """Another agent implementation whose identification and KEXINIT
+    arrive together and offer nothing the hub takes (a CBC cipher) must
+    read the hub's KEXINIT before the close, to say why, as an SSH client
+    of the proxy does (test_clients.py, the same libssh behaviour)."""
+    from test_clients import kexinit_offering
+    bad = []
+    for i in range(10):
+        b = WsBridge(hub.url)
+        try:
+            b.near.settimeout(10)
+            b.near.sendall(b"SSH-2.0-kextest\r\n" +
+                           kexinit_offering(b"aes128-cbc"))
+            got = b""
+            while True:
+                try:
+                    d = b.near.recv(65536)
+                except OSError:
+                    break
+                if not d:
+                    break
+                got += d
+        finally:
+            b.close()
+        ident, _, rest = got.partition(b"\r\n")
+        if not ident.startswith(b"SSH-2.0-") or len(rest) < 6 or \
+                rest[5] != 20:
+            bad.append(got[:64])
+    assert not bad, "%d of 10 closed without the hub's KEXINIT: %r" % (
+        len(bad), bad[:3])
