@@ -814,6 +814,7 @@ void hub_agent_service(struct hub_agent *a)
              * goes back to non-blocking: libssh sends only after POLLOUT
              * and takes a partial send as progress. */
             (void)util_set_nonblock(a->fd_ssh);
+            sshkex_flush_end(&a->kex_flush);
             a->state = HA_AUTH;
             if (ssh_event_add_session(a->ev, a->s) != SSH_OK) {
                 a->in_service = false;
@@ -822,6 +823,9 @@ void hub_agent_service(struct hub_agent *a)
             }
         } else if (rc != SSH_AGAIN) {
             a->in_service = false;
+            /* What libssh wrote before it gave up (its KEXINIT, which
+             * says to the agent why: sshkex.h) leaves before the close. */
+            hub_on_ws_fd(a->h->loop, a->fd_ws, LOOP_READ, a);
             hub_agent_close(a, ssh_get_error(a->s), 0);
             return;
         }
@@ -933,6 +937,7 @@ static struct hub_agent *hub_agent_new(struct hub *h, struct lws *wsi)
     a->server_cb.channel_open_request_session_function = hub_open_session;
     ssh_callbacks_init(&a->server_cb);
     ssh_set_server_callbacks(a->s, &a->server_cb);
+    sshkex_flush_begin(&a->kex_flush, a->s);
     ssh_set_message_callback(a->s, hub_on_message, a);
     ssh_set_auth_methods(a->s, SSH_AUTH_METHOD_PASSWORD);
     ssh_set_blocking(a->s, 0);
@@ -995,7 +1000,17 @@ static int hub_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
         }
         return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
-        if (a == NULL || a->dead) {
+        if (a == NULL) {
+            return -1;
+        }
+        if (a->dead) {
+            /* the frame libssh's last bytes wait in (a failed key
+             * exchange's KEXINIT) goes out first, then the close */
+            if (a->out_len > 0) {
+                (void)lws_write(a->wsi, a->out + LWS_PRE, a->out_len,
+                                LWS_WRITE_BINARY);
+                a->out_len = 0;
+            }
             return -1;
         }
         return hub_ws_writeable(a);

@@ -29,6 +29,7 @@
 #include <libssh/server.h>
 #include <libwebsockets.h>
 
+#include "common/sshkex.h"
 #include "hub/hub.h"
 #include "store/agents.h"
 
@@ -82,8 +83,9 @@ struct hub_agent {
     ssh_session s;
     ssh_event ev;
     struct ssh_server_callbacks_struct server_cb;
-    char ip[64];     /* client address */
-    char remote[64]; /* "ip:port" */
+    struct sshkex_flush kex_flush; /* the first KEXINIT leaves at once */
+    char ip[64];                   /* client address */
+    char remote[64];               /* "ip:port" */
     char cred_id[STORE_ID_MAX + 1];
     char id[AGENT_ID_MAX + 1]; /* announced ID, "" before */
     int auth_failures;         /* wrong passwords */

@@ -220,28 +220,6 @@ static int child_auth_pubkey(struct session_child *sc, ssh_key key,
 
 /* Called by libssh inside the key exchange (hostkeys.h): the monitor
  * signs the exchange hash with the real host key. */
-/*
- * libssh's progress through the first key exchange. At 0.5 the client's
- * identification string has been read and our KEXINIT is about to be
- * queued. libssh writes only after poll reports POLLOUT, and handles
- * POLLIN first: when the client's KEXINIT came in the same read as its
- * identification (a client that sends both at once, or any client when
- * this process was scheduled late), libssh judged it before our banner
- * and KEXINIT left, and on a mismatch closed the socket with them still
- * queued: the client saw a bare "Connection closed" instead of "no
- * matching cipher found". Telling libssh the socket is writable here
- * sends them at once. Only in the first exchange (unset after it): the
- * socket's buffer is nearly empty then, so the write cannot find it full.
- */
-static void child_on_status(void *userdata, float status)
-{
-    struct session_child *sc = userdata;
-
-    if (status > 0.45f && status < 0.55f) {
-        ssh_set_fd_towrite(sc->down);
-    }
-}
-
 static int child_kex_sign(void *arg, const char *type, uint8_t hash,
                           const uint8_t *data, size_t len, struct buf *out)
 {
@@ -1168,16 +1146,13 @@ int child_run(const struct child_args *a)
     /* A client that does not finish logging in is cut off. */
     alarm((unsigned)a->login_grace_seconds);
     ssh_set_auth_methods(sc.down, CHILD_AUTH_METHODS);
-    sc.session_cb.userdata = &sc;
-    sc.session_cb.connect_status_function = child_on_status;
-    ssh_callbacks_init(&sc.session_cb);
-    (void)ssh_set_callbacks(sc.down, &sc.session_cb);
+    sshkex_flush_begin(&sc.kex_flush, sc.down);
     if (ssh_handle_key_exchange(sc.down) != SSH_OK) {
         log_info("key exchange with %s failed: %s", sc.client_addr,
                  ssh_get_error(sc.down));
         goto out;
     }
-    sc.session_cb.connect_status_function = NULL;
+    sshkex_flush_end(&sc.kex_flush);
     /* Nagle with delayed ACKs costs ~40 ms per round trip. */
     setsockopt(a->client_fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
     /* libssh made the socket blocking on its first POLLOUT; a blocking

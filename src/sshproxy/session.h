@@ -18,6 +18,7 @@
 #include <libssh/server.h>
 
 #include "common/buf.h"
+#include "common/sshkex.h"
 #include "record/record.h"
 #include "record/scp.h"
 #include "record/sftp.h"
@@ -129,7 +130,7 @@ struct session_child {
     bool activity; /* a callback saw something happen */
     struct relay_chan *chans;
     struct ssh_server_callbacks_struct server_cb;
-    struct ssh_callbacks_struct session_cb; /* child_on_status */
+    struct sshkex_flush kex_flush; /* the first KEXINIT leaves at once */
     int connect_timeout;
     const char *upstream_ciphers; /* see child_args */
     const char *upstream_macs;
