@@ -392,3 +392,37 @@ def test_every_list_route_pages(pc):
                                    "/api/v1/peers?page[limit]=1", token)
     assert status == 200, body
     assert body["meta"] == {"total": 0, "limit": 1, "offset": 0}, body
+
+
+def test_operations_md_config_keys_are_in_their_sections(pc):
+    """Every key of docs/operations.md's configuration table, written into
+    the section the table puts it in, is one the program knows there (a
+    value it refuses is fine: this checks the key and its section, which
+    a reader copies; `[jobs] timeout_seconds` was documented for
+    `[agent] timeout_seconds`)."""
+    text = (REPO / "docs" / "operations.md").read_text()
+    start = text.index("## Configuration (`portcullis.conf`)")
+    table = text[start:text.index("### HTTPS", start)]
+    section, pairs = None, []
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not line.startswith("|") or \
+                cells[0].startswith("---") or cells[0] == "section":
+            continue
+        m = re.fullmatch(r"`\[([a-z_]+)\]`", cells[0])
+        if m:
+            section = m.group(1)
+        if cells[1] == "others":
+            continue
+        for key in re.findall(r"`([a-z_]+)`", cells[1]):
+            pairs.append((section, key))
+    assert len(pairs) > 60, pairs
+    base = pc.conf.read_text()
+    wrong = []
+    for section, key in pairs:
+        conf = pc.dir / "probe.conf"
+        conf.write_text(base + "\n[%s]\n%s = @\n" % (section, key))
+        r = run([pc.bin, "-c", conf, "user", "list"])
+        if re.search(r"unknown (key|section) '", r.err):
+            wrong.append("[%s] %s: %s" % (section, key, r.err.strip()))
+    assert not wrong, "\n".join(wrong)
