@@ -394,6 +394,25 @@ def test_every_list_route_pages(pc):
     assert body["meta"] == {"total": 0, "limit": 1, "offset": 0}, body
 
 
+def test_api_asset_by_name_says_assets_go_by_id(pc, target):
+    """`{id}` of /api/v1/assets/{id} is an ID (docs/api.md); an asset's
+    name there, as the CLI would take it, is answered 404 saying so (it
+    said only "asset 'NAME' not found" of an asset that exists)."""
+    pc.start()
+    aid = pc.asset_add("named-asset", "127.0.0.1", target.port, "root")
+    token = parse_kv(pc.cli("token", "add", "--user", "admin", "--expires",
+                            "1h")[1])["token"]
+    status, body = pclib.http_json(pc.http_port, "GET",
+                                   "/api/v1/assets/named-asset", token)
+    assert status == 404, body
+    detail = body["errors"][0]["detail"]
+    assert detail.startswith("asset 'named-asset' not found: the API names "
+                             "an asset by its ID"), detail
+    status, body = pclib.http_json(pc.http_port, "GET",
+                                   "/api/v1/assets/%s" % aid, token)
+    assert status == 200 and body["data"]["name"] == "named-asset", body
+
+
 def test_operations_md_config_keys_are_in_their_sections(pc):
     """Every key of docs/operations.md's configuration table, written into
     the section the table puts it in, is one the program knows there (a
