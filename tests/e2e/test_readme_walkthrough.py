@@ -61,8 +61,10 @@ def logical_lines(block):
 
 # One TOTP code source for the test's oathtool and askpass: each call
 # gives the code of the step after the last one handed out, never one
-# older than the step before now. Walk.next_totp_usable() waits, before a
-# login, until that step is at most one ahead of now (the server's window).
+# older than the step before now (and not that one in the last 5 s of a
+# step, when it could leave the window before the server checks it).
+# Walk.next_totp_usable() waits, before a login, until that step is at
+# most one ahead of now (the server's window).
 TOTP_SOURCE = r'''#!/usr/bin/python3
 import base64, fcntl, hashlib, hmac, os, struct, sys, time
 secret = os.environ["WALK_TOTP_SECRET"]
@@ -77,7 +79,9 @@ with open(state, "a+") as f:
     fcntl.flock(f, fcntl.LOCK_EX)
     f.seek(0)
     last = int(f.read().strip() or 0)
-    step = max(last + 1, int(time.time() // 30) - 1)
+    now = time.time()
+    # the step before now only while it stays in the window until used
+    step = max(last + 1, int(now // 30) - (1 if now % 30 < 25 else 0))
     f.seek(0)
     f.truncate()
     f.write(str(step))
@@ -169,7 +173,8 @@ class Walk:
         server's window (one step either side of now)."""
         state = self.dir / "totp-step"
         last = int(state.read_text().strip() or 0) if state.exists() else 0
-        nxt = max(last + 1, int(time.time() // 30) - 1)
+        now = time.time()
+        nxt = max(last + 1, int(now // 30) - (1 if now % 30 < 25 else 0))
         ready = (nxt - 1) * 30 + 1.0  # step nxt-1 has begun, with a margin
         if time.time() < ready:
             time.sleep(ready - time.time())
