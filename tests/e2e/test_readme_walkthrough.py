@@ -511,3 +511,16 @@ def test_operations_md_config_keys_are_in_their_sections(pc):
         if re.search(r"unknown (key|section) '", r.err):
             wrong.append("[%s] %s: %s" % (section, key, r.err.strip()))
     assert not wrong, "\n".join(wrong)
+
+
+def test_config_given_twice_is_a_usage_error(pc):
+    """docs/cli.md: repeated options are usage errors; `-c` too (the later
+    one used to win silently: a second -c pasted after `$P` acted on
+    another store)."""
+    other = pc.dir / "other.conf"
+    for args in (["-c", pc.conf, "-c", other],
+                 ["--config=%s" % pc.conf, "--config", other]):
+        r = run([pc.bin] + args + ["user", "list"])
+        assert r.rc == 2, r
+        assert r.err.strip() == "portcullis: option -c/--config given " \
+            "twice (see 'portcullis --help')", r
