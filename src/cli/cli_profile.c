@@ -148,7 +148,7 @@ static const struct cli_cmd profile_add_cmd = {
                 "[--max-session-minutes N] [--idle-timeout-minutes N]\n"
                 "[--record-input] [--no-rdp-clipboard-text]\n"
                 "[--rdp-clipboard-files] [--no-rdp-audio] [--rdp-drive]\n"
-                "[--rdp-printer]",
+                "[--rdp-printer] [--no-rdp]",
     .summary = "Create an access profile.",
     .details =
         "Options:\n"
@@ -168,7 +168,8 @@ static const struct cli_cmd profile_add_cmd = {
         "  --no-rdp-clipboard-text     RDP: no clipboard at all\n"
         "  --rdp-clipboard-files       RDP: files on the clipboard too\n"
         "  --no-rdp-audio              RDP: no audio from the target\n"
-        "  --rdp-drive, --rdp-printer  RDP: drive and printer redirection\n",
+        "  --rdp-drive, --rdp-printer  RDP: drive and printer redirection\n"
+        "  --no-rdp                    no RDP sessions at all (SSH only)\n",
     .run = profile_add_run,
 };
 static const struct cli_cmd profile_assign_cmd = {

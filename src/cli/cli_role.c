@@ -182,10 +182,11 @@ static int role_revoke_run(struct cli_ctx *ctx, int argc, char **argv)
 
 static const struct cli_cmd role_grant_cmd = {
     .name = "grant",
-    .synopsis = "role grant [--site PATH] (--user U | --group G)\n"
-                "--role administrator|configuration-manager|service|user\n"
-                "role grant (--user U | --group G) --client-group CG\n"
-                "--role job-runner|job-pusher|job-scheduler",
+    .synopsis =
+        "role grant [--site PATH] (--user U | --group G)\n"
+        "--role administrator|configuration-manager|service|user\n"
+        "portcullis role grant (--user U | --group G) --client-group CG\n"
+        "--role job-runner|job-pusher|job-scheduler",
     .summary = "Grant a site role (default site /root), or a job role on a "
                "client group; prints its ID.",
     .run = role_grant_run,

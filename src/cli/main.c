@@ -6,6 +6,7 @@
  * `init` and `serve` (cli_init.c) and one noun per file for the admin
  * commands on the configured store.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,7 @@ int main(int argc, char **argv)
     const char *a, *env;
     size_t n;
     int i = 1, rc, lvl;
+    bool config_given = false;
 
     memset(&ctx, 0, sizeof(ctx));
     /* The CLI writes only one-line errors of its own; the modules' log
@@ -95,14 +97,24 @@ int main(int argc, char **argv)
             printf("portcullis %s\n", PORTCULLIS_VERSION);
             return CLI_EXIT_OK;
         }
+        /* Given twice is a usage error, as any repeated option: the
+         * later one silently winning would act on the wrong store. */
         if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
             if (i + 1 >= argc || argv[i + 1][0] == '\0') {
                 return cli_usage(&ctx, "option %s needs a file", a);
             }
+            if (config_given) {
+                return cli_usage(&ctx, "option -c/--config given twice");
+            }
+            config_given = true;
             ctx.config_path = argv[++i];
             continue;
         }
         if (strncmp(a, "--config=", 9) == 0 && a[9] != '\0') {
+            if (config_given) {
+                return cli_usage(&ctx, "option -c/--config given twice");
+            }
+            config_given = true;
             ctx.config_path = a + 9;
             continue;
         }

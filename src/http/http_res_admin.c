@@ -21,6 +21,7 @@
 
 #include "admin/admin.h"
 #include "common/err.h"
+#include "common/util.h"
 
 static void http_target(struct http_req *req, const char *what)
 {
@@ -617,13 +618,30 @@ out:
     return 0;
 }
 
+/* An asset in a path is named by its ID (names may repeat across sites,
+ * unlike the CLI's lookup of one unique name): a name there gets a 404
+ * that says so, where a reader would otherwise think the asset missing. */
+static int http_asset_error(struct http_req *req, int r)
+{
+    const char *ref = req->params[0];
+
+    if (r == ERR_NOT_FOUND && !util_is_uuid(ref)) {
+        return http_error(req, 404, "not_found", "Not found",
+                          "asset '%.200s' not found: the API names an asset "
+                          "by its ID (GET /api/v1/assets?filter[name]=... "
+                          "finds it)",
+                          ref);
+    }
+    return http_store_error(req, r, "asset", ref);
+}
+
 int http_h_assets_get(struct http_req *req)
 {
     struct store_asset a;
     int r = store_asset_get(req->h->store, req->params[0], &a);
 
     if (r != ERR_OK) {
-        return http_store_error(req, r, "asset", req->params[0]);
+        return http_asset_error(req, r);
     }
     http_ok(req, 200, admin_asset_json(&a), NULL);
     store_asset_clear(&a);
@@ -638,7 +656,7 @@ int http_h_assets_patch(struct http_req *req)
     int r = store_asset_get(req->h->store, req->params[0], &a);
 
     if (r != ERR_OK) {
-        return http_store_error(req, r, "asset", req->params[0]);
+        return http_asset_error(req, r);
     }
     http_admin_ctx(req, &ac);
     if (admin_json_apply(admin_asset_fields, req->body, &a, &e) != ERR_OK ||
@@ -662,7 +680,7 @@ int http_h_assets_delete(struct http_req *req)
     int r = store_asset_get(req->h->store, req->params[0], &a);
 
     if (r != ERR_OK) {
-        return http_store_error(req, r, "asset", req->params[0]);
+        return http_asset_error(req, r);
     }
     http_admin_ctx(req, &ac);
     r = admin_asset_delete(&ac, &a, &e);
@@ -682,7 +700,7 @@ int http_h_grants_list(struct http_req *req)
     int r = store_asset_get(req->h->store, req->params[0], &a);
 
     if (r != ERR_OK) {
-        return http_store_error(req, r, "asset", req->params[0]);
+        return http_asset_error(req, r);
     }
     if ((r = store_grant_list(req->h->store, &list, &n)) != ERR_OK) {
         store_asset_clear(&a);
@@ -714,7 +732,7 @@ int http_h_grants_add(struct http_req *req)
         return http_admin_error(req, &e);
     }
     if ((r = store_asset_get(req->h->store, req->params[0], &a)) != ERR_OK) {
-        return http_store_error(req, r, "asset", req->params[0]);
+        return http_asset_error(req, r);
     }
     memcpy(g.asset_id, a.id, sizeof(a.id));
     memcpy(target, a.name, sizeof(target));

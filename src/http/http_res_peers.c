@@ -41,7 +41,7 @@ int http_h_peers_list(struct http_req *req)
                               admin_json_encode(admin_peer_fields, &list[i]));
     }
     store_peer_list_free(list, n);
-    return http_ok(req, 200, arr, NULL);
+    return http_list(req, arr);
 }
 
 int http_h_peers_get(struct http_req *req)
