@@ -27,8 +27,8 @@ const char admin_msg_fingerprint[] =
     "host key fingerprint must be SHA256:<43 base64 characters>, as "
     "ssh-keygen -l prints";
 const char admin_msg_route[] =
-    "route must be 'direct' or 'agent:ID' (an agent ID: 1-64 of A-Z a-z 0-9 "
-    ". _ -)";
+    "route must be 'direct', 'agent:ID' or 'peer:NAME' (an agent ID or a "
+    "peer name: 1-64 of A-Z a-z 0-9 . _ -)";
 
 int admin_fail(struct admin_err *e, int code, const char *fmt, ...)
 {

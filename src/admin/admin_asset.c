@@ -240,7 +240,7 @@ const struct admin_field admin_asset_fields[] = {
     AF("site", AF_STR, site_path, .flags = AF_READONLY, .cli = "--site",
        .col = "SITE"),
     AF("site_id", AF_STR, site_id, .flags = AF_READONLY),
-    AF("protocol", AF_STR, protocol, .cli = "--protocol"),
+    AF("protocol", AF_STR, protocol, .cli = "--protocol", .col = "PROTOCOL"),
     AF("host", AF_STR, host, .flags = AF_REQUIRED, .cli = "--host",
        .col = "HOST"),
     AF("port", AF_INT, port, .cli = "--port", .lo = 1, .hi = 65535,

@@ -1250,7 +1250,7 @@ def test_asset_through_both_doors(api):
              "protocol must be ssh, rdp or tcp"),
             (["--host", "h", "--route", "elsewhere"],
              {"host": "h", "route": "elsewhere"},
-             "route must be 'direct' or 'agent:ID'")]:
+             "route must be 'direct', 'agent:ID' or 'peer:NAME'")]:
         n = uniq("a")
         rc, line = cli_refusal(api, "asset", "add", n, *cli_args)
         assert rc == 2 and words in line, (cli_args, line)
