@@ -279,7 +279,8 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
     /* Password checks and directory binds never take the resolver's
      * threads, nor do the store's jobs on a database server (the
      * heartbeat, the disabled-user check, a reconnection, a cancel
-     * request, the tunnels' report rows: each of them may wait for
+     * request, the tunnels' report rows, the audit log's writer, the
+     * login path's connections: each of them may wait for
      * connect_timeout, or longer, when the database does not answer). */
     loop_reserve_workers(
         (unsigned)cfg->max_concurrent_hashes + directory_service_workers(dirs) +

@@ -760,7 +760,8 @@ static int audit_write_queue(struct store *st, size_t *written)
  *
  * Readers on the same handle (audit_list(), audit_verify_full(): the
  * API's GET /audit) flush first: they wait for the batch in flight (at
- * most AUDIT_FLUSH_MS) and write the rest on the handle's own connection,
+ * most AUDIT_FLUSH_MS) and write the rest on the handle's own connection
+ * (not while the writer is failing: that would fail too),
  * so an action the API answered is in the list it answers next.
  */
 #define AUDIT_ASYNC_RETRY_MS 250
@@ -785,6 +786,7 @@ struct audit_async {
     struct audit_batch *out;
     uint64_t timer; /* the retry after a failed batch */
     int delay_ms;
+    size_t since;       /* events written since a failure (delay_ms > 0) */
     bool spool_pending; /* events from the spool file wait */
 };
 
@@ -829,9 +831,13 @@ static void audit_batch_apply(struct store *st, struct audit_batch *b)
         audit_later_free_list(b->first);
         b->first = NULL;
         if (a->delay_ms > 0) {
-            log_info("store: the database takes audit events again");
+            a->since += b->n;
+            if (st->audit_nlater == 0) {
+                log_info("store answers again: %zu audit event(s) written",
+                         a->since);
+                a->delay_ms = 0;
+            }
         }
-        a->delay_ms = 0;
         if (a->spool_pending && st->audit_nlater == 0 &&
             st->audit_spool != NULL) {
             a->spool_pending = false;
@@ -854,8 +860,9 @@ static void audit_batch_apply(struct store *st, struct audit_batch *b)
     st->audit_nlater += b->n;
     st->audit_nlater_preauth += b->npreauth;
     if (a->delay_ms == 0) {
-        log_warn("store: cannot write audit events now (%s); they wait in "
-                 "memory, in order, and are tried again",
+        a->since = 0;
+        log_warn("store: audit events wait in memory and are written when "
+                 "the database takes them (%s)",
                  err_str(b->r));
     }
     a->delay_ms = a->delay_ms == 0 ? AUDIT_ASYNC_RETRY_MS
@@ -1009,7 +1016,9 @@ static void audit_async_flush(struct store *st, int ms)
         }
         audit_batch_apply(st, a->out);
     }
-    if ((st->audit_nlater > 0 || st->audit_lost > 0) &&
+    /* a writer that is failing (an outage, a lock) would fail here too,
+     * after holding the loop up to the statement deadline */
+    if ((st->audit_nlater > 0 || st->audit_lost > 0) && a->delay_ms == 0 &&
         !store_unreachable(st) && audit_write_queue(st, &n) == ERR_OK) {
         a->delay_ms = 0;
         if (a->spool_pending && st->audit_nlater == 0) {

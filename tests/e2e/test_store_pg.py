@@ -891,3 +891,75 @@ def test_nt_hash_kept_by_a_login_on_postgresql(target, tmp_path):
         if p is not None:
             p.stop()
         own.close()
+
+
+def test_statements_on_the_loop_per_login(target, tmp_path):
+    """How many statements the server's main connection (its loop's)
+    sends per SSH password login, counted in PostgreSQL's own log
+    (log_statement = all, the backend's PID on each line): 10 logins
+    running `true`, start to report row closed. The audit events
+    (login.ok, session.start, session.end) go to the audit writer's
+    connection, never the loop's (issue 18; docs/store.md): before, the
+    loop sent 22 a login, 15 of them the audit log's."""
+    import pglib
+    import re
+    own = pglib.PgServer()
+    p = None
+    try:
+        url = own.new_database()
+        dbname = url.split("///")[1].split("?")[0]
+        p = Portcullis(tmp_path / "pc", store_url=url)
+        p.tune_for_tests()
+        pw = "pw-" + uniq()
+        user = p.user_add(password=pw)
+        asset = p.target_asset(target)
+        p.allow(user, asset)
+        own.psql(dbname, "ALTER SYSTEM SET log_statement = 'all'")
+        own.psql(dbname, "ALTER SYSTEM SET log_line_prefix = '%p|'")
+        own.psql(dbname, "SELECT pg_reload_conf()")
+        p.start()
+        p.wait_http()
+        client = Client(p.ssh_port)
+        login = "%s#%s" % (user, asset)
+        r = client.ssh(login, "true", password=pw)  # connections opened
+        assert r.rc == 0, r
+        p.session_of(user, "ok", kind="exec")
+        time.sleep(1)
+        own.psql(dbname, "SELECT 'e2e-mark-begin'")
+        n = 10
+        for _ in range(n):
+            r = client.ssh(login, "true", password=pw)
+            assert r.rc == 0, r
+        pclib.wait_for(lambda: len([s for s in p.sessions()
+                                    if s["user_name"] == user and
+                                    s["ended_at"]]) == n + 1,
+                       what="the report rows closed")
+        time.sleep(1)  # the audit writer's last batch
+        own.psql(dbname, "SELECT 'e2e-mark-end'")
+        log = open(os.path.join(own.dir, "server.log"),
+                   errors="replace").read()
+        window = log.split("e2e-mark-begin")[1].split("e2e-mark-end")[0]
+        per_pid, audit_pid, close_pid = {}, set(), set()
+        for line in window.splitlines():
+            m = re.match(r"(\d+)\|LOG:  (statement|execute [^:]*): (.*)",
+                         line)
+            if not m:
+                continue
+            pid, sql = int(m.group(1)), m.group(3)
+            per_pid[pid] = per_pid.get(pid, 0) + 1
+            if "INSERT INTO audit " in sql:
+                audit_pid.add(pid)
+            if sql.startswith("UPDATE sessions SET ended_at"):
+                close_pid.add(pid)
+        assert len(close_pid) == 1, (close_pid, per_pid)
+        loop_pid = close_pid.pop()
+        print("statements by backend for %d logins: %s; the loop's %d, "
+              "%.1f a login; audit written by %s" % (
+                  n, per_pid, per_pid[loop_pid], per_pid[loop_pid] / n,
+                  sorted(audit_pid)))
+        assert audit_pid and loop_pid not in audit_pid, (audit_pid, loop_pid)
+        assert per_pid[loop_pid] <= 8 * n, per_pid
+    finally:
+        if p is not None:
+            p.stop()
+        own.close()
