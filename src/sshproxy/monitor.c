@@ -272,14 +272,19 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
         loop_add_timer(loop, MONITOR_SWEEP_MS, monitor_on_sweep, m);
     /* the server's audit events wait out an outage of the database */
     audit_defer(m->store, (size_t)cfg->store_outage_audit_events);
+    /* and on a database server they are written off the loop, in order */
+    if ((r = audit_off_loop(m->store, loop, cfg->store_path)) != ERR_OK) {
+        return r;
+    }
     /* Password checks and directory binds never take the resolver's
      * threads, nor do the store's jobs on a database server (the
      * heartbeat, the disabled-user check, a reconnection, a cancel
-     * request, the tunnels' report rows: each of them may wait for
+     * request, the tunnels' report rows, the audit log's writer, the
+     * login path's connections: each of them may wait for
      * connect_timeout, or longer, when the database does not answer). */
     loop_reserve_workers(
         (unsigned)cfg->max_concurrent_hashes + directory_service_workers(dirs) +
-        (store_worker_async(m->jobs) ? 5u + MONITOR_JOB_CONNS : 0u));
+        (store_worker_async(m->jobs) ? 6u + MONITOR_JOB_CONNS : 0u));
     directory_service_set_shared(dirs);
     m->hashes = password_pool_new(loop, (unsigned)cfg->max_concurrent_hashes,
                                   (unsigned)cfg->max_concurrent_hashes *
@@ -340,7 +345,9 @@ void monitor_free(struct monitor *m)
     if (m->loop != NULL && m->audit_timer != 0) {
         loop_del_timer(m->loop, m->audit_timer);
     }
-    /* one last try; store_close() says how many events that leaves lost */
+    /* the audit log's writer: its batch back (2 s at most), then one
+     * last try here; store_close() spools what that leaves */
+    (void)audit_off_loop_stop(m->store, 2000);
     while (m->store != NULL && audit_waiting(m->store) > 0) {
         size_t n = 0;
 

@@ -80,6 +80,31 @@ void audit_later_drop(struct store *st);
  * cannot be kept.
  */
 int audit_spool(struct store *st, const char *path);
+/*
+ * The server's handle on a database server (PostgreSQL), with its loop:
+ * from now on audit_write() only queues the event (ERR_OK; ERR_STORE when
+ * the bound of audit_defer() left no room: counted, then recorded as
+ * audit.lost) and a worker of the handle's own, on a connection opened
+ * from location, appends the queued events in the order they were
+ * queued, batch after batch, retrying a failed batch ahead of the rest.
+ * audit_list() and audit_verify_full() on this handle first wait for
+ * what is queued (the batch in flight at most 1 s; the rest on the
+ * handle's connection). audit_waiting() is then 0: there is nothing for
+ * the caller's timer to do. On SQLite, or without a loop, nothing
+ * changes: audit_write() appends at once. ERR_OK or ERR_NOMEM.
+ */
+struct loop;
+int audit_off_loop(struct store *st, struct loop *l, const char *location);
+/*
+ * Stops that worker, waiting at most ms for the batch in flight, on the
+ * loop's thread while the loop exists (before store_close(), which
+ * otherwise does it). true: stopped cleanly; what still waits is written
+ * on the handle's connection by audit_write_waiting() (audit_waiting() >
+ * 0), else spooled by store_close(). false: a batch did not come back
+ * (the database does not answer); its events and every later one go to
+ * the spool at store_close(), in order, none written ahead of it.
+ */
+bool audit_off_loop_stop(struct store *st, int ms);
 int audit_list(struct store *st, const struct audit_filter *f,
                struct audit_entry **list, size_t *n);
 /* The result of audit_verify_full(). */

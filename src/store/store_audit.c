@@ -71,9 +71,11 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/loop.h"
 #include "common/util.h"
 #include "store/db.h"
 #include "store/store_internal.h"
+#include "store/store_worker.h"
 
 #define AUDIT_HASH_BYTES crypto_hash_sha256_BYTES
 #define AUDIT_HEX_LEN (2 * AUDIT_HASH_BYTES)
@@ -616,6 +618,8 @@ static int audit_keep(struct store *st, const struct audit_ev *ev)
     return audit_enqueue(st, ev);
 }
 
+static int audit_async_put(struct store *st, const struct audit_ev *ev);
+
 int audit_write(struct store *st, const char *actor, const char *source,
                 const char *action, const char *target, const char *detail)
 {
@@ -631,6 +635,9 @@ int audit_write(struct store *st, const char *actor, const char *source,
             return r;
         }
         ev.v[i] = ev.v[i] != NULL ? ev.v[i] : "";
+    }
+    if (st->audit_async != NULL) {
+        return audit_async_put(st, &ev); /* the worker writes it */
     }
     /* behind events already waiting: never out of order */
     if (st->audit_nlater > 0) {
@@ -650,10 +657,35 @@ void audit_defer(struct store *st, size_t max)
 
 size_t audit_waiting(const struct store *st)
 {
+    if (st->audit_async != NULL) {
+        return 0; /* its own worker writes them (audit_off_loop()) */
+    }
     return st->audit_nlater + (st->audit_lost > 0 ? 1 : 0);
 }
 
+/* The note of events not kept, as the event audit.lost. */
+static void audit_lost_detail(const struct store *st, char *detail, size_t len)
+{
+    snprintf(detail, len,
+             "%zu audit event(s) of a time the database did not answer "
+             "were not kept: more than [store] outage_audit_events "
+             "(%zu) waited",
+             st->audit_lost, st->audit_later_max);
+}
+
+static int audit_write_queue(struct store *st, size_t *written);
+
 int audit_write_waiting(struct store *st, size_t *written)
+{
+    *written = 0;
+    if (st->audit_async != NULL) {
+        return ERR_OK; /* never ahead of a batch on the worker */
+    }
+    return audit_write_queue(st, written);
+}
+
+/* audit_write_waiting() on this connection, whatever else is set. */
+static int audit_write_queue(struct store *st, size_t *written)
 {
     struct audit_ev ev[AUDIT_LATER_BATCH];
     struct audit_later *l;
@@ -689,11 +721,7 @@ int audit_write_waiting(struct store *st, size_t *written)
                  st->audit_spool);
     }
     if (st->audit_lost > 0) {
-        snprintf(detail, sizeof(detail),
-                 "%zu audit event(s) of a time the database did not answer "
-                 "were not kept: more than [store] outage_audit_events "
-                 "(%zu) waited",
-                 st->audit_lost, st->audit_later_max);
+        audit_lost_detail(st, detail, sizeof(detail));
         ev[0] = (struct audit_ev){
             util_now(), {"system", "store", "audit.lost", "", detail}};
         if ((r = audit_write_many(st, ev, 1)) != ERR_OK) {
@@ -703,6 +731,393 @@ int audit_write_waiting(struct store *st, size_t *written)
         st->audit_lost = 0;
     }
     return ERR_OK;
+}
+
+/*
+ * Off the loop (audit_off_loop()): on a server's store (PostgreSQL) with
+ * a loop, audit_write() only queues the event, in the FIFO above, and
+ * one worker of the handle's own (store_worker.h, one connection, one
+ * batch in flight) appends the events in order, up to AUDIT_LATER_BATCH
+ * per transaction. The loop never waits for the database for an event.
+ *
+ * Why this keeps the chain in the loop's order: the loop alone appends
+ * to the FIFO, in the order audit_write() is called; a batch is the
+ * FIFO's first events, taken off it (the job owns them while it runs, so
+ * the loop's appends never touch what the worker reads); the next batch
+ * starts only when this one's outcome is back on the loop; a batch that
+ * failed goes back to the front, ahead of everything queued meanwhile,
+ * and is tried again after AUDIT_ASYNC_RETRY_MS doubling to
+ * AUDIT_ASYNC_RETRY_MAX_MS. An outage is only a longer wait: the same
+ * FIFO, the same bound, the same spool at stop.
+ *
+ * The bound is the outage bound ([store] outage_audit_events,
+ * audit_defer()), counted over the FIFO and the batch in flight, with
+ * half of it for failed and locked logins: a client producing audited
+ * failures faster than the database takes them costs at most that many
+ * events of memory. Beyond it an event is not kept but counted, and the
+ * count goes into the chain as one audit.lost event at the place of the
+ * gap, as soon as there is room again (never dropped silently).
+ *
+ * Readers on the same handle (audit_list(), audit_verify_full(): the
+ * API's GET /audit) flush first: they wait for the batch in flight (at
+ * most AUDIT_FLUSH_MS) and write the rest on the handle's own connection
+ * (not while the writer is failing: that would fail too),
+ * so an action the API answered is in the list it answers next.
+ */
+#define AUDIT_ASYNC_RETRY_MS 250
+#define AUDIT_ASYNC_RETRY_MAX_MS 4000
+#define AUDIT_FLUSH_MS 1000
+#define AUDIT_ASYNC_MAX 4096 /* when audit_defer() set no bound */
+
+struct audit_batch {
+    struct store_job job;      /* first: the worker's */
+    struct audit_later *first; /* taken off the FIFO, in order */
+    size_t n, npreauth;
+    char *key_path; /* the handle's audit key path, or NULL */
+    int r;          /* the outcome; ERR_STORE until it ran */
+    bool applied;   /* its outcome taken on the loop already (a flush) */
+};
+
+struct audit_async {
+    struct loop *loop;
+    struct store_worker *w; /* NULL once stopped */
+    /* the batch given to the worker whose done has not run yet; until it
+     * has, the worker's connection is its, so no other batch starts */
+    struct audit_batch *out;
+    uint64_t timer; /* the retry after a failed batch */
+    int delay_ms;
+    size_t since;       /* events written since a failure (delay_ms > 0) */
+    bool spool_pending; /* events from the spool file wait */
+};
+
+static void audit_later_free_list(struct audit_later *l)
+{
+    struct audit_later *next;
+
+    for (; l != NULL; l = next) {
+        next = l->next;
+        free(l);
+    }
+}
+
+/* On the worker thread: the batch on the worker's own connection. */
+static void audit_batch_work(struct store_job *j, struct store *st)
+{
+    struct audit_batch *b = (struct audit_batch *)j;
+    struct audit_ev ev[AUDIT_LATER_BATCH];
+    struct audit_later *l;
+    size_t n = 0;
+
+    if ((b->r = store_set_audit_key(st, b->key_path)) != ERR_OK) {
+        return;
+    }
+    for (l = b->first; l != NULL && n < AUDIT_LATER_BATCH; l = l->next) {
+        ev[n++] = l->ev;
+    }
+    b->r = audit_write_many(st, ev, n);
+}
+
+static void audit_async_on_timer(struct loop *l, void *arg);
+
+/* On the loop: the outcome of b, whose work is over. Its events are
+ * freed (written) or put back at the front of the FIFO (failed). */
+static void audit_batch_apply(struct store *st, struct audit_batch *b)
+{
+    struct audit_async *a = st->audit_async;
+    struct audit_later **tail;
+
+    b->applied = true;
+    if (b->r == ERR_OK) {
+        audit_later_free_list(b->first);
+        b->first = NULL;
+        if (a->delay_ms > 0) {
+            a->since += b->n;
+            if (st->audit_nlater == 0) {
+                log_info("store answers again: %zu audit event(s) written",
+                         a->since);
+                a->delay_ms = 0;
+            }
+        }
+        if (a->spool_pending && st->audit_nlater == 0 &&
+            st->audit_spool != NULL) {
+            a->spool_pending = false;
+            if (unlink(st->audit_spool) == 0) {
+                log_info("store: the audit events the last run could not "
+                         "write are written; %s removed",
+                         st->audit_spool);
+            }
+        }
+        return;
+    }
+    for (tail = &b->first; *tail != NULL; tail = &(*tail)->next) {
+    }
+    *tail = st->audit_later;
+    if (st->audit_nlater == 0) {
+        st->audit_later_tail = tail;
+    }
+    st->audit_later = b->first;
+    b->first = NULL;
+    st->audit_nlater += b->n;
+    st->audit_nlater_preauth += b->npreauth;
+    if (a->delay_ms == 0) {
+        a->since = 0;
+        log_warn("store: audit events wait in memory and are written when "
+                 "the database takes them (%s)",
+                 err_str(b->r));
+    }
+    a->delay_ms = a->delay_ms == 0 ? AUDIT_ASYNC_RETRY_MS
+                  : a->delay_ms >= AUDIT_ASYNC_RETRY_MAX_MS / 2
+                      ? AUDIT_ASYNC_RETRY_MAX_MS
+                      : a->delay_ms * 2;
+    if (a->w != NULL && a->timer == 0) {
+        a->timer =
+            loop_add_timer(a->loop, a->delay_ms, audit_async_on_timer, st);
+    }
+}
+
+static void audit_async_next(struct store *st);
+
+static void audit_batch_done(void *owner, struct store_job *j)
+{
+    struct audit_batch *b = (struct audit_batch *)j;
+    struct store *st = owner;
+
+    if (st != NULL && st->audit_async->out == b) {
+        st->audit_async->out = NULL;
+    }
+    if (st != NULL && !b->applied) {
+        audit_batch_apply(st, b);
+    }
+    audit_later_free_list(b->first); /* only when stopped: spooled copies */
+    free(b->key_path);
+    free(b);
+    if (st != NULL) {
+        audit_async_next(st);
+    }
+}
+
+static void audit_async_on_timer(struct loop *l, void *arg)
+{
+    struct store *st = arg;
+
+    (void)l;
+    st->audit_async->timer = 0;
+    audit_async_next(st);
+}
+
+/* Queues the note of events not kept (audit.lost) at the end of the
+ * FIFO: the place of the gap. */
+static void audit_async_lost_note(struct store *st)
+{
+    char detail[AUDIT_DETAIL_MAX + 1];
+    struct audit_ev ev = {util_now(),
+                          {"system", "store", "audit.lost", "", detail}};
+    size_t lost = st->audit_lost;
+
+    audit_lost_detail(st, detail, sizeof(detail));
+    st->audit_lost = 0;
+    if (audit_enqueue(st, &ev) != ERR_OK) {
+        st->audit_lost += lost; /* and the one audit_enqueue counted */
+        return;
+    }
+    log_warn("store: %s", detail);
+}
+
+/* Starts the next batch unless one is in flight or a retry waits. */
+static void audit_async_next(struct store *st)
+{
+    struct audit_async *a = st->audit_async;
+    struct audit_later **pp;
+    struct audit_batch *b;
+    size_t n;
+
+    if (a == NULL || a->w == NULL || a->out != NULL || a->timer != 0) {
+        return;
+    }
+    if (st->audit_nlater == 0 && st->audit_lost > 0) {
+        audit_async_lost_note(st);
+    }
+    if (st->audit_nlater == 0) {
+        return;
+    }
+    if ((b = calloc(1, sizeof(*b))) == NULL ||
+        (st->audit_key != NULL &&
+         (b->key_path = strdup(st->audit_key)) == NULL)) {
+        free(b);
+        a->delay_ms = AUDIT_ASYNC_RETRY_MS;
+        a->timer =
+            loop_add_timer(a->loop, a->delay_ms, audit_async_on_timer, st);
+        return;
+    }
+    pp = &st->audit_later;
+    for (n = 0; *pp != NULL && n < AUDIT_LATER_BATCH; n++) {
+        b->npreauth += (*pp)->preauth ? 1 : 0;
+        pp = &(*pp)->next;
+    }
+    b->first = st->audit_later;
+    st->audit_later = *pp;
+    *pp = NULL;
+    b->n = n;
+    st->audit_nlater -= n;
+    st->audit_nlater_preauth -= b->npreauth;
+    if (st->audit_nlater == 0) {
+        st->audit_later_tail = &st->audit_later;
+    }
+    b->r = ERR_STORE; /* if it finds no connection */
+    b->job.work = audit_batch_work;
+    b->job.done = audit_batch_done;
+    a->out = b;
+    store_worker_run(a->w, &b->job);
+}
+
+static int audit_async_put(struct store *st, const struct audit_ev *ev)
+{
+    struct audit_async *a = st->audit_async;
+    struct audit_batch *b = a->out != NULL && !a->out->applied ? a->out : NULL;
+    bool preauth = audit_is_preauth(ev->v[2]);
+    size_t n = st->audit_nlater + (b != NULL ? b->n : 0);
+    size_t np = st->audit_nlater_preauth + (b != NULL ? b->npreauth : 0);
+    int r;
+
+    /* room for the event, and for the note of a gap before it */
+    if (n + 1 + (st->audit_lost > 0 ? 1 : 0) > st->audit_later_max ||
+        (preauth && np >= st->audit_later_max / 2)) {
+        if (st->audit_lost++ == 0) {
+            log_warn("store: %zu audit events wait for the database already "
+                     "(%s); further ones are not kept until there is room, "
+                     "only counted ([store] outage_audit_events)",
+                     n,
+                     preauth ? "half of the room, for failed logins"
+                             : "the bound");
+        }
+        return ERR_STORE;
+    }
+    if (st->audit_lost > 0) {
+        audit_async_lost_note(st);
+    }
+    r = audit_enqueue(st, ev);
+    audit_async_next(st);
+    return r;
+}
+
+/* Before a read on this handle: the batch in flight back (at most ms),
+ * then the rest written on the handle's own connection. */
+static void audit_async_flush(struct store *st, int ms)
+{
+    struct audit_async *a = st->audit_async;
+    size_t n = 0;
+
+    if (a == NULL || a->w == NULL) {
+        return;
+    }
+    if (a->out != NULL && !a->out->applied) {
+        if (!util_wait_flag(&a->out->job.finished, ms)) {
+            return; /* writing the rest now would overtake it */
+        }
+        audit_batch_apply(st, a->out);
+    }
+    /* a writer that is failing (an outage, a lock) would fail here too,
+     * after holding the loop up to the statement deadline */
+    if ((st->audit_nlater > 0 || st->audit_lost > 0) && a->delay_ms == 0 &&
+        !store_unreachable(st) && audit_write_queue(st, &n) == ERR_OK) {
+        a->delay_ms = 0;
+        if (a->spool_pending && st->audit_nlater == 0) {
+            a->spool_pending = false; /* audit_write_queue removed it */
+        }
+    }
+}
+
+int audit_off_loop(struct store *st, struct loop *l, const char *location)
+{
+    struct audit_async *a;
+
+    if (st == NULL || l == NULL || location == NULL || !db_is_shared(st->db) ||
+        st->audit_async != NULL) {
+        return ERR_OK; /* SQLite: written at once, on the caller's thread */
+    }
+    if ((a = calloc(1, sizeof(*a))) == NULL) {
+        return ERR_NOMEM;
+    }
+    a->loop = l;
+    a->w = store_worker_new(l, st, location, 1, "the audit log's writer", st);
+    if (a->w == NULL || !store_worker_async(a->w)) {
+        int r = a->w == NULL ? ERR_NOMEM : ERR_OK;
+
+        (void)store_worker_stop(a->w, 0);
+        free(a);
+        return r;
+    }
+    if (st->audit_later_max == 0) {
+        st->audit_later_max = AUDIT_ASYNC_MAX;
+    }
+    st->audit_async = a;
+    audit_async_next(st);
+    return ERR_OK;
+}
+
+bool audit_off_loop_stop(struct store *st, int ms)
+{
+    struct audit_async *a = st != NULL ? st->audit_async : NULL;
+    struct audit_later *l, *copy, *head = NULL, **tail = &head;
+    struct audit_batch *b;
+    size_t len, k = 0;
+    bool stuck;
+
+    if (a == NULL) {
+        return true;
+    }
+    if (a->w == NULL) {
+        return false; /* stopped already, with a batch stuck */
+    }
+    if (a->timer != 0) {
+        loop_del_timer(a->loop, a->timer);
+        a->timer = 0;
+    }
+    b = a->out != NULL && !a->out->applied ? a->out : NULL;
+    a->out = NULL; /* its done runs with no owner now, and only frees it */
+    stuck = a->w != NULL && store_worker_stop(a->w, ms) > 0;
+    a->w = NULL;
+    if (b != NULL && !stuck) {
+        audit_batch_apply(st, b);
+    } else if (b != NULL) {
+        /* Copies of its events go ahead of the rest into the spool: the
+         * statement may yet commit, then they are written twice (as an
+         * event whose COMMIT met the deadline on the loop is), but none
+         * is lost and the order holds. */
+        for (l = b->first; l != NULL; l = l->next) {
+            len = sizeof(*l);
+            for (int i = 0; i < 5; i++) {
+                len += strlen(l->ev.v[i]) + 1;
+            }
+            if ((copy = malloc(len)) == NULL) {
+                st->audit_lost++;
+                continue;
+            }
+            memcpy(copy, l, len);
+            for (int i = 0; i < 5; i++) {
+                copy->ev.v[i] = copy->text + (l->ev.v[i] - l->text);
+            }
+            copy->next = NULL;
+            *tail = copy;
+            tail = &copy->next;
+            k++;
+            st->audit_nlater_preauth += copy->preauth ? 1 : 0;
+        }
+        *tail = st->audit_later;
+        if (st->audit_nlater == 0) {
+            st->audit_later_tail = tail;
+        }
+        st->audit_later = head;
+        st->audit_nlater += k;
+        b->applied = true;
+        log_warn("store: a batch of %zu audit events did not come back from "
+                 "the database in %d ms; kept for the spool with the rest",
+                 b->n, ms);
+        return false; /* the handle keeps queueing, for the spool */
+    }
+    free(a);
+    st->audit_async = NULL;
+    return true;
 }
 
 /*
@@ -969,6 +1384,9 @@ int audit_spool(struct store *st, const char *path)
                  st->audit_nlater - before, path);
         if (st->audit_nlater == 0 && st->audit_lost == 0) {
             (void)unlink(path);
+        } else if (st->audit_async != NULL) {
+            st->audit_async->spool_pending = true;
+            audit_async_next(st);
         }
         return ERR_OK;
     }
@@ -988,6 +1406,19 @@ int audit_spool(struct store *st, const char *path)
 void audit_later_drop(struct store *st)
 {
     struct audit_later *l;
+
+    if (st->audit_async != NULL && audit_off_loop_stop(st, 2000)) {
+        /* stopped cleanly: what waits is written here, one last try */
+        size_t n = 0;
+
+        while (st->audit_nlater > 0 || st->audit_lost > 0) {
+            if (audit_write_queue(st, &n) != ERR_OK || n == 0) {
+                break;
+            }
+        }
+    }
+    free(st->audit_async); /* stopped with a batch stuck: spooled below */
+    st->audit_async = NULL;
 
     if ((st->audit_nlater > 0 || st->audit_lost > 0) &&
         st->audit_spool != NULL) {
@@ -1048,6 +1479,7 @@ int audit_list(struct store *st, const struct audit_filter *f,
     }
     *list = NULL;
     *n = 0;
+    audit_async_flush(st, AUDIT_FLUSH_MS); /* what the loop wrote is there */
     /* Constant fragments only; the values are bound (store_sql). */
     memset(&q, 0, sizeof(q));
     store_sql_add(&q, "SELECT seq, time, actor, source, action, target,"
@@ -1120,6 +1552,7 @@ int audit_verify_full(struct store *st, const char *key_file,
     int r, rc, i;
 
     memset(res, 0, sizeof(*res));
+    audit_async_flush(st, AUDIT_FLUSH_MS);
     if (key_file != NULL) {
         r = snprintf(res->key_path, sizeof(res->key_path), "%s", key_file) <
                     (int)sizeof(res->key_path)

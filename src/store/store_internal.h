@@ -73,6 +73,9 @@ struct store {
     size_t audit_nlater, audit_nlater_preauth, audit_later_max;
     size_t audit_lost;
     char *audit_spool; /* audit_spool(): where drop keeps what waits */
+    /* audit_off_loop(): the queue above written by a worker of its own
+     * (store_audit.c); NULL: audit_write() writes on this connection */
+    struct audit_async *audit_async;
 };
 
 /* --- transactions: every public function is one ------------------------- */

@@ -4,7 +4,8 @@
  * On PostgreSQL a store call waits for a server that may be slow, hold a
  * lock for 20 s or, stopped (SIGSTOP, a frozen VM), never answer. Work
  * that must not hold the loop meanwhile (the heartbeat, the disabled-user
- * check, the login path's store calls, the tunnels' report rows) is a job
+ * check, the login path's store calls, the tunnels' report rows, the
+ * audit log's appends: store_audit.c) is a job
  * given to a store_worker: its work runs on a libuv worker thread on one
  * of the worker's connections, then its done runs on the loop with the
  * worker's owner. Each connection is opened by the first job that needs

@@ -777,12 +777,13 @@ def test_loop_answers_while_the_users_table_is_locked(target, tmp_path):
         o.close()
 
 
-def _login_under_lock(target, tmp_path, tables):
+def _login_under_lock(target, tmp_path, tables, check=None):
     """_Outage's server with its `cat` sessions open; another session
     holds `tables` locked (ACCESS EXCLUSIVE) for 5 s while an OpenSSH
     password login runs `echo`. Returns the slowest /healthz answer, the
     slowest echo through the open session, the login's Result and how
-    long it took."""
+    long it took. check(o), if given, runs once the lock is gone and
+    the session closed, before the server stops."""
     import threading
     o = _Outage(target, tmp_path)
     holder = None
@@ -833,6 +834,8 @@ def _login_under_lock(target, tmp_path, tables):
         o.live = None
         print("slowest /healthz %.3f s, echo %.3f s; login took %.2f s: %r" %
               (worst, worst_echo, got["took"], got["r"]))
+        if check is not None:
+            check(o)
         return worst, worst_echo, got["r"], got["took"]
     finally:
         if holder is not None:
@@ -887,6 +890,112 @@ def test_nt_hash_kept_by_a_login_on_postgresql(target, tmp_path):
         n = own.psql(dbname, "SELECT coalesce(length(nt_sealed), 0) FROM "
                      "users WHERE name = '%s'" % user).strip()
         assert int(n) > 16, "no sealed NT hash after the login: %r" % n
+    finally:
+        if p is not None:
+            p.stop()
+        own.close()
+
+
+def test_loop_answers_while_the_audit_log_is_locked(target, tmp_path):
+    """The audit events of a login (login.ok, session.start, session.end)
+    are written off the loop by the audit log's writer: while another
+    session holds the audit log's head locked for 5 s, a password login
+    runs, the loop keeps answering HTTP at once, an open session keeps
+    relaying, and once the lock is gone the events are in the chain, in
+    order, and it verifies. Before, login.ok's append on the loop held it
+    for the statement deadline (3 s) and the event was lost."""
+    def events(o):
+        def mine():
+            _, out, _ = o.p.cli("audit", "list", "--json")
+            ev = [e for e in json.loads(out) if e["actor"] == o.user]
+            ev.sort(key=lambda e: e["seq"])
+            return ev if len([e for e in ev
+                              if e["action"] == "session.end"]) >= 1 \
+                else None
+        ev = pclib.wait_for(mine, 20, "the session's audit events")
+        acts = [e["action"] for e in ev]
+        # three logins (two _Outage sessions and this one), the live
+        # session's end: each login.ok before its session.start
+        assert acts.count("login.ok") == 3, acts
+        assert acts.count("session.start") == 3, acts
+        assert acts.index("login.ok") < acts.index("session.start"), acts
+        rc, out, _ = o.p.cli("audit", "verify")
+        assert rc == 0 and out.startswith("ok"), out
+        assert "not kept" not in o.p.log_text()
+
+    worst, worst_echo, r, took = _login_under_lock(target, tmp_path,
+                                                   "audit_head", events)
+    assert worst < 0.5 and worst_echo < 0.5, \
+        "the loop stalled %.2f s (echo %.2f s)" % (worst, worst_echo)
+    assert r.rc == 0 and r.out.strip() == "logged-in", r
+
+
+def test_statements_on_the_loop_per_login(target, tmp_path):
+    """How many statements the server's main connection (its loop's)
+    sends per SSH password login, counted in PostgreSQL's own log
+    (log_statement = all, the backend's PID on each line): 10 logins
+    running `true`, start to report row closed. The audit events
+    (login.ok, session.start, session.end) go to the audit writer's
+    connection, never the loop's (issue 18; docs/store.md): before, the
+    loop sent 22 a login, 15 of them the audit log's."""
+    import pglib
+    import re
+    own = pglib.PgServer()
+    p = None
+    try:
+        url = own.new_database()
+        dbname = url.split("///")[1].split("?")[0]
+        p = Portcullis(tmp_path / "pc", store_url=url)
+        p.tune_for_tests()
+        pw = "pw-" + uniq()
+        user = p.user_add(password=pw)
+        asset = p.target_asset(target)
+        p.allow(user, asset)
+        own.psql(dbname, "ALTER SYSTEM SET log_statement = 'all'")
+        own.psql(dbname, "ALTER SYSTEM SET log_line_prefix = '%p|'")
+        own.psql(dbname, "SELECT pg_reload_conf()")
+        p.start()
+        p.wait_http()
+        client = Client(p.ssh_port)
+        login = "%s#%s" % (user, asset)
+        r = client.ssh(login, "true", password=pw)  # connections opened
+        assert r.rc == 0, r
+        p.session_of(user, "ok", kind="exec")
+        time.sleep(1)
+        own.psql(dbname, "SELECT 'e2e-mark-begin'")
+        n = 10
+        for _ in range(n):
+            r = client.ssh(login, "true", password=pw)
+            assert r.rc == 0, r
+        pclib.wait_for(lambda: len([s for s in p.sessions()
+                                    if s.get("user") == user and
+                                    s.get("ended_at")]) == n + 1,
+                       what="the report rows closed")
+        time.sleep(1)  # the audit writer's last batch
+        own.psql(dbname, "SELECT 'e2e-mark-end'")
+        log = open(os.path.join(own.dir, "server.log"),
+                   errors="replace").read()
+        window = log.split("e2e-mark-begin")[1].split("e2e-mark-end")[0]
+        per_pid, audit_pid, close_pid = {}, set(), set()
+        for line in window.splitlines():
+            m = re.match(r"(\d+)\|LOG:  (statement|execute [^:]*): (.*)",
+                         line)
+            if not m:
+                continue
+            pid, sql = int(m.group(1)), m.group(3)
+            per_pid[pid] = per_pid.get(pid, 0) + 1
+            if "INSERT INTO audit " in sql:
+                audit_pid.add(pid)
+            if sql.startswith("UPDATE sessions SET ended_at"):
+                close_pid.add(pid)
+        assert len(close_pid) == 1, (close_pid, per_pid)
+        loop_pid = close_pid.pop()
+        print("statements by backend for %d logins: %s; the loop's %d, "
+              "%.1f a login; audit written by %s" % (
+                  n, per_pid, per_pid[loop_pid], per_pid[loop_pid] / n,
+                  sorted(audit_pid)))
+        assert audit_pid and loop_pid not in audit_pid, (audit_pid, loop_pid)
+        assert per_pid[loop_pid] <= 8 * n, per_pid
     finally:
         if p is not None:
             p.stop()
