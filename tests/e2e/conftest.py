@@ -16,6 +16,7 @@ whose log shows a sanitizer report fails the test that was running.
 
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -47,15 +48,77 @@ def pytest_configure(config):
         "another pytest-xdist worker")
 
 
+# The longest files first, longest first (seconds of all their tests in
+# runs on the normal build, from the slowest-files table): with
+# `--dist loadfile` pytest-xdist hands the files to its workers in
+# collection order, and collected alphabetically a long file such as
+# test_tunnel.py or test_web.py came last and kept one worker busy while
+# the others had nothing left. Started first, the short files fill the
+# end. Every other file (under 40 s) follows in its usual order; a file's
+# tests keep theirs. Simulated (xdist's loadfile handing files to 3
+# workers, over the per-test times of one run's --junitxml):
+# alphabetically the workers ended 116 s apart and the stage took 1290 s,
+# in this order 25 s apart and 1229 s.
+LONG_FILES_FIRST = [
+    "test_clients.py",           # 74-102 s (251 on a box loaded by others)
+    "test_store_pg.py",          # 102-121 s
+    "test_web.py",               # 70-84 s
+    "test_tunnel.py",            # 130-135 s (a 91 s timing test)
+    "test_rdp_devices.py",       # 73-110 s
+    "test_cluster.py",           # 74-100 s
+    "test_jobs.py",              # 89-104 s
+    "test_agent_protocol.py",    # 89-100 s
+    "test_lockout.py",           # 56-65 s
+    "test_store_pg_outage.py",   # 63-78 s
+    "test_refusals.py",          # 101-106 s (an 82 s timing test)
+    "test_agent.py",             # 78-98 s
+    "test_rdp_tls.py",           # 52 s
+    "test_rdp.py",               # 60 s
+    "test_rdp_gfx.py",           # 59-80 s
+    "test_peer_route.py",
+    "test_rdp_record.py",        # 56 s
+    "test_rdp_clipboard.py",
+    "test_hostile_child.py",
+    "test_directory.py",         # 62 s
+    "test_recording.py",
+    "test_rdp_resize.py",        # 50-52 s
+    "test_http_proxy.py",        # 48 s
+    "test_preauth.py",
+    "test_drain_hostile.py",
+    "test_shutdown.py",
+    "test_api.py",
+    "test_rdp_clip_files.py",
+    "test_relay_more.py",
+    "test_relay.py",
+]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(LONG_FILES_FIRST)}
+
+    def key(item):
+        name = os.path.basename(item.nodeid.split("::", 1)[0])
+        return rank.get(name, len(rank))
+
+    items.sort(key=key)  # stable: the rest, and each file's tests, in order
+
+
 # Seconds per test file (setup, call and teardown of its tests), summed
 # where the reports arrive (the pytest-xdist controller): the files that
-# make the e2e stage long, shown at its end.
+# make the e2e stage long, shown at its end. Also when each worker sent its
+# last report: a worker that ends long before the others is an idle core.
 _FILE_SECONDS = {}
+_WORKER_LAST = {}
+_T0 = time.monotonic()
 
 
 def pytest_runtest_logreport(report):
     path = report.nodeid.split("::", 1)[0]
     _FILE_SECONDS[path] = _FILE_SECONDS.get(path, 0.0) + report.duration
+    node = getattr(report, "node", None)
+    gateway = getattr(node, "gateway", None)
+    if gateway is not None:
+        _WORKER_LAST[gateway.id] = (time.monotonic() - _T0, path)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -65,6 +128,11 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_sep("=", "slowest files (s, all their tests)")
     for path, secs in slow:
         terminalreporter.write_line("%8.1f  %s" % (secs, path))
+    if _WORKER_LAST:
+        terminalreporter.write_line(
+            "workers' last reports (s after the start, last file): " +
+            ", ".join("%s %.0f %s" % (w, t, os.path.basename(p)) for w, (t, p)
+                      in sorted(_WORKER_LAST.items())))
 
 
 def _check_sanitizers(server, new_only):
