@@ -67,6 +67,8 @@ LONG_FILES_FIRST = [
     "test_rdp_devices.py",       # 73-110 s
     "test_cluster.py",           # 74-100 s
     "test_jobs.py",              # 89-104 s
+    "test_readme_walkthrough.py",  # 105 s (waits for fresh TOTP codes)
+    "test_ansible.py",           # 75-90 s
     "test_agent_protocol.py",    # 89-100 s
     "test_lockout.py",           # 56-65 s
     "test_store_pg_outage.py",   # 63-78 s
