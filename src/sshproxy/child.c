@@ -155,14 +155,28 @@ static int child_auth_ask(struct session_child *sc, uint8_t type, const char *a,
     return child_auth_send(sc, type);
 }
 
-static int child_kbd_prompt(ssh_message m, const char *prompt)
+/* Why a kbd-interactive answer failed, said with the next prompt. The
+ * same words for a wrong password of a known and of an unknown user (no
+ * user enumeration); a wrong TOTP code is told as such only after the
+ * password was accepted, which the client knows already. OpenSSH re-asks
+ * kbd-interactive silently, so without it a user who typed a used code
+ * saw only the prompts start over. */
+#define CHILD_KBD_WRONG_PASSWORD "Wrong password."
+#define CHILD_KBD_WRONG_TOTP                                                   \
+    "Wrong TOTP code, or one already used (a code is good once; the next "     \
+    "comes within 30 s): enter the password and a new code."
+
+static int child_kbd_prompt(struct session_child *sc, ssh_message m,
+                            const char *prompt)
 {
     const char *prompts[1] = {prompt};
     char echo[1] = {0};
+    const char *note = sc->kbd_note != NULL ? sc->kbd_note : "";
 
-    /* No name or instruction: OpenSSH prints both to stderr, into every
-     * script's output. */
-    return ssh_message_auth_interactive_request(m, "", "", 1, prompts, echo);
+    /* No name, and an instruction only after a failed answer: OpenSSH
+     * prints both to stderr, into every script's output. */
+    sc->kbd_note = NULL;
+    return ssh_message_auth_interactive_request(m, "", note, 1, prompts, echo);
 }
 
 /* [ssh] banner: sent once, with the first answer of the authentication
@@ -290,7 +304,8 @@ static void child_auth_message(struct session_child *sc, ssh_message m)
     case SSH_AUTH_METHOD_INTERACTIVE:
         if (!ssh_message_auth_kbdint_is_response(m)) {
             sc->kbd_stage = sc->need_totp ? KBD_TOTP : KBD_PASSWORD;
-            child_kbd_prompt(m, sc->need_totp ? "TOTP code: " : "Password: ");
+            child_kbd_prompt(sc, m,
+                             sc->need_totp ? "TOTP code: " : "Password: ");
             return;
         }
         if (ssh_userauth_kbdint_getnanswers(sc->down) != 1 ||
@@ -299,15 +314,19 @@ static void child_auth_message(struct session_child *sc, ssh_message m)
         }
         if (sc->kbd_stage == KBD_PASSWORD && !sc->need_totp) {
             verdict = child_auth_ask(sc, MP_AUTH_PASSWORD, sc->login, ans, -1);
+            sc->kbd_note =
+                verdict == MP_AUTH_FAIL ? CHILD_KBD_WRONG_PASSWORD : NULL;
             if (verdict == MP_AUTH_PARTIAL) {
                 /* Second factor in the same conversation. */
                 sc->need_totp = true;
                 sc->kbd_stage = KBD_TOTP;
-                child_kbd_prompt(m, "TOTP code: ");
+                child_kbd_prompt(sc, m, "TOTP code: ");
                 return;
             }
         } else if (sc->kbd_stage == KBD_TOTP && sc->need_totp) {
             verdict = child_auth_ask(sc, MP_AUTH_TOTP, ans, NULL, -1);
+            sc->kbd_note =
+                verdict == MP_AUTH_FAIL ? CHILD_KBD_WRONG_TOTP : NULL;
         }
         break;
     default:

@@ -120,6 +120,9 @@ struct session_child {
     bool need_totp;  /* first factor done, TOTP pending */
     bool auth_ended; /* [ssh] max_auth_tries reached: disconnect */
     int kbd_stage;   /* what the kbd-interactive prompt asked */
+    /* said with the next kbd-interactive prompt: why the last answer
+     * failed (child.c, child_kbd_prompt) */
+    const char *kbd_note;
     char asset_name[STORE_NAME_MAX + 1];
     bool up_failed;  /* the upstream could not be set up */
     char *up_error;  /* why: message for the client */

@@ -9,7 +9,8 @@ import subprocess
 
 import pytest
 
-from pclib import fresh_totp_code, keygen, key_fingerprint, uniq
+from pclib import (fresh_totp_code, keygen, key_fingerprint, run,
+                   totp_wrong_code, uniq)
 
 
 def assert_ran(r, marker="login-ok"):
@@ -99,6 +100,42 @@ def test_keyboard_interactive_totp(proxy, target, ssh_client):
                        password=pw, totp=fresh_totp_code(secret))
     assert_ran(r)
     proxy.session_of(user, "ok")
+
+
+def kbd_interactive_twice(proxy, ssh_client, login, password, totp):
+    """OpenSSH as a person runs it (LogLevel INFO, two tries), answering
+    keyboard-interactive from the askpass; returns its stderr."""
+    r = run(["ssh", "-F", "/dev/null", "-o", "StrictHostKeyChecking=no",
+             "-o", "UserKnownHostsFile=/dev/null", "-o",
+             "PubkeyAuthentication=no", "-o",
+             "PreferredAuthentications=keyboard-interactive",
+             "-o", "NumberOfPasswordPrompts=2", "-p", str(proxy.ssh_port),
+             "%s@127.0.0.1" % login, "echo login-ok"],
+            env=ssh_client.env(password, totp))
+    assert r.rc == 255 and "login-ok" not in r.out, r
+    return r.err
+
+
+def test_keyboard_interactive_says_why_it_asks_again(proxy, target,
+                                                     ssh_client):
+    """A wrong answer at a prompt: OpenSSH asks keyboard-interactive again
+    without a word; the next prompt says why (a wrong TOTP code, or one
+    already used, only after the password was right; a wrong password in
+    the same words for a known and an unknown user)."""
+    user, pw, secret = new_user(proxy, totp=True)
+    asset_id = proxy.target_asset(target)
+    proxy.allow(user, asset_id)
+    login = "%s#%s" % (user, asset_id)
+    err = kbd_interactive_twice(proxy, ssh_client, login, pw,
+                                totp_wrong_code(secret))
+    assert err.count("Wrong TOTP code, or one already used") == 1, err
+    assert "Wrong password" not in err, err
+    err = kbd_interactive_twice(proxy, ssh_client, login, "not-" + pw, "1")
+    assert err.count("Wrong password.") == 1 and "TOTP" not in err, err
+    nobody = uniq("nobody") + "#" + asset_id
+    err2 = kbd_interactive_twice(proxy, ssh_client, nobody, "not-" + pw, "1")
+    assert err2.replace(nobody, "LOGIN") == err.replace(login, "LOGIN"), \
+        (err, err2)
 
 
 def test_domain_user(proxy, target, ssh_client):
