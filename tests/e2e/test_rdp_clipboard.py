@@ -295,12 +295,18 @@ def test_clipboard_flood_logs_a_handful_of_lines(rdp_proxy, tmp_path):
                 (malformed, refused, m_more, r_more)), ln)]
             counts = (flood_counts(said, malformed, m_more),
                       flood_counts(said, refused, r_more))
-            if counts == (flood // 2, flood // 2) or \
+            if (counts[0] == flood // 2 and counts[1] >= flood // 2) or \
                     time.monotonic() > deadline:
                 break
             time.sleep(0.2)
         assert len(said) <= 6, "%d lines:\n%s" % (len(said),
                                                   "\n".join(said[:20]))
-        assert counts == (flood // 2, flood // 2), said
+        # The refusals are counted per channel, not per direction or
+        # reason: another PDU the session refused (the files-off profile
+        # refuses file PDUs, a clipboard lock among them) can be counted
+        # with the flood's (1001 once in CI, under ASan; the aggregated
+        # line does not say which).
+        assert counts[0] == flood // 2 and \
+            flood // 2 <= counts[1] <= flood // 2 + 3, said
     finally:
         target.stop()
