@@ -774,8 +774,8 @@ class Portcullis:
         for v, rest in zip(params, parts[1:]):
             text += ("NULL" if v is None else
                      "'%s'" % str(v).replace("'", "''")) + rest
-        dbname = self.store_url.split("///")[1].split("?")[0]
-        out = shared_pg().psql(dbname, text)
+        pg = shared_pg()
+        out = pg.psql(pg.dbname_of(self.store_url), text)
         return [ln.split("|") for ln in out.splitlines() if ln.strip()]
 
     def sessions(self):

@@ -83,6 +83,11 @@ class PgServer:
         return "postgresql:///%s?host=%s&port=%d&user=portcullis" % (
             dbname, self.dir, self.port)
 
+    @staticmethod
+    def dbname_of(url):
+        """The database name in a URL url() made."""
+        return url.split("///")[1].split("?")[0]
+
     def psql(self, dbname, sql):
         """Runs sql in dbname; returns psql's output (unaligned, no
         headers)."""

@@ -16,6 +16,7 @@ import time
 import pytest
 
 import pclib
+import pglib
 from pclib import Client, Portcullis, http_json, left_behind, run, uniq
 
 SHARED = ("vault.key", "api_jwt.key", "audit.key", "tls.crt", "tls.key",
@@ -151,7 +152,7 @@ def test_join_refusals_write_nothing(pg, tmp_path):
     r, d, _ = join(tmp_path, empty, seed)
     assert r.rc == 1 and "holds no Portcullis store" in r.err, r
     assert "init --store-url" in r.err, r
-    dbname = empty.split("///")[1].split("?")[0]
+    dbname = pglib.PgServer.dbname_of(empty)
     assert pg.psql(dbname, "SELECT tablename FROM pg_tables WHERE "
                    "schemaname = 'public'").split() == []
     assert left_behind(d) == []

@@ -12,6 +12,7 @@ import time
 import pytest
 
 import pclib
+import pglib
 from pclib import Client, Portcullis, http_json, left_behind, run, uniq
 
 
@@ -32,7 +33,7 @@ def test_init_on_postgresql_and_login(pg, target, tmp_path):
     assert not (p.dir / "portcullis.db").exists()
     assert (p.dir / "vault.key").exists()
     assert (p.dir / "audit.key").stat().st_mode & 0o777 == 0o600
-    dbname = url.split("///")[1].split("?")[0]
+    dbname = pglib.PgServer.dbname_of(url)
     # the schema, /root and the admin are in PostgreSQL
     assert pg.psql(dbname, "SELECT name FROM users").split() == ["admin"]
     assert pg.psql(dbname, "SELECT path FROM sites").split() == ["/root"]
@@ -117,7 +118,7 @@ def test_failed_init_leaves_the_database_as_it_was(pg, tmp_path):
     is in the way of a later step): the database is left as it was, with
     no half-made store, and init runs through once the way is clear."""
     url = pg.new_database()
-    dbname = url.split("///")[1].split("?")[0]
+    dbname = pglib.PgServer.dbname_of(url)
     pg.psql(dbname, "CREATE TABLE nodes (x INTEGER)")
     r, d = _init(tmp_path, url)
     assert r.rc == 1, r
@@ -139,7 +140,7 @@ def test_init_refuses_a_key_in_the_way_before_touching_the_database(
     store is made (it used to fail after the admin was written, leaving a
     store that a second init then refused as existing)."""
     url = pg.new_database()
-    dbname = url.split("///")[1].split("?")[0]
+    dbname = pglib.PgServer.dbname_of(url)
     d = tmp_path / "pc"
     d.mkdir()
     (d / "audit.key").write_bytes(b"x" * 32)
@@ -191,7 +192,7 @@ def test_migrate_sqlite_to_postgresql(pg, target, tmp_path):
     db.commit()
     db.close()
     url = pg.new_database()
-    dbname = url.split("///")[1].split("?")[0]
+    dbname = pglib.PgServer.dbname_of(url)
     pg.psql(dbname, "CREATE TABLE extra_seq (id SERIAL PRIMARY KEY, v TEXT)")
 
     src = "sqlite:%s" % (p.dir / "portcullis.db")
@@ -295,7 +296,6 @@ def test_database_outage(target, tmp_path):
     themselves."""
     import subprocess
     import time
-    import pglib
     own = pglib.PgServer()  # stopped by this test: not the shared one
     p = None
     live = ending = None
@@ -445,13 +445,12 @@ def test_loop_answers_while_the_nodes_table_is_locked(tmp_path):
     session holds the nodes table locked for 5 s (a slow or stuck
     database), the server's loop keeps answering HTTP at once, and the
     heartbeat goes through when the lock is released."""
-    import pglib
     own = pglib.PgServer()
     p = None
     holder = None
     try:
         url = own.new_database()
-        dbname = url.split("///")[1].split("?")[0]
+        dbname = pglib.PgServer.dbname_of(url)
         p = Portcullis(tmp_path / "pc", store_url=url)
         p.tune_for_tests()
         p.set_config("node", "heartbeat_seconds", "1")
@@ -483,7 +482,6 @@ class _Outage:
     the tests where the database stops answering."""
 
     def __init__(self, target, tmp_path):
-        import pglib
         self.own = pglib.PgServer()
         self.p = None
         self.live = self.ending = None
@@ -497,7 +495,7 @@ class _Outage:
     def _start(self, target, tmp_path):
         import subprocess
         url = self.own.new_database()
-        self.dbname = url.split("///")[1].split("?")[0]
+        self.dbname = pglib.PgServer.dbname_of(url)
         self.p = p = Portcullis(tmp_path / "pc", store_url=url)
         p.tune_for_tests()
         p.start()
@@ -868,12 +866,11 @@ def test_nt_hash_kept_by_a_login_on_postgresql(target, tmp_path):
     """A user without an NT hash (made before RDP) gets one sealed and
     stored by an SSH password login, now that the login's store work
     (the NT hash, the user read again) runs on a worker's connection."""
-    import pglib
     own = pglib.PgServer()
     p = None
     try:
         url = own.new_database()
-        dbname = url.split("///")[1].split("?")[0]
+        dbname = pglib.PgServer.dbname_of(url)
         p = Portcullis(tmp_path / "pc", store_url=url)
         p.tune_for_tests()
         p.start()
@@ -938,13 +935,12 @@ def test_statements_on_the_loop_per_login(target, tmp_path):
     (login.ok, session.start, session.end) go to the audit writer's
     connection, never the loop's (issue 18; docs/store.md): before, the
     loop sent 22 a login, 15 of them the audit log's."""
-    import pglib
     import re
     own = pglib.PgServer()
     p = None
     try:
         url = own.new_database()
-        dbname = url.split("///")[1].split("?")[0]
+        dbname = pglib.PgServer.dbname_of(url)
         p = Portcullis(tmp_path / "pc", store_url=url)
         p.tune_for_tests()
         pw = "pw-" + uniq()

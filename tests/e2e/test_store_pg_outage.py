@@ -396,7 +396,7 @@ def test_loop_answers_while_tunnel_rows_wait_for_a_lock(tmp_path,
     echo = TcpEcho()
     try:
         p = server_on_own_pg(tmp_path, own)
-        dbname = p.store_url.split("///")[1].split("?")[0]
+        dbname = pglib.PgServer.dbname_of(p.store_url)
         a = make_agent(p)
         wait_agent_online(p, a.id)
         tid, port = tunnel_to(p, a.id, echo)
@@ -484,7 +484,7 @@ def test_a_flood_of_connections_during_a_lock_stays_bounded(tmp_path,
     echo = TcpEcho()
     try:
         p = server_on_own_pg(tmp_path, own, outage_rows=64)
-        dbname = p.store_url.split("///")[1].split("?")[0]
+        dbname = pglib.PgServer.dbname_of(p.store_url)
         a = make_agent(p)
         wait_agent_online(p, a.id)
         tid, port = tunnel_to(p, a.id, echo)
@@ -540,7 +540,7 @@ def test_a_stop_does_not_wait_for_a_batch_held_by_a_lock(tmp_path,
     echo = TcpEcho()
     try:
         p = server_on_own_pg(tmp_path, own)
-        dbname = p.store_url.split("///")[1].split("?")[0]
+        dbname = pglib.PgServer.dbname_of(p.store_url)
         a = make_agent(p)
         wait_agent_online(p, a.id)
         tid, port = tunnel_to(p, a.id, echo)
