@@ -751,6 +751,22 @@ class Portcullis:
         self.profile_assign(prof, user=user)
         return prof
 
+    def write_known_hosts(self, path):
+        """A known_hosts file at path holding this server's host keys (the
+        ones init made or adopted) for [127.0.0.1]:ssh_port; returns path.
+        A key file missing is left out (the test that needs it fails on
+        its own)."""
+        lines = []
+        for name in ("ssh_host_ecdsa_key", "ssh_host_ed25519_key",
+                     "ssh_host_rsa_key"):
+            pub = self.dir / (name + ".pub")
+            if pub.exists():
+                alg, blob = pub.read_text().split()[:2]
+                lines.append("[127.0.0.1]:%d %s %s" % (self.ssh_port, alg,
+                                                        blob))
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
     # --- the session report
 
     def store_sql(self, sql, *params):

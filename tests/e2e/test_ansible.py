@@ -60,16 +60,7 @@ class Site:
         self.remote = Path(HOME) / self.name  # owned by the asset login
         self.remote.mkdir()
         shutil.chown(self.remote, "pctarget", "pctarget")
-        self.known_hosts = tmp / "known_hosts"
-        lines = []
-        for name in ("ssh_host_ed25519_key", "ssh_host_ecdsa_key",
-                     "ssh_host_rsa_key"):
-            pub = proxy.dir / (name + ".pub")
-            if pub.exists():
-                alg, blob = pub.read_text().split()[:2]
-                lines.append("[127.0.0.1]:%d %s %s" % (proxy.ssh_port, alg,
-                                                        blob))
-        self.known_hosts.write_text("\n".join(lines) + "\n")
+        self.known_hosts = proxy.write_known_hosts(tmp / "known_hosts")
         self.cp_dir = tmp / "cp"  # ControlPath sockets of this test only
         self.cp_dir.mkdir()
         # What a user puts in ~/.ssh/config (given with -F here: ssh reads

@@ -85,15 +85,7 @@ class Acct:
         self.login = "%s#%s" % (self.user, self.asset)
         self.remote_dir = target.files / uniq("c")
         self.remote_dir.mkdir()
-        self.known_hosts = tmp / "known_hosts"
-        lines = []
-        for name in sorted(set(HOSTKEYS.values())):
-            if not (proxy.dir / (name + ".pub")).exists():
-                continue  # the test that needs it fails on its own
-            pub = (proxy.dir / (name + ".pub")).read_text().split()
-            lines.append("[127.0.0.1]:%d %s %s" % (proxy.ssh_port, pub[0],
-                                                    pub[1]))
-        self.known_hosts.write_text("\n".join(lines) + "\n")
+        self.known_hosts = proxy.write_known_hosts(tmp / "known_hosts")
         self.port = proxy.ssh_port
 
     def fingerprints(self):
