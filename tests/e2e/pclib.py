@@ -77,22 +77,25 @@ def _worker():
 _xvfb_runs = 0
 
 
-def xvfb_run():
-    """xvfb-run's argv start for a client under its own X server. `-a`
-    alone races: two workers (or a worker and an `Xvfb -displayfd`, which
-    takes the lowest free display) can both find :99 free and one X server
-    then fails; each worker searches from its own display numbers instead.
-    And each call starts from the next number of its worker's 50: xvfb-run
-    kills its Xvfb without waiting, so a run right after another on the
-    same display number can start while the old X server is still
-    exiting, whose exit may unlink the new one's socket: the likely cause
-    of xfreerdp's "failed to open display: :400" once in CI, on the
-    second of two runs in a row (not reproduced in 40 tries here)."""
+def xvfb_run(size="1280x1024"):
+    """xvfb-run's argv start for a client under its own X server of `size`
+    (the command follows). `-noreset` is the fix for xfreerdp's "failed to
+    open display: :436" (three times in CI, never here): an X server
+    resets when its last client leaves, and a client that connects during
+    the reset is refused. The drivers poll with `xdotool search` while
+    xfreerdp starts, so each poll's disconnect could be the last one just
+    as xfreerdp connected; start_xvfb() in test_rdp.py had met the same
+    with one xfreerdp after another. `-a` alone races: two workers (or a
+    worker and an `Xvfb -displayfd`, which takes the lowest free display)
+    can both find :99 free, so each worker searches from its own display
+    numbers, and each call from the next of its worker's 50 (xvfb-run
+    kills its Xvfb without waiting for it)."""
     global _xvfb_runs
     index, _ = _worker()
     _xvfb_runs += 1
     return ["xvfb-run", "-a", "-n",
-            str(200 + 100 * index + 2 * (_xvfb_runs % 25))]
+            str(200 + 100 * index + 2 * (_xvfb_runs % 25)),
+            "-s", "-screen 0 %sx24 -noreset" % size]
 
 
 def free_port():

@@ -281,7 +281,7 @@ def run_client(pc, out, login, password, text="rdp ok", timeout=60,
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OUT=str(out), TEXT=text)
     t0 = time.monotonic()
-    r = run(xvfb_run() + ["-s", "-screen 0 1024x768x24", "sh", "-c",
+    r = run(xvfb_run("1024x768") + ["sh", "-c",
              DRIVER, "driver"] + xfreerdp_args(pc, login, password,
                                                extra=extra, sec=sec),
             env=env, timeout=timeout)
@@ -494,7 +494,7 @@ def test_web_ui_rdp_file_opens_in_xfreerdp(rdp_proxy, rdp_target, web_ui,
     out = tmp_path / "client"
     out.mkdir()
     env = dict(os.environ, OUT=str(out), TEXT="")
-    r = run(xvfb_run() + ["-s", "-screen 0 1024x768x24", "sh", "-c",
+    r = run(xvfb_run("1024x768") + ["sh", "-c",
              DRIVER, "driver", "xfreerdp", str(dl), "/p:%s" % pw,
              "/cert:ignore", "/size:1024x768", "-clipboard",
              "/log-level:ERROR"], env=env, timeout=60)

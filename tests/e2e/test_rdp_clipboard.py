@@ -114,7 +114,7 @@ def clip_client(pc, out, login, password, target, clip, want="text", wait=8,
     args = ["xfreerdp", "/v:127.0.0.1:%d" % pc.rdp_port, "/u:%s" % login,
             "/p:%s" % password, "/cert:ignore", "/sec:nla", "/size:800x600",
             "+clipboard", "/log-level:ERROR"]
-    r = run(xvfb_run() + ["-s", "-screen 0 800x600x24", "sh", "-c", DRIVER,
+    r = run(xvfb_run("800x600") + ["sh", "-c", DRIVER,
                           "driver"] + args, env=env, timeout=60)
     assert (out / "up").exists(), "no xfreerdp window: %s\n%s" % (
         r, (out / "client.log").read_text()[-2000:])

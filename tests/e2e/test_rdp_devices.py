@@ -142,7 +142,7 @@ def dev_client(pc, out, login, password, target, share, want, wait=15,
             "/drive:share,%s" % share, "/printer:TestPrinter",
             "/serial:COM7,/dev/null", "/parallel:LPT3,/dev/null",
             "/smartcard", "/sound:sys:fake", "/log-level:WARN"]
-    r = run(xvfb_run() + ["-s", "-screen 0 800x600x24", "sh", "-c", DRIVER,
+    r = run(xvfb_run("800x600") + ["sh", "-c", DRIVER,
                           "driver"] + args, env=env, timeout=wait + 45)
     assert (out / "exit").exists(), r
     return r

@@ -87,7 +87,7 @@ def run_gfx_client(pc, out, login, password, extra=GFX, text="gfx ok",
              str(red)])
         env.update(TDISPLAY=target.display, RED_PNG=str(red))
         driver = rdp_driver(on_window=REPAINT)
-    return run(xvfb_run() + ["-s", "-screen 0 1024x768x24", "sh", "-c",
+    return run(xvfb_run("1024x768") + ["sh", "-c",
                              driver, "driver"]
                + xfreerdp_args(pc, login, password, extra=extra),
                env=env, timeout=120)
@@ -365,7 +365,7 @@ def still_client(pc, out, login, password, extra=(), display=None):
     argv = ["sh", "-c", rdp_driver(on_window=STILL), "driver"] + \
         xfreerdp_args(pc, login, password, extra=extra)
     if display is None:
-        argv = xvfb_run() + ["-s", "-screen 0 1024x768x24"] + argv
+        argv = xvfb_run("1024x768") + argv
     else:
         env["DISPLAY"] = display
         env.pop("XAUTHORITY", None)

@@ -299,7 +299,7 @@ def test_recording_grown_past_the_limit_ends_the_session(tmp_path,
         user = p.user_add(password="User-Pass-77")
         p.allow(user, asset, native="record")
         client = subprocess.Popen(
-            xvfb_run() + ["-s", "-screen 0 1024x768x24"] +
+            xvfb_run("1024x768") +
             xfreerdp_args(p, "%s#%s" % (user, asset), "User-Pass-77"),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)

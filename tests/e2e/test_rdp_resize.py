@@ -65,7 +65,7 @@ def xrdp(tmp_path_factory):
 def resize_client(pc, out, login, password, w, h, extra=()):
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OUT=str(out), W=str(w), H=str(h))
-    return run(xvfb_run() + ["-s", "-screen 0 1600x1200x24", "sh", "-c",
+    return run(xvfb_run("1600x1200") + ["sh", "-c",
                              DRIVER, "driver",
                              "xfreerdp", "/v:127.0.0.1:%d" % pc.rdp_port,
                              "/u:%s" % login, "/p:%s" % password,

@@ -209,7 +209,7 @@ def _password_left_in_child(pc, rdp_target, args_of):
     needles = [pw.encode(), pw.encode("utf-16-le")]
     before = len(pc.log_path.read_text())
     proc = subprocess.Popen(
-        xvfb_run() + ["-s", "-screen 0 1024x768x24"] +
+        xvfb_run("1024x768") +
         args_of(pc, "%s#%s" % (user, asset), pw),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)

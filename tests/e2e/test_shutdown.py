@@ -168,7 +168,7 @@ for i in $(seq 1 600); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
 """)
         env = dict(os.environ, OUT=str(out), TEXT="")
         driver = subprocess.Popen(
-            xvfb_run() + ["-s", "-screen 0 1024x768x24", "sh", "-c", hold,
+            xvfb_run("1024x768") + ["sh", "-c", hold,
                           "driver"] +
             xfreerdp_args(pc, "%s#%s" % (user, asset), pw),
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
