@@ -123,8 +123,9 @@ static int child_auth_send(struct session_child *sc, uint8_t type)
     }
     /* The store did not answer: say so (OpenSSH prints a banner), rather
      * than let it look like a wrong password. */
-    if (verdict == MP_AUTH_FAIL && !sc->store_down_said &&
-        strcmp(reason, MP_REASON_STORE_DOWN) == 0) {
+    sc->store_down_last =
+        verdict == MP_AUTH_FAIL && strcmp(reason, MP_REASON_STORE_DOWN) == 0;
+    if (sc->store_down_last && !sc->store_down_said) {
         ssh_string s = ssh_string_from_char(CHILD_STORE_DOWN_TEXT);
 
         sc->store_down_said = true;
@@ -165,6 +166,18 @@ static int child_auth_ask(struct session_child *sc, uint8_t type, const char *a,
 #define CHILD_KBD_WRONG_TOTP                                                   \
     "Wrong TOTP code, or one already used (a code is good once; the next "     \
     "comes within 30 s): enter the password and a new code."
+#define CHILD_KBD_STORE_DOWN                                                   \
+    "Login not possible right now: the access server cannot reach its "        \
+    "database. Try again in a moment."
+
+/* The note after a failed answer: the store's outage is not a wrong
+ * answer (the banner said so once already; a client that shows no
+ * banners reads it here). */
+static const char *child_kbd_failed(const struct session_child *sc,
+                                    const char *wrong)
+{
+    return sc->store_down_last ? CHILD_KBD_STORE_DOWN : wrong;
+}
 
 static int child_kbd_prompt(struct session_child *sc, ssh_message m,
                             const char *prompt)
@@ -314,8 +327,9 @@ static void child_auth_message(struct session_child *sc, ssh_message m)
         }
         if (sc->kbd_stage == KBD_PASSWORD && !sc->need_totp) {
             verdict = child_auth_ask(sc, MP_AUTH_PASSWORD, sc->login, ans, -1);
-            sc->kbd_note =
-                verdict == MP_AUTH_FAIL ? CHILD_KBD_WRONG_PASSWORD : NULL;
+            sc->kbd_note = verdict == MP_AUTH_FAIL
+                               ? child_kbd_failed(sc, CHILD_KBD_WRONG_PASSWORD)
+                               : NULL;
             if (verdict == MP_AUTH_PARTIAL) {
                 /* Second factor in the same conversation. */
                 sc->need_totp = true;
@@ -325,8 +339,9 @@ static void child_auth_message(struct session_child *sc, ssh_message m)
             }
         } else if (sc->kbd_stage == KBD_TOTP && sc->need_totp) {
             verdict = child_auth_ask(sc, MP_AUTH_TOTP, ans, NULL, -1);
-            sc->kbd_note =
-                verdict == MP_AUTH_FAIL ? CHILD_KBD_WRONG_TOTP : NULL;
+            sc->kbd_note = verdict == MP_AUTH_FAIL
+                               ? child_kbd_failed(sc, CHILD_KBD_WRONG_TOTP)
+                               : NULL;
         }
         break;
     default:

@@ -142,6 +142,7 @@ struct session_child {
     const char *banner;
     bool banner_sent;
     bool store_down_said;  /* the "database unavailable" banner was sent */
+    bool store_down_last;  /* the last verdict failed for it */
     int64_t last_flush_ms; /* recordings are flushed at least every second */
 };
 

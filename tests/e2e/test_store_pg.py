@@ -331,6 +331,18 @@ def test_database_outage(target, tmp_path):
         assert r.rc == 255, r
         assert "cannot reach its database" in r.err, r
         assert took < 10, took
+        # keyboard-interactive, two tries: the second prompt tells the
+        # outage again (for clients that show no banner), never as a
+        # wrong password
+        kbd = [a.replace("LogLevel=ERROR", "LogLevel=INFO")
+               .replace("PasswordPrompts=1", "PasswordPrompts=2") for a in
+               client.ssh_args(login, "echo no",
+                               methods="keyboard-interactive")]
+        r = run(kbd, env=client.env(password=pw))
+        assert r.rc == 255, r
+        assert "Wrong password" not in r.err, r
+        assert "Login not possible right now: the access server cannot " \
+            "reach its database" in r.err, r
         # the API: 503 with a JSON error, at once, for reads and writes
         for method, path, body in (
                 ("GET", "/api/v1/users", None),
