@@ -1269,6 +1269,8 @@ static void conn_connect(struct agent_conn *c)
     ci.pwsi = &c->wsi;
     c->phase = PH_WS;
     c->ws_up = false;
+    c->tls_cert_seen = false;
+    c->tls_cert_why = NULL;
     conn_logf(c, LOG_DEBUG, "connecting to %s%s", sv->url,
               cf->proxy_lws != NULL ? " through the proxy" : "");
     uv_timer_start(c->timer, conn_timer_cb, CONN_HANDSHAKE_MS, 0);
@@ -1281,6 +1283,68 @@ static void conn_connect(struct agent_conn *c)
     }
 }
 
+/* What a failed TLS connect to a wss:// server says after libwebsockets'
+ * own words ("connect SSL err 1: error:00000001:lib(0)::reason(1)" for
+ * every cause): no certificate at all means the server did not answer as
+ * a TLS server (a plain HTTP server or port answers a ClientHello with
+ * an HTTP error); a refused one is named (its reason follows, from
+ * conn_tls_verified). */
+static const char *conn_tls_hint(const struct agent_conn *c, const char *why)
+{
+    if (!conn_srv(c)->tls ||
+        (strstr(why, "SSL") == NULL && strstr(why, "TLS") == NULL)) {
+        return "";
+    }
+    if (!c->tls_cert_seen) {
+        return " (no TLS answer from the server: a plain HTTP server or "
+               "port? Then the URL is ws://, or the server's TLS port)";
+    }
+    if (c->tls_cert_why != NULL) {
+        return " (the server's TLS certificate was refused: ";
+    }
+    return " (TLS failed after the server's certificate was accepted)";
+}
+
+/* libwebsockets asks protocol 0 (ours) about each certificate of the
+ * server's chain after OpenSSL checked it: noted for conn_tls_hint, the
+ * verdict left to OpenSSL's (0: keep it). */
+static void conn_tls_verified(struct agent_conn *c, X509_STORE_CTX *x,
+                              int preverify_ok)
+{
+    int err;
+
+    c->tls_cert_seen = true;
+    if (preverify_ok || x == NULL || c->tls_cert_why != NULL) {
+        return;
+    }
+    err = X509_STORE_CTX_get_error(x);
+    switch (err) {
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+        c->tls_cert_why = "not signed by a CA this agent trusts; give the "
+                          "CA's certificate with --ca)";
+        break;
+    case X509_V_ERR_HOSTNAME_MISMATCH:
+    case X509_V_ERR_IP_ADDRESS_MISMATCH:
+        c->tls_cert_why = "it does not name the host in the URL; use the "
+                          "name the certificate was made for)";
+        break;
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+        c->tls_cert_why = "it has expired)";
+        break;
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+        c->tls_cert_why = "it is not valid yet: is this machine's clock "
+                          "right?)";
+        break;
+    default:
+        c->tls_cert_why = "see the line above for OpenSSL's reason)";
+        break;
+    }
+}
+
 static int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
                             void *user, void *in, size_t len)
 {
@@ -1288,22 +1352,27 @@ static int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
     int n;
 
     switch (reason) {
+    case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
+        if (c != NULL && (c->wsi == NULL || c->wsi == wsi)) {
+            conn_tls_verified(c, user, (int)len);
+        }
+        return 0;
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
         if (c == NULL || (c->wsi != NULL && c->wsi != wsi)) {
             return 0;
         }
         {
             const char *why = in != NULL ? (const char *)in : "unknown error";
-            if (strcmp(why, "proxy not h1") == 0) {
+            if (conn_srv(c)->tls && strstr(why, "lib(0)") != NULL) {
+                /* OpenSSL 3's error code printed as a reason: no reason */
+                why = "TLS handshake failed";
+            } else if (strcmp(why, "proxy not h1") == 0) {
                 why = "the proxy refused the CONNECT (wrong proxy user or "
                       "password, or the port is not allowed?)";
             }
-            conn_logf(c, LOG_WARN, "cannot connect to %s: %s%s",
-                      conn_srv(c)->url, why,
-                      conn_srv(c)->tls && strstr(why, "SSL") != NULL
-                          ? " (TLS failed: is the server's certificate "
-                            "trusted (--ca) and valid for its host name?)"
-                          : "");
+            conn_logf(c, LOG_WARN, "cannot connect to %s: %s%s%s",
+                      conn_srv(c)->url, why, conn_tls_hint(c, why),
+                      c->tls_cert_why != NULL ? c->tls_cert_why : "");
         }
         c->wsi = NULL;
         if (c->phase == PH_WS) {

@@ -68,7 +68,11 @@ struct agent_conn {
 
     /* WebSocket side. */
     struct lws *wsi;
-    bool ws_up;         /* CLIENT_ESTABLISHED seen */
+    bool ws_up; /* CLIENT_ESTABLISHED seen */
+    /* This attempt's TLS certificate check: whether the server sent a
+     * certificate at all, and why it was refused (static text, or NULL). */
+    bool tls_cert_seen;
+    const char *tls_cert_why;
     bool close_pending; /* close the WebSocket at the next writeable */
     uint8_t *tx;        /* LWS_PRE + up to CONN_WS_CHUNK, or NULL */
     size_t tx_len;

@@ -21,7 +21,7 @@ import pclib
 from agentlib import (NsTarget, agent_server, agents, credential,  # noqa
                       is_online, make_agent, netns, ns_server, wait_agent,
                       wait_log)
-from pclib import Client, free_port, make_file, sha256_file, uniq
+from pclib import Client, free_port, make_file, run, sha256_file, uniq
 
 PCTARGET_PASSWORD = "Pc-target-pw-4711"
 
@@ -389,16 +389,63 @@ def test_over_wss_with_a_ca_file(tmp_path, make_agent):
         a = make_agent(pc, server=url, args=["--ca", str(ca)])
         wait_agent(pc, a.id)
         # Without the CA (system CAs only) the self-signed certificate is
-        # refused, and ws:// to the TLS port gets nowhere either.
+        # refused, and ws:// to the TLS port gets nowhere either. Each
+        # says why in words (libwebsockets' own are the same for every
+        # TLS failure: "connect SSL err 1: error:00000001:lib(0)...").
         b = make_agent(pc, server=url)
         wait_log(b, "cannot connect")
+        wait_log(b, "the server's TLS certificate was refused: not signed "
+                 "by a CA this agent trusts; give the CA's certificate "
+                 "with --ca")
         c = make_agent(pc, server="ws://127.0.0.1:%d" % pc.http_port)
         wait_log(c, "cannot connect")
         time.sleep(1)
         listed = agents(pc)
         assert b.id not in listed and c.id not in listed
+        assert "lib(0)" not in b.log_text(), b.log_text()
     finally:
         pc.stop()
+
+
+def test_wss_certificate_for_another_name_says_so(tmp_path, agent_server,
+                                                  make_agent):
+    """A certificate from a trusted CA (--ca) that names another host
+    than the URL's: told as such, not as an untrusted CA."""
+    key, crt = tmp_path / "k.pem", tmp_path / "c.pem"
+    r = run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+             "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key),
+             "-out", str(crt), "-subj", "/CN=other.example", "-addext",
+             "subjectAltName=DNS:other.example", "-days", "2"])
+    assert r.rc == 0, r
+    port = free_port()
+    srv = subprocess.Popen(["openssl", "s_server", "-accept",
+                            "127.0.0.1:%d" % port, "-cert", str(crt),
+                            "-key", str(key), "-www", "-quiet"],
+                           stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    try:
+        assert pclib.wait_listen(port, 15, srv)
+        a = make_agent(agent_server, server="wss://127.0.0.1:%d" % port,
+                       args=["--ca", str(crt)])
+        wait_log(a, "the server's TLS certificate was refused: it does "
+                 "not name the host in the URL")
+        assert "lib(0)" not in a.log_text(), a.log_text()
+    finally:
+        pclib.stop_process(srv, 5)
+
+
+def test_wss_to_a_plain_http_server_says_so(agent_server, make_agent):
+    """wss:// to a server that speaks plain HTTP: OpenSSL's error reads
+    like a certificate problem; the agent says the server did not answer
+    as a TLS server, and what to write instead."""
+    pc = agent_server
+    a = make_agent(pc, server="wss://127.0.0.1:%d" % pc.http_port)
+    wait_log(a, "no TLS answer from the server: a plain HTTP server or "
+             "port? Then the URL is ws://, or the server's TLS port")
+    assert "certificate" not in a.log_text(), a.log_text()
+    assert a.id not in agents(pc)
 
 
 # ------------------------------------------- the agent's own WebSocket reads
