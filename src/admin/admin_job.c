@@ -660,8 +660,23 @@ int admin_job_run(const struct admin_ctx *c, const char *agent_id,
     }
     if ((r = admin_job_scope_check(c, JOB_ROLE_RUNNER, &agent_id, 1, e)) !=
             ERR_OK ||
-        (r = admin_job_fill(c, q, out, e)) != ERR_OK ||
-        (r = admin_job_record(c, agent_id, out, e)) != ERR_OK) {
+        (r = admin_job_fill(c, q, out, e)) != ERR_OK) {
+        return r;
+    }
+    if (!hub_agent_online(c->hub, agent_id) &&
+        hub_agent_elsewhere(c->hub, agent_id)) {
+        /* On a cluster the node holding the agent runs it: queued for
+         * that node's pickup (store/notices.h), as the CLI's jobs are;
+         * done is not called, the caller follows the job in the store. */
+        snprintf(out->status, sizeof(out->status), "queued");
+        r = admin_job_record(c, agent_id, out, e);
+        out->script = NULL; /* it was the caller's */
+        if (r == ERR_OK) {
+            (void)store_notice_publish(c->st, HUB_CHANGE_JOBS);
+        }
+        return r;
+    }
+    if ((r = admin_job_record(c, agent_id, out, e)) != ERR_OK) {
         return r;
     }
     out->script = NULL; /* it was the caller's */

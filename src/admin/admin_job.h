@@ -65,7 +65,10 @@ struct admin_job_targets {
 };
 
 /* The API's way for one agent. out gets the new job (status running).
- * Needs c->hub (a running server). */
+ * Needs c->hub (a running server). When another node of the cluster
+ * holds the agent, the job is queued for that node instead (out's status
+ * "queued") and done is never called: the caller follows the job in the
+ * store. */
 int admin_job_run(const struct admin_ctx *c, const char *agent_id,
                   const struct admin_job_req *q, admin_job_done_fn done,
                   void *arg, struct store_job *out, struct admin_err *e);

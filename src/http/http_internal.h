@@ -137,6 +137,9 @@ struct http {
     struct password_pool *hashes;
     struct http_conn *deferred;
     uint64_t next_deferred;
+    /* commands waiting for a job that runs on another node (jobs) */
+    struct http_job_follow *follows;
+    unsigned nfollows;
     unsigned nterms;          /* browser terminals open (http_term.c) */
     struct http_pairs *pairs; /* pairing codes (http_pair.c) */
     struct lws_protocols protocols[HTTP_PROTOCOLS_MAX + 1];
@@ -188,6 +191,11 @@ struct http_req {
 };
 
 void http_req_clear(struct http_req *req);
+
+/* --- jobs (http_res_jobs.c) --- */
+struct http_job_follow;
+/* Ends the commands still waiting for a job on another node (http_stop). */
+void http_job_follows_free(struct http *h);
 
 /* --- pairing (http_pair.c) --- */
 #define PAIR_CODE_BUF 16

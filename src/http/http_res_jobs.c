@@ -20,6 +20,7 @@
 #include "admin/admin_job_role.h"
 #include "admin/admin_schedule.h"
 #include "common/err.h"
+#include "common/util.h"
 
 struct http_job_wait {
     struct http *h;
@@ -47,6 +48,125 @@ static void http_job_done(void *arg, const struct store_job *j)
         http_resume(req);
     }
     free(w);
+}
+
+/* A command whose agent another node of the cluster holds: admin_job_run
+ * queued the job for that node, and the request waits for its end,
+ * read from the store every HTTP_JOB_FOLLOW_MS (as GET /jobs/{id}/stream
+ * follows such a job). Past the job's timeout and HTTP_JOB_FOLLOW_GRACE_S
+ * (the other node's pickup, an agent moving to another node) the answer
+ * is 202 with the job as it stands, to follow with GET /jobs/{id}. */
+#define HTTP_JOB_FOLLOW_MS 500
+#define HTTP_JOB_FOLLOW_GRACE_S 60
+/* Each costs a store read per HTTP_JOB_FOLLOW_MS on the loop: beyond
+ * this many at once, the answer is 202 at once (the job still runs). */
+#define HTTP_JOB_FOLLOW_MAX 64
+
+struct http_job_follow {
+    struct http *h;
+    uint64_t req_id; /* http_defer's */
+    char id[STORE_ID_MAX + 1];
+    uint64_t timer;
+    int64_t deadline; /* util_mono_ms() */
+    struct http_job_follow *next, *prev;
+};
+
+static void http_job_follow_free(struct http_job_follow *f)
+{
+    if (f->timer != 0) {
+        loop_del_timer(f->h->loop, f->timer);
+    }
+    if (f->prev != NULL) {
+        f->prev->next = f->next;
+    } else {
+        f->h->follows = f->next;
+    }
+    if (f->next != NULL) {
+        f->next->prev = f->prev;
+    }
+    f->h->nfollows--;
+    free(f);
+}
+
+void http_job_follows_free(struct http *h)
+{
+    while (h->follows != NULL) {
+        http_job_follow_free(h->follows);
+    }
+}
+
+static void http_job_follow_tick(struct loop *l, void *arg)
+{
+    struct http_job_follow *f = arg;
+    struct http_req *req;
+    struct store_job *j;
+    bool ended, late;
+
+    f->timer = 0;
+    if ((req = http_deferred(f->h, f->req_id)) == NULL) {
+        http_job_follow_free(f); /* the client went away */
+        return;
+    }
+    if ((j = calloc(1, sizeof(*j))) == NULL ||
+        store_job_get(f->h->store, f->id, j) != ERR_OK) {
+        free(j);
+        /* the store did not answer: try again, until the deadline */
+        if (util_mono_ms() < f->deadline &&
+            (f->timer = loop_add_timer(l, HTTP_JOB_FOLLOW_MS,
+                                       http_job_follow_tick, f)) != 0) {
+            return;
+        }
+        http_error(req, 503, "store_unavailable", "Store unavailable",
+                   "cannot read the job; follow it with GET /api/v1/jobs/ID");
+        http_resume(req);
+        http_job_follow_free(f);
+        return;
+    }
+    ended =
+        strcmp(j->status, "queued") != 0 && strcmp(j->status, "running") != 0;
+    late = util_mono_ms() >= f->deadline;
+    if (!ended && !late &&
+        (f->timer = loop_add_timer(l, HTTP_JOB_FOLLOW_MS, http_job_follow_tick,
+                                   f)) != 0) {
+        store_job_free_output(j);
+        free(j);
+        return;
+    }
+    http_ok(req, ended ? 200 : 202, admin_job_json(j, true), NULL);
+    http_resume(req);
+    store_job_free_output(j);
+    free(j);
+    http_job_follow_free(f);
+}
+
+/* Waits for job j (queued for another node) on behalf of deferred request
+ * req_id. ERR_OK: the answer will come. */
+static int http_job_follow(struct http *h, uint64_t req_id,
+                           const struct store_job *j)
+{
+    struct http_job_follow *f;
+
+    if (h->nfollows >= HTTP_JOB_FOLLOW_MAX ||
+        (f = calloc(1, sizeof(*f))) == NULL) {
+        return ERR_NOMEM;
+    }
+    f->h = h;
+    f->req_id = req_id;
+    snprintf(f->id, sizeof(f->id), "%s", j->id);
+    f->deadline =
+        util_mono_ms() + ((int64_t)j->timeout + HTTP_JOB_FOLLOW_GRACE_S) * 1000;
+    if ((f->timer = loop_add_timer(h->loop, HTTP_JOB_FOLLOW_MS,
+                                   http_job_follow_tick, f)) == 0) {
+        free(f);
+        return ERR_NOMEM;
+    }
+    f->next = h->follows;
+    if (f->next != NULL) {
+        f->next->prev = f;
+    }
+    h->follows = f;
+    h->nfollows++;
+    return ERR_OK;
 }
 
 int http_h_agents_command(struct http_req *req)
@@ -92,6 +212,21 @@ int http_h_agents_command(struct http_req *req)
         return http_admin_error(req, &e);
     }
     snprintf(req->audit_target, sizeof(req->audit_target), "%s", j->id);
+    if (strcmp(j->status, "queued") == 0) {
+        /* another node runs it (admin_job_run): done is never called */
+        if (w->wait && http_job_follow(req->h, w->id, j) == ERR_OK) {
+            free(j);
+            free(w);
+            return 0;
+        }
+        if (w->wait) {
+            http_undefer(req);
+        }
+        free(w);
+        json_t *d = admin_job_json(j, false);
+        free(j);
+        return http_ok(req, 202, d, NULL);
+    }
     if (!w->wait) {
         json_t *d = admin_job_json(j, false);
         free(j);

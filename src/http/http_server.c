@@ -1103,6 +1103,7 @@ void http_stop(struct http *h)
             log_warn("http: libwebsockets did not finish closing");
         }
     }
+    http_job_follows_free(h);
     srccount_free(h->srcs);
     http_pairs_free(h->pairs);
     /* after the connections: a pending check answers no one now */

@@ -167,6 +167,9 @@ struct hub_job_spec {
  * most spec->timeout seconds. ERR_OK when fn will be (or was) called. */
 int hub_job_run(struct hub *h, const char *agent_id,
                 const struct hub_job_spec *spec, hub_job_fn fn, void *arg);
+/* true if another node of the cluster holds agent_id now (read from the
+ * store). */
+bool hub_agent_elsewhere(struct hub *h, const char *agent_id);
 /* Starts the jobs the store holds as queued (the CLI's, a batch's next
  * ones within its concurrency limit). */
 void hub_jobs_pickup(struct hub *h);

@@ -496,8 +496,7 @@ static void hub_job_queued_done(void *arg, const struct hub_job_result *r)
     free(q);
 }
 
-/* true if another node of the cluster holds agent_id now. */
-static bool hub_agent_elsewhere(struct hub *h, const char *agent_id)
+bool hub_agent_elsewhere(struct hub *h, const char *agent_id)
 {
     struct store_agent *a = malloc(sizeof(*a));
     bool r;

@@ -65,3 +65,52 @@ def test_watcher_on_another_node_follows_through_the_store(cluster,
         assert text_of(ev, "stdout") == "one\nthree\n"
         assert text_of(ev, "stderr") == "two\n"
     assert "job %s: running" % jid in a.log_text()
+
+
+def test_command_through_the_node_that_does_not_hold_the_agent(cluster,
+                                                               make_agent):
+    """POST /agents/{id}/commands on node B for an agent node A holds (the
+    web UI's "run" button on B): B queues the job for A, A runs it, and
+    B's answer waits for the end and carries the output, as for an agent
+    of its own (it was "agent offline" before). Without waiting: 202
+    queued, then GET /jobs/{id} on B shows it ended."""
+    a, b, ns = cluster
+    host = ns.host_ip
+    ag = make_agent(a, netns=ns, server=url(a, ns), conf=list(SCRIPTS))
+    wait_agent(b, ag.id)
+    user, pw = uniq("adm"), "pw-" + uniq()
+    b.user_add(user, password=pw)
+    assert b.cli("role", "grant", "--user", user, "--role",
+                 "administrator")[0] == 0
+    status, out = api(b, host, "POST", API + "/login",
+                      {"username": user, "password": pw})
+    assert status == 200, out
+    tok = out["data"]["token"]
+    t0 = time.monotonic()
+    status, out = api(b, host, "POST", API + "/agents/%s/commands" % ag.id,
+                      {"interpreter": "sh",
+                       "script": "echo held-by-a; echo err >&2; exit 3\n",
+                       "timeout": 20}, token=tok)
+    assert status == 200, out
+    job = out["data"]
+    assert (job["status"], job["exit_code"]) == ("failed", 3), job
+    assert job["stdout"] == "held-by-a\n" and job["stderr"] == "err\n", job
+    assert time.monotonic() - t0 < 10
+    assert "job %s: running" % job["id"] in a.log_text()
+    assert "job %s: running" % job["id"] not in b.log_text()
+    # without waiting
+    status, out = api(b, host, "POST", API + "/agents/%s/commands" % ag.id,
+                      {"interpreter": "sh", "script": "echo later\n",
+                       "wait": False}, token=tok)
+    assert status == 202 and out["data"]["status"] == "queued", out
+    jid = out["data"]["id"]
+    deadline = time.monotonic() + 15
+    while True:
+        status, out = api(b, host, "GET", API + "/jobs/" + jid, token=tok)
+        assert status == 200, out
+        if out["data"]["status"] not in ("queued", "running") or \
+                time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert out["data"]["status"] == "ok" and \
+        out["data"]["stdout"] == "later\n", out
