@@ -101,6 +101,23 @@ def url(pc, ns):
     return "ws://%s:%d" % (ns.host_ip, pc.http_port)
 
 
+def user_of_an_asset_behind_a(a, b, ns, make_agent, target):
+    """An agent connected to node a only, an asset added through node b
+    for target (an NsTarget) behind it, and a user b allows on it:
+    (agent, asset ID, user, password)."""
+    ag = make_agent(a, netns=ns, server=url(a, ns))
+    wait_agent(a, ag.id)
+    _, out, _ = b.cli("asset", "add", uniq("a"), "--host", "127.0.0.1",
+                      "--port", target.port, "--login", "root", "--key",
+                      target.key, "--host-key-fingerprint",
+                      target.fingerprint, "--route", "agent:%s" % ag.id)
+    asset_id = out.strip()
+    pw = "pw-" + uniq()
+    user = b.user_add(password=pw)
+    b.allow(user, asset_id)
+    return ag, asset_id, user, pw
+
+
 def test_node_list_shows_both_nodes_and_what_each_holds(cluster, make_agent):
     a, b, ns = cluster
     ag = make_agent(a, netns=ns, server=url(a, ns))
@@ -247,16 +264,8 @@ def test_user_on_b_reaches_the_agent_held_by_a(cluster, make_agent, pctarget,
     target = NsTarget(tmp_path / "target", ns, *pctarget)
     target.start()
     try:
-        ag = make_agent(a, netns=ns, server=url(a, ns))
-        wait_agent(a, ag.id)
-        _, out, _ = b.cli("asset", "add", uniq("a"), "--host", "127.0.0.1",
-                          "--port", target.port, "--login", "root", "--key",
-                          target.key, "--host-key-fingerprint",
-                          target.fingerprint, "--route", "agent:%s" % ag.id)
-        asset_id = out.strip()
-        pw = "pw-" + uniq()
-        user = b.user_add(password=pw)
-        b.allow(user, asset_id)
+        ag, asset_id, user, pw = user_of_an_asset_behind_a(
+            a, b, ns, make_agent, target)
         r = Client(b.ssh_port).ssh("%s#%s" % (user, asset_id),
                                    "echo via-a; grep -c pcvn /proc/net/dev",
                                    password=pw)

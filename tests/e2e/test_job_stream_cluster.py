@@ -27,21 +27,30 @@ def api(pc, host, method, path, body=None, token=None):
     return r.status, out
 
 
+def login_token(pc, host, user, pw):
+    """A session token of user, logged in through pc's API."""
+    status, out = api(pc, host, "POST", API + "/login",
+                      {"username": user, "password": pw})
+    assert status == 200, out
+    return out["data"]["token"]
+
+
+def admin_token(pc, host):
+    """A session token of a new administrator of pc's (shared) store."""
+    user, pw = uniq("adm"), "pw-" + uniq()
+    pc.user_add(user, password=pw)
+    assert pc.cli("role", "grant", "--user", user, "--role",
+                  "administrator")[0] == 0
+    return login_token(pc, host, user, pw)
+
+
 def test_watcher_on_another_node_follows_through_the_store(cluster,
                                                            make_agent):
     a, b, ns = cluster
     host = ns.host_ip
     ag = make_agent(a, netns=ns, server=url(a, ns), conf=list(SCRIPTS))
     wait_agent(b, ag.id)
-    # an administrator of the shared store
-    user, pw = uniq("adm"), "pw-" + uniq()
-    b.user_add(user, password=pw)
-    assert b.cli("role", "grant", "--user", user, "--role",
-                 "administrator")[0] == 0
-    status, out = api(b, host, "POST", API + "/login",
-                      {"username": user, "password": pw})
-    assert status == 200, out
-    tok = out["data"]["token"]
+    tok = admin_token(b, host)  # an administrator of the shared store
     status, out = api(b, host, "POST", API + "/jobs",
                       {"agents": [ag.id], "interpreter": "sh",
                        "script": "echo one\nsleep 2\necho two >&2\n"
@@ -78,14 +87,7 @@ def test_command_through_the_node_that_does_not_hold_the_agent(cluster,
     host = ns.host_ip
     ag = make_agent(a, netns=ns, server=url(a, ns), conf=list(SCRIPTS))
     wait_agent(b, ag.id)
-    user, pw = uniq("adm"), "pw-" + uniq()
-    b.user_add(user, password=pw)
-    assert b.cli("role", "grant", "--user", user, "--role",
-                 "administrator")[0] == 0
-    status, out = api(b, host, "POST", API + "/login",
-                      {"username": user, "password": pw})
-    assert status == 200, out
-    tok = out["data"]["token"]
+    tok = admin_token(b, host)
     t0 = time.monotonic()
     status, out = api(b, host, "POST", API + "/agents/%s/commands" % ag.id,
                       {"interpreter": "sh",

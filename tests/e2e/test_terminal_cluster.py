@@ -3,14 +3,15 @@ a page served by node B opens a shell on an asset behind an agent that
 node A holds. The terminal's session is an SSH session of node B, which
 reaches the agent through A like any other session (the `node:` hop,
 test_cluster.py); the report row says both nodes."""
-import http.client
 import json
 import time
 
-from agentlib import NsTarget, make_agent, netns, wait_agent  # noqa: F401
+from agentlib import NsTarget, make_agent, netns  # noqa: F401
 from clusterlib import pg  # noqa: F401
 from pclib import uniq
-from test_cluster import cluster, nodes, url  # noqa: F401
+from test_cluster import (cluster, nodes, url,  # noqa: F401
+                          user_of_an_asset_behind_a)
+from test_job_stream_cluster import login_token
 from test_jobs import API
 
 
@@ -22,26 +23,9 @@ def test_terminal_on_b_to_an_agent_held_by_a(cluster, make_agent, pctarget,
     target.start()
     ws = None
     try:
-        ag = make_agent(a, netns=ns, server=url(a, ns))
-        wait_agent(a, ag.id)
-        _, out, _ = b.cli("asset", "add", uniq("t"), "--host", "127.0.0.1",
-                          "--port", target.port, "--login", "root", "--key",
-                          target.key, "--host-key-fingerprint",
-                          target.fingerprint, "--route", "agent:%s" % ag.id)
-        asset_id = out.strip()
-        pw = "pw-" + uniq()
-        user = b.user_add(password=pw)
-        b.allow(user, asset_id)
-        conn = http.client.HTTPConnection(ns.host_ip, b.http_port,
-                                          timeout=30)
-        conn.request("POST", API + "/login",
-                     body=json.dumps({"username": user, "password": pw}),
-                     headers={"Content-Type": "application/json"})
-        r = conn.getresponse()
-        body = json.loads(r.read())
-        conn.close()
-        assert r.status == 200, body
-        tok = body["data"]["token"]
+        ag, asset_id, user, pw = user_of_an_asset_behind_a(
+            a, b, ns, make_agent, target)
+        tok = login_token(b, ns.host_ip, user, pw)
         ws = websocket.create_connection(
             "ws://%s:%d%s/terminal" % (ns.host_ip, b.http_port, API),
             subprotocols=["portcullis-terminal.v1"], timeout=30)
