@@ -15,6 +15,8 @@
 #include "cli/cli.h"
 #include "common/err.h"
 #include "common/util.h"
+#include "store/agents.h"
+#include "store/peers.h"
 
 /* Reads a private key file and seals it for the asset (admin checks
  * libssh can use it without a passphrase). */
@@ -43,6 +45,37 @@ static int asset_seal_key(const struct cli_ctx *ctx, struct store_asset *a,
     sodium_memzero(data, len);
     free(data);
     return rc;
+}
+
+/* A route naming a peer or an agent this store does not know (yet) is
+ * accepted (an agent may enroll later, a peer be added later), with a
+ * warning: sessions to the asset fail until then. */
+static void asset_route_warn(struct cli_ctx *ctx, const char *route)
+{
+    if (strncmp(route, "peer:", 5) == 0) {
+        struct store_peer *p = malloc(sizeof(*p));
+        if (p != NULL &&
+            store_peer_get(ctx->st, route + 5, p) == ERR_NOT_FOUND) {
+            fprintf(stderr,
+                    "warning: no peer named '%s' yet: sessions to this "
+                    "asset fail until `portcullis peer add %s ...`\n",
+                    route + 5, route + 5);
+        }
+        if (p != NULL) {
+            sodium_memzero(p, sizeof(*p));
+        }
+        free(p);
+    } else if (strncmp(route, "agent:", 6) == 0) {
+        struct store_agent *a = malloc(sizeof(*a));
+        if (a != NULL &&
+            store_agent_get(ctx->st, route + 6, a) == ERR_NOT_FOUND) {
+            fprintf(stderr,
+                    "warning: no agent '%s' has connected yet: sessions "
+                    "to this asset fail until it does\n",
+                    route + 6);
+        }
+        free(a);
+    }
 }
 
 static int asset_add_run(struct cli_ctx *ctx, int argc, char **argv)
@@ -114,6 +147,7 @@ static int asset_add_run(struct cli_ctx *ctx, int argc, char **argv)
         goto out;
     }
     printf("%s\n", a.id);
+    asset_route_warn(ctx, a.route);
     rc = CLI_EXIT_OK;
 out:
     cli_secret_free(pw);

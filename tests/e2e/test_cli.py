@@ -185,6 +185,26 @@ def test_asset_add_rejects_bad_input(pc):
                                   "/root/NoSuchSite", check=False))
 
 
+def test_asset_route_to_an_unknown_peer_or_agent_warns(pc):
+    """A route through a peer or an agent the store does not know yet is
+    accepted (either may come later) with a warning; a known one or
+    direct gets none."""
+    base = ["asset", "add", "--host", "127.0.0.1", "--login", "root",
+            "--port", "22"]
+    rc, out, err = pc.cli(*base[:2], uniq("p"), *base[2:], "--route",
+                          "peer:nope")
+    assert rc == 0 and len(out.split()) == 1, (rc, out, err)
+    assert "warning: no peer named 'nope' yet: sessions to this asset " \
+        "fail until `portcullis peer add nope ...`" in err, err
+    rc, out, err = pc.cli(*base[:2], uniq("g"), *base[2:], "--route",
+                          "agent:not-yet-here")
+    assert rc == 0 and "warning: no agent 'not-yet-here' has connected " \
+        "yet" in err, err
+    rc, out, err = pc.cli(*base[:2], uniq("d"), *base[2:], "--route",
+                          "direct")
+    assert rc == 0 and "warning" not in err, err
+
+
 def test_asset_retrust_clears_the_pin(pc, tmp_path):
     key = keygen(tmp_path / "hk")
     fp = key_fingerprint(str(key) + ".pub")
