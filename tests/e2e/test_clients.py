@@ -2,7 +2,8 @@
 section 11, issue 12): OpenSSH forced to each cipher, MAC, key exchange and
 host key type in turn; paramiko; Dropbear's dbclient; PuTTY's plink, pscp
 and psftp; asyncssh; Go's x/crypto/ssh (rclone's sftp backend); sshfs (a FUSE
-mount over sftp); lftp's own sftp client; rsync and git over ssh; libssh2 (curl's scp:// and sftp://, which only move files).
+mount over sftp); lftp's own sftp client; rsync and git over ssh; libssh2
+(curl's scp:// and sftp://, which only move files; libgit2 through pygit2).
 Each runs a command (output and exit status checked) and moves a file
 both ways (content checked) through the proxy to a real sshd. The login always carries the '#' of `user#asset`; each client has
 its own way of taking such a user name.
@@ -21,6 +22,7 @@ import socket
 import struct
 import subprocess
 import textwrap
+import urllib.parse
 
 import pytest
 
@@ -543,6 +545,81 @@ def test_git_over_ssh(acct):
     assert r.rc == 0, r
     assert (acct.tmp / "again" / "hello.txt").read_text() == \
         "through the proxy\n"
+
+
+# ------------------------------------------------- libgit2 (pygit2) over ssh
+
+def test_libgit2_over_ssh(acct):
+    """libgit2 (SPEC section 11; pygit2 here, the library under many IDEs
+    and tools), on libssh2: clone, commit, push and clone again through
+    the proxy with the login and password from its credentials callback;
+    the proxy's host key checked against known_hosts, and a wrong password
+    refused."""
+    pygit2 = pytest.importorskip(
+        "pygit2", reason="python3-pygit2 not installed (Debian 12 package "
+        "python3-pygit2; scripts/install-deps installs it)")
+    if not pygit2.features & pygit2.GIT_FEATURE_SSH:
+        pytest.skip("this libgit2 is built without SSH (Debian 12's has it)")
+    bare = acct.remote_dir / "lg2.git"
+    r = run(["git", "init", "-q", "--bare", "-b", "main", str(bare)])
+    assert r.rc == 0, r
+    # libgit2 reads ~/.ssh/known_hosts: a HOME holding the proxy's keys
+    home = acct.tmp / "lg2home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "known_hosts").write_text(acct.known_hosts.read_text())
+    old_home = os.environ.get("HOME")
+    level = pygit2.GIT_CONFIG_LEVEL_GLOBAL
+    old_search = pygit2.settings.search_path[level]
+    os.environ["HOME"] = str(home)
+    pygit2.settings.search_path[level] = str(home)
+    seen = []
+
+    class Callbacks(pygit2.RemoteCallbacks):
+        def __init__(self, password):
+            super().__init__()
+            self.password = password
+
+        def credentials(self, url, username_from_url, allowed_types):
+            assert allowed_types & pygit2.GIT_CREDENTIAL_USERPASS_PLAINTEXT
+            assert username_from_url == acct.login, username_from_url
+            return pygit2.UserPass(username_from_url, self.password)
+
+        def certificate_check(self, certificate, valid, host):
+            seen.append(valid)
+            return valid
+
+    # the login in the URL, percent-encoded ('#'): libgit2 wants the
+    # credential's user name to be the URL's
+    url = "ssh://%s@127.0.0.1:%d%s" % (urllib.parse.quote(acct.login, safe=""),
+                                       acct.port, bare)
+    try:
+        work = pygit2.clone_repository(url, str(acct.tmp / "lg2work"),
+                                       callbacks=Callbacks(acct.password))
+        (acct.tmp / "lg2work" / "hello.txt").write_text("libgit2 here\n")
+        work.index.add("hello.txt")
+        work.index.write()
+        sig = pygit2.Signature("e2e", "e2e@test")
+        work.create_commit("refs/heads/main", sig, sig, "first",
+                           work.index.write_tree(), [])
+        work.remotes["origin"].push(["refs/heads/main:refs/heads/main"],
+                                    callbacks=Callbacks(acct.password))
+        r = run(["git", "--git-dir", str(bare), "show", "main:hello.txt"])
+        assert r.out == "libgit2 here\n", r
+        again = pygit2.clone_repository(url, str(acct.tmp / "lg2again"),
+                                        callbacks=Callbacks(acct.password))
+        assert again.revparse_single("HEAD:hello.txt").data == \
+            b"libgit2 here\n"
+        assert seen and all(seen), seen  # the host key was known each time
+        with pytest.raises(pygit2.GitError):
+            pygit2.clone_repository(url, str(acct.tmp / "lg2refused"),
+                                    callbacks=Callbacks("not-" +
+                                                        acct.password))
+    finally:
+        pygit2.settings.search_path[level] = old_search
+        if old_home is None:
+            os.environ.pop("HOME", None)
+        else:
+            os.environ["HOME"] = old_home
 
 
 # ------------------------------------------- libssh2 (curl scp:// sftp://)
