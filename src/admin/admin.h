@@ -390,6 +390,11 @@ int admin_profile_assign(const struct admin_ctx *c,
                          const char *group_id, const char *who, bool assign,
                          struct admin_err *e);
 json_t *admin_profile_json(const struct store_profile *p);
+/* Who profile p is assigned to: [{"kind": "user"|"group", "id", "name"}],
+ * users first, each kind by name; *out NULL on failure (e set). */
+int admin_profile_assignees(const struct admin_ctx *c,
+                            const struct store_profile *p, json_t **out,
+                            struct admin_err *e);
 
 /* --- agent credentials, agents, tunnels ----------------------------- */
 

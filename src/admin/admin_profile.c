@@ -221,3 +221,34 @@ json_t *admin_profile_json(const struct store_profile *p)
 {
     return admin_json_encode(admin_profile_fields, p);
 }
+
+int admin_profile_assignees(const struct admin_ctx *c,
+                            const struct store_profile *p, json_t **out,
+                            struct admin_err *e)
+{
+    struct store_assignee *list = NULL;
+    size_t n = 0;
+    json_t *arr;
+    int r;
+
+    *out = NULL;
+    if ((r = store_profile_assignees(c->st, p->id, &list, &n)) != ERR_OK) {
+        return admin_fail(e, r, "profile '%s': cannot read its assignments: %s",
+                          p->name, err_str(r));
+    }
+    if ((arr = json_array()) == NULL) {
+        store_list_free(list);
+        return admin_fail(e, ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_object();
+        json_object_set_new(o, "kind",
+                            json_string(list[i].group ? "group" : "user"));
+        json_object_set_new(o, "id", json_string(list[i].id));
+        json_object_set_new(o, "name", admin_json_text(list[i].name));
+        json_array_append_new(arr, o);
+    }
+    store_list_free(list);
+    *out = arr;
+    return ERR_OK;
+}

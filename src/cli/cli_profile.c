@@ -119,6 +119,50 @@ static int profile_list_run(struct cli_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
+static int profile_show_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[CLI_MAX_POS];
+    bool json = false;
+    const struct cli_opt opts[] = {CLI_OPT_FLAG("--json", &json), CLI_OPT_END};
+    struct store_profile p;
+    struct admin_ctx ac;
+    struct admin_err e;
+    json_t *who = NULL, *o, *v;
+    size_t i;
+    int rc, r;
+
+    if ((rc = cli_parse(ctx, argc, argv, opts, "NAME", pos)) != CLI_PARSED ||
+        (rc = cli_admin_ctx(ctx, &ac)) != CLI_EXIT_OK) {
+        return rc;
+    }
+    if ((r = store_profile_get(ctx->st, pos[0], &p)) != ERR_OK) {
+        return cli_store_error(r, "profile", pos[0]);
+    }
+    if (admin_profile_assignees(&ac, &p, &who, &e) != ERR_OK) {
+        return cli_admin_error(ctx, &e);
+    }
+    if (json) {
+        o = admin_profile_json(&p);
+        json_object_set_new(o, "assignments", who);
+        return cli_json_print(o);
+    }
+    cli_fields_show(admin_profile_fields, &p);
+    if (json_array_size(who) == 0) {
+        cli_show("assigned_to", "nobody");
+    }
+    json_array_foreach(who, i, v)
+    {
+        char line[STORE_NAME_MAX + STORE_ID_MAX + 16];
+        snprintf(line, sizeof(line), "%s %s (%s)",
+                 json_string_value(json_object_get(v, "kind")),
+                 json_string_value(json_object_get(v, "name")),
+                 json_string_value(json_object_get(v, "id")));
+        cli_show("assigned_to", line);
+    }
+    json_decref(who);
+    return CLI_EXIT_OK;
+}
+
 static int profile_delete_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pos[CLI_MAX_POS];
@@ -190,15 +234,29 @@ static const struct cli_cmd profile_list_cmd = {
     .summary = "List access profiles.",
     .run = profile_list_run,
 };
+static const struct cli_cmd profile_show_cmd = {
+    .name = "show",
+    .synopsis = "profile show NAME [--json]",
+    .summary = "Show an access profile and who it is assigned to.",
+    .details = "Prints the profile's fields, then one assigned_to line per "
+               "user or group it\nis assigned to directly (users first). "
+               "--json: the profile with an\n\"assignments\" list of "
+               "{kind, id, name}.\n",
+    .run = profile_show_run,
+};
 static const struct cli_cmd profile_delete_cmd = {
     .name = "delete",
     .synopsis = "profile delete NAME",
     .summary = "Delete an access profile.",
     .run = profile_delete_run,
 };
-static const struct cli_cmd *const profile_cmds[] = {
-    &profile_add_cmd,  &profile_assign_cmd, &profile_unassign_cmd,
-    &profile_list_cmd, &profile_delete_cmd, NULL};
+static const struct cli_cmd *const profile_cmds[] = {&profile_add_cmd,
+                                                     &profile_assign_cmd,
+                                                     &profile_unassign_cmd,
+                                                     &profile_list_cmd,
+                                                     &profile_show_cmd,
+                                                     &profile_delete_cmd,
+                                                     NULL};
 
 const struct cli_cmd cli_profile = {
     .name = "profile",

@@ -335,6 +335,7 @@ int http_h_grants_delete(struct http_req *req);
 int http_h_profiles_list(struct http_req *req);
 int http_h_profiles_add(struct http_req *req);
 int http_h_profiles_get(struct http_req *req);
+int http_h_profiles_assignments(struct http_req *req);
 int http_h_profiles_patch(struct http_req *req);
 int http_h_profiles_delete(struct http_req *req);
 int http_h_profiles_assign(struct http_req *req);

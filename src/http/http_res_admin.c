@@ -825,6 +825,24 @@ int http_h_profiles_get(struct http_req *req)
     return http_ok(req, 200, admin_profile_json(&p), NULL);
 }
 
+int http_h_profiles_assignments(struct http_req *req)
+{
+    struct store_profile p;
+    struct admin_ctx ac;
+    struct admin_err e;
+    json_t *who;
+    int r = store_profile_get(req->h->store, req->params[0], &p);
+
+    if (r != ERR_OK) {
+        return http_store_error(req, r, "profile", req->params[0]);
+    }
+    http_admin_ctx(req, &ac);
+    if (admin_profile_assignees(&ac, &p, &who, &e) != ERR_OK) {
+        return http_admin_error(req, &e);
+    }
+    return http_list(req, who);
+}
+
 int http_h_profiles_patch(struct http_req *req)
 {
     struct admin_ctx ac;

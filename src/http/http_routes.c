@@ -415,6 +415,8 @@ const struct http_route http_routes[] = {
       NULL /* admin: profile.update */),
     R(HM_DELETE, API "/access-profiles/{id}", PERM_CONFIG, SCOPE_ROOT, NULL,
       false, http_h_profiles_delete, NULL /* admin: profile.delete */),
+    R(HM_GET, API "/access-profiles/{id}/assignments", PERM_CONFIG, SCOPE_ROOT,
+      NULL, true, http_h_profiles_assignments, NULL),
     R(HM_POST, API "/access-profiles/{id}/assignments", PERM_CONFIG, SCOPE_ROOT,
       body_assign, false, http_h_profiles_assign,
       NULL /* admin: profile.assign */),

@@ -373,6 +373,15 @@ int store_profile_unassign(struct store *st, const char *profile_id,
 /* Profiles assigned to the user directly or through any of their groups. */
 int store_user_profiles(struct store *st, const char *user_id,
                         struct store_profile **list, size_t *n);
+/* Who a profile is assigned to (directly): users first, then groups,
+ * each by name. ERR_NOT_FOUND: no profile with that ID. */
+struct store_assignee {
+    bool group;
+    char id[STORE_ID_MAX + 1];
+    char name[STORE_NAME_MAX + 1];
+};
+int store_profile_assignees(struct store *st, const char *profile_id,
+                            struct store_assignee **list, size_t *n);
 
 /* --- session report --- */
 /* Inserts a row; s->id must be set (a UUID). started_at 0 = now. With

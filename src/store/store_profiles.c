@@ -270,3 +270,44 @@ int store_user_profiles(struct store *st, const char *user_id,
     *n = l.n;
     return r;
 }
+
+static int row_assignee(struct db_stmt *s, void *item)
+{
+    struct store_assignee *a = item;
+
+    a->group = db_col_int(s, 0) != 0;
+    store_col_text(s, 1, a->id, sizeof(a->id));
+    store_col_text(s, 2, a->name, sizeof(a->name));
+    return ERR_OK;
+}
+
+static int profile_exists(struct store *st, const char *id)
+{
+    return store_exists(st, "profile", "SELECT 1 FROM profiles WHERE id = $1",
+                        id);
+}
+
+int store_profile_assignees(struct store *st, const char *profile_id,
+                            struct store_assignee **list, size_t *n)
+{
+    struct store_list l = {NULL, 0, 0, sizeof(struct store_assignee),
+                           row_assignee};
+    int r;
+
+    if (list == NULL || n == NULL) {
+        return ERR_INVALID;
+    }
+    r = store_child_list(st, profile_exists, profile_id, "profile assignees",
+                         "SELECT 0, u.id, u.name FROM profile_assignments pa"
+                         " JOIN users u ON u.id = pa.user_id"
+                         " WHERE pa.profile_id = $1"
+                         " UNION ALL"
+                         " SELECT 1, g.id, g.name FROM profile_assignments pa"
+                         " JOIN groups g ON g.id = pa.group_id"
+                         " WHERE pa.profile_id = $1"
+                         " ORDER BY 1, 3",
+                         &l, NULL);
+    *list = l.items;
+    *n = l.n;
+    return r;
+}

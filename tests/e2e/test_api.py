@@ -1083,6 +1083,50 @@ def profile_by_name(api, name):
     return got[0]
 
 
+def test_profile_assignments_through_both_doors(api):
+    """Who a profile is assigned to: `profile show` and GET
+    /access-profiles/{id}/assignments give the same users and groups
+    (users first, by name); an unknown profile is 404 / one line."""
+    name = uniq("pa")
+    api.cli("profile", "add", name, "--native", "allow")
+    r = admin_call(api, "GET", API + "/access-profiles/%s/assignments" % name)
+    assert r.status == 200 and r.data == [], r
+    _, out, _ = api.cli("profile", "show", name)
+    assert "assigned_to          nobody" in out, out
+    zed, amy = uniq("zed"), uniq("amy")
+    for u in (zed, amy):
+        api.user_add(u, password="pw-" + uniq())
+    grp = uniq("grp")
+    api.cli("group", "add", grp)
+    api.cli("profile", "assign", name, "--user", zed)
+    api.cli("profile", "assign", name, "--group", grp)
+    r = admin_call(api, "POST", API + "/access-profiles/%s/assignments"
+                   % name, {"user": amy})
+    assert r.status == 201, r
+    r = admin_call(api, "GET", API + "/access-profiles/%s/assignments" % name)
+    assert r.status == 200, r
+    assert [(a["kind"], a["name"]) for a in r.data] == \
+        [("user", amy), ("user", zed), ("group", grp)], r.data
+    _, out, _ = api.cli("profile", "show", name, "--json")
+    assert json.loads(out)["assignments"] == r.data
+    _, out, _ = api.cli("profile", "show", name)
+    lines = [l.split(None, 1)[1] for l in out.splitlines()
+             if l.startswith("assigned_to ")]
+    assert lines == ["%s %s (%s)" % (a["kind"], a["name"], a["id"])
+                     for a in r.data], out
+    # taken away through the API: gone at both doors
+    r = admin_call(api, "DELETE", API + "/access-profiles/%s/assignments/"
+                   "user/%s" % (name, zed))
+    assert r.status == 204, r
+    _, out, _ = api.cli("profile", "show", name, "--json")
+    assert [a["name"] for a in json.loads(out)["assignments"]] == [amy, grp]
+    r = admin_call(api, "GET", API + "/access-profiles/nope-%s/assignments"
+                   % uniq(""))
+    assert r.status == 404, r
+    rc, line = cli_refusal(api, "profile", "show", "nope-" + uniq(""))
+    assert rc != 0 and "not found" in line, line
+
+
 def test_profile_through_both_doors(api):
     # made by the CLI, read by the API: the same object
     name = uniq("pr")

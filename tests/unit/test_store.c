@@ -926,6 +926,7 @@ static void test_profiles(void **state)
     struct store_user u, w;
     struct store_group g;
     struct store_profile p, q, x, *list = NULL;
+    struct store_assignee *who = NULL;
     size_t n = 0;
 
     add_user(st, "alice", &u);
@@ -982,6 +983,25 @@ static void test_profiles(void **state)
     assert_int_equal(store_user_profiles(st, w.id, &list, &n), ERR_OK);
     assert_int_equal(n, 0);
     store_list_free(list);
+    /* Who has p: the user, then the group; q: the group only. */
+    assert_int_equal(store_profile_assignees(st, p.id, &who, &n), ERR_OK);
+    assert_int_equal(n, 2);
+    assert_false(who[0].group);
+    assert_string_equal(who[0].id, u.id);
+    assert_string_equal(who[0].name, "alice");
+    assert_true(who[1].group);
+    assert_string_equal(who[1].id, g.id);
+    assert_string_equal(who[1].name, "ops");
+    store_list_free(who);
+    assert_int_equal(store_profile_assignees(st, q.id, &who, &n), ERR_OK);
+    assert_int_equal(n, 1);
+    assert_true(who[0].group);
+    store_list_free(who);
+    assert_int_equal(store_profile_assignees(
+                         st, "00000000-0000-4000-8000-000000000000", &who, &n),
+                     ERR_NOT_FOUND);
+    assert_int_equal(store_profile_assignees(st, "shell-only", &who, &n),
+                     ERR_NOT_FOUND); /* an ID, not a name */
 
     /* Through the group only. */
     assert_int_equal(store_group_member_add(st, g.id, w.id), ERR_OK);

@@ -515,6 +515,11 @@ async function mainFlow() {
       `${path} shows an error: ${await page.getByRole('alert').allInnerTexts()}`);
     if (['sessions', 'settings', 'audit', 'assets', 'dashboard'].includes(name)) await shot(page, name);
     if (name === 'settings') results.settings_fingerprint = await page.locator('dd code').first().innerText();
+    if (name === 'profiles') {
+      // each profile says who has it (GET .../assignments): the recorded
+      // user's own profile names them
+      await page.getByText(`Assigned to user ${cfg.recorded_user}`, { exact: true }).first().waitFor();
+    }
     if (name === 'dashboard') {
       // the test holds an exec session open meanwhile
       await page.getByRole('table', { name: 'Sessions now' })

@@ -60,24 +60,34 @@ function ProfileForm({ initial, onSave, submitLabel }) {
   );
 }
 
+// Who the profile is assigned to (GET .../assignments), then the form
+// that assigns and unassigns; the list reloads after each change.
 function Assign({ profile }) {
   const [kind, setKind] = useState('user');
   const [who, setWho] = useState('');
   const act = useAction();
   const [done, setDone] = useState('');
+  const path = `/access-profiles/${enc(profile.name)}/assignments`;
+  const holders = useLoad(async () => (await list(path)).data, [path]);
   const assign = (ev) => {
     ev.preventDefault();
     act.run(async () => {
-      await api.post(`/access-profiles/${enc(profile.name)}/assignments`, { [kind]: who });
+      await api.post(path, { [kind]: who });
       setDone(`Assigned to ${kind} ${who}.`);
+      holders.reload();
     });
   };
   const unassign = () => act.run(async () => {
-    await api.del(`/access-profiles/${enc(profile.name)}/assignments/${kind}/${enc(who)}`);
+    await api.del(`${path}/${kind}/${enc(who)}`);
     setDone(`Unassigned from ${kind} ${who}.`);
+    holders.reload();
   });
   return (
     <form class="inline-form" onSubmit={assign} aria-label={`Assign ${profile.name}`}>
+      <span class="assignees" aria-label={`${profile.name} is assigned to`}>
+        {holders.data && (holders.data.length === 0 ? 'Assigned to nobody'
+          : `Assigned to ${holders.data.map((a) => `${a.kind} ${a.name}`).join(', ')}`)}
+      </span>
       <Select label="To" value={kind} onInput={setKind} options={['user', 'group']} />
       <Field label="Name" value={who} onInput={setWho} required />
       <button type="submit" class="small" disabled={act.busy}>Assign</button>
