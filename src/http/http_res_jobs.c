@@ -109,6 +109,9 @@ static void http_job_follow_tick(struct loop *l, void *arg)
     }
     if ((j = calloc(1, sizeof(*j))) == NULL ||
         store_job_get(f->h->store, f->id, j) != ERR_OK) {
+        if (j != NULL) {
+            store_job_free_output(j);
+        }
         free(j);
         /* the store did not answer: try again, until the deadline */
         if (util_mono_ms() < f->deadline &&
