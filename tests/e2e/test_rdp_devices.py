@@ -178,7 +178,7 @@ def test_drive_read_and_written_by_the_target(rdp_proxy, dev_target,
     user, pw = dev_user(rdp_proxy, asset, flags=["--rdp-drive"])
     share, data = shared(tmp_path)
     dev_client(rdp_proxy, tmp_path / "c", "%s#%s" % (user, asset), pw,
-               dev_target, share, want="wclose ", wait=30)
+               dev_target, share, want="wclose ", wait=60)
     lines = dev_target.lines()
     assert any(re.fullmatch(r"drive \d+ share", ln) for ln in lines), lines
     reads = [ln.split(" ", 4) for ln in lines if ln.startswith("read ")]
@@ -389,7 +389,7 @@ def test_print_job_reaches_the_client_printer(rdp_proxy, tmp_path):
         user, pw = dev_user(rdp_proxy, asset, flags=["--rdp-printer"])
         share, _ = shared(tmp_path)
         dev_client(rdp_proxy, tmp_path / "c", "%s#%s" % (user, asset), pw,
-                   target, share, want="pclose ", wait=30, cups=cups,
+                   target, share, want="pclose ", wait=60, cups=cups,
                    done="ls %s/d*-001 >/dev/null 2>&1" % cups.spool)
         lines = target.lines()
         assert dev_target_kinds(lines) == {"printer"}, lines
@@ -430,7 +430,7 @@ def test_print_job_refused_without_printers(rdp_proxy, tmp_path):
         user, pw = dev_user(rdp_proxy, asset, flags=["--rdp-drive"])
         share, _ = shared(tmp_path)
         dev_client(rdp_proxy, tmp_path / "c", "%s#%s" % (user, asset), pw,
-                   target, share, want="wclose ", wait=30, cups=cups)
+                   target, share, want="wclose ", wait=60, cups=cups)
         lines = target.lines()
         assert dev_target_kinds(lines) == {"drive"}, lines
         assert not [ln for ln in lines if ln.startswith("p")], lines
