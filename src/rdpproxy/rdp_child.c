@@ -270,8 +270,7 @@ struct rdpc {
      * front's activation (before the back leg's capability exchange)
      * and again at each reactivation, where the client may renumber */
     struct rdp_codec_map cmap;
-    bool f_marker;       /* the client takes surface frame markers */
-    uint64_t sb_refused; /* surface commands not sent to the client */
+    bool f_marker; /* the client takes surface frame markers */
 };
 
 /* One session per process: FreeRDP's callbacks find it here. */
@@ -1235,7 +1234,6 @@ static BOOL rdpc_fw_surface_bits(rdpContext *c, const SURFACE_BITS_COMMAND *sb)
         !rdp_codec_map_id(&s->cmap, (uint8_t)sb->bmp.codecID, &id)) {
         char line[160];
 
-        s->sb_refused++;
         snprintf(line, sizeof(line),
                  "a surface command with codec ID %u from the target not "
                  "sent to the client (%s)",

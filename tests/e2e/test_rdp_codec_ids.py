@@ -191,8 +191,11 @@ class CodecShim:
         """A frame of the proxy's: the frames to send on now (a frame
         with a fragment of a surface commands update is held until the
         update's last fragment, which has its codec IDs swapped back)."""
-        if f[0] == 3 or f[0] & 0xC0:
-            return [f] if not held else held.append(f) or []
+        if f[0] == 3 or f[0] & 0xC0:   # slow-path, or encrypted
+            if held:
+                held.append(f)
+                return []
+            return [f]
         i = 3 if f[1] & 0x80 else 2
         wait = False
         while i + 3 <= len(f):
