@@ -80,6 +80,7 @@
 #include "login/login.h"
 #include "policy/policy.h"
 #include "rdpproxy/rdp_cliprdr.h"
+#include "rdpproxy/rdp_codec.h"
 #include "rdpproxy/rdp_dvc.h"
 #include "rdpproxy/rdp_rdpdr.h"
 #include "rdpproxy/rdp_text.h"
@@ -105,6 +106,9 @@
  * messages are reassembled under rdp_vc.h's limits. */
 #define RDPC_VC_MAX 4
 #define RDPC_VC_DRDYNVC 3 /* its index in rdpc_vc_table */
+_Static_assert(RDP_CODEC_BACK_NSC == RDP_CODEC_ID_NSCODEC &&
+                   RDP_CODEC_BACK_RFX == RDP_CODEC_ID_REMOTEFX,
+               "rdp_codec.h's back leg IDs are FreeRDP's client's");
 _Static_assert(RDP_VC_FIRST == CHANNEL_FLAG_FIRST &&
                    RDP_VC_LAST == CHANNEL_FLAG_LAST,
                "rdp_vc.h's chunk flags are FreeRDP's");
@@ -134,6 +138,7 @@ enum {
     RDPC_VLOG_TOO_BIG = RDPC_FILTERS * RDPC_VLOG_PER_FILTER,
     RDPC_VLOG_MISFIT,
     RDPC_VLOG_OVER_BUDGET,
+    RDPC_VLOG_SURFACE, /* surface commands the client cannot take */
     RDPC_VLOG_N
 };
 
@@ -255,9 +260,17 @@ struct rdpc {
     UINT32 f_width, f_height, f_depth; /* at RDPC_GATE_MCS */
     BOOL f_gfx; /* the client can do the graphics pipeline (its early
                    capability flags) */
-    bool f_chan[RDPC_VC_MAX];     /* asked for (rdpc_vc_table's order) */
-    BOOL f_rfx, f_nsc, f_surface; /* at RDPC_GATE_ACTIVE */
-    bool codecs_set;              /* the back leg's codecs were set from f_* */
+    bool f_chan[RDPC_VC_MAX]; /* asked for (rdpc_vc_table's order) */
+    /* at RDPC_GATE_ACTIVE: the codecs the client announced usably
+     * (rdp_codec_usable), offered to the target as the back leg's */
+    BOOL f_rfx, f_nsc, f_surface;
+    bool codecs_set; /* the back leg's codecs were set from f_* */
+    /* surface commands from the target to the client: codec IDs from the
+     * back leg's numbering to the client's (rdp_codec.h); made at the
+     * front's activation (before the back leg's capability exchange)
+     * and again at each reactivation, where the client may renumber */
+    struct rdp_codec_map cmap;
+    bool f_marker; /* the client takes surface frame markers */
 };
 
 /* One session per process: FreeRDP's callbacks find it here. */
@@ -269,8 +282,67 @@ static void rdpc_back_start(struct rdpc *s);
 static void *rdpc_warm_main(void *arg);
 static BOOL rdpc_dvc_deliver(struct rdpc *s, struct rdpc_vc *v, int dir,
                              const uint8_t *m, size_t len);
+struct rdpc_filter;
+static void rdpc_vlog(struct rdpc *s, const struct rdpc_filter *f, int kind,
+                      const char *from, const char *detail, unsigned count);
 
 /* --- the front hands the back leg's thread what it learnt --- */
+
+/* The codecs the client announced in its Confirm Active (FreeRDP's
+ * server keeps a codec on only when the client announced it, under the
+ * ID the client gave it), those it can be sent (rdp_codec_usable). */
+static void rdpc_front_codecs(const rdpSettings *fs, struct rdp_codec_set *u)
+{
+    struct rdp_codec_set in;
+
+    memset(&in, 0, sizeof(in));
+    in.on[RDP_CODEC_NSC] = fs->NSCodec ? true : false;
+    in.id[RDP_CODEC_NSC] = fs->NSCodecId;
+    in.on[RDP_CODEC_RFX] = fs->RemoteFxCodec ? true : false;
+    in.id[RDP_CODEC_RFX] = fs->RemoteFxCodecId;
+    rdp_codec_usable(&in, u);
+}
+
+/* For the log: how the client announced a codec. */
+static void rdpc_codec_said(char *out, size_t n, BOOL announced, bool usable,
+                            UINT32 id)
+{
+    if (!announced) {
+        snprintf(out, n, "not announced");
+    } else if (usable) {
+        snprintf(out, n, "as ID %u", (unsigned)id);
+    } else {
+        snprintf(out, n, "under ID %u, unusable (0 or shared)", (unsigned)id);
+    }
+}
+
+/*
+ * The map of surface commands' codec IDs (rdp_codec.h) from what the
+ * back leg announced to the target (f_nsc, f_rfx: set for its
+ * capability exchange at the first activation, kept over reactivations)
+ * and what the client announced in its latest Confirm Active.
+ */
+static void rdpc_codec_map(struct rdpc *s, const rdpSettings *fs)
+{
+    struct rdp_codec_set back, front;
+
+    rdp_codec_back_set(&back, s->f_nsc, s->f_rfx);
+    rdpc_front_codecs(fs, &front);
+    rdp_codec_map_make(&s->cmap, fs->SurfaceCommandsEnabled ? true : false,
+                       &back, &front);
+    s->f_marker = fs->SurfaceCommandsEnabled && fs->SurfaceFrameMarkerEnabled;
+    if (fs->SurfaceCommandsEnabled) {
+        char nsc[48], rfx[48];
+
+        rdpc_codec_said(nsc, sizeof(nsc), fs->NSCodec, front.on[RDP_CODEC_NSC],
+                        fs->NSCodecId);
+        rdpc_codec_said(rfx, sizeof(rfx), fs->RemoteFxCodec,
+                        front.on[RDP_CODEC_RFX], fs->RemoteFxCodecId);
+        log_info("rdp %s: the client's surface codecs: NSCodec %s, "
+                 "RemoteFX %s",
+                 s->a->client_addr, nsc, rfx);
+    }
+}
 
 /* The back leg's thread: waits until the front is at least at g. false:
  * the front ended (the thread gives up). */
@@ -338,9 +410,13 @@ static void rdpc_front_progress(struct rdpc *s, bool active)
         free(asked); /* the names are FreeRDP's */
     }
     if (g == RDPC_GATE_ACTIVE) {
-        s->f_rfx = fs->RemoteFxCodec;
-        s->f_nsc = fs->NSCodec;
+        struct rdp_codec_set usable;
+
+        rdpc_front_codecs(fs, &usable);
+        s->f_rfx = usable.on[RDP_CODEC_RFX];
+        s->f_nsc = usable.on[RDP_CODEC_NSC];
         s->f_surface = fs->SurfaceCommandsEnabled;
+        rdpc_codec_map(s, fs);
     }
     s->gate = g;
     pthread_cond_broadcast(&s->cv);
@@ -1137,13 +1213,39 @@ static BOOL rdpc_fw_palette(rdpContext *c, const PALETTE_UPDATE *p)
     return s->gdi_palette(c, p);
 }
 
+/*
+ * A surface command goes to the client with its codec ID in the client's
+ * numbering (rdp_codec.h); one the client cannot take (surface commands
+ * or the codec not announced by it, or by the back leg: a target that
+ * sends what it was not offered) is not sent, and logged (rate-limited:
+ * a target can send thousands a second). The session goes on, the
+ * recording too: its gdi decodes in the back leg's numbering, the
+ * command as the target sent it.
+ */
 static BOOL rdpc_fw_surface_bits(rdpContext *c, const SURFACE_BITS_COMMAND *sb)
 {
     struct rdpc *s = rdpc_s;
     rdpContext *f = rdpc_front();
+    SURFACE_BITS_COMMAND out;
+    uint8_t id = 0;
     UINT32 w, h;
 
-    if (!rdpc_front_held() && !f->update->SurfaceBits(f, sb)) {
+    if (sb->bmp.codecID > UINT8_MAX ||
+        !rdp_codec_map_id(&s->cmap, (uint8_t)sb->bmp.codecID, &id)) {
+        char line[160];
+
+        snprintf(line, sizeof(line),
+                 "a surface command with codec ID %u from the target not "
+                 "sent to the client (%s)",
+                 (unsigned)sb->bmp.codecID,
+                 s->cmap.surface ? "a codec the client was not offered"
+                                 : "the client takes no surface commands");
+        rdpc_vlog(s, NULL, RDPC_VLOG_SURFACE, NULL, line, 0);
+        return TRUE;
+    }
+    out = *sb;
+    out.bmp.codecID = id;
+    if (!rdpc_front_held() && !f->update->SurfaceBits(f, &out)) {
         return FALSE;
     }
     if (rdpc_gdi(s) == NULL || s->gdi_surface_bits == NULL) {
@@ -1157,12 +1259,15 @@ static BOOL rdpc_fw_surface_bits(rdpContext *c, const SURFACE_BITS_COMMAND *sb)
     return s->gdi_surface_bits(c, sb);
 }
 
+/* A frame marker goes to a client that announced them (surface commands
+ * with SURFCMDS_FRAME_MARKER), as [MS-RDPBCGR] 2.2.7.2.9 allows. */
 static BOOL rdpc_fw_frame_marker(rdpContext *c, const SURFACE_FRAME_MARKER *m)
 {
     struct rdpc *s = rdpc_s;
     rdpContext *f = rdpc_front();
 
-    if (!rdpc_front_held() && !f->update->SurfaceFrameMarker(f, m)) {
+    if (!rdpc_front_held() && s->f_marker &&
+        !f->update->SurfaceFrameMarker(f, m)) {
         return FALSE;
     }
     if (rdpc_gdi(s) == NULL || s->gdi_frame_marker == NULL) {
@@ -1307,6 +1412,7 @@ static bool rdpc_back_settings(struct rdpc *s, rdpSettings *bs)
            freerdp_settings_set_bool(bs, FreeRDP_RemoteFxCodec, FALSE) &&
            freerdp_settings_set_bool(bs, FreeRDP_NSCodec, FALSE) &&
            freerdp_settings_set_bool(bs, FreeRDP_JpegCodec, FALSE) &&
+           freerdp_settings_set_bool(bs, FreeRDP_RemoteFxImageCodec, FALSE) &&
            freerdp_settings_set_bool(bs, FreeRDP_SurfaceCommandsEnabled,
                                      FALSE) &&
            freerdp_settings_set_bool(bs, FreeRDP_FrameMarkerCommandEnabled,
@@ -1599,7 +1705,8 @@ static void rdpc_vlog_flush(struct rdpc *s)
     static const char *const own[] = {
         "oversized channel message(s) dropped",
         "channel message(s) whose chunks did not add up dropped",
-        "channel message(s) over the session's buffer budget dropped"};
+        "channel message(s) over the session's buffer budget dropped",
+        "surface command(s) from the target not sent to the client"};
     uint64_t n;
 
     for (int k = 0; k < RDPC_VLOG_N; k++) {
@@ -2208,6 +2315,9 @@ static BOOL rdpc_activate(freerdp_peer *peer)
     rdpSettings *fs = peer->settings, *bs;
 
     if (s->back_up) {
+        /* a new Confirm Active: the client may have numbered its codecs
+         * anew (the back leg keeps what it announced) */
+        rdpc_codec_map(s, fs);
         if (s->resizing) {
             /* active again at its new size: the screen it missed */
             RECTANGLE_16 all = {0, 0, (UINT16)(fs->DesktopWidth - 1),
@@ -2344,6 +2454,13 @@ static bool rdpc_front_setup(struct rdpc *s)
                                    s->a->tls_logins ? TRUE : FALSE) ||
         !freerdp_settings_set_bool(fs, FreeRDP_RdpSecurity, FALSE) ||
         !freerdp_settings_set_bool(fs, FreeRDP_SupportGraphicsPipeline, TRUE) ||
+        /* offered in the Demand Active so that FreeRDP's server keeps
+         * them (with the client's IDs) when the client announces them;
+         * the back leg offers the target what the client took
+         * (rdpc_front_progress), and surface commands cross renumbered
+         * (rdpc_fw_surface_bits) */
+        !freerdp_settings_set_bool(fs, FreeRDP_RemoteFxCodec, TRUE) ||
+        !freerdp_settings_set_bool(fs, FreeRDP_NSCodec, TRUE) ||
         !freerdp_settings_set_bool(fs, FreeRDP_RefreshRect, TRUE) ||
         !freerdp_settings_set_bool(fs, FreeRDP_SuppressOutput, TRUE)) {
         return false;

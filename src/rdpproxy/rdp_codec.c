@@ -1,0 +1,73 @@
+/*
+ * Surface commands' codec IDs from the target's numbering to the
+ * client's (rdp_codec.h).
+ */
+#include "rdpproxy/rdp_codec.h"
+
+#include <string.h>
+
+void rdp_codec_usable(const struct rdp_codec_set *in, struct rdp_codec_set *out)
+{
+    struct rdp_codec_set r;
+
+    memset(&r, 0, sizeof(r));
+    for (int c = 0; c < RDP_CODEC_N; c++) {
+        bool ok = in->on[c] && in->id[c] != RDP_CODEC_ID_PLAIN &&
+                  in->id[c] <= UINT8_MAX;
+
+        for (int o = 0; ok && o < RDP_CODEC_N; o++) {
+            if (o != c && in->on[o] && in->id[o] == in->id[c]) {
+                ok = false;
+            }
+        }
+        if (ok) {
+            r.on[c] = true;
+            r.id[c] = in->id[c];
+        }
+    }
+    *out = r;
+}
+
+void rdp_codec_map_make(struct rdp_codec_map *m, bool surface,
+                        const struct rdp_codec_set *back,
+                        const struct rdp_codec_set *front)
+{
+    struct rdp_codec_set b, f;
+
+    for (int i = 0; i < 256; i++) {
+        m->to_front[i] = -1;
+    }
+    m->surface = surface;
+    if (!surface) {
+        return;
+    }
+    m->to_front[RDP_CODEC_ID_PLAIN] = RDP_CODEC_ID_PLAIN;
+    rdp_codec_usable(back, &b);
+    rdp_codec_usable(front, &f);
+    for (int c = 0; c < RDP_CODEC_N; c++) {
+        if (b.on[c] && f.on[c]) {
+            m->to_front[b.id[c]] = (int16_t)f.id[c];
+        }
+    }
+}
+
+bool rdp_codec_map_id(const struct rdp_codec_map *m, uint8_t back_id,
+                      uint8_t *out)
+{
+    int16_t v = m->to_front[back_id];
+
+    if (!m->surface || v < 0) {
+        return false;
+    }
+    *out = (uint8_t)v;
+    return true;
+}
+
+void rdp_codec_back_set(struct rdp_codec_set *s, bool nsc, bool rfx)
+{
+    memset(s, 0, sizeof(*s));
+    s->on[RDP_CODEC_NSC] = nsc;
+    s->id[RDP_CODEC_NSC] = RDP_CODEC_BACK_NSC;
+    s->on[RDP_CODEC_RFX] = rfx;
+    s->id[RDP_CODEC_RFX] = RDP_CODEC_BACK_RFX;
+}

@@ -1,0 +1,86 @@
+/*
+ * The bitmap codec IDs of surface commands, from the target's leg to the
+ * client's ([MS-RDPBCGR] 2.2.7.2.10, 2.2.9.2.1.1, 2.2.9.2.1.2.1).
+ *
+ * A codec's ID in a surface command (TS_BITMAP_DATA_EX.codecID) is not
+ * fixed by the protocol: each client numbers the codecs it announces in
+ * its Bitmap Codecs capability set (one byte each, 0 meaning "not
+ * encoded"), and the server uses that client's numbers. The proxy has
+ * two: the back leg, a FreeRDP 2 client, announces FreeRDP's constant
+ * IDs to the target (RDP_CODEC_ID_NSCODEC 1, RDP_CODEC_ID_REMOTEFX 3);
+ * the real client announced its own (FreeRDP-based clients the same,
+ * mstsc and others need not). So each surface command the target sends
+ * is translated from the back leg's ID to the client's ID for the same
+ * codec, and one whose codec the client did not announce (or the back
+ * leg did not, or that no codec has: a hostile target's) is not sent to
+ * the client at all.
+ *
+ * The client's numbering is untrusted too: an ID of 0 or one shared by
+ * two codecs cannot be told apart from "not encoded" or from the other
+ * codec, so such a codec counts as not announced (rdp_codec_usable),
+ * and the back leg does not offer it to the target.
+ *
+ * Plain data, no FreeRDP; unit-tested (test_rdp_codec).
+ */
+#ifndef PORTCULLIS_RDP_CODEC_H
+#define PORTCULLIS_RDP_CODEC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* The codecs a surface command may carry through the proxy (the back
+ * leg offers no others: JPEG and RemoteFX's image mode are off). */
+enum rdp_codec {
+    RDP_CODEC_NSC, /* NSCodec [MS-RDPNSC] */
+    RDP_CODEC_RFX, /* RemoteFX [MS-RDPRFX] */
+    RDP_CODEC_N
+};
+
+/* "not encoded" in every client's numbering */
+#define RDP_CODEC_ID_PLAIN 0
+
+/* One side's announced codecs: on[c], then under ID id[c]. */
+struct rdp_codec_set {
+    bool on[RDP_CODEC_N];
+    uint32_t id[RDP_CODEC_N]; /* FreeRDP keeps them as UINT32 */
+};
+
+/* What crosses: back leg ID -> client ID, or refused. */
+struct rdp_codec_map {
+    bool surface;          /* the client takes surface commands at all */
+    int16_t to_front[256]; /* the client's ID, -1: refused */
+};
+
+/*
+ * The codecs of the client's set *in that it can be sent: on, with an ID
+ * of 1-255 no other codec of its shares. *out is in with the others
+ * off.
+ */
+void rdp_codec_usable(const struct rdp_codec_set *in,
+                      struct rdp_codec_set *out);
+
+/*
+ * The map for a session: surface says the client announced surface
+ * commands; back is what the back leg announced to the target, front
+ * what the client announced (filtered by rdp_codec_usable here too). A
+ * codec crosses when both announced it; "not encoded" (0) crosses as 0
+ * whenever surface commands do.
+ */
+void rdp_codec_map_make(struct rdp_codec_map *m, bool surface,
+                        const struct rdp_codec_set *back,
+                        const struct rdp_codec_set *front);
+
+/* A surface command's codec ID from the target: true and the client's ID
+ * in *out when it may go to the client, false when it may not. */
+bool rdp_codec_map_id(const struct rdp_codec_map *m, uint8_t back_id,
+                      uint8_t *out);
+
+/* The back leg's own set: FreeRDP 2's client writes these constant IDs
+ * (libfreerdp/core/capabilities.c, rdp_write_bitmap_codecs_capability_set:
+ * its RDP_CODEC_ID_NSCODEC and RDP_CODEC_ID_REMOTEFX, which rdp_child.c
+ * checks these against) for the codecs turned on. */
+#define RDP_CODEC_BACK_NSC 0x01
+#define RDP_CODEC_BACK_RFX 0x03
+void rdp_codec_back_set(struct rdp_codec_set *s, bool nsc, bool rfx);
+
+#endif

@@ -1,0 +1,402 @@
+"""Surface commands' codec IDs through the RDP proxy (docs/rdp.md, "Codec
+IDs of surface commands").
+
+In the Bitmap Codecs capability set the client numbers the codecs it
+announces, and the server uses those numbers in its surface commands.
+The proxy's back leg, a FreeRDP client, announces FreeRDP's numbers to
+the target (NSCodec 1, RemoteFX 3); the real client may announce others
+(mstsc is free to). So the proxy renumbers each surface command into the
+client's numbering, and sends none whose codec the client did not
+announce.
+
+No client here numbers its codecs its own way (every one is FreeRDP),
+so the test makes one: xfreerdp with `/sec:tls` (the proxy's
+`tls_logins`: no CredSSP, so a man in the middle can read and change the
+RDP PDUs) talks to a shim that ends TLS on both sides, swaps the IDs of
+NSCodec and RemoteFX in the client's Confirm Active (RemoteFX 1, NSCodec
+3: the worst case, each ID meaning the other codec in FreeRDP's
+numbering), records the codec IDs of the surface commands coming back
+(fast-path, uncompressed: `[rdp] compression = false`, xfreerdp
+`-compression`) and swaps them back for xfreerdp, which decodes by
+FreeRDP's numbers. Through the proxy to freerdp-shadow with `/rfx`,
+the target's RemoteFX must reach the shim as ID 1, and xfreerdp then
+shows the target's desktop.
+
+A hostile target (rdp_surf_target.c) sends surface bits under IDs it
+was not offered (an ID no codec has, RemoteFX, JPEG and RemoteFX's image
+mode to a client that announced none of them), then a plain screen: the
+client must get the screen and none of the rest (xfreerdp fails the
+session on junk under RemoteFX's ID).
+"""
+import collections
+import os
+import select
+import socket
+import ssl
+import struct
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from pclib import build_dir, free_port, run, stop_process, wait_listen
+from test_rdp import (COLOUR, near, pixel, pytestmark,  # noqa: F401
+                      rdp_asset, rdp_target, rdp_user, run_client,
+                      start_rdp_proxy, stop_rdp_proxy)
+from test_rdp_record import check_row_file, read_rdprec, rgb_at, screen_at
+
+# [MS-RDPBCGR] 2.2.7.2.10.1.1: codec GUIDs as they are on the wire
+GUID_RFX = bytes.fromhex("122f777672bd6344afb3b73c9c6f7886")
+GUID_NSC = bytes.fromhex("b91b8dca0f004f15589fae2d1a87e2d6")
+FREERDP_IDS = {GUID_NSC: 1, GUID_RFX: 3}
+# the shim's client: RemoteFX 1, NSCodec 3
+SWAPPED = {GUID_RFX: 1, GUID_NSC: 3}
+FASTPATH_SURFCMDS = 0x4
+TEAL = (0, 128, 128)
+
+
+def read_frame(buf):
+    """One whole PDU at the start of buf (TPKT or fast-path): its length,
+    or 0 when more bytes are needed."""
+    if len(buf) < 4:
+        return 0
+    if buf[0] == 3:
+        n = struct.unpack(">H", bytes(buf[2:4]))[0]
+    elif buf[1] & 0x80:
+        n = ((buf[1] & 0x7F) << 8) | buf[2]
+    else:
+        n = buf[1]
+    return n if n >= 2 and len(buf) >= n else 0
+
+
+def recv_tpkt(sock):
+    buf = b""
+    while len(buf) < 4 or len(buf) < struct.unpack(">H", buf[2:4])[0]:
+        got = sock.recv(4096)
+        if not got:
+            raise ConnectionError("closed during X.224")
+        buf += got
+    return buf
+
+
+class CodecShim:
+    """xfreerdp -> shim -> proxy with TLS ended here on both sides (RDP's
+    TLS security: the X.224 request and confirm in the clear, then TLS
+    from the client, then the PDUs; nothing binds TLS to the PDUs inside
+    it). ids: the client's codec numbering, as written into its Confirm
+    Active; self.seen counts the codec IDs of the surface commands the
+    proxy sent (self.marks its frame markers); each is swapped back into
+    FreeRDP's numbering for xfreerdp."""
+
+    def __init__(self, workdir, upstream_port, ids):
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.up_port = upstream_port
+        self.ids = ids
+        self.back = {ids[g]: FREERDP_IDS[g] for g in ids}
+        self.seen = collections.Counter()
+        self.marks = 0
+        self.compressed = 0
+        self.rewritten = 0
+        self.errors = []
+        cert, key = self.dir / "shim.crt", self.dir / "shim.key"
+        r = run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                 "-subj", "/CN=shim", "-days", "2", "-keyout", str(key),
+                 "-out", str(cert)])
+        assert r.rc == 0, r
+        self.sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.sctx.load_cert_chain(str(cert), str(key))
+        self.cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        self.cctx.check_hostname = False
+        self.cctx.verify_mode = ssl.CERT_NONE
+        # TLS 1.2: with 1.3 the server's session tickets come after the
+        # handshake, and a blocking read that meets one waits for data
+        # that the other side is waiting for the shim to relay
+        for ctx in (self.sctx, self.cctx):
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(4)
+        self.port = self.ls.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.ls.close()
+
+    def _serve(self):
+        try:
+            c, _ = self.ls.accept()
+        except OSError:
+            return
+        try:
+            self._relay(c)
+        except Exception as e:  # noqa: BLE001 (reported by the test)
+            self.errors.append(repr(e))
+
+    def _relay(self, c):
+        u = socket.create_connection(("127.0.0.1", self.up_port))
+        u.sendall(recv_tpkt(c))      # X.224 Connection Request
+        cc = recv_tpkt(u)            # Connection Confirm
+        c.sendall(cc)
+        # RDP_NEG_RSP: type 2, selectedProtocol 1 (TLS)
+        assert cc[11] == 2 and struct.unpack("<I", cc[15:19])[0] == 1, \
+            cc.hex()
+        us = self.cctx.wrap_socket(u)
+        cs = self.sctx.wrap_socket(c, server_side=True)
+        bufs = {cs: bytearray(), us: bytearray()}
+        peer = {cs: us, us: cs}
+        held = []   # the proxy's frames of a fragmented update, held
+        frag = []   # (frame, offset) of each fragment's data, its bytes
+        while True:
+            ready = [s for s in (cs, us) if s.pending()]
+            if not ready:
+                ready, _, _ = select.select([cs, us], [], [], 60)
+                if not ready:
+                    return
+            for s in ready:
+                got = s.recv(65536)
+                if not got:
+                    return
+                b = bufs[s]
+                b += got
+                while True:
+                    n = read_frame(b)
+                    if n == 0:
+                        break
+                    f = bytearray(b[:n])
+                    del b[:n]
+                    if s is cs:
+                        self._from_client(f)
+                        us.sendall(f)
+                    else:
+                        out = self._from_proxy(f, held, frag)
+                        for g in out:
+                            cs.sendall(g)
+
+    def _from_client(self, f):
+        """The Confirm Active's codec IDs into self.ids (the GUID, then
+        the codecID byte); nothing else of the client's has these GUIDs."""
+        if f[0] != 3:
+            return
+        for guid, cid in self.ids.items():
+            i = f.find(guid)
+            if i >= 0 and i + 16 < len(f):
+                f[i + 16] = cid
+                self.rewritten += 1
+
+    def _from_proxy(self, f, held, frag):
+        """A frame of the proxy's: the frames to send on now (a frame
+        with a fragment of a surface commands update is held until the
+        update's last fragment, which has its codec IDs swapped back)."""
+        if f[0] == 3 or f[0] & 0xC0:   # slow-path, or encrypted
+            if held:
+                held.append(f)
+                return []
+            return [f]
+        i = 3 if f[1] & 0x80 else 2
+        wait = False
+        while i + 3 <= len(f):
+            h = f[i]
+            code, fr, comp = h & 0x0F, (h >> 4) & 3, (h >> 6) & 3
+            i += 1
+            if comp == 2:
+                if f[i] & 0x20:
+                    self.compressed += 1
+                i += 1
+            size = struct.unpack("<H", bytes(f[i:i + 2]))[0]
+            i += 2
+            if code == FASTPATH_SURFCMDS:
+                if fr in (0, 2):   # single, first
+                    frag.clear()
+                frag.append((f, i, size))
+                if fr in (0, 1):   # single, last
+                    self._surfcmds(frag)
+                    frag.clear()
+                else:
+                    wait = True
+            i += size
+        held.append(f)
+        if wait:
+            return []
+        out = list(held)
+        held.clear()
+        return out
+
+    def _surfcmds(self, frag):
+        """The surface commands of one update, its data spread over the
+        fragments' frames: each codecID seen, and swapped back."""
+        data = b"".join(bytes(f[o:o + n]) for f, o, n in frag)
+
+        def poke(pos, v):
+            for f, o, n in frag:
+                if pos < n:
+                    f[o + pos] = v
+                    return
+                pos -= n
+
+        i = 0
+        while i + 2 <= len(data):
+            t = struct.unpack("<H", data[i:i + 2])[0]
+            if t in (1, 6) and i + 22 <= len(data):
+                flags, cid = data[i + 11], data[i + 13]
+                n = struct.unpack("<I", data[i + 18:i + 22])[0]
+                self.seen[cid] += 1
+                poke(i + 13, self.back.get(cid, cid))
+                i += 22 + (24 if flags & 1 else 0) + n
+            elif t == 4:
+                self.marks += 1
+                i += 8
+            else:
+                self.errors.append("surface command type %d" % t)
+                return
+
+
+def shim_client(pc, shim, out, login, pw, extra):
+    """run_client of test_rdp.py through the shim, TLS security."""
+    port = pc.rdp_port
+    pc.rdp_port = shim.port
+    try:
+        return run_client(pc, out, login, pw, text="x", sec="tls",
+                          extra=extra)[0]
+    finally:
+        pc.rdp_port = port
+
+
+@pytest.fixture(scope="module")
+def tls_proxy(tmp_path_factory):
+    p = start_rdp_proxy(tmp_path_factory.mktemp("rdpcodec"),
+                        tls_logins="true", compression="false")
+    yield p
+    stop_rdp_proxy(p)
+
+
+@pytest.mark.parametrize("recorded", [False, True],
+                         ids=["relayed", "recorded"])
+def test_client_numbering_reaches_the_client(tls_proxy, rdp_target,
+                                             tmp_path, recorded):
+    """A client numbering RemoteFX 1 and NSCodec 3 (FreeRDP's numbers
+    swapped) gets freerdp-shadow's RemoteFX under 1, never 3, and shows
+    the desktop once the shim puts FreeRDP's numbers back. Recorded, the
+    recorder decodes the same RemoteFX in the back leg's numbering: the
+    recording shows the desktop too."""
+    asset = rdp_asset(tls_proxy, rdp_target)
+    if recorded:
+        pw = "User-Pass-77"
+        user = tls_proxy.user_add(password=pw)
+        tls_proxy.allow(user, asset, native="record")
+    else:
+        user, pw = rdp_user(tls_proxy, asset)
+    shim = CodecShim(tmp_path / "shim", tls_proxy.rdp_port, SWAPPED)
+    try:
+        r = shim_client(tls_proxy, shim, tmp_path, "%s#%s" % (user, asset),
+                        pw, ["/rfx", "/nsc", "-compression", "/bpp:32"])
+    finally:
+        shim.close()
+    print("codec IDs seen:", dict(shim.seen), "rewritten:", shim.rewritten,
+          "errors:", shim.errors)
+    assert shim.rewritten == 2, (shim.rewritten, shim.errors)
+    assert shim.compressed == 0
+    # the target's RemoteFX, in the client's numbering only
+    assert shim.seen[1] > 0, (dict(shim.seen), r,
+                              (tmp_path / "client.log").read_text()[-2000:])
+    assert shim.seen[3] == 0, dict(shim.seen)
+    assert set(shim.seen) <= {0, 1, 3}, dict(shim.seen)
+    log = tls_proxy.log_text()
+    assert "the client's surface codecs: NSCodec as ID 3, RemoteFX as " \
+        "ID 1" in log, log[-3000:]
+    assert (tmp_path / "before.png").exists(), \
+        "no xfreerdp window: %s\n%s" % (r, (tmp_path / "client.log")
+                                        .read_text()[-2000:])
+    assert near(pixel(tmp_path / "before.png"), COLOUR), \
+        pixel(tmp_path / "before.png")
+    row = tls_proxy.session_of(user, kind="rdp", result="ok")
+    assert row["bytes_down"] > 0, row
+    if recorded:
+        screen = screen_at(read_rdprec(check_row_file(row)))
+        assert near(rgb_at(screen, 800, 650), COLOUR), \
+            rgb_at(screen, 800, 650)
+
+
+class SurfTarget:
+    """rdp-surf-target on a free loopback port with a fresh certificate."""
+
+    def __init__(self, workdir):
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.out = self.dir / "surf.txt"
+        self.proc = None
+
+    def start(self):
+        cert, key = self.dir / "cert.pem", self.dir / "key.pem"
+        r = run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                 "-subj", "/CN=surftarget", "-days", "2", "-keyout",
+                 str(key), "-out", str(cert)])
+        assert r.rc == 0, r
+        self.out.write_text("")
+        exe = build_dir() / "tests" / "e2e" / "rdp-surf-target"
+        assert exe.exists(), "build the tests (meson -Dtests=true)"
+        self.log = open(self.dir / "target.log", "w")
+        self.proc = subprocess.Popen(
+            [str(exe), str(self.port), str(cert), str(key), str(self.out)],
+            stdout=self.log, stderr=self.log, start_new_session=True)
+        assert wait_listen(self.port, 10, self.proc), "surf target not up"
+        return self
+
+    def lines(self):
+        return self.out.read_text(errors="replace").splitlines()
+
+    def stop(self):
+        if self.proc is not None:
+            stop_process(self.proc, 5)
+            self.proc = None
+
+
+@pytest.fixture
+def surf_target(tmp_path):
+    t = SurfTarget(tmp_path / "target").start()
+    yield t
+    t.stop()
+
+
+def test_codecs_not_offered_never_reach_the_client(tls_proxy, surf_target,
+                                                   tmp_path):
+    """The hostile target's surface bits under IDs the client never
+    announced (xfreerdp /bpp:32: surface commands, no codec) are not
+    sent to it: the shim sees only ID 0, xfreerdp shows the target's
+    plain teal screen and logs no codec failure, the proxy logs the
+    refusals, and the session ends as the client leaves."""
+    asset = rdp_asset(tls_proxy, surf_target)
+    user, pw = rdp_user(tls_proxy, asset)
+    since = len(tls_proxy.log_text())
+    shim = CodecShim(tmp_path / "shim", tls_proxy.rdp_port, {})
+    try:
+        r = shim_client(tls_proxy, shim, tmp_path, "%s#%s" % (user, asset),
+                        pw, ["-compression", "/bpp:32"])
+    finally:
+        shim.close()
+    print("codec IDs seen:", dict(shim.seen), "errors:", shim.errors)
+    lines = surf_target.lines()
+    # the back leg offered the target surface commands and no codec
+    assert "offered 1 0 0 0 0" in lines and "sent" in lines, lines
+    client_log = (tmp_path / "client.log").read_text(errors="replace")
+    assert shim.seen[0] > 0, (dict(shim.seen), r, client_log[-2000:])
+    assert set(shim.seen) == {0}, dict(shim.seen)
+    assert "codecID" not in client_log and "RemoteFX" not in client_log, \
+        client_log[-2000:]
+    assert (tmp_path / "before.png").exists(), (r, client_log[-2000:])
+    assert near(pixel(tmp_path / "before.png"), TEAL), \
+        pixel(tmp_path / "before.png")
+    row = tls_proxy.session_of(user, kind="rdp", result="ok")
+    assert "client ended" in row["result"], row
+    # the first refusal said at once, the others counted (rate-limited:
+    # a target can send thousands a second) and said at the end
+    log = tls_proxy.log_text()[since:]
+    assert "a surface command with codec ID 66 from the target not sent " \
+        "to the client (a codec the client was not offered)" in log, \
+        log[-3000:]
+    assert "more surface command(s) from the target not sent to the " \
+        "client" in log, log[-3000:]

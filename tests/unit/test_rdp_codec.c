@@ -1,0 +1,207 @@
+/*
+ * Surface commands' codec IDs (src/rdpproxy/rdp_codec.c): the target's
+ * IDs, in the back leg's numbering (FreeRDP's constants), reach the
+ * client in the client's numbering; a codec the client did not announce,
+ * one the back leg did not, an ID no codec has, and everything when the
+ * client takes no surface commands, do not reach it; a client's
+ * numbering with 0 or an ID shared by two codecs makes those codecs
+ * unusable.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "rdpproxy/rdp_codec.h"
+
+static struct rdp_codec_set client(bool nsc, uint32_t nsc_id, bool rfx,
+                                   uint32_t rfx_id)
+{
+    struct rdp_codec_set s;
+
+    memset(&s, 0, sizeof(s));
+    s.on[RDP_CODEC_NSC] = nsc;
+    s.id[RDP_CODEC_NSC] = nsc_id;
+    s.on[RDP_CODEC_RFX] = rfx;
+    s.id[RDP_CODEC_RFX] = rfx_id;
+    return s;
+}
+
+/* Every back leg ID through m: want[i] the client's ID, -1 refused. */
+static void expect(const struct rdp_codec_map *m, const int want[256])
+{
+    for (int i = 0; i < 256; i++) {
+        uint8_t out = 0xEE;
+        bool ok = rdp_codec_map_id(m, (uint8_t)i, &out);
+
+        if (want[i] < 0) {
+            assert_false(ok);
+            assert_int_equal(out, 0xEE); /* untouched */
+        } else {
+            assert_true(ok);
+            assert_int_equal(out, want[i]);
+        }
+    }
+}
+
+static void all_refused(int want[256])
+{
+    for (int i = 0; i < 256; i++) {
+        want[i] = -1;
+    }
+}
+
+/* A FreeRDP client: the same numbers both sides. */
+static void test_same_ids(void **state)
+{
+    struct rdp_codec_set b, f = client(true, 1, true, 3);
+    struct rdp_codec_map m;
+    int want[256];
+
+    (void)state;
+    rdp_codec_back_set(&b, true, true);
+    rdp_codec_map_make(&m, true, &b, &f);
+    all_refused(want);
+    want[0] = 0;
+    want[RDP_CODEC_BACK_NSC] = 1;
+    want[RDP_CODEC_BACK_RFX] = 3;
+    expect(&m, want);
+}
+
+/* A client that numbers its own way (as mstsc may): renumbered, and its
+ * numbers are not taken as the back leg's. */
+static void test_client_numbering(void **state)
+{
+    struct rdp_codec_set b, f = client(true, 3, true, 9);
+    struct rdp_codec_map m;
+    int want[256];
+
+    (void)state;
+    rdp_codec_back_set(&b, true, true);
+    rdp_codec_map_make(&m, true, &b, &f);
+    all_refused(want);
+    want[0] = 0;
+    want[RDP_CODEC_BACK_NSC] = 3; /* NSCodec: the back's 1 is the client's 3 */
+    want[RDP_CODEC_BACK_RFX] = 9; /* RemoteFX: 3 -> 9 */
+    expect(&m, want);
+}
+
+/* Only what both announced crosses: the client without RemoteFX, the back
+ * leg without NSCodec (the target sending it anyway). */
+static void test_only_codecs_both_announced(void **state)
+{
+    struct rdp_codec_set b, f = client(true, 7, false, 3);
+    struct rdp_codec_map m;
+    int want[256];
+
+    (void)state;
+    rdp_codec_back_set(&b, true, true);
+    rdp_codec_map_make(&m, true, &b, &f);
+    all_refused(want);
+    want[0] = 0;
+    want[RDP_CODEC_BACK_NSC] = 7;
+    expect(&m, want);
+
+    f = client(true, 7, true, 9);
+    rdp_codec_back_set(&b, false, true);
+    rdp_codec_map_make(&m, true, &b, &f);
+    all_refused(want);
+    want[0] = 0;
+    want[RDP_CODEC_BACK_RFX] = 9;
+    expect(&m, want);
+}
+
+/* No surface commands announced: nothing crosses, not even plain bits. */
+static void test_no_surface_commands(void **state)
+{
+    struct rdp_codec_set b, f = client(true, 1, true, 3);
+    struct rdp_codec_map m;
+    int want[256];
+
+    (void)state;
+    rdp_codec_back_set(&b, true, true);
+    rdp_codec_map_make(&m, false, &b, &f);
+    all_refused(want);
+    expect(&m, want);
+}
+
+/* A client's numbering that cannot be told apart: 0 (not encoded), one ID
+ * for both, an ID past a byte. */
+static void test_client_numbering_unusable(void **state)
+{
+    static const struct {
+        bool nsc;
+        uint32_t nsc_id;
+        bool rfx;
+        uint32_t rfx_id;
+        bool nsc_ok, rfx_ok;
+    } cases[] = {
+        {true, 0, true, 3, false, true},
+        {true, 5, true, 0, true, false},
+        {true, 5, true, 5, false, false},
+        /* a shared ID does not matter when the other codec is off */
+        {true, 5, false, 5, true, false},
+        {true, 256, true, 3, false, true},
+        {true, 1, true, 0x103, true, false},
+        {false, 0, false, 0, false, false},
+    };
+    struct rdp_codec_set b, u;
+    struct rdp_codec_map m;
+    int want[256];
+
+    (void)state;
+    rdp_codec_back_set(&b, true, true);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct rdp_codec_set f = client(cases[i].nsc, cases[i].nsc_id,
+                                        cases[i].rfx, cases[i].rfx_id);
+
+        rdp_codec_usable(&f, &u);
+        assert_int_equal(u.on[RDP_CODEC_NSC], cases[i].nsc_ok);
+        assert_int_equal(u.on[RDP_CODEC_RFX], cases[i].rfx_ok);
+        rdp_codec_map_make(&m, true, &b, &f);
+        all_refused(want);
+        want[0] = 0;
+        if (cases[i].nsc_ok) {
+            want[RDP_CODEC_BACK_NSC] = (int)cases[i].nsc_id;
+        }
+        if (cases[i].rfx_ok) {
+            want[RDP_CODEC_BACK_RFX] = (int)cases[i].rfx_id;
+        }
+        expect(&m, want);
+    }
+}
+
+/* A map made again (a reactivation: the client renumbers or drops a
+ * codec) keeps nothing of the last one. */
+static void test_made_again(void **state)
+{
+    struct rdp_codec_set b, f = client(true, 4, true, 6);
+    struct rdp_codec_map m;
+    int want[256];
+
+    (void)state;
+    rdp_codec_back_set(&b, true, true);
+    rdp_codec_map_make(&m, true, &b, &f);
+    f = client(false, 0, true, 8);
+    rdp_codec_map_make(&m, true, &b, &f);
+    all_refused(want);
+    want[0] = 0;
+    want[RDP_CODEC_BACK_RFX] = 8;
+    expect(&m, want);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_same_ids),
+        cmocka_unit_test(test_client_numbering),
+        cmocka_unit_test(test_only_codecs_both_announced),
+        cmocka_unit_test(test_no_surface_commands),
+        cmocka_unit_test(test_client_numbering_unusable),
+        cmocka_unit_test(test_made_again),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
