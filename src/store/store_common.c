@@ -732,6 +732,7 @@ void store_close(struct store *st)
     if (st == NULL) {
         return;
     }
+    (void)store_session_off_loop_stop(st, 2000);
     audit_later_drop(st);
     db_close(st->db);
     free(st->audit_key);
