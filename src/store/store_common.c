@@ -40,6 +40,17 @@ int store_tx_begin(struct store *st, bool write)
     return db_begin(st->db, write);
 }
 
+int store_tx_begin_part(struct store *st, int part)
+{
+    if (st == NULL || st->db == NULL) {
+        return ERR_INVALID;
+    }
+    if (st->creating) {
+        return st->create_err;
+    }
+    return db_begin_part(st->db, (enum db_part)part);
+}
+
 int store_tx_end(struct store *st, int r)
 {
     if (st->creating) {

@@ -106,6 +106,10 @@ int store_session_apply(struct store *st, enum store_row_kind kind,
 /* --- transactions: every public function is one ------------------------- */
 
 int store_tx_begin(struct store *st, bool write);
+/* A write transaction under a part of the write lock (db.h
+ * db_begin_part): only for the session report's and the audit log's
+ * writes, which touch their own tables alone. */
+int store_tx_begin_part(struct store *st, int part);
 /* Commits when r is ERR_OK, rolls back otherwise; returns the outcome. */
 int store_tx_end(struct store *st, int r);
 

@@ -120,7 +120,7 @@ static int rows_write(struct store *st, const struct rows_later *l, size_t n)
     size_t i;
     int r;
 
-    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin_part(st, DB_PART_SESSIONS)) != ERR_OK) {
         return r;
     }
     for (i = 0; i < n && l != NULL; i++, l = l->next) {

@@ -93,8 +93,9 @@ static int session_insert(struct store *st, const struct store_session *s)
     if (closed && s->result[0] == '\0') {
         return ERR_INVALID;
     }
-    /* seq orders rows of the same second; the immediate transaction makes
-     * MAX() + 1 race-free here. */
+    /* seq orders rows of the same second; the report's part of the write
+     * lock (db_begin_part), taken by every caller, makes MAX() + 1
+     * race-free here. */
     return store_run(
         st, "session open",
         "INSERT INTO sessions (id, seq, user_id, user_name, asset_id,"
@@ -166,7 +167,7 @@ int store_session_open(struct store *st, const struct store_session *s)
         }
         return store_rows_put(st, STORE_ROW_OPEN, s);
     }
-    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin_part(st, DB_PART_SESSIONS)) != ERR_OK) {
         return r;
     }
     return store_tx_end(st, session_insert(st, s));
@@ -199,7 +200,7 @@ int store_session_close(struct store *st, const char *id, int64_t ended_at,
         snprintf(s.result, sizeof(s.result), "%s", result);
         return store_rows_put(st, STORE_ROW_CLOSE, &s);
     }
-    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin_part(st, DB_PART_SESSIONS)) != ERR_OK) {
         return r;
     }
     return store_tx_end(st, session_close_row(st, id, ended_at, bytes_up,
@@ -218,7 +219,7 @@ int store_session_batch(struct store *st, struct store_session_op *ops,
     if (ops == NULL) {
         return ERR_INVALID;
     }
-    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin_part(st, DB_PART_SESSIONS)) != ERR_OK) {
         return r;
     }
     /* One op's own failure (a bad field, a row already closed) is its
@@ -293,7 +294,7 @@ int store_session_update(struct store *st, const struct store_session *s)
         }
         return store_rows_put(st, STORE_ROW_UPDATE, s);
     }
-    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin_part(st, DB_PART_SESSIONS)) != ERR_OK) {
         return r;
     }
     return store_tx_end(st, session_update_row(st, s));
@@ -462,7 +463,7 @@ int store_session_set_recording(struct store *st, const char *id,
         s.recording_size = size;
         return store_rows_put(st, STORE_ROW_RECORDING, &s);
     }
-    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin_part(st, DB_PART_SESSIONS)) != ERR_OK) {
         return r;
     }
     return store_tx_end(st, session_recording_row(st, id, path, size, sha256));
