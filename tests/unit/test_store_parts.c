@@ -182,6 +182,39 @@ static struct db *lock_table(struct t *t, const char *table)
     return db;
 }
 
+/* PostgreSQL: waits (10 s at most) until n backends of the test's
+ * database wait for a lock. */
+static void wait_lock_waiters(struct t *t, int n)
+{
+    struct db *db = NULL;
+    int64_t until = util_mono_ms() + 10000;
+    int got = 0;
+
+    assert_int_equal(db_open(t->fx->path, &db), ERR_OK);
+    while (util_mono_ms() < until) {
+        struct db_stmt *s = NULL;
+        bool row = false;
+
+        assert_int_equal(
+            db_prepare(db, "test",
+                       "SELECT count(*) FROM pg_stat_activity WHERE datname "
+                       "= current_database() AND wait_event_type = 'Lock'",
+                       &s),
+            ERR_OK);
+        assert_int_equal(db_step(s, &row), ERR_OK);
+        got = row ? db_col_int(s, 0) : 0;
+        db_finalize(s);
+        if (got >= n) {
+            break;
+        }
+        usleep(50 * 1000);
+    }
+    db_close(db);
+    if (got < n) {
+        fail_msg("%d backend(s) wait for a lock, want %d", got, n);
+    }
+}
+
 /* PostgreSQL: another process's audit append waits for a lock on the
  * audit head (holding its part of the write lock meanwhile); a report
  * row is still opened and closed at once. Before (one lock for every
@@ -212,7 +245,7 @@ static void test_a_row_does_not_wait_for_an_audit_append(void **state)
                   ? 0
                   : 3);
     }
-    usleep(500 * 1000); /* the child waits for the lock now */
+    wait_lock_waiters(t, 1); /* the child waits for the lock now */
     memset(&s, 0, sizeof(s));
     util_uuid4(s.id);
     snprintf(s.user_name, sizeof(s.user_name), "bob");
@@ -263,7 +296,7 @@ static void test_a_whole_writer_waits_for_a_part(void **state)
                   ? 0
                   : 3);
     }
-    usleep(500 * 1000); /* the child waits for the lock now */
+    wait_lock_waiters(t, 1); /* the child waits for the lock now */
     adder = fork();
     assert_true(adder >= 0);
     if (adder == 0) {
@@ -274,7 +307,8 @@ static void test_a_whole_writer_waits_for_a_part(void **state)
                   ? 0
                   : 3);
     }
-    usleep(1500 * 1000);
+    wait_lock_waiters(t, 2); /* the adder waits too */
+    usleep(500 * 1000);
     /* still waiting for the append's part of the lock */
     assert_int_equal(waitpid(adder, &status, WNOHANG), 0);
     assert_int_equal(db_exec(lk, "test", "COMMIT"), ERR_OK);
