@@ -276,15 +276,23 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
     if ((r = audit_off_loop(m->store, loop, cfg->store_path)) != ERR_OK) {
         return r;
     }
+    /* and so are the report rows' closes (and the writes beside them):
+     * the loop makes no statement at a session's end (store.h) */
+    if ((r = store_session_off_loop(m->store, loop, cfg->store_path,
+                                    (size_t)cfg->store_outage_rows)) !=
+        ERR_OK) {
+        return r;
+    }
     /* Password checks and directory binds never take the resolver's
      * threads, nor do the store's jobs on a database server (the
      * heartbeat, the disabled-user check, a reconnection, a cancel
      * request, the tunnels' report rows, the audit log's writer, the
-     * login path's connections: each of them may wait for
+     * session report rows' writer, the login path's connections: each of
+     * them may wait for
      * connect_timeout, or longer, when the database does not answer). */
     loop_reserve_workers(
         (unsigned)cfg->max_concurrent_hashes + directory_service_workers(dirs) +
-        (store_worker_async(m->jobs) ? 6u + MONITOR_JOB_CONNS : 0u));
+        (store_worker_async(m->jobs) ? 7u + MONITOR_JOB_CONNS : 0u));
     directory_service_set_shared(dirs);
     m->hashes = password_pool_new(loop, (unsigned)cfg->max_concurrent_hashes,
                                   (unsigned)cfg->max_concurrent_hashes *
@@ -330,6 +338,10 @@ void monitor_free(struct monitor *m)
      * answers, so after 2 s each is left to its thread (store_worker.h) */
     (void)store_worker_stop(m->users, 2000);
     (void)store_worker_stop(m->jobs, 2000);
+    /* the report rows' writer (PostgreSQL): its transaction back (2 s at
+     * most), what waits written here; then the rows the store refused to
+     * queue, as on SQLite */
+    (void)store_session_off_loop_stop(m->store, 2000);
     monitor_pending_flush(m);
     if (m->npending > 0) {
         log_warn("%zu report row(s) could not be written; the next start "

@@ -78,6 +78,15 @@ int db_begin(struct db *db, bool write)
     return db != NULL ? DRV(db)->begin(db, write) : ERR_INVALID;
 }
 
+int db_begin_part(struct db *db, enum db_part part)
+{
+    if (db == NULL) {
+        return ERR_INVALID;
+    }
+    return DRV(db)->begin_part != NULL ? DRV(db)->begin_part(db, (int)part)
+                                       : DRV(db)->begin(db, true);
+}
+
 void db_retry_now(struct db *db)
 {
     if (db != NULL && DRV(db)->retry_now != NULL) {

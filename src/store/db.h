@@ -62,6 +62,20 @@ bool db_location_is_server(const char *location);
  * way for a lock; a read transaction sees one snapshot. db_commit() that
  * fails has rolled back. db_rollback() is harmless outside a transaction. */
 int db_begin(struct db *db, bool write);
+/*
+ * A write transaction that takes only a part of the write lock: on
+ * PostgreSQL the store-wide key shared and the part's own key exclusive,
+ * so writers of one part take turns, writers of different parts run at
+ * once, and a db_begin(true) writer (the whole lock) waits for every
+ * part's writer and they for it. For writes whose rule needs only the
+ * part's own tables to be written one at a time (docs/store.md, "One
+ * writer at a time"). SQLite: db_begin(true) (one writer at a time).
+ */
+enum db_part {
+    DB_PART_SESSIONS = 1, /* the session report: seq is MAX(seq) + 1 */
+    DB_PART_AUDIT = 2,    /* the audit log: the head read, then moved */
+};
+int db_begin_part(struct db *db, enum db_part part);
 int db_commit(struct db *db);
 /* The database was seen answering on another connection: a lost
  * connection waiting out its reconnection back-off tries again at the next

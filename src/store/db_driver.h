@@ -17,6 +17,8 @@ struct db_driver {
     void (*close)(struct db *db);
     const char *(*location)(struct db *db);
     int (*begin)(struct db *db, bool write);
+    /* optional: db_begin_part (NULL: begin(db, true)) */
+    int (*begin_part)(struct db *db, int part);
     int (*commit)(struct db *db);
     /* optional: the server was seen answering (a notice arrived): a
      * reconnection waiting out its back-off may try at the next call */

@@ -676,6 +676,38 @@ static int pg_begin(struct db *db, bool write)
     return r;
 }
 
+/*
+ * Part of the write lock (db_begin_part): the store-wide key shared, then
+ * the part's key (the two-int form, a key space of its own) exclusive, in
+ * one statement whose target list PostgreSQL evaluates left to right.
+ * Always in that order: a holder of a part's key then never waits for the
+ * store-wide key, so no cycle can form with a db_begin(true) writer
+ * waiting for it exclusively.
+ */
+static int pg_begin_part(struct db *db, int part)
+{
+    char sql[160];
+    int r;
+
+    if (db == NULL || part <= 0) {
+        return ERR_INVALID;
+    }
+    if ((r = db_conn_check(&db->c)) != ERR_OK) {
+        return r;
+    }
+    if ((r = pg_begin_sql(db, "BEGIN")) != ERR_OK) {
+        return r;
+    }
+    snprintf(sql, sizeof(sql),
+             "SELECT pg_advisory_xact_lock_shared(" PG_WRITE_LOCK "),"
+             " pg_advisory_xact_lock(" PG_WRITE_LOCK ", %d)",
+             part);
+    if ((r = pg_simple(db, "write lock", sql, NULL, 0)) != ERR_OK) {
+        pg_rollback(db);
+    }
+    return r;
+}
+
 static int pg_commit(struct db *db)
 {
     char status[32] = "";
@@ -1207,6 +1239,7 @@ const struct db_driver db_pg_driver = {
     .close = pg_close,
     .location = pg_location,
     .begin = pg_begin,
+    .begin_part = pg_begin_part,
     .commit = pg_commit,
     .retry_now = pg_retry_now,
     .set_loop = pg_set_loop,

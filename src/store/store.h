@@ -417,6 +417,25 @@ int store_session_get(struct store *st, const char *id,
                       struct store_session *out);
 int store_session_list(struct store *st, const struct store_session_filter *f,
                        struct store_session **list, size_t *n);
+/*
+ * The server's report rows off its loop (PostgreSQL): from now on
+ * store_session_open, _close, _set_recording and _update on st only check
+ * their input and queue the write (ERR_STORE when [store] outage_rows
+ * writes wait already, max; nothing is kept then), and one worker with a
+ * connection of its own (store_worker.h) writes the queue in order, up to
+ * 64 writes a transaction, one transaction in flight; a failed one is
+ * tried again, first after 0.25 s, doubling to 4 s. store_session_get
+ * and _list on st write what waits first. On SQLite, or without a loop,
+ * nothing changes: each write is made at once. docs/store.md.
+ */
+int store_session_off_loop(struct store *st, struct loop *l,
+                           const char *location, size_t max);
+/* Stops that: the transaction in flight waited for ms at most, then what
+ * waits written on st itself (unless the database did not answer).
+ * Returns how many writes were not made (logged; the rows they would
+ * have closed stay open, and the next start closes them as interrupted).
+ * Writes on st are made at once afterwards. */
+size_t store_session_off_loop_stop(struct store *st, int ms);
 /* At server start: closes every row this node (store_set_node) or no
  * node left open with `result`; returns how many through *count. Rows
  * other nodes hold open stay open. */

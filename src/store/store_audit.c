@@ -475,9 +475,10 @@ static int audit_write_many(struct store *st, const struct audit_ev *ev,
     size_t i;
     int r;
 
-    /* Immediate: the head is read under the write lock, so two writers
-     * (the server and a CLI process) always chain one after the other. */
-    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+    /* Immediate: the head is read under the audit log's part of the
+     * write lock (db_begin_part), so two writers (the server and a CLI
+     * process, or two nodes) always chain one after the other. */
+    if ((r = store_tx_begin_part(st, DB_PART_AUDIT)) != ERR_OK) {
         return r;
     }
     if ((r = audit_head_read(st, &found, &head_seq, prev_hex)) != ERR_OK) {

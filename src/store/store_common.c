@@ -40,6 +40,17 @@ int store_tx_begin(struct store *st, bool write)
     return db_begin(st->db, write);
 }
 
+int store_tx_begin_part(struct store *st, int part)
+{
+    if (st == NULL || st->db == NULL) {
+        return ERR_INVALID;
+    }
+    if (st->creating) {
+        return st->create_err;
+    }
+    return db_begin_part(st->db, (enum db_part)part);
+}
+
 int store_tx_end(struct store *st, int r)
 {
     if (st->creating) {
@@ -732,6 +743,7 @@ void store_close(struct store *st)
     if (st == NULL) {
         return;
     }
+    (void)store_session_off_loop_stop(st, 2000);
     audit_later_drop(st);
     db_close(st->db);
     free(st->audit_key);

@@ -76,11 +76,40 @@ struct store {
     /* audit_off_loop(): the queue above written by a worker of its own
      * (store_audit.c); NULL: audit_write() writes on this connection */
     struct audit_async *audit_async;
+    /* store_session_off_loop(): the session report's writes queued for a
+     * worker of their own (store_session_async.c); NULL: written on this
+     * connection */
+    struct rows_async *rows_async;
 };
+
+/* --- the session report's writes off the loop (store_session_async.c) --- */
+
+enum store_row_kind {
+    STORE_ROW_OPEN,      /* store_session_open */
+    STORE_ROW_CLOSE,     /* store_session_close: id, ended_at, bytes,
+                            exit_status, result */
+    STORE_ROW_RECORDING, /* store_session_set_recording: id,
+                            recording_path, _size, _sha256 */
+    STORE_ROW_UPDATE,    /* store_session_update */
+};
+/* Queues one write (its input already checked) behind the others:
+ * ERR_OK, or ERR_STORE when the queue is full (nothing kept). */
+int store_rows_put(struct store *st, enum store_row_kind kind,
+                   const struct store_session *s);
+/* Before a read of the report on a handle whose writes are queued: the
+ * batch in flight back (1 s at most) and the rest written here. */
+void store_rows_flush(struct store *st);
+/* One write, inside the caller's write transaction (store_sessions.c). */
+int store_session_apply(struct store *st, enum store_row_kind kind,
+                        const struct store_session *s);
 
 /* --- transactions: every public function is one ------------------------- */
 
 int store_tx_begin(struct store *st, bool write);
+/* A write transaction under a part of the write lock (db.h
+ * db_begin_part): only for the session report's and the audit log's
+ * writes, which touch their own tables alone. */
+int store_tx_begin_part(struct store *st, int part);
 /* Commits when r is ERR_OK, rolls back otherwise; returns the outcome. */
 int store_tx_end(struct store *st, int r);
 

@@ -6,6 +6,7 @@
  */
 #include "store/store.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "common/err.h"
@@ -92,8 +93,9 @@ static int session_insert(struct store *st, const struct store_session *s)
     if (closed && s->result[0] == '\0') {
         return ERR_INVALID;
     }
-    /* seq orders rows of the same second; the immediate transaction makes
-     * MAX() + 1 race-free here. */
+    /* seq orders rows of the same second; the report's part of the write
+     * lock (db_begin_part), taken by every caller, makes MAX() + 1
+     * race-free here. */
     return store_run(
         st, "session open",
         "INSERT INTO sessions (id, seq, user_id, user_name, asset_id,"
@@ -153,7 +155,19 @@ int store_session_open(struct store *st, const struct store_session *s)
     if (s == NULL) {
         return ERR_INVALID;
     }
-    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+    if (st != NULL && st->rows_async != NULL) {
+        char id[STORE_ID_MAX + 1];
+
+        if ((r = session_check(s)) != ERR_OK) {
+            return r;
+        }
+        if (!store_id_norm(s->id, id) ||
+            (s->ended_at != 0 && s->result[0] == '\0')) {
+            return ERR_INVALID;
+        }
+        return store_rows_put(st, STORE_ROW_OPEN, s);
+    }
+    if ((r = store_tx_begin_part(st, DB_PART_SESSIONS)) != ERR_OK) {
         return r;
     }
     return store_tx_end(st, session_insert(st, s));
@@ -165,7 +179,28 @@ int store_session_close(struct store *st, const char *id, int64_t ended_at,
 {
     int r;
 
-    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+    if (st != NULL && st->rows_async != NULL) {
+        struct store_session s;
+
+        memset(&s, 0, sizeof(s));
+        /* the time it ended, not the time the write gets through */
+        s.ended_at = ended_at != 0 ? ended_at : util_now();
+        s.bytes_up = bytes_up;
+        s.bytes_down = bytes_down;
+        s.exit_status = exit_status;
+        if ((r = store_check_len(result, STORE_RESULT_MAX)) != ERR_OK) {
+            return r;
+        }
+        if (result == NULL || result[0] == '\0') {
+            return ERR_INVALID;
+        }
+        if (!store_id_norm(id != NULL ? id : "", s.id)) {
+            return ERR_NOT_FOUND;
+        }
+        snprintf(s.result, sizeof(s.result), "%s", result);
+        return store_rows_put(st, STORE_ROW_CLOSE, &s);
+    }
+    if ((r = store_tx_begin_part(st, DB_PART_SESSIONS)) != ERR_OK) {
         return r;
     }
     return store_tx_end(st, session_close_row(st, id, ended_at, bytes_up,
@@ -184,7 +219,7 @@ int store_session_batch(struct store *st, struct store_session_op *ops,
     if (ops == NULL) {
         return ERR_INVALID;
     }
-    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+    if ((r = store_tx_begin_part(st, DB_PART_SESSIONS)) != ERR_OK) {
         return r;
     }
     /* One op's own failure (a bad field, a row already closed) is its
@@ -206,14 +241,12 @@ int store_session_batch(struct store *st, struct store_session_op *ops,
     return store_tx_end(st, r);
 }
 
-int store_session_update(struct store *st, const struct store_session *s)
+/* The UPDATE of store_session_update, inside the caller's transaction. */
+static int session_update_row(struct store *st, const struct store_session *s)
 {
     char key[STORE_ID_MAX + 1];
-    int r;
+    int changes = 0, r;
 
-    if (s == NULL) {
-        return ERR_INVALID;
-    }
     if ((r = session_check(s)) != ERR_OK) {
         return r;
     }
@@ -221,7 +254,7 @@ int store_session_update(struct store *st, const struct store_session *s)
         return ERR_NOT_FOUND;
     }
     /* NULLIF(?, '') turns an empty argument into "keep the column". */
-    return store_update_one(
+    r = store_run(
         st, "session update",
         "UPDATE sessions SET"
         " user_id = COALESCE(NULLIF($1, ''), user_id),"
@@ -237,9 +270,34 @@ int store_session_update(struct store *st, const struct store_session *s)
         " recording_sha256 = COALESCE(NULLIF($11, ''), recording_sha256),"
         " agent_node = COALESCE(NULLIF($12, ''), agent_node)"
         " WHERE id = $13",
-        "ttttttttttttt", s->user_id, s->user_name, s->asset_id, s->asset_name,
-        s->site, s->kind, s->client_addr, s->route, s->detail,
+        &changes, "ttttttttttttt", s->user_id, s->user_name, s->asset_id,
+        s->asset_name, s->site, s->kind, s->client_addr, s->route, s->detail,
         s->recording_path, s->recording_sha256, s->agent_node, key);
+    return r == ERR_OK && changes == 0 ? ERR_NOT_FOUND : r;
+}
+
+int store_session_update(struct store *st, const struct store_session *s)
+{
+    int r;
+
+    if (s == NULL) {
+        return ERR_INVALID;
+    }
+    if (st != NULL && st->rows_async != NULL) {
+        char key[STORE_ID_MAX + 1];
+
+        if ((r = session_check(s)) != ERR_OK) {
+            return r;
+        }
+        if (!store_id_norm(s->id, key)) {
+            return ERR_NOT_FOUND;
+        }
+        return store_rows_put(st, STORE_ROW_UPDATE, s);
+    }
+    if ((r = store_tx_begin_part(st, DB_PART_SESSIONS)) != ERR_OK) {
+        return r;
+    }
+    return store_tx_end(st, session_update_row(st, s));
 }
 
 int store_session_get(struct store *st, const char *id,
@@ -256,6 +314,7 @@ int store_session_get(struct store *st, const char *id,
     if (!store_id_norm(id, key)) {
         return ERR_NOT_FOUND;
     }
+    store_rows_flush(st);
     if ((r = store_tx_begin(st, false)) != ERR_OK) {
         return r;
     }
@@ -314,6 +373,7 @@ int store_session_list(struct store *st, const struct store_session_filter *f,
     if (f != NULL && f->limit != 0) {
         store_sql_param_int(&q, " LIMIT ", store_clamp_u64(f->limit));
     }
+    store_rows_flush(st);
     if ((r = store_tx_begin(st, false)) != ERR_OK) {
         return r;
     }
@@ -354,12 +414,14 @@ int store_session_close_dangling(struct store *st, int64_t now,
     return r;
 }
 
-int store_session_set_recording(struct store *st, const char *id,
-                                const char *path, uint64_t size,
-                                const char *sha256)
+/* The UPDATE of store_session_set_recording, inside the caller's
+ * transaction. */
+static int session_recording_row(struct store *st, const char *id,
+                                 const char *path, uint64_t size,
+                                 const char *sha256)
 {
     char key[STORE_ID_MAX + 1];
-    int r;
+    int changes = 0, r;
 
     if ((r = store_check_len(path, STORE_PATH_MAX)) != ERR_OK ||
         (r = store_check_len(sha256, 64)) != ERR_OK) {
@@ -368,13 +430,63 @@ int store_session_set_recording(struct store *st, const char *id,
     if (!store_id_norm(id, key)) {
         return ERR_NOT_FOUND;
     }
-    return store_update_one(st, "session recording",
-                            "UPDATE sessions SET recording_path = $1,"
-                            " recording_size = $2, recording_sha256 = $3"
-                            " WHERE id = $4",
-                            "titt", path != NULL ? path : "",
-                            store_clamp_u64(size), sha256 != NULL ? sha256 : "",
-                            key);
+    r = store_run(st, "session recording",
+                  "UPDATE sessions SET recording_path = $1,"
+                  " recording_size = $2, recording_sha256 = $3"
+                  " WHERE id = $4",
+                  &changes, "titt", path != NULL ? path : "",
+                  store_clamp_u64(size), sha256 != NULL ? sha256 : "", key);
+    return r == ERR_OK && changes == 0 ? ERR_NOT_FOUND : r;
+}
+
+int store_session_set_recording(struct store *st, const char *id,
+                                const char *path, uint64_t size,
+                                const char *sha256)
+{
+    int r;
+
+    if (st != NULL && st->rows_async != NULL) {
+        struct store_session s;
+
+        memset(&s, 0, sizeof(s));
+        if ((r = store_check_len(path, STORE_PATH_MAX)) != ERR_OK ||
+            (r = store_check_len(sha256, 64)) != ERR_OK) {
+            return r;
+        }
+        if (!store_id_norm(id != NULL ? id : "", s.id)) {
+            return ERR_NOT_FOUND;
+        }
+        snprintf(s.recording_path, sizeof(s.recording_path), "%s",
+                 path != NULL ? path : "");
+        snprintf(s.recording_sha256, sizeof(s.recording_sha256), "%s",
+                 sha256 != NULL ? sha256 : "");
+        s.recording_size = size;
+        return store_rows_put(st, STORE_ROW_RECORDING, &s);
+    }
+    if ((r = store_tx_begin_part(st, DB_PART_SESSIONS)) != ERR_OK) {
+        return r;
+    }
+    return store_tx_end(st, session_recording_row(st, id, path, size, sha256));
+}
+
+/* One write the report rows' writer queued (store_session_async.c),
+ * inside the caller's write transaction. */
+int store_session_apply(struct store *st, enum store_row_kind kind,
+                        const struct store_session *s)
+{
+    switch (kind) {
+    case STORE_ROW_OPEN:
+        return session_insert(st, s);
+    case STORE_ROW_CLOSE:
+        return session_close_row(st, s->id, s->ended_at, s->bytes_up,
+                                 s->bytes_down, s->exit_status, s->result);
+    case STORE_ROW_RECORDING:
+        return session_recording_row(st, s->id, s->recording_path,
+                                     s->recording_size, s->recording_sha256);
+    case STORE_ROW_UPDATE:
+        return session_update_row(st, s);
+    }
+    return ERR_INTERNAL;
 }
 
 int store_session_list_expired(struct store *st, int64_t ended_before,
