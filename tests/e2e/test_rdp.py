@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from pclib import (Client, Portcullis, free_port, fresh_totp_code, run,
-                   serving_process, stop_process, totp_wrong_code, uniq,
+from pclib import (Client, Portcullis, build_dir, free_port, fresh_totp_code,
+                   run, serving_process, stop_process, totp_wrong_code, uniq,
                    wait_listen, xvfb_run)
 from test_web import WEB, web_ui  # noqa: F401 (the fixture: web/dist built)
 
@@ -69,6 +69,55 @@ def start_xvfb():
         stop_process(xvfb, 5)
         raise AssertionError("Xvfb gave no display")
     return xvfb, ":" + num
+
+
+class ProgramTarget:
+    """One of the test RDP servers built with the tests
+    (tests/e2e/rdp-*-target: TLS security, any login accepted) on a free
+    loopback port with a fresh certificate; it writes what it saw, one
+    line each, to self.out. A subclass names the program (EXE) and its
+    output file (OUT), and may add arguments (args) and environment
+    variables (env)."""
+    EXE = None
+    OUT = "target.txt"
+
+    def __init__(self, workdir):
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.out = self.dir / self.OUT
+        self.proc = None
+
+    def args(self):
+        return []
+
+    def env(self):
+        return None
+
+    def start(self):
+        cert, key = self.dir / "cert.pem", self.dir / "key.pem"
+        r = run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                 "-subj", "/CN=%s" % self.EXE, "-days", "2", "-keyout",
+                 str(key), "-out", str(cert)])
+        assert r.rc == 0, r
+        self.out.write_text("")
+        exe = build_dir() / "tests" / "e2e" / self.EXE
+        assert exe.exists(), "build the tests (meson -Dtests=true)"
+        self.log = open(self.dir / "target.log", "w")
+        self.proc = subprocess.Popen(
+            [str(exe), str(self.port), str(cert), str(key), str(self.out)]
+            + self.args(), stdout=self.log, stderr=self.log,
+            start_new_session=True, env=self.env())
+        assert wait_listen(self.port, 10, self.proc), "%s not up" % self.EXE
+        return self
+
+    def lines(self):
+        return self.out.read_text(errors="replace").splitlines()
+
+    def stop(self):
+        if self.proc is not None:
+            stop_process(self.proc, 5)
+            self.proc = None
 
 
 class RdpTarget:

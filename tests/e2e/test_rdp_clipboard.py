@@ -16,14 +16,12 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import time
 
 import pytest
 
-from pclib import build_dir, free_port, run, stop_process, uniq, wait_listen, \
-    xvfb_run
-from test_rdp import rdp_asset, rdp_driver, rdp_proxy  # noqa: F401
+from pclib import run, uniq, xvfb_run
+from test_rdp import ProgramTarget, rdp_asset, rdp_driver, rdp_proxy  # noqa: F401,E501
 from test_web import WEB, web_ui  # noqa: F401 (the fixture: web/dist built)
 
 TOOLS = ["xfreerdp", "Xvfb", "xvfb-run", "xdotool", "xclip", "openssl"]
@@ -32,49 +30,26 @@ pytestmark = pytest.mark.skipif(
     reason="RDP clipboard test tools missing (scripts/install-deps)")
 
 
-class ClipTarget:
-    """rdp-clip-target on a free loopback port with a fresh certificate."""
+class ClipTarget(ProgramTarget):
+    """rdp-clip-target: offer (text it puts on its clipboard), flood (that
+    many clipboard PDUs), hostile (malformed ones), offer_file (a file it
+    offers)."""
+    EXE = "rdp-clip-target"
+    OUT = "clip.txt"
 
     def __init__(self, workdir, offer=None, flood=0, hostile=False,
                  offer_file=None):
-        self.dir = workdir
-        self.flood = flood
-        self.hostile = hostile
-        self.offer_file = offer_file
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.out = self.dir / "clip.txt"
-        self.offer = offer
-        self.proc = None
+        super().__init__(workdir)
+        self.offer, self.flood = offer, flood
+        self.hostile, self.offer_file = hostile, offer_file
 
-    def start(self):
-        cert, key = self.dir / "cert.pem", self.dir / "key.pem"
-        r = run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                 "-subj", "/CN=cliptarget", "-days", "2", "-keyout", str(key),
-                 "-out", str(cert)])
-        assert r.rc == 0, r
-        self.out.write_text("")
-        exe = build_dir() / "tests" / "e2e" / "rdp-clip-target"
-        assert exe.exists(), "build the tests (meson -Dtests=true)"
-        args = [str(exe), str(self.port), str(cert), str(key), str(self.out)]
-        if self.offer:
-            args.append(self.offer)
-        self.log = open(self.dir / "target.log", "w")
-        env = dict(os.environ, CT_FLOOD=str(self.flood),
-                   CT_HOSTILE="1" if self.hostile else "0",
-                   CT_OFFER_FILE=str(self.offer_file or ""))
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log,
-                                     start_new_session=True, env=env)
-        assert wait_listen(self.port, 10, self.proc), "clip target not up"
-        return self
+    def args(self):
+        return [self.offer] if self.offer else []
 
-    def lines(self):
-        return self.out.read_text(errors="replace").splitlines()
-
-    def stop(self):
-        if self.proc is not None:
-            stop_process(self.proc, 5)
-            self.proc = None
+    def env(self):
+        return dict(os.environ, CT_FLOOD=str(self.flood),
+                    CT_HOSTILE="1" if self.hostile else "0",
+                    CT_OFFER_FILE=str(self.offer_file or ""))
 
 
 @pytest.fixture

@@ -29,20 +29,18 @@ client must get the screen and none of the rest (xfreerdp fails the
 session on junk under RemoteFX's ID).
 """
 import collections
-import os
 import select
 import socket
 import ssl
 import struct
-import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
-from pclib import build_dir, free_port, run, stop_process, wait_listen
-from test_rdp import (COLOUR, near, pixel, pytestmark,  # noqa: F401
-                      rdp_asset, rdp_target, rdp_user, run_client,
+from pclib import run
+from test_rdp import (COLOUR, ProgramTarget, near, pixel,  # noqa: F401
+                      pytestmark, rdp_asset, rdp_target, rdp_user, run_client,
                       start_rdp_proxy, stop_rdp_proxy)
 from test_rdp_record import check_row_file, read_rdprec, rgb_at, screen_at
 
@@ -320,39 +318,10 @@ def test_client_numbering_reaches_the_client(tls_proxy, rdp_target,
             rgb_at(screen, 800, 650)
 
 
-class SurfTarget:
-    """rdp-surf-target on a free loopback port with a fresh certificate."""
-
-    def __init__(self, workdir):
-        self.dir = Path(workdir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.out = self.dir / "surf.txt"
-        self.proc = None
-
-    def start(self):
-        cert, key = self.dir / "cert.pem", self.dir / "key.pem"
-        r = run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                 "-subj", "/CN=surftarget", "-days", "2", "-keyout",
-                 str(key), "-out", str(cert)])
-        assert r.rc == 0, r
-        self.out.write_text("")
-        exe = build_dir() / "tests" / "e2e" / "rdp-surf-target"
-        assert exe.exists(), "build the tests (meson -Dtests=true)"
-        self.log = open(self.dir / "target.log", "w")
-        self.proc = subprocess.Popen(
-            [str(exe), str(self.port), str(cert), str(key), str(self.out)],
-            stdout=self.log, stderr=self.log, start_new_session=True)
-        assert wait_listen(self.port, 10, self.proc), "surf target not up"
-        return self
-
-    def lines(self):
-        return self.out.read_text(errors="replace").splitlines()
-
-    def stop(self):
-        if self.proc is not None:
-            stop_process(self.proc, 5)
-            self.proc = None
+class SurfTarget(ProgramTarget):
+    """rdp-surf-target (a hostile target's surface bits)."""
+    EXE = "rdp-surf-target"
+    OUT = "surf.txt"
 
 
 @pytest.fixture

@@ -24,9 +24,8 @@ import time
 
 import pytest
 
-from pclib import build_dir, free_port, run, stop_process, uniq, wait_listen, \
-    xvfb_run
-from test_rdp import rdp_asset, rdp_proxy  # noqa: F401 (the fixture)
+from pclib import run, stop_process, uniq, xvfb_run
+from test_rdp import ProgramTarget, rdp_asset, rdp_proxy  # noqa: F401
 
 TOOLS = ["xfreerdp", "Xvfb", "xvfb-run", "openssl"]
 pytestmark = pytest.mark.skipif(
@@ -39,59 +38,37 @@ WRITTEN = "from-target.bin"  # what the target writes on the drive
 TAKEN_OFF = r"device redirection: \d+ devices? (of|from) the client taken off"
 
 
-class DevTarget:
-    """rdp-dev-target on a free loopback port with a fresh certificate."""
+class DevTarget(ProgramTarget):
+    """rdp-dev-target (device redirection and audio)."""
+    EXE = "rdp-dev-target"
+    OUT = "dev.txt"
 
     def __init__(self, workdir, write=None, job=None):
         """write: bytes the target writes to \\WRITTEN on each drive;
         job: bytes it prints on each printer."""
-        self.dir = workdir
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.out = self.dir / "dev.txt"
-        self.proc = None
-        self.env = dict(os.environ)
+        super().__init__(workdir)
+        self._env = dict(os.environ)
         for k in ("DT_WRITE", "DT_WRITE_SRC", "DT_PRINT_SRC"):
-            self.env.pop(k, None)
+            self._env.pop(k, None)
         if write is not None:
             (self.dir / "write.src").write_bytes(write)
-            self.env.update(DT_WRITE="\\" + WRITTEN,
-                            DT_WRITE_SRC=str(self.dir / "write.src"))
+            self._env.update(DT_WRITE="\\" + WRITTEN,
+                             DT_WRITE_SRC=str(self.dir / "write.src"))
         if job is not None:
             (self.dir / "job.src").write_bytes(job)
-            self.env.update(DT_PRINT_SRC=str(self.dir / "job.src"))
+            self._env.update(DT_PRINT_SRC=str(self.dir / "job.src"))
 
-    def start(self):
-        cert, key = self.dir / "cert.pem", self.dir / "key.pem"
-        r = run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                 "-subj", "/CN=devtarget", "-days", "2", "-keyout", str(key),
-                 "-out", str(cert)])
-        assert r.rc == 0, r
-        self.out.write_text("")
-        exe = build_dir() / "tests" / "e2e" / "rdp-dev-target"
-        assert exe.exists(), "build the tests (meson -Dtests=true)"
-        self.log = open(self.dir / "target.log", "w")
-        self.proc = subprocess.Popen(
-            [str(exe), str(self.port), str(cert), str(key), str(self.out),
-             "\\" + FILE],
-            stdout=self.log, stderr=self.log, start_new_session=True,
-            env=self.env)
-        assert wait_listen(self.port, 10, self.proc), "dev target not up"
-        return self
+    def args(self):
+        return ["\\" + FILE]
 
-    def lines(self):
-        return self.out.read_text(errors="replace").splitlines()
+    def env(self):
+        return self._env
 
     def devices(self):
         """The kinds of device the target saw announced."""
         return {ln.split()[0] for ln in self.lines()
                 if ln.split()[:1] in (["drive"], ["printer"], ["port"],
                                       ["smartcard"])}
-
-    def stop(self):
-        if self.proc is not None:
-            stop_process(self.proc, 5)
-            self.proc = None
 
 
 WRITE_DATA = os.urandom(64 * 1024 + 321)

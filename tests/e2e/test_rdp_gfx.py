@@ -35,17 +35,14 @@ the mouse moved.
 """
 import os
 import re
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
-from pclib import (build_dir, free_port, run, stop_process, wait_listen,
-                   xvfb_run)
-from test_rdp import (COLOUR, DESKTOP, DRIVER, assert_desktop_and_typing,  # noqa: F401
-                      near, pixel, pytestmark, rdp_asset, rdp_driver,
+from pclib import build_dir, run, stop_process, xvfb_run
+from test_rdp import (COLOUR, DESKTOP, DRIVER, ProgramTarget,  # noqa: F401
+                      assert_desktop_and_typing, near, pixel, pytestmark, rdp_asset, rdp_driver,
                       rdp_proxy, rdp_target, rdp_user, start_xvfb,
                       xfreerdp_args)
 from test_rdp_record import (FRAME, START, check_row_file, read_rdprec,
@@ -248,42 +245,18 @@ def test_hostile_gfx_client(rdp_proxy, rdp_target):
     assert row["bytes_up"] > 0, row
 
 
-class GfxTarget:
-    """rdp-gfx-target on a free loopback port with a fresh certificate;
-    still: its still-screen mode (it draws only when asked)."""
+class GfxTarget(ProgramTarget):
+    """rdp-gfx-target; still: its still-screen mode (it draws only when
+    asked)."""
+    EXE = "rdp-gfx-target"
+    OUT = "gfx.txt"
 
     def __init__(self, workdir, still=False):
-        self.dir = workdir
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.out = self.dir / "gfx.txt"
-        self.proc = None
+        super().__init__(workdir)
         self.still = still
 
-    def start(self):
-        cert, key = self.dir / "cert.pem", self.dir / "key.pem"
-        r = run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                 "-subj", "/CN=gfxtarget", "-days", "2", "-keyout", str(key),
-                 "-out", str(cert)])
-        assert r.rc == 0, r
-        self.out.write_text("")
-        exe = build_dir() / "tests" / "e2e" / "rdp-gfx-target"
-        assert exe.exists(), "build the tests (meson -Dtests=true)"
-        self.log = open(self.dir / "target.log", "w")
-        self.proc = subprocess.Popen(
-            [str(exe), str(self.port), str(cert), str(key), str(self.out)]
-            + (["still"] if self.still else []),
-            stdout=self.log, stderr=self.log, start_new_session=True)
-        assert wait_listen(self.port, 10, self.proc), "gfx target not up"
-        return self
-
-    def lines(self):
-        return self.out.read_text(errors="replace").splitlines()
-
-    def stop(self):
-        if self.proc is not None:
-            stop_process(self.proc, 5)
-            self.proc = None
+    def args(self):
+        return ["still"] if self.still else []
 
 
 @pytest.fixture
