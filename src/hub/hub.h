@@ -42,6 +42,8 @@ enum hub_change {
     HUB_CHANGE_TUNNELS = 2,     /* tunnels added, deleted or ACL changed */
     HUB_CHANGE_AGENTS = 4,      /* agents deleted */
     HUB_CHANGE_JOBS = 8,        /* jobs queued (`portcullis job run`) */
+    HUB_CHANGE_PRESENCE = 16,   /* an agent with tunnels came or went on a
+                                 * node (the tunnels' listeners follow) */
 };
 
 int hub_start(struct hub **out, const struct config *cfg, struct loop *loop,

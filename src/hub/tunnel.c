@@ -29,6 +29,15 @@
  * tunnel (store_tunnel_touch): it is SQLite, and a busy UDP tunnel sees
  * thousands of datagrams a second.
  *
+ * On a cluster a TCP tunnel listens on every node while its agent is
+ * online on any of them: a node that does not hold the agent takes the
+ * same way as a peer tunnel (below) with the route "agent:ID", which the
+ * route module takes through the holding node (its node: hop, as for
+ * sessions). The holder tells the others when the agent comes or goes
+ * (a HUB_CHANGE_PRESENCE notice, only for agents with tunnels), and only
+ * the holder writes the tunnel's state. UDP tunnels listen on the holder
+ * only (the hop between nodes is a TCP CONNECT).
+ *
  * A tunnel through a peer node (def.peer set; TCP only) listens whenever
  * the server runs: each accepted connection asks the route module
  * (route/route.h, the one the monitor's CONNECT uses; the daemon hands it
@@ -76,6 +85,7 @@
 #include "store/agents.h"
 #include "store/audit.h"
 #include "store/nodes.h"
+#include "store/notices.h"
 #include "store/store_worker.h"
 
 #define TUNNEL_SOCKS_MAX 4 /* addresses [tunnel] listen may name */
@@ -90,6 +100,10 @@
                                 this long before it is retried */
 #define TUNNEL_UDP_MAX 65507 /* the largest UDP payload */
 #define TUNNEL_SWEEP_MS 1000
+/* Presence notices from other nodes (an agent with tunnels came or
+ * went) coalesce over this long: after a node's failure its agents come
+ * back to the others by the hundred. */
+#define TUNNEL_PRESENCE_MS 200
 #define TUNNEL_RETRY_MS 10000   /* listen again after an error */
 #define TUNNEL_PAUSE_MS 1000    /* accept paused after running out of fds */
 #define TUNNEL_TOUCH_SECONDS 60 /* store_tunnel_touch at most this often */
@@ -214,6 +228,9 @@ struct tunnels {
      * and the one batch on it (tunnel_batch) */
     struct store_worker *writer;
     struct tunnel_batch *batch;
+    /* a presence notice from another node: the listeners are looked at
+     * again once TUNNEL_PRESENCE_MS after the first of a burst */
+    uint64_t presence_timer;
 };
 
 /* One batch of report writes on a worker (see tunnel_batch_run). */
@@ -255,16 +272,6 @@ static void tunnel_route_text(const struct tunnel *t, char *out, size_t len)
     }
 }
 
-/* Whether t can listen now: its agent is online, or it goes through a
- * peer (reached anew at each connection). */
-static bool tunnel_reachable(const struct tunnel *t)
-{
-    if (t->def.peer[0] != '\0') {
-        return t->ts->dial.connect != NULL;
-    }
-    return hub_agent_online(t->ts->hub, t->def.agent_id);
-}
-
 /* Writes the tunnel's state to the store when it changed. */
 static void tunnel_set_state(struct tunnel *t, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -285,6 +292,29 @@ static bool tunnel_agent_elsewhere(struct tunnels *ts, const char *agent_id)
     return r;
 }
 
+/* Whether t can listen now: its agent is online here, or (a TCP tunnel,
+ * with node routes) on another node of the cluster, or it goes through a
+ * peer (reached anew at each connection). */
+static bool tunnel_reachable(const struct tunnel *t)
+{
+    if (t->def.peer[0] != '\0') {
+        return t->ts->dial.connect != NULL;
+    }
+    if (hub_agent_online(t->ts->hub, t->def.agent_id)) {
+        return true;
+    }
+    return !t->def.udp && t->ts->dial.connect != NULL &&
+           tunnel_agent_elsewhere(t->ts, t->def.agent_id);
+}
+
+/* Whether connections to t go through another node (the route module's
+ * "agent:ID", or a peer) rather than to an agent of this node's hub. */
+static bool tunnel_routed(const struct tunnel *t)
+{
+    return t->def.peer[0] != '\0' ||
+           !hub_agent_online(t->ts->hub, t->def.agent_id);
+}
+
 static void tunnel_set_state(struct tunnel *t, const char *fmt, ...)
 {
     char state[TUNNEL_STATE_MAX + 1];
@@ -297,7 +327,9 @@ static void tunnel_set_state(struct tunnel *t, const char *fmt, ...)
     if (strcmp(state, t->state) == 0) {
         return;
     }
-    if (strcmp(state, "agent offline") == 0 &&
+    /* the state is the holding node's to write */
+    if (t->def.peer[0] == '\0' &&
+        !hub_agent_online(t->ts->hub, t->def.agent_id) &&
         tunnel_agent_elsewhere(t->ts, t->def.agent_id)) {
         memcpy(t->state, state, sizeof(state));
         return;
@@ -1170,18 +1202,19 @@ static void tunnel_peer_route_done(void *arg, int fd, const char *why)
 {
     struct tunnel_conn *c = arg;
     struct tunnel *t = c->t;
-    char result[STORE_RESULT_MAX + 1];
+    char result[STORE_RESULT_MAX + 1], route[STORE_ROUTE_MAX + 1];
     int cfd = c->cfd;
 
     c->rreq = NULL;
     c->cfd = -1;
+    tunnel_route_text(t, route, sizeof(route));
     if (fd < 0) {
-        log_info("tunnel %s: %s could not reach %s:%d through peer %s: %s",
+        log_info("tunnel %s: %s could not reach %s:%d through %s: %s",
                  t->def.id, c->client, t->def.remote_host, t->def.remote_port,
-                 t->def.peer, why != NULL ? why : "?");
+                 route, why != NULL ? why : "?");
         close(cfd);
         snprintf(result, sizeof(result), "error: %s",
-                 why != NULL ? why : "the peer could not connect");
+                 why != NULL ? why : "the route could not connect");
         tunnel_row_close(t, c->row, 0, 0, result);
         tunnel_peer_conn_gone(c);
         return;
@@ -1194,8 +1227,8 @@ static void tunnel_peer_route_done(void *arg, int fd, const char *why)
         return;
     }
     c->open = true;
-    log_info("tunnel %s: %s connected to %s:%d through peer %s", t->def.id,
-             c->client, t->def.remote_host, t->def.remote_port, t->def.peer);
+    log_info("tunnel %s: %s connected to %s:%d through %s", t->def.id,
+             c->client, t->def.remote_host, t->def.remote_port, route);
     tlspump_start(c->pump); /* may end it at once */
 }
 
@@ -1209,6 +1242,10 @@ static void tunnel_peer_connect(struct tunnel *t, struct tunnel_conn *c,
 
     tunnel_route_text(t, route, sizeof(route));
     c->cfd = cfd;
+    if (t->ts->dial.connect == NULL) { /* no route module: none to take */
+        tunnel_peer_route_done(c, -1, "no route to another node here");
+        return;
+    }
     c->connecting = true;
     rq = t->ts->dial.connect(t->ts->dial.ctx, route, t->def.remote_host,
                              t->def.remote_port, ip, port,
@@ -1261,7 +1298,7 @@ static void tunnel_tcp_client(struct tunnel *t, int cfd,
     }
     t->conns = c;
     t->nconns++;
-    if (t->def.peer[0] != '\0') {
+    if (tunnel_routed(t)) {
         tunnel_peer_connect(t, c, cfd, ip, port);
         return;
     }
@@ -1891,14 +1928,47 @@ static void tunnels_on_presence(void *arg, const char *agent_id, bool online)
 {
     struct tunnels *ts = arg;
     struct tunnel *t;
+    bool tcp = false;
 
     for (t = ts->list; t != NULL; t = t->next) {
         if (strcmp(t->def.agent_id, agent_id) != 0) {
             continue;
         }
+        tcp = tcp || !t->def.udp;
         if (online) {
+            /* connections go to the hub from now on; those that went
+             * through the node holding it before carry on */
             tunnel_listen(t);
         } else {
+            tunnel_offline(t);
+        }
+    }
+    /* the other nodes listen for its TCP tunnels while it is here */
+    if (tcp && store_notice_publish(ts->store, HUB_CHANGE_PRESENCE) != ERR_OK) {
+        log_warn("tunnels: cannot tell the other nodes that agent %s %s",
+                 agent_id, online ? "came" : "went");
+    }
+}
+
+/* After presence notices: each TCP tunnel of an agent not held here
+ * listens while another node holds it, and stops when none does. */
+static void tunnels_presence_due(struct loop *l, void *arg)
+{
+    struct tunnels *ts = arg;
+    struct tunnel *t;
+
+    (void)l;
+    ts->presence_timer = 0;
+    for (t = ts->list; t != NULL; t = t->next) {
+        if (t->def.peer[0] != '\0' || t->def.udp ||
+            hub_agent_online(ts->hub, t->def.agent_id)) {
+            continue;
+        }
+        if (tunnel_reachable(t)) {
+            if (!t->listening && t->retry_ms == 0) {
+                tunnel_listen(t);
+            }
+        } else if (t->listening || t->retry_ms != 0) {
             tunnel_offline(t);
         }
     }
@@ -1906,8 +1976,14 @@ static void tunnels_on_presence(void *arg, const char *agent_id, bool online)
 
 static void tunnels_on_change(void *arg, unsigned what)
 {
+    struct tunnels *ts = arg;
+
     if (what & (HUB_CHANGE_TUNNELS | HUB_CHANGE_AGENTS)) {
-        tunnels_reload(arg);
+        tunnels_reload(ts);
+    }
+    if ((what & HUB_CHANGE_PRESENCE) && ts->presence_timer == 0) {
+        ts->presence_timer = loop_add_timer(ts->loop, TUNNEL_PRESENCE_MS,
+                                            tunnels_presence_due, ts);
     }
 }
 
@@ -2017,6 +2093,8 @@ void tunnels_stop(struct tunnels *ts)
         hub_set_change_fn(ts->hub, NULL, NULL);
     }
     loop_del_timer(ts->loop, ts->sweep);
+    loop_del_timer(ts->loop, ts->presence_timer);
+    ts->presence_timer = 0;
     while (ts->list != NULL) {
         if (ts->list->listening) {
             tunnel_set_state(ts->list, ts->list->def.peer[0] != '\0'

@@ -60,6 +60,9 @@ def cluster(tmp_path, pg, netns):  # noqa: F811
         # a's first start made api_jwt.key: b shares it
         b = make_node(pg, tmp_path / "b", "b", seed=a, netns=netns,
                       proxy=True)
+        # tunnels listen on every node: on one machine, b on an address
+        # of its own (127.0.0.2, the same ports as a's)
+        b.set_config("tunnel", "listen", "127.0.0.2")
         b.start()
         started.append(b)
         assert pclib.wait_port(b.http_port, 15, b.proc, host=netns.host_ip)
@@ -334,6 +337,80 @@ def test_tunnel_added_on_b_listens_on_a(cluster, make_agent, pctarget,
         _, out, _ = a.cli("tunnel", "list", "--json")
         assert {t["id"]: t for t in json.loads(out)}[tid]["state"] == \
             "listening"
+    finally:
+        target.stop()
+
+
+def test_tunnel_port_on_every_node(cluster, make_agent, pctarget, tmp_path):
+    """A TCP tunnel listens on every node while its agent is online on
+    one: node b, which does not hold the agent (here on 127.0.0.2, the
+    same port as a's on 127.0.0.1: one machine), carries a connection
+    through a (the node: hop, as a session does), with a report row of
+    its own; a writes the state, b leaves it alone; when the agent goes,
+    b stops listening within seconds, and starts again when it is
+    back."""
+    a, b, ns = cluster
+    target = NsTarget(tmp_path / "target", ns, *pctarget)
+    target.start()
+
+    def banner(host, port):
+        try:
+            with socket.create_connection((host, port), timeout=10) as s:
+                s.settimeout(10)
+                return s.recv(64).startswith(b"SSH-2.0-")
+        except OSError:
+            return False
+
+    def refused(host, port):
+        try:
+            socket.create_connection((host, port), timeout=5).close()
+            return False
+        except ConnectionRefusedError:
+            return True
+
+    try:
+        ag = make_agent(a, netns=ns, server=url(a, ns))
+        wait_agent(a, ag.id)
+        _, out, _ = b.cli("tunnel", "add", ag.id, "--remote",
+                          "127.0.0.1:%d" % target.port, "--acl",
+                          "127.0.0.0/8")
+        kv = pclib.parse_kv(out)
+        tid, port = kv["id"], int(kv["port"])
+        deadline = time.monotonic() + 10
+        while not (banner("127.0.0.1", port) and banner("127.0.0.2", port)):
+            assert time.monotonic() < deadline, (a.log_tail(), b.log_tail())
+            time.sleep(0.3)
+        assert "tunnel %s: listening on port %d/tcp" % (tid, port) in \
+            b.log_text()
+        # b's connection went through a: its row on b, route agent:ID
+        rows = nodes(b)
+        deadline = time.monotonic() + 10
+        while True:
+            _, out, _ = b.cli("session", "list", "--json")
+            mine = [r for r in json.loads(out) if r["kind"] == "tunnel" and
+                    r["node"] == rows["b"]["id"]]
+            if mine or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert mine and mine[0]["route"] == "agent:%s" % ag.id, mine
+        assert "through agent:%s" % ag.id in b.log_text()
+        # only a writes the state
+        _, out, _ = b.cli("tunnel", "list", "--json")
+        assert {t["id"]: t for t in json.loads(out)}[tid]["state"] == \
+            "listening"
+        # the agent goes: b stops listening too
+        ag.stop()
+        deadline = time.monotonic() + 15
+        while not refused("127.0.0.2", port):
+            assert time.monotonic() < deadline, b.log_tail()
+            time.sleep(0.3)
+        # and it comes back: b listens again
+        ag.start()
+        wait_agent(a, ag.id)
+        deadline = time.monotonic() + 15
+        while not banner("127.0.0.2", port):
+            assert time.monotonic() < deadline, b.log_tail()
+            time.sleep(0.3)
     finally:
         target.stop()
 
