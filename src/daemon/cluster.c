@@ -177,12 +177,28 @@ static void cluster_beat_done(void *owner, struct store_job *j)
                  "agents marked offline",
                  c->self.name, c->cfg->node_dead_after_seconds);
         hub_reclaim_agents(c->hub);
+        /* its agents are online again: the other nodes' tunnels for
+         * them listen again */
+        if (store_notice_publish(c->st, HUB_CHANGE_PRESENCE) != ERR_OK) {
+            log_warn("cannot tell the other nodes that this node's agents "
+                     "are back");
+        }
     }
     if (b->reap_ok && b->reaped.nodes > 0) {
         log_warn("declared %d node(s) dead (no heartbeat for %d s): closed "
                  "%d report row(s) as interrupted, %d agent(s) offline",
                  b->reaped.nodes, c->cfg->node_dead_after_seconds,
                  b->reaped.sessions, b->reaped.agents);
+    }
+    if (b->reap_ok && b->reaped.agents > 0) {
+        /* the dead node's agents are offline now: the tunnels that
+         * listened for them here and on the other nodes stop (tunnel.c),
+         * as when their node said they went */
+        hub_changed(c->hub, HUB_CHANGE_PRESENCE);
+        if (store_notice_publish(c->st, HUB_CHANGE_PRESENCE) != ERR_OK) {
+            log_warn("cannot tell the other nodes that a dead node's "
+                     "agents went");
+        }
     }
     free(b);
     c->timer =

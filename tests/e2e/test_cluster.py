@@ -415,6 +415,22 @@ def test_tunnel_port_on_every_node(cluster, make_agent, pctarget, tmp_path):
         target.stop()
 
 
+def wait_for_listen(addr, listening, timeout):
+    """Waits until a TCP connection to addr is accepted (listening) or
+    refused (not)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(addr, timeout=5).close()
+            now = True
+        except ConnectionRefusedError:
+            now = False
+        if now == listening:
+            return
+        assert time.monotonic() < deadline, (addr, listening)
+        time.sleep(0.2)
+
+
 def test_paused_node_declared_dead_takes_its_agents_back(cluster, make_agent):
     """Node a stopped (SIGSTOP) longer than dead_after: b declares it dead
     and marks its agent offline; when a runs again it learns it was
@@ -423,11 +439,18 @@ def test_paused_node_declared_dead_takes_its_agents_back(cluster, make_agent):
     ag = make_agent(a, netns=ns, server=url(a, ns))
     wait_agent(a, ag.id)
     id_a = nodes(b)["a"]["id"]
+    # a TCP tunnel of the agent: b listens for it too (on 127.0.0.2)
+    _, out, _ = b.cli("tunnel", "add", ag.id, "--remote", "127.0.0.1:9",
+                      "--acl", "127.0.0.0/8")
+    port = int(pclib.parse_kv(out)["port"])
+    wait_for_listen(("127.0.0.2", port), True, 10)
     os.kill(a.proc.pid, signal.SIGSTOP)
     try:
         wait_nodes(b, lambda r: r["a"]["state"] == "dead",
                    DEAD_AFTER_SECONDS + 4 * HEARTBEAT_SECONDS + 5, "a dead")
         assert agents(b)[ag.id]["online"] is False
+        # the dead node's agent is offline: b's tunnel stops listening
+        wait_for_listen(("127.0.0.2", port), False, 10)
     finally:
         os.kill(a.proc.pid, signal.SIGCONT)
     wait_nodes(b, lambda r: r["a"]["state"] == "online", 10, "a online")
@@ -436,3 +459,5 @@ def test_paused_node_declared_dead_takes_its_agents_back(cluster, make_agent):
     assert "declared this node dead" in a.log_text()
     # the agent never noticed: its connection to a held
     assert "connection to the server lost" not in ag.log_text()
+    # a wrote it back online and said so: b listens again
+    wait_for_listen(("127.0.0.2", port), True, 10)
