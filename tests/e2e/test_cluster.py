@@ -361,13 +361,6 @@ def test_tunnel_port_on_every_node(cluster, make_agent, pctarget, tmp_path):
         except OSError:
             return False
 
-    def refused(host, port):
-        try:
-            socket.create_connection((host, port), timeout=5).close()
-            return False
-        except ConnectionRefusedError:
-            return True
-
     try:
         ag = make_agent(a, netns=ns, server=url(a, ns))
         wait_agent(a, ag.id)
@@ -400,10 +393,7 @@ def test_tunnel_port_on_every_node(cluster, make_agent, pctarget, tmp_path):
             "listening"
         # the agent goes: b stops listening too
         ag.stop()
-        deadline = time.monotonic() + 15
-        while not refused("127.0.0.2", port):
-            assert time.monotonic() < deadline, b.log_tail()
-            time.sleep(0.3)
+        wait_for_listen(("127.0.0.2", port), False, 15)
         # and it comes back: b listens again
         ag.start()
         wait_agent(a, ag.id)
