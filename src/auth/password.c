@@ -2,9 +2,10 @@
  * Password hashing; see password.h.
  *
  * Passwords are stored only as argon2id strings from libsodium's
- * crypto_pwhash_str (OPSLIMIT_INTERACTIVE, MEMLIMIT_INTERACTIVE): the
- * string carries its own salt and parameters, so stronger settings later
- * do not invalidate old hashes.
+ * crypto_pwhash_str, at the cost password_set_cost() gave ([auth]
+ * password_memory_kib and password_passes; OPSLIMIT_INTERACTIVE and
+ * MEMLIMIT_INTERACTIVE by default): the string carries its own salt and
+ * parameters, so other settings later do not invalidate old hashes.
  *
  * A login for an unknown user (or a user without a password) must cost the
  * same as a wrong password for a known one, or the answer time tells an
@@ -35,8 +36,10 @@
 #include "common/err.h"
 #include "common/loop.h"
 
-#define PASSWORD_OPSLIMIT crypto_pwhash_OPSLIMIT_INTERACTIVE
-#define PASSWORD_MEMLIMIT crypto_pwhash_MEMLIMIT_INTERACTIVE
+/* Set once at start (password_set_cost), before any thread hashes. */
+static unsigned long long password_opslimit =
+    crypto_pwhash_OPSLIMIT_INTERACTIVE;
+static size_t password_memlimit = crypto_pwhash_MEMLIMIT_INTERACTIVE;
 
 /* No 0/O/o, 1/l/I/i: generated passwords get read aloud and typed. */
 static const char password_alphabet[] = "23456789"
@@ -59,12 +62,22 @@ static int password_hash_raw(const char *password, size_t len, char *out)
     if (sodium_init() < 0) {
         return ERR_CRYPTO;
     }
-    if (crypto_pwhash_str_alg(out, password, len, PASSWORD_OPSLIMIT,
-                              PASSWORD_MEMLIMIT,
+    if (crypto_pwhash_str_alg(out, password, len, password_opslimit,
+                              password_memlimit,
                               crypto_pwhash_ALG_ARGON2ID13) != 0) {
         return ERR_NOMEM; /* argon2id's only failure is its memory */
     }
     return ERR_OK;
+}
+
+void password_set_cost(unsigned passes, unsigned memory_kib)
+{
+    pthread_mutex_lock(&password_dummy_lock);
+    password_opslimit = passes;
+    password_memlimit = (size_t)memory_kib * 1024u;
+    /* the dummy must cost what a real hash now costs */
+    password_dummy_ready = false;
+    pthread_mutex_unlock(&password_dummy_lock);
 }
 
 int password_hash(const char *password, char *out, size_t outlen)

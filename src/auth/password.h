@@ -9,6 +9,14 @@
 
 #define PASSWORD_MAX 1024 /* longest password accepted anywhere */
 
+/* The argon2id cost of hashes made from now on by password_hash() and of
+ * the unknown-user path's dummy: memory in KiB and passes ([auth]
+ * password_memory_kib / password_passes, checked by config.c). Call it
+ * before any verification runs (at start, in one thread); the default is
+ * libsodium's "interactive" cost (64 MiB, 2 passes). A stored hash keeps
+ * the cost it was made with and verifies with it. */
+void password_set_cost(unsigned passes, unsigned memory_kib);
+
 /* out must hold STORE_HASH_MAX + 1 (crypto_pwhash_STRBYTES) bytes. */
 int password_hash(const char *password, char *out, size_t outlen);
 /* ERR_OK if password matches hash, ERR_AUTH otherwise. When hash is NULL

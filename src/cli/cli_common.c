@@ -336,6 +336,10 @@ int cli_load_config(struct cli_ctx *ctx)
         return cli_error("%s", why[0] != '\0' ? why : err_str(r));
     }
     ctx->cfg_loaded = true;
+    /* every hash this process makes (the CLI's, or the server's and its
+     * children's) at the configured cost */
+    password_set_cost((unsigned)ctx->cfg.password_passes,
+                      (unsigned)ctx->cfg.password_memory_kib);
     return CLI_EXIT_OK;
 }
 

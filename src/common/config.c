@@ -253,6 +253,9 @@ int config_defaults(struct config *cfg, const char *data_dir)
     cfg->lockout_seconds = 300;
     cfg->failure_delay_ms = 1000;
     cfg->max_concurrent_hashes = 2;
+    /* libsodium's crypto_pwhash_*_INTERACTIVE: 64 MiB, 2 passes */
+    cfg->password_memory_kib = 65536;
+    cfg->password_passes = 2;
     cfg->agent_keepalive_seconds = 10;
     cfg->agent_timeout_seconds = 25;
     cfg->agent_max = 20000;
@@ -499,6 +502,9 @@ static const struct config_key config_keys[] = {
     CK("auth", "lockout_seconds", CK_INT, lockout_seconds, 0, 86400 * 30),
     CK("auth", "failure_delay_ms", CK_INT, failure_delay_ms, 0, 60000),
     CK("auth", "max_concurrent_hashes", CK_INT, max_concurrent_hashes, 1, 64),
+    CK("auth", "password_memory_kib", CK_INT, password_memory_kib, 7168,
+       4194304),
+    CK("auth", "password_passes", CK_INT, password_passes, 1, 64),
     CK("record", "dir", CK_PATH, record_dir, 0, 0),
     CK("record", "retention_days", CK_INT, record_retention_days, 0, 36500),
     CK("record", "rdp_max_mb", CK_INT, record_rdp_max_mb, 1, 4096),
@@ -631,6 +637,46 @@ static const struct config_algo *config_algo_find(const char *name, size_t len,
  * libssh itself silently ignores names it does not know, so a typo would
  * otherwise shrink the offer without a word.
  */
+/*
+ * [auth] password_memory_kib and password_passes: the argon2id cost of
+ * the password hashes made from now on (a hash keeps the cost it was made
+ * with). Never below OWASP's minimum for argon2id with one lane
+ * (Password Storage Cheat Sheet): the memory a number of passes needs at
+ * least, so an operator can trade memory for time, not security for
+ * speed. The default, libsodium's "interactive" 64 MiB and 2 passes, is
+ * above every row.
+ */
+static const struct {
+    int passes;
+    int min_kib;
+} config_argon2_floor[] = {
+    {1, 47104}, {2, 19456}, {3, 12288}, {4, 9216}, {5, 7168},
+};
+
+static int config_check_password_cost(const struct config *cfg,
+                                      const char *path, char *why,
+                                      size_t whylen)
+{
+    int need = 0;
+
+    for (size_t i = 0;
+         i < sizeof(config_argon2_floor) / sizeof(config_argon2_floor[0]);
+         i++) {
+        if (cfg->password_passes >= config_argon2_floor[i].passes) {
+            need = config_argon2_floor[i].min_kib;
+        }
+    }
+    if (cfg->password_memory_kib < need) {
+        snprintf(why, whylen,
+                 "%s: [auth] password_memory_kib %d is below the minimum "
+                 "for password_passes %d (%d KiB: OWASP's floor for "
+                 "argon2id; fewer passes need more memory)",
+                 path, cfg->password_memory_kib, cfg->password_passes, need);
+        return ERR_CONFIG;
+    }
+    return ERR_OK;
+}
+
 static int config_check_algos(struct config *cfg, const char *path, char *why,
                               size_t whylen)
 {
@@ -981,6 +1027,9 @@ static int config_read(const char *path, const char *text, size_t len,
         goto out;
     }
     if ((r = config_check_algos(cfg, path, why, whylen)) != ERR_OK) {
+        goto out;
+    }
+    if ((r = config_check_password_cost(cfg, path, why, whylen)) != ERR_OK) {
         goto out;
     }
     if (cfg->ssh_banner != NULL && cfg->ssh_banner_file != NULL) {

@@ -23,7 +23,10 @@
  *   [store]   driver (sqlite), path
  *   [vault]   key_file
  *   [auth]    max_failures, failure_window_seconds, lockout_seconds,
- *             failure_delay_ms, max_concurrent_hashes
+ *             failure_delay_ms, max_concurrent_hashes,
+ *             password_memory_kib, password_passes (the argon2id cost
+ *             of password hashes made from now on; at least OWASP's
+ *             minimum, config_check_password_cost)
  *   [record]  dir (recordings), retention_days (0 = keep forever),
  *             rdp_max_mb, ssh_max_mb (an RDP / SSH recording's size
  *             limit, MiB)
@@ -163,6 +166,8 @@ struct config {
     int lockout_seconds;        /* how long a lockout lasts */
     int failure_delay_ms;       /* delay before a failure is answered */
     int max_concurrent_hashes;  /* pre-auth argon2id runs at once */
+    int password_memory_kib;    /* argon2id memory of new hashes, KiB */
+    int password_passes;        /* argon2id passes (t) of new hashes */
 
     char *record_dir;          /* absolute; session recordings */
     int record_retention_days; /* 0 = keep forever */

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pclib import FP_RE, UUID_RE, keygen, key_fingerprint, totp_code, uniq
+from pclib import (FP_RE, UUID_RE, http_json, keygen, key_fingerprint,
+                   totp_code, uniq)
 
 NOUNS = ["user", "group", "site", "asset", "grant", "profile", "session",
          "job", "schedule", "client-group"]
@@ -56,6 +57,39 @@ def test_admin_password_is_not_stored_in_plaintext(pc):
     for f in pc.dir.rglob("*"):
         if f.is_file() and f.name != "server.log":
             assert pc.admin_password.encode() not in f.read_bytes(), f
+
+
+def test_password_cost_follows_the_config(pc):
+    """[auth] password_memory_kib / password_passes: the hashes the CLI
+    makes carry the configured cost (tune_for_tests: 19456 KiB, 2 passes),
+    the admin's from `init` the default, and both still log in; a pair
+    below OWASP's floor for argon2id is refused with the reason."""
+    def stored(name):
+        rows = pc.store_sql("SELECT password_hash FROM users WHERE name = ?",
+                            name)
+        return rows[0][0]
+
+    name = pc.user_add(password="correct horse battery")
+    assert "$m=19456,t=2,p=1$" in stored(name)
+    assert "$m=65536,t=2,p=1$" in stored(pc.admin_user)
+    pc.set_config("auth", "password_passes", "3")
+    pc.set_config("auth", "password_memory_kib", "12288")
+    pc.cli("user", "passwd", name, "--password-stdin", input="new pw 2\n")
+    assert "$m=12288,t=3,p=1$" in stored(name)
+    pc.start()
+
+    def login(user, password):
+        return http_json(pc.http_port, "POST", "/api/v1/login",
+                         body=json.dumps({"username": user,
+                                          "password": password}))[0]
+
+    assert login(name, "new pw 2") == 200
+    assert login(name, "correct horse battery") == 401
+    assert login(pc.admin_user, pc.admin_password) == 200
+    pc.stop()
+    pc.set_config("auth", "password_memory_kib", "12287")
+    line = assert_one_line_error(*pc.cli("user", "list", check=False))
+    assert "below the minimum for password_passes 3 (12288 KiB" in line
 
 
 @pytest.mark.parametrize("noun", NOUNS)

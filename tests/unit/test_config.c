@@ -107,6 +107,8 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.lockout_seconds, 300);
     assert_int_equal(cfg.failure_delay_ms, 1000);
     assert_int_equal(cfg.max_concurrent_hashes, 2);
+    assert_int_equal(cfg.password_memory_kib, 65536);
+    assert_int_equal(cfg.password_passes, 2);
     config_free(&cfg);
     assert_config_empty(&cfg);
     /* Freeing twice, or NULL, is harmless. */
@@ -352,6 +354,25 @@ static void test_out_of_range(void **state)
                       "from 0 to 60000");
     assert_load_fails(t, "[auth]\nmax_concurrent_hashes = 0\n", 2,
                       "from 1 to 64");
+    /* argon2id never below OWASP's floor: the memory a number of passes
+     * needs at least (no line: the pair is checked after the file) */
+    assert_load_fails(t, "[auth]\npassword_memory_kib = 19455\n", 0,
+                      "below the minimum for password_passes 2 (19456 KiB");
+    assert_load_fails(t,
+                      "[auth]\npassword_memory_kib = 40000\n"
+                      "password_passes = 1\n",
+                      0, "password_passes 1 (47104 KiB");
+    assert_load_fails(t, "[auth]\npassword_memory_kib = 7167\n", 2,
+                      "from 7168 to 4194304");
+    assert_load_fails(t, "[auth]\npassword_passes = 0\n", 2, "from 1 to 64");
+    write_file(t->file, "[auth]\npassword_memory_kib = 7168\n"
+                        "password_passes = 5\n");
+    assert_int_equal(config_load(t->file, &cfg, why, sizeof(why)), ERR_OK);
+    assert_int_equal(cfg.password_memory_kib, 7168);
+    config_free(&cfg);
+    write_file(t->file, "[auth]\npassword_memory_kib = 19456\n");
+    assert_int_equal(config_load(t->file, &cfg, why, sizeof(why)), ERR_OK);
+    config_free(&cfg);
     /* The bounds themselves are accepted. */
     write_file(t->file, "[ssh]\nport = 65535\nmax_startups = 1\n"
                         "[auth]\nfailure_delay_ms = 60000\n");

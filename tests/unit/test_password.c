@@ -53,6 +53,29 @@ static void test_hash_and_verify(void **state)
     assert_int_equal(password_verify(hash2, "correct horse"), ERR_OK);
 }
 
+/* [auth] password_memory_kib / password_passes: new hashes carry the set
+ * cost, hashes of another cost still verify, and the unknown-user dummy
+ * is made again at the new cost. */
+static void test_cost_is_set(void **state)
+{
+    char old[STORE_HASH_MAX + 1], hash[STORE_HASH_MAX + 1];
+
+    (void)state;
+    assert_int_equal(password_hash("before", old, sizeof(old)), ERR_OK);
+    assert_int_equal(password_verify(NULL, "x"), ERR_AUTH); /* a dummy */
+    password_set_cost(3, 12288);
+    assert_int_equal(password_hash("after", hash, sizeof(hash)), ERR_OK);
+    assert_non_null(strstr(hash, "$m=12288,t=3,p=1$"));
+    assert_int_equal(password_verify(hash, "after"), ERR_OK);
+    assert_int_equal(password_verify(hash, "before"), ERR_AUTH);
+    assert_int_equal(password_verify(old, "before"), ERR_OK);
+    assert_int_equal(password_verify(NULL, "after"), ERR_AUTH);
+    password_set_cost(crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                      crypto_pwhash_MEMLIMIT_INTERACTIVE / 1024);
+    assert_int_equal(password_hash("again", hash, sizeof(hash)), ERR_OK);
+    assert_non_null(strstr(hash, "$m=65536,t=2,p=1$"));
+}
+
 static void test_hash_rejects_bad_arguments(void **state)
 {
     char hash[STORE_HASH_MAX + 1];
@@ -286,6 +309,7 @@ int main(void)
         cmocka_unit_test(test_unknown_user_costs_a_verification),
         cmocka_unit_test(test_hash_and_verify),
         cmocka_unit_test(test_hash_rejects_bad_arguments),
+        cmocka_unit_test(test_cost_is_set),
         cmocka_unit_test(test_empty_hash_never_matches),
         cmocka_unit_test(test_over_long),
         cmocka_unit_test(test_generate),
