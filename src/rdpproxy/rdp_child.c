@@ -2760,3 +2760,9 @@ out:
     buf_free(s.msg);
     return rc;
 }
+
+const struct rdp_module rdp_module = {
+    .version = PORTCULLIS_VERSION,
+    .args_size = sizeof(struct rdp_child_args),
+    .run = rdp_child_run,
+};

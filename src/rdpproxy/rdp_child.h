@@ -25,4 +25,26 @@ struct rdp_child_args {
 /* Serves one connection; returns the process exit code. */
 int rdp_child_run(const struct rdp_child_args *a);
 
+/*
+ * rdp_child.c is not part of the portcullis program: it is the module
+ * portcullis-rdp.so (meson.build), the one part that needs FreeRDP, which
+ * with its codecs is over a hundred shared libraries and three quarters
+ * of the program's start-up time. Only a server with [rdp] on loads it
+ * (rdp_server.c, before the spawner forks; its calls into the program
+ * resolve against the program's exported symbols), so the CLI and a
+ * server without RDP never map FreeRDP. The module exports one object
+ * of this type under RDP_MODULE_SYMBOL; the loader refuses a module of
+ * another version or with another struct rdp_child_args.
+ */
+#define RDP_MODULE_FILE "portcullis-rdp.so"
+#define RDP_MODULE_SYMBOL "rdp_module"
+
+struct rdp_module {
+    const char *version; /* PORTCULLIS_VERSION */
+    size_t args_size;    /* sizeof(struct rdp_child_args) */
+    int (*run)(const struct rdp_child_args *a);
+};
+
+extern const struct rdp_module rdp_module;
+
 #endif

@@ -16,11 +16,14 @@
  */
 #include "rdpproxy/rdp_server.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -38,6 +41,7 @@ struct rdp_server {
     char config_path[4200];   /* FreeRDP's ConfigPath as the child sees it */
     char *cert_pem, *key_pem; /* key wiped at free */
     struct spawner *sp;       /* sshproxy/spawner.h */
+    const struct rdp_module *mod; /* portcullis-rdp.so's (rdp_child.h) */
 };
 
 static int rdp_read_pem(const char *path, char **out)
@@ -65,6 +69,82 @@ static int rdp_read_pem(const char *path, char **out)
     }
     b[n] = '\0';
     *out = b;
+    return ERR_OK;
+}
+
+/*
+ * Loads portcullis-rdp.so (rdp_child.h): beside the program first (a
+ * build directory, or an installation that keeps them together), then
+ * from PORTCULLIS_MODULE_DIR (meson install). Code that runs as the
+ * server: a file others may write is refused, as sshd refuses such
+ * keys, and so is a module of another version or build. Never unloaded
+ * (the session children run its code).
+ */
+static int rdp_module_path(char *out, size_t outlen)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    char *slash;
+
+    if (n > 0) {
+        exe[n] = '\0';
+        if ((slash = strrchr(exe, '/')) != NULL) {
+            *slash = '\0';
+            if (snprintf(out, outlen, "%s/%s", exe, RDP_MODULE_FILE) <
+                    (int)outlen &&
+                access(out, F_OK) == 0) {
+                return ERR_OK;
+            }
+        }
+    }
+    if (snprintf(out, outlen, "%s/%s", PORTCULLIS_MODULE_DIR,
+                 RDP_MODULE_FILE) >= (int)outlen) {
+        return ERR_TOO_LONG;
+    }
+    return ERR_OK;
+}
+
+static int rdp_module_load(struct rdp_server *s)
+{
+    char path[PATH_MAX + 64];
+    struct stat st;
+    void *h;
+    const struct rdp_module *m;
+
+    if (rdp_module_path(path, sizeof(path)) != ERR_OK) {
+        log_error("[rdp] the RDP module's path is too long");
+        return ERR_CONFIG;
+    }
+    if (stat(path, &st) != 0) {
+        log_error("[rdp] cannot find the RDP proxy's module %s: %s (it is "
+                  "built and installed with the program; or set [rdp] "
+                  "enabled = false)",
+                  path, strerror(errno));
+        return ERR_CONFIG;
+    }
+    if (!S_ISREG(st.st_mode) || (st.st_mode & 022) != 0 ||
+        (st.st_uid != 0 && st.st_uid != geteuid())) {
+        log_error("[rdp] refusing %s: it must be a file owned by root or "
+                  "this user, not writable by group or others",
+                  path);
+        return ERR_CONFIG;
+    }
+    if ((h = dlopen(path, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+        log_error("[rdp] cannot load %s: %s", path, dlerror());
+        return ERR_CONFIG;
+    }
+    m = dlsym(h, RDP_MODULE_SYMBOL);
+    if (m == NULL || m->version == NULL ||
+        strcmp(m->version, PORTCULLIS_VERSION) != 0 ||
+        m->args_size != sizeof(struct rdp_child_args) || m->run == NULL) {
+        log_error("[rdp] %s is not this program's RDP module (version %s, "
+                  "the program's %s): install both from one build",
+                  path, m != NULL && m->version != NULL ? m->version : "?",
+                  PORTCULLIS_VERSION);
+        dlclose(h);
+        return ERR_CONFIG;
+    }
+    s->mod = m;
     return ERR_OK;
 }
 
@@ -127,7 +207,7 @@ static int rdp_run_child(void *arg, int client_fd, int monitor_fd,
     ca.client_addr = client_addr;
     ca.compression = s->cfg->rdp_compression;
     ca.tls_logins = s->cfg->rdp_tls_logins;
-    return rdp_child_run(&ca);
+    return s->mod->run(&ca);
 }
 
 static const struct spawner_ops rdp_spawner_ops = {
@@ -152,7 +232,8 @@ int rdp_server_new(const struct config *cfg, struct rdp_server **out)
         return ERR_NOMEM;
     }
     s->cfg = cfg;
-    if ((r = rdp_read_pem(cfg->rdp_tls_cert, &s->cert_pem)) != ERR_OK ||
+    if ((r = rdp_module_load(s)) != ERR_OK ||
+        (r = rdp_read_pem(cfg->rdp_tls_cert, &s->cert_pem)) != ERR_OK ||
         (r = rdp_read_pem(cfg->rdp_tls_key, &s->key_pem)) != ERR_OK ||
         (r = sandbox_prepare(cfg->privsep_user, cfg->data_dir, &s->sb)) !=
             ERR_OK ||

@@ -609,6 +609,55 @@ def test_rdp_child_is_sandboxed(rdp_proxy):
         assert held == [], held
 
 
+def freerdp_mapped(pid):
+    """Does process pid have FreeRDP's library mapped?"""
+    with open("/proc/%d/maps" % pid) as f:
+        return "libfreerdp" in f.read()
+
+
+def test_freerdp_is_loaded_only_with_rdp_on(rdp_proxy, tmp_path):
+    """FreeRDP and its codecs (over a hundred libraries, three quarters of
+    the program's start-up) are in the module portcullis-rdp.so, loaded
+    by a server with [rdp] on: the program itself does not need them,
+    a server without [rdp] does not map them, one with [rdp] does."""
+    needed = subprocess.run(["readelf", "-d", str(build_dir() / "portcullis")],
+                            capture_output=True, text=True, check=True).stdout
+    assert "libfreerdp" not in needed and "libwinpr" not in needed, needed
+    assert freerdp_mapped(rdp_proxy.proc.pid)
+    p = Portcullis(tmp_path / "nordp")
+    p.tune_for_tests()
+    p.start()
+    try:
+        assert not freerdp_mapped(p.proc.pid)
+    finally:
+        p.stop()
+
+
+def test_rdp_module_missing_or_writable_is_refused(tmp_path):
+    """The module is code the server runs: one others may write is
+    refused at start, as is none at all, each with the reason, and the
+    server does not start half-way."""
+    d = tmp_path / "bin"
+    d.mkdir()
+    shutil.copy2(build_dir() / "portcullis", d / "portcullis")
+    p = Portcullis(tmp_path / "pc")
+    p.tune_for_tests()
+    p.bin = d / "portcullis"
+    p.set_config("rdp", "enabled", "true")
+    p.set_config("rdp", "port", str(free_port()))
+
+    def refused():
+        r = subprocess.run([str(p.bin), "-c", str(p.conf), "serve"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode != 0, r
+        return r.stdout + r.stderr
+
+    assert "cannot find the RDP proxy's module" in refused()
+    shutil.copy2(build_dir() / "portcullis-rdp.so", d / "portcullis-rdp.so")
+    os.chmod(d / "portcullis-rdp.so", 0o757)
+    assert "not writable by group or others" in refused()
+
+
 # An X.224 Connection Request asking for NLA (MS-RDPBCGR 2.2.1.1): what a
 # served connection answers with a Connection Confirm (TPKT, version 3).
 X224_CR = bytes.fromhex("030000130ee000000000000100080003000000")
