@@ -166,6 +166,8 @@ struct password_job {
     size_t size;  /* of secret */
     char *secret; /* hash, NUL, password, NUL; wiped before free */
     const char *password;
+    bool rehashed;                         /* new_hash made (password.h) */
+    char new_hash[crypto_pwhash_STRBYTES]; /* at the cost set now */
 };
 
 struct password_pool {
@@ -186,6 +188,7 @@ static void password_job_free(struct password_job *j)
         sodium_memzero(j->secret, j->size);
         free(j->secret);
     }
+    sodium_memzero(j, sizeof(*j));
     free(j);
 }
 
@@ -195,6 +198,17 @@ static void password_job_work(void *arg)
     struct password_job *j = arg;
 
     j->result = password_verify(j->secret[0] ? j->secret : NULL, j->password);
+    /* A right password and a hash of another cost (or form): a new hash
+     * while the password is at hand, so that a changed cost reaches every
+     * user who logs in, and their logins take as long as an unknown
+     * name's. */
+    if (j->result == ERR_OK && j->secret[0] != '\0' &&
+        crypto_pwhash_str_needs_rehash(j->secret, password_opslimit,
+                                       password_memlimit) != 0 &&
+        password_hash_raw(j->password, strlen(j->password), j->new_hash) ==
+            ERR_OK) {
+        j->rehashed = true;
+    }
 }
 
 static void password_pool_start(struct password_pool *p);
@@ -232,7 +246,9 @@ static void password_job_after(struct loop *l, void *arg)
         }
         p->running--;
         if (j->done != NULL) {
-            j->done(j->ctx, j->tag, j->result);
+            struct password_rehash rh = {j->secret, j->new_hash};
+
+            j->done(j->ctx, j->tag, j->result, j->rehashed ? &rh : NULL);
         }
         password_pool_start(p);
     }
@@ -253,7 +269,7 @@ static void password_pool_start(struct password_pool *p)
         j->next = NULL;
         if (password_job_run(p, j) != ERR_OK) {
             /* No thread for it: answer as a failure rather than never. */
-            j->done(j->ctx, j->tag, ERR_AUTH);
+            j->done(j->ctx, j->tag, ERR_AUTH, NULL);
             password_job_free(j);
         }
     }

@@ -32,7 +32,7 @@ int password_verify(const char *hash, const char *password);
  * past that, password_verify_async() refuses at once with ERR_BUSY, so a
  * flood cannot queue unbounded work or memory.
  *
- * done(ctx, tag, result) runs later in the loop's thread with ERR_OK or
+ * done(ctx, tag, result, rh) runs later in the loop's thread with ERR_OK or
  * ERR_AUTH, exactly once per accepted request, unless the pool is freed
  * first (then never). The pool copies hash and password (wiping its copy
  * after use), so the caller's buffers may go at once. The caller finds its
@@ -41,7 +41,20 @@ int password_verify(const char *hash, const char *password);
  */
 struct loop;
 struct password_pool;
-typedef void (*password_done_fn)(void *ctx, uint64_t tag, int result);
+/* A right password whose stored hash was made at another cost than
+ * password_set_cost's: the hash checked and a new one of the same
+ * password at the set cost, made on the same worker thread right after
+ * the check (that login costs two runs, once). The caller stores it with
+ * store_user_rehash, which changes the hash only while it is still the
+ * one checked. */
+struct password_rehash {
+    const char *old_hash;
+    const char *new_hash;
+};
+/* rh: NULL, or (result ERR_OK only) a new hash to store; valid during the
+ * call only. */
+typedef void (*password_done_fn)(void *ctx, uint64_t tag, int result,
+                                 const struct password_rehash *rh);
 
 struct password_pool *password_pool_new(struct loop *l, unsigned max_running,
                                         unsigned max_waiting);

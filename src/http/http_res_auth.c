@@ -348,11 +348,26 @@ static int http_login_finish(struct http_req *req, int r)
 }
 
 /* password_done_fn: the pool checked the password of deferred login id;
- * its client may have gone meanwhile. */
-static void http_login_checked(void *ctx, uint64_t id, int result)
+ * its client may have gone meanwhile. A hash remade at the configured
+ * cost (rh) is stored as for SSH logins (store_user_rehash). */
+static void http_login_checked(void *ctx, uint64_t id, int result,
+                               const struct password_rehash *rh)
 {
     struct http_req *req = http_deferred(ctx, id);
+    struct store_user u;
 
+    if (req != NULL && rh != NULL && result == ERR_OK &&
+        store_user_get(req->h->store, http_body_str(req->body, "username"),
+                       &u) == ERR_OK) {
+        if (store_user_rehash(req->h->store, u.id, rh->old_hash,
+                              rh->new_hash) == ERR_OK) {
+            log_info("remade the password hash of user %s at the "
+                     "configured cost ([auth] password_memory_kib, "
+                     "password_passes)",
+                     u.name);
+        }
+        sodium_memzero(&u, sizeof(u));
+    }
     if (req != NULL) {
         (void)http_login_finish(req, result == ERR_OK ? ERR_OK : ERR_AUTH);
         http_resume(req);

@@ -1051,8 +1051,10 @@ struct monitor_userq {
     char totp[16];               /* wiped: MP_AUTH_TOTP's code */
     uint8_t *nt_sealed;          /* the NT hash to keep, sealed, or NULL */
     size_t nt_sealed_len;
+    char *rehash_old, *rehash_new; /* heap: a hash remade (password.h) */
     /* out */
     bool nt_stored;
+    bool rehashed;
     int get_r; /* store_user_get's; ERR_STORE if it never ran */
     struct store_user u;
     int match_r; /* store_user_key_match's; ERR_STORE if not asked */
@@ -1073,6 +1075,10 @@ static void monitor_userq_work(struct store_job *j, struct store *st)
         store_user_nt_set(st, q->name, q->nt_sealed, q->nt_sealed_len) ==
             ERR_OK) {
         q->nt_stored = true;
+    }
+    if (q->rehash_new != NULL && store_user_rehash(st, q->name, q->rehash_old,
+                                                   q->rehash_new) == ERR_OK) {
+        q->rehashed = true;
     }
     if ((q->get_r = store_user_get(st, q->name, &q->u)) != ERR_OK) {
         memset(&q->u, 0, sizeof(q->u));
@@ -1096,6 +1102,8 @@ static void monitor_userq_release(struct monitor_job *j)
     free(q->login);
     free(q->domain);
     free(q->nt_sealed);
+    free(q->rehash_old);
+    free(q->rehash_new);
     sodium_memzero(q, sizeof(*q));
     free(q);
 }
@@ -1173,6 +1181,11 @@ static void monitor_password_user_again(struct monitor *m, struct mchild *c,
     if (q->nt_stored) {
         log_info("stored the NT hash of user %s (for RDP logins)", q->name);
     }
+    if (q->rehashed) {
+        log_info("remade the password hash of user %s at the configured "
+                 "cost ([auth] password_memory_kib, password_passes)",
+                 q->name);
+    }
     if (c == NULL || c->state == MC_DEAD) {
         return;
     }
@@ -1191,10 +1204,11 @@ static void monitor_password_user_again(struct monitor *m, struct mchild *c,
  * before version 11 of the store, or by a path that had no vault), the
  * NT hash of this password is sealed here and stored by the job that
  * reads the user again, so the RDP proxy's NLA works from now on
- * (docs/rdp.md).
+ * (docs/rdp.md). A hash the pool remade at the configured cost (rh) is
+ * stored by the same job.
  */
 static void monitor_password_checked(struct monitor *m, struct mchild *c,
-                                     bool ok)
+                                     bool ok, const struct password_rehash *rh)
 {
     struct monitor_userq *q;
     char ad[VAULT_AD_MAX];
@@ -1216,6 +1230,15 @@ static void monitor_password_checked(struct monitor *m, struct mchild *c,
             q->nt_sealed = NULL;
         }
     }
+    if (q != NULL && rh != NULL && c->auth_uid[0] != '\0') {
+        q->rehash_old = strdup(rh->old_hash);
+        q->rehash_new = strdup(rh->new_hash);
+        if (q->rehash_old == NULL || q->rehash_new == NULL) {
+            free(q->rehash_old);
+            free(q->rehash_new);
+            q->rehash_old = q->rehash_new = NULL; /* next login, then */
+        }
+    }
     sodium_memzero(c->pending_nt, sizeof(c->pending_nt));
     c->pending_nt_set = false;
     if (q == NULL) {
@@ -1227,7 +1250,8 @@ static void monitor_password_checked(struct monitor *m, struct mchild *c,
 
 /* password_done_fn: a worker finished the check of child `serial`, which
  * may have died, been killed or been reaped meanwhile. */
-static void monitor_on_password(void *ctx, uint64_t serial, int result)
+static void monitor_on_password(void *ctx, uint64_t serial, int result,
+                                const struct password_rehash *rh)
 {
     struct monitor *m = ctx;
     struct mchild *c = monitor_child_by_serial(m, serial);
@@ -1237,7 +1261,7 @@ static void monitor_on_password(void *ctx, uint64_t serial, int result)
     }
     c->auth_pending = false;
     buf_reset(m->rep);
-    monitor_password_checked(m, c, result == ERR_OK);
+    monitor_password_checked(m, c, result == ERR_OK, rh);
 }
 
 /* Checks password for c's user (u, or none): on the worker pool, answered
@@ -1250,8 +1274,8 @@ static void monitor_password_start(struct monitor *m, struct mchild *c,
     int r;
 
     if (m->hashes == NULL) {
-        monitor_password_checked(m, c,
-                                 password_verify(hash, password) == ERR_OK);
+        monitor_password_checked(
+            m, c, password_verify(hash, password) == ERR_OK, NULL);
         return;
     }
     r = password_verify_async(m->hashes, hash, password, monitor_on_password, m,

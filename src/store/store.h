@@ -252,6 +252,12 @@ void store_user_list_free(struct store_user *list, size_t n);
 int store_user_delete(struct store *st, const char *name_or_id);
 int store_user_set_password(struct store *st, const char *user_id,
                             const char *password_hash);
+/* The same password's hash remade at another cost (auth/password.h,
+ * struct password_rehash): set only while the stored hash is still
+ * old_hash (a password set meanwhile wins: ERR_NOT_FOUND), and the NT
+ * hash stays (the password did not change). */
+int store_user_rehash(struct store *st, const char *user_id,
+                      const char *old_hash, const char *new_hash);
 /* The vault-sealed NT hash of the user's password (the RDP proxy's NLA,
  * docs/rdp.md): *len 0 when none is stored yet. set with NULL clears it;
  * store_user_set_password clears it too. */

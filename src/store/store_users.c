@@ -190,6 +190,26 @@ int store_user_set_password(struct store *st, const char *user_id,
                             uid);
 }
 
+int store_user_rehash(struct store *st, const char *user_id,
+                      const char *old_hash, const char *new_hash)
+{
+    char ubuf[STORE_ID_MAX + 1];
+    const char *uid = store_idn(user_id, ubuf);
+    int r;
+
+    if ((r = store_check_text(new_hash, STORE_HASH_MAX, false)) != ERR_OK ||
+        (r = store_check_text(old_hash, STORE_HASH_MAX, false)) != ERR_OK) {
+        return r;
+    }
+    if (uid == NULL || old_hash[0] == '\0' || new_hash[0] == '\0') {
+        return ERR_NOT_FOUND;
+    }
+    return store_update_one(st, "user password rehash",
+                            "UPDATE users SET password_hash = $1"
+                            " WHERE id = $2 AND password_hash = $3",
+                            "ttt", new_hash, uid, old_hash);
+}
+
 struct store_nt_out {
     uint8_t *buf;
     size_t cap, len;

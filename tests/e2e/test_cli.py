@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pclib import (FP_RE, UUID_RE, http_json, keygen, key_fingerprint,
-                   totp_code, uniq)
+from pclib import (FP_RE, UUID_RE, Client, http_json, keygen,
+                   key_fingerprint, totp_code, uniq, wait_for)
 
 NOUNS = ["user", "group", "site", "asset", "grant", "profile", "session",
          "job", "schedule", "client-group"]
@@ -62,30 +62,45 @@ def test_admin_password_is_not_stored_in_plaintext(pc):
 def test_password_cost_follows_the_config(pc):
     """[auth] password_memory_kib / password_passes: the hashes the CLI
     makes carry the configured cost (tune_for_tests: 19456 KiB, 2 passes),
-    the admin's from `init` the default, and both still log in; a pair
-    below OWASP's floor for argon2id is refused with the reason."""
-    def stored(name):
+    the admin's from `init` the default; after a change, a right password
+    whose hash has another cost is hashed again at the new one, by the
+    API's login and by the SSH proxy's; a pair below OWASP's floor for
+    argon2id is refused with the reason."""
+    def stored(user):
         rows = pc.store_sql("SELECT password_hash FROM users WHERE name = ?",
-                            name)
+                            user)
         return rows[0][0]
-
-    name = pc.user_add(password="correct horse battery")
-    assert "$m=19456,t=2,p=1$" in stored(name)
-    assert "$m=65536,t=2,p=1$" in stored(pc.admin_user)
-    pc.set_config("auth", "password_passes", "3")
-    pc.set_config("auth", "password_memory_kib", "12288")
-    pc.cli("user", "passwd", name, "--password-stdin", input="new pw 2\n")
-    assert "$m=12288,t=3,p=1$" in stored(name)
-    pc.start()
 
     def login(user, password):
         return http_json(pc.http_port, "POST", "/api/v1/login",
                          body=json.dumps({"username": user,
                                           "password": password}))[0]
 
+    name = pc.user_add(password="correct horse battery")
+    other = pc.user_add(password="other pw")
+    assert "$m=19456,t=2,p=1$" in stored(name)
+    assert "$m=19456,t=2,p=1$" in stored(other)
+    assert "$m=65536,t=2,p=1$" in stored(pc.admin_user)
+    pc.set_config("auth", "password_passes", "3")
+    pc.set_config("auth", "password_memory_kib", "12288")
+    pc.cli("user", "passwd", name, "--password-stdin", input="new pw 2\n")
+    assert "$m=12288,t=3,p=1$" in stored(name)
+    pc.start().wait_http()
     assert login(name, "new pw 2") == 200
     assert login(name, "correct horse battery") == 401
+    assert "$m=65536,t=2,p=1$" in stored(pc.admin_user)
+    assert login(pc.admin_user, "wrong") == 401
+    assert "$m=65536,t=2,p=1$" in stored(pc.admin_user)  # not on a failure
     assert login(pc.admin_user, pc.admin_password) == 200
+    assert "$m=12288,t=3,p=1$" in stored(pc.admin_user)
+    assert login(pc.admin_user, pc.admin_password) == 200
+    # the SSH login fails at the asset, after the password was right
+    r = Client(pc.ssh_port).ssh(other + "#no-such-asset", "true",
+                                password="other pw")
+    assert r.rc != 0
+    wait_for(lambda: "$m=12288,t=3,p=1$" in stored(other),
+             what="the SSH login's hash remade at the configured cost")
+    assert login(other, "other pw") == 200
     pc.stop()
     pc.set_config("auth", "password_memory_kib", "12287")
     line = assert_one_line_error(*pc.cli("user", "list", check=False))

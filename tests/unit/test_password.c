@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -187,7 +188,8 @@ static void pool_fx_sample(struct pool_fx *fx)
     fx->max_waiting = waiting > fx->max_waiting ? waiting : fx->max_waiting;
 }
 
-static void pool_fx_done(void *ctx, uint64_t tag, int result)
+static void pool_fx_done(void *ctx, uint64_t tag, int result,
+                         const struct password_rehash *rh)
 {
     struct pool_fx *fx = ctx;
 
@@ -273,8 +275,71 @@ static void test_pool_bounds_and_answers(void **state)
     loop_free(fx.l);
 }
 
-static void pool_never(void *ctx, uint64_t tag, int result)
+struct rehash_fx {
+    struct loop *l;
+    int n, results[3];
+    char new_hash[3][STORE_HASH_MAX + 1]; /* "" when no rehash came */
+    char old_hash[3][STORE_HASH_MAX + 1];
+};
+
+static void rehash_done(void *ctx, uint64_t tag, int result,
+                        const struct password_rehash *rh)
 {
+    struct rehash_fx *fx = ctx;
+
+    fx->results[tag] = result;
+    if (rh != NULL) {
+        snprintf(fx->old_hash[tag], sizeof(fx->old_hash[tag]), "%s",
+                 rh->old_hash);
+        snprintf(fx->new_hash[tag], sizeof(fx->new_hash[tag]), "%s",
+                 rh->new_hash);
+    }
+    if (++fx->n == 3) {
+        loop_stop(fx->l);
+    }
+}
+
+/* A right password whose hash has another cost than the one set now comes
+ * back with a new hash of it at the set cost (and the old one, for the
+ * store's compare); a wrong one, or one at the set cost, with none. */
+static void test_pool_rehashes_at_the_set_cost(void **state)
+{
+    struct rehash_fx fx;
+    struct password_pool *p;
+    char old[STORE_HASH_MAX + 1], now[STORE_HASH_MAX + 1];
+
+    (void)state;
+    memset(&fx, 0, sizeof(fx));
+    assert_int_equal(password_hash("pw", old, sizeof(old)), ERR_OK);
+    password_set_cost(2, 19456);
+    assert_int_equal(password_hash("pw", now, sizeof(now)), ERR_OK);
+    assert_non_null(fx.l = loop_new());
+    assert_non_null(p = password_pool_new(fx.l, 1, 4));
+    assert_int_equal(password_verify_async(p, old, "pw", rehash_done, &fx, 0),
+                     ERR_OK);
+    assert_int_equal(
+        password_verify_async(p, old, "wrong", rehash_done, &fx, 1), ERR_OK);
+    assert_int_equal(password_verify_async(p, now, "pw", rehash_done, &fx, 2),
+                     ERR_OK);
+    assert_int_equal(loop_run(fx.l), ERR_OK);
+    assert_int_equal(fx.results[0], ERR_OK);
+    assert_string_equal(fx.old_hash[0], old);
+    assert_non_null(strstr(fx.new_hash[0], "$m=19456,t=2,p=1$"));
+    assert_int_equal(password_verify(fx.new_hash[0], "pw"), ERR_OK);
+    assert_int_equal(fx.results[1], ERR_AUTH);
+    assert_string_equal(fx.new_hash[1], "");
+    assert_int_equal(fx.results[2], ERR_OK);
+    assert_string_equal(fx.new_hash[2], "");
+    password_pool_free(p);
+    loop_free(fx.l);
+    password_set_cost(crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                      crypto_pwhash_MEMLIMIT_INTERACTIVE / 1024);
+}
+
+static void pool_never(void *ctx, uint64_t tag, int result,
+                       const struct password_rehash *rh)
+{
+    (void)rh;
     (void)ctx;
     (void)tag;
     (void)result;
@@ -315,6 +380,7 @@ int main(void)
         cmocka_unit_test(test_generate),
         cmocka_unit_test(test_pool_bounds_and_answers),
         cmocka_unit_test(test_pool_free_while_busy),
+        cmocka_unit_test(test_pool_rehashes_at_the_set_cost),
     };
 
     if (sodium_init() < 0) {

@@ -341,6 +341,26 @@ static void test_users(void **state)
     assert_string_equal(v.password_hash, "$argon2id$y");
     assert_true(v.disabled);
     assert_int_equal(store_user_set_password(st, "nobody", "x"), ERR_NOT_FOUND);
+    /* a rehash keeps the NT hash and changes only the hash it remade */
+    {
+        const uint8_t nt[4] = {1, 2, 3, 4};
+        uint8_t got[STORE_SEALED_SMALL_MAX];
+        size_t gotlen = 0;
+
+        assert_int_equal(store_user_nt_set(st, u.id, nt, sizeof(nt)), ERR_OK);
+        assert_int_equal(
+            store_user_rehash(st, u.id, "$argon2id$other", "$argon2id$z"),
+            ERR_NOT_FOUND);
+        assert_int_equal(
+            store_user_rehash(st, u.id, "$argon2id$y", "$argon2id$z"), ERR_OK);
+        assert_int_equal(store_user_get(st, u.id, &v), ERR_OK);
+        assert_string_equal(v.password_hash, "$argon2id$z");
+        assert_int_equal(store_user_nt_get(st, u.id, got, sizeof(got), &gotlen),
+                         ERR_OK);
+        assert_int_equal(gotlen, sizeof(nt));
+        assert_int_equal(store_user_rehash(st, "nobody", "$argon2id$z", "x"),
+                         ERR_NOT_FOUND);
+    }
     assert_int_equal(store_user_set_disabled(
                          st, "00000000-0000-4000-8000-000000000000", true),
                      ERR_NOT_FOUND);
