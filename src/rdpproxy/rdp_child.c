@@ -1220,7 +1220,9 @@ static BOOL rdpc_fw_palette(rdpContext *c, const PALETTE_UPDATE *p)
  * sends what it was not offered) is not sent, and logged (rate-limited:
  * a target can send thousands a second). The session goes on, the
  * recording too: its gdi decodes in the back leg's numbering, the
- * command as the target sent it.
+ * command as the target sent it. An NSCodec bitmap larger than its
+ * rectangle, which FreeRDP's decoder would write past the screen, goes
+ * to neither (rdp_codec_bitmap_fits).
  */
 static BOOL rdpc_fw_surface_bits(rdpContext *c, const SURFACE_BITS_COMMAND *sb)
 {
@@ -1240,6 +1242,20 @@ static BOOL rdpc_fw_surface_bits(rdpContext *c, const SURFACE_BITS_COMMAND *sb)
                  (unsigned)sb->bmp.codecID,
                  s->cmap.surface ? "a codec the client was not offered"
                                  : "the client takes no surface commands");
+        rdpc_vlog(s, NULL, RDPC_VLOG_SURFACE, NULL, line, 0);
+        return TRUE;
+    }
+    if (!rdp_codec_bitmap_fits((uint8_t)sb->bmp.codecID, sb->destLeft,
+                               sb->destTop, sb->destRight, sb->destBottom,
+                               sb->bmp.width, sb->bmp.height)) {
+        char line[200];
+
+        snprintf(line, sizeof(line),
+                 "a surface command from the target not sent to the client "
+                 "(an NSCodec bitmap of %ux%u for a rectangle of %ux%u)",
+                 (unsigned)sb->bmp.width, (unsigned)sb->bmp.height,
+                 (unsigned)(sb->destRight - sb->destLeft),
+                 (unsigned)(sb->destBottom - sb->destTop));
         rdpc_vlog(s, NULL, RDPC_VLOG_SURFACE, NULL, line, 0);
         return TRUE;
     }

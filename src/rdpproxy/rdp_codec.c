@@ -71,3 +71,14 @@ void rdp_codec_back_set(struct rdp_codec_set *s, bool nsc, bool rfx)
     s->on[RDP_CODEC_RFX] = rfx;
     s->id[RDP_CODEC_RFX] = RDP_CODEC_BACK_RFX;
 }
+
+bool rdp_codec_bitmap_fits(uint8_t back_id, uint32_t left, uint32_t top,
+                           uint32_t right, uint32_t bottom, uint32_t width,
+                           uint32_t height)
+{
+    if (back_id != RDP_CODEC_BACK_NSC) {
+        return true;
+    }
+    return right > left && bottom > top && width <= right - left &&
+           height <= bottom - top;
+}

@@ -75,6 +75,24 @@ void rdp_codec_map_make(struct rdp_codec_map *m, bool surface,
 bool rdp_codec_map_id(const struct rdp_codec_map *m, uint8_t back_id,
                       uint8_t *out);
 
+/*
+ * Whether a surface command's bitmap fits the rectangle it is drawn in,
+ * for the codecs whose decoders trust it to (back_id in the back leg's
+ * numbering): an NSCodec bitmap (RDP_CODEC_BACK_NSC) must be no wider
+ * than right - left and no taller than bottom - top. FreeRDP 2.11's
+ * NSCodec decoder (nsc_process_message, from gdi_surface_bits) copies
+ * the whole decoded bitmap to the rectangle's top left corner into a
+ * buffer of the screen's size, so a larger bitmap writes past the
+ * screen: in the recorder's gdi (the child's heap) and in a FreeRDP
+ * client's. FreeRDP's parser has already checked the rectangle against
+ * the desktop and refused an empty bitmap. Other codecs: true (RemoteFX
+ * places its tiles and clips them itself; "not encoded" is copied at
+ * the rectangle's size).
+ */
+bool rdp_codec_bitmap_fits(uint8_t back_id, uint32_t left, uint32_t top,
+                           uint32_t right, uint32_t bottom, uint32_t width,
+                           uint32_t height);
+
 /* The back leg's own set: FreeRDP 2's client writes these constant IDs
  * (libfreerdp/core/capabilities.c, rdp_write_bitmap_codecs_capability_set:
  * its RDP_CODEC_ID_NSCODEC and RDP_CODEC_ID_REMOTEFX, which rdp_child.c

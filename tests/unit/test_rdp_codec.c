@@ -5,7 +5,7 @@
  * one the back leg did not, an ID no codec has, and everything when the
  * client takes no surface commands, do not reach it; a client's
  * numbering with 0 or an ID shared by two codecs makes those codecs
- * unusable.
+ * unusable. An NSCodec bitmap larger than its rectangle does not fit.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -193,6 +193,35 @@ static void test_made_again(void **state)
     expect(&m, want);
 }
 
+/* An NSCodec bitmap must fit its rectangle (FreeRDP 2.11's decoder
+ * copies it whole from the rectangle's corner); the other codecs'
+ * bitmaps are not looked at. */
+static void test_bitmap_fits(void **state)
+{
+    (void)state;
+    /* the rectangle's size, or smaller */
+    assert_true(
+        rdp_codec_bitmap_fits(RDP_CODEC_BACK_NSC, 0, 0, 1024, 64, 1024, 64));
+    assert_true(
+        rdp_codec_bitmap_fits(RDP_CODEC_BACK_NSC, 16, 16, 80, 80, 8, 64));
+    /* the hostile target's: 1024x4096 for 8x8 at the bottom right */
+    assert_false(rdp_codec_bitmap_fits(RDP_CODEC_BACK_NSC, 1016, 760, 1024, 768,
+                                       1024, 4096));
+    /* one pixel too wide, one too tall */
+    assert_false(
+        rdp_codec_bitmap_fits(RDP_CODEC_BACK_NSC, 0, 0, 64, 64, 65, 64));
+    assert_false(
+        rdp_codec_bitmap_fits(RDP_CODEC_BACK_NSC, 0, 0, 64, 64, 64, 65));
+    /* an empty or inverted rectangle fits nothing */
+    assert_false(
+        rdp_codec_bitmap_fits(RDP_CODEC_BACK_NSC, 64, 0, 64, 64, 1, 1));
+    assert_false(rdp_codec_bitmap_fits(RDP_CODEC_BACK_NSC, 0, 64, 64, 0, 1, 1));
+    /* RemoteFX, not encoded, anything else: not this check's */
+    assert_true(rdp_codec_bitmap_fits(RDP_CODEC_BACK_RFX, 1016, 760, 1024, 768,
+                                      1024, 4096));
+    assert_true(rdp_codec_bitmap_fits(RDP_CODEC_ID_PLAIN, 0, 0, 8, 8, 64, 64));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -202,6 +231,7 @@ int main(void)
         cmocka_unit_test(test_no_surface_commands),
         cmocka_unit_test(test_client_numbering_unusable),
         cmocka_unit_test(test_made_again),
+        cmocka_unit_test(test_bitmap_fits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
