@@ -29,6 +29,8 @@ client must get the screen and none of the rest (xfreerdp fails the
 session on junk under RemoteFX's ID).
 """
 import collections
+import json
+import os
 import select
 import socket
 import ssl
@@ -43,6 +45,7 @@ from test_rdp import (COLOUR, ProgramTarget, near, pixel,  # noqa: F401
                       pytestmark, rdp_asset, rdp_target, rdp_user, run_client,
                       start_rdp_proxy, stop_rdp_proxy)
 from test_rdp_record import check_row_file, read_rdprec, rgb_at, screen_at
+from test_web import WEB, web_ui  # noqa: F401 (the fixture: web/dist built)
 
 # [MS-RDPBCGR] 2.2.7.2.10.1.1: codec GUIDs as they are on the wire
 GUID_RFX = bytes.fromhex("122f777672bd6344afb3b73c9c6f7886")
@@ -436,6 +439,10 @@ def assert_picture_shown(proxy, target, tmp_path, user, r, recorded):
     if recorded:
         screen = screen_at(read_rdprec(check_row_file(row)))
         assert picture_misses(lambda x, y: rgb_at(screen, x, y)) == []
+        # the repo's own renderer: `portcullis session frame`'s PNG
+        png = tmp_path / "frame.png"
+        proxy.cli("session", "frame", row["id"], "--output", str(png))
+        assert picture_misses(lambda x, y: pixel(png, x, y)) == []
     return row
 
 
@@ -496,3 +503,32 @@ def test_nscodec_bitmap_larger_than_its_rectangle_goes_nowhere(
     assert_picture_shown(tls_proxy, target, tmp_path, user, r, recorded)
     corner = pixel(tmp_path / "after.png", 1020, 764)
     assert near(corner, QUADS[3][1]), corner
+
+
+def test_nscodec_recording_plays_in_the_web_player(tls_proxy, web_ui,
+                                                  tmp_path):
+    """The session page's player (Chromium, web/e2e/rdprec.mjs, as
+    test_rdp_record.py drives it) shows a recorded NSCodec session: the
+    picture's blue bottom left quadrant where it was drawn (flipped, it
+    would be red), as it plays and at the end."""
+    target = NscTarget(tmp_path / "target", "nsc").start()
+    try:
+        _, r, user = nsc_session(tls_proxy, target, tmp_path, SWAPPED, True)
+    finally:
+        target.stop()
+    row = assert_picture_shown(tls_proxy, target, tmp_path, user, r, True)
+    tls_proxy.wait_http()
+    (x, y), blue = QUADS[2]
+    cfg = {"url": "http://127.0.0.1:%d" % tls_proxy.http_port,
+           "user": tls_proxy.admin_user,
+           "password": tls_proxy.admin_password,
+           "session_id": row["id"], "x": x, "y": y,
+           "screenshots": os.environ.get("PORTCULLIS_SCREENSHOTS")}
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    r = run(["node", "e2e/rdprec.mjs", str(path)], cwd=WEB, timeout=120)
+    assert r.rc == 0, r
+    res = json.loads(r.out.strip().splitlines()[-1])
+    for at in ("playing", "last"):
+        assert (res[at]["width"], res[at]["height"]) == (1024, 768), res
+        assert near(tuple(res[at]["rgb"]), blue), res
