@@ -27,6 +27,16 @@ was not offered (an ID no codec has, RemoteFX, JPEG and RemoteFX's image
 mode to a client that announced none of them), then a plain screen: the
 client must get the screen and none of the rest (xfreerdp fails the
 session on junk under RemoteFX's ID).
+
+NSCodec, which freerdp-shadow sends only to clients taking 4 MB
+fast-path PDUs, comes from the same target in its nsc mode: a picture
+encoded with FreeRDP's NSCodec encoder under the ID the back leg
+announced. It must reach xfreerdp renumbered and show where it was
+drawn, on xfreerdp's screen and in the recording (the tests' reader,
+`portcullis session frame`, the web UI's player). In its nsc-big mode
+the target first sends an NSCodec bitmap far larger than its rectangle,
+which FreeRDP 2.11's decoder writes past the screen: it must reach
+neither xfreerdp nor the recorder.
 """
 import collections
 import json
