@@ -21,7 +21,10 @@
  * (a 20-byte NSCodec stream, every plane empty: FreeRDP decodes it as
  * white), which FreeRDP 2.11's decoder copies whole from the
  * rectangle's corner, far past the end of a 1024x768 screen; then the
- * picture.
+ * picture. MODE "bpp1" sends, instead of the four junk commands, one
+ * "not encoded" 1024x64 bitmap of 1 bit per pixel (16 bytes), a depth
+ * FreeRDP's decoder does not take (it logs an error for each of its
+ * pixels), then the teal screen.
  *
  * It writes what it sees, one line each, to OUTFILE:
  *
@@ -32,7 +35,7 @@
  *   no nscodec              (nsc modes) the client announced no NSCodec:
  *                           nothing sent
  *
- * Usage: rdp-surf-target PORT CERT KEY OUTFILE [junk|nsc|nsc-big]
+ * Usage: rdp-surf-target PORT CERT KEY OUTFILE [junk|nsc|nsc-big|bpp1]
  * Serves one connection after another on 127.0.0.1:PORT until killed.
  */
 #include <stdint.h>
@@ -60,7 +63,7 @@ static const BYTE st_teal[4] = {128, 128, 0, 255};
 static const BYTE st_quad[4][3] = {
     {220, 40, 40}, {40, 200, 60}, {40, 60, 220}, {230, 200, 40}};
 
-enum st_mode { ST_JUNK, ST_NSC, ST_NSC_BIG };
+enum st_mode { ST_JUNK, ST_NSC, ST_NSC_BIG, ST_BPP1 };
 static enum st_mode st_mode = ST_JUNK;
 
 static BOOL st_bits(freerdp_peer *peer, UINT16 codec, UINT32 x, UINT32 y,
@@ -93,8 +96,24 @@ static BOOL st_send(freerdp_peer *peer)
     BOOL ok = TRUE;
 
     memset(junk, 0xA5, sizeof(junk));
-    for (size_t i = 0; ok && i < sizeof(bad) / sizeof(bad[0]); i++) {
+    for (size_t i = 0;
+         ok && st_mode == ST_JUNK && i < sizeof(bad) / sizeof(bad[0]); i++) {
         ok = st_bits(peer, bad[i], 16, 16, 8, 8, junk, sizeof(junk));
+    }
+    if (ok && st_mode == ST_BPP1) {
+        SURFACE_BITS_COMMAND cmd;
+
+        memset(&cmd, 0, sizeof(cmd));
+        cmd.cmdType = CMDTYPE_SET_SURFACE_BITS;
+        cmd.destRight = ST_W;
+        cmd.destBottom = ST_STRIP;
+        cmd.bmp.bpp = 1;
+        cmd.bmp.codecID = RDP_CODEC_ID_NONE;
+        cmd.bmp.width = ST_W;
+        cmd.bmp.height = ST_STRIP;
+        cmd.bmp.bitmapDataLength = 16;
+        cmd.bmp.bitmapData = junk;
+        ok = peer->update->SurfaceBits(peer->context, &cmd);
     }
     if ((strip = malloc(n)) == NULL) {
         return FALSE;
@@ -214,14 +233,16 @@ static BOOL st_activate(freerdp_peer *peer)
     rts_say("offered %d %d %u %d %u", s->SurfaceCommandsEnabled ? 1 : 0,
             s->NSCodec ? 1 : 0, (unsigned)s->NSCodecId,
             s->RemoteFxCodec ? 1 : 0, (unsigned)s->RemoteFxCodecId);
-    return st_mode == ST_JUNK ? st_send(peer) : st_send_nsc(peer);
+    return st_mode == ST_JUNK || st_mode == ST_BPP1 ? st_send(peer)
+                                                    : st_send_nsc(peer);
 }
 
 static BOOL st_refresh(rdpContext *c, BYTE count, const RECTANGLE_16 *r)
 {
     (void)count;
     (void)r;
-    return st_mode == ST_JUNK ? st_send(c->peer) : st_send_nsc(c->peer);
+    return st_mode == ST_JUNK || st_mode == ST_BPP1 ? st_send(c->peer)
+                                                    : st_send_nsc(c->peer);
 }
 
 static void st_serve(freerdp_peer *peer)
@@ -245,9 +266,11 @@ int main(int argc, char **argv)
         st_mode = ST_NSC;
     } else if (argc == 6 && strcmp(argv[5], "nsc-big") == 0) {
         st_mode = ST_NSC_BIG;
+    } else if (argc == 6 && strcmp(argv[5], "bpp1") == 0) {
+        st_mode = ST_BPP1;
     } else if (argc != 5 && !(argc == 6 && strcmp(argv[5], "junk") == 0)) {
         fprintf(stderr, "usage: rdp-surf-target PORT CERT KEY OUTFILE "
-                        "[junk|nsc|nsc-big]\n");
+                        "[junk|nsc|nsc-big|bpp1]\n");
         return 2;
     }
     if (!rts_open_out(argv[4])) {
