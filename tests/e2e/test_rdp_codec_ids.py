@@ -36,7 +36,9 @@ drawn, on xfreerdp's screen and in the recording (the tests' reader,
 `portcullis session frame`, the web UI's player). In its nsc-big mode
 the target first sends an NSCodec bitmap far larger than its rectangle,
 which FreeRDP 2.11's decoder writes past the screen: it must reach
-neither xfreerdp nor the recorder.
+neither xfreerdp nor the recorder; in its bpp1 mode, a "not encoded"
+bitmap of 1 bit per pixel, which FreeRDP's decoder logs pixel by pixel,
+must not either.
 """
 import collections
 import json
