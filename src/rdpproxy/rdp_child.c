@@ -47,6 +47,7 @@
 #include <sys/eventfd.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1213,6 +1214,24 @@ static BOOL rdpc_fw_palette(rdpContext *c, const PALETTE_UPDATE *p)
     return s->gdi_palette(c, p);
 }
 
+/* A surface command from the target not sent to the client, said (as
+ * other refusals, rate-limited) with why. */
+static void rdpc_surface_refused(struct rdpc *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void rdpc_surface_refused(struct rdpc *s, const char *fmt, ...)
+{
+    char why[120], line[200];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    snprintf(line, sizeof(line),
+             "a surface command from the target not sent to the client (%s)",
+             why);
+    rdpc_vlog(s, NULL, RDPC_VLOG_SURFACE, NULL, line, 0);
+}
+
 /*
  * A surface command goes to the client with its codec ID in the client's
  * numbering (rdp_codec.h); one the client cannot take (surface commands
@@ -1220,7 +1239,10 @@ static BOOL rdpc_fw_palette(rdpContext *c, const PALETTE_UPDATE *p)
  * sends what it was not offered) is not sent, and logged (rate-limited:
  * a target can send thousands a second). The session goes on, the
  * recording too: its gdi decodes in the back leg's numbering, the
- * command as the target sent it.
+ * command as the target sent it. A bitmap FreeRDP's decoders cannot take
+ * safely (an NSCodec bitmap larger than its rectangle, written past the
+ * screen; a depth no decoder takes, logged pixel by pixel) goes to
+ * neither (rdp_codec_bitmap_check).
  */
 static BOOL rdpc_fw_surface_bits(rdpContext *c, const SURFACE_BITS_COMMAND *sb)
 {
@@ -1241,6 +1263,26 @@ static BOOL rdpc_fw_surface_bits(rdpContext *c, const SURFACE_BITS_COMMAND *sb)
                  s->cmap.surface ? "a codec the client was not offered"
                                  : "the client takes no surface commands");
         rdpc_vlog(s, NULL, RDPC_VLOG_SURFACE, NULL, line, 0);
+        return TRUE;
+    }
+    switch (rdp_codec_bitmap_check(
+        (uint8_t)sb->bmp.codecID, sb->bmp.bpp, sb->destLeft, sb->destTop,
+        sb->destRight, sb->destBottom, sb->bmp.width, sb->bmp.height)) {
+    case RDP_BITMAP_OK:
+        break;
+    case RDP_BITMAP_TOO_LARGE:
+        rdpc_surface_refused(s,
+                             "an NSCodec bitmap of %ux%u for a rectangle "
+                             "of %ux%u",
+                             (unsigned)sb->bmp.width, (unsigned)sb->bmp.height,
+                             (unsigned)(sb->destRight - sb->destLeft),
+                             (unsigned)(sb->destBottom - sb->destTop));
+        return TRUE;
+    case RDP_BITMAP_DEPTH:
+        rdpc_surface_refused(s,
+                             "a bitmap of %u bits per pixel, a depth no "
+                             "decoder takes",
+                             (unsigned)sb->bmp.bpp);
         return TRUE;
     }
     out = *sb;

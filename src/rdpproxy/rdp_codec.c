@@ -71,3 +71,20 @@ void rdp_codec_back_set(struct rdp_codec_set *s, bool nsc, bool rfx)
     s->on[RDP_CODEC_RFX] = rfx;
     s->id[RDP_CODEC_RFX] = RDP_CODEC_BACK_RFX;
 }
+
+enum rdp_bitmap_verdict rdp_codec_bitmap_check(uint8_t back_id, uint32_t bpp,
+                                               uint32_t left, uint32_t top,
+                                               uint32_t right, uint32_t bottom,
+                                               uint32_t width, uint32_t height)
+{
+    if (back_id == RDP_CODEC_BACK_NSC &&
+        (right <= left || bottom <= top || width > right - left ||
+         height > bottom - top)) {
+        return RDP_BITMAP_TOO_LARGE;
+    }
+    if (back_id == RDP_CODEC_ID_PLAIN && bpp != 8 && bpp != 15 && bpp != 16 &&
+        bpp != 24 && bpp != 32) {
+        return RDP_BITMAP_DEPTH;
+    }
+    return RDP_BITMAP_OK;
+}

@@ -75,6 +75,39 @@ void rdp_codec_map_make(struct rdp_codec_map *m, bool surface,
 bool rdp_codec_map_id(const struct rdp_codec_map *m, uint8_t back_id,
                       uint8_t *out);
 
+/*
+ * Whether a surface command's bitmap may be decoded (back_id in the back
+ * leg's numbering, the rectangle [left, right) x [top, bottom), the
+ * bitmap's bpp, width and height as the target sent them), by the
+ * recorder's decoder (FreeRDP's gdi) and a FreeRDP client's alike:
+ *
+ * RDP_BITMAP_TOO_LARGE  an NSCodec bitmap (RDP_CODEC_BACK_NSC) wider than
+ *     right - left or taller than bottom - top. FreeRDP 2.11's NSCodec
+ *     decoder (nsc_process_message, from gdi_surface_bits) copies the
+ *     whole decoded bitmap to the rectangle's top left corner into a
+ *     buffer of the screen's size, so a larger one is written past the
+ *     screen. (FreeRDP's parser has already checked the rectangle
+ *     against the desktop and refused an empty bitmap; RemoteFX places
+ *     and clips its tiles itself, "not encoded" is copied at the
+ *     rectangle's size.)
+ * RDP_BITMAP_DEPTH  a "not encoded" bitmap (RDP_CODEC_ID_PLAIN) of a
+ *     depth other than 8, 15, 16, 24 or 32 bits per pixel: FreeRDP's
+ *     decoder takes no other, counts such a bitmap as 0 bytes long and
+ *     logs an error for each of its pixels (up to a screenful of lines
+ *     for a command of a few bytes).
+ *
+ * Plain data: a pure function of the command's fields.
+ */
+enum rdp_bitmap_verdict {
+    RDP_BITMAP_OK,
+    RDP_BITMAP_TOO_LARGE,
+    RDP_BITMAP_DEPTH,
+};
+enum rdp_bitmap_verdict rdp_codec_bitmap_check(uint8_t back_id, uint32_t bpp,
+                                               uint32_t left, uint32_t top,
+                                               uint32_t right, uint32_t bottom,
+                                               uint32_t width, uint32_t height);
+
 /* The back leg's own set: FreeRDP 2's client writes these constant IDs
  * (libfreerdp/core/capabilities.c, rdp_write_bitmap_codecs_capability_set:
  * its RDP_CODEC_ID_NSCODEC and RDP_CODEC_ID_REMOTEFX, which rdp_child.c

@@ -11,14 +11,31 @@
  *   1024x768 screen in 64-row strips of plain 32-bit pixels (codec ID 0,
  *   "not encoded") in teal. Again for each Refresh Rect PDU.
  *
+ * With MODE "nsc" it sends instead a picture encoded with FreeRDP's
+ * NSCodec encoder, under the ID the client announced for NSCodec: the
+ * screen in four quadrants (red top left, green top right, blue bottom
+ * left, yellow bottom right, the st_quad colours), in 64-row strips,
+ * and a white 64x64 square with a black 32x32 one inside it at
+ * (64, 64). MODE "nsc-big" first sends one hostile NSCodec command: an
+ * 8x8 rectangle at the bottom right corner whose bitmap is 1024x4096
+ * (a 20-byte NSCodec stream, every plane empty: FreeRDP decodes it as
+ * white), which FreeRDP 2.11's decoder copies whole from the
+ * rectangle's corner, far past the end of a 1024x768 screen; then the
+ * picture. MODE "bpp1" sends, instead of the four junk commands, one
+ * "not encoded" 1024x64 bitmap of 1 bit per pixel (16 bytes), a depth
+ * FreeRDP's decoder does not take (it logs an error for each of its
+ * pixels), then the teal screen.
+ *
  * It writes what it sees, one line each, to OUTFILE:
  *
  *   offered S N NID R RID   what the client (the proxy's back leg)
  *                           announced: surface commands (0|1), NSCodec
  *                           (0|1) under ID NID, RemoteFX (0|1) under RID
  *   sent                    the commands above went out
+ *   no nscodec              (nsc modes) the client announced no NSCodec:
+ *                           nothing sent
  *
- * Usage: rdp-surf-target PORT CERT KEY OUTFILE
+ * Usage: rdp-surf-target PORT CERT KEY OUTFILE [junk|nsc|nsc-big|bpp1]
  * Serves one connection after another on 127.0.0.1:PORT until killed.
  */
 #include <stdint.h>
@@ -26,6 +43,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <freerdp/codec/color.h>
+#include <freerdp/codec/nsc.h>
 #include <freerdp/constants.h>
 #include <freerdp/freerdp.h>
 #include <freerdp/peer.h>
@@ -39,6 +58,13 @@
 #define ST_STRIP 64
 /* teal, as B, G, R, A (32 bpp "not encoded" is BGRA) */
 static const BYTE st_teal[4] = {128, 128, 0, 255};
+/* the NSCodec picture's quadrants as R, G, B: top left, top right,
+ * bottom left, bottom right (test_rdp_codec_ids.py QUADS) */
+static const BYTE st_quad[4][3] = {
+    {220, 40, 40}, {40, 200, 60}, {40, 60, 220}, {230, 200, 40}};
+
+enum st_mode { ST_JUNK, ST_NSC, ST_NSC_BIG, ST_BPP1 };
+static enum st_mode st_mode = ST_JUNK;
 
 static BOOL st_bits(freerdp_peer *peer, UINT16 codec, UINT32 x, UINT32 y,
                     UINT32 w, UINT32 h, BYTE *data, UINT32 len)
@@ -70,8 +96,24 @@ static BOOL st_send(freerdp_peer *peer)
     BOOL ok = TRUE;
 
     memset(junk, 0xA5, sizeof(junk));
-    for (size_t i = 0; ok && i < sizeof(bad) / sizeof(bad[0]); i++) {
+    for (size_t i = 0;
+         ok && st_mode == ST_JUNK && i < sizeof(bad) / sizeof(bad[0]); i++) {
         ok = st_bits(peer, bad[i], 16, 16, 8, 8, junk, sizeof(junk));
+    }
+    if (ok && st_mode == ST_BPP1) {
+        SURFACE_BITS_COMMAND cmd;
+
+        memset(&cmd, 0, sizeof(cmd));
+        cmd.cmdType = CMDTYPE_SET_SURFACE_BITS;
+        cmd.destRight = ST_W;
+        cmd.destBottom = ST_STRIP;
+        cmd.bmp.bpp = 1;
+        cmd.bmp.codecID = RDP_CODEC_ID_NONE;
+        cmd.bmp.width = ST_W;
+        cmd.bmp.height = ST_STRIP;
+        cmd.bmp.bitmapDataLength = 16;
+        cmd.bmp.bitmapData = junk;
+        ok = peer->update->SurfaceBits(peer->context, &cmd);
     }
     if ((strip = malloc(n)) == NULL) {
         return FALSE;
@@ -90,6 +132,100 @@ static BOOL st_send(freerdp_peer *peer)
     return ok;
 }
 
+/* The picture's pixel at (x, y) as BGRX. */
+static void st_pixel(UINT32 x, UINT32 y, BYTE *p)
+{
+    const BYTE *c = st_quad[(y >= ST_H / 2 ? 2 : 0) + (x >= ST_W / 2 ? 1 : 0)];
+
+    if (x >= 64 && x < 128 && y >= 64 && y < 128) {
+        BYTE v = x >= 80 && x < 112 && y >= 80 && y < 112 ? 0 : 255;
+
+        p[0] = p[1] = p[2] = v;
+    } else {
+        p[0] = c[2];
+        p[1] = c[1];
+        p[2] = c[0];
+    }
+    p[3] = 255;
+}
+
+/* The hostile command of "nsc-big": a bitmap far larger than its 8x8
+ * rectangle (an NSCodec stream of 20 bytes: four empty planes, colour
+ * loss level 1, no subsampling). */
+static BOOL st_nsc_big(freerdp_peer *peer, UINT16 id)
+{
+    BYTE hdr[20];
+    SURFACE_BITS_COMMAND cmd;
+
+    memset(hdr, 0, sizeof(hdr));
+    hdr[16] = 1;
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.cmdType = CMDTYPE_SET_SURFACE_BITS;
+    cmd.destLeft = ST_W - 8;
+    cmd.destTop = ST_H - 8;
+    cmd.destRight = ST_W;
+    cmd.destBottom = ST_H;
+    cmd.bmp.bpp = 32;
+    cmd.bmp.codecID = id;
+    cmd.bmp.width = ST_W;
+    cmd.bmp.height = 4096;
+    cmd.bmp.bitmapDataLength = sizeof(hdr);
+    cmd.bmp.bitmapData = hdr;
+    return peer->update->SurfaceBits(peer->context, &cmd);
+}
+
+/* The picture, NSCodec-encoded strip by strip under the client's ID. */
+static BOOL st_send_nsc(freerdp_peer *peer)
+{
+    UINT16 id = (UINT16)peer->settings->NSCodecId;
+    NSC_CONTEXT *nsc = NULL;
+    wStream *s = NULL;
+    BYTE *strip = NULL;
+    size_t stride = (size_t)ST_W * 4;
+    BOOL ok = FALSE;
+
+    if (!peer->settings->NSCodec) {
+        rts_say("no nscodec");
+        return TRUE;
+    }
+    if ((nsc = nsc_context_new()) == NULL ||
+        !nsc_context_reset(nsc, ST_W, ST_STRIP) ||
+        !nsc_context_set_parameters(nsc, NSC_COLOR_LOSS_LEVEL, 3) ||
+        !nsc_context_set_parameters(nsc, NSC_ALLOW_SUBSAMPLING, TRUE) ||
+        !nsc_context_set_parameters(nsc, NSC_COLOR_FORMAT,
+                                    PIXEL_FORMAT_BGRX32) ||
+        (s = Stream_New(NULL, 65536)) == NULL ||
+        (strip = malloc(stride * ST_STRIP)) == NULL) {
+        goto out;
+    }
+    if (st_mode == ST_NSC_BIG && !st_nsc_big(peer, id)) {
+        goto out;
+    }
+    ok = TRUE;
+    for (UINT32 y = 0; ok && y < ST_H; y += ST_STRIP) {
+        for (UINT32 r = 0; r < ST_STRIP; r++) {
+            for (UINT32 x = 0; x < ST_W; x++) {
+                st_pixel(x, y + r, strip + r * stride + x * 4);
+            }
+        }
+        Stream_SetPosition(s, 0);
+        ok = nsc_compose_message(nsc, s, strip, ST_W, ST_STRIP,
+                                 (UINT32)stride) &&
+             st_bits(peer, id, 0, y, ST_W, ST_STRIP, Stream_Buffer(s),
+                     (UINT32)Stream_GetPosition(s));
+    }
+    if (ok) {
+        rts_say("sent");
+    }
+out:
+    free(strip);
+    if (s != NULL) {
+        Stream_Free(s, TRUE);
+    }
+    nsc_context_free(nsc);
+    return ok;
+}
+
 static BOOL st_activate(freerdp_peer *peer)
 {
     const rdpSettings *s = peer->settings;
@@ -97,14 +233,16 @@ static BOOL st_activate(freerdp_peer *peer)
     rts_say("offered %d %d %u %d %u", s->SurfaceCommandsEnabled ? 1 : 0,
             s->NSCodec ? 1 : 0, (unsigned)s->NSCodecId,
             s->RemoteFxCodec ? 1 : 0, (unsigned)s->RemoteFxCodecId);
-    return st_send(peer);
+    return st_mode == ST_JUNK || st_mode == ST_BPP1 ? st_send(peer)
+                                                    : st_send_nsc(peer);
 }
 
 static BOOL st_refresh(rdpContext *c, BYTE count, const RECTANGLE_16 *r)
 {
     (void)count;
     (void)r;
-    return st_send(c->peer);
+    return st_mode == ST_JUNK || st_mode == ST_BPP1 ? st_send(c->peer)
+                                                    : st_send_nsc(c->peer);
 }
 
 static void st_serve(freerdp_peer *peer)
@@ -124,8 +262,15 @@ static void st_serve(freerdp_peer *peer)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: rdp-surf-target PORT CERT KEY OUTFILE\n");
+    if (argc == 6 && strcmp(argv[5], "nsc") == 0) {
+        st_mode = ST_NSC;
+    } else if (argc == 6 && strcmp(argv[5], "nsc-big") == 0) {
+        st_mode = ST_NSC_BIG;
+    } else if (argc == 6 && strcmp(argv[5], "bpp1") == 0) {
+        st_mode = ST_BPP1;
+    } else if (argc != 5 && !(argc == 6 && strcmp(argv[5], "junk") == 0)) {
+        fprintf(stderr, "usage: rdp-surf-target PORT CERT KEY OUTFILE "
+                        "[junk|nsc|nsc-big|bpp1]\n");
         return 2;
     }
     if (!rts_open_out(argv[4])) {

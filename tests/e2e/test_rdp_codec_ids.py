@@ -27,8 +27,22 @@ was not offered (an ID no codec has, RemoteFX, JPEG and RemoteFX's image
 mode to a client that announced none of them), then a plain screen: the
 client must get the screen and none of the rest (xfreerdp fails the
 session on junk under RemoteFX's ID).
+
+NSCodec, which freerdp-shadow sends only to clients taking 4 MB
+fast-path PDUs, comes from the same target in its nsc mode: a picture
+encoded with FreeRDP's NSCodec encoder under the ID the back leg
+announced. It must reach xfreerdp renumbered and show where it was
+drawn, on xfreerdp's screen and in the recording (the tests' reader,
+`portcullis session frame`, the web UI's player). In its nsc-big mode
+the target first sends an NSCodec bitmap far larger than its rectangle,
+which FreeRDP 2.11's decoder writes past the screen: it must reach
+neither xfreerdp nor the recorder; in its bpp1 mode, a "not encoded"
+bitmap of 1 bit per pixel, which FreeRDP's decoder logs pixel by pixel,
+must not either.
 """
 import collections
+import json
+import os
 import select
 import socket
 import ssl
@@ -43,6 +57,7 @@ from test_rdp import (COLOUR, ProgramTarget, near, pixel,  # noqa: F401
                       pytestmark, rdp_asset, rdp_target, rdp_user, run_client,
                       start_rdp_proxy, stop_rdp_proxy)
 from test_rdp_record import check_row_file, read_rdprec, rgb_at, screen_at
+from test_web import WEB, web_ui  # noqa: F401 (the fixture: web/dist built)
 
 # [MS-RDPBCGR] 2.2.7.2.10.1.1: codec GUIDs as they are on the wire
 GUID_RFX = bytes.fromhex("122f777672bd6344afb3b73c9c6f7886")
@@ -356,9 +371,11 @@ def test_codecs_not_offered_never_reach_the_client(tls_proxy, surf_target,
     assert set(shim.seen) == {0}, dict(shim.seen)
     assert "codecID" not in client_log and "RemoteFX" not in client_log, \
         client_log[-2000:]
-    assert (tmp_path / "before.png").exists(), (r, client_log[-2000:])
-    assert near(pixel(tmp_path / "before.png"), TEAL), \
-        pixel(tmp_path / "before.png")
+    # after.png: before.png is taken once a twentieth of the screen is
+    # lit, which can be before the strip at y=650 is drawn
+    assert (tmp_path / "after.png").exists(), (r, client_log[-2000:])
+    assert near(pixel(tmp_path / "after.png"), TEAL), \
+        pixel(tmp_path / "after.png")
     row = tls_proxy.session_of(user, kind="rdp", result="ok")
     assert "client ended" in row["result"], row
     # the first refusal said at once, the others counted (rate-limited:
@@ -369,3 +386,204 @@ def test_codecs_not_offered_never_reach_the_client(tls_proxy, surf_target,
         log[-3000:]
     assert "more surface command(s) from the target not sent to the " \
         "client" in log, log[-3000:]
+
+
+# rdp_surf_target.c's NSCodec picture: each quadrant's colour at a point
+# well inside it, and the white square with a black one in it at (64, 64)
+QUADS = [((256, 192), (220, 40, 40)), ((768, 192), (40, 200, 60)),
+         ((256, 576), (40, 60, 220)), ((768, 576), (230, 200, 40))]
+MARKS = [((70, 70), (255, 255, 255)), ((96, 96), (0, 0, 0)),
+         ((120, 120), (255, 255, 255)), ((140, 140), (220, 40, 40))]
+PICTURE = QUADS + MARKS
+
+
+class NscTarget(SurfTarget):
+    """rdp-surf-target sending its NSCodec picture (mode nsc), after a
+    bitmap far larger than its rectangle (mode nsc-big)."""
+
+    def __init__(self, workdir, mode):
+        super().__init__(workdir)
+        self.mode = mode
+
+    def args(self):
+        return [self.mode]
+
+
+def picture_misses(at):
+    """The points of PICTURE where at(x, y) is not the picture's colour
+    (NSCodec loses some chroma: near()'s tolerance)."""
+    return [(xy, want, at(*xy)) for xy, want in PICTURE
+            if not near(at(*xy), want)]
+
+
+def nsc_session(proxy, target, tmp_path, ids, recorded):
+    """xfreerdp /nsc through the shim numbering its codecs as ids to the
+    target: (shim, xfreerdp's result, user)."""
+    asset = rdp_asset(proxy, target)
+    if recorded:
+        pw = "User-Pass-77"
+        user = proxy.user_add(password=pw)
+        proxy.allow(user, asset, native="record")
+    else:
+        user, pw = rdp_user(proxy, asset)
+    shim = CodecShim(tmp_path / "shim", proxy.rdp_port, ids)
+    try:
+        r = shim_client(proxy, shim, tmp_path, "%s#%s" % (user, asset), pw,
+                        ["/nsc", "-compression", "/bpp:32"])
+    finally:
+        shim.close()
+    print("codec IDs seen:", dict(shim.seen), "rewritten:", shim.rewritten,
+          "errors:", shim.errors, "xfreerdp:", r)
+    return shim, r, user
+
+
+def assert_picture_shown(proxy, target, tmp_path, user, r, recorded):
+    """xfreerdp's screen (the screenshot taken 1.5 s after the first lit
+    one: every strip drawn) shows the picture, and so does the
+    recording's last screen; the session ended as the client left."""
+    lines = target.lines()
+    client_log = (tmp_path / "client.log").read_text(errors="replace")
+    assert "sent" in lines, (lines, r, client_log[-2000:])
+    shot = tmp_path / "after.png"
+    assert shot.exists(), (r, client_log[-2000:])
+    assert picture_misses(lambda x, y: pixel(shot, x, y)) == []
+    assert "NSCodec" not in client_log, client_log[-2000:]
+    row = proxy.session_of(user, kind="rdp", result="ok")
+    assert "client ended" in row["result"], row
+    if recorded:
+        screen = screen_at(read_rdprec(check_row_file(row)))
+        assert picture_misses(lambda x, y: rgb_at(screen, x, y)) == []
+        # the repo's own renderer: `portcullis session frame`'s PNG
+        png = tmp_path / "frame.png"
+        proxy.cli("session", "frame", row["id"], "--output", str(png))
+        assert picture_misses(lambda x, y: pixel(png, x, y)) == []
+    return row
+
+
+@pytest.mark.parametrize("numbering,recorded", [
+    ("client", False), ("client", True), ("freerdp", False)],
+    ids=["renumbered-relayed", "renumbered-recorded", "same-ids-relayed"])
+def test_nscodec_picture_reaches_the_client(tls_proxy, tmp_path, numbering,
+                                            recorded):
+    """A target's NSCodec (FreeRDP's encoder, under the ID the back leg
+    announced, 1) reaches a client numbering NSCodec 3 as 3 and never 1,
+    and one numbering as FreeRDP does as 1; xfreerdp decodes it into the
+    picture (its four quadrants and a black-in-white square at their
+    places: neither flipped nor shifted). Recorded, the recorder's
+    decoder (FreeRDP's gdi on the back leg) draws the same picture into
+    the recording."""
+    target = NscTarget(tmp_path / "target", "nsc").start()
+    try:
+        ids = SWAPPED if numbering == "client" else {}
+        shim, r, user = nsc_session(tls_proxy, target, tmp_path, ids,
+                                    recorded)
+    finally:
+        target.stop()
+    # the back leg offered the target NSCodec under FreeRDP's ID
+    assert "offered 1 1 1 0 0" in target.lines(), target.lines()
+    nsc_id = 3 if numbering == "client" else 1
+    assert shim.rewritten == (1 if numbering == "client" else 0)
+    assert shim.errors == [] and shim.compressed == 0, shim.errors
+    assert shim.seen[nsc_id] >= 12, dict(shim.seen)
+    assert set(shim.seen) == {nsc_id}, dict(shim.seen)
+    assert_picture_shown(tls_proxy, target, tmp_path, user, r, recorded)
+
+
+@pytest.mark.parametrize("recorded", [False, True],
+                         ids=["relayed", "recorded"])
+def test_nscodec_bitmap_larger_than_its_rectangle_goes_nowhere(
+        tls_proxy, tmp_path, recorded):
+    """A hostile target's NSCodec command whose bitmap (1024x4096) is far
+    larger than its 8x8 rectangle at the screen's corner, which FreeRDP
+    2.11's decoder would copy whole past the end of the screen, is sent
+    neither to the client nor to the recorder's decoder: the proxy logs
+    it, the picture after it is shown and recorded, its corner is not
+    white, and the session ends as the client leaves (before: the
+    recorded session's child died; relayed, xfreerdp did)."""
+    since = len(tls_proxy.log_text())
+    target = NscTarget(tmp_path / "target", "nsc-big").start()
+    try:
+        shim, r, user = nsc_session(tls_proxy, target, tmp_path, SWAPPED,
+                                    recorded)
+    finally:
+        target.stop()
+    log = tls_proxy.log_text()[since:]
+    assert "a surface command from the target not sent to the client " \
+        "(an NSCodec bitmap of 1024x4096 for a rectangle of 8x8)" in log, \
+        log[-3000:]
+    # the picture's 12 strips, and not the hostile command
+    assert shim.seen[3] == 12 * len([ln for ln in target.lines()
+                                     if ln == "sent"]), dict(shim.seen)
+    assert_picture_shown(tls_proxy, target, tmp_path, user, r, recorded)
+    corner = pixel(tmp_path / "after.png", 1020, 764)
+    assert near(corner, QUADS[3][1]), corner
+
+
+def test_nscodec_recording_plays_in_the_web_player(tls_proxy, web_ui,
+                                                  tmp_path):
+    """The session page's player (Chromium, web/e2e/rdprec.mjs, as
+    test_rdp_record.py drives it) shows a recorded NSCodec session: the
+    picture's blue bottom left quadrant where it was drawn (flipped, it
+    would be red), as it plays and at the end."""
+    target = NscTarget(tmp_path / "target", "nsc").start()
+    try:
+        _, r, user = nsc_session(tls_proxy, target, tmp_path, SWAPPED, True)
+    finally:
+        target.stop()
+    row = assert_picture_shown(tls_proxy, target, tmp_path, user, r, True)
+    tls_proxy.wait_http()
+    (x, y), blue = QUADS[2]
+    cfg = {"url": "http://127.0.0.1:%d" % tls_proxy.http_port,
+           "user": tls_proxy.admin_user,
+           "password": tls_proxy.admin_password,
+           "session_id": row["id"], "x": x, "y": y,
+           "screenshots": os.environ.get("PORTCULLIS_SCREENSHOTS")}
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    r = run(["node", "e2e/rdprec.mjs", str(path)], cwd=WEB, timeout=120)
+    assert r.rc == 0, r
+    res = json.loads(r.out.strip().splitlines()[-1])
+    for at in ("playing", "last"):
+        assert (res[at]["width"], res[at]["height"]) == (1024, 768), res
+        assert near(tuple(res[at]["rgb"]), blue), res
+
+
+def test_bitmap_of_a_depth_no_decoder_takes_goes_nowhere(tls_proxy,
+                                                          tmp_path):
+    """A hostile target's "not encoded" bitmap of 1 bit per pixel (16
+    bytes for 1024x64), a depth FreeRDP's decoder does not take, which
+    made it log an error for each of the bitmap's pixels (65,601 lines
+    in the proxy's log from the recorder, as many in xfreerdp's: a
+    target could fill the proxy's log at will), is sent neither to the
+    client nor to the recorder: neither log has such a line, the proxy
+    logs the refusal once, and the teal screen after it is shown and
+    recorded."""
+    since = len(tls_proxy.log_text())
+    target = NscTarget(tmp_path / "target", "bpp1").start()
+    asset = rdp_asset(tls_proxy, target)
+    pw = "User-Pass-77"
+    user = tls_proxy.user_add(password=pw)
+    tls_proxy.allow(user, asset, native="record")
+    shim = CodecShim(tmp_path / "shim", tls_proxy.rdp_port, {})
+    try:
+        r = shim_client(tls_proxy, shim, tmp_path, "%s#%s" % (user, asset),
+                        pw, ["-compression", "/bpp:32"])
+    finally:
+        shim.close()
+        target.stop()
+    lines = target.lines()
+    client_log = (tmp_path / "client.log").read_text(errors="replace")
+    log = tls_proxy.log_text()[since:]
+    assert "sent" in lines, (lines, r, client_log[-2000:])
+    assert "Unsupported" not in log, "%d lines: %s" % (
+        log.count("\n"), log[-1000:])
+    assert "Unsupported" not in client_log, client_log[-1000:]
+    assert "a surface command from the target not sent to the client " \
+        "(a bitmap of 1 bits per pixel, a depth no decoder takes)" in log, \
+        log[-3000:]
+    assert near(pixel(tmp_path / "after.png"), TEAL), \
+        pixel(tmp_path / "after.png")
+    row = tls_proxy.session_of(user, kind="rdp", result="ok")
+    assert "client ended" in row["result"], row
+    screen = screen_at(read_rdprec(check_row_file(row)))
+    assert near(rgb_at(screen, 800, 650), TEAL), rgb_at(screen, 800, 650)

@@ -5,7 +5,8 @@
  * one the back leg did not, an ID no codec has, and everything when the
  * client takes no surface commands, do not reach it; a client's
  * numbering with 0 or an ID shared by two codecs makes those codecs
- * unusable.
+ * unusable. An NSCodec bitmap larger than its rectangle, and a "not
+ * encoded" one of a depth FreeRDP does not decode, are refused.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -193,6 +194,67 @@ static void test_made_again(void **state)
     expect(&m, want);
 }
 
+/* An NSCodec bitmap must fit its rectangle (FreeRDP 2.11's decoder
+ * copies it whole from the rectangle's corner); the other codecs'
+ * bitmaps are not measured. */
+static void test_bitmap_too_large(void **state)
+{
+    (void)state;
+    /* the rectangle's size, or smaller */
+    assert_int_equal(rdp_codec_bitmap_check(RDP_CODEC_BACK_NSC, 32, 0, 0, 1024,
+                                            64, 1024, 64),
+                     RDP_BITMAP_OK);
+    assert_int_equal(
+        rdp_codec_bitmap_check(RDP_CODEC_BACK_NSC, 32, 16, 16, 80, 80, 8, 64),
+        RDP_BITMAP_OK);
+    /* the hostile target's: 1024x4096 for 8x8 at the bottom right */
+    assert_int_equal(rdp_codec_bitmap_check(RDP_CODEC_BACK_NSC, 32, 1016, 760,
+                                            1024, 768, 1024, 4096),
+                     RDP_BITMAP_TOO_LARGE);
+    /* one pixel too wide, one too tall */
+    assert_int_equal(
+        rdp_codec_bitmap_check(RDP_CODEC_BACK_NSC, 32, 0, 0, 64, 64, 65, 64),
+        RDP_BITMAP_TOO_LARGE);
+    assert_int_equal(
+        rdp_codec_bitmap_check(RDP_CODEC_BACK_NSC, 32, 0, 0, 64, 64, 64, 65),
+        RDP_BITMAP_TOO_LARGE);
+    /* an empty or inverted rectangle fits nothing */
+    assert_int_equal(
+        rdp_codec_bitmap_check(RDP_CODEC_BACK_NSC, 32, 64, 0, 64, 64, 1, 1),
+        RDP_BITMAP_TOO_LARGE);
+    assert_int_equal(
+        rdp_codec_bitmap_check(RDP_CODEC_BACK_NSC, 32, 0, 64, 64, 0, 1, 1),
+        RDP_BITMAP_TOO_LARGE);
+    /* RemoteFX places its own tiles; "not encoded" is copied at the
+     * rectangle's size */
+    assert_int_equal(rdp_codec_bitmap_check(RDP_CODEC_BACK_RFX, 32, 1016, 760,
+                                            1024, 768, 1024, 4096),
+                     RDP_BITMAP_OK);
+    assert_int_equal(
+        rdp_codec_bitmap_check(RDP_CODEC_ID_PLAIN, 32, 0, 0, 8, 8, 64, 64),
+        RDP_BITMAP_OK);
+}
+
+/* "Not encoded" bitmaps only in the depths FreeRDP's decoder takes; the
+ * codecs' bpp is not this check's. */
+static void test_bitmap_depth(void **state)
+{
+    (void)state;
+    for (uint32_t bpp = 0; bpp <= 256; bpp++) {
+        bool ok = bpp == 8 || bpp == 15 || bpp == 16 || bpp == 24 || bpp == 32;
+
+        assert_int_equal(rdp_codec_bitmap_check(RDP_CODEC_ID_PLAIN, bpp, 0, 0,
+                                                1024, 64, 1024, 64),
+                         ok ? RDP_BITMAP_OK : RDP_BITMAP_DEPTH);
+    }
+    assert_int_equal(
+        rdp_codec_bitmap_check(RDP_CODEC_BACK_NSC, 1, 0, 0, 64, 64, 64, 64),
+        RDP_BITMAP_OK);
+    assert_int_equal(
+        rdp_codec_bitmap_check(RDP_CODEC_BACK_RFX, 1, 0, 0, 64, 64, 64, 64),
+        RDP_BITMAP_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -202,6 +264,8 @@ int main(void)
         cmocka_unit_test(test_no_surface_commands),
         cmocka_unit_test(test_client_numbering_unusable),
         cmocka_unit_test(test_made_again),
+        cmocka_unit_test(test_bitmap_too_large),
+        cmocka_unit_test(test_bitmap_depth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
