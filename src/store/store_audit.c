@@ -75,7 +75,7 @@
 #include "common/util.h"
 #include "store/db.h"
 #include "store/store_internal.h"
-#include "store/store_worker.h"
+#include "store/store_wqueue.h"
 
 #define AUDIT_HASH_BYTES crypto_hash_sha256_BYTES
 #define AUDIT_HEX_LEN (2 * AUDIT_HASH_BYTES)
@@ -546,213 +546,42 @@ out:
  * administrators did. What does not fit is counted and, once the store
  * answers again, recorded as an event of its own (audit.lost), so the
  * gap is in the log itself and not only in a log file.
+ *
+ * The queue is an ordered write queue (store_wqueue.h, st->audit_later):
+ * its items are the events, marked when they come before any
+ * authentication (counted apart for the half of the bound), its bound the
+ * outage bound (q->max). Without a worker it only keeps them, and
+ * audit_write_waiting() writes them on the handle's connection; off the
+ * loop (audit_off_loop(), below) its worker writes them.
  */
 struct audit_later {
-    struct audit_later *next;
+    struct wqueue_item h; /* first: the queue's; marked: before auth */
     struct audit_ev ev;
-    bool preauth;
     char text[]; /* the five strings, each NUL-terminated */
 };
 
 #define AUDIT_LATER_BATCH 64  /* events per transaction when written late */
 #define AUDIT_LATER_CALL 1024 /* events per audit_write_waiting() call */
 
-static bool audit_is_preauth(const char *action)
-{
-    return strcmp(action, "login.fail") == 0 ||
-           strcmp(action, "login.lock") == 0;
-}
-
-/* Appends a copy of ev to the queue. */
-static int audit_enqueue(struct store *st, const struct audit_ev *ev)
-{
-    struct audit_later *l;
-    size_t len[5], total = 0;
-    bool preauth = audit_is_preauth(ev->v[2]);
-    char *p;
-    int i;
-
-    for (i = 0; i < 5; i++) {
-        len[i] = strlen(ev->v[i]) + 1;
-        total += len[i];
-    }
-    if ((l = calloc(1, sizeof(*l) + total)) == NULL) {
-        st->audit_lost++;
-        return ERR_NOMEM;
-    }
-    l->ev.time = ev->time;
-    l->preauth = preauth;
-    for (i = 0, p = l->text; i < 5; p += len[i], i++) {
-        memcpy(p, ev->v[i], len[i]);
-        l->ev.v[i] = p;
-    }
-    if (st->audit_nlater == 0) {
-        st->audit_later_tail = &st->audit_later;
-    }
-    *st->audit_later_tail = l;
-    st->audit_later_tail = &l->next;
-    st->audit_nlater++;
-    st->audit_nlater_preauth += preauth ? 1 : 0;
-    return ERR_OK;
-}
-
-static int audit_keep(struct store *st, const struct audit_ev *ev)
-{
-    bool preauth = audit_is_preauth(ev->v[2]);
-
-    if (st->audit_nlater >= st->audit_later_max ||
-        (preauth && st->audit_nlater_preauth >= st->audit_later_max / 2)) {
-        if (st->audit_lost++ == 0) {
-            log_warn("store: %zu audit events wait for the database already "
-                     "(%s); further ones are not kept until it answers "
-                     "([store] outage_audit_events), only counted",
-                     st->audit_nlater,
-                     preauth ? "half of the room, for failed logins"
-                             : "the bound");
-        }
-        return ERR_STORE;
-    }
-    if (st->audit_nlater == 0) {
-        log_warn("store: the database does not answer; audit events wait "
-                 "in memory and are written when it does");
-    }
-    return audit_enqueue(st, ev);
-}
-
-static int audit_async_put(struct store *st, const struct audit_ev *ev);
-
-int audit_write(struct store *st, const char *actor, const char *source,
-                const char *action, const char *target, const char *detail)
-{
-    struct audit_ev ev = {util_now(), {actor, source, action, target, detail}};
-    int r, i;
-
-    if (action == NULL || action[0] == '\0') {
-        return ERR_INVALID;
-    }
-    for (i = 0; i < 5; i++) {
-        if ((r = audit_check(ev.v[i], i == 4 ? AUDIT_DETAIL_MAX
-                                             : AUDIT_FIELD_MAX)) != ERR_OK) {
-            return r;
-        }
-        ev.v[i] = ev.v[i] != NULL ? ev.v[i] : "";
-    }
-    if (st->audit_async != NULL) {
-        return audit_async_put(st, &ev); /* the worker writes it */
-    }
-    /* behind events already waiting: never out of order */
-    if (st->audit_nlater > 0) {
-        return audit_keep(st, &ev);
-    }
-    r = audit_write_many(st, &ev, 1);
-    if (r != ERR_OK && st->audit_later_max > 0 && store_unreachable(st)) {
-        return audit_keep(st, &ev);
-    }
-    return r;
-}
-
-void audit_defer(struct store *st, size_t max)
-{
-    st->audit_later_max = max;
-}
-
-size_t audit_waiting(const struct store *st)
-{
-    if (st->audit_async != NULL) {
-        return 0; /* its own worker writes them (audit_off_loop()) */
-    }
-    return st->audit_nlater + (st->audit_lost > 0 ? 1 : 0);
-}
-
-/* The note of events not kept, as the event audit.lost. */
-static void audit_lost_detail(const struct store *st, char *detail, size_t len)
-{
-    snprintf(detail, len,
-             "%zu audit event(s) of a time the database did not answer "
-             "were not kept: more than [store] outage_audit_events "
-             "(%zu) waited",
-             st->audit_lost, st->audit_later_max);
-}
-
-static int audit_write_queue(struct store *st, size_t *written);
-
-int audit_write_waiting(struct store *st, size_t *written)
-{
-    *written = 0;
-    if (st->audit_async != NULL) {
-        return ERR_OK; /* never ahead of a batch on the worker */
-    }
-    return audit_write_queue(st, written);
-}
-
-/* audit_write_waiting() on this connection, whatever else is set. */
-static int audit_write_queue(struct store *st, size_t *written)
-{
-    struct audit_ev ev[AUDIT_LATER_BATCH];
-    struct audit_later *l;
-    char detail[AUDIT_DETAIL_MAX + 1];
-    size_t n, i;
-    int r = ERR_OK;
-
-    *written = 0;
-    while (st->audit_nlater > 0) {
-        if (*written >= AUDIT_LATER_CALL) {
-            return ERR_OK; /* the rest at the caller's next call */
-        }
-        for (n = 0, l = st->audit_later; l != NULL && n < AUDIT_LATER_BATCH;
-             l = l->next) {
-            ev[n++] = l->ev;
-        }
-        if ((r = audit_write_many(st, ev, n)) != ERR_OK) {
-            return r;
-        }
-        for (i = 0; i < n; i++) {
-            l = st->audit_later;
-            st->audit_later = l->next;
-            st->audit_nlater--;
-            st->audit_nlater_preauth -= l->preauth ? 1 : 0;
-            free(l);
-        }
-        *written += n;
-    }
-    st->audit_later_tail = &st->audit_later;
-    if (st->audit_spool != NULL && unlink(st->audit_spool) == 0) {
-        log_info("store: the audit events the last run could not write "
-                 "are written; %s removed",
-                 st->audit_spool);
-    }
-    if (st->audit_lost > 0) {
-        audit_lost_detail(st, detail, sizeof(detail));
-        ev[0] = (struct audit_ev){
-            util_now(), {"system", "store", "audit.lost", "", detail}};
-        if ((r = audit_write_many(st, ev, 1)) != ERR_OK) {
-            return r;
-        }
-        log_warn("store: %s", detail);
-        st->audit_lost = 0;
-    }
-    return ERR_OK;
-}
-
 /*
  * Off the loop (audit_off_loop()): on a server's store (PostgreSQL) with
- * a loop, audit_write() only queues the event, in the FIFO above, and
- * one worker of the handle's own (store_worker.h, one connection, one
+ * a loop, audit_write() only queues the event, in the queue above, and
+ * its worker (store_worker.h, one connection of the handle's own, one
  * batch in flight) appends the events in order, up to AUDIT_LATER_BATCH
  * per transaction. The loop never waits for the database for an event.
  *
  * Why this keeps the chain in the loop's order: the loop alone appends
- * to the FIFO, in the order audit_write() is called; a batch is the
- * FIFO's first events, taken off it (the job owns them while it runs, so
- * the loop's appends never touch what the worker reads); the next batch
- * starts only when this one's outcome is back on the loop; a batch that
- * failed goes back to the front, ahead of everything queued meanwhile,
- * and is tried again after AUDIT_ASYNC_RETRY_MS doubling to
- * AUDIT_ASYNC_RETRY_MAX_MS. An outage is only a longer wait: the same
- * FIFO, the same bound, the same spool at stop.
+ * to the queue, in the order audit_write() is called, and the queue
+ * writes them in that order (store_wqueue.h: a batch is its first
+ * events, taken off it, the next starts only when this one's outcome is
+ * back on the loop; a batch that failed goes back to the front, ahead of
+ * everything queued meanwhile, and is tried again after
+ * AUDIT_ASYNC_RETRY_MS doubling to AUDIT_ASYNC_RETRY_MAX_MS). An outage
+ * is only a longer wait: the same queue, the same bound, the same spool
+ * at stop.
  *
  * The bound is the outage bound ([store] outage_audit_events,
- * audit_defer()), counted over the FIFO and the batch in flight, with
+ * audit_defer()), counted over the queue and the batch in flight, with
  * half of it for failed and locked logins: a client producing audited
  * failures faster than the database takes them costs at most that many
  * events of memory. Beyond it an event is not kept but counted, and the
@@ -770,144 +599,237 @@ static int audit_write_queue(struct store *st, size_t *written)
 #define AUDIT_FLUSH_MS 1000
 #define AUDIT_ASYNC_MAX 4096 /* when audit_defer() set no bound */
 
-struct audit_batch {
-    struct store_job job;      /* first: the worker's */
-    struct audit_later *first; /* taken off the FIFO, in order */
-    size_t n, npreauth;
-    char *key_path; /* the handle's audit key path, or NULL */
-    int r;          /* the outcome; ERR_STORE until it ran */
-    bool applied;   /* its outcome taken on the loop already (a flush) */
-};
-
-struct audit_async {
-    struct loop *loop;
-    struct store_worker *w; /* NULL once stopped */
-    /* the batch given to the worker whose done has not run yet; until it
-     * has, the worker's connection is its, so no other batch starts */
-    struct audit_batch *out;
-    uint64_t timer; /* the retry after a failed batch */
-    int delay_ms;
-    size_t since;       /* events written since a failure (delay_ms > 0) */
-    bool spool_pending; /* events from the spool file wait */
-};
-
-static void audit_later_free_list(struct audit_later *l)
+static bool audit_is_preauth(const char *action)
 {
-    struct audit_later *next;
-
-    for (; l != NULL; l = next) {
-        next = l->next;
-        free(l);
-    }
+    return strcmp(action, "login.fail") == 0 ||
+           strcmp(action, "login.lock") == 0;
 }
 
-/* On the worker thread: the batch on the worker's own connection. */
-static void audit_batch_work(struct store_job *j, struct store *st)
+/* The n events from first in one transaction on st; arg (the worker's
+ * connection): the audit key's path. */
+static int audit_later_write(struct store *st, const char *arg,
+                             const struct wqueue_item *first, size_t n)
 {
-    struct audit_batch *b = (struct audit_batch *)j;
     struct audit_ev ev[AUDIT_LATER_BATCH];
-    struct audit_later *l;
-    size_t n = 0;
+    const struct wqueue_item *it;
+    size_t k = 0;
+    int r;
 
-    if ((b->r = store_set_audit_key(st, b->key_path)) != ERR_OK) {
-        return;
+    if (arg != NULL && (r = store_set_audit_key(st, arg)) != ERR_OK) {
+        return r;
     }
-    for (l = b->first; l != NULL && n < AUDIT_LATER_BATCH; l = l->next) {
-        ev[n++] = l->ev;
+    for (it = first; it != NULL && k < n && k < AUDIT_LATER_BATCH;
+         it = it->next) {
+        ev[k++] = ((const struct audit_later *)it)->ev;
     }
-    b->r = audit_write_many(st, ev, n);
+    return audit_write_many(st, ev, k);
 }
 
-static void audit_async_on_timer(struct loop *l, void *arg);
-
-/* On the loop: the outcome of b, whose work is over. Its events are
- * freed (written) or put back at the front of the FIFO (failed). */
-static void audit_batch_apply(struct store *st, struct audit_batch *b)
+static void audit_later_free(struct wqueue_item *it)
 {
-    struct audit_async *a = st->audit_async;
-    struct audit_later **tail;
-
-    b->applied = true;
-    if (b->r == ERR_OK) {
-        audit_later_free_list(b->first);
-        b->first = NULL;
-        if (a->delay_ms > 0) {
-            a->since += b->n;
-            if (st->audit_nlater == 0) {
-                log_info("store answers again: %zu audit event(s) written",
-                         a->since);
-                a->delay_ms = 0;
-            }
-        }
-        if (a->spool_pending && st->audit_nlater == 0 &&
-            st->audit_spool != NULL) {
-            a->spool_pending = false;
-            if (unlink(st->audit_spool) == 0) {
-                log_info("store: the audit events the last run could not "
-                         "write are written; %s removed",
-                         st->audit_spool);
-            }
-        }
-        return;
-    }
-    for (tail = &b->first; *tail != NULL; tail = &(*tail)->next) {
-    }
-    *tail = st->audit_later;
-    if (st->audit_nlater == 0) {
-        st->audit_later_tail = tail;
-    }
-    st->audit_later = b->first;
-    b->first = NULL;
-    st->audit_nlater += b->n;
-    st->audit_nlater_preauth += b->npreauth;
-    if (a->delay_ms == 0) {
-        a->since = 0;
-        log_warn("store: audit events wait in memory and are written when "
-                 "the database takes them (%s)",
-                 err_str(b->r));
-    }
-    a->delay_ms = a->delay_ms == 0 ? AUDIT_ASYNC_RETRY_MS
-                  : a->delay_ms >= AUDIT_ASYNC_RETRY_MAX_MS / 2
-                      ? AUDIT_ASYNC_RETRY_MAX_MS
-                      : a->delay_ms * 2;
-    if (a->w != NULL && a->timer == 0) {
-        a->timer =
-            loop_add_timer(a->loop, a->delay_ms, audit_async_on_timer, st);
-    }
+    free(it);
 }
 
-static void audit_async_next(struct store *st);
-
-static void audit_batch_done(void *owner, struct store_job *j)
+/* A copy of an event of a batch that did not come back, for the spool. */
+static struct wqueue_item *audit_later_copy(void *owner,
+                                            const struct wqueue_item *it)
 {
-    struct audit_batch *b = (struct audit_batch *)j;
+    const struct audit_later *l = (const struct audit_later *)it;
     struct store *st = owner;
+    struct audit_later *copy;
+    size_t len = sizeof(*l);
+    int i;
 
-    if (st != NULL && st->audit_async->out == b) {
-        st->audit_async->out = NULL;
+    for (i = 0; i < 5; i++) {
+        len += strlen(l->ev.v[i]) + 1;
     }
-    if (st != NULL && !b->applied) {
-        audit_batch_apply(st, b);
+    if ((copy = malloc(len)) == NULL) {
+        st->audit_lost++;
+        return NULL;
     }
-    audit_later_free_list(b->first); /* only when stopped: spooled copies */
-    free(b->key_path);
-    free(b);
-    if (st != NULL) {
-        audit_async_next(st);
+    memcpy(copy, l, len);
+    for (i = 0; i < 5; i++) {
+        copy->ev.v[i] = copy->text + (l->ev.v[i] - l->text);
     }
+    return &copy->h;
 }
 
-static void audit_async_on_timer(struct loop *l, void *arg)
-{
-    struct store *st = arg;
+static void audit_later_drained(void *owner);
 
-    (void)l;
-    st->audit_async->timer = 0;
-    audit_async_next(st);
+static const struct wqueue_conf audit_conf = {
+    .what = "audit event",
+    .batch = AUDIT_LATER_BATCH,
+    .retry_ms = AUDIT_ASYNC_RETRY_MS,
+    .retry_max_ms = AUDIT_ASYNC_RETRY_MAX_MS,
+    .flush_ms = AUDIT_FLUSH_MS,
+    .write = audit_later_write,
+    .free = audit_later_free,
+    .copy = audit_later_copy,
+    .drained = audit_later_drained,
+};
+
+/* The handle's queue, made on first use. */
+static struct wqueue *audit_q(struct store *st)
+{
+    if (st->audit_later.conf == NULL) {
+        wqueue_init(&st->audit_later, &audit_conf, st, 0);
+    }
+    return &st->audit_later;
+}
+
+/* Appends a copy of ev to the queue, whatever its bound (the callers
+ * check it). */
+static int audit_enqueue(struct store *st, const struct audit_ev *ev)
+{
+    struct audit_later *l;
+    size_t len[5], total = 0;
+    char *p;
+    int i;
+
+    for (i = 0; i < 5; i++) {
+        len[i] = strlen(ev->v[i]) + 1;
+        total += len[i];
+    }
+    if ((l = calloc(1, sizeof(*l) + total)) == NULL) {
+        st->audit_lost++;
+        return ERR_NOMEM;
+    }
+    l->ev.time = ev->time;
+    l->h.marked = audit_is_preauth(ev->v[2]);
+    for (i = 0, p = l->text; i < 5; p += len[i], i++) {
+        memcpy(p, ev->v[i], len[i]);
+        l->ev.v[i] = p;
+    }
+    wqueue_put_any(audit_q(st), &l->h);
+    return ERR_OK;
+}
+
+static int audit_keep(struct store *st, const struct audit_ev *ev)
+{
+    struct wqueue *q = audit_q(st);
+    bool preauth = audit_is_preauth(ev->v[2]);
+    size_t np, n = wqueue_len(q, &np);
+
+    if (n >= q->max || (preauth && np >= q->max / 2)) {
+        if (st->audit_lost++ == 0) {
+            log_warn("store: %zu audit events wait for the database already "
+                     "(%s); further ones are not kept until it answers "
+                     "([store] outage_audit_events), only counted",
+                     n,
+                     preauth ? "half of the room, for failed logins"
+                             : "the bound");
+        }
+        return ERR_STORE;
+    }
+    if (n == 0) {
+        log_warn("store: the database does not answer; audit events wait "
+                 "in memory and are written when it does");
+    }
+    return audit_enqueue(st, ev);
+}
+
+static int audit_async_put(struct store *st, const struct audit_ev *ev);
+
+int audit_write(struct store *st, const char *actor, const char *source,
+                const char *action, const char *target, const char *detail)
+{
+    struct audit_ev ev = {util_now(), {actor, source, action, target, detail}};
+    struct wqueue *q = audit_q(st);
+    int r, i;
+
+    if (action == NULL || action[0] == '\0') {
+        return ERR_INVALID;
+    }
+    for (i = 0; i < 5; i++) {
+        if ((r = audit_check(ev.v[i], i == 4 ? AUDIT_DETAIL_MAX
+                                             : AUDIT_FIELD_MAX)) != ERR_OK) {
+            return r;
+        }
+        ev.v[i] = ev.v[i] != NULL ? ev.v[i] : "";
+    }
+    if (wqueue_off_loop(q)) {
+        return audit_async_put(st, &ev); /* the worker writes it */
+    }
+    /* behind events already waiting: never out of order */
+    if (wqueue_len(q, NULL) > 0) {
+        return audit_keep(st, &ev);
+    }
+    r = audit_write_many(st, &ev, 1);
+    if (r != ERR_OK && q->max > 0 && store_unreachable(st)) {
+        return audit_keep(st, &ev);
+    }
+    return r;
+}
+
+void audit_defer(struct store *st, size_t max)
+{
+    audit_q(st)->max = max;
+}
+
+size_t audit_waiting(const struct store *st)
+{
+    if (wqueue_off_loop(&st->audit_later)) {
+        return 0; /* its own worker writes them (audit_off_loop()) */
+    }
+    return wqueue_len(&st->audit_later, NULL) + (st->audit_lost > 0 ? 1 : 0);
+}
+
+/* The note of events not kept, as the event audit.lost. */
+static void audit_lost_detail(const struct store *st, char *detail, size_t len)
+{
+    snprintf(detail, len,
+             "%zu audit event(s) of a time the database did not answer "
+             "were not kept: more than [store] outage_audit_events "
+             "(%zu) waited",
+             st->audit_lost, st->audit_later.max);
+}
+
+static int audit_write_queue(struct store *st, size_t *written);
+
+int audit_write_waiting(struct store *st, size_t *written)
+{
+    *written = 0;
+    if (wqueue_off_loop(audit_q(st))) {
+        return ERR_OK; /* never ahead of a batch on the worker */
+    }
+    return audit_write_queue(st, written);
+}
+
+/* audit_write_waiting() on this connection, whatever else is set. */
+static int audit_write_queue(struct store *st, size_t *written)
+{
+    struct wqueue *q = audit_q(st);
+    char detail[AUDIT_DETAIL_MAX + 1];
+    struct audit_ev ev;
+    int r;
+
+    if ((r = wqueue_write(q, st, AUDIT_LATER_CALL, written)) != ERR_OK) {
+        return r;
+    }
+    if (wqueue_len(q, NULL) > 0) {
+        return ERR_OK; /* the rest at the caller's next call */
+    }
+    st->audit_spool_pending = false;
+    if (st->audit_spool != NULL && unlink(st->audit_spool) == 0) {
+        log_info("store: the audit events the last run could not write "
+                 "are written; %s removed",
+                 st->audit_spool);
+    }
+    if (st->audit_lost > 0) {
+        audit_lost_detail(st, detail, sizeof(detail));
+        ev = (struct audit_ev){util_now(),
+                               {"system", "store", "audit.lost", "", detail}};
+        if ((r = audit_write_many(st, &ev, 1)) != ERR_OK) {
+            return r;
+        }
+        log_warn("store: %s", detail);
+        st->audit_lost = 0;
+    }
+    return ERR_OK;
 }
 
 /* Queues the note of events not kept (audit.lost) at the end of the
- * FIFO: the place of the gap. */
+ * queue: the place of the gap. */
 static void audit_async_lost_note(struct store *st)
 {
     char detail[AUDIT_DETAIL_MAX + 1];
@@ -924,65 +846,41 @@ static void audit_async_lost_note(struct store *st)
     log_warn("store: %s", detail);
 }
 
-/* Starts the next batch unless one is in flight or a retry waits. */
-static void audit_async_next(struct store *st)
+/* Off the loop, with nothing waiting: the note of a gap, if any. */
+static void audit_async_kick(struct store *st)
 {
-    struct audit_async *a = st->audit_async;
-    struct audit_later **pp;
-    struct audit_batch *b;
-    size_t n;
+    struct wqueue *q = audit_q(st);
 
-    if (a == NULL || a->w == NULL || a->out != NULL || a->timer != 0) {
-        return;
-    }
-    if (st->audit_nlater == 0 && st->audit_lost > 0) {
+    if (q->w != NULL && wqueue_len(q, NULL) == 0 && st->audit_lost > 0) {
         audit_async_lost_note(st);
     }
-    if (st->audit_nlater == 0) {
-        return;
+}
+
+/* On the loop: the worker wrote everything that waited. */
+static void audit_later_drained(void *owner)
+{
+    struct store *st = owner;
+
+    if (st->audit_spool_pending && st->audit_spool != NULL) {
+        st->audit_spool_pending = false;
+        if (unlink(st->audit_spool) == 0) {
+            log_info("store: the audit events the last run could not "
+                     "write are written; %s removed",
+                     st->audit_spool);
+        }
     }
-    if ((b = calloc(1, sizeof(*b))) == NULL ||
-        (st->audit_key != NULL &&
-         (b->key_path = strdup(st->audit_key)) == NULL)) {
-        free(b);
-        a->delay_ms = AUDIT_ASYNC_RETRY_MS;
-        a->timer =
-            loop_add_timer(a->loop, a->delay_ms, audit_async_on_timer, st);
-        return;
-    }
-    pp = &st->audit_later;
-    for (n = 0; *pp != NULL && n < AUDIT_LATER_BATCH; n++) {
-        b->npreauth += (*pp)->preauth ? 1 : 0;
-        pp = &(*pp)->next;
-    }
-    b->first = st->audit_later;
-    st->audit_later = *pp;
-    *pp = NULL;
-    b->n = n;
-    st->audit_nlater -= n;
-    st->audit_nlater_preauth -= b->npreauth;
-    if (st->audit_nlater == 0) {
-        st->audit_later_tail = &st->audit_later;
-    }
-    b->r = ERR_STORE; /* if it finds no connection */
-    b->job.work = audit_batch_work;
-    b->job.done = audit_batch_done;
-    a->out = b;
-    store_worker_run(a->w, &b->job);
+    audit_async_kick(st);
 }
 
 static int audit_async_put(struct store *st, const struct audit_ev *ev)
 {
-    struct audit_async *a = st->audit_async;
-    struct audit_batch *b = a->out != NULL && !a->out->applied ? a->out : NULL;
+    struct wqueue *q = audit_q(st);
     bool preauth = audit_is_preauth(ev->v[2]);
-    size_t n = st->audit_nlater + (b != NULL ? b->n : 0);
-    size_t np = st->audit_nlater_preauth + (b != NULL ? b->npreauth : 0);
-    int r;
+    size_t np, n = wqueue_len(q, &np);
 
     /* room for the event, and for the note of a gap before it */
-    if (n + 1 + (st->audit_lost > 0 ? 1 : 0) > st->audit_later_max ||
-        (preauth && np >= st->audit_later_max / 2)) {
+    if (n + 1 + (st->audit_lost > 0 ? 1 : 0) > q->max ||
+        (preauth && np >= q->max / 2)) {
         if (st->audit_lost++ == 0) {
             log_warn("store: %zu audit events wait for the database already "
                      "(%s); further ones are not kept until there is room, "
@@ -996,128 +894,70 @@ static int audit_async_put(struct store *st, const struct audit_ev *ev)
     if (st->audit_lost > 0) {
         audit_async_lost_note(st);
     }
-    r = audit_enqueue(st, ev);
-    audit_async_next(st);
-    return r;
+    return audit_enqueue(st, ev);
 }
 
-/* Before a read on this handle: the batch in flight back (at most ms),
- * then the rest written on the handle's own connection. */
-static void audit_async_flush(struct store *st, int ms)
+/* Before a read on this handle: the batch in flight back (at most
+ * AUDIT_FLUSH_MS), then the rest written on the handle's own connection,
+ * the note of a gap and the spool's removal included. */
+static void audit_async_flush(struct store *st)
 {
-    struct audit_async *a = st->audit_async;
+    struct wqueue *q = audit_q(st);
     size_t n = 0;
 
-    if (a == NULL || a->w == NULL) {
-        return;
-    }
-    if (a->out != NULL && !a->out->applied) {
-        if (!util_wait_flag(&a->out->job.finished, ms)) {
-            return; /* writing the rest now would overtake it */
-        }
-        audit_batch_apply(st, a->out);
-    }
-    /* a writer that is failing (an outage, a lock) would fail here too,
-     * after holding the loop up to the statement deadline */
-    if ((st->audit_nlater > 0 || st->audit_lost > 0) && a->delay_ms == 0 &&
-        !store_unreachable(st) && audit_write_queue(st, &n) == ERR_OK) {
-        a->delay_ms = 0;
-        if (a->spool_pending && st->audit_nlater == 0) {
-            a->spool_pending = false; /* audit_write_queue removed it */
-        }
+    if (wqueue_flush(q, st) == ERR_OK &&
+        (st->audit_lost > 0 || st->audit_spool_pending) && !wqueue_failing(q) &&
+        !store_unreachable(st)) {
+        (void)audit_write_queue(st, &n);
     }
 }
 
 int audit_off_loop(struct store *st, struct loop *l, const char *location)
 {
-    struct audit_async *a;
+    struct wqueue *q;
+    int r;
 
-    if (st == NULL || l == NULL || location == NULL || !db_is_shared(st->db) ||
-        st->audit_async != NULL) {
-        return ERR_OK; /* SQLite: written at once, on the caller's thread */
+    if (st == NULL) {
+        return ERR_OK;
     }
-    if ((a = calloc(1, sizeof(*a))) == NULL) {
-        return ERR_NOMEM;
+    q = audit_q(st);
+    if (wqueue_off_loop(q)) {
+        return ERR_OK;
     }
-    a->loop = l;
-    a->w = store_worker_new(l, st, location, 1, "the audit log's writer", st);
-    if (a->w == NULL || !store_worker_async(a->w)) {
-        int r = a->w == NULL ? ERR_NOMEM : ERR_OK;
-
-        (void)store_worker_stop(a->w, 0);
-        free(a);
-        return r;
+    if ((r = wqueue_start(q, l, st, location, "the audit log's writer",
+                          st->audit_key)) != ERR_OK ||
+        !wqueue_off_loop(q)) {
+        return r; /* SQLite: written at once, on the caller's thread */
     }
-    if (st->audit_later_max == 0) {
-        st->audit_later_max = AUDIT_ASYNC_MAX;
+    if (q->max == 0) {
+        q->max = AUDIT_ASYNC_MAX;
     }
-    st->audit_async = a;
-    audit_async_next(st);
+    audit_async_kick(st);
     return ERR_OK;
 }
 
 bool audit_off_loop_stop(struct store *st, int ms)
 {
-    struct audit_async *a = st != NULL ? st->audit_async : NULL;
-    struct audit_later *l, *copy, *head = NULL, **tail = &head;
-    struct audit_batch *b;
-    size_t len, k = 0;
-    bool stuck;
+    struct wqueue *q = st != NULL ? audit_q(st) : NULL;
+    bool stuck = false;
 
-    if (a == NULL) {
+    if (q == NULL || !wqueue_off_loop(q)) {
         return true;
     }
-    if (a->w == NULL) {
+    if (q->stuck) {
         return false; /* stopped already, with a batch stuck */
     }
-    if (a->timer != 0) {
-        loop_del_timer(a->loop, a->timer);
-        a->timer = 0;
-    }
-    b = a->out != NULL && !a->out->applied ? a->out : NULL;
-    a->out = NULL; /* its done runs with no owner now, and only frees it */
-    stuck = a->w != NULL && store_worker_stop(a->w, ms) > 0;
-    a->w = NULL;
-    if (b != NULL && !stuck) {
-        audit_batch_apply(st, b);
-    } else if (b != NULL) {
-        /* Copies of its events go ahead of the rest into the spool: the
-         * statement may yet commit, then they are written twice (as an
-         * event whose COMMIT met the deadline on the loop is), but none
-         * is lost and the order holds. */
-        for (l = b->first; l != NULL; l = l->next) {
-            len = sizeof(*l);
-            for (int i = 0; i < 5; i++) {
-                len += strlen(l->ev.v[i]) + 1;
-            }
-            if ((copy = malloc(len)) == NULL) {
-                st->audit_lost++;
-                continue;
-            }
-            memcpy(copy, l, len);
-            for (int i = 0; i < 5; i++) {
-                copy->ev.v[i] = copy->text + (l->ev.v[i] - l->text);
-            }
-            copy->next = NULL;
-            *tail = copy;
-            tail = &copy->next;
-            k++;
-            st->audit_nlater_preauth += copy->preauth ? 1 : 0;
-        }
-        *tail = st->audit_later;
-        if (st->audit_nlater == 0) {
-            st->audit_later_tail = tail;
-        }
-        st->audit_later = head;
-        st->audit_nlater += k;
-        b->applied = true;
-        log_warn("store: a batch of %zu audit events did not come back from "
+    /* Not back: copies of its events go ahead of the rest into the
+     * spool: the statement may yet commit, then they are written twice
+     * (as an event whose COMMIT met the deadline on the loop is), but
+     * none is lost and the order holds. */
+    (void)wqueue_stop(q, st, ms, &stuck);
+    if (stuck) {
+        log_warn("store: a batch of audit events did not come back from "
                  "the database in %d ms; kept for the spool with the rest",
-                 b->n, ms);
+                 ms);
         return false; /* the handle keeps queueing, for the spool */
     }
-    free(a);
-    st->audit_async = NULL;
     return true;
 }
 
@@ -1191,7 +1031,8 @@ static int audit_spool_write(struct store *st)
                                                   AUDIT_SPOOL_B64) +
                         1)];
     struct audit_seal sl;
-    struct audit_later *l;
+    const struct audit_later *l;
+    const struct wqueue_item *it;
     FILE *f = NULL;
     size_t at;
     int fd, i;
@@ -1213,7 +1054,8 @@ static int audit_spool_write(struct store *st)
         sodium_memzero(&sl, sizeof(sl));
         return ERR_IO;
     }
-    for (l = st->audit_later; l != NULL && ok; l = l->next) {
+    for (it = wqueue_first(&st->audit_later); it != NULL && ok; it = it->next) {
+        l = (const struct audit_later *)it;
         at =
             (size_t)snprintf(line, sizeof(line), "%lld", (long long)l->ev.time);
         for (i = 0; i < 5; i++) {
@@ -1233,8 +1075,8 @@ static int audit_spool_write(struct store *st)
         }
         ok = audit_spool_put(f, &sl, line);
     }
-    snprintf(line, sizeof(line), "end %zu %zu", st->audit_nlater,
-             st->audit_lost);
+    snprintf(line, sizeof(line), "end %zu %zu",
+             wqueue_len(&st->audit_later, NULL), st->audit_lost);
     ok = ok && audit_spool_put(f, &sl, line);
     sodium_memzero(&sl, sizeof(sl));
     ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
@@ -1363,7 +1205,7 @@ static const char *audit_spool_take(struct store *st, char *data, size_t *bad)
 int audit_spool(struct store *st, const char *path)
 {
     uint8_t *data = NULL;
-    size_t len = 0, bad = 0, before = st->audit_nlater;
+    size_t len = 0, bad = 0, before = wqueue_len(audit_q(st), NULL);
     char aside[PATH_MAX], detail[AUDIT_DETAIL_MAX + 1];
     const char *why;
     int r;
@@ -1382,12 +1224,12 @@ int audit_spool(struct store *st, const char *path)
         log_info("store: %zu audit event(s) that a previous run could not "
                  "write (the database did not answer), from %s, are "
                  "written first",
-                 st->audit_nlater - before, path);
-        if (st->audit_nlater == 0 && st->audit_lost == 0) {
+                 wqueue_len(&st->audit_later, NULL) - before, path);
+        if (wqueue_len(&st->audit_later, NULL) == 0 && st->audit_lost == 0) {
             (void)unlink(path);
-        } else if (st->audit_async != NULL) {
-            st->audit_async->spool_pending = true;
-            audit_async_next(st);
+        } else if (wqueue_off_loop(&st->audit_later)) {
+            st->audit_spool_pending = true;
+            audit_async_kick(st);
         }
         return ERR_OK;
     }
@@ -1406,48 +1248,42 @@ int audit_spool(struct store *st, const char *path)
 
 void audit_later_drop(struct store *st)
 {
-    struct audit_later *l;
+    struct wqueue *q = audit_q(st);
+    size_t n = 0;
+    bool spooled = false;
 
-    if (st->audit_async != NULL && audit_off_loop_stop(st, 2000)) {
+    if (wqueue_off_loop(q) && audit_off_loop_stop(st, 2000)) {
         /* stopped cleanly: what waits is written here, one last try */
-        size_t n = 0;
-
-        while (st->audit_nlater > 0 || st->audit_lost > 0) {
+        while (wqueue_len(q, NULL) > 0 || st->audit_lost > 0) {
             if (audit_write_queue(st, &n) != ERR_OK || n == 0) {
                 break;
             }
         }
     }
-    free(st->audit_async); /* stopped with a batch stuck: spooled below */
-    st->audit_async = NULL;
-
-    if ((st->audit_nlater > 0 || st->audit_lost > 0) &&
-        st->audit_spool != NULL) {
+    /* stopped with a batch stuck: spooled below */
+    n = wqueue_len(q, NULL);
+    if ((n > 0 || st->audit_lost > 0) && st->audit_spool != NULL) {
         if (audit_spool_write(st) == ERR_OK) {
             log_warn("store: %zu audit event(s) could not be written (the "
                      "database does not answer); kept in %s for the next "
                      "start",
-                     st->audit_nlater, st->audit_spool);
+                     n, st->audit_spool);
             st->audit_lost = 0;
-            st->audit_nlater = 0;
+            spooled = true;
         } else {
             log_error("store: cannot keep the waiting audit events in %s: "
                       "%s",
                       st->audit_spool, strerror(errno));
         }
     }
-    if (st->audit_nlater > 0 || st->audit_lost > 0) {
+    if (!spooled && (n > 0 || st->audit_lost > 0)) {
         log_error("store: %zu audit event(s) could not be written (the "
                   "database does not answer) and are lost%s",
-                  st->audit_nlater + st->audit_lost,
+                  n + st->audit_lost,
                   st->audit_lost > 0 ? ", some of them not kept at all" : "");
     }
-    while ((l = st->audit_later) != NULL) {
-        st->audit_later = l->next;
-        free(l);
-    }
-    st->audit_nlater = st->audit_nlater_preauth = st->audit_lost = 0;
-    st->audit_later_tail = &st->audit_later;
+    wqueue_drop(q);
+    st->audit_lost = 0;
 }
 
 /* --- listing ------------------------------------------------------------ */
@@ -1480,7 +1316,7 @@ int audit_list(struct store *st, const struct audit_filter *f,
     }
     *list = NULL;
     *n = 0;
-    audit_async_flush(st, AUDIT_FLUSH_MS); /* what the loop wrote is there */
+    audit_async_flush(st); /* what the loop wrote is there */
     /* Constant fragments only; the values are bound (store_sql). */
     memset(&q, 0, sizeof(q));
     store_sql_add(&q, "SELECT seq, time, actor, source, action, target,"
@@ -1553,7 +1389,7 @@ int audit_verify_full(struct store *st, const char *key_file,
     int r, rc, i;
 
     memset(res, 0, sizeof(*res));
-    audit_async_flush(st, AUDIT_FLUSH_MS);
+    audit_async_flush(st);
     if (key_file != NULL) {
         r = snprintf(res->key_path, sizeof(res->key_path), "%s", key_file) <
                     (int)sizeof(res->key_path)

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "store/store.h" /* STORE_ID_MAX */
+#include "store/store_wqueue.h"
 
 /* ERR_OK if s (NULL counts as "") has at most max bytes, else
  * ERR_TOO_LONG. For free text such as report details. */
@@ -67,15 +68,15 @@ struct store {
     bool creating;
     int create_err;
     /* audit events kept while the database does not answer
-     * (audit_defer(), store_audit.c): a FIFO, how many, how many of them
-     * come before any authentication, the bound, and what did not fit */
-    struct audit_later *audit_later, **audit_later_tail;
-    size_t audit_nlater, audit_nlater_preauth, audit_later_max;
+     * (audit_defer(), store_audit.c): an ordered write queue
+     * (store_wqueue.h; its bound, its marked events those before any
+     * authentication), off the loop with audit_off_loop() (its worker
+     * writes it; otherwise audit_write() writes on this connection), and
+     * what did not fit */
+    struct wqueue audit_later;
     size_t audit_lost;
-    char *audit_spool; /* audit_spool(): where drop keeps what waits */
-    /* audit_off_loop(): the queue above written by a worker of its own
-     * (store_audit.c); NULL: audit_write() writes on this connection */
-    struct audit_async *audit_async;
+    char *audit_spool;        /* audit_spool(): where drop keeps what waits */
+    bool audit_spool_pending; /* the spool's events wait in the queue */
     /* store_session_off_loop(): the session report's writes queued for a
      * worker of their own (store_session_async.c); NULL: written on this
      * connection */

@@ -180,6 +180,31 @@ static inline bool fx_fresh_location(struct fx *f, const char *name, char *out,
     return true;
 }
 
+/* PostgreSQL: terminates, through db (another connection on the test's
+ * database), the backends waiting for a lock (a writer held by one), or
+ * with all true every other backend of the database. Returns how many,
+ * or -1 when the query failed. */
+static inline int fx_pg_terminate(struct db *db, bool all)
+{
+    struct db_stmt *s = NULL;
+    bool row = false;
+    int n = -1;
+
+    if (db_prepare(db, "test",
+                   all ? "SELECT count(pg_terminate_backend(pid)) FROM "
+                         "pg_stat_activity WHERE datname = current_database()"
+                         " AND pid <> pg_backend_pid()"
+                       : "SELECT count(pg_terminate_backend(pid)) FROM "
+                         "pg_stat_activity WHERE datname = current_database()"
+                         " AND wait_event_type = 'Lock'",
+                   &s) == ERR_OK &&
+        db_step(s, &row) == ERR_OK && row) {
+        n = db_col_int(s, 0);
+    }
+    db_finalize(s);
+    return n;
+}
+
 static int teardown(void **state)
 {
     struct fx *f = *state;

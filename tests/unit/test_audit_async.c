@@ -287,31 +287,6 @@ static struct db *lock_audit(struct t *t)
     return db;
 }
 
-/* Terminates the backends waiting for a lock (the writer's), or with
- * all true every other backend of the test's database. */
-static int terminate(struct db *db, bool all)
-{
-    struct db_stmt *s = NULL;
-    bool row = false;
-    int n = 0;
-
-    assert_int_equal(
-        db_prepare(db, "test",
-                   all ? "SELECT count(pg_terminate_backend(pid)) FROM "
-                         "pg_stat_activity WHERE datname = current_database()"
-                         " AND pid <> pg_backend_pid()"
-                       : "SELECT count(pg_terminate_backend(pid)) FROM "
-                         "pg_stat_activity WHERE datname = current_database()"
-                         " AND wait_event_type = 'Lock'",
-                   &s),
-        ERR_OK);
-    assert_int_equal(db_step(s, &row), ERR_OK);
-    assert_true(row);
-    n = db_col_int(s, 0);
-    db_finalize(s);
-    return n;
-}
-
 /* The database holds the writer behind a lock: audit_write() still
  * returns at once (before: the first one waited for the lock, up to
  * lock_timeout), and once the lock goes the events are written in order
@@ -349,7 +324,7 @@ static struct db *killer;
 static void kill_all(struct burst *b)
 {
     (void)b;
-    assert_true(terminate(killer, true) >= 1);
+    assert_true(fx_pg_terminate(killer, true) >= 1);
 }
 
 /* The database drops every connection in the middle of a burst (its
@@ -453,7 +428,7 @@ static void test_stop_with_a_batch_stuck_spools_in_order(void **state)
     store_close(t->fx->st);
     t->fx->st = NULL;
     assert_int_equal(access(t->spool, F_OK), 0);
-    assert_true(terminate(lk, false) >= 1); /* the writer: rolled back */
+    assert_true(fx_pg_terminate(lk, false) >= 1); /* the writer: rolled back */
     assert_int_equal(db_exec(lk, "test", "COMMIT"), ERR_OK);
     db_close(lk);
     /* the next start */
@@ -498,14 +473,14 @@ static void test_a_flood_stays_bounded(void **state)
         } else {
             refused++;
         }
-        assert_true(t->fx->st->audit_nlater <= 16);
+        assert_true(wqueue_len(&t->fx->st->audit_later, NULL) <= 16);
     }
     assert_int_equal(kept, 8); /* half of the room */
     assert_int_equal(refused, 5000 - 8);
     for (i = 0; i < 20; i++) { /* the other half stays for the rest */
         snprintf(d, sizeof(d), "%zu", i);
         (void)audit_write(t->fx->st, "admin", "api", "user.add", "bob", d);
-        assert_true(t->fx->st->audit_nlater <= 16);
+        assert_true(wqueue_len(&t->fx->st->audit_later, NULL) <= 16);
     }
     assert_int_equal(db_exec(lk, "test", "COMMIT"), ERR_OK);
     db_close(lk);
