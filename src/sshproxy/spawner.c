@@ -414,6 +414,12 @@ static int spawner_run(struct spawner_proc *p)
         }
         spawner_overdue(p);
     }
+    /* The port first: a server started again at once (after a crash of
+     * the main process, or by a supervisor) must find it free, even while
+     * sessions below take their time to end, or never do (a stopped
+     * child keeps this loop's waitpid for as long as it is stopped). */
+    close(sp->listen_fd);
+    sp->listen_fd = -1;
     /* End every session: they cannot work without the main process. */
     signal(SIGTERM, SIG_IGN);
     kill(0, SIGTERM);

@@ -18,10 +18,12 @@ data directory for the next start instead of lost.
 import datetime
 import json
 import os
+import signal
+import socket
 import subprocess
 import time
 
-from pclib import Client, Portcullis, http_json, uniq
+from pclib import Client, Portcullis, children_of, http_json, uniq
 from test_rdp import rdp_target  # noqa: F401 (a fixture)
 from test_store_pg import _Outage
 
@@ -69,6 +71,47 @@ def test_sigterm_ends_open_sessions_closes_their_rows_and_exits(target,
             "error: interrupted (the access server stopped)", row
         assert row["bytes_up"] == 4 and row["bytes_down"] == 4, row
     assert "did not end within" not in pc.log_text()
+
+
+def test_a_crashed_server_starts_again_at_once(tmp_path):
+    """Found (test_jobs.py's restart test failed so under load): after the
+    main process died, its spawner ended the children of connections not
+    yet logged in and waited for them while still holding the SSH port, so
+    a server started again at once (a supervisor's restart) failed with
+    "Address already in use"; such a child that is stopped (a frozen
+    disk, a debugger) kept the port for as long as it was. Now the
+    spawner lets the port go first."""
+    pc = Portcullis(tmp_path / "pc")
+    pc.tune_for_tests()
+    pc.start()
+    conn = socket.create_connection(("127.0.0.1", pc.ssh_port), timeout=10)
+    assert conn.recv(64).startswith(b"SSH-2.0-")
+    spawners = pc.children()
+    stopped = [c for sp in spawners for c in children_of(sp)]
+    assert stopped, (spawners, pc.descendants())
+    try:
+        for p in stopped:
+            os.kill(p, signal.SIGSTOP)
+        os.kill(pc.proc.pid, signal.SIGKILL)  # the spawners see it go
+        pc.proc.wait(10)
+        pc.proc = None
+        pc.start(timeout=10)
+        # the new server's own spawner answers (the old socket, were it
+        # still there, would take the connection and never answer)
+        with socket.create_connection(("127.0.0.1", pc.ssh_port),
+                                      timeout=10) as fresh:
+            fresh.settimeout(10)
+            assert fresh.recv(64).startswith(b"SSH-2.0-")
+        pc.wait_http()
+        assert "Address already in use" not in pc.log_text()
+    finally:
+        for p in stopped:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        conn.close()
+        pc.stop()
 
 
 def test_a_node_whose_database_is_frozen_still_stops(target, tmp_path):
