@@ -97,9 +97,12 @@ struct http_route {
     /* its work is store reads only (no state of the loop's: the hub's
      * agents, jobs in flight, streams): on a database server it runs,
      * token check included, on one of the API's store connections off
-     * the loop (http_offloop.c) */
-    bool off_loop;
+     * the loop (http_offloop.c); HTTP_OFF_WRITES: and it reads what the
+     * store's own writers write (the report, the audit log), so it waits
+     * for them first */
+    int off_loop;
 };
+enum { HTTP_ON_LOOP = 0, HTTP_OFF = 1, HTTP_OFF_WRITES = 2 };
 
 struct http_auth {
     bool ok;

@@ -82,9 +82,11 @@ struct http_off_job {
     int64_t gate_until;   /* > 0: waits for the writers until then */
     int64_t until;        /* its answer is due then */
     uint64_t timer;
-    bool queued;               /* given to the worker */
-    bool started;              /* its work began (or will at once) */
-    bool stuck;                /* started, past its deadline, not back */
+    bool queued;  /* given to the worker */
+    bool started; /* its work began (or will at once) */
+    bool stuck;   /* started, past its deadline, not back */
+    bool probe;   /* the one request let through while off->down */
+    bool down;    /* its connection found the database unreachable */
     struct http_off_job *next; /* in off->jobs */
 };
 
@@ -95,6 +97,10 @@ struct http_off {
     unsigned n;                /* of them */
     unsigned stuck;            /* of them with stuck */
     int deadline_ms;
+    /* the database did not answer (a read past its deadline, or no
+     * connection): requests are answered 503 at once, but for one at a
+     * time (the probe) that finds out whether it answers again */
+    bool down, probing;
 };
 
 static void http_off_job_free(struct http_off_job *o)
@@ -135,7 +141,7 @@ static int http_off_unavailable(struct http_req *req)
 {
     req->retry_after = HTTP_OFF_RETRY_S;
     return http_error(req, 503, "store_unavailable", "Database unavailable",
-                      "the access server's database does not answer; try "
+                      "the access server cannot reach its database; try "
                       "again in a moment");
 }
 
@@ -147,6 +153,7 @@ static void http_off_work(struct store_job *j, struct store *st)
 
     o->req.store = st;
     http_dispatch_route(&o->req);
+    o->down = store_unreachable(st);
 }
 
 /* On the loop, before the job starts: not if its request went (or was
@@ -196,6 +203,22 @@ static void http_off_answer(struct http_req *req, struct http_off_job *o)
     http_resume(req);
 }
 
+/* The database did not answer: a read met its deadline (stuck) or found
+ * no connection. Said once, until it answers again. */
+static void http_off_down(struct http_off *off, bool deadline)
+{
+    if (!off->down && deadline) {
+        log_warn("http: the database did not answer a store read of the "
+                 "API within %d ms ([store] statement_deadline_ms); the API "
+                 "answers 503 until it does",
+                 off->deadline_ms);
+    } else if (!off->down) {
+        log_warn("http: the database is unreachable for the API's store "
+                 "reads; the API answers 503 until it answers");
+    }
+    off->down = true;
+}
+
 static void http_off_done(void *owner, struct store_job *j)
 {
     struct http_off_job *o = (struct http_off_job *)j;
@@ -210,6 +233,16 @@ static void http_off_done(void *owner, struct store_job *j)
         }
         http_off_unlink(off, o);
         off->h->m.api_auth_failures += o->req.auth_failures;
+        if (o->probe) {
+            off->probing = false;
+        }
+        if (o->started && (!o->job.ran || o->down)) {
+            http_off_down(off, false);
+        } else if (o->started && !o->stuck && off->down) {
+            off->down = false;
+            log_info("http: the database answers the API's store reads "
+                     "again");
+        }
         if ((req = http_deferred(off->h, o->id)) != NULL) {
             http_off_answer(req, o);
         }
@@ -249,7 +282,8 @@ static void http_off_on_timer(struct loop *l, void *arg)
             http_off_job_free(o);
             return;
         }
-        if (store_worker_writing(off->h->store) &&
+        if (o->req.route->off_loop == HTTP_OFF_WRITES &&
+            store_worker_writing(off->h->store) &&
             util_mono_ms() < o->gate_until) {
             o->timer =
                 loop_add_timer(l, HTTP_OFF_TICK_MS, http_off_on_timer, o);
@@ -263,11 +297,8 @@ static void http_off_on_timer(struct loop *l, void *arg)
     /* its deadline: answered now, whatever comes back later */
     if (o->started && !o->stuck) {
         o->stuck = true;
-        if (off->stuck++ == 0) {
-            log_warn("http: the database has not answered a store read in "
-                     "%d ms; the API answers 503 until it does",
-                     off->deadline_ms);
-        }
+        off->stuck++;
+        http_off_down(off, true);
     }
     if (req != NULL) {
         http_error(req, 503, "store_unavailable", "Database unavailable",
@@ -288,9 +319,10 @@ bool http_off_take(struct http_req *req)
     if (off == NULL || !store_worker_async(off->w) || req->conn == NULL) {
         return false;
     }
-    if (off->stuck >= HTTP_OFF_CONNS) {
-        /* every connection waits for a database that does not answer:
-         * queued behind them, this would only wait for its deadline */
+    if (off->stuck >= HTTP_OFF_CONNS || (off->down && off->probing)) {
+        /* every connection waits for a database that does not answer,
+         * or it did not answer and a probe is out: queued, this would
+         * only wait for its deadline */
         http_off_unavailable(req);
         return true;
     }
@@ -330,11 +362,15 @@ bool http_off_take(struct http_req *req)
         return false;
     }
     o->off = off;
+    if (off->down) {
+        o->probe = off->probing = true;
+    }
     o->next = off->jobs;
     off->jobs = o;
     off->n++;
     o->until = now + off->deadline_ms;
-    if (store_worker_writing(h->store)) {
+    if (req->route->off_loop == HTTP_OFF_WRITES &&
+        store_worker_writing(h->store)) {
         o->gate_until = now + HTTP_OFF_GATE_MS;
         o->timer =
             loop_add_timer(h->loop, HTTP_OFF_TICK_MS, http_off_on_timer, o);

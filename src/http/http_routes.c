@@ -308,19 +308,24 @@ static void http_schemas_init(void)
 
 #define R(m, p, perm, scope, body, list, fn, action)                           \
     {                                                                          \
-        m, p, perm, scope, body, list, fn, action, false                       \
+        m, p, perm, scope, body, list, fn, action, HTTP_ON_LOOP                \
     }
 /* A route whose work is store reads only: off the loop on a database
- * server (http_offloop.c; struct http_route's off_loop). */
+ * server (http_offloop.c; struct http_route's off_loop); RW: one that
+ * reads the report or the audit log, after their writers. */
 #define RS(m, p, perm, scope, body, list, fn, action)                          \
     {                                                                          \
-        m, p, perm, scope, body, list, fn, action, true                        \
+        m, p, perm, scope, body, list, fn, action, HTTP_OFF                    \
+    }
+#define RW(m, p, perm, scope, body, list, fn, action)                          \
+    {                                                                          \
+        m, p, perm, scope, body, list, fn, action, HTTP_OFF_WRITES             \
     }
 
 const struct http_route http_routes[] = {
     RS(HM_GET, "/healthz", PERM_PUBLIC, SCOPE_ROOT, NULL, false, http_h_healthz,
        NULL),
-    RS(HM_GET, "/metrics", PERM_SERVICE, SCOPE_ROOT, NULL, false,
+    RW(HM_GET, "/metrics", PERM_SERVICE, SCOPE_ROOT, NULL, false,
        http_h_metrics, NULL),
     RS(HM_GET, API "/healthz", PERM_PUBLIC, SCOPE_ROOT, NULL, false,
        http_h_healthz, NULL),
@@ -442,13 +447,13 @@ const struct http_route http_routes[] = {
     R(HM_DELETE, API "/api-tokens/{id}", PERM_SELF, SCOPE_TOKEN, NULL, false,
       http_h_tokens_delete, NULL /* admin: token.delete */),
 
-    RS(HM_GET, API "/sessions", PERM_CONFIG, SCOPE_ROOT, NULL, true,
+    RW(HM_GET, API "/sessions", PERM_CONFIG, SCOPE_ROOT, NULL, true,
        http_h_sessions_list, NULL),
-    RS(HM_GET, API "/sessions/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
+    RW(HM_GET, API "/sessions/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
        http_h_sessions_get, NULL),
     R(HM_GET, API "/sessions/{id}/recording", PERM_CONFIG, SCOPE_ROOT, NULL,
       false, http_h_sessions_recording, NULL),
-    RS(HM_GET, API "/audit", PERM_ADMIN, SCOPE_ROOT, NULL, true,
+    RW(HM_GET, API "/audit", PERM_ADMIN, SCOPE_ROOT, NULL, true,
        http_h_audit_list, NULL),
 
     RS(HM_GET, API "/peers", PERM_CONFIG, SCOPE_ROOT, NULL, true,
@@ -1123,7 +1128,7 @@ void http_dispatch(struct http_req *req)
     /* what GET /metrics shows of the loop's state, wherever it runs */
     req->seen = req->h->m;
     req->seen_watchers = req->h->hub != NULL ? hub_watch_count(req->h->hub) : 0;
-    if (req->route->off_loop && http_off_take(req)) {
+    if (req->route->off_loop != HTTP_ON_LOOP && http_off_take(req)) {
         return; /* answered at once, or later: http_offloop.c */
     }
     http_dispatch_route(req);
