@@ -274,6 +274,8 @@ def test_many_slow_requests_are_bounded(target, tmp_path):
             lambda: _get(p.http_port, "/api/v1/users", o.token)[0] == 200
             or None, 20, "the API answers again")
         o.recovered()
+        assert p.stop() == 0, p.log_tail()
+        assert p.sanitizer_findings() is None, p.sanitizer_findings()
     finally:
         if holder is not None:
             holder.kill()
