@@ -354,6 +354,9 @@ static void http_respond(struct http_conn *c)
         c->out = s;
         c->out_len = s != NULL ? strlen(s) : 0;
     }
+    if (req->status == 503 && req->retry_after == 0) {
+        req->retry_after = 1; /* every 503: try again in a moment */
+    }
     if (req->status >= 500) {
         c->h->m.responses_5xx++;
     } else if (req->status >= 400) {
