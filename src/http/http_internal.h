@@ -94,7 +94,15 @@ struct http_route {
     bool list;                     /* accepts page[], sort, filter[] */
     http_handler_fn fn;
     const char *action; /* audit action of a change ("user.add"); NULL */
+    /* its work is store reads only (no state of the loop's: the hub's
+     * agents, jobs in flight, streams): on a database server it runs,
+     * token check included, on one of the API's store connections off
+     * the loop (http_offloop.c); HTTP_OFF_WRITES: and it reads what the
+     * store's own writers write (the report, the audit log), so it waits
+     * for them first */
+    int off_loop;
 };
+enum { HTTP_ON_LOOP = 0, HTTP_OFF = 1, HTTP_OFF_WRITES = 2 };
 
 struct http_auth {
     bool ok;
@@ -142,11 +150,23 @@ struct http {
     unsigned nfollows;
     unsigned nterms;          /* browser terminals open (http_term.c) */
     struct http_pairs *pairs; /* pairing codes (http_pair.c) */
+    struct http_off *off;     /* store reads off the loop (http_offloop.c) */
     struct lws_protocols protocols[HTTP_PROTOCOLS_MAX + 1];
 };
 
 struct http_req {
     struct http *h;
+    /* the connection its store calls use: h->store on the loop, or one of
+     * the API's own on a worker thread (http_offloop.c); set by
+     * http_dispatch when NULL */
+    struct store *store;
+    /* what the loop knew when the request came (for GET /metrics, whose
+     * work may run off the loop): the counters and the job watchers */
+    struct http_metrics seen;
+    uint64_t seen_watchers;
+    /* refused tokens, added to h->m on the loop (a worker thread does
+     * not touch h) */
+    unsigned auth_failures;
     const struct http_route *route;
     int method;
     char path[HTTP_PATH_MAX];
@@ -178,9 +198,10 @@ struct http_req {
     char host[256];    /* the Host header ("" if none) */
     char query_os[16]; /* ?os= of GET /pair/{code} */
     const char *raw_type;
-    char allow[64]; /* the Allow header of a 405 */
-    bool www_auth;  /* add WWW-Authenticate: Bearer */
-    int delay_ms;   /* answer after this long (failed logins) */
+    char allow[64];  /* the Allow header of a 405 */
+    bool www_auth;   /* add WWW-Authenticate: Bearer */
+    int retry_after; /* > 0: add Retry-After: this many seconds (a 503) */
+    int delay_ms;    /* answer after this long (failed logins) */
     /* an answer that comes later (http_defer): the connection, and what a
      * deferred login resolved its name to */
     struct http_conn *conn;
@@ -245,6 +266,27 @@ int http_h_jobs_stream(struct http_req *req);
 
 /* Runs the request through the route table and fills the response. */
 void http_dispatch(struct http_req *req);
+/* What http_dispatch does once the route is found (req->route): the
+ * token, the body and query, the permission, the handler, the store
+ * check and the audit event. On a worker thread for a route off the
+ * loop (http_offloop.c): it touches req, req->store and what never
+ * changes in req->h (cfg, key), nothing else. */
+void http_dispatch_route(struct http_req *req);
+
+/*
+ * Store reads off the loop (http_offloop.c): a fixed set of store
+ * connections for the routes marked off_loop, used only on a database
+ * server (SQLite: the routes run on the loop, as every route does).
+ */
+#define HTTP_OFF_CONNS 2    /* connections, so worker threads, at most */
+#define HTTP_OFF_WAITING 32 /* requests waiting for one, at most */
+int http_off_new(struct http *h);
+void http_off_free(struct http *h);
+/* On the loop, for a route off the loop: true when req was taken (it
+ * waits for a connection, answered later, or was answered at once: 503
+ * when too many wait or the database does not answer); false: run it
+ * here (SQLite, or no connection to answer later on). */
+bool http_off_take(struct http_req *req);
 
 /* Response helpers; each returns 0 so a handler can `return http_ok(..)`.
  * http_ok steals data (and meta, may be NULL). */

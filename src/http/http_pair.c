@@ -621,7 +621,7 @@ static void pair_audit(struct http_req *req, const char *action,
     char target[32];
 
     snprintf(target, sizeof(target), "%.4s...", p->code);
-    if (audit_write(req->h->store, p->actor, req->client, action, target,
+    if (audit_write(req->store, p->actor, req->client, action, target,
                     detail) != ERR_OK) {
         log_error("pairing: cannot write the audit event %s", action);
     }

@@ -31,7 +31,7 @@ static void http_target(struct http_req *req, const char *what)
 void http_admin_ctx(struct http_req *req, struct admin_ctx *c)
 {
     memset(c, 0, sizeof(*c));
-    c->st = req->h->store;
+    c->st = req->store;
     c->cfg = req->h->cfg;
     c->hub = req->h->hub;
     c->vault = req->h->vault;
@@ -72,7 +72,7 @@ int http_h_users_list(struct http_req *req)
     json_t *arr;
     int r;
 
-    if ((r = store_user_list(req->h->store, &list, &n)) != ERR_OK) {
+    if ((r = store_user_list(req->store, &list, &n)) != ERR_OK) {
         return http_store_error(req, r, "user", "list");
     }
     arr = json_array();
@@ -103,10 +103,10 @@ int http_h_users_get(struct http_req *req)
 {
     struct store_user u;
     json_t *j;
-    int r = store_user_get(req->h->store, req->params[0], &u);
+    int r = store_user_get(req->store, req->params[0], &u);
 
     if (r == ERR_OK) {
-        r = admin_user_detail_json(req->h->store, &u, &j);
+        r = admin_user_detail_json(req->store, &u, &j);
     }
     if (r != ERR_OK) {
         return http_store_error(req, r, "user", req->params[0]);
@@ -120,7 +120,7 @@ int http_h_users_patch(struct http_req *req)
     struct admin_ctx ac;
     struct admin_err e;
     struct store_user u;
-    int r = store_user_get(req->h->store, req->params[0], &u);
+    int r = store_user_get(req->store, req->params[0], &u);
 
     if (r != ERR_OK) {
         return http_store_error(req, r, "user", req->params[0]);
@@ -134,7 +134,7 @@ int http_h_users_patch(struct http_req *req)
         return http_admin_error(req, &e);
     }
     memcpy(id, u.id, sizeof(id)); /* the getter clears its output first */
-    if ((r = store_user_get(req->h->store, id, &u)) != ERR_OK) {
+    if ((r = store_user_get(req->store, id, &u)) != ERR_OK) {
         return http_store_error(req, r, "user", req->params[0]);
     }
     return http_ok(req, 200, admin_user_json(&u), NULL);
@@ -145,7 +145,7 @@ int http_h_users_delete(struct http_req *req)
     struct admin_ctx ac;
     struct admin_err e;
     struct store_user u;
-    int r = store_user_get(req->h->store, req->params[0], &u);
+    int r = store_user_get(req->store, req->params[0], &u);
 
     if (r != ERR_OK) {
         return http_store_error(req, r, "user", req->params[0]);
@@ -163,7 +163,7 @@ int http_h_users_totp_enable(struct http_req *req)
     struct admin_ctx ac;
     struct admin_err e;
     struct store_user u;
-    int r = store_user_get(req->h->store, req->params[0], &u);
+    int r = store_user_get(req->store, req->params[0], &u);
 
     if (r != ERR_OK) {
         return http_store_error(req, r, "user", req->params[0]);
@@ -188,7 +188,7 @@ int http_h_users_totp_disable(struct http_req *req)
     struct admin_ctx ac;
     struct admin_err e;
     struct store_user u;
-    int r = store_user_get(req->h->store, req->params[0], &u);
+    int r = store_user_get(req->store, req->params[0], &u);
 
     if (r != ERR_OK) {
         return http_store_error(req, r, "user", req->params[0]);
@@ -206,10 +206,10 @@ int http_h_users_keys_list(struct http_req *req)
     struct store_user u;
     size_t n = 0, i;
     json_t *arr;
-    int r = store_user_get(req->h->store, req->params[0], &u);
+    int r = store_user_get(req->store, req->params[0], &u);
 
     if (r == ERR_OK) {
-        r = store_user_key_list(req->h->store, u.id, &list, &n);
+        r = store_user_key_list(req->store, u.id, &list, &n);
     }
     if (r != ERR_OK) {
         return http_store_error(req, r, "user", req->params[0]);
@@ -229,7 +229,7 @@ int http_h_users_keys_add(struct http_req *req)
     struct admin_err e;
     struct store_user u;
     char *text;
-    int r = store_user_get(req->h->store, req->params[0], &u);
+    int r = store_user_get(req->store, req->params[0], &u);
 
     if (r != ERR_OK) {
         return http_store_error(req, r, "user", req->params[0]);
@@ -255,7 +255,7 @@ int http_h_users_keys_delete(struct http_req *req)
     struct admin_ctx ac;
     struct admin_err e;
     struct store_user u;
-    int r = store_user_get(req->h->store, req->params[0], &u);
+    int r = store_user_get(req->store, req->params[0], &u);
 
     if (r != ERR_OK) {
         return http_store_error(req, r, "user", req->params[0]);
@@ -276,12 +276,12 @@ int http_h_groups_list(struct http_req *req)
     json_t *arr;
     int r;
 
-    if ((r = store_group_list(req->h->store, &list, &n)) != ERR_OK) {
+    if ((r = store_group_list(req->store, &list, &n)) != ERR_OK) {
         return http_store_error(req, r, "group", "list");
     }
     arr = json_array();
     for (i = 0; i < n; i++) {
-        json_array_append_new(arr, admin_group_json(req->h->store, &list[i]));
+        json_array_append_new(arr, admin_group_json(req->store, &list[i]));
     }
     store_list_free(list);
     return http_list(req, arr);
@@ -298,18 +298,18 @@ int http_h_groups_add(struct http_req *req)
     if (admin_group_add(&ac, name, &g, &e) != ERR_OK) {
         return http_admin_error(req, &e);
     }
-    return http_ok(req, 201, admin_group_json(req->h->store, &g), NULL);
+    return http_ok(req, 201, admin_group_json(req->store, &g), NULL);
 }
 
 int http_h_groups_get(struct http_req *req)
 {
     struct store_group g;
-    int r = store_group_get(req->h->store, req->params[0], &g);
+    int r = store_group_get(req->store, req->params[0], &g);
 
     if (r != ERR_OK) {
         return http_store_error(req, r, "group", req->params[0]);
     }
-    return http_ok(req, 200, admin_group_json(req->h->store, &g), NULL);
+    return http_ok(req, 200, admin_group_json(req->store, &g), NULL);
 }
 
 int http_h_groups_delete(struct http_req *req)
@@ -317,7 +317,7 @@ int http_h_groups_delete(struct http_req *req)
     struct admin_ctx ac;
     struct admin_err e;
     struct store_group g;
-    int r = store_group_get(req->h->store, req->params[0], &g);
+    int r = store_group_get(req->store, req->params[0], &g);
 
     if (r != ERR_OK) {
         return http_store_error(req, r, "group", req->params[0]);
@@ -335,10 +335,10 @@ int http_h_groups_members_list(struct http_req *req)
     struct store_group g;
     size_t n = 0, i;
     json_t *arr;
-    int r = store_group_get(req->h->store, req->params[0], &g);
+    int r = store_group_get(req->store, req->params[0], &g);
 
     if (r == ERR_OK) {
-        r = store_group_members(req->h->store, g.id, &list, &n);
+        r = store_group_members(req->store, g.id, &list, &n);
     }
     if (r != ERR_OK) {
         return http_store_error(req, r, "group", req->params[0]);
@@ -357,19 +357,19 @@ static int http_member_change(struct http_req *req, const char *user, bool add)
     struct admin_err e;
     struct store_group g;
     struct store_user u;
-    int r = store_group_get(req->h->store, req->params[0], &g);
+    int r = store_group_get(req->store, req->params[0], &g);
 
     if (r != ERR_OK) {
         return http_store_error(req, r, "group", req->params[0]);
     }
-    if ((r = store_user_get(req->h->store, user, &u)) != ERR_OK) {
+    if ((r = store_user_get(req->store, user, &u)) != ERR_OK) {
         return http_store_error(req, r, "user", user);
     }
     http_admin_ctx(req, &ac);
     if (admin_group_member(&ac, &g, &u, add, &e) != ERR_OK) {
         return http_admin_error(req, &e);
     }
-    return add ? http_ok(req, 201, admin_group_json(req->h->store, &g), NULL)
+    return add ? http_ok(req, 201, admin_group_json(req->store, &g), NULL)
                : http_ok(req, 204, NULL, NULL);
 }
 
@@ -392,7 +392,7 @@ int http_h_sites_list(struct http_req *req)
     json_t *arr;
     int r;
 
-    if ((r = store_site_list(req->h->store, &list, &n)) != ERR_OK) {
+    if ((r = store_site_list(req->store, &list, &n)) != ERR_OK) {
         return http_store_error(req, r, "site", "list");
     }
     arr = json_array();
@@ -420,7 +420,7 @@ int http_h_sites_add(struct http_req *req)
 int http_h_sites_get(struct http_req *req)
 {
     struct store_site s;
-    int r = store_site_get(req->h->store, req->params[0], &s);
+    int r = store_site_get(req->store, req->params[0], &s);
 
     if (r != ERR_OK) {
         return http_store_error(req, r, "site", req->params[0]);
@@ -433,7 +433,7 @@ int http_h_sites_delete(struct http_req *req)
     struct admin_ctx ac;
     struct admin_err e;
     struct store_site s;
-    int r = store_site_get(req->h->store, req->params[0], &s);
+    int r = store_site_get(req->store, req->params[0], &s);
 
     if (r != ERR_OK) {
         return http_store_error(req, r, "site", req->params[0]);
@@ -457,7 +457,7 @@ int http_h_site_roles_list(struct http_req *req)
     json_t *arr;
     int r;
 
-    if ((r = store_site_role_list(req->h->store, &list, &n)) != ERR_OK) {
+    if ((r = store_site_role_list(req->store, &list, &n)) != ERR_OK) {
         return http_store_error(req, r, "site role", "list");
     }
     arr = json_array();
@@ -483,14 +483,14 @@ static int http_grantee(struct http_req *req, char *user_id, char *group_id)
                           "give either 'user' or 'group'");
     }
     if (user != NULL) {
-        if ((r = store_user_get(req->h->store, user, &u)) != ERR_OK) {
+        if ((r = store_user_get(req->store, user, &u)) != ERR_OK) {
             return http_store_error(req, r, "user", user);
         }
         memcpy(user_id, u.id, sizeof(u.id));
         snprintf(req->audit_detail, sizeof(req->audit_detail), "user=%s",
                  u.name);
     } else {
-        if ((r = store_group_get(req->h->store, group, &g)) != ERR_OK) {
+        if ((r = store_group_get(req->store, group, &g)) != ERR_OK) {
             return http_store_error(req, r, "group", group);
         }
         memcpy(group_id, g.id, sizeof(g.id));
@@ -514,8 +514,8 @@ int http_h_site_roles_add(struct http_req *req)
     if (admin_site_role_parse(role, &e) < 0) {
         return http_admin_error(req, &e);
     }
-    if ((r = store_site_get(req->h->store, site != NULL ? site : "/root",
-                            &s)) != ERR_OK) {
+    if ((r = store_site_get(req->store, site != NULL ? site : "/root", &s)) !=
+        ERR_OK) {
         return http_store_error(req, r, "site", site != NULL ? site : "/root");
     }
     if (http_grantee(req, sr.user_id, sr.group_id) != 0 ||
@@ -530,7 +530,7 @@ int http_h_site_roles_add(struct http_req *req)
                             &e) != ERR_OK) {
         return http_admin_error(req, &e);
     }
-    if (store_site_role_get(req->h->store, sr.id, &sr) != ERR_OK) {
+    if (store_site_role_get(req->store, sr.id, &sr) != ERR_OK) {
         snprintf(sr.site_path, sizeof(sr.site_path), "%s", s.path);
     }
     return http_ok(req, 201, http_site_role_json(&sr), NULL);
@@ -557,7 +557,7 @@ int http_h_assets_list(struct http_req *req)
     json_t *arr;
     int r;
 
-    if ((r = store_asset_list(req->h->store, &list, &n)) != ERR_OK) {
+    if ((r = store_asset_list(req->store, &list, &n)) != ERR_OK) {
         return http_store_error(req, r, "asset", "list");
     }
     arr = json_array();
@@ -605,8 +605,8 @@ int http_h_assets_add(struct http_req *req)
     if (admin_json_apply(admin_asset_fields, req->body, &a, &e) != ERR_OK ||
         (admin_asset_default_port(&a, req->body), false) ||
         admin_asset_check(&a, &e) != ERR_OK ||
-        admin_asset_set_site(req->h->store, &a,
-                             http_body_str(req->body, "site"), &e) != ERR_OK ||
+        admin_asset_set_site(req->store, &a, http_body_str(req->body, "site"),
+                             &e) != ERR_OK ||
         http_asset_secrets(req, &a, &e) != ERR_OK ||
         admin_asset_add(&ac, &a, &e) != ERR_OK) {
         http_admin_error(req, &e);
@@ -638,7 +638,7 @@ static int http_asset_error(struct http_req *req, int r)
 int http_h_assets_get(struct http_req *req)
 {
     struct store_asset a;
-    int r = store_asset_get(req->h->store, req->params[0], &a);
+    int r = store_asset_get(req->store, req->params[0], &a);
 
     if (r != ERR_OK) {
         return http_asset_error(req, r);
@@ -653,7 +653,7 @@ int http_h_assets_patch(struct http_req *req)
     struct admin_ctx ac;
     struct admin_err e;
     struct store_asset a;
-    int r = store_asset_get(req->h->store, req->params[0], &a);
+    int r = store_asset_get(req->store, req->params[0], &a);
 
     if (r != ERR_OK) {
         return http_asset_error(req, r);
@@ -677,7 +677,7 @@ int http_h_assets_delete(struct http_req *req)
     struct admin_ctx ac;
     struct admin_err e;
     struct store_asset a;
-    int r = store_asset_get(req->h->store, req->params[0], &a);
+    int r = store_asset_get(req->store, req->params[0], &a);
 
     if (r != ERR_OK) {
         return http_asset_error(req, r);
@@ -697,12 +697,12 @@ int http_h_grants_list(struct http_req *req)
     struct store_asset a;
     size_t n = 0, i;
     json_t *arr;
-    int r = store_asset_get(req->h->store, req->params[0], &a);
+    int r = store_asset_get(req->store, req->params[0], &a);
 
     if (r != ERR_OK) {
         return http_asset_error(req, r);
     }
-    if ((r = store_grant_list(req->h->store, &list, &n)) != ERR_OK) {
+    if ((r = store_grant_list(req->store, &list, &n)) != ERR_OK) {
         store_asset_clear(&a);
         return http_store_error(req, r, "grant", "list");
     }
@@ -731,7 +731,7 @@ int http_h_grants_add(struct http_req *req)
     if (admin_role_parse(role, &e) < 0) {
         return http_admin_error(req, &e);
     }
-    if ((r = store_asset_get(req->h->store, req->params[0], &a)) != ERR_OK) {
+    if ((r = store_asset_get(req->store, req->params[0], &a)) != ERR_OK) {
         return http_asset_error(req, r);
     }
     memcpy(g.asset_id, a.id, sizeof(a.id));
@@ -759,7 +759,7 @@ int http_h_grants_delete(struct http_req *req)
     bool found = false;
     int r;
 
-    if ((r = store_grant_list(req->h->store, &list, &n)) != ERR_OK) {
+    if ((r = store_grant_list(req->store, &list, &n)) != ERR_OK) {
         return http_store_error(req, r, "grant", "list");
     }
     for (i = 0; i < n && !found; i++) {
@@ -788,7 +788,7 @@ int http_h_profiles_list(struct http_req *req)
     json_t *arr;
     int r;
 
-    if ((r = store_profile_list(req->h->store, &list, &n)) != ERR_OK) {
+    if ((r = store_profile_list(req->store, &list, &n)) != ERR_OK) {
         return http_store_error(req, r, "profile", "list");
     }
     arr = json_array();
@@ -817,7 +817,7 @@ int http_h_profiles_add(struct http_req *req)
 int http_h_profiles_get(struct http_req *req)
 {
     struct store_profile p;
-    int r = store_profile_get(req->h->store, req->params[0], &p);
+    int r = store_profile_get(req->store, req->params[0], &p);
 
     if (r != ERR_OK) {
         return http_store_error(req, r, "profile", req->params[0]);
@@ -831,7 +831,7 @@ int http_h_profiles_assignments(struct http_req *req)
     struct admin_ctx ac;
     struct admin_err e;
     json_t *who;
-    int r = store_profile_get(req->h->store, req->params[0], &p);
+    int r = store_profile_get(req->store, req->params[0], &p);
 
     if (r != ERR_OK) {
         return http_store_error(req, r, "profile", req->params[0]);
@@ -848,7 +848,7 @@ int http_h_profiles_patch(struct http_req *req)
     struct admin_ctx ac;
     struct admin_err e;
     struct store_profile p;
-    int r = store_profile_get(req->h->store, req->params[0], &p);
+    int r = store_profile_get(req->store, req->params[0], &p);
 
     if (r != ERR_OK) {
         return http_store_error(req, r, "profile", req->params[0]);
@@ -866,7 +866,7 @@ int http_h_profiles_delete(struct http_req *req)
     struct admin_ctx ac;
     struct admin_err e;
     struct store_profile p;
-    int r = store_profile_get(req->h->store, req->params[0], &p);
+    int r = store_profile_get(req->store, req->params[0], &p);
 
     if (r != ERR_OK) {
         return http_store_error(req, r, "profile", req->params[0]);
@@ -885,7 +885,7 @@ int http_h_profiles_assign(struct http_req *req)
     struct store_profile p;
     struct admin_ctx ac;
     struct admin_err e;
-    int r = store_profile_get(req->h->store, req->params[0], &p);
+    int r = store_profile_get(req->store, req->params[0], &p);
 
     if (r != ERR_OK) {
         return http_store_error(req, r, "profile", req->params[0]);
@@ -915,7 +915,7 @@ int http_h_profiles_unassign(struct http_req *req)
     struct admin_ctx ac;
     struct admin_err e;
     bool user = strcmp(req->params[1], "user") == 0;
-    int r = store_profile_get(req->h->store, req->params[0], &p);
+    int r = store_profile_get(req->store, req->params[0], &p);
 
     if (r != ERR_OK) {
         return http_store_error(req, r, "profile", req->params[0]);
@@ -925,8 +925,8 @@ int http_h_profiles_unassign(struct http_req *req)
                           "assignments are under .../assignments/user/NAME "
                           "or .../assignments/group/NAME");
     }
-    r = user ? store_user_get(req->h->store, req->params[2], &u)
-             : store_group_get(req->h->store, req->params[2], &g);
+    r = user ? store_user_get(req->store, req->params[2], &u)
+             : store_group_get(req->store, req->params[2], &g);
     if (r != ERR_OK) {
         return http_store_error(req, r, req->params[1], req->params[2]);
     }

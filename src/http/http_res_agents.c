@@ -30,7 +30,7 @@ int http_h_credentials_list(struct http_req *req)
     json_t *arr;
     int r;
 
-    if ((r = store_credential_list(req->h->store, &list, &n)) != ERR_OK) {
+    if ((r = store_credential_list(req->store, &list, &n)) != ERR_OK) {
         return http_store_error(req, r, "credential", "list");
     }
     arr = json_array();
@@ -71,7 +71,7 @@ int http_h_credentials_add(struct http_req *req)
 int http_h_credentials_get(struct http_req *req)
 {
     struct store_credential c;
-    int r = store_credential_get(req->h->store, req->params[0], &c);
+    int r = store_credential_get(req->store, req->params[0], &c);
 
     if (r != ERR_OK) {
         return http_store_error(req, r, "credential", req->params[0]);
@@ -103,7 +103,7 @@ int http_h_agents_list(struct http_req *req)
     json_t *arr;
     int r;
 
-    if ((r = store_agent_list(req->h->store, &list, &n)) != ERR_OK) {
+    if ((r = store_agent_list(req->store, &list, &n)) != ERR_OK) {
         return http_store_error(req, r, "agent", "list");
     }
     http_admin_ctx(req, &ac);
@@ -152,8 +152,8 @@ int http_h_agents_get(struct http_req *req)
         return http_error(req, 500, "internal", "Internal error",
                           "out of memory");
     }
-    if ((r = store_agent_get(req->h->store, req->params[0], a)) != ERR_OK ||
-        (r = store_tunnel_list(req->h->store, a->id, &tl, &nt)) != ERR_OK) {
+    if ((r = store_agent_get(req->store, req->params[0], a)) != ERR_OK ||
+        (r = store_tunnel_list(req->store, a->id, &tl, &nt)) != ERR_OK) {
         http_store_error(req, r, "agent", req->params[0]);
         goto out;
     }
@@ -206,7 +206,7 @@ int http_h_tunnels_list(struct http_req *req)
     json_t *arr;
     int r;
 
-    if ((r = store_tunnel_list(req->h->store, NULL, &list, &n)) != ERR_OK) {
+    if ((r = store_tunnel_list(req->store, NULL, &list, &n)) != ERR_OK) {
         return http_store_error(req, r, "tunnel", "list");
     }
     arr = json_array();
@@ -255,7 +255,7 @@ int http_h_tunnels_add(struct http_req *req)
 int http_h_tunnels_get(struct http_req *req)
 {
     struct store_tunnel t;
-    int r = store_tunnel_get(req->h->store, req->params[0], &t);
+    int r = store_tunnel_get(req->store, req->params[0], &t);
 
     if (r != ERR_OK) {
         return http_store_error(req, r, "tunnel", req->params[0]);

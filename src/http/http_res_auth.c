@@ -33,7 +33,7 @@
 
 int http_h_healthz(struct http_req *req)
 {
-    int v = 0, r = store_schema_version(req->h->store, &v);
+    int v = 0, r = store_schema_version(req->store, &v);
 
     if (r != ERR_OK) {
         return http_error(req, 503, "unavailable", "Unavailable",
@@ -95,7 +95,7 @@ int http_h_metrics(struct http_req *req)
     int r;
 
     memset(&f, 0, sizeof(f));
-    if ((r = store_session_list(req->h->store, &f, &list, &n)) != ERR_OK) {
+    if ((r = store_session_list(req->store, &f, &list, &n)) != ERR_OK) {
         return http_error(req, 500, "internal", "Internal error",
                           "cannot read the session report: %s", err_str(r));
     }
@@ -159,9 +159,9 @@ int http_h_metrics(struct http_req *req)
          "portcullis_auth_failures_total{via=\"api_login\"} %llu\n"
          "portcullis_auth_failures_total{via=\"api_token\"} %llu\n",
          (unsigned long long)ssh_fail,
-         (unsigned long long)req->h->m.login_failures,
-         (unsigned long long)(req->h->m.api_auth_failures -
-                              req->h->m.login_failures));
+         (unsigned long long)req->seen.login_failures,
+         (unsigned long long)(req->seen.api_auth_failures -
+                              req->seen.login_failures));
     EMIT("# HELP portcullis_agents_online Agents connected now.\n"
          "# TYPE portcullis_agents_online gauge\n"
          "portcullis_agents_online 0\n");
@@ -169,12 +169,11 @@ int http_h_metrics(struct http_req *req)
          "now (API streams and the CLI's --follow).\n"
          "# TYPE portcullis_job_watchers gauge\n"
          "portcullis_job_watchers %llu\n",
-         (unsigned long long)(req->h->hub != NULL ? hub_watch_count(req->h->hub)
-                                                  : 0));
+         (unsigned long long)req->seen_watchers);
     EMIT("# HELP portcullis_http_requests_total HTTP requests served.\n"
          "# TYPE portcullis_http_requests_total counter\n"
          "portcullis_http_requests_total %llu\n",
-         (unsigned long long)req->h->m.requests);
+         (unsigned long long)req->seen.requests);
 #undef EMIT
     req->raw = out;
     req->raw_type = "text/plain; version=0.0.4";
@@ -187,7 +186,7 @@ int http_h_metrics(struct http_req *req)
 static void http_login_audit(struct http_req *req, const char *action,
                              const char *user, const char *detail)
 {
-    int r = audit_write(req->h->store, user, req->client, action, user, detail);
+    int r = audit_write(req->store, user, req->client, action, user, detail);
 
     if (r != ERR_OK) {
         log_error("http: cannot write the audit event %s: %s", action,
@@ -217,7 +216,7 @@ static int http_login_totp(struct http_req *req, const struct store_user *u,
     if (r != ERR_OK) {
         return ERR_AUTH;
     }
-    return store_user_totp_use(req->h->store, u->id, step);
+    return store_user_totp_use(req->store, u->id, step);
 }
 
 /* The lockout keys of a login (docs/security.md, "Lockouts"): the source
@@ -277,8 +276,7 @@ static int http_login_finish(struct http_req *req, int r)
     if (r == ERR_OK) {
         lockout_success(req->h->lockout, pkey);
         /* Read again: the user may have changed while the hash ran. */
-        if ((r = store_user_get(req->h->store, req->login_uid, &u)) ==
-            ERR_STORE) {
+        if ((r = store_user_get(req->store, req->login_uid, &u)) == ERR_STORE) {
             return http_error(req, 503, "store_unavailable",
                               "Database unavailable",
                               "the access server cannot reach its database; "
@@ -393,7 +391,7 @@ static void http_login_dir_done(void *ctx, uint64_t id,
     name = http_body_str(req->body, "username");
     memset(&u, 0, sizeof(u));
     if (res->status == ERR_OK) {
-        if (directory_provision(req->h->store, name, res, &u, why, sizeof(why),
+        if (directory_provision(req->store, name, res, &u, why, sizeof(why),
                                 detail, sizeof(detail)) == ERR_OK) {
             snprintf(req->login_uid, sizeof(req->login_uid), "%s", u.id);
             http_login_audit(req, "directory.login", u.name, detail);
@@ -489,7 +487,7 @@ int http_h_login(struct http_req *req)
     int r;
 
     memset(&u, 0, sizeof(u));
-    r = store_user_get(req->h->store, name, &u);
+    r = store_user_get(req->store, name, &u);
     /* The store did not answer (PostgreSQL down): say so; nobody guessed
      * anything, so nothing is counted. */
     if (r == ERR_STORE) {
@@ -560,8 +558,8 @@ int http_h_directories_list(struct http_req *req)
             m = json_array_get(maps, j);
             json_object_set_new(
                 m, "group_exists",
-                json_boolean(store_group_get(req->h->store, d->maps[j].to,
-                                             &g) == ERR_OK));
+                json_boolean(store_group_get(req->store, d->maps[j].to, &g) ==
+                             ERR_OK));
         }
         json_array_append_new(arr, o);
     }
@@ -577,8 +575,7 @@ int http_h_logout(struct http_req *req)
                           "an API token is ended with DELETE "
                           "/api/v1/api-tokens/{id}");
     }
-    r = store_jwt_revoke(req->h->store, req->auth.jti_hash,
-                         req->auth.claims.exp);
+    r = store_jwt_revoke(req->store, req->auth.jti_hash, req->auth.claims.exp);
     if (r != ERR_OK) {
         return http_error(req, 500, "internal", "Internal error",
                           "cannot revoke the session: %s", err_str(r));
@@ -600,8 +597,8 @@ int http_h_me_get(struct http_req *req)
     bool mine;
     int r;
 
-    if ((r = store_user_groups(req->h->store, u->id, &groups, &ng)) != ERR_OK ||
-        (r = store_site_role_list(req->h->store, &roles, &nr)) != ERR_OK) {
+    if ((r = store_user_groups(req->store, u->id, &groups, &ng)) != ERR_OK ||
+        (r = store_site_role_list(req->store, &roles, &nr)) != ERR_OK) {
         store_list_free(groups);
         return http_error(req, 500, "internal", "Internal error",
                           "cannot read the profile: %s", err_str(r));
@@ -654,7 +651,7 @@ int http_h_me_patch(struct http_req *req)
                           "the current password is wrong");
     }
     if ((r = password_hash(pw, hash, sizeof(hash))) != ERR_OK ||
-        (r = store_user_set_password(req->h->store, req->auth.user.id, hash)) !=
+        (r = store_user_set_password(req->store, req->auth.user.id, hash)) !=
             ERR_OK) {
         sodium_memzero(hash, sizeof(hash));
         return http_store_error(req, r, "user", req->auth.user.name);
@@ -696,7 +693,7 @@ static int http_token_caller(struct http_req *req,
     if (req->auth.claims.kind != JWT_API) {
         return 0;
     }
-    r = store_api_token_find(req->h->store, req->auth.jti_hash, caller);
+    r = store_api_token_find(req->store, req->auth.jti_hash, caller);
     if (r != ERR_OK) {
         http_store_error(req, r, "token", req->auth.claims.tid);
         return -1;
@@ -746,9 +743,8 @@ int http_h_tokens_list(struct http_req *req)
     json_t *arr;
     int r;
 
-    r = store_api_token_list(req->h->store,
-                             http_is_admin(req) ? NULL : req->auth.user.id,
-                             &list, &n);
+    r = store_api_token_list(
+        req->store, http_is_admin(req) ? NULL : req->auth.user.id, &list, &n);
     if (r != ERR_OK) {
         return http_store_error(req, r, "token", "list");
     }
@@ -828,7 +824,7 @@ int http_h_tokens_add(struct http_req *req)
 int http_h_tokens_get(struct http_req *req)
 {
     struct store_api_token t;
-    int r = store_api_token_get(req->h->store, req->params[0], &t);
+    int r = store_api_token_get(req->store, req->params[0], &t);
 
     if (r != ERR_OK) {
         return http_store_error(req, r, "token", req->params[0]);
@@ -841,7 +837,7 @@ int http_h_tokens_patch(struct http_req *req)
     struct store_api_token t, old, caller;
     struct admin_ctx ac;
     struct admin_err e;
-    int r = store_api_token_get(req->h->store, req->params[0], &t);
+    int r = store_api_token_get(req->store, req->params[0], &t);
 
     if (r != ERR_OK) {
         return http_store_error(req, r, "token", req->params[0]);
@@ -940,7 +936,7 @@ int http_h_sessions_list(struct http_req *req)
         req->filters[k++] = req->filters[i];
     }
     req->nfilters = k;
-    if ((r = store_session_list(req->h->store, &f, &list, &n)) != ERR_OK) {
+    if ((r = store_session_list(req->store, &f, &list, &n)) != ERR_OK) {
         return http_store_error(req, r, "session", "list");
     }
     arr = json_array();
@@ -954,7 +950,7 @@ int http_h_sessions_list(struct http_req *req)
 int http_h_sessions_get(struct http_req *req)
 {
     struct store_session s;
-    int r = store_session_get(req->h->store, req->params[0], &s);
+    int r = store_session_get(req->store, req->params[0], &s);
 
     if (r != ERR_OK) {
         return http_store_error(req, r, "session", req->params[0]);
@@ -967,7 +963,7 @@ int http_h_sessions_recording(struct http_req *req)
     struct store_session s;
     uint8_t *data = NULL;
     size_t len = 0;
-    int r = store_session_get(req->h->store, req->params[0], &s);
+    int r = store_session_get(req->store, req->params[0], &s);
 
     if (r != ERR_OK) {
         return http_store_error(req, r, "session", req->params[0]);
@@ -1002,7 +998,7 @@ int http_h_audit_list(struct http_req *req)
     int r;
 
     memset(&f, 0, sizeof(f));
-    if ((r = audit_list(req->h->store, &f, &list, &n)) != ERR_OK) {
+    if ((r = audit_list(req->store, &f, &list, &n)) != ERR_OK) {
         return http_store_error(req, r, "audit log", "list");
     }
     arr = json_array();

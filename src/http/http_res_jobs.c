@@ -341,7 +341,7 @@ int http_h_jobs_add(struct http_req *req)
         return http_admin_error(req, &e);
     }
     snprintf(req->audit_target, sizeof(req->audit_target), "%s", batch);
-    if ((r = store_job_list_batch(req->h->store, batch, &list, &n)) != ERR_OK) {
+    if ((r = store_job_list_batch(req->store, batch, &list, &n)) != ERR_OK) {
         return http_store_error(req, r, "batch", batch);
     }
     arr = json_array();
@@ -361,7 +361,7 @@ int http_h_jobs_list(struct http_req *req)
     json_t *arr;
     int r;
 
-    if ((r = store_job_list(req->h->store, 1000, &list, &n)) != ERR_OK) {
+    if ((r = store_job_list(req->store, 1000, &list, &n)) != ERR_OK) {
         return http_store_error(req, r, "job", "list");
     }
     http_admin_ctx(req, &ac);
@@ -385,7 +385,7 @@ int http_h_jobs_get(struct http_req *req)
     }
     struct admin_ctx ac;
 
-    if ((r = store_job_get(req->h->store, req->params[0], j)) != ERR_OK) {
+    if ((r = store_job_get(req->store, req->params[0], j)) != ERR_OK) {
         free(j);
         return http_store_error(req, r, "job", req->params[0]);
     }
@@ -412,7 +412,7 @@ int http_h_schedules_list(struct http_req *req)
     json_t *arr;
     int r;
 
-    if ((r = store_schedule_list(req->h->store, &list, &n)) != ERR_OK) {
+    if ((r = store_schedule_list(req->store, &list, &n)) != ERR_OK) {
         return http_store_error(req, r, "schedule", "list");
     }
     http_admin_ctx(req, &ac);
@@ -482,7 +482,7 @@ int http_h_schedules_get(struct http_req *req)
                           "out of memory");
     }
     http_admin_ctx(req, &ac);
-    if ((r = store_schedule_get(req->h->store, req->params[0], s)) == ERR_OK &&
+    if ((r = store_schedule_get(req->store, req->params[0], s)) == ERR_OK &&
         !admin_schedule_visible(&ac, s)) {
         store_schedule_release(s);
         r = ERR_NOT_FOUND;
@@ -521,8 +521,8 @@ int http_h_client_groups_list(struct http_req *req)
     json_t *arr;
     int r;
 
-    if ((r = store_client_group_list(req->h->store, &list, &n)) != ERR_OK ||
-        (r = store_agent_list(req->h->store, &agents, &na)) != ERR_OK) {
+    if ((r = store_client_group_list(req->store, &list, &n)) != ERR_OK ||
+        (r = store_agent_list(req->store, &agents, &na)) != ERR_OK) {
         free(list);
         return http_store_error(req, r, "client group", "list");
     }
@@ -588,9 +588,8 @@ int http_h_client_groups_get(struct http_req *req)
         return http_error(req, 500, "internal", "Internal error",
                           "out of memory");
     }
-    if ((r = store_client_group_get(req->h->store, req->params[0], g)) !=
-            ERR_OK ||
-        (r = store_agent_list(req->h->store, &agents, &na)) != ERR_OK) {
+    if ((r = store_client_group_get(req->store, req->params[0], g)) != ERR_OK ||
+        (r = store_agent_list(req->store, &agents, &na)) != ERR_OK) {
         free(g);
         return http_store_error(req, r, "client group", req->params[0]);
     }
@@ -658,7 +657,7 @@ static int http_client_group_member(struct http_req *req, const char *agent,
         free(g);
         return http_admin_error(req, &e);
     }
-    (void)store_agent_list(req->h->store, &agents, &na);
+    (void)store_agent_list(req->store, &agents, &na);
     http_ok(req, 200, admin_client_group_json(g, true, agents, na), NULL);
     store_agent_list_free(agents, na);
     free(g);
@@ -685,7 +684,7 @@ int http_h_job_roles_list(struct http_req *req)
     json_t *arr;
     int r;
 
-    if ((r = store_job_role_list(req->h->store, &list, &n)) != ERR_OK) {
+    if ((r = store_job_role_list(req->store, &list, &n)) != ERR_OK) {
         return http_store_error(req, r, "job role", "list");
     }
     arr = json_array();
@@ -735,12 +734,12 @@ json_t *http_me_job_roles(struct http_req *req)
         struct store_client_group g;
         size_t n = 0;
 
-        if (store_job_role_groups(req->h->store, req->auth.user.id, role, &ids,
+        if (store_job_role_groups(req->store, req->auth.user.id, role, &ids,
                                   &n) != ERR_OK) {
             continue;
         }
         for (size_t i = 0; i < n; i++) {
-            if (store_client_group_get(req->h->store, ids[i], &g) == ERR_OK) {
+            if (store_client_group_get(req->store, ids[i], &g) == ERR_OK) {
                 json_array_append_new(arr, json_pack("{s:s, s:s}", "role",
                                                      job_role_str(role),
                                                      "client_group", g.name));

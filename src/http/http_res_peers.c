@@ -31,7 +31,7 @@ int http_h_peers_list(struct http_req *req)
     size_t n = 0, i;
     int r;
 
-    if ((r = store_peer_list(req->h->store, &list, &n)) != ERR_OK) {
+    if ((r = store_peer_list(req->store, &list, &n)) != ERR_OK) {
         return http_error(req, 500, "internal", "Internal error",
                           "cannot list peers: %s", err_str(r));
     }
@@ -47,7 +47,7 @@ int http_h_peers_list(struct http_req *req)
 int http_h_peers_get(struct http_req *req)
 {
     struct store_peer p;
-    int r = store_peer_get(req->h->store, req->params[0], &p);
+    int r = store_peer_get(req->store, req->params[0], &p);
 
     if (r != ERR_OK) {
         return http_peer_error(req, r, req->params[0]);
@@ -154,7 +154,7 @@ int http_h_peers_check(struct http_req *req)
 {
     struct http_peer_check *pc;
     struct store_peer p;
-    int r = store_peer_get(req->h->store, req->params[0], &p);
+    int r = store_peer_get(req->store, req->params[0], &p);
 
     if (r != ERR_OK) {
         return http_peer_error(req, r, req->params[0]);

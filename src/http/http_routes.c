@@ -308,34 +308,45 @@ static void http_schemas_init(void)
 
 #define R(m, p, perm, scope, body, list, fn, action)                           \
     {                                                                          \
-        m, p, perm, scope, body, list, fn, action                              \
+        m, p, perm, scope, body, list, fn, action, HTTP_ON_LOOP                \
+    }
+/* A route whose work is store reads only: off the loop on a database
+ * server (http_offloop.c; struct http_route's off_loop); RW: one that
+ * reads the report or the audit log, after their writers. */
+#define RS(m, p, perm, scope, body, list, fn, action)                          \
+    {                                                                          \
+        m, p, perm, scope, body, list, fn, action, HTTP_OFF                    \
+    }
+#define RW(m, p, perm, scope, body, list, fn, action)                          \
+    {                                                                          \
+        m, p, perm, scope, body, list, fn, action, HTTP_OFF_WRITES             \
     }
 
 const struct http_route http_routes[] = {
-    R(HM_GET, "/healthz", PERM_PUBLIC, SCOPE_ROOT, NULL, false, http_h_healthz,
-      NULL),
-    R(HM_GET, "/metrics", PERM_SERVICE, SCOPE_ROOT, NULL, false, http_h_metrics,
-      NULL),
-    R(HM_GET, API "/healthz", PERM_PUBLIC, SCOPE_ROOT, NULL, false,
-      http_h_healthz, NULL),
+    RS(HM_GET, "/healthz", PERM_PUBLIC, SCOPE_ROOT, NULL, false, http_h_healthz,
+       NULL),
+    RW(HM_GET, "/metrics", PERM_SERVICE, SCOPE_ROOT, NULL, false,
+       http_h_metrics, NULL),
+    RS(HM_GET, API "/healthz", PERM_PUBLIC, SCOPE_ROOT, NULL, false,
+       http_h_healthz, NULL),
 
     R(HM_POST, API "/login", PERM_PUBLIC, SCOPE_ROOT, body_login, false,
       http_h_login, NULL),
     R(HM_POST, API "/logout", PERM_SELF, SCOPE_ROOT, body_empty, false,
       http_h_logout, "logout"),
-    R(HM_GET, API "/me", PERM_SELF, SCOPE_ROOT, NULL, false, http_h_me_get,
-      NULL),
+    RS(HM_GET, API "/me", PERM_SELF, SCOPE_ROOT, NULL, false, http_h_me_get,
+       NULL),
     R(HM_PATCH, API "/me", PERM_SELF, SCOPE_ROOT, body_me_patch, false,
       http_h_me_patch, "user.passwd"),
     R(HM_GET, API "/settings", PERM_SELF, SCOPE_ROOT, NULL, false,
       http_h_settings, NULL),
 
-    R(HM_GET, API "/users", PERM_ADMIN, SCOPE_ROOT, NULL, true,
-      http_h_users_list, NULL),
+    RS(HM_GET, API "/users", PERM_ADMIN, SCOPE_ROOT, NULL, true,
+       http_h_users_list, NULL),
     R(HM_POST, API "/users", PERM_ADMIN, SCOPE_ROOT, body_user_add, false,
       http_h_users_add, NULL /* admin: user.add */),
-    R(HM_GET, API "/users/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
-      http_h_users_get, NULL),
+    RS(HM_GET, API "/users/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
+       http_h_users_get, NULL),
     R(HM_PATCH, API "/users/{id}", PERM_ADMIN, SCOPE_ROOT, body_user_patch,
       false, http_h_users_patch, NULL /* admin: user.update */),
     R(HM_DELETE, API "/users/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
@@ -344,8 +355,8 @@ const struct http_route http_routes[] = {
       false, http_h_users_totp_enable, NULL /* admin: user.totp.enable */),
     R(HM_DELETE, API "/users/{id}/totp", PERM_ADMIN, SCOPE_ROOT, NULL, false,
       http_h_users_totp_disable, NULL /* admin: user.totp.disable */),
-    R(HM_GET, API "/users/{id}/keys", PERM_ADMIN, SCOPE_ROOT, NULL, true,
-      http_h_users_keys_list, NULL),
+    RS(HM_GET, API "/users/{id}/keys", PERM_ADMIN, SCOPE_ROOT, NULL, true,
+       http_h_users_keys_list, NULL),
     R(HM_POST, API "/users/{id}/keys", PERM_ADMIN, SCOPE_ROOT, body_key_add,
       false, http_h_users_keys_add, NULL /* admin: user.key.add */),
     R(HM_DELETE, API "/users/{id}/keys/{key}", PERM_ADMIN, SCOPE_ROOT, NULL,
@@ -353,16 +364,16 @@ const struct http_route http_routes[] = {
 
     R(HM_GET, API "/directories", PERM_CONFIG, SCOPE_ROOT, NULL, true,
       http_h_directories_list, NULL),
-    R(HM_GET, API "/groups", PERM_CONFIG, SCOPE_ROOT, NULL, true,
-      http_h_groups_list, NULL),
+    RS(HM_GET, API "/groups", PERM_CONFIG, SCOPE_ROOT, NULL, true,
+       http_h_groups_list, NULL),
     R(HM_POST, API "/groups", PERM_CONFIG, SCOPE_ROOT, body_group_add, false,
       http_h_groups_add, NULL /* admin: group.add */),
-    R(HM_GET, API "/groups/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
-      http_h_groups_get, NULL),
+    RS(HM_GET, API "/groups/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
+       http_h_groups_get, NULL),
     R(HM_DELETE, API "/groups/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
       http_h_groups_delete, NULL /* admin: group.delete */),
-    R(HM_GET, API "/groups/{id}/members", PERM_CONFIG, SCOPE_ROOT, NULL, true,
-      http_h_groups_members_list, NULL),
+    RS(HM_GET, API "/groups/{id}/members", PERM_CONFIG, SCOPE_ROOT, NULL, true,
+       http_h_groups_members_list, NULL),
     R(HM_POST, API "/groups/{id}/members", PERM_ADMIN, SCOPE_ROOT,
       body_member_add, false, http_h_groups_members_add,
       NULL /* admin: group.member.add */),
@@ -370,46 +381,46 @@ const struct http_route http_routes[] = {
       NULL, false, http_h_groups_members_delete,
       NULL /* admin: group.member.remove */),
 
-    R(HM_GET, API "/sites", PERM_CONFIG, SCOPE_ROOT, NULL, true,
-      http_h_sites_list, NULL),
+    RS(HM_GET, API "/sites", PERM_CONFIG, SCOPE_ROOT, NULL, true,
+       http_h_sites_list, NULL),
     R(HM_POST, API "/sites", PERM_CONFIG, SCOPE_ROOT, body_site_add, false,
       http_h_sites_add, NULL /* admin: site.add */),
-    R(HM_GET, API "/sites/{id}", PERM_CONFIG, SCOPE_SITE, NULL, false,
-      http_h_sites_get, NULL),
+    RS(HM_GET, API "/sites/{id}", PERM_CONFIG, SCOPE_SITE, NULL, false,
+       http_h_sites_get, NULL),
     R(HM_DELETE, API "/sites/{id}", PERM_CONFIG, SCOPE_SITE, NULL, false,
       http_h_sites_delete, NULL /* admin: site.delete */),
 
-    R(HM_GET, API "/site-roles", PERM_ADMIN, SCOPE_ROOT, NULL, true,
-      http_h_site_roles_list, NULL),
+    RS(HM_GET, API "/site-roles", PERM_ADMIN, SCOPE_ROOT, NULL, true,
+       http_h_site_roles_list, NULL),
     R(HM_POST, API "/site-roles", PERM_ADMIN, SCOPE_ROOT, body_site_role_add,
       false, http_h_site_roles_add, NULL /* admin: role.grant */),
     R(HM_DELETE, API "/site-roles/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
       http_h_site_roles_delete, NULL /* admin: role.revoke */),
 
-    R(HM_GET, API "/assets", PERM_CONFIG, SCOPE_ROOT, NULL, true,
-      http_h_assets_list, NULL),
+    RS(HM_GET, API "/assets", PERM_CONFIG, SCOPE_ROOT, NULL, true,
+       http_h_assets_list, NULL),
     R(HM_POST, API "/assets", PERM_CONFIG, SCOPE_BODY_SITE, body_asset_add,
       false, http_h_assets_add, NULL /* admin: asset.add */),
-    R(HM_GET, API "/assets/{id}", PERM_CONFIG, SCOPE_ASSET, NULL, false,
-      http_h_assets_get, NULL),
+    RS(HM_GET, API "/assets/{id}", PERM_CONFIG, SCOPE_ASSET, NULL, false,
+       http_h_assets_get, NULL),
     R(HM_PATCH, API "/assets/{id}", PERM_CONFIG, SCOPE_ASSET, body_asset_patch,
       false, http_h_assets_patch, NULL /* admin: asset.update */),
     R(HM_DELETE, API "/assets/{id}", PERM_CONFIG, SCOPE_ASSET, NULL, false,
       http_h_assets_delete, NULL /* admin: asset.delete */),
-    R(HM_GET, API "/assets/{id}/grants", PERM_CONFIG, SCOPE_ASSET, NULL, true,
-      http_h_grants_list, NULL),
+    RS(HM_GET, API "/assets/{id}/grants", PERM_CONFIG, SCOPE_ASSET, NULL, true,
+       http_h_grants_list, NULL),
     R(HM_POST, API "/assets/{id}/grants", PERM_CONFIG, SCOPE_ASSET,
       body_grant_add, false, http_h_grants_add, NULL /* admin: grant.add */),
     R(HM_DELETE, API "/assets/{id}/grants/{grant}", PERM_CONFIG, SCOPE_ASSET,
       NULL, false, http_h_grants_delete, NULL /* admin: grant.delete */),
 
-    R(HM_GET, API "/access-profiles", PERM_CONFIG, SCOPE_ROOT, NULL, true,
-      http_h_profiles_list, NULL),
+    RS(HM_GET, API "/access-profiles", PERM_CONFIG, SCOPE_ROOT, NULL, true,
+       http_h_profiles_list, NULL),
     R(HM_POST, API "/access-profiles", PERM_CONFIG, SCOPE_ROOT,
       body_profile_add, false, http_h_profiles_add,
       NULL /* admin: profile.add */),
-    R(HM_GET, API "/access-profiles/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
-      http_h_profiles_get, NULL),
+    RS(HM_GET, API "/access-profiles/{id}", PERM_CONFIG, SCOPE_ROOT, NULL,
+       false, http_h_profiles_get, NULL),
     R(HM_PATCH, API "/access-profiles/{id}", PERM_CONFIG, SCOPE_ROOT,
       body_profile_patch, false, http_h_profiles_patch,
       NULL /* admin: profile.update */),
@@ -424,33 +435,33 @@ const struct http_route http_routes[] = {
       PERM_CONFIG, SCOPE_ROOT, NULL, false, http_h_profiles_unassign,
       NULL /* admin: profile.unassign */),
 
-    R(HM_GET, API "/api-tokens", PERM_SELF, SCOPE_ROOT, NULL, true,
-      http_h_tokens_list, NULL),
+    RS(HM_GET, API "/api-tokens", PERM_SELF, SCOPE_ROOT, NULL, true,
+       http_h_tokens_list, NULL),
     R(HM_POST, API "/api-tokens", PERM_SELF, SCOPE_BODY_USER, body_token_add,
       false, http_h_tokens_add, NULL /* admin: token.add */),
-    R(HM_GET, API "/api-tokens/{id}", PERM_SELF, SCOPE_TOKEN, NULL, false,
-      http_h_tokens_get, NULL),
+    RS(HM_GET, API "/api-tokens/{id}", PERM_SELF, SCOPE_TOKEN, NULL, false,
+       http_h_tokens_get, NULL),
     R(HM_PATCH, API "/api-tokens/{id}", PERM_SELF, SCOPE_TOKEN,
       body_token_patch, false, http_h_tokens_patch,
       NULL /* admin: token.update */),
     R(HM_DELETE, API "/api-tokens/{id}", PERM_SELF, SCOPE_TOKEN, NULL, false,
       http_h_tokens_delete, NULL /* admin: token.delete */),
 
-    R(HM_GET, API "/sessions", PERM_CONFIG, SCOPE_ROOT, NULL, true,
-      http_h_sessions_list, NULL),
-    R(HM_GET, API "/sessions/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
-      http_h_sessions_get, NULL),
+    RW(HM_GET, API "/sessions", PERM_CONFIG, SCOPE_ROOT, NULL, true,
+       http_h_sessions_list, NULL),
+    RW(HM_GET, API "/sessions/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
+       http_h_sessions_get, NULL),
     R(HM_GET, API "/sessions/{id}/recording", PERM_CONFIG, SCOPE_ROOT, NULL,
       false, http_h_sessions_recording, NULL),
-    R(HM_GET, API "/audit", PERM_ADMIN, SCOPE_ROOT, NULL, true,
-      http_h_audit_list, NULL),
+    RW(HM_GET, API "/audit", PERM_ADMIN, SCOPE_ROOT, NULL, true,
+       http_h_audit_list, NULL),
 
-    R(HM_GET, API "/peers", PERM_CONFIG, SCOPE_ROOT, NULL, true,
-      http_h_peers_list, NULL),
+    RS(HM_GET, API "/peers", PERM_CONFIG, SCOPE_ROOT, NULL, true,
+       http_h_peers_list, NULL),
     R(HM_POST, API "/peers", PERM_CONFIG, SCOPE_ROOT, body_peer_add, false,
       http_h_peers_add, NULL /* admin: peer.add */),
-    R(HM_GET, API "/peers/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
-      http_h_peers_get, NULL),
+    RS(HM_GET, API "/peers/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
+       http_h_peers_get, NULL),
     R(HM_PATCH, API "/peers/{id}", PERM_CONFIG, SCOPE_ROOT, body_peer_patch,
       false, http_h_peers_patch, NULL /* admin: peer.update */),
     R(HM_DELETE, API "/peers/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
@@ -463,12 +474,12 @@ const struct http_route http_routes[] = {
       http_h_pair_get, NULL /* audited: pairing.use */),
     R(HM_GET, "/pair/{code}/agent", PERM_PUBLIC, SCOPE_ROOT, NULL, false,
       http_h_pair_agent, NULL),
-    R(HM_GET, API "/credentials", PERM_ADMIN, SCOPE_ROOT, NULL, true,
-      http_h_credentials_list, NULL),
+    RS(HM_GET, API "/credentials", PERM_ADMIN, SCOPE_ROOT, NULL, true,
+       http_h_credentials_list, NULL),
     R(HM_POST, API "/credentials", PERM_ADMIN, SCOPE_ROOT, body_credential_add,
       false, http_h_credentials_add, NULL /* admin: credential.add */),
-    R(HM_GET, API "/credentials/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
-      http_h_credentials_get, NULL),
+    RS(HM_GET, API "/credentials/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
+       http_h_credentials_get, NULL),
     R(HM_DELETE, API "/credentials/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
       http_h_credentials_delete, NULL /* admin: credential.delete */),
     R(HM_GET, API "/agents", PERM_CONFIG, SCOPE_ROOT, NULL, true,
@@ -485,16 +496,16 @@ const struct http_route http_routes[] = {
     R(HM_POST, API "/agents/{id}/commands", PERM_SELF, SCOPE_ROOT,
       body_agent_command, false, http_h_agents_command,
       NULL /* admin: job.run */),
-    R(HM_GET, API "/jobs", PERM_SELF, SCOPE_ROOT, NULL, true, http_h_jobs_list,
-      NULL),
+    RS(HM_GET, API "/jobs", PERM_SELF, SCOPE_ROOT, NULL, true, http_h_jobs_list,
+       NULL),
     R(HM_POST, API "/jobs", PERM_SELF, SCOPE_ROOT, body_jobs_add, false,
       http_h_jobs_add, NULL /* admin: job.run */),
-    R(HM_GET, API "/jobs/{id}", PERM_SELF, SCOPE_ROOT, NULL, false,
-      http_h_jobs_get, NULL),
+    RS(HM_GET, API "/jobs/{id}", PERM_SELF, SCOPE_ROOT, NULL, false,
+       http_h_jobs_get, NULL),
     R(HM_GET, API "/jobs/{id}/stream", PERM_SELF, SCOPE_ROOT, NULL, false,
       http_h_jobs_stream, NULL),
-    R(HM_GET, API "/client-groups", PERM_ADMIN, SCOPE_ROOT, NULL, true,
-      http_h_client_groups_list, NULL),
+    RS(HM_GET, API "/client-groups", PERM_ADMIN, SCOPE_ROOT, NULL, true,
+       http_h_client_groups_list, NULL),
     R(HM_POST, API "/client-groups", PERM_ADMIN, SCOPE_ROOT,
       body_client_group_add, false, http_h_client_groups_add,
       NULL /* admin: client_group.add */),
@@ -508,14 +519,14 @@ const struct http_route http_routes[] = {
     R(HM_DELETE, API "/client-groups/{id}/agents/{agent}", PERM_ADMIN,
       SCOPE_ROOT, NULL, false, http_h_client_groups_agent_delete,
       NULL /* admin: client_group.update */),
-    R(HM_GET, API "/job-roles", PERM_ADMIN, SCOPE_ROOT, NULL, true,
-      http_h_job_roles_list, NULL),
+    RS(HM_GET, API "/job-roles", PERM_ADMIN, SCOPE_ROOT, NULL, true,
+       http_h_job_roles_list, NULL),
     R(HM_POST, API "/job-roles", PERM_ADMIN, SCOPE_ROOT, body_job_role_add,
       false, http_h_job_roles_add, NULL /* admin: role.grant */),
     R(HM_DELETE, API "/job-roles/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
       http_h_job_roles_delete, NULL /* admin: role.revoke */),
-    R(HM_GET, API "/schedules", PERM_SELF, SCOPE_ROOT, NULL, true,
-      http_h_schedules_list, NULL),
+    RS(HM_GET, API "/schedules", PERM_SELF, SCOPE_ROOT, NULL, true,
+       http_h_schedules_list, NULL),
     R(HM_POST, API "/schedules", PERM_SELF, SCOPE_ROOT, body_schedule_add,
       false, http_h_schedules_add, NULL /* admin: schedule.add */),
     R(HM_GET, API "/schedules/{id}", PERM_SELF, SCOPE_ROOT, NULL, false,
@@ -525,12 +536,12 @@ const struct http_route http_routes[] = {
       NULL /* admin: schedule.enable, schedule.disable */),
     R(HM_DELETE, API "/schedules/{id}", PERM_SELF, SCOPE_ROOT, NULL, false,
       http_h_schedules_delete, NULL /* admin: schedule.delete */),
-    R(HM_GET, API "/tunnels", PERM_CONFIG, SCOPE_ROOT, NULL, true,
-      http_h_tunnels_list, NULL),
+    RS(HM_GET, API "/tunnels", PERM_CONFIG, SCOPE_ROOT, NULL, true,
+       http_h_tunnels_list, NULL),
     R(HM_POST, API "/tunnels", PERM_CONFIG, SCOPE_ROOT, body_tunnel_add, false,
       http_h_tunnels_add, NULL /* admin: tunnel.add */),
-    R(HM_GET, API "/tunnels/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
-      http_h_tunnels_get, NULL),
+    RS(HM_GET, API "/tunnels/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
+       http_h_tunnels_get, NULL),
     R(HM_PATCH, API "/tunnels/{id}", PERM_CONFIG, SCOPE_ROOT, body_tunnel_patch,
       false, http_h_tunnels_patch, NULL /* admin: tunnel.acl */),
     R(HM_DELETE, API "/tunnels/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
@@ -904,7 +915,7 @@ static const struct http_route *http_route_find(struct http_req *req)
 
 static int http_unauthorized(struct http_req *req, const char *why)
 {
-    req->h->m.api_auth_failures++;
+    req->auth_failures++;
     req->www_auth = true;
     return http_error(req, 401, "unauthorized", "Unauthorized", "%s", why);
 }
@@ -928,7 +939,7 @@ static int http_authenticate(struct http_req *req)
     while (*t == ' ') {
         t++;
     }
-    switch (http_bearer_check(req->h->store, req->h->key, t, req->client_ip,
+    switch (http_bearer_check(req->store, req->h->key, t, req->client_ip,
                               req->filter_path != NULL ? req->filter_path
                                                        : req->path,
                               &b, why, sizeof(why))) {
@@ -937,7 +948,7 @@ static int http_authenticate(struct http_req *req)
     case HTTP_BEARER_UNAUTHORIZED:
         return http_unauthorized(req, why);
     case HTTP_BEARER_FORBIDDEN:
-        req->h->m.api_auth_failures++;
+        req->auth_failures++;
         return http_error(req, 403, "token_filter", "Forbidden", "%s", why);
     case HTTP_BEARER_ERROR:
     default:
@@ -1006,9 +1017,9 @@ static int http_authorize(struct http_req *req)
     switch (rt->scope) {
     case SCOPE_ASSET:
         memset(&asset, 0, sizeof(asset));
-        r = store_asset_get(req->h->store, req->params[0], &asset);
+        r = store_asset_get(req->store, req->params[0], &asset);
         if (r == ERR_OK) {
-            r = store_site_role_mask(req->h->store, req->auth.user.id,
+            r = store_site_role_mask(req->store, req->auth.user.id,
                                      asset.site_id, &mask);
             store_asset_clear(&asset);
         } else if (r != ERR_NOT_FOUND) {
@@ -1017,8 +1028,8 @@ static int http_authorize(struct http_req *req)
         /* an unknown asset: judged on /root, then the handler's 404 */
         break;
     case SCOPE_SITE:
-        if (store_site_get(req->h->store, req->params[0], &site) == ERR_OK) {
-            r = store_site_role_mask(req->h->store, req->auth.user.id, site.id,
+        if (store_site_get(req->store, req->params[0], &site) == ERR_OK) {
+            r = store_site_role_mask(req->store, req->auth.user.id, site.id,
                                      &mask);
             if (r != ERR_OK) {
                 return http_store_error(req, r, "site", req->params[0]);
@@ -1028,11 +1039,11 @@ static int http_authorize(struct http_req *req)
     case SCOPE_BODY_SITE:
         ref = http_body_str(req->body, "site");
         if (ref != NULL) {
-            r = store_site_get(req->h->store, ref, &site);
+            r = store_site_get(req->store, ref, &site);
             if (r != ERR_OK) {
                 return http_store_error(req, r, "site", ref);
             }
-            r = store_site_role_mask(req->h->store, req->auth.user.id, site.id,
+            r = store_site_role_mask(req->store, req->auth.user.id, site.id,
                                      &mask);
             if (r != ERR_OK) {
                 return http_store_error(req, r, "site", ref);
@@ -1040,7 +1051,7 @@ static int http_authorize(struct http_req *req)
         }
         break;
     case SCOPE_TOKEN:
-        r = store_api_token_get(req->h->store, req->params[0], &tok);
+        r = store_api_token_get(req->store, req->params[0], &tok);
         if (r == ERR_OK && !admin &&
             strcmp(tok.user_id, req->auth.user.id) != 0) {
             return http_forbidden(req, "only an administrator may manage "
@@ -1050,7 +1061,7 @@ static int http_authorize(struct http_req *req)
     case SCOPE_BODY_USER:
         ref = http_body_str(req->body, "user");
         if (ref != NULL && !admin) {
-            r = store_user_get(req->h->store, ref, &u);
+            r = store_user_get(req->store, ref, &u);
             if (r != ERR_OK || strcmp(u.id, req->auth.user.id) != 0) {
                 return http_forbidden(req, "only an administrator may make "
                                            "API tokens for another user");
@@ -1079,7 +1090,7 @@ static void http_audit(struct http_req *req)
     if (req->route->action == NULL || req->status >= 300) {
         return;
     }
-    r = audit_write(req->h->store, actor, req->client, req->route->action,
+    r = audit_write(req->store, actor, req->client, req->route->action,
                     req->audit_target[0] != '\0' ? req->audit_target
                                                  : req->path,
                     req->audit_detail);
@@ -1098,7 +1109,7 @@ static void http_audit(struct http_req *req)
  * itself (db_pg.c), so the next request after the outage works. */
 static void http_store_check(struct http_req *req)
 {
-    if (req->status > 400 && store_unreachable(req->h->store)) {
+    if (req->status > 400 && store_unreachable(req->store)) {
         http_error(req, 503, "store_unavailable", "Database unavailable",
                    "the access server cannot reach its database; try again "
                    "in a moment");
@@ -1107,13 +1118,30 @@ static void http_store_check(struct http_req *req)
 
 void http_dispatch(struct http_req *req)
 {
+    req->status = 500;
+    if (req->store == NULL) {
+        req->store = req->h->store;
+    }
+    if ((req->route = http_route_find(req)) == NULL) {
+        return;
+    }
+    /* what GET /metrics shows of the loop's state, wherever it runs */
+    req->seen = req->h->m;
+    req->seen_watchers = req->h->hub != NULL ? hub_watch_count(req->h->hub) : 0;
+    if (req->route->off_loop != HTTP_ON_LOOP && http_off_take(req)) {
+        return; /* answered at once, or later: http_offloop.c */
+    }
+    http_dispatch_route(req);
+    req->h->m.api_auth_failures += req->auth_failures;
+    req->auth_failures = 0;
+}
+
+void http_dispatch_route(struct http_req *req)
+{
     char why[256];
     int r;
 
     req->status = 500;
-    if ((req->route = http_route_find(req)) == NULL) {
-        return;
-    }
     if (req->route->perm != PERM_PUBLIC) {
         http_authenticate(req);
         if (!req->auth.ok) {

@@ -354,6 +354,9 @@ static void http_respond(struct http_conn *c)
         c->out = s;
         c->out_len = s != NULL ? strlen(s) : 0;
     }
+    if (req->status == 503 && req->retry_after == 0) {
+        req->retry_after = 1; /* every 503: try again in a moment */
+    }
     if (req->status >= 500) {
         c->h->m.responses_5xx++;
     } else if (req->status >= 400) {
@@ -636,6 +639,7 @@ static int http_on_writeable(struct http_conn *c, struct lws *wsi)
     unsigned char *end = buf + sizeof(buf) - 1;
     struct http_req *req = c->req;
     const char *type;
+    char retry[16];
     size_t n;
     bool last;
 
@@ -664,6 +668,7 @@ static int http_on_writeable(struct http_conn *c, struct lws *wsi)
             return 0;
         }
     } else if (!c->headers_sent) {
+        snprintf(retry, sizeof(retry), "%d", req->retry_after);
         type = req->raw_type != NULL ? req->raw_type : "application/json";
         if (lws_add_http_common_headers(
                 wsi, (unsigned)req->status, type,
@@ -678,6 +683,8 @@ static int http_on_writeable(struct http_conn *c, struct lws *wsi)
             (req->www_auth &&
              http_add_header(wsi, "www-authenticate:",
                              "Bearer realm=\"portcullis\"", &p, end)) ||
+            (req->retry_after > 0 &&
+             http_add_header(wsi, "retry-after:", retry, &p, end)) ||
             (c->close_after &&
              http_add_header(wsi, "connection:", "close", &p, end)) ||
             lws_finalize_write_http_header(wsi, start, &p, end)) {
@@ -1051,6 +1058,9 @@ int http_start(struct http **out, const struct config *cfg, struct loop *loop,
     if ((r = http_pairs_new(h)) != ERR_OK) {
         goto fail;
     }
+    if ((r = http_off_new(h)) != ERR_OK) {
+        goto fail;
+    }
     log_info("http: listening on %s port %d (%s)", cfg->http_listen,
              cfg->http_port, h->tls ? "https" : "http");
     *out = h;
@@ -1104,6 +1114,8 @@ void http_stop(struct http *h)
         }
     }
     http_job_follows_free(h);
+    /* after the connections: an answer that comes back finds none */
+    http_off_free(h);
     srccount_free(h->srcs);
     http_pairs_free(h->pairs);
     /* after the connections: a pending check answers no one now */

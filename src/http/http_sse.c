@@ -436,7 +436,7 @@ int http_h_jobs_stream(struct http_req *req)
         return http_error(req, 500, "internal", "Internal error",
                           "out of memory");
     }
-    if ((r = store_job_get(req->h->store, req->params[0], j)) != ERR_OK) {
+    if ((r = store_job_get(req->store, req->params[0], j)) != ERR_OK) {
         free(j);
         return http_store_error(req, r, "job", req->params[0]);
     }

@@ -32,10 +32,23 @@ struct store_worker {
     bool *busy;
     struct store_job *waiting, **tail; /* FIFO */
     struct store_job *running;         /* on worker threads */
+    struct store_worker *next_async;   /* in store_workers_async */
 };
+
+/* Every worker with connections of its own, for store_worker_writing
+ * (the loop's thread only, as everything here). */
+static struct store_worker *store_workers_async;
 
 static void store_worker_free(struct store_worker *w)
 {
+    struct store_worker **pp;
+
+    for (pp = &store_workers_async; *pp != NULL; pp = &(*pp)->next_async) {
+        if (*pp == w) {
+            *pp = w->next_async;
+            break;
+        }
+    }
     for (unsigned k = 0; k < w->nconns; k++) {
         store_close(w->conn[k]);
     }
@@ -69,7 +82,21 @@ struct store_worker *store_worker_new(struct loop *l, struct store *main,
         store_worker_free(w);
         return NULL;
     }
+    w->next_async = store_workers_async;
+    store_workers_async = w;
     return w;
+}
+
+bool store_worker_writing(const struct store *main)
+{
+    for (const struct store_worker *w = store_workers_async; w != NULL;
+         w = w->next_async) {
+        if (w->main == main && w->owner == (const void *)main &&
+            store_worker_busy(w)) {
+            return true;
+        }
+    }
+    return false;
 }
 
 bool store_worker_async(const struct store_worker *w)

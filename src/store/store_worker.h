@@ -72,6 +72,17 @@ struct store_worker *store_worker_new(struct loop *l, struct store *main,
 bool store_worker_async(const struct store_worker *w);
 /* true while a job is queued or running (its done has not run yet). */
 bool store_worker_busy(const struct store_worker *w);
+/*
+ * true while a writer of main's own has a job queued or running: a
+ * worker whose owner is main itself (the report rows' writer,
+ * store_session_async.c; the audit log's, store_audit.c). A read on
+ * another connection that must see what the loop asked them to write
+ * (the API's report after a session ended: http_offloop.c) waits until
+ * this is false. Their queue never waits idle while it holds writes,
+ * except in a retry's back-off after a failure (the database does not
+ * take them: the same read on main would not wait either).
+ */
+bool store_worker_writing(const struct store *main);
 /* Runs j (queued, or inline: see above; inline also when no worker
  * thread can be had). j->done runs once; do not touch j afterwards. */
 void store_worker_run(struct store_worker *w, struct store_job *j);

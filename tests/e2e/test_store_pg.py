@@ -636,6 +636,7 @@ def test_loop_answers_while_the_database_hangs(target, tmp_path):
         worst = worst_api = 0.0
         next_api = t0
         step = 0
+        worst_page = 0.0
         while time.monotonic() - t0 < 12:
             t1 = time.monotonic()
             conn = http.client.HTTPConnection("127.0.0.1", p.http_port,
@@ -644,6 +645,13 @@ def test_loop_answers_while_the_database_hangs(target, tmp_path):
             assert conn.getresponse().status in (200, 503)
             conn.close()
             worst = max(worst, time.monotonic() - t1)
+            t1 = time.monotonic()  # the web UI's page: the loop alone
+            conn = http.client.HTTPConnection("127.0.0.1", p.http_port,
+                                              timeout=60)
+            conn.request("GET", "/")
+            conn.getresponse().read()
+            conn.close()
+            worst_page = max(worst_page, time.monotonic() - t1)
             if time.monotonic() >= next_api:
                 next_api += 1.0
                 t1 = time.monotonic()
@@ -660,9 +668,15 @@ def test_loop_answers_while_the_database_hangs(target, tmp_path):
             time.sleep(0.05)
         os.kill(o.postmaster, signal.SIGCONT)
         stopped = False
-        print("slowest /healthz %.3f s, API %.3f s" % (worst, worst_api))
-        assert worst < 0.5 and worst_api < 0.5, \
-            "the loop stalled %.2f s (API %.2f s)" % (worst, worst_api)
+        print("slowest /, %.3f s, /healthz %.3f s, API %.3f s" %
+              (worst_page, worst, worst_api))
+        # /healthz and the API read the store off the loop
+        # (http_offloop.c): the first read finds the connection lost and
+        # waits for the statement deadline (3 s), the next ones are
+        # answered at once; the loop itself never waits
+        assert worst_page < 0.5, "the loop stalled %.2f s" % worst_page
+        assert worst < 3.5 and worst_api < 3.5, \
+            "a store read took %.2f s (API %.2f s)" % (worst, worst_api)
         o.recovered()
     finally:
         if stopped:
@@ -746,7 +760,10 @@ def test_loop_answers_while_a_statement_hangs(target, tmp_path):
         assert worst[0] < deadline_s + 0.5 and worst_api < deadline_s + 0.5, \
             "the loop stalled %.2f s (API %.2f s)" % (worst[0], worst_api)
         assert step >= 6 and o.ending is None, (step, statuses)
-        assert all(x == (503, "store_unavailable") for x in statuses), \
+        # the last may have waited (off the loop, http_offloop.c) into
+        # the SIGCONT, and been answered then
+        assert all(x == (503, "store_unavailable") for x in statuses[:-1]) \
+            and statuses[-1] in ((503, "store_unavailable"), (200, None)), \
             statuses
         o.recovered()
         assert "statement_deadline_ms" in p.log_text(), "no line says why"

@@ -1,0 +1,430 @@
+/*
+ * The API's store reads off the main loop (issue 18; docs/store.md "The
+ * API's reads off the loop").
+ *
+ * On PostgreSQL every statement the loop makes waits for the database:
+ * one that is slow, holds a lock another node took, or stopped answering
+ * held the whole loop (agents, tunnels, logins' monitor traffic, the web
+ * UI) for up to the statement deadline, 3 s, per statement, and the API's
+ * GETs (/healthz, the report, the lists the web UI polls, and the token
+ * check before each) were most of the statements the loop still made.
+ *
+ * A route whose work is store reads only is marked off_loop in the route
+ * table (http_routes.c, RS). On a database server such a request, once
+ * its route is found, is copied into a job for a store_worker of the
+ * API's own (HTTP_OFF_CONNS connections): the rest of its dispatch (the
+ * token check, the body and query, the permission, the handler: every
+ * store call of it) runs on a worker thread with req->store one of those
+ * connections; its answer is moved into the request on the loop and sent
+ * (http_defer / http_resume: the request is found again by its ID, so a
+ * client that went meanwhile costs nothing but the work; its job is
+ * dropped unrun if it had not started). Handlers of such routes touch no
+ * state of the loop's; what GET /metrics shows of it is copied into the
+ * request before (req->seen).
+ *
+ * Read-after-write: the report rows' and the audit log's writes are
+ * queued on the loop and made by writers of the main store's
+ * (store_session_async.c, store_audit.c), so a read on another
+ * connection could overtake them (a session the server ended answered as
+ * still open). A request therefore waits, on the loop and before its job
+ * is queued, while one of those writers has work (store_worker_writing),
+ * at most HTTP_OFF_GATE_MS: what was queued before the request is then
+ * written. A writer that is failing holds no job between its retries, so
+ * a read during an outage does not wait for it (the report read on the
+ * main store's connection did not either: store_rows_flush).
+ *
+ * Bounds (an attacker with a token firing slow requests): at most
+ * HTTP_OFF_CONNS requests run and HTTP_OFF_WAITING more wait; past that
+ * a request is answered 503 store_busy with Retry-After at once, and a
+ * request's answer comes at the statement deadline at the latest (503
+ * store_unavailable) even when its statement does not come back (a
+ * stopped server: a worker's own connection has no deadline, db_pg.c).
+ * While every connection is held by such a statement, requests are
+ * answered 503 store_unavailable at once rather than queued behind it.
+ * Logins (POST /login), the web UI's files, agents and tunnels never use
+ * these connections, so none of this delays them; the worker threads
+ * are reserved beside the other store workers' (monitor.c).
+ *
+ * SQLite (a local file, no server to wait for) keeps every route on the
+ * loop: the worker is inline there (store_worker.h) and http_off_take
+ * declines.
+ *
+ * Threads: everything here runs on the loop's thread but the job's work,
+ * which touches only its own copy of the request (and req->h's fields
+ * that never change: cfg, key) and its connection.
+ */
+#include "http/http_internal.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/loop.h"
+#include "common/util.h"
+#include "store/store_worker.h"
+
+#define HTTP_OFF_GATE_MS 1000     /* at most, for the store's writers */
+#define HTTP_OFF_TICK_MS 5        /* how often a waiting request looks */
+#define HTTP_OFF_DEADLINE_MS 3000 /* [store] statement_deadline_ms unset */
+#define HTTP_OFF_RETRY_S 1        /* Retry-After of a 503 */
+
+struct http_off_job {
+    struct store_job job; /* first: the worker's */
+    struct http_off *off; /* NULL once the API stopped */
+    uint64_t id;          /* the request (http_deferred) */
+    struct http_req req;  /* the worker's copy */
+    char *authz, *body;   /* its copies of the header and body */
+    int64_t gate_until;   /* > 0: waits for the writers until then */
+    int64_t until;        /* its answer is due then */
+    uint64_t timer;
+    bool queued;  /* given to the worker */
+    bool started; /* its work began (or will at once) */
+    bool stuck;   /* started, past its deadline, not back */
+    bool probe;   /* the one request let through while off->down */
+    bool down;    /* its connection found the database unreachable */
+    struct http_off_job *next; /* in off->jobs */
+};
+
+struct http_off {
+    struct http *h;
+    struct store_worker *w;
+    struct http_off_job *jobs; /* every job whose done has not run */
+    unsigned n;                /* of them */
+    unsigned stuck;            /* of them with stuck */
+    int deadline_ms;
+    /* the database did not answer (a read past its deadline, or no
+     * connection): requests are answered 503 at once, but for one at a
+     * time (the probe) that finds out whether it answers again */
+    bool down, probing;
+};
+
+static void http_off_job_free(struct http_off_job *o)
+{
+    http_req_clear(&o->req);
+    if (o->authz != NULL) {
+        sodium_memzero(o->authz, strlen(o->authz));
+        free(o->authz);
+    }
+    if (o->body != NULL) {
+        sodium_memzero(o->body, o->req.body_len);
+        free(o->body);
+    }
+    free(o);
+}
+
+static void http_off_unlink(struct http_off *off, struct http_off_job *o)
+{
+    struct http_off_job **pp;
+
+    for (pp = &off->jobs; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == o) {
+            *pp = o->next;
+            break;
+        }
+    }
+    off->n--;
+    if (o->stuck) {
+        off->stuck--;
+    }
+    if (o->timer != 0) {
+        loop_del_timer(off->h->loop, o->timer);
+        o->timer = 0;
+    }
+}
+
+static int http_off_unavailable(struct http_req *req)
+{
+    req->retry_after = HTTP_OFF_RETRY_S;
+    return http_error(req, 503, "store_unavailable", "Database unavailable",
+                      "the access server cannot reach its database; try "
+                      "again in a moment");
+}
+
+/* On the worker thread: the rest of the dispatch on the job's
+ * connection. */
+static void http_off_work(struct store_job *j, struct store *st)
+{
+    struct http_off_job *o = (struct http_off_job *)j;
+
+    o->req.store = st;
+    http_dispatch_route(&o->req);
+    o->down = store_unreachable(st);
+}
+
+/* On the loop, before the job starts: not if its request went (or was
+ * answered at its deadline) meanwhile. */
+static bool http_off_wanted(void *owner, const struct store_job *j)
+{
+    struct http_off *off = owner;
+    struct http_off_job *o = (struct http_off_job *)(uintptr_t)j;
+
+    if (off == NULL || http_deferred(off->h, o->id) == NULL) {
+        return false;
+    }
+    o->started = true;
+    return true;
+}
+
+/* On the loop: the job's answer moved into its request, and sent. */
+static void http_off_answer(struct http_req *req, struct http_off_job *o)
+{
+    struct http_req *w = &o->req;
+
+    json_decref(req->data);
+    json_decref(req->meta);
+    json_decref(req->errors);
+    free(req->raw);
+    req->data = w->data;
+    req->meta = w->meta;
+    req->errors = w->errors;
+    req->raw = w->raw;
+    w->data = w->meta = w->errors = NULL;
+    w->raw = NULL;
+    req->raw_len = w->raw_len;
+    req->raw_type = w->raw_type;
+    req->status = w->status;
+    req->www_auth = w->www_auth;
+    req->delay_ms = w->delay_ms;
+    req->retry_after = w->retry_after;
+    memcpy(req->allow, w->allow, sizeof(req->allow));
+    req->auth = w->auth;
+    if (!o->job.ran) { /* no connection to the database */
+        json_decref(req->data);
+        req->data = NULL;
+        http_off_unavailable(req);
+    } else if (req->status == 503 && req->retry_after == 0) {
+        req->retry_after = HTTP_OFF_RETRY_S;
+    }
+    http_resume(req);
+}
+
+/* The database did not answer: a read met its deadline (stuck) or found
+ * no connection. Said once, until it answers again. */
+static void http_off_down(struct http_off *off, bool deadline)
+{
+    if (!off->down && deadline) {
+        log_warn("http: the database did not answer a store read of the "
+                 "API within %d ms ([store] statement_deadline_ms); the API "
+                 "answers 503 until it does",
+                 off->deadline_ms);
+    } else if (!off->down) {
+        log_warn("http: the database is unreachable for the API's store "
+                 "reads; the API answers 503 until it answers");
+    }
+    off->down = true;
+}
+
+static void http_off_done(void *owner, struct store_job *j)
+{
+    struct http_off_job *o = (struct http_off_job *)j;
+    struct http_off *off = o->off;
+    struct http_req *req;
+
+    (void)owner; /* NULL also for a job dropped unrun: o->off says */
+    if (off != NULL) {
+        if (o->stuck) {
+            log_info("http: a store read the database held past its "
+                     "deadline came back");
+        }
+        http_off_unlink(off, o);
+        off->h->m.api_auth_failures += o->req.auth_failures;
+        if (o->probe) {
+            off->probing = false;
+        }
+        if (o->started && (!o->job.ran || o->down)) {
+            http_off_down(off, false);
+        } else if (o->started && !o->stuck && off->down) {
+            off->down = false;
+            log_info("http: the database answers the API's store reads "
+                     "again");
+        }
+        if ((req = http_deferred(off->h, o->id)) != NULL) {
+            http_off_answer(req, o);
+        }
+    }
+    http_off_job_free(o);
+}
+
+static void http_off_on_timer(struct loop *l, void *arg);
+
+/* Gives o to the worker; its answer is due at o->until. o may be gone
+ * when this returns (a job run inline). */
+static void http_off_queue(struct http_off *off, struct http_off_job *o)
+{
+    int64_t left = o->until - util_mono_ms();
+
+    o->gate_until = 0;
+    o->queued = true;
+    o->timer =
+        loop_add_timer(off->h->loop, left > 0 ? left : 0, http_off_on_timer, o);
+    o->job.work = http_off_work;
+    o->job.done = http_off_done;
+    o->job.wanted = http_off_wanted;
+    store_worker_run(off->w, &o->job);
+}
+
+static void http_off_on_timer(struct loop *l, void *arg)
+{
+    struct http_off_job *o = arg;
+    struct http_off *off = o->off;
+    struct http_req *req = http_deferred(off->h, o->id);
+
+    (void)l;
+    o->timer = 0;
+    if (!o->queued) { /* waiting for the store's writers */
+        if (req == NULL) {
+            http_off_unlink(off, o); /* its client went */
+            http_off_job_free(o);
+            return;
+        }
+        if (o->req.route->off_loop == HTTP_OFF_WRITES &&
+            store_worker_writing(off->h->store) &&
+            util_mono_ms() < o->gate_until) {
+            o->timer =
+                loop_add_timer(l, HTTP_OFF_TICK_MS, http_off_on_timer, o);
+            if (o->timer != 0) {
+                return;
+            }
+        }
+        http_off_queue(off, o);
+        return;
+    }
+    /* its deadline: answered now, whatever comes back later */
+    if (o->started && !o->stuck) {
+        o->stuck = true;
+        off->stuck++;
+        http_off_down(off, true);
+    }
+    if (req != NULL) {
+        http_error(req, 503, "store_unavailable", "Database unavailable",
+                   "the access server's database did not answer in time; "
+                   "try again in a moment");
+        req->retry_after = HTTP_OFF_RETRY_S;
+        http_resume(req);
+    }
+}
+
+bool http_off_take(struct http_req *req)
+{
+    struct http *h = req->h;
+    struct http_off *off = h->off;
+    struct http_off_job *o;
+    int64_t now = util_mono_ms();
+
+    if (off == NULL || !store_worker_async(off->w) || req->conn == NULL) {
+        return false;
+    }
+    if (off->stuck >= HTTP_OFF_CONNS || (off->down && off->probing)) {
+        /* every connection waits for a database that does not answer,
+         * or it did not answer and a probe is out: queued, this would
+         * only wait for its deadline */
+        http_off_unavailable(req);
+        return true;
+    }
+    if (off->n >= HTTP_OFF_CONNS + HTTP_OFF_WAITING) {
+        req->retry_after = HTTP_OFF_RETRY_S;
+        http_error(req, 503, "store_busy", "Busy",
+                   "too many requests wait for the database; try again in "
+                   "a moment");
+        return true;
+    }
+    if ((o = calloc(1, sizeof(*o))) == NULL) {
+        return false;
+    }
+    o->req = *req; /* its JSON values are all NULL still */
+    o->req.conn = NULL;
+    o->req.deferred = 0;
+    o->req.store = NULL;
+    o->req.authorization = NULL;
+    o->req.body_data = "";
+    if (req->authorization != NULL &&
+        (o->authz = strdup(req->authorization)) == NULL) {
+        http_off_job_free(o);
+        return false;
+    }
+    o->req.authorization = o->authz;
+    if (req->body_len > 0) {
+        if ((o->body = malloc(req->body_len + 1)) == NULL) {
+            http_off_job_free(o);
+            return false;
+        }
+        memcpy(o->body, req->body_data, req->body_len);
+        o->body[req->body_len] = '\0';
+        o->req.body_data = o->body;
+    }
+    if (http_defer(req, &o->id) != ERR_OK) {
+        http_off_job_free(o);
+        return false;
+    }
+    o->off = off;
+    if (off->down) {
+        o->probe = off->probing = true;
+    }
+    o->next = off->jobs;
+    off->jobs = o;
+    off->n++;
+    o->until = now + off->deadline_ms;
+    if (req->route->off_loop == HTTP_OFF_WRITES &&
+        store_worker_writing(h->store)) {
+        o->gate_until = now + HTTP_OFF_GATE_MS;
+        o->timer =
+            loop_add_timer(h->loop, HTTP_OFF_TICK_MS, http_off_on_timer, o);
+        if (o->timer != 0) {
+            return true;
+        }
+    }
+    http_off_queue(off, o);
+    return true;
+}
+
+int http_off_new(struct http *h)
+{
+    struct http_off *off = calloc(1, sizeof(*off));
+
+    if (off == NULL) {
+        return ERR_NOMEM;
+    }
+    off->h = h;
+    off->deadline_ms = h->cfg->store_statement_deadline_ms > 0
+                           ? h->cfg->store_statement_deadline_ms
+                           : HTTP_OFF_DEADLINE_MS;
+    off->w = store_worker_new(h->loop, h->store, h->cfg->store_path,
+                              HTTP_OFF_CONNS, "the API's store reads", off);
+    if (off->w == NULL) {
+        free(off);
+        return ERR_NOMEM;
+    }
+    h->off = off;
+    return ERR_OK;
+}
+
+void http_off_free(struct http *h)
+{
+    struct http_off *off = h != NULL ? h->off : NULL;
+    struct http_off_job *o, *next;
+
+    if (off == NULL) {
+        return;
+    }
+    /* the jobs given to the worker: their done only frees them now */
+    for (o = off->jobs; o != NULL; o = next) {
+        next = o->next;
+        if (o->timer != 0) {
+            loop_del_timer(h->loop, o->timer);
+            o->timer = 0;
+        }
+        o->off = NULL;
+        if (!o->queued) {
+            http_off_job_free(o);
+        }
+    }
+    off->jobs = NULL;
+    (void)store_worker_stop(off->w, 200);
+    free(off);
+    h->off = NULL;
+}

@@ -1,0 +1,283 @@
+"""The API's store reads off the main loop, on PostgreSQL (issue 18;
+docs/store.md "The API's reads off the loop"). /healthz, /metrics, the
+report, the audit log and the lists the web UI polls (and the token
+check before them) run on connections of the API's own, on worker
+threads; the loop only hands them over and sends the answer. A database
+that stops answering delays those answers (503 at the statement deadline
+at the latest), never the loop: the web UI's files, a session's bytes
+and new SSH connections keep being served. Before, each of those GETs
+held the whole loop for the statement deadline (3 s)."""
+
+import http.client
+import json
+import os
+import subprocess
+import threading
+import time
+
+import pclib
+from test_store_pg import _Outage
+
+
+def _get(port, path, token=None, timeout=30):
+    """GET path: (status, the JSON answer or {}, Retry-After, seconds)."""
+    t0 = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    hdrs = {"Authorization": "Bearer " + token} if token else {}
+    try:
+        conn.request("GET", path, headers=hdrs)
+        r = conn.getresponse()
+        body = r.read()
+        try:
+            doc = json.loads(body or b"{}")
+        except ValueError:
+            doc = {}
+        return r.status, doc, r.getheader("Retry-After"), \
+            time.monotonic() - t0
+    finally:
+        conn.close()
+
+
+def _code(doc):
+    return (doc.get("errors") or [{}])[0].get("code")
+
+
+def _hammer(port, token, stop, out, paths):
+    """GETs paths in turn until stop: (path, status, code, Retry-After,
+    seconds) each."""
+    i = 0
+    while not stop.is_set():
+        path = paths[i % len(paths)]
+        i += 1
+        try:
+            st, doc, retry, took = _get(port, path, token)
+            out.append((path, st, _code(doc), retry, took))
+        except OSError as e:
+            out.append((path, None, repr(e), None, 0.0))
+
+
+def _loop_probe(o, seconds):
+    """For seconds: GET / (the web UI, no store), the live session's echo
+    and a new TCP connection's SSH banner, every 50 ms; the slowest of
+    each."""
+    import socket
+    worst = {"/": 0.0, "echo": 0.0, "banner": 0.0}
+    t_end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < t_end:
+        t0 = time.monotonic()
+        _get(o.p.http_port, "/")  # the web UI's page (503 if not built)
+        worst["/"] = max(worst["/"], time.monotonic() - t0)
+        n += 1
+        t0 = time.monotonic()
+        o.echo(o.live, b"probe-%d\n" % n)
+        worst["echo"] = max(worst["echo"], time.monotonic() - t0)
+        t0 = time.monotonic()
+        with socket.create_connection(("127.0.0.1", o.p.ssh_port), 10) as s:
+            assert s.recv(4).startswith(b"SSH-")
+        worst["banner"] = max(worst["banner"], time.monotonic() - t0)
+        time.sleep(0.05)
+    return worst
+
+
+def test_store_reads_do_not_hold_the_loop_while_the_database_hangs(
+        target, tmp_path):
+    """PostgreSQL stopped (SIGSTOP) for 5 s while four clients hammer
+    /healthz, /api/v1/sessions and /api/v1/audit: the web UI's page, a
+    session's echo and an SSH banner answer within 0.25 s throughout
+    (before: 3 s and more, each GET holding the loop for the statement
+    deadline); the store's requests get 503 (store_unavailable, or
+    store_busy when too many wait) with Retry-After, none later than the
+    deadline; /healthz says the database does not answer, and 200 again
+    once it is back."""
+    o = _Outage(target, tmp_path)
+    p = o.p
+    try:
+        for path in ("/healthz", "/api/v1/sessions", "/api/v1/audit"):
+            st, doc, _, _ = _get(p.http_port, path, o.token)
+            assert st == 200, (path, doc)
+        o.freeze()
+        stop = threading.Event()
+        out = []
+        paths = ["/healthz", "/api/v1/sessions", "/api/v1/audit",
+                 "/api/v1/healthz"]
+        hammers = [threading.Thread(target=_hammer, daemon=True,
+                                    args=(p.http_port, o.token, stop, out,
+                                          paths[k:] + paths[:k]))
+                   for k in range(4)]
+        for t in hammers:
+            t.start()
+        try:
+            o.end_one()  # a session ends meanwhile
+            worst = _loop_probe(o, 5.0)
+        finally:
+            stop.set()
+            for t in hammers:
+                t.join(timeout=30)
+        o.thaw()
+        answers = [x for x in out if x[1] is not None]
+        slowest = max(x[4] for x in answers)
+        codes = sorted(set((x[1], x[2]) for x in answers))
+        print("slowest while stopped: %s; store requests: %d, slowest "
+              "%.3f s, answers %s" % (worst, len(answers), slowest, codes))
+        assert len(answers) == len(out), [x for x in out if x[1] is None]
+        assert all(v < 0.25 for v in worst.values()), \
+            "the loop stalled: %s" % worst
+        assert slowest < 3.0 + 0.75, "a store read took %.2f s" % slowest
+        late = [x for x in answers if x[1] != 200]
+        assert late, codes  # the database did not answer: some 503s
+        assert all(x[1] == 503 and x[2] in ("store_unavailable",
+                                            "store_busy") and x[3] == "1"
+                   for x in late), codes
+        hz = [x for x in late if x[0] == "/healthz"]
+        assert hz and hz[0][2] == "store_unavailable", hz
+        # /healthz answers 200 again once the database is back
+        ok = pclib.wait_for(
+            lambda: _get(p.http_port, "/healthz")[0] == 200 or None, 20,
+            "/healthz 200 after the database came back")
+        assert ok
+        o.recovered()
+    finally:
+        o.close()
+
+
+def test_healthz_says_when_the_database_is_down(target, tmp_path):
+    """The database stopped (pg_ctl stop): /healthz answers 503 at once,
+    saying the database does not answer, with Retry-After; started again,
+    200."""
+    o = _Outage(target, tmp_path)
+    p = o.p
+    try:
+        st, doc, _, _ = _get(p.http_port, "/healthz")
+        assert st == 200, doc
+        o.own.stop()
+        st, doc, retry, took = _get(p.http_port, "/healthz")
+        print("healthz while down: %d %s in %.3f s" % (st, doc, took))
+        assert st == 503 and retry == "1", doc
+        assert "database" in json.dumps(doc), doc
+        assert took < 1.0, took
+        o.own.start()
+        pclib.wait_for(lambda: _get(p.http_port, "/healthz")[0] == 200 or
+                       None, 30, "/healthz 200 after the database restarted")
+    finally:
+        o.close()
+
+
+def _hold_writes(o, table, seconds):
+    """Another session holds table in EXCLUSIVE mode for seconds: reads
+    go on, writes wait. The psql process, once the lock is taken."""
+    holder = subprocess.Popen(
+        o.own.as_user + [os.path.join(o.own.bindir, "psql"), "-h", o.own.dir,
+                         "-p", str(o.own.port), "-U", "portcullis", "-d",
+                         o.dbname, "-X", "-q", "-c",
+                         "BEGIN; LOCK TABLE %s IN EXCLUSIVE MODE; SELECT "
+                         "pg_sleep(%s); COMMIT;" % (table, seconds)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.3)
+    return holder
+
+
+def test_report_read_after_a_session_ended_is_closed(target, tmp_path):
+    """A session ends while its report row's close waits (the sessions
+    table held against writes for 0.6 s: the writer's batch waits, reads
+    do not); GET /api/v1/sessions/{id} and the list, asked at once on the
+    API's own connection, answer it closed, not open."""
+    o = _Outage(target, tmp_path)
+    p = o.p
+    holder = None
+    try:
+        st, doc, _, _ = _get(p.http_port, "/api/v1/sessions", o.token)
+        mine = [x for x in doc["data"] if x.get("user") == o.user and
+                "ending-done" in (x.get("detail") or "")]
+        assert len(mine) == 1 and not mine[0].get("result"), mine
+        sid = mine[0]["id"]
+        holder = _hold_writes(o, "sessions", 0.6)
+        o.end_one()
+        st, doc, _, took = _get(p.http_port, "/api/v1/sessions/" + sid,
+                                o.token)
+        print("read after the end: %d in %.3f s: %s" % (st, took, doc))
+        assert st == 200 and doc["data"].get("result") == "ok", doc
+        st, doc, _, _ = _get(p.http_port, "/api/v1/sessions", o.token)
+        row = [x for x in doc["data"] if x["id"] == sid]
+        assert row and row[0].get("result") == "ok", row
+        assert holder.wait(timeout=30) == 0, holder.stderr.read()
+        holder = None
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+        o.close()
+
+
+def test_many_slow_requests_are_bounded(target, tmp_path):
+    """The users table locked for 5 s (every token check waits on it)
+    while 200 requests with a token come at once, a third of them from
+    clients that hang up at once: the ones past the bound get 503
+    store_busy at once, the others 503 at the deadline at the latest; the
+    web UI's page, an SSH banner and a login's TOTP-free echo answer
+    meanwhile; afterwards the API answers 200 (under the ASan build: no
+    leak, no crash at stop)."""
+    import socket
+    o = _Outage(target, tmp_path)
+    p = o.p
+    holder = None
+    try:
+        st, _, _, _ = _get(p.http_port, "/api/v1/users", o.token)
+        assert st == 200
+        holder = o.lock("users", 5)
+        results = []
+        lock = threading.Lock()
+
+        def one(k):
+            if k % 3 == 0:  # a client that goes at once
+                s = socket.create_connection(("127.0.0.1", p.http_port), 10)
+                s.sendall(b"GET /api/v1/users HTTP/1.1\r\nHost: x\r\n"
+                          b"Authorization: Bearer " + o.token.encode() +
+                          b"\r\n\r\n")
+                s.close()
+                return
+            try:
+                r = _get(p.http_port, "/api/v1/users", o.token)
+            except OSError as e:
+                r = (None, repr(e), None, 0.0)
+            with lock:
+                results.append(r)
+
+        threads = [threading.Thread(target=one, args=(k,), daemon=True)
+                   for k in range(200)]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        o.end_one()
+        worst = _loop_probe(o, 2.0)
+        for t in threads:
+            t.join(timeout=30)
+        took = time.monotonic() - t0
+        busy = [r for r in results if r[0] == 503 and
+                _code(r[1]) == "store_busy"]
+        refused = [r for r in results if r[0] is None]
+        results = [r for r in results if r[0] is not None]
+        print("%d answers in %.2f s: %s; loop %s; %d connections refused "
+              "(per-source limit): %s" % (
+                  len(results), took,
+                  sorted(set((r[0], _code(r[1])) for r in results)), worst,
+                  len(refused), refused[:3]))
+        assert all(v < 0.25 for v in worst.values()), worst
+        assert len(results) >= 100, len(results)
+        assert all(r[0] in (200, 503) for r in results), results
+        assert busy and all(r[3] < 1.0 and r[2] == "1" for r in busy), busy
+        assert all(r[3] < 3.0 + 0.75 for r in results), \
+            max(r[3] for r in results)
+        assert holder.wait(timeout=30) == 0, holder.stderr.read()
+        holder = None
+        pclib.wait_for(
+            lambda: _get(p.http_port, "/api/v1/users", o.token)[0] == 200
+            or None, 20, "the API answers again")
+        o.recovered()
+        assert p.stop() == 0, p.log_tail()
+        assert p.sanitizer_findings() is None, p.sanitizer_findings()
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+        o.close()
