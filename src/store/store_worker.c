@@ -33,6 +33,7 @@ struct store_worker {
     struct store_job *waiting, **tail; /* FIFO */
     struct store_job *running;         /* on worker threads */
     struct store_worker *next_async;   /* in store_workers_async */
+    bool writer; /* one of main's own writers (store_worker_set_writer) */
 };
 
 /* Every worker with connections of its own, for store_worker_writing
@@ -87,12 +88,16 @@ struct store_worker *store_worker_new(struct loop *l, struct store *main,
     return w;
 }
 
+void store_worker_set_writer(struct store_worker *w)
+{
+    w->writer = true;
+}
+
 bool store_worker_writing(const struct store *main)
 {
     for (const struct store_worker *w = store_workers_async; w != NULL;
          w = w->next_async) {
-        if (w->main == main && w->owner == (const void *)main &&
-            store_worker_busy(w)) {
+        if (w->main == main && w->writer && store_worker_busy(w)) {
             return true;
         }
     }

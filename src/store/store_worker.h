@@ -72,10 +72,14 @@ struct store_worker *store_worker_new(struct loop *l, struct store *main,
 bool store_worker_async(const struct store_worker *w);
 /* true while a job is queued or running (its done has not run yet). */
 bool store_worker_busy(const struct store_worker *w);
+/* Marks w as one of its main store's own writers (store_worker_writing):
+ * an ordered write queue's worker (store_wqueue.c). */
+void store_worker_set_writer(struct store_worker *w);
 /*
  * true while a writer of main's own has a job queued or running: a
- * worker whose owner is main itself (the report rows' writer,
- * store_session_async.c; the audit log's, store_audit.c). A read on
+ * worker marked by store_worker_set_writer (the ordered write queues of
+ * the report rows, store_session_async.c, and of the audit log,
+ * store_audit.c). A read on
  * another connection that must see what the loop asked them to write
  * (the API's report after a session ended: http_offloop.c) waits until
  * this is false. Their queue never waits idle while it holds writes,
