@@ -16,6 +16,7 @@ import threading
 import time
 
 import pclib
+from pclib import http_json, uniq
 from test_store_pg import _Outage
 
 
@@ -200,6 +201,33 @@ def test_report_read_after_a_session_ended_is_closed(target, tmp_path):
         st, doc, _, _ = _get(p.http_port, "/api/v1/sessions", o.token)
         row = [x for x in doc["data"] if x["id"] == sid]
         assert row and row[0].get("result") == "ok", row
+        assert holder.wait(timeout=30) == 0, holder.stderr.read()
+        holder = None
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+        o.close()
+
+
+def test_audit_read_after_an_event_has_it(target, tmp_path):
+    """The audit log's writer is the other queue the API's reads wait for
+    (store_worker_writing): a failed login's event waits behind the audit
+    table held against writes for 0.6 s; GET /api/v1/audit asked at once
+    has it."""
+    o = _Outage(target, tmp_path)
+    p = o.p
+    holder = None
+    try:
+        name = "ghost-" + uniq()
+        holder = _hold_writes(o, "audit", 0.6)
+        st, _ = http_json(p.http_port, "POST", "/api/v1/login",
+                          body=json.dumps({"username": name,
+                                           "password": "wrong"}))
+        assert st == 401
+        st, doc, _, took = _get(p.http_port, "/api/v1/audit", o.token)
+        print("audit read after the event: %d in %.3f s" % (st, took))
+        assert st == 200 and name in json.dumps(doc), doc
         assert holder.wait(timeout=30) == 0, holder.stderr.read()
         holder = None
     finally:
