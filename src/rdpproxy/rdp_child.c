@@ -1175,11 +1175,16 @@ static BOOL rdpc_fw_end_paint(rdpContext *c)
 
 /* When recording, each graphics update is also drawn by gdi (after it
  * went to the client) and its area marked as changed. */
+static BOOL rdpc_fw_bitmap_ok(struct rdpc *s, const BITMAP_UPDATE *b);
+
 static BOOL rdpc_fw_bitmap(rdpContext *c, const BITMAP_UPDATE *b)
 {
     struct rdpc *s = rdpc_s;
     rdpContext *f = rdpc_front();
 
+    if (!rdpc_fw_bitmap_ok(s, b)) {
+        return TRUE;
+    }
     if (!rdpc_front_held() && !f->update->BitmapUpdate(f, b)) {
         return FALSE;
     }
@@ -1233,6 +1238,37 @@ static void rdpc_surface_refused(struct rdpc *s, const char *fmt, ...)
 }
 
 /*
+ * Whether a Bitmap Update may go to the client and the recorder's gdi:
+ * not when one of its rectangles is one FreeRDP's decoders cannot take
+ * safely (a planar bitmap larger than the desktop the decoders were made
+ * for, written past their scratch buffer: rdp_codec_update_check). The
+ * whole update goes nowhere then, logged (rate-limited): a target that
+ * sends one is hostile, and the next update or a refresh redraws.
+ */
+static BOOL rdpc_fw_bitmap_ok(struct rdpc *s, const BITMAP_UPDATE *b)
+{
+    for (UINT32 i = 0; i < b->number; i++) {
+        const BITMAP_DATA *r = &b->rectangles[i];
+
+        if (rdp_codec_update_check(
+                r->bitsPerPixel, r->compressed ? true : false, r->width,
+                r->height, s->f_width, s->f_height) != RDP_BITMAP_OK) {
+            char line[200];
+
+            snprintf(line, sizeof(line),
+                     "a bitmap update from the target not sent to the "
+                     "client (a planar bitmap of %ux%u for a desktop of "
+                     "%ux%u)",
+                     (unsigned)r->width, (unsigned)r->height,
+                     (unsigned)s->f_width, (unsigned)s->f_height);
+            rdpc_vlog(s, NULL, RDPC_VLOG_SURFACE, NULL, line, 0);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+/*
  * A surface command goes to the client with its codec ID in the client's
  * numbering (rdp_codec.h); one the client cannot take (surface commands
  * or the codec not announced by it, or by the back leg: a target that
@@ -1283,6 +1319,9 @@ static BOOL rdpc_fw_surface_bits(rdpContext *c, const SURFACE_BITS_COMMAND *sb)
                              "a bitmap of %u bits per pixel, a depth no "
                              "decoder takes",
                              (unsigned)sb->bmp.bpp);
+        return TRUE;
+    case RDP_BITMAP_PLANAR_TOO_LARGE: /* Bitmap Updates' only */
+        rdpc_surface_refused(s, "a bitmap no decoder takes");
         return TRUE;
     }
     out = *sb;

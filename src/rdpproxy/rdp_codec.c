@@ -88,3 +88,22 @@ enum rdp_bitmap_verdict rdp_codec_bitmap_check(uint8_t back_id, uint32_t bpp,
     }
     return RDP_BITMAP_OK;
 }
+
+/* up to a multiple of 4, as FreeRDP sizes its planar scratch buffers */
+static uint64_t rdp_codec_align4(uint32_t v)
+{
+    return ((uint64_t)v + 3) & ~(uint64_t)3;
+}
+
+enum rdp_bitmap_verdict rdp_codec_update_check(uint32_t bpp, bool compressed,
+                                               uint32_t width, uint32_t height,
+                                               uint32_t max_w, uint32_t max_h)
+{
+    /* gdi hands a compressed bitmap of 32 bpp or more to the planar
+     * decoder, one of less to the interleaved one */
+    if (compressed && bpp >= 32 &&
+        (width > rdp_codec_align4(max_w) || height > rdp_codec_align4(max_h))) {
+        return RDP_BITMAP_PLANAR_TOO_LARGE;
+    }
+    return RDP_BITMAP_OK;
+}

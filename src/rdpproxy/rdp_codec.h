@@ -102,11 +102,42 @@ enum rdp_bitmap_verdict {
     RDP_BITMAP_OK,
     RDP_BITMAP_TOO_LARGE,
     RDP_BITMAP_DEPTH,
+    RDP_BITMAP_PLANAR_TOO_LARGE, /* rdp_codec_update_check */
 };
 enum rdp_bitmap_verdict rdp_codec_bitmap_check(uint8_t back_id, uint32_t bpp,
                                                uint32_t left, uint32_t top,
                                                uint32_t right, uint32_t bottom,
                                                uint32_t width, uint32_t height);
+
+/*
+ * Whether a rectangle of a Bitmap Update PDU ([MS-RDPBCGR] 2.2.9.1.1.3.1.2,
+ * TS_BITMAP_DATA: the "classic" path, not a surface command) may be
+ * decoded, by the recorder's gdi and a FreeRDP client's alike: bpp,
+ * compressed, width and height as the target sent them; max_w x max_h
+ * the desktop size the session's decoders were made for (the back leg's
+ * and the client's codecs are sized once, at connect, to the size the
+ * client asked for; a later desktop resize does not resize them).
+ *
+ * RDP_BITMAP_PLANAR_TOO_LARGE  a compressed bitmap of 32 bpp (planar,
+ *     [MS-RDPEGDI] 2.2.2.5.1) wider than max_w or taller than max_h,
+ *     each rounded up to a multiple of 4. FreeRDP 2.11's planar decoder
+ *     (planar_decompress) decodes run-length planes into a scratch
+ *     buffer of the desktop's size without checking the bitmap against
+ *     it (upstream added that check in 2026, commits 1bab198 and
+ *     a0be5cb): a 64x2048 bitmap of a few KB on a 1024x768 desktop
+ *     writes 3.5 MB past the heap buffer.
+ *
+ * Interleaved RLE (compressed, under 32 bpp) and uncompressed bitmaps
+ * are not refused here: FreeRDP 2.11 decodes them into a buffer of the
+ * bitmap's own size with every write checked (ENSURE_CAPACITY,
+ * buffer_within_range; the uncompressed length against the size), and
+ * gdi clips the painting to the screen.
+ *
+ * Plain data: a pure function of its arguments.
+ */
+enum rdp_bitmap_verdict rdp_codec_update_check(uint32_t bpp, bool compressed,
+                                               uint32_t width, uint32_t height,
+                                               uint32_t max_w, uint32_t max_h);
 
 /* The back leg's own set: FreeRDP 2's client writes these constant IDs
  * (libfreerdp/core/capabilities.c, rdp_write_bitmap_codecs_capability_set:

@@ -24,7 +24,13 @@
  * picture. MODE "bpp1" sends, instead of the four junk commands, one
  * "not encoded" 1024x64 bitmap of 1 bit per pixel (16 bytes), a depth
  * FreeRDP's decoder does not take (it logs an error for each of its
- * pixels), then the teal screen.
+ * pixels), then the teal screen. MODE "planar-big" sends, before the
+ * teal screen, one Bitmap Update PDU (the classic path, not a surface
+ * command) of one 64x64 rectangle at (0, 0) whose bitmap is a white
+ * 64x2048 planar one (32 bpp, compressed with FreeRDP's planar encoder,
+ * run-length: a few KB), far taller than the 1024x768 desktop that
+ * FreeRDP 2.11's planar decoder sizes its scratch buffer for, and which
+ * it decodes into that buffer unchecked.
  *
  * It writes what it sees, one line each, to OUTFILE:
  *
@@ -35,7 +41,8 @@
  *   no nscodec              (nsc modes) the client announced no NSCodec:
  *                           nothing sent
  *
- * Usage: rdp-surf-target PORT CERT KEY OUTFILE [junk|nsc|nsc-big|bpp1]
+ * Usage: rdp-surf-target PORT CERT KEY OUTFILE
+ *        [junk|nsc|nsc-big|bpp1|planar-big]
  * Serves one connection after another on 127.0.0.1:PORT until killed.
  */
 #include <stdint.h>
@@ -45,6 +52,7 @@
 
 #include <freerdp/codec/color.h>
 #include <freerdp/codec/nsc.h>
+#include <freerdp/codec/planar.h>
 #include <freerdp/constants.h>
 #include <freerdp/freerdp.h>
 #include <freerdp/peer.h>
@@ -63,7 +71,7 @@ static const BYTE st_teal[4] = {128, 128, 0, 255};
 static const BYTE st_quad[4][3] = {
     {220, 40, 40}, {40, 200, 60}, {40, 60, 220}, {230, 200, 40}};
 
-enum st_mode { ST_JUNK, ST_NSC, ST_NSC_BIG, ST_BPP1 };
+enum st_mode { ST_JUNK, ST_NSC, ST_NSC_BIG, ST_BPP1, ST_PLANAR_BIG };
 static enum st_mode st_mode = ST_JUNK;
 
 static BOOL st_bits(freerdp_peer *peer, UINT16 codec, UINT32 x, UINT32 y,
@@ -84,6 +92,65 @@ static BOOL st_bits(freerdp_peer *peer, UINT16 codec, UINT32 x, UINT32 y,
     cmd.bmp.bitmapDataLength = len;
     cmd.bmp.bitmapData = data;
     return peer->update->SurfaceBits(peer->context, &cmd);
+}
+
+/* The hostile Bitmap Update of "planar-big". */
+#define ST_PLANAR_W 64
+#define ST_PLANAR_H 2048
+/* TS_BITMAP_DATA's flags ([MS-RDPBCGR] 2.2.9.1.1.3.1.2.2; FreeRDP 2 does
+ * not install its names) */
+#define ST_BITMAP_COMPRESSION 0x0001
+#define ST_NO_BITMAP_COMPRESSION_HDR 0x0400
+static BOOL st_planar_big(freerdp_peer *peer)
+{
+    BITMAP_PLANAR_CONTEXT *pl = NULL;
+    BYTE *white = NULL, *enc = NULL;
+    UINT32 len = 0;
+    size_t n = (size_t)ST_PLANAR_W * ST_PLANAR_H * 4;
+    BITMAP_DATA r;
+    BITMAP_UPDATE u;
+    BOOL ok = FALSE;
+
+    if ((pl = freerdp_bitmap_planar_context_new(
+             PLANAR_FORMAT_HEADER_RLE | PLANAR_FORMAT_HEADER_NA, ST_PLANAR_W,
+             ST_PLANAR_H)) == NULL ||
+        (white = malloc(n)) == NULL) {
+        goto out;
+    }
+    memset(white, 0xFF, n);
+    enc = freerdp_bitmap_compress_planar(pl, white, PIXEL_FORMAT_BGRX32,
+                                         ST_PLANAR_W, ST_PLANAR_H,
+                                         ST_PLANAR_W * 4, NULL, &len);
+    if (enc == NULL || len == 0 || len > UINT16_MAX) {
+        fprintf(stderr, "planar encoding failed (%u bytes)\n", (unsigned)len);
+        goto out;
+    }
+    memset(&r, 0, sizeof(r));
+    r.destRight = ST_PLANAR_W - 1;
+    r.destBottom = ST_PLANAR_W - 1;
+    r.width = ST_PLANAR_W;
+    r.height = ST_PLANAR_H;
+    r.bitsPerPixel = 32;
+    r.compressed = TRUE;
+    r.flags = ST_BITMAP_COMPRESSION | ST_NO_BITMAP_COMPRESSION_HDR;
+    r.cbCompMainBodySize = len;
+    r.bitmapLength = len;
+    r.bitmapDataStream = enc;
+    memset(&u, 0, sizeof(u));
+    u.number = 1;
+    u.count = 1;
+    u.rectangles = &r;
+    /* as built above: NO_BITMAP_COMPRESSION_HDR whatever the client said */
+    peer->update->autoCalculateBitmapData = FALSE;
+    ok = peer->update->BitmapUpdate(peer->context, &u);
+    if (ok) {
+        rts_say("planar %u", (unsigned)len);
+    }
+out:
+    free(enc);
+    free(white);
+    freerdp_bitmap_planar_context_free(pl);
+    return ok;
 }
 
 static BOOL st_send(freerdp_peer *peer)
@@ -114,6 +181,9 @@ static BOOL st_send(freerdp_peer *peer)
         cmd.bmp.bitmapDataLength = 16;
         cmd.bmp.bitmapData = junk;
         ok = peer->update->SurfaceBits(peer->context, &cmd);
+    }
+    if (ok && st_mode == ST_PLANAR_BIG) {
+        ok = st_planar_big(peer);
     }
     if ((strip = malloc(n)) == NULL) {
         return FALSE;
@@ -233,16 +303,16 @@ static BOOL st_activate(freerdp_peer *peer)
     rts_say("offered %d %d %u %d %u", s->SurfaceCommandsEnabled ? 1 : 0,
             s->NSCodec ? 1 : 0, (unsigned)s->NSCodecId,
             s->RemoteFxCodec ? 1 : 0, (unsigned)s->RemoteFxCodecId);
-    return st_mode == ST_JUNK || st_mode == ST_BPP1 ? st_send(peer)
-                                                    : st_send_nsc(peer);
+    return st_mode != ST_NSC && st_mode != ST_NSC_BIG ? st_send(peer)
+                                                      : st_send_nsc(peer);
 }
 
 static BOOL st_refresh(rdpContext *c, BYTE count, const RECTANGLE_16 *r)
 {
     (void)count;
     (void)r;
-    return st_mode == ST_JUNK || st_mode == ST_BPP1 ? st_send(c->peer)
-                                                    : st_send_nsc(c->peer);
+    return st_mode != ST_NSC && st_mode != ST_NSC_BIG ? st_send(c->peer)
+                                                      : st_send_nsc(c->peer);
 }
 
 static void st_serve(freerdp_peer *peer)
@@ -268,9 +338,11 @@ int main(int argc, char **argv)
         st_mode = ST_NSC_BIG;
     } else if (argc == 6 && strcmp(argv[5], "bpp1") == 0) {
         st_mode = ST_BPP1;
+    } else if (argc == 6 && strcmp(argv[5], "planar-big") == 0) {
+        st_mode = ST_PLANAR_BIG;
     } else if (argc != 5 && !(argc == 6 && strcmp(argv[5], "junk") == 0)) {
         fprintf(stderr, "usage: rdp-surf-target PORT CERT KEY OUTFILE "
-                        "[junk|nsc|nsc-big|bpp1]\n");
+                        "[junk|nsc|nsc-big|bpp1|planar-big]\n");
         return 2;
     }
     if (!rts_open_out(argv[4])) {

@@ -38,7 +38,10 @@ the target first sends an NSCodec bitmap far larger than its rectangle,
 which FreeRDP 2.11's decoder writes past the screen: it must reach
 neither xfreerdp nor the recorder; in its bpp1 mode, a "not encoded"
 bitmap of 1 bit per pixel, which FreeRDP's decoder logs pixel by pixel,
-must not either.
+must not either. In its planar-big mode it sends a Bitmap Update (the
+classic path) with a planar bitmap far taller than the desktop, which
+FreeRDP 2.11's planar decoder writes past its scratch buffer: it must
+reach neither either.
 """
 import collections
 import json
@@ -66,6 +69,7 @@ FREERDP_IDS = {GUID_NSC: 1, GUID_RFX: 3}
 # the shim's client: RemoteFX 1, NSCodec 3
 SWAPPED = {GUID_RFX: 1, GUID_NSC: 3}
 FASTPATH_SURFCMDS = 0x4
+FASTPATH_BITMAP = 0x1
 TEAL = (0, 128, 128)
 
 
@@ -110,6 +114,7 @@ class CodecShim:
         self.back = {ids[g]: FREERDP_IDS[g] for g in ids}
         self.seen = collections.Counter()
         self.marks = 0
+        self.bitmaps = 0   # Bitmap Updates (fast-path) the proxy sent
         self.compressed = 0
         self.rewritten = 0
         self.errors = []
@@ -221,6 +226,8 @@ class CodecShim:
                 i += 1
             size = struct.unpack("<H", bytes(f[i:i + 2]))[0]
             i += 2
+            if code == FASTPATH_BITMAP and fr in (0, 2):
+                self.bitmaps += 1
             if code == FASTPATH_SURFCMDS:
                 if fr in (0, 2):   # single, first
                     frag.clear()
@@ -587,3 +594,48 @@ def test_bitmap_of_a_depth_no_decoder_takes_goes_nowhere(tls_proxy,
     assert "client ended" in row["result"], row
     screen = screen_at(read_rdprec(check_row_file(row)))
     assert near(rgb_at(screen, 800, 650), TEAL), rgb_at(screen, 800, 650)
+
+
+def test_planar_bitmap_taller_than_the_desktop_goes_nowhere(tls_proxy,
+                                                           tmp_path):
+    """A hostile target's Bitmap Update whose one rectangle (64x64 at the
+    screen's corner) has a 64x2048 planar bitmap (32 bpp, run-length, a
+    few KB), which FreeRDP 2.11's planar decoder writes into a scratch
+    buffer of the 1024x768 desktop's size unchecked, 3.5 MB past its end,
+    is sent neither to the client nor to the recorder's decoder: the
+    shim sees no Bitmap Update, the proxy logs the refusal, and the teal
+    screen after it is shown and recorded (before: the recorded
+    session's child died, SIGSEGV; under the ASan build, which does not
+    see into the uninstrumented libfreerdp2, it died of SEGV in
+    libavutil as it ended; xfreerdp got the update)."""
+    since = len(tls_proxy.log_text())
+    target = NscTarget(tmp_path / "target", "planar-big").start()
+    asset = rdp_asset(tls_proxy, target)
+    pw = "User-Pass-77"
+    user = tls_proxy.user_add(password=pw)
+    tls_proxy.allow(user, asset, native="record")
+    shim = CodecShim(tmp_path / "shim", tls_proxy.rdp_port, {})
+    try:
+        r = shim_client(tls_proxy, shim, tmp_path, "%s#%s" % (user, asset),
+                        pw, ["-compression", "/bpp:32"])
+    finally:
+        shim.close()
+        target.stop()
+    lines = target.lines()
+    client_log = (tmp_path / "client.log").read_text(errors="replace")
+    log = tls_proxy.log_text()[since:]
+    print("target:", lines, "bitmap updates seen:", shim.bitmaps,
+          "errors:", shim.errors)
+    assert "sent" in lines, (lines, r, client_log[-2000:])
+    assert [ln for ln in lines if ln.startswith("planar ")], lines
+    assert "a bitmap update from the target not sent to the client (a " \
+        "planar bitmap of 64x2048 for a desktop of 1024x768)" in log, \
+        log[-3000:]
+    assert shim.bitmaps == 0, shim.bitmaps
+    assert near(pixel(tmp_path / "after.png"), TEAL), \
+        pixel(tmp_path / "after.png")
+    row = tls_proxy.session_of(user, kind="rdp", result="ok")
+    assert "client ended" in row["result"], row
+    screen = screen_at(read_rdprec(check_row_file(row)))
+    for x, y in ((32, 32), (800, 650)):
+        assert near(rgb_at(screen, x, y), TEAL), (x, y, rgb_at(screen, x, y))

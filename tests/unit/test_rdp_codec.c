@@ -255,6 +255,44 @@ static void test_bitmap_depth(void **state)
         RDP_BITMAP_OK);
 }
 
+/* A planar bitmap (compressed, 32 bpp) no larger than the desktop the
+ * decoders were made for, rounded up to 4 as FreeRDP sizes them; the
+ * interleaved and uncompressed ones of any size. */
+static void test_update_planar_too_large(void **state)
+{
+    (void)state;
+    /* rdp_surf_target.c's planar-big: 64x2048 on 1024x768 */
+    assert_int_equal(rdp_codec_update_check(32, true, 64, 2048, 1024, 768),
+                     RDP_BITMAP_PLANAR_TOO_LARGE);
+    assert_int_equal(rdp_codec_update_check(32, true, 64, 64, 1024, 768),
+                     RDP_BITMAP_OK);
+    assert_int_equal(rdp_codec_update_check(32, true, 1024, 768, 1024, 768),
+                     RDP_BITMAP_OK);
+    /* FreeRDP's planar scratch buffer is 1028x768 for 1026x766 */
+    assert_int_equal(rdp_codec_update_check(32, true, 1028, 768, 1026, 766),
+                     RDP_BITMAP_OK);
+    assert_int_equal(rdp_codec_update_check(32, true, 1029, 768, 1026, 766),
+                     RDP_BITMAP_PLANAR_TOO_LARGE);
+    assert_int_equal(rdp_codec_update_check(32, true, 1028, 769, 1026, 766),
+                     RDP_BITMAP_PLANAR_TOO_LARGE);
+    assert_int_equal(rdp_codec_update_check(32, true, 65535, 1, 1024, 768),
+                     RDP_BITMAP_PLANAR_TOO_LARGE);
+    /* gdi takes any bpp from 32 up as planar */
+    assert_int_equal(rdp_codec_update_check(33, true, 64, 2048, 1024, 768),
+                     RDP_BITMAP_PLANAR_TOO_LARGE);
+    /* no overflow rounding the largest sizes up */
+    assert_int_equal(rdp_codec_update_check(32, true, UINT32_MAX, UINT32_MAX,
+                                            UINT32_MAX, UINT32_MAX),
+                     RDP_BITMAP_OK);
+    /* interleaved and uncompressed: decoded at the bitmap's own size */
+    for (uint32_t bpp = 0; bpp < 32; bpp++) {
+        assert_int_equal(rdp_codec_update_check(bpp, true, 64, 2048, 1024, 768),
+                         RDP_BITMAP_OK);
+    }
+    assert_int_equal(rdp_codec_update_check(32, false, 64, 2048, 1024, 768),
+                     RDP_BITMAP_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -266,6 +304,7 @@ int main(void)
         cmocka_unit_test(test_made_again),
         cmocka_unit_test(test_bitmap_too_large),
         cmocka_unit_test(test_bitmap_depth),
+        cmocka_unit_test(test_update_planar_too_large),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
