@@ -41,7 +41,7 @@
 #include "http/http_bearer.h"
 #include "auth/jwt.h"
 #include "hub/hub.h"
-#include "hub/udp_frame.h"
+#include "hub/udp_relay.h"
 #include "store/access.h"
 #include "store/audit.h"
 

@@ -89,7 +89,7 @@ struct http_proxy_req {
      * credential: auth/jwt.h jwt_node_token); "" if none */
     char agent[HTTP_PROXY_AGENT_MAX + 1];
     /* Portcullis-Kind: udp (with Portcullis-Agent): the stream carries a
-     * UDP tunnel's flow as length-prefixed datagrams (hub/udp_frame.h) */
+     * UDP tunnel's flow as length-prefixed datagrams (hub/udp_relay.h) */
     bool udp;
 };
 

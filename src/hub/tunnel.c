@@ -62,7 +62,7 @@
  * "report rows" below) and resolving a [tunnel] listen given as a name.
  */
 #include "hub/tunnel.h"
-#include "hub/udp_frame.h"
+#include "hub/udp_relay.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -164,7 +164,7 @@ struct tunnel_flow {
     struct hub_req *req;
     /* through another node (tunnel_routed): the route request while it
      * is pending and the other end of the pair (pair), then the relay
-     * that frames the pair's datagrams onto the stream (hub/udp_frame.h) */
+     * that frames the pair's datagrams onto the stream (hub/udp_relay.h) */
     void *rreq;
     int pair;
     struct udp_relay *relay;

@@ -1,5 +1,5 @@
-/* UDP datagrams over a byte stream: see udp_frame.h. */
-#include "hub/udp_frame.h"
+/* A UDP flow's datagrams framed on a stream: see udp_relay.h. */
+#include "hub/udp_relay.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,48 +9,22 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-long udp_frame_next(const uint8_t *buf, size_t len, const uint8_t **payload,
-                    size_t *plen)
-{
-    size_t n;
-
-    if (len < UDP_FRAME_HDR) {
-        return 0;
-    }
-    n = ((size_t)buf[0] << 8) | buf[1];
-    if (n == 0 || n > UDP_FRAME_MAX) {
-        return -1;
-    }
-    if (len - UDP_FRAME_HDR < n) {
-        return 0;
-    }
-    *payload = buf + UDP_FRAME_HDR;
-    *plen = n;
-    return (long)(UDP_FRAME_HDR + n);
-}
-
-void udp_frame_header(uint8_t hdr[UDP_FRAME_HDR], size_t plen)
-{
-    hdr[0] = (uint8_t)(plen >> 8);
-    hdr[1] = (uint8_t)plen;
-}
-
-/* One frame in each direction at most is held: the stream's input up to
- * a whole frame plus what one read brings, the datagrams' output one
- * framed datagram. */
-#define UDP_RELAY_BUF (2 * (UDP_FRAME_HDR + UDP_FRAME_MAX))
+#include "common/frame.h"
 
 struct udp_relay {
     struct loop *loop;
     int dg, st;
     udp_relay_end_fn end;
     void *arg;
-    /* stream -> datagrams: bytes read, not yet sent as datagrams */
-    uint8_t in[UDP_RELAY_BUF];
-    size_t in_len;
-    bool dg_blocked; /* a datagram waits for dg to be writable */
-    /* datagrams -> stream: one framed datagram not yet written */
-    uint8_t out[UDP_FRAME_HDR + UDP_FRAME_MAX + 1];
+    /* stream -> datagrams: the decoder, which holds the datagram that
+     * waits for dg to be writable (dg_blocked) until the next feed */
+    struct frame_dec dec;
+    const uint8_t *pend;
+    size_t pend_len;
+    bool dg_blocked;
+    /* datagrams -> stream: one framed datagram not yet written (one byte
+     * more than the largest: a longer packet reads cut, and is dropped) */
+    uint8_t out[FRAME_HDR + FRAME_MAX_PAYLOAD + 1];
     size_t out_off, out_len;
 };
 
@@ -67,39 +41,20 @@ static void udp_relay_finish(struct udp_relay *r, const char *why)
     }
 }
 
-/* Sends the whole frames in r->in as datagrams. false: the relay ended. */
-static bool udp_relay_flush_in(struct udp_relay *r)
+/* Sends the decoded datagram waiting in r->pend. false: the relay ended. */
+static bool udp_relay_send_dg(struct udp_relay *r)
 {
-    size_t off = 0;
-
     r->dg_blocked = false;
-    while (off < r->in_len) {
-        const uint8_t *p;
-        size_t plen;
-        long n = udp_frame_next(r->in + off, r->in_len - off, &p, &plen);
-
-        if (n < 0) {
-            udp_relay_finish(r, "a bad frame from the other node");
-            return false;
+    while (send(r->dg, r->pend, r->pend_len, MSG_NOSIGNAL) < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            r->dg_blocked = true;
+            return true;
         }
-        if (n == 0) {
-            break;
-        }
-        if (send(r->dg, p, plen, MSG_NOSIGNAL) < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                r->dg_blocked = true;
-                break;
-            }
-            if (errno == EINTR) {
-                continue;
-            }
+        if (errno != EINTR) {
             udp_relay_finish(r, "the flow's socket failed");
             return false;
         }
-        off += (size_t)n;
     }
-    memmove(r->in, r->in + off, r->in_len - off);
-    r->in_len -= off;
     return true;
 }
 
@@ -133,13 +88,11 @@ static void udp_relay_on_dg(struct loop *l, int fd, int events, void *arg)
 
     (void)l;
     (void)fd;
-    if ((events & LOOP_WRITE) && r->dg_blocked && !udp_relay_flush_in(r)) {
+    if ((events & LOOP_WRITE) && r->dg_blocked && !udp_relay_send_dg(r)) {
         return;
     }
     if ((events & LOOP_READ) && r->out_len == 0) {
-        /* one byte more than the largest payload: a longer packet is
-         * cut, and refused below */
-        n = recv(r->dg, r->out + UDP_FRAME_HDR, UDP_FRAME_MAX + 1,
+        n = recv(r->dg, r->out + FRAME_HDR, FRAME_MAX_PAYLOAD + 1,
                  MSG_DONTWAIT);
         if (n == 0) {
             udp_relay_finish(r, "the flow ended");
@@ -150,10 +103,9 @@ static void udp_relay_on_dg(struct loop *l, int fd, int events, void *arg)
             udp_relay_finish(r, "the flow's socket failed");
             return;
         }
-        if (n > 0 && n <= UDP_FRAME_MAX) {
-            udp_frame_header(r->out, (size_t)n);
+        if (n > 0 && frame_put_header((size_t)n, r->out) == 0) {
             r->out_off = 0;
-            r->out_len = UDP_FRAME_HDR + (size_t)n;
+            r->out_len = FRAME_HDR + (size_t)n;
             if (!udp_relay_flush_out(r)) {
                 return;
             }
@@ -172,8 +124,13 @@ static void udp_relay_on_st(struct loop *l, int fd, int events, void *arg)
     if ((events & LOOP_WRITE) && r->out_len != 0 && !udp_relay_flush_out(r)) {
         return;
     }
-    if ((events & LOOP_READ) && !r->dg_blocked && r->in_len < sizeof(r->in)) {
-        n = recv(r->st, r->in + r->in_len, sizeof(r->in) - r->in_len,
+    if ((events & LOOP_READ) && !r->dg_blocked) {
+        uint8_t buf[16384];
+        size_t want = frame_dec_want(&r->dec), used;
+        enum frame_result fr;
+
+        /* only what the decoder needs: nothing is held over */
+        n = recv(r->st, buf, want < sizeof(buf) ? want : sizeof(buf),
                  MSG_DONTWAIT);
         if (n == 0) {
             udp_relay_finish(r, "the other node closed the stream");
@@ -185,8 +142,14 @@ static void udp_relay_on_st(struct loop *l, int fd, int events, void *arg)
             return;
         }
         if (n > 0) {
-            r->in_len += (size_t)n;
-            if (!udp_relay_flush_in(r)) {
+            fr = frame_dec_feed(&r->dec, buf, (size_t)n, &used, &r->pend,
+                                &r->pend_len);
+            if (fr == FRAME_TOO_LONG ||
+                (fr == FRAME_DGRAM && r->pend_len == 0)) {
+                udp_relay_finish(r, "a bad frame from the other node");
+                return;
+            }
+            if (fr == FRAME_DGRAM && !udp_relay_send_dg(r)) {
                 return;
             }
         }
@@ -225,6 +188,7 @@ struct udp_relay *udp_relay_start(struct loop *l, int dg, int st,
         close(st);
         return NULL;
     }
+    frame_dec_init(&r->dec);
     r->loop = l;
     r->dg = dg;
     r->st = st;
