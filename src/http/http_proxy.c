@@ -78,6 +78,7 @@ struct px_conn {
     size_t naddrs, next_addr;
     char conn_ip[INET6_ADDRSTRLEN];
     struct hub_req *hub_req; /* an agent stream the hub is opening */
+    struct udp_relay *relay; /* a UDP flow's (Portcullis-Kind: udp) */
     int delayed_status;      /* an authentication refusal waiting its delay */
     char delayed_why[320];
 };
@@ -528,6 +529,7 @@ static void px_close(struct px_conn *c)
     if (c->hub_req != NULL) {
         hub_connect_cancel(c->hub_req);
     }
+    udp_relay_stop(c->relay);
     if (c->tfd >= 0) {
         loop_del_fd(px->loop, c->tfd);
         close(c->tfd);
@@ -957,6 +959,16 @@ static void px_on_agent(void *arg, bool ok, const char *why)
     px_hand_over(c, okmsg, sizeof(okmsg) - 1, c->head + c->headlen, c->extra);
 }
 
+/* A UDP flow's relay ended by itself: the stream (c->tfd) reads its end. */
+static void px_on_relay_end(void *arg, const char *why)
+{
+    struct px_conn *c = arg;
+
+    c->relay = NULL;
+    log_info("http_proxy: %s (%s): udp flow through agent %s ended: %s",
+             c->actor, c->ip, c->req.agent, why);
+}
+
 /* Another node of the cluster asks for a stream through an agent this
  * node holds (the node: route, route/route.h): a node credential
  * (auth/jwt.h) and a Portcullis-Agent header; the agent's own allow-list
@@ -1009,7 +1021,8 @@ static void px_node_request(struct px_conn *c)
             return;
         }
         /* the relay takes (and on failure closes) dg[1] and sv[0] */
-        if (udp_relay_start(c->px->loop, dg[1], sv[0], NULL, NULL) == NULL) {
+        if ((c->relay = udp_relay_start(c->px->loop, dg[1], sv[0],
+                                        px_on_relay_end, c)) == NULL) {
             close(dg[0]);
             close(sv[1]);
             px_refuse(c, 503, "out of resources");

@@ -29,14 +29,17 @@
  * tunnel (store_tunnel_touch): it is SQLite, and a busy UDP tunnel sees
  * thousands of datagrams a second.
  *
- * On a cluster a TCP tunnel listens on every node while its agent is
- * online on any of them: a node that does not hold the agent takes the
- * same way as a peer tunnel (below) with the route "agent:ID", which the
- * route module takes through the holding node (its node: hop, as for
+ * On a cluster a tunnel listens on every node while its agent is online
+ * on any of them: a node that does not hold the agent takes the same way
+ * as a peer tunnel (below) with the route "agent:ID", which the route
+ * module takes through the holding node (its node: hop, as for
  * sessions). The holder tells the others when the agent comes or goes
  * (a HUB_CHANGE_PRESENCE notice, only for agents with tunnels), and only
- * the holder writes the tunnel's state. UDP tunnels listen on the holder
- * only (the hop between nodes is a TCP CONNECT).
+ * the holder writes the tunnel's state. A UDP flow there asks for that
+ * route with udp set: the stream carries its datagrams framed
+ * (hub/udp_relay.h), between the flow's pair and the stream here and in
+ * front of hub_connect(HUB_UDP) on the holder; the flow itself (ACL,
+ * cap, idle end, report row) is this node's as any other.
  *
  * A tunnel through a peer node (def.peer set; TCP only) listens whenever
  * the server runs: each accepted connection asks the route module
