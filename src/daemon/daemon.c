@@ -358,9 +358,10 @@ static void daemon_dial_done(void *arg, const struct route_result *r)
     done(darg, r->fd, r->why);
 }
 
-static void *daemon_tunnel_dial(void *ctx, const char *route, const char *host,
-                                int port, const char *orig_ip, int orig_port,
-                                tunnel_dial_done_fn done, void *arg)
+static void *daemon_tunnel_dial(void *ctx, const char *route, bool udp,
+                                const char *host, int port, const char *orig_ip,
+                                int orig_port, tunnel_dial_done_fn done,
+                                void *arg)
 {
     struct daemon_dial *dd;
     struct route_req *rq;
@@ -371,6 +372,7 @@ static void *daemon_tunnel_dial(void *ctx, const char *route, const char *host,
         done(arg, -1, why);
         return NULL;
     }
+    rt.udp = udp;
     if ((dd = calloc(1, sizeof(*dd))) == NULL) {
         done(arg, -1, "out of memory");
         return NULL;

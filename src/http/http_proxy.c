@@ -41,6 +41,7 @@
 #include "http/http_bearer.h"
 #include "auth/jwt.h"
 #include "hub/hub.h"
+#include "hub/udp_relay.h"
 #include "store/access.h"
 #include "store/audit.h"
 
@@ -77,6 +78,7 @@ struct px_conn {
     size_t naddrs, next_addr;
     char conn_ip[INET6_ADDRSTRLEN];
     struct hub_req *hub_req; /* an agent stream the hub is opening */
+    struct udp_relay *relay; /* a UDP flow's (Portcullis-Kind: udp) */
     int delayed_status;      /* an authentication refusal waiting its delay */
     char delayed_why[320];
 };
@@ -487,6 +489,12 @@ int http_proxy_parse_head(const char *buf, size_t len,
                 }
                 memcpy(req->agent, v, vlen);
                 req->agent[vlen] = '\0';
+            } else if ((size_t)(colon - p) == 15 &&
+                       strncasecmp(p, "Portcullis-Kind", 15) == 0) {
+                if (req->udp || vlen != 3 || strncasecmp(v, "udp", 3) != 0) {
+                    return px_bad(400, why, whylen, "bad Portcullis-Kind");
+                }
+                req->udp = true;
             }
         }
         p = eol + 1;
@@ -521,6 +529,7 @@ static void px_close(struct px_conn *c)
     if (c->hub_req != NULL) {
         hub_connect_cancel(c->hub_req);
     }
+    udp_relay_stop(c->relay);
     if (c->tfd >= 0) {
         loop_del_fd(px->loop, c->tfd);
         close(c->tfd);
@@ -950,6 +959,16 @@ static void px_on_agent(void *arg, bool ok, const char *why)
     px_hand_over(c, okmsg, sizeof(okmsg) - 1, c->head + c->headlen, c->extra);
 }
 
+/* A UDP flow's relay ended by itself: the stream (c->tfd) reads its end. */
+static void px_on_relay_end(void *arg, const char *why)
+{
+    struct px_conn *c = arg;
+
+    c->relay = NULL;
+    log_info("http_proxy: %s (%s): udp flow through agent %s ended: %s",
+             c->actor, c->ip, c->req.agent, why);
+}
+
 /* Another node of the cluster asks for a stream through an agent this
  * node holds (the node: route, route/route.h): a node credential
  * (auth/jwt.h) and a Portcullis-Agent header; the agent's own allow-list
@@ -959,7 +978,7 @@ static void px_node_request(struct px_conn *c)
     struct http_proxy_req *q = &c->req;
     char node[JWT_NODE_ID_LEN + 1];
     struct hub_req *h;
-    int sv[2], r;
+    int sv[2], dg[2], r;
 
     r = jwt_node_token_check(c->px->key, q->token, util_now(), node);
     sodium_memzero(q->token, sizeof(q->token));
@@ -992,13 +1011,31 @@ static void px_node_request(struct px_conn *c)
         px_refuse(c, 503, "out of resources");
         return;
     }
+    /* a UDP flow: the hub takes datagrams (a SOCK_SEQPACKET pair), which
+     * a relay frames onto the stream and back; it ends with either */
+    if (q->udp) {
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, dg) != 0) {
+            close(sv[0]);
+            close(sv[1]);
+            px_refuse(c, 503, "out of resources");
+            return;
+        }
+        /* the relay takes (and on failure closes) dg[1] and sv[0] */
+        if ((c->relay = udp_relay_start(c->px->loop, dg[1], sv[0],
+                                        px_on_relay_end, c)) == NULL) {
+            close(dg[0]);
+            close(sv[1]);
+            px_refuse(c, 503, "out of resources");
+            return;
+        }
+    }
     c->tfd = sv[1];
     c->state = PX_CONNECTING;
     px_timer(c, c->px->cfg->http_proxy_connect_timeout_seconds);
     /* hub_connect calls back at once when it fails early (c may be gone
      * then, and NULL comes back): c is touched only after a handle */
-    h = hub_connect(c->px->hub, q->agent, HUB_TCP, q->host, q->port, c->ip, 0,
-                    sv[0], px_on_agent, c);
+    h = hub_connect(c->px->hub, q->agent, q->udp ? HUB_UDP : HUB_TCP, q->host,
+                    q->port, c->ip, 0, q->udp ? dg[0] : sv[0], px_on_agent, c);
     if (h != NULL) {
         c->hub_req = h;
     }
@@ -1039,7 +1076,7 @@ static void px_request(struct px_conn *c)
         px_node_request(c);
         return;
     }
-    if (q->agent[0] != '\0') {
+    if (q->agent[0] != '\0' || q->udp) {
         sodium_memzero(q->token, sizeof(q->token));
         px_refuse_auth(c, 403,
                        "streams through an agent are for the nodes of this "

@@ -88,6 +88,9 @@ struct http_proxy_req {
      * node, to host:port (another node of the cluster asks, with a node
      * credential: auth/jwt.h jwt_node_token); "" if none */
     char agent[HTTP_PROXY_AGENT_MAX + 1];
+    /* Portcullis-Kind: udp (with Portcullis-Agent): the stream carries a
+     * UDP tunnel's flow as length-prefixed datagrams (hub/udp_relay.h) */
+    bool udp;
 };
 
 /* The length of the request head in buf (through the blank line), or 0

@@ -29,14 +29,17 @@
  * tunnel (store_tunnel_touch): it is SQLite, and a busy UDP tunnel sees
  * thousands of datagrams a second.
  *
- * On a cluster a TCP tunnel listens on every node while its agent is
- * online on any of them: a node that does not hold the agent takes the
- * same way as a peer tunnel (below) with the route "agent:ID", which the
- * route module takes through the holding node (its node: hop, as for
+ * On a cluster a tunnel listens on every node while its agent is online
+ * on any of them: a node that does not hold the agent takes the same way
+ * as a peer tunnel (below) with the route "agent:ID", which the route
+ * module takes through the holding node (its node: hop, as for
  * sessions). The holder tells the others when the agent comes or goes
  * (a HUB_CHANGE_PRESENCE notice, only for agents with tunnels), and only
- * the holder writes the tunnel's state. UDP tunnels listen on the holder
- * only (the hop between nodes is a TCP CONNECT).
+ * the holder writes the tunnel's state. A UDP flow there asks for that
+ * route with udp set: the stream carries its datagrams framed
+ * (hub/udp_relay.h), between the flow's pair and the stream here and in
+ * front of hub_connect(HUB_UDP) on the holder; the flow itself (ACL,
+ * cap, idle end, report row) is this node's as any other.
  *
  * A tunnel through a peer node (def.peer set; TCP only) listens whenever
  * the server runs: each accepted connection asks the route module
@@ -62,6 +65,7 @@
  * "report rows" below) and resolving a [tunnel] listen given as a name.
  */
 #include "hub/tunnel.h"
+#include "hub/udp_relay.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -161,6 +165,12 @@ struct tunnel_flow {
     int sock; /* index into t->fds: where its datagrams arrive */
     int fd;   /* our end of the socketpair; -1 once closed */
     struct hub_req *req;
+    /* through another node (tunnel_routed): the route request while it
+     * is pending and the other end of the pair (pair), then the relay
+     * that frames the pair's datagrams onto the stream (hub/udp_relay.h) */
+    void *rreq;
+    int pair;
+    struct udp_relay *relay;
     enum tunnel_flow_state st;
     int queued;        /* datagrams sent into the pair while TF_OPENING */
     int64_t last_ms;   /* last datagram either way (monotonic) */
@@ -303,7 +313,7 @@ static bool tunnel_reachable(const struct tunnel *t)
     if (hub_agent_online(t->ts->hub, t->def.agent_id)) {
         return true;
     }
-    return !t->def.udp && t->ts->dial.connect != NULL &&
+    return t->ts->dial.connect != NULL &&
            tunnel_agent_elsewhere(t->ts, t->def.agent_id);
 }
 
@@ -1247,7 +1257,7 @@ static void tunnel_peer_connect(struct tunnel *t, struct tunnel_conn *c,
         return;
     }
     c->connecting = true;
-    rq = t->ts->dial.connect(t->ts->dial.ctx, route, t->def.remote_host,
+    rq = t->ts->dial.connect(t->ts->dial.ctx, route, false, t->def.remote_host,
                              t->def.remote_port, ip, port,
                              tunnel_peer_route_done, c);
     c->connecting = false;
@@ -1395,6 +1405,16 @@ static void tunnel_flow_end(struct tunnel_flow *f, const char *result)
         hub_connect_cancel(f->req);
         f->req = NULL;
     }
+    if (f->rreq != NULL) {
+        t->ts->dial.cancel(f->rreq);
+        f->rreq = NULL;
+    }
+    if (f->pair >= 0) {
+        close(f->pair);
+        f->pair = -1;
+    }
+    udp_relay_stop(f->relay);
+    f->relay = NULL;
     tunnel_flow_close_fd(f);
     tunnel_row_close(t, f->row, f->up, f->down, result);
     for (pp = &t->buckets[tunnel_key_hash(&f->key)]; *pp != NULL;
@@ -1445,6 +1465,37 @@ static void tunnel_flow_done(void *arg, bool ok, const char *why)
     tunnel_row_close(t, f->row, f->up, f->down, result);
 }
 
+/* The relay of a flow through another node ended (it closed the pair's
+ * other end: the flow's own socket reads its end). */
+static void tunnel_flow_relay_end(void *arg, const char *why)
+{
+    struct tunnel_flow *f = arg;
+
+    f->relay = NULL;
+    log_info("tunnel %s: udp flow from %s through another node ended: %s",
+             f->t->def.id, f->client, why != NULL ? why : "?");
+}
+
+/* The route module's answer for a flow through another node: a stream
+ * that carries the flow's datagrams framed. */
+static void tunnel_flow_routed(void *arg, int fd, const char *why)
+{
+    struct tunnel_flow *f = arg;
+    int pair = f->pair;
+
+    f->rreq = NULL;
+    f->pair = -1;
+    if (fd < 0) {
+        close(pair);
+        tunnel_flow_done(f, false, why);
+        return;
+    }
+    f->relay = udp_relay_start(f->t->ts->loop, pair, fd, tunnel_flow_relay_end,
+                               f); /* it closes both on failure */
+    tunnel_flow_done(f, f->relay != NULL,
+                     f->relay != NULL ? NULL : "out of resources");
+}
+
 static struct tunnel_flow *tunnel_flow_new(struct tunnel *t, int sock,
                                            const struct sockaddr_storage *ss,
                                            socklen_t sslen,
@@ -1487,6 +1538,7 @@ static struct tunnel_flow *tunnel_flow_new(struct tunnel *t, int sock,
     f->sock = sock;
     f->fd = sv[0];
     f->st = TF_OPENING;
+    f->pair = -1;
     f->last_ms = util_mono_ms();
     snprintf(f->client, sizeof(f->client), "%s", client);
     b = tunnel_key_hash(key);
@@ -1499,6 +1551,26 @@ static struct tunnel_flow *tunnel_flow_new(struct tunnel *t, int sock,
     t->flows = f;
     t->nflows++;
     tunnel_row(t, client, NULL, f->row);
+    if (tunnel_routed(t)) {
+        char route[STORE_ROUTE_MAX + 1];
+        void *rq;
+
+        if (t->ts->dial.connect == NULL) {
+            close(sv[1]);
+            tunnel_flow_done(f, false, "no route to another node here");
+            return f;
+        }
+        tunnel_route_text(t, route, sizeof(route));
+        f->pair = sv[1];
+        /* done may run before this returns (NULL then) */
+        rq = t->ts->dial.connect(t->ts->dial.ctx, route, true,
+                                 t->def.remote_host, t->def.remote_port, ip,
+                                 key->port, tunnel_flow_routed, f);
+        if (f->st == TF_OPENING) {
+            f->rreq = rq;
+        }
+        return f;
+    }
     /* On a failure the hub answers before hub_connect returns: the flow
      * is then TF_FAILED and stays (it is freed by the sweep). */
     req = hub_connect(t->ts->hub, t->def.agent_id, HUB_UDP, t->def.remote_host,
@@ -1928,13 +2000,13 @@ static void tunnels_on_presence(void *arg, const char *agent_id, bool online)
 {
     struct tunnels *ts = arg;
     struct tunnel *t;
-    bool tcp = false;
+    bool any = false;
 
     for (t = ts->list; t != NULL; t = t->next) {
         if (strcmp(t->def.agent_id, agent_id) != 0) {
             continue;
         }
-        tcp = tcp || !t->def.udp;
+        any = true;
         if (online) {
             /* connections go to the hub from now on; those that went
              * through the node holding it before carry on */
@@ -1943,8 +2015,8 @@ static void tunnels_on_presence(void *arg, const char *agent_id, bool online)
             tunnel_offline(t);
         }
     }
-    /* the other nodes listen for its TCP tunnels while it is here */
-    if (tcp && store_notice_publish(ts->store, HUB_CHANGE_PRESENCE) != ERR_OK) {
+    /* the other nodes listen for its tunnels while it is here */
+    if (any && store_notice_publish(ts->store, HUB_CHANGE_PRESENCE) != ERR_OK) {
         log_warn("tunnels: cannot tell the other nodes that agent %s %s",
                  agent_id, online ? "came" : "went");
     }
@@ -1960,7 +2032,7 @@ static void tunnels_presence_due(struct loop *l, void *arg)
     (void)l;
     ts->presence_timer = 0;
     for (t = ts->list; t != NULL; t = t->next) {
-        if (t->def.peer[0] != '\0' || t->def.udp ||
+        if (t->def.peer[0] != '\0' ||
             hub_agent_online(ts->hub, t->def.agent_id)) {
             continue;
         }

@@ -39,8 +39,10 @@ struct tunnels;
  */
 typedef void (*tunnel_dial_done_fn)(void *arg, int fd, const char *why);
 struct tunnel_dial {
-    void *(*connect)(void *ctx, const char *route, const char *host, int port,
-                     const char *orig_ip, int orig_port,
+    /* udp: a UDP flow, which comes back as a stream of length-prefixed
+     * datagrams (hub/udp_relay.h; route/route.h struct route's udp) */
+    void *(*connect)(void *ctx, const char *route, bool udp, const char *host,
+                     int port, const char *orig_ip, int orig_port,
                      tunnel_dial_done_fn done, void *arg);
     void (*cancel)(void *handle);
     void *ctx;

@@ -569,13 +569,14 @@ struct peer_link *peer_link_start(struct peer_links *ls, int fd,
 
         n = snprintf(pl->req, sizeof(pl->req),
                      "CONNECT %s%s%s:%d HTTP/1.1\r\nHost: %s%s%s:%d\r\n"
-                     "%s%s%s"
+                     "%s%s%s%s"
                      "Proxy-Authorization: Bearer %s\r\n\r\n",
                      v6 ? "[" : "", o->dest_host, v6 ? "]" : "", o->dest_port,
                      v6 ? "[" : "", o->dest_host, v6 ? "]" : "", o->dest_port,
                      o->agent != NULL ? "Portcullis-Agent: " : "",
                      o->agent != NULL ? o->agent : "",
-                     o->agent != NULL ? "\r\n" : "", o->token);
+                     o->agent != NULL ? "\r\n" : "",
+                     o->udp ? "Portcullis-Kind: udp\r\n" : "", o->token);
     }
     if (n < 0 || (size_t)n >= sizeof(pl->req)) {
         pl_end(pl, -1, "peer %s: the token or destination is too long",

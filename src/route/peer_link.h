@@ -35,6 +35,7 @@ struct peer_link_opts {
     const char *fingerprint; /* "SHA256:AA:BB:...": the pinned certificate */
     const char *dest_host;   /* NULL: OPTIONS * (a check) */
     const char *agent;       /* Portcullis-Agent (a node link), or NULL */
+    bool udp; /* with agent: Portcullis-Kind: udp (hub/udp_relay.h) */
     int dest_port;
     int timeout_ms;
 };

@@ -66,6 +66,7 @@ struct route_req {
      * ID of that node */
     char node_agent[STORE_ROUTE_MAX + 1];
     char node_id[NODE_ID_MAX + 1];
+    bool udp; /* a UDP flow (struct route): only through another node */
     /* route_peer_check: OPTIONS * instead of CONNECT */
     bool check;
     /* while route_connect runs the connector: cleared when rq ends */
@@ -377,6 +378,11 @@ static void route_agent_connect(struct route_req *rq, const char *host,
         route_node_connect(rq, host, port, orig_ip, orig_port);
         return;
     }
+    if (rq->udp) { /* the caller takes this node's own agents by the hub */
+        route_finish(rq, -1,
+                     "a udp flow goes only to an agent of another node");
+        return;
+    }
 
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
         route_finish(rq, -1, strerror(errno));
@@ -483,6 +489,7 @@ static void route_peer_on_sub(void *arg, const struct route_result *res)
     o.fingerprint = p->tls_fingerprint;
     o.dest_host = rq->check ? NULL : rq->dest_host;
     o.agent = rq->node_agent[0] != '\0' ? rq->node_agent : NULL;
+    o.udp = o.agent != NULL && rq->udp;
     o.dest_port = rq->dest_port;
     o.timeout_ms = rq->rs->cfg->connect_timeout_seconds * 1000;
     /* the link may answer (and rq be freed) before it returns: rq is
@@ -879,6 +886,7 @@ static struct route_req *route_req_new(struct routes *rs,
     }
     rq->rs = rs;
     rq->kind = rt->kind;
+    rq->udp = rt->udp;
     rq->fd = -1;
     rq->agent_fd = -1;
     snprintf(rq->name, sizeof(rq->name), "%s", rt->name);
@@ -928,6 +936,10 @@ struct route_req *route_connect(struct routes *rs, const struct route *rt,
     }
     rq->fn = fn;
     rq->arg = arg;
+    if (rq->udp && rq->kind->connect != route_agent_connect) {
+        route_finish(rq, -1, "a udp flow goes only through an agent");
+        return NULL;
+    }
     return route_start(rq, host, port, orig_ip, orig_port);
 }
 

@@ -42,6 +42,11 @@ struct route {
     const struct route_kind *kind;  /* NULL when route_parse refused it */
     char name[STORE_ROUTE_MAX + 1]; /* after the prefix ("" for direct) */
     char text[STORE_ROUTE_MAX + 1];
+    /* set by the caller after route_parse (which clears it): a UDP
+     * tunnel's flow, as length-prefixed datagrams (hub/udp_relay.h); only
+     * an agent another node holds takes it (the node: hop with
+     * Portcullis-Kind: udp), other routes fail */
+    bool udp;
 };
 
 /* Parses an asset's route string. ERR_OK with *out; ERR_INVALID for a

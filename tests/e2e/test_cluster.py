@@ -405,6 +405,81 @@ def test_tunnel_port_on_every_node(cluster, make_agent, pctarget, tmp_path):
         target.stop()
 
 
+def test_udp_tunnel_port_on_every_node(cluster, make_agent, tmp_path):
+    """A UDP tunnel listens on every node as a TCP one does: node b, which
+    does not hold the agent, carries each client's flow to a over the
+    node hop (datagrams framed on the stream) and back; several flows at
+    once, each with its report row on b; a datagram of the largest size
+    crosses whole; b stops listening when the agent goes."""
+    from test_tunnel import Echo
+    a, b, ns = cluster
+    echo = Echo(ns, tmp_path / "echo.log")
+    try:
+        ag = make_agent(a, netns=ns, server=url(a, ns))
+        wait_agent(a, ag.id)
+        _, out, _ = b.cli("tunnel", "add", ag.id, "--remote",
+                          "127.0.0.1:%d" % echo.port, "--udp", "--acl",
+                          "127.0.0.0/8")
+        kv = pclib.parse_kv(out)
+        tid, port = kv["id"], int(kv["port"])
+
+        def ask(s, data, tries=1):
+            for _ in range(tries):
+                s.sendto(data, ("127.0.0.2", port))
+                try:
+                    return s.recvfrom(65536)[0]
+                except (socket.timeout, ConnectionRefusedError):
+                    time.sleep(0.3)
+            return None
+
+        socks = []
+        for i in range(3):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", 0))
+            s.settimeout(2)
+            socks.append(s)
+        try:
+            # b listens once the presence notice came (within seconds)
+            assert ask(socks[0], b"first", tries=25) == b"echo:first", \
+                b.log_tail()
+            assert "tunnel %s: listening on port %d/udp" % (tid, port) in \
+                b.log_text()
+            for i, s in enumerate(socks):
+                for j in range(3):
+                    d = b"flow%d-%d" % (i, j)
+                    assert ask(s, d, tries=3) == b"echo:" + d
+            big = bytes(range(256)) * 200  # 51200 bytes, framed as one
+            assert ask(socks[1], big, tries=3) == b"echo:" + big
+            # every flow reached the target through a: rows on b
+            id_b = nodes(b)["b"]["id"]
+            deadline = time.monotonic() + 10
+            while True:
+                _, out, _ = b.cli("session", "list", "--json")
+                mine = [r for r in json.loads(out)
+                        if r["kind"] == "tunnel" and r["node"] == id_b]
+                if len(mine) >= 3 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.3)
+            assert len(mine) >= 3, mine
+            assert all(r["route"] == "agent:%s" % ag.id for r in mine), mine
+        finally:
+            for s in socks:
+                s.close()
+        # the agent goes: b stops listening (the port is free on 127.0.0.2)
+        ag.stop()
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.bind(("127.0.0.2", port))
+                break
+            except OSError:
+                assert time.monotonic() < deadline, b.log_tail()
+                time.sleep(0.3)
+    finally:
+        echo.stop()
+
+
 def wait_for_listen(addr, listening, timeout):
     """Waits until a TCP connection to addr is accepted (listening) or
     refused (not)."""

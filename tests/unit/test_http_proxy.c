@@ -206,12 +206,45 @@ static void test_agent_header(void **state)
         400);
 }
 
+/* Portcullis-Kind: udp (a UDP tunnel's flow between nodes): that one
+ * value, once; without it a stream is TCP. */
+static void test_kind_header(void **state)
+{
+    static struct http_proxy_req req;
+    char why[256];
+
+    (void)state;
+    assert_int_equal(parse("CONNECT 127.0.0.1:53 HTTP/1.1\r\n"
+                           "Portcullis-Agent: a1\r\n"
+                           "Portcullis-Kind: udp\r\n\r\n",
+                           &req, why),
+                     0);
+    assert_true(req.udp);
+    assert_string_equal(req.agent, "a1");
+    assert_int_equal(parse("CONNECT a:1 HTTP/1.1\r\n\r\n", &req, why), 0);
+    assert_false(req.udp);
+    assert_int_equal(
+        parse("CONNECT a:1 HTTP/1.1\r\nPortcullis-Kind: tcp\r\n\r\n", &req,
+              why),
+        400);
+    assert_string_equal(why, "bad Portcullis-Kind");
+    assert_int_equal(parse("CONNECT a:1 HTTP/1.1\r\nPortcullis-Kind: udp\r\n"
+                           "portcullis-kind: UDP\r\n\r\n",
+                           &req, why),
+                     400);
+    assert_int_equal(
+        parse("CONNECT a:1 HTTP/1.1\r\nPortcullis-Kind: udpx\r\n\r\n", &req,
+              why),
+        400);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_allow_parse_and_match),
         cmocka_unit_test(test_head),
         cmocka_unit_test(test_agent_header),
+        cmocka_unit_test(test_kind_header),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
