@@ -555,18 +555,21 @@ def test_nscodec_recording_plays_in_the_web_player(tls_proxy, web_ui,
         assert near(tuple(res[at]["rgb"]), blue), res
 
 
-def test_bitmap_of_a_depth_no_decoder_takes_goes_nowhere(tls_proxy,
-                                                          tmp_path):
-    """A hostile target's "not encoded" bitmap of 1 bit per pixel (16
-    bytes for 1024x64), a depth FreeRDP's decoder does not take, which
-    made it log an error for each of the bitmap's pixels (65,601 lines
-    in the proxy's log from the recorder, as many in xfreerdp's: a
-    target could fill the proxy's log at will), is sent neither to the
-    client nor to the recorder: neither log has such a line, the proxy
-    logs the refusal once, and the teal screen after it is shown and
-    recorded."""
+class HostileSession:
+    """What hostile_recorded_session saw: the target's lines, the client's
+    and the proxy's log (since the session began), the user, the shim."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def hostile_recorded_session(tls_proxy, tmp_path, mode):
+    """One recorded session of a new user through the shim to an
+    NscTarget in mode (whose hostile update comes before its teal
+    screen), xfreerdp at 32 bpp without compression; fails unless the
+    target got as far as sending."""
     since = len(tls_proxy.log_text())
-    target = NscTarget(tmp_path / "target", "bpp1").start()
+    target = NscTarget(tmp_path / "target", mode).start()
     asset = rdp_asset(tls_proxy, target)
     pw = "User-Pass-77"
     user = tls_proxy.user_add(password=pw)
@@ -578,10 +581,26 @@ def test_bitmap_of_a_depth_no_decoder_takes_goes_nowhere(tls_proxy,
     finally:
         shim.close()
         target.stop()
-    lines = target.lines()
-    client_log = (tmp_path / "client.log").read_text(errors="replace")
-    log = tls_proxy.log_text()[since:]
-    assert "sent" in lines, (lines, r, client_log[-2000:])
+    h = HostileSession(
+        lines=target.lines(), user=user, shim=shim, result=r,
+        client_log=(tmp_path / "client.log").read_text(errors="replace"),
+        log=tls_proxy.log_text()[since:])
+    assert "sent" in h.lines, (h.lines, r, h.client_log[-2000:])
+    return h
+
+
+def test_bitmap_of_a_depth_no_decoder_takes_goes_nowhere(tls_proxy,
+                                                          tmp_path):
+    """A hostile target's "not encoded" bitmap of 1 bit per pixel (16
+    bytes for 1024x64), a depth FreeRDP's decoder does not take, which
+    made it log an error for each of the bitmap's pixels (65,601 lines
+    in the proxy's log from the recorder, as many in xfreerdp's: a
+    target could fill the proxy's log at will), is sent neither to the
+    client nor to the recorder: neither log has such a line, the proxy
+    logs the refusal once, and the teal screen after it is shown and
+    recorded."""
+    h = hostile_recorded_session(tls_proxy, tmp_path, "bpp1")
+    client_log, log, user = h.client_log, h.log, h.user
     assert "Unsupported" not in log, "%d lines: %s" % (
         log.count("\n"), log[-1000:])
     assert "Unsupported" not in client_log, client_log[-1000:]
@@ -608,25 +627,10 @@ def test_planar_bitmap_taller_than_the_desktop_goes_nowhere(tls_proxy,
     session's child died, SIGSEGV; under the ASan build, which does not
     see into the uninstrumented libfreerdp2, it died of SEGV in
     libavutil as it ended; xfreerdp got the update)."""
-    since = len(tls_proxy.log_text())
-    target = NscTarget(tmp_path / "target", "planar-big").start()
-    asset = rdp_asset(tls_proxy, target)
-    pw = "User-Pass-77"
-    user = tls_proxy.user_add(password=pw)
-    tls_proxy.allow(user, asset, native="record")
-    shim = CodecShim(tmp_path / "shim", tls_proxy.rdp_port, {})
-    try:
-        r = shim_client(tls_proxy, shim, tmp_path, "%s#%s" % (user, asset),
-                        pw, ["-compression", "/bpp:32"])
-    finally:
-        shim.close()
-        target.stop()
-    lines = target.lines()
-    client_log = (tmp_path / "client.log").read_text(errors="replace")
-    log = tls_proxy.log_text()[since:]
+    h = hostile_recorded_session(tls_proxy, tmp_path, "planar-big")
+    lines, log, user, shim = h.lines, h.log, h.user, h.shim
     print("target:", lines, "bitmap updates seen:", shim.bitmaps,
           "errors:", shim.errors)
-    assert "sent" in lines, (lines, r, client_log[-2000:])
     assert [ln for ln in lines if ln.startswith("planar ")], lines
     assert "a bitmap update from the target not sent to the client (a " \
         "planar bitmap of 64x2048 for a desktop of 1024x768)" in log, \

@@ -8,6 +8,7 @@ at the latest), never the loop: the web UI's files, a session's bytes
 and new SSH connections keep being served. Before, each of those GETs
 held the whole loop for the statement deadline (3 s)."""
 
+import contextlib
 import http.client
 import json
 import os
@@ -164,9 +165,11 @@ def test_healthz_says_when_the_database_is_down(target, tmp_path):
         o.close()
 
 
-def _hold_writes(o, table, seconds):
-    """Another session holds table in EXCLUSIVE mode for seconds: reads
-    go on, writes wait. The psql process, once the lock is taken."""
+@contextlib.contextmanager
+def _writes_held(o, table, seconds):
+    """Another session holds table in EXCLUSIVE mode for seconds (reads go
+    on, writes wait) from when the lock is taken to the with's end, which
+    waits for it to have been let go cleanly."""
     holder = subprocess.Popen(
         o.own.as_user + [os.path.join(o.own.bindir, "psql"), "-h", o.own.dir,
                          "-p", str(o.own.port), "-U", "portcullis", "-d",
@@ -174,8 +177,14 @@ def _hold_writes(o, table, seconds):
                          "BEGIN; LOCK TABLE %s IN EXCLUSIVE MODE; SELECT "
                          "pg_sleep(%s); COMMIT;" % (table, seconds)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    time.sleep(0.3)
-    return holder
+    try:
+        time.sleep(0.3)
+        yield
+        assert holder.wait(timeout=30) == 0, holder.stderr.read()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
 
 
 def test_report_read_after_a_session_ended_is_closed(target, tmp_path):
@@ -185,28 +194,22 @@ def test_report_read_after_a_session_ended_is_closed(target, tmp_path):
     API's own connection, answer it closed, not open."""
     o = _Outage(target, tmp_path)
     p = o.p
-    holder = None
     try:
         st, doc, _, _ = _get(p.http_port, "/api/v1/sessions", o.token)
         mine = [x for x in doc["data"] if x.get("user") == o.user and
                 "ending-done" in (x.get("detail") or "")]
         assert len(mine) == 1 and not mine[0].get("result"), mine
         sid = mine[0]["id"]
-        holder = _hold_writes(o, "sessions", 0.6)
-        o.end_one()
-        st, doc, _, took = _get(p.http_port, "/api/v1/sessions/" + sid,
-                                o.token)
-        print("read after the end: %d in %.3f s: %s" % (st, took, doc))
-        assert st == 200 and doc["data"].get("result") == "ok", doc
-        st, doc, _, _ = _get(p.http_port, "/api/v1/sessions", o.token)
-        row = [x for x in doc["data"] if x["id"] == sid]
-        assert row and row[0].get("result") == "ok", row
-        assert holder.wait(timeout=30) == 0, holder.stderr.read()
-        holder = None
+        with _writes_held(o, "sessions", 0.6):
+            o.end_one()
+            st, doc, _, took = _get(p.http_port, "/api/v1/sessions/" + sid,
+                                    o.token)
+            print("read after the end: %d in %.3f s: %s" % (st, took, doc))
+            assert st == 200 and doc["data"].get("result") == "ok", doc
+            st, doc, _, _ = _get(p.http_port, "/api/v1/sessions", o.token)
+            row = [x for x in doc["data"] if x["id"] == sid]
+            assert row and row[0].get("result") == "ok", row
     finally:
-        if holder is not None:
-            holder.kill()
-            holder.wait()
         o.close()
 
 
@@ -216,24 +219,17 @@ def test_audit_read_after_an_event_has_it(target, tmp_path):
     table held against writes for 0.6 s; GET /api/v1/audit asked at once
     has it."""
     o = _Outage(target, tmp_path)
-    p = o.p
-    holder = None
+    name = "ghost-" + uniq()
     try:
-        name = "ghost-" + uniq()
-        holder = _hold_writes(o, "audit", 0.6)
-        st, _ = http_json(p.http_port, "POST", "/api/v1/login",
-                          body=json.dumps({"username": name,
-                                           "password": "wrong"}))
-        assert st == 401
-        st, doc, _, took = _get(p.http_port, "/api/v1/audit", o.token)
-        print("audit read after the event: %d in %.3f s" % (st, took))
-        assert st == 200 and name in json.dumps(doc), doc
-        assert holder.wait(timeout=30) == 0, holder.stderr.read()
-        holder = None
+        with _writes_held(o, "audit", 0.6):
+            st, _ = http_json(o.p.http_port, "POST", "/api/v1/login",
+                              body=json.dumps({"username": name,
+                                               "password": "wrong"}))
+            assert st == 401
+            st, doc, _, took = _get(o.p.http_port, "/api/v1/audit", o.token)
+            print("audit read after the event: %d in %.3f s" % (st, took))
+            assert st == 200 and name in json.dumps(doc), doc
     finally:
-        if holder is not None:
-            holder.kill()
-            holder.wait()
         o.close()
 
 
