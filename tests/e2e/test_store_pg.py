@@ -227,6 +227,11 @@ def test_migrate_sqlite_to_postgresql(pg, target, tmp_path):
     r = Client(p.ssh_port).ssh("%s#%s" % (user, asset), "echo after",
                                password=pw)
     assert r.rc == 0 and r.out.strip() == "after", r
+    # the new session's row is closed when the server hears its end, which
+    # may be after the client's exit (the CLI reads the store itself)
+    p.wait_session(lambda x: x.get("user") == user and
+                   x.get("id") != old["id"] and x.get("result") == "ok",
+                   what="the session on PostgreSQL closed ok")
     rows = p.sessions()
     ids = [row["id"] for row in rows]
     assert old["id"] in ids, rows
