@@ -32,21 +32,21 @@ struct store_worker {
     bool *busy;
     struct store_job *waiting, **tail; /* FIFO */
     struct store_job *running;         /* on worker threads */
-    struct store_worker *next_async;   /* in store_workers_async */
+    struct store_worker *next_writer;  /* in store_writers */
     bool writer; /* one of main's own writers (store_worker_set_writer) */
 };
 
-/* Every worker with connections of its own, for store_worker_writing
- * (the loop's thread only, as everything here). */
-static struct store_worker *store_workers_async;
+/* The workers marked by store_worker_set_writer, for
+ * store_worker_writing (the loop's thread only, as everything here). */
+static struct store_worker *store_writers;
 
 static void store_worker_free(struct store_worker *w)
 {
     struct store_worker **pp;
 
-    for (pp = &store_workers_async; *pp != NULL; pp = &(*pp)->next_async) {
+    for (pp = &store_writers; *pp != NULL; pp = &(*pp)->next_writer) {
         if (*pp == w) {
-            *pp = w->next_async;
+            *pp = w->next_writer;
             break;
         }
     }
@@ -83,21 +83,23 @@ struct store_worker *store_worker_new(struct loop *l, struct store *main,
         store_worker_free(w);
         return NULL;
     }
-    w->next_async = store_workers_async;
-    store_workers_async = w;
     return w;
 }
 
 void store_worker_set_writer(struct store_worker *w)
 {
-    w->writer = true;
+    if (!w->writer) {
+        w->writer = true;
+        w->next_writer = store_writers;
+        store_writers = w;
+    }
 }
 
 bool store_worker_writing(const struct store *main)
 {
-    for (const struct store_worker *w = store_workers_async; w != NULL;
-         w = w->next_async) {
-        if (w->main == main && w->writer && store_worker_busy(w)) {
+    for (const struct store_worker *w = store_writers; w != NULL;
+         w = w->next_writer) {
+        if (w->main == main && store_worker_busy(w)) {
             return true;
         }
     }
