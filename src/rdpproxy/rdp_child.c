@@ -1219,11 +1219,13 @@ static BOOL rdpc_fw_palette(rdpContext *c, const PALETTE_UPDATE *p)
     return s->gdi_palette(c, p);
 }
 
-/* A surface command from the target not sent to the client, said (as
- * other refusals, rate-limited) with why. */
-static void rdpc_surface_refused(struct rdpc *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void rdpc_surface_refused(struct rdpc *s, const char *fmt, ...)
+/* Graphics from the target not sent to the client (what: "a surface
+ * command", "a bitmap update"), said (as other refusals, rate-limited)
+ * with why. */
+static void rdpc_gfx_refused(struct rdpc *s, const char *what, const char *fmt,
+                             ...) __attribute__((format(printf, 3, 4)));
+static void rdpc_gfx_refused(struct rdpc *s, const char *what, const char *fmt,
+                             ...)
 {
     char why[120], line[200];
     va_list ap;
@@ -1232,8 +1234,7 @@ static void rdpc_surface_refused(struct rdpc *s, const char *fmt, ...)
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
     snprintf(line, sizeof(line),
-             "a surface command from the target not sent to the client (%s)",
-             why);
+             "%s from the target not sent to the client (%s)", what, why);
     rdpc_vlog(s, NULL, RDPC_VLOG_SURFACE, NULL, line, 0);
 }
 
@@ -1253,15 +1254,10 @@ static BOOL rdpc_fw_bitmap_ok(struct rdpc *s, const BITMAP_UPDATE *b)
         if (rdp_codec_update_check(
                 r->bitsPerPixel, r->compressed ? true : false, r->width,
                 r->height, s->f_width, s->f_height) != RDP_BITMAP_OK) {
-            char line[200];
-
-            snprintf(line, sizeof(line),
-                     "a bitmap update from the target not sent to the "
-                     "client (a planar bitmap of %ux%u for a desktop of "
-                     "%ux%u)",
-                     (unsigned)r->width, (unsigned)r->height,
-                     (unsigned)s->f_width, (unsigned)s->f_height);
-            rdpc_vlog(s, NULL, RDPC_VLOG_SURFACE, NULL, line, 0);
+            rdpc_gfx_refused(s, "a bitmap update",
+                             "a planar bitmap of %ux%u for a desktop of %ux%u",
+                             (unsigned)r->width, (unsigned)r->height,
+                             (unsigned)s->f_width, (unsigned)s->f_height);
             return FALSE;
         }
     }
@@ -1307,21 +1303,21 @@ static BOOL rdpc_fw_surface_bits(rdpContext *c, const SURFACE_BITS_COMMAND *sb)
     case RDP_BITMAP_OK:
         break;
     case RDP_BITMAP_TOO_LARGE:
-        rdpc_surface_refused(s,
-                             "an NSCodec bitmap of %ux%u for a rectangle "
-                             "of %ux%u",
-                             (unsigned)sb->bmp.width, (unsigned)sb->bmp.height,
-                             (unsigned)(sb->destRight - sb->destLeft),
-                             (unsigned)(sb->destBottom - sb->destTop));
+        rdpc_gfx_refused(s, "a surface command",
+                         "an NSCodec bitmap of %ux%u for a rectangle "
+                         "of %ux%u",
+                         (unsigned)sb->bmp.width, (unsigned)sb->bmp.height,
+                         (unsigned)(sb->destRight - sb->destLeft),
+                         (unsigned)(sb->destBottom - sb->destTop));
         return TRUE;
     case RDP_BITMAP_DEPTH:
-        rdpc_surface_refused(s,
-                             "a bitmap of %u bits per pixel, a depth no "
-                             "decoder takes",
-                             (unsigned)sb->bmp.bpp);
+        rdpc_gfx_refused(s, "a surface command",
+                         "a bitmap of %u bits per pixel, a depth no "
+                         "decoder takes",
+                         (unsigned)sb->bmp.bpp);
         return TRUE;
     case RDP_BITMAP_PLANAR_TOO_LARGE: /* Bitmap Updates' only */
-        rdpc_surface_refused(s, "a bitmap no decoder takes");
+        rdpc_gfx_refused(s, "a surface command", "a bitmap no decoder takes");
         return TRUE;
     }
     out = *sb;
