@@ -206,3 +206,52 @@ int nthash_v2(const uint8_t nt[NTHASH_LEN], const char *user,
     }
     return ERR_OK;
 }
+
+bool nthash_v2_proof_ok(const uint8_t v2[NTHASH_LEN],
+                        const uint8_t challenge[NTHASH_CHALLENGE_LEN],
+                        const uint8_t *resp, size_t len)
+{
+    uint8_t in[NTHASH_CHALLENGE_LEN + NTHASH_RESPONSE_MAX],
+        mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    bool ok;
+
+    if (len < NTHASH_LEN + NTHASH_BLOB_MIN || len > NTHASH_RESPONSE_MAX) {
+        return false;
+    }
+    memcpy(in, challenge, NTHASH_CHALLENGE_LEN);
+    memcpy(in + NTHASH_CHALLENGE_LEN, resp + NTHASH_LEN, len - NTHASH_LEN);
+    ok = HMAC(EVP_md5(), v2, NTHASH_LEN, in,
+              NTHASH_CHALLENGE_LEN + len - NTHASH_LEN, mac, &maclen) != NULL &&
+         maclen == NTHASH_LEN && sodium_memcmp(mac, resp, NTHASH_LEN) == 0;
+    sodium_memzero(mac, sizeof(mac));
+    return ok;
+}
+
+bool nthash_ntlm_response(const uint8_t *msgs, size_t n, const uint8_t **resp,
+                          size_t *len)
+{
+    static const uint8_t sig[12] = {'N', 'T', 'L', 'M', 'S', 'S',
+                                    'P', 0,   3,   0,   0,   0};
+    const uint8_t *auth = NULL;
+    size_t left, off, rlen;
+
+    for (size_t i = 0; msgs != NULL && i + sizeof(sig) <= n; i++) {
+        if (memcmp(msgs + i, sig, sizeof(sig)) == 0) {
+            auth = msgs + i;
+        }
+    }
+    /* the fixed part up to NtChallengeResponseFields' end: 28 bytes */
+    if (auth == NULL || (left = (size_t)(msgs + n - auth)) < 28) {
+        return false;
+    }
+    rlen = (size_t)auth[20] | (size_t)auth[21] << 8;
+    off = (size_t)auth[24] | (size_t)auth[25] << 8 | (size_t)auth[26] << 16 |
+          (size_t)auth[27] << 24;
+    if (off > left || rlen > left - off) {
+        return false;
+    }
+    *resp = auth + off;
+    *len = rlen;
+    return true;
+}

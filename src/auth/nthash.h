@@ -14,6 +14,7 @@
 #ifndef PORTCULLIS_NTHASH_H
 #define PORTCULLIS_NTHASH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,5 +36,29 @@ int nthash_v1(const char *password, uint8_t out[NTHASH_LEN]);
  * them (UTF-8). */
 int nthash_v2(const uint8_t nt[NTHASH_LEN], const char *user,
               const char *domain, uint8_t out[NTHASH_LEN]);
+
+/* NTLMv2's proof (MS-NLMP §3.3.2): an NTLMv2 response is NTProofStr (16
+ * bytes) then the client's blob (at least NTHASH_BLOB_MIN bytes: version,
+ * time stamp, client challenge, AV pairs), and NTProofStr is HMAC-MD5
+ * keyed with NTOWFv2 over the server's challenge and that blob. True when
+ * resp proves v2 over challenge; the comparison is in constant time. */
+#define NTHASH_CHALLENGE_LEN 8
+#define NTHASH_BLOB_MIN 28
+/* longest NTLMv2 response taken (a real one is 16 + 28 + the server's
+ * AV pairs echoed back, a few hundred bytes) */
+#define NTHASH_RESPONSE_MAX 4096
+/* The client's NT response in NTLM messages as WinPR's server hands them
+ * to its hash callback (the MIC value: NEGOTIATE, CHALLENGE and
+ * AUTHENTICATE one after the other, MS-NLMP §2.2.1): the AUTHENTICATE
+ * message is the last that starts with the signature and type 3, and its
+ * NtChallengeResponseFields (length, maximum, offset from its start) name
+ * the response. True and *resp, *len inside msgs[0..n); false if there is
+ * no such message or the fields point outside it. Bounds only: what the
+ * response proves is nthash_v2_proof_ok's to say. */
+bool nthash_ntlm_response(const uint8_t *msgs, size_t n, const uint8_t **resp,
+                          size_t *len);
+bool nthash_v2_proof_ok(const uint8_t v2[NTHASH_LEN],
+                        const uint8_t challenge[NTHASH_CHALLENGE_LEN],
+                        const uint8_t *resp, size_t len);
 
 #endif

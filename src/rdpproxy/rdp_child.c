@@ -74,6 +74,7 @@
 #include <winpr/ssl.h>
 #include <winpr/synch.h>
 
+#include "auth/nthash.h"
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -177,6 +178,7 @@ struct rdpc {
     char asset[STORE_NAME_MAX + 1]; /* asset name, after authorize */
     char row[STORE_ID_MAX + 1];     /* report row, after authorize */
     bool ntlm_given;                /* the monitor handed an NTLM key */
+    bool ntlm_refused; /* ...or refused, and WinPR got a key that fails */
     /* the client chose TLS without NLA ([rdp] tls_logins): its user name
      * and password come in the Client Info PDU, checked at PostConnect */
     bool tls_login;
@@ -819,12 +821,70 @@ static int rdpc_ident(const UINT16 *p, UINT32 n, UINT32 flags, char *out,
 
 /*
  * WinPR's NTLM server calls this for NTOWFv2 of the user and domain the
- * client named. Beware: WinPR 2 reads the SECURITY_STATUS it returns as
- * a truth value (non-zero: the hash was written), the opposite of
- * SEC_E_OK; hence the two names below.
+ * client named. The monitor hands it out only against the client's NTLMv2
+ * response that it proves (the server challenge and the response go with
+ * the question), so this child, compromised or not, never holds the key
+ * of a user whose password its client does not know. Beware: WinPR 2 reads the
+ * SECURITY_STATUS it returns as a truth value (non-zero: the hash was written),
+ * the opposite of SEC_E_OK; hence the two names below.
  */
 #define RDPC_NTLM_YES ((SECURITY_STATUS)1)
 #define RDPC_NTLM_NO ((SECURITY_STATUS)0)
+
+/*
+ * WinPR's NTLM server calls this for NTOWFv2 of the user and domain the
+ * client named. The monitor hands it out only against the client's NTLMv2
+ * response that it proves (the server challenge and the response go with
+ * the question), so this child, compromised or not, never holds the key
+ * of a user whose password its client does not know. Beware: WinPR 2 reads the
+ * SECURITY_STATUS it returns as a truth value (non-zero: the hash was written),
+ * the opposite of SEC_E_OK; hence the two names below.
+ */
+#define RDPC_NTLM_YES ((SECURITY_STATUS)1)
+#define RDPC_NTLM_NO ((SECURITY_STATUS)0)
+
+/*
+ * The client's NTLMv2 response, out of what WinPR gives the hash callback:
+ * micvalue is the NEGOTIATE, CHALLENGE and AUTHENTICATE messages one after
+ * the other (MS-NLMP §2.2.1; the MIC field zeroed), and the AUTHENTICATE
+ * message is the last that starts with the signature and type 3. Its
+ * NtChallengeResponseFields (length, maximum, offset from the message's
+ * start) name the response. Bounds are checked against the buffer only:
+ * the monitor checks the response itself, so a client that dresses up its
+ * messages fails its own login and nothing else.
+ */
+static bool rdpc_ntlm_response(const SecBuffer *micvalue, const uint8_t **resp,
+                               size_t *len)
+{
+    static const uint8_t sig[12] = {'N', 'T', 'L', 'M', 'S', 'S',
+                                    'P', 0,   3,   0,   0,   0};
+    const uint8_t *p, *auth = NULL;
+    size_t n, off, rlen;
+
+    if (micvalue == NULL || micvalue->pvBuffer == NULL) {
+        return false;
+    }
+    p = micvalue->pvBuffer;
+    n = micvalue->cbBuffer;
+    for (size_t i = 0; i + sizeof(sig) <= n; i++) {
+        if (memcmp(p + i, sig, sizeof(sig)) == 0) {
+            auth = p + i;
+        }
+    }
+    if (auth == NULL || (size_t)(p + n - auth) < 28) {
+        return false;
+    }
+    n = (size_t)(p + n - auth);
+    rlen = (size_t)auth[20] | (size_t)auth[21] << 8;
+    off = (size_t)auth[24] | (size_t)auth[25] << 8 | (size_t)auth[26] << 16 |
+          (size_t)auth[27] << 24;
+    if (off > n || rlen > n - off) {
+        return false;
+    }
+    *resp = auth + off;
+    *len = rlen;
+    return true;
+}
 
 static SECURITY_STATUS rdpc_ntlm_hash(void *client,
                                       const SEC_WINNT_AUTH_IDENTITY *id,
@@ -834,11 +894,21 @@ static SECURITY_STATUS rdpc_ntlm_hash(void *client,
 {
     struct rdpc *s = rdpc_s;
     char domain[LOGIN_DOMAIN_MAX + 1];
-    const uint8_t *key = NULL;
-    size_t keylen = 0;
+    const uint8_t *key = NULL, *resp = NULL;
+    size_t keylen = 0, resplen = 0;
     uint8_t ok = 0;
 
     if (s == NULL || id == NULL || s->ntlm_given) {
+        return RDPC_NTLM_NO;
+    }
+    /* the server challenge: the first 8 bytes of WinPR's proof value */
+    if (proof == NULL || proof->pvBuffer == NULL ||
+        proof->cbBuffer < NTHASH_CHALLENGE_LEN || micvalue == NULL ||
+        micvalue->pvBuffer == NULL ||
+        !nthash_ntlm_response(micvalue->pvBuffer, micvalue->cbBuffer, &resp,
+                              &resplen) ||
+        resplen > NTHASH_RESPONSE_MAX) {
+        snprintf(s->why, sizeof(s->why), "denied: malformed NTLM response");
         return RDPC_NTLM_NO;
     }
     if (rdpc_ident(id->User, id->UserLength, id->Flags, s->login,
@@ -851,6 +921,9 @@ static SECURITY_STATUS rdpc_ntlm_hash(void *client,
     buf_reset(s->msg);
     if (buf_put_cstring(s->msg, s->login) != ERR_OK ||
         buf_put_cstring(s->msg, domain) != ERR_OK ||
+        buf_put_string(s->msg, proof->pvBuffer, NTHASH_CHALLENGE_LEN) !=
+            ERR_OK ||
+        buf_put_string(s->msg, resp, resplen) != ERR_OK ||
         rdpc_call(s, MP_RDP_NTLM, MP_RDP_NTLM_REPLY, NULL) != ERR_OK ||
         buf_get_u8(s->msg, &ok) != ERR_OK ||
         buf_get_cstring_into(s->msg, s->why + 8, sizeof(s->why) - 8) !=
@@ -867,7 +940,14 @@ static SECURITY_STATUS rdpc_ntlm_hash(void *client,
         memcpy(s->why, "denied: ", 8);
         log_info("rdp %s: login refused: %s", s->a->client_addr, s->why + 8);
         buf_reset(s->msg);
-        return RDPC_NTLM_NO;
+        /* WinPR is given a key no password makes, so that NLA fails as
+         * for a wrong password (the MIC or the public key's proof does
+         * not match) and the client reports a logon failure once; a
+         * refusal here instead makes xfreerdp connect again and again,
+         * each attempt a counted failure. No warm-up starts. */
+        randombytes_buf(hash, 16);
+        s->ntlm_given = s->ntlm_refused = true;
+        return RDPC_NTLM_YES;
     }
     memcpy(hash, key, 16);
     buf_reset(s->msg);
@@ -933,6 +1013,9 @@ static BOOL rdpc_logon(freerdp_peer *peer, SEC_WINNT_AUTH_IDENTITY *id,
          * and password; they are checked at PostConnect */
         s->tls_login = true;
         return TRUE;
+    }
+    if (s->ntlm_refused) {
+        return FALSE; /* the monitor's refusal stands (s->why) */
     }
     if (id == NULL || !s->ntlm_given) {
         snprintf(s->why, sizeof(s->why),
@@ -2797,9 +2880,10 @@ int rdp_child_run(const struct rdp_child_args *a)
         if (!s.told) {
             shutdown(a->client_fd, SHUT_RDWR);
         }
-        if (s.ntlm_given && !s.logon_seen) {
+        if (s.ntlm_given && !s.ntlm_refused && !s.logon_seen) {
             /* NLA failed after the monitor handed the key: a wrong
-             * password. Counted like one. */
+             * password. Counted like one. (A refused key was counted
+             * by the monitor, or was no password at all.) */
             (void)rdpc_auth_password(&s, "", &verdict, reason, sizeof(reason));
         }
     }

@@ -741,11 +741,11 @@ static void monitor_count_failure(struct monitor *m, struct mchild *c, int f)
 }
 
 /*
- * An RDP child's NTLM key (MP_RDP_NTLM) is counted as a failed password
- * when it is handed out, since a compromised child could take it and
- * never report: the child's own password check then settles it. Called
- * with the check's outcome; true if that outcome is already counted (a
- * failure of the same user: the charge was it).
+ * An RDP child's NTLM answer that did not prove the password (MP_RDP_NTLM)
+ * is counted as a failed password at once, since a compromised child
+ * could never report: the child's own password check then settles it.
+ * Called with the check's outcome; true if that outcome is already
+ * counted (a failure of the same user: the charge was it).
  */
 static bool monitor_ntlm_settle(struct monitor *m, struct mchild *c, bool ok)
 {
@@ -1048,9 +1048,12 @@ struct monitor_userq {
     char *login;                 /* heap: a key probe's or NTLM's login */
     char *domain;                /* heap: MP_RDP_NTLM's domain */
     bool want_nt;                /* MP_RDP_NTLM: the sealed NT hash too */
-    char *password;              /* heap, wiped: MP_AUTH_PASSWORD's */
-    char totp[16];               /* wiped: MP_AUTH_TOTP's code */
-    uint8_t *nt_sealed;          /* the NT hash to keep, sealed, or NULL */
+    uint8_t ntlm_sc[NTHASH_CHALLENGE_LEN]; /* MP_RDP_NTLM: the server's */
+    uint8_t *ntlm_resp;                    /* heap: the client's NTLMv2 */
+    size_t ntlm_resp_len;                  /* response to prove */
+    char *password;                        /* heap, wiped: MP_AUTH_PASSWORD's */
+    char totp[16];                         /* wiped: MP_AUTH_TOTP's code */
+    uint8_t *nt_sealed; /* the NT hash to keep, sealed, or NULL */
     size_t nt_sealed_len;
     char *rehash_old, *rehash_new; /* heap: a hash remade (password.h) */
     /* out */
@@ -1102,6 +1105,7 @@ static void monitor_userq_release(struct monitor_job *j)
     }
     free(q->login);
     free(q->domain);
+    free(q->ntlm_resp);
     free(q->nt_sealed);
     free(q->rehash_old);
     free(q->rehash_new);
@@ -1535,10 +1539,15 @@ out:
  * for the user and domain the client named, NTOWFv2 of that user's
  * password (auth/nthash.h). The monitor derives it from the sealed NT
  * hash and hands out that one key, once per child, after the same
- * lockout checks as a password. It proves nothing by itself: after NLA
- * the child sends the cleartext password it received (MP_AUTH_PASSWORD),
- * checked against the argon2id hash as for SSH, and a failed NLA is
- * reported the same way (an empty password), so it counts as a failure.
+ * lockout checks as a password, and only when the client's NTLMv2
+ * response (sent along with the server challenge) proves it: a
+ * compromised child cannot obtain the key, an offline-attackable value,
+ * of a user whose password its client does not know. A response that
+ * does not prove it is a wrong password, counted as one. The key still
+ * proves nothing by itself: after NLA the child sends the cleartext
+ * password it received (MP_AUTH_PASSWORD), checked against the argon2id
+ * hash as for SSH, and a failed NLA is reported the same way (an empty
+ * password), so it counts as a failure (once: monitor_ntlm_settle).
  */
 /* Does the RDP client's login name a configured directory (LDAP) domain,
  * as user@DOMAIN or as the NTLM domain (DOMAIN\\user)? */
@@ -1566,6 +1575,7 @@ static void monitor_rdp_ntlm_answer(struct monitor *m, struct mchild *c,
     uint8_t *nt = NULL, key[NTHASH_LEN];
     size_t ntlen = 0;
     char ad[VAULT_AD_MAX];
+    bool wrong = false;
 
     if (why == NULL) {
         if (monitor_factor_locked(m, c, LOCKOUT_PASSWORD)) {
@@ -1580,8 +1590,20 @@ static void monitor_rdp_ntlm_answer(struct monitor *m, struct mchild *c,
                 ntlen != NTHASH_LEN ||
                 nthash_v2(nt, login, domain, key) != ERR_OK) {
                 why = "internal error";
+            } else if (!nthash_v2_proof_ok(key, q->ntlm_sc, q->ntlm_resp,
+                                           q->ntlm_resp_len)) {
+                why = "authentication failed";
+                wrong = true;
             }
         }
+    }
+    if (wrong) {
+        /* a wrong password, counted now (a compromised child may never
+         * report); the child's report of its failed NLA is this one */
+        monitor_count_failure(m, c, LOCKOUT_PASSWORD);
+        monitor_factor_key(c, LOCKOUT_PASSWORD, c->ntlm_key,
+                           sizeof(c->ntlm_key));
+        c->ntlm_charged = true;
     }
     if (why != NULL) {
         snprintf(c->last_fail, sizeof(c->last_fail), "denied: %s", why);
@@ -1593,14 +1615,10 @@ static void monitor_rdp_ntlm_answer(struct monitor *m, struct mchild *c,
         (void)(buf_put_u8(m->rep, 0) || buf_put_cstring(m->rep, why) ||
                buf_put_string(m->rep, NULL, 0));
     } else {
-        /* Counted now as a failed password for this user and address:
-         * a compromised child could keep the key and never report. The
-         * child's own password check settles it (monitor_ntlm_settle):
-         * a success takes the charge back, a failure is this charge. */
-        monitor_count_failure(m, c, LOCKOUT_PASSWORD);
-        monitor_factor_key(c, LOCKOUT_PASSWORD, c->ntlm_key,
-                           sizeof(c->ntlm_key));
-        c->ntlm_charged = true;
+        /* The response proved the password's NT hash: nothing counted
+         * (a key costs a child whose client knows the password nothing
+         * it could not have had). The child's password check, which
+         * is the authentication, counts as any password does. */
         /* if NLA fails, the child says so (an empty password) */
         snprintf(c->last_fail, sizeof(c->last_fail),
                  "denied: authentication failed");
@@ -1632,6 +1650,8 @@ static int monitor_rdp_ntlm(struct monitor *m, struct mchild *c,
                             struct buf *req)
 {
     char *login = NULL, *domain = NULL, bad[120];
+    const uint8_t *sc = NULL, *resp = NULL;
+    size_t sclen = 0, resplen = 0;
     struct monitor_userq *q = NULL;
     const char *why = NULL;
     int r = ERR_PROTO;
@@ -1639,6 +1659,10 @@ static int monitor_rdp_ntlm(struct monitor *m, struct mchild *c,
     if (c->ntlm_asked || c->state != MC_PREAUTH || c->auth_pending ||
         buf_get_cstring(req, LOGIN_MAX, &login) != ERR_OK ||
         buf_get_cstring(req, LOGIN_DOMAIN_MAX + 1, &domain) != ERR_OK ||
+        buf_get_string_ptr(req, NTHASH_CHALLENGE_LEN, &sc, &sclen) != ERR_OK ||
+        sclen != NTHASH_CHALLENGE_LEN ||
+        buf_get_string_ptr(req, NTHASH_RESPONSE_MAX, &resp, &resplen) !=
+            ERR_OK ||
         buf_expect_end(req) != ERR_OK) {
         goto out;
     }
@@ -1667,6 +1691,11 @@ static int monitor_rdp_ntlm(struct monitor *m, struct mchild *c,
         q->login = login;
         q->domain = domain;
         login = domain = NULL;
+        memcpy(q->ntlm_sc, sc, sizeof(q->ntlm_sc));
+        if (resplen > 0 && (q->ntlm_resp = malloc(resplen)) != NULL) {
+            memcpy(q->ntlm_resp, resp, resplen);
+            q->ntlm_resp_len = resplen;
+        }
         monitor_job_start(m, c, &q->job);
         goto out;
     }

@@ -140,9 +140,9 @@ struct mchild {
      * kind "rdp", audit events say "rdp" */
     bool rdp;
     bool ntlm_asked; /* MP_RDP_NTLM answered: once per child */
-    /* MP_RDP_NTLM handed out a key and counted it as a failed password
-     * for ntlm_key (the user's password factor) and the address, until
-     * this child's own password check says otherwise */
+    /* MP_RDP_NTLM's response did not prove the password: counted as a
+     * failed password for ntlm_key (the user's password factor) and the
+     * address, which this child's own password check settles */
     bool ntlm_charged;
     char ntlm_key[LOCKOUT_KEY_MAX];
     /* NT hash of the password being checked, stored sealed if the check

@@ -42,7 +42,9 @@ enum mproto_type {
                              2 rdprec, an RDP child's only) */
     MP_KEX_SIGN,          /* host key type, u8 digest, exchange hash */
     MP_RDP_NTLM,          /* login, domain (UTF-8, as the RDP client sent
-                             them in NTLM): the NTOWFv2 key NLA needs */
+                             them in NTLM), server challenge (8 bytes),
+                             the client's NTLMv2 response: the NTOWFv2
+                             key NLA needs, if the response proves it */
     /* main -> child */
     MP_AUTH_REPLY = 64,   /* u8 verdict, u32 delay ms, reason */
     MP_AUTHORIZE_REPLY,   /* u8 ok, session id, message, asset name, u32

@@ -10,6 +10,7 @@ killed where the design says so (monitor.h's table), and the server must
 go on serving real users."""
 
 import ctypes
+import hmac
 import os
 import signal
 import socket
@@ -529,6 +530,56 @@ def test_unread_replies_do_not_stall_the_server(hostile, victim, proxy,
 # login (its code comes in the user name) or an SSH channel. A child
 # that does is compromised: it is ended without an answer.
 
+def _md4(data):
+    """RFC 1320 MD4 (Debian's OpenSSL 3 has it only in the legacy
+    provider, which Python's hashlib does not load): what an NT hash is
+    made of."""
+    mask = 0xffffffff
+
+    def rol(x, n):
+        x &= mask
+        return ((x << n) | (x >> (32 - n))) & mask
+
+    msg = bytearray(data) + b"\x80"
+    msg += b"\0" * ((56 - len(msg)) % 64) + struct.pack("<Q", 8 * len(data))
+    h = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476]
+    rounds = [
+        (lambda b, c, d: (b & c) | (~b & d), 0, list(range(16)), (3, 7, 11, 19)),
+        (lambda b, c, d: (b & c) | (b & d) | (c & d), 0x5a827999,
+         [(i % 4) * 4 + i // 4 for i in range(16)], (3, 5, 9, 13)),
+        (lambda b, c, d: b ^ c ^ d, 0x6ed9eba1,
+         [0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15],
+         (3, 9, 11, 15)),
+    ]
+    for off in range(0, len(msg), 64):
+        x = struct.unpack("<16I", msg[off:off + 64])
+        a, b, c, d = h
+        for fn, add, order, shifts in rounds:
+            for i, k in enumerate(order):
+                a = rol(a + fn(b, c, d) + x[k] + add, shifts[i % 4])
+                a, b, c, d = d, a, b, c
+        h = [(v + w) & mask for v, w in zip(h, (a, b, c, d))]
+    return struct.pack("<4I", *h)
+
+
+assert _md4(b"abc").hex() == "a448017aaf21d8525fc10ae87aa6729d"
+
+
+def ntlm_request(login, password, domain=""):
+    """MP_RDP_NTLM as a child asks it for an NTLMv2 client that knows
+    password (MS-NLMP §3.3.2): login, domain, a server challenge and the
+    client's response; and the NTOWFv2 key that response proves."""
+    upper = "".join(ch.upper() if "a" <= ch <= "z" else ch for ch in login)
+    nt = _md4(password.encode("utf-16-le"))
+    key = hmac.new(nt, (upper + domain).encode("utf-16-le"), "md5").digest()
+    challenge = os.urandom(8)
+    blob = b"\x01\x01" + b"\0" * 6 + os.urandom(16) + b"\0" * 4 + \
+        b"\0" * 4 + b"\0" * 4  # time, client challenge, AV pairs' end
+    proof = hmac.new(key, challenge + blob, "md5").digest()
+    return (s_str(login) + s_str(domain) + s_str(challenge) +
+            s_str(proof + blob)), key
+
+
 def rdp_asset(pc):
     """An rdp asset (no target behind it: nothing here connects)."""
     _, out, _ = pc.cli("asset", "add", uniq("w"), "--protocol", "rdp",
@@ -599,11 +650,43 @@ def test_rdp_child_requests_are_answered(rdp_hostile, rdp_victim):
     requests."""
     login, password = rdp_victim
     h = rdp_hostile()
-    mtype, _ = h.call(RDP_NTLM, s_str(login) + s_str(""))
-    assert mtype == RDP_NTLM_REPLY
+    req, key = ntlm_request(login, password)
+    mtype, payload = h.call(RDP_NTLM, req)
+    assert mtype == RDP_NTLM_REPLY and payload[0] == 1, payload
+    assert get_str(payload, 1 + 4 + len(get_str(payload, 1)[0]))[0] == key
     assert verdict(h.password(login, password)) == AUTH_OK
     mtype, payload = h.call(AUTHORIZE, u8(KIND_RDP) + s_str(""))
     assert mtype == AUTHORIZE_REPLY and payload[0] == 1, payload
+
+
+def test_rdp_child_without_the_password_gets_no_ntlm_key(rdp_hostile,
+                                                        rdp_proxy,
+                                                        rdp_victim):
+    """The NTLM key (NTOWFv2, attackable offline at MD4 speed) goes only
+    to a child whose client proved the password: a compromised child
+    that names a user and sends a response made without her password,
+    or the old request with none, gets no key; the first is a wrong
+    password counted at once (the report row says so), the second ends
+    the child. The same user's real password is then still accepted."""
+    login, password = rdp_victim
+    h = rdp_hostile()
+    req, key = ntlm_request(login, "not-" + password)
+    mtype, payload = h.call(RDP_NTLM, req)
+    assert mtype == RDP_NTLM_REPLY and payload[0] == 0, payload
+    why, off = get_str(payload, 1)
+    assert why == b"authentication failed", payload
+    assert get_str(payload, off)[0] == b"", payload
+    h.close()
+    row = rdp_proxy.wait_session(
+        lambda r: r.get("user") == login.split("#")[0])
+    assert row["result"] == "denied: authentication failed", row
+    h = rdp_hostile()
+    h.send(RDP_NTLM, s_str(login) + s_str(""))
+    h.expect_killed_unanswered()
+    h = rdp_hostile()
+    req, key = ntlm_request(login, password)
+    mtype, payload = h.call(RDP_NTLM, req)
+    assert mtype == RDP_NTLM_REPLY and payload[0] == 1, payload
 
 
 def test_rdp_child_asking_for_a_host_key_signature_is_killed(rdp_hostile):

@@ -2,7 +2,8 @@
  * Unit tests for src/auth/nthash.c: MD4 against RFC 1320's test suite,
  * NTOWFv1 and NTOWFv2 against MS-NLMP §4.2.4's example (user "User",
  * domain "Domain", password "Password") and a hash FreeRDP's winpr-hash
- * printed, and the UTF-8 to UTF-16LE conversion's refusals.
+ * printed, NTLMv2's proof against §4.2.4.2.2, and the UTF-8 to UTF-16LE
+ * conversion's refusals.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -77,6 +78,110 @@ static void test_ntowf(void **state)
     assert_int_equal(nthash_v1("caf\xc3\xa9\xf0\x9f\x98\x80", nt), ERR_OK);
 }
 
+/* MS-NLMP §4.2.4.2.2: the NTLMv2 response of the example (server
+ * challenge 0123456789abcdef, client challenge aa..., time 0, the
+ * server's AV pairs NbDomainName "Domain" and NbComputerName "Server")
+ * has NTProofStr 68cd0ab851e51c96aabc927bebef6a1c. The proof holds for
+ * that key and challenge only, and for no blob but the one it signed. */
+static void test_ntlmv2_proof(void **state)
+{
+    static const uint8_t challenge[8] = {0x01, 0x23, 0x45, 0x67,
+                                         0x89, 0xab, 0xcd, 0xef};
+    static const uint8_t proof[16] = {0x68, 0xcd, 0x0a, 0xb8, 0x51, 0xe5,
+                                      0x1c, 0x96, 0xaa, 0xbc, 0x92, 0x7b,
+                                      0xeb, 0xef, 0x6a, 0x1c};
+    static const uint8_t avpairs[] = {
+        0x02, 0x00, 0x0c, 0x00, 'D',  0,    'o',  0,    'm',  0,    'a',  0,
+        'i',  0,    'n',  0,    0x01, 0x00, 0x0c, 0x00, 'S',  0,    'e',  0,
+        'r',  0,    'v',  0,    'e',  0,    'r',  0,    0x00, 0x00, 0x00, 0x00};
+    uint8_t nt[NTHASH_LEN], v2[NTHASH_LEN], resp[128], other[8];
+    size_t n = 0;
+
+    (void)state;
+    memset(resp, 0, sizeof(resp));
+    memcpy(resp, proof, 16);
+    n = 16;
+    resp[n++] = 1; /* RespType */
+    resp[n++] = 1; /* HiRespType */
+    n += 6 + 8;    /* reserved, time stamp 0 */
+    memset(resp + n, 0xaa, 8);
+    n += 8 + 4; /* client challenge, reserved */
+    memcpy(resp + n, avpairs, sizeof(avpairs));
+    n += sizeof(avpairs) + 4;
+    assert_int_equal(nthash_v1("Password", nt), ERR_OK);
+    assert_int_equal(nthash_v2(nt, "User", "Domain", v2), ERR_OK);
+    assert_true(nthash_v2_proof_ok(v2, challenge, resp, n));
+    /* another server challenge, another key, a changed blob or proof */
+    memcpy(other, challenge, sizeof(other));
+    other[7] ^= 1;
+    assert_false(nthash_v2_proof_ok(v2, other, resp, n));
+    assert_int_equal(nthash_v2(nt, "User", "DOMAIN", v2), ERR_OK);
+    assert_false(nthash_v2_proof_ok(v2, challenge, resp, n));
+    assert_int_equal(nthash_v2(nt, "User", "Domain", v2), ERR_OK);
+    resp[30] ^= 1;
+    assert_false(nthash_v2_proof_ok(v2, challenge, resp, n));
+    resp[30] ^= 1;
+    resp[0] ^= 1;
+    assert_false(nthash_v2_proof_ok(v2, challenge, resp, n));
+    resp[0] ^= 1;
+    /* too short to be NTLMv2 (an NTLMv1 response is 24 bytes), too long */
+    assert_false(nthash_v2_proof_ok(v2, challenge, resp, 24));
+    assert_false(nthash_v2_proof_ok(v2, challenge, resp, 16 + 27));
+    assert_false(
+        nthash_v2_proof_ok(v2, challenge, resp, NTHASH_RESPONSE_MAX + 1));
+    assert_true(nthash_v2_proof_ok(v2, challenge, resp, n));
+}
+
+/* An AUTHENTICATE message of n bytes at m whose NtChallengeResponseFields
+ * say len bytes at off. */
+static void auth_msg(uint8_t *m, size_t n, unsigned len, unsigned off)
+{
+    memset(m, 0, n);
+    memcpy(m, "NTLMSSP\0\3\0\0\0", 12);
+    m[20] = (uint8_t)len;
+    m[21] = (uint8_t)(len >> 8);
+    m[24] = (uint8_t)off;
+    m[25] = (uint8_t)(off >> 8);
+    m[26] = (uint8_t)(off >> 16);
+    m[27] = (uint8_t)(off >> 24);
+}
+
+/* The NT response is found in the last AUTHENTICATE message of the three,
+ * and never outside the buffer. */
+static void test_ntlm_response_found(void **state)
+{
+    uint8_t msgs[200];
+    const uint8_t *resp = NULL;
+    size_t len = 0;
+
+    (void)state;
+    memset(msgs, 0, sizeof(msgs));
+    memcpy(msgs, "NTLMSSP\0\1\0\0\0", 12);      /* NEGOTIATE */
+    memcpy(msgs + 40, "NTLMSSP\0\2\0\0\0", 12); /* CHALLENGE */
+    auth_msg(msgs + 100, 100, 60, 40);          /* AUTHENTICATE */
+    memset(msgs + 140, 0x77, 60);
+    assert_true(nthash_ntlm_response(msgs, sizeof(msgs), &resp, &len));
+    assert_ptr_equal(resp, msgs + 140);
+    assert_int_equal(len, 60);
+    /* a type-3 look-alike earlier (in a name) does not count */
+    auth_msg(msgs + 60, 28, 5, 0);
+    assert_true(nthash_ntlm_response(msgs, sizeof(msgs), &resp, &len));
+    assert_ptr_equal(resp, msgs + 140);
+    /* a response reaching past the end, an offset past it, a cut header */
+    auth_msg(msgs + 100, 28, 61, 40);
+    assert_false(nthash_ntlm_response(msgs, sizeof(msgs), &resp, &len));
+    auth_msg(msgs + 100, 28, 0, 101);
+    assert_false(nthash_ntlm_response(msgs, sizeof(msgs), &resp, &len));
+    auth_msg(msgs + 100, 28, 0, 0xffffffffu);
+    assert_false(nthash_ntlm_response(msgs, sizeof(msgs), &resp, &len));
+    auth_msg(msgs + 100, 28, 0, 100);
+    assert_true(nthash_ntlm_response(msgs, sizeof(msgs), &resp, &len));
+    assert_int_equal(len, 0);
+    assert_false(nthash_ntlm_response(msgs, 100 + 27, &resp, &len));
+    assert_false(nthash_ntlm_response(msgs, 40, &resp, &len));
+    assert_false(nthash_ntlm_response(NULL, 0, &resp, &len));
+}
+
 static void test_utf16le(void **state)
 {
     uint8_t out[16];
@@ -109,6 +214,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_md4_rfc1320),
         cmocka_unit_test(test_ntowf),
+        cmocka_unit_test(test_ntlmv2_proof),
+        cmocka_unit_test(test_ntlm_response_found),
         cmocka_unit_test(test_utf16le),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,10 +1,12 @@
 /*
  * Unit tests for the monitor's MP_RDP_NTLM (sshproxy/monitor.c, docs/rdp.md,
  * docs/security.md "The RDP proxy"): the NTOWFv2 key it hands a
- * pre-authentication RDP child can be attacked offline, so each key handed
- * out counts as a failed password for that user and address until the
- * same child's password check succeeds; a locked user gets no key; a
- * failed NLA (reported as an empty password) is counted once, not twice.
+ * pre-authentication RDP child can be attacked offline, so it is handed
+ * out only against an NTLMv2 response that proves it: a child whose
+ * client does not know the password never holds it, and a response that
+ * proves nothing is a wrong password, counted at once (a compromised
+ * child may never report); a locked user gets no key; a failed NLA
+ * (reported as an empty password) is counted once, not twice.
  *
  * A real monitor (store, vault and lockout in a temporary directory, no
  * loop: password checks run in line) and children that are socketpairs.
@@ -20,6 +22,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/hmac.h>
+#include <sodium.h>
 
 #include "auth/nthash.h"
 #include "auth/password.h"
@@ -129,18 +133,65 @@ static uint8_t ask(struct t *t, struct mchild *c, int peer, struct buf *b,
     return first;
 }
 
-/* MP_RDP_NTLM for alice: true if a key came back. */
+/* What a client that knows password pw answers to a random server
+ * challenge (MS-NLMP §3.3.2, NTLMv2), after alice_req's login and an empty
+ * domain, into b; *v2 is the key it used. */
+static void ntlm_req(struct buf *b, const char *pw, uint8_t v2[NTHASH_LEN])
+{
+    uint8_t nt[NTHASH_LEN], sc[NTHASH_CHALLENGE_LEN], resp[16 + 40];
+    uint8_t in[sizeof(sc) + sizeof(resp) - 16];
+    unsigned int maclen = 0;
+
+    assert_int_equal(buf_put_cstring(b, "alice#srv"), ERR_OK);
+    assert_int_equal(buf_put_cstring(b, ""), ERR_OK);
+    assert_int_equal(nthash_v1(pw, nt), ERR_OK);
+    assert_int_equal(nthash_v2(nt, "alice#srv", "", v2), ERR_OK);
+    randombytes_buf(sc, sizeof(sc));
+    memset(resp, 0, sizeof(resp));
+    resp[16] = resp[17] = 1;        /* RespType, HiRespType */
+    randombytes_buf(resp + 24, 16); /* time stamp, client challenge */
+    memcpy(in, sc, sizeof(sc));     /* then AV pairs: just the end */
+    memcpy(in + sizeof(sc), resp + 16, sizeof(resp) - 16);
+    assert_non_null(
+        HMAC(EVP_md5(), v2, NTHASH_LEN, in, sizeof(in), resp, &maclen));
+    assert_int_equal(buf_put_string(b, sc, sizeof(sc)), ERR_OK);
+    assert_int_equal(buf_put_string(b, resp, sizeof(resp)), ERR_OK);
+}
+
+/* MP_RDP_NTLM for alice from a client that knows pw: true if a key came
+ * back (and then it is the key the client used). */
+static bool ntlm_pw(struct t *t, struct mchild *c, int peer, const char *pw,
+                    char *why, size_t whylen)
+{
+    struct buf *b = buf_new(MPROTO_MAX);
+    uint8_t ok = 0, got = 0, v2[NTHASH_LEN];
+    const uint8_t *key = NULL;
+    size_t keylen = 0;
+
+    assert_non_null(b);
+    ntlm_req(b, pw, v2);
+    assert_int_equal(monitor_request(&t->m, c, MP_RDP_NTLM, b), ERR_OK);
+    buf_reset(b);
+    assert_int_equal(mproto_recv(peer, &got, b, NULL), ERR_OK);
+    assert_int_equal(got, MP_RDP_NTLM_REPLY);
+    assert_int_equal(buf_get_u8(b, &ok), ERR_OK);
+    assert_int_equal(buf_get_cstring_into(b, why, whylen), ERR_OK);
+    assert_int_equal(buf_get_string_ptr(b, NTHASH_LEN, &key, &keylen), ERR_OK);
+    if (ok) {
+        assert_int_equal(keylen, NTHASH_LEN);
+        assert_memory_equal(key, v2, NTHASH_LEN);
+    } else {
+        assert_int_equal(keylen, 0);
+    }
+    buf_free(b);
+    return ok == 1;
+}
+
+/* MP_RDP_NTLM for alice from a client that knows her password. */
 static bool ntlm(struct t *t, struct mchild *c, int peer, char *why,
                  size_t whylen)
 {
-    struct buf *b = buf_new(MPROTO_MAX);
-    uint8_t ok;
-
-    assert_non_null(b);
-    ok = ask(t, c, peer, b, MP_RDP_NTLM, "", MP_RDP_NTLM_REPLY);
-    assert_int_equal(buf_get_cstring_into(b, why, whylen), ERR_OK);
-    buf_free(b);
-    return ok == 1;
+    return ntlm_pw(t, c, peer, PASSWORD, why, whylen);
 }
 
 /* MP_AUTH_PASSWORD for alice: the verdict. */
@@ -161,10 +212,10 @@ static void gone(struct t *t, struct mchild *c, int peer)
     close(peer);
 }
 
-/* Children that take alice's key and never report lock alice (and their
- * address) after max_failures keys; then no key and no login. Logins
- * that succeed before do not count. */
-static void test_ntlm_keys_count_until_login(void **state)
+/* A key costs nothing to a child whose client proved the password: four
+ * children that log in and four that take the key and never report leave
+ * alice unlocked (3 allowed), and her next login works. */
+static void test_proved_keys_count_nothing(void **state)
 {
     struct t *t = *state;
     struct mchild *c;
@@ -177,17 +228,14 @@ static void test_ntlm_keys_count_until_login(void **state)
         assert_int_equal(login(t, c, peer, PASSWORD), MP_AUTH_OK);
         gone(t, c, peer);
     }
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         c = child(t, &peer);
         assert_true(ntlm(t, c, peer, why, sizeof(why)));
         gone(t, c, peer); /* took the key, said nothing */
     }
     c = child(t, &peer);
-    assert_false(ntlm(t, c, peer, why, sizeof(why)));
-    assert_non_null(strstr(why, "locked out"));
-    gone(t, c, peer);
-    c = child(t, &peer);
-    assert_int_equal(login(t, c, peer, PASSWORD), MP_AUTH_FAIL);
+    assert_true(ntlm(t, c, peer, why, sizeof(why)));
+    assert_int_equal(login(t, c, peer, PASSWORD), MP_AUTH_OK);
     gone(t, c, peer);
 }
 
@@ -211,6 +259,62 @@ static void test_failed_nla_counts_once(void **state)
     assert_true(ntlm(t, c, peer, why, sizeof(why)));
     assert_int_equal(login(t, c, peer, PASSWORD), MP_AUTH_OK);
     gone(t, c, peer);
+}
+
+/* A child whose client does not know the password gets no key, whatever
+ * it sends: a response made with another password, or a forged one; each
+ * is a wrong password counted at once (so children that never report
+ * still lock alice), and the child's report of its failed NLA is not a
+ * second. With 3 allowed: two wrong answers then the right one gets the
+ * key; after three wrong, alice is locked. */
+static void test_ntlm_key_needs_the_password(void **state)
+{
+    struct t *t = *state;
+    struct buf *b = buf_new(MPROTO_MAX);
+    struct mchild *c;
+    uint8_t v2[NTHASH_LEN], got = 0, ok = 1;
+    char why[256];
+    int peer;
+
+    assert_non_null(b);
+    c = child(t, &peer);
+    assert_false(ntlm_pw(t, c, peer, "Not-Her-Pass", why, sizeof(why)));
+    assert_string_equal(why, "authentication failed");
+    assert_int_equal(login(t, c, peer, ""), MP_AUTH_FAIL);
+    gone(t, c, peer);
+    /* a response of the right shape whose proof is noise */
+    c = child(t, &peer);
+    ntlm_req(b, PASSWORD, v2);
+    b->data[b->len - 40 - 16] ^= 0x5a; /* the proof's first byte */
+    assert_int_equal(monitor_request(&t->m, c, MP_RDP_NTLM, b), ERR_OK);
+    buf_reset(b);
+    assert_int_equal(mproto_recv(peer, &got, b, NULL), ERR_OK);
+    assert_int_equal(got, MP_RDP_NTLM_REPLY);
+    assert_int_equal(buf_get_u8(b, &ok), ERR_OK);
+    assert_int_equal(ok, 0);
+    gone(t, c, peer); /* never reports */
+    c = child(t, &peer);
+    assert_true(ntlm(t, c, peer, why, sizeof(why)));
+    assert_int_equal(login(t, c, peer, PASSWORD), MP_AUTH_OK);
+    gone(t, c, peer);
+    for (int i = 0; i < 3; i++) {
+        c = child(t, &peer);
+        assert_false(ntlm_pw(t, c, peer, "Not-Her-Pass", why, sizeof(why)));
+        gone(t, c, peer);
+    }
+    c = child(t, &peer);
+    assert_false(ntlm(t, c, peer, why, sizeof(why)));
+    assert_non_null(strstr(why, "locked out"));
+    gone(t, c, peer);
+    /* the question without the challenge and response: a child that
+     * does not follow the protocol is ended */
+    c = child(t, &peer);
+    buf_reset(b);
+    alice_req(b, "");
+    assert_int_equal(monitor_request(&t->m, c, MP_RDP_NTLM, b), ERR_PROTO);
+    assert_int_equal(c->state, MC_DEAD);
+    gone(t, c, peer);
+    buf_free(b);
 }
 
 /* An SSH child asking for an NTLM key is compromised: ended (MC_DEAD),
@@ -244,12 +348,14 @@ static void test_ssh_child_gets_no_ntlm_key(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_ntlm_keys_count_until_login,
-                                        setup3, teardown),
+        cmocka_unit_test_setup_teardown(test_proved_keys_count_nothing, setup3,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_failed_nla_counts_once, setup4,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_ssh_child_gets_no_ntlm_key, setup4,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_ntlm_key_needs_the_password,
+                                        setup3, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
