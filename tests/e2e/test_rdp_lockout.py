@@ -173,9 +173,11 @@ def test_wrong_passwords_get_no_ntlm_key_nor_warmup(locking_proxy):
     print("children's CPU: %.2f s right, %.2f s wrong (%d), %.2f s locked "
           "(%d connections)" % (cpu_right, cpu_wrong, len(wrongs),
                                 cpu_locked, len(refusals)))
-    # (the control shows the measure sees the warm-up and the back leg's
-    # set-up: 0.11-0.28 s here, a wrong password's connection 0.03 s)
-    assert cpu_right > 2 * cpu_wrong / len(wrongs), (cpu_right, cpu_wrong)
-    assert cpu_wrong / len(wrongs) < 0.08, (cpu_wrong, len(wrongs))
+    # The control shows the measure sees the warm-up and the back leg's
+    # set-up (0.11-0.28 s here, 0.16 s under ASan); a wrong password's
+    # connection costs 0.03 s (0.08 s under ASan), with the warm-up it
+    # cost 0.2-0.3 s.
+    assert cpu_right > cpu_wrong / len(wrongs), (cpu_right, cpu_wrong)
+    assert cpu_wrong / len(wrongs) < 0.15, (cpu_wrong, len(wrongs))
     assert cpu_locked / len(refusals) < 0.08, (cpu_locked, len(refusals))
     silent.close()
