@@ -1635,15 +1635,21 @@ static void monitor_rdp_ntlm_user(struct monitor *m, struct mchild *c,
                                   struct monitor_job *j)
 {
     struct monitor_userq *q = (struct monitor_userq *)j;
+    bool found;
 
     if (c == NULL || c->state == MC_DEAD) {
         return;
     }
-    monitor_rdp_ntlm_answer(m, c, q->login, q->domain,
-                            !monitor_userq_found(c, q) || q->u.disabled
-                                ? "authentication failed"
-                                : NULL,
-                            q);
+    found = monitor_userq_found(c, q);
+    if (!found && !c->store_down) {
+        /* a name that is no user: a wrong password, as over SSH, so a
+         * spray of names meets the address's lockout (the child, whose
+         * NLA then fails on the random key, does not report) */
+        monitor_count_failure(m, c, LOCKOUT_PASSWORD);
+    }
+    monitor_rdp_ntlm_answer(
+        m, c, q->login, q->domain,
+        !found || q->u.disabled ? "authentication failed" : NULL, q);
 }
 
 static int monitor_rdp_ntlm(struct monitor *m, struct mchild *c,

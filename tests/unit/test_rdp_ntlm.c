@@ -136,16 +136,17 @@ static uint8_t ask(struct t *t, struct mchild *c, int peer, struct buf *b,
 /* What a client that knows password pw answers to a random server
  * challenge (MS-NLMP §3.3.2, NTLMv2), after alice_req's login and an empty
  * domain, into b; *v2 is the key it used. */
-static void ntlm_req(struct buf *b, const char *pw, uint8_t v2[NTHASH_LEN])
+static void ntlm_req_as(struct buf *b, const char *login, const char *pw,
+                        uint8_t v2[NTHASH_LEN])
 {
     uint8_t nt[NTHASH_LEN], sc[NTHASH_CHALLENGE_LEN], resp[16 + 40];
     uint8_t in[sizeof(sc) + sizeof(resp) - 16];
     unsigned int maclen = 0;
 
-    assert_int_equal(buf_put_cstring(b, "alice#srv"), ERR_OK);
+    assert_int_equal(buf_put_cstring(b, login), ERR_OK);
     assert_int_equal(buf_put_cstring(b, ""), ERR_OK);
     assert_int_equal(nthash_v1(pw, nt), ERR_OK);
-    assert_int_equal(nthash_v2(nt, "alice#srv", "", v2), ERR_OK);
+    assert_int_equal(nthash_v2(nt, login, "", v2), ERR_OK);
     randombytes_buf(sc, sizeof(sc));
     memset(resp, 0, sizeof(resp));
     resp[16] = resp[17] = 1;        /* RespType, HiRespType */
@@ -156,6 +157,11 @@ static void ntlm_req(struct buf *b, const char *pw, uint8_t v2[NTHASH_LEN])
         HMAC(EVP_md5(), v2, NTHASH_LEN, in, sizeof(in), resp, &maclen));
     assert_int_equal(buf_put_string(b, sc, sizeof(sc)), ERR_OK);
     assert_int_equal(buf_put_string(b, resp, sizeof(resp)), ERR_OK);
+}
+
+static void ntlm_req(struct buf *b, const char *pw, uint8_t v2[NTHASH_LEN])
+{
+    ntlm_req_as(b, "alice#srv", pw, v2);
 }
 
 /* MP_RDP_NTLM for alice from a client that knows pw: true if a key came
@@ -317,6 +323,39 @@ static void test_ntlm_key_needs_the_password(void **state)
     buf_free(b);
 }
 
+/* Names that are no user are wrong passwords, as over SSH: with 3 allowed,
+ * three children asking for made-up users' keys lock their address, and
+ * alice's right answer from it then gets no key. */
+static void test_unknown_names_count(void **state)
+{
+    struct t *t = *state;
+    struct buf *b = buf_new(MPROTO_MAX);
+    struct mchild *c;
+    uint8_t v2[NTHASH_LEN], got = 0, ok = 1;
+    char login[32], why[256];
+    int peer;
+
+    assert_non_null(b);
+    for (int i = 0; i < 3; i++) {
+        c = child(t, &peer);
+        snprintf(login, sizeof(login), "nobody%d#srv", i);
+        buf_reset(b);
+        ntlm_req_as(b, login, PASSWORD, v2);
+        assert_int_equal(monitor_request(&t->m, c, MP_RDP_NTLM, b), ERR_OK);
+        buf_reset(b);
+        assert_int_equal(mproto_recv(peer, &got, b, NULL), ERR_OK);
+        assert_int_equal(got, MP_RDP_NTLM_REPLY);
+        assert_int_equal(buf_get_u8(b, &ok), ERR_OK);
+        assert_int_equal(ok, 0);
+        gone(t, c, peer);
+    }
+    c = child(t, &peer);
+    assert_false(ntlm(t, c, peer, why, sizeof(why)));
+    assert_non_null(strstr(why, "locked out"));
+    gone(t, c, peer);
+    buf_free(b);
+}
+
 /* An SSH child asking for an NTLM key is compromised: ended (MC_DEAD),
  * with no reply and no key; the same request from an RDP child is
  * answered. */
@@ -356,6 +395,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_ntlm_key_needs_the_password,
                                         setup3, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_names_count, setup3,
+                                        teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
