@@ -4,7 +4,10 @@
  */
 #include "auth/nthash.h"
 
+#include <locale.h>
+#include <pthread.h>
 #include <string.h>
+#include <wctype.h>
 
 #include <openssl/hmac.h>
 #include <sodium.h>
@@ -104,6 +107,39 @@ static int nthash_put16(uint8_t *out, size_t cap, size_t *n, uint32_t u)
     return ERR_OK;
 }
 
+/* glibc's Unicode case table (the C.UTF-8 locale, built into glibc since
+ * 2.35), made once; (locale_t)0 if there is none: ASCII only then. */
+static locale_t nthash_uloc;
+static pthread_once_t nthash_uloc_once = PTHREAD_ONCE_INIT;
+
+static void nthash_uloc_make(void)
+{
+    nthash_uloc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+}
+
+/* Windows' upper case of a BMP code point (its table covers the BMP
+ * only); a mapping out of the BMP or into the surrogates is not taken. */
+static uint32_t nthash_upper_bmp(uint32_t cp)
+{
+    wint_t u;
+
+    if (cp >= 'a' && cp <= 'z') {
+        return cp - 'a' + 'A';
+    }
+    if (cp < 0x80 || cp >= 0x10000) {
+        return cp;
+    }
+    (void)pthread_once(&nthash_uloc_once, nthash_uloc_make);
+    if (nthash_uloc == (locale_t)0) {
+        return cp;
+    }
+    u = towupper_l((wint_t)cp, nthash_uloc);
+    if (u >= 0x10000 || (u >= 0xd800 && u <= 0xdfff)) {
+        return cp;
+    }
+    return (uint32_t)u;
+}
+
 int nthash_utf16le(const char *in, size_t len, int upper, uint8_t *out,
                    size_t cap, size_t *outlen)
 {
@@ -150,6 +186,9 @@ int nthash_utf16le(const char *in, size_t len, int upper, uint8_t *out,
         if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
             return ERR_INVALID;
         }
+        if (upper == NTHASH_UPPER_UNICODE) {
+            cp = nthash_upper_bmp(cp);
+        }
         if (cp >= 0x10000) {
             cp -= 0x10000;
             if ((r = nthash_put16(out, cap, &n, 0xd800 | (cp >> 10))) !=
@@ -187,6 +226,12 @@ int nthash_v1(const char *password, uint8_t out[NTHASH_LEN])
 int nthash_v2(const uint8_t nt[NTHASH_LEN], const char *user,
               const char *domain, uint8_t out[NTHASH_LEN])
 {
+    return nthash_v2_upper(nt, user, domain, NTHASH_UPPER_ASCII, out);
+}
+
+int nthash_v2_upper(const uint8_t nt[NTHASH_LEN], const char *user,
+                    const char *domain, int upper, uint8_t out[NTHASH_LEN])
+{
     uint8_t w[4 * NTHASH_TEXT_MAX];
     size_t ulen = strlen(user), dlen = strlen(domain), wu = 0, wd = 0;
     unsigned int maclen = 0;
@@ -195,7 +240,8 @@ int nthash_v2(const uint8_t nt[NTHASH_LEN], const char *user,
     if (ulen > NTHASH_TEXT_MAX || dlen > NTHASH_TEXT_MAX) {
         return ERR_TOO_LONG;
     }
-    if ((r = nthash_utf16le(user, ulen, 1, w, sizeof(w) / 2, &wu)) != ERR_OK ||
+    if ((r = nthash_utf16le(user, ulen, upper, w, sizeof(w) / 2, &wu)) !=
+            ERR_OK ||
         (r = nthash_utf16le(domain, dlen, 0, w + wu, sizeof(w) - wu, &wd)) !=
             ERR_OK) {
         return r;

@@ -24,10 +24,15 @@
 
 /* RFC 1320 MD4 of len bytes. */
 void nthash_md4(const uint8_t *in, size_t len, uint8_t out[NTHASH_LEN]);
+/* How NTOWFv2 upper-cases the user name: FreeRDP's WinPR (xfreerdp,
+ * Remmina) upper-cases ASCII letters only, Windows (mstsc) every letter
+ * of the Basic Multilingual Plane that has an upper case. */
+#define NTHASH_UPPER_NONE 0
+#define NTHASH_UPPER_ASCII 1
+#define NTHASH_UPPER_UNICODE 2
 /* UTF-8 to UTF-16LE: ERR_OK and *outlen bytes, or ERR_INVALID for bytes
  * that are not UTF-8 (overlong forms, surrogates, beyond U+10FFFF) or
- * ERR_TOO_LONG when out is too small. upper: ASCII letters upper-cased
- * (what NTOWFv2 does to the user name). */
+ * ERR_TOO_LONG when out is too small. upper: NTHASH_UPPER_*. */
 int nthash_utf16le(const char *in, size_t len, int upper, uint8_t *out,
                    size_t cap, size_t *outlen);
 /* NTOWFv1: MD4(UTF-16LE(password)). */
@@ -36,6 +41,10 @@ int nthash_v1(const char *password, uint8_t out[NTHASH_LEN]);
  * them (UTF-8). */
 int nthash_v2(const uint8_t nt[NTHASH_LEN], const char *user,
               const char *domain, uint8_t out[NTHASH_LEN]);
+/* The same with the user name upper-cased the given way
+ * (NTHASH_UPPER_ASCII is nthash_v2). */
+int nthash_v2_upper(const uint8_t nt[NTHASH_LEN], const char *user,
+                    const char *domain, int upper, uint8_t out[NTHASH_LEN]);
 
 /* NTLMv2's proof (MS-NLMP §3.3.2): an NTLMv2 response is NTProofStr (16
  * bytes) then the client's blob (at least NTHASH_BLOB_MIN bytes: version,

@@ -1565,6 +1565,25 @@ static bool monitor_rdp_directory_user(const struct mchild *c,
             directory_service_find(dirs, ntlm_domain) != NULL);
 }
 
+/* A login with letters beyond ASCII: Windows upper-cases them in NTOWFv2
+ * (mstsc), WinPR does not (xfreerdp, the key tried first). True and the
+ * key in key if the Unicode upper case proves the response. */
+static bool monitor_ntlm_unicode_key(const uint8_t *nt, const char *login,
+                                     const char *domain,
+                                     const struct monitor_userq *q,
+                                     uint8_t key[NTHASH_LEN])
+{
+    bool wide = false;
+
+    for (const char *p = login; *p != '\0'; p++) {
+        wide = wide || (unsigned char)*p >= 0x80;
+    }
+    return wide &&
+           nthash_v2_upper(nt, login, domain, NTHASH_UPPER_UNICODE, key) ==
+               ERR_OK &&
+           nthash_v2_proof_ok(key, q->ntlm_sc, q->ntlm_resp, q->ntlm_resp_len);
+}
+
 /* MP_RDP_NTLM's answer: the key, or why not (why NULL: the user is
  * known, enabled and has a sealed NT hash in q). */
 static void monitor_rdp_ntlm_answer(struct monitor *m, struct mchild *c,
@@ -1591,7 +1610,8 @@ static void monitor_rdp_ntlm_answer(struct monitor *m, struct mchild *c,
                 nthash_v2(nt, login, domain, key) != ERR_OK) {
                 why = "internal error";
             } else if (!nthash_v2_proof_ok(key, q->ntlm_sc, q->ntlm_resp,
-                                           q->ntlm_resp_len)) {
+                                           q->ntlm_resp_len) &&
+                       !monitor_ntlm_unicode_key(nt, login, domain, q, key)) {
                 why = "authentication failed";
                 wrong = true;
             }

@@ -132,6 +132,42 @@ static void test_ntlmv2_proof(void **state)
     assert_true(nthash_v2_proof_ok(v2, challenge, resp, n));
 }
 
+/* NTOWFv2's upper case as Windows makes it (every BMP letter with an upper
+ * case) and as WinPR makes it (ASCII only): the same for ASCII names. */
+static void test_ntowf_unicode_upper(void **state)
+{
+    uint8_t nt[NTHASH_LEN], a[NTHASH_LEN], b[NTHASH_LEN], out[64];
+    size_t n = 0;
+
+    (void)state;
+    /* e-acute, y-diaeresis (to U+0178), sharp s (none), final sigma, an
+     * emoji (beyond the BMP: as is) */
+    assert_int_equal(nthash_utf16le("\xc3\xa9\xc3\xbf\xc3\x9f\xcf\x82\xf0\x9f"
+                                    "\x98\x80z",
+                                    13, NTHASH_UPPER_UNICODE, out, sizeof(out),
+                                    &n),
+                     ERR_OK);
+    assert_int_equal(n, 14);
+    assert_memory_equal(out,
+                        "\xc9\x00\x78\x01\xdf\x00\xa3\x03\x3d\xd8\x00\xde"
+                        "Z\x00",
+                        14);
+    assert_int_equal(nthash_v1("Password", nt), ERR_OK);
+    assert_int_equal(nthash_v2_upper(nt, "\xc3\xa9mile#b\xc3\xbcro", "Dom",
+                                     NTHASH_UPPER_UNICODE, a),
+                     ERR_OK);
+    assert_int_equal(nthash_v2(nt, "\xc3\x89MILE#B\xc3\x9cRO", "Dom", b),
+                     ERR_OK);
+    assert_memory_equal(a, b, NTHASH_LEN);
+    assert_int_equal(nthash_v2(nt, "\xc3\xa9mile#b\xc3\xbcro", "Dom", b),
+                     ERR_OK);
+    assert_memory_not_equal(a, b, NTHASH_LEN);
+    assert_int_equal(
+        nthash_v2_upper(nt, "User", "Domain", NTHASH_UPPER_UNICODE, a), ERR_OK);
+    assert_int_equal(nthash_v2(nt, "User", "Domain", b), ERR_OK);
+    assert_memory_equal(a, b, NTHASH_LEN);
+}
+
 /* An AUTHENTICATE message of n bytes at m whose NtChallengeResponseFields
  * say len bytes at off. */
 static void auth_msg(uint8_t *m, size_t n, unsigned len, unsigned off)
@@ -216,6 +252,7 @@ int main(void)
         cmocka_unit_test(test_ntowf),
         cmocka_unit_test(test_ntlmv2_proof),
         cmocka_unit_test(test_ntlm_response_found),
+        cmocka_unit_test(test_ntowf_unicode_upper),
         cmocka_unit_test(test_utf16le),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -136,8 +136,8 @@ static uint8_t ask(struct t *t, struct mchild *c, int peer, struct buf *b,
 /* What a client that knows password pw answers to a random server
  * challenge (MS-NLMP §3.3.2, NTLMv2), after alice_req's login and an empty
  * domain, into b; *v2 is the key it used. */
-static void ntlm_req_as(struct buf *b, const char *login, const char *pw,
-                        uint8_t v2[NTHASH_LEN])
+static void ntlm_req_upper(struct buf *b, const char *login, const char *pw,
+                           int upper, uint8_t v2[NTHASH_LEN])
 {
     uint8_t nt[NTHASH_LEN], sc[NTHASH_CHALLENGE_LEN], resp[16 + 40];
     uint8_t in[sizeof(sc) + sizeof(resp) - 16];
@@ -146,7 +146,7 @@ static void ntlm_req_as(struct buf *b, const char *login, const char *pw,
     assert_int_equal(buf_put_cstring(b, login), ERR_OK);
     assert_int_equal(buf_put_cstring(b, ""), ERR_OK);
     assert_int_equal(nthash_v1(pw, nt), ERR_OK);
-    assert_int_equal(nthash_v2(nt, login, "", v2), ERR_OK);
+    assert_int_equal(nthash_v2_upper(nt, login, "", upper, v2), ERR_OK);
     randombytes_buf(sc, sizeof(sc));
     memset(resp, 0, sizeof(resp));
     resp[16] = resp[17] = 1;        /* RespType, HiRespType */
@@ -157,6 +157,12 @@ static void ntlm_req_as(struct buf *b, const char *login, const char *pw,
         HMAC(EVP_md5(), v2, NTHASH_LEN, in, sizeof(in), resp, &maclen));
     assert_int_equal(buf_put_string(b, sc, sizeof(sc)), ERR_OK);
     assert_int_equal(buf_put_string(b, resp, sizeof(resp)), ERR_OK);
+}
+
+static void ntlm_req_as(struct buf *b, const char *login, const char *pw,
+                        uint8_t v2[NTHASH_LEN])
+{
+    ntlm_req_upper(b, login, pw, NTHASH_UPPER_ASCII, v2);
 }
 
 static void ntlm_req(struct buf *b, const char *pw, uint8_t v2[NTHASH_LEN])
@@ -356,6 +362,43 @@ static void test_unknown_names_count(void **state)
     buf_free(b);
 }
 
+/* A login with letters beyond ASCII (here the asset's name): a client
+ * that upper-cases them as Windows does (mstsc) and one that does not
+ * (xfreerdp) both get the key their response proves. */
+static void test_unicode_login_either_upper_case(void **state)
+{
+    struct t *t = *state;
+    struct buf *b = buf_new(MPROTO_MAX);
+    struct mchild *c;
+    uint8_t v2[NTHASH_LEN], got = 0, ok = 0;
+    const uint8_t *key = NULL;
+    size_t keylen = 0;
+    char why[256];
+    int peer;
+    const int uppers[] = {NTHASH_UPPER_ASCII, NTHASH_UPPER_UNICODE};
+
+    assert_non_null(b);
+    for (size_t i = 0; i < 2; i++) {
+        c = child(t, &peer);
+        buf_reset(b);
+        ntlm_req_upper(b, "alice#b\xc3\xbcro", PASSWORD, uppers[i], v2);
+        assert_int_equal(monitor_request(&t->m, c, MP_RDP_NTLM, b), ERR_OK);
+        buf_reset(b);
+        assert_int_equal(mproto_recv(peer, &got, b, NULL), ERR_OK);
+        assert_int_equal(got, MP_RDP_NTLM_REPLY);
+        assert_int_equal(buf_get_u8(b, &ok), ERR_OK);
+        assert_int_equal(ok, 1);
+        assert_int_equal(buf_get_cstring_into(b, why, sizeof(why)), ERR_OK);
+        assert_int_equal(buf_get_string_ptr(b, NTHASH_LEN, &key, &keylen),
+                         ERR_OK);
+        assert_int_equal(keylen, NTHASH_LEN);
+        assert_memory_equal(key, v2, NTHASH_LEN);
+        assert_int_equal(login(t, c, peer, PASSWORD), MP_AUTH_OK);
+        gone(t, c, peer);
+    }
+    buf_free(b);
+}
+
 /* An SSH child asking for an NTLM key is compromised: ended (MC_DEAD),
  * with no reply and no key; the same request from an RDP child is
  * answered. */
@@ -397,6 +440,8 @@ int main(void)
                                         setup3, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_names_count, setup3,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_unicode_login_either_upper_case,
+                                        setup3, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
