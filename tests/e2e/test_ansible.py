@@ -219,6 +219,16 @@ def site(proxy, target, tmp_path):
     shutil.rmtree(s.remote, ignore_errors=True)
 
 
+def closed_rows(proxy, user):
+    """user's report rows once every one is closed: the server closes a
+    channel's row when it hears the channel's end, which may come after
+    ansible-playbook has exited."""
+    def closed():
+        rows = [r for r in proxy.sessions() if r.get("user") == user]
+        return rows if rows and all(r.get("result") for r in rows) else None
+    return wait_for(closed, timeout=20, what="%s's rows closed" % user)
+
+
 def test_ansible_ssh_connection_with_a_key(site):
     """The default connection (OpenSSH with ControlMaster): every task's
     commands and file transfers ride one multiplexed connection, each a
@@ -226,7 +236,7 @@ def test_ansible_ssh_connection_with_a_key(site):
     playbook_round(site, site.inventory())
     # One report row per channel (docs/architecture.md, "Report rows"):
     # every command and transfer of the play, each ended cleanly.
-    rows = [r for r in site.proxy.sessions() if r.get("user") == site.user]
+    rows = closed_rows(site.proxy, site.user)
     assert len(rows) > 10, rows
     assert all((r.get("result") or "").startswith("ok") for r in rows), \
         [r.get("result") for r in rows]
@@ -268,7 +278,7 @@ def test_ansible_recorded(proxy, target, tmp_path):
     finally:
         site.close_masters()
         shutil.rmtree(site.remote, ignore_errors=True)
-    rows = [r for r in proxy.sessions() if r.get("user") == site.user]
+    rows = closed_rows(proxy, site.user)
     assert len(rows) > 10, rows
     for row in rows:
         assert (row.get("result") or "").startswith("ok"), row

@@ -26,7 +26,8 @@ import urllib.parse
 
 import pytest
 
-from pclib import Target, keygen, make_file, run, sha256_file, uniq
+from pclib import Target, keygen, make_file, run, sha256_file, uniq, \
+    wait_for
 
 KiB = 1 << 10
 SIZE = 300 * KiB + 17  # several SSH packets and channel windows, odd size
@@ -762,7 +763,13 @@ def test_other_clients_are_told_why_portcullis_ended_the_session(
     if not tried:
         pytest.skip("neither plink (putty-tools) nor dbclient "
                     "(dropbear-bin) installed")
-    rows = [x for x in pc.sessions() if x.get("user") == acct.user]
+    # (a row is closed when the server hears the session's end, which may
+    # come after the client's exit)
+    def closed():
+        rows = [x for x in pc.sessions()
+                if x.get("user") == acct.user and x.get("result")]
+        return rows if len(rows) >= tried else None
+    rows = wait_for(closed, timeout=20, what="the clients' rows closed")
     assert len(rows) == tried and all(
         "recording reached its size limit" in x["result"] for x in rows), rows
 
