@@ -1427,9 +1427,58 @@ static void rdpc_fw_pointer(rdpUpdate *u)
     u->pointer->PointerLarge = rdpc_fw_ptr_large;
 }
 
+/*
+ * Drawing orders: the back leg announces none (rdpc_back_settings: no
+ * primary order, no bitmap, glyph, brush or offscreen cache), yet
+ * FreeRDP 2.11's client parses some whatever it announced (a Cache
+ * Brush order, Stream Bitmap and Desktop Composition ones: its
+ * check_*_order_supported lets them through) and the target's Demand
+ * Active can switch on others (its glyph cache, offscreen cache,
+ * nine-grid, GDI+ and window capability sets are written into the
+ * back leg's own settings, which those checks read), and a recorded
+ * session's gdi then fills its caches with them. Every secondary and
+ * alternate secondary order is refused here, called by FreeRDP before
+ * it checks or parses the order: the session ends (a refused order
+ * fails the whole update; nothing between the orders lets one be
+ * skipped), said in the log and the session's result. Primary orders
+ * need no hook: FreeRDP refuses them itself before parsing, each kind
+ * being off in OrderSupport, which a Demand Active can only clear.
+ */
+static BOOL rdpc_order_refused(bool altsec, UINT8 type)
+{
+    struct rdpc *s = rdpc_s;
+    char name[64];
+
+    rdp_codec_order_name(altsec, type, name, sizeof(name));
+    if (s->why[0] == '\0') {
+        snprintf(s->why, sizeof(s->why),
+                 "error: the target sent a drawing order the proxy did not "
+                 "offer (%s)",
+                 name);
+    }
+    log_warn("rdp %s: the target sent a drawing order the proxy did not "
+             "offer (%s): the session ends",
+             s->a->client_addr, name);
+    return FALSE;
+}
+
+static BOOL rdpc_no_secondary(rdpContext *c, UINT16 len, UINT16 extra,
+                              UINT8 type, const char *name)
+{
+    return rdpc_order_refused(false, type);
+}
+
+static BOOL rdpc_no_altsec(rdpContext *c, UINT8 type, const char *name)
+{
+    return rdpc_order_refused(true, type);
+}
+
 static BOOL rdpc_back_pre_connect(freerdp *inst)
 {
     rdpUpdate *u = inst->update;
+
+    u->secondary->CacheOrderInfo = rdpc_no_secondary;
+    u->altsec->DrawOrderInfo = rdpc_no_altsec;
 
     u->BeginPaint = rdpc_fw_begin_paint;
     u->EndPaint = rdpc_fw_end_paint;

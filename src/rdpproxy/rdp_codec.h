@@ -26,6 +26,7 @@
 #define PORTCULLIS_RDP_CODEC_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* The codecs a surface command may carry through the proxy (the back
@@ -138,6 +139,23 @@ enum rdp_bitmap_verdict rdp_codec_bitmap_check(uint8_t back_id, uint32_t bpp,
 enum rdp_bitmap_verdict rdp_codec_update_check(uint32_t bpp, bool compressed,
                                                uint32_t width, uint32_t height,
                                                uint32_t max_w, uint32_t max_h);
+
+/*
+ * Drawing orders ([MS-RDPEGDI] 2.2.2.2.1): the back leg announces none
+ * (no primary order, no bitmap, glyph, brush or offscreen cache), so
+ * every secondary and alternate secondary order a target sends is
+ * refused before FreeRDP parses it (rdp_child.c: FreeRDP 2.11's client
+ * takes a Cache Brush, Stream Bitmap and Desktop Composition order
+ * whatever it announced, and a target's Demand Active can switch on
+ * glyph, offscreen, nine-grid, GDI+ and window orders in the back
+ * leg's settings). The order's name for the log and the session's
+ * result: "secondary order Cache Brush", "alternate secondary order
+ * Create Offscreen Bitmap", "secondary order 0x2a" for a type no order
+ * has. Written into out (n bytes, NUL-terminated, cut to fit).
+ *
+ * Plain data: a pure function of its arguments.
+ */
+void rdp_codec_order_name(bool altsec, uint8_t type, char *out, size_t n);
 
 /* The back leg's own set: FreeRDP 2's client writes these constant IDs
  * (libfreerdp/core/capabilities.c, rdp_write_bitmap_codecs_capability_set:

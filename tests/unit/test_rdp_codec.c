@@ -293,6 +293,45 @@ static void test_update_planar_too_large(void **state)
                      RDP_BITMAP_OK);
 }
 
+/* The names of drawing orders in the log and the session's result. */
+static void test_order_name(void **state)
+{
+    char b[64];
+
+    (void)state;
+    rdp_codec_order_name(false, 0x07, b, sizeof(b));
+    assert_string_equal(b, "secondary order Cache Brush");
+    rdp_codec_order_name(false, 0x03, b, sizeof(b));
+    assert_string_equal(b, "secondary order Cache Glyph");
+    rdp_codec_order_name(false, 0x08, b, sizeof(b));
+    assert_string_equal(b, "secondary order Cache Bitmap V3");
+    /* no order has 6, nor anything past the last */
+    rdp_codec_order_name(false, 0x06, b, sizeof(b));
+    assert_string_equal(b, "secondary order 0x06");
+    rdp_codec_order_name(false, 0x09, b, sizeof(b));
+    assert_string_equal(b, "secondary order 0x09");
+    rdp_codec_order_name(false, 0xFF, b, sizeof(b));
+    assert_string_equal(b, "secondary order 0xff");
+    rdp_codec_order_name(true, 0x00, b, sizeof(b));
+    assert_string_equal(b, "alternate secondary order Switch Surface");
+    rdp_codec_order_name(true, 0x01, b, sizeof(b));
+    assert_string_equal(b, "alternate secondary order Create Offscreen Bitmap");
+    rdp_codec_order_name(true, 0x0B, b, sizeof(b));
+    assert_string_equal(b, "alternate secondary order Window");
+    rdp_codec_order_name(true, 0x0D, b, sizeof(b));
+    assert_string_equal(b, "alternate secondary order Frame Marker");
+    rdp_codec_order_name(true, 0x0E, b, sizeof(b));
+    assert_string_equal(b, "alternate secondary order 0x0e");
+    rdp_codec_order_name(true, 0x3F, b, sizeof(b));
+    assert_string_equal(b, "alternate secondary order 0x3f");
+    /* cut to fit, always terminated; nothing written into 0 bytes */
+    rdp_codec_order_name(false, 0x07, b, 10);
+    assert_string_equal(b, "secondary");
+    b[0] = 'x';
+    rdp_codec_order_name(false, 0x07, b, 0);
+    assert_int_equal(b[0], 'x');
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -305,6 +344,7 @@ int main(void)
         cmocka_unit_test(test_bitmap_too_large),
         cmocka_unit_test(test_bitmap_depth),
         cmocka_unit_test(test_update_planar_too_large),
+        cmocka_unit_test(test_order_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
