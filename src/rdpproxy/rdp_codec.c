@@ -142,3 +142,26 @@ void rdp_codec_order_name(bool altsec, uint8_t type, char *out, size_t n)
         snprintf(out, n, "%s 0x%02x", kind, (unsigned)type);
     }
 }
+
+enum rdp_pointer_verdict rdp_codec_pointer_check(enum rdp_pointer_kind kind,
+                                                 uint32_t index, uint32_t width,
+                                                 uint32_t height,
+                                                 uint32_t client_cache,
+                                                 uint32_t client_large)
+{
+    uint32_t max = (client_large & RDP_LARGE_POINTER_96) != 0 ? 96 : 32;
+
+    if (kind == RDP_POINTER_LARGE) {
+        if ((client_large & RDP_LARGE_POINTER_384) == 0) {
+            return RDP_POINTER_TOO_LARGE;
+        }
+        max = 384;
+    }
+    if (kind != RDP_POINTER_CACHED && (width > max || height > max)) {
+        return RDP_POINTER_TOO_LARGE;
+    }
+    if (client_cache != 0 && index >= client_cache) {
+        return RDP_POINTER_INDEX;
+    }
+    return RDP_POINTER_OK;
+}

@@ -33,7 +33,10 @@
  * it decodes into that buffer unchecked. MODE "brush" sends, before the
  * teal screen, one Cache Brush order (a secondary drawing order: an 8x8
  * brush of 1 bpp for brush cache entry 1), which the client never asked
- * for: a FreeRDP 2.11 client takes it whatever it announced.
+ * for: a FreeRDP 2.11 client takes it whatever it announced. MODE
+ * "pointer" sends, before the teal screen, a 32x32 New Pointer stored
+ * at cache index 1, then a Cached Pointer of index 25, past the 20
+ * entries the client announced (FreeRDP's clients' default).
  *
  * It writes what it sees, one line each, to OUTFILE:
  *
@@ -41,12 +44,14 @@
  *                           announced: surface commands (0|1), NSCodec
  *                           (0|1) under ID NID, RemoteFX (0|1) under RID
  *   brush                   (brush) the Cache Brush order went out
+ *   pointer N               (pointer) the pointer updates went out; the
+ *                           client announced a pointer cache of N
  *   sent                    the commands above went out
  *   no nscodec              (nsc modes) the client announced no NSCodec:
  *                           nothing sent
  *
  * Usage: rdp-surf-target PORT CERT KEY OUTFILE
- *        [junk|nsc|nsc-big|bpp1|planar-big|brush]
+ *        [junk|nsc|nsc-big|bpp1|planar-big|brush|pointer]
  * Serves one connection after another on 127.0.0.1:PORT until killed.
  */
 #include <stdint.h>
@@ -75,7 +80,15 @@ static const BYTE st_teal[4] = {128, 128, 0, 255};
 static const BYTE st_quad[4][3] = {
     {220, 40, 40}, {40, 200, 60}, {40, 60, 220}, {230, 200, 40}};
 
-enum st_mode { ST_JUNK, ST_NSC, ST_NSC_BIG, ST_BPP1, ST_PLANAR_BIG, ST_BRUSH };
+enum st_mode {
+    ST_JUNK,
+    ST_NSC,
+    ST_NSC_BIG,
+    ST_BPP1,
+    ST_PLANAR_BIG,
+    ST_BRUSH,
+    ST_POINTER
+};
 static enum st_mode st_mode = ST_JUNK;
 
 static BOOL st_bits(freerdp_peer *peer, UINT16 codec, UINT32 x, UINT32 y,
@@ -186,6 +199,38 @@ static BOOL st_brush(freerdp_peer *peer)
     return ok;
 }
 
+/*
+ * The pointer updates of "pointer": a 32x32 New Pointer (32 bpp, a
+ * black square, opaque) stored at cache index 1, then a Cached Pointer
+ * naming index 25, past the 20 entries FreeRDP's clients announce.
+ */
+static BOOL st_pointer(freerdp_peer *peer)
+{
+    static BYTE xor_mask[32 * 32 * 4];
+    static BYTE and_mask[4 * 32];
+    POINTER_NEW_UPDATE p;
+    POINTER_CACHED_UPDATE c;
+    BOOL ok;
+
+    memset(&p, 0, sizeof(p));
+    p.xorBpp = 32;
+    p.colorPtrAttr.cacheIndex = 1;
+    p.colorPtrAttr.width = 32;
+    p.colorPtrAttr.height = 32;
+    p.colorPtrAttr.lengthXorMask = sizeof(xor_mask);
+    p.colorPtrAttr.xorMaskData = xor_mask;
+    p.colorPtrAttr.lengthAndMask = sizeof(and_mask);
+    p.colorPtrAttr.andMaskData = and_mask;
+    memset(&c, 0, sizeof(c));
+    c.cacheIndex = 25;
+    ok = peer->update->pointer->PointerNew(peer->context, &p) &&
+         peer->update->pointer->PointerCached(peer->context, &c);
+    if (ok) {
+        rts_say("pointer %u", (unsigned)peer->settings->PointerCacheSize);
+    }
+    return ok;
+}
+
 static BOOL st_send(freerdp_peer *peer)
 {
     static const UINT16 bad[] = {0x42, RDP_CODEC_ID_REMOTEFX, RDP_CODEC_ID_JPEG,
@@ -220,6 +265,9 @@ static BOOL st_send(freerdp_peer *peer)
     }
     if (ok && st_mode == ST_BRUSH) {
         ok = st_brush(peer);
+    }
+    if (ok && st_mode == ST_POINTER) {
+        ok = st_pointer(peer);
     }
     if ((strip = malloc(n)) == NULL) {
         return FALSE;
@@ -378,9 +426,11 @@ int main(int argc, char **argv)
         st_mode = ST_PLANAR_BIG;
     } else if (argc == 6 && strcmp(argv[5], "brush") == 0) {
         st_mode = ST_BRUSH;
+    } else if (argc == 6 && strcmp(argv[5], "pointer") == 0) {
+        st_mode = ST_POINTER;
     } else if (argc != 5 && !(argc == 6 && strcmp(argv[5], "junk") == 0)) {
         fprintf(stderr, "usage: rdp-surf-target PORT CERT KEY OUTFILE "
-                        "[junk|nsc|nsc-big|bpp1|planar-big|brush]\n");
+                        "[junk|nsc|nsc-big|bpp1|planar-big|brush|pointer]\n");
         return 2;
     }
     if (!rts_open_out(argv[4])) {

@@ -680,3 +680,26 @@ def test_drawing_order_not_offered_ends_the_session(tls_proxy, tmp_path):
     assert row["result"] == "error: " + why, row
     shot = tmp_path / "after.png"
     assert not shot.exists() or not near(pixel(shot), TEAL), shot
+
+
+def test_pointer_past_the_clients_cache_goes_nowhere(tls_proxy, tmp_path):
+    """A hostile target's Cached Pointer Update naming cache index 25,
+    past the 20 entries xfreerdp announced (and the back leg, announcing
+    the client's size, announced to the target), is not sent to the
+    client, which FreeRDP's client side would have let through: xfreerdp
+    logs no invalid pointer index, the proxy logs the refusal, the New
+    Pointer before it (index 1) and the teal screen after it are shown,
+    and the session ends as the client leaves (before: xfreerdp got it,
+    logged "invalid pointer index:25" and ended the session)."""
+    h = hostile_recorded_session(tls_proxy, tmp_path, "pointer")
+    lines, log, client_log, user = h.lines, h.log, h.client_log, h.user
+    assert "pointer 20" in lines, lines
+    assert "invalid pointer index" not in client_log, client_log[-2000:]
+    assert "a pointer update from the target not sent to the client " \
+        "(cache index 25, the client's cache has 20)" in log, log[-3000:]
+    assert "a pointer update from the target not sent to the client " \
+        "(cache index 1" not in log, log[-3000:]
+    assert near(pixel(tmp_path / "after.png"), TEAL), \
+        pixel(tmp_path / "after.png")
+    row = tls_proxy.session_of(user, kind="rdp", result="ok")
+    assert "client ended" in row["result"], row
