@@ -1618,6 +1618,9 @@ static bool rdpc_back_settings(struct rdpc *s, rdpSettings *bs)
            freerdp_settings_set_uint32(bs, FreeRDP_OffscreenSupportLevel, 0) &&
            freerdp_settings_set_uint32(bs, FreeRDP_GlyphSupportLevel,
                                        GLYPH_SUPPORT_NONE) &&
+           /* BRUSH_DEFAULT ([MS-RDPBCGR] 2.2.7.1.7): no brush cache
+            * (FreeRDP announces BRUSH_COLOR_FULL by default) */
+           freerdp_settings_set_uint32(bs, FreeRDP_BrushSupportLevel, 0) &&
            freerdp_settings_set_bool(bs, FreeRDP_CompressionEnabled, FALSE) &&
            freerdp_settings_set_bool(bs, FreeRDP_AutoReconnectionEnabled,
                                      FALSE) &&
