@@ -35,7 +35,9 @@
  * Usage: rdpprobe HOST PORT USER PASSWORD SECONDS [MODE [WAIT]]
  *
  * MODE classic (the default): no graphics pipeline, the classic updates
- * (bitmap updates, surface bits) as before. gfx: the graphics pipeline
+ * (bitmap updates, surface bits) as before. rfx: classic, with RemoteFX
+ * offered as xfreerdp /rfx does (the target then sends RemoteFX surface
+ * bits). gfx: the graphics pipeline
  * ([MS-RDPEGFX]) with AVC420 (H.264) offered, as xfreerdp /gfx:avc420;
  * gfx-refresh: gfx, and a Refresh Rect PDU for the whole screen once the
  * caps are confirmed (what the proxy does, docs/rdp.md "A still screen");
@@ -337,17 +339,18 @@ int main(int argc, char **argv)
     const char *mode = argc > 6 ? argv[6] : "classic";
     BOOL refresh = strcmp(mode, "gfx-refresh") == 0;
     BOOL gfx = strcmp(mode, "gfx") == 0 || refresh, avc = gfx;
+    BOOL rfx = strcmp(mode, "rfx") == 0;
     double wait_ms = argc > 7 ? atof(argv[7]) * 1e3 : 30e3;
     int rc = 1;
 
     if (argc < 6 || argc > 8 || wait_ms <= 0 ||
-        !(strcmp(mode, "classic") == 0 || gfx ||
+        !(strcmp(mode, "classic") == 0 || gfx || rfx ||
           strcmp(mode, "gfx-noavc") == 0)) {
         fprintf(stderr, "usage: rdpprobe HOST PORT USER PASSWORD SECONDS "
-                        "[classic|gfx|gfx-refresh|gfx-noavc [WAIT]]\n");
+                        "[classic|rfx|gfx|gfx-refresh|gfx-noavc [WAIT]]\n");
         return 2;
     }
-    gfx = strcmp(mode, "classic") != 0;
+    gfx = strcmp(mode, "classic") != 0 && !rfx;
     /* the channel add-ins built into libfreerdp-client2 (drdynvc,
      * rdpgfx), as xfreerdp registers them */
     freerdp_register_addin_provider(freerdp_channels_load_static_addin_entry,
@@ -382,6 +385,7 @@ int main(int argc, char **argv)
         !freerdp_settings_set_bool(s, FreeRDP_TlsSecurity, TRUE) ||
         !freerdp_settings_set_bool(s, FreeRDP_RdpSecurity, FALSE) ||
         !freerdp_settings_set_bool(s, FreeRDP_AutoReconnectionEnabled, FALSE) ||
+        !freerdp_settings_set_bool(s, FreeRDP_RemoteFxCodec, rfx) ||
         !freerdp_settings_set_bool(s, FreeRDP_SupportGraphicsPipeline, gfx) ||
         !freerdp_settings_set_bool(s, FreeRDP_GfxH264, avc) ||
         !freerdp_settings_set_bool(s, FreeRDP_GfxAVC444, FALSE) ||

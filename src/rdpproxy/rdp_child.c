@@ -274,6 +274,11 @@ struct rdpc {
      * and again at each reactivation, where the client may renumber */
     struct rdp_codec_map cmap;
     bool f_marker; /* the client takes surface frame markers */
+    /* the client's pointer cache size (0: it sent none) and large pointer
+     * flags (0: none announced), from its latest Confirm Active: pointer
+     * updates beyond them are not sent (rdp_codec_pointer_check), and the
+     * back leg announces the same to the target */
+    uint32_t f_ptr_cache, f_ptr_large;
 };
 
 /* One session per process: FreeRDP's callbacks find it here. */
@@ -319,6 +324,10 @@ static void rdpc_codec_said(char *out, size_t n, BOOL announced, bool usable,
     }
 }
 
+/* [MS-RDPBCGR] 2.2.1.13.1.1.1: CAPSTYPE_LARGE_POINTER (FreeRDP 2 does not
+ * install its name) */
+#define RDPC_CAPSET_LARGE_POINTER 0x1B
+
 /*
  * The map of surface commands' codec IDs (rdp_codec.h) from what the
  * back leg announced to the target (f_nsc, f_rfx: set for its
@@ -334,6 +343,15 @@ static void rdpc_codec_map(struct rdpc *s, const rdpSettings *fs)
     rdp_codec_map_make(&s->cmap, fs->SurfaceCommandsEnabled ? true : false,
                        &back, &front);
     s->f_marker = fs->SurfaceCommandsEnabled && fs->SurfaceFrameMarkerEnabled;
+    /* FreeRDP's server keeps the client's pointerCacheSize (its
+     * colorPointerCacheSize not) and ANDs its own large pointer flags
+     * with the client's, if the client sent them */
+    s->f_ptr_cache = fs->PointerCacheSize;
+    s->f_ptr_large = fs->ReceivedCapabilities != NULL &&
+                             fs->ReceivedCapabilities[RDPC_CAPSET_LARGE_POINTER]
+                         ? fs->LargePointerFlag &
+                               (RDP_LARGE_POINTER_96 | RDP_LARGE_POINTER_384)
+                         : 0;
     if (fs->SurfaceCommandsEnabled) {
         char nsc[48], rfx[48];
 
@@ -1475,27 +1493,75 @@ static BOOL rdpc_fw_ptr_system(rdpContext *c, const POINTER_SYSTEM_UPDATE *p)
     return rdpc_front_held() || f->update->pointer->PointerSystem(f, p);
 }
 
+/*
+ * Whether a pointer update may go to the client: not one beyond what the
+ * client announced (a cache index past its cache, a pointer larger than
+ * it takes: rdp_codec_pointer_check), which FreeRDP's client side lets
+ * through. It is logged as the other graphics refusals (rate-limited)
+ * and the session goes on: the next pointer update replaces it.
+ */
+static bool rdpc_ptr_ok(enum rdp_pointer_kind kind, UINT32 index, UINT32 w,
+                        UINT32 h)
+{
+    struct rdpc *s = rdpc_s;
+
+    switch (rdp_codec_pointer_check(kind, index, w, h, s->f_ptr_cache,
+                                    s->f_ptr_large)) {
+    case RDP_POINTER_OK:
+        return true;
+    case RDP_POINTER_INDEX:
+        rdpc_gfx_refused(s, "a pointer update",
+                         "cache index %u, the client's cache has %u",
+                         (unsigned)index, (unsigned)s->f_ptr_cache);
+        return false;
+    case RDP_POINTER_TOO_LARGE:
+        rdpc_gfx_refused(s, "a pointer update",
+                         "a %s pointer of %ux%u, larger than the client takes",
+                         kind == RDP_POINTER_LARGE ? "large" : "colour",
+                         (unsigned)w, (unsigned)h);
+        return false;
+    }
+    return false;
+}
+
 static BOOL rdpc_fw_ptr_color(rdpContext *c, const POINTER_COLOR_UPDATE *p)
 {
     rdpContext *f = rdpc_front();
+
+    if (!rdpc_ptr_ok(RDP_POINTER_COLOR, p->cacheIndex, p->width, p->height)) {
+        return TRUE;
+    }
     return rdpc_front_held() || f->update->pointer->PointerColor(f, p);
 }
 
 static BOOL rdpc_fw_ptr_new(rdpContext *c, const POINTER_NEW_UPDATE *p)
 {
     rdpContext *f = rdpc_front();
+
+    if (!rdpc_ptr_ok(RDP_POINTER_COLOR, p->colorPtrAttr.cacheIndex,
+                     p->colorPtrAttr.width, p->colorPtrAttr.height)) {
+        return TRUE;
+    }
     return rdpc_front_held() || f->update->pointer->PointerNew(f, p);
 }
 
 static BOOL rdpc_fw_ptr_cached(rdpContext *c, const POINTER_CACHED_UPDATE *p)
 {
     rdpContext *f = rdpc_front();
+
+    if (!rdpc_ptr_ok(RDP_POINTER_CACHED, p->cacheIndex, 0, 0)) {
+        return TRUE;
+    }
     return rdpc_front_held() || f->update->pointer->PointerCached(f, p);
 }
 
 static BOOL rdpc_fw_ptr_large(rdpContext *c, const POINTER_LARGE_UPDATE *p)
 {
     rdpContext *f = rdpc_front();
+
+    if (!rdpc_ptr_ok(RDP_POINTER_LARGE, p->cacheIndex, p->width, p->height)) {
+        return TRUE;
+    }
     return rdpc_front_held() || f->update->pointer->PointerLarge(f, p);
 }
 
@@ -1510,9 +1576,58 @@ static void rdpc_fw_pointer(rdpUpdate *u)
     u->pointer->PointerLarge = rdpc_fw_ptr_large;
 }
 
+/*
+ * Drawing orders: the back leg announces none (rdpc_back_settings: no
+ * primary order, no bitmap, glyph, brush or offscreen cache), yet
+ * FreeRDP 2.11's client parses some whatever it announced (a Cache
+ * Brush order, Stream Bitmap and Desktop Composition ones: its
+ * check_*_order_supported lets them through) and the target's Demand
+ * Active can switch on others (its glyph cache, offscreen cache,
+ * nine-grid, GDI+ and window capability sets are written into the
+ * back leg's own settings, which those checks read), and a recorded
+ * session's gdi then fills its caches with them. Every secondary and
+ * alternate secondary order is refused here, called by FreeRDP before
+ * it checks or parses the order: the session ends (a refused order
+ * fails the whole update; nothing between the orders lets one be
+ * skipped), said in the log and the session's result. Primary orders
+ * need no hook: FreeRDP refuses them itself before parsing, each kind
+ * being off in OrderSupport, which a Demand Active can only clear.
+ */
+static BOOL rdpc_order_refused(bool altsec, UINT8 type)
+{
+    struct rdpc *s = rdpc_s;
+    char name[64];
+
+    rdp_codec_order_name(altsec, type, name, sizeof(name));
+    if (s->why[0] == '\0') {
+        snprintf(s->why, sizeof(s->why),
+                 "error: the target sent a drawing order the proxy did not "
+                 "offer (%s)",
+                 name);
+    }
+    log_warn("rdp %s: the target sent a drawing order the proxy did not "
+             "offer (%s): the session ends",
+             s->a->client_addr, name);
+    return FALSE;
+}
+
+static BOOL rdpc_no_secondary(rdpContext *c, UINT16 len, UINT16 extra,
+                              UINT8 type, const char *name)
+{
+    return rdpc_order_refused(false, type);
+}
+
+static BOOL rdpc_no_altsec(rdpContext *c, UINT8 type, const char *name)
+{
+    return rdpc_order_refused(true, type);
+}
+
 static BOOL rdpc_back_pre_connect(freerdp *inst)
 {
     rdpUpdate *u = inst->update;
+
+    u->secondary->CacheOrderInfo = rdpc_no_secondary;
+    u->altsec->DrawOrderInfo = rdpc_no_altsec;
 
     u->BeginPaint = rdpc_fw_begin_paint;
     u->EndPaint = rdpc_fw_end_paint;
@@ -1586,6 +1701,9 @@ static bool rdpc_back_settings(struct rdpc *s, rdpSettings *bs)
            freerdp_settings_set_uint32(bs, FreeRDP_OffscreenSupportLevel, 0) &&
            freerdp_settings_set_uint32(bs, FreeRDP_GlyphSupportLevel,
                                        GLYPH_SUPPORT_NONE) &&
+           /* BRUSH_DEFAULT ([MS-RDPBCGR] 2.2.7.1.7): no brush cache
+            * (FreeRDP announces BRUSH_COLOR_FULL by default) */
+           freerdp_settings_set_uint32(bs, FreeRDP_BrushSupportLevel, 0) &&
            freerdp_settings_set_bool(bs, FreeRDP_CompressionEnabled, FALSE) &&
            freerdp_settings_set_bool(bs, FreeRDP_AutoReconnectionEnabled,
                                      FALSE) &&
@@ -1630,9 +1748,18 @@ static bool rdpc_back_size(struct rdpc *s, rdpSettings *bs)
                                      s->gfx ? TRUE : FALSE);
 }
 
+/* With the codecs, the client's pointer cache and large pointers (a
+ * client that sent no pointerCacheSize: FreeRDP's default). */
 static bool rdpc_back_codecs(struct rdpc *s, rdpSettings *bs)
 {
-    return freerdp_settings_set_bool(bs, FreeRDP_RemoteFxCodec, s->f_rfx) &&
+    if (s->f_ptr_cache != 0 &&
+        !freerdp_settings_set_uint32(bs, FreeRDP_PointerCacheSize,
+                                     s->f_ptr_cache)) {
+        return false;
+    }
+    return freerdp_settings_set_uint32(bs, FreeRDP_LargePointerFlag,
+                                       s->f_ptr_large) &&
+           freerdp_settings_set_bool(bs, FreeRDP_RemoteFxCodec, s->f_rfx) &&
            freerdp_settings_set_bool(bs, FreeRDP_NSCodec, s->f_nsc) &&
            freerdp_settings_set_bool(bs, FreeRDP_SurfaceCommandsEnabled,
                                      s->f_surface);

@@ -4,6 +4,7 @@
  */
 #include "rdpproxy/rdp_codec.h"
 
+#include <stdio.h>
 #include <string.h>
 
 void rdp_codec_usable(const struct rdp_codec_set *in, struct rdp_codec_set *out)
@@ -106,4 +107,61 @@ enum rdp_bitmap_verdict rdp_codec_update_check(uint32_t bpp, bool compressed,
         return RDP_BITMAP_PLANAR_TOO_LARGE;
     }
     return RDP_BITMAP_OK;
+}
+
+/* [MS-RDPEGDI] 2.2.2.2.1.2.1.1 (secondary orderType), 2.2.2.2.1.3.1.1
+ * (alternate secondary orderType); NULL: no order of that type */
+static const char *const rdp_codec_secondary[] = {
+    "Cache Bitmap", "Cache Color Table", "Cache Bitmap (compressed)",
+    "Cache Glyph",  "Cache Bitmap V2",   "Cache Bitmap V2 (compressed)",
+    NULL,           "Cache Brush",       "Cache Bitmap V3",
+};
+static const char *const rdp_codec_altsec[] = {
+    "Switch Surface",         "Create Offscreen Bitmap",
+    "Stream Bitmap First",    "Stream Bitmap Next",
+    "Create NineGrid Bitmap", "Draw GDI+ First",
+    "Draw GDI+ Next",         "Draw GDI+ End",
+    "Draw GDI+ Cache First",  "Draw GDI+ Cache Next",
+    "Draw GDI+ Cache End",    "Window",
+    "Desktop Composition",    "Frame Marker",
+};
+
+void rdp_codec_order_name(bool altsec, uint8_t type, char *out, size_t n)
+{
+    const char *const *t = altsec ? rdp_codec_altsec : rdp_codec_secondary;
+    size_t count = altsec ? sizeof(rdp_codec_altsec) / sizeof(t[0])
+                          : sizeof(rdp_codec_secondary) / sizeof(t[0]);
+    const char *kind = altsec ? "alternate secondary order" : "secondary order";
+
+    if (n == 0) {
+        return;
+    }
+    if (type < count && t[type] != NULL) {
+        snprintf(out, n, "%s %s", kind, t[type]);
+    } else {
+        snprintf(out, n, "%s 0x%02x", kind, (unsigned)type);
+    }
+}
+
+enum rdp_pointer_verdict rdp_codec_pointer_check(enum rdp_pointer_kind kind,
+                                                 uint32_t index, uint32_t width,
+                                                 uint32_t height,
+                                                 uint32_t client_cache,
+                                                 uint32_t client_large)
+{
+    uint32_t max = (client_large & RDP_LARGE_POINTER_96) != 0 ? 96 : 32;
+
+    if (kind == RDP_POINTER_LARGE) {
+        if ((client_large & RDP_LARGE_POINTER_384) == 0) {
+            return RDP_POINTER_TOO_LARGE;
+        }
+        max = 384;
+    }
+    if (kind != RDP_POINTER_CACHED && (width > max || height > max)) {
+        return RDP_POINTER_TOO_LARGE;
+    }
+    if (client_cache != 0 && index >= client_cache) {
+        return RDP_POINTER_INDEX;
+    }
+    return RDP_POINTER_OK;
 }

@@ -26,6 +26,7 @@
 #define PORTCULLIS_RDP_CODEC_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* The codecs a surface command may carry through the proxy (the back
@@ -138,6 +139,66 @@ enum rdp_bitmap_verdict rdp_codec_bitmap_check(uint8_t back_id, uint32_t bpp,
 enum rdp_bitmap_verdict rdp_codec_update_check(uint32_t bpp, bool compressed,
                                                uint32_t width, uint32_t height,
                                                uint32_t max_w, uint32_t max_h);
+
+/*
+ * Drawing orders ([MS-RDPEGDI] 2.2.2.2.1): the back leg announces none
+ * (no primary order, no bitmap, glyph, brush or offscreen cache), so
+ * every secondary and alternate secondary order a target sends is
+ * refused before FreeRDP parses it (rdp_child.c: FreeRDP 2.11's client
+ * takes a Cache Brush, Stream Bitmap and Desktop Composition order
+ * whatever it announced, and a target's Demand Active can switch on
+ * glyph, offscreen, nine-grid, GDI+ and window orders in the back
+ * leg's settings). The order's name for the log and the session's
+ * result: "secondary order Cache Brush", "alternate secondary order
+ * Create Offscreen Bitmap", "secondary order 0x2a" for a type no order
+ * has. Written into out (n bytes, NUL-terminated, cut to fit).
+ *
+ * Plain data: a pure function of its arguments.
+ */
+void rdp_codec_order_name(bool altsec, uint8_t type, char *out, size_t n);
+
+/*
+ * Whether a pointer update from the target may go to the client, by what
+ * the client announced ([MS-RDPBCGR] 2.2.7.1.5 Pointer Capability Set,
+ * 2.2.7.2.7 Large Pointer Capability Set): the proxy forwards pointer
+ * updates as they came (FreeRDP 2.11's parser has checked each mask's
+ * length against the pointer's size and depth), but FreeRDP's client
+ * side checks neither a cache index against the cache it announced nor
+ * a Large Pointer Update against its announcing large pointers, and the
+ * back leg's announcement need not be the client's.
+ *
+ * kind: RDP_POINTER_COLOR (Color Pointer and New Pointer Updates: the
+ * index they are stored at, width and height), RDP_POINTER_LARGE, or
+ * RDP_POINTER_CACHED (the index alone; width and height 0).
+ * client_cache: the client's pointerCacheSize, 0 when it sent none
+ * (FreeRDP's server keeps no other; then no index is checked).
+ * client_large: its largePointerSupportFlags (RDP_LARGE_POINTER_*), 0
+ * when it sent no Large Pointer Capability Set.
+ *
+ * RDP_POINTER_INDEX      a cache index >= client_cache
+ * RDP_POINTER_TOO_LARGE  a Color or New Pointer wider or taller than 32
+ *     (96 with RDP_LARGE_POINTER_96), a Large Pointer Update to a client
+ *     without RDP_LARGE_POINTER_384 or over 384
+ *
+ * Plain data: a pure function of its arguments.
+ */
+#define RDP_LARGE_POINTER_96 0x0001
+#define RDP_LARGE_POINTER_384 0x0002
+enum rdp_pointer_kind {
+    RDP_POINTER_COLOR,
+    RDP_POINTER_LARGE,
+    RDP_POINTER_CACHED,
+};
+enum rdp_pointer_verdict {
+    RDP_POINTER_OK,
+    RDP_POINTER_INDEX,
+    RDP_POINTER_TOO_LARGE,
+};
+enum rdp_pointer_verdict rdp_codec_pointer_check(enum rdp_pointer_kind kind,
+                                                 uint32_t index, uint32_t width,
+                                                 uint32_t height,
+                                                 uint32_t client_cache,
+                                                 uint32_t client_large);
 
 /* The back leg's own set: FreeRDP 2's client writes these constant IDs
  * (libfreerdp/core/capabilities.c, rdp_write_bitmap_codecs_capability_set:

@@ -30,19 +30,28 @@
  * 64x2048 planar one (32 bpp, compressed with FreeRDP's planar encoder,
  * run-length: a few KB), far taller than the 1024x768 desktop that
  * FreeRDP 2.11's planar decoder sizes its scratch buffer for, and which
- * it decodes into that buffer unchecked.
+ * it decodes into that buffer unchecked. MODE "brush" sends, before the
+ * teal screen, one Cache Brush order (a secondary drawing order: an 8x8
+ * brush of 1 bpp for brush cache entry 1), which the client never asked
+ * for: a FreeRDP 2.11 client takes it whatever it announced. MODE
+ * "pointer" sends, before the teal screen, a 32x32 New Pointer stored
+ * at cache index 1, then a Cached Pointer of index 25, past the 20
+ * entries the client announced (FreeRDP's clients' default).
  *
  * It writes what it sees, one line each, to OUTFILE:
  *
  *   offered S N NID R RID   what the client (the proxy's back leg)
  *                           announced: surface commands (0|1), NSCodec
  *                           (0|1) under ID NID, RemoteFX (0|1) under RID
+ *   brush                   (brush) the Cache Brush order went out
+ *   pointer N               (pointer) the pointer updates went out; the
+ *                           client announced a pointer cache of N
  *   sent                    the commands above went out
  *   no nscodec              (nsc modes) the client announced no NSCodec:
  *                           nothing sent
  *
  * Usage: rdp-surf-target PORT CERT KEY OUTFILE
- *        [junk|nsc|nsc-big|bpp1|planar-big]
+ *        [junk|nsc|nsc-big|bpp1|planar-big|brush|pointer]
  * Serves one connection after another on 127.0.0.1:PORT until killed.
  */
 #include <stdint.h>
@@ -71,7 +80,15 @@ static const BYTE st_teal[4] = {128, 128, 0, 255};
 static const BYTE st_quad[4][3] = {
     {220, 40, 40}, {40, 200, 60}, {40, 60, 220}, {230, 200, 40}};
 
-enum st_mode { ST_JUNK, ST_NSC, ST_NSC_BIG, ST_BPP1, ST_PLANAR_BIG };
+enum st_mode {
+    ST_JUNK,
+    ST_NSC,
+    ST_NSC_BIG,
+    ST_BPP1,
+    ST_PLANAR_BIG,
+    ST_BRUSH,
+    ST_POINTER
+};
 static enum st_mode st_mode = ST_JUNK;
 
 static BOOL st_bits(freerdp_peer *peer, UINT16 codec, UINT32 x, UINT32 y,
@@ -153,6 +170,67 @@ out:
     return ok;
 }
 
+/*
+ * The drawing order of "brush": a Cache Brush order (secondary,
+ * [MS-RDPEGDI] 2.2.2.2.1.2.7), 8x8 at 1 bpp, which the proxy's back leg
+ * never asked for (no brush cache, no order that paints with one) and
+ * FreeRDP 2.11's client takes whatever it announced.
+ */
+static BOOL st_brush(freerdp_peer *peer)
+{
+    CACHE_BRUSH_ORDER b;
+    BOOL ok;
+
+    memset(&b, 0, sizeof(b));
+    b.index = 1;
+    b.bpp = 1;
+    b.cx = 8;
+    b.cy = 8;
+    b.length = 8;
+    for (int i = 0; i < 8; i++) {
+        b.data[i] = (BYTE)(i % 2 == 0 ? 0xAA : 0x55);
+    }
+    ok = peer->update->BeginPaint(peer->context) &&
+         peer->update->secondary->CacheBrush(peer->context, &b) &&
+         peer->update->EndPaint(peer->context);
+    if (ok) {
+        rts_say("brush");
+    }
+    return ok;
+}
+
+/*
+ * The pointer updates of "pointer": a 32x32 New Pointer (32 bpp, a
+ * black square, opaque) stored at cache index 1, then a Cached Pointer
+ * naming index 25, past the 20 entries FreeRDP's clients announce.
+ */
+static BOOL st_pointer(freerdp_peer *peer)
+{
+    static BYTE xor_mask[32 * 32 * 4];
+    static BYTE and_mask[4 * 32];
+    POINTER_NEW_UPDATE p;
+    POINTER_CACHED_UPDATE c;
+    BOOL ok;
+
+    memset(&p, 0, sizeof(p));
+    p.xorBpp = 32;
+    p.colorPtrAttr.cacheIndex = 1;
+    p.colorPtrAttr.width = 32;
+    p.colorPtrAttr.height = 32;
+    p.colorPtrAttr.lengthXorMask = sizeof(xor_mask);
+    p.colorPtrAttr.xorMaskData = xor_mask;
+    p.colorPtrAttr.lengthAndMask = sizeof(and_mask);
+    p.colorPtrAttr.andMaskData = and_mask;
+    memset(&c, 0, sizeof(c));
+    c.cacheIndex = 25;
+    ok = peer->update->pointer->PointerNew(peer->context, &p) &&
+         peer->update->pointer->PointerCached(peer->context, &c);
+    if (ok) {
+        rts_say("pointer %u", (unsigned)peer->settings->PointerCacheSize);
+    }
+    return ok;
+}
+
 static BOOL st_send(freerdp_peer *peer)
 {
     static const UINT16 bad[] = {0x42, RDP_CODEC_ID_REMOTEFX, RDP_CODEC_ID_JPEG,
@@ -184,6 +262,12 @@ static BOOL st_send(freerdp_peer *peer)
     }
     if (ok && st_mode == ST_PLANAR_BIG) {
         ok = st_planar_big(peer);
+    }
+    if (ok && st_mode == ST_BRUSH) {
+        ok = st_brush(peer);
+    }
+    if (ok && st_mode == ST_POINTER) {
+        ok = st_pointer(peer);
     }
     if ((strip = malloc(n)) == NULL) {
         return FALSE;
@@ -340,9 +424,13 @@ int main(int argc, char **argv)
         st_mode = ST_BPP1;
     } else if (argc == 6 && strcmp(argv[5], "planar-big") == 0) {
         st_mode = ST_PLANAR_BIG;
+    } else if (argc == 6 && strcmp(argv[5], "brush") == 0) {
+        st_mode = ST_BRUSH;
+    } else if (argc == 6 && strcmp(argv[5], "pointer") == 0) {
+        st_mode = ST_POINTER;
     } else if (argc != 5 && !(argc == 6 && strcmp(argv[5], "junk") == 0)) {
         fprintf(stderr, "usage: rdp-surf-target PORT CERT KEY OUTFILE "
-                        "[junk|nsc|nsc-big|bpp1|planar-big]\n");
+                        "[junk|nsc|nsc-big|bpp1|planar-big|brush|pointer]\n");
         return 2;
     }
     if (!rts_open_out(argv[4])) {

@@ -643,3 +643,63 @@ def test_planar_bitmap_taller_than_the_desktop_goes_nowhere(tls_proxy,
     screen = screen_at(read_rdprec(check_row_file(row)))
     for x, y in ((32, 32), (800, 650)):
         assert near(rgb_at(screen, x, y), TEAL), (x, y, rgb_at(screen, x, y))
+
+
+def test_drawing_order_not_offered_ends_the_session(tls_proxy, tmp_path):
+    """A hostile target's Cache Brush order (a secondary drawing order),
+    which the back leg never asked for (it announces no drawing order and
+    no cache) and FreeRDP 2.11's client takes whatever it announced (its
+    check_secondary_order_supported lets every Cache Brush through, and
+    the target's own Demand Active can switch on glyph, offscreen,
+    nine-grid and GDI+ orders in the back leg's settings), is refused
+    before FreeRDP parses it: the proxy logs it, the session ends with
+    that reason in its row, and the client never gets the teal screen
+    after it (before: the recorder's gdi put the brush in its cache and
+    the session went on)."""
+    since = len(tls_proxy.log_text())
+    target = NscTarget(tmp_path / "target", "brush").start()
+    asset = rdp_asset(tls_proxy, target)
+    pw = "User-Pass-77"
+    user = tls_proxy.user_add(password=pw)
+    tls_proxy.allow(user, asset, native="record")
+    shim = CodecShim(tmp_path / "shim", tls_proxy.rdp_port, {})
+    try:
+        r = shim_client(tls_proxy, shim, tmp_path, "%s#%s" % (user, asset),
+                        pw, ["-compression", "/bpp:32"])
+    finally:
+        shim.close()
+        target.stop()
+    lines = target.lines()
+    log = tls_proxy.log_text()[since:]
+    print("target:", lines, "xfreerdp:", r)
+    assert "brush" in lines, (lines, r)
+    why = "the target sent a drawing order the proxy did not offer " \
+        "(secondary order Cache Brush)"
+    assert why in log, log[-3000:]
+    row = tls_proxy.session_of(user, kind="rdp", result="error")
+    assert row["result"] == "error: " + why, row
+    shot = tmp_path / "after.png"
+    assert not shot.exists() or not near(pixel(shot), TEAL), shot
+
+
+def test_pointer_past_the_clients_cache_goes_nowhere(tls_proxy, tmp_path):
+    """A hostile target's Cached Pointer Update naming cache index 25,
+    past the 20 entries xfreerdp announced (and the back leg, announcing
+    the client's size, announced to the target), is not sent to the
+    client, which FreeRDP's client side would have let through: xfreerdp
+    logs no invalid pointer index, the proxy logs the refusal, the New
+    Pointer before it (index 1) and the teal screen after it are shown,
+    and the session ends as the client leaves (before: xfreerdp got it,
+    logged "invalid pointer index:25" and ended the session)."""
+    h = hostile_recorded_session(tls_proxy, tmp_path, "pointer")
+    lines, log, client_log, user = h.lines, h.log, h.client_log, h.user
+    assert "pointer 20" in lines, lines
+    assert "invalid pointer index" not in client_log, client_log[-2000:]
+    assert "a pointer update from the target not sent to the client " \
+        "(cache index 25, the client's cache has 20)" in log, log[-3000:]
+    assert "a pointer update from the target not sent to the client " \
+        "(cache index 1" not in log, log[-3000:]
+    assert near(pixel(tmp_path / "after.png"), TEAL), \
+        pixel(tmp_path / "after.png")
+    row = tls_proxy.session_of(user, kind="rdp", result="ok")
+    assert "client ended" in row["result"], row

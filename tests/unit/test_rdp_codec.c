@@ -293,6 +293,110 @@ static void test_update_planar_too_large(void **state)
                      RDP_BITMAP_OK);
 }
 
+/* The names of drawing orders in the log and the session's result. */
+static void test_order_name(void **state)
+{
+    char b[64];
+
+    (void)state;
+    rdp_codec_order_name(false, 0x07, b, sizeof(b));
+    assert_string_equal(b, "secondary order Cache Brush");
+    rdp_codec_order_name(false, 0x03, b, sizeof(b));
+    assert_string_equal(b, "secondary order Cache Glyph");
+    rdp_codec_order_name(false, 0x08, b, sizeof(b));
+    assert_string_equal(b, "secondary order Cache Bitmap V3");
+    /* no order has 6, nor anything past the last */
+    rdp_codec_order_name(false, 0x06, b, sizeof(b));
+    assert_string_equal(b, "secondary order 0x06");
+    rdp_codec_order_name(false, 0x09, b, sizeof(b));
+    assert_string_equal(b, "secondary order 0x09");
+    rdp_codec_order_name(false, 0xFF, b, sizeof(b));
+    assert_string_equal(b, "secondary order 0xff");
+    rdp_codec_order_name(true, 0x00, b, sizeof(b));
+    assert_string_equal(b, "alternate secondary order Switch Surface");
+    rdp_codec_order_name(true, 0x01, b, sizeof(b));
+    assert_string_equal(b, "alternate secondary order Create Offscreen Bitmap");
+    rdp_codec_order_name(true, 0x0B, b, sizeof(b));
+    assert_string_equal(b, "alternate secondary order Window");
+    rdp_codec_order_name(true, 0x0D, b, sizeof(b));
+    assert_string_equal(b, "alternate secondary order Frame Marker");
+    rdp_codec_order_name(true, 0x0E, b, sizeof(b));
+    assert_string_equal(b, "alternate secondary order 0x0e");
+    rdp_codec_order_name(true, 0x3F, b, sizeof(b));
+    assert_string_equal(b, "alternate secondary order 0x3f");
+    /* cut to fit, always terminated; nothing written into 0 bytes */
+    rdp_codec_order_name(false, 0x07, b, 10);
+    assert_string_equal(b, "secondary");
+    b[0] = 'x';
+    rdp_codec_order_name(false, 0x07, b, 0);
+    assert_int_equal(b[0], 'x');
+}
+
+/* Pointer updates past what the client announced. */
+static void test_pointer_check(void **state)
+{
+    const uint32_t l96 = RDP_LARGE_POINTER_96,
+                   both = RDP_LARGE_POINTER_96 | RDP_LARGE_POINTER_384;
+
+    (void)state;
+    /* the cache: indices 0 to size - 1 */
+    assert_int_equal(
+        rdp_codec_pointer_check(RDP_POINTER_CACHED, 19, 0, 0, 20, 0),
+        RDP_POINTER_OK);
+    assert_int_equal(
+        rdp_codec_pointer_check(RDP_POINTER_CACHED, 20, 0, 0, 20, 0),
+        RDP_POINTER_INDEX);
+    assert_int_equal(
+        rdp_codec_pointer_check(RDP_POINTER_CACHED, 65535, 0, 0, 20, both),
+        RDP_POINTER_INDEX);
+    assert_int_equal(
+        rdp_codec_pointer_check(RDP_POINTER_COLOR, 25, 32, 32, 20, 0),
+        RDP_POINTER_INDEX);
+    assert_int_equal(
+        rdp_codec_pointer_check(RDP_POINTER_LARGE, 25, 64, 64, 20, both),
+        RDP_POINTER_INDEX);
+    /* a client that sent no size: not checked */
+    assert_int_equal(
+        rdp_codec_pointer_check(RDP_POINTER_CACHED, 65535, 0, 0, 0, 0),
+        RDP_POINTER_OK);
+    /* colour and new pointers: 32, or 96 with large pointers */
+    assert_int_equal(
+        rdp_codec_pointer_check(RDP_POINTER_COLOR, 0, 32, 32, 20, 0),
+        RDP_POINTER_OK);
+    assert_int_equal(
+        rdp_codec_pointer_check(RDP_POINTER_COLOR, 0, 33, 32, 20, 0),
+        RDP_POINTER_TOO_LARGE);
+    assert_int_equal(
+        rdp_codec_pointer_check(RDP_POINTER_COLOR, 0, 32, 33, 20, 0),
+        RDP_POINTER_TOO_LARGE);
+    assert_int_equal(
+        rdp_codec_pointer_check(RDP_POINTER_COLOR, 0, 96, 96, 20, l96),
+        RDP_POINTER_OK);
+    assert_int_equal(
+        rdp_codec_pointer_check(RDP_POINTER_COLOR, 0, 97, 96, 20, both),
+        RDP_POINTER_TOO_LARGE);
+    /* large pointer updates: only with 384x384 announced, up to 384 */
+    assert_int_equal(
+        rdp_codec_pointer_check(RDP_POINTER_LARGE, 0, 32, 32, 20, l96),
+        RDP_POINTER_TOO_LARGE);
+    assert_int_equal(
+        rdp_codec_pointer_check(RDP_POINTER_LARGE, 0, 32, 32, 20, 0),
+        RDP_POINTER_TOO_LARGE);
+    assert_int_equal(
+        rdp_codec_pointer_check(RDP_POINTER_LARGE, 0, 384, 384, 20, both),
+        RDP_POINTER_OK);
+    assert_int_equal(
+        rdp_codec_pointer_check(RDP_POINTER_LARGE, 0, 385, 1, 20, both),
+        RDP_POINTER_TOO_LARGE);
+    assert_int_equal(rdp_codec_pointer_check(RDP_POINTER_LARGE, 0, 384, 384, 20,
+                                             RDP_LARGE_POINTER_384),
+                     RDP_POINTER_OK);
+    /* a cached pointer has no size */
+    assert_int_equal(
+        rdp_codec_pointer_check(RDP_POINTER_CACHED, 0, 9999, 9999, 20, 0),
+        RDP_POINTER_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -305,6 +409,8 @@ int main(void)
         cmocka_unit_test(test_bitmap_too_large),
         cmocka_unit_test(test_bitmap_depth),
         cmocka_unit_test(test_update_planar_too_large),
+        cmocka_unit_test(test_order_name),
+        cmocka_unit_test(test_pointer_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
