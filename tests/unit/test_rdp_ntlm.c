@@ -170,23 +170,33 @@ static void ntlm_req(struct buf *b, const char *pw, uint8_t v2[NTHASH_LEN])
     ntlm_req_as(b, "alice#srv", pw, v2);
 }
 
+/* Sends the MP_RDP_NTLM request in b and reads the reply into b: its ok
+ * byte (the rest stays in b). */
+static uint8_t ntlm_send(struct t *t, struct mchild *c, int peer, struct buf *b)
+{
+    uint8_t got = 0, ok = 0;
+
+    assert_int_equal(monitor_request(&t->m, c, MP_RDP_NTLM, b), ERR_OK);
+    buf_reset(b);
+    assert_int_equal(mproto_recv(peer, &got, b, NULL), ERR_OK);
+    assert_int_equal(got, MP_RDP_NTLM_REPLY);
+    assert_int_equal(buf_get_u8(b, &ok), ERR_OK);
+    return ok;
+}
+
 /* MP_RDP_NTLM for alice from a client that knows pw: true if a key came
  * back (and then it is the key the client used). */
 static bool ntlm_pw(struct t *t, struct mchild *c, int peer, const char *pw,
                     char *why, size_t whylen)
 {
     struct buf *b = buf_new(MPROTO_MAX);
-    uint8_t ok = 0, got = 0, v2[NTHASH_LEN];
+    uint8_t ok = 0, v2[NTHASH_LEN];
     const uint8_t *key = NULL;
     size_t keylen = 0;
 
     assert_non_null(b);
     ntlm_req(b, pw, v2);
-    assert_int_equal(monitor_request(&t->m, c, MP_RDP_NTLM, b), ERR_OK);
-    buf_reset(b);
-    assert_int_equal(mproto_recv(peer, &got, b, NULL), ERR_OK);
-    assert_int_equal(got, MP_RDP_NTLM_REPLY);
-    assert_int_equal(buf_get_u8(b, &ok), ERR_OK);
+    ok = ntlm_send(t, c, peer, b);
     assert_int_equal(buf_get_cstring_into(b, why, whylen), ERR_OK);
     assert_int_equal(buf_get_string_ptr(b, NTHASH_LEN, &key, &keylen), ERR_OK);
     if (ok) {
@@ -284,7 +294,7 @@ static void test_ntlm_key_needs_the_password(void **state)
     struct t *t = *state;
     struct buf *b = buf_new(MPROTO_MAX);
     struct mchild *c;
-    uint8_t v2[NTHASH_LEN], got = 0, ok = 1;
+    uint8_t v2[NTHASH_LEN], ok = 1;
     char why[256];
     int peer;
 
@@ -298,11 +308,7 @@ static void test_ntlm_key_needs_the_password(void **state)
     c = child(t, &peer);
     ntlm_req(b, PASSWORD, v2);
     b->data[b->len - 40 - 16] ^= 0x5a; /* the proof's first byte */
-    assert_int_equal(monitor_request(&t->m, c, MP_RDP_NTLM, b), ERR_OK);
-    buf_reset(b);
-    assert_int_equal(mproto_recv(peer, &got, b, NULL), ERR_OK);
-    assert_int_equal(got, MP_RDP_NTLM_REPLY);
-    assert_int_equal(buf_get_u8(b, &ok), ERR_OK);
+    ok = ntlm_send(t, c, peer, b);
     assert_int_equal(ok, 0);
     gone(t, c, peer); /* never reports */
     c = child(t, &peer);
@@ -337,7 +343,7 @@ static void test_unknown_names_count(void **state)
     struct t *t = *state;
     struct buf *b = buf_new(MPROTO_MAX);
     struct mchild *c;
-    uint8_t v2[NTHASH_LEN], got = 0, ok = 1;
+    uint8_t v2[NTHASH_LEN], ok = 1;
     char login[32], why[256];
     int peer;
 
@@ -347,11 +353,7 @@ static void test_unknown_names_count(void **state)
         snprintf(login, sizeof(login), "nobody%d#srv", i);
         buf_reset(b);
         ntlm_req_as(b, login, PASSWORD, v2);
-        assert_int_equal(monitor_request(&t->m, c, MP_RDP_NTLM, b), ERR_OK);
-        buf_reset(b);
-        assert_int_equal(mproto_recv(peer, &got, b, NULL), ERR_OK);
-        assert_int_equal(got, MP_RDP_NTLM_REPLY);
-        assert_int_equal(buf_get_u8(b, &ok), ERR_OK);
+        ok = ntlm_send(t, c, peer, b);
         assert_int_equal(ok, 0);
         gone(t, c, peer);
     }
@@ -370,7 +372,7 @@ static void test_unicode_login_either_upper_case(void **state)
     struct t *t = *state;
     struct buf *b = buf_new(MPROTO_MAX);
     struct mchild *c;
-    uint8_t v2[NTHASH_LEN], got = 0, ok = 0;
+    uint8_t v2[NTHASH_LEN], ok = 0;
     const uint8_t *key = NULL;
     size_t keylen = 0;
     char why[256];
@@ -382,11 +384,7 @@ static void test_unicode_login_either_upper_case(void **state)
         c = child(t, &peer);
         buf_reset(b);
         ntlm_req_upper(b, "alice#b\xc3\xbcro", PASSWORD, uppers[i], v2);
-        assert_int_equal(monitor_request(&t->m, c, MP_RDP_NTLM, b), ERR_OK);
-        buf_reset(b);
-        assert_int_equal(mproto_recv(peer, &got, b, NULL), ERR_OK);
-        assert_int_equal(got, MP_RDP_NTLM_REPLY);
-        assert_int_equal(buf_get_u8(b, &ok), ERR_OK);
+        ok = ntlm_send(t, c, peer, b);
         assert_int_equal(ok, 1);
         assert_int_equal(buf_get_cstring_into(b, why, sizeof(why)), ERR_OK);
         assert_int_equal(buf_get_string_ptr(b, NTHASH_LEN, &key, &keylen),
