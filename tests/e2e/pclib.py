@@ -785,7 +785,8 @@ class Portcullis:
         "" on PostgreSQL)."""
         if self.store_url is None:
             import sqlite3
-            db = sqlite3.connect(str(self.dir / "portcullis.db"))
+            # waits for the server's write lock like any other writer
+            db = sqlite3.connect(str(self.dir / "portcullis.db"), timeout=10)
             try:
                 rows = db.execute(sql, params).fetchall()
                 db.commit()
@@ -802,6 +803,22 @@ class Portcullis:
         pg = shared_pg()
         out = pg.psql(pg.dbname_of(self.store_url), text)
         return [ln.split("|") for ln in out.splitlines() if ln.strip()]
+
+    def store_text(self, sql, *params):
+        """store_sql's rows as the sqlite3 and psql shells print them: one
+        line per row, the values joined by "|" (NULL empty)."""
+        return "".join("|".join("" if v is None else v for v in row) + "\n"
+                       for row in self.store_sql(sql, *params))
+
+    def store_dump(self):
+        """Everything the store holds, as bytes, for "this secret is
+        nowhere in the store" checks: the SQLite database file and its
+        -wal/-journal files, or pg_dump of the PostgreSQL database."""
+        if self.store_url is None:
+            return b"".join(f.read_bytes() for f in
+                            sorted(self.dir.glob("portcullis.db*")))
+        pg = shared_pg()
+        return pg.dump(pg.dbname_of(self.store_url)).encode()
 
     def sessions(self):
         _, out, _ = self.cli("session", "list", "--json")
