@@ -21,10 +21,12 @@ import os
 import random
 import re
 import select
+import shutil
 import signal
 import socket
 import struct
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -543,6 +545,53 @@ def shared_host_keys():
     return _shared_host_keys
 
 
+_init_templates = {}
+
+# The files of a data directory that `init` fills with fresh random bytes
+# and that nothing in a new store depends on yet (no vaulted secret, no
+# token, no audit entry): each copy of the template gets its own.
+_INIT_RANDOM_KEYS = ("vault.key", "api_jwt.key", "audit.key")
+
+# The tests that have had their copy of the template: a test's second
+# Portcullis runs `init` (two servers of one test may be compared: another
+# TLS certificate, another admin).
+_init_copied_for = set()
+
+
+def _init_copy_allowed():
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]
+    if test in _init_copied_for:
+        return False
+    _init_copied_for.add(test)
+    return True
+
+
+def init_template(host_keys):
+    """(directory, init's output) of one `portcullis init` on SQLite
+    adopting host_keys, made once per pytest process (per build and key
+    set) and removed at exit. Each init hashed the admin's password at the default
+    argon2id cost (64 MiB) and created the schema: 0.2-0.25 CPU seconds,
+    the dearest CLI command of the suite (a quarter of the CLI's CPU in
+    one sample); a copy costs a few milliseconds."""
+    bin_ = portcullis_bin()
+    t = _init_templates.get((bin_, host_keys))
+    if t is None:
+        import atexit
+        d = Path(tempfile.mkdtemp(prefix="pc-init-template-")) / "data"
+        r = run([bin_, "init", "--dir", d, "--ssh-port", free_port(),
+                 "--http-port", free_port(), "--host-keys", host_keys])
+        if r.rc != 0:
+            pytest.fail("portcullis init failed: %r" % r)
+        names = sorted(p.name for p in d.iterdir())
+        if any((d / n).is_dir() for n in names):
+            pytest.fail("init made a directory in %s; copy_init_template "
+                        "copies files only" % d)
+        t = (d, r.out)
+        _init_templates[(bin_, host_keys)] = t
+        atexit.register(shutil.rmtree, str(d.parent), True)
+    return t
+
+
 _shared_pg = None
 
 
@@ -584,18 +633,25 @@ class Portcullis:
                         % self.bin)
         args = [self.bin, "init", "--dir", self.dir, "--ssh-port",
                 self.ssh_port, "--http-port", self.http_port]
+        host_keys = None
         if not fresh_keys:
-            args += ["--host-keys", shared_host_keys()]
+            host_keys = shared_host_keys()
+            args += ["--host-keys", host_keys]
         if store_url is None and store_on_pg():
             store_url = shared_pg().new_database()
         self.store_url = store_url or None
         if store_url:
             args += ["--store-url", store_url]
-        r = run(args)
-        if r.rc != 0:
-            pytest.fail("portcullis init failed: %r" % r)
-        self.init_output = r.out
-        self.info = parse_kv(r.out)
+        if fresh_keys or store_url or any(self.dir.iterdir()) or \
+                not _init_copy_allowed():
+            r = run(args)
+            if r.rc != 0:
+                pytest.fail("portcullis init failed: %r" % r)
+            out = r.out
+        else:
+            out = self._copy_init_template(host_keys)
+        self.init_output = out
+        self.info = parse_kv(out)
         for k in ("config", "admin_user", "admin_password", "fingerprint"):
             if k not in self.info:
                 pytest.fail("portcullis init printed no %s=: %r" % (k, r))
@@ -612,6 +668,27 @@ class Portcullis:
         self.log_path = self.dir / "server.log"
         self.proc = None
         self._log_seen = 0
+
+    def _copy_init_template(self, host_keys):
+        """What `init` with the shared host keys on SQLite makes, copied
+        from init_template() into self.dir: its files (modes kept), fresh
+        random keys (_INIT_RANDOM_KEYS), this server's ports in the
+        config; returns init's output as it would have printed it. The
+        copies share the admin's password and hash, the IDs of the admin
+        and the root site, and the TLS certificate (as they share the host
+        keys), so only a test's first Portcullis is a copy: a second one
+        of the same test (compared with the first) runs `init`. Tests of
+        `init`'s own output run it themselves or use fresh_keys=True."""
+        src, out = init_template(host_keys)
+        for f in src.iterdir():
+            shutil.copy2(f, self.dir / f.name)
+        for name in _INIT_RANDOM_KEYS:
+            with open(self.dir / name, "wb") as f:
+                f.write(os.urandom(32))
+        self.conf = self.dir / "portcullis.conf"
+        self.set_config("ssh", "port", self.ssh_port)
+        self.set_config("http", "port", self.http_port)
+        return out.replace(str(src), str(self.dir.resolve()))
 
     # --- configuration
 
@@ -785,7 +862,8 @@ class Portcullis:
         "" on PostgreSQL)."""
         if self.store_url is None:
             import sqlite3
-            db = sqlite3.connect(str(self.dir / "portcullis.db"))
+            # waits for the server's write lock like any other writer
+            db = sqlite3.connect(str(self.dir / "portcullis.db"), timeout=10)
             try:
                 rows = db.execute(sql, params).fetchall()
                 db.commit()
@@ -802,6 +880,22 @@ class Portcullis:
         pg = shared_pg()
         out = pg.psql(pg.dbname_of(self.store_url), text)
         return [ln.split("|") for ln in out.splitlines() if ln.strip()]
+
+    def store_text(self, sql, *params):
+        """store_sql's rows as the sqlite3 and psql shells print them: one
+        line per row, the values joined by "|" (NULL empty)."""
+        return "".join("|".join("" if v is None else v for v in row) + "\n"
+                       for row in self.store_sql(sql, *params))
+
+    def store_dump(self):
+        """Everything the store holds, as bytes, for "this secret is
+        nowhere in the store" checks: the SQLite database file and its
+        -wal/-journal files, or pg_dump of the PostgreSQL database."""
+        if self.store_url is None:
+            return b"".join(f.read_bytes() for f in
+                            sorted(self.dir.glob("portcullis.db*")))
+        pg = shared_pg()
+        return pg.dump(pg.dbname_of(self.store_url)).encode()
 
     def sessions(self):
         _, out, _ = self.cli("session", "list", "--json")

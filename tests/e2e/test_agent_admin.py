@@ -15,7 +15,8 @@ audit event for every change.
 
 No agent connects in these tests (the agent program and the hub are
 covered elsewhere), so an agent row is written the way an administrator
-with the sqlite3 shell would write it: straight into the `agents` table.
+with the database's shell (sqlite3 or psql) would write it: straight into
+the `agents` table.
 It is the same row the hub writes when an agent announces itself
 (store_agent_online), and the CLI and API only read it.
 """
@@ -24,7 +25,6 @@ import http.client
 import json
 import os
 import socket
-import subprocess
 import time
 
 import pytest
@@ -38,18 +38,15 @@ API = "/api/v1"
 # ----------------------------------------------------------------- helpers
 
 def sql(server, statement):
-    """Runs one statement on the server's database with the sqlite3 shell
-    (waiting for the server's write lock like any other writer)."""
-    r = subprocess.run(["sqlite3", "-cmd", ".timeout 10000",
-                        str(server.dir / "portcullis.db"), statement],
-                       capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0, r
-    return r.stdout
+    """Runs one statement on the server's store behind its back, SQLite or
+    PostgreSQL (pclib's store_sql); the rows as the sqlite3 shell prints
+    them."""
+    return server.store_text(statement)
 
 
 def add_agent_row(server, agent_id=None, name=None, online=0, tags=("prod",)):
     """An agent as if it had announced itself once (see the module's
-    docstring for why it is written with sqlite3)."""
+    docstring for why it is written behind the server's back)."""
     agent_id = agent_id or uniq("ag")
     name = name or agent_id
     sql(server, "INSERT INTO agents (id, name, hostname, os, kernel, arch,"
@@ -180,6 +177,7 @@ def test_init_listen_goes_to_tunnel_section(tmp_path):
 
 # ------------------------------------------------------- credentials (CLI)
 
+@pytest.mark.core
 def test_credential_cli_lifecycle(srv):
     name = uniq("cred")
     _, out, _ = srv.cli("credential", "add", "--name", name)
@@ -200,10 +198,7 @@ def test_credential_cli_lifecycle(srv):
     stored = sql(srv, "SELECT secret_hash FROM credentials WHERE id = '%s'"
                  % cid).strip()
     assert stored.startswith("$argon2id$v=19$m=8,t=1,p=1$"), stored
-    dump = sql(srv, ".dump")
-    assert secret not in dump
-    for f in srv.dir.glob("portcullis.db*"):
-        assert secret.encode() not in f.read_bytes(), f
+    assert secret.encode() not in srv.store_dump()
 
     # audited with its ID, never the secret
     ev = [e for e in audit_rows(srv, "credential.add") if e["target"] == cid]
@@ -234,6 +229,7 @@ def test_credential_cli_refusals(srv):
 
 # ---------------------------------------------------------- tunnels (CLI)
 
+@pytest.mark.core
 def test_tunnel_cli_ports_and_refusals(srv):
     agent = add_agent_row(srv)
     base = srv.tunnel_base
@@ -374,6 +370,7 @@ def test_tunnel_pending_without_server(pc):
 
 # ----------------------------------------------------------- agents (CLI)
 
+@pytest.mark.core
 def test_agent_cli_list_show_delete(srv):
     agent = add_agent_row(srv, name=uniq("db"), tags=("prod", "db"))
     _, out, _ = srv.cli("tunnel", "add", agent, "--remote", "127.0.0.1:22")
@@ -450,6 +447,7 @@ def test_api_credentials(srv):
             if e["target"] == cid]
 
 
+@pytest.mark.core
 def test_api_agents_and_tunnels(srv):
     tok = srv.admin_token
     agent = add_agent_row(srv, tags=("edge",))

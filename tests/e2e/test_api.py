@@ -384,6 +384,7 @@ def test_token_lifecycle_api(api):
     still_serving(port)
 
 
+@pytest.mark.core
 def test_token_lifecycle_cli(api):
     port = api.http_port
     name, _ = make_user(api)
@@ -408,8 +409,8 @@ def test_token_lifecycle_cli(api):
                          check=False)
     # the same words as the API's (tests/e2e/test_admin_roundtrip.py)
     assert rc == 2 and "the expiry needs a duration like 30d" in err
-    # the database holds no token, only a hash of its ID
-    db = (api.dir / "portcullis.db").read_bytes()
+    # the store holds no token, only a hash of its ID
+    db = api.store_dump()
     assert tok.encode() not in db
     jti = json.loads(unb64url(tok.split(".")[1]))["jti"]
     assert jti.encode() not in db
@@ -613,29 +614,25 @@ def test_terminal_checks_the_token_filter_on_its_own_path(api):
 
 # ------------------------------------------------------------ audit chain
 
-def rewrite_audit_unkeyed(db_path):
-    """Rewrites every hash of the audit chain, and its head, with the
-    unkeyed formula (docs/store.md): what anyone who can write the
+def rewrite_audit_unkeyed(pc):
+    """Rewrites every hash of the audit chain of pc's store, and its head,
+    with the unkeyed formula (docs/store.md): what anyone who can write the
     database, but cannot read the key, can compute."""
-    import sqlite3
-
     def field(b):
         return len(b).to_bytes(4, "big") + b
 
     prev = hashlib.sha256(b"portcullis audit v1 genesis").digest()
-    db = sqlite3.connect(str(db_path))
-    rows = db.execute("SELECT seq, time, actor, source, action, target,"
-                      " detail FROM audit ORDER BY seq").fetchall()
+    rows = pc.store_sql("SELECT seq, time, actor, source, action, target,"
+                        " detail FROM audit ORDER BY seq")
     for seq, t, *fields in rows:
+        seq, t = int(seq), int(t)
         h = hashlib.sha256(field(b"portcullis audit v1") + prev
                            + seq.to_bytes(8, "big") + t.to_bytes(8, "big")
                            + b"".join(field(x.encode()) for x in fields))
-        db.execute("UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?",
-                   (prev.hex(), h.hexdigest(), seq))
+        pc.store_sql("UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?",
+                     prev.hex(), h.hexdigest(), seq)
         prev = h.digest()
-    db.execute("UPDATE audit_head SET hash = ?", (prev.hex(),))
-    db.commit()
-    db.close()
+    pc.store_sql("UPDATE audit_head SET hash = ?", prev.hex())
     return len(rows)
 
 
@@ -651,12 +648,8 @@ def test_audit_chain_is_keyed(pc):
     assert out.startswith("ok: 3 entries, keyed from entry 1"), out
     # an edit to one row (the group's name), then every hash rewritten
     # with the unkeyed formula: this verified before the chain had a key
-    import sqlite3
-    db = sqlite3.connect(str(pc.dir / "portcullis.db"))
-    db.execute("UPDATE audit SET target = 'nobody' WHERE seq = 2")
-    db.commit()
-    db.close()
-    assert rewrite_audit_unkeyed(pc.dir / "portcullis.db") == 3
+    pc.store_sql("UPDATE audit SET target = 'nobody' WHERE seq = 2")
+    assert rewrite_audit_unkeyed(pc) == 3
     rc, out, err = pc.cli("audit", "verify", check=False)
     assert rc == 1, (out, err)
     assert "no entry is keyed" in err and "rewritten" in err, err
@@ -1193,8 +1186,8 @@ def noncanonical_b64(b64):
     return b64[:-3] + alpha[i | 1] + "=="
 
 
+@pytest.mark.core
 def test_public_keys_through_both_doors(api, tmp_path):
-    import sqlite3
     name, _ = make_user(api)
     # a blob that is not a key of the type it claims
     ed = pclib.keygen(tmp_path / "ed")
@@ -1242,14 +1235,9 @@ def test_public_keys_through_both_doors(api, tmp_path):
     name2, _ = make_user(api)
     (tmp_path / "odd.pub").write_text(odd.replace(" api", " cli") + "\n")
     api.cli("user", "key", "add", name2, tmp_path / "odd.pub")
-    db = sqlite3.connect("file:%s?mode=ro" % (api.dir / "portcullis.db"),
-                         uri=True)
-    try:
-        stored = {c: b for c, b in db.execute(
-            "SELECT comment, base64 FROM user_keys WHERE comment IN "
-            "('api', 'cli')")}
-    finally:
-        db.close()
+    stored = {c: b for c, b in api.store_sql(
+        "SELECT comment, base64 FROM user_keys WHERE comment IN "
+        "('api', 'cli')")}
     assert stored == {"api": ec_b64, "cli": ec_b64}
 
 

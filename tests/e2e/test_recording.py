@@ -298,9 +298,8 @@ def test_audit_log_has_logins_sessions_and_changes(pc, target, tmp_path):
     assert rc == 0 and out.startswith("ok:")
     # An edit made behind Portcullis's back is found and named.
     victim = [e for e in events if e["action"] == "login.ok"][0]
-    subprocess.run(["sqlite3", str(pc.dir / "portcullis.db"),
-                    "UPDATE audit SET actor = 'mallory' WHERE seq = %d"
-                    % victim["seq"]], check=True)
+    pc.store_sql("UPDATE audit SET actor = 'mallory' WHERE seq = ?",
+                 victim["seq"])
     rc, out, err = pc.cli("audit", "verify", check=False)
     assert rc != 0
     assert "entry %d" % victim["seq"] in err, err
@@ -315,10 +314,8 @@ def test_retention_deletes_old_recordings(pc, target, tmp_path):
     path = check_recording_row(row)
     pc.stop()
     old = int(time.time()) - 3 * 86400
-    subprocess.run(["sqlite3", str(pc.dir / "portcullis.db"),
-                    "UPDATE sessions SET started_at = %d, ended_at = %d "
-                    "WHERE id = '%s'" % (old, old + 1, row["id"])],
-                   check=True)
+    pc.store_sql("UPDATE sessions SET started_at = ?, ended_at = ? "
+                 "WHERE id = ?", old, old + 1, row["id"])
     pc.start()  # the server sweeps at start, then hourly
     deadline = time.monotonic() + 15
     while os.path.exists(path) and time.monotonic() < deadline:
