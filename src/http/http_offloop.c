@@ -152,6 +152,7 @@ static void http_off_work(struct store_job *j, struct store *st)
     struct http_off_job *o = (struct http_off_job *)j;
 
     o->req.store = st;
+    o->req.on_worker = true;
     http_dispatch_route(&o->req);
     o->down = store_unreachable(st);
 }
@@ -243,6 +244,12 @@ static void http_off_done(void *owner, struct store_job *j)
             log_info("http: the database answers the API's store reads "
                      "again");
         }
+        /* the loop part of a change, once its work ran: also when its
+         * client went or was answered at the deadline, and whatever the
+         * answer says (a change made whose audit row failed is a 500) */
+        if (o->job.ran && o->req.route->then != NULL) {
+            o->req.route->then(off->h, &o->req);
+        }
         if ((req = http_deferred(off->h, o->id)) != NULL) {
             http_off_answer(req, o);
         }
@@ -301,9 +308,18 @@ static void http_off_on_timer(struct loop *l, void *arg)
         http_off_down(off, true);
     }
     if (req != NULL) {
+        /* a change that started may still be made (a statement is not
+         * taken back from a server that does not answer; then its loop
+         * part runs too); one that had not is dropped unrun (wanted) */
         http_error(req, 503, "store_unavailable", "Database unavailable",
                    "the access server's database did not answer in time; "
-                   "try again in a moment");
+                   "%s",
+                   req->method == HM_GET || req->method == HM_HEAD
+                       ? "try again in a moment"
+                   : o->started ? "the change may still be made: look "
+                                  "before trying again"
+                                : "the change was not made; try again in a "
+                                  "moment");
         req->retry_after = HTTP_OFF_RETRY_S;
         http_resume(req);
     }
@@ -394,7 +410,7 @@ int http_off_new(struct http *h)
                            ? h->cfg->store_statement_deadline_ms
                            : HTTP_OFF_DEADLINE_MS;
     off->w = store_worker_new(h->loop, h->store, h->cfg->store_path,
-                              HTTP_OFF_CONNS, "the API's store reads", off);
+                              HTTP_OFF_CONNS, "the API's store work", off);
     if (off->w == NULL) {
         free(off);
         return ERR_NOMEM;
