@@ -378,8 +378,7 @@ const struct http_route http_routes[] = {
     RS(HM_DELETE, API "/users/{id}/keys/{key}", PERM_ADMIN, SCOPE_ROOT, NULL,
        false, http_h_users_keys_delete, NULL /* admin: user.key.delete */),
 
-    /* on the loop: the directory service's configuration is the loop's
-       (reloaded there) */
+    /* on the loop: the directory configuration is the loop's (reloads) */
     R(HM_GET, API "/directories", PERM_CONFIG, SCOPE_ROOT, NULL, true,
       http_h_directories_list, NULL),
     RS(HM_GET, API "/groups", PERM_CONFIG, SCOPE_ROOT, NULL, true,
@@ -517,8 +516,7 @@ const struct http_route http_routes[] = {
     RT(HM_POST, API "/agents/{id}/rebind", PERM_CONFIG, SCOPE_ROOT,
        body_agent_rebind, false, http_h_agents_rebind,
        NULL /* admin: agent.rebind */, http_then_agent_rebind),
-    /* on the loop: the job runs through the hub and its answer waits on the
-       loop */
+    /* on the loop: the job runs through the hub; its answer waits */
     R(HM_POST, API "/agents/{id}/commands", PERM_SELF, SCOPE_ROOT,
       body_agent_command, false, http_h_agents_command,
       NULL /* admin: job.run */),
