@@ -1,8 +1,9 @@
-"""The API's store reads off the main loop, on PostgreSQL (issue 18;
-docs/store.md "The API's reads off the loop"). /healthz, /metrics, the
-report, the audit log and the lists the web UI polls (and the token
+"""The API's store work off the main loop, on PostgreSQL (issue 18;
+docs/store.md "The API off the loop"). /healthz, /metrics, the report,
+the audit log, the lists the web UI polls and the changes (and the token
 check before them) run on connections of the API's own, on worker
-threads; the loop only hands them over and sends the answer. A database
+threads; the loop only hands them over and sends the answer, after a
+change's loop part (the hub told) where it has one. A database
 that stops answering delays those answers (503 at the statement deadline
 at the latest), never the loop: the web UI's files, a session's bytes
 and new SSH connections keep being served. Before, each of those GETs
