@@ -178,6 +178,9 @@ struct http_req {
     /* its dispatch runs on a worker thread (http_offloop.c): the
      * handlers leave the loop's state to the route's then */
     bool on_worker;
+    /* its handler ran: the token and the permission were checked and
+     * passed (a route's then runs only for such a request) */
+    bool handled;
     const struct http_route *route;
     int method;
     char path[HTTP_PATH_MAX];

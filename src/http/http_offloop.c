@@ -255,9 +255,14 @@ static void http_off_done(void *owner, struct store_job *j)
                      "again");
         }
         /* the loop part of a change, once its work ran: also when its
-         * client went or was answered at the deadline, and whatever the
-         * answer says (a change made whose audit row failed is a 500) */
-        if (o->job.ran && o->req.route->then != NULL) {
+         * client went or was answered at the deadline. Only for a
+         * request its handler took (the token and the permission passed:
+         * an unauthenticated client must not make the hub re-read the
+         * store, per agent, on the loop) and not refused by it (4xx:
+         * nothing changed); a 5xx may follow a change (its audit row
+         * failed), and the hub's re-read is harmless when none was. */
+        if (o->job.ran && o->req.handled && o->req.route->then != NULL &&
+            (o->req.status < 400 || o->req.status >= 500)) {
             o->req.route->then(off->h, &o->req);
         }
         if ((req = http_deferred(off->h, o->id)) != NULL) {

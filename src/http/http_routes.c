@@ -1205,6 +1205,7 @@ void http_dispatch_route(struct http_req *req)
         return;
     }
     req->status = 500;
+    req->handled = true;
     req->route->fn(req);
     if (req->deferred != 0) {
         return; /* answered later: http_resume() */
