@@ -101,6 +101,14 @@ struct http_route {
      * store's own writers write (the report, the audit log), so it waits
      * for them first */
     int off_loop;
+    /* the loop part of a route off the loop whose change the loop's live
+     * state must hear of (the hub: agents, credentials, tunnels): on the
+     * loop, after the job's work ran (whether or not its client is still
+     * there, whatever its answer: the change may be made though the
+     * answer says otherwise), before the answer is sent; req is the
+     * job's copy, holding the answer. NULL: none. On the loop a route
+     * needs none: the handler tells the hub itself (http_admin_ctx). */
+    void (*then)(struct http *h, struct http_req *req);
 };
 enum { HTTP_ON_LOOP = 0, HTTP_OFF = 1, HTTP_OFF_WRITES = 2 };
 
@@ -167,6 +175,12 @@ struct http_req {
     /* refused tokens, added to h->m on the loop (a worker thread does
      * not touch h) */
     unsigned auth_failures;
+    /* its dispatch runs on a worker thread (http_offloop.c): the
+     * handlers leave the loop's state to the route's then */
+    bool on_worker;
+    /* its handler ran: the token and the permission were checked and
+     * passed (a route's then runs only for such a request) */
+    bool handled;
     const struct http_route *route;
     int method;
     char path[HTTP_PATH_MAX];
@@ -416,6 +430,17 @@ int http_h_tunnels_add(struct http_req *req);
 int http_h_tunnels_get(struct http_req *req);
 int http_h_tunnels_patch(struct http_req *req);
 int http_h_tunnels_delete(struct http_req *req);
+/* The loop parts (struct http_route's then) of the agent side's routes
+ * off the loop: the hub told of a change (credentials, agents, tunnels),
+ * an agent's "online" made the hub's, the new tunnel's state re-read
+ * once its listener is up. */
+void http_then_credentials(struct http *h, struct http_req *req);
+void http_then_agent_delete(struct http *h, struct http_req *req);
+void http_then_agent_rebind(struct http *h, struct http_req *req);
+void http_then_agent_get(struct http *h, struct http_req *req);
+void http_then_agents_list(struct http *h, struct http_req *req);
+void http_then_tunnel_add(struct http *h, struct http_req *req);
+void http_then_tunnels(struct http *h, struct http_req *req);
 
 /* --- the browser terminal (http_term.c) ------------------------------ */
 
@@ -457,7 +482,8 @@ int http_term_callback(struct lws *wsi, enum lws_callback_reasons reason,
 extern const size_t http_term_pss_size;
 
 /* The admin layer (admin.h) under the handlers: the door of a change
- * through the API (the store, the config, the hub told directly, the
+ * through the API (the store, the config, the hub told directly on the
+ * loop, never on a worker thread: there the route's then tells it; the
  * caller as the audit actor, its address as the source), and a refusal
  * answered with admin's words (400, 404, 409, 403 or 500 by its code). */
 struct admin_ctx;

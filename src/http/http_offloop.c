@@ -1,26 +1,36 @@
 /*
- * The API's store reads off the main loop (issue 18; docs/store.md "The
- * API's reads off the loop").
+ * The API's store work off the main loop: its reads and its changes
+ * (issue 18; docs/store.md "The API off the loop").
  *
  * On PostgreSQL every statement the loop makes waits for the database:
  * one that is slow, holds a lock another node took, or stopped answering
  * held the whole loop (agents, tunnels, logins' monitor traffic, the web
- * UI) for up to the statement deadline, 3 s, per statement, and the API's
- * GETs (/healthz, the report, the lists the web UI polls, and the token
- * check before each) were most of the statements the loop still made.
+ * UI) for up to the statement deadline, 3 s, per statement, and the
+ * API's requests (/healthz, the report, the lists the web UI polls, the
+ * changes, and the token check before each) were most of the statements
+ * the loop still made.
  *
- * A route whose work is store reads only is marked off_loop in the route
- * table (http_routes.c, RS). On a database server such a request, once
- * its route is found, is copied into a job for a store_worker of the
- * API's own (HTTP_OFF_CONNS connections): the rest of its dispatch (the
- * token check, the body and query, the permission, the handler: every
- * store call of it) runs on a worker thread with req->store one of those
- * connections; its answer is moved into the request on the loop and sent
- * (http_defer / http_resume: the request is found again by its ID, so a
- * client that went meanwhile costs nothing but the work; its job is
- * dropped unrun if it had not started). Handlers of such routes touch no
- * state of the loop's; what GET /metrics shows of it is copied into the
- * request before (req->seen).
+ * A route whose work is the store's is marked off_loop in the route
+ * table (http_routes.c, RS, RW, RT). On a database server such a
+ * request, once its route is found, is copied into a job for a
+ * store_worker of the API's own (HTTP_OFF_CONNS connections): the rest of
+ * its dispatch (the token check, the body and query, the permission, the
+ * handler, the audit event: every store call of it) runs on a worker
+ * thread with req->store one of those connections; its answer is moved
+ * into the request on the loop and sent (http_defer / http_resume: the
+ * request is found again by its ID, so a client that went meanwhile
+ * costs nothing but the work; its job is dropped unrun if it had not
+ * started). Handlers of such routes touch no state of the loop's; what
+ * GET /metrics shows of it is copied into the request before
+ * (req->seen).
+ *
+ * A change the loop's live state must hear of (the hub: a deleted
+ * credential's agents, tunnels' listeners) is split: the store part on
+ * the worker (the admin layer gets no hub there: http_admin_ctx), the
+ * route's then on the loop in http_off_done, once the work ran, before
+ * the answer is sent and also when its client went or was answered at
+ * the deadline: a change is made with its loop part or, dropped unrun,
+ * not at all.
  *
  * Read-after-write: the report rows' and the audit log's writes are
  * queued on the loop and made by writers of the main store's
@@ -152,6 +162,7 @@ static void http_off_work(struct store_job *j, struct store *st)
     struct http_off_job *o = (struct http_off_job *)j;
 
     o->req.store = st;
+    o->req.on_worker = true;
     http_dispatch_route(&o->req);
     o->down = store_unreachable(st);
 }
@@ -208,13 +219,13 @@ static void http_off_answer(struct http_req *req, struct http_off_job *o)
 static void http_off_down(struct http_off *off, bool deadline)
 {
     if (!off->down && deadline) {
-        log_warn("http: the database did not answer a store read of the "
+        log_warn("http: the database did not answer a store call of the "
                  "API within %d ms ([store] statement_deadline_ms); the API "
                  "answers 503 until it does",
                  off->deadline_ms);
     } else if (!off->down) {
         log_warn("http: the database is unreachable for the API's store "
-                 "reads; the API answers 503 until it answers");
+                 "calls; the API answers 503 until it answers");
     }
     off->down = true;
 }
@@ -228,7 +239,7 @@ static void http_off_done(void *owner, struct store_job *j)
     (void)owner; /* NULL also for a job dropped unrun: o->off says */
     if (off != NULL) {
         if (o->stuck) {
-            log_info("http: a store read the database held past its "
+            log_info("http: a store call the database held past its "
                      "deadline came back");
         }
         http_off_unlink(off, o);
@@ -240,8 +251,19 @@ static void http_off_done(void *owner, struct store_job *j)
             http_off_down(off, false);
         } else if (o->started && !o->stuck && off->down) {
             off->down = false;
-            log_info("http: the database answers the API's store reads "
+            log_info("http: the database answers the API's store calls "
                      "again");
+        }
+        /* the loop part of a change, once its work ran: also when its
+         * client went or was answered at the deadline. Only for a
+         * request its handler took (the token and the permission passed:
+         * an unauthenticated client must not make the hub re-read the
+         * store, per agent, on the loop) and not refused by it (4xx:
+         * nothing changed); a 5xx may follow a change (its audit row
+         * failed), and the hub's re-read is harmless when none was. */
+        if (o->job.ran && o->req.handled && o->req.route->then != NULL &&
+            (o->req.status < 400 || o->req.status >= 500)) {
+            o->req.route->then(off->h, &o->req);
         }
         if ((req = http_deferred(off->h, o->id)) != NULL) {
             http_off_answer(req, o);
@@ -301,9 +323,18 @@ static void http_off_on_timer(struct loop *l, void *arg)
         http_off_down(off, true);
     }
     if (req != NULL) {
+        /* a change that started may still be made (a statement is not
+         * taken back from a server that does not answer; then its loop
+         * part runs too); one that had not is dropped unrun (wanted) */
         http_error(req, 503, "store_unavailable", "Database unavailable",
                    "the access server's database did not answer in time; "
-                   "try again in a moment");
+                   "%s",
+                   req->method == HM_GET || req->method == HM_HEAD
+                       ? "try again in a moment"
+                   : o->started ? "the change may still be made: look "
+                                  "before trying again"
+                                : "the change was not made; try again in a "
+                                  "moment");
         req->retry_after = HTTP_OFF_RETRY_S;
         http_resume(req);
     }
@@ -394,7 +425,7 @@ int http_off_new(struct http *h)
                            ? h->cfg->store_statement_deadline_ms
                            : HTTP_OFF_DEADLINE_MS;
     off->w = store_worker_new(h->loop, h->store, h->cfg->store_path,
-                              HTTP_OFF_CONNS, "the API's store reads", off);
+                              HTTP_OFF_CONNS, "the API's store work", off);
     if (off->w == NULL) {
         free(off);
         return ERR_NOMEM;

@@ -33,7 +33,9 @@ void http_admin_ctx(struct http_req *req, struct admin_ctx *c)
     memset(c, 0, sizeof(*c));
     c->st = req->store;
     c->cfg = req->h->cfg;
-    c->hub = req->h->hub;
+    /* the hub is the loop's: on a worker thread (http_offloop.c) the
+     * route's loop part tells it once the work is back (its then) */
+    c->hub = req->on_worker ? NULL : req->h->hub;
     c->vault = req->h->vault;
     c->actor = req->auth.ok ? req->auth.user.name : "-";
     c->source = req->client;

@@ -8,6 +8,13 @@
  * A new credential's secret appears in the answer to its POST and nowhere
  * else: the store keeps only its argon2id hash. Permission checks are not
  * made here: http_dispatch() has made them from the route table.
+ *
+ * On a database server these routes run off the loop (http_offloop.c),
+ * where the hub, the loop's, is not touched: a change is made and
+ * published to the other nodes there, and the route's loop part (the
+ * http_then_* below, run on the loop once the work is back, also when
+ * the client went) tells this node's hub, as admin_notify does on the
+ * loop; an agent's "online" is made the hub's there too.
  */
 #include "http/http_internal.h"
 
@@ -112,6 +119,11 @@ int http_h_agents_list(struct http_req *req)
         json_array_append_new(arr, admin_agent_json(&ac, &list[i]));
     }
     store_agent_list_free(list, n);
+    if (req->on_worker) {
+        /* all of them: "online" is the hub's, and a filter or a sort on
+         * it is only right after http_then_agents_list made it so */
+        return http_ok(req, 200, arr, NULL);
+    }
     return http_list(req, arr);
 }
 
@@ -295,4 +307,95 @@ int http_h_tunnels_delete(struct http_req *req)
         return http_admin_error(req, &e);
     }
     return http_ok(req, 204, NULL, NULL);
+}
+
+/* --- the loop parts (struct http_route's then) ---------------------------- */
+
+/* An agent's "online" as the hub sees it: connected here, or (on a
+ * cluster) online on the node the store names (admin_agent_json). */
+static void http_agent_online(struct http *h, json_t *j)
+{
+    const char *id = json_string_value(json_object_get(j, "id"));
+    const char *node = json_string_value(json_object_get(j, "node"));
+    bool elsewhere = json_is_true(json_object_get(j, "online")) &&
+                     node != NULL && node[0] != '\0' &&
+                     strcmp(node, store_node_self(h->store)) != 0;
+
+    if (h->hub != NULL && id != NULL) {
+        json_object_set_new(
+            j, "online",
+            json_boolean(hub_agent_online(h->hub, id) || elsewhere));
+    }
+}
+
+void http_then_credentials(struct http *h, struct http_req *req)
+{
+    (void)req;
+    /* agents logged in with a deleted one drop now */
+    hub_changed(h->hub, HUB_CHANGE_CREDENTIALS);
+}
+
+void http_then_agent_delete(struct http *h, struct http_req *req)
+{
+    (void)req;
+    /* a connected one goes; its tunnels went with it: their listeners
+     * close too */
+    hub_changed(h->hub, HUB_CHANGE_AGENTS | HUB_CHANGE_TUNNELS);
+}
+
+void http_then_agent_rebind(struct http *h, struct http_req *req)
+{
+    /* a connected agent with another credential goes */
+    hub_changed(h->hub, HUB_CHANGE_AGENTS);
+    http_then_agent_get(h, req);
+}
+
+void http_then_agent_get(struct http *h, struct http_req *req)
+{
+    if (req->status == 200 && json_is_object(req->data)) {
+        http_agent_online(h, req->data);
+    }
+}
+
+void http_then_agents_list(struct http *h, struct http_req *req)
+{
+    json_t *arr, *j;
+    size_t i;
+
+    if (req->status != 200 || !json_is_array(req->data) || req->meta != NULL) {
+        return; /* refused, or already a page */
+    }
+    arr = req->data;
+    req->data = NULL;
+    json_array_foreach(arr, i, j)
+    {
+        http_agent_online(h, j);
+    }
+    http_list(req, arr);
+}
+
+void http_then_tunnel_add(struct http *h, struct http_req *req)
+{
+    struct store_tunnel t;
+    const char *id = json_string_value(json_object_get(req->data, "id"));
+
+    http_then_tunnels(h, req);
+    /* its listener may be up now, and its state written: the answer says
+     * so, as it did when the whole route ran on the loop (one read on
+     * the main store, beside the ones the tunnels made for the change) */
+    if (req->status == 201 && id != NULL && h->hub != NULL &&
+        store_tunnel_get(h->store, id, &t) == ERR_OK) {
+        json_decref(req->data);
+        req->data = admin_json_encode(admin_tunnel_fields, &t);
+        if (req->data == NULL) {
+            http_error(req, 500, "internal", "Internal error", "out of memory");
+        }
+    }
+}
+
+void http_then_tunnels(struct http *h, struct http_req *req)
+{
+    (void)req;
+    /* listeners open, change their ACL or close */
+    hub_changed(h->hub, HUB_CHANGE_TUNNELS);
 }

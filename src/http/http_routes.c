@@ -306,20 +306,35 @@ static void http_schemas_init(void)
 
 /* --- the table --------------------------------------------------------- */
 
+/*
+ * Where each route runs (http_offloop.c, docs/store.md "The API off the
+ * loop"). On a database server:
+ *   RS  off the loop: its work is the store's only, reads or writes (a
+ *       change the loop's live state does not hear of: the monitor reads
+ *       users, grants and tokens at each login, channel and sweep);
+ *   RW  off the loop, a read of the report or the audit log: after the
+ *       store's own writers;
+ *   RT  off the loop, with a loop part (the route's then, run on the
+ *       loop once the work is back): a change the hub must hear of, or an
+ *       answer that shows the hub's live state;
+ *   R   on the loop: the comment beside it says why.
+ * On SQLite every route runs on the loop.
+ */
 #define R(m, p, perm, scope, body, list, fn, action)                           \
     {                                                                          \
-        m, p, perm, scope, body, list, fn, action, HTTP_ON_LOOP                \
+        m, p, perm, scope, body, list, fn, action, HTTP_ON_LOOP, NULL          \
     }
-/* A route whose work is store reads only: off the loop on a database
- * server (http_offloop.c; struct http_route's off_loop); RW: one that
- * reads the report or the audit log, after their writers. */
 #define RS(m, p, perm, scope, body, list, fn, action)                          \
     {                                                                          \
-        m, p, perm, scope, body, list, fn, action, HTTP_OFF                    \
+        m, p, perm, scope, body, list, fn, action, HTTP_OFF, NULL              \
     }
 #define RW(m, p, perm, scope, body, list, fn, action)                          \
     {                                                                          \
-        m, p, perm, scope, body, list, fn, action, HTTP_OFF_WRITES             \
+        m, p, perm, scope, body, list, fn, action, HTTP_OFF_WRITES, NULL       \
+    }
+#define RT(m, p, perm, scope, body, list, fn, action, then)                    \
+    {                                                                          \
+        m, p, perm, scope, body, list, fn, action, HTTP_OFF, then              \
     }
 
 const struct http_route http_routes[] = {
@@ -330,222 +345,236 @@ const struct http_route http_routes[] = {
     RS(HM_GET, API "/healthz", PERM_PUBLIC, SCOPE_ROOT, NULL, false,
        http_h_healthz, NULL),
 
+    /* on the loop: its lockouts and password pool are the loop's */
     R(HM_POST, API "/login", PERM_PUBLIC, SCOPE_ROOT, body_login, false,
       http_h_login, NULL),
-    R(HM_POST, API "/logout", PERM_SELF, SCOPE_ROOT, body_empty, false,
-      http_h_logout, "logout"),
+    RS(HM_POST, API "/logout", PERM_SELF, SCOPE_ROOT, body_empty, false,
+       http_h_logout, "logout"),
     RS(HM_GET, API "/me", PERM_SELF, SCOPE_ROOT, NULL, false, http_h_me_get,
        NULL),
-    R(HM_PATCH, API "/me", PERM_SELF, SCOPE_ROOT, body_me_patch, false,
-      http_h_me_patch, "user.passwd"),
-    R(HM_GET, API "/settings", PERM_SELF, SCOPE_ROOT, NULL, false,
-      http_h_settings, NULL),
+    RS(HM_PATCH, API "/me", PERM_SELF, SCOPE_ROOT, body_me_patch, false,
+       http_h_me_patch, "user.passwd"),
+    RS(HM_GET, API "/settings", PERM_SELF, SCOPE_ROOT, NULL, false,
+       http_h_settings, NULL),
 
     RS(HM_GET, API "/users", PERM_ADMIN, SCOPE_ROOT, NULL, true,
        http_h_users_list, NULL),
-    R(HM_POST, API "/users", PERM_ADMIN, SCOPE_ROOT, body_user_add, false,
-      http_h_users_add, NULL /* admin: user.add */),
+    RS(HM_POST, API "/users", PERM_ADMIN, SCOPE_ROOT, body_user_add, false,
+       http_h_users_add, NULL /* admin: user.add */),
     RS(HM_GET, API "/users/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
        http_h_users_get, NULL),
-    R(HM_PATCH, API "/users/{id}", PERM_ADMIN, SCOPE_ROOT, body_user_patch,
-      false, http_h_users_patch, NULL /* admin: user.update */),
-    R(HM_DELETE, API "/users/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
-      http_h_users_delete, NULL /* admin: user.delete */),
-    R(HM_POST, API "/users/{id}/totp", PERM_ADMIN, SCOPE_ROOT, body_empty,
-      false, http_h_users_totp_enable, NULL /* admin: user.totp.enable */),
-    R(HM_DELETE, API "/users/{id}/totp", PERM_ADMIN, SCOPE_ROOT, NULL, false,
-      http_h_users_totp_disable, NULL /* admin: user.totp.disable */),
+    RS(HM_PATCH, API "/users/{id}", PERM_ADMIN, SCOPE_ROOT, body_user_patch,
+       false, http_h_users_patch, NULL /* admin: user.update */),
+    RS(HM_DELETE, API "/users/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
+       http_h_users_delete, NULL /* admin: user.delete */),
+    RS(HM_POST, API "/users/{id}/totp", PERM_ADMIN, SCOPE_ROOT, body_empty,
+       false, http_h_users_totp_enable, NULL /* admin: user.totp.enable */),
+    RS(HM_DELETE, API "/users/{id}/totp", PERM_ADMIN, SCOPE_ROOT, NULL, false,
+       http_h_users_totp_disable, NULL /* admin: user.totp.disable */),
     RS(HM_GET, API "/users/{id}/keys", PERM_ADMIN, SCOPE_ROOT, NULL, true,
        http_h_users_keys_list, NULL),
-    R(HM_POST, API "/users/{id}/keys", PERM_ADMIN, SCOPE_ROOT, body_key_add,
-      false, http_h_users_keys_add, NULL /* admin: user.key.add */),
-    R(HM_DELETE, API "/users/{id}/keys/{key}", PERM_ADMIN, SCOPE_ROOT, NULL,
-      false, http_h_users_keys_delete, NULL /* admin: user.key.delete */),
+    RS(HM_POST, API "/users/{id}/keys", PERM_ADMIN, SCOPE_ROOT, body_key_add,
+       false, http_h_users_keys_add, NULL /* admin: user.key.add */),
+    RS(HM_DELETE, API "/users/{id}/keys/{key}", PERM_ADMIN, SCOPE_ROOT, NULL,
+       false, http_h_users_keys_delete, NULL /* admin: user.key.delete */),
 
+    /* on the loop: the directory configuration is the loop's (reloads) */
     R(HM_GET, API "/directories", PERM_CONFIG, SCOPE_ROOT, NULL, true,
       http_h_directories_list, NULL),
     RS(HM_GET, API "/groups", PERM_CONFIG, SCOPE_ROOT, NULL, true,
        http_h_groups_list, NULL),
-    R(HM_POST, API "/groups", PERM_CONFIG, SCOPE_ROOT, body_group_add, false,
-      http_h_groups_add, NULL /* admin: group.add */),
+    RS(HM_POST, API "/groups", PERM_CONFIG, SCOPE_ROOT, body_group_add, false,
+       http_h_groups_add, NULL /* admin: group.add */),
     RS(HM_GET, API "/groups/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
        http_h_groups_get, NULL),
-    R(HM_DELETE, API "/groups/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
-      http_h_groups_delete, NULL /* admin: group.delete */),
+    RS(HM_DELETE, API "/groups/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
+       http_h_groups_delete, NULL /* admin: group.delete */),
     RS(HM_GET, API "/groups/{id}/members", PERM_CONFIG, SCOPE_ROOT, NULL, true,
        http_h_groups_members_list, NULL),
-    R(HM_POST, API "/groups/{id}/members", PERM_ADMIN, SCOPE_ROOT,
-      body_member_add, false, http_h_groups_members_add,
-      NULL /* admin: group.member.add */),
-    R(HM_DELETE, API "/groups/{id}/members/{user}", PERM_ADMIN, SCOPE_ROOT,
-      NULL, false, http_h_groups_members_delete,
-      NULL /* admin: group.member.remove */),
+    RS(HM_POST, API "/groups/{id}/members", PERM_ADMIN, SCOPE_ROOT,
+       body_member_add, false, http_h_groups_members_add,
+       NULL /* admin: group.member.add */),
+    RS(HM_DELETE, API "/groups/{id}/members/{user}", PERM_ADMIN, SCOPE_ROOT,
+       NULL, false, http_h_groups_members_delete,
+       NULL /* admin: group.member.remove */),
 
     RS(HM_GET, API "/sites", PERM_CONFIG, SCOPE_ROOT, NULL, true,
        http_h_sites_list, NULL),
-    R(HM_POST, API "/sites", PERM_CONFIG, SCOPE_ROOT, body_site_add, false,
-      http_h_sites_add, NULL /* admin: site.add */),
+    RS(HM_POST, API "/sites", PERM_CONFIG, SCOPE_ROOT, body_site_add, false,
+       http_h_sites_add, NULL /* admin: site.add */),
     RS(HM_GET, API "/sites/{id}", PERM_CONFIG, SCOPE_SITE, NULL, false,
        http_h_sites_get, NULL),
-    R(HM_DELETE, API "/sites/{id}", PERM_CONFIG, SCOPE_SITE, NULL, false,
-      http_h_sites_delete, NULL /* admin: site.delete */),
+    RS(HM_DELETE, API "/sites/{id}", PERM_CONFIG, SCOPE_SITE, NULL, false,
+       http_h_sites_delete, NULL /* admin: site.delete */),
 
     RS(HM_GET, API "/site-roles", PERM_ADMIN, SCOPE_ROOT, NULL, true,
        http_h_site_roles_list, NULL),
-    R(HM_POST, API "/site-roles", PERM_ADMIN, SCOPE_ROOT, body_site_role_add,
-      false, http_h_site_roles_add, NULL /* admin: role.grant */),
-    R(HM_DELETE, API "/site-roles/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
-      http_h_site_roles_delete, NULL /* admin: role.revoke */),
+    RS(HM_POST, API "/site-roles", PERM_ADMIN, SCOPE_ROOT, body_site_role_add,
+       false, http_h_site_roles_add, NULL /* admin: role.grant */),
+    RS(HM_DELETE, API "/site-roles/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
+       http_h_site_roles_delete, NULL /* admin: role.revoke */),
 
     RS(HM_GET, API "/assets", PERM_CONFIG, SCOPE_ROOT, NULL, true,
        http_h_assets_list, NULL),
-    R(HM_POST, API "/assets", PERM_CONFIG, SCOPE_BODY_SITE, body_asset_add,
-      false, http_h_assets_add, NULL /* admin: asset.add */),
+    RS(HM_POST, API "/assets", PERM_CONFIG, SCOPE_BODY_SITE, body_asset_add,
+       false, http_h_assets_add, NULL /* admin: asset.add */),
     RS(HM_GET, API "/assets/{id}", PERM_CONFIG, SCOPE_ASSET, NULL, false,
        http_h_assets_get, NULL),
-    R(HM_PATCH, API "/assets/{id}", PERM_CONFIG, SCOPE_ASSET, body_asset_patch,
-      false, http_h_assets_patch, NULL /* admin: asset.update */),
-    R(HM_DELETE, API "/assets/{id}", PERM_CONFIG, SCOPE_ASSET, NULL, false,
-      http_h_assets_delete, NULL /* admin: asset.delete */),
+    RS(HM_PATCH, API "/assets/{id}", PERM_CONFIG, SCOPE_ASSET, body_asset_patch,
+       false, http_h_assets_patch, NULL /* admin: asset.update */),
+    RS(HM_DELETE, API "/assets/{id}", PERM_CONFIG, SCOPE_ASSET, NULL, false,
+       http_h_assets_delete, NULL /* admin: asset.delete */),
     RS(HM_GET, API "/assets/{id}/grants", PERM_CONFIG, SCOPE_ASSET, NULL, true,
        http_h_grants_list, NULL),
-    R(HM_POST, API "/assets/{id}/grants", PERM_CONFIG, SCOPE_ASSET,
-      body_grant_add, false, http_h_grants_add, NULL /* admin: grant.add */),
-    R(HM_DELETE, API "/assets/{id}/grants/{grant}", PERM_CONFIG, SCOPE_ASSET,
-      NULL, false, http_h_grants_delete, NULL /* admin: grant.delete */),
+    RS(HM_POST, API "/assets/{id}/grants", PERM_CONFIG, SCOPE_ASSET,
+       body_grant_add, false, http_h_grants_add, NULL /* admin: grant.add */),
+    RS(HM_DELETE, API "/assets/{id}/grants/{grant}", PERM_CONFIG, SCOPE_ASSET,
+       NULL, false, http_h_grants_delete, NULL /* admin: grant.delete */),
 
     RS(HM_GET, API "/access-profiles", PERM_CONFIG, SCOPE_ROOT, NULL, true,
        http_h_profiles_list, NULL),
-    R(HM_POST, API "/access-profiles", PERM_CONFIG, SCOPE_ROOT,
-      body_profile_add, false, http_h_profiles_add,
-      NULL /* admin: profile.add */),
+    RS(HM_POST, API "/access-profiles", PERM_CONFIG, SCOPE_ROOT,
+       body_profile_add, false, http_h_profiles_add,
+       NULL /* admin: profile.add */),
     RS(HM_GET, API "/access-profiles/{id}", PERM_CONFIG, SCOPE_ROOT, NULL,
        false, http_h_profiles_get, NULL),
-    R(HM_PATCH, API "/access-profiles/{id}", PERM_CONFIG, SCOPE_ROOT,
-      body_profile_patch, false, http_h_profiles_patch,
-      NULL /* admin: profile.update */),
-    R(HM_DELETE, API "/access-profiles/{id}", PERM_CONFIG, SCOPE_ROOT, NULL,
-      false, http_h_profiles_delete, NULL /* admin: profile.delete */),
-    R(HM_GET, API "/access-profiles/{id}/assignments", PERM_CONFIG, SCOPE_ROOT,
-      NULL, true, http_h_profiles_assignments, NULL),
-    R(HM_POST, API "/access-profiles/{id}/assignments", PERM_CONFIG, SCOPE_ROOT,
-      body_assign, false, http_h_profiles_assign,
-      NULL /* admin: profile.assign */),
-    R(HM_DELETE, API "/access-profiles/{id}/assignments/{kind}/{name}",
-      PERM_CONFIG, SCOPE_ROOT, NULL, false, http_h_profiles_unassign,
-      NULL /* admin: profile.unassign */),
+    RS(HM_PATCH, API "/access-profiles/{id}", PERM_CONFIG, SCOPE_ROOT,
+       body_profile_patch, false, http_h_profiles_patch,
+       NULL /* admin: profile.update */),
+    RS(HM_DELETE, API "/access-profiles/{id}", PERM_CONFIG, SCOPE_ROOT, NULL,
+       false, http_h_profiles_delete, NULL /* admin: profile.delete */),
+    RS(HM_GET, API "/access-profiles/{id}/assignments", PERM_CONFIG, SCOPE_ROOT,
+       NULL, true, http_h_profiles_assignments, NULL),
+    RS(HM_POST, API "/access-profiles/{id}/assignments", PERM_CONFIG,
+       SCOPE_ROOT, body_assign, false, http_h_profiles_assign,
+       NULL /* admin: profile.assign */),
+    RS(HM_DELETE, API "/access-profiles/{id}/assignments/{kind}/{name}",
+       PERM_CONFIG, SCOPE_ROOT, NULL, false, http_h_profiles_unassign,
+       NULL /* admin: profile.unassign */),
 
     RS(HM_GET, API "/api-tokens", PERM_SELF, SCOPE_ROOT, NULL, true,
        http_h_tokens_list, NULL),
-    R(HM_POST, API "/api-tokens", PERM_SELF, SCOPE_BODY_USER, body_token_add,
-      false, http_h_tokens_add, NULL /* admin: token.add */),
+    RS(HM_POST, API "/api-tokens", PERM_SELF, SCOPE_BODY_USER, body_token_add,
+       false, http_h_tokens_add, NULL /* admin: token.add */),
     RS(HM_GET, API "/api-tokens/{id}", PERM_SELF, SCOPE_TOKEN, NULL, false,
        http_h_tokens_get, NULL),
-    R(HM_PATCH, API "/api-tokens/{id}", PERM_SELF, SCOPE_TOKEN,
-      body_token_patch, false, http_h_tokens_patch,
-      NULL /* admin: token.update */),
-    R(HM_DELETE, API "/api-tokens/{id}", PERM_SELF, SCOPE_TOKEN, NULL, false,
-      http_h_tokens_delete, NULL /* admin: token.delete */),
+    RS(HM_PATCH, API "/api-tokens/{id}", PERM_SELF, SCOPE_TOKEN,
+       body_token_patch, false, http_h_tokens_patch,
+       NULL /* admin: token.update */),
+    RS(HM_DELETE, API "/api-tokens/{id}", PERM_SELF, SCOPE_TOKEN, NULL, false,
+       http_h_tokens_delete, NULL /* admin: token.delete */),
 
     RW(HM_GET, API "/sessions", PERM_CONFIG, SCOPE_ROOT, NULL, true,
        http_h_sessions_list, NULL),
     RW(HM_GET, API "/sessions/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
        http_h_sessions_get, NULL),
-    R(HM_GET, API "/sessions/{id}/recording", PERM_CONFIG, SCOPE_ROOT, NULL,
-      false, http_h_sessions_recording, NULL),
+    RW(HM_GET, API "/sessions/{id}/recording", PERM_CONFIG, SCOPE_ROOT, NULL,
+       false, http_h_sessions_recording, NULL),
     RW(HM_GET, API "/audit", PERM_ADMIN, SCOPE_ROOT, NULL, true,
        http_h_audit_list, NULL),
 
     RS(HM_GET, API "/peers", PERM_CONFIG, SCOPE_ROOT, NULL, true,
        http_h_peers_list, NULL),
-    R(HM_POST, API "/peers", PERM_CONFIG, SCOPE_ROOT, body_peer_add, false,
-      http_h_peers_add, NULL /* admin: peer.add */),
+    RS(HM_POST, API "/peers", PERM_CONFIG, SCOPE_ROOT, body_peer_add, false,
+       http_h_peers_add, NULL /* admin: peer.add */),
     RS(HM_GET, API "/peers/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
        http_h_peers_get, NULL),
-    R(HM_PATCH, API "/peers/{id}", PERM_CONFIG, SCOPE_ROOT, body_peer_patch,
-      false, http_h_peers_patch, NULL /* admin: peer.update */),
-    R(HM_DELETE, API "/peers/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
-      http_h_peers_delete, NULL /* admin: peer.delete */),
+    RS(HM_PATCH, API "/peers/{id}", PERM_CONFIG, SCOPE_ROOT, body_peer_patch,
+       false, http_h_peers_patch, NULL /* admin: peer.update */),
+    RS(HM_DELETE, API "/peers/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
+       http_h_peers_delete, NULL /* admin: peer.delete */),
+    /* on the loop: it reaches the peer through the loop's routes */
     R(HM_POST, API "/peers/{id}/check", PERM_CONFIG, SCOPE_ROOT, body_empty,
       false, http_h_peers_check, NULL),
+    /* on the loop: pairing codes are the loop's (http_pair.c) */
     R(HM_POST, API "/pairing", PERM_ADMIN, SCOPE_ROOT, body_pairing, false,
       http_h_pairing_add, "pairing.create"),
+    /* on the loop: pairing codes are the loop's */
     R(HM_GET, "/pair/{code}", PERM_PUBLIC, SCOPE_ROOT, NULL, false,
       http_h_pair_get, NULL /* audited: pairing.use */),
+    /* on the loop: pairing codes are the loop's */
     R(HM_GET, "/pair/{code}/agent", PERM_PUBLIC, SCOPE_ROOT, NULL, false,
       http_h_pair_agent, NULL),
     RS(HM_GET, API "/credentials", PERM_ADMIN, SCOPE_ROOT, NULL, true,
        http_h_credentials_list, NULL),
-    R(HM_POST, API "/credentials", PERM_ADMIN, SCOPE_ROOT, body_credential_add,
-      false, http_h_credentials_add, NULL /* admin: credential.add */),
+    RS(HM_POST, API "/credentials", PERM_ADMIN, SCOPE_ROOT, body_credential_add,
+       false, http_h_credentials_add, NULL /* admin: credential.add */),
     RS(HM_GET, API "/credentials/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
        http_h_credentials_get, NULL),
-    R(HM_DELETE, API "/credentials/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
-      http_h_credentials_delete, NULL /* admin: credential.delete */),
-    R(HM_GET, API "/agents", PERM_CONFIG, SCOPE_ROOT, NULL, true,
-      http_h_agents_list, NULL),
-    R(HM_GET, API "/nodes", PERM_CONFIG, SCOPE_ROOT, NULL, true,
-      http_h_nodes_list, NULL),
-    R(HM_GET, API "/agents/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
-      http_h_agents_get, NULL),
-    R(HM_DELETE, API "/agents/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
-      http_h_agents_delete, NULL /* admin: agent.delete */),
-    R(HM_POST, API "/agents/{id}/rebind", PERM_CONFIG, SCOPE_ROOT,
-      body_agent_rebind, false, http_h_agents_rebind,
-      NULL /* admin: agent.rebind */),
+    RT(HM_DELETE, API "/credentials/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
+       http_h_credentials_delete, NULL /* admin: credential.delete */,
+       http_then_credentials),
+    RT(HM_GET, API "/agents", PERM_CONFIG, SCOPE_ROOT, NULL, true,
+       http_h_agents_list, NULL, http_then_agents_list),
+    RS(HM_GET, API "/nodes", PERM_CONFIG, SCOPE_ROOT, NULL, true,
+       http_h_nodes_list, NULL),
+    RT(HM_GET, API "/agents/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
+       http_h_agents_get, NULL, http_then_agent_get),
+    RT(HM_DELETE, API "/agents/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
+       http_h_agents_delete, NULL /* admin: agent.delete */,
+       http_then_agent_delete),
+    RT(HM_POST, API "/agents/{id}/rebind", PERM_CONFIG, SCOPE_ROOT,
+       body_agent_rebind, false, http_h_agents_rebind,
+       NULL /* admin: agent.rebind */, http_then_agent_rebind),
+    /* on the loop: the job runs through the hub; its answer waits */
     R(HM_POST, API "/agents/{id}/commands", PERM_SELF, SCOPE_ROOT,
       body_agent_command, false, http_h_agents_command,
       NULL /* admin: job.run */),
     RS(HM_GET, API "/jobs", PERM_SELF, SCOPE_ROOT, NULL, true, http_h_jobs_list,
        NULL),
+    /* on the loop: the jobs start through the hub */
     R(HM_POST, API "/jobs", PERM_SELF, SCOPE_ROOT, body_jobs_add, false,
       http_h_jobs_add, NULL /* admin: job.run */),
     RS(HM_GET, API "/jobs/{id}", PERM_SELF, SCOPE_ROOT, NULL, false,
        http_h_jobs_get, NULL),
+    /* on the loop: a stream held on the loop's connection, fed by the hub */
     R(HM_GET, API "/jobs/{id}/stream", PERM_SELF, SCOPE_ROOT, NULL, false,
       http_h_jobs_stream, NULL),
     RS(HM_GET, API "/client-groups", PERM_ADMIN, SCOPE_ROOT, NULL, true,
        http_h_client_groups_list, NULL),
-    R(HM_POST, API "/client-groups", PERM_ADMIN, SCOPE_ROOT,
-      body_client_group_add, false, http_h_client_groups_add,
-      NULL /* admin: client_group.add */),
-    R(HM_GET, API "/client-groups/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
-      http_h_client_groups_get, NULL),
-    R(HM_DELETE, API "/client-groups/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
-      http_h_client_groups_delete, NULL /* admin: client_group.delete */),
-    R(HM_POST, API "/client-groups/{id}/agents", PERM_ADMIN, SCOPE_ROOT,
-      body_client_group_agent, false, http_h_client_groups_agent_add,
-      NULL /* admin: client_group.update */),
-    R(HM_DELETE, API "/client-groups/{id}/agents/{agent}", PERM_ADMIN,
-      SCOPE_ROOT, NULL, false, http_h_client_groups_agent_delete,
-      NULL /* admin: client_group.update */),
+    RS(HM_POST, API "/client-groups", PERM_ADMIN, SCOPE_ROOT,
+       body_client_group_add, false, http_h_client_groups_add,
+       NULL /* admin: client_group.add */),
+    RS(HM_GET, API "/client-groups/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
+       http_h_client_groups_get, NULL),
+    RS(HM_DELETE, API "/client-groups/{id}", PERM_ADMIN, SCOPE_ROOT, NULL,
+       false, http_h_client_groups_delete,
+       NULL /* admin: client_group.delete */),
+    RS(HM_POST, API "/client-groups/{id}/agents", PERM_ADMIN, SCOPE_ROOT,
+       body_client_group_agent, false, http_h_client_groups_agent_add,
+       NULL /* admin: client_group.update */),
+    RS(HM_DELETE, API "/client-groups/{id}/agents/{agent}", PERM_ADMIN,
+       SCOPE_ROOT, NULL, false, http_h_client_groups_agent_delete,
+       NULL /* admin: client_group.update */),
     RS(HM_GET, API "/job-roles", PERM_ADMIN, SCOPE_ROOT, NULL, true,
        http_h_job_roles_list, NULL),
-    R(HM_POST, API "/job-roles", PERM_ADMIN, SCOPE_ROOT, body_job_role_add,
-      false, http_h_job_roles_add, NULL /* admin: role.grant */),
-    R(HM_DELETE, API "/job-roles/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
-      http_h_job_roles_delete, NULL /* admin: role.revoke */),
+    RS(HM_POST, API "/job-roles", PERM_ADMIN, SCOPE_ROOT, body_job_role_add,
+       false, http_h_job_roles_add, NULL /* admin: role.grant */),
+    RS(HM_DELETE, API "/job-roles/{id}", PERM_ADMIN, SCOPE_ROOT, NULL, false,
+       http_h_job_roles_delete, NULL /* admin: role.revoke */),
     RS(HM_GET, API "/schedules", PERM_SELF, SCOPE_ROOT, NULL, true,
        http_h_schedules_list, NULL),
-    R(HM_POST, API "/schedules", PERM_SELF, SCOPE_ROOT, body_schedule_add,
-      false, http_h_schedules_add, NULL /* admin: schedule.add */),
-    R(HM_GET, API "/schedules/{id}", PERM_SELF, SCOPE_ROOT, NULL, false,
-      http_h_schedules_get, NULL),
-    R(HM_PATCH, API "/schedules/{id}", PERM_SELF, SCOPE_ROOT,
-      body_schedule_patch, false, http_h_schedules_patch,
-      NULL /* admin: schedule.enable, schedule.disable */),
-    R(HM_DELETE, API "/schedules/{id}", PERM_SELF, SCOPE_ROOT, NULL, false,
-      http_h_schedules_delete, NULL /* admin: schedule.delete */),
+    RS(HM_POST, API "/schedules", PERM_SELF, SCOPE_ROOT, body_schedule_add,
+       false, http_h_schedules_add, NULL /* admin: schedule.add */),
+    RS(HM_GET, API "/schedules/{id}", PERM_SELF, SCOPE_ROOT, NULL, false,
+       http_h_schedules_get, NULL),
+    RS(HM_PATCH, API "/schedules/{id}", PERM_SELF, SCOPE_ROOT,
+       body_schedule_patch, false, http_h_schedules_patch,
+       NULL /* admin: schedule.enable, schedule.disable */),
+    RS(HM_DELETE, API "/schedules/{id}", PERM_SELF, SCOPE_ROOT, NULL, false,
+       http_h_schedules_delete, NULL /* admin: schedule.delete */),
     RS(HM_GET, API "/tunnels", PERM_CONFIG, SCOPE_ROOT, NULL, true,
        http_h_tunnels_list, NULL),
-    R(HM_POST, API "/tunnels", PERM_CONFIG, SCOPE_ROOT, body_tunnel_add, false,
-      http_h_tunnels_add, NULL /* admin: tunnel.add */),
+    RT(HM_POST, API "/tunnels", PERM_CONFIG, SCOPE_ROOT, body_tunnel_add, false,
+       http_h_tunnels_add, NULL /* admin: tunnel.add */, http_then_tunnel_add),
     RS(HM_GET, API "/tunnels/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
        http_h_tunnels_get, NULL),
-    R(HM_PATCH, API "/tunnels/{id}", PERM_CONFIG, SCOPE_ROOT, body_tunnel_patch,
-      false, http_h_tunnels_patch, NULL /* admin: tunnel.acl */),
-    R(HM_DELETE, API "/tunnels/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
-      http_h_tunnels_delete, NULL /* admin: tunnel.delete */),
+    RT(HM_PATCH, API "/tunnels/{id}", PERM_CONFIG, SCOPE_ROOT,
+       body_tunnel_patch, false, http_h_tunnels_patch,
+       NULL /* admin: tunnel.acl */, http_then_tunnels),
+    RT(HM_DELETE, API "/tunnels/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
+       http_h_tunnels_delete, NULL /* admin: tunnel.delete */,
+       http_then_tunnels),
 };
 
 const size_t http_routes_count = sizeof(http_routes) / sizeof(http_routes[0]);
@@ -669,8 +698,10 @@ static bool http_value_matches(json_t *v, const char *want)
     return false;
 }
 
-static const char *http_sort_key;
-static bool http_sort_desc;
+/* qsort's comparator has no argument: per thread, since lists are also
+ * answered on the API's store workers (http_offloop.c) */
+static _Thread_local const char *http_sort_key;
+static _Thread_local bool http_sort_desc;
 
 static int http_sort_cmp(const void *a, const void *b)
 {
@@ -1174,6 +1205,7 @@ void http_dispatch_route(struct http_req *req)
         return;
     }
     req->status = 500;
+    req->handled = true;
     req->route->fn(req);
     if (req->deferred != 0) {
         return; /* answered later: http_resume() */
