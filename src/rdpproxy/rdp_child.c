@@ -849,61 +849,6 @@ static int rdpc_ident(const UINT16 *p, UINT32 n, UINT32 flags, char *out,
 #define RDPC_NTLM_YES ((SECURITY_STATUS)1)
 #define RDPC_NTLM_NO ((SECURITY_STATUS)0)
 
-/*
- * WinPR's NTLM server calls this for NTOWFv2 of the user and domain the
- * client named. The monitor hands it out only against the client's NTLMv2
- * response that it proves (the server challenge and the response go with
- * the question), so this child, compromised or not, never holds the key
- * of a user whose password its client does not know. Beware: WinPR 2 reads the
- * SECURITY_STATUS it returns as a truth value (non-zero: the hash was written),
- * the opposite of SEC_E_OK; hence the two names below.
- */
-#define RDPC_NTLM_YES ((SECURITY_STATUS)1)
-#define RDPC_NTLM_NO ((SECURITY_STATUS)0)
-
-/*
- * The client's NTLMv2 response, out of what WinPR gives the hash callback:
- * micvalue is the NEGOTIATE, CHALLENGE and AUTHENTICATE messages one after
- * the other (MS-NLMP §2.2.1; the MIC field zeroed), and the AUTHENTICATE
- * message is the last that starts with the signature and type 3. Its
- * NtChallengeResponseFields (length, maximum, offset from the message's
- * start) name the response. Bounds are checked against the buffer only:
- * the monitor checks the response itself, so a client that dresses up its
- * messages fails its own login and nothing else.
- */
-static bool rdpc_ntlm_response(const SecBuffer *micvalue, const uint8_t **resp,
-                               size_t *len)
-{
-    static const uint8_t sig[12] = {'N', 'T', 'L', 'M', 'S', 'S',
-                                    'P', 0,   3,   0,   0,   0};
-    const uint8_t *p, *auth = NULL;
-    size_t n, off, rlen;
-
-    if (micvalue == NULL || micvalue->pvBuffer == NULL) {
-        return false;
-    }
-    p = micvalue->pvBuffer;
-    n = micvalue->cbBuffer;
-    for (size_t i = 0; i + sizeof(sig) <= n; i++) {
-        if (memcmp(p + i, sig, sizeof(sig)) == 0) {
-            auth = p + i;
-        }
-    }
-    if (auth == NULL || (size_t)(p + n - auth) < 28) {
-        return false;
-    }
-    n = (size_t)(p + n - auth);
-    rlen = (size_t)auth[20] | (size_t)auth[21] << 8;
-    off = (size_t)auth[24] | (size_t)auth[25] << 8 | (size_t)auth[26] << 16 |
-          (size_t)auth[27] << 24;
-    if (off > n || rlen > n - off) {
-        return false;
-    }
-    *resp = auth + off;
-    *len = rlen;
-    return true;
-}
-
 static SECURITY_STATUS rdpc_ntlm_hash(void *client,
                                       const SEC_WINNT_AUTH_IDENTITY *id,
                                       const SecBuffer *proof,
