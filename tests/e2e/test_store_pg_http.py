@@ -24,23 +24,32 @@ from pclib import http_json, uniq
 from test_store_pg import _Outage
 
 
-def _get(port, path, token=None, timeout=30):
-    """GET path: (status, the JSON answer or {}, Retry-After, seconds)."""
+def _call(port, method, path, token=None, body=None, timeout=30):
+    """One API request: (status, the JSON answer or {}, Retry-After,
+    seconds)."""
     t0 = time.monotonic()
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    hdrs = {"Authorization": "Bearer " + token} if token else {}
+    hdrs = {"Content-Type": "application/json"}
+    if token:
+        hdrs["Authorization"] = "Bearer " + token
     try:
-        conn.request("GET", path, headers=hdrs)
+        conn.request(method, path, headers=hdrs,
+                     body=json.dumps(body) if body is not None else None)
         r = conn.getresponse()
-        body = r.read()
+        raw = r.read()
         try:
-            doc = json.loads(body or b"{}")
+            doc = json.loads(raw or b"{}")
         except ValueError:
             doc = {}
         return r.status, doc, r.getheader("Retry-After"), \
             time.monotonic() - t0
     finally:
         conn.close()
+
+
+def _get(port, path, token=None, timeout=30):
+    """GET path: (status, the JSON answer or {}, Retry-After, seconds)."""
+    return _call(port, "GET", path, token=token, timeout=timeout)
 
 
 def _code(doc):
@@ -311,29 +320,6 @@ def test_many_slow_requests_are_bounded(target, tmp_path):
 
 
 # ------------------------------------------------ the API's writes, off the loop
-
-def _call(port, method, path, token=None, body=None, timeout=30):
-    """One API request: (status, the JSON answer or {}, Retry-After,
-    seconds)."""
-    t0 = time.monotonic()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    hdrs = {"Content-Type": "application/json"}
-    if token:
-        hdrs["Authorization"] = "Bearer " + token
-    try:
-        conn.request(method, path, headers=hdrs,
-                     body=json.dumps(body) if body is not None else None)
-        r = conn.getresponse()
-        raw = r.read()
-        try:
-            doc = json.loads(raw or b"{}")
-        except ValueError:
-            doc = {}
-        return r.status, doc, r.getheader("Retry-After"), \
-            time.monotonic() - t0
-    finally:
-        conn.close()
-
 
 def _hang_up(port, token, method, path, body=None, after=0.3):
     """Sends one request and closes the connection after seconds, without
