@@ -1,5 +1,5 @@
 """What wrong RDP passwords cost the server, and the lockout
-(docs/security.md, "RDP: the codec warm-up is bounded by the lockout").
+(docs/security.md, "RDP: wrong passwords cost no codec warm-up").
 
 With NLA the monitor hands the child the user's NTLM key (MP_RDP_NTLM)
 only when the client's NTLMv2 response proves the password, and the child
