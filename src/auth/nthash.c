@@ -117,16 +117,15 @@ static void nthash_uloc_make(void)
     nthash_uloc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
 }
 
-/* Windows' upper case of a BMP code point (its table covers the BMP
- * only); a mapping out of the BMP or into the surrogates is not taken. */
+/* Windows' upper case of a code point beyond ASCII (ASCII letters are
+ * upper-cased where they are read, for both kinds of upper case): BMP
+ * only, as Windows' table; a mapping out of the BMP or into the
+ * surrogates is not taken. */
 static uint32_t nthash_upper_bmp(uint32_t cp)
 {
     wint_t u;
 
-    if (cp >= 'a' && cp <= 'z') {
-        return cp - 'a' + 'A';
-    }
-    if (cp < 0x80 || cp >= 0x10000) {
+    if (cp >= 0x10000) {
         return cp;
     }
     (void)pthread_once(&nthash_uloc_once, nthash_uloc_make);
@@ -186,7 +185,7 @@ int nthash_utf16le(const char *in, size_t len, int upper, uint8_t *out,
         if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
             return ERR_INVALID;
         }
-        if (upper == NTHASH_UPPER_UNICODE) {
+        if (upper == NTHASH_UPPER_UNICODE && cp >= 0x80) {
             cp = nthash_upper_bmp(cp);
         }
         if (cp >= 0x10000) {
