@@ -592,6 +592,73 @@ def init_template(host_keys):
     return t
 
 
+_made_once = {}
+_made_once_dir = None
+
+
+def _made_once_files(key, names, make):
+    """The paths of files `names` that make(dir) writes into a directory
+    of its own, made once per pytest process per key (a tuple of
+    everything the files depend on) and removed at exit."""
+    global _made_once_dir
+    paths = _made_once.get(key)
+    if paths is None:
+        if _made_once_dir is None:
+            import atexit
+            _made_once_dir = Path(tempfile.mkdtemp(prefix="pc-made-once-"))
+            atexit.register(shutil.rmtree, str(_made_once_dir), True)
+        d = _made_once_dir / str(len(_made_once))
+        d.mkdir()
+        make(d)
+        paths = [d / n for n in names]
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            pytest.fail("not made: %s (for %r)" % (", ".join(missing), key))
+        _made_once[key] = paths
+    return paths
+
+
+def self_signed_cert(cert, key, subject, newkey=("rsa:2048",), days=2):
+    """A self-signed certificate and its unencrypted private key, as
+    `openssl req -x509 -newkey NEWKEY... -nodes -subj SUBJECT -days DAYS`
+    writes them, copied to the paths cert and key (PEM). Made once per
+    pytest process per (subject, newkey, days): an RSA 2048 key costs
+    0.2-0.9 CPU seconds, and the RDP test targets each made one at every
+    start (about 19 CPU seconds an e2e stage). Each caller gets copies of
+    its own (it may change them). Two targets of one process with the
+    same subject share the key: a test that needs a certificate unlike
+    another's passes a subject of its own."""
+    def make(d):
+        r = run(["openssl", "req", "-x509", "-newkey"] + list(newkey)
+                + ["-nodes", "-subj", subject, "-days", str(days),
+                   "-keyout", d / "key.pem", "-out", d / "cert.pem"])
+        assert r.rc == 0, r
+    c, k = _made_once_files(("cert", subject, tuple(newkey), days),
+                            ("cert.pem", "key.pem"), make)
+    shutil.copyfile(c, cert)
+    shutil.copyfile(k, key)
+    os.chmod(key, 0o600)
+    return Path(cert), Path(key)
+
+
+def magick_image(path, size, *spec):
+    """ImageMagick's `convert -size SIZE SPEC... PATH` (e.g. a solid
+    colour, "xc:rgb(1,2,3)"; noise, "xc:", "+noise", "Random"), made once
+    per pytest process per (size, spec, file type) and copied to path.
+    Random noise is then the same noise for each caller: what the tests
+    need of it is that it does not compress."""
+    path = Path(path)
+    name = "image" + path.suffix
+
+    def make(d):
+        r = run(["convert", "-size", size] + list(spec) + [d / name])
+        assert r.rc == 0, r
+    (src,) = _made_once_files(("image", size, tuple(spec), path.suffix),
+                              (name,), make)
+    shutil.copyfile(src, path)
+    return path
+
+
 _shared_pg = None
 
 

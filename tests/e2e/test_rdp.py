@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 
 from pclib import (Client, Portcullis, build_dir, free_port, fresh_totp_code,
-                   run, serving_process, stop_process, totp_wrong_code, uniq,
-                   wait_listen, xvfb_run)
+                   magick_image, run, self_signed_cert, serving_process,
+                   stop_process, totp_wrong_code, uniq, wait_listen, xvfb_run)
 from test_web import WEB, web_ui  # noqa: F401 (the fixture: web/dist built)
 
 TOOLS = ["xfreerdp", "freerdp-shadow-cli", "Xvfb", "xvfb-run", "xdotool",
@@ -95,11 +95,9 @@ class ProgramTarget:
         return None
 
     def start(self):
-        cert, key = self.dir / "cert.pem", self.dir / "key.pem"
-        r = run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                 "-subj", "/CN=%s" % self.EXE, "-days", "2", "-keyout",
-                 str(key), "-out", str(cert)])
-        assert r.rc == 0, r
+        # the process's certificate for this program (pclib: made once)
+        cert, key = self_signed_cert(self.dir / "cert.pem",
+                                     self.dir / "key.pem", "/CN=%s" % self.EXE)
         self.out.write_text("")
         exe = build_dir() / "tests" / "e2e" / self.EXE
         assert exe.exists(), "build the tests (meson -Dtests=true)"
@@ -138,7 +136,7 @@ class RdpTarget:
         self.procs.append(xvfb)
         env = self.env()
         bg = self.dir / "bg.png"
-        run(["convert", "-size", "1024x768"] + self.background + [str(bg)])
+        magick_image(bg, "1024x768", *self.background)
         # sets the root window's background; exits at once
         subprocess.run(["display", "-window", "root", str(bg)], env=env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

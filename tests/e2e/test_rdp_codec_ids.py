@@ -55,7 +55,7 @@ from pathlib import Path
 
 import pytest
 
-from pclib import run
+from pclib import run, self_signed_cert
 from test_rdp import (COLOUR, ProgramTarget, near, pixel,  # noqa: F401
                       pytestmark, rdp_asset, rdp_target, rdp_user, run_client,
                       start_rdp_proxy, stop_rdp_proxy)
@@ -118,11 +118,8 @@ class CodecShim:
         self.compressed = 0
         self.rewritten = 0
         self.errors = []
-        cert, key = self.dir / "shim.crt", self.dir / "shim.key"
-        r = run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                 "-subj", "/CN=shim", "-days", "2", "-keyout", str(key),
-                 "-out", str(cert)])
-        assert r.rc == 0, r
+        cert, key = self_signed_cert(self.dir / "shim.crt",
+                                     self.dir / "shim.key", "/CN=shim")
         self.sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.sctx.load_cert_chain(str(cert), str(key))
         self.cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

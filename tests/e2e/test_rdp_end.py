@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pclib import run
+from pclib import magick_image, run
 from test_rdp import (TOOLS, RdpTarget, rdp_asset, rdp_user,  # noqa: F401
                       run_client, start_rdp_proxy, stop_rdp_proxy)
 
@@ -38,8 +38,8 @@ class Animated(RdpTarget):
         self.noise = []
         for i in range(3):
             p = self.dir / ("noise%d.png" % i)
-            run(["convert", "-size", "1024x768", "-seed", str(i + 1), "xc:",
-                 "+noise", "Random", str(p)])
+            magick_image(p, "1024x768", "-seed", str(i + 1), "xc:",
+                         "+noise", "Random")
             self.noise.append(p)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)

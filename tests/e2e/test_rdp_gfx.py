@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from pclib import build_dir, run, stop_process, xvfb_run
+from pclib import build_dir, magick_image, run, stop_process, xvfb_run
 from test_rdp import (COLOUR, DESKTOP, DRIVER, ProgramTarget,  # noqa: F401
                       assert_desktop_and_typing, near, pixel, pytestmark, rdp_asset, rdp_driver,
                       rdp_proxy, rdp_target, rdp_user, start_xvfb,
@@ -80,8 +80,7 @@ def run_gfx_client(pc, out, login, password, extra=GFX, text="gfx ok",
     driver = DRIVER
     if target is not None:
         red = out / "red-bg.png"
-        run(["convert", "-size", "1024x768", "xc:rgb(%d,%d,%d)" % RED,
-             str(red)])
+        magick_image(red, "1024x768", "xc:rgb(%d,%d,%d)" % RED)
         env.update(TDISPLAY=target.display, RED_PNG=str(red))
         driver = rdp_driver(on_window=REPAINT)
     return run(xvfb_run("1024x768") + ["sh", "-c",
@@ -92,8 +91,7 @@ def run_gfx_client(pc, out, login, password, extra=GFX, text="gfx ok",
 
 def paint_target(target, colour):
     png = target.dir / "paint.png"
-    run(["convert", "-size", "1024x768", "xc:rgb(%d,%d,%d)" % colour,
-         str(png)])
+    magick_image(png, "1024x768", "xc:rgb(%d,%d,%d)" % colour)
     run(["display", "-window", "root", str(png)], env=target.env(),
         timeout=30)
 

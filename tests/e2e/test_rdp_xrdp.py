@@ -18,7 +18,8 @@ import subprocess
 
 import pytest
 
-from pclib import free_port, run, stop_process, wait_listen
+from pclib import (free_port, self_signed_cert, stop_process,
+                   wait_listen)
 from test_rdp import (near, pixel, pytestmark, rdp_proxy,  # noqa: F401
                       rdp_user, run_client)
 
@@ -36,9 +37,7 @@ def start_xrdp(d, ini_values):
         pytest.skip("xrdp not installed (Debian 12 package xrdp; "
                     "scripts/install-deps installs it)")
     port = free_port()
-    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-         "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem"),
-         "-days", "2", "-subj", "/CN=xrdp-test"])
+    self_signed_cert(d / "cert.pem", d / "key.pem", "/CN=xrdp-test")
     values = {
         "port": "tcp://127.0.0.1:%d" % port,
         "security_layer": "tls",
