@@ -49,49 +49,63 @@ def pytest_configure(config):
 
 
 # The longest files first, longest first (seconds of all their tests in
-# runs on the normal build, from the slowest-files table): with
-# `--dist loadfile` pytest-xdist hands the files to its workers in
-# collection order, and collected alphabetically a long file such as
-# test_tunnel.py or test_web.py came last and kept one worker busy while
-# the others had nothing left. Started first, the short files fill the
-# end. Every other file (under 40 s) follows in its usual order; a file's
-# tests keep theirs. Simulated (xdist's loadfile handing files to 3
-# workers, over the per-test times of one run's --junitxml):
-# alphabetically the workers ended 116 s apart and the stage took 1290 s,
-# in this order 25 s apart and 1229 s.
+# one run on the normal build): with `--dist loadfile` pytest-xdist hands
+# the files to its workers in collection order (a worker gets the next
+# file when it has two tests left), and collected alphabetically a long
+# file such as test_tunnel.py or test_web.py came last and kept one worker
+# busy while the others had nothing left. Started first, the short files
+# fill the end. Every other file follows in its usual order; a file's
+# tests keep theirs. The seconds are one run's with four workers on the
+# shared box under others' load (2026-12-05: the stage took 1314 s
+# instead of about 715 s, so about twice the usual), from its --junitxml;
+# test_rdp_codec_ids.py (265 s) and test_store_pg_http.py (157 s) were
+# not in the list yet and were the last files of two workers, which ended
+# 100 s after the first. Simulated over that run's per-file times
+# (xdist's loadfile handing files out as workers come free): the list
+# before, workers ending at 1156-1246 s with four workers and 913-1042 s
+# with five; this order, 1199-1210 s and 952-974 s. Put a new file that
+# takes 40 s or more (see the slowest-files table at the end of a run)
+# where its seconds rank it.
 LONG_FILES_FIRST = [
-    "test_clients.py",           # 74-102 s (251 on a box loaded by others)
-    "test_store_pg.py",          # 102-121 s
-    "test_web.py",               # 70-84 s
-    "test_tunnel.py",            # 130-135 s (a 91 s timing test)
-    "test_rdp_devices.py",       # 73-110 s
-    "test_cluster.py",           # 74-100 s
-    "test_jobs.py",              # 89-104 s
-    "test_readme_walkthrough.py",  # 105 s (waits for fresh TOTP codes)
-    "test_ansible.py",           # 75-90 s
-    "test_agent_protocol.py",    # 89-100 s
-    "test_lockout.py",           # 56-65 s
-    "test_store_pg_outage.py",   # 63-78 s
-    "test_refusals.py",          # 101-106 s (an 82 s timing test)
-    "test_agent.py",             # 78-98 s
-    "test_rdp_tls.py",           # 52 s
-    "test_rdp.py",               # 60 s
-    "test_rdp_gfx.py",           # 59-80 s
-    "test_peer_route.py",
-    "test_rdp_record.py",        # 56 s
-    "test_rdp_clipboard.py",
-    "test_hostile_child.py",
-    "test_directory.py",         # 62 s
-    "test_recording.py",
-    "test_rdp_resize.py",        # 50-52 s
-    "test_http_proxy.py",        # 48 s
-    "test_preauth.py",
-    "test_drain_hostile.py",
-    "test_shutdown.py",
-    "test_api.py",
-    "test_rdp_clip_files.py",
-    "test_relay_more.py",
-    "test_relay.py",
+    "test_store_pg.py",            # 289 s
+    "test_rdp_codec_ids.py",       # 265 s
+    "test_ansible.py",             # 264 s
+    "test_cluster.py",             # 248 s
+    "test_clients.py",             # 221 s
+    "test_rdp_devices.py",         # 207 s
+    "test_web.py",                 # 186 s
+    "test_tunnel.py",              # 164 s (a 91 s timing test)
+    "test_store_pg_http.py",       # 157 s
+    "test_agent_protocol.py",      # 133 s
+    "test_jobs.py",                # 128 s
+    "test_refusals.py",            # 124 s (an 83 s timing test)
+    "test_store_pg_outage.py",     # 123 s
+    "test_readme_walkthrough.py",  # 120 s (waits for fresh TOTP codes)
+    "test_agent.py",               # 110 s
+    "test_rdp_end.py",             # 102 s
+    "test_rdp_gfx.py",             # 100 s
+    "test_rdp.py",                 # 96 s
+    "test_lockout.py",             # 87 s
+    "test_rdp_tls.py",             # 86 s
+    "test_rdp_record.py",          # 76 s
+    "test_peer_route.py",          # 68 s
+    "test_directory.py",           # 67 s
+    "test_rdp_clipboard.py",       # 66 s
+    "test_rdp_xrdp.py",            # 65 s
+    "test_store_pg_close.py",      # 65 s
+    "test_rdp_resize.py",          # 54 s
+    "test_drain_hostile.py",       # 51 s
+    "test_rdp_clip_files.py",      # 50 s
+    "test_shutdown.py",            # 50 s
+    "test_rdp_profile.py",         # 49 s
+    "test_http_proxy.py",          # 48 s
+    "test_recording.py",           # 48 s
+    "test_login_forms.py",         # 46 s
+    "test_tunnel_drain.py",        # 46 s
+    "test_relay_more.py",          # 46 s
+    "test_preauth.py",             # 44 s
+    "test_job_stream_cluster.py",  # 44 s
+    "test_pairing.py",             # 43 s
 ]
 
 
