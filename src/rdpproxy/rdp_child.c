@@ -1585,7 +1585,7 @@ static BOOL rdpc_no_altsec(rdpContext *c, UINT8 type, const char *name)
 }
 
 /*
- * Two of FreeRDP's loggers are listened to (rdpc_wlog_tap), each through
+ * Three of FreeRDP's loggers are listened to (rdpc_wlog_tap), each through
  * a WLog callback appender of its own; the others keep FreeRDP's console
  * appender.
  *
@@ -1606,7 +1606,9 @@ static BOOL rdpc_no_altsec(rdpContext *c, UINT8 type, const char *name)
  * never sends a Confirm Active, so none of them is changed.
  *
  * "com.freerdp.core.update" at its usual level: FreeRDP's refusal of a
- * primary order is only a line there (rdp_codec_primary_refusal).
+ * primary order is only a line there (rdp_codec_primary_refusal); and
+ * "com.freerdp.core.capabilities": its refusal of a Demand Active that
+ * carries a set only a client sends (rdp_codec_capset_refusal).
  *
  * Their text lines go on to stderr as FreeRDP's console appender would
  * write them (from the level the root logger has), so the log reads as
@@ -1614,19 +1616,32 @@ static BOOL rdpc_no_altsec(rdpContext *c, UINT8 type, const char *name)
  */
 #define RDPC_WLOG_TRANSPORT "com.freerdp.core.transport"
 #define RDPC_WLOG_UPDATE "com.freerdp.core.update"
+#define RDPC_WLOG_CAPS "com.freerdp.core.capabilities"
 static DWORD rdpc_wlog_level = WLOG_WARN;
 
 static BOOL rdpc_wlog_message(const wLogMessage *m)
 {
     uint8_t type;
+    uint16_t set;
+    char name[64];
 
     if (m->Level >= rdpc_wlog_level && m->TextString != NULL) {
         fprintf(stderr, "%s%s\n", m->PrefixString ? m->PrefixString : "",
                 m->TextString);
     }
-    if (m->Level == WLOG_ERROR && rdpc_s != NULL &&
-        rdp_codec_primary_refusal(m->TextString, &type)) {
+    if (m->Level != WLOG_ERROR || rdpc_s == NULL) {
+        return TRUE;
+    }
+    if (rdp_codec_primary_refusal(m->TextString, &type)) {
         (void)rdpc_order_refused(RDP_ORDER_PRIMARY, type);
+    } else if (rdp_codec_capset_refusal(m->TextString, &set) &&
+               rdpc_s->why[0] == '\0') {
+        /* on the back leg's thread, in its connect: s->why is its own */
+        rdp_codec_capset_name(set, name, sizeof(name));
+        snprintf(rdpc_s->why, sizeof(rdpc_s->why),
+                 "error: the target's Demand Active announced what only a "
+                 "client announces (%s): the proxy's FreeRDP refused it",
+                 name);
     }
     return TRUE;
 }
@@ -1667,7 +1682,8 @@ static BOOL rdpc_wlog_packet(const wLogMessage *m)
 static void rdpc_wlog_tap(void)
 {
     wLogCallbacks cb;
-    const char *names[] = {RDPC_WLOG_TRANSPORT, RDPC_WLOG_UPDATE};
+    const char *names[] = {RDPC_WLOG_TRANSPORT, RDPC_WLOG_UPDATE,
+                           RDPC_WLOG_CAPS};
 
     memset(&cb, 0, sizeof(cb));
     cb.message = rdpc_wlog_message;

@@ -239,6 +239,71 @@ bool rdp_codec_primary_refusal(const char *text, uint8_t *type)
     return true;
 }
 
+#define RDP_CODEC_NOT_FROM_SERVER ") not expected from server"
+
+bool rdp_codec_capset_refusal(const char *text, uint16_t *type)
+{
+    const char *open, *end;
+    unsigned long v = 0;
+    size_t n, tail = strlen(RDP_CODEC_NOT_FROM_SERVER);
+
+    /* "capability " name "(" decimal RDP_CODEC_NOT_FROM_SERVER */
+    if (text == NULL || strncmp(text, "capability ", 11) != 0) {
+        return false;
+    }
+    n = strlen(text);
+    if (n < 11 + tail + 2 ||
+        strcmp(text + n - tail, RDP_CODEC_NOT_FROM_SERVER) != 0) {
+        return false;
+    }
+    end = text + n - tail;
+    open = end;
+    while (open > text + 11 && open[-1] >= '0' && open[-1] <= '9') {
+        open--;
+    }
+    if (open == end || end - open > 5 || open[-1] != '(') {
+        return false;
+    }
+    for (const char *p = open; p < end; p++) {
+        v = v * 10 + (unsigned long)(*p - '0');
+    }
+    if (v > UINT16_MAX) {
+        return false;
+    }
+    *type = (uint16_t)v;
+    return true;
+}
+
+void rdp_codec_capset_name(uint16_t type, char *out, size_t n)
+{
+    /* [MS-RDPBCGR] 2.2.1.13.1.1.1: the sets only a client sends */
+    static const struct {
+        uint16_t type;
+        const char *name;
+    } names[] = {
+        {0x04, "Bitmap Cache"},
+        {0x05, "Control"},
+        {0x07, "Window Activation"},
+        {0x0C, "Sound"},
+        {0x0F, "Brush"},
+        {0x10, "Glyph Cache"},
+        {0x11, "Offscreen Bitmap Cache"},
+        {0x13, "Bitmap Cache Rev. 2"},
+        {0x15, "DrawNineGrid Cache"},
+    };
+
+    if (n == 0) {
+        return;
+    }
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (names[i].type == type) {
+            snprintf(out, n, "%s", names[i].name);
+            return;
+        }
+    }
+    snprintf(out, n, "capability set %u", (unsigned)type);
+}
+
 /* --- the back leg's Confirm Active --- */
 
 /* [MS-RDPBCGR] 2.2.1.13.1.1.1 capabilitySetType */

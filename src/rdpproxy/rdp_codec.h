@@ -185,6 +185,25 @@ void rdp_codec_order_name(enum rdp_order_class cls, uint8_t type, char *out,
 bool rdp_codec_primary_refusal(const char *text, uint8_t *type);
 
 /*
+ * FreeRDP 2.11's client refuses a Demand Active that carries a capability
+ * set only a client sends (Bitmap Cache, Control, Window Activation,
+ * Sound, Brush, Glyph Cache, Offscreen Bitmap Cache, Bitmap Cache Rev.
+ * 2, DrawNineGrid Cache: rdp_read_capability_sets), and says so only on
+ * its logger "com.freerdp.core.capabilities" at WLOG_ERROR:
+ *
+ *     capability Glyph Cache(16) not expected from server
+ *
+ * True and the set's type in *type when text is such a line; false for
+ * any other. Its name for the session's result: rdp_codec_capset_name
+ * ("Glyph Cache", "capability set 42" for one not named here; n bytes,
+ * NUL-terminated, cut to fit).
+ *
+ * Plain data: pure functions of their arguments.
+ */
+bool rdp_codec_capset_refusal(const char *text, uint16_t *type);
+void rdp_codec_capset_name(uint16_t type, char *out, size_t n);
+
+/*
  * The back leg's Confirm Active PDU ([MS-RDPBCGR] 2.2.1.13.2), made
  * announce what the proxy takes and nothing the target's Demand Active
  * put into the back leg's settings. FreeRDP 2.11's client reads the

@@ -412,3 +412,37 @@ def test_client_without_pointer_cache_gets_no_cached_pointer(caps_proxy,
         pixel(tmp_path / "after.png")
     row = caps_proxy.session_of(user, kind="rdp", result="ok")
     assert "client ended" in row["result"], row
+
+
+# sets only a client sends ([MS-RDPBCGR] 2.2.7.1), which FreeRDP 2.11's
+# client refuses to find in a Demand Active
+CLIENT_ONLY_SETS = [
+    (CAPSET["glyph"], bytes(40) + struct.pack("<I", 0) +
+     struct.pack("<HH", 3, 0)),                          # GLYPH_SUPPORT_ENCODE
+    (CAPSET["offscreen"], struct.pack("<IHH", 1, 7680, 2000)),
+    (CAPSET["ninegrid"], struct.pack("<IHH", 2, 2560, 256)),
+]
+
+
+def test_demand_active_with_client_only_sets_is_refused(caps_proxy,
+                                                        tmp_path):
+    """A target whose Demand Active carries a Glyph Cache, Offscreen
+    Bitmap Cache and DrawNineGrid Cache set (sets only a client sends,
+    which would turn those orders on) gets no Confirm Active: FreeRDP
+    2.11's client refuses such a Demand Active, the session ends with an
+    error that says so (before: "the target refused the connection or
+    the vaulted login"), and the proxy serves the next session."""
+    shim, lines, r, user, log = shimmed_session(
+        caps_proxy, tmp_path / "one", CLIENT_ONLY_SETS)
+    assert shim.errors == [], shim.errors
+    assert shim.confirms == [], shim.confirms
+    assert "sent" not in lines, lines
+    row = caps_proxy.session_of(user, kind="rdp", result="error")
+    assert row["result"] == "error: the target's Demand Active announced " \
+        "what only a client announces (Glyph Cache): the proxy's FreeRDP " \
+        "refused it", row
+    shim, lines, r, user, log = shimmed_session(caps_proxy, tmp_path / "two",
+                                                [])
+    assert "sent" in lines, (lines, r)
+    row = caps_proxy.session_of(user, kind="rdp", result="ok")
+    assert "client ended" in row["result"], row

@@ -740,6 +740,42 @@ static void test_caps_said(void **state)
     assert_string_equal(b, "drawing ord");
 }
 
+/* FreeRDP 2.11's refusal of a Demand Active with a client's set. */
+static void test_capset_refusal(void **state)
+{
+    uint16_t t = 0xEEEE;
+    char b[64];
+
+    (void)state;
+    assert_true(rdp_codec_capset_refusal(
+        "capability Glyph Cache(16) not expected from server", &t));
+    assert_int_equal(t, 16);
+    assert_true(rdp_codec_capset_refusal(
+        "capability <unknown>(65535) not expected from server", &t));
+    assert_int_equal(t, 65535);
+    t = 0xEEEE;
+    assert_false(rdp_codec_capset_refusal(
+        "capability Glyph Cache(16) not expected from client", &t));
+    assert_false(rdp_codec_capset_refusal(
+        "capability x(65536) not expected from server", &t));
+    assert_false(rdp_codec_capset_refusal(
+        "capability x() not expected from server", &t));
+    assert_false(rdp_codec_capset_refusal(
+        "capability x16) not expected from server", &t));
+    assert_false(rdp_codec_capset_refusal(
+        "capability (1) not expected from server trailing", &t));
+    assert_false(rdp_codec_capset_refusal("capability ", &t));
+    assert_false(rdp_codec_capset_refusal("", &t));
+    assert_false(rdp_codec_capset_refusal(NULL, &t));
+    assert_int_equal(t, 0xEEEE);
+    rdp_codec_capset_name(0x10, b, sizeof(b));
+    assert_string_equal(b, "Glyph Cache");
+    rdp_codec_capset_name(0x15, b, sizeof(b));
+    assert_string_equal(b, "DrawNineGrid Cache");
+    rdp_codec_capset_name(42, b, sizeof(b));
+    assert_string_equal(b, "capability set 42");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -758,6 +794,7 @@ int main(void)
         cmocka_unit_test(test_confirm_fix),
         cmocka_unit_test(test_confirm_fix_other_pdus),
         cmocka_unit_test(test_caps_said),
+        cmocka_unit_test(test_capset_refusal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
