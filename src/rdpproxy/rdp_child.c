@@ -73,6 +73,7 @@
 #include <sodium.h>
 #include <winpr/ssl.h>
 #include <winpr/synch.h>
+#include <winpr/wlog.h>
 
 #include "auth/nthash.h"
 #include "common/buf.h"
@@ -279,6 +280,11 @@ struct rdpc {
      * updates beyond them are not sent (rdp_codec_pointer_check), and the
      * back leg announces the same to the target */
     uint32_t f_ptr_cache, f_ptr_large;
+    /* the back leg's capability exchange: set (with __atomic, by the
+     * thread that runs it) when it begins, cleared by rdpc_wlog_packet
+     * once its Confirm Active announces only what the proxy takes; one
+     * still set when the exchange ends ends the session */
+    bool caps_pending;
 };
 
 /* One session per process: FreeRDP's callbacks find it here. */
@@ -326,6 +332,7 @@ static void rdpc_codec_said(char *out, size_t n, BOOL announced, bool usable,
 
 /* [MS-RDPBCGR] 2.2.1.13.1.1.1: CAPSTYPE_LARGE_POINTER (FreeRDP 2 does not
  * install its name) */
+#define RDPC_CAPSET_POINTER 0x08
 #define RDPC_CAPSET_LARGE_POINTER 0x1B
 
 /*
@@ -344,9 +351,13 @@ static void rdpc_codec_map(struct rdpc *s, const rdpSettings *fs)
                        &back, &front);
     s->f_marker = fs->SurfaceCommandsEnabled && fs->SurfaceFrameMarkerEnabled;
     /* FreeRDP's server keeps the client's pointerCacheSize (its
-     * colorPointerCacheSize not) and ANDs its own large pointer flags
-     * with the client's, if the client sent them */
-    s->f_ptr_cache = fs->PointerCacheSize;
+     * colorPointerCacheSize not: 0 when the client sent none) and ANDs its
+     * own large pointer flags with the client's, if the client sent
+     * them; a client that sent no Pointer set has no cache either */
+    s->f_ptr_cache = fs->ReceivedCapabilities != NULL &&
+                             fs->ReceivedCapabilities[RDPC_CAPSET_POINTER]
+                         ? fs->PointerCacheSize
+                         : 0;
     s->f_ptr_large = fs->ReceivedCapabilities != NULL &&
                              fs->ReceivedCapabilities[RDPC_CAPSET_LARGE_POINTER]
                          ? fs->LargePointerFlag &
@@ -1455,9 +1466,16 @@ static bool rdpc_ptr_ok(enum rdp_pointer_kind kind, UINT32 index, UINT32 w,
     case RDP_POINTER_OK:
         return true;
     case RDP_POINTER_INDEX:
-        rdpc_gfx_refused(s, "a pointer update",
-                         "cache index %u, the client's cache has %u",
-                         (unsigned)index, (unsigned)s->f_ptr_cache);
+        if (s->f_ptr_cache == 0) {
+            rdpc_gfx_refused(s, "a pointer update",
+                             "cache index %u, the client announced no "
+                             "pointer cache",
+                             (unsigned)index);
+        } else {
+            rdpc_gfx_refused(s, "a pointer update",
+                             "cache index %u, the client's cache has %u",
+                             (unsigned)index, (unsigned)s->f_ptr_cache);
+        }
         return false;
     case RDP_POINTER_TOO_LARGE:
         rdpc_gfx_refused(s, "a pointer update",
@@ -1523,27 +1541,26 @@ static void rdpc_fw_pointer(rdpUpdate *u)
 
 /*
  * Drawing orders: the back leg announces none (rdpc_back_settings: no
- * primary order, no bitmap, glyph, brush or offscreen cache), yet
- * FreeRDP 2.11's client parses some whatever it announced (a Cache
- * Brush order, Stream Bitmap and Desktop Composition ones: its
- * check_*_order_supported lets them through) and the target's Demand
- * Active can switch on others (its glyph cache, offscreen cache,
- * nine-grid, GDI+ and window capability sets are written into the
- * back leg's own settings, which those checks read), and a recorded
- * session's gdi then fills its caches with them. Every secondary and
- * alternate secondary order is refused here, called by FreeRDP before
- * it checks or parses the order: the session ends (a refused order
- * fails the whole update; nothing between the orders lets one be
- * skipped), said in the log and the session's result. Primary orders
- * need no hook: FreeRDP refuses them itself before parsing, each kind
- * being off in OrderSupport, which a Demand Active can only clear.
+ * primary order, no bitmap, glyph, brush or offscreen cache; its Confirm
+ * Active made sure of it on the wire: rdpc_wlog_packet), yet FreeRDP
+ * 2.11's client parses some whatever it announced (a Cache Brush order,
+ * Stream Bitmap and Desktop Composition ones: its
+ * check_*_order_supported lets them through), and a recorded session's
+ * gdi then fills its caches with them. Every secondary and alternate
+ * secondary order is refused here, called by FreeRDP before it checks
+ * or parses the order: the session ends (a refused order fails the
+ * whole update; nothing between the orders lets one be skipped), said
+ * in the log and the session's result. A primary order FreeRDP refuses
+ * itself before parsing it (each kind being off in OrderSupport, which
+ * a Demand Active can only clear), with no hook of ours first: its log
+ * line names the order (rdpc_wlog_message), and it is said the same way.
  */
-static BOOL rdpc_order_refused(bool altsec, UINT8 type)
+static BOOL rdpc_order_refused(enum rdp_order_class cls, UINT8 type)
 {
     struct rdpc *s = rdpc_s;
     char name[64];
 
-    rdp_codec_order_name(altsec, type, name, sizeof(name));
+    rdp_codec_order_name(cls, type, name, sizeof(name));
     if (s->why[0] == '\0') {
         snprintf(s->why, sizeof(s->why),
                  "error: the target sent a drawing order the proxy did not "
@@ -1559,17 +1576,147 @@ static BOOL rdpc_order_refused(bool altsec, UINT8 type)
 static BOOL rdpc_no_secondary(rdpContext *c, UINT16 len, UINT16 extra,
                               UINT8 type, const char *name)
 {
-    return rdpc_order_refused(false, type);
+    return rdpc_order_refused(RDP_ORDER_SECONDARY, type);
 }
 
 static BOOL rdpc_no_altsec(rdpContext *c, UINT8 type, const char *name)
 {
-    return rdpc_order_refused(true, type);
+    return rdpc_order_refused(RDP_ORDER_ALTSEC, type);
+}
+
+/*
+ * Three of FreeRDP's loggers are listened to (rdpc_wlog_tap), each through
+ * a WLog callback appender of its own; the others keep FreeRDP's console
+ * appender.
+ *
+ * "com.freerdp.core.transport" at WLOG_TRACE: FreeRDP hands its
+ * transport's logger every PDU it writes, whole and in its own send
+ * buffer, just before TLS encrypts it (transport_write's WLog_Packet).
+ * That is the one place between FreeRDP 2.11's reading the target's
+ * Demand Active into the back leg's settings and the Confirm Active it
+ * writes from them going out (rdp_client_connect_demand_active calls
+ * one after the other, no callback between; docs/rdp.md, "What the
+ * back leg announces"): rdpc_wlog_packet makes that Confirm Active
+ * announce only what the proxy takes (rdp_codec_confirm_fix). Each
+ * capability exchange of the back leg (rdpc_back_state) must see its
+ * Confirm Active so fixed, or the session ends: if a FreeRDP build ever
+ * stopped passing its PDUs here (or WLOG_FILTER lowered this logger),
+ * the proxy refuses rather than announce what it does not take. The
+ * front's PDUs come by too (one logger for every transport); a server
+ * never sends a Confirm Active, so none of them is changed.
+ *
+ * "com.freerdp.core.update" at its usual level: FreeRDP's refusal of a
+ * primary order is only a line there (rdp_codec_primary_refusal); and
+ * "com.freerdp.core.capabilities": its refusal of a Demand Active that
+ * carries a set only a client sends (rdp_codec_capset_refusal).
+ *
+ * Their text lines go on to stderr as FreeRDP's console appender would
+ * write them (from the level the root logger has), so the log reads as
+ * before.
+ */
+#define RDPC_WLOG_TRANSPORT "com.freerdp.core.transport"
+#define RDPC_WLOG_UPDATE "com.freerdp.core.update"
+#define RDPC_WLOG_CAPS "com.freerdp.core.capabilities"
+static DWORD rdpc_wlog_level = WLOG_WARN;
+
+static BOOL rdpc_wlog_message(const wLogMessage *m)
+{
+    uint8_t type;
+    uint16_t set;
+    char name[64];
+
+    if (m->Level >= rdpc_wlog_level && m->TextString != NULL) {
+        fprintf(stderr, "%s%s\n", m->PrefixString ? m->PrefixString : "",
+                m->TextString);
+    }
+    if (m->Level != WLOG_ERROR || rdpc_s == NULL) {
+        return TRUE;
+    }
+    if (rdp_codec_primary_refusal(m->TextString, &type)) {
+        (void)rdpc_order_refused(RDP_ORDER_PRIMARY, type);
+    } else if (rdp_codec_capset_refusal(m->TextString, &set) &&
+               rdpc_s->why[0] == '\0') {
+        /* on the back leg's thread, in its connect: s->why is its own */
+        rdp_codec_capset_name(set, name, sizeof(name));
+        snprintf(rdpc_s->why, sizeof(rdpc_s->why),
+                 "error: the target's Demand Active announced what only a "
+                 "client announces (%s): the proxy's FreeRDP refused it",
+                 name);
+    }
+    return TRUE;
+}
+
+static BOOL rdpc_wlog_packet(const wLogMessage *m)
+{
+    struct rdpc *s = rdpc_s;
+    unsigned off = 0;
+    char said[200];
+
+    if (s == NULL || (m->PacketFlags & WLOG_PACKET_OUTBOUND) == 0 ||
+        m->PacketData == NULL || m->PacketLength <= 0) {
+        return TRUE;
+    }
+    switch (rdp_codec_confirm_fix(m->PacketData, (size_t)m->PacketLength,
+                                  s->f_surface ? true : false, s->f_marker,
+                                  &off)) {
+    case RDP_CONFIRM_NOT:
+        break;
+    case RDP_CONFIRM_FIXED:
+        __atomic_store_n(&s->caps_pending, false, __ATOMIC_RELEASE);
+        if (off != 0) {
+            rdp_codec_caps_said(off, said, sizeof(said));
+            log_debug("rdp %s: the back leg's Confirm Active: turned off "
+                      "what the proxy does not take (%s)",
+                      s->a->client_addr, said);
+        }
+        break;
+    case RDP_CONFIRM_BAD:
+        log_warn("rdp %s: the back leg's Confirm Active could not be read "
+                 "whole: the session ends",
+                 s->a->client_addr);
+        break;
+    }
+    return TRUE;
+}
+
+static void rdpc_wlog_tap(void)
+{
+    wLogCallbacks cb;
+    const char *names[] = {RDPC_WLOG_TRANSPORT, RDPC_WLOG_UPDATE,
+                           RDPC_WLOG_CAPS};
+
+    memset(&cb, 0, sizeof(cb));
+    cb.message = rdpc_wlog_message;
+    cb.package = rdpc_wlog_packet;
+    rdpc_wlog_level = WLog_GetLogLevel(WLog_GetRoot());
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        wLog *l = WLog_Get(names[i]);
+
+        if (l == NULL || !WLog_SetLogAppenderType(l, WLOG_APPENDER_CALLBACK) ||
+            !WLog_ConfigureAppender(WLog_GetLogAppender(l), "callbacks", &cb)) {
+            /* the capability exchange then ends the session */
+            log_warn("rdp: cannot listen to FreeRDP's logger %s", names[i]);
+            continue;
+        }
+        /* no time of day in the prefix: one call per PDU */
+        (void)WLog_Layout_SetPrefixFormat(l, WLog_GetLogLayout(l),
+                                          "[%lv][%mn] - ");
+        if (i == 0) {
+            (void)WLog_SetLogLevel(l, WLOG_TRACE);
+        }
+    }
 }
 
 static BOOL rdpc_back_pre_connect(freerdp *inst)
 {
     rdpUpdate *u = inst->update;
+
+    /* freerdp_connect sets FreeRDP's default primary orders (DstBlt,
+     * PatBlt, ScrBlt, OpaqueRect, MultiOpaqueRect, LineTo, Polyline) just
+     * before PreConnect, over rdpc_back_settings': the back leg announced
+     * them to every target, and parsed them to no handler (the session
+     * ended as if the target had). None, again. */
+    memset(inst->settings->OrderSupport, 0, 32);
 
     u->secondary->CacheOrderInfo = rdpc_no_secondary;
     u->altsec->DrawOrderInfo = rdpc_no_altsec;
@@ -1693,16 +1840,14 @@ static bool rdpc_back_size(struct rdpc *s, rdpSettings *bs)
                                      s->gfx ? TRUE : FALSE);
 }
 
-/* With the codecs, the client's pointer cache and large pointers (a
- * client that sent no pointerCacheSize: FreeRDP's default). */
+/* With the codecs, the client's pointer cache (none when it announced
+ * none: a target told so sends no pointer that names a cache entry, and
+ * any it sends is not passed on) and large pointers. */
 static bool rdpc_back_codecs(struct rdpc *s, rdpSettings *bs)
 {
-    if (s->f_ptr_cache != 0 &&
-        !freerdp_settings_set_uint32(bs, FreeRDP_PointerCacheSize,
-                                     s->f_ptr_cache)) {
-        return false;
-    }
-    return freerdp_settings_set_uint32(bs, FreeRDP_LargePointerFlag,
+    return freerdp_settings_set_uint32(bs, FreeRDP_PointerCacheSize,
+                                       s->f_ptr_cache) &&
+           freerdp_settings_set_uint32(bs, FreeRDP_LargePointerFlag,
                                        s->f_ptr_large) &&
            freerdp_settings_set_bool(bs, FreeRDP_RemoteFxCodec, s->f_rfx) &&
            freerdp_settings_set_bool(bs, FreeRDP_NSCodec, s->f_nsc) &&
@@ -1713,16 +1858,50 @@ static bool rdpc_back_codecs(struct rdpc *s, rdpSettings *bs)
 /*
  * The back leg's connection state changes (FreeRDP's client raises
  * ConnectionStateChange at each). CAPABILITIES_EXCHANGE comes after
- * licensing, before the target's Demand Active is read and our Confirm
- * Active written from the settings: the codecs must be the client's by
- * then, so the thread waits here until the front is active.
+ * licensing (and after a Deactivate All), before the target's Demand
+ * Active is read and our Confirm Active written from the settings: the
+ * codecs must be the client's by then, so the thread waits here until
+ * the front is active. FINALIZATION comes right after the Confirm
+ * Active went out: it must have been made to announce only what the
+ * proxy takes (rdpc_wlog_packet), or the session ends before any update
+ * of the target's is read; and what the Demand Active put into the
+ * settings is taken out again, so that FreeRDP's own checks of what the
+ * target sends agree with what was announced.
  */
 static void rdpc_back_state(void *ctx, ConnectionStateChangeEventArgs *e)
 {
     struct rdpc *s = rdpc_s;
     rdpContext *c = ctx;
+    rdpSettings *bs = c->settings;
 
-    if (e->state != CONNECTION_STATE_CAPABILITIES_EXCHANGE || s->codecs_set) {
+    if (e->state == CONNECTION_STATE_FINALIZATION) {
+        if (__atomic_load_n(&s->caps_pending, __ATOMIC_ACQUIRE)) {
+            if (s->why[0] == '\0') {
+                snprintf(s->why, sizeof(s->why),
+                         "error: the proxy could not make sure of what it "
+                         "announced to the target (its Confirm Active)");
+            }
+            log_warn("rdp %s: the back leg's Confirm Active was not checked "
+                     "before it went out: the session ends",
+                     s->a->client_addr);
+            freerdp_abort_connect(c->instance);
+            return;
+        }
+        memset(bs->OrderSupport, 0, 32);
+        bs->GlyphSupportLevel = GLYPH_SUPPORT_NONE;
+        bs->OffscreenSupportLevel = 0;
+        bs->DrawNineGridEnabled = FALSE;
+        bs->DrawGdiPlusEnabled = FALSE;
+        bs->DrawGdiPlusCacheEnabled = FALSE;
+        bs->RemoteWndSupportLevel = 0;
+        bs->BitmapCachePersistEnabled = FALSE;
+        return;
+    }
+    if (e->state != CONNECTION_STATE_CAPABILITIES_EXCHANGE) {
+        return;
+    }
+    __atomic_store_n(&s->caps_pending, true, __ATOMIC_RELEASE);
+    if (s->codecs_set) {
         return;
     }
     if (!rdpc_gate_wait(s, RDPC_GATE_ACTIVE) ||
@@ -2915,6 +3094,7 @@ int rdp_child_run(const struct rdp_child_args *a)
     }
     /* Before the sandbox: OpenSSL reads its configuration once. */
     winpr_InitializeSSL(WINPR_SSL_INIT_DEFAULT);
+    rdpc_wlog_tap();
     if (!rdpc_front_setup(&s)) {
         log_error("rdp %s: cannot set up the RDP server side", a->client_addr);
         rc = 1;

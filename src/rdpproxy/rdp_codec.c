@@ -109,8 +109,40 @@ enum rdp_bitmap_verdict rdp_codec_update_check(uint32_t bpp, bool compressed,
     return RDP_BITMAP_OK;
 }
 
-/* [MS-RDPEGDI] 2.2.2.2.1.2.1.1 (secondary orderType), 2.2.2.2.1.3.1.1
- * (alternate secondary orderType); NULL: no order of that type */
+/* [MS-RDPEGDI] 2.2.2.2.1.1.2 (primary orderType, as FreeRDP 2.11 spells
+ * them in its log: rdp_codec_primary_refusal compares), 2.2.2.2.1.2.1.1
+ * (secondary orderType), 2.2.2.2.1.3.1.1 (alternate secondary
+ * orderType); NULL: no order of that type */
+static const char *const rdp_codec_primary[] = {
+    "DstBlt",
+    "PatBlt",
+    "ScrBlt",
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    "DrawNineGrid",
+    "MultiDrawNineGrid",
+    "LineTo",
+    "OpaqueRect",
+    "SaveBitmap",
+    NULL,
+    "MemBlt",
+    "Mem3Blt",
+    "MultiDstBlt",
+    "MultiPatBlt",
+    "MultiScrBlt",
+    "MultiOpaqueRect",
+    "FastIndex",
+    "PolygonSC",
+    "PolygonCB",
+    "Polyline",
+    NULL,
+    "FastGlyph",
+    "EllipseSC",
+    "EllipseCB",
+    "GlyphIndex",
+};
 static const char *const rdp_codec_secondary[] = {
     "Cache Bitmap", "Cache Color Table", "Cache Bitmap (compressed)",
     "Cache Glyph",  "Cache Bitmap V2",   "Cache Bitmap V2 (compressed)",
@@ -126,20 +158,420 @@ static const char *const rdp_codec_altsec[] = {
     "Desktop Composition",    "Frame Marker",
 };
 
-void rdp_codec_order_name(bool altsec, uint8_t type, char *out, size_t n)
+#define RDP_CODEC_N_OF(t) (sizeof(t) / sizeof((t)[0]))
+
+/* The name of the order of class cls and type, NULL when none has it. */
+static const char *rdp_codec_order_known(enum rdp_order_class cls, uint8_t type)
 {
-    const char *const *t = altsec ? rdp_codec_altsec : rdp_codec_secondary;
-    size_t count = altsec ? sizeof(rdp_codec_altsec) / sizeof(t[0])
-                          : sizeof(rdp_codec_secondary) / sizeof(t[0]);
-    const char *kind = altsec ? "alternate secondary order" : "secondary order";
+    switch (cls) {
+    case RDP_ORDER_PRIMARY:
+        return type < RDP_CODEC_N_OF(rdp_codec_primary)
+                   ? rdp_codec_primary[type]
+                   : NULL;
+    case RDP_ORDER_SECONDARY:
+        return type < RDP_CODEC_N_OF(rdp_codec_secondary)
+                   ? rdp_codec_secondary[type]
+                   : NULL;
+    case RDP_ORDER_ALTSEC:
+        return type < RDP_CODEC_N_OF(rdp_codec_altsec) ? rdp_codec_altsec[type]
+                                                       : NULL;
+    }
+    return NULL;
+}
+
+void rdp_codec_order_name(enum rdp_order_class cls, uint8_t type, char *out,
+                          size_t n)
+{
+    const char *name = rdp_codec_order_known(cls, type);
+    const char *kind = cls == RDP_ORDER_PRIMARY ? "primary order"
+                       : cls == RDP_ORDER_SECONDARY
+                           ? "secondary order"
+                           : "alternate secondary order";
 
     if (n == 0) {
         return;
     }
-    if (type < count && t[type] != NULL) {
-        snprintf(out, n, "%s %s", kind, t[type]);
+    if (name != NULL) {
+        snprintf(out, n, "%s %s", kind, name);
     } else {
         snprintf(out, n, "%s 0x%02x", kind, (unsigned)type);
+    }
+}
+
+/* FreeRDP 2.11's words after the order's name (orders.c,
+ * check_order_activated) */
+#define RDP_CODEC_REFUSAL " - SERVER BUG: The support for this feature was not"
+
+static int rdp_codec_hex(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    return -1;
+}
+
+bool rdp_codec_primary_refusal(const char *text, uint8_t *type)
+{
+    const char *name;
+    size_t n;
+    int hi, lo;
+
+    /* "[0x" two lower-case hex digits "] " name RDP_CODEC_REFUSAL ... */
+    if (text == NULL || strncmp(text, "[0x", 3) != 0 ||
+        (hi = rdp_codec_hex(text[3])) < 0 ||
+        (lo = rdp_codec_hex(text[4])) < 0 || text[5] != ']' || text[6] != ' ') {
+        return false;
+    }
+    name = rdp_codec_order_known(RDP_ORDER_PRIMARY, (uint8_t)(hi * 16 + lo));
+    if (name == NULL) {
+        return false;
+    }
+    n = strlen(name);
+    if (strncmp(text + 7, name, n) != 0 ||
+        strncmp(text + 7 + n, RDP_CODEC_REFUSAL, strlen(RDP_CODEC_REFUSAL)) !=
+            0) {
+        return false;
+    }
+    *type = (uint8_t)(hi * 16 + lo);
+    return true;
+}
+
+#define RDP_CODEC_NOT_FROM_SERVER ") not expected from server"
+
+bool rdp_codec_capset_refusal(const char *text, uint16_t *type)
+{
+    const char *open, *end;
+    unsigned long v = 0;
+    size_t n, tail = strlen(RDP_CODEC_NOT_FROM_SERVER);
+
+    /* "capability " name "(" decimal RDP_CODEC_NOT_FROM_SERVER */
+    if (text == NULL || strncmp(text, "capability ", 11) != 0) {
+        return false;
+    }
+    n = strlen(text);
+    if (n < 11 + tail + 2 ||
+        strcmp(text + n - tail, RDP_CODEC_NOT_FROM_SERVER) != 0) {
+        return false;
+    }
+    end = text + n - tail;
+    open = end;
+    while (open > text + 11 && open[-1] >= '0' && open[-1] <= '9') {
+        open--;
+    }
+    if (open == end || end - open > 5 || open[-1] != '(') {
+        return false;
+    }
+    for (const char *p = open; p < end; p++) {
+        v = v * 10 + (unsigned long)(*p - '0');
+    }
+    if (v > UINT16_MAX) {
+        return false;
+    }
+    *type = (uint16_t)v;
+    return true;
+}
+
+void rdp_codec_capset_name(uint16_t type, char *out, size_t n)
+{
+    /* [MS-RDPBCGR] 2.2.1.13.1.1.1: the sets only a client sends */
+    static const struct {
+        uint16_t type;
+        const char *name;
+    } names[] = {
+        {0x04, "Bitmap Cache"},
+        {0x05, "Control"},
+        {0x07, "Window Activation"},
+        {0x0C, "Sound"},
+        {0x0F, "Brush"},
+        {0x10, "Glyph Cache"},
+        {0x11, "Offscreen Bitmap Cache"},
+        {0x13, "Bitmap Cache Rev. 2"},
+        {0x15, "DrawNineGrid Cache"},
+    };
+
+    if (n == 0) {
+        return;
+    }
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (names[i].type == type) {
+            snprintf(out, n, "%s", names[i].name);
+            return;
+        }
+    }
+    snprintf(out, n, "capability set %u", (unsigned)type);
+}
+
+/* --- the back leg's Confirm Active --- */
+
+/* [MS-RDPBCGR] 2.2.1.13.1.1.1 capabilitySetType */
+#define RDP_CAPSET_ORDER 0x0003
+#define RDP_CAPSET_BITMAP_CACHE 0x0004
+#define RDP_CAPSET_BITMAP_CACHE_V3_CODEC_ID 0x0006
+#define RDP_CAPSET_BRUSH 0x000F
+#define RDP_CAPSET_GLYPH_CACHE 0x0010
+#define RDP_CAPSET_OFFSCREEN_CACHE 0x0011
+#define RDP_CAPSET_BITMAP_CACHE_V2 0x0013
+#define RDP_CAPSET_DRAW_NINE_GRID_CACHE 0x0015
+#define RDP_CAPSET_DRAW_GDI_PLUS 0x0016
+#define RDP_CAPSET_RAIL 0x0017
+#define RDP_CAPSET_WINDOW 0x0018
+#define RDP_CAPSET_COMP_DESK 0x0019
+#define RDP_CAPSET_SURFACE_COMMANDS 0x001C
+#define RDP_CAPSET_FRAME_ACKNOWLEDGE 0x001E
+/* TS_SURFCMDS_CAPABILITYSET cmdFlags */
+#define RDP_SURFCMDS_SET_SURFACE_BITS 0x00000002
+#define RDP_SURFCMDS_FRAME_MARKER 0x00000010
+#define RDP_SURFCMDS_STREAM_SURFACE_BITS 0x00000040
+/* PDUTYPE_CONFIRMACTIVEPDU, in the low 4 bits of pduType */
+#define RDP_PDUTYPE_CONFIRM_ACTIVE 0x3
+/* MCS Send Data Request's first byte (DomainMCSPDU choice 25, PER) */
+#define RDP_MCS_SEND_DATA_REQUEST 0x64
+
+static uint16_t rdp_codec_le16(const uint8_t *p, size_t at)
+{
+    return (uint16_t)(p[at] | (p[at + 1] << 8));
+}
+
+static uint32_t rdp_codec_le32(const uint8_t *p, size_t at)
+{
+    return (uint32_t)p[at] | (uint32_t)p[at + 1] << 8 |
+           (uint32_t)p[at + 2] << 16 | (uint32_t)p[at + 3] << 24;
+}
+
+/* Zeroes n bytes of body (blen long) from at: false when they are not
+ * all there; *changed when one was not 0. */
+static bool rdp_codec_zero(uint8_t *body, size_t blen, size_t at, size_t n,
+                           bool *changed)
+{
+    if (at > blen || n > blen - at) {
+        return false;
+    }
+    for (size_t i = at; i < at + n; i++) {
+        if (body[i] != 0) {
+            *changed = true;
+            body[i] = 0;
+        }
+    }
+    return true;
+}
+
+/* One capability set's body (blen bytes): false when too short for the
+ * fields it must change. */
+static bool rdp_codec_capset_fix(uint16_t type, uint8_t *body, size_t blen,
+                                 bool surface, bool marker, unsigned *off)
+{
+    bool ch = false;
+    bool ok = true;
+    unsigned what = 0;
+
+    switch (type) {
+    case RDP_CAPSET_ORDER:
+        /* orderSupport (32 bytes at 32), orderSupportExFlags (at 66) */
+        ok = rdp_codec_zero(body, blen, 32, 32, &ch) &&
+             rdp_codec_zero(body, blen, 66, 2, &ch);
+        what = RDP_CAPS_ORDERS;
+        break;
+    case RDP_CAPSET_BITMAP_CACHE:
+        /* three caches' entries and cell sizes after 24 bytes of pad */
+        ok = rdp_codec_zero(body, blen, 24, 12, &ch);
+        what = RDP_CAPS_BITMAP_CACHE;
+        break;
+    case RDP_CAPSET_BITMAP_CACHE_V2:
+        /* cacheFlags, pad, numCellCaches, five cell infos */
+        ok = rdp_codec_zero(body, blen, 0, 24, &ch);
+        what = RDP_CAPS_BITMAP_CACHE;
+        break;
+    case RDP_CAPSET_BITMAP_CACHE_V3_CODEC_ID:
+        ok = rdp_codec_zero(body, blen, 0, 1, &ch);
+        what = RDP_CAPS_BITMAP_CACHE;
+        break;
+    case RDP_CAPSET_BRUSH:
+        ok = rdp_codec_zero(body, blen, 0, 4, &ch);
+        what = RDP_CAPS_BRUSH;
+        break;
+    case RDP_CAPSET_GLYPH_CACHE:
+        /* ten glyph caches, the fragment cache, glyphSupportLevel */
+        ok = rdp_codec_zero(body, blen, 0, 46, &ch);
+        what = RDP_CAPS_GLYPH;
+        break;
+    case RDP_CAPSET_OFFSCREEN_CACHE:
+        ok = rdp_codec_zero(body, blen, 0, 8, &ch);
+        what = RDP_CAPS_OFFSCREEN;
+        break;
+    case RDP_CAPSET_DRAW_NINE_GRID_CACHE:
+        ok = rdp_codec_zero(body, blen, 0, 8, &ch);
+        what = RDP_CAPS_NINEGRID;
+        break;
+    case RDP_CAPSET_DRAW_GDI_PLUS:
+        /* drawGDIPlusSupportLevel, GdipVersion, drawGdiplusCacheLevel
+         * and the cache sizes */
+        ok = rdp_codec_zero(body, blen, 0, 36, &ch);
+        what = RDP_CAPS_GDIPLUS;
+        break;
+    case RDP_CAPSET_RAIL:
+        ok = rdp_codec_zero(body, blen, 0, 4, &ch);
+        what = RDP_CAPS_WINDOW;
+        break;
+    case RDP_CAPSET_WINDOW:
+        ok = rdp_codec_zero(body, blen, 0, 7, &ch);
+        what = RDP_CAPS_WINDOW;
+        break;
+    case RDP_CAPSET_COMP_DESK:
+        ok = rdp_codec_zero(body, blen, 0, 2, &ch);
+        what = RDP_CAPS_COMPDESK;
+        break;
+    case RDP_CAPSET_FRAME_ACKNOWLEDGE:
+        ok = rdp_codec_zero(body, blen, 0, 4, &ch);
+        what = RDP_CAPS_FRAME_ACK;
+        break;
+    case RDP_CAPSET_SURFACE_COMMANDS: {
+        uint32_t want = 0, had;
+
+        if (blen < 4) {
+            return false;
+        }
+        if (surface) {
+            want = RDP_SURFCMDS_SET_SURFACE_BITS |
+                   RDP_SURFCMDS_STREAM_SURFACE_BITS |
+                   (marker ? RDP_SURFCMDS_FRAME_MARKER : 0);
+        }
+        had = rdp_codec_le32(body, 0);
+        if ((had & ~want) != 0) {
+            ch = true;
+        }
+        /* never more than FreeRDP announced */
+        want &= had;
+        for (int i = 0; i < 4; i++) {
+            body[i] = (uint8_t)(want >> (8 * i));
+        }
+        what = RDP_CAPS_SURFACE;
+        break;
+    }
+    default:
+        return true;
+    }
+    if (ok && ch) {
+        *off |= what;
+    }
+    return ok;
+}
+
+enum rdp_confirm_verdict rdp_codec_confirm_fix(uint8_t *pdu, size_t len,
+                                               bool surface, bool marker,
+                                               unsigned *off)
+{
+    size_t at, end, src_len, caps_len, ncaps;
+    unsigned changed = 0;
+
+    if (off != NULL) {
+        *off = 0;
+    }
+    /* TPKT (version 3, its length the PDU's), X.224 Data (02 f0 80), MCS
+     * Send Data Request: initiator, channel, flags, PER length */
+    if (len < 8 || pdu[0] != 3 || ((size_t)pdu[2] << 8 | pdu[3]) != len ||
+        pdu[4] != 2 || pdu[5] != 0xF0 || pdu[6] != 0x80 ||
+        pdu[7] != RDP_MCS_SEND_DATA_REQUEST) {
+        return RDP_CONFIRM_NOT;
+    }
+    /* pdu[12]: dataPriority and segmentation; then the PER length */
+    if (len < 15) {
+        return RDP_CONFIRM_NOT;
+    }
+    if (pdu[13] & 0x80) {
+        at = 15;
+        end = at + (((size_t)pdu[13] & 0x3F) << 8 | pdu[14]);
+    } else {
+        at = 14;
+        end = at + pdu[13];
+    }
+    /* Share Control Header: totalLength, pduType, pduSource */
+    if (end != len || len - at < 6 ||
+        (rdp_codec_le16(pdu, at + 2) & 0x0F) != RDP_PDUTYPE_CONFIRM_ACTIVE) {
+        return RDP_CONFIRM_NOT;
+    }
+    at += 6;
+    /* shareId, originatorId, lengthSourceDescriptor,
+     * lengthCombinedCapabilities, sourceDescriptor, numberCapabilities,
+     * pad2Octets */
+    if (len - at < 10) {
+        return RDP_CONFIRM_BAD;
+    }
+    src_len = rdp_codec_le16(pdu, at + 6);
+    caps_len = rdp_codec_le16(pdu, at + 8);
+    at += 10;
+    if (len - at < src_len || len - at - src_len < 4) {
+        return RDP_CONFIRM_BAD;
+    }
+    at += src_len;
+    ncaps = rdp_codec_le16(pdu, at);
+    /* lengthCombinedCapabilities counts numberCapabilities and the pad */
+    if (caps_len < 4 || caps_len > len - at) {
+        return RDP_CONFIRM_BAD;
+    }
+    end = at + caps_len;
+    at += 4;
+    for (size_t i = 0; i < ncaps; i++) {
+        uint16_t type, slen;
+
+        if (end - at < 4) {
+            return RDP_CONFIRM_BAD;
+        }
+        type = rdp_codec_le16(pdu, at);
+        slen = rdp_codec_le16(pdu, at + 2);
+        if (slen < 4 || slen > end - at) {
+            return RDP_CONFIRM_BAD;
+        }
+        if (!rdp_codec_capset_fix(type, pdu + at + 4, slen - 4u, surface,
+                                  marker, &changed)) {
+            return RDP_CONFIRM_BAD;
+        }
+        at += slen;
+    }
+    if (at != end) {
+        return RDP_CONFIRM_BAD;
+    }
+    if (off != NULL) {
+        *off = changed;
+    }
+    return RDP_CONFIRM_FIXED;
+}
+
+void rdp_codec_caps_said(unsigned off, char *out, size_t n)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } names[] = {
+        {RDP_CAPS_ORDERS, "drawing orders"},
+        {RDP_CAPS_BITMAP_CACHE, "bitmap cache"},
+        {RDP_CAPS_BRUSH, "brush cache"},
+        {RDP_CAPS_GLYPH, "glyph cache"},
+        {RDP_CAPS_OFFSCREEN, "offscreen bitmaps"},
+        {RDP_CAPS_NINEGRID, "nine-grid bitmaps"},
+        {RDP_CAPS_GDIPLUS, "GDI+"},
+        {RDP_CAPS_WINDOW, "windows (RemoteApp)"},
+        {RDP_CAPS_COMPDESK, "desktop composition"},
+        {RDP_CAPS_SURFACE, "surface commands"},
+        {RDP_CAPS_FRAME_ACK, "frame acknowledgements"},
+    };
+    size_t used = 0;
+
+    if (n == 0) {
+        return;
+    }
+    out[0] = '\0';
+    for (size_t i = 0; i < RDP_CODEC_N_OF(names); i++) {
+        int w;
+
+        if ((off & names[i].bit) == 0 || used >= n) {
+            continue;
+        }
+        w = snprintf(out + used, n - used, "%s%s", used > 0 ? ", " : "",
+                     names[i].name);
+        used = w < 0 ? n : used + (size_t)w;
     }
 }
 
@@ -160,7 +592,8 @@ enum rdp_pointer_verdict rdp_codec_pointer_check(enum rdp_pointer_kind kind,
     if (kind != RDP_POINTER_CACHED && (width > max || height > max)) {
         return RDP_POINTER_TOO_LARGE;
     }
-    if (client_cache != 0 && index >= client_cache) {
+    /* with no cache (0), no index is in it */
+    if (index >= client_cache) {
         return RDP_POINTER_INDEX;
     }
     return RDP_POINTER_OK;

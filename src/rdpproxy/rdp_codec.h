@@ -142,20 +142,134 @@ enum rdp_bitmap_verdict rdp_codec_update_check(uint32_t bpp, bool compressed,
 
 /*
  * Drawing orders ([MS-RDPEGDI] 2.2.2.2.1): the back leg announces none
- * (no primary order, no bitmap, glyph, brush or offscreen cache), so
- * every secondary and alternate secondary order a target sends is
- * refused before FreeRDP parses it (rdp_child.c: FreeRDP 2.11's client
+ * (no primary order, no bitmap, glyph, brush or offscreen cache:
+ * rdp_codec_confirm_fix makes sure of it on the wire), so every order a
+ * target sends is refused: secondary and alternate secondary ones by the
+ * proxy before FreeRDP parses them (rdp_child.c: FreeRDP 2.11's client
  * takes a Cache Brush, Stream Bitmap and Desktop Composition order
- * whatever it announced, and a target's Demand Active can switch on
- * glyph, offscreen, nine-grid, GDI+ and window orders in the back
- * leg's settings). The order's name for the log and the session's
- * result: "secondary order Cache Brush", "alternate secondary order
- * Create Offscreen Bitmap", "secondary order 0x2a" for a type no order
- * has. Written into out (n bytes, NUL-terminated, cut to fit).
+ * whatever it announced), primary ones by FreeRDP itself, each kind
+ * being off in the back leg's OrderSupport (rdp_codec_primary_refusal
+ * finds which). The order's name for the log and the session's result:
+ * "primary order MemBlt", "secondary order Cache Brush", "alternate
+ * secondary order Create Offscreen Bitmap", "secondary order 0x2a" for
+ * a type no order has. Written into out (n bytes, NUL-terminated, cut to
+ * fit).
  *
  * Plain data: a pure function of its arguments.
  */
-void rdp_codec_order_name(bool altsec, uint8_t type, char *out, size_t n);
+enum rdp_order_class {
+    RDP_ORDER_PRIMARY,
+    RDP_ORDER_SECONDARY,
+    RDP_ORDER_ALTSEC,
+};
+void rdp_codec_order_name(enum rdp_order_class cls, uint8_t type, char *out,
+                          size_t n);
+
+/*
+ * FreeRDP 2.11 refuses a primary order whose kind the back leg did not
+ * announce before reading its fields (check_primary_order_supported) and
+ * calls no hook of ours first: it only logs, on its logger
+ * "com.freerdp.core.update" at WLOG_ERROR,
+ *
+ *     [0x0d] MemBlt - SERVER BUG: The support for this feature was not
+ *     announced! Use /relax-order-checks to ignore
+ *
+ * and fails the update. rdp_child.c reads that line to name the order in
+ * the session's result. True and the order's type in *type when text is
+ * such a line for a primary order (its name FreeRDP's for that type);
+ * false for any other line (a secondary or alternate secondary order's
+ * never gets there: the proxy refused it earlier).
+ *
+ * Plain data: a pure function of the text.
+ */
+bool rdp_codec_primary_refusal(const char *text, uint8_t *type);
+
+/*
+ * FreeRDP 2.11's client refuses a Demand Active that carries a capability
+ * set only a client sends (Bitmap Cache, Control, Window Activation,
+ * Sound, Brush, Glyph Cache, Offscreen Bitmap Cache, Bitmap Cache Rev.
+ * 2, DrawNineGrid Cache: rdp_read_capability_sets), and says so only on
+ * its logger "com.freerdp.core.capabilities" at WLOG_ERROR:
+ *
+ *     capability Glyph Cache(16) not expected from server
+ *
+ * True and the set's type in *type when text is such a line; false for
+ * any other. Its name for the session's result: rdp_codec_capset_name
+ * ("Glyph Cache", "capability set 42" for one not named here; n bytes,
+ * NUL-terminated, cut to fit).
+ *
+ * Plain data: pure functions of their arguments.
+ */
+bool rdp_codec_capset_refusal(const char *text, uint16_t *type);
+void rdp_codec_capset_name(uint16_t type, char *out, size_t n);
+
+/*
+ * The back leg's Confirm Active PDU ([MS-RDPBCGR] 2.2.1.13.2), made
+ * announce what the proxy takes and nothing the target's Demand Active
+ * put into the back leg's settings. FreeRDP 2.11's client reads the
+ * target's capability sets into the same settings it then writes its
+ * Confirm Active from (rdp_recv_demand_active, then at once
+ * rdp_send_confirm_active, no hook between), and some it always writes
+ * from its own defaults, so a target's Bitmap Cache Host Support set
+ * turned on persistent bitmap keys, its Surface Commands set surface
+ * commands and frame markers whatever the client announced, and every
+ * Confirm Active announced a five-cell bitmap cache. rdp_child.c calls
+ * this on the PDU as FreeRDP hands it to its transport, before TLS.
+ *
+ * pdu: one whole slow-path PDU of len bytes as sent with TLS security
+ * (TPKT, X.224 Data, MCS Send Data Request, Share Control Header: no
+ * RDP security header), changed in place. Every field changed keeps its
+ * size, so no length changes:
+ *
+ *   Order                orderSupport all 0 (no primary order),
+ *                        orderSupportExFlags 0 (no bitmap cache v3, no
+ *                        alternate secondary frame marker)
+ *   Bitmap Cache (rev 1 and 2), its v3 codec ID
+ *                        no cell, no persistent keys, no waiting list
+ *   Brush                BRUSH_DEFAULT (no brush cache)
+ *   Glyph Cache          no glyph or fragment cache, GLYPH_SUPPORT_NONE
+ *   Offscreen Bitmap Cache, DrawNineGrid Cache, GDI+, Remote Programs,
+ *   Window List, Desktop Composition, Frame Acknowledge
+ *                        every field 0 (not supported)
+ *   Surface Commands     Set and Stream Surface Bits when surface (the
+ *                        client took surface commands), Frame Marker
+ *                        when marker too; else no command
+ *
+ * Other sets (general, bitmap, pointer, input, codecs, ...) are left as
+ * FreeRDP wrote them from the client's choices. *off (may be NULL) gets
+ * the RDP_CAPS_* of the sets in which something was turned off.
+ *
+ * RDP_CONFIRM_NOT    not a Confirm Active PDU (nothing changed)
+ * RDP_CONFIRM_FIXED  a Confirm Active, now announcing only the above
+ * RDP_CONFIRM_BAD    a Confirm Active this cannot walk whole (a set
+ *                    past its end, one too short for its fields):
+ *                    possibly changed in part, not to be trusted
+ *
+ * Plain data: a pure function of its arguments.
+ */
+#define RDP_CAPS_ORDERS 0x0001
+#define RDP_CAPS_BITMAP_CACHE 0x0002
+#define RDP_CAPS_BRUSH 0x0004
+#define RDP_CAPS_GLYPH 0x0008
+#define RDP_CAPS_OFFSCREEN 0x0010
+#define RDP_CAPS_NINEGRID 0x0020
+#define RDP_CAPS_GDIPLUS 0x0040
+#define RDP_CAPS_WINDOW 0x0080
+#define RDP_CAPS_COMPDESK 0x0100
+#define RDP_CAPS_SURFACE 0x0200
+#define RDP_CAPS_FRAME_ACK 0x0400
+enum rdp_confirm_verdict {
+    RDP_CONFIRM_NOT,
+    RDP_CONFIRM_FIXED,
+    RDP_CONFIRM_BAD,
+};
+enum rdp_confirm_verdict rdp_codec_confirm_fix(uint8_t *pdu, size_t len,
+                                               bool surface, bool marker,
+                                               unsigned *off);
+
+/* What *off of rdp_codec_confirm_fix names, for the log: "bitmap cache,
+ * surface commands" (n bytes, NUL-terminated, cut to fit; "" for 0). */
+void rdp_codec_caps_said(unsigned off, char *out, size_t n);
 
 /*
  * Whether a pointer update from the target may go to the client, by what
@@ -170,12 +284,15 @@ void rdp_codec_order_name(bool altsec, uint8_t type, char *out, size_t n);
  * kind: RDP_POINTER_COLOR (Color Pointer and New Pointer Updates: the
  * index they are stored at, width and height), RDP_POINTER_LARGE, or
  * RDP_POINTER_CACHED (the index alone; width and height 0).
- * client_cache: the client's pointerCacheSize, 0 when it sent none
- * (FreeRDP's server keeps no other; then no index is checked).
+ * client_cache: the client's pointerCacheSize, 0 when it sent none or
+ * announced no cache (FreeRDP's server keeps no other).
  * client_large: its largePointerSupportFlags (RDP_LARGE_POINTER_*), 0
  * when it sent no Large Pointer Capability Set.
  *
- * RDP_POINTER_INDEX      a cache index >= client_cache
+ * RDP_POINTER_INDEX      a cache index >= client_cache: with no cache
+ *     (client_cache 0) every Color, New, Large and Cached Pointer Update,
+ *     each of which names a cache entry ([MS-RDPBCGR] 2.2.9.1.1.4.4-7);
+ *     System and Position updates name none and always pass
  * RDP_POINTER_TOO_LARGE  a Color or New Pointer wider or taller than 32
  *     (96 with RDP_LARGE_POINTER_96), a Large Pointer Update to a client
  *     without RDP_LARGE_POINTER_384 or over 384

@@ -299,36 +299,44 @@ static void test_order_name(void **state)
     char b[64];
 
     (void)state;
-    rdp_codec_order_name(false, 0x07, b, sizeof(b));
+    rdp_codec_order_name(RDP_ORDER_SECONDARY, 0x07, b, sizeof(b));
     assert_string_equal(b, "secondary order Cache Brush");
-    rdp_codec_order_name(false, 0x03, b, sizeof(b));
+    rdp_codec_order_name(RDP_ORDER_SECONDARY, 0x03, b, sizeof(b));
     assert_string_equal(b, "secondary order Cache Glyph");
-    rdp_codec_order_name(false, 0x08, b, sizeof(b));
+    rdp_codec_order_name(RDP_ORDER_SECONDARY, 0x08, b, sizeof(b));
     assert_string_equal(b, "secondary order Cache Bitmap V3");
     /* no order has 6, nor anything past the last */
-    rdp_codec_order_name(false, 0x06, b, sizeof(b));
+    rdp_codec_order_name(RDP_ORDER_SECONDARY, 0x06, b, sizeof(b));
     assert_string_equal(b, "secondary order 0x06");
-    rdp_codec_order_name(false, 0x09, b, sizeof(b));
+    rdp_codec_order_name(RDP_ORDER_SECONDARY, 0x09, b, sizeof(b));
     assert_string_equal(b, "secondary order 0x09");
-    rdp_codec_order_name(false, 0xFF, b, sizeof(b));
+    rdp_codec_order_name(RDP_ORDER_SECONDARY, 0xFF, b, sizeof(b));
     assert_string_equal(b, "secondary order 0xff");
-    rdp_codec_order_name(true, 0x00, b, sizeof(b));
+    rdp_codec_order_name(RDP_ORDER_ALTSEC, 0x00, b, sizeof(b));
     assert_string_equal(b, "alternate secondary order Switch Surface");
-    rdp_codec_order_name(true, 0x01, b, sizeof(b));
+    rdp_codec_order_name(RDP_ORDER_ALTSEC, 0x01, b, sizeof(b));
     assert_string_equal(b, "alternate secondary order Create Offscreen Bitmap");
-    rdp_codec_order_name(true, 0x0B, b, sizeof(b));
+    rdp_codec_order_name(RDP_ORDER_ALTSEC, 0x0B, b, sizeof(b));
     assert_string_equal(b, "alternate secondary order Window");
-    rdp_codec_order_name(true, 0x0D, b, sizeof(b));
+    rdp_codec_order_name(RDP_ORDER_ALTSEC, 0x0D, b, sizeof(b));
     assert_string_equal(b, "alternate secondary order Frame Marker");
-    rdp_codec_order_name(true, 0x0E, b, sizeof(b));
+    rdp_codec_order_name(RDP_ORDER_ALTSEC, 0x0E, b, sizeof(b));
     assert_string_equal(b, "alternate secondary order 0x0e");
-    rdp_codec_order_name(true, 0x3F, b, sizeof(b));
+    rdp_codec_order_name(RDP_ORDER_ALTSEC, 0x3F, b, sizeof(b));
     assert_string_equal(b, "alternate secondary order 0x3f");
+    rdp_codec_order_name(RDP_ORDER_PRIMARY, 0x0D, b, sizeof(b));
+    assert_string_equal(b, "primary order MemBlt");
+    rdp_codec_order_name(RDP_ORDER_PRIMARY, 0x1B, b, sizeof(b));
+    assert_string_equal(b, "primary order GlyphIndex");
+    rdp_codec_order_name(RDP_ORDER_PRIMARY, 0x03, b, sizeof(b));
+    assert_string_equal(b, "primary order 0x03");
+    rdp_codec_order_name(RDP_ORDER_PRIMARY, 0x1C, b, sizeof(b));
+    assert_string_equal(b, "primary order 0x1c");
     /* cut to fit, always terminated; nothing written into 0 bytes */
-    rdp_codec_order_name(false, 0x07, b, 10);
+    rdp_codec_order_name(RDP_ORDER_SECONDARY, 0x07, b, 10);
     assert_string_equal(b, "secondary");
     b[0] = 'x';
-    rdp_codec_order_name(false, 0x07, b, 0);
+    rdp_codec_order_name(RDP_ORDER_SECONDARY, 0x07, b, 0);
     assert_int_equal(b[0], 'x');
 }
 
@@ -355,10 +363,24 @@ static void test_pointer_check(void **state)
     assert_int_equal(
         rdp_codec_pointer_check(RDP_POINTER_LARGE, 25, 64, 64, 20, both),
         RDP_POINTER_INDEX);
-    /* a client that sent no size: not checked */
+    /* a client with no cache (none announced): nothing that names an
+     * entry, whatever the index */
     assert_int_equal(
         rdp_codec_pointer_check(RDP_POINTER_CACHED, 65535, 0, 0, 0, 0),
-        RDP_POINTER_OK);
+        RDP_POINTER_INDEX);
+    assert_int_equal(rdp_codec_pointer_check(RDP_POINTER_CACHED, 0, 0, 0, 0, 0),
+                     RDP_POINTER_INDEX);
+    assert_int_equal(
+        rdp_codec_pointer_check(RDP_POINTER_COLOR, 0, 32, 32, 0, 0),
+        RDP_POINTER_INDEX);
+    assert_int_equal(
+        rdp_codec_pointer_check(RDP_POINTER_LARGE, 0, 32, 32, 0, both),
+        RDP_POINTER_INDEX);
+    /* with one entry, only index 0 */
+    assert_int_equal(rdp_codec_pointer_check(RDP_POINTER_CACHED, 0, 0, 0, 1, 0),
+                     RDP_POINTER_OK);
+    assert_int_equal(rdp_codec_pointer_check(RDP_POINTER_CACHED, 1, 0, 0, 1, 0),
+                     RDP_POINTER_INDEX);
     /* colour and new pointers: 32, or 96 with large pointers */
     assert_int_equal(
         rdp_codec_pointer_check(RDP_POINTER_COLOR, 0, 32, 32, 20, 0),
@@ -397,6 +419,363 @@ static void test_pointer_check(void **state)
         RDP_POINTER_OK);
 }
 
+/* FreeRDP 2.11's refusal of a primary order, as its log says it. */
+static void test_primary_refusal(void **state)
+{
+    uint8_t t = 0xEE;
+
+    (void)state;
+    assert_true(rdp_codec_primary_refusal(
+        "[0x0d] MemBlt - SERVER BUG: The support for this feature was not "
+        "announced! Use /relax-order-checks to ignore",
+        &t));
+    assert_int_equal(t, 0x0D);
+    assert_true(rdp_codec_primary_refusal(
+        "[0x00] DstBlt - SERVER BUG: The support for this feature was not "
+        "announced! Use /relax-order-checks to ignore",
+        &t));
+    assert_int_equal(t, 0x00);
+    assert_true(rdp_codec_primary_refusal(
+        "[0x1b] GlyphIndex - SERVER BUG: The support for this feature was "
+        "not announced!",
+        &t));
+    assert_int_equal(t, 0x1B);
+    t = 0xEE;
+    /* a secondary or alternate secondary order's name, a type no primary
+     * order has, FreeRDP's UNKNOWN, a name that is not the type's */
+    assert_false(rdp_codec_primary_refusal(
+        "[0x07] Cache Brush - SERVER BUG: The support for this feature was "
+        "not announced!",
+        &t));
+    assert_false(rdp_codec_primary_refusal(
+        "[0x03] UNUSED - SERVER BUG: The support for this feature was not "
+        "announced!",
+        &t));
+    assert_false(rdp_codec_primary_refusal(
+        "[0x2a] UNKNOWN - SERVER BUG: The support for this feature was not "
+        "announced!",
+        &t));
+    assert_false(rdp_codec_primary_refusal(
+        "[0x0d] DstBlt - SERVER BUG: The support for this feature was not "
+        "announced!",
+        &t));
+    /* other lines, upper-case hex, cut short, nothing */
+    assert_false(rdp_codec_primary_refusal("[0x0d] MemBlt", &t));
+    assert_false(rdp_codec_primary_refusal(
+        "[0x0D] MemBlt - SERVER BUG: The support for this feature was not "
+        "announced!",
+        &t));
+    assert_false(rdp_codec_primary_refusal("Primary Drawing Order [0x0d] "
+                                           "MemBlt",
+                                           &t));
+    assert_false(rdp_codec_primary_refusal("[0x", &t));
+    assert_false(rdp_codec_primary_refusal("", &t));
+    assert_false(rdp_codec_primary_refusal(NULL, &t));
+    assert_int_equal(t, 0xEE);
+}
+
+/* A Confirm Active PDU as FreeRDP's client writes it with TLS security:
+ * TPKT, X.224 Data, MCS Send Data Request, Share Control Header, the
+ * PDU's fields, the capability sets added with cap(). */
+struct ca {
+    uint8_t b[2048];
+    size_t n;
+    size_t caps_at; /* numberCapabilities */
+    unsigned ncaps;
+};
+
+static void ca_put(struct ca *c, const void *p, size_t n)
+{
+    assert_true(c->n + n <= sizeof(c->b));
+    memcpy(c->b + c->n, p, n);
+    c->n += n;
+}
+
+static void ca_le16(struct ca *c, uint16_t v)
+{
+    uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+    ca_put(c, b, 2);
+}
+
+static void ca_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+static void ca_start(struct ca *c)
+{
+    /* TPKT and MCS lengths are written by ca_end; 2-byte PER length */
+    static const uint8_t head[] = {3, 0, 0, 0,    2,    0xF0, 0x80, 0x64,
+                                   0, 6, 3, 0xEB, 0x70, 0x80, 0};
+    memset(c, 0, sizeof(*c));
+    ca_put(c, head, sizeof(head));
+    ca_le16(c, 0);                    /* totalLength */
+    ca_le16(c, 0x13);                 /* pduType: Confirm Active, version 1 */
+    ca_le16(c, 1007);                 /* pduSource */
+    ca_put(c, "\x01\x00\x01\x00", 4); /* shareId */
+    ca_le16(c, 0x03EA);               /* originatorId */
+    ca_le16(c, 6);                    /* lengthSourceDescriptor */
+    ca_le16(c, 0);                    /* lengthCombinedCapabilities */
+    ca_put(c, "FREERD", 6);
+    c->caps_at = c->n;
+    ca_le16(c, 0); /* numberCapabilities */
+    ca_le16(c, 0);
+}
+
+/* A set of type with body (n bytes): its body's offset in c->b. */
+static size_t ca_cap(struct ca *c, uint16_t type, const uint8_t *body, size_t n)
+{
+    size_t at;
+
+    ca_le16(c, type);
+    ca_le16(c, (uint16_t)(n + 4));
+    at = c->n;
+    ca_put(c, body, n);
+    c->ncaps++;
+    return at;
+}
+
+static void ca_end(struct ca *c)
+{
+    size_t mcs = c->n - 15, caps = c->n - c->caps_at;
+
+    c->b[2] = (uint8_t)(c->n >> 8);
+    c->b[3] = (uint8_t)c->n;
+    c->b[13] = (uint8_t)(0x80 | (mcs >> 8));
+    c->b[14] = (uint8_t)mcs;
+    c->b[15] = (uint8_t)mcs;
+    c->b[16] = (uint8_t)(mcs >> 8);
+    c->b[c->caps_at - 8] = (uint8_t)caps;
+    c->b[c->caps_at - 7] = (uint8_t)(caps >> 8);
+    c->b[c->caps_at] = (uint8_t)c->ncaps;
+    c->b[c->caps_at + 1] = (uint8_t)(c->ncaps >> 8);
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The sets FreeRDP 2.11's client writes with what a target's Demand
+ * Active and its own defaults put there: each turned off, the others
+ * left as they were. */
+static void test_confirm_fix(void **state)
+{
+    struct ca c;
+    uint8_t order[84], bc2[36], brush[4], glyph[48], off[8], ng[8], gdip[36],
+        win[7], surf[8], ptr[6], general[20];
+    size_t o_order, o_bc2, o_brush, o_glyph, o_off, o_ng, o_gdip, o_win, o_surf,
+        o_ptr, o_gen;
+    unsigned what = 0;
+
+    (void)state;
+    memset(order, 0, sizeof(order));
+    memset(order + 32, 1, 32); /* every primary order */
+    order[30] = 0x80;          /* ORDER_FLAGS_EXTRA_SUPPORT */
+    order[66] = 0x06;          /* bitmap cache v3, frame marker */
+    memset(bc2, 0, sizeof(bc2));
+    bc2[0] = 0x03; /* persistent keys, waiting list */
+    bc2[3] = 5;    /* FreeRDP's five cells */
+    memset(bc2 + 4, 0x58, 20);
+    memset(brush, 0, sizeof(brush));
+    brush[0] = 2; /* BRUSH_COLOR_FULL */
+    memset(glyph, 0x11, sizeof(glyph));
+    memset(off, 0, sizeof(off));
+    off[0] = 1;
+    memset(ng, 0, sizeof(ng));
+    ng[0] = 2;
+    memset(gdip, 0, sizeof(gdip));
+    gdip[0] = 1;
+    gdip[8] = 1;
+    memset(win, 0, sizeof(win));
+    win[0] = 2;
+    memset(surf, 0, sizeof(surf));
+    ca_le32(surf, 0x52); /* set, stream, frame marker */
+    memset(ptr, 0, sizeof(ptr));
+    ptr[0] = 1;
+    ptr[2] = 20;
+    ptr[4] = 20;
+    memset(general, 0x33, sizeof(general));
+
+    ca_start(&c);
+    o_gen = ca_cap(&c, 0x0001, general, sizeof(general));
+    o_order = ca_cap(&c, 0x0003, order, sizeof(order));
+    o_bc2 = ca_cap(&c, 0x0013, bc2, sizeof(bc2));
+    o_ptr = ca_cap(&c, 0x0008, ptr, sizeof(ptr));
+    o_brush = ca_cap(&c, 0x000F, brush, sizeof(brush));
+    o_glyph = ca_cap(&c, 0x0010, glyph, sizeof(glyph));
+    o_off = ca_cap(&c, 0x0011, off, sizeof(off));
+    o_ng = ca_cap(&c, 0x0015, ng, sizeof(ng));
+    o_gdip = ca_cap(&c, 0x0016, gdip, sizeof(gdip));
+    o_win = ca_cap(&c, 0x0018, win, sizeof(win));
+    o_surf = ca_cap(&c, 0x001C, surf, sizeof(surf));
+    ca_end(&c);
+
+    /* a client with surface commands, no frame markers */
+    assert_int_equal(rdp_codec_confirm_fix(c.b, c.n, true, false, &what),
+                     RDP_CONFIRM_FIXED);
+    assert_int_equal(
+        what, RDP_CAPS_ORDERS | RDP_CAPS_BITMAP_CACHE | RDP_CAPS_BRUSH |
+                  RDP_CAPS_GLYPH | RDP_CAPS_OFFSCREEN | RDP_CAPS_NINEGRID |
+                  RDP_CAPS_GDIPLUS | RDP_CAPS_WINDOW | RDP_CAPS_SURFACE);
+    assert_true(all_zero(c.b + o_order + 32, 32));
+    assert_int_equal(c.b[o_order + 30], 0x80); /* orderFlags kept */
+    assert_int_equal(c.b[o_order + 66], 0);
+    assert_true(all_zero(c.b + o_bc2, 24));
+    assert_true(all_zero(c.b + o_brush, 4));
+    assert_true(all_zero(c.b + o_glyph, 46));
+    assert_true(all_zero(c.b + o_off, 8));
+    assert_true(all_zero(c.b + o_ng, 8));
+    assert_true(all_zero(c.b + o_gdip, 36));
+    assert_true(all_zero(c.b + o_win, 7));
+    assert_int_equal(c.b[o_surf], 0x42);
+    assert_true(memcmp(c.b + o_ptr, ptr, sizeof(ptr)) == 0);
+    assert_true(memcmp(c.b + o_gen, general, sizeof(general)) == 0);
+
+    /* fixed once, nothing more to turn off; markers kept when the client
+     * takes them only if FreeRDP announced them */
+    assert_int_equal(rdp_codec_confirm_fix(c.b, c.n, true, true, &what),
+                     RDP_CONFIRM_FIXED);
+    assert_int_equal(what, 0);
+    assert_int_equal(c.b[o_surf], 0x42);
+    ca_le32(c.b + o_surf, 0x52);
+    assert_int_equal(rdp_codec_confirm_fix(c.b, c.n, true, true, &what),
+                     RDP_CONFIRM_FIXED);
+    assert_int_equal(what, 0);
+    assert_int_equal(c.b[o_surf], 0x52);
+    /* a client without surface commands: none announced */
+    assert_int_equal(rdp_codec_confirm_fix(c.b, c.n, false, true, &what),
+                     RDP_CONFIRM_FIXED);
+    assert_int_equal(what, RDP_CAPS_SURFACE);
+    assert_true(all_zero(c.b + o_surf, 4));
+}
+
+/* Not a Confirm Active: left alone; one that cannot be walked: BAD. */
+static void test_confirm_fix_other_pdus(void **state)
+{
+    struct ca c;
+    uint8_t brush[4] = {2, 0, 0, 0};
+    uint8_t copy[2048];
+    size_t o;
+    unsigned what = 7;
+
+    (void)state;
+    ca_start(&c);
+    o = ca_cap(&c, 0x000F, brush, sizeof(brush));
+    ca_end(&c);
+    memcpy(copy, c.b, c.n);
+    /* a Demand Active (type 1), fast-path, a TPKT length that is not the
+     * PDU's, an MCS Send Data Indication (a server's) */
+    c.b[17] = 0x11;
+    assert_int_equal(rdp_codec_confirm_fix(c.b, c.n, true, true, &what),
+                     RDP_CONFIRM_NOT);
+    assert_int_equal(what, 0);
+    assert_int_equal(c.b[o], 2);
+    memcpy(c.b, copy, c.n);
+    c.b[0] = 0x04;
+    assert_int_equal(rdp_codec_confirm_fix(c.b, c.n, true, true, NULL),
+                     RDP_CONFIRM_NOT);
+    memcpy(c.b, copy, c.n);
+    assert_int_equal(rdp_codec_confirm_fix(c.b, c.n - 1, true, true, NULL),
+                     RDP_CONFIRM_NOT);
+    c.b[7] = 0x68;
+    assert_int_equal(rdp_codec_confirm_fix(c.b, c.n, true, true, NULL),
+                     RDP_CONFIRM_NOT);
+    assert_int_equal(c.b[o], 2);
+    /* short PDUs */
+    for (size_t n = 0; n < 20; n++) {
+        memcpy(c.b, copy, c.n);
+        c.b[2] = 0;
+        c.b[3] = (uint8_t)n;
+        assert_int_not_equal(rdp_codec_confirm_fix(c.b, n, true, true, NULL),
+                             RDP_CONFIRM_FIXED);
+    }
+    /* a set longer than what is left, one shorter than its header, one
+     * too short for its fields, more sets counted than there are */
+    memcpy(c.b, copy, c.n);
+    c.b[o - 2] = 60;
+    assert_int_equal(rdp_codec_confirm_fix(c.b, c.n, true, true, NULL),
+                     RDP_CONFIRM_BAD);
+    memcpy(c.b, copy, c.n);
+    c.b[o - 2] = 3;
+    assert_int_equal(rdp_codec_confirm_fix(c.b, c.n, true, true, NULL),
+                     RDP_CONFIRM_BAD);
+    memcpy(c.b, copy, c.n);
+    c.b[c.caps_at] = 2;
+    assert_int_equal(rdp_codec_confirm_fix(c.b, c.n, true, true, NULL),
+                     RDP_CONFIRM_BAD);
+    memcpy(c.b, copy, c.n);
+    c.b[o - 4] = 0x10; /* a glyph set of 0 bytes */
+    c.b[o - 2] = 4;
+    assert_int_equal(rdp_codec_confirm_fix(c.b, c.n, true, true, NULL),
+                     RDP_CONFIRM_BAD);
+    /* as built, it is fine */
+    memcpy(c.b, copy, c.n);
+    assert_int_equal(rdp_codec_confirm_fix(c.b, c.n, true, true, &what),
+                     RDP_CONFIRM_FIXED);
+    assert_int_equal(what, RDP_CAPS_BRUSH);
+}
+
+/* What was turned off, for the log. */
+static void test_caps_said(void **state)
+{
+    char b[200];
+
+    (void)state;
+    rdp_codec_caps_said(0, b, sizeof(b));
+    assert_string_equal(b, "");
+    rdp_codec_caps_said(RDP_CAPS_BITMAP_CACHE, b, sizeof(b));
+    assert_string_equal(b, "bitmap cache");
+    rdp_codec_caps_said(RDP_CAPS_GLYPH | RDP_CAPS_ORDERS | RDP_CAPS_SURFACE, b,
+                        sizeof(b));
+    assert_string_equal(b, "drawing orders, glyph cache, surface commands");
+    rdp_codec_caps_said(RDP_CAPS_GLYPH | RDP_CAPS_ORDERS, b, 12);
+    assert_string_equal(b, "drawing ord");
+}
+
+/* FreeRDP 2.11's refusal of a Demand Active with a client's set. */
+static void test_capset_refusal(void **state)
+{
+    uint16_t t = 0xEEEE;
+    char b[64];
+
+    (void)state;
+    assert_true(rdp_codec_capset_refusal(
+        "capability Glyph Cache(16) not expected from server", &t));
+    assert_int_equal(t, 16);
+    assert_true(rdp_codec_capset_refusal(
+        "capability <unknown>(65535) not expected from server", &t));
+    assert_int_equal(t, 65535);
+    t = 0xEEEE;
+    assert_false(rdp_codec_capset_refusal(
+        "capability Glyph Cache(16) not expected from client", &t));
+    assert_false(rdp_codec_capset_refusal(
+        "capability x(65536) not expected from server", &t));
+    assert_false(rdp_codec_capset_refusal(
+        "capability x() not expected from server", &t));
+    assert_false(rdp_codec_capset_refusal(
+        "capability x16) not expected from server", &t));
+    assert_false(rdp_codec_capset_refusal(
+        "capability (1) not expected from server trailing", &t));
+    assert_false(rdp_codec_capset_refusal("capability ", &t));
+    assert_false(rdp_codec_capset_refusal("", &t));
+    assert_false(rdp_codec_capset_refusal(NULL, &t));
+    assert_int_equal(t, 0xEEEE);
+    rdp_codec_capset_name(0x10, b, sizeof(b));
+    assert_string_equal(b, "Glyph Cache");
+    rdp_codec_capset_name(0x15, b, sizeof(b));
+    assert_string_equal(b, "DrawNineGrid Cache");
+    rdp_codec_capset_name(42, b, sizeof(b));
+    assert_string_equal(b, "capability set 42");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -411,6 +790,11 @@ int main(void)
         cmocka_unit_test(test_update_planar_too_large),
         cmocka_unit_test(test_order_name),
         cmocka_unit_test(test_pointer_check),
+        cmocka_unit_test(test_primary_refusal),
+        cmocka_unit_test(test_confirm_fix),
+        cmocka_unit_test(test_confirm_fix_other_pdus),
+        cmocka_unit_test(test_caps_said),
+        cmocka_unit_test(test_capset_refusal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
