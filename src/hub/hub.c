@@ -570,9 +570,14 @@ static void hub_auth_messages(struct hub_agent *a)
         case ERR_DENIED:
             a->auth_msg = NULL;
             ssh_message_free(m);
-            log_warn("agent connection %s: %d password lookups in flight "
-                     "already; closed unanswered",
-                     a->remote, HUB_AUTH_INFLIGHT);
+            if (!a->h->auth_full) {
+                /* said once until there is room again */
+                a->h->auth_full = true;
+                log_warn("agent connection %s: %d password lookups in "
+                         "flight already; connections that ask for more "
+                         "are closed unanswered",
+                         a->remote, HUB_AUTH_INFLIGHT);
+            }
             a->kill_why = "too many authentications in flight";
             return;
         default:

@@ -181,6 +181,7 @@ struct hub {
     struct store_worker *reads, *writes;
     struct hub_auth_job *auths; /* password lookups in flight */
     size_t nauths;
+    bool auth_full;            /* HUB_AUTH_INFLIGHT was hit (logged once) */
     struct hub_agent **claims; /* HUB_BUCKETS chains: announcing agents */
     size_t nclaims;
     uint64_t serials;

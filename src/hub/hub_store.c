@@ -105,6 +105,7 @@ static void hub_auth_unlink(struct hub *h, struct hub_auth_job *aj)
         if (*pp == aj) {
             *pp = aj->next;
             h->nauths--;
+            h->auth_full = h->auth_full && h->nauths > HUB_AUTH_INFLIGHT / 2;
             return;
         }
     }
