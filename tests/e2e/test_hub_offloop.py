@@ -27,7 +27,8 @@ import pytest
 
 import pclib
 import pglib
-from agentlib import credential, make_agent, wait_log  # noqa: F401
+from agentlib import (agents, credential, is_online, make_agent,  # noqa
+                      wait_log)
 from agentproto import ProtoAgent
 from pclib import Client, Portcullis, uniq
 from test_store_pg import lock_tables
@@ -306,4 +307,55 @@ def test_one_lookup_in_flight_per_connection(target, tmp_path,
         if p is not None:
             p.stop()
         echo.close()
+        own.close()
+
+
+def lock_writes(own, dbname, tables, seconds):
+    """Another session holds tables locked against writes (EXCLUSIVE:
+    reads go on) for seconds: the psql process."""
+    holder = subprocess.Popen(
+        own.as_user + [os.path.join(own.bindir, "psql"), "-h", own.dir,
+                       "-p", str(own.port), "-U", "portcullis", "-d",
+                       dbname, "-X", "-q", "-c",
+                       "BEGIN; LOCK TABLE %s IN EXCLUSIVE MODE;"
+                       " SELECT pg_sleep(%d); COMMIT;" % (tables, seconds)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.5)  # the lock is taken
+    return holder
+
+
+def test_an_agent_gone_while_its_announcement_waits_ends_offline(
+        tmp_path, make_agent):  # noqa: F811
+    """The agents table locked for writes while an agent announces
+    itself (its lookups still read it), and the
+    agent killed meanwhile: its online write (queued first) and its
+    offline write (queued when it went) are made in that order once the
+    lock goes, so the store ends with the agent offline."""
+    own = pglib.PgServer()
+    p = None
+    holder = None
+    try:
+        p = server_on_own_pg(tmp_path, own)
+        # the hub's store connections opened (by a first agent's login)
+        a = make_agent(p)
+        wait_agent_online(p, a.id)
+        b = make_agent(p, start=False)
+        holder = lock_writes(own, own.dbname_of(p.store_url), "agents", 6)
+        b.start()
+        time.sleep(2.5)  # authenticated; its announcement waits
+        b.kill()
+        holder.wait(timeout=30)
+        holder = None
+
+        def settled():
+            row = agents(p).get(b.id)
+            return row if row is not None and not is_online(row) else None
+        row = pclib.wait_for(settled, 20, "the agent's row, offline")
+        stop_clean(p)
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+        if p is not None:
+            p.stop()
         own.close()
