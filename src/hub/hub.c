@@ -146,11 +146,16 @@ static void hub_agent_free(struct hub_agent *a)
     bool was_online = hub_find_online(h, a->id) == a;
 
     a->state = HA_CLOSING;
+    /* its store work in flight forgets it (an announcement that may
+     * write it online is followed by its offline write) */
+    hub_store_detach(a);
+    if (a->auth_msg != NULL) {
+        ssh_message_free(a->auth_msg);
+        a->auth_msg = NULL;
+    }
     if (was_online) {
         hub_online_remove(a);
-        if (store_agent_offline(h->store, a->id, util_now()) != ERR_OK) {
-            log_warn("agent %s: cannot mark it offline in the store", a->id);
-        }
+        hub_offline_store(h, a->id);
         log_info("agent %s (%s) is offline", a->id, a->remote);
     }
     hub_streams_drop(a, "agent disconnected");
@@ -498,15 +503,9 @@ static void hub_auth_failed(struct hub_agent *a)
     }
 }
 
-static int hub_auth_none(ssh_session s, const char *user, void *userdata)
-{
-    hub_auth_failed(userdata);
-    return SSH_AUTH_DENIED;
-}
-
-/* Messages no other callback took: libssh's default answer (a failure),
- * and auth requests of other methods (publickey, keyboard-interactive,
- * ...) count as failed attempts. */
+/* Messages no other callback took once the agent is authenticated:
+ * libssh's default answer (a failure), and auth requests count as failed
+ * attempts. */
 static int hub_on_message(ssh_session s, ssh_message msg, void *userdata)
 {
     struct hub_agent *a = userdata;
@@ -517,44 +516,125 @@ static int hub_on_message(ssh_session s, ssh_message msg, void *userdata)
     return 1;
 }
 
-static int hub_auth_password(ssh_session s, const char *user,
-                             const char *password, void *userdata)
-{
-    struct hub_agent *a = userdata;
-    struct store_credential c;
-    int r;
+static ssh_channel hub_open_session(ssh_session s, void *userdata);
 
-    if (a->state != HA_AUTH) {
-        hub_auth_failed(a);
-        return SSH_AUTH_DENIED;
+/*
+ * Authentication, answered later (docs/architecture.md "The hub's store
+ * work"). libssh's auth callbacks must answer before they return, which
+ * would make the credential lookup a statement on the loop. So until the
+ * agent is in, its session has neither server callbacks nor a message
+ * callback: libssh then queues every request as an ssh_message, which
+ * hub_auth_messages takes after each poll. A password attempt's message
+ * is kept while its lookup runs on the hub's reads worker
+ * (hub_auth_lookup) and answered when it comes back (hub_auth_result):
+ * ssh_message_auth_reply_success or the default failure. Only one
+ * attempt may be in flight per connection: another auth request
+ * meanwhile ends the connection (our agent waits for each answer; one
+ * that does not is not ours).
+ */
+static void hub_auth_messages(struct hub_agent *a)
+{
+    ssh_message m;
+
+    while (!a->dead && a->kill_why == NULL && a->state == HA_AUTH &&
+           (m = ssh_message_get(a->s)) != NULL) {
+        const char *user, *password;
+
+        if (ssh_message_type(m) != SSH_REQUEST_AUTH) {
+            (void)ssh_message_reply_default(m);
+            ssh_message_free(m);
+            continue;
+        }
+        if (a->auth_msg != NULL) {
+            ssh_message_free(m);
+            a->kill_why = "authentication requests while one is checked";
+            return;
+        }
+        if (ssh_message_subtype(m) != SSH_AUTH_METHOD_PASSWORD) {
+            /* none, publickey, keyboard-interactive, ... */
+            (void)ssh_message_reply_default(m);
+            ssh_message_free(m);
+            hub_auth_failed(a);
+            continue;
+        }
+        user = ssh_message_auth_user(m);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+        /* deprecated for the callbacks, which answer at once */
+        password = ssh_message_auth_password(m);
+#pragma GCC diagnostic pop
+        a->auth_msg = m;
+        switch (hub_auth_lookup(a, user, password)) {
+        case ERR_OK:
+            break; /* answered (inline: already) by hub_auth_result */
+        case ERR_DENIED:
+            a->auth_msg = NULL;
+            ssh_message_free(m);
+            if (!a->h->auth_full) {
+                /* said once until there is room again */
+                a->h->auth_full = true;
+                log_warn("agent connection %s: %d password lookups in "
+                         "flight already; connections that ask for more "
+                         "are closed unanswered",
+                         a->remote, HUB_AUTH_INFLIGHT);
+            }
+            a->kill_why = "too many authentications in flight";
+            return;
+        default:
+            a->auth_msg = NULL;
+            ssh_message_free(m);
+            a->kill_why = "out of memory";
+            return;
+        }
     }
-    memset(&c, 0, sizeof(c));
-    r = ERR_NOT_FOUND;
-    if (user != NULL && strlen(user) <= STORE_ID_MAX) {
-        r = store_credential_get(a->h->store, user, &c);
+}
+
+void hub_auth_result(struct hub_agent *a, int result, const char *cred_id)
+{
+    ssh_message m = a->auth_msg;
+
+    a->auth_msg = NULL;
+    if (a->dead || m == NULL) {
+        ssh_message_free(m);
+        return;
     }
-    /* Same work whether or not the ID exists. */
-    if (secret_verify(r == ERR_OK ? c.secret_hash : "",
-                      password != NULL ? password : "") == ERR_OK &&
-        r == ERR_OK) {
-        snprintf(a->cred_id, sizeof(a->cred_id), "%s", c.id);
+    if (result == ERR_OK) {
+        snprintf(a->cred_id, sizeof(a->cred_id), "%s", cred_id);
         a->state = HA_ANNOUNCE;
         a->started_ms = util_mono_ms(); /* the announcement's deadline */
-        sodium_memzero(&c, sizeof(c));
+        /* from now on libssh's callbacks take the requests */
+        memset(&a->server_cb, 0, sizeof(a->server_cb));
+        a->server_cb.userdata = a;
+        a->server_cb.channel_open_request_session_function = hub_open_session;
+        ssh_callbacks_init(&a->server_cb);
+        ssh_set_server_callbacks(a->s, &a->server_cb);
+        ssh_set_message_callback(a->s, hub_on_message, a);
+        (void)ssh_message_auth_reply_success(m, 0);
+        ssh_message_free(m);
         if (a->h->authed != NULL && a->wsi != NULL) {
             a->h->authed(a->h->authed_arg, a->wsi);
         }
-        return SSH_AUTH_SUCCESS;
-    }
-    sodium_memzero(&c, sizeof(c));
-    log_info("agent connection %s: credential refused (%s)", a->remote,
-             r == ERR_OK ? "wrong secret" : "unknown credential ID");
-    if (++a->auth_failures >= HUB_AUTH_TRIES) {
-        hub_agent_close(a, "too many failed authentications", 0);
+    } else if (result == ERR_AUTH || result == ERR_NOT_FOUND) {
+        (void)ssh_message_reply_default(m);
+        ssh_message_free(m);
+        log_info("agent connection %s: credential refused (%s)", a->remote,
+                 result == ERR_AUTH ? "wrong secret" : "unknown credential ID");
+        if (++a->auth_failures >= HUB_AUTH_TRIES) {
+            a->kill_why = "too many failed authentications";
+        } else {
+            hub_auth_failed(a);
+        }
     } else {
-        hub_auth_failed(a);
+        /* the database did not answer: not the agent's fault, no try
+         * spent; it comes back after its back-off */
+        ssh_message_free(m);
+        log_warn("agent connection %s: cannot look up its credential: %s",
+                 a->remote, err_str(result));
+        a->kill_why = "the store cannot be read now";
     }
-    return SSH_AUTH_DENIED;
+    if (!a->in_service) {
+        hub_agent_service(a); /* sends the answer (or closes) */
+    }
 }
 
 /* --- the announcement channel --- */
@@ -647,7 +727,7 @@ static void hub_ann_answer(struct hub_agent *a, int status, const char *line)
     (void)ssh_channel_close(a->ann_ch);
 }
 
-static void hub_refuse(struct hub_agent *a, const char *why)
+void hub_refuse(struct hub_agent *a, const char *why)
 {
     log_info("agent %s (%s): refused: %s", a->id[0] ? a->id : "-", a->remote,
              why);
@@ -660,8 +740,7 @@ static void hub_refuse(struct hub_agent *a, const char *why)
 /* A credential announced an ID bound to another one (a takeover attempt,
  * or an agent moved to a new credential without a rebind): refused, and
  * an audit event, since only an administrator can settle it. */
-static void hub_refuse_bound(struct hub_agent *a, const char *id,
-                             const char *bound)
+void hub_refuse_bound(struct hub_agent *a, const char *id, const char *bound)
 {
     char actor[STORE_ID_MAX + 16], detail[STORE_ID_MAX * 2 + 64];
 
@@ -679,17 +758,80 @@ static void hub_refuse_bound(struct hub_agent *a, const char *id,
     hub_refuse(a, HUB_BOUND_REASON);
 }
 
+/* The ID is in use by another connection here: probe the one we have
+ * (if it is dead, it goes within the keepalive interval and the next
+ * attempt succeeds), and refuse. */
+void hub_announce_in_use(struct hub_agent *a, const char *id)
+{
+    struct hub *h = a->h;
+    struct hub_agent *other = hub_find_online(h, id);
+
+    if (other != NULL && other->probe_until_ms == 0) {
+        other->probe_until_ms =
+            util_mono_ms() + (int64_t)h->cfg->agent_keepalive_seconds * 1000;
+        other->ping_wanted = true;
+        if (other->wsi != NULL) {
+            lws_callback_on_writable(other->wsi);
+        }
+    }
+    a->id[0] = '\0';
+    hub_refuse(a, "agent id already in use");
+}
+
+/* --- announcing agents' claims on their IDs (while the store work of
+ * their announcement runs, no other connection may announce the same) */
+
+struct hub_agent *hub_find_claim(const struct hub *h, const char *id)
+{
+    for (struct hub_agent *a = h->claims[hub_bucket(id)]; a != NULL;
+         a = a->cnext) {
+        if (strcmp(a->ann_id, id) == 0) {
+            return a;
+        }
+    }
+    return NULL;
+}
+
+static void hub_claim_add(struct hub_agent *a)
+{
+    size_t b = hub_bucket(a->ann_id);
+
+    a->cnext = a->h->claims[b];
+    a->h->claims[b] = a;
+    a->h->nclaims++;
+    a->ann_claimed = true;
+}
+
+void hub_claim_remove(struct hub_agent *a)
+{
+    struct hub_agent **pp;
+
+    if (!a->ann_claimed) {
+        return;
+    }
+    for (pp = &a->h->claims[hub_bucket(a->ann_id)]; *pp != NULL;
+         pp = &(*pp)->cnext) {
+        if (*pp == a) {
+            *pp = a->cnext;
+            a->cnext = NULL;
+            a->h->nclaims--;
+            break;
+        }
+    }
+    a->ann_claimed = false;
+}
+
 static void hub_announce_finish(struct hub_agent *a)
 {
     struct hub *h = a->h;
     struct hub_announce ann;
-    struct store_agent sa;
-    struct store_credential c;
-    struct hub_agent *other;
+    struct store_agent *sa;
+    enum hub_ann_write w = HUB_ANN_W_YES;
     char why[200], msg[260];
-    size_t b;
-    int r;
 
+    if (a->ann_job != NULL) {
+        return; /* its store work runs */
+    }
     if (a->ann_bad || !a->ann_subsystem) {
         hub_refuse(a, "bad announcement: not as the protocol says");
         return;
@@ -702,69 +844,54 @@ static void hub_announce_finish(struct hub_agent *a)
     }
     free(a->ann_buf);
     a->ann_buf = NULL;
-    /* The binding first: a credential that does not own the ID learns
-     * nothing else (not even whether it is online) and cannot make the
-     * hub probe the real agent. store_agent_online() checks it again in
-     * the same transaction as the write. */
-    if (store_agent_get(h->store, ann.id, &sa) == ERR_OK &&
-        sa.bound_credential[0] != '\0' &&
-        strcmp(sa.bound_credential, a->cred_id) != 0) {
-        hub_refuse_bound(a, ann.id, sa.bound_credential);
+    if ((sa = calloc(1, sizeof(*sa))) == NULL) {
+        hub_refuse(a, "out of memory");
         return;
     }
-    snprintf(a->id, sizeof(a->id), "%s", ann.id);
-    if ((other = hub_find_online(h, ann.id)) != NULL) {
-        /* Probe the one we have: if it is dead, it goes within the
-         * keepalive interval and the next attempt succeeds. */
-        if (other->probe_until_ms == 0) {
-            other->probe_until_ms =
-                util_mono_ms() +
-                (int64_t)h->cfg->agent_keepalive_seconds * 1000;
-            other->ping_wanted = true;
-            if (other->wsi != NULL) {
-                lws_callback_on_writable(other->wsi);
-            }
-        }
-        a->id[0] = '\0';
-        hub_refuse(a, "agent id already in use");
+    /* What the store is asked (hub_store.c): the binding first (a
+     * credential that does not own the ID learns nothing else, not even
+     * whether it is online, and cannot make the hub probe the real
+     * agent), then, unless the ID is in use here or the hub is full, the
+     * credential (it may have gone since the login) and the online write. */
+    if (hub_find_online(h, ann.id) != NULL || hub_find_claim(h, ann.id)) {
+        w = HUB_ANN_W_IN_USE;
+    } else if (h->nonline + h->nclaims >= (size_t)h->cfg->agent_max) {
+        w = HUB_ANN_W_FULL;
+    }
+    snprintf(sa->id, sizeof(sa->id), "%s", ann.id);
+    snprintf(sa->credential_id, sizeof(sa->credential_id), "%s", a->cred_id);
+    snprintf(sa->name, sizeof(sa->name), "%s", ann.name);
+    snprintf(sa->hostname, sizeof(sa->hostname), "%s", ann.hostname);
+    snprintf(sa->os, sizeof(sa->os), "%s", ann.os);
+    snprintf(sa->kernel, sizeof(sa->kernel), "%s", ann.kernel);
+    snprintf(sa->arch, sizeof(sa->arch), "%s", ann.arch);
+    snprintf(sa->version, sizeof(sa->version), "%s", ann.version);
+    snprintf(sa->addresses, sizeof(sa->addresses), "%s", ann.addresses);
+    snprintf(sa->tags, sizeof(sa->tags), "%s", ann.tags);
+    snprintf(sa->remote_addr, sizeof(sa->remote_addr), "%s", a->remote);
+    snprintf(a->ann_id, sizeof(a->ann_id), "%s", ann.id);
+    if (w == HUB_ANN_W_YES) {
+        hub_claim_add(a);
+    }
+    if (hub_announce_store(a, sa, w) != ERR_OK) {
+        hub_claim_remove(a);
+        hub_refuse(a, "out of memory");
+    }
+    free(sa);
+}
+
+/* The store has the agent online: so has the hub. */
+void hub_announce_online(struct hub_agent *a, const struct store_agent *sa)
+{
+    struct hub *h = a->h;
+    size_t b;
+
+    if (a->dead || a->state != HA_ANNOUNCE) {
+        /* closing already: the store has it online, so offline follows */
+        hub_offline_store(h, sa->id);
         return;
     }
-    if (h->nonline >= (size_t)h->cfg->agent_max) {
-        a->id[0] = '\0';
-        hub_refuse(a, "too many agents");
-        return;
-    }
-    /* The credential may have gone since the login. */
-    if (store_credential_get(h->store, a->cred_id, &c) != ERR_OK) {
-        a->id[0] = '\0';
-        hub_refuse(a, "credential deleted");
-        return;
-    }
-    sodium_memzero(&c, sizeof(c));
-    memset(&sa, 0, sizeof(sa));
-    snprintf(sa.id, sizeof(sa.id), "%s", ann.id);
-    snprintf(sa.credential_id, sizeof(sa.credential_id), "%s", a->cred_id);
-    snprintf(sa.name, sizeof(sa.name), "%s", ann.name);
-    snprintf(sa.hostname, sizeof(sa.hostname), "%s", ann.hostname);
-    snprintf(sa.os, sizeof(sa.os), "%s", ann.os);
-    snprintf(sa.kernel, sizeof(sa.kernel), "%s", ann.kernel);
-    snprintf(sa.arch, sizeof(sa.arch), "%s", ann.arch);
-    snprintf(sa.version, sizeof(sa.version), "%s", ann.version);
-    snprintf(sa.addresses, sizeof(sa.addresses), "%s", ann.addresses);
-    snprintf(sa.tags, sizeof(sa.tags), "%s", ann.tags);
-    snprintf(sa.remote_addr, sizeof(sa.remote_addr), "%s", a->remote);
-    r = store_agent_online(h->store, &sa, util_now());
-    if (r == ERR_DENIED) {
-        /* bound to another credential since the check above */
-        a->id[0] = '\0';
-        hub_refuse_bound(a, ann.id, "?");
-        return;
-    }
-    if (r != ERR_OK) {
-        a->id[0] = '\0';
-        hub_refuse(a, "internal error (store)");
-        return;
-    }
+    snprintf(a->id, sizeof(a->id), "%s", sa->id);
     b = hub_bucket(a->id);
     a->hnext = h->online[b];
     h->online[b] = a;
@@ -772,7 +899,7 @@ static void hub_announce_finish(struct hub_agent *a)
     a->state = HA_ONLINE;
     a->ann_done = true;
     hub_ann_answer(a, 0, NULL);
-    log_info("agent %s (%s, %s) is online", a->id, ann.name, a->remote);
+    log_info("agent %s (%s, %s) is online", a->id, sa->name, a->remote);
     if (h->presence != NULL) {
         h->presence(h->presence_arg, a->id, true);
     }
@@ -832,6 +959,9 @@ void hub_agent_service(struct hub_agent *a)
     }
     if (a->state != HA_KEX && !hub_agent_dopoll(a)) {
         return;
+    }
+    if (!a->dead && a->state == HA_AUTH) {
+        hub_auth_messages(a);
     }
     if (!a->dead && a->state == HA_ANNOUNCE && a->ann_ch != NULL &&
         (a->ann_eof || a->ann_bad)) {
@@ -898,6 +1028,7 @@ static struct hub_agent *hub_agent_new(struct hub *h, struct lws *wsi)
         return NULL;
     }
     a->h = h;
+    a->serial = ++h->serials;
     a->wsi = wsi;
     a->fd_ws = a->fd_ssh = -1;
     a->started_ms = a->last_rx_ms = util_mono_ms();
@@ -930,15 +1061,9 @@ static struct hub_agent *hub_agent_new(struct hub *h, struct lws *wsi)
         log_warn("agent connection %s: %s", a->remote, ssh_get_error(h->bind));
         goto fail;
     }
-    memset(&a->server_cb, 0, sizeof(a->server_cb));
-    a->server_cb.userdata = a;
-    a->server_cb.auth_none_function = hub_auth_none;
-    a->server_cb.auth_password_function = hub_auth_password;
-    a->server_cb.channel_open_request_session_function = hub_open_session;
-    ssh_callbacks_init(&a->server_cb);
-    ssh_set_server_callbacks(a->s, &a->server_cb);
+    /* no server or message callbacks until the agent is in: libssh
+     * queues its auth requests for hub_auth_messages */
     sshkex_flush_begin(&a->kex_flush, a->s);
-    ssh_set_message_callback(a->s, hub_on_message, a);
     ssh_set_auth_methods(a->s, SSH_AUTH_METHOD_PASSWORD);
     ssh_set_blocking(a->s, 0);
     hub_ws_watch(a);
@@ -1077,78 +1202,22 @@ static void hub_sweep(struct loop *l, void *arg)
 
 /* --- store changes --- */
 
-void hub_reclaim_agents(struct hub *h)
-{
-    struct hub_agent *a;
-    int64_t now = util_now();
-    int n = 0;
-
-    for (a = h != NULL ? h->agents : NULL; a != NULL; a = a->next) {
-        int r;
-
-        if (a->dead || a->state != HA_ONLINE) {
-            continue;
-        }
-        if ((r = store_agent_reclaim(h->store, a->id, now)) == ERR_OK) {
-            n++;
-        } else {
-            log_info("hub: agent %s stays offline here: %s", a->id,
-                     r == ERR_NOT_FOUND ? "another node holds it" : err_str(r));
-        }
-    }
-    if (n > 0) {
-        log_info("hub: %d agent(s) written online again on this node", n);
-    }
-}
+/* (hub_reclaim_agents is in hub_store.c) */
 
 void hub_changed(struct hub *h, unsigned what)
 {
-    struct hub_agent *a, *next;
-    struct store_credential c;
-    struct store_agent *sa = NULL;
-    int r;
-
     if (h == NULL) {
         return;
     }
     if (what & HUB_CHANGE_JOBS) {
         hub_jobs_pickup(h);
     }
-    /* two 8 KiB lists: not on the stack */
-    if ((what & HUB_CHANGE_AGENTS) && (sa = malloc(sizeof(*sa))) == NULL) {
-        log_warn("hub: out of memory checking agents after a change");
+    /* one job for every connection (hub_store.c), not a statement per
+     * agent on the loop: credentials deleted, agents deleted or bound to
+     * another credential */
+    if (what & (HUB_CHANGE_CREDENTIALS | HUB_CHANGE_AGENTS)) {
+        hub_check_begin(h, what & (HUB_CHANGE_CREDENTIALS | HUB_CHANGE_AGENTS));
     }
-    for (a = h->agents; a != NULL; a = next) {
-        next = a->next;
-        if (a->dead || a->cred_id[0] == '\0') {
-            continue;
-        }
-        if ((what & HUB_CHANGE_CREDENTIALS) &&
-            store_credential_get(h->store, a->cred_id, &c) == ERR_NOT_FOUND) {
-            static unsigned char reason[] = "credential deleted";
-
-            if (a->wsi != NULL) {
-                lws_close_reason(a->wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-                                 reason, sizeof(reason) - 1);
-            }
-            hub_agent_close(a, "its credential was deleted", 0);
-            continue;
-        }
-        if (sa != NULL && a->state == HA_ONLINE) {
-            r = store_agent_get(h->store, a->id, sa);
-            if (r == ERR_NOT_FOUND) {
-                hub_agent_close(a, "deleted by an administrator", 0);
-            } else if (r == ERR_OK && sa->bound_credential[0] != '\0' &&
-                       strcmp(sa->bound_credential, a->cred_id) != 0) {
-                hub_agent_close(a,
-                                "its ID was bound to another credential by "
-                                "an administrator",
-                                0);
-            }
-        }
-    }
-    sodium_memzero(&c, sizeof(c));
-    free(sa);
     if (h->change != NULL) {
         h->change(h->change_arg, what);
     }
@@ -1165,16 +1234,33 @@ int hub_start(struct hub **out, const struct config *cfg, struct loop *loop,
 
     *out = NULL;
     if ((h = calloc(1, sizeof(*h))) == NULL ||
-        (h->online = calloc(HUB_BUCKETS, sizeof(*h->online))) == NULL) {
+        (h->online = calloc(HUB_BUCKETS, sizeof(*h->online))) == NULL ||
+        (h->claims = calloc(HUB_BUCKETS, sizeof(*h->claims))) == NULL) {
+        if (h != NULL) {
+            free(h->online);
+        }
         free(h);
         return ERR_NOMEM;
     }
     h->cfg = cfg;
     h->loop = loop;
     h->store = store;
+    if (hub_store_start(h) != ERR_OK) {
+        hub_store_stop(h);
+        free(h->claims);
+        free(h->online);
+        free(h);
+        return ERR_NOMEM;
+    }
+    /* the dummy hash an unknown credential ID is checked against is made
+     * by the first check that needs one (secret.c): here, on the loop,
+     * before two lookups on worker threads could both make it */
+    (void)secret_verify("", "-");
     if (ssh_pki_import_privkey_file(cfg->ssh_host_key, NULL, NULL, NULL,
                                     &key) != SSH_OK) {
         log_error("hub: cannot read the SSH host key %s", cfg->ssh_host_key);
+        hub_store_stop(h);
+        free(h->claims);
         free(h->online);
         free(h);
         return ERR_CONFIG;
@@ -1191,6 +1277,8 @@ int hub_start(struct hub **out, const struct config *cfg, struct loop *loop,
         log_error("hub: cannot set up the SSH server");
         ssh_key_free(key);
         ssh_bind_free(h->bind);
+        hub_store_stop(h);
+        free(h->claims);
         free(h->online);
         free(h);
         return ERR_INTERNAL;
@@ -1232,12 +1320,17 @@ void hub_stop(struct hub *h)
     hub_watch_unlisten(h);
     loop_del_timer(h->loop, h->sweep_timer);
     loop_del_turn_end(h->loop, hub_turn_end, h);
+    /* the agents' offline writes are made on the loop from now on, after
+     * their jobs forgot them; then the workers stop */
+    h->stopping = true;
     while (h->agents != NULL) {
         h->agents->wsi = NULL;
         h->agents->dead = true;
         hub_agent_free(h->agents);
     }
+    hub_store_stop(h);
     ssh_bind_free(h->bind);
+    free(h->claims);
     free(h->online);
     free(h);
 }

@@ -49,6 +49,10 @@
 #define HUB_HOLD_MAX (2 * 1280000 + HUB_CHUNK)
 #define HUB_BUCKETS 16384 /* online agents by ID */
 #define HUB_PASSES 4      /* extra passes over the streams per service */
+/* the hub's store work (hub_store.c) */
+#define HUB_READ_CONNS 2      /* connections of its reads worker */
+#define HUB_AUTH_INFLIGHT 256 /* password lookups in flight, in all */
+#define HUB_STOP_MS 2000      /* at stop, for jobs that run */
 
 enum hub_agent_state {
     HA_KEX,      /* key exchange */
@@ -72,11 +76,24 @@ struct hub_announce {
 };
 
 struct hub_stream;
+struct hub_auth_job;
+struct hub_ann_job;
+struct store_worker;
+
+/* Whether an announcement's job writes the agent online, or why not
+ * (hub_store.c; the binding is checked first either way). */
+enum hub_ann_write {
+    HUB_ANN_W_YES,
+    HUB_ANN_W_IN_USE, /* another connection holds (or claims) the ID */
+    HUB_ANN_W_FULL,   /* [agent] max */
+};
 
 struct hub_agent {
     struct hub *h;
     struct hub_agent *next, *prev; /* every connection */
     struct hub_agent *hnext;       /* online agents' bucket chain */
+    struct hub_agent *cnext;       /* claims' bucket chain */
+    uint64_t serial;               /* this connection's, unique */
     struct lws *wsi;               /* NULL once libwebsockets let go */
     enum hub_agent_state state;
     int fd_ws, fd_ssh;
@@ -109,6 +126,16 @@ struct hub_agent {
     bool ann_subsystem, ann_eof, ann_done, ann_bad;
     char *ann_buf;
     size_t ann_len;
+
+    /* the password attempt whose lookup is in flight (hub_store.c):
+     * answered when it comes back */
+    ssh_message auth_msg;
+    struct hub_auth_job *auth_job;
+    /* the announcement whose store work is in flight: the ID it claims
+     * (in h->claims meanwhile) and whether the job writes it online */
+    struct hub_ann_job *ann_job;
+    char ann_id[AGENT_ID_MAX + 1];
+    bool ann_claimed, ann_writes;
 
     struct hub_stream *streams;
 
@@ -149,6 +176,18 @@ struct hub {
     size_t nwatch;
     struct hub_wsocks *wsocks; /* the CLI's watch.sock (hub_watchsock.c) */
     struct hub_agent *flush;   /* agents whose fd_ws to read at turn end */
+
+    /* store work off the loop (hub_store.c) */
+    struct store_worker *reads, *writes;
+    struct hub_auth_job *auths; /* password lookups in flight */
+    size_t nauths;
+    bool auth_full;            /* HUB_AUTH_INFLIGHT was hit (logged once) */
+    struct hub_agent **claims; /* HUB_BUCKETS chains: announcing agents */
+    size_t nclaims;
+    uint64_t serials;
+    bool check_busy;      /* a change's check is in flight */
+    unsigned check_again; /* changes that came meanwhile */
+    bool stopping;
 };
 
 /* hub_announce.c: parses an announcement (docs/agent-protocol.md §2).
@@ -167,6 +206,37 @@ void hub_agent_watch(struct hub_agent *a);
 /* Runs libssh (a zero-timeout poll) and every stream, then watches. May
  * end the agent (it is then only marked dead). */
 void hub_agent_service(struct hub_agent *a);
+
+/* hub.c: what the store work's answers lead to (hub_store.c) */
+/* result: ERR_OK (cred_id the credential), ERR_AUTH (wrong secret),
+ * ERR_NOT_FOUND (no such credential), else the store failed. */
+void hub_auth_result(struct hub_agent *a, int result, const char *cred_id);
+void hub_announce_online(struct hub_agent *a, const struct store_agent *sa);
+void hub_announce_in_use(struct hub_agent *a, const char *id);
+void hub_refuse(struct hub_agent *a, const char *why);
+void hub_refuse_bound(struct hub_agent *a, const char *id, const char *bound);
+struct hub_agent *hub_find_claim(const struct hub *h, const char *id);
+void hub_claim_remove(struct hub_agent *a);
+
+/* hub_store.c */
+int hub_store_start(struct hub *h);
+/* Stops the workers: afterwards offline writes are made on the loop. */
+void hub_store_stop(struct hub *h);
+/* Starts the lookup of a password attempt (user, password copied):
+ * hub_auth_result() later, or before it returns when the store is
+ * inline. ERR_DENIED when HUB_AUTH_INFLIGHT are in flight. */
+int hub_auth_lookup(struct hub_agent *a, const char *user,
+                    const char *password);
+/* Starts the announcement's store work for sa (hub_announce_online, or a
+ * refusal, later). */
+int hub_announce_store(struct hub_agent *a, const struct store_agent *sa,
+                       enum hub_ann_write w);
+/* Writes agent id offline (after whatever was queued before). */
+void hub_offline_store(struct hub *h, const char *id);
+/* Checks the connections after a change (mask of enum hub_change). */
+void hub_check_begin(struct hub *h, unsigned what);
+/* a goes: its jobs forget it (before it is freed). */
+void hub_store_detach(struct hub_agent *a);
 
 /* hub_stream.c */
 void hub_streams_service(struct hub_agent *a);

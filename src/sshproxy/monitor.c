@@ -288,12 +288,13 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
      * heartbeat, the disabled-user check, a reconnection, a cancel
      * request, the tunnels' report rows, the audit log's writer, the
      * session report rows' writer, the login path's connections, the
-     * API's 2 store-read connections (http_offloop.c, HTTP_OFF_CONNS):
+     * API's 2 store-read connections (http_offloop.c, HTTP_OFF_CONNS),
+     * the agent hub's 2 reads and 1 writes connections (hub_store.c):
      * each of them may wait for connect_timeout, or longer, when the
      * database does not answer). */
     loop_reserve_workers(
         (unsigned)cfg->max_concurrent_hashes + directory_service_workers(dirs) +
-        (store_worker_async(m->jobs) ? 7u + MONITOR_JOB_CONNS + 2u : 0u));
+        (store_worker_async(m->jobs) ? 7u + MONITOR_JOB_CONNS + 2u + 3u : 0u));
     directory_service_set_shared(dirs);
     m->hashes = password_pool_new(loop, (unsigned)cfg->max_concurrent_hashes,
                                   (unsigned)cfg->max_concurrent_hashes *
