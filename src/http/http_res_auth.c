@@ -537,18 +537,18 @@ int http_h_login(struct http_req *req)
     return 0;
 }
 
-/*
- * GET /api/v1/directories: the [directory "DOMAIN"] sections serve runs
- * with (read only; the config file is where they change), each mapping
- * target saying whether that Portcullis group exists.
- */
-int http_h_directories_list(struct http_req *req)
+/* The directories' list, each mapping target saying whether that group
+ * exists: by a store read each on the loop's store (SQLite), or in names,
+ * the groups' IDs and names read off the loop. On the loop (the
+ * directory service's configuration is the loop's: reloads). */
+static int http_directories_answer(struct http_req *req, const json_t *names)
 {
     struct directory_service *dirs = directory_service_shared();
     const struct directory_conf *d;
     struct store_group g;
-    json_t *arr = json_array(), *o, *maps, *m;
-    size_t i, j;
+    json_t *arr = json_array(), *o, *maps, *m, *v;
+    size_t i, j, k;
+    bool exists;
 
     for (i = 0; i < directory_service_count(dirs); i++) {
         d = directory_service_nth(dirs, i);
@@ -556,14 +556,67 @@ int http_h_directories_list(struct http_req *req)
         maps = o != NULL ? json_object_get(o, "map_group") : NULL;
         for (j = 0; maps != NULL && j < json_array_size(maps); j++) {
             m = json_array_get(maps, j);
-            json_object_set_new(
-                m, "group_exists",
-                json_boolean(store_group_get(req->store, d->maps[j].to, &g) ==
-                             ERR_OK));
+            if (names == NULL) {
+                exists =
+                    store_group_get(req->store, d->maps[j].to, &g) == ERR_OK;
+            } else {
+                exists = false;
+                json_array_foreach(names, k, v)
+                {
+                    if (strcmp(json_string_value(v), d->maps[j].to) == 0) {
+                        exists = true;
+                        break;
+                    }
+                }
+            }
+            json_object_set_new(m, "group_exists", json_boolean(exists));
         }
         json_array_append_new(arr, o);
     }
     return http_list(req, arr);
+}
+
+/*
+ * GET /api/v1/directories: the [directory "DOMAIN"] sections serve runs
+ * with (read only; the config file is where they change), each mapping
+ * target saying whether that Portcullis group exists. On a database
+ * server the token check and the groups' read run off the loop (202
+ * with the groups' IDs and names between the two) and the route's loop
+ * part (http_then_directories) reads the configuration.
+ */
+int http_h_directories_list(struct http_req *req)
+{
+    struct store_group *list = NULL;
+    size_t n = 0, i;
+    json_t *names;
+    int r;
+
+    if (!req->on_worker) {
+        return http_directories_answer(req, NULL);
+    }
+    if ((r = store_group_list(req->store, &list, &n)) != ERR_OK) {
+        return http_store_error(req, r, "group", "list");
+    }
+    names = json_array();
+    for (i = 0; names != NULL && i < n; i++) {
+        json_array_append_new(names, json_string(list[i].id));
+        json_array_append_new(names, json_string(list[i].name));
+    }
+    store_list_free(list);
+    return http_ok(req, 202, names, NULL);
+}
+
+void http_then_directories(struct http *h, struct http_req *req)
+{
+    json_t *names;
+
+    (void)h;
+    if (req->status != 202) {
+        return;
+    }
+    names = json_incref(req->data);
+    (void)http_directories_answer(req, names);
+    json_decref(names);
 }
 
 int http_h_logout(struct http_req *req)
