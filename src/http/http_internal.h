@@ -335,14 +335,17 @@ void http_off_forget(struct http *h, void *arg);
  * w->later and answers req itself later, by req->deferred. The bounds
  * and the deadline are the routes' (HTTP_OFF_CONNS, HTTP_OFF_WAITING).
  * SQLite: work and then run here at once with w == req (then defers req
- * itself if it must answer later). A route's audit action is not
- * written for a request handed off: its work or then writes it.
+ * itself if it must answer later). true: taken (req deferred, its answer
+ * sent after then); false: req holds its answer now (in line, or 503 at
+ * once after then(.., ran false)), not sent: a request that was
+ * deferred already is the caller's to resume. A route's audit action is
+ * not written for a request handed off: its work or then writes it.
  */
 typedef void (*http_off_work_fn)(struct http_req *w, struct store *st,
                                  void *ctx);
 typedef void (*http_off_then_fn)(struct http *h, struct http_req *w,
                                  struct http_req *req, void *ctx, bool ran);
-void http_off_hand(struct http_req *req, http_off_work_fn work,
+bool http_off_hand(struct http_req *req, http_off_work_fn work,
                    http_off_then_fn then, void *ctx);
 
 /* Response helpers; each returns 0 so a handler can `return http_ok(..)`.

@@ -391,12 +391,14 @@ static void http_off_on_timer(struct loop *l, void *arg)
         http_error(req, 503, "store_unavailable", "Database unavailable",
                    "the access server's database did not answer in time; "
                    "%s",
-                   req->method == HM_GET || req->method == HM_HEAD
+                   req->method == HM_GET || req->method == HM_HEAD ||
+                           o->work != NULL /* a handler's step: its then
+                                              minds the rest (a login) */
                        ? "try again in a moment"
-                   : o->started ? "the change may still be made: look "
-                                  "before trying again"
-                                : "the change was not made; try again in a "
-                                  "moment");
+                       : o->started ? "the change may still be made: look "
+                                      "before trying again"
+                                    : "the change was not made; try again in a "
+                                      "moment");
         req->retry_after = HTTP_OFF_RETRY_S;
         http_resume(req);
     } else if (o->cb != NULL && o->cb_arg != NULL) {
@@ -521,41 +523,38 @@ bool http_off_take(struct http_req *req)
     return true;
 }
 
-void http_off_hand(struct http_req *req, http_off_work_fn work,
+bool http_off_hand(struct http_req *req, http_off_work_fn work,
                    http_off_then_fn then, void *ctx)
 {
     struct http *h = req->h;
     struct http_off *off = h->off;
     struct http_off_job *o = NULL;
-    bool was_deferred = req->deferred != 0;
 
     if (off == NULL || !store_worker_async(off->w) || req->conn == NULL ||
         !http_off_start(req, &o)) {
         /* SQLite (or no memory): in line, as on the worker */
         work(req, req->store, ctx);
         then(h, req, req, ctx, true);
-        return;
+        return false;
     }
     if (o == NULL) { /* answered 503 at once */
         then(h, req, req, ctx, false);
-        if (was_deferred) {
-            http_resume(req);
-        }
-        return;
+        return false;
     }
-    if (was_deferred) {
+    if (req->deferred != 0) {
         o->id = req->deferred; /* a later step of a request waiting */
     } else if (http_defer(req, &o->id) != ERR_OK) {
         http_off_job_free(o);
         work(req, req->store, ctx);
         then(h, req, req, ctx, true);
-        return;
+        return false;
     }
     o->work = work;
     o->then = then;
     o->ctx = ctx;
     http_off_add(off, o);
     http_off_queue(off, o);
+    return true;
 }
 
 void http_off_forget(struct http *h, void *arg)
