@@ -51,9 +51,21 @@
  * stopped server: a worker's own connection has no deadline, db_pg.c).
  * While every connection is held by such a statement, requests are
  * answered 503 store_unavailable at once rather than queued behind it.
- * Logins (POST /login), the web UI's files, agents and tunnels never use
- * these connections, so none of this delays them; the worker threads
- * are reserved beside the other store workers' (monitor.c).
+ * The web UI's files, agents and tunnels never use these connections,
+ * so none of this delays them; the worker threads are reserved beside
+ * the other store workers' (monitor.c). Logins' store steps share them
+ * (and their bounds) with the rest of the API, as every request's token
+ * check does.
+ *
+ * Routes whose state is the loop's (second round): a handler on the
+ * loop hands its store steps off with http_off_hand (work on a worker,
+ * then on the loop, always once) and keeps its books between them: the
+ * login (its lockouts and password pool), GET /pair/CODE (the codes). A
+ * route's then may keep its request waiting (req->later) and answer it
+ * itself by its ID (a peer's check, the login's password). A request
+ * with no connection (the browser terminal's GET /me) is taken with a
+ * callback (req->off_answer) instead of http_defer; its owner going
+ * first says so (http_off_forget).
  *
  * SQLite (a local file, no server to wait for) keeps every route on the
  * loop: the worker is inline there (store_worker.h) and http_off_take
