@@ -1,9 +1,12 @@
 /*
  * Just-in-time users for directory logins; see directory_provision() in
- * directory.h. Runs in the loop's thread after a successful check, with
- * the admin layer's functions, so a user made here is made by the same
- * rules as one made with `portcullis user add` (a domain user has no
- * local password: only the directory's counts).
+ * directory.h. Runs after a successful check, with the admin layer's
+ * functions, so a user made here is made by the same rules as one made
+ * with `portcullis user add` (a domain user has no local password: only
+ * the directory's counts). It touches only the store it is given and
+ * the result: the monitor calls it on its loop; POST /login on a
+ * database server on one of the API's worker threads, with that
+ * worker's connection (http_res_auth.c, http_off_hand).
  *
  * Layering: this file sits under src/auth but calls src/admin, which
  * itself includes auth; it is the one place a login door needs to change

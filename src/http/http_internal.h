@@ -181,6 +181,17 @@ struct http_req {
     /* its handler ran: the token and the permission were checked and
      * passed (a route's then runs only for such a request) */
     bool handled;
+    /* set by a loop part (a route's then, an http_off_hand then) on the
+     * job's copy: the request stays deferred, something else (a password
+     * check, a peer check) answers it later by its ID (req->deferred of
+     * the copy). Set on a request without a connection that
+     * http_dispatch gave to the worker: its answer goes to off_answer. */
+    bool later;
+    /* a request without a connection (the browser terminal's GET /me):
+     * where its answer goes when its route runs off the loop, on the
+     * loop, once (http_off_forget: not at all) */
+    void (*off_answer)(void *arg, struct http_req *answer);
+    void *off_arg;
     const struct http_route *route;
     int method;
     char path[HTTP_PATH_MAX];
@@ -246,6 +257,9 @@ json_t *http_pair_answer(const struct http *h, const char *host,
 int http_h_pair_get(struct http_req *req);
 int http_h_pair_agent(struct http_req *req);
 int http_h_pairing_add(struct http_req *req);
+/* POST /pairing's loop part: the code made once the check passed off
+ * the loop. */
+void http_then_pairing(struct http *h, struct http_req *req);
 
 /*
  * Answering later: a handler whose work runs off the loop (a password
@@ -299,8 +313,40 @@ void http_off_free(struct http *h);
 /* On the loop, for a route off the loop: true when req was taken (it
  * waits for a connection, answered later, or was answered at once: 503
  * when too many wait or the database does not answer); false: run it
- * here (SQLite, or no connection to answer later on). */
+ * here (SQLite, or no connection to answer later on). A request without
+ * a connection but with off_answer set is taken too: req->later says its
+ * answer comes to off_answer. */
 bool http_off_take(struct http_req *req);
+/* The callback owner arg went: its answer is dropped (a job not started
+ * is not run). */
+void http_off_forget(struct http *h, void *arg);
+/*
+ * A handler's own store work off the loop, for a route that runs on the
+ * loop (its state is the loop's: lockouts, pairing codes) or a step of a
+ * request already deferred (a login once its password was checked):
+ * work(w, st, ctx) on a worker thread, with w a copy of req (its body
+ * parsed, no answer) and st one of the API's connections; it touches
+ * only w, st and ctx. Then then(h, w, req, ctx, ran) on the loop, exactly
+ * once: req is the request if its client is still there and it was not
+ * answered at the deadline (else NULL), ran whether work ran (false: 503
+ * at once, dropped unrun, no connection: w's answer is 503 then). then
+ * frees ctx (a plain heap block: free() at the API's stop), does the
+ * loop's part and fills w's answer, which is then sent; or sets
+ * w->later and answers req itself later, by req->deferred. The bounds
+ * and the deadline are the routes' (HTTP_OFF_CONNS, HTTP_OFF_WAITING).
+ * SQLite: work and then run here at once with w == req (then defers req
+ * itself if it must answer later). true: taken (req deferred, its answer
+ * sent after then); false: req holds its answer now (in line, or 503 at
+ * once after then(.., ran false)), not sent: a request that was
+ * deferred already is the caller's to resume. A route's audit action is
+ * not written for a request handed off: its work or then writes it.
+ */
+typedef void (*http_off_work_fn)(struct http_req *w, struct store *st,
+                                 void *ctx);
+typedef void (*http_off_then_fn)(struct http *h, struct http_req *w,
+                                 struct http_req *req, void *ctx, bool ran);
+bool http_off_hand(struct http_req *req, http_off_work_fn work,
+                   http_off_then_fn then, void *ctx);
 
 /* Response helpers; each returns 0 so a handler can `return http_ok(..)`.
  * http_ok steals data (and meta, may be NULL). */
@@ -408,6 +454,8 @@ int http_h_sessions_get(struct http_req *req);
 int http_h_sessions_recording(struct http_req *req);
 int http_h_audit_list(struct http_req *req);
 int http_h_directories_list(struct http_req *req); /* http_res_auth.c */
+/* its loop part: the directories' configuration read on the loop */
+void http_then_directories(struct http *h, struct http_req *req);
 
 /* The agent side (http_res_agents.c). */
 int http_h_peers_list(struct http_req *req); /* http_res_peers.c */
@@ -441,6 +489,9 @@ void http_then_agent_get(struct http *h, struct http_req *req);
 void http_then_agents_list(struct http *h, struct http_req *req);
 void http_then_tunnel_add(struct http *h, struct http_req *req);
 void http_then_tunnels(struct http *h, struct http_req *req);
+/* POST /peers/{id}/check's: the check started once the peer was read
+ * off the loop (its answer comes later: req->later). */
+void http_then_peer_check(struct http *h, struct http_req *req);
 
 /* --- the browser terminal (http_term.c) ------------------------------ */
 

@@ -51,9 +51,21 @@
  * stopped server: a worker's own connection has no deadline, db_pg.c).
  * While every connection is held by such a statement, requests are
  * answered 503 store_unavailable at once rather than queued behind it.
- * Logins (POST /login), the web UI's files, agents and tunnels never use
- * these connections, so none of this delays them; the worker threads
- * are reserved beside the other store workers' (monitor.c).
+ * The web UI's files, agents and tunnels never use these connections,
+ * so none of this delays them; the worker threads are reserved beside
+ * the other store workers' (monitor.c). Logins' store steps share them
+ * (and their bounds) with the rest of the API, as every request's token
+ * check does.
+ *
+ * Routes whose state is the loop's (second round): a handler on the
+ * loop hands its store steps off with http_off_hand (work on a worker,
+ * then on the loop, always once) and keeps its books between them: the
+ * login (its lockouts and password pool), GET /pair/CODE (the codes). A
+ * route's then may keep its request waiting (req->later) and answer it
+ * itself by its ID (a peer's check, the login's password). A request
+ * with no connection (the browser terminal's GET /me) is taken with a
+ * callback (req->off_answer) instead of http_defer; its owner going
+ * first says so (http_off_forget).
  *
  * SQLite (a local file, no server to wait for) keeps every route on the
  * loop: the worker is inline there (store_worker.h) and http_off_take
@@ -97,6 +109,16 @@ struct http_off_job {
     bool stuck;   /* started, past its deadline, not back */
     bool probe;   /* the one request let through while off->down */
     bool down;    /* its connection found the database unreachable */
+    /* a request with no connection (the browser terminal's token check):
+     * its answer goes to cb(cb_arg, answer) on the loop, once; cb_arg
+     * NULL once it went (http_off_forget) or was answered */
+    void (*cb)(void *arg, struct http_req *answer);
+    void *cb_arg;
+    /* a handler's own store work (http_off_hand): work on the worker,
+     * then on the loop, always once; ctx theirs (free() at a stop) */
+    http_off_work_fn work;
+    http_off_then_fn then;
+    void *ctx;
     struct http_off_job *next; /* in off->jobs */
 };
 
@@ -115,6 +137,7 @@ struct http_off {
 
 static void http_off_job_free(struct http_off_job *o)
 {
+    free(o->ctx); /* the API stopped before its then ran */
     http_req_clear(&o->req);
     if (o->authz != NULL) {
         sodium_memzero(o->authz, strlen(o->authz));
@@ -163,8 +186,42 @@ static void http_off_work(struct store_job *j, struct store *st)
 
     o->req.store = st;
     o->req.on_worker = true;
-    http_dispatch_route(&o->req);
+    if (o->work != NULL) {
+        o->work(&o->req, st, o->ctx);
+    } else {
+        http_dispatch_route(&o->req);
+    }
     o->down = store_unreachable(st);
+}
+
+/* Whether someone still waits for o's answer: its deferred request (its
+ * client is there and was not answered at the deadline), or its
+ * callback's owner. */
+static bool http_off_awaited(struct http_off *off, struct http_off_job *o)
+{
+    return o->cb != NULL ? o->cb_arg != NULL
+                         : http_deferred(off->h, o->id) != NULL;
+}
+
+/* A callback's answer at once (its deadline): a copy of its own, since
+ * the job's may be in a worker's hands still. */
+static void http_off_cb_error(struct http_off_job *o, const char *detail)
+{
+    struct http_req *tmp = calloc(1, sizeof(*tmp));
+    void *arg = o->cb_arg;
+
+    o->cb_arg = NULL;
+    if (tmp == NULL) {
+        return; /* out of memory: the terminal's own timer ends it */
+    }
+    tmp->h = o->req.h;
+    tmp->route = o->req.route;
+    http_error(tmp, 503, "store_unavailable", "Database unavailable", "%s",
+               detail);
+    tmp->retry_after = HTTP_OFF_RETRY_S;
+    o->cb(arg, tmp);
+    http_req_clear(tmp);
+    free(tmp);
 }
 
 /* On the loop, before the job starts: not if its request went (or was
@@ -174,7 +231,7 @@ static bool http_off_wanted(void *owner, const struct store_job *j)
     struct http_off *off = owner;
     struct http_off_job *o = (struct http_off_job *)(uintptr_t)j;
 
-    if (off == NULL || http_deferred(off->h, o->id) == NULL) {
+    if (off == NULL || !http_off_awaited(off, o)) {
         return false;
     }
     o->started = true;
@@ -254,18 +311,35 @@ static void http_off_done(void *owner, struct store_job *j)
             log_info("http: the database answers the API's store calls "
                      "again");
         }
-        /* the loop part of a change, once its work ran: also when its
-         * client went or was answered at the deadline. Only for a
-         * request its handler took (the token and the permission passed:
-         * an unauthenticated client must not make the hub re-read the
-         * store, per agent, on the loop) and not refused by it (4xx:
-         * nothing changed); a 5xx may follow a change (its audit row
-         * failed), and the hub's re-read is harmless when none was. */
-        if (o->job.ran && o->req.handled && o->req.route->then != NULL &&
-            (o->req.status < 400 || o->req.status >= 500)) {
+        req = o->cb != NULL ? NULL : http_deferred(off->h, o->id);
+        /* a loop part may go on with the request later (w->later) */
+        o->req.deferred = req != NULL ? o->id : 0;
+        if (o->then != NULL) {
+            /* a handler's own: always, with what it needs to know */
+            o->then(off->h, &o->req, req, o->ctx, o->job.ran);
+            o->ctx = NULL;
+        } else if (o->job.ran && o->req.handled && o->req.route->then != NULL &&
+                   (o->req.status < 400 || o->req.status >= 500)) {
+            /* the loop part of a change, once its work ran: also when
+             * its client went or was answered at the deadline. Only for
+             * a request its handler took (the token and the permission
+             * passed: an unauthenticated client must not make the hub
+             * re-read the store, per agent, on the loop) and not refused
+             * by it (4xx: nothing changed); a 5xx may follow a change
+             * (its audit row failed), and the hub's re-read is harmless
+             * when none was. */
             o->req.route->then(off->h, &o->req);
         }
-        if ((req = http_deferred(off->h, o->id)) != NULL) {
+        if (o->cb != NULL && o->cb_arg != NULL) {
+            void *arg = o->cb_arg;
+
+            o->cb_arg = NULL;
+            if (!o->job.ran) {
+                http_off_unavailable(&o->req);
+            }
+            o->cb(arg, &o->req);
+        } else if (req != NULL && !o->req.later &&
+                   http_deferred(off->h, o->id) == req) {
             http_off_answer(req, o);
         }
     }
@@ -294,12 +368,12 @@ static void http_off_on_timer(struct loop *l, void *arg)
 {
     struct http_off_job *o = arg;
     struct http_off *off = o->off;
-    struct http_req *req = http_deferred(off->h, o->id);
+    struct http_req *req = o->cb != NULL ? NULL : http_deferred(off->h, o->id);
 
     (void)l;
     o->timer = 0;
     if (!o->queued) { /* waiting for the store's writers */
-        if (req == NULL) {
+        if (!http_off_awaited(off, o)) {
             http_off_unlink(off, o); /* its client went */
             http_off_job_free(o);
             return;
@@ -329,27 +403,32 @@ static void http_off_on_timer(struct loop *l, void *arg)
         http_error(req, 503, "store_unavailable", "Database unavailable",
                    "the access server's database did not answer in time; "
                    "%s",
-                   req->method == HM_GET || req->method == HM_HEAD
+                   req->method == HM_GET || req->method == HM_HEAD ||
+                           o->work != NULL /* a handler's step: its then
+                                              minds the rest (a login) */
                        ? "try again in a moment"
-                   : o->started ? "the change may still be made: look "
-                                  "before trying again"
-                                : "the change was not made; try again in a "
-                                  "moment");
+                       : o->started ? "the change may still be made: look "
+                                      "before trying again"
+                                    : "the change was not made; try again in a "
+                                      "moment");
         req->retry_after = HTTP_OFF_RETRY_S;
         http_resume(req);
+    } else if (o->cb != NULL && o->cb_arg != NULL) {
+        http_off_cb_error(o, "the access server's database did not answer "
+                             "in time; try again in a moment");
     }
 }
 
-bool http_off_take(struct http_req *req)
+/* What http_off_take and http_off_hand share: req copied into a job and
+ * handed to the worker, or answered at once (true; *o NULL); false: no
+ * memory, run it here. */
+static bool http_off_start(struct http_req *req, struct http_off_job **out)
 {
     struct http *h = req->h;
     struct http_off *off = h->off;
     struct http_off_job *o;
-    int64_t now = util_mono_ms();
 
-    if (off == NULL || !store_worker_async(off->w) || req->conn == NULL) {
-        return false;
-    }
+    *out = NULL;
     if (off->stuck >= HTTP_OFF_CONNS || (off->down && off->probing)) {
         /* every connection waits for a database that does not answer,
          * or it did not answer and a probe is out: queued, this would
@@ -367,12 +446,23 @@ bool http_off_take(struct http_req *req)
     if ((o = calloc(1, sizeof(*o))) == NULL) {
         return false;
     }
-    o->req = *req; /* its JSON values are all NULL still */
+    o->req = *req;
+    /* a handler's request holds its body parsed, and maybe an answer
+     * begun; the copy gets a body of its own (a worker thread must not
+     * share JSON references with the loop) and no answer */
+    o->req.body = o->req.data = o->req.meta = o->req.errors = NULL;
+    o->req.raw = NULL;
     o->req.conn = NULL;
     o->req.deferred = 0;
     o->req.store = NULL;
     o->req.authorization = NULL;
     o->req.body_data = "";
+    o->req.later = false;
+    if (req->body != NULL &&
+        (o->req.body = json_deep_copy(req->body)) == NULL) {
+        http_off_job_free(o);
+        return false;
+    }
     if (req->authorization != NULL &&
         (o->authz = strdup(req->authorization)) == NULL) {
         http_off_job_free(o);
@@ -388,10 +478,14 @@ bool http_off_take(struct http_req *req)
         o->body[req->body_len] = '\0';
         o->req.body_data = o->body;
     }
-    if (http_defer(req, &o->id) != ERR_OK) {
-        http_off_job_free(o);
-        return false;
-    }
+    *out = o;
+    return true;
+}
+
+/* o (from http_off_start) into the API's list, its answer due at the
+ * deadline. */
+static void http_off_add(struct http_off *off, struct http_off_job *o)
+{
     o->off = off;
     if (off->down) {
         o->probe = off->probing = true;
@@ -399,10 +493,38 @@ bool http_off_take(struct http_req *req)
     o->next = off->jobs;
     off->jobs = o;
     off->n++;
-    o->until = now + off->deadline_ms;
+    o->until = util_mono_ms() + off->deadline_ms;
+}
+
+bool http_off_take(struct http_req *req)
+{
+    struct http *h = req->h;
+    struct http_off *off = h->off;
+    struct http_off_job *o;
+
+    if (off == NULL || !store_worker_async(off->w) ||
+        (req->conn == NULL && req->off_answer == NULL)) {
+        return false;
+    }
+    if (!http_off_start(req, &o)) {
+        return false;
+    }
+    if (o == NULL) {
+        return true; /* answered at once */
+    }
+    if (req->conn == NULL) {
+        /* no connection to answer later on: the caller's callback */
+        o->cb = req->off_answer;
+        o->cb_arg = req->off_arg;
+        req->later = true;
+    } else if (http_defer(req, &o->id) != ERR_OK) {
+        http_off_job_free(o);
+        return false;
+    }
+    http_off_add(off, o);
     if (req->route->off_loop == HTTP_OFF_WRITES &&
         store_worker_writing(h->store)) {
-        o->gate_until = now + HTTP_OFF_GATE_MS;
+        o->gate_until = util_mono_ms() + HTTP_OFF_GATE_MS;
         o->timer =
             loop_add_timer(h->loop, HTTP_OFF_TICK_MS, http_off_on_timer, o);
         if (o->timer != 0) {
@@ -411,6 +533,54 @@ bool http_off_take(struct http_req *req)
     }
     http_off_queue(off, o);
     return true;
+}
+
+bool http_off_hand(struct http_req *req, http_off_work_fn work,
+                   http_off_then_fn then, void *ctx)
+{
+    struct http *h = req->h;
+    struct http_off *off = h->off;
+    struct http_off_job *o = NULL;
+
+    if (off == NULL || !store_worker_async(off->w) || req->conn == NULL ||
+        !http_off_start(req, &o)) {
+        /* SQLite (or no memory): in line, as on the worker */
+        work(req, req->store, ctx);
+        then(h, req, req, ctx, true);
+        return false;
+    }
+    if (o == NULL) { /* answered 503 at once */
+        then(h, req, req, ctx, false);
+        return false;
+    }
+    if (req->deferred != 0) {
+        o->id = req->deferred; /* a later step of a request waiting */
+    } else if (http_defer(req, &o->id) != ERR_OK) {
+        http_off_job_free(o);
+        work(req, req->store, ctx);
+        then(h, req, req, ctx, true);
+        return false;
+    }
+    o->work = work;
+    o->then = then;
+    o->ctx = ctx;
+    http_off_add(off, o);
+    http_off_queue(off, o);
+    return true;
+}
+
+void http_off_forget(struct http *h, void *arg)
+{
+    struct http_off_job *o;
+
+    if (h == NULL || h->off == NULL) {
+        return;
+    }
+    for (o = h->off->jobs; o != NULL; o = o->next) {
+        if (o->cb != NULL && o->cb_arg == arg) {
+            o->cb_arg = NULL;
+        }
+    }
 }
 
 int http_off_new(struct http *h)

@@ -216,30 +216,28 @@ bool http_pair_word_ok(const char *s, size_t max, bool space)
     return true;
 }
 
-int http_pair_create(struct http *h, const json_t *req, const char *actor,
-                     char code[PAIR_CODE_BUF], int64_t *expires, char *why,
-                     size_t whylen)
+/* What a code asks for, checked: its tags and name, and a credential it
+ * names with that credential's secret (a store read, on st: a worker's
+ * connection for POST /pairing on a database server). Reads of h only
+ * what never changes once the API is up (the host key's fingerprint). */
+static int pair_check(const struct http *h, struct store *st, const json_t *req,
+                      char *why, size_t whylen)
 {
-    struct http_pairs *ps = h->pairs;
-    struct pair_code *p = NULL;
+    const struct http_pairs *ps = h->pairs;
     struct store_credential cred;
     const char *name = json_string_value(json_object_get(req, "name"));
     const char *cid = json_string_value(json_object_get(req, "credential"));
     const char *sec = json_string_value(json_object_get(req, "secret"));
     json_t *tags = json_object_get(req, "tags"), *v;
-    unsigned char raw[PAIR_CODE_CHARS];
-    int64_t now = util_now();
     size_t i;
     int r;
 
-    code[0] = '\0';
     if (ps == NULL || ps->fingerprint[0] == '\0') {
         snprintf(why, whylen,
                  "pairing is off: the server cannot read its "
                  "SSH host key");
         return ERR_INTERNAL;
     }
-    pair_sweep(ps, now);
     if (tags != NULL && !json_is_array(tags)) {
         snprintf(why, whylen, "tags must be a list");
         return ERR_INVALID;
@@ -272,7 +270,7 @@ int http_pair_create(struct http *h, const json_t *req, const char *actor,
             return ERR_INVALID;
         }
         if (strlen(sec) > SECRET_CHARS ||
-            store_credential_get(h->store, cid, &cred) != ERR_OK) {
+            store_credential_get(st, cid, &cred) != ERR_OK) {
             snprintf(why, whylen, "credential %.64s not found", cid);
             return ERR_NOT_FOUND;
         }
@@ -283,6 +281,26 @@ int http_pair_create(struct http *h, const json_t *req, const char *actor,
             return ERR_DENIED;
         }
     }
+    return ERR_OK;
+}
+
+/* The code for a request pair_check passed, made on the loop (the codes
+ * are the loop's: one slot per code, taken here and nowhere else). */
+static int pair_make(struct http *h, const json_t *req, const char *actor,
+                     char code[PAIR_CODE_BUF], int64_t *expires, char *why,
+                     size_t whylen)
+{
+    struct http_pairs *ps = h->pairs;
+    struct pair_code *p = NULL;
+    const char *name = json_string_value(json_object_get(req, "name"));
+    const char *cid = json_string_value(json_object_get(req, "credential"));
+    const char *sec = json_string_value(json_object_get(req, "secret"));
+    json_t *tags = json_object_get(req, "tags"), *v;
+    unsigned char raw[PAIR_CODE_CHARS];
+    int64_t now = util_now();
+    size_t i;
+
+    pair_sweep(ps, now);
     for (i = 0; i < PAIR_MAX; i++) {
         if (!ps->codes[i].live) {
             p = &ps->codes[i];
@@ -318,6 +336,19 @@ int http_pair_create(struct http *h, const json_t *req, const char *actor,
     memcpy(code, p->code, PAIR_CODE_CHARS + 1);
     *expires = p->expires;
     return ERR_OK;
+}
+
+int http_pair_create(struct http *h, const json_t *req, const char *actor,
+                     char code[PAIR_CODE_BUF], int64_t *expires, char *why,
+                     size_t whylen)
+{
+    int r;
+
+    code[0] = '\0';
+    if ((r = pair_check(h, h->store, req, why, whylen)) != ERR_OK) {
+        return r;
+    }
+    return pair_make(h, req, actor, code, expires, why, whylen);
 }
 
 /* The rate limit: true when this source, or everyone, failed too often. */
@@ -615,33 +646,150 @@ int http_pair_render(const struct http_pair_vals *v, char **out)
     }
 }
 
-static void pair_audit(struct http_req *req, const char *action,
-                       const struct pair_code *p, const char *detail)
+/* On st: the loop's store (h->store: on a database server its audit
+ * appends are queued, not made, on the loop) or a worker's. */
+static void pair_audit(struct store *st, const struct http_req *req,
+                       const char *action, const struct pair_code *p,
+                       const char *detail)
 {
     char target[32];
 
     snprintf(target, sizeof(target), "%.4s...", p->code);
-    if (audit_write(req->store, p->actor, req->client, action, target,
-                    detail) != ERR_OK) {
+    if (audit_write(st, p->actor, req->client, action, target, detail) !=
+        ERR_OK) {
         log_error("pairing: cannot write the audit event %s", action);
     }
 }
 
-/* GET /pair/{code}: the installer, once. */
+/* The installer of used code p into req's answer (the secret leaves in
+ * it, and nothing keeps it afterwards), audited on st. */
+static int pair_installer(struct http *h, struct http_req *req,
+                          struct pair_code *p, const char *sha,
+                          struct store *st)
+{
+    struct http_pairs *ps = h->pairs;
+    char credential[160], detail[256];
+    int r;
+
+    snprintf(credential, sizeof(credential), "%s:%s", p->cred_id,
+             p->cred_secret);
+    {
+        const char *tagv[PAIR_TAGS_MAX];
+        struct http_pair_vals v = {
+            .tls = h->tls,
+            .host = req->host,
+            .code = p->code,
+            .fingerprint = ps->fingerprint,
+            .tls_pin = ps->tls_pin,
+            .ca = ps->tls_ca != NULL ? ps->tls_ca : "",
+            .sha256 = sha,
+            .credential = credential,
+            .tags = tagv,
+            .ntags = p->ntags,
+            .name = p->name,
+        };
+
+        for (size_t i = 0; i < p->ntags; i++) {
+            tagv[i] = p->tags[i];
+        }
+        free(req->raw);
+        req->raw = NULL;
+        r = http_pair_render(&v, &req->raw);
+    }
+    sodium_memzero(credential, sizeof(credential));
+    snprintf(detail, sizeof(detail), "credential=%s", p->cred_id);
+    /* the secret has left in this answer; nothing keeps it now */
+    sodium_memzero(p->cred_secret, sizeof(p->cred_secret));
+    if (r != ERR_OK) {
+        return pair_refuse(req, 500, "the installer could not be made");
+    }
+    req->status = 200;
+    req->raw_type = "text/x-shellscript; charset=utf-8";
+    pair_audit(st, req, "pairing.use", p, detail);
+    return 0;
+}
+
+/* A used code's credential, made off the loop (http_off_hand): the code
+ * is claimed (used) on the loop first, so a second GET of it meanwhile
+ * is refused as a used one, and given back if none was made or its
+ * installer reached nobody. */
+struct pair_use {
+    char code[PAIR_CODE_CHARS + 1];
+    char name[PAIR_NAME_MAX + 1];
+    char actor[STORE_NAME_MAX + 1];
+    char sha[65];
+    char cred_id[STORE_ID_MAX + 1];
+    char secret[SECRET_CHARS + 1];
+    bool made;
+};
+
+static void pair_use_work(struct http_req *w, struct store *st, void *ctx)
+{
+    struct pair_use *u = ctx;
+    struct store_credential cred;
+    struct admin_ctx ac;
+    struct admin_err e;
+    int r;
+
+    memset(&cred, 0, sizeof(cred));
+    http_admin_ctx(w, &ac);
+    ac.st = st;
+    ac.actor = u->actor;
+    r = admin_credential_add(&ac, u->name[0] != '\0' ? u->name : "paired",
+                             &cred, u->secret, sizeof(u->secret), &e);
+    /* an audit failure after the credential was made: it is made */
+    if (r == ERR_OK || u->secret[0] != '\0') {
+        snprintf(u->cred_id, sizeof(u->cred_id), "%s", cred.id);
+        u->made = true;
+    }
+    sodium_memzero(&cred, sizeof(cred));
+}
+
+static void pair_use_then(struct http *h, struct http_req *w,
+                          struct http_req *req, void *ctx, bool ran)
+{
+    struct pair_use *u = ctx;
+    struct pair_code *p =
+        h->pairs != NULL ? pair_find(h->pairs, u->code) : NULL;
+
+    if (p != NULL && ran && u->made) {
+        snprintf(p->cred_id, sizeof(p->cred_id), "%s", u->cred_id);
+        snprintf(p->cred_secret, sizeof(p->cred_secret), "%s", u->secret);
+    }
+    if (p == NULL) {
+        /* expired meanwhile (its credential, if made, stays unused) */
+        if (ran) {
+            (void)pair_refuse(w, 404,
+                              "this pairing code is unknown, used or "
+                              "expired; ask your administrator for a new "
+                              "one");
+        }
+    } else if (!ran || !u->made || req == NULL) {
+        /* nothing made, or nobody to take the installer: the code is
+         * unused again (with the credential made, if one was) */
+        p->used = false;
+        if (ran && !u->made) {
+            (void)pair_refuse(w, 500, "the server could not make a credential");
+        }
+    } else {
+        (void)pair_installer(h, w, p, u->sha, h->store);
+    }
+    sodium_memzero(u, sizeof(*u));
+    free(u);
+}
+
+/* GET /pair/{code}: the installer, once. On the loop (the codes, the
+ * rate limit); a credential it must make is made off the loop. */
 int http_h_pair_get(struct http_req *req)
 {
     struct http_pairs *ps = req->h->pairs;
     struct pair_code *p;
-    struct store_credential cred;
-    struct admin_ctx ac;
-    struct admin_err e;
-    char secret[SECRET_CHARS + 1] = "", credential[160], sha[65];
-    char detail[256];
+    struct pair_use *u;
+    char sha[65];
     unsigned char md[32];
     char *bin = NULL;
     size_t binlen = 0;
     int64_t now = util_now();
-    int r;
 
     if (ps == NULL || ps->fingerprint[0] == '\0') {
         return pair_refuse(req, 503, "pairing is off on this server");
@@ -680,53 +828,19 @@ int http_h_pair_get(struct http_req *req)
     crypto_hash_sha256(md, (const unsigned char *)bin, binlen);
     free(bin);
     sodium_bin2hex(sha, sizeof(sha), md, sizeof(md));
-    if (p->cred_id[0] == '\0') {
-        http_admin_ctx(req, &ac);
-        ac.actor = p->actor;
-        r = admin_credential_add(&ac, p->name[0] != '\0' ? p->name : "paired",
-                                 &cred, secret, sizeof(secret), &e);
-        if (r != ERR_OK && secret[0] == '\0') {
-            return pair_refuse(req, 500,
-                               "the server could not make a credential");
-        }
-        snprintf(p->cred_id, sizeof(p->cred_id), "%s", cred.id);
-        snprintf(p->cred_secret, sizeof(p->cred_secret), "%s", secret);
-        sodium_memzero(secret, sizeof(secret));
-    }
     p->used = true; /* from here on, one use only */
-    snprintf(credential, sizeof(credential), "%s:%s", p->cred_id,
-             p->cred_secret);
-    {
-        const char *tagv[PAIR_TAGS_MAX];
-        struct http_pair_vals v = {
-            .tls = req->h->tls,
-            .host = req->host,
-            .code = p->code,
-            .fingerprint = ps->fingerprint,
-            .tls_pin = ps->tls_pin,
-            .ca = ps->tls_ca != NULL ? ps->tls_ca : "",
-            .sha256 = sha,
-            .credential = credential,
-            .tags = tagv,
-            .ntags = p->ntags,
-            .name = p->name,
-        };
-
-        for (size_t i = 0; i < p->ntags; i++) {
-            tagv[i] = p->tags[i];
-        }
-        r = http_pair_render(&v, &req->raw);
+    if (p->cred_id[0] != '\0') {
+        return pair_installer(req->h, req, p, sha, req->store);
     }
-    sodium_memzero(credential, sizeof(credential));
-    snprintf(detail, sizeof(detail), "credential=%s", p->cred_id);
-    /* the secret has left in this answer; nothing keeps it now */
-    sodium_memzero(p->cred_secret, sizeof(p->cred_secret));
-    if (r != ERR_OK) {
-        return pair_refuse(req, 500, "the installer could not be made");
+    if ((u = calloc(1, sizeof(*u))) == NULL) {
+        p->used = false;
+        return pair_refuse(req, 500, "no memory");
     }
-    req->status = 200;
-    req->raw_type = "text/x-shellscript; charset=utf-8";
-    pair_audit(req, "pairing.use", p, detail);
+    snprintf(u->code, sizeof(u->code), "%s", p->code);
+    snprintf(u->name, sizeof(u->name), "%s", p->name);
+    snprintf(u->actor, sizeof(u->actor), "%s", p->actor);
+    snprintf(u->sha, sizeof(u->sha), "%s", sha);
+    http_off_hand(req, pair_use_work, pair_use_then, u);
     return 0;
 }
 
@@ -798,29 +912,64 @@ json_t *http_pair_answer(const struct http *h, const char *host,
                      "plain_http", !h->tls);
 }
 
-/* POST /api/v1/pairing */
-int http_h_pairing_add(struct http_req *req)
+static int pair_add_error(struct http_req *req, int r, const char *why)
 {
-    char code[PAIR_CODE_BUF], why[256];
+    return http_error(req,
+                      r == ERR_NOT_FOUND ? 404
+                      : r == ERR_LOCKED  ? 429
+                      : r == ERR_DENIED  ? 403
+                      : r == ERR_INVALID ? 400
+                                         : 500,
+                      "pairing", "Cannot pair", "%s", why);
+}
+
+/* The code of a checked POST /pairing made (on the loop), answered into
+ * req and audited on st. */
+static int pair_add_finish(struct http *h, struct http_req *req,
+                           struct store *st)
+{
+    char code[PAIR_CODE_BUF], why[256], target[32];
     int64_t expires;
     const char *actor = req->auth.ok ? req->auth.user.name : "-";
     json_t *data;
-    int r = http_pair_create(req->h, req->body, actor, code, &expires, why,
-                             sizeof(why));
+    int r = pair_make(h, req->body, actor, code, &expires, why, sizeof(why));
 
     if (r != ERR_OK) {
-        return http_error(req,
-                          r == ERR_NOT_FOUND ? 404
-                          : r == ERR_LOCKED  ? 429
-                          : r == ERR_DENIED  ? 403
-                          : r == ERR_INVALID ? 400
-                                             : 500,
-                          "pairing", "Cannot pair", "%s", why);
+        return pair_add_error(req, r, why);
     }
-    data = http_pair_answer(req->h, req->host, code, expires);
-    snprintf(req->audit_target, sizeof(req->audit_target), "%.4s...", code);
+    data = http_pair_answer(h, req->host, code, expires);
+    snprintf(target, sizeof(target), "%.4s...", code);
     sodium_memzero(code, sizeof(code));
+    if (audit_write(st, actor, req->client, "pairing.create", target, "") !=
+        ERR_OK) {
+        log_error("http: cannot write the audit event pairing.create");
+    }
     return http_ok(req, 201, data, NULL);
+}
+
+/* POST /api/v1/pairing. On a database server the check (the token, the
+ * body, a named credential's secret) runs off the loop and the code is
+ * made by the route's loop part (http_then_pairing): 202 between the
+ * two says the check passed. */
+int http_h_pairing_add(struct http_req *req)
+{
+    char why[256];
+    int r = pair_check(req->h, req->store, req->body, why, sizeof(why));
+
+    if (r != ERR_OK) {
+        return pair_add_error(req, r, why);
+    }
+    if (req->on_worker) {
+        return http_ok(req, 202, json_object(), NULL);
+    }
+    return pair_add_finish(req->h, req, req->store);
+}
+
+void http_then_pairing(struct http *h, struct http_req *req)
+{
+    if (req->status == 202) {
+        (void)pair_add_finish(h, req, h->store);
+    }
 }
 
 /* A question on ask.sock (common/notify.h) from `portcullis agent pair`:

@@ -183,10 +183,33 @@ int http_h_metrics(struct http_req *req)
 
 /* --- login and logout ---------------------------------------------------- */
 
+/*
+ * POST /api/v1/login runs on the loop: its lockout table, the password
+ * pool and the failure delay are the loop's. Its store work is not: on a
+ * database server each store step runs off the loop (http_off_hand) and
+ * the loop only keeps the books between them:
+ *
+ *   lookup (worker: the user by name) -> the lockout check (loop: the
+ *   address and the password factor, for the user the name resolved to)
+ *   -> the password (the pool) or the directory (its own threads) ->
+ *   [a directory's user made or refreshed (worker)] -> the failure books
+ *   (loop: a wrong password counts here, no store) or, for a right one,
+ *   recheck (worker: a remade hash stored, the user read again, its TOTP
+ *   code checked and used, the TOTP factor's lock read on the loop
+ *   before) -> the books and the token (loop).
+ *
+ * Every failure is counted on the loop, in the order the answers come,
+ * so concurrent failures all count; a lock taken while a login's later
+ * steps ran is looked at again on the loop before its token is issued
+ * (a success never lifts a lock), so none slips through between worker
+ * and loop. The audit events are written on the loop's store (on a
+ * database server they are queued there, store_audit.c).
+ */
+
 static void http_login_audit(struct http_req *req, const char *action,
                              const char *user, const char *detail)
 {
-    int r = audit_write(req->store, user, req->client, action, user, detail);
+    int r = audit_write(req->h->store, user, req->client, action, user, detail);
 
     if (r != ERR_OK) {
         log_error("http: cannot write the audit event %s: %s", action,
@@ -194,9 +217,16 @@ static void http_login_audit(struct http_req *req, const char *action,
     }
 }
 
-/* Checks the TOTP code of user u: ERR_OK, ERR_AUTH or ERR_REPLAY. */
-static int http_login_totp(struct http_req *req, const struct store_user *u,
-                           const char *code)
+static int http_login_unavailable(struct http_req *req)
+{
+    return http_error(req, 503, "store_unavailable", "Database unavailable",
+                      "the access server cannot reach its database; "
+                      "try again in a moment");
+}
+
+/* Checks the TOTP code of user u on st: ERR_OK, ERR_AUTH or ERR_REPLAY. */
+static int http_login_totp(const struct http_req *req, struct store *st,
+                           const struct store_user *u, const char *code)
 {
     uint8_t *seed = NULL;
     size_t seed_len = 0;
@@ -216,7 +246,7 @@ static int http_login_totp(struct http_req *req, const struct store_user *u,
     if (r != ERR_OK) {
         return ERR_AUTH;
     }
-    return store_user_totp_use(req->store, u->id, step);
+    return store_user_totp_use(st, u->id, step);
 }
 
 /* The lockout keys of a login (docs/security.md, "Lockouts"): the source
@@ -257,108 +287,119 @@ static void http_login_locked(struct http_req *req, const char *name,
     http_login_audit(req, "login.lock", name, what);
 }
 
-/* The rest of a login once its password was checked (r: ERR_OK or
- * ERR_AUTH): TOTP, counters, the token. */
-static int http_login_finish(struct http_req *req, int r)
+/* A failed login's books, on the loop: counted under lkey (NULL: under
+ * none, e.g. a locked factor; by_user false: not under the factor, e.g.
+ * a disabled user) and the address, delayed, audited, answered 401. */
+static int http_login_failed(struct http_req *req, const char *lkey, bool totp,
+                             bool by_user, const char *why)
 {
     const char *name = http_body_str(req->body, "username");
-    const char *code = http_body_str(req->body, "totp");
-    struct jwt_claims c;
-    struct store_user u;
-    char pkey[LOCKOUT_KEY_MAX], tkey[LOCKOUT_KEY_MAX], akey[LOCKOUT_KEY_MAX],
-        *token = NULL;
-    const char *why = "wrong username or password", *lkey = pkey;
+    char akey[LOCKOUT_KEY_MAX];
     int64_t now = util_now();
 
-    memset(&c, 0, sizeof(c));
-    memset(&u, 0, sizeof(u));
-    http_login_keys(req, name, pkey, tkey, akey);
-    if (r == ERR_OK) {
-        lockout_success(req->h->lockout, pkey);
-        /* Read again: the user may have changed while the hash ran. */
-        if ((r = store_user_get(req->store, req->login_uid, &u)) == ERR_STORE) {
-            return http_error(req, 503, "store_unavailable",
-                              "Database unavailable",
-                              "the access server cannot reach its database; "
-                              "try again in a moment");
-        }
-        r = r == ERR_OK ? ERR_OK : ERR_AUTH;
+    lockout_key_addr(akey, sizeof(akey), req->client_ip);
+    req->h->m.login_failures++;
+    req->h->m.api_auth_failures++;
+    if (lkey != NULL && by_user && lockout_fail(req->h->lockout, lkey, now)) {
+        http_login_locked(req, name, totp ? "totp" : "password");
     }
-    if (r == ERR_OK && u.disabled) {
-        r = ERR_AUTH;
-        why = "user disabled";
+    if (lkey != NULL && lockout_fail(req->h->lockout, akey, now)) {
+        http_login_locked(req, name, NULL);
     }
-    if (r == ERR_OK && u.totp_enabled) {
-        if (code == NULL || code[0] == '\0') {
-            sodium_memzero(&u, sizeof(u));
-            return http_error(req, 401, "totp_required", "TOTP required",
-                              "this user needs a TOTP code: send 'totp'");
-        }
-        lkey = tkey;
-        if (lockout_is_locked(req->h->lockout, tkey, now)) {
-            r = ERR_LOCKED;
-            why = "locked out: TOTP locked";
-            lkey = NULL; /* not checked: counts nowhere */
-        } else if ((r = http_login_totp(req, &u, code)) == ERR_OK) {
-            lockout_success(req->h->lockout, tkey);
-        } else {
-            why =
-                r == ERR_REPLAY ? "TOTP code already used" : "wrong TOTP code";
-        }
-        r = r == ERR_OK ? ERR_OK : ERR_AUTH;
-    }
-    if (r != ERR_OK) {
-        req->h->m.login_failures++;
-        req->h->m.api_auth_failures++;
-        if (lkey != NULL && strcmp(why, "user disabled") != 0 &&
-            lockout_fail(req->h->lockout, lkey, now)) {
-            http_login_locked(req, name, lkey == tkey ? "totp" : "password");
-        }
-        if (lkey != NULL && lockout_fail(req->h->lockout, akey, now)) {
-            http_login_locked(req, name, NULL);
-        }
-        req->delay_ms = req->h->cfg->failure_delay_ms;
-        http_login_audit(req, "login.fail", name, why);
-        sodium_memzero(&u, sizeof(u));
-        return http_error(req, 401, "login_failed", "Login failed",
-                          "wrong username, password or TOTP code");
-    }
-    c.kind = JWT_SESSION;
-    snprintf(c.sub, sizeof(c.sub), "%s", u.id);
-    c.iat = now;
-    c.exp = now + (int64_t)req->h->cfg->http_session_minutes * 60;
-    if ((r = jwt_issue(req->h->key, &c, &token)) != ERR_OK) {
-        sodium_memzero(&u, sizeof(u));
-        return http_error(req, 500, "internal", "Internal error",
-                          "cannot issue a token: %s", err_str(r));
-    }
-    http_login_audit(req, "login.ok", u.name, "api");
-    http_ok(req, 200,
-            json_pack("{s:s, s:s, s:o, s:{s:s, s:s}}", "token", token,
-                      "token_type", "Bearer", "expires_at",
-                      http_json_time(c.exp), "user", "id", u.id, "name",
-                      u.name),
-            NULL);
-    jwt_token_free(token);
-    sodium_memzero(&c, sizeof(c));
-    sodium_memzero(&u, sizeof(u));
-    return 0;
+    req->delay_ms = req->h->cfg->failure_delay_ms;
+    http_login_audit(req, "login.fail", name, why);
+    return http_error(req, 401, "login_failed", "Login failed",
+                      "wrong username, password or TOTP code");
 }
 
-/* password_done_fn: the pool checked the password of deferred login id;
- * its client may have gone meanwhile. A hash remade at the configured
- * cost (rh) is stored as for SSH logins (store_user_rehash). */
-static void http_login_checked(void *ctx, uint64_t id, int result,
-                               const struct password_rehash *rh)
+/* A refusal for a lock, counted nowhere (the secret was not judged). */
+static int http_login_refuse_locked(struct http_req *req, const char *why)
 {
-    struct http_req *req = http_deferred(ctx, id);
-    struct store_user u;
+    req->h->m.login_failures++;
+    req->h->m.api_auth_failures++;
+    req->delay_ms = req->h->cfg->failure_delay_ms;
+    http_login_audit(req, "login.fail", http_body_str(req->body, "username"),
+                     why);
+    return http_error(req, 429, "locked_out", "Too many failures",
+                      "too many failed logins; try again later");
+}
 
-    if (req != NULL && rh != NULL && result == ERR_OK &&
-        store_user_get(req->h->store, http_body_str(req->body, "username"),
-                       &u) == ERR_OK) {
-        if (store_user_rehash(req->h->store, u.id, rh->old_hash,
-                              rh->new_hash) == ERR_OK) {
+/* The store steps of a login between the loop's books (see above). */
+enum {
+    LOGIN_OK = 0,
+    LOGIN_STORE,    /* the database did not answer */
+    LOGIN_NO_USER,  /* gone meanwhile */
+    LOGIN_DISABLED, /* user disabled */
+    LOGIN_TOTP_NEEDED,
+    LOGIN_TOTP_LOCKED,
+    LOGIN_TOTP_WRONG,
+    LOGIN_TOTP_REPLAY,
+};
+
+struct http_login {
+    /* lookup */
+    int r;
+    /* recheck: in */
+    bool rehash, tkey_locked;
+    char old_hash[STORE_HASH_MAX + 1], new_hash[STORE_HASH_MAX + 1];
+    /* recheck: out (and a directory's user) */
+    int outcome;
+    bool totp_tried;
+    struct store_user u;
+    /* a directory's answer */
+    struct directory_result dres;
+    char why[256], detail[1024];
+};
+
+static struct http_login *http_login_new(void)
+{
+    return calloc(1, sizeof(struct http_login));
+}
+
+static void http_login_free(struct http_login *lc)
+{
+    if (lc != NULL) {
+        directory_result_clear(&lc->dres);
+        sodium_memzero(lc, sizeof(*lc));
+        free(lc);
+    }
+}
+
+/* A further step off the loop from a request that waits (its ID): true
+ * when the step answers it, false when req holds its answer now (in
+ * line, or 503 at once): then the caller resumes it. */
+static bool http_login_step(struct http_req *req, http_off_work_fn work,
+                            http_off_then_fn then, struct http_login *lc)
+{
+    return http_off_hand(req, work, then, lc);
+}
+
+/* From a loop part of a step (w the job's copy, or req itself in line):
+ * a further step started for req; w's own answer is not sent then. */
+static void http_login_handed(struct http_req *w, struct http_req *req,
+                              bool taken)
+{
+    if (w == req) {
+        return; /* in line: req holds the answer, the caller resumes */
+    }
+    w->later = true;
+    if (!taken) {
+        http_resume(req);
+    }
+}
+
+/* recheck, on a worker: the right password's user as it is now. */
+static void http_login_recheck_work(struct http_req *w, struct store *st,
+                                    void *ctx)
+{
+    struct http_login *lc = ctx;
+    const char *code = http_body_str(w->body, "totp");
+    struct store_user u;
+    int r;
+
+    if (lc->rehash &&
+        store_user_get(st, http_body_str(w->body, "username"), &u) == ERR_OK) {
+        if (store_user_rehash(st, u.id, lc->old_hash, lc->new_hash) == ERR_OK) {
             log_info("remade the password hash of user %s at the "
                      "configured cost ([auth] password_memory_kib, "
                      "password_passes)",
@@ -366,65 +407,287 @@ static void http_login_checked(void *ctx, uint64_t id, int result,
         }
         sodium_memzero(&u, sizeof(u));
     }
-    if (req != NULL) {
-        (void)http_login_finish(req, result == ERR_OK ? ERR_OK : ERR_AUTH);
+    /* Read again: the user may have changed while the hash ran. */
+    r = store_user_get(st, w->login_uid, &lc->u);
+    if (r == ERR_STORE) {
+        lc->outcome = LOGIN_STORE;
+    } else if (r != ERR_OK) {
+        lc->outcome = LOGIN_NO_USER;
+    } else if (lc->u.disabled) {
+        lc->outcome = LOGIN_DISABLED;
+    } else if (!lc->u.totp_enabled) {
+        lc->outcome = LOGIN_OK;
+    } else if (code == NULL || code[0] == '\0') {
+        lc->outcome = LOGIN_TOTP_NEEDED;
+    } else if (lc->tkey_locked) {
+        lc->outcome = LOGIN_TOTP_LOCKED;
+    } else {
+        lc->totp_tried = true;
+        r = http_login_totp(w, st, &lc->u, code);
+        lc->outcome = r == ERR_OK       ? LOGIN_OK
+                      : r == ERR_REPLAY ? LOGIN_TOTP_REPLAY
+                      : r == ERR_STORE  ? LOGIN_STORE
+                                        : LOGIN_TOTP_WRONG;
+    }
+}
+
+/* recheck's books and the token, on the loop (also when the client went:
+ * a wrong TOTP code counts all the same). */
+static void http_login_recheck_then(struct http *h, struct http_req *w,
+                                    struct http_req *req, void *ctx, bool ran)
+{
+    struct http_login *lc = ctx;
+    const char *name = http_body_str(w->body, "username");
+    struct store_user *u = &lc->u;
+    struct jwt_claims c;
+    char pkey[LOCKOUT_KEY_MAX], tkey[LOCKOUT_KEY_MAX], akey[LOCKOUT_KEY_MAX],
+        *token = NULL;
+    int64_t now = util_now();
+    int r;
+
+    (void)req;
+    memset(&c, 0, sizeof(c));
+    if (!ran) {
+        goto out; /* nothing judged: 503 */
+    }
+    http_login_keys(w, name, pkey, tkey, akey);
+    switch (lc->outcome) {
+    case LOGIN_STORE:
+        (void)http_login_unavailable(w);
+        goto out;
+    case LOGIN_NO_USER:
+        (void)http_login_failed(w, pkey, false, true,
+                                "wrong username or password");
+        goto out;
+    case LOGIN_DISABLED:
+        (void)http_login_failed(w, pkey, false, false, "user disabled");
+        goto out;
+    case LOGIN_TOTP_NEEDED:
+        (void)http_error(w, 401, "totp_required", "TOTP required",
+                         "this user needs a TOTP code: send 'totp'");
+        goto out;
+    case LOGIN_TOTP_LOCKED:
+        (void)http_login_failed(w, NULL, true, true, "locked out: TOTP locked");
+        goto out;
+    case LOGIN_TOTP_WRONG:
+    case LOGIN_TOTP_REPLAY:
+        (void)http_login_failed(w, tkey, true, true,
+                                lc->outcome == LOGIN_TOTP_REPLAY
+                                    ? "TOTP code already used"
+                                    : "wrong TOTP code");
+        goto out;
+    default:
+        break;
+    }
+    if (lc->totp_tried) {
+        lockout_success(h->lockout, tkey);
+    }
+    /* locked while the password or the code was checked: not now */
+    if (lockout_is_locked(h->lockout, akey, now) ||
+        lockout_is_locked(h->lockout, pkey, now) ||
+        (lc->totp_tried && lockout_is_locked(h->lockout, tkey, now))) {
+        (void)http_login_refuse_locked(w, "api: locked out meanwhile");
+        goto out;
+    }
+    c.kind = JWT_SESSION;
+    snprintf(c.sub, sizeof(c.sub), "%s", u->id);
+    c.iat = now;
+    c.exp = now + (int64_t)h->cfg->http_session_minutes * 60;
+    if ((r = jwt_issue(h->key, &c, &token)) != ERR_OK) {
+        (void)http_error(w, 500, "internal", "Internal error",
+                         "cannot issue a token: %s", err_str(r));
+        goto out;
+    }
+    http_login_audit(w, "login.ok", u->name, "api");
+    http_ok(w, 200,
+            json_pack("{s:s, s:s, s:o, s:{s:s, s:s}}", "token", token,
+                      "token_type", "Bearer", "expires_at",
+                      http_json_time(c.exp), "user", "id", u->id, "name",
+                      u->name),
+            NULL);
+    jwt_token_free(token);
+out:
+    sodium_memzero(&c, sizeof(c));
+    http_login_free(lc);
+}
+
+/* The rest of a login once its password was checked (r: ERR_OK or
+ * ERR_AUTH), req waiting: a wrong one's books here; a right one's
+ * recheck off the loop. true when req holds its answer now. */
+static bool http_login_finish(struct http_req *req, int r,
+                              const struct password_rehash *rh)
+{
+    const char *name = http_body_str(req->body, "username");
+    char pkey[LOCKOUT_KEY_MAX], tkey[LOCKOUT_KEY_MAX], akey[LOCKOUT_KEY_MAX];
+    struct http_login *lc;
+
+    http_login_keys(req, name, pkey, tkey, akey);
+    if (r != ERR_OK) {
+        (void)http_login_failed(req, pkey, false, true,
+                                "wrong username or password");
+        return true;
+    }
+    lockout_success(req->h->lockout, pkey);
+    if ((lc = http_login_new()) == NULL) {
+        (void)http_error(req, 500, "internal", "Internal error", "no memory");
+        return true;
+    }
+    lc->tkey_locked = lockout_is_locked(req->h->lockout, tkey, util_now());
+    if (rh != NULL) {
+        lc->rehash = true;
+        snprintf(lc->old_hash, sizeof(lc->old_hash), "%s", rh->old_hash);
+        snprintf(lc->new_hash, sizeof(lc->new_hash), "%s", rh->new_hash);
+    }
+    return !http_login_step(req, http_login_recheck_work,
+                            http_login_recheck_then, lc);
+}
+
+/* password_done_fn: the pool checked the password of deferred login id;
+ * its client may have gone meanwhile. A hash remade at the configured
+ * cost (rh) is stored as for SSH logins (store_user_rehash), off the
+ * loop with the recheck. */
+static void http_login_checked(void *ctx, uint64_t id, int result,
+                               const struct password_rehash *rh)
+{
+    struct http_req *req = http_deferred(ctx, id);
+
+    if (req != NULL &&
+        http_login_finish(req, result == ERR_OK ? ERR_OK : ERR_AUTH,
+                          result == ERR_OK ? rh : NULL)) {
         http_resume(req);
     }
 }
 
-/* directory_done_fn: the directory (auth/directory.h) answered for
- * deferred login id, or its deadline did. A right password makes or
- * refreshes the local user and goes on as a local login would (TOTP,
- * counters, token); a wrong one counts like one; the rest (unreachable,
- * disabled in the directory) is refused with the directory's words. */
-static void http_login_dir_done(void *ctx, uint64_t id,
-                                const struct directory_result *res)
+/* A directory's user made or refreshed, on a worker. */
+static void http_login_dir_work(struct http_req *w, struct store *st, void *ctx)
 {
-    struct http_req *req = http_deferred(ctx, id);
-    const char *name;
-    struct store_user u;
-    char why[256], detail[1024];
+    struct http_login *lc = ctx;
 
-    if (req == NULL) {
-        return;
-    }
-    name = http_body_str(req->body, "username");
-    memset(&u, 0, sizeof(u));
-    if (res->status == ERR_OK) {
-        if (directory_provision(req->store, name, res, &u, why, sizeof(why),
-                                detail, sizeof(detail)) == ERR_OK) {
-            snprintf(req->login_uid, sizeof(req->login_uid), "%s", u.id);
-            http_login_audit(req, "directory.login", u.name, detail);
-            (void)http_login_finish(req, ERR_OK);
-            sodium_memzero(&u, sizeof(u));
-            http_resume(req);
-            return;
-        }
-    } else if (res->status == ERR_AUTH) {
-        (void)http_login_finish(req, ERR_AUTH);
-        http_resume(req);
-        return;
-    } else {
-        snprintf(why, sizeof(why), "%s", res->why);
-    }
+    lc->r = directory_provision(st, http_body_str(w->body, "username"),
+                                &lc->dres, &lc->u, lc->why, sizeof(lc->why),
+                                lc->detail, sizeof(lc->detail));
+}
+
+/* The directory's refusal of deferred login req: its books and answer. */
+static void http_login_dir_refused(struct http_req *req, const char *why,
+                                   bool unreachable)
+{
     req->h->m.login_failures++;
     req->delay_ms = req->h->cfg->failure_delay_ms;
-    http_login_audit(req, "login.fail", name, why);
-    if (res->status == ERR_CONNECT || res->status == ERR_TIMEOUT) {
+    http_login_audit(req, "login.fail", http_body_str(req->body, "username"),
+                     why);
+    if (unreachable) {
         (void)http_error(req, 503, "directory_unreachable",
                          "Directory unreachable", "%s", why);
     } else {
         (void)http_error(req, 401, "login_failed", "Login failed", "%s", why);
     }
-    sodium_memzero(&u, sizeof(u));
+}
+
+static void http_login_dir_then(struct http *h, struct http_req *w,
+                                struct http_req *req, void *ctx, bool ran)
+{
+    struct http_login *lc = ctx;
+    bool now;
+
+    (void)h;
+    if (!ran || req == NULL) {
+        http_login_free(lc);
+        return;
+    }
+    if (lc->r != ERR_OK) {
+        http_login_dir_refused(w, lc->why, false);
+        http_login_free(lc);
+        return;
+    }
+    snprintf(req->login_uid, sizeof(req->login_uid), "%s", lc->u.id);
+    http_login_audit(req, "directory.login", lc->u.name, lc->detail);
+    http_login_free(lc);
+    now = http_login_finish(req, ERR_OK, NULL);
+    http_login_handed(w, req, !now);
+}
+
+/* directory_done_fn: the directory (auth/directory.h) answered for
+ * deferred login id, or its deadline did. A right password makes or
+ * refreshes the local user (off the loop) and goes on as a local login
+ * would (TOTP, counters, token); a wrong one counts like one; the rest
+ * (unreachable, disabled in the directory) is refused with the
+ * directory's words. */
+static void http_login_dir_done(void *ctx, uint64_t id,
+                                const struct directory_result *res)
+{
+    struct http_req *req = http_deferred(ctx, id);
+    struct http_login *lc;
+
+    if (req == NULL) {
+        return;
+    }
+    if (res->status == ERR_OK) {
+        if ((lc = http_login_new()) == NULL) {
+            (void)http_error(req, 500, "internal", "Internal error",
+                             "no memory");
+            http_resume(req);
+            return;
+        }
+        /* what directory_provision reads, the mapped names copied (res
+         * is the directory's, freed when this returns) */
+        lc->dres = *res;
+        lc->dres.groups = NULL;
+        lc->dres.ngroups = 0;
+        lc->dres.mapped = NULL;
+        lc->dres.nmapped = 0;
+        if (res->nmapped > 0 &&
+            (lc->dres.mapped = calloc(res->nmapped, sizeof(char *))) != NULL) {
+            for (size_t i = 0; i < res->nmapped; i++) {
+                if ((lc->dres.mapped[lc->dres.nmapped] =
+                         strdup(res->mapped[i])) != NULL) {
+                    lc->dres.nmapped++;
+                }
+            }
+        }
+        if (!http_login_step(req, http_login_dir_work, http_login_dir_then,
+                             lc)) {
+            http_resume(req);
+        }
+        return;
+    }
+    if (res->status == ERR_AUTH) {
+        if (http_login_finish(req, ERR_AUTH, NULL)) {
+            http_resume(req);
+        }
+        return;
+    }
+    http_login_dir_refused(req, res->why,
+                           res->status == ERR_CONNECT ||
+                               res->status == ERR_TIMEOUT);
     http_resume(req);
 }
 
+/* req waits for id from here on: deferred already (its lookup ran off
+ * the loop: w is the job's copy; w->later once the wait began) or now
+ * (in line: w == req). */
+static int http_login_defer(struct http_req *w, struct http_req *req,
+                            uint64_t *id)
+{
+    if (w != req) {
+        *id = req->deferred;
+        return *id != 0 ? ERR_OK : ERR_INVALID;
+    }
+    return http_defer(req, id);
+}
+
+static void http_login_undefer(struct http_req *w, struct http_req *req)
+{
+    if (w == req) {
+        http_undefer(req);
+    }
+}
+
 /* A login "user@DOMAIN" with a directory for DOMAIN: sent there (ERR_OK,
- * answered later), refused at once (ERR_DENIED: answered), or not a
- * directory login (ERR_NOT_FOUND). */
-static int http_login_directory(struct http_req *req, const char *name,
-                                const char *pw, bool found)
+ * answered later), refused at once (ERR_DENIED: answered in w), or not
+ * a directory login (ERR_NOT_FOUND). */
+static int http_login_directory(struct http_req *w, struct http_req *req,
+                                const char *name, const char *pw, bool found)
 {
     struct directory_service *dirs = directory_service_shared();
     const char *at = strrchr(name, '@');
@@ -439,116 +702,151 @@ static int http_login_directory(struct http_req *req, const char *name,
         if (found) {
             return ERR_NOT_FOUND;
         }
-        req->delay_ms = req->h->cfg->failure_delay_ms;
-        http_login_audit(req, "login.fail", name, "api: unknown domain");
-        (void)http_error(req, 401, "login_failed", "Login failed",
+        w->delay_ms = w->h->cfg->failure_delay_ms;
+        http_login_audit(w, "login.fail", name, "api: unknown domain");
+        (void)http_error(w, 401, "login_failed", "Login failed",
                          "unknown domain %s", at + 1);
         return ERR_DENIED;
     }
     if ((size_t)(at - name) == 0 || (size_t)(at - name) > DIRECTORY_USER_MAX) {
-        req->delay_ms = req->h->cfg->failure_delay_ms;
-        http_login_audit(req, "login.fail", name, "api: invalid user name");
-        (void)http_error(req, 401, "login_failed", "Login failed",
+        w->delay_ms = w->h->cfg->failure_delay_ms;
+        http_login_audit(w, "login.fail", name, "api: invalid user name");
+        (void)http_error(w, 401, "login_failed", "Login failed",
                          "a directory user name is 1-%d characters",
                          DIRECTORY_USER_MAX);
         return ERR_DENIED;
     }
     snprintf(user, sizeof(user), "%.*s", (int)(at - name), name);
-    if (http_defer(req, &id) != ERR_OK) {
-        (void)http_error(req, 503, "server_busy", "Server busy",
+    if (http_login_defer(w, req, &id) != ERR_OK) {
+        (void)http_error(w, 503, "server_busy", "Server busy",
                          "too many logins at once; try again shortly");
         return ERR_DENIED;
     }
     r = directory_login_async(dirs, at + 1, user, pw, http_login_dir_done,
                               req->h, id);
     if (r != ERR_OK) {
-        http_undefer(req);
-        (void)http_error(req, 503, "server_busy", "Server busy",
+        http_login_undefer(w, req);
+        (void)http_error(w, 503, "server_busy", "Server busy",
                          "too many logins at once; try again shortly");
         return ERR_DENIED;
+    }
+    if (w != req) {
+        w->later = true;
     }
     return ERR_OK;
 }
 
-/*
- * POST /api/v1/login. The password is checked on the monitor's worker
- * pool (password.h), or by a directory (directory.h), so the answer comes
- * later (http_defer); a full pool answers 503 at once.
- */
-int http_h_login(struct http_req *req)
+/* lookup, on a worker: the user the name names. */
+static void http_login_lookup_work(struct http_req *w, struct store *st,
+                                   void *ctx)
 {
-    const char *name = http_body_str(req->body, "username");
-    const char *pw = http_body_str(req->body, "password");
-    struct store_user u;
+    struct http_login *lc = ctx;
+
+    lc->r = store_user_get(st, http_body_str(w->body, "username"), &lc->u);
+}
+
+/* lookup's loop part: the lockout check, then the password to the pool
+ * or the directory. */
+static void http_login_lookup_then(struct http *h, struct http_req *w,
+                                   struct http_req *req, void *ctx, bool ran)
+{
+    struct http_login *lc = ctx;
+    const char *name = http_body_str(w->body, "username");
+    const char *pw = http_body_str(w->body, "password");
     char pkey[LOCKOUT_KEY_MAX], tkey[LOCKOUT_KEY_MAX], akey[LOCKOUT_KEY_MAX];
     int64_t now = util_now();
     uint64_t id = 0;
     bool found;
     int r;
 
-    memset(&u, 0, sizeof(u));
-    r = store_user_get(req->store, name, &u);
+    if (!ran || req == NULL) {
+        goto out; /* 503, or nobody to answer: nothing judged */
+    }
     /* The store did not answer (PostgreSQL down): say so; nobody guessed
      * anything, so nothing is counted. */
-    if (r == ERR_STORE) {
-        return http_error(req, 503, "store_unavailable", "Database unavailable",
-                          "the access server cannot reach its database; "
-                          "try again in a moment");
+    if (lc->r == ERR_STORE) {
+        (void)http_login_unavailable(w);
+        goto out;
     }
-    found = r == ERR_OK;
-    snprintf(req->login_uid, sizeof(req->login_uid), "%s", found ? u.id : "");
-    http_login_keys(req, name, pkey, tkey, akey);
-    if (lockout_is_locked(req->h->lockout, akey, now) ||
-        lockout_is_locked(req->h->lockout, pkey, now)) {
-        req->h->m.login_failures++;
-        req->h->m.api_auth_failures++;
-        req->delay_ms = req->h->cfg->failure_delay_ms;
-        http_login_audit(req, "login.fail", name,
-                         lockout_is_locked(req->h->lockout, akey, now)
-                             ? "api: locked out: too many failures from "
-                               "this address"
-                             : "api: locked out: password locked");
-        sodium_memzero(&u, sizeof(u));
-        return http_error(req, 429, "locked_out", "Too many failures",
-                          "too many failed logins; try again later");
+    found = lc->r == ERR_OK;
+    snprintf(req->login_uid, sizeof(req->login_uid), "%s",
+             found ? lc->u.id : "");
+    if (w != req) {
+        memcpy(w->login_uid, req->login_uid, sizeof(w->login_uid));
     }
-    if (http_login_directory(req, name, pw, found) != ERR_NOT_FOUND) {
-        sodium_memzero(&u, sizeof(u));
-        return 0;
+    http_login_keys(w, name, pkey, tkey, akey);
+    if (lockout_is_locked(h->lockout, akey, now) ||
+        lockout_is_locked(h->lockout, pkey, now)) {
+        (void)http_login_refuse_locked(
+            w, lockout_is_locked(h->lockout, akey, now)
+                   ? "api: locked out: too many failures from "
+                     "this address"
+                   : "api: locked out: password locked");
+        goto out;
     }
-    if (req->h->hashes == NULL || http_defer(req, &id) != ERR_OK) {
-        r = password_verify(found ? u.password_hash : NULL, pw);
-        sodium_memzero(&u, sizeof(u));
-        return http_login_finish(req, r);
+    if (http_login_directory(w, req, name, pw, found) != ERR_NOT_FOUND) {
+        goto out;
     }
-    r = password_verify_async(req->h->hashes, found ? u.password_hash : NULL,
-                              pw, http_login_checked, req->h, id);
-    sodium_memzero(&u, sizeof(u));
+    if (h->hashes == NULL || http_login_defer(w, req, &id) != ERR_OK) {
+        /* in line: the password here, the recheck as a further step */
+        r = password_verify(found ? lc->u.password_hash : NULL, pw);
+        if (w == req) {
+            (void)http_login_finish(req, r, NULL);
+        } else {
+            http_login_handed(w, req, !http_login_finish(req, r, NULL));
+        }
+        goto out;
+    }
+    r = password_verify_async(h->hashes, found ? lc->u.password_hash : NULL, pw,
+                              http_login_checked, h, id);
     if (r != ERR_OK) {
-        http_undefer(req);
+        http_login_undefer(w, req);
         if (r == ERR_DENIED) {
             log_warn("http: login from %s refused: too many password checks "
                      "running and waiting",
-                     req->client_ip);
+                     w->client_ip);
         }
-        return http_error(req, 503, "server_busy", "Server busy",
-                          "too many logins at once; try again shortly");
+        (void)http_error(w, 503, "server_busy", "Server busy",
+                         "too many logins at once; try again shortly");
+        goto out;
     }
-    return 0;
+    if (w != req) {
+        w->later = true;
+    }
+out:
+    http_login_free(lc);
 }
 
 /*
- * GET /api/v1/directories: the [directory "DOMAIN"] sections serve runs
- * with (read only; the config file is where they change), each mapping
- * target saying whether that Portcullis group exists.
+ * POST /api/v1/login. The user's lookup runs off the loop on a database
+ * server (above); the password is checked on the monitor's worker pool
+ * (password.h), or by a directory (directory.h), so the answer comes
+ * later (http_defer); a full pool answers 503 at once.
  */
-int http_h_directories_list(struct http_req *req)
+int http_h_login(struct http_req *req)
+{
+    struct http_login *lc = http_login_new();
+
+    if (lc == NULL) {
+        return http_error(req, 500, "internal", "Internal error", "no memory");
+    }
+    (void)http_off_hand(req, http_login_lookup_work, http_login_lookup_then,
+                        lc);
+    return 0;
+}
+
+/* The directories' list, each mapping target saying whether that group
+ * exists: by a store read each on the loop's store (SQLite), or in names,
+ * the groups' IDs and names read off the loop. On the loop (the
+ * directory service's configuration is the loop's: reloads). */
+static int http_directories_answer(struct http_req *req, const json_t *names)
 {
     struct directory_service *dirs = directory_service_shared();
     const struct directory_conf *d;
     struct store_group g;
-    json_t *arr = json_array(), *o, *maps, *m;
-    size_t i, j;
+    json_t *arr = json_array(), *o, *maps, *m, *v;
+    size_t i, j, k;
+    bool exists;
 
     for (i = 0; i < directory_service_count(dirs); i++) {
         d = directory_service_nth(dirs, i);
@@ -556,14 +854,67 @@ int http_h_directories_list(struct http_req *req)
         maps = o != NULL ? json_object_get(o, "map_group") : NULL;
         for (j = 0; maps != NULL && j < json_array_size(maps); j++) {
             m = json_array_get(maps, j);
-            json_object_set_new(
-                m, "group_exists",
-                json_boolean(store_group_get(req->store, d->maps[j].to, &g) ==
-                             ERR_OK));
+            if (names == NULL) {
+                exists =
+                    store_group_get(req->store, d->maps[j].to, &g) == ERR_OK;
+            } else {
+                exists = false;
+                json_array_foreach(names, k, v)
+                {
+                    if (strcmp(json_string_value(v), d->maps[j].to) == 0) {
+                        exists = true;
+                        break;
+                    }
+                }
+            }
+            json_object_set_new(m, "group_exists", json_boolean(exists));
         }
         json_array_append_new(arr, o);
     }
     return http_list(req, arr);
+}
+
+/*
+ * GET /api/v1/directories: the [directory "DOMAIN"] sections serve runs
+ * with (read only; the config file is where they change), each mapping
+ * target saying whether that Portcullis group exists. On a database
+ * server the token check and the groups' read run off the loop (202
+ * with the groups' IDs and names between the two) and the route's loop
+ * part (http_then_directories) reads the configuration.
+ */
+int http_h_directories_list(struct http_req *req)
+{
+    struct store_group *list = NULL;
+    size_t n = 0, i;
+    json_t *names;
+    int r;
+
+    if (!req->on_worker) {
+        return http_directories_answer(req, NULL);
+    }
+    if ((r = store_group_list(req->store, &list, &n)) != ERR_OK) {
+        return http_store_error(req, r, "group", "list");
+    }
+    names = json_array();
+    for (i = 0; names != NULL && i < n; i++) {
+        json_array_append_new(names, json_string(list[i].id));
+        json_array_append_new(names, json_string(list[i].name));
+    }
+    store_list_free(list);
+    return http_ok(req, 202, names, NULL);
+}
+
+void http_then_directories(struct http *h, struct http_req *req)
+{
+    json_t *names;
+
+    (void)h;
+    if (req->status != 202) {
+        return;
+    }
+    names = json_incref(req->data);
+    (void)http_directories_answer(req, names);
+    json_decref(names);
 }
 
 int http_h_logout(struct http_req *req)

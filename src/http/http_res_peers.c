@@ -149,36 +149,82 @@ static void http_peer_checked(void *arg, const struct route_result *r)
     free(pc);
 }
 
-/* POST /api/v1/peers/{id}/check: `peer check` through the API. */
-int http_h_peers_check(struct http_req *req)
+/* Starts the check of peer name for req, waiting by its ID id: true
+ * when its answer comes later (http_peer_checked), false when req holds
+ * it now. On the loop (the peer is reached through the loop's routes). */
+static bool http_peer_check_start(struct http *h, struct http_req *req,
+                                  const char *name, uint64_t id)
 {
     struct http_peer_check *pc;
+
+    if (h->routes == NULL || (pc = calloc(1, sizeof(*pc))) == NULL) {
+        http_error(req, 503, "unavailable", "Service unavailable",
+                   "peer checks are not available here");
+        return false;
+    }
+    pc->h = h;
+    pc->t0 = util_mono_ms();
+    pc->id = id;
+    snprintf(pc->name, sizeof(pc->name), "%s", name);
+    pc->in_handler = true;
+    (void)route_peer_check(h->routes, pc->name, http_peer_checked, pc);
+    pc->in_handler = false;
+    if (pc->done) {
+        http_ok(req, 200, pc->answer, NULL);
+        free(pc);
+        return false;
+    }
+    return true;
+}
+
+/* POST /api/v1/peers/{id}/check: `peer check` through the API. On a
+ * database server the token check and the peer's read run off the loop
+ * and the check is started by the route's loop part (http_then_peer_
+ * check): 202 between the two, with the peer's name. */
+int http_h_peers_check(struct http_req *req)
+{
     struct store_peer p;
+    uint64_t id = 0;
     int r = store_peer_get(req->store, req->params[0], &p);
 
     if (r != ERR_OK) {
         return http_peer_error(req, r, req->params[0]);
     }
     sodium_memzero(p.token_sealed, sizeof(p.token_sealed));
-    if (req->h->routes == NULL || (pc = calloc(1, sizeof(*pc))) == NULL) {
+    if (req->on_worker) {
+        return http_ok(req, 202, json_pack("{s:s}", "peer", p.name), NULL);
+    }
+    if (req->h->routes == NULL) {
         return http_error(req, 503, "unavailable", "Service unavailable",
                           "peer checks are not available here");
     }
-    pc->h = req->h;
-    pc->t0 = util_mono_ms();
-    snprintf(pc->name, sizeof(pc->name), "%s", p.name);
-    if (http_defer(req, &pc->id) != ERR_OK) {
-        free(pc);
+    if (http_defer(req, &id) != ERR_OK) {
         return http_error(req, 503, "server_busy", "Server busy",
                           "too many requests waiting; try again shortly");
     }
-    pc->in_handler = true;
-    (void)route_peer_check(req->h->routes, p.name, http_peer_checked, pc);
-    pc->in_handler = false;
-    if (pc->done) {
+    if (!http_peer_check_start(req->h, req, p.name, id)) {
         http_undefer(req);
-        http_ok(req, 200, pc->answer, NULL);
-        free(pc);
     }
     return 0;
+}
+
+void http_then_peer_check(struct http *h, struct http_req *req)
+{
+    char name[PEER_NAME_MAX + 1];
+    const char *n;
+
+    if (req->status != 202) {
+        return;
+    }
+    n = json_string_value(json_object_get(req->data, "peer"));
+    snprintf(name, sizeof(name), "%s", n != NULL ? n : "");
+    if (req->deferred == 0) {
+        /* its client went, or was answered at the deadline: no check */
+        http_error(req, 503, "store_unavailable", "Database unavailable",
+                   "the access server's database did not answer in time");
+        return;
+    }
+    if (http_peer_check_start(h, req, name, req->deferred)) {
+        req->later = true;
+    }
 }

@@ -378,9 +378,10 @@ const struct http_route http_routes[] = {
     RS(HM_DELETE, API "/users/{id}/keys/{key}", PERM_ADMIN, SCOPE_ROOT, NULL,
        false, http_h_users_keys_delete, NULL /* admin: user.key.delete */),
 
-    /* on the loop: the directory configuration is the loop's (reloads) */
-    R(HM_GET, API "/directories", PERM_CONFIG, SCOPE_ROOT, NULL, true,
-      http_h_directories_list, NULL),
+    /* the groups read off the loop; the directory configuration is the
+     * loop's (reloads): read by the loop part */
+    RT(HM_GET, API "/directories", PERM_CONFIG, SCOPE_ROOT, NULL, true,
+       http_h_directories_list, NULL, http_then_directories),
     RS(HM_GET, API "/groups", PERM_CONFIG, SCOPE_ROOT, NULL, true,
        http_h_groups_list, NULL),
     RS(HM_POST, API "/groups", PERM_CONFIG, SCOPE_ROOT, body_group_add, false,
@@ -483,16 +484,20 @@ const struct http_route http_routes[] = {
        false, http_h_peers_patch, NULL /* admin: peer.update */),
     RS(HM_DELETE, API "/peers/{id}", PERM_CONFIG, SCOPE_ROOT, NULL, false,
        http_h_peers_delete, NULL /* admin: peer.delete */),
-    /* on the loop: it reaches the peer through the loop's routes */
-    R(HM_POST, API "/peers/{id}/check", PERM_CONFIG, SCOPE_ROOT, body_empty,
-      false, http_h_peers_check, NULL),
-    /* on the loop: pairing codes are the loop's (http_pair.c) */
-    R(HM_POST, API "/pairing", PERM_ADMIN, SCOPE_ROOT, body_pairing, false,
-      http_h_pairing_add, "pairing.create"),
-    /* on the loop: pairing codes are the loop's */
+    /* the peer read off the loop; the loop part reaches the peer through
+     * the loop's routes */
+    RT(HM_POST, API "/peers/{id}/check", PERM_CONFIG, SCOPE_ROOT, body_empty,
+       false, http_h_peers_check, NULL, http_then_peer_check),
+    /* the check off the loop, the code made by the loop part (the codes
+     * are the loop's, http_pair.c) */
+    RT(HM_POST, API "/pairing", PERM_ADMIN, SCOPE_ROOT, body_pairing, false,
+       http_h_pairing_add, NULL /* audited: pairing.create */,
+       http_then_pairing),
+    /* on the loop: the codes and their rate limit are the loop's; the
+     * credential it makes is made off the loop (http_off_hand) */
     R(HM_GET, "/pair/{code}", PERM_PUBLIC, SCOPE_ROOT, NULL, false,
       http_h_pair_get, NULL /* audited: pairing.use */),
-    /* on the loop: pairing codes are the loop's */
+    /* on the loop: pairing codes are the loop's (no store work) */
     R(HM_GET, "/pair/{code}/agent", PERM_PUBLIC, SCOPE_ROOT, NULL, false,
       http_h_pair_agent, NULL),
     RS(HM_GET, API "/credentials", PERM_ADMIN, SCOPE_ROOT, NULL, true,

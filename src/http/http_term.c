@@ -76,6 +76,7 @@
 
 enum term_state {
     TS_AUTH = 0, /* waiting for the page's auth message */
+    TS_CHECK,    /* its token is being checked (off the loop) */
     TS_TCP,      /* non-blocking connect to the proxy */
     TS_SSH,      /* key exchange */
     TS_PASSWORD, /* the ticket */
@@ -346,8 +347,11 @@ static void term_on_timer(struct loop *l, void *arg)
 
     t->timer = 0;
     if (t->state < TS_RUNNING) {
-        term_fail(t, t->state == TS_AUTH ? "no auth message in time"
-                                         : "the login did not finish in time");
+        term_fail(t, t->state == TS_AUTH    ? "no auth message in time"
+                     : t->state == TS_CHECK ? "the token check did not "
+                                              "finish in time"
+                                            : "the login did not finish in "
+                                              "time");
     }
 }
 
@@ -952,18 +956,54 @@ static void term_service(struct term *t)
 /* --- the page's side ---------------------------------------------------------
  */
 
+/* The token check's answer (the GET /api/v1/me of term_authenticate),
+ * on the loop: the login goes on, or the page is told why not. */
+static void term_checked(struct term *t, const struct http_req *req)
+{
+    json_t *e;
+    const char *detail;
+
+    if (t->state != TS_CHECK) {
+        return; /* ended meanwhile */
+    }
+    if (!req->auth.ok || req->status != 200) {
+        e = req->errors != NULL ? json_array_get(req->errors, 0) : NULL;
+        detail =
+            e != NULL ? json_string_value(json_object_get(e, "detail")) : NULL;
+        term_fail(t, detail != NULL ? detail : "not signed in");
+        return;
+    }
+    snprintf(t->user_id, sizeof(t->user_id), "%s", req->auth.user.id);
+    snprintf(t->user_name, sizeof(t->user_name), "%s", req->auth.user.name);
+    /* no longer a pre-auth WebSocket of its address */
+    http_ws_authed(t->wsi);
+    if (t->timer != 0) {
+        loop_del_timer(t->h->loop, t->timer);
+    }
+    t->timer = loop_add_timer(t->h->loop, TERM_LOGIN_MS, term_on_timer, t);
+    term_connect(t);
+    if (t->state == TS_TCP) {
+        term_service(t);
+    }
+}
+
+/* http_off's answer of a check that ran off the loop. */
+static void term_on_checked(void *arg, struct http_req *answer)
+{
+    term_checked(arg, answer);
+}
+
 /* The token, checked by the REST API's own code: a GET /api/v1/me made
  * here, with the browser's address (API tokens' CIDR filters) and the
  * terminal's own path for an API token's path filter (a token limited to
- * other paths must not open a shell). */
-static bool term_authenticate(struct term *t, const char *token)
+ * other paths must not open a shell). On a database server it runs off
+ * the loop like any GET /me (http_offloop.c: its bounds, its deadline),
+ * and its answer comes to term_on_checked; on SQLite at once. */
+static void term_authenticate(struct term *t, const char *token)
 {
     struct http_req *req = calloc(1, sizeof(*req));
     size_t alen = strlen(token) + sizeof("Bearer ");
     char *authz = malloc(alen);
-    json_t *e;
-    const char *detail;
-    bool ok = false;
 
     if (req == NULL || authz == NULL) {
         term_fail(t, "out of memory");
@@ -978,16 +1018,12 @@ static bool term_authenticate(struct term *t, const char *token)
     snprintf(req->client, sizeof(req->client), "%s", t->browser_ip);
     req->authorization = authz;
     req->body_data = "";
+    req->off_answer = term_on_checked;
+    req->off_arg = t;
+    t->state = TS_CHECK;
     http_dispatch(req);
-    if (req->auth.ok && req->status == 200) {
-        snprintf(t->user_id, sizeof(t->user_id), "%s", req->auth.user.id);
-        snprintf(t->user_name, sizeof(t->user_name), "%s", req->auth.user.name);
-        ok = true;
-    } else {
-        e = req->errors != NULL ? json_array_get(req->errors, 0) : NULL;
-        detail =
-            e != NULL ? json_string_value(json_object_get(e, "detail")) : NULL;
-        term_fail(t, detail != NULL ? detail : "not signed in");
+    if (!req->later) {
+        term_checked(t, req);
     }
 out:
     if (req != NULL) {
@@ -999,7 +1035,6 @@ out:
         sodium_memzero(authz, alen);
         free(authz);
     }
-    return ok;
 }
 
 static void term_on_message(struct term *t)
@@ -1027,19 +1062,7 @@ static void term_on_message(struct term *t)
             break;
         }
         snprintf(t->asset_id, sizeof(t->asset_id), "%s", m.asset);
-        if (!term_authenticate(t, m.token)) {
-            break;
-        }
-        /* no longer a pre-auth WebSocket of its address */
-        http_ws_authed(t->wsi);
-        if (t->timer != 0) {
-            loop_del_timer(t->h->loop, t->timer);
-        }
-        t->timer = loop_add_timer(t->h->loop, TERM_LOGIN_MS, term_on_timer, t);
-        term_connect(t);
-        if (t->state == TS_TCP) {
-            term_service(t);
-        }
+        term_authenticate(t, m.token);
         break;
     case HTTP_TERM_ANSWER:
         if (t->state != TS_PROMPT || t->answer_ready) {
@@ -1051,7 +1074,7 @@ static void term_on_message(struct term *t)
         term_service(t);
         break;
     case HTTP_TERM_RESIZE:
-        if (t->state == TS_AUTH) {
+        if (t->state == TS_AUTH || t->state == TS_CHECK) {
             term_fail(t, "auth must come first");
             break;
         }
@@ -1158,6 +1181,7 @@ static void term_free(struct term *t)
 {
     struct term_frame *f;
 
+    http_off_forget(t->h, t); /* a token check still out */
     term_release(t);
     while ((f = t->out_head) != NULL) {
         t->out_head = f->next;
