@@ -967,9 +967,17 @@ int http_h_pairing_add(struct http_req *req)
 
 void http_then_pairing(struct http *h, struct http_req *req)
 {
-    if (req->status == 202) {
-        (void)pair_add_finish(h, req, h->store);
+    if (req->status != 202) {
+        return;
     }
+    if (req->deferred == 0) {
+        /* its client went, or was answered at the deadline: a code
+         * nobody sees would only take a slot */
+        http_error(req, 503, "store_unavailable", "Database unavailable",
+                   "the access server's database did not answer in time");
+        return;
+    }
+    (void)pair_add_finish(h, req, h->store);
 }
 
 /* A question on ask.sock (common/notify.h) from `portcullis agent pair`:

@@ -13,9 +13,12 @@
  * reads and writes fd_ssh, driven by loop events on it. Buffers exist only
  * while bytes are in flight, so an idle agent holds none.
  *
- * Callbacks from libssh (auth, channel opens, channel data) only note
- * what happened; the work is done after ssh_event_dopoll() returns
- * (hub_agent_service), never inside libssh.
+ * Callbacks from libssh (channel opens, channel data) only note what
+ * happened; the work is done after ssh_event_dopoll() returns
+ * (hub_agent_service), never inside libssh. Authentication has no
+ * callback: its requests are taken from libssh's message queue and a
+ * password attempt is answered when its store lookup comes back
+ * (hub.c, hub_auth_messages; hub_store.c).
  */
 #ifndef PORTCULLIS_HUB_INTERNAL_H
 #define PORTCULLIS_HUB_INTERNAL_H

@@ -296,6 +296,45 @@ def test_login_does_not_hold_the_loop(frozen):
     assert st == 200 and doc["data"]["token"], doc
 
 
+def test_many_slow_logins_and_terminals_are_bounded(frozen):
+    """With the database stopped, 50 logins and 10 terminals' token checks
+    at once (no token needed to ask): they share the API's bound, so
+    those past it get 503 store_busy at once, the rest 503 at the deadline
+    at the latest; the web page answers meanwhile; nothing is locked
+    afterwards (nothing was judged)."""
+    f = frozen
+    port = f.p.http_port
+    pw = "pw-" + uniq()
+    user = f.p.user_add(password=pw)
+    out, terms = [], []
+
+    def fire():
+        ts = [threading.Thread(target=lambda: out.append(
+            _login(port, user, "wrong")), daemon=True) for _ in range(50)]
+        ts += [threading.Thread(target=lambda: terms.append(
+            _terminal_auth(port, f.token)), daemon=True) for _ in range(10)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(timeout=30)
+        return len(out), len(terms)
+
+    r, took, worst = _while_frozen(f, fire, seconds=3.0)
+    codes = sorted(set((x[0], _code(x[1])) for x in out))
+    _assert_loop_free("50 logins and 10 terminals", (r, codes), took, worst)
+    assert r == (50, 10), r
+    assert all(x[0] == 503 and _code(x[1]) in ("store_unavailable",
+                                               "store_busy")
+               for x in out), codes
+    assert any(_code(x[1]) == "store_busy" and x[3] < 1.0 for x in out), \
+        codes
+    assert all(x[3] < 3.0 + 0.75 for x in out), max(x[3] for x in out)
+    assert all(m["type"] == "error" and "database" in m["detail"] and
+               took_ < 3.0 + 0.75 for m, took_ in terms), terms
+    st, doc, _, _ = _login(port, user, pw)
+    assert st == 200, doc  # the wrong ones were not counted
+
+
 def test_concurrent_wrong_passwords_all_count(tmp_path):
     """Logins whose store reads run off the loop still count every
     failure on the loop: three wrong passwords at once (max_failures 3)
