@@ -204,6 +204,8 @@ class BackShim:
             return
         try:
             self._relay(c)
+        except (ssl.SSLEOFError, ConnectionError):
+            pass   # a side closed without TLS's close_notify: the end
         except Exception as e:  # noqa: BLE001 (reported by the test)
             self.errors.append(repr(e))
         finally:
