@@ -1603,7 +1603,13 @@ static BOOL rdpc_no_altsec(rdpContext *c, UINT8 type, const char *name)
  * stopped passing its PDUs here (or WLOG_FILTER lowered this logger),
  * the proxy refuses rather than announce what it does not take. The
  * front's PDUs come by too (one logger for every transport); a server
- * never sends a Confirm Active, so none of them is changed.
+ * never sends a Confirm Active, so none of them is changed. The logger
+ * is at WLOG_TRACE only from the back leg's CAPABILITIES_EXCHANGE to its
+ * FINALIZATION (rdpc_back_state): WinPR spends 1.3-3 us on each PDU it
+ * hands a callback appender, a tenth of the relay's own CPU per PDU if
+ * it went on for the whole session. (The main thread may read the level
+ * while the back leg's thread sets it, during the first exchange: a
+ * word, read whole either way.)
  *
  * "com.freerdp.core.update" at its usual level: FreeRDP's refusal of a
  * primary order is only a line there (rdp_codec_primary_refusal); and
@@ -1618,6 +1624,7 @@ static BOOL rdpc_no_altsec(rdpContext *c, UINT8 type, const char *name)
 #define RDPC_WLOG_UPDATE "com.freerdp.core.update"
 #define RDPC_WLOG_CAPS "com.freerdp.core.capabilities"
 static DWORD rdpc_wlog_level = WLOG_WARN;
+static wLog *rdpc_wlog_transport;
 
 static BOOL rdpc_wlog_message(const wLogMessage *m)
 {
@@ -1702,7 +1709,7 @@ static void rdpc_wlog_tap(void)
         (void)WLog_Layout_SetPrefixFormat(l, WLog_GetLogLayout(l),
                                           "[%lv][%mn] - ");
         if (i == 0) {
-            (void)WLog_SetLogLevel(l, WLOG_TRACE);
+            rdpc_wlog_transport = l;
         }
     }
 }
@@ -1875,6 +1882,7 @@ static void rdpc_back_state(void *ctx, ConnectionStateChangeEventArgs *e)
     rdpSettings *bs = c->settings;
 
     if (e->state == CONNECTION_STATE_FINALIZATION) {
+        (void)WLog_SetLogLevel(rdpc_wlog_transport, rdpc_wlog_level);
         if (__atomic_load_n(&s->caps_pending, __ATOMIC_ACQUIRE)) {
             if (s->why[0] == '\0') {
                 snprintf(s->why, sizeof(s->why),
@@ -1901,6 +1909,7 @@ static void rdpc_back_state(void *ctx, ConnectionStateChangeEventArgs *e)
         return;
     }
     __atomic_store_n(&s->caps_pending, true, __ATOMIC_RELEASE);
+    (void)WLog_SetLogLevel(rdpc_wlog_transport, WLOG_TRACE);
     if (s->codecs_set) {
         return;
     }
