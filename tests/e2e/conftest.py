@@ -93,7 +93,9 @@ LONG_FILES_FIRST = [
     "test_rdp_clipboard.py",       # 66 s
     "test_rdp_xrdp.py",            # 65 s
     "test_store_pg_close.py",      # 65 s
+    "test_hub_offloop.py",         # 59 s (PostgreSQL frozen, tables locked)
     "test_rdp_resize.py",          # 54 s
+    "test_store_pg_offloop2.py",   # 52 s (PostgreSQL frozen)
     "test_drain_hostile.py",       # 51 s
     "test_rdp_clip_files.py",      # 50 s
     "test_shutdown.py",            # 50 s
@@ -106,6 +108,7 @@ LONG_FILES_FIRST = [
     "test_preauth.py",             # 44 s
     "test_job_stream_cluster.py",  # 44 s
     "test_pairing.py",             # 43 s
+    "test_rdp_caps.py",            # ~40 s (estimate: four RDP sessions)
 ]
 
 
