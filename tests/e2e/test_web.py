@@ -10,7 +10,8 @@ with a QR code, a user, an asset and a grant made in the UI, the exact ssh
 command the UI shows (then run as shown), a recorded session played in the
 page, an API token created, disabled and deleted, every page without
 console errors, a phone-sized screen, and the CSP blocking an inline
-script. The browser run saves the screenshots in docs/screenshots/.
+script. The browser run saves the screenshots in a temporary directory
+(PORTCULLIS_SCREENSHOTS=docs/screenshots refreshes README.md's).
 """
 
 import gzip
@@ -23,6 +24,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,10 +35,12 @@ from pclib import REPO, SSH_COMMON, Client, EchoServer, run, totp_code, uniq
 
 WEB = REPO / "web"
 DIST = WEB / "dist"
-# The browser runs save the main pages here (README.md shows them);
-# PORTCULLIS_SCREENSHOTS=DIR puts them elsewhere.
-SCREENSHOTS = Path(os.environ.get("PORTCULLIS_SCREENSHOTS",
-                                  REPO / "docs" / "screenshots"))
+# The browser runs save the main pages in a directory of this run's
+# (a test run leaves the checkout as it found it);
+# PORTCULLIS_SCREENSHOTS=docs/screenshots refreshes the ones README.md
+# shows.
+SCREENSHOTS = Path(os.environ.get("PORTCULLIS_SCREENSHOTS") or
+                   tempfile.mkdtemp(prefix="portcullis-screenshots."))
 CHROMIUM = os.environ.get("PORTCULLIS_CHROMIUM", "/usr/bin/chromium")
 NOT_BUILT = "the web UI is not built; run: cd web && npm ci && npm run build"
 CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; "
