@@ -12,11 +12,15 @@
 #include "common/cron.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/loop.h"
 #include "common/util.h"
 #include "store/access.h"
 #include "store/client_groups.h"
+#include "store/store_worker.h"
 
 #define SCHED_MISSED_LIMIT 1000000
+/* How long a stop waits for a tick's store work on its worker. */
+#define ADMIN_SCHEDULER_STOP_MS 2000
 
 int64_t admin_schedule_clock(const struct config *cfg)
 {
@@ -301,29 +305,89 @@ out:
     json_decref(jg);
 }
 
-void admin_schedule_tick(const struct admin_ctx *c)
+/*
+ * The tick, in two parts (issue 18: no store statement on the loop on a
+ * database server). The plan runs on the schedules' own store worker
+ * (one connection): it reads the schedules, records the minutes of the
+ * disabled ones, and keeps the ones whose minute has come, each with
+ * whether it fires and how many firings were missed. Then, on the loop,
+ * those few are audited and fired (a batch of jobs: the hub is the
+ * loop's; starting jobs still makes its statements there, as POST /jobs
+ * does) and their minutes recorded by a second job on the same worker,
+ * queued before the next tick's plan: its FIFO keeps a minute from being
+ * considered twice. One tick is in flight at a time; the next is timed
+ * from its end, so a database that does not answer holds the worker,
+ * never the loop. On SQLite the worker is inline: all of it runs at
+ * once, as before.
+ */
+struct sched_due {
+    struct store_schedule s; /* its script: store_schedule_release */
+    int64_t missed;
+    bool fire;
+    char batch[STORE_ID_MAX + 1];
+};
+
+struct sched_plan_job {
+    struct store_work job; /* first: the worker's */
+    int64_t minute;
+    int ok;
+    struct sched_due *due;
+    size_t ndue;
+};
+
+struct sched_mark_job {
+    struct store_work job; /* first: the worker's */
+    int64_t minute, now;
+    struct sched_due *due; /* the plan's, owned here now */
+    size_t ndue;
+};
+
+struct admin_scheduler {
+    const struct config *cfg;
+    struct loop *loop;
+    struct store *st; /* the loop's (firing) */
+    struct hub *hub;
+    struct store_worker *w;
+    uint64_t timer;
+    bool planning; /* a plan job is queued or runs */
+};
+
+static void sched_due_free(struct sched_due *due, size_t n)
 {
+    for (size_t i = 0; i < n; i++) {
+        store_schedule_release(&due[i].s);
+    }
+    free(due);
+}
+
+static void sched_plan_work(struct store_work *j, struct store *st)
+{
+    struct sched_plan_job *pj = (struct sched_plan_job *)j;
     struct store_schedule *list = NULL;
     size_t n = 0;
-    int64_t now = admin_schedule_clock(c->cfg), minute = now / 60 * 60;
 
-    if (store_schedule_list(c->st, &list, &n) != ERR_OK) {
-        log_warn("schedules: cannot read them");
+    if ((pj->ok = store_schedule_list(st, &list, &n)) != ERR_OK) {
+        return;
+    }
+    if (n > 0 && (pj->due = calloc(n, sizeof(*pj->due))) == NULL) {
+        pj->ok = ERR_NOMEM;
+        store_schedule_list_free(list, n);
         return;
     }
     for (size_t i = 0; i < n; i++) {
         struct store_schedule *s = &list[i];
+        struct sched_due *d;
         struct cron cr;
-        char why[160], batch[STORE_ID_MAX + 1] = "";
-        int64_t missed;
+        char why[160];
         bool fire;
+        int r;
 
-        if (s->last_fire >= minute) {
+        if (s->last_fire >= pj->minute) {
             continue;
         }
         if (!s->enabled) {
             /* a disabled schedule's minutes are neither run nor missed */
-            if (store_schedule_mark(c->st, s->id, minute, 0, 0, util_now(),
+            if (store_schedule_mark(st, s->id, pj->minute, 0, 0, util_now(),
                                     "") != ERR_OK) {
                 log_warn("schedule %s: cannot record its minute", s->name);
             }
@@ -333,32 +397,191 @@ void admin_schedule_tick(const struct admin_ctx *c)
             log_warn("schedule %s: %s", s->name, why);
             continue;
         }
-        /* the matching minutes between the last one considered and this
-         * one fell while the server was not running: reported only */
-        missed = cron_count(&cr, s->last_fire, minute - 60, SCHED_MISSED_LIMIT);
         {
-            time_t tt = (time_t)minute;
+            time_t tt = (time_t)pj->minute;
             struct tm tm;
             fire = localtime_r(&tt, &tm) != NULL && cron_match(&cr, &tm);
         }
-        if (missed > 0) {
+        /* each node ticks: the one whose claim moves last_fire on to
+         * this minute fires it and counts what was missed */
+        if ((r = store_schedule_claim(st, s->id, pj->minute)) != ERR_OK) {
+            if (r != ERR_NOT_FOUND) {
+                log_warn("schedule %s: cannot claim its minute", s->name);
+            }
+            continue;
+        }
+        d = &pj->due[pj->ndue++];
+        /* the matching minutes between the last one considered and this
+         * one fell while the server was not running: reported only */
+        d->missed =
+            cron_count(&cr, s->last_fire, pj->minute - 60, SCHED_MISSED_LIMIT);
+        d->fire = fire;
+        d->s = *s; /* the script moves with it */
+        s->script = NULL;
+    }
+    store_schedule_list_free(list, n);
+}
+
+static void sched_mark_work(struct store_work *j, struct store *st)
+{
+    struct sched_mark_job *mj = (struct sched_mark_job *)j;
+
+    for (size_t i = 0; i < mj->ndue; i++) {
+        const struct sched_due *d = &mj->due[i];
+
+        if (store_schedule_mark(st, d->s.id, mj->minute, d->fire ? 1 : 0,
+                                d->missed, mj->now, d->batch) != ERR_OK) {
+            log_warn("schedule %s: cannot record its firing", d->s.name);
+        }
+    }
+}
+
+static void sched_mark_done(void *owner, struct store_work *j)
+{
+    struct sched_mark_job *mj = (struct sched_mark_job *)j;
+
+    (void)owner;
+    if (!j->ran && owner != NULL) {
+        log_warn("schedules: cannot record this minute's firings (no "
+                 "connection to the database)");
+    }
+    sched_due_free(mj->due, mj->ndue);
+    free(mj);
+}
+
+static void sched_arm(struct admin_scheduler *sc);
+
+static void sched_plan_done(void *owner, struct store_work *j)
+{
+    struct sched_plan_job *pj = (struct sched_plan_job *)j;
+    struct admin_scheduler *sc = owner;
+    struct sched_mark_job *mj;
+    struct admin_ctx c;
+
+    if (sc == NULL) {
+        sched_due_free(pj->due, pj->ndue);
+        free(pj);
+        return;
+    }
+    sc->planning = false;
+    if (!j->ran || pj->ok != ERR_OK) {
+        log_warn("schedules: cannot read them");
+        sched_due_free(pj->due, pj->ndue);
+        free(pj);
+        sched_arm(sc);
+        return;
+    }
+    memset(&c, 0, sizeof(c));
+    c.st = sc->st;
+    c.cfg = sc->cfg;
+    c.hub = sc->hub;
+    c.data_dir = sc->cfg->data_dir;
+    c.actor = "schedule";
+    c.source = "server";
+    for (size_t i = 0; i < pj->ndue; i++) {
+        struct sched_due *d = &pj->due[i];
+
+        if (d->missed > 0) {
             char detail[200];
             snprintf(detail, sizeof(detail),
                      "%lld firing%s missed while the server was not running "
                      "(not run late)",
-                     (long long)missed, missed == 1 ? "" : "s");
-            log_warn("schedule %s: %s", s->name, detail);
-            (void)admin_audit(c, "schedule.missed", s->name, detail, NULL);
+                     (long long)d->missed, d->missed == 1 ? "" : "s");
+            log_warn("schedule %s: %s", d->s.name, detail);
+            (void)admin_audit(&c, "schedule.missed", d->s.name, detail, NULL);
         }
-        if (fire) {
-            sched_fire(c, s, batch);
-        }
-        if (store_schedule_mark(c->st, s->id, minute, fire ? 1 : 0, missed,
-                                util_now(), batch) != ERR_OK) {
-            log_warn("schedule %s: cannot record its firing", s->name);
+        if (d->fire) {
+            sched_fire(&c, &d->s, d->batch);
         }
     }
-    store_schedule_list_free(list, n);
+    if (pj->ndue > 0) {
+        if ((mj = calloc(1, sizeof(*mj))) == NULL) {
+            log_warn("schedules: out of memory recording this minute");
+            sched_due_free(pj->due, pj->ndue);
+        } else {
+            mj->minute = pj->minute;
+            mj->now = util_now();
+            mj->due = pj->due;
+            mj->ndue = pj->ndue;
+            mj->job.work = sched_mark_work;
+            mj->job.done = sched_mark_done;
+            store_worker_run(sc->w, &mj->job); /* before the next plan */
+        }
+    } else {
+        free(pj->due);
+    }
+    free(pj);
+    sched_arm(sc);
+}
+
+static void sched_tick(struct loop *l, void *arg)
+{
+    struct admin_scheduler *sc = arg;
+    struct sched_plan_job *pj;
+    int64_t now = admin_schedule_clock(sc->cfg);
+
+    (void)l;
+    sc->timer = 0;
+    if (sc->planning) {
+        return; /* its done arms the next */
+    }
+    if ((pj = calloc(1, sizeof(*pj))) == NULL) {
+        log_warn("schedules: out of memory");
+        sched_arm(sc);
+        return;
+    }
+    pj->minute = now / 60 * 60;
+    pj->ok = ERR_INTERNAL;
+    pj->job.work = sched_plan_work;
+    pj->job.done = sched_plan_done;
+    sc->planning = true;
+    store_worker_run(sc->w, &pj->job); /* inline: done ran already */
+}
+
+/* Four times a minute of the schedule clock (at least every 250 ms). */
+static void sched_arm(struct admin_scheduler *sc)
+{
+    int64_t ms = (int64_t)sc->cfg->jobs_schedule_minute_seconds * 250;
+
+    if (sc->timer == 0) {
+        sc->timer =
+            loop_add_timer(sc->loop, ms < 250 ? 250 : ms, sched_tick, sc);
+    }
+}
+
+struct admin_scheduler *admin_scheduler_start(struct loop *l, struct store *st,
+                                              const struct config *cfg,
+                                              struct hub *hub)
+{
+    struct admin_scheduler *sc = calloc(1, sizeof(*sc));
+
+    if (sc == NULL) {
+        return NULL;
+    }
+    sc->cfg = cfg;
+    sc->loop = l;
+    sc->st = st;
+    sc->hub = hub;
+    if ((sc->w = store_worker_new(l, st, cfg->store_path, 1, "the schedules",
+                                  sc)) == NULL) {
+        free(sc);
+        return NULL;
+    }
+    sc->timer = loop_add_timer(l, 0, sched_tick, sc);
+    return sc;
+}
+
+void admin_scheduler_stop(struct admin_scheduler *sc)
+{
+    if (sc == NULL) {
+        return;
+    }
+    if (sc->timer != 0) {
+        loop_del_timer(sc->loop, sc->timer);
+    }
+    /* a plan in flight comes back (if ever) with owner NULL */
+    store_worker_stop(sc->w, ADMIN_SCHEDULER_STOP_MS);
+    free(sc);
 }
 
 static json_t *sched_time_local(int64_t t)

@@ -1,11 +1,11 @@
 /*
  * Schedules (issue 14, store/schedules.h): a command or script on agents
  * (IDs, tags) at the minutes of a cron expression (common/cron.h), in the
- * server's time zone. admin_schedule_tick() runs in the server, a few
- * times a minute: each firing is a batch of jobs (admin_job.h) started by
- * "schedule:NAME"; firings that fell while the server was not running are
- * counted, logged and written to the audit log (schedule.missed), never
- * run late.
+ * server's time zone. The scheduler (admin_scheduler_start) runs in the
+ * server, a few times a minute: each firing is a batch of jobs (admin_job.h)
+ * started by "schedule:NAME"; firings that fell while the server was not
+ * running are counted, logged and written to the audit log (schedule.missed),
+ * never run late.
  *
  * The schedule clock: the real time, or for tests, with [jobs]
  * schedule_minute_seconds = N below 60, a clock on which every N real
@@ -20,6 +20,9 @@
 #include "admin/admin.h"
 #include "admin/admin_job.h"
 #include "store/schedules.h"
+
+struct loop;
+struct hub;
 
 struct admin_schedule_req {
     const char *name;
@@ -49,8 +52,16 @@ int admin_schedule_delete(const struct admin_ctx *c, const char *ref,
 int admin_schedule_set_enabled(const struct admin_ctx *c, const char *ref,
                                bool enabled, struct store_schedule *out,
                                struct admin_err *e);
-/* Fires the schedules whose minute has come (c->hub: the server's). */
-void admin_schedule_tick(const struct admin_ctx *c);
+/* The server's ticks: four times a minute of the schedule clock, the
+ * schedules whose minute has come fire (a batch of jobs on hub). The
+ * schedules are read and their minutes recorded on a store worker of its
+ * own (admin_schedule.c: no statement on the loop for it on a database
+ * server); the firing itself runs on the loop. NULL: out of memory. */
+struct admin_scheduler;
+struct admin_scheduler *admin_scheduler_start(struct loop *l, struct store *st,
+                                              const struct config *cfg,
+                                              struct hub *hub);
+void admin_scheduler_stop(struct admin_scheduler *sc);
 /* A schedule as JSON, with its next firing in the server's time zone
  * ("next_run") and in UTC ("next_run_utc"). */
 json_t *admin_schedule_json(const struct config *cfg,

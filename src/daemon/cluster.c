@@ -71,7 +71,7 @@ struct cluster {
 /* One heartbeat round: the SQL (cluster_beat_work, on a worker thread or
  * inline), then what the loop does with its outcome (cluster_beat_done). */
 struct cluster_beat {
-    struct store_job job;
+    struct store_work job;
     struct store_node self;
     int64_t now, dead_before;
     int r;
@@ -143,7 +143,7 @@ static void cluster_on_notice(void *arg, unsigned what, const char *from)
     hub_changed(c->hub, what);
 }
 
-static void cluster_beat_work(struct store_job *j, struct store *st)
+static void cluster_beat_work(struct store_work *j, struct store *st)
 {
     struct cluster_beat *b = (struct cluster_beat *)j;
 
@@ -158,7 +158,7 @@ static void cluster_beat_work(struct store_job *j, struct store *st)
 
 static void cluster_tick(struct loop *loop, void *arg);
 
-static void cluster_beat_done(void *owner, struct store_job *j)
+static void cluster_beat_done(void *owner, struct store_work *j)
 {
     struct cluster_beat *b = (struct cluster_beat *)j;
     struct cluster *c = owner;

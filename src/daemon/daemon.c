@@ -82,9 +82,10 @@ struct daemon {
     struct http *http;
     struct http_proxy *proxy; /* [http_proxy]: NULL unless enabled */
     struct notify *notify;
-    struct cluster *cluster;  /* this node's row, heartbeat, notices */
-    struct jwt_key *node_key; /* node credentials (NULL until needed) */
-    struct notify *ask;       /* `portcullis agent pair` asks here */
+    struct cluster *cluster;       /* this node's row, heartbeat, notices */
+    struct jwt_key *node_key;      /* node credentials (NULL until needed) */
+    struct notify *ask;            /* `portcullis agent pair` asks here */
+    struct admin_scheduler *sched; /* schedules' ticks */
     int sig_fd;
     int64_t drain_until; /* monotonic ms: shutting down, sessions ending */
 };
@@ -134,25 +135,6 @@ static void daemon_on_retention(struct loop *l, void *arg)
         }
     }
     (void)loop_add_timer(l, DAEMON_RETENTION_MS, daemon_on_retention, d);
-}
-
-/* Schedules (admin_schedule.h): looked at four times a minute of the
- * schedule clock (at least every 250 ms). */
-static void daemon_on_schedule(struct loop *l, void *arg)
-{
-    struct daemon *d = arg;
-    struct admin_ctx c;
-    int64_t ms = (int64_t)d->cfg->jobs_schedule_minute_seconds * 250;
-
-    memset(&c, 0, sizeof(c));
-    c.st = d->mon.store;
-    c.cfg = d->cfg;
-    c.hub = d->hub;
-    c.data_dir = d->cfg->data_dir;
-    c.actor = "schedule";
-    c.source = "server";
-    admin_schedule_tick(&c);
-    (void)loop_add_timer(l, ms < 250 ? 250 : ms, daemon_on_schedule, d);
 }
 
 /*
@@ -528,7 +510,11 @@ int daemon_run(const struct config *cfg)
     }
     log_info("listening on %s port %d", cfg->ssh_listen, cfg->ssh_port);
     (void)loop_add_timer(d.loop, 0, daemon_on_retention, &d);
-    (void)loop_add_timer(d.loop, 0, daemon_on_schedule, &d);
+    if ((d.sched = admin_scheduler_start(d.loop, d.mon.store, cfg, d.hub)) ==
+        NULL) {
+        log_warn("cannot start the schedules' ticks (out of memory): "
+                 "schedules do not fire");
+    }
     r = loop_run(d.loop);
     if (r == ERR_OK) {
         r = server_result(d.ssh);
@@ -536,6 +522,7 @@ int daemon_run(const struct config *cfg)
     if (r == ERR_OK) {
         r = rdp_server_result(d.rdp);
     }
+    admin_scheduler_stop(d.sched);
     rdp_server_stop(d.rdp);
     server_stop(d.ssh, false);
     notify_close(d.notify);

@@ -96,13 +96,13 @@
 #define HTTP_OFF_RETRY_S 1        /* Retry-After of a 503 */
 
 struct http_off_job {
-    struct store_job job; /* first: the worker's */
-    struct http_off *off; /* NULL once the API stopped */
-    uint64_t id;          /* the request (http_deferred) */
-    struct http_req req;  /* the worker's copy */
-    char *authz, *body;   /* its copies of the header and body */
-    int64_t gate_until;   /* > 0: waits for the writers until then */
-    int64_t until;        /* its answer is due then */
+    struct store_work job; /* first: the worker's */
+    struct http_off *off;  /* NULL once the API stopped */
+    uint64_t id;           /* the request (http_deferred) */
+    struct http_req req;   /* the worker's copy */
+    char *authz, *body;    /* its copies of the header and body */
+    int64_t gate_until;    /* > 0: waits for the writers until then */
+    int64_t until;         /* its answer is due then */
     uint64_t timer;
     bool queued;  /* given to the worker */
     bool started; /* its work began (or will at once) */
@@ -180,7 +180,7 @@ static int http_off_unavailable(struct http_req *req)
 
 /* On the worker thread: the rest of the dispatch on the job's
  * connection. */
-static void http_off_work(struct store_job *j, struct store *st)
+static void http_off_work(struct store_work *j, struct store *st)
 {
     struct http_off_job *o = (struct http_off_job *)j;
 
@@ -226,7 +226,7 @@ static void http_off_cb_error(struct http_off_job *o, const char *detail)
 
 /* On the loop, before the job starts: not if its request went (or was
  * answered at its deadline) meanwhile. */
-static bool http_off_wanted(void *owner, const struct store_job *j)
+static bool http_off_wanted(void *owner, const struct store_work *j)
 {
     struct http_off *off = owner;
     struct http_off_job *o = (struct http_off_job *)(uintptr_t)j;
@@ -287,7 +287,7 @@ static void http_off_down(struct http_off *off, bool deadline)
     off->down = true;
 }
 
-static void http_off_done(void *owner, struct store_job *j)
+static void http_off_done(void *owner, struct store_work *j)
 {
     struct http_off_job *o = (struct http_off_job *)j;
     struct http_off *off = o->off;

@@ -60,7 +60,7 @@
 /* --- the password check --- */
 
 struct hub_auth_job {
-    struct store_job job; /* first: the worker's */
+    struct store_work job; /* first: the worker's */
     struct hub *h;
     struct hub_agent *a; /* NULL once it went */
     char user[STORE_ID_MAX + 1];
@@ -71,7 +71,7 @@ struct hub_auth_job {
     struct hub_auth_job *next; /* in h->auths */
 };
 
-static void hub_auth_work(struct store_job *j, struct store *st)
+static void hub_auth_work(struct store_work *j, struct store *st)
 {
     struct hub_auth_job *aj = (struct hub_auth_job *)j;
     struct store_credential c;
@@ -111,7 +111,7 @@ static void hub_auth_unlink(struct hub *h, struct hub_auth_job *aj)
     }
 }
 
-static void hub_auth_done(void *owner, struct store_job *j)
+static void hub_auth_done(void *owner, struct store_work *j)
 {
     struct hub_auth_job *aj = (struct hub_auth_job *)j;
     struct hub *h = aj->h;
@@ -189,7 +189,7 @@ enum hub_ann_outcome {
 };
 
 struct hub_ann_job {
-    struct store_job job; /* first: the worker's */
+    struct store_work job; /* first: the worker's */
     struct hub *h;
     struct hub_agent *a;        /* NULL once it went */
     enum hub_ann_write why_not; /* HUB_ANN_W_YES: write it online */
@@ -198,7 +198,7 @@ struct hub_ann_job {
     char bound[STORE_ID_MAX + 1];
 };
 
-static void hub_ann_work(struct store_job *j, struct store *st)
+static void hub_ann_work(struct store_work *j, struct store *st)
 {
     struct hub_ann_job *aj = (struct hub_ann_job *)j;
     struct store_agent *cur = malloc(sizeof(*cur));
@@ -251,7 +251,7 @@ out:
     free(cur);
 }
 
-static void hub_ann_job_done(void *owner, struct store_job *j)
+static void hub_ann_job_done(void *owner, struct store_work *j)
 {
     struct hub_ann_job *aj = (struct hub_ann_job *)j;
     struct hub_agent *a = aj->a;
@@ -313,20 +313,20 @@ int hub_announce_store(struct hub_agent *a, const struct store_agent *sa,
 /* --- offline --- */
 
 struct hub_offline_job {
-    struct store_job job; /* first: the worker's */
+    struct store_work job; /* first: the worker's */
     char id[AGENT_ID_MAX + 1];
     int64_t now;
     int r;
 };
 
-static void hub_offline_work(struct store_job *j, struct store *st)
+static void hub_offline_work(struct store_work *j, struct store *st)
 {
     struct hub_offline_job *oj = (struct hub_offline_job *)j;
 
     oj->r = store_agent_offline(st, oj->id, oj->now);
 }
 
-static void hub_offline_done(void *owner, struct store_job *j)
+static void hub_offline_done(void *owner, struct store_work *j)
 {
     struct hub_offline_job *oj = (struct hub_offline_job *)j;
 
@@ -365,13 +365,13 @@ void hub_offline_store(struct hub *h, const char *id)
 /* --- reclaim --- */
 
 struct hub_reclaim_job {
-    struct store_job job; /* first: the worker's */
+    struct store_work job; /* first: the worker's */
     size_t n, written;
     int64_t now;
     char (*ids)[AGENT_ID_MAX + 1];
 };
 
-static void hub_reclaim_work(struct store_job *j, struct store *st)
+static void hub_reclaim_work(struct store_work *j, struct store *st)
 {
     struct hub_reclaim_job *rj = (struct hub_reclaim_job *)j;
 
@@ -387,7 +387,7 @@ static void hub_reclaim_work(struct store_job *j, struct store *st)
     }
 }
 
-static void hub_reclaim_done(void *owner, struct store_job *j)
+static void hub_reclaim_done(void *owner, struct store_work *j)
 {
     struct hub_reclaim_job *rj = (struct hub_reclaim_job *)j;
 
@@ -434,7 +434,7 @@ struct hub_check_agent {
 };
 
 struct hub_check_job {
-    struct store_job job; /* first: the worker's */
+    struct store_work job; /* first: the worker's */
     struct hub *h;
     unsigned what;
     /* credentials in use when it was queued, sorted; gone[i] set by the
@@ -452,7 +452,7 @@ static int hub_cred_cmp(const void *x, const void *y)
     return strcmp(x, y);
 }
 
-static void hub_check_work(struct store_job *j, struct store *st)
+static void hub_check_work(struct store_work *j, struct store *st)
 {
     struct hub_check_job *cj = (struct hub_check_job *)j;
     struct store_credential *list = NULL;
@@ -507,7 +507,7 @@ static void hub_check_job_free(struct hub_check_job *cj)
     free(cj);
 }
 
-static void hub_check_done(void *owner, struct store_job *j)
+static void hub_check_done(void *owner, struct store_work *j)
 {
     struct hub_check_job *cj = (struct hub_check_job *)j;
     struct hub *h = owner;

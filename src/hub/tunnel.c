@@ -245,7 +245,7 @@ struct tunnels {
 
 /* One batch of report writes on a worker (see tunnel_batch_run). */
 struct tunnel_batch {
-    struct store_job job;
+    struct store_work job;
     struct store_session_op *ops; /* TUNNEL_ROWS_MAX */
     size_t n;
     bool from_later; /* the first n waiting rows: taken off when written */
@@ -703,7 +703,7 @@ static void tunnel_batch_free(struct tunnel_batch *b)
     }
 }
 
-static void tunnel_batch_work(struct store_job *j, struct store *st)
+static void tunnel_batch_work(struct store_work *j, struct store *st)
 {
     struct tunnel_batch *b = (struct tunnel_batch *)j;
 
@@ -711,7 +711,7 @@ static void tunnel_batch_work(struct store_job *j, struct store *st)
     b->unreachable = b->r != ERR_OK && store_unreachable(st);
 }
 
-static void tunnel_batch_done(void *owner, struct store_job *j);
+static void tunnel_batch_done(void *owner, struct store_work *j);
 
 /* Sends b (its n ops filled in) to the batches' worker; tunnel_batch_done
  * takes it back (at once, if no worker thread can be had). */
@@ -843,7 +843,7 @@ static void tunnel_rows_next(struct tunnels *ts, bool answered)
     }
 }
 
-static void tunnel_batch_done(void *owner, struct store_job *j)
+static void tunnel_batch_done(void *owner, struct store_work *j)
 {
     struct tunnel_batch *b = (struct tunnel_batch *)j;
     struct tunnels *ts = owner;

@@ -289,12 +289,14 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
      * request, the tunnels' report rows, the audit log's writer, the
      * session report rows' writer, the login path's connections, the
      * API's 2 store-read connections (http_offloop.c, HTTP_OFF_CONNS),
-     * the agent hub's 2 reads and 1 writes connections (hub_store.c):
+     * the agent hub's 2 reads and 1 writes connections (hub_store.c),
+     * the schedules' one (admin_schedule.c):
      * each of them may wait for connect_timeout, or longer, when the
      * database does not answer). */
     loop_reserve_workers(
         (unsigned)cfg->max_concurrent_hashes + directory_service_workers(dirs) +
-        (store_worker_async(m->jobs) ? 7u + MONITOR_JOB_CONNS + 2u + 3u : 0u));
+        (store_worker_async(m->jobs) ? 7u + MONITOR_JOB_CONNS + 2u + 3u + 1u
+                                     : 0u));
     directory_service_set_shared(dirs);
     m->hashes = password_pool_new(loop, (unsigned)cfg->max_concurrent_hashes,
                                   (unsigned)cfg->max_concurrent_hashes *
@@ -815,14 +817,14 @@ typedef void (*monitor_job_done_fn)(struct monitor *m, struct mchild *c,
 struct monitor_job {
     /* first: m->jobs's part; sj.work: on a worker (or inline), the job's
      * store calls on the connection it is given, nothing else; sj.ran */
-    struct store_job sj;
+    struct store_work sj;
     uint64_t serial; /* the child's */
     monitor_job_done_fn done;
     void (*release)(struct monitor_job *j); /* frees the job */
 };
 
 /* A waiting job whose child went before it started is dropped unrun. */
-static bool monitor_job_wanted(void *owner, const struct store_job *sj)
+static bool monitor_job_wanted(void *owner, const struct store_work *sj)
 {
     const struct monitor_job *j = (const struct monitor_job *)sj;
 
@@ -834,7 +836,7 @@ static void monitor_on_child(struct loop *l, int fd, int events, void *arg);
 /* The end of a job on the loop: the child's socket is read again, then
  * the job's done answers it (and may start its next job). No monitor
  * (it went meanwhile): only free. */
-static void monitor_job_done(void *owner, struct store_job *sj)
+static void monitor_job_done(void *owner, struct store_work *sj)
 {
     struct monitor_job *j = (struct monitor_job *)sj;
     struct monitor *m = owner;
@@ -892,7 +894,7 @@ struct monitor_totpq {
     int use_r; /* store_user_totp_use's; ERR_STORE if it never ran */
 };
 
-static void monitor_totpq_work(struct store_job *j, struct store *st)
+static void monitor_totpq_work(struct store_work *j, struct store *st)
 {
     struct monitor_totpq *q = (struct monitor_totpq *)j;
 
@@ -1067,7 +1069,7 @@ struct monitor_userq {
     size_t nt_have_len;                      /* 0: none */
 };
 
-static void monitor_userq_work(struct store_job *j, struct store *st)
+static void monitor_userq_work(struct store_work *j, struct store *st)
 {
     struct monitor_userq *q = (struct monitor_userq *)j;
     uint8_t have[STORE_SEALED_SMALL_MAX];
@@ -2210,7 +2212,7 @@ static void monitor_check_recordings(struct monitor *m)
  * running skips the check. On SQLite it runs on the loop.
  */
 struct monitor_users {
-    struct store_job job;
+    struct store_work job;
     size_t n;
     char (*ids)[STORE_ID_MAX + 1];
     const char **idp;
@@ -2230,14 +2232,14 @@ static void monitor_users_free(struct monitor_users *u)
     }
 }
 
-static void monitor_users_work(struct store_job *j, struct store *st)
+static void monitor_users_work(struct store_work *j, struct store *st)
 {
     struct monitor_users *u = (struct monitor_users *)j;
 
     u->r = store_users_active(st, u->idp, u->n, u->active);
 }
 
-static void monitor_users_done(void *owner, struct store_job *j)
+static void monitor_users_done(void *owner, struct store_work *j)
 {
     struct monitor_users *u = (struct monitor_users *)j;
     struct monitor *m = owner;
@@ -2321,7 +2323,7 @@ static void monitor_on_sweep(struct loop *l, void *arg)
     m->sweep_timer = loop_add_timer(l, MONITOR_SWEEP_MS, monitor_on_sweep, m);
 }
 
-static void monitor_authz_work(struct store_job *j, struct store *st)
+static void monitor_authz_work(struct store_work *j, struct store *st)
 {
     struct monitor_authz *a = (struct monitor_authz *)j;
     struct store_profile *profiles = NULL;
@@ -2628,7 +2630,7 @@ struct monitor_assetq {
     struct store_asset a; /* its sealed blobs are freed by release */
 };
 
-static void monitor_hostkey_work(struct store_job *j, struct store *st)
+static void monitor_hostkey_work(struct store_work *j, struct store *st)
 {
     struct monitor_assetq *q = (struct monitor_assetq *)j;
 
@@ -2638,7 +2640,7 @@ static void monitor_hostkey_work(struct store_job *j, struct store *st)
     }
 }
 
-static void monitor_credentials_work(struct store_job *j, struct store *st)
+static void monitor_credentials_work(struct store_work *j, struct store *st)
 {
     struct monitor_assetq *q = (struct monitor_assetq *)j;
 

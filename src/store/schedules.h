@@ -58,6 +58,12 @@ int store_schedule_list(struct store *st, struct store_schedule **list,
 void store_schedule_release(struct store_schedule *s);
 void store_schedule_list_free(struct store_schedule *list, size_t n);
 int store_schedule_delete(struct store *st, const char *ref);
+/* Claims minute last_fire of schedule id for this node: last_fire moves
+ * on to it only if it is still before it. ERR_OK: claimed, fire it;
+ * ERR_NOT_FOUND: another node (or an earlier tick) claimed it first, or
+ * the schedule is gone. Every node of a cluster ticks; this makes each
+ * firing one node's (the UPDATE's row lock decides, in one statement). */
+int store_schedule_claim(struct store *st, const char *id, int64_t last_fire);
 /* Moves last_fire on, adds to fired and missed, and sets last_batch (if
  * not "") and last_missed_at (if missed > 0). */
 int store_schedule_mark(struct store *st, const char *id, int64_t last_fire,

@@ -139,6 +139,14 @@ int store_schedule_delete(struct store *st, const char *ref)
                               "DELETE FROM schedules WHERE name = $1", ref);
 }
 
+int store_schedule_claim(struct store *st, const char *id, int64_t last_fire)
+{
+    return store_update_one(st, "schedule claim",
+                            "UPDATE schedules SET last_fire = $1"
+                            " WHERE id = $2 AND last_fire < $3",
+                            "iti", last_fire, id, last_fire);
+}
+
 int store_schedule_mark(struct store *st, const char *id, int64_t last_fire,
                         int64_t fired, int64_t missed, int64_t now,
                         const char *last_batch)

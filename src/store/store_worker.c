@@ -30,9 +30,9 @@ struct store_worker {
     unsigned nconns;     /* 0: every job inline */
     struct store **conn; /* nconns; NULL until a job opens it */
     bool *busy;
-    struct store_job *waiting, **tail; /* FIFO */
-    struct store_job *running;         /* on worker threads */
-    struct store_worker *next_writer;  /* in store_writers */
+    struct store_work *waiting, **tail; /* FIFO */
+    struct store_work *running;         /* on worker threads */
+    struct store_worker *next_writer;   /* in store_writers */
     bool writer; /* one of main's own writers (store_worker_set_writer) */
 };
 
@@ -116,7 +116,7 @@ bool store_worker_busy(const struct store_worker *w)
     return w->running != NULL || w->waiting != NULL;
 }
 
-static void store_worker_here(struct store_worker *w, struct store_job *j)
+static void store_worker_here(struct store_worker *w, struct store_work *j)
 {
     j->work(j, w->main);
     j->ran = true;
@@ -125,7 +125,7 @@ static void store_worker_here(struct store_worker *w, struct store_job *j)
 
 static void store_worker_thread(void *arg)
 {
-    struct store_job *j = arg;
+    struct store_work *j = arg;
     struct store **st = &j->w->conn[j->slot];
 
     if (*st == NULL && store_open(j->w->location, st) != ERR_OK) {
@@ -142,7 +142,7 @@ static void store_worker_next(struct store_worker *w);
 
 static void store_worker_after(struct loop *l, void *arg)
 {
-    struct store_job *j = arg, **pp;
+    struct store_work *j = arg, **pp;
     struct store_worker *w = j->w;
 
     (void)l;
@@ -161,7 +161,7 @@ static void store_worker_after(struct loop *l, void *arg)
 /* Starts waiting jobs while connections are free. */
 static void store_worker_next(struct store_worker *w)
 {
-    struct store_job *j;
+    struct store_work *j;
     unsigned k;
 
     while ((j = w->waiting) != NULL) {
@@ -191,7 +191,7 @@ static void store_worker_next(struct store_worker *w)
     }
 }
 
-void store_worker_run(struct store_worker *w, struct store_job *j)
+void store_worker_run(struct store_worker *w, struct store_work *j)
 {
     j->w = w;
     j->ran = false;
@@ -210,7 +210,7 @@ void store_worker_run(struct store_worker *w, struct store_job *j)
 unsigned store_worker_stop(struct store_worker *w, int ms)
 {
     int64_t until;
-    struct store_job *j;
+    struct store_work *j;
     unsigned stuck = 0;
     bool down;
 

@@ -24,7 +24,7 @@
  * comes back to the process's exit). So the owner may go at once.
  *
  * Ownership: the caller allocates each job (a struct that starts with
- * struct store_job) and its done frees it, exactly once. The worker owns
+ * struct store_work) and its done frees it, exactly once. The worker owns
  * its connections; the main store is the caller's.
  */
 #ifndef PORTCULLIS_STORE_WORKER_H
@@ -36,25 +36,25 @@
 
 struct loop;
 struct store;
-struct store_job;
+struct store_work;
 struct store_worker;
 
 /* On a worker thread (or inline): the job's store calls on st, and
  * nothing the loop's thread uses meanwhile. */
-typedef void (*store_job_work_fn)(struct store_job *j, struct store *st);
+typedef void (*store_job_work_fn)(struct store_work *j, struct store *st);
 /* On the loop: the outcome for owner, then free j. owner NULL: the job
  * was dropped unrun or forgotten at stop; only free it. */
-typedef void (*store_job_done_fn)(void *owner, struct store_job *j);
+typedef void (*store_job_done_fn)(void *owner, struct store_work *j);
 
-struct store_job {
+struct store_work {
     store_job_work_fn work; /* set by the caller */
     store_job_done_fn done; /* set by the caller */
     /* optional, on the loop before a waiting job starts: false drops it
      * unrun (done(NULL, j)), e.g. its requester went meanwhile */
-    bool (*wanted)(void *owner, const struct store_job *j);
+    bool (*wanted)(void *owner, const struct store_work *j);
     bool ran; /* work ran (false: no connection to the database) */
     /* the worker's own */
-    struct store_job *next;
+    struct store_work *next;
     struct store_worker *w;
     int slot;
     int finished; /* set (atomically) when the work is over */
@@ -89,7 +89,7 @@ void store_worker_set_writer(struct store_worker *w);
 bool store_worker_writing(const struct store *main);
 /* Runs j (queued, or inline: see above; inline also when no worker
  * thread can be had). j->done runs once; do not touch j afterwards. */
-void store_worker_run(struct store_worker *w, struct store_job *j);
+void store_worker_run(struct store_worker *w, struct store_work *j);
 /*
  * Stops w (see above): waits at most ms in all, logs what was left and
  * returns how many had not finished. A job that finished stays allocated

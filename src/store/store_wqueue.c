@@ -21,7 +21,7 @@
 #include "store/store_worker.h"
 
 struct wqueue_batch {
-    struct store_job job; /* first: the worker's */
+    struct store_work job; /* first: the worker's */
     const struct wqueue_conf *conf;
     struct wqueue_item *first; /* taken off the queue, in order */
     size_t n, nmarked;
@@ -170,7 +170,7 @@ static void wqueue_apply(struct wqueue *q, struct wqueue_batch *b)
 }
 
 /* On the worker thread: the batch on the worker's own connection. */
-static void wqueue_batch_work(struct store_job *j, struct store *st)
+static void wqueue_batch_work(struct store_work *j, struct store *st)
 {
     struct wqueue_batch *b = (struct wqueue_batch *)j;
 
@@ -179,7 +179,7 @@ static void wqueue_batch_work(struct store_job *j, struct store *st)
 
 static void wqueue_next(struct wqueue *q);
 
-static void wqueue_batch_done(void *owner, struct store_job *j)
+static void wqueue_batch_done(void *owner, struct store_work *j)
 {
     struct wqueue_batch *b = (struct wqueue_batch *)j;
     struct wqueue *q = owner;

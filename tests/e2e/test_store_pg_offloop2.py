@@ -93,7 +93,7 @@ class _Frozen:
     freeze(), as test_store_pg's outage tests do) and an administrator's
     API token."""
 
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, config=()):
         self.own = pglib.PgServer()
         self.p = None
         self.frozen = []
@@ -102,6 +102,8 @@ class _Frozen:
             self.dbname = pglib.PgServer.dbname_of(url)
             self.p = Portcullis(tmp_path / "pc", store_url=url)
             self.p.tune_for_tests()
+            for section, key, value in config:
+                self.p.set_config(section, key, value)
             self.p.start()
             self.p.wait_http()
             self.token = pclib.parse_kv(self.p.cli(
@@ -425,3 +427,35 @@ def test_routes_work_as_before(tmp_path):
         assert st == 401, doc
     finally:
         p.stop()
+
+
+def test_schedule_ticks_do_not_hold_the_loop(tmp_path):
+    """The schedules' ticks (four a schedule minute: every 0.5 s on this
+    2 s clock) read the schedules on a store worker of their own: with
+    the database stopped for 3 s the web page keeps being answered at
+    once (before: the first tick after the stop held the loop for the 3 s
+    statement deadline), and once it is back the schedule fires again,
+    each minute on one node only (its claim, store_schedule_claim)."""
+    f = _Frozen(tmp_path, config=[("jobs", "schedule_minute_seconds", "2")])
+    try:
+        name = uniq("tick")
+        rc, _, err = f.p.cli("schedule", "add", name, "--cron", "* * * * *",
+                             "--tag", uniq("nobody"), "--", "true")
+        assert rc == 0, err
+
+        def fired():
+            st, doc, _, _ = _call(f.p.http_port, "GET",
+                                  API + "/schedules/" + name, f.token)
+            assert st == 200, doc
+            return doc["data"]["fired"]
+
+        pclib.wait_for(lambda: fired() >= 1 or None, 10,
+                       "the schedule fires")
+        r, took, worst = _while_frozen(f, lambda: time.sleep(3.0), 3.0)
+        _assert_loop_free("the schedules' ticks", r, took, worst)
+        n = fired()
+        pclib.wait_for(lambda: fired() >= n + 2 or None, 15,
+                       "the schedule fires again after the database came "
+                       "back")
+    finally:
+        f.close()

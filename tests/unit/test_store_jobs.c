@@ -445,6 +445,21 @@ static void test_schedules(void **state)
         ERR_OK);
     assert_int_equal(store_schedule_mark(st, s.id, 900, 0, 4, 2000, ""),
                      ERR_OK);
+    /* a minute is claimed once (each node of a cluster ticks) */
+    assert_int_equal(store_schedule_claim(st, s.id, 900), ERR_NOT_FOUND);
+    assert_int_equal(store_schedule_claim(st, s.id, 840), ERR_NOT_FOUND);
+    assert_int_equal(store_schedule_claim(st, s.id, 960), ERR_OK);
+    assert_int_equal(store_schedule_claim(st, s.id, 960), ERR_NOT_FOUND);
+    assert_int_equal(
+        store_schedule_claim(st, "00000000-0000-4000-8000-0000000000ff", 1020),
+        ERR_NOT_FOUND);
+    assert_int_equal(store_schedule_mark(st, s.id, 960, 0, 0, 2100, ""),
+                     ERR_OK);
+    assert_int_equal(store_schedule_get(st, "nightly", &got), ERR_OK);
+    assert_int_equal(got.last_fire, 960);
+    store_schedule_release(&got);
+    assert_int_equal(store_schedule_mark(st, s.id, 900, 0, 0, 2000, ""),
+                     ERR_OK);
     assert_int_equal(store_schedule_get(st, "nightly", &got), ERR_OK);
     assert_int_equal(got.last_fire, 900);
     assert_int_equal(got.fired, 1);

@@ -46,7 +46,7 @@ static int orphans;
 static bool on_server;
 
 struct tjob {
-    struct store_job job;
+    struct store_work job;
     int id;
     int64_t pid; /* its connection's backend (PostgreSQL) */
     int r;
@@ -67,7 +67,7 @@ static int64_t backend_pid(struct store *st)
 }
 
 /* On a worker: no cmocka asserts here (they jump on the test's thread). */
-static void tjob_work(struct store_job *j, struct store *st)
+static void tjob_work(struct store_work *j, struct store *st)
 {
     struct tjob *t = (struct tjob *)j;
     const char *ids[1] = {"nobody"};
@@ -79,7 +79,7 @@ static void tjob_work(struct store_job *j, struct store *st)
     t->r = store_users_active(st, ids, 1, active);
 }
 
-static void tjob_done(void *owner, struct store_job *j)
+static void tjob_done(void *owner, struct store_work *j)
 {
     struct tjob *t = (struct tjob *)j;
     struct owner *o = owner;
@@ -210,7 +210,7 @@ static void test_inline_without_a_server(void **state)
  * once, their done runs on the loop), one connection runs them one after
  * the other in the order given, on one backend; a waiting job its
  * wanted() refuses is dropped unrun. */
-static bool refuse(void *owner, const struct store_job *j)
+static bool refuse(void *owner, const struct store_work *j)
 {
     (void)owner;
     return ((const struct tjob *)j)->id != 3;
