@@ -58,6 +58,30 @@ def build_dir():
     return b if b.is_absolute() else REPO / b
 
 
+def static_agent():
+    """The static agent of this build; a sanitizer build has none (its
+    runtimes do not link -static), so its tests serve the normal build's
+    (`./dev test` builds build/ first)."""
+    own = build_dir() / "agent" / "portcullis-agent-static"
+    if own.exists():
+        return own
+    if build_dir() == REPO / "build":
+        pytest.fail("%s was not built (meson option agent_static)" % own)
+    normal = REPO / "build" / "agent" / "portcullis-agent-static"
+    if normal.exists():
+        return normal
+    pytest.skip("no portcullis-agent-static in %s or build/ (build/ "
+                "first: ./dev build)" % build_dir())
+
+
+def serve_static_agent(p):
+    """Points [pairing] agent_binary at static_agent() unless the server
+    finds its own beside it."""
+    exe = static_agent()
+    if exe.parent.parent != build_dir():
+        p.set_config("pairing", "agent_binary", str(exe))
+
+
 def portcullis_bin():
     return build_dir() / "portcullis"
 

@@ -18,32 +18,9 @@ import pytest
 
 import pclib
 from agentlib import (NetNS, agents, netns, wait_agent)  # noqa: F401
-from pclib import Portcullis, build_dir, parse_kv, stop_process, uniq
+from pclib import (Portcullis, parse_kv, serve_static_agent, static_agent,
+                   stop_process, uniq)
 from test_web import WEB, web_ui  # noqa: F401 (builds web/dist)
-
-
-def static_agent():
-    """The static agent of this build; a sanitizer build has none (its
-    runtimes do not link -static), so its tests serve the normal build's
-    (`./dev test` builds build/ first)."""
-    own = build_dir() / "agent" / "portcullis-agent-static"
-    if own.exists():
-        return own
-    if build_dir() == pclib.REPO / "build":
-        pytest.fail("%s was not built (meson option agent_static)" % own)
-    normal = pclib.REPO / "build" / "agent" / "portcullis-agent-static"
-    if normal.exists():
-        return normal
-    pytest.skip("no portcullis-agent-static in %s or build/ (build/ "
-                "first: ./dev build)" % build_dir())
-
-
-def serve_static_agent(p):
-    """Points [pairing] agent_binary at static_agent() unless the server
-    finds its own beside it."""
-    exe = static_agent()
-    if exe.parent.parent != build_dir():
-        p.set_config("pairing", "agent_binary", str(exe))
 
 
 def start_server(tmp_path, listen="127.0.0.1", code_seconds=None):

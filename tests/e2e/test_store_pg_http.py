@@ -24,11 +24,24 @@ from pclib import http_json, uniq
 from test_store_pg import _Outage
 
 
-def _call(port, method, path, token=None, body=None, timeout=30):
+# The probes of the loop come from another address than the floods: the
+# server allows [http] max_connections_per_source (64) from one address,
+# and a user's browser is not the flood's source either.
+PROBE_SOURCE = "127.0.0.2"
+# A probe slower than this means the loop was held: a statement on it
+# waits for the 3 s deadline (or a lock for longer). Well above what a
+# sanitizer build on a busy box takes to answer (up to 0.3 s seen).
+LOOP_LIMIT = 0.75
+
+
+def _call(port, method, path, token=None, body=None, timeout=30,
+          source=None):
     """One API request: (status, the JSON answer or {}, Retry-After,
-    seconds)."""
+    seconds); from source (an address) when given."""
     t0 = time.monotonic()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=timeout,
+        source_address=(source, 0) if source else None)
     hdrs = {"Content-Type": "application/json"}
     if token:
         hdrs["Authorization"] = "Bearer " + token
@@ -80,14 +93,16 @@ def _loop_probe(o, seconds):
     n = 0
     while time.monotonic() < t_end:
         t0 = time.monotonic()
-        _get(o.p.http_port, "/")  # the web UI's page (503 if not built)
+        # the web UI's page (503 if not built)
+        _call(o.p.http_port, "GET", "/", source=PROBE_SOURCE)
         worst["/"] = max(worst["/"], time.monotonic() - t0)
         n += 1
         t0 = time.monotonic()
         o.echo(o.live, b"probe-%d\n" % n)
         worst["echo"] = max(worst["echo"], time.monotonic() - t0)
         t0 = time.monotonic()
-        with socket.create_connection(("127.0.0.1", o.p.ssh_port), 10) as s:
+        with socket.create_connection(("127.0.0.1", o.p.ssh_port), 10,
+                                      (PROBE_SOURCE, 0)) as s:
             assert s.recv(4).startswith(b"SSH-")
         worst["banner"] = max(worst["banner"], time.monotonic() - t0)
         time.sleep(0.05)
@@ -98,9 +113,9 @@ def test_store_reads_do_not_hold_the_loop_while_the_database_hangs(
         target, tmp_path):
     """PostgreSQL stopped (SIGSTOP) for 5 s while four clients hammer
     /healthz, /api/v1/sessions and /api/v1/audit: the web UI's page, a
-    session's echo and an SSH banner answer within 0.25 s throughout
-    (before: 3 s and more, each GET holding the loop for the statement
-    deadline); the store's requests get 503 (store_unavailable, or
+    session's echo and an SSH banner answer within LOOP_LIMIT (0.75 s)
+    throughout (before: 3 s and more, each GET holding the loop for the
+    statement deadline); the store's requests get 503 (store_unavailable, or
     store_busy when too many wait) with Retry-After, none later than the
     deadline; /healthz says the database does not answer, and 200 again
     once it is back."""
@@ -135,7 +150,7 @@ def test_store_reads_do_not_hold_the_loop_while_the_database_hangs(
         print("slowest while stopped: %s; store requests: %d, slowest "
               "%.3f s, answers %s" % (worst, len(answers), slowest, codes))
         assert len(answers) == len(out), [x for x in out if x[1] is None]
-        assert all(v < 0.25 for v in worst.values()), \
+        assert all(v < LOOP_LIMIT for v in worst.values()), \
             "the loop stalled: %s" % worst
         assert slowest < 3.0 + 0.75, "a store read took %.2f s" % slowest
         late = [x for x in answers if x[1] != 200]
@@ -298,7 +313,7 @@ def test_many_slow_requests_are_bounded(target, tmp_path):
                   len(results), took,
                   sorted(set((r[0], _code(r[1])) for r in results)), worst,
                   len(refused), refused[:3]))
-        assert all(v < 0.25 for v in worst.values()), worst
+        assert all(v < LOOP_LIMIT for v in worst.values()), worst
         assert len(results) >= 100, len(results)
         assert all(r[0] in (200, 503) for r in results), results
         assert busy and all(r[3] < 1.0 and r[2] == "1" for r in busy), busy
@@ -363,8 +378,8 @@ def test_writes_do_not_hold_the_loop_while_the_database_hangs(
         target, tmp_path):
     """PostgreSQL stopped (SIGSTOP) for 5 s while four clients fire the
     API's writes (a group, a user, a credential, a token): the web UI's
-    page, a session's echo and a new SSH banner answer within 0.25 s
-    throughout (before: each write held the loop for the statement
+    page, a session's echo and a new SSH banner answer within LOOP_LIMIT
+    (0.75 s) throughout (before: each write held the loop for the statement
     deadline, 3 s); the writes get 503 with Retry-After, none later than
     the deadline; afterwards they are made again."""
     o = _Outage(target, tmp_path)
@@ -395,7 +410,7 @@ def test_writes_do_not_hold_the_loop_while_the_database_hangs(
         print("slowest while stopped: %s; writes: %d, slowest %.3f s, "
               "answers %s" % (worst, len(answers), slowest, codes))
         assert len(answers) == len(out), [x for x in out if x[1] is None]
-        assert all(v < 0.25 for v in worst.values()), \
+        assert all(v < LOOP_LIMIT for v in worst.values()), \
             "the loop stalled: %s" % worst
         assert slowest < 3.0 + 0.75, "a write took %.2f s" % slowest
         late = [x for x in answers if x[1] not in (201, 200, 404)]
@@ -455,7 +470,7 @@ def test_writes_past_the_bound_get_store_busy(target, tmp_path):
         answered = [r for r in results if r[1] is not None]
         kinds = sorted(set((r[1], _code(r[2])) for r in answered))
         print("%d answers: %s; loop %s" % (len(answered), kinds, worst))
-        assert all(v < 0.25 for v in worst.values()), worst
+        assert all(v < LOOP_LIMIT for v in worst.values()), worst
         assert len(answered) == 50, results
         busy = [r for r in answered if r[1] == 503 and
                 _code(r[2]) == "store_busy"]
@@ -503,7 +518,7 @@ def test_a_write_whose_client_went_is_made_with_its_after_effect(
                  "/api/v1/credentials/" + cred[0])
         worst = _loop_probe(o, 1.0)
         print("loop while the delete waits: %s" % worst)
-        assert all(v < 0.25 for v in worst.values()), worst
+        assert all(v < LOOP_LIMIT for v in worst.values()), worst
         assert holder.wait(timeout=30) == 0, holder.stderr.read()
         holder = None
         wait_agent(p, a.id, online=False, timeout=10)

@@ -21,7 +21,7 @@ import pytest
 
 import pclib
 import pglib
-from pclib import Portcullis, uniq
+from pclib import Portcullis, serve_static_agent, uniq
 
 API = "/api/v1"
 
@@ -102,6 +102,7 @@ class _Frozen:
             self.dbname = pglib.PgServer.dbname_of(url)
             self.p = Portcullis(tmp_path / "pc", store_url=url)
             self.p.tune_for_tests()
+            serve_static_agent(self.p)  # a sanitizer build has none
             for section, key, value in config:
                 self.p.set_config(section, key, value)
             self.p.start()
@@ -372,6 +373,7 @@ def test_routes_work_as_before(tmp_path):
     peer's check, /directories and logins answer as they did."""
     p = Portcullis(tmp_path / "pc")
     p.tune_for_tests()
+    serve_static_agent(p)  # a sanitizer build has none
     p.start()
     try:
         p.wait_http()
