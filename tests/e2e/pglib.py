@@ -19,6 +19,7 @@ import glob
 import itertools
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 
@@ -111,6 +112,35 @@ class PgServer:
                    "portcullis", "-T", "template0", "-E", "UTF8",
                    "--locale=C", name])
         return self.url(name)
+
+    def freeze(self, dbname):
+        """Stops the backends of dbname's clients as they are
+        (connections open, idle), then the postmaster, with SIGSTOP:
+        statements and cancel requests hang, new connections are accepted
+        by the kernel and never answered. Returns the stopped PIDs, for
+        thaw()."""
+        backends = [int(x) for x in self.psql(
+            dbname, "SELECT pid FROM pg_stat_activity WHERE datname = "
+            "current_database() AND backend_type = 'client backend' "
+            "AND pid <> pg_backend_pid()").split()]
+        assert backends
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            postmaster = int(f.readline())
+        stopped = []
+        for pid in backends + [postmaster]:
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+        return stopped
+
+    @staticmethod
+    def thaw(stopped):
+        """Resumes what freeze() stopped (emptying the list), the
+        postmaster first."""
+        while stopped:
+            try:
+                os.kill(stopped.pop(), signal.SIGCONT)
+            except ProcessLookupError:
+                pass
 
     def close(self):
         if self.running:

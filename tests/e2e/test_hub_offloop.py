@@ -310,20 +310,6 @@ def test_one_lookup_in_flight_per_connection(target, tmp_path,
         own.close()
 
 
-def lock_writes(own, dbname, tables, seconds):
-    """Another session holds tables locked against writes (EXCLUSIVE:
-    reads go on) for seconds: the psql process."""
-    holder = subprocess.Popen(
-        own.as_user + [os.path.join(own.bindir, "psql"), "-h", own.dir,
-                       "-p", str(own.port), "-U", "portcullis", "-d",
-                       dbname, "-X", "-q", "-c",
-                       "BEGIN; LOCK TABLE %s IN EXCLUSIVE MODE;"
-                       " SELECT pg_sleep(%d); COMMIT;" % (tables, seconds)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    time.sleep(0.5)  # the lock is taken
-    return holder
-
-
 def test_an_agent_gone_while_its_announcement_waits_ends_offline(
         tmp_path, make_agent):  # noqa: F811
     """The agents table locked for writes while an agent announces
@@ -340,7 +326,8 @@ def test_an_agent_gone_while_its_announcement_waits_ends_offline(
         a = make_agent(p)
         wait_agent_online(p, a.id)
         b = make_agent(p, start=False)
-        holder = lock_writes(own, own.dbname_of(p.store_url), "agents", 6)
+        holder = lock_tables(own, own.dbname_of(p.store_url), "agents", 6,
+                             mode="EXCLUSIVE")  # reads go on
         b.start()
         time.sleep(2.5)  # authenticated; its announcement waits
         b.kill()

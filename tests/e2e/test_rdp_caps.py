@@ -28,7 +28,6 @@ A client that announces no pointer cache (a shim between xfreerdp and
 the proxy sets its Pointer set's sizes to 0) must get no pointer update
 that names a cache entry.
 """
-import select
 import socket
 import ssl
 import struct
@@ -41,8 +40,8 @@ from pclib import run
 from test_rdp import (near, pixel, pytestmark,  # noqa: F401
                       rdp_asset, rdp_user, run_client, start_rdp_proxy,
                       stop_rdp_proxy)
-from test_rdp_codec_ids import (TEAL, CodecShim, SurfTarget, read_frame,
-                                recv_tpkt, shim_client)
+from test_rdp_codec_ids import (TEAL, CodecShim, SurfTarget, recv_tpkt,
+                                shim_client, tls_frames)
 
 # [MS-RDPBCGR] 2.2.1.13.1.1.1 capabilitySetType
 CAPSET = {"order": 0x03, "bitmap_cache": 0x04, "pointer": 0x08,
@@ -222,50 +221,31 @@ class BackShim:
             cc.hex()
         ts = self.cctx.wrap_socket(u)
         ps = self.sctx.wrap_socket(c, server_side=True)
-        bufs = {ps: bytearray(), ts: bytearray()}
         demand = share_id = None
-        while True:
-            ready = [s for s in (ps, ts) if s.pending()]
-            if not ready:
-                ready, _, _ = select.select([ps, ts], [], [], 60)
-                if not ready:
-                    return
-            for s in ready:
-                got = s.recv(65536)
-                if not got:
-                    return
-                b = bufs[s]
-                b += got
-                while True:
-                    n = read_frame(b)
-                    if n == 0:
-                        break
-                    f = bytearray(b[:n])
-                    del b[:n]
-                    if s is ps:
-                        got_caps = caps_of(f, 3)
-                        if got_caps is not None:
-                            self.confirms.append(
-                                {t: body for t, _, body in got_caps[1]})
-                        ts.sendall(f)
-                        continue
-                    if caps_of(f, 1) is not None:
-                        demand = slow_path(f, 1)
-                        share_id = struct.unpack(
-                            "<I", bytes(f[demand[0]:demand[0] + 4]))[0]
-                        self.demand_types = [t for t, _, _ in
-                                             caps_of(f, 1)[1]]
-                        f = with_sets(f, self.extra)
-                    elif (f[0] != 3 and self.order and self.confirms
-                          and not self.sent_order):
-                        self.sent_order = True
-                        o = self.order(self.confirms[-1])
-                        if o:
-                            ps.sendall(update_pdu(demand, share_id, o))
-                        else:
-                            self.sent_order = False
-                            self.order = None
-                    ps.sendall(f)
+        for s, f in tls_frames(ps, ts):
+            if s is ps:
+                got_caps = caps_of(f, 3)
+                if got_caps is not None:
+                    self.confirms.append(
+                        {t: body for t, _, body in got_caps[1]})
+                ts.sendall(f)
+                continue
+            if caps_of(f, 1) is not None:
+                demand = slow_path(f, 1)
+                share_id = struct.unpack(
+                    "<I", bytes(f[demand[0]:demand[0] + 4]))[0]
+                self.demand_types = [t for t, _, _ in caps_of(f, 1)[1]]
+                f = with_sets(f, self.extra)
+            elif (f[0] != 3 and self.order and self.confirms
+                  and not self.sent_order):
+                self.sent_order = True
+                o = self.order(self.confirms[-1])
+                if o:
+                    ps.sendall(update_pdu(demand, share_id, o))
+                else:
+                    self.sent_order = False
+                    self.order = None
+            ps.sendall(f)
 
 
 @pytest.fixture(scope="module")

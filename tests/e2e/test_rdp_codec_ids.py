@@ -87,6 +87,33 @@ def read_frame(buf):
     return n if n >= 2 and len(buf) >= n else 0
 
 
+def tls_frames(a, b, timeout=60):
+    """The whole PDUs (read_frame) arriving on TLS sockets a and b, as
+    (socket, frame), each frame a bytearray of its own, in order per
+    socket: what a shim between client and target reads. Ends when
+    either side closes or nothing comes for timeout seconds."""
+    bufs = {a: bytearray(), b: bytearray()}
+    while True:
+        ready = [s for s in (a, b) if s.pending()]
+        if not ready:
+            ready, _, _ = select.select([a, b], [], [], timeout)
+            if not ready:
+                return
+        for s in ready:
+            got = s.recv(65536)
+            if not got:
+                return
+            buf = bufs[s]
+            buf += got
+            while True:
+                n = read_frame(buf)
+                if n == 0:
+                    break
+                f = bytearray(buf[:n])
+                del buf[:n]
+                yield s, f
+
+
 def recv_tpkt(sock):
     buf = b""
     while len(buf) < 4 or len(buf) < struct.unpack(">H", buf[2:4])[0]:
@@ -161,35 +188,15 @@ class CodecShim:
             cc.hex()
         us = self.cctx.wrap_socket(u)
         cs = self.sctx.wrap_socket(c, server_side=True)
-        bufs = {cs: bytearray(), us: bytearray()}
-        peer = {cs: us, us: cs}
         held = []   # the proxy's frames of a fragmented update, held
         frag = []   # (frame, offset) of each fragment's data, its bytes
-        while True:
-            ready = [s for s in (cs, us) if s.pending()]
-            if not ready:
-                ready, _, _ = select.select([cs, us], [], [], 60)
-                if not ready:
-                    return
-            for s in ready:
-                got = s.recv(65536)
-                if not got:
-                    return
-                b = bufs[s]
-                b += got
-                while True:
-                    n = read_frame(b)
-                    if n == 0:
-                        break
-                    f = bytearray(b[:n])
-                    del b[:n]
-                    if s is cs:
-                        self._from_client(f)
-                        us.sendall(f)
-                    else:
-                        out = self._from_proxy(f, held, frag)
-                        for g in out:
-                            cs.sendall(g)
+        for s, f in tls_frames(cs, us):
+            if s is cs:
+                self._from_client(f)
+                us.sendall(f)
+            else:
+                for g in self._from_proxy(f, held, frag):
+                    cs.sendall(g)
 
     def _from_client(self, f):
         """The Confirm Active's codec IDs into self.ids (the GUID, then

@@ -425,17 +425,19 @@ def test_database_outage(target, tmp_path):
         own.close()
 
 
-def lock_tables(own, dbname, tables, seconds=5):
+def lock_tables(own, dbname, tables, seconds=5, mode="ACCESS EXCLUSIVE"):
     """Another session of own's database holds tables locked (ACCESS
-    EXCLUSIVE) for seconds, from when this returns: the psql process
-    (the caller waits for it, or kills it)."""
+    EXCLUSIVE: reads wait too; EXCLUSIVE: only writes) for seconds, from
+    when this returns: the psql process (the caller waits for it, or
+    kills it)."""
     import subprocess
     holder = subprocess.Popen(
         own.as_user + [os.path.join(own.bindir, "psql"), "-h", own.dir,
                        "-p", str(own.port), "-U", "portcullis", "-d",
                        dbname, "-X", "-q", "-c",
-                       "BEGIN; LOCK TABLE %s IN ACCESS EXCLUSIVE MODE;"
-                       " SELECT pg_sleep(%d); COMMIT;" % (tables, seconds)],
+                       "BEGIN; LOCK TABLE %s IN %s MODE;"
+                       " SELECT pg_sleep(%d); COMMIT;" % (tables, mode,
+                                                          seconds)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(0.5)  # the lock is taken
     return holder
@@ -536,27 +538,12 @@ class _Outage:
             self.postmaster = int(f.readline())
 
     def freeze(self):
-        """Stops the server's backends as they are (connections open,
-        idle), then the postmaster, with SIGSTOP: statements and cancel
-        requests hang, new connections are accepted by the kernel and
-        never answered. thaw() (and close()) resumes them."""
-        import signal
-        backends = [int(x) for x in self.own.psql(
-            self.dbname, "SELECT pid FROM pg_stat_activity WHERE datname = "
-            "current_database() AND backend_type = 'client backend' "
-            "AND pid <> pg_backend_pid()").split()]
-        assert backends
-        for pid in backends + [self.postmaster]:
-            os.kill(pid, signal.SIGSTOP)
-            self.frozen.append(pid)
+        """pglib.PgServer.freeze() of this server's database; thaw()
+        (and close()) resumes it."""
+        self.frozen += self.own.freeze(self.dbname)
 
     def thaw(self):
-        import signal
-        while self.frozen:
-            try:
-                os.kill(self.frozen.pop(), signal.SIGCONT)
-            except ProcessLookupError:
-                pass
+        self.own.thaw(self.frozen)
 
     def lock(self, tables, seconds=5):
         """lock_tables() on this server's database."""

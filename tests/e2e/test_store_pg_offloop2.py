@@ -12,8 +12,6 @@ SQLite (test_routes_work_as_before runs on the store the run names)."""
 
 import http.client
 import json
-import os
-import signal
 import threading
 import time
 
@@ -110,28 +108,17 @@ class _Frozen:
             self.token = pclib.parse_kv(self.p.cli(
                 "token", "add", "--user", "admin", "--expires",
                 "1d")[1])["token"]
-            with open(os.path.join(self.own.data, "postmaster.pid")) as f:
-                self.postmaster = int(f.readline())
         except BaseException:
             self.close()
             raise
 
     def freeze(self):
-        backends = [int(x) for x in self.own.psql(
-            self.dbname, "SELECT pid FROM pg_stat_activity WHERE datname = "
-            "current_database() AND backend_type = 'client backend' "
-            "AND pid <> pg_backend_pid()").split()]
-        assert backends
-        for pid in backends + [self.postmaster]:
-            os.kill(pid, signal.SIGSTOP)
-            self.frozen.append(pid)
+        """pglib.PgServer.freeze() of this server's database; thaw()
+        (and close()) resumes it."""
+        self.frozen += self.own.freeze(self.dbname)
 
     def thaw(self):
-        while self.frozen:
-            try:
-                os.kill(self.frozen.pop(), signal.SIGCONT)
-            except ProcessLookupError:
-                pass
+        self.own.thaw(self.frozen)
 
     def back(self):
         """Thawed, and the API's store answers again."""
