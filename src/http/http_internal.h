@@ -345,8 +345,10 @@ typedef void (*http_off_work_fn)(struct http_req *w, struct store *st,
                                  void *ctx);
 typedef void (*http_off_then_fn)(struct http *h, struct http_req *w,
                                  struct http_req *req, void *ctx, bool ran);
+/* ctx_free: how ctx goes if the API stops before then ran (then owns
+ * it otherwise); it may hold secrets (a credential's, a user's row). */
 bool http_off_hand(struct http_req *req, http_off_work_fn work,
-                   http_off_then_fn then, void *ctx);
+                   http_off_then_fn then, void *ctx, void (*ctx_free)(void *));
 
 /* Response helpers; each returns 0 so a handler can `return http_ok(..)`.
  * http_ok steals data (and meta, may be NULL). */

@@ -119,6 +119,7 @@ struct http_off_job {
     http_off_work_fn work;
     http_off_then_fn then;
     void *ctx;
+    void (*ctx_free)(void *ctx);
     struct http_off_job *next; /* in off->jobs */
 };
 
@@ -137,7 +138,9 @@ struct http_off {
 
 static void http_off_job_free(struct http_off_job *o)
 {
-    free(o->ctx); /* the API stopped before its then ran */
+    if (o->ctx != NULL) { /* the API stopped before its then ran */
+        o->ctx_free(o->ctx);
+    }
     http_req_clear(&o->req);
     if (o->authz != NULL) {
         sodium_memzero(o->authz, strlen(o->authz));
@@ -536,7 +539,7 @@ bool http_off_take(struct http_req *req)
 }
 
 bool http_off_hand(struct http_req *req, http_off_work_fn work,
-                   http_off_then_fn then, void *ctx)
+                   http_off_then_fn then, void *ctx, void (*ctx_free)(void *))
 {
     struct http *h = req->h;
     struct http_off *off = h->off;
@@ -564,6 +567,7 @@ bool http_off_hand(struct http_req *req, http_off_work_fn work,
     o->work = work;
     o->then = then;
     o->ctx = ctx;
+    o->ctx_free = ctx_free;
     http_off_add(off, o);
     http_off_queue(off, o);
     return true;

@@ -723,6 +723,14 @@ struct pair_use {
     bool made;
 };
 
+static void pair_use_free(void *ctx)
+{
+    struct pair_use *u = ctx;
+
+    sodium_memzero(u, sizeof(*u)); /* a credential's secret */
+    free(u);
+}
+
 static void pair_use_work(struct http_req *w, struct store *st, void *ctx)
 {
     struct pair_use *u = ctx;
@@ -774,8 +782,7 @@ static void pair_use_then(struct http *h, struct http_req *w,
     } else {
         (void)pair_installer(h, w, p, u->sha, h->store);
     }
-    sodium_memzero(u, sizeof(*u));
-    free(u);
+    pair_use_free(u);
 }
 
 /* GET /pair/{code}: the installer, once. On the loop (the codes, the
@@ -840,7 +847,7 @@ int http_h_pair_get(struct http_req *req)
     snprintf(u->name, sizeof(u->name), "%s", p->name);
     snprintf(u->actor, sizeof(u->actor), "%s", p->actor);
     snprintf(u->sha, sizeof(u->sha), "%s", sha);
-    http_off_hand(req, pair_use_work, pair_use_then, u);
+    http_off_hand(req, pair_use_work, pair_use_then, u, pair_use_free);
     return 0;
 }
 

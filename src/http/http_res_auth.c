@@ -356,22 +356,15 @@ static struct http_login *http_login_new(void)
     return calloc(1, sizeof(struct http_login));
 }
 
-static void http_login_free(struct http_login *lc)
+static void http_login_free(void *p)
 {
+    struct http_login *lc = p;
+
     if (lc != NULL) {
         directory_result_clear(&lc->dres);
         sodium_memzero(lc, sizeof(*lc));
         free(lc);
     }
-}
-
-/* A further step off the loop from a request that waits (its ID): true
- * when the step answers it, false when req holds its answer now (in
- * line, or 503 at once): then the caller resumes it. */
-static bool http_login_step(struct http_req *req, http_off_work_fn work,
-                            http_off_then_fn then, struct http_login *lc)
-{
-    return http_off_hand(req, work, then, lc);
 }
 
 /* From a loop part of a step (w the job's copy, or req itself in line):
@@ -538,8 +531,10 @@ static bool http_login_finish(struct http_req *req, int r,
         snprintf(lc->old_hash, sizeof(lc->old_hash), "%s", rh->old_hash);
         snprintf(lc->new_hash, sizeof(lc->new_hash), "%s", rh->new_hash);
     }
-    return !http_login_step(req, http_login_recheck_work,
-                            http_login_recheck_then, lc);
+    /* a further step of a request that waits: false when req holds its
+     * answer now (in line, or 503 at once) */
+    return !http_off_hand(req, http_login_recheck_work, http_login_recheck_then,
+                          lc, http_login_free);
 }
 
 /* password_done_fn: the pool checked the password of deferred login id;
@@ -645,8 +640,8 @@ static void http_login_dir_done(void *ctx, uint64_t id,
                 }
             }
         }
-        if (!http_login_step(req, http_login_dir_work, http_login_dir_then,
-                             lc)) {
+        if (!http_off_hand(req, http_login_dir_work, http_login_dir_then, lc,
+                           http_login_free)) {
             http_resume(req);
         }
         return;
@@ -830,8 +825,8 @@ int http_h_login(struct http_req *req)
     if (lc == NULL) {
         return http_error(req, 500, "internal", "Internal error", "no memory");
     }
-    (void)http_off_hand(req, http_login_lookup_work, http_login_lookup_then,
-                        lc);
+    (void)http_off_hand(req, http_login_lookup_work, http_login_lookup_then, lc,
+                        http_login_free);
     return 0;
 }
 
