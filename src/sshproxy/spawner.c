@@ -57,6 +57,8 @@
 /* out of descriptors: accept() is tried again after this long */
 #define SPAWNER_EMFILE_PAUSE_MS 100
 #define SPAWNER_EMFILE_LOG_MS 10000
+/* at start, how long a port in use is waited for (spawner_listen) */
+#define SPAWNER_BUSY_WAIT_MS 5000
 
 struct spawner {
     const struct spawner_ops *ops;
@@ -499,13 +501,29 @@ int spawner_listen(struct spawner *sp, const char *addr, int port)
         return ERR_IO;
     }
     for (ai = res; ai != NULL; ai = ai->ai_next) {
+        int64_t until = util_mono_ms() + SPAWNER_BUSY_WAIT_MS;
+        bool told = false;
+
         fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
         if (fd < 0) {
             continue;
         }
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-            listen(fd, sp->ops->backlog) == 0) {
+        /* A port still held may be the spawner of a server that has just
+         * died (it lets the port go as soon as it sees the main process
+         * gone, but on a loaded machine that can take a moment): a restart
+         * by a supervisor waits for it a little, then gives up. */
+        while ((rc = bind(fd, ai->ai_addr, ai->ai_addrlen)) != 0 &&
+               errno == EADDRINUSE && util_mono_ms() < until) {
+            if (!told) {
+                log_warn("%s%s port %d is in use; waiting up to %d s for it "
+                         "to be free",
+                         pre, addr, port, SPAWNER_BUSY_WAIT_MS / 1000);
+                told = true;
+            }
+            (void)poll(NULL, 0, 100);
+        }
+        if (rc == 0 && listen(fd, sp->ops->backlog) == 0) {
             break;
         }
         log_error("%scannot listen on %s port %d: %s", pre, addr, port,

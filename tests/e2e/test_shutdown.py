@@ -23,7 +23,8 @@ import socket
 import subprocess
 import time
 
-from pclib import Client, Portcullis, children_of, http_json, uniq
+from pclib import (Client, Portcullis, children_of, http_json, uniq,
+                   wait_for)
 from test_rdp import rdp_target  # noqa: F401 (a fixture)
 from test_store_pg import _Outage
 
@@ -71,6 +72,66 @@ def test_sigterm_ends_open_sessions_closes_their_rows_and_exits(target,
             "error: interrupted (the access server stopped)", row
         assert row["bytes_up"] == 4 and row["bytes_down"] == 4, row
     assert "did not end within" not in pc.log_text()
+
+
+def _hold(port):
+    """A socket listening on 127.0.0.1:port, or None while it is taken."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        return None
+    s.listen(1)
+    return s
+
+
+def test_a_port_still_held_is_waited_for_then_refused(tmp_path):
+    """Found (test_jobs.py's restart test, under load): even letting the
+    port go first, the spawner of a server killed a moment ago may not have
+    run yet when the supervisor's restart binds. The new server waits for
+    the port a few seconds (saying so), then starts; a port that stays
+    taken is a clear error and a non-zero exit, not a hang."""
+    pc = Portcullis(tmp_path / "pc")
+    pc.tune_for_tests()
+    holder = _hold(pc.ssh_port)
+    assert holder is not None
+    try:
+        pc.start()  # returns at once: the holder listens
+        wait_for(lambda: "is in use; waiting up to" in pc.log_text(),
+                 what="the server to say it waits for the port")
+        assert pc.proc.poll() is None, pc.log_tail()
+        holder.close()
+        holder = None
+        # the server's own spawner answers now
+        def answers():
+            try:
+                with socket.create_connection(("127.0.0.1", pc.ssh_port),
+                                              timeout=5) as c:
+                    c.settimeout(5)
+                    return c.recv(64).startswith(b"SSH-2.0-")
+            except OSError:
+                return False
+        wait_for(answers, what="the SSH port to answer")
+        pc.wait_http()
+        assert "cannot listen" not in pc.log_text()
+        pc.stop()
+        # held for good: a clear error after the wait, and an exit
+        holder = wait_for(lambda: _hold(pc.ssh_port),
+                          what="the stopped server's port to be free")
+        t0 = time.monotonic()
+        pc.start()
+        rc = pc.proc.wait(20)
+        took = time.monotonic() - t0
+        assert rc != 0, pc.log_tail()
+        assert 4 <= took < 15, took
+        assert "Address already in use" in pc.log_text(), pc.log_tail()
+        pc.proc = None
+    finally:
+        if holder is not None:
+            holder.close()
+        pc.stop()
 
 
 def test_a_crashed_server_starts_again_at_once(tmp_path):
