@@ -529,6 +529,7 @@ int daemon_run(const struct config *cfg)
     cluster_stop(d.cluster);
     notify_close(d.ask);
     daemon_stop_services(&d);
+    routes_stop_reads(d.routes); /* they read the monitor's store */
     monitor_free(&d.mon);
 out:
     routes_free(d.routes);

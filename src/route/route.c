@@ -9,7 +9,11 @@
  * A name resolution cannot be cancelled (loop.h: its callback always
  * runs), so it gets a small record of its own that points back at the
  * request; cancelling or timing out the request clears that pointer and
- * the late answer frees only the record.
+ * the late answer frees only the record. The store reads of peer: and
+ * node: routes (a peer and its via chain; whether another node holds an
+ * agent, and that node) run the same way on a store worker of the
+ * routes' own (struct route_look): on PostgreSQL off the loop, so a slow
+ * database delays that connection only; on SQLite at once, in line.
  */
 #include "route/route.h"
 
@@ -36,10 +40,16 @@
 #include "store/agents.h"
 #include "store/nodes.h"
 #include "store/peers.h"
+#include "store/store_worker.h"
 
 struct route_resolve {
     struct route_req *rq; /* NULL once the request no longer waits */
 };
+
+struct route_look;
+
+/* How long routes_free waits for store reads still out. */
+#define ROUTE_STOP_MS 1000
 
 struct route_req {
     struct routes *rs;
@@ -69,6 +79,8 @@ struct route_req {
     bool udp; /* a UDP flow (struct route): only through another node */
     /* route_peer_check: OPTIONS * instead of CONNECT */
     bool check;
+    /* store reads on the routes' worker, until they come back */
+    struct route_look *look;
     /* while route_connect runs the connector: cleared when rq ends */
     bool *alive;
 };
@@ -89,6 +101,8 @@ struct routes {
     route_node_token_fn node_token;
     void *node_token_arg;
     char node_fp[128];
+    /* the store reads of peer: and node: routes (NULL: on the loop) */
+    struct store_worker *w;
 };
 
 /* One row per route kind. */
@@ -107,6 +121,8 @@ struct route_kind {
     void (*cancel)(struct route_req *rq);
 };
 
+static void route_look_forget(struct route_req *rq);
+
 /* Frees rq, then tells its owner: every request, connect or check,
  * ends here with one result. */
 static void route_end(struct route_req *rq, const struct route_result *res)
@@ -123,6 +139,7 @@ static void route_end(struct route_req *rq, const struct route_result *res)
     if (rq->alive != NULL) {
         *rq->alive = false; /* route_connect returns NULL */
     }
+    route_look_forget(rq);
     if (rq->pprev != NULL) {
         *rq->pprev = rq->next;
         if (rq->next != NULL) {
@@ -143,6 +160,160 @@ static void route_finish(struct route_req *rq, int fd, const char *why)
     res.why = fd >= 0 ? NULL : why != NULL ? why : "failed";
     res.server = "";
     route_end(rq, &res);
+}
+
+/* --- store reads on the routes' worker (struct route_look) --- */
+
+enum route_look_kind {
+    ROUTE_LOOK_PEER, /* a peer and its via chain */
+    ROUTE_LOOK_NODE  /* whether another node holds an agent, and that node */
+};
+
+struct route_look {
+    struct store_work base; /* first: the worker's job */
+    struct route_req *rq;   /* NULL once the request no longer waits */
+    enum route_look_kind kind;
+    char name[STORE_ROUTE_MAX + 1];
+    /* the connector's arguments, for when it goes on */
+    char *host;
+    int port;
+    char orig_ip[128];
+    int orig_port;
+    /* the outcome: ERR_OK, or why not */
+    int rc;
+    char why[600];
+    /* ROUTE_LOOK_PEER: the peer read (rq->peer takes it) */
+    struct store_peer *peer;
+    /* ROUTE_LOOK_NODE: the agent's row names another node that holds it
+     * (elsewhere), and that node's row (node_rc: ERR_OK if read) */
+    bool elsewhere;
+    int node_rc;
+    struct store_node node;
+};
+
+static int route_peer_chain(struct store *st, const struct store_peer *p,
+                            char *why, size_t whylen);
+static void route_peer_loaded(struct route_req *rq, struct route_look *lk);
+static void route_agent_loaded(struct route_req *rq, struct route_look *lk);
+
+/* On the worker (or in line): nothing but lk and st. */
+static void route_look_work(struct store_work *j, struct store *st)
+{
+    struct route_look *lk = (struct route_look *)j;
+    struct store_agent *a;
+    int r;
+
+    if (lk->kind == ROUTE_LOOK_PEER) {
+        if ((lk->peer = calloc(1, sizeof(*lk->peer))) == NULL) {
+            lk->rc = ERR_NOMEM;
+            snprintf(lk->why, sizeof(lk->why), "out of memory");
+            return;
+        }
+        if ((r = store_peer_get(st, lk->name, lk->peer)) != ERR_OK) {
+            lk->rc = r;
+            snprintf(lk->why, sizeof(lk->why),
+                     r == ERR_NOT_FOUND
+                         ? "peer '%s' is not configured here"
+                         : "peer '%s': cannot read it from the store",
+                     lk->name);
+            return;
+        }
+        lk->rc = route_peer_chain(st, lk->peer, lk->why, sizeof(lk->why));
+        return;
+    }
+    if ((a = calloc(1, sizeof(*a))) == NULL) {
+        lk->rc = ERR_NOMEM;
+        snprintf(lk->why, sizeof(lk->why), "out of memory");
+        return;
+    }
+    lk->elsewhere = store_agent_get(st, lk->name, a) == ERR_OK && a->online &&
+                    a->node[0] != '\0' &&
+                    strcmp(a->node, store_node_self(st)) != 0;
+    if (lk->elsewhere) {
+        lk->node_rc = store_node_get(st, a->node, &lk->node);
+    }
+    sodium_memzero(a, sizeof(*a));
+    free(a);
+    lk->rc = ERR_OK;
+}
+
+static void route_look_free(struct route_look *lk)
+{
+    if (lk->peer != NULL) {
+        sodium_memzero(lk->peer, sizeof(*lk->peer));
+        free(lk->peer);
+    }
+    free(lk->host);
+    free(lk);
+}
+
+/* On the loop: the request goes on, unless it went meanwhile (rq NULL)
+ * or the routes are gone (owner NULL). */
+static void route_look_done(void *owner, struct store_work *j)
+{
+    struct route_look *lk = (struct route_look *)j;
+    struct route_req *rq = lk->rq;
+
+    if (rq != NULL) {
+        rq->look = NULL; /* dropped at a stop (owner NULL): rq never goes on */
+    }
+    if (owner != NULL && rq != NULL) {
+        if (!j->ran) { /* no connection to the database */
+            lk->rc = ERR_STORE;
+            snprintf(lk->why, sizeof(lk->why),
+                     "%s '%s': the store does not answer",
+                     lk->kind == ROUTE_LOOK_PEER ? "peer" : "agent", lk->name);
+            lk->elsewhere = false;
+        }
+        if (lk->kind == ROUTE_LOOK_PEER) {
+            route_peer_loaded(rq, lk);
+        } else {
+            route_agent_loaded(rq, lk);
+        }
+    }
+    route_look_free(lk);
+}
+
+/* Reads what rq's kind needs from the store, then goes on in
+ * route_peer_loaded or route_agent_loaded (perhaps before this returns). */
+static void route_look_start(struct route_req *rq, enum route_look_kind kind,
+                             const char *host, int port, const char *orig_ip,
+                             int orig_port)
+{
+    struct routes *rs = rq->rs;
+    struct route_look *lk = calloc(1, sizeof(*lk));
+
+    if (lk == NULL || (lk->host = strdup(host)) == NULL) {
+        free(lk);
+        route_finish(rq, -1, "out of memory");
+        return;
+    }
+    lk->base.work = route_look_work;
+    lk->base.done = route_look_done;
+    lk->rq = rq;
+    lk->kind = kind;
+    snprintf(lk->name, sizeof(lk->name), "%s", rq->name);
+    lk->port = port;
+    snprintf(lk->orig_ip, sizeof(lk->orig_ip), "%s", orig_ip);
+    lk->orig_port = orig_port;
+    lk->rc = ERR_STORE;
+    rq->look = lk;
+    if (rs->w != NULL) {
+        store_worker_run(rs->w, &lk->base);
+        return;
+    }
+    route_look_work(&lk->base, rs->store); /* no worker: on the loop */
+    lk->base.ran = true;
+    route_look_done(rs, &lk->base);
+}
+
+/* rq no longer waits for its store reads: they are dropped when back. */
+static void route_look_forget(struct route_req *rq)
+{
+    if (rq->look != NULL) {
+        rq->look->rq = NULL;
+        rq->look = NULL;
+    }
 }
 
 /* --- direct: resolve, then a non-blocking connect --- */
@@ -344,40 +515,17 @@ static void route_agent_on_stream(void *arg, bool ok, const char *why)
     route_finish(rq, fd, NULL);
 }
 
-static void route_node_connect(struct route_req *rq, const char *host, int port,
-                               const char *orig_ip, int orig_port);
 static void route_peer_cancel(struct route_req *rq);
 
-/* true if the store says another node of the cluster holds the agent. */
-static bool route_agent_elsewhere(struct routes *rs, const char *id)
-{
-    struct store_agent *a;
-    bool r;
-
-    if (rs->store == NULL || (a = calloc(1, sizeof(*a))) == NULL) {
-        return false;
-    }
-    r = store_agent_get(rs->store, id, a) == ERR_OK && a->online &&
-        a->node[0] != '\0' && strcmp(a->node, store_node_self(rs->store)) != 0;
-    free(a);
-    return r;
-}
-
-/* A socketpair whose other end the hub bridges to a stream through the
- * agent; the caller gets our end once the agent has connected to the
- * target. An agent another node holds is reached through that node
- * (node:, below). */
-static void route_agent_connect(struct route_req *rq, const char *host,
-                                int port, const char *orig_ip, int orig_port)
+/* A socketpair whose other end the hub bridges to a stream through this
+ * node's agent; the caller gets our end once the agent has connected to
+ * the target. */
+static void route_agent_here(struct route_req *rq, const char *host, int port,
+                             const char *orig_ip, int orig_port)
 {
     struct hub_req *h;
     int sv[2];
 
-    if (!hub_agent_online(rq->rs->hub, rq->name) &&
-        route_agent_elsewhere(rq->rs, rq->name)) {
-        route_node_connect(rq, host, port, orig_ip, orig_port);
-        return;
-    }
     if (rq->udp) { /* the caller takes this node's own agents by the hub */
         route_finish(rq, -1,
                      "a udp flow goes only to an agent of another node");
@@ -396,6 +544,30 @@ static void route_agent_connect(struct route_req *rq, const char *host,
     if (h != NULL) {
         rq->hub_req = h;
     }
+}
+
+/* An agent this node does not hold may be held by another node of the
+ * cluster (the store says: a read on the routes' worker), reached through
+ * that node (node:, below); else the hub says it is not connected. */
+static void route_agent_connect(struct route_req *rq, const char *host,
+                                int port, const char *orig_ip, int orig_port)
+{
+    if (!hub_agent_online(rq->rs->hub, rq->name) && rq->rs->store != NULL) {
+        route_look_start(rq, ROUTE_LOOK_NODE, host, port, orig_ip, orig_port);
+        return;
+    }
+    route_agent_here(rq, host, port, orig_ip, orig_port);
+}
+
+static void route_node_go(struct route_req *rq, const struct route_look *lk);
+
+static void route_agent_loaded(struct route_req *rq, struct route_look *lk)
+{
+    if (lk->elsewhere) {
+        route_node_go(rq, lk);
+        return;
+    }
+    route_agent_here(rq, lk->host, lk->port, lk->orig_ip, lk->orig_port);
 }
 
 static void route_agent_cancel(struct route_req *rq)
@@ -567,6 +739,18 @@ static void route_peer_connect(struct route_req *rq, const char *host, int port,
                                const char *orig_ip, int orig_port)
 {
     struct routes *rs = rq->rs;
+
+    if (rs->store == NULL || rs->vault == NULL || rs->links == NULL) {
+        route_finish(rq, -1, "peer routes are not available here");
+        return;
+    }
+    route_look_start(rq, ROUTE_LOOK_PEER, host, port, orig_ip, orig_port);
+}
+
+/* The peer and its chain are read (or not): through its proxy. */
+static void route_peer_loaded(struct route_req *rq, struct route_look *lk)
+{
+    struct routes *rs = rq->rs;
     struct store_peer *p;
     struct route sub;
     char ad[VAULT_AD_MAX], why[600];
@@ -574,23 +758,13 @@ static void route_peer_connect(struct route_req *rq, const char *host, int port,
     size_t plen = 0;
     struct route_req *h;
 
-    if (rs->store == NULL || rs->vault == NULL || rs->links == NULL) {
-        route_finish(rq, -1, "peer routes are not available here");
+    if (lk->rc != ERR_OK) {
+        route_finish(rq, -1, lk->why);
         return;
     }
-    if ((p = rq->peer = calloc(1, sizeof(*p))) == NULL) {
-        route_finish(rq, -1, "out of memory");
-        return;
-    }
-    if (store_peer_get(rs->store, rq->name, p) != ERR_OK) {
-        snprintf(why, sizeof(why), "peer '%s' is not configured here",
-                 rq->name);
-        route_peer_clear(rq);
-        route_finish(rq, -1, why);
-        return;
-    }
-    if (route_peer_chain(rs->store, p, why, sizeof(why)) != ERR_OK ||
-        route_parse(p->via, &sub, why, sizeof(why)) != ERR_OK) {
+    p = rq->peer = lk->peer;
+    lk->peer = NULL;
+    if (route_parse(p->via, &sub, why, sizeof(why)) != ERR_OK) {
         route_peer_clear(rq);
         route_finish(rq, -1, why);
         return;
@@ -606,10 +780,10 @@ static void route_peer_connect(struct route_req *rq, const char *host, int port,
         return;
     }
     vault_secret_free(plain, plen);
-    snprintf(rq->dest_host, sizeof(rq->dest_host), "%s", host);
-    rq->dest_port = port;
+    snprintf(rq->dest_host, sizeof(rq->dest_host), "%s", lk->host);
+    rq->dest_port = lk->port;
     /* the proxy's port, directly or through the peer in front of it */
-    h = route_connect(rs, &sub, p->host, p->port, orig_ip, orig_port,
+    h = route_connect(rs, &sub, p->host, p->port, lk->orig_ip, lk->orig_port,
                       route_peer_on_sub, rq);
     if (h != NULL) {
         rq->sub = h;
@@ -696,46 +870,32 @@ static void route_node_fp(struct routes *rs)
     free(pem);
 }
 
-static void route_node_connect(struct route_req *rq, const char *host, int port,
-                               const char *orig_ip, int orig_port)
+/* The store says node lk->node holds the agent: through its proxy. */
+static void route_node_go(struct route_req *rq, const struct route_look *lk)
 {
     struct routes *rs = rq->rs;
-    struct store_agent *a = NULL;
-    struct store_node n;
+    const struct store_node *n = &lk->node;
     struct store_peer *p;
     struct route sub;
     char proxy[STORE_HOST_MAX + 16], plain[4], tok[256];
     char why[600], *colon = NULL;
-    const char *self;
     struct route_req *h;
     long pport = 0;
 
     why[0] = '\0';
-    if (rs->store == NULL || rs->links == NULL) {
-        route_finish(rq, -1, "node routes are not available here");
-        return;
-    }
-    self = store_node_self(rs->store);
-    if ((a = calloc(1, sizeof(*a))) == NULL) {
-        route_finish(rq, -1, "out of memory");
-        return;
-    }
-    if (store_agent_get(rs->store, rq->name, a) != ERR_OK || !a->online ||
-        a->node[0] == '\0' || strcmp(a->node, self) == 0) {
-        snprintf(why, sizeof(why), "agent '%s' is not connected", rq->name);
-    } else if (store_node_get(rs->store, a->node, &n) != ERR_OK ||
-               strcmp(n.state, "up") != 0) {
+    if (rs->links == NULL) {
+        snprintf(why, sizeof(why), "node routes are not available here");
+    } else if (lk->node_rc != ERR_OK || strcmp(n->state, "up") != 0) {
         snprintf(why, sizeof(why),
                  "agent '%s' is held by a node that is not up", rq->name);
-    } else if (!route_node_addr(n.addresses, "proxy", proxy, sizeof(proxy)) ||
+    } else if (!route_node_addr(n->addresses, "proxy", proxy, sizeof(proxy)) ||
                (colon = strrchr(proxy, ':')) == NULL ||
                (pport = strtol(colon + 1, NULL, 10)) < 1 || pport > 65535) {
         snprintf(why, sizeof(why),
                  "agent '%s' is held by node %s, which runs no proxy for "
                  "other nodes ([http_proxy] enabled)",
-                 rq->name, n.name);
+                 rq->name, n->name);
     }
-    free(a);
     if (why[0] != '\0') {
         route_finish(rq, -1, why);
         return;
@@ -753,22 +913,22 @@ static void route_node_connect(struct route_req *rq, const char *host, int port,
     }
     sodium_memzero(tok, sizeof(tok));
     snprintf(p->name, sizeof(p->name), "%.*s", (int)sizeof(p->name) - 1,
-             n.name);
+             n->name);
     snprintf(p->host, sizeof(p->host), "%.*s", (int)sizeof(p->host) - 1, proxy);
     p->port = (int)pport;
     p->plain_http =
-        route_node_addr(n.addresses, "proxy_plain", plain, sizeof(plain));
+        route_node_addr(n->addresses, "proxy_plain", plain, sizeof(plain));
     snprintf(p->tls_fingerprint, sizeof(p->tls_fingerprint), "%s", rs->node_fp);
-    snprintf(rq->dest_host, sizeof(rq->dest_host), "%s", host);
-    rq->dest_port = port;
+    snprintf(rq->dest_host, sizeof(rq->dest_host), "%s", lk->host);
+    rq->dest_port = lk->port;
     snprintf(rq->node_agent, sizeof(rq->node_agent), "%s", rq->name);
-    snprintf(rq->node_id, sizeof(rq->node_id), "%s", n.id);
+    snprintf(rq->node_id, sizeof(rq->node_id), "%s", n->id);
     if (route_parse("direct", &sub, why, sizeof(why)) != ERR_OK) {
         route_peer_clear(rq);
         route_finish(rq, -1, why);
         return;
     }
-    h = route_connect(rs, &sub, p->host, p->port, orig_ip, orig_port,
+    h = route_connect(rs, &sub, p->host, p->port, lk->orig_ip, lk->orig_port,
                       route_peer_on_sub, rq);
     if (h != NULL) {
         rq->sub = h;
@@ -855,6 +1015,13 @@ void routes_set_store(struct routes *rs, struct store *st,
 {
     rs->store = st;
     rs->vault = v;
+    /* On PostgreSQL the reads of peer: and node: routes run on 2
+     * connections of their own; without a worker (out of memory) on the
+     * loop, as on SQLite. */
+    if (rs->w == NULL && st != NULL && rs->loop != NULL) {
+        rs->w = store_worker_new(rs->loop, st, rs->cfg->store_path, 2,
+                                 "the routes", rs);
+    }
 }
 
 void routes_free(struct routes *rs)
@@ -865,8 +1032,18 @@ void routes_free(struct routes *rs)
     while (rs->reqs != NULL) {
         route_cancel(rs->reqs);
     }
+    /* reads still out come back (if ever) with owner NULL */
+    store_worker_stop(rs->w, ROUTE_STOP_MS);
     peer_links_free(rs->links);
     free(rs);
+}
+
+void routes_stop_reads(struct routes *rs)
+{
+    if (rs != NULL) {
+        store_worker_stop(rs->w, ROUTE_STOP_MS);
+        rs->w = NULL; /* from now on on the loop */
+    }
 }
 
 void routes_set_node_token(struct routes *rs, route_node_token_fn fn, void *arg)
@@ -972,6 +1149,7 @@ void route_cancel(struct route_req *rq)
     if (rq == NULL) {
         return;
     }
+    route_look_forget(rq);
     rq->kind->cancel(rq);
     if (rq->alive != NULL) {
         *rq->alive = false;
