@@ -254,6 +254,20 @@ struct rdpc {
     bool bthr_on;   /* started and not joined */
     pthread_t wthr; /* rdpc_warm_main, joined by the back leg's thread */
     bool wthr_on;
+    /* rdpc_kick_main: wakes the back leg's thread out of FreeRDP's 100 ms
+     * waits while it connects; started and joined by that thread */
+    pthread_t kthr;
+    bool kthr_on;
+    pthread_t kick_to;  /* the back leg's thread */
+    int kick_fd;        /* eventfd: the watcher looks again, or ends */
+    bool kick_end;      /* set before kick_fd is written: it ends */
+    bool kick_hold;     /* the thread waits for the front: no signal */
+    unsigned kick_sent; /* the watcher's signals, read once it is joined */
+    int kick_err;       /* pthread_kill's error that stopped it, or 0 */
+    int64_t t0;         /* util_mono_ms() when the child began */
+    bool edrq_watch;    /* rdpc_wlog_transport_need: the front's window */
+    bool caps_watch;    /* and the back leg's */
+    UINT32 check_ms;    /* the back leg's MaxTimeInCheckLoop after connecting */
     bool bok;           /* the thread's result: the back leg is connected */
     pthread_mutex_t mu; /* guards the fields below */
     pthread_cond_t cv;
@@ -416,6 +430,9 @@ static void rdpc_front_progress(struct rdpc *s, bool active)
     if (g == s->gate) {
         return;
     }
+    log_debug("rdp %s: the front's %s, %lld ms after the connect",
+              s->a->client_addr, active ? "activation" : "MCS connect",
+              (long long)(util_mono_ms() - s->t0));
     pthread_mutex_lock(&s->mu);
     if (s->gate < RDPC_GATE_MCS) {
         /* the channels its Client Network Data asked for (the joins come
@@ -1605,11 +1622,12 @@ static BOOL rdpc_no_altsec(rdpContext *c, UINT8 type, const char *name)
  * front's PDUs come by too (one logger for every transport); a server
  * never sends a Confirm Active, so none of them is changed. The logger
  * is at WLOG_TRACE only from the back leg's CAPABILITIES_EXCHANGE to its
- * FINALIZATION (rdpc_back_state): WinPR spends 1.3-3 us on each PDU it
+ * FINALIZATION (rdpc_back_state) and, with TLS logins, from the front's
+ * start to its MCS Erect Domain Request (rdpc_edrq_watch, where the
+ * front's inbound PDUs are looked at): WinPR spends 1.3-3 us on each PDU it
  * hands a callback appender, a tenth of the relay's own CPU per PDU if
- * it went on for the whole session. (The main thread may read the level
- * while the back leg's thread sets it, during the first exchange: a
- * word, read whole either way.)
+ * it went on for the whole session. (A thread may read the level while
+ * the other sets it: a word, read whole either way.)
  *
  * "com.freerdp.core.update" at its usual level: FreeRDP's refusal of a
  * primary order is only a line there (rdp_codec_primary_refusal); and
@@ -1653,14 +1671,45 @@ static BOOL rdpc_wlog_message(const wLogMessage *m)
     return TRUE;
 }
 
+/*
+ * The transport logger is at WLOG_TRACE while either of its listeners
+ * needs the PDUs: the front's until it is past rdesktop's Erect Domain
+ * Request (edrq_watch, the main thread), the back leg's during its
+ * capability exchange (caps_watch, its thread). With NLA the two
+ * windows may overlap (the back leg connects beside the front), so each
+ * sets its own flag and the level follows both, under s->mu.
+ */
+static void rdpc_wlog_transport_need(struct rdpc *s, bool *flag, bool on)
+{
+    pthread_mutex_lock(&s->mu);
+    __atomic_store_n(flag, on, __ATOMIC_RELAXED);
+    (void)WLog_SetLogLevel(rdpc_wlog_transport, s->edrq_watch || s->caps_watch
+                                                    ? WLOG_TRACE
+                                                    : rdpc_wlog_level);
+    pthread_mutex_unlock(&s->mu);
+}
+
 static BOOL rdpc_wlog_packet(const wLogMessage *m)
 {
     struct rdpc *s = rdpc_s;
     unsigned off = 0;
     char said[200];
 
-    if (s == NULL || (m->PacketFlags & WLOG_PACKET_OUTBOUND) == 0 ||
-        m->PacketData == NULL || m->PacketLength <= 0) {
+    if (s == NULL || m->PacketData == NULL || m->PacketLength <= 0) {
+        return TRUE;
+    }
+    if ((m->PacketFlags & WLOG_PACKET_INBOUND) != 0) {
+        /* the front's PDUs, read whole and not yet parsed: rdesktop's
+         * Erect Domain Request mended (rdpc_edrq_watch) */
+        if (__atomic_load_n(&s->edrq_watch, __ATOMIC_RELAXED) &&
+            rdp_codec_edrq_fix(m->PacketData, (size_t)m->PacketLength)) {
+            log_info("rdp %s: the client's MCS Erect Domain Request "
+                     "(rdesktop's, not in PER) rewritten in PER",
+                     s->a->client_addr);
+        }
+        return TRUE;
+    }
+    if ((m->PacketFlags & WLOG_PACKET_OUTBOUND) == 0) {
         return TRUE;
     }
     switch (rdp_codec_confirm_fix(m->PacketData, (size_t)m->PacketLength,
@@ -1711,6 +1760,33 @@ static void rdpc_wlog_tap(void)
         if (i == 0) {
             rdpc_wlog_transport = l;
         }
+    }
+}
+
+/*
+ * rdesktop (1.9) writes its MCS Erect Domain Request in a form FreeRDP
+ * 2.11's server refuses (rdp_codec_edrq_fix). The front's PDUs pass the
+ * transport logger too, whole and before FreeRDP parses them (its
+ * transport_read_pdu hands each to WLog_Packet first), so with TLS
+ * logins on (rdesktop does no NLA: docs/rdp.md, "rdesktop") that logger
+ * is at WLOG_TRACE from the start of the connection until the front is
+ * past that request, and rdpc_wlog_packet mends it there. A few PDUs
+ * (the negotiation, TLS or NLA, the MCS Connect Initial) pass the
+ * callback meanwhile; then the logger goes back to its level unless the
+ * back leg's capability exchange needs it (rdpc_wlog_transport_need).
+ */
+static void rdpc_edrq_watch(struct rdpc *s, bool start)
+{
+    if (start) {
+        if (s->a->tls_logins) {
+            rdpc_wlog_transport_need(s, &s->edrq_watch, true);
+        }
+        return;
+    }
+    if (__atomic_load_n(&s->edrq_watch, __ATOMIC_RELAXED) &&
+        freerdp_get_state(s->peer->context) >=
+            CONNECTION_STATE_MCS_ERECT_DOMAIN) {
+        rdpc_wlog_transport_need(s, &s->edrq_watch, false);
     }
 }
 
@@ -1875,14 +1951,206 @@ static bool rdpc_back_codecs(struct rdpc *s, rdpSettings *bs)
  * settings is taken out again, so that FreeRDP's own checks of what the
  * target sends agree with what was announced.
  */
+/*
+ * FreeRDP 2.11's client connects in a loop that reads what has come
+ * (rdp_check_fds) and then sleeps 100 ms (rdp_client_connect:
+ * Sleep(100), WinPR's plain usleep): an answer of the target that comes
+ * while the back leg's thread sleeps waits for the end of that sleep,
+ * up to 100 ms per connection phase (MCS, licensing, Demand Active,
+ * finalization). A signal cuts such a sleep short (nanosleep ends with
+ * EINTR and is not restarted), so while the back leg connects a watcher
+ * thread polls the target's socket and, when it is readable, signals
+ * the back leg's thread (RDPC_KICK_SIG, a handler that does nothing; the
+ * sandbox allows tgkill of this process with that signal only). The
+ * thread then reads at once. Every other wait on that thread goes on
+ * after the signal: FreeRDP's socket BIO and WinPR's waits poll again on
+ * EINTR, the handler is SA_RESTART for reads and writes, and the
+ * monitor's calls (mproto) retry. bench/README.md, "The back leg's
+ * waits", has the figures.
+ *
+ * The socket stays readable until the back leg's thread has read it, so
+ * after each signal the watcher looks again 1 ms later: drained, it
+ * polls for the next answer; still readable, it signals again (the
+ * signal came just before the sleep began, the thread was busy, or the
+ * next answer came as soon as it had read: a watcher cannot tell, and a
+ * back-off would delay quick round trips such as the channel joins),
+ * every 1 ms, every 100 ms after 100 of them. While the thread waits
+ * for the front's codecs (rdpc_kick_hold) it is not signalled. It runs
+ * from the back leg's MCS Connect Initial to its activation, on the
+ * back leg's thread's behalf only.
+ */
+#define RDPC_KICK_SIG SANDBOX_RDP_KICK_SIG
+/* rdpc_back_state: how long one read of the back leg's PDUs may go on
+ * while it connects (FreeRDP's MaxTimeInCheckLoop; its own 100 after) */
+#define RDPC_CONNECT_CHECK_MS 10000
+
+static void rdpc_on_kick(int sig)
+{
+    (void)sig; /* only to end the back leg's thread's sleep */
+}
+
+static bool rdpc_readable(int fd, int ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+
+    return poll(&p, 1, ms) == 1;
+}
+
+static void *rdpc_kick_main(void *arg)
+{
+    struct rdpc *s = arg;
+    struct pollfd p[2] = {{.fd = s->back_fd}, {.fd = s->kick_fd}};
+    uint64_t v;
+    unsigned streak = 0; /* signals since the socket was last drained */
+    int n, next = -1;    /* ms to the next signal while unread; -1: none */
+    bool held;
+
+    p[1].events = POLLIN;
+    for (;;) {
+        held = __atomic_load_n(&s->kick_hold, __ATOMIC_ACQUIRE);
+        p[0].events = next < 0 && !held ? POLLIN : 0;
+        n = poll(p, 2, held ? -1 : next);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            break;
+        }
+        if (p[1].revents != 0) {
+            if (read(s->kick_fd, &v, sizeof(v)) < 0 && errno != EAGAIN) {
+                break;
+            }
+            if (__atomic_load_n(&s->kick_end, __ATOMIC_ACQUIRE)) {
+                break;
+            }
+            next = -1; /* held or released: look anew */
+            streak = 0;
+            continue;
+        }
+        if ((p[0].revents & (POLLERR | POLLHUP | POLLNVAL)) != 0) {
+            s->kick_err = pthread_kill(s->kick_to, RDPC_KICK_SIG);
+            break; /* the back leg sees it when it reads */
+        }
+        if (held) {
+            continue;
+        }
+        if (next >= 0 && !rdpc_readable(s->back_fd, 0)) {
+            next = -1; /* read: wait for the next answer */
+            streak = 0;
+            continue;
+        }
+        if ((s->kick_err = pthread_kill(s->kick_to, RDPC_KICK_SIG)) != 0) {
+            break; /* the sandbox refused it: FreeRDP's own pace */
+        }
+        s->kick_sent++;
+        /* unread 1 ms after a signal: it came just before the sleep
+         * began, or the thread was busy, or a new answer came as soon as
+         * it had read (no way to tell): again every 1 ms, then every
+         * 100 ms after 100 of them (FreeRDP's own pace, a thread busy
+         * elsewhere) */
+        next = ++streak < 100 ? 1 : 100;
+    }
+    return NULL;
+}
+
+/* The back leg's thread is about to wait on something of its own (the
+ * front's codecs: hold true), or is back from it (false); signals in
+ * between would only wake that wait. Once back, the watcher signals it
+ * at once if an answer is waiting. */
+static void rdpc_kick_hold(struct rdpc *s, bool hold)
+{
+    uint64_t one = 1;
+
+    if (!s->kthr_on) {
+        return;
+    }
+    __atomic_store_n(&s->kick_hold, hold, __ATOMIC_RELEASE);
+    if (write(s->kick_fd, &one, sizeof(one)) != sizeof(one)) {
+        log_debug("rdp %s: cannot prompt the back leg's watcher: %s",
+                  s->a->client_addr, strerror(errno));
+    }
+}
+
+/* On the back leg's thread, once its socket is set to non-blocking. */
+static void rdpc_kick_start(struct rdpc *s)
+{
+    if (s->kthr_on || s->back_fd < 0) {
+        return;
+    }
+    s->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s->kick_fd < 0) {
+        return; /* FreeRDP's own pace, as without the watcher */
+    }
+    s->kick_to = pthread_self();
+    if (pthread_create(&s->kthr, NULL, rdpc_kick_main, s) != 0) {
+        close(s->kick_fd);
+        s->kick_fd = -1;
+        return;
+    }
+    s->kthr_on = true;
+}
+
+/* On the back leg's thread: at its activation or when its connect ends. */
+static void rdpc_kick_stop(struct rdpc *s)
+{
+    uint64_t one = 1;
+
+    if (!s->kthr_on) {
+        return;
+    }
+    __atomic_store_n(&s->kick_end, true, __ATOMIC_RELEASE);
+    if (write(s->kick_fd, &one, sizeof(one)) != sizeof(one)) {
+        /* a full counter still wakes it; anything else would leave it
+         * polling: the child ends with the session either way */
+        log_warn("rdp %s: cannot stop the back leg's watcher: %s",
+                 s->a->client_addr, strerror(errno));
+    }
+    pthread_join(s->kthr, NULL);
+    s->kthr_on = false;
+    close(s->kick_fd);
+    s->kick_fd = -1;
+    if (s->kick_err != 0) {
+        log_warn("rdp %s: the back leg's watcher could not signal its "
+                 "thread (%s): it connected at FreeRDP's own pace",
+                 s->a->client_addr, strerror(s->kick_err));
+    } else {
+        log_debug("rdp %s: the back leg's watcher woke its thread %u "
+                  "time(s) while it connected",
+                  s->a->client_addr, s->kick_sent);
+    }
+}
+
 static void rdpc_back_state(void *ctx, ConnectionStateChangeEventArgs *e)
 {
     struct rdpc *s = rdpc_s;
     rdpContext *c = ctx;
     rdpSettings *bs = c->settings;
 
+    log_debug("rdp %s: the back leg's state %d, %lld ms after the connect",
+              s->a->client_addr, e->state, (long long)(util_mono_ms() - s->t0));
+    if (e->state == CONNECTION_STATE_MCS_CONNECT) {
+        /* FreeRDP reads the PDUs that have come one after the other, for
+         * MaxTimeInCheckLoop ms at most (100) from when it began; a
+         * callback that waited longer (the capability exchange's wait
+         * for the front's codecs) left the next PDU, read already and
+         * held by TLS, for after a 100 ms sleep that no signal could
+         * end (the socket has nothing more to read). While connecting,
+         * the loop goes on until it has read all that came. */
+        s->check_ms =
+            freerdp_settings_get_uint32(bs, FreeRDP_MaxTimeInCheckLoop);
+        (void)freerdp_settings_set_uint32(bs, FreeRDP_MaxTimeInCheckLoop,
+                                          RDPC_CONNECT_CHECK_MS);
+        rdpc_kick_start(s);
+        return;
+    }
+    if (e->state == CONNECTION_STATE_ACTIVE) {
+        rdpc_kick_stop(s);
+        (void)freerdp_settings_set_uint32(bs, FreeRDP_MaxTimeInCheckLoop,
+                                          s->check_ms);
+        return;
+    }
     if (e->state == CONNECTION_STATE_FINALIZATION) {
-        (void)WLog_SetLogLevel(rdpc_wlog_transport, rdpc_wlog_level);
+        rdpc_wlog_transport_need(s, &s->caps_watch, false);
         if (__atomic_load_n(&s->caps_pending, __ATOMIC_ACQUIRE)) {
             if (s->why[0] == '\0') {
                 snprintf(s->why, sizeof(s->why),
@@ -1909,12 +2177,18 @@ static void rdpc_back_state(void *ctx, ConnectionStateChangeEventArgs *e)
         return;
     }
     __atomic_store_n(&s->caps_pending, true, __ATOMIC_RELEASE);
-    (void)WLog_SetLogLevel(rdpc_wlog_transport, WLOG_TRACE);
+    rdpc_wlog_transport_need(s, &s->caps_watch, true);
     if (s->codecs_set) {
         return;
     }
-    if (!rdpc_gate_wait(s, RDPC_GATE_ACTIVE) ||
-        !rdpc_back_codecs(s, c->settings)) {
+    rdpc_kick_hold(s, true);
+    if (!rdpc_gate_wait(s, RDPC_GATE_ACTIVE)) {
+        rdpc_kick_hold(s, false);
+        freerdp_abort_connect(c->instance);
+        return;
+    }
+    rdpc_kick_hold(s, false);
+    if (!rdpc_back_codecs(s, c->settings)) {
         freerdp_abort_connect(c->instance);
         return;
     }
@@ -2643,6 +2917,7 @@ static void *rdpc_back_main(void *arg)
 
     rdpc_warm_join(s);
     ok = rdpc_back_connect(s);
+    rdpc_kick_stop(s);
 
     pthread_mutex_lock(&s->mu);
     s->bok = ok;
@@ -3033,6 +3308,7 @@ static void rdpc_loop(struct rdpc *s)
             break;
         }
         rdpc_front_progress(s, false);
+        rdpc_edrq_watch(s, false);
         if (s->back_up && (!freerdp_check_event_handles(s->back->context) ||
                            freerdp_shall_disconnect(s->back))) {
             if (s->why[0] == '\0') {
@@ -3095,6 +3371,8 @@ int rdp_child_run(const struct rdp_child_args *a)
     s.mon = a->monitor_fd;
     s.back_fd = -1;
     s.bfd = -1;
+    s.kick_fd = -1;
+    s.t0 = util_mono_ms();
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.cv, NULL);
     rdpc_s = &s;
@@ -3104,6 +3382,7 @@ int rdp_child_run(const struct rdp_child_args *a)
     /* Before the sandbox: OpenSSL reads its configuration once. */
     winpr_InitializeSSL(WINPR_SSL_INIT_DEFAULT);
     rdpc_wlog_tap();
+    rdpc_edrq_watch(&s, true);
     if (!rdpc_front_setup(&s)) {
         log_error("rdp %s: cannot set up the RDP server side", a->client_addr);
         rc = 1;
@@ -3118,6 +3397,9 @@ int rdp_child_run(const struct rdp_child_args *a)
     term.sa_flags = SA_RESETHAND; /* a second SIGTERM ends it at once */
     sigemptyset(&term.sa_mask);
     (void)sigaction(SIGTERM, &term, NULL);
+    term.sa_handler = rdpc_on_kick; /* rdpc_kick_main */
+    term.sa_flags = SA_RESTART;
+    (void)sigaction(RDPC_KICK_SIG, &term, NULL);
     if (sandbox_enter_rdp(a->sb) != ERR_OK) {
         rc = 1;
         goto out;

@@ -459,6 +459,23 @@ static bool rdp_codec_capset_fix(uint16_t type, uint8_t *body, size_t blen,
     return ok;
 }
 
+bool rdp_codec_edrq_fix(uint8_t *pdu, size_t len)
+{
+    /* TPKT (03 00, length 12), X.224 Data (02 F0 80), DomainMCSPDU
+     * erectDomainRequest (1 << 2), then four bytes: two 16-bit numbers
+     * below 256 each (their high bytes 00), as rdesktop writes them */
+    static const uint8_t head[8] = {0x03, 0x00, 0x00, 0x0c,
+                                    0x02, 0xf0, 0x80, 0x04};
+
+    if (pdu == NULL || len != 12 || memcmp(pdu, head, sizeof(head)) != 0 ||
+        pdu[8] != 0x00 || pdu[10] != 0x00) {
+        return false;
+    }
+    pdu[8] = 0x01;  /* length 1, then the low byte: subHeight */
+    pdu[10] = 0x01; /* length 1, then the low byte: subInterval */
+    return true;
+}
+
 enum rdp_confirm_verdict rdp_codec_confirm_fix(uint8_t *pdu, size_t len,
                                                bool surface, bool marker,
                                                unsigned *off)

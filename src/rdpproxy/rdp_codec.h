@@ -317,6 +317,25 @@ enum rdp_pointer_verdict rdp_codec_pointer_check(enum rdp_pointer_kind kind,
                                                  uint32_t client_cache,
                                                  uint32_t client_large);
 
+/*
+ * rdesktop's MCS Erect Domain Request ([T.125] ErectDomainRequest, the
+ * client's first PDU after the MCS Connect Response): rdesktop 1.9
+ * (mcs.c, mcs_send_edrq) writes subHeight and subInterval as fixed
+ * 16-bit numbers, 00 01 00 01, where PER wants each INTEGER as a length
+ * and its bytes (01 01 01 01, as mstsc and FreeRDP write them). FreeRDP
+ * 2.11's server reads 00 as an INTEGER of length 0, then 01 00, and
+ * refuses the PDU for its one byte left over ("Received invalid TPKT
+ * header length 12, 1 bytes too long!"): the connection ends. Given a
+ * PDU as FreeRDP read it (whole, TPKT header first), this rewrites such
+ * a request in place into the PER form of the same two numbers (which
+ * FreeRDP's server reads and ignores). true: it was one and was
+ * rewritten; false: any other PDU, untouched (a request already in PER
+ * form included).
+ *
+ * Plain data: a pure function of its arguments.
+ */
+bool rdp_codec_edrq_fix(uint8_t *pdu, size_t len);
+
 /* The back leg's own set: FreeRDP 2's client writes these constant IDs
  * (libfreerdp/core/capabilities.c, rdp_write_bitmap_codecs_capability_set:
  * its RDP_CODEC_ID_NSCODEC and RDP_CODEC_ID_REMOTEFX, which rdp_child.c

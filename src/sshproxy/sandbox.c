@@ -204,6 +204,15 @@ static int sandbox_seccomp_threads(scmp_filter_ctx ctx)
             0) {
         return ERR_INTERNAL;
     }
+    /* tgkill(2) of this process's own threads (the thread group is the
+     * child's pid, fixed when the filter is loaded) with the one signal
+     * the RDP child uses to wake its back leg's thread (docs/rdp.md,
+     * "Sandbox"); any other signal, or another process, fails */
+    if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 2,
+                         SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()),
+                         SCMP_A2(SCMP_CMP_EQ, SANDBOX_RDP_KICK_SIG)) != 0) {
+        return ERR_INTERNAL;
+    }
     return ERR_OK;
 }
 

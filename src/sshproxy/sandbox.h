@@ -15,6 +15,7 @@
 #ifndef PORTCULLIS_SANDBOX_H
 #define PORTCULLIS_SANDBOX_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -32,5 +33,9 @@ int sandbox_enter(const struct sandbox *sb);
  * FreeRDP's event objects need (sandbox.c lists them and says why;
  * docs/rdp.md). */
 int sandbox_enter_rdp(const struct sandbox *sb);
+/* The one signal an RDP child may send, to its own threads only: it
+ * wakes its back leg's thread out of FreeRDP's connect waits
+ * (rdp_child.c, rdpc_kick_main). */
+#define SANDBOX_RDP_KICK_SIG SIGURG
 
 #endif

@@ -607,6 +607,49 @@ def test_rdp_child_is_sandboxed(rdp_proxy):
         assert held == [], held
 
 
+def test_back_leg_woken_out_of_freerdp_waits(rdp_target, tmp_path):
+    """FreeRDP's client sleeps 100 ms between reads while it connects; the
+    back leg's watcher signals its thread when the target has answered
+    (tgkill of its own thread with SIGURG, which the sandbox allows and
+    nothing else: docs/rdp.md, "FreeRDP's connect waits"). The debug log
+    says how often it woke the thread and warns if the sandbox refused
+    the signal; the back leg's MCS, channel joins and licensing (one
+    100 ms sleep or more each without it) take a fraction of that."""
+    p = start_rdp_proxy(tmp_path / "pc")
+    try:
+        p.stop()
+        p.set_config("server", "log_level", "debug")
+        p.start()
+        assert wait_listen(p.rdp_port, 15, p.proc), p.log_tail()
+        asset = rdp_asset(p, rdp_target)
+        user, pw = rdp_user(p, asset)
+        before = len(rdp_target.keys())
+        r, _ = run_client(p, tmp_path / "c", "%s#%s" % (user, asset), pw,
+                          text="woken")
+        assert_desktop_and_typing(rdp_target, tmp_path / "c", r, before,
+                                  "woken")
+        log = p.log_path.read_text()
+        assert "could not signal its thread" not in log, log[-3000:]
+        woke = [ln for ln in log.splitlines()
+                if "the back leg's watcher woke its thread" in ln]
+        assert len(woke) == 1, log[-3000:]
+        n = int(woke[0].split("woke its thread ")[1].split()[0])
+        assert n >= 1, woke
+        # state 3 (MCS connect) to 12 (capability exchange), ms after the
+        # client's connect: several round trips with the target
+        at = {}
+        for ln in log.splitlines():
+            if "the back leg's state " in ln:
+                st, ms = ln.split("the back leg's state ")[1].split(", ")
+                at.setdefault(int(st), int(ms.split()[0]))
+        assert 3 in at and 12 in at, log[-3000:]
+        if at[12] - at[3] >= 300:
+            warnings.warn("the back leg's MCS and licensing took %d ms "
+                          "(a loaded box?)" % (at[12] - at[3]))
+    finally:
+        stop_rdp_proxy(p)
+
+
 def freerdp_mapped(pid):
     """Does process pid have FreeRDP's library mapped?"""
     with open("/proc/%d/maps" % pid) as f:

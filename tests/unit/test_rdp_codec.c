@@ -776,6 +776,52 @@ static void test_capset_refusal(void **state)
     assert_string_equal(b, "capability set 42");
 }
 
+/* rdesktop's Erect Domain Request (fixed 16-bit fields) becomes PER;
+ * anything else, a PER request included, is left as it came. */
+static void test_edrq_fix(void **state)
+{
+    uint8_t rdesktop[12] = {0x03, 0x00, 0x00, 0x0c, 0x02, 0xf0,
+                            0x80, 0x04, 0x00, 0x01, 0x00, 0x01};
+    const uint8_t per[12] = {0x03, 0x00, 0x00, 0x0c, 0x02, 0xf0,
+                             0x80, 0x04, 0x01, 0x01, 0x01, 0x01};
+    uint8_t b[16];
+
+    (void)state;
+    assert_true(rdp_codec_edrq_fix(rdesktop, sizeof(rdesktop)));
+    assert_memory_equal(rdesktop, per, sizeof(per));
+    /* now in PER: not changed again */
+    assert_false(rdp_codec_edrq_fix(rdesktop, sizeof(rdesktop)));
+    assert_memory_equal(rdesktop, per, sizeof(per));
+    /* mstsc's (13 bytes: 01 00 01 00 is length 1, 0 twice) */
+    memcpy(b,
+           (const uint8_t[]){0x03, 0x00, 0x00, 0x0d, 0x02, 0xf0, 0x80, 0x04,
+                             0x01, 0x00, 0x01, 0x00},
+           12);
+    b[12] = 0x00;
+    assert_false(rdp_codec_edrq_fix(b, 13));
+    /* another PDU of 12 bytes (an Attach User Request is 8) */
+    memcpy(b, per, 12);
+    b[7] = 0x28; /* attachUserRequest */
+    b[8] = 0x00;
+    b[10] = 0x00;
+    assert_false(rdp_codec_edrq_fix(b, 12));
+    assert_int_equal(b[8], 0x00);
+    /* a number of 256 or more is no fixed form of rdesktop's */
+    memcpy(b, per, 12);
+    b[8] = 0x01;
+    b[10] = 0x00;
+    assert_false(rdp_codec_edrq_fix(b, 12));
+    /* short, long, NULL */
+    memcpy(b,
+           (const uint8_t[]){0x03, 0x00, 0x00, 0x0c, 0x02, 0xf0, 0x80, 0x04,
+                             0x00, 0x01, 0x00, 0x01},
+           12);
+    assert_false(rdp_codec_edrq_fix(b, 11));
+    assert_false(rdp_codec_edrq_fix(b, 13));
+    assert_int_equal(b[8], 0x00);
+    assert_false(rdp_codec_edrq_fix(NULL, 12));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -795,6 +841,7 @@ int main(void)
         cmocka_unit_test(test_confirm_fix_other_pdus),
         cmocka_unit_test(test_caps_said),
         cmocka_unit_test(test_capset_refusal),
+        cmocka_unit_test(test_edrq_fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

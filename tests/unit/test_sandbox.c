@@ -16,6 +16,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -297,6 +298,83 @@ static void test_prepare_rejects_unknown_user(void **state)
     assert_int_equal(sandbox_prepare("root", test_dir, &sb), ERR_CONFIG);
 }
 
+static void on_urg(int sig)
+{
+    (void)sig;
+}
+
+/* An RDP child may tgkill its own threads with SANDBOX_RDP_KICK_SIG
+ * (rdp_child.c wakes its back leg's thread so); any other signal, or
+ * another process, fails with EACCES. Writes the three results. */
+static int try_tgkill(int wfd)
+{
+    int r[3];
+
+    signal(SANDBOX_RDP_KICK_SIG, on_urg);
+    signal(SIGUSR1, SIG_IGN);
+    r[0] = syscall(SYS_tgkill, getpid(), gettid(), SANDBOX_RDP_KICK_SIG) == 0
+               ? 0
+               : errno;
+    r[1] = syscall(SYS_tgkill, getpid(), gettid(), SIGUSR1) == 0 ? 0 : errno;
+    /* the parent (the test), its main thread */
+    r[2] = syscall(SYS_tgkill, getppid(), getppid(), SANDBOX_RDP_KICK_SIG) == 0
+               ? 0
+               : errno;
+    (void)!write(wfd, r, sizeof(r));
+    return 0;
+}
+
+static int try_tgkill_ssh(int wfd)
+{
+    int e;
+
+    signal(SANDBOX_RDP_KICK_SIG, on_urg);
+    e = syscall(SYS_tgkill, getpid(), gettid(), SANDBOX_RDP_KICK_SIG) == 0
+            ? 0
+            : errno;
+    (void)!write(wfd, &e, sizeof(e));
+    return 0;
+}
+
+static void test_rdp_tgkill_own_threads_kick_only(void **state)
+{
+    struct sandbox sb;
+    int p[2], r[3] = {-1, -1, -1}, status = 0;
+    pid_t pid;
+
+    (void)state;
+    assert_int_equal(sandbox_prepare("nobody", test_dir, &sb), ERR_OK);
+    assert_int_equal(pipe(p), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        if (sandbox_enter_rdp(&sb) != ERR_OK) {
+            _exit(100);
+        }
+        _exit(try_tgkill(p[1]));
+    }
+    close(p[1]);
+    assert_int_equal(read(p[0], r, sizeof(r)), sizeof(r));
+    close(p[0]);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(r[0], 0);
+    assert_int_equal(r[1], EACCES);
+    assert_int_equal(r[2], EACCES);
+}
+
+/* An SSH child may not signal at all. */
+static void test_ssh_tgkill_refused(void **state)
+{
+    int e = -1, status;
+
+    (void)state;
+    status = run_sandboxed(try_tgkill_ssh, &e);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(e, EACCES);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -309,6 +387,8 @@ int main(void)
         cmocka_unit_test(test_tiocsti_with_high_bits_kills),
         cmocka_unit_test(test_other_ioctls_refused),
         cmocka_unit_test(test_prepare_rejects_unknown_user),
+        cmocka_unit_test(test_rdp_tgkill_own_threads_kick_only),
+        cmocka_unit_test(test_ssh_tgkill_refused),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
