@@ -293,6 +293,11 @@ void http_sse_free(struct http_sse *s);
 /* GET /jobs/{id}/stream's loop part (a database server): the waiting
  * connection becomes the stream */
 void http_then_jobs_stream(struct http *h, struct http_req *req);
+/* Runs w (a read of the jobs) on the job streams' store worker (one
+ * connection; in line on SQLite): false if it cannot be had (w not
+ * run, its done not called). */
+struct store_work;
+bool http_jobs_read(struct http *h, struct store_work *w);
 /* After the connections (http_stop): the streams' store reads stopped
  * (a read that comes back later finds no one). */
 void http_sse_stop(void);

@@ -31,6 +31,7 @@
 #include "common/err.h"
 #include "common/util.h"
 #include "hub/hub.h"
+#include "store/store_worker.h"
 
 /* the start time of a job recorded off the loop, in the worker's answer
  * for the loop part only (http_job_of_answer) */
@@ -67,28 +68,44 @@ static void http_job_done(void *arg, const struct store_job *j)
 /* A command whose agent another node of the cluster holds: admin_job_run
  * queued the job for that node, and the request waits for its end,
  * read from the store every HTTP_JOB_FOLLOW_MS (as GET /jobs/{id}/stream
- * follows such a job). Past the job's timeout and HTTP_JOB_FOLLOW_GRACE_S
+ * follows such a job; on the job streams' store worker, http_jobs_read,
+ * never on the loop). Past the job's timeout and HTTP_JOB_FOLLOW_GRACE_S
  * (the other node's pickup, an agent moving to another node) the answer
  * is 202 with the job as it stands, to follow with GET /jobs/{id}. */
 #define HTTP_JOB_FOLLOW_MS 500
 #define HTTP_JOB_FOLLOW_GRACE_S 60
-/* Each costs a store read per HTTP_JOB_FOLLOW_MS on the loop: beyond
- * this many at once, the answer is 202 at once (the job still runs). */
+/* Each costs a store read per HTTP_JOB_FOLLOW_MS: beyond this many at
+ * once, the answer is 202 at once (the job still runs). */
 #define HTTP_JOB_FOLLOW_MAX 64
+
+struct http_job_follow_read;
 
 struct http_job_follow {
     struct http *h;
     uint64_t req_id; /* http_defer's */
     char id[STORE_ID_MAX + 1];
     uint64_t timer;
-    int64_t deadline; /* util_mono_ms() */
+    int64_t deadline;                /* util_mono_ms() */
+    struct http_job_follow_read *rd; /* the read in flight, or NULL */
     struct http_job_follow *next, *prev;
+};
+
+/* One read of the followed job, on the worker. */
+struct http_job_follow_read {
+    struct store_work job;     /* first: the worker's */
+    struct http_job_follow *f; /* NULL once it went */
+    char id[STORE_ID_MAX + 1];
+    int r;
+    struct store_job j;
 };
 
 static void http_job_follow_free(struct http_job_follow *f)
 {
     if (f->timer != 0) {
         loop_del_timer(f->h->loop, f->timer);
+    }
+    if (f->rd != NULL) {
+        f->rd->f = NULL; /* its answer finds no one */
     }
     if (f->prev != NULL) {
         f->prev->next = f->next;
@@ -109,24 +126,21 @@ void http_job_follows_free(struct http *h)
     }
 }
 
-static void http_job_follow_tick(struct loop *l, void *arg)
+static void http_job_follow_tick(struct loop *l, void *arg);
+
+/* On the loop: what the read found (j NULL: the store did not answer). */
+static void http_job_follow_got(struct http_job_follow *f,
+                                const struct store_job *j)
 {
-    struct http_job_follow *f = arg;
+    struct loop *l = f->h->loop;
     struct http_req *req;
-    struct store_job *j;
     bool ended, late;
 
-    f->timer = 0;
     if ((req = http_deferred(f->h, f->req_id)) == NULL) {
         http_job_follow_free(f); /* the client went away */
         return;
     }
-    if ((j = calloc(1, sizeof(*j))) == NULL ||
-        store_job_get(f->h->store, f->id, j) != ERR_OK) {
-        if (j != NULL) {
-            store_job_free_output(j);
-        }
-        free(j);
+    if (j == NULL) {
         /* the store did not answer: try again, until the deadline */
         if (util_mono_ms() < f->deadline &&
             (f->timer = loop_add_timer(l, HTTP_JOB_FOLLOW_MS,
@@ -145,15 +159,61 @@ static void http_job_follow_tick(struct loop *l, void *arg)
     if (!ended && !late &&
         (f->timer = loop_add_timer(l, HTTP_JOB_FOLLOW_MS, http_job_follow_tick,
                                    f)) != 0) {
-        store_job_free_output(j);
-        free(j);
         return;
     }
     http_ok(req, ended ? 200 : 202, admin_job_json(j, true), NULL);
     http_resume(req);
-    store_job_free_output(j);
-    free(j);
     http_job_follow_free(f);
+}
+
+static void http_job_follow_work(struct store_work *w, struct store *st)
+{
+    struct http_job_follow_read *rd = (struct http_job_follow_read *)w;
+
+    rd->r = store_job_get(st, rd->id, &rd->j);
+}
+
+static void http_job_follow_done(void *owner, struct store_work *w)
+{
+    struct http_job_follow_read *rd = (struct http_job_follow_read *)w;
+    struct http_job_follow *f = rd->f;
+
+    (void)owner; /* NULL also at the stop: rd->f says */
+    if (f != NULL) {
+        f->rd = NULL;
+        http_job_follow_got(f, w->ran && rd->r == ERR_OK ? &rd->j : NULL);
+    }
+    store_job_free_output(&rd->j);
+    free(rd);
+}
+
+static void http_job_follow_tick(struct loop *l, void *arg)
+{
+    struct http_job_follow *f = arg;
+    struct http_job_follow_read *rd;
+
+    (void)l;
+    f->timer = 0;
+    if (http_deferred(f->h, f->req_id) == NULL) {
+        http_job_follow_free(f); /* the client went away */
+        return;
+    }
+    if ((rd = calloc(1, sizeof(*rd))) == NULL) {
+        http_job_follow_got(f, NULL);
+        return;
+    }
+    rd->f = f;
+    snprintf(rd->id, sizeof(rd->id), "%s", f->id);
+    rd->job.work = http_job_follow_work;
+    rd->job.done = http_job_follow_done;
+    f->rd = rd;
+    /* in line (SQLite): done has run, and f may be gone, when this
+     * returns */
+    if (!http_jobs_read(f->h, &rd->job)) {
+        f->rd = NULL;
+        free(rd);
+        http_job_follow_got(f, NULL);
+    }
 }
 
 /* Waits for job j (queued for another node) on behalf of deferred request

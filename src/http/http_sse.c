@@ -314,6 +314,18 @@ static void http_sse_read_done(void *owner, struct store_work *w)
     free(rd);
 }
 
+bool http_jobs_read(struct http *h, struct store_work *w)
+{
+    if (http_sse_reads == NULL &&
+        (http_sse_reads = store_worker_new(
+             h->loop, h->store, h->cfg->store_path, 1,
+             "the job streams' store reads", &http_sse_all)) == NULL) {
+        return false;
+    }
+    store_worker_run(http_sse_reads, w);
+    return true;
+}
+
 /* Reads what the store has beyond what was sent (the job runs on another
  * node, or ended before the hub could be asked), on the streams' store
  * worker; its answer is taken by http_sse_next_stored. */
@@ -323,12 +335,6 @@ static void http_sse_read_store(struct http_sse *s)
 
     if (s->rd != NULL || s->held_len[0] > 0 || s->held_len[1] > 0 ||
         s->end != NULL || s->ended) {
-        return;
-    }
-    if (http_sse_reads == NULL &&
-        (http_sse_reads = store_worker_new(
-             s->h->loop, s->h->store, s->h->cfg->store_path, 1,
-             "the job streams' store reads", &http_sse_all)) == NULL) {
         return;
     }
     if ((rd = calloc(1, sizeof(*rd))) == NULL) {
@@ -342,7 +348,10 @@ static void http_sse_read_store(struct http_sse *s)
     rd->job.done = http_sse_read_done;
     s->rd = rd;
     /* inline (SQLite): done has run when this returns */
-    store_worker_run(http_sse_reads, &rd->job);
+    if (!http_jobs_read(s->h, &rd->job)) {
+        s->rd = NULL;
+        free(rd);
+    }
 }
 
 /* The client went away (FIN or RST) while nothing was being written:
