@@ -15,6 +15,8 @@
 #include "common/notify.h"
 #include "common/util.h"
 #include "hub/hub.h"
+#include "store/agents.h"
+#include "store/nodes.h"
 #include "store/notices.h"
 
 struct admin_job_run {
@@ -633,6 +635,8 @@ int admin_job_queue_many(const struct admin_ctx *c,
     if (c->hub != NULL) {
         *delivered = true;
         hub_jobs_pickup(c->hub);
+    } else if (q->in_server) {
+        *delivered = true; /* the caller's loop part picks them up */
     } else if (c->data_dir == NULL ||
                notify_tell(c->data_dir, HUB_CHANGE_JOBS, delivered) != ERR_OK ||
                !*delivered) {
@@ -643,12 +647,89 @@ int admin_job_queue_many(const struct admin_ctx *c,
     return ERR_OK;
 }
 
+/* true if the store says another node holds agent_id now (as
+ * hub_agent_elsewhere, without the hub: a worker thread's view). */
+static bool admin_job_agent_elsewhere(struct store *st, const char *agent_id)
+{
+    struct store_agent *a = malloc(sizeof(*a));
+    bool r;
+
+    if (a == NULL) {
+        return false;
+    }
+    r = store_agent_get(st, agent_id, a) == ERR_OK && a->online &&
+        a->node[0] != '\0' && strcmp(a->node, store_node_self(st)) != 0;
+    free(a);
+    return r;
+}
+
+int admin_job_record_run(const struct admin_ctx *c, const char *agent_id,
+                         const struct admin_job_req *q, struct store_job *out,
+                         struct admin_err *e)
+{
+    bool elsewhere;
+    int r;
+
+    if (q->push != NULL) {
+        return admin_fail(e, ERR_INVALID, "a file push is a batch");
+    }
+    if ((r = admin_job_scope_check(c, JOB_ROLE_RUNNER, &agent_id, 1, e)) !=
+            ERR_OK ||
+        (r = admin_job_fill(c, q, out, e)) != ERR_OK) {
+        return r;
+    }
+    elsewhere = admin_job_agent_elsewhere(c->st, agent_id);
+    if (elsewhere) {
+        snprintf(out->status, sizeof(out->status), "queued");
+    }
+    r = admin_job_record(c, agent_id, out, e);
+    out->script = NULL; /* it was the caller's */
+    if (r == ERR_OK && elsewhere) {
+        (void)store_notice_publish(c->st, HUB_CHANGE_JOBS);
+    }
+    return r;
+}
+
+int admin_job_start(const struct admin_ctx *c, const struct admin_job_req *q,
+                    const struct store_job *j, admin_job_done_fn done,
+                    void *arg)
+{
+    struct admin_job_run *run;
+    struct hub_job_spec spec;
+
+    run = calloc(1, sizeof(*run));
+    if (run == NULL || (run->j = malloc(sizeof(*run->j))) == NULL) {
+        free(run);
+        return ERR_NOMEM;
+    }
+    *run->j = *j;
+    run->j->script = NULL;
+    run->j->push = NULL;
+    run->j->out = run->j->err = NULL;
+    run->st = c->st;
+    run->done = done;
+    run->arg = arg;
+    spec = (struct hub_job_spec){.id = run->j->id,
+                                 .progress = admin_job_progress,
+                                 .command = q->command,
+                                 .interpreter = q->interpreter,
+                                 .script = q->script,
+                                 .cwd = q->cwd,
+                                 .sudo = run->j->sudo,
+                                 .timeout = run->j->timeout};
+    if (c->hub == NULL || hub_job_run(c->hub, run->j->agent_id, &spec,
+                                      admin_job_result, run) != ERR_OK) {
+        struct hub_job_result fr = {
+            .status = "failed", .exit_code = -1, .why = "cannot start the job"};
+        admin_job_result(run, &fr);
+    }
+    return ERR_OK;
+}
+
 int admin_job_run(const struct admin_ctx *c, const char *agent_id,
                   const struct admin_job_req *q, admin_job_done_fn done,
                   void *arg, struct store_job *out, struct admin_err *e)
 {
-    struct admin_job_run *run;
-    struct hub_job_spec spec;
     int r;
 
     if (c->hub == NULL) {
@@ -680,28 +761,8 @@ int admin_job_run(const struct admin_ctx *c, const char *agent_id,
         return r;
     }
     out->script = NULL; /* it was the caller's */
-    run = calloc(1, sizeof(*run));
-    if (run == NULL || (run->j = malloc(sizeof(*run->j))) == NULL) {
-        free(run);
+    if (admin_job_start(c, q, out, done, arg) != ERR_OK) {
         return admin_fail(e, ERR_NOMEM, "out of memory");
-    }
-    *run->j = *out;
-    run->st = c->st;
-    run->done = done;
-    run->arg = arg;
-    spec = (struct hub_job_spec){.id = run->j->id,
-                                 .progress = admin_job_progress,
-                                 .command = q->command,
-                                 .interpreter = q->interpreter,
-                                 .script = q->script,
-                                 .cwd = q->cwd,
-                                 .sudo = out->sudo,
-                                 .timeout = out->timeout};
-    if ((r = hub_job_run(c->hub, agent_id, &spec, admin_job_result, run)) !=
-        ERR_OK) {
-        struct hub_job_result fr = {
-            .status = "failed", .exit_code = -1, .why = "cannot start the job"};
-        admin_job_result(run, &fr);
     }
     return ERR_OK;
 }

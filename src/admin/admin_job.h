@@ -47,6 +47,10 @@ struct admin_job_req {
     /* a batch (admin_job_queue_many) */
     int concurrency; /* most running at once, 0: no limit */
     bool stop_on_failure;
+    /* admin_job_queue_many without c->hub: the caller is the server's
+     * own (its API off the loop), which starts the jobs itself
+     * (hub_jobs_pickup) once this returns; no notice to a server */
+    bool in_server;
     /* the job role c->job_user needs (JOB_ROLE_*); 0: job-runner, or
      * job-pusher for a push */
     int role;
@@ -72,6 +76,22 @@ struct admin_job_targets {
 int admin_job_run(const struct admin_ctx *c, const char *agent_id,
                   const struct admin_job_req *q, admin_job_done_fn done,
                   void *arg, struct store_job *out, struct admin_err *e);
+/* admin_job_run in two steps, for a caller whose store work runs off
+ * the loop (the API on a database server; docs/store.md "Jobs off the
+ * loop"). admin_job_record_run needs no hub (a worker thread): the scope
+ * check, the job recorded (status running) with its audit event, or, if
+ * the store says another node holds the agent, recorded queued for that
+ * node with a notice (out's status "queued"). admin_job_start, on the
+ * loop, starts a job so recorded (status running) through c->hub:
+ * done(arg, job) is called once, maybe before it returns; without a hub,
+ * or if the hub cannot start it, the job ends "failed". ERR_NOMEM:
+ * nothing started, done not called. */
+int admin_job_record_run(const struct admin_ctx *c, const char *agent_id,
+                         const struct admin_job_req *q, struct store_job *out,
+                         struct admin_err *e);
+int admin_job_start(const struct admin_ctx *c, const struct admin_job_req *q,
+                    const struct store_job *j, admin_job_done_fn done,
+                    void *arg);
 /* A batch: one job per target agent, recorded as queued under one batch
  * ID (batch, STORE_ID_MAX + 1 bytes), each with the audit event job.run;
  * the server starts them within the concurrency limit and records each

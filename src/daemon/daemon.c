@@ -67,6 +67,7 @@
 #include "sshproxy/monitor.h"
 #include "sshproxy/server.h"
 #include "store/nodes.h"
+#include "store/store_worker.h"
 
 #define DAEMON_RETENTION_MS (3600 * 1000)
 
@@ -86,6 +87,9 @@ struct daemon {
     struct jwt_key *node_key;      /* node credentials (NULL until needed) */
     struct notify *ask;            /* `portcullis agent pair` asks here */
     struct admin_scheduler *sched; /* schedules' ticks */
+    /* the retention sweep's store worker (daemon_on_retention) */
+    struct store_worker *sweeper;
+    bool sweeping;
     int sig_fd;
     int64_t drain_until; /* monotonic ms: shutting down, sessions ending */
 };
@@ -99,42 +103,93 @@ struct daemon {
  * stopped (store/audit.h audit_spool). */
 #define DAEMON_AUDIT_SPOOL "audit-pending"
 
+/* The retention sweep's store work (and the recordings' files): on a
+ * database server on a worker of its own, one sweep at a time, so a
+ * slow database or a lock on the sessions or jobs rows delays the sweep,
+ * not the loop (docs/store.md "Jobs off the loop"); on SQLite in line. */
+struct daemon_sweep {
+    struct store_work job; /* first: the worker's */
+    const struct config *cfg;
+    int64_t now;
+    int rec_r, rec_deleted, jobs_r, jobs_deleted;
+};
+
+static void daemon_sweep_work(struct store_work *w, struct store *st)
+{
+    struct daemon_sweep *sw = (struct daemon_sweep *)w;
+    const struct config *cfg = sw->cfg;
+
+    if (cfg->record_retention_days > 0) {
+        sw->rec_r = record_retention_sweep(
+            st, cfg->record_dir, (int64_t)cfg->record_retention_days * 86400, 0,
+            &sw->rec_deleted);
+    }
+    if (cfg->jobs_retention_days > 0) {
+        sw->jobs_r = store_job_prune(
+            st, sw->now - (int64_t)cfg->jobs_retention_days * 86400,
+            &sw->jobs_deleted);
+    }
+}
+
+static void daemon_sweep_done(void *owner, struct store_work *w)
+{
+    struct daemon_sweep *sw = (struct daemon_sweep *)w;
+    struct daemon *d = owner;
+    const struct config *cfg = sw->cfg;
+
+    if (d != NULL) {
+        d->sweeping = false;
+    }
+    if (d != NULL && !w->ran) {
+        log_warn("retention sweep: no connection to the database");
+    } else if (d != NULL) {
+        if (sw->rec_r != ERR_OK) {
+            log_warn("recording retention sweep failed");
+        } else if (sw->rec_deleted > 0) {
+            log_info("retention: deleted %d recordings older than %d days",
+                     sw->rec_deleted, cfg->record_retention_days);
+        }
+        if (sw->jobs_r != ERR_OK) {
+            log_warn("job retention sweep failed");
+        } else if (sw->jobs_deleted > 0) {
+            log_info("retention: deleted %d jobs (and their output) that "
+                     "ended more than %d days ago",
+                     sw->jobs_deleted, cfg->jobs_retention_days);
+        }
+    }
+    free(sw);
+}
+
 /* Deletes recordings older than [record] retention_days (each deletion
  * is an audit event) and jobs that ended more than [jobs] retention_days
  * ago, now and then every hour. */
 static void daemon_on_retention(struct loop *l, void *arg)
 {
     struct daemon *d = arg;
-    int deleted = 0;
+    struct daemon_sweep *sw;
 
     if (d->cfg->record_retention_days <= 0 &&
         d->cfg->jobs_retention_days <= 0) {
         return;
     }
-    if (d->cfg->record_retention_days <= 0) {
-        /* kept */
-    } else if (record_retention_sweep(d->mon.store, d->cfg->record_dir,
-                                      (int64_t)d->cfg->record_retention_days *
-                                          86400,
-                                      0, &deleted) != ERR_OK) {
-        log_warn("recording retention sweep failed");
-    } else if (deleted > 0) {
-        log_info("retention: deleted %d recordings older than %d days", deleted,
-                 d->cfg->record_retention_days);
-    }
-    if (d->cfg->jobs_retention_days > 0) {
-        if (store_job_prune(d->mon.store,
-                            util_now() -
-                                (int64_t)d->cfg->jobs_retention_days * 86400,
-                            &deleted) != ERR_OK) {
-            log_warn("job retention sweep failed");
-        } else if (deleted > 0) {
-            log_info("retention: deleted %d jobs (and their output) that "
-                     "ended more than %d days ago",
-                     deleted, d->cfg->jobs_retention_days);
-        }
-    }
     (void)loop_add_timer(l, DAEMON_RETENTION_MS, daemon_on_retention, d);
+    if (d->sweeping) {
+        return; /* the last one still waits for the database */
+    }
+    if (d->sweeper == NULL &&
+        (d->sweeper = store_worker_new(l, d->mon.store, d->cfg->store_path, 1,
+                                       "the retention sweep", d)) == NULL) {
+        return;
+    }
+    if ((sw = calloc(1, sizeof(*sw))) == NULL) {
+        return;
+    }
+    sw->cfg = d->cfg;
+    sw->now = util_now();
+    sw->job.work = daemon_sweep_work;
+    sw->job.done = daemon_sweep_done;
+    d->sweeping = true;
+    store_worker_run(d->sweeper, &sw->job);
 }
 
 /*
@@ -523,6 +578,8 @@ int daemon_run(const struct config *cfg)
         r = rdp_server_result(d.rdp);
     }
     admin_scheduler_stop(d.sched);
+    /* a sweep that waits for the database is left to finish or not */
+    (void)store_worker_stop(d.sweeper, 200);
     rdp_server_stop(d.rdp);
     server_stop(d.ssh, false);
     notify_close(d.notify);

@@ -290,6 +290,17 @@ int http_conn_stream(struct http_req *req, struct http_sse *s);
 struct lws *http_conn_wsi(struct http_req *req);
 int http_sse_writeable(struct http_sse *s, struct lws *wsi);
 void http_sse_free(struct http_sse *s);
+/* GET /jobs/{id}/stream's loop part (a database server): the waiting
+ * connection becomes the stream */
+void http_then_jobs_stream(struct http *h, struct http_req *req);
+/* Runs w (a read of the jobs) on the job streams' store worker (one
+ * connection; in line on SQLite): false if it cannot be had (w not
+ * run, its done not called). */
+struct store_work;
+bool http_jobs_read(struct http *h, struct store_work *w);
+/* After the connections (http_stop): the streams' store reads stopped
+ * (a read that comes back later finds no one). */
+void http_sse_stop(void);
 int http_h_jobs_stream(struct http_req *req);
 
 /* Runs the request through the route table and fills the response. */
@@ -377,6 +388,10 @@ int http_h_healthz(struct http_req *req);
 int http_h_agents_command(struct http_req *req);
 int http_h_jobs_list(struct http_req *req);
 int http_h_jobs_add(struct http_req *req);
+/* the loop parts of the two job starts off the loop (http_res_jobs.c):
+ * the job recorded on the worker started through the hub */
+void http_then_agents_command(struct http *h, struct http_req *req);
+void http_then_jobs_add(struct http *h, struct http_req *req);
 int http_h_schedules_list(struct http_req *req);
 int http_h_client_groups_list(struct http_req *req);
 int http_h_client_groups_add(struct http_req *req);

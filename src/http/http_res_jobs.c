@@ -7,6 +7,15 @@
  * as one batch, 202 at once with its jobs (queued, started within the
  * concurrency limit). GET /api/v1/jobs and /api/v1/jobs/{id} read the
  * store.
+ *
+ * On a database server both starts are RT routes (docs/store.md "Jobs
+ * off the loop"): the token, the scope check, the job's row and its
+ * audit event are written on a worker of the API's (the handler with
+ * req->on_worker), and the route's loop part starts the job through the
+ * hub (http_then_agents_command, http_then_jobs_add). The row is written
+ * before the job starts, as on the loop, so the loop part starts it
+ * whether or not its client is still there (a row "running" that no one
+ * runs would stay so). On SQLite the handler does both on the loop.
  */
 #include "http/http_internal.h"
 
@@ -21,6 +30,12 @@
 #include "admin/admin_schedule.h"
 #include "common/err.h"
 #include "common/util.h"
+#include "hub/hub.h"
+#include "store/store_worker.h"
+
+/* the start time of a job recorded off the loop, in the worker's answer
+ * for the loop part only (http_job_of_answer) */
+#define HTTP_JOB_STARTED_AT "_started_at"
 
 struct http_job_wait {
     struct http *h;
@@ -53,28 +68,44 @@ static void http_job_done(void *arg, const struct store_job *j)
 /* A command whose agent another node of the cluster holds: admin_job_run
  * queued the job for that node, and the request waits for its end,
  * read from the store every HTTP_JOB_FOLLOW_MS (as GET /jobs/{id}/stream
- * follows such a job). Past the job's timeout and HTTP_JOB_FOLLOW_GRACE_S
+ * follows such a job; on the job streams' store worker, http_jobs_read,
+ * never on the loop). Past the job's timeout and HTTP_JOB_FOLLOW_GRACE_S
  * (the other node's pickup, an agent moving to another node) the answer
  * is 202 with the job as it stands, to follow with GET /jobs/{id}. */
 #define HTTP_JOB_FOLLOW_MS 500
 #define HTTP_JOB_FOLLOW_GRACE_S 60
-/* Each costs a store read per HTTP_JOB_FOLLOW_MS on the loop: beyond
- * this many at once, the answer is 202 at once (the job still runs). */
+/* Each costs a store read per HTTP_JOB_FOLLOW_MS: beyond this many at
+ * once, the answer is 202 at once (the job still runs). */
 #define HTTP_JOB_FOLLOW_MAX 64
+
+struct http_job_follow_read;
 
 struct http_job_follow {
     struct http *h;
     uint64_t req_id; /* http_defer's */
     char id[STORE_ID_MAX + 1];
     uint64_t timer;
-    int64_t deadline; /* util_mono_ms() */
+    int64_t deadline;                /* util_mono_ms() */
+    struct http_job_follow_read *rd; /* the read in flight, or NULL */
     struct http_job_follow *next, *prev;
+};
+
+/* One read of the followed job, on the worker. */
+struct http_job_follow_read {
+    struct store_work job;     /* first: the worker's */
+    struct http_job_follow *f; /* NULL once it went */
+    char id[STORE_ID_MAX + 1];
+    int r;
+    struct store_job j;
 };
 
 static void http_job_follow_free(struct http_job_follow *f)
 {
     if (f->timer != 0) {
         loop_del_timer(f->h->loop, f->timer);
+    }
+    if (f->rd != NULL) {
+        f->rd->f = NULL; /* its answer finds no one */
     }
     if (f->prev != NULL) {
         f->prev->next = f->next;
@@ -95,24 +126,21 @@ void http_job_follows_free(struct http *h)
     }
 }
 
-static void http_job_follow_tick(struct loop *l, void *arg)
+static void http_job_follow_tick(struct loop *l, void *arg);
+
+/* On the loop: what the read found (j NULL: the store did not answer). */
+static void http_job_follow_got(struct http_job_follow *f,
+                                const struct store_job *j)
 {
-    struct http_job_follow *f = arg;
+    struct loop *l = f->h->loop;
     struct http_req *req;
-    struct store_job *j;
     bool ended, late;
 
-    f->timer = 0;
     if ((req = http_deferred(f->h, f->req_id)) == NULL) {
         http_job_follow_free(f); /* the client went away */
         return;
     }
-    if ((j = calloc(1, sizeof(*j))) == NULL ||
-        store_job_get(f->h->store, f->id, j) != ERR_OK) {
-        if (j != NULL) {
-            store_job_free_output(j);
-        }
-        free(j);
+    if (j == NULL) {
         /* the store did not answer: try again, until the deadline */
         if (util_mono_ms() < f->deadline &&
             (f->timer = loop_add_timer(l, HTTP_JOB_FOLLOW_MS,
@@ -131,15 +159,61 @@ static void http_job_follow_tick(struct loop *l, void *arg)
     if (!ended && !late &&
         (f->timer = loop_add_timer(l, HTTP_JOB_FOLLOW_MS, http_job_follow_tick,
                                    f)) != 0) {
-        store_job_free_output(j);
-        free(j);
         return;
     }
     http_ok(req, ended ? 200 : 202, admin_job_json(j, true), NULL);
     http_resume(req);
-    store_job_free_output(j);
-    free(j);
     http_job_follow_free(f);
+}
+
+static void http_job_follow_work(struct store_work *w, struct store *st)
+{
+    struct http_job_follow_read *rd = (struct http_job_follow_read *)w;
+
+    rd->r = store_job_get(st, rd->id, &rd->j);
+}
+
+static void http_job_follow_done(void *owner, struct store_work *w)
+{
+    struct http_job_follow_read *rd = (struct http_job_follow_read *)w;
+    struct http_job_follow *f = rd->f;
+
+    (void)owner; /* NULL also at the stop: rd->f says */
+    if (f != NULL) {
+        f->rd = NULL;
+        http_job_follow_got(f, w->ran && rd->r == ERR_OK ? &rd->j : NULL);
+    }
+    store_job_free_output(&rd->j);
+    free(rd);
+}
+
+static void http_job_follow_tick(struct loop *l, void *arg)
+{
+    struct http_job_follow *f = arg;
+    struct http_job_follow_read *rd;
+
+    (void)l;
+    f->timer = 0;
+    if (http_deferred(f->h, f->req_id) == NULL) {
+        http_job_follow_free(f); /* the client went away */
+        return;
+    }
+    if ((rd = calloc(1, sizeof(*rd))) == NULL) {
+        http_job_follow_got(f, NULL);
+        return;
+    }
+    rd->f = f;
+    snprintf(rd->id, sizeof(rd->id), "%s", f->id);
+    rd->job.work = http_job_follow_work;
+    rd->job.done = http_job_follow_done;
+    f->rd = rd;
+    /* in line (SQLite): done has run, and f may be gone, when this
+     * returns */
+    if (!http_jobs_read(f->h, &rd->job)) {
+        f->rd = NULL;
+        free(rd);
+        http_job_follow_got(f, NULL);
+    }
 }
 
 /* Waits for job j (queued for another node) on behalf of deferred request
@@ -172,6 +246,129 @@ static int http_job_follow(struct http *h, uint64_t req_id,
     return ERR_OK;
 }
 
+/* What POST /agents/{id}/commands asks, from its body. */
+static struct admin_job_req http_job_req_of(const json_t *body)
+{
+    return (struct admin_job_req){
+        .command = http_body_str(body, "command"),
+        .interpreter = http_body_str(body, "interpreter"),
+        .script = http_body_str(body, "script"),
+        .cwd = http_body_str(body, "cwd"),
+        .sudo = http_body_str(body, "sudo"),
+        .timeout = (int)http_body_int(body, "timeout", 0)};
+}
+
+/* The worker's part of a command (a database server): the job recorded;
+ * 202 with it, and its start time for the loop part (which takes it out
+ * of the answer again). */
+static int http_agents_command_record(struct http_req *req)
+{
+    struct store_job *j = calloc(1, sizeof(*j));
+    struct admin_job_req q = http_job_req_of(req->body);
+    struct admin_ctx ac;
+    struct admin_err e;
+    json_t *d;
+
+    if (j == NULL) {
+        return http_error(req, 500, "internal", "Internal error",
+                          "out of memory");
+    }
+    http_admin_ctx(req, &ac);
+    if (admin_job_record_run(&ac, req->params[0], &q, j, &e) != ERR_OK) {
+        free(j);
+        return http_admin_error(req, &e);
+    }
+    snprintf(req->audit_target, sizeof(req->audit_target), "%s", j->id);
+    d = admin_job_json(j, false);
+    json_object_set_new(d, HTTP_JOB_STARTED_AT, json_integer(j->started_at));
+    free(j);
+    return http_ok(req, 202, d, NULL);
+}
+
+/* The job the worker recorded, from its answer (only what a job's
+ * answer shows: admin_job_json). */
+static void http_job_of_answer(const json_t *d, struct store_job *j)
+{
+    const char *s;
+
+    memset(j, 0, sizeof(*j));
+#define HTTP_JOB_STR(field, key)                                               \
+    s = json_string_value(json_object_get(d, key));                            \
+    snprintf(j->field, sizeof(j->field), "%s", s != NULL ? s : "")
+    HTTP_JOB_STR(id, "id");
+    HTTP_JOB_STR(agent_id, "agent");
+    HTTP_JOB_STR(started_by, "started_by");
+    HTTP_JOB_STR(command, "command");
+    HTTP_JOB_STR(interpreter, "interpreter");
+    HTTP_JOB_STR(cwd, "cwd");
+    HTTP_JOB_STR(sudo, "sudo");
+    HTTP_JOB_STR(status, "status");
+#undef HTTP_JOB_STR
+    j->timeout = (int)json_integer_value(json_object_get(d, "timeout"));
+    j->started_at =
+        (int64_t)json_integer_value(json_object_get(d, HTTP_JOB_STARTED_AT));
+    j->exit_code = -1;
+}
+
+void http_then_agents_command(struct http *h, struct http_req *req)
+{
+    struct http_job_wait *w;
+    struct store_job *j;
+    struct admin_job_req q;
+    struct admin_ctx ac;
+    bool wait;
+
+    if (req->status != 202 || req->data == NULL) {
+        return;
+    }
+    if ((j = calloc(1, sizeof(*j))) == NULL) {
+        /* the row stays as written: GET /jobs/{id} shows it */
+        return;
+    }
+    http_job_of_answer(req->data, j);
+    json_object_del(req->data, HTTP_JOB_STARTED_AT);
+    wait = http_body_bool(req->body, "wait", true) && req->deferred != 0;
+    if (strcmp(j->status, "queued") == 0) {
+        /* another node holds the agent, as far as the store knew; if it
+         * is here after all (its announcement not written yet), this
+         * node picks it up */
+        if (h->hub != NULL && hub_agent_online(h->hub, j->agent_id)) {
+            hub_jobs_pickup(h->hub);
+        }
+        if (wait && http_job_follow(h, req->deferred, j) == ERR_OK) {
+            req->later = true;
+        }
+        free(j);
+        return;
+    }
+    if ((w = calloc(1, sizeof(*w))) == NULL) {
+        free(j);
+        return;
+    }
+    w->h = h;
+    w->wait = wait;
+    w->id = req->deferred;
+    ac = (struct admin_ctx){.st = h->store, .cfg = h->cfg, .hub = h->hub};
+    q = http_job_req_of(req->body);
+    w->in_handler = true;
+    if (admin_job_start(&ac, &q, j, http_job_done, w) != ERR_OK) {
+        free(w);
+        free(j);
+        return;
+    }
+    free(j);
+    w->in_handler = false;
+    if (!wait) {
+        return; /* w is freed by http_job_done */
+    }
+    if (w->done) {
+        http_ok(req, 200, w->answer, NULL);
+        free(w);
+        return;
+    }
+    req->later = true; /* http_job_done answers it */
+}
+
 int http_h_agents_command(struct http_req *req)
 {
     struct http_job_wait *w;
@@ -181,6 +378,9 @@ int http_h_agents_command(struct http_req *req)
     struct admin_err e;
     int r;
 
+    if (req->on_worker) {
+        return http_agents_command_record(req);
+    }
     if ((w = calloc(1, sizeof(*w))) == NULL ||
         (j = calloc(1, sizeof(*j))) == NULL) {
         free(w);
@@ -197,13 +397,7 @@ int http_h_agents_command(struct http_req *req)
     }
     http_admin_ctx(req, &ac);
     w->in_handler = true;
-    q = (struct admin_job_req){
-        .command = http_body_str(req->body, "command"),
-        .interpreter = http_body_str(req->body, "interpreter"),
-        .script = http_body_str(req->body, "script"),
-        .cwd = http_body_str(req->body, "cwd"),
-        .sudo = http_body_str(req->body, "sudo"),
-        .timeout = (int)http_body_int(req->body, "timeout", 0)};
+    q = http_job_req_of(req->body);
     r = admin_job_run(&ac, req->params[0], &q, http_job_done, w, j, &e);
     w->in_handler = false;
     if (r != ERR_OK) {
@@ -298,7 +492,9 @@ int http_h_jobs_add(struct http_req *req)
         .sudo = http_body_str(req->body, "sudo"),
         .timeout = (int)http_body_int(req->body, "timeout", 0),
         .concurrency = (int)http_body_int(req->body, "concurrency", 0),
-        .stop_on_failure = http_body_bool(req->body, "stop_on_failure", false)};
+        .stop_on_failure = http_body_bool(req->body, "stop_on_failure", false),
+        /* off the loop (no hub): the route's loop part starts them */
+        .in_server = req->on_worker};
     if (http_body_has(req->body, "file_base64") ||
         http_body_has(req->body, "dest")) {
         const char *b64 = http_body_str(req->body, "file_base64");
@@ -351,6 +547,13 @@ int http_h_jobs_add(struct http_req *req)
     free(list);
     d = json_pack("{s:s, s:o}", "batch", batch, "jobs", arr);
     return http_ok(req, 202, d, NULL);
+}
+
+void http_then_jobs_add(struct http *h, struct http_req *req)
+{
+    if (req->status == 202 && h->hub != NULL) {
+        hub_jobs_pickup(h->hub);
+    }
 }
 
 int http_h_jobs_list(struct http_req *req)

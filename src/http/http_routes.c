@@ -521,20 +521,22 @@ const struct http_route http_routes[] = {
     RT(HM_POST, API "/agents/{id}/rebind", PERM_CONFIG, SCOPE_ROOT,
        body_agent_rebind, false, http_h_agents_rebind,
        NULL /* admin: agent.rebind */, http_then_agent_rebind),
-    /* on the loop: the job runs through the hub; its answer waits */
-    R(HM_POST, API "/agents/{id}/commands", PERM_SELF, SCOPE_ROOT,
-      body_agent_command, false, http_h_agents_command,
-      NULL /* admin: job.run */),
+    /* the job recorded off the loop, started through the hub by the
+     * loop part; its answer waits for its end */
+    RT(HM_POST, API "/agents/{id}/commands", PERM_SELF, SCOPE_ROOT,
+       body_agent_command, false, http_h_agents_command,
+       NULL /* admin: job.run */, http_then_agents_command),
     RS(HM_GET, API "/jobs", PERM_SELF, SCOPE_ROOT, NULL, true, http_h_jobs_list,
        NULL),
-    /* on the loop: the jobs start through the hub */
-    R(HM_POST, API "/jobs", PERM_SELF, SCOPE_ROOT, body_jobs_add, false,
-      http_h_jobs_add, NULL /* admin: job.run */),
+    /* the jobs recorded off the loop, picked up by the loop part */
+    RT(HM_POST, API "/jobs", PERM_SELF, SCOPE_ROOT, body_jobs_add, false,
+       http_h_jobs_add, NULL /* admin: job.run */, http_then_jobs_add),
     RS(HM_GET, API "/jobs/{id}", PERM_SELF, SCOPE_ROOT, NULL, false,
        http_h_jobs_get, NULL),
-    /* on the loop: a stream held on the loop's connection, fed by the hub */
-    R(HM_GET, API "/jobs/{id}/stream", PERM_SELF, SCOPE_ROOT, NULL, false,
-      http_h_jobs_stream, NULL),
+    /* the job read off the loop; the loop part makes the connection the
+     * stream, fed by the hub (or the store, read on a worker) */
+    RT(HM_GET, API "/jobs/{id}/stream", PERM_SELF, SCOPE_ROOT, NULL, false,
+       http_h_jobs_stream, NULL, http_then_jobs_stream),
     RS(HM_GET, API "/client-groups", PERM_ADMIN, SCOPE_ROOT, NULL, true,
        http_h_client_groups_list, NULL),
     RS(HM_POST, API "/client-groups", PERM_ADMIN, SCOPE_ROOT,

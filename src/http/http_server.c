@@ -1123,6 +1123,7 @@ void http_stop(struct http *h)
     http_job_follows_free(h);
     /* after the connections: an answer that comes back finds none */
     http_off_free(h);
+    http_sse_stop();
     srccount_free(h->srcs);
     http_pairs_free(h->pairs);
     /* after the connections: a pending check answers no one now */

@@ -16,6 +16,15 @@
  * less often once large: hub_job.c),
  * read every HTTP_SSE_POLL_MS and only after the last read was written.
  *
+ * On a database server the store work is off the loop (docs/store.md
+ * "Jobs off the loop"): the route is RT, its token check, the job's read
+ * and the scope check run on the API's worker (the handler with
+ * req->on_worker), and its loop part (http_then_jobs_stream) turns the
+ * waiting connection into the stream; a stream that follows the store
+ * reads it on a store worker of its own (http_sse_reads: one connection,
+ * one read in flight per stream), never on the loop. On SQLite the
+ * handler does it all on the loop, and the reads run in line.
+ *
  * A connection that cannot write for HTTP_SSE_STALL_MS (the client reads
  * nothing) is closed; at most HTTP_SSE_MAX streams are open at once (503
  * beyond), and at most HTTP_SSE_PER_USER of them for one user, however
@@ -37,6 +46,7 @@
 #include "common/util.h"
 #include "http/http_web.h"
 #include "store/jobs.h"
+#include "store/store_worker.h"
 
 #define HTTP_SSE_MAX 256
 #define HTTP_SSE_PER_USER 32
@@ -50,8 +60,10 @@ struct http_sse {
     struct http_sse *next, *prev; /* every open stream */
     char user[STORE_ID_MAX + 1];  /* whose */
     struct lws *wsi;
-    struct store_job *meta; /* the job as it started (no output) */
-    struct hub_watch *w;    /* NULL: no hub on this node */
+    char id[STORE_ID_MAX + 1]; /* the job's */
+    json_t *job;               /* the job as it started (no output) */
+    struct http_sse_read *rd;  /* the store read in flight, or NULL */
+    struct hub_watch *w;       /* NULL: no hub on this node */
     bool headers_sent, began, ended, closing;
     /* the event being written */
     char *ev;
@@ -66,8 +78,22 @@ struct http_sse {
     int64_t last_write_ms, last_ka_ms;
 };
 
+/* A read of the store for a stream (http_sse_read_store): on the
+ * worker, the output beyond what was sent. */
+struct http_sse_read {
+    struct store_work job; /* first: the worker's */
+    struct http_sse *s;    /* NULL once the stream went */
+    char id[STORE_ID_MAX + 1];
+    size_t off[2];
+    int r;
+    struct store_job j;
+};
+
 static size_t http_nsse;
 static struct http_sse *http_sse_all;
+/* the streams' store reads (one connection: a read per 500 ms per stream
+ * that follows the store is light); made by the first read */
+static struct store_worker *http_sse_reads;
 
 /* Streams open for user `id`. */
 static size_t http_sse_of_user(const char *id)
@@ -157,7 +183,11 @@ static bool http_sse_output(struct http_sse *s, int stream, size_t offset,
 static json_t *http_sse_end_json(const struct http_sse *s,
                                  const struct hub_job_result *r)
 {
-    json_t *o = admin_job_json(s->meta, false);
+    json_t *o = json_deep_copy(s->job);
+
+    if (o == NULL) {
+        o = json_object();
+    }
 
     json_object_set_new(o, "status", json_string(r->status));
     json_object_set_new(o, "exit_code",
@@ -244,41 +274,84 @@ static bool http_sse_ended_status(const char *st)
     return strcmp(st, "queued") != 0 && strcmp(st, "running") != 0;
 }
 
-/* Takes what the store has beyond what was sent (the job runs on another
- * node, or ended before the hub could be asked). */
-static void http_sse_read_store(struct http_sse *s)
+static void http_sse_read_work(struct store_work *w, struct store *st)
 {
-    struct store_job *j;
+    struct http_sse_read *rd = (struct http_sse_read *)w;
+
+    rd->r = store_job_get_from(st, rd->id, rd->off[0], rd->off[1], &rd->j);
+}
+
+static void http_sse_read_done(void *owner, struct store_work *w)
+{
+    struct http_sse_read *rd = (struct http_sse_read *)w;
+    struct http_sse *s = rd->s;
     uint8_t *src[2];
     size_t len[2];
 
-    if (s->held_len[0] > 0 || s->held_len[1] > 0 || s->end != NULL ||
-        s->ended || (j = calloc(1, sizeof(*j))) == NULL) {
-        return;
+    (void)owner; /* NULL also when dropped at the stop: rd->s says */
+    if (s != NULL) {
+        s->rd = NULL;
     }
-    /* only the chunks beyond what was sent are read */
-    if (store_job_get_from(s->h->store, s->meta->id, s->off[0], s->off[1], j) !=
-        ERR_OK) {
-        free(j);
-        return;
-    }
-    src[0] = j->out;
-    src[1] = j->err;
-    len[0] = j->out_len;
-    len[1] = j->err_len;
-    for (int i = 0; i < 2; i++) {
-        /* output only grows; a shorter one (a result that replaced a
-         * fetch's) gives nothing beyond s->off[i], so nothing more */
-        if (len[i] > 0 && (s->held[i] = malloc(len[i])) != NULL) {
-            memcpy(s->held[i], src[i], len[i]);
-            s->held_len[i] = len[i];
+    if (s != NULL && w->ran && rd->r == ERR_OK) {
+        src[0] = rd->j.out;
+        src[1] = rd->j.err;
+        len[0] = rd->j.out_len;
+        len[1] = rd->j.err_len;
+        for (int i = 0; i < 2; i++) {
+            /* output only grows; a shorter one (a result that replaced a
+             * fetch's) gives nothing beyond s->off[i], so nothing more */
+            if (len[i] > 0 && (s->held[i] = malloc(len[i])) != NULL) {
+                memcpy(s->held[i], src[i], len[i]);
+                s->held_len[i] = len[i];
+            }
         }
+        if (http_sse_ended_status(rd->j.status)) {
+            s->end = admin_job_json(&rd->j, false);
+        }
+        http_sse_want(s);
     }
-    if (http_sse_ended_status(j->status)) {
-        s->end = admin_job_json(j, false);
+    store_job_free_output(&rd->j);
+    free(rd);
+}
+
+bool http_jobs_read(struct http *h, struct store_work *w)
+{
+    if (http_sse_reads == NULL &&
+        (http_sse_reads = store_worker_new(
+             h->loop, h->store, h->cfg->store_path, 1,
+             "the job streams' store reads", &http_sse_all)) == NULL) {
+        return false;
     }
-    store_job_free_output(j);
-    free(j);
+    store_worker_run(http_sse_reads, w);
+    return true;
+}
+
+/* Reads what the store has beyond what was sent (the job runs on another
+ * node, or ended before the hub could be asked), on the streams' store
+ * worker; its answer is taken by http_sse_next_stored. */
+static void http_sse_read_store(struct http_sse *s)
+{
+    struct http_sse_read *rd;
+
+    if (s->rd != NULL || s->held_len[0] > 0 || s->held_len[1] > 0 ||
+        s->end != NULL || s->ended) {
+        return;
+    }
+    if ((rd = calloc(1, sizeof(*rd))) == NULL) {
+        return;
+    }
+    rd->s = s;
+    snprintf(rd->id, sizeof(rd->id), "%s", s->id);
+    rd->off[0] = s->off[0];
+    rd->off[1] = s->off[1];
+    rd->job.work = http_sse_read_work;
+    rd->job.done = http_sse_read_done;
+    s->rd = rd;
+    /* inline (SQLite): done has run when this returns */
+    if (!http_jobs_read(s->h, &rd->job)) {
+        s->rd = NULL;
+        free(rd);
+    }
 }
 
 /* The client went away (FIN or RST) while nothing was being written:
@@ -311,8 +384,7 @@ static void http_sse_tick(struct loop *l, void *arg)
     }
     if (now - s->last_write_ms > HTTP_SSE_STALL_MS) {
         /* it reads nothing: let it go */
-        log_info("http: job %s: closing a watcher that reads nothing",
-                 s->meta->id);
+        log_info("http: job %s: closing a watcher that reads nothing", s->id);
         s->closing = true;
         lws_set_timeout(s->wsi, PENDING_TIMEOUT_HTTP_CONTENT,
                         LWS_TO_KILL_ASYNC);
@@ -359,7 +431,7 @@ int http_sse_writeable(struct http_sse *s, struct lws *wsi)
         bool got;
         if (!s->began) {
             s->began = true;
-            got = http_sse_event(s, "job", admin_job_json(s->meta, false));
+            got = http_sse_event(s, "job", json_incref(s->job));
         } else if (s->ended) {
             return 1; /* all written */
         } else if (s->w != NULL && hub_watch_attached(s->w)) {
@@ -412,7 +484,10 @@ void http_sse_free(struct http_sse *s)
     free(s->held[0]);
     free(s->held[1]);
     json_decref(s->end);
-    free(s->meta);
+    json_decref(s->job);
+    if (s->rd != NULL) {
+        s->rd->s = NULL; /* its answer finds no one */
+    }
     if (s->prev != NULL) {
         s->prev->next = s->next;
     } else {
@@ -425,11 +500,71 @@ void http_sse_free(struct http_sse *s)
     free(s);
 }
 
+/* The stream for req's connection (real: the request on the loop whose
+ * connection it is; req itself on the loop) of the job shown by job
+ * (a reference taken). An error is set on req. */
+static int http_sse_open(struct http_req *req, struct http_req *real,
+                         json_t *job)
+{
+    struct http *h = req->h;
+    const char *id = json_string_value(json_object_get(job, "id"));
+    const char *status = json_string_value(json_object_get(job, "status"));
+    struct http_sse *s;
+
+    if (id == NULL || status == NULL) {
+        return http_error(req, 500, "internal", "Internal error",
+                          "the job has no ID");
+    }
+    if (http_sse_of_user(req->auth.user.id) >= HTTP_SSE_PER_USER) {
+        return http_error(req, 429, "too_many_streams", "Too many streams",
+                          "you have %d job streams open already (at most "
+                          "%d per user); close one first",
+                          HTTP_SSE_PER_USER, HTTP_SSE_PER_USER);
+    }
+    if (http_nsse >= HTTP_SSE_MAX || (s = calloc(1, sizeof(*s))) == NULL) {
+        return http_error(req, 503, "server_busy", "Server busy",
+                          "too many job streams open (at most %d); try again "
+                          "shortly",
+                          HTTP_SSE_MAX);
+    }
+    http_nsse++;
+    s->h = h;
+    snprintf(s->user, sizeof(s->user), "%s", req->auth.user.id);
+    if ((s->next = http_sse_all) != NULL) {
+        s->next->prev = s;
+    }
+    http_sse_all = s;
+    snprintf(s->id, sizeof(s->id), "%s", id);
+    s->job = json_incref(job);
+    s->last_write_ms = s->last_ka_ms = http_sse_now_ms();
+    if (h->hub != NULL && !http_sse_ended_status(status) &&
+        (s->w = hub_watch_job(h->hub, s->id, http_sse_wake, s)) == NULL) {
+        http_sse_free(s);
+        return http_error(req, 500, "internal", "Internal error",
+                          "out of memory");
+    }
+    s->timer = loop_add_timer(h->loop, HTTP_SSE_POLL_MS, http_sse_tick, s);
+    if (real != req) {
+        http_undefer(real);
+    }
+    if (http_conn_stream(real, s) != ERR_OK) {
+        http_sse_free(s);
+        return http_error(req, 500, "internal", "Internal error",
+                          "cannot stream");
+    }
+    s->wsi = http_conn_wsi(real);
+    if (s->w == NULL || !hub_watch_attached(s->w)) {
+        http_sse_read_store(s);
+    }
+    log_info("http: %s watches job %s", req->auth.user.name, s->id);
+    return 0;
+}
+
 int http_h_jobs_stream(struct http_req *req)
 {
     struct store_job *j = calloc(1, sizeof(*j));
-    struct http_sse *s;
     struct admin_ctx ac;
+    json_t *job;
     int r;
 
     if (j == NULL) {
@@ -449,50 +584,41 @@ int http_h_jobs_stream(struct http_req *req)
     }
     /* the output is followed from byte 0, by the hub or the store */
     store_job_free_output(j);
+    job = admin_job_json(j, false);
+    free(j);
     if (req->method == HM_HEAD) {
-        free(j);
+        json_decref(job);
         req->raw_type = "text/event-stream";
         return http_ok(req, 200, json_object(), NULL);
     }
-    if (http_sse_of_user(req->auth.user.id) >= HTTP_SSE_PER_USER) {
-        free(j);
-        return http_error(req, 429, "too_many_streams", "Too many streams",
-                          "you have %d job streams open already (at most "
-                          "%d per user); close one first",
-                          HTTP_SSE_PER_USER, HTTP_SSE_PER_USER);
+    if (req->on_worker) {
+        /* the loop part opens the stream (http_then_jobs_stream) */
+        return http_ok(req, 200, job, NULL);
     }
-    if (http_nsse >= HTTP_SSE_MAX || (s = calloc(1, sizeof(*s))) == NULL) {
-        free(j);
-        return http_error(req, 503, "server_busy", "Server busy",
-                          "too many job streams open (at most %d); try again "
-                          "shortly",
-                          HTTP_SSE_MAX);
+    r = http_sse_open(req, req, job);
+    json_decref(job);
+    return r;
+}
+
+void http_then_jobs_stream(struct http *h, struct http_req *req)
+{
+    struct http_req *real;
+
+    if (req->status != 200 || req->method == HM_HEAD || req->data == NULL) {
+        return;
     }
-    http_nsse++;
-    s->h = req->h;
-    snprintf(s->user, sizeof(s->user), "%s", req->auth.user.id);
-    if ((s->next = http_sse_all) != NULL) {
-        s->next->prev = s;
+    if (req->deferred == 0 ||
+        (real = http_deferred(h, req->deferred)) == NULL) {
+        return; /* its client went, or was answered at the deadline */
     }
-    http_sse_all = s;
-    s->meta = j;
-    s->last_write_ms = s->last_ka_ms = http_sse_now_ms();
-    if (req->h->hub != NULL && !http_sse_ended_status(j->status) &&
-        (s->w = hub_watch_job(req->h->hub, j->id, http_sse_wake, s)) == NULL) {
-        http_sse_free(s);
-        return http_error(req, 500, "internal", "Internal error",
-                          "out of memory");
+    (void)http_sse_open(req, real, req->data);
+    if (req->status == 200) {
+        req->later = true; /* its connection is the stream now */
     }
-    if (s->w == NULL || !hub_watch_attached(s->w)) {
-        http_sse_read_store(s);
-    }
-    s->timer = loop_add_timer(req->h->loop, HTTP_SSE_POLL_MS, http_sse_tick, s);
-    if (http_conn_stream(req, s) != ERR_OK) {
-        http_sse_free(s);
-        return http_error(req, 500, "internal", "Internal error",
-                          "cannot stream");
-    }
-    s->wsi = http_conn_wsi(req);
-    log_info("http: %s watches job %s", req->auth.user.name, j->id);
-    return 0;
+}
+
+void http_sse_stop(void)
+{
+    (void)store_worker_stop(http_sse_reads, 200);
+    http_sse_reads = NULL;
 }

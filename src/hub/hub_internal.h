@@ -171,7 +171,10 @@ struct hub {
     void *change_arg;
     hub_auth_fn authed;
     void *authed_arg;
-    bool jobs_picking, jobs_again; /* hub_jobs_pickup re-entered */
+    /* hub_jobs_pickup: one pass (or, on a database server, one plan on
+     * jobw) at a time; jobs_again: another asked meanwhile */
+    bool jobs_picking, jobs_again;
+    struct store_worker *jobw; /* the pickup's store work (hub_job.c) */
     /* jobs running here that can be watched, and watchers waiting for
      * a job to start here (hub_job.c) */
     struct hub_job_live *jobs_live;
@@ -221,6 +224,10 @@ void hub_refuse_bound(struct hub_agent *a, const char *id, const char *bound);
 struct hub_agent *hub_find_claim(const struct hub *h, const char *id);
 void hub_claim_remove(struct hub_agent *a);
 
+/* hub_job.c: the pickup's store worker (one connection), started and
+ * stopped with the hub's others (hub_store.c) */
+int hub_jobs_store_start(struct hub *h);
+void hub_jobs_store_stop(struct hub *h);
 /* hub_store.c */
 int hub_store_start(struct hub *h);
 /* Stops the workers: afterwards offline writes are made on the loop. */

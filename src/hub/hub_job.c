@@ -24,6 +24,7 @@
 #include "common/util.h"
 #include "hub/job_msg.h"
 #include "store/jobs.h"
+#include "store/store_worker.h"
 
 #define HUB_JOB_DEST "job@portcullis"
 #define HUB_JOB_GRACE_MS 30000 /* past the timeout, for the result */
@@ -496,7 +497,8 @@ static void hub_job_queued_done(void *arg, const struct hub_job_result *r)
     free(q);
 }
 
-bool hub_agent_elsewhere(struct hub *h, const char *agent_id)
+/* true if the store st says another node holds agent_id now. */
+static bool hub_agent_elsewhere_in(struct store *st, const char *agent_id)
 {
     struct store_agent *a = malloc(sizeof(*a));
     bool r;
@@ -504,10 +506,15 @@ bool hub_agent_elsewhere(struct hub *h, const char *agent_id)
     if (a == NULL) {
         return false;
     }
-    r = store_agent_get(h->store, agent_id, a) == ERR_OK && a->online &&
-        a->node[0] != '\0' && strcmp(a->node, store_node_self(h->store)) != 0;
+    r = store_agent_get(st, agent_id, a) == ERR_OK && a->online &&
+        a->node[0] != '\0' && strcmp(a->node, store_node_self(st)) != 0;
     free(a);
     return r;
+}
+
+bool hub_agent_elsewhere(struct hub *h, const char *agent_id)
+{
+    return hub_agent_elsewhere_in(h->store, agent_id);
 }
 
 static void hub_job_queued_progress(void *arg, const uint8_t *out,
@@ -534,7 +541,7 @@ struct hub_elsewhere_memo {
     bool elsewhere;
 };
 
-static bool hub_agent_elsewhere_memo(struct hub *h, const char *agent_id,
+static bool hub_agent_elsewhere_memo(struct store *st, const char *agent_id,
                                      struct hub_elsewhere_memo *memo,
                                      size_t *nmemo)
 {
@@ -545,39 +552,75 @@ static bool hub_agent_elsewhere_memo(struct hub *h, const char *agent_id,
     }
     /* memo has room for every job of the pass */
     snprintf(memo[*nmemo].agent, sizeof(memo[*nmemo].agent), "%s", agent_id);
-    memo[*nmemo].elsewhere = hub_agent_elsewhere(h, agent_id);
+    memo[*nmemo].elsewhere = hub_agent_elsewhere_in(st, agent_id);
     return memo[(*nmemo)++].elsewhere;
 }
 
-static void hub_jobs_pickup_once(struct hub *h)
+/* A job a pickup claimed: to start, or (why set) to end failed. */
+struct hub_picked {
+    struct store_job j; /* with its script or push (store_job_free_output) */
+    uint8_t *data;      /* a push's file (hub_job_run takes it) */
+    size_t data_len;
+    const char *why;
+};
+
+/* Which agents are connected here: the hub itself on the loop, a copy of
+ * their IDs on a worker (hub_jobs_plan). */
+struct hub_here {
+    const struct hub *h; /* or */
+    char (*ids)[JOB_AGENT_MAX + 1];
+    size_t n;
+};
+
+static bool hub_here_has(const struct hub_here *here, const char *agent_id)
 {
-    struct store_job *list = NULL, *j;
+    if (here->h != NULL) {
+        return hub_agent_online(here->h, agent_id);
+    }
+    for (size_t i = 0; i < here->n; i++) {
+        if (strcmp(here->ids[i], agent_id) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The store part of a pickup, on st (the loop's, or a worker's): the
+ * queued jobs this node may start now (its agents', and those of agents
+ * no node holds: they end "agent offline"), within each batch's
+ * concurrency, claimed (store_job_claim: of a cluster's nodes one takes
+ * each) and read. *out: a hub_picked per claimed job (free with
+ * hub_picked_free). ERR_OK, or the queued jobs could not be read. */
+static int hub_jobs_plan(struct store *st, const struct hub_here *here,
+                         struct hub_picked **out, size_t *nout)
+{
+    struct store_job *list = NULL;
     struct hub_batch_tally *tally = NULL;
     struct hub_elsewhere_memo *memo = NULL;
-    size_t n = 0, nt = 0, nmemo = 0;
+    struct hub_picked *picked = NULL;
+    size_t n = 0, nt = 0, nmemo = 0, np = 0;
+    int r;
 
-    if (store_job_list_queued(h->store, &list, &n) != ERR_OK) {
-        log_warn("hub: cannot read the queued jobs");
-        return;
+    *out = NULL;
+    *nout = 0;
+    if ((r = store_job_list_queued(st, &list, &n)) != ERR_OK) {
+        return r;
     }
-    if ((j = calloc(1, sizeof(*j))) == NULL ||
-        (n > 0 && ((tally = calloc(n, sizeof(*tally))) == NULL ||
-                   (memo = calloc(n, sizeof(*memo))) == NULL))) {
+    if (n > 0 && ((tally = calloc(n, sizeof(*tally))) == NULL ||
+                  (memo = calloc(n, sizeof(*memo))) == NULL ||
+                  (picked = calloc(n, sizeof(*picked))) == NULL)) {
         free(tally);
-        free(j);
+        free(memo);
         free(list);
-        return;
+        return ERR_NOMEM;
     }
     for (size_t i = 0; i < n; i++) {
         struct hub_batch_tally *t = NULL;
-        struct hub_job_queued *q;
-        struct hub_job_spec spec;
-        uint8_t *data;
-        size_t data_len;
+        struct hub_picked *p;
 
         /* on a cluster, the node holding the agent runs its jobs */
-        if (!hub_agent_online(h, list[i].agent_id) &&
-            hub_agent_elsewhere_memo(h, list[i].agent_id, memo, &nmemo)) {
+        if (!hub_here_has(here, list[i].agent_id) &&
+            hub_agent_elsewhere_memo(st, list[i].agent_id, memo, &nmemo)) {
             continue;
         }
         if (list[i].batch_id[0] != '\0' && list[i].concurrency > 0) {
@@ -589,8 +632,7 @@ static void hub_jobs_pickup_once(struct hub *h)
             if (t == NULL) {
                 t = &tally[nt++];
                 snprintf(t->id, sizeof(t->id), "%s", list[i].batch_id);
-                if (store_job_batch_running(h->store, t->id, &t->running) !=
-                    ERR_OK) {
+                if (store_job_batch_running(st, t->id, &t->running) != ERR_OK) {
                     t->running = INT64_MAX;
                 }
             }
@@ -598,44 +640,71 @@ static void hub_jobs_pickup_once(struct hub *h)
                 continue;
             }
         }
-        if (store_job_claim(h->store, list[i].id) != ERR_OK) {
+        if (store_job_claim(st, list[i].id) != ERR_OK) {
             continue;
         }
         if (t != NULL) {
             t->running++;
         }
+        p = &picked[np++];
+        if (store_job_get(st, list[i].id, &p->j) != ERR_OK) {
+            /* what the queued-done needs of it */
+            memset(&p->j, 0, sizeof(p->j));
+            p->j = list[i];
+            p->j.script = p->j.push = NULL;
+            p->why = "cannot read the job";
+            continue;
+        }
+        if (p->j.push != NULL &&
+            store_job_payload_get(st, p->j.batch_id, &p->data, &p->data_len) !=
+                ERR_OK) {
+            p->why = "cannot read the file to push";
+        }
+    }
+    free(memo);
+    free(tally);
+    free(list);
+    *out = picked;
+    *nout = np;
+    return ERR_OK;
+}
+
+static void hub_picked_free(struct hub_picked *picked, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(picked[i].data);
+        store_job_free_output(&picked[i].j);
+    }
+    free(picked);
+}
+
+/* On the loop: the claimed jobs started (or ended failed). */
+static void hub_jobs_start(struct hub *h, struct hub_picked *picked, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct store_job *j = &picked[i].j;
+        struct hub_job_queued *q;
+        struct hub_job_spec spec;
+
         if ((q = calloc(1, sizeof(*q))) == NULL) {
             continue;
         }
         q->h = h;
-        snprintf(q->id, sizeof(q->id), "%s", list[i].id);
-        snprintf(q->batch, sizeof(q->batch), "%s", list[i].batch_id);
-        q->stop_on_failure = list[i].stop_on_failure;
-        if (store_job_get(h->store, list[i].id, j) != ERR_OK) {
-            struct hub_job_result fr = {.status = "failed",
-                                        .exit_code = -1,
-                                        .why = "cannot read the job"};
+        snprintf(q->id, sizeof(q->id), "%s", j->id);
+        snprintf(q->batch, sizeof(q->batch), "%s", j->batch_id);
+        q->stop_on_failure = j->stop_on_failure;
+        if (picked[i].why != NULL) {
+            struct hub_job_result fr = {
+                .status = "failed", .exit_code = -1, .why = picked[i].why};
             hub_job_queued_done(q, &fr);
             continue;
         }
         log_info("job %s: running '%.200s' on agent %s for %s", q->id,
                  j->command, j->agent_id, j->started_by);
-        data = NULL;
-        data_len = 0;
-        if (j->push != NULL &&
-            store_job_payload_get(h->store, j->batch_id, &data, &data_len) !=
-                ERR_OK) {
-            struct hub_job_result fr = {.status = "failed",
-                                        .exit_code = -1,
-                                        .why = "cannot read the file to push"};
-            hub_job_queued_done(q, &fr);
-            store_job_free_output(j);
-            continue;
-        }
         spec = (struct hub_job_spec){.id = j->id,
                                      .push = j->push,
-                                     .data = data,
-                                     .data_len = data_len,
+                                     .data = picked[i].data,
+                                     .data_len = picked[i].data_len,
                                      .progress = hub_job_queued_progress,
                                      .command = j->command,
                                      .interpreter = j->interpreter,
@@ -643,6 +712,7 @@ static void hub_jobs_pickup_once(struct hub *h)
                                      .cwd = j->cwd,
                                      .sudo = j->sudo,
                                      .timeout = j->timeout};
+        picked[i].data = NULL; /* hub_job_run's now */
         if (hub_job_run(h, j->agent_id, &spec, hub_job_queued_done, q) !=
             ERR_OK) {
             struct hub_job_result fr = {.status = "failed",
@@ -650,28 +720,119 @@ static void hub_jobs_pickup_once(struct hub *h)
                                         .why = "cannot start the job"};
             hub_job_queued_done(q, &fr);
         }
-        store_job_free_output(j);
     }
-    free(memo);
-    free(tally);
-    free(j);
-    free(list);
+}
+
+/* A pickup's plan on the jobs' store worker (a database server). */
+struct hub_pick_job {
+    struct store_work job; /* first: the worker's */
+    struct hub *h;
+    struct hub_here here; /* a copy of the IDs */
+    int r;
+    struct hub_picked *picked;
+    size_t npicked;
+};
+
+static void hub_pick_work(struct store_work *w, struct store *st)
+{
+    struct hub_pick_job *pj = (struct hub_pick_job *)w;
+
+    pj->r = hub_jobs_plan(st, &pj->here, &pj->picked, &pj->npicked);
+}
+
+static void hub_pick_done(void *owner, struct store_work *w)
+{
+    struct hub_pick_job *pj = (struct hub_pick_job *)w;
+    struct hub *h = owner;
+
+    /* owner NULL: the hub stopped; a job claimed stays "running" for this
+     * node, and its next start ends it lost (store_job_restart) */
+    if (h != NULL) {
+        if (w->ran && pj->r != ERR_OK) {
+            log_warn("hub: cannot read the queued jobs");
+        }
+        hub_jobs_start(h, pj->picked, pj->npicked);
+        h->jobs_picking = false;
+        if (h->jobs_again) {
+            h->jobs_again = false;
+            hub_jobs_pickup(h);
+        }
+    }
+    hub_picked_free(pj->picked, pj->npicked);
+    free(pj->here.ids);
+    free(pj);
+}
+
+/* The plan on a worker: the IDs of the agents connected here copied. */
+static void hub_jobs_pickup_off(struct hub *h)
+{
+    struct hub_pick_job *pj = calloc(1, sizeof(*pj));
+    size_t k = 0;
+
+    if (pj == NULL ||
+        (h->nonline > 0 &&
+         (pj->here.ids = calloc(h->nonline, sizeof(*pj->here.ids))) == NULL)) {
+        free(pj);
+        return;
+    }
+    for (size_t b = 0; b < HUB_BUCKETS && k < h->nonline; b++) {
+        for (struct hub_agent *a = h->online[b]; a != NULL && k < h->nonline;
+             a = a->hnext) {
+            snprintf(pj->here.ids[k++], sizeof(pj->here.ids[0]), "%s", a->id);
+        }
+    }
+    pj->here.n = k;
+    pj->h = h;
+    pj->job.work = hub_pick_work;
+    pj->job.done = hub_pick_done;
+    h->jobs_picking = true;
+    store_worker_run(h->jobw, &pj->job);
 }
 
 void hub_jobs_pickup(struct hub *h)
 {
-    /* a job that ends at once (agent offline) picks up again from inside
-     * the loop below: note it and go round once more instead */
+    struct hub_picked *picked;
+    size_t n;
+
+    /* one plan at a time; one asked meanwhile follows it (a job that ends
+     * at once, agent offline, picks up again from inside the loop below) */
+    if (h->stopping) {
+        return; /* nothing new starts at stop */
+    }
     if (h->jobs_picking) {
         h->jobs_again = true;
         return;
     }
+    if (h->jobw != NULL && store_worker_async(h->jobw)) {
+        hub_jobs_pickup_off(h);
+        return;
+    }
     h->jobs_picking = true;
     do {
+        struct hub_here here = {.h = h};
+
         h->jobs_again = false;
-        hub_jobs_pickup_once(h);
+        if (hub_jobs_plan(h->store, &here, &picked, &n) != ERR_OK) {
+            log_warn("hub: cannot read the queued jobs");
+            break;
+        }
+        hub_jobs_start(h, picked, n);
+        hub_picked_free(picked, n);
     } while (h->jobs_again);
     h->jobs_picking = false;
+}
+
+int hub_jobs_store_start(struct hub *h)
+{
+    h->jobw = store_worker_new(h->loop, h->store, h->cfg->store_path, 1,
+                               "the agent hub's job pickup", h);
+    return h->jobw != NULL ? ERR_OK : ERR_NOMEM;
+}
+
+void hub_jobs_store_stop(struct hub *h)
+{
+    (void)store_worker_stop(h->jobw, HUB_STOP_MS);
+    h->jobw = NULL;
 }
 
 /* --- results kept by an agent that went away (fetch) --- */
@@ -720,23 +881,41 @@ static void hub_job_fetched(void *arg, const struct hub_job_result *r)
     free(f);
 }
 
-void hub_jobs_recover(struct hub *h, const char *agent_id)
+/* The store part of a recovery, on st: agent_id's jobs that ended lost,
+ * each marked asked (store_job_unrecoverable: an agent that has nothing
+ * is not asked again). *out: those marked. */
+static int hub_recover_plan(struct store *st, const char *agent_id,
+                            struct store_job **out, size_t *nout)
 {
     struct store_job *list = NULL;
-    size_t n = 0;
+    size_t n = 0, k = 0;
+    int r;
 
-    if (store_job_list_recoverable(h->store, agent_id, &list, &n) != ERR_OK) {
-        log_warn("hub: cannot read agent %s's lost jobs", agent_id);
-        return;
+    *out = NULL;
+    *nout = 0;
+    if ((r = store_job_list_recoverable(st, agent_id, &list, &n)) != ERR_OK) {
+        return r;
     }
+    for (size_t i = 0; i < n; i++) {
+        if (store_job_unrecoverable(st, list[i].id, NULL) == ERR_OK) {
+            list[k++] = list[i];
+        }
+    }
+    *out = list;
+    *nout = k;
+    return ERR_OK;
+}
+
+/* On the loop: agent_id asked for the results of list's jobs. */
+static void hub_recover_ask(struct hub *h, const char *agent_id,
+                            const struct store_job *list, size_t n)
+{
     for (size_t i = 0; i < n; i++) {
         struct hub_job_fetch *f;
         struct hub_job_spec spec;
         int64_t left;
 
-        /* asked once: an agent that has nothing is not asked again */
-        if (store_job_unrecoverable(h->store, list[i].id, NULL) != ERR_OK ||
-            (f = calloc(1, sizeof(*f))) == NULL) {
+        if ((f = calloc(1, sizeof(*f))) == NULL) {
             continue;
         }
         if ((f->j = malloc(sizeof(*f->j))) == NULL) {
@@ -760,6 +939,62 @@ void hub_jobs_recover(struct hub *h, const char *agent_id)
             free(f);
         }
     }
+}
+
+/* A recovery's plan on the jobs' store worker (a database server). */
+struct hub_recover_job {
+    struct store_work job; /* first: the worker's */
+    char agent[JOB_AGENT_MAX + 1];
+    int r;
+    struct store_job *list;
+    size_t n;
+};
+
+static void hub_recover_work(struct store_work *w, struct store *st)
+{
+    struct hub_recover_job *rj = (struct hub_recover_job *)w;
+
+    rj->r = hub_recover_plan(st, rj->agent, &rj->list, &rj->n);
+}
+
+static void hub_recover_done(void *owner, struct store_work *w)
+{
+    struct hub_recover_job *rj = (struct hub_recover_job *)w;
+    struct hub *h = owner;
+
+    if (h != NULL && (!w->ran || rj->r != ERR_OK)) {
+        log_warn("hub: cannot read agent %s's lost jobs", rj->agent);
+    } else if (h != NULL) {
+        /* an agent gone meanwhile answers "agent offline": its jobs say
+         * it kept no result (hub_job_fetched), as when it drops at once */
+        hub_recover_ask(h, rj->agent, rj->list, rj->n);
+    }
+    free(rj->list);
+    free(rj);
+}
+
+void hub_jobs_recover(struct hub *h, const char *agent_id)
+{
+    struct store_job *list = NULL;
+    size_t n = 0;
+
+    if (h->jobw != NULL && store_worker_async(h->jobw)) {
+        struct hub_recover_job *rj = calloc(1, sizeof(*rj));
+
+        if (rj == NULL) {
+            return;
+        }
+        snprintf(rj->agent, sizeof(rj->agent), "%s", agent_id);
+        rj->job.work = hub_recover_work;
+        rj->job.done = hub_recover_done;
+        store_worker_run(h->jobw, &rj->job);
+        return;
+    }
+    if (hub_recover_plan(h->store, agent_id, &list, &n) != ERR_OK) {
+        log_warn("hub: cannot read agent %s's lost jobs", agent_id);
+        return;
+    }
+    hub_recover_ask(h, agent_id, list, n);
     free(list);
 }
 

@@ -647,7 +647,7 @@ int hub_store_start(struct hub *h)
             NULL) {
         return ERR_NOMEM;
     }
-    return ERR_OK;
+    return hub_jobs_store_start(h);
 }
 
 void hub_store_stop(struct hub *h)
@@ -657,6 +657,7 @@ void hub_store_stop(struct hub *h)
      * is waited for a while. The agents went before (hub_stop), their
      * offline written on the loop (h->stopping). */
     h->stopping = true;
+    hub_jobs_store_stop(h);
     (void)store_worker_stop(h->writes, HUB_STOP_MS);
     h->writes = NULL;
     (void)store_worker_stop(h->reads, HUB_STOP_MS);
