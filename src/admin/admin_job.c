@@ -647,20 +647,22 @@ int admin_job_queue_many(const struct admin_ctx *c,
     return ERR_OK;
 }
 
-/* true if the store says another node holds agent_id now (as
- * hub_agent_elsewhere, without the hub: a worker thread's view). */
-static bool admin_job_agent_elsewhere(struct store *st, const char *agent_id)
+/* A command on one agent: not a push, the agent in the caller's scope as
+ * a runner, *out filled from q (admin_job_fill). */
+static int admin_job_one(const struct admin_ctx *c, const char *const *agent_id,
+                         const struct admin_job_req *q, struct store_job *out,
+                         struct admin_err *e)
 {
-    struct store_agent *a = malloc(sizeof(*a));
-    bool r;
+    int r;
 
-    if (a == NULL) {
-        return false;
+    if (q->push != NULL) {
+        return admin_fail(e, ERR_INVALID, "a file push is a batch");
     }
-    r = store_agent_get(st, agent_id, a) == ERR_OK && a->online &&
-        a->node[0] != '\0' && strcmp(a->node, store_node_self(st)) != 0;
-    free(a);
-    return r;
+    if ((r = admin_job_scope_check(c, JOB_ROLE_RUNNER, agent_id, 1, e)) !=
+        ERR_OK) {
+        return r;
+    }
+    return admin_job_fill(c, q, out, e);
 }
 
 int admin_job_record_run(const struct admin_ctx *c, const char *agent_id,
@@ -670,15 +672,10 @@ int admin_job_record_run(const struct admin_ctx *c, const char *agent_id,
     bool elsewhere;
     int r;
 
-    if (q->push != NULL) {
-        return admin_fail(e, ERR_INVALID, "a file push is a batch");
-    }
-    if ((r = admin_job_scope_check(c, JOB_ROLE_RUNNER, &agent_id, 1, e)) !=
-            ERR_OK ||
-        (r = admin_job_fill(c, q, out, e)) != ERR_OK) {
+    if ((r = admin_job_one(c, &agent_id, q, out, e)) != ERR_OK) {
         return r;
     }
-    elsewhere = admin_job_agent_elsewhere(c->st, agent_id);
+    elsewhere = store_agent_elsewhere(c->st, agent_id);
     if (elsewhere) {
         snprintf(out->status, sizeof(out->status), "queued");
     }
@@ -736,12 +733,7 @@ int admin_job_run(const struct admin_ctx *c, const char *agent_id,
         return admin_fail(e, ERR_INVALID,
                           "jobs run in the server: it is not running");
     }
-    if (q->push != NULL) {
-        return admin_fail(e, ERR_INVALID, "a file push is a batch");
-    }
-    if ((r = admin_job_scope_check(c, JOB_ROLE_RUNNER, &agent_id, 1, e)) !=
-            ERR_OK ||
-        (r = admin_job_fill(c, q, out, e)) != ERR_OK) {
+    if ((r = admin_job_one(c, &agent_id, q, out, e)) != ERR_OK) {
         return r;
     }
     if (!hub_agent_online(c->hub, agent_id) &&

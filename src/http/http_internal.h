@@ -409,6 +409,11 @@ json_t *http_me_job_roles(struct http_req *req);
 int http_h_job_roles_add(struct http_req *req);
 int http_h_job_roles_delete(struct http_req *req);
 int http_h_jobs_get(struct http_req *req);
+/* The job req->params[0] names, if the caller's scope holds it (the
+ * caller frees it: store_job_free_output, free); else NULL with *ret what
+ * the handler returns (the error answered: a job out of scope is 404 as
+ * an unknown one, not confirmed to exist). */
+struct store_job *http_job_read(struct http_req *req, int *ret);
 int http_h_metrics(struct http_req *req);
 int http_h_login(struct http_req *req);
 int http_h_logout(struct http_req *req);

@@ -577,27 +577,40 @@ int http_h_jobs_list(struct http_req *req)
     return http_list(req, arr);
 }
 
-int http_h_jobs_get(struct http_req *req)
+struct store_job *http_job_read(struct http_req *req, int *ret)
 {
     struct store_job *j = calloc(1, sizeof(*j));
+    struct admin_ctx ac;
     int r;
 
     if (j == NULL) {
-        return http_error(req, 500, "internal", "Internal error",
-                          "out of memory");
+        *ret =
+            http_error(req, 500, "internal", "Internal error", "out of memory");
+        return NULL;
     }
-    struct admin_ctx ac;
-
     if ((r = store_job_get(req->store, req->params[0], j)) != ERR_OK) {
         free(j);
-        return http_store_error(req, r, "job", req->params[0]);
+        *ret = http_store_error(req, r, "job", req->params[0]);
+        return NULL;
     }
     http_admin_ctx(req, &ac);
     if (admin_job_filter(&ac, j, 1) == 0) {
         /* as if unknown: a job out of scope is not confirmed to exist */
         store_job_free_output(j);
         free(j);
-        return http_store_error(req, ERR_NOT_FOUND, "job", req->params[0]);
+        *ret = http_store_error(req, ERR_NOT_FOUND, "job", req->params[0]);
+        return NULL;
+    }
+    return j;
+}
+
+int http_h_jobs_get(struct http_req *req)
+{
+    struct store_job *j;
+    int r;
+
+    if ((j = http_job_read(req, &r)) == NULL) {
+        return r;
     }
     http_ok(req, 200, admin_job_json(j, true), NULL);
     store_job_free_output(j);

@@ -562,25 +562,12 @@ static int http_sse_open(struct http_req *req, struct http_req *real,
 
 int http_h_jobs_stream(struct http_req *req)
 {
-    struct store_job *j = calloc(1, sizeof(*j));
-    struct admin_ctx ac;
+    struct store_job *j;
     json_t *job;
     int r;
 
-    if (j == NULL) {
-        return http_error(req, 500, "internal", "Internal error",
-                          "out of memory");
-    }
-    if ((r = store_job_get(req->store, req->params[0], j)) != ERR_OK) {
-        free(j);
-        return http_store_error(req, r, "job", req->params[0]);
-    }
-    http_admin_ctx(req, &ac);
-    if (admin_job_filter(&ac, j, 1) == 0) {
-        /* as if unknown: a job out of scope is not confirmed to exist */
-        store_job_free_output(j);
-        free(j);
-        return http_store_error(req, ERR_NOT_FOUND, "job", req->params[0]);
+    if ((j = http_job_read(req, &r)) == NULL) {
+        return r;
     }
     /* the output is followed from byte 0, by the hub or the store */
     store_job_free_output(j);

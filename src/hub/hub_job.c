@@ -497,24 +497,9 @@ static void hub_job_queued_done(void *arg, const struct hub_job_result *r)
     free(q);
 }
 
-/* true if the store st says another node holds agent_id now. */
-static bool hub_agent_elsewhere_in(struct store *st, const char *agent_id)
-{
-    struct store_agent *a = malloc(sizeof(*a));
-    bool r;
-
-    if (a == NULL) {
-        return false;
-    }
-    r = store_agent_get(st, agent_id, a) == ERR_OK && a->online &&
-        a->node[0] != '\0' && strcmp(a->node, store_node_self(st)) != 0;
-    free(a);
-    return r;
-}
-
 bool hub_agent_elsewhere(struct hub *h, const char *agent_id)
 {
-    return hub_agent_elsewhere_in(h->store, agent_id);
+    return store_agent_elsewhere(h->store, agent_id);
 }
 
 static void hub_job_queued_progress(void *arg, const uint8_t *out,
@@ -552,7 +537,7 @@ static bool hub_agent_elsewhere_memo(struct store *st, const char *agent_id,
     }
     /* memo has room for every job of the pass */
     snprintf(memo[*nmemo].agent, sizeof(memo[*nmemo].agent), "%s", agent_id);
-    memo[*nmemo].elsewhere = hub_agent_elsewhere_in(st, agent_id);
+    memo[*nmemo].elsewhere = store_agent_elsewhere(st, agent_id);
     return memo[(*nmemo)++].elsewhere;
 }
 

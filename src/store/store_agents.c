@@ -27,6 +27,7 @@
 #include "common/err.h"
 #include "common/util.h"
 #include "store/db.h"
+#include "store/nodes.h"
 #include "store/store_internal.h"
 
 #define CRED_ID_LEN 32
@@ -372,6 +373,20 @@ int store_agent_all_offline(struct store *st)
                   " WHERE online <> 0 AND node IN ('', $1)",
                   NULL, "t", st->node);
     return store_tx_end(st, r);
+}
+
+bool store_agent_elsewhere(struct store *st, const char *id)
+{
+    struct store_agent *a = malloc(sizeof(*a));
+    bool r;
+
+    if (a == NULL) {
+        return false;
+    }
+    r = store_agent_get(st, id, a) == ERR_OK && a->online &&
+        a->node[0] != '\0' && strcmp(a->node, store_node_self(st)) != 0;
+    free(a);
+    return r;
 }
 
 int store_agent_get(struct store *st, const char *id, struct store_agent *out)

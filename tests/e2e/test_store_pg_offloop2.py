@@ -144,11 +144,24 @@ def frozen(tmp_path):
         f.close()
 
 
-def _while_frozen(f, fire, seconds=2.5):
-    """Freezes the database, runs fire() in a thread, and meanwhile asks
-    for the web UI's page (the loop's own, no store) every 50 ms for
-    seconds: (what fire returned, how long it took, the slowest page).
-    Thawed before returning."""
+def page(port):
+    """GET / (the web UI's page: the loop's own, no store) from
+    127.0.0.2 (not the clients' address); its seconds."""
+    t0 = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30,
+                                      source_address=("127.0.0.2", 0))
+    try:
+        conn.request("GET", "/")
+        conn.getresponse().read()
+    finally:
+        conn.close()
+    return time.monotonic() - t0
+
+
+def probe_while(port, fire, seconds, settle=0.2):
+    """Runs fire() in a thread and, from settle seconds after its start,
+    asks for the web UI's page every 50 ms for seconds: (what fire
+    returned, how long it took, the slowest page)."""
     out = {}
 
     def run():
@@ -159,22 +172,26 @@ def _while_frozen(f, fire, seconds=2.5):
             out["r"] = e
         out["took"] = time.monotonic() - t0
 
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    time.sleep(settle)
+    worst = 0.0
+    t_end = time.monotonic() + seconds
+    while time.monotonic() < t_end:
+        worst = max(worst, page(port))
+        time.sleep(0.05)
+    t.join(timeout=60)
+    return out.get("r"), out.get("took"), worst
+
+
+def _while_frozen(f, fire, seconds=2.5):
+    """Freezes the database and runs probe_while; thawed before
+    returning."""
     f.freeze()
     try:
-        t = threading.Thread(target=run, daemon=True)
-        t.start()
-        time.sleep(0.2)
-        worst = 0.0
-        t_end = time.monotonic() + seconds
-        while time.monotonic() < t_end:
-            t0 = time.monotonic()
-            _call(f.p.http_port, "GET", "/")
-            worst = max(worst, time.monotonic() - t0)
-            time.sleep(0.05)
-        t.join(timeout=30)
+        return probe_while(f.p.http_port, fire, seconds)
     finally:
         f.back()
-    return out.get("r"), out.get("took"), worst
 
 
 def _assert_loop_free(what, r, took, worst, limit=0.5):

@@ -33,7 +33,7 @@ from clusterlib import pg  # noqa: F401 (test_cluster's cluster's)
 from test_cluster import cluster, url  # noqa: F401
 from test_job_stream_cluster import admin_token
 from test_store_pg import lock_tables
-from test_store_pg_offloop2 import _Frozen, _call
+from test_store_pg_offloop2 import _Frozen, _call, probe_while
 
 API = "/api/v1"
 ON = ["commands_enabled = true", "allow_root = true",
@@ -44,44 +44,9 @@ ON = ["commands_enabled = true", "allow_root = true",
 LOOP_LIMIT = 0.75
 
 
-def _page(port):
-    """GET / (the web UI's page: the loop's own, no store) from
-    127.0.0.2; its seconds."""
-    t0 = time.monotonic()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30,
-                                      source_address=("127.0.0.2", 0))
-    try:
-        conn.request("GET", "/")
-        conn.getresponse().read()
-    finally:
-        conn.close()
-    return time.monotonic() - t0
-
-
 def _probe_while(f, fire, seconds):
-    """Runs fire() in a thread and asks for the page every 50 ms for
-    seconds meanwhile: (what fire returned, its seconds, the slowest
-    page)."""
-    out = {}
-
-    def run():
-        t0 = time.monotonic()
-        try:
-            out["r"] = fire()
-        except Exception as e:  # noqa: BLE001 (shown by the assert)
-            out["r"] = e
-        out["took"] = time.monotonic() - t0
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    time.sleep(0.1)
-    worst = 0.0
-    t_end = time.monotonic() + seconds
-    while time.monotonic() < t_end:
-        worst = max(worst, _page(f.p.http_port))
-        time.sleep(0.05)
-    t.join(timeout=60)
-    return out.get("r"), out.get("took"), worst
+    """probe_while on f's server."""
+    return probe_while(f.p.http_port, fire, seconds, settle=0.1)
 
 
 def _close(f):
