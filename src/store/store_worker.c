@@ -18,7 +18,9 @@
 #include "common/loop.h"
 #include "common/util.h"
 #include "store/db.h"
+#include "store/audit.h"
 #include "store/store.h"
+#include "store/store_internal.h"
 #include "store/store_internal.h"
 
 struct store_worker {
@@ -129,6 +131,17 @@ static void store_worker_thread(void *arg)
     struct store **st = &j->w->conn[j->slot];
 
     if (*st == NULL && store_open(j->w->location, st) != ERR_OK) {
+        *st = NULL;
+    }
+    /* the main store's audit key for the audit events a job writes on
+     * this connection (on a database server a handle has no directory to
+     * find it beside: without it they were chained unkeyed into a keyed
+     * log, which `audit verify` then finds broken); set before the first
+     * job, at the main store's start, and not changed after */
+    if (*st != NULL && j->w->main != NULL && j->w->main->audit_key != NULL &&
+        (*st)->audit_key == NULL &&
+        store_set_audit_key(*st, j->w->main->audit_key) != ERR_OK) {
+        store_close(*st);
         *st = NULL;
     }
     if (*st != NULL && store_set_node(*st, j->node) == ERR_OK) {

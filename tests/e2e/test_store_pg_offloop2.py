@@ -465,3 +465,35 @@ def test_schedule_ticks_do_not_hold_the_loop(tmp_path):
                        "back")
     finally:
         f.close()
+
+
+def test_audit_events_written_off_the_loop_stay_keyed(tmp_path):
+    """Found in review: on PostgreSQL a store worker's connection had no
+    audit key (a handle on a server has no directory to find audit.key
+    beside), so the audit events the API's changes, logins and pairing
+    write on their workers were chained unkeyed into the keyed log, and
+    `audit verify` found it broken at the first of them. Each worker's
+    connection now takes the main store's key."""
+    f = _Frozen(tmp_path)
+    try:
+        port = f.p.http_port
+        # changes and events on the API's workers: a group, a user, a
+        # login (ok and failed), a pairing code
+        st, doc, _, _ = _call(port, "POST", API + "/groups", f.token,
+                              {"name": uniq("g")})
+        assert st == 201, doc
+        name, pw = uniq("u"), "pw-" + uniq()
+        st, doc, _, _ = _call(port, "POST", API + "/users", f.token,
+                              {"name": name, "password": pw})
+        assert st == 201, doc
+        assert _login(port, name, pw)[0] == 200
+        assert _login(port, name, "wrong")[0] == 401
+        st, doc, _, _ = _call(port, "POST", API + "/pairing", f.token, {})
+        assert st == 201, doc
+        rc, out, err = f.p.cli("audit", "verify", check=False)
+        assert rc == 0 and out.startswith("ok: ") and \
+            "keyed from entry 1" in out, (rc, out, err)
+        n = int(out.split()[1])
+        assert n >= 5, out
+    finally:
+        f.close()
