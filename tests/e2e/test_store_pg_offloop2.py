@@ -144,12 +144,13 @@ def frozen(tmp_path):
         f.close()
 
 
-def page(port):
-    """GET / (the web UI's page: the loop's own, no store) from
-    127.0.0.2 (not the clients' address); its seconds."""
+def page(port, host="127.0.0.1", source="127.0.0.2"):
+    """GET / (the web UI's page: the loop's own, no store) of host:port
+    from source (not the clients' address; None: any); its seconds."""
     t0 = time.monotonic()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30,
-                                      source_address=("127.0.0.2", 0))
+    conn = http.client.HTTPConnection(
+        host, port, timeout=30,
+        source_address=(source, 0) if source else None)
     try:
         conn.request("GET", "/")
         conn.getresponse().read()

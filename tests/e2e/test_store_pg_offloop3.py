@@ -33,7 +33,7 @@ from clusterlib import pg  # noqa: F401 (test_cluster's cluster's)
 from test_cluster import cluster, url  # noqa: F401
 from test_job_stream_cluster import admin_token
 from test_store_pg import lock_tables
-from test_store_pg_offloop2 import _Frozen, _call, probe_while
+from test_store_pg_offloop2 import _Frozen, _call, page, probe_while
 
 API = "/api/v1"
 ON = ["commands_enabled = true", "allow_root = true",
@@ -506,15 +506,6 @@ def test_command_on_another_node_is_followed_off_the_loop(cluster, pg,
         finally:
             conn.close()
 
-    def page_b():
-        t0 = time.monotonic()
-        conn = http.client.HTTPConnection(host, b.http_port, timeout=30)
-        try:
-            conn.request("GET", "/")
-            conn.getresponse().read()
-        finally:
-            conn.close()
-        return time.monotonic() - t0
 
     out = {}
     t = threading.Thread(target=lambda: out.update(r=call_b()), daemon=True)
@@ -532,7 +523,7 @@ def test_command_on_another_node_is_followed_off_the_loop(cluster, pg,
         worst = 0.0
         t_end = time.monotonic() + 1.6
         while time.monotonic() < t_end:
-            worst = max(worst, page_b())
+            worst = max(worst, page(b.http_port, host, None))
             time.sleep(0.05)
     finally:
         holder.wait(timeout=30)

@@ -48,8 +48,10 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Runs fn in a sandboxed child; returns its wait status. */
-static int run_sandboxed(int (*fn)(int wfd), int *out)
+/* Runs fn in a child sandboxed by enter; reads outlen bytes it wrote into
+ * out (the first int -1 if it wrote fewer); returns its wait status. */
+static int run_sandboxed_as(int (*enter)(const struct sandbox *),
+                            int (*fn)(int wfd), int *out, size_t outlen)
 {
     struct sandbox sb;
     int p[2], status = 0;
@@ -61,19 +63,25 @@ static int run_sandboxed(int (*fn)(int wfd), int *out)
     assert_true(pid >= 0);
     if (pid == 0) {
         close(p[0]);
-        if (sandbox_enter(&sb) != ERR_OK) {
+        if (enter(&sb) != ERR_OK) {
             _exit(100);
         }
         _exit(fn(p[1]));
     }
     close(p[1]);
-    *out = 0;
-    if (read(p[0], out, sizeof(*out)) != sizeof(*out)) {
-        *out = -1;
+    out[0] = 0;
+    if (read(p[0], out, outlen) != (ssize_t)outlen) {
+        out[0] = -1;
     }
     close(p[0]);
     assert_int_equal(waitpid(pid, &status, 0), pid);
     return status;
+}
+
+/* Runs fn in a sandboxed (SSH) child; returns its wait status. */
+static int run_sandboxed(int (*fn)(int wfd), int *out)
+{
+    return run_sandboxed_as(sandbox_enter, fn, out, sizeof(*out));
 }
 
 static int try_open(int wfd)
@@ -338,26 +346,10 @@ static int try_tgkill_ssh(int wfd)
 
 static void test_rdp_tgkill_own_threads_kick_only(void **state)
 {
-    struct sandbox sb;
-    int p[2], r[3] = {-1, -1, -1}, status = 0;
-    pid_t pid;
+    int r[3] = {-1, -1, -1}, status;
 
     (void)state;
-    assert_int_equal(sandbox_prepare("nobody", test_dir, &sb), ERR_OK);
-    assert_int_equal(pipe(p), 0);
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(p[0]);
-        if (sandbox_enter_rdp(&sb) != ERR_OK) {
-            _exit(100);
-        }
-        _exit(try_tgkill(p[1]));
-    }
-    close(p[1]);
-    assert_int_equal(read(p[0], r, sizeof(r)), sizeof(r));
-    close(p[0]);
-    assert_int_equal(waitpid(pid, &status, 0), pid);
+    status = run_sandboxed_as(sandbox_enter_rdp, try_tgkill, r, sizeof(r));
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     assert_int_equal(r[0], 0);
     assert_int_equal(r[1], EACCES);
