@@ -49,13 +49,15 @@ static void http_job_done(void *arg, const struct store_job *j)
     struct http_job_wait *w = arg;
     struct http_req *req;
 
-    if (!w->wait) {
-        free(w);
+    if (w->in_handler) {
+        /* ended before its start returned (the hub stopping, the agent
+         * gone): the handler frees w */
+        w->done = true;
+        w->answer = w->wait ? admin_job_json(j, true) : NULL;
         return;
     }
-    if (w->in_handler) {
-        w->done = true;
-        w->answer = admin_job_json(j, true);
+    if (!w->wait) {
+        free(w);
         return;
     }
     if ((req = http_deferred(w->h, w->id)) != NULL) {
@@ -359,7 +361,10 @@ void http_then_agents_command(struct http *h, struct http_req *req)
     free(j);
     w->in_handler = false;
     if (!wait) {
-        return; /* w is freed by http_job_done */
+        if (w->done) {
+            free(w);
+        }
+        return; /* else w is freed by http_job_done */
     }
     if (w->done) {
         http_ok(req, 200, w->answer, NULL);
@@ -427,7 +432,9 @@ int http_h_agents_command(struct http_req *req)
     if (!w->wait) {
         json_t *d = admin_job_json(j, false);
         free(j);
-        /* w is freed by http_job_done */
+        if (w->done) {
+            free(w);
+        } /* else w is freed by http_job_done */
         return http_ok(req, 202, d, NULL);
     }
     free(j);

@@ -236,10 +236,34 @@ def wait_port(port, timeout=15.0, proc=None, host="127.0.0.1"):
     return False
 
 
-def wait_listen(port, timeout=15.0, proc=None, own_netns=False):
+def _holds_socket(pids, inode):
+    """Whether one of pids has the socket of inode open (True when their
+    descriptors cannot be read: not root)."""
+    want = "socket:[%s]" % inode
+    for pid in pids:
+        try:
+            fds = os.listdir("/proc/%d/fd" % pid)
+        except PermissionError:
+            return True
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == want:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def wait_listen(port, timeout=15.0, proc=None, own_netns=False,
+                owned=False):
     """Waits until something listens on port, without connecting to it
     (reads /proc/net/tcp; with own_netns, proc's own namespace's table).
-    Fails early if proc exits first."""
+    With owned, only a socket of proc or a process below it counts (a
+    server started again after a crash: its old spawner's socket may
+    still be there for a moment, about to close). Fails early if proc
+    exits first."""
     want = ":%04X" % port
     deadline = time.monotonic() + timeout
     table = "/proc/%d/net/tcp" % proc.pid if own_netns else "/proc/net/tcp"
@@ -250,7 +274,9 @@ def wait_listen(port, timeout=15.0, proc=None, own_netns=False):
             for line in f.readlines()[1:]:
                 fields = line.split()
                 if fields[1].endswith(want) and fields[3] == "0A":
-                    return True
+                    if not owned or proc is None or _holds_socket(
+                            [proc.pid] + descendants(proc.pid), fields[9]):
+                        return True
         time.sleep(0.05)
     return False
 
@@ -1025,9 +1051,10 @@ class Portcullis:
 
     # --- the server
 
-    def start(self, timeout=15.0):
+    def start(self, timeout=15.0, wait=True):
         """Starts `portcullis -c CONF serve` and waits until the SSH port
-        accepts connections."""
+        accepts connections (its own socket, not one left by a server
+        before it); with wait False, returns at once."""
         assert self.proc is None, "already started"
         log = open(self.log_path, "ab")
         cmd = [str(self.bin), "-c", str(self.conf), "serve"]
@@ -1043,10 +1070,12 @@ class Portcullis:
         finally:
             log.close()
         _live_servers.append(self)
+        if not wait:
+            return self
         # Listening means accepting; a probe connection would only leave
         # a stray session child behind.
         if not wait_listen(self.ssh_port, timeout, self.proc,
-                           own_netns=netns is not None):
+                           own_netns=netns is not None, owned=True):
             rc = self.proc.poll()
             tail = self.log_tail()
             self.stop()

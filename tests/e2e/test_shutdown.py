@@ -98,7 +98,7 @@ def test_a_port_still_held_is_waited_for_then_refused(tmp_path):
     holder = _hold(pc.ssh_port)
     assert holder is not None
     try:
-        pc.start()  # returns at once: the holder listens
+        pc.start(wait=False)  # the port is the holder's
         wait_for(lambda: "is in use; waiting up to" in pc.log_text(),
                  what="the server to say it waits for the port")
         assert pc.proc.poll() is None, pc.log_tail()
@@ -121,7 +121,7 @@ def test_a_port_still_held_is_waited_for_then_refused(tmp_path):
         holder = wait_for(lambda: _hold(pc.ssh_port),
                           what="the stopped server's port to be free")
         t0 = time.monotonic()
-        pc.start()
+        pc.start(wait=False)
         rc = pc.proc.wait(20)
         took = time.monotonic() - t0
         assert rc != 0, pc.log_tail()
@@ -141,7 +141,9 @@ def test_a_crashed_server_starts_again_at_once(tmp_path):
     a server started again at once (a supervisor's restart) failed with
     "Address already in use"; such a child that is stopped (a frozen
     disk, a debugger) kept the port for as long as it was. Now the
-    spawner lets the port go first."""
+    spawner lets the port go first. (The start waits for the new server's
+    own socket: the old spawner's may still listen for a moment, and the
+    new one binds up to 0.1 s after it closes.)"""
     pc = Portcullis(tmp_path / "pc")
     pc.tune_for_tests()
     pc.start()

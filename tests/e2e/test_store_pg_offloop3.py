@@ -272,6 +272,48 @@ def test_stop_while_a_start_waits(tmp_path, make_agent):  # noqa: F811
         _close(f)
 
 
+def test_agent_gone_while_a_no_wait_start_waits(tmp_path, make_agent):  # noqa: F811
+    """A command with "wait": false while the jobs table is locked, and
+    its agent killed meanwhile: the start, once the row is written, finds
+    the agent gone and the job ends at once, inside the start. Found by
+    ASan (test_stop_while_a_start_waits, 1 run in 20): that end freed the
+    request's waiter while the start still wrote to it. The answer is
+    202, the job does not stay "running", no sanitizer report."""
+    f = _Frozen(tmp_path)
+    try:
+        a = _agent(f, make_agent)
+        holder = lock_tables(f.own, f.dbname, "jobs", seconds=2.5,
+                             mode="EXCLUSIVE")
+        out = {}
+
+        def fire():
+            out["r"] = _call(f.p.http_port, "POST",
+                             "%s/agents/%s/commands" % (API, a.id),
+                             f.token, {"command": "printf gone",
+                                       "wait": False})
+        t = threading.Thread(target=fire, daemon=True)
+        t.start()
+        time.sleep(0.5)
+        a.kill()
+        t.join(timeout=30)
+        holder.wait(timeout=30)
+        assert not t.is_alive(), "no answer"
+        st, doc, _, _ = out["r"]
+        assert st == 202, doc
+        found = f.p.sanitizer_findings(new_only=False)
+        assert not found, found
+        job = pclib.wait_for(
+            lambda: next((j for j in _jobs_of(f, a.id)
+                          if j["command"] == "printf gone" and
+                          j["status"] not in ("running", "queued")), None),
+            30, "the job of the gone agent ends")
+        assert job["status"] in ("agent offline", "failed", "lost"), job
+        # the server still serves
+        assert page(f.p.http_port) < 5
+    finally:
+        _close(f)
+
+
 def _stream(port, token, job_id, timeout=30):
     """GET /jobs/{id}/stream to its end: (status, the events as (name,
     data) pairs, seconds)."""
