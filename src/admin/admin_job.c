@@ -21,25 +21,30 @@
 
 struct admin_job_run {
     struct store *st;
+    struct hub *hub; /* records the result; NULL: run->st at once */
     struct store_job *j;
     admin_job_done_fn done;
     void *arg;
 };
+
+/* The job's result is in the store (or could not be put there): its
+ * caller hears of its end. */
+static void admin_job_recorded(void *arg)
+{
+    struct admin_job_run *run = arg;
+
+    run->done(run->arg, run->j);
+    store_job_free_output(run->j);
+    free(run->j);
+    free(run);
+}
 
 static void admin_job_result(void *arg, const struct hub_job_result *r)
 {
     struct admin_job_run *run = arg;
     struct store_job *j = run->j;
 
-    snprintf(j->status, sizeof(j->status), "%s", r->status);
-    j->exit_code = r->exit_code;
-    j->signal = r->signal;
-    snprintf(j->why, sizeof(j->why), "%s", r->why != NULL ? r->why : "");
-    for (char *p = j->why; *p != '\0'; p++) {
-        if ((unsigned char)*p < 0x20) {
-            *p = ' ';
-        }
-    }
+    hub_job_result_to(j, r);
     j->out = r->out_len > 0 ? malloc(r->out_len) : NULL;
     j->err = r->err_len > 0 ? malloc(r->err_len) : NULL;
     j->out_len = j->out != NULL ? r->out_len : 0;
@@ -50,21 +55,14 @@ static void admin_job_result(void *arg, const struct hub_job_result *r)
     if (j->err != NULL) {
         memcpy(j->err, r->err, j->err_len);
     }
+    if (run->hub != NULL) {
+        hub_job_record(run->hub, j, NULL, false, admin_job_recorded, run);
+        return;
+    }
     if (store_job_finish(run->st, j) != ERR_OK) {
         log_msg(LOG_ERROR, "job %s: cannot record its result", j->id);
     }
-    run->done(run->arg, j);
-    store_job_free_output(j);
-    free(j);
-    free(run);
-}
-
-static void admin_job_progress(void *arg, const uint8_t *out, size_t out_len,
-                               const uint8_t *err, size_t err_len)
-{
-    struct admin_job_run *run = arg;
-
-    (void)store_job_progress(run->st, run->j->id, out, out_len, err, err_len);
+    admin_job_recorded(run);
 }
 
 static bool admin_job_account_ok(const char *s)
@@ -704,10 +702,11 @@ int admin_job_start(const struct admin_ctx *c, const struct admin_job_req *q,
     run->j->push = NULL;
     run->j->out = run->j->err = NULL;
     run->st = c->st;
+    run->hub = c->hub;
     run->done = done;
     run->arg = arg;
     spec = (struct hub_job_spec){.id = run->j->id,
-                                 .progress = admin_job_progress,
+                                 .save_progress = true,
                                  .command = q->command,
                                  .interpreter = q->interpreter,
                                  .script = q->script,

@@ -83,7 +83,10 @@ int admin_job_run(const struct admin_ctx *c, const char *agent_id,
  * the store says another node holds the agent, recorded queued for that
  * node with a notice (out's status "queued"). admin_job_start, on the
  * loop, starts a job so recorded (status running) through c->hub:
- * done(arg, job) is called once, maybe before it returns; without a hub,
+ * done(arg, job) is called once, when its result is in the store (on a
+ * database server written off the loop: hub_job_record), maybe before it
+ * returns, and not at all for a result whose write a database that
+ * stopped answering still holds at the hub's stop; without a hub,
  * or if the hub cannot start it, the job ends "failed". ERR_NOMEM:
  * nothing started, done not called. */
 int admin_job_record_run(const struct admin_ctx *c, const char *agent_id,

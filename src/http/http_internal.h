@@ -155,6 +155,9 @@ struct http {
     uint64_t next_deferred;
     /* commands waiting for a job that runs on another node (jobs) */
     struct http_job_follow *follows;
+    /* commands waiting for (or started without waiting for) a job that
+     * runs here, until its result is recorded (http_res_jobs.c) */
+    struct http_job_wait *job_waits;
     unsigned nfollows;
     unsigned nterms;          /* browser terminals open (http_term.c) */
     struct http_pairs *pairs; /* pairing codes (http_pair.c) */
@@ -240,8 +243,13 @@ void http_req_clear(struct http_req *req);
 
 /* --- jobs (http_res_jobs.c) --- */
 struct http_job_follow;
+struct http_job_wait;
 /* Ends the commands still waiting for a job on another node (http_stop). */
 void http_job_follows_free(struct http *h);
+/* Forgets the commands waiting for a job that runs here (http_stop): a
+ * result recorded later (the hub's writer) finds h gone and only frees
+ * its waiter. */
+void http_job_waits_forget(struct http *h);
 
 /* --- pairing (http_pair.c) --- */
 #define PAIR_CODE_BUF 16

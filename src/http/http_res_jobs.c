@@ -37,13 +37,58 @@
  * for the loop part only (http_job_of_answer) */
 #define HTTP_JOB_STARTED_AT "_started_at"
 
+/* A command's job that runs here, from its start until its result is
+ * recorded (http_job_done): in h->job_waits, or forgotten (h NULL) once
+ * h stops. */
 struct http_job_wait {
     struct http *h;
     uint64_t id;
     bool wait, in_handler, done;
     json_t *answer;
+    struct http_job_wait *next, **pprev;
 };
 
+static struct http_job_wait *http_job_wait_new(struct http *h)
+{
+    struct http_job_wait *w = calloc(1, sizeof(*w));
+
+    if (w != NULL) {
+        w->h = h;
+        w->next = h->job_waits;
+        if (w->next != NULL) {
+            w->next->pprev = &w->next;
+        }
+        w->pprev = &h->job_waits;
+        h->job_waits = w;
+    }
+    return w;
+}
+
+static void http_job_wait_free(struct http_job_wait *w)
+{
+    if (w->pprev != NULL) {
+        *w->pprev = w->next;
+        if (w->next != NULL) {
+            w->next->pprev = w->pprev;
+        }
+    }
+    json_decref(w->answer);
+    free(w);
+}
+
+void http_job_waits_forget(struct http *h)
+{
+    while (h->job_waits != NULL) {
+        struct http_job_wait *w = h->job_waits;
+
+        h->job_waits = w->next;
+        w->h = NULL;
+        w->next = NULL;
+        w->pprev = NULL;
+    }
+}
+
+/* The job ended and its result is recorded (admin_job_start). */
 static void http_job_done(void *arg, const struct store_job *j)
 {
     struct http_job_wait *w = arg;
@@ -56,15 +101,11 @@ static void http_job_done(void *arg, const struct store_job *j)
         w->answer = w->wait ? admin_job_json(j, true) : NULL;
         return;
     }
-    if (!w->wait) {
-        free(w);
-        return;
-    }
-    if ((req = http_deferred(w->h, w->id)) != NULL) {
+    if (w->h != NULL && w->wait && (req = http_deferred(w->h, w->id)) != NULL) {
         http_ok(req, 200, admin_job_json(j, true), NULL);
         http_resume(req);
     }
-    free(w);
+    http_job_wait_free(w);
 }
 
 /* A command whose agent another node of the cluster holds: admin_job_run
@@ -343,18 +384,17 @@ void http_then_agents_command(struct http *h, struct http_req *req)
         free(j);
         return;
     }
-    if ((w = calloc(1, sizeof(*w))) == NULL) {
+    if ((w = http_job_wait_new(h)) == NULL) {
         free(j);
         return;
     }
-    w->h = h;
     w->wait = wait;
     w->id = req->deferred;
     ac = (struct admin_ctx){.st = h->store, .cfg = h->cfg, .hub = h->hub};
     q = http_job_req_of(req->body);
     w->in_handler = true;
     if (admin_job_start(&ac, &q, j, http_job_done, w) != ERR_OK) {
-        free(w);
+        http_job_wait_free(w);
         free(j);
         return;
     }
@@ -362,13 +402,14 @@ void http_then_agents_command(struct http *h, struct http_req *req)
     w->in_handler = false;
     if (!wait) {
         if (w->done) {
-            free(w);
+            http_job_wait_free(w);
         }
         return; /* else w is freed by http_job_done */
     }
     if (w->done) {
         http_ok(req, 200, w->answer, NULL);
-        free(w);
+        w->answer = NULL; /* req's */
+        http_job_wait_free(w);
         return;
     }
     req->later = true; /* http_job_done answers it */
@@ -386,16 +427,15 @@ int http_h_agents_command(struct http_req *req)
     if (req->on_worker) {
         return http_agents_command_record(req);
     }
-    if ((w = calloc(1, sizeof(*w))) == NULL ||
-        (j = calloc(1, sizeof(*j))) == NULL) {
-        free(w);
+    if ((j = calloc(1, sizeof(*j))) == NULL ||
+        (w = http_job_wait_new(req->h)) == NULL) {
+        free(j);
         return http_error(req, 500, "internal", "Internal error",
                           "out of memory");
     }
-    w->h = req->h;
     w->wait = http_body_bool(req->body, "wait", true);
     if (w->wait && http_defer(req, &w->id) != ERR_OK) {
-        free(w);
+        http_job_wait_free(w);
         free(j);
         return http_error(req, 503, "server_busy", "Server busy",
                           "too many requests waiting; try again shortly");
@@ -409,7 +449,7 @@ int http_h_agents_command(struct http_req *req)
         if (w->wait) {
             http_undefer(req);
         }
-        free(w);
+        http_job_wait_free(w);
         free(j);
         return http_admin_error(req, &e);
     }
@@ -418,13 +458,13 @@ int http_h_agents_command(struct http_req *req)
         /* another node runs it (admin_job_run): done is never called */
         if (w->wait && http_job_follow(req->h, w->id, j) == ERR_OK) {
             free(j);
-            free(w);
+            http_job_wait_free(w);
             return 0;
         }
         if (w->wait) {
             http_undefer(req);
         }
-        free(w);
+        http_job_wait_free(w);
         json_t *d = admin_job_json(j, false);
         free(j);
         return http_ok(req, 202, d, NULL);
@@ -433,7 +473,7 @@ int http_h_agents_command(struct http_req *req)
         json_t *d = admin_job_json(j, false);
         free(j);
         if (w->done) {
-            free(w);
+            http_job_wait_free(w);
         } /* else w is freed by http_job_done */
         return http_ok(req, 202, d, NULL);
     }
@@ -441,7 +481,8 @@ int http_h_agents_command(struct http_req *req)
     if (w->done) {
         http_undefer(req);
         http_ok(req, 200, w->answer, NULL);
-        free(w);
+        w->answer = NULL; /* req's */
+        http_job_wait_free(w);
     }
     return 0;
 }

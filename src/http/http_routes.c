@@ -526,12 +526,13 @@ const struct http_route http_routes[] = {
     RT(HM_POST, API "/agents/{id}/commands", PERM_SELF, SCOPE_ROOT,
        body_agent_command, false, http_h_agents_command,
        NULL /* admin: job.run */, http_then_agents_command),
-    RS(HM_GET, API "/jobs", PERM_SELF, SCOPE_ROOT, NULL, true, http_h_jobs_list,
+    /* after the jobs' result writes the loop asked for (hub_jobw.c) */
+    RW(HM_GET, API "/jobs", PERM_SELF, SCOPE_ROOT, NULL, true, http_h_jobs_list,
        NULL),
     /* the jobs recorded off the loop, picked up by the loop part */
     RT(HM_POST, API "/jobs", PERM_SELF, SCOPE_ROOT, body_jobs_add, false,
        http_h_jobs_add, NULL /* admin: job.run */, http_then_jobs_add),
-    RS(HM_GET, API "/jobs/{id}", PERM_SELF, SCOPE_ROOT, NULL, false,
+    RW(HM_GET, API "/jobs/{id}", PERM_SELF, SCOPE_ROOT, NULL, false,
        http_h_jobs_get, NULL),
     /* the job read off the loop; the loop part makes the connection the
      * stream, fed by the hub (or the store, read on a worker) */

@@ -33,6 +33,7 @@
 
 struct hub;
 struct hub_req;
+struct store_job;
 struct lws;
 struct lws_protocols;
 
@@ -140,10 +141,6 @@ struct hub_job_result {
 /* Called once per hub_job_run() with the result (valid during the call
  * only); possibly before hub_job_run() returns. */
 typedef void (*hub_job_fn)(void *arg, const struct hub_job_result *r);
-/* Live output: everything so far (valid during the call only). */
-typedef void (*hub_job_progress_fn)(void *arg, const uint8_t *out,
-                                    size_t out_len, const uint8_t *err,
-                                    size_t err_len);
 /* What a job asks: a command (/bin/sh -c on the agent), or a script
  * (interpreter set: its name on the agent, script the body); or, with
  * fetch, the result the agent kept of job id (docs/agent-protocol.md §6:
@@ -163,7 +160,9 @@ struct hub_job_spec {
     const char *push;
     uint8_t *data;
     size_t data_len;
-    hub_job_progress_fn progress; /* NULL: none */
+    /* its live output goes to the store (job id's rows) every
+     * HUB_JOB_PROGRESS_MS while it prints (hub_jobw.c) */
+    bool save_progress;
 };
 /* Asks agent_id to run spec (the agent decides whether it may) for at
  * most spec->timeout seconds. ERR_OK when fn will be (or was) called. */
@@ -172,6 +171,29 @@ int hub_job_run(struct hub *h, const char *agent_id,
 /* true if another node of the cluster holds agent_id now (read from the
  * store). */
 bool hub_agent_elsewhere(struct hub *h, const char *agent_id);
+/* j's end from r: status, exit code, signal, why (made one line), out
+ * and err pointing at r's bytes (valid while r is). */
+void hub_job_result_to(struct store_job *j, const struct hub_job_result *r);
+/* On the loop: a job's result is in the store (or could not be put
+ * there: logged). */
+typedef void (*hub_recorded_fn)(void *arg);
+/*
+ * Records the end of job j (store_job_finish: its status, exit code,
+ * signal, why and output, copied) in the store, after the live output
+ * saved before it. On a database server off the loop, in order
+ * (hub_jobw.c); else at once. skip_batch (or NULL): that batch's queued
+ * jobs end "skipped" with it. Once it is written (or failed), recorded
+ * (or NULL) is called with arg, then with pickup the queued jobs are
+ * picked up; possibly before this returns. Not called for a result whose
+ * write a database that stopped answering still holds when the hub stops
+ * (hub_stop).
+ */
+void hub_job_record(struct hub *h, const struct store_job *j,
+                    const char *skip_batch, bool pickup,
+                    hub_recorded_fn recorded, void *arg);
+/* store_job_unrecoverable, the same way. */
+void hub_job_record_unrecoverable(struct hub *h, const char *id,
+                                  const char *why);
 /* Starts the jobs the store holds as queued (the CLI's, a batch's next
  * ones within its concurrency limit). */
 void hub_jobs_pickup(struct hub *h);

@@ -35,6 +35,7 @@
 #include "common/sshkex.h"
 #include "hub/hub.h"
 #include "store/agents.h"
+#include "store/store_wqueue.h"
 
 #define HUB_ANNOUNCE_MAX 16384
 #define HUB_ANNOUNCE_SUBSYSTEM "announce@portcullis"
@@ -175,6 +176,7 @@ struct hub {
      * jobw) at a time; jobs_again: another asked meanwhile */
     bool jobs_picking, jobs_again;
     struct store_worker *jobw; /* the pickup's store work (hub_job.c) */
+    struct wqueue jobq; /* the jobs' result and output writes (hub_jobw.c) */
     /* jobs running here that can be watched, and watchers waiting for
      * a job to start here (hub_job.c) */
     struct hub_job_live *jobs_live;
@@ -252,5 +254,16 @@ void hub_store_detach(struct hub_agent *a);
 void hub_streams_service(struct hub_agent *a);
 /* The agent is gone: pending streams fail with why, open ones end. */
 void hub_streams_drop(struct hub_agent *a, const char *why);
+
+/* hub_jobw.c: the jobs' store writes, in order, off the loop on a
+ * database server */
+void hub_jobw_start(struct hub *h);
+void hub_jobw_stop(struct hub *h);
+/* Queues the live output of job id beyond saved[0] bytes of stdout and
+ * saved[1] of stderr, and moves saved to the ends; false when it was not
+ * taken (the queue's bound, memory): saved stays. */
+bool hub_jobw_progress(struct hub *h, const char *id, size_t saved[2],
+                       const uint8_t *out, size_t out_len, const uint8_t *err,
+                       size_t err_len);
 
 #endif

@@ -29,8 +29,8 @@
 #define HUB_JOB_DEST "job@portcullis"
 #define HUB_JOB_GRACE_MS 30000 /* past the timeout, for the result */
 /* live output to the store: at most this often. Each write appends only
- * the bytes since the last one (store_job_progress), so its cost does not
- * grow with the output already stored. */
+ * the bytes since the last one (hub_jobw.c), so its cost does not grow
+ * with the output already stored. */
 #define HUB_JOB_PROGRESS_MS 250
 
 _Static_assert(JOB_MSG_OUT_MAX == JOB_OUT_MAX,
@@ -77,11 +77,12 @@ struct hub_job {
     struct job_msg msg;
     struct hub_job_live *live; /* out and err */
     bool dirty;                /* output since the last progress call */
+    bool save;                 /* the live output goes to the store */
+    size_t saved[2];           /* what of stdout, stderr went so far */
     /* what is still to send after the request line (a pushed file) */
     uint8_t *send;
     size_t send_len, send_off;
     hub_job_fn fn;
-    hub_job_progress_fn progress;
     void *arg;
 };
 
@@ -222,10 +223,17 @@ static void hub_job_progress(struct loop *l, void *arg)
 
     (void)l;
     j->progress_timer = 0;
-    if (j->dirty && j->progress != NULL) {
-        j->dirty = false;
-        j->progress(j->arg, j->live->out.p, j->live->out.len, j->live->err.p,
-                    j->live->err.len);
+    if (!j->dirty || !j->save) {
+        return;
+    }
+    j->dirty = false;
+    if (!hub_jobw_progress(j->h, j->live->id, j->saved, j->live->out.p,
+                           j->live->out.len, j->live->err.p,
+                           j->live->err.len)) {
+        /* not taken now (the writes wait on the database): later */
+        j->dirty = true;
+        j->progress_timer =
+            loop_add_timer(j->loop, HUB_JOB_PROGRESS_MS, hub_job_progress, j);
     }
 }
 
@@ -312,7 +320,7 @@ static void hub_job_read(struct loop *l, int fd, int events, void *arg)
                 hub_job_fail(j, "failed", full);
                 return;
             }
-            if (j->dirty && j->progress != NULL && j->progress_timer == 0) {
+            if (j->dirty && j->save && j->progress_timer == 0) {
                 j->progress_timer = loop_add_timer(j->loop, HUB_JOB_PROGRESS_MS,
                                                    hub_job_progress, j);
             }
@@ -382,7 +390,7 @@ int hub_job_run(struct hub *h, const char *agent_id,
     j->fn = fn;
     j->send = spec->data;
     j->send_len = spec->data_len;
-    j->progress = spec->progress;
+    j->save = spec->save_progress && j->live->id[0] != '\0';
     j->arg = arg;
     j->fd = -1;
     j->fetch = spec->fetch;
@@ -460,55 +468,24 @@ struct hub_job_queued {
 static void hub_job_queued_done(void *arg, const struct hub_job_result *r)
 {
     struct hub_job_queued *q = arg;
-    struct store *st = q->h->store;
-    struct store_job *j = calloc(1, sizeof(*j));
+    struct store_job j = {0};
+    bool batch = q->batch[0] != '\0';
 
-    if (j != NULL) {
-        snprintf(j->id, sizeof(j->id), "%s", q->id);
-        snprintf(j->status, sizeof(j->status), "%s", r->status);
-        j->exit_code = r->exit_code;
-        j->signal = r->signal;
-        snprintf(j->why, sizeof(j->why), "%s", r->why != NULL ? r->why : "");
-        for (char *p = j->why; *p != '\0'; p++) {
-            if ((unsigned char)*p < 0x20) {
-                *p = ' ';
-            }
-        }
-        /* the bytes are only read by store_job_finish */
-        memcpy(&j->out, &r->out, sizeof(j->out));
-        memcpy(&j->err, &r->err, sizeof(j->err));
-        j->out_len = r->out_len;
-        j->err_len = r->err_len;
-        if (store_job_finish(st, j) != ERR_OK) {
-            log_error("job %s: cannot record its result", q->id);
-        }
-        free(j);
-    }
-    if (q->batch[0] != '\0') {
-        if (q->stop_on_failure && strcmp(r->status, "ok") != 0 &&
-            store_job_batch_end(st, q->batch, "skipped",
-                                "an earlier job of the batch did not "
-                                "end ok") != ERR_OK) {
-            log_error("batch %s: cannot skip its queued jobs", q->batch);
-        }
-        /* the batch's next job may start now */
-        hub_jobs_pickup(q->h);
-    }
+    snprintf(j.id, sizeof(j.id), "%s", q->id);
+    hub_job_result_to(&j, r);
+    /* a batch's next job may start once this one's end is written (the
+     * pickup counts the batch's running jobs in the store) */
+    hub_job_record(q->h, &j,
+                   batch && q->stop_on_failure && strcmp(r->status, "ok") != 0
+                       ? q->batch
+                       : NULL,
+                   batch, NULL, NULL);
     free(q);
 }
 
 bool hub_agent_elsewhere(struct hub *h, const char *agent_id)
 {
     return store_agent_elsewhere(h->store, agent_id);
-}
-
-static void hub_job_queued_progress(void *arg, const uint8_t *out,
-                                    size_t out_len, const uint8_t *err,
-                                    size_t err_len)
-{
-    struct hub_job_queued *q = arg;
-
-    (void)store_job_progress(q->h->store, q->id, out, out_len, err, err_len);
 }
 
 /* How many of a batch run now, counted once per pickup. */
@@ -690,7 +667,7 @@ static void hub_jobs_start(struct hub *h, struct hub_picked *picked, size_t n)
                                      .push = j->push,
                                      .data = picked[i].data,
                                      .data_len = picked[i].data_len,
-                                     .progress = hub_job_queued_progress,
+                                     .save_progress = true,
                                      .command = j->command,
                                      .interpreter = j->interpreter,
                                      .script = j->script,
@@ -809,6 +786,7 @@ void hub_jobs_pickup(struct hub *h)
 
 int hub_jobs_store_start(struct hub *h)
 {
+    hub_jobw_start(h);
     h->jobw = store_worker_new(h->loop, h->store, h->cfg->store_path, 1,
                                "the agent hub's job pickup", h);
     return h->jobw != NULL ? ERR_OK : ERR_NOMEM;
@@ -818,6 +796,7 @@ void hub_jobs_store_stop(struct hub *h)
 {
     (void)store_worker_stop(h->jobw, HUB_STOP_MS);
     h->jobw = NULL;
+    hub_jobw_stop(h);
 }
 
 /* --- results kept by an agent that went away (fetch) --- */
@@ -836,31 +815,17 @@ static void hub_job_fetched(void *arg, const struct hub_job_result *r)
         strcmp(r->status, "agent offline") == 0) {
         char why[JOB_WHY_MAX + 1];
         snprintf(why, sizeof(why), "%.180s; the agent kept no result", j->why);
-        (void)store_job_unrecoverable(f->h->store, j->id, why);
+        hub_job_record_unrecoverable(f->h, j->id, why);
         log_info("job %s: agent %s kept no result", j->id, j->agent_id);
     } else {
-        snprintf(j->status, sizeof(j->status), "%s", r->status);
-        j->exit_code = r->exit_code;
-        j->signal = r->signal;
-        snprintf(j->why, sizeof(j->why), "%s", r->why != NULL ? r->why : "");
-        for (char *p = j->why; *p != '\0'; p++) {
-            if ((unsigned char)*p < 0x20) {
-                *p = ' ';
-            }
-        }
-        memcpy(&j->out, &r->out, sizeof(j->out));
-        memcpy(&j->err, &r->err, sizeof(j->err));
-        j->out_len = r->out_len;
-        j->err_len = r->err_len;
+        hub_job_result_to(j, r);
         /* the agent's kept result is the whole output: it replaces what
          * the live output left in the store */
         j->out_whole = true;
-        if (store_job_finish(f->h->store, j) != ERR_OK) {
-            log_error("job %s: cannot record its recovered result", j->id);
-        } else {
-            log_info("job %s: agent %s handed over its result (%s)", j->id,
-                     j->agent_id, j->status);
-        }
+        hub_job_record(f->h, j, NULL, false, NULL, NULL);
+        log_info("job %s: agent %s handed over its result (%s)", j->id,
+                 j->agent_id, j->status);
+        j->out = j->err = NULL; /* r's */
     }
     free(j);
     free(f);

@@ -291,7 +291,8 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
      * API's 2 store-read connections (http_offloop.c, HTTP_OFF_CONNS),
      * the agent hub's 2 reads and 1 writes connections (hub_store.c),
      * the schedules' one (admin_schedule.c), the hub's job pickup's one
-     * (hub_job.c), the job streams' reads' one (http_sse.c), the
+     * (hub_job.c), the jobs' result and output writer's one
+     * (hub_jobw.c), the job streams' reads' one (http_sse.c), the
      * retention sweep's one (daemon.c), the routes' 2 + 2 (the reads of
      * peer: and node: routes, route.c: the daemon's and the API's
      * routes):
@@ -300,7 +301,7 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
     loop_reserve_workers((unsigned)cfg->max_concurrent_hashes +
                          directory_service_workers(dirs) +
                          (store_worker_async(m->jobs)
-                              ? 7u + MONITOR_JOB_CONNS + 2u + 3u + 1u + 3u + 4u
+                              ? 7u + MONITOR_JOB_CONNS + 2u + 3u + 1u + 4u + 4u
                               : 0u));
     directory_service_set_shared(dirs);
     m->hashes = password_pool_new(loop, (unsigned)cfg->max_concurrent_hashes,

@@ -74,6 +74,7 @@ int db_begin(struct db *db, bool write);
 enum db_part {
     DB_PART_SESSIONS = 1, /* the session report: seq is MAX(seq) + 1 */
     DB_PART_AUDIT = 2,    /* the audit log: the head read, then moved */
+    DB_PART_JOBS = 3,     /* a running job's output and end (hub_jobw.c) */
 };
 int db_begin_part(struct db *db, enum db_part part);
 int db_commit(struct db *db);

@@ -70,10 +70,10 @@ struct store_job {
 int store_job_add(struct store *st, struct store_job *j);
 /* Records the end of job j->id: status, exit_code, signal, why, output.
  * A job that ends "lost" becomes recoverable. The output is the whole
- * output of the job; what store_job_progress stored of it is taken as its
- * beginning, and only the rest is written (all of it if j->out_whole, or
- * if the store holds more than it). ERR_INVALID: a stream longer than
- * JOB_OUT_MAX. */
+ * output of the job; what the live output stored of it (store_job_append_in) is
+ * taken as its beginning, and only the rest is written (all of it if
+ * j->out_whole, or if the store holds more than it). ERR_INVALID: a stream
+ * longer than JOB_OUT_MAX. */
 int store_job_finish(struct store *st, const struct store_job *j);
 /* One job with its output. */
 int store_job_get(struct store *st, const char *id, struct store_job *out);
@@ -106,18 +106,37 @@ int store_job_payload_add(struct store *st, const char *batch,
 /* *data is heap (free()); ERR_NOT_FOUND without one. */
 int store_job_payload_get(struct store *st, const char *batch, uint8_t **data,
                           size_t *len);
-/* Live output of a running job (everything so far): the store appends
- * the bytes beyond what it holds, so each call writes only the new
- * output. ERR_NOT_FOUND if the job is not running; ERR_INVALID for a
- * stream longer than JOB_OUT_MAX. */
-int store_job_progress(struct store *st, const char *id, const uint8_t *out,
-                       size_t out_len, const uint8_t *err, size_t err_len);
 /* Jobs of agent that ended lost and may still be recovered, oldest first
  * (at most 64), without output. */
 int store_job_list_recoverable(struct store *st, const char *agent,
                                struct store_job **list, size_t *n);
 /* Not to be asked for again; why (if not NULL) replaces the job's why. */
 int store_job_unrecoverable(struct store *st, const char *id, const char *why);
+
+/*
+ * The same writes inside the caller's write transaction (store_tx_begin),
+ * for the ordered writer of running jobs' results and live output
+ * (hub/hub_jobw.c): each fails alone with ERR_NOT_FOUND, ERR_INVALID
+ * or ERR_DENIED
+ * (nothing written), or with the database's error.
+ */
+int store_job_finish_in(struct store *st, const struct store_job *j);
+/* fn(st, arg) inside one write transaction on st (the jobs' part of the
+ * write lock, DB_PART_JOBS): committed when it returns ERR_OK, else
+ * rolled back and its error returned. */
+int store_job_write_tx(struct store *st, int (*fn)(struct store *, void *),
+                       void *arg);
+int store_job_batch_end_in(struct store *st, const char *batch,
+                           const char *status, const char *why);
+int store_job_unrecoverable_in(struct store *st, const char *id,
+                               const char *why);
+/* Appends the n bytes at p, the live output of running job id from byte
+ * pos of stream (1: stdout, 2: stderr), without what the store holds
+ * already; ERR_DENIED (nothing written) when the store holds less than
+ * pos (the bytes before were not written: the result will carry them),
+ * ERR_NOT_FOUND when the job is not running. */
+int store_job_append_in(struct store *st, const char *id, int stream,
+                        int64_t pos, const uint8_t *p, size_t n);
 /* At a server start: jobs still "queued", and those "running" on this node
  * (store_set_node) or on none, end "lost"; other nodes' running jobs stay
  * theirs. */

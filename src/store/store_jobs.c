@@ -142,13 +142,36 @@ static int job_out_put(struct store *st, const char *id, int stream,
 
 int store_job_finish(struct store *st, const struct store_job *j)
 {
-    int r, n = 0;
+    int r;
 
     if (j->out_len > JOB_OUT_MAX || j->err_len > JOB_OUT_MAX) {
         return ERR_INVALID;
     }
     if ((r = store_tx_begin(st, true)) != ERR_OK) {
         return r;
+    }
+    return store_tx_end(st, store_job_finish_in(st, j));
+}
+
+int store_job_write_tx(struct store *st, int (*fn)(struct store *, void *),
+                       void *arg)
+{
+    int r;
+
+    /* a part of the write lock: the jobs' own rows only, read then
+     * written (an output's end, then the bytes after it) */
+    if ((r = store_tx_begin_part(st, DB_PART_JOBS)) != ERR_OK) {
+        return r;
+    }
+    return store_tx_end(st, fn(st, arg));
+}
+
+int store_job_finish_in(struct store *st, const struct store_job *j)
+{
+    int r, n = 0;
+
+    if (j->out_len > JOB_OUT_MAX || j->err_len > JOB_OUT_MAX) {
+        return ERR_INVALID;
     }
     r = store_run(
         st, "job finish",
@@ -166,7 +189,7 @@ int store_job_finish(struct store *st, const struct store_job *j)
     if (r == ERR_OK) {
         r = job_out_put(st, j->id, 2, j->err, j->err_len, j->out_whole);
     }
-    return store_tx_end(st, r);
+    return r;
 }
 
 struct job_out_read {
@@ -413,11 +436,16 @@ int store_job_batch_end(struct store *st, const char *batch, const char *status,
     if ((r = store_tx_begin(st, true)) != ERR_OK) {
         return r;
     }
-    r = store_run(st, "job batch skip",
-                  "UPDATE jobs SET status = $1, finished_at = $2,"
-                  " why = $3 WHERE batch_id = $4 AND status = 'queued'",
-                  NULL, "titt", status, util_now(), why, batch);
-    return store_tx_end(st, r);
+    return store_tx_end(st, store_job_batch_end_in(st, batch, status, why));
+}
+
+int store_job_batch_end_in(struct store *st, const char *batch,
+                           const char *status, const char *why)
+{
+    return store_run(st, "job batch skip",
+                     "UPDATE jobs SET status = $1, finished_at = $2,"
+                     " why = $3 WHERE batch_id = $4 AND status = 'queued'",
+                     NULL, "titt", status, util_now(), why, batch);
 }
 
 int store_job_payload_add(struct store *st, const char *batch,
@@ -462,17 +490,19 @@ int store_job_payload_get(struct store *st, const char *batch, uint8_t **data,
     return r;
 }
 
-int store_job_progress(struct store *st, const char *id, const uint8_t *out,
-                       size_t out_len, const uint8_t *err, size_t err_len)
+int store_job_append_in(struct store *st, const char *id, int stream,
+                        int64_t pos, const uint8_t *p, size_t n)
 {
-    int64_t running = 0;
+    int64_t running = 0, have = 0;
+    size_t skip;
     int r;
 
-    if (out_len > JOB_OUT_MAX || err_len > JOB_OUT_MAX) {
+    if ((stream != 1 && stream != 2) || pos < 0 ||
+        (uint64_t)pos + n > JOB_OUT_MAX) {
         return ERR_INVALID;
     }
-    if ((r = store_tx_begin(st, true)) != ERR_OK) {
-        return r;
+    if (n == 0) {
+        return ERR_OK;
     }
     r = store_query(st, "job progress",
                     "SELECT COUNT(*) FROM jobs WHERE id = $1"
@@ -482,12 +512,43 @@ int store_job_progress(struct store *st, const char *id, const uint8_t *out,
         r = ERR_NOT_FOUND;
     }
     if (r == ERR_OK) {
-        r = job_out_put(st, id, 1, out, out_len, false);
+        r = job_out_stored(st, id, stream, &have);
     }
-    if (r == ERR_OK) {
-        r = job_out_put(st, id, 2, err, err_len, false);
+    if (r != ERR_OK) {
+        return r;
     }
-    return store_tx_end(st, r);
+    if (have < pos) {
+        /* a gap (what came before was not written): the job's result
+         * carries its whole output */
+        return ERR_DENIED;
+    }
+    if (have >= pos + (int64_t)n) {
+        return ERR_OK; /* written already */
+    }
+    skip = (size_t)(have - pos);
+    return store_run(st, "job output append",
+                     "INSERT INTO job_output (job_id, stream, pos, data)"
+                     " VALUES ($1, $2, $3, $4)",
+                     NULL, "tiib", id, (int64_t)stream, have, p + skip,
+                     n - skip);
+}
+
+int store_job_unrecoverable_in(struct store *st, const char *id,
+                               const char *why)
+{
+    int n = 0, r;
+
+    if (why != NULL) {
+        r = store_run(st, "job unrecoverable",
+                      "UPDATE jobs SET recoverable = 0, why = $1"
+                      " WHERE id = $2",
+                      &n, "tt", why, id);
+    } else {
+        r = store_run(st, "job unrecoverable",
+                      "UPDATE jobs SET recoverable = 0 WHERE id = $1", &n, "t",
+                      id);
+    }
+    return r == ERR_OK && n == 0 ? ERR_NOT_FOUND : r;
 }
 
 int store_job_list_recoverable(struct store *st, const char *agent,

@@ -41,6 +41,20 @@ static void wqueue_free_list(const struct wqueue_conf *conf,
     }
 }
 
+/* Items from it on were written: told (conf->written), then freed. */
+static void wqueue_written(const struct wqueue *q, struct wqueue_item *it)
+{
+    struct wqueue_item *next;
+
+    for (; it != NULL; it = next) {
+        next = it->next;
+        if (q->conf->written != NULL) {
+            q->conf->written(q->owner, it);
+        }
+        q->conf->free(it);
+    }
+}
+
 void wqueue_init(struct wqueue *q, const struct wqueue_conf *conf, void *owner,
                  size_t max)
 {
@@ -143,8 +157,10 @@ static void wqueue_apply(struct wqueue *q, struct wqueue_batch *b)
 
     b->applied = true;
     if (b->r == ERR_OK) {
-        wqueue_free_list(c, b->first);
+        struct wqueue_item *first = b->first;
+
         b->first = NULL;
+        wqueue_written(q, first);
         if (q->delay_ms > 0) {
             q->since += b->n;
             if (q->n == 0) {
@@ -273,7 +289,7 @@ int wqueue_write(struct wqueue *q, struct store *st, size_t max,
             break;
         }
         first = wqueue_take(q, n, &nmarked);
-        wqueue_free_list(q->conf, first);
+        wqueue_written(q, first);
         done += n;
     }
 out:

@@ -90,6 +90,9 @@ struct wqueue_conf {
     /* optional, on the loop: a batch was written and nothing waits or is
      * in flight any more */
     void (*drained)(void *owner);
+    /* optional, on the loop: it was written (committed), just before it
+     * is freed; not called for an item dropped or left to a stuck batch */
+    void (*written)(void *owner, const struct wqueue_item *it);
 };
 
 struct wqueue {

@@ -104,6 +104,43 @@ static void expect_output(struct store *st, const char *id, const char *out,
     store_job_free_output(&got);
 }
 
+/* Live output as the hub's writer appends it (hub_jobw.c): out from
+ * byte opos and err from epos in one write transaction. */
+struct prog {
+    const char *id;
+    int64_t opos, epos;
+    const uint8_t *o, *e;
+    size_t on, en;
+    bool fail; /* then fails: the transaction rolls back */
+};
+
+static int prog_apply(struct store *st, void *arg)
+{
+    const struct prog *p = arg;
+    int r = store_job_append_in(st, p->id, 1, p->opos, p->o, p->on);
+
+    if (r == ERR_OK) {
+        r = store_job_append_in(st, p->id, 2, p->epos, p->e, p->en);
+    }
+    return r == ERR_OK && p->fail ? ERR_STORE : r;
+}
+
+static int progress_at(struct store *st, const char *id, int64_t opos,
+                       const uint8_t *o, size_t on, int64_t epos,
+                       const uint8_t *e, size_t en)
+{
+    struct prog p = {id, opos, epos, o, e, on, en, false};
+
+    return store_job_write_tx(st, prog_apply, &p);
+}
+
+/* The whole output so far (what the store holds of it is skipped). */
+static int progress(struct store *st, const char *id, const uint8_t *o,
+                    size_t on, const uint8_t *e, size_t en)
+{
+    return progress_at(st, id, 0, o, on, 0, e, en);
+}
+
 static void test_batches(void **state)
 {
     struct store *st = S(state);
@@ -150,7 +187,7 @@ static void test_batches(void **state)
     assert_int_equal(store_job_batch_running(st, j.batch_id, &running), ERR_OK);
     assert_int_equal(running, 1);
     /* live output, then lost (recoverable), then skipped for the rest */
-    assert_int_equal(store_job_progress(st, ids[0], bin, 3, NULL, 0), ERR_OK);
+    assert_int_equal(progress(st, ids[0], bin, 3, NULL, 0), ERR_OK);
     assert_int_equal(store_job_get(st, ids[0], &got), ERR_OK);
     assert_int_equal(got.out_len, 3);
     assert_string_equal(got.push, "{\"path\":\"/srv/x\"}");
@@ -259,10 +296,10 @@ static void test_output_appended(void **state)
     add_running(st, &j);
     assert_int_equal(chunks(st, j.id), 0);
     expect_output(st, j.id, "", "");
-    assert_int_equal(store_job_progress(st, j.id, o, 7, NULL, 0), ERR_OK);
-    assert_int_equal(store_job_progress(st, j.id, o, 14, e, 5), ERR_OK);
+    assert_int_equal(progress(st, j.id, o, 7, NULL, 0), ERR_OK);
+    assert_int_equal(progress(st, j.id, o, 14, e, 5), ERR_OK);
     /* nothing new: nothing written */
-    assert_int_equal(store_job_progress(st, j.id, o, 14, e, 5), ERR_OK);
+    assert_int_equal(progress(st, j.id, o, 14, e, 5), ERR_OK);
     assert_int_equal(chunks(st, j.id), 3);
     assert_int_equal(stored_bytes(st, j.id), 19);
     expect_output(st, j.id, "line 1\nline 2\n", "warn\n");
@@ -293,9 +330,8 @@ static void test_output_appended(void **state)
     assert_int_equal(got.exit_code, 0);
     store_job_free_output(&got);
     /* a job that no longer runs takes no live output */
-    assert_int_equal(store_job_progress(st, j.id, o, 21, e, 5), ERR_NOT_FOUND);
-    assert_int_equal(store_job_progress(st, "nope", o, 21, e, 5),
-                     ERR_NOT_FOUND);
+    assert_int_equal(progress(st, j.id, o, 21, e, 5), ERR_NOT_FOUND);
+    assert_int_equal(progress(st, "nope", o, 21, e, 5), ERR_NOT_FOUND);
     /* a result shorter than what is stored replaces it */
     j.out_len = 6;
     j.err_len = 0;
@@ -311,6 +347,54 @@ static void test_output_appended(void **state)
     j.out_whole = false;
     snprintf(j.id, sizeof(j.id), "00000000-0000-4000-8000-0000000000ff");
     assert_int_equal(store_job_finish(st, &j), ERR_NOT_FOUND);
+}
+
+/* The writer's appends from an offset: a gap (an earlier append not
+ * written) writes nothing and says so; an overlap (an append written
+ * twice) writes only its new part; a failed batch leaves nothing. */
+static void test_output_append_at(void **state)
+{
+    struct store *st = S(state);
+    static struct store_job j;
+    static uint8_t o[] = "abcdefghij", e[] = "XYZ";
+    struct prog p;
+
+    add_running(st, &j);
+    assert_int_equal(progress_at(st, j.id, 0, o, 4, 0, e, 1), ERR_OK);
+    expect_output(st, j.id, "abcd", "X");
+    /* bytes 6.. while the store holds 4: nothing, ERR_DENIED */
+    assert_int_equal(progress_at(st, j.id, 6, o + 6, 2, 1, NULL, 0),
+                     ERR_DENIED);
+    expect_output(st, j.id, "abcd", "X");
+    /* 2..8 again and on: only 4..8 is new */
+    assert_int_equal(progress_at(st, j.id, 2, o + 2, 6, 1, e + 1, 2), ERR_OK);
+    expect_output(st, j.id, "abcdefgh", "XYZ");
+    /* all of it already there: nothing */
+    assert_int_equal(progress_at(st, j.id, 0, o, 8, 0, e, 3), ERR_OK);
+    assert_int_equal(chunks(st, j.id), 4);
+    /* a batch that fails after its append: rolled back */
+    p = (struct prog){j.id, 8, 3, o + 8, e, 2, 0, true};
+    assert_int_equal(store_job_write_tx(st, prog_apply, &p), ERR_STORE);
+    expect_output(st, j.id, "abcdefgh", "XYZ");
+    /* bad arguments */
+    assert_int_equal(progress_at(st, j.id, -1, o, 1, 0, NULL, 0), ERR_INVALID);
+    assert_int_equal(progress_at(st, j.id, JOB_OUT_MAX, o, 1, 0, NULL, 0),
+                     ERR_INVALID);
+    /* the end carries the rest */
+    snprintf(j.status, sizeof(j.status), "ok");
+    j.out = o;
+    j.out_len = 10;
+    j.err = e;
+    j.err_len = 3;
+    p = (struct prog){j.id, 8, 3, o + 8, e, 2, 0, false};
+    assert_int_equal(store_job_write_tx(st, prog_apply, &p), ERR_OK);
+    expect_output(st, j.id, "abcdefghij", "XYZ");
+    j.exit_code = 0;
+    assert_int_equal(store_job_finish(st, &j), ERR_OK);
+    expect_output(st, j.id, "abcdefghij", "XYZ");
+    /* ended: an append is refused */
+    assert_int_equal(progress_at(st, j.id, 10, o, 1, 3, NULL, 0),
+                     ERR_NOT_FOUND);
 }
 
 /* Each stream holds at most JOB_OUT_MAX bytes (the agent's 4 MiB and its
@@ -329,11 +413,9 @@ static void test_output_cap(void **state)
     }
     memcpy(big + JOB_OUT_MAX - strlen(marker), marker, strlen(marker));
     add_running(st, &j);
-    assert_int_equal(
-        store_job_progress(st, j.id, big, JOB_OUT_MAX / 3, big, 10), ERR_OK);
-    assert_int_equal(
-        store_job_progress(st, j.id, big, JOB_OUT_MAX + 1, NULL, 0),
-        ERR_INVALID);
+    assert_int_equal(progress(st, j.id, big, JOB_OUT_MAX / 3, big, 10), ERR_OK);
+    assert_int_equal(progress(st, j.id, big, JOB_OUT_MAX + 1, NULL, 0),
+                     ERR_INVALID);
     assert_int_equal(stored_bytes(st, j.id), JOB_OUT_MAX / 3 + 10);
     snprintf(j.status, sizeof(j.status), "ok");
     j.out = big;
@@ -768,6 +850,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
         cmocka_unit_test_setup_teardown(test_output_appended, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_output_append_at, setup, teardown),
         cmocka_unit_test_setup_teardown(test_output_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_output_migrated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schedules, setup, teardown),

@@ -83,6 +83,9 @@ static struct wqueue_item *item_copy(void *owner, const struct wqueue_item *it)
     return c != NULL ? &c->h : NULL;
 }
 
+struct t;
+static void item_written(void *owner, const struct wqueue_item *it);
+
 static const struct wqueue_conf conf = {
     .what = "test item",
     .batch = 16,
@@ -91,6 +94,7 @@ static const struct wqueue_conf conf = {
     .flush_ms = 500,
     .write = item_write,
     .free = item_free,
+    .written = item_written,
 };
 
 struct t {
@@ -98,7 +102,20 @@ struct t {
     struct loop *l;
     bool pg;
     struct wqueue q;
+    int told;      /* items conf.written was told of */
+    bool disorder; /* one told out of 0, 1, 2, ... */
 };
+
+/* On the loop, once an item is committed (the queue's owner is t). */
+static void item_written(void *owner, const struct wqueue_item *it)
+{
+    struct t *t = owner;
+
+    if (((const struct item *)it)->v != t->told) {
+        t->disorder = true;
+    }
+    t->told++;
+}
 
 static int setup(void **state)
 {
@@ -271,10 +288,13 @@ static void test_order_across_a_failed_batch(void **state)
         assert_int_not_equal(wqueue_write(&t->q, t->fx->st, 0, &n), ERR_OK);
         assert_int_equal(n, 0); /* the first batch holds item 10 */
         assert_int_equal(wqueue_len(&t->q, NULL), 100);
+        assert_int_equal(t->told, 0);
         open_gate(t);
         assert_int_equal(wqueue_write(&t->q, t->fx->st, 0, &n), ERR_OK);
         assert_int_equal(n, 100);
         assert_in_order(t->fx->st, 100);
+        assert_int_equal(t->told, 100);
+        assert_false(t->disorder);
         return;
     }
     run_for(t, 400); /* several tries, each failed */
@@ -287,6 +307,7 @@ static void test_order_across_a_failed_batch(void **state)
         assert_true(written(reader, &w) < 10);
         store_close(reader);
     }
+    assert_true(t->told < 10); /* told only of what committed */
     open_gate(t);
     run_until_empty(t, 10000);
     assert_false(wqueue_failing(&t->q));
@@ -296,6 +317,8 @@ static void test_order_across_a_failed_batch(void **state)
         assert_in_order(reader, 100);
         store_close(reader);
     }
+    assert_int_equal(t->told, 100);
+    assert_false(t->disorder);
 }
 
 /* The bound: items queued and in flight. Beyond it an item is refused
