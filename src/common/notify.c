@@ -44,6 +44,18 @@ struct notify {
     notify_fn fn;
     notify_ask_fn ask; /* the ask socket's (ask.sock); fn is NULL then */
     void *arg;
+    struct notify_reply *replies; /* the ask socket's, not answered yet */
+    unsigned pending;             /* of them */
+    bool full_said;               /* "too many questions" logged */
+};
+
+/* A question's way back: the asker's address, copied (the question's
+ * buffer is reused for the next one), until notify_answer(). */
+struct notify_reply {
+    struct notify *n; /* NULL once n was closed: the answer is dropped */
+    struct sockaddr_un to;
+    socklen_t tolen;
+    struct notify_reply *prev, *next; /* in n->replies */
 };
 
 static int notify_addr(const char *data_dir, const char *rel,
@@ -279,21 +291,20 @@ int notify_listen_ask(struct notify **out, struct loop *loop,
     return notify_bind(out, loop, data_dir, NOTIFY_ASK_SOCK, NULL, ask, arg);
 }
 
-/* A question on ask.sock: answered to the sender's (autobound) address.
+/* A question on ask.sock: given to the owner with a reply to the
+ * sender's (autobound) address, answered now or later (notify_answer).
  * The socket's mode is the whole of the check (see notify.h). */
 static void notify_on_ask(struct loop *l, int fd, int events, void *arg)
 {
     struct notify *n = arg;
+    struct notify_reply *r;
     struct sockaddr_un from;
     socklen_t fromlen;
-    char *q = NULL, *a = NULL;
-    size_t alen;
+    char *q = NULL;
     ssize_t got;
     int i;
 
-    if ((q = malloc(NOTIFY_ASK_MAX + 1)) == NULL ||
-        (a = malloc(NOTIFY_ASK_MAX)) == NULL) {
-        free(q);
+    if ((q = malloc(NOTIFY_ASK_MAX + 1)) == NULL) {
         return;
     }
     for (i = 0; i < NOTIFY_BURST; i++) {
@@ -306,22 +317,72 @@ static void notify_on_ask(struct loop *l, int fd, int events, void *arg)
             }
             break;
         }
-        if ((size_t)got > NOTIFY_ASK_MAX || fromlen <= sizeof(sa_family_t)) {
+        if ((size_t)got > NOTIFY_ASK_MAX || fromlen <= sizeof(sa_family_t) ||
+            fromlen > sizeof(from)) {
+            /* too long, or from an unbound socket: no way to answer */
             log_debug("notify: ignored a question of %zd bytes", got);
+            sodium_memzero(q, NOTIFY_ASK_MAX + 1);
             continue;
         }
-        q[got] = '\0';
-        alen = 0;
-        n->ask(n->arg, q, (size_t)got, a, NOTIFY_ASK_MAX, &alen);
-        sodium_memzero(q, (size_t)got);
-        if (alen > 0 && sendto(fd, a, alen, MSG_NOSIGNAL | MSG_DONTWAIT,
-                               (struct sockaddr *)&from, fromlen) < 0) {
-            log_debug("notify: cannot answer: %s", strerror(errno));
+        if (n->pending >= NOTIFY_ASK_PENDING ||
+            (r = calloc(1, sizeof(*r))) == NULL) {
+            if (!n->full_said) {
+                log_warn("notify: %u questions wait for their answers; "
+                         "more are dropped unanswered",
+                         n->pending);
+                n->full_said = true;
+            }
+            sodium_memzero(q, (size_t)got);
+            continue;
         }
-        sodium_memzero(a, NOTIFY_ASK_MAX);
+        r->n = n;
+        memcpy(&r->to, &from, fromlen);
+        r->tolen = fromlen;
+        r->next = n->replies;
+        if (n->replies != NULL) {
+            n->replies->prev = r;
+        }
+        n->replies = r;
+        n->pending++;
+        q[got] = '\0';
+        n->ask(n->arg, q, (size_t)got, r); /* r is the owner's now */
+        sodium_memzero(q, (size_t)got);
     }
     free(q);
-    free(a);
+}
+
+void notify_answer(struct notify_reply *r, const char *a, size_t alen)
+{
+    struct notify *n;
+
+    if (r == NULL) {
+        return;
+    }
+    if ((n = r->n) != NULL) {
+        if (r->prev != NULL) {
+            r->prev->next = r->next;
+        } else {
+            n->replies = r->next;
+        }
+        if (r->next != NULL) {
+            r->next->prev = r->prev;
+        }
+        n->pending--;
+        n->full_said = false;
+        /* An asker that gave up has unbound its address: ECONNREFUSED,
+         * the answer is dropped. */
+        if (alen > 0 && alen <= NOTIFY_ASK_MAX &&
+            sendto(n->fd, a, alen, MSG_NOSIGNAL | MSG_DONTWAIT,
+                   (struct sockaddr *)&r->to, r->tolen) < 0) {
+            log_debug("notify: cannot answer: %s", strerror(errno));
+        }
+    }
+    free(r);
+}
+
+unsigned notify_ask_pending(const struct notify *n)
+{
+    return n != NULL ? n->pending : 0;
 }
 
 int notify_ask(const char *data_dir, const char *q, size_t qlen, char *a,
@@ -377,10 +438,17 @@ int notify_ask(const char *data_dir, const char *q, size_t qlen, char *a,
 
 void notify_close(struct notify *n)
 {
+    struct notify_reply *r, *next;
     struct stat sb;
 
     if (n == NULL) {
         return;
+    }
+    /* replies still out stay their holders' (notify_answer frees them) */
+    for (r = n->replies; r != NULL; r = next) {
+        next = r->next;
+        r->n = NULL;
+        r->prev = r->next = NULL;
     }
     loop_del_fd(n->loop, n->fd);
     close(n->fd);

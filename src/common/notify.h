@@ -44,19 +44,44 @@ void notify_close(struct notify *n);
  * Unlike a notice, a question may carry authority: the socket's mode
  * (0600 in a 0700 directory) limits it to the server's own user and root,
  * who can write the store directly anyway.
+ *
+ * The server may answer later (its store work off the loop: http_pair.c):
+ * each question comes with a reply, which keeps a copy of the asker's
+ * address, and is answered with notify_answer() once, now or from a
+ * later turn of the loop. An asker that gave up meanwhile (its timeout,
+ * or killed) has unbound its address: the late answer is dropped.
+ * At most NOTIFY_ASK_PENDING replies wait at once; a question past that
+ * is dropped unanswered (its asker times out), so a flood of questions
+ * cannot grow the server's memory. The owner's own bound should be
+ * smaller, with an answer that says so.
  */
 #define NOTIFY_ASK_MAX 4096
+#define NOTIFY_ASK_PENDING 64
 
-typedef void (*notify_ask_fn)(void *arg, const char *q, size_t qlen, char *a,
-                              size_t amax, size_t *alen);
+struct notify_reply;
+
+/* A question (q: its qlen bytes, NUL-terminated; it holds secrets and is
+ * wiped when fn returns: copy what a later answer needs). fn owns r and
+ * must pass it to notify_answer() exactly once. */
+typedef void (*notify_ask_fn)(void *arg, const char *q, size_t qlen,
+                              struct notify_reply *r);
+
+/* Sends a (alen bytes, at most NOTIFY_ASK_MAX; alen 0: no answer, the
+ * asker times out) to r's asker and frees r. Dropped, without an error,
+ * when the asker is gone or the socket was closed (notify_close) since
+ * the question came. The caller wipes a. On the loop's thread. */
+void notify_answer(struct notify_reply *r, const char *a, size_t alen);
+/* Replies of n not answered yet. */
+unsigned notify_ask_pending(const struct notify *n);
 
 /* Asks the server of data_dir; its answer (up to alen bytes) goes to a,
  * *got its length. *delivered false (and ERR_OK): no server runs.
  * ERR_TIMEOUT: no answer within timeout_ms. */
 int notify_ask(const char *data_dir, const char *q, size_t qlen, char *a,
                size_t alen, size_t *got, bool *delivered, int timeout_ms);
-/* Binds DATA/run/ask.sock and answers every question with fn, in the
- * loop (the answer is q's NUL-terminated text; fn writes up to amax). */
+/* Binds DATA/run/ask.sock and gives every question to fn, in the loop.
+ * notify_close() leaves the replies still out to their holders: each
+ * one's notify_answer() then only frees it. */
 int notify_listen_ask(struct notify **out, struct loop *loop,
                       const char *data_dir, notify_ask_fn fn, void *arg);
 

@@ -584,8 +584,11 @@ int daemon_run(const struct config *cfg)
     server_stop(d.ssh, false);
     notify_close(d.notify);
     cluster_stop(d.cluster);
-    notify_close(d.ask);
     daemon_stop_services(&d);
+    /* after the API: it answers the pairing questions still out (the
+     * server stopped) through this socket; the loop no longer runs, so
+     * no question reaches the freed API */
+    notify_close(d.ask);
     routes_stop_reads(d.routes); /* they read the monitor's store */
     monitor_free(&d.mon);
 out:

@@ -33,9 +33,12 @@ int http_start(struct http **out, const struct config *cfg, struct loop *loop,
 void http_stop(struct http *h);
 
 /* Answers a question of `portcullis agent pair` (common/notify.h,
- * notify_ask_fn; arg is the struct http): makes a pairing code. */
-void http_pair_ask(void *arg, const char *q, size_t qlen, char *a, size_t amax,
-                   size_t *alen);
+ * notify_ask_fn; arg is the struct http): makes a pairing code. The
+ * answer may come later (a named credential's read off the loop on a
+ * database server: http_pair.c); to is answered once either way. */
+struct notify_reply;
+void http_pair_ask(void *arg, const char *q, size_t qlen,
+                   struct notify_reply *to);
 /* Shares the SSH side's password pool and lockout table (both borrowed:
  * they must outlive h): password checks of POST /api/v1/login then run off
  * the loop under the one cap on concurrent checks, and failures count in

@@ -53,9 +53,11 @@
 #include "common/err.h"
 #include "common/hostkey.h"
 #include "common/log.h"
+#include "common/notify.h"
 #include "common/secret.h"
 #include "common/util.h"
 #include "store/audit.h"
+#include "store/store_worker.h"
 
 #define PAIR_CODE_CHARS 12 /* base32: 60 bits */
 #define PAIR_MAX 64        /* codes alive at once */
@@ -69,6 +71,10 @@
 #define PAIR_ALL_FAILS 100
 #define PAIR_ALL_WINDOW 60
 #define PAIR_AGENT_MAX (64 * 1024 * 1024)
+/* Questions of `portcullis agent pair` waiting for their store work off
+ * the loop (a named credential's read); more are refused at once. */
+#define PAIR_ASK_WAITING 4
+#define PAIR_ASK_DEADLINE_MS 3000 /* [store] statement_deadline_ms unset */
 
 static const char pair_alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
 
@@ -92,7 +98,10 @@ struct pair_src {
     int fails;
 };
 
+struct pair_ask;
+
 struct http_pairs {
+    struct http *h; /* the owner */
     struct pair_code codes[PAIR_MAX];
     struct pair_src srcs[PAIR_SRCS];
     int64_t all_since;
@@ -100,6 +109,12 @@ struct http_pairs {
     char fingerprint[128]; /* the Ed25519 host key's, agents pin it */
     char tls_pin[128];     /* "sha256//BASE64" of the TLS key, or "" */
     char *tls_ca;          /* the certificate (PEM) if self-signed */
+    /* the CLI's questions' credential reads (http_pair_ask), on a
+     * connection of their own on a database server; inline on SQLite */
+    struct store_worker *w;
+    struct pair_ask *asks; /* given to w, their done not run yet */
+    unsigned nasks;        /* of them */
+    int deadline_ms;       /* a question is answered by then */
 };
 
 static void pair_wipe(struct pair_code *p)
@@ -163,15 +178,30 @@ int http_pairs_new(struct http *h)
     if (h->tls) {
         pair_load_tls(ps, h->cfg->http_tls_cert);
     }
+    ps->h = h;
+    ps->deadline_ms = h->cfg->store_statement_deadline_ms > 0
+                          ? h->cfg->store_statement_deadline_ms
+                          : PAIR_ASK_DEADLINE_MS;
+    /* connects at its first job, not now */
+    ps->w = store_worker_new(h->loop, h->store, h->cfg->store_path, 1,
+                             "the pairing questions' store reads", ps);
+    if (ps->w == NULL) {
+        free(ps->tls_ca);
+        free(ps);
+        return ERR_NOMEM;
+    }
     h->pairs = ps;
     return ERR_OK;
 }
+
+static void pair_asks_stop(struct http_pairs *ps);
 
 void http_pairs_free(struct http_pairs *ps)
 {
     if (ps == NULL) {
         return;
     }
+    pair_asks_stop(ps);
     for (size_t i = 0; i < PAIR_MAX; i++) {
         pair_wipe(&ps->codes[i]);
     }
@@ -216,14 +246,20 @@ bool http_pair_word_ok(const char *s, size_t max, bool space)
     return true;
 }
 
+/* Whether pairing is on: the host key's fingerprint was read (it never
+ * changes once the API is up). */
+static bool pair_on(const struct http *h)
+{
+    return h->pairs != NULL && h->pairs->fingerprint[0] != '\0';
+}
+
 /* What a code asks for, checked: its tags and name, and a credential it
  * names with that credential's secret (a store read, on st: a worker's
- * connection for POST /pairing on a database server). Reads of h only
- * what never changes once the API is up (the host key's fingerprint). */
-static int pair_check(const struct http *h, struct store *st, const json_t *req,
-                      char *why, size_t whylen)
+ * connection for POST /pairing and the CLI's question on a database
+ * server). on: pair_on(), found on the loop. */
+static int pair_check(bool on, struct store *st, const json_t *req, char *why,
+                      size_t whylen)
 {
-    const struct http_pairs *ps = h->pairs;
     struct store_credential cred;
     const char *name = json_string_value(json_object_get(req, "name"));
     const char *cid = json_string_value(json_object_get(req, "credential"));
@@ -232,7 +268,7 @@ static int pair_check(const struct http *h, struct store *st, const json_t *req,
     size_t i;
     int r;
 
-    if (ps == NULL || ps->fingerprint[0] == '\0') {
+    if (!on) {
         snprintf(why, whylen,
                  "pairing is off: the server cannot read its "
                  "SSH host key");
@@ -345,7 +381,7 @@ int http_pair_create(struct http *h, const json_t *req, const char *actor,
     int r;
 
     code[0] = '\0';
-    if ((r = pair_check(h, h->store, req, why, whylen)) != ERR_OK) {
+    if ((r = pair_check(pair_on(h), h->store, req, why, whylen)) != ERR_OK) {
         return r;
     }
     return pair_make(h, req, actor, code, expires, why, whylen);
@@ -961,7 +997,8 @@ static int pair_add_finish(struct http *h, struct http_req *req,
 int http_h_pairing_add(struct http_req *req)
 {
     char why[256];
-    int r = pair_check(req->h, req->store, req->body, why, sizeof(why));
+    int r =
+        pair_check(pair_on(req->h), req->store, req->body, why, sizeof(why));
 
     if (r != ERR_OK) {
         return pair_add_error(req, r, why);
@@ -987,59 +1024,259 @@ void http_then_pairing(struct http *h, struct http_req *req)
     (void)pair_add_finish(h, req, h->store);
 }
 
-/* A question on ask.sock (common/notify.h) from `portcullis agent pair`:
+/*
+ * A question on ask.sock (common/notify.h) from `portcullis agent pair`:
  * {"op":"pair","actor":..,"tags":[..],"name":..,"credential":..,
- *  "secret":..}; the answer is http_pair_answer's JSON or {"error":..}. */
-void http_pair_ask(void *arg, const char *q, size_t qlen, char *a, size_t amax,
-                   size_t *alen)
+ *  "secret":..}; the answer is http_pair_answer's JSON or {"error":..}.
+ *
+ * A question that names a credential needs its row (the secret's hash):
+ * on a database server that read runs on a store worker of the
+ * questions' own (one connection; a locked credentials table or a
+ * stopped database holds it, never the loop) and the code is made and
+ * answered on the loop when it comes back. Bounds: PAIR_ASK_WAITING
+ * questions wait at once (more are answered "busy" at once), and each
+ * is answered by the statement deadline at the latest (a read that comes
+ * back later makes no code: nobody would see it). Without a credential
+ * the question needs no statement on the loop (the audit event is
+ * queued to the audit log's writer there, store_audit.c) and is answered
+ * at once, as is every question on SQLite (a local file: the worker runs
+ * its job inline).
+ */
+struct pair_ask {
+    struct store_work job;   /* first: the worker's */
+    struct http_pairs *ps;   /* NULL once the API stopped */
+    struct notify_reply *to; /* NULL once answered (at the deadline) */
+    json_t *q;               /* the question (with the secret) */
+    char actor[STORE_NAME_MAX + 1];
+    bool on; /* pair_on(), read on the loop */
+    int r;   /* pair_check's, on the worker */
+    char why[256];
+    uint64_t timer;
+    struct pair_ask *next; /* in ps->asks */
+};
+
+/* The question's secret wiped, and the question freed. */
+static void pair_q_free(json_t *q)
+{
+    json_t *sv = json_object_get(q, "secret");
+
+    if (json_is_string(sv)) {
+        sodium_memzero((char *)(uintptr_t)json_string_value(sv),
+                       strlen(json_string_value(sv)));
+    }
+    json_decref(q);
+}
+
+/* ans (taken; NULL: out of memory, no answer) to *to's asker, once. */
+static void pair_reply(struct notify_reply **to, json_t *ans)
+{
+    char *s = ans != NULL ? json_dumps(ans, JSON_COMPACT) : NULL;
+
+    json_decref(ans);
+    notify_answer(*to, s, s != NULL ? strlen(s) : 0);
+    *to = NULL;
+    if (s != NULL) {
+        sodium_memzero(s, strlen(s)); /* the code */
+        free(s);
+    }
+}
+
+static json_t *pair_ask_error(const char *why)
+{
+    return json_pack("{s:s}", "error", why);
+}
+
+/* The answer to a question pair_check answered r (why) for: the code
+ * made, on the loop, and audited. */
+static json_t *pair_ask_answer(struct http *h, const json_t *q,
+                               const char *actor, int r, const char *why)
+{
+    char code[PAIR_CODE_BUF], why2[256], target[32];
+    int64_t expires;
+    json_t *ans;
+
+    if (r != ERR_OK) {
+        return pair_ask_error(why);
+    }
+    if ((r = pair_make(h, q, actor, code, &expires, why2, sizeof(why2))) !=
+        ERR_OK) {
+        return pair_ask_error(why2);
+    }
+    ans = http_pair_answer(h, NULL, code, expires);
+    snprintf(target, sizeof(target), "%.4s...", code);
+    sodium_memzero(code, sizeof(code));
+    if (audit_write(h->store, actor, "cli", "pairing.create", target, "") !=
+        ERR_OK) {
+        log_error("pairing: cannot write the audit event");
+    }
+    return ans;
+}
+
+static void pair_ask_free(struct pair_ask *a)
+{
+    pair_q_free(a->q);
+    sodium_memzero(a, sizeof(*a));
+    free(a);
+}
+
+/* On the worker thread: the credential's read. Touches only a and st. */
+static void pair_ask_work(struct store_work *j, struct store *st)
+{
+    struct pair_ask *a = (struct pair_ask *)j;
+
+    a->r = pair_check(a->on, st, a->q, a->why, sizeof(a->why));
+}
+
+/* On the loop, before the job starts: not if it was answered at its
+ * deadline meanwhile (or the API stopped). */
+static bool pair_ask_wanted(void *owner, const struct store_work *j)
+{
+    const struct pair_ask *a = (const struct pair_ask *)j;
+
+    return owner != NULL && a->ps != NULL && a->to != NULL;
+}
+
+static void pair_ask_unlink(struct http_pairs *ps, struct pair_ask *a)
+{
+    struct pair_ask **pp;
+
+    for (pp = &ps->asks; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == a) {
+            *pp = a->next;
+            ps->nasks--;
+            break;
+        }
+    }
+    if (a->timer != 0) {
+        loop_del_timer(ps->h->loop, a->timer);
+        a->timer = 0;
+    }
+}
+
+static void pair_ask_done(void *owner, struct store_work *j)
+{
+    struct pair_ask *a = (struct pair_ask *)j;
+    struct http_pairs *ps = a->ps;
+
+    (void)owner; /* NULL also for a job dropped unrun: a->ps says */
+    if (ps != NULL) {
+        pair_ask_unlink(ps, a);
+    }
+    if (a->to != NULL) {
+        pair_reply(&a->to,
+                   ps == NULL ? pair_ask_error("the server stopped before "
+                                               "it could answer; try again "
+                                               "once it runs")
+                   : !j->ran
+                       ? pair_ask_error("the server's database is unreachable; "
+                                        "try again in a moment")
+                       : pair_ask_answer(ps->h, a->q, a->actor, a->r, a->why));
+    }
+    pair_ask_free(a);
+}
+
+/* Its deadline: answered now; the job stays counted until it comes back
+ * (and then makes no code). */
+static void pair_ask_on_timer(struct loop *l, void *arg)
+{
+    struct pair_ask *a = arg;
+
+    (void)l;
+    a->timer = 0;
+    log_warn("pairing: the database did not answer a pairing question's "
+             "credential read within %d ms",
+             a->ps->deadline_ms);
+    pair_reply(&a->to, pair_ask_error("the server's database did not answer "
+                                      "in time; try again in a moment"));
+}
+
+/* At the API's stop: the questions still out are answered (the server
+ * stopped) and forgotten (their done, when their read comes back, only
+ * frees them); the worker stops. */
+static void pair_asks_stop(struct http_pairs *ps)
+{
+    struct pair_ask *a;
+
+    for (a = ps->asks; a != NULL; a = a->next) {
+        if (a->timer != 0) {
+            loop_del_timer(ps->h->loop, a->timer);
+            a->timer = 0;
+        }
+        if (a->to != NULL) {
+            pair_reply(&a->to, pair_ask_error("the server stopped before it "
+                                              "could answer; try again once "
+                                              "it runs"));
+        }
+        a->ps = NULL;
+    }
+    ps->asks = NULL;
+    ps->nasks = 0;
+    (void)store_worker_stop(ps->w, 200);
+    ps->w = NULL;
+}
+
+/* The question (q, taken) handed to the worker, or refused at once (too
+ * many wait, no memory). */
+static void pair_ask_later(struct http *h, json_t *q, const char *actor,
+                           struct notify_reply *to)
+{
+    struct http_pairs *ps = h->pairs;
+    struct pair_ask *a;
+
+    if (ps->nasks >= PAIR_ASK_WAITING) {
+        pair_q_free(q);
+        pair_reply(&to, pair_ask_error("too many pairing questions wait for "
+                                       "the server's database; try again in "
+                                       "a moment"));
+        return;
+    }
+    if ((a = calloc(1, sizeof(*a))) == NULL) {
+        pair_q_free(q);
+        pair_reply(&to, pair_ask_error("the server is out of memory"));
+        return;
+    }
+    a->ps = ps;
+    a->to = to;
+    a->q = q;
+    a->on = pair_on(h);
+    snprintf(a->actor, sizeof(a->actor), "%s", actor);
+    a->job.work = pair_ask_work;
+    a->job.done = pair_ask_done;
+    a->job.wanted = pair_ask_wanted;
+    a->next = ps->asks;
+    ps->asks = a;
+    ps->nasks++;
+    a->timer = loop_add_timer(h->loop, ps->deadline_ms, pair_ask_on_timer, a);
+    store_worker_run(ps->w, &a->job); /* a may be gone now */
+}
+
+void http_pair_ask(void *arg, const char *q, size_t qlen,
+                   struct notify_reply *to)
 {
     struct http *h = arg;
     json_error_t jerr;
     json_t *req = json_loadb(q, qlen, JSON_REJECT_DUPLICATES, &jerr), *ans;
-    char code[PAIR_CODE_BUF], why[256], *s;
-    const char *actor;
-    int64_t expires;
-    int r;
+    const char *op = json_string_value(json_object_get(req, "op"));
+    const char *actor = json_string_value(json_object_get(req, "actor"));
+    const char *cid = json_string_value(json_object_get(req, "credential"));
+    char who[STORE_NAME_MAX + 1], why[256];
 
-    *alen = 0;
-    if (req == NULL || !json_is_object(req) ||
-        strcmp(json_string_value(json_object_get(req, "op")) != NULL
-                   ? json_string_value(json_object_get(req, "op"))
-                   : "",
-               "pair") != 0) {
-        ans = json_pack("{s:s}", "error", "not a question this server knows");
-    } else {
-        actor = json_string_value(json_object_get(req, "actor"));
-        r = http_pair_create(h, req, actor != NULL ? actor : "-", code,
-                             &expires, why, sizeof(why));
-        if (r != ERR_OK) {
-            ans = json_pack("{s:s}", "error", why);
-        } else {
-            char target[32];
-
-            ans = http_pair_answer(h, NULL, code, expires);
-            snprintf(target, sizeof(target), "%.4s...", code);
-            if (audit_write(h->store, actor != NULL ? actor : "-", "cli",
-                            "pairing.create", target, "") != ERR_OK) {
-                log_error("pairing: cannot write the audit event");
-            }
-        }
-        sodium_memzero(code, sizeof(code));
+    if (req == NULL || !json_is_object(req) || op == NULL ||
+        strcmp(op, "pair") != 0) {
+        pair_q_free(req);
+        pair_reply(&to, pair_ask_error("not a question this server knows"));
+        return;
     }
-    if (req != NULL) {
-        json_t *sv = json_object_get(req, "secret");
-
-        if (json_is_string(sv)) {
-            sodium_memzero((char *)(uintptr_t)json_string_value(sv),
-                           strlen(json_string_value(sv)));
-        }
-        json_decref(req);
+    snprintf(who, sizeof(who), "%s", actor != NULL ? actor : "-");
+    if (cid != NULL && cid[0] != '\0' && h->pairs != NULL &&
+        store_worker_async(h->pairs->w)) {
+        pair_ask_later(h, req, who, to);
+        return;
     }
-    s = ans != NULL ? json_dumps(ans, JSON_COMPACT) : NULL;
-    json_decref(ans);
-    if (s != NULL && strlen(s) < amax) {
-        *alen = strlen(s);
-        memcpy(a, s, *alen);
-    }
-    free(s);
+    /* no statement on the loop (or SQLite): at once */
+    ans = pair_ask_answer(
+        h, req, who, pair_check(pair_on(h), h->store, req, why, sizeof(why)),
+        why);
+    pair_q_free(req);
+    pair_reply(&to, ans);
 }
