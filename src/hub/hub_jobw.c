@@ -83,9 +83,10 @@ static int jobw_apply(struct store *st, const struct jobw_item *w)
             r = store_job_append_in(st, w->id, 2, w->err_pos,
                                     w->data + w->out_n, w->err_n);
         }
-        if (r == ERR_NOT_FOUND || r == ERR_DENIED) {
-            /* ended meanwhile, or a refused item's gap: the result
-             * carries the output */
+        if (r == ERR_NOT_FOUND || r == ERR_DENIED || r == ERR_INVALID) {
+            /* ended meanwhile, a refused item's gap, or past the cap:
+             * the result carries the output (its own failure is its
+             * own, never the batch's, which would be retried for ever) */
             r = ERR_OK;
         }
         break;
@@ -237,7 +238,8 @@ bool hub_jobw_progress(struct hub *h, const char *id, size_t saved[2],
     size_t on, en;
 
     if (out_len < saved[0] || err_len < saved[1]) {
-        return false; /* cannot be: the buffers only grow */
+        return true; /* cannot be (the buffers only grow): the result
+                      * carries the output */
     }
     on = out_len - saved[0];
     en = err_len - saved[1];

@@ -144,7 +144,7 @@ def test_ssh_scp_sftp_through_a_peer_node(pc, segment, tmp_path):
     assert ev and all(e["actor"] == peer.svc for e in ev), ev
     assert any(e["target"] == "127.0.0.1:%d" % target.port for e in ev), ev
     # the token is sealed at rest on the main node
-    assert peer.token.encode() not in (pc.dir / "portcullis.db").read_bytes()
+    assert peer.token.encode() not in pc.store_dump()
     _, out, _ = pc.cli("peer", "show", "seg", "--json")
     shown = json.loads(out)
     assert shown["token_set"] is True and peer.token not in out
