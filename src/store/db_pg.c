@@ -134,9 +134,12 @@ struct db {
     /* the last failure was the connection's, not the statement's (see
      * pg_fail): libpq may still say CONNECTION_OK until its next read */
     bool lost;
-    struct loop *loop;        /* set: redials run on its workers, and
-                                 statements have a deadline (pg_await) */
-    int deadline_ms;          /* with loop: the deadline of a statement */
+    struct loop *loop; /* set: redials run on its workers, and
+                          statements have a deadline (pg_await) */
+    int deadline_ms;   /* with loop: the deadline of a statement */
+    /* PORTCULLIS_TRACE_LOOP_SQL set: each statement made on the loop is
+     * logged by its label (never its text or parameters) */
+    bool trace_loop;
     struct pg_redial *redial; /* the redial in flight on a worker */
     struct pg_cancel *cancel; /* the cancel request in flight on a worker */
 };
@@ -425,6 +428,9 @@ static int pg_simple(struct db *db, const char *what, const char *sql,
     ExecStatusType st;
     int r = ERR_OK;
 
+    if (db->trace_loop) {
+        log_info("store: a statement on the loop: %s", what);
+    }
     if (db->loop == NULL) {
         res = PQexec(db->conn, sql);
     } else if ((r = pg_await(db, what, PQsendQuery(db->conn, sql), &res)) !=
@@ -1043,6 +1049,9 @@ static int pg_run(struct db_stmt *s)
     s->ran = true;
     s->row = -1;
     if (types != NULL && values != NULL && lens != NULL && formats != NULL) {
+        if (s->db->trace_loop) {
+            log_info("store: a statement on the loop: %s", s->what);
+        }
         if (s->db->loop == NULL) {
             s->res = PQexecParams(s->db->conn, s->sql, s->nparams, types,
                                   values, lens, formats, 0);
@@ -1223,6 +1232,8 @@ static void pg_set_loop(struct db *db, struct loop *loop, int deadline_ms)
 {
     db->loop = loop;
     db->deadline_ms = deadline_ms > 0 ? deadline_ms : PG_DEADLINE_MS;
+    db->trace_loop =
+        loop != NULL && getenv("PORTCULLIS_TRACE_LOOP_SQL") != NULL;
     if (db->conn != NULL) {
         (void)PQsetnonblocking(db->conn, loop != NULL); /* pg_await */
     }
