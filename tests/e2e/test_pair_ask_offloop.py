@@ -24,35 +24,16 @@ import socket
 import subprocess
 import time
 
-import pytest
-
 import pclib
 from pclib import parse_kv
 from test_store_pg import lock_tables
-from test_store_pg_offloop2 import _Frozen, page, probe_while
+from test_store_pg_offloop2 import page, probe_while
+from test_store_pg_offloop3 import srv  # noqa: F401 (a fixture)
 
 # the slowest answer of the loop's own page while a question waits: a
 # held loop is the lock's length or the 3 s deadline; a sanitizer build
 # on a busy box answered a page in 0.30 s
 LOOP_LIMIT = 0.75
-
-
-def _close(f):
-    """Stops f; fails the test on a sanitizer report of the server's."""
-    f.close()
-    found = f.p.sanitizer_findings(new_only=False) if f.p else None
-    if found:
-        pytest.fail("sanitizer report in %s:\n%s" % (f.p.log_path, found),
-                    pytrace=False)
-
-
-@pytest.fixture
-def srv(tmp_path):
-    f = _Frozen(tmp_path)
-    try:
-        yield f
-    finally:
-        _close(f)
 
 
 def _credential(f):
