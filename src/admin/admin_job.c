@@ -27,15 +27,14 @@ struct admin_job_run {
     void *arg;
 };
 
-/* The job's result is in the store (or could not be put there): its
- * caller hears of its end. */
-static void admin_job_recorded(void *arg)
+/* The job's result (j, as recorded) is in the store, or could not be put
+ * there: its caller hears of its end. */
+static void admin_job_recorded(void *arg, const struct store_job *j)
 {
     struct admin_job_run *run = arg;
 
-    run->done(run->arg, run->j);
-    store_job_free_output(run->j);
-    free(run->j);
+    run->done(run->arg, j);
+    free(run->j); /* its output was r's, never its own */
     free(run);
 }
 
@@ -44,25 +43,16 @@ static void admin_job_result(void *arg, const struct hub_job_result *r)
     struct admin_job_run *run = arg;
     struct store_job *j = run->j;
 
-    hub_job_result_to(j, r);
-    j->out = r->out_len > 0 ? malloc(r->out_len) : NULL;
-    j->err = r->err_len > 0 ? malloc(r->err_len) : NULL;
-    j->out_len = j->out != NULL ? r->out_len : 0;
-    j->err_len = j->err != NULL ? r->err_len : 0;
-    if (j->out != NULL) {
-        memcpy(j->out, r->out, j->out_len);
-    }
-    if (j->err != NULL) {
-        memcpy(j->err, r->err, j->err_len);
-    }
+    hub_job_result_to(j, r); /* its output r's, valid during this call */
     if (run->hub != NULL) {
+        /* the hub keeps its own copy of the output until it is written */
         hub_job_record(run->hub, j, NULL, false, admin_job_recorded, run);
         return;
     }
     if (store_job_finish(run->st, j) != ERR_OK) {
         log_msg(LOG_ERROR, "job %s: cannot record its result", j->id);
     }
-    admin_job_recorded(run);
+    admin_job_recorded(run, j);
 }
 
 static bool admin_job_account_ok(const char *s)
@@ -663,17 +653,15 @@ static int admin_job_one(const struct admin_ctx *c, const char *const *agent_id,
     return admin_job_fill(c, q, out, e);
 }
 
-int admin_job_record_run(const struct admin_ctx *c, const char *agent_id,
-                         const struct admin_job_req *q, struct store_job *out,
-                         struct admin_err *e)
+/* Records the job admin_job_one filled: running, or, when another node
+ * of the cluster holds the agent (elsewhere), queued for that node's
+ * pickup with a notice (store/notices.h), as the CLI's jobs are. */
+static int admin_job_record_for(const struct admin_ctx *c, const char *agent_id,
+                                bool elsewhere, struct store_job *out,
+                                struct admin_err *e)
 {
-    bool elsewhere;
     int r;
 
-    if ((r = admin_job_one(c, &agent_id, q, out, e)) != ERR_OK) {
-        return r;
-    }
-    elsewhere = store_agent_elsewhere(c->st, agent_id);
     if (elsewhere) {
         snprintf(out->status, sizeof(out->status), "queued");
     }
@@ -683,6 +671,19 @@ int admin_job_record_run(const struct admin_ctx *c, const char *agent_id,
         (void)store_notice_publish(c->st, HUB_CHANGE_JOBS);
     }
     return r;
+}
+
+int admin_job_record_run(const struct admin_ctx *c, const char *agent_id,
+                         const struct admin_job_req *q, struct store_job *out,
+                         struct admin_err *e)
+{
+    int r;
+
+    if ((r = admin_job_one(c, &agent_id, q, out, e)) != ERR_OK) {
+        return r;
+    }
+    return admin_job_record_for(c, agent_id,
+                                store_agent_elsewhere(c->st, agent_id), out, e);
 }
 
 int admin_job_start(const struct admin_ctx *c, const struct admin_job_req *q,
@@ -726,6 +727,7 @@ int admin_job_run(const struct admin_ctx *c, const char *agent_id,
                   const struct admin_job_req *q, admin_job_done_fn done,
                   void *arg, struct store_job *out, struct admin_err *e)
 {
+    bool elsewhere;
     int r;
 
     if (c->hub == NULL) {
@@ -735,23 +737,14 @@ int admin_job_run(const struct admin_ctx *c, const char *agent_id,
     if ((r = admin_job_one(c, &agent_id, q, out, e)) != ERR_OK) {
         return r;
     }
-    if (!hub_agent_online(c->hub, agent_id) &&
-        hub_agent_elsewhere(c->hub, agent_id)) {
-        /* On a cluster the node holding the agent runs it: queued for
-         * that node's pickup (store/notices.h), as the CLI's jobs are;
-         * done is not called, the caller follows the job in the store. */
-        snprintf(out->status, sizeof(out->status), "queued");
-        r = admin_job_record(c, agent_id, out, e);
-        out->script = NULL; /* it was the caller's */
-        if (r == ERR_OK) {
-            (void)store_notice_publish(c->st, HUB_CHANGE_JOBS);
-        }
+    /* on a cluster the node holding the agent runs it; done is not
+     * called then, the caller follows the job in the store */
+    elsewhere = !hub_agent_online(c->hub, agent_id) &&
+                hub_agent_elsewhere(c->hub, agent_id);
+    if ((r = admin_job_record_for(c, agent_id, elsewhere, out, e)) != ERR_OK ||
+        elsewhere) {
         return r;
     }
-    if ((r = admin_job_record(c, agent_id, out, e)) != ERR_OK) {
-        return r;
-    }
-    out->script = NULL; /* it was the caller's */
     if (admin_job_start(c, q, out, done, arg) != ERR_OK) {
         return admin_fail(e, ERR_NOMEM, "out of memory");
     }

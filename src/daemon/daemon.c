@@ -486,6 +486,8 @@ static void daemon_stop_services(struct daemon *d)
     d->hub = NULL;
     webtickets_free(d->mon.tickets);
     d->mon.tickets = NULL;
+    /* they read the monitor's store, which every caller frees next */
+    routes_stop_reads(d->routes);
 }
 
 int daemon_run(const struct config *cfg)
@@ -589,7 +591,6 @@ int daemon_run(const struct config *cfg)
      * server stopped) through this socket; the loop no longer runs, so
      * no question reaches the freed API */
     notify_close(d.ask);
-    routes_stop_reads(d.routes); /* they read the monitor's store */
     monitor_free(&d.mon);
 out:
     routes_free(d.routes);

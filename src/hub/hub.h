@@ -175,8 +175,9 @@ bool hub_agent_elsewhere(struct hub *h, const char *agent_id);
  * and err pointing at r's bytes (valid while r is). */
 void hub_job_result_to(struct store_job *j, const struct hub_job_result *r);
 /* On the loop: a job's result is in the store (or could not be put
- * there: logged). */
-typedef void (*hub_recorded_fn)(void *arg);
+ * there: logged); j is the result as recorded, output included (valid
+ * during the call only). */
+typedef void (*hub_recorded_fn)(void *arg, const struct store_job *j);
 /*
  * Records the end of job j (store_job_finish: its status, exit code,
  * signal, why and output, copied) in the store, after the live output

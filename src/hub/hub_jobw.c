@@ -47,8 +47,9 @@ struct jobw_item {
      * stderr from err_pos, in data */
     int64_t out_pos, err_pos;
     size_t out_n, err_n;
-    /* JOBW_FINISH: the job's end, its output its own copy */
-    struct store_job *j;
+    /* JOBW_FINISH: the job's end */
+    const struct store_job *res; /* what is written: j, or the caller's */
+    struct store_job *j;         /* its own copy (off the loop), or NULL */
     char skip[STORE_ID_MAX + 1]; /* a batch whose queued jobs it skips */
     bool pickup;                 /* then the queued jobs are picked up */
     hub_recorded_fn recorded;    /* then (or NULL) */
@@ -91,7 +92,7 @@ static int jobw_apply(struct store *st, const struct jobw_item *w)
         }
         break;
     case JOBW_FINISH:
-        r = store_job_finish_in(st, w->j);
+        r = store_job_finish_in(st, w->res);
         if (r == ERR_NOT_FOUND || r == ERR_INVALID) {
             log_error("job %s: cannot record its result: %s", w->id,
                       err_str(r));
@@ -148,7 +149,7 @@ static void jobw_written(void *owner, const struct wqueue_item *it)
         return;
     }
     if (w->recorded != NULL) {
-        w->recorded(w->arg);
+        w->recorded(w->arg, w->res);
     }
     if (w->pickup) {
         hub_jobs_pickup(owner); /* nothing at stop */
@@ -166,11 +167,29 @@ static const struct wqueue_conf jobw_conf = {
     .written = jobw_written,
 };
 
+/* Writes w at once on the hub's store (the queue is not off the loop);
+ * false when live output was not written. w stays the caller's. */
+static bool jobw_now(struct hub *h, struct jobw_item *w)
+{
+    int r;
+
+    w->q.next = NULL;
+    if ((r = jobw_write(h->store, NULL, &w->q, 1)) != ERR_OK &&
+        w->kind != JOBW_APPEND) {
+        log_error("job %s: cannot record its %s: %s", w->id,
+                  w->kind == JOBW_FINISH ? "result" : "recovery", err_str(r));
+    }
+    if (r == ERR_OK || w->kind == JOBW_FINISH) {
+        jobw_written(h, &w->q); /* its waiter is answered all the same */
+    }
+    return r == ERR_OK || w->kind != JOBW_APPEND;
+}
+
 /* Takes w: queued (bounded unless must), or written at once when the
  * queue is not off the loop. false: refused by the bound (freed). */
 static bool jobw_put(struct hub *h, struct jobw_item *w, bool must)
 {
-    int r;
+    bool ok;
 
     if (wqueue_off_loop(&h->jobq)) {
         if (!must) {
@@ -183,17 +202,9 @@ static bool jobw_put(struct hub *h, struct jobw_item *w, bool must)
         wqueue_put_any(&h->jobq, &w->q);
         return true;
     }
-    w->q.next = NULL;
-    if ((r = jobw_write(h->store, NULL, &w->q, 1)) != ERR_OK &&
-        w->kind != JOBW_APPEND) {
-        log_error("job %s: cannot record its %s: %s", w->id,
-                  w->kind == JOBW_FINISH ? "result" : "recovery", err_str(r));
-    }
-    if (r == ERR_OK || w->kind == JOBW_FINISH) {
-        jobw_written(h, &w->q); /* its waiter is answered all the same */
-    }
+    ok = jobw_now(h, w);
     jobw_free(&w->q);
-    return r == ERR_OK || w->kind != JOBW_APPEND;
+    return ok;
 }
 
 void hub_jobw_start(struct hub *h)
@@ -223,7 +234,7 @@ void hub_jobw_stop(struct hub *h)
         struct jobw_item *w = (struct jobw_item *)it;
 
         if (w->kind == JOBW_FINISH && w->recorded != NULL) {
-            w->recorded(w->arg);
+            w->recorded(w->arg, w->res);
             w->recorded = NULL;
         }
     }
@@ -245,6 +256,9 @@ bool hub_jobw_progress(struct hub *h, const char *id, size_t saved[2],
     en = err_len - saved[1];
     if (on + en == 0) {
         return true;
+    }
+    if (wqueue_off_loop(&h->jobq) && wqueue_len(&h->jobq, NULL) >= JOBW_MAX) {
+        return false; /* refused before its bytes are copied */
     }
     if ((w = calloc(1, sizeof(*w) + on + en)) == NULL) {
         return false;
@@ -287,20 +301,13 @@ void hub_job_result_to(struct store_job *j, const struct hub_job_result *r)
     j->err_len = r->err_len;
 }
 
-void hub_job_record(struct hub *h, const struct store_job *j,
-                    const char *skip_batch, bool pickup,
-                    hub_recorded_fn recorded, void *arg)
+/* A copy of j with its output, or NULL (out of memory). */
+static struct store_job *jobw_copy(const struct store_job *j)
 {
-    struct jobw_item *w = calloc(1, sizeof(*w));
-    struct store_job *c = w != NULL ? malloc(sizeof(*c)) : NULL;
+    struct store_job *c = malloc(sizeof(*c));
 
     if (c == NULL) {
-        free(w);
-        log_error("job %s: cannot record its result: out of memory", j->id);
-        if (recorded != NULL) {
-            recorded(arg);
-        }
-        return;
+        return NULL;
     }
     *c = *j;
     c->script = c->push = NULL;
@@ -310,12 +317,7 @@ void hub_job_record(struct hub *h, const struct store_job *j,
         (c->err_len > 0 && c->err == NULL)) {
         store_job_free_output(c);
         free(c);
-        free(w);
-        log_error("job %s: cannot record its result: out of memory", j->id);
-        if (recorded != NULL) {
-            recorded(arg);
-        }
-        return;
+        return NULL;
     }
     if (c->out_len > 0) {
         memcpy(c->out, j->out, c->out_len);
@@ -323,14 +325,38 @@ void hub_job_record(struct hub *h, const struct store_job *j,
     if (c->err_len > 0) {
         memcpy(c->err, j->err, c->err_len);
     }
+    return c;
+}
+
+void hub_job_record(struct hub *h, const struct store_job *j,
+                    const char *skip_batch, bool pickup,
+                    hub_recorded_fn recorded, void *arg)
+{
+    struct jobw_item *w = calloc(1, sizeof(*w));
+    /* written at once (not off the loop): j's own output will do */
+    bool now = !wqueue_off_loop(&h->jobq);
+
+    if (w == NULL || (!now && (w->j = jobw_copy(j)) == NULL)) {
+        free(w);
+        log_error("job %s: cannot record its result: out of memory", j->id);
+        if (recorded != NULL) {
+            recorded(arg, j);
+        }
+        return;
+    }
     w->kind = JOBW_FINISH;
-    w->j = c;
+    w->res = now ? j : w->j;
     snprintf(w->id, sizeof(w->id), "%s", j->id);
     snprintf(w->skip, sizeof(w->skip), "%s",
              skip_batch != NULL ? skip_batch : "");
     w->pickup = pickup;
     w->recorded = recorded;
     w->arg = arg;
+    if (now) {
+        (void)jobw_now(h, w);
+        jobw_free(&w->q);
+        return;
+    }
     (void)jobw_put(h, w, true);
 }
 

@@ -74,13 +74,13 @@ void routes_set_store(struct routes *rs, struct store *st,
 typedef int (*route_node_token_fn)(void *arg, char *out, size_t outlen);
 void routes_set_node_token(struct routes *rs, route_node_token_fn fn,
                            void *arg);
-/* Cancels every request still pending (calling no callbacks) and closes
- * every link through a peer; NULL is a no-op. */
 /* Stops the worker the store reads of peer: and node: routes run on
  * (before the store they read goes): reads still out are dropped, and
  * their requests wait for their route_cancel; later ones read on the
  * loop. routes_free does it too. */
 void routes_stop_reads(struct routes *rs);
+/* Cancels every request still pending (calling no callbacks) and closes
+ * every link through a peer; NULL is a no-op. */
 void routes_free(struct routes *rs);
 
 /* What a request found, given to its one callback once. A connect:

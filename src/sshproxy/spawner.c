@@ -490,6 +490,7 @@ int spawner_listen(struct spawner *sp, const char *addr, int port)
     struct addrinfo hints, *res = NULL, *ai;
     char ports[16];
     int fd = -1, yes = 1, rc;
+    int64_t until;
 
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
@@ -500,8 +501,9 @@ int spawner_listen(struct spawner *sp, const char *addr, int port)
         log_error("%slisten address %s: %s", pre, addr, gai_strerror(rc));
         return ERR_IO;
     }
+    /* one wait for the port, whatever the name resolves to */
+    until = util_mono_ms() + SPAWNER_BUSY_WAIT_MS;
     for (ai = res; ai != NULL; ai = ai->ai_next) {
-        int64_t until = util_mono_ms() + SPAWNER_BUSY_WAIT_MS;
         bool told = false;
 
         fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
