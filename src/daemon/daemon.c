@@ -89,7 +89,6 @@ struct daemon {
     struct admin_scheduler *sched; /* schedules' ticks */
     /* the retention sweep's store worker (daemon_on_retention) */
     struct store_worker *sweeper;
-    bool sweeping;
     int sig_fd;
     int64_t drain_until; /* monotonic ms: shutting down, sessions ending */
 };
@@ -109,7 +108,10 @@ struct daemon {
  * not the loop (docs/store.md "Jobs off the loop"); on SQLite in line. */
 struct daemon_sweep {
     struct store_work job; /* first: the worker's */
-    const struct config *cfg;
+    /* the job's own copies: a sweep left running at the stop outlives
+     * the configuration */
+    char *record_dir;
+    int record_days, jobs_days;
     int64_t now;
     int rec_r, rec_deleted, jobs_r, jobs_deleted;
 };
@@ -117,46 +119,42 @@ struct daemon_sweep {
 static void daemon_sweep_work(struct store_work *w, struct store *st)
 {
     struct daemon_sweep *sw = (struct daemon_sweep *)w;
-    const struct config *cfg = sw->cfg;
 
-    if (cfg->record_retention_days > 0) {
-        sw->rec_r = record_retention_sweep(
-            st, cfg->record_dir, (int64_t)cfg->record_retention_days * 86400, 0,
-            &sw->rec_deleted);
+    if (sw->record_days > 0) {
+        sw->rec_r = record_retention_sweep(st, sw->record_dir,
+                                           (int64_t)sw->record_days * 86400, 0,
+                                           &sw->rec_deleted);
     }
-    if (cfg->jobs_retention_days > 0) {
+    if (sw->jobs_days > 0) {
         sw->jobs_r = store_job_prune(
-            st, sw->now - (int64_t)cfg->jobs_retention_days * 86400,
-            &sw->jobs_deleted);
+            st, sw->now - (int64_t)sw->jobs_days * 86400, &sw->jobs_deleted);
     }
 }
 
 static void daemon_sweep_done(void *owner, struct store_work *w)
 {
     struct daemon_sweep *sw = (struct daemon_sweep *)w;
-    struct daemon *d = owner;
-    const struct config *cfg = sw->cfg;
 
-    if (d != NULL) {
-        d->sweeping = false;
-    }
-    if (d != NULL && !w->ran) {
+    if (owner == NULL) {
+        /* dropped or forgotten at the stop: nothing to say */
+    } else if (!w->ran) {
         log_warn("retention sweep: no connection to the database");
-    } else if (d != NULL) {
+    } else {
         if (sw->rec_r != ERR_OK) {
             log_warn("recording retention sweep failed");
         } else if (sw->rec_deleted > 0) {
             log_info("retention: deleted %d recordings older than %d days",
-                     sw->rec_deleted, cfg->record_retention_days);
+                     sw->rec_deleted, sw->record_days);
         }
         if (sw->jobs_r != ERR_OK) {
             log_warn("job retention sweep failed");
         } else if (sw->jobs_deleted > 0) {
             log_info("retention: deleted %d jobs (and their output) that "
                      "ended more than %d days ago",
-                     sw->jobs_deleted, cfg->jobs_retention_days);
+                     sw->jobs_deleted, sw->jobs_days);
         }
     }
+    free(sw->record_dir);
     free(sw);
 }
 
@@ -173,7 +171,7 @@ static void daemon_on_retention(struct loop *l, void *arg)
         return;
     }
     (void)loop_add_timer(l, DAEMON_RETENTION_MS, daemon_on_retention, d);
-    if (d->sweeping) {
+    if (d->sweeper != NULL && store_worker_busy(d->sweeper)) {
         return; /* the last one still waits for the database */
     }
     if (d->sweeper == NULL &&
@@ -184,11 +182,16 @@ static void daemon_on_retention(struct loop *l, void *arg)
     if ((sw = calloc(1, sizeof(*sw))) == NULL) {
         return;
     }
-    sw->cfg = d->cfg;
+    if (d->cfg->record_dir != NULL &&
+        (sw->record_dir = strdup(d->cfg->record_dir)) == NULL) {
+        free(sw);
+        return;
+    }
+    sw->record_days = d->cfg->record_retention_days;
+    sw->jobs_days = d->cfg->jobs_retention_days;
     sw->now = util_now();
     sw->job.work = daemon_sweep_work;
     sw->job.done = daemon_sweep_done;
-    d->sweeping = true;
     store_worker_run(d->sweeper, &sw->job);
 }
 

@@ -21,7 +21,6 @@
 #include "store/audit.h"
 #include "store/store.h"
 #include "store/store_internal.h"
-#include "store/store_internal.h"
 
 struct store_worker {
     struct loop *loop;
@@ -36,6 +35,9 @@ struct store_worker {
     struct store_work *running;         /* on worker threads */
     struct store_worker *next_writer;   /* in store_writers */
     bool writer; /* one of main's own writers (store_worker_set_writer) */
+    /* main's audit key path, copied on the loop when a job starts (a
+     * worker thread never reads main, which may be gone by then) */
+    char *audit_key;
 };
 
 /* The workers marked by store_worker_set_writer, for
@@ -58,6 +60,7 @@ static void store_worker_free(struct store_worker *w)
     free(w->conn);
     free(w->busy);
     free(w->location);
+    free(w->audit_key);
     free(w);
 }
 
@@ -138,9 +141,8 @@ static void store_worker_thread(void *arg)
      * find it beside: without it they were chained unkeyed into a keyed
      * log, which `audit verify` then finds broken); set before the first
      * job, at the main store's start, and not changed after */
-    if (*st != NULL && j->w->main != NULL && j->w->main->audit_key != NULL &&
-        (*st)->audit_key == NULL &&
-        store_set_audit_key(*st, j->w->main->audit_key) != ERR_OK) {
+    if (*st != NULL && j->audit_key != NULL && (*st)->audit_key == NULL &&
+        store_set_audit_key(*st, j->audit_key) != ERR_OK) {
         store_close(*st);
         *st = NULL;
     }
@@ -193,6 +195,11 @@ static void store_worker_next(struct store_worker *w)
         }
         j->slot = (int)k;
         w->busy[k] = true;
+        if (w->audit_key == NULL && w->main != NULL &&
+            w->main->audit_key != NULL) {
+            w->audit_key = strdup(w->main->audit_key); /* NULL: none yet */
+        }
+        j->audit_key = w->audit_key;
         if (loop_work(w->loop, store_worker_thread, store_worker_after, j) ==
             ERR_OK) {
             j->next = w->running;

@@ -57,7 +57,8 @@ struct store_work {
     struct store_work *next;
     struct store_worker *w;
     int slot;
-    int finished; /* set (atomically) when the work is over */
+    int finished;          /* set (atomically) when the work is over */
+    const char *audit_key; /* main's audit key path (w's copy), or NULL */
     char node[NODE_ID_MAX + 1];
 };
 
