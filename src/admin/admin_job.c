@@ -682,8 +682,8 @@ int admin_job_record_run(const struct admin_ctx *c, const char *agent_id,
     if ((r = admin_job_one(c, &agent_id, q, out, e)) != ERR_OK) {
         return r;
     }
-    return admin_job_record_for(c, agent_id,
-                                store_agent_elsewhere(c->st, agent_id), out, e);
+    return admin_job_record_for(
+        c, agent_id, store_agent_elsewhere(c->st, agent_id, NULL), out, e);
 }
 
 int admin_job_start(const struct admin_ctx *c, const struct admin_job_req *q,

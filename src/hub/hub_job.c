@@ -485,7 +485,7 @@ static void hub_job_queued_done(void *arg, const struct hub_job_result *r)
 
 bool hub_agent_elsewhere(struct hub *h, const char *agent_id)
 {
-    return store_agent_elsewhere(h->store, agent_id);
+    return store_agent_elsewhere(h->store, agent_id, NULL);
 }
 
 /* How many of a batch run now, counted once per pickup. */
@@ -514,7 +514,7 @@ static bool hub_agent_elsewhere_memo(struct store *st, const char *agent_id,
     }
     /* memo has room for every job of the pass */
     snprintf(memo[*nmemo].agent, sizeof(memo[*nmemo].agent), "%s", agent_id);
-    memo[*nmemo].elsewhere = store_agent_elsewhere(st, agent_id);
+    memo[*nmemo].elsewhere = store_agent_elsewhere(st, agent_id, NULL);
     return memo[(*nmemo)++].elsewhere;
 }
 
@@ -611,7 +611,6 @@ static int hub_jobs_plan(struct store *st, const struct hub_here *here,
         p = &picked[np++];
         if (store_job_get(st, list[i].id, &p->j) != ERR_OK) {
             /* what the queued-done needs of it */
-            memset(&p->j, 0, sizeof(p->j));
             p->j = list[i];
             p->j.script = p->j.push = NULL;
             p->why = "cannot read the job";

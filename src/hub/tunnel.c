@@ -290,16 +290,7 @@ static void tunnel_set_state(struct tunnel *t, const char *fmt, ...)
  * then the tunnel listens there, and its state is that node's to write. */
 static bool tunnel_agent_elsewhere(struct tunnels *ts, const char *agent_id)
 {
-    struct store_agent *a = calloc(1, sizeof(*a));
-    bool r;
-
-    if (a == NULL) {
-        return false;
-    }
-    r = store_agent_get(ts->store, agent_id, a) == ERR_OK && a->online &&
-        a->node[0] != '\0' && strcmp(a->node, store_node_self(ts->store)) != 0;
-    free(a);
-    return r;
+    return store_agent_elsewhere(ts->store, agent_id, NULL);
 }
 
 /* Whether t can listen now: its agent is online here, or (a TCP tunnel,

@@ -200,7 +200,7 @@ static void route_agent_loaded(struct route_req *rq, struct route_look *lk);
 static void route_look_work(struct store_work *j, struct store *st)
 {
     struct route_look *lk = (struct route_look *)j;
-    struct store_agent *a;
+    char node[NODE_ID_MAX + 1];
     int r;
 
     if (lk->kind == ROUTE_LOOK_PEER) {
@@ -221,19 +221,10 @@ static void route_look_work(struct store_work *j, struct store *st)
         lk->rc = route_peer_chain(st, lk->peer, lk->why, sizeof(lk->why));
         return;
     }
-    if ((a = calloc(1, sizeof(*a))) == NULL) {
-        lk->rc = ERR_NOMEM;
-        snprintf(lk->why, sizeof(lk->why), "out of memory");
-        return;
-    }
-    lk->elsewhere = store_agent_get(st, lk->name, a) == ERR_OK && a->online &&
-                    a->node[0] != '\0' &&
-                    strcmp(a->node, store_node_self(st)) != 0;
+    lk->elsewhere = store_agent_elsewhere(st, lk->name, node);
     if (lk->elsewhere) {
-        lk->node_rc = store_node_get(st, a->node, &lk->node);
+        lk->node_rc = store_node_get(st, node, &lk->node);
     }
-    sodium_memzero(a, sizeof(*a));
-    free(a);
     lk->rc = ERR_OK;
 }
 

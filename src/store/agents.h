@@ -126,8 +126,9 @@ int store_agent_reclaim(struct store *st, const char *id, int64_t now);
 int store_agent_all_offline(struct store *st);
 int store_agent_get(struct store *st, const char *id, struct store_agent *out);
 /* true if st says another node of the cluster holds agent id now (online,
- * its node set and not st's own: store_node_self); false on any error. */
-bool store_agent_elsewhere(struct store *st, const char *id);
+ * its node set and not st's own: store_node_self); false on any error.
+ * node (NODE_ID_MAX + 1 bytes, or NULL): that node's ID when true. */
+bool store_agent_elsewhere(struct store *st, const char *id, char *node);
 /* Sorted by name, then ID. */
 int store_agent_list(struct store *st, struct store_agent **list, size_t *n);
 void store_agent_list_free(struct store_agent *list, size_t n);

@@ -375,7 +375,7 @@ int store_agent_all_offline(struct store *st)
     return store_tx_end(st, r);
 }
 
-bool store_agent_elsewhere(struct store *st, const char *id)
+bool store_agent_elsewhere(struct store *st, const char *id, char *node)
 {
     struct store_agent *a = malloc(sizeof(*a));
     bool r;
@@ -385,6 +385,10 @@ bool store_agent_elsewhere(struct store *st, const char *id)
     }
     r = store_agent_get(st, id, a) == ERR_OK && a->online &&
         a->node[0] != '\0' && strcmp(a->node, store_node_self(st)) != 0;
+    if (r && node != NULL) {
+        memcpy(node, a->node, sizeof(a->node));
+    }
+    sodium_memzero(a, sizeof(*a));
     free(a);
     return r;
 }
