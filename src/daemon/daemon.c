@@ -464,6 +464,7 @@ static int daemon_start_services(struct daemon *d)
     }
     /* one cap on password checks, one lockout table */
     http_share_auth(d->http, m->hashes, m->lockout);
+    http_set_tunnels(d->http, d->tunnels);
     /* the peer-node CONNECT proxy, when this node serves a segment */
     if ((r = http_proxy_start(&d->proxy, d->cfg, d->loop, m->store, d->hub)) !=
         ERR_OK) {

@@ -46,6 +46,11 @@ void http_pair_ask(void *arg, const char *q, size_t qlen,
  * per window (docs/security.md, "Lockouts"). NULL keeps h's own. */
 struct lockout;
 struct password_pool;
+/* The node's tunnels (hub/tunnel.h, or NULL): POST /tunnels answers
+ * with the new tunnel's state once they have looked at it. Set after
+ * http_start, before the loop runs; h forgets them at http_stop. */
+struct tunnels;
+void http_set_tunnels(struct http *h, struct tunnels *ts);
 void http_share_auth(struct http *h, struct password_pool *p,
                      struct lockout *l);
 

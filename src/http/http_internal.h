@@ -158,6 +158,11 @@ struct http {
     /* commands waiting for (or started without waiting for) a job that
      * runs here, until its result is recorded (http_res_jobs.c) */
     struct http_job_wait *job_waits;
+    /* this node's tunnels (http_set_tunnels), and the new tunnels' answers
+     * waiting until they have looked at them (http_res_agents.c) */
+    struct tunnels *tunnels;
+    struct http_tunnel_wait *tunnel_waits;
+    unsigned ntunnel_waits;
     unsigned nfollows;
     unsigned nterms;          /* browser terminals open (http_term.c) */
     struct http_pairs *pairs; /* pairing codes (http_pair.c) */
@@ -250,6 +255,8 @@ void http_job_follows_free(struct http *h);
  * result recorded later (the hub's writer) finds h gone and only frees
  * its waiter. */
 void http_job_waits_forget(struct http *h);
+/* At stop: the new tunnels' answers that wait are dropped. */
+void http_tunnel_waits_forget(struct http *h);
 
 /* --- pairing (http_pair.c) --- */
 #define PAIR_CODE_BUF 16

@@ -26,6 +26,7 @@
 
 #include "admin/admin.h"
 #include "common/err.h"
+#include "hub/tunnel.h"
 #include "store/nodes.h"
 
 /* --- credentials --------------------------------------------------------- */
@@ -374,23 +375,142 @@ void http_then_agents_list(struct http *h, struct http_req *req)
     http_list(req, arr);
 }
 
-void http_then_tunnel_add(struct http *h, struct http_req *req)
-{
-    struct store_tunnel t;
-    const char *id = json_string_value(json_object_get(req->data, "id"));
+/*
+ * A new tunnel's answer shows the state this node gave it (listening, or
+ * why not), as it did when the whole route ran on the loop. The tunnels
+ * read the store again for the change (hub/tunnel.h tunnels_reload): at
+ * once on SQLite, on their own worker on PostgreSQL, so the answer waits
+ * (deferred, at most HTTP_TUNNEL_WAIT_MS, then it shows the state as it
+ * stands) until the read asked for it is applied. At most
+ * HTTP_TUNNEL_WAITS wait at once; beyond, the answer goes at once.
+ */
+#define HTTP_TUNNEL_WAIT_MS 5000
+#define HTTP_TUNNEL_WAITS 256
 
-    http_then_tunnels(h, req);
-    /* its listener may be up now, and its state written: the answer says
-     * so, as it did when the whole route ran on the loop (one read on
-     * the main store, beside the ones the tunnels made for the change) */
-    if (req->status == 201 && id != NULL && h->hub != NULL &&
-        store_tunnel_get(h->store, id, &t) == ERR_OK) {
-        json_decref(req->data);
-        req->data = admin_json_encode(admin_tunnel_fields, &t);
-        if (req->data == NULL) {
-            http_error(req, 500, "internal", "Internal error", "out of memory");
+struct http_tunnel_wait {
+    struct http_tunnel_wait *next, **pprev;
+    struct http *h;
+    uint64_t req_id; /* http_defer's */
+    uint64_t gen;    /* tunnels_asked once its change was told */
+    uint64_t timer;
+    json_t *answer; /* the tunnel as added; its state goes in */
+    char id[STORE_ID_MAX + 1];
+};
+
+/* The tunnel's state as the tunnels hold it into answer, when they have
+ * it (a tunnel deleted meanwhile keeps the state it was added with). */
+static void http_tunnel_state_into(struct http *h, json_t *answer,
+                                   const char *id)
+{
+    char state[TUNNEL_STATE_MAX + 1];
+
+    if (tunnels_state(h->tunnels, id, state, sizeof(state))) {
+        json_object_set_new(answer, "state",
+                            json_string(state[0] != '\0' ? state : "pending"));
+    }
+}
+
+static void http_tunnel_wait_free(struct http_tunnel_wait *w)
+{
+    *w->pprev = w->next;
+    if (w->next != NULL) {
+        w->next->pprev = w->pprev;
+    }
+    w->h->ntunnel_waits--;
+    loop_del_timer(w->h->loop, w->timer);
+    json_decref(w->answer);
+    free(w);
+}
+
+/* Answers w (its client may be gone) and frees it. */
+static void http_tunnel_wait_answer(struct http_tunnel_wait *w)
+{
+    struct http_req *req = http_deferred(w->h, w->req_id);
+
+    if (req != NULL) {
+        http_tunnel_state_into(w->h, w->answer, w->id);
+        http_ok(req, 201, w->answer, NULL);
+        w->answer = NULL; /* req's */
+        http_resume(req);
+    }
+    http_tunnel_wait_free(w);
+}
+
+static void http_tunnel_wait_due(struct loop *l, void *arg)
+{
+    struct http_tunnel_wait *w = arg;
+
+    (void)l;
+    w->timer = 0;
+    http_tunnel_wait_answer(w);
+}
+
+/* The tunnels applied every read asked for. */
+static void http_tunnels_applied(void *arg)
+{
+    struct http *h = arg;
+    uint64_t applied = tunnels_applied(h->tunnels);
+    struct http_tunnel_wait *w, *next;
+
+    for (w = h->tunnel_waits; w != NULL; w = next) {
+        next = w->next;
+        if (w->gen <= applied) {
+            http_tunnel_wait_answer(w);
         }
     }
+}
+
+void http_set_tunnels(struct http *h, struct tunnels *ts)
+{
+    h->tunnels = ts;
+    tunnels_set_applied_fn(ts, http_tunnels_applied, h);
+}
+
+void http_tunnel_waits_forget(struct http *h)
+{
+    tunnels_set_applied_fn(h->tunnels, NULL, NULL);
+    h->tunnels = NULL;
+    while (h->tunnel_waits != NULL) {
+        http_tunnel_wait_free(h->tunnel_waits); /* their clients are gone */
+    }
+}
+
+void http_then_tunnel_add(struct http *h, struct http_req *req)
+{
+    const char *id = json_string_value(json_object_get(req->data, "id"));
+    struct http_tunnel_wait *w;
+
+    http_then_tunnels(h, req);
+    if (req->status != 201 || id == NULL || h->tunnels == NULL) {
+        return;
+    }
+    /* applied already (SQLite), or no way to answer later: as it stands */
+    if (tunnels_applied(h->tunnels) >= tunnels_asked(h->tunnels) ||
+        req->deferred == 0 || h->ntunnel_waits >= HTTP_TUNNEL_WAITS ||
+        (w = calloc(1, sizeof(*w))) == NULL) {
+        http_tunnel_state_into(h, req->data, id);
+        return;
+    }
+    w->h = h;
+    w->req_id = req->deferred;
+    w->gen = tunnels_asked(h->tunnels);
+    snprintf(w->id, sizeof(w->id), "%s", id);
+    if ((w->timer = loop_add_timer(h->loop, HTTP_TUNNEL_WAIT_MS,
+                                   http_tunnel_wait_due, w)) == 0) {
+        free(w);
+        http_tunnel_state_into(h, req->data, id);
+        return;
+    }
+    w->answer = req->data;
+    req->data = NULL;
+    w->next = h->tunnel_waits;
+    if (w->next != NULL) {
+        w->next->pprev = &w->next;
+    }
+    w->pprev = &h->tunnel_waits;
+    h->tunnel_waits = w;
+    h->ntunnel_waits++;
+    req->later = true; /* answered by http_tunnel_wait_answer */
 }
 
 void http_then_tunnels(struct http *h, struct http_req *req)

@@ -1122,6 +1122,7 @@ void http_stop(struct http *h)
     }
     http_job_follows_free(h);
     http_job_waits_forget(h);
+    http_tunnel_waits_forget(h);
     /* after the connections: an answer that comes back finds none */
     http_off_free(h);
     http_sse_stop();

@@ -60,9 +60,17 @@
  * keep a tunnel from idling out, and closing a tunnel (deleted, agent
  * gone) ends them.
  *
- * All of it runs in the main loop's thread; nothing here blocks except the
- * store's transactions (on PostgreSQL the report rows' are on a worker:
- * "report rows" below) and resolving a [tunnel] listen given as a name.
+ * The store, on PostgreSQL, is never asked on the loop: the tunnels are
+ * read (with, for each agent, whether another node holds it) on a worker
+ * of their own ("reading the tunnels" below), each change coalesced into
+ * the next read; a tunnel's state, its last use, an idle tunnel's delete
+ * and the presence notice go through an ordered write queue
+ * (store/store_wqueue.h, "the tunnels' writes" below), the report rows
+ * through their own batches ("report rows"). On SQLite, a local file,
+ * each is made at once on the loop as before.
+ *
+ * All of it runs in the main loop's thread; nothing here blocks except
+ * the store on SQLite and resolving a [tunnel] listen given as a name.
  */
 #include "hub/tunnel.h"
 #include "hub/udp_relay.h"
@@ -91,6 +99,7 @@
 #include "store/nodes.h"
 #include "store/notices.h"
 #include "store/store_worker.h"
+#include "store/store_wqueue.h"
 
 #define TUNNEL_SOCKS_MAX 4 /* addresses [tunnel] listen may name */
 #define TUNNEL_BACKLOG 128
@@ -119,8 +128,13 @@
 #define TUNNEL_LATER_BUCKETS 1024 /* power of two: rows waiting, by ID */
 #define TUNNEL_LATER_RETRY_MS 500 /* the first retry; doubling up to: */
 #define TUNNEL_LATER_RETRY_MAX_MS 5000
-#define TUNNEL_LATER_CALL 1024   /* rows written per timer call */
-#define TUNNEL_STOP_WAIT_MS 2000 /* for the batch on a worker, at stop */
+#define TUNNEL_LATER_CALL 1024    /* rows written per timer call */
+#define TUNNEL_STOP_WAIT_MS 2000  /* for the batch on a worker, at stop */
+#define TUNNEL_WRITES_MAX 4096    /* state, use, delete and notice writes */
+#define TUNNEL_WRITE_RETRY_MS 250 /* after a failed write, doubling up to: */
+#define TUNNEL_WRITE_RETRY_MAX_MS 5000
+#define TUNNEL_WRITE_FLUSH_MS 1000
+#define TUNNEL_READ_RETRY_MS 2000 /* after a failed read of the tunnels */
 
 struct tunnels;
 struct tunnel;
@@ -192,6 +206,11 @@ struct tunnel {
     int64_t last_used;                /* wall-clock seconds */
     int64_t touched;                  /* last store_tunnel_touch */
     bool seen;                        /* reload's mark */
+    /* another node of the cluster held its agent when the tunnels were
+     * last read (tunnels_read); this node's hub is asked first */
+    bool elsewhere;
+    /* idle: closed, its delete queued; freed once it is written */
+    bool deleting;
 
     struct tunnel_conn *conns;
     size_t nconns;
@@ -241,6 +260,21 @@ struct tunnels {
     /* a presence notice from another node: the listeners are looked at
      * again once TUNNEL_PRESENCE_MS after the first of a burst */
     uint64_t presence_timer;
+    /* reading the tunnels: the worker (a connection of its own on
+     * PostgreSQL, else inline), whether a read is on it, and whether a
+     * change came meanwhile (another read follows); asked counts the
+     * reads asked for, applied the last one applied (tunnels_asked) */
+    struct store_worker *reader;
+    bool reading, again;
+    /* the last read failed (a database away): another is asked for
+     * after TUNNEL_READ_RETRY_MS, and logged once until one succeeds */
+    bool read_failing;
+    uint64_t read_retry;
+    uint64_t asked, applied;
+    void (*applied_fn)(void *arg);
+    void *applied_arg;
+    /* the tunnels' writes (state, use, idle delete, presence notice) */
+    struct wqueue wq;
 };
 
 /* One batch of report writes on a worker (see tunnel_batch_run). */
@@ -282,20 +316,165 @@ static void tunnel_route_text(const struct tunnel *t, char *out, size_t len)
     }
 }
 
+/* --- the tunnels' writes ------------------------------------------------ */
+
+/*
+ * A tunnel's state, its last use, an idle tunnel's delete and the notice
+ * that tells the other nodes an agent with tunnels came or went: one
+ * ordered write queue (store/store_wqueue.h), one item per transaction on
+ * its own connection, a failed one tried again ahead of those after it,
+ * so a tunnel's states are written in the order they came. Bounded by
+ * TUNNEL_WRITES_MAX: beyond it (a database away for long) a state or a
+ * use is not written (logged; the next change writes it), an idle delete
+ * waits for the next sweep. Without a worker (SQLite) each is written at
+ * once on the loop.
+ */
+enum tunnel_wkind { TW_STATE, TW_TOUCH, TW_DELETE, TW_NOTICE };
+
+struct tunnel_witem {
+    struct wqueue_item q; /* first: the queue's */
+    enum tunnel_wkind kind;
+    char id[STORE_ID_MAX + 1];
+    /* TW_STATE: written only while no other node holds this agent (the
+     * state is the holder's to write); "": always */
+    char agent[AGENT_ID_MAX + 1];
+    char state[TUNNEL_STATE_MAX + 1];
+    int64_t when;  /* TW_TOUCH */
+    unsigned what; /* TW_NOTICE: HUB_CHANGE_* */
+};
+
+static void tunnel_wfree(struct wqueue_item *it)
+{
+    free(it);
+}
+
+/* One item on st (a worker's connection, or the loop's): ERR_OK, also for
+ * the item's own failure (logged: retrying it would hold every write
+ * after it for ever), or the database's error (the item is retried). */
+static int tunnel_wapply(struct store *st, const struct tunnel_witem *w)
+{
+    int r = ERR_OK;
+
+    switch (w->kind) {
+    case TW_STATE:
+        if (w->agent[0] != '\0' && store_agent_elsewhere(st, w->agent, NULL)) {
+            return ERR_OK;
+        }
+        r = store_tunnel_set_state(st, w->id, w->state);
+        break;
+    case TW_TOUCH:
+        r = store_tunnel_touch(st, w->id, w->when);
+        break;
+    case TW_DELETE:
+        r = store_tunnel_delete(st, w->id);
+        if (r == ERR_NOT_FOUND) {
+            r = ERR_OK; /* deleted meanwhile: the notice all the same */
+        }
+        if (r == ERR_OK) {
+            /* the other nodes close it too (a retry after a failed
+             * notice finds the row gone and tells them again) */
+            r = store_notice_publish(st, HUB_CHANGE_TUNNELS);
+        }
+        break;
+    case TW_NOTICE:
+        r = store_notice_publish(st, w->what);
+        break;
+    }
+    if (r == ERR_NOT_FOUND || r == ERR_INVALID) {
+        if (r == ERR_INVALID) {
+            log_warn("tunnel %s: a write was refused: %s", w->id, err_str(r));
+        }
+        r = ERR_OK; /* the tunnel deleted meanwhile */
+    }
+    return r;
+}
+
+static int tunnel_wwrite(struct store *st, const char *arg,
+                         const struct wqueue_item *first, size_t n)
+{
+    const struct wqueue_item *it = first;
+    int r = ERR_OK;
+
+    (void)arg;
+    for (size_t i = 0; i < n && it != NULL && r == ERR_OK; i++, it = it->next) {
+        r = tunnel_wapply(st, (const struct tunnel_witem *)it);
+    }
+    return r;
+}
+
+static struct tunnel *tunnel_find(struct tunnels *ts, const char *id);
+static void tunnel_free(struct tunnel *t, const char *result);
+
+/* On the loop, an item written: an idle tunnel's delete frees it. */
+static void tunnel_wwritten(void *owner, const struct wqueue_item *it)
+{
+    const struct tunnel_witem *w = (const struct tunnel_witem *)it;
+    struct tunnel *t;
+
+    if (w->kind != TW_DELETE || (t = tunnel_find(owner, w->id)) == NULL ||
+        !t->deleting) {
+        return;
+    }
+    log_info("tunnel %s (port %d/%s) deleted: idle for %d minutes", t->def.id,
+             t->def.local_port, tunnel_proto(t), t->def.idle_minutes);
+    tunnel_free(t, "error: the tunnel was deleted");
+}
+
+static const struct wqueue_conf tunnel_wconf = {
+    .what = "tunnel state write",
+    .batch = 1, /* each is one of the store's own transactions */
+    .retry_ms = TUNNEL_WRITE_RETRY_MS,
+    .retry_max_ms = TUNNEL_WRITE_RETRY_MAX_MS,
+    .flush_ms = TUNNEL_WRITE_FLUSH_MS,
+    .write = tunnel_wwrite,
+    .free = tunnel_wfree,
+    .written = tunnel_wwritten,
+};
+
+/* A new item of kind for tunnel id ("" for a notice), or NULL (out of
+ * memory, logged). */
+static struct tunnel_witem *tunnel_witem(enum tunnel_wkind kind, const char *id)
+{
+    struct tunnel_witem *w = calloc(1, sizeof(*w));
+
+    if (w == NULL) {
+        log_error("tunnel %s: out of memory for a store write", id);
+        return NULL;
+    }
+    w->kind = kind;
+    snprintf(w->id, sizeof(w->id), "%s", id);
+    return w;
+}
+
+/* Takes w: queued, or written at once without a worker (SQLite). false:
+ * not taken by the bound, or it failed at once (w freed either way). */
+static bool tunnel_wput(struct tunnels *ts, struct tunnel_witem *w)
+{
+    int r;
+
+    if (wqueue_off_loop(&ts->wq)) {
+        if (wqueue_put(&ts->wq, &w->q) == ERR_OK) {
+            return true;
+        }
+        tunnel_wfree(&w->q);
+        return false;
+    }
+    w->q.next = NULL;
+    if ((r = tunnel_wwrite(ts->store, NULL, &w->q, 1)) == ERR_OK) {
+        tunnel_wwritten(ts, &w->q);
+    }
+    tunnel_wfree(&w->q);
+    return r == ERR_OK;
+}
+
 /* Writes the tunnel's state to the store when it changed. */
 static void tunnel_set_state(struct tunnel *t, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* true if another node of a cluster holds the agent (store/nodes.h):
- * then the tunnel listens there, and its state is that node's to write. */
-static bool tunnel_agent_elsewhere(struct tunnels *ts, const char *agent_id)
-{
-    return store_agent_elsewhere(ts->store, agent_id, NULL);
-}
-
 /* Whether t can listen now: its agent is online here, or (a TCP tunnel,
- * with node routes) on another node of the cluster, or it goes through a
- * peer (reached anew at each connection). */
+ * with node routes) on another node of the cluster as the last read of
+ * the tunnels found it, or it goes through a peer (reached anew at each
+ * connection). */
 static bool tunnel_reachable(const struct tunnel *t)
 {
     if (t->def.peer[0] != '\0') {
@@ -304,8 +483,7 @@ static bool tunnel_reachable(const struct tunnel *t)
     if (hub_agent_online(t->ts->hub, t->def.agent_id)) {
         return true;
     }
-    return t->ts->dial.connect != NULL &&
-           tunnel_agent_elsewhere(t->ts, t->def.agent_id);
+    return t->ts->dial.connect != NULL && t->elsewhere;
 }
 
 /* Whether connections to t go through another node (the route module's
@@ -319,26 +497,29 @@ static bool tunnel_routed(const struct tunnel *t)
 static void tunnel_set_state(struct tunnel *t, const char *fmt, ...)
 {
     char state[TUNNEL_STATE_MAX + 1];
+    struct tunnel_witem *w;
     va_list ap;
-    int r;
 
     va_start(ap, fmt);
     vsnprintf(state, sizeof(state), fmt, ap);
     va_end(ap);
-    if (strcmp(state, t->state) == 0) {
+    if (strcmp(state, t->state) == 0 || t->deleting) {
         return;
     }
-    /* the state is the holding node's to write */
+    if ((w = tunnel_witem(TW_STATE, t->def.id)) == NULL) {
+        return;
+    }
+    memcpy(w->state, state, sizeof(state));
+    /* the state is the holding node's to write: another node's, if it
+     * holds the agent when the write is made */
     if (t->def.peer[0] == '\0' &&
-        !hub_agent_online(t->ts->hub, t->def.agent_id) &&
-        tunnel_agent_elsewhere(t->ts, t->def.agent_id)) {
-        memcpy(t->state, state, sizeof(state));
-        return;
+        !hub_agent_online(t->ts->hub, t->def.agent_id)) {
+        memcpy(w->agent, t->def.agent_id, sizeof(w->agent));
     }
-    r = store_tunnel_set_state(t->ts->store, t->def.id, state);
-    if (r != ERR_OK && r != ERR_NOT_FOUND) {
-        log_warn("tunnel %s: cannot write its state: %s", t->def.id,
-                 err_str(r));
+    if (!tunnel_wput(t->ts, w)) {
+        log_warn("tunnel %s: cannot write its state (%s): the store does not "
+                 "take it",
+                 t->def.id, state);
         return;
     }
     memcpy(t->state, state, sizeof(state));
@@ -1053,16 +1234,21 @@ static void tunnel_refuse(struct tunnel *t, const char *client, bool denied,
 static void tunnel_used(struct tunnel *t)
 {
     int64_t now = util_now();
-    int r;
+    struct tunnel_witem *w;
 
     t->last_used = now;
     if (now - t->touched < TUNNEL_TOUCH_SECONDS) {
         return;
     }
     t->touched = now;
-    r = store_tunnel_touch(t->ts->store, t->def.id, now);
-    if (r != ERR_OK && r != ERR_NOT_FOUND) {
-        log_warn("tunnel %s: cannot record its use: %s", t->def.id, err_str(r));
+    if ((w = tunnel_witem(TW_TOUCH, t->def.id)) == NULL) {
+        return;
+    }
+    w->when = now;
+    if (!tunnel_wput(t->ts, w)) {
+        log_warn("tunnel %s: cannot record its use: the store does not take "
+                 "it",
+                 t->def.id);
     }
 }
 
@@ -1919,45 +2105,146 @@ static void tunnel_recheck_flows(struct tunnel *t)
     }
 }
 
-void tunnels_reload(struct tunnels *ts)
-{
-    struct store_tunnel *list = NULL;
-    struct tunnel *t, *next;
-    size_t n = 0, i;
-    int r;
+/* --- reading the tunnels ------------------------------------------------ */
 
-    if (ts == NULL) {
+/*
+ * The tunnels and, for each agent of theirs, whether another node holds
+ * it: read on the tunnels' reader (a connection of its own on
+ * PostgreSQL, so a slow or stopped database holds the read, never the
+ * loop), applied on the loop (tunnels_apply). One read at a time; a
+ * change that comes while one is out asks for one more after it, so a
+ * burst of changes is one or two reads.
+ */
+struct tunnel_read {
+    struct store_work job;
+    uint64_t gen;        /* ts->asked when it started */
+    bool want_elsewhere; /* node routes: whether other nodes hold agents */
+    int r;
+    struct store_tunnel *list;
+    size_t n;
+    bool *elsewhere; /* per list entry */
+};
+
+static void tunnel_read_free(struct tunnel_read *rd)
+{
+    store_tunnel_list_free(rd->list, rd->n);
+    free(rd->elsewhere);
+    free(rd);
+}
+
+static void tunnel_read_work(struct store_work *j, struct store *st)
+{
+    struct tunnel_read *rd = (struct tunnel_read *)j;
+    size_t i, k;
+
+    if ((rd->r = store_tunnel_list(st, NULL, &rd->list, &rd->n)) != ERR_OK ||
+        rd->n == 0) {
         return;
     }
-    if ((r = store_tunnel_list(ts->store, NULL, &list, &n)) != ERR_OK) {
-        log_error("tunnels: cannot read the tunnels: %s", err_str(r));
+    if ((rd->elsewhere = calloc(rd->n, sizeof(*rd->elsewhere))) == NULL) {
+        rd->r = ERR_NOMEM;
         return;
+    }
+    for (i = 0; rd->want_elsewhere && i < rd->n; i++) {
+        if (rd->list[i].peer[0] != '\0') {
+            continue;
+        }
+        /* once per agent */
+        for (k = 0; k < i; k++) {
+            if (rd->list[k].peer[0] == '\0' &&
+                strcmp(rd->list[k].agent_id, rd->list[i].agent_id) == 0) {
+                break;
+            }
+        }
+        rd->elsewhere[i] =
+            k < i ? rd->elsewhere[k]
+                  : store_agent_elsewhere(st, rd->list[i].agent_id, NULL);
+    }
+}
+
+/* After a read: each TCP tunnel of an agent not held here listens while
+ * another node holds it, and stops when none does. */
+static void tunnels_follow_presence(struct tunnels *ts)
+{
+    struct tunnel *t;
+
+    for (t = ts->list; t != NULL; t = t->next) {
+        if (t->deleting || t->def.peer[0] != '\0' ||
+            hub_agent_online(ts->hub, t->def.agent_id)) {
+            continue;
+        }
+        if (tunnel_reachable(t)) {
+            if (!t->listening && t->retry_ms == 0) {
+                tunnel_listen(t);
+            }
+        } else if (t->listening || t->retry_ms != 0) {
+            tunnel_offline(t);
+        }
+    }
+}
+
+static void tunnels_read_again(struct loop *l, void *arg)
+{
+    struct tunnels *ts = arg;
+
+    (void)l;
+    ts->read_retry = 0;
+    tunnels_reload(ts);
+}
+
+/* A read's outcome on the loop: new tunnels listen (if they can), deleted
+ * ones close, ACL changes apply to new connections and flows, listeners
+ * follow where the agents are. */
+static void tunnels_apply(struct tunnels *ts, const struct tunnel_read *rd)
+{
+    struct tunnel *t, *next;
+    size_t i;
+
+    if (rd->r != ERR_OK) {
+        if (!ts->read_failing) {
+            log_error("tunnels: cannot read the tunnels: %s (trying again "
+                      "every %d s)",
+                      err_str(rd->r), TUNNEL_READ_RETRY_MS / 1000);
+        }
+        ts->read_failing = true;
+        if (ts->read_retry == 0) {
+            ts->read_retry = loop_add_timer(ts->loop, TUNNEL_READ_RETRY_MS,
+                                            tunnels_read_again, ts);
+        }
+        return;
+    }
+    if (ts->read_failing) {
+        log_info("tunnels: read again");
+        ts->read_failing = false;
     }
     for (t = ts->list; t != NULL; t = t->next) {
         t->seen = false;
     }
-    for (i = 0; i < n; i++) {
-        if ((t = tunnel_find(ts, list[i].id)) != NULL) {
+    for (i = 0; i < rd->n; i++) {
+        const struct store_tunnel *d = &rd->list[i];
+
+        if ((t = tunnel_find(ts, d->id)) != NULL) {
             t->seen = true;
-            if (strcmp(t->def.acl, list[i].acl) != 0) {
-                log_info("tunnel %s: ACL now %s", t->def.id, list[i].acl);
-                memcpy(t->def.acl, list[i].acl, sizeof(t->def.acl));
+            t->elsewhere = rd->elsewhere != NULL && rd->elsewhere[i];
+            if (!t->deleting && strcmp(t->def.acl, d->acl) != 0) {
+                log_info("tunnel %s: ACL now %s", t->def.id, d->acl);
+                memcpy(t->def.acl, d->acl, sizeof(t->def.acl));
                 tunnel_recheck_flows(t);
             }
             continue;
         }
         if ((t = calloc(1, sizeof(*t))) == NULL) {
-            log_error("tunnels: out of memory for tunnel %s", list[i].id);
+            log_error("tunnels: out of memory for tunnel %s", d->id);
             continue;
         }
         t->ts = ts;
-        t->def = list[i];
+        t->def = *d;
         t->seen = true;
-        memcpy(t->state, list[i].state, sizeof(t->state));
-        t->last_used = list[i].last_used > list[i].created_at
-                           ? list[i].last_used
-                           : list[i].created_at;
-        t->touched = list[i].last_used;
+        t->elsewhere = rd->elsewhere != NULL && rd->elsewhere[i];
+        memcpy(t->state, d->state, sizeof(t->state));
+        t->last_used =
+            d->last_used > d->created_at ? d->last_used : d->created_at;
+        t->touched = d->last_used;
         for (int k = 0; k < TUNNEL_SOCKS_MAX; k++) {
             t->fds[k] = -1;
         }
@@ -1979,22 +2266,117 @@ void tunnels_reload(struct tunnels *ts)
     for (t = ts->list; t != NULL; t = next) {
         next = t->next;
         if (!t->seen) {
-            log_info("tunnel %s (port %d/%s) was deleted", t->def.id,
-                     t->def.local_port, tunnel_proto(t));
+            if (!t->deleting) {
+                log_info("tunnel %s (port %d/%s) was deleted", t->def.id,
+                         t->def.local_port, tunnel_proto(t));
+            }
             tunnel_free(t, "error: the tunnel was deleted");
         }
     }
-    store_tunnel_list_free(list, n);
+    tunnels_follow_presence(ts);
 }
+
+static void tunnel_read_done(void *owner, struct store_work *j);
+
+static void tunnels_read_start(struct tunnels *ts)
+{
+    struct tunnel_read *rd = calloc(1, sizeof(*rd));
+
+    if (rd == NULL) {
+        log_error("tunnels: out of memory to read the tunnels");
+        ts->applied = ts->asked; /* nobody waits for what cannot come */
+        return;
+    }
+    rd->job.work = tunnel_read_work;
+    rd->job.done = tunnel_read_done;
+    rd->gen = ts->asked;
+    rd->want_elsewhere = ts->dial.connect != NULL;
+    ts->reading = true;
+    ts->again = false;
+    store_worker_run(ts->reader, &rd->job); /* inline on SQLite */
+}
+
+static void tunnel_read_done(void *owner, struct store_work *j)
+{
+    struct tunnel_read *rd = (struct tunnel_read *)j;
+    struct tunnels *ts = owner;
+
+    if (ts == NULL) {
+        tunnel_read_free(rd); /* dropped or forgotten at stop */
+        return;
+    }
+    ts->reading = false;
+    if (!j->ran && rd->r == ERR_OK) {
+        rd->r = ERR_STORE; /* no connection to the database */
+    }
+    tunnels_apply(ts, rd);
+    ts->applied = rd->gen;
+    tunnel_read_free(rd);
+    if (ts->applied_fn != NULL) {
+        ts->applied_fn(ts->applied_arg);
+    }
+    if (ts->again) {
+        tunnels_read_start(ts);
+    }
+}
+
+void tunnels_reload(struct tunnels *ts)
+{
+    if (ts == NULL) {
+        return;
+    }
+    ts->asked++;
+    if (ts->reading) {
+        ts->again = true; /* after the one on the worker */
+        return;
+    }
+    tunnels_read_start(ts);
+}
+
+uint64_t tunnels_asked(const struct tunnels *ts)
+{
+    return ts != NULL ? ts->asked : 0;
+}
+
+uint64_t tunnels_applied(const struct tunnels *ts)
+{
+    return ts != NULL ? ts->applied : 0;
+}
+
+void tunnels_set_applied_fn(struct tunnels *ts, void (*fn)(void *arg),
+                            void *arg)
+{
+    if (ts != NULL) {
+        ts->applied_fn = fn;
+        ts->applied_arg = arg;
+    }
+}
+
+bool tunnels_state(const struct tunnels *ts, const char *id, char *out,
+                   size_t len)
+{
+    const struct tunnel *t;
+
+    for (t = ts != NULL ? ts->list : NULL; t != NULL; t = t->next) {
+        if (strcmp(t->def.id, id) == 0 && !t->deleting) {
+            snprintf(out, len, "%s", t->state);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* --- presence, changes, the sweep ---------------------------------------- */
 
 static void tunnels_on_presence(void *arg, const char *agent_id, bool online)
 {
     struct tunnels *ts = arg;
     struct tunnel *t;
+    struct tunnel_witem *w;
     bool any = false;
 
     for (t = ts->list; t != NULL; t = t->next) {
-        if (strcmp(t->def.agent_id, agent_id) != 0) {
+        if (strcmp(t->def.agent_id, agent_id) != 0 || t->deleting) {
             continue;
         }
         any = true;
@@ -2007,34 +2389,24 @@ static void tunnels_on_presence(void *arg, const char *agent_id, bool online)
         }
     }
     /* the other nodes listen for its tunnels while it is here */
-    if (any && store_notice_publish(ts->store, HUB_CHANGE_PRESENCE) != ERR_OK) {
-        log_warn("tunnels: cannot tell the other nodes that agent %s %s",
-                 agent_id, online ? "came" : "went");
+    if (any && (w = tunnel_witem(TW_NOTICE, "")) != NULL) {
+        w->what = HUB_CHANGE_PRESENCE;
+        if (!tunnel_wput(ts, w)) {
+            log_warn("tunnels: cannot tell the other nodes that agent %s %s",
+                     agent_id, online ? "came" : "went");
+        }
     }
 }
 
-/* After presence notices: each TCP tunnel of an agent not held here
- * listens while another node holds it, and stops when none does. */
+/* After presence notices from other nodes: the tunnels read again (who
+ * holds which agent), and their listeners follow. */
 static void tunnels_presence_due(struct loop *l, void *arg)
 {
     struct tunnels *ts = arg;
-    struct tunnel *t;
 
     (void)l;
     ts->presence_timer = 0;
-    for (t = ts->list; t != NULL; t = t->next) {
-        if (t->def.peer[0] != '\0' ||
-            hub_agent_online(ts->hub, t->def.agent_id)) {
-            continue;
-        }
-        if (tunnel_reachable(t)) {
-            if (!t->listening && t->retry_ms == 0) {
-                tunnel_listen(t);
-            }
-        } else if (t->listening || t->retry_ms != 0) {
-            tunnel_offline(t);
-        }
-    }
+    tunnels_reload(ts);
 }
 
 static void tunnels_on_change(void *arg, unsigned what)
@@ -2050,6 +2422,34 @@ static void tunnels_on_change(void *arg, unsigned what)
     }
 }
 
+/* An idle tunnel: closed now, deleted once its delete is written (then
+ * freed: tunnel_wwritten). false: the delete was not taken (it is tried
+ * again at the next sweep). t may be gone when this returns true. */
+static bool tunnel_idle_delete(struct tunnel *t)
+{
+    struct tunnels *ts = t->ts;
+    struct tunnel_witem *w;
+    char id[STORE_ID_MAX + 1];
+
+    if ((w = tunnel_witem(TW_DELETE, t->def.id)) == NULL) {
+        return false;
+    }
+    memcpy(id, t->def.id, sizeof(id));
+    t->deleting = true;
+    if (!tunnel_wput(ts, w)) {
+        t->deleting = false; /* not written: t is still here */
+        log_warn("tunnel %s: cannot delete it after its idle time: the store "
+                 "does not take it",
+                 id);
+        return false;
+    }
+    if ((t = tunnel_find(ts, id)) != NULL && t->deleting) {
+        /* queued: nothing comes through it meanwhile */
+        tunnel_close(t, "error: the tunnel was deleted");
+    }
+    return true;
+}
+
 /* Once a second: idle flows, failed listeners, idle tunnels. */
 static void tunnels_sweep(struct loop *l, void *arg)
 {
@@ -2058,24 +2458,17 @@ static void tunnels_sweep(struct loop *l, void *arg)
     struct tunnel_flow *f, *fnext;
     int64_t now = util_now(), now_ms = util_mono_ms();
     int64_t flow_ms = (int64_t)ts->cfg->tunnel_udp_flow_seconds * 1000;
-    int r;
 
     ts->sweep = 0;
     for (t = ts->list; t != NULL; t = next) {
         next = t->next;
+        if (t->deleting) {
+            continue;
+        }
         if (t->def.idle_minutes > 0 && t->nconns == 0 &&
-            now - t->last_used >= (int64_t)t->def.idle_minutes * 60) {
-            r = store_tunnel_delete(ts->store, t->def.id);
-            if (r == ERR_OK || r == ERR_NOT_FOUND) {
-                log_info("tunnel %s (port %d/%s) deleted: idle for %d "
-                         "minutes",
-                         t->def.id, t->def.local_port, tunnel_proto(t),
-                         t->def.idle_minutes);
-                tunnel_free(t, "error: the tunnel was deleted");
-                continue;
-            }
-            log_warn("tunnel %s: cannot delete it after its idle time: %s",
-                     t->def.id, err_str(r));
+            now - t->last_used >= (int64_t)t->def.idle_minutes * 60 &&
+            tunnel_idle_delete(t)) {
+            continue;
         }
         for (f = t->flows; f != NULL; f = fnext) {
             fnext = f->next;
@@ -2134,6 +2527,21 @@ int tunnels_start(struct tunnels **out, const struct config *cfg,
         free(ts);
         return ERR_NOMEM;
     }
+    /* the tunnels' reads, on a connection of their own */
+    if ((ts->reader = store_worker_new(loop, store, cfg->store_path, 1,
+                                       "tunnel: reads", ts)) == NULL) {
+        store_worker_stop(ts->writer, 0);
+        free(ts->rows);
+        free(ts->dgram);
+        free(ts);
+        return ERR_NOMEM;
+    }
+    wqueue_init(&ts->wq, &tunnel_wconf, ts, TUNNEL_WRITES_MAX);
+    if (wqueue_start(&ts->wq, loop, store, cfg->store_path,
+                     "tunnel: state writes", NULL) != ERR_OK) {
+        log_warn("tunnels: their states are written on the main loop (out "
+                 "of memory for a writer of their own)");
+    }
     hub_set_presence_fn(hub, tunnels_on_presence, ts);
     hub_set_change_fn(hub, tunnels_on_change, ts);
     tunnels_reload(ts);
@@ -2158,6 +2566,12 @@ void tunnels_stop(struct tunnels *ts)
     loop_del_timer(ts->loop, ts->sweep);
     loop_del_timer(ts->loop, ts->presence_timer);
     ts->presence_timer = 0;
+    loop_del_timer(ts->loop, ts->read_retry);
+    ts->read_retry = 0;
+    /* a read on the worker is dropped (its done only frees it) */
+    store_worker_stop(ts->reader, TUNNEL_STOP_WAIT_MS);
+    ts->reader = NULL;
+    ts->applied_fn = NULL;
     while (ts->list != NULL) {
         if (ts->list->listening) {
             tunnel_set_state(ts->list, ts->list->def.peer[0] != '\0'
@@ -2165,6 +2579,20 @@ void tunnels_stop(struct tunnels *ts)
                                            : "agent offline");
         }
         tunnel_free(ts->list, "error: the server stopped");
+    }
+    /* the states just set, and what waits before them, are written now
+     * (on the loop once the queue's worker is done: bounded by the
+     * statement deadline), unless the database does not answer */
+    {
+        bool wstuck = false;
+        size_t left =
+            wqueue_stop(&ts->wq, ts->store, TUNNEL_STOP_WAIT_MS, &wstuck);
+
+        if (left > 0) {
+            log_warn("tunnels: %zu state write(s) not made at stop%s", left,
+                     wstuck ? " (the database did not answer)" : "");
+        }
+        wqueue_drop(&ts->wq);
     }
     /* The batch on a worker usually ends within the store's time limits;
      * its outcome is applied here (it stays allocated until the loop runs

@@ -52,8 +52,25 @@ int tunnels_start(struct tunnels **out, const struct config *cfg,
                   struct loop *loop, struct store *store, struct hub *hub,
                   const struct tunnel_dial *dial);
 void tunnels_stop(struct tunnels *t);
-/* Re-reads the store's tunnels: new ones listen (if their agent is
- * online), deleted ones close, ACL changes apply to new connections. */
+/* Asks for the store's tunnels to be read again: new ones listen (if
+ * their agent is online), deleted ones close, ACL changes apply to new
+ * connections. On PostgreSQL the read runs on a worker and is applied
+ * later on the loop (on SQLite before this returns); a read asked for
+ * while one runs follows it. */
 void tunnels_reload(struct tunnels *t);
+/* Reads asked for so far (tunnels_reload, the hub's changes), and the
+ * last one applied: a caller that asked sees its change applied once
+ * applied reaches what asked was just after. */
+uint64_t tunnels_asked(const struct tunnels *t);
+uint64_t tunnels_applied(const struct tunnels *t);
+/* fn(arg) on the loop after each read is applied (tunnels_applied says
+ * which); one listener (the API's answers that wait: POST /tunnels).
+ * NULL: none. */
+void tunnels_set_applied_fn(struct tunnels *t, void (*fn)(void *arg),
+                            void *arg);
+/* The state this node holds for tunnel id (as written, or being written,
+ * to the store) into out; false when it has no such tunnel. */
+bool tunnels_state(const struct tunnels *t, const char *id, char *out,
+                   size_t len);
 
 #endif

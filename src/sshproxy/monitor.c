@@ -295,13 +295,14 @@ int monitor_init(struct monitor *m, const struct config *cfg, struct loop *loop)
      * (hub_jobw.c), the job streams' reads' one (http_sse.c), the
      * retention sweep's one (daemon.c), the routes' 2 + 2 (the reads of
      * peer: and node: routes, route.c: the daemon's and the API's
-     * routes), the pairing questions' one (http_pair.c):
+     * routes), the pairing questions' one (http_pair.c), the tunnels'
+     * reads' one and their state writes' one (tunnel.c):
      * each of them may wait for connect_timeout, or longer, when the
      * database does not answer). */
     loop_reserve_workers(
         (unsigned)cfg->max_concurrent_hashes + directory_service_workers(dirs) +
         (store_worker_async(m->jobs)
-             ? 7u + MONITOR_JOB_CONNS + 2u + 3u + 1u + 4u + 4u + 1u
+             ? 7u + MONITOR_JOB_CONNS + 2u + 3u + 1u + 4u + 4u + 1u + 2u
              : 0u));
     directory_service_set_shared(dirs);
     m->hashes = password_pool_new(loop, (unsigned)cfg->max_concurrent_hashes,
