@@ -10,7 +10,6 @@ store holds what the tunnels did. Before, each of these held the whole
 loop until the lock went or the statement deadline (3 s) passed."""
 
 import json
-import socket
 import time
 
 import pclib
@@ -18,6 +17,7 @@ from agentlib import make_agent, netns, wait_agent  # noqa: F401
 from test_store_pg import lock_tables
 from test_store_pg_offloop2 import _Frozen, probe_while
 from test_store_pg_offloop3 import _close
+from test_tunnel import tcp_echo, tcp_refused
 
 # the slowest page while a read or write waits (see test_job_writes_
 # offloop.py: a held loop is the lock's length or the 3 s deadline)
@@ -32,6 +32,18 @@ def _tunnels(f):
     return {t["id"]: t for t in json.loads(out)}
 
 
+def _tunnel_add(f, a, echo):
+    """A TCP tunnel through agent a to the echo service: (id, port), once
+    it listens."""
+    rc, out, err = f.p.cli("tunnel", "add", a.id, "--remote",
+                           "127.0.0.1:%d" % echo.port, "--acl",
+                           "127.0.0.1/32")
+    assert rc == 0, err
+    t = pclib.parse_kv(out)
+    assert t["state"] == "listening", out
+    return t["id"], int(t["port"])
+
+
 def _setup(tmp_path, make_agent):  # noqa: F811
     """A server on its own PostgreSQL, an agent, a TCP tunnel through it
     to an echo service, listening."""
@@ -40,37 +52,11 @@ def _setup(tmp_path, make_agent):  # noqa: F811
         echo = pclib.EchoServer()
         a = make_agent(f.p)
         wait_agent(f.p, a.id)
-        rc, out, err = f.p.cli("tunnel", "add", a.id, "--remote",
-                               "127.0.0.1:%d" % echo.port, "--acl",
-                               "127.0.0.1/32")
-        assert rc == 0, err
-        t = pclib.parse_kv(out)
-        assert t["state"] == "listening", out
-        return f, a, echo, t["id"], int(t["port"])
+        tid, port = _tunnel_add(f, a, echo)
+        return f, a, echo, tid, port
     except BaseException:
         _close(f)
         raise
-
-
-def _refused(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=3).close()
-        return False
-    except ConnectionRefusedError:
-        return True
-
-
-def _echo_through(port, data=b"ping\n"):
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.settimeout(10)
-        s.sendall(data)
-        got = b""
-        while len(got) < len(data):
-            d = s.recv(4096)
-            if not d:
-                break
-            got += d
-        return got
 
 
 def test_an_agent_gone_while_the_tunnels_table_is_locked(tmp_path,
@@ -81,7 +67,7 @@ def test_an_agent_gone_while_the_tunnels_table_is_locked(tmp_path,
     store once the lock goes."""
     f, a, echo, tid, port = _setup(tmp_path, make_agent)
     try:
-        assert _echo_through(port) == b"ping\n"
+        assert tcp_echo(port) == b"ping\n"
         holder = lock_tables(f.own, f.dbname, "tunnels", seconds=2.5,
                              mode="EXCLUSIVE")
 
@@ -89,7 +75,7 @@ def test_an_agent_gone_while_the_tunnels_table_is_locked(tmp_path,
             a.kill()
             # the listener closes on the loop, before any write
             return pclib.wait_for(
-                lambda: _refused(port) or None, 5,
+                lambda: tcp_refused(port) or None, 5,
                 "the tunnel's port closes")
         r, _, worst = probe_while(f.p.http_port, fire, 1.8, settle=0.1)
         assert r is True, r
@@ -105,7 +91,7 @@ def test_an_agent_gone_while_the_tunnels_table_is_locked(tmp_path,
         wait_agent(f.p, a.id)
         pclib.wait_for(lambda: _tunnels(f)[tid]["state"] == "listening"
                        or None, 15, "listening again")
-        assert _echo_through(port) == b"ping\n"
+        assert tcp_echo(port) == b"ping\n"
     finally:
         echo.close()
         _close(f)
@@ -128,21 +114,16 @@ def test_another_nodes_change_while_the_tunnels_cannot_be_read(
                        "'%d nodeelsewhere')" % CHANGE_TUNNELS)
             time.sleep(0.3)
             # the listener, the loop's, still relays
-            return _echo_through(port)
+            return tcp_echo(port)
         r, _, worst = probe_while(f.p.http_port, fire, 1.8, settle=0.1)
         assert r == b"ping\n", r
         print("tunnels' read held by a lock: the slowest page %.3f s" % worst)
         assert worst < LOOP_LIMIT, "the tunnels' read held the loop " \
             "(the page took %.2f s)" % worst
         holder.wait(30)
-        rc, out, err = f.p.cli("tunnel", "add", a.id, "--remote",
-                               "127.0.0.1:%d" % echo.port, "--acl",
-                               "127.0.0.1/32")
-        assert rc == 0, err
-        t = pclib.parse_kv(out)
-        assert t["state"] == "listening", out
-        assert _echo_through(int(t["port"])) == b"ping\n"
-        assert _echo_through(port) == b"ping\n"
+        _, port2 = _tunnel_add(f, a, echo)
+        assert tcp_echo(port2) == b"ping\n"
+        assert tcp_echo(port) == b"ping\n"
     finally:
         echo.close()
         _close(f)
