@@ -292,7 +292,11 @@ static void http_sse_read_done(void *owner, struct store_work *w)
     if (s != NULL) {
         s->rd = NULL;
     }
-    if (s != NULL && w->ran && rd->r == ERR_OK) {
+    /* bytes read from the offsets the stream had when the read started:
+     * if it moved meanwhile (the hub's live output), they would be sent
+     * at the wrong place; the next tick reads again from where it is */
+    if (s != NULL && w->ran && rd->r == ERR_OK && rd->off[0] == s->off[0] &&
+        rd->off[1] == s->off[1]) {
         src[0] = rd->j.out;
         src[1] = rd->j.err;
         len[0] = rd->j.out_len;
@@ -549,6 +553,12 @@ static int http_sse_open(struct http_req *req, struct http_req *real,
     }
     if (http_conn_stream(real, s) != ERR_OK) {
         http_sse_free(s);
+        if (real != req) {
+            /* undeferred above: the worker's copy no longer answers it */
+            http_error(real, 500, "internal", "Internal error",
+                       "cannot stream");
+            http_resume(real);
+        }
         return http_error(req, 500, "internal", "Internal error",
                           "cannot stream");
     }
