@@ -26,8 +26,10 @@
  * One sweep timer per second closes idle flows, retries listeners that
  * failed (a port taken by another program), and deletes tunnels idle for
  * their idle_minutes. The store hears about use at most once a minute per
- * tunnel (store_tunnel_touch): it is SQLite, and a busy UDP tunnel sees
- * thousands of datagrams a second.
+ * tunnel (store_tunnel_touch; a quarter of the idle time when that is
+ * shorter): a busy UDP tunnel sees thousands of datagrams a second. On a
+ * cluster a node deletes an idle tunnel only if no other node recorded a
+ * use later than its own (store_tunnel_delete_idle).
  *
  * On a cluster a tunnel listens on every node while its agent is online
  * on any of them: a node that does not hold the agent takes the same way
@@ -117,10 +119,12 @@
  * went) coalesce over this long: after a node's failure its agents come
  * back to the others by the hundred. */
 #define TUNNEL_PRESENCE_MS 200
-#define TUNNEL_RETRY_MS 10000   /* listen again after an error */
-#define TUNNEL_PAUSE_MS 1000    /* accept paused after running out of fds */
-#define TUNNEL_TOUCH_SECONDS 60 /* store_tunnel_touch at most this often */
-#define TUNNEL_DENY_ROWS 10     /* "denied" rows per tunnel per minute */
+#define TUNNEL_RETRY_MS 10000 /* listen again after an error */
+#define TUNNEL_PAUSE_MS 1000  /* accept paused after running out of fds */
+#define TUNNEL_TOUCH_SECONDS                                                   \
+    60                      /* store_tunnel_touch at most this often           \
+                             * (a quarter of a shorter idle time) */
+#define TUNNEL_DENY_ROWS 10 /* "denied" rows per tunnel per minute */
 #define TUNNEL_DENY_WINDOW_MS 60000
 #define TUNNEL_DENIED_CACHE 8     /* UDP sources refused recently */
 #define TUNNEL_ROWS_MAX 128       /* report writes queued before a flush */
@@ -275,6 +279,14 @@ struct tunnels {
     void *applied_arg;
     /* the tunnels' writes (state, use, idle delete, presence notice) */
     struct wqueue wq;
+    /* tunnels deleted (idle) while a read was on the worker: that read
+     * may list them still, and must not make them again */
+    struct tunnel_gone *gone;
+};
+
+struct tunnel_gone {
+    struct tunnel_gone *next;
+    char id[STORE_ID_MAX + 1];
 };
 
 /* One batch of report writes on a worker (see tunnel_batch_run). */
@@ -339,8 +351,15 @@ struct tunnel_witem {
      * state is the holder's to write); "": always */
     char agent[AGENT_ID_MAX + 1];
     char state[TUNNEL_STATE_MAX + 1];
-    int64_t when;  /* TW_TOUCH */
+    int64_t when;  /* TW_TOUCH; TW_DELETE: this node's last use */
     unsigned what; /* TW_NOTICE: HUB_CHANGE_* */
+    /* TW_DELETE's outcome, set by the write (the queue's thread, through
+     * out, which points at it; read on the loop once written): used since
+     * through another node, last then its last use */
+    struct tunnel_wout {
+        bool kept;
+        int64_t last;
+    } outcome, *out;
 };
 
 static void tunnel_wfree(struct wqueue_item *it)
@@ -366,7 +385,12 @@ static int tunnel_wapply(struct store *st, const struct tunnel_witem *w)
         r = store_tunnel_touch(st, w->id, w->when);
         break;
     case TW_DELETE:
-        r = store_tunnel_delete(st, w->id);
+        /* only if no node used it since (their uses are in the store) */
+        r = store_tunnel_delete_idle(st, w->id, w->when, &w->out->last);
+        w->out->kept = r == ERR_DENIED;
+        if (r == ERR_DENIED) {
+            return ERR_OK;
+        }
         if (r == ERR_NOT_FOUND) {
             r = ERR_OK; /* deleted meanwhile: the notice all the same */
         }
@@ -405,14 +429,48 @@ static int tunnel_wwrite(struct store *st, const char *arg,
 static struct tunnel *tunnel_find(struct tunnels *ts, const char *id);
 static void tunnel_free(struct tunnel *t, const char *result);
 
-/* On the loop, an item written: an idle tunnel's delete frees it. */
+static bool tunnel_reachable(const struct tunnel *t);
+static void tunnel_listen(struct tunnel *t);
+static void tunnel_set_state(struct tunnel *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* On the loop, an item written: an idle tunnel's delete frees it, or,
+ * when another node used it since, it listens again with that use as
+ * its last. */
 static void tunnel_wwritten(void *owner, const struct wqueue_item *it)
 {
     const struct tunnel_witem *w = (const struct tunnel_witem *)it;
+    struct tunnels *ts = owner;
     struct tunnel *t;
+    struct tunnel_gone *g;
 
-    if (w->kind != TW_DELETE || (t = tunnel_find(owner, w->id)) == NULL ||
-        !t->deleting) {
+    if (w->kind != TW_DELETE) {
+        return;
+    }
+    if ((t = tunnel_find(ts, w->id)) != NULL && t->deleting &&
+        w->outcome.kept) {
+        t->deleting = false;
+        if (w->outcome.last > t->last_used) {
+            t->last_used = w->outcome.last;
+        }
+        log_info("tunnel %s: not deleted: used through another node since",
+                 t->def.id);
+        if (tunnel_reachable(t)) {
+            tunnel_listen(t);
+        }
+        return;
+    }
+    if (w->outcome.kept) {
+        return;
+    }
+    /* a read on the worker may have listed it before the delete: it
+     * must not bring it back (tunnels_apply) */
+    if (ts->reading && (g = calloc(1, sizeof(*g))) != NULL) {
+        snprintf(g->id, sizeof(g->id), "%s", w->id);
+        g->next = ts->gone;
+        ts->gone = g;
+    }
+    if (t == NULL || !t->deleting) {
         return;
     }
     log_info("tunnel %s (port %d/%s) deleted: idle for %d minutes", t->def.id,
@@ -429,6 +487,9 @@ static const struct wqueue_conf tunnel_wconf = {
     .write = tunnel_wwrite,
     .free = tunnel_wfree,
     .written = tunnel_wwritten,
+    /* the API's reads of the report and the audit log read nothing of
+     * these (and GET /tunnels does not wait for writers) */
+    .no_read_gate = true,
 };
 
 /* A new item of kind for tunnel id ("" for a notice), or NULL (out of
@@ -442,34 +503,31 @@ static struct tunnel_witem *tunnel_witem(enum tunnel_wkind kind, const char *id)
         return NULL;
     }
     w->kind = kind;
+    w->out = &w->outcome;
     snprintf(w->id, sizeof(w->id), "%s", id);
     return w;
 }
 
-/* Takes w: queued, or written at once without a worker (SQLite). false:
- * not taken by the bound, or it failed at once (w freed either way). */
-static bool tunnel_wput(struct tunnels *ts, struct tunnel_witem *w)
+/* Takes w: queued, or written at once without a worker (SQLite). ERR_OK,
+ * else ERR_STORE (the queue's bound: the store does not take writes) or
+ * the write's error (w freed either way). */
+static int tunnel_wput(struct tunnels *ts, struct tunnel_witem *w)
 {
     int r;
 
     if (wqueue_off_loop(&ts->wq)) {
-        if (wqueue_put(&ts->wq, &w->q) == ERR_OK) {
-            return true;
+        if ((r = wqueue_put(&ts->wq, &w->q)) != ERR_OK) {
+            tunnel_wfree(&w->q);
         }
-        tunnel_wfree(&w->q);
-        return false;
+        return r;
     }
     w->q.next = NULL;
     if ((r = tunnel_wwrite(ts->store, NULL, &w->q, 1)) == ERR_OK) {
         tunnel_wwritten(ts, &w->q);
     }
     tunnel_wfree(&w->q);
-    return r == ERR_OK;
+    return r;
 }
-
-/* Writes the tunnel's state to the store when it changed. */
-static void tunnel_set_state(struct tunnel *t, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
 
 /* Whether t can listen now: its agent is online here, or (a TCP tunnel,
  * with node routes) on another node of the cluster as the last read of
@@ -494,11 +552,13 @@ static bool tunnel_routed(const struct tunnel *t)
            !hub_agent_online(t->ts->hub, t->def.agent_id);
 }
 
+/* Writes the tunnel's state to the store when it changed. */
 static void tunnel_set_state(struct tunnel *t, const char *fmt, ...)
 {
     char state[TUNNEL_STATE_MAX + 1];
     struct tunnel_witem *w;
     va_list ap;
+    int r;
 
     va_start(ap, fmt);
     vsnprintf(state, sizeof(state), fmt, ap);
@@ -516,10 +576,9 @@ static void tunnel_set_state(struct tunnel *t, const char *fmt, ...)
         !hub_agent_online(t->ts->hub, t->def.agent_id)) {
         memcpy(w->agent, t->def.agent_id, sizeof(w->agent));
     }
-    if (!tunnel_wput(t->ts, w)) {
-        log_warn("tunnel %s: cannot write its state (%s): the store does not "
-                 "take it",
-                 t->def.id, state);
+    if ((r = tunnel_wput(t->ts, w)) != ERR_OK) {
+        log_warn("tunnel %s: cannot write its state (%s): %s", t->def.id, state,
+                 err_str(r));
         return;
     }
     memcpy(t->state, state, sizeof(state));
@@ -1235,9 +1294,15 @@ static void tunnel_used(struct tunnel *t)
 {
     int64_t now = util_now();
     struct tunnel_witem *w;
+    int r;
 
     t->last_used = now;
-    if (now - t->touched < TUNNEL_TOUCH_SECONDS) {
+    /* the store's last use is what the other nodes' idle time counts
+     * from (tunnel_idle_delete): for a short idle time it is written
+     * more often, so it lags the real one by a quarter of it at most */
+    if (now - t->touched < TUNNEL_TOUCH_SECONDS &&
+        (t->def.idle_minutes <= 0 ||
+         now - t->touched < (int64_t)t->def.idle_minutes * 15)) {
         return;
     }
     t->touched = now;
@@ -1245,10 +1310,8 @@ static void tunnel_used(struct tunnel *t)
         return;
     }
     w->when = now;
-    if (!tunnel_wput(t->ts, w)) {
-        log_warn("tunnel %s: cannot record its use: the store does not take "
-                 "it",
-                 t->def.id);
+    if ((r = tunnel_wput(t->ts, w)) != ERR_OK) {
+        log_warn("tunnel %s: cannot record its use: %s", t->def.id, err_str(r));
     }
 }
 
@@ -2156,9 +2219,13 @@ static void tunnel_read_work(struct store_work *j, struct store *st)
                 break;
             }
         }
-        rd->elsewhere[i] =
-            k < i ? rd->elsewhere[k]
-                  : store_agent_elsewhere(st, rd->list[i].agent_id, NULL);
+        if (k < i) {
+            rd->elsewhere[i] = rd->elsewhere[k];
+        } else if ((rd->r = store_agent_holder(st, rd->list[i].agent_id,
+                                               &rd->elsewhere[i], NULL)) !=
+                   ERR_OK) {
+            return; /* not "nowhere": the read failed (tried again) */
+        }
     }
 }
 
@@ -2190,6 +2257,28 @@ static void tunnels_read_again(struct loop *l, void *arg)
     (void)l;
     ts->read_retry = 0;
     tunnels_reload(ts);
+}
+
+static bool tunnels_gone(const struct tunnels *ts, const char *id)
+{
+    for (const struct tunnel_gone *g = ts->gone; g != NULL; g = g->next) {
+        if (strcmp(g->id, id) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* After a read came back: the next one starts after every delete so
+ * far was written, so it cannot list them. */
+static void tunnels_gone_clear(struct tunnels *ts)
+{
+    while (ts->gone != NULL) {
+        struct tunnel_gone *g = ts->gone;
+
+        ts->gone = g->next;
+        free(g);
+    }
 }
 
 /* A read's outcome on the loop: new tunnels listen (if they can), deleted
@@ -2226,12 +2315,19 @@ static void tunnels_apply(struct tunnels *ts, const struct tunnel_read *rd)
         if ((t = tunnel_find(ts, d->id)) != NULL) {
             t->seen = true;
             t->elsewhere = rd->elsewhere != NULL && rd->elsewhere[i];
+            /* another node's use keeps it from idling out here too */
+            if (d->last_used > t->last_used) {
+                t->last_used = d->last_used;
+            }
             if (!t->deleting && strcmp(t->def.acl, d->acl) != 0) {
                 log_info("tunnel %s: ACL now %s", t->def.id, d->acl);
                 memcpy(t->def.acl, d->acl, sizeof(t->def.acl));
                 tunnel_recheck_flows(t);
             }
             continue;
+        }
+        if (tunnels_gone(ts, d->id)) {
+            continue; /* listed before its delete was written */
         }
         if ((t = calloc(1, sizeof(*t))) == NULL) {
             log_error("tunnels: out of memory for tunnel %s", d->id);
@@ -2285,6 +2381,9 @@ static void tunnels_read_start(struct tunnels *ts)
     if (rd == NULL) {
         log_error("tunnels: out of memory to read the tunnels");
         ts->applied = ts->asked; /* nobody waits for what cannot come */
+        if (ts->applied_fn != NULL) {
+            ts->applied_fn(ts->applied_arg);
+        }
         return;
     }
     rd->job.work = tunnel_read_work;
@@ -2310,6 +2409,7 @@ static void tunnel_read_done(void *owner, struct store_work *j)
         rd->r = ERR_STORE; /* no connection to the database */
     }
     tunnels_apply(ts, rd);
+    tunnels_gone_clear(ts); /* the next read starts after those deletes */
     ts->applied = rd->gen;
     tunnel_read_free(rd);
     if (ts->applied_fn != NULL) {
@@ -2391,7 +2491,7 @@ static void tunnels_on_presence(void *arg, const char *agent_id, bool online)
     /* the other nodes listen for its tunnels while it is here */
     if (any && (w = tunnel_witem(TW_NOTICE, "")) != NULL) {
         w->what = HUB_CHANGE_PRESENCE;
-        if (!tunnel_wput(ts, w)) {
+        if (tunnel_wput(ts, w) != ERR_OK) {
             log_warn("tunnels: cannot tell the other nodes that agent %s %s",
                      agent_id, online ? "came" : "went");
         }
@@ -2430,23 +2530,26 @@ static bool tunnel_idle_delete(struct tunnel *t)
     struct tunnels *ts = t->ts;
     struct tunnel_witem *w;
     char id[STORE_ID_MAX + 1];
+    int r;
 
     if ((w = tunnel_witem(TW_DELETE, t->def.id)) == NULL) {
         return false;
     }
     memcpy(id, t->def.id, sizeof(id));
+    /* not if another node recorded a use later than this node knows */
+    w->when = t->last_used;
     t->deleting = true;
-    if (!tunnel_wput(ts, w)) {
+    if ((r = tunnel_wput(ts, w)) != ERR_OK) {
         t->deleting = false; /* not written: t is still here */
-        log_warn("tunnel %s: cannot delete it after its idle time: the store "
-                 "does not take it",
-                 id);
+        log_warn("tunnel %s: cannot delete it after its idle time: %s", id,
+                 err_str(r));
         return false;
     }
     if ((t = tunnel_find(ts, id)) != NULL && t->deleting) {
         /* queued: nothing comes through it meanwhile */
         tunnel_close(t, "error: the tunnel was deleted");
     }
+    /* (on SQLite it is gone now, or listens again if used since) */
     return true;
 }
 
@@ -2639,6 +2742,7 @@ void tunnels_stop(struct tunnels *ts)
     while (ts->later != NULL) {
         tunnel_later_pop(ts);
     }
+    tunnels_gone_clear(ts);
     free(ts->later_ops);
     free(ts->rows);
     free(ts->dgram);

@@ -129,6 +129,10 @@ int store_agent_get(struct store *st, const char *id, struct store_agent *out);
  * its node set and not st's own: store_node_self); false on any error.
  * node (NODE_ID_MAX + 1 bytes, or NULL): that node's ID when true. */
 bool store_agent_elsewhere(struct store *st, const char *id, char *node);
+/* The same, telling a failed read apart: ERR_OK with *elsewhere set (an
+ * unknown agent is held nowhere), else the store's error. */
+int store_agent_holder(struct store *st, const char *id, bool *elsewhere,
+                       char *node);
 /* Sorted by name, then ID. */
 int store_agent_list(struct store *st, struct store_agent **list, size_t *n);
 void store_agent_list_free(struct store_agent *list, size_t n);
@@ -149,7 +153,17 @@ void store_tunnel_list_free(struct store_tunnel *list, size_t n);
 /* Replaces the ACL (the only field that changes after creation). */
 int store_tunnel_set_acl(struct store *st, const char *id, const char *acl);
 int store_tunnel_set_state(struct store *st, const char *id, const char *state);
+/* Records a use at when; a later one already recorded (another node's)
+ * stays. */
 int store_tunnel_touch(struct store *st, const char *id, int64_t when);
 int store_tunnel_delete(struct store *st, const char *id);
+/*
+ * Deletes idle tunnel id unless a use (or its creation) later than known,
+ * the caller's last use of it, is recorded: ERR_OK. ERR_DENIED: one is
+ * (another node's, by store_tunnel_touch), *last (may be NULL) then that
+ * time. ERR_NOT_FOUND: no such tunnel.
+ */
+int store_tunnel_delete_idle(struct store *st, const char *id, int64_t known,
+                             int64_t *last);
 
 #endif

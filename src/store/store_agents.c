@@ -375,22 +375,36 @@ int store_agent_all_offline(struct store *st)
     return store_tx_end(st, r);
 }
 
-bool store_agent_elsewhere(struct store *st, const char *id, char *node)
+int store_agent_holder(struct store *st, const char *id, bool *elsewhere,
+                       char *node)
 {
     struct store_agent *a = malloc(sizeof(*a));
-    bool r;
+    int r;
 
+    *elsewhere = false;
     if (a == NULL) {
-        return false;
+        return ERR_NOMEM;
     }
-    r = store_agent_get(st, id, a) == ERR_OK && a->online &&
-        a->node[0] != '\0' && strcmp(a->node, store_node_self(st)) != 0;
-    if (r && node != NULL) {
-        memcpy(node, a->node, sizeof(a->node));
+    r = store_agent_get(st, id, a);
+    if (r == ERR_OK) {
+        *elsewhere = a->online && a->node[0] != '\0' &&
+                     strcmp(a->node, store_node_self(st)) != 0;
+        if (*elsewhere && node != NULL) {
+            memcpy(node, a->node, sizeof(a->node));
+        }
+    } else if (r == ERR_NOT_FOUND) {
+        r = ERR_OK; /* held nowhere */
     }
     sodium_memzero(a, sizeof(*a));
     free(a);
     return r;
+}
+
+bool store_agent_elsewhere(struct store *st, const char *id, char *node)
+{
+    bool elsewhere;
+
+    return store_agent_holder(st, id, &elsewhere, node) == ERR_OK && elsewhere;
 }
 
 int store_agent_get(struct store *st, const char *id, struct store_agent *out)

@@ -172,17 +172,66 @@ int store_tunnel_set_state(struct store *st, const char *id, const char *state)
 int store_tunnel_touch(struct store *st, const char *id, int64_t when)
 {
     char nid[STORE_ID_MAX + 1];
+    int r;
 
     if (id == NULL || !store_id_norm(id, nid)) {
         return ERR_NOT_FOUND;
     }
-    return store_update_one(st, "tunnel touch",
-                            "UPDATE tunnels SET last_used = $1 WHERE id = $2",
-                            "it", when, nid);
+    r = store_update_one(st, "tunnel touch",
+                         "UPDATE tunnels SET last_used = $1 WHERE id = $2"
+                         " AND (last_used IS NULL OR last_used < $1)",
+                         "it", when, nid);
+    if (r == ERR_NOT_FOUND) {
+        /* none changed: no such tunnel, or a later use is there */
+        struct store_tunnel *t = malloc(sizeof(*t));
+
+        if (t == NULL) {
+            return ERR_NOMEM;
+        }
+        r = store_tunnel_get(st, nid, t);
+        free(t);
+    }
+    return r;
 }
 
 int store_tunnel_delete(struct store *st, const char *id)
 {
     return store_delete_id(st, "tunnel delete",
                            "DELETE FROM tunnels WHERE id = $1", id);
+}
+
+int store_tunnel_delete_idle(struct store *st, const char *id, int64_t known,
+                             int64_t *last)
+{
+    char nid[STORE_ID_MAX + 1];
+    struct store_tunnel *t = NULL;
+    int r, n = 0;
+
+    if (id == NULL || !store_id_norm(id, nid)) {
+        return ERR_NOT_FOUND;
+    }
+    if ((r = store_tx_begin(st, true)) != ERR_OK) {
+        return r;
+    }
+    r = store_run(st, "tunnel delete idle",
+                  "DELETE FROM tunnels WHERE id = $1 AND created_at <= $2 AND"
+                  " (last_used IS NULL OR last_used <= $2)",
+                  &n, "ti", nid, known);
+    if (r == ERR_OK && n == 0) {
+        /* gone, or used since (another node's use) */
+        if ((t = calloc(1, sizeof(*t))) == NULL) {
+            r = ERR_NOMEM;
+        } else if ((r = store_query_one(st, "tunnel get",
+                                        TUNNEL_SELECT " WHERE id = $1", nid,
+                                        tunnel_fill, t)) == ERR_OK) {
+            if (last != NULL) {
+                *last =
+                    t->last_used > t->created_at ? t->last_used : t->created_at;
+            }
+            r = ERR_DENIED;
+        }
+        free(t);
+    }
+    /* ERR_DENIED and ERR_NOT_FOUND changed nothing: commit or not alike */
+    return store_tx_end(st, r);
 }

@@ -340,7 +340,9 @@ int wqueue_start(struct wqueue *q, struct loop *l, struct store *main,
         return ERR_OK;
     }
     /* the API's reads on other connections wait for it (http_offloop.c) */
-    store_worker_set_writer(w);
+    if (!q->conf->no_read_gate) {
+        store_worker_set_writer(w);
+    }
     if (arg != NULL && (q->arg = strdup(arg)) == NULL) {
         (void)store_worker_stop(w, 0);
         return ERR_NOMEM;

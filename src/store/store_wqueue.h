@@ -93,6 +93,11 @@ struct wqueue_conf {
     /* optional, on the loop: it was written (committed), just before it
      * is freed; not called for an item dropped or left to a stuck batch */
     void (*written)(void *owner, const struct wqueue_item *it);
+    /* true: nothing the API reads after a write of the loop's (its RW
+     * routes: the report, the audit log, jobs) comes from this queue, so
+     * those reads do not wait for it (store_worker_set_writer is not
+     * called for its worker) */
+    bool no_read_gate;
 };
 
 struct wqueue {

@@ -14,7 +14,9 @@ Whatever a fixture starts it stops, also when the test fails. A server
 whose log shows a sanitizer report fails the test that was running.
 """
 
+import fcntl
 import os
+import pwd
 import subprocess
 import time
 
@@ -230,13 +232,26 @@ def pctarget():
     vaulted password log in as. Created once if missing (needs root)."""
     if os.geteuid() != 0:
         pytest.skip("needs root: creates the account pctarget, runs sshd")
-    if subprocess.run(["id", "-u", PCTARGET_USER], capture_output=True,
-                      timeout=10).returncode != 0:
-        r = pclib.run(["useradd", "-m", "-s", "/bin/bash", PCTARGET_USER])
+    # one test process at a time (xdist workers, other runs on the box)
+    with open("/tmp/portcullis-pctarget.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if subprocess.run(["id", "-u", PCTARGET_USER], capture_output=True,
+                          timeout=10).returncode != 0:
+            r = pclib.run(["useradd", "-m", "-s", "/bin/bash",
+                           PCTARGET_USER])
+            assert r.rc == 0, r
+        r = pclib.run(["chpasswd"], input="%s:%s\n" % (PCTARGET_USER,
+                                                        PCTARGET_PASSWORD))
         assert r.rc == 0, r
-    r = pclib.run(["chpasswd"], input="%s:%s\n" % (PCTARGET_USER,
-                                                    PCTARGET_PASSWORD))
-    assert r.rc == 0, r
+        # Its home must be its own (Ansible and scp write there): a home
+        # left by an earlier account of that name, deleted and made again
+        # with another uid, is not (useradd -m keeps a directory it finds).
+        pw = pwd.getpwnam(PCTARGET_USER)
+        os.makedirs(pw.pw_dir, mode=0o755, exist_ok=True)
+        if os.stat(pw.pw_dir).st_uid != pw.pw_uid:
+            r = pclib.run(["chown", "-R", "%d:%d" % (pw.pw_uid, pw.pw_gid),
+                           pw.pw_dir])
+            assert r.rc == 0, r
     return PCTARGET_USER, PCTARGET_PASSWORD
 
 

@@ -341,6 +341,16 @@ def test_tunnel_added_on_b_listens_on_a(cluster, make_agent, pctarget,
         target.stop()
 
 
+def banner(host, port):
+    """Whether an SSH server's banner comes from host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=10) as s:
+            s.settimeout(10)
+            return s.recv(64).startswith(b"SSH-2.0-")
+    except OSError:
+        return False
+
+
 def test_tunnel_port_on_every_node(cluster, make_agent, pctarget, tmp_path):
     """A TCP tunnel listens on every node while its agent is online on
     one: node b, which does not hold the agent (here on 127.0.0.2, the
@@ -352,15 +362,6 @@ def test_tunnel_port_on_every_node(cluster, make_agent, pctarget, tmp_path):
     a, b, ns = cluster
     target = NsTarget(tmp_path / "target", ns, *pctarget)
     target.start()
-
-    def banner(host, port):
-        try:
-            with socket.create_connection((host, port), timeout=10) as s:
-                s.settimeout(10)
-                return s.recv(64).startswith(b"SSH-2.0-")
-        except OSError:
-            return False
-
     try:
         ag = make_agent(a, netns=ns, server=url(a, ns))
         wait_agent(a, ag.id)
@@ -401,6 +402,44 @@ def test_tunnel_port_on_every_node(cluster, make_agent, pctarget, tmp_path):
         while not banner("127.0.0.2", port):
             assert time.monotonic() < deadline, b.log_tail()
             time.sleep(0.3)
+    finally:
+        target.stop()
+
+
+def test_a_tunnel_used_through_b_does_not_idle_out_on_a(cluster, make_agent,
+                                                       pctarget, tmp_path):
+    """A tunnel with a one-minute idle time, used only through node b
+    (which records the use in the store): node a, which holds the agent
+    and saw no use itself, does not delete it when its own minute is up
+    (its delete is conditional on the store's last use) and listens
+    again."""
+    a, b, ns = cluster
+    target = NsTarget(tmp_path / "target", ns, *pctarget)
+    target.start()
+    try:
+        ag = make_agent(a, netns=ns, server=url(a, ns))
+        wait_agent(a, ag.id)
+        made = time.monotonic()
+        _, out, _ = b.cli("tunnel", "add", ag.id, "--remote",
+                          "127.0.0.1:%d" % target.port, "--acl",
+                          "127.0.0.0/8", "--idle-timeout", "1")
+        kv = pclib.parse_kv(out)
+        tid, port = kv["id"], int(kv["port"])
+        pclib.wait_for(lambda: banner("127.0.0.2", port) or None, 15,
+                       "b listens")
+        # used through b half-way through the minute
+        time.sleep(max(0.0, 30 - (time.monotonic() - made)))
+        assert banner("127.0.0.2", port)
+        # a's minute (from the tunnel's creation, all it saw itself) is
+        # up: it keeps the tunnel, counting from b's use
+        time.sleep(max(0.0, 72 - (time.monotonic() - made)))
+        assert "deleted: idle" not in a.log_text(), a.log_tail()
+        _, out, _ = a.cli("tunnel", "list", "--json")
+        assert tid in {t["id"] for t in json.loads(out)}
+        assert "tunnel %s: not deleted: used through another node since" % \
+            tid in a.log_text(), a.log_tail()
+        pclib.wait_for(lambda: banner("127.0.0.1", port) or None, 15,
+                       "a listens again")
     finally:
         target.stop()
 

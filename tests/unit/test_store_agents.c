@@ -481,6 +481,28 @@ static void test_tunnels(void **state)
     assert_string_equal(got.acl, "10.0.0.0/8,::1/128");
     assert_string_equal(got.state, "listening");
     assert_int_equal(got.last_used, 4242);
+    /* an older use (another node's, written late) does not go back */
+    assert_int_equal(store_tunnel_touch(f->st, t1.id, 4000), ERR_OK);
+    assert_int_equal(store_tunnel_get(f->st, t1.id, &got), ERR_OK);
+    assert_int_equal(got.last_used, 4242);
+
+    /* an idle delete: not while a use (4242) or the creation (1000)
+     * later than the caller's last use is recorded; then yes */
+    int64_t last = 0;
+
+    assert_int_equal(store_tunnel_delete_idle(f->st, t1.id, 4241, &last),
+                     ERR_DENIED);
+    assert_int_equal(last, 4242);
+    assert_int_equal(store_tunnel_delete_idle(f->st, t3.id, 999, &last),
+                     ERR_DENIED);
+    assert_int_equal(last, 1000);
+    assert_int_equal(store_tunnel_delete_idle(f->st, t3.id, 1000, NULL),
+                     ERR_OK);
+    assert_int_equal(store_tunnel_get(f->st, t3.id, &got), ERR_NOT_FOUND);
+    assert_int_equal(store_tunnel_delete_idle(f->st, t3.id, 1000, NULL),
+                     ERR_NOT_FOUND);
+    assert_int_equal(store_tunnel_delete_idle(f->st, "nope", 1000, NULL),
+                     ERR_NOT_FOUND);
 
     /* delete */
     assert_int_equal(store_tunnel_delete(f->st, t1.id), ERR_OK);
@@ -551,6 +573,8 @@ static void test_tunnel_refusals(void **state)
                      ERR_NOT_FOUND);
     assert_int_equal(store_tunnel_set_state(f->st, t.id, ""), ERR_OK);
     assert_int_equal(store_tunnel_touch(f->st, missing, 1), ERR_NOT_FOUND);
+    assert_int_equal(store_tunnel_delete_idle(f->st, missing, 1, NULL),
+                     ERR_NOT_FOUND);
     assert_int_equal(store_tunnel_delete(f->st, missing), ERR_NOT_FOUND);
     assert_int_equal(store_tunnel_delete(f->st, NULL), ERR_NOT_FOUND);
     assert_int_equal(store_tunnel_get(f->st, "nonsense", &got), ERR_NOT_FOUND);
@@ -652,6 +676,24 @@ static void test_nodes(void **state)
     assert_int_equal(store_session_open(b, &s2), ERR_OK);
     assert_int_equal(store_agent_get(f->st, "ag-2", &a), ERR_OK);
     assert_string_equal(a.node, NODE2);
+    /* who holds which, as node 1 sees it */
+    {
+        char held[NODE_ID_MAX + 1] = "";
+        bool away = true;
+
+        assert_int_equal(store_agent_holder(f->st, "ag-1", &away, held),
+                         ERR_OK);
+        assert_false(away); /* its own */
+        assert_int_equal(store_agent_holder(f->st, "ag-2", &away, held),
+                         ERR_OK);
+        assert_true(away);
+        assert_string_equal(held, NODE2);
+        assert_true(store_agent_elsewhere(f->st, "ag-2", NULL));
+        assert_int_equal(store_agent_holder(f->st, "nobody", &away, NULL),
+                         ERR_OK);
+        assert_false(away); /* held nowhere */
+        assert_false(store_agent_elsewhere(b, "ag-2", NULL));
+    }
     /* a job running on each node */
     memset(&j1, 0, sizeof(j1));
     snprintf(j1.agent_id, sizeof(j1.agent_id), "ag-1");
