@@ -116,6 +116,12 @@ void hub_connect_cancel(struct hub_req *r);
  * (announced) or goes; one listener (the tunnels). */
 typedef void (*hub_presence_fn)(void *arg, const char *agent_id, bool online);
 void hub_set_presence_fn(struct hub *h, hub_presence_fn fn, void *arg);
+/* Tells the other nodes of a cluster what (HUB_CHANGE_*: a notice,
+ * store/notices.h) once the hub's store writes asked for so far are
+ * made (its writes worker is one connection, in order): from a presence
+ * listener, the notice comes after the agent's online or offline row
+ * that the other nodes read on it. Nothing on a store of one node. */
+void hub_publish_after_writes(struct hub *h, unsigned what);
 
 /* Tells fn(arg, wsi) once when the agent on WebSocket wsi has
  * authenticated (the HTTP listener stops counting it as a pre-auth

@@ -53,6 +53,7 @@
 #include "common/log.h"
 #include "common/secret.h"
 #include "common/util.h"
+#include "store/notices.h"
 #include "store/store_worker.h"
 
 #define HUB_PASSWORD_MAX 1100 /* past secret.c's SECRET_INPUT_MAX */
@@ -360,6 +361,53 @@ void hub_offline_store(struct hub *h, const char *id)
     oj->job.work = hub_offline_work;
     oj->job.done = hub_offline_done;
     store_worker_run(h->writes, &oj->job);
+}
+
+/* --- a notice after the writes --- */
+
+struct hub_notice_job {
+    struct store_work job; /* first: the worker's */
+    unsigned what;
+    int r;
+};
+
+static void hub_notice_work(struct store_work *j, struct store *st)
+{
+    struct hub_notice_job *nj = (struct hub_notice_job *)j;
+
+    nj->r = store_notice_publish(st, nj->what);
+}
+
+static void hub_notice_done(void *owner, struct store_work *j)
+{
+    struct hub_notice_job *nj = (struct hub_notice_job *)j;
+
+    if (owner != NULL && (!j->ran || nj->r != ERR_OK)) {
+        log_warn("hub: cannot tell the other nodes of a change (%u)", nj->what);
+    }
+    free(nj);
+}
+
+void hub_publish_after_writes(struct hub *h, unsigned what)
+{
+    struct hub_notice_job *nj;
+
+    if (h->stopping) {
+        /* at stop: on the loop, after the offline writes made there */
+        if (store_notice_publish(h->store, what) != ERR_OK) {
+            log_warn("hub: cannot tell the other nodes of a change (%u)", what);
+        }
+        return;
+    }
+    if ((nj = calloc(1, sizeof(*nj))) == NULL) {
+        log_warn("hub: cannot tell the other nodes of a change (out of "
+                 "memory)");
+        return;
+    }
+    nj->what = what;
+    nj->job.work = hub_notice_work;
+    nj->job.done = hub_notice_done;
+    store_worker_run(h->writes, &nj->job);
 }
 
 /* --- reclaim --- */

@@ -65,11 +65,12 @@
  * The store, on PostgreSQL, is never asked on the loop: the tunnels are
  * read (with, for each agent, whether another node holds it) on a worker
  * of their own ("reading the tunnels" below), each change coalesced into
- * the next read; a tunnel's state, its last use, an idle tunnel's delete
- * and the presence notice go through an ordered write queue
- * (store/store_wqueue.h, "the tunnels' writes" below), the report rows
- * through their own batches ("report rows"). On SQLite, a local file,
- * each is made at once on the loop as before.
+ * the next read; a tunnel's state, its last use and an idle tunnel's
+ * delete go through an ordered write queue (store/store_wqueue.h, "the
+ * tunnels' writes" below), the report rows through their own batches
+ * ("report rows"), the presence notice through the hub's writes, after
+ * the agent's row it tells of (hub_publish_after_writes). On SQLite, a
+ * local file, each is made at once on the loop as before.
  *
  * All of it runs in the main loop's thread; nothing here blocks except
  * the store on SQLite and resolving a [tunnel] listen given as a name.
@@ -134,7 +135,7 @@
 #define TUNNEL_LATER_RETRY_MAX_MS 5000
 #define TUNNEL_LATER_CALL 1024    /* rows written per timer call */
 #define TUNNEL_STOP_WAIT_MS 2000  /* for the batch on a worker, at stop */
-#define TUNNEL_WRITES_MAX 4096    /* state, use, delete and notice writes */
+#define TUNNEL_WRITES_MAX 4096    /* state, use and idle delete writes */
 #define TUNNEL_WRITE_RETRY_MS 250 /* after a failed write, doubling up to: */
 #define TUNNEL_WRITE_RETRY_MAX_MS 5000
 #define TUNNEL_WRITE_FLUSH_MS 1000
@@ -277,7 +278,7 @@ struct tunnels {
     uint64_t asked, applied;
     void (*applied_fn)(void *arg);
     void *applied_arg;
-    /* the tunnels' writes (state, use, idle delete, presence notice) */
+    /* the tunnels' writes (state, use, idle delete) */
     struct wqueue wq;
     /* tunnels deleted (idle) while a read was on the worker: that read
      * may list them still, and must not make them again */
@@ -331,8 +332,7 @@ static void tunnel_route_text(const struct tunnel *t, char *out, size_t len)
 /* --- the tunnels' writes ------------------------------------------------ */
 
 /*
- * A tunnel's state, its last use, an idle tunnel's delete and the notice
- * that tells the other nodes an agent with tunnels came or went: one
+ * A tunnel's state, its last use and an idle tunnel's delete: one
  * ordered write queue (store/store_wqueue.h), one item per transaction on
  * its own connection, a failed one tried again ahead of those after it,
  * so a tunnel's states are written in the order they came. Bounded by
@@ -341,7 +341,7 @@ static void tunnel_route_text(const struct tunnel *t, char *out, size_t len)
  * waits for the next sweep. Without a worker (SQLite) each is written at
  * once on the loop.
  */
-enum tunnel_wkind { TW_STATE, TW_TOUCH, TW_DELETE, TW_NOTICE };
+enum tunnel_wkind { TW_STATE, TW_TOUCH, TW_DELETE };
 
 struct tunnel_witem {
     struct wqueue_item q; /* first: the queue's */
@@ -351,8 +351,7 @@ struct tunnel_witem {
      * state is the holder's to write); "": always */
     char agent[AGENT_ID_MAX + 1];
     char state[TUNNEL_STATE_MAX + 1];
-    int64_t when;  /* TW_TOUCH; TW_DELETE: this node's last use */
-    unsigned what; /* TW_NOTICE: HUB_CHANGE_* */
+    int64_t when; /* TW_TOUCH; TW_DELETE: this node's last use */
     /* TW_DELETE's outcome, set by the write (the queue's thread, through
      * out, which points at it; read on the loop once written): used since
      * through another node, last then its last use */
@@ -399,9 +398,6 @@ static int tunnel_wapply(struct store *st, const struct tunnel_witem *w)
              * notice finds the row gone and tells them again) */
             r = store_notice_publish(st, HUB_CHANGE_TUNNELS);
         }
-        break;
-    case TW_NOTICE:
-        r = store_notice_publish(st, w->what);
         break;
     }
     if (r == ERR_NOT_FOUND || r == ERR_INVALID) {
@@ -492,7 +488,7 @@ static const struct wqueue_conf tunnel_wconf = {
     .no_read_gate = true,
 };
 
-/* A new item of kind for tunnel id ("" for a notice), or NULL (out of
+/* A new item of kind for tunnel id, or NULL (out of
  * memory, logged). */
 static struct tunnel_witem *tunnel_witem(enum tunnel_wkind kind, const char *id)
 {
@@ -2472,7 +2468,6 @@ static void tunnels_on_presence(void *arg, const char *agent_id, bool online)
 {
     struct tunnels *ts = arg;
     struct tunnel *t;
-    struct tunnel_witem *w;
     bool any = false;
 
     for (t = ts->list; t != NULL; t = t->next) {
@@ -2488,13 +2483,11 @@ static void tunnels_on_presence(void *arg, const char *agent_id, bool online)
             tunnel_offline(t);
         }
     }
-    /* the other nodes listen for its tunnels while it is here */
-    if (any && (w = tunnel_witem(TW_NOTICE, "")) != NULL) {
-        w->what = HUB_CHANGE_PRESENCE;
-        if (tunnel_wput(ts, w) != ERR_OK) {
-            log_warn("tunnels: cannot tell the other nodes that agent %s %s",
-                     agent_id, online ? "came" : "went");
-        }
+    /* the other nodes listen for its tunnels while it is here: told
+     * once the hub's write of its row (online or offline) is made, which
+     * they read on this notice */
+    if (any) {
+        hub_publish_after_writes(ts->hub, HUB_CHANGE_PRESENCE);
     }
 }
 

@@ -123,6 +123,10 @@ def test_command_waits_for_the_jobs_table_not_the_loop(srv, make_agent):  # noqa
             time.sleep(0.5)
             other["r"] = _call(f.p.http_port, "GET", API + "/users",
                                f.token)
+            # answered while the lock still holds the command: it did
+            # not wait for it (a time limit alone failed on a box loaded
+            # by a whole CI run: 1.03 s and 1.26 s, the lock still held)
+            other["held"] = holder.poll() is None
         u = threading.Thread(target=users, daemon=True)
         u.start()
         r, took, worst = _probe_while(f, fire, 2.0)
@@ -133,7 +137,7 @@ def test_command_waits_for_the_jobs_table_not_the_loop(srv, make_agent):  # noqa
           "slowest page %.3f s; GET /users %.3f s" % (
               took or -1, worst, other["r"][3]))
     assert worst < LOOP_LIMIT, "the command held the loop: %.2f s" % worst
-    assert other["r"][0] == 200 and other["r"][3] < LOOP_LIMIT, other["r"]
+    assert other["r"][0] == 200 and other["held"], other["r"]
     st, doc, _, _ = r
     assert st == 200, doc
     assert doc["data"]["status"] == "ok" and \
