@@ -291,12 +291,15 @@ echo "exit $?" > "$OUT/exit"
 # the mouse is still moved over the window, as a user would, and
 # "$OUT/nudged" says so (a pytest warning: it should no longer happen).
 DESKTOP = r"""
-# the first frame: until the screen is no longer black (20 s at most)
+# the first frame: until the screen is no longer black (20 s at most),
+# or xfreerdp has ended (a session the proxy ended: no frame will come,
+# and 40 more screenshots took the 60 s of run_client on a slow box)
 for i in $(seq 1 40); do
     sleep 0.5
     import -window root "$OUT/before.png"
     lit=$(convert "$OUT/before.png" -format '%[fx:mean>0.05?1:0]' info:)
     [ "$lit" = 1 ] && break
+    kill -0 $pid 2>/dev/null || break
     if [ "$i" = 16 ]; then
         echo nudged > "$OUT/nudged"
         xdotool mousemove 300 300 sleep 0.2 mousemove 320 310
