@@ -18,10 +18,7 @@ from test_store_pg_offloop2 import _Frozen, _call, probe_while
 from test_store_pg_offloop3 import ON, _close
 
 API = "/api/v1"
-# the slowest page while a write waits: a held loop is the lock's length
-# or the 3 s deadline; a sanitizer build on a busy box answered a page in
-# 0.30 s
-LOOP_LIMIT = 0.75
+LOOP_LIMIT = pclib.LOOP_LIMIT  # the loop-stall limit of every such test
 # prints one line every 0.4 s for 3.2 s
 PRINTER = "for i in 1 2 3 4 5 6 7 8; do echo line$i; sleep 0.4; done"
 LINES = "".join("line%d\n" % i for i in range(1, 9))

@@ -22,7 +22,7 @@ import pglib
 from pclib import Client, Portcullis, uniq
 from test_store_pg import lock_tables
 
-LOOP_LIMIT = 0.75
+LOOP_LIMIT = pclib.LOOP_LIMIT  # the loop-stall limit of every such test
 
 
 @pytest.fixture

@@ -104,7 +104,7 @@ def test_a_session_end_during_a_lock_does_not_hold_the_loop(target,
         assert holder[0].wait(timeout=30) == 0, holder[0].stderr.read()
         holder.clear()
         print("slowest /healthz %.3f s, echo %.3f s" % (worst, worst_echo))
-        assert worst < 0.5 and worst_echo < 0.5, \
+        assert worst < pclib.LOOP_LIMIT and worst_echo < pclib.LOOP_LIMIT, \
             "the loop stalled %.2f s (echo %.2f s)" % (worst, worst_echo)
         _row_written_once(o)
         o.echo(o.live, b"after\n")
@@ -126,7 +126,7 @@ def test_a_session_end_while_the_database_hangs(target, tmp_path):
         worst, worst_echo = _end_during(o, o.freeze, 5.0, "/")
         o.thaw()
         print("slowest / %.3f s, echo %.3f s" % (worst, worst_echo))
-        assert worst < 0.5 and worst_echo < 0.5, \
+        assert worst < pclib.LOOP_LIMIT and worst_echo < pclib.LOOP_LIMIT, \
             "the loop stalled %.2f s (echo %.2f s)" % (worst, worst_echo)
         _row_written_once(o)
         o.echo(o.live, b"after\n")

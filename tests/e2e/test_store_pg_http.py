@@ -28,10 +28,7 @@ from test_store_pg import _Outage
 # server allows [http] max_connections_per_source (64) from one address,
 # and a user's browser is not the flood's source either.
 PROBE_SOURCE = "127.0.0.2"
-# A probe slower than this means the loop was held: a statement on it
-# waits for the 3 s deadline (or a lock for longer). Well above what a
-# sanitizer build on a busy box takes to answer (up to 0.3 s seen).
-LOOP_LIMIT = 0.75
+LOOP_LIMIT = pclib.LOOP_LIMIT  # the loop-stall limit of every such test
 
 
 def _call(port, method, path, token=None, body=None, timeout=30,

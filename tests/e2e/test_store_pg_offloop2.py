@@ -195,7 +195,7 @@ def _while_frozen(f, fire, seconds=2.5):
         f.back()
 
 
-def _assert_loop_free(what, r, took, worst, limit=0.5):
+def _assert_loop_free(what, r, took, worst, limit=pclib.LOOP_LIMIT):
     print("%s while the database was stopped: %r in %.3f s; the slowest "
           "web page %.3f s" % (what, r, took or -1, worst))
     assert worst < limit, "%s held the loop: the web page took %.2f s" % (

@@ -19,9 +19,7 @@ from test_store_pg_offloop2 import _Frozen, _call, probe_while
 from test_store_pg_offloop3 import _close
 from test_tunnel import tcp_echo, tcp_refused
 
-# the slowest page while a read or write waits (see test_job_writes_
-# offloop.py: a held loop is the lock's length or the 3 s deadline)
-LOOP_LIMIT = 0.75
+LOOP_LIMIT = pclib.LOOP_LIMIT  # the loop-stall limit of every such test
 # hub.h HUB_CHANGE_TUNNELS, as another node's notice carries it
 CHANGE_TUNNELS = 2
 
