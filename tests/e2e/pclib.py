@@ -548,9 +548,18 @@ def run(args, input=None, timeout=CMD_TIMEOUT, env=None, stdin=None,
                            stderr=subprocess.PIPE, env=env, cwd=cwd,
                            timeout=timeout, start_new_session=True)
     except subprocess.TimeoutExpired as e:
-        pytest.fail("timed out after %ss: %s\nstderr so far:\n%s" % (
+        # what each server of this test process logged last: a client
+        # that hangs is mostly waiting for one of them
+        logs = ""
+        for srv in list(_live_servers):
+            try:
+                logs += "\n--- the last lines of %s:\n%s" % (
+                    srv.log_path, srv.log_tail(25))
+            except OSError:
+                pass
+        pytest.fail("timed out after %ss: %s\nstderr so far:\n%s%s" % (
             timeout, " ".join(str(a) for a in args),
-            (e.stderr or b"").decode(errors="replace")[-2000:]))
+            (e.stderr or b"").decode(errors="replace")[-2000:], logs))
     out = p.stdout.decode(errors="replace") if p.stdout is not None else ""
     return Result(args, p.returncode, out,
                   p.stderr.decode(errors="replace"))

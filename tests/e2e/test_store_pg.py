@@ -428,8 +428,11 @@ def test_database_outage(target, tmp_path):
 def lock_tables(own, dbname, tables, seconds=5, mode="ACCESS EXCLUSIVE"):
     """Another session of own's database holds tables locked (ACCESS
     EXCLUSIVE: reads wait too; EXCLUSIVE: only writes) for seconds, from
-    when this returns: the psql process (the caller waits for it, or
-    kills it)."""
+    when this returns: the psql process (the caller waits for it, kills
+    it, or ends the hold early with unlock_tables). Returns once
+    pg_locks shows every table's lock granted (a fixed 0.5 s was not
+    always enough for psql to start on a loaded box, and the test's
+    load then met no lock, or the lock only part of it)."""
     import subprocess
     holder = subprocess.Popen(
         own.as_user + [os.path.join(own.bindir, "psql"), "-h", own.dir,
@@ -439,8 +442,28 @@ def lock_tables(own, dbname, tables, seconds=5, mode="ACCESS EXCLUSIVE"):
                        " SELECT pg_sleep(%d); COMMIT;" % (tables, mode,
                                                           seconds)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    time.sleep(0.5)  # the lock is taken
-    return holder
+    names = [t.strip() for t in tables.split(",")]
+    lockmode = "".join(w.capitalize() for w in mode.split()) + "Lock"
+    deadline = time.monotonic() + 20
+    while True:
+        held = own.psql(dbname, "SELECT count(*) FROM pg_locks l JOIN"
+                        " pg_class c ON c.oid = l.relation WHERE l.granted"
+                        " AND l.mode = '%s' AND c.relname IN (%s)" % (
+                            lockmode, ",".join("'%s'" % n for n in names)))
+        if int(held.strip()) == len(names):
+            return holder
+        assert holder.poll() is None, holder.stderr.read()
+        assert time.monotonic() < deadline, "the lock was not taken"
+        time.sleep(0.05)
+
+
+def unlock_tables(own, dbname, holder):
+    """Ends lock_tables' hold now: its pg_sleep is cancelled, the
+    transaction rolls back and the locks go."""
+    own.psql(dbname, "SELECT pg_cancel_backend(pid) FROM pg_stat_activity"
+             " WHERE datname = current_database() AND pid <>"
+             " pg_backend_pid() AND query LIKE '%pg_sleep%'")
+    holder.wait(timeout=30)
 
 
 def slowest_healthz(port, seconds=4.0):
