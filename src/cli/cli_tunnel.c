@@ -21,7 +21,11 @@
 #include "cli/cli.h"
 #include "common/err.h"
 
-#define TUNNEL_WAIT_MS 3000
+/* The server reads the tunnels and writes their states on its store
+ * workers (src/hub/tunnel.c), in a few ms when idle; a loaded server (a
+ * sanitizer build on a busy box) took more than the 3 s this was. It
+ * waits only when the notice reached a server. */
+#define TUNNEL_WAIT_MS 10000
 #define TUNNEL_POLL_MS 100
 /* Without $SSH_CONNECTION the admin sits at the server itself. */
 #define TUNNEL_LOCAL_ACL "127.0.0.1/32,::1/128"
