@@ -132,6 +132,46 @@ struct http_metrics {
     uint64_t responses_4xx, responses_5xx;
 };
 
+/*
+ * Waiting for a deferred answer (http_waiter.c): the waiter of an answer
+ * that comes later (a new tunnel's, a command's job, a job followed on
+ * another node, a pairing question, a request off the loop) embeds a
+ * struct http_waiter. It is on one list (struct http_waiters, whose count
+ * is the waiters' bound) and has at most one timer armed, which calls
+ * due(owner) once, on the loop. The waiter keeps its own fields and frees
+ * itself, after http_waiter_unlink (off its list, its timer disarmed; a
+ * no-op once done, so a waiter let go by http_waiters_forget may call it
+ * again when it goes). Zeroed: on no list, no timer; an empty list. Loop
+ * thread only.
+ */
+typedef void (*http_waiter_fn)(void *owner);
+struct http_waiters;
+struct http_waiter {
+    struct http_waiter *next, **pprev; /* pprev NULL: on no list */
+    struct http_waiters *list;
+    void *owner;       /* the waiter's struct, given to the callbacks */
+    struct loop *loop; /* of the armed timer */
+    uint64_t timer;    /* 0: none armed (or it fired) */
+    http_waiter_fn due;
+};
+struct http_waiters {
+    struct http_waiter *first;
+    unsigned n; /* waiters on the list */
+};
+/* wr (inside owner) first on l. */
+void http_waiter_link(struct http_waiters *l, struct http_waiter *wr,
+                      void *owner);
+void http_waiter_unlink(struct http_waiter *wr);
+/* due(the owner of wr's link) after ms, instead of an armed timer's;
+ * false: out of memory, none armed. */
+bool http_waiter_arm(struct http_waiter *wr, struct loop *loop, int64_t ms,
+                     http_waiter_fn due);
+void http_waiter_disarm(struct http_waiter *wr);
+/* At a stop: every waiter of l unlinked (its timer disarmed), then
+ * each(owner) if each is not NULL (it may free the waiter, or keep it for
+ * a callback that comes back later and finds it let go). */
+void http_waiters_forget(struct http_waiters *l, http_waiter_fn each);
+
 struct http {
     const struct config *cfg;
     struct loop *loop;
@@ -154,16 +194,14 @@ struct http {
     struct http_conn *deferred;
     uint64_t next_deferred;
     /* commands waiting for a job that runs on another node (jobs) */
-    struct http_job_follow *follows;
+    struct http_waiters follows;
     /* commands waiting for (or started without waiting for) a job that
      * runs here, until its result is recorded (http_res_jobs.c) */
-    struct http_job_wait *job_waits;
+    struct http_waiters job_waits;
     /* this node's tunnels (http_set_tunnels), and the new tunnels' answers
      * waiting until they have looked at them (http_res_agents.c) */
     struct tunnels *tunnels;
-    struct http_tunnel_wait *tunnel_waits;
-    unsigned ntunnel_waits;
-    unsigned nfollows;
+    struct http_waiters tunnel_waits;
     unsigned nterms;          /* browser terminals open (http_term.c) */
     struct http_pairs *pairs; /* pairing codes (http_pair.c) */
     struct http_off *off;     /* store reads off the loop (http_offloop.c) */
@@ -247,8 +285,6 @@ struct http_req {
 void http_req_clear(struct http_req *req);
 
 /* --- jobs (http_res_jobs.c) --- */
-struct http_job_follow;
-struct http_job_wait;
 /* Ends the commands still waiting for a job on another node (http_stop). */
 void http_job_follows_free(struct http *h);
 /* Forgets the commands waiting for a job that runs here (http_stop): a

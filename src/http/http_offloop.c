@@ -103,12 +103,11 @@ struct http_off_job {
     char *authz, *body;    /* its copies of the header and body */
     int64_t gate_until;    /* > 0: waits for the writers until then */
     int64_t until;         /* its answer is due then */
-    uint64_t timer;
-    bool queued;  /* given to the worker */
-    bool started; /* its work began (or will at once) */
-    bool stuck;   /* started, past its deadline, not back */
-    bool probe;   /* the one request let through while off->down */
-    bool down;    /* its connection found the database unreachable */
+    bool queued;           /* given to the worker */
+    bool started;          /* its work began (or will at once) */
+    bool stuck;            /* started, past its deadline, not back */
+    bool probe;            /* the one request let through while off->down */
+    bool down;             /* its connection found the database unreachable */
     /* a request with no connection (the browser terminal's token check):
      * its answer goes to cb(cb_arg, answer) on the loop, once; cb_arg
      * NULL once it went (http_off_forget) or was answered */
@@ -120,15 +119,16 @@ struct http_off_job {
     http_off_then_fn then;
     void *ctx;
     void (*ctx_free)(void *ctx);
-    struct http_off_job *next; /* in off->jobs */
+    /* in off->jobs; its timer: the writers' gate's tick, then its
+     * deadline */
+    struct http_waiter waiter;
 };
 
 struct http_off {
     struct http *h;
     struct store_worker *w;
-    struct http_off_job *jobs; /* every job whose done has not run */
-    unsigned n;                /* of them */
-    unsigned stuck;            /* of them with stuck */
+    struct http_waiters jobs; /* every job whose done has not run */
+    unsigned stuck;           /* of them with stuck */
     int deadline_ms;
     /* the database did not answer (a read past its deadline, or no
      * connection): requests are answered 503 at once, but for one at a
@@ -155,21 +155,9 @@ static void http_off_job_free(struct http_off_job *o)
 
 static void http_off_unlink(struct http_off *off, struct http_off_job *o)
 {
-    struct http_off_job **pp;
-
-    for (pp = &off->jobs; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == o) {
-            *pp = o->next;
-            break;
-        }
-    }
-    off->n--;
+    http_waiter_unlink(&o->waiter);
     if (o->stuck) {
         off->stuck--;
-    }
-    if (o->timer != 0) {
-        loop_del_timer(off->h->loop, o->timer);
-        o->timer = 0;
     }
 }
 
@@ -349,7 +337,7 @@ static void http_off_done(void *owner, struct store_work *j)
     http_off_job_free(o);
 }
 
-static void http_off_on_timer(struct loop *l, void *arg);
+static void http_off_on_timer(void *arg);
 
 /* Gives o to the worker; its answer is due at o->until. o may be gone
  * when this returns (a job run inline). */
@@ -359,22 +347,20 @@ static void http_off_queue(struct http_off *off, struct http_off_job *o)
 
     o->gate_until = 0;
     o->queued = true;
-    o->timer =
-        loop_add_timer(off->h->loop, left > 0 ? left : 0, http_off_on_timer, o);
+    (void)http_waiter_arm(&o->waiter, off->h->loop, left > 0 ? left : 0,
+                          http_off_on_timer);
     o->job.work = http_off_work;
     o->job.done = http_off_done;
     o->job.wanted = http_off_wanted;
     store_worker_run(off->w, &o->job);
 }
 
-static void http_off_on_timer(struct loop *l, void *arg)
+static void http_off_on_timer(void *arg)
 {
     struct http_off_job *o = arg;
     struct http_off *off = o->off;
     struct http_req *req = o->cb != NULL ? NULL : http_deferred(off->h, o->id);
 
-    (void)l;
-    o->timer = 0;
     if (!o->queued) { /* waiting for the store's writers */
         if (!http_off_awaited(off, o)) {
             http_off_unlink(off, o); /* its client went */
@@ -383,12 +369,10 @@ static void http_off_on_timer(struct loop *l, void *arg)
         }
         if (o->req.route->off_loop == HTTP_OFF_WRITES &&
             store_worker_writing(off->h->store) &&
-            util_mono_ms() < o->gate_until) {
-            o->timer =
-                loop_add_timer(l, HTTP_OFF_TICK_MS, http_off_on_timer, o);
-            if (o->timer != 0) {
-                return;
-            }
+            util_mono_ms() < o->gate_until &&
+            http_waiter_arm(&o->waiter, off->h->loop, HTTP_OFF_TICK_MS,
+                            http_off_on_timer)) {
+            return;
         }
         http_off_queue(off, o);
         return;
@@ -439,7 +423,7 @@ static bool http_off_start(struct http_req *req, struct http_off_job **out)
         http_off_unavailable(req);
         return true;
     }
-    if (off->n >= HTTP_OFF_CONNS + HTTP_OFF_WAITING) {
+    if (off->jobs.n >= HTTP_OFF_CONNS + HTTP_OFF_WAITING) {
         req->retry_after = HTTP_OFF_RETRY_S;
         http_error(req, 503, "store_busy", "Busy",
                    "too many requests wait for the database; try again in "
@@ -493,9 +477,7 @@ static void http_off_add(struct http_off *off, struct http_off_job *o)
     if (off->down) {
         o->probe = off->probing = true;
     }
-    o->next = off->jobs;
-    off->jobs = o;
-    off->n++;
+    http_waiter_link(&off->jobs, &o->waiter, o);
     o->until = util_mono_ms() + off->deadline_ms;
 }
 
@@ -528,9 +510,8 @@ bool http_off_take(struct http_req *req)
     if (req->route->off_loop == HTTP_OFF_WRITES &&
         store_worker_writing(h->store)) {
         o->gate_until = util_mono_ms() + HTTP_OFF_GATE_MS;
-        o->timer =
-            loop_add_timer(h->loop, HTTP_OFF_TICK_MS, http_off_on_timer, o);
-        if (o->timer != 0) {
+        if (http_waiter_arm(&o->waiter, h->loop, HTTP_OFF_TICK_MS,
+                            http_off_on_timer)) {
             return true;
         }
     }
@@ -575,12 +556,14 @@ bool http_off_hand(struct http_req *req, http_off_work_fn work,
 
 void http_off_forget(struct http *h, void *arg)
 {
-    struct http_off_job *o;
+    struct http_waiter *wr;
 
     if (h == NULL || h->off == NULL) {
         return;
     }
-    for (o = h->off->jobs; o != NULL; o = o->next) {
+    for (wr = h->off->jobs.first; wr != NULL; wr = wr->next) {
+        struct http_off_job *o = wr->owner;
+
         if (o->cb != NULL && o->cb_arg == arg) {
             o->cb_arg = NULL;
         }
@@ -608,27 +591,26 @@ int http_off_new(struct http *h)
     return ERR_OK;
 }
 
+/* A job at the API's stop: one given to the worker is freed by its done
+ * (which only frees it now); one waiting for the writers, now. */
+static void http_off_let_go(void *arg)
+{
+    struct http_off_job *o = arg;
+
+    o->off = NULL;
+    if (!o->queued) {
+        http_off_job_free(o);
+    }
+}
+
 void http_off_free(struct http *h)
 {
     struct http_off *off = h != NULL ? h->off : NULL;
-    struct http_off_job *o, *next;
 
     if (off == NULL) {
         return;
     }
-    /* the jobs given to the worker: their done only frees them now */
-    for (o = off->jobs; o != NULL; o = next) {
-        next = o->next;
-        if (o->timer != 0) {
-            loop_del_timer(h->loop, o->timer);
-            o->timer = 0;
-        }
-        o->off = NULL;
-        if (!o->queued) {
-            http_off_job_free(o);
-        }
-    }
-    off->jobs = NULL;
+    http_waiters_forget(&off->jobs, http_off_let_go);
     (void)store_worker_stop(off->w, 200);
     free(off);
     h->off = NULL;

@@ -112,9 +112,8 @@ struct http_pairs {
     /* the CLI's questions' credential reads (http_pair_ask), on a
      * connection of their own on a database server; inline on SQLite */
     struct store_worker *w;
-    struct pair_ask *asks; /* given to w, their done not run yet */
-    unsigned nasks;        /* of them */
-    int deadline_ms;       /* a question is answered by then */
+    struct http_waiters asks; /* given to w, their done not run yet */
+    int deadline_ms;          /* a question is answered by then */
 };
 
 static void pair_wipe(struct pair_code *p)
@@ -1051,8 +1050,7 @@ struct pair_ask {
     bool on; /* pair_on(), read on the loop */
     int r;   /* pair_check's, on the worker */
     char why[256];
-    uint64_t timer;
-    struct pair_ask *next; /* in ps->asks */
+    struct http_waiter waiter; /* in ps->asks; its deadline */
 };
 
 /* The question's secret wiped, and the question freed. */
@@ -1136,23 +1134,6 @@ static bool pair_ask_wanted(void *owner, const struct store_work *j)
     return owner != NULL && a->ps != NULL && a->to != NULL;
 }
 
-static void pair_ask_unlink(struct http_pairs *ps, struct pair_ask *a)
-{
-    struct pair_ask **pp;
-
-    for (pp = &ps->asks; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == a) {
-            *pp = a->next;
-            ps->nasks--;
-            break;
-        }
-    }
-    if (a->timer != 0) {
-        loop_del_timer(ps->h->loop, a->timer);
-        a->timer = 0;
-    }
-}
-
 static void pair_ask_done(void *owner, struct store_work *j)
 {
     struct pair_ask *a = (struct pair_ask *)j;
@@ -1160,7 +1141,7 @@ static void pair_ask_done(void *owner, struct store_work *j)
 
     (void)owner; /* NULL also for a job dropped unrun: a->ps says */
     if (ps != NULL) {
-        pair_ask_unlink(ps, a);
+        http_waiter_unlink(&a->waiter);
     }
     if (a->to != NULL) {
         pair_reply(&a->to,
@@ -1177,12 +1158,10 @@ static void pair_ask_done(void *owner, struct store_work *j)
 
 /* Its deadline: answered now; the job stays counted until it comes back
  * (and then makes no code). */
-static void pair_ask_on_timer(struct loop *l, void *arg)
+static void pair_ask_on_timer(void *arg)
 {
     struct pair_ask *a = arg;
 
-    (void)l;
-    a->timer = 0;
     log_warn("pairing: the database did not answer a pairing question's "
              "credential read within %d ms",
              a->ps->deadline_ms);
@@ -1190,27 +1169,24 @@ static void pair_ask_on_timer(struct loop *l, void *arg)
                                       "in time; try again in a moment"));
 }
 
-/* At the API's stop: the questions still out are answered (the server
- * stopped) and forgotten (their done, when their read comes back, only
- * frees them); the worker stops. */
+/* A question still out at the API's stop: answered (the server stopped)
+ * and forgotten (its done, when its read comes back, only frees it). */
+static void pair_ask_let_go(void *arg)
+{
+    struct pair_ask *a = arg;
+
+    if (a->to != NULL) {
+        pair_reply(&a->to, pair_ask_error("the server stopped before it "
+                                          "could answer; try again once "
+                                          "it runs"));
+    }
+    a->ps = NULL;
+}
+
+/* At the API's stop: the questions still out let go; the worker stops. */
 static void pair_asks_stop(struct http_pairs *ps)
 {
-    struct pair_ask *a;
-
-    for (a = ps->asks; a != NULL; a = a->next) {
-        if (a->timer != 0) {
-            loop_del_timer(ps->h->loop, a->timer);
-            a->timer = 0;
-        }
-        if (a->to != NULL) {
-            pair_reply(&a->to, pair_ask_error("the server stopped before it "
-                                              "could answer; try again once "
-                                              "it runs"));
-        }
-        a->ps = NULL;
-    }
-    ps->asks = NULL;
-    ps->nasks = 0;
+    http_waiters_forget(&ps->asks, pair_ask_let_go);
     (void)store_worker_stop(ps->w, 200);
     ps->w = NULL;
 }
@@ -1223,7 +1199,7 @@ static void pair_ask_later(struct http *h, json_t *q, const char *actor,
     struct http_pairs *ps = h->pairs;
     struct pair_ask *a;
 
-    if (ps->nasks >= PAIR_ASK_WAITING) {
+    if (ps->asks.n >= PAIR_ASK_WAITING) {
         pair_q_free(q);
         pair_reply(&to, pair_ask_error("too many pairing questions wait for "
                                        "the server's database; try again in "
@@ -1243,10 +1219,9 @@ static void pair_ask_later(struct http *h, json_t *q, const char *actor,
     a->job.work = pair_ask_work;
     a->job.done = pair_ask_done;
     a->job.wanted = pair_ask_wanted;
-    a->next = ps->asks;
-    ps->asks = a;
-    ps->nasks++;
-    a->timer = loop_add_timer(h->loop, ps->deadline_ms, pair_ask_on_timer, a);
+    http_waiter_link(&ps->asks, &a->waiter, a);
+    (void)http_waiter_arm(&a->waiter, h->loop, ps->deadline_ms,
+                          pair_ask_on_timer);
     store_worker_run(ps->w, &a->job); /* a may be gone now */
 }
 

@@ -388,12 +388,11 @@ void http_then_agents_list(struct http *h, struct http_req *req)
 #define HTTP_TUNNEL_WAITS 256
 
 struct http_tunnel_wait {
-    struct http_tunnel_wait *next, **pprev;
+    struct http_waiter waiter; /* in h->tunnel_waits; its deadline */
     struct http *h;
     uint64_t req_id; /* http_defer's */
     uint64_t gen;    /* tunnels_asked once its change was told */
-    uint64_t timer;
-    json_t *answer; /* the tunnel as added; its state goes in */
+    json_t *answer;  /* the tunnel as added; its state goes in */
     char id[STORE_ID_MAX + 1];
 };
 
@@ -410,14 +409,11 @@ static void http_tunnel_state_into(struct http *h, json_t *answer,
     }
 }
 
-static void http_tunnel_wait_free(struct http_tunnel_wait *w)
+static void http_tunnel_wait_free(void *arg)
 {
-    *w->pprev = w->next;
-    if (w->next != NULL) {
-        w->next->pprev = w->pprev;
-    }
-    w->h->ntunnel_waits--;
-    loop_del_timer(w->h->loop, w->timer);
+    struct http_tunnel_wait *w = arg;
+
+    http_waiter_unlink(&w->waiter);
     json_decref(w->answer);
     free(w);
 }
@@ -436,13 +432,9 @@ static void http_tunnel_wait_answer(struct http_tunnel_wait *w)
     http_tunnel_wait_free(w);
 }
 
-static void http_tunnel_wait_due(struct loop *l, void *arg)
+static void http_tunnel_wait_due(void *arg)
 {
-    struct http_tunnel_wait *w = arg;
-
-    (void)l;
-    w->timer = 0;
-    http_tunnel_wait_answer(w);
+    http_tunnel_wait_answer(arg);
 }
 
 /* The tunnels applied every read asked for. */
@@ -450,10 +442,12 @@ static void http_tunnels_applied(void *arg)
 {
     struct http *h = arg;
     uint64_t applied = tunnels_applied(h->tunnels);
-    struct http_tunnel_wait *w, *next;
+    struct http_waiter *wr, *next;
 
-    for (w = h->tunnel_waits; w != NULL; w = next) {
-        next = w->next;
+    for (wr = h->tunnel_waits.first; wr != NULL; wr = next) {
+        struct http_tunnel_wait *w = wr->owner;
+
+        next = wr->next;
         if (w->gen <= applied) {
             http_tunnel_wait_answer(w);
         }
@@ -470,9 +464,8 @@ void http_tunnel_waits_forget(struct http *h)
 {
     tunnels_set_applied_fn(h->tunnels, NULL, NULL);
     h->tunnels = NULL;
-    while (h->tunnel_waits != NULL) {
-        http_tunnel_wait_free(h->tunnel_waits); /* their clients are gone */
-    }
+    /* their clients are gone */
+    http_waiters_forget(&h->tunnel_waits, http_tunnel_wait_free);
 }
 
 void http_then_tunnel_add(struct http *h, struct http_req *req)
@@ -486,7 +479,7 @@ void http_then_tunnel_add(struct http *h, struct http_req *req)
     }
     /* applied already (SQLite), or no way to answer later: as it stands */
     if (tunnels_applied(h->tunnels) >= tunnels_asked(h->tunnels) ||
-        req->deferred == 0 || h->ntunnel_waits >= HTTP_TUNNEL_WAITS ||
+        req->deferred == 0 || h->tunnel_waits.n >= HTTP_TUNNEL_WAITS ||
         (w = calloc(1, sizeof(*w))) == NULL) {
         http_tunnel_state_into(h, req->data, id);
         return;
@@ -495,21 +488,15 @@ void http_then_tunnel_add(struct http *h, struct http_req *req)
     w->req_id = req->deferred;
     w->gen = tunnels_asked(h->tunnels);
     snprintf(w->id, sizeof(w->id), "%s", id);
-    if ((w->timer = loop_add_timer(h->loop, HTTP_TUNNEL_WAIT_MS,
-                                   http_tunnel_wait_due, w)) == 0) {
-        free(w);
+    http_waiter_link(&h->tunnel_waits, &w->waiter, w);
+    if (!http_waiter_arm(&w->waiter, h->loop, HTTP_TUNNEL_WAIT_MS,
+                         http_tunnel_wait_due)) {
+        http_tunnel_wait_free(w);
         http_tunnel_state_into(h, req->data, id);
         return;
     }
     w->answer = req->data;
     req->data = NULL;
-    w->next = h->tunnel_waits;
-    if (w->next != NULL) {
-        w->next->pprev = &w->next;
-    }
-    w->pprev = &h->tunnel_waits;
-    h->tunnel_waits = w;
-    h->ntunnel_waits++;
     req->later = true; /* answered by http_tunnel_wait_answer */
 }
 

@@ -41,11 +41,11 @@
  * recorded (http_job_done): in h->job_waits, or forgotten (h NULL) once
  * h stops. */
 struct http_job_wait {
+    struct http_waiter waiter; /* in h->job_waits (no timer) */
     struct http *h;
     uint64_t id;
     bool wait, in_handler, done;
     json_t *answer;
-    struct http_job_wait *next, **pprev;
 };
 
 static struct http_job_wait *http_job_wait_new(struct http *h)
@@ -54,38 +54,28 @@ static struct http_job_wait *http_job_wait_new(struct http *h)
 
     if (w != NULL) {
         w->h = h;
-        w->next = h->job_waits;
-        if (w->next != NULL) {
-            w->next->pprev = &w->next;
-        }
-        w->pprev = &h->job_waits;
-        h->job_waits = w;
+        http_waiter_link(&h->job_waits, &w->waiter, w);
     }
     return w;
 }
 
 static void http_job_wait_free(struct http_job_wait *w)
 {
-    if (w->pprev != NULL) {
-        *w->pprev = w->next;
-        if (w->next != NULL) {
-            w->next->pprev = w->pprev;
-        }
-    }
+    http_waiter_unlink(&w->waiter); /* on no list once forgotten */
     json_decref(w->answer);
     free(w);
 }
 
+static void http_job_wait_let_go(void *arg)
+{
+    struct http_job_wait *w = arg;
+
+    w->h = NULL;
+}
+
 void http_job_waits_forget(struct http *h)
 {
-    while (h->job_waits != NULL) {
-        struct http_job_wait *w = h->job_waits;
-
-        h->job_waits = w->next;
-        w->h = NULL;
-        w->next = NULL;
-        w->pprev = NULL;
-    }
+    http_waiters_forget(&h->job_waits, http_job_wait_let_go);
 }
 
 /* The job ended and its result is recorded (admin_job_start). */
@@ -124,13 +114,12 @@ static void http_job_done(void *arg, const struct store_job *j)
 struct http_job_follow_read;
 
 struct http_job_follow {
+    struct http_waiter waiter; /* in h->follows; the next read's timer */
     struct http *h;
     uint64_t req_id; /* http_defer's */
     char id[STORE_ID_MAX + 1];
-    uint64_t timer;
     int64_t deadline;                /* util_mono_ms() */
     struct http_job_follow_read *rd; /* the read in flight, or NULL */
-    struct http_job_follow *next, *prev;
 };
 
 /* One read of the followed job, on the worker. */
@@ -142,40 +131,30 @@ struct http_job_follow_read {
     struct store_job j;
 };
 
-static void http_job_follow_free(struct http_job_follow *f)
+static void http_job_follow_free(void *arg)
 {
-    if (f->timer != 0) {
-        loop_del_timer(f->h->loop, f->timer);
-    }
+    struct http_job_follow *f = arg;
+
+    http_waiter_unlink(&f->waiter);
     if (f->rd != NULL) {
         f->rd->f = NULL; /* its answer finds no one */
     }
-    if (f->prev != NULL) {
-        f->prev->next = f->next;
-    } else {
-        f->h->follows = f->next;
-    }
-    if (f->next != NULL) {
-        f->next->prev = f->prev;
-    }
-    f->h->nfollows--;
     free(f);
 }
 
 void http_job_follows_free(struct http *h)
 {
-    while (h->follows != NULL) {
-        http_job_follow_free(h->follows);
-    }
+    http_waiters_forget(&h->follows, http_job_follow_free);
 }
 
-static void http_job_follow_tick(struct loop *l, void *arg);
+static void http_job_follow_tick(void *arg);
 
 /* On the loop: what the read found (j NULL: the store did not answer). */
 static void http_job_follow_got(struct http_job_follow *f,
                                 const struct store_job *j)
 {
     struct loop *l = f->h->loop;
+    struct http_waiter *wr = &f->waiter;
     struct http_req *req;
     bool ended, late;
 
@@ -186,8 +165,7 @@ static void http_job_follow_got(struct http_job_follow *f,
     if (j == NULL) {
         /* the store did not answer: try again, until the deadline */
         if (util_mono_ms() < f->deadline &&
-            (f->timer = loop_add_timer(l, HTTP_JOB_FOLLOW_MS,
-                                       http_job_follow_tick, f)) != 0) {
+            http_waiter_arm(wr, l, HTTP_JOB_FOLLOW_MS, http_job_follow_tick)) {
             return;
         }
         http_error(req, 503, "store_unavailable", "Store unavailable",
@@ -200,8 +178,7 @@ static void http_job_follow_got(struct http_job_follow *f,
         strcmp(j->status, "queued") != 0 && strcmp(j->status, "running") != 0;
     late = util_mono_ms() >= f->deadline;
     if (!ended && !late &&
-        (f->timer = loop_add_timer(l, HTTP_JOB_FOLLOW_MS, http_job_follow_tick,
-                                   f)) != 0) {
+        http_waiter_arm(wr, l, HTTP_JOB_FOLLOW_MS, http_job_follow_tick)) {
         return;
     }
     http_ok(req, ended ? 200 : 202, admin_job_json(j, true), NULL);
@@ -230,13 +207,11 @@ static void http_job_follow_done(void *owner, struct store_work *w)
     free(rd);
 }
 
-static void http_job_follow_tick(struct loop *l, void *arg)
+static void http_job_follow_tick(void *arg)
 {
     struct http_job_follow *f = arg;
     struct http_job_follow_read *rd;
 
-    (void)l;
-    f->timer = 0;
     if (http_deferred(f->h, f->req_id) == NULL) {
         http_job_follow_free(f); /* the client went away */
         return;
@@ -266,7 +241,7 @@ static int http_job_follow(struct http *h, uint64_t req_id,
 {
     struct http_job_follow *f;
 
-    if (h->nfollows >= HTTP_JOB_FOLLOW_MAX ||
+    if (h->follows.n >= HTTP_JOB_FOLLOW_MAX ||
         (f = calloc(1, sizeof(*f))) == NULL) {
         return ERR_NOMEM;
     }
@@ -275,17 +250,12 @@ static int http_job_follow(struct http *h, uint64_t req_id,
     snprintf(f->id, sizeof(f->id), "%s", j->id);
     f->deadline =
         util_mono_ms() + ((int64_t)j->timeout + HTTP_JOB_FOLLOW_GRACE_S) * 1000;
-    if ((f->timer = loop_add_timer(h->loop, HTTP_JOB_FOLLOW_MS,
-                                   http_job_follow_tick, f)) == 0) {
-        free(f);
+    http_waiter_link(&h->follows, &f->waiter, f);
+    if (!http_waiter_arm(&f->waiter, h->loop, HTTP_JOB_FOLLOW_MS,
+                         http_job_follow_tick)) {
+        http_job_follow_free(f);
         return ERR_NOMEM;
     }
-    f->next = h->follows;
-    if (f->next != NULL) {
-        f->next->prev = f;
-    }
-    h->follows = f;
-    h->nfollows++;
     return ERR_OK;
 }
 

@@ -7,12 +7,17 @@ lock on the tunnels table (another session's) or a database that does
 not answer delays them, never the loop: the web UI's page (asked from
 127.0.0.2) is answered at once meanwhile, and once the lock goes the
 store holds what the tunnels did. Before, each of these held the whole
-loop until the lock went or the statement deadline (3 s) passed."""
+loop until the lock went or the statement deadline (3 s) passed. A new
+tunnel's answer through the API, which waits for the tunnels' read of
+it, waits 5 s at the most."""
 
 import json
+import os
+import signal
 import time
 
 import pclib
+import pglib
 from agentlib import make_agent, netns, wait_agent  # noqa: F401
 from test_store_pg import lock_tables
 from test_store_pg_offloop2 import _Frozen, _call, probe_while
@@ -20,6 +25,9 @@ from test_store_pg_offloop3 import _close
 from test_tunnel import tcp_echo, tcp_refused
 
 LOOP_LIMIT = pclib.LOOP_LIMIT  # the loop-stall limit of every such test
+# http_res_agents.c HTTP_TUNNEL_WAIT_MS: a new tunnel's answer waits that
+# long at most for the tunnels to apply the read its change asked for
+TUNNEL_WAIT = 5.0
 # hub.h HUB_CHANGE_TUNNELS, as another node's notice carries it
 CHANGE_TUNNELS = 2
 
@@ -130,4 +138,69 @@ def test_another_nodes_change_while_the_tunnels_cannot_be_read(
         assert tcp_echo(port) == b"ping\n"
     finally:
         echo.close()
+        _close(f)
+
+
+def _tunnels_reader(f):
+    """The PID of the backend of the tunnels' own store reads, found
+    waiting on a lock of the tunnels table for the read that another
+    node's notice asks for (nothing else reads that table meanwhile);
+    once it is idle again."""
+    def backends(where):
+        return [int(x) for x in f.own.psql(
+            f.dbname, "SELECT pid FROM pg_stat_activity WHERE datname = "
+            "current_database() AND backend_type = 'client backend' AND "
+            "pid <> pg_backend_pid() AND " + where).split()]
+
+    holder = lock_tables(f.own, f.dbname, "tunnels", seconds=2)
+    try:
+        f.own.psql(f.dbname, "SELECT pg_notify('portcullis_change', "
+                   "'%d nodeelsewhere')" % CHANGE_TUNNELS)
+        pids = pclib.wait_for(
+            lambda: backends("wait_event_type = 'Lock' AND query LIKE "
+                             "'%FROM tunnels WHERE%'") or None, 1.4,
+            "the tunnels' read waits for the lock")
+        assert len(pids) == 1, pids
+    finally:
+        holder.wait(30)
+    pclib.wait_for(lambda: backends("pid = %d AND state = 'idle'" % pids[0])
+                   or None, 10, "the tunnels' read done")
+    return pids[0]
+
+
+def test_a_new_tunnels_answer_waits_at_most_its_deadline(tmp_path,
+                                                         make_agent):  # noqa: F811,E501
+    """POST /api/v1/tunnels answers with the state this node gave the new
+    tunnel, once the tunnels applied the read its change asked for, but
+    5 s later at the most: with the tunnels' read connection stopped (its
+    backend SIGSTOPped, the database answering everyone else) the answer
+    is 201 at the deadline with the tunnel as added ("pending"); once the
+    connection runs again the tunnel listens and carries traffic."""
+    f = _Frozen(tmp_path)
+    echo = None
+    stopped = []
+    try:
+        echo = pclib.EchoServer()
+        a = make_agent(f.p)
+        wait_agent(f.p, a.id)
+        pid = _tunnels_reader(f)
+        os.kill(pid, signal.SIGSTOP)
+        stopped.append(pid)
+        st, doc, raw, took = _call(
+            f.p.http_port, "POST", "/api/v1/tunnels", f.token,
+            {"agent": a.id, "remote": "127.0.0.1:%d" % echo.port,
+             "acl": ["127.0.0.1/32"]})
+        assert st == 201, raw
+        t = doc["data"]
+        print("a new tunnel's answer with its read held: %.3f s" % took)
+        assert TUNNEL_WAIT - 0.1 <= took < TUNNEL_WAIT + 3, took
+        assert t["state"] == "pending", t
+        pglib.PgServer.thaw(stopped)
+        pclib.wait_for(lambda: _tunnels(f)[t["id"]]["state"] == "listening"
+                       or None, 15, "listening once the read came back")
+        assert tcp_echo(int(t["local_port"])) == b"ping\n"
+    finally:
+        pglib.PgServer.thaw(stopped)
+        if echo is not None:
+            echo.close()
         _close(f)
