@@ -27,7 +27,7 @@ int admin_job_role_add(const struct admin_ctx *c,
     struct store_user u;
     struct store_group g;
     char target[STORE_NAME_MAX + 16], detail[STORE_NAME_MAX + 64];
-    int r;
+    int r = ERR_OK;
 
     memset(out, 0, sizeof(*out));
     if ((out->r.role = job_role_parse(q->role)) < 0) {
