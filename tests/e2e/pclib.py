@@ -1247,6 +1247,12 @@ class Target:
             "MaxStartups 200",
             "MaxSessions 200",
             "Subsystem sftp internal-sftp",
+            # bash run by sshd for a command reads ~/.bashrc unless
+            # SHLVL says it is not the first shell: root's on this box
+            # runs `pyenv rehash`, which prints "cannot rehash" when two
+            # logins start at once, and tests compare what the command
+            # printed (with the proxy and without)
+            "SetEnv SHLVL=1",
         ] + list(extra_config) + [""]))
         self.log_path = self.dir / "sshd.log"
         self.proc = None

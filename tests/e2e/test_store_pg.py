@@ -427,12 +427,12 @@ def test_database_outage(target, tmp_path):
 
 def lock_tables(own, dbname, tables, seconds=5, mode="ACCESS EXCLUSIVE"):
     """Another session of own's database holds tables locked (ACCESS
-    EXCLUSIVE: reads wait too; EXCLUSIVE: only writes) for seconds, from
-    when this returns: the psql process (the caller waits for it, kills
-    it, or ends the hold early with unlock_tables). Returns once
-    pg_locks shows every table's lock granted (a fixed 0.5 s was not
-    always enough for psql to start on a loaded box, and the test's
-    load then met no lock, or the lock only part of it)."""
+    EXCLUSIVE: reads wait too; EXCLUSIVE: only writes) for seconds (whole)
+    from psql's start: the psql process (the caller waits for it, kills
+    it, or ends the hold early with unlock_tables). Returns 0.5 s after
+    psql's start, or later, once pg_locks shows every table's lock granted
+    (0.5 s was not always enough for psql to start on a loaded box, and
+    the test's load then met no lock, or the lock only part of it)."""
     import subprocess
     holder = subprocess.Popen(
         own.as_user + [os.path.join(own.bindir, "psql"), "-h", own.dir,
@@ -442,6 +442,7 @@ def lock_tables(own, dbname, tables, seconds=5, mode="ACCESS EXCLUSIVE"):
                        " SELECT pg_sleep(%d); COMMIT;" % (tables, mode,
                                                           seconds)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    started = time.monotonic()
     names = [t.strip() for t in tables.split(",")]
     lockmode = "".join(w.capitalize() for w in mode.split()) + "Lock"
     deadline = time.monotonic() + 20
@@ -451,6 +452,9 @@ def lock_tables(own, dbname, tables, seconds=5, mode="ACCESS EXCLUSIVE"):
                         " AND l.mode = '%s' AND c.relname IN (%s)" % (
                             lockmode, ",".join("'%s'" % n for n in names)))
         if int(held.strip()) == len(names):
+            # not before 0.5 s from the start, as it always was: callers'
+            # holds are counted from then (held about seconds - 0.4 s)
+            time.sleep(max(0.0, started + 0.5 - time.monotonic()))
             return holder
         assert holder.poll() is None, holder.stderr.read()
         assert time.monotonic() < deadline, "the lock was not taken"
