@@ -617,8 +617,21 @@ out:
 static int store_migrate(struct store *st)
 {
     int latest = store_migrations[store_migrations_count - 1].version;
+    int64_t cur = 0;
+    bool exists = false;
     int r = ERR_OK;
 
+    /* A schema already at this program's version (every connection a
+     * server opens after its first: the store workers') is read once,
+     * without a write transaction: each step's takes the store-wide
+     * write lock, so a worker's new connection waited behind any write
+     * that waited (a table lock held elsewhere: an API read queued on a
+     * new connection stalled until a command's job row went in), and
+     * paid a transaction per step. */
+    if (db_has_table(st->db, "schema_version", &exists) == ERR_OK && exists &&
+        store_version_read(st, &cur) == ERR_OK && cur == latest) {
+        return ERR_OK;
+    }
     for (size_t i = 0; i < store_migrations_count && r == ERR_OK; i++) {
         r = store_migrate_step(st, &store_migrations[i], latest);
     }

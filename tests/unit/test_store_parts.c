@@ -321,6 +321,66 @@ static void test_a_whole_writer_waits_for_a_part(void **state)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* PostgreSQL: a connection opened (store_open: the schema checked) while
+ * a writer holds the whole write lock and waits for a table's lock is
+ * open at once. Before, each migration step's write transaction waited
+ * for that writer (a server's store worker opening its connection then:
+ * an API read stalled until a lock held elsewhere went). */
+static void test_a_connection_opens_while_a_writer_waits(void **state)
+{
+    struct t *t = *state;
+    struct db *lk;
+    pid_t adder, opener = -1;
+    int status = 0;
+    int64_t until;
+    bool opened = false;
+
+    if (!t->pg) {
+        skip();
+    }
+    lk = lock_table(t, "users");
+    adder = fork();
+    assert_true(adder >= 0);
+    if (adder == 0) {
+        struct store *st = other(t);
+
+        _exit(st != NULL &&
+                      store_user_add(st, "dave", NULL, false, NULL) == ERR_OK
+                  ? 0
+                  : 3);
+    }
+    wait_lock_waiters(t, 1); /* the adder holds the write lock, waits */
+    opener = fork();
+    assert_true(opener >= 0);
+    if (opener == 0) {
+        struct store *st = other(t);
+
+        store_close(st);
+        _exit(st != NULL ? 0 : 3);
+    }
+    until = util_mono_ms() + 5000;
+    while (util_mono_ms() < until) {
+        if (waitpid(opener, &status, WNOHANG) == opener) {
+            opened = true;
+            break;
+        }
+        usleep(20 * 1000);
+    }
+    /* still waiting: the user is added only after the lock */
+    assert_int_equal(waitpid(adder, NULL, WNOHANG), 0);
+    assert_int_equal(db_exec(lk, "test", "COMMIT"), ERR_OK);
+    db_close(lk);
+    if (!opened) {
+        assert_int_equal(waitpid(opener, &status, 0), opener);
+        fail_msg("a new connection waited for the writer (the lock)");
+    }
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(waitpid(adder, &status, 0), adder);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -330,6 +390,8 @@ int main(void)
             test_a_row_does_not_wait_for_an_audit_append, setup, teardown_t),
         cmocka_unit_test_setup_teardown(test_a_whole_writer_waits_for_a_part,
                                         setup, teardown_t),
+        cmocka_unit_test_setup_teardown(
+            test_a_connection_opens_while_a_writer_waits, setup, teardown_t),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
