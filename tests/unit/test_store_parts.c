@@ -169,6 +169,31 @@ static void test_two_writers_keep_seq_and_chain(void **state)
     }
 }
 
+/* What a child process does on a connection of its own (spawn). */
+enum child_op { CHILD_APPEND, CHILD_USER_ADD, CHILD_OPEN };
+
+/* A child process that opens a connection and does op: its pid; it
+ * exits 0 when all succeeded. */
+static pid_t spawn(struct t *t, enum child_op op)
+{
+    pid_t pid = fork();
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct store *st = other(t);
+        int r = st != NULL ? ERR_OK : ERR_STORE;
+
+        if (r == ERR_OK && op == CHILD_APPEND) {
+            r = audit_write(st, "child", "test", "held", "", "");
+        } else if (r == ERR_OK && op == CHILD_USER_ADD) {
+            r = store_user_add(st, "dave", NULL, false, NULL);
+        }
+        store_close(st);
+        _exit(r == ERR_OK ? 0 : 3);
+    }
+    return pid;
+}
+
 /* PostgreSQL: a connection that holds the audit head locked. */
 static struct db *lock_table(struct t *t, const char *table)
 {
@@ -235,16 +260,7 @@ static void test_a_row_does_not_wait_for_an_audit_append(void **state)
     assert_int_equal(audit_write(t->fx->st, "x", "test", "first", "", ""),
                      ERR_OK);
     lk = lock_table(t, "audit_head");
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        struct store *st = other(t);
-
-        _exit(st != NULL &&
-                      audit_write(st, "child", "test", "held", "", "") == ERR_OK
-                  ? 0
-                  : 3);
-    }
+    pid = spawn(t, CHILD_APPEND);
     wait_lock_waiters(t, 1); /* the child waits for the lock now */
     memset(&s, 0, sizeof(s));
     util_uuid4(s.id);
@@ -286,27 +302,9 @@ static void test_a_whole_writer_waits_for_a_part(void **state)
     assert_int_equal(audit_write(t->fx->st, "x", "test", "first", "", ""),
                      ERR_OK);
     lk = lock_table(t, "audit_head");
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        struct store *st = other(t);
-
-        _exit(st != NULL &&
-                      audit_write(st, "child", "test", "held", "", "") == ERR_OK
-                  ? 0
-                  : 3);
-    }
+    pid = spawn(t, CHILD_APPEND);
     wait_lock_waiters(t, 1); /* the child waits for the lock now */
-    adder = fork();
-    assert_true(adder >= 0);
-    if (adder == 0) {
-        struct store *st = other(t);
-
-        _exit(st != NULL &&
-                      store_user_add(st, "carol", NULL, false, NULL) == ERR_OK
-                  ? 0
-                  : 3);
-    }
+    adder = spawn(t, CHILD_USER_ADD);
     wait_lock_waiters(t, 2); /* the adder waits too */
     usleep(500 * 1000);
     /* still waiting for the append's part of the lock */
@@ -339,25 +337,9 @@ static void test_a_connection_opens_while_a_writer_waits(void **state)
         skip();
     }
     lk = lock_table(t, "users");
-    adder = fork();
-    assert_true(adder >= 0);
-    if (adder == 0) {
-        struct store *st = other(t);
-
-        _exit(st != NULL &&
-                      store_user_add(st, "dave", NULL, false, NULL) == ERR_OK
-                  ? 0
-                  : 3);
-    }
+    adder = spawn(t, CHILD_USER_ADD);
     wait_lock_waiters(t, 1); /* the adder holds the write lock, waits */
-    opener = fork();
-    assert_true(opener >= 0);
-    if (opener == 0) {
-        struct store *st = other(t);
-
-        store_close(st);
-        _exit(st != NULL ? 0 : 3);
-    }
+    opener = spawn(t, CHILD_OPEN);
     until = util_mono_ms() + 5000;
     while (util_mono_ms() < until) {
         if (waitpid(opener, &status, WNOHANG) == opener) {
