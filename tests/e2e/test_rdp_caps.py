@@ -271,6 +271,9 @@ def shimmed_session(proxy, tmp_path, extra, order=None, mode="junk"):
         user, pw = rdp_user(proxy, asset)
         r, _ = run_client(proxy, tmp_path, "%s#%s" % (user, asset), pw,
                           text="x", extra=["-compression", "/bpp:32"])
+        # the row closed before the target is stopped (or its end could
+        # be seen before the client's)
+        proxy.session_of(user, kind="rdp")
     finally:
         shim.close()
         target.stop()
