@@ -503,6 +503,11 @@ def test_loop_answers_while_the_nodes_table_is_locked(tmp_path):
         p.set_config("node", "dead_after_seconds", "30")
         p.start()
         p.wait_http()
+        # registered before the lock (the server serves HTTP before it
+        # registers; the registration met the lock once under ASan, and
+        # a node that cannot register stops)
+        pclib.wait_for(lambda: " registered" in p.log_text(), 20,
+                       "the node's registration")
         holder = lock_tables(own, dbname, "nodes")
         worst = slowest_healthz(p.http_port)
         assert holder.wait(timeout=30) == 0, holder.stderr.read()
