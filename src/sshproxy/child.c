@@ -886,7 +886,7 @@ static void child_time_limit(struct session_child *sc)
     int64_t limit_ms = (int64_t)sc->max_session_minutes * 60000;
 
     if (sc->max_session_minutes <= 0 ||
-        util_mono_ms() - sc->started_ms < limit_ms) {
+        sc->now_ms - sc->started_ms < limit_ms) {
         return;
     }
     for (struct relay_chan *ch = sc->chans; ch != NULL; ch = ch->next) {
@@ -907,7 +907,7 @@ static void child_time_limit(struct session_child *sc)
 static void child_idle_limit(struct session_child *sc)
 {
     int minutes = sc->idle_timeout_minutes;
-    int64_t now = util_mono_ms();
+    int64_t now = sc->now_ms;
     char msg[80];
 
     if (minutes <= 0) {
@@ -1004,7 +1004,7 @@ static void child_loop(struct session_child *sc)
     sa.sa_flags = SA_RESETHAND; /* a second SIGTERM ends it at once */
     sigemptyset(&sa.sa_mask);
     (void)sigaction(SIGTERM, &sa, NULL);
-    sc->started_ms = util_mono_ms();
+    sc->started_ms = sc->now_ms = util_mono_ms();
     for (;;) {
         bool moved;
 
@@ -1027,6 +1027,7 @@ static void child_loop(struct session_child *sc)
             (void)ssh_blocking_flush(sc->down, 1000);
             break;
         }
+        sc->now_ms = util_mono_ms();
         moved = child_step(sc);
 
         if (!ssh_is_connected(sc->down)) {
@@ -1034,13 +1035,13 @@ static void child_loop(struct session_child *sc)
         }
         child_time_limit(sc);
         child_idle_limit(sc);
-        if (util_mono_ms() - sc->last_flush_ms >= 1000) {
+        if (sc->now_ms - sc->last_flush_ms >= 1000) {
             for (struct relay_chan *ch = sc->chans; ch != NULL; ch = ch->next) {
                 if (ch->rec != NULL) {
                     (void)record_flush(ch->rec);
                 }
             }
-            sc->last_flush_ms = util_mono_ms();
+            sc->last_flush_ms = sc->now_ms;
         }
         if (moved || sc->activity) {
             sc->activity = false;

@@ -527,7 +527,6 @@ bool relay_fail(struct relay_chan *ch)
 bool relay_pump(struct relay_chan *ch)
 {
     bool moved = false, err = false;
-    int64_t now;
 
     if (ch->state != CHAN_RELAYING) {
         return false;
@@ -604,8 +603,7 @@ bool relay_pump(struct relay_chan *ch)
         moved = true;
     }
     if (moved) {
-        now = util_mono_ms();
-        ch->last_activity_ms = now;
+        ch->last_activity_ms = ch->sc->now_ms;
     }
     return moved;
 }

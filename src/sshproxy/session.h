@@ -144,6 +144,10 @@ struct session_child {
     bool store_down_said;  /* the "database unavailable" banner was sent */
     bool store_down_last;  /* the last verdict failed for it */
     int64_t last_flush_ms; /* recordings are flushed at least every second */
+    /* util_mono_ms() read once per turn of child_run()'s loop, for the
+     * checks of that turn (it was read four times a turn: ~1 % of the
+     * child's CPU in a bulk transfer, bench/README.md). */
+    int64_t now_ms;
 };
 
 /* relay.c */
