@@ -427,8 +427,8 @@ def test_database_outage(target, tmp_path):
 
 def lock_tables(own, dbname, tables, seconds=5, mode="ACCESS EXCLUSIVE"):
     """Another session of own's database holds tables locked (ACCESS
-    EXCLUSIVE: reads wait too; EXCLUSIVE: only writes) for seconds (whole)
-    from psql's start: the psql process (the caller waits for it, kills
+    EXCLUSIVE: reads wait too; EXCLUSIVE: only writes) for seconds from
+    psql's start: the psql process (the caller waits for it, kills
     it, or ends the hold early with unlock_tables). Returns 0.5 s after
     psql's start, or later, once pg_locks shows every table's lock granted
     (0.5 s was not always enough for psql to start on a loaded box, and
@@ -439,7 +439,7 @@ def lock_tables(own, dbname, tables, seconds=5, mode="ACCESS EXCLUSIVE"):
                        "-p", str(own.port), "-U", "portcullis", "-d",
                        dbname, "-X", "-q", "-c",
                        "BEGIN; LOCK TABLE %s IN %s MODE;"
-                       " SELECT pg_sleep(%d); COMMIT;" % (tables, mode,
+                       " SELECT pg_sleep(%g); COMMIT;" % (tables, mode,
                                                           seconds)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     started = time.monotonic()
