@@ -10,6 +10,7 @@
 #include "sshproxy/randpool.h"
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -27,20 +28,17 @@ struct randpool {
 
 _Static_assert(sizeof(struct randpool) <= 4096, "the pool fits one page");
 
-/* 0: not set up yet; 1: set up (pool_page); -1: not available. */
-static _Atomic int pool_state;
+/* The page once set up (a child inherits the pointer; the page's contents
+ * are zeroed for it); pool_none once the kernel refused MADV_WIPEONFORK. */
 static struct randpool *_Atomic pool_page;
+static atomic_bool pool_none;
 
 static struct randpool *randpool_get(void)
 {
-    struct randpool *p;
-    int expected = 0;
+    struct randpool *p = atomic_load(&pool_page), *none = NULL;
 
-    if (atomic_load(&pool_state) == 1) {
-        return atomic_load(&pool_page);
-    }
-    if (atomic_load(&pool_state) < 0) {
-        return NULL;
+    if (p != NULL || atomic_load(&pool_none)) {
+        return p;
     }
     p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
              -1, 0);
@@ -49,23 +47,21 @@ static struct randpool *randpool_get(void)
     }
     if (madvise(p, 4096, MADV_WIPEONFORK) != 0) {
         munmap(p, 4096);
-        atomic_store(&pool_state, -1);
+        atomic_store(&pool_none, true);
         return NULL;
     }
-    if (!atomic_compare_exchange_strong(&pool_page, &(struct randpool *){NULL},
-                                        p)) {
+    if (!atomic_compare_exchange_strong(&pool_page, &none, p)) {
         munmap(p, 4096); /* another thread was first */
     }
-    (void)atomic_compare_exchange_strong(&pool_state, &expected, 1);
     return atomic_load(&pool_page);
 }
 
 bool randpool_take(void *where, size_t len)
 {
-    struct randpool *p = randpool_get();
+    struct randpool *p;
     bool ok = true;
 
-    if (p == NULL || len > RANDPOOL_SERVE_MAX) {
+    if (len > RANDPOOL_SERVE_MAX || (p = randpool_get()) == NULL) {
         return false;
     }
     while (atomic_flag_test_and_set_explicit(&p->lock, memory_order_acquire)) {
@@ -92,8 +88,7 @@ bool randpool_take(void *where, size_t len)
 
 int __wrap_ssh_get_random(void *where, int len, int strong)
 {
-    if (strong == 0 && len > 0 && len <= RANDPOOL_SERVE_MAX &&
-        randpool_take(where, (size_t)len)) {
+    if (strong == 0 && len > 0 && randpool_take(where, (size_t)len)) {
         return 1;
     }
     return __real_ssh_get_random(where, len, strong);
