@@ -1394,12 +1394,12 @@ class Client:
                    timeout=timeout)
 
     def sftp(self, login, batch, password=None, totp=None, key=None,
-             timeout=CMD_TIMEOUT):
+             extra=(), timeout=CMD_TIMEOUT):
         """sftp -b BATCHFILE (batch mode allows no password prompt, so
-        use key auth)."""
+        use key auth); extra: more ssh options."""
         cmd = ["sftp"] + SSH_COMMON + self.auth_options(key) + \
-            ["-P", str(self.port), "-o", "User=%s" % login, "-b", str(batch),
-             self.host]
+            ["-P", str(self.port), "-o", "User=%s" % login] + list(extra) + \
+            ["-b", str(batch), self.host]
         return run(cmd, env=self.env(password, totp), timeout=timeout)
 
 

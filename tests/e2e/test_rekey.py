@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from pclib import CMD_TIMEOUT, SSH_COMMON, Client, Target, keygen
+from pclib import Client, Target, keygen
 
 SIZE = 24 << 20
 NEWKEYS = "SSH2_MSG_NEWKEYS received"
@@ -39,24 +39,15 @@ def acct(proxy, rekey_target, tmp_path_factory):
     return "%s#%s" % (user, asset), key
 
 
-def _env():
-    env = dict(os.environ)
-    env.pop("SSH_AUTH_SOCK", None)
-    return env
-
-
 def _newkeys_on_target(target):
     return target.log_path.read_text(errors="replace").count(NEWKEYS)
 
 
 def _run(proxy, acct, command, stdin, stdout):
     login, key = acct
-    args = Client(proxy.ssh_port).ssh_args(
-        login, command, key=key, extra=("-v", "-o", "RekeyLimit=1M"))
-    p = subprocess.run(args, stdin=stdin, stdout=stdout,
-                       stderr=subprocess.PIPE, env=_env(),
-                       timeout=CMD_TIMEOUT)
-    return p.returncode, p.stderr.decode(errors="replace")
+    return Client(proxy.ssh_port).ssh(
+        login, command, key=key, extra=("-v", "-o", "RekeyLimit=1M"),
+        stdin=stdin, stdout=stdout)
 
 
 def test_upload_and_download_through_rekeys_on_both_legs(
@@ -69,8 +60,8 @@ def test_upload_and_download_through_rekeys_on_both_legs(
     before = _newkeys_on_target(rekey_target)
 
     with open(src, "rb") as f:
-        rc, err = _run(proxy, acct, "cat > %s" % name, f,
-                       subprocess.DEVNULL)
+        rc, _, err = _run(proxy, acct, "cat > %s" % name, f,
+                          subprocess.DEVNULL)
     assert rc == 0, err[-2000:]
     assert hashlib.sha256(name.read_bytes()).hexdigest() == want, \
         "the upload arrived changed"
@@ -81,8 +72,8 @@ def test_upload_and_download_through_rekeys_on_both_legs(
     before = _newkeys_on_target(rekey_target)
     dst = tmp_path / "dst"
     with open(dst, "wb") as out:
-        rc, err = _run(proxy, acct, "cat %s; exit 7" % name,
-                       subprocess.DEVNULL, out)
+        rc, _, err = _run(proxy, acct, "cat %s; exit 7" % name,
+                          subprocess.DEVNULL, out)
     assert rc == 7, err[-2000:]
     assert hashlib.sha256(dst.read_bytes()).hexdigest() == want, \
         "the download arrived changed"
@@ -101,14 +92,10 @@ def test_sftp_both_ways_through_rekeys(proxy, rekey_target, acct,
     back = tmp_path / "back"
     batch = tmp_path / "batch"
     batch.write_text("put %s %s\nget %s %s\n" % (src, remote, remote, back))
-    args = ["sftp", "-b", str(batch), "-P", str(proxy.ssh_port)] + \
-        SSH_COMMON + ["-o", "RekeyLimit=1M", "-o", "BatchMode=yes",
-                      "-o", "IdentitiesOnly=yes", "-i", str(key),
-                      "%s@127.0.0.1" % login]
     before = _newkeys_on_target(rekey_target)
-    p = subprocess.run(args, stdin=subprocess.DEVNULL,
-                       capture_output=True, env=_env(), timeout=CMD_TIMEOUT)
-    assert p.returncode == 0, p.stderr.decode(errors="replace")[-2000:]
+    res = Client(proxy.ssh_port).sftp(login, batch, key=key,
+                                      extra=("-o", "RekeyLimit=1M"))
+    assert res.rc == 0, res.err[-2000:]
     assert hashlib.sha256(remote.read_bytes()).hexdigest() == want
     assert hashlib.sha256(back.read_bytes()).hexdigest() == want
     n = _newkeys_on_target(rekey_target) - before
