@@ -459,7 +459,7 @@ def test_cli_md_synopses_name_only_options_the_program_has():
 def test_every_list_route_pages(pc):
     """docs/api.md: lists take page[limit] and answer meta {total, limit,
     offset}; /api/v1/peers too."""
-    pc.start()
+    pc.start().wait_http()  # start() waits for the SSH port only
     rc, out, _ = pc.cli("token", "add", "--user", "admin", "--expires", "1h")
     token = parse_kv(out)["token"]
     status, body = pclib.http_json(pc.http_port, "GET",
@@ -472,7 +472,7 @@ def test_api_asset_by_name_says_assets_go_by_id(pc, target):
     """`{id}` of /api/v1/assets/{id} is an ID (docs/api.md); an asset's
     name there, as the CLI would take it, is answered 404 saying so (it
     said only "asset 'NAME' not found" of an asset that exists)."""
-    pc.start()
+    pc.start().wait_http()
     aid = pc.asset_add("named-asset", "127.0.0.1", target.port, "root")
     token = parse_kv(pc.cli("token", "add", "--user", "admin", "--expires",
                             "1h")[1])["token"]
