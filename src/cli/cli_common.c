@@ -320,7 +320,7 @@ int cli_parse(struct cli_ctx *ctx, int argc, char **argv,
 
 int cli_load_config(struct cli_ctx *ctx)
 {
-    char why[512];
+    char why[512], node[128];
     int r;
 
     if (ctx->cfg_loaded) {
@@ -340,6 +340,8 @@ int cli_load_config(struct cli_ctx *ctx)
      * children's) at the configured cost */
     password_set_cost((unsigned)ctx->cfg.password_passes,
                       (unsigned)ctx->cfg.password_memory_kib);
+    config_node_name(&ctx->cfg, node, sizeof(node));
+    store_set_session_defaults(node, ctx->cfg.node_dead_after_seconds);
     return CLI_EXIT_OK;
 }
 

@@ -598,7 +598,16 @@ static int init_store(struct init_paths *p, const char *url, char *pw,
         p->created[INIT_DB] = p->created[INIT_DB_WAL] = true;
         p->created[INIT_DB_SHM] = p->created[INIT_DB_JOURNAL] = true;
     }
+    /* hashed before the store's transaction begins: argon2id takes a
+     * while, and on PostgreSQL a transaction idle that long loses its
+     * connection (db_set_session_defaults) */
+    password_generate(pw, pwlen - 1);
+    if ((r = password_hash(pw, hash, sizeof(hash))) != ERR_OK) {
+        sodium_memzero(pw, pwlen);
+        return cli_error("cannot hash the admin password: %s", err_str(r));
+    }
     if ((r = store_create_begin(path, &st)) != ERR_OK) {
+        sodium_memzero(hash, sizeof(hash));
         st = NULL;
         /* The driver has logged the database's reason (host, refusal,
          * missing database, a table in the way); the URL holds no
@@ -616,11 +625,6 @@ static int init_store(struct init_paths *p, const char *url, char *pw,
             cli_error("cannot create store %s: %s", path, err_str(r));
         }
         return CLI_EXIT_FAIL;
-    }
-    password_generate(pw, pwlen - 1);
-    if ((r = password_hash(pw, hash, sizeof(hash))) != ERR_OK) {
-        cli_error("cannot hash the admin password: %s", err_str(r));
-        goto out;
     }
     r = store_user_add(st, INIT_ADMIN_NAME, hash, false, &admin);
     if (r != ERR_OK) {

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -716,6 +717,21 @@ static int config_check_algos(struct config *cfg, const char *path, char *why,
         }
     }
     return ERR_OK;
+}
+
+void config_node_name(const struct config *cfg, char *out, size_t outlen)
+{
+    char host[256];
+
+    if (cfg->node_name != NULL && cfg->node_name[0] != '\0') {
+        snprintf(out, outlen, "%s", cfg->node_name);
+        return;
+    }
+    if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') {
+        snprintf(host, sizeof(host), "node");
+    }
+    host[sizeof(host) - 1] = '\0';
+    snprintf(out, outlen, "%s", host);
 }
 
 int config_weak_algorithms(const struct config *cfg, char *out, size_t outlen)

@@ -219,6 +219,8 @@ int config_defaults(struct config *cfg, const char *data_dir);
  * spaces or control characters, no password (user:pw@ or password=);
  * otherwise ERR_CONFIG and why (which never quotes the URL). */
 int config_store_url_check(const char *url, char *why, size_t whylen);
+/* The node's name: [node] name, else the host's name, else "node". */
+void config_node_name(const struct config *cfg, char *out, size_t outlen);
 void config_free(struct config *cfg);
 
 /*

@@ -231,7 +231,7 @@ int cluster_start(struct cluster **out, const struct config *cfg,
                   struct loop *loop, struct store *st, struct hub *hub)
 {
     struct cluster *c;
-    char host[256] = "", what[320];
+    char what[320];
     int r;
 
     *out = NULL;
@@ -243,14 +243,7 @@ int cluster_start(struct cluster **out, const struct config *cfg,
     c->st = st;
     c->hub = hub;
     snprintf(c->self.id, sizeof(c->self.id), "%s", store_node_self(st));
-    if (cfg->node_name != NULL && cfg->node_name[0] != '\0') {
-        snprintf(c->self.name, sizeof(c->self.name), "%s", cfg->node_name);
-    } else {
-        if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') {
-            snprintf(host, sizeof(host), "node");
-        }
-        snprintf(c->self.name, sizeof(c->self.name), "%s", host);
-    }
+    config_node_name(cfg, c->self.name, sizeof(c->self.name));
     /* proxy=: where other nodes reach the agents this node holds (the
      * node: route, route/route.h); "proxy_plain" when it has no TLS */
     if (cfg->http_proxy_enabled) {

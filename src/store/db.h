@@ -56,6 +56,15 @@ const char *db_location(struct db *db);
 bool db_is_shared(struct db *db);
 /* The same from a location as db_open() takes it. */
 bool db_location_is_server(const char *location);
+/* Process-wide settings of the connections opened after it (PostgreSQL;
+ * nothing on SQLite): app_name ("" or NULL: none) follows "portcullis " in
+ * the server's application_name (pg_stat_activity shows which node holds
+ * what); a transaction idle longer than idle_tx_seconds (clamped to 3-10;
+ * <= 0 keeps 10) between its statements has its connection ended by the
+ * server, so a frozen holder of the write lock cannot hold the cluster's
+ * writes longer (db_pg.c). Call before the first db_open() and before any
+ * thread that opens connections starts. */
+void db_set_session_defaults(const char *app_name, int idle_tx_seconds);
 
 /* Transactions. A write transaction takes the write lock up front (SQLite:
  * BEGIN IMMEDIATE), so it never has to be upgraded and never fails half

@@ -104,6 +104,17 @@
  * URL's options=-clock_timeout=... setting wins. */
 #define PG_LOCK_TIMEOUT "20s"
 #define PG_STATEMENT_TIMEOUT "60s"
+/* How long a transaction may sit idle between two of its statements before
+ * the server ends its connection (idle_in_transaction_session_timeout;
+ * db_set_session_defaults() picks within these bounds). Every write takes
+ * the one write lock of the whole cluster, so a node frozen inside a write
+ * transaction (SIGSTOP, a paused VM: its socket stays open and its kernel
+ * answers keepalives) would otherwise hold every other node's writes,
+ * their heartbeats and the declaring of it dead included, until it runs
+ * again. A transaction here never waits on anything but the database
+ * between its statements, so seconds of idleness mean a stuck client. */
+#define PG_IDLE_TX_SECONDS_MIN 3
+#define PG_IDLE_TX_SECONDS_MAX 10
 /* After a failed reconnection, further attempts wait this long at first,
  * doubling up to the maximum: a server that is down costs callers an
  * immediate error, not a connection attempt each. */
@@ -447,12 +458,46 @@ static int pg_simple(struct db *db, const char *what, const char *sql,
     return r;
 }
 
+/* What db_set_session_defaults() set: written before the first connection
+ * (and before the threads that open theirs exist), only read after. */
+static char pg_app_name[64] = "portcullis";
+static int pg_idle_tx_seconds = PG_IDLE_TX_SECONDS_MAX;
+
+void db_set_session_defaults(const char *app_name, int idle_tx_seconds)
+{
+    size_t i;
+
+    if (app_name != NULL && app_name[0] != '\0') {
+        /* PostgreSQL keeps 63 bytes of printable ASCII; anything else
+         * becomes '?' here, not a byte cut in half there */
+        snprintf(pg_app_name, sizeof(pg_app_name), "portcullis %s", app_name);
+        for (i = 0; pg_app_name[i] != '\0'; i++) {
+            if (pg_app_name[i] < 0x20 || pg_app_name[i] > 0x7e) {
+                pg_app_name[i] = '?';
+            }
+        }
+    }
+    if (idle_tx_seconds > 0) {
+        pg_idle_tx_seconds =
+            idle_tx_seconds < PG_IDLE_TX_SECONDS_MIN   ? PG_IDLE_TX_SECONDS_MIN
+            : idle_tx_seconds > PG_IDLE_TX_SECONDS_MAX ? PG_IDLE_TX_SECONDS_MAX
+                                                       : idle_tx_seconds;
+    }
+}
+
 /* The connection's settings: time limits where the server sets none. */
-static const char pg_session_sql[] =
-    "SELECT set_config('lock_timeout', '" PG_LOCK_TIMEOUT "', false) WHERE "
-    "current_setting('lock_timeout') = '0';"
-    "SELECT set_config('statement_timeout', '" PG_STATEMENT_TIMEOUT "', "
-    "false) WHERE current_setting('statement_timeout') = '0'";
+static void pg_session_sql(char *sql, size_t len)
+{
+    snprintf(sql, len,
+             "SELECT set_config('lock_timeout', '" PG_LOCK_TIMEOUT "', false)"
+             " WHERE current_setting('lock_timeout') = '0';"
+             "SELECT set_config('statement_timeout', '" PG_STATEMENT_TIMEOUT
+             "', false) WHERE current_setting('statement_timeout') = '0';"
+             "SELECT set_config('idle_in_transaction_session_timeout', '%ds',"
+             " false) WHERE"
+             " current_setting('idle_in_transaction_session_timeout') = '0'",
+             pg_idle_tx_seconds);
+}
 
 /* Notices ("relation already exists, skipping") are not errors. */
 static void pg_notice(void *arg, const char *message)
@@ -476,12 +521,12 @@ static int pg_dial(const char *location, PGconn **out, char *why, size_t whylen)
     const char *const vals[] = {PG_CONNECT_TIMEOUT,
                                 PG_TCP_USER_TIMEOUT,
                                 "10",
-                                "portcullis",
+                                pg_app_name,
                                 location,
                                 NULL};
     PGconn *conn = PQconnectdbParams(keys, vals, 1);
     PGresult *res = NULL;
-    char line[480];
+    char line[480], sql[600];
     int r = ERR_STORE;
 
     *out = NULL;
@@ -501,7 +546,8 @@ static int pg_dial(const char *location, PGconn **out, char *why, size_t whylen)
                  pg_one_line(PQerrorMessage(conn), line, sizeof(line)));
         goto out;
     }
-    res = PQexec(conn, pg_session_sql);
+    pg_session_sql(sql, sizeof(sql));
+    res = PQexec(conn, sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK &&
         PQresultStatus(res) != PGRES_COMMAND_OK) {
         snprintf(why, whylen, "session settings: %s",

@@ -200,6 +200,13 @@ struct store_session_filter {
 };
 
 /* --- lifecycle --- */
+/* Before the first store_open() of a process (and before its threads
+ * start): what its PostgreSQL connections tell the server. node_name goes
+ * into their application_name; a write transaction left idle (its process
+ * frozen) loses its connection after a third of dead_after_seconds (3-10
+ * s), so it cannot hold the cluster's write lock until other nodes are
+ * unable to declare it dead (db.h). Nothing on SQLite. */
+void store_set_session_defaults(const char *node_name, int dead_after_seconds);
 /* Opens (creating if absent) and migrates the store at path. */
 int store_open(const char *path, struct store **out);
 /*

@@ -660,6 +660,11 @@ static int store_connect(const char *path, struct store **out)
     return ERR_OK;
 }
 
+void store_set_session_defaults(const char *node_name, int dead_after_seconds)
+{
+    db_set_session_defaults(node_name, dead_after_seconds / 3);
+}
+
 int store_open(const char *path, struct store **out)
 {
     struct store *st = NULL;

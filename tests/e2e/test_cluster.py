@@ -565,3 +565,62 @@ def test_paused_node_declared_dead_takes_its_agents_back(cluster, make_agent):
     assert "connection to the server lost" not in ag.log_text()
     # a wrote it back online and said so: b listens again
     wait_for_listen(("127.0.0.2", port), True, 10)
+
+
+def test_a_node_frozen_inside_a_write_does_not_hold_the_others(cluster, pg):  # noqa: F811,E501
+    """Every write of every node takes the cluster's one write lock. A node
+    stopped (SIGSTOP, a paused VM) inside a write transaction keeps its
+    connection open (its kernel still answers), so the lock stayed held
+    and the other node could not write its heartbeat, let alone declare
+    the frozen one dead, until it ran again. Its connections now carry
+    idle_in_transaction_session_timeout (a third of dead_after, at least
+    3 s): the server ends the frozen one's transaction and the other node
+    goes on. Made certain here: a psql session holds the nodes table, so
+    the node whose heartbeat has taken the write lock waits for it there;
+    that node is stopped, the table let go, and its transaction is left
+    idle holding the write lock."""
+    a, b, _ = cluster
+    wait_nodes(b, lambda r: r["a"]["state"] == "online" and
+               r["b"]["state"] == "online", 15, "both online")
+    holder = subprocess.Popen(
+        pg.as_user + [str(pg.bindir / "psql"), "-h", str(pg.dir), "-p",
+                      str(pg.PORT), "-U", "portcullis", "-d", "portcullis",
+                      "-X", "-q", "-c",
+                      "BEGIN; LOCK TABLE nodes IN EXCLUSIVE MODE;"
+                      " SELECT pg_sleep(60); COMMIT;"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    frozen = None
+    try:
+        # the node whose heartbeat holds the write lock and waits for the
+        # table (the connections name their node: application_name)
+        def waiting():
+            out = pg.psql(
+                "SELECT a.application_name FROM pg_stat_activity a"
+                " JOIN pg_locks l ON l.pid = a.pid JOIN pg_class c"
+                " ON c.oid = l.relation WHERE NOT l.granted"
+                " AND c.relname = 'nodes'").strip()
+            return out if out in ("portcullis a", "portcullis b") else None
+        name = pclib.wait_for(waiting, 15, "a heartbeat waiting for nodes")
+        frozen, other = (a, b) if name == "portcullis a" else (b, a)
+        fname, oname = name[-1], "b" if name == "portcullis a" else "a"
+        os.kill(frozen.proc.pid, signal.SIGSTOP)
+        # the table goes: the frozen node's UPDATE runs, then its
+        # transaction sits idle with the write lock
+        pg.psql("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE"
+                " query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()")
+        holder.wait(timeout=10)
+        wait_nodes(other, lambda r: r[fname]["state"] == "dead",
+                   DEAD_AFTER_SECONDS + 4 * HEARTBEAT_SECONDS + 5,
+                   "%s declared dead by %s" % (fname, oname))
+        assert other.proc.poll() is None
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        if frozen is not None:
+            os.kill(frozen.proc.pid, signal.SIGCONT)
+    # it runs again: its lost connection is opened anew, it learns it was
+    # declared dead and is back
+    wait_nodes(other, lambda r: r[fname]["state"] == "online", 15,
+               "%s online again" % fname)
+    assert "declared this node dead" in frozen.log_text(), frozen.log_tail()

@@ -809,6 +809,54 @@ static void test_pg_lock_timeout(void **state)
     assert_int_equal(count_rows(f->db), 1);
 }
 
+/* What db_set_session_defaults() sets reaches the connections opened
+ * after it: the node's name in application_name (non-ASCII made '?'),
+ * and idle_in_transaction_session_timeout within 3-10 s; a write
+ * transaction left idle longer loses its connection, so its write lock
+ * goes, and the next transaction connects again. */
+static void test_pg_idle_transaction(void **state)
+{
+    struct dfx *f = *state;
+    struct db *other = NULL, *third = NULL;
+    char v[64];
+
+    if (strncmp(f->path, "postgres", 8) != 0) {
+        skip();
+    }
+    pg_setting(f->db, "idle_in_transaction_session_timeout", v, sizeof(v));
+    assert_string_equal(v, "10s");
+    pg_setting(f->db, "application_name", v, sizeof(v));
+    assert_string_equal(v, "portcullis");
+    db_set_session_defaults("node\x01\xc3\xa9", 1); /* below 3: 3 */
+    assert_int_equal(db_open(f->path, &other), ERR_OK);
+    pg_setting(other, "application_name", v, sizeof(v));
+    assert_string_equal(v, "portcullis node???");
+    pg_setting(other, "idle_in_transaction_session_timeout", v, sizeof(v));
+    assert_string_equal(v, "3s");
+    assert_int_equal(db_begin(other, true), ERR_OK); /* holds the lock */
+    sleep(4);
+    /* its connection was ended: the lock is free for another writer */
+    assert_int_equal(db_exec(f->db, "test", "SET lock_timeout = '1s'"), ERR_OK);
+    assert_int_equal(db_begin(f->db, true), ERR_OK);
+    db_rollback(f->db);
+    assert_int_equal(
+        run_text(other, "INSERT INTO drv_t (a) VALUES ($1)", 1, "lost", NULL),
+        ERR_STORE);
+    db_rollback(other);
+    assert_int_equal(db_begin(other, true), ERR_OK); /* connects again */
+    assert_int_equal(
+        run_text(other, "INSERT INTO drv_t (a) VALUES ($1)", 1, "after", NULL),
+        ERR_OK);
+    assert_int_equal(db_commit(other), ERR_OK);
+    assert_int_equal(count_rows(f->db), 1);
+    db_close(other);
+    db_set_session_defaults(NULL, 100); /* above 10: 10 */
+    assert_int_equal(db_open(f->path, &third), ERR_OK);
+    pg_setting(third, "idle_in_transaction_session_timeout", v, sizeof(v));
+    assert_string_equal(v, "10s");
+    db_close(third);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -826,6 +874,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pg_statement_deadline, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pg_lock_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_idle_transaction, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_location, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fork_guard, setup, teardown),
