@@ -553,6 +553,22 @@ static int child_down_exec(ssh_session session, ssh_channel channel,
     return r;
 }
 
+/* ssh -A: libssh answers success (the request exists), and OpenSSH asks
+ * for no answer anyway; whether the target is asked too is decided when
+ * the channel starts (forward_agent_start), and a refusal is a report
+ * row, as OpenSSH's sshd refuses it: silently. */
+static void child_down_agent_req(ssh_session session, ssh_channel channel,
+                                 void *userdata)
+{
+    struct relay_chan *ch = userdata;
+
+    (void)session;
+    (void)channel;
+    if (ch->state == CHAN_NEW) {
+        ch->agent_req = true;
+    }
+}
+
 static int child_down_subsystem(ssh_session session, ssh_channel channel,
                                 const char *subsystem, void *userdata)
 {
@@ -562,7 +578,7 @@ static int child_down_subsystem(ssh_session session, ssh_channel channel,
     return child_down_start(userdata, KIND_SFTP, "sftp");
 }
 
-static int child_set_down_callbacks(struct relay_chan *ch)
+int child_set_down_callbacks(struct relay_chan *ch)
 {
     struct ssh_channel_callbacks_struct *cb = &ch->down_cb;
 
@@ -578,7 +594,8 @@ static int child_set_down_callbacks(struct relay_chan *ch)
     cb->channel_shell_request_function = child_down_shell;
     cb->channel_exec_request_function = child_down_exec;
     cb->channel_subsystem_request_function = child_down_subsystem;
-    /* No agent or X11 callbacks: libssh then refuses those requests. */
+    cb->channel_auth_agent_req_function = child_down_agent_req;
+    /* No X11 callback: libssh then refuses x11-req. */
     ssh_callbacks_init(cb);
     return ssh_set_channel_callbacks(ch->down, cb);
 }
@@ -608,7 +625,7 @@ static ssh_channel child_on_session_open(ssh_session session, void *userdata)
 
 /* --- authorization --- */
 
-static int child_authorize(struct session_child *sc, struct relay_chan *ch)
+int child_authorize(struct session_child *sc, struct relay_chan *ch)
 {
     char msg[512] = "", asset[STORE_NAME_MAX + 1] = "";
     uint32_t max_minutes = 0, idle_minutes = 0;
@@ -665,6 +682,9 @@ static int child_on_message(ssh_session session, ssh_message m, void *userdata)
     const char *host, *orig;
     char detail[300];
 
+    if (ssh_message_type(m) == SSH_REQUEST_GLOBAL) {
+        return forward_global_request(sc, m);
+    }
     if (ssh_message_type(m) != SSH_REQUEST_CHANNEL_OPEN ||
         ssh_message_subtype(m) != SSH_CHANNEL_DIRECT_TCPIP) {
         return 1; /* default reply: refused */
@@ -703,8 +723,8 @@ static int child_on_message(ssh_session session, ssh_message m, void *userdata)
 
 /* --- the loop --- */
 
-static void child_report_end(struct session_child *sc, struct relay_chan *ch,
-                             const char *result)
+void child_report_end(struct session_child *sc, struct relay_chan *ch,
+                      const char *result)
 {
     char sha[65] = "";
     uint64_t rec_size = 0;
@@ -716,6 +736,11 @@ static void child_report_end(struct session_child *sc, struct relay_chan *ch,
             result = "error: recording failed";
         }
         ch->rec = NULL;
+    }
+    if (ch->grant != NULL) {
+        ch->grant->bytes_up += ch->bytes_up;
+        ch->grant->bytes_down += ch->bytes_down;
+        ch->grant = NULL;
     }
     if (ch->session_id[0] == '\0') {
         return;
@@ -866,6 +891,9 @@ static void child_start(struct session_child *sc, struct relay_chan *ch)
                     sc->up_result ? sc->up_result : "error: upstream");
         return;
     }
+    if (ch->agent_req) {
+        forward_agent_start(sc, ch);
+    }
     if (upstream_open_channel(sc, ch) != ERR_OK) {
         relay_abort(ch, "the asset refused to open the channel",
                     "error: the asset refused the channel");
@@ -933,6 +961,9 @@ static bool child_step(struct session_child *sc)
         if (ch->state == CHAN_STARTING) {
             child_start(sc, ch);
             moved = true;
+        }
+        if (ch->state == CHAN_OPENING) {
+            moved |= forward_open_step(ch);
         }
         if (ch->state == CHAN_RELAYING && ch->up != NULL &&
             (sc->up == NULL || !ssh_is_connected(sc->up))) {
@@ -1060,7 +1091,8 @@ static void child_loop(struct session_child *sc)
             errors = 0;
         }
     }
-    /* The client is gone: close what is still open. */
+    /* The client is gone: close what is still open, then the grants
+     * (whose rows add up their channels' bytes). */
     while (sc->chans != NULL) {
         struct relay_chan *ch = sc->chans;
 
@@ -1071,6 +1103,7 @@ static void child_loop(struct session_child *sc)
                                               : "error: client disconnected");
         relay_chan_free(ch);
     }
+    forward_end(sc);
 }
 
 /* Sanitizer runtimes (ASan/UBSan builds) report to stderr unless told

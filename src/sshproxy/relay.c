@@ -497,7 +497,11 @@ bool relay_fail(struct relay_chan *ch)
     if (held && util_mono_ms() - ch->fail_ms < RELAY_FAIL_WAIT_MS) {
         return moved;
     }
-    if (ch->kind != KIND_LOCAL_FORWARD && ch->fail_msg != NULL) {
+    /* a message and an exit status only where a client reads them: not
+     * on a forwarded connection */
+    if ((ch->kind == KIND_SHELL || ch->kind == KIND_EXEC ||
+         ch->kind == KIND_SFTP || ch->kind == KIND_SCP) &&
+        ch->fail_msg != NULL) {
         (void)snprintf(line, sizeof(line), "portcullis: %s\r\n", ch->fail_msg);
         n = (uint32_t)strnlen(line, sizeof(line));
         /* the message waits for the client to make room too, a while */

@@ -54,6 +54,8 @@ enum chan_state {
     CHAN_RELAYING, /* both sides open, bytes flowing */
     CHAN_FAILING,  /* telling the client why it failed */
     CHAN_CLOSING,  /* we closed the client side; waiting for its close */
+    CHAN_OPENING,  /* opened by the target (an agent or a remote forward's
+                      connection): its client side is being opened */
 };
 
 struct session_child;
@@ -81,6 +83,11 @@ struct relay_chan {
     int fwd_port;
     char fwd_orig_host[64];
     int fwd_orig_port;
+    /* a session channel: the client asked for agent forwarding, and the
+     * access profile allowed it (forward.c) */
+    bool agent_req, agent_fwd;
+    /* a channel the target opened: the grant (sc->grants) it came by */
+    struct relay_chan *grant;
     /* streams: 0 = client stdin to target, 1 = target stdout to client,
      * 2 = target stderr to client */
     struct relay_stream s[3];
@@ -132,6 +139,11 @@ struct session_child {
     int64_t started_ms;
     bool activity; /* a callback saw something happen */
     struct relay_chan *chans;
+    /* what the access profile allowed that the target may use later:
+     * agent forwarding (one at most) and remote forwards, each with its
+     * report row; no channels of their own (forward.c) */
+    struct relay_chan *grants;
+    struct ssh_callbacks_struct up_session_cb;
     struct ssh_server_callbacks_struct server_cb;
     struct sshkex_flush kex_flush; /* the first KEXINIT leaves at once */
     int connect_timeout;
@@ -183,8 +195,32 @@ int upstream_open(struct session_child *sc, const char *session_id);
  * (pty, env, shell/exec/subsystem or direct-tcpip). Blocking. */
 int upstream_open_channel(struct session_child *sc, struct relay_chan *ch);
 
+/* forward.c: agent forwarding and remote forwards (ssh -A, ssh -R) */
+/* Installs the callbacks by which the target opens channels towards the
+ * client, on sc->up before it connects. */
+int forward_set_up_callbacks(struct session_child *sc);
+/* A session channel that asked for agent forwarding is being started:
+ * authorizes it (once per connection) and sets ch->agent_fwd. */
+void forward_agent_start(struct session_child *sc, struct relay_chan *ch);
+/* A global request of the client (tcpip-forward, cancel-tcpip-forward):
+ * answered here; 1 for libssh's default answer (refused). */
+int forward_global_request(struct session_child *sc, ssh_message m);
+/* A channel in CHAN_OPENING: goes on opening its client side; true if
+ * anything changed. */
+bool forward_open_step(struct relay_chan *ch);
+/* The connection ends: closes the grants' report rows. */
+void forward_end(struct session_child *sc);
+
 /* child.c: a blocking request to the monitor; reply payload in sc->rep. */
 int session_monitor_call(struct session_child *sc, uint8_t type,
                          uint8_t reply_type, int *fd);
+/* Asks the monitor whether ch (its kind and detail) is allowed: opens its
+ * report row (ch->session_id) or, refused, sets ch->fail_msg. */
+int child_authorize(struct session_child *sc, struct relay_chan *ch);
+/* Closes ch's report row with result and what it moved. */
+void child_report_end(struct session_child *sc, struct relay_chan *ch,
+                      const char *result);
+/* Installs the client-side callbacks on ch->down. */
+int child_set_down_callbacks(struct relay_chan *ch);
 
 #endif

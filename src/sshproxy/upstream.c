@@ -188,7 +188,8 @@ int upstream_open(struct session_child *sc, const char *session_id)
         upstream_fail(sc, msg, result);
         goto out;
     }
-    if ((sc->up = ssh_new()) == NULL) {
+    if ((sc->up = ssh_new()) == NULL ||
+        forward_set_up_callbacks(sc) != ERR_OK) {
         upstream_fail(sc, "out of memory", "error: out of memory");
         goto out;
     }
@@ -278,6 +279,11 @@ int upstream_open_channel(struct session_child *sc, struct relay_chan *ch)
         /* A target that refuses an environment variable is not fatal. */
         (void)ssh_channel_request_env(ch->up, ch->env_name[i],
                                       ch->env_value[i]);
+    }
+    /* Before the shell or command, which reads SSH_AUTH_SOCK when it
+     * starts; a target that refuses it runs without (as OpenSSH does). */
+    if (ch->agent_fwd && ssh_channel_request_auth_agent(ch->up) != SSH_OK) {
+        log_info("the asset refused agent forwarding");
     }
     switch (ch->kind) {
     case KIND_SHELL:
