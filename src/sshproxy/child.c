@@ -595,7 +595,8 @@ int child_set_down_callbacks(struct relay_chan *ch)
     cb->channel_exec_request_function = child_down_exec;
     cb->channel_subsystem_request_function = child_down_subsystem;
     cb->channel_auth_agent_req_function = child_down_agent_req;
-    /* No X11 callback: libssh then refuses x11-req. */
+    /* No X11 callback: x11-req goes to child_on_message, which can refuse
+     * it (libssh answers success to a request that has a callback). */
     ssh_callbacks_init(cb);
     return ssh_set_channel_callbacks(ch->down, cb);
 }
@@ -684,6 +685,12 @@ static int child_on_message(ssh_session session, ssh_message m, void *userdata)
 
     if (ssh_message_type(m) == SSH_REQUEST_GLOBAL) {
         return forward_global_request(sc, m);
+    }
+    /* x11-req comes here because the channels have no X11 callback:
+     * libssh answers success to any request that has one */
+    if (ssh_message_type(m) == SSH_REQUEST_CHANNEL &&
+        ssh_message_subtype(m) == SSH_CHANNEL_REQUEST_X11) {
+        return forward_x11_request(sc, m);
     }
     if (ssh_message_type(m) != SSH_REQUEST_CHANNEL_OPEN ||
         ssh_message_subtype(m) != SSH_CHANNEL_DIRECT_TCPIP) {

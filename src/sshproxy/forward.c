@@ -102,48 +102,109 @@ void forward_end(struct session_child *sc)
     }
 }
 
-/* --- agent forwarding --- */
+/* --- agent and X11 forwarding: one grant per connection --- */
+
+static struct relay_chan *forward_grant(struct session_child *sc, int kind)
+{
+    struct relay_chan *g = forward_find(sc, kind, NULL, 0);
+
+    if (g != NULL) {
+        return g;
+    }
+    if ((g = relay_chan_new(sc)) == NULL) {
+        return NULL;
+    }
+    g->kind = kind;
+    if ((g->detail = strdup("")) == NULL || child_authorize(sc, g) != ERR_OK) {
+        log_info("%s refused: %s", policy_kind_str(kind),
+                 g->fail_msg != NULL ? g->fail_msg : "out of memory");
+        relay_chan_free(g);
+        return NULL;
+    }
+    forward_link(sc, g);
+    return g;
+}
 
 void forward_agent_start(struct session_child *sc, struct relay_chan *ch)
 {
-    struct relay_chan *g = forward_find(sc, KIND_AGENT_FORWARD, NULL, 0);
-
-    if (g == NULL) {
-        if ((g = relay_chan_new(sc)) == NULL) {
-            return;
-        }
-        g->kind = KIND_AGENT_FORWARD;
-        if ((g->detail = strdup("")) == NULL ||
-            child_authorize(sc, g) != ERR_OK) {
-            log_info("agent forwarding refused: %s",
-                     g->fail_msg != NULL ? g->fail_msg : "out of memory");
-            relay_chan_free(g);
-            return;
-        }
-        forward_link(sc, g);
+    if (forward_grant(sc, KIND_AGENT_FORWARD) != NULL) {
+        ch->agent_fwd = true;
     }
-    ch->agent_fwd = true;
 }
 
-/* The target opens an agent channel: accepted only with a grant; its
- * client side is opened by forward_open_step(). */
-static ssh_channel forward_on_agent_open(ssh_session session, void *userdata)
+/* The X11 request's fields, by libssh's message getters: deprecated in
+ * favour of a channel callback, which cannot refuse the request (libssh
+ * answers success), and OpenSSH's client tells its user of a refusal
+ * ("X11 forwarding request failed"). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static void forward_x11_fields(ssh_message m, const char **proto,
+                               const char **cookie, int *single, int *screen)
 {
-    struct session_child *sc = userdata;
-    struct relay_chan *g = forward_find(sc, KIND_AGENT_FORWARD, NULL, 0);
+    *proto = ssh_message_channel_request_x11_auth_protocol(m);
+    *cookie = ssh_message_channel_request_x11_auth_cookie(m);
+    *single = ssh_message_channel_request_x11_single_connection(m);
+    *screen = ssh_message_channel_request_x11_screen_number(m);
+}
+#pragma GCC diagnostic pop
+
+int forward_x11_request(struct session_child *sc, ssh_message m)
+{
+    ssh_channel channel = ssh_message_channel_request_channel(m);
+    const char *proto = NULL, *cookie = NULL;
+    int single = 0, screen = 0;
+    struct relay_chan *ch;
+
+    for (ch = sc->chans; ch != NULL && ch->down != channel; ch = ch->next) {
+    }
+    if (ch == NULL || ch->state != CHAN_NEW || ch->x11_fwd) {
+        return 1;
+    }
+    forward_x11_fields(m, &proto, &cookie, &single, &screen);
+    /* what X11 puts there: a protocol name and a hex cookie */
+    if (proto == NULL || cookie == NULL || strlen(proto) > 64 ||
+        strlen(cookie) > 256 ||
+        strspn(cookie, "0123456789abcdefABCDEF") != strlen(cookie) ||
+        screen < 0 || screen > 65535) {
+        return 1;
+    }
+    if (forward_grant(sc, KIND_X11) == NULL) {
+        return 1;
+    }
+    if ((ch->x11_proto = strdup(proto)) == NULL ||
+        (ch->x11_cookie = strdup(cookie)) == NULL) {
+        return 1;
+    }
+    ch->x11_single = single != 0;
+    ch->x11_screen = screen;
+    ch->x11_fwd = true;
+    (void)ssh_message_channel_request_reply_success(m);
+    return 0;
+}
+
+/* The target opens an agent or X11 channel: accepted only with a grant;
+ * its client side is opened by forward_open_step(). */
+static ssh_channel forward_on_open(struct session_child *sc, ssh_session up,
+                                   int kind, const char *orig, int orig_port)
+{
+    struct relay_chan *g = forward_find(sc, kind, NULL, 0);
     struct relay_chan *ch;
 
     if (g == NULL) {
-        log_warn("the asset opened an agent channel that was not granted; "
-                 "refused");
+        log_warn("the asset opened an %s channel that was not granted; "
+                 "refused",
+                 policy_kind_str(kind));
         return NULL;
     }
     if ((ch = relay_chan_new(sc)) == NULL) {
         return NULL;
     }
-    ch->kind = KIND_AGENT_FORWARD;
+    ch->kind = kind;
     ch->grant = g;
-    if ((ch->up = ssh_channel_new(session)) == NULL ||
+    snprintf(ch->fwd_orig_host, sizeof(ch->fwd_orig_host), "%s",
+             orig != NULL ? orig : "127.0.0.1");
+    ch->fwd_orig_port = orig_port;
+    if ((ch->up = ssh_channel_new(up)) == NULL ||
         (ch->down = ssh_channel_new(sc->down)) == NULL ||
         child_set_down_callbacks(ch) != SSH_OK) {
         relay_chan_free(ch);
@@ -155,6 +216,19 @@ static ssh_channel forward_on_agent_open(ssh_session session, void *userdata)
     sc->chans = ch;
     sc->activity = true;
     return ch->up;
+}
+
+static ssh_channel forward_on_agent_open(ssh_session session, void *userdata)
+{
+    return forward_on_open(userdata, session, KIND_AGENT_FORWARD, NULL, 0);
+}
+
+static ssh_channel forward_on_x11_open(ssh_session session,
+                                       const char *originator_address,
+                                       int originator_port, void *userdata)
+{
+    return forward_on_open(userdata, session, KIND_X11, originator_address,
+                           originator_port);
 }
 
 /* --- remote forwards --- */
@@ -310,6 +384,7 @@ int forward_set_up_callbacks(struct session_child *sc)
     memset(cb, 0, sizeof(*cb));
     cb->userdata = sc;
     cb->channel_open_request_auth_agent_function = forward_on_agent_open;
+    cb->channel_open_request_x11_function = forward_on_x11_open;
     ssh_callbacks_init(cb);
     if (ssh_set_callbacks(sc->up, cb) != SSH_OK) {
         return ERR_INTERNAL;
@@ -326,6 +401,9 @@ bool forward_open_step(struct relay_chan *ch)
 
     if (ch->kind == KIND_AGENT_FORWARD) {
         rc = ssh_channel_open_auth_agent(ch->down);
+    } else if (ch->kind == KIND_X11) {
+        rc = ssh_channel_open_x11(ch->down, ch->fwd_orig_host,
+                                  ch->fwd_orig_port);
     } else {
         rc = ssh_channel_open_reverse_forward(ch->down, ch->fwd_host,
                                               ch->fwd_port, ch->fwd_orig_host,
@@ -341,8 +419,7 @@ bool forward_open_step(struct relay_chan *ch)
     }
     /* the client refused (no agent, nothing listening where the forward
      * points): the target's side is closed, nothing is said */
-    log_info("the client refused a %s channel",
-             ch->kind == KIND_AGENT_FORWARD ? "agent" : "forwarded");
+    log_info("the client refused a %s channel", policy_kind_str(ch->kind));
     if (!ch->up_closed) {
         ssh_channel_close(ch->up);
     }

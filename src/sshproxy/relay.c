@@ -102,6 +102,8 @@ void relay_chan_free(struct relay_chan *ch)
     scp_tracker_free(ch->scp);
     sftp_tracker_free(ch->sftp);
     free(ch->detail);
+    free(ch->x11_proto);
+    free(ch->x11_cookie);
     free(ch->fail_msg);
     free(ch->result);
     free(ch->exit_signal);

@@ -86,6 +86,12 @@ struct relay_chan {
     /* a session channel: the client asked for agent forwarding, and the
      * access profile allowed it (forward.c) */
     bool agent_req, agent_fwd;
+    /* a session channel: X11 forwarding allowed, with the client's
+     * x11-req replayed to the target as it came (its cookie is the
+     * client's stand-in, which the client swaps for the real one) */
+    bool x11_fwd, x11_single;
+    int x11_screen;
+    char *x11_proto, *x11_cookie;
     /* a channel the target opened: the grant (sc->grants) it came by */
     struct relay_chan *grant;
     /* streams: 0 = client stdin to target, 1 = target stdout to client,
@@ -202,6 +208,9 @@ int forward_set_up_callbacks(struct session_child *sc);
 /* A session channel that asked for agent forwarding is being started:
  * authorizes it (once per connection) and sets ch->agent_fwd. */
 void forward_agent_start(struct session_child *sc, struct relay_chan *ch);
+/* The client's x11-req on a session channel: authorized (once per
+ * connection) and answered here; 1 for libssh's default (refused). */
+int forward_x11_request(struct session_child *sc, ssh_message m);
 /* A global request of the client (tcpip-forward, cancel-tcpip-forward):
  * answered here; 1 for libssh's default answer (refused). */
 int forward_global_request(struct session_child *sc, ssh_message m);

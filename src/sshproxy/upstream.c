@@ -285,6 +285,11 @@ int upstream_open_channel(struct session_child *sc, struct relay_chan *ch)
     if (ch->agent_fwd && ssh_channel_request_auth_agent(ch->up) != SSH_OK) {
         log_info("the asset refused agent forwarding");
     }
+    if (ch->x11_fwd &&
+        ssh_channel_request_x11(ch->up, ch->x11_single ? 1 : 0, ch->x11_proto,
+                                ch->x11_cookie, ch->x11_screen) != SSH_OK) {
+        log_info("the asset refused X11 forwarding");
+    }
     switch (ch->kind) {
     case KIND_SHELL:
         rc = ssh_channel_request_shell(ch->up);

@@ -10,13 +10,17 @@ row of the session report. The target is the test's OpenSSH sshd."""
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import time
 
-from pclib import (EchoServer, bytes_diff, free_port, keygen, run,
+import pytest
+
+from pclib import (EchoServer, Target, bytes_diff, free_port, keygen, run,
                    stop_process, uniq, wait_listen)
+from test_rdp import start_xvfb
 
 
 def agent(tmp_path):
@@ -223,3 +227,66 @@ def test_a_target_cannot_open_what_was_not_granted(proxy, target, ssh_client,
         stop_process(proc, 3)
         echo.close()
         os.kill(pid, signal.SIGTERM)
+
+
+@pytest.fixture
+def x11_target(tmp_path_factory, pctarget):
+    """The test's sshd with X11 forwarding on (xauth writes the cookie in
+    pctarget's home, so the asset logs in as pctarget, not root)."""
+    for tool in ("Xvfb", "xauth", "xdpyinfo"):
+        if shutil.which(tool) is None:
+            pytest.skip("%s is not installed (scripts/install-deps)" % tool)
+    t = Target(tmp_path_factory.mktemp("x11target"), *pctarget,
+               extra_config=["X11Forwarding yes",
+                             "XAuthLocation %s" % shutil.which("xauth")])
+    t.start()
+    yield t
+    t.stop()
+
+
+def x11_ssh(ssh_client, login, pw, display, command):
+    env = ssh_client.env(password=pw)
+    env["DISPLAY"] = display
+    return run(ssh_client.ssh_args(login, command, extra=["-Y"]), env=env)
+
+
+def test_x11_forwarding(proxy, x11_target, ssh_client):
+    pw = "pw-" + uniq()
+    user = proxy.user_add(password=pw)
+    asset_id = proxy.target_asset(x11_target, as_root=False)
+    proxy.allow(user, asset_id, flags=("--x11",))
+    xvfb, display = start_xvfb("1234x567")
+    try:
+        # an X client on the target draws on the client's X server
+        r = x11_ssh(ssh_client, "%s#%s" % (user, asset_id), pw, display,
+                    "xdpyinfo | grep dimensions")
+    finally:
+        stop_process(xvfb, 5)
+    assert r.rc == 0, r
+    assert "1234x567 pixels" in r.out, r
+    row = proxy.wait_session(
+        lambda s: s.get("user") == user and s.get("kind") == "x11",
+        what="the x11 row of %s" % user)
+    assert row["result"] == "ok", row
+    assert row["bytes_up"] > 0 and row["bytes_down"] > 0, row
+
+
+def test_x11_forwarding_refused_without_the_switch(proxy, x11_target,
+                                                   ssh_client):
+    pw = "pw-" + uniq()
+    user = proxy.user_add(password=pw)
+    asset_id = proxy.target_asset(x11_target, as_root=False)
+    proxy.allow(user, asset_id)  # no --x11
+    xvfb, display = start_xvfb()
+    try:
+        r = x11_ssh(ssh_client, "%s#%s" % (user, asset_id), pw, display,
+                    "echo display=${DISPLAY:-none}")
+    finally:
+        stop_process(xvfb, 5)
+    # OpenSSH's own words for a refused x11-req; the command still runs
+    assert r.rc == 0 and r.out.strip() == "display=none", r
+    assert "X11 forwarding request failed" in r.err, r
+    row = proxy.wait_session(
+        lambda s: s.get("user") == user and s.get("kind") == "x11",
+        what="the refused x11 row of %s" % user)
+    assert row["result"].startswith("denied"), row

@@ -50,7 +50,7 @@ def nt_hash(password):
     return r.out.strip().splitlines()[-1].strip()
 
 
-def start_xvfb():
+def start_xvfb(size="1024x768"):
     """An Xvfb on a display it picks (-displayfd: the lowest free one, and
     it tells which): (process, ":N"). -noreset: an X server resets when
     its last client leaves, and a client connecting meanwhile fails
@@ -58,7 +58,7 @@ def start_xvfb():
     same display met under load."""
     rfd, wfd = os.pipe()
     xvfb = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(wfd), "-screen", "0", "1024x768x24",
+        ["Xvfb", "-displayfd", str(wfd), "-screen", "0", size + "x24",
          "-nolisten", "tcp", "-noreset"], pass_fds=(wfd,),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
