@@ -40,8 +40,31 @@
 #include "policy/policy.h"
 
 /* Remote forwards one connection may hold (OpenSSH has no limit; a
- * bound, so a client cannot make the target listen on every port). */
+ * bound, so a client cannot make the target listen on every port), and
+ * forward requests it may make at all (each is a report row, granted or
+ * refused: a client asking without end would grow the store). */
 #define FORWARD_MAX_GRANTS 64
+#define FORWARD_MAX_REQUESTS 256
+/* Channels the target may have open towards the client at once (agent,
+ * X11, forwarded connections): a hostile target opening without end
+ * would grow the session child's memory. */
+#define FORWARD_MAX_OPEN 256
+
+static bool forward_room(struct session_child *sc)
+{
+    int n = 0;
+
+    for (struct relay_chan *ch = sc->chans; ch != NULL; ch = ch->next) {
+        n += ch->grant != NULL;
+    }
+    if (n >= FORWARD_MAX_OPEN) {
+        log_warn("the asset has %d channels open towards the client; "
+                 "refused one more",
+                 n);
+        return false;
+    }
+    return true;
+}
 
 static void forward_link(struct session_child *sc, struct relay_chan *g)
 {
@@ -196,7 +219,7 @@ static ssh_channel forward_on_open(struct session_child *sc, ssh_session up,
                  policy_kind_str(kind));
         return NULL;
     }
-    if ((ch = relay_chan_new(sc)) == NULL) {
+    if (!forward_room(sc) || (ch = relay_chan_new(sc)) == NULL) {
         return NULL;
     }
     ch->kind = kind;
@@ -241,6 +264,14 @@ static int forward_listen(struct session_child *sc, ssh_message m)
     char detail[300];
 
     if (host == NULL || strlen(host) > 255 || port < 0 || port > 65535) {
+        return 1;
+    }
+    if (++sc->forward_requests > FORWARD_MAX_REQUESTS) {
+        if (sc->forward_requests == FORWARD_MAX_REQUESTS + 1) {
+            log_warn("%d remote forward requests on one connection; "
+                     "refusing the rest unseen",
+                     FORWARD_MAX_REQUESTS);
+        }
         return 1;
     }
     for (g = sc->grants; g != NULL; g = g->next) {
@@ -353,7 +384,7 @@ static int forward_on_up_message(ssh_session session, ssh_message m,
                  host != NULL ? host : "?", port);
         return 1;
     }
-    if ((ch = relay_chan_new(sc)) == NULL) {
+    if (!forward_room(sc) || (ch = relay_chan_new(sc)) == NULL) {
         return 1;
     }
     ch->kind = KIND_REMOTE_FORWARD;

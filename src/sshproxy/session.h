@@ -149,6 +149,7 @@ struct session_child {
      * agent forwarding (one at most) and remote forwards, each with its
      * report row; no channels of their own (forward.c) */
     struct relay_chan *grants;
+    int forward_requests; /* tcpip-forward requests so far (forward.c) */
     struct ssh_callbacks_struct up_session_cb;
     struct ssh_server_callbacks_struct server_cb;
     struct sshkex_flush kex_flush; /* the first KEXINIT leaves at once */

@@ -197,36 +197,126 @@ def test_remote_forward_refused_without_the_switch(proxy, target,
     assert "127.0.0.1:%d" % rport in (row.get("detail") or ""), row
 
 
-def test_a_target_cannot_open_what_was_not_granted(proxy, target, ssh_client,
-                                                   tmp_path):
-    """A forward granted for one port: a connection the client did not ask
-    for never reaches it, and with an agent on the client but agent
-    forwarding refused, nothing on the target reaches that agent."""
+class HostileTarget:
+    """An SSH server (paramiko) that, asked to run `probe`, opens towards
+    the client what a compromised target would: an agent channel, an X11
+    channel, forwarded connections to a port nobody forwarded and to the
+    one the client did; it prints each outcome and exits 0."""
+
+    def __init__(self, tmp_path):
+        import paramiko
+        import threading
+        self.paramiko = paramiko
+        self.key = paramiko.Ed25519Key.from_private_key_file(
+            str(keygen(tmp_path / "hostile_host")))
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        self.forwards = []  # (address, port) the proxy asked it to listen on
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        paramiko, outer = self.paramiko, self
+
+        class Server(paramiko.ServerInterface):
+            def __init__(self):
+                self.exec_event = None
+                self.command = None
+
+            def get_allowed_auths(self, username):
+                return "password"
+
+            def check_auth_password(self, username, password):
+                return paramiko.AUTH_SUCCESSFUL
+
+            def check_channel_request(self, kind, chanid):
+                return paramiko.OPEN_SUCCEEDED
+
+            def check_channel_exec_request(self, channel, command):
+                self.command = command
+                return True
+
+            def check_port_forward_request(self, address, port):
+                outer.forwards.append((address, port))
+                return port
+
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        t = paramiko.Transport(conn)
+        t.add_server_key(self.key)
+        server = Server()
+        t.start_server(server=server)
+        chan = t.accept(20)
+        deadline = time.monotonic() + 20
+        while server.command is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        results = []
+
+        def attempt(name, opener):
+            try:
+                c = opener()
+                results.append("%s=opened" % name)
+                c.sendall(b"ping")
+                c.close()
+            except Exception:  # paramiko's ChannelException and friends
+                results.append("%s=refused" % name)
+
+        attempt("agent", lambda: t.open_channel("auth-agent@openssh.com"))
+        attempt("x11", lambda: t.open_x11_channel(("127.0.0.1", 6000)))
+        granted = self.forwards[0] if self.forwards else ("127.0.0.1", 1)
+        attempt("other-port", lambda: t.open_forwarded_tcpip_channel(
+            ("127.0.0.1", 40000), (granted[0], granted[1] + 1)))
+        attempt("granted-port", lambda: t.open_forwarded_tcpip_channel(
+            ("127.0.0.1", 40001), granted))
+        chan.sendall((" ".join(results) + "\n").encode())
+        chan.send_exit_status(0)
+        time.sleep(0.5)
+        chan.close()
+        t.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_target_opens_only_what_was_granted(proxy, ssh_client, tmp_path):
+    """A compromised target opens what it likes towards the client: with
+    only a remote forward of one port granted (agent forwarding asked by
+    the client but not in its profile, no X11), everything but a
+    connection to that port is refused, and never reaches the client."""
     pw = "pw-" + uniq()
     user = proxy.user_add(password=pw)
-    asset_id = proxy.target_asset(target)
+    hostile = HostileTarget(tmp_path)
+    asset_id = proxy.asset_add(uniq("hostile"), "127.0.0.1", hostile.port,
+                               "root", password="anything")
     proxy.allow(user, asset_id, flags=("--remote-forward",))
     sock, pid, _ = agent(tmp_path)
     echo = EchoServer()
-    rport = free_port()
-    env = ssh_client.env(password=pw)
-    env["SSH_AUTH_SOCK"] = sock
-    proc = subprocess.Popen(
-        ssh_client.ssh_args("%s#%s" % (user, asset_id),
-                            "echo agent=${SSH_AUTH_SOCK:-none}; sleep 30",
-                            extra=["-A", "-o", "ExitOnForwardFailure=yes",
-                                   "-R", "127.0.0.1:%d:127.0.0.1:%d"
-                                   % (rport, echo.port)]),
-        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, start_new_session=True)
     try:
-        assert proc.stdout.readline().strip() == b"agent=none"
-        assert wait_listen(rport, 20, proc)
-        echo_roundtrip(rport, 1024)
+        r = ssh_with_agent(ssh_client, "%s#%s" % (user, asset_id), pw, sock,
+                           "probe",
+                           extra=["-R", "127.0.0.1:%d:127.0.0.1:%d"
+                                  % (free_port(), echo.port)])
     finally:
-        stop_process(proc, 3)
-        echo.close()
         os.kill(pid, signal.SIGTERM)
+        hostile.close()
+    assert r.rc == 0, r
+    assert r.out.split() == ["agent=refused", "x11=refused",
+                             "other-port=refused", "granted-port=opened"], r
+    # the granted connection reached the client's -R destination
+    deadline = time.monotonic() + 10
+    while echo.connections < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert echo.connections == 1
+    echo.close()
+    log = proxy.log_text()
+    assert "opened an agent channel that was not granted" in log
+    assert "opened an x11 channel that was not granted" in log
+    assert "that was not granted; refused" in log
 
 
 @pytest.fixture
@@ -290,3 +380,29 @@ def test_x11_forwarding_refused_without_the_switch(proxy, x11_target,
         lambda s: s.get("user") == user and s.get("kind") == "x11",
         what="the refused x11 row of %s" % user)
     assert row["result"].startswith("denied"), row
+
+
+def test_forward_requests_are_bounded(proxy, target, ssh_client):
+    """Each forward request is a report row, granted or refused: a client
+    asking for 300 gets 256 rows, and the rest are refused unseen."""
+    pw = "pw-" + uniq()
+    user = proxy.user_add(password=pw)
+    asset_id = proxy.target_asset(target)
+    proxy.allow(user, asset_id)  # no --remote-forward: all refused
+    extra = ["-N", "-o", "ExitOnForwardFailure=no"]
+    for i in range(300):
+        extra += ["-R", "127.0.0.1:%d:127.0.0.1:9" % (40000 + i)]
+    proc = ssh_client.popen_ssh("%s#%s" % (user, asset_id), password=pw,
+                                extra=extra)
+    try:
+        deadline = time.monotonic() + 30
+        while "refusing the rest unseen" not in proxy.log_text():
+            assert time.monotonic() < deadline, proxy.log_tail()
+            assert proc.poll() is None, proc.communicate(timeout=5)
+            time.sleep(0.2)
+    finally:
+        stop_process(proc, 3)
+    rows = [s for s in proxy.sessions()
+            if s.get("user") == user and s.get("kind") == "forward"]
+    assert len(rows) == 256, len(rows)
+    assert all(s["result"].startswith("denied") for s in rows)
