@@ -290,6 +290,21 @@ def wait_listen(port, timeout=15.0, proc=None, own_netns=False,
     return False
 
 
+def echo_roundtrip(port, size=64 * 1024):
+    """Sends size random bytes to 127.0.0.1:port and checks that the same
+    come back (an EchoServer behind a forward)."""
+    payload = os.urandom(size)
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        s.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    assert got == payload, bytes_diff(got, payload)
+
+
 def bytes_diff(got, want):
     """"" if equal, else where and how two byte strings differ."""
     if got == want:

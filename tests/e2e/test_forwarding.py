@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-from pclib import (EchoServer, Target, bytes_diff, free_port, keygen, run,
-                   stop_process, uniq, wait_listen)
+from pclib import (EchoServer, Target, echo_roundtrip, free_port, keygen,
+                   run, stop_process, uniq, wait_listen)
 from test_rdp import start_xvfb
 
 
@@ -89,19 +89,6 @@ def test_agent_forwarding_refused_without_the_switch(proxy, target,
         what="the refused agent row of %s" % user)
     assert row["result"].startswith("denied"), row
     assert "agent forwarding" in row["result"], row
-
-
-def echo_roundtrip(port, size=64 * 1024):
-    payload = os.urandom(size)
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
-        s.sendall(payload)
-        got = b""
-        while len(got) < len(payload):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            got += chunk
-    assert got == payload, bytes_diff(got, payload)
 
 
 def test_remote_forward(proxy, target, ssh_client):

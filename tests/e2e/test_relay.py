@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from pclib import (EchoServer, PtySession, bytes_diff, free_port, keygen,
+from pclib import (EchoServer, PtySession, echo_roundtrip, free_port, keygen,
                    make_file, sha256_file, stop_process, uniq, wait_listen)
 
 MiB = 1 << 20
@@ -185,16 +185,7 @@ def test_local_forward(proxy, target, ssh_client):
                            echo.port)
     try:
         assert wait_listen(lport, 20, proc), proc.communicate(timeout=5)
-        payload = os.urandom(64 * 1024)
-        with socket.create_connection(("127.0.0.1", lport), timeout=20) as s:
-            s.sendall(payload)
-            got = b""
-            while len(got) < len(payload):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                got += chunk
-        assert got == payload, bytes_diff(got, payload)
+        echo_roundtrip(lport)
         # The channel closed with the connection above: its row is closed
         # while the client is still connected.
         row = proxy.wait_session(
@@ -222,16 +213,7 @@ def test_local_forward_after_a_connection_closed_at_once(proxy, target,
     try:
         assert wait_listen(lport, 20, proc), proc.communicate(timeout=5)
         socket.create_connection(("127.0.0.1", lport), timeout=20).close()
-        payload = os.urandom(4096)
-        with socket.create_connection(("127.0.0.1", lport), timeout=20) as s:
-            s.sendall(payload)
-            got = b""
-            while len(got) < len(payload):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                got += chunk
-        assert got == payload, bytes_diff(got, payload)
+        echo_roundtrip(lport, 4096)
     finally:
         stop_process(proc, 3)
         echo.close()
