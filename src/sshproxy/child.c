@@ -925,11 +925,16 @@ static void child_time_limit(struct session_child *sc)
         return;
     }
     for (struct relay_chan *ch = sc->chans; ch != NULL; ch = ch->next) {
+        /* one still opening on the client's side is ended once it is
+         * open (a turn later) */
         if (ch->state == CHAN_RELAYING || ch->state == CHAN_STARTING) {
             relay_abort(ch, "session time limit reached",
                         "ok: session time limit reached");
         }
     }
+    /* nor may the target open anything more (an `ssh -N -R` session has
+     * no channel of its own to end) */
+    forward_end(sc, "ok: session time limit reached");
 }
 
 /*
@@ -1110,7 +1115,7 @@ static void child_loop(struct session_child *sc)
                                               : "error: client disconnected");
         relay_chan_free(ch);
     }
-    forward_end(sc);
+    forward_end(sc, "ok");
 }
 
 /* Sanitizer runtimes (ASan/UBSan builds) report to stderr unless told

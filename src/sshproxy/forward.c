@@ -118,10 +118,10 @@ static void forward_drop(struct session_child *sc, struct relay_chan *g,
     relay_chan_free(g);
 }
 
-void forward_end(struct session_child *sc)
+void forward_end(struct session_child *sc, const char *result)
 {
     while (sc->grants != NULL) {
-        forward_drop(sc, sc->grants, "ok");
+        forward_drop(sc, sc->grants, result);
     }
 }
 

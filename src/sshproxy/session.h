@@ -218,8 +218,9 @@ int forward_global_request(struct session_child *sc, ssh_message m);
 /* A channel in CHAN_OPENING: goes on opening its client side; true if
  * anything changed. */
 bool forward_open_step(struct relay_chan *ch);
-/* The connection ends: closes the grants' report rows. */
-void forward_end(struct session_child *sc);
+/* The connection ends (or reached its time limit): closes the grants'
+ * report rows with result; the target may open nothing more. */
+void forward_end(struct session_child *sc, const char *result);
 
 /* child.c: a blocking request to the monitor; reply payload in sc->rep. */
 int session_monitor_call(struct session_child *sc, uint8_t type,

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from pclib import (fresh_totp_code, free_port, keygen, key_fingerprint,
-                   stop_process,
-                   totp_wrong_code, uniq)
+from pclib import (EchoServer, echo_roundtrip, fresh_totp_code, free_port,
+                   keygen, key_fingerprint, stop_process, totp_wrong_code,
+                   uniq, wait_listen)
 
 
 def assert_auth_failed(r):
@@ -249,14 +249,17 @@ def test_idle_timeout_ends_a_quiet_session_only(proxy, target, ssh_client):
     session that moves no byte for a minute is ended with one line and
     its row says why; one that prints every 10 s outlives the minute. In
     the same minute, max_session_minutes ends a busy session (its first
-    test). Minutes are the profile's only unit: this waits for the
-    clock."""
+    test) and the same user's `ssh -N -R` forward (a connection with no
+    channel of its own: the target's connections to the forwarded port
+    are refused from then on). Minutes are the profile's only unit: this
+    waits for the clock."""
     user, pw, _ = new_user(proxy)
     asset_id = proxy.target_asset(target)
     proxy.allow(user, asset_id, flags=("--idle-timeout-minutes", "1"))
     login = "%s#%s" % (user, asset_id)
     capped, capped_pw, _ = new_user(proxy)
-    proxy.allow(capped, asset_id, flags=("--max-session-minutes", "1"))
+    proxy.allow(capped, asset_id, flags=("--max-session-minutes", "1",
+                                         "--remote-forward"))
     quiet_cmd = "sleep 150; echo login-ok"
     # 70 s: ten past the minute the quiet one gets (its idle time and the
     # capped one's limit end at about 60 s)
@@ -266,18 +269,33 @@ def test_idle_timeout_ends_a_quiet_session_only(proxy, target, ssh_client):
     busy = ssh_client.popen_ssh(login, busy_cmd, password=pw)
     long = ssh_client.popen_ssh("%s#%s" % (capped, asset_id), busy_cmd,
                                 password=capped_pw)
+    # and an `ssh -N -R` of the capped user: no channel of its own, but
+    # its forward ends with the limit too
+    echo, rport = EchoServer(), free_port()
+    fwd = ssh_client.popen_ssh(
+        "%s#%s" % (capped, asset_id), password=capped_pw,
+        extra=["-N", "-R", "127.0.0.1:%d:127.0.0.1:%d" % (rport, echo.port)])
     try:
+        assert wait_listen(rport, 20, fwd), fwd.communicate(timeout=5)
+        echo_roundtrip(rport, 1024)
         out, err = quiet.communicate(timeout=120)
         quiet_took = time.monotonic() - started
         long_out, long_err = long.communicate(timeout=120)
         long_took = time.monotonic() - started
         busy_out, busy_err = busy.communicate(timeout=120)
+        proxy.session_of(capped, "ok: session time limit reached",
+                         kind="forward")
+        # the target still listens (its connection lives on), but what
+        # reaches it is refused: nothing comes back
+        with pytest.raises((AssertionError, ConnectionError)):
+            echo_roundtrip(rport, 1024)
     except subprocess.TimeoutExpired:
         pytest.fail("a session outlived its idle timeout or time limit")
     finally:
-        for p in (quiet, busy, long):
+        for p in (quiet, busy, long, fwd):
             if p.poll() is None:
                 stop_process(p)
+        echo.close()
 
     def portcullis_lines(err):
         return [l for l in err.decode(errors="replace").splitlines()
