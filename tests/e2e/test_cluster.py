@@ -580,8 +580,9 @@ def test_a_node_frozen_inside_a_write_does_not_hold_the_others(cluster, pg):  # 
     that node is stopped, the table let go, and its transaction is left
     idle holding the write lock."""
     a, b, _ = cluster
-    wait_nodes(b, lambda r: r["a"]["state"] == "online" and
-               r["b"]["state"] == "online", 15, "both online")
+    # (a node answers HTTP a moment before its row is written)
+    wait_nodes(b, lambda r: all(r.get(n, {}).get("state") == "online"
+                                for n in ("a", "b")), 15, "both online")
     holder = subprocess.Popen(
         pg.as_user + [str(pg.bindir / "psql"), "-h", str(pg.dir), "-p",
                       str(pg.PORT), "-U", "portcullis", "-d", "portcullis",
