@@ -18,6 +18,7 @@ missing one is skipped with the package to install.
 import hashlib
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -26,8 +27,8 @@ import urllib.parse
 
 import pytest
 
-from pclib import Target, keygen, make_file, run, sha256_file, uniq, \
-    wait_for
+from pclib import EchoServer, Target, free_port, keygen, make_file, run, \
+    sha256_file, uniq, wait_for
 
 KiB = 1 << 10
 SIZE = 300 * KiB + 17  # several SSH packets and channel windows, odd size
@@ -77,13 +78,13 @@ class Acct:
     scratch directory on the target's filesystem; the proxy's host keys
     as a known_hosts file."""
 
-    def __init__(self, proxy, target, tmp, pin=True, record=False):
+    def __init__(self, proxy, target, tmp, pin=True, record=False, flags=()):
         self.proxy, self.target, self.tmp = proxy, target, tmp
         self.password = "pw-" + uniq()
         self.user = proxy.user_add(password=self.password)
         # pin=False: trust the first host key (the target's is not Ed25519)
         self.asset = proxy.target_asset(target, pin=pin)
-        proxy.allow(self.user, self.asset,
+        proxy.allow(self.user, self.asset, flags=flags,
                     native="record" if record else "allow")
         self.login = "%s#%s" % (self.user, self.asset)
         self.remote_dir = target.files / uniq("c")
@@ -310,6 +311,32 @@ def test_dropbear_dbclient(acct):
     no_banner(r.err + r2.err + r3.err)
 
 
+def test_dropbear_dbclient_agent_and_remote_forward(proxy, target,
+                                                    tmp_path):
+    """Dropbear's client's `-A` and `-R` through the proxy, as PuTTY's
+    below."""
+    need("dbclient", "dropbear-bin")
+    from test_forwarding import agent
+    acct = Acct(proxy, target, tmp_path,
+                flags=("--agent-forward", "--remote-forward"))
+    sock, pid, blob = agent(tmp_path)
+    echo, rport = EchoServer(), free_port()
+    env = dict(os.environ, DROPBEAR_PASSWORD=acct.password,
+               SSH_AUTH_SOCK=sock)
+    try:
+        r = run(["dbclient", "-y", "-y", "-A", "-p", str(acct.port),
+                 "-R", "127.0.0.1:%d:127.0.0.1:%d" % (rport, echo.port),
+                 "-l", acct.login, "127.0.0.1",
+                 "ssh-add -L; exec 3<>/dev/tcp/127.0.0.1/%d;"
+                 " echo hello >&3; read -r line <&3; echo got=$line" % rport],
+                env=env)
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        echo.close()
+    assert r.rc == 0, r
+    assert blob in r.out and "got=hello" in r.out, r
+
+
 def test_dropbear_gets_an_exit_status_that_follows_the_eof(acct):
     """dbclient closes its side as soon as it has an EOF and its output is
     written; an exit status the target sends after its EOF came too late
@@ -343,6 +370,32 @@ def test_putty_plink(acct):
     assert r.rc == 3, r
     assert r.out == "plink-42\n", r
     no_banner(r.err)
+
+
+def test_putty_plink_agent_and_remote_forward(proxy, target, tmp_path):
+    """PuTTY's own implementation of `-A` and `-R` through the proxy: the
+    target lists the agent's key and reaches the client's echo server
+    through the forwarded port."""
+    need("plink", "putty-tools")
+    from test_forwarding import agent
+    acct = Acct(proxy, target, tmp_path,
+                flags=("--agent-forward", "--remote-forward"))
+    sock, pid, blob = agent(tmp_path)
+    echo, rport = EchoServer(), free_port()
+    try:
+        r = run(["plink", "-ssh", "-batch", "-A", "-P", str(acct.port),
+                 "-R", "127.0.0.1:%d:127.0.0.1:%d" % (rport, echo.port),
+                 "-l", acct.login, "-pw", acct.password] +
+                putty_hostkeys(acct) +
+                ["127.0.0.1",
+                 "ssh-add -L; exec 3<>/dev/tcp/127.0.0.1/%d;"
+                 " echo hello >&3; read -r line <&3; echo got=$line" % rport],
+                env=dict(os.environ, SSH_AUTH_SOCK=sock))
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        echo.close()
+    assert r.rc == 0, r
+    assert blob in r.out and "got=hello" in r.out, r
 
 
 def test_putty_pscp_psftp(acct):
