@@ -744,11 +744,7 @@ void child_report_end(struct session_child *sc, struct relay_chan *ch,
         }
         ch->rec = NULL;
     }
-    if (ch->grant != NULL) {
-        ch->grant->bytes_up += ch->bytes_up;
-        ch->grant->bytes_down += ch->bytes_down;
-        ch->grant = NULL;
-    }
+    forward_credit(ch);
     if (ch->session_id[0] == '\0') {
         return;
     }

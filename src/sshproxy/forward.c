@@ -93,6 +93,15 @@ static struct relay_chan *forward_find(struct session_child *sc, int kind,
     return NULL;
 }
 
+void forward_credit(struct relay_chan *ch)
+{
+    if (ch->grant != NULL) {
+        ch->grant->bytes_up += ch->bytes_up;
+        ch->grant->bytes_down += ch->bytes_down;
+        ch->grant = NULL;
+    }
+}
+
 /* Ends grant g's row and frees it; channels that came by it no longer
  * point at it. */
 static void forward_drop(struct session_child *sc, struct relay_chan *g,
@@ -102,10 +111,7 @@ static void forward_drop(struct session_child *sc, struct relay_chan *g,
 
     for (struct relay_chan *ch = sc->chans; ch != NULL; ch = ch->next) {
         if (ch->grant == g) {
-            g->bytes_up += ch->bytes_up;
-            g->bytes_down += ch->bytes_down;
-            ch->bytes_up = ch->bytes_down = 0;
-            ch->grant = NULL;
+            forward_credit(ch);
         }
     }
     for (pp = &sc->grants; *pp != NULL; pp = &(*pp)->next) {
@@ -205,8 +211,42 @@ int forward_x11_request(struct session_child *sc, ssh_message m)
     return 0;
 }
 
-/* The target opens an agent or X11 channel: accepted only with a grant;
- * its client side is opened by forward_open_step(). */
+/* A channel the target opens by grant g, with its client side made (not
+ * yet opened); NULL over the bound or out of memory. The caller gives it
+ * its target side and then forward_chan_start(). */
+static struct relay_chan *forward_chan_new(struct session_child *sc, int kind,
+                                           struct relay_chan *g,
+                                           const char *orig, int orig_port)
+{
+    struct relay_chan *ch;
+
+    if (!forward_room(sc) || (ch = relay_chan_new(sc)) == NULL) {
+        return NULL;
+    }
+    ch->kind = kind;
+    ch->grant = g;
+    snprintf(ch->fwd_orig_host, sizeof(ch->fwd_orig_host), "%s",
+             orig != NULL ? orig : "127.0.0.1");
+    ch->fwd_orig_port = orig_port;
+    if ((ch->down = ssh_channel_new(sc->down)) == NULL ||
+        child_set_down_callbacks(ch) != SSH_OK) {
+        relay_chan_free(ch);
+        return NULL;
+    }
+    return ch;
+}
+
+/* Its client side is opened by forward_open_step(), from the loop. */
+static void forward_chan_start(struct relay_chan *ch)
+{
+    relay_set_up_callbacks(ch);
+    ch->state = CHAN_OPENING;
+    ch->next = ch->sc->chans;
+    ch->sc->chans = ch;
+    ch->sc->activity = true;
+}
+
+/* The target opens an agent or X11 channel: accepted only with a grant. */
 static ssh_channel forward_on_open(struct session_child *sc, ssh_session up,
                                    int kind, const char *orig, int orig_port)
 {
@@ -219,25 +259,14 @@ static ssh_channel forward_on_open(struct session_child *sc, ssh_session up,
                  policy_kind_str(kind));
         return NULL;
     }
-    if (!forward_room(sc) || (ch = relay_chan_new(sc)) == NULL) {
+    if ((ch = forward_chan_new(sc, kind, g, orig, orig_port)) == NULL) {
         return NULL;
     }
-    ch->kind = kind;
-    ch->grant = g;
-    snprintf(ch->fwd_orig_host, sizeof(ch->fwd_orig_host), "%s",
-             orig != NULL ? orig : "127.0.0.1");
-    ch->fwd_orig_port = orig_port;
-    if ((ch->up = ssh_channel_new(up)) == NULL ||
-        (ch->down = ssh_channel_new(sc->down)) == NULL ||
-        child_set_down_callbacks(ch) != SSH_OK) {
+    if ((ch->up = ssh_channel_new(up)) == NULL) {
         relay_chan_free(ch);
         return NULL;
     }
-    relay_set_up_callbacks(ch);
-    ch->state = CHAN_OPENING;
-    ch->next = sc->chans;
-    sc->chans = ch;
-    sc->activity = true;
+    forward_chan_start(ch);
     return ch->up;
 }
 
@@ -384,27 +413,18 @@ static int forward_on_up_message(ssh_session session, ssh_message m,
                  host != NULL ? host : "?", port);
         return 1;
     }
-    if (!forward_room(sc) || (ch = relay_chan_new(sc)) == NULL) {
+    if ((ch = forward_chan_new(
+             sc, KIND_REMOTE_FORWARD, g, orig,
+             ssh_message_channel_request_open_originator_port(m))) == NULL) {
         return 1;
     }
-    ch->kind = KIND_REMOTE_FORWARD;
-    ch->grant = g;
     snprintf(ch->fwd_host, sizeof(ch->fwd_host), "%s", host);
     ch->fwd_port = port;
-    snprintf(ch->fwd_orig_host, sizeof(ch->fwd_orig_host), "%s",
-             orig != NULL ? orig : "127.0.0.1");
-    ch->fwd_orig_port = ssh_message_channel_request_open_originator_port(m);
-    if ((ch->down = ssh_channel_new(sc->down)) == NULL ||
-        child_set_down_callbacks(ch) != SSH_OK ||
-        (ch->up = ssh_message_channel_request_open_reply_accept(m)) == NULL) {
+    if ((ch->up = ssh_message_channel_request_open_reply_accept(m)) == NULL) {
         relay_chan_free(ch);
         return 1;
     }
-    relay_set_up_callbacks(ch);
-    ch->state = CHAN_OPENING;
-    ch->next = sc->chans;
-    sc->chans = ch;
-    sc->activity = true;
+    forward_chan_start(ch);
     return 0;
 }
 

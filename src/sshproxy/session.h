@@ -218,6 +218,9 @@ int forward_global_request(struct session_child *sc, ssh_message m);
 /* A channel in CHAN_OPENING: goes on opening its client side; true if
  * anything changed. */
 bool forward_open_step(struct relay_chan *ch);
+/* A channel the target opened adds what it moved to its grant's row and
+ * leaves it (it ends, or its grant does first). */
+void forward_credit(struct relay_chan *ch);
 /* The connection ends (or reached its time limit): closes the grants'
  * report rows with result; the target may open nothing more. */
 void forward_end(struct session_child *sc, const char *result);
